@@ -1,0 +1,252 @@
+/*
+ * privguide/store.h - the encrypted, policy-bound event store.
+ *
+ * A data directory holds:
+ *   privguide.db   SQLite (WAL): catalog, users (pseudonyms, consent),
+ *                  sealed events, anonymous counts, ledgers, audit log
+ *   keystore.db    SQLite: each user's data key, wrapped by the master key
+ *                  (kept apart so that backups of the data hold no key)
+ *   master.key     0600: the pepper (for pseudonyms) and the master key
+ *   policy.json    the allow-list of event types and fields, retention
+ *
+ * Users are known only by pseudonym = keyed BLAKE2b(pepper, external id);
+ * the external id is never written. Each user's events are sealed with
+ * XChaCha20-Poly1305 under that user's random data key; the associated data
+ * binds (pseudonym, record id, format version). Deleting a user destroys
+ * the wrapped key and the records (crypto-shredding).
+ *
+ * A pvg_store is one connection; use it from one thread at a time. Several
+ * processes may open the same directory: writes are serialised by SQLite.
+ */
+#ifndef PRIVGUIDE_STORE_H
+#define PRIVGUIDE_STORE_H
+
+#include <privguide/common.h>
+#include <privguide/event.h>
+#include <privguide/import.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pvg_store pvg_store;
+
+#define PVG_PSEUDONYM_BYTES 16
+
+/* Environment variables read by pvg_store_open when the options leave the
+ * corresponding field NULL. */
+#define PVG_ENV_MASTER_KEY "PRIVGUIDE_MASTER_KEY"         /* base64 or hex, 32 bytes */
+#define PVG_ENV_NEW_MASTER_KEY "PRIVGUIDE_NEW_MASTER_KEY" /* target of a rotation */
+
+typedef struct pvg_store_init_options {
+    int master_key_in_env; /* 1: do not write the master key into master.key;
+                              it must come from PRIVGUIDE_MASTER_KEY */
+    const char *policy_json; /* policy text to write; NULL: the default policy */
+} pvg_store_init_options;
+
+/* Creates a data dir (mkdir -p, mode 0700) with a new pepper, master key,
+ * policy file and empty databases. Errors: PVG_ERR_EXISTS when the dir
+ * already holds a store, PVG_ERR_IO, PVG_ERR_INVALID (bad policy text, or
+ * master_key_in_env without the variable set). opts may be NULL. */
+pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts,
+                          pvg_error *err) PVG_WARN_UNUSED;
+
+/* Opens an existing store. On success *out is new (pvg_store_close).
+ * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`),
+ * PVG_ERR_PERMISSION (key file readable by others), PVG_ERR_CRYPTO (master
+ * key does not match the key store), PVG_ERR_CORRUPT, PVG_ERR_INVALID
+ * (policy file malformed; err has file:line:column). */
+pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Closes the store, wiping every key in memory. NULL ok. */
+void pvg_store_close(pvg_store *s);
+
+/* The data dir path (borrowed). */
+const char *pvg_store_dir(const pvg_store *s);
+
+/* The store's current time source: time(NULL) unless overridden by
+ * pvg_store_set_clock (tests, replays). */
+int64_t pvg_store_now(const pvg_store *s);
+void pvg_store_set_clock(pvg_store *s, int64_t fixed_now); /* 0 restores the real clock */
+
+/* Computes the pseudonym of an external user id into out[PVG_PSEUDONYM_BYTES]. */
+void pvg_store_pseudonym(const pvg_store *s, const char *ext_user, unsigned char *out);
+
+/* ---- ingest ---------------------------------------------------------- */
+
+#define PVG_REASON_MAX 32
+typedef struct pvg_reason_count {
+    char reason[40];
+    long long count;
+} pvg_reason_count;
+
+typedef struct pvg_ingest_stats {
+    long long read;        /* data rows read = accepted + rejected */
+    long long accepted;    /* rows taken: stored events, items, anonymous counts, duplicates */
+    long long rejected;    /* rows refused (reject file), including policy drops of whole events */
+    long long stored;      /* new events sealed into the store by this run */
+    long long duplicates;  /* events recognised as already held */
+    long long anonymous;   /* rows without a user id kept as anonymous counts */
+    long long items_upserted;
+    long long dropped_fields[PVG_FIELD_COUNT]; /* fields removed by the policy, per field bit index */
+    long long expired_swept; /* events deleted by the retention sweep run at the end */
+    int n_reasons;
+    pvg_reason_count reasons[PVG_REASON_MAX];
+    long long batches_committed;
+    /* store totals after the run */
+    long long users;
+    long long items;
+    long long events;
+    double seconds;
+} pvg_ingest_stats;
+
+typedef struct pvg_ingest_options {
+    pvg_reader_options reader;
+    const char *reject_path;  /* NULL: no reject file (rejects still counted) */
+    long batch_rows;          /* rows per committed transaction; 0: 50,000 */
+    int no_sweep;             /* 1: skip the retention sweep at the end */
+    /* progress callback, called after each committed batch; may be NULL */
+    void (*on_batch)(void *ctx, const pvg_ingest_stats *so_far);
+    void *ctx;
+} pvg_ingest_options;
+
+/* Streams `path` in format `fmt` into the store: pseudonymises users,
+ * applies the policy, seals events, upserts catalog items, commits in
+ * batches (a batch reported by on_batch is durable), then sweeps expired
+ * events. Re-running the same file stores nothing twice: an event's record
+ * id is a keyed hash of its user, its content and the occurrence number of
+ * that exact content within the file (docs/store.md). stats is filled even
+ * on failure (what was done up to the error). Errors: those of
+ * pvg_reader_open, PVG_ERR_IO, PVG_ERR_NOMEM, PVG_ERR_BUSY. */
+pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
+                                 const pvg_ingest_options *opts, pvg_ingest_stats *stats,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Adds one event for `ext_user` (creating the user on first sight), applying
+ * the policy. `dedup_key` (may be NULL) names the event for duplicate
+ * detection; NULL derives it from the content. Sets *outcome to 1 stored,
+ * 0 duplicate. Errors: PVG_ERR_POLICY (type not allowed: err says which),
+ * PVG_ERR_INVALID (bad field), PVG_ERR_NOT_FOUND (item unknown and
+ * `create_item` 0). Runs in its own transaction unless inside
+ * pvg_store_begin/commit. */
+pvg_status pvg_store_event_put(pvg_store *s, const char *ext_user, const pvg_event *ev,
+                               const char *dedup_key, int *outcome, pvg_error *err);
+
+/* Groups many writes into one transaction. */
+pvg_status pvg_store_begin(pvg_store *s, pvg_error *err);
+pvg_status pvg_store_commit(pvg_store *s, pvg_error *err);
+void pvg_store_rollback(pvg_store *s);
+
+/* Inserts or updates a catalog item by ext_id; *id_out (may be NULL) gets
+ * its row id. */
+pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *item, int64_t *id_out,
+                              pvg_error *err);
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Looks an item up by external id. On success *out is new (pvg_item_free).
+ * PVG_ERR_NOT_FOUND if absent. */
+pvg_status pvg_store_item_get(pvg_store *s, const char *ext_id, pvg_item **out, pvg_error *err);
+/* Looks an item up by row id. */
+pvg_status pvg_store_item_get_by_id(pvg_store *s, int64_t id, pvg_item **out, pvg_error *err);
+void pvg_item_free(pvg_item *item);
+
+/* Calls fn for every catalog item in row-id order; the item is borrowed for
+ * the call. fn returns 0 to go on, non-zero to stop (returned as
+ * PVG_ERR_ABORTED). */
+pvg_status pvg_store_items_foreach(pvg_store *s, int (*fn)(void *ctx, const pvg_item *item),
+                                   void *ctx, pvg_error *err);
+
+/* What the iterator shows of a user: never the external id. */
+typedef struct pvg_user_view {
+    int64_t user_id;                               /* stable row id */
+    unsigned char pseudonym[PVG_PSEUDONYM_BYTES];
+    int consent_personalization;
+    int consent_analytics;
+    int64_t created_at;
+} pvg_user_view;
+
+enum {
+    PVG_FOREACH_REQUIRE_ANALYTICS = 1u << 0,       /* skip users without analytics consent */
+    PVG_FOREACH_REQUIRE_PERSONALIZATION = 1u << 1  /* skip users without personalisation consent */
+};
+
+/* Decrypts and hands every user's events to fn, one user at a time, events
+ * in timestamp order. Arrays and strings are borrowed for the call. fn
+ * returns 0 to go on, non-zero to stop (returned as PVG_ERR_ABORTED).
+ * Errors: PVG_ERR_CRYPTO when a record fails authentication (err names the
+ * user row id and record), PVG_ERR_IO. */
+typedef int (*pvg_user_events_fn)(void *ctx, const pvg_user_view *user, const pvg_event *events,
+                                  size_t n_events);
+pvg_status pvg_store_foreach_user(pvg_store *s, unsigned flags, pvg_user_events_fn fn, void *ctx,
+                                  pvg_error *err);
+
+/* The same for one user by external id; PVG_ERR_NOT_FOUND if unknown. */
+pvg_status pvg_store_user_events(pvg_store *s, const char *ext_user, pvg_user_events_fn fn,
+                                 void *ctx, pvg_error *err);
+
+/* Non-personal anonymous counts per item and event type (rows of sources
+ * without a user id). fn gets (item row id, type, count, quantity sum). */
+pvg_status pvg_store_anonymous_foreach(pvg_store *s,
+                                       int (*fn)(void *ctx, int64_t item_id, pvg_event_type type,
+                                                 long long count, double quantity),
+                                       void *ctx, pvg_error *err);
+
+typedef struct pvg_store_counts {
+    long long users, items, events, anonymous_rows, wrapped_keys;
+} pvg_store_counts;
+pvg_status pvg_store_counts_get(pvg_store *s, pvg_store_counts *out, pvg_error *err);
+
+/* ---- the user's rights ------------------------------------------------ */
+
+/* Everything held about a user, as a JSON document (new string; free with
+ * pvg_free): {"user", "pseudonym", "created_at", "consent":{...},
+ * "purposes":[...], "events":[...]}. PVG_ERR_NOT_FOUND when unknown. */
+pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json_out,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Crypto-shreds a user: destroys the wrapped data key and every record with
+ * secure_delete on, then checkpoints and truncates both WALs, so no file in
+ * the data dir keeps the key or a record. PVG_ERR_NOT_FOUND when unknown. */
+pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *err);
+
+typedef struct pvg_consent {
+    int personalization;
+    int analytics;
+} pvg_consent;
+
+/* Reads / writes a user's consent. get: PVG_ERR_NOT_FOUND when unknown.
+ * set: creates the user when unknown (consent may precede any event). */
+pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent *out,
+                                 pvg_error *err);
+pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_consent *c,
+                                 pvg_error *err);
+
+/* 1 when the user is known, 0 when not, negative pvg_status on error. */
+int pvg_store_user_exists(pvg_store *s, const char *ext_user, pvg_error *err);
+
+/* ---- keys and retention ---------------------------------------------- */
+
+/* Rewraps every data key under a new master key without touching events.
+ * Safe to interrupt: the key file keeps both keys until every wrapped key
+ * is under the new one; a rerun finishes the job. With the master key in
+ * the environment, the new key must be in PRIVGUIDE_NEW_MASTER_KEY.
+ * *rewrapped (may be NULL) gets the number of keys rewrapped. */
+pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped, pvg_error *err);
+
+/* Deletes every event whose retention has passed at pvg_store_now().
+ * *deleted (may be NULL) gets the count. */
+pvg_status pvg_store_retention_sweep(pvg_store *s, long long *deleted, pvg_error *err);
+
+/* The policy file's text (borrowed) and helpers derived from it. */
+const char *pvg_store_policy_json(const pvg_store *s);
+/* 1 if the policy keeps events of this type. */
+int pvg_store_policy_allows(const pvg_store *s, pvg_event_type type);
+
+/* Frees memory returned by the library (strings, buffers). NULL ok. */
+void pvg_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,32 @@
+/*
+ * store_internal.h - what other library modules (DP ledger, audit log,
+ * server auth, model training) may use of the store beyond the public API.
+ * Not installed; not part of the public interface.
+ */
+#ifndef PVG_STORE_INTERNAL_H
+#define PVG_STORE_INTERNAL_H
+
+#include <privguide/store.h>
+#include <sqlite3.h>
+
+/* The store's main SQLite connection (privguide.db), borrowed. Modules
+ * create their own tables with CREATE TABLE IF NOT EXISTS on first use and
+ * run their writes in their own transactions (BEGIN IMMEDIATE for anything
+ * that must not race with another process). busy_timeout is set. */
+sqlite3 *pvg_store_sqlite(pvg_store *s);
+
+/* Runs `sql` (no result rows) and maps a failure to a pvg_status with the
+ * SQLite message in err. */
+pvg_status pvg_store_exec(pvg_store *s, const char *sql, pvg_error *err);
+
+/* Maps a SQLite result code to a pvg_status and fills err with "what: msg". */
+pvg_status pvg_store_sqlite_error(pvg_store *s, int rc, const char *what, pvg_error *err);
+
+/* Looks up the user row id for an external id without creating it;
+ * PVG_ERR_NOT_FOUND when unknown. */
+pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_id, pvg_error *err);
+
+/* Allocation helpers for strings handed out with pvg_free. */
+char *pvg_strdup(const char *s);
+
+#endif

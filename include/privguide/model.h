@@ -1,0 +1,244 @@
+/*
+ * privguide/model.h - the recommendation engine: interaction datasets,
+ * training (popularity, item-kNN, iALS, EASE, BPR), model files and top-k
+ * serving.
+ *
+ * Data flow: events (from a file reader or the store) are folded into a
+ * pvg_dataset: users known only by a 16-byte key (the store pseudonym, or a
+ * keyed BLAKE2b of the external id under a random salt), items by their
+ * external catalog id, each event weighted by its type (pvg_event_weights).
+ * pvg_model_train turns the dataset into a pvg_model; pvg_model_save writes
+ * it as a versioned, checksummed binary file that pvg_model_load maps back
+ * read-only (docs/models.md describes the format).
+ *
+ * Thread-safety: a pvg_model, once trained or loaded, is read-only and may
+ * be shared by any number of threads for the serving calls. A pvg_dataset
+ * is read-only after it is built; building it is single-threaded.
+ */
+#ifndef PRIVGUIDE_MODEL_H
+#define PRIVGUIDE_MODEL_H
+
+#include <privguide/common.h>
+#include <privguide/event.h>
+#include <privguide/import.h>
+#include <privguide/store.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PVG_MODEL_KEY_BYTES 16
+
+typedef enum pvg_model_type {
+    PVG_MODEL_POPULARITY = 1,
+    PVG_MODEL_ITEMKNN = 2,
+    PVG_MODEL_IALS = 3,
+    PVG_MODEL_EASE = 4,
+    PVG_MODEL_BPR = 5
+} pvg_model_type;
+
+/* "popularity", "itemknn", "ials", "ease", "bpr"; "?" when out of range. */
+const char *pvg_model_type_name(pvg_model_type t);
+/* PVG_OK or PVG_ERR_INVALID (err lists the known names). */
+pvg_status pvg_model_type_parse(const char *name, pvg_model_type *out, pvg_error *err);
+
+/* ---- event weighting ------------------------------------------------- */
+
+/* Weight of one event of each type. An event adds its type's weight to its
+ * (user, item) cell; repeats sum; a return (type PVG_EVENT_RETURN, or a
+ * purchase with negative quantity) subtracts the purchase weight. Cells whose
+ * sum is <= 0 are not interactions. Defaults (pvg_event_weights_default):
+ * view 1, cart 2, purchase 4, return -4 (applied as -purchase), rating 1,
+ * search 0 (ignored). */
+typedef struct pvg_event_weights {
+    double w[PVG_EVENT_TYPE_COUNT];
+} pvg_event_weights;
+
+void pvg_event_weights_default(pvg_event_weights *w);
+
+/* Parses "view=1,cart=2,purchase=4,rating=1" (any subset; the rest keep the
+ * defaults) into *w. PVG_ERR_INVALID names the bad entry. */
+pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w, pvg_error *err);
+
+/* ---- datasets ---------------------------------------------------------- */
+
+typedef struct pvg_dataset pvg_dataset;
+
+typedef enum pvg_user_keying {
+    PVG_KEY_SALTED_HASH = 1,   /* keyed BLAKE2b-128(salt, external id) */
+    PVG_KEY_STORE_PSEUDONYM = 2/* the store's pseudonym */
+} pvg_user_keying;
+
+/* Creates an empty dataset. weights NULL: defaults. salt NULL: a random
+ * 16-byte salt (keying PVG_KEY_SALTED_HASH); keying PVG_KEY_STORE_PSEUDONYM
+ * takes user keys as given. *out is new (pvg_dataset_free). */
+pvg_status pvg_dataset_new(pvg_user_keying keying, const pvg_event_weights *weights,
+                           const unsigned char salt_or_null[16], pvg_dataset **out,
+                           pvg_error *err) PVG_WARN_UNUSED;
+void pvg_dataset_free(pvg_dataset *ds);
+
+/* Adds one event of the user with key `user_key` (16 bytes). Events without
+ * an item and events whose type weighs 0 are ignored (returns PVG_OK).
+ * Errors: PVG_ERR_NOMEM, PVG_ERR_INVALID (ids too many: > 2^31). */
+pvg_status pvg_dataset_add(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
+                           pvg_error *err);
+/* Same, keyed by an external user id hashed with the dataset's salt
+ * (PVG_ERR_STATE for a PVG_KEY_STORE_PSEUDONYM dataset). */
+pvg_status pvg_dataset_add_ext(pvg_dataset *ds, const char *ext_user, const pvg_event *ev,
+                               pvg_error *err);
+
+typedef struct pvg_dataset_load_stats {
+    long long records, events, rejects, anonymous, ignored;
+} pvg_dataset_load_stats;
+
+/* Streams a file through pvg_reader_open/next into a new salted-hash
+ * dataset. Rejected rows are counted (not fatal). stats may be NULL.
+ * Errors: those of the reader; PVG_ERR_INVALID when no event was read. */
+pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt,
+                                 const pvg_reader_options *ropts, const pvg_event_weights *weights,
+                                 pvg_dataset **out, pvg_dataset_load_stats *stats,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Reads every user of the store that consents to personalisation
+ * (pvg_store_foreach_user) into a new PVG_KEY_STORE_PSEUDONYM dataset. */
+pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *weights,
+                                  pvg_dataset **out, pvg_dataset_load_stats *stats,
+                                  pvg_error *err) PVG_WARN_UNUSED;
+
+size_t pvg_dataset_n_users(const pvg_dataset *ds);
+size_t pvg_dataset_n_items(const pvg_dataset *ds);
+size_t pvg_dataset_n_events(const pvg_dataset *ds);
+/* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
+ * store-keyed dataset. */
+pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user,
+                                unsigned char key[16], pvg_error *err);
+
+/* ---- training ---------------------------------------------------------- */
+
+typedef struct pvg_train_progress {
+    int epoch;          /* 1-based epoch just finished */
+    int epochs;         /* total */
+    double loss;        /* objective (iALS) or mean sample loss (BPR); NAN if none */
+    double epoch_seconds;
+    double elapsed_seconds;
+} pvg_train_progress;
+
+/* Hyperparameters. pvg_train_params_default fills the documented defaults
+ * for a model type (docs/models.md); fields irrelevant to a type are
+ * ignored. */
+typedef struct pvg_train_params {
+    pvg_model_type type;
+    int threads;          /* worker threads; 0: 1 */
+    uint64_t seed;        /* initialisation and sampling seed */
+    /* factor models (ials, bpr) */
+    int factors;
+    int epochs;
+    double reg;           /* iALS lambda; BPR L2 */
+    /* iALS (Rendle et al. 2021) */
+    double alpha0;        /* weight of unobserved pairs */
+    double nu;            /* frequency scaling exponent of the regularisation */
+    double confidence;    /* observed weight 1 + confidence * log1p(w); 0 = binary */
+    int cg_steps;         /* conjugate-gradient steps per solve; 0 = exact Cholesky */
+    double init_std;      /* initial factor std; 0: 0.1 / sqrt(factors) */
+    /* BPR */
+    double lr;
+    /* EASE */
+    double ease_lambda;
+    /* item-kNN */
+    int neighbors;
+    double shrink;
+    /* progress callback after each epoch (may be NULL) */
+    void (*progress)(void *ctx, const pvg_train_progress *p);
+    void *progress_ctx;
+} pvg_train_params;
+
+void pvg_train_params_default(pvg_model_type type, pvg_train_params *p);
+
+#define PVG_TRAIN_MAX_EPOCHS 1000
+typedef struct pvg_train_stats {
+    double train_seconds;
+    int n_epochs;
+    double epoch_seconds[PVG_TRAIN_MAX_EPOCHS];
+    double final_loss;
+} pvg_train_stats;
+
+typedef struct pvg_model pvg_model;
+
+typedef struct pvg_scored_item {
+    int64_t item_index;
+    const char *item; /* external id, borrowed from the model */
+    float score;
+} pvg_scored_item;
+
+/* Trains a model of p->type on ds (all of its interactions). stats may be
+ * NULL. *out is new (pvg_model_free). Errors: PVG_ERR_INVALID (bad
+ * hyperparameter, empty dataset), PVG_ERR_UNSUPPORTED (EASE on a catalog
+ * larger than PVG_EASE_MAX_ITEMS), PVG_ERR_NOMEM. */
+#define PVG_EASE_MAX_ITEMS 30000
+pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg_model **out,
+                           pvg_train_stats *stats, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Writes the model file (written to path.tmp, fsynced, renamed). */
+pvg_status pvg_model_save(const pvg_model *m, const char *path, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Maps and validates a model file: magic, version, section bounds, checksum.
+ * Errors: PVG_ERR_IO, PVG_ERR_CORRUPT (truncated, checksum mismatch, bad
+ * section; err says which and at what offset), PVG_ERR_UNSUPPORTED (format
+ * version). *out is new. */
+pvg_status pvg_model_load(const char *path, pvg_model **out, pvg_error *err) PVG_WARN_UNUSED;
+void pvg_model_free(pvg_model *m);
+
+pvg_model_type pvg_model_type_of(const pvg_model *m);
+size_t pvg_model_n_items(const pvg_model *m);
+size_t pvg_model_n_users(const pvg_model *m);
+pvg_user_keying pvg_model_keying(const pvg_model *m);
+/* The 32-byte fingerprint of the training data (BLAKE2b of its cells). */
+const unsigned char *pvg_model_fingerprint(const pvg_model *m);
+
+/* The model's key for an external user: the store pseudonym for a
+ * store-trained model (store_or_null required, else PVG_ERR_INVALID), the
+ * salted hash for a file-trained one. */
+pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, const char *ext_user,
+                              unsigned char key[16], pvg_error *err);
+
+/* Top-k items for a known user, best first, into out[k]; *n_out <= k.
+ * Seen items are excluded unless include_seen. PVG_ERR_NOT_FOUND when the
+ * model does not know the user. Thread-safe. */
+pvg_status pvg_model_recommend(const pvg_model *m, const unsigned char user_key[16], size_t k,
+                               int include_seen, pvg_scored_item *out, size_t *n_out,
+                               pvg_error *err);
+
+/* Batched form: n users, out is n*k, n_out[n]; a user the model does not
+ * know gets n_out 0. threads 0/1: the calling thread only. */
+pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *user_keys, size_t n,
+                                     size_t k, int include_seen, int threads,
+                                     pvg_scored_item *out, size_t *n_out, pvg_error *err);
+
+/* Top-k for a history not in the model (fold-in: iALS/BPR solve the user's
+ * factors in closed form; EASE and kNN score the history directly). items
+ * are model item indices, weights may be NULL (all 1). The history's items
+ * are excluded. */
+pvg_status pvg_model_recommend_history(const pvg_model *m, const int64_t *items,
+                                       const float *weights, size_t n, size_t k,
+                                       pvg_scored_item *out, size_t *n_out, pvg_error *err);
+
+/* Items most similar to ext_item (cosine of factors; the kNN neighbour
+ * list; EASE's column; for popularity, co-occurrence is not kept and the
+ * call returns PVG_ERR_UNSUPPORTED). PVG_ERR_NOT_FOUND for an unknown item. */
+pvg_status pvg_model_similar(const pvg_model *m, const char *ext_item, size_t k,
+                             pvg_scored_item *out, size_t *n_out, pvg_error *err);
+
+/* The k most popular items by the (non-DP) counts of distinct users stored
+ * in the model. */
+pvg_status pvg_model_popular(const pvg_model *m, size_t k, pvg_scored_item *out, size_t *n_out,
+                             pvg_error *err);
+
+/* Model item index of an external item id, or -1. */
+int64_t pvg_model_item_index(const pvg_model *m, const char *ext_item);
+/* External id of item index i (borrowed), NULL when out of range. */
+const char *pvg_model_item_id(const pvg_model *m, int64_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

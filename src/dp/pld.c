@@ -1,0 +1,310 @@
+/*
+ * pld.c - privacy loss distribution (PLD) accountant for the
+ * Poisson-subsampled Gaussian mechanism (Koskela et al. 2020; Meiser &
+ * Mohammadi 2018; the pessimistic estimate of Google's dp_accounting).
+ *
+ * One step, remove adjacency: P = (1-q) N(0,s^2) + q N(1,s^2) against
+ * Q = N(0,s^2); the loss l(x) = log(1 - q + q exp((2x - 1)/(2 s^2))) is
+ * increasing in x. Add adjacency: P = N(0,s^2) against the mixture, loss
+ * -l(x). Each loss is rounded UP to the grid h Z (so every delta computed is
+ * an upper bound); mass beyond x = +-(8.5 s + 1) goes to the +infinity atom
+ * (if its loss is larger) or to the lowest bucket (if smaller). T steps are
+ * composed by binary powering with FFT convolution; after each product the
+ * top tail of mass < 1e-15 moves to the infinity atom and the bottom tail to
+ * the lowest kept bucket, both pessimistic.
+ *
+ * delta(eps) = inf_mass + sum_k p_k (1 - exp(eps - l_k))_+ ; epsilon(delta)
+ * by bisection. Shapes: a pmf is p[0..n) for losses (lo + i) h.
+ */
+#include <privguide/dp.h>
+
+#include "dp/dp_internal.h"
+
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pld {
+    double *p;
+    long lo, n;
+    double inf;
+} pld;
+
+static void pld_free(pld *a)
+{
+    free(a->p);
+    a->p = NULL;
+}
+
+/* survival of the mixture and of N(0, s^2) */
+static double mix_sf(double q, double s, double x)
+{
+    return (1 - q) * dp_norm_sf(x / s) + q * dp_norm_sf((x - 1) / s);
+}
+
+static double loss_remove(double q, double s, double x)
+{
+    double e = (2 * x - 1) / (2 * s * s);
+    /* log(1 - q + q e^e) computed stably */
+    if (e > 0) return e + log(q + (1 - q) * exp(-e));
+    return log1p(q * expm1(e));
+}
+
+/* x at which loss_remove = l (l > log(1-q)) */
+static double x_remove(double q, double s, double l)
+{
+    double v = (exp(l) - (1 - q)) / q;
+    if (v <= 0) return -INFINITY;
+    return s * s * log(v) + 0.5;
+}
+
+static int pld_single(double q, double s, double h, int add, pld *out, pvg_error *err)
+{
+    double xlo = -8.5 * s - 1, xhi = 8.5 * s + 1;
+    double lmin, lmax;
+    if (!add) {
+        lmin = loss_remove(q, s, xlo);
+        lmax = loss_remove(q, s, xhi);
+    } else {
+        lmin = -loss_remove(q, s, xhi);
+        lmax = -loss_remove(q, s, xlo);
+    }
+    long klo = (long)ceil(lmin / h), khi = (long)ceil(lmax / h);
+    long n = khi - klo + 1;
+    if (n > (1L << 24))
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED, "PLD: loss range too wide (%ld buckets)", n);
+    out->p = calloc((size_t)n, sizeof(double));
+    if (!out->p) return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
+    out->lo = klo;
+    out->n = n;
+    out->inf = 0;
+    if (!add) {
+        /* bucket k gets P(l(x) in ((k-1)h, kh]); below lmin -> bucket klo */
+        double prev_sf = 1; /* P(X > -inf) */
+        for (long k = klo; k <= khi; k++) {
+            double xb = k == khi ? xhi : x_remove(q, s, (double)k * h);
+            if (xb > xhi) xb = xhi;
+            double sf = mix_sf(q, s, xb);
+            double m = prev_sf - sf;
+            out->p[k - klo] = m > 0 ? m : 0;
+            prev_sf = sf;
+        }
+        out->inf = prev_sf; /* x > xhi */
+    } else {
+        /* loss -l(x) decreasing in x; P = N(0, s^2). bucket k: -l(x) in ((k-1)h, kh]
+         * <=> l(x) in [-kh, -(k-1)h) <=> x in [x_remove(-kh), x_remove(-(k-1)h)). */
+        double upper_cdf = 1; /* P(X < +inf) */
+        /* walk from low losses (large x) upwards */
+        for (long k = klo; k <= khi; k++) {
+            double xa = k == khi ? xlo : x_remove(q, s, -(double)k * h);
+            if (xa < xlo) xa = xlo;
+            double cdf = dp_norm_sf(-xa / s); /* P(X < xa) */
+            double m = upper_cdf - cdf;
+            out->p[k - klo] = m > 0 ? m : 0;
+            upper_cdf = cdf;
+        }
+        out->inf = upper_cdf; /* x < xlo */
+    }
+    return 0;
+}
+
+/* in-place radix-2 FFT of size n (power of two); inverse when inv. */
+static void fft(double complex *a, size_t n, int inv, const double complex *w)
+{
+    for (size_t i = 1, j = 0; i < n; i++) {
+        size_t bit = n >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double complex t = a[i];
+            a[i] = a[j];
+            a[j] = t;
+        }
+    }
+    for (size_t len = 2; len <= n; len <<= 1) {
+        size_t step = n / len;
+        for (size_t i = 0; i < n; i += len)
+            for (size_t k = 0; k < len / 2; k++) {
+                double complex tw = inv ? conj(w[k * step]) : w[k * step];
+                double complex u = a[i + k], v = a[i + k + len / 2] * tw;
+                a[i + k] = u + v;
+                a[i + k + len / 2] = u - v;
+            }
+    }
+    if (inv)
+        for (size_t i = 0; i < n; i++) a[i] /= (double)n;
+}
+
+#define PLD_TAIL 1e-15
+
+static void pld_truncate(pld *a)
+{
+    long top = a->n - 1;
+    double acc = 0;
+    while (top > 0 && acc + a->p[top] < PLD_TAIL) acc += a->p[top--];
+    a->inf += acc;
+    long bot = 0;
+    acc = 0;
+    while (bot < top && acc + a->p[bot] < PLD_TAIL) acc += a->p[bot++];
+    a->p[bot] += acc; /* lower losses rounded up: pessimistic */
+    if (bot > 0) memmove(a->p, a->p + bot, (size_t)(top - bot + 1) * sizeof(double));
+    a->lo += bot;
+    a->n = top - bot + 1;
+}
+
+/* out = a * b (convolution); out may alias neither. */
+static int pld_conv(const pld *a, const pld *b, pld *out, pvg_error *err)
+{
+    long n = a->n + b->n - 1;
+    size_t m = 1;
+    while ((long)m < n) m <<= 1;
+    double complex *fa = calloc(m, sizeof *fa), *fb = NULL, *w = malloc(m / 2 * sizeof *w + 16);
+    int self = a == b;
+    if (!self) fb = calloc(m, sizeof *fb);
+    double *res = malloc((size_t)n * sizeof(double));
+    if (!fa || !w || !res || (!self && !fb)) {
+        free(fa); free(fb); free(w); free(res);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
+    }
+    for (size_t k = 0; k < m / 2; k++) w[k] = cexp(-2.0 * M_PI * I * (double)k / (double)m);
+    for (long i = 0; i < a->n; i++) fa[i] = a->p[i];
+    fft(fa, m, 0, w);
+    if (self) {
+        for (size_t i = 0; i < m; i++) fa[i] *= fa[i];
+    } else {
+        for (long i = 0; i < b->n; i++) fb[i] = b->p[i];
+        fft(fb, m, 0, w);
+        for (size_t i = 0; i < m; i++) fa[i] *= fb[i];
+    }
+    fft(fa, m, 1, w);
+    for (long i = 0; i < n; i++) {
+        double v = creal(fa[i]);
+        res[i] = v > 0 ? v : 0;
+    }
+    free(fa); free(fb); free(w);
+    out->p = res;
+    out->n = n;
+    out->lo = a->lo + b->lo;
+    out->inf = 1 - (1 - a->inf) * (1 - b->inf);
+    pld_truncate(out);
+    return 0;
+}
+
+static int pld_power(pld *base, long long t, pld *out, pvg_error *err)
+{
+    pld acc = {0};
+    int have = 0;
+    while (t > 0) {
+        if (t & 1) {
+            if (!have) {
+                acc.p = malloc((size_t)base->n * sizeof(double));
+                if (!acc.p) return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
+                memcpy(acc.p, base->p, (size_t)base->n * sizeof(double));
+                acc.lo = base->lo; acc.n = base->n; acc.inf = base->inf;
+                have = 1;
+            } else {
+                pld r;
+                if (pld_conv(&acc, base, &r, err)) { pld_free(&acc); return -1; }
+                pld_free(&acc);
+                acc = r;
+            }
+        }
+        t >>= 1;
+        if (t > 0) {
+            pld sq;
+            if (pld_conv(base, base, &sq, err)) { pld_free(&acc); return -1; }
+            pld_free(base);
+            *base = sq;
+        }
+    }
+    *out = acc;
+    return 0;
+}
+
+static double pld_delta_at(const pld *a, double h, double eps)
+{
+    double d = a->inf;
+    for (long i = a->n - 1; i >= 0; i--) {
+        double l = (double)(a->lo + i) * h;
+        if (l <= eps) break;
+        d += a->p[i] * -expm1(eps - l);
+    }
+    return d > 1 ? 1 : d;
+}
+
+static pvg_status check_args(double q, double sigma, long long steps, double *h, pvg_error *err)
+{
+    if (!(q >= 0 && q <= 1))
+        return pvg_error_set(err, PVG_ERR_INVALID, "sample rate must be in [0, 1], got %g", q);
+    if (!(sigma > 0) || isinf(sigma))
+        return pvg_error_set(err, PVG_ERR_INVALID, "PLD needs a noise multiplier > 0, got %g", sigma);
+    if (steps < 0) return pvg_error_set(err, PVG_ERR_INVALID, "steps must be >= 0");
+    if (*h == 0) *h = 1e-4;
+    if (!(*h > 0 && *h < 1)) return pvg_error_set(err, PVG_ERR_INVALID, "PLD interval must be in (0,1)");
+    return PVG_OK;
+}
+
+/* Composes both adjacencies; out[0] remove, out[1] add. */
+static pvg_status pld_build(double q, double sigma, long long steps, double h, pld out[2],
+                            pvg_error *err)
+{
+    for (int add = 0; add < 2; add++) {
+        pld one = {0};
+        if (pld_single(q, sigma, h, add, &one, err)) {
+            if (add) pld_free(&out[0]);
+            return err ? err->code : PVG_ERR_NOMEM;
+        }
+        if (pld_power(&one, steps, &out[add], err)) {
+            pld_free(&one);
+            if (add) pld_free(&out[0]);
+            return err ? err->code : PVG_ERR_NOMEM;
+        }
+        pld_free(&one);
+    }
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_pld_delta(double q, double sigma, long long steps, double epsilon,
+                            double interval, double *delta_out, pvg_error *err)
+{
+    pvg_status st = check_args(q, sigma, steps, &interval, err);
+    if (st != PVG_OK) return st;
+    if (steps == 0 || q == 0) { *delta_out = 0; return PVG_OK; }
+    pld c[2];
+    if ((st = pld_build(q, sigma, steps, interval, c, err)) != PVG_OK) return st;
+    double d0 = pld_delta_at(&c[0], interval, epsilon), d1 = pld_delta_at(&c[1], interval, epsilon);
+    *delta_out = d0 > d1 ? d0 : d1;
+    pld_free(&c[0]);
+    pld_free(&c[1]);
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_pld_epsilon(double q, double sigma, long long steps, double delta,
+                              double interval, double *eps_out, pvg_error *err)
+{
+    pvg_status st = check_args(q, sigma, steps, &interval, err);
+    if (st != PVG_OK) return st;
+    if (!(delta > 0 && delta < 1))
+        return pvg_error_set(err, PVG_ERR_INVALID, "delta must be in (0, 1), got %g", delta);
+    if (steps == 0 || q == 0) { *eps_out = 0; return PVG_OK; }
+    pld c[2];
+    if ((st = pld_build(q, sigma, steps, interval, c, err)) != PVG_OK) return st;
+    double best = 0;
+    for (int k = 0; k < 2; k++) {
+        if (c[k].inf > delta) { best = INFINITY; break; }
+        double lo = 0, hi = (double)(c[k].lo + c[k].n) * interval;
+        if (hi < 0) hi = 0;
+        if (pld_delta_at(&c[k], interval, 0) <= delta) continue;
+        for (int it = 0; it < 200 && hi - lo > 1e-12 * (1 + hi); it++) {
+            double mid = 0.5 * (lo + hi);
+            if (pld_delta_at(&c[k], interval, mid) <= delta) hi = mid;
+            else lo = mid;
+        }
+        if (hi > best) best = hi;
+    }
+    pld_free(&c[0]);
+    pld_free(&c[1]);
+    *eps_out = best;
+    return PVG_OK;
+}

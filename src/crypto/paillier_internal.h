@@ -1,0 +1,104 @@
+/*
+ * paillier_internal.h - the representation of Paillier keys, ciphertexts
+ * and encoded numbers shared by the src/crypto/paillier*.c files and the
+ * tests (known-answer vectors need raw access). Not installed.
+ */
+#ifndef PVG_PAILLIER_INTERNAL_H
+#define PVG_PAILLIER_INTERNAL_H
+
+#include <privguide/paillier.h>
+
+#include <gmp.h>
+
+struct pvg_paillier_pub {
+    mpz_t n;         /* modulus, odd, exactly `bits` bits */
+    mpz_t n2;        /* n^2 */
+    mpz_t max_int;   /* n / 3 - 1 (floor), python-paillier's max_int */
+    mpz_t neg_floor; /* n - max_int: encodings >= this are negative */
+    unsigned bits;
+};
+
+struct pvg_paillier_priv {
+    pvg_paillier_pub *pub; /* owned copy */
+    mpz_t p, q;            /* p < q */
+    mpz_t p2, q2;          /* p^2, q^2 */
+    mpz_t pm1, qm1;        /* p - 1, q - 1 */
+    mpz_t hp, hq;          /* L_p(g^(p-1) mod p^2)^-1 mod p, same for q */
+    mpz_t pinv;            /* p^-1 mod q */
+};
+
+struct pvg_paillier_ct {
+    const pvg_paillier_pub *pub; /* borrowed */
+    mpz_t c;                     /* in Z*_{n^2} */
+    int exponent;                /* value = decode(D(c)) * 16^exponent */
+};
+
+/* Exponent bounds accepted from outside (keeps 16^d computations small). */
+#define PVG_HE_EXP_LIMIT 100000
+
+/* Installs the wiping GMP memory functions once (pthread_once). */
+void pvg_he_gmp_init(void);
+
+/* Wipes an mpz's limbs (its whole allocation) and clears it. */
+void pvg_he_mpz_wipe(mpz_t x);
+
+/* pub from an mpz n (copied); validates size and oddness. */
+pvg_status pvg_he_pub_from_mpz(const mpz_t n, pvg_paillier_pub **out, pvg_error *err);
+/* priv from mpz p, q for pub (copied). */
+pvg_status pvg_he_priv_from_mpz(const pvg_paillier_pub *pub, const mpz_t p, const mpz_t q,
+                                pvg_paillier_priv **out, pvg_error *err);
+
+/* Raw Paillier: out = (1 + n*m) * obf mod n^2 for 0 <= m < n. obf NULL: 1. */
+void pvg_he_raw_encrypt(const pvg_paillier_pub *pub, const mpz_t m, const mpz_t obf, mpz_t out);
+/* Raw encryption with a given r (r^n computed here): the known-answer path. */
+void pvg_he_raw_encrypt_r(const pvg_paillier_pub *pub, const mpz_t m, const mpz_t r, mpz_t out);
+/* CRT decryption: m = D(c) in [0, n). c must be in [0, n^2). */
+void pvg_he_raw_decrypt(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
+/* Textbook decryption m = L(c^lambda mod n^2) * mu mod n: the naive
+ * reference for the CRT kernel (tests only; slow). */
+void pvg_he_raw_decrypt_textbook(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
+/* 1 when 0 < c < n^2 and gcd(c, n) = 1. */
+int pvg_he_in_group(const pvg_paillier_pub *pub, const mpz_t c);
+
+/* ---- encoding (paillier_encode.c) ---- */
+
+/* Encodes an integer with exponent `exponent` (the caller already scaled
+ * it): checks |v| <= max_int, wraps negatives: out = v mod n. */
+pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out,
+                             pvg_error *err);
+/* python-paillier's EncodedNumber.encode for a float. precision <= 0: none.
+ * has_max: apply max_exponent. */
+pvg_status pvg_he_encode_double(const pvg_paillier_pub *pub, double x, double precision,
+                                int has_max, long max_exponent, mpz_t out, long *exponent,
+                                pvg_error *err);
+/* Text: integer literal -> exponent 0 (then max_exponent applies as for
+ * ints in python: min(max_exponent, 0)); decimal -> float encoding. */
+pvg_status pvg_he_encode_text(const pvg_paillier_pub *pub, const char *text, int has_max,
+                              long max_exponent, mpz_t out, long *exponent, pvg_error *err);
+/* Decodes an encoding in [0, n) into a signed mantissa; PVG_ERR_INVALID in
+ * the overflow band. */
+pvg_status pvg_he_decode_mantissa(const pvg_paillier_pub *pub, const mpz_t enc, mpz_t mant,
+                                  pvg_error *err);
+/* mantissa * 16^exponent as the nearest double; PVG_ERR_INVALID on
+ * overflow to infinity. */
+pvg_status pvg_he_mantissa_to_double(const mpz_t mant, long exponent, double *out,
+                                     pvg_error *err);
+/* Python's text of the decoded value (int for exponent >= 0, else float
+ * repr). new string (malloc). */
+pvg_status pvg_he_mantissa_to_text(const mpz_t mant, long exponent, char **out, pvg_error *err);
+/* Exact decimal text of mantissa * 16^exponent. new string (malloc). */
+pvg_status pvg_he_mantissa_to_exact(const mpz_t mant, long exponent, char **out, pvg_error *err);
+/* Python repr() of a finite double into buf (>= 32 bytes). */
+void pvg_he_double_repr(double x, char *buf, size_t len);
+
+/* ---- obfuscators (paillier_fast.c) ---- */
+
+/* out = a fresh obfuscator from the encryptor. */
+pvg_status pvg_he_enc_obfuscator(pvg_paillier_enc *enc, mpz_t out, pvg_error *err);
+/* The encryptor's key. */
+const pvg_paillier_pub *pvg_he_enc_pub(const pvg_paillier_enc *enc);
+
+/* Uniform r in [1, n) from rng (64 extra bits, bias < 2^-64). */
+void pvg_he_random_below_n(pvg_rng *rng, const mpz_t n, mpz_t r);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * privguide/server.h - the shopping-guide HTTP service: JSON API under /v1
+ * (events, recommendations, similar and popular items, the shopper's
+ * export, erasure and consent), /healthz, /metrics, /v1/openapi.json and
+ * the three web pages, on libmicrohttpd with a thread pool.
+ *
+ * Every route is declared once in a table (src/server/routes.c) with the
+ * roles allowed to call it; docs/openapi.json documents the same table and
+ * is checked against it by the tests. Accesses to personal data are written
+ * to the audit log (audit.h) before the answer is sent. The model file is
+ * watched and reloaded atomically: requests in flight keep the model they
+ * started with.
+ */
+#ifndef PRIVGUIDE_SERVER_H
+#define PRIVGUIDE_SERVER_H
+
+#include <privguide/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pvg_server pvg_server;
+
+typedef struct pvg_server_options {
+    const char *data_dir;    /* required: the store to serve */
+    const char *bind;        /* IPv4 address; NULL: "127.0.0.1" */
+    int port;                /* 0: an ephemeral port (see pvg_server_port) */
+    const char *model_path;  /* NULL: <data_dir>/model.pvgm; may not exist yet */
+    const char *web_dir;     /* directory of the pages; NULL: pages not served */
+    const char *openapi_path;/* the OpenAPI document served at /v1/openapi.json;
+                                NULL: <web_dir>/../../../docs/openapi.json (the
+                                source tree's docs/openapi.json) */
+    int threads;             /* worker threads; 0: 2 */
+    size_t max_body_bytes;   /* 0: 1 MiB */
+    int max_json_depth;      /* 0: 32 */
+    int timeout_seconds;     /* idle connection timeout; 0: 15 */
+    int reload_ms;           /* model file check period; 0: 1000 */
+    const char *dataset;     /* privacy-budget ledger of DP releases; NULL: "default" */
+    double popular_epsilon;  /* epsilon of the DP popular list per model build; 0: 1.0 */
+    int popular_k;           /* length of the DP popular list; 0: 100 */
+    int cache_entries;       /* recommendation cache entries per model; 0: 65536; <0: none */
+    int allow_insecure_rng;  /* tests only: deterministic DP noise */
+    uint64_t insecure_seed;  /* seed when allow_insecure_rng */
+} pvg_server_options;
+
+/* Opens the store (one connection per worker), loads the model when the
+ * file exists, starts listening. On success *out is new (pvg_server_free)
+ * and requests are being served. Errors: PVG_ERR_INVALID (bad option),
+ * those of pvg_store_open and pvg_model_load, PVG_ERR_IO (cannot bind: err
+ * names the address). */
+pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out,
+                            pvg_error *err) PVG_WARN_UNUSED;
+
+/* The TCP port being listened on. */
+int pvg_server_port(const pvg_server *srv);
+
+/* Stops accepting connections, lets requests in flight finish (at most
+ * drain_ms milliseconds), flushes the audit log and stops the workers.
+ * Idempotent. Thread-safe against the workers (call it from one thread). */
+pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err);
+
+/* Stops (if needed, with a 5 s drain) and frees. NULL ok. */
+void pvg_server_free(pvg_server *srv);
+
+/* Checks the model file now and reloads it when it changed (the reload
+ * thread does this every reload_ms). Returns PVG_OK when the current model
+ * is up to date, or the load error (the previous model stays in service). */
+pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err);
+
+/* The model generation in service (0: none; +1 on every reload). */
+long pvg_server_model_generation(const pvg_server *srv);
+
+/* The default model path of a data dir: "<data_dir>/model.pvgm" into buf. */
+const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,139 @@
+/*
+ * audit_writer.c - group commit of audit entries for the server: request
+ * threads enqueue an entry and wait; one writer thread appends everything
+ * queued in one transaction (pvg_audit_append_many) and wakes them, so an
+ * answer with personal data leaves only after its entry is committed.
+ */
+#include "server/server_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct srv_audit_item {
+    srv_audit_item *next;
+    long long ticket;
+    int *done;          /* the waiting thread's flags, set under the mutex */
+    pvg_status *result;
+    char *actor, *action, *subject, *detail;
+};
+
+static void item_free(srv_audit_item *it)
+{
+    free(it->actor);
+    free(it->action);
+    free(it->subject);
+    free(it->detail);
+    free(it);
+}
+
+static void *writer_main(void *arg)
+{
+    srv_audit_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->head && !w->stop) pthread_cond_wait(&w->cv_work, &w->mu);
+        if (!w->head && w->stop) break;
+        srv_audit_item *batch = w->head;
+        w->head = w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        size_t n = 0;
+        long long lo = batch->ticket, hi = batch->ticket;
+        for (srv_audit_item *it = batch; it; it = it->next) {
+            n++;
+            hi = it->ticket;
+        }
+        pvg_audit_record *recs = calloc(n, sizeof *recs);
+        pvg_status st = PVG_ERR_NOMEM;
+        if (recs) {
+            size_t i = 0;
+            for (srv_audit_item *it = batch; it; it = it->next, i++) {
+                recs[i].actor = it->actor;
+                recs[i].action = it->action;
+                recs[i].subject = it->subject;
+                recs[i].detail = it->detail;
+            }
+            for (int attempt = 0; attempt < 5; attempt++) {
+                st = pvg_audit_append_many(w->store, recs, n, NULL);
+                if (st != PVG_ERR_BUSY) break;
+            }
+            free(recs);
+        }
+        if (st == PVG_OK) atomic_fetch_add(&w->metrics->audit_entries, (long long)n);
+        else atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
+
+        pthread_mutex_lock(&w->mu);
+        while (batch) {
+            srv_audit_item *next = batch->next;
+            *batch->result = st;
+            *batch->done = 1;
+            item_free(batch);
+            batch = next;
+        }
+        w->committed_upto = hi;
+        (void)lo;
+        pthread_cond_broadcast(&w->cv_done);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int srv_audit_writer_start(srv_audit_writer *w, pvg_store *store, srv_metrics *m)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv_work, NULL);
+    pthread_cond_init(&w->cv_done, NULL);
+    w->store = store;
+    w->metrics = m;
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) return -1;
+    w->started = 1;
+    return 0;
+}
+
+pvg_status srv_audit_log(srv_audit_writer *w, const char *actor, const char *action,
+                         const char *subject, const char *detail)
+{
+    srv_audit_item *it = calloc(1, sizeof *it);
+    if (!it) return PVG_ERR_NOMEM;
+    it->actor = strdup(actor ? actor : "?");
+    it->action = strdup(action ? action : "?");
+    it->subject = strdup(subject ? subject : "");
+    it->detail = strdup(detail ? detail : "");
+    if (!it->actor || !it->action || !it->subject || !it->detail) {
+        item_free(it);
+        return PVG_ERR_NOMEM;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (!w->started || w->stop) {
+        pthread_mutex_unlock(&w->mu);
+        item_free(it);
+        return PVG_ERR_STATE;
+    }
+    int done = 0;
+    pvg_status result = PVG_ERR_INTERNAL;
+    it->done = &done;
+    it->result = &result;
+    it->ticket = ++w->enqueued;
+    if (w->tail) w->tail->next = it;
+    else w->head = it;
+    w->tail = it;
+    pthread_cond_signal(&w->cv_work);
+    while (!done) pthread_cond_wait(&w->cv_done, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    return result;
+}
+
+void srv_audit_writer_stop(srv_audit_writer *w)
+{
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    w->started = 0;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv_work);
+    pthread_cond_destroy(&w->cv_done);
+}

@@ -1,0 +1,287 @@
+/*
+ * auth.c - API keys and user tokens (include/privguide/auth.h): creation,
+ * hashed storage in table auth_keys, constant-time checks, revocation.
+ */
+#include <privguide/auth.h>
+
+#include "store/store_internal.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char AUTH_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS auth_keys ("
+    " key_id TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL,"          /* 'key' or 'token' */
+    " role TEXT NOT NULL,"
+    " label TEXT NOT NULL DEFAULT '',"
+    " pseudonym BLOB,"              /* tokens only */
+    " secret_hash BLOB NOT NULL,"
+    " rate_per_s REAL NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS auth_keys_pseudonym ON auth_keys(pseudonym)";
+
+#define SECRET_BYTES 32
+#define SECRET_B64 43 /* base64url, no padding, of 32 bytes */
+#define HASH_BYTES 32
+
+const char *pvg_role_name(pvg_role r)
+{
+    switch (r) {
+    case PVG_ROLE_ADMIN: return "admin";
+    case PVG_ROLE_ANALYST: return "analyst";
+    case PVG_ROLE_USER: return "user";
+    default: return "none";
+    }
+}
+
+pvg_status pvg_role_parse_operator(const char *name, pvg_role *out)
+{
+    if (name && strcmp(name, "admin") == 0) *out = PVG_ROLE_ADMIN;
+    else if (name && strcmp(name, "analyst") == 0) *out = PVG_ROLE_ANALYST;
+    else return PVG_ERR_INVALID;
+    return PVG_OK;
+}
+
+static pvg_role role_from_text(const char *t)
+{
+    if (!t) return PVG_ROLE_NONE;
+    if (strcmp(t, "admin") == 0) return PVG_ROLE_ADMIN;
+    if (strcmp(t, "analyst") == 0) return PVG_ROLE_ANALYST;
+    if (strcmp(t, "user") == 0) return PVG_ROLE_USER;
+    return PVG_ROLE_NONE;
+}
+
+/* hash = BLAKE2b-256 keyed by the domain string, of the secret text. */
+static void secret_hash(const char *secret, size_t len, unsigned char out[HASH_BYTES])
+{
+    static const unsigned char domain[32] = "privguide-auth-secret-v1";
+    crypto_generichash(out, HASH_BYTES, (const unsigned char *)secret, len, domain, sizeof domain);
+}
+
+void pvg_auth_credential_free(char *credential)
+{
+    if (credential) sodium_free(credential); /* sodium_free wipes before freeing */
+}
+
+static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, const char *label,
+                              const unsigned char *pseudonym, double rate, int64_t expires_at,
+                              char **out, pvg_principal *p, pvg_error *err)
+{
+    if (!s || !out) return pvg_error_set(err, PVG_ERR_INVALID, "credential: NULL argument");
+    *out = NULL;
+    if (!(rate >= 0) || rate > 1e9)
+        return pvg_error_set(err, PVG_ERR_INVALID, "rate: want 0 (unlimited) or a positive number "
+                                                   "of requests per second");
+    if (label && strlen(label) > 200)
+        return pvg_error_set(err, PVG_ERR_INVALID, "label: longer than 200 bytes");
+    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
+    if (st != PVG_OK) return st;
+    unsigned char idb[PVG_AUTH_ID_HEX / 2];
+    char id[PVG_AUTH_ID_HEX + 1];
+    randombytes_buf(idb, sizeof idb);
+    sodium_bin2hex(id, sizeof id, idb, sizeof idb);
+
+    char *cred = sodium_malloc(PVG_AUTH_SECRET_MAX);
+    unsigned char *raw = sodium_malloc(SECRET_BYTES);
+    if (!cred || !raw) {
+        if (cred) sodium_free(cred);
+        if (raw) sodium_free(raw);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "credential: out of secure memory");
+    }
+    randombytes_buf(raw, SECRET_BYTES);
+    int n = snprintf(cred, PVG_AUTH_SECRET_MAX, "%s_%s_", strcmp(kind, "key") == 0 ? "pvgk" : "pvgt",
+                     id);
+    sodium_bin2base64(cred + n, PVG_AUTH_SECRET_MAX - (size_t)n, raw, SECRET_BYTES,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_free(raw);
+    unsigned char h[HASH_BYTES];
+    secret_hash(cred, strlen(cred), h);
+
+    sqlite3 *db = pvg_store_sqlite(s);
+    sqlite3_stmt *ins = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO auth_keys(key_id,kind,role,label,pseudonym,secret_hash,"
+                                "rate_per_s,created_at,expires_at) VALUES(?,?,?,?,?,?,?,?,?)",
+                                -1, &ins, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(ins, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 2, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 3, pvg_role_name(role), -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, label ? label : "", -1, SQLITE_STATIC);
+        if (pseudonym) sqlite3_bind_blob(ins, 5, pseudonym, PVG_PSEUDONYM_BYTES, SQLITE_STATIC);
+        else sqlite3_bind_null(ins, 5);
+        sqlite3_bind_blob(ins, 6, h, HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_double(ins, 7, rate);
+        sqlite3_bind_int64(ins, 8, pvg_store_now(s));
+        sqlite3_bind_int64(ins, 9, expires_at);
+        rc = sqlite3_step(ins);
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    sqlite3_finalize(ins);
+    sodium_memzero(h, sizeof h);
+    if (rc != SQLITE_OK) {
+        sodium_free(cred);
+        return pvg_store_sqlite_error(s, rc, "credential: insert", err);
+    }
+    if (p) {
+        memset(p, 0, sizeof *p);
+        p->role = role;
+        memcpy(p->key_id, id, sizeof p->key_id);
+        if (pseudonym) memcpy(p->pseudonym, pseudonym, PVG_PSEUDONYM_BYTES);
+        p->rate_per_s = rate;
+        p->expires_at = expires_at;
+    }
+    *out = cred;
+    return PVG_OK;
+}
+
+pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label,
+                                  double rate_per_s, char **credential_out,
+                                  pvg_principal *principal_out, pvg_error *err)
+{
+    if (role != PVG_ROLE_ADMIN && role != PVG_ROLE_ANALYST)
+        return pvg_error_set(err, PVG_ERR_INVALID, "role: want admin or analyst");
+    return create_cred(s, "key", role, label, NULL, rate_per_s, 0, credential_out, principal_out,
+                       err);
+}
+
+pvg_status pvg_auth_token_issue(pvg_store *s, const char *ext_user, int64_t ttl_seconds,
+                                double rate_per_s, char **credential_out,
+                                pvg_principal *principal_out, pvg_error *err)
+{
+    if (!s || !ext_user || !ext_user[0])
+        return pvg_error_set(err, PVG_ERR_INVALID, "user: an external user id is required");
+    if (ttl_seconds <= 0 || ttl_seconds > 10LL * 366 * 86400)
+        return pvg_error_set(err, PVG_ERR_INVALID, "ttl: want 1 second to 10 years, got %lld",
+                             (long long)ttl_seconds);
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(s, ext_user, ps);
+    return create_cred(s, "token", PVG_ROLE_USER, NULL, ps, rate_per_s,
+                       pvg_store_now(s) + ttl_seconds, credential_out, principal_out, err);
+}
+
+static int is_hex(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) return 0;
+    return 1;
+}
+
+pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pvg_error *err)
+{
+    if (!s || !out) return pvg_error_set(err, PVG_ERR_INVALID, "auth check: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!cred) return pvg_error_set(err, PVG_ERR_PERMISSION, "no credential");
+    size_t len = strnlen(cred, PVG_AUTH_SECRET_MAX);
+    const size_t want = 5 + PVG_AUTH_ID_HEX + 1 + SECRET_B64;
+    if (len != want || (strncmp(cred, "pvgk_", 5) != 0 && strncmp(cred, "pvgt_", 5) != 0) ||
+        !is_hex(cred + 5, PVG_AUTH_ID_HEX) || cred[5 + PVG_AUTH_ID_HEX] != '_')
+        return pvg_error_set(err, PVG_ERR_PERMISSION,
+                             "malformed credential (want pvgk_<id>_<secret> or pvgt_<id>_<secret>)");
+    char id[PVG_AUTH_ID_HEX + 1];
+    memcpy(id, cred + 5, PVG_AUTH_ID_HEX);
+    id[PVG_AUTH_ID_HEX] = 0;
+    const char *want_kind = cred[3] == 'k' ? "key" : "token";
+
+    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
+    if (st != PVG_OK) return st;
+    sqlite3 *db = pvg_store_sqlite(s);
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT kind,role,pseudonym,secret_hash,rate_per_s,expires_at,revoked"
+                                " FROM auth_keys WHERE key_id=?",
+                                -1, &q, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "auth check", err);
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        sqlite3_finalize(q);
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
+    }
+    if (rc != SQLITE_ROW) {
+        st = pvg_store_sqlite_error(s, rc, "auth check", err);
+        sqlite3_finalize(q);
+        return st;
+    }
+    unsigned char h[HASH_BYTES];
+    secret_hash(cred, len, h);
+    const void *stored = sqlite3_column_blob(q, 3);
+    int ok = stored && sqlite3_column_bytes(q, 3) == HASH_BYTES &&
+             sodium_memcmp(h, stored, HASH_BYTES) == 0;
+    const char *kind = (const char *)sqlite3_column_text(q, 0);
+    ok = ok && kind && strcmp(kind, want_kind) == 0;
+    if (!ok) {
+        sqlite3_finalize(q);
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
+    }
+    if (sqlite3_column_int(q, 6)) {
+        sqlite3_finalize(q);
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential revoked");
+    }
+    int64_t exp = sqlite3_column_int64(q, 5);
+    if (exp && pvg_store_now(s) >= exp) {
+        sqlite3_finalize(q);
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential expired");
+    }
+    out->role = role_from_text((const char *)sqlite3_column_text(q, 1));
+    memcpy(out->key_id, id, sizeof out->key_id);
+    if (sqlite3_column_bytes(q, 2) == PVG_PSEUDONYM_BYTES)
+        memcpy(out->pseudonym, sqlite3_column_blob(q, 2), PVG_PSEUDONYM_BYTES);
+    out->rate_per_s = sqlite3_column_double(q, 4);
+    out->expires_at = exp;
+    sqlite3_finalize(q);
+    if (out->role == PVG_ROLE_NONE)
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential has no valid role");
+    return PVG_OK;
+}
+
+int pvg_auth_may_access_user(const pvg_store *s, const pvg_principal *p, const char *ext_user)
+{
+    if (!p || !ext_user) return 0;
+    if (p->role == PVG_ROLE_ADMIN) return 1;
+    if (p->role != PVG_ROLE_USER) return 0;
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(s, ext_user, ps);
+    return sodium_memcmp(ps, p->pseudonym, PVG_PSEUDONYM_BYTES) == 0;
+}
+
+pvg_status pvg_auth_revoke(pvg_store *s, const char *key_id, pvg_error *err)
+{
+    if (!s || !key_id) return pvg_error_set(err, PVG_ERR_INVALID, "revoke: NULL argument");
+    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
+    if (st != PVG_OK) return st;
+    sqlite3 *db = pvg_store_sqlite(s);
+    sqlite3_stmt *u = NULL;
+    int rc = sqlite3_prepare_v2(db, "UPDATE auth_keys SET revoked=1 WHERE key_id=?", -1, &u, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "revoke", err);
+    sqlite3_bind_text(u, 1, key_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(u);
+    sqlite3_finalize(u);
+    if (rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "revoke", err);
+    if (sqlite3_changes(db) == 0)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no credential with id %.20s", key_id);
+    return PVG_OK;
+}
+
+pvg_status pvg_auth_revoke_user(pvg_store *s, const unsigned char pseudonym[PVG_PSEUDONYM_BYTES],
+                                long long *n_out, pvg_error *err)
+{
+    if (n_out) *n_out = 0;
+    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
+    if (st != PVG_OK) return st;
+    sqlite3 *db = pvg_store_sqlite(s);
+    sqlite3_stmt *u = NULL;
+    int rc = sqlite3_prepare_v2(db, "UPDATE auth_keys SET revoked=1 WHERE pseudonym=? AND revoked=0",
+                                -1, &u, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "revoke user tokens", err);
+    sqlite3_bind_blob(u, 1, pseudonym, PVG_PSEUDONYM_BYTES, SQLITE_STATIC);
+    rc = sqlite3_step(u);
+    sqlite3_finalize(u);
+    if (rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "revoke user tokens", err);
+    if (n_out) *n_out = sqlite3_changes(db);
+    return PVG_OK;
+}

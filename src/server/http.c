@@ -1,0 +1,587 @@
+/*
+ * http.c - the HTTP core of the service: libmicrohttpd daemon (epoll,
+ * thread pool), request bodies with a size cap, dispatch through the routes
+ * table with authentication, roles, per-user scoping and rate limits, JSON
+ * answers and errors, the store pool, start and graceful stop.
+ */
+#include "server/server_internal.h"
+
+#include "store/store_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double srv_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/model.pvgm", data_dir ? data_dir : ".");
+    return buf;
+}
+
+/* ---- store pool ------------------------------------------------------- */
+
+pvg_store *srv_store_get(pvg_server *srv)
+{
+    pthread_mutex_lock(&srv->pool_mu);
+    while (srv->n_free == 0) pthread_cond_wait(&srv->pool_cv, &srv->pool_mu);
+    pvg_store *s = srv->stores[srv->free_idx[--srv->n_free]];
+    pthread_mutex_unlock(&srv->pool_mu);
+    return s;
+}
+
+void srv_store_put(pvg_server *srv, pvg_store *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&srv->pool_mu);
+    for (int i = 0; i < srv->n_stores; i++)
+        if (srv->stores[i] == s) {
+            srv->free_idx[srv->n_free++] = i;
+            break;
+        }
+    pthread_cond_signal(&srv->pool_cv);
+    pthread_mutex_unlock(&srv->pool_mu);
+}
+
+pvg_store *srv_req_store(srv_req *r)
+{
+    if (!r->store) r->store = srv_store_get(r->srv);
+    return r->store;
+}
+
+const char *srv_req_query(srv_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+void srv_reply_json(srv_req *r, int status, json_t *j)
+{
+    free(r->out);
+    r->out = NULL;
+    r->out_len = 0;
+    r->status = status;
+    r->ctype = "application/json";
+    if (j) {
+        r->out = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+    }
+    if (!r->out) {
+        r->status = 500;
+        r->out = strdup("{\"error\":\"internal\",\"message\":\"cannot encode the answer\"}");
+    }
+    r->out_len = r->out ? strlen(r->out) : 0;
+}
+
+void srv_reply_error(srv_req *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    srv_reply_json(r, status, json_pack("{s:s, s:s, s:i}", "error", code, "message", msg,
+                                        "status", status));
+}
+
+void srv_reply_status(srv_req *r, const char *what, pvg_status st, const pvg_error *err)
+{
+    const char *why = err && err->code != PVG_OK && err->text[0] ? err->text : pvg_strerror(st);
+    switch (st) {
+    case PVG_ERR_INVALID: srv_reply_error(r, 400, "invalid", "%s: %s", what, why); break;
+    case PVG_ERR_NOT_FOUND: srv_reply_error(r, 404, "not_found", "%s: %s", what, why); break;
+    case PVG_ERR_POLICY: srv_reply_error(r, 422, "policy", "%s: %s", what, why); break;
+    case PVG_ERR_PERMISSION: srv_reply_error(r, 403, "forbidden", "%s: %s", what, why); break;
+    case PVG_ERR_BUDGET: srv_reply_error(r, 409, "budget", "%s: %s", what, why); break;
+    case PVG_ERR_BUSY: srv_reply_error(r, 503, "busy", "%s: %s", what, why); break;
+    case PVG_ERR_EXISTS: srv_reply_error(r, 409, "exists", "%s: %s", what, why); break;
+    default: srv_reply_error(r, 500, "internal", "%s: %s", what, why); break;
+    }
+}
+
+long long srv_json_depth_exceeded(const char *t, size_t n, int max_depth)
+{
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') in_str = 1;
+        else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return (long long)i;
+        } else if (c == ']' || c == '}') depth--;
+    }
+    return -1;
+}
+
+json_t *srv_req_json(srv_req *r)
+{
+    if (!r->body || r->body_len == 0) {
+        srv_reply_error(r, 400, "bad_json", "request body: a JSON document is required");
+        return NULL;
+    }
+    long long at = srv_json_depth_exceeded(r->body, r->body_len, r->srv->opt.max_json_depth);
+    if (at >= 0) {
+        srv_reply_error(r, 400, "bad_json",
+                        "request body: byte %lld: nesting deeper than %d levels", at,
+                        r->srv->opt.max_json_depth);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        srv_reply_json(r, 400,
+                       json_pack("{s:s, s:s, s:i, s:I, s:i, s:i}", "error", "bad_json", "message",
+                                 je.text, "status", 400, "position", (json_int_t)je.position,
+                                 "line", je.line, "column", je.column));
+        /* also say where in the message */
+        char msg[400];
+        snprintf(msg, sizeof msg, "request body: byte %d (line %d, column %d): %s", je.position,
+                 je.line, je.column, je.text);
+        json_t *o = json_loads(r->out, 0, NULL);
+        if (o) {
+            json_object_set_new(o, "message", json_string(msg));
+            srv_reply_json(r, 400, o);
+        }
+        return NULL;
+    }
+    return j;
+}
+
+int srv_audit(srv_req *r, const char *action, const char *ext_user, const char *detail)
+{
+    char subject[2 * PVG_PSEUDONYM_BYTES + 1] = "";
+    if (ext_user) pvg_audit_subject_of_user(srv_req_store(r), ext_user, subject);
+    pvg_status st = srv_audit_log(&r->srv->audit, r->actor, action, subject, detail);
+    if (st != PVG_OK) {
+        srv_reply_error(r, 503, "audit_unavailable",
+                        "the audit log cannot be written (%s); personal data is not served",
+                        pvg_strerror(st));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static unsigned role_bit(pvg_role role)
+{
+    switch (role) {
+    case PVG_ROLE_ADMIN: return SRV_ADMIN;
+    case PVG_ROLE_ANALYST: return SRV_ANALYST;
+    case PVG_ROLE_USER: return SRV_USER;
+    default: return 0;
+    }
+}
+
+static void authenticate_and_run(srv_req *r)
+{
+    const srv_route *rt = &srv_routes()[r->route];
+    snprintf(r->actor, sizeof r->actor, "public");
+    if (!(rt->access & SRV_PUBLIC)) {
+        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+        if (!h || !*h) {
+            atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            srv_reply_error(r, 401, "unauthorized",
+                            "a credential is required: send \"Authorization: Bearer <API key or "
+                            "user token>\"");
+            return;
+        }
+        if (strncasecmp(h, "Bearer ", 7) != 0) {
+            atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            srv_reply_error(r, 401, "unauthorized",
+                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
+            return;
+        }
+        const char *cred = h + 7;
+        while (*cred == ' ') cred++;
+        pvg_error e;
+        pvg_error_clear(&e);
+        pvg_status st = pvg_auth_check(srv_req_store(r), cred, &r->who, &e);
+        if (st == PVG_ERR_PERMISSION) {
+            atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            srv_reply_error(r, 401, "unauthorized", "%s", e.text);
+            return;
+        }
+        if (st != PVG_OK) {
+            srv_reply_status(r, "authentication", st, &e);
+            return;
+        }
+        snprintf(r->actor, sizeof r->actor, "%s:%s",
+                 r->who.role == PVG_ROLE_USER ? "token" : "key", r->who.key_id);
+        if (!(rt->access & role_bit(r->who.role))) {
+            srv_reply_error(r, 403, "forbidden", "role %s may not call %s %s",
+                            pvg_role_name(r->who.role), rt->method, rt->pattern);
+            return;
+        }
+        if ((rt->access & SRV_OWN) && r->who.role == PVG_ROLE_USER &&
+            !pvg_auth_may_access_user(srv_req_store(r), &r->who, r->params[0])) {
+            srv_reply_error(r, 403, "forbidden",
+                            "this token reaches only its own user's resources");
+            return;
+        }
+        double retry = 0;
+        if (!srv_ratelimit_take(&r->srv->rl, r->who.key_id, r->who.rate_per_s, srv_now(), &retry)) {
+            atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
+            snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
+            srv_reply_error(r, 429, "rate_limited",
+                            "rate limit of %.3g requests/s exceeded; retry after %.3f s",
+                            r->who.rate_per_s, retry);
+            return;
+        }
+    }
+    rt->handler(r);
+}
+
+static enum MHD_Result send_answer(srv_req *r)
+{
+    if (!r->out) srv_reply_error(r, 500, "internal", "no answer was produced");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->out_len, r->out, MHD_RESPMEM_MUST_FREE);
+    if (!resp) return MHD_NO;
+    r->out = NULL; /* owned by the response now */
+    MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    if (r->ctype && strncmp(r->ctype, "text/html", 9) == 0)
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "frame-ancestors 'none'");
+    if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    if (r->allow[0]) MHD_add_response_header(resp, "Allow", r->allow);
+    if (atomic_load(&r->srv->draining) || r->too_large)
+        MHD_add_response_header(resp, "Connection", "close");
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void finish(srv_req *r)
+{
+    if (r->store) {
+        srv_store_put(r->srv, r->store);
+        r->store = NULL;
+    }
+}
+
+static void compute_allow(srv_req *r, const char *path)
+{
+    char params[SRV_MAX_PARAMS][256];
+    static const char *methods[] = {"GET", "POST", "PUT", "DELETE"};
+    r->allow[0] = 0;
+    for (size_t i = 0; i < 4; i++)
+        if (srv_route_match(methods[i], path, params) >= 0) {
+            if (r->allow[0]) strncat(r->allow, ", ", sizeof r->allow - strlen(r->allow) - 1);
+            strncat(r->allow, methods[i], sizeof r->allow - strlen(r->allow) - 1);
+        }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    pvg_server *srv = cls;
+    srv_req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->srv = srv;
+        r->conn = conn;
+        r->t0 = srv_now();
+        r->route = -1;
+        atomic_fetch_add(&srv->inflight, 1);
+        *con_cls = r;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || end == cl || v > srv->opt.max_body_bytes) r->too_large = 1;
+        }
+        if (r->too_large) { /* answer at once; the body is never read */
+            r->method = method;
+            r->url = url;
+            srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
+                            srv->opt.max_body_bytes);
+            return send_answer(r);
+        }
+        return MHD_YES;
+    }
+    r->method = method;
+    r->url = url;
+    if (*upload_size) {
+        if (!r->too_large) {
+            if (r->body_len + *upload_size > srv->opt.max_body_bytes) {
+                r->too_large = 1;
+                free(r->body);
+                r->body = NULL;
+                r->body_len = r->body_cap = 0;
+            } else {
+                if (r->body_len + *upload_size + 1 > r->body_cap) {
+                    size_t cap = r->body_cap ? r->body_cap : 4096;
+                    while (cap < r->body_len + *upload_size + 1) cap *= 2;
+                    char *b = realloc(r->body, cap);
+                    if (!b) return MHD_NO;
+                    r->body = b;
+                    r->body_cap = cap;
+                }
+                memcpy(r->body + r->body_len, upload_data, *upload_size);
+                r->body_len += *upload_size;
+                r->body[r->body_len] = 0;
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    /* the whole request is here */
+    if (r->too_large) {
+        srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
+                        srv->opt.max_body_bytes);
+    } else if (strlen(url) > 2048) {
+        srv_reply_error(r, 414, "uri_too_long", "request path longer than 2048 bytes");
+    } else {
+        r->route = srv_route_match(method, url, r->params);
+        if (r->route == -1) {
+            srv_reply_error(r, 404, "not_found", "no route %s %s", method, url);
+        } else if (r->route == -2) {
+            compute_allow(r, url);
+            srv_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
+                            method, url, r->allow);
+        } else {
+            authenticate_and_run(r);
+        }
+    }
+    finish(r);
+    return send_answer(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    pvg_server *srv = cls;
+    srv_req *r = *con_cls;
+    if (!r) return;
+    finish(r);
+    int route = r->route >= 0 ? r->route : (int)srv_routes_count();
+    if (r->status) srv_metrics_observe(&srv->metrics, route, r->status, srv_now() - r->t0);
+    free(r->body);
+    free(r->out);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    (void)fmt;
+    (void)ap; /* the library never prints; failures show in answers and metrics */
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static char *dup_or(const char *s, const char *def)
+{
+    return s ? strdup(s) : def ? strdup(def) : NULL;
+}
+
+static void server_destroy(pvg_server *srv)
+{
+    if (!srv) return;
+    srv_model_shutdown(srv);
+    srv_audit_writer_stop(&srv->audit);
+    for (int i = 0; i < srv->n_stores; i++) pvg_store_close(srv->stores[i]);
+    pvg_store_close(srv->audit_store);
+    pvg_store_close(srv->reload_store);
+    free(srv->stores);
+    free(srv->free_idx);
+    srv_metrics_free(&srv->metrics);
+    srv_ratelimit_free(&srv->rl);
+    pthread_mutex_destroy(&srv->pool_mu);
+    pthread_cond_destroy(&srv->pool_cv);
+    pthread_mutex_destroy(&srv->model_mu);
+    pthread_mutex_destroy(&srv->reload_mu);
+    pthread_mutex_destroy(&srv->stop_mu);
+    pthread_cond_destroy(&srv->stop_cv);
+    free(srv->data_dir);
+    free(srv->bind);
+    free(srv->model_path);
+    free(srv->web_dir);
+    free(srv->dataset);
+    free(srv->openapi_path);
+    free(srv);
+}
+
+pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg_error *err)
+{
+    if (!opt || !out || !opt->data_dir)
+        return pvg_error_set(err, PVG_ERR_INVALID, "server: data_dir is required");
+    *out = NULL;
+    if (opt->port < 0 || opt->port > 65535)
+        return pvg_error_set(err, PVG_ERR_INVALID, "port: want 0..65535, got %d", opt->port);
+    if (opt->threads < 0 || opt->threads > 256)
+        return pvg_error_set(err, PVG_ERR_INVALID, "threads: want 1..256, got %d", opt->threads);
+    if (opt->popular_epsilon < 0 || opt->popular_k < 0 || opt->popular_k > 1000)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "popular list: want epsilon > 0 and k in 1..1000");
+    pvg_status st = pvg_init();
+    if (st != PVG_OK) return pvg_error_set(err, st, "library initialisation failed");
+    pvg_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
+    srv->opt = *opt;
+    if (!srv->opt.threads) srv->opt.threads = 2;
+    if (!srv->opt.max_body_bytes) srv->opt.max_body_bytes = 1 << 20;
+    if (!srv->opt.max_json_depth) srv->opt.max_json_depth = 32;
+    if (!srv->opt.timeout_seconds) srv->opt.timeout_seconds = 15;
+    if (!srv->opt.reload_ms) srv->opt.reload_ms = 1000;
+    if (!srv->opt.popular_epsilon) srv->opt.popular_epsilon = 1.0;
+    if (!srv->opt.popular_k) srv->opt.popular_k = 100;
+    if (!srv->opt.cache_entries) srv->opt.cache_entries = 65536;
+    char mp[4096];
+    srv->data_dir = strdup(opt->data_dir);
+    srv->bind = dup_or(opt->bind, "127.0.0.1");
+    srv->model_path =
+        dup_or(opt->model_path, pvg_server_default_model_path(opt->data_dir, mp, sizeof mp));
+    srv->web_dir = dup_or(opt->web_dir, NULL);
+    srv->dataset = dup_or(opt->dataset, "default");
+    if (opt->openapi_path) srv->openapi_path = strdup(opt->openapi_path);
+    else if (opt->web_dir) {
+        snprintf(mp, sizeof mp, "%s/../../../docs/openapi.json", opt->web_dir);
+        srv->openapi_path = strdup(mp);
+    }
+    srv->opt.openapi_path = srv->openapi_path;
+    srv->opt.data_dir = srv->data_dir;
+    srv->opt.bind = srv->bind;
+    srv->opt.model_path = srv->model_path;
+    srv->opt.web_dir = srv->web_dir;
+    srv->opt.dataset = srv->dataset;
+    pthread_mutex_init(&srv->pool_mu, NULL);
+    pthread_cond_init(&srv->pool_cv, NULL);
+    pthread_mutex_init(&srv->model_mu, NULL);
+    pthread_mutex_init(&srv->reload_mu, NULL);
+    pthread_mutex_init(&srv->stop_mu, NULL);
+    pthread_cond_init(&srv->stop_cv, NULL);
+    srv->started_at = (int64_t)time(NULL);
+    if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
+        (opt->web_dir && !srv->web_dir) || srv_metrics_init(&srv->metrics, srv_routes_count() + 1) ||
+        srv_ratelimit_init(&srv->rl)) {
+        server_destroy(srv);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
+    }
+    struct in_addr addr;
+    if (inet_pton(AF_INET, srv->bind, &addr) != 1) {
+        server_destroy(srv);
+        return pvg_error_set(err, PVG_ERR_INVALID, "bind: want an IPv4 address, got \"%.64s\"",
+                             opt->bind);
+    }
+    srv->n_stores = srv->opt.threads;
+    srv->stores = calloc((size_t)srv->n_stores, sizeof *srv->stores);
+    srv->free_idx = calloc((size_t)srv->n_stores, sizeof *srv->free_idx);
+    if (!srv->stores || !srv->free_idx) {
+        server_destroy(srv);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
+    }
+    for (int i = 0; i < srv->n_stores; i++) {
+        st = pvg_store_open(srv->data_dir, &srv->stores[i], err);
+        if (st != PVG_OK) {
+            srv->n_stores = i;
+            server_destroy(srv);
+            return st;
+        }
+        srv->free_idx[srv->n_free++] = i;
+    }
+    st = pvg_store_open(srv->data_dir, &srv->audit_store, err);
+    if (st == PVG_OK) st = pvg_store_open(srv->data_dir, &srv->reload_store, err);
+    if (st != PVG_OK) {
+        server_destroy(srv);
+        return st;
+    }
+    if (srv_audit_writer_start(&srv->audit, srv->audit_store, &srv->metrics)) {
+        server_destroy(srv);
+        return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");
+    }
+    st = srv_model_init(srv, err);
+    if (st != PVG_OK) {
+        server_destroy(srv);
+        return st;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)srv->opt.port);
+    sa.sin_addr = addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->opt.threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)srv->opt.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        int e = errno;
+        server_destroy(srv);
+        return pvg_error_set(err, PVG_ERR_IO, "cannot listen on %s:%d: %s", opt->bind ? opt->bind : "127.0.0.1",
+                             opt->port, e ? strerror(e) : "libmicrohttpd refused to start");
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : srv->opt.port;
+    *out = srv;
+    return PVG_OK;
+}
+
+int pvg_server_port(const pvg_server *srv)
+{
+    return srv ? srv->port : 0;
+}
+
+pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
+{
+    if (!srv) return PVG_OK;
+    if (srv->stopped) return PVG_OK;
+    srv->stopped = 1;
+    atomic_store(&srv->draining, 1);
+    if (srv->daemon) {
+        MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+        if (fd != MHD_INVALID_SOCKET) close(fd);
+        double until = srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
+        while (atomic_load(&srv->inflight) > 0 && srv_now() < until) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        MHD_stop_daemon(srv->daemon);
+        srv->daemon = NULL;
+    }
+    srv_model_shutdown(srv);
+    srv_audit_writer_stop(&srv->audit);
+    (void)err;
+    return PVG_OK;
+}
+
+void pvg_server_free(pvg_server *srv)
+{
+    if (!srv) return;
+    pvg_server_stop(srv, 5000, NULL);
+    server_destroy(srv);
+}

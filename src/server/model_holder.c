@@ -1,0 +1,475 @@
+/*
+ * model_holder.c - the model in service: loading, the catalog view (titles
+ * and prices by model item index), the DP popular list released once per
+ * model build, the recommendation cache, reference counting so requests in
+ * flight keep the model they started with, and the reload thread that
+ * watches the model file.
+ */
+#include "server/server_internal.h"
+
+#include "store/store_internal.h"
+
+#include <privguide/dp.h>
+#include <privguide/ledger.h>
+#include <privguide/rng.h>
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* ---- recommendation cache ------------------------------------------------ */
+
+#define CACHE_STRIPES 64
+typedef struct cache_slot {
+    unsigned char key[16];
+    size_t k, n;
+    int used;
+    int64_t *idx;
+    float *score;
+} cache_slot;
+
+struct srv_cache {
+    size_t n;
+    cache_slot *slots;
+    pthread_mutex_t mu[CACHE_STRIPES];
+};
+
+srv_cache *srv_cache_new(size_t entries)
+{
+    if (!entries) return NULL;
+    srv_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->slots = calloc(entries, sizeof *c->slots);
+    if (!c->slots) {
+        free(c);
+        return NULL;
+    }
+    c->n = entries;
+    for (int i = 0; i < CACHE_STRIPES; i++) pthread_mutex_init(&c->mu[i], NULL);
+    return c;
+}
+
+void srv_cache_free(srv_cache *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->slots[i].idx);
+        free(c->slots[i].score);
+    }
+    for (int i = 0; i < CACHE_STRIPES; i++) pthread_mutex_destroy(&c->mu[i]);
+    free(c->slots);
+    free(c);
+}
+
+static size_t cache_slot_of(const srv_cache *c, const unsigned char key[16], size_t k)
+{
+    uint64_t h;
+    memcpy(&h, key, 8);
+    h ^= (uint64_t)k * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    return (size_t)(h % c->n);
+}
+
+int srv_cache_get(srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
+                  size_t *n)
+{
+    if (!c) return 0;
+    size_t i = cache_slot_of(c, key, k);
+    pthread_mutex_t *mu = &c->mu[i % CACHE_STRIPES];
+    int hit = 0;
+    pthread_mutex_lock(mu);
+    cache_slot *s = &c->slots[i];
+    if (s->used && s->k == k && memcmp(s->key, key, 16) == 0) {
+        for (size_t j = 0; j < s->n; j++) {
+            out[j].item_index = s->idx[j];
+            out[j].score = s->score[j];
+            out[j].item = NULL;
+        }
+        *n = s->n;
+        hit = 1;
+    }
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+void srv_cache_put(srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
+                   size_t n)
+{
+    if (!c || n > k) return;
+    size_t i = cache_slot_of(c, key, k);
+    int64_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    float *score = malloc((n ? n : 1) * sizeof *score);
+    if (!idx || !score) {
+        free(idx);
+        free(score);
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        idx[j] = in[j].item_index;
+        score[j] = in[j].score;
+    }
+    pthread_mutex_t *mu = &c->mu[i % CACHE_STRIPES];
+    pthread_mutex_lock(mu);
+    cache_slot *s = &c->slots[i];
+    free(s->idx);
+    free(s->score);
+    memcpy(s->key, key, 16);
+    s->k = k;
+    s->n = n;
+    s->idx = idx;
+    s->score = score;
+    s->used = 1;
+    pthread_mutex_unlock(mu);
+}
+
+/* ---- model objects --------------------------------------------------------- */
+
+static void model_destroy(srv_model *m)
+{
+    if (!m) return;
+    if (m->catalog) {
+        size_t n = pvg_model_n_items(m->model);
+        for (size_t i = 0; i < n; i++) free(m->catalog[i].title);
+        free(m->catalog);
+    }
+    free(m->popular.item_index);
+    free(m->popular.noisy_count);
+    srv_cache_free(m->cache);
+    pvg_model_free(m->model);
+    free(m);
+}
+
+srv_model *srv_model_acquire(pvg_server *srv)
+{
+    pthread_mutex_lock(&srv->model_mu);
+    srv_model *m = srv->model;
+    if (m) atomic_fetch_add(&m->refs, 1);
+    pthread_mutex_unlock(&srv->model_mu);
+    return m;
+}
+
+void srv_model_release(srv_model *m)
+{
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1) model_destroy(m);
+}
+
+long pvg_server_model_generation(const pvg_server *srv)
+{
+    pvg_server *s = (pvg_server *)srv;
+    pthread_mutex_lock(&s->model_mu);
+    long g = s->model ? s->model->generation : 0;
+    pthread_mutex_unlock(&s->model_mu);
+    return g;
+}
+
+typedef struct catalog_ctx {
+    srv_model *m;
+} catalog_ctx;
+
+static int catalog_item(void *ctx, const pvg_item *it)
+{
+    catalog_ctx *c = ctx;
+    int64_t i = pvg_model_item_index(c->m->model, it->ext_id);
+    if (i < 0) return 0;
+    free(c->m->catalog[i].title);
+    c->m->catalog[i].title = it->title ? strdup(it->title) : NULL;
+    c->m->catalog[i].price = it->price;
+    return 0;
+}
+
+/* ---- the DP popular list --------------------------------------------------- */
+
+static const char POPULAR_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS server_popular_release ("
+    " fingerprint BLOB NOT NULL,"
+    " dataset TEXT NOT NULL,"
+    " k INTEGER NOT NULL,"
+    " epsilon REAL NOT NULL,"
+    " mechanism TEXT NOT NULL,"
+    " release_id INTEGER NOT NULL,"
+    " items TEXT NOT NULL,"      /* JSON array of external item ids, best first */
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (fingerprint, dataset, k, epsilon))";
+
+static const char MECHANISM[] = "exponential-mechanism-top-k";
+
+static pvg_status popular_from_json(srv_model *m, const char *text, pvg_error *err)
+{
+    json_error_t je;
+    json_t *a = json_loads(text, 0, &je);
+    if (!a || !json_is_array(a)) {
+        json_decref(a);
+        return pvg_error_set(err, PVG_ERR_CORRUPT, "stored popular release is not a JSON array");
+    }
+    size_t n = json_array_size(a);
+    m->popular.item_index = calloc(n ? n : 1, sizeof(int64_t));
+    if (!m->popular.item_index) {
+        json_decref(a);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    m->popular.n = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_array_get(a, i));
+        int64_t ix = id ? pvg_model_item_index(m->model, id) : -1;
+        if (ix >= 0) m->popular.item_index[m->popular.n++] = ix;
+    }
+    json_decref(a);
+    return PVG_OK;
+}
+
+/* Releases (or reuses) the popular list of this model build: top-k items
+ * by distinct-user counts, chosen by k rounds of the exponential mechanism
+ * (pvg_dp_top_k; a shopper changes every count by at most 1, so the
+ * utility sensitivity is 1), charged once to the ledger. */
+static pvg_status popular_release(pvg_server *srv, pvg_store *s, srv_model *m, pvg_error *err)
+{
+    const unsigned char *fp = pvg_model_fingerprint(m->model);
+    size_t n_items = pvg_model_n_items(m->model);
+    size_t k = (size_t)srv->opt.popular_k;
+    if (k > n_items) k = n_items;
+    double eps = srv->opt.popular_epsilon;
+    pvg_status st = pvg_store_exec(s, POPULAR_SCHEMA, err);
+    if (st != PVG_OK) return st;
+    sqlite3 *db = pvg_store_sqlite(s);
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT items, release_id FROM server_popular_release WHERE "
+                                "fingerprint=? AND dataset=? AND k=? AND epsilon=?",
+                                -1, &q, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "popular release lookup", err);
+    sqlite3_bind_blob(q, 1, fp, 32, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, srv->dataset, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)k);
+    sqlite3_bind_double(q, 4, eps);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        st = popular_from_json(m, (const char *)sqlite3_column_text(q, 0), err);
+        m->popular.release_id = sqlite3_column_int64(q, 1);
+        m->popular.epsilon = eps;
+        snprintf(m->popular.mechanism, sizeof m->popular.mechanism, "%s", MECHANISM);
+        sqlite3_finalize(q);
+        return st;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "popular release lookup", err);
+    if (k == 0) return pvg_error_set(err, PVG_ERR_INVALID, "the model has no items");
+
+    /* utilities: distinct-user counts of every item */
+    pvg_scored_item *all = calloc(n_items, sizeof *all);
+    int64_t *u = calloc(n_items, sizeof *u);
+    size_t *pick = calloc(k, sizeof *pick);
+    if (!all || !u || !pick) {
+        free(all);
+        free(u);
+        free(pick);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
+    }
+    size_t got = 0;
+    st = pvg_model_popular(m->model, n_items, all, &got, err);
+    if (st == PVG_OK) {
+        for (size_t i = 0; i < got; i++)
+            if (all[i].item_index >= 0 && (size_t)all[i].item_index < n_items)
+                u[all[i].item_index] = (int64_t)(all[i].score + 0.5f);
+        pvg_rng *rng = srv->opt.allow_insecure_rng
+                           ? pvg_rng_new_INSECURE_deterministic_for_tests(srv->opt.insecure_seed)
+                           : pvg_rng_new_secure();
+        if (!rng) st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: no random generator");
+        else {
+            st = pvg_dp_top_k(rng, u, n_items, k, 1, eps, srv->opt.allow_insecure_rng, pick, err);
+            pvg_rng_free(rng);
+        }
+    }
+    free(all);
+    free(u);
+    json_t *ids = st == PVG_OK ? json_array() : NULL;
+    if (st == PVG_OK) {
+        for (size_t i = 0; i < k; i++)
+            json_array_append_new(ids, json_string(pvg_model_item_id(m->model, (int64_t)pick[i])));
+    }
+    free(pick);
+    if (st != PVG_OK) return st;
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    if (!text) return pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
+
+    char what[160], fph[17];
+    sodium_bin2hex(fph, sizeof fph, fp, 8);
+    snprintf(what, sizeof what, "popular items top-%zu of model build %s", k, fph);
+    int64_t release_id = 0;
+    st = pvg_ledger_charge(s, srv->dataset, what, MECHANISM, eps, 0.0, &release_id, err);
+    if (st == PVG_OK) {
+        rc = sqlite3_prepare_v2(db,
+                                "INSERT OR REPLACE INTO server_popular_release(fingerprint,dataset,"
+                                "k,epsilon,mechanism,release_id,items,created_at)"
+                                " VALUES(?,?,?,?,?,?,?,?)",
+                                -1, &q, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_blob(q, 1, fp, 32, SQLITE_STATIC);
+            sqlite3_bind_text(q, 2, srv->dataset, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 3, (sqlite3_int64)k);
+            sqlite3_bind_double(q, 4, eps);
+            sqlite3_bind_text(q, 5, MECHANISM, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 6, release_id);
+            sqlite3_bind_text(q, 7, text, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 8, pvg_store_now(s));
+            rc = sqlite3_step(q);
+        }
+        sqlite3_finalize(q);
+        /* the release is charged; failing to remember it costs budget later, not privacy */
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s; dataset %s; epsilon %g; release %lld", what,
+                 srv->dataset, eps, (long long)release_id);
+        pvg_audit_record ar = {0, "server", "dp_release", "", detail};
+        pvg_status ast = pvg_audit_append(s, &ar, NULL, NULL);
+        if (ast == PVG_OK) atomic_fetch_add(&srv->metrics.audit_entries, 1);
+        else atomic_fetch_add(&srv->metrics.audit_failures, 1);
+        st = popular_from_json(m, text, err);
+        m->popular.release_id = release_id;
+        m->popular.epsilon = eps;
+        snprintf(m->popular.mechanism, sizeof m->popular.mechanism, "%s", MECHANISM);
+    }
+    free(text);
+    return st;
+}
+
+/* ---- loading and reloading ------------------------------------------------- */
+
+static int64_t stat_mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+static int file_changed(pvg_server *srv, const struct stat *st)
+{
+    pthread_mutex_lock(&srv->model_mu);
+    srv_model *m = srv->model;
+    int changed = !m || m->dev != st->st_dev || m->ino != st->st_ino ||
+                  m->mtime_ns != stat_mtime_ns(st) || m->size != st->st_size;
+    pthread_mutex_unlock(&srv->model_mu);
+    return changed;
+}
+
+pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
+{
+    if (!srv) return pvg_error_set(err, PVG_ERR_INVALID, "reload: NULL server");
+    pthread_mutex_lock(&srv->reload_mu);
+    struct stat sb;
+    pvg_status st = PVG_OK;
+    if (stat(srv->model_path, &sb) != 0) {
+        int e = errno;
+        pthread_mutex_unlock(&srv->reload_mu);
+        if (e == ENOENT) return PVG_OK; /* no model yet: nothing to serve personalised */
+        return pvg_error_set(err, PVG_ERR_IO, "%s: %s", srv->model_path, strerror(e));
+    }
+    if (!file_changed(srv, &sb)) {
+        pthread_mutex_unlock(&srv->reload_mu);
+        return PVG_OK;
+    }
+    srv_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        pthread_mutex_unlock(&srv->reload_mu);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+    }
+    atomic_init(&m->refs, 1);
+    m->dev = sb.st_dev;
+    m->ino = sb.st_ino;
+    m->mtime_ns = stat_mtime_ns(&sb);
+    m->size = sb.st_size;
+    st = pvg_model_load(srv->model_path, &m->model, err);
+    if (st == PVG_OK) {
+        size_t n = pvg_model_n_items(m->model);
+        m->catalog = calloc(n ? n : 1, sizeof *m->catalog);
+        if (!m->catalog) st = pvg_error_set(err, PVG_ERR_NOMEM, "model catalog: out of memory");
+    }
+    if (st == PVG_OK) {
+        size_t n = pvg_model_n_items(m->model);
+        for (size_t i = 0; i < n; i++) m->catalog[i].price = -1;
+        catalog_ctx cc = {m};
+        st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
+    }
+    if (st == PVG_OK && srv->opt.cache_entries > 0) {
+        m->cache = srv_cache_new((size_t)srv->opt.cache_entries);
+        if (!m->cache) st = pvg_error_set(err, PVG_ERR_NOMEM, "model cache: out of memory");
+    }
+    if (st == PVG_OK) {
+        pvg_error perr;
+        pvg_error_clear(&perr);
+        pvg_status pst = popular_release(srv, srv->reload_store, m, &perr);
+        m->popular_ok = pst == PVG_OK;
+        if (!m->popular_ok)
+            snprintf(m->popular_error, sizeof m->popular_error, "%s",
+                     perr.text[0] ? perr.text : pvg_strerror(pst));
+    }
+    if (st != PVG_OK) {
+        atomic_fetch_add(&srv->metrics.model_reload_failures, 1);
+        snprintf(srv->last_reload_error, sizeof srv->last_reload_error, "%s",
+                 err && err->text[0] ? err->text : pvg_strerror(st));
+        model_destroy(m);
+        pthread_mutex_unlock(&srv->reload_mu);
+        return st;
+    }
+    m->loaded_at = (int64_t)time(NULL);
+    pthread_mutex_lock(&srv->model_mu);
+    srv_model *old = srv->model;
+    m->generation = ++srv->generation;
+    srv->model = m;
+    pthread_mutex_unlock(&srv->model_mu);
+    srv_model_release(old);
+    atomic_fetch_add(&srv->metrics.model_reloads, 1);
+    srv->last_reload_error[0] = 0;
+    pthread_mutex_unlock(&srv->reload_mu);
+    return PVG_OK;
+}
+
+static void *reload_main(void *arg)
+{
+    pvg_server *srv = arg;
+    pthread_mutex_lock(&srv->stop_mu);
+    while (!srv->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long long ns = ts.tv_nsec + (long long)srv->opt.reload_ms * 1000000LL;
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&srv->stop_cv, &srv->stop_mu, &ts);
+        if (srv->stopping) break;
+        pthread_mutex_unlock(&srv->stop_mu);
+        pvg_error e;
+        pvg_error_clear(&e);
+        (void)pvg_server_reload_model(srv, &e); /* a failed load keeps the previous model */
+        pthread_mutex_lock(&srv->stop_mu);
+    }
+    pthread_mutex_unlock(&srv->stop_mu);
+    return NULL;
+}
+
+pvg_status srv_model_init(pvg_server *srv, pvg_error *err)
+{
+    pvg_status st = pvg_server_reload_model(srv, err);
+    if (st != PVG_OK) return st;
+    if (pthread_create(&srv->reload_thread, NULL, reload_main, srv) != 0)
+        return pvg_error_set(err, PVG_ERR_INTERNAL, "cannot start the model reload thread");
+    srv->reload_started = 1;
+    return PVG_OK;
+}
+
+void srv_model_shutdown(pvg_server *srv)
+{
+    if (srv->reload_started) {
+        pthread_mutex_lock(&srv->stop_mu);
+        srv->stopping = 1;
+        pthread_cond_broadcast(&srv->stop_cv);
+        pthread_mutex_unlock(&srv->stop_mu);
+        pthread_join(srv->reload_thread, NULL);
+        srv->reload_started = 0;
+    }
+    pthread_mutex_lock(&srv->model_mu);
+    srv_model *m = srv->model;
+    srv->model = NULL;
+    pthread_mutex_unlock(&srv->model_mu);
+    srv_model_release(m);
+}

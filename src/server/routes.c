@@ -1,0 +1,787 @@
+/*
+ * routes.c - the routes table of the HTTP API (declared once: method,
+ * pattern, roles, handler) and the handlers of the /v1 JSON API, /healthz,
+ * /metrics and /v1/openapi.json.
+ */
+#include "server/server_internal.h"
+
+#include <privguide/ledger.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define K_MAX 100
+#define EVENTS_MAX 1000
+
+static void h_healthz(srv_req *r);
+static void h_metrics(srv_req *r);
+static void h_openapi(srv_req *r);
+static void h_whoami(srv_req *r);
+static void h_stats(srv_req *r);
+static void h_events(srv_req *r);
+static void h_recommend(srv_req *r);
+static void h_similar(srv_req *r);
+static void h_popular(srv_req *r);
+static void h_export(srv_req *r);
+static void h_delete(srv_req *r);
+static void h_consent_get(srv_req *r);
+static void h_consent_put(srv_req *r);
+static void h_page(srv_req *r);
+static void h_static(srv_req *r);
+
+#define OPS (SRV_ADMIN | SRV_ANALYST)
+#define ANYONE (SRV_ADMIN | SRV_ANALYST | SRV_USER)
+#define OWN (SRV_ADMIN | SRV_USER | SRV_OWN)
+
+static const srv_route ROUTES[] = {
+    {"GET", "/healthz", SRV_PUBLIC, h_healthz, "liveness and model status"},
+    {"GET", "/metrics", OPS, h_metrics, "Prometheus metrics"},
+    {"GET", "/v1/openapi.json", SRV_PUBLIC, h_openapi, "this API as OpenAPI 3"},
+    {"GET", "/v1/whoami", ANYONE, h_whoami, "the role of the presented credential"},
+    {"GET", "/v1/stats", OPS, h_stats, "data volume, budgets, model, evaluation, request rates"},
+    {"POST", "/v1/events", SRV_ADMIN | SRV_USER, h_events, "record a batch of events"},
+    {"GET", "/v1/users/{id}/recommendations", OWN, h_recommend, "recommendations for a user"},
+    {"GET", "/v1/items/{id}/similar", ANYONE, h_similar, "items similar to an item"},
+    {"GET", "/v1/items/popular", ANYONE, h_popular, "the DP popular list"},
+    {"GET", "/v1/users/{id}/data", OWN, h_export, "export everything held about a user"},
+    {"DELETE", "/v1/users/{id}", OWN, h_delete, "erase a user (crypto-shredding)"},
+    {"GET", "/v1/users/{id}/consent", OWN, h_consent_get, "a user's consent"},
+    {"PUT", "/v1/users/{id}/consent", OWN, h_consent_put, "set a user's consent"},
+    {"GET", "/", SRV_PUBLIC, h_page, "page index"},
+    {"GET", "/shop", SRV_PUBLIC, h_page, "shop demo page"},
+    {"GET", "/portal", SRV_PUBLIC, h_page, "privacy portal page"},
+    {"GET", "/dashboard", SRV_PUBLIC, h_page, "operator dashboard page"},
+    {"GET", "/static/{file}", SRV_PUBLIC, h_static, "page assets"},
+    {0},
+};
+
+const srv_route *srv_routes(void)
+{
+    return ROUTES;
+}
+
+size_t srv_routes_count(void)
+{
+    return sizeof ROUTES / sizeof ROUTES[0] - 1;
+}
+
+/* Splits "/a/b/c" into segments; returns count or -1 (too many/too long). */
+static int split_path(const char *p, char seg[8][256])
+{
+    int n = 0;
+    if (*p != '/') return -1;
+    if (strcmp(p, "/") == 0) return 0;
+    while (*p == '/') {
+        p++;
+        size_t len = strcspn(p, "/");
+        if (n == 8 || len >= 256) return -1;
+        memcpy(seg[n], p, len);
+        seg[n][len] = 0;
+        n++;
+        p += len;
+    }
+    return *p ? -1 : n;
+}
+
+int srv_route_match(const char *method, const char *path, char params[SRV_MAX_PARAMS][256])
+{
+    char ps[8][256], rs[8][256];
+    int np = split_path(path, ps);
+    if (np < 0) return -1;
+    int path_matched = 0;
+    for (size_t i = 0; i < srv_routes_count(); i++) {
+        int nr = split_path(ROUTES[i].pattern, rs);
+        if (nr != np) continue;
+        int ok = 1, nparam = 0;
+        for (int s = 0; s < nr && ok; s++) {
+            if (rs[s][0] == '{') {
+                if (!ps[s][0] || nparam == SRV_MAX_PARAMS) ok = 0;
+                else memcpy(params[nparam++], ps[s], 256);
+            } else if (strcmp(rs[s], ps[s]) != 0) {
+                ok = 0;
+            }
+        }
+        if (!ok) continue;
+        if (strcmp(ROUTES[i].method, method) == 0) return (int)i;
+        path_matched = 1;
+    }
+    return path_matched ? -2 : -1;
+}
+
+/* ---- helpers ---- */
+
+static int query_k(srv_req *r, size_t *k)
+{
+    const char *v = srv_req_query(r, "k");
+    *k = 10;
+    if (!v) return 0;
+    char *end = NULL;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < 1 || x > K_MAX) {
+        srv_reply_error(r, 400, "invalid", "query parameter k: want an integer 1..%d, got \"%.40s\"",
+                        K_MAX, v);
+        return -1;
+    }
+    *k = (size_t)x;
+    return 0;
+}
+
+static json_t *item_json(const srv_model *m, int64_t idx, double score)
+{
+    const char *id = pvg_model_item_id(m->model, idx);
+    json_t *o = json_object();
+    json_object_set_new(o, "item", json_string(id ? id : ""));
+    const srv_catalog_entry *c = &m->catalog[idx];
+    json_object_set_new(o, "title", c->title ? json_string(c->title) : json_null());
+    json_object_set_new(o, "price", c->price >= 0 ? json_real(c->price) : json_null());
+    json_object_set_new(o, "score", json_real(isfinite(score) ? score : 0.0));
+    return o;
+}
+
+static srv_model *need_model(srv_req *r)
+{
+    srv_model *m = srv_model_acquire(r->srv);
+    if (!m)
+        srv_reply_error(r, 503, "no_model",
+                        "no model in service yet: train one (privguide train) to %s",
+                        r->srv->model_path);
+    return m;
+}
+
+/* ---- handlers ---- */
+
+static void h_healthz(srv_req *r)
+{
+    srv_model *m = srv_model_acquire(r->srv);
+    json_t *o = json_pack("{s:s, s:b, s:I}", "status", "ok", "model", m != NULL, "generation",
+                          (json_int_t)(m ? m->generation : 0));
+    srv_model_release(m);
+    srv_reply_json(r, 200, o);
+}
+
+static void h_metrics(srv_req *r)
+{
+    char *text = srv_metrics_render(r->srv);
+    if (!text) {
+        srv_reply_error(r, 500, "internal", "cannot render metrics");
+        return;
+    }
+    free(r->out);
+    r->out = text;
+    r->out_len = strlen(text);
+    r->status = 200;
+    r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static char *read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > max) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void h_openapi(srv_req *r)
+{
+    size_t len = 0;
+    char *t = r->srv->openapi_path ? read_file(r->srv->openapi_path, 1 << 20, &len) : NULL;
+    if (!t) {
+        srv_reply_error(r, 404, "not_found", "the OpenAPI document is not installed (%s)",
+                        r->srv->openapi_path ? r->srv->openapi_path : "no path configured");
+        return;
+    }
+    free(r->out);
+    r->out = t;
+    r->out_len = len;
+    r->status = 200;
+    r->ctype = "application/json";
+}
+
+static void h_whoami(srv_req *r)
+{
+    srv_reply_json(r, 200,
+                   json_pack("{s:s, s:s, s:f, s:I}", "role", pvg_role_name(r->who.role), "key_id",
+                             r->who.key_id, "rate_per_s", r->who.rate_per_s, "expires_at",
+                             (json_int_t)r->who.expires_at));
+}
+
+static int ledger_json(void *ctx, const char *dataset, const pvg_ledger_summary *s)
+{
+    json_array_append_new(
+        ctx, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:I}", "dataset", dataset, "total_epsilon",
+                       s->total_epsilon, "spent_epsilon", s->spent_epsilon, "left_epsilon",
+                       s->total_epsilon > s->spent_epsilon ? s->total_epsilon - s->spent_epsilon
+                                                           : 0.0,
+                       "total_delta", s->total_delta, "spent_delta", s->spent_delta, "releases",
+                       (json_int_t)s->releases));
+    return 0;
+}
+
+static void h_stats(srv_req *r)
+{
+    pvg_store *s = srv_req_store(r);
+    json_t *o = json_object();
+    pvg_store_counts c;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_store_counts_get(s, &c, &e);
+    if (st != PVG_OK) {
+        json_decref(o);
+        srv_reply_status(r, "store counts", st, &e);
+        return;
+    }
+    json_object_set_new(o, "store",
+                        json_pack("{s:I, s:I, s:I, s:I}", "users", (json_int_t)c.users, "items",
+                                  (json_int_t)c.items, "events", (json_int_t)c.events,
+                                  "anonymous_rows", (json_int_t)c.anonymous_rows));
+    json_t *budgets = json_array();
+    (void)pvg_ledger_datasets_foreach(s, ledger_json, budgets, NULL);
+    json_object_set_new(o, "budgets", budgets);
+    srv_model *m = srv_model_acquire(r->srv);
+    if (m) {
+        json_t *mj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "type",
+                               pvg_model_type_name(pvg_model_type_of(m->model)), "items",
+                               (json_int_t)pvg_model_n_items(m->model), "users",
+                               (json_int_t)pvg_model_n_users(m->model), "generation",
+                               (json_int_t)m->generation, "loaded_at", (json_int_t)m->loaded_at,
+                               "path", r->srv->model_path);
+        if (m->popular_ok)
+            json_object_set_new(mj, "popular_release",
+                                json_pack("{s:I, s:f, s:s, s:I}", "items",
+                                          (json_int_t)m->popular.n, "epsilon", m->popular.epsilon,
+                                          "mechanism", m->popular.mechanism, "release_id",
+                                          (json_int_t)m->popular.release_id));
+        else
+            json_object_set_new(mj, "popular_error", json_string(m->popular_error));
+        json_object_set_new(o, "model", mj);
+    } else {
+        json_object_set_new(o, "model", json_null());
+    }
+    srv_model_release(m);
+    /* the last evaluation, as written by `privguide evaluate --out <data_dir>/evaluation.json` */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/evaluation.json", r->srv->data_dir);
+    json_t *ev = json_load_file(path, 0, NULL);
+    json_object_set_new(o, "evaluation", ev ? ev : json_null());
+    srv_metrics *mt = &r->srv->metrics;
+    long long by[6] = {0};
+    for (size_t i = 0; i < mt->n_routes; i++)
+        for (int k = 0; k < 6; k++) by[k] += atomic_load(&mt->routes[i].by_class[k]);
+    json_object_set_new(
+        o, "requests",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "total",
+                  (json_int_t)(by[1] + by[2] + by[3] + by[4] + by[5]), "ok", (json_int_t)by[2],
+                  "client_errors", (json_int_t)by[4], "server_errors", (json_int_t)by[5],
+                  "personalized", (json_int_t)atomic_load(&mt->recs_personal), "popular",
+                  (json_int_t)atomic_load(&mt->recs_popular), "rate_limited",
+                  (json_int_t)atomic_load(&mt->rate_limited)));
+    json_object_set_new(o, "uptime_seconds", json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
+    json_object_set_new(o, "now", json_integer((json_int_t)time(NULL)));
+    srv_reply_json(r, 200, o);
+}
+
+/* ---- events ---- */
+
+static const char *const EVENT_KEYS[] = {"user", "type", "item", "ts", "quantity", "amount",
+                                         "rating", "query", "country", "id", NULL};
+
+static int known_key(const char *k)
+{
+    for (int i = 0; EVENT_KEYS[i]; i++)
+        if (strcmp(EVENT_KEYS[i], k) == 0) return 1;
+    return 0;
+}
+
+static void add_err(json_t *errs, size_t i, const char *field, const char *fmt, ...)
+    PVG_PRINTF(4, 5);
+#include <stdarg.h>
+static void add_err(json_t *errs, size_t i, const char *field, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_array_append_new(errs, json_pack("{s:I, s:s?, s:s}", "index", (json_int_t)i, "field",
+                                          field, "message", msg));
+}
+
+static int num_field(json_t *ev, const char *name, double *out, unsigned bit, unsigned *fields,
+                     json_t *errs, size_t i)
+{
+    json_t *v = json_object_get(ev, name);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) {
+        add_err(errs, i, name, "events[%zu].%s: want a number", i, name);
+        return -1;
+    }
+    double d = json_number_value(v);
+    if (!isfinite(d)) {
+        add_err(errs, i, name, "events[%zu].%s: want a finite number", i, name);
+        return -1;
+    }
+    *out = d;
+    *fields |= bit;
+    return 0;
+}
+
+static int str_field(json_t *ev, const char *name, const char **out, size_t max, json_t *errs,
+                     size_t i)
+{
+    json_t *v = json_object_get(ev, name);
+    *out = NULL;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) {
+        add_err(errs, i, name, "events[%zu].%s: want a string", i, name);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    if (strlen(s) != json_string_length(v)) {
+        add_err(errs, i, name, "events[%zu].%s: must not contain NUL bytes", i, name);
+        return -1;
+    }
+    if (!*s || json_string_length(v) > max) {
+        add_err(errs, i, name, "events[%zu].%s: want 1..%zu bytes", i, name, max);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static void h_events(srv_req *r)
+{
+    json_t *doc = srv_req_json(r);
+    if (!doc) return;
+    json_t *arr = json_is_array(doc) ? doc : json_object_get(doc, "events");
+    if (!json_is_array(arr)) {
+        json_decref(doc);
+        srv_reply_error(r, 400, "invalid",
+                        "request body: want {\"events\": [...]} or an array of events");
+        return;
+    }
+    size_t n = json_array_size(arr);
+    if (n > EVENTS_MAX) {
+        json_decref(doc);
+        srv_reply_error(r, 413, "too_many", "request body: at most %d events per batch, got %zu",
+                        EVENTS_MAX, n);
+        return;
+    }
+    pvg_store *s = srv_req_store(r);
+    json_t *errs = json_array();
+    long long stored = 0, dup = 0, rejected = 0;
+    int64_t now = pvg_store_now(s);
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_store_begin(s, &e);
+    if (st != PVG_OK) {
+        json_decref(doc);
+        json_decref(errs);
+        srv_reply_status(r, "events", st, &e);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *ev = json_array_get(arr, i);
+        if (!json_is_object(ev)) {
+            add_err(errs, i, NULL, "events[%zu]: want an object", i);
+            rejected++;
+            continue;
+        }
+        const char *key;
+        json_t *val;
+        int bad = 0;
+        json_object_foreach(ev, key, val) {
+            if (!known_key(key)) {
+                add_err(errs, i, key, "events[%zu]: unknown field \"%.60s\"", i, key);
+                bad = 1;
+                break;
+            }
+        }
+        pvg_event e1;
+        memset(&e1, 0, sizeof e1);
+        const char *user = NULL, *type = NULL, *dedup = NULL;
+        if (!bad && (str_field(ev, "user", &user, 256, errs, i) || !user)) {
+            if (!bad && !user && json_array_size(errs) == 0) {}
+            if (!user && !json_object_get(ev, "user"))
+                add_err(errs, i, "user", "events[%zu].user: required", i);
+            bad = 1;
+        }
+        if (!bad && (str_field(ev, "type", &type, 32, errs, i) || !type)) {
+            if (!json_object_get(ev, "type")) add_err(errs, i, "type", "events[%zu].type: required", i);
+            bad = 1;
+        }
+        if (!bad && pvg_event_type_parse(type, &e1.type) != PVG_OK) {
+            add_err(errs, i, "type",
+                    "events[%zu].type: want view, cart, purchase, return, rating or search, got "
+                    "\"%.32s\"",
+                    i, type);
+            bad = 1;
+        }
+        if (!bad && str_field(ev, "item", &e1.item, 256, errs, i)) bad = 1;
+        if (!bad && str_field(ev, "query", &e1.query, 1024, errs, i)) bad = 1;
+        if (!bad && str_field(ev, "country", &e1.country, 64, errs, i)) bad = 1;
+        if (!bad && str_field(ev, "id", &dedup, 256, errs, i)) bad = 1;
+        if (!bad && e1.query) e1.fields |= PVG_FIELD_QUERY;
+        if (!bad && e1.country) e1.fields |= PVG_FIELD_COUNTRY;
+        if (!bad && (num_field(ev, "quantity", &e1.quantity, PVG_FIELD_QUANTITY, &e1.fields, errs, i) ||
+                     num_field(ev, "amount", &e1.amount, PVG_FIELD_AMOUNT, &e1.fields, errs, i) ||
+                     num_field(ev, "rating", &e1.rating, PVG_FIELD_RATING, &e1.fields, errs, i)))
+            bad = 1;
+        if (!bad) {
+            json_t *ts = json_object_get(ev, "ts");
+            if (!ts || json_is_null(ts)) e1.ts = now;
+            else if (json_is_integer(ts) && json_integer_value(ts) >= 0 &&
+                     json_integer_value(ts) < 32503680000LL)
+                e1.ts = (int64_t)json_integer_value(ts);
+            else {
+                add_err(errs, i, "ts", "events[%zu].ts: want Unix seconds (an integer >= 0)", i);
+                bad = 1;
+            }
+        }
+        if (!bad && !e1.item && e1.type != PVG_EVENT_SEARCH) {
+            add_err(errs, i, "item", "events[%zu].item: required for a %s event", i, type);
+            bad = 1;
+        }
+        if (!bad && r->who.role == PVG_ROLE_USER && !pvg_auth_may_access_user(s, &r->who, user)) {
+            add_err(errs, i, "user", "events[%zu].user: this token may record only its own events",
+                    i);
+            bad = 1;
+        }
+        if (!bad) {
+            int outcome = 0;
+            pvg_error pe;
+            pvg_error_clear(&pe);
+            pvg_status ps = pvg_store_event_put(s, user, &e1, dedup, &outcome, &pe);
+            if (ps == PVG_OK) {
+                if (outcome == 1) stored++;
+                else dup++;
+            } else if (ps == PVG_ERR_INVALID || ps == PVG_ERR_POLICY || ps == PVG_ERR_NOT_FOUND) {
+                add_err(errs, i, NULL, "events[%zu]: %s", i, pe.text[0] ? pe.text : pvg_strerror(ps));
+                bad = 1;
+            } else {
+                pvg_store_rollback(s);
+                json_decref(doc);
+                json_decref(errs);
+                srv_reply_status(r, "events", ps, &pe);
+                return;
+            }
+        }
+        if (bad) rejected++;
+    }
+    st = pvg_store_commit(s, &e);
+    json_decref(doc);
+    if (st != PVG_OK) {
+        pvg_store_rollback(s);
+        json_decref(errs);
+        srv_reply_status(r, "events: commit", st, &e);
+        return;
+    }
+    atomic_fetch_add(&r->srv->metrics.events_accepted, stored + dup);
+    atomic_fetch_add(&r->srv->metrics.events_rejected, rejected);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:o}", "accepted", (json_int_t)(stored + dup),
+                          "stored", (json_int_t)stored, "duplicates", (json_int_t)dup, "rejected",
+                          (json_int_t)rejected, "errors", errs);
+    srv_reply_json(r, (stored + dup) == 0 && rejected > 0 ? 422 : 200, o);
+}
+
+/* ---- recommendations and items ---- */
+
+static void popular_answer(srv_req *r, srv_model *m, size_t k, json_t *o)
+{
+    json_t *items = json_array();
+    size_t n = m->popular.n < k ? m->popular.n : k;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, item_json(m, m->popular.item_index[i],
+                                               (double)(m->popular.n - i) / (double)m->popular.n));
+    json_object_set_new(o, "items", items);
+    json_object_set_new(o, "release",
+                        json_pack("{s:s, s:f, s:s, s:I}", "dataset", r->srv->dataset, "epsilon",
+                                  m->popular.epsilon, "mechanism", m->popular.mechanism,
+                                  "release_id", (json_int_t)m->popular.release_id));
+}
+
+static void h_recommend(srv_req *r)
+{
+    size_t k;
+    if (query_k(r, &k)) return;
+    srv_model *m = need_model(r);
+    if (!m) return;
+    const char *user = r->params[0];
+    pvg_store *s = srv_req_store(r);
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_consent c = {0, 0};
+    const char *reason = NULL;
+    pvg_status st = pvg_store_consent_get(s, user, &c, &e);
+    if (st == PVG_ERR_NOT_FOUND) reason = "unknown_user";
+    else if (st != PVG_OK) {
+        srv_model_release(m);
+        srv_reply_status(r, "consent", st, &e);
+        return;
+    } else if (!c.personalization) reason = "no_consent";
+    unsigned char key[16];
+    pvg_scored_item out[K_MAX];
+    size_t n = 0;
+    if (!reason) {
+        st = pvg_model_user_key(m->model, s, user, key, &e);
+        if (st != PVG_OK) {
+            srv_model_release(m);
+            srv_reply_status(r, "user key", st, &e);
+            return;
+        }
+        if (srv_cache_get(m->cache, key, k, out, &n)) {
+            atomic_fetch_add(&r->srv->metrics.cache_hits, 1);
+        } else {
+            st = pvg_model_recommend(m->model, key, k, 0, out, &n, &e);
+            if (st == PVG_ERR_NOT_FOUND) reason = "not_in_model";
+            else if (st != PVG_OK) {
+                srv_model_release(m);
+                srv_reply_status(r, "recommend", st, &e);
+                return;
+            } else {
+                srv_cache_put(m->cache, key, k, out, n);
+            }
+        }
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "user", json_string(user));
+    if (!reason) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, m->generation);
+        if (srv_audit(r, "recommend", user, detail)) {
+            json_decref(o);
+            srv_model_release(m);
+            return;
+        }
+        json_object_set_new(o, "personalized", json_true());
+        json_t *items = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
+        json_object_set_new(o, "items", items);
+        atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
+    } else {
+        if (!m->popular_ok) {
+            json_decref(o);
+            srv_reply_error(r, 503, "no_popular_list",
+                            "no DP popular list for this model build: %s", m->popular_error);
+            srv_model_release(m);
+            return;
+        }
+        json_object_set_new(o, "personalized", json_false());
+        json_object_set_new(o, "reason", json_string(reason));
+        popular_answer(r, m, k, o);
+        atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
+    }
+    json_object_set_new(o, "model_generation", json_integer(m->generation));
+    srv_model_release(m);
+    srv_reply_json(r, 200, o);
+}
+
+static void h_similar(srv_req *r)
+{
+    size_t k;
+    if (query_k(r, &k)) return;
+    srv_model *m = need_model(r);
+    if (!m) return;
+    pvg_scored_item out[K_MAX];
+    size_t n = 0;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_model_similar(m->model, r->params[0], k, out, &n, &e);
+    if (st == PVG_ERR_NOT_FOUND) {
+        srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model", r->params[0]);
+    } else if (st == PVG_ERR_UNSUPPORTED) {
+        srv_reply_error(r, 422, "unsupported", "the %s model keeps no item similarity",
+                        pvg_model_type_name(pvg_model_type_of(m->model)));
+    } else if (st != PVG_OK) {
+        srv_reply_status(r, "similar", st, &e);
+    } else {
+        json_t *items = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
+        srv_reply_json(r, 200, json_pack("{s:s, s:o}", "item", r->params[0], "items", items));
+    }
+    srv_model_release(m);
+}
+
+static void h_popular(srv_req *r)
+{
+    size_t k;
+    if (query_k(r, &k)) return;
+    srv_model *m = need_model(r);
+    if (!m) return;
+    if (!m->popular_ok) {
+        srv_reply_error(r, 503, "no_popular_list", "no DP popular list for this model build: %s",
+                        m->popular_error);
+    } else {
+        json_t *o = json_object();
+        popular_answer(r, m, k, o);
+        srv_reply_json(r, 200, o);
+    }
+    srv_model_release(m);
+}
+
+/* ---- the user's rights ---- */
+
+static void h_export(srv_req *r)
+{
+    const char *user = r->params[0];
+    pvg_store *s = srv_req_store(r);
+    char *json = NULL;
+    pvg_error e;
+    pvg_error_clear(&e);
+    int exists = pvg_store_user_exists(s, user, &e);
+    if (exists == 0) {
+        srv_reply_error(r, 404, "not_found", "no data is held about this user");
+        return;
+    }
+    if (exists < 0) {
+        srv_reply_status(r, "export", (pvg_status)exists, &e);
+        return;
+    }
+    if (srv_audit(r, "export", user, "GET /v1/users/{id}/data")) return;
+    pvg_status st = pvg_store_user_export(s, user, &json, &e);
+    if (st != PVG_OK) {
+        srv_reply_status(r, "export", st, &e);
+        return;
+    }
+    free(r->out);
+    r->out = strdup(json);
+    pvg_free(json);
+    if (!r->out) {
+        srv_reply_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    r->out_len = strlen(r->out);
+    r->status = 200;
+    r->ctype = "application/json";
+}
+
+static void h_delete(srv_req *r)
+{
+    const char *user = r->params[0];
+    pvg_store *s = srv_req_store(r);
+    pvg_error e;
+    pvg_error_clear(&e);
+    int exists = pvg_store_user_exists(s, user, &e);
+    if (exists == 0) {
+        srv_reply_error(r, 404, "not_found", "no data is held about this user");
+        return;
+    }
+    if (exists < 0) {
+        srv_reply_status(r, "delete", (pvg_status)exists, &e);
+        return;
+    }
+    if (srv_audit(r, "delete", user, "DELETE /v1/users/{id}: crypto-shredding")) return;
+    pvg_status st = pvg_store_user_delete(s, user, &e);
+    if (st != PVG_OK) {
+        srv_reply_status(r, "delete", st, &e);
+        return;
+    }
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(s, user, ps);
+    long long revoked = 0;
+    (void)pvg_auth_revoke_user(s, ps, &revoked, NULL);
+    srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
+                                     "tokens_revoked", (json_int_t)revoked));
+}
+
+static void h_consent_get(srv_req *r)
+{
+    const char *user = r->params[0];
+    pvg_consent c;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_store_consent_get(srv_req_store(r), user, &c, &e);
+    if (st == PVG_ERR_NOT_FOUND) {
+        srv_reply_error(r, 404, "not_found", "no data is held about this user");
+        return;
+    }
+    if (st != PVG_OK) {
+        srv_reply_status(r, "consent", st, &e);
+        return;
+    }
+    srv_reply_json(r, 200,
+                   json_pack("{s:s, s:b, s:b, s:[{s:s,s:s,s:b},{s:s,s:s,s:b}]}", "user", user,
+                             "personalization", c.personalization, "analytics", c.analytics,
+                             "purposes", "name", "personalization", "description",
+                             "your events are used to train and serve your own recommendations",
+                             "granted", c.personalization, "name", "analytics", "description",
+                             "your events count in differentially private statistics",
+                             "granted", c.analytics));
+}
+
+static void h_consent_put(srv_req *r)
+{
+    const char *user = r->params[0];
+    json_t *doc = srv_req_json(r);
+    if (!doc) return;
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        srv_reply_error(r, 400, "invalid",
+                        "request body: want {\"personalization\": bool, \"analytics\": bool}");
+        return;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(doc, key, val) {
+        if (strcmp(key, "personalization") != 0 && strcmp(key, "analytics") != 0) {
+            srv_reply_error(r, 400, "invalid", "request body: unknown field \"%.60s\"", key);
+            json_decref(doc);
+            return;
+        }
+    }
+    json_t *p = json_object_get(doc, "personalization"), *a = json_object_get(doc, "analytics");
+    if (!json_is_boolean(p) || !json_is_boolean(a)) {
+        srv_reply_error(r, 400, "invalid", "request body: field %s: want true or false",
+                        !json_is_boolean(p) ? "personalization" : "analytics");
+        json_decref(doc);
+        return;
+    }
+    pvg_consent c = {json_is_true(p), json_is_true(a)};
+    json_decref(doc);
+    char detail[96];
+    snprintf(detail, sizeof detail, "personalization=%s analytics=%s",
+             c.personalization ? "on" : "off", c.analytics ? "on" : "off");
+    if (srv_audit(r, "consent_change", user, detail)) return;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_store_consent_set(srv_req_store(r), user, &c, &e);
+    if (st != PVG_OK) {
+        srv_reply_status(r, "consent", st, &e);
+        return;
+    }
+    srv_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "user", user, "personalization",
+                                     c.personalization, "analytics", c.analytics));
+}
+
+/* ---- pages ---- */
+
+static void h_page(srv_req *r)
+{
+    const char *p = srv_routes()[r->route].pattern;
+    const char *name = strcmp(p, "/") == 0 ? "index.html"
+                       : strcmp(p, "/shop") == 0 ? "shop.html"
+                       : strcmp(p, "/portal") == 0 ? "portal.html"
+                                                   : "dashboard.html";
+    srv_serve_static(r, name);
+}
+
+static void h_static(srv_req *r)
+{
+    srv_serve_static(r, r->params[0]);
+}

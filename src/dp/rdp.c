@@ -57,14 +57,38 @@ static double log_a_int(double q, double sigma, long alpha)
     return log_a;
 }
 
+/* log(exp(a) - exp(b)) for a >= b */
+static double log_sub(double a, double b)
+{
+    if (b == -INFINITY) return a;
+    if (a <= b) return -INFINITY;
+    return a + log1p(-exp(b - a));
+}
+
+/* A signed quantity kept in log space: value = exp(pos) - exp(neg). */
+typedef struct { double pos, neg; } lsum;
+
+static void lsum_add(lsum *s, double log_mag, int negative)
+{
+    if (negative) s->neg = log_add(s->neg, log_mag);
+    else s->pos = log_add(s->pos, log_mag);
+}
+
 static double log_a_frac(double q, double sigma, double alpha)
 {
-    double log_a0 = -INFINITY, log_a1 = -INFINITY;
+    /* The binomial coefficients C(alpha, i) of a fractional alpha change sign
+     * for i > floor(alpha) + 1: (-1)^(i - floor(alpha) - 1). Positive and
+     * negative terms are summed apart, so the result is the exact moment
+     * (as in Mironov et al. and Opacus), not the upper bound that summing
+     * magnitudes would give. */
+    lsum a0 = {-INFINITY, -INFINITY}, a1 = {-INFINITY, -INFINITY};
     double z0 = sigma * sigma * log(1 / q - 1) + 0.5;
     double lq = log(q), l1q = log1p(-q);
+    double fl = floor(alpha);
     double last0 = -INFINITY, last1 = -INFINITY;
     for (int i = 0; i < 1000; i++) {
         double coef = log_comb(alpha, i);
+        int negative = (double)i > fl + 1 && ((long)((double)i - fl - 1) & 1);
         double j = alpha - i;
         double t0 = coef + i * lq + j * l1q;
         double t1 = coef + j * lq + i * l1q;
@@ -72,10 +96,12 @@ static double log_a_frac(double q, double sigma, double alpha)
         double e1 = log(0.5) + dp_log_erfc((z0 - j) / (M_SQRT2 * sigma));
         double s0 = t0 + ((double)i * i - i) / (2 * sigma * sigma) + e0;
         double s1 = t1 + (j * j - j) / (2 * sigma * sigma) + e1;
-        log_a0 = log_add(log_a0, s0);
-        log_a1 = log_add(log_a1, s1);
-        double total = log_add(log_a0, log_a1);
-        if (s0 < last0 && s1 < last1 && (s0 > s1 ? s0 : s1) < total - 30) return total;
+        lsum_add(&a0, s0, negative);
+        lsum_add(&a1, s1, negative);
+        double total = log_add(a0.pos, a1.pos);
+        if (s0 < last0 && s1 < last1 && (s0 > s1 ? s0 : s1) < total - 30) {
+            return log_sub(total, log_add(a0.neg, a1.neg));
+        }
         last0 = s0;
         last1 = s1;
     }

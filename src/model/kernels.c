@@ -1,0 +1,415 @@
+/*
+ * kernels.c - the numeric kernels of the recommenders, each beside the
+ * naive reference it is tested against: top-k selection, Gramian,
+ * matrix-vector scoring, the iALS normal-equation operator and its block
+ * conjugate-gradient / Cholesky solves, and a parallel-for helper.
+ */
+#include "model/model_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+double pvg_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+long pvg_peak_rss_kb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return ru.ru_maxrss;
+}
+
+void pvg_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+/* ---- parallel for ------------------------------------------------------ */
+
+typedef struct pf_shared {
+    atomic_size_t next;
+    size_t n, grain;
+    pvg_range_fn fn;
+    void *ctx;
+} pf_shared;
+
+typedef struct pf_arg {
+    pf_shared *sh;
+    int tid;
+} pf_arg;
+
+static void *pf_worker(void *vp)
+{
+    pf_arg *a = vp;
+    pf_shared *sh = a->sh;
+    for (;;) {
+        size_t b = atomic_fetch_add(&sh->next, sh->grain);
+        if (b >= sh->n) break;
+        size_t e = b + sh->grain < sh->n ? b + sh->grain : sh->n;
+        sh->fn(sh->ctx, a->tid, b, e);
+    }
+    return NULL;
+}
+
+pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn fn, void *ctx)
+{
+    if (grain == 0) grain = 1;
+    if (n_threads <= 1 || n <= grain) {
+        for (size_t b = 0; b < n; b += grain) fn(ctx, 0, b, b + grain < n ? b + grain : n);
+        return PVG_OK;
+    }
+    if (n_threads > 256) n_threads = 256;
+    pf_shared sh;
+    atomic_init(&sh.next, 0);
+    sh.n = n;
+    sh.grain = grain;
+    sh.fn = fn;
+    sh.ctx = ctx;
+    pthread_t th[256];
+    pf_arg args[256];
+    int started = 0;
+    for (int t = 1; t < n_threads; t++) {
+        args[t].sh = &sh;
+        args[t].tid = t;
+        if (pthread_create(&th[t], NULL, pf_worker, &args[t]) != 0) break;
+        started = t;
+    }
+    args[0].sh = &sh;
+    args[0].tid = 0;
+    pf_worker(&args[0]);
+    for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+    return PVG_OK;
+}
+
+/* ---- top-k ---------------------------------------------------------------- */
+
+/* "a ranks before b": higher score, then lower index. */
+static inline int before(float sa, int64_t ia, float sb, int64_t ib)
+{
+    return sa > sb || (sa == sb && ia < ib);
+}
+
+/* Min-heap (worst at the root) of at most k candidates. */
+size_t pvg_topk(const float *scores, size_t n, size_t k, int64_t *idx, float *sc)
+{
+    if (k == 0) return 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = scores[i];
+        if (s == -INFINITY || s != s) continue;
+        if (m < k) {
+            /* sift up */
+            size_t c = m++;
+            while (c > 0) {
+                size_t p = (c - 1) / 2;
+                if (!before(sc[p], idx[p], s, (int64_t)i)) break;
+                sc[c] = sc[p];
+                idx[c] = idx[p];
+                c = p;
+            }
+            sc[c] = s;
+            idx[c] = (int64_t)i;
+        } else if (before(s, (int64_t)i, sc[0], idx[0])) {
+            /* replace root, sift down */
+            size_t c = 0;
+            for (;;) {
+                size_t l = 2 * c + 1, r = l + 1, w = c;
+                float ws = s;
+                int64_t wi = (int64_t)i;
+                if (l < m && before(ws, wi, sc[l], idx[l])) {
+                    w = l;
+                    ws = sc[l];
+                    wi = idx[l];
+                }
+                if (r < m && before(ws, wi, sc[r], idx[r])) w = r;
+                if (w == c) break;
+                sc[c] = sc[w];
+                idx[c] = idx[w];
+                c = w;
+            }
+            sc[c] = s;
+            idx[c] = (int64_t)i;
+        }
+    }
+    /* heap sort: repeatedly move the worst to the end */
+    for (size_t end = m; end > 1; end--) {
+        float ts = sc[0];
+        int64_t ti = idx[0];
+        float s = sc[end - 1];
+        int64_t si = idx[end - 1];
+        size_t c = 0, lim = end - 1;
+        for (;;) {
+            size_t l = 2 * c + 1, r = l + 1, w = c;
+            float ws = s;
+            int64_t wi = si;
+            if (l < lim && before(ws, wi, sc[l], idx[l])) {
+                w = l;
+                ws = sc[l];
+                wi = idx[l];
+            }
+            if (r < lim && before(ws, wi, sc[r], idx[r])) w = r;
+            if (w == c) break;
+            sc[c] = sc[w];
+            idx[c] = idx[w];
+            c = w;
+        }
+        sc[c] = s;
+        idx[c] = si;
+        sc[end - 1] = ts;
+        idx[end - 1] = ti;
+    }
+    return m;
+}
+
+typedef struct si_pair {
+    float s;
+    int64_t i;
+} si_pair;
+
+static int si_cmp(const void *a, const void *b)
+{
+    const si_pair *x = a, *y = b;
+    if (before(x->s, x->i, y->s, y->i)) return -1;
+    if (before(y->s, y->i, x->s, x->i)) return 1;
+    return 0;
+}
+
+size_t pvg_topk_naive(const float *scores, size_t n, size_t k, int64_t *idx, float *sc)
+{
+    si_pair *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) return 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (scores[i] != -INFINITY && scores[i] == scores[i]) p[m++] = (si_pair){scores[i], (int64_t)i};
+    qsort(p, m, sizeof *p, si_cmp);
+    if (m > k) m = k;
+    for (size_t i = 0; i < m; i++) {
+        idx[i] = p[i].i;
+        sc[i] = p[i].s;
+    }
+    free(p);
+    return m;
+}
+
+/* ---- Gramian and scoring ---------------------------------------------------- */
+
+/* G[f x f] = V^T V, V[n x f] */
+void pvg_gramian(const float *V, size_t n, size_t f, float *G)
+{
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)f, (int)n, 1.0f, V, (int)f, 0.0f, G,
+                (int)f);
+    for (size_t i = 0; i < f; i++)
+        for (size_t j = 0; j < i; j++) G[i * f + j] = G[j * f + i];
+}
+
+void pvg_gramian_naive(const float *V, size_t n, size_t f, float *G)
+{
+    for (size_t a = 0; a < f; a++)
+        for (size_t b = 0; b < f; b++) {
+            double s = 0;
+            for (size_t r = 0; r < n; r++) s += (double)V[r * f + a] * V[r * f + b];
+            G[a * f + b] = (float)s;
+        }
+}
+
+/* scores[n] = V[n x f] u[f] */
+void pvg_matvec(const float *V, size_t n, size_t f, const float *u, float *scores)
+{
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)f, 1.0f, V, (int)f, u, 1, 0.0f, scores,
+                1);
+}
+
+void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float *scores)
+{
+    for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (size_t j = 0; j < f; j++) s += (double)V[i * f + j] * u[j];
+        scores[i] = (float)s;
+    }
+}
+
+/* ---- iALS operator -------------------------------------------------------- */
+
+static inline float dotf(const float *a, const float *b, size_t f)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    size_t j = 0;
+    for (; j + 8 <= f; j += 8) {
+        s0 += a[j] * b[j];
+        s1 += a[j + 1] * b[j + 1];
+        s2 += a[j + 2] * b[j + 2];
+        s3 += a[j + 3] * b[j + 3];
+        s4 += a[j + 4] * b[j + 4];
+        s5 += a[j + 5] * b[j + 5];
+        s6 += a[j + 6] * b[j + 6];
+        s7 += a[j + 7] * b[j + 7];
+    }
+    for (; j < f; j++) s0 += a[j] * b[j];
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+}
+
+static inline void axpyf(float a, const float *x, float *y, size_t f)
+{
+    for (size_t j = 0; j < f; j++) y[j] += a * x[j];
+}
+
+static inline float conf_of(float conf, float w) { return conf > 0 ? 1.0f + conf * log1pf(w) : 1.0f; }
+
+/* Y[b x f] = alpha0 X G + diag(reg) X + per-row sum c h h^T x */
+void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                    size_t f, float alpha0, const float *reg, float conf, const float *X, float *Y)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)f, (int)f, alpha0, X,
+                (int)f, G, (int)f, 0.0f, Y, (int)f);
+    for (size_t r = 0; r < b; r++) {
+        const float *x = X + r * f;
+        float *y = Y + r * f;
+        axpyf(reg[r], x, y, f);
+        for (uint64_t j = M->indptr[r0 + r]; j < M->indptr[r0 + r + 1]; j++) {
+            const float *h = H + (size_t)M->indices[j] * f;
+            float t = conf_of(conf, M->data[j]) * dotf(h, x, f);
+            axpyf(t, h, y, f);
+        }
+    }
+}
+
+void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                          size_t f, float alpha0, const float *reg, float conf, const float *X,
+                          float *Y)
+{
+    double *A = malloc(f * f * sizeof *A);
+    if (!A) return;
+    for (size_t r = 0; r < b; r++) {
+        for (size_t a = 0; a < f; a++)
+            for (size_t c = 0; c < f; c++)
+                A[a * f + c] = (double)alpha0 * G[a * f + c] + (a == c ? reg[r] : 0.0);
+        for (uint64_t j = M->indptr[r0 + r]; j < M->indptr[r0 + r + 1]; j++) {
+            const float *h = H + (size_t)M->indices[j] * f;
+            double cw = conf_of(conf, M->data[j]);
+            for (size_t a = 0; a < f; a++)
+                for (size_t c = 0; c < f; c++) A[a * f + c] += cw * h[a] * h[c];
+        }
+        for (size_t a = 0; a < f; a++) {
+            double s = 0;
+            for (size_t c = 0; c < f; c++) s += A[a * f + c] * X[r * f + c];
+            Y[r * f + a] = (float)s;
+        }
+    }
+    free(A);
+}
+
+static void rhs_row(const pvg_csr *M, size_t r, const float *H, size_t f, float conf, float *bv)
+{
+    memset(bv, 0, f * sizeof *bv);
+    for (uint64_t j = M->indptr[r]; j < M->indptr[r + 1]; j++)
+        axpyf(conf_of(conf, M->data[j]), H + (size_t)M->indices[j] * f, bv, f);
+}
+
+/* Cholesky solve of A x = b in double, A[f x f] overwritten. Returns 0 ok. */
+static int chol_solve(double *A, size_t f, double *x)
+{
+    for (size_t j = 0; j < f; j++) {
+        double d = A[j * f + j];
+        for (size_t k = 0; k < j; k++) d -= A[j * f + k] * A[j * f + k];
+        if (!(d > 0)) return -1;
+        d = sqrt(d);
+        A[j * f + j] = d;
+        for (size_t i = j + 1; i < f; i++) {
+            double s = A[i * f + j];
+            for (size_t k = 0; k < j; k++) s -= A[i * f + k] * A[j * f + k];
+            A[i * f + j] = s / d;
+        }
+    }
+    for (size_t i = 0; i < f; i++) {
+        double s = x[i];
+        for (size_t k = 0; k < i; k++) s -= A[i * f + k] * x[k];
+        x[i] = s / A[i * f + i];
+    }
+    for (size_t i = f; i-- > 0;) {
+        double s = x[i];
+        for (size_t k = i + 1; k < f; k++) s -= A[k * f + i] * x[k];
+        x[i] = s / A[i * f + i];
+    }
+    return 0;
+}
+
+int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G,
+                             size_t f, float alpha0, float reg, float conf, float *w_out)
+{
+    double *A = malloc(f * f * sizeof *A);
+    double *x = malloc(f * sizeof *x);
+    if (!A || !x) {
+        free(A);
+        free(x);
+        return -1;
+    }
+    for (size_t a = 0; a < f; a++) {
+        x[a] = 0;
+        for (size_t c = 0; c < f; c++)
+            A[a * f + c] = (double)alpha0 * G[a * f + c] + (a == c ? reg : 0.0);
+    }
+    for (uint64_t j = M->indptr[r]; j < M->indptr[r + 1]; j++) {
+        const float *h = H + (size_t)M->indices[j] * f;
+        double cw = conf_of(conf, M->data[j]);
+        for (size_t a = 0; a < f; a++) {
+            x[a] += cw * h[a];
+            for (size_t c = 0; c <= a; c++) A[a * f + c] += cw * h[a] * h[c];
+        }
+    }
+    for (size_t a = 0; a < f; a++)
+        for (size_t c = a + 1; c < f; c++) A[a * f + c] = A[c * f + a];
+    int rc = chol_solve(A, f, x);
+    if (rc == 0)
+        for (size_t a = 0; a < f; a++) w_out[a] = (float)x[a];
+    free(A);
+    free(x);
+    return rc;
+}
+
+void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                          size_t f, float alpha0, const float *reg, float conf, int cg_steps,
+                          float *W, float *scratch)
+{
+    float *Wb = W + r0 * f;
+    if (cg_steps <= 0) {
+        for (size_t r = 0; r < b; r++)
+            if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf, Wb + r * f))
+                memset(Wb + r * f, 0, f * sizeof(float));
+        return;
+    }
+    float *R = scratch, *P = R + b * f, *AP = P + b * f, *rs = AP + b * f;
+    /* residual R = b - A W */
+    pvg_ials_apply(M, r0, b, H, G, f, alpha0, reg, conf, Wb, AP);
+    for (size_t r = 0; r < b; r++) {
+        rhs_row(M, r0 + r, H, f, conf, R + r * f);
+        for (size_t j = 0; j < f; j++) R[r * f + j] -= AP[r * f + j];
+        memcpy(P + r * f, R + r * f, f * sizeof(float));
+        rs[r] = dotf(R + r * f, R + r * f, f);
+    }
+    for (int s = 0; s < cg_steps; s++) {
+        pvg_ials_apply(M, r0, b, H, G, f, alpha0, reg, conf, P, AP);
+        for (size_t r = 0; r < b; r++) {
+            if (rs[r] <= 1e-20f) continue;
+            float *p = P + r * f, *ap = AP + r * f, *rr = R + r * f, *w = Wb + r * f;
+            float pap = dotf(p, ap, f);
+            if (!(pap > 0)) {
+                rs[r] = 0;
+                continue;
+            }
+            float a = rs[r] / pap;
+            axpyf(a, p, w, f);
+            axpyf(-a, ap, rr, f);
+            float rn = dotf(rr, rr, f);
+            float beta = rn / rs[r];
+            for (size_t j = 0; j < f; j++) p[j] = rr[j] + beta * p[j];
+            rs[r] = rn;
+        }
+    }
+}

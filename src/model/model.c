@@ -1,0 +1,664 @@
+/*
+ * model.c - model construction (training dispatch), the common serving
+ * parts (user keys, histories, item ids, popularity) and top-k serving:
+ * recommend, batched recommend, fold-in of unseen histories, similar
+ * items, popular items.
+ */
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const type_names[] = {NULL, "popularity", "itemknn", "ials", "ease", "bpr"};
+
+const char *pvg_model_type_name(pvg_model_type t)
+{
+    return (t >= PVG_MODEL_POPULARITY && t <= PVG_MODEL_BPR) ? type_names[t] : "?";
+}
+
+pvg_status pvg_model_type_parse(const char *name, pvg_model_type *out, pvg_error *err)
+{
+    for (int t = PVG_MODEL_POPULARITY; t <= PVG_MODEL_BPR; t++)
+        if (name && strcmp(name, type_names[t]) == 0) {
+            *out = (pvg_model_type)t;
+            return PVG_OK;
+        }
+    return pvg_error_set(err, PVG_ERR_INVALID,
+                         "unknown model '%s' (expected popularity, itemknn, ials, ease or bpr)",
+                         name ? name : "");
+}
+
+void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->type = type;
+    p->threads = 1;
+    p->seed = 42;
+    p->cg_steps = 3;
+    p->confidence = 0;
+    p->init_std = 0;
+    switch (type) {
+    case PVG_MODEL_IALS:
+        p->factors = 64;
+        p->epochs = 16;
+        p->reg = 0.005;
+        p->alpha0 = 0.1;
+        p->nu = 1.0;
+        break;
+    case PVG_MODEL_BPR:
+        p->factors = 64;
+        p->epochs = 100;
+        p->lr = 0.05;
+        p->reg = 0.0025;
+        break;
+    case PVG_MODEL_EASE:
+        p->ease_lambda = 250;
+        break;
+    case PVG_MODEL_ITEMKNN:
+        p->neighbors = 100;
+        p->shrink = 10;
+        break;
+    default:
+        break;
+    }
+}
+
+pvg_model_type pvg_model_type_of(const pvg_model *m) { return m->type; }
+size_t pvg_model_n_items(const pvg_model *m) { return (size_t)m->n_items; }
+size_t pvg_model_n_users(const pvg_model *m) { return (size_t)m->n_users; }
+pvg_user_keying pvg_model_keying(const pvg_model *m) { return m->keying; }
+const unsigned char *pvg_model_fingerprint(const pvg_model *m) { return m->fingerprint; }
+
+void pvg_model_set_section(pvg_model *m, int sec, void *buf, uint64_t len)
+{
+    free(m->owned[sec]);
+    m->owned[sec] = buf;
+    m->sec[sec] = buf;
+    m->sec_len[sec] = len;
+}
+
+void pvg_model_bind(pvg_model *m)
+{
+    m->user_keys = m->sec[PVG_SEC_USER_KEYS];
+    m->user_order = m->sec[PVG_SEC_USER_ORDER];
+    m->hist_indptr = m->sec[PVG_SEC_HIST_INDPTR];
+    m->hist_items = m->sec[PVG_SEC_HIST_ITEMS];
+    m->hist_w = m->sec[PVG_SEC_HIST_W];
+    m->item_off = m->sec[PVG_SEC_ITEM_OFF];
+    m->item_str = m->sec[PVG_SEC_ITEM_STR];
+    m->item_order = m->sec[PVG_SEC_ITEM_ORDER];
+    m->popularity = m->sec[PVG_SEC_POPULARITY];
+    m->U = m->sec[PVG_SEC_USER_F];
+    m->V = m->sec[PVG_SEC_ITEM_F];
+    m->gram = m->sec[PVG_SEC_GRAM];
+    m->ease_B = m->sec[PVG_SEC_EASE_B];
+    m->knn_indptr = m->sec[PVG_SEC_KNN_INDPTR];
+    m->knn_idx = m->sec[PVG_SEC_KNN_IDX];
+    m->knn_sim = m->sec[PVG_SEC_KNN_SIM];
+}
+
+void pvg_model_free(pvg_model *m)
+{
+    if (!m) return;
+    for (int s = 0; s < PVG_SEC_COUNT; s++) free(m->owned[s]);
+    if (m->map) {
+        extern void pvg_model_unmap(void *p, size_t len);
+        pvg_model_unmap(m->map, m->map_len);
+    }
+    sodium_memzero(m->salt, sizeof m->salt);
+    free(m);
+}
+
+typedef struct key_idx {
+    unsigned char key[16];
+    uint32_t idx;
+} key_idx;
+
+static int key_idx_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+typedef struct str_idx {
+    const char *s;
+    uint32_t idx;
+} str_idx;
+
+static int str_idx_cmp(const void *a, const void *b)
+{
+    return strcmp(((const str_idx *)a)->s, ((const str_idx *)b)->s);
+}
+
+pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
+                                pvg_model **out, pvg_error *err)
+{
+    *out = NULL;
+    pvg_model *m = calloc(1, sizeof *m);
+    if (!m) return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+    m->type = p->type;
+    m->keying = ds->keying;
+    memcpy(m->salt, ds->salt, 16);
+    m->params = *p;
+    m->params.progress = NULL;
+    m->params.progress_ctx = NULL;
+    size_t nu = R->n_rows, ni = R->n_cols, nnz = R->nnz;
+    m->n_users = nu;
+    m->n_items = ni;
+    m->hist_nnz = nnz;
+    /* users sorted by key */
+    key_idx *ki = malloc((nu ? nu : 1) * sizeof *ki);
+    unsigned char *keys = malloc((nu ? nu : 1) * 16);
+    uint32_t *uorder = malloc((nu ? nu : 1) * sizeof *uorder);
+    uint64_t *indptr = malloc((nu + 1) * sizeof *indptr);
+    uint32_t *hitems = malloc((nnz ? nnz : 1) * sizeof *hitems);
+    float *hw = malloc((nnz ? nnz : 1) * sizeof *hw);
+    uint64_t *ioff = malloc((ni + 1) * sizeof *ioff);
+    str_idx *si = malloc((ni ? ni : 1) * sizeof *si);
+    uint32_t *iorder = malloc((ni ? ni : 1) * sizeof *iorder);
+    float *pop = calloc(ni ? ni : 1, sizeof *pop);
+    size_t slen = 0;
+    for (size_t i = 0; i < ni; i++) slen += strlen(ds->item_ids[i]) + 1;
+    char *str = malloc(slen ? slen : 1);
+    if (!ki || !keys || !uorder || !indptr || !hitems || !hw || !ioff || !si || !iorder || !pop ||
+        !str) {
+        free(ki), free(keys), free(uorder), free(indptr), free(hitems), free(hw), free(ioff);
+        free(si), free(iorder), free(pop), free(str), free(m);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+    }
+    for (size_t u = 0; u < nu; u++) {
+        memcpy(ki[u].key, ds->user_keys + 16 * u, 16);
+        ki[u].idx = (uint32_t)u;
+    }
+    qsort(ki, nu, sizeof *ki, key_idx_cmp);
+    for (size_t u = 0; u < nu; u++) {
+        memcpy(keys + 16 * u, ki[u].key, 16);
+        uorder[u] = ki[u].idx;
+    }
+    free(ki);
+    memcpy(indptr, R->indptr, (nu + 1) * sizeof *indptr);
+    memcpy(hitems, R->indices, nnz * sizeof *hitems);
+    memcpy(hw, R->data, nnz * sizeof *hw);
+    for (size_t j = 0; j < nnz; j++) pop[R->indices[j]] += 1.0f;
+    size_t o = 0;
+    for (size_t i = 0; i < ni; i++) {
+        size_t l = strlen(ds->item_ids[i]) + 1;
+        ioff[i] = o;
+        memcpy(str + o, ds->item_ids[i], l);
+        si[i].s = str + o;
+        si[i].idx = (uint32_t)i;
+        o += l;
+    }
+    ioff[ni] = o;
+    qsort(si, ni, sizeof *si, str_idx_cmp);
+    for (size_t i = 0; i < ni; i++) iorder[i] = si[i].idx;
+    free(si);
+    m->item_str_len = slen;
+    pvg_model_set_section(m, PVG_SEC_USER_KEYS, keys, 16 * nu);
+    pvg_model_set_section(m, PVG_SEC_USER_ORDER, uorder, 4 * nu);
+    pvg_model_set_section(m, PVG_SEC_HIST_INDPTR, indptr, 8 * (nu + 1));
+    pvg_model_set_section(m, PVG_SEC_HIST_ITEMS, hitems, 4 * nnz);
+    pvg_model_set_section(m, PVG_SEC_HIST_W, hw, 4 * nnz);
+    pvg_model_set_section(m, PVG_SEC_ITEM_OFF, ioff, 8 * (ni + 1));
+    pvg_model_set_section(m, PVG_SEC_ITEM_STR, str, slen);
+    pvg_model_set_section(m, PVG_SEC_ITEM_ORDER, iorder, 4 * ni);
+    pvg_model_set_section(m, PVG_SEC_POPULARITY, pop, 4 * ni);
+    /* fingerprint of the training data: cells and item ids */
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    uint64_t shape[3] = {nu, ni, nnz};
+    crypto_generichash_update(&hs, (const unsigned char *)shape, sizeof shape);
+    crypto_generichash_update(&hs, (const unsigned char *)R->indptr, (nu + 1) * 8);
+    crypto_generichash_update(&hs, (const unsigned char *)R->indices, nnz * 4);
+    crypto_generichash_update(&hs, (const unsigned char *)R->data, nnz * 4);
+    crypto_generichash_update(&hs, (const unsigned char *)str, slen);
+    crypto_generichash_final(&hs, m->fingerprint, 32);
+    pvg_model_bind(m);
+    *out = m;
+    return PVG_OK;
+}
+
+/* Builds the model from an already aggregated training matrix R (users x
+ * items). Shared by pvg_model_train and the evaluation harness. */
+pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
+                                  const pvg_train_params *p, pvg_model **out,
+                                  pvg_train_stats *stats, pvg_error *err);
+pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
+                                  const pvg_train_params *p, pvg_model **out,
+                                  pvg_train_stats *stats, pvg_error *err)
+{
+    *out = NULL;
+    if (stats) memset(stats, 0, sizeof *stats);
+    int threads = p->threads < 1 ? 1 : p->threads;
+    if (R->nnz == 0) return pvg_error_set(err, PVG_ERR_INVALID, "no interactions to train on");
+    switch (p->type) {
+    case PVG_MODEL_IALS:
+    case PVG_MODEL_BPR:
+        if (p->factors < 1 || p->factors > 4096)
+            return pvg_error_set(err, PVG_ERR_INVALID, "factors must be in 1..4096 (got %d)",
+                                 p->factors);
+        if (p->epochs < 1 || p->epochs > PVG_TRAIN_MAX_EPOCHS)
+            return pvg_error_set(err, PVG_ERR_INVALID, "epochs must be in 1..%d (got %d)",
+                                 PVG_TRAIN_MAX_EPOCHS, p->epochs);
+        if (!(p->reg >= 0))
+            return pvg_error_set(err, PVG_ERR_INVALID, "reg must be >= 0 (got %g)", p->reg);
+        if (p->type == PVG_MODEL_IALS && (!(p->alpha0 >= 0) || !(p->nu >= 0) ||
+                                          p->cg_steps < 0 || !(p->confidence >= 0)))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "ials: alpha0, nu, confidence and cg-steps must be >= 0");
+        if (p->type == PVG_MODEL_BPR && !(p->lr > 0))
+            return pvg_error_set(err, PVG_ERR_INVALID, "bpr: lr must be > 0 (got %g)", p->lr);
+        break;
+    case PVG_MODEL_ITEMKNN:
+        if (p->neighbors < 1 || !(p->shrink >= 0))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "itemknn: neighbors must be >= 1 and shrink >= 0");
+        break;
+    case PVG_MODEL_EASE:
+    case PVG_MODEL_POPULARITY:
+        break;
+    default:
+        return pvg_error_set(err, PVG_ERR_INVALID, "unknown model type %d", (int)p->type);
+    }
+    double t0 = pvg_now_seconds();
+    pvg_model *m;
+    pvg_status st = pvg_model_new_common(ds, R, p, &m, err);
+    if (st != PVG_OK) return st;
+    pvg_csr C = {0};
+    if (p->type != PVG_MODEL_POPULARITY && p->type != PVG_MODEL_BPR) {
+        if (pvg_csr_transpose(R, &C) != PVG_OK) {
+            pvg_model_free(m);
+            return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+        }
+    }
+    size_t ni = R->n_cols, nu = R->n_rows;
+    switch (p->type) {
+    case PVG_MODEL_IALS:
+    case PVG_MODEL_BPR: {
+        float *U, *V;
+        st = p->type == PVG_MODEL_IALS ? pvg_train_ials(R, &C, p, &U, &V, stats, err)
+                                       : pvg_train_bpr(R, p, &U, &V, stats, err);
+        if (st != PVG_OK) break;
+        size_t F = (size_t)p->factors + (p->type == PVG_MODEL_BPR ? 1 : 0);
+        m->factors = F;
+        pvg_model_set_section(m, PVG_SEC_USER_F, U, 4 * nu * F);
+        pvg_model_set_section(m, PVG_SEC_ITEM_F, V, 4 * ni * F);
+        float *G = malloc(F * F * sizeof *G);
+        if (!G) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+            break;
+        }
+        pvg_gramian(V, ni, F, G);
+        pvg_model_set_section(m, PVG_SEC_GRAM, G, 4 * F * F);
+        break;
+    }
+    case PVG_MODEL_EASE: {
+        if (ni > PVG_EASE_MAX_ITEMS) {
+            st = pvg_ease_fit(R, &C, ni, (float)p->ease_lambda, threads, NULL, err);
+            break;
+        }
+        float *B = malloc(ni * ni * sizeof *B);
+        if (!B) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory (%zu items)", ni);
+            break;
+        }
+        st = pvg_ease_fit(R, &C, ni, (float)p->ease_lambda, threads, B, err);
+        if (st != PVG_OK) {
+            free(B);
+            break;
+        }
+        pvg_model_set_section(m, PVG_SEC_EASE_B, B, 4 * ni * ni);
+        break;
+    }
+    case PVG_MODEL_ITEMKNN: {
+        pvg_csr S;
+        st = pvg_knn_build(R, &C, p->neighbors, (float)p->shrink, threads, &S);
+        if (st != PVG_OK) {
+            pvg_error_set(err, st, "itemknn: out of memory");
+            break;
+        }
+        m->knn_nnz = S.nnz;
+        pvg_model_set_section(m, PVG_SEC_KNN_INDPTR, S.indptr, 8 * (ni + 1));
+        pvg_model_set_section(m, PVG_SEC_KNN_IDX, S.indices, 4 * S.nnz);
+        pvg_model_set_section(m, PVG_SEC_KNN_SIM, S.data, 4 * S.nnz);
+        break;
+    }
+    default:
+        break;
+    }
+    pvg_csr_free(&C);
+    if (st != PVG_OK) {
+        pvg_model_free(m);
+        return st;
+    }
+    pvg_model_bind(m);
+    if (stats) stats->train_seconds = pvg_now_seconds() - t0;
+    *out = m;
+    return PVG_OK;
+}
+
+pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg_model **out,
+                           pvg_train_stats *stats, pvg_error *err)
+{
+    *out = NULL;
+    pvg_csr R;
+    if (pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item, ds->ev_w, NULL,
+                      &R) != PVG_OK)
+        return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+    pvg_status st = pvg_model_train_matrix(ds, &R, p, out, stats, err);
+    pvg_csr_free(&R);
+    return st;
+}
+
+/* ---- serving ------------------------------------------------------------- */
+
+int64_t pvg_model_item_index(const pvg_model *m, const char *ext_item)
+{
+    size_t lo = 0, hi = m->n_items;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        uint32_t i = m->item_order[mid];
+        int c = strcmp(m->item_str + m->item_off[i], ext_item);
+        if (c == 0) return i;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+const char *pvg_model_item_id(const pvg_model *m, int64_t i)
+{
+    if (i < 0 || (uint64_t)i >= m->n_items) return NULL;
+    return m->item_str + m->item_off[i];
+}
+
+static int64_t find_user(const pvg_model *m, const unsigned char key[16])
+{
+    size_t lo = 0, hi = m->n_users;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = memcmp(m->user_keys + 16 * mid, key, 16);
+        if (c == 0) return m->user_order[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, const char *ext_user,
+                              unsigned char key[16], pvg_error *err)
+{
+    if (!ext_user) return pvg_error_set(err, PVG_ERR_INVALID, "no user id given");
+    if (m->keying == PVG_KEY_STORE_PSEUDONYM) {
+        if (!store_or_null)
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "this model was trained from the store: the store is needed to "
+                                 "compute the user's pseudonym");
+        pvg_store_pseudonym(store_or_null, ext_user, key);
+        return PVG_OK;
+    }
+    crypto_generichash(key, 16, (const unsigned char *)ext_user, strlen(ext_user), m->salt, 16);
+    return PVG_OK;
+}
+
+void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w, size_t n,
+                       float *u, float *scratch)
+{
+    size_t F = m->factors;
+    float *ones = NULL;
+    if (!w) {
+        ones = malloc((n ? n : 1) * sizeof *ones);
+        if (!ones) {
+            memset(u, 0, F * sizeof *u);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    }
+    uint64_t ptr[2] = {0, n};
+    pvg_csr h = {1, m->n_items, n, ptr, (uint32_t *)items, (float *)(w ? w : ones)};
+    double alpha0 = m->type == PVG_MODEL_IALS ? m->params.alpha0 : 0.1;
+    double lambda = m->type == PVG_MODEL_IALS ? m->params.reg : 0.01;
+    double nu = m->type == PVG_MODEL_IALS ? m->params.nu : 1.0;
+    float conf = m->type == PVG_MODEL_IALS ? (float)m->params.confidence : 0.0f;
+    float reg = (float)(lambda * pow((double)n + alpha0 * (double)m->n_items, nu));
+    if (pvg_ials_solve_row_exact(&h, 0, m->V, m->gram, F, (float)alpha0, reg, conf, u))
+        memset(u, 0, F * sizeof *u);
+    if (m->type == PVG_MODEL_BPR) u[F - 1] = 1.0f;
+    free(ones);
+    (void)scratch;
+}
+
+void pvg_model_score(const pvg_model *m, const float *u, const uint32_t *items, const float *w,
+                     size_t n, float *scores, float *scratch)
+{
+    size_t ni = m->n_items;
+    switch (m->type) {
+    case PVG_MODEL_IALS:
+    case PVG_MODEL_BPR:
+        if (!u) {
+            pvg_model_fold_in(m, items, w, n, scratch, NULL);
+            u = scratch;
+        }
+        pvg_matvec(m->V, ni, m->factors, u, scores);
+        break;
+    case PVG_MODEL_EASE:
+        memset(scores, 0, ni * sizeof *scores);
+        for (size_t a = 0; a < n; a++) {
+            const float *row = m->ease_B + (size_t)items[a] * ni;
+            for (size_t j = 0; j < ni; j++) scores[j] += row[j];
+        }
+        break;
+    case PVG_MODEL_ITEMKNN:
+        memset(scores, 0, ni * sizeof *scores);
+        for (size_t a = 0; a < n; a++)
+            for (uint64_t q = m->knn_indptr[items[a]]; q < m->knn_indptr[items[a] + 1]; q++)
+                scores[m->knn_idx[q]] += m->knn_sim[q];
+        break;
+    default:
+        memcpy(scores, m->popularity, ni * sizeof *scores);
+        break;
+    }
+}
+
+static void fill_out(const pvg_model *m, const int64_t *idx, const float *sc, size_t n,
+                     pvg_scored_item *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i].item_index = idx[i];
+        out[i].item = pvg_model_item_id(m, idx[i]);
+        out[i].score = sc[i];
+    }
+}
+
+/* scores -> exclusion -> top-k -> out; buffers from the caller */
+static size_t select_top(const pvg_model *m, float *scores, const uint32_t *excl, size_t n_excl,
+                         size_t k, int64_t *idx, float *sc, pvg_scored_item *out)
+{
+    for (size_t a = 0; a < n_excl; a++) scores[excl[a]] = -INFINITY;
+    size_t got = pvg_topk(scores, m->n_items, k, idx, sc);
+    fill_out(m, idx, sc, got, out);
+    return got;
+}
+
+static pvg_status recommend_one(const pvg_model *m, int64_t u, size_t k, int include_seen,
+                                pvg_scored_item *out, size_t *n_out, float *scores, int64_t *idx,
+                                float *sc, float *scratch)
+{
+    const uint32_t *items = m->hist_items + m->hist_indptr[u];
+    size_t n = (size_t)(m->hist_indptr[u + 1] - m->hist_indptr[u]);
+    const float *w = m->hist_w + m->hist_indptr[u];
+    if (n == 0 || m->type == PVG_MODEL_POPULARITY) {
+        memcpy(scores, m->popularity, m->n_items * sizeof *scores);
+    } else {
+        const float *uf = m->U ? m->U + (size_t)u * m->factors : NULL;
+        pvg_model_score(m, uf, items, w, n, scores, scratch);
+    }
+    *n_out = select_top(m, scores, items, include_seen ? 0 : n, k, idx, sc, out);
+    return PVG_OK;
+}
+
+typedef struct serve_buf {
+    float *scores, *sc, *scratch;
+    int64_t *idx;
+} serve_buf;
+
+static int serve_buf_init(serve_buf *b, const pvg_model *m, size_t k)
+{
+    size_t F = m->factors ? m->factors : 1;
+    b->scores = malloc((m->n_items ? m->n_items : 1) * sizeof(float));
+    b->sc = malloc((k ? k : 1) * sizeof(float));
+    b->idx = malloc((k ? k : 1) * sizeof(int64_t));
+    b->scratch = malloc((F * F + 2 * F) * sizeof(float));
+    if (b->scores && b->sc && b->idx && b->scratch) return 0;
+    free(b->scores), free(b->sc), free(b->idx), free(b->scratch);
+    return -1;
+}
+
+static void serve_buf_free(serve_buf *b)
+{
+    free(b->scores), free(b->sc), free(b->idx), free(b->scratch);
+}
+
+pvg_status pvg_model_recommend(const pvg_model *m, const unsigned char user_key[16], size_t k,
+                               int include_seen, pvg_scored_item *out, size_t *n_out,
+                               pvg_error *err)
+{
+    *n_out = 0;
+    int64_t u = find_user(m, user_key);
+    if (u < 0) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "the model does not know this user");
+    if (k == 0) return PVG_OK;
+    serve_buf b;
+    if (serve_buf_init(&b, m, k)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    pvg_status st = recommend_one(m, u, k, include_seen, out, n_out, b.scores, b.idx, b.sc,
+                                  b.scratch);
+    serve_buf_free(&b);
+    return st;
+}
+
+typedef struct batch_ctx {
+    const pvg_model *m;
+    const unsigned char *keys;
+    size_t k;
+    int include_seen;
+    pvg_scored_item *out;
+    size_t *n_out;
+    serve_buf *bufs;
+} batch_ctx;
+
+static void batch_range(void *vctx, int tid, size_t b, size_t e)
+{
+    batch_ctx *c = vctx;
+    serve_buf *sb = &c->bufs[tid];
+    for (size_t i = b; i < e; i++) {
+        c->n_out[i] = 0;
+        int64_t u = find_user(c->m, c->keys + 16 * i);
+        if (u < 0) continue;
+        recommend_one(c->m, u, c->k, c->include_seen, c->out + i * c->k, &c->n_out[i], sb->scores,
+                      sb->idx, sb->sc, sb->scratch);
+    }
+}
+
+pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *user_keys, size_t n,
+                                     size_t k, int include_seen, int threads,
+                                     pvg_scored_item *out, size_t *n_out, pvg_error *err)
+{
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if (k == 0) {
+        for (size_t i = 0; i < n; i++) n_out[i] = 0;
+        return PVG_OK;
+    }
+    serve_buf bufs[64];
+    for (int t = 0; t < threads; t++)
+        if (serve_buf_init(&bufs[t], m, k)) {
+            for (int q = 0; q < t; q++) serve_buf_free(&bufs[q]);
+            return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        }
+    batch_ctx c = {m, user_keys, k, include_seen, out, n_out, bufs};
+    pvg_parallel_for(threads, n, 16, batch_range, &c);
+    for (int t = 0; t < threads; t++) serve_buf_free(&bufs[t]);
+    return PVG_OK;
+}
+
+pvg_status pvg_model_recommend_history(const pvg_model *m, const int64_t *items,
+                                       const float *weights, size_t n, size_t k,
+                                       pvg_scored_item *out, size_t *n_out, pvg_error *err)
+{
+    *n_out = 0;
+    uint32_t *it = malloc((n ? n : 1) * sizeof *it);
+    if (!it) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    for (size_t a = 0; a < n; a++) {
+        if (items[a] < 0 || (uint64_t)items[a] >= m->n_items) {
+            free(it);
+            return pvg_error_set(err, PVG_ERR_INVALID, "history item %zu: index %lld out of range",
+                                 a, (long long)items[a]);
+        }
+        it[a] = (uint32_t)items[a];
+    }
+    serve_buf b;
+    if (serve_buf_init(&b, m, k)) {
+        free(it);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    if (n == 0)
+        memcpy(b.scores, m->popularity, m->n_items * sizeof(float));
+    else
+        pvg_model_score(m, NULL, it, weights, n, b.scores, b.scratch);
+    *n_out = select_top(m, b.scores, it, n, k, b.idx, b.sc, out);
+    serve_buf_free(&b);
+    free(it);
+    return PVG_OK;
+}
+
+pvg_status pvg_model_similar(const pvg_model *m, const char *ext_item, size_t k,
+                             pvg_scored_item *out, size_t *n_out, pvg_error *err)
+{
+    *n_out = 0;
+    int64_t i = pvg_model_item_index(m, ext_item);
+    if (i < 0) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item '%s'", ext_item);
+    if (m->type == PVG_MODEL_POPULARITY)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "a popularity model keeps no item-item similarity");
+    serve_buf b;
+    if (serve_buf_init(&b, m, k)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    size_t ni = m->n_items;
+    if (m->type == PVG_MODEL_IALS || m->type == PVG_MODEL_BPR) {
+        size_t F = m->factors, Fd = m->type == PVG_MODEL_BPR ? F - 1 : F;
+        const float *vi = m->V + (size_t)i * F;
+        double ni2 = 0;
+        for (size_t q = 0; q < Fd; q++) ni2 += (double)vi[q] * vi[q];
+        for (size_t j = 0; j < ni; j++) {
+            const float *vj = m->V + j * F;
+            double d = 0, nj2 = 0;
+            for (size_t q = 0; q < Fd; q++) {
+                d += (double)vi[q] * vj[q];
+                nj2 += (double)vj[q] * vj[q];
+            }
+            b.scores[j] = (ni2 > 0 && nj2 > 0) ? (float)(d / sqrt(ni2 * nj2)) : 0.0f;
+        }
+    } else if (m->type == PVG_MODEL_EASE) {
+        for (size_t j = 0; j < ni; j++) b.scores[j] = m->ease_B[(size_t)i * ni + j];
+    } else {
+        for (size_t j = 0; j < ni; j++) b.scores[j] = -INFINITY;
+        for (uint64_t q = m->knn_indptr[i]; q < m->knn_indptr[i + 1]; q++)
+            b.scores[m->knn_idx[q]] = m->knn_sim[q];
+    }
+    uint32_t self = (uint32_t)i;
+    *n_out = select_top(m, b.scores, &self, 1, k, b.idx, b.sc, out);
+    serve_buf_free(&b);
+    return PVG_OK;
+}
+
+pvg_status pvg_model_popular(const pvg_model *m, size_t k, pvg_scored_item *out, size_t *n_out,
+                             pvg_error *err)
+{
+    *n_out = 0;
+    serve_buf b;
+    if (serve_buf_init(&b, m, k)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    memcpy(b.scores, m->popularity, m->n_items * sizeof(float));
+    *n_out = select_top(m, b.scores, NULL, 0, k, b.idx, b.sc, out);
+    serve_buf_free(&b);
+    return PVG_OK;
+}

@@ -1,0 +1,205 @@
+/*
+ * model_internal.h - internals shared by the files of src/model: the
+ * dataset layout, sparse interaction matrices (CSR), the numeric kernels
+ * with their naive reference versions, the in-memory model layout, and the
+ * split functions of the evaluation harness. Tests include it directly.
+ */
+#ifndef PVG_MODEL_INTERNAL_H
+#define PVG_MODEL_INTERNAL_H
+
+#include <privguide/eval.h>
+#include <privguide/model.h>
+
+#include <stdint.h>
+
+/* ---- dataset ---------------------------------------------------------- */
+
+struct pvg_dataset {
+    pvg_user_keying keying;
+    pvg_event_weights w;
+    unsigned char salt[16];
+    /* users: keys[16*i] */
+    size_t n_users, cap_users;
+    unsigned char *user_keys;
+    uint32_t *uhash; /* open addressing: user index + 1, 0 empty */
+    size_t uhash_cap;
+    /* items: external ids */
+    size_t n_items, cap_items;
+    char **item_ids;
+    uint32_t *ihash;
+    size_t ihash_cap;
+    /* events, after weighting (one weighted contribution each) */
+    size_t n_ev, cap_ev;
+    uint32_t *ev_user, *ev_item;
+    float *ev_w;
+    int64_t *ev_ts;
+};
+
+/* ---- sparse matrices ---------------------------------------------------- */
+
+/* CSR: row r has columns indices[indptr[r] .. indptr[r+1]) (ascending) with
+ * values data[...]. Shapes: indptr[n_rows+1], indices[nnz], data[nnz]. */
+typedef struct pvg_csr {
+    size_t n_rows, n_cols, nnz;
+    uint64_t *indptr;
+    uint32_t *indices;
+    float *data;
+} pvg_csr;
+
+/* Aggregates n triplets (rows[i], cols[i], w[i]) where keep[i] != 0 (keep
+ * NULL: all) into a CSR: duplicates summed, cells with sum <= 0 dropped. */
+pvg_status pvg_csr_build(size_t n_rows, size_t n_cols, size_t n, const uint32_t *rows,
+                         const uint32_t *cols, const float *w, const uint8_t *keep, pvg_csr *out);
+/* out = transpose(a) (a CSC view of a as CSR of the transpose). */
+pvg_status pvg_csr_transpose(const pvg_csr *a, pvg_csr *out);
+void pvg_csr_free(pvg_csr *a);
+
+/* ---- parallel helper ---------------------------------------------------- */
+
+/* Runs fn(ctx, tid, begin, end) on n_threads threads over [0, n) split into
+ * contiguous chunks of `grain` handed out dynamically. n_threads <= 1 runs
+ * inline. Returns PVG_OK or PVG_ERR_INTERNAL if a thread cannot start. */
+typedef void (*pvg_range_fn)(void *ctx, int tid, size_t begin, size_t end);
+pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn fn, void *ctx);
+
+/* Sets OpenBLAS's own thread count (so it does not oversubscribe ours). */
+void pvg_blas_threads(int n);
+
+double pvg_now_seconds(void);
+long pvg_peak_rss_kb(void);
+
+/* ---- kernels (each with its naive reference) ---------------------------- */
+
+/* Top-k of scores[n] (entries equal to -INFINITY are skipped), best first;
+ * ties broken by lower index. idx_out[k], score_out[k]; returns the count. */
+size_t pvg_topk(const float *scores, size_t n, size_t k, int64_t *idx_out, float *score_out);
+size_t pvg_topk_naive(const float *scores, size_t n, size_t k, int64_t *idx_out,
+                      float *score_out);
+
+/* G[f x f] = V^T V for V[n x f] (row-major). Fast: cblas_ssyrk. */
+void pvg_gramian(const float *V, size_t n, size_t f, float *G);
+void pvg_gramian_naive(const float *V, size_t n, size_t f, float *G);
+
+/* scores[n] = V[n x f] * u[f]. */
+void pvg_matvec(const float *V, size_t n, size_t f, const float *u, float *scores);
+void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float *scores);
+
+/* The iALS normal-equation operator for a block of rows:
+ *   A_r = alpha0 * G + reg_r * I + sum_{j in row r} c_rj h_j h_j^T
+ * with c_rj = 1 + conf * log1p(w_rj), right-hand side b_r = sum_j c_rj h_j.
+ * ials_apply computes Y[b x f] = A_r X_r for the rows [r0, r0+b) of M.
+ * Shapes: G[f x f], H[n_cols x f], X,Y[b x f], reg[b]. */
+void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                    size_t f, float alpha0, const float *reg, float conf, const float *X,
+                    float *Y);
+void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                          size_t f, float alpha0, const float *reg, float conf, const float *X,
+                          float *Y);
+/* Solves the rows [r0, r0+b) in place in W (warm start): cg_steps > 0 runs
+ * that many conjugate-gradient steps, 0 solves exactly by Cholesky.
+ * scratch: 5*b*f + f*f floats. */
+void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                          size_t f, float alpha0, const float *reg, float conf, int cg_steps,
+                          float *W, float *scratch);
+/* Exact solve of one row by a dense Cholesky (reference for the above). */
+int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G,
+                             size_t f, float alpha0, float reg, float conf, float *w_out);
+
+/* Cosine item-item similarity with shrinkage from the item-user matrix C
+ * (rows = items) and the user-item matrix R:
+ *   sim(i,j) = <x_i,x_j> / (|x_i| |x_j| + shrink), j != i
+ * Fast: sparse accumulation per item, keeps the top `nbrs` per item as a
+ * CSR S (n_items rows). Naive: dense n x n (tests only). */
+pvg_status pvg_knn_build(const pvg_csr *R, const pvg_csr *C, int nbrs, float shrink, int threads,
+                         pvg_csr *S);
+void pvg_knn_dense_naive(const pvg_csr *R, size_t n_items, float shrink, float *Sd);
+
+/* EASE: B = I - P diagMat(1 / diag(P)), P = (X^T X + lambda I)^-1, diag(B)
+ * = 0, X binary. Fast: sparse Gram + LAPACKE spotrf/spotri. Naive:
+ * Gauss-Jordan in double (tests). B[n x n] row-major. */
+pvg_status pvg_ease_fit(const pvg_csr *R, const pvg_csr *C, size_t n_items, float lambda,
+                        int threads, float *B, pvg_error *err);
+void pvg_ease_fit_naive(const pvg_csr *R, size_t n_items, double lambda, float *B);
+
+/* ---- model --------------------------------------------------------------- */
+
+enum {
+    PVG_SEC_USER_KEYS = 1,   /* n_users * 16 bytes, sorted */
+    PVG_SEC_USER_ORDER,      /* uint32[n_users]: user index of each sorted key */
+    PVG_SEC_HIST_INDPTR,     /* uint64[n_users+1] */
+    PVG_SEC_HIST_ITEMS,      /* uint32[nnz] */
+    PVG_SEC_HIST_W,          /* float[nnz] */
+    PVG_SEC_ITEM_OFF,        /* uint64[n_items+1] offsets into ITEM_STR */
+    PVG_SEC_ITEM_STR,        /* NUL-terminated ids */
+    PVG_SEC_ITEM_ORDER,      /* uint32[n_items]: items sorted by id */
+    PVG_SEC_POPULARITY,      /* float[n_items]: distinct users */
+    PVG_SEC_USER_F,          /* float[n_users * f] */
+    PVG_SEC_ITEM_F,          /* float[n_items * f] */
+    PVG_SEC_GRAM,            /* float[f * f] item Gramian (fold-in) */
+    PVG_SEC_EASE_B,          /* float[n_items * n_items] */
+    PVG_SEC_KNN_INDPTR,      /* uint64[n_items+1] */
+    PVG_SEC_KNN_IDX,         /* uint32[nnz] */
+    PVG_SEC_KNN_SIM,         /* float[nnz] */
+    PVG_SEC_COUNT
+};
+
+struct pvg_model {
+    pvg_model_type type;
+    pvg_user_keying keying;
+    unsigned char salt[16];
+    unsigned char fingerprint[32];
+    uint64_t n_users, n_items, factors, hist_nnz, knn_nnz, item_str_len;
+    pvg_train_params params; /* callbacks cleared */
+    const void *sec[PVG_SEC_COUNT];
+    uint64_t sec_len[PVG_SEC_COUNT];
+    /* typed views of sec[] */
+    const unsigned char *user_keys;
+    const uint32_t *user_order, *hist_items, *item_order, *knn_idx;
+    const uint64_t *hist_indptr, *item_off, *knn_indptr;
+    const char *item_str;
+    const float *hist_w, *popularity, *U, *V, *gram, *ease_B, *knn_sim;
+    /* storage: either one mapping or owned buffers */
+    void *map;
+    size_t map_len;
+    void *owned[PVG_SEC_COUNT];
+};
+
+/* Builds the serving parts common to every model (users, histories, item
+ * ids, popularity) from a dataset and its training matrix. Takes ownership
+ * of nothing; copies. */
+pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
+                                pvg_model **out, pvg_error *err);
+/* Hands an owned buffer to the model as section `sec` (steals buf). */
+void pvg_model_set_section(pvg_model *m, int sec, void *buf, uint64_t len);
+/* Re-derives the typed views from sec[]. */
+void pvg_model_bind(pvg_model *m);
+
+/* Scores every item for a user history into scores[n_items] (no
+ * exclusion). u_factors may be NULL for a fold-in; scratch f*f + 2f floats. */
+void pvg_model_score(const pvg_model *m, const float *u_factors, const uint32_t *items,
+                     const float *w, size_t n, float *scores, float *scratch);
+/* Fold-in of a history into u[f] (iALS closed form; BPR the same ridge
+ * projection). */
+void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w, size_t n,
+                       float *u, float *scratch);
+
+/* ---- training entry points ------------------------------------------------ */
+pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_params *p,
+                          float **U_out, float **V_out, pvg_train_stats *st, pvg_error *err);
+pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_out,
+                         float **V_out, pvg_train_stats *st, pvg_error *err);
+
+/* ---- evaluation splits ----------------------------------------------------- */
+
+/* A split: per event, 0 = unused, 1 = train, 2 = target (test), 3 = fold-in
+ * history of a held-out user. */
+enum { PVG_SPLIT_NONE = 0, PVG_SPLIT_TRAIN = 1, PVG_SPLIT_TEST = 2, PVG_SPLIT_FOLDIN = 3 };
+pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,
+                          pvg_error *err);
+
+/* Per-user metrics for one ranked list (for tests). */
+void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,
+                           size_t n_targets, int k, double *recall, double *ndcg,
+                           double *precision, double *ap, double *hr);
+
+#endif

@@ -1,8 +1,383 @@
 /*
- * cmd_server.c - the server commands of the CLI (table cli_cmds_server).
+ * cmd_server.c - the server commands of the CLI (table cli_cmds_server):
+ * serve, apikey create, token issue, audit verify, audit show.
  */
 #include "cli.h"
 
+#include <privguide/audit.h>
+#include <privguide/auth.h>
+#include <privguide/server.h>
+#include <privguide/store.h>
+
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- serve ---- */
+
+static int has_pages(const char *dir)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    if ((size_t)snprintf(p, sizeof p, "%s/shop.html", dir) >= sizeof p) return 0;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The pages: --web-dir, $PVG_WEB_DIR, <exe>/../src/server/web (a build dir
+ * inside the source tree), <exe>/../share/privguide/web (installed). */
+static const char *find_web_dir(cli_ctx *c, char *buf, size_t len)
+{
+    if (cli_str(c, "web-dir")) return cli_str(c, "web-dir");
+    const char *env = getenv("PVG_WEB_DIR");
+    if (env && *env) return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        static const char *rel[] = {"../src/server/web", "../share/privguide/web"};
+        for (size_t i = 0; i < 2; i++) {
+            if ((size_t)snprintf(buf, len, "%s/%s", exe, rel[i]) >= len) continue;
+            char real[PATH_MAX];
+            if (has_pages(buf) && realpath(buf, real) && strlen(real) < len) {
+                memcpy(buf, real, strlen(real) + 1);
+                return buf;
+            }
+        }
+    }
+    return NULL;
+}
+
+static int run_serve(cli_ctx *c)
+{
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = cli_data_dir(c);
+    o.bind = cli_str(c, "bind");
+    o.port = (int)cli_int_range(c, "port", 8080, 0, 65535);
+    o.model_path = cli_str(c, "model");
+    char wbuf[PATH_MAX];
+    o.web_dir = find_web_dir(c, wbuf, sizeof wbuf);
+    o.openapi_path = cli_str(c, "openapi");
+    o.threads = (int)cli_int_range(c, "threads", 2, 1, 256);
+    o.max_body_bytes = (size_t)cli_int_range(c, "max-body", 1 << 20, 1024, 64LL << 20);
+    o.timeout_seconds = (int)cli_int_range(c, "timeout", 15, 1, 3600);
+    o.reload_ms = (int)cli_int_range(c, "reload-ms", 1000, 50, 3600000);
+    o.dataset = cli_str(c, "dataset");
+    o.popular_epsilon = cli_double(c, "popular-epsilon", 1.0);
+    o.popular_k = (int)cli_int_range(c, "popular-k", 100, 1, 1000);
+    o.cache_entries = cli_bool(c, "no-cache") ? -1 : 0;
+    if (!(o.popular_epsilon > 0)) cli_usage_error(c, "--popular-epsilon: want a number > 0");
+    int drain_ms = (int)cli_int_range(c, "drain-ms", 10000, 0, 600000);
+
+    /* Block the stop signals before any thread starts, so every thread
+     * inherits the mask and only sigwait below receives them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pvg_server *srv = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_server_start(&o, &srv, &err);
+    if (st != PVG_OK) return cli_fail("serve", st, &err);
+    int port = pvg_server_port(srv);
+    const char *host = o.bind ? o.bind : "127.0.0.1";
+    printf("privguide: serving %s on http://%s:%d (model generation %ld)\n", o.data_dir, host,
+           port, pvg_server_model_generation(srv));
+    if (o.web_dir)
+        printf("  shop demo:          http://%s:%d/shop\n"
+               "  privacy portal:     http://%s:%d/portal\n"
+               "  operator dashboard: http://%s:%d/dashboard\n",
+               host, port, host, port, host, port);
+    else
+        printf("  pages not served: no web directory found (give --web-dir or PVG_WEB_DIR)\n");
+    fflush(stdout);
+    const char *port_file = cli_str(c, "port-file");
+    if (port_file) {
+        char tmp[PATH_MAX];
+        FILE *f = (size_t)snprintf(tmp, sizeof tmp, "%s.tmp", port_file) < sizeof tmp
+                      ? fopen(tmp, "w")
+                      : NULL;
+        if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
+            cli_warn("cannot write the port file %s", port_file);
+            pvg_server_free(srv);
+            return CLI_EXIT_FAIL;
+        }
+    }
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "privguide: %s received: draining requests (up to %d ms)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_ms);
+    st = pvg_server_stop(srv, drain_ms, &err);
+    pvg_server_free(srv);
+    if (st != PVG_OK) return cli_fail("serve: stop", st, &err);
+    fprintf(stderr, "privguide: stopped cleanly\n");
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag serve_flags[] = {
+    {"port", CLI_INT, "N", "TCP port (default 8080; 0: an ephemeral port)"},
+    {"bind", CLI_STR, "ADDR", "IPv4 address to listen on (default 127.0.0.1)"},
+    {"model", CLI_STR, "FILE", "model file to serve and watch (default <data-dir>/model.pvgm)"},
+    {"web-dir", CLI_STR, "DIR", "directory of the pages (default $PVG_WEB_DIR, else found "
+                                "beside the executable)"},
+    {"openapi", CLI_STR, "FILE", "OpenAPI document (default docs/openapi.json of the source tree)"},
+    {"threads", CLI_INT, "N", "worker threads (default 2)"},
+    {"max-body", CLI_INT, "BYTES", "largest request body (default 1048576)"},
+    {"timeout", CLI_INT, "S", "idle connection timeout in seconds (default 15)"},
+    {"reload-ms", CLI_INT, "MS", "how often the model file is checked (default 1000)"},
+    {"dataset", CLI_STR, "NAME", "budget ledger charged for the DP popular list (default "
+                                 "\"default\")"},
+    {"popular-epsilon", CLI_DOUBLE, "EPS", "epsilon of the popular list per model build "
+                                           "(default 1)"},
+    {"popular-k", CLI_INT, "K", "length of the popular list (default 100)"},
+    {"no-cache", CLI_BOOL, NULL, "do not cache recommendations"},
+    {"drain-ms", CLI_INT, "MS", "on SIGTERM, wait this long for requests in flight (default "
+                                "10000)"},
+    {"port-file", CLI_STR, "FILE", "write the listening port into FILE once ready"},
+    {0},
+};
+
+/* ---- credentials ---- */
+
+static int open_store(cli_ctx *c, pvg_store **s)
+{
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_open(cli_data_dir(c), s, &err);
+    if (st != PVG_OK) return cli_fail("open store", st, &err);
+    return 0;
+}
+
+static void print_cred(cli_ctx *c, const char *cred, const pvg_principal *p, const char *user)
+{
+    if (cli_bool(c, "json")) {
+        printf("{\"credential\":");
+        cli_json_string(stdout, cred);
+        printf(",\"id\":\"%s\",\"role\":\"%s\",\"rate_per_s\":%g,\"expires_at\":%lld", p->key_id,
+               pvg_role_name(p->role), p->rate_per_s, (long long)p->expires_at);
+        if (user) {
+            printf(",\"user\":");
+            cli_json_string(stdout, user);
+        }
+        printf("}\n");
+    } else {
+        printf("%s\n", cred);
+        if (isatty(STDOUT_FILENO))
+            fprintf(stderr, "privguide: %s %s (id %s); shown once, stored only as a hash\n",
+                    user ? "token for user" : pvg_role_name(p->role), user ? user : "API key",
+                    p->key_id);
+    }
+}
+
+static int run_apikey_create(cli_ctx *c)
+{
+    pvg_role role;
+    if (pvg_role_parse_operator(cli_str_req(c, "role"), &role) != PVG_OK)
+        cli_usage_error(c, "--role: want admin or analyst, got \"%s\"", cli_str(c, "role"));
+    double rate = cli_double(c, "rate", 100);
+    if (!(rate >= 0)) cli_usage_error(c, "--rate: want 0 (unlimited) or a positive number");
+    pvg_store *s = NULL;
+    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    char *cred = NULL;
+    pvg_principal p;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_auth_apikey_create(s, role, cli_str(c, "label"), rate, &cred, &p, &err);
+    if (st == PVG_OK) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "API key %s created with role %s", p.key_id,
+                 pvg_role_name(role));
+        pvg_audit_record ar = {0, "cli", "apikey_create", "", detail};
+        st = pvg_audit_append(s, &ar, NULL, &err);
+    }
+    pvg_store_close(s);
+    if (st != PVG_OK) {
+        pvg_auth_credential_free(cred);
+        return cli_fail("apikey create", st, &err);
+    }
+    print_cred(c, cred, &p, NULL);
+    pvg_auth_credential_free(cred);
+    return CLI_EXIT_OK;
+}
+
+static int run_token_issue(cli_ctx *c)
+{
+    const char *user = cli_str_req(c, "user");
+    long long ttl = cli_int_range(c, "ttl", 30LL * 86400, 1, 10LL * 365 * 86400);
+    double rate = cli_double(c, "rate", 20);
+    if (!(rate >= 0)) cli_usage_error(c, "--rate: want 0 (unlimited) or a positive number");
+    pvg_store *s = NULL;
+    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    char *cred = NULL;
+    pvg_principal p;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_auth_token_issue(s, user, ttl, rate, &cred, &p, &err);
+    if (st == PVG_OK) {
+        char subject[2 * PVG_PSEUDONYM_BYTES + 1], detail[96];
+        pvg_audit_subject_of_user(s, user, subject);
+        snprintf(detail, sizeof detail, "user token %s issued, ttl %lld s", p.key_id, ttl);
+        pvg_audit_record ar = {0, "cli", "token_issue", subject, detail};
+        st = pvg_audit_append(s, &ar, NULL, &err);
+    }
+    pvg_store_close(s);
+    if (st != PVG_OK) {
+        pvg_auth_credential_free(cred);
+        return cli_fail("token issue", st, &err);
+    }
+    print_cred(c, cred, &p, user);
+    pvg_auth_credential_free(cred);
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag apikey_flags[] = {
+    {"role", CLI_STR, "ROLE", "admin or analyst (required)"},
+    {"label", CLI_STR, "TEXT", "a note kept with the key"},
+    {"rate", CLI_DOUBLE, "N", "requests per second allowed (default 100; 0: unlimited)"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+
+static const cli_flag token_flags[] = {
+    {"user", CLI_STR, "ID", "the shopper's external id (required)"},
+    {"ttl", CLI_INT, "SECONDS", "validity (default 30 days)"},
+    {"rate", CLI_DOUBLE, "N", "requests per second allowed (default 20; 0: unlimited)"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+
+/* ---- audit ---- */
+
+static const char *kind_name(pvg_audit_problem_kind k)
+{
+    switch (k) {
+    case PVG_AUDIT_EDITED: return "edited";
+    case PVG_AUDIT_REMOVED: return "removed";
+    case PVG_AUDIT_REORDERED: return "reordered";
+    case PVG_AUDIT_HEAD_MISMATCH: return "head_mismatch";
+    }
+    return "?";
+}
+
+static int run_audit_verify(cli_ctx *c)
+{
+    pvg_store *s = NULL;
+    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    pvg_audit_report rep;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_audit_verify(s, cli_str(c, "expect-head"), &rep, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK && st != PVG_ERR_CORRUPT) return cli_fail("audit verify", st, &err);
+    if (cli_bool(c, "json")) {
+        json_t *probs = json_array();
+        for (int i = 0; i < rep.n_problems; i++)
+            json_array_append_new(probs, json_pack("{s:s, s:I, s:I, s:s}", "kind",
+                                                   kind_name(rep.problems[i].kind), "seq",
+                                                   (json_int_t)rep.problems[i].seq, "other_seq",
+                                                   (json_int_t)rep.problems[i].other_seq, "text",
+                                                   rep.problems[i].text));
+        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:s, s:I, s:o}", "ok", st == PVG_OK, "entries",
+                              (json_int_t)rep.entries, "first_seq", (json_int_t)rep.first_seq,
+                              "last_seq", (json_int_t)rep.last_seq, "head", rep.head_hex,
+                              "problems_total", (json_int_t)rep.problems_total, "problems", probs);
+        char *t = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(o);
+    } else if (st == PVG_OK) {
+        printf("audit log intact: %lld entries (seq %lld..%lld), head %s\n", rep.entries,
+               (long long)rep.first_seq, (long long)rep.last_seq,
+               rep.head_hex[0] ? rep.head_hex : "(empty)");
+    } else {
+        printf("audit log TAMPERED: %lld problem(s) in %lld entries\n", rep.problems_total,
+               rep.entries);
+        for (int i = 0; i < rep.n_problems; i++)
+            printf("  %s: %s\n", kind_name(rep.problems[i].kind), rep.problems[i].text);
+        if (rep.problems_total > rep.n_problems)
+            printf("  ... and %lld more\n", rep.problems_total - rep.n_problems);
+    }
+    return st == PVG_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+typedef struct show_ctx {
+    int json;
+} show_ctx;
+
+static int show_entry(void *ctx, const pvg_audit_entry *e)
+{
+    show_ctx *sc = ctx;
+    if (sc->json) {
+        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)e->seq, "ts",
+                              (json_int_t)e->ts, "actor", e->actor, "action", e->action, "subject",
+                              e->subject, "detail", e->detail);
+        char *t = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(o);
+    } else {
+        printf("%6lld %lld %-24s %-15s %-32s %s\n", (long long)e->seq, (long long)e->ts, e->actor,
+               e->action, e->subject, e->detail);
+    }
+    return 0;
+}
+
+static int run_audit_show(cli_ctx *c)
+{
+    pvg_store *s = NULL;
+    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    show_ctx sc = {cli_bool(c, "json")};
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_audit_foreach(s, cli_int(c, "from", 0), cli_int(c, "limit", 0), show_entry,
+                                      &sc, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("audit show", st, &err);
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag verify_flags[] = {
+    {"expect-head", CLI_STR, "HEX", "a head hash printed by an earlier verify: detects a "
+                                    "truncated tail"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+
+static const cli_flag show_flags[] = {
+    {"from", CLI_INT, "SEQ", "first entry to show"},
+    {"limit", CLI_INT, "N", "at most N entries"},
+    {"json", CLI_BOOL, NULL, "print JSON lines"},
+    {0},
+};
+
 const cli_command cli_cmds_server[] = {
+    {"serve", NULL, 0, 0, "run the HTTP API and the web pages",
+     "Serves the JSON API under /v1, /healthz, /metrics, /v1/openapi.json and the pages /shop,\n"
+     "/portal and /dashboard. The model file is watched and reloaded atomically. SIGTERM or\n"
+     "SIGINT stop accepting connections, drain requests in flight and exit 0.",
+     serve_flags, run_serve},
+    {"apikey create", NULL, 0, 0, "create an operator API key (printed once)",
+     "Roles: admin (everything) and analyst (aggregates, item lists, metrics; no personal\n"
+     "data). The key is stored only as a hash. Send it as \"Authorization: Bearer <key>\".",
+     apikey_flags, run_apikey_create},
+    {"token issue", NULL, 0, 0, "issue a shopper's token (printed once)",
+     "A token reaches only its own user's resources: recommendations, data export, consent\n"
+     "and erasure. Stored only as a hash, bound to the user's pseudonym.",
+     token_flags, run_token_issue},
+    {"audit verify", NULL, 0, 0, "check the hash chain of the audit log",
+     "Exit 0 when intact; exit 1 naming every edited, removed or reordered entry.",
+     verify_flags, run_audit_verify},
+    {"audit show", NULL, 0, 0, "print audit log entries", NULL, show_flags, run_audit_show},
     {0},
 };

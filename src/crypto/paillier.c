@@ -86,16 +86,16 @@ void pvg_paillier_pub_free(pvg_paillier_pub *pub)
     free(pub);
 }
 
-pvg_status pvg_he_pub_from_mpz(const mpz_t n, pvg_paillier_pub **out, pvg_error *err)
+pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pub **out, pvg_error *err)
 {
     *out = NULL;
     if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
     pvg_he_gmp_init();
     size_t bits = mpz_sizeinbase(n, 2);
-    if (mpz_sgn(n) <= 0 || bits < PVG_PAILLIER_MIN_BITS)
+    if (mpz_cmp_ui(n, 3) <= 0 || bits < min_bits)
         return pvg_error_set(err, PVG_ERR_INVALID,
-                             "modulus n has %zu bits; at least %d are required",
-                             mpz_sgn(n) <= 0 ? (size_t)0 : bits, PVG_PAILLIER_MIN_BITS);
+                             "modulus n has %zu bits; at least %u are required",
+                             mpz_sgn(n) <= 0 ? (size_t)0 : bits, min_bits);
     if (bits > PVG_PAILLIER_MAX_BITS)
         return pvg_error_set(err, PVG_ERR_INVALID, "modulus n has %zu bits; at most %d are accepted",
                              bits, PVG_PAILLIER_MAX_BITS);
@@ -124,7 +124,7 @@ pvg_status pvg_paillier_pub_from_bytes(const unsigned char *nb, size_t len, pvg_
     mpz_t n;
     mpz_init(n);
     mpz_import(n, len, 1, 1, 1, 0, nb);
-    pvg_status st = pvg_he_pub_from_mpz(n, out, err);
+    pvg_status st = pvg_he_pub_from_mpz(n, PVG_PAILLIER_MIN_BITS, out, err);
     mpz_clear(n);
     return st;
 }
@@ -215,7 +215,7 @@ pvg_status pvg_he_priv_from_mpz(const pvg_paillier_pub *pub, const mpz_t p_in, c
         st = pvg_error_set(err, PVG_ERR_CRYPTO, "key does not match: p*q is not the public n");
         goto done;
     }
-    st = pvg_he_pub_from_mpz(pub->n, &k->pub, err);
+    st = pvg_he_pub_from_mpz(pub->n, 0, &k->pub, err);
     if (st != PVG_OK) goto done;
     if (mpz_cmp(p_in, q_in) < 0) {
         mpz_set(k->p, p_in);
@@ -381,7 +381,7 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
     }
     pvg_paillier_pub *pub = NULL;
     pvg_paillier_priv *priv = NULL;
-    pvg_status st = pvg_he_pub_from_mpz(n, &pub, err);
+    pvg_status st = pvg_he_pub_from_mpz(n, PVG_PAILLIER_MIN_BITS, &pub, err);
     if (st == PVG_OK) st = pvg_he_priv_from_mpz(pub, p, q, &priv, err);
     pvg_he_mpz_wipe(p);
     pvg_he_mpz_wipe(q);

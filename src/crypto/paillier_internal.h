@@ -42,8 +42,10 @@ void pvg_he_gmp_init(void);
 /* Wipes an mpz's limbs (its whole allocation) and clears it. */
 void pvg_he_mpz_wipe(mpz_t x);
 
-/* pub from an mpz n (copied); validates size and oddness. */
-pvg_status pvg_he_pub_from_mpz(const mpz_t n, pvg_paillier_pub **out, pvg_error *err);
+/* pub from an mpz n (copied); validates size (>= min_bits; the public
+ * entry points pass PVG_PAILLIER_MIN_BITS, known-answer tests 0) and
+ * oddness. */
+pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pub **out, pvg_error *err);
 /* priv from mpz p, q for pub (copied). */
 pvg_status pvg_he_priv_from_mpz(const pvg_paillier_pub *pub, const mpz_t p, const mpz_t q,
                                 pvg_paillier_priv **out, pvg_error *err);

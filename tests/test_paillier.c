@@ -1,0 +1,375 @@
+/*
+ * test_paillier.c - Paillier: known-answer vectors (hand-worked small keys,
+ * python-paillier's regression vectors), CRT against textbook decryption,
+ * python-paillier's EncodedNumber vectors, homomorphic operations, the
+ * three obfuscators, packing, the JSON formats and malformed input.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <privguide/paillier.h>
+
+#include "crypto/paillier_internal.h"
+
+static pvg_paillier_pub *g_pub;   /* a 2048-bit key shared by the tests */
+static pvg_paillier_priv *g_priv;
+static pvg_paillier_pub *g_pub2;  /* another key */
+static pvg_paillier_priv *g_priv2;
+
+static int setup(void **state)
+{
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(20261122);
+    pvg_error err;
+    if (pvg_paillier_keygen(2048, rng, 1, &g_pub, &g_priv, &err) != PVG_OK) return -1;
+    if (pvg_paillier_keygen(2048, rng, 1, &g_pub2, &g_priv2, &err) != PVG_OK) return -1;
+    pvg_rng_free(rng);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pvg_paillier_priv_free(g_priv);
+    pvg_paillier_pub_free(g_pub);
+    pvg_paillier_priv_free(g_priv2);
+    pvg_paillier_pub_free(g_pub2);
+    return 0;
+}
+
+static void small_key(unsigned long p, unsigned long q, pvg_paillier_pub **pub,
+                      pvg_paillier_priv **priv)
+{
+    mpz_t n, mp, mq;
+    mpz_inits(n, mp, mq, NULL);
+    mpz_set_ui(mp, p);
+    mpz_set_ui(mq, q);
+    mpz_mul(n, mp, mq);
+    assert_int_equal(pvg_he_pub_from_mpz(n, 0, pub, NULL), PVG_OK);
+    assert_int_equal(pvg_he_priv_from_mpz(*pub, mp, mq, priv, NULL), PVG_OK);
+    mpz_clears(n, mp, mq, NULL);
+}
+
+/* Raw E(m; r) and D(c) on small keys against values worked by hand. */
+static void kat_case(unsigned long p, unsigned long q, unsigned long m, unsigned long r,
+                     unsigned long c_expected)
+{
+    pvg_paillier_pub *pub;
+    pvg_paillier_priv *priv;
+    small_key(p, q, &pub, &priv);
+    mpz_t mm, rr, c, d;
+    mpz_inits(mm, rr, c, d, NULL);
+    mpz_set_ui(mm, m);
+    mpz_set_ui(rr, r);
+    pvg_he_raw_encrypt_r(pub, mm, rr, c);
+    assert_true(mpz_cmp_ui(c, c_expected) == 0);
+    pvg_he_raw_decrypt(priv, c, d);
+    assert_true(mpz_cmp_ui(d, m) == 0);
+    pvg_he_raw_decrypt_textbook(priv, c, d);
+    assert_true(mpz_cmp_ui(d, m) == 0);
+    mpz_clears(mm, rr, c, d, NULL);
+    pvg_paillier_priv_free(priv);
+    pvg_paillier_pub_free(pub);
+}
+
+static void test_known_answers(void **state)
+{
+    /* n = 15, g = 16, m = 4, r = 2: g^m = 1 + 4*15 = 61; r^n = 2^15 mod 225
+     * = 32768 - 145*225 = 143; c = 61 * 143 mod 225 = 8723 - 38*225 = 173. */
+    kat_case(3, 5, 4, 2, 173);
+    /* python-paillier testRawEncryptDecryptRegression0 / testEncryptRegression:
+     * n = 126869 = 293 * 433, m = 10100, r = 74384 -> c = 935906717 */
+    kat_case(293, 433, 10100, 74384, 935906717UL);
+    /* testEncryptIsRandom: m = 1, r = 1 -> c = n + 1 = 126870 */
+    kat_case(293, 433, 1, 1, 126870);
+    /* n = 2537 = 43 * 59 (python-paillier's equality test key):
+     * m = 1000, r = 3: (1 + 1000*2537) * 3^2537 mod 2537^2 = 1725530;
+     * m = n - 7 (i.e. -7), r = 5: 776049 */
+    kat_case(43, 59, 1000, 3, 1725530);
+    kat_case(43, 59, 2537 - 7, 5, 776049);
+}
+
+static void test_crt_matches_textbook(void **state)
+{
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
+    mpz_t m, r, c, d1, d2;
+    mpz_inits(m, r, c, d1, d2, NULL);
+    int rounds = getenv("PVG_SANITIZED") ? 4 : 12;
+    for (int i = 0; i < rounds; i++) {
+        pvg_he_random_below_n(rng, g_pub->n, m);
+        if (i == 0) mpz_set_ui(m, 0);
+        if (i == 1) mpz_sub_ui(m, g_pub->n, 1);
+        pvg_he_random_below_n(rng, g_pub->n, r);
+        pvg_he_raw_encrypt_r(g_pub, m, r, c);
+        pvg_he_raw_decrypt(g_priv, c, d1);
+        pvg_he_raw_decrypt_textbook(g_priv, c, d2);
+        assert_true(mpz_cmp(d1, d2) == 0);
+        assert_true(mpz_cmp(d1, m) == 0);
+    }
+    mpz_clears(m, r, c, d1, d2, NULL);
+    pvg_rng_free(rng);
+}
+
+static void test_keygen_shape(void **state)
+{
+    assert_int_equal(pvg_paillier_pub_bits(g_pub), 2048);
+    assert_int_equal(mpz_sizeinbase(g_priv->p, 2), 1024);
+    assert_int_equal(mpz_sizeinbase(g_priv->q, 2), 1024);
+    assert_true(mpz_probab_prime_p(g_priv->p, 30) > 0);
+    assert_true(mpz_probab_prime_p(g_priv->q, 30) > 0);
+    assert_false(pvg_paillier_pub_equal(g_pub, g_pub2));
+    /* sizes and the deterministic generator are checked */
+    pvg_paillier_pub *pub;
+    pvg_paillier_priv *priv;
+    pvg_error err;
+    assert_int_equal(pvg_paillier_keygen(1024, NULL, 0, &pub, &priv, &err), PVG_ERR_INVALID);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(1);
+    assert_int_equal(pvg_paillier_keygen(2048, rng, 0, &pub, &priv, &err), PVG_ERR_POLICY);
+    pvg_rng_free(rng);
+}
+
+/* EncodedNumber vectors: phe's algorithm followed step by step with exact
+ * rationals (frexp exponent, floor((e2 - 53) / 4), round half even). */
+static void check_encode(double x, double prec, int has_max, long max_e, const char *mant,
+                         long exp)
+{
+    mpz_t out, want;
+    mpz_inits(out, want, NULL);
+    long e = 0;
+    assert_int_equal(pvg_he_encode_double(g_pub, x, prec, has_max, max_e, out, &e, NULL), PVG_OK);
+    assert_int_equal(e, exp);
+    mpz_set_str(want, mant, 10);
+    mpz_mod(want, want, g_pub->n); /* negatives wrap by adding n */
+    assert_true(mpz_cmp(out, want) == 0);
+    mpz_clears(out, want, NULL);
+}
+
+static void test_encoding_vectors(void **state)
+{
+    check_encode(15.1, 0, 0, 0, "68004354373294488", -13);
+    check_encode(12.35, 0, 0, 0, "55619455398025624", -13);
+    check_encode(-3.14, 0, 0, 0, "-14141302829943358", -13);
+    check_encode(0.0, 0, 0, 0, "0", -14);
+    check_encode(1e-5, 0, 0, 0, "47223664828696456", -18);
+    check_encode(pow(2.1, 20), 0, 0, 0, "11949390556191412", -8);
+    check_encode(3.171234e-7, 0, 0, 0, "23961166641498620", -19);
+    check_encode(3.171234e-7, 1e-8, 0, 0, "85", -7); /* precision given */
+    check_encode(12.35, 0, 1, -32, "4202487231473589902880094440319419940864", -32);
+    /* integers: exponent min(0, max) */
+    mpz_t out;
+    mpz_init(out);
+    long e = 99;
+    assert_int_equal(pvg_he_encode_text(g_pub, "7", 1, -2, out, &e, NULL), PVG_OK);
+    assert_int_equal(e, -2);
+    assert_true(mpz_cmp_ui(out, 1792) == 0);
+    assert_int_equal(pvg_he_encode_text(g_pub, "-15", 0, 0, out, &e, NULL), PVG_OK);
+    assert_int_equal(e, 0);
+    mpz_t w;
+    mpz_init(w);
+    mpz_sub_ui(w, g_pub->n, 15);
+    assert_true(mpz_cmp(out, w) == 0);
+    /* max_int bounds (python: n // 3 - 1) */
+    mpz_fdiv_q_ui(w, g_pub->n, 3);
+    mpz_sub_ui(w, w, 1);
+    assert_true(mpz_cmp(w, g_pub->max_int) == 0);
+    assert_int_equal(pvg_he_encode_mpz(g_pub, w, out, NULL), PVG_OK);
+    mpz_add_ui(w, w, 1);
+    assert_int_equal(pvg_he_encode_mpz(g_pub, w, out, NULL), PVG_ERR_INVALID);
+    mpz_neg(w, w);
+    assert_int_equal(pvg_he_encode_mpz(g_pub, w, out, NULL), PVG_ERR_INVALID);
+    /* decoding: overflow band and corrupt encodings */
+    mpz_t mant;
+    mpz_init(mant);
+    mpz_add_ui(w, g_pub->max_int, 10);
+    assert_int_equal(pvg_he_decode_mantissa(g_pub, w, mant, NULL), PVG_ERR_INVALID);
+    mpz_add_ui(w, g_pub->n, 10);
+    assert_int_equal(pvg_he_decode_mantissa(g_pub, w, mant, NULL), PVG_ERR_INVALID);
+    mpz_clears(out, w, mant, NULL);
+    /* bad text */
+    pvg_error err;
+    assert_int_equal(pvg_he_encode_text(g_pub, "12,5", 0, 0, out, &e, &err), PVG_ERR_INVALID);
+    assert_int_equal(err.offset, 2);
+    assert_int_equal(pvg_he_encode_text(g_pub, "nan", 0, 0, out, &e, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_he_encode_text(g_pub, "1e999", 0, 0, out, &e, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_he_encode_text(g_pub, "", 0, 0, out, &e, &err), PVG_ERR_INVALID);
+}
+
+static void test_repr(void **state)
+{
+    char b[64];
+    struct {
+        double x;
+        const char *s;
+    } v[] = {{12.35, "12.35"},   {1e16, "1e+16"},  {1e15, "1000000000000000.0"},
+             {1e-5, "1e-05"},    {0.0001, "0.0001"}, {-0.5, "-0.5"},
+             {3.0, "3.0"},       {0.1 + 0.2, "0.30000000000000004"},
+             {123456789.125, "123456789.125"}, {-1.5e-7, "-1.5e-07"}, {2.5e22, "2.5e+22"}};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        pvg_he_double_repr(v[i].x, b, sizeof b);
+        assert_string_equal(b, v[i].s);
+    }
+    /* decoding a mantissa: correct rounding of mantissa / 16^k */
+    mpz_t m;
+    mpz_init_set_str(m, "55619455398025624", 10);
+    double d;
+    assert_int_equal(pvg_he_mantissa_to_double(m, -13, &d, NULL), PVG_OK);
+    assert_true(d == 12.35);
+    char *s;
+    assert_int_equal(pvg_he_mantissa_to_exact(m, -13, &s, NULL), PVG_OK);
+    assert_string_equal(s, "12.3499999999999996447286321199499070644378662109375");
+    free(s);
+    mpz_set_si(m, -42);
+    assert_int_equal(pvg_he_mantissa_to_text(m, 1, &s, NULL), PVG_OK);
+    assert_string_equal(s, "-672");
+    free(s);
+    /* 2^60 + 1 is not a double: rounds half-even to 2^60 */
+    mpz_set_ui(m, 1);
+    mpz_mul_2exp(m, m, 60);
+    mpz_add_ui(m, m, 1);
+    assert_int_equal(pvg_he_mantissa_to_double(m, -1, &d, NULL), PVG_OK);
+    assert_true(d == ldexp(1.0, 56));
+    mpz_clear(m);
+}
+
+static pvg_paillier_enc *enc_of(pvg_paillier_obf mode, const pvg_paillier_pub *pub)
+{
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(99 + mode);
+    pvg_paillier_enc_options o = {.mode = mode, .threads = 2, .pool_size = 8, .rng = rng,
+                                  .allow_insecure = 1};
+    pvg_paillier_enc *enc = NULL;
+    assert_int_equal(pvg_paillier_enc_new(pub, &o, &enc, NULL), PVG_OK);
+    pvg_rng_free(rng);
+    return enc;
+}
+
+static void expect_text(const pvg_paillier_ct *ct, const char *want)
+{
+    char *s = NULL;
+    pvg_error err;
+    pvg_status st = pvg_paillier_decrypt_text(g_priv, ct, &s, &err);
+    if (st != PVG_OK) fail_msg("decrypt: %s", err.text);
+    assert_string_equal(s, want);
+    free(s);
+}
+
+static void test_encrypt_modes(void **state)
+{
+    pvg_paillier_obf modes[] = {PVG_PAILLIER_OBF_FRESH, PVG_PAILLIER_OBF_DJN,
+                                PVG_PAILLIER_OBF_POOL};
+    for (size_t k = 0; k < 3; k++) {
+        pvg_paillier_enc *enc = enc_of(modes[k], g_pub);
+        pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(g_pub);
+        assert_int_equal(pvg_paillier_encrypt_text(enc, "12.35", INT_MAX, a, NULL), PVG_OK);
+        assert_int_equal(pvg_paillier_ct_exponent(a), -13);
+        expect_text(a, "12.35");
+        assert_int_equal(pvg_paillier_encrypt_text(enc, "12.35", INT_MAX, b, NULL), PVG_OK);
+        assert_true(mpz_cmp(a->c, b->c) != 0); /* randomised */
+        assert_true(pvg_he_in_group(g_pub, a->c));
+        assert_int_equal(pvg_paillier_encrypt_int64(enc, -42, b, NULL), PVG_OK);
+        expect_text(b, "-42");
+        /* 12.35 + (-42): exponents aligned to -13 */
+        assert_int_equal(pvg_paillier_add(b, a, b, NULL), PVG_OK);
+        assert_int_equal(pvg_paillier_ct_exponent(b), -13);
+        expect_text(b, "-29.65");
+        mpz_t before;
+        mpz_init_set(before, b->c);
+        assert_int_equal(pvg_paillier_rerandomize(enc, b, NULL), PVG_OK);
+        assert_true(mpz_cmp(before, b->c) != 0);
+        expect_text(b, "-29.65");
+        mpz_clear(before);
+        pvg_paillier_ct_free(a);
+        pvg_paillier_ct_free(b);
+        pvg_paillier_enc_free(enc);
+    }
+    assert_int_equal(pvg_paillier_djn_exponent_bits(2048), 224);
+    assert_int_equal(pvg_paillier_djn_exponent_bits(3072), 256);
+}
+
+/* The DJN obfuscator is an n-th residue: it decrypts to 0 and its n-th
+ * residuosity matches (obf^(lambda) = 1 mod n^2 for n-th residues). */
+static void test_djn_obfuscator_is_nth_residue(void **state)
+{
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    mpz_t o, d, lambda;
+    mpz_inits(o, d, lambda, NULL);
+    mpz_lcm(lambda, g_priv->pm1, g_priv->qm1);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pvg_he_enc_obfuscator(enc, o, NULL), PVG_OK);
+        pvg_he_raw_decrypt(g_priv, o, d);
+        assert_true(mpz_sgn(d) == 0);
+        mpz_powm(d, o, lambda, g_pub->n2);
+        assert_true(mpz_cmp_ui(d, 1) == 0);
+    }
+    mpz_clears(o, d, lambda, NULL);
+    pvg_paillier_enc_free(enc);
+}
+
+static void test_homomorphic_ops(void **state)
+{
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(g_pub);
+    pvg_paillier_ct *c = pvg_paillier_ct_new(g_pub);
+    assert_int_equal(pvg_paillier_encrypt_text(enc, "100", INT_MAX, a, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_add_text(c, a, "-12.35", NULL), PVG_OK); /* a return */
+    expect_text(c, "87.65");
+    assert_int_equal(pvg_paillier_mul_text(c, a, "-2.5", NULL), PVG_OK);
+    expect_text(c, "-250.0");
+    assert_int_equal(pvg_paillier_mul_int64(c, a, 3, NULL), PVG_OK);
+    expect_text(c, "300");
+    assert_int_equal(pvg_paillier_mul_int64(c, a, -3, NULL), PVG_OK);
+    expect_text(c, "-300");
+    assert_int_equal(pvg_paillier_negate(c, a, NULL), PVG_OK);
+    expect_text(c, "-100");
+    /* lowering the exponent keeps the value; raising it is refused */
+    assert_int_equal(pvg_paillier_ct_copy(b, a, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_decrease_exponent(b, -32, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_ct_exponent(b), -32);
+    expect_text(b, "100.0");
+    assert_int_equal(pvg_paillier_decrease_exponent(b, -8, NULL), PVG_ERR_INVALID);
+    /* amounts of different exponents: 0.5 (e=-14), 1e-5 (e=-18), 3 (e=0) */
+    assert_int_equal(pvg_paillier_encrypt_text(enc, "0.5", INT_MAX, b, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_encrypt_text(enc, "1e-5", INT_MAX, c, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_add(b, b, c, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_ct_exponent(b), -18);
+    assert_int_equal(pvg_paillier_add_text(b, b, "3", NULL), PVG_OK);
+    expect_text(b, "3.50001");
+    /* overflow is detected at decryption, never wrapped silently */
+    mpz_t big;
+    mpz_init(big);
+    mpz_set(big, g_pub->max_int);
+    char *s = malloc(mpz_sizeinbase(big, 10) + 2);
+    mpz_get_str(s, 10, big);
+    assert_int_equal(pvg_paillier_encrypt_text(enc, s, INT_MAX, b, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_add(b, b, b, NULL), PVG_OK);
+    char *t = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_paillier_decrypt_text(g_priv, b, &t, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "overflow"));
+    free(s);
+    mpz_clear(big);
+    pvg_paillier_ct_free(a);
+    pvg_paillier_ct_free(b);
+    pvg_paillier_ct_free(c);
+    pvg_paillier_enc_free(enc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_known_answers),
+        cmocka_unit_test(test_keygen_shape),
+        cmocka_unit_test(test_crt_matches_textbook),
+        cmocka_unit_test(test_encoding_vectors),
+        cmocka_unit_test(test_repr),
+        cmocka_unit_test(test_encrypt_modes),
+        cmocka_unit_test(test_djn_obfuscator_is_nth_residue),
+        cmocka_unit_test(test_homomorphic_ops),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

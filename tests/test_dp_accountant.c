@@ -238,6 +238,9 @@ static void tfp_example_privacy(void **state)
         assert_true(eps <= c[i].rdp + 5e-7);
         near_rel(eps, c[i].rdp, 2e-3, "example privacy rdp");
         if (getenv("PVG_SANITIZED") && c[i].q < 1) continue; /* heavy FFTs under ASan */
+        /* sigma 0.35 subsampled: the composed loss spans ~25 nats, 2^21-point FFTs,
+         * about 30 s; its RDP figure is checked above, its PLD is left to the CLI. */
+        if (c[i].sigma < 0.5 && c[i].q < 1) continue;
         assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(c[i].q, c[i].sigma, c[i].steps, 1e-5,
                                                             PVG_DP_ACCOUNTANT_PLD,
                                                             PVG_DP_CONVERSION_IMPROVED, NULL, 0,
@@ -269,11 +272,16 @@ static void tfp_statement(void **state)
                                                         NULL, NULL),
                      PVG_OK);
     /* Rounding each of 782 steps' losses up to the 1e-4 grid biases our upper bound by
-     * up to 782 * 1e-4 in loss; dp_accounting's estimate is 1.199. Ours must stay an
-     * upper bound, within 4%, and far below RDP's 1.616. */
+     * up to 782 * 1e-4 in loss (1.2377); dp_accounting's estimate is 1.199. Ours must
+     * stay an upper bound, within 4%, far below RDP's 1.616, and approach the
+     * reference as the grid is refined (3e-5: 1.2104; 1e-5: 1.2026). */
     print_message("pld statement: %.7f (reference 1.199)\n", eps);
     assert_true(eps >= 1.1985);
     near_rel(eps, 1.199, 0.04, "statement pld");
+    double eps_fine;
+    assert_int_equal(pvg_dp_pld_epsilon(0.0064, 1.0, 782, 1e-6, 3e-5, &eps_fine, NULL), PVG_OK);
+    assert_true(eps_fine < eps && eps_fine >= 1.1985);
+    near_rel(eps_fine, 1.199, 0.015, "statement pld, finer grid");
 }
 
 /* ---- numerical integration of the moment ---- */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <privguide/paillier.h>
+#include <sodium.h>
 
 #include "crypto/paillier_internal.h"
 
@@ -359,6 +360,210 @@ static void test_homomorphic_ops(void **state)
     pvg_paillier_enc_free(enc);
 }
 
+static void test_packing(void **state)
+{
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    size_t cap = pvg_paillier_packed_capacity(g_pub, 32, 16);
+    assert_int_equal(cap, (2048 - 3) / 48);
+    uint64_t v1[40], v2[40], out[40];
+    for (int i = 0; i < 40; i++) {
+        v1[i] = (uint64_t)i * 1000003u;
+        v2[i] = 0xffffffffu - (uint64_t)i;
+    }
+    pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(g_pub);
+    assert_int_equal(pvg_paillier_encrypt_packed(enc, v1, 40, 32, 16, a, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_encrypt_packed(enc, v2, 40, 32, 16, b, NULL), PVG_OK);
+    for (int k = 0; k < 3; k++) assert_int_equal(pvg_paillier_add(a, a, b, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_decrypt_packed(g_priv, a, 40, 32, 16, out, NULL), PVG_OK);
+    for (int i = 0; i < 40; i++) assert_true(out[i] == v1[i] + 3 * v2[i]);
+    /* too many slots, value too wide */
+    pvg_error err;
+    uint64_t many[64] = {0};
+    assert_int_equal(pvg_paillier_encrypt_packed(enc, many, 64, 32, 16, a, &err), PVG_ERR_INVALID);
+    v1[3] = (uint64_t)1 << 32;
+    assert_int_equal(pvg_paillier_encrypt_packed(enc, v1, 40, 32, 16, a, &err), PVG_ERR_INVALID);
+    pvg_paillier_ct_free(a);
+    pvg_paillier_ct_free(b);
+    pvg_paillier_enc_free(enc);
+}
+
+static void test_json_formats(void **state)
+{
+    pvg_error err;
+    char *pubj = NULL, *privj = NULL;
+    assert_int_equal(pvg_paillier_pub_to_jwk(g_pub, NULL, &pubj, &err), PVG_OK);
+    assert_int_equal(pvg_paillier_priv_to_jwk(g_priv, "test key", &privj, &err), PVG_OK);
+    assert_non_null(strstr(pubj, "\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"key_ops\": [\"encrypt\"], \"n\": \""));
+    assert_non_null(strstr(privj, "\"kty\": \"DAJ\", \"key_ops\": [\"decrypt\"], \"p\": \""));
+    assert_null(strchr(pubj, '=')); /* base64url without padding */
+    pvg_paillier_pub *pub = NULL;
+    pvg_paillier_priv *priv = NULL;
+    assert_int_equal(pvg_paillier_pub_from_jwk(pubj, "public.json", &pub, &err), PVG_OK);
+    assert_true(pvg_paillier_pub_equal(pub, g_pub));
+    pvg_paillier_pub_free(pub);
+    assert_int_equal(pvg_paillier_pub_from_jwk(privj, "private.json", &pub, &err), PVG_OK);
+    assert_true(pvg_paillier_pub_equal(pub, g_pub));
+    assert_int_equal(pvg_paillier_priv_from_jwk(privj, "private.json", &priv, &err), PVG_OK);
+    assert_true(mpz_cmp(priv->p, g_priv->p) == 0 && mpz_cmp(priv->q, g_priv->q) == 0);
+
+    /* an encrypted number round trip, in pheutil's {"v","e"} form */
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(pub);
+    assert_int_equal(pvg_paillier_encrypt_text(enc, "-7.25", PVG_PAILLIER_PHEUTIL_EXPONENT, a, NULL),
+                     PVG_OK);
+    char *cj = NULL;
+    assert_int_equal(pvg_paillier_ct_to_json(a, &cj, &err), PVG_OK);
+    assert_true(strncmp(cj, "{\"v\": \"", 7) == 0);
+    assert_non_null(strstr(cj, "\", \"e\": -32}"));
+    assert_int_equal(pvg_paillier_ct_from_json(b, cj, "stdin", 1, &err), PVG_OK);
+    assert_true(mpz_cmp(a->c, b->c) == 0);
+    char *t = NULL;
+    assert_int_equal(pvg_paillier_decrypt_text(priv, b, &t, &err), PVG_OK);
+    assert_string_equal(t, "-7.25");
+    free(t);
+    /* "v" as a bare JSON integer (thousands of digits) is accepted too */
+    char *dec = pvg_paillier_ct_decimal(a);
+    char *bare = malloc(strlen(dec) + 32);
+    sprintf(bare, "{\"e\": -32, \"v\": %s}", dec);
+    assert_int_equal(pvg_paillier_ct_from_json(b, bare, "stdin", 1, &err), PVG_OK);
+    assert_true(mpz_cmp(a->c, b->c) == 0);
+    free(bare);
+    free(dec);
+
+    /* the plain list form of python-paillier's docs */
+    pvg_paillier_ct *list[2] = {a, b};
+    char *lj = NULL;
+    assert_int_equal(pvg_paillier_list_to_json(g_pub, list, 2, &lj, &err), PVG_OK);
+    assert_true(strncmp(lj, "{\"public_key\": {\"g\": ", 21) == 0);
+    pvg_paillier_pub *lpub = NULL;
+    pvg_paillier_ct **cts = NULL;
+    size_t n = 0;
+    assert_int_equal(pvg_paillier_list_from_json(lj, "list.json", g_pub, 0, &lpub, &cts, &n, &err),
+                     PVG_OK);
+    assert_int_equal(n, 2);
+    assert_true(mpz_cmp(cts[1]->c, b->c) == 0 && cts[1]->exponent == -32);
+    pvg_paillier_ct_array_free(cts, n);
+    pvg_paillier_pub_free(lpub);
+    assert_int_equal(pvg_paillier_list_from_json(lj, "list.json", g_pub2, 0, &lpub, &cts, &n, &err),
+                     PVG_ERR_CRYPTO);
+    free(lj);
+
+    /* malformed input: errors, never crashes */
+    assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"12\", \"e\": }", "in", 5, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(err.line, 5);
+    assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"0\", \"e\": 0}", "in", 1, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"12a\", \"e\": 0}", "in", 1, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"5\"}", "in", 1, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_paillier_ct_from_json(b, "[1,2]", "in", 1, &err), PVG_ERR_INVALID);
+    /* c = n^2 (too large), c = p (shares a factor with n), oversized */
+    char *n2s = malloc(mpz_sizeinbase(g_pub->n2, 10) + 2);
+    mpz_get_str(n2s, 10, g_pub->n2);
+    assert_int_equal(pvg_paillier_ct_set_decimal(b, n2s, 0, &err), PVG_ERR_INVALID);
+    mpz_get_str(n2s, 10, g_priv->p);
+    assert_int_equal(pvg_paillier_ct_set_decimal(b, n2s, 0, &err), PVG_ERR_INVALID);
+    free(n2s);
+    char *huge = malloc(3000);
+    memset(huge, '7', 2999);
+    huge[2999] = '\0';
+    assert_int_equal(pvg_paillier_ct_set_decimal(b, huge, 0, &err), PVG_ERR_INVALID);
+    free(huge);
+    /* keys: wrong kty/alg, bad base64, short n, p*q != n */
+    assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": \"RSA\"}", "k", &pub, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"@@\"}",
+                                               "k", &pub, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"AesN\"}",
+                                               "k", &pub, &err),
+                     PVG_ERR_INVALID); /* 126869: far below 2048 bits */
+    assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": ", "k", &pub, &err), PVG_ERR_INVALID);
+    assert_int_equal(err.line, 1);
+    /* a private key whose factors belong to another key */
+    char *other = NULL;
+    assert_int_equal(pvg_paillier_priv_to_jwk(g_priv2, NULL, &other, &err), PVG_OK);
+    char *pub1 = strstr(pubj, "\"n\": \"");
+    char *pub2 = strstr(other, "\"n\": \"");
+    assert_non_null(pub1);
+    assert_non_null(pub2);
+    memcpy(pub2, pub1, strchr(pub1 + 6, '"') - pub1); /* graft key 1's n into key 2's file */
+    pvg_paillier_priv *bad = NULL;
+    assert_int_equal(pvg_paillier_priv_from_jwk(other, "other.json", &bad, &err), PVG_ERR_CRYPTO);
+    free(other);
+    /* decrypting under another key is refused */
+    pvg_paillier_ct *x = pvg_paillier_ct_new(g_pub2);
+    assert_int_equal(pvg_paillier_decrypt_text(g_priv, x, &t, &err), PVG_ERR_CRYPTO);
+    assert_int_equal(pvg_paillier_add(x, x, a, &err), PVG_ERR_CRYPTO);
+    pvg_paillier_ct_free(x);
+
+    free(cj);
+    pvg_paillier_ct_free(a);
+    pvg_paillier_ct_free(b);
+    pvg_paillier_enc_free(enc);
+    pvg_paillier_priv_free(priv);
+    pvg_paillier_pub_free(pub);
+    free(pubj);
+    free(privj);
+}
+
+/* A private key file written by python-paillier's JWK export (published in
+ * a public repository): p and q decode from base64url to 1024-bit primes,
+ * and our reader builds the key from them. */
+static void test_phe_generated_key(void **state)
+{
+    const char *p64 = "yjs7b-IvT_5aeM1P0cQfrPMQ4ZY7NOUhLjOTQU6SuJbEbkbSH8XoxqgDfcfa0YCn9qGOexvCuB1Xc2bYwsxh6FzaQvIOLsohMUP7Xf-2zPlaH5v7aVrmjNCcm6xehoe1WypGPay_ML_89ip1RbLCO39dXTN9AuCHwbVuPZiOqNc";
+    const char *q64 = "0H1G7Ts4tdU8GXyFIxgjy5epddQ_8lxJNx2C5nG2ANmeA8CJUUpE5Y17NMSY4wCwmDem2yKaFf8ZSKatIbXTd7NZbFieFP85V-8xM6CX-SHkzgquBgDX7vkLPUy_VfymJjnVDrAyNhe1ncI9-l1HqRTpgi4GRLz7CnV30y3i2Os";
+    /* n = p*q, written as phe's int_to_base64 would */
+    unsigned char pb[256], qb[256];
+    size_t pl = 0, ql = 0;
+    assert_int_equal(sodium_base642bin(pb, sizeof pb, p64, strlen(p64), NULL, &pl, NULL,
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+    assert_int_equal(sodium_base642bin(qb, sizeof qb, q64, strlen(q64), NULL, &ql, NULL,
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+    mpz_t p, q, n;
+    mpz_inits(p, q, n, NULL);
+    mpz_import(p, pl, 1, 1, 1, 0, pb);
+    mpz_import(q, ql, 1, 1, 1, 0, qb);
+    assert_true(mpz_probab_prime_p(p, 30) && mpz_probab_prime_p(q, 30));
+    mpz_mul(n, p, q);
+    size_t nl = 0;
+    unsigned char nb[512];
+    mpz_export(nb, &nl, 1, 1, 1, 0, n);
+    char n64[800];
+    sodium_bin2base64(n64, sizeof n64, nb, nl, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char json[2400];
+    snprintf(json, sizeof json,
+             "{\"kty\": \"DAJ\", \"key_ops\": [\"decrypt\"], \"p\": \"%s\", \"q\": \"%s\", "
+             "\"pub\": {\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"key_ops\": [\"encrypt\"], "
+             "\"n\": \"%s\", \"kid\": \"x\"}, \"kid\": \"Paillier private key generated by phe\"}",
+             p64, q64, n64);
+    pvg_paillier_priv *priv = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_paillier_priv_from_jwk(json, "phe.json", &priv, &err), PVG_OK);
+    assert_int_equal(pvg_paillier_pub_bits(pvg_paillier_priv_pub(priv)), 2048);
+    /* the older pheutil form: lambda = (p-1)(q-1), factors recovered */
+    mpz_t phi;
+    mpz_init(phi);
+    mpz_sub_ui(p, p, 1);
+    mpz_sub_ui(q, q, 1);
+    mpz_mul(phi, p, q);
+    mpz_export(nb, &nl, 1, 1, 1, 0, phi);
+    char l64[800];
+    sodium_bin2base64(l64, sizeof l64, nb, nl, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(json, sizeof json,
+             "{\"kty\": \"DAJ\", \"key_ops\": [\"decrypt\"], \"lambda\": \"%s\", \"mu\": \"AQ\", "
+             "\"pub\": {\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"%s\"}}",
+             l64, n64);
+    pvg_paillier_priv *priv2 = NULL;
+    assert_int_equal(pvg_paillier_priv_from_jwk(json, "old.json", &priv2, &err), PVG_OK);
+    assert_true(mpz_cmp(priv2->p, priv->p) == 0);
+    pvg_paillier_priv_free(priv2);
+    mpz_clears(p, q, n, phi, NULL);
+    pvg_paillier_priv_free(priv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +575,9 @@ int main(void)
         cmocka_unit_test(test_encrypt_modes),
         cmocka_unit_test(test_djn_obfuscator_is_nth_residue),
         cmocka_unit_test(test_homomorphic_ops),
+        cmocka_unit_test(test_packing),
+        cmocka_unit_test(test_json_formats),
+        cmocka_unit_test(test_phe_generated_key),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

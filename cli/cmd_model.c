@@ -1,8 +1,454 @@
 /*
- * cmd_model.c - the model commands of the CLI (table cli_cmds_model).
+ * cmd_model.c - the model commands of the CLI (table cli_cmds_model):
+ * `train` (from the store or a file), `recommend` (top-k for a user, items
+ * similar to an item, or popular items from a model file) and `eval` (the
+ * offline evaluation harness, JSON metrics).
  */
 #include "cli.h"
 
+#include <privguide/eval.h>
+#include <privguide/model.h>
+#include <privguide/store.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define HYPER_FLAGS                                                                              \
+    {"threads", CLI_INT, "N", "worker threads (default 1)"},                                      \
+        {"seed", CLI_INT, "S", "seed of initialisation, sampling and splits (default 42)"},       \
+        {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                       \
+        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 100)"},                  \
+        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.005); bpr: L2 (default 0.0025)"},       \
+        {"alpha0", CLI_DOUBLE, "X", "ials: weight of unobserved pairs (default 0.1)"},            \
+        {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},    \
+        {"confidence", CLI_DOUBLE, "X",                                                           \
+         "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                 \
+        {"cg-steps", CLI_INT, "N", "ials: conjugate-gradient steps, 0 = exact solve (default 3)"},\
+        {"lr", CLI_DOUBLE, "X", "bpr: learning rate (default 0.05)"},                             \
+        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 250)"},                                    \
+        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 100)"},           \
+        {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                    \
+        {"weights", CLI_STR, "SPEC",                                                              \
+         "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},            \
+        {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                 \
+        {"format", CLI_STR, "F",                                                                  \
+         "format of --input: online-retail, movielens, amazon-reviews, retailrocket, jsonl, tsv"}
+
+static const char model_help[] =
+    "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
+    "Rendle et al. 2021 recipe), ease (Steck 2019, up to 30000 items), bpr (BPR-MF, lock-free "
+    "SGD).\nEach event adds its type's weight to its (user, item) cell; repeats sum, returns "
+    "subtract, cells <= 0 are dropped. docs/models.md has the details.";
+
+/* A flag's value when given (range-checked, exit 2 otherwise), else def. */
+static long long int_opt(cli_ctx *c, const char *flag, long long def, long long lo, long long hi)
+{
+    return cli_has(c, flag) ? cli_int_range(c, flag, def, lo, hi) : def;
+}
+
+static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p, pvg_error *err)
+{
+    pvg_train_params_default(t, p);
+    p->threads = (int)int_opt(c, "threads", 1, 1, 256);
+    p->seed = (uint64_t)int_opt(c, "seed", 42, 0, (long long)1 << 53);
+    p->factors = (int)int_opt(c, "factors", p->factors, 1, 4096);
+    p->epochs = (int)int_opt(c, "epochs", p->epochs, 1, PVG_TRAIN_MAX_EPOCHS);
+    p->reg = cli_double(c, "reg", p->reg);
+    p->alpha0 = cli_double(c, "alpha0", p->alpha0);
+    p->nu = cli_double(c, "nu", p->nu);
+    p->confidence = cli_double(c, "confidence", p->confidence);
+    p->cg_steps = (int)int_opt(c, "cg-steps", p->cg_steps, 0, 1000);
+    p->lr = cli_double(c, "lr", p->lr);
+    p->ease_lambda = cli_double(c, "lambda", p->ease_lambda);
+    p->neighbors = (int)int_opt(c, "neighbors", p->neighbors, 1, 100000);
+    p->shrink = cli_double(c, "shrink", p->shrink);
+    if (p->reg < 0 || p->alpha0 < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
+        cli_usage_error(c, "--reg, --alpha0, --nu, --confidence and --shrink must be >= 0");
+    if ((cli_has(c, "lr") && !(p->lr > 0)) || (cli_has(c, "lambda") && !(p->ease_lambda > 0)))
+        cli_usage_error(c, "--lr and --lambda must be > 0");
+    (void)err;
+    return PVG_OK;
+}
+
+/* Loads the dataset from --input/--format or from the store. *store_out
+ * (may be NULL) receives the open store when the store was used. */
+static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int quiet)
+{
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_event_weights w;
+    pvg_event_weights_default(&w);
+    const char *ws = cli_str(c, "weights");
+    if (ws && pvg_event_weights_parse(ws, &w, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    const char *input = cli_str(c, "input");
+    pvg_dataset_load_stats ls;
+    pvg_status st;
+    if (input) {
+        const char *fs = cli_str(c, "format");
+        if (!fs) cli_usage_error(c, "--input needs --format");
+        pvg_format fmt;
+        if (pvg_format_parse(fs, &fmt) != PVG_OK)
+            cli_usage_error(c, "unknown format '%s' (online-retail, movielens, amazon-reviews, "
+                               "retailrocket, jsonl, tsv)", fs);
+        st = pvg_dataset_load_file(input, fmt, NULL, &w, ds, &ls, &err);
+        if (st != PVG_OK) return cli_fail(input, st, &err);
+        if (!quiet && ls.rejects)
+            cli_warn("%s: %lld rows rejected by the reader (not used)", input, ls.rejects);
+        return 0;
+    }
+    if (cli_has(c, "format")) cli_usage_error(c, "--format needs --input");
+    pvg_store *s;
+    st = pvg_store_open(cli_data_dir(c), &s, &err);
+    if (st != PVG_OK) return cli_fail(cli_data_dir(c), st, &err);
+    st = pvg_dataset_load_store(s, &w, ds, &ls, &err);
+    if (st != PVG_OK) {
+        pvg_store_close(s);
+        return cli_fail("store", st, &err);
+    }
+    if (store_out)
+        *store_out = s;
+    else
+        pvg_store_close(s);
+    return 0;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return ru.ru_maxrss / 1024.0;
+}
+
+static void progress_bar(void *ctx, const pvg_train_progress *p)
+{
+    (void)ctx;
+    int width = 30, done = p->epochs ? p->epoch * width / p->epochs : width;
+    double eta = p->epoch ? p->elapsed_seconds / p->epoch * (p->epochs - p->epoch) : 0;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] epoch %d/%d  loss %-12.6g %.2fs/epoch  ETA %.0fs ", bar, p->epoch,
+            p->epochs, p->loss, p->epoch_seconds, eta);
+    if (p->epoch == p->epochs) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static json_t *epochs_json(const pvg_train_stats *st)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < st->n_epochs; i++) json_array_append_new(a, json_real(st->epoch_seconds[i]));
+    return a;
+}
+
+static void print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    json_decref(o);
+}
+
+static int run_train(cli_ctx *c)
+{
+    const char *ms = cli_str_req(c, "model");
+    const char *out = cli_str_req(c, "out");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model_type t;
+    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_train_params p;
+    parse_params(c, t, &p, &err);
+    int json = cli_bool(c, "json");
+    if (cli_interactive(c)) p.progress = progress_bar;
+    pvg_dataset *ds;
+    int rc = load_dataset(c, &ds, NULL, json);
+    if (rc) return rc;
+    pvg_model *m;
+    pvg_train_stats st;
+    pvg_status s = pvg_model_train(ds, &p, &m, &st, &err);
+    if (s != PVG_OK) {
+        pvg_dataset_free(ds);
+        return cli_fail("train", s, &err);
+    }
+    s = pvg_model_save(m, out, &err);
+    if (s != PVG_OK) {
+        pvg_model_free(m);
+        pvg_dataset_free(ds);
+        return cli_fail(out, s, &err);
+    }
+    char fp[65];
+    for (int i = 0; i < 32; i++) snprintf(fp + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "model", json_string(pvg_model_type_name(t)));
+        json_object_set_new(o, "out", json_string(out));
+        json_object_set_new(o, "source", json_string(cli_str(c, "input") ? "file" : "store"));
+        json_object_set_new(o, "users", json_integer((json_int_t)pvg_model_n_users(m)));
+        json_object_set_new(o, "items", json_integer((json_int_t)pvg_model_n_items(m)));
+        json_object_set_new(o, "events", json_integer((json_int_t)pvg_dataset_n_events(ds)));
+        json_object_set_new(o, "threads", json_integer(p.threads));
+        json_object_set_new(o, "train_seconds", json_real(st.train_seconds));
+        json_object_set_new(o, "epoch_seconds", epochs_json(&st));
+        if (st.n_epochs) json_object_set_new(o, "final_loss", json_real(st.final_loss));
+        json_object_set_new(o, "peak_rss_mb", json_real(peak_rss_mb()));
+        json_object_set_new(o, "fingerprint", json_string(fp));
+        print_json(o);
+    } else {
+        printf("trained %s on %zu users x %zu items in %.2fs -> %s\n", pvg_model_type_name(t),
+               pvg_model_n_users(m), pvg_model_n_items(m), st.train_seconds, out);
+    }
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+    return 0;
+}
+
+static int run_recommend(cli_ctx *c)
+{
+    const char *path = cli_str_req(c, "model");
+    long long k = cli_int_range(c, "k", 10, 1, 100000);
+    const char *user = cli_str(c, "user"), *item = cli_str(c, "similar");
+    int popular = cli_bool(c, "popular");
+    if ((user != NULL) + (item != NULL) + popular != 1)
+        cli_usage_error(c, "give exactly one of --user ID, --similar ITEM or --popular");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model *m;
+    pvg_status st = pvg_model_load(path, &m, &err);
+    if (st != PVG_OK) return cli_fail(path, st, &err);
+    pvg_scored_item *out = calloc((size_t)k, sizeof *out);
+    if (!out) {
+        pvg_model_free(m);
+        return cli_fail("recommend", PVG_ERR_NOMEM, NULL);
+    }
+    size_t n = 0;
+    if (user) {
+        unsigned char key[16];
+        pvg_store *s = NULL;
+        if (pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM) {
+            st = pvg_store_open(cli_data_dir(c), &s, &err);
+            if (st != PVG_OK) {
+                free(out);
+                pvg_model_free(m);
+                return cli_fail(cli_data_dir(c), st, &err);
+            }
+        }
+        st = pvg_model_user_key(m, s, user, key, &err);
+        if (st == PVG_OK)
+            st = pvg_model_recommend(m, key, (size_t)k, cli_bool(c, "include-seen"), out, &n, &err);
+        pvg_store_close(s);
+    } else if (item) {
+        st = pvg_model_similar(m, item, (size_t)k, out, &n, &err);
+    } else {
+        st = pvg_model_popular(m, (size_t)k, out, &n, &err);
+    }
+    if (st != PVG_OK) {
+        free(out);
+        pvg_model_free(m);
+        return cli_fail(user ? user : item ? item : "popular", st, &err);
+    }
+    if (cli_bool(c, "json")) {
+        json_t *o = json_object(), *a = json_array();
+        json_object_set_new(o, "model", json_string(pvg_model_type_name(pvg_model_type_of(m))));
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_object();
+            json_object_set_new(e, "item", json_string(out[i].item));
+            json_object_set_new(e, "score", json_real(out[i].score));
+            json_array_append_new(a, e);
+        }
+        json_object_set_new(o, "items", a);
+        print_json(o);
+    } else {
+        for (size_t i = 0; i < n; i++) printf("%zu\t%s\t%.6g\n", i + 1, out[i].item, out[i].score);
+    }
+    free(out);
+    pvg_model_free(m);
+    return 0;
+}
+
+static int parse_date(const char *s, int64_t *out)
+{
+    int y, mo, d;
+    char tail;
+    if (sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &tail) != 3) return -1;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31) return -1;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1) return -1;
+    *out = (int64_t)t;
+    return 0;
+}
+
+static int run_eval(cli_ctx *c)
+{
+    const char *ms = cli_str_req(c, "model");
+    const char *ps = cli_str_req(c, "protocol");
+    if (!cli_has(c, "input")) cli_usage_error(c, "eval needs --input FILE --format F");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model_type t;
+    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_eval_protocol proto;
+    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_train_params p;
+    parse_params(c, t, &p, &err);
+    pvg_eval_options o;
+    pvg_eval_options_default(proto, &o);
+    o.seed = p.seed;
+    o.threads = p.threads;
+    o.validation = cli_bool(c, "validation");
+    o.test_fraction = cli_double(c, "test-fraction", 0.25);
+    if (!(o.test_fraction > 0 && o.test_fraction < 1))
+        cli_usage_error(c, "--test-fraction must be in (0, 1)");
+    o.heldout_users = (long)cli_int_range(c, "heldout-users", 100, 1, 1000000000);
+    o.min_user_items = (long)cli_int_range(c, "min-user-items", 1, 1, 1000000);
+    if (proto == PVG_EVAL_TEMPORAL) {
+        const char *cs = cli_str(c, "cutoff");
+        if (!cs) cli_usage_error(c, "temporal needs --cutoff YYYY-MM-DD");
+        if (parse_date(cs, &o.cutoff)) cli_usage_error(c, "--cutoff: expected YYYY-MM-DD, got '%s'", cs);
+    }
+    if (cli_has(c, "k")) {
+        double ks[PVG_EVAL_MAX_K];
+        int n = cli_double_list(c, "k", ks, PVG_EVAL_MAX_K);
+        for (int i = 0; i < n; i++) {
+            if (ks[i] < 1 || ks[i] > 100000 || ks[i] != floor(ks[i]))
+                cli_usage_error(c, "-k: cut-offs must be integers in 1..100000");
+            o.ks[i] = (int)ks[i];
+        }
+        o.n_ks = n;
+    }
+    int json = cli_bool(c, "json");
+    if (cli_interactive(c)) p.progress = progress_bar;
+    pvg_dataset *ds;
+    int rc = load_dataset(c, &ds, NULL, json);
+    if (rc) return rc;
+    pvg_eval_result r;
+    pvg_status st = pvg_eval_run(ds, &p, &o, &r, &err);
+    if (st != PVG_OK) {
+        pvg_dataset_free(ds);
+        return cli_fail("eval", st, &err);
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "model", json_string(pvg_model_type_name(t)));
+    json_object_set_new(j, "protocol", json_string(pvg_eval_protocol_name(proto)));
+    json_object_set_new(j, "split", json_string(o.validation ? "validation" : "test"));
+    json_object_set_new(j, "seed", json_integer((json_int_t)o.seed));
+    json_object_set_new(j, "users", json_integer((json_int_t)pvg_dataset_n_users(ds)));
+    json_object_set_new(j, "items", json_integer((json_int_t)pvg_dataset_n_items(ds)));
+    json_object_set_new(j, "train_interactions", json_integer((json_int_t)r.train_interactions));
+    json_object_set_new(j, "test_interactions", json_integer((json_int_t)r.test_interactions));
+    json_object_set_new(j, "users_evaluated", json_integer(r.users_evaluated));
+    for (int q = 0; q < r.n_ks; q++) {
+        char key[32];
+        const pvg_eval_at_k *a = &r.at[q];
+        snprintf(key, sizeof key, "recall@%d", a->k);
+        json_object_set_new(j, key, json_real(a->recall));
+        snprintf(key, sizeof key, "ndcg@%d", a->k);
+        json_object_set_new(j, key, json_real(a->ndcg));
+        snprintf(key, sizeof key, "precision@%d", a->k);
+        json_object_set_new(j, key, json_real(a->precision));
+        snprintf(key, sizeof key, "map@%d", a->k);
+        json_object_set_new(j, key, json_real(a->map));
+        snprintf(key, sizeof key, "hr@%d", a->k);
+        json_object_set_new(j, key, json_real(a->hr));
+        snprintf(key, sizeof key, "coverage@%d", a->k);
+        json_object_set_new(j, key, json_real(a->coverage));
+    }
+    json_object_set_new(j, "train_seconds", json_real(r.train_seconds));
+    json_object_set_new(j, "eval_seconds", json_real(r.eval_seconds));
+    json_object_set_new(j, "epoch_seconds", epochs_json(&r.train));
+    json_object_set_new(j, "peak_rss_mb", json_real(peak_rss_mb()));
+    json_t *hp = json_object();
+    if (t == PVG_MODEL_IALS || t == PVG_MODEL_BPR) {
+        json_object_set_new(hp, "factors", json_integer(p.factors));
+        json_object_set_new(hp, "epochs", json_integer(p.epochs));
+        json_object_set_new(hp, "reg", json_real(p.reg));
+    }
+    if (t == PVG_MODEL_IALS) {
+        json_object_set_new(hp, "alpha0", json_real(p.alpha0));
+        json_object_set_new(hp, "nu", json_real(p.nu));
+        json_object_set_new(hp, "cg_steps", json_integer(p.cg_steps));
+        json_object_set_new(hp, "confidence", json_real(p.confidence));
+    }
+    if (t == PVG_MODEL_BPR) json_object_set_new(hp, "lr", json_real(p.lr));
+    if (t == PVG_MODEL_EASE) json_object_set_new(hp, "lambda", json_real(p.ease_lambda));
+    if (t == PVG_MODEL_ITEMKNN) {
+        json_object_set_new(hp, "neighbors", json_integer(p.neighbors));
+        json_object_set_new(hp, "shrink", json_real(p.shrink));
+    }
+    json_object_set_new(j, "hyperparameters", hp);
+    if (json) {
+        print_json(j);
+    } else {
+        printf("%s %s: %ld users evaluated, trained in %.2fs\n", pvg_model_type_name(t), ps,
+               r.users_evaluated, r.train_seconds);
+        for (int q = 0; q < r.n_ks; q++)
+            printf("  k=%-4d recall %.4f  ndcg %.4f  precision %.4f  map %.4f  hr %.4f  coverage "
+                   "%.4f\n",
+                   r.at[q].k, r.at[q].recall, r.at[q].ndcg, r.at[q].precision, r.at[q].map,
+                   r.at[q].hr, r.at[q].coverage);
+        json_decref(j);
+    }
+    pvg_dataset_free(ds);
+    return 0;
+}
+
+static const cli_flag train_flags[] = {
+    {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
+    {"out", CLI_STR, "FILE", "where to write the model file"},
+    {"json", CLI_BOOL, NULL, "print a JSON summary (no progress bar)"},
+    HYPER_FLAGS,
+    {0},
+};
+
+static const cli_flag recommend_flags[] = {
+    {"model", CLI_STR, "FILE", "model file (from privguide train)"},
+    {"user", CLI_STR, "ID", "external user id to recommend for"},
+    {"similar", CLI_STR, "ITEM", "list items similar to ITEM instead"},
+    {"popular", CLI_BOOL, NULL, "list the most popular items instead"},
+    {"k", CLI_INT, "N", "how many items (default 10)"},
+    {"include-seen", CLI_BOOL, NULL, "do not exclude items the user already has"},
+    {"json", CLI_BOOL, NULL, "JSON output"},
+    {0},
+};
+
+static const cli_flag eval_flags[] = {
+    {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
+    {"protocol", CLI_STR, "P", "random-split, holdout-users or temporal"},
+    {"test-fraction", CLI_DOUBLE, "X", "random-split: per-user held-out fraction (default 0.25)"},
+    {"heldout-users", CLI_INT, "N", "holdout-users: N validation and N test users (default 100)"},
+    {"cutoff", CLI_STR, "YYYY-MM-DD", "temporal: events before this day (UTC) train"},
+    {"min-user-items", CLI_INT, "N", "temporal: users need N training items (default 1)"},
+    {"validation", CLI_BOOL, NULL,
+     "score a validation split carved from the training part (for tuning; the test part is "
+     "never used)"},
+    {"k", CLI_LIST, "K,...", "cut-offs (default 10,20,50,100)"},
+    {"json", CLI_BOOL, NULL, "JSON output"},
+    HYPER_FLAGS,
+    {0},
+};
+
 const cli_command cli_cmds_model[] = {
+    {"train", NULL, 0, 0, "train a recommender from the store or a file", model_help, train_flags,
+     run_train},
+    {"recommend", NULL, 0, 0, "top-k items for a user (or similar / popular items) from a model",
+     "For a model trained from the store, the user's pseudonym is computed with the store's "
+     "pepper (--data-dir); a file-trained model hashes the id with the salt in the model file.",
+     recommend_flags, run_recommend},
+    {"eval", NULL, 0, 0, "evaluate a recommender offline on a file (ranking metrics as JSON)",
+     "Protocols are deterministic under --seed. recall@k = hits / min(k, |targets|); ndcg@k "
+     "binary gains; map@k divides by min(k, |targets|); coverage@k = distinct recommended items / "
+     "catalog.",
+     eval_flags, run_eval},
     {0},
 };

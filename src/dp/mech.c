@@ -1,0 +1,418 @@
+/*
+ * mech.c - differentially private mechanisms built on the exact samplers:
+ * integer and real-valued Laplace and Gaussian releases (power-of-two grid
+ * with the sensitivity inflated for rounding), exponential mechanism,
+ * permute-and-flip, report-noisy-max, top-k by peeling, partition selection
+ * by Laplace thresholding, randomized response and optimized unary encoding.
+ *
+ * Calibration (choosing rational scales) uses floating point and always
+ * rounds towards more noise or a smaller effective epsilon, so the stated
+ * guarantee holds exactly for the integers that are sampled.
+ */
+#include <privguide/dp.h>
+
+#include "dp/dp_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define LAP_DEN_BITS 20
+#define Z95 1.959963984540054
+
+/* Laplace scale b as num / 2^20, rounded up. */
+static pvg_status lap_rational(double b, uint64_t *num, uint64_t *den, pvg_error *err)
+{
+    if (!(b > 0) || b > 1099511627776.0 /* 2^40 */)
+        return pvg_error_set(err, PVG_ERR_INVALID, "Laplace scale %g out of range (0, 2^40]", b);
+    *den = (uint64_t)1 << LAP_DEN_BITS;
+    *num = (uint64_t)ceil(b * (double)*den) + 1;
+    return PVG_OK;
+}
+
+/* Half-width k of the 95% interval of DLap(b): smallest k with P(|X| > k) <= 0.05. */
+static double lap_ci95(double b)
+{
+    double a = exp(-1 / b);
+    double k = ceil(b * log(2 / (0.05 * (1 + a)))) - 1;
+    if (k < 0) k = 0;
+    while (k > 0 && pvg_dp_discrete_laplace_tail(b, (int64_t)k - 1) <= 0.05) k--;
+    while (pvg_dp_discrete_laplace_tail(b, (int64_t)k) > 0.05) k++;
+    return k;
+}
+
+static pvg_status check_eps(double epsilon, pvg_error *err)
+{
+    if (!(epsilon > 0) || isinf(epsilon))
+        return pvg_error_set(err, PVG_ERR_INVALID, "epsilon must be a finite number > 0, got %g", epsilon);
+    return PVG_OK;
+}
+
+static pvg_status check_delta(double delta, pvg_error *err)
+{
+    if (!(delta > 0 && delta < 1))
+        return pvg_error_set(err, PVG_ERR_INVALID, "delta must be in (0, 1), got %g", delta);
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_laplace_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
+                              int allow_insecure_rng, int64_t *out, pvg_dp_noise_info *info,
+                              pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if (sens < 1) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
+    uint64_t num = 0, den = 1;
+    if ((st = lap_rational((double)sens / epsilon, &num, &den, err)) != PVG_OK) return st;
+    *out = value + pvg_dp_discrete_laplace(rng, num, den);
+    if (info) {
+        double b = (double)num / (double)den;
+        info->mechanism = "discrete-laplace";
+        info->scale = b;
+        info->granularity = 1;
+        info->sensitivity = (double)sens;
+        info->ci95 = lap_ci95(b);
+        info->epsilon = epsilon;
+        info->delta = 0;
+    }
+    return PVG_OK;
+}
+
+/* sigma^2 for the discrete Gaussian meeting (eps, delta) at integer sens, as
+ * num/den with num < 2^47. */
+static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, uint64_t *num,
+                               uint64_t *den, double *sigma_out, pvg_error *err)
+{
+    double s;
+    pvg_status st = pvg_dp_gaussian_sigma(epsilon, delta, (double)sens, &s, err);
+    if (st != PVG_OK) return st;
+    double s2 = s * s;
+    if (s2 > 1e13) return pvg_error_set(err, PVG_ERR_INVALID, "Gaussian sigma %g too large", s);
+    for (int i = 0; i < 2000 && pvg_dp_discrete_gaussian_delta(s2, epsilon, sens) > delta; i++) s2 *= 1.001;
+    int k = 16;
+    while (k > 0 && s2 * (double)((uint64_t)1 << k) >= 140737488355328.0 /* 2^47 */) k--;
+    *den = (uint64_t)1 << k;
+    *num = (uint64_t)ceil(s2 * (double)*den) + 1;
+    *sigma_out = sqrt((double)*num / (double)*den);
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_gaussian_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
+                               double delta, int allow_insecure_rng, int64_t *out,
+                               pvg_dp_noise_info *info, pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if ((st = check_delta(delta, err)) != PVG_OK) return st;
+    if (sens < 1) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
+    uint64_t num = 0, den = 1;
+    double sigma;
+    if ((st = dg_calibrate(epsilon, delta, sens, &num, &den, &sigma, err)) != PVG_OK) return st;
+    *out = value + pvg_dp_discrete_gaussian(rng, num, den);
+    if (info) {
+        info->mechanism = "discrete-gaussian";
+        info->scale = sigma;
+        info->granularity = 1;
+        info->sensitivity = (double)sens;
+        info->ci95 = ceil(Z95 * sigma);
+        info->epsilon = epsilon;
+        info->delta = delta;
+    }
+    return PVG_OK;
+}
+
+static pvg_status grid_round(double value, double g, int64_t *vi, pvg_error *err)
+{
+    double r = nearbyint(value / g);
+    if (!isfinite(value) || fabs(r) >= 4.6e18)
+        return pvg_error_set(err, PVG_ERR_INVALID, "value %g too large for the noise grid %g", value, g);
+    *vi = (int64_t)r;
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_laplace_real(pvg_rng *rng, double value, double sens, double epsilon,
+                               int allow_insecure_rng, double *out, pvg_dp_noise_info *info,
+                               pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if (!(sens > 0) || isinf(sens)) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
+    double b = sens / epsilon;
+    int e2;
+    frexp(b, &e2);                 /* b in [2^(e2-1), 2^e2) */
+    double g = ldexp(1.0, e2 - 1 - 20);
+    int64_t vi = 0;
+    if ((st = grid_round(value, g, &vi, err)) != PVG_OK) return st;
+    double s_int = floor(sens / g) + 1; /* rounding moves each input by <= g/2 */
+    uint64_t num = 0, den = 1;
+    if ((st = lap_rational(s_int / epsilon, &num, &den, err)) != PVG_OK) return st;
+    int64_t z = pvg_dp_discrete_laplace(rng, num, den);
+    *out = (double)(vi + z) * g;
+    if (info) {
+        double bi = (double)num / (double)den;
+        info->mechanism = "discrete-laplace";
+        info->scale = bi * g;
+        info->granularity = g;
+        info->sensitivity = s_int * g;
+        info->ci95 = lap_ci95(bi) * g;
+        info->epsilon = epsilon;
+        info->delta = 0;
+    }
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_gaussian_real(pvg_rng *rng, double value, double sens, double epsilon,
+                                double delta, int allow_insecure_rng, double *out,
+                                pvg_dp_noise_info *info, pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if ((st = check_delta(delta, err)) != PVG_OK) return st;
+    if (!(sens > 0) || isinf(sens)) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
+    double s0;
+    if ((st = pvg_dp_gaussian_sigma(epsilon, delta, sens, &s0, err)) != PVG_OK) return st;
+    int e2;
+    frexp(s0, &e2); /* s0 in [2^(e2-1), 2^e2) */
+    double g = ldexp(1.0, e2 - 11);
+    int64_t vi = 0;
+    if ((st = grid_round(value, g, &vi, err)) != PVG_OK) return st;
+    double s_int = floor(sens / g) + 1;
+    if (s_int > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity too large for the grid");
+    uint64_t num = 0, den = 1;
+    double sigma;
+    if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, &num, &den, &sigma, err)) != PVG_OK) return st;
+    int64_t z = pvg_dp_discrete_gaussian(rng, num, den);
+    *out = (double)(vi + z) * g;
+    if (info) {
+        info->mechanism = "discrete-gaussian";
+        info->scale = sigma * g;
+        info->granularity = g;
+        info->sensitivity = s_int * g;
+        info->ci95 = Z95 * sigma * g;
+        info->epsilon = epsilon;
+        info->delta = delta;
+    }
+    return PVG_OK;
+}
+
+/* ---- selection ---- */
+
+static pvg_status sel_check(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens, double epsilon,
+                            int allow, int64_t *umax, pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if (epsilon >= 2147483648.0) return pvg_error_set(err, PVG_ERR_INVALID, "epsilon too large");
+    if (!u || n == 0) return pvg_error_set(err, PVG_ERR_INVALID, "no candidates");
+    if (sens < 1 || sens > ((int64_t)1 << 40))
+        return pvg_error_set(err, PVG_ERR_INVALID, "utility sensitivity must be in [1, 2^40]");
+    int64_t mx = u[0], mn = u[0];
+    for (size_t i = 1; i < n; i++) {
+        if (u[i] > mx) mx = u[i];
+        if (u[i] < mn) mn = u[i];
+    }
+    if ((uint64_t)(mx - mn) > ((uint64_t)1 << 40))
+        return pvg_error_set(err, PVG_ERR_INVALID, "utilities spread beyond 2^40");
+    *umax = mx;
+    return PVG_OK;
+}
+
+/* Bernoulli(exp(-eps' (umax - u) / (2 sens))) with eps' = floor(eps 2^32)/2^32. */
+static int sel_accept(pvg_rng *rng, uint64_t en, int64_t umax, int64_t u, int64_t sens)
+{
+    u128 num = (u128)en * (u128)(uint64_t)(umax - u);
+    u128 den = ((u128)1 << 33) * (u128)(uint64_t)sens;
+    return dp_bernoulli_exp128(rng, num, den);
+}
+
+pvg_status pvg_dp_exponential(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
+                              double epsilon, int allow_insecure_rng, size_t *index,
+                              pvg_error *err)
+{
+    int64_t umax;
+    pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
+    if (st != PVG_OK) return st;
+    uint64_t en = (uint64_t)floor(epsilon * 4294967296.0);
+    /* Rejection: propose uniformly, accept with exp(eps'(u - umax)/(2 sens));
+     * the accepted index has probability proportional to exp(eps' u/(2 sens)). */
+    for (;;) {
+        size_t i = (size_t)pvg_rng_uniform(rng, n);
+        if (sel_accept(rng, en, umax, u[i], sens)) {
+            *index = i;
+            return PVG_OK;
+        }
+    }
+}
+
+pvg_status pvg_dp_permute_and_flip(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
+                                   double epsilon, int allow_insecure_rng, size_t *index,
+                                   pvg_error *err)
+{
+    int64_t umax;
+    pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
+    if (st != PVG_OK) return st;
+    size_t *perm = malloc(n * sizeof *perm);
+    if (!perm) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) perm[i] = i;
+    uint64_t en = (uint64_t)floor(epsilon * 4294967296.0);
+    for (size_t i = 0; i < n; i++) {
+        size_t j = i + (size_t)pvg_rng_uniform(rng, n - i);
+        size_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        if (sel_accept(rng, en, umax, u[perm[i]], sens)) {
+            *index = perm[i];
+            free(perm);
+            return PVG_OK;
+        }
+    }
+    free(perm); /* unreachable: the maximum is always accepted */
+    return pvg_error_set(err, PVG_ERR_INTERNAL, "permute-and-flip accepted nothing");
+}
+
+pvg_status pvg_dp_report_noisy_max(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
+                                   double epsilon, int allow_insecure_rng, size_t *index,
+                                   pvg_error *err)
+{
+    int64_t umax;
+    pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
+    if (st != PVG_OK) return st;
+    uint64_t num = 0, den = 1;
+    if ((st = lap_rational(2.0 * (double)sens / epsilon, &num, &den, err)) != PVG_OK) return st;
+    int64_t best = 0;
+    size_t bi = 0, ties = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = u[i] + pvg_dp_discrete_laplace(rng, num, den);
+        if (ties == 0 || v > best) {
+            best = v;
+            bi = i;
+            ties = 1;
+        } else if (v == best) {
+            ties++;
+            if (pvg_rng_uniform(rng, ties) == 0) bi = i; /* uniform among ties */
+        }
+    }
+    *index = bi;
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_top_k(pvg_rng *rng, const int64_t *u, size_t n, size_t k, int64_t sens,
+                        double epsilon, int allow_insecure_rng, size_t *out, pvg_error *err)
+{
+    int64_t umax;
+    pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
+    if (st != PVG_OK) return st;
+    if (k == 0 || k > n) return pvg_error_set(err, PVG_ERR_INVALID, "k must be in [1, %zu], got %zu", n, k);
+    size_t *idx = malloc(n * sizeof *idx);
+    int64_t *uu = malloc(n * sizeof *uu);
+    if (!idx || !uu) {
+        free(idx);
+        free(uu);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        idx[i] = i;
+        uu[i] = u[i];
+    }
+    size_t m = n;
+    for (size_t r = 0; r < k; r++) {
+        size_t pick;
+        st = pvg_dp_exponential(rng, uu, m, sens, epsilon / (double)k, allow_insecure_rng, &pick, err);
+        if (st != PVG_OK) break;
+        out[r] = idx[pick];
+        idx[pick] = idx[m - 1];
+        uu[pick] = uu[m - 1];
+        m--;
+    }
+    free(idx);
+    free(uu);
+    return st;
+}
+
+pvg_status pvg_dp_partition_rule_make(double epsilon, double delta, int64_t max_partitions,
+                                      pvg_dp_partition_rule *rule, pvg_error *err)
+{
+    pvg_status st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if ((st = check_delta(delta, err)) != PVG_OK) return st;
+    if (max_partitions < 1)
+        return pvg_error_set(err, PVG_ERR_INVALID, "max partitions per user must be >= 1");
+    uint64_t num = 0, den = 1;
+    if ((st = lap_rational((double)max_partitions / epsilon, &num, &den, err)) != PVG_OK) return st;
+    double b = (double)num / (double)den;
+    double a = exp(-1 / b);
+    /* P(Z >= k) = a^k / (1 + a) <= delta / m  <=>  k >= b log(m / (delta (1 + a))) */
+    double k0 = ceil(b * log((double)max_partitions / (delta * (1 + a))));
+    if (k0 < 1) k0 = 1;
+    while (exp(-k0 / b) / (1 + a) > delta / (double)max_partitions) k0 += 1;
+    rule->epsilon = epsilon;
+    rule->delta = delta;
+    rule->max_partitions = max_partitions;
+    rule->scale = b;
+    rule->threshold = 1 + (int64_t)k0;
+    return PVG_OK;
+}
+
+int pvg_dp_partition_keep(pvg_rng *rng, const pvg_dp_partition_rule *rule, int64_t users,
+                          int64_t *noisy_users)
+{
+    uint64_t den = (uint64_t)1 << LAP_DEN_BITS;
+    uint64_t num = (uint64_t)ceil(rule->scale * (double)den); /* = the rounded scale */
+    int64_t v = users + pvg_dp_discrete_laplace(rng, num, den);
+    if (noisy_users) *noisy_users = v;
+    return users > 0 && v >= rule->threshold;
+}
+
+/* ---- local DP ---- */
+
+#define P53 9007199254740992.0 /* 2^53 */
+
+pvg_status pvg_dp_rr_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon,
+                            uint32_t *out, pvg_error *err)
+{
+    pvg_status st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if (k < 2 || value >= k) return pvg_error_set(err, PVG_ERR_INVALID, "need k >= 2 and value < k");
+    double p = 1 / (1 + (double)(k - 1) * exp(-epsilon));
+    uint64_t pn = (uint64_t)floor(p * P53);
+    if (pvg_dp_bernoulli(rng, pn, (uint64_t)P53)) {
+        *out = value;
+    } else {
+        uint32_t r = (uint32_t)pvg_rng_uniform(rng, k - 1);
+        *out = r >= value ? r + 1 : r;
+    }
+    return PVG_OK;
+}
+
+void pvg_dp_rr_estimate(const long long *counts, uint32_t k, double epsilon, double *est)
+{
+    double p = floor(P53 / (1 + (double)(k - 1) * exp(-epsilon))) / P53;
+    double q = (1 - p) / (double)(k - 1);
+    double n = 0;
+    for (uint32_t v = 0; v < k; v++) n += (double)counts[v];
+    for (uint32_t v = 0; v < k; v++) est[v] = ((double)counts[v] - n * q) / (p - q);
+}
+
+pvg_status pvg_dp_oue_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon,
+                             unsigned char *bits, pvg_error *err)
+{
+    pvg_status st;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if (k < 1 || value >= k) return pvg_error_set(err, PVG_ERR_INVALID, "need value < k");
+    uint64_t qn = (uint64_t)ceil(P53 / (exp(epsilon) + 1));
+    for (uint32_t v = 0; v < k; v++)
+        bits[v] = (unsigned char)(v == value ? pvg_dp_bernoulli(rng, 1, 2)
+                                             : pvg_dp_bernoulli(rng, qn, (uint64_t)P53));
+    return PVG_OK;
+}
+
+void pvg_dp_oue_estimate(const long long *bit_counts, uint32_t k, long long n, double epsilon,
+                         double *est)
+{
+    double q = ceil(P53 / (exp(epsilon) + 1)) / P53;
+    for (uint32_t v = 0; v < k; v++) est[v] = ((double)bit_counts[v] - (double)n * q) / (0.5 - q);
+}

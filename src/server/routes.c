@@ -492,10 +492,17 @@ static void h_events(srv_req *r)
     }
     atomic_fetch_add(&r->srv->metrics.events_accepted, stored + dup);
     atomic_fetch_add(&r->srv->metrics.events_rejected, rejected);
+    if ((stored + dup) == 0 && rejected > 0) {
+        json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:o}", "error", "rejected", "message",
+                              "every event was refused; see errors", "status", 422, "accepted",
+                              (json_int_t)0, "rejected", (json_int_t)rejected, "errors", errs);
+        srv_reply_json(r, 422, o);
+        return;
+    }
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:o}", "accepted", (json_int_t)(stored + dup),
                           "stored", (json_int_t)stored, "duplicates", (json_int_t)dup, "rejected",
                           (json_int_t)rejected, "errors", errs);
-    srv_reply_json(r, (stored + dup) == 0 && rejected > 0 ? 422 : 200, o);
+    srv_reply_json(r, 200, o);
 }
 
 /* ---- recommendations and items ---- */

@@ -1,0 +1,69 @@
+// dashboard.js - the operator dashboard: data volume, privacy budget spent
+// and left per dataset, the model in service and its last evaluation, and
+// request rates (from two successive /v1/stats polls).
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  $('key').value = PVG.get('key');
+  let prev = null;
+  let timer = null;
+
+  const kpi = (k, v) => PVG.el('div', { class: 'kpi', 'data-kpi': k }, PVG.el('div', { class: 'v' }, v), PVG.el('div', { class: 'k' }, k));
+  const fmt = (x, d) => (typeof x === 'number' ? x.toFixed(d) : String(x));
+
+  function render(s) {
+    $('volume').replaceChildren(kpi('users', s.store.users), kpi('items', s.store.items),
+      kpi('events', s.store.events), kpi('anonymous rows', s.store.anonymous_rows));
+    const rows = [PVG.el('tr', {}, ...['dataset', 'ε spent', 'ε total', 'ε left', 'δ spent', 'releases', ''].map((h) => PVG.el('th', {}, h)))];
+    for (const b of s.budgets) {
+      const frac = b.total_epsilon > 0 ? Math.min(1, b.spent_epsilon / b.total_epsilon) : 1;
+      rows.push(PVG.el('tr', { 'data-dataset': b.dataset }, PVG.el('td', {}, b.dataset), PVG.el('td', {}, fmt(b.spent_epsilon, 3)),
+        PVG.el('td', {}, fmt(b.total_epsilon, 3)), PVG.el('td', {}, fmt(b.left_epsilon, 3)), PVG.el('td', {}, b.spent_delta.toExponential(2)),
+        PVG.el('td', {}, b.releases),
+        PVG.el('td', {}, PVG.el('div', { class: 'bar' }, PVG.el('div', { class: frac > 0.8 ? 'hot' : '', style: 'width:' + (100 * frac).toFixed(1) + '%' })))));
+    }
+    if (!s.budgets.length) rows.push(PVG.el('tr', {}, PVG.el('td', { colspan: '7', class: 'muted' }, 'no budget set (privguide dp budget set)')));
+    $('budgets').replaceChildren(...rows);
+    const m = s.model;
+    $('model').textContent = m ? (m.type + ' model, ' + m.items + ' items, ' + m.users + ' users, generation ' + m.generation +
+      ', loaded ' + new Date(m.loaded_at * 1000).toISOString() +
+      (m.popular_release ? '; DP popular list: ε ' + m.popular_release.epsilon + ' (' + m.popular_release.mechanism + ')' : '; popular list: ' + (m.popular_error || 'none'))) : 'no model in service';
+    const ev = s.evaluation;
+    const erows = [];
+    if (ev && Array.isArray(ev.at)) {
+      erows.push(PVG.el('tr', {}, ...['k', 'recall', 'ndcg', 'precision', 'hit rate', 'coverage'].map((h) => PVG.el('th', {}, h))));
+      for (const a of ev.at) erows.push(PVG.el('tr', {}, ...[a.k, a.recall, a.ndcg, a.precision, a.hr, a.coverage].map((v) => PVG.el('td', {}, typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v))));
+    } else if (ev) {
+      erows.push(PVG.el('tr', {}, PVG.el('td', {}, PVG.el('pre', {}, JSON.stringify(ev, null, 1).slice(0, 2000)))));
+    } else {
+      erows.push(PVG.el('tr', {}, PVG.el('td', { class: 'muted' }, 'no evaluation yet (privguide evaluate … > DATA/evaluation.json)')));
+    }
+    $('evaluation').replaceChildren(...erows);
+    let rate = '…';
+    if (prev && s.now > prev.now) rate = fmt((s.requests.total - prev.requests.total) / (s.now - prev.now), 2);
+    $('requests').replaceChildren(kpi('requests/s', rate), kpi('requests', s.requests.total), kpi('client errors', s.requests.client_errors),
+      kpi('server errors', s.requests.server_errors), kpi('personalised', s.requests.personalized), kpi('popular (DP)', s.requests.popular),
+      kpi('rate limited', s.requests.rate_limited), kpi('uptime (s)', s.uptime_seconds));
+    prev = s;
+  }
+
+  async function poll() {
+    try {
+      render(await PVG.api('GET', '/v1/stats', $('key').value.trim()));
+      PVG.status('status', 'live (refreshing every 5 s)', 'ok');
+    } catch (e) {
+      PVG.status('status', e.message, 'error');
+      clearInterval(timer);
+      timer = null;
+    }
+  }
+
+  $('connect').addEventListener('click', () => {
+    PVG.set('key', $('key').value.trim());
+    if (timer) clearInterval(timer);
+    prev = null;
+    poll();
+    timer = setInterval(poll, 5000);
+  });
+  if ($('key').value) $('connect').click();
+})();

@@ -1,0 +1,187 @@
+/*
+ * test_auth.c - API keys and user tokens: creation, the credential format,
+ * hashed storage (the secret never in the database), checks of good,
+ * malformed, forged, revoked and expired credentials, user scoping, and
+ * the token-bucket rate limiter.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "server/server_internal.h"
+#include "store/store_internal.h"
+
+#include <privguide/auth.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[128];
+    pvg_store *s;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/pvg_test_auth_XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    strcat(f->dir, "/d");
+    if (pvg_store_init(f->dir, NULL, NULL) != PVG_OK) return -1;
+    if (pvg_store_open(f->dir, &f->s, NULL) != PVG_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    pvg_store_close(f->s);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(f->dir) - 2), f->dir);
+    int rc = system(cmd);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static int count_rows_with(fx *f, const char *needle)
+{
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(pvg_store_sqlite(f->s),
+                                        "SELECT count(*) FROM auth_keys WHERE instr(key_id||role||"
+                                        "label||hex(secret_hash), ?) > 0",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(q, 1, needle, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+static void test_apikey_roundtrip(void **state)
+{
+    fx *f = *state;
+    char *cred = NULL;
+    pvg_principal p, got;
+    assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_ANALYST, "ops", 5, &cred, &p, NULL), PVG_OK);
+    assert_int_equal(strlen(cred), 5 + 16 + 1 + 43);
+    assert_memory_equal(cred, "pvgk_", 5);
+    assert_int_equal(pvg_auth_check(f->s, cred, &got, NULL), PVG_OK);
+    assert_int_equal(got.role, PVG_ROLE_ANALYST);
+    assert_string_equal(got.key_id, p.key_id);
+    assert_true(got.rate_per_s == 5);
+    /* only the hash is stored: the secret part appears nowhere */
+    assert_int_equal(count_rows_with(f, cred + 22), 0);
+    assert_int_equal(count_rows_with(f, p.key_id), 1);
+    /* one flipped character of the secret is refused */
+    char forged[PVG_AUTH_SECRET_MAX];
+    strcpy(forged, cred);
+    forged[30] = forged[30] == 'A' ? 'B' : 'A';
+    pvg_error e;
+    assert_int_equal(pvg_auth_check(f->s, forged, &got, &e), PVG_ERR_PERMISSION);
+    /* a key presented as a token (same id, other prefix) is refused */
+    forged[3] = 't';
+    strcpy(forged + 4, cred + 4);
+    assert_int_equal(pvg_auth_check(f->s, forged, &got, &e), PVG_ERR_PERMISSION);
+    assert_int_equal(pvg_auth_revoke(f->s, p.key_id, NULL), PVG_OK);
+    assert_int_equal(pvg_auth_check(f->s, cred, &got, &e), PVG_ERR_PERMISSION);
+    assert_non_null(strstr(e.text, "revoked"));
+    assert_int_equal(pvg_auth_revoke(f->s, "0000000000000000", NULL), PVG_ERR_NOT_FOUND);
+    pvg_auth_credential_free(cred);
+    assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_USER, NULL, 0, &cred, NULL, NULL),
+                     PVG_ERR_INVALID);
+    assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_ADMIN, NULL, -1, &cred, NULL, NULL),
+                     PVG_ERR_INVALID);
+}
+
+static void test_malformed(void **state)
+{
+    fx *f = *state;
+    pvg_principal got;
+    static const char *bad[] = {"", "pvgk_", "Bearer x", "pvgk_0123456789abcdeX_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                "pvgx_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                "pvgk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                "pvgk_0123456789abcdef_AAAA"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pvg_auth_check(f->s, bad[i], &got, NULL), PVG_ERR_PERMISSION);
+    assert_int_equal(pvg_auth_check(f->s, NULL, &got, NULL), PVG_ERR_PERMISSION);
+    char longc[300];
+    memset(longc, 'a', sizeof longc - 1);
+    longc[299] = 0;
+    assert_int_equal(pvg_auth_check(f->s, longc, &got, NULL), PVG_ERR_PERMISSION);
+}
+
+static void test_token_scope_and_expiry(void **state)
+{
+    fx *f = *state;
+    char *tok = NULL;
+    pvg_principal p, got;
+    pvg_store_set_clock(f->s, 1000000);
+    assert_int_equal(pvg_auth_token_issue(f->s, "17850", 60, 2, &tok, &p, NULL), PVG_OK);
+    assert_memory_equal(tok, "pvgt_", 5);
+    assert_int_equal(p.expires_at, 1000060);
+    assert_int_equal(pvg_auth_check(f->s, tok, &got, NULL), PVG_OK);
+    assert_int_equal(got.role, PVG_ROLE_USER);
+    assert_int_equal(pvg_auth_may_access_user(f->s, &got, "17850"), 1);
+    assert_int_equal(pvg_auth_may_access_user(f->s, &got, "17851"), 0);
+    assert_int_equal(pvg_auth_may_access_user(f->s, &got, NULL), 0);
+    pvg_principal admin = {.role = PVG_ROLE_ADMIN}, analyst = {.role = PVG_ROLE_ANALYST};
+    assert_int_equal(pvg_auth_may_access_user(f->s, &admin, "17851"), 1);
+    assert_int_equal(pvg_auth_may_access_user(f->s, &analyst, "17851"), 0);
+    /* no external id stored: the user id appears nowhere in the table */
+    assert_int_equal(count_rows_with(f, "17850"), 0);
+    pvg_store_set_clock(f->s, 1000060);
+    pvg_error e;
+    assert_int_equal(pvg_auth_check(f->s, tok, &got, &e), PVG_ERR_PERMISSION);
+    assert_non_null(strstr(e.text, "expired"));
+    pvg_store_set_clock(f->s, 1000000);
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(f->s, "17850", ps);
+    long long n = 0;
+    assert_int_equal(pvg_auth_revoke_user(f->s, ps, &n, NULL), PVG_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(pvg_auth_check(f->s, tok, &got, NULL), PVG_ERR_PERMISSION);
+    pvg_auth_credential_free(tok);
+    assert_int_equal(pvg_auth_token_issue(f->s, "", 60, 0, &tok, NULL, NULL), PVG_ERR_INVALID);
+    assert_int_equal(pvg_auth_token_issue(f->s, "x", 0, 0, &tok, NULL, NULL), PVG_ERR_INVALID);
+}
+
+static void test_rate_limiter(void **state)
+{
+    (void)state;
+    srv_ratelimit rl;
+    assert_int_equal(srv_ratelimit_init(&rl), 0);
+    double retry = 0;
+    /* 2/s, burst 4 */
+    for (int i = 0; i < 4; i++) assert_int_equal(srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 1);
+    assert_int_equal(srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 0);
+    assert_true(retry > 0.49 && retry <= 0.5);
+    assert_int_equal(srv_ratelimit_take(&rl, "k2", 2, 100.0, &retry), 1); /* separate bucket */
+    assert_int_equal(srv_ratelimit_take(&rl, "k1", 2, 100.5, &retry), 1); /* refilled one */
+    assert_int_equal(srv_ratelimit_take(&rl, "k1", 0, 100.5, &retry), 1); /* unlimited */
+    /* many keys: the table grows */
+    char key[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof key, "key%d", i);
+        assert_int_equal(srv_ratelimit_take(&rl, key, 1, 100.0, &retry), 1);
+    }
+    assert_int_equal(srv_ratelimit_take(&rl, "key7", 1, 100.0, &retry), 1);
+    assert_int_equal(srv_ratelimit_take(&rl, "key7", 1, 100.0, &retry), 0);
+    srv_ratelimit_free(&rl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_apikey_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_scope_and_expiry, setup, teardown),
+        cmocka_unit_test(test_rate_limiter),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,686 @@
+/*
+ * test_server.c - the HTTP service against a live server on 127.0.0.1 with
+ * an ephemeral port: every route for every role, allowed and refused;
+ * consent off -> non-personalised; erasure -> 404 and an audit entry;
+ * malformed JSON, deep JSON, huge bodies, wrong types, unknown routes and
+ * methods -> 4xx with a message; rate limits; model reload; the OpenAPI
+ * document against the routes table; the audit chain after all of it.
+ * Every socket has a timeout, every wait loop a bound.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "server/server_internal.h"
+#include "store/store_internal.h"
+
+#include <privguide/audit.h>
+#include <privguide/auth.h>
+#include <privguide/ledger.h>
+#include <privguide/model.h>
+#include <privguide/server.h>
+#include <privguide/store.h>
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct env {
+    char dir[256];
+    pvg_server *srv;
+    int port;
+    char *admin, *analyst, *tok_u1, *tok_u2, *tok_slow;
+} env;
+
+static env E;
+
+/* ---- a tiny HTTP/1.1 client (Connection: close, 10 s timeouts) ---- */
+
+typedef struct resp {
+    int status;
+    char *body;
+    char headers[4096];
+} resp;
+
+static void resp_free(resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+static int http_raw(const char *raw, size_t raw_len, resp *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)E.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    size_t off = 0;
+    while (off < raw_len) {
+        ssize_t k = send(fd, raw + off, raw_len - off, MSG_NOSIGNAL);
+        if (k <= 0) break; /* the server may answer early (413) and close */
+        off += (size_t)k;
+    }
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    close(fd);
+    buf[n] = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1) {
+        free(buf);
+        return -1;
+    }
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (sep) {
+        size_t hl = (size_t)(sep - buf);
+        if (hl >= sizeof out->headers) hl = sizeof out->headers - 1;
+        memcpy(out->headers, buf, hl);
+        out->headers[hl] = 0;
+        out->body = strdup(sep + 4);
+    } else {
+        out->body = strdup("");
+    }
+    free(buf);
+    return 0;
+}
+
+static int http(const char *method, const char *path, const char *cred, const char *body,
+                resp *out)
+{
+    size_t bl = body ? strlen(body) : 0;
+    size_t cap = bl + 1024 + strlen(path);
+    char *raw = malloc(cap);
+    int n = snprintf(raw, cap,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, cred ? "Authorization: Bearer " : "", cred ? cred : "",
+                     cred ? "\r\n" : "", bl);
+    if (bl) memcpy(raw + n, body, bl);
+    int rc = http_raw(raw, (size_t)n + bl, out);
+    free(raw);
+    return rc;
+}
+
+/* Asserts the status and that a refusal carries a JSON message. */
+static json_t *expect(const char *method, const char *path, const char *cred, const char *body,
+                      int status)
+{
+    resp r;
+    assert_int_equal(http(method, path, cred, body, &r), 0);
+    if (r.status != status)
+        fprintf(stderr, "%s %s: got %d, want %d: %s\n", method, path, r.status, status, r.body);
+    assert_int_equal(r.status, status);
+    json_t *j = json_loads(r.body, 0, NULL);
+    if (status >= 400) {
+        if (!j || !json_is_string(json_object_get(j, "message")))
+            fprintf(stderr, "%s %s: no JSON message in: %.300s\n", method, path, r.body);
+        assert_non_null(j);
+        assert_true(json_is_string(json_object_get(j, "message")));
+        assert_true(strlen(json_string_value(json_object_get(j, "message"))) > 0);
+    }
+    resp_free(&r);
+    return j;
+}
+
+static void expect_free(const char *method, const char *path, const char *cred, const char *body,
+                        int status)
+{
+    json_decref(expect(method, path, cred, body, status));
+}
+
+/* ---- fixture ---- */
+
+static void put_event(pvg_store *s, const char *user, const char *item, pvg_event_type t)
+{
+    pvg_event e;
+    memset(&e, 0, sizeof e);
+    e.type = t;
+    e.item = item;
+    e.ts = 1300000000;
+    int outcome = 0;
+    pvg_error err;
+    pvg_status st = pvg_store_event_put(s, user, &e, NULL, &outcome, &err);
+    if (st != PVG_OK) fprintf(stderr, "event_put: %s\n", err.text);
+    assert_int_equal(st, PVG_OK);
+}
+
+static void train_model(pvg_store *s, const char *path, int factors)
+{
+    pvg_dataset *ds = NULL;
+    pvg_error err;
+    pvg_status st = pvg_dataset_load_store(s, NULL, &ds, NULL, &err);
+    if (st != PVG_OK) fprintf(stderr, "dataset: %s\n", err.text);
+    assert_int_equal(st, PVG_OK);
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_IALS, &p);
+    p.factors = factors;
+    p.epochs = 3;
+    p.seed = 7;
+    pvg_model *m = NULL;
+    st = pvg_model_train(ds, &p, &m, NULL, &err);
+    if (st != PVG_OK) fprintf(stderr, "train: %s\n", err.text);
+    assert_int_equal(st, PVG_OK);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(E.dir, sizeof E.dir, "/tmp/pvg_test_server_XXXXXX");
+    if (!mkdtemp(E.dir)) return -1;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_error err;
+    if (pvg_store_init(dd, NULL, &err) != PVG_OK) {
+        fprintf(stderr, "init: %s\n", err.text);
+        return -1;
+    }
+    pvg_store *s = NULL;
+    if (pvg_store_open(dd, &s, &err) != PVG_OK) return -1;
+    /* a catalog and three taste groups of shoppers */
+    static const char *items[] = {"A1", "A2", "A3", "A4", "B1", "B2", "B3", "B4", "C1", "C2"};
+    for (int i = 0; i < 10; i++) {
+        pvg_item it = {0, items[i], items[i][0] == 'A' ? "Apple thing" : "Other thing", NULL,
+                       1.5 + i, NULL};
+        if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
+    }
+    for (int u = 0; u < 30; u++) {
+        char user[16];
+        snprintf(user, sizeof user, "u%d", u);
+        int g = u % 2;
+        for (int j = 0; j < 3; j++) put_event(s, user, items[g * 4 + (u + j) % 4], PVG_EVENT_PURCHASE);
+        if (u % 5 == 0) put_event(s, user, "C1", PVG_EVENT_VIEW);
+        pvg_consent c = {1, 1};
+        assert_int_equal(pvg_store_consent_set(s, user, &c, &err), PVG_OK);
+    }
+    assert_int_equal(pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err), PVG_OK);
+    char mp[340];
+    snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
+    train_model(s, mp, 8);
+    pvg_principal p;
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ANALYST, NULL, 0, &E.analyst, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_token_issue(s, "u1", 3600, 0, &E.tok_u1, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_token_issue(s, "u2", 3600, 0, &E.tok_u2, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_token_issue(s, "u3", 3600, 1.0, &E.tok_slow, &p, &err), PVG_OK);
+    pvg_store_close(s);
+
+    char web[600], api[600];
+    const char *src = getenv("PVG_SOURCE_DIR");
+    snprintf(web, sizeof web, "%s/src/server/web", src ? src : ".");
+    snprintf(api, sizeof api, "%s/docs/openapi.json", src ? src : ".");
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.port = 0;
+    o.web_dir = web;
+    o.openapi_path = api;
+    o.threads = 2;
+    o.max_body_bytes = 64 * 1024;
+    o.reload_ms = 100;
+    o.popular_k = 5;
+    o.allow_insecure_rng = 1;
+    o.insecure_seed = 1;
+    if (pvg_server_start(&o, &E.srv, &err) != PVG_OK) {
+        fprintf(stderr, "start: %s\n", err.text);
+        return -1;
+    }
+    E.port = pvg_server_port(E.srv);
+    return E.port > 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pvg_server_free(E.srv);
+    pvg_auth_credential_free(E.admin);
+    pvg_auth_credential_free(E.analyst);
+    pvg_auth_credential_free(E.tok_u1);
+    pvg_auth_credential_free(E.tok_u2);
+    pvg_auth_credential_free(E.tok_slow);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", E.dir);
+    if (system(cmd) != 0) return -1;
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_public_routes(void **state)
+{
+    (void)state;
+    json_t *j = expect("GET", "/healthz", NULL, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "model")));
+    json_decref(j);
+    expect_free("GET", "/nope", NULL, NULL, 404);
+    expect_free("GET", "/v1/users", E.admin, NULL, 404);
+    expect_free("PATCH", "/healthz", NULL, NULL, 405);
+    expect_free("POST", "/v1/users/u1/consent", E.admin, "{}", 405);
+    expect_free("GET", "/static/..%2f..%2fetc%2fpasswd", NULL, NULL, 404);
+    expect_free("GET", "/static/.hidden.js", NULL, NULL, 404);
+}
+
+static void test_auth_refusals(void **state)
+{
+    (void)state;
+    const char *p = "/v1/users/u1/recommendations";
+    expect_free("GET", p, NULL, NULL, 401);
+    expect_free("GET", p, "garbage", NULL, 401);
+    expect_free("GET", p, "pvgk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL,
+                401);
+    /* right id, wrong secret */
+    char forged[128];
+    snprintf(forged, sizeof forged, "%.22sAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", E.admin);
+    expect_free("GET", p, forged, NULL, 401);
+    expect_free("GET", p, E.analyst, NULL, 403);      /* analysts see no personal data */
+    expect_free("GET", p, E.tok_u2, NULL, 403);       /* another shopper's token */
+    expect_free("GET", "/v1/users/u1/data", E.tok_u2, NULL, 403);
+    expect_free("DELETE", "/v1/users/u1", E.tok_u2, NULL, 403);
+    expect_free("PUT", "/v1/users/u1/consent", E.tok_u2,
+                "{\"personalization\":false,\"analytics\":false}", 403);
+    expect_free("GET", "/metrics", E.tok_u1, NULL, 403);
+    expect_free("GET", "/v1/stats", E.tok_u1, NULL, 403);
+    expect_free("GET", "/metrics", NULL, NULL, 401);
+    expect_free("POST", "/v1/events", E.analyst, "{\"events\":[]}", 403);
+    resp r;
+    assert_int_equal(http("GET", p, NULL, NULL, &r), 0);
+    assert_non_null(strstr(r.headers, "WWW-Authenticate: Bearer"));
+    resp_free(&r);
+}
+
+static void test_role_matrix_allowed(void **state)
+{
+    (void)state;
+    json_t *j = expect("GET", "/v1/whoami", E.analyst, NULL, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "role")), "analyst");
+    json_decref(j);
+    j = expect("GET", "/v1/whoami", E.tok_u1, NULL, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "role")), "user");
+    json_decref(j);
+    resp r;
+    assert_int_equal(http("GET", "/metrics", E.analyst, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "privguide_http_requests_total"));
+    assert_non_null(strstr(r.body, "privguide_http_request_duration_seconds_bucket"));
+    assert_non_null(strstr(r.body, "privguide_budget_epsilon_spent{dataset=\"default\"}"));
+    resp_free(&r);
+    expect_free("GET", "/metrics", E.admin, NULL, 200);
+    j = expect("GET", "/v1/stats", E.analyst, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "store"), "users")), 30);
+    json_t *b = json_array_get(json_object_get(j, "budgets"), 0);
+    assert_non_null(b);
+    assert_true(json_real_value(json_object_get(b, "spent_epsilon")) > 0.99); /* the popular list */
+    json_decref(j);
+    expect_free("GET", "/v1/stats", E.admin, NULL, 200);
+    for (int who = 0; who < 3; who++) {
+        const char *c = who == 0 ? E.admin : who == 1 ? E.analyst : E.tok_u1;
+        j = expect("GET", "/v1/items/popular?k=3", c, NULL, 200);
+        assert_int_equal(json_array_size(json_object_get(j, "items")), 3);
+        json_decref(j);
+        j = expect("GET", "/v1/items/A1/similar?k=3", c, NULL, 200);
+        assert_true(json_array_size(json_object_get(j, "items")) >= 1);
+        json_decref(j);
+    }
+    expect_free("GET", "/v1/items/NOPE/similar", E.admin, NULL, 404);
+    expect_free("GET", "/v1/items/popular?k=0", E.admin, NULL, 400);
+    expect_free("GET", "/v1/items/popular?k=abc", E.admin, NULL, 400);
+    expect_free("GET", "/v1/items/popular?k=1000", E.admin, NULL, 400);
+}
+
+static void test_recommendations_and_consent(void **state)
+{
+    (void)state;
+    json_t *j = expect("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "personalized")));
+    json_t *items = json_object_get(j, "items");
+    assert_true(json_array_size(items) >= 1 && json_array_size(items) <= 3);
+    json_t *it = json_array_get(items, 0);
+    assert_true(json_is_string(json_object_get(it, "item")));
+    assert_true(json_is_string(json_object_get(it, "title")));
+    assert_true(json_is_number(json_object_get(it, "score")));
+    assert_true(json_is_number(json_object_get(it, "price")));
+    /* u1 is in group B (odd): nothing of group A is recommended first */
+    assert_int_not_equal(json_string_value(json_object_get(it, "item"))[0], 'A');
+    json_decref(j);
+    /* twice: the cached answer is the same */
+    j = expect("GET", "/v1/users/u1/recommendations?k=3", E.admin, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "personalized")));
+    json_decref(j);
+
+    /* consent off -> the DP popular list */
+    j = expect("PUT", "/v1/users/u1/consent", E.tok_u1,
+               "{\"personalization\":false,\"analytics\":true}", 200);
+    json_decref(j);
+    j = expect("GET", "/v1/users/u1/consent", E.tok_u1, NULL, 200);
+    assert_true(json_is_false(json_object_get(j, "personalization")));
+    assert_true(json_is_true(json_object_get(j, "analytics")));
+    json_decref(j);
+    j = expect("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, 200);
+    assert_true(json_is_false(json_object_get(j, "personalized")));
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "no_consent");
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 3);
+    json_decref(j);
+    /* consent back on */
+    json_decref(expect("PUT", "/v1/users/u1/consent", E.admin,
+                       "{\"personalization\":true,\"analytics\":true}", 200));
+    j = expect("GET", "/v1/users/u1/recommendations", E.tok_u1, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "personalized")));
+    json_decref(j);
+    /* unknown user -> popular */
+    j = expect("GET", "/v1/users/nobody/recommendations", E.admin, NULL, 200);
+    assert_true(json_is_false(json_object_get(j, "personalized")));
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "unknown_user");
+    json_decref(j);
+    expect_free("GET", "/v1/users/nobody/consent", E.admin, NULL, 404);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    const char *p = "/v1/users/u1/consent";
+    json_t *j = expect("PUT", p, E.admin, "{\"personalization\": tru", 400);
+    assert_true(json_integer_value(json_object_get(j, "position")) > 0);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "byte"));
+    json_decref(j);
+    expect_free("PUT", p, E.admin, "", 400);
+    expect_free("PUT", p, E.admin, "[1,2]", 400);
+    expect_free("PUT", p, E.admin, "{\"personalization\":1,\"analytics\":true}", 400);
+    expect_free("PUT", p, E.admin, "{\"personalization\":true}", 400);
+    expect_free("PUT", p, E.admin, "{\"personalization\":true,\"analytics\":true,\"x\":1}", 400);
+    expect_free("PUT", p, E.admin, "{\"a\":1,\"a\":2}", 400);
+    /* deep nesting */
+    char deep[4096];
+    size_t n = 0;
+    for (int i = 0; i < 1000; i++) deep[n++] = '[';
+    deep[n] = 0;
+    j = expect("POST", "/v1/events", E.admin, deep, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "nesting"));
+    json_decref(j);
+    /* a body over the cap (64 KiB in this test) */
+    size_t big = 200 * 1024;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[big] = 0;
+    expect_free("POST", "/v1/events", E.admin, huge, 413);
+    free(huge);
+    /* binary garbage */
+    char bin[256];
+    for (int i = 0; i < 255; i++) bin[i] = (char)(i + 1);
+    bin[255] = 0;
+    expect_free("POST", "/v1/events", E.admin, bin, 400);
+    /* events: wrong types, one by one */
+    j = expect("POST", "/v1/events", E.admin,
+               "{\"events\":[{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100},"
+               "{\"user\":5,\"type\":\"view\",\"item\":\"A1\"},"
+               "{\"user\":\"u5\",\"type\":\"teleport\",\"item\":\"A1\"},"
+               "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"quantity\":\"2\"},"
+               "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"colour\":\"red\"},"
+               "{\"user\":\"u5\",\"type\":\"view\"}, 7]}",
+               200);
+    assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 6);
+    json_t *errs = json_object_get(j, "errors");
+    assert_int_equal(json_array_size(errs), 6);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(errs, 0), "index")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errs, 0), "field")), "user");
+    json_decref(j);
+    expect_free("POST", "/v1/events", E.admin, "{\"events\":{}}", 400);
+    expect_free("POST", "/v1/events", E.admin, "{\"events\":[{\"user\":\"u5\"}]}", 422);
+    /* a shopper may record only their own events */
+    j = expect("POST", "/v1/events", E.tok_u1,
+               "[{\"user\":\"u1\",\"type\":\"view\",\"item\":\"A2\"},"
+               "{\"user\":\"u2\",\"type\":\"view\",\"item\":\"A2\"}]",
+               200);
+    assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
+    json_decref(j);
+    /* raw protocol garbage gets an HTTP error or a closed connection, never a crash */
+    resp r;
+    if (http_raw("BLAH\r\n\r\n", 8, &r) == 0) {
+        assert_true(r.status >= 400);
+        resp_free(&r);
+    }
+    expect_free("GET", "/healthz", NULL, NULL, 200);
+}
+
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    /* rate 1/s, burst 2: the third quick request is refused */
+    int refused = 0;
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        assert_int_equal(http("GET", "/v1/users/u3/consent", E.tok_slow, NULL, &r), 0);
+        if (r.status == 429) {
+            refused++;
+            assert_non_null(strstr(r.headers, "Retry-After"));
+        } else {
+            assert_int_equal(r.status, 200);
+        }
+        resp_free(&r);
+    }
+    assert_true(refused >= 1);
+}
+
+typedef struct audit_find {
+    const char *action;
+    char subject[40];
+    int found;
+} audit_find;
+
+static int find_entry(void *ctx, const pvg_audit_entry *e)
+{
+    audit_find *f = ctx;
+    if (strcmp(e->action, f->action) == 0 && strcmp(e->subject, f->subject) == 0) f->found++;
+    return 0;
+}
+
+static int audit_count(const char *action, const char *user)
+{
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
+    audit_find f = {action, "", 0};
+    if (user) pvg_audit_subject_of_user(s, user, f.subject);
+    assert_int_equal(pvg_audit_foreach(s, 0, 0, find_entry, &f, NULL), PVG_OK);
+    pvg_store_close(s);
+    return f.found;
+}
+
+static void test_export_delete_and_audit(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(http("GET", "/v1/users/u2/data", E.tok_u2, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    assert_true(json_array_size(json_object_get(j, "events")) >= 3);
+    json_decref(j);
+    resp_free(&r);
+    assert_true(audit_count("export", "u2") >= 1);
+    assert_true(audit_count("recommend", "u1") >= 1);
+    assert_true(audit_count("consent_change", "u1") >= 1);
+    assert_int_equal(audit_count("dp_release", NULL), 1); /* once per model build */
+
+    j = expect("DELETE", "/v1/users/u2", E.tok_u2, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "deleted")));
+    assert_int_equal(json_integer_value(json_object_get(j, "tokens_revoked")), 1);
+    json_decref(j);
+    expect_free("GET", "/v1/users/u2/data", E.admin, NULL, 404);
+    expect_free("DELETE", "/v1/users/u2", E.admin, NULL, 404);
+    expect_free("GET", "/v1/users/u2/data", E.tok_u2, NULL, 401); /* revoked */
+    j = expect("GET", "/v1/users/u2/recommendations", E.admin, NULL, 200);
+    assert_true(json_is_false(json_object_get(j, "personalized")));
+    json_decref(j);
+    assert_int_equal(audit_count("delete", "u2"), 1);
+}
+
+static void test_openapi_matches_routes(void **state)
+{
+    (void)state;
+    json_t *doc = expect("GET", "/v1/openapi.json", NULL, NULL, 200);
+    assert_non_null(doc);
+    assert_non_null(strstr(json_string_value(json_object_get(doc, "openapi")), "3."));
+    json_t *paths = json_object_get(doc, "paths");
+    assert_true(json_is_object(paths));
+    size_t api_routes = 0;
+    for (size_t i = 0; i < srv_routes_count(); i++) {
+        const srv_route *rt = &srv_routes()[i];
+        int api = strncmp(rt->pattern, "/v1/", 4) == 0 || strcmp(rt->pattern, "/healthz") == 0 ||
+                  strcmp(rt->pattern, "/metrics") == 0;
+        if (!api) continue;
+        api_routes++;
+        char m[16];
+        size_t k = 0;
+        for (; rt->method[k] && k < sizeof m - 1; k++) m[k] = (char)(rt->method[k] + 32);
+        m[k] = 0;
+        json_t *op = json_object_get(json_object_get(paths, rt->pattern), m);
+        if (!op) fprintf(stderr, "openapi lacks %s %s\n", rt->method, rt->pattern);
+        assert_non_null(op);
+        assert_non_null(json_object_get(op, "responses"));
+        int public = (rt->access & SRV_PUBLIC) != 0;
+        json_t *sec = json_object_get(op, "security");
+        /* public operations say security: []; the others inherit the global bearer scheme */
+        if (public) assert_true(json_is_array(sec) && json_array_size(sec) == 0);
+        else assert_true(sec == NULL || json_array_size(sec) > 0);
+    }
+    /* and nothing documented that the server does not route */
+    size_t documented = 0;
+    const char *path;
+    json_t *item;
+    json_object_foreach(paths, path, item) {
+        const char *meth;
+        json_t *op;
+        json_object_foreach(item, meth, op) {
+            if (strcmp(meth, "parameters") == 0) continue;
+            documented++;
+            char upper[16];
+            size_t k = 0;
+            for (; meth[k] && k < sizeof upper - 1; k++) upper[k] = (char)(meth[k] - 32);
+            upper[k] = 0;
+            int found = 0;
+            for (size_t i = 0; i < srv_routes_count(); i++)
+                if (strcmp(srv_routes()[i].pattern, path) == 0 &&
+                    strcmp(srv_routes()[i].method, upper) == 0)
+                    found = 1;
+            if (!found) fprintf(stderr, "openapi documents unrouted %s %s\n", upper, path);
+            assert_true(found);
+        }
+    }
+    assert_int_equal(documented, api_routes);
+    json_decref(doc);
+}
+
+static void test_pages(void **state)
+{
+    (void)state;
+    static const char *pages[] = {"/", "/shop", "/portal", "/dashboard"};
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        assert_int_equal(http("GET", pages[i], NULL, NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.headers, "text/html"));
+        assert_non_null(strstr(r.headers, "Content-Security-Policy"));
+        assert_non_null(strstr(r.body, "<html"));
+        resp_free(&r);
+    }
+    expect_free("GET", "/static/nothing.js", NULL, NULL, 404);
+    expect_free("GET", "/static/app.css", NULL, NULL, 200);
+}
+
+static void test_model_reload(void **state)
+{
+    (void)state;
+    long g0 = pvg_server_model_generation(E.srv);
+    char dd[300], mp[320];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
+    put_event(s, "u7", "C2", PVG_EVENT_PURCHASE);
+    train_model(s, mp, 6);
+    pvg_store_close(s);
+    /* requests keep being served while the reload happens */
+    long g = g0;
+    for (int i = 0; i < 200 && g == g0; i++) {
+        json_t *j = expect("GET", "/v1/users/u1/recommendations", E.tok_u1, NULL, 200);
+        json_decref(j);
+        struct timespec ts = {0, 25 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        g = pvg_server_model_generation(E.srv);
+    }
+    assert_true(g > g0);
+    json_t *j = expect("GET", "/healthz", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "generation")), g);
+    json_decref(j);
+    assert_int_equal(audit_count("dp_release", NULL), 2); /* a new build, a new release */
+}
+
+static void test_audit_chain_and_tamper(void **state)
+{
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_OK);
+    assert_true(rep.entries >= 6);
+    assert_int_equal(sqlite3_exec(pvg_store_sqlite(s),
+                                  "UPDATE audit_log SET detail='nothing happened' WHERE seq=3", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_ERR_CORRUPT);
+    assert_int_equal(rep.problems[0].kind, PVG_AUDIT_EDITED);
+    assert_int_equal(rep.problems[0].seq, 3);
+    pvg_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_public_routes),
+        cmocka_unit_test(test_auth_refusals),
+        cmocka_unit_test(test_role_matrix_allowed),
+        cmocka_unit_test(test_recommendations_and_consent),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_export_delete_and_audit),
+        cmocka_unit_test(test_openapi_matches_routes),
+        cmocka_unit_test(test_pages),
+        cmocka_unit_test(test_model_reload),
+        cmocka_unit_test(test_audit_chain_and_tamper),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -195,12 +195,6 @@ static const char POPULAR_SCHEMA[] =
     " created_at INTEGER NOT NULL,"
     " PRIMARY KEY (fingerprint, dataset, k, epsilon))";
 
-/* TRANSITIONAL: pvg_dp_top_k is declared in dp.h but not yet implemented;
- * until it is, the popular list is refused with a clear error. */
-extern pvg_status pvg_dp_top_k(pvg_rng *rng, const int64_t *u, size_t n, size_t k, int64_t sens,
-                               double epsilon, int allow_insecure_rng, size_t *out,
-                               pvg_error *err) __attribute__((weak));
-
 static const char MECHANISM[] = "exponential-mechanism-top-k";
 
 static pvg_status popular_from_json(srv_model *m, const char *text, pvg_error *err)
@@ -283,9 +277,7 @@ static pvg_status popular_release(pvg_server *srv, pvg_store *s, srv_model *m, p
         pvg_rng *rng = srv->opt.allow_insecure_rng
                            ? pvg_rng_new_INSECURE_deterministic_for_tests(srv->opt.insecure_seed)
                            : pvg_rng_new_secure();
-        if (!pvg_dp_top_k)
-            st = pvg_error_set(err, PVG_ERR_UNSUPPORTED, "DP top-k selection is not available");
-        else if (!rng) st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: no random generator");
+        if (!rng) st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: no random generator");
         else {
             st = pvg_dp_top_k(rng, u, n_items, k, 1, eps, srv->opt.allow_insecure_rng, pick, err);
         }

@@ -74,7 +74,10 @@ pvg_status pvg_shamir_split(const uint64_t *secret, size_t m, unsigned t, unsign
     for (size_t j = 0; j < m; j++)
         if (secret[j] >= P)
             return pvg_error_set(err, PVG_ERR_INVALID, "shamir split: element %zu is >= p", j);
-    uint64_t *coef = sodium_malloc(sizeof(uint64_t) * t);
+    /* coefficients: on the stack for usual thresholds, else guarded heap;
+     * wiped either way */
+    uint64_t small[64];
+    uint64_t *coef = t <= 64 ? small : sodium_malloc(sizeof(uint64_t) * t);
     if (!coef) return pvg_error_set(err, PVG_ERR_NOMEM, "shamir split: out of memory");
     for (size_t j = 0; j < m; j++) {
         coef[0] = secret[j];
@@ -87,7 +90,7 @@ pvg_status pvg_shamir_split(const uint64_t *secret, size_t m, unsigned t, unsign
         }
     }
     sodium_memzero(coef, sizeof(uint64_t) * t);
-    sodium_free(coef);
+    if (coef != small) sodium_free(coef);
     return PVG_OK;
 }
 
@@ -129,22 +132,19 @@ pvg_status pvg_shamir_split_key(const uint8_t key[32], unsigned t, unsigned n, c
                                 pvg_rng *rng, uint64_t *shares, pvg_error *err)
 {
     if (!key) return pvg_error_set(err, PVG_ERR_INVALID, "shamir split: missing key");
-    uint64_t *elems = sodium_malloc(sizeof(uint64_t) * PVG_SHAMIR_KEY_ELEMS);
-    if (!elems) return pvg_error_set(err, PVG_ERR_NOMEM, "shamir split: out of memory");
+    uint64_t elems[PVG_SHAMIR_KEY_ELEMS]; /* wiped below */
     for (int j = 0; j < PVG_SHAMIR_KEY_ELEMS; j++)
         elems[j] = (uint64_t)key[4 * j] | (uint64_t)key[4 * j + 1] << 8 |
                    (uint64_t)key[4 * j + 2] << 16 | (uint64_t)key[4 * j + 3] << 24;
     pvg_status st = pvg_shamir_split(elems, PVG_SHAMIR_KEY_ELEMS, t, n, xs, rng, shares, err);
-    sodium_memzero(elems, sizeof(uint64_t) * PVG_SHAMIR_KEY_ELEMS);
-    sodium_free(elems);
+    sodium_memzero(elems, sizeof elems);
     return st;
 }
 
 pvg_status pvg_shamir_combine_key(const uint64_t *xs, const uint64_t *shares, size_t count,
                                   uint8_t key[32], pvg_error *err)
 {
-    uint64_t *elems = sodium_malloc(sizeof(uint64_t) * PVG_SHAMIR_KEY_ELEMS);
-    if (!elems) return pvg_error_set(err, PVG_ERR_NOMEM, "shamir combine: out of memory");
+    uint64_t elems[PVG_SHAMIR_KEY_ELEMS]; /* wiped below */
     pvg_status st = pvg_shamir_combine(xs, shares, count, PVG_SHAMIR_KEY_ELEMS, elems, err);
     if (st == PVG_OK) {
         for (int j = 0; j < PVG_SHAMIR_KEY_ELEMS && st == PVG_OK; j++) {
@@ -158,8 +158,7 @@ pvg_status pvg_shamir_combine_key(const uint64_t *xs, const uint64_t *shares, si
         }
         if (st != PVG_OK) sodium_memzero(key, 32);
     }
-    sodium_memzero(elems, sizeof(uint64_t) * PVG_SHAMIR_KEY_ELEMS);
-    sodium_free(elems);
+    sodium_memzero(elems, sizeof elems);
     return st;
 }
 

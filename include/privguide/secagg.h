@@ -1,0 +1,225 @@
+/*
+ * privguide/secagg.h - secure aggregation: a server learns the sum of many
+ * clients' integer vectors and nothing else about any one of them, even
+ * when clients drop out mid-protocol.
+ *
+ * The protocol is Bonawitz et al., "Practical Secure Aggregation for
+ * Privacy-Preserving Machine Learning" (CCS 2017), semi-honest variant,
+ * with the sparse neighbourhood of Bell et al., "Secure Single-Server
+ * Aggregation with (Poly)Logarithmic Overhead" (CCS 2020, "SecAgg+"):
+ * each client agrees pairwise masks with, and secret-shares its keys to,
+ * only its k neighbours in a random k-regular graph (k = n - 1 gives the
+ * original complete-graph protocol).
+ *
+ * Rounds (client -> server message, server -> client reply):
+ *   0 advertise keys   client: ADVERTISE (two X25519 public keys)
+ *                      server: KEYS (the public keys of its neighbours)
+ *   1 share keys       client: SHARES (t-of-k Shamir shares of its mask key
+ *                      and of its self-mask seed, one AEAD box per neighbour)
+ *                      server: FORWARD (the boxes addressed to it)
+ *   2 masked input     client: MASKED (x + PRG(b_u) + sum of +-PRG(s_uv))
+ *                      server: UNMASK_REQ (which neighbours survived)
+ *   3 unmasking        client: UNMASK (self-mask shares for survivors,
+ *                      mask-key shares for dropped clients - never both)
+ * Masks are ChaCha20 keystreams from full 256-bit seeds. Arithmetic is mod
+ * 2^bits, bits = 32 or 64; vectors are uint32_t or uint64_t arrays.
+ *
+ * Client and server are explicit state machines that consume and produce
+ * byte buffers (versioned, length-prefixed, strictly parsed; see
+ * docs/secagg.md); they know nothing of the transport. Every failure is a
+ * status code with a message in pvg_error; malformed, replayed,
+ * out-of-round, unknown-sender and forged messages are refused without
+ * changing the object's state, except where a contract says the session
+ * aborts.
+ *
+ * Thread-safety: one object per thread; the server may use internal worker
+ * threads for unmasking (pvg_secagg_server_set_threads).
+ */
+#ifndef PRIVGUIDE_SECAGG_H
+#define PRIVGUIDE_SECAGG_H
+
+#include <privguide/common.h>
+#include <privguide/rng.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PVG_SECAGG_WIRE_VERSION 1
+#define PVG_SECAGG_MAX_CLIENTS 65535
+#define PVG_SECAGG_MAX_DIM (1u << 28)
+
+/* The public parameters every party of one session shares. */
+typedef struct pvg_secagg_params {
+    uint32_t n;          /* clients, ids 0..n-1 (2..65535) */
+    uint32_t k;          /* neighbours per client: n-1 (complete) or even, 2 <= k < n-1 */
+    uint32_t t;          /* threshold: shares needed to recover a client's secrets,
+                            2 <= t <= k + 1 (a client shares among itself and its
+                            neighbours, as in Bonawitz et al.); the session also
+                            aborts when fewer than t clients survive a round */
+    uint32_t d;          /* vector length (1..2^28) */
+    unsigned bits;       /* 32 or 64 */
+    uint8_t session[16]; /* session id chosen by the server (random); binds every
+                            message and key to this session */
+} pvg_secagg_params;
+
+/* Checks params; PVG_ERR_INVALID naming the field otherwise. */
+pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The neighbours of client `id` in the session's graph (a Harary graph
+ * H(k, n) on a permutation of the ids derived from the session id, or the
+ * complete graph), sorted ascending. out: room for p->k ids. Returns the
+ * count (p->k) or a negative status. */
+int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out);
+
+/* ---- client ---- */
+typedef struct pvg_secagg_client pvg_secagg_client;
+
+/* new: a client with id `id` (< n). rng is borrowed for the lifetime of
+ * the client (production: pvg_rng_new_secure()). Secrets live in
+ * sodium_malloc memory, wiped by free. Errors: PVG_ERR_INVALID, NOMEM. */
+pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
+                                 pvg_secagg_client **out, pvg_error *err) PVG_WARN_UNUSED;
+void pvg_secagg_client_free(pvg_secagg_client *c);
+
+/* Round 0: generates the key pairs, returns the ADVERTISE message in *out
+ * (new, free with free()). PVG_ERR_STATE when called twice. */
+pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size_t *out_len,
+                                       pvg_error *err) PVG_WARN_UNUSED;
+
+/* Round 1: consumes the server's KEYS message, returns SHARES. Errors:
+ * PVG_ERR_INVALID (malformed, unknown or non-neighbour ids), PVG_ERR_CRYPTO
+ * (a public key of low order), PVG_ERR_ABORTED (fewer than t neighbours
+ * alive: the client cannot take part), PVG_ERR_STATE (wrong round). */
+pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                                        uint8_t **out, size_t *out_len,
+                                        pvg_error *err) PVG_WARN_UNUSED;
+
+/* Round 2: consumes FORWARD, masks input[0..d) (uint32_t[d] when bits = 32,
+ * uint64_t[d] when 64; borrowed, not modified) and returns MASKED. Errors
+ * as above; PVG_ERR_CRYPTO when a box fails authentication. */
+pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                                          const void *input, uint8_t **out, size_t *out_len,
+                                          pvg_error *err) PVG_WARN_UNUSED;
+
+/* Round 3: consumes UNMASK_REQ, returns UNMASK. Refuses (PVG_ERR_INVALID /
+ * PVG_ERR_ABORTED) a request that names a client both survived and dropped,
+ * names itself dropped, names an id it holds no share of, or claims fewer
+ * than t survivors; the client's state then becomes finished so that no
+ * second request is answered. */
+pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                                    uint8_t **out, size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- server ---- */
+typedef struct pvg_secagg_server pvg_secagg_server;
+
+/* new: a server for params p (which it copies). Errors: INVALID, NOMEM. */
+pvg_status pvg_secagg_server_new(const pvg_secagg_params *p, pvg_secagg_server **out,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+void pvg_secagg_server_free(pvg_secagg_server *s);
+
+/* Worker threads for unmasking (1..64, default 1). */
+void pvg_secagg_server_set_threads(pvg_secagg_server *s, unsigned threads);
+
+/* Accepts one client message of the current round. Errors (the server's
+ * state is unchanged): PVG_ERR_INVALID malformed, PVG_ERR_NOT_FOUND sender
+ * unknown or not in the previous round's set, PVG_ERR_STATE message of
+ * another round or session finished/aborted, PVG_ERR_EXISTS a replay (the
+ * sender already sent this round), PVG_ERR_CRYPTO invalid public key. */
+pvg_status pvg_secagg_server_receive(pvg_secagg_server *s, const uint8_t *msg, size_t len,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+
+/* Closes the current round (the transport decides when: all arrived or a
+ * deadline passed). Rounds 0-2: prepares the replies for the clients that
+ * sent; round 3: recovers the masks and computes the sum. Returns
+ * PVG_ERR_ABORTED (and the session is aborted for good, nothing computed
+ * or revealed) when fewer than t clients sent in this round, or when some
+ * client's secret cannot be recovered from t shares; PVG_ERR_CRYPTO when
+ * shares are forged beyond recovery (also aborts). */
+pvg_status pvg_secagg_server_advance(pvg_secagg_server *s, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The reply for client `id` after advance of rounds 0-2 (new buffer, free
+ * with free()). PVG_ERR_NOT_FOUND when the client did not send in the
+ * closed round; PVG_ERR_STATE when no reply is due. */
+pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint8_t **out,
+                                         size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Current round: 0..3, 4 done, -1 aborted. */
+int pvg_secagg_server_round(const pvg_secagg_server *s);
+
+/* After the final advance: copies the sum (uint32_t[d] or uint64_t[d]).
+ * PVG_ERR_STATE before. */
+pvg_status pvg_secagg_server_result(const pvg_secagg_server *s, void *sum,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
+/* Ids whose inputs are in the sum (the clients whose MASKED message was
+ * accepted), ascending; returns the count and fills ids (room for n) when
+ * not NULL. Valid after round 2 closed. */
+size_t pvg_secagg_server_survivors(const pvg_secagg_server *s, uint32_t *ids);
+
+/* ---- masks (exposed for tests and benchmarks) ---- */
+/* vec[0..len) (+/-)= ChaCha20 keystream of seed, words `offset`..offset+len
+ * of the stream, mod 2^bits. offset must be a multiple of 16 (bits 32) or 8
+ * (bits 64). sign +1 or -1. Fast, chunked kernel. */
+void pvg_secagg_mask_add(void *vec, size_t offset, size_t len, unsigned bits,
+                         const uint8_t seed[32], int sign);
+/* Naive reference of the same: expands the whole stream 0..offset+len. */
+void pvg_secagg_mask_add_ref(void *vec, size_t offset, size_t len, unsigned bits,
+                             const uint8_t seed[32], int sign);
+
+/* The key derivation: out = crypto_kdf_derive_from_key(32, purpose,
+ * "PVGSECAG", BLAKE2b-256(shared || session || lo_id LE32 || hi_id LE32))
+ * with lo_id < hi_id. purpose 1 = pairwise mask seed, 2 = share-box key. */
+void pvg_secagg_kdf(const uint8_t shared[32], const uint8_t session[16], uint32_t a, uint32_t b,
+                    uint64_t purpose, uint8_t out[32]);
+
+/* ---- quantisation ---- */
+/* Maps x[0..d) to integers: clip to [-clip, clip] (counting clipped
+ * coordinates in *n_clipped), scale to [0, 2 * clip * scale], stochastic
+ * rounding (unbiased) with rng. out: uint32_t[d] or uint64_t[d] per bits.
+ * Refuses (PVG_ERR_INVALID) when n_clients * (2 * clip * scale + 1) does not
+ * fit below 2^bits (the sum would wrap), or clip/scale are not positive. */
+pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double scale,
+                               unsigned bits, uint32_t n_clients, pvg_rng *rng, void *out,
+                               size_t *n_clipped, pvg_error *err) PVG_WARN_UNUSED;
+/* Inverse for a sum of n_summed quantised vectors: out[i] = sum[i] / scale
+ * - n_summed * clip. */
+pvg_status pvg_secagg_dequantize(const void *sum, size_t d, unsigned bits, double clip,
+                                 double scale, uint32_t n_summed, double *out,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- in-process simulation (tests, CLI, benchmarks) ---- */
+typedef struct pvg_secagg_sim_options {
+    pvg_secagg_params params;   /* session is filled by the simulator */
+    double dropout;             /* fraction of clients that drop, 0..1 */
+    const uint32_t *inputs;     /* n * d inputs (bits 32) or NULL for random */
+    pvg_rng *rng;               /* borrowed; drives keys, dropouts, inputs */
+    unsigned server_threads;    /* 1..64 */
+} pvg_secagg_sim_options;
+
+typedef struct pvg_secagg_sim_result {
+    int exact;                  /* 1 when the sum equals the plain sum of survivors */
+    uint32_t *survivors;        /* new (free()), ascending ids in the sum */
+    size_t n_survivors;
+    uint64_t *sum;              /* new (free()), d words, each mod 2^bits */
+    size_t dropped_in_round[4]; /* clients that dropped before sending round r */
+    double server_seconds, client_seconds_p50, client_seconds_max;
+    double bytes_up_per_client, bytes_down_per_client; /* mean over survivors */
+    double plain_vector_bytes;  /* d * bits / 8 */
+} pvg_secagg_sim_result;
+
+/* Runs one session with every party in this process. round(dropout * n)
+ * random clients drop; the first four of them drop before rounds 0, 1, 2, 3
+ * (so every round sees a dropout), the others pick their round uniformly
+ * among 0..3 (dropping at round 3 = not sending
+ * UNMASK; its input is still in the sum). Returns PVG_OK (result filled),
+ * PVG_ERR_ABORTED when too few survived (nothing revealed), or another
+ * error. Free the result with pvg_secagg_sim_result_clear. */
+pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_result *r,
+                               pvg_error *err) PVG_WARN_UNUSED;
+void pvg_secagg_sim_result_clear(pvg_secagg_sim_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

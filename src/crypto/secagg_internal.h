@@ -1,0 +1,88 @@
+/*
+ * secagg_internal.h - wire format constants and helpers shared by the
+ * secure-aggregation client, server and simulator (src/crypto/secagg_*.c).
+ *
+ * Every message: "PVSA" | version u8 | type u8 | reserved u16 (0) |
+ * session[16] | sender u32 | recipient u32 | payload_len u32 | payload.
+ * Integers are little-endian. The server's id on the wire is 0xFFFFFFFF.
+ */
+#ifndef PVG_SECAGG_INTERNAL_H
+#define PVG_SECAGG_INTERNAL_H
+
+#include <privguide/secagg.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#define SA_HDR 36
+#define SA_SERVER_ID 0xFFFFFFFFu
+
+enum sa_type {
+    SA_ADVERTISE = 1,
+    SA_KEYS = 2,
+    SA_SHARES = 3,
+    SA_FORWARD = 4,
+    SA_MASKED = 5,
+    SA_UNMASK_REQ = 6,
+    SA_UNMASK = 7,
+};
+
+/* one Shamir share of a 32-byte secret: 8 field elements */
+#define SA_SHARE_ELEMS 8
+#define SA_SHARE_BYTES (8 * SA_SHARE_ELEMS)
+/* plaintext of a share box: from u32 | to u32 | s_sk share | b share */
+#define SA_BOX_PLAIN (8 + 2 * SA_SHARE_BYTES)
+/* nonce 24 | ciphertext | tag 16 */
+#define SA_BOX_LEN (24 + SA_BOX_PLAIN + 16)
+/* one UNMASK entry: owner u32 | kind u8 | share */
+#define SA_UNMASK_ENTRY (5 + SA_SHARE_BYTES)
+
+#define SA_KIND_SELF 0   /* share of the self-mask seed b_u (owner survived) */
+#define SA_KIND_PAIR 1   /* share of the mask key s_sk_u (owner dropped) */
+
+static inline void sa_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline uint32_t sa_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void sa_put64(uint8_t *p, uint64_t v)
+{
+    sa_put32(p, (uint32_t)v);
+    sa_put32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint64_t sa_get64(const uint8_t *p)
+{
+    return (uint64_t)sa_get32(p) | (uint64_t)sa_get32(p + 4) << 32;
+}
+
+/* Allocates a message with header filled and payload_len set; returns the
+ * buffer (malloc) or NULL. */
+uint8_t *sa_msg_new(int type, const uint8_t session[16], uint32_t sender, uint32_t recipient,
+                    size_t payload_len);
+
+/* Parses and checks a header: magic, version, reserved, session, type ==
+ * want_type (0: any), recipient, exact total length. On success *payload,
+ * *plen, *sender, *type are set. Errors name the byte offset. */
+pvg_status sa_msg_parse(const uint8_t *msg, size_t len, const uint8_t session[16], int want_type,
+                        uint32_t want_recipient, const uint8_t **payload, size_t *plen,
+                        uint32_t *sender, int *type, pvg_error *err);
+
+/* Graph: permutation of 0..n-1 from the session id and its inverse.
+ * perm/pos: n words each. */
+void sa_graph_perm(const pvg_secagg_params *p, uint32_t *perm, uint32_t *pos);
+/* Neighbours of id given perm/pos, ascending; returns count (= k). */
+uint32_t sa_graph_neighbours(const pvg_secagg_params *p, const uint32_t *perm,
+                             const uint32_t *pos, uint32_t id, uint32_t *out);
+
+/* Box associated data: session | from | to */
+void sa_box_ad(const uint8_t session[16], uint32_t from, uint32_t to, uint8_t ad[24]);
+/* Self-mask seed commitment: BLAKE2b-256("PVSA-commit" | session | id | b) */
+void sa_commit(const uint8_t session[16], uint32_t id, const uint8_t b[32], uint8_t out[32]);
+
+/* Binary search in a sorted array; index or -1. */
+long sa_find(const uint32_t *a, size_t n, uint32_t x);
+
+#endif

@@ -98,6 +98,10 @@ typedef struct pvg_dp_noise_info {
     double sensitivity;    /* the sensitivity used, inflated for rounding */
     double ci95;           /* half-width of the 95% interval of the noise */
     double epsilon, delta; /* the guarantee of this one release */
+    uint64_t noise_num, noise_den; /* the integer sampler's exact parameter: Laplace
+                                      scale or Gaussian sigma^2 = num/den grid steps;
+                                      further draws of the same mechanism may reuse it
+                                      (pvg_dp_discrete_laplace / _gaussian) */
 } pvg_dp_noise_info;
 
 /* Adds discrete Laplace noise of scale ceil-rounded sens/epsilon to an

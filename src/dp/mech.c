@@ -74,6 +74,8 @@ pvg_status pvg_dp_laplace_int(pvg_rng *rng, int64_t value, int64_t sens, double 
         info->ci95 = lap_ci95(b);
         info->epsilon = epsilon;
         info->delta = 0;
+        info->noise_num = num;
+        info->noise_den = den;
     }
     return PVG_OK;
 }
@@ -118,6 +120,8 @@ pvg_status pvg_dp_gaussian_int(pvg_rng *rng, int64_t value, int64_t sens, double
         info->ci95 = ceil(Z95 * sigma);
         info->epsilon = epsilon;
         info->delta = delta;
+        info->noise_num = num;
+        info->noise_den = den;
     }
     return PVG_OK;
 }
@@ -159,6 +163,8 @@ pvg_status pvg_dp_laplace_real(pvg_rng *rng, double value, double sens, double e
         info->ci95 = lap_ci95(bi) * g;
         info->epsilon = epsilon;
         info->delta = 0;
+        info->noise_num = num;
+        info->noise_den = den;
     }
     return PVG_OK;
 }
@@ -194,6 +200,8 @@ pvg_status pvg_dp_gaussian_real(pvg_rng *rng, double value, double sens, double 
         info->ci95 = Z95 * sigma * g;
         info->epsilon = epsilon;
         info->delta = delta;
+        info->noise_num = num;
+        info->noise_den = den;
     }
     return PVG_OK;
 }

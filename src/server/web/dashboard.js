@@ -9,6 +9,8 @@
   let timer = null;
 
   const kpi = (k, v) => PVG.el('div', { class: 'kpi', 'data-kpi': k }, PVG.el('div', { class: 'v' }, v), PVG.el('div', { class: 'k' }, k));
+  // the bar width is set through the CSSOM: the page's CSP forbids style attributes
+  const fillBar = (frac) => { const d = PVG.el('div', { class: frac > 0.8 ? 'hot' : '' }); d.style.width = (100 * frac).toFixed(1) + '%'; return d; };
   const fmt = (x, d) => (typeof x === 'number' ? x.toFixed(d) : String(x));
 
   function render(s) {
@@ -20,7 +22,7 @@
       rows.push(PVG.el('tr', { 'data-dataset': b.dataset }, PVG.el('td', {}, b.dataset), PVG.el('td', {}, fmt(b.spent_epsilon, 3)),
         PVG.el('td', {}, fmt(b.total_epsilon, 3)), PVG.el('td', {}, fmt(b.left_epsilon, 3)), PVG.el('td', {}, b.spent_delta.toExponential(2)),
         PVG.el('td', {}, b.releases),
-        PVG.el('td', {}, PVG.el('div', { class: 'bar' }, PVG.el('div', { class: frac > 0.8 ? 'hot' : '', style: 'width:' + (100 * frac).toFixed(1) + '%' })))));
+        PVG.el('td', {}, PVG.el('div', { class: 'bar' }, fillBar(frac)))));
     }
     if (!s.budgets.length) rows.push(PVG.el('tr', {}, PVG.el('td', { colspan: '7', class: 'muted' }, 'no budget set (privguide dp budget set)')));
     $('budgets').replaceChildren(...rows);

@@ -1,0 +1,131 @@
+// pages.test.js - browser tests of the three pages against a live privguide
+// server (started by tests/cli/server_web.sh): playwright-core drives
+// Debian's chromium headless. Loads each page, checks what it shows, flips
+// a consent switch, downloads the export, deletes the account, and saves a
+// screenshot of every step. Exits 0 on success, 1 on the first failure.
+'use strict';
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const path = require('path');
+
+const BASE = process.env.PVG_BASE_URL;
+const ADMIN = process.env.PVG_ADMIN_KEY;
+const TOKEN = process.env.PVG_USER_TOKEN;
+const USER = process.env.PVG_USER_ID;
+const SHOTS = process.env.PVG_SCREENSHOT_DIR || path.join(process.cwd(), 'web-screenshots');
+const CHROMIUM = process.env.PVG_CHROMIUM || '/usr/bin/chromium';
+
+const watchdog = setTimeout(() => { console.error('FAIL: browser tests exceeded 150 s'); process.exit(1); }, 150000);
+
+function check(cond, what) {
+  if (!cond) throw new Error('check failed: ' + what);
+  console.log('ok - ' + what);
+}
+
+async function api(method, p, cred) {
+  const res = await fetch(BASE + p, { method, headers: cred ? { Authorization: 'Bearer ' + cred } : {} });
+  let body = null;
+  try { body = await res.json(); } catch (e) { body = null; }
+  return { status: res.status, body };
+}
+
+async function main() {
+  for (const [k, v] of Object.entries({ PVG_BASE_URL: BASE, PVG_ADMIN_KEY: ADMIN, PVG_USER_TOKEN: TOKEN, PVG_USER_ID: USER }))
+    if (!v) throw new Error(k + ' is not set');
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
+  context.setDefaultTimeout(15000);
+  const foreign = [];
+  const consoleErrors = [];
+  context.on('request', (req) => {
+    const u = req.url();
+    if (!u.startsWith(BASE) && !u.startsWith('blob:') && !u.startsWith('data:')) foreign.push(u);
+  });
+  const shot = async (page, name) => {
+    await page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+    console.log('screenshot ' + path.join(SHOTS, name + '.png'));
+  };
+  try {
+    // ---- operator dashboard ----
+    let page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    await page.goto(BASE + '/dashboard#key=' + ADMIN);
+    await page.waitForSelector('#volume [data-kpi="users"]');
+    const users = Number(await page.textContent('#volume [data-kpi="users"] .v'));
+    check(users > 0, 'dashboard shows the number of users (' + users + ')');
+    check(Number(await page.textContent('#volume [data-kpi="events"] .v')) > 0, 'dashboard shows events');
+    await page.waitForSelector('#budgets tr[data-dataset="default"]');
+    const spent = await page.textContent('#budgets tr[data-dataset="default"] td:nth-child(2)');
+    check(Number(spent) > 0, 'dashboard shows the privacy budget spent on "default" (' + spent + ')');
+    check((await page.textContent('#model')).includes('generation'), 'dashboard shows the model in service');
+    check((await page.textContent('#status')).includes('live'), 'dashboard is polling');
+    check(!page.url().includes('key='), 'the key is removed from the address bar');
+    await shot(page, 'dashboard');
+    await page.close();
+
+    // ---- shop demo (operator key, demo shopper list) ----
+    page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    await page.goto(BASE + '/shop#key=' + ADMIN + '&users=' + encodeURIComponent(USER));
+    await page.waitForSelector('#recs .card');
+    check((await page.textContent('#recs-kind')) === 'personalised', 'shop shows personalised recommendations');
+    const recs = await page.$$('#recs .card');
+    check(recs.length > 0 && recs.length <= 8, 'shop shows ' + recs.length + ' recommendations');
+    check(/£\d+\.\d\d/.test(await page.textContent('#recs')), 'recommendations show prices');
+    await page.waitForSelector('#popular .card');
+    check((await page.$$('#popular .card')).length > 0, 'shop shows the DP popular list');
+    await recs[0].click();
+    await page.waitForSelector('#similar .card');
+    check((await page.$$('#similar .card')).length > 0, 'clicking an item shows similar items');
+    await shot(page, 'shop');
+    await page.close();
+
+    // ---- privacy portal with the shopper's own token ----
+    page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('401')) consoleErrors.push(m.text()); });
+    await page.goto(BASE + '/portal#user=' + encodeURIComponent(USER) + '&token=' + TOKEN);
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'account open');
+    check((await page.textContent('#summary')).includes('events'), 'portal shows what is held');
+    check((await page.$$('#purposes tr[data-purpose]')).length >= 2, 'portal lists the purposes');
+    check(await page.isChecked('#consent-personalization'), 'personalisation consent starts on');
+    await shot(page, 'portal-open');
+
+    await page.uncheck('#consent-personalization');
+    await page.waitForFunction(() => document.getElementById('consent-status').textContent.includes('personalisation off'));
+    let r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/consent', TOKEN);
+    check(r.status === 200 && r.body.personalization === false, 'the consent switch reached the server');
+    r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/recommendations', TOKEN);
+    check(r.status === 200 && r.body.personalized === false, 'consent off gives non-personalised recommendations');
+    await shot(page, 'portal-consent-off');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const file = path.join(SHOTS, 'export.json');
+    await download.saveAs(file);
+    const exp = JSON.parse(fs.readFileSync(file, 'utf8'));
+    check(exp.user === USER && Array.isArray(exp.events) && exp.events.length > 0, 'the download is the export (' + exp.events.length + ' events)');
+
+    page.once('dialog', (d) => d.accept());
+    await page.click('#delete');
+    await page.waitForFunction(() => document.getElementById('data-status').textContent === 'account deleted');
+    r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/data', ADMIN);
+    check(r.status === 404, 'after deletion the user is gone (404)');
+    r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/data', TOKEN);
+    check(r.status === 401, 'after deletion the token is revoked (401)');
+    await shot(page, 'portal-deleted');
+    await page.close();
+
+    check(foreign.length === 0, 'no request left the server (no CDN): ' + foreign.join(', '));
+    check(consoleErrors.length === 0, 'no console errors: ' + consoleErrors.join(' | '));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().then(() => { clearTimeout(watchdog); console.log('PASS'); process.exit(0); })
+  .catch((e) => { clearTimeout(watchdog); console.error('FAIL: ' + (e && e.stack || e)); process.exit(1); });

@@ -505,310 +505,67 @@ static int run_decrypt(cli_ctx *c)
 
 /* ---- he spend-total ------------------------------------------------------------------ */
 
-enum { BY_NONE = 0, BY_COUNTRY, BY_CATEGORY };
-
-typedef struct sp_group {
-    char *name;
-    long long users;
-    pvg_paillier_ct *sum;
-} sp_group;
-
-typedef struct sp_item {
-    int64_t id;
-    int group; /* index, -1 empty slot */
-} sp_item;
-
-typedef struct sp_ctx {
-    pvg_store *s;
-    int by;
-    const pvg_paillier_pub *pub;
-    pvg_paillier_enc *enc;
-    sp_group *groups;
-    size_t ng, gcap;
-    sp_item *items; /* open addressing: item row id -> group */
-    size_t icap;
-    /* per user scratch */
-    int *ug;
-    int64_t *ucents;
-    size_t un, ucap;
-    int dp;
-    int64_t clamp_cents;
-    long max_groups;
-    long long users_seen, events_used;
-    pvg_status st;
-    pvg_error err;
-} sp_ctx;
-
-static int group_index(sp_ctx *x, const char *name)
-{
-    for (size_t i = 0; i < x->ng; i++)
-        if (strcmp(x->groups[i].name, name) == 0) return (int)i;
-    if (x->ng == x->gcap) {
-        size_t nc = x->gcap ? x->gcap * 2 : 32;
-        sp_group *g = realloc(x->groups, nc * sizeof *g);
-        if (!g) return -1;
-        x->groups = g;
-        x->gcap = nc;
-    }
-    sp_group *g = &x->groups[x->ng];
-    g->name = strdup(name);
-    g->users = 0;
-    g->sum = pvg_paillier_ct_new(x->pub);
-    if (!g->name || !g->sum) {
-        free(g->name);
-        pvg_paillier_ct_free(g->sum);
-        return -1;
-    }
-    return (int)x->ng++;
-}
-
-static int item_group(sp_ctx *x, int64_t item_id)
-{
-    if (x->icap == 0) {
-        x->icap = 1 << 16;
-        x->items = malloc(x->icap * sizeof *x->items);
-        if (!x->items) return -1;
-        for (size_t i = 0; i < x->icap; i++) x->items[i].group = -2;
-    }
-    size_t mask = x->icap - 1, h = (size_t)((uint64_t)item_id * 0x9E3779B97F4A7C15ull) & mask;
-    size_t probes = 0;
-    while (x->items[h].group != -2 && x->items[h].id != item_id && probes++ < x->icap)
-        h = (h + 1) & mask;
-    if (x->items[h].group != -2 && x->items[h].id == item_id) return x->items[h].group;
-    pvg_item *it = NULL;
-    const char *cat = "(uncategorised)";
-    pvg_error e;
-    if (item_id > 0 && pvg_store_item_get_by_id(x->s, item_id, &it, &e) == PVG_OK && it &&
-        it->category && *it->category)
-        cat = it->category;
-    int g = group_index(x, cat);
-    pvg_item_free(it);
-    if (probes < x->icap / 2) {
-        x->items[h].id = item_id;
-        x->items[h].group = g;
-    }
-    return g;
-}
-
-static int sp_user(void *ctx, const pvg_user_view *user, const pvg_event *ev, size_t n)
-{
-    sp_ctx *x = ctx;
-    x->un = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!(ev[i].fields & PVG_FIELD_AMOUNT)) continue;
-        if (ev[i].type != PVG_EVENT_PURCHASE && ev[i].type != PVG_EVENT_RETURN) continue;
-        if (!isfinite(ev[i].amount)) continue;
-        int g;
-        if (x->by == BY_COUNTRY)
-            g = group_index(x, (ev[i].fields & PVG_FIELD_COUNTRY) && ev[i].country && *ev[i].country
-                                   ? ev[i].country
-                                   : "(unknown)");
-        else if (x->by == BY_CATEGORY)
-            g = item_group(x, ev[i].item_id);
-        else
-            g = group_index(x, "all");
-        if (g < 0) {
-            x->st = pvg_error_set(&x->err, PVG_ERR_NOMEM, "out of memory");
-            return 1;
-        }
-        int64_t cents = (int64_t)llround(ev[i].amount * 100.0);
-        size_t k;
-        for (k = 0; k < x->un; k++)
-            if (x->ug[k] == g) break;
-        if (k == x->un) {
-            if (x->un == x->ucap) {
-                size_t nc = x->ucap ? x->ucap * 2 : 16;
-                int *a = realloc(x->ug, nc * sizeof *a);
-                if (a) x->ug = a;
-                int64_t *b = realloc(x->ucents, nc * sizeof *b);
-                if (b) x->ucents = b;
-                if (!a || !b) {
-                    x->st = pvg_error_set(&x->err, PVG_ERR_NOMEM, "out of memory");
-                    return 1;
-                }
-                x->ucap = nc;
-            }
-            x->ug[k] = g;
-            x->ucents[k] = 0;
-            x->un++;
-        }
-        x->ucents[k] += cents;
-        x->events_used++;
-    }
-    if (x->un) x->users_seen++;
-    /* The client side: each (user, group) subtotal is encrypted under the
-     * analyst's key; the platform only multiplies ciphertexts. With DP, a
-     * user's contribution is bounded first: at most max_groups groups (the
-     * first ones seen), each subtotal clamped to [-clamp, clamp]. */
-    size_t limit = x->dp && (size_t)x->max_groups < x->un ? (size_t)x->max_groups : x->un;
-    pvg_paillier_ct *ct = pvg_paillier_ct_new(x->pub);
-    if (!ct) {
-        x->st = pvg_error_set(&x->err, PVG_ERR_NOMEM, "out of memory");
-        return 1;
-    }
-    for (size_t k = 0; k < limit; k++) {
-        int64_t v = x->ucents[k];
-        if (x->dp) {
-            if (v > x->clamp_cents) v = x->clamp_cents;
-            if (v < -x->clamp_cents) v = -x->clamp_cents;
-        }
-        sp_group *g = &x->groups[x->ug[k]];
-        x->st = pvg_paillier_encrypt_int64(x->enc, v, ct, &x->err);
-        if (x->st == PVG_OK) x->st = pvg_paillier_add(g->sum, g->sum, ct, &x->err);
-        if (x->st != PVG_OK) break;
-        g->users++;
-    }
-    pvg_paillier_ct_free(ct);
-    return x->st != PVG_OK;
-}
-
-static int cmp_group(const void *a, const void *b)
-{
-    return strcmp(((const sp_group *)a)->name, ((const sp_group *)b)->name);
-}
-
-static int sp_catalog_item(void *ctx, const pvg_item *it)
-{
-    sp_ctx *x = ctx;
-    return group_index(x, it->category && *it->category ? it->category : "(uncategorised)") < 0;
-}
-
 static int run_spend_total(cli_ctx *c)
 {
     int rc = 0;
     const char *by = cli_str(c, "group-by");
-    sp_ctx x;
-    memset(&x, 0, sizeof x);
+    pvg_spend_options o = {0};
     if (!by || strcmp(by, "none") == 0)
-        x.by = BY_NONE;
+        o.group_by = PVG_SPEND_BY_NONE;
     else if (strcmp(by, "country") == 0)
-        x.by = BY_COUNTRY;
+        o.group_by = PVG_SPEND_BY_COUNTRY;
     else if (strcmp(by, "category") == 0)
-        x.by = BY_CATEGORY;
+        o.group_by = PVG_SPEND_BY_CATEGORY;
     else
         cli_usage_error(c, "--group-by: expected category, country or none, got \"%s\"", by);
-    x.dp = cli_has(c, "epsilon");
-    double epsilon = x.dp ? cli_double(c, "epsilon", 0) : 0;
-    double delta = cli_double(c, "delta", 0);
-    if (x.dp && !(epsilon > 0 && isfinite(epsilon)))
+    o.dp = cli_has(c, "epsilon");
+    o.epsilon = o.dp ? cli_double(c, "epsilon", 0) : 0;
+    o.delta = cli_double(c, "delta", 0);
+    if (o.dp && !(o.epsilon > 0 && isfinite(o.epsilon)))
         cli_usage_error(c, "--epsilon must be a positive number");
-    if (x.dp && x.by == BY_COUNTRY && !(delta > 0 && delta < 1))
+    if (o.dp && o.group_by == PVG_SPEND_BY_COUNTRY && !(o.delta > 0 && o.delta < 1))
         cli_usage_error(c, "--group-by country with --epsilon needs --delta D (0 < D < 1): the "
                            "set of countries comes from the data and is selected privately");
-    double clamp = cli_double(c, "clamp", 1000.0);
-    if (!(clamp > 0 && clamp < 1e12)) cli_usage_error(c, "--clamp must be in (0, 1e12)");
-    x.clamp_cents = (int64_t)llround(clamp * 100.0);
-    x.max_groups = (long)cli_int_range(c, "max-groups", 1, 1, 1000);
-    const char *dataset = cli_str(c, "dataset");
-    if (!dataset) dataset = PVG_LEDGER_DEFAULT_DATASET;
+    o.clamp = cli_double(c, "clamp", 1000.0);
+    if (!(o.clamp > 0 && o.clamp < 1e12)) cli_usage_error(c, "--clamp must be in (0, 1e12)");
+    o.max_groups = (long)cli_int_range(c, "max-groups", 1, 1, 1000);
+    o.dataset = cli_str(c, "dataset");
 
     pvg_paillier_pub *pub = load_pub(cli_str_req(c, "pub"), &rc);
     if (!pub) return rc;
-    x.pub = pub;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_store_open(cli_data_dir(c), &x.s, &err);
+    pvg_store *s = NULL;
+    pvg_status st = pvg_store_open(cli_data_dir(c), &s, &err);
     if (st != PVG_OK) {
         pvg_paillier_pub_free(pub);
         return cli_fail("open store", st, &err);
     }
-    x.enc = fresh_enc(pub, PVG_PAILLIER_OBF_DJN, &rc);
-    pvg_rng *rng = pvg_rng_new_secure();
-    if (!rng) rc = cli_fail("he spend-total", PVG_ERR_NOMEM, NULL);
-    /* With DP and categories, the domain is the catalog (not personal). */
-    if (!rc && x.dp && x.by == BY_CATEGORY) {
-        st = pvg_store_items_foreach(x.s, sp_catalog_item, &x, &err);
-        if (st != PVG_OK) rc = cli_fail("catalog", st, &err);
-    }
-    if (!rc && x.dp && x.by == BY_NONE && group_index(&x, "all") < 0)
-        rc = cli_fail("he spend-total", PVG_ERR_NOMEM, NULL);
-    if (!rc) {
-        pvg_error_clear(&x.err);
-        x.st = PVG_OK;
-        st = pvg_store_foreach_user(x.s, PVG_FOREACH_REQUIRE_ANALYTICS, sp_user, &x, &err);
-        if (x.st != PVG_OK)
-            rc = cli_fail("he spend-total", x.st, &x.err);
-        else if (st != PVG_OK)
-            rc = cli_fail("read store", st, &err);
-    }
-    /* DP: private group selection (countries), encrypted noise, ledger. */
-    double eps_sum = epsilon, eps_sel = 0;
-    int64_t sens = x.clamp_cents * (int64_t)x.max_groups;
-    char *keep = calloc(x.ng ? x.ng : 1, 1);
-    if (!keep && !rc) rc = cli_fail("he spend-total", PVG_ERR_NOMEM, NULL);
-    for (size_t i = 0; keep && i < x.ng; i++) keep[i] = 1;
-    pvg_dp_noise_info info;
-    memset(&info, 0, sizeof info);
-    if (!rc && x.dp) {
-        if (x.by == BY_COUNTRY) {
-            eps_sel = epsilon / 2;
-            eps_sum = epsilon / 2;
-            pvg_dp_partition_rule rule;
-            st = pvg_dp_partition_rule_make(eps_sel, delta, x.max_groups, &rule, &err);
-            if (st != PVG_OK) rc = cli_fail("group selection", st, &err);
-            for (size_t i = 0; !rc && i < x.ng; i++)
-                keep[i] = (char)pvg_dp_partition_keep(rng, &rule, x.groups[i].users, NULL);
+    pvg_spend_result *r = NULL;
+    st = pvg_paillier_spend_total(s, pub, &o, &r, &err);
+    if (st != PVG_OK) rc = cli_fail("he spend-total", st, &err);
+    for (size_t i = 0; !rc && i < r->n; i++) {
+        char *cj = NULL;
+        st = pvg_paillier_ct_to_json(r->groups[i].total, &cj, &err);
+        if (st != PVG_OK) {
+            rc = cli_fail("output", st, &err);
+            break;
         }
-        pvg_paillier_ct *noise = pvg_paillier_ct_new(pub);
-        for (size_t i = 0; !rc && i < x.ng; i++) {
-            if (!keep[i]) continue;
-            int64_t z = 0;
-            st = pvg_dp_laplace_int(rng, 0, sens, eps_sum, 0, &z, &info, &err);
-            if (st == PVG_OK) st = pvg_paillier_encrypt_int64(x.enc, z, noise, &err);
-            if (st == PVG_OK) st = pvg_paillier_add(x.groups[i].sum, x.groups[i].sum, noise, &err);
-            if (st != PVG_OK) rc = cli_fail("noise", st, &err);
-        }
-        pvg_paillier_ct_free(noise);
-        if (!rc) {
-            char what[160];
-            snprintf(what, sizeof what, "encrypted spend total by %s (clamp %.2f, max %ld groups)",
-                     by ? by : "none", clamp, x.max_groups);
-            st = pvg_ledger_charge(x.s, dataset, what, "discrete-laplace",
-                                   epsilon, x.by == BY_COUNTRY ? delta : 0, NULL, &err);
-            if (st != PVG_OK) rc = cli_fail("privacy budget", st, &err);
-        }
+        printf("{\"group\": ");
+        cli_json_string(stdout, r->groups[i].name);
+        if (!o.dp)
+            printf(", \"users\": %lld", r->groups[i].users);
+        else
+            printf(", \"epsilon\": %.17g, \"noise_scale_cents\": %.17g", o.epsilon, r->noise_scale);
+        printf(", \"unit\": \"cents\", %s\n", cj + 1); /* splice {"v", "e"} */
+        free(cj);
     }
-    /* Every ciphertext that leaves is re-randomised. */
-    for (size_t i = 0; !rc && i < x.ng; i++) {
-        st = pvg_paillier_rerandomize(x.enc, x.groups[i].sum, &err);
-        if (st != PVG_OK) rc = cli_fail("he spend-total", st, &err);
-    }
-    if (!rc) {
-        /* sort groups (and their keep flags) by name */
-        for (size_t i = 0; i < x.ng; i++) x.groups[i].users = keep[i] ? x.groups[i].users : -1;
-        qsort(x.groups, x.ng, sizeof *x.groups, cmp_group);
-        for (size_t i = 0; i < x.ng; i++) {
-            if (x.groups[i].users < 0) continue;
-            char *cj = NULL;
-            st = pvg_paillier_ct_to_json(x.groups[i].sum, &cj, &err);
-            if (st != PVG_OK) {
-                rc = cli_fail("output", st, &err);
-                break;
-            }
-            printf("{\"group\": ");
-            cli_json_string(stdout, x.groups[i].name);
-            if (!x.dp) printf(", \"users\": %lld", x.groups[i].users);
-            else printf(", \"epsilon\": %.17g, \"noise_scale_cents\": %.17g", epsilon, info.scale);
-            printf(", \"unit\": \"cents\", %s\n", cj + 1); /* splice {"v","e"} */
-            free(cj);
-        }
-        if (!cli_bool(c, "json") && isatty(2))
-            cli_warn("%lld users, %lld purchase/return lines, %zu groups; decrypt with `privguide "
-                     "he decrypt --priv private.json`",
-                     x.users_seen, x.events_used, x.ng);
-    }
-    free(keep);
-    for (size_t i = 0; i < x.ng; i++) {
-        free(x.groups[i].name);
-        pvg_paillier_ct_free(x.groups[i].sum);
-    }
-    free(x.groups);
-    free(x.items);
-    free(x.ug);
-    free(x.ucents);
-    pvg_rng_free(rng);
-    pvg_paillier_enc_free(x.enc);
-    pvg_store_close(x.s);
+    if (!rc && !cli_bool(c, "json") && isatty(2))
+        cli_warn("%lld users, %lld purchase/return lines, %zu groups; decrypt with `privguide "
+                 "he decrypt --priv private.json`",
+                 r->users, r->events, r->n);
+    pvg_spend_result_free(r);
+    pvg_store_close(s);
     pvg_paillier_pub_free(pub);
     return rc;
 }

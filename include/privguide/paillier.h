@@ -42,6 +42,7 @@
 
 #include <privguide/common.h>
 #include <privguide/rng.h>
+#include <privguide/store.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -279,6 +280,57 @@ size_t pvg_paillier_packed_capacity(const pvg_paillier_pub *pub, unsigned slot_b
 pvg_status pvg_paillier_decrypt_packed(const pvg_paillier_priv *priv, const pvg_paillier_ct *ct,
                                        size_t count, unsigned slot_bits, unsigned headroom_bits,
                                        uint64_t *out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- encrypted spend totals (paillier_spend.c) ------------------------------ */
+
+typedef enum pvg_spend_group_by {
+    PVG_SPEND_BY_NONE = 0,    /* one group, "all" */
+    PVG_SPEND_BY_COUNTRY = 1, /* the event's country ("(unknown)" when absent) */
+    PVG_SPEND_BY_CATEGORY = 2 /* the item's catalog category ("(uncategorised)") */
+} pvg_spend_group_by;
+
+typedef struct pvg_spend_options {
+    pvg_spend_group_by group_by;
+    int dp;              /* 1: bound contributions, add encrypted noise, charge the ledger */
+    double epsilon;      /* dp: total epsilon of the release (> 0) */
+    double delta;        /* dp with country: delta of the private country selection */
+    double clamp;        /* dp: bound of one user's subtotal per group, currency units */
+    long max_groups;     /* dp: groups one user contributes to (>= 1; 0: 1) */
+    const char *dataset; /* dp: ledger to charge (NULL: PVG_LEDGER_DEFAULT_DATASET) */
+    pvg_rng *rng;        /* borrowed; NULL: secure generators */
+    int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
+} pvg_spend_options;
+
+typedef struct pvg_spend_group {
+    char *name;             /* group name (owned by the result) */
+    long long users;        /* users who contributed; -1 in DP results (not released) */
+    pvg_paillier_ct *total; /* E(sum of cents [+ noise]), re-randomised, exponent 0 */
+} pvg_spend_group;
+
+typedef struct pvg_spend_result {
+    size_t n;                /* groups, sorted by name */
+    pvg_spend_group *groups;
+    long long users, events; /* users and purchase/return lines read (not released) */
+    double noise_scale;      /* dp: discrete Laplace scale in cents per group; else 0 */
+} pvg_spend_result;
+
+/* Encrypted total spend per group. Every user with analytics consent is read
+ * from the store; each user's subtotal per group (purchases minus returns,
+ * rounded to cents, exponent 0) is encrypted under `pub` as that user's
+ * client would (DJN obfuscator) and the platform multiplies the ciphertexts
+ * of each group. Without dp the totals are exact; with dp, each user
+ * contributes to at most max_groups groups with subtotals clamped to
+ * [-clamp, clamp], the groups are the catalog's categories (public) or, for
+ * countries, a private selection (Laplace thresholding at epsilon/2, delta),
+ * encrypted discrete-Laplace noise of scale (clamp * max_groups) / epsilon'
+ * is added to each total, and (epsilon, delta) is charged to the ledger
+ * before the result is returned. Every total is re-randomised.
+ * *out is new (pvg_spend_result_free). Errors: those of the store, the
+ * ledger (PVG_ERR_BUDGET), PVG_ERR_INVALID (options), PVG_ERR_NOMEM. */
+pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
+                                    const pvg_spend_options *opts, pvg_spend_result **out,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+void pvg_spend_result_free(pvg_spend_result *r); /* NULL ok */
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,339 @@
+/*
+ * paillier_spend.c - encrypted spend totals from the store: each user's
+ * subtotal per group is encrypted under the analyst's Paillier key (as the
+ * user's client would), the platform multiplies ciphertexts per group, and
+ * with DP adds encrypted discrete-Laplace noise and charges the budget
+ * ledger before anything leaves. Only the private-key holder learns totals.
+ *
+ * Amounts are integer cents (exponent 0): sums are exact, and DP noise is an
+ * integer on the same grid, so no floating-point residue of individual
+ * amounts survives in a decrypted total.
+ */
+#include "crypto/paillier_internal.h"
+
+#include <privguide/dp.h>
+#include <privguide/ledger.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sp_item {
+    int64_t id;
+    int group; /* -2: empty slot */
+} sp_item;
+
+typedef struct sp_ctx {
+    pvg_store *s;
+    const pvg_spend_options *o;
+    const pvg_paillier_pub *pub;
+    pvg_paillier_enc *enc;
+    pvg_spend_group *groups;
+    size_t ng, gcap;
+    int closed_domain; /* dp + category/none: no new groups from the data */
+    sp_item *items;    /* item row id -> group, open addressing */
+    size_t icap;
+    int *ug;           /* per user: groups touched and subtotals */
+    int64_t *ucents;
+    size_t un, ucap;
+    int64_t clamp_cents;
+    long max_groups;
+    pvg_paillier_ct *tmp;
+    long long users, events;
+    pvg_status st;
+    pvg_error *err;
+} sp_ctx;
+
+static int group_index(sp_ctx *x, const char *name)
+{
+    for (size_t i = 0; i < x->ng; i++)
+        if (strcmp(x->groups[i].name, name) == 0) return (int)i;
+    if (x->closed_domain) return -3; /* not in the public domain: dropped */
+    if (x->ng == x->gcap) {
+        size_t nc = x->gcap ? x->gcap * 2 : 32;
+        pvg_spend_group *g = realloc(x->groups, nc * sizeof *g);
+        if (!g) return -1;
+        x->groups = g;
+        x->gcap = nc;
+    }
+    pvg_spend_group *g = &x->groups[x->ng];
+    g->name = strdup(name);
+    g->users = 0;
+    g->total = pvg_paillier_ct_new(x->pub);
+    if (!g->name || !g->total) {
+        free(g->name);
+        pvg_paillier_ct_free(g->total);
+        return -1;
+    }
+    return (int)x->ng++;
+}
+
+static int item_group(sp_ctx *x, int64_t item_id)
+{
+    if (x->icap == 0) {
+        x->icap = 1 << 16;
+        x->items = malloc(x->icap * sizeof *x->items);
+        if (!x->items) return -1;
+        for (size_t i = 0; i < x->icap; i++) x->items[i].group = -2;
+    }
+    size_t mask = x->icap - 1;
+    size_t h = (size_t)(((uint64_t)item_id * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+    size_t probes = 0;
+    while (x->items[h].group != -2 && x->items[h].id != item_id && probes < x->icap) {
+        h = (h + 1) & mask;
+        probes++;
+    }
+    if (x->items[h].group != -2 && x->items[h].id == item_id) return x->items[h].group;
+    pvg_item *it = NULL;
+    pvg_error e;
+    const char *cat = "(uncategorised)";
+    if (item_id > 0 && pvg_store_item_get_by_id(x->s, item_id, &it, &e) == PVG_OK && it &&
+        it->category && *it->category)
+        cat = it->category;
+    int g = group_index(x, cat);
+    pvg_item_free(it);
+    if (g >= -3 && g != -1 && probes < x->icap / 2) {
+        x->items[h].id = item_id;
+        x->items[h].group = g;
+    }
+    return g;
+}
+
+static int sp_user(void *ctx, const pvg_user_view *user, const pvg_event *ev, size_t n)
+{
+    sp_ctx *x = ctx;
+    x->un = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(ev[i].fields & PVG_FIELD_AMOUNT)) continue;
+        if (ev[i].type != PVG_EVENT_PURCHASE && ev[i].type != PVG_EVENT_RETURN) continue;
+        if (!isfinite(ev[i].amount) || fabs(ev[i].amount) > 1e13) continue;
+        int g;
+        if (x->o->group_by == PVG_SPEND_BY_COUNTRY)
+            g = group_index(x, (ev[i].fields & PVG_FIELD_COUNTRY) && ev[i].country &&
+                                       *ev[i].country
+                                   ? ev[i].country
+                                   : "(unknown)");
+        else if (x->o->group_by == PVG_SPEND_BY_CATEGORY)
+            g = item_group(x, ev[i].item_id);
+        else
+            g = group_index(x, "all");
+        if (g == -3) continue;
+        if (g < 0) {
+            x->st = pvg_error_set(x->err, PVG_ERR_NOMEM, "out of memory");
+            return 1;
+        }
+        int64_t cents = (int64_t)llround(ev[i].amount * 100.0);
+        size_t k;
+        for (k = 0; k < x->un; k++)
+            if (x->ug[k] == g) break;
+        if (k == x->un) {
+            if (x->un == x->ucap) {
+                size_t nc = x->ucap ? x->ucap * 2 : 16;
+                int *a = realloc(x->ug, nc * sizeof *a);
+                if (a) x->ug = a;
+                int64_t *b = realloc(x->ucents, nc * sizeof *b);
+                if (b) x->ucents = b;
+                if (!a || !b) {
+                    x->st = pvg_error_set(x->err, PVG_ERR_NOMEM, "out of memory");
+                    return 1;
+                }
+                x->ucap = nc;
+            }
+            x->ug[k] = g;
+            x->ucents[k] = 0;
+            x->un++;
+        }
+        x->ucents[k] += cents;
+        x->events++;
+    }
+    if (x->un) x->users++;
+    /* The client side: each (user, group) subtotal is encrypted under the
+     * analyst's key. With DP the contribution is bounded first: the first
+     * max_groups groups in time order, each clamped to [-clamp, clamp]. */
+    size_t limit = x->o->dp && (size_t)x->max_groups < x->un ? (size_t)x->max_groups : x->un;
+    for (size_t k = 0; k < limit; k++) {
+        int64_t v = x->ucents[k];
+        if (x->o->dp) {
+            if (v > x->clamp_cents) v = x->clamp_cents;
+            if (v < -x->clamp_cents) v = -x->clamp_cents;
+        }
+        pvg_spend_group *g = &x->groups[x->ug[k]];
+        x->st = pvg_paillier_encrypt_int64(x->enc, v, x->tmp, x->err);
+        if (x->st == PVG_OK) x->st = pvg_paillier_add(g->total, g->total, x->tmp, x->err);
+        if (x->st != PVG_OK) return 1;
+        g->users++;
+    }
+    return 0;
+}
+
+static int sp_catalog_item(void *ctx, const pvg_item *it)
+{
+    sp_ctx *x = ctx;
+    return group_index(x, it->category && *it->category ? it->category : "(uncategorised)") == -1;
+}
+
+static int cmp_group(const void *a, const void *b)
+{
+    return strcmp(((const pvg_spend_group *)a)->name, ((const pvg_spend_group *)b)->name);
+}
+
+void pvg_spend_result_free(pvg_spend_result *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->groups[i].name);
+        pvg_paillier_ct_free(r->groups[i].total);
+    }
+    free(r->groups);
+    free(r);
+}
+
+pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
+                                    const pvg_spend_options *opts, pvg_spend_result **out,
+                                    pvg_error *err)
+{
+    *out = NULL;
+    pvg_spend_options def = {0};
+    if (!opts) opts = &def;
+    if (!s || !pub) return pvg_error_set(err, PVG_ERR_INVALID, "no store or no public key");
+    if (opts->group_by != PVG_SPEND_BY_NONE && opts->group_by != PVG_SPEND_BY_COUNTRY &&
+        opts->group_by != PVG_SPEND_BY_CATEGORY)
+        return pvg_error_set(err, PVG_ERR_INVALID, "unknown grouping %d", (int)opts->group_by);
+    sp_ctx x;
+    memset(&x, 0, sizeof x);
+    x.s = s;
+    x.o = opts;
+    x.pub = pub;
+    x.err = err;
+    x.max_groups = opts->max_groups > 0 ? opts->max_groups : 1;
+    if (opts->dp) {
+        if (!(opts->epsilon > 0) || !isfinite(opts->epsilon))
+            return pvg_error_set(err, PVG_ERR_INVALID, "epsilon must be a positive number");
+        if (!(opts->clamp > 0) || !(opts->clamp < 1e12))
+            return pvg_error_set(err, PVG_ERR_INVALID, "clamp must be in (0, 1e12)");
+        if (opts->group_by == PVG_SPEND_BY_COUNTRY && !(opts->delta > 0 && opts->delta < 1))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "grouping by country with DP needs 0 < delta < 1: the set of "
+                                 "countries comes from the data and is selected privately");
+        if (opts->rng && pvg_rng_is_deterministic(opts->rng) && !opts->allow_insecure)
+            return pvg_error_set(err, PVG_ERR_POLICY,
+                                 "refusing the deterministic test generator for a DP release");
+        x.clamp_cents = (int64_t)llround(opts->clamp * 100.0);
+        if (x.clamp_cents < 1) x.clamp_cents = 1;
+    }
+    pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = opts->rng,
+                                   .allow_insecure = opts->allow_insecure};
+    pvg_status st = pvg_paillier_enc_new(pub, &eo, &x.enc, err);
+    if (st != PVG_OK) return st;
+    pvg_rng *rng = opts->rng ? pvg_rng_split(opts->rng) : pvg_rng_new_secure();
+    x.tmp = pvg_paillier_ct_new(pub);
+    char *keep = NULL;
+    pvg_spend_result *res = calloc(1, sizeof *res);
+    if (!rng || !x.tmp || !res) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* With DP, categories (catalog data, not personal) and "all" are a public
+     * domain fixed before reading any user. */
+    if (opts->dp && opts->group_by == PVG_SPEND_BY_CATEGORY) {
+        st = pvg_store_items_foreach(s, sp_catalog_item, &x, err);
+        if (st != PVG_OK) goto done;
+        x.closed_domain = 1;
+    }
+    if (opts->dp && opts->group_by == PVG_SPEND_BY_NONE) {
+        if (group_index(&x, "all") < 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        x.closed_domain = 1;
+    }
+    x.st = PVG_OK;
+    st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, sp_user, &x, err);
+    if (x.st != PVG_OK) {
+        st = x.st;
+        goto done;
+    }
+    if (st != PVG_OK) goto done;
+    keep = malloc(x.ng ? x.ng : 1);
+    if (!keep) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    memset(keep, 1, x.ng ? x.ng : 1);
+    if (opts->dp) {
+        double eps_sum = opts->epsilon;
+        if (opts->group_by == PVG_SPEND_BY_COUNTRY) {
+            double eps_sel = opts->epsilon / 2;
+            eps_sum = opts->epsilon / 2;
+            pvg_dp_partition_rule rule;
+            st = pvg_dp_partition_rule_make(eps_sel, opts->delta, x.max_groups, &rule, err);
+            if (st != PVG_OK) goto done;
+            for (size_t i = 0; i < x.ng; i++)
+                keep[i] = (char)pvg_dp_partition_keep(rng, &rule, x.groups[i].users, NULL);
+        }
+        int64_t sens = x.clamp_cents * (int64_t)x.max_groups;
+        pvg_dp_noise_info info;
+        memset(&info, 0, sizeof info);
+        for (size_t i = 0; i < x.ng; i++) {
+            if (!keep[i]) continue;
+            int64_t z = 0;
+            st = pvg_dp_laplace_int(rng, 0, sens, eps_sum, opts->allow_insecure, &z, &info, err);
+            if (st == PVG_OK) st = pvg_paillier_encrypt_int64(x.enc, z, x.tmp, err);
+            if (st == PVG_OK)
+                st = pvg_paillier_add(x.groups[i].total, x.groups[i].total, x.tmp, err);
+            if (st != PVG_OK) goto done;
+        }
+        res->noise_scale = info.scale;
+        char what[200];
+        snprintf(what, sizeof what,
+                 "encrypted spend total by %s (clamp %.2f, at most %ld groups per user)",
+                 opts->group_by == PVG_SPEND_BY_COUNTRY    ? "country"
+                 : opts->group_by == PVG_SPEND_BY_CATEGORY ? "category"
+                                                           : "none",
+                 opts->clamp, x.max_groups);
+        st = pvg_ledger_charge(s, opts->dataset ? opts->dataset : PVG_LEDGER_DEFAULT_DATASET, what,
+                               "discrete-laplace", opts->epsilon,
+                               opts->group_by == PVG_SPEND_BY_COUNTRY ? opts->delta : 0, NULL,
+                               err);
+        if (st != PVG_OK) goto done;
+    }
+    /* Re-randomise every total that leaves; move kept groups to the result. */
+    res->groups = calloc(x.ng ? x.ng : 1, sizeof *res->groups);
+    if (!res->groups) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < x.ng; i++) {
+        if (!keep[i]) continue;
+        st = pvg_paillier_rerandomize(x.enc, x.groups[i].total, err);
+        if (st != PVG_OK) goto done;
+        res->groups[res->n] = x.groups[i];
+        if (opts->dp) res->groups[res->n].users = -1;
+        res->n++;
+        x.groups[i].name = NULL;
+        x.groups[i].total = NULL;
+    }
+    qsort(res->groups, res->n, sizeof *res->groups, cmp_group);
+    res->users = x.users;
+    res->events = x.events;
+done:
+    for (size_t i = 0; i < x.ng; i++) {
+        free(x.groups[i].name);
+        pvg_paillier_ct_free(x.groups[i].total);
+    }
+    free(x.groups);
+    free(x.items);
+    free(x.ug);
+    free(x.ucents);
+    free(keep);
+    pvg_paillier_ct_free(x.tmp);
+    pvg_rng_free(rng);
+    pvg_paillier_enc_free(x.enc);
+    if (st != PVG_OK) {
+        pvg_spend_result_free(res);
+        return st;
+    }
+    *out = res;
+    return PVG_OK;
+}

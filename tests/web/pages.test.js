@@ -100,6 +100,7 @@ async function main() {
     await page.waitForFunction(() => document.getElementById('consent-status').textContent.includes('personalisation off'));
     let r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/consent', TOKEN);
     check(r.status === 200 && r.body.personalization === false, 'the consent switch reached the server');
+    check((await page.textContent('#purposes tr[data-purpose="personalization"] td:last-child')) === 'no', 'the purpose table shows personalisation inactive');
     r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/recommendations', TOKEN);
     check(r.status === 200 && r.body.personalized === false, 'consent off gives non-personalised recommendations');
     await shot(page, 'portal-consent-off');

@@ -51,6 +51,10 @@
     for (const s of switches) body[s] = $('consent-' + s).checked;
     try {
       const r = await PVG.api('PUT', path() + '/consent', tok(), body);
+      for (const s of switches) {
+        const row = document.querySelector('#purposes tr[data-purpose="' + s + '"]');
+        if (row) row.lastChild.textContent = r[s] ? 'yes' : 'no';
+      }
       PVG.status('consent-status', 'saved: personalisation ' + (r.personalization ? 'on' : 'off') +
         ', analytics ' + (r.analytics ? 'on' : 'off'), 'ok');
     } catch (e) { PVG.status('consent-status', e.message, 'error'); }

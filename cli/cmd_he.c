@@ -338,6 +338,9 @@ static int run_encrypt(cli_ctx *c)
     pvg_paillier_enc *enc = fresh_enc(pub, mode, &rc);
     pvg_paillier_ct *ct = enc ? pvg_paillier_ct_new(pub) : NULL;
     if (enc && !ct) rc = cli_fail("he encrypt", PVG_ERR_NOMEM, NULL);
+    int list = cli_bool(c, "list");
+    pvg_paillier_ct **all = NULL;
+    size_t n_all = 0, cap_all = 0;
     char *line = NULL;
     size_t cap = 0;
     long lineno = 0;
@@ -354,8 +357,36 @@ static int run_encrypt(cli_ctx *c)
             rc = cli_fail(where, st, &err);
             break;
         }
-        rc = print_ct(ct);
+        if (!list) {
+            rc = print_ct(ct);
+            continue;
+        }
+        if (n_all == cap_all) {
+            size_t nc = cap_all ? cap_all * 2 : 64;
+            pvg_paillier_ct **a = realloc(all, nc * sizeof *a);
+            if (!a) {
+                rc = cli_fail("he encrypt", PVG_ERR_NOMEM, NULL);
+                break;
+            }
+            all = a;
+            cap_all = nc;
+        }
+        all[n_all++] = ct;
+        ct = pvg_paillier_ct_new(pub);
+        if (!ct) rc = cli_fail("he encrypt", PVG_ERR_NOMEM, NULL);
     }
+    if (list && !rc) {
+        char *doc = NULL;
+        pvg_error err;
+        pvg_error_clear(&err);
+        pvg_status st = pvg_paillier_list_to_json(pub, all, n_all, &doc, &err);
+        if (st != PVG_OK)
+            rc = cli_fail("he encrypt", st, &err);
+        else
+            puts(doc);
+        free(doc);
+    }
+    pvg_paillier_ct_array_free(all, n_all);
     free(line);
     pvg_paillier_ct_free(ct);
     pvg_paillier_enc_free(enc);
@@ -717,6 +748,7 @@ static const cli_flag encrypt_flags[] = {
     {"pub", CLI_STR, "FILE", "public key (pheutil JWK)"},
     {"exponent", CLI_INT, "E", "lower every exponent to at most E (default -32, as pheutil)"},
     {"obfuscator", CLI_STR, "KIND", "djn (short exponent, default) or fresh (r^n per encryption)"},
+    {"list", CLI_BOOL, NULL, "print one python-paillier list document {\"public_key\", \"values\"}"},
     {0},
 };
 

@@ -307,8 +307,46 @@ static void test_djn_obfuscator_is_nth_residue(void **state)
         mpz_powm(d, o, lambda, g_pub->n2);
         assert_true(mpz_cmp_ui(d, 1) == 0);
     }
+    /* the fixed-base comb equals plain exponentiation hs^a */
+    mpz_t fast, naive;
+    mpz_inits(fast, naive, NULL);
+    unsigned char a[64];
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(3);
+    for (int i = 0; i < 6; i++) {
+        pvg_rng_bytes(rng, a, sizeof a);
+        if (i == 0) memset(a, 0, sizeof a);    /* a = 0: obfuscator 1 */
+        if (i == 1) memset(a, 0xff, sizeof a); /* all windows at their last entry */
+        assert_int_equal(pvg_he_djn_check(enc, a, sizeof a, fast, naive), 1);
+        assert_true(mpz_cmp(fast, naive) == 0);
+        if (i == 0) assert_true(mpz_cmp_ui(fast, 1) == 0);
+    }
+    pvg_rng_free(rng);
+    mpz_clears(fast, naive, NULL);
     mpz_clears(o, d, lambda, NULL);
     pvg_paillier_enc_free(enc);
+}
+
+/* decode(encode(x)) == x for doubles across the exponent range, and the
+ * text form reads back as the same double */
+static void test_encode_roundtrip(void **state)
+{
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(4);
+    mpz_t enc, mant;
+    mpz_inits(enc, mant, NULL);
+    for (int i = 0; i < 2000; i++) {
+        double x = ldexp(pvg_rng_double(rng) - 0.5, (int)pvg_rng_uniform(rng, 400) - 200);
+        long e = 0;
+        assert_int_equal(pvg_he_encode_double(g_pub, x, 0, 0, 0, enc, &e, NULL), PVG_OK);
+        assert_int_equal(pvg_he_decode_mantissa(g_pub, enc, mant, NULL), PVG_OK);
+        double back;
+        assert_int_equal(pvg_he_mantissa_to_double(mant, e, &back, NULL), PVG_OK);
+        assert_true(back == x);
+        char buf[64];
+        pvg_he_double_repr(x, buf, sizeof buf);
+        assert_true(strtod(buf, NULL) == x);
+    }
+    mpz_clears(enc, mant, NULL);
+    pvg_rng_free(rng);
 }
 
 static void test_homomorphic_ops(void **state)
@@ -577,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_djn_obfuscator_is_nth_residue),
         cmocka_unit_test(test_homomorphic_ops),
         cmocka_unit_test(test_packing),
+        cmocka_unit_test(test_encode_roundtrip),
         cmocka_unit_test(test_json_formats),
         cmocka_unit_test(test_phe_generated_key),
     };

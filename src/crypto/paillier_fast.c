@@ -54,6 +54,8 @@ struct pvg_paillier_enc {
     size_t limbs;      /* limbs of n^2 */
     mp_limb_t *table;  /* nwin * DJN_ROW * limbs */
     mp_limb_t *sel;    /* limbs: the selected entry */
+    mpz_t hs;          /* the fixed base (kept for the reference kernel) */
+    int has_hs;
     /* POOL */
     unsigned nthreads;
     pthread_t *threads;
@@ -122,6 +124,8 @@ static pvg_status djn_setup(pvg_paillier_enc *enc, pvg_error *err)
     mpz_mod(h, h, pub->n);
     mpz_sub(h, pub->n, h);            /* h = -x^2 mod n */
     mpz_powm(base, h, pub->n, pub->n2); /* hs = h^n mod n^2 */
+    mpz_init_set(enc->hs, base);
+    enc->has_hs = 1;
     for (unsigned i = 0; i < enc->nwin; i++) {
         mp_limb_t *row = enc->table + (size_t)i * DJN_ROW * enc->limbs;
         mpz_set_ui(cur, 1);
@@ -150,12 +154,11 @@ static void djn_select(const mp_limb_t *row, size_t limbs, unsigned idx, mp_limb
     }
 }
 
-static void djn_obfuscator(pvg_paillier_enc *enc, mpz_t out)
+/* hs^a for a little-endian exponent a of enc->abits bits: the fixed-base
+ * comb, one constant-time row selection and one product per window. */
+static void djn_comb(pvg_paillier_enc *enc, const unsigned char *a, mpz_t out)
 {
     const pvg_paillier_pub *pub = enc->pub;
-    unsigned char a[64]; /* abits <= 512 */
-    size_t abytes = (enc->abits + 7) / 8;
-    pvg_rng_bytes(enc->rng, a, abytes);
     mpz_t acc, selz;
     mpz_init(acc);
     for (unsigned i = 0; i < enc->nwin; i++) {
@@ -174,9 +177,33 @@ static void djn_obfuscator(pvg_paillier_enc *enc, mpz_t out)
         }
     }
     mpz_swap(out, acc);
-    sodium_memzero(a, sizeof a);
     sodium_memzero(enc->sel, enc->limbs * sizeof(mp_limb_t));
     pvg_he_mpz_wipe(acc);
+}
+
+static void djn_obfuscator(pvg_paillier_enc *enc, mpz_t out)
+{
+    unsigned char a[64]; /* abits <= 512 */
+    size_t abytes = (enc->abits + 7) / 8;
+    memset(a, 0, sizeof a);
+    pvg_rng_bytes(enc->rng, a, abytes);
+    if (enc->abits % 8) a[abytes - 1] &= (unsigned char)((1u << (enc->abits % 8)) - 1);
+    djn_comb(enc, a, out);
+    sodium_memzero(a, sizeof a);
+}
+
+int pvg_he_djn_check(pvg_paillier_enc *enc, const unsigned char *a, size_t len, mpz_t fast,
+                     mpz_t naive)
+{
+    if (enc->mode != PVG_PAILLIER_OBF_DJN || len * 8 < enc->abits) return 0;
+    djn_comb(enc, a, fast);
+    mpz_t e;
+    mpz_init(e);
+    mpz_import(e, (enc->abits + 7) / 8, -1, 1, 0, 0, a); /* little-endian bytes */
+    mpz_fdiv_r_2exp(e, e, enc->abits);
+    mpz_powm(naive, enc->hs, e, enc->pub->n2);
+    mpz_clear(e);
+    return 1;
 }
 
 /* ---- POOL ---------------------------------------------------------------------- */
@@ -290,6 +317,7 @@ void pvg_paillier_enc_free(pvg_paillier_enc *enc)
         free(enc->table);
     }
     if (enc->sel) free(enc->sel);
+    if (enc->has_hs) mpz_clear(enc->hs);
     pvg_rng_free(enc->rng);
     free(enc);
 }

@@ -100,6 +100,13 @@ pvg_status pvg_he_enc_obfuscator(pvg_paillier_enc *enc, mpz_t out, pvg_error *er
 /* The encryptor's key. */
 const pvg_paillier_pub *pvg_he_enc_pub(const pvg_paillier_enc *enc);
 
+/* The DJN reference check: `fast` = the comb result for exponent a
+ * (little-endian bytes, truncated to the encryptor's exponent bits) and
+ * `naive` = hs^a by plain exponentiation. Returns 0 when enc is not DJN or a
+ * is too short. Tests only. */
+int pvg_he_djn_check(pvg_paillier_enc *enc, const unsigned char *a, size_t len, mpz_t fast,
+                     mpz_t naive);
+
 /* Uniform r in [1, n) from rng (64 extra bits, bias < 2^-64). */
 void pvg_he_random_below_n(pvg_rng *rng, const mpz_t n, mpz_t r);
 

@@ -219,6 +219,63 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
                                pvg_error *err) PVG_WARN_UNUSED;
 void pvg_secagg_sim_result_clear(pvg_secagg_sim_result *r);
 
+/* ---- joint sums among a few parties (mpc sum) ----
+ *
+ * P >= 3 parties, each with a private table of (group, value) rows, learn
+ * the per-group totals over all parties and nothing else about the other
+ * parties' values. Each party secret-shares its vector of per-group totals
+ * (additive over Z_2^64, or Shamir t-of-P over GF(2^61-1)) to the others
+ * over TCP on 127.0.0.1, sums the shares it receives, and publishes only
+ * that partial sum; the totals are recovered from the partials. Semi-honest
+ * model; the group labels (not the values) of every party are revealed to
+ * the others, to agree on the vector layout. */
+
+/* A table of groups (sorted, unique labels) with int64 totals in units of
+ * 10^-decimals. */
+typedef struct pvg_mpc_table pvg_mpc_table;
+
+/* new: reads a CSV of "group,value" lines (an optional first line
+ * "group,value" is a header; blank lines are skipped; a group may be
+ * double-quoted with "" for a quote). Values are decimals with at most
+ * `decimals` (0..9) fraction digits; rows of the same group add up.
+ * Errors: PVG_ERR_IO (cannot read), PVG_ERR_INVALID with err->source =
+ * path, err->line and err->column of the offending field. */
+pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals, pvg_mpc_table **out,
+                                  pvg_error *err) PVG_WARN_UNUSED;
+/* new: an empty table; add rows with pvg_mpc_table_add. */
+pvg_mpc_table *pvg_mpc_table_new(unsigned decimals);
+/* Adds value (in units of 10^-decimals) to group `label` (1..255 bytes,
+ * no NUL). Errors: INVALID (label), NOMEM, INVALID on int64 overflow. */
+pvg_status pvg_mpc_table_add(pvg_mpc_table *t, const char *label, int64_t value,
+                             pvg_error *err) PVG_WARN_UNUSED;
+void pvg_mpc_table_free(pvg_mpc_table *t);
+size_t pvg_mpc_table_count(const pvg_mpc_table *t);
+/* Label (borrowed) and total of entry i < count, in label order. */
+const char *pvg_mpc_table_label(const pvg_mpc_table *t, size_t i);
+int64_t pvg_mpc_table_value(const pvg_mpc_table *t, size_t i);
+unsigned pvg_mpc_table_decimals(const pvg_mpc_table *t);
+
+typedef enum pvg_mpc_scheme { PVG_MPC_ADDITIVE = 1, PVG_MPC_SHAMIR = 2 } pvg_mpc_scheme;
+
+typedef struct pvg_mpc_options {
+    unsigned parties;     /* P, 3..64 */
+    unsigned me;          /* this party's index, 0..P-1 */
+    unsigned port;        /* party i listens on 127.0.0.1:(port + i), 1024..65535-P */
+    pvg_mpc_scheme scheme;
+    unsigned threshold;   /* Shamir: 2..P (0 = P/2 + 1); ignored for additive */
+    unsigned timeout_ms;  /* whole-protocol deadline (connects, every read/write) */
+    pvg_rng *rng;         /* borrowed; production: the secure generator */
+} pvg_mpc_options;
+
+/* Runs the protocol for this party. On success *out (new) holds the joint
+ * totals of every group any party has. Errors: PVG_ERR_IO (socket errors,
+ * deadline passed: "timed out waiting for party j"), PVG_ERR_INVALID
+ * (malformed or inconsistent message from party j, with the reason),
+ * PVG_ERR_CRYPTO (Shamir partials inconsistent). Never blocks past the
+ * deadline. Not thread-safe with respect to the same port. */
+pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine,
+                       pvg_mpc_table **out, pvg_error *err) PVG_WARN_UNUSED;
+
 #ifdef __cplusplus
 }
 #endif

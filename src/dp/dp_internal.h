@@ -21,4 +21,25 @@ double dp_norm_sf(double x);
 /* Refuses the deterministic generator unless allowed. */
 pvg_status dp_check_rng(pvg_rng *rng, int allow_insecure, pvg_error *err);
 
+/* A calibrated additive-noise plan, reusable for many values of the same
+ * sensitivity: value -> (round(value / g) + Z) g with Z ~ DLap(num/den) or
+ * DGauss(sigma^2 = num/den); g = 1 for integer plans. */
+typedef struct dp_plan {
+    int gaussian;
+    double g;
+    uint64_t num, den;
+    pvg_dp_noise_info info;
+} dp_plan;
+
+/* Calibrates a plan for L1 (Laplace) or L2 (Gaussian) sensitivity `sens`.
+ * integer: values are integers and sens is rounded up to an integer, g = 1. */
+pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
+                        dp_plan *p, pvg_error *err);
+/* Applies the plan; PVG_ERR_INVALID when the value does not fit the grid. */
+pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
+                         pvg_error *err);
+
+/* Half-width of the 95% interval of a discrete Laplace of scale b. */
+double lap_ci95_public(double b);
+
 #endif

@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LAP_DEN_BITS 20
 #define Z95 1.959963984540054
@@ -38,6 +39,11 @@ static double lap_ci95(double b)
     while (k > 0 && pvg_dp_discrete_laplace_tail(b, (int64_t)k - 1) <= 0.05) k--;
     while (pvg_dp_discrete_laplace_tail(b, (int64_t)k) > 0.05) k++;
     return k;
+}
+
+double lap_ci95_public(double b)
+{
+    return lap_ci95(b);
 }
 
 static pvg_status check_eps(double epsilon, pvg_error *err)
@@ -423,4 +429,46 @@ void pvg_dp_oue_estimate(const long long *bit_counts, uint32_t k, long long n, d
 {
     double q = ceil(P53 / (exp(epsilon) + 1)) / P53;
     for (uint32_t v = 0; v < k; v++) est[v] = ((double)bit_counts[v] - (double)n * q) / (0.5 - q);
+}
+
+/* ---- reusable plans (used by the query engine) ---- */
+
+pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
+                        dp_plan *p, pvg_error *err)
+{
+    /* Calibrate through the public mechanisms on a dummy value with a fixed
+     * throwaway generator: only the returned noise parameters are kept. */
+    pvg_rng *tmp = pvg_rng_new_INSECURE_deterministic_for_tests(0);
+    if (!tmp) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    pvg_status st;
+    memset(p, 0, sizeof *p);
+    p->gaussian = gaussian;
+    if (integer) {
+        int64_t s_int = (int64_t)ceil(sens), o;
+        if (s_int < 1) s_int = 1;
+        st = gaussian ? pvg_dp_gaussian_int(tmp, 0, s_int, epsilon, delta, 1, &o, &p->info, err)
+                      : pvg_dp_laplace_int(tmp, 0, s_int, epsilon, 1, &o, &p->info, err);
+    } else {
+        double o;
+        st = gaussian ? pvg_dp_gaussian_real(tmp, 0, sens, epsilon, delta, 1, &o, &p->info, err)
+                      : pvg_dp_laplace_real(tmp, 0, sens, epsilon, 1, &o, &p->info, err);
+    }
+    pvg_rng_free(tmp);
+    if (st != PVG_OK) return st;
+    p->g = p->info.granularity;
+    p->num = p->info.noise_num;
+    p->den = p->info.noise_den;
+    return PVG_OK;
+}
+
+pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
+                         pvg_error *err)
+{
+    int64_t vi = 0;
+    pvg_status st = grid_round(value, p->g, &vi, err);
+    if (st != PVG_OK) return st;
+    int64_t z = p->gaussian ? pvg_dp_discrete_gaussian(rng, p->num, p->den)
+                            : pvg_dp_discrete_laplace(rng, p->num, p->den);
+    *out = (double)(vi + z) * p->g;
+    return PVG_OK;
 }

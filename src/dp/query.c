@@ -1,0 +1,627 @@
+/*
+ * query.c - user-level DP statistics over the store (privguide/query.h).
+ *
+ * One pass over the users (decrypted one at a time, analytics consent
+ * required). Per user, events are filtered by type, mapped to a group key
+ * and bounded: the first max_groups groups in time order, the first
+ * max_contributions events per group, values clamped. The bounded per-user
+ * aggregates are added to per-group totals (count, sum, distinct users).
+ * Then: partition selection for grouped outputs, calibrated noise for the
+ * values (one plan per query), the ledger charge, and only then the result.
+ *
+ * Shapes: groups are kept in an open-addressing hash table keyed by string
+ * (capacity a power of two, load <= 1/2); per-user slots are a small array
+ * of max_groups entries searched linearly.
+ */
+#include <privguide/query.h>
+
+#include <privguide/dp.h>
+#include <privguide/ledger.h>
+
+#include "dp/dp_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- names ---- */
+
+static const char *const kind_names[] = {"count", "sum", "mean", "quantile", "histogram", "top-items"};
+static const char *const group_names[] = {"none", "category", "item", "country", "day"};
+
+pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out)
+{
+    for (int i = 0; i < 6; i++)
+        if (name && strcmp(name, kind_names[i]) == 0) {
+            *out = (pvg_query_kind)i;
+            return PVG_OK;
+        }
+    return PVG_ERR_INVALID;
+}
+
+const char *pvg_query_kind_name(pvg_query_kind k)
+{
+    return (unsigned)k < 6 ? kind_names[k] : "?";
+}
+
+pvg_status pvg_query_group_parse(const char *name, pvg_query_group *out)
+{
+    for (int i = 0; i < 5; i++)
+        if (name && strcmp(name, group_names[i]) == 0) {
+            *out = (pvg_query_group)i;
+            return PVG_OK;
+        }
+    return PVG_ERR_INVALID;
+}
+
+const char *pvg_query_group_name(pvg_query_group g)
+{
+    return (unsigned)g < 5 ? group_names[g] : "?";
+}
+
+void pvg_query_spec_init(pvg_query_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+    spec->kind = PVG_QUERY_COUNT;
+    spec->event_type = PVG_EVENT_PURCHASE;
+    spec->value = PVG_QUERY_VALUE_QUANTITY;
+    spec->group_by = PVG_QUERY_GROUP_NONE;
+}
+
+/* ---- hash tables ---- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+typedef struct grp {
+    char *key;
+    double count, sum;
+    long long users;
+} grp;
+
+typedef struct gtable {
+    int32_t *slots; /* index into g, -1 empty */
+    size_t cap;
+    grp *g;
+    size_t n, gcap;
+} gtable;
+
+static int gt_grow(gtable *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : 64;
+    int32_t *ns = malloc(ncap * sizeof *ns);
+    if (!ns) return -1;
+    for (size_t i = 0; i < ncap; i++) ns[i] = -1;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t h = (size_t)hash_str(t->g[i].key) & (ncap - 1);
+        while (ns[h] >= 0) h = (h + 1) & (ncap - 1);
+        ns[h] = (int32_t)i;
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->cap = ncap;
+    return 0;
+}
+
+/* index of key, inserting when absent; -1 on out of memory */
+static long gt_get(gtable *t, const char *key)
+{
+    if (2 * (t->n + 1) > t->cap && gt_grow(t)) return -1;
+    size_t h = (size_t)hash_str(key) & (t->cap - 1);
+    while (t->slots[h] >= 0) {
+        if (strcmp(t->g[t->slots[h]].key, key) == 0) return t->slots[h];
+        h = (h + 1) & (t->cap - 1);
+    }
+    if (t->n == t->gcap) {
+        size_t nc = t->gcap ? t->gcap * 2 : 64;
+        grp *ng = realloc(t->g, nc * sizeof *ng);
+        if (!ng) return -1;
+        t->g = ng;
+        t->gcap = nc;
+    }
+    char *k = strdup(key);
+    if (!k) return -1;
+    t->g[t->n] = (grp){k, 0, 0, 0};
+    t->slots[h] = (int32_t)t->n;
+    return (long)t->n++;
+}
+
+static void gt_free(gtable *t)
+{
+    for (size_t i = 0; i < t->n; i++) free(t->g[i].key);
+    free(t->g);
+    free(t->slots);
+}
+
+/* item id -> category */
+typedef struct catmap {
+    int64_t *ids;
+    char **cats;
+    size_t cap, n;
+} catmap;
+
+static int cm_put(catmap *m, int64_t id, const char *cat)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 1024;
+        int64_t *ni = malloc(nc * sizeof *ni);
+        char **nca = calloc(nc, sizeof *nca);
+        if (!ni || !nca) { free(ni); free(nca); return -1; }
+        for (size_t i = 0; i < nc; i++) ni[i] = 0;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->ids[i]) {
+                size_t h = (size_t)((uint64_t)m->ids[i] * 0x9E3779B97F4A7C15ull) & (nc - 1);
+                while (ni[h]) h = (h + 1) & (nc - 1);
+                ni[h] = m->ids[i];
+                nca[h] = m->cats[i];
+            }
+        free(m->ids);
+        free(m->cats);
+        m->ids = ni;
+        m->cats = nca;
+        m->cap = nc;
+    }
+    size_t h = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
+    while (m->ids[h] && m->ids[h] != id) h = (h + 1) & (m->cap - 1);
+    if (!m->ids[h]) m->n++;
+    else free(m->cats[h]);
+    m->ids[h] = id;
+    m->cats[h] = strdup(cat ? cat : "(none)");
+    return m->cats[h] ? 0 : -1;
+}
+
+static const char *cm_get(const catmap *m, int64_t id)
+{
+    if (!m->cap || id == 0) return "(none)";
+    size_t h = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
+    while (m->ids[h]) {
+        if (m->ids[h] == id) return m->cats[h];
+        h = (h + 1) & (m->cap - 1);
+    }
+    return "(none)";
+}
+
+static void cm_free(catmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++) free(m->cats[i]);
+    free(m->ids);
+    free(m->cats);
+}
+
+static int cm_item_cb(void *ctx, const pvg_item *it)
+{
+    return cm_put(ctx, it->id, it->category && *it->category ? it->category : "(none)") ? 1 : 0;
+}
+
+/* ---- the pass over users ---- */
+
+typedef struct uslot {
+    long g;      /* group index */
+    long n;      /* events taken */
+    double sum;  /* clamped values taken */
+} uslot;
+
+typedef struct qctx {
+    const pvg_query_spec *sp;
+    long m, G;
+    catmap cats;
+    gtable gt;
+    uslot *slots;
+    double *vals; /* quantile */
+    size_t nv, vcap;
+    long long users;
+    int oom;
+    char keybuf[64];
+} qctx;
+
+static double clampd(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static const char *group_key(qctx *q, const pvg_event *e, double v)
+{
+    const pvg_query_spec *sp = q->sp;
+    if (sp->kind == PVG_QUERY_HISTOGRAM) {
+        int b = (int)floor((v - sp->clamp_lo) / (sp->clamp_hi - sp->clamp_lo) * sp->bins);
+        if (b >= sp->bins) b = sp->bins - 1;
+        if (b < 0) b = 0;
+        snprintf(q->keybuf, sizeof q->keybuf, "%06d", b);
+        return q->keybuf;
+    }
+    switch (sp->kind == PVG_QUERY_TOP_ITEMS ? PVG_QUERY_GROUP_ITEM : sp->group_by) {
+    case PVG_QUERY_GROUP_NONE: return "";
+    case PVG_QUERY_GROUP_CATEGORY: return cm_get(&q->cats, e->item_id);
+    case PVG_QUERY_GROUP_ITEM: return e->item ? e->item : "(none)";
+    case PVG_QUERY_GROUP_COUNTRY:
+        return (e->fields & PVG_FIELD_COUNTRY) && e->country ? e->country : "(unknown)";
+    case PVG_QUERY_GROUP_DAY: {
+        time_t t = (time_t)e->ts;
+        struct tm tmv;
+        gmtime_r(&t, &tmv);
+        strftime(q->keybuf, sizeof q->keybuf, "%Y-%m-%d", &tmv);
+        return q->keybuf;
+    }
+    }
+    return "";
+}
+
+static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_t n)
+{
+    qctx *q = ctx;
+    const pvg_query_spec *sp = q->sp;
+    long used = 0;
+    q->users++;
+    int need_value = sp->value != PVG_QUERY_VALUE_EVENTS &&
+                     (sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN ||
+                      sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM);
+    unsigned field = sp->value == PVG_QUERY_VALUE_AMOUNT ? PVG_FIELD_AMOUNT : PVG_FIELD_QUANTITY;
+    for (size_t i = 0; i < n; i++) {
+        const pvg_event *e = &ev[i];
+        if (sp->event_type >= 0 && (int)e->type != sp->event_type) continue;
+        double v = 0;
+        if (need_value) {
+            if (!(e->fields & field)) continue;
+            v = clampd(field == PVG_FIELD_AMOUNT ? e->amount : e->quantity, sp->clamp_lo, sp->clamp_hi);
+        }
+        const char *key = group_key(q, e, v);
+        long s = -1;
+        for (long k = 0; k < used; k++)
+            if (strcmp(q->gt.g[q->slots[k].g].key, key) == 0) { s = k; break; }
+        if (s < 0) {
+            if (used >= q->G) continue; /* this user's group budget is spent */
+            long g = gt_get(&q->gt, key);
+            if (g < 0) { q->oom = 1; return 1; }
+            s = used++;
+            q->slots[s] = (uslot){g, 0, 0};
+        }
+        if (q->slots[s].n >= q->m) continue;
+        q->slots[s].n++;
+        q->slots[s].sum += v;
+        if (sp->kind == PVG_QUERY_QUANTILE) {
+            if (q->nv == q->vcap) {
+                size_t nc = q->vcap ? q->vcap * 2 : 4096;
+                double *nvv = realloc(q->vals, nc * sizeof *nvv);
+                if (!nvv) { q->oom = 1; return 1; }
+                q->vals = nvv;
+                q->vcap = nc;
+            }
+            q->vals[q->nv++] = v;
+        }
+    }
+    for (long k = 0; k < used; k++) {
+        grp *g = &q->gt.g[q->slots[k].g];
+        g->users++;
+        g->count += (double)q->slots[k].n;
+        if (sp->value == PVG_QUERY_VALUE_EVENTS) {
+            double c = (double)q->slots[k].n;
+            g->sum += sp->has_clamp ? clampd(c, sp->clamp_lo, sp->clamp_hi) : c;
+        } else {
+            g->sum += q->slots[k].sum;
+        }
+    }
+    (void)u;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_row_group(const void *a, const void *b)
+{
+    const pvg_query_row *x = a, *y = b;
+    return strcmp(x->group ? x->group : "", y->group ? y->group : "");
+}
+
+static int cmp_row_value_desc(const void *a, const void *b)
+{
+    const pvg_query_row *x = a, *y = b;
+    if (x->value != y->value) return x->value < y->value ? 1 : -1;
+    return strcmp(x->group, y->group);
+}
+
+void pvg_query_result_free(pvg_query_result *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n_rows; i++) free((char *)r->rows[i].group);
+    free(r->rows);
+    free(r);
+}
+
+static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
+{
+    const char *src = "query";
+    if (!(sp->epsilon > 0) || isinf(sp->epsilon))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--epsilon must be > 0, got %g", sp->epsilon);
+    if (!(sp->delta >= 0 && sp->delta < 1))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--delta must be in [0, 1), got %g", sp->delta);
+    if ((unsigned)sp->kind > PVG_QUERY_TOP_ITEMS || (unsigned)sp->group_by > PVG_QUERY_GROUP_DAY)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "unknown query kind or grouping");
+    if (sp->event_type >= PVG_EVENT_TYPE_COUNT)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "unknown event type %d", sp->event_type);
+    int grouped = sp->kind == PVG_QUERY_TOP_ITEMS || (sp->group_by != PVG_QUERY_GROUP_NONE && sp->kind != PVG_QUERY_HISTOGRAM);
+    if (sp->max_contributions == 0) sp->max_contributions = 10;
+    if (sp->max_groups == 0) sp->max_groups = (grouped || sp->kind == PVG_QUERY_HISTOGRAM) ? 5 : 1;
+    if (sp->max_contributions < 1 || sp->max_contributions > 1000000)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--max-contributions must be in [1, 10^6]");
+    if (sp->max_groups < 1 || sp->max_groups > 100000)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--max-groups must be in [1, 10^5]");
+    if (!grouped && sp->kind != PVG_QUERY_HISTOGRAM) sp->max_groups = 1;
+    if (sp->kind == PVG_QUERY_QUANTILE && sp->group_by != PVG_QUERY_GROUP_NONE)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "quantile does not support --group-by");
+    if (sp->kind == PVG_QUERY_HISTOGRAM && sp->group_by != PVG_QUERY_GROUP_NONE)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "histogram groups by value bins; drop --group-by");
+    int needs_clamp = (sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN ||
+                       sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) &&
+                      sp->value != PVG_QUERY_VALUE_EVENTS;
+    if (sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) needs_clamp = 1;
+    if (needs_clamp && !sp->has_clamp)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--clamp LO:HI is required for %s of %s (contributions must be bounded)",
+                                pvg_query_kind_name(sp->kind),
+                                sp->value == PVG_QUERY_VALUE_AMOUNT ? "amount" : sp->value == PVG_QUERY_VALUE_EVENTS ? "events" : "quantity");
+    if (sp->has_clamp && !(sp->clamp_lo < sp->clamp_hi && isfinite(sp->clamp_lo) && isfinite(sp->clamp_hi)))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--clamp needs finite LO < HI");
+    if (sp->value == PVG_QUERY_VALUE_EVENTS && !sp->has_clamp) {
+        sp->has_clamp = 1;
+        sp->clamp_lo = 0;
+        sp->clamp_hi = (double)sp->max_contributions;
+    }
+    if (sp->quantile == 0) sp->quantile = 0.5;
+    if (!(sp->quantile > 0 && sp->quantile < 1))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--quantile must be in (0, 1)");
+    if (sp->bins == 0) sp->bins = 10;
+    if (sp->bins < 1 || sp->bins > 10000)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--bins must be in [1, 10000]");
+    if (sp->top == 0) sp->top = 10;
+    if (sp->top < 1) return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--top must be >= 1");
+    if ((grouped) && !(sp->delta > 0))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "grouped queries need --delta > 0 (partition selection releases a group only when enough users support it)");
+    if (sp->noise == PVG_QUERY_NOISE_GAUSSIAN && !(sp->delta > 0))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "Gaussian noise needs --delta > 0");
+    return PVG_OK;
+}
+
+pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *rng,
+                         pvg_query_result **out, pvg_error *err)
+{
+    pvg_status st;
+    pvg_query_spec spv = *spec_in, *sp = &spv;
+    *out = NULL;
+    if ((st = spec_check(sp, err)) != PVG_OK) return st;
+    if ((st = dp_check_rng(rng, sp->allow_insecure_rng, err)) != PVG_OK) return st;
+    int grouped = sp->kind == PVG_QUERY_TOP_ITEMS ||
+                  (sp->group_by != PVG_QUERY_GROUP_NONE && sp->kind != PVG_QUERY_HISTOGRAM);
+
+    qctx q;
+    memset(&q, 0, sizeof q);
+    q.sp = sp;
+    q.m = sp->max_contributions;
+    q.G = sp->max_groups;
+    q.slots = malloc((size_t)q.G * sizeof *q.slots);
+    pvg_query_result *r = calloc(1, sizeof *r);
+    if (!q.slots || !r) {
+        free(q.slots);
+        free(r);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    if (sp->group_by == PVG_QUERY_GROUP_CATEGORY && sp->kind != PVG_QUERY_TOP_ITEMS &&
+        sp->kind != PVG_QUERY_HISTOGRAM) {
+        st = pvg_store_items_foreach(s, cm_item_cb, &q.cats, err);
+        if (st != PVG_OK) goto done;
+    }
+    st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, user_cb, &q, err);
+    if (q.oom) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory while aggregating");
+    if (st != PVG_OK) goto done;
+    r->users = q.users;
+    r->groups_seen = (long long)q.gt.n;
+    r->max_contributions = q.m;
+    r->max_groups = q.G;
+
+    /* budget split */
+    double eps_sel = 0, del_sel = 0, eps_val = sp->epsilon, del_val = sp->delta;
+    if (sp->kind == PVG_QUERY_TOP_ITEMS) {
+        eps_sel = sp->epsilon;
+        del_sel = sp->delta;
+        eps_val = 0;
+        del_val = 0;
+    } else if (grouped) {
+        eps_sel = sp->epsilon / 2;
+        eps_val = sp->epsilon / 2;
+        del_sel = sp->noise == PVG_QUERY_NOISE_GAUSSIAN ? sp->delta / 2 : sp->delta;
+        del_val = sp->delta - del_sel;
+    }
+    int gauss = sp->noise == PVG_QUERY_NOISE_GAUSSIAN;
+    double G = (double)q.G, m = (double)q.m;
+    double per_group_scale = gauss ? sqrt(G) : G; /* L2 or L1 over groups */
+    double vmax = sp->has_clamp ? fmax(fabs(sp->clamp_lo), fabs(sp->clamp_hi)) : 0;
+    double sum_sens = (sp->value == PVG_QUERY_VALUE_EVENTS ? fmin(m, vmax) : m * vmax) * per_group_scale;
+    double cnt_sens = m * per_group_scale;
+    int mean_per_user = sp->value == PVG_QUERY_VALUE_EVENTS; /* denominator: users */
+    if (sp->kind == PVG_QUERY_MEAN && mean_per_user) cnt_sens = per_group_scale;
+
+    /* ungrouped event-count mean over all users: zero-event users count too */
+    if (!grouped && sp->kind == PVG_QUERY_MEAN && mean_per_user) {
+        long g = gt_get(&q.gt, "");
+        if (g < 0) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        q.gt.g[g].users = q.users;
+    }
+    if (!grouped && sp->kind != PVG_QUERY_HISTOGRAM && sp->kind != PVG_QUERY_QUANTILE && q.gt.n == 0) {
+        if (gt_get(&q.gt, "") < 0) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+    }
+    if (sp->kind == PVG_QUERY_HISTOGRAM) {
+        /* every bin is public: make sure all exist */
+        for (int b = 0; b < sp->bins; b++) {
+            char k[16];
+            snprintf(k, sizeof k, "%06d", b);
+            if (gt_get(&q.gt, k) < 0) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        }
+    }
+
+    size_t cap = sp->kind == PVG_QUERY_QUANTILE ? 1 : q.gt.n;
+    r->rows = calloc(cap ? cap : 1, sizeof *r->rows);
+    if (!r->rows) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+
+    if (sp->kind == PVG_QUERY_QUANTILE) {
+        /* exponential mechanism over 1001 candidates on the clamp range;
+         * utility -|1000 rank(c) - k N|, k = round(1000 q); sensitivity 1000 m */
+        enum { NC = 1001 };
+        int64_t *u = malloc(NC * sizeof *u);
+        if (!u) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        qsort(q.vals, q.nv, sizeof *q.vals, cmp_double);
+        int64_t k = (int64_t)llround(1000 * sp->quantile), N = (int64_t)q.nv;
+        size_t pos = 0;
+        for (int i = 0; i < NC; i++) {
+            double c = sp->clamp_lo + (sp->clamp_hi - sp->clamp_lo) * i / (NC - 1);
+            while (pos < q.nv && q.vals[pos] <= c) pos++;
+            int64_t d = 1000 * (int64_t)pos - k * N;
+            u[i] = d < 0 ? d : -d;
+        }
+        size_t pick = 0;
+        st = pvg_dp_exponential(rng, u, NC, 1000 * (int64_t)q.m, sp->epsilon, 1, &pick, err);
+        free(u);
+        if (st != PVG_OK) goto done;
+        r->rows[0].value = sp->clamp_lo + (sp->clamp_hi - sp->clamp_lo) * (double)pick / (NC - 1);
+        /* utility guarantee: with probability >= 0.95 the rank error is at most
+         * (2 m / eps) ln(NC / 0.05) events; the interval in value units would
+         * need the private ranks, so it is reported as the rank error. */
+        r->rows[0].ci_lo = NAN;
+        r->rows[0].ci_hi = NAN;
+        r->rows[0].count = 2 * m / sp->epsilon * log(NC / 0.05);
+        r->n_rows = 1;
+        r->mechanism = "exponential";
+        r->noise_scale = 2 * m / sp->epsilon;
+    } else {
+        pvg_dp_partition_rule rule;
+        if (grouped) {
+            if ((st = pvg_dp_partition_rule_make(eps_sel, del_sel, q.G, &rule, err)) != PVG_OK) goto done;
+            r->selection_threshold = (long)rule.threshold;
+        }
+        dp_plan pc, ps;
+        int need_sum = sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN;
+        int need_cnt = sp->kind == PVG_QUERY_COUNT || sp->kind == PVG_QUERY_MEAN || sp->kind == PVG_QUERY_HISTOGRAM;
+        double e_each = sp->kind == PVG_QUERY_MEAN ? eps_val / 2 : eps_val;
+        double d_each = sp->kind == PVG_QUERY_MEAN ? del_val / 2 : del_val;
+        if (need_cnt && (st = dp_plan_make(gauss, 1, cnt_sens, e_each, d_each, &pc, err)) != PVG_OK) goto done;
+        if (need_sum && (st = dp_plan_make(gauss, 0, sum_sens, e_each, d_each, &ps, err)) != PVG_OK) goto done;
+        r->mechanism = sp->kind == PVG_QUERY_TOP_ITEMS ? "partition-selection/discrete-laplace"
+                       : gauss ? "discrete-gaussian" : "discrete-laplace";
+        r->noise_scale = sp->kind == PVG_QUERY_TOP_ITEMS ? rule.scale
+                         : need_sum ? ps.info.scale : pc.info.scale;
+        for (size_t i = 0; i < q.gt.n; i++) {
+            grp *g = &q.gt.g[i];
+            int64_t noisy_users = 0;
+            if (grouped && !pvg_dp_partition_keep(rng, &rule, g->users, &noisy_users)) continue;
+            pvg_query_row *row = &r->rows[r->n_rows];
+            double cnt = mean_per_user && sp->kind == PVG_QUERY_MEAN ? (double)g->users : g->count;
+            double nc = 0, ns = 0;
+            if (need_cnt && (st = dp_plan_apply(rng, &pc, cnt, &nc, err)) != PVG_OK) goto done;
+            if (need_sum && (st = dp_plan_apply(rng, &ps, g->sum, &ns, err)) != PVG_OK) goto done;
+            switch (sp->kind) {
+            case PVG_QUERY_COUNT:
+            case PVG_QUERY_HISTOGRAM:
+                row->value = nc;
+                row->ci_lo = nc - pc.info.ci95;
+                row->ci_hi = nc + pc.info.ci95;
+                row->count = nc;
+                break;
+            case PVG_QUERY_SUM:
+                row->value = ns;
+                row->ci_lo = ns - ps.info.ci95;
+                row->ci_hi = ns + ps.info.ci95;
+                row->count = 0;
+                break;
+            case PVG_QUERY_MEAN: {
+                double den = nc < 1 ? 1 : nc;
+                double mean = ns / den;
+                double hw = (ps.info.ci95 + fabs(mean) * pc.info.ci95) / den;
+                row->value = mean;
+                row->ci_lo = mean - hw;
+                row->ci_hi = mean + hw;
+                row->count = nc;
+                break;
+            }
+            case PVG_QUERY_TOP_ITEMS: {
+                row->value = (double)noisy_users;
+                double hw = lap_ci95_public(rule.scale);
+                row->ci_lo = row->value - hw;
+                row->ci_hi = row->value + hw;
+                row->count = (double)noisy_users;
+                break;
+            }
+            default: break;
+            }
+            if (sp->kind == PVG_QUERY_HISTOGRAM) {
+                int b = atoi(g->key);
+                double w = (sp->clamp_hi - sp->clamp_lo) / sp->bins;
+                char lab[96];
+                snprintf(lab, sizeof lab, "[%g,%g%c", sp->clamp_lo + b * w, sp->clamp_lo + (b + 1) * w,
+                         b == sp->bins - 1 ? ']' : ')');
+                row->group = strdup(lab);
+                /* sort key order kept by the zero-padded bin index */
+                if (row->group) {
+                    char *k2 = malloc(strlen(g->key) + strlen(lab) + 2);
+                    if (k2) sprintf(k2, "%s|%s", g->key, lab);
+                    free((char *)row->group);
+                    row->group = k2;
+                }
+            } else {
+                row->group = grouped ? strdup(g->key) : NULL;
+                if (grouped && !row->group) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+            }
+            r->n_rows++;
+        }
+        if (sp->kind == PVG_QUERY_TOP_ITEMS) {
+            qsort(r->rows, r->n_rows, sizeof *r->rows, cmp_row_value_desc);
+            if (r->n_rows > (size_t)sp->top) {
+                for (size_t i = (size_t)sp->top; i < r->n_rows; i++) free((char *)r->rows[i].group);
+                r->n_rows = (size_t)sp->top;
+            }
+        } else if (grouped || sp->kind == PVG_QUERY_HISTOGRAM) {
+            qsort(r->rows, r->n_rows, sizeof *r->rows, cmp_row_group);
+            if (sp->kind == PVG_QUERY_HISTOGRAM)
+                for (size_t i = 0; i < r->n_rows; i++) {
+                    char *bar = strchr(r->rows[i].group, '|');
+                    if (bar) memmove((char *)r->rows[i].group, bar + 1, strlen(bar + 1) + 1);
+                }
+        }
+    }
+
+    /* describe and charge, before anything is returned */
+    const char *tname = sp->event_type >= 0 ? pvg_event_type_name((pvg_event_type)sp->event_type) : "all";
+    const char *vname = sp->value == PVG_QUERY_VALUE_AMOUNT ? "amount" : sp->value == PVG_QUERY_VALUE_EVENTS ? "events per user" : "quantity";
+    if (sp->what) snprintf(r->what, sizeof r->what, "%s", sp->what);
+    else if (sp->kind == PVG_QUERY_COUNT || sp->kind == PVG_QUERY_TOP_ITEMS)
+        snprintf(r->what, sizeof r->what, "query %s of %s events%s%s", pvg_query_kind_name(sp->kind), tname,
+                 grouped && sp->kind != PVG_QUERY_TOP_ITEMS ? " by " : "",
+                 grouped && sp->kind != PVG_QUERY_TOP_ITEMS ? pvg_query_group_name(sp->group_by) : "");
+    else
+        snprintf(r->what, sizeof r->what, "query %s of %s (%s events, clamp %g:%g)%s%s", pvg_query_kind_name(sp->kind),
+                 vname, tname, sp->clamp_lo, sp->clamp_hi, grouped ? " by " : "",
+                 grouped ? pvg_query_group_name(sp->group_by) : "");
+    r->epsilon = sp->epsilon;
+    r->delta = sp->delta;
+    st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET, r->what,
+                           r->mechanism, sp->epsilon, sp->delta, &r->release_id, err);
+done:
+    cm_free(&q.cats);
+    gt_free(&q.gt);
+    free(q.slots);
+    free(q.vals);
+    if (st != PVG_OK) {
+        pvg_query_result_free(r);
+        return st;
+    }
+    *out = r;
+    return PVG_OK;
+}

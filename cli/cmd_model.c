@@ -22,16 +22,16 @@
     {"threads", CLI_INT, "N", "worker threads (default 1)"},                                      \
         {"seed", CLI_INT, "S", "seed of initialisation, sampling and splits (default 42)"},       \
         {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                       \
-        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 100)"},                  \
-        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.005); bpr: L2 (default 0.0025)"},       \
+        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                  \
+        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},       \
         {"alpha0", CLI_DOUBLE, "X", "ials: weight of unobserved pairs (default 0.1)"},            \
         {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},    \
         {"confidence", CLI_DOUBLE, "X",                                                           \
          "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                 \
         {"cg-steps", CLI_INT, "N", "ials: conjugate-gradient steps, 0 = exact solve (default 3)"},\
         {"lr", CLI_DOUBLE, "X", "bpr: learning rate (default 0.05)"},                             \
-        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 250)"},                                    \
-        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 100)"},           \
+        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 500)"},                                    \
+        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 400)"},           \
         {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                    \
         {"weights", CLI_STR, "SPEC",                                                              \
          "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},            \

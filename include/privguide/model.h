@@ -47,7 +47,9 @@ pvg_status pvg_model_type_parse(const char *name, pvg_model_type *out, pvg_error
 /* Weight of one event of each type. An event adds its type's weight to its
  * (user, item) cell; repeats sum; a return (type PVG_EVENT_RETURN, or a
  * purchase with negative quantity) subtracts the purchase weight. Cells whose
- * sum is <= 0 are not interactions. Defaults (pvg_event_weights_default):
+ * sum is <= 0 are not interactions. A rating event with a rating value
+ * weighs w[RATING] x the value (the tsv format's weight column arrives as a
+ * rating, so a negative tsv weight subtracts). Defaults (pvg_event_weights_default):
  * view 1, cart 2, purchase 4, return -4 (applied as -purchase), rating 1,
  * search 0 (ignored). */
 typedef struct pvg_event_weights {

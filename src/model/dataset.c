@@ -205,6 +205,9 @@ static double event_weight(const pvg_event_weights *w, const pvg_event *ev)
     if (ev->type == PVG_EVENT_RETURN) return -fabs(w->w[PVG_EVENT_PURCHASE]);
     if (ev->type == PVG_EVENT_PURCHASE && (ev->fields & PVG_FIELD_QUANTITY) && ev->quantity < 0)
         return -fabs(w->w[PVG_EVENT_PURCHASE]);
+    /* a rating weighs w_rating x its value (tsv weights arrive as ratings) */
+    if (ev->type == PVG_EVENT_RATING && (ev->fields & PVG_FIELD_RATING))
+        return w->w[PVG_EVENT_RATING] * ev->rating;
     return w->w[ev->type];
 }
 

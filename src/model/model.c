@@ -43,21 +43,21 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
     case PVG_MODEL_IALS:
         p->factors = 64;
         p->epochs = 16;
-        p->reg = 0.005;
+        p->reg = 0.03;
         p->alpha0 = 0.1;
         p->nu = 1.0;
         break;
     case PVG_MODEL_BPR:
         p->factors = 64;
-        p->epochs = 100;
+        p->epochs = 200;
         p->lr = 0.05;
-        p->reg = 0.0025;
+        p->reg = 0.03;
         break;
     case PVG_MODEL_EASE:
-        p->ease_lambda = 250;
+        p->ease_lambda = 500;
         break;
     case PVG_MODEL_ITEMKNN:
-        p->neighbors = 100;
+        p->neighbors = 400;
         p->shrink = 10;
         break;
     default:

@@ -26,6 +26,12 @@ pvg_status pvg_store_sqlite_error(pvg_store *s, int rc, const char *what, pvg_er
  * PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_id, pvg_error *err);
 
+/* Convention for modules' own per-user tables: a column named
+ * `user_pseudonym` (BLOB, the 16-byte pseudonym) marks rows that belong to
+ * a user; pvg_store_user_delete deletes every such row in every table of
+ * privguide.db in the same transaction as the user's records. Tables that
+ * must survive a deletion (the audit log) name the column differently. */
+
 /* Allocation helpers for strings handed out with pvg_free. */
 char *pvg_strdup(const char *s);
 

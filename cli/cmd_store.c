@@ -1,0 +1,347 @@
+/*
+ * cmd_store.c - the store commands of the CLI: init, ingest, user
+ * export/delete/consent, keys rotate, retention sweep, stats.
+ */
+#include "cli.h"
+
+#include <privguide/store.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static pvg_store *open_store(cli_ctx *c, int *rc)
+{
+    pvg_store *s = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_open(cli_data_dir(c), &s, &err);
+    if (st != PVG_OK) {
+        *rc = cli_fail("open store", st, &err);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- init ---- */
+
+static int run_init(cli_ctx *c)
+{
+    pvg_store_init_options o = {0};
+    o.master_key_in_env = cli_bool(c, "master-key-in-env");
+    char *policy = NULL;
+    const char *ppath = cli_str(c, "policy");
+    if (ppath) {
+        FILE *f = fopen(ppath, "rb");
+        if (!f) {
+            cli_warn("init: %s: %s", ppath, strerror(errno));
+            return CLI_EXIT_FAIL;
+        }
+        size_t cap = 1 << 16, n = 0;
+        policy = malloc(cap + 1);
+        if (policy) n = fread(policy, 1, cap, f);
+        fclose(f);
+        if (!policy) return cli_fail("init", PVG_ERR_NOMEM, NULL);
+        policy[n] = '\0';
+        o.policy_json = policy;
+    }
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_init(cli_data_dir(c), &o, &err);
+    free(policy);
+    if (st != PVG_OK) return cli_fail("init", st, &err);
+    if (cli_bool(c, "json")) {
+        printf("{\"data_dir\":");
+        cli_json_string(stdout, cli_data_dir(c));
+        printf("}\n");
+    } else
+        printf("initialised %s (privguide.db, keystore.db, master.key, policy.json)\n", cli_data_dir(c));
+    return CLI_EXIT_OK;
+}
+
+/* ---- ingest ---- */
+
+static void progress(void *ctx, const pvg_ingest_stats *s)
+{
+    (void)ctx;
+    fprintf(stderr, "\r  %lld rows  %lld stored  %lld rejected  %.0f rows/s   ", s->read, s->stored,
+            s->rejected, s->seconds > 0 ? s->read / s->seconds : 0.0);
+}
+
+static void print_ingest_json(const pvg_ingest_stats *s, const char *reject_path)
+{
+    printf("{\"read\":%lld,\"accepted\":%lld,\"rejected\":%lld,\"rejected_by_reason\":{", s->read,
+           s->accepted, s->rejected);
+    for (int i = 0; i < s->n_reasons; i++) {
+        if (i) putchar(',');
+        cli_json_string(stdout, s->reasons[i].reason);
+        printf(":%lld", s->reasons[i].count);
+    }
+    printf("},\"dropped_fields\":{");
+    int first = 1;
+    for (int b = 0; b < PVG_FIELD_COUNT; b++)
+        if (s->dropped_fields[b]) {
+            if (!first) putchar(',');
+            first = 0;
+            printf("\"%s\":%lld", pvg_event_field_name(1u << b), s->dropped_fields[b]);
+        }
+    printf("},\"stored\":%lld,\"duplicates\":%lld,\"anonymous\":%lld,\"items_upserted\":%lld,"
+           "\"expired_swept\":%lld,\"batches_committed\":%lld,\"users\":%lld,\"items\":%lld,"
+           "\"events\":%lld,\"seconds\":%.3f,\"reject_file\":",
+           s->stored, s->duplicates, s->anonymous, s->items_upserted, s->expired_swept,
+           s->batches_committed, s->users, s->items, s->events, s->seconds);
+    if (reject_path)
+        cli_json_string(stdout, reject_path);
+    else
+        printf("null");
+    printf("}\n");
+}
+
+static int run_ingest(cli_ctx *c)
+{
+    const char *fmt_name = cli_str_req(c, "format");
+    pvg_format fmt;
+    if (pvg_format_parse(fmt_name, &fmt) != PVG_OK)
+        cli_usage_error(c, "--format: unknown format '%s' (expected online-retail, movielens, "
+                           "movielens-items, retailrocket, amazon-reviews, jsonl or tsv)",
+                        fmt_name);
+    pvg_ingest_options o = {0};
+    const char *enc = cli_str(c, "encoding");
+    if (enc) {
+        if (strcmp(enc, "auto") == 0) o.reader.encoding = PVG_ENCODING_AUTO;
+        else if (strcmp(enc, "utf-8") == 0) o.reader.encoding = PVG_ENCODING_UTF8;
+        else if (strcmp(enc, "latin-1") == 0) o.reader.encoding = PVG_ENCODING_LATIN1;
+        else cli_usage_error(c, "--encoding: expected auto, utf-8 or latin-1, got '%s'", enc);
+    }
+    o.batch_rows = (long)cli_int_range(c, "batch", 50000, 1, 10000000);
+    o.no_sweep = cli_bool(c, "no-sweep");
+    const char *file = cli_pos(c, 0);
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    char reject_path[4096];
+    const char *rp = cli_str(c, "rejects");
+    if (!rp) {
+        const char *base = strrchr(file, '/');
+        base = base ? base + 1 : file;
+        snprintf(reject_path, sizeof reject_path, "%s/rejects", cli_data_dir(c));
+        mkdir(reject_path, 0700);
+        snprintf(reject_path, sizeof reject_path, "%s/rejects/%s.rejects.tsv", cli_data_dir(c), base);
+        rp = reject_path;
+    } else if (strcmp(rp, "none") == 0)
+        rp = NULL;
+    o.reject_path = rp;
+    int interactive = cli_interactive(c) && isatty(STDERR_FILENO);
+    if (interactive) o.on_batch = progress;
+    pvg_ingest_stats stats;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_ingest_file(s, file, fmt, &o, &stats, &err);
+    if (interactive) fputc('\n', stderr);
+    pvg_store_close(s);
+    if (st != PVG_OK) {
+        if (stats.batches_committed)
+            cli_warn("ingest: %lld rows in %lld batches were committed before the error", stats.read,
+                     stats.batches_committed);
+        return cli_fail("ingest", st, &err);
+    }
+    if (cli_bool(c, "json"))
+        print_ingest_json(&stats, rp);
+    else {
+        printf("read %lld rows: %lld accepted (%lld new events, %lld duplicates, %lld anonymous), "
+               "%lld rejected\n",
+               stats.read, stats.accepted, stats.stored, stats.duplicates, stats.anonymous, stats.rejected);
+        for (int i = 0; i < stats.n_reasons; i++)
+            printf("  rejected %-28s %lld\n", stats.reasons[i].reason, stats.reasons[i].count);
+        for (int b = 0; b < PVG_FIELD_COUNT; b++)
+            if (stats.dropped_fields[b])
+                printf("  dropped field %-23s %lld (not in the data policy)\n",
+                       pvg_event_field_name(1u << b), stats.dropped_fields[b]);
+        printf("store: %lld users, %lld items, %lld events; %.2f s", stats.users, stats.items,
+               stats.events, stats.seconds);
+        if (rp && stats.rejected) printf("; rejects in %s", rp);
+        printf("\n");
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- user rights ---- */
+
+static int run_user_export(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    char *json = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_user_export(s, cli_pos(c, 0), &json, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("user export", st, &err);
+    puts(json);
+    pvg_free(json);
+    return CLI_EXIT_OK;
+}
+
+static int run_user_delete(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_user_delete(s, cli_pos(c, 0), &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("user delete", st, &err);
+    if (cli_bool(c, "json"))
+        printf("{\"deleted\":true}\n");
+    else
+        printf("deleted: the user's data key and records are destroyed\n");
+    return CLI_EXIT_OK;
+}
+
+static int parse_bool(cli_ctx *c, const char *flag, int *out)
+{
+    const char *v = cli_str(c, flag);
+    if (!v) return 0;
+    if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0) *out = 1;
+    else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0) *out = 0;
+    else cli_usage_error(c, "--%s: expected on or off, got '%s'", flag, v);
+    return 1;
+}
+
+static int run_user_consent(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    pvg_error err;
+    pvg_error_clear(&err);
+    const char *user = cli_pos(c, 0);
+    pvg_consent cons = {0};
+    pvg_status st = pvg_store_consent_get(s, user, &cons, &err);
+    int setting = cli_has(c, "personalization") || cli_has(c, "analytics");
+    if (st == PVG_ERR_NOT_FOUND && setting) {
+        cons.personalization = cons.analytics = 1;
+        st = PVG_OK;
+    }
+    if (st == PVG_OK && setting) {
+        parse_bool(c, "personalization", &cons.personalization);
+        parse_bool(c, "analytics", &cons.analytics);
+        st = pvg_store_consent_set(s, user, &cons, &err);
+    }
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("user consent", st, &err);
+    printf("{\"personalization\":%s,\"analytics\":%s}\n", cons.personalization ? "true" : "false",
+           cons.analytics ? "true" : "false");
+    return CLI_EXIT_OK;
+}
+
+/* ---- keys, retention, stats ---- */
+
+static int run_keys_rotate(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    long long n = 0;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_keys_rotate(s, &n, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("keys rotate", st, &err);
+    if (cli_bool(c, "json"))
+        printf("{\"rewrapped\":%lld}\n", n);
+    else
+        printf("rotated the master key: %lld data keys rewrapped%s\n", n,
+               getenv(PVG_ENV_MASTER_KEY) ? "; now set PRIVGUIDE_MASTER_KEY to the new key" : "");
+    return CLI_EXIT_OK;
+}
+
+static int run_retention_sweep(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    long long n = 0;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_retention_sweep(s, &n, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("retention sweep", st, &err);
+    if (cli_bool(c, "json"))
+        printf("{\"deleted\":%lld}\n", n);
+    else
+        printf("deleted %lld expired events\n", n);
+    return CLI_EXIT_OK;
+}
+
+static int run_stats(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    pvg_store_counts n;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_counts_get(s, &n, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("stats", st, &err);
+    if (cli_bool(c, "json"))
+        printf("{\"users\":%lld,\"items\":%lld,\"events\":%lld,\"anonymous_rows\":%lld,\"wrapped_keys\":%lld}\n",
+               n.users, n.items, n.events, n.anonymous_rows, n.wrapped_keys);
+    else
+        printf("users %lld\nitems %lld\nevents %lld\nanonymous rows %lld\nwrapped data keys %lld\n",
+               n.users, n.items, n.events, n.anonymous_rows, n.wrapped_keys);
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag init_flags[] = {
+    {"policy", CLI_STR, "FILE", "data policy to install (default: the built-in policy)"},
+    {"master-key-in-env", CLI_BOOL, NULL, "keep the master key out of master.key; read it from $PRIVGUIDE_MASTER_KEY"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+static const cli_flag ingest_flags[] = {
+    {"format", CLI_STR, "F", "online-retail, movielens, movielens-items, retailrocket, amazon-reviews, jsonl, tsv"},
+    {"rejects", CLI_STR, "PATH", "reject file (default DATA_DIR/rejects/FILE.rejects.tsv; 'none' for no file)"},
+    {"encoding", CLI_STR, "E", "auto (default: UTF-8, Latin-1 lines detected), utf-8 or latin-1"},
+    {"batch", CLI_INT, "N", "rows per committed batch (default 50000)"},
+    {"no-sweep", CLI_BOOL, NULL, "skip the retention sweep after the import"},
+    {"json", CLI_BOOL, NULL, "print one JSON object of counts"},
+    {0},
+};
+static const cli_flag json_only[] = {
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+static const cli_flag consent_flags[] = {
+    {"personalization", CLI_STR, "on|off", "set consent to personalised recommendations"},
+    {"analytics", CLI_STR, "on|off", "set consent to use in (DP) analytics"},
+    {0},
+};
+
+const cli_command cli_cmds_store[] = {
+    {"init", NULL, 0, 0, "create a data dir: database, key store, master.key (0600), policy.json",
+     "The master key wraps every user's data key; keep master.key secret and backed up apart from the data.",
+     init_flags, run_init},
+    {"ingest", "FILE", 1, 1, "import a file (streaming, batched, idempotent) under the data policy",
+     "Rows that cannot be used go to the reject file with line number and reason. A .gz file is read directly.\n"
+     "Re-running the same import stores nothing twice.",
+     ingest_flags, run_ingest},
+    {"user export", "USER_ID", 1, 1, "print as JSON everything held about a user", NULL, json_only,
+     run_user_export},
+    {"user delete", "USER_ID", 1, 1, "crypto-shred a user: destroy their data key and records", NULL,
+     json_only, run_user_delete},
+    {"user consent", "USER_ID", 1, 1, "show or set a user's consent switches", NULL, consent_flags,
+     run_user_consent},
+    {"keys rotate", NULL, 0, 0, "rewrap every data key under a new master key (safe to interrupt; rerun to finish)",
+     "With the master key in $PRIVGUIDE_MASTER_KEY, put the new key in $PRIVGUIDE_NEW_MASTER_KEY.",
+     json_only, run_keys_rotate},
+    {"retention sweep", NULL, 0, 0, "delete events whose retention period has passed", NULL, json_only,
+     run_retention_sweep},
+    {"stats", NULL, 0, 0, "counts of users, items, events and keys in the store", NULL, json_only, run_stats},
+    {0},
+};

@@ -1,0 +1,253 @@
+/*
+ * chunk.c - batching a user's new events into sealed chunks.
+ *
+ * Sealing each event alone would cost one AEAD and one wide B-tree insert
+ * per event; a write transaction instead collects each user's new records
+ * per expiry day and seals them as one chunk (one row in `chunks`). Each
+ * record carries its record id inside the seal, for duplicate detection
+ * (ingest.c). Retention deletes whole chunks: all records of a chunk share
+ * the expiry day.
+ */
+#include "store/store_priv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t slot_hash(int64_t user_id, int64_t day, size_t cap)
+{
+    uint64_t h = (uint64_t)user_id * 0x9E3779B97F4A7C15ull ^ (uint64_t)day * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+static int grow_slots(pvg_chunk_set *cs)
+{
+    size_t ncap = cs->slot_cap ? cs->slot_cap * 2 : 1024;
+    size_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns) return -1;
+    for (size_t i = 0; i < cs->n; i++) {
+        size_t j = slot_hash(cs->v[i].user_id, cs->v[i].expires_day, ncap);
+        while (ns[j]) j = (j + 1) & (ncap - 1);
+        ns[j] = i + 1;
+    }
+    free(cs->slots);
+    cs->slots = ns;
+    cs->slot_cap = ncap;
+    return 0;
+}
+
+static void clear(pvg_chunk_set *cs, int release)
+{
+    for (size_t i = 0; i < cs->n; i++) {
+        if (cs->v[i].buf) sodium_memzero(cs->v[i].buf, cs->v[i].cap);
+        free(cs->v[i].buf);
+    }
+    cs->n = 0;
+    if (cs->slots) memset(cs->slots, 0, cs->slot_cap * sizeof *cs->slots);
+    if (release) {
+        free(cs->v);
+        free(cs->slots);
+        memset(cs, 0, sizeof *cs);
+    }
+}
+
+void pvg_chunks_free(pvg_chunk_set *cs)
+{
+    clear(cs, 1);
+}
+
+pvg_status pvg_chunks_add(pvg_chunk_set *cs, int64_t user_id, int64_t expires_day,
+                          const unsigned char pseudonym[16], const unsigned char rid[PVG_RID_BYTES],
+                          const unsigned char *record, size_t n)
+{
+    if ((cs->n + 1) * 2 > cs->slot_cap && grow_slots(cs) != 0) return PVG_ERR_NOMEM;
+    size_t j = slot_hash(user_id, expires_day, cs->slot_cap);
+    pvg_chunk_builder *b = NULL;
+    while (cs->slots[j]) {
+        pvg_chunk_builder *c = &cs->v[cs->slots[j] - 1];
+        if (c->user_id == user_id && c->expires_day == expires_day) {
+            b = c;
+            break;
+        }
+        j = (j + 1) & (cs->slot_cap - 1);
+    }
+    if (!b) {
+        if (cs->n == cs->cap) {
+            size_t cap = cs->cap ? cs->cap * 2 : 256;
+            pvg_chunk_builder *nv = realloc(cs->v, cap * sizeof *nv);
+            if (!nv) return PVG_ERR_NOMEM;
+            cs->v = nv;
+            cs->cap = cap;
+        }
+        b = &cs->v[cs->n];
+        memset(b, 0, sizeof *b);
+        b->user_id = user_id;
+        b->expires_day = expires_day;
+        memcpy(b->pseudonym, pseudonym, 16);
+        cs->slots[j] = ++cs->n;
+    }
+    size_t need = b->len + 1 + PVG_RID_BYTES + 10 + n;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need) cap *= 2;
+        unsigned char *nb = malloc(cap);
+        if (!nb) return PVG_ERR_NOMEM;
+        if (b->buf) {
+            memcpy(nb, b->buf, b->len);
+            sodium_memzero(b->buf, b->cap);
+            free(b->buf);
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    if (b->len == 0) b->buf[b->len++] = PVG_RECORD_VERSION;
+    b->n++;
+    memcpy(b->buf + b->len, rid, PVG_RID_BYTES);
+    b->len += PVG_RID_BYTES;
+    b->len += pvg_varint_put(b->buf + b->len, n);
+    memcpy(b->buf + b->len, record, n);
+    b->len += n;
+    return PVG_OK;
+}
+
+pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err)
+{
+    pvg_status st = PVG_OK;
+    unsigned char *sealed = NULL;
+    size_t sealed_cap = 0;
+    for (size_t i = 0; i < cs->n && st == PVG_OK; i++) {
+        pvg_chunk_builder *b = &cs->v[i];
+        pvg_keycache_entry *u;
+        st = pvg_store_user_resolve(s, b->pseudonym, 0, &u, NULL, err);
+        if (st != PVG_OK) break;
+        size_t sn = b->len + PVG_SEAL_OVERHEAD;
+        if (sn > sealed_cap) {
+            free(sealed);
+            sealed_cap = sn * 2;
+            sealed = malloc(sealed_cap);
+            if (!sealed) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                break;
+            }
+        }
+        unsigned char cid[PVG_CID_BYTES];
+        pvg_rng_bytes(s->rng, cid, sizeof cid);
+        if (s->plaintext_control) {
+            memcpy(sealed, b->buf, b->len);
+            sn = b->len;
+        } else
+            pvg_chunk_seal(s, u->key, b->pseudonym, cid, b->buf, b->len, sealed);
+        sqlite3_stmt *q = s->st_chunk_insert;
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, b->user_id);
+        sqlite3_bind_int64(q, 2, b->expires_day);
+        sqlite3_bind_blob(q, 3, cid, sizeof cid, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 4, sealed, (int)sn, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)b->n);
+        int rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
+    }
+    free(sealed);
+    clear(cs, 0);
+    return st;
+}
+
+pvg_status pvg_chunk_parse(const unsigned char *plain, size_t n,
+                           int (*fn)(void *ctx, const unsigned char *rid, const unsigned char *rec,
+                                     size_t len),
+                           void *ctx)
+{
+    if (n < 1 || plain[0] != PVG_RECORD_VERSION) return PVG_ERR_CORRUPT;
+    size_t pos = 1;
+    while (pos < n) {
+        if (n - pos < PVG_RID_BYTES) return PVG_ERR_CORRUPT;
+        const unsigned char *rid = plain + pos;
+        pos += PVG_RID_BYTES;
+        uint64_t len;
+        if (pvg_varint_get(plain, n, &pos, &len) || len > n - pos) return PVG_ERR_CORRUPT;
+        if (fn(ctx, rid, plain + pos, (size_t)len)) return PVG_ERR_ABORTED;
+        pos += (size_t)len;
+    }
+    return PVG_OK;
+}
+
+typedef struct rid_sink {
+    unsigned char (*v)[PVG_RID_BYTES];
+    size_t n, cap;
+    int nomem;
+} rid_sink;
+
+static int take_rid(void *ctx, const unsigned char *rid, const unsigned char *rec, size_t len)
+{
+    rid_sink *k = ctx;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        void *nv = realloc(k->v, cap * PVG_RID_BYTES);
+        if (!nv) {
+            k->nomem = 1;
+            return 1;
+        }
+        k->v = nv;
+        k->cap = cap;
+    }
+    memcpy(k->v[k->n++], rid, PVG_RID_BYTES);
+    return 0;
+}
+
+pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
+                               const unsigned char key[PVG_KEY_BYTES],
+                               unsigned char (**rids)[PVG_RID_BYTES], size_t *n, pvg_error *err)
+{
+    sqlite3_stmt *q = s->st_chunks_of_user;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, user_id);
+    rid_sink k = {*rids, *n, *n, 0};
+    pvg_status st = PVG_OK;
+    unsigned char *plain = NULL;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const unsigned char *cid = sqlite3_column_blob(q, 0);
+        const unsigned char *sealed = sqlite3_column_blob(q, 1);
+        size_t sn = (size_t)sqlite3_column_bytes(q, 1);
+        if (sqlite3_column_bytes(q, 0) != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
+            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", (long long)user_id);
+            break;
+        }
+        const unsigned char *pt = sealed;
+        size_t pn = sn;
+        if (!s->plaintext_control) {
+            pn = sn - PVG_SEAL_OVERHEAD;
+            if (pn > cap) {
+                if (plain) sodium_memzero(plain, cap);
+                free(plain);
+                cap = pn * 2;
+                plain = malloc(cap);
+                if (!plain) {
+                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                    break;
+                }
+            }
+            if (pvg_chunk_open(key, pseudonym, cid, sealed, sn, plain) != PVG_OK) {
+                st = pvg_error_set(err, PVG_ERR_CRYPTO, "user row %lld: a chunk failed authentication",
+                                   (long long)user_id);
+                break;
+            }
+            pt = plain;
+        }
+        if (pvg_chunk_parse(pt, pn, take_rid, &k) != PVG_OK) {
+            st = pvg_error_set(err, k.nomem ? PVG_ERR_NOMEM : PVG_ERR_CORRUPT, "user row %lld: %s",
+                               (long long)user_id, k.nomem ? "out of memory" : "undecodable chunk");
+            break;
+        }
+    }
+    sqlite3_reset(q);
+    if (plain) {
+        sodium_memzero(plain, cap);
+        free(plain);
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
+    *rids = k.v;
+    *n = k.n;
+    return st;
+}

@@ -474,18 +474,22 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
 
     if (sp->kind == PVG_QUERY_QUANTILE) {
         /* exponential mechanism over 1001 candidates on the clamp range;
-         * utility -|1000 rank(c) - k N|, k = round(1000 q); sensitivity 1000 m */
+         * k = round(1000 q); sensitivity 1000 m */
         enum { NC = 1001 };
         int64_t *u = malloc(NC * sizeof *u);
         if (!u) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
         qsort(q.vals, q.nv, sizeof *q.vals, cmp_double);
+        /* u(c) = -max(0, k N - 1000 #{x <= c}, 1000 #{x < c} - k N): zero exactly
+         * at the q-quantiles, each term moves by at most 1000 m per user */
         int64_t k = (int64_t)llround(1000 * sp->quantile), N = (int64_t)q.nv;
-        size_t pos = 0;
+        size_t le = 0, lt = 0;
         for (int i = 0; i < NC; i++) {
             double c = sp->clamp_lo + (sp->clamp_hi - sp->clamp_lo) * i / (NC - 1);
-            while (pos < q.nv && q.vals[pos] <= c) pos++;
-            int64_t d = 1000 * (int64_t)pos - k * N;
-            u[i] = d < 0 ? d : -d;
+            while (le < q.nv && q.vals[le] <= c) le++;
+            while (lt < q.nv && q.vals[lt] < c) lt++;
+            int64_t a = k * N - 1000 * (int64_t)le, b = 1000 * (int64_t)lt - k * N;
+            int64_t pen = a > b ? a : b;
+            u[i] = pen > 0 ? -pen : 0;
         }
         size_t pick = 0;
         st = pvg_dp_exponential(rng, u, NC, 1000 * (int64_t)q.m, sp->epsilon, 1, &pick, err);

@@ -187,15 +187,18 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     id[PVG_AUTH_ID_HEX] = 0;
     const char *want_kind = cred[3] == 'k' ? "key" : "token";
 
-    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
-    if (st != PVG_OK) return st;
+    pvg_status st;
     sqlite3 *db = pvg_store_sqlite(s);
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT kind,role,pseudonym,secret_hash,rate_per_s,expires_at,revoked"
-                                " FROM auth_keys WHERE key_id=?",
-                                -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "auth check", err);
+    static const char LOOKUP[] = "SELECT kind,role,pseudonym,secret_hash,rate_per_s,expires_at,"
+                                 "revoked FROM auth_keys WHERE key_id=?";
+    int rc = sqlite3_prepare_v2(db, LOOKUP, -1, &q, NULL);
+    if (rc != SQLITE_OK) { /* first use of a fresh store: create the table, retry once */
+        st = pvg_store_exec(s, AUTH_SCHEMA, err);
+        if (st != PVG_OK) return st;
+        rc = sqlite3_prepare_v2(db, LOOKUP, -1, &q, NULL);
+        if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "auth check", err);
+    }
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(q);
     if (rc == SQLITE_DONE) {

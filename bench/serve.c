@@ -1,0 +1,222 @@
+/*
+ * serve.c - benchmark of the HTTP service: a synthetic 100k-item, 64-factor
+ * iALS model served by an in-process privguide server on 127.0.0.1, loaded
+ * with wrk (2 threads, 64 connections) on GET /v1/users/{id}/recommendations
+ * ?k=10, cycling over consenting users known to the model. Every answer is
+ * personalised and audited (group-committed hash-chained log). Two runs:
+ * with the per-model recommendation cache (after a warm-up pass) and
+ * without it (every request scores all 100k items). Prints one JSON object.
+ *
+ * Usage: bench_serve [seconds=10] [items=100000] [factors=64] [users=20000]
+ *                    [request_users=2000] [server_threads=16]
+ * Needs wrk on PATH. The machine may be shared: the JSON has the load.
+ */
+#include <privguide/auth.h>
+#include <privguide/ledger.h>
+#include <privguide/model.h>
+#include <privguide/server.h>
+#include <privguide/store.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+#define DIE(...)                                                                                  \
+    do {                                                                                          \
+        fprintf(stderr, "bench_serve: " __VA_ARGS__);                                             \
+        fprintf(stderr, "\n");                                                                    \
+        exit(1);                                                                                  \
+    } while (0)
+
+/* Runs wrk; the Lua script's done() prints one JSON line, copied to out. */
+static int run_wrk(const char *lua, int port, int seconds, char *out, size_t len)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "wrk -t2 -c64 -d%ds --timeout 5s -s '%s' http://127.0.0.1:%d/ 2>&1 | grep '^{'",
+             seconds, lua, port);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    out[0] = 0;
+    if (!fgets(out, (int)len, p)) out[0] = 0;
+    int rc = pclose(p);
+    size_t n = strlen(out);
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = 0;
+    return (rc == 0 && n) ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    int seconds = argc > 1 ? atoi(argv[1]) : 10;
+    long n_items = argc > 2 ? atol(argv[2]) : 100000;
+    int factors = argc > 3 ? atoi(argv[3]) : 64;
+    long n_users = argc > 4 ? atol(argv[4]) : 20000;
+    long req_users = argc > 5 ? atol(argv[5]) : 2000;
+    int server_threads = argc > 6 ? atoi(argv[6]) : 16;
+    if (server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 || factors < 1 || n_users < 10 || req_users < 1 ||
+        req_users > n_users)
+        DIE("usage: bench_serve [seconds] [items] [factors] [users] [request_users]");
+    if (system("command -v wrk >/dev/null 2>&1") != 0) {
+        printf("{\"bench\":\"serve\",\"skipped\":\"wrk is not installed (apt-get install wrk)\"}\n");
+        return 0;
+    }
+    char dir[] = "/tmp/pvg_bench_serve_XXXXXX";
+    if (!mkdtemp(dir)) DIE("mkdtemp failed");
+    char dd[128], mp[160], lua[160], cmd[300];
+    snprintf(dd, sizeof dd, "%s/data", dir);
+    snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
+    snprintf(lua, sizeof lua, "%s/recs.lua", dir);
+    pvg_error err;
+    if (pvg_store_init(dd, NULL, &err) != PVG_OK) DIE("init: %s", err.text);
+    pvg_store *s = NULL;
+    if (pvg_store_open(dd, &s, &err) != PVG_OK) DIE("open: %s", err.text);
+
+    /* catalog */
+    double t0 = now_s();
+    if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
+    for (long i = 0; i < n_items; i++) {
+        char id[32], title[64];
+        snprintf(id, sizeof id, "I%06ld", i);
+        snprintf(title, sizeof title, "Synthetic item %ld", i);
+        pvg_item it = {0, id, title, NULL, 1.0 + (double)(i % 500) / 10.0, NULL};
+        if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) DIE("item: %s", err.text);
+    }
+    if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
+
+    /* interactions: every item at least once, the rest skewed to popular items */
+    pvg_dataset *ds = NULL;
+    if (pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, &err) != PVG_OK) DIE("%s", err.text);
+    long per_user = (n_items + n_users - 1) / n_users + 8;
+    for (long u = 0; u < n_users; u++) {
+        char user[32];
+        snprintf(user, sizeof user, "U%ld", u);
+        for (long j = 0; j < per_user; j++) {
+            long item;
+            if (j < per_user - 8) item = (u * (per_user - 8) + j) % n_items;
+            else {
+                double x = (double)(rnd() >> 11) / 9007199254740992.0;
+                item = (long)((double)n_items * x * x * x); /* skew */
+            }
+            char id[32];
+            snprintf(id, sizeof id, "I%06ld", item);
+            pvg_event e = {0};
+            e.type = PVG_EVENT_PURCHASE;
+            e.item = id;
+            e.ts = 1300000000;
+            if (pvg_dataset_add_ext(ds, user, &e, &err) != PVG_OK) DIE("dataset: %s", err.text);
+        }
+    }
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_IALS, &p);
+    p.factors = factors;
+    p.epochs = 2;
+    p.threads = 2;
+    pvg_model *m = NULL;
+    double t1 = now_s();
+    if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK) DIE("train: %s", err.text);
+    double train_s = now_s() - t1;
+    if (pvg_model_save(m, mp, &err) != PVG_OK) DIE("save: %s", err.text);
+    size_t model_items = pvg_model_n_items(m), model_users = pvg_model_n_users(m);
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+
+    /* the requesting users consent to personalisation */
+    if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
+    for (long u = 0; u < req_users; u++) {
+        char user[32];
+        snprintf(user, sizeof user, "U%ld", u);
+        pvg_consent c = {1, 1};
+        if (pvg_store_consent_set(s, user, &c, &err) != PVG_OK) DIE("consent: %s", err.text);
+    }
+    if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
+    if (pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err) != PVG_OK) DIE("budget: %s", err.text);
+    char *key = NULL;
+    if (pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "bench", 0, &key, NULL, &err) != PVG_OK)
+        DIE("apikey: %s", err.text);
+    pvg_store_close(s);
+    double setup_s = now_s() - t0;
+
+    FILE *f = fopen(lua, "w");
+    if (!f) DIE("cannot write %s", lua);
+    fprintf(f,
+            "local n = %ld\n"
+            "local i = 0\n"
+            "local hdr = { [\"Authorization\"] = \"Bearer %s\" }\n"
+            "function setup(thread) thread:set(\"id\", 0) end\n"
+            "function init(args) i = math.random(0, n - 1) end\n"
+            "function request()\n"
+            "  i = (i + 1) %% n\n"
+            "  return wrk.format(\"GET\", \"/v1/users/U\" .. i .. \"/recommendations?k=10\", hdr)\n"
+            "end\n"
+            "function done(summary, latency, requests)\n"
+            "  local errs = summary.errors.connect + summary.errors.read + summary.errors.write +\n"
+            "               summary.errors.timeout + summary.errors.status\n"
+            "  io.write(string.format('{\"requests\":%%d,\"duration_s\":%%.3f,\"requests_per_s\":%%.1f,"
+            "\"p50_ms\":%%.3f,\"p90_ms\":%%.3f,\"p99_ms\":%%.3f,\"max_ms\":%%.3f,\"errors\":%%d,"
+            "\"non_2xx\":%%d}\\n',\n"
+            "    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),\n"
+            "    latency:percentile(50) / 1000, latency:percentile(90) / 1000,\n"
+            "    latency:percentile(99) / 1000, latency.max / 1000, errs, summary.errors.status))\n"
+            "end\n",
+            req_users, key);
+    fclose(f);
+    pvg_auth_credential_free(key);
+
+    char cached[512] = "", uncached[512] = "";
+    for (int pass = 0; pass < 2; pass++) {
+        pvg_server_options o;
+        memset(&o, 0, sizeof o);
+        o.data_dir = dd;
+        o.threads = server_threads;
+        o.cache_entries = pass == 0 ? 0 : -1;
+        pvg_server *srv = NULL;
+        if (pvg_server_start(&o, &srv, &err) != PVG_OK) DIE("start: %s", err.text);
+        int port = pvg_server_port(srv);
+        char warm[512];
+        if (pass == 0 && run_wrk(lua, port, 3, warm, sizeof warm) != 0) DIE("wrk warm-up failed");
+        char *out = pass == 0 ? cached : uncached;
+        if (run_wrk(lua, port, seconds, out, 512) != 0) DIE("wrk failed");
+        pvg_server_free(srv);
+    }
+    printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","
+           "\"items\":%zu,\"factors\":%d,\"model_users\":%zu,\"request_users\":%ld,"
+           "\"wrk\":{\"threads\":2,\"connections\":64,\"seconds\":%d},\"server_threads\":%d,"
+           "\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
+           " \"cached\":%s,\n \"uncached\":%s,\n"
+           " \"targets\":{\"requests_per_s\":15000,\"p99_ms\":10}}\n",
+           model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s, loadavg(),
+           sysconf(_SC_NPROCESSORS_ONLN), cached, uncached);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);
+    return 0;
+}

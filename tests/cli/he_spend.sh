@@ -42,6 +42,6 @@ if [ -n "$BUDGET" ]; then
   grep -q '"noise_scale_cents": ' "$T/dp" || fail "DP output"
   grep -q '"users"' "$T/dp" && fail "DP output releases user counts"
   "$P" he spend-total --pub "$T/k/public.json" --epsilon 0.6 --dataset he >/dev/null 2>"$T/err"
-  [ $? -eq 1 ] && grep -qi 'budget' "$T/err" || fail "overspend not refused: $(cat "$T/err")"
+  [ $? -eq 1 ] && grep -qiE 'budget|overspend' "$T/err" || fail "overspend not refused: $(cat "$T/err")"
 fi
 echo "he_spend: ok"

@@ -383,8 +383,9 @@ static int run_query(cli_ctx *c)
             cli_usage_error(c, "--clamp: expected finite LO < HI, got '%s'", cl);
         sp.has_clamp = 1;
     }
-    sp.max_contributions = (long)cli_int_range(c, "max-contributions", 0, 1, 1000000);
-    sp.max_groups = (long)cli_int_range(c, "max-groups", 0, 1, 100000);
+    if (cli_has(c, "max-contributions"))
+        sp.max_contributions = (long)cli_int_range(c, "max-contributions", 10, 1, 1000000);
+    if (cli_has(c, "max-groups")) sp.max_groups = (long)cli_int_range(c, "max-groups", 5, 1, 100000);
     sp.quantile = cli_double(c, "quantile", 0.5);
     sp.bins = (int)cli_int_range(c, "bins", 10, 1, 10000);
     sp.top = (int)cli_int_range(c, "top", 10, 1, 100000);

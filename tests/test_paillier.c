@@ -96,6 +96,31 @@ static void test_known_answers(void **state)
     kat_case(43, 59, 2537 - 7, 5, 776049);
 }
 
+static void test_keygen_3072(void **state)
+{
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(3072);
+    pvg_paillier_pub *pub = NULL;
+    pvg_paillier_priv *priv = NULL;
+    assert_int_equal(pvg_paillier_keygen(3072, rng, 1, &pub, &priv, NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_pub_bits(pub), 3072);
+    assert_int_equal(mpz_sizeinbase(priv->p, 2), 1536);
+    assert_int_equal(mpz_sizeinbase(priv->q, 2), 1536);
+    pvg_paillier_enc_options o = {.mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure = 1};
+    pvg_paillier_enc *enc = NULL;
+    assert_int_equal(pvg_paillier_enc_new(pub, &o, &enc, NULL), PVG_OK);
+    pvg_paillier_ct *ct = pvg_paillier_ct_new(pub);
+    assert_int_equal(pvg_paillier_encrypt_text(enc, "-1234.5", INT_MAX, ct, NULL), PVG_OK);
+    char *s = NULL;
+    assert_int_equal(pvg_paillier_decrypt_text(priv, ct, &s, NULL), PVG_OK);
+    assert_string_equal(s, "-1234.5");
+    free(s);
+    pvg_paillier_ct_free(ct);
+    pvg_paillier_enc_free(enc);
+    pvg_paillier_priv_free(priv);
+    pvg_paillier_pub_free(pub);
+    pvg_rng_free(rng);
+}
+
 static void test_crt_matches_textbook(void **state)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
@@ -608,6 +633,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answers),
         cmocka_unit_test(test_keygen_shape),
+        cmocka_unit_test(test_keygen_3072),
         cmocka_unit_test(test_crt_matches_textbook),
         cmocka_unit_test(test_encoding_vectors),
         cmocka_unit_test(test_repr),

@@ -406,11 +406,13 @@ pvg_status pvg_store_begin(pvg_store *s, pvg_error *err)
     if (sqlite3_prepare_v2(s->ks, "SELECT value FROM ks_meta WHERE key = 'wrap_kid'", -1, &q, NULL) ==
             SQLITE_OK &&
         sqlite3_step(q) == SQLITE_ROW) {
-        char hex[2 * PVG_KID_BYTES + 1];
-        const unsigned char *mine = s->keys.has_next ? s->keys.next_kid : s->keys.kid;
-        sodium_bin2hex(hex, sizeof hex, mine, PVG_KID_BYTES);
+        /* Fine when it names the key we wrap under, or (mid-rotation, the
+         * rotation not having claimed it yet) our current key. */
+        char mine[2 * PVG_KID_BYTES + 1], cur[2 * PVG_KID_BYTES + 1];
+        sodium_bin2hex(mine, sizeof mine, s->keys.has_next ? s->keys.next_kid : s->keys.kid, PVG_KID_BYTES);
+        sodium_bin2hex(cur, sizeof cur, s->keys.kid, PVG_KID_BYTES);
         const char *v = (const char *)sqlite3_column_text(q, 0);
-        if (v && strcmp(v, hex) != 0)
+        if (v && strcmp(v, mine) != 0 && strcmp(v, cur) != 0)
             st = pvg_error_set(err, PVG_ERR_BUSY,
                                "the master key was rotated by another process; reopen the store");
     }

@@ -378,7 +378,7 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
         json_object_set_new(x.root, "retention_basis",
                             json_string(s->policy.basis_collection ? "collection_time" : "event_time"));
         json_decref(pol);
-        *json_out = json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        *json_out = json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         if (!*json_out) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
     json_decref(x.root);

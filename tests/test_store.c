@@ -1,0 +1,618 @@
+/*
+ * test_store.c - the encrypted store: init/open and key file checks,
+ * ingest round trip through export, policy minimisation, duplicate
+ * detection, crypto-shredding (no key or record left in any file), no
+ * plaintext ids or payloads in any table or file, key rotation (including a
+ * store caught mid-rotation), retention, tampering, wrong master key,
+ * consent, single-event writes.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <privguide/store.h>
+
+#include "store/store_priv.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static char *make_tmpdir(void)
+{
+    char *d = strdup("/tmp/pvg-test-store-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+
+/* 1 when `needle` occurs in any file under dir (recursively). */
+static int dir_contains(const char *dir, const void *needle, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char *p = path_in(dir, e->d_name);
+        struct stat sb;
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+            found = dir_contains(p, needle, n);
+        else if (stat(p, &sb) == 0 && sb.st_size > 0) {
+            FILE *f = fopen(p, "rb");
+            unsigned char *buf = malloc((size_t)sb.st_size);
+            size_t got = fread(buf, 1, (size_t)sb.st_size, f);
+            fclose(f);
+            for (size_t i = 0; got >= n && i + n <= got && !found; i++)
+                if (memcmp(buf + i, needle, n) == 0) found = 1;
+            free(buf);
+        }
+        free(p);
+    }
+    closedir(d);
+    return found;
+}
+
+static pvg_store *open_ok(const char *dir)
+{
+    pvg_store *s = NULL;
+    pvg_error err;
+    pvg_status st = pvg_store_open(dir, &s, &err);
+    if (st != PVG_OK) fail_msg("open: %s", err.text);
+    return s;
+}
+
+static char *new_store(const char *policy)
+{
+    char *root = make_tmpdir();
+    char *dir = path_in(root, "data");
+    pvg_store_init_options o = {0};
+    o.policy_json = policy;
+    pvg_error err;
+    pvg_status st = pvg_store_init(dir, &o, &err);
+    if (st != PVG_OK) fail_msg("init: %s", err.text);
+    free(root);
+    return dir;
+}
+
+static void drop_store(char *dir)
+{
+    char *root = strdup(dir);
+    *strrchr(root, '/') = '\0';
+    rm_rf(root);
+    free(root);
+    free(dir);
+}
+
+static pvg_ingest_stats ingest_text(pvg_store *s, const char *dir, const char *name, pvg_format fmt,
+                                    const char *text)
+{
+    char *p = path_in(dir, name);
+    write_file(p, text);
+    pvg_ingest_stats st;
+    pvg_error err;
+    pvg_ingest_options o = {0};
+    if (pvg_store_ingest_file(s, p, fmt, &o, &st, &err) != PVG_OK) fail_msg("ingest: %s", err.text);
+    unlink(p);
+    free(p);
+    return st;
+}
+
+static json_t *export_json(pvg_store *s, const char *user)
+{
+    char *txt = NULL;
+    pvg_error err;
+    pvg_status st = pvg_store_user_export(s, user, &txt, &err);
+    if (st != PVG_OK) fail_msg("export %s: %s", user, err.text);
+    json_t *j = json_loads(txt, 0, NULL);
+    assert_non_null(j);
+    pvg_free(txt);
+    return j;
+}
+
+static long long reason_count(const pvg_ingest_stats *st, const char *reason)
+{
+    for (int i = 0; i < st->n_reasons; i++)
+        if (strcmp(st->reasons[i].reason, reason) == 0) return st->reasons[i].count;
+    return 0;
+}
+
+static const char EVENTS[] =
+    "{\"type\":\"item\",\"item\":\"sku-1\",\"title\":\"Blue mug\",\"category\":\"kitchen\",\"price\":4.5}\n"
+    "{\"type\":\"purchase\",\"user\":\"customer-4242\",\"item\":\"sku-1\",\"ts\":\"2024-03-01T10:00:00Z\",\"quantity\":2,\"amount\":9.0,\"country\":\"Atlantis\"}\n"
+    "{\"type\":\"view\",\"user\":\"customer-4242\",\"item\":\"sku-2\",\"ts\":1709290000,\"quantity\":1}\n"
+    "{\"type\":\"search\",\"user\":\"customer-4242\",\"ts\":1709290100,\"query\":\"zebra-striped teapot\"}\n"
+    "{\"type\":\"purchase\",\"user\":\"shopper-77\",\"item\":\"sku-2\",\"ts\":1709290200,\"quantity\":1,\"amount\":3.25}\n"
+    "{\"type\":\"rating\",\"user\":\"shopper-77\",\"item\":\"sku-1\",\"ts\":1709290300,\"rating\":4}\n";
+
+/* ---- tests ---- */
+
+static void test_init_and_open(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    char *kf = path_in(dir, "master.key");
+    struct stat sb;
+    assert_int_equal(stat(kf, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    pvg_error err;
+    assert_int_equal(pvg_store_init(dir, NULL, &err), PVG_ERR_EXISTS);
+    pvg_store *s = open_ok(dir);
+    pvg_store_close(s);
+    chmod(kf, 0644);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_PERMISSION);
+    assert_non_null(strstr(err.text, "chmod 600"));
+    chmod(kf, 0600);
+    assert_int_equal(pvg_store_open("/nonexistent/pvg", &s, &err), PVG_ERR_NOT_FOUND);
+    free(kf);
+    drop_store(dir);
+}
+
+static void test_bad_policy(void **state)
+{
+    (void)state;
+    char *root = make_tmpdir();
+    char *dir = path_in(root, "data");
+    pvg_store_init_options o = {0};
+    pvg_error err;
+    o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 0}}}";
+    assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "events.view.retention_days"));
+    o.policy_json = "{\"version\": 1,\n \"events\": {,}}";
+    assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
+    assert_int_equal(err.line, 2);
+    o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5, \"fields\": [\"colour\"]}}}";
+    assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "fields[0]"));
+    rm_rf(root);
+    free(dir);
+    free(root);
+}
+
+static void test_roundtrip_and_minimisation(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.read, 6);
+    assert_int_equal(st.accepted, 6);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(st.stored, 5);
+    assert_int_equal(st.items_upserted, 1);
+    assert_int_equal(st.users, 2);
+    /* the default policy keeps no fields of a view: its quantity is dropped */
+    assert_int_equal(st.dropped_fields[0], 1);
+
+    json_t *j = export_json(s, "customer-4242");
+    assert_string_equal(json_string_value(json_object_get(j, "user")), "customer-4242");
+    json_t *ev = json_object_get(j, "events");
+    assert_int_equal(json_array_size(ev), 3);
+    json_t *p = json_array_get(ev, 0);
+    assert_string_equal(json_string_value(json_object_get(p, "type")), "purchase");
+    assert_string_equal(json_string_value(json_object_get(p, "item")), "sku-1");
+    assert_string_equal(json_string_value(json_object_get(p, "ts")), "2024-03-01T10:00:00Z");
+    assert_true(json_number_value(json_object_get(p, "amount")) == 9.0);
+    assert_string_equal(json_string_value(json_object_get(p, "country")), "Atlantis");
+    json_t *v = json_array_get(ev, 1);
+    assert_string_equal(json_string_value(json_object_get(v, "type")), "view");
+    assert_null(json_object_get(v, "quantity"));
+    json_t *q = json_array_get(ev, 2);
+    assert_string_equal(json_string_value(json_object_get(q, "query")), "zebra-striped teapot");
+    assert_true(json_array_size(json_object_get(j, "purposes")) >= 1);
+    assert_true(json_is_true(json_object_get(json_object_get(j, "consent"), "personalization")));
+    json_decref(j);
+
+    pvg_item *it = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_item_get(s, "sku-1", &it, &err), PVG_OK);
+    assert_string_equal(it->title, "Blue mug");
+    assert_string_equal(it->category, "kitchen");
+    assert_true(it->price == 4.5);
+    pvg_item_free(it);
+    assert_int_equal(pvg_store_item_get(s, "sku-2", &it, &err), PVG_OK); /* created by an event */
+    pvg_item_free(it);
+    char *out = NULL;
+    assert_int_equal(pvg_store_user_export(s, "nobody", &out, &err), PVG_ERR_NOT_FOUND);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+static void test_policy_drops_types(void **state)
+{
+    (void)state;
+    char *dir = new_store("{\"version\":1,\"retention_basis\":\"collection_time\",\"events\":{\"purchase\":{\"retention_days\":30,\"fields\":[\"quantity\"]}}}");
+    pvg_store *s = open_ok(dir);
+    pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.read, st.accepted + st.rejected);
+    assert_int_equal(st.stored, 2);
+    assert_int_equal(reason_count(&st, "policy_type_not_allowed"), 3);
+    assert_int_equal(st.dropped_fields[1], 2); /* amount */
+    assert_int_equal(st.dropped_fields[4], 1); /* country */
+    json_t *j = export_json(s, "customer-4242");
+    json_t *p = json_array_get(json_object_get(j, "events"), 0);
+    assert_null(json_object_get(p, "amount"));
+    assert_null(json_object_get(p, "country"));
+    json_decref(j);
+    pvg_event ev = {0};
+    ev.type = PVG_EVENT_VIEW;
+    ev.item = "sku-1";
+    ev.ts = pvg_store_now(s);
+    pvg_error err;
+    assert_int_equal(pvg_store_event_put(s, "u9", &ev, NULL, NULL, &err), PVG_ERR_POLICY);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+static void test_duplicates(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    const char *twice = "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
+                        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
+                        "{\"type\":\"purchase\",\"user\":\"b\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n";
+    pvg_ingest_stats st = ingest_text(s, dir, "a.jsonl", PVG_FORMAT_JSONL, twice);
+    assert_int_equal(st.stored, 3); /* a genuine repeat in the source is kept */
+    st = ingest_text(s, dir, "a.jsonl", PVG_FORMAT_JSONL, twice);
+    assert_int_equal(st.stored, 0);
+    assert_int_equal(st.duplicates, 3);
+    assert_int_equal(st.events, 3);
+    /* a later file overlapping the first: only the new row is stored */
+    st = ingest_text(s, dir, "b.jsonl", PVG_FORMAT_JSONL,
+                     "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
+                     "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"y\",\"ts\":200,\"quantity\":1}\n");
+    assert_int_equal(st.stored, 1);
+    assert_int_equal(st.duplicates, 1);
+    /* single events with a client key */
+    pvg_event ev = {0};
+    ev.type = PVG_EVENT_CART;
+    ev.item = "x";
+    ev.ts = pvg_store_now(s);
+    int outcome = -1;
+    pvg_error err;
+    assert_int_equal(pvg_store_event_put(s, "a", &ev, "evt-1", &outcome, &err), PVG_OK);
+    assert_int_equal(outcome, 1);
+    assert_int_equal(pvg_store_event_put(s, "a", &ev, "evt-1", &outcome, &err), PVG_OK);
+    assert_int_equal(outcome, 0);
+    pvg_store_counts c;
+    assert_int_equal(pvg_store_counts_get(s, &c, &err), PVG_OK);
+    assert_int_equal(c.events, 5);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+typedef struct secrets {
+    unsigned char key[PVG_KEY_BYTES];
+    unsigned char wrapped[PVG_WRAPPED_BYTES];
+    unsigned char sealed_head[48];
+} secrets;
+
+static void grab_secrets(pvg_store *s, const char *user, secrets *out)
+{
+    unsigned char p[16];
+    pvg_store_pseudonym(s, user, p);
+    pvg_keycache_entry *e;
+    pvg_error err;
+    assert_int_equal(pvg_store_user_resolve(s, p, 0, &e, NULL, &err), PVG_OK);
+    memcpy(out->key, e->key, PVG_KEY_BYTES);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(s->ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    memcpy(out->wrapped, sqlite3_column_blob(q, 0), PVG_WRAPPED_BYTES);
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT sealed FROM chunks WHERE user_id = ?1 LIMIT 1", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_int64(q, 1, e->user_id);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    memcpy(out->sealed_head, sqlite3_column_blob(q, 0), sizeof out->sealed_head);
+    sqlite3_finalize(q);
+}
+
+static void test_delete_shreds(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    secrets sec;
+    grab_secrets(s, "customer-4242", &sec);
+    char *before = NULL, *after = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_user_export(s, "shopper-77", &before, &err), PVG_OK);
+    pvg_store_close(s);
+    /* the secrets are on disk before the deletion ... */
+    assert_true(dir_contains(dir, sec.wrapped, sizeof sec.wrapped));
+    assert_true(dir_contains(dir, sec.sealed_head, sizeof sec.sealed_head));
+    s = open_ok(dir);
+    assert_int_equal(pvg_store_user_delete(s, "customer-4242", &err), PVG_OK);
+    char *out = NULL;
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &out, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_store_user_delete(s, "customer-4242", &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_store_user_export(s, "shopper-77", &after, &err), PVG_OK);
+    assert_string_equal(before, after);
+    pvg_store_close(s);
+    /* ... and in no file afterwards: not the key, not its wrapped form, not
+     * the sealed records */
+    assert_false(dir_contains(dir, sec.key, sizeof sec.key));
+    assert_false(dir_contains(dir, sec.wrapped, sizeof sec.wrapped));
+    assert_false(dir_contains(dir, sec.sealed_head, sizeof sec.sealed_head));
+    pvg_free(before);
+    pvg_free(after);
+    drop_store(dir);
+}
+
+static void test_no_plaintext(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    /* every table of both databases, every column, as bytes */
+    sqlite3 *dbs[2] = {s->db, s->ks};
+    const char *needles[] = {"customer-4242", "shopper-77", "zebra-striped", "Atlantis"};
+    for (int d = 0; d < 2; d++) {
+        sqlite3_stmt *t;
+        assert_int_equal(sqlite3_prepare_v2(dbs[d], "SELECT name FROM sqlite_master WHERE type='table'", -1, &t, NULL), SQLITE_OK);
+        while (sqlite3_step(t) == SQLITE_ROW) {
+            char sql[256];
+            snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", sqlite3_column_text(t, 0));
+            sqlite3_stmt *q;
+            assert_int_equal(sqlite3_prepare_v2(dbs[d], sql, -1, &q, NULL), SQLITE_OK);
+            while (sqlite3_step(q) == SQLITE_ROW)
+                for (int c = 0; c < sqlite3_column_count(q); c++) {
+                    const unsigned char *b = sqlite3_column_blob(q, c);
+                    int n = sqlite3_column_bytes(q, c);
+                    for (size_t k = 0; k < sizeof needles / sizeof *needles; k++) {
+                        size_t m = strlen(needles[k]);
+                        for (int i = 0; b && i + (int)m <= n; i++)
+                            if (memcmp(b + i, needles[k], m) == 0)
+                                fail_msg("'%s' in table %s", needles[k], sqlite3_column_text(t, 0));
+                    }
+                }
+            sqlite3_finalize(q);
+        }
+        sqlite3_finalize(t);
+    }
+    pvg_store_close(s);
+    for (size_t k = 0; k < sizeof needles / sizeof *needles; k++)
+        assert_false(dir_contains(dir, needles[k], strlen(needles[k])));
+    drop_store(dir);
+}
+
+static void test_rotation(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    char *before = NULL, *after = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &before, &err), PVG_OK);
+    unsigned char old_master[PVG_KEY_BYTES];
+    memcpy(old_master, s->keys.master, PVG_KEY_BYTES);
+    long long n = 0;
+    assert_int_equal(pvg_store_keys_rotate(s, &n, &err), PVG_OK);
+    assert_int_equal(n, 2);
+    pvg_store_close(s);
+    /* the old master key is gone from the key file; the data reads back */
+    char b64[64];
+    sodium_bin2base64(b64, sizeof b64, old_master, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    assert_false(dir_contains(dir, b64, strlen(b64)));
+    s = open_ok(dir);
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
+    assert_string_equal(before, after);
+    pvg_free(after);
+
+    /* A rotation interrupted after its first step: the key file holds the
+     * current and the next key; keys wrapped under either open; new users'
+     * keys go under the next key; a rerun finishes. */
+    char *kf = path_in(dir, "master.key");
+    unsigned char next[PVG_KEY_BYTES];
+    randombytes_buf(next, sizeof next);
+    sodium_bin2base64(b64, sizeof b64, next, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    FILE *f = fopen(kf, "a");
+    fprintf(f, "next %s\n", b64);
+    fclose(f);
+    pvg_store_close(s);
+    s = open_ok(dir);
+    assert_true(s->keys.has_next);
+    pvg_consent c = {1, 0};
+    assert_int_equal(pvg_store_consent_set(s, "newcomer", &c, &err), PVG_OK);
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
+    assert_string_equal(before, after);
+    pvg_free(after);
+    assert_int_equal(pvg_store_keys_rotate(s, &n, &err), PVG_OK);
+    assert_int_equal(n, 2); /* the newcomer's key was under the next key already */
+    pvg_store_close(s);
+    s = open_ok(dir);
+    assert_false(s->keys.has_next);
+    assert_memory_equal(s->keys.master, next, PVG_KEY_BYTES);
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
+    assert_string_equal(before, after);
+    pvg_store_close(s);
+    pvg_free(before);
+    pvg_free(after);
+    free(kf);
+    drop_store(dir);
+}
+
+static void test_env_master_key(void **state)
+{
+    (void)state;
+    char key[65];
+    unsigned char raw[32];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(key, sizeof key, raw, sizeof raw);
+    setenv(PVG_ENV_MASTER_KEY, key, 1);
+    char *root = make_tmpdir();
+    char *dir = path_in(root, "data");
+    pvg_store_init_options o = {0};
+    o.master_key_in_env = 1;
+    pvg_error err;
+    assert_int_equal(pvg_store_init(dir, &o, &err), PVG_OK);
+    assert_false(dir_contains(dir, key, 64));
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    pvg_store_close(s);
+    /* a different key must not open the store */
+    raw[0] ^= 1;
+    sodium_bin2hex(key, sizeof key, raw, sizeof raw);
+    setenv(PVG_ENV_MASTER_KEY, key, 1);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_CRYPTO);
+    unsetenv(PVG_ENV_MASTER_KEY);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, PVG_ENV_MASTER_KEY));
+    rm_rf(root);
+    free(dir);
+    free(root);
+}
+
+static void test_retention(void **state)
+{
+    (void)state;
+    char *dir = new_store("{\"version\":1,\"retention_basis\":\"event_time\",\"events\":{"
+                          "\"view\":{\"retention_days\":10},\"purchase\":{\"retention_days\":100}}}");
+    pvg_store *s = open_ok(dir);
+    int64_t now = 1700000000; /* 2023-11-14 */
+    pvg_store_set_clock(s, now);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"type\":\"view\",\"user\":\"a\",\"item\":\"x\",\"ts\":%lld}\n"
+             "{\"type\":\"view\",\"user\":\"a\",\"item\":\"y\",\"ts\":%lld}\n"
+             "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"y\",\"ts\":%lld}\n",
+             (long long)(now - 5 * 86400), (long long)(now - 20 * 86400), (long long)(now - 5 * 86400));
+    pvg_ingest_stats st = ingest_text(s, dir, "r.jsonl", PVG_FORMAT_JSONL, text);
+    assert_int_equal(st.stored, 2);
+    assert_int_equal(reason_count(&st, "retention_expired"), 1);
+    long long deleted = -1;
+    pvg_error err;
+    assert_int_equal(pvg_store_retention_sweep(s, &deleted, &err), PVG_OK);
+    assert_int_equal(deleted, 0);
+    pvg_store_set_clock(s, now + 6 * 86400);
+    assert_int_equal(pvg_store_retention_sweep(s, &deleted, &err), PVG_OK);
+    assert_int_equal(deleted, 1);
+    json_t *j = export_json(s, "a");
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
+    json_decref(j);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+static int count_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_t n)
+{
+    (void)u;
+    (void)ev;
+    *(size_t *)ctx += n;
+    return 0;
+}
+
+static void test_tampering(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    size_t n = 0;
+    pvg_error err;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 5);
+    /* a chunk moved to another user fails authentication */
+    assert_int_equal(sqlite3_exec(s->db, "UPDATE chunks SET user_id = (SELECT max(user_id) FROM chunks)"
+                                         " WHERE id = (SELECT min(id) FROM chunks)", NULL, NULL, NULL), SQLITE_OK);
+    n = 0;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_ERR_CRYPTO);
+    assert_non_null(strstr(err.text, "authentication"));
+    pvg_store_close(s);
+    drop_store(dir);
+
+    dir = new_store(NULL);
+    s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    /* one flipped bit in a sealed chunk */
+    assert_int_equal(sqlite3_exec(s->db, "UPDATE chunks SET sealed = substr(sealed, 1, 30) ||"
+                                         " CAST(X'00' AS BLOB) || substr(sealed, 32) WHERE id = 1", NULL, NULL, NULL), SQLITE_OK);
+    char *out = NULL;
+    pvg_status a = pvg_store_user_export(s, "customer-4242", &out, &err);
+    pvg_status b = pvg_store_user_export(s, "shopper-77", &out, &err);
+    assert_true(a == PVG_ERR_CRYPTO || b == PVG_ERR_CRYPTO);
+    if (out) pvg_free(out);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+static void test_consent(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_consent c;
+    pvg_error err;
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_store_user_exists(s, "z", &err), 0);
+    c.personalization = 0;
+    c.analytics = 1;
+    assert_int_equal(pvg_store_consent_set(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(pvg_store_user_exists(s, "z", &err), 1);
+    pvg_consent d;
+    assert_int_equal(pvg_store_consent_get(s, "z", &d, &err), PVG_OK);
+    assert_int_equal(d.personalization, 0);
+    assert_int_equal(d.analytics, 1);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    size_t n = 0;
+    c.analytics = 0;
+    assert_int_equal(pvg_store_consent_set(s, "shopper-77", &c, &err), PVG_OK);
+    assert_int_equal(pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 3); /* shopper-77's two events are left out */
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_and_open),
+        cmocka_unit_test(test_bad_policy),
+        cmocka_unit_test(test_roundtrip_and_minimisation),
+        cmocka_unit_test(test_policy_drops_types),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_delete_shreds),
+        cmocka_unit_test(test_no_plaintext),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_env_master_key),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_tampering),
+        cmocka_unit_test(test_consent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -159,8 +159,9 @@ pvg_status pvg_paillier_list_to_json(const pvg_paillier_pub *pub, pvg_paillier_c
                                      size_t count, char **out, pvg_error *err) PVG_WARN_UNUSED;
 /* Parses the plain list form: *pub_out (new) gets the key it names, and
  * *cts_out an array (new, free with pvg_paillier_ct_array_free) of *count
- * ciphertexts under it. If `expect` is not NULL the key must equal it
- * (PVG_ERR_CRYPTO). At most max_values values (0: 1,000,000). */
+ * ciphertexts under it (they borrow *pub_out: free them first). If `expect`
+ * is not NULL the key must equal it (PVG_ERR_CRYPTO). At most max_values
+ * values (0: 1,000,000). */
 pvg_status pvg_paillier_list_from_json(const char *json, const char *source,
                                        const pvg_paillier_pub *expect, size_t max_values,
                                        pvg_paillier_pub **pub_out, pvg_paillier_ct ***cts_out,
@@ -304,7 +305,8 @@ typedef struct pvg_spend_options {
 typedef struct pvg_spend_group {
     char *name;             /* group name (owned by the result) */
     long long users;        /* users who contributed; -1 in DP results (not released) */
-    pvg_paillier_ct *total; /* E(sum of cents [+ noise]), re-randomised, exponent 0 */
+    pvg_paillier_ct *total; /* E(sum of cents [+ noise]), re-randomised, exponent 0;
+                               borrows the `pub` given to pvg_paillier_spend_total */
 } pvg_spend_group;
 
 typedef struct pvg_spend_result {

@@ -29,7 +29,7 @@
 /* ---- helpers ---------------------------------------------------------------- */
 
 #define HE_KEY_FILE_MAX (1u << 20)
-#define HE_STDIN_MAX (256u << 20)
+#define HE_STDIN_MAX (64u << 20) /* the library refuses larger JSON documents */
 
 static char *read_text_file(const char *path, size_t max, pvg_error *err)
 {

@@ -103,6 +103,10 @@ static int run_simulate(cli_ctx *c)
     long long k = cli_int_range(c, "neighbours", kdef, 2, n - 1);
     if (k != n - 1 && (k & 1)) cli_usage_error(c, "--neighbours: expected n-1 (=%lld) or an even number", n - 1);
     long long t = cli_int_range(c, "threshold", (k + 1) / 2 + 1, 2, k + 1);
+    if (t <= (k + 1) / 2)
+        cli_warn("warning: threshold %lld is not a majority of the %lld share holders; a lying "
+                 "server could then collect both secrets of a client (see docs/secagg.md)",
+                 t, k + 1);
     long long bits = cli_int(c, "bits", 32);
     if (bits != 32 && bits != 64) cli_usage_error(c, "--bits: expected 32 or 64");
     long long threads = cli_int_range(c, "threads", 2, 1, 64);

@@ -248,6 +248,9 @@ static pvg_status read_hello(int fd, const pvg_mpc_options *o, const uint8_t min
     pvg_status st = io_full(fd, m, sizeof m, 0, deadline, from == UINT32_MAX ? 0 : from, err);
     if (st != PVG_OK) return st;
     uint32_t s = get32(m + 8);
+    if (memcmp(m, "PVMP", 4) != 0)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "a connecting peer sent bad magic (not a privguide mpc peer?)");
     if (from == UINT32_MAX) {
         if (s <= o->me || s >= o->parties || pe[s].fd >= 0)
             return pvg_error_set(err, PVG_ERR_INVALID,

@@ -320,12 +320,13 @@ static int is_probable_prime(const mpz_t w, int rounds, pvg_rng *rng)
     return prime;
 }
 
-/* A random prime of exactly `bits` bits with its two top bits set. */
-static void random_prime(unsigned bits, pvg_rng *rng, mpz_t out)
+/* A random prime of exactly `bits` bits with its two top bits set.
+ * Returns 0 when out of memory. */
+static int random_prime(unsigned bits, pvg_rng *rng, mpz_t out)
 {
     size_t nbytes = (bits + 7) / 8;
     unsigned char *buf = sodium_malloc(nbytes);
-    if (!buf) abort(); /* sodium_malloc fails only when out of memory */
+    if (!buf) return 0;
     int rounds = mr_rounds(bits);
     for (;;) {
         pvg_rng_bytes(rng, buf, nbytes);
@@ -337,6 +338,7 @@ static void random_prime(unsigned bits, pvg_rng *rng, mpz_t out)
         if (is_probable_prime(out, rounds, rng)) break;
     }
     sodium_free(buf);
+    return 1;
 }
 
 pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
@@ -363,9 +365,12 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
     mpz_t p, q, n, diff, tmp;
     mpz_inits(p, q, n, diff, tmp, NULL);
     unsigned half = bits / 2;
+    int oom = 0;
     for (;;) {
-        random_prime(half, rng, p);
-        random_prime(half, rng, q);
+        if (!random_prime(half, rng, p) || !random_prime(half, rng, q)) {
+            oom = 1;
+            break;
+        }
         mpz_mul(n, p, q);
         if (mpz_sizeinbase(n, 2) != bits) continue; /* cannot happen with two top bits set */
         mpz_sub(diff, p, q);
@@ -381,7 +386,8 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
     }
     pvg_paillier_pub *pub = NULL;
     pvg_paillier_priv *priv = NULL;
-    pvg_status st = pvg_he_pub_from_mpz(n, PVG_PAILLIER_MIN_BITS, &pub, err);
+    pvg_status st = oom ? pvg_error_set(err, PVG_ERR_NOMEM, "out of memory")
+                        : pvg_he_pub_from_mpz(n, PVG_PAILLIER_MIN_BITS, &pub, err);
     if (st == PVG_OK) st = pvg_he_priv_from_mpz(pub, p, q, &priv, err);
     pvg_he_mpz_wipe(p);
     pvg_he_mpz_wipe(q);

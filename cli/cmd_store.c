@@ -70,6 +70,15 @@ static void progress(void *ctx, const pvg_ingest_stats *s)
             s->rejected, s->seconds > 0 ? s->read / s->seconds : 0.0);
 }
 
+/* --progress: one line per committed batch; every line printed is durable. */
+static void progress_lines(void *ctx, const pvg_ingest_stats *s)
+{
+    (void)ctx;
+    fprintf(stderr, "committed batch %lld: read %lld stored %lld duplicates %lld\n", s->batches_committed,
+            s->read, s->stored, s->duplicates);
+    fflush(stderr);
+}
+
 static void print_ingest_json(const pvg_ingest_stats *s, const char *reject_path)
 {
     printf("{\"read\":%lld,\"accepted\":%lld,\"rejected\":%lld,\"rejected_by_reason\":{", s->read,
@@ -135,6 +144,10 @@ static int run_ingest(cli_ctx *c)
     o.reject_path = rp;
     int interactive = cli_interactive(c) && isatty(STDERR_FILENO);
     if (interactive) o.on_batch = progress;
+    if (cli_bool(c, "progress")) {
+        o.on_batch = progress_lines;
+        interactive = 0;
+    }
     pvg_ingest_stats stats;
     pvg_error err;
     pvg_error_clear(&err);
@@ -310,6 +323,7 @@ static const cli_flag ingest_flags[] = {
     {"encoding", CLI_STR, "E", "auto (default: UTF-8, Latin-1 lines detected), utf-8 or latin-1"},
     {"batch", CLI_INT, "N", "rows per committed batch (default 50000)"},
     {"no-sweep", CLI_BOOL, NULL, "skip the retention sweep after the import"},
+    {"progress", CLI_BOOL, NULL, "print a line to stderr after each committed (durable) batch"},
     {"json", CLI_BOOL, NULL, "print one JSON object of counts"},
     {0},
 };

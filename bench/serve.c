@@ -8,7 +8,7 @@
  * without it (every request scores all 100k items). Prints one JSON object.
  *
  * Usage: bench_serve [seconds=10] [items=100000] [factors=64] [users=20000]
- *                    [request_users=2000] [server_threads=16]
+ *                    [request_users=1000] [server_threads=2] [warmup_seconds=10]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  */
 #include <privguide/auth.h>
@@ -81,9 +81,10 @@ int main(int argc, char **argv)
     long n_items = argc > 2 ? atol(argv[2]) : 100000;
     int factors = argc > 3 ? atoi(argv[3]) : 64;
     long n_users = argc > 4 ? atol(argv[4]) : 20000;
-    long req_users = argc > 5 ? atol(argv[5]) : 2000;
-    int server_threads = argc > 6 ? atoi(argv[6]) : 16;
-    if (server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 || factors < 1 || n_users < 10 || req_users < 1 ||
+    long req_users = argc > 5 ? atol(argv[5]) : 1000;
+    int server_threads = argc > 6 ? atoi(argv[6]) : 2;
+    int warm_s = argc > 7 ? atoi(argv[7]) : 10;
+    if (warm_s < 1 || server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 || factors < 1 || n_users < 10 || req_users < 1 ||
         req_users > n_users)
         DIE("usage: bench_serve [seconds] [items] [factors] [users] [request_users]");
     if (system("command -v wrk >/dev/null 2>&1") != 0) {
@@ -203,7 +204,8 @@ int main(int argc, char **argv)
         if (pvg_server_start(&o, &srv, &err) != PVG_OK) DIE("start: %s", err.text);
         int port = pvg_server_port(srv);
         char warm[512];
-        if (pass == 0 && run_wrk(lua, port, 3, warm, sizeof warm) != 0) DIE("wrk warm-up failed");
+        /* warm-up: long enough for every requesting user to be scored once */
+        if (pass == 0 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0) DIE("wrk warm-up failed");
         char *out = pass == 0 ? cached : uncached;
         if (run_wrk(lua, port, seconds, out, 512) != 0) DIE("wrk failed");
         pvg_server_free(srv);

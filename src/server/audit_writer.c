@@ -14,6 +14,8 @@ struct srv_audit_item {
     long long ticket;
     int *done;          /* the waiting thread's flags, set under the mutex */
     pvg_status *result;
+    void (*wake)(void *); /* async: called after done is set, outside the lock */
+    void *wake_ctx;
     char *actor, *action, *subject, *detail;
 };
 
@@ -63,16 +65,30 @@ static void *writer_main(void *arg)
         else atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
 
         pthread_mutex_lock(&w->mu);
+        srv_audit_item *wakes = NULL;
         while (batch) {
             srv_audit_item *next = batch->next;
             *batch->result = st;
             *batch->done = 1;
-            item_free(batch);
+            if (batch->wake) { /* keep it to wake outside the lock */
+                batch->next = wakes;
+                wakes = batch;
+            } else {
+                item_free(batch);
+            }
             batch = next;
         }
         w->committed_upto = hi;
         (void)lo;
         pthread_cond_broadcast(&w->cv_done);
+        pthread_mutex_unlock(&w->mu);
+        while (wakes) {
+            srv_audit_item *next = wakes->next;
+            wakes->wake(wakes->wake_ctx);
+            item_free(wakes);
+            wakes = next;
+        }
+        pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -89,6 +105,47 @@ int srv_audit_writer_start(srv_audit_writer *w, pvg_store *store, srv_metrics *m
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) return -1;
     w->started = 1;
     return 0;
+}
+
+static srv_audit_item *item_new(const char *actor, const char *action, const char *subject,
+                                const char *detail)
+{
+    srv_audit_item *it = calloc(1, sizeof *it);
+    if (!it) return NULL;
+    it->actor = strdup(actor ? actor : "?");
+    it->action = strdup(action ? action : "?");
+    it->subject = strdup(subject ? subject : "");
+    it->detail = strdup(detail ? detail : "");
+    if (!it->actor || !it->action || !it->subject || !it->detail) {
+        item_free(it);
+        return NULL;
+    }
+    return it;
+}
+
+pvg_status srv_audit_log_async(srv_audit_writer *w, const char *actor, const char *action,
+                               const char *subject, const char *detail, int *done,
+                               pvg_status *result, void (*wake)(void *), void *wake_ctx)
+{
+    srv_audit_item *it = item_new(actor, action, subject, detail);
+    if (!it) return PVG_ERR_NOMEM;
+    it->done = done;
+    it->result = result;
+    it->wake = wake;
+    it->wake_ctx = wake_ctx;
+    pthread_mutex_lock(&w->mu);
+    if (!w->started || w->stop) {
+        pthread_mutex_unlock(&w->mu);
+        item_free(it);
+        return PVG_ERR_STATE;
+    }
+    it->ticket = ++w->enqueued;
+    if (w->tail) w->tail->next = it;
+    else w->head = it;
+    w->tail = it;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+    return PVG_OK;
 }
 
 pvg_status srv_audit_log(srv_audit_writer *w, const char *actor, const char *action,

@@ -179,6 +179,29 @@ int srv_audit(srv_req *r, const char *action, const char *ext_user, const char *
     return 0;
 }
 
+static void audit_wake(void *ctx)
+{
+    srv_req *r = ctx;
+    MHD_resume_connection(r->conn);
+}
+
+void srv_audit_then_answer(srv_req *r, const char *action, const char *ext_user,
+                           const char *detail)
+{
+    char subject[2 * PVG_PSEUDONYM_BYTES + 1] = "";
+    if (ext_user) pvg_audit_subject_of_user(srv_req_store(r), ext_user, subject);
+    r->suspended = 1;
+    r->audit_done = 0;
+    MHD_suspend_connection(r->conn); /* before queueing: the writer may finish at once */
+    pvg_status st = srv_audit_log_async(&r->srv->audit, r->actor, action, subject, detail,
+                                        &r->audit_done, &r->audit_result, audit_wake, r);
+    if (st != PVG_OK) {
+        r->audit_result = st;
+        r->audit_done = 1;
+        MHD_resume_connection(r->conn);
+    }
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static unsigned role_bit(pvg_role role)
@@ -214,7 +237,7 @@ static void authenticate_and_run(srv_req *r)
         while (*cred == ' ') cred++;
         pvg_error e;
         pvg_error_clear(&e);
-        pvg_status st = pvg_auth_check(srv_req_store(r), cred, &r->who, &e);
+        pvg_status st = srv_auth_check(r->srv, srv_req_store(r), cred, &r->who, &e);
         if (st == PVG_ERR_PERMISSION) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
             srv_reply_error(r, 401, "unauthorized", "%s", e.text);
@@ -328,6 +351,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     r->method = method;
     r->url = url;
+    if (r->suspended) { /* resumed: the audit entry of the prepared answer is settled */
+        r->suspended = 0;
+        if (!r->audit_done || r->audit_result != PVG_OK)
+            srv_reply_error(r, 503, "audit_unavailable",
+                            "the audit log cannot be written (%s); personal data is not served",
+                            pvg_strerror(r->audit_done ? r->audit_result : PVG_ERR_INTERNAL));
+        return send_answer(r);
+    }
     if (*upload_size) {
         if (!r->too_large) {
             if (r->body_len + *upload_size > srv->opt.max_body_bytes) {
@@ -371,6 +402,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
     }
     finish(r);
+    if (r->suspended) return MHD_YES; /* answered when the audit entry is committed */
     return send_answer(r);
 }
 
@@ -409,6 +441,7 @@ static void server_destroy(pvg_server *srv)
     if (!srv) return;
     srv_model_shutdown(srv);
     srv_audit_writer_stop(&srv->audit);
+    srv_authcache_free(srv->authcache);
     for (int i = 0; i < srv->n_stores; i++) pvg_store_close(srv->stores[i]);
     pvg_store_close(srv->audit_store);
     pvg_store_close(srv->reload_store);
@@ -483,7 +516,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) || srv_metrics_init(&srv->metrics, srv_routes_count() + 1) ||
-        srv_ratelimit_init(&srv->rl)) {
+        srv_ratelimit_init(&srv->rl) || !(srv->authcache = srv_authcache_new(1.0))) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     }
@@ -535,7 +568,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     sa.sin_port = htons((uint16_t)srv->opt.port);
     sa.sin_addr = addr;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->opt.threads, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -567,13 +567,6 @@ static void h_recommend(srv_req *r)
     json_t *o = json_object();
     json_object_set_new(o, "user", json_string(user));
     if (!reason) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, m->generation);
-        if (srv_audit(r, "recommend", user, detail)) {
-            json_decref(o);
-            srv_model_release(m);
-            return;
-        }
         json_object_set_new(o, "personalized", json_true());
         json_t *items = json_array();
         for (size_t i = 0; i < n; i++)
@@ -594,8 +587,15 @@ static void h_recommend(srv_req *r)
         atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
+    long generation = m->generation;
     srv_model_release(m);
     srv_reply_json(r, 200, o);
+    if (!reason && r->status == 200) {
+        /* the answer leaves only once its audit entry is committed */
+        char detail[96];
+        snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, generation);
+        srv_audit_then_answer(r, "recommend", user, detail);
+    }
 }
 
 static void h_similar(srv_req *r)
@@ -703,6 +703,7 @@ static void h_delete(srv_req *r)
     pvg_store_pseudonym(s, user, ps);
     long long revoked = 0;
     (void)pvg_auth_revoke_user(s, ps, &revoked, NULL);
+    srv_authcache_clear(r->srv->authcache); /* the revocation takes effect at once */
     srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
                                      "tokens_revoked", (json_int_t)revoked));
 }

@@ -148,6 +148,12 @@ int srv_audit_writer_start(srv_audit_writer *w, pvg_store *store, srv_metrics *m
 /* Appends and waits until committed. PVG_OK or the append error. */
 pvg_status srv_audit_log(srv_audit_writer *w, const char *actor, const char *action,
                          const char *subject, const char *detail);
+/* Appends without waiting: when the batch is committed (or failed), the
+ * writer stores the result in *result, sets *done and calls
+ * wake(wake_ctx) (outside its lock). Returns PVG_OK when queued. */
+pvg_status srv_audit_log_async(srv_audit_writer *w, const char *actor, const char *action,
+                               const char *subject, const char *detail, int *done,
+                               pvg_status *result, void (*wake)(void *), void *wake_ctx);
 void srv_audit_writer_stop(srv_audit_writer *w);
 
 /* ---- the server ---- */
@@ -180,6 +186,7 @@ struct pvg_server {
     char last_reload_error[320];
 
     srv_audit_writer audit;
+    struct srv_authcache *authcache;
     pvg_store *audit_store;
     srv_metrics metrics;
     srv_ratelimit rl;
@@ -212,7 +219,26 @@ struct srv_req {
     const char *ctype;
     char retry_after[16];
     char allow[64];
+    /* an answer waiting for its audit entry (connection suspended) */
+    int suspended;
+    int audit_done;
+    pvg_status audit_result;
 };
+
+/* Queues an audit entry for the answer already prepared in r and suspends
+ * the connection; the answer is sent once the entry is committed (or
+ * replaced by a 503 if it cannot be). */
+void srv_audit_then_answer(srv_req *r, const char *action, const char *ext_user,
+                           const char *detail);
+
+/* ---- credential cache (auth results for a short time, keyed by id) ---- */
+typedef struct srv_authcache srv_authcache;
+srv_authcache *srv_authcache_new(double ttl_s);
+void srv_authcache_free(srv_authcache *c);
+void srv_authcache_clear(srv_authcache *c);
+/* pvg_auth_check through the cache. */
+pvg_status srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
+                          pvg_error *err);
 
 pvg_store *srv_req_store(srv_req *r);
 const char *srv_req_query(srv_req *r, const char *name);

@@ -1,0 +1,96 @@
+/*
+ * authcache.c - a short-lived cache of credential checks for the server:
+ * key id -> (BLAKE2b of the whole credential, principal, valid-until). A
+ * hit needs the same credential (constant-time comparison) within the TTL
+ * (1 s) and before the credential's own expiry, so a revocation made by
+ * another process takes effect within the TTL; the server clears the cache
+ * itself when it erases a user.
+ */
+#include "server/server_internal.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SLOTS 1024
+
+typedef struct entry {
+    int used;
+    char key_id[PVG_AUTH_ID_HEX + 1];
+    unsigned char h[32];
+    pvg_principal p;
+    double until;
+} entry;
+
+struct srv_authcache {
+    pthread_mutex_t mu;
+    double ttl;
+    entry slots[SLOTS];
+};
+
+srv_authcache *srv_authcache_new(double ttl_s)
+{
+    srv_authcache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    c->ttl = ttl_s;
+    return c;
+}
+
+void srv_authcache_free(srv_authcache *c)
+{
+    if (!c) return;
+    pthread_mutex_destroy(&c->mu);
+    sodium_memzero(c, sizeof *c);
+    free(c);
+}
+
+void srv_authcache_clear(srv_authcache *c)
+{
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    sodium_memzero(c->slots, sizeof c->slots);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static size_t slot_of(const char *cred)
+{
+    /* the id part of pvgk_/pvgt_<16 hex>: already uniformly random */
+    size_t h = 0;
+    for (int i = 5; i < 5 + 8 && cred[i]; i++) h = h * 16 + (size_t)(cred[i] & 0x0f);
+    return h % SLOTS;
+}
+
+pvg_status srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
+                          pvg_error *err)
+{
+    srv_authcache *c = srv->authcache;
+    size_t len = cred ? strnlen(cred, PVG_AUTH_SECRET_MAX) : 0;
+    if (!c || len < 5 + PVG_AUTH_ID_HEX || len >= PVG_AUTH_SECRET_MAX)
+        return pvg_auth_check(s, cred, out, err);
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, (const unsigned char *)cred, len, NULL, 0);
+    double now = srv_now();
+    int64_t wall = (int64_t)time(NULL);
+    size_t i = slot_of(cred);
+    pthread_mutex_lock(&c->mu);
+    entry *e = &c->slots[i];
+    if (e->used && now < e->until && sodium_memcmp(e->h, h, sizeof h) == 0 &&
+        (e->p.expires_at == 0 || wall < e->p.expires_at)) {
+        *out = e->p;
+        pthread_mutex_unlock(&c->mu);
+        return PVG_OK;
+    }
+    pthread_mutex_unlock(&c->mu);
+    pvg_status st = pvg_auth_check(s, cred, out, err);
+    if (st != PVG_OK) return st;
+    pthread_mutex_lock(&c->mu);
+    e->used = 1;
+    memcpy(e->key_id, out->key_id, sizeof e->key_id);
+    memcpy(e->h, h, sizeof h);
+    e->p = *out;
+    e->until = now + c->ttl;
+    pthread_mutex_unlock(&c->mu);
+    return PVG_OK;
+}

@@ -160,7 +160,8 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p);
 typedef struct pvg_train_stats {
     double train_seconds;
     int n_epochs;
-    double epoch_seconds[PVG_TRAIN_MAX_EPOCHS];
+    double epoch_seconds[PVG_TRAIN_MAX_EPOCHS];     /* wall clock */
+    double epoch_cpu_seconds[PVG_TRAIN_MAX_EPOCHS]; /* process CPU time, all threads */
     double final_loss;
 } pvg_train_stats;
 

@@ -163,7 +163,7 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
     }
     double t0 = pvg_now_seconds();
     for (int ep = 0; ep < p->epochs; ep++) {
-        double te = pvg_now_seconds();
+        double te = pvg_now_seconds(), ce = pvg_cpu_seconds();
         /* users given items */
         pvg_blas_threads(threads);
         pvg_gramian(V, ni, f, G);
@@ -178,7 +178,7 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
         ials_ctx ci = {C, U, G2, V, f, (float)p->alpha0, (float)p->confidence, p->cg_steps, reg_i,
                        scratch};
         pvg_parallel_for(threads, ni, IALS_BLOCK, ials_range, &ci);
-        double secs = pvg_now_seconds() - te;
+        double secs = pvg_now_seconds() - te, cpu = pvg_cpu_seconds() - ce;
         /* objective (not timed as part of the epoch) */
         double loss = NAN;
         if (p->progress || ep + 1 == p->epochs) {
@@ -206,7 +206,10 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
             loss = obs + p->alpha0 * all + rg;
         }
         if (st) {
-            if (st->n_epochs < PVG_TRAIN_MAX_EPOCHS) st->epoch_seconds[st->n_epochs++] = secs;
+            if (st->n_epochs < PVG_TRAIN_MAX_EPOCHS) {
+                st->epoch_cpu_seconds[st->n_epochs] = cpu;
+                st->epoch_seconds[st->n_epochs++] = secs;
+            }
             st->final_loss = loss;
         }
         if (p->progress) {
@@ -315,15 +318,18 @@ pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_
     for (size_t i = 0; i < ni; i++) V[i * F + f] = 0.0f;
     double t0 = pvg_now_seconds();
     for (int ep = 0; ep < p->epochs; ep++) {
-        double te = pvg_now_seconds();
+        double te = pvg_now_seconds(), ce = pvg_cpu_seconds();
         memset(lossv, 0, (size_t)threads * sizeof *lossv);
         bpr_ctx c = {R, row_of, U, V, f, F, (float)p->lr, (float)p->reg, p->seed, ep, lossv};
         pvg_parallel_for(threads, R->nnz, 4096, bpr_range, &c);
-        double secs = pvg_now_seconds() - te, loss = 0;
+        double secs = pvg_now_seconds() - te, cpu = pvg_cpu_seconds() - ce, loss = 0;
         for (int t = 0; t < threads; t++) loss += lossv[t];
         loss /= (double)(R->nnz ? R->nnz : 1);
         if (st) {
-            if (st->n_epochs < PVG_TRAIN_MAX_EPOCHS) st->epoch_seconds[st->n_epochs++] = secs;
+            if (st->n_epochs < PVG_TRAIN_MAX_EPOCHS) {
+                st->epoch_cpu_seconds[st->n_epochs] = cpu;
+                st->epoch_seconds[st->n_epochs++] = secs;
+            }
             st->final_loss = loss;
         }
         if (p->progress) {

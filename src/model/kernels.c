@@ -22,6 +22,13 @@ double pvg_now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double pvg_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 long pvg_peak_rss_kb(void)
 {
     struct rusage ru;
@@ -265,7 +272,8 @@ static inline float conf_of(float conf, float w) { return conf > 0 ? 1.0f + conf
 /* The sparse part of the operator, Y[r] += reg_r X[r] + sum_j c_rj h_j (h_j . X[r]),
  * portable version. */
 static void sparse_part_generic(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f,
-                                const float *reg, float conf, const float *X, float *Y)
+                                const float *reg, float conf, float shift, const float *X,
+                                float *Y)
 {
     for (size_t r = 0; r < b; r++) {
         const float *x = X + r * f;
@@ -273,7 +281,7 @@ static void sparse_part_generic(const pvg_csr *M, size_t r0, size_t b, const flo
         axpyf(reg[r], x, y, f);
         for (uint64_t j = M->indptr[r0 + r]; j < M->indptr[r0 + r + 1]; j++) {
             const float *h = H + (size_t)M->indices[j] * f;
-            float t = conf_of(conf, M->data[j]) * dotf(h, x, f);
+            float t = conf_of(conf, M->data[j]) * (dotf(h, x, f) - shift);
             axpyf(t, h, y, f);
         }
     }
@@ -286,7 +294,7 @@ static void sparse_part_generic(const pvg_csr *M, size_t r0, size_t b, const flo
  * (f % 8) is scalar. Chosen at run time when the CPU has AVX2 and FMA. */
 __attribute__((target("avx2,fma"))) static void
 sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f,
-                 const float *reg, float conf, const float *X, float *Y)
+                 const float *reg, float conf, float shift, const float *X, float *Y)
 {
     size_t f8 = f & ~(size_t)7;
     for (size_t r = 0; r < b; r++) {
@@ -296,8 +304,14 @@ sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f
         for (size_t q = 0; q < f8; q += 8)
             _mm256_storeu_ps(y + q, _mm256_fmadd_ps(vr, _mm256_loadu_ps(x + q), _mm256_loadu_ps(y + q)));
         for (size_t q = f8; q < f; q++) y[q] += reg[r] * x[q];
-        for (uint64_t j = M->indptr[r0 + r]; j < M->indptr[r0 + r + 1]; j++) {
+        uint64_t jend = M->indptr[r0 + r + 1];
+        for (uint64_t j = M->indptr[r0 + r]; j < jend; j++) {
             const float *h = H + (size_t)M->indices[j] * f;
+            /* the factor rows are gathered at random: prefetch a few ahead */
+            if (j + 6 < jend) {
+                const char *pf = (const char *)(H + (size_t)M->indices[j + 6] * f);
+                for (size_t q = 0; q < f * sizeof(float); q += 64) _mm_prefetch(pf + q, _MM_HINT_T0);
+            }
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
             size_t q = 0;
             for (; q + 16 <= f8; q += 16) {
@@ -313,7 +327,7 @@ sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f
             lo = _mm_hadd_ps(lo, lo);
             float d = _mm_cvtss_f32(lo);
             for (size_t t = f8; t < f; t++) d += h[t] * x[t];
-            float t = conf_of(conf, M->data[j]) * d;
+            float t = conf_of(conf, M->data[j]) * (d - shift);
             __m256 vt = _mm256_set1_ps(t);
             for (q = 0; q < f8; q += 8)
                 _mm256_storeu_ps(y + q, _mm256_fmadd_ps(vt, _mm256_loadu_ps(h + q), _mm256_loadu_ps(y + q)));
@@ -328,19 +342,28 @@ static int cpu_has_avx2_fma(void)
 }
 #endif
 
-/* Y[b x f] = alpha0 X G + diag(reg) X + per-row sum c h h^T x */
-void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
-                    size_t f, float alpha0, const float *reg, float conf, const float *X, float *Y)
+/* Y = A X - shift * B: the operator, or (shift 1) the negated residual,
+ * in one pass over the rows' nonzeros. */
+static void ials_apply_shift(const pvg_csr *M, size_t r0, size_t b, const float *H,
+                             const float *G, size_t f, float alpha0, const float *reg, float conf,
+                             float shift, const float *X, float *Y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)f, (int)f, alpha0, X,
                 (int)f, G, (int)f, 0.0f, Y, (int)f);
 #ifdef PVG_HAVE_AVX2_PATH
     if (cpu_has_avx2_fma()) {
-        sparse_part_avx2(M, r0, b, H, f, reg, conf, X, Y);
+        sparse_part_avx2(M, r0, b, H, f, reg, conf, shift, X, Y);
         return;
     }
 #endif
-    sparse_part_generic(M, r0, b, H, f, reg, conf, X, Y);
+    sparse_part_generic(M, r0, b, H, f, reg, conf, shift, X, Y);
+}
+
+/* Y[b x f] = alpha0 X G + diag(reg) X + per-row sum c h h^T x */
+void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                    size_t f, float alpha0, const float *reg, float conf, const float *X, float *Y)
+{
+    ials_apply_shift(M, r0, b, H, G, f, alpha0, reg, conf, 0.0f, X, Y);
 }
 
 void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
@@ -366,13 +389,6 @@ void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H,
         }
     }
     free(A);
-}
-
-static void rhs_row(const pvg_csr *M, size_t r, const float *H, size_t f, float conf, float *bv)
-{
-    memset(bv, 0, f * sizeof *bv);
-    for (uint64_t j = M->indptr[r]; j < M->indptr[r + 1]; j++)
-        axpyf(conf_of(conf, M->data[j]), H + (size_t)M->indices[j] * f, bv, f);
 }
 
 /* Cholesky solve of A x = b in double, A[f x f] overwritten. Returns 0 ok. */
@@ -448,11 +464,10 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
         return;
     }
     float *R = scratch, *P = R + b * f, *AP = P + b * f, *rs = AP + b * f;
-    /* residual R = b - A W */
-    pvg_ials_apply(M, r0, b, H, G, f, alpha0, reg, conf, Wb, AP);
+    /* residual R = b - A W, in one pass: AP = A W - b */
+    ials_apply_shift(M, r0, b, H, G, f, alpha0, reg, conf, 1.0f, Wb, AP);
     for (size_t r = 0; r < b; r++) {
-        rhs_row(M, r0 + r, H, f, conf, R + r * f);
-        for (size_t j = 0; j < f; j++) R[r * f + j] -= AP[r * f + j];
+        for (size_t j = 0; j < f; j++) R[r * f + j] = -AP[r * f + j];
         memcpy(P + r * f, R + r * f, f * sizeof(float));
         rs[r] = dotf(R + r * f, R + r * f, f);
     }

@@ -66,6 +66,8 @@ pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn 
 void pvg_blas_threads(int n);
 
 double pvg_now_seconds(void);
+/* Process CPU time (all threads), seconds. */
+double pvg_cpu_seconds(void);
 long pvg_peak_rss_kb(void);
 
 /* ---- kernels (each with its naive reference) ---------------------------- */

@@ -667,6 +667,68 @@ static void test_audit_chain_and_tamper(void **state)
     pvg_store_close(s);
 }
 
+/* Random requests (deterministic seed): methods, paths, credentials, bodies
+ * of random bytes and mutated JSON. Every answer is an HTTP status (or the
+ * server closes the connection); the server stays up. */
+static uint64_t fz_state = 0x243F6A8885A308D3ull;
+static uint64_t fz(void)
+{
+    fz_state ^= fz_state << 13;
+    fz_state ^= fz_state >> 7;
+    fz_state ^= fz_state << 17;
+    return fz_state;
+}
+
+static void test_fuzz(void **state)
+{
+    (void)state;
+    static const char *methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+    static const char *segs[] = {"v1", "users", "items", "u1", "u3", "popular", "similar", "data",
+                                 "consent", "recommendations", "events", "%00", "..", "%2e%2e",
+                                 "A1", "", "x%ffy", "metrics", "healthz", "static", "shop.html"};
+    static const char *bodies[] = {"{\"personalization\":true,\"analytics\":false}",
+                                   "{\"events\":[{\"user\":\"u9\",\"type\":\"view\",\"item\":\"A1\"}]}",
+                                   "[{\"user\":\"u9\",\"type\":\"search\",\"query\":\"x\"}]", "null",
+                                   "{\"events\":[[[[]]]]}", "\"\\ud800\"", "1e999"};
+    int n = getenv("PVG_SANITIZED") ? 150 : 400;
+    for (int i = 0; i < n; i++) {
+        char path[600] = "";
+        int nseg = (int)(fz() % 5);
+        for (int k = 0; k < nseg; k++) {
+            strcat(path, "/");
+            strcat(path, segs[fz() % (sizeof segs / sizeof segs[0])]);
+        }
+        if (!path[0]) strcpy(path, "/");
+        if (fz() % 4 == 0) strcat(path, fz() % 2 ? "?k=5" : "?k=-1&k=abc");
+        const char *cred = NULL;
+        switch (fz() % 4) {
+        case 0: cred = E.admin; break;
+        case 1: cred = E.tok_u1; break;
+        case 2: cred = "pvgk_zz"; break;
+        default: break;
+        }
+        char body[1200];
+        size_t bl = 0;
+        if (fz() % 2) {
+            const char *b = bodies[fz() % (sizeof bodies / sizeof bodies[0])];
+            bl = strlen(b);
+            memcpy(body, b, bl);
+            int flips = (int)(fz() % 4);
+            for (int k = 0; k < flips && bl; k++) body[fz() % bl] = (char)(fz() % 255 + 1);
+        } else {
+            bl = fz() % 1000;
+            for (size_t k = 0; k < bl; k++) body[k] = (char)(fz() % 255 + 1);
+        }
+        body[bl] = 0;
+        resp r;
+        if (http(methods[fz() % (sizeof methods / sizeof methods[0])], path, cred, body, &r) == 0) {
+            assert_true(r.status >= 200 && r.status <= 599);
+            resp_free(&r);
+        }
+    }
+    expect_free("GET", "/healthz", NULL, NULL, 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -681,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_pages),
         cmocka_unit_test(test_model_reload),
         cmocka_unit_test(test_audit_chain_and_tamper),
+        cmocka_unit_test(test_fuzz), /* last: it may erase users */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -619,9 +619,39 @@ static void test_pages(void **state)
     expect_free("GET", "/static/app.css", NULL, NULL, 200);
 }
 
+typedef struct hammer {
+    pthread_t t;
+    atomic_int *stop;
+    int ok, bad;
+} hammer;
+
+static void *hammer_main(void *arg)
+{
+    hammer *h = arg;
+    while (!atomic_load(h->stop) && h->ok + h->bad < 5000) {
+        resp r;
+        if (http("GET", "/v1/users/u1/recommendations?k=5", E.tok_u1, NULL, &r) == 0 &&
+            r.status == 200)
+            h->ok++;
+        else
+            h->bad++;
+        resp_free(&r);
+    }
+    return NULL;
+}
+
 static void test_model_reload(void **state)
 {
     (void)state;
+    /* clients keep asking during the reload: none of them sees a failure */
+    atomic_int stop;
+    atomic_init(&stop, 0);
+    hammer hs[4];
+    for (int i = 0; i < 4; i++) {
+        hs[i].stop = &stop;
+        hs[i].ok = hs[i].bad = 0;
+        assert_int_equal(pthread_create(&hs[i].t, NULL, hammer_main, &hs[i]), 0);
+    }
     long g0 = pvg_server_model_generation(E.srv);
     char dd[300], mp[320];
     snprintf(dd, sizeof dd, "%s/data", E.dir);
@@ -640,7 +670,18 @@ static void test_model_reload(void **state)
         nanosleep(&ts, NULL);
         g = pvg_server_model_generation(E.srv);
     }
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&stop, 1);
+    int ok = 0, bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(hs[i].t, NULL);
+        ok += hs[i].ok;
+        bad += hs[i].bad;
+    }
     assert_true(g > g0);
+    assert_true(ok > 0);
+    assert_int_equal(bad, 0);
     json_t *j = expect("GET", "/healthz", NULL, NULL, 200);
     assert_int_equal(json_integer_value(json_object_get(j, "generation")), g);
     json_decref(j);

@@ -84,6 +84,15 @@ static void test_mask_kernel(void **state)
                 pvg_secagg_mask_add(a, off, len, bits, seed, sign);
                 pvg_secagg_mask_add_ref(r, off, len, bits, seed, sign);
                 assert_memory_equal(a, r, len * bits / 8);
+                /* mask_set writes the same keystream (offset 0) */
+                if (off == 0) {
+                    uint64_t *z = calloc(len, 8), *zs = malloc(len * 8);
+                    pvg_secagg_mask_add_ref(z, 0, len, bits, seed, 1);
+                    pvg_secagg_mask_set(zs, len, bits, seed);
+                    assert_memory_equal(z, zs, len * bits / 8);
+                    free(z);
+                    free(zs);
+                }
                 /* adding and removing cancels */
                 pvg_secagg_mask_add(a, off, len, bits, seed, -sign);
                 for (size_t i = 0; i < len * bits / 32; i++)

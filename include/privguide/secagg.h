@@ -163,7 +163,10 @@ size_t pvg_secagg_server_survivors(const pvg_secagg_server *s, uint32_t *ids);
  * (bits 64). sign +1 or -1. Fast, chunked kernel. */
 void pvg_secagg_mask_add(void *vec, size_t offset, size_t len, unsigned bits,
                          const uint8_t seed[32], int sign);
-/* Naive reference of the same: expands the whole stream 0..offset+len. */
+/* vec[0..len) = the keystream words 0..len of seed (the mask written
+ * straight into the vector, no extra pass). */
+void pvg_secagg_mask_set(void *vec, size_t len, unsigned bits, const uint8_t seed[32]);
+/* Naive reference of mask_add: expands the whole stream 0..offset+len. */
 void pvg_secagg_mask_add_ref(void *vec, size_t offset, size_t len, unsigned bits,
                              const uint8_t seed[32], int sign);
 

@@ -31,7 +31,6 @@ struct pvg_secagg_client {
     int state;
     pvg_rng *rng;
     uint32_t *nb;             /* k neighbours, ascending */
-    uint8_t (*s_pk)[32];      /* per neighbour mask public key */
     uint8_t *alive1;          /* neighbour advertised (in KEYS) */
     uint8_t *alive2;          /* neighbour's box received (in FORWARD) */
     uint8_t c_pk[32], s_pk_own[32];
@@ -55,12 +54,11 @@ pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rn
     c->id = id;
     c->rng = rng;
     c->nb = malloc(sizeof(uint32_t) * (p->k + 2 * (size_t)p->n));
-    c->s_pk = malloc(32 * (size_t)p->k);
     c->alive1 = calloc(p->k, 1);
     c->alive2 = calloc(p->k, 1);
     c->sec = sodium_malloc(sizeof *c->sec);
     c->nbs = sodium_malloc(sizeof(nb_secret) * p->k);
-    if (!c->nb || !c->s_pk || !c->alive1 || !c->alive2 || !c->sec || !c->nbs) {
+    if (!c->nb || !c->alive1 || !c->alive2 || !c->sec || !c->nbs) {
         pvg_secagg_client_free(c);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg client: out of memory");
     }
@@ -81,16 +79,9 @@ void pvg_secagg_client_free(pvg_secagg_client *c)
     if (c->sec) sodium_free(c->sec); /* sodium_free wipes */
     if (c->nbs) sodium_free(c->nbs);
     free(c->nb);
-    free(c->s_pk);
     free(c->alive1);
     free(c->alive2);
     free(c);
-}
-
-static pvg_status fail(pvg_secagg_client *c, pvg_status st)
-{
-    (void)c;
-    return st;
 }
 
 pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size_t *out_len,
@@ -202,7 +193,6 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
             uint32_t v = sa_get32(e);
             long at = sa_find(c->nb, c->p.k, v);
             c->alive1[at] = 1;
-            memcpy(c->s_pk[at], e + 36, 32);
             uint8_t ad[24];
             memcpy(c->nbs[at].box_key, kx[i].box_key, 32);
             memcpy(c->nbs[at].mask_seed, kx[i].mask_seed, 32);
@@ -310,7 +300,7 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     if (st != PVG_OK) {
         sodium_free(tmp);
         free(idx);
-        return fail(c, st);
+        return st;
     }
     size_t w = c->p.bits / 8;
     uint8_t *m = sa_msg_new(SA_MASKED, c->p.session, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
@@ -329,9 +319,19 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     }
     sodium_free(tmp);
     free(idx);
-    /* y = x + PRG(b) + sum_v sign(u, v) PRG(s_uv) */
-    memcpy(y, input, (size_t)c->p.d * w);
-    pvg_secagg_mask_add(y, 0, c->p.d, c->p.bits, c->sec->b, +1);
+    /* y = PRG(b) + x + sum_v sign(u, v) PRG(s_uv): the self mask is
+     * generated straight into y, then the input and the pairwise masks are
+     * added (each in L1-sized blocks) */
+    pvg_secagg_mask_set(y, c->p.d, c->p.bits, c->sec->b);
+    if (c->p.bits == 32) {
+        uint32_t *yv = y;
+        const uint32_t *xv = input;
+        for (size_t i = 0; i < c->p.d; i++) yv[i] += xv[i];
+    } else {
+        uint64_t *yv = y;
+        const uint64_t *xv = input;
+        for (size_t i = 0; i < c->p.d; i++) yv[i] += xv[i];
+    }
     for (uint32_t a = 0; a < c->p.k; a++)
         if (c->alive2[a])
             pvg_secagg_mask_add(y, 0, c->p.d, c->p.bits, c->nbs[a].mask_seed, c->id < c->nb[a] ? +1 : -1);

@@ -10,6 +10,12 @@
 #include <sodium.h>
 #include <stdlib.h>
 
+/* The mask kernels read the keystream as native words; the wire and the
+ * reference kernel define them as little-endian. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "secagg mask kernels assume a little-endian host; add byte swaps first"
+#endif
+
 pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err)
 {
     if (!p) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing parameters");
@@ -206,6 +212,11 @@ void pvg_secagg_mask_add(void *vec, size_t offset, size_t len, unsigned bits,
         ic += bytes / 64;
     }
     sodium_memzero(block, sizeof block);
+}
+
+void pvg_secagg_mask_set(void *vec, size_t len, unsigned bits, const uint8_t seed[32])
+{
+    crypto_stream_chacha20_ietf((uint8_t *)vec, len * (bits / 8), mask_nonce, seed);
 }
 
 void pvg_secagg_mask_add_ref(void *vec, size_t offset, size_t len, unsigned bits,

@@ -59,7 +59,6 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     void *x = malloc(d * w);
     uint8_t *xb = malloc(d * 4);
     pvg_secagg_server *srv = NULL;
-    pvg_secagg_client *cc = NULL;
     uint8_t *in = NULL, *out = NULL;
     size_t in_len = 0, out_len = 0;
     if (!cl || !order || !plain || !x || !xb) {
@@ -195,7 +194,6 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     r->server_seconds = server_secs;
     r->plain_vector_bytes = (double)d * (double)w;
 done:
-    (void)cc;
     free(in);
     free(out);
     if (cl)

@@ -82,6 +82,7 @@ pvg_status pvg_shamir_combine_key(const uint64_t *xs, const uint64_t *shares, si
 /* Serialized share: "PVSS" | version 1 | kind 1 (Shamir) | reserved 0,0 |
  * x u64 LE | m u32 LE | m values u64 LE. Size: 20 + 8m bytes. */
 #define PVG_SHAMIR_SHARE_HEADER 20
+/* Bytes of a serialized Shamir share of m values. */
 size_t pvg_shamir_share_size(size_t m);
 /* Writes one share into buf (buf_len >= pvg_shamir_share_size(m)).
  * Returns the bytes written or 0 when buf is too small or values are >= p. */
@@ -109,9 +110,17 @@ pvg_status pvg_additive_combine(const uint64_t *shares, size_t count, size_t m, 
  * bits | reserved 0 | index u32 LE | m u32 LE | m values u64 LE.
  * Size: 16 + 8m. */
 #define PVG_ADDITIVE_SHARE_HEADER 16
+/* Bytes of a serialized additive share of m values. */
 size_t pvg_additive_share_size(size_t m);
+/* Writes share number `index` (values < 2^bits) into buf (buf_len >=
+ * pvg_additive_share_size(m)). Returns the bytes written, or 0 when buf is
+ * too small, bits is outside 1..64 or a value does not fit. */
 size_t pvg_additive_share_encode(uint32_t index, unsigned bits, const uint64_t *values, size_t m,
                                  uint8_t *buf, size_t buf_len);
+/* Parses one additive share of exactly len bytes (up to max_m values).
+ * Errors: PVG_ERR_INVALID with the byte offset (truncated, bad magic, kind,
+ * bits, reserved byte, count, length, a value >= 2^bits),
+ * PVG_ERR_UNSUPPORTED for another version. Outputs untouched on error. */
 pvg_status pvg_additive_share_decode(const uint8_t *buf, size_t len, uint32_t *index,
                                      unsigned *bits, uint64_t *values, size_t max_m, size_t *m,
                                      pvg_error *err) PVG_WARN_UNUSED;

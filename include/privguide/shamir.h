@@ -120,7 +120,8 @@ size_t pvg_additive_share_encode(uint32_t index, unsigned bits, const uint64_t *
 /* Parses one additive share of exactly len bytes (up to max_m values).
  * Errors: PVG_ERR_INVALID with the byte offset (truncated, bad magic, kind,
  * bits, reserved byte, count, length, a value >= 2^bits),
- * PVG_ERR_UNSUPPORTED for another version. Outputs untouched on error. */
+ * PVG_ERR_UNSUPPORTED for another version. On error, values may be partly
+ * written and the other outputs are untouched. */
 pvg_status pvg_additive_share_decode(const uint8_t *buf, size_t len, uint32_t *index,
                                      unsigned *bits, uint64_t *values, size_t max_m, size_t *m,
                                      pvg_error *err) PVG_WARN_UNUSED;

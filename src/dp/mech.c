@@ -60,32 +60,6 @@ static pvg_status check_delta(double delta, pvg_error *err)
     return PVG_OK;
 }
 
-pvg_status pvg_dp_laplace_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
-                              int allow_insecure_rng, int64_t *out, pvg_dp_noise_info *info,
-                              pvg_error *err)
-{
-    pvg_status st;
-    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
-    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
-    if (sens < 1) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
-    uint64_t num = 0, den = 1;
-    if ((st = lap_rational((double)sens / epsilon, &num, &den, err)) != PVG_OK) return st;
-    *out = value + pvg_dp_discrete_laplace(rng, num, den);
-    if (info) {
-        double b = (double)num / (double)den;
-        info->mechanism = "discrete-laplace";
-        info->scale = b;
-        info->granularity = 1;
-        info->sensitivity = (double)sens;
-        info->ci95 = lap_ci95(b);
-        info->epsilon = epsilon;
-        info->delta = 0;
-        info->noise_num = num;
-        info->noise_den = den;
-    }
-    return PVG_OK;
-}
-
 /* sigma^2 for the discrete Gaussian meeting (eps, delta) at integer sens, as
  * num/den with num < 2^47. */
 static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, uint64_t *num,
@@ -105,33 +79,6 @@ static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, uint6
     return PVG_OK;
 }
 
-pvg_status pvg_dp_gaussian_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
-                               double delta, int allow_insecure_rng, int64_t *out,
-                               pvg_dp_noise_info *info, pvg_error *err)
-{
-    pvg_status st;
-    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
-    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
-    if ((st = check_delta(delta, err)) != PVG_OK) return st;
-    if (sens < 1) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
-    uint64_t num = 0, den = 1;
-    double sigma;
-    if ((st = dg_calibrate(epsilon, delta, sens, &num, &den, &sigma, err)) != PVG_OK) return st;
-    *out = value + pvg_dp_discrete_gaussian(rng, num, den);
-    if (info) {
-        info->mechanism = "discrete-gaussian";
-        info->scale = sigma;
-        info->granularity = 1;
-        info->sensitivity = (double)sens;
-        info->ci95 = ceil(Z95 * sigma);
-        info->epsilon = epsilon;
-        info->delta = delta;
-        info->noise_num = num;
-        info->noise_den = den;
-    }
-    return PVG_OK;
-}
-
 static pvg_status grid_round(double value, double g, int64_t *vi, pvg_error *err)
 {
     double r = nearbyint(value / g);
@@ -141,75 +88,128 @@ static pvg_status grid_round(double value, double g, int64_t *vi, pvg_error *err
     return PVG_OK;
 }
 
+/* Calibration only (no sampling): the grid, the inflated sensitivity and the
+ * integer sampler's rational parameter of one release. */
+pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
+                        dp_plan *p, pvg_error *err)
+{
+    pvg_status st;
+    memset(p, 0, sizeof *p);
+    p->gaussian = gaussian;
+    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
+    if (gaussian && (st = check_delta(delta, err)) != PVG_OK) return st;
+    if (!(sens > 0) || isinf(sens))
+        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
+    double g = 1, s_int;
+    if (integer) {
+        s_int = ceil(sens);
+    } else if (!gaussian) {
+        int e2;
+        frexp(sens / epsilon, &e2); /* b in [2^(e2-1), 2^e2): grid ~ 2^-20 b */
+        g = ldexp(1.0, e2 - 1 - 20);
+        s_int = floor(sens / g) + 1; /* rounding moves each input by <= g/2 */
+    } else {
+        double s0;
+        if ((st = pvg_dp_gaussian_sigma(epsilon, delta, sens, &s0, err)) != PVG_OK) return st;
+        int e2;
+        frexp(s0, &e2); /* sigma in [2^(e2-1), 2^e2): between 2^10 and 2^11 steps */
+        g = ldexp(1.0, e2 - 11);
+        s_int = floor(sens / g) + 1;
+    }
+    if (s_int > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity %g too large", sens);
+    p->g = g;
+    pvg_dp_noise_info *in = &p->info;
+    in->granularity = g;
+    in->sensitivity = s_int * g;
+    in->epsilon = epsilon;
+    if (!gaussian) {
+        if ((st = lap_rational(s_int / epsilon, &p->num, &p->den, err)) != PVG_OK) return st;
+        double bi = (double)p->num / (double)p->den;
+        in->mechanism = "discrete-laplace";
+        in->scale = bi * g;
+        in->ci95 = lap_ci95(bi) * g;
+        in->delta = 0;
+    } else {
+        double sigma = 0;
+        if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, &p->num, &p->den, &sigma, err)) != PVG_OK)
+            return st;
+        in->mechanism = "discrete-gaussian";
+        in->scale = sigma * g;
+        in->ci95 = integer ? ceil(Z95 * sigma) : Z95 * sigma * g;
+        in->delta = delta;
+    }
+    in->noise_num = p->num;
+    in->noise_den = p->den;
+    return PVG_OK;
+}
+
+pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
+                         pvg_error *err)
+{
+    int64_t vi = 0;
+    pvg_status st = grid_round(value, p->g, &vi, err);
+    if (st != PVG_OK) return st;
+    int64_t z = p->gaussian ? pvg_dp_discrete_gaussian(rng, p->num, p->den)
+                            : pvg_dp_discrete_laplace(rng, p->num, p->den);
+    *out = (double)(vi + z) * p->g;
+    return PVG_OK;
+}
+
+static pvg_status release_int(pvg_rng *rng, int gaussian, int64_t value, int64_t sens, double epsilon,
+                              double delta, int allow, int64_t *out, pvg_dp_noise_info *info,
+                              pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
+    if (sens < 1)
+        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
+    dp_plan p;
+    if ((st = dp_plan_make(gaussian, 1, (double)sens, epsilon, delta, &p, err)) != PVG_OK) return st;
+    int64_t z = gaussian ? pvg_dp_discrete_gaussian(rng, p.num, p.den) : pvg_dp_discrete_laplace(rng, p.num, p.den);
+    *out = value + z;
+    if (info) *info = p.info;
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_laplace_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
+                              int allow_insecure_rng, int64_t *out, pvg_dp_noise_info *info,
+                              pvg_error *err)
+{
+    return release_int(rng, 0, value, sens, epsilon, 0, allow_insecure_rng, out, info, err);
+}
+
+pvg_status pvg_dp_gaussian_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
+                               double delta, int allow_insecure_rng, int64_t *out,
+                               pvg_dp_noise_info *info, pvg_error *err)
+{
+    return release_int(rng, 1, value, sens, epsilon, delta, allow_insecure_rng, out, info, err);
+}
+
+static pvg_status release_real(pvg_rng *rng, int gaussian, double value, double sens, double epsilon,
+                               double delta, int allow, double *out, pvg_dp_noise_info *info,
+                               pvg_error *err)
+{
+    pvg_status st;
+    if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
+    dp_plan p;
+    if ((st = dp_plan_make(gaussian, 0, sens, epsilon, delta, &p, err)) != PVG_OK) return st;
+    if ((st = dp_plan_apply(rng, &p, value, out, err)) != PVG_OK) return st;
+    if (info) *info = p.info;
+    return PVG_OK;
+}
+
 pvg_status pvg_dp_laplace_real(pvg_rng *rng, double value, double sens, double epsilon,
                                int allow_insecure_rng, double *out, pvg_dp_noise_info *info,
                                pvg_error *err)
 {
-    pvg_status st;
-    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
-    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
-    if (!(sens > 0) || isinf(sens)) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
-    double b = sens / epsilon;
-    int e2;
-    frexp(b, &e2);                 /* b in [2^(e2-1), 2^e2) */
-    double g = ldexp(1.0, e2 - 1 - 20);
-    int64_t vi = 0;
-    if ((st = grid_round(value, g, &vi, err)) != PVG_OK) return st;
-    double s_int = floor(sens / g) + 1; /* rounding moves each input by <= g/2 */
-    uint64_t num = 0, den = 1;
-    if ((st = lap_rational(s_int / epsilon, &num, &den, err)) != PVG_OK) return st;
-    int64_t z = pvg_dp_discrete_laplace(rng, num, den);
-    *out = (double)(vi + z) * g;
-    if (info) {
-        double bi = (double)num / (double)den;
-        info->mechanism = "discrete-laplace";
-        info->scale = bi * g;
-        info->granularity = g;
-        info->sensitivity = s_int * g;
-        info->ci95 = lap_ci95(bi) * g;
-        info->epsilon = epsilon;
-        info->delta = 0;
-        info->noise_num = num;
-        info->noise_den = den;
-    }
-    return PVG_OK;
+    return release_real(rng, 0, value, sens, epsilon, 0, allow_insecure_rng, out, info, err);
 }
 
 pvg_status pvg_dp_gaussian_real(pvg_rng *rng, double value, double sens, double epsilon,
                                 double delta, int allow_insecure_rng, double *out,
                                 pvg_dp_noise_info *info, pvg_error *err)
 {
-    pvg_status st;
-    if ((st = dp_check_rng(rng, allow_insecure_rng, err)) != PVG_OK) return st;
-    if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
-    if ((st = check_delta(delta, err)) != PVG_OK) return st;
-    if (!(sens > 0) || isinf(sens)) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
-    double s0;
-    if ((st = pvg_dp_gaussian_sigma(epsilon, delta, sens, &s0, err)) != PVG_OK) return st;
-    int e2;
-    frexp(s0, &e2); /* s0 in [2^(e2-1), 2^e2) */
-    double g = ldexp(1.0, e2 - 11);
-    int64_t vi = 0;
-    if ((st = grid_round(value, g, &vi, err)) != PVG_OK) return st;
-    double s_int = floor(sens / g) + 1;
-    if (s_int > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity too large for the grid");
-    uint64_t num = 0, den = 1;
-    double sigma;
-    if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, &num, &den, &sigma, err)) != PVG_OK) return st;
-    int64_t z = pvg_dp_discrete_gaussian(rng, num, den);
-    *out = (double)(vi + z) * g;
-    if (info) {
-        info->mechanism = "discrete-gaussian";
-        info->scale = sigma * g;
-        info->granularity = g;
-        info->sensitivity = s_int * g;
-        info->ci95 = Z95 * sigma * g;
-        info->epsilon = epsilon;
-        info->delta = delta;
-        info->noise_num = num;
-        info->noise_den = den;
-    }
-    return PVG_OK;
+    return release_real(rng, 1, value, sens, epsilon, delta, allow_insecure_rng, out, info, err);
 }
 
 /* ---- selection ---- */
@@ -429,46 +429,4 @@ void pvg_dp_oue_estimate(const long long *bit_counts, uint32_t k, long long n, d
 {
     double q = ceil(P53 / (exp(epsilon) + 1)) / P53;
     for (uint32_t v = 0; v < k; v++) est[v] = ((double)bit_counts[v] - (double)n * q) / (0.5 - q);
-}
-
-/* ---- reusable plans (used by the query engine) ---- */
-
-pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
-                        dp_plan *p, pvg_error *err)
-{
-    /* Calibrate through the public mechanisms on a dummy value with a fixed
-     * throwaway generator: only the returned noise parameters are kept. */
-    pvg_rng *tmp = pvg_rng_new_INSECURE_deterministic_for_tests(0);
-    if (!tmp) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    pvg_status st;
-    memset(p, 0, sizeof *p);
-    p->gaussian = gaussian;
-    if (integer) {
-        int64_t s_int = (int64_t)ceil(sens), o;
-        if (s_int < 1) s_int = 1;
-        st = gaussian ? pvg_dp_gaussian_int(tmp, 0, s_int, epsilon, delta, 1, &o, &p->info, err)
-                      : pvg_dp_laplace_int(tmp, 0, s_int, epsilon, 1, &o, &p->info, err);
-    } else {
-        double o;
-        st = gaussian ? pvg_dp_gaussian_real(tmp, 0, sens, epsilon, delta, 1, &o, &p->info, err)
-                      : pvg_dp_laplace_real(tmp, 0, sens, epsilon, 1, &o, &p->info, err);
-    }
-    pvg_rng_free(tmp);
-    if (st != PVG_OK) return st;
-    p->g = p->info.granularity;
-    p->num = p->info.noise_num;
-    p->den = p->info.noise_den;
-    return PVG_OK;
-}
-
-pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
-                         pvg_error *err)
-{
-    int64_t vi = 0;
-    pvg_status st = grid_round(value, p->g, &vi, err);
-    if (st != PVG_OK) return st;
-    int64_t z = p->gaussian ? pvg_dp_discrete_gaussian(rng, p->num, p->den)
-                            : pvg_dp_discrete_laplace(rng, p->num, p->den);
-    *out = (double)(vi + z) * p->g;
-    return PVG_OK;
 }

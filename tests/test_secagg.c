@@ -747,6 +747,46 @@ static void test_fuzz_client(void **state)
     pvg_rng_free(fz);
 }
 
+/* In every round, fewer than t messages abort the session for good:
+ * advance returns PVG_ERR_ABORTED, nothing can be received or read
+ * afterwards. A client told that fewer than t clients survived refuses to
+ * unmask. */
+static void test_abort_each_round(void **state)
+{
+    (void)state;
+    for (int r = 0; r < 4; r++) {
+        session S;
+        sess_to_round(&S, 6, 5, 4, 3, 900 + (uint64_t)r, r);
+        int live[6] = {1, 1, 1, 0, 0, 0}; /* t - 1 = 3 send */
+        sess_round(&S, r, live, 1);
+        pvg_error err;
+        assert_int_equal(pvg_secagg_server_advance(S.s, &err), PVG_ERR_ABORTED);
+        assert_int_equal(pvg_secagg_server_round(S.s), -1);
+        assert_non_null(strstr(err.text, "threshold"));
+        uint32_t sum[3];
+        assert_int_equal(pvg_secagg_server_result(S.s, sum, &err), PVG_ERR_STATE);
+        assert_int_equal(pvg_secagg_server_receive(S.s, S.msg[0], S.len[0], &err), PVG_ERR_STATE);
+        assert_int_equal(pvg_secagg_server_advance(S.s, &err), PVG_ERR_STATE);
+        uint8_t *m = NULL;
+        size_t ml = 0;
+        assert_int_equal(pvg_secagg_server_message_for(S.s, 0, &m, &ml, &err), PVG_ERR_STATE);
+        assert_int_equal(pvg_secagg_server_survivors(S.s, NULL), 0);
+        sess_close(&S);
+    }
+    /* the client-side check */
+    session S;
+    sess_to_round(&S, 6, 5, 4, 3, 950, 3);
+    uint8_t *rq = NULL, *out = NULL;
+    size_t rl = 0, ol = 0;
+    assert_int_equal(pvg_secagg_server_message_for(S.s, 2, &rq, &rl, NULL), PVG_OK);
+    rq[36] = 3; rq[37] = rq[38] = rq[39] = 0; /* total survivors 3 < t = 4 */
+    pvg_error err;
+    assert_int_equal(pvg_secagg_client_unmask(S.c[2], rq, rl, &out, &ol, &err), PVG_ERR_ABORTED);
+    assert_null(out);
+    free(rq);
+    sess_close(&S);
+}
+
 static void test_quantize(void **state)
 {
     (void)state;
@@ -809,6 +849,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_late_and_forged_shares),
         cmocka_unit_test(test_fuzz_server),
         cmocka_unit_test(test_fuzz_client),
+        cmocka_unit_test(test_abort_each_round),
         cmocka_unit_test(test_quantize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -275,7 +275,7 @@ static void check_block_recs(const pvg_model *m, const pvg_dataset *ds, pvg_mode
     unsigned char key2[16];
     assert_int_equal(pvg_dataset_user_key(ds, "user-0", key2, NULL), PVG_OK);
     assert_memory_equal(key, key2, 16);
-    pvg_scored_item out[10];
+    pvg_scored_item out[24];
     size_t n;
     assert_int_equal(pvg_model_recommend(m, key, 5, 0, out, &n, NULL), PVG_OK);
     assert_int_equal(n, 5);
@@ -474,6 +474,7 @@ static void test_model_file(void **state)
                 assert_true(a[i].score == b[i].score);
             }
         }
+        pvg_model_free(l);
         /* no plaintext user id in the file */
         size_t n;
         unsigned char *buf = read_bytes(tm_path, &n);
@@ -507,7 +508,7 @@ static void test_model_file(void **state)
         assert_int_equal(pvg_model_load(tm_path, &l, &err), PVG_ERR_CORRUPT);
         assert_non_null(strstr(err.text, "magic"));
         free(buf);
-        pvg_model_free(l);
+        assert_null(l); /* failed loads leave *out NULL */
         pvg_model_free(m);
     }
     pvg_model *l;

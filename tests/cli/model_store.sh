@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# model_store.sh - training from the encrypted store: users keyed by store
+# pseudonym (no external id in the model file), recommend computing the
+# pseudonym through the data dir, and users without personalisation consent
+# left out of the model.
+set -u
+cli=${PVG_CLI:?PVG_CLI not set}
+tmp=$(mktemp -d /tmp/pvg_model_store.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ts=1600000000
+for u in 0 1 2 3 4 5 6 7 8 9 10 11; do
+  for i in 0 1 2 3 4 5; do
+    [ $(( (u + i) % 6 )) -eq 0 ] && continue
+    [ $(( (u + i) % 5 )) -eq 1 ] && continue
+    printf 'shopper-a%d\tx%d\t1\t%d\n' "$u" "$i" $((ts + i)) >> "$tmp/d.tsv"
+    printf 'shopper-b%d\ty%d\t1\t%d\n' "$u" "$i" $((ts + i)) >> "$tmp/d.tsv"
+  done
+done
+D="$tmp/data"
+"$cli" init --data-dir "$D" > /dev/null || fail init
+"$cli" ingest --data-dir "$D" --format tsv "$tmp/d.tsv" > /dev/null || fail ingest
+"$cli" user consent shopper-b3 --personalization off --data-dir "$D" > /dev/null || fail consent
+out=$("$cli" train --data-dir "$D" --model ials --factors 4 --out "$tmp/m.model" --json) || fail train
+echo "$out" | grep -q '"source": "store"' || fail "source: $out"
+echo "$out" | grep -q '"users": 23' || fail "consent not honoured: $out"
+if grep -q -a 'shopper' "$tmp/m.model"; then fail "external user id in the model file"; fi
+rec=$("$cli" recommend --data-dir "$D" --model "$tmp/m.model" --user shopper-a0 -k 2 --json) || fail recommend
+echo "$rec" | grep -q '"x0"' || fail "recommend: $rec"
+"$cli" recommend --data-dir "$D" --model "$tmp/m.model" --user shopper-b3 -k 2 2> "$tmp/err" && fail "user without consent recommended"
+grep -q "does not know" "$tmp/err" || fail "message: $(cat "$tmp/err")"
+# the pseudonym needs the store: another data dir gives an unknown user
+"$cli" init --data-dir "$tmp/other" > /dev/null || fail init2
+"$cli" recommend --data-dir "$tmp/other" --model "$tmp/m.model" --user shopper-a0 -k 2 2>/dev/null && fail "foreign store accepted"
+echo "model_store: ok"

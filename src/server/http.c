@@ -601,10 +601,17 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
     srv->stopped = 1;
     atomic_store(&srv->draining, 1);
     if (srv->daemon) {
+        /* Stop accepting, then wait until every open connection is done: requests
+         * in flight are answered (with "Connection: close"), connections that
+         * have not sent a request yet get the chance to. */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
         if (fd != MHD_INVALID_SOCKET) close(fd);
         double until = srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
-        while (atomic_load(&srv->inflight) > 0 && srv_now() < until) {
+        for (;;) {
+            const union MHD_DaemonInfo *di =
+                MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            unsigned open_conns = di ? di->num_connections : 0;
+            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || srv_now() >= until) break;
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }

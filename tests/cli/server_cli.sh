@@ -42,7 +42,21 @@ OUT=$($C -X PUT -H "Authorization: Bearer $TOK" -d '{"personalization":fals' "$U
 echo "$OUT" | grep -q '"position":' || fail "bad JSON must give a position: $OUT"
 $C -H "Authorization: Bearer $ADMIN" "$URL/metrics" | grep -q '^privguide_http_requests_total' || fail "metrics"
 
+# requests in flight when SIGTERM arrives are answered; later ones are refused
+# at connect (curl exit 7), never cut off mid-answer
+for i in $(seq 1 8); do
+  ( for _ in $(seq 1 40); do
+      curl -s -m 10 -o /dev/null -H "Authorization: Bearer $TOK" "$URL/v1/users/17850/data"
+      echo $?
+    done >"$T/load.$i" ) &
+done
+sleep 0.3
 kill -TERM "$SRV_PID"
+wait_loads() { for i in $(seq 1 8); do while [ "$(wc -l <"$T/load.$i")" -lt 40 ]; do sleep 0.1; done; done; }
+timeout 60 bash -c "$(declare -f wait_loads); T=$T; wait_loads" || fail "load clients did not finish"
+BADRC=$(cat "$T"/load.* | grep -v -x -e 0 -e 7 | sort | uniq -c)
+[ -z "$BADRC" ] || fail "requests cut off by the shutdown (curl exit codes): $BADRC"
+cat "$T"/load.* | grep -q -x 0 || fail "no request was served during the load"
 RC=
 for _ in $(seq 1 100); do
   if ! kill -0 "$SRV_PID" 2>/dev/null; then wait "$SRV_PID"; RC=$?; break; fi

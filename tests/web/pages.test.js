@@ -64,6 +64,7 @@ async function main() {
     const spent = await page.textContent('#budgets tr[data-dataset="default"] td:nth-child(2)');
     check(Number(spent) > 0, 'dashboard shows the privacy budget spent on "default" (' + spent + ')');
     check((await page.textContent('#model')).includes('generation'), 'dashboard shows the model in service');
+    check((await page.textContent('#evaluation tr[data-k="10"]')).includes('0.4125'), 'dashboard shows the last evaluation (recall@10)');
     check((await page.textContent('#status')).includes('live'), 'dashboard is polling');
     check(!page.url().includes('key='), 'the key is removed from the address bar');
     await shot(page, 'dashboard');

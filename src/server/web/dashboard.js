@@ -32,13 +32,24 @@
       (m.popular_release ? '; DP popular list: ε ' + m.popular_release.epsilon + ' (' + m.popular_release.mechanism + ')' : '; popular list: ' + (m.popular_error || 'none'))) : 'no model in service';
     const ev = s.evaluation;
     const erows = [];
-    if (ev && Array.isArray(ev.at)) {
-      erows.push(PVG.el('tr', {}, ...['k', 'recall', 'ndcg', 'precision', 'hit rate', 'coverage'].map((h) => PVG.el('th', {}, h))));
-      for (const a of ev.at) erows.push(PVG.el('tr', {}, ...[a.k, a.recall, a.ndcg, a.precision, a.hr, a.coverage].map((v) => PVG.el('td', {}, typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : v))));
+    // `privguide eval --json` writes flat keys "recall@10", "ndcg@10", ...
+    const byK = {};
+    for (const [key, v] of Object.entries(ev || {})) {
+      const m2 = /^([a-z]+)@(\d+)$/.exec(key);
+      if (m2 && typeof v === 'number') (byK[m2[2]] = byK[m2[2]] || {})[m2[1]] = v;
+    }
+    const ks = Object.keys(byK).map(Number).sort((a, b) => a - b);
+    if (ks.length) {
+      $('model').append(PVG.el('div', {}, 'last evaluation: ' + (ev.model || '?') + ', ' + (ev.protocol || '?') +
+        ' protocol, ' + (ev.users_evaluated || '?') + ' users evaluated (' + (ev.split || 'test') + ' split)'));
+      const cols = ['recall', 'ndcg', 'precision', 'map', 'hr', 'coverage'];
+      erows.push(PVG.el('tr', {}, PVG.el('th', {}, 'k'), ...cols.map((h) => PVG.el('th', {}, h))));
+      for (const k of ks) erows.push(PVG.el('tr', { 'data-k': String(k) }, PVG.el('td', {}, k),
+        ...cols.map((c) => PVG.el('td', {}, typeof byK[k][c] === 'number' ? byK[k][c].toFixed(4) : ''))));
     } else if (ev) {
       erows.push(PVG.el('tr', {}, PVG.el('td', {}, PVG.el('pre', {}, JSON.stringify(ev, null, 1).slice(0, 2000)))));
     } else {
-      erows.push(PVG.el('tr', {}, PVG.el('td', { class: 'muted' }, 'no evaluation yet (privguide evaluate … > DATA/evaluation.json)')));
+      erows.push(PVG.el('tr', {}, PVG.el('td', { class: 'muted' }, 'no evaluation yet (privguide eval --json > DATA_DIR/evaluation.json)')));
     }
     $('evaluation').replaceChildren(...erows);
     let rate = '…';

@@ -143,8 +143,7 @@ static void content_digest(const pvg_store *s, const unsigned char *prefix, size
 {
     unsigned char plain[PLAIN_MAX];
     size_t n = pvg_record_encode(ev, 0, plain, sizeof plain);
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, s->keys.dedup, PVG_KEY_BYTES, 16);
+    crypto_generichash_state st = *s->dedup_state; /* keyed once at open */
     crypto_generichash_update(&st, prefix, prefix_len);
     crypto_generichash_update(&st, plain, n);
     if (ev->item) crypto_generichash_update(&st, (const unsigned char *)ev->item, strlen(ev->item) + 1);
@@ -157,7 +156,10 @@ static void record_id(const pvg_store *s, const unsigned char digest[16], uint32
     unsigned char in[20];
     memcpy(in, digest, 16);
     for (int i = 0; i < 4; i++) in[16 + i] = (unsigned char)(occurrence >> (8 * i));
-    crypto_generichash(rid, PVG_RID_BYTES, in, sizeof in, s->keys.dedup, PVG_KEY_BYTES);
+    crypto_generichash_state st = *s->dedup_state;
+    crypto_generichash_update(&st, in, sizeof in);
+    crypto_generichash_final(&st, rid, PVG_RID_BYTES);
+    sodium_memzero(&st, sizeof st);
 }
 
 /* ---- storing one event ---- */
@@ -307,6 +309,7 @@ typedef struct ingest_run {
     occ_map occ;          /* content digest -> occurrences in this run */
     occ_map held;         /* record ids of events held for the loaded users */
     id_set loaded;        /* users whose record ids are in `held` */
+    id_set history;       /* loaded users that had events before this run */
     long long foreign_seen;
     anon_ent *anon;       /* open addressing over (item_id, type); count 0 = empty */
     size_t anon_n, anon_cap;
@@ -345,6 +348,17 @@ static int id_set_add(id_set *m, int64_t id)
     return 0;
 }
 
+static int id_set_has(const id_set *m, int64_t id)
+{
+    if (!m->cap) return 0;
+    size_t j = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 17) & (m->cap - 1);
+    while (m->v[j]) {
+        if (m->v[j] == id) return 1;
+        j = (j + 1) & (m->cap - 1);
+    }
+    return 0;
+}
+
 static void occ_clear(occ_map *m)
 {
     free(m->slots);
@@ -366,7 +380,8 @@ static int replace_str(char **dst, const char *src)
 }
 
 /* Finds or creates the catalog row of an item; records newer catalog data
- * (title, category, price) to be written at the batch's end. */
+ * (title, category, price) to be written at the end of the import (a new
+ * item is written at once). */
 static pvg_status item_seen(ingest_run *run, const char *ext, const pvg_item *data, int64_t *id,
                             pvg_error *err)
 {
@@ -547,6 +562,8 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
         occ_clear(&run->held);
         free(run->loaded.v);
         memset(&run->loaded, 0, sizeof run->loaded);
+        free(run->history.v);
+        memset(&run->history, 0, sizeof run->history);
         run->foreign_seen = s->foreign_writes;
     }
     int was_loaded = id_set_add(&run->loaded, u->user_id);
@@ -558,14 +575,21 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
         for (size_t i = 0; st == PVG_OK && i < n; i++)
             if (occ_next(&run->held, rids[i]) < 0) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         free(rids);
+        if (st == PVG_OK && n > 0 && id_set_add(&run->history, u->user_id) < 0)
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         if (st != PVG_OK) return st;
     }
     content_digest(s, run->last_p, 16, &ev, digest);
     long occ = occ_next(&run->occ, digest);
     if (occ < 0) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     record_id(s, digest, (uint32_t)occ, rid);
-    long held = occ_next(&run->held, rid);
-    if (held < 0) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    /* Only users who had events before this run can hold this record: a
+     * run's own records differ by their occurrence numbers. */
+    long held = 0;
+    if (run->history.n && id_set_has(&run->history, u->user_id)) {
+        held = occ_next(&run->held, rid);
+        if (held < 0) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
     stats->accepted++;
     if (held > 0) {
         stats->duplicates++;
@@ -659,8 +683,7 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
             break;
         }
         if (++in_batch >= batch_rows) {
-            if ((st = flush_items(&run, err)) != PVG_OK ||
-                (st = pvg_chunks_flush(s, &run.chunks, err)) != PVG_OK ||
+            if ((st = pvg_chunks_flush(s, &run.chunks, err)) != PVG_OK ||
                 (st = pvg_store_commit(s, err)) != PVG_OK)
                 break;
             stats->batches_committed++;
@@ -709,6 +732,7 @@ done:
     occ_clear(&run.occ);
     occ_clear(&run.held);
     free(run.loaded.v);
+    free(run.history.v);
     free(run.anon);
     fill_totals(s, stats);
     stats->seconds = now_seconds() - t0;

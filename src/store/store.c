@@ -282,6 +282,12 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
     join(path, sizeof path, dir, "master.key");
     st = pvg_keys_load(path, &s->keys, err);
     if (st != PVG_OK) goto fail;
+    s->dedup_state = sodium_malloc(sizeof *s->dedup_state);
+    if (!s->dedup_state) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    crypto_generichash_init(s->dedup_state, s->keys.dedup, PVG_KEY_BYTES, PVG_RID_BYTES);
     join(path, sizeof path, dir, "policy.json");
     char *policy_text = NULL;
     st = read_file(path, &policy_text, err);
@@ -364,6 +370,7 @@ void pvg_store_close(pvg_store *s)
     sqlite3_close(s->db);
     sqlite3_close(s->ks);
     pvg_keys_free(&s->keys);
+    if (s->dedup_state) sodium_free(s->dedup_state);
     pvg_keycache_free(&s->cache);
     pvg_policy_free(&s->policy);
     pvg_rng_free(s->rng);

@@ -62,6 +62,7 @@ struct pvg_store {
     sqlite3 *db;     /* privguide.db */
     sqlite3 *ks;     /* keystore.db */
     pvg_keyring keys;
+    crypto_generichash_state *dedup_state; /* sodium_malloc: BLAKE2b-128 keyed with keys.dedup */
     pvg_keycache cache;
     pvg_policy policy;
     pvg_rng *rng;

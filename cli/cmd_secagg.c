@@ -264,20 +264,31 @@ static int run_mpc_sum(cli_ctx *c)
 
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_mpc_table *mine = NULL, *tot = NULL;
-    pvg_status st = pvg_mpc_table_read_csv(input, (unsigned)dec, &mine, &err);
-    if (st != PVG_OK) return cli_fail("input", st, &err);
+    pvg_mpc_table *mine = NULL, *tot = NULL, *groups = NULL;
+    const char *groups_path = cli_str(c, "groups");
+    pvg_status st;
+    if (groups_path) {
+        st = pvg_mpc_table_read_groups(groups_path, &groups, &err);
+        if (st != PVG_OK) return cli_fail("groups", st, &err);
+    }
+    st = pvg_mpc_table_read_csv(input, (unsigned)dec, groups, &mine, &err);
+    if (st != PVG_OK) {
+        pvg_mpc_table_free(groups);
+        return cli_fail("input", st, &err);
+    }
     pvg_rng *rng = pvg_rng_new_secure();
     if (!rng) {
         pvg_mpc_table_free(mine);
+        pvg_mpc_table_free(groups);
         return cli_fail("random generator", PVG_ERR_INTERNAL, NULL);
     }
     pvg_mpc_options o = {.parties = (unsigned)parties, .me = (unsigned)me, .port = (unsigned)port,
                          .scheme = sch, .threshold = (unsigned)thr,
-                         .timeout_ms = (unsigned)(timeout * 1000), .rng = rng};
+                         .timeout_ms = (unsigned)(timeout * 1000), .rng = rng, .groups = groups};
     st = pvg_mpc_sum(&o, mine, &tot, &err);
     pvg_rng_free(rng);
     pvg_mpc_table_free(mine);
+    pvg_mpc_table_free(groups);
     if (st != PVG_OK) return cli_fail("mpc sum", st, &err);
     size_t m = pvg_mpc_table_count(tot);
     if (cli_bool(c, "json")) {
@@ -312,6 +323,8 @@ static const cli_flag mpc_flags[] = {
     {"scheme", CLI_STR, "S", "additive (Z_2^64, default) or shamir (GF(2^61-1))"},
     {"threshold", CLI_INT, "T", "Shamir threshold (default P/2+1)"},
     {"decimals", CLI_INT, "N", "fraction digits allowed in values (default 0)"},
+    {"groups", CLI_STR, "FILE", "group list agreed in advance, one per line: no party's labels "
+                                "are revealed (default: labels are exchanged)"},
     {"timeout", CLI_DOUBLE, "SECS", "give up after this many seconds (default 30)"},
     {"json", CLI_BOOL, NULL, "print the totals as JSON"},
     {0},
@@ -328,8 +341,9 @@ const cli_command cli_cmds_secagg[] = {
     {"mpc sum", NULL, 0, 0, "joint per-group totals among 3+ local parties by secret sharing",
      "Start one process per party (same --parties, --port, --scheme, --decimals). Each reads\n"
      "its private CSV (group,value), secret-shares its per-group totals to the others over\n"
-     "127.0.0.1 and prints only the joint totals. The group labels of every party are shown\n"
-     "to the others (to agree on the layout); values are not. Semi-honest parties.",
+     "127.0.0.1 and prints only the joint totals. Without --groups the parties exchange their\n"
+     "group labels (not values) to agree on the layout; with --groups FILE (the same list for\n"
+     "every party) nothing about a party's groups is revealed. Semi-honest parties.",
      mpc_flags, run_mpc_sum},
     {0},
 };

@@ -59,7 +59,7 @@ static void test_csv_reader(void **state)
     pvg_mpc_table *t = NULL;
     pvg_error err;
     const char *p = write_file("a.csv", "group,value\nshoes,1.5\n\"x,\"\"y\"\"\",-2\nshoes,0.25\n\nbooks,3\n");
-    assert_int_equal(pvg_mpc_table_read_csv(p, 2, &t, &err), PVG_OK);
+    assert_int_equal(pvg_mpc_table_read_csv(p, 2, NULL, &t, &err), PVG_OK);
     assert_int_equal(pvg_mpc_table_count(t), 3);
     assert_string_equal(pvg_mpc_table_label(t, 0), "books");
     assert_int_equal(pvg_mpc_table_value(t, 0), 300);
@@ -84,17 +84,32 @@ static void test_csv_reader(void **state)
         snprintf(name, sizeof name, "bad%zu.csv", i);
         p = write_file(name, bad[i].text);
         t = NULL;
-        assert_int_equal(pvg_mpc_table_read_csv(p, 2, &t, &err), PVG_ERR_INVALID);
+        assert_int_equal(pvg_mpc_table_read_csv(p, 2, NULL, &t, &err), PVG_ERR_INVALID);
         assert_null(t);
         assert_string_equal(err.source, p);
         assert_int_equal(err.line, bad[i].line);
         if (bad[i].col) assert_int_equal(err.column, bad[i].col);
     }
-    assert_int_equal(pvg_mpc_table_read_csv("/nonexistent/x.csv", 0, &t, &err), PVG_ERR_IO);
+    assert_int_equal(pvg_mpc_table_read_csv("/nonexistent/x.csv", 0, NULL, &t, &err), PVG_ERR_IO);
     /* overflow of a group's total */
     p = write_file("of.csv", "a,9223372036854775807\na,1\n");
-    assert_int_equal(pvg_mpc_table_read_csv(p, 0, &t, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_mpc_table_read_csv(p, 0, NULL, &t, &err), PVG_ERR_INVALID);
     assert_int_equal(err.line, 2);
+    /* an agreed group list restricts the rows */
+    pvg_mpc_table *g = NULL;
+    p = write_file("groups.txt", "books\nshoes\n\ntoys\n");
+    assert_int_equal(pvg_mpc_table_read_groups(p, &g, &err), PVG_OK);
+    assert_int_equal(pvg_mpc_table_count(g), 3);
+    assert_true(pvg_mpc_table_has(g, "toys"));
+    assert_false(pvg_mpc_table_has(g, "cars"));
+    p = write_file("rows.csv", "shoes,1\ncars,2\n");
+    assert_int_equal(pvg_mpc_table_read_csv(p, 0, g, &t, &err), PVG_ERR_INVALID);
+    assert_int_equal(err.line, 2);
+    assert_non_null(strstr(err.text, "cars"));
+    pvg_mpc_table_free(g);
+    p = write_file("dup.txt", "a\nb\na\n");
+    assert_int_equal(pvg_mpc_table_read_groups(p, &g, &err), PVG_ERR_INVALID);
+    assert_int_equal(err.line, 3);
 }
 
 typedef struct {
@@ -145,7 +160,11 @@ static void run_parties(party *ps, unsigned P)
 static void test_joint_totals(void **state)
 {
     (void)state;
-    for (int scheme = 1; scheme <= 2; scheme++) {
+    pvg_mpc_table *agreed = pvg_mpc_table_new(0);
+    const char *gl[4] = {"g0", "g1", "g2", "zzz-nobody"};
+    for (int i = 0; i < 4; i++) assert_int_equal(pvg_mpc_table_add(agreed, gl[i], 0, NULL), PVG_OK);
+    for (int variant = 0; variant < 3; variant++) {
+        int scheme = variant == 0 ? 1 : 2;
         enum { P = 4 };
         party ps[P];
         memset(ps, 0, sizeof ps);
@@ -155,6 +174,7 @@ static void test_joint_totals(void **state)
             ps[i].o.scheme = (pvg_mpc_scheme)scheme;
             ps[i].o.threshold = scheme == 2 ? 3 : 0;
             ps[i].o.timeout_ms = 20000;
+            ps[i].o.groups = variant == 2 ? agreed : NULL;
             for (int g = 0; g < 3; g++) {
                 if ((i + (unsigned)g) % 3 == 0) continue; /* not every party has every group */
                 char l[16];
@@ -167,12 +187,14 @@ static void test_joint_totals(void **state)
         run_parties(ps, P);
         for (unsigned i = 0; i < P; i++) {
             if (ps[i].st != PVG_OK) fail_msg("party %u: %s", i, ps[i].err.text);
-            assert_int_equal(pvg_mpc_table_count(ps[i].out), 3);
+            assert_int_equal(pvg_mpc_table_count(ps[i].out), variant == 2 ? 4 : 3);
             for (int g = 0; g < 3; g++) assert_int_equal(pvg_mpc_table_value(ps[i].out, (size_t)g), want[g]);
+            if (variant == 2) assert_int_equal(pvg_mpc_table_value(ps[i].out, 3), 0);
             pvg_mpc_table_free(ps[i].out);
             pvg_mpc_table_free(ps[i].mine);
         }
     }
+    pvg_mpc_table_free(agreed);
 }
 
 static void test_missing_party_times_out(void **state)
@@ -242,13 +264,15 @@ static void test_rogue_peer(void **state)
     (void)state;
     uint8_t garbage[40];
     memset(garbage, 'Z', sizeof garbage);
-    uint8_t bad_id[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 9, 0, 0, 0, 4, 0, 0, 0, 3, 1, 3, 0};
-    uint8_t other[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4, 1, 4, 0};
+    uint8_t bad_id[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 9, 0, 0, 0, 36, 0, 0, 0, 3, 1, 3, 0};
+    uint8_t other[52] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 36, 0, 0, 0, 4, 1, 4, 0};
+    uint8_t short_hello[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 3, 1, 3, 0};
     uint8_t huge[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F, 3, 1, 3, 0};
     struct { const uint8_t *b; size_t n; const char *want; } cases[] = {
         {garbage, sizeof garbage, "magic"},
         {bad_id, sizeof bad_id, "party 9"},
         {other, sizeof other, "other settings"},
+        {short_hello, sizeof short_hello, "HELLO of 4 bytes"},
         {huge, sizeof huge, "exceeds the limit"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {

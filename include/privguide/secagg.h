@@ -230,8 +230,11 @@ void pvg_secagg_sim_result_clear(pvg_secagg_sim_result *r);
  * (additive over Z_2^64, or Shamir t-of-P over GF(2^61-1)) to the others
  * over TCP on 127.0.0.1, sums the shares it receives, and publishes only
  * that partial sum; the totals are recovered from the partials. Semi-honest
- * model; the group labels (not the values) of every party are revealed to
- * the others, to agree on the vector layout. */
+ * model. The vector layout is either a group list agreed in advance
+ * (options.groups: nothing about a party's groups is revealed; totals of
+ * groups nobody has are 0) or the union of the parties' labels, exchanged
+ * in the clear (each party's set of group labels, not its values, is then
+ * revealed to the others). */
 
 /* A table of groups (sorted, unique labels) with int64 totals in units of
  * 10^-decimals. */
@@ -241,10 +244,19 @@ typedef struct pvg_mpc_table pvg_mpc_table;
  * "group,value" is a header; blank lines are skipped; a group may be
  * double-quoted with "" for a quote). Values are decimals with at most
  * `decimals` (0..9) fraction digits; rows of the same group add up.
+ * When `allowed` (borrowed) is not NULL, every group must be in it.
  * Errors: PVG_ERR_IO (cannot read), PVG_ERR_INVALID with err->source =
  * path, err->line and err->column of the offending field. */
-pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals, pvg_mpc_table **out,
+pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
+                                  const pvg_mpc_table *allowed, pvg_mpc_table **out,
                                   pvg_error *err) PVG_WARN_UNUSED;
+/* new: reads a group list, one label per line (blank lines skipped, no
+ * quoting; a repeated label is an error). Values are 0. Errors as for the
+ * CSV reader, with file:line. */
+pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+/* 1 when `label` is in the table. */
+int pvg_mpc_table_has(const pvg_mpc_table *t, const char *label);
 /* new: an empty table; add rows with pvg_mpc_table_add. */
 pvg_mpc_table *pvg_mpc_table_new(unsigned decimals);
 /* Adds value (in units of 10^-decimals) to group `label` (1..255 bytes,
@@ -268,6 +280,9 @@ typedef struct pvg_mpc_options {
     unsigned threshold;   /* Shamir: 2..P (0 = P/2 + 1); ignored for additive */
     unsigned timeout_ms;  /* whole-protocol deadline (connects, every read/write) */
     pvg_rng *rng;         /* borrowed; production: the secure generator */
+    const pvg_mpc_table *groups; /* borrowed; the group list every party agreed on
+                                    in advance (values ignored), or NULL to
+                                    exchange the parties' labels */
 } pvg_mpc_options;
 
 /* Runs the protocol for this party. On success *out (new) holds the joint

@@ -9,7 +9,9 @@
  *
  * Message: "PVMP" | version 1 | type | reserved u16 0 | sender u32 |
  * payload_len u32 | payload (little-endian).
- *   HELLO   parties u8 | scheme u8 | threshold u8 | decimals u8
+ *   HELLO   parties u8 | scheme u8 | threshold u8 | decimals u8 |
+ *           groups[32] (BLAKE2b of the agreed group list, zero when the
+ *           labels are exchanged)
  *   LABELS  count u32 | count x (len u8 | bytes), strictly ascending
  *   SHARES  count u32 | count x u64   (one share per group)
  *   PARTIAL count u32 | count x u64   (the party's sum of shares)
@@ -33,6 +35,7 @@
 #define MP_HDR 16
 #define MP_MAX_PAYLOAD (64u << 20)
 #define MP_MAX_PARTIES 64
+#define MP_HELLO_LEN 36
 enum { MP_HELLO = 1, MP_LABELS = 2, MP_SHARES = 3, MP_PARTIAL = 4 };
 
 static const char *mp_type_name(int t)
@@ -230,22 +233,40 @@ static pvg_status io_full(int fd, void *buf, size_t n, int writing, long long de
     return PVG_OK;
 }
 
-static void hello_payload(const pvg_mpc_options *o, unsigned t, unsigned decimals, uint8_t p[4])
+/* Digest of a group list: BLAKE2b-256 over (len u8 | label) in order. */
+static void groups_digest(const pvg_mpc_table *g, uint8_t out[32])
+{
+    memset(out, 0, 32);
+    if (!g) return;
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, (const uint8_t *)"PVMP-groups", 11, 32);
+    for (size_t i = 0; i < pvg_mpc_table_count(g); i++) {
+        const char *l = pvg_mpc_table_label(g, i);
+        uint8_t len = (uint8_t)strlen(l);
+        crypto_generichash_update(&h, &len, 1);
+        crypto_generichash_update(&h, (const uint8_t *)l, len);
+    }
+    crypto_generichash_final(&h, out, 32);
+}
+
+static void hello_payload(const pvg_mpc_options *o, unsigned t, unsigned decimals,
+                          uint8_t p[MP_HELLO_LEN])
 {
     p[0] = (uint8_t)o->parties;
     p[1] = (uint8_t)o->scheme;
     p[2] = (uint8_t)t;
     p[3] = (uint8_t)decimals;
+    groups_digest(o->groups, p + 4);
 }
 
 /* Reads a HELLO on fd; from = expected sender or UINT32_MAX (any higher
  * party not yet connected, reported in *who). */
-static pvg_status read_hello(int fd, const pvg_mpc_options *o, const uint8_t mine[4],
+static pvg_status read_hello(int fd, const pvg_mpc_options *o, const uint8_t mine[MP_HELLO_LEN],
                              uint32_t from, const peer *pe, uint32_t *who, long long deadline,
                              pvg_error *err)
 {
-    uint8_t m[MP_HDR + 4];
-    pvg_status st = io_full(fd, m, sizeof m, 0, deadline, from == UINT32_MAX ? 0 : from, err);
+    uint8_t m[MP_HDR + MP_HELLO_LEN];
+    pvg_status st = io_full(fd, m, MP_HDR, 0, deadline, from == UINT32_MAX ? 0 : from, err);
     if (st != PVG_OK) return st;
     uint32_t s = get32(m + 8);
     if (memcmp(m, "PVMP", 4) != 0)
@@ -259,32 +280,38 @@ static pvg_status read_hello(int fd, const pvg_mpc_options *o, const uint8_t min
     }
     st = check_header(m, MP_HELLO, from, err);
     if (st != PVG_OK) return st;
-    if (get32(m + 12) != 4)
-        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: HELLO of %u bytes, expected 4", from,
-                             get32(m + 12));
+    if (get32(m + 12) != MP_HELLO_LEN)
+        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: HELLO of %u bytes, expected %d", from,
+                             get32(m + 12), MP_HELLO_LEN);
+    st = io_full(fd, m + MP_HDR, MP_HELLO_LEN, 0, deadline, from, err);
+    if (st != PVG_OK) return st;
     if (memcmp(m + MP_HDR, mine, 4) != 0)
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "party %u runs with other settings (parties %u/%u, scheme %u/%u, "
                              "threshold %u/%u, decimals %u/%u)", from, m[MP_HDR], mine[0],
                              m[MP_HDR + 1], mine[1], m[MP_HDR + 2], mine[2], m[MP_HDR + 3], mine[3]);
+    if (memcmp(m + MP_HDR + 4, mine + 4, 32) != 0)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "party %u uses another group list (--groups must be the same file "
+                             "for every party, or absent for all)", from);
     *who = from;
     return PVG_OK;
 }
 
-static pvg_status send_hello(int fd, unsigned me, const uint8_t mine[4], unsigned to,
+static pvg_status send_hello(int fd, unsigned me, const uint8_t mine[MP_HELLO_LEN], unsigned to,
                              long long deadline, pvg_error *err)
 {
-    uint8_t m[MP_HDR + 4] = {'P', 'V', 'M', 'P', 1, MP_HELLO, 0, 0};
+    uint8_t m[MP_HDR + MP_HELLO_LEN] = {'P', 'V', 'M', 'P', 1, MP_HELLO, 0, 0};
     put32(m + 8, me);
-    put32(m + 12, 4);
-    memcpy(m + MP_HDR, mine, 4);
+    put32(m + 12, MP_HELLO_LEN);
+    memcpy(m + MP_HDR, mine, MP_HELLO_LEN);
     return io_full(fd, m, sizeof m, 1, deadline, to, err);
 }
 
 static pvg_status connect_mesh(const pvg_mpc_options *o, unsigned t, unsigned decimals, peer *pe,
                                long long deadline, pvg_error *err)
 {
-    uint8_t mine[4];
+    uint8_t mine[MP_HELLO_LEN];
     hello_payload(o, t, decimals, mine);
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     if (ls < 0) return pvg_error_set(err, PVG_ERR_IO, "socket: %s", strerror(errno));
@@ -494,42 +521,58 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
     st = connect_mesh(o, t, pvg_mpc_table_decimals(mine), pe, deadline, err);
     if (st != PVG_OK) goto done;
 
-    /* 1. labels */
-    size_t lb = 4;
-    for (size_t i = 0; i < nm; i++) lb += 1 + strlen(pvg_mpc_table_label(mine, i));
-    uint8_t *lm = mp_msg(MP_LABELS, o->me, lb);
-    if (!lm) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
-    put32(lm + MP_HDR, (uint32_t)nm);
-    for (size_t i = 0, off = MP_HDR + 4; i < nm; i++) {
-        const char *l = pvg_mpc_table_label(mine, i);
-        size_t ll = strlen(l);
-        lm[off] = (uint8_t)ll;
-        memcpy(lm + off + 1, l, ll);
-        off += 1 + ll;
+    /* 1. the vector layout: the agreed group list, or the union of every
+     * party's labels (exchanged) */
+    if (o->groups) {
+        size_t ng = pvg_mpc_table_count(o->groups);
+        uni = calloc(ng ? ng : 1, sizeof *uni);
+        if (!uni) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        for (size_t i = 0; i < ng; i++) uni[m++] = (char *)pvg_mpc_table_label(o->groups, i);
+        for (size_t i = 0, k = 0; i < nm; i++) { /* mine must be a subset */
+            const char *l = pvg_mpc_table_label(mine, i);
+            while (k < m && strcmp(uni[k], l) < 0) k++;
+            if (k == m || strcmp(uni[k], l) != 0) {
+                st = pvg_error_set(err, PVG_ERR_INVALID, "group '%s' is not in the agreed group list", l);
+                goto done;
+            }
+        }
+    } else {
+        size_t lb = 4;
+        for (size_t i = 0; i < nm; i++) lb += 1 + strlen(pvg_mpc_table_label(mine, i));
+        uint8_t *lm = mp_msg(MP_LABELS, o->me, lb);
+        if (!lm) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        put32(lm + MP_HDR, (uint32_t)nm);
+        for (size_t i = 0, off = MP_HDR + 4; i < nm; i++) {
+            const char *l = pvg_mpc_table_label(mine, i);
+            size_t ll = strlen(l);
+            lm[off] = (uint8_t)ll;
+            memcpy(lm + off + 1, l, ll);
+            off += 1 + ll;
+        }
+        for (unsigned j = 0; j < P; j++)
+            if (j != o->me) { pe[j].out = lm; pe[j].out_len = MP_HDR + lb; }
+        st = exchange(pe, P, o->me, MP_LABELS, deadline, err);
+        for (unsigned j = 0; j < P; j++) pe[j].out = NULL;
+        free(lm);
+        if (st != PVG_OK) goto done;
+        size_t total = nm;
+        for (unsigned j = 0; j < P && st == PVG_OK; j++) {
+            if (j == o->me) continue;
+            st = parse_labels(pe[j].in, pe[j].in_len, j, &lists[j], &lcount[j], err);
+            total += lcount[j];
+        }
+        if (st != PVG_OK) goto done;
+        uni = calloc(total ? total : 1, sizeof *uni);
+        if (!uni) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        for (size_t i = 0; i < nm; i++) uni[m++] = (char *)pvg_mpc_table_label(mine, i);
+        for (unsigned j = 0; j < P; j++)
+            for (size_t i = 0; j != o->me && i < lcount[j]; i++) uni[m++] = lists[j][i];
+        qsort(uni, m, sizeof *uni, cmp_str);
+        size_t u = 0;
+        for (size_t i = 0; i < m; i++)
+            if (u == 0 || strcmp(uni[u - 1], uni[i]) != 0) uni[u++] = uni[i];
+        m = u;
     }
-    for (unsigned j = 0; j < P; j++)
-        if (j != o->me) { pe[j].out = lm; pe[j].out_len = MP_HDR + lb; }
-    st = exchange(pe, P, o->me, MP_LABELS, deadline, err);
-    for (unsigned j = 0; j < P; j++) pe[j].out = NULL;
-    free(lm);
-    if (st != PVG_OK) goto done;
-    size_t total = nm;
-    for (unsigned j = 0; j < P && st == PVG_OK; j++) {
-        if (j == o->me) continue;
-        st = parse_labels(pe[j].in, pe[j].in_len, j, &lists[j], &lcount[j], err);
-        total += lcount[j];
-    }
-    if (st != PVG_OK) goto done;
-    uni = calloc(total ? total : 1, sizeof *uni);
-    if (!uni) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
-    for (size_t i = 0; i < nm; i++) uni[m++] = (char *)pvg_mpc_table_label(mine, i);
-    for (unsigned j = 0; j < P; j++)
-        for (size_t i = 0; j != o->me && i < lcount[j]; i++) uni[m++] = lists[j][i];
-    qsort(uni, m, sizeof *uni, cmp_str);
-    size_t u = 0;
-    for (size_t i = 0; i < m; i++)
-        if (u == 0 || strcmp(uni[u - 1], uni[i]) != 0) uni[u++] = uni[i];
-    m = u;
 
     /* 2. shares of this party's vector over the union */
     size_t mm = m ? m : 1;

@@ -78,6 +78,65 @@ pvg_status pvg_mpc_table_add(pvg_mpc_table *t, const char *label, int64_t value,
     return PVG_OK;
 }
 
+static long find_label(const pvg_mpc_table *t, const char *label)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(t->labels[mid], label);
+        if (c < 0) lo = mid + 1;
+        else if (c > 0) hi = mid;
+        else return (long)mid;
+    }
+    return -1;
+}
+
+int pvg_mpc_table_has(const pvg_mpc_table *t, const char *label)
+{
+    return t && label && find_label(t, label) >= 0;
+}
+
+pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out, pvg_error *err)
+{
+    if (!path || !out) return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
+    pvg_mpc_table *t = pvg_mpc_table_new(0);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    long ln = 0;
+    pvg_status st = t ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    while (st == PVG_OK && (got = getline(&line, &cap, f)) >= 0) {
+        ln++;
+        size_t len = (size_t)got;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (len == 0) continue;
+        if (memchr(line, '\0', len) || len > 255) {
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1,
+                                  "a group label is 1..255 bytes without NUL");
+            break;
+        }
+        line[len] = '\0';
+        if (find_label(t, line) >= 0) {
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1, "group '%s' repeated", line);
+            break;
+        }
+        pvg_error e2;
+        if (pvg_mpc_table_add(t, line, 0, &e2) != PVG_OK)
+            st = pvg_error_set_at(err, e2.code, path, ln, 1, -1, "%s", e2.text);
+    }
+    free(line);
+    fclose(f);
+    if (st != PVG_OK) {
+        pvg_mpc_table_free(t);
+        return st;
+    }
+    *out = t;
+    return PVG_OK;
+}
+
 /* Parses a decimal with at most `dec` fraction digits into units of
  * 10^-dec. Returns 0 on success. */
 static int parse_fixed(const char *s, size_t len, unsigned dec, int64_t *out)
@@ -107,8 +166,8 @@ static int parse_fixed(const char *s, size_t len, unsigned dec, int64_t *out)
     return 0;
 }
 
-pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals, pvg_mpc_table **out,
-                                  pvg_error *err)
+pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
+                                  const pvg_mpc_table *allowed, pvg_mpc_table **out, pvg_error *err)
 {
     if (!path || !out) return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
     *out = NULL;
@@ -193,6 +252,11 @@ pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals, pvg_mpc_t
         while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
         if (ln == 1 && strcmp(label, "group") == 0 && vlen == 5 && memcmp(v, "value", 5) == 0)
             continue; /* header */
+        if (allowed && !pvg_mpc_table_has(allowed, label)) {
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1,
+                                  "group '%s' is not in the agreed group list", label);
+            break;
+        }
         int64_t val;
         int rc = parse_fixed(v, vlen, decimals, &val);
         if (rc != 0) {

@@ -54,6 +54,21 @@ for i in 0 1 2 3; do
     || fail "party $i shamir totals: $got"
 done
 
+# an agreed group list: no labels exchanged, a group nobody has totals 0
+printf 'books\nshoes\ntoys\nvinyl\n' >"$T/groups.txt"
+printf 'shoes,4\n' >"$T/p0.csv"
+printf 'books,1\nshoes,1\n' >"$T/p1.csv"
+printf 'toys,9\n' >"$T/p2.csv"
+run_parties 3 --groups "$T/groups.txt" || fail "groups run: $(cat "$T"/e*)"
+want=$'group,total\nbooks,1\nshoes,5\ntoys,9\nvinyl,0'
+for i in 0 1 2; do
+  [ "$(cat "$T/o$i")" = "$want" ] || fail "party $i with --groups printed: $(cat "$T/o$i")"
+done
+printf 'shoes,4\ncars,1\n' >"$T/notlisted.csv"
+"$P" mpc sum --parties 3 --party 0 --input "$T/notlisted.csv" --groups "$T/groups.txt" 2>"$T/err" \
+  && fail "unlisted group accepted"
+grep -q "notlisted.csv:2:1" "$T/err" || fail "unlisted group position: $(cat "$T/err")"
+
 # malformed CSV: file:line named, before any network activity
 printf 'a,1\nb,2\nc,1x\n' >"$T/bad.csv"
 "$P" mpc sum --parties 3 --party 0 --input "$T/bad.csv" --timeout 1 2>"$T/err" && fail "bad csv accepted"

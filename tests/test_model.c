@@ -162,34 +162,42 @@ static void rand_csr(size_t rows, size_t cols, double density, pvg_csr *R)
 static void test_ials_kernels(void **state)
 {
     (void)state;
-    size_t nu = 30, ni = 25, f = 8;
-    pvg_csr R;
-    rand_csr(nu, ni, 0.3, &R);
-    float *H = malloc(ni * f * sizeof *H), *G = malloc(f * f * sizeof *G);
-    rand_fill(H, ni * f, 0.5);
-    pvg_gramian(H, ni, f, G);
-    float reg[30], X[30 * 8], Y1[30 * 8], Y2[30 * 8];
-    for (size_t i = 0; i < nu; i++) reg[i] = 0.1f + 0.01f * (float)i;
-    rand_fill(X, nu * f, 1);
-    for (int conf = 0; conf < 2; conf++) {
-        pvg_ials_apply(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y1);
-        pvg_ials_apply_naive(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y2);
-        for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
+    size_t fs[] = {8, 21, 40}; /* lane multiple, scalar tail, unrolled loop + tail */
+    for (size_t fi = 0; fi < 3; fi++) {
+        size_t nu = 30, ni = 25, f = fs[fi];
+        pvg_csr R;
+        rand_csr(nu, ni, 0.3, &R);
+        float *H = malloc(ni * f * sizeof *H), *G = malloc(f * f * sizeof *G);
+        rand_fill(H, ni * f, 0.5);
+        pvg_gramian(H, ni, f, G);
+        float reg[30];
+        float *X = malloc(nu * f * sizeof *X), *Y1 = malloc(nu * f * sizeof *Y1),
+              *Y2 = malloc(nu * f * sizeof *Y2);
+        for (size_t i = 0; i < nu; i++) reg[i] = 0.1f + 0.01f * (float)i;
+        rand_fill(X, nu * f, 1);
+        for (int conf = 0; conf < 2; conf++) {
+            pvg_ials_apply(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y1);
+            pvg_ials_apply_naive(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y2);
+            for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
+            pvg_ials_apply_portable(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y1);
+            for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
+        }
+        /* CG with f + 4 steps from zero reaches the exact solution */
+        float *W = calloc(nu * f, sizeof *W),
+              *scratch = malloc((5 * nu * f + f * f + 16) * sizeof(float));
+        pvg_ials_solve_block(&R, 0, nu, H, G, f, 0.3f, reg, 1.0f, (int)f + 4, W, scratch);
+        float *ex = malloc(f * sizeof *ex);
+        for (size_t r = 0; r < nu; r++) {
+            assert_int_equal(pvg_ials_solve_row_exact(&R, r, H, G, f, 0.3f, reg[r], 1.0f, ex), 0);
+            for (size_t q = 0; q < f; q++) assert_true(fabsf(W[r * f + q] - ex[q]) < 2e-3f);
+        }
+        /* the exact path of solve_block (cg_steps 0) agrees too */
+        float *W2 = calloc(nu * f, sizeof *W2);
+        pvg_ials_solve_block(&R, 0, nu, H, G, f, 0.3f, reg, 1.0f, 0, W2, scratch);
+        for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(W[i] - W2[i]) < 2e-3f);
+        free(W), free(W2), free(scratch), free(H), free(G), free(X), free(Y1), free(Y2), free(ex);
+        pvg_csr_free(&R);
     }
-    /* CG with f steps from zero reaches the exact solution */
-    float *W = calloc(nu * f, sizeof *W), *scratch = malloc((5 * nu * f + f * f + 16) * sizeof(float));
-    pvg_ials_solve_block(&R, 0, nu, H, G, f, 0.3f, reg, 1.0f, (int)f + 4, W, scratch);
-    for (size_t r = 0; r < nu; r++) {
-        float ex[8];
-        assert_int_equal(pvg_ials_solve_row_exact(&R, r, H, G, f, 0.3f, reg[r], 1.0f, ex), 0);
-        for (size_t q = 0; q < f; q++) assert_true(fabsf(W[r * f + q] - ex[q]) < 1e-3f);
-    }
-    /* the exact path of solve_block (cg_steps 0) agrees too */
-    float *W2 = calloc(nu * f, sizeof *W2);
-    pvg_ials_solve_block(&R, 0, nu, H, G, f, 0.3f, reg, 1.0f, 0, W2, scratch);
-    for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(W[i] - W2[i]) < 1e-3f);
-    free(W), free(W2), free(scratch), free(H), free(G);
-    pvg_csr_free(&R);
 }
 
 static void test_knn_ease_kernels(void **state)

@@ -359,6 +359,16 @@ static void ials_apply_shift(const pvg_csr *M, size_t r0, size_t b, const float 
     sparse_part_generic(M, r0, b, H, f, reg, conf, shift, X, Y);
 }
 
+/* The portable path of pvg_ials_apply regardless of the CPU (tests). */
+void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float *H,
+                             const float *G, size_t f, float alpha0, const float *reg, float conf,
+                             const float *X, float *Y)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)f, (int)f, alpha0, X,
+                (int)f, G, (int)f, 0.0f, Y, (int)f);
+    sparse_part_generic(M, r0, b, H, f, reg, conf, 0.0f, X, Y);
+}
+
 /* Y[b x f] = alpha0 X G + diag(reg) X + per-row sum c h h^T x */
 void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
                     size_t f, float alpha0, const float *reg, float conf, const float *X, float *Y)

@@ -94,6 +94,10 @@ void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float 
 void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
                     size_t f, float alpha0, const float *reg, float conf, const float *X,
                     float *Y);
+/* pvg_ials_apply without the AVX2 path (so tests cover both). */
+void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float *H,
+                             const float *G, size_t f, float alpha0, const float *reg, float conf,
+                             const float *X, float *Y);
 void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
                           size_t f, float alpha0, const float *reg, float conf, const float *X,
                           float *Y);

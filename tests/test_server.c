@@ -770,12 +770,84 @@ static void test_fuzz(void **state)
     expect_free("GET", "/healthz", NULL, NULL, 200);
 }
 
+/* Every API route of the table for every kind of caller: no credential,
+ * admin, analyst, a user token on its own id and on another user's id.
+ * Refusals are exactly 401/403 as the table's access bits say; allowed
+ * calls are never 401/403. Erasure runs last (it revokes the token). */
+static void test_route_role_matrix(void **state)
+{
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
+    char *tok_mx = NULL;
+    assert_int_equal(pvg_auth_token_issue(s, "mx", 3600, 0, &tok_mx, NULL, NULL), PVG_OK);
+    pvg_store_close(s);
+    enum { NONE, ADMIN, ANALYST, OWN_USER, OTHER_USER, N_CALLERS };
+    static const char *names[] = {"none", "admin", "analyst", "own user", "other user"};
+    int checked = 0;
+    for (int pass = 0; pass < 2; pass++) { /* pass 1: DELETE only */
+        for (size_t i = 0; i < srv_routes_count(); i++) {
+            const srv_route *rt = &srv_routes()[i];
+            if (strncmp(rt->pattern, "/v1/", 4) != 0 && strcmp(rt->pattern, "/metrics") != 0 &&
+                strcmp(rt->pattern, "/healthz") != 0)
+                continue;
+            if ((strcmp(rt->method, "DELETE") == 0) != (pass == 1)) continue;
+            int user_route = strstr(rt->pattern, "/users/") != NULL;
+            static const int order[N_CALLERS] = {NONE, ADMIN, ANALYST, OTHER_USER, OWN_USER};
+            for (int ci = 0; ci < N_CALLERS; ci++) {
+                int c = order[ci];
+                const char *cred = c == ADMIN ? E.admin : c == ANALYST ? E.analyst
+                                   : (c == OWN_USER || c == OTHER_USER) ? tok_mx : NULL;
+                const char *id = !user_route ? "A1"
+                                 : c == OTHER_USER ? "u1"
+                                 : (c == ADMIN && pass == 1) ? "ghost" : "mx";
+                char path[300];
+                const char *brace = strchr(rt->pattern, '{');
+                if (brace) {
+                    const char *close = strchr(brace, '}');
+                    snprintf(path, sizeof path, "%.*s%s%s", (int)(brace - rt->pattern), rt->pattern,
+                             id, close + 1);
+                } else {
+                    snprintf(path, sizeof path, "%s", rt->pattern);
+                }
+                const char *body = strcmp(rt->method, "POST") == 0 ? "{\"events\":[]}"
+                                   : strcmp(rt->method, "PUT") == 0
+                                       ? "{\"personalization\":true,\"analytics\":true}"
+                                       : NULL;
+                unsigned bit = c == ADMIN ? SRV_ADMIN : c == ANALYST ? SRV_ANALYST
+                               : c == NONE ? 0 : SRV_USER;
+                int want;
+                if (rt->access & SRV_PUBLIC) want = 0;
+                else if (c == NONE) want = 401;
+                else if (!(rt->access & bit)) want = 403;
+                else if ((rt->access & SRV_OWN) && c == OTHER_USER) want = 403;
+                else want = 0;
+                resp r;
+                assert_int_equal(http(rt->method, path, cred, body, &r), 0);
+                int refused = r.status == 401 || r.status == 403;
+                if ((want && r.status != want) || (!want && refused))
+                    fprintf(stderr, "%s %s as %s: got %d, want %s: %s\n", rt->method, path, names[c],
+                            r.status, want == 401 ? "401" : want == 403 ? "403" : "allowed", r.body);
+                if (want) assert_int_equal(r.status, want);
+                else assert_false(refused);
+                resp_free(&r);
+                checked++;
+            }
+        }
+    }
+    assert_true(checked >= 12 * N_CALLERS);
+    pvg_auth_credential_free(tok_mx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_public_routes),
         cmocka_unit_test(test_auth_refusals),
         cmocka_unit_test(test_role_matrix_allowed),
+        cmocka_unit_test(test_route_role_matrix),
         cmocka_unit_test(test_recommendations_and_consent),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_rate_limit),

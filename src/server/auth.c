@@ -215,6 +215,7 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     const void *stored = sqlite3_column_blob(q, 3);
     int ok = stored && sqlite3_column_bytes(q, 3) == HASH_BYTES &&
              sodium_memcmp(h, stored, HASH_BYTES) == 0;
+    sodium_memzero(h, sizeof h);
     const char *kind = (const char *)sqlite3_column_text(q, 0);
     ok = ok && kind && strcmp(kind, want_kind) == 0;
     if (!ok) {

@@ -80,11 +80,15 @@ pvg_status srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_p
         (e->p.expires_at == 0 || wall < e->p.expires_at)) {
         *out = e->p;
         pthread_mutex_unlock(&c->mu);
+        sodium_memzero(h, sizeof h);
         return PVG_OK;
     }
     pthread_mutex_unlock(&c->mu);
     pvg_status st = pvg_auth_check(s, cred, out, err);
-    if (st != PVG_OK) return st;
+    if (st != PVG_OK) {
+        sodium_memzero(h, sizeof h);
+        return st;
+    }
     pthread_mutex_lock(&c->mu);
     e->used = 1;
     memcpy(e->key_id, out->key_id, sizeof e->key_id);
@@ -92,5 +96,6 @@ pvg_status srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_p
     e->p = *out;
     e->until = now + c->ttl;
     pthread_mutex_unlock(&c->mu);
+    sodium_memzero(h, sizeof h);
     return PVG_OK;
 }

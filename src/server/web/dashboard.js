@@ -52,7 +52,8 @@
       erows.push(PVG.el('tr', {}, PVG.el('td', { class: 'muted' }, 'no evaluation yet (privguide eval --json > DATA_DIR/evaluation.json)')));
     }
     $('evaluation').replaceChildren(...erows);
-    let rate = '…';
+    // between two polls; on the first poll, the average since the server started
+    let rate = s.uptime_seconds > 0 ? fmt(s.requests.total / s.uptime_seconds, 2) : '…';
     if (prev && s.now > prev.now) rate = fmt((s.requests.total - prev.requests.total) / (s.now - prev.now), 2);
     $('requests').replaceChildren(kpi('requests/s', rate), kpi('requests', s.requests.total), kpi('client errors', s.requests.client_errors),
       kpi('server errors', s.requests.server_errors), kpi('personalised', s.requests.personalized), kpi('popular (DP)', s.requests.popular),

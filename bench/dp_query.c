@@ -152,6 +152,9 @@ int main(int argc, char **argv)
     double best_pc = INFINITY, best_ps = INFINITY, best_dc = INFINITY, best_ds = INFINITY;
     pvg_rng *rng = pvg_rng_new_secure();
     pvg_query_result *rc = NULL, *rs = NULL;
+    /* contribution bounds: env PVG_BENCH_MAX_GROUPS / PVG_BENCH_MAX_CONTRIB override */
+    long max_groups = getenv("PVG_BENCH_MAX_GROUPS") ? atol(getenv("PVG_BENCH_MAX_GROUPS")) : 20;
+    long max_contrib = getenv("PVG_BENCH_MAX_CONTRIB") ? atol(getenv("PVG_BENCH_MAX_CONTRIB")) : 20;
     for (int rep = 0; rep < 3; rep++) {
         /* plain count and plain sum, one pass each, like the DP queries */
         memset(p.count, 0, p.n_names * sizeof *p.count);
@@ -175,6 +178,8 @@ int main(int argc, char **argv)
         sp.epsilon = 1;
         sp.delta = 1e-6;
         sp.dataset = "bench";
+        sp.max_groups = max_groups;
+        sp.max_contributions = max_contrib;
         pvg_query_result_free(rc);
         t0 = now_s();
         if (pvg_query_run(s, &sp, rng, &rc, &err) != PVG_OK) return die("dp count", &err);
@@ -216,10 +221,10 @@ int main(int argc, char **argv)
            "\"plain_sum_s\":%.4f,\"dp_sum_s\":%.4f,\"ratio_sum\":%.3f,\"ratio\":%.3f,\"target_ratio\":1.5,"
            "\"dp_count_groups_released\":%zu,\"dp_sum_groups_released\":%zu,\"selection_threshold\":%ld,"
            "\"count_noise_scale\":%.4g,\"sum_noise_scale\":%.4g,\"count_median_rel_error\":%.4f,"
-           "\"epsilon_per_query\":1,\"delta_per_query\":1e-6}\n",
+           "\"max_groups\":%ld,\"max_contributions\":%ld,\"epsilon_per_query\":1,\"delta_per_query\":1e-6}\n",
            ist.read, rc->users, ist.events, t_ingest, plain_groups, best_pc, best_dc, ratio_c, best_ps, best_ds,
            ratio_s, (best_dc + best_ds) / (best_pc + best_ps), rc->n_rows, rs->n_rows, rc->selection_threshold,
-           rc->noise_scale, rs->noise_scale, med);
+           rc->noise_scale, rs->noise_scale, med, max_groups, max_contrib);
     free(relc);
     pvg_query_result_free(rc);
     pvg_query_result_free(rs);

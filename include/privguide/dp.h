@@ -280,7 +280,8 @@ pvg_status pvg_dp_pld_epsilon(double q, double sigma, long long steps, double de
 pvg_status pvg_dp_pld_delta(double q, double sigma, long long steps, double epsilon,
                             double interval, double *delta_out, pvg_error *err);
 
-/* The smallest noise multiplier sigma (to 1e-6 relative, rounded up) for
+/* The smallest noise multiplier sigma (to 1e-7 relative for rdp, 1e-5 for
+ * pld, rounded up) for
  * which `steps` steps at sampling rate q give epsilon <= target at delta.
  * Errors: PVG_ERR_INVALID; PVG_ERR_UNSUPPORTED if no sigma up to 1e6 works. */
 pvg_status pvg_dp_noise_multiplier(double target_eps, double delta, double q, long long steps,

@@ -14,6 +14,10 @@
  * releases (e.g. the steps of DP training, via RDP) is done by the caller,
  * who charges the composed (epsilon, delta) as one release.
  *
+ * The ledger functions run their own transactions: do not call them between
+ * pvg_store_begin and pvg_store_commit (the charge would fail with the
+ * store's error for a nested transaction).
+ *
  * Comparisons use a relative slack of 1e-9 on the total so that a budget
  * spent in exact fractions (e.g. ten releases of 0.1 for a budget of 1)
  * is not refused by floating-point rounding of the sum.

@@ -5,8 +5,8 @@
  *
  * Unit of privacy: the shopper (all of one user's events). Before any noise,
  * each user's contribution is bounded:
- *   - at most `max_groups` distinct groups per user (the first ones in time
- *     order; default 5 when grouped, 1 otherwise),
+ *   - at most `max_groups` distinct groups per user (those where the user
+ *     has the most events; default 5 when grouped, 1 otherwise),
  *   - at most `max_contributions` events per user per group (default 10),
  *   - each value clamped to [clamp_lo, clamp_hi] (sum, mean, quantile,
  *     histogram; required for amounts and quantities).

@@ -3,15 +3,16 @@
  *
  * One pass over the users (decrypted one at a time, analytics consent
  * required). Per user, events are filtered by type, mapped to a group key
- * and bounded: the first max_groups groups in time order, the first
- * max_contributions events per group, values clamped. The bounded per-user
+ * and bounded: the first max_contributions events per group (time order),
+ * the max_groups groups where the user has the most events, values clamped. The bounded per-user
  * aggregates are added to per-group totals (count, sum, distinct users).
  * Then: partition selection for grouped outputs, calibrated noise for the
  * values (one plan per query), the ledger charge, and only then the result.
  *
  * Shapes: groups are kept in an open-addressing hash table keyed by string
- * (capacity a power of two, load <= 1/2); per-user slots are a small array
- * of max_groups entries searched linearly.
+ * (capacity a power of two, load <= 1/2); each group remembers the user pass
+ * that last touched it and that user's slot, so a user's events are bounded
+ * in O(1) per event.
  */
 #include <privguide/query.h>
 
@@ -83,6 +84,8 @@ typedef struct grp {
     char *key;
     double count, sum;
     long long users;
+    long long stamp; /* the user pass that last touched the group */
+    long slot;       /* that user's local slot for it */
 } grp;
 
 typedef struct gtable {
@@ -127,7 +130,7 @@ static long gt_get(gtable *t, const char *key)
     }
     char *k = strdup(key);
     if (!k) return -1;
-    t->g[t->n] = (grp){k, 0, 0, 0};
+    t->g[t->n] = (grp){k, 0, 0, 0, 0, 0};
     t->slots[h] = (int32_t)t->n;
     return (long)t->n++;
 }
@@ -203,7 +206,9 @@ static int cm_item_cb(void *ctx, const pvg_item *it)
 
 typedef struct uslot {
     long g;      /* group index */
-    long n;      /* events taken */
+    long n;      /* events taken (at most max_contributions) */
+    long total;  /* events seen in the group */
+    long first;  /* order of first appearance */
     double sum;  /* clamped values taken */
 } uslot;
 
@@ -213,6 +218,7 @@ typedef struct qctx {
     catmap cats;
     gtable gt;
     uslot *slots;
+    size_t slots_cap;
     double *vals; /* quantile */
     size_t nv, vcap;
     long long users;
@@ -252,12 +258,24 @@ static const char *group_key(qctx *q, const pvg_event *e, double v)
     return "";
 }
 
+/* keep the groups where the user has the most events (first seen first on ties) */
+static int cmp_slot(const void *a, const void *b)
+{
+    const uslot *x = a, *y = b;
+    if (x->total != y->total) return x->total < y->total ? 1 : -1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Bounds one user's contribution: per group at most m events (the first in
+ * time order), then at most G groups (those where the user has the most
+ * events). Both choices depend on this user's own data only, so the
+ * per-user bound on the aggregates - and the sensitivity - holds. */
 static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_t n)
 {
     qctx *q = ctx;
     const pvg_query_spec *sp = q->sp;
-    long used = 0;
-    q->users++;
+    long long stamp = ++q->users;
+    size_t used = 0;
     int need_value = sp->value != PVG_QUERY_VALUE_EVENTS &&
                      (sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN ||
                       sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM);
@@ -270,21 +288,28 @@ static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
             if (!(e->fields & field)) continue;
             v = clampd(field == PVG_FIELD_AMOUNT ? e->amount : e->quantity, sp->clamp_lo, sp->clamp_hi);
         }
-        const char *key = group_key(q, e, v);
-        long s = -1;
-        for (long k = 0; k < used; k++)
-            if (strcmp(q->gt.g[q->slots[k].g].key, key) == 0) { s = k; break; }
-        if (s < 0) {
-            if (used >= q->G) continue; /* this user's group budget is spent */
-            long g = gt_get(&q->gt, key);
-            if (g < 0) { q->oom = 1; return 1; }
-            s = used++;
-            q->slots[s] = (uslot){g, 0, 0};
+        long g = gt_get(&q->gt, group_key(q, e, v));
+        if (g < 0) { q->oom = 1; return 1; }
+        grp *gg = &q->gt.g[g];
+        if (gg->stamp != stamp) {
+            if (used == q->slots_cap) {
+                size_t nc = q->slots_cap ? 2 * q->slots_cap : 64;
+                uslot *ns = realloc(q->slots, nc * sizeof *ns);
+                if (!ns) { q->oom = 1; return 1; }
+                q->slots = ns;
+                q->slots_cap = nc;
+            }
+            gg->stamp = stamp;
+            gg->slot = (long)used;
+            q->slots[used] = (uslot){g, 0, 0, (long)used, 0};
+            used++;
         }
-        if (q->slots[s].n >= q->m) continue;
-        q->slots[s].n++;
-        q->slots[s].sum += v;
-        if (sp->kind == PVG_QUERY_QUANTILE) {
+        uslot *sl = &q->slots[gg->slot];
+        sl->total++;
+        if (sl->n >= q->m) continue;
+        sl->n++;
+        sl->sum += v;
+        if (sp->kind == PVG_QUERY_QUANTILE) { /* ungrouped: one group, kept */
             if (q->nv == q->vcap) {
                 size_t nc = q->vcap ? q->vcap * 2 : 4096;
                 double *nvv = realloc(q->vals, nc * sizeof *nvv);
@@ -295,7 +320,11 @@ static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
             q->vals[q->nv++] = v;
         }
     }
-    for (long k = 0; k < used; k++) {
+    if (used > (size_t)q->G) {
+        qsort(q->slots, used, sizeof *q->slots, cmp_slot);
+        used = (size_t)q->G;
+    }
+    for (size_t k = 0; k < used; k++) {
         grp *g = &q->gt.g[q->slots[k].g];
         g->users++;
         g->count += (double)q->slots[k].n;
@@ -408,13 +437,8 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
     q.sp = sp;
     q.m = sp->max_contributions;
     q.G = sp->max_groups;
-    q.slots = malloc((size_t)q.G * sizeof *q.slots);
     pvg_query_result *r = calloc(1, sizeof *r);
-    if (!q.slots || !r) {
-        free(q.slots);
-        free(r);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    }
+    if (!r) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     if (sp->group_by == PVG_QUERY_GROUP_CATEGORY && sp->kind != PVG_QUERY_TOP_ITEMS &&
         sp->kind != PVG_QUERY_HISTOGRAM) {
         st = pvg_store_items_foreach(s, cm_item_cb, &q.cats, err);

@@ -260,7 +260,9 @@ pvg_status pvg_dp_noise_multiplier(double target_eps, double delta, double q, lo
             return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
                                  "no noise multiplier up to 1e6 reaches epsilon %g", target_eps);
     }
-    while (hi - lo > 1e-7 * hi) {
+    /* PLD evaluations cost a composition each: stop at 1e-5 relative there */
+    double tol = acc == PVG_DP_ACCOUNTANT_PLD ? 1e-5 : 1e-7;
+    while (hi - lo > tol * hi) {
         double mid = 0.5 * (lo + hi);
         st = pvg_dp_epsilon_subsampled_gaussian(q, mid, steps, delta, acc, PVG_DP_CONVERSION_IMPROVED,
                                                 NULL, 0, &e, NULL, err);

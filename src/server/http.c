@@ -77,7 +77,7 @@ void srv_reply_json(srv_req *r, int status, json_t *j)
     r->status = status;
     r->ctype = "application/json";
     if (j) {
-        r->out = json_dumps(j, JSON_COMPACT);
+        r->out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
         json_decref(j);
     }
     if (!r->out) {

@@ -569,8 +569,8 @@ const cli_command cli_cmds_dp[] = {
     {"dp delta", NULL, 0, 0, "exact delta of the Gaussian mechanism at epsilon", "Prints {\"delta\":x}.",
      delta_flags, run_delta},
     {"dp noise-multiplier", NULL, 0, 0, "smallest noise multiplier meeting a target epsilon",
-     "Prints {\"noise_multiplier\":x}: the smallest sigma (to 1e-7 relative, rounded up) whose epsilon does\n"
-     "not exceed the target.",
+     "Prints {\"noise_multiplier\":x}: the smallest sigma (to 1e-7 relative with rdp, 1e-5 with pld, rounded\n"
+     "up) whose epsilon does not exceed the target.",
      nm_flags, run_noise_multiplier},
     {"budget set", NULL, 0, 0, "set the total (epsilon, delta) privacy budget of a dataset",
      "Every DP release is charged to this ledger before it leaves; releases that would overspend are refused.",

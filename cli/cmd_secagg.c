@@ -201,9 +201,10 @@ static const cli_flag simulate_flags[] = {
     {"clients", CLI_INT, "N", "number of clients (3..65535), required"},
     {"dim", CLI_INT, "D", "vector length, required"},
     {"dropout", CLI_DOUBLE, "F", "fraction of clients that drop out at random rounds (default 0)"},
-    {"neighbours", CLI_INT, "K", "neighbours per client: N-1 = original protocol, or even K (SecAgg+); "
-                                 "default N-1 up to 64 clients, else ~2 log2 N"},
-    {"threshold", CLI_INT, "T", "shares needed to recover a client's secrets (default K/2+1)"},
+    {"neighbours", CLI_INT, "K", "neighbours per client: N-1 = original protocol, or even K "
+                                 "(SecAgg+); default N-1 up to 64 clients, else ~2 log2 N"},
+    {"threshold", CLI_INT, "T", "shares needed to recover a client's secrets "
+                                "(default (K+1)/2+1, a majority of the K+1 holders)"},
     {"seed", CLI_INT, "S", "reproducible run with the deterministic TEST generator"},
     {"inputs", CLI_STR, "FILE", "N lines of D unsigned integers (default: random inputs)"},
     {"out", CLI_STR, "FILE", "write the aggregate as one line of D integers (mod 2^32)"},

@@ -107,11 +107,7 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
                 if (st != PVG_OK) goto done;
                 c->down += in_len;
             }
-            t0 = now();
-            switch (round) {
-            case 0: st = pvg_secagg_client_advertise(c->c, &out, &out_len, err); break;
-            case 1: st = pvg_secagg_client_share_keys(c->c, in, in_len, &out, &out_len, err); break;
-            case 2:
+            if (round == 2) { /* the client's input (not timed) */
                 if (o->inputs) {
                     for (size_t j = 0; j < d; j++) {
                         if (w == 4) ((uint32_t *)x)[j] = o->inputs[(size_t)i * d + j];
@@ -124,8 +120,12 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
                         else ((uint64_t *)x)[j] = sa_get32(xb + 4 * j);
                     }
                 }
-                st = pvg_secagg_client_masked_input(c->c, in, in_len, x, &out, &out_len, err);
-                break;
+            }
+            t0 = now();
+            switch (round) {
+            case 0: st = pvg_secagg_client_advertise(c->c, &out, &out_len, err); break;
+            case 1: st = pvg_secagg_client_share_keys(c->c, in, in_len, &out, &out_len, err); break;
+            case 2: st = pvg_secagg_client_masked_input(c->c, in, in_len, x, &out, &out_len, err); break;
             default: st = pvg_secagg_client_unmask(c->c, in, in_len, &out, &out_len, err); break;
             }
             c->secs += now() - t0;

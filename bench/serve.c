@@ -11,6 +11,8 @@
  *                    [request_users=1000] [server_threads=2] [warmup_seconds=10]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  */
+#include "server/server_internal.h"
+
 #include <privguide/auth.h>
 #include <privguide/ledger.h>
 #include <privguide/model.h>
@@ -207,7 +209,15 @@ int main(int argc, char **argv)
         /* warm-up: long enough for every requesting user to be scored once */
         if (pass == 0 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0) DIE("wrk warm-up failed");
         char *out = pass == 0 ? cached : uncached;
-        if (run_wrk(lua, port, seconds, out, 512) != 0) DIE("wrk failed");
+        long long h0 = atomic_load(&srv->metrics.cache_hits);
+        long long p0 = atomic_load(&srv->metrics.recs_personal);
+        if (run_wrk(lua, port, seconds, out, 400) != 0) DIE("wrk failed");
+        long long hits = atomic_load(&srv->metrics.cache_hits) - h0;
+        long long pers = atomic_load(&srv->metrics.recs_personal) - p0;
+        size_t ol = strlen(out);
+        if (ol && out[ol - 1] == '}')
+            snprintf(out + ol - 1, 512 - (ol - 1), ",\"personalized\":%lld,\"cache_hits\":%lld}", pers,
+                     hits);
         pvg_server_free(srv);
     }
     printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","

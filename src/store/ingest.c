@@ -91,10 +91,12 @@ static item_ent *item_map_get(item_map *m, const char *ext, int insert)
     return &m->slots[j];
 }
 
+/* Counts of 16-byte digests, keyed by their first 8 bytes (digests are
+ * keyed BLAKE2b outputs: a clash of 64-bit heads among a run's rows has
+ * probability ~ rows^2 / 2^65). 16-byte slots keep the table cache-friendly. */
 typedef struct occ_ent {
-    unsigned char digest[16];
-    uint32_t count;
-    uint32_t used;
+    uint64_t head; /* 0 = empty (a zero head is stored as 1) */
+    uint64_t count;
 } occ_ent;
 
 typedef struct occ_map {
@@ -102,35 +104,38 @@ typedef struct occ_map {
     size_t cap, n;
 } occ_map;
 
+static uint64_t occ_head(const unsigned char d[16])
+{
+    uint64_t h;
+    memcpy(&h, d, 8);
+    return h ? h : 1;
+}
+
 /* Returns how many times the digest was seen before (and counts this one),
  * or -1 when out of memory. */
 static long occ_next(occ_map *m, const unsigned char d[16])
 {
     if ((m->n + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 1u << 16;
+        size_t ncap = m->cap ? m->cap * 4 : 1u << 16;
         occ_ent *ns = calloc(ncap, sizeof *ns);
         if (!ns) return -1;
         for (size_t i = 0; i < m->cap; i++)
-            if (m->slots[i].used) {
-                uint64_t h;
-                memcpy(&h, m->slots[i].digest, 8);
-                size_t j = h & (ncap - 1);
-                while (ns[j].used) j = (j + 1) & (ncap - 1);
+            if (m->slots[i].head) {
+                size_t j = m->slots[i].head & (ncap - 1);
+                while (ns[j].head) j = (j + 1) & (ncap - 1);
                 ns[j] = m->slots[i];
             }
         free(m->slots);
         m->slots = ns;
         m->cap = ncap;
     }
-    uint64_t h;
-    memcpy(&h, d, 8);
+    uint64_t h = occ_head(d);
     size_t j = h & (m->cap - 1);
-    while (m->slots[j].used) {
-        if (memcmp(m->slots[j].digest, d, 16) == 0) return (long)m->slots[j].count++;
+    while (m->slots[j].head) {
+        if (m->slots[j].head == h) return (long)m->slots[j].count++;
         j = (j + 1) & (m->cap - 1);
     }
-    m->slots[j].used = 1;
-    memcpy(m->slots[j].digest, d, 16);
+    m->slots[j].head = h;
     m->slots[j].count = 1;
     m->n++;
     return 0;

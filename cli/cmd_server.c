@@ -73,6 +73,8 @@ static int run_serve(cli_ctx *c)
     o.popular_epsilon = cli_double(c, "popular-epsilon", 1.0);
     o.popular_k = (int)cli_int_range(c, "popular-k", 100, 1, 1000);
     o.cache_entries = cli_bool(c, "no-cache") ? -1 : 0;
+    o.auth_failure_rate = cli_double(c, "auth-failure-rate", 10);
+    if (o.auth_failure_rate == 0) o.auth_failure_rate = -1; /* 0 on the command line: no limit */
     if (!(o.popular_epsilon > 0)) cli_usage_error(c, "--popular-epsilon: want a number > 0");
     int drain_ms = (int)cli_int_range(c, "drain-ms", 10000, 0, 600000);
 
@@ -142,6 +144,8 @@ static const cli_flag serve_flags[] = {
                                            "(default 1)"},
     {"popular-k", CLI_INT, "K", "length of the popular list (default 100)"},
     {"no-cache", CLI_BOOL, NULL, "do not cache recommendations"},
+    {"auth-failure-rate", CLI_DOUBLE, "N", "failed authentications per second per client address "
+                                           "before 429 (default 10; 0: no limit)"},
     {"drain-ms", CLI_INT, "MS", "on SIGTERM, wait this long for requests in flight (default "
                                 "10000)"},
     {"port-file", CLI_STR, "FILE", "write the listening port into FILE once ready"},

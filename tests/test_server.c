@@ -250,6 +250,7 @@ static int setup(void **state)
     o.popular_k = 5;
     o.allow_insecure_rng = 1;
     o.insecure_seed = 1;
+    o.auth_failure_rate = -1; /* these tests fail authentication on purpose, often */
     if (pvg_server_start(&o, &E.srv, &err) != PVG_OK) {
         fprintf(stderr, "start: %s\n", err.text);
         return -1;
@@ -841,6 +842,39 @@ static void test_route_role_matrix(void **state)
     pvg_auth_credential_free(tok_mx);
 }
 
+/* A second server with the default limit on failed authentications: a
+ * client guessing credentials is slowed to 429; valid credentials pass. */
+static void test_auth_failure_limit(void **state)
+{
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.port = 0;
+    o.auth_failure_rate = 1; /* burst 2 */
+    o.popular_k = 5;          /* same build, same list: the DP release is reused, not charged again */
+    o.allow_insecure_rng = 1;
+    pvg_server *srv2 = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_server_start(&o, &srv2, &err), PVG_OK);
+    int port1 = E.port;
+    E.port = pvg_server_port(srv2);
+    int limited = 0;
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        assert_int_equal(http("GET", "/v1/whoami", "pvgk_guess", NULL, &r), 0);
+        assert_true(r.status == 401 || r.status == 429);
+        if (r.status == 429) limited++;
+        resp_free(&r);
+    }
+    assert_true(limited >= 1);
+    expect_free("GET", "/v1/whoami", E.admin, NULL, 200);
+    E.port = port1;
+    pvg_server_free(srv2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -851,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_recommendations_and_consent),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_auth_failure_limit),
         cmocka_unit_test(test_export_delete_and_audit),
         cmocka_unit_test(test_openapi_matches_routes),
         cmocka_unit_test(test_pages),

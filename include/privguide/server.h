@@ -40,6 +40,8 @@ typedef struct pvg_server_options {
     double popular_epsilon;  /* epsilon of the DP popular list per model build; 0: 1.0 */
     int popular_k;           /* length of the DP popular list; 0: 100 */
     int cache_entries;       /* recommendation cache entries per model; 0: 65536; <0: none */
+    double auth_failure_rate;/* failed authentications allowed per second per client
+                                address (burst: twice that), then 429; 0: 10; <0: no limit */
     int allow_insecure_rng;  /* tests only: deterministic DP noise */
     uint64_t insecure_seed;  /* seed when allow_insecure_rng */
 } pvg_server_options;

@@ -214,6 +214,28 @@ static unsigned role_bit(pvg_role role)
     }
 }
 
+/* Counts a failed authentication against the client's address; 1 when the
+ * address is over its limit (the answer becomes 429). */
+static int auth_failure_limited(srv_req *r)
+{
+    if (r->srv->opt.auth_failure_rate < 0) return 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char key[PVG_AUTH_ID_HEX + 1] = "ip-unknown";
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ci->client_addr;
+        snprintf(key, sizeof key, "ip%08x", (unsigned)ntohl(sin->sin_addr.s_addr));
+    }
+    double retry = 0;
+    if (srv_ratelimit_take(&r->srv->rl, key, r->srv->opt.auth_failure_rate, srv_now(), &retry))
+        return 0;
+    atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
+    snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
+    srv_reply_error(r, 429, "rate_limited",
+                    "too many failed authentications from this address; retry after %.3f s", retry);
+    return 1;
+}
+
 static void authenticate_and_run(srv_req *r)
 {
     const srv_route *rt = &srv_routes()[r->route];
@@ -222,6 +244,7 @@ static void authenticate_and_run(srv_req *r)
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
         if (!h || !*h) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            if (auth_failure_limited(r)) return;
             srv_reply_error(r, 401, "unauthorized",
                             "a credential is required: send \"Authorization: Bearer <API key or "
                             "user token>\"");
@@ -229,6 +252,7 @@ static void authenticate_and_run(srv_req *r)
         }
         if (strncasecmp(h, "Bearer ", 7) != 0) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            if (auth_failure_limited(r)) return;
             srv_reply_error(r, 401, "unauthorized",
                             "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
             return;
@@ -240,6 +264,7 @@ static void authenticate_and_run(srv_req *r)
         pvg_status st = srv_auth_check(r->srv, srv_req_store(r), cred, &r->who, &e);
         if (st == PVG_ERR_PERMISSION) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            if (auth_failure_limited(r)) return;
             srv_reply_error(r, 401, "unauthorized", "%s", e.text);
             return;
         }
@@ -489,6 +514,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     if (!srv->opt.popular_epsilon) srv->opt.popular_epsilon = 1.0;
     if (!srv->opt.popular_k) srv->opt.popular_k = 100;
     if (!srv->opt.cache_entries) srv->opt.cache_entries = 65536;
+    if (!srv->opt.auth_failure_rate) srv->opt.auth_failure_rate = 10;
     char mp[4096];
     srv->data_dir = strdup(opt->data_dir);
     srv->bind = dup_or(opt->bind, "127.0.0.1");

@@ -140,8 +140,17 @@ static void test_graph(void **state)
     p.session[0] ^= 1;
     assert_int_equal(pvg_secagg_neighbours(&p, 0, b), 10);
     assert_true(memcmp(a, b, sizeof a) != 0);
-    /* parameter checks */
+    /* the deterministic generator is refused for real clients */
     pvg_error err;
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(1), *sec = pvg_rng_new_secure();
+    pvg_secagg_client *cl = NULL;
+    assert_int_equal(pvg_secagg_client_new(&p, 0, det, &cl, &err), PVG_ERR_POLICY);
+    assert_null(cl);
+    assert_int_equal(pvg_secagg_client_new(&p, 0, sec, &cl, &err), PVG_OK);
+    pvg_secagg_client_free(cl);
+    pvg_rng_free(det);
+    pvg_rng_free(sec);
+    /* parameter checks */
     p.k = 11;
     assert_int_equal(pvg_secagg_params_check(&p, &err), PVG_ERR_INVALID);
     p.k = 10;
@@ -274,7 +283,8 @@ static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d
     S->len = calloc(n, sizeof *S->len);
     S->x = calloc((size_t)n * d, sizeof *S->x);
     for (uint32_t i = 0; i < n; i++) {
-        assert_int_equal(pvg_secagg_client_new(&S->p, i, S->rng, &S->c[i], NULL), PVG_OK);
+        assert_int_equal(pvg_secagg_client_new_ex(&S->p, i, S->rng, PVG_SECAGG_ALLOW_TEST_RNG, &S->c[i], NULL),
+                         PVG_OK);
         for (uint32_t j = 0; j < d; j++) S->x[(size_t)i * d + j] = i * 100 + j;
     }
 }

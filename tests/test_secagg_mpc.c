@@ -228,6 +228,20 @@ static void test_missing_party_times_out(void **state)
     assert_true(b.tv_sec - a.tv_sec < 5);
 }
 
+static void test_refuses_test_rng(void **state)
+{
+    (void)state;
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(3);
+    pvg_mpc_table *mine = pvg_mpc_table_new(0), *out = NULL;
+    pvg_mpc_options o = {.parties = 3, .me = 0, .port = 40000, .scheme = PVG_MPC_ADDITIVE,
+                         .timeout_ms = 100, .rng = det};
+    pvg_error err;
+    assert_int_equal(pvg_mpc_sum(&o, mine, &out, &err), PVG_ERR_POLICY);
+    assert_null(out);
+    pvg_mpc_table_free(mine);
+    pvg_rng_free(det);
+}
+
 typedef struct {
     unsigned port;
     const uint8_t *bytes;
@@ -303,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_joint_totals),
         cmocka_unit_test(test_missing_party_times_out),
         cmocka_unit_test(test_rogue_peer),
+        cmocka_unit_test(test_refuses_test_rng),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -76,10 +76,20 @@ int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out
 typedef struct pvg_secagg_client pvg_secagg_client;
 
 /* new: a client with id `id` (< n). rng is borrowed for the lifetime of
- * the client (production: pvg_rng_new_secure()). Secrets live in
- * sodium_malloc memory, wiped by free. Errors: PVG_ERR_INVALID, NOMEM. */
+ * the client and must be the secure generator (pvg_rng_new_secure()): a
+ * deterministic one is refused with PVG_ERR_POLICY. Secrets live in
+ * sodium_malloc memory, wiped by free. Errors: PVG_ERR_INVALID, NOMEM,
+ * POLICY. */
 pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
                                  pvg_secagg_client **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Flag for pvg_secagg_client_new_ex: accept the deterministic TEST
+ * generator (reproducible tests, simulations and benchmarks only). */
+#define PVG_SECAGG_ALLOW_TEST_RNG 1u
+/* As pvg_secagg_client_new, with flags (0 or PVG_SECAGG_ALLOW_TEST_RNG). */
+pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
+                                    unsigned flags, pvg_secagg_client **out,
+                                    pvg_error *err) PVG_WARN_UNUSED;
 void pvg_secagg_client_free(pvg_secagg_client *c);
 
 /* Round 0: generates the key pairs, returns the ADVERTISE message in *out
@@ -196,7 +206,9 @@ typedef struct pvg_secagg_sim_options {
     pvg_secagg_params params;   /* session is filled by the simulator */
     double dropout;             /* fraction of clients that drop, 0..1 */
     const uint32_t *inputs;     /* n * d inputs (bits 32) or NULL for random */
-    pvg_rng *rng;               /* borrowed; drives keys, dropouts, inputs */
+    pvg_rng *rng;               /* borrowed; drives keys, dropouts, inputs (the
+                                   simulator accepts the deterministic TEST
+                                   generator, for reproducible runs) */
     unsigned server_threads;    /* 1..64 */
 } pvg_secagg_sim_options;
 
@@ -279,7 +291,9 @@ typedef struct pvg_mpc_options {
     pvg_mpc_scheme scheme;
     unsigned threshold;   /* Shamir: 2..P (0 = P/2 + 1); ignored for additive */
     unsigned timeout_ms;  /* whole-protocol deadline (connects, every read/write) */
-    pvg_rng *rng;         /* borrowed; production: the secure generator */
+    pvg_rng *rng;         /* borrowed; the secure generator (a deterministic one is
+                             refused with PVG_ERR_POLICY unless allow_test_rng) */
+    int allow_test_rng;   /* tests only: accept the deterministic generator */
     const pvg_mpc_table *groups; /* borrowed; the group list every party agreed on
                                     in advance (values ignored), or NULL to
                                     exchange the parties' labels */

@@ -41,6 +41,12 @@ struct pvg_secagg_client {
 pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
                                  pvg_secagg_client **out, pvg_error *err)
 {
+    return pvg_secagg_client_new_ex(p, id, rng, 0, out, err);
+}
+
+pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
+                                    unsigned flags, pvg_secagg_client **out, pvg_error *err)
+{
     if (!out) return pvg_error_set(err, PVG_ERR_INVALID, "secagg client: missing out");
     *out = NULL;
     if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
@@ -48,6 +54,10 @@ pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rn
     if (st != PVG_OK) return st;
     if (id >= p->n || !rng)
         return pvg_error_set(err, PVG_ERR_INVALID, "secagg client: id %u not below n=%u", id, p->n);
+    if (pvg_rng_is_deterministic(rng) && !(flags & PVG_SECAGG_ALLOW_TEST_RNG))
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "secagg client: refusing the deterministic test generator for keys "
+                             "and masks; use pvg_rng_new_secure()");
     pvg_secagg_client *c = calloc(1, sizeof *c);
     if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "secagg client: out of memory");
     c->p = *p;

@@ -86,7 +86,7 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     double server_secs = now() - t0;
     for (uint32_t i = 0; i < n; i++) {
         t0 = now();
-        st = pvg_secagg_client_new(&p, i, o->rng, &cl[i].c, err);
+        st = pvg_secagg_client_new_ex(&p, i, o->rng, PVG_SECAGG_ALLOW_TEST_RNG, &cl[i].c, err);
         cl[i].secs += now() - t0;
         if (st != PVG_OK) goto done;
         cl[i].alive = 1;

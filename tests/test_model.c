@@ -141,6 +141,44 @@ static void test_gramian_matvec(void **state)
     for (size_t i = 0; i < n; i++) assert_true(fabsf(s1[i] - s2[i]) < 1e-4f);
 }
 
+static void test_f16(void **state)
+{
+    (void)state;
+    /* exact values round-trip; rounding is to nearest even */
+    float exact[] = {0.0f, 1.0f, -2.5f, 65504.0f, 0.000060975552f, 5.9604645e-08f, -0.099975586f};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        assert_true(pvg_f16_to_f32(pvg_f32_to_f16(exact[i])) == exact[i]);
+    assert_int_equal(pvg_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(pvg_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);      /* tie -> even */
+    assert_int_equal(pvg_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);      /* tie -> even */
+    assert_int_equal(pvg_f32_to_f16(1e6f), 0x7c00);                    /* overflow -> inf */
+    for (int i = 0; i < 1000; i++) {
+        float x = (float)((tm_rand() * 2 - 1) * 4);
+        float y = pvg_f16_to_f32(pvg_f32_to_f16(x));
+        assert_true(fabsf(x - y) <= fabsf(x) * (1.0f / 2048) + 1e-7f);
+    }
+    /* packed half-precision scoring: fast == naive, and close to float */
+    size_t fs[] = {1, 7, 64}, ns[] = {1, 13, 64};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            size_t f = fs[a], n = ns[b];
+            float *V = malloc(n * f * sizeof *V), *u = malloc(f * sizeof *u);
+            float *s1 = malloc(n * sizeof *s1), *s2 = malloc(n * sizeof *s2), *s3 = malloc(n * sizeof *s3);
+            uint16_t *P = malloc((n + 7) / 8 * 8 * f * sizeof *P);
+            rand_fill(V, n * f, 1);
+            rand_fill(u, f, 1);
+            pvg_f16_pack(V, n, f, P);
+            pvg_matvec_f16(P, n, f, u, s1);
+            pvg_matvec_f16_naive(P, n, f, u, s2);
+            pvg_matvec_naive(V, n, f, u, s3);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(fabsf(s1[i] - s2[i]) < 1e-4f * (float)f);
+                assert_true(fabsf(s1[i] - s3[i]) < 2e-3f * (float)f);
+            }
+            free(V), free(u), free(s1), free(s2), free(s3), free(P);
+        }
+}
+
 /* random sparse rows x cols matrix */
 static void rand_csr(size_t rows, size_t cols, double density, pvg_csr *R)
 {
@@ -329,7 +367,7 @@ static void check_block_recs(const pvg_model *m, const pvg_dataset *ds, pvg_mode
     assert_int_equal(pvg_model_recommend_history(m, hist, NULL, 3, 4, out, &n, NULL), PVG_OK);
     assert_int_equal(n, 4);
     for (size_t i = 0; i < n; i++) {
-        if (t != PVG_MODEL_POPULARITY) assert_int_equal(out[i].item[0], 'b');
+        if (t != PVG_MODEL_POPULARITY && out[i].item[0] != 'b') fail_msg("%s fold-in: %s at %zu (%g)", pvg_model_type_name(t), out[i].item, i, out[i].score);
         assert_true(out[i].item_index != hist[0] && out[i].item_index != hist[1] &&
                     out[i].item_index != hist[2]);
     }
@@ -561,6 +599,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights_and_csr),   cmocka_unit_test(test_topk_vs_naive),
         cmocka_unit_test(test_gramian_matvec),    cmocka_unit_test(test_ials_kernels),
+        cmocka_unit_test(test_f16),
         cmocka_unit_test(test_knn_ease_kernels),  cmocka_unit_test(test_models_block),
         cmocka_unit_test(test_ials_loss_decreases), cmocka_unit_test(test_model_file),
         cmocka_unit_test(test_store_keyed_model),

@@ -242,6 +242,132 @@ void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float 
     }
 }
 
+/* ---- half precision scoring -------------------------------------------- */
+
+uint16_t pvg_f32_to_f16(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    uint32_t sign = (b >> 16) & 0x8000u, exp = (b >> 23) & 0xffu, man = b & 0x7fffffu;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u : 0)); /* inf / nan */
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign;
+        man |= 0x800000u; /* subnormal half */
+        uint32_t shift = (uint32_t)(14 - e);
+        uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* may carry into the exponent: ok */
+    return (uint16_t)(sign | h);
+}
+
+float pvg_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, b;
+    if (exp == 0) {
+        if (man == 0) {
+            b = sign;
+        } else { /* subnormal */
+            int e = -1;
+            do {
+                man <<= 1;
+                e++;
+            } while (!(man & 0x400u));
+            b = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        b = sign | 0x7f800000u | (man << 13);
+    } else {
+        b = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float x;
+    memcpy(&x, &b, 4);
+    return x;
+}
+
+void pvg_f16_pack(const float *V, size_t n, size_t f, uint16_t *out)
+{
+    size_t nb = (n + 7) / 8;
+    for (size_t b = 0; b < nb; b++)
+        for (size_t k = 0; k < f; k++)
+            for (size_t j = 0; j < 8; j++) {
+                size_t i = 8 * b + j;
+                out[(b * f + k) * 8 + j] = i < n ? pvg_f32_to_f16(V[i * f + k]) : 0;
+            }
+}
+
+void pvg_matvec_f16_naive(const uint16_t *Vp, size_t n, size_t f, const float *u, float *scores)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t b = i / 8, j = i % 8;
+        double s = 0;
+        for (size_t k = 0; k < f; k++) s += (double)pvg_f16_to_f32(Vp[(b * f + k) * 8 + j]) * u[k];
+        scores[i] = (float)s;
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+static int cpu_has_f16c_avx2_fma(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c & (1u << 29)) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void
+matvec_f16_avx2(const uint16_t *Vp, size_t n, size_t f, const float *u, float *scores)
+{
+    size_t nb = (n + 7) / 8;
+    for (size_t b = 0; b < nb; b++) {
+        const uint16_t *blk = Vp + b * f * 8;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        size_t k = 0;
+        for (; k + 2 <= f; k += 2) {
+            __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + k * 8)));
+            __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + k * 8 + 8)));
+            a0 = _mm256_fmadd_ps(v0, _mm256_set1_ps(u[k]), a0);
+            a1 = _mm256_fmadd_ps(v1, _mm256_set1_ps(u[k + 1]), a1);
+        }
+        if (k < f)
+            a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + k * 8))),
+                                 _mm256_set1_ps(u[k]), a0);
+        a0 = _mm256_add_ps(a0, a1);
+        if (8 * b + 8 <= n) {
+            _mm256_storeu_ps(scores + 8 * b, a0);
+        } else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, a0);
+            for (size_t j = 0; 8 * b + j < n; j++) scores[8 * b + j] = tmp[j];
+        }
+    }
+}
+#endif
+
+void pvg_matvec_f16(const uint16_t *Vp, size_t n, size_t f, const float *u, float *scores)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_f16c_avx2_fma()) {
+        matvec_f16_avx2(Vp, n, f, u, scores);
+        return;
+    }
+#endif
+    size_t nb = (n + 7) / 8;
+    float acc[8];
+    for (size_t b = 0; b < nb; b++) {
+        const uint16_t *blk = Vp + b * f * 8;
+        for (size_t j = 0; j < 8; j++) acc[j] = 0;
+        for (size_t k = 0; k < f; k++)
+            for (size_t j = 0; j < 8; j++) acc[j] += pvg_f16_to_f32(blk[k * 8 + j]) * u[k];
+        for (size_t j = 0; j < 8 && 8 * b + j < n; j++) scores[8 * b + j] = acc[j];
+    }
+}
+
 /* ---- iALS operator -------------------------------------------------------- */
 
 static inline float dotf(const float *a, const float *b, size_t f)

@@ -97,6 +97,7 @@ void pvg_model_bind(pvg_model *m)
     m->knn_indptr = m->sec[PVG_SEC_KNN_INDPTR];
     m->knn_idx = m->sec[PVG_SEC_KNN_IDX];
     m->knn_sim = m->sec[PVG_SEC_KNN_SIM];
+    m->V16 = m->sec[PVG_SEC_ITEM_F16];
 }
 
 void pvg_model_free(pvg_model *m)
@@ -288,6 +289,14 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
         }
         pvg_gramian(V, ni, F, G);
         pvg_model_set_section(m, PVG_SEC_GRAM, G, 4 * F * F);
+        size_t n16 = (ni + 7) / 8 * 8 * F;
+        uint16_t *V16 = malloc(n16 * sizeof *V16);
+        if (!V16) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+            break;
+        }
+        pvg_f16_pack(V, ni, F, V16);
+        pvg_model_set_section(m, PVG_SEC_ITEM_F16, V16, 2 * n16);
         break;
     }
     case PVG_MODEL_EASE: {
@@ -403,9 +412,49 @@ pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, cons
     return PVG_OK;
 }
 
+/* BPR fold-in: SGD on the new user's factors only (items fixed), the
+ * same objective as training, deterministic (seeded by the history). */
+static void bpr_fold_in(const pvg_model *m, const uint32_t *items, size_t n, float *u)
+{
+    size_t F = m->factors, f = F - 1, ni = m->n_items;
+    memset(u, 0, F * sizeof *u);
+    u[f] = 1.0f;
+    if (n == 0 || n >= ni) return;
+    unsigned char *in = calloc((ni + 7) / 8, 1);
+    if (!in) return;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (size_t a = 0; a < n; a++) {
+        in[items[a] / 8] |= (unsigned char)(1u << (items[a] % 8));
+        x = (x ^ items[a]) * 0x100000001b3ULL;
+    }
+    float lr = (float)m->params.lr, reg = (float)m->params.reg;
+    size_t steps = 200 * n < 50000 ? 200 * n : 50000;
+    for (size_t s = 0; s < steps; s++) {
+        uint32_t i = items[s % n], j;
+        int tries = 0;
+        do {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            j = (uint32_t)(x % ni);
+        } while ((in[j / 8] >> (j % 8) & 1) && ++tries < 32);
+        if (tries >= 32) continue;
+        const float *hi = m->V + (size_t)i * F, *hj = m->V + (size_t)j * F;
+        float d = 0;
+        for (size_t k = 0; k < F; k++) d += u[k] * (hi[k] - hj[k]);
+        float sg = 1.0f / (1.0f + expf(d));
+        for (size_t k = 0; k < f; k++) u[k] += lr * (sg * (hi[k] - hj[k]) - reg * u[k]);
+    }
+    free(in);
+}
+
 void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w, size_t n,
                        float *u, float *scratch)
 {
+    if (m->type == PVG_MODEL_BPR) {
+        bpr_fold_in(m, items, n, u);
+        return;
+    }
     size_t F = m->factors;
     float *ones = NULL;
     if (!w) {
@@ -441,7 +490,12 @@ void pvg_model_score(const pvg_model *m, const float *u, const uint32_t *items, 
             pvg_model_fold_in(m, items, w, n, scratch, NULL);
             u = scratch;
         }
-        pvg_matvec(m->V, ni, m->factors, u, scores);
+        /* serving scores come from the half-precision copy (half the memory
+         * traffic); fold-in and similar() use the float factors */
+        if (m->V16)
+            pvg_matvec_f16(m->V16, ni, m->factors, u, scores);
+        else
+            pvg_matvec(m->V, ni, m->factors, u, scores);
         break;
     case PVG_MODEL_EASE:
         memset(scores, 0, ni * sizeof *scores);

@@ -309,6 +309,7 @@ pvg_status pvg_model_load(const char *path, pvg_model **out, pvg_error *err)
     want[PVG_SEC_USER_F] = fac ? 4 * nu * F : 0;
     want[PVG_SEC_ITEM_F] = fac ? 4 * ni * F : 0;
     want[PVG_SEC_GRAM] = fac ? 4 * F * F : 0;
+    want[PVG_SEC_ITEM_F16] = fac ? 2 * ((ni + 7) / 8 * 8) * F : 0;
     want[PVG_SEC_EASE_B] = m->type == PVG_MODEL_EASE ? 4 * ni * ni : 0;
     int knn = m->type == PVG_MODEL_ITEMKNN;
     want[PVG_SEC_KNN_INDPTR] = knn ? 8 * (ni + 1) : 0;

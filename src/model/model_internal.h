@@ -86,6 +86,18 @@ void pvg_gramian_naive(const float *V, size_t n, size_t f, float *G);
 void pvg_matvec(const float *V, size_t n, size_t f, const float *u, float *scores);
 void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float *scores);
 
+/* IEEE half precision conversions (round to nearest even; overflow to inf). */
+uint16_t pvg_f32_to_f16(float x);
+float pvg_f16_to_f32(uint16_t h);
+/* Packs V[n x f] into half precision blocks of 8 items: out[(b*f + k)*8 + j]
+ * = V[(8b + j) x f + k] (zero padding past n). out has ceil(n/8)*8*f. */
+void pvg_f16_pack(const float *V, size_t n, size_t f, uint16_t *out);
+/* scores[n] = V u from the packed half-precision blocks. Fast: F16C + FMA
+ * when the CPU has them (8 items per vector, no horizontal sums). */
+void pvg_matvec_f16(const uint16_t *Vp, size_t n, size_t f, const float *u, float *scores);
+void pvg_matvec_f16_naive(const uint16_t *Vp, size_t n, size_t f, const float *u,
+                          float *scores);
+
 /* The iALS normal-equation operator for a block of rows:
  *   A_r = alpha0 * G + reg_r * I + sum_{j in row r} c_rj h_j h_j^T
  * with c_rj = 1 + conf * log1p(w_rj), right-hand side b_r = sum_j c_rj h_j.
@@ -146,6 +158,8 @@ enum {
     PVG_SEC_KNN_INDPTR,      /* uint64[n_items+1] */
     PVG_SEC_KNN_IDX,         /* uint32[nnz] */
     PVG_SEC_KNN_SIM,         /* float[nnz] */
+    PVG_SEC_ITEM_F16,        /* uint16[ceil(n_items/8) * f * 8]: half-precision item
+                                factors for serving, blocks of 8 items, [block][k][8] */
     PVG_SEC_COUNT
 };
 
@@ -164,6 +178,7 @@ struct pvg_model {
     const uint64_t *hist_indptr, *item_off, *knn_indptr;
     const char *item_str;
     const float *hist_w, *popularity, *U, *V, *gram, *ease_B, *knn_sim;
+    const uint16_t *V16;
     /* storage: either one mapping or owned buffers */
     void *map;
     size_t map_len;

@@ -204,7 +204,7 @@ static pvg_status load_user_events(pvg_store *s, sqlite3_stmt *chq, int64_t uid,
         b->ev[i].query = b->qoff[i] == (size_t)-1 ? NULL : b->arena + b->qoff[i];
         b->ev[i].country = b->coff[i] == (size_t)-1 ? NULL : b->arena + b->coff[i];
     }
-    if (sort) qsort(b->ev, b->n, sizeof *b->ev, cmp_ts);
+    if (sort && b->n > 1) qsort(b->ev, b->n, sizeof *b->ev, cmp_ts);
     return PVG_OK;
 }
 

@@ -154,25 +154,25 @@ static void test_token_scope_and_expiry(void **state)
 static void test_rate_limiter(void **state)
 {
     (void)state;
-    srv_ratelimit rl;
-    assert_int_equal(srv_ratelimit_init(&rl), 0);
+    pvg_srv_ratelimit rl;
+    assert_int_equal(pvg_srv_ratelimit_init(&rl), 0);
     double retry = 0;
     /* 2/s, burst 4 */
-    for (int i = 0; i < 4; i++) assert_int_equal(srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 1);
-    assert_int_equal(srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 0);
+    for (int i = 0; i < 4; i++) assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 1);
+    assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 0);
     assert_true(retry > 0.49 && retry <= 0.5);
-    assert_int_equal(srv_ratelimit_take(&rl, "k2", 2, 100.0, &retry), 1); /* separate bucket */
-    assert_int_equal(srv_ratelimit_take(&rl, "k1", 2, 100.5, &retry), 1); /* refilled one */
-    assert_int_equal(srv_ratelimit_take(&rl, "k1", 0, 100.5, &retry), 1); /* unlimited */
+    assert_int_equal(pvg_srv_ratelimit_take(&rl, "k2", 2, 100.0, &retry), 1); /* separate bucket */
+    assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 2, 100.5, &retry), 1); /* refilled one */
+    assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 0, 100.5, &retry), 1); /* unlimited */
     /* many keys: the table grows */
     char key[32];
     for (int i = 0; i < 2000; i++) {
         snprintf(key, sizeof key, "key%d", i);
-        assert_int_equal(srv_ratelimit_take(&rl, key, 1, 100.0, &retry), 1);
+        assert_int_equal(pvg_srv_ratelimit_take(&rl, key, 1, 100.0, &retry), 1);
     }
-    assert_int_equal(srv_ratelimit_take(&rl, "key7", 1, 100.0, &retry), 1);
-    assert_int_equal(srv_ratelimit_take(&rl, "key7", 1, 100.0, &retry), 0);
-    srv_ratelimit_free(&rl);
+    assert_int_equal(pvg_srv_ratelimit_take(&rl, "key7", 1, 100.0, &retry), 1);
+    assert_int_equal(pvg_srv_ratelimit_take(&rl, "key7", 1, 100.0, &retry), 0);
+    pvg_srv_ratelimit_free(&rl);
 }
 
 int main(void)

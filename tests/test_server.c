@@ -556,8 +556,8 @@ static void test_openapi_matches_routes(void **state)
     json_t *paths = json_object_get(doc, "paths");
     assert_true(json_is_object(paths));
     size_t api_routes = 0;
-    for (size_t i = 0; i < srv_routes_count(); i++) {
-        const srv_route *rt = &srv_routes()[i];
+    for (size_t i = 0; i < pvg_srv_routes_count(); i++) {
+        const pvg_srv_route *rt = &pvg_srv_routes()[i];
         int api = strncmp(rt->pattern, "/v1/", 4) == 0 || strcmp(rt->pattern, "/healthz") == 0 ||
                   strcmp(rt->pattern, "/metrics") == 0;
         if (!api) continue;
@@ -570,7 +570,7 @@ static void test_openapi_matches_routes(void **state)
         if (!op) fprintf(stderr, "openapi lacks %s %s\n", rt->method, rt->pattern);
         assert_non_null(op);
         assert_non_null(json_object_get(op, "responses"));
-        int public = (rt->access & SRV_PUBLIC) != 0;
+        int public = (rt->access & PVG_SRV_PUBLIC) != 0;
         json_t *sec = json_object_get(op, "security");
         /* public operations say security: []; the others inherit the global bearer scheme */
         if (public) assert_true(json_is_array(sec) && json_array_size(sec) == 0);
@@ -591,9 +591,9 @@ static void test_openapi_matches_routes(void **state)
             for (; meth[k] && k < sizeof upper - 1; k++) upper[k] = (char)(meth[k] - 32);
             upper[k] = 0;
             int found = 0;
-            for (size_t i = 0; i < srv_routes_count(); i++)
-                if (strcmp(srv_routes()[i].pattern, path) == 0 &&
-                    strcmp(srv_routes()[i].method, upper) == 0)
+            for (size_t i = 0; i < pvg_srv_routes_count(); i++)
+                if (strcmp(pvg_srv_routes()[i].pattern, path) == 0 &&
+                    strcmp(pvg_srv_routes()[i].method, upper) == 0)
                     found = 1;
             if (!found) fprintf(stderr, "openapi documents unrouted %s %s\n", upper, path);
             assert_true(found);
@@ -789,8 +789,8 @@ static void test_route_role_matrix(void **state)
     static const char *names[] = {"none", "admin", "analyst", "own user", "other user"};
     int checked = 0;
     for (int pass = 0; pass < 2; pass++) { /* pass 1: DELETE only */
-        for (size_t i = 0; i < srv_routes_count(); i++) {
-            const srv_route *rt = &srv_routes()[i];
+        for (size_t i = 0; i < pvg_srv_routes_count(); i++) {
+            const pvg_srv_route *rt = &pvg_srv_routes()[i];
             if (strncmp(rt->pattern, "/v1/", 4) != 0 && strcmp(rt->pattern, "/metrics") != 0 &&
                 strcmp(rt->pattern, "/healthz") != 0)
                 continue;
@@ -817,13 +817,13 @@ static void test_route_role_matrix(void **state)
                                    : strcmp(rt->method, "PUT") == 0
                                        ? "{\"personalization\":true,\"analytics\":true}"
                                        : NULL;
-                unsigned bit = c == ADMIN ? SRV_ADMIN : c == ANALYST ? SRV_ANALYST
-                               : c == NONE ? 0 : SRV_USER;
+                unsigned bit = c == ADMIN ? PVG_SRV_ADMIN : c == ANALYST ? PVG_SRV_ANALYST
+                               : c == NONE ? 0 : PVG_SRV_USER;
                 int want;
-                if (rt->access & SRV_PUBLIC) want = 0;
+                if (rt->access & PVG_SRV_PUBLIC) want = 0;
                 else if (c == NONE) want = 401;
                 else if (!(rt->access & bit)) want = 403;
-                else if ((rt->access & SRV_OWN) && c == OTHER_USER) want = 403;
+                else if ((rt->access & PVG_SRV_OWN) && c == OTHER_USER) want = 403;
                 else want = 0;
                 resp r;
                 assert_int_equal(http(rt->method, path, cred, body, &r), 0);

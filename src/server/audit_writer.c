@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct srv_audit_item {
-    srv_audit_item *next;
+struct pvg_srv_audit_item {
+    pvg_srv_audit_item *next;
     long long ticket;
     int *done;          /* the waiting thread's flags, set under the mutex */
     pvg_status *result;
@@ -19,7 +19,7 @@ struct srv_audit_item {
     char *actor, *action, *subject, *detail;
 };
 
-static void item_free(srv_audit_item *it)
+static void item_free(pvg_srv_audit_item *it)
 {
     free(it->actor);
     free(it->action);
@@ -30,18 +30,18 @@ static void item_free(srv_audit_item *it)
 
 static void *writer_main(void *arg)
 {
-    srv_audit_writer *w = arg;
+    pvg_srv_audit_writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stop) pthread_cond_wait(&w->cv_work, &w->mu);
         if (!w->head && w->stop) break;
-        srv_audit_item *batch = w->head;
+        pvg_srv_audit_item *batch = w->head;
         w->head = w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
 
         size_t n = 0;
         long long lo = batch->ticket, hi = batch->ticket;
-        for (srv_audit_item *it = batch; it; it = it->next) {
+        for (pvg_srv_audit_item *it = batch; it; it = it->next) {
             n++;
             hi = it->ticket;
         }
@@ -49,7 +49,7 @@ static void *writer_main(void *arg)
         pvg_status st = PVG_ERR_NOMEM;
         if (recs) {
             size_t i = 0;
-            for (srv_audit_item *it = batch; it; it = it->next, i++) {
+            for (pvg_srv_audit_item *it = batch; it; it = it->next, i++) {
                 recs[i].actor = it->actor;
                 recs[i].action = it->action;
                 recs[i].subject = it->subject;
@@ -65,9 +65,9 @@ static void *writer_main(void *arg)
         else atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
 
         pthread_mutex_lock(&w->mu);
-        srv_audit_item *wakes = NULL;
+        pvg_srv_audit_item *wakes = NULL;
         while (batch) {
-            srv_audit_item *next = batch->next;
+            pvg_srv_audit_item *next = batch->next;
             *batch->result = st;
             *batch->done = 1;
             if (batch->wake) { /* keep it to wake outside the lock */
@@ -83,7 +83,7 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&w->cv_done);
         pthread_mutex_unlock(&w->mu);
         while (wakes) {
-            srv_audit_item *next = wakes->next;
+            pvg_srv_audit_item *next = wakes->next;
             wakes->wake(wakes->wake_ctx);
             item_free(wakes);
             wakes = next;
@@ -94,7 +94,7 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int srv_audit_writer_start(srv_audit_writer *w, pvg_store *store, srv_metrics *m)
+int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_srv_metrics *m)
 {
     memset(w, 0, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
@@ -107,10 +107,10 @@ int srv_audit_writer_start(srv_audit_writer *w, pvg_store *store, srv_metrics *m
     return 0;
 }
 
-static srv_audit_item *item_new(const char *actor, const char *action, const char *subject,
+static pvg_srv_audit_item *item_new(const char *actor, const char *action, const char *subject,
                                 const char *detail)
 {
-    srv_audit_item *it = calloc(1, sizeof *it);
+    pvg_srv_audit_item *it = calloc(1, sizeof *it);
     if (!it) return NULL;
     it->actor = strdup(actor ? actor : "?");
     it->action = strdup(action ? action : "?");
@@ -123,11 +123,11 @@ static srv_audit_item *item_new(const char *actor, const char *action, const cha
     return it;
 }
 
-pvg_status srv_audit_log_async(srv_audit_writer *w, const char *actor, const char *action,
+pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, const char *action,
                                const char *subject, const char *detail, int *done,
                                pvg_status *result, void (*wake)(void *), void *wake_ctx)
 {
-    srv_audit_item *it = item_new(actor, action, subject, detail);
+    pvg_srv_audit_item *it = item_new(actor, action, subject, detail);
     if (!it) return PVG_ERR_NOMEM;
     it->done = done;
     it->result = result;
@@ -148,10 +148,10 @@ pvg_status srv_audit_log_async(srv_audit_writer *w, const char *actor, const cha
     return PVG_OK;
 }
 
-pvg_status srv_audit_log(srv_audit_writer *w, const char *actor, const char *action,
+pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
                          const char *subject, const char *detail)
 {
-    srv_audit_item *it = calloc(1, sizeof *it);
+    pvg_srv_audit_item *it = calloc(1, sizeof *it);
     if (!it) return PVG_ERR_NOMEM;
     it->actor = strdup(actor ? actor : "?");
     it->action = strdup(action ? action : "?");
@@ -181,7 +181,7 @@ pvg_status srv_audit_log(srv_audit_writer *w, const char *actor, const char *act
     return result;
 }
 
-void srv_audit_writer_stop(srv_audit_writer *w)
+void pvg_srv_audit_writer_stop(pvg_srv_audit_writer *w)
 {
     if (!w->started) return;
     pthread_mutex_lock(&w->mu);

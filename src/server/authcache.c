@@ -23,22 +23,22 @@ typedef struct entry {
     double until;
 } entry;
 
-struct srv_authcache {
+struct pvg_srv_authcache {
     pthread_mutex_t mu;
     double ttl;
     entry slots[SLOTS];
 };
 
-srv_authcache *srv_authcache_new(double ttl_s)
+pvg_srv_authcache *pvg_srv_authcache_new(double ttl_s)
 {
-    srv_authcache *c = calloc(1, sizeof *c);
+    pvg_srv_authcache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     pthread_mutex_init(&c->mu, NULL);
     c->ttl = ttl_s;
     return c;
 }
 
-void srv_authcache_free(srv_authcache *c)
+void pvg_srv_authcache_free(pvg_srv_authcache *c)
 {
     if (!c) return;
     pthread_mutex_destroy(&c->mu);
@@ -46,7 +46,7 @@ void srv_authcache_free(srv_authcache *c)
     free(c);
 }
 
-void srv_authcache_clear(srv_authcache *c)
+void pvg_srv_authcache_clear(pvg_srv_authcache *c)
 {
     if (!c) return;
     pthread_mutex_lock(&c->mu);
@@ -62,16 +62,16 @@ static size_t slot_of(const char *cred)
     return h % SLOTS;
 }
 
-pvg_status srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
+pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
                           pvg_error *err)
 {
-    srv_authcache *c = srv->authcache;
+    pvg_srv_authcache *c = srv->authcache;
     size_t len = cred ? strnlen(cred, PVG_AUTH_SECRET_MAX) : 0;
     if (!c || len < 5 + PVG_AUTH_ID_HEX || len >= PVG_AUTH_SECRET_MAX)
         return pvg_auth_check(s, cred, out, err);
     unsigned char h[32];
     crypto_generichash(h, sizeof h, (const unsigned char *)cred, len, NULL, 0);
-    double now = srv_now();
+    double now = pvg_srv_now();
     int64_t wall = (int64_t)time(NULL);
     size_t i = slot_of(cred);
     pthread_mutex_lock(&c->mu);

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-double srv_now(void)
+double pvg_srv_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -34,7 +34,7 @@ const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_
 
 /* ---- store pool ------------------------------------------------------- */
 
-pvg_store *srv_store_get(pvg_server *srv)
+pvg_store *pvg_srv_store_get(pvg_server *srv)
 {
     pthread_mutex_lock(&srv->pool_mu);
     while (srv->n_free == 0) pthread_cond_wait(&srv->pool_cv, &srv->pool_mu);
@@ -43,7 +43,7 @@ pvg_store *srv_store_get(pvg_server *srv)
     return s;
 }
 
-void srv_store_put(pvg_server *srv, pvg_store *s)
+void pvg_srv_store_put(pvg_server *srv, pvg_store *s)
 {
     if (!s) return;
     pthread_mutex_lock(&srv->pool_mu);
@@ -56,20 +56,20 @@ void srv_store_put(pvg_server *srv, pvg_store *s)
     pthread_mutex_unlock(&srv->pool_mu);
 }
 
-pvg_store *srv_req_store(srv_req *r)
+pvg_store *pvg_srv_req_store(pvg_srv_req *r)
 {
-    if (!r->store) r->store = srv_store_get(r->srv);
+    if (!r->store) r->store = pvg_srv_store_get(r->srv);
     return r->store;
 }
 
-const char *srv_req_query(srv_req *r, const char *name)
+const char *pvg_srv_req_query(pvg_srv_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 /* ---- answers ------------------------------------------------------------ */
 
-void srv_reply_json(srv_req *r, int status, json_t *j)
+void pvg_srv_reply_json(pvg_srv_req *r, int status, json_t *j)
 {
     free(r->out);
     r->out = NULL;
@@ -87,33 +87,33 @@ void srv_reply_json(srv_req *r, int status, json_t *j)
     r->out_len = r->out ? strlen(r->out) : 0;
 }
 
-void srv_reply_error(srv_req *r, int status, const char *code, const char *fmt, ...)
+void pvg_srv_reply_error(pvg_srv_req *r, int status, const char *code, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    srv_reply_json(r, status, json_pack("{s:s, s:s, s:i}", "error", code, "message", msg,
+    pvg_srv_reply_json(r, status, json_pack("{s:s, s:s, s:i}", "error", code, "message", msg,
                                         "status", status));
 }
 
-void srv_reply_status(srv_req *r, const char *what, pvg_status st, const pvg_error *err)
+void pvg_srv_reply_status(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err)
 {
     const char *why = err && err->code != PVG_OK && err->text[0] ? err->text : pvg_strerror(st);
     switch (st) {
-    case PVG_ERR_INVALID: srv_reply_error(r, 400, "invalid", "%s: %s", what, why); break;
-    case PVG_ERR_NOT_FOUND: srv_reply_error(r, 404, "not_found", "%s: %s", what, why); break;
-    case PVG_ERR_POLICY: srv_reply_error(r, 422, "policy", "%s: %s", what, why); break;
-    case PVG_ERR_PERMISSION: srv_reply_error(r, 403, "forbidden", "%s: %s", what, why); break;
-    case PVG_ERR_BUDGET: srv_reply_error(r, 409, "budget", "%s: %s", what, why); break;
-    case PVG_ERR_BUSY: srv_reply_error(r, 503, "busy", "%s: %s", what, why); break;
-    case PVG_ERR_EXISTS: srv_reply_error(r, 409, "exists", "%s: %s", what, why); break;
-    default: srv_reply_error(r, 500, "internal", "%s: %s", what, why); break;
+    case PVG_ERR_INVALID: pvg_srv_reply_error(r, 400, "invalid", "%s: %s", what, why); break;
+    case PVG_ERR_NOT_FOUND: pvg_srv_reply_error(r, 404, "not_found", "%s: %s", what, why); break;
+    case PVG_ERR_POLICY: pvg_srv_reply_error(r, 422, "policy", "%s: %s", what, why); break;
+    case PVG_ERR_PERMISSION: pvg_srv_reply_error(r, 403, "forbidden", "%s: %s", what, why); break;
+    case PVG_ERR_BUDGET: pvg_srv_reply_error(r, 409, "budget", "%s: %s", what, why); break;
+    case PVG_ERR_BUSY: pvg_srv_reply_error(r, 503, "busy", "%s: %s", what, why); break;
+    case PVG_ERR_EXISTS: pvg_srv_reply_error(r, 409, "exists", "%s: %s", what, why); break;
+    default: pvg_srv_reply_error(r, 500, "internal", "%s: %s", what, why); break;
     }
 }
 
-long long srv_json_depth_exceeded(const char *t, size_t n, int max_depth)
+long long pvg_srv_json_depth_exceeded(const char *t, size_t n, int max_depth)
 {
     int depth = 0, in_str = 0;
     for (size_t i = 0; i < n; i++) {
@@ -131,15 +131,15 @@ long long srv_json_depth_exceeded(const char *t, size_t n, int max_depth)
     return -1;
 }
 
-json_t *srv_req_json(srv_req *r)
+json_t *pvg_srv_req_json(pvg_srv_req *r)
 {
     if (!r->body || r->body_len == 0) {
-        srv_reply_error(r, 400, "bad_json", "request body: a JSON document is required");
+        pvg_srv_reply_error(r, 400, "bad_json", "request body: a JSON document is required");
         return NULL;
     }
-    long long at = srv_json_depth_exceeded(r->body, r->body_len, r->srv->opt.max_json_depth);
+    long long at = pvg_srv_json_depth_exceeded(r->body, r->body_len, r->srv->opt.max_json_depth);
     if (at >= 0) {
-        srv_reply_error(r, 400, "bad_json",
+        pvg_srv_reply_error(r, 400, "bad_json",
                         "request body: byte %lld: nesting deeper than %d levels", at,
                         r->srv->opt.max_json_depth);
         return NULL;
@@ -147,7 +147,7 @@ json_t *srv_req_json(srv_req *r)
     json_error_t je;
     json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        srv_reply_json(r, 400,
+        pvg_srv_reply_json(r, 400,
                        json_pack("{s:s, s:s, s:i, s:I, s:i, s:i}", "error", "bad_json", "message",
                                  je.text, "status", 400, "position", (json_int_t)je.position,
                                  "line", je.line, "column", je.column));
@@ -158,20 +158,20 @@ json_t *srv_req_json(srv_req *r)
         json_t *o = json_loads(r->out, 0, NULL);
         if (o) {
             json_object_set_new(o, "message", json_string(msg));
-            srv_reply_json(r, 400, o);
+            pvg_srv_reply_json(r, 400, o);
         }
         return NULL;
     }
     return j;
 }
 
-int srv_audit(srv_req *r, const char *action, const char *ext_user, const char *detail)
+int pvg_srv_audit(pvg_srv_req *r, const char *action, const char *ext_user, const char *detail)
 {
     char subject[2 * PVG_PSEUDONYM_BYTES + 1] = "";
-    if (ext_user) pvg_audit_subject_of_user(srv_req_store(r), ext_user, subject);
-    pvg_status st = srv_audit_log(&r->srv->audit, r->actor, action, subject, detail);
+    if (ext_user) pvg_audit_subject_of_user(pvg_srv_req_store(r), ext_user, subject);
+    pvg_status st = pvg_srv_audit_log(&r->srv->audit, r->actor, action, subject, detail);
     if (st != PVG_OK) {
-        srv_reply_error(r, 503, "audit_unavailable",
+        pvg_srv_reply_error(r, 503, "audit_unavailable",
                         "the audit log cannot be written (%s); personal data is not served",
                         pvg_strerror(st));
         return -1;
@@ -181,19 +181,19 @@ int srv_audit(srv_req *r, const char *action, const char *ext_user, const char *
 
 static void audit_wake(void *ctx)
 {
-    srv_req *r = ctx;
+    pvg_srv_req *r = ctx;
     MHD_resume_connection(r->conn);
 }
 
-void srv_audit_then_answer(srv_req *r, const char *action, const char *ext_user,
+void pvg_srv_audit_then_answer(pvg_srv_req *r, const char *action, const char *ext_user,
                            const char *detail)
 {
     char subject[2 * PVG_PSEUDONYM_BYTES + 1] = "";
-    if (ext_user) pvg_audit_subject_of_user(srv_req_store(r), ext_user, subject);
+    if (ext_user) pvg_audit_subject_of_user(pvg_srv_req_store(r), ext_user, subject);
     r->suspended = 1;
     r->audit_done = 0;
     MHD_suspend_connection(r->conn); /* before queueing: the writer may finish at once */
-    pvg_status st = srv_audit_log_async(&r->srv->audit, r->actor, action, subject, detail,
+    pvg_status st = pvg_srv_audit_log_async(&r->srv->audit, r->actor, action, subject, detail,
                                         &r->audit_done, &r->audit_result, audit_wake, r);
     if (st != PVG_OK) {
         r->audit_result = st;
@@ -207,16 +207,16 @@ void srv_audit_then_answer(srv_req *r, const char *action, const char *ext_user,
 static unsigned role_bit(pvg_role role)
 {
     switch (role) {
-    case PVG_ROLE_ADMIN: return SRV_ADMIN;
-    case PVG_ROLE_ANALYST: return SRV_ANALYST;
-    case PVG_ROLE_USER: return SRV_USER;
+    case PVG_ROLE_ADMIN: return PVG_SRV_ADMIN;
+    case PVG_ROLE_ANALYST: return PVG_SRV_ANALYST;
+    case PVG_ROLE_USER: return PVG_SRV_USER;
     default: return 0;
     }
 }
 
 /* Counts a failed authentication against the client's address; 1 when the
  * address is over its limit (the answer becomes 429). */
-static int auth_failure_limited(srv_req *r)
+static int auth_failure_limited(pvg_srv_req *r)
 {
     if (r->srv->opt.auth_failure_rate < 0) return 0;
     const union MHD_ConnectionInfo *ci =
@@ -227,25 +227,25 @@ static int auth_failure_limited(srv_req *r)
         snprintf(key, sizeof key, "ip%08x", (unsigned)ntohl(sin->sin_addr.s_addr));
     }
     double retry = 0;
-    if (srv_ratelimit_take(&r->srv->rl, key, r->srv->opt.auth_failure_rate, srv_now(), &retry))
+    if (pvg_srv_ratelimit_take(&r->srv->rl, key, r->srv->opt.auth_failure_rate, pvg_srv_now(), &retry))
         return 0;
     atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
     snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
-    srv_reply_error(r, 429, "rate_limited",
+    pvg_srv_reply_error(r, 429, "rate_limited",
                     "too many failed authentications from this address; retry after %.3f s", retry);
     return 1;
 }
 
-static void authenticate_and_run(srv_req *r)
+static void authenticate_and_run(pvg_srv_req *r)
 {
-    const srv_route *rt = &srv_routes()[r->route];
+    const pvg_srv_route *rt = &pvg_srv_routes()[r->route];
     snprintf(r->actor, sizeof r->actor, "public");
-    if (!(rt->access & SRV_PUBLIC)) {
+    if (!(rt->access & PVG_SRV_PUBLIC)) {
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
         if (!h || !*h) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
             if (auth_failure_limited(r)) return;
-            srv_reply_error(r, 401, "unauthorized",
+            pvg_srv_reply_error(r, 401, "unauthorized",
                             "a credential is required: send \"Authorization: Bearer <API key or "
                             "user token>\"");
             return;
@@ -253,7 +253,7 @@ static void authenticate_and_run(srv_req *r)
         if (strncasecmp(h, "Bearer ", 7) != 0) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
             if (auth_failure_limited(r)) return;
-            srv_reply_error(r, 401, "unauthorized",
+            pvg_srv_reply_error(r, 401, "unauthorized",
                             "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
             return;
         }
@@ -261,35 +261,35 @@ static void authenticate_and_run(srv_req *r)
         while (*cred == ' ') cred++;
         pvg_error e;
         pvg_error_clear(&e);
-        pvg_status st = srv_auth_check(r->srv, srv_req_store(r), cred, &r->who, &e);
+        pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
         if (st == PVG_ERR_PERMISSION) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
             if (auth_failure_limited(r)) return;
-            srv_reply_error(r, 401, "unauthorized", "%s", e.text);
+            pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
             return;
         }
         if (st != PVG_OK) {
-            srv_reply_status(r, "authentication", st, &e);
+            pvg_srv_reply_status(r, "authentication", st, &e);
             return;
         }
         snprintf(r->actor, sizeof r->actor, "%s:%s",
                  r->who.role == PVG_ROLE_USER ? "token" : "key", r->who.key_id);
         if (!(rt->access & role_bit(r->who.role))) {
-            srv_reply_error(r, 403, "forbidden", "role %s may not call %s %s",
+            pvg_srv_reply_error(r, 403, "forbidden", "role %s may not call %s %s",
                             pvg_role_name(r->who.role), rt->method, rt->pattern);
             return;
         }
-        if ((rt->access & SRV_OWN) && r->who.role == PVG_ROLE_USER &&
-            !pvg_auth_may_access_user(srv_req_store(r), &r->who, r->params[0])) {
-            srv_reply_error(r, 403, "forbidden",
+        if ((rt->access & PVG_SRV_OWN) && r->who.role == PVG_ROLE_USER &&
+            !pvg_auth_may_access_user(pvg_srv_req_store(r), &r->who, r->params[0])) {
+            pvg_srv_reply_error(r, 403, "forbidden",
                             "this token reaches only its own user's resources");
             return;
         }
         double retry = 0;
-        if (!srv_ratelimit_take(&r->srv->rl, r->who.key_id, r->who.rate_per_s, srv_now(), &retry)) {
+        if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, r->who.rate_per_s, pvg_srv_now(), &retry)) {
             atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
             snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
-            srv_reply_error(r, 429, "rate_limited",
+            pvg_srv_reply_error(r, 429, "rate_limited",
                             "rate limit of %.3g requests/s exceeded; retry after %.3f s",
                             r->who.rate_per_s, retry);
             return;
@@ -298,9 +298,9 @@ static void authenticate_and_run(srv_req *r)
     rt->handler(r);
 }
 
-static enum MHD_Result send_answer(srv_req *r)
+static enum MHD_Result send_answer(pvg_srv_req *r)
 {
-    if (!r->out) srv_reply_error(r, 500, "internal", "no answer was produced");
+    if (!r->out) pvg_srv_reply_error(r, 500, "internal", "no answer was produced");
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->out_len, r->out, MHD_RESPMEM_MUST_FREE);
     if (!resp) return MHD_NO;
@@ -323,21 +323,21 @@ static enum MHD_Result send_answer(srv_req *r)
     return ret;
 }
 
-static void finish(srv_req *r)
+static void finish(pvg_srv_req *r)
 {
     if (r->store) {
-        srv_store_put(r->srv, r->store);
+        pvg_srv_store_put(r->srv, r->store);
         r->store = NULL;
     }
 }
 
-static void compute_allow(srv_req *r, const char *path)
+static void compute_allow(pvg_srv_req *r, const char *path)
 {
-    char params[SRV_MAX_PARAMS][256];
+    char params[PVG_SRV_MAX_PARAMS][256];
     static const char *methods[] = {"GET", "POST", "PUT", "DELETE"};
     r->allow[0] = 0;
     for (size_t i = 0; i < 4; i++)
-        if (srv_route_match(methods[i], path, params) >= 0) {
+        if (pvg_srv_route_match(methods[i], path, params) >= 0) {
             if (r->allow[0]) strncat(r->allow, ", ", sizeof r->allow - strlen(r->allow) - 1);
             strncat(r->allow, methods[i], sizeof r->allow - strlen(r->allow) - 1);
         }
@@ -348,13 +348,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_size, void **con_cls)
 {
     pvg_server *srv = cls;
-    srv_req *r = *con_cls;
+    pvg_srv_req *r = *con_cls;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
         r->srv = srv;
         r->conn = conn;
-        r->t0 = srv_now();
+        r->t0 = pvg_srv_now();
         r->route = -1;
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = r;
@@ -368,7 +368,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->too_large) { /* answer at once; the body is never read */
             r->method = method;
             r->url = url;
-            srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
+            pvg_srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
                             srv->opt.max_body_bytes);
             return send_answer(r);
         }
@@ -379,7 +379,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->suspended) { /* resumed: the audit entry of the prepared answer is settled */
         r->suspended = 0;
         if (!r->audit_done || r->audit_result != PVG_OK)
-            srv_reply_error(r, 503, "audit_unavailable",
+            pvg_srv_reply_error(r, 503, "audit_unavailable",
                             "the audit log cannot be written (%s); personal data is not served",
                             pvg_strerror(r->audit_done ? r->audit_result : PVG_ERR_INTERNAL));
         return send_answer(r);
@@ -410,17 +410,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     /* the whole request is here */
     if (r->too_large) {
-        srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
+        pvg_srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
                         srv->opt.max_body_bytes);
     } else if (strlen(url) > 2048) {
-        srv_reply_error(r, 414, "uri_too_long", "request path longer than 2048 bytes");
+        pvg_srv_reply_error(r, 414, "uri_too_long", "request path longer than 2048 bytes");
     } else {
-        r->route = srv_route_match(method, url, r->params);
+        r->route = pvg_srv_route_match(method, url, r->params);
         if (r->route == -1) {
-            srv_reply_error(r, 404, "not_found", "no route %s %s", method, url);
+            pvg_srv_reply_error(r, 404, "not_found", "no route %s %s", method, url);
         } else if (r->route == -2) {
             compute_allow(r, url);
-            srv_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
+            pvg_srv_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
                             method, url, r->allow);
         } else {
             authenticate_and_run(r);
@@ -435,11 +435,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     pvg_server *srv = cls;
-    srv_req *r = *con_cls;
+    pvg_srv_req *r = *con_cls;
     if (!r) return;
     finish(r);
-    int route = r->route >= 0 ? r->route : (int)srv_routes_count();
-    if (r->status) srv_metrics_observe(&srv->metrics, route, r->status, srv_now() - r->t0);
+    int route = r->route >= 0 ? r->route : (int)pvg_srv_routes_count();
+    if (r->status) pvg_srv_metrics_observe(&srv->metrics, route, r->status, pvg_srv_now() - r->t0);
     free(r->body);
     free(r->out);
     free(r);
@@ -464,16 +464,16 @@ static char *dup_or(const char *s, const char *def)
 static void server_destroy(pvg_server *srv)
 {
     if (!srv) return;
-    srv_model_shutdown(srv);
-    srv_audit_writer_stop(&srv->audit);
-    srv_authcache_free(srv->authcache);
+    pvg_srv_model_shutdown(srv);
+    pvg_srv_audit_writer_stop(&srv->audit);
+    pvg_srv_authcache_free(srv->authcache);
     for (int i = 0; i < srv->n_stores; i++) pvg_store_close(srv->stores[i]);
     pvg_store_close(srv->audit_store);
     pvg_store_close(srv->reload_store);
     free(srv->stores);
     free(srv->free_idx);
-    srv_metrics_free(&srv->metrics);
-    srv_ratelimit_free(&srv->rl);
+    pvg_srv_metrics_free(&srv->metrics);
+    pvg_srv_ratelimit_free(&srv->rl);
     pthread_mutex_destroy(&srv->pool_mu);
     pthread_cond_destroy(&srv->pool_cv);
     pthread_mutex_destroy(&srv->model_mu);
@@ -541,8 +541,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_cond_init(&srv->stop_cv, NULL);
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
-        (opt->web_dir && !srv->web_dir) || srv_metrics_init(&srv->metrics, srv_routes_count() + 1) ||
-        srv_ratelimit_init(&srv->rl) || !(srv->authcache = srv_authcache_new(1.0))) {
+        (opt->web_dir && !srv->web_dir) || pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
+        pvg_srv_ratelimit_init(&srv->rl) || !(srv->authcache = pvg_srv_authcache_new(1.0))) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     }
@@ -579,11 +579,11 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
      * process before its answer leaves, and reaches the disk at the next WAL
      * checkpoint; a power loss can lose the last batches. */
     (void)pvg_store_exec(srv->audit_store, "PRAGMA synchronous=NORMAL", NULL);
-    if (srv_audit_writer_start(&srv->audit, srv->audit_store, &srv->metrics)) {
+    if (pvg_srv_audit_writer_start(&srv->audit, srv->audit_store, &srv->metrics)) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");
     }
-    st = srv_model_init(srv, err);
+    st = pvg_srv_model_init(srv, err);
     if (st != PVG_OK) {
         server_destroy(srv);
         return st;
@@ -632,20 +632,20 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
          * have not sent a request yet get the chance to. */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
         if (fd != MHD_INVALID_SOCKET) close(fd);
-        double until = srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
+        double until = pvg_srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
         for (;;) {
             const union MHD_DaemonInfo *di =
                 MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
             unsigned open_conns = di ? di->num_connections : 0;
-            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || srv_now() >= until) break;
+            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || pvg_srv_now() >= until) break;
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         MHD_stop_daemon(srv->daemon);
         srv->daemon = NULL;
     }
-    srv_model_shutdown(srv);
-    srv_audit_writer_stop(&srv->audit);
+    pvg_srv_model_shutdown(srv);
+    pvg_srv_audit_writer_stop(&srv->audit);
     (void)err;
     return PVG_OK;
 }

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-const double srv_lat_bounds[SRV_LAT_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+const double pvg_srv_lat_bounds[PVG_SRV_LAT_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
                                                 0.1,    0.25,  0.5,   1.0,   2.5,   10.0};
 
-int srv_metrics_init(srv_metrics *m, size_t n_routes)
+int pvg_srv_metrics_init(pvg_srv_metrics *m, size_t n_routes)
 {
     memset(m, 0, sizeof *m);
     m->routes = calloc(n_routes, sizeof *m->routes);
@@ -24,21 +24,21 @@ int srv_metrics_init(srv_metrics *m, size_t n_routes)
     return 0;
 }
 
-void srv_metrics_free(srv_metrics *m)
+void pvg_srv_metrics_free(pvg_srv_metrics *m)
 {
     free(m->routes);
     m->routes = NULL;
 }
 
-void srv_metrics_observe(srv_metrics *m, int route, int status, double seconds)
+void pvg_srv_metrics_observe(pvg_srv_metrics *m, int route, int status, double seconds)
 {
     if (route < 0 || (size_t)route >= m->n_routes) route = (int)m->n_routes - 1;
-    srv_route_metrics *rm = &m->routes[route];
+    pvg_srv_route_metrics *rm = &m->routes[route];
     int cls = status / 100;
     if (cls < 0 || cls > 5) cls = 0;
     atomic_fetch_add(&rm->by_class[cls], 1);
     int b = 0;
-    while (b < SRV_LAT_BUCKETS && seconds > srv_lat_bounds[b]) b++;
+    while (b < PVG_SRV_LAT_BUCKETS && seconds > pvg_srv_lat_bounds[b]) b++;
     atomic_fetch_add(&rm->lat[b], 1);
     atomic_fetch_add(&rm->lat_sum_us, (long long)(seconds * 1e6));
 }
@@ -88,19 +88,19 @@ static int ledger_row(void *ctx, const char *dataset, const pvg_ledger_summary *
     return 0;
 }
 
-char *srv_metrics_render(pvg_server *srv)
+char *pvg_srv_metrics_render(pvg_server *srv)
 {
     buf b = {malloc(8192), 0, 8192, 0};
     if (!b.p) return NULL;
     b.p[0] = 0;
-    srv_metrics *m = &srv->metrics;
-    const srv_route *rt = srv_routes();
+    pvg_srv_metrics *m = &srv->metrics;
+    const pvg_srv_route *rt = pvg_srv_routes();
     static const char *classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
     bprintf(&b, "# HELP privguide_http_requests_total HTTP requests by route and status class.\n"
                 "# TYPE privguide_http_requests_total counter\n");
     for (size_t i = 0; i < m->n_routes; i++) {
-        const char *method = i < srv_routes_count() ? rt[i].method : "ANY";
-        const char *path = i < srv_routes_count() ? rt[i].pattern : "unmatched";
+        const char *method = i < pvg_srv_routes_count() ? rt[i].method : "ANY";
+        const char *path = i < pvg_srv_routes_count() ? rt[i].pattern : "unmatched";
         for (int c = 0; c < 6; c++) {
             long long v = atomic_load(&m->routes[i].by_class[c]);
             if (v)
@@ -113,18 +113,18 @@ char *srv_metrics_render(pvg_server *srv)
     bprintf(&b, "# HELP privguide_http_request_duration_seconds Request latency by route.\n"
                 "# TYPE privguide_http_request_duration_seconds histogram\n");
     for (size_t i = 0; i < m->n_routes; i++) {
-        const char *method = i < srv_routes_count() ? rt[i].method : "ANY";
-        const char *path = i < srv_routes_count() ? rt[i].pattern : "unmatched";
+        const char *method = i < pvg_srv_routes_count() ? rt[i].method : "ANY";
+        const char *path = i < pvg_srv_routes_count() ? rt[i].pattern : "unmatched";
         long long cum = 0;
-        for (int k = 0; k <= SRV_LAT_BUCKETS; k++) cum += atomic_load(&m->routes[i].lat[k]);
+        for (int k = 0; k <= PVG_SRV_LAT_BUCKETS; k++) cum += atomic_load(&m->routes[i].lat[k]);
         if (!cum) continue;
         long long acc = 0;
-        for (int k = 0; k < SRV_LAT_BUCKETS; k++) {
+        for (int k = 0; k < PVG_SRV_LAT_BUCKETS; k++) {
             acc += atomic_load(&m->routes[i].lat[k]);
             bprintf(&b,
                     "privguide_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\","
                     "le=\"%g\"} %lld\n",
-                    method, path, srv_lat_bounds[k], acc);
+                    method, path, pvg_srv_lat_bounds[k], acc);
         }
         bprintf(&b,
                 "privguide_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\","
@@ -172,7 +172,7 @@ char *srv_metrics_render(pvg_server *srv)
     bprintf(&b, "# HELP privguide_model_generation Model generation in service.\n"
                 "# TYPE privguide_model_generation gauge\nprivguide_model_generation %ld\n",
             pvg_server_model_generation(srv));
-    pvg_store *s = srv_store_get(srv);
+    pvg_store *s = pvg_srv_store_get(srv);
     pvg_store_counts c;
     if (pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
         bprintf(&b, "# HELP privguide_store_users Users held.\n# TYPE privguide_store_users gauge\n"
@@ -188,7 +188,7 @@ char *srv_metrics_render(pvg_server *srv)
     bprintf(&b, "# HELP privguide_budget_epsilon_spent Privacy budget spent per dataset.\n"
                 "# TYPE privguide_budget_epsilon_spent gauge\n");
     (void)pvg_ledger_datasets_foreach(s, ledger_row, &b, NULL);
-    srv_store_put(srv, s);
+    pvg_srv_store_put(srv, s);
     if (b.oom) {
         free(b.p);
         return NULL;

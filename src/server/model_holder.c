@@ -32,16 +32,16 @@ typedef struct cache_slot {
     float *score;
 } cache_slot;
 
-struct srv_cache {
+struct pvg_srv_cache {
     size_t n;
     cache_slot *slots;
     pthread_mutex_t mu[CACHE_STRIPES];
 };
 
-srv_cache *srv_cache_new(size_t entries)
+pvg_srv_cache *pvg_srv_cache_new(size_t entries)
 {
     if (!entries) return NULL;
-    srv_cache *c = calloc(1, sizeof *c);
+    pvg_srv_cache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->slots = calloc(entries, sizeof *c->slots);
     if (!c->slots) {
@@ -53,7 +53,7 @@ srv_cache *srv_cache_new(size_t entries)
     return c;
 }
 
-void srv_cache_free(srv_cache *c)
+void pvg_srv_cache_free(pvg_srv_cache *c)
 {
     if (!c) return;
     for (size_t i = 0; i < c->n; i++) {
@@ -65,7 +65,7 @@ void srv_cache_free(srv_cache *c)
     free(c);
 }
 
-static size_t cache_slot_of(const srv_cache *c, const unsigned char key[16], size_t k)
+static size_t cache_slot_of(const pvg_srv_cache *c, const unsigned char key[16], size_t k)
 {
     uint64_t h;
     memcpy(&h, key, 8);
@@ -74,7 +74,7 @@ static size_t cache_slot_of(const srv_cache *c, const unsigned char key[16], siz
     return (size_t)(h % c->n);
 }
 
-int srv_cache_get(srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
+int pvg_srv_cache_get(pvg_srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
                   size_t *n)
 {
     if (!c) return 0;
@@ -96,7 +96,7 @@ int srv_cache_get(srv_cache *c, const unsigned char key[16], size_t k, pvg_score
     return hit;
 }
 
-void srv_cache_put(srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
+void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
                    size_t n)
 {
     if (!c || n > k) return;
@@ -128,7 +128,7 @@ void srv_cache_put(srv_cache *c, const unsigned char key[16], size_t k, const pv
 
 /* ---- model objects --------------------------------------------------------- */
 
-static void model_destroy(srv_model *m)
+static void model_destroy(pvg_srv_model *m)
 {
     if (!m) return;
     if (m->catalog) {
@@ -138,21 +138,21 @@ static void model_destroy(srv_model *m)
     }
     free(m->popular.item_index);
     free(m->popular.noisy_count);
-    srv_cache_free(m->cache);
+    pvg_srv_cache_free(m->cache);
     pvg_model_free(m->model);
     free(m);
 }
 
-srv_model *srv_model_acquire(pvg_server *srv)
+pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv)
 {
     pthread_mutex_lock(&srv->model_mu);
-    srv_model *m = srv->model;
+    pvg_srv_model *m = srv->model;
     if (m) atomic_fetch_add(&m->refs, 1);
     pthread_mutex_unlock(&srv->model_mu);
     return m;
 }
 
-void srv_model_release(srv_model *m)
+void pvg_srv_model_release(pvg_srv_model *m)
 {
     if (m && atomic_fetch_sub(&m->refs, 1) == 1) model_destroy(m);
 }
@@ -167,7 +167,7 @@ long pvg_server_model_generation(const pvg_server *srv)
 }
 
 typedef struct catalog_ctx {
-    srv_model *m;
+    pvg_srv_model *m;
 } catalog_ctx;
 
 static int catalog_item(void *ctx, const pvg_item *it)
@@ -197,7 +197,7 @@ static const char POPULAR_SCHEMA[] =
 
 static const char MECHANISM[] = "exponential-mechanism-top-k";
 
-static pvg_status popular_from_json(srv_model *m, const char *text, pvg_error *err)
+static pvg_status popular_from_json(pvg_srv_model *m, const char *text, pvg_error *err)
 {
     json_error_t je;
     json_t *a = json_loads(text, 0, &je);
@@ -225,7 +225,7 @@ static pvg_status popular_from_json(srv_model *m, const char *text, pvg_error *e
  * by distinct-user counts, chosen by k rounds of the exponential mechanism
  * (pvg_dp_top_k; a shopper changes every count by at most 1, so the
  * utility sensitivity is 1), charged once to the ledger. */
-static pvg_status popular_release(pvg_server *srv, pvg_store *s, srv_model *m, pvg_error *err)
+static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *m, pvg_error *err)
 {
     const unsigned char *fp = pvg_model_fingerprint(m->model);
     size_t n_items = pvg_model_n_items(m->model);
@@ -346,7 +346,7 @@ static int64_t stat_mtime_ns(const struct stat *st)
 static int file_changed(pvg_server *srv, const struct stat *st)
 {
     pthread_mutex_lock(&srv->model_mu);
-    srv_model *m = srv->model;
+    pvg_srv_model *m = srv->model;
     int changed = !m || m->dev != st->st_dev || m->ino != st->st_ino ||
                   m->mtime_ns != stat_mtime_ns(st) || m->size != st->st_size;
     pthread_mutex_unlock(&srv->model_mu);
@@ -369,7 +369,7 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
         pthread_mutex_unlock(&srv->reload_mu);
         return PVG_OK;
     }
-    srv_model *m = calloc(1, sizeof *m);
+    pvg_srv_model *m = calloc(1, sizeof *m);
     if (!m) {
         pthread_mutex_unlock(&srv->reload_mu);
         return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
@@ -392,7 +392,7 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
         st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
     }
     if (st == PVG_OK && srv->opt.cache_entries > 0) {
-        m->cache = srv_cache_new((size_t)srv->opt.cache_entries);
+        m->cache = pvg_srv_cache_new((size_t)srv->opt.cache_entries);
         if (!m->cache) st = pvg_error_set(err, PVG_ERR_NOMEM, "model cache: out of memory");
     }
     if (st == PVG_OK) {
@@ -414,11 +414,11 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     }
     m->loaded_at = (int64_t)time(NULL);
     pthread_mutex_lock(&srv->model_mu);
-    srv_model *old = srv->model;
+    pvg_srv_model *old = srv->model;
     m->generation = ++srv->generation;
     srv->model = m;
     pthread_mutex_unlock(&srv->model_mu);
-    srv_model_release(old);
+    pvg_srv_model_release(old);
     atomic_fetch_add(&srv->metrics.model_reloads, 1);
     srv->last_reload_error[0] = 0;
     pthread_mutex_unlock(&srv->reload_mu);
@@ -447,7 +447,7 @@ static void *reload_main(void *arg)
     return NULL;
 }
 
-pvg_status srv_model_init(pvg_server *srv, pvg_error *err)
+pvg_status pvg_srv_model_init(pvg_server *srv, pvg_error *err)
 {
     pvg_status st = pvg_server_reload_model(srv, err);
     if (st != PVG_OK) return st;
@@ -457,7 +457,7 @@ pvg_status srv_model_init(pvg_server *srv, pvg_error *err)
     return PVG_OK;
 }
 
-void srv_model_shutdown(pvg_server *srv)
+void pvg_srv_model_shutdown(pvg_server *srv)
 {
     if (srv->reload_started) {
         pthread_mutex_lock(&srv->stop_mu);
@@ -468,8 +468,8 @@ void srv_model_shutdown(pvg_server *srv)
         srv->reload_started = 0;
     }
     pthread_mutex_lock(&srv->model_mu);
-    srv_model *m = srv->model;
+    pvg_srv_model *m = srv->model;
     srv->model = NULL;
     pthread_mutex_unlock(&srv->model_mu);
-    srv_model_release(m);
+    pvg_srv_model_release(m);
 }

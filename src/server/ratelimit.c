@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct srv_bucket {
+struct pvg_srv_bucket {
     char key[PVG_AUTH_ID_HEX + 1];
     double tokens;
     double last;
 };
 
-int srv_ratelimit_init(srv_ratelimit *rl)
+int pvg_srv_ratelimit_init(pvg_srv_ratelimit *rl)
 {
     memset(rl, 0, sizeof *rl);
     pthread_mutex_init(&rl->mu, NULL);
@@ -22,7 +22,7 @@ int srv_ratelimit_init(srv_ratelimit *rl)
     return rl->table ? 0 : -1;
 }
 
-void srv_ratelimit_free(srv_ratelimit *rl)
+void pvg_srv_ratelimit_free(pvg_srv_ratelimit *rl)
 {
     if (!rl->table) return;
     for (size_t i = 0; i < rl->cap; i++) free(rl->table[i]);
@@ -38,17 +38,17 @@ static size_t slot_hash(const char *k)
     return h;
 }
 
-static srv_bucket **find_slot(srv_bucket **t, size_t cap, const char *key)
+static pvg_srv_bucket **find_slot(pvg_srv_bucket **t, size_t cap, const char *key)
 {
     size_t i = slot_hash(key) & (cap - 1);
     while (t[i] && strcmp(t[i]->key, key) != 0) i = (i + 1) & (cap - 1);
     return &t[i];
 }
 
-static int grow(srv_ratelimit *rl)
+static int grow(pvg_srv_ratelimit *rl)
 {
     size_t cap = rl->cap * 2;
-    srv_bucket **t = calloc(cap, sizeof *t);
+    pvg_srv_bucket **t = calloc(cap, sizeof *t);
     if (!t) return -1;
     for (size_t i = 0; i < rl->cap; i++)
         if (rl->table[i]) *find_slot(t, cap, rl->table[i]->key) = rl->table[i];
@@ -58,7 +58,7 @@ static int grow(srv_ratelimit *rl)
     return 0;
 }
 
-int srv_ratelimit_take(srv_ratelimit *rl, const char *key_id, double rate, double now,
+int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rate, double now,
                        double *retry_after_s)
 {
     *retry_after_s = 0;
@@ -66,10 +66,10 @@ int srv_ratelimit_take(srv_ratelimit *rl, const char *key_id, double rate, doubl
     double burst = rate * 2 < 1 ? 1 : rate * 2;
     int ok = 1;
     pthread_mutex_lock(&rl->mu);
-    srv_bucket **slot = find_slot(rl->table, rl->cap, key_id);
+    pvg_srv_bucket **slot = find_slot(rl->table, rl->cap, key_id);
     if (!*slot) {
         if ((rl->n + 1) * 2 > rl->cap && grow(rl) == 0) slot = find_slot(rl->table, rl->cap, key_id);
-        srv_bucket *b = calloc(1, sizeof *b);
+        pvg_srv_bucket *b = calloc(1, sizeof *b);
         if (b) {
             strncpy(b->key, key_id, PVG_AUTH_ID_HEX);
             b->tokens = burst;
@@ -78,7 +78,7 @@ int srv_ratelimit_take(srv_ratelimit *rl, const char *key_id, double rate, doubl
             rl->n++;
         }
     }
-    srv_bucket *b = *slot;
+    pvg_srv_bucket *b = *slot;
     if (b) {
         b->tokens += (now - b->last) * rate;
         if (b->tokens > burst) b->tokens = burst;

@@ -19,33 +19,33 @@
 #define K_MAX 100
 #define EVENTS_MAX 1000
 
-static void h_healthz(srv_req *r);
-static void h_metrics(srv_req *r);
-static void h_openapi(srv_req *r);
-static void h_whoami(srv_req *r);
-static void h_stats(srv_req *r);
-static void h_events(srv_req *r);
-static void h_recommend(srv_req *r);
-static void h_similar(srv_req *r);
-static void h_popular(srv_req *r);
-static void h_export(srv_req *r);
-static void h_delete(srv_req *r);
-static void h_consent_get(srv_req *r);
-static void h_consent_put(srv_req *r);
-static void h_page(srv_req *r);
-static void h_static(srv_req *r);
+static void h_healthz(pvg_srv_req *r);
+static void h_metrics(pvg_srv_req *r);
+static void h_openapi(pvg_srv_req *r);
+static void h_whoami(pvg_srv_req *r);
+static void h_stats(pvg_srv_req *r);
+static void h_events(pvg_srv_req *r);
+static void h_recommend(pvg_srv_req *r);
+static void h_similar(pvg_srv_req *r);
+static void h_popular(pvg_srv_req *r);
+static void h_export(pvg_srv_req *r);
+static void h_delete(pvg_srv_req *r);
+static void h_consent_get(pvg_srv_req *r);
+static void h_consent_put(pvg_srv_req *r);
+static void h_page(pvg_srv_req *r);
+static void h_static(pvg_srv_req *r);
 
-#define OPS (SRV_ADMIN | SRV_ANALYST)
-#define ANYONE (SRV_ADMIN | SRV_ANALYST | SRV_USER)
-#define OWN (SRV_ADMIN | SRV_USER | SRV_OWN)
+#define OPS (PVG_SRV_ADMIN | PVG_SRV_ANALYST)
+#define ANYONE (PVG_SRV_ADMIN | PVG_SRV_ANALYST | PVG_SRV_USER)
+#define OWN (PVG_SRV_ADMIN | PVG_SRV_USER | PVG_SRV_OWN)
 
-static const srv_route ROUTES[] = {
-    {"GET", "/healthz", SRV_PUBLIC, h_healthz, "liveness and model status"},
+static const pvg_srv_route ROUTES[] = {
+    {"GET", "/healthz", PVG_SRV_PUBLIC, h_healthz, "liveness and model status"},
     {"GET", "/metrics", OPS, h_metrics, "Prometheus metrics"},
-    {"GET", "/v1/openapi.json", SRV_PUBLIC, h_openapi, "this API as OpenAPI 3"},
+    {"GET", "/v1/openapi.json", PVG_SRV_PUBLIC, h_openapi, "this API as OpenAPI 3"},
     {"GET", "/v1/whoami", ANYONE, h_whoami, "the role of the presented credential"},
     {"GET", "/v1/stats", OPS, h_stats, "data volume, budgets, model, evaluation, request rates"},
-    {"POST", "/v1/events", SRV_ADMIN | SRV_USER, h_events, "record a batch of events"},
+    {"POST", "/v1/events", PVG_SRV_ADMIN | PVG_SRV_USER, h_events, "record a batch of events"},
     {"GET", "/v1/users/{id}/recommendations", OWN, h_recommend, "recommendations for a user"},
     {"GET", "/v1/items/{id}/similar", ANYONE, h_similar, "items similar to an item"},
     {"GET", "/v1/items/popular", ANYONE, h_popular, "the DP popular list"},
@@ -53,20 +53,20 @@ static const srv_route ROUTES[] = {
     {"DELETE", "/v1/users/{id}", OWN, h_delete, "erase a user (crypto-shredding)"},
     {"GET", "/v1/users/{id}/consent", OWN, h_consent_get, "a user's consent"},
     {"PUT", "/v1/users/{id}/consent", OWN, h_consent_put, "set a user's consent"},
-    {"GET", "/", SRV_PUBLIC, h_page, "page index"},
-    {"GET", "/shop", SRV_PUBLIC, h_page, "shop demo page"},
-    {"GET", "/portal", SRV_PUBLIC, h_page, "privacy portal page"},
-    {"GET", "/dashboard", SRV_PUBLIC, h_page, "operator dashboard page"},
-    {"GET", "/static/{file}", SRV_PUBLIC, h_static, "page assets"},
+    {"GET", "/", PVG_SRV_PUBLIC, h_page, "page index"},
+    {"GET", "/shop", PVG_SRV_PUBLIC, h_page, "shop demo page"},
+    {"GET", "/portal", PVG_SRV_PUBLIC, h_page, "privacy portal page"},
+    {"GET", "/dashboard", PVG_SRV_PUBLIC, h_page, "operator dashboard page"},
+    {"GET", "/static/{file}", PVG_SRV_PUBLIC, h_static, "page assets"},
     {0},
 };
 
-const srv_route *srv_routes(void)
+const pvg_srv_route *pvg_srv_routes(void)
 {
     return ROUTES;
 }
 
-size_t srv_routes_count(void)
+size_t pvg_srv_routes_count(void)
 {
     return sizeof ROUTES / sizeof ROUTES[0] - 1;
 }
@@ -89,19 +89,19 @@ static int split_path(const char *p, char seg[8][256])
     return *p ? -1 : n;
 }
 
-int srv_route_match(const char *method, const char *path, char params[SRV_MAX_PARAMS][256])
+int pvg_srv_route_match(const char *method, const char *path, char params[PVG_SRV_MAX_PARAMS][256])
 {
     char ps[8][256], rs[8][256];
     int np = split_path(path, ps);
     if (np < 0) return -1;
     int path_matched = 0;
-    for (size_t i = 0; i < srv_routes_count(); i++) {
+    for (size_t i = 0; i < pvg_srv_routes_count(); i++) {
         int nr = split_path(ROUTES[i].pattern, rs);
         if (nr != np) continue;
         int ok = 1, nparam = 0;
         for (int s = 0; s < nr && ok; s++) {
             if (rs[s][0] == '{') {
-                if (!ps[s][0] || nparam == SRV_MAX_PARAMS) ok = 0;
+                if (!ps[s][0] || nparam == PVG_SRV_MAX_PARAMS) ok = 0;
                 else memcpy(params[nparam++], ps[s], 256);
             } else if (strcmp(rs[s], ps[s]) != 0) {
                 ok = 0;
@@ -116,16 +116,16 @@ int srv_route_match(const char *method, const char *path, char params[SRV_MAX_PA
 
 /* ---- helpers ---- */
 
-static int query_k(srv_req *r, size_t *k)
+static int query_k(pvg_srv_req *r, size_t *k)
 {
-    const char *v = srv_req_query(r, "k");
+    const char *v = pvg_srv_req_query(r, "k");
     *k = 10;
     if (!v) return 0;
     char *end = NULL;
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < 1 || x > K_MAX) {
-        srv_reply_error(r, 400, "invalid", "query parameter k: want an integer 1..%d, got \"%.40s\"",
+        pvg_srv_reply_error(r, 400, "invalid", "query parameter k: want an integer 1..%d, got \"%.40s\"",
                         K_MAX, v);
         return -1;
     }
@@ -133,23 +133,23 @@ static int query_k(srv_req *r, size_t *k)
     return 0;
 }
 
-static json_t *item_json(const srv_model *m, int64_t idx, double score)
+static json_t *item_json(const pvg_srv_model *m, int64_t idx, double score)
 {
     const char *id = pvg_model_item_id(m->model, idx);
     json_t *o = json_object();
     json_object_set_new(o, "item", json_string(id ? id : ""));
-    const srv_catalog_entry *c = &m->catalog[idx];
+    const pvg_srv_catalog_entry *c = &m->catalog[idx];
     json_object_set_new(o, "title", c->title ? json_string(c->title) : json_null());
     json_object_set_new(o, "price", c->price >= 0 ? json_real(c->price) : json_null());
     json_object_set_new(o, "score", json_real(isfinite(score) ? score : 0.0));
     return o;
 }
 
-static srv_model *need_model(srv_req *r)
+static pvg_srv_model *need_model(pvg_srv_req *r)
 {
-    srv_model *m = srv_model_acquire(r->srv);
+    pvg_srv_model *m = pvg_srv_model_acquire(r->srv);
     if (!m)
-        srv_reply_error(r, 503, "no_model",
+        pvg_srv_reply_error(r, 503, "no_model",
                         "no model in service yet: train one (privguide train) to %s",
                         r->srv->model_path);
     return m;
@@ -157,20 +157,20 @@ static srv_model *need_model(srv_req *r)
 
 /* ---- handlers ---- */
 
-static void h_healthz(srv_req *r)
+static void h_healthz(pvg_srv_req *r)
 {
-    srv_model *m = srv_model_acquire(r->srv);
+    pvg_srv_model *m = pvg_srv_model_acquire(r->srv);
     json_t *o = json_pack("{s:s, s:b, s:I}", "status", "ok", "model", m != NULL, "generation",
                           (json_int_t)(m ? m->generation : 0));
-    srv_model_release(m);
-    srv_reply_json(r, 200, o);
+    pvg_srv_model_release(m);
+    pvg_srv_reply_json(r, 200, o);
 }
 
-static void h_metrics(srv_req *r)
+static void h_metrics(pvg_srv_req *r)
 {
-    char *text = srv_metrics_render(r->srv);
+    char *text = pvg_srv_metrics_render(r->srv);
     if (!text) {
-        srv_reply_error(r, 500, "internal", "cannot render metrics");
+        pvg_srv_reply_error(r, 500, "internal", "cannot render metrics");
         return;
     }
     free(r->out);
@@ -196,12 +196,12 @@ static char *read_file(const char *path, size_t max, size_t *len)
     return buf;
 }
 
-static void h_openapi(srv_req *r)
+static void h_openapi(pvg_srv_req *r)
 {
     size_t len = 0;
     char *t = r->srv->openapi_path ? read_file(r->srv->openapi_path, 1 << 20, &len) : NULL;
     if (!t) {
-        srv_reply_error(r, 404, "not_found", "the OpenAPI document is not installed (%s)",
+        pvg_srv_reply_error(r, 404, "not_found", "the OpenAPI document is not installed (%s)",
                         r->srv->openapi_path ? r->srv->openapi_path : "no path configured");
         return;
     }
@@ -212,9 +212,9 @@ static void h_openapi(srv_req *r)
     r->ctype = "application/json";
 }
 
-static void h_whoami(srv_req *r)
+static void h_whoami(pvg_srv_req *r)
 {
-    srv_reply_json(r, 200,
+    pvg_srv_reply_json(r, 200,
                    json_pack("{s:s, s:s, s:f, s:I}", "role", pvg_role_name(r->who.role), "key_id",
                              r->who.key_id, "rate_per_s", r->who.rate_per_s, "expires_at",
                              (json_int_t)r->who.expires_at));
@@ -232,9 +232,9 @@ static int ledger_json(void *ctx, const char *dataset, const pvg_ledger_summary 
     return 0;
 }
 
-static void h_stats(srv_req *r)
+static void h_stats(pvg_srv_req *r)
 {
-    pvg_store *s = srv_req_store(r);
+    pvg_store *s = pvg_srv_req_store(r);
     json_t *o = json_object();
     pvg_store_counts c;
     pvg_error e;
@@ -242,7 +242,7 @@ static void h_stats(srv_req *r)
     pvg_status st = pvg_store_counts_get(s, &c, &e);
     if (st != PVG_OK) {
         json_decref(o);
-        srv_reply_status(r, "store counts", st, &e);
+        pvg_srv_reply_status(r, "store counts", st, &e);
         return;
     }
     json_object_set_new(o, "store",
@@ -252,7 +252,7 @@ static void h_stats(srv_req *r)
     json_t *budgets = json_array();
     (void)pvg_ledger_datasets_foreach(s, ledger_json, budgets, NULL);
     json_object_set_new(o, "budgets", budgets);
-    srv_model *m = srv_model_acquire(r->srv);
+    pvg_srv_model *m = pvg_srv_model_acquire(r->srv);
     if (m) {
         json_t *mj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "type",
                                pvg_model_type_name(pvg_model_type_of(m->model)), "items",
@@ -272,13 +272,13 @@ static void h_stats(srv_req *r)
     } else {
         json_object_set_new(o, "model", json_null());
     }
-    srv_model_release(m);
+    pvg_srv_model_release(m);
     /* the last evaluation, as written by `privguide evaluate --out <data_dir>/evaluation.json` */
     char path[4096];
     snprintf(path, sizeof path, "%s/evaluation.json", r->srv->data_dir);
     json_t *ev = json_load_file(path, 0, NULL);
     json_object_set_new(o, "evaluation", ev ? ev : json_null());
-    srv_metrics *mt = &r->srv->metrics;
+    pvg_srv_metrics *mt = &r->srv->metrics;
     long long by[6] = {0};
     for (size_t i = 0; i < mt->n_routes; i++)
         for (int k = 0; k < 6; k++) by[k] += atomic_load(&mt->routes[i].by_class[k]);
@@ -292,7 +292,7 @@ static void h_stats(srv_req *r)
                   (json_int_t)atomic_load(&mt->rate_limited)));
     json_object_set_new(o, "uptime_seconds", json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
     json_object_set_new(o, "now", json_integer((json_int_t)time(NULL)));
-    srv_reply_json(r, 200, o);
+    pvg_srv_reply_json(r, 200, o);
 }
 
 /* ---- events ---- */
@@ -363,25 +363,25 @@ static int str_field(json_t *ev, const char *name, const char **out, size_t max,
     return 0;
 }
 
-static void h_events(srv_req *r)
+static void h_events(pvg_srv_req *r)
 {
-    json_t *doc = srv_req_json(r);
+    json_t *doc = pvg_srv_req_json(r);
     if (!doc) return;
     json_t *arr = json_is_array(doc) ? doc : json_object_get(doc, "events");
     if (!json_is_array(arr)) {
         json_decref(doc);
-        srv_reply_error(r, 400, "invalid",
+        pvg_srv_reply_error(r, 400, "invalid",
                         "request body: want {\"events\": [...]} or an array of events");
         return;
     }
     size_t n = json_array_size(arr);
     if (n > EVENTS_MAX) {
         json_decref(doc);
-        srv_reply_error(r, 413, "too_many", "request body: at most %d events per batch, got %zu",
+        pvg_srv_reply_error(r, 413, "too_many", "request body: at most %d events per batch, got %zu",
                         EVENTS_MAX, n);
         return;
     }
-    pvg_store *s = srv_req_store(r);
+    pvg_store *s = pvg_srv_req_store(r);
     json_t *errs = json_array();
     long long stored = 0, dup = 0, rejected = 0;
     int64_t now = pvg_store_now(s);
@@ -391,7 +391,7 @@ static void h_events(srv_req *r)
     if (st != PVG_OK) {
         json_decref(doc);
         json_decref(errs);
-        srv_reply_status(r, "events", st, &e);
+        pvg_srv_reply_status(r, "events", st, &e);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -476,7 +476,7 @@ static void h_events(srv_req *r)
                 pvg_store_rollback(s);
                 json_decref(doc);
                 json_decref(errs);
-                srv_reply_status(r, "events", ps, &pe);
+                pvg_srv_reply_status(r, "events", ps, &pe);
                 return;
             }
         }
@@ -487,7 +487,7 @@ static void h_events(srv_req *r)
     if (st != PVG_OK) {
         pvg_store_rollback(s);
         json_decref(errs);
-        srv_reply_status(r, "events: commit", st, &e);
+        pvg_srv_reply_status(r, "events: commit", st, &e);
         return;
     }
     atomic_fetch_add(&r->srv->metrics.events_accepted, stored + dup);
@@ -496,18 +496,18 @@ static void h_events(srv_req *r)
         json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:o}", "error", "rejected", "message",
                               "every event was refused; see errors", "status", 422, "accepted",
                               (json_int_t)0, "rejected", (json_int_t)rejected, "errors", errs);
-        srv_reply_json(r, 422, o);
+        pvg_srv_reply_json(r, 422, o);
         return;
     }
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:o}", "accepted", (json_int_t)(stored + dup),
                           "stored", (json_int_t)stored, "duplicates", (json_int_t)dup, "rejected",
                           (json_int_t)rejected, "errors", errs);
-    srv_reply_json(r, 200, o);
+    pvg_srv_reply_json(r, 200, o);
 }
 
 /* ---- recommendations and items ---- */
 
-static void popular_answer(srv_req *r, srv_model *m, size_t k, json_t *o)
+static void popular_answer(pvg_srv_req *r, pvg_srv_model *m, size_t k, json_t *o)
 {
     json_t *items = json_array();
     size_t n = m->popular.n < k ? m->popular.n : k;
@@ -521,14 +521,14 @@ static void popular_answer(srv_req *r, srv_model *m, size_t k, json_t *o)
                                   "release_id", (json_int_t)m->popular.release_id));
 }
 
-static void h_recommend(srv_req *r)
+static void h_recommend(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
-    srv_model *m = need_model(r);
+    pvg_srv_model *m = need_model(r);
     if (!m) return;
     const char *user = r->params[0];
-    pvg_store *s = srv_req_store(r);
+    pvg_store *s = pvg_srv_req_store(r);
     pvg_error e;
     pvg_error_clear(&e);
     pvg_consent c = {0, 0};
@@ -536,8 +536,8 @@ static void h_recommend(srv_req *r)
     pvg_status st = pvg_store_consent_get(s, user, &c, &e);
     if (st == PVG_ERR_NOT_FOUND) reason = "unknown_user";
     else if (st != PVG_OK) {
-        srv_model_release(m);
-        srv_reply_status(r, "consent", st, &e);
+        pvg_srv_model_release(m);
+        pvg_srv_reply_status(r, "consent", st, &e);
         return;
     } else if (!c.personalization) reason = "no_consent";
     unsigned char key[16];
@@ -546,21 +546,21 @@ static void h_recommend(srv_req *r)
     if (!reason) {
         st = pvg_model_user_key(m->model, s, user, key, &e);
         if (st != PVG_OK) {
-            srv_model_release(m);
-            srv_reply_status(r, "user key", st, &e);
+            pvg_srv_model_release(m);
+            pvg_srv_reply_status(r, "user key", st, &e);
             return;
         }
-        if (srv_cache_get(m->cache, key, k, out, &n)) {
+        if (pvg_srv_cache_get(m->cache, key, k, out, &n)) {
             atomic_fetch_add(&r->srv->metrics.cache_hits, 1);
         } else {
             st = pvg_model_recommend(m->model, key, k, 0, out, &n, &e);
             if (st == PVG_ERR_NOT_FOUND) reason = "not_in_model";
             else if (st != PVG_OK) {
-                srv_model_release(m);
-                srv_reply_status(r, "recommend", st, &e);
+                pvg_srv_model_release(m);
+                pvg_srv_reply_status(r, "recommend", st, &e);
                 return;
             } else {
-                srv_cache_put(m->cache, key, k, out, n);
+                pvg_srv_cache_put(m->cache, key, k, out, n);
             }
         }
     }
@@ -576,9 +576,9 @@ static void h_recommend(srv_req *r)
     } else {
         if (!m->popular_ok) {
             json_decref(o);
-            srv_reply_error(r, 503, "no_popular_list",
+            pvg_srv_reply_error(r, 503, "no_popular_list",
                             "no DP popular list for this model build: %s", m->popular_error);
-            srv_model_release(m);
+            pvg_srv_model_release(m);
             return;
         }
         json_object_set_new(o, "personalized", json_false());
@@ -588,21 +588,21 @@ static void h_recommend(srv_req *r)
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
     long generation = m->generation;
-    srv_model_release(m);
-    srv_reply_json(r, 200, o);
+    pvg_srv_model_release(m);
+    pvg_srv_reply_json(r, 200, o);
     if (!reason && r->status == 200) {
         /* the answer leaves only once its audit entry is committed */
         char detail[96];
         snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, generation);
-        srv_audit_then_answer(r, "recommend", user, detail);
+        pvg_srv_audit_then_answer(r, "recommend", user, detail);
     }
 }
 
-static void h_similar(srv_req *r)
+static void h_similar(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
-    srv_model *m = need_model(r);
+    pvg_srv_model *m = need_model(r);
     if (!m) return;
     pvg_scored_item out[K_MAX];
     size_t n = 0;
@@ -610,67 +610,67 @@ static void h_similar(srv_req *r)
     pvg_error_clear(&e);
     pvg_status st = pvg_model_similar(m->model, r->params[0], k, out, &n, &e);
     if (st == PVG_ERR_NOT_FOUND) {
-        srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model", r->params[0]);
+        pvg_srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model", r->params[0]);
     } else if (st == PVG_ERR_UNSUPPORTED) {
-        srv_reply_error(r, 422, "unsupported", "the %s model keeps no item similarity",
+        pvg_srv_reply_error(r, 422, "unsupported", "the %s model keeps no item similarity",
                         pvg_model_type_name(pvg_model_type_of(m->model)));
     } else if (st != PVG_OK) {
-        srv_reply_status(r, "similar", st, &e);
+        pvg_srv_reply_status(r, "similar", st, &e);
     } else {
         json_t *items = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
-        srv_reply_json(r, 200, json_pack("{s:s, s:o}", "item", r->params[0], "items", items));
+        pvg_srv_reply_json(r, 200, json_pack("{s:s, s:o}", "item", r->params[0], "items", items));
     }
-    srv_model_release(m);
+    pvg_srv_model_release(m);
 }
 
-static void h_popular(srv_req *r)
+static void h_popular(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
-    srv_model *m = need_model(r);
+    pvg_srv_model *m = need_model(r);
     if (!m) return;
     if (!m->popular_ok) {
-        srv_reply_error(r, 503, "no_popular_list", "no DP popular list for this model build: %s",
+        pvg_srv_reply_error(r, 503, "no_popular_list", "no DP popular list for this model build: %s",
                         m->popular_error);
     } else {
         json_t *o = json_object();
         popular_answer(r, m, k, o);
-        srv_reply_json(r, 200, o);
+        pvg_srv_reply_json(r, 200, o);
     }
-    srv_model_release(m);
+    pvg_srv_model_release(m);
 }
 
 /* ---- the user's rights ---- */
 
-static void h_export(srv_req *r)
+static void h_export(pvg_srv_req *r)
 {
     const char *user = r->params[0];
-    pvg_store *s = srv_req_store(r);
+    pvg_store *s = pvg_srv_req_store(r);
     char *json = NULL;
     pvg_error e;
     pvg_error_clear(&e);
     int exists = pvg_store_user_exists(s, user, &e);
     if (exists == 0) {
-        srv_reply_error(r, 404, "not_found", "no data is held about this user");
+        pvg_srv_reply_error(r, 404, "not_found", "no data is held about this user");
         return;
     }
     if (exists < 0) {
-        srv_reply_status(r, "export", (pvg_status)exists, &e);
+        pvg_srv_reply_status(r, "export", (pvg_status)exists, &e);
         return;
     }
-    if (srv_audit(r, "export", user, "GET /v1/users/{id}/data")) return;
+    if (pvg_srv_audit(r, "export", user, "GET /v1/users/{id}/data")) return;
     pvg_status st = pvg_store_user_export(s, user, &json, &e);
     if (st != PVG_OK) {
-        srv_reply_status(r, "export", st, &e);
+        pvg_srv_reply_status(r, "export", st, &e);
         return;
     }
     free(r->out);
     r->out = strdup(json);
     pvg_free(json);
     if (!r->out) {
-        srv_reply_error(r, 500, "internal", "out of memory");
+        pvg_srv_reply_error(r, 500, "internal", "out of memory");
         return;
     }
     r->out_len = strlen(r->out);
@@ -678,52 +678,52 @@ static void h_export(srv_req *r)
     r->ctype = "application/json";
 }
 
-static void h_delete(srv_req *r)
+static void h_delete(pvg_srv_req *r)
 {
     const char *user = r->params[0];
-    pvg_store *s = srv_req_store(r);
+    pvg_store *s = pvg_srv_req_store(r);
     pvg_error e;
     pvg_error_clear(&e);
     int exists = pvg_store_user_exists(s, user, &e);
     if (exists == 0) {
-        srv_reply_error(r, 404, "not_found", "no data is held about this user");
+        pvg_srv_reply_error(r, 404, "not_found", "no data is held about this user");
         return;
     }
     if (exists < 0) {
-        srv_reply_status(r, "delete", (pvg_status)exists, &e);
+        pvg_srv_reply_status(r, "delete", (pvg_status)exists, &e);
         return;
     }
-    if (srv_audit(r, "delete", user, "DELETE /v1/users/{id}: crypto-shredding")) return;
+    if (pvg_srv_audit(r, "delete", user, "DELETE /v1/users/{id}: crypto-shredding")) return;
     pvg_status st = pvg_store_user_delete(s, user, &e);
     if (st != PVG_OK) {
-        srv_reply_status(r, "delete", st, &e);
+        pvg_srv_reply_status(r, "delete", st, &e);
         return;
     }
     unsigned char ps[PVG_PSEUDONYM_BYTES];
     pvg_store_pseudonym(s, user, ps);
     long long revoked = 0;
     (void)pvg_auth_revoke_user(s, ps, &revoked, NULL);
-    srv_authcache_clear(r->srv->authcache); /* the revocation takes effect at once */
-    srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
+    pvg_srv_authcache_clear(r->srv->authcache); /* the revocation takes effect at once */
+    pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
                                      "tokens_revoked", (json_int_t)revoked));
 }
 
-static void h_consent_get(srv_req *r)
+static void h_consent_get(pvg_srv_req *r)
 {
     const char *user = r->params[0];
     pvg_consent c;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = pvg_store_consent_get(srv_req_store(r), user, &c, &e);
+    pvg_status st = pvg_store_consent_get(pvg_srv_req_store(r), user, &c, &e);
     if (st == PVG_ERR_NOT_FOUND) {
-        srv_reply_error(r, 404, "not_found", "no data is held about this user");
+        pvg_srv_reply_error(r, 404, "not_found", "no data is held about this user");
         return;
     }
     if (st != PVG_OK) {
-        srv_reply_status(r, "consent", st, &e);
+        pvg_srv_reply_status(r, "consent", st, &e);
         return;
     }
-    srv_reply_json(r, 200,
+    pvg_srv_reply_json(r, 200,
                    json_pack("{s:s, s:b, s:b, s:[{s:s,s:s,s:b},{s:s,s:s,s:b}]}", "user", user,
                              "personalization", c.personalization, "analytics", c.analytics,
                              "purposes", "name", "personalization", "description",
@@ -733,14 +733,14 @@ static void h_consent_get(srv_req *r)
                              "granted", c.analytics));
 }
 
-static void h_consent_put(srv_req *r)
+static void h_consent_put(pvg_srv_req *r)
 {
     const char *user = r->params[0];
-    json_t *doc = srv_req_json(r);
+    json_t *doc = pvg_srv_req_json(r);
     if (!doc) return;
     if (!json_is_object(doc)) {
         json_decref(doc);
-        srv_reply_error(r, 400, "invalid",
+        pvg_srv_reply_error(r, 400, "invalid",
                         "request body: want {\"personalization\": bool, \"analytics\": bool}");
         return;
     }
@@ -748,14 +748,14 @@ static void h_consent_put(srv_req *r)
     json_t *val;
     json_object_foreach(doc, key, val) {
         if (strcmp(key, "personalization") != 0 && strcmp(key, "analytics") != 0) {
-            srv_reply_error(r, 400, "invalid", "request body: unknown field \"%.60s\"", key);
+            pvg_srv_reply_error(r, 400, "invalid", "request body: unknown field \"%.60s\"", key);
             json_decref(doc);
             return;
         }
     }
     json_t *p = json_object_get(doc, "personalization"), *a = json_object_get(doc, "analytics");
     if (!json_is_boolean(p) || !json_is_boolean(a)) {
-        srv_reply_error(r, 400, "invalid", "request body: field %s: want true or false",
+        pvg_srv_reply_error(r, 400, "invalid", "request body: field %s: want true or false",
                         !json_is_boolean(p) ? "personalization" : "analytics");
         json_decref(doc);
         return;
@@ -765,31 +765,31 @@ static void h_consent_put(srv_req *r)
     char detail[96];
     snprintf(detail, sizeof detail, "personalization=%s analytics=%s",
              c.personalization ? "on" : "off", c.analytics ? "on" : "off");
-    if (srv_audit(r, "consent_change", user, detail)) return;
+    if (pvg_srv_audit(r, "consent_change", user, detail)) return;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = pvg_store_consent_set(srv_req_store(r), user, &c, &e);
+    pvg_status st = pvg_store_consent_set(pvg_srv_req_store(r), user, &c, &e);
     if (st != PVG_OK) {
-        srv_reply_status(r, "consent", st, &e);
+        pvg_srv_reply_status(r, "consent", st, &e);
         return;
     }
-    srv_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "user", user, "personalization",
+    pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "user", user, "personalization",
                                      c.personalization, "analytics", c.analytics));
 }
 
 /* ---- pages ---- */
 
-static void h_page(srv_req *r)
+static void h_page(pvg_srv_req *r)
 {
-    const char *p = srv_routes()[r->route].pattern;
+    const char *p = pvg_srv_routes()[r->route].pattern;
     const char *name = strcmp(p, "/") == 0 ? "index.html"
                        : strcmp(p, "/shop") == 0 ? "shop.html"
                        : strcmp(p, "/portal") == 0 ? "portal.html"
                                                    : "dashboard.html";
-    srv_serve_static(r, name);
+    pvg_srv_serve_static(r, name);
 }
 
-static void h_static(srv_req *r)
+static void h_static(pvg_srv_req *r)
 {
-    srv_serve_static(r, r->params[0]);
+    pvg_srv_serve_static(r, r->params[0]);
 }

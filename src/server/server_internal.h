@@ -23,87 +23,87 @@ struct MHD_Connection;
 
 /* ---- access rules of a route ---- */
 enum {
-    SRV_PUBLIC = 1u << 0,  /* no credential needed */
-    SRV_ADMIN = 1u << 1,
-    SRV_ANALYST = 1u << 2,
-    SRV_USER = 1u << 3,    /* a user token; with SRV_OWN only for its own {id} */
-    SRV_OWN = 1u << 4      /* {id} must be the token's user (admins pass) */
+    PVG_SRV_PUBLIC = 1u << 0,  /* no credential needed */
+    PVG_SRV_ADMIN = 1u << 1,
+    PVG_SRV_ANALYST = 1u << 2,
+    PVG_SRV_USER = 1u << 3,    /* a user token; with PVG_SRV_OWN only for its own {id} */
+    PVG_SRV_OWN = 1u << 4      /* {id} must be the token's user (admins pass) */
 };
 
-#define SRV_MAX_PARAMS 2
-typedef struct srv_req srv_req;
-typedef void (*srv_handler)(srv_req *r);
+#define PVG_SRV_MAX_PARAMS 2
+typedef struct pvg_srv_req pvg_srv_req;
+typedef void (*pvg_srv_handler)(pvg_srv_req *r);
 
-typedef struct srv_route {
+typedef struct pvg_srv_route {
     const char *method;   /* "GET", "POST", "PUT", "DELETE" */
     const char *pattern;  /* "/v1/users/{id}/consent" */
     unsigned access;      /* SRV_* bits */
-    srv_handler handler;
+    pvg_srv_handler handler;
     const char *summary;
-} srv_route;
+} pvg_srv_route;
 
 /* The table (routes.c), terminated by a zero entry, and its length. */
-const srv_route *srv_routes(void);
-size_t srv_routes_count(void);
+const pvg_srv_route *pvg_srv_routes(void);
+size_t pvg_srv_routes_count(void);
 /* Matches method+path; returns route index, -1 no path matches, -2 the path
  * matches with another method (405). params receive the {..} segments
  * (borrowed copies into buf). */
-int srv_route_match(const char *method, const char *path, char params[SRV_MAX_PARAMS][256]);
+int pvg_srv_route_match(const char *method, const char *path, char params[PVG_SRV_MAX_PARAMS][256]);
 
 /* ---- metrics ---- */
-#define SRV_LAT_BUCKETS 13
-typedef struct srv_route_metrics {
+#define PVG_SRV_LAT_BUCKETS 13
+typedef struct pvg_srv_route_metrics {
     atomic_llong by_class[6];  /* index status/100 */
-    atomic_llong lat[SRV_LAT_BUCKETS + 1]; /* last: +Inf */
+    atomic_llong lat[PVG_SRV_LAT_BUCKETS + 1]; /* last: +Inf */
     atomic_llong lat_sum_us;
-} srv_route_metrics;
+} pvg_srv_route_metrics;
 
-typedef struct srv_metrics {
+typedef struct pvg_srv_metrics {
     size_t n_routes;           /* routes + 1 (unmatched) */
-    srv_route_metrics *routes;
+    pvg_srv_route_metrics *routes;
     atomic_llong auth_failures, rate_limited, audit_entries, audit_failures;
     atomic_llong recs_personal, recs_popular, cache_hits, events_accepted, events_rejected;
     atomic_llong model_reloads, model_reload_failures;
-} srv_metrics;
+} pvg_srv_metrics;
 
-int srv_metrics_init(srv_metrics *m, size_t n_routes);
-void srv_metrics_free(srv_metrics *m);
-void srv_metrics_observe(srv_metrics *m, int route, int status, double seconds);
+int pvg_srv_metrics_init(pvg_srv_metrics *m, size_t n_routes);
+void pvg_srv_metrics_free(pvg_srv_metrics *m);
+void pvg_srv_metrics_observe(pvg_srv_metrics *m, int route, int status, double seconds);
 /* Prometheus text; new string (free). */
-char *srv_metrics_render(pvg_server *srv);
-extern const double srv_lat_bounds[SRV_LAT_BUCKETS];
+char *pvg_srv_metrics_render(pvg_server *srv);
+extern const double pvg_srv_lat_bounds[PVG_SRV_LAT_BUCKETS];
 
 /* ---- rate limits (token buckets per credential id) ---- */
-typedef struct srv_bucket srv_bucket;
-typedef struct srv_ratelimit {
+typedef struct pvg_srv_bucket pvg_srv_bucket;
+typedef struct pvg_srv_ratelimit {
     pthread_mutex_t mu;
-    srv_bucket **table;
+    pvg_srv_bucket **table;
     size_t cap, n;
-} srv_ratelimit;
-int srv_ratelimit_init(srv_ratelimit *rl);
-void srv_ratelimit_free(srv_ratelimit *rl);
+} pvg_srv_ratelimit;
+int pvg_srv_ratelimit_init(pvg_srv_ratelimit *rl);
+void pvg_srv_ratelimit_free(pvg_srv_ratelimit *rl);
 /* 1 allowed; 0 refused with *retry_after_s set. rate 0: unlimited. */
-int srv_ratelimit_take(srv_ratelimit *rl, const char *key_id, double rate, double now,
+int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rate, double now,
                        double *retry_after_s);
 
 /* ---- the model in service ---- */
-typedef struct srv_catalog_entry {
+typedef struct pvg_srv_catalog_entry {
     char *title;
     double price;
-} srv_catalog_entry;
+} pvg_srv_catalog_entry;
 
-typedef struct srv_popular {
+typedef struct pvg_srv_popular {
     size_t n;
     int64_t *item_index;      /* model item indices, best first */
     int64_t *noisy_count;     /* the released noisy counts */
     double epsilon;
     int64_t release_id;
     char mechanism[48];
-} srv_popular;
+} pvg_srv_popular;
 
-typedef struct srv_cache srv_cache;
+typedef struct pvg_srv_cache pvg_srv_cache;
 
-typedef struct srv_model {
+typedef struct pvg_srv_model {
     atomic_long refs;
     pvg_model *model;
     long generation;
@@ -112,49 +112,49 @@ typedef struct srv_model {
     ino_t ino;
     int64_t mtime_ns;
     off_t size;
-    srv_catalog_entry *catalog; /* per model item index */
-    srv_popular popular;
+    pvg_srv_catalog_entry *catalog; /* per model item index */
+    pvg_srv_popular popular;
     int popular_ok;
     char popular_error[PVG_ERROR_TEXT_LEN + 8];
-    srv_cache *cache;
-} srv_model;
+    pvg_srv_cache *cache;
+} pvg_srv_model;
 
-srv_model *srv_model_acquire(pvg_server *srv); /* NULL when none; release after */
-void srv_model_release(srv_model *m);
+pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv); /* NULL when none; release after */
+void pvg_srv_model_release(pvg_srv_model *m);
 
 /* Recommendation cache of one model (user key + k -> items). */
-srv_cache *srv_cache_new(size_t entries);
-void srv_cache_free(srv_cache *c);
+pvg_srv_cache *pvg_srv_cache_new(size_t entries);
+void pvg_srv_cache_free(pvg_srv_cache *c);
 /* 1 hit (copies up to k into out, *n), 0 miss. */
-int srv_cache_get(srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
+int pvg_srv_cache_get(pvg_srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
                   size_t *n);
-void srv_cache_put(srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
+void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
                    size_t n);
 
 /* ---- audit writer (group commit) ---- */
-typedef struct srv_audit_item srv_audit_item;
-typedef struct srv_audit_writer {
+typedef struct pvg_srv_audit_item pvg_srv_audit_item;
+typedef struct pvg_srv_audit_writer {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
-    srv_audit_item *head, *tail;
+    pvg_srv_audit_item *head, *tail;
     long long enqueued, committed_upto; /* ticket numbers */
     int stop;
     pthread_t thread;
     int started;
     pvg_store *store;
-    srv_metrics *metrics;
-} srv_audit_writer;
-int srv_audit_writer_start(srv_audit_writer *w, pvg_store *store, srv_metrics *m);
+    pvg_srv_metrics *metrics;
+} pvg_srv_audit_writer;
+int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_srv_metrics *m);
 /* Appends and waits until committed. PVG_OK or the append error. */
-pvg_status srv_audit_log(srv_audit_writer *w, const char *actor, const char *action,
+pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
                          const char *subject, const char *detail);
 /* Appends without waiting: when the batch is committed (or failed), the
  * writer stores the result in *result, sets *done and calls
  * wake(wake_ctx) (outside its lock). Returns PVG_OK when queued. */
-pvg_status srv_audit_log_async(srv_audit_writer *w, const char *actor, const char *action,
+pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, const char *action,
                                const char *subject, const char *detail, int *done,
                                pvg_status *result, void (*wake)(void *), void *wake_ctx);
-void srv_audit_writer_stop(srv_audit_writer *w);
+void pvg_srv_audit_writer_stop(pvg_srv_audit_writer *w);
 
 /* ---- the server ---- */
 struct pvg_server {
@@ -174,7 +174,7 @@ struct pvg_server {
     /* model */
     pthread_mutex_t model_mu;   /* guards `model` pointer swaps */
     pthread_mutex_t reload_mu;  /* one reload at a time */
-    srv_model *model;
+    pvg_srv_model *model;
     long generation;
     pvg_store *reload_store;    /* the reload thread's own connection */
     pthread_t reload_thread;
@@ -185,20 +185,20 @@ struct pvg_server {
     int stopped;
     char last_reload_error[320];
 
-    srv_audit_writer audit;
-    struct srv_authcache *authcache;
+    pvg_srv_audit_writer audit;
+    struct pvg_srv_authcache *authcache;
     pvg_store *audit_store;
-    srv_metrics metrics;
-    srv_ratelimit rl;
+    pvg_srv_metrics metrics;
+    pvg_srv_ratelimit rl;
     atomic_long inflight;
     atomic_int draining;
 };
 
-pvg_store *srv_store_get(pvg_server *srv);
-void srv_store_put(pvg_server *srv, pvg_store *s);
+pvg_store *pvg_srv_store_get(pvg_server *srv);
+void pvg_srv_store_put(pvg_server *srv, pvg_store *s);
 
 /* ---- request context ---- */
-struct srv_req {
+struct pvg_srv_req {
     pvg_server *srv;
     struct MHD_Connection *conn;
     const char *method;
@@ -207,10 +207,10 @@ struct srv_req {
     size_t body_len, body_cap;
     int too_large;
     int route;
-    char params[SRV_MAX_PARAMS][256];
+    char params[PVG_SRV_MAX_PARAMS][256];
     pvg_principal who;
     char actor[48];            /* "key:<id>", "token:<id>" or "public" */
-    pvg_store *store;          /* checked out lazily by srv_req_store */
+    pvg_store *store;          /* checked out lazily by pvg_srv_req_store */
     double t0;
     /* the answer */
     int status;
@@ -228,44 +228,44 @@ struct srv_req {
 /* Queues an audit entry for the answer already prepared in r and suspends
  * the connection; the answer is sent once the entry is committed (or
  * replaced by a 503 if it cannot be). */
-void srv_audit_then_answer(srv_req *r, const char *action, const char *ext_user,
+void pvg_srv_audit_then_answer(pvg_srv_req *r, const char *action, const char *ext_user,
                            const char *detail);
 
 /* ---- credential cache (auth results for a short time, keyed by id) ---- */
-typedef struct srv_authcache srv_authcache;
-srv_authcache *srv_authcache_new(double ttl_s);
-void srv_authcache_free(srv_authcache *c);
-void srv_authcache_clear(srv_authcache *c);
+typedef struct pvg_srv_authcache pvg_srv_authcache;
+pvg_srv_authcache *pvg_srv_authcache_new(double ttl_s);
+void pvg_srv_authcache_free(pvg_srv_authcache *c);
+void pvg_srv_authcache_clear(pvg_srv_authcache *c);
 /* pvg_auth_check through the cache. */
-pvg_status srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
+pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
                           pvg_error *err);
 
-pvg_store *srv_req_store(srv_req *r);
-const char *srv_req_query(srv_req *r, const char *name);
+pvg_store *pvg_srv_req_store(pvg_srv_req *r);
+const char *pvg_srv_req_query(pvg_srv_req *r, const char *name);
 /* Sets a JSON answer (steals j). */
-void srv_reply_json(srv_req *r, int status, json_t *j);
+void pvg_srv_reply_json(pvg_srv_req *r, int status, json_t *j);
 /* Sets {"error": code, "message": msg} */
-void srv_reply_error(srv_req *r, int status, const char *code, const char *fmt, ...)
+void pvg_srv_reply_error(pvg_srv_req *r, int status, const char *code, const char *fmt, ...)
     PVG_PRINTF(4, 5);
-void srv_reply_status(srv_req *r, const char *what, pvg_status st, const pvg_error *err);
+void pvg_srv_reply_status(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err);
 /* Parses the body as JSON with the depth cap; on failure sets a 400 with
  * the byte position and returns NULL. */
-json_t *srv_req_json(srv_req *r);
+json_t *pvg_srv_req_json(pvg_srv_req *r);
 /* Audit an access to personal data; sets a 503 and returns non-zero if the
  * log cannot be written (nothing personal may be sent then). */
-int srv_audit(srv_req *r, const char *action, const char *ext_user, const char *detail);
+int pvg_srv_audit(pvg_srv_req *r, const char *action, const char *ext_user, const char *detail);
 
 /* Checks the JSON nesting depth of text; returns -1 when within max_depth,
  * else the byte offset where the limit was exceeded. */
-long long srv_json_depth_exceeded(const char *text, size_t len, int max_depth);
+long long pvg_srv_json_depth_exceeded(const char *text, size_t len, int max_depth);
 
-double srv_now(void);
+double pvg_srv_now(void);
 
 /* Handlers (routes.c) and static pages (web.c). */
-void srv_serve_static(srv_req *r, const char *name);
+void pvg_srv_serve_static(pvg_srv_req *r, const char *name);
 
 /* model_holder.c */
-pvg_status srv_model_init(pvg_server *srv, pvg_error *err);
-void srv_model_shutdown(pvg_server *srv);
+pvg_status pvg_srv_model_init(pvg_server *srv, pvg_error *err);
+void pvg_srv_model_shutdown(pvg_server *srv);
 
 #endif

@@ -20,10 +20,10 @@ static const struct {
     {".ico", "image/x-icon"},
 };
 
-void srv_serve_static(srv_req *r, const char *name)
+void pvg_srv_serve_static(pvg_srv_req *r, const char *name)
 {
     if (!r->srv->web_dir) {
-        srv_reply_error(r, 404, "not_found", "pages are not served (no web directory configured)");
+        pvg_srv_reply_error(r, 404, "not_found", "pages are not served (no web directory configured)");
         return;
     }
     size_t len = strlen(name);
@@ -39,14 +39,14 @@ void srv_serve_static(srv_req *r, const char *name)
         if (len > el && strcmp(name + len - el, TYPES[i].ext) == 0) ctype = TYPES[i].ctype;
     }
     if (!ok || !ctype) {
-        srv_reply_error(r, 404, "not_found", "no page asset \"%.100s\"", name);
+        pvg_srv_reply_error(r, 404, "not_found", "no page asset \"%.100s\"", name);
         return;
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", r->srv->web_dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        srv_reply_error(r, 404, "not_found", "no page asset \"%.100s\"", name);
+        pvg_srv_reply_error(r, 404, "not_found", "no page asset \"%.100s\"", name);
         return;
     }
     size_t cap = 1 << 16, n = 0;
@@ -71,7 +71,7 @@ void srv_serve_static(srv_req *r, const char *name)
     }
     fclose(f);
     if (!buf) {
-        srv_reply_error(r, 500, "internal", "cannot read page asset \"%.100s\"", name);
+        pvg_srv_reply_error(r, 500, "internal", "cannot read page asset \"%.100s\"", name);
         return;
     }
     free(r->out);

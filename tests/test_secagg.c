@@ -15,6 +15,7 @@
 #include <privguide/secagg.h>
 #include <privguide/shamir.h>
 
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -797,6 +798,53 @@ static void test_abort_each_round(void **state)
     sess_close(&S);
 }
 
+/* The federated path end to end: clients clip and quantise float vectors,
+ * the session sums them with a dropout, the server dequantises; the result
+ * matches the float sum of the survivors' clipped vectors within the
+ * rounding error (n / scale per coordinate). */
+static void test_quantized_sum(void **state)
+{
+    (void)state;
+    enum { N = 8, D = 50 };
+    const double clip = 1.0, scale = 65536.0;
+    session S;
+    sess_open(&S, N, N - 1, 5, D, 2024);
+    pvg_rng *q = pvg_rng_new_INSECURE_deterministic_for_tests(9);
+    float x[N][D];
+    size_t clipped_total = 0;
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < D; j++) x[i][j] = (float)(4.0 * pvg_rng_double(q) - 2.0);
+        size_t clipped = 0;
+        assert_int_equal(pvg_secagg_quantize(x[i], D, clip, scale, 32, N, q, S.x + i * D, &clipped,
+                                             NULL), PVG_OK);
+        clipped_total += clipped;
+    }
+    assert_true(clipped_total > 0); /* inputs in [-2, 2], clip 1: about half */
+    int live[N] = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (int r = 0; r < 4; r++) {
+        if (r == 2) live[3] = 0; /* client 3 drops before its masked input */
+        sess_round(&S, r, live, 1);
+        assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    }
+    uint32_t sum[D];
+    double back[D];
+    assert_int_equal(pvg_secagg_server_result(S.s, sum, NULL), PVG_OK);
+    size_t ns = pvg_secagg_server_survivors(S.s, NULL);
+    assert_int_equal(ns, N - 1);
+    assert_int_equal(pvg_secagg_dequantize(sum, D, 32, clip, scale, (uint32_t)ns, back, NULL), PVG_OK);
+    for (int j = 0; j < D; j++) {
+        double want = 0;
+        for (int i = 0; i < N; i++) {
+            if (i == 3) continue;
+            double v = x[i][j] > clip ? clip : x[i][j] < -clip ? -clip : x[i][j];
+            want += v;
+        }
+        assert_true(fabs(back[j] - want) <= (double)N / scale);
+    }
+    pvg_rng_free(q);
+    sess_close(&S);
+}
+
 static void test_quantize(void **state)
 {
     (void)state;
@@ -861,6 +909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fuzz_client),
         cmocka_unit_test(test_abort_each_round),
         cmocka_unit_test(test_quantize),
+        cmocka_unit_test(test_quantized_sum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -389,6 +389,9 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "quantile does not support --group-by");
     if (sp->kind == PVG_QUERY_HISTOGRAM && sp->group_by != PVG_QUERY_GROUP_NONE)
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "histogram groups by value bins; drop --group-by");
+    if ((sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) && sp->value == PVG_QUERY_VALUE_EVENTS)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "%s needs --value quantity or amount", pvg_query_kind_name(sp->kind));
     int needs_clamp = (sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN ||
                        sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) &&
                       sp->value != PVG_QUERY_VALUE_EVENTS;

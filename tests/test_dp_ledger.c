@@ -46,6 +46,29 @@ static void rm_store(char *dir)
     free(dir);
 }
 
+typedef struct ds_seen {
+    int n;
+    char names[4][16];
+    pvg_ledger_summary sums[4];
+} ds_seen;
+
+static int ds_cb(void *ctx, const char *dataset, const pvg_ledger_summary *sum)
+{
+    ds_seen *d = ctx;
+    if (d->n < 4) {
+        snprintf(d->names[d->n], sizeof d->names[0], "%s", dataset);
+        d->sums[d->n] = *sum;
+    }
+    d->n++;
+    return 0;
+}
+
+static int stop_cb(void *ctx, const pvg_ledger_release *r)
+{
+    (*(int *)ctx)++;
+    return 1;
+}
+
 static void ledger_basics(void **state)
 {
     char *dir = make_store();
@@ -80,6 +103,20 @@ static void ledger_basics(void **state)
     assert_int_equal(pvg_ledger_charge(s, "", "q", "m", 0.1, 0, NULL, &err), PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_set_budget(s, "x", 1, 1.5, &err), PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_summary_get(s, "nothing", &sum, &err), PVG_ERR_NOT_FOUND);
+    /* listings: datasets in name order with their sums; a callback may stop */
+    assert_int_equal(pvg_ledger_set_budget(s, "x", 2, 0, &err), PVG_OK);
+    ds_seen d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(pvg_ledger_datasets_foreach(s, ds_cb, &d, &err), PVG_OK);
+    assert_int_equal(d.n, 3);
+    assert_string_equal(d.names[0], "shop");
+    assert_string_equal(d.names[1], "tenths");
+    assert_string_equal(d.names[2], "x");
+    assert_true(d.sums[0].releases == 3 && fabs(d.sums[0].spent_epsilon - 0.9) < 1e-12);
+    assert_true(d.sums[1].releases == 10 && d.sums[2].releases == 0);
+    int seen = 0;
+    assert_int_equal(pvg_ledger_releases_foreach(s, "shop", stop_cb, &seen, &err), PVG_ERR_ABORTED);
+    assert_int_equal(seen, 1);
     pvg_store_close(s);
     /* persisted across connections */
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);

@@ -109,6 +109,16 @@ static int pld_single(double q, double s, double h, int add, pld *out, pvg_error
     return 0;
 }
 
+static void pld_truncate(pld *a);
+
+/* the single-step pmf, with its negligible tails folded pessimistically */
+static int pld_single_trunc(double q, double s, double h, int add, pld *out, pvg_error *err)
+{
+    int rc = pld_single(q, s, h, add, out, err);
+    if (rc == 0) pld_truncate(out);
+    return rc;
+}
+
 /* in-place radix-2 FFT of size n (power of two); inverse when inv. */
 static void fft(double complex *a, size_t n, int inv, const double complex *w)
 {
@@ -251,7 +261,7 @@ static pvg_status pld_build(double q, double sigma, long long steps, double h, p
 {
     for (int add = 0; add < 2; add++) {
         pld one = {0};
-        if (pld_single(q, sigma, h, add, &one, err)) {
+        if (pld_single_trunc(q, sigma, h, add, &one, err)) {
             if (add) pld_free(&out[0]);
             return err ? err->code : PVG_ERR_NOMEM;
         }

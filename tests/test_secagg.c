@@ -224,6 +224,25 @@ static void test_exact_thousand(void **state)
     run_sim(n, 12, 5, 8, 32, 0.3, 72, 1);
 }
 
+/* The threaded unmasking (slices aligned to ChaCha20 blocks, an odd length
+ * so the last slice is short) gives the exact sum, for 1 to 5 threads. */
+static void test_server_threads(void **state)
+{
+    (void)state;
+    for (unsigned th = 1; th <= 5; th++)
+        for (unsigned bits = 32; bits <= 64; bits += 32) {
+            pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(300 + th + bits);
+            pvg_secagg_sim_options o = {.params = {.n = 12, .k = 11, .t = 7, .d = 1037, .bits = bits},
+                                        .dropout = 0.34, .rng = rng, .server_threads = th};
+            pvg_secagg_sim_result r;
+            pvg_error err;
+            if (pvg_secagg_simulate(&o, &r, &err) != PVG_OK) fail_msg("%s", err.text);
+            assert_true(r.exact);
+            pvg_secagg_sim_result_clear(&r);
+            pvg_rng_free(rng);
+        }
+}
+
 static void test_given_inputs(void **state)
 {
     (void)state;
@@ -899,6 +918,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exact_small),
         cmocka_unit_test(test_exact_dropouts_every_round),
         cmocka_unit_test(test_exact_thousand),
+        cmocka_unit_test(test_server_threads),
         cmocka_unit_test(test_given_inputs),
         cmocka_unit_test(test_abort_below_threshold),
         cmocka_unit_test(test_masked_input_uniform),

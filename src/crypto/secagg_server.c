@@ -404,20 +404,22 @@ static pvg_status finish(pvg_secagg_server *s, pvg_error *err)
         if ((size_t)T * align * 4 > d) T = 1;
         mask_job jobs[64];
         pthread_t tids[64];
-        size_t chunk = ((d + T - 1) / T + align - 1) / align * align;
-        unsigned started = 0;
-        for (unsigned i = 0; i < T; i++) {
+        int joined[64] = {0};
+        size_t chunk = ((d + T - 1) / T + align - 1) / align * align; /* block-aligned slices */
+        unsigned nj = 0;
+        for (unsigned i = 0; i < T && (size_t)i * chunk < d; i++, nj++) {
             size_t lo = (size_t)i * chunk, hi = lo + chunk < d ? lo + chunk : d;
-            if (lo >= d) break;
             jobs[i] = (mask_job){s, seeds, signs, it, lo, hi};
-            if (i == 0 || pthread_create(&tids[i], NULL, mask_worker, &jobs[i]) != 0) {
-                if (i != 0) { mask_worker(&jobs[i]); tids[i] = 0; }
-            }
-            started = i + 1;
+        }
+        /* slices 1.. on worker threads (inline if a thread cannot start),
+         * slice 0 on this thread */
+        for (unsigned i = 1; i < nj; i++) {
+            if (pthread_create(&tids[i], NULL, mask_worker, &jobs[i]) == 0) joined[i] = 1;
+            else mask_worker(&jobs[i]);
         }
         mask_worker(&jobs[0]);
-        for (unsigned i = 1; i < started; i++)
-            if (tids[i]) pthread_join(tids[i], NULL);
+        for (unsigned i = 1; i < nj; i++)
+            if (joined[i]) pthread_join(tids[i], NULL);
     }
     sodium_free(seeds);
     free(signs);

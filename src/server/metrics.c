@@ -88,7 +88,7 @@ static int ledger_row(void *ctx, const char *dataset, const pvg_ledger_summary *
     return 0;
 }
 
-char *pvg_srv_metrics_render(pvg_server *srv)
+char *pvg_srv_metrics_render(pvg_server *srv, int with_store)
 {
     buf b = {malloc(8192), 0, 8192, 0};
     if (!b.p) return NULL;
@@ -174,7 +174,7 @@ char *pvg_srv_metrics_render(pvg_server *srv)
             pvg_server_model_generation(srv));
     pvg_store *s = pvg_srv_store_get(srv);
     pvg_store_counts c;
-    if (pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
+    if (with_store && pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
         bprintf(&b, "# HELP privguide_store_users Users held.\n# TYPE privguide_store_users gauge\n"
                     "privguide_store_users %lld\n",
                 c.users);

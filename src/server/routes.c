@@ -47,7 +47,10 @@ static const pvg_srv_route ROUTES[] = {
     {"GET", "/v1/stats", OPS, h_stats, "data volume, budgets, model, evaluation, request rates"},
     {"POST", "/v1/events", PVG_SRV_ADMIN | PVG_SRV_USER, h_events, "record a batch of events"},
     {"GET", "/v1/users/{id}/recommendations", OWN, h_recommend, "recommendations for a user"},
-    {"GET", "/v1/items/{id}/similar", ANYONE, h_similar, "items similar to an item"},
+    /* similar items come from the (non-DP) model: the operator's own service to
+     * shoppers, not an analyst's aggregate */
+    {"GET", "/v1/items/{id}/similar", PVG_SRV_ADMIN | PVG_SRV_USER, h_similar,
+     "items similar to an item"},
     {"GET", "/v1/items/popular", ANYONE, h_popular, "the DP popular list"},
     {"GET", "/v1/users/{id}/data", OWN, h_export, "export everything held about a user"},
     {"DELETE", "/v1/users/{id}", OWN, h_delete, "erase a user (crypto-shredding)"},
@@ -168,7 +171,7 @@ static void h_healthz(pvg_srv_req *r)
 
 static void h_metrics(pvg_srv_req *r)
 {
-    char *text = pvg_srv_metrics_render(r->srv);
+    char *text = pvg_srv_metrics_render(r->srv, r->who.role == PVG_ROLE_ADMIN);
     if (!text) {
         pvg_srv_reply_error(r, 500, "internal", "cannot render metrics");
         return;
@@ -245,10 +248,16 @@ static void h_stats(pvg_srv_req *r)
         pvg_srv_reply_status(r, "store counts", st, &e);
         return;
     }
-    json_object_set_new(o, "store",
-                        json_pack("{s:I, s:I, s:I, s:I}", "users", (json_int_t)c.users, "items",
-                                  (json_int_t)c.items, "events", (json_int_t)c.events,
-                                  "anonymous_rows", (json_int_t)c.anonymous_rows));
+    /* exact counts of shoppers and events are for the operator (admin) only:
+     * an analyst gets differentially private answers, never exact totals */
+    int admin = r->who.role == PVG_ROLE_ADMIN;
+    if (admin)
+        json_object_set_new(o, "store",
+                            json_pack("{s:I, s:I, s:I, s:I}", "users", (json_int_t)c.users, "items",
+                                      (json_int_t)c.items, "events", (json_int_t)c.events,
+                                      "anonymous_rows", (json_int_t)c.anonymous_rows));
+    else
+        json_object_set_new(o, "store", json_pack("{s:I}", "items", (json_int_t)c.items));
     json_t *budgets = json_array();
     (void)pvg_ledger_datasets_foreach(s, ledger_json, budgets, NULL);
     json_object_set_new(o, "budgets", budgets);
@@ -257,7 +266,8 @@ static void h_stats(pvg_srv_req *r)
         json_t *mj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "type",
                                pvg_model_type_name(pvg_model_type_of(m->model)), "items",
                                (json_int_t)pvg_model_n_items(m->model), "users",
-                               (json_int_t)pvg_model_n_users(m->model), "generation",
+                               (json_int_t)(admin ? (json_int_t)pvg_model_n_users(m->model) : -1),
+                               "generation",
                                (json_int_t)m->generation, "loaded_at", (json_int_t)m->loaded_at,
                                "path", r->srv->model_path);
         if (m->popular_ok)

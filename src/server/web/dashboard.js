@@ -14,8 +14,10 @@
   const fmt = (x, d) => (typeof x === 'number' ? x.toFixed(d) : String(x));
 
   function render(s) {
-    $('volume').replaceChildren(kpi('users', s.store.users), kpi('items', s.store.items),
-      kpi('events', s.store.events), kpi('anonymous rows', s.store.anonymous_rows));
+    // exact shopper and event counts are shown to admins only (analysts get DP answers)
+    const exact = (v) => (v === undefined ? 'admin only' : v);
+    $('volume').replaceChildren(kpi('users', exact(s.store.users)), kpi('items', s.store.items),
+      kpi('events', exact(s.store.events)), kpi('anonymous rows', exact(s.store.anonymous_rows)));
     const rows = [PVG.el('tr', {}, ...['dataset', 'ε spent', 'ε total', 'ε left', 'δ spent', 'releases', ''].map((h) => PVG.el('th', {}, h)))];
     for (const b of s.budgets) {
       const frac = b.total_epsilon > 0 ? Math.min(1, b.spent_epsilon / b.total_epsilon) : 1;
@@ -27,7 +29,7 @@
     if (!s.budgets.length) rows.push(PVG.el('tr', {}, PVG.el('td', { colspan: '7', class: 'muted' }, 'no budget set (privguide dp budget set)')));
     $('budgets').replaceChildren(...rows);
     const m = s.model;
-    $('model').textContent = m ? (m.type + ' model, ' + m.items + ' items, ' + m.users + ' users, generation ' + m.generation +
+    $('model').textContent = m ? (m.type + ' model, ' + m.items + ' items, ' + (m.users >= 0 ? m.users + ' users, ' : '') + 'generation ' + m.generation +
       ', loaded ' + new Date(m.loaded_at * 1000).toISOString() +
       (m.popular_release ? '; DP popular list: ε ' + m.popular_release.epsilon + ' (' + m.popular_release.mechanism + ')' : '; popular list: ' + (m.popular_error || 'none'))) : 'no model in service';
     const ev = s.evaluation;

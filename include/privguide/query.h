@@ -96,7 +96,7 @@ typedef struct pvg_query_result {
     double noise_scale;          /* value noise: Laplace b or Gaussian sigma */
     double epsilon, delta;       /* charged */
     int64_t release_id;          /* ledger id */
-    long long users;             /* users read (with analytics consent) */
+    long long users;             /* users read (with analytics consent); exact, not a DP figure: never printed by the CLI */
     long long groups_seen;       /* groups before selection (not a DP figure: never printed by the CLI) */
     long selection_threshold;    /* partition selection: noisy users needed, or 0 */
     long max_contributions, max_groups;

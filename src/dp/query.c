@@ -146,6 +146,7 @@ static void gt_free(gtable *t)
 typedef struct catmap {
     int64_t *ids;
     char **cats;
+    long *gidx; /* group index of the slot's category, -1 until first used */
     size_t cap, n;
 } catmap;
 
@@ -190,8 +191,21 @@ static const char *cm_get(const catmap *m, int64_t id)
     return "(none)";
 }
 
+/* slot of an item id, or -1 */
+static long cm_slot(const catmap *m, int64_t id)
+{
+    if (!m->cap || id == 0) return -1;
+    size_t h = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
+    while (m->ids[h]) {
+        if (m->ids[h] == id) return (long)h;
+        h = (h + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
 static void cm_free(catmap *m)
 {
+    free(m->gidx);
     for (size_t i = 0; i < m->cap; i++) free(m->cats[i]);
     free(m->ids);
     free(m->cats);
@@ -223,6 +237,7 @@ typedef struct qctx {
     size_t nv, vcap;
     long long users;
     int oom;
+    int cat_fast; /* category grouping with the item -> group cache */
     char keybuf[64];
 } qctx;
 
@@ -288,7 +303,14 @@ static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
             if (!(e->fields & field)) continue;
             v = clampd(field == PVG_FIELD_AMOUNT ? e->amount : e->quantity, sp->clamp_lo, sp->clamp_hi);
         }
-        long g = gt_get(&q->gt, group_key(q, e, v));
+        long g;
+        long cs = q->cat_fast ? cm_slot(&q->cats, e->item_id) : -1;
+        if (cs >= 0) { /* category grouping: item -> group index cached */
+            if (q->cats.gidx[cs] < 0) q->cats.gidx[cs] = gt_get(&q->gt, q->cats.cats[cs]);
+            g = q->cats.gidx[cs];
+        } else {
+            g = gt_get(&q->gt, group_key(q, e, v));
+        }
         if (g < 0) { q->oom = 1; return 1; }
         grp *gg = &q->gt.g[g];
         if (gg->stamp != stamp) {
@@ -446,6 +468,12 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
         sp->kind != PVG_QUERY_HISTOGRAM) {
         st = pvg_store_items_foreach(s, cm_item_cb, &q.cats, err);
         if (st != PVG_OK) goto done;
+        if (q.cats.cap) {
+            q.cats.gidx = malloc(q.cats.cap * sizeof *q.cats.gidx);
+            if (!q.cats.gidx) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+            for (size_t i = 0; i < q.cats.cap; i++) q.cats.gidx[i] = -1;
+            q.cat_fast = 1;
+        }
     }
     st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, user_cb, &q, err);
     if (q.oom) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory while aggregating");

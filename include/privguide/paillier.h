@@ -92,7 +92,7 @@ void pvg_paillier_priv_free(pvg_paillier_priv *priv); /* wipes; NULL ok */
 /* The public half of a private key (borrowed; lives as long as priv). */
 const pvg_paillier_pub *pvg_paillier_priv_pub(const pvg_paillier_priv *priv);
 
-/* Size of n in bits. */
+/* Size of n in bits. Thread-safe. */
 unsigned pvg_paillier_pub_bits(const pvg_paillier_pub *pub);
 
 /* 1 when both keys have the same n. */
@@ -132,7 +132,9 @@ pvg_paillier_ct *pvg_paillier_ct_new(const pvg_paillier_pub *pub);
 void pvg_paillier_ct_free(pvg_paillier_ct *ct); /* NULL ok */
 /* Copies src into dst (same key required: PVG_ERR_CRYPTO). */
 pvg_status pvg_paillier_ct_copy(pvg_paillier_ct *dst, const pvg_paillier_ct *src, pvg_error *err);
+/* The base-16 exponent of the encrypted number (value = mantissa * 16^e). */
 int pvg_paillier_ct_exponent(const pvg_paillier_ct *ct);
+/* The key the ciphertext is under (borrowed). */
 const pvg_paillier_pub *pvg_paillier_ct_pub(const pvg_paillier_ct *ct);
 
 /* Sets a ciphertext from its decimal text and exponent, checking that c is

@@ -48,11 +48,13 @@ int pvg_dp_bernoulli(pvg_rng *rng, uint64_t num, uint64_t den);
 int pvg_dp_bernoulli_exp(pvg_rng *rng, uint64_t num, uint64_t den);
 
 /* X >= 0 with P(X = x) proportional to exp(-x * den / num), i.e. a geometric
- * variable with success probability 1 - exp(-den/num). num, den > 0. */
+ * variable with success probability 1 - exp(-den/num). num, den > 0, same
+ * bounds as the discrete Laplace. */
 uint64_t pvg_dp_geometric(pvg_rng *rng, uint64_t num, uint64_t den);
 
 /* Discrete Laplace of scale b = num/den: P(X = x) proportional to
- * exp(-|x| / b) on the integers (CKS Alg. 2). num, den > 0, num < 2^62. */
+ * exp(-|x| / b) on the integers (CKS Alg. 2). num, den > 0, num < 2^62,
+ * b <= 2^40 (beyond, the far tail saturates at 2^63 - 1). */
 int64_t pvg_dp_discrete_laplace(pvg_rng *rng, uint64_t num, uint64_t den);
 
 /* Discrete Gaussian of variance parameter sigma^2 = num/den: P(X = x)

@@ -15,6 +15,7 @@
 #include "dp/dp_internal.h"
 
 #include <gmp.h>
+#include <stdint.h>
 
 
 /* Uniform in [0, bound) for a 128-bit bound > 0 (rejection on masked bits). */
@@ -77,30 +78,40 @@ int pvg_dp_bernoulli_exp(pvg_rng *rng, uint64_t num, uint64_t den)
 
 /* X >= 0 with P(X = x) proportional to exp(-x / t), t >= 1 integer
  * (CKS Alg. 2 inner part): U uniform in [0,t) accepted w.p. exp(-U/t), V the
- * number of exp(-1) successes before the first failure, X = U + t V. */
-static uint64_t geometric_unit(pvg_rng *rng, uint64_t t)
+ * number of exp(-1) successes before the first failure, X = U + t V, kept in
+ * 128 bits (t < 2^63, V < 2^64). */
+static u128 geometric_unit(pvg_rng *rng, uint64_t t)
 {
     for (;;) {
         uint64_t u = pvg_rng_uniform(rng, t);
         if (!pvg_dp_bernoulli_exp(rng, u, t)) continue;
         uint64_t v = 0;
         while (bern_exp_le1(rng, 1, 1)) v++;
-        return u + t * v;
+        return (u128)u + (u128)t * v;
     }
+}
+
+/* floor(x / den) as a 64-bit value; saturates at 2^63 - 1, reached only when
+ * V exceeds 2^63 den / t: for a scale t/den <= 2^40 (the bound of dp.h) that
+ * is V > 2^23, probability exp(-2^23). */
+static uint64_t div_sat(u128 x, uint64_t den)
+{
+    u128 y = x / den;
+    return y > (u128)INT64_MAX ? (uint64_t)INT64_MAX : (uint64_t)y;
 }
 
 uint64_t pvg_dp_geometric(pvg_rng *rng, uint64_t num, uint64_t den)
 {
     /* P(X=x) ∝ exp(-x/num) for X; floor(X/den) then ∝ exp(-y den/num). */
     if (num == 0 || den == 0) return 0;
-    return geometric_unit(rng, num) / den;
+    return div_sat(geometric_unit(rng, num), den);
 }
 
 int64_t pvg_dp_discrete_laplace(pvg_rng *rng, uint64_t num, uint64_t den)
 {
     if (num == 0 || den == 0) return 0;
     for (;;) {
-        uint64_t y = geometric_unit(rng, num) / den;
+        uint64_t y = div_sat(geometric_unit(rng, num), den);
         int neg = (int)(pvg_rng_u64(rng) & 1);
         if (neg && y == 0) continue; /* -0 would double the mass at zero */
         return neg ? -(int64_t)y : (int64_t)y;

@@ -886,6 +886,48 @@ static void test_auth_failure_limit(void **state)
     pvg_server_free(srv2);
 }
 
+/* A server charging a dataset without a budget serves no popular list (503
+ * saying why) until the operator sets one; then the list is released
+ * without a restart. */
+static void test_popular_waits_for_budget(void **state)
+{
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.port = 0;
+    o.dataset = "later";
+    o.popular_k = 5;
+    o.reload_ms = 50; /* retry every 0.5 s */
+    o.allow_insecure_rng = 1;
+    pvg_server *srv2 = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_server_start(&o, &srv2, &err), PVG_OK);
+    int port1 = E.port;
+    E.port = pvg_server_port(srv2);
+    json_t *j = expect("GET", "/v1/items/popular", E.admin, NULL, 503);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "budget"));
+    json_decref(j);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
+    assert_int_equal(pvg_ledger_set_budget(s, "later", 2.0, 0, NULL), PVG_OK);
+    pvg_store_close(s);
+    int status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) {
+        resp r;
+        assert_int_equal(http("GET", "/v1/items/popular?k=2", E.admin, NULL, &r), 0);
+        status = r.status;
+        resp_free(&r);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(status, 200);
+    E.port = port1;
+    pvg_server_free(srv2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -901,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_openapi_matches_routes),
         cmocka_unit_test(test_pages),
         cmocka_unit_test(test_model_reload),
+        cmocka_unit_test(test_popular_waits_for_budget), /* after the dp_release counts */
         cmocka_unit_test(test_audit_chain_and_tamper),
         cmocka_unit_test(test_fuzz), /* last: it may erase users */
     };

@@ -136,8 +136,13 @@ static void model_destroy(pvg_srv_model *m)
         for (size_t i = 0; i < n; i++) free(m->catalog[i].title);
         free(m->catalog);
     }
-    free(m->popular.item_index);
-    free(m->popular.noisy_count);
+    pvg_srv_popular *p = atomic_load(&m->popular);
+    if (p) {
+        free(p->item_index);
+        free(p->noisy_count);
+        free(p);
+    }
+    pthread_mutex_destroy(&m->popular_mu);
     pvg_srv_cache_free(m->cache);
     pvg_model_free(m->model);
     free(m);
@@ -197,7 +202,8 @@ static const char POPULAR_SCHEMA[] =
 
 static const char MECHANISM[] = "exponential-mechanism-top-k";
 
-static pvg_status popular_from_json(pvg_srv_model *m, const char *text, pvg_error *err)
+static pvg_status popular_from_json(pvg_srv_model *m, pvg_srv_popular *p, const char *text,
+                                    pvg_error *err)
 {
     json_error_t je;
     json_t *a = json_loads(text, 0, &je);
@@ -206,16 +212,16 @@ static pvg_status popular_from_json(pvg_srv_model *m, const char *text, pvg_erro
         return pvg_error_set(err, PVG_ERR_CORRUPT, "stored popular release is not a JSON array");
     }
     size_t n = json_array_size(a);
-    m->popular.item_index = calloc(n ? n : 1, sizeof(int64_t));
-    if (!m->popular.item_index) {
+    p->item_index = calloc(n ? n : 1, sizeof(int64_t));
+    if (!p->item_index) {
         json_decref(a);
         return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
-    m->popular.n = 0;
+    p->n = 0;
     for (size_t i = 0; i < n; i++) {
         const char *id = json_string_value(json_array_get(a, i));
         int64_t ix = id ? pvg_model_item_index(m->model, id) : -1;
-        if (ix >= 0) m->popular.item_index[m->popular.n++] = ix;
+        if (ix >= 0) p->item_index[p->n++] = ix;
     }
     json_decref(a);
     return PVG_OK;
@@ -225,7 +231,8 @@ static pvg_status popular_from_json(pvg_srv_model *m, const char *text, pvg_erro
  * by distinct-user counts, chosen by k rounds of the exponential mechanism
  * (pvg_dp_top_k; a shopper changes every count by at most 1, so the
  * utility sensitivity is 1), charged once to the ledger. */
-static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *m, pvg_error *err)
+static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *m,
+                                  pvg_srv_popular *p, pvg_error *err)
 {
     const unsigned char *fp = pvg_model_fingerprint(m->model);
     size_t n_items = pvg_model_n_items(m->model);
@@ -247,10 +254,10 @@ static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *
     sqlite3_bind_double(q, 4, eps);
     rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
-        st = popular_from_json(m, (const char *)sqlite3_column_text(q, 0), err);
-        m->popular.release_id = sqlite3_column_int64(q, 1);
-        m->popular.epsilon = eps;
-        snprintf(m->popular.mechanism, sizeof m->popular.mechanism, "%s", MECHANISM);
+        st = popular_from_json(m, p, (const char *)sqlite3_column_text(q, 0), err);
+        p->release_id = sqlite3_column_int64(q, 1);
+        p->epsilon = eps;
+        snprintf(p->mechanism, sizeof p->mechanism, "%s", MECHANISM);
         sqlite3_finalize(q);
         return st;
     }
@@ -327,13 +334,45 @@ static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *
         pvg_status ast = pvg_audit_append(s, &ar, NULL, NULL);
         if (ast == PVG_OK) atomic_fetch_add(&srv->metrics.audit_entries, 1);
         else atomic_fetch_add(&srv->metrics.audit_failures, 1);
-        st = popular_from_json(m, text, err);
-        m->popular.release_id = release_id;
-        m->popular.epsilon = eps;
-        snprintf(m->popular.mechanism, sizeof m->popular.mechanism, "%s", MECHANISM);
+        st = popular_from_json(m, p, text, err);
+        p->release_id = release_id;
+        p->epsilon = eps;
+        snprintf(p->mechanism, sizeof p->mechanism, "%s", MECHANISM);
     }
     free(text);
     return st;
+}
+
+/* Tries to release the popular list of m and publishes it; records the
+ * reason when it cannot (no budget, budget spent, ...). */
+static void popular_try(pvg_server *srv, pvg_srv_model *m)
+{
+    pvg_error perr;
+    pvg_error_clear(&perr);
+    pvg_srv_popular *p = calloc(1, sizeof *p);
+    pvg_status st = p ? popular_release(srv, srv->reload_store, m, p, &perr) : PVG_ERR_NOMEM;
+    pthread_mutex_lock(&m->popular_mu);
+    m->popular_tried = pvg_srv_now();
+    if (st == PVG_OK) {
+        atomic_store(&m->popular, p);
+        m->popular_error[0] = 0;
+    } else {
+        snprintf(m->popular_error, sizeof m->popular_error, "%s",
+                 perr.text[0] ? perr.text : pvg_strerror(st));
+    }
+    pthread_mutex_unlock(&m->popular_mu);
+    if (st != PVG_OK && p) {
+        free(p->item_index);
+        free(p->noisy_count);
+        free(p);
+    }
+}
+
+void pvg_srv_model_popular_error(pvg_srv_model *m, char *buf, size_t len)
+{
+    pthread_mutex_lock(&m->popular_mu);
+    snprintf(buf, len, "%s", m->popular_error[0] ? m->popular_error : "not released yet");
+    pthread_mutex_unlock(&m->popular_mu);
 }
 
 /* ---- loading and reloading ------------------------------------------------- */
@@ -375,6 +414,8 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
         return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
     }
     atomic_init(&m->refs, 1);
+    atomic_init(&m->popular, NULL);
+    pthread_mutex_init(&m->popular_mu, NULL);
     m->dev = sb.st_dev;
     m->ino = sb.st_ino;
     m->mtime_ns = stat_mtime_ns(&sb);
@@ -395,15 +436,7 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
         m->cache = pvg_srv_cache_new((size_t)srv->opt.cache_entries);
         if (!m->cache) st = pvg_error_set(err, PVG_ERR_NOMEM, "model cache: out of memory");
     }
-    if (st == PVG_OK) {
-        pvg_error perr;
-        pvg_error_clear(&perr);
-        pvg_status pst = popular_release(srv, srv->reload_store, m, &perr);
-        m->popular_ok = pst == PVG_OK;
-        if (!m->popular_ok)
-            snprintf(m->popular_error, sizeof m->popular_error, "%s",
-                     perr.text[0] ? perr.text : pvg_strerror(pst));
-    }
+    if (st == PVG_OK) popular_try(srv, m);
     if (st != PVG_OK) {
         atomic_fetch_add(&srv->metrics.model_reload_failures, 1);
         snprintf(srv->last_reload_error, sizeof srv->last_reload_error, "%s",
@@ -441,6 +474,20 @@ static void *reload_main(void *arg)
         pvg_error e;
         pvg_error_clear(&e);
         (void)pvg_server_reload_model(srv, &e); /* a failed load keeps the previous model */
+        /* a model without its popular list (e.g. no budget yet) retries every ten
+         * reload periods (10 s by default) */
+        pvg_srv_model *m = pvg_srv_model_acquire(srv);
+        if (m && !atomic_load(&m->popular)) {
+            pthread_mutex_lock(&m->popular_mu);
+            int due = pvg_srv_now() - m->popular_tried >= srv->opt.reload_ms * 10 / 1000.0;
+            pthread_mutex_unlock(&m->popular_mu);
+            if (due) {
+                pthread_mutex_lock(&srv->reload_mu);
+                popular_try(srv, m);
+                pthread_mutex_unlock(&srv->reload_mu);
+            }
+        }
+        pvg_srv_model_release(m);
         pthread_mutex_lock(&srv->stop_mu);
     }
     pthread_mutex_unlock(&srv->stop_mu);

@@ -270,14 +270,17 @@ static void h_stats(pvg_srv_req *r)
                                "generation",
                                (json_int_t)m->generation, "loaded_at", (json_int_t)m->loaded_at,
                                "path", r->srv->model_path);
-        if (m->popular_ok)
+        pvg_srv_popular *pop = atomic_load(&m->popular);
+        if (pop) {
             json_object_set_new(mj, "popular_release",
-                                json_pack("{s:I, s:f, s:s, s:I}", "items",
-                                          (json_int_t)m->popular.n, "epsilon", m->popular.epsilon,
-                                          "mechanism", m->popular.mechanism, "release_id",
-                                          (json_int_t)m->popular.release_id));
-        else
-            json_object_set_new(mj, "popular_error", json_string(m->popular_error));
+                                json_pack("{s:I, s:f, s:s, s:I}", "items", (json_int_t)pop->n,
+                                          "epsilon", pop->epsilon, "mechanism", pop->mechanism,
+                                          "release_id", (json_int_t)pop->release_id));
+        } else {
+            char why[PVG_ERROR_TEXT_LEN + 8];
+            pvg_srv_model_popular_error(m, why, sizeof why);
+            json_object_set_new(mj, "popular_error", json_string(why));
+        }
         json_object_set_new(o, "model", mj);
     } else {
         json_object_set_new(o, "model", json_null());
@@ -517,18 +520,32 @@ static void h_events(pvg_srv_req *r)
 
 /* ---- recommendations and items ---- */
 
-static void popular_answer(pvg_srv_req *r, pvg_srv_model *m, size_t k, json_t *o)
+static void popular_answer(pvg_srv_req *r, pvg_srv_model *m, const pvg_srv_popular *p, size_t k,
+                           json_t *o)
 {
     json_t *items = json_array();
-    size_t n = m->popular.n < k ? m->popular.n : k;
+    size_t n = p->n < k ? p->n : k;
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(items, item_json(m, m->popular.item_index[i],
-                                               (double)(m->popular.n - i) / (double)m->popular.n));
+        json_array_append_new(items,
+                              item_json(m, p->item_index[i], (double)(p->n - i) / (double)p->n));
     json_object_set_new(o, "items", items);
     json_object_set_new(o, "release",
                         json_pack("{s:s, s:f, s:s, s:I}", "dataset", r->srv->dataset, "epsilon",
-                                  m->popular.epsilon, "mechanism", m->popular.mechanism,
-                                  "release_id", (json_int_t)m->popular.release_id));
+                                  p->epsilon, "mechanism", p->mechanism, "release_id",
+                                  (json_int_t)p->release_id));
+}
+
+/* The model's popular list, or NULL with a 503 naming why there is none. */
+static const pvg_srv_popular *need_popular(pvg_srv_req *r, pvg_srv_model *m)
+{
+    const pvg_srv_popular *p = atomic_load(&m->popular);
+    if (!p) {
+        char why[PVG_ERROR_TEXT_LEN + 8];
+        pvg_srv_model_popular_error(m, why, sizeof why);
+        pvg_srv_reply_error(r, 503, "no_popular_list",
+                            "no DP popular list for this model build: %s", why);
+    }
+    return p;
 }
 
 static void h_recommend(pvg_srv_req *r)
@@ -584,16 +601,15 @@ static void h_recommend(pvg_srv_req *r)
         json_object_set_new(o, "items", items);
         atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
     } else {
-        if (!m->popular_ok) {
+        const pvg_srv_popular *pop = need_popular(r, m);
+        if (!pop) {
             json_decref(o);
-            pvg_srv_reply_error(r, 503, "no_popular_list",
-                            "no DP popular list for this model build: %s", m->popular_error);
             pvg_srv_model_release(m);
             return;
         }
         json_object_set_new(o, "personalized", json_false());
         json_object_set_new(o, "reason", json_string(reason));
-        popular_answer(r, m, k, o);
+        popular_answer(r, m, pop, k, o);
         atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
@@ -641,12 +657,10 @@ static void h_popular(pvg_srv_req *r)
     if (query_k(r, &k)) return;
     pvg_srv_model *m = need_model(r);
     if (!m) return;
-    if (!m->popular_ok) {
-        pvg_srv_reply_error(r, 503, "no_popular_list", "no DP popular list for this model build: %s",
-                        m->popular_error);
-    } else {
+    const pvg_srv_popular *pop = need_popular(r, m);
+    if (pop) {
         json_t *o = json_object();
-        popular_answer(r, m, k, o);
+        popular_answer(r, m, pop, k, o);
         pvg_srv_reply_json(r, 200, o);
     }
     pvg_srv_model_release(m);

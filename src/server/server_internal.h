@@ -114,13 +114,16 @@ typedef struct pvg_srv_model {
     int64_t mtime_ns;
     off_t size;
     pvg_srv_catalog_entry *catalog; /* per model item index */
-    pvg_srv_popular popular;
-    int popular_ok;
+    _Atomic(pvg_srv_popular *) popular; /* NULL until released; then immutable */
+    pthread_mutex_t popular_mu;          /* guards popular_error, popular_tried */
     char popular_error[PVG_ERROR_TEXT_LEN + 8];
+    double popular_tried;
     pvg_srv_cache *cache;
 } pvg_srv_model;
 
 pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv); /* NULL when none; release after */
+/* Why the model has no popular list yet (copied into buf). */
+void pvg_srv_model_popular_error(pvg_srv_model *m, char *buf, size_t len);
 void pvg_srv_model_release(pvg_srv_model *m);
 
 /* Recommendation cache of one model (user key + k -> items). */

@@ -572,6 +572,79 @@ static void test_json_formats(void **state)
     free(privj);
 }
 
+/* Mutated documents never crash a reader: each returns OK or an error. */
+static void test_mutated_input(void **state)
+{
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(g_pub);
+    assert_int_equal(pvg_paillier_encrypt_text(enc, "3.25", INT_MAX, a, NULL), PVG_OK);
+    pvg_paillier_ct *list[2] = {a, a};
+    char *docs[3] = {NULL, NULL, NULL};
+    assert_int_equal(pvg_paillier_list_to_json(g_pub, list, 2, &docs[0], NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_ct_to_json(a, &docs[1], NULL), PVG_OK);
+    assert_int_equal(pvg_paillier_priv_to_jwk(g_priv, NULL, &docs[2], NULL), PVG_OK);
+    static const char alphabet[] = "{}[]\",:-0123456789eE.\\ nul";
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(17);
+    int rounds = getenv("PVG_SANITIZED") ? 150 : 600;
+    int ok = 0;
+    for (int i = 0; i < rounds; i++) {
+        int which = i % 3;
+        char *m = strdup(docs[which]);
+        size_t len = strlen(m);
+        int edits = 1 + (int)pvg_rng_uniform(rng, 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = (size_t)pvg_rng_uniform(rng, len);
+            if (pvg_rng_uniform(rng, 4) == 0)
+                m[at] = '\0'; /* truncation */
+            else
+                m[at] = alphabet[pvg_rng_uniform(rng, sizeof alphabet - 1)];
+        }
+        pvg_error err;
+        pvg_status st;
+        if (which == 0) {
+            pvg_paillier_pub *lp = NULL;
+            pvg_paillier_ct **cts = NULL;
+            size_t n = 0;
+            st = pvg_paillier_list_from_json(m, "fuzz", NULL, 0, &lp, &cts, &n, &err);
+            if (st == PVG_OK) {
+                pvg_paillier_ct_array_free(cts, n);
+                pvg_paillier_pub_free(lp);
+            }
+        } else if (which == 1) {
+            st = pvg_paillier_ct_from_json(b, m, "fuzz", 1, &err);
+            if (st == PVG_OK) { /* whatever decrypts must decode or report overflow */
+                char *t = NULL;
+                pvg_status d = pvg_paillier_decrypt_text(g_priv, b, &t, &err);
+                assert_true(d == PVG_OK || d == PVG_ERR_INVALID);
+                free(t);
+            }
+        } else {
+            pvg_paillier_priv *k = NULL;
+            st = pvg_paillier_priv_from_jwk(m, "fuzz", &k, &err);
+            pvg_paillier_priv_free(k);
+        }
+        if (st != PVG_OK) assert_true(err.text[0] != '\0'); /* errors say why */
+        ok += st == PVG_OK;
+        free(m);
+    }
+    assert_true(ok < rounds); /* the mutations did break documents */
+    pvg_rng_free(rng);
+    for (int i = 0; i < 3; i++) free(docs[i]);
+    pvg_paillier_ct_free(a);
+    pvg_paillier_ct_free(b);
+    pvg_paillier_enc_free(enc);
+    /* an oversized number text */
+    char *big = malloc(200001);
+    memset(big, '9', 200000);
+    big[200000] = '\0';
+    mpz_t out;
+    mpz_init(out);
+    long e;
+    assert_int_equal(pvg_he_encode_text(g_pub, big, 0, 0, out, &e, NULL), PVG_ERR_INVALID);
+    mpz_clear(out);
+    free(big);
+}
+
 /* A private key file written by python-paillier's JWK export (published in
  * a public repository): p and q decode from base64url to 1024-bit primes,
  * and our reader builds the key from them. */
@@ -643,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_packing),
         cmocka_unit_test(test_encode_roundtrip),
         cmocka_unit_test(test_json_formats),
+        cmocka_unit_test(test_mutated_input),
         cmocka_unit_test(test_phe_generated_key),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -561,6 +561,8 @@ static int run_spend_total(cli_ctx *c)
     if (!(o.clamp > 0 && o.clamp < 1e12)) cli_usage_error(c, "--clamp must be in (0, 1e12)");
     o.max_groups = (long)cli_int_range(c, "max-groups", 1, 1, 1000);
     o.dataset = cli_str(c, "dataset");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = (unsigned)cli_int_range(c, "threads", ncpu > 0 && ncpu < 16 ? ncpu : 2, 1, 64);
 
     pvg_paillier_pub *pub = load_pub(cli_str_req(c, "pub"), &rc);
     if (!pub) return rc;
@@ -789,6 +791,7 @@ static const cli_flag spend_flags[] = {
     {"clamp", CLI_DOUBLE, "C", "with --epsilon: bound of one user's total per group (default 1000)"},
     {"max-groups", CLI_INT, "K", "with --epsilon: groups one user may contribute to (default 1)"},
     {"dataset", CLI_STR, "NAME", "budget ledger to charge (default \"default\")"},
+    {"threads", CLI_INT, "N", "threads encrypting the users' subtotals (default: CPUs online)"},
     {"json", CLI_BOOL, NULL, "no summary on stderr"},
     {0},
 };

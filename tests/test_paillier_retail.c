@@ -157,7 +157,7 @@ static void test_country_totals_exact(void **state)
     assert_int_equal(pvg_store_foreach_user(g_store, PVG_FOREACH_REQUIRE_ANALYTICS, ref_user, r, &err),
                      PVG_OK);
     assert_true(r->n >= 3);
-    pvg_spend_options o = {.group_by = PVG_SPEND_BY_COUNTRY};
+    pvg_spend_options o = {.group_by = PVG_SPEND_BY_COUNTRY, .threads = 3};
     pvg_spend_result *res = NULL;
     pvg_status st = pvg_paillier_spend_total(g_store, g_pub, &o, &res, &err);
     if (st != PVG_OK) fail_msg("spend_total: %s", err.text);

@@ -302,6 +302,7 @@ typedef struct pvg_spend_options {
     const char *dataset; /* dp: ledger to charge (NULL: PVG_LEDGER_DEFAULT_DATASET) */
     pvg_rng *rng;        /* borrowed; NULL: secure generators */
     int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
+    unsigned threads;    /* threads encrypting the users' subtotals (0: 1) */
 } pvg_spend_options;
 
 typedef struct pvg_spend_group {

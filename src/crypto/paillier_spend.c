@@ -15,6 +15,7 @@
 #include <privguide/ledger.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@ typedef struct sp_ctx {
     int64_t clamp_cents;
     long max_groups;
     pvg_paillier_ct *tmp;
+    int *cg;           /* contributions: group and clamped cents, in read order */
+    int64_t *cv;
+    size_t cn, ccap;
     long long users, events;
     pvg_status st;
     pvg_error *err;
@@ -158,13 +162,112 @@ static int sp_user(void *ctx, const pvg_user_view *user, const pvg_event *ev, si
             if (v > x->clamp_cents) v = x->clamp_cents;
             if (v < -x->clamp_cents) v = -x->clamp_cents;
         }
-        pvg_spend_group *g = &x->groups[x->ug[k]];
-        x->st = pvg_paillier_encrypt_int64(x->enc, v, x->tmp, x->err);
-        if (x->st == PVG_OK) x->st = pvg_paillier_add(g->total, g->total, x->tmp, x->err);
-        if (x->st != PVG_OK) return 1;
-        g->users++;
+        if (x->cn == x->ccap) {
+            size_t nc = x->ccap ? x->ccap * 2 : 4096;
+            int *a = realloc(x->cg, nc * sizeof *a);
+            if (a) x->cg = a;
+            int64_t *b = realloc(x->cv, nc * sizeof *b);
+            if (b) x->cv = b;
+            if (!a || !b) {
+                x->st = pvg_error_set(x->err, PVG_ERR_NOMEM, "out of memory");
+                return 1;
+            }
+            x->ccap = nc;
+        }
+        x->cg[x->cn] = x->ug[k];
+        x->cv[x->cn] = v;
+        x->cn++;
+        x->groups[x->ug[k]].users++;
     }
     return 0;
+}
+
+/* ---- the clients' encryptions, spread over threads ---- */
+
+typedef struct sp_worker {
+    sp_ctx *x;
+    unsigned idx, nthreads;
+    pvg_paillier_enc *enc;     /* own DJN encryptor (own generator) */
+    pvg_paillier_ct **partial; /* per group */
+    pvg_paillier_ct *tmp;
+    pvg_status st;
+    pvg_error err;
+    pthread_t tid;
+} sp_worker;
+
+static void *sp_encrypt_worker(void *arg)
+{
+    sp_worker *w = arg;
+    sp_ctx *x = w->x;
+    for (size_t i = w->idx; i < x->cn && w->st == PVG_OK; i += w->nthreads) {
+        w->st = pvg_paillier_encrypt_int64(w->enc, x->cv[i], w->tmp, &w->err);
+        if (w->st == PVG_OK)
+            w->st = pvg_paillier_add(w->partial[x->cg[i]], w->partial[x->cg[i]], w->tmp, &w->err);
+    }
+    return NULL;
+}
+
+/* Encrypts every contribution (each with a fresh obfuscator, as its client
+ * would) and multiplies them into the group totals, with `threads` workers
+ * each summing its share into partial totals. */
+static pvg_status sp_encrypt_all(sp_ctx *x, unsigned threads, pvg_rng *rng, pvg_error *err)
+{
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if ((size_t)threads > x->cn / 64 + 1) threads = (unsigned)(x->cn / 64 + 1);
+    sp_worker *w = calloc(threads, sizeof *w);
+    if (!w) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    pvg_status st = PVG_OK;
+    unsigned started = 0, made = 0;
+    for (unsigned t = 0; t < threads && st == PVG_OK; t++, made++) {
+        w[t].x = x;
+        w[t].idx = t;
+        w[t].nthreads = threads;
+        w[t].st = PVG_OK;
+        pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = rng,
+                                       .allow_insecure = x->o->allow_insecure};
+        st = pvg_paillier_enc_new(x->pub, &eo, &w[t].enc, err);
+        w[t].tmp = pvg_paillier_ct_new(x->pub);
+        w[t].partial = calloc(x->ng ? x->ng : 1, sizeof *w[t].partial);
+        if (st == PVG_OK && (!w[t].tmp || !w[t].partial))
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        for (size_t g = 0; st == PVG_OK && g < x->ng; g++)
+            if (!(w[t].partial[g] = pvg_paillier_ct_new(x->pub)))
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    if (st == PVG_OK) {
+        for (unsigned t = 1; t < threads; t++) {
+            if (pthread_create(&w[t].tid, NULL, sp_encrypt_worker, &w[t]) != 0) {
+                /* run the share of a thread that could not start here */
+                sp_encrypt_worker(&w[t]);
+                w[t].nthreads = 0; /* not joined */
+            } else {
+                started++;
+            }
+        }
+        sp_encrypt_worker(&w[0]);
+        for (unsigned t = 1; t < threads; t++)
+            if (w[t].nthreads) pthread_join(w[t].tid, NULL);
+        for (unsigned t = 0; t < threads && st == PVG_OK; t++) {
+            if (w[t].st != PVG_OK) {
+                if (err) *err = w[t].err;
+                st = w[t].st;
+                break;
+            }
+            for (size_t g = 0; g < x->ng && st == PVG_OK; g++)
+                st = pvg_paillier_add(x->groups[g].total, x->groups[g].total, w[t].partial[g], err);
+        }
+    }
+    (void)started;
+    for (unsigned t = 0; t < made; t++) {
+        if (w[t].partial)
+            for (size_t g = 0; g < x->ng; g++) pvg_paillier_ct_free(w[t].partial[g]);
+        free(w[t].partial);
+        pvg_paillier_ct_free(w[t].tmp);
+        pvg_paillier_enc_free(w[t].enc);
+    }
+    free(w);
+    return st;
 }
 
 static int sp_catalog_item(void *ctx, const pvg_item *it)
@@ -255,6 +358,8 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
         goto done;
     }
     if (st != PVG_OK) goto done;
+    st = sp_encrypt_all(&x, opts->threads ? opts->threads : 1, rng, err);
+    if (st != PVG_OK) goto done;
     keep = malloc(x.ng ? x.ng : 1);
     if (!keep) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -326,6 +431,8 @@ done:
     free(x.items);
     free(x.ug);
     free(x.ucents);
+    free(x.cg);
+    free(x.cv);
     free(keep);
     pvg_paillier_ct_free(x.tmp);
     pvg_rng_free(rng);

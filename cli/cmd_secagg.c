@@ -88,10 +88,10 @@ static pvg_status read_inputs(const char *path, uint32_t n, uint32_t d, uint32_t
 
 static int run_simulate(cli_ctx *c)
 {
-    long long n = cli_int_range(c, "clients", 0, 3, PVG_SECAGG_MAX_CLIENTS);
     if (!cli_has(c, "clients")) cli_usage_error(c, "missing required flag --clients");
-    long long d = cli_int_range(c, "dim", 0, 1, PVG_SECAGG_MAX_DIM);
     if (!cli_has(c, "dim")) cli_usage_error(c, "missing required flag --dim");
+    long long n = cli_int_range(c, "clients", 0, 3, PVG_SECAGG_MAX_CLIENTS);
+    long long d = cli_int_range(c, "dim", 0, 1, PVG_SECAGG_MAX_DIM);
     double drop = cli_double(c, "dropout", 0.0);
     if (!(drop >= 0 && drop < 1)) cli_usage_error(c, "--dropout: expected a fraction in [0, 1)");
     /* default k: the complete graph for small n, else about 2 log2 n (even) */
@@ -244,10 +244,10 @@ static void print_csv_field(FILE *f, const char *s)
 
 static int run_mpc_sum(cli_ctx *c)
 {
-    long long parties = cli_int_range(c, "parties", 0, 3, 64);
     if (!cli_has(c, "parties")) cli_usage_error(c, "missing required flag --parties");
-    long long me = cli_int_range(c, "party", -1, 0, parties - 1);
+    long long parties = cli_int_range(c, "parties", 0, 3, 64);
     if (!cli_has(c, "party")) cli_usage_error(c, "missing required flag --party (0..%lld)", parties - 1);
+    long long me = cli_int_range(c, "party", -1, 0, parties - 1);
     const char *input = cli_str_req(c, "input");
     long long port = cli_int_range(c, "port", 47200, 1024, 65535 - parties);
     const char *scheme = cli_str(c, "scheme");

@@ -245,6 +245,28 @@ static int run_token_issue(cli_ctx *c)
     return CLI_EXIT_OK;
 }
 
+static int run_revoke(cli_ctx *c)
+{
+    const char *id = cli_pos(c, 0);
+    pvg_store *s = NULL;
+    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_auth_revoke(s, id, &err);
+    if (st == PVG_OK) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "credential %.20s revoked", id);
+        pvg_audit_record ar = {0, "cli", "credential_revoke", "", detail};
+        st = pvg_audit_append(s, &ar, NULL, &err);
+    }
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("apikey revoke", st, &err);
+    printf("revoked %s (running servers refuse it within 1 s)\n", id);
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag no_flags[] = {{0}};
+
 static const cli_flag apikey_flags[] = {
     {"role", CLI_STR, "ROLE", "admin or analyst (required)"},
     {"label", CLI_STR, "TEXT", "a note kept with the key"},
@@ -375,6 +397,10 @@ const cli_command cli_cmds_server[] = {
      "Roles: admin (everything) and analyst (aggregates, item lists, metrics; no personal\n"
      "data). The key is stored only as a hash. Send it as \"Authorization: Bearer <key>\".",
      apikey_flags, run_apikey_create},
+    {"apikey revoke", "ID", 1, 1, "revoke an API key or a user token by its id",
+     "ID is the 16 hex digits after pvgk_ or pvgt_ (printed by apikey create --json and\n"
+     "token issue --json, and shown as the actor of audit entries).",
+     no_flags, run_revoke},
     {"token issue", NULL, 0, 0, "issue a shopper's token (printed once)",
      "A token reaches only its own user's resources: recommendations, data export, consent\n"
      "and erasure. Stored only as a hash, bound to the user's pseudonym.",

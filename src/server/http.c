@@ -10,8 +10,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -631,7 +633,24 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
          * in flight are answered (with "Connection: close"), connections that
          * have not sent a request yet get the chance to. */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
-        if (fd != MHD_INVALID_SOCKET) close(fd);
+        if (fd != MHD_INVALID_SOCKET) {
+            /* connections already in the kernel's backlog would be reset by the
+             * close: take them over first, then stop listening */
+            int fl = fcntl(fd, F_GETFL, 0);
+            if (fl >= 0) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+            for (int i = 0; i < 4096; i++) {
+                struct sockaddr_storage ss;
+                socklen_t sl = sizeof ss;
+                int c = accept(fd, (struct sockaddr *)&ss, &sl);
+                if (c < 0) break;
+                int cf = fcntl(c, F_GETFL, 0);
+                if (cf >= 0) (void)fcntl(c, F_SETFL, cf | O_NONBLOCK);
+                (void)fcntl(c, F_SETFD, FD_CLOEXEC);
+                if (MHD_add_connection(srv->daemon, c, (struct sockaddr *)&ss, sl) != MHD_YES)
+                    close(c);
+            }
+            close(fd);
+        }
         double until = pvg_srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
         for (;;) {
             const union MHD_DaemonInfo *di =

@@ -42,11 +42,18 @@ OUT=$($C -X PUT -H "Authorization: Bearer $TOK" -d '{"personalization":fals' "$U
 echo "$OUT" | grep -q '"position":' || fail "bad JSON must give a position: $OUT"
 $C -H "Authorization: Bearer $ADMIN" "$URL/metrics" | grep -q '^privguide_http_requests_total' || fail "metrics"
 
+# revocation by id from another process: the running server refuses the token within 1 s
+TOKID=$(echo "$TOK" | cut -d_ -f2)
+timeout 30 "$PVG" apikey revoke "$TOKID" --data-dir "$D" >/dev/null || fail "apikey revoke"
+timeout 30 "$PVG" apikey revoke 0000000000000000 --data-dir "$D" >/dev/null 2>&1 && fail "revoking an unknown id must fail"
+sleep 1.2
+[ "$($C -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK" "$URL/v1/users/17850/consent")" = 401 ] || fail "a revoked token must be refused"
+
 # requests in flight when SIGTERM arrives are answered; later ones are refused
 # at connect (curl exit 7), never cut off mid-answer
 for i in $(seq 1 8); do
   ( for _ in $(seq 1 40); do
-      curl -s -m 10 -o /dev/null -H "Authorization: Bearer $TOK" "$URL/v1/users/17850/data"
+      curl -s -m 10 -o /dev/null -H "Authorization: Bearer $ADMIN" "$URL/v1/users/17850/data"
       echo $?
     done >"$T/load.$i" ) &
 done

@@ -9,8 +9,6 @@
  */
 #include "cli.h"
 
-#include <privguide/dp.h>
-#include <privguide/ledger.h>
 #include <privguide/paillier.h>
 #include <privguide/store.h>
 

@@ -96,7 +96,7 @@ static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int
             cli_usage_error(c, "unknown format '%s' (online-retail, movielens, amazon-reviews, "
                                "retailrocket, jsonl, tsv)", fs);
         st = pvg_dataset_load_file(input, fmt, NULL, &w, ds, &ls, &err);
-        if (st != PVG_OK) return cli_fail(input, st, &err);
+        if (st != PVG_OK) return cli_fail("input", st, &err);
         if (!quiet && ls.rejects)
             cli_warn("%s: %lld rows rejected by the reader (not used)", input, ls.rejects);
         return 0;
@@ -104,7 +104,7 @@ static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int
     if (cli_has(c, "format")) cli_usage_error(c, "--format needs --input");
     pvg_store *s;
     st = pvg_store_open(cli_data_dir(c), &s, &err);
-    if (st != PVG_OK) return cli_fail(cli_data_dir(c), st, &err);
+    if (st != PVG_OK) return cli_fail("store", st, &err);
     st = pvg_dataset_load_store(s, &w, ds, &ls, &err);
     if (st != PVG_OK) {
         pvg_store_close(s);
@@ -181,7 +181,7 @@ static int run_train(cli_ctx *c)
     if (s != PVG_OK) {
         pvg_model_free(m);
         pvg_dataset_free(ds);
-        return cli_fail(out, s, &err);
+        return cli_fail("save", s, &err);
     }
     char fp[65];
     for (int i = 0; i < 32; i++) snprintf(fp + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
@@ -221,7 +221,7 @@ static int run_recommend(cli_ctx *c)
     pvg_error_clear(&err);
     pvg_model *m;
     pvg_status st = pvg_model_load(path, &m, &err);
-    if (st != PVG_OK) return cli_fail(path, st, &err);
+    if (st != PVG_OK) return cli_fail("model", st, &err);
     pvg_scored_item *out = calloc((size_t)k, sizeof *out);
     if (!out) {
         pvg_model_free(m);
@@ -236,7 +236,7 @@ static int run_recommend(cli_ctx *c)
             if (st != PVG_OK) {
                 free(out);
                 pvg_model_free(m);
-                return cli_fail(cli_data_dir(c), st, &err);
+                return cli_fail("store", st, &err);
             }
         }
         st = pvg_model_user_key(m, s, user, key, &err);

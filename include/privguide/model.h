@@ -204,9 +204,13 @@ const unsigned char *pvg_model_fingerprint(const pvg_model *m);
 pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, const char *ext_user,
                               unsigned char key[16], pvg_error *err);
 
-/* Top-k items for a known user, best first, into out[k]; *n_out <= k.
- * Seen items are excluded unless include_seen. PVG_ERR_NOT_FOUND when the
- * model does not know the user. Thread-safe. */
+/* Top-k items for a known user, best first (ties: lower item index), into
+ * out[k]; *n_out <= k. One scoring pass over all items (factor models: a
+ * matrix-vector product over half-precision item factors) and a bounded-heap
+ * selection. Seen (training) items are excluded unless include_seen; a user
+ * without history gets the popularity ranking. PVG_ERR_NOT_FOUND when the
+ * model does not know the user. out[i].item is borrowed from the model.
+ * Thread-safe. */
 pvg_status pvg_model_recommend(const pvg_model *m, const unsigned char user_key[16], size_t k,
                                int include_seen, pvg_scored_item *out, size_t *n_out,
                                pvg_error *err);

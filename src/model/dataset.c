@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,10 +282,16 @@ pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt,
     }
     pvg_record rec;
     int rc;
+    char first_reject[200] = "";
+    long first_line = 0;
     while ((rc = pvg_reader_next(r, &rec, err)) == 1) {
         s.records++;
         if (rec.kind == PVG_RECORD_REJECT) {
-            s.rejects++;
+            if (s.rejects++ == 0) {
+                first_line = rec.line;
+                snprintf(first_reject, sizeof first_reject, "%s: %s", rec.reason ? rec.reason : "?",
+                         rec.detail ? rec.detail : "");
+            }
             continue;
         }
         if (rec.kind == PVG_RECORD_ANONYMOUS) {
@@ -316,9 +323,10 @@ pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt,
     }
     if (ds->n_ev == 0) {
         pvg_dataset_free(ds);
-        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
-                                "no usable events (%lld records, %lld rejected) for format %s",
-                                s.records, s.rejects, pvg_format_name(fmt));
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, first_line, 0, -1,
+                                "no usable events for format %s (%lld records, %lld rejected%s%s)",
+                                pvg_format_name(fmt), s.records, s.rejects,
+                                s.rejects ? "; first: " : "", first_reject);
     }
     *out = ds;
     return PVG_OK;

@@ -211,12 +211,10 @@ pvg_status pvg_model_load(const char *path, pvg_model **out, pvg_error *err)
     }
     uint64_t size = (uint64_t)sb.st_size;
     if (size < DATA_START) {
+        char mg[8];
+        int bad_magic = size >= 8 && pread(fd, mg, 8, 0) == 8 && memcmp(mg, MODEL_MAGIC, 8) != 0;
         close(fd);
-        if (size >= 8) {
-            char mg[8];
-            if (pread(fd, mg, 8, 0) == 8 && memcmp(mg, MODEL_MAGIC, 8) != 0)
-                return corrupt(err, path, 0, "not a privguide model file (bad magic)");
-        }
+        if (bad_magic) return corrupt(err, path, 0, "not a privguide model file (bad magic)");
         return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, (long long)size,
                                 "model file: truncated: %llu bytes, the header alone needs %u",
                                 (unsigned long long)size, DATA_START);

@@ -7,6 +7,7 @@
 #include "model/model_internal.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -594,9 +595,44 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
 {
     float *Wb = W + r0 * f;
     if (cg_steps <= 0) {
-        for (size_t r = 0; r < b; r++)
-            if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf, Wb + r * f))
+        /* exact: A = alpha0 G + reg I + Hc^T Hc with Hc the row's gathered
+         * factor rows scaled by sqrt(c) (ssyrk), b = H^T c, Cholesky solve
+         * (sposv); the double-precision reference is solve_row_exact. */
+        float *A = scratch, *rhs = scratch + f * f;
+        float *Hc = NULL;
+        size_t cap = 0;
+        for (size_t r = 0; r < b; r++) {
+            uint64_t j0 = M->indptr[r0 + r], nz = M->indptr[r0 + r + 1] - j0;
+            if (nz > cap) {
+                float *nh = realloc(Hc, nz * f * sizeof *nh);
+                if (!nh) { /* fall back to the reference solve */
+                    if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf, Wb + r * f))
+                        memset(Wb + r * f, 0, f * sizeof(float));
+                    continue;
+                }
+                Hc = nh;
+                cap = nz;
+            }
+            memset(rhs, 0, f * sizeof *rhs);
+            for (uint64_t q = 0; q < nz; q++) {
+                const float *h = H + (size_t)M->indices[j0 + q] * f;
+                float c = conf_of(conf, M->data[j0 + q]), sc = sqrtf(c);
+                for (size_t k = 0; k < f; k++) {
+                    Hc[q * f + k] = sc * h[k];
+                    rhs[k] += c * h[k];
+                }
+            }
+            for (size_t k = 0; k < f * f; k++) A[k] = alpha0 * G[k];
+            for (size_t k = 0; k < f; k++) A[k * f + k] += reg[r];
+            if (nz)
+                cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)f, (int)nz, 1.0f, Hc,
+                            (int)f, 1.0f, A, (int)f);
+            if (LAPACKE_sposv(LAPACK_ROW_MAJOR, 'L', (lapack_int)f, 1, A, (lapack_int)f, rhs, 1) == 0)
+                memcpy(Wb + r * f, rhs, f * sizeof(float));
+            else if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf, Wb + r * f))
                 memset(Wb + r * f, 0, f * sizeof(float));
+        }
+        free(Hc);
         return;
     }
     float *R = scratch, *P = R + b * f, *AP = P + b * f, *rs = AP + b * f;

@@ -74,4 +74,11 @@ e2=$("$cli" eval --input "$tmp/d.tsv" --format tsv --protocol random-split --mod
 "$cli" recommend --model "$tmp/ials.model" 2>/dev/null; [ $? -eq 2 ] || fail "recommend without user"
 # EASE refuses nothing here; a too-large lambda still trains; bad hyperparameters exit 2
 "$cli" train --model ials --factors 0 --input "$tmp/d.tsv" --format tsv --out "$tmp/x" 2>/dev/null; [ $? -eq 2 ] || fail "factors 0"
+# EASE refuses catalogs above 30,000 items with a clear message
+awk 'BEGIN { for (i = 0; i <= 30000; i++) printf "u%d\ti%d\t1\n", i % 50, i }' > "$tmp/big.tsv"
+"$cli" train --model ease --input "$tmp/big.tsv" --format tsv --out "$tmp/big.model" 2> "$tmp/err" && fail "ease on 30001 items"
+grep -q "limited to 30000 items" "$tmp/err" || fail "ease refusal message: $(cat "$tmp/err")"
+# bad event weights are a usage error naming the entry
+"$cli" train --model popularity --input "$tmp/d.tsv" --format tsv --out "$tmp/x" --weights click=2 2> "$tmp/err"; [ $? -eq 2 ] || fail "bad weights exit"
+grep -q "click" "$tmp/err" || fail "bad weights message"
 echo "model_cli: ok"

@@ -283,8 +283,51 @@ static int show_release(void *ctx, const pvg_ledger_release *r)
     return 0;
 }
 
+static int show_dataset(void *ctx, const char *dataset, const pvg_ledger_summary *sum)
+{
+    show_ctx *sc = ctx;
+    if (sc->json) {
+        printf("%s{\"dataset\":", sc->first ? "" : ",");
+        cli_json_string(stdout, dataset);
+        printf(",\"total\":{\"epsilon\":");
+        jnum(sum->total_epsilon);
+        printf(",\"delta\":");
+        jnum(sum->total_delta);
+        printf("},\"spent\":{\"epsilon\":");
+        jnum(sum->spent_epsilon);
+        printf(",\"delta\":");
+        jnum(sum->spent_delta);
+        printf("},\"releases\":%lld}", sum->releases);
+    } else {
+        printf("  %-24s total eps %-10g delta %-10g spent eps %-10g delta %-10g %lld releases\n", dataset,
+               sum->total_epsilon, sum->total_delta, sum->spent_epsilon, sum->spent_delta, sum->releases);
+    }
+    sc->first = 0;
+    return 0;
+}
+
+static int run_budget_show_all(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = open_store(c, &rc);
+    if (!s) return rc;
+    pvg_error err;
+    pvg_error_clear(&err);
+    show_ctx sc = {json_mode(c), 1};
+    if (sc.json) printf("{\"datasets\":[");
+    pvg_status st = pvg_ledger_datasets_foreach(s, show_dataset, &sc, &err);
+    pvg_store_close(s);
+    if (sc.json) printf("]}\n");
+    if (st != PVG_OK) return cli_fail("budget show", st, &err);
+    return CLI_EXIT_OK;
+}
+
 static int run_budget_show(cli_ctx *c)
 {
+    if (cli_bool(c, "all")) {
+        if (cli_has(c, "dataset")) cli_usage_error(c, "--all and --dataset exclude each other");
+        return run_budget_show_all(c);
+    }
     const char *ds = dataset_of(c);
     int rc = 0;
     pvg_store *s = open_store(c, &rc);
@@ -532,6 +575,7 @@ static const cli_flag budget_set_flags[] = {
 
 static const cli_flag budget_show_flags[] = {
     {"dataset", CLI_STR, "NAME", "ledger name (default \"default\")"},
+    {"all", CLI_BOOL, NULL, "list every dataset with a budget (summaries only)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };

@@ -74,4 +74,8 @@ jq -e '.total.epsilon == 3 and (.releases | length) == 2' <<<"$b" >/dev/null || 
 jq -e '.spent.epsilon == 2 and .remaining.epsilon == 1' <<<"$b" >/dev/null || fail "spent/remaining: $b"
 jq -e '.releases[0] | has("what") and has("when") and has("epsilon") and has("delta") and has("mechanism")' <<<"$b" >/dev/null || fail "release fields: $b"
 "$P" budget show --dataset other --json --data-dir "$D" | jq -e '.total == null' >/dev/null || fail "unknown dataset"
+"$P" budget set --dataset other --epsilon 1 --data-dir "$D" >/dev/null || fail "budget set other"
+a=$("$P" budget show --all --json --data-dir "$D") || fail "budget show --all"
+jq -e '[.datasets[].dataset] == ["default","other"] and .datasets[0].releases == 2' <<<"$a" >/dev/null || fail "show --all: $a"
+"$P" budget show --all --dataset x --data-dir "$D" 2>/dev/null; [ $? -eq 2 ] || fail "--all with --dataset"
 exit 0

@@ -627,7 +627,7 @@ const cli_command cli_cmds_dp[] = {
      "ledger before the result is printed. Examples:\n"
      "  privguide query mean --value events --clamp 0:50 --max-contributions 50 --epsilon 0.5\n"
      "      (purchases per user and their average)\n"
-     "  privguide query sum --value amount --clamp 0:500 --group-by category --epsilon 1 --delta 1e-6\n"
+     "  privguide query sum --value amount --clamp 0:100 --max-contributions 5 --max-groups 3 --group-by category --epsilon 1 --delta 1e-6\n"
      "  privguide query top-items --top 10 --epsilon 1 --delta 1e-6",
      query_flags, run_query},
     {0},

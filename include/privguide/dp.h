@@ -152,8 +152,9 @@ pvg_status pvg_dp_permute_and_flip(pvg_rng *rng, const int64_t *u, size_t n, int
                                    double epsilon, int allow_insecure_rng, size_t *index,
                                    pvg_error *err);
 
-/* Report-noisy-max with discrete Laplace noise of scale 2 sens / epsilon on
- * integer utilities (ties broken uniformly at random): epsilon-DP. */
+/* Report-noisy-max with discrete Laplace noise of scale (2 sens + 1) / epsilon
+ * on integer utilities (ties broken uniformly at random; the +1 pays for the
+ * ties of integer noise): epsilon-DP. */
 pvg_status pvg_dp_report_noisy_max(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
                                    double epsilon, int allow_insecure_rng, size_t *index,
                                    pvg_error *err);

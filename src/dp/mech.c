@@ -296,7 +296,13 @@ pvg_status pvg_dp_report_noisy_max(pvg_rng *rng, const int64_t *u, size_t n, int
     pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
     if (st != PVG_OK) return st;
     uint64_t num = 0, den = 1;
-    if ((st = lap_rational(2.0 * (double)sens / epsilon, &num, &den, err)) != PVG_OK) return st;
+    /* Scale (2 sens + 1) / eps: with integer utilities and noise, i wins (or
+     * ties) when Z_i >= t, t = max_{j != i}(u_j + Z_j) - u_i; a neighbour moves t
+     * by at most 2 sens, and the tie rule is bracketed by P(Z > t) and
+     * P(Z > t - 1), so the winning probability changes by at most
+     * exp((2 sens + 1) / b) = exp(eps) (the discrete Laplace tail is
+     * log-concave). */
+    if ((st = lap_rational((2.0 * (double)sens + 1) / epsilon, &num, &den, err)) != PVG_OK) return st;
     int64_t best = 0;
     size_t bi = 0, ties = 0;
     for (size_t i = 0; i < n; i++) {

@@ -626,14 +626,12 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
                 char lab[96];
                 snprintf(lab, sizeof lab, "[%g,%g%c", sp->clamp_lo + b * w, sp->clamp_lo + (b + 1) * w,
                          b == sp->bins - 1 ? ']' : ')');
-                row->group = strdup(lab);
-                /* sort key order kept by the zero-padded bin index */
-                if (row->group) {
-                    char *k2 = malloc(strlen(g->key) + strlen(lab) + 2);
-                    if (k2) sprintf(k2, "%s|%s", g->key, lab);
-                    free((char *)row->group);
-                    row->group = k2;
-                }
+                /* "000003|[lo,hi)": the zero-padded bin index keeps the sort order;
+                 * the prefix is cut after sorting */
+                char *k2 = malloc(strlen(g->key) + strlen(lab) + 2);
+                if (!k2) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+                sprintf(k2, "%s|%s", g->key, lab);
+                row->group = k2;
             } else {
                 row->group = grouped ? strdup(g->key) : NULL;
                 if (grouped && !row->group) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }

@@ -308,6 +308,25 @@ static void test_duplicates(void **state)
     pvg_store_counts c;
     assert_int_equal(pvg_store_counts_get(s, &c, &err), PVG_OK);
     assert_int_equal(c.events, 5);
+    /* many single events: chunks are merged, nothing is lost or doubled */
+    for (int i = 0; i < 100; i++) {
+        ev.ts = pvg_store_now(s) - i;
+        assert_int_equal(pvg_store_event_put(s, "many", &ev, NULL, &outcome, &err), PVG_OK);
+        assert_int_equal(outcome, 1);
+    }
+    ev.ts = pvg_store_now(s) - 7;
+    assert_int_equal(pvg_store_event_put(s, "many", &ev, NULL, &outcome, &err), PVG_OK);
+    assert_int_equal(outcome, 0);
+    json_t *j = export_json(s, "many");
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 100);
+    json_decref(j);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT count(*), sum(n) FROM chunks c JOIN users u ON u.id = c.user_id"
+                                                " WHERE u.id = (SELECT max(id) FROM users)", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_true(sqlite3_column_int(q, 0) <= 32);
+    assert_int_equal(sqlite3_column_int(q, 1), 100);
+    sqlite3_finalize(q);
     pvg_store_close(s);
     drop_store(dir);
 }

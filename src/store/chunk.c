@@ -251,3 +251,97 @@ pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned cha
     *n = k.n;
     return st;
 }
+
+/* ---- compaction ---- */
+
+typedef struct regroup {
+    pvg_chunk_set *cs;
+    int64_t user_id, expires_day;
+    const unsigned char *pseudonym;
+    int failed;
+} regroup;
+
+static int add_entry(void *ctx, const unsigned char *rid, const unsigned char *rec, size_t len)
+{
+    regroup *g = ctx;
+    if (pvg_chunks_add(g->cs, g->user_id, g->expires_day, g->pseudonym, rid, rec, len) != PVG_OK) {
+        g->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
+                                  const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
+                                  pvg_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM chunks WHERE user_id = ?1", -1, &q, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "chunks", err);
+    sqlite3_bind_int64(q, 1, user_id);
+    long long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_finalize(q);
+    if (n < (long long)min_chunks) return PVG_OK;
+    rc = sqlite3_prepare_v2(s->db, "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1", -1, &q, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "chunks", err);
+    sqlite3_bind_int64(q, 1, user_id);
+    pvg_chunk_set cs;
+    memset(&cs, 0, sizeof cs);
+    regroup g = {&cs, user_id, 0, pseudonym, 0};
+    pvg_status st = PVG_OK;
+    unsigned char *plain = NULL;
+    size_t cap = 0;
+    while (st == PVG_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const unsigned char *cid = sqlite3_column_blob(q, 1);
+        const unsigned char *sealed = sqlite3_column_blob(q, 2);
+        size_t sn = (size_t)sqlite3_column_bytes(q, 2);
+        g.expires_day = sqlite3_column_int64(q, 0);
+        if (sqlite3_column_bytes(q, 1) != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
+            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", (long long)user_id);
+            break;
+        }
+        const unsigned char *pt = sealed;
+        size_t pn = sn;
+        if (!s->plaintext_control) {
+            pn = sn - PVG_SEAL_OVERHEAD;
+            if (pn > cap) {
+                if (plain) sodium_memzero(plain, cap);
+                free(plain);
+                cap = pn * 2;
+                plain = malloc(cap);
+                if (!plain) {
+                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                    break;
+                }
+            }
+            if (pvg_chunk_open(key, pseudonym, cid, sealed, sn, plain) != PVG_OK) {
+                st = pvg_error_set(err, PVG_ERR_CRYPTO, "user row %lld: a chunk failed authentication",
+                                   (long long)user_id);
+                break;
+            }
+            pt = plain;
+        }
+        if (pvg_chunk_parse(pt, pn, add_entry, &g) != PVG_OK)
+            st = pvg_error_set(err, g.failed ? PVG_ERR_NOMEM : PVG_ERR_CORRUPT, "user row %lld: %s",
+                               (long long)user_id, g.failed ? "out of memory" : "undecodable chunk");
+    }
+    sqlite3_finalize(q);
+    if (plain) {
+        sodium_memzero(plain, cap);
+        free(plain);
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
+    if (st == PVG_OK) {
+        /* Replace the user's chunks by one per expiry day, in the caller's
+         * transaction (secure_delete zeroes the old cells). */
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM chunks WHERE user_id = ?1", -1, &q, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(q, 1, user_id);
+            rc = sqlite3_step(q);
+        }
+        sqlite3_finalize(q);
+        st = rc == SQLITE_DONE ? pvg_chunks_flush(s, &cs, err) : pvg_store_sqlite_error(s, rc, "chunks", err);
+    }
+    pvg_chunks_free(&cs);
+    return st;
+}

@@ -258,6 +258,9 @@ pvg_status pvg_store_event_put(pvg_store *s, const char *ext_user, const pvg_eve
         st = queue_event(&cs, u, &ev, item_id, rid, exp, err);
         if (st == PVG_OK) st = pvg_chunks_flush(s, &cs, err);
         pvg_chunks_free(&cs);
+        /* Events written one at a time each make a chunk: merge them now
+         * and then, so that reading a user stays a few decryptions. */
+        if (st == PVG_OK) st = pvg_store_user_compact(s, u->user_id, u->pseudonym, u->key, 32, err);
         if (outcome) *outcome = st == PVG_OK;
     }
 out:

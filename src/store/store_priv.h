@@ -108,6 +108,12 @@ pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err);
 pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
                                const unsigned char key[PVG_KEY_BYTES],
                                unsigned char (**rids)[PVG_RID_BYTES], size_t *n, pvg_error *err);
+/* When a user has at least min_chunks chunks (single events written one by
+ * one), rewrites them as one chunk per expiry day, inside the caller's
+ * transaction. */
+pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
+                                  const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
+                                  pvg_error *err);
 pvg_status pvg_chunk_parse(const unsigned char *plain, size_t n,
                            int (*fn)(void *ctx, const unsigned char *rid, const unsigned char *rec,
                                      size_t len),

@@ -163,36 +163,74 @@ static void pld_truncate(pld *a)
     a->n = top - bot + 1;
 }
 
-/* out = a * b (convolution); out may alias neither. */
+/* Spectrum X[0..m/2] of a real sequence x[0..nx) zero-padded to m (a power
+ * of two >= 4), through one complex FFT of size m/2 on z[k] = x[2k] + i x[2k+1]:
+ *   X[k] = (Z[k] + conj Z[-k])/2 + W^k (Z[k] - conj Z[-k])/(2i),  W = e^(-2 pi i/m).
+ * wf[k] = W^k (k < m/2), wh[j] = e^(-2 pi i j/(m/2)) (j < m/4). */
+static void rfft(const double *x, long nx, size_t m, const double complex *wf,
+                 const double complex *wh, double complex *z, double complex *X)
+{
+    size_t h = m / 2;
+    for (size_t k = 0; k < h; k++) {
+        double re = (long)(2 * k) < nx ? x[2 * k] : 0, im = (long)(2 * k + 1) < nx ? x[2 * k + 1] : 0;
+        z[k] = re + I * im;
+    }
+    fft(z, h, 0, wh);
+    for (size_t k = 0; k <= h; k++) {
+        double complex zk = z[k % h], zc = conj(z[(h - k) % h]);
+        double complex wk = k < h ? wf[k] : -1.0; /* W^(m/2) = -1 */
+        X[k] = 0.5 * (zk + zc) + wk * (zk - zc) / (2.0 * I);
+    }
+}
+
+/* Inverse of rfft for a Hermitian spectrum Y[0..m/2]: y[0..m) real. */
+static void irfft(const double complex *Y, size_t m, const double complex *wf, const double complex *wh,
+                  double complex *z, double *y)
+{
+    size_t h = m / 2;
+    for (size_t k = 0; k < h; k++) {
+        double complex yk = Y[k], yc = conj(Y[h - k]);
+        double complex e = 0.5 * (yk + yc);
+        double complex o = 0.5 * (yk - yc) * conj(wf[k]);
+        z[k] = e + I * o;
+    }
+    fft(z, h, 1, wh);
+    for (size_t k = 0; k < h; k++) {
+        y[2 * k] = creal(z[k]);
+        y[2 * k + 1] = cimag(z[k]);
+    }
+}
+
+/* out = a * b (convolution); out may alias neither. Shapes: a->n + b->n - 1
+ * outputs from real FFTs of size m >= that (half-size complex transforms). */
 static int pld_conv(const pld *a, const pld *b, pld *out, pvg_error *err)
 {
     long n = a->n + b->n - 1;
-    size_t m = 1;
+    size_t m = 4;
     while ((long)m < n) m <<= 1;
-    double complex *fa = calloc(m, sizeof *fa), *fb = NULL, *w = malloc(m / 2 * sizeof *w + 16);
+    size_t h = m / 2;
+    double complex *wf = malloc(h * sizeof *wf), *wh = malloc((h / 2 + 1) * sizeof *wh);
+    double complex *z = malloc(h * sizeof *z), *xa = malloc((h + 1) * sizeof *xa), *xb = NULL;
     int self = a == b;
-    if (!self) fb = calloc(m, sizeof *fb);
-    double *res = malloc((size_t)n * sizeof(double));
-    if (!fa || !w || !res || (!self && !fb)) {
-        free(fa); free(fb); free(w); free(res);
+    if (!self) xb = malloc((h + 1) * sizeof *xb);
+    double *res = malloc(m * sizeof(double));
+    if (!wf || !wh || !z || !xa || !res || (!self && !xb)) {
+        free(wf); free(wh); free(z); free(xa); free(xb); free(res);
         return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
     }
-    for (size_t k = 0; k < m / 2; k++) w[k] = cexp(-2.0 * M_PI * I * (double)k / (double)m);
-    for (long i = 0; i < a->n; i++) fa[i] = a->p[i];
-    fft(fa, m, 0, w);
+    for (size_t k = 0; k < h; k++) wf[k] = cexp(-2.0 * M_PI * I * (double)k / (double)m);
+    for (size_t j = 0; j < h / 2; j++) wh[j] = wf[2 * j];
+    rfft(a->p, a->n, m, wf, wh, z, xa);
     if (self) {
-        for (size_t i = 0; i < m; i++) fa[i] *= fa[i];
+        for (size_t k = 0; k <= h; k++) xa[k] *= xa[k];
     } else {
-        for (long i = 0; i < b->n; i++) fb[i] = b->p[i];
-        fft(fb, m, 0, w);
-        for (size_t i = 0; i < m; i++) fa[i] *= fb[i];
+        rfft(b->p, b->n, m, wf, wh, z, xb);
+        for (size_t k = 0; k <= h; k++) xa[k] *= xb[k];
     }
-    fft(fa, m, 1, w);
-    for (long i = 0; i < n; i++) {
-        double v = creal(fa[i]);
-        res[i] = v > 0 ? v : 0;
-    }
-    free(fa); free(fb); free(w);
+    irfft(xa, m, wf, wh, z, res);
+    free(wf); free(wh); free(z); free(xa); free(xb);
+    for (long i = 0; i < n; i++)
+        if (!(res[i] > 0)) res[i] = 0;
     out->p = res;
     out->n = n;
     out->lo = a->lo + b->lo;

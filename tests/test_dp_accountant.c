@@ -239,7 +239,7 @@ static void tfp_example_privacy(void **state)
         near_rel(eps, c[i].rdp, 2e-3, "example privacy rdp");
         if (getenv("PVG_SANITIZED") && c[i].q < 1) continue; /* heavy FFTs under ASan */
         /* sigma 0.35 subsampled: the composed loss spans ~25 nats, 2^21-point FFTs,
-         * about 30 s; its RDP figure is checked above, its PLD is left to the CLI. */
+         * about 15 s; its RDP figure is checked above, its PLD is left to the CLI. */
         if (c[i].sigma < 0.5 && c[i].q < 1) continue;
         assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(c[i].q, c[i].sigma, c[i].steps, 1e-5,
                                                             PVG_DP_ACCOUNTANT_PLD,

@@ -488,6 +488,14 @@ static void pld_consistency(void **state)
     exact = pvg_dp_gaussian_delta(1, 1, 1);
     assert_true(d >= exact * (1 - 1e-9));
     near_rel(d, exact, 5e-3, "pld composed gaussian");
+    /* the PLD noise multiplier of one unsampled step is the analytic Gaussian sigma
+     * (a hair above it: the PLD is pessimistic) */
+    double s_pld, s_an;
+    assert_int_equal(pvg_dp_noise_multiplier(1.0, 1e-5, 1.0, 1, PVG_DP_ACCOUNTANT_PLD, &s_pld, NULL), PVG_OK);
+    assert_int_equal(pvg_dp_gaussian_sigma(1.0, 1e-5, 1.0, &s_an, NULL), PVG_OK);
+    print_message("noise multiplier: pld %.6f, analytic %.6f\n", s_pld, s_an);
+    assert_true(s_pld >= s_an * (1 - 1e-5));
+    near_rel(s_pld, s_an, 1e-3, "pld noise multiplier");
 }
 
 int main(void)

@@ -56,7 +56,7 @@ static void test_pages_in_browser(void **state)
     if (stat(cmd, &st) != 0) {
         /* one installer at a time: the normal and the sanitizer pass may run together */
         snprintf(cmd, sizeof cmd,
-                 "cd '%s' && flock .npm-ci.lock sh -c 'test -f node_modules/playwright-core/package.json "
+                 "cd '%s' && flock /tmp/privguide-npm-ci.lock sh -c 'test -f node_modules/playwright-core/package.json "
                  "|| timeout 300 npm ci --no-audit --no-fund >/dev/null 2>&1'",
                  webtests);
         if (run(cmd) != 0) fail_msg("npm ci in %s failed", webtests);

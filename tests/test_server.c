@@ -928,6 +928,46 @@ static void test_popular_waits_for_budget(void **state)
     pvg_server_free(srv2);
 }
 
+/* Concurrent requests that each need the store (metrics, stats, consent,
+ * export) on a server with two worker connections: no deadlock, no error. */
+typedef struct mixer {
+    pthread_t t;
+    int id, ok, bad;
+} mixer;
+
+static void *mixer_main(void *arg)
+{
+    mixer *mx = arg;
+    static const char *paths[] = {"/metrics", "/v1/stats", "/v1/users/u4/consent",
+                                  "/v1/users/u4/data", "/v1/users/u4/recommendations"};
+    for (int i = 0; i < 40; i++) {
+        resp r;
+        if (http("GET", paths[(i + mx->id) % 5], E.admin, NULL, &r) == 0 && r.status == 200) mx->ok++;
+        else mx->bad++;
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+static void test_concurrent_store_use(void **state)
+{
+    (void)state;
+    mixer ms[6];
+    for (int i = 0; i < 6; i++) {
+        ms[i].id = i;
+        ms[i].ok = ms[i].bad = 0;
+        assert_int_equal(pthread_create(&ms[i].t, NULL, mixer_main, &ms[i]), 0);
+    }
+    int ok = 0, bad = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(ms[i].t, NULL);
+        ok += ms[i].ok;
+        bad += ms[i].bad;
+    }
+    assert_int_equal(bad, 0);
+    assert_int_equal(ok, 240);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -938,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_recommendations_and_consent),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_concurrent_store_use),
         cmocka_unit_test(test_auth_failure_limit),
         cmocka_unit_test(test_export_delete_and_audit),
         cmocka_unit_test(test_openapi_matches_routes),

@@ -88,7 +88,7 @@ static int ledger_row(void *ctx, const char *dataset, const pvg_ledger_summary *
     return 0;
 }
 
-char *pvg_srv_metrics_render(pvg_server *srv, int with_store)
+char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int with_store)
 {
     buf b = {malloc(8192), 0, 8192, 0};
     if (!b.p) return NULL;
@@ -172,7 +172,6 @@ char *pvg_srv_metrics_render(pvg_server *srv, int with_store)
     bprintf(&b, "# HELP privguide_model_generation Model generation in service.\n"
                 "# TYPE privguide_model_generation gauge\nprivguide_model_generation %ld\n",
             pvg_server_model_generation(srv));
-    pvg_store *s = pvg_srv_store_get(srv);
     pvg_store_counts c;
     if (with_store && pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
         bprintf(&b, "# HELP privguide_store_users Users held.\n# TYPE privguide_store_users gauge\n"
@@ -188,7 +187,6 @@ char *pvg_srv_metrics_render(pvg_server *srv, int with_store)
     bprintf(&b, "# HELP privguide_budget_epsilon_spent Privacy budget spent per dataset.\n"
                 "# TYPE privguide_budget_epsilon_spent gauge\n");
     (void)pvg_ledger_datasets_foreach(s, ledger_row, &b, NULL);
-    pvg_srv_store_put(srv, s);
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -171,7 +171,7 @@ static void h_healthz(pvg_srv_req *r)
 
 static void h_metrics(pvg_srv_req *r)
 {
-    char *text = pvg_srv_metrics_render(r->srv, r->who.role == PVG_ROLE_ADMIN);
+    char *text = pvg_srv_metrics_render(r->srv, pvg_srv_req_store(r), r->who.role == PVG_ROLE_ADMIN);
     if (!text) {
         pvg_srv_reply_error(r, 500, "internal", "cannot render metrics");
         return;

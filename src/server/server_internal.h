@@ -69,9 +69,10 @@ typedef struct pvg_srv_metrics {
 int pvg_srv_metrics_init(pvg_srv_metrics *m, size_t n_routes);
 void pvg_srv_metrics_free(pvg_srv_metrics *m);
 void pvg_srv_metrics_observe(pvg_srv_metrics *m, int route, int status, double seconds);
-/* Prometheus text; new string (free). with_store: include the exact store
- * volume gauges (admin only). */
-char *pvg_srv_metrics_render(pvg_server *srv, int with_store);
+/* Prometheus text; new string (free). s: the request's store connection
+ * (borrowed; a request never takes a second one from the pool, which could
+ * deadlock). with_store: include the exact store volume gauges (admin only). */
+char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int with_store);
 extern const double pvg_srv_lat_bounds[PVG_SRV_LAT_BUCKETS];
 
 /* ---- rate limits (token buckets per credential id) ---- */

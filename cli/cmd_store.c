@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <privguide/audit.h>
 #include <privguide/store.h>
 
 #include <errno.h>
@@ -182,6 +183,24 @@ static int run_ingest(cli_ctx *c)
 
 /* ---- user rights ---- */
 
+/* Every access to a user's data is recorded in the audit log before it
+ * happens; when the log cannot be written the access does not happen. */
+static int audit_access(pvg_store *s, const char *action, const char *user, const char *detail)
+{
+    char subject[2 * PVG_PSEUDONYM_BYTES + 1];
+    pvg_audit_subject_of_user(s, user, subject);
+    pvg_audit_record rec = {0};
+    rec.actor = "operator:cli";
+    rec.action = action;
+    rec.subject = subject;
+    rec.detail = detail;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_audit_append(s, &rec, NULL, &err);
+    if (st != PVG_OK) return cli_fail("audit log", st, &err);
+    return 0;
+}
+
 static int run_user_export(cli_ctx *c)
 {
     int rc = 0;
@@ -190,6 +209,11 @@ static int run_user_export(cli_ctx *c)
     char *json = NULL;
     pvg_error err;
     pvg_error_clear(&err);
+    int exists = pvg_store_user_exists(s, cli_pos(c, 0), &err);
+    if (exists == 1 && (rc = audit_access(s, "export", cli_pos(c, 0), "privguide user export")) != 0) {
+        pvg_store_close(s);
+        return rc;
+    }
     pvg_status st = pvg_store_user_export(s, cli_pos(c, 0), &json, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user export", st, &err);
@@ -205,6 +229,12 @@ static int run_user_delete(cli_ctx *c)
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
+    int exists = pvg_store_user_exists(s, cli_pos(c, 0), &err);
+    if (exists == 1 &&
+        (rc = audit_access(s, "delete", cli_pos(c, 0), "privguide user delete: crypto-shredding")) != 0) {
+        pvg_store_close(s);
+        return rc;
+    }
     pvg_status st = pvg_store_user_delete(s, cli_pos(c, 0), &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user delete", st, &err);
@@ -243,6 +273,13 @@ static int run_user_consent(cli_ctx *c)
     if (st == PVG_OK && setting) {
         parse_bool(c, "personalization", &cons.personalization);
         parse_bool(c, "analytics", &cons.analytics);
+        char detail[96];
+        snprintf(detail, sizeof detail, "privguide user consent: personalization=%s analytics=%s",
+                 cons.personalization ? "on" : "off", cons.analytics ? "on" : "off");
+        if ((rc = audit_access(s, "consent", user, detail)) != 0) {
+            pvg_store_close(s);
+            return rc;
+        }
         st = pvg_store_consent_set(s, user, &cons, &err);
     }
     pvg_store_close(s);

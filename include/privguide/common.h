@@ -87,7 +87,8 @@ pvg_status pvg_error_set_at(pvg_error *err, pvg_status code, const char *source,
  * into buf. Returns buf. */
 const char *pvg_error_format(const pvg_error *err, char *buf, size_t len);
 
-/* Initialises the library (libsodium, GMP memory hooks). Idempotent and
+/* Initialises the library (libsodium; the Paillier module installs its own
+ * wiping GMP memory hooks on first use, see paillier.h). Idempotent and
  * thread-safe; every constructor in the library calls it, so calling it
  * explicitly is optional. Returns PVG_OK or PVG_ERR_INTERNAL if the
  * system CSPRNG is unavailable. */

@@ -16,13 +16,13 @@ static const char AUTH_SCHEMA[] =
     " kind TEXT NOT NULL,"          /* 'key' or 'token' */
     " role TEXT NOT NULL,"
     " label TEXT NOT NULL DEFAULT '',"
-    " pseudonym BLOB,"              /* tokens only */
+    " user_pseudonym BLOB,"         /* tokens only; deleted with the user's data */
     " secret_hash BLOB NOT NULL,"
     " rate_per_s REAL NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL,"
     " expires_at INTEGER NOT NULL DEFAULT 0,"
     " revoked INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS auth_keys_pseudonym ON auth_keys(pseudonym)";
+    "CREATE INDEX IF NOT EXISTS auth_keys_user ON auth_keys(user_pseudonym)";
 
 #define SECRET_BYTES 32
 #define SECRET_B64 43 /* base64url, no padding, of 32 bytes */
@@ -104,7 +104,7 @@ static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, con
     sqlite3 *db = pvg_store_sqlite(s);
     sqlite3_stmt *ins = NULL;
     int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO auth_keys(key_id,kind,role,label,pseudonym,secret_hash,"
+                                "INSERT INTO auth_keys(key_id,kind,role,label,user_pseudonym,secret_hash,"
                                 "rate_per_s,created_at,expires_at) VALUES(?,?,?,?,?,?,?,?,?)",
                                 -1, &ins, NULL);
     if (rc == SQLITE_OK) {
@@ -190,7 +190,7 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     pvg_status st;
     sqlite3 *db = pvg_store_sqlite(s);
     sqlite3_stmt *q = NULL;
-    static const char LOOKUP[] = "SELECT kind,role,pseudonym,secret_hash,rate_per_s,expires_at,"
+    static const char LOOKUP[] = "SELECT kind,role,user_pseudonym,secret_hash,rate_per_s,expires_at,"
                                  "revoked FROM auth_keys WHERE key_id=?";
     int rc = sqlite3_prepare_v2(db, LOOKUP, -1, &q, NULL);
     if (rc != SQLITE_OK) { /* first use of a fresh store: create the table, retry once */
@@ -279,7 +279,7 @@ pvg_status pvg_auth_revoke_user(pvg_store *s, const unsigned char pseudonym[PVG_
     if (st != PVG_OK) return st;
     sqlite3 *db = pvg_store_sqlite(s);
     sqlite3_stmt *u = NULL;
-    int rc = sqlite3_prepare_v2(db, "UPDATE auth_keys SET revoked=1 WHERE pseudonym=? AND revoked=0",
+    int rc = sqlite3_prepare_v2(db, "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=? AND revoked=0",
                                 -1, &u, NULL);
     if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "revoke user tokens", err);
     sqlite3_bind_blob(u, 1, pseudonym, PVG_PSEUDONYM_BYTES, SQLITE_STATIC);

@@ -718,16 +718,18 @@ static void h_delete(pvg_srv_req *r)
         return;
     }
     if (pvg_srv_audit(r, "delete", user, "DELETE /v1/users/{id}: crypto-shredding")) return;
-    pvg_status st = pvg_store_user_delete(s, user, &e);
-    if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "delete", st, &e);
-        return;
-    }
+    /* Revoke first (and count), then erase: the erasure deletes the token
+     * rows with everything else that carries the user's pseudonym. */
     unsigned char ps[PVG_PSEUDONYM_BYTES];
     pvg_store_pseudonym(s, user, ps);
     long long revoked = 0;
     (void)pvg_auth_revoke_user(s, ps, &revoked, NULL);
     pvg_srv_authcache_clear(r->srv->authcache); /* the revocation takes effect at once */
+    pvg_status st = pvg_store_user_delete(s, user, &e);
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "delete", st, &e);
+        return;
+    }
     pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
                                      "tokens_revoked", (json_int_t)revoked));
 }

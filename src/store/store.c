@@ -345,6 +345,8 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
                       "UPDATE items SET title = coalesce(?2, title), category = coalesce(?3, category),"
                       " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6 WHERE id = ?1",
                       err)) ||
+        (st = prepare(s, s->db, &s->st_consent_get,
+                      "SELECT consent_personalization, consent_analytics FROM users WHERE pseudonym = ?1", err)) ||
         (st = prepare(s, s->db, &s->st_chunks_of_user, "SELECT cid, sealed FROM chunks WHERE user_id = ?1", err)) ||
         (st = prepare(s, s->db, &s->st_anon_count,
                       "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
@@ -364,7 +366,7 @@ void pvg_store_close(pvg_store *s)
     sqlite3_stmt **stmts[] = {&s->st_user_find,  &s->st_user_insert, &s->st_key_get,
                               &s->st_key_put,    &s->st_chunk_insert, &s->st_item_find,
                               &s->st_item_insert, &s->st_item_update, &s->st_anon_count,
-                              &s->st_chunks_of_user};
+                              &s->st_chunks_of_user, &s->st_consent_get};
     for (size_t i = 0; i < sizeof stmts / sizeof *stmts; i++) sqlite3_finalize(*stmts[i]);
     if (s->in_txn) pvg_store_rollback(s);
     sqlite3_close(s->db);

@@ -73,7 +73,7 @@ struct pvg_store {
     long long write_gen;      /* meta.write_gen as of our last transaction */
     long long foreign_writes; /* bumped when another connection wrote since then */
     sqlite3_stmt *st_user_find, *st_user_insert, *st_key_get, *st_key_put, *st_chunk_insert,
-        *st_item_find, *st_item_insert, *st_item_update, *st_anon_count, *st_chunks_of_user;
+        *st_item_find, *st_item_insert, *st_item_update, *st_anon_count, *st_chunks_of_user, *st_consent_get;
 };
 
 /* chunk.c: a user's new events are sealed together, one chunk per (user,

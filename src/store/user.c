@@ -488,12 +488,10 @@ pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent
 {
     unsigned char p[16];
     pvg_store_pseudonym(s, ext_user, p);
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT consent_personalization, consent_analytics FROM users WHERE pseudonym = ?1",
-                                -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "users", err);
+    sqlite3_stmt *q = s->st_consent_get; /* on the request path of the server: prepared once */
+    sqlite3_reset(q);
     sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
-    rc = sqlite3_step(q);
+    int rc = sqlite3_step(q);
     pvg_status st = PVG_OK;
     if (rc == SQLITE_ROW) {
         out->personalization = sqlite3_column_int(q, 0);
@@ -501,7 +499,7 @@ pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent
     } else
         st = rc == SQLITE_DONE ? pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user")
                                : pvg_store_sqlite_error(s, rc, "users", err);
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     return st;
 }
 

@@ -8,7 +8,7 @@
  * without it (every request scores all 100k items). Prints one JSON object.
  *
  * Usage: bench_serve [seconds=10] [items=100000] [factors=64] [users=20000]
- *                    [request_users=1000] [server_threads=2] [warmup_seconds=10]
+ *                    [request_users=1000] [server_threads=4] [warmup_seconds=10]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  */
 #include "server/server_internal.h"
@@ -84,7 +84,7 @@ int main(int argc, char **argv)
     int factors = argc > 3 ? atoi(argv[3]) : 64;
     long n_users = argc > 4 ? atol(argv[4]) : 20000;
     long req_users = argc > 5 ? atol(argv[5]) : 1000;
-    int server_threads = argc > 6 ? atoi(argv[6]) : 2;
+    int server_threads = argc > 6 ? atoi(argv[6]) : 4;
     int warm_s = argc > 7 ? atoi(argv[7]) : 10;
     if (warm_s < 1 || server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 || factors < 1 || n_users < 10 || req_users < 1 ||
         req_users > n_users)

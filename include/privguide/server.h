@@ -31,7 +31,7 @@ typedef struct pvg_server_options {
     const char *openapi_path;/* the OpenAPI document served at /v1/openapi.json;
                                 NULL: <web_dir>/../../../docs/openapi.json (the
                                 source tree's docs/openapi.json) */
-    int threads;             /* worker threads; 0: 2 */
+    int threads;             /* worker threads; 0: 4 */
     size_t max_body_bytes;   /* 0: 1 MiB */
     int max_json_depth;      /* 0: 32 */
     int timeout_seconds;     /* idle connection timeout; 0: 15 */

@@ -26,6 +26,11 @@ static const char AUDIT_SCHEMA[] =
 
 static pvg_status audit_schema(pvg_store *s, pvg_error *err)
 {
+    /* On the server's hot path: create the table only when it is missing
+     * rather than parsing the schema on every append. */
+    if (sqlite3_table_column_metadata(pvg_store_sqlite(s), NULL, "audit_log", "hash", NULL, NULL, NULL,
+                                      NULL, NULL) == SQLITE_OK)
+        return PVG_OK;
     return pvg_store_exec(s, AUDIT_SCHEMA, err);
 }
 

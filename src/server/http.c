@@ -508,7 +508,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pvg_server *srv = calloc(1, sizeof *srv);
     if (!srv) return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     srv->opt = *opt;
-    if (!srv->opt.threads) srv->opt.threads = 2;
+    if (!srv->opt.threads) srv->opt.threads = 4;
     if (!srv->opt.max_body_bytes) srv->opt.max_body_bytes = 1 << 20;
     if (!srv->opt.max_json_depth) srv->opt.max_json_depth = 32;
     if (!srv->opt.timeout_seconds) srv->opt.timeout_seconds = 15;

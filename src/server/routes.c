@@ -286,7 +286,7 @@ static void h_stats(pvg_srv_req *r)
         json_object_set_new(o, "model", json_null());
     }
     pvg_srv_model_release(m);
-    /* the last evaluation, as written by `privguide evaluate --out <data_dir>/evaluation.json` */
+    /* the last evaluation, as written by `privguide eval ... --json > <data_dir>/evaluation.json` */
     char path[4096];
     snprintf(path, sizeof path, "%s/evaluation.json", r->srv->data_dir);
     json_t *ev = json_load_file(path, 0, NULL);

@@ -152,150 +152,25 @@ pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err)
     return st;
 }
 
-pvg_status pvg_chunk_parse(const unsigned char *plain, size_t n,
-                           int (*fn)(void *ctx, const unsigned char *rid, const unsigned char *rec,
-                                     size_t len),
-                           void *ctx)
-{
-    if (n < 1 || plain[0] != PVG_RECORD_VERSION) return PVG_ERR_CORRUPT;
-    size_t pos = 1;
-    while (pos < n) {
-        if (n - pos < PVG_RID_BYTES) return PVG_ERR_CORRUPT;
-        const unsigned char *rid = plain + pos;
-        pos += PVG_RID_BYTES;
-        uint64_t len;
-        if (pvg_varint_get(plain, n, &pos, &len) || len > n - pos) return PVG_ERR_CORRUPT;
-        if (fn(ctx, rid, plain + pos, (size_t)len)) return PVG_ERR_ABORTED;
-        pos += (size_t)len;
-    }
-    return PVG_OK;
-}
+/* ---- reading a user's chunks ---- */
 
-typedef struct rid_sink {
-    unsigned char (*v)[PVG_RID_BYTES];
-    size_t n, cap;
-    int nomem;
-} rid_sink;
-
-static int take_rid(void *ctx, const unsigned char *rid, const unsigned char *rec, size_t len)
-{
-    rid_sink *k = ctx;
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 64;
-        void *nv = realloc(k->v, cap * PVG_RID_BYTES);
-        if (!nv) {
-            k->nomem = 1;
-            return 1;
-        }
-        k->v = nv;
-        k->cap = cap;
-    }
-    memcpy(k->v[k->n++], rid, PVG_RID_BYTES);
-    return 0;
-}
-
-pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
-                               const unsigned char key[PVG_KEY_BYTES],
-                               unsigned char (**rids)[PVG_RID_BYTES], size_t *n, pvg_error *err)
+pvg_status pvg_store_user_chunks_foreach(pvg_store *s, int64_t user_id,
+                                         const unsigned char pseudonym[16],
+                                         const unsigned char key[PVG_KEY_BYTES],
+                                         pvg_chunk_entry_fn fn, void *ctx, pvg_error *err)
 {
     sqlite3_stmt *q = s->st_chunks_of_user;
     sqlite3_reset(q);
     sqlite3_bind_int64(q, 1, user_id);
-    rid_sink k = {*rids, *n, *n, 0};
     pvg_status st = PVG_OK;
     unsigned char *plain = NULL;
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const unsigned char *cid = sqlite3_column_blob(q, 0);
-        const unsigned char *sealed = sqlite3_column_blob(q, 1);
-        size_t sn = (size_t)sqlite3_column_bytes(q, 1);
-        if (sqlite3_column_bytes(q, 0) != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
-            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", (long long)user_id);
-            break;
-        }
-        const unsigned char *pt = sealed;
-        size_t pn = sn;
-        if (!s->plaintext_control) {
-            pn = sn - PVG_SEAL_OVERHEAD;
-            if (pn > cap) {
-                if (plain) sodium_memzero(plain, cap);
-                free(plain);
-                cap = pn * 2;
-                plain = malloc(cap);
-                if (!plain) {
-                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-                    break;
-                }
-            }
-            if (pvg_chunk_open(key, pseudonym, cid, sealed, sn, plain) != PVG_OK) {
-                st = pvg_error_set(err, PVG_ERR_CRYPTO, "user row %lld: a chunk failed authentication",
-                                   (long long)user_id);
-                break;
-            }
-            pt = plain;
-        }
-        if (pvg_chunk_parse(pt, pn, take_rid, &k) != PVG_OK) {
-            st = pvg_error_set(err, k.nomem ? PVG_ERR_NOMEM : PVG_ERR_CORRUPT, "user row %lld: %s",
-                               (long long)user_id, k.nomem ? "out of memory" : "undecodable chunk");
-            break;
-        }
-    }
-    sqlite3_reset(q);
-    if (plain) {
-        sodium_memzero(plain, cap);
-        free(plain);
-    }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
-    *rids = k.v;
-    *n = k.n;
-    return st;
-}
-
-/* ---- compaction ---- */
-
-typedef struct regroup {
-    pvg_chunk_set *cs;
-    int64_t user_id, expires_day;
-    const unsigned char *pseudonym;
-    int failed;
-} regroup;
-
-static int add_entry(void *ctx, const unsigned char *rid, const unsigned char *rec, size_t len)
-{
-    regroup *g = ctx;
-    if (pvg_chunks_add(g->cs, g->user_id, g->expires_day, g->pseudonym, rid, rec, len) != PVG_OK) {
-        g->failed = 1;
-        return 1;
-    }
-    return 0;
-}
-
-pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
-                                  const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
-                                  pvg_error *err)
-{
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM chunks WHERE user_id = ?1", -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "chunks", err);
-    sqlite3_bind_int64(q, 1, user_id);
-    long long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_finalize(q);
-    if (n < (long long)min_chunks) return PVG_OK;
-    rc = sqlite3_prepare_v2(s->db, "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1", -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "chunks", err);
-    sqlite3_bind_int64(q, 1, user_id);
-    pvg_chunk_set cs;
-    memset(&cs, 0, sizeof cs);
-    regroup g = {&cs, user_id, 0, pseudonym, 0};
-    pvg_status st = PVG_OK;
-    unsigned char *plain = NULL;
-    size_t cap = 0;
-    while (st == PVG_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t expires_day = sqlite3_column_int64(q, 0);
         const unsigned char *cid = sqlite3_column_blob(q, 1);
         const unsigned char *sealed = sqlite3_column_blob(q, 2);
         size_t sn = (size_t)sqlite3_column_bytes(q, 2);
-        g.expires_day = sqlite3_column_int64(q, 0);
         if (sqlite3_column_bytes(q, 1) != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
             st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", (long long)user_id);
             break;
@@ -315,22 +190,108 @@ pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned 
                 }
             }
             if (pvg_chunk_open(key, pseudonym, cid, sealed, sn, plain) != PVG_OK) {
-                st = pvg_error_set(err, PVG_ERR_CRYPTO, "user row %lld: a chunk failed authentication",
+                st = pvg_error_set(err, PVG_ERR_CRYPTO,
+                                   "user row %lld: a chunk of records failed authentication (tampered, "
+                                   "or moved from another user)",
                                    (long long)user_id);
                 break;
             }
             pt = plain;
         }
-        if (pvg_chunk_parse(pt, pn, add_entry, &g) != PVG_OK)
-            st = pvg_error_set(err, g.failed ? PVG_ERR_NOMEM : PVG_ERR_CORRUPT, "user row %lld: %s",
-                               (long long)user_id, g.failed ? "out of memory" : "undecodable chunk");
+        if (pn < 1 || pt[0] != PVG_RECORD_VERSION) {
+            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", (long long)user_id);
+            break;
+        }
+        size_t pos = 1;
+        while (pos < pn && st == PVG_OK) {
+            uint64_t len;
+            const unsigned char *rid = pt + pos;
+            if (pn - pos < PVG_RID_BYTES) {
+                st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", (long long)user_id);
+                break;
+            }
+            pos += PVG_RID_BYTES;
+            if (pvg_varint_get(pt, pn, &pos, &len) || len > pn - pos) {
+                st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", (long long)user_id);
+                break;
+            }
+            pvg_status fs = fn(ctx, expires_day, rid, pt + pos, (size_t)len);
+            if (fs != PVG_OK) st = pvg_error_set(err, fs, "user row %lld: %s", (long long)user_id,
+                                                 fs == PVG_ERR_NOMEM ? "out of memory" : "undecodable record");
+            pos += (size_t)len;
+        }
+        if (st != PVG_OK) break;
     }
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     if (plain) {
         sodium_memzero(plain, cap);
         free(plain);
     }
     if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
+    return st;
+}
+
+typedef struct rid_sink {
+    unsigned char (*v)[PVG_RID_BYTES];
+    size_t n, cap;
+} rid_sink;
+
+static pvg_status take_rid(void *ctx, int64_t expires_day, const unsigned char *rid,
+                           const unsigned char *rec, size_t len)
+{
+    rid_sink *k = ctx;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        void *nv = realloc(k->v, cap * PVG_RID_BYTES);
+        if (!nv) return PVG_ERR_NOMEM;
+        k->v = nv;
+        k->cap = cap;
+    }
+    memcpy(k->v[k->n++], rid, PVG_RID_BYTES);
+    return PVG_OK;
+}
+
+pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
+                               const unsigned char key[PVG_KEY_BYTES],
+                               unsigned char (**rids)[PVG_RID_BYTES], size_t *n, pvg_error *err)
+{
+    rid_sink k = {*rids, *n, *n};
+    pvg_status st = pvg_store_user_chunks_foreach(s, user_id, pseudonym, key, take_rid, &k, err);
+    *rids = k.v;
+    *n = k.n;
+    return st;
+}
+
+/* ---- compaction ---- */
+
+typedef struct regroup {
+    pvg_chunk_set *cs;
+    int64_t user_id;
+    const unsigned char *pseudonym;
+} regroup;
+
+static pvg_status add_entry(void *ctx, int64_t expires_day, const unsigned char *rid,
+                            const unsigned char *rec, size_t len)
+{
+    regroup *g = ctx;
+    return pvg_chunks_add(g->cs, g->user_id, expires_day, g->pseudonym, rid, rec, len);
+}
+
+pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
+                                  const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
+                                  pvg_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM chunks WHERE user_id = ?1", -1, &q, NULL);
+    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "chunks", err);
+    sqlite3_bind_int64(q, 1, user_id);
+    long long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_finalize(q);
+    if (n < (long long)min_chunks) return PVG_OK;
+    pvg_chunk_set cs;
+    memset(&cs, 0, sizeof cs);
+    regroup g = {&cs, user_id, pseudonym};
+    pvg_status st = pvg_store_user_chunks_foreach(s, user_id, pseudonym, key, add_entry, &g, err);
     if (st == PVG_OK) {
         /* Replace the user's chunks by one per expiry day, in the caller's
          * transaction (secure_delete zeroes the old cells). */

@@ -347,7 +347,7 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
                       err)) ||
         (st = prepare(s, s->db, &s->st_consent_get,
                       "SELECT consent_personalization, consent_analytics FROM users WHERE pseudonym = ?1", err)) ||
-        (st = prepare(s, s->db, &s->st_chunks_of_user, "SELECT cid, sealed FROM chunks WHERE user_id = ?1", err)) ||
+        (st = prepare(s, s->db, &s->st_chunks_of_user, "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1", err)) ||
         (st = prepare(s, s->db, &s->st_anon_count,
                       "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
                       " VALUES(?1, ?2, ?3, ?4, ?5)",

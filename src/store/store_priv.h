@@ -101,8 +101,17 @@ pvg_status pvg_chunks_add(pvg_chunk_set *cs, int64_t user_id, int64_t expires_da
                           const unsigned char *record, size_t n);
 /* Seals every pending chunk and inserts it (inside the caller's transaction). */
 pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err);
-/* Calls fn(ctx, rid, record, len) for each entry of a plain chunk. Returns
- * PVG_ERR_CORRUPT when malformed. */
+/* Decrypts every chunk of a user and calls fn for each record in it, with
+ * the chunk's expiry day; fn returns PVG_OK to go on or a status to stop
+ * with. Errors: PVG_ERR_CRYPTO (a chunk failed authentication),
+ * PVG_ERR_CORRUPT, fn's status (err says which user row). */
+typedef pvg_status (*pvg_chunk_entry_fn)(void *ctx, int64_t expires_day,
+                                         const unsigned char *rid, const unsigned char *rec,
+                                         size_t len);
+pvg_status pvg_store_user_chunks_foreach(pvg_store *s, int64_t user_id,
+                                         const unsigned char pseudonym[16],
+                                         const unsigned char key[PVG_KEY_BYTES],
+                                         pvg_chunk_entry_fn fn, void *ctx, pvg_error *err);
 /* Appends the record ids of every event of a user (decrypting its chunks
  * with key) to *rids (realloc'd array of 16-byte ids; *n updated). */
 pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
@@ -114,10 +123,6 @@ pvg_status pvg_store_user_rids(pvg_store *s, int64_t user_id, const unsigned cha
 pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned char pseudonym[16],
                                   const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
                                   pvg_error *err);
-pvg_status pvg_chunk_parse(const unsigned char *plain, size_t n,
-                           int (*fn)(void *ctx, const unsigned char *rid, const unsigned char *rec,
-                                     size_t len),
-                           void *ctx);
 
 /* keys.c */
 pvg_status pvg_keys_create_file(const char *path, int master_in_env, pvg_error *err);

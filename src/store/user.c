@@ -56,7 +56,6 @@ typedef struct user_batch {
     size_t used, arena_cap;
     size_t *qoff, *coff; /* string offsets into arena, (size_t)-1 = none */
     const ext_ids *items;
-    int failed;          /* PVG_ERR_NOMEM or PVG_ERR_CORRUPT from the parse callback */
 } user_batch;
 
 static void user_batch_free(user_batch *b)
@@ -96,21 +95,17 @@ static int grow_batch(user_batch *b)
     return 0;
 }
 
-/* pvg_chunk_parse callback: decodes one record into the batch. */
-static int take_record(void *ctx, const unsigned char *rid, const unsigned char *rec, size_t len)
+/* Chunk entry callback: decodes one record into the batch. */
+static pvg_status take_record(void *ctx, int64_t expires_day, const unsigned char *rid,
+                              const unsigned char *rec, size_t len)
 {
+    (void)expires_day;
     user_batch *b = ctx;
     char strbuf[4096];
-    if (b->n == b->cap && grow_batch(b) != 0) {
-        b->failed = PVG_ERR_NOMEM;
-        return 1;
-    }
+    if (b->n == b->cap && grow_batch(b) != 0) return PVG_ERR_NOMEM;
     pvg_event *ev = &b->ev[b->n];
     int64_t item_id;
-    if (pvg_record_decode(rec, len, ev, &item_id, strbuf, sizeof strbuf) != PVG_OK) {
-        b->failed = PVG_ERR_CORRUPT;
-        return 1;
-    }
+    if (pvg_record_decode(rec, len, ev, &item_id, strbuf, sizeof strbuf) != PVG_OK) return PVG_ERR_CORRUPT;
     memcpy(b->rid[b->n], rid, PVG_RID_BYTES);
     ev->item = item_id > 0 && item_id < b->items->n ? b->items->ids[item_id] : NULL;
     const char *strs[2] = {ev->query, ev->country};
@@ -123,10 +118,7 @@ static int take_record(void *ctx, const unsigned char *rid, const unsigned char 
             size_t cap = b->arena_cap ? b->arena_cap * 2 : 4096;
             while (cap < b->used + n) cap *= 2;
             char *na = realloc(b->arena, cap);
-            if (!na) {
-                b->failed = PVG_ERR_NOMEM;
-                return 1;
-            }
+            if (!na) return PVG_ERR_NOMEM;
             b->arena = na;
             b->arena_cap = cap;
         }
@@ -136,69 +128,19 @@ static int take_record(void *ctx, const unsigned char *rid, const unsigned char 
     }
     sodium_memzero(strbuf, sizeof strbuf);
     b->n++;
-    return 0;
+    return PVG_OK;
 }
 
 /* Decrypts every event of one user into b (replacing its content); events
- * sorted by time. chq: SELECT cid, sealed FROM chunks WHERE user_id = ?1. */
-static pvg_status load_user_events(pvg_store *s, sqlite3_stmt *chq, int64_t uid,
-                                   const unsigned char p[16], const unsigned char *key,
-                                   const ext_ids *items, user_batch *b, int sort, pvg_error *err)
+ * sorted by time when `sort`. */
+static pvg_status load_user_events(pvg_store *s, int64_t uid, const unsigned char p[16],
+                                   const unsigned char *key, const ext_ids *items, user_batch *b,
+                                   int sort, pvg_error *err)
 {
     b->n = 0;
     b->used = 0;
     b->items = items;
-    b->failed = 0;
-    sqlite3_reset(chq);
-    sqlite3_bind_int64(chq, 1, uid);
-    int rc;
-    pvg_status st = PVG_OK;
-    unsigned char *plain = NULL;
-    size_t plain_cap = 0;
-    while ((rc = sqlite3_step(chq)) == SQLITE_ROW) {
-        const unsigned char *cid = sqlite3_column_blob(chq, 0);
-        const unsigned char *sealed = sqlite3_column_blob(chq, 1);
-        size_t sn = (size_t)sqlite3_column_bytes(chq, 1);
-        if (sqlite3_column_bytes(chq, 0) != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
-            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", (long long)uid);
-            break;
-        }
-        size_t pn = s->plaintext_control ? sn : sn - PVG_SEAL_OVERHEAD;
-        const unsigned char *pt = sealed;
-        if (!s->plaintext_control) {
-            if (pn > plain_cap) {
-                if (plain) sodium_memzero(plain, plain_cap);
-                free(plain);
-                plain_cap = pn * 2;
-                plain = malloc(plain_cap);
-                if (!plain) {
-                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-                    break;
-                }
-            }
-            if (pvg_chunk_open(key, p, cid, sealed, sn, plain) != PVG_OK) {
-                st = pvg_error_set(err, PVG_ERR_CRYPTO,
-                                   "user row %lld: a chunk of records failed authentication (tampered, "
-                                   "or moved from another user)",
-                                   (long long)uid);
-                break;
-            }
-            pt = plain;
-        }
-        pvg_status ps = pvg_chunk_parse(pt, pn, take_record, b);
-        if (ps != PVG_OK) {
-            st = pvg_error_set(err, b->failed == PVG_ERR_NOMEM ? PVG_ERR_NOMEM : PVG_ERR_CORRUPT,
-                               "user row %lld: %s", (long long)uid,
-                               b->failed == PVG_ERR_NOMEM ? "out of memory" : "undecodable chunk");
-            break;
-        }
-    }
-    if (plain) {
-        sodium_memzero(plain, plain_cap);
-        free(plain);
-    }
-    sqlite3_reset(chq);
-    if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
+    pvg_status st = pvg_store_user_chunks_foreach(s, uid, p, key, take_record, b, err);
     if (st != PVG_OK) return st;
     for (size_t i = 0; i < b->n; i++) {
         b->ev[i].query = b->qoff[i] == (size_t)-1 ? NULL : b->arena + b->qoff[i];
@@ -243,12 +185,10 @@ static pvg_status iterate(pvg_store *s, const char *where_sql, const unsigned ch
         ext_ids_free(&items);
         return st;
     }
-    sqlite3_stmt *uq = NULL, *evq = NULL;
+    sqlite3_stmt *uq = NULL;
     char sql[256];
     snprintf(sql, sizeof sql, USER_COLS "%s ORDER BY id", where_sql);
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &uq, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, "SELECT cid, sealed FROM chunks WHERE user_id = ?1", -1, &evq, NULL);
     unsigned char *key = sodium_malloc(PVG_KEY_BYTES);
     user_batch b;
     memset(&b, 0, sizeof b);
@@ -274,14 +214,13 @@ static pvg_status iterate(pvg_store *s, const char *where_sql, const unsigned ch
             continue;
         }
         if (st != PVG_OK) break;
-        st = load_user_events(s, evq, v.user_id, v.pseudonym, key, &items, &b, 1, err);
+        st = load_user_events(s, v.user_id, v.pseudonym, key, &items, &b, 1, err);
         if (st != PVG_OK) break;
         if (seen) (*seen)++;
         if (fn(ctx, &v, b.ev, b.n)) st = PVG_ERR_ABORTED;
     }
     if (st == PVG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = pvg_store_sqlite_error(s, rc, "users", err);
     sqlite3_finalize(uq);
-    sqlite3_finalize(evq);
     if (key) sodium_free(key);
     user_batch_free(&b);
     ext_ids_free(&items);

@@ -268,14 +268,20 @@ static int csv_split(pvg_reader *r, char sep, pvg_error *err)
 
 /* ---- helpers -------------------------------------------------------- */
 
+/* Clears rec and stamps it with the current line and offset. */
+static void start_record(pvg_reader *r, pvg_record *rec, pvg_record_kind kind)
+{
+    memset(rec, 0, sizeof *rec);
+    rec->kind = kind;
+    rec->line = r->line;
+    rec->offset = r->rec_offset;
+}
+
 static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const char *fmt, ...)
     PVG_PRINTF(4, 5);
 static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const char *fmt, ...)
 {
-    memset(rec, 0, sizeof *rec);
-    rec->kind = PVG_RECORD_REJECT;
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_REJECT);
     rec->reason = reason;
     va_list ap;
     va_start(ap, fmt);
@@ -287,10 +293,7 @@ static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const cha
 /* A reject whose detail csv_split already wrote into r->detail. */
 static void reject_kept(pvg_reader *r, pvg_record *rec, const char *reason)
 {
-    memset(rec, 0, sizeof *rec);
-    rec->kind = PVG_RECORD_REJECT;
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_REJECT);
     rec->reason = reason;
     rec->detail = r->detail;
 }
@@ -476,9 +479,7 @@ static int parse_online_retail(pvg_reader *r, pvg_record *rec, pvg_error *err)
         return 1;
     }
 
-    memset(rec, 0, sizeof *rec);
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     rec->event.type = is_return ? PVG_EVENT_RETURN : PVG_EVENT_PURCHASE;
     rec->event.ts = ts;
     rec->event.item = stock;
@@ -541,10 +542,7 @@ static int parse_movielens(pvg_reader *r, pvg_record *rec, pvg_error *err)
                       "field 4 timestamp: expected Unix seconds, got '%.40s'", f[3]),
                1;
     snprintf(r->user, sizeof r->user, "%s", user);
-    memset(rec, 0, sizeof *rec);
-    rec->kind = PVG_RECORD_EVENT;
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
     rec->event.ts = ts;
@@ -563,9 +561,7 @@ static const char *const ml_genres[19] = {
 static int parse_movielens_items(pvg_reader *r, pvg_record *rec, pvg_error *err)
 {
     if (!fix_encoding(r, rec, PVG_ENCODING_AUTO)) return 1;
-    memset(rec, 0, sizeof *rec);
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     if (strstr(r->rec, "::")) {
         char *a = r->rec, *b = strstr(a, "::");
         *b = '\0';
@@ -625,9 +621,7 @@ static int parse_retailrocket(pvg_reader *r, pvg_record *rec, pvg_error *err)
                       r->fields[0]),
                1;
     const char *visitor = trim(r->fields[1]), *ev = trim(r->fields[2]), *item = trim(r->fields[3]);
-    memset(rec, 0, sizeof *rec);
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     pvg_event_type t;
     if (strcmp(ev, "view") == 0)
         t = PVG_EVENT_VIEW;
@@ -726,10 +720,7 @@ static int parse_amazon(pvg_reader *r, pvg_record *rec, pvg_error *err)
                       "field \"unixReviewTime\": expected Unix seconds (integer)%s", t ? "" : " (missing)"),
                1;
     snprintf(r->user, sizeof r->user, "%s", json_string_value(u));
-    memset(rec, 0, sizeof *rec);
-    rec->kind = PVG_RECORD_EVENT;
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
     rec->event.ts = (int64_t)json_integer_value(t);
@@ -758,10 +749,7 @@ static int parse_jsonl(pvg_reader *r, pvg_record *rec, pvg_error *err)
 
     if (strcmp(tname, "item") == 0) {
         if (!item || !*item) return reject(r, rec, "missing_item", "field \"item\": required for an item record"), 1;
-        memset(rec, 0, sizeof *rec);
-        rec->kind = PVG_RECORD_ITEM;
-        rec->line = r->line;
-        rec->offset = r->rec_offset;
+        start_record(r, rec, PVG_RECORD_ITEM);
         rec->has_item = 1;
         rec->item.ext_id = item;
         rec->item.price = -1;
@@ -815,9 +803,7 @@ static int parse_jsonl(pvg_reader *r, pvg_record *rec, pvg_error *err)
                       "field \"type\": expected view, cart, purchase, return, rating, search or item, got '%.40s'",
                       tname),
                1;
-    memset(rec, 0, sizeof *rec);
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     const char *user = json_id(r, "user", ubuf, sizeof ubuf, &wrong);
     if (wrong) return reject(r, rec, "bad_type", "field \"user\": expected a string"), 1;
     if (t != PVG_EVENT_SEARCH && (!item || !*item))
@@ -906,10 +892,7 @@ static int parse_tsv(pvg_reader *r, pvg_record *rec, pvg_error *err)
     if (strlen(f[0]) >= sizeof r->user)
         return reject(r, rec, "bad_user_id", "field 1 user: longer than %zu bytes", sizeof r->user - 1), 1;
     snprintf(r->user, sizeof r->user, "%s", f[0]);
-    memset(rec, 0, sizeof *rec);
-    rec->kind = PVG_RECORD_EVENT;
-    rec->line = r->line;
-    rec->offset = r->rec_offset;
+    start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
     rec->event.ts = ts;

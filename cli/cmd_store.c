@@ -291,7 +291,10 @@ static int run_user_consent(cli_ctx *c)
 
 /* ---- keys, retention, stats ---- */
 
-static int run_keys_rotate(cli_ctx *c)
+/* A store operation that reports one count: open, run, close, print. */
+static int run_counted(cli_ctx *c, const char *what,
+                       pvg_status (*op)(pvg_store *s, long long *n, pvg_error *err),
+                       const char *json_key, const char *text_fmt)
 {
     int rc = 0;
     pvg_store *s = open_store(c, &rc);
@@ -299,33 +302,28 @@ static int run_keys_rotate(cli_ctx *c)
     long long n = 0;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_store_keys_rotate(s, &n, &err);
+    pvg_status st = op(s, &n, &err);
     pvg_store_close(s);
-    if (st != PVG_OK) return cli_fail("keys rotate", st, &err);
+    if (st != PVG_OK) return cli_fail(what, st, &err);
     if (cli_bool(c, "json"))
-        printf("{\"rewrapped\":%lld}\n", n);
+        printf("{\"%s\":%lld}\n", json_key, n);
     else
-        printf("rotated the master key: %lld data keys rewrapped%s\n", n,
-               getenv(PVG_ENV_MASTER_KEY) ? "; now set PRIVGUIDE_MASTER_KEY to the new key" : "");
+        printf(text_fmt, n);
     return CLI_EXIT_OK;
+}
+
+static int run_keys_rotate(cli_ctx *c)
+{
+    return run_counted(c, "keys rotate", pvg_store_keys_rotate, "rewrapped",
+                       getenv(PVG_ENV_MASTER_KEY)
+                           ? "rotated the master key: %lld data keys rewrapped; now set PRIVGUIDE_MASTER_KEY to the new key\n"
+                           : "rotated the master key: %lld data keys rewrapped\n");
 }
 
 static int run_retention_sweep(cli_ctx *c)
 {
-    int rc = 0;
-    pvg_store *s = open_store(c, &rc);
-    if (!s) return rc;
-    long long n = 0;
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_status st = pvg_store_retention_sweep(s, &n, &err);
-    pvg_store_close(s);
-    if (st != PVG_OK) return cli_fail("retention sweep", st, &err);
-    if (cli_bool(c, "json"))
-        printf("{\"deleted\":%lld}\n", n);
-    else
-        printf("deleted %lld expired events\n", n);
-    return CLI_EXIT_OK;
+    return run_counted(c, "retention sweep", pvg_store_retention_sweep, "deleted",
+                       "deleted %lld expired events\n");
 }
 
 static int run_stats(cli_ctx *c)

@@ -50,7 +50,6 @@ static pvg_status ext_ids_load(pvg_store *s, ext_ids *x, pvg_error *err)
 
 typedef struct user_batch {
     pvg_event *ev;
-    unsigned char (*rid)[PVG_RID_BYTES];
     size_t n, cap;
     char *arena;
     size_t used, arena_cap;
@@ -63,7 +62,6 @@ static void user_batch_free(user_batch *b)
     if (b->arena) sodium_memzero(b->arena, b->arena_cap);
     if (b->ev) sodium_memzero(b->ev, b->cap * sizeof *b->ev);
     free(b->ev);
-    free(b->rid);
     free(b->arena);
     free(b->qoff);
     free(b->coff);
@@ -82,9 +80,6 @@ static int grow_batch(user_batch *b)
     pvg_event *ne = realloc(b->ev, cap * sizeof *ne);
     if (!ne) return -1;
     b->ev = ne;
-    void *nr = realloc(b->rid, cap * sizeof *b->rid);
-    if (!nr) return -1;
-    b->rid = nr;
     size_t *nq = realloc(b->qoff, cap * sizeof *nq);
     if (!nq) return -1;
     b->qoff = nq;
@@ -100,13 +95,13 @@ static pvg_status take_record(void *ctx, int64_t expires_day, const unsigned cha
                               const unsigned char *rec, size_t len)
 {
     (void)expires_day;
+    (void)rid;
     user_batch *b = ctx;
     char strbuf[4096];
     if (b->n == b->cap && grow_batch(b) != 0) return PVG_ERR_NOMEM;
     pvg_event *ev = &b->ev[b->n];
     int64_t item_id;
     if (pvg_record_decode(rec, len, ev, &item_id, strbuf, sizeof strbuf) != PVG_OK) return PVG_ERR_CORRUPT;
-    memcpy(b->rid[b->n], rid, PVG_RID_BYTES);
     ev->item = item_id > 0 && item_id < b->items->n ? b->items->ids[item_id] : NULL;
     const char *strs[2] = {ev->query, ev->country};
     size_t *offs[2] = {&b->qoff[b->n], &b->coff[b->n]};

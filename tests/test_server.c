@@ -368,10 +368,13 @@ static void test_role_matrix_allowed(void **state)
     expect_free("GET", "/v1/items/popular?k=1000", E.admin, NULL, 400);
 }
 
+static int audit_count(const char *action, const char *user);
+
 static void test_recommendations_and_consent(void **state)
 {
     (void)state;
     json_t *j = expect("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, 200);
+    json_t *first = json_deep_copy(j);
     assert_true(json_is_true(json_object_get(j, "personalized")));
     json_t *items = json_object_get(j, "items");
     assert_true(json_array_size(items) >= 1 && json_array_size(items) <= 3);
@@ -383,10 +386,17 @@ static void test_recommendations_and_consent(void **state)
     /* u1 is in group B (odd): nothing of group A is recommended first */
     assert_int_not_equal(json_string_value(json_object_get(it, "item"))[0], 'A');
     json_decref(j);
-    /* twice: the cached answer is the same */
-    j = expect("GET", "/v1/users/u1/recommendations?k=3", E.admin, NULL, 200);
-    assert_true(json_is_true(json_object_get(j, "personalized")));
-    json_decref(j);
+    /* again: the cached answer (items, then the serialised body) is the
+     * same, and every access is audited, cached or not */
+    for (int round = 0; round < 3; round++) {
+        int audited = audit_count("recommend", "u1");
+        j = expect("GET", "/v1/users/u1/recommendations?k=3", round ? E.tok_u1 : E.admin, NULL, 200);
+        assert_true(json_is_true(json_object_get(j, "personalized")));
+        assert_true(json_equal(j, first));
+        json_decref(j);
+        assert_int_equal(audit_count("recommend", "u1"), audited + 1);
+    }
+    json_decref(first);
 
     /* consent off -> the DP popular list */
     j = expect("PUT", "/v1/users/u1/consent", E.tok_u1,

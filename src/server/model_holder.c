@@ -30,6 +30,8 @@ typedef struct cache_slot {
     int used;
     int64_t *idx;
     float *score;
+    char *body; /* the serialised answer for (key, k), once built; NULL until then */
+    size_t body_len;
 } cache_slot;
 
 struct pvg_srv_cache {
@@ -59,6 +61,7 @@ void pvg_srv_cache_free(pvg_srv_cache *c)
     for (size_t i = 0; i < c->n; i++) {
         free(c->slots[i].idx);
         free(c->slots[i].score);
+        free(c->slots[i].body);
     }
     for (int i = 0; i < CACHE_STRIPES; i++) pthread_mutex_destroy(&c->mu[i]);
     free(c->slots);
@@ -117,12 +120,55 @@ void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k, 
     cache_slot *s = &c->slots[i];
     free(s->idx);
     free(s->score);
+    free(s->body);
+    s->body = NULL;
+    s->body_len = 0;
     memcpy(s->key, key, 16);
     s->k = k;
     s->n = n;
     s->idx = idx;
     s->score = score;
     s->used = 1;
+    pthread_mutex_unlock(mu);
+}
+
+int pvg_srv_cache_get_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, char **body,
+                           size_t *len)
+{
+    if (!c) return 0;
+    size_t i = cache_slot_of(c, key, k);
+    pthread_mutex_t *mu = &c->mu[i % CACHE_STRIPES];
+    int hit = 0;
+    pthread_mutex_lock(mu);
+    cache_slot *s = &c->slots[i];
+    if (s->used && s->body && s->k == k && memcmp(s->key, key, 16) == 0) {
+        *body = malloc(s->body_len + 1);
+        if (*body) {
+            memcpy(*body, s->body, s->body_len + 1);
+            *len = s->body_len;
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, const char *body,
+                            size_t len)
+{
+    if (!c || !body) return;
+    size_t i = cache_slot_of(c, key, k);
+    pthread_mutex_t *mu = &c->mu[i % CACHE_STRIPES];
+    pthread_mutex_lock(mu);
+    cache_slot *s = &c->slots[i];
+    /* Only beside the items it was built from: the slot must hold this key. */
+    if (s->used && s->k == k && memcmp(s->key, key, 16) == 0 && !s->body) {
+        s->body = malloc(len + 1);
+        if (s->body) {
+            memcpy(s->body, body, len + 1);
+            s->body_len = len;
+        }
+    }
     pthread_mutex_unlock(mu);
 }
 

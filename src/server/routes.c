@@ -577,6 +577,25 @@ static void h_recommend(pvg_srv_req *r)
             pvg_srv_reply_status(r, "user key", st, &e);
             return;
         }
+        char *body = NULL;
+        size_t body_len = 0;
+        if (pvg_srv_cache_get_body(m->cache, key, k, &body, &body_len)) {
+            /* The same answer as last time for this user, model and k:
+             * send the bytes; the access is audited as always. */
+            atomic_fetch_add(&r->srv->metrics.cache_hits, 1);
+            atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
+            long generation = m->generation;
+            pvg_srv_model_release(m);
+            free(r->out);
+            r->out = body;
+            r->out_len = body_len;
+            r->status = 200;
+            r->ctype = "application/json";
+            char detail[96];
+            snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, generation);
+            pvg_srv_audit_then_answer(r, "recommend", user, detail);
+            return;
+        }
         if (pvg_srv_cache_get(m->cache, key, k, out, &n)) {
             atomic_fetch_add(&r->srv->metrics.cache_hits, 1);
         } else {
@@ -614,8 +633,9 @@ static void h_recommend(pvg_srv_req *r)
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
     long generation = m->generation;
-    pvg_srv_model_release(m);
     pvg_srv_reply_json(r, 200, o);
+    if (!reason && r->status == 200) pvg_srv_cache_put_body(m->cache, key, k, r->out, r->out_len);
+    pvg_srv_model_release(m);
     if (!reason && r->status == 200) {
         /* the answer leaves only once its audit entry is committed */
         char detail[96];

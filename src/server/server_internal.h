@@ -135,6 +135,13 @@ int pvg_srv_cache_get(pvg_srv_cache *c, const unsigned char key[16], size_t k, p
                   size_t *n);
 void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
                    size_t n);
+/* The serialised answer for (key, k), kept beside the cached items: get
+ * returns 1 with a new copy in *body (caller frees), 0 when none; put keeps
+ * a copy when the slot holds the items of that (key, k). */
+int pvg_srv_cache_get_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, char **body,
+                           size_t *len);
+void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, const char *body,
+                            size_t len);
 
 /* ---- audit writer (group commit) ---- */
 typedef struct pvg_srv_audit_item pvg_srv_audit_item;

@@ -195,19 +195,6 @@ static int run_noise_multiplier(cli_ctx *c)
 
 /* ---- budget ---- */
 
-static pvg_store *open_store(cli_ctx *c, int *rc)
-{
-    pvg_store *s = NULL;
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_status st = pvg_store_open(cli_data_dir(c), &s, &err);
-    if (st != PVG_OK) {
-        *rc = cli_fail("open store", st, &err);
-        return NULL;
-    }
-    return s;
-}
-
 static const char *dataset_of(cli_ctx *c)
 {
     const char *d = cli_str(c, "dataset");
@@ -221,7 +208,7 @@ static int run_budget_set(cli_ctx *c)
     double d = cli_has(c, "delta") ? req_range(c, "delta", 0, 1, 0, 1) : 0;
     const char *ds = dataset_of(c);
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
@@ -309,7 +296,7 @@ static int show_dataset(void *ctx, const char *dataset, const pvg_ledger_summary
 static int run_budget_show_all(cli_ctx *c)
 {
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
@@ -330,7 +317,7 @@ static int run_budget_show(cli_ctx *c)
     }
     const char *ds = dataset_of(c);
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
@@ -440,7 +427,7 @@ static int run_query(cli_ctx *c)
     sp.dataset = dataset_of(c);
 
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_rng *rng = pvg_rng_new_secure();
     if (!rng) {

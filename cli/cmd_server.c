@@ -154,15 +154,6 @@ static const cli_flag serve_flags[] = {
 
 /* ---- credentials ---- */
 
-static int open_store(cli_ctx *c, pvg_store **s)
-{
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_status st = pvg_store_open(cli_data_dir(c), s, &err);
-    if (st != PVG_OK) return cli_fail("open store", st, &err);
-    return 0;
-}
-
 static void print_cred(cli_ctx *c, const char *cred, const pvg_principal *p, const char *user)
 {
     if (cli_bool(c, "json")) {
@@ -191,8 +182,9 @@ static int run_apikey_create(cli_ctx *c)
         cli_usage_error(c, "--role: want admin or analyst, got \"%s\"", cli_str(c, "role"));
     double rate = cli_double(c, "rate", 100);
     if (!(rate >= 0)) cli_usage_error(c, "--rate: want 0 (unlimited) or a positive number");
-    pvg_store *s = NULL;
-    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
     char *cred = NULL;
     pvg_principal p;
     pvg_error err;
@@ -221,8 +213,9 @@ static int run_token_issue(cli_ctx *c)
     long long ttl = cli_int_range(c, "ttl", 30LL * 86400, 1, 10LL * 365 * 86400);
     double rate = cli_double(c, "rate", 20);
     if (!(rate >= 0)) cli_usage_error(c, "--rate: want 0 (unlimited) or a positive number");
-    pvg_store *s = NULL;
-    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
     char *cred = NULL;
     pvg_principal p;
     pvg_error err;
@@ -248,8 +241,9 @@ static int run_token_issue(cli_ctx *c)
 static int run_revoke(cli_ctx *c)
 {
     const char *id = cli_pos(c, 0);
-    pvg_store *s = NULL;
-    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_auth_revoke(s, id, &err);
@@ -298,8 +292,9 @@ static const char *kind_name(pvg_audit_problem_kind k)
 
 static int run_audit_verify(cli_ctx *c)
 {
-    pvg_store *s = NULL;
-    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
     pvg_audit_report rep;
     pvg_error err;
     pvg_error_clear(&err);
@@ -361,8 +356,9 @@ static int show_entry(void *ctx, const pvg_audit_entry *e)
 
 static int run_audit_show(cli_ctx *c)
 {
-    pvg_store *s = NULL;
-    if (open_store(c, &s)) return CLI_EXIT_FAIL;
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
     show_ctx sc = {cli_bool(c, "json")};
     pvg_error err;
     pvg_error_clear(&err);

@@ -13,19 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static pvg_store *open_store(cli_ctx *c, int *rc)
-{
-    pvg_store *s = NULL;
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_status st = pvg_store_open(cli_data_dir(c), &s, &err);
-    if (st != PVG_OK) {
-        *rc = cli_fail("open store", st, &err);
-        return NULL;
-    }
-    return s;
-}
-
 /* ---- init ---- */
 
 static int run_init(cli_ctx *c)
@@ -129,7 +116,7 @@ static int run_ingest(cli_ctx *c)
     o.no_sweep = cli_bool(c, "no-sweep");
     const char *file = cli_pos(c, 0);
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     char reject_path[4096];
     const char *rp = cli_str(c, "rejects");
@@ -190,7 +177,7 @@ static int audit_access(pvg_store *s, const char *action, const char *user, cons
     char subject[2 * PVG_PSEUDONYM_BYTES + 1];
     pvg_audit_subject_of_user(s, user, subject);
     pvg_audit_record rec = {0};
-    rec.actor = "operator:cli";
+    rec.actor = "cli";
     rec.action = action;
     rec.subject = subject;
     rec.detail = detail;
@@ -204,7 +191,7 @@ static int audit_access(pvg_store *s, const char *action, const char *user, cons
 static int run_user_export(cli_ctx *c)
 {
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     char *json = NULL;
     pvg_error err;
@@ -225,7 +212,7 @@ static int run_user_export(cli_ctx *c)
 static int run_user_delete(cli_ctx *c)
 {
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
@@ -258,7 +245,7 @@ static int parse_bool(cli_ctx *c, const char *flag, int *out)
 static int run_user_consent(cli_ctx *c)
 {
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
@@ -297,7 +284,7 @@ static int run_counted(cli_ctx *c, const char *what,
                        const char *json_key, const char *text_fmt)
 {
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     long long n = 0;
     pvg_error err;
@@ -329,7 +316,7 @@ static int run_retention_sweep(cli_ctx *c)
 static int run_stats(cli_ctx *c)
 {
     int rc = 0;
-    pvg_store *s = open_store(c, &rc);
+    pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_store_counts n;
     pvg_error err;

@@ -332,6 +332,19 @@ const char *cli_data_dir(cli_ctx *c)
     return "./privguide-data";
 }
 
+struct pvg_store *cli_open_store(cli_ctx *c, int *rc)
+{
+    pvg_store *s = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_open(cli_data_dir(c), &s, &err);
+    if (st != PVG_OK) {
+        *rc = cli_fail("open store", st, &err);
+        return NULL;
+    }
+    return s;
+}
+
 int cli_double_list(cli_ctx *c, const char *flag, double *out, int max)
 {
     const char *v = lookup(c, flag);

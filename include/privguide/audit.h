@@ -28,6 +28,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 #define PVG_AUDIT_HASH_BYTES 32
 #define PVG_AUDIT_FIELD_MAX 1024 /* longest actor/action/subject/detail accepted */
@@ -110,6 +111,7 @@ typedef struct pvg_audit_report {
 pvg_status pvg_audit_verify(pvg_store *s, const char *expected_head_hex, pvg_audit_report *rep,
                             pvg_error *err) PVG_WARN_UNUSED;
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef enum pvg_role {
     PVG_ROLE_NONE = 0,    /* unauthenticated */
@@ -85,6 +86,7 @@ pvg_status pvg_auth_revoke(pvg_store *s, const char *key_id, pvg_error *err);
 pvg_status pvg_auth_revoke_user(pvg_store *s, const unsigned char pseudonym[PVG_PSEUDONYM_BYTES],
                                 long long *n_out, pvg_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 #if defined(__GNUC__)
 #define PVG_WARN_UNUSED __attribute__((warn_unused_result))
@@ -97,6 +98,7 @@ pvg_status pvg_init(void) PVG_WARN_UNUSED;
 /* The library version, "MAJOR.MINOR.PATCH". Static string. */
 const char *pvg_version(void);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

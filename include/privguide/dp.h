@@ -36,6 +36,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 /* ==== exact samplers (integer arithmetic only) ========================== */
 
@@ -290,6 +291,7 @@ pvg_status pvg_dp_pld_delta(double q, double sigma, long long steps, double epsi
 pvg_status pvg_dp_noise_multiplier(double target_eps, double delta, double q, long long steps,
                                    pvg_dp_accountant acc, double *sigma_out, pvg_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef enum pvg_eval_protocol {
     PVG_EVAL_RANDOM_SPLIT = 1,
@@ -69,6 +70,7 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
                         const pvg_eval_options *o, pvg_eval_result *res,
                         pvg_error *err) PVG_WARN_UNUSED;
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

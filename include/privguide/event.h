@@ -11,6 +11,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef enum pvg_event_type {
     PVG_EVENT_VIEW = 0,
@@ -73,6 +74,7 @@ const char *pvg_event_field_name(unsigned field_bit);
 /* Parses a field name into its PVG_FIELD_* bit; 0 when unknown. */
 unsigned pvg_event_field_parse(const char *name);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef enum pvg_format {
     PVG_FORMAT_ONLINE_RETAIL = 0,
@@ -102,6 +103,7 @@ long long pvg_reader_bytes(const pvg_reader *r);
 /* Closes and frees. NULL ok. */
 void pvg_reader_free(pvg_reader *r);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

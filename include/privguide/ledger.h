@@ -31,6 +31,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 /* The dataset name used when the caller names none. */
 #define PVG_LEDGER_DEFAULT_DATASET "default"
@@ -93,6 +94,7 @@ pvg_status pvg_ledger_datasets_foreach(pvg_store *s,
                                                  const pvg_ledger_summary *sum),
                                        void *ctx, pvg_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 #define PVG_MODEL_KEY_BYTES 16
 
@@ -245,6 +246,7 @@ int64_t pvg_model_item_index(const pvg_model *m, const char *ext_item);
 /* External id of item index i (borrowed), NULL when out of range. */
 const char *pvg_model_item_id(const pvg_model *m, int64_t i);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

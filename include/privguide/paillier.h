@@ -47,6 +47,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef struct pvg_paillier_pub pvg_paillier_pub;
 typedef struct pvg_paillier_priv pvg_paillier_priv;
@@ -337,6 +338,7 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
                                     pvg_error *err) PVG_WARN_UNUSED;
 void pvg_spend_result_free(pvg_spend_result *r); /* NULL ok */
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef enum pvg_query_kind {
     PVG_QUERY_COUNT = 0,     /* number of events */
@@ -119,6 +120,7 @@ const char *pvg_query_kind_name(pvg_query_kind k);
 pvg_status pvg_query_group_parse(const char *name, pvg_query_group *out);
 const char *pvg_query_group_name(pvg_query_group g);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef struct pvg_rng pvg_rng;
 
@@ -60,6 +61,7 @@ double pvg_rng_normal(pvg_rng *rng);
  * deterministic iff the parent is. new; NULL on out of memory. */
 pvg_rng *pvg_rng_split(pvg_rng *parent);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -44,6 +44,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 #define PVG_SECAGG_WIRE_VERSION 1
 #define PVG_SECAGG_MAX_CLIENTS 65535
@@ -308,6 +309,7 @@ typedef struct pvg_mpc_options {
 pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine,
                        pvg_mpc_table **out, pvg_error *err) PVG_WARN_UNUSED;
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

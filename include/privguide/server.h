@@ -19,6 +19,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef struct pvg_server pvg_server;
 
@@ -76,6 +77,7 @@ long pvg_server_model_generation(const pvg_server *srv);
 /* The default model path of a data dir: "<data_dir>/model.pvgm" into buf. */
 const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_t len);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

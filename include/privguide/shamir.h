@@ -26,6 +26,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 /* The field modulus, the Mersenne prime 2^61 - 1. */
 #define PVG_SHAMIR_PRIME 0x1FFFFFFFFFFFFFFFULL
@@ -126,6 +127,7 @@ pvg_status pvg_additive_share_decode(const uint8_t *buf, size_t len, uint32_t *i
                                      unsigned *bits, uint64_t *values, size_t max_m, size_t *m,
                                      pvg_error *err) PVG_WARN_UNUSED;
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 typedef struct pvg_store pvg_store;
 
@@ -246,6 +247,7 @@ int pvg_store_policy_allows(const pvg_store *s, pvg_event_type type);
 /* Frees memory returned by the library (strings, buffers). NULL ok. */
 void pvg_free(void *p);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -78,6 +78,11 @@ static pvg_status parse_json(const char *json, const char *source, long line_bas
 {
     *out = NULL;
     if (!json) return pvg_error_set(err, PVG_ERR_INVALID, "%s: no input", source);
+    /* Every key parser comes through here: libsodium must be initialised
+     * before sodium_malloc, and the wiping GMP hooks installed before the
+     * first mpz holding key material is allocated. */
+    if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
+    pvg_he_gmp_init();
     if (strlen(json) > HE_JSON_MAX)
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, line_base, 0, -1,
                                 "input larger than %u bytes", HE_JSON_MAX);
@@ -85,6 +90,7 @@ static pvg_status parse_json(const char *json, const char *source, long line_bas
     if (!q) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     json_error_t je;
     json_t *root = json_loads(q, JSON_REJECT_DUPLICATES, &je);
+    sodium_memzero(q, strlen(q)); /* a private key's digits were copied here */
     free(q);
     if (!root)
         return pvg_error_set_at(err, PVG_ERR_INVALID, source,

@@ -154,6 +154,41 @@ int main(int argc, char **argv)
         fprintf(stderr, "privguide: init: the system random generator is unavailable\n");
         return CLI_EXIT_FAIL;
     }
+    /* Global options (the implicit flags that take a value, such as
+     * --data-dir) may stand before the command, as in git and docker: move
+     * them behind the command words and parse them like any other flag. */
+    int g = 1;
+    while (g < argc && strncmp(argv[g], "--", 2) == 0 && argv[g][2]) {
+        const char *name = argv[g] + 2, *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_flag *fl = NULL;
+        for (const cli_flag *f = implicit_flags; f->name; f++)
+            if (f->kind != CLI_BOOL && strlen(f->name) == nl && strncmp(f->name, name, nl) == 0) fl = f;
+        if (!fl) break;
+        if (!eq && g + 1 >= argc) {
+            fprintf(stderr, "privguide: flag --%s needs %s\n", fl->name, kind_hint(fl->kind));
+            return CLI_EXIT_USAGE;
+        }
+        g += eq ? 1 : 2;
+    }
+    if (g > 1) {
+        if (g >= argc) {
+            fprintf(stderr, "privguide: missing command after the global options (see privguide --help)\n");
+            return CLI_EXIT_USAGE;
+        }
+        int cmd_used = 0;
+        const cli_command *probe = find_command(argc - (g - 1), argv + (g - 1), &cmd_used);
+        int words = probe ? cmd_used : 1;
+        char **moved = malloc(sizeof(char *) * (size_t)(argc + 1));
+        if (!moved) return CLI_EXIT_FAIL;
+        int m = 0;
+        moved[m++] = argv[0];
+        for (int i = 0; i < words; i++) moved[m++] = argv[g + i];
+        for (int i = 1; i < g; i++) moved[m++] = argv[i];
+        for (int i = g + words; i < argc; i++) moved[m++] = argv[i];
+        moved[m] = NULL;
+        argv = moved; /* lives until exit */
+    }
     int used = 0;
     const cli_command *cmd = find_command(argc, argv, &used);
     if (!cmd) {

@@ -142,7 +142,6 @@ int main(int argc, char **argv)
             double *clat = malloc((size_t)lat_users * sizeof *clat);
             pvg_scored_item out[10];
             uint64_t x = 12345;
-            pvg_blas_threads(1);
             for (int i = 0; i < lat_users + 200; i++) {
                 x = x * 6364136223846793005ULL + 1442695040888963407ULL;
                 size_t u = (size_t)((x >> 20) % ds->n_users);

@@ -444,7 +444,6 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
             goto done;
         }
     }
-    pvg_blas_threads(1);
     pvg_parallel_for(threads, ne, 32, eval_range, &c);
     res->n_ks = o->n_ks;
     res->users_evaluated = (long)ne;

@@ -165,16 +165,16 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
     for (int ep = 0; ep < p->epochs; ep++) {
         double te = pvg_now_seconds(), ce = pvg_cpu_seconds();
         /* users given items */
-        pvg_blas_threads(threads);
+        pvg_blas_threaded_begin(threads);
         pvg_gramian(V, ni, f, G);
-        pvg_blas_threads(1);
+        pvg_blas_threaded_end();
         ials_ctx cu = {R, V, G, U, f, (float)p->alpha0, (float)p->confidence, p->cg_steps, reg_u,
                        scratch};
         pvg_parallel_for(threads, nu_, IALS_BLOCK, ials_range, &cu);
         /* items given users */
-        pvg_blas_threads(threads);
+        pvg_blas_threaded_begin(threads);
         pvg_gramian(U, nu_, f, G2);
-        pvg_blas_threads(1);
+        pvg_blas_threaded_end();
         ials_ctx ci = {C, U, G2, V, f, (float)p->alpha0, (float)p->confidence, p->cg_steps, reg_i,
                        scratch};
         pvg_parallel_for(threads, ni, IALS_BLOCK, ials_range, &ci);
@@ -187,9 +187,9 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
             pvg_parallel_for(threads, nu_, 256, loss_range, &lc);
             double obs = 0;
             for (int t = 0; t < threads; t++) obs += part[t];
-            pvg_blas_threads(threads);
+            pvg_blas_threaded_begin(threads);
             pvg_gramian(V, ni, f, G);
-            pvg_blas_threads(1);
+            pvg_blas_threaded_end();
             double all = 0; /* trace(Gu Gv) = sum_{u,i} (w_u.h_i)^2 */
             for (size_t q = 0; q < f * f; q++) all += (double)G[q] * G2[q];
             double rg = 0;

@@ -6,6 +6,7 @@
  */
 #include "model/model_internal.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
@@ -37,7 +38,40 @@ long pvg_peak_rss_kb(void)
     return ru.ru_maxrss;
 }
 
-void pvg_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+static pthread_rwlock_t blas_lock = PTHREAD_RWLOCK_INITIALIZER; /* guards OpenBLAS's global */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static _Thread_local int blas_shared_depth;
+
+static void blas_single(void) { openblas_set_num_threads(1); }
+
+void pvg_blas_threaded_begin(int n)
+{
+    assert(blas_shared_depth == 0);
+    pthread_once(&blas_once, blas_single);
+    pthread_rwlock_wrlock(&blas_lock);
+    openblas_set_num_threads(n < 1 ? 1 : n);
+}
+
+void pvg_blas_threaded_end(void)
+{
+    openblas_set_num_threads(1);
+    pthread_rwlock_unlock(&blas_lock);
+}
+
+void pvg_blas_shared_begin(void)
+{
+    pthread_once(&blas_once, blas_single);
+    /* glibc's rwlock prefers readers, so a nested shared section (scoring
+     * inside a parallel section) cannot deadlock behind a waiting writer. */
+    pthread_rwlock_rdlock(&blas_lock);
+    blas_shared_depth++;
+}
+
+void pvg_blas_shared_end(void)
+{
+    blas_shared_depth--;
+    pthread_rwlock_unlock(&blas_lock);
+}
 
 /* ---- parallel for ------------------------------------------------------ */
 
@@ -69,8 +103,10 @@ static void *pf_worker(void *vp)
 pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn fn, void *ctx)
 {
     if (grain == 0) grain = 1;
+    pvg_blas_shared_begin(); /* workers may call BLAS: keep its thread count at 1 */
     if (n_threads <= 1 || n <= grain) {
         for (size_t b = 0; b < n; b += grain) fn(ctx, 0, b, b + grain < n ? b + grain : n);
+        pvg_blas_shared_end();
         return PVG_OK;
     }
     if (n_threads > 256) n_threads = 256;
@@ -93,6 +129,7 @@ pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn 
     args[0].tid = 0;
     pf_worker(&args[0]);
     for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+    pvg_blas_shared_end();
     return PVG_OK;
 }
 
@@ -230,8 +267,10 @@ void pvg_gramian_naive(const float *V, size_t n, size_t f, float *G)
 /* scores[n] = V[n x f] u[f] */
 void pvg_matvec(const float *V, size_t n, size_t f, const float *u, float *scores)
 {
+    pvg_blas_shared_begin();
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)f, 1.0f, V, (int)f, u, 1, 0.0f, scores,
                 1);
+    pvg_blas_shared_end();
 }
 
 void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float *scores)

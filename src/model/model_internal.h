@@ -62,8 +62,17 @@ void pvg_csr_free(pvg_csr *a);
 typedef void (*pvg_range_fn)(void *ctx, int tid, size_t begin, size_t end);
 pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn fn, void *ctx);
 
-/* Sets OpenBLAS's own thread count (so it does not oversubscribe ours). */
-void pvg_blas_threads(int n);
+/* OpenBLAS's thread count is one process-wide setting, and changing it
+ * while another thread is inside BLAS is a race. It therefore stays 1 (our
+ * own threads give the parallelism) except inside a threaded section, which
+ * excludes every other BLAS user of the process: pvg_parallel_for and
+ * pvg_matvec hold the shared side, so concurrent trainings and scoring never
+ * see it toggled under them. A threaded section must not be entered from
+ * inside a parallel section (asserted). */
+void pvg_blas_threaded_begin(int n);
+void pvg_blas_threaded_end(void);
+void pvg_blas_shared_begin(void);
+void pvg_blas_shared_end(void);
 
 double pvg_now_seconds(void);
 /* Process CPU time (all threads), seconds. */

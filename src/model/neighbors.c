@@ -182,10 +182,10 @@ pvg_status pvg_ease_fit(const pvg_csr *R, const pvg_csr *C, size_t n, float lamb
     gram_ctx g = {R, C, n, B};
     pvg_parallel_for(threads, n, 16, gram_range, &g);
     for (size_t i = 0; i < n; i++) B[i * n + i] += lambda;
-    pvg_blas_threads(threads);
+    pvg_blas_threaded_begin(threads);
     lapack_int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, B, (lapack_int)n);
     if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, B, (lapack_int)n);
-    pvg_blas_threads(1);
+    pvg_blas_threaded_end();
     if (rc != 0)
         return pvg_error_set(err, PVG_ERR_INTERNAL,
                              "ease: Cholesky inversion failed (LAPACK info %d); raise --lambda",

@@ -129,7 +129,8 @@ static int lookup(pvg_access *g, const char *ext_user, pvg_consent *c, pvg_error
 
 static pvg_status not_found(pvg_error *err)
 {
-    return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no data is held about this user");
+    return pvg_error_set(err, PVG_ERR_NOT_FOUND,
+                         "unknown user: no data is held about this user (never seen, or erased)");
 }
 
 /* Whether consent c allows purpose (needs from the policy). */

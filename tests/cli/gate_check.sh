@@ -40,6 +40,8 @@ EXEMPT=(
   "src/server/http.c pvg_srv_audit_log_async"
 )
 
+GATED_RE="(^|[^A-Za-z0-9_])($(IFS='|'; echo "${GATED[*]}"))[[:space:]]*\("
+
 is_library() { local f; for f in "${LIBRARY_FILES[@]}"; do [ "$1" = "$f" ] && return 0; done; return 1; }
 is_exempt() { local e; for e in "${EXEMPT[@]}"; do [ "$1 $2" = "$e" ] && return 0; done; return 1; }
 
@@ -47,10 +49,12 @@ bad=0
 cd "$ROOT" || exit 1
 for f in cli/*.c src/server/*.c; do
   is_library "$f" && continue
+  code=$(sed -e 's://.*$::' -e 's:/\*.*\*/::g' "$f" | grep -n -E "$GATED_RE" || true)
+  [ -z "$code" ] && continue
   for fn in "${GATED[@]}"; do
     # calls only: the name followed by "(", outside // and /* */ line comments
     # (a definition or prototype starts in column 0 and is not a call)
-    hits=$(sed -e 's://.*$::' -e 's:/\*.*\*/::g' "$f" | grep -n -E "(^|[^A-Za-z0-9_])$fn[[:space:]]*\(" |
+    hits=$(printf '%s\n' "$code" | grep -E "^[0-9]+:(.*[^A-Za-z0-9_])?$fn[[:space:]]*\(" |
            grep -v -E '^[0-9]+:[^[:space:]]' || true)
     [ -z "$hits" ] && continue
     is_exempt "$f" "$fn" && continue

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <privguide/access.h>
 #include <privguide/dp.h>
 #include <privguide/ledger.h>
 #include <privguide/query.h>
@@ -437,7 +438,9 @@ static int run_query(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_query_result *r = NULL;
-    pvg_status st = pvg_query_run(s, &sp, rng, &r, &err);
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
+    pvg_status st = pvg_access_dp_query(&g, &sp, rng, &r, &err);
     pvg_rng_free(rng);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("query", st, &err);

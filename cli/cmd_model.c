@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <privguide/access.h>
 #include <privguide/eval.h>
 #include <privguide/model.h>
 #include <privguide/store.h>
@@ -105,7 +106,9 @@ static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int
     pvg_store *s;
     st = pvg_store_open(cli_data_dir(c), &s, &err);
     if (st != PVG_OK) return cli_fail("store", st, &err);
-    st = pvg_dataset_load_store(s, &w, ds, &ls, &err);
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
+    st = pvg_access_training_dataset(&g, &w, ds, &ls, &err);
     if (st != PVG_OK) {
         pvg_store_close(s);
         return cli_fail("store", st, &err);
@@ -228,10 +231,14 @@ static int run_recommend(cli_ctx *c)
         return cli_fail("recommend", PVG_ERR_NOMEM, NULL);
     }
     size_t n = 0;
-    if (user) {
-        unsigned char key[16];
+    pvg_access_rec_answer ans = {0};
+    int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
+    if (user || (item && store_model)) {
+        /* a model trained from the store answers through the access gate:
+         * consent and erasure hold, and the access is audited first; a model
+         * trained from a file has no store behind it */
         pvg_store *s = NULL;
-        if (pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM) {
+        if (store_model) {
             st = pvg_store_open(cli_data_dir(c), &s, &err);
             if (st != PVG_OK) {
                 free(out);
@@ -239,9 +246,19 @@ static int run_recommend(cli_ctx *c)
                 return cli_fail("store", st, &err);
             }
         }
-        st = pvg_model_user_key(m, s, user, key, &err);
-        if (st == PVG_OK)
-            st = pvg_model_recommend(m, key, (size_t)k, cli_bool(c, "include-seen"), out, &n, &err);
+        pvg_access g;
+        pvg_access_init(&g, s, "cli");
+        if (user) {
+            pvg_access_rec_request rq = {0};
+            rq.model = m;
+            rq.ext_user = user;
+            rq.k = (size_t)k;
+            rq.include_seen = cli_bool(c, "include-seen");
+            st = pvg_access_recommend(&g, &rq, out, &ans, &err);
+            n = ans.n;
+        } else {
+            st = pvg_access_similar(&g, m, item, NULL, (size_t)k, out, &n, &err);
+        }
         pvg_store_close(s);
     } else if (item) {
         st = pvg_model_similar(m, item, (size_t)k, out, &n, &err);
@@ -263,8 +280,18 @@ static int run_recommend(cli_ctx *c)
             json_array_append_new(a, e);
         }
         json_object_set_new(o, "items", a);
+        if (user) {
+            json_object_set_new(o, "personalized", json_boolean(!ans.reason));
+            if (ans.reason) json_object_set_new(o, "reason", json_string(ans.reason));
+        }
         print_json(o);
     } else {
+        if (user && ans.reason)
+            printf("# not personalised (%s): the most popular items\n",
+                   strcmp(ans.reason, "no_consent") == 0 ? "the user does not consent to "
+                                                          "personalisation"
+                   : strcmp(ans.reason, "unknown_user") == 0 ? "no data is held about this user"
+                                                             : "the user is not in the model");
         for (size_t i = 0; i < n; i++) printf("%zu\t%s\t%.6g\n", i + 1, out[i].item, out[i].score);
     }
     free(out);

@@ -4,7 +4,7 @@
  */
 #include "cli.h"
 
-#include <privguide/audit.h>
+#include <privguide/access.h>
 #include <privguide/store.h>
 
 #include <errno.h>
@@ -170,38 +170,20 @@ static int run_ingest(cli_ctx *c)
 
 /* ---- user rights ---- */
 
-/* Every access to a user's data is recorded in the audit log before it
- * happens; when the log cannot be written the access does not happen. */
-static int audit_access(pvg_store *s, const char *action, const char *user, const char *detail)
-{
-    char subject[2 * PVG_PSEUDONYM_BYTES + 1];
-    pvg_audit_subject_of_user(s, user, subject);
-    pvg_audit_record rec = {0};
-    rec.actor = "cli";
-    rec.action = action;
-    rec.subject = subject;
-    rec.detail = detail;
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_status st = pvg_audit_append(s, &rec, NULL, &err);
-    if (st != PVG_OK) return cli_fail("audit log", st, &err);
-    return 0;
-}
+/* Every access to a user's data goes through the access gate, which checks
+ * consent, writes the audit entry first and fails closed. */
 
 static int run_user_export(cli_ctx *c)
 {
     int rc = 0;
     pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
     char *json = NULL;
     pvg_error err;
     pvg_error_clear(&err);
-    int exists = pvg_store_user_exists(s, cli_pos(c, 0), &err);
-    if (exists == 1 && (rc = audit_access(s, "export", cli_pos(c, 0), "privguide user export")) != 0) {
-        pvg_store_close(s);
-        return rc;
-    }
-    pvg_status st = pvg_store_user_export(s, cli_pos(c, 0), &json, &err);
+    pvg_status st = pvg_access_export(&g, cli_pos(c, 0), &json, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user export", st, &err);
     puts(json);
@@ -214,15 +196,11 @@ static int run_user_delete(cli_ctx *c)
     int rc = 0;
     pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
     pvg_error err;
     pvg_error_clear(&err);
-    int exists = pvg_store_user_exists(s, cli_pos(c, 0), &err);
-    if (exists == 1 &&
-        (rc = audit_access(s, "delete", cli_pos(c, 0), "privguide user delete: crypto-shredding")) != 0) {
-        pvg_store_close(s);
-        return rc;
-    }
-    pvg_status st = pvg_store_user_delete(s, cli_pos(c, 0), &err);
+    pvg_status st = pvg_access_erase(&g, cli_pos(c, 0), NULL, NULL, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user delete", st, &err);
     if (cli_bool(c, "json"))
@@ -232,43 +210,30 @@ static int run_user_delete(cli_ctx *c)
     return CLI_EXIT_OK;
 }
 
-static int parse_bool(cli_ctx *c, const char *flag, int *out)
+/* -1 when the flag is absent, else 0/1 (usage error when malformed). */
+static int parse_switch(cli_ctx *c, const char *flag)
 {
     const char *v = cli_str(c, flag);
-    if (!v) return 0;
-    if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0) *out = 1;
-    else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0) *out = 0;
-    else cli_usage_error(c, "--%s: expected on or off, got '%s'", flag, v);
-    return 1;
+    if (!v) return -1;
+    if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0) return 1;
+    if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0) return 0;
+    cli_usage_error(c, "--%s: expected on or off, got '%s'", flag, v);
 }
 
 static int run_user_consent(cli_ctx *c)
 {
+    int p = parse_switch(c, "personalization"), a = parse_switch(c, "analytics");
     int rc = 0;
     pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
     pvg_error err;
     pvg_error_clear(&err);
     const char *user = cli_pos(c, 0);
     pvg_consent cons = {0};
-    pvg_status st = pvg_store_consent_get(s, user, &cons, &err);
-    int setting = cli_has(c, "personalization") || cli_has(c, "analytics");
-    if (st == PVG_ERR_NOT_FOUND && setting) {
-        cons.personalization = cons.analytics = 1;
-        st = PVG_OK;
-    }
-    if (st == PVG_OK && setting) {
-        parse_bool(c, "personalization", &cons.personalization);
-        parse_bool(c, "analytics", &cons.analytics);
-        char detail[96];
-        snprintf(detail, sizeof detail, "privguide user consent: personalization=%s analytics=%s",
-                 cons.personalization ? "on" : "off", cons.analytics ? "on" : "off");
-        if ((rc = audit_access(s, "consent", user, detail)) != 0) {
-            pvg_store_close(s);
-            return rc;
-        }
-        st = pvg_store_consent_set(s, user, &cons, &err);
-    }
+    pvg_status st = (p >= 0 || a >= 0) ? pvg_access_consent_change(&g, user, p, a, &cons, &err)
+                                       : pvg_access_consent_get(&g, user, &cons, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user consent", st, &err);
     printf("{\"personalization\":%s,\"analytics\":%s}\n", cons.personalization ? "true" : "false",

@@ -548,6 +548,29 @@ static const pvg_srv_popular *need_popular(pvg_srv_req *r, pvg_srv_model *m)
     return p;
 }
 
+/* The model holder's recommendation cache as the gate's memo (asked only
+ * after the gate's consent check and audit entry). */
+typedef struct memo_ctx {
+    pvg_srv_req *r;
+    pvg_srv_model *m;
+} memo_ctx;
+
+static int memo_get(void *ctx, const unsigned char key[16], size_t k, pvg_scored_item *out,
+                    size_t *n)
+{
+    memo_ctx *mc = ctx;
+    if (!pvg_srv_cache_get(mc->m->cache, key, k, out, n)) return 0;
+    atomic_fetch_add(&mc->r->srv->metrics.cache_hits, 1);
+    return 1;
+}
+
+static void memo_put(void *ctx, const unsigned char key[16], size_t k, const pvg_scored_item *in,
+                     size_t n)
+{
+    memo_ctx *mc = ctx;
+    pvg_srv_cache_put(mc->m->cache, key, k, in, n);
+}
+
 static void h_recommend(pvg_srv_req *r)
 {
     size_t k;
@@ -555,93 +578,71 @@ static void h_recommend(pvg_srv_req *r)
     pvg_srv_model *m = need_model(r);
     if (!m) return;
     const char *user = r->params[0];
-    pvg_store *s = pvg_srv_req_store(r);
+    /* the non-personalised answer is the DP popular list only: with none
+     * released yet the gate gets an empty list and we answer 503 below */
+    static const int64_t no_items[1] = {0};
+    const pvg_srv_popular *pop = atomic_load(&m->popular);
+    memo_ctx mc = {r, m};
+    pvg_access_rec_request rq = {0};
+    rq.model = m->model;
+    rq.ext_user = user;
+    rq.k = k;
+    rq.fallback_items = pop ? pop->item_index : no_items;
+    rq.n_fallback = pop ? pop->n : 0;
+    rq.memo_get = memo_get;
+    rq.memo_put = memo_put;
+    rq.memo_ctx = &mc;
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_scored_item out[K_MAX];
+    pvg_access_rec_answer ans;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_consent c = {0, 0};
-    const char *reason = NULL;
-    pvg_status st = pvg_store_consent_get(s, user, &c, &e);
-    if (st == PVG_ERR_NOT_FOUND) reason = "unknown_user";
-    else if (st != PVG_OK) {
+    pvg_status st = pvg_access_recommend(&g, &rq, out, &ans, &e);
+    if (st != PVG_OK) {
         pvg_srv_model_release(m);
-        pvg_srv_reply_status(r, "consent", st, &e);
+        pvg_srv_reply_access(r, "recommend", st, &e);
         return;
-    } else if (!c.personalization) reason = "no_consent";
-    unsigned char key[16];
-    pvg_scored_item out[K_MAX];
-    size_t n = 0;
-    if (!reason) {
-        st = pvg_model_user_key(m->model, s, user, key, &e);
-        if (st != PVG_OK) {
-            pvg_srv_model_release(m);
-            pvg_srv_reply_status(r, "user key", st, &e);
-            return;
-        }
+    }
+    if (ans.personalized) {
         char *body = NULL;
         size_t body_len = 0;
-        if (pvg_srv_cache_get_body(m->cache, key, k, &body, &body_len)) {
-            /* The same answer as last time for this user, model and k:
-             * send the bytes; the access is audited as always. */
-            atomic_fetch_add(&r->srv->metrics.cache_hits, 1);
+        if (pvg_srv_cache_get_body(m->cache, ans.user_key, k, &body, &body_len)) {
+            /* the same answer as last time for this user, model and k */
             atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
-            long generation = m->generation;
             pvg_srv_model_release(m);
             free(r->out);
             r->out = body;
             r->out_len = body_len;
             r->status = 200;
             r->ctype = "application/json";
-            char detail[96];
-            snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, generation);
-            pvg_srv_audit_then_answer(r, "recommend", user, detail);
             return;
         }
-        if (pvg_srv_cache_get(m->cache, key, k, out, &n)) {
-            atomic_fetch_add(&r->srv->metrics.cache_hits, 1);
-        } else {
-            st = pvg_model_recommend(m->model, key, k, 0, out, &n, &e);
-            if (st == PVG_ERR_NOT_FOUND) reason = "not_in_model";
-            else if (st != PVG_OK) {
-                pvg_srv_model_release(m);
-                pvg_srv_reply_status(r, "recommend", st, &e);
-                return;
-            } else {
-                pvg_srv_cache_put(m->cache, key, k, out, n);
-            }
-        }
+    } else if (!pop) {
+        (void)need_popular(r, m);
+        pvg_srv_model_release(m);
+        return;
     }
     json_t *o = json_object();
     json_object_set_new(o, "user", json_string(user));
-    if (!reason) {
+    if (ans.personalized) {
         json_object_set_new(o, "personalized", json_true());
         json_t *items = json_array();
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < ans.n; i++)
             json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
         json_object_set_new(o, "items", items);
         atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
     } else {
-        const pvg_srv_popular *pop = need_popular(r, m);
-        if (!pop) {
-            json_decref(o);
-            pvg_srv_model_release(m);
-            return;
-        }
         json_object_set_new(o, "personalized", json_false());
-        json_object_set_new(o, "reason", json_string(reason));
+        json_object_set_new(o, "reason", json_string(ans.reason));
         popular_answer(r, m, pop, k, o);
         atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
-    long generation = m->generation;
     pvg_srv_reply_json(r, 200, o);
-    if (!reason && r->status == 200) pvg_srv_cache_put_body(m->cache, key, k, r->out, r->out_len);
+    if (ans.personalized && r->status == 200)
+        pvg_srv_cache_put_body(m->cache, ans.user_key, k, r->out, r->out_len);
     pvg_srv_model_release(m);
-    if (!reason && r->status == 200) {
-        /* the answer leaves only once its audit entry is committed */
-        char detail[96];
-        snprintf(detail, sizeof detail, "k=%zu model generation %ld", k, generation);
-        pvg_srv_audit_then_answer(r, "recommend", user, detail);
-    }
 }
 
 static void h_similar(pvg_srv_req *r)
@@ -654,14 +655,18 @@ static void h_similar(pvg_srv_req *r)
     size_t n = 0;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = pvg_model_similar(m->model, r->params[0], k, out, &n, &e);
-    if (st == PVG_ERR_NOT_FOUND) {
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_status st = pvg_access_similar(&g, m->model, r->params[0],
+                                       r->who.role == PVG_ROLE_USER ? r->who.pseudonym : NULL, k,
+                                       out, &n, &e);
+    if (st == PVG_ERR_NOT_FOUND && !r->gate_audit_failed) {
         pvg_srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model", r->params[0]);
     } else if (st == PVG_ERR_UNSUPPORTED) {
         pvg_srv_reply_error(r, 422, "unsupported", "the %s model keeps no item similarity",
                         pvg_model_type_name(pvg_model_type_of(m->model)));
     } else if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "similar", st, &e);
+        pvg_srv_reply_access(r, "similar", st, &e);
     } else {
         json_t *items = json_array();
         for (size_t i = 0; i < n; i++)
@@ -691,23 +696,14 @@ static void h_popular(pvg_srv_req *r)
 static void h_export(pvg_srv_req *r)
 {
     const char *user = r->params[0];
-    pvg_store *s = pvg_srv_req_store(r);
     char *json = NULL;
     pvg_error e;
     pvg_error_clear(&e);
-    int exists = pvg_store_user_exists(s, user, &e);
-    if (exists == 0) {
-        pvg_srv_reply_error(r, 404, "not_found", "no data is held about this user");
-        return;
-    }
-    if (exists < 0) {
-        pvg_srv_reply_status(r, "export", (pvg_status)exists, &e);
-        return;
-    }
-    if (pvg_srv_audit(r, "export", user, "GET /v1/users/{id}/data")) return;
-    pvg_status st = pvg_store_user_export(s, user, &json, &e);
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_status st = pvg_access_export(&g, user, &json, &e);
     if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "export", st, &e);
+        pvg_srv_reply_access(r, "export", st, &e);
         return;
     }
     free(r->out);
@@ -722,36 +718,36 @@ static void h_export(pvg_srv_req *r)
     r->ctype = "application/json";
 }
 
+typedef struct revoke_ctx {
+    pvg_srv_req *r;
+    long long revoked;
+} revoke_ctx;
+
+/* Run by the gate after the audit entry, before the erasure: revoke the
+ * user's tokens (and count them; the erasure then deletes their rows). */
+static pvg_status revoke_tokens(void *ctx, const unsigned char *pseudonym)
+{
+    revoke_ctx *rc = ctx;
+    (void)pvg_auth_revoke_user(pvg_srv_req_store(rc->r), pseudonym, &rc->revoked, NULL);
+    pvg_srv_authcache_clear(rc->r->srv->authcache); /* the revocation takes effect at once */
+    return PVG_OK;
+}
+
 static void h_delete(pvg_srv_req *r)
 {
     const char *user = r->params[0];
-    pvg_store *s = pvg_srv_req_store(r);
     pvg_error e;
     pvg_error_clear(&e);
-    int exists = pvg_store_user_exists(s, user, &e);
-    if (exists == 0) {
-        pvg_srv_reply_error(r, 404, "not_found", "no data is held about this user");
-        return;
-    }
-    if (exists < 0) {
-        pvg_srv_reply_status(r, "delete", (pvg_status)exists, &e);
-        return;
-    }
-    if (pvg_srv_audit(r, "delete", user, "DELETE /v1/users/{id}: crypto-shredding")) return;
-    /* Revoke first (and count), then erase: the erasure deletes the token
-     * rows with everything else that carries the user's pseudonym. */
-    unsigned char ps[PVG_PSEUDONYM_BYTES];
-    pvg_store_pseudonym(s, user, ps);
-    long long revoked = 0;
-    (void)pvg_auth_revoke_user(s, ps, &revoked, NULL);
-    pvg_srv_authcache_clear(r->srv->authcache); /* the revocation takes effect at once */
-    pvg_status st = pvg_store_user_delete(s, user, &e);
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    revoke_ctx rc = {r, 0};
+    pvg_status st = pvg_access_erase(&g, user, revoke_tokens, &rc, &e);
     if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "delete", st, &e);
+        pvg_srv_reply_access(r, "delete", st, &e);
         return;
     }
     pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
-                                     "tokens_revoked", (json_int_t)revoked));
+                                     "tokens_revoked", (json_int_t)rc.revoked));
 }
 
 static void h_consent_get(pvg_srv_req *r)
@@ -760,13 +756,11 @@ static void h_consent_get(pvg_srv_req *r)
     pvg_consent c;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = pvg_store_consent_get(pvg_srv_req_store(r), user, &c, &e);
-    if (st == PVG_ERR_NOT_FOUND) {
-        pvg_srv_reply_error(r, 404, "not_found", "no data is held about this user");
-        return;
-    }
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_status st = pvg_access_consent_get(&g, user, &c, &e);
     if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "consent", st, &e);
+        pvg_srv_reply_access(r, "consent", st, &e);
         return;
     }
     pvg_srv_reply_json(r, 200,
@@ -806,17 +800,16 @@ static void h_consent_put(pvg_srv_req *r)
         json_decref(doc);
         return;
     }
-    pvg_consent c = {json_is_true(p), json_is_true(a)};
+    int pers = json_is_true(p), anal = json_is_true(a);
     json_decref(doc);
-    char detail[96];
-    snprintf(detail, sizeof detail, "personalization=%s analytics=%s",
-             c.personalization ? "on" : "off", c.analytics ? "on" : "off");
-    if (pvg_srv_audit(r, "consent_change", user, detail)) return;
+    pvg_consent c;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = pvg_store_consent_set(pvg_srv_req_store(r), user, &c, &e);
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_status st = pvg_access_consent_change(&g, user, pers, anal, &c, &e);
     if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "consent", st, &e);
+        pvg_srv_reply_access(r, "consent", st, &e);
         return;
     }
     pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "user", user, "personalization",

@@ -6,6 +6,7 @@
 #ifndef PVG_SERVER_INTERNAL_H
 #define PVG_SERVER_INTERNAL_H
 
+#include <privguide/access.h>
 #include <privguide/audit.h>
 #include <privguide/auth.h>
 #include <privguide/model.h>
@@ -235,7 +236,16 @@ struct pvg_srv_req {
     int suspended;
     int audit_done;
     pvg_status audit_result;
+    int gate_audit_failed;     /* the access gate's audit entry could not be written */
 };
+
+/* ---- the access gate (access_sink.c) ---- */
+/* Fills g for request r: its store, its actor, audit entries through the
+ * group-commit writer (waiting for the commit). */
+void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);
+/* Answers a gate failure: 503 when the audit log could not be written, 404
+ * not found, 403 no consent, else as pvg_srv_reply_status. */
+void pvg_srv_reply_access(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err);
 
 /* Queues an audit entry for the answer already prepared in r and suspends
  * the connection; the answer is sent once the entry is committed (or

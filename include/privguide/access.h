@@ -1,0 +1,189 @@
+/*
+ * privguide/access.h - the access gate: the one library call path for every
+ * read or use of a shopper's personal data.
+ *
+ * Every gated call does, in this order:
+ *   1. looks the shopper up (erased or unknown: PVG_ERR_NOT_FOUND, except
+ *      recommendations, which answer non-personalised) and checks the
+ *      consent switch that the purpose needs (policy.json "purposes": the
+ *      entry named like the purpose says which switch, or null for none);
+ *   2. appends ONE audit entry (actor, action, subject = the shopper's
+ *      pseudonym in hex, never the external id; detail "purpose=P
+ *      outcome=O ...") through the gate's audit sink, whatever the outcome
+ *      (allowed, denied:no_consent, not_found); when the append fails the
+ *      call fails with the append's status and hands over nothing;
+ *   3. only then reads, hands over or changes the data (store and model
+ *      functions).
+ * A purpose whose consent switch is off gives PVG_ERR_POLICY (the distinct
+ * "no consent" status), except recommendations (the non-personalised list
+ * instead) and iteration over many shoppers (the non-consenting are
+ * skipped).
+ *
+ * Front-ends (CLI, HTTP server) never check consent, write audit entries
+ * about personal data or call the gated store/model functions themselves;
+ * tests/cli/gate_check.sh enforces it.
+ *
+ * A pvg_access is a small value the caller fills with pvg_access_init; it
+ * borrows the store and the actor string. Use it from one thread at a time
+ * (like its store).
+ */
+#ifndef PRIVGUIDE_ACCESS_H
+#define PRIVGUIDE_ACCESS_H
+
+#include <privguide/audit.h>
+#include <privguide/common.h>
+#include <privguide/model.h>
+#include <privguide/query.h>
+#include <privguide/store.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Why personal data is used. Each purpose names the policy purpose whose
+ * "consent" field says which switch it needs (docs/privacy.md). */
+typedef enum pvg_purpose {
+    PVG_PURPOSE_EXPORT = 1,    /* the shopper's right of access: no consent needed */
+    PVG_PURPOSE_ERASURE = 2,   /* the shopper's right to erasure: no consent needed */
+    PVG_PURPOSE_CONSENT = 3,   /* reading or changing consent: no consent needed */
+    PVG_PURPOSE_RECOMMEND = 4, /* a personalised list: policy purpose "personalization" */
+    PVG_PURPOSE_SIMILAR = 5,   /* similar items asked by a shopper: item-side, no consent */
+    PVG_PURPOSE_TRAINING = 6,  /* training/evaluation data: "personalization" */
+    PVG_PURPOSE_DP_RELEASE = 7 /* data read of a DP release: "analytics" */
+} pvg_purpose;
+
+/* "export", "erasure", "consent", "recommend", "similar", "training",
+ * "dp_release"; "?" out of range. Static string. */
+const char *pvg_purpose_name(pvg_purpose p);
+
+/* Appends one audit entry durably; returns PVG_OK only once it is
+ * committed. rec and its strings are borrowed for the call. */
+typedef pvg_status (*pvg_access_audit_fn)(void *ctx, const pvg_audit_record *rec, pvg_error *err);
+
+typedef struct pvg_access {
+    pvg_store *store;          /* borrowed */
+    const char *actor;         /* borrowed: "cli", "key:<id>", "token:<id>" */
+    pvg_access_audit_fn audit; /* NULL: pvg_audit_append on `store` */
+    void *audit_ctx;
+} pvg_access;
+
+/* Fills g: store and actor borrowed (both must outlive g), default audit
+ * sink (pvg_audit_append on the same store). */
+void pvg_access_init(pvg_access *g, pvg_store *store, const char *actor);
+
+/* Which consent switch `purpose` needs under the store's policy:
+ * *needs_personalization / *needs_analytics set to 0 or 1. A policy
+ * without a "purposes" entry of that name uses the default policy's rule.
+ * PVG_ERR_INVALID when the purpose is out of range. */
+pvg_status pvg_access_purpose_consent(const pvg_store *s, pvg_purpose purpose,
+                                      int *needs_personalization, int *needs_analytics,
+                                      pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- the shopper's rights ---- */
+
+/* The shopper's export document (new string, pvg_free; see
+ * pvg_store_user_export). PVG_ERR_NOT_FOUND when unknown or erased. */
+pvg_status pvg_access_export(pvg_access *g, const char *ext_user, char **json_out,
+                             pvg_error *err) PVG_WARN_UNUSED;
+
+/* Erases the shopper (pvg_store_user_delete). before_erase (may be NULL)
+ * runs after the audit entry and before the erasure, with the shopper's
+ * pseudonym (e.g. to revoke their credentials); a non-OK return stops the
+ * erasure and is returned. PVG_ERR_NOT_FOUND when unknown or erased. */
+pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
+                            pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
+                            void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Reads the shopper's consent into *out. PVG_ERR_NOT_FOUND when unknown. */
+pvg_status pvg_access_consent_get(pvg_access *g, const char *ext_user, pvg_consent *out,
+                                  pvg_error *err) PVG_WARN_UNUSED;
+
+/* Changes consent: personalization / analytics are 0, 1 or -1 (keep). An
+ * unknown shopper is created (consent may precede any event) starting from
+ * the policy's consent_defaults. *now_out (may be NULL) gets the consent
+ * after the change. */
+pvg_status pvg_access_consent_change(pvg_access *g, const char *ext_user, int personalization,
+                                     int analytics, pvg_consent *now_out,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+
+/* Hands one shopper's events to fn (pvg_store_user_events) for `purpose`.
+ * PVG_ERR_NOT_FOUND when unknown, PVG_ERR_POLICY when the purpose's
+ * consent switch is off (audited as denied, fn never called). */
+pvg_status pvg_access_user_events(pvg_access *g, pvg_purpose purpose, const char *ext_user,
+                                  pvg_user_events_fn fn, void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- recommendations ---- */
+
+typedef struct pvg_access_rec_request {
+    const pvg_model *model; /* borrowed */
+    const char *ext_user;
+    size_t k;
+    int include_seen;
+    /* The non-personalised list given when the shopper is unknown, erased,
+     * does not consent or is not in the model: model item indices, best
+     * first (scores (n-i)/n). NULL: pvg_model_popular (the model's own,
+     * non-DP counts). */
+    const int64_t *fallback_items;
+    size_t n_fallback;
+    /* Optional memo of personalised answers (e.g. a server cache), asked
+     * only after the consent check and the audit entry: get returns 1 and
+     * fills out/n on a hit; put keeps a computed answer. May be NULL. */
+    int (*memo_get)(void *ctx, const unsigned char key[16], size_t k, pvg_scored_item *out,
+                    size_t *n);
+    void (*memo_put)(void *ctx, const unsigned char key[16], size_t k, const pvg_scored_item *items,
+                     size_t n);
+    void *memo_ctx;
+} pvg_access_rec_request;
+
+typedef struct pvg_access_rec_answer {
+    int personalized;   /* 1: the shopper's own list */
+    const char *reason; /* static; NULL when personalised, else "unknown_user",
+                           "no_consent" or "not_in_model" */
+    unsigned char user_key[PVG_MODEL_KEY_BYTES]; /* the model key (personalised only) */
+    size_t n;                                    /* items written to out */
+} pvg_access_rec_answer;
+
+/* Top-k for a shopper into out[k] (out[i].item borrowed from the model).
+ * Personalised only when the shopper is known, consents to the purpose
+ * "recommend" needs and is in the model; otherwise the non-personalised
+ * list, with ans->reason saying why (PVG_OK either way).
+ * g->store NULL is allowed only for a model trained from a file
+ * (PVG_KEY_SALTED_HASH keying): no store, consent register or audit log
+ * governs that file, so the model answers as it is (PVG_ERR_NOT_FOUND for
+ * a user it does not know); a store-trained model without its store is
+ * PVG_ERR_INVALID. */
+pvg_status pvg_access_recommend(pvg_access *g, const pvg_access_rec_request *req,
+                                pvg_scored_item *out, pvg_access_rec_answer *ans,
+                                pvg_error *err) PVG_WARN_UNUSED;
+
+/* Items similar to ext_item (pvg_model_similar), audited with the asking
+ * shopper's pseudonym as subject (NULL: an operator asked; subject ""). */
+pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext_item,
+                              const unsigned char *asking_pseudonym_or_null, size_t k,
+                              pvg_scored_item *out, size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- many shoppers ---- */
+
+/* Hands every shopper whose consent the purpose needs to fn
+ * (pvg_store_foreach_user with the matching flags); one audit entry,
+ * subject "*". purpose must be TRAINING or DP_RELEASE (else
+ * PVG_ERR_INVALID). */
+pvg_status pvg_access_foreach_user(pvg_access *g, pvg_purpose purpose, pvg_user_events_fn fn,
+                                   void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The training data: every consenting shopper's events (purpose TRAINING)
+ * in a new store-keyed dataset, as pvg_dataset_load_store would build it.
+ * PVG_ERR_INVALID when no usable event is left. stats may be NULL. */
+pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *weights,
+                                       pvg_dataset **out, pvg_dataset_load_stats *stats,
+                                       pvg_error *err) PVG_WARN_UNUSED;
+
+/* A DP query (pvg_query_run, which reads only analytics-consenting
+ * shoppers), audited first as purpose DP_RELEASE. *out is new. */
+pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rng *rng,
+                               pvg_query_result **out, pvg_error *err) PVG_WARN_UNUSED;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,451 @@
+/*
+ * gate.c - the access gate (include/privguide/access.h): consent for the
+ * purpose, the audit entry first (failing closed), then the data.
+ */
+#include <privguide/access.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SUBJECT_LEN (2 * PVG_PSEUDONYM_BYTES + 1)
+
+static const char *const PURPOSE_NAMES[] = {"?",         "export",  "erasure",  "consent",
+                                            "recommend", "similar", "training", "dp_release"};
+
+const char *pvg_purpose_name(pvg_purpose p)
+{
+    return (p >= PVG_PURPOSE_EXPORT && p <= PVG_PURPOSE_DP_RELEASE) ? PURPOSE_NAMES[p] : "?";
+}
+
+void pvg_access_init(pvg_access *g, pvg_store *store, const char *actor)
+{
+    memset(g, 0, sizeof *g);
+    g->store = store;
+    g->actor = actor;
+}
+
+/* The policy purpose whose "consent" field rules a gate purpose, or NULL
+ * for purposes that need no consent (the shopper's rights, item-side). */
+static const char *policy_purpose_of(pvg_purpose p)
+{
+    switch (p) {
+    case PVG_PURPOSE_RECOMMEND:
+    case PVG_PURPOSE_TRAINING:
+        return "personalization";
+    case PVG_PURPOSE_DP_RELEASE:
+        return "analytics";
+    default:
+        return NULL;
+    }
+}
+
+pvg_status pvg_access_purpose_consent(const pvg_store *s, pvg_purpose purpose,
+                                      int *needs_personalization, int *needs_analytics,
+                                      pvg_error *err)
+{
+    *needs_personalization = *needs_analytics = 0;
+    if (purpose < PVG_PURPOSE_EXPORT || purpose > PVG_PURPOSE_DP_RELEASE)
+        return pvg_error_set(err, PVG_ERR_INVALID, "access: purpose %d: expected 1..7",
+                             (int)purpose);
+    const char *name = policy_purpose_of(purpose);
+    if (!name) return PVG_OK;
+    /* the default rule: a policy purpose is governed by the switch of its name */
+    const char *consent = name;
+    json_t *root = json_loads(pvg_store_policy_json(s), 0, NULL);
+    json_t *arr = json_object_get(root, "purposes");
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+    {
+        json_t *n = json_object_get(e, "name");
+        if (!json_is_string(n) || strcmp(json_string_value(n), name) != 0) continue;
+        json_t *c = json_object_get(e, "consent");
+        if (json_is_null(c))
+            consent = NULL;
+        else if (json_is_string(c)) {
+            const char *v = json_string_value(c);
+            if (strcmp(v, "personalization") == 0)
+                consent = "personalization";
+            else if (strcmp(v, "analytics") == 0)
+                consent = "analytics";
+            else {
+                json_decref(root);
+                return pvg_error_set_at(err, PVG_ERR_INVALID, "policy.json", 0, 0, -1,
+                                        "purposes[%zu].consent: expected \"personalization\", "
+                                        "\"analytics\" or null",
+                                        i);
+            }
+        }
+        break;
+    }
+    json_decref(root);
+    if (consent && strcmp(consent, "personalization") == 0) *needs_personalization = 1;
+    if (consent && strcmp(consent, "analytics") == 0) *needs_analytics = 1;
+    return PVG_OK;
+}
+
+/* The policy's consent_defaults (a new shopper's switches). */
+static void policy_consent_defaults(const pvg_store *s, pvg_consent *c)
+{
+    c->personalization = c->analytics = 1;
+    json_t *root = json_loads(pvg_store_policy_json(s), 0, NULL);
+    json_t *d = json_object_get(root, "consent_defaults");
+    json_t *p = json_object_get(d, "personalization"), *a = json_object_get(d, "analytics");
+    if (json_is_boolean(p)) c->personalization = json_is_true(p);
+    if (json_is_boolean(a)) c->analytics = json_is_true(a);
+    json_decref(root);
+}
+
+/* Step 2 of every gated call: one entry, written before any data moves. */
+static pvg_status audit_first(pvg_access *g, const char *action, const char *subject,
+                              pvg_purpose purpose, const char *outcome, const char *extra,
+                              pvg_error *err)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail, "purpose=%s outcome=%s%s%s", pvg_purpose_name(purpose), outcome,
+             extra && *extra ? " " : "", extra ? extra : "");
+    pvg_audit_record rec = {0, g->actor, action, subject, detail};
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st =
+        g->audit ? g->audit(g->audit_ctx, &rec, &e) : pvg_audit_append(g->store, &rec, NULL, &e);
+    if (st != PVG_OK)
+        return pvg_error_set(err, st, "access: the audit log cannot be written (%s); %s is refused",
+                             e.text[0] ? e.text : pvg_strerror(st), action);
+    return PVG_OK;
+}
+
+/* Step 1 for one shopper: 1 known (consent in *c), 0 unknown, <0 error. */
+static int lookup(pvg_access *g, const char *ext_user, pvg_consent *c, pvg_error *err)
+{
+    pvg_status st = pvg_store_consent_get(g->store, ext_user, c, err);
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(err);
+        return 0;
+    }
+    return st == PVG_OK ? 1 : (int)st;
+}
+
+static pvg_status not_found(pvg_error *err)
+{
+    return pvg_error_set(err, PVG_ERR_NOT_FOUND,
+                         "unknown user: no data is held about this user (never seen, or erased)");
+}
+
+/* Whether consent c allows purpose (needs from the policy). */
+static pvg_status allowed(pvg_access *g, pvg_purpose purpose, const pvg_consent *c, int *ok,
+                          pvg_error *err)
+{
+    int np, na;
+    pvg_status st = pvg_access_purpose_consent(g->store, purpose, &np, &na, err);
+    if (st != PVG_OK) return st;
+    *ok = (!np || c->personalization) && (!na || c->analytics);
+    return PVG_OK;
+}
+
+pvg_status pvg_access_export(pvg_access *g, const char *ext_user, char **json_out, pvg_error *err)
+{
+    *json_out = NULL;
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    pvg_status st = audit_first(g, "export", subject, PVG_PURPOSE_EXPORT,
+                                known ? "allowed" : "not_found", NULL, err);
+    if (st != PVG_OK) return st;
+    if (!known) return not_found(err);
+    return pvg_store_user_export(g->store, ext_user, json_out, err);
+}
+
+pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
+                            pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
+                            void *ctx, pvg_error *err)
+{
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    pvg_status st = audit_first(g, "delete", subject, PVG_PURPOSE_ERASURE,
+                                known ? "allowed" : "not_found", "crypto-shredding", err);
+    if (st != PVG_OK) return st;
+    if (!known) return not_found(err);
+    if (before_erase) {
+        unsigned char ps[PVG_PSEUDONYM_BYTES];
+        pvg_store_pseudonym(g->store, ext_user, ps);
+        st = before_erase(ctx, ps);
+        if (st != PVG_OK)
+            return pvg_error_set(err, st, "erasure: preparing step failed (%s)", pvg_strerror(st));
+    }
+    return pvg_store_user_delete(g->store, ext_user, err);
+}
+
+pvg_status pvg_access_consent_get(pvg_access *g, const char *ext_user, pvg_consent *out,
+                                  pvg_error *err)
+{
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    int known = lookup(g, ext_user, out, err);
+    if (known < 0) return (pvg_status)known;
+    pvg_status st = audit_first(g, "consent_read", subject, PVG_PURPOSE_CONSENT,
+                                known ? "allowed" : "not_found", NULL, err);
+    if (st != PVG_OK) return st;
+    if (!known) {
+        memset(out, 0, sizeof *out);
+        return not_found(err);
+    }
+    return PVG_OK;
+}
+
+pvg_status pvg_access_consent_change(pvg_access *g, const char *ext_user, int personalization,
+                                     int analytics, pvg_consent *now_out, pvg_error *err)
+{
+    if (personalization < -1 || personalization > 1 || analytics < -1 || analytics > 1)
+        return pvg_error_set(err, PVG_ERR_INVALID, "consent: switches are 0, 1 or -1 (keep)");
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    if (!known) policy_consent_defaults(g->store, &c);
+    if (personalization >= 0) c.personalization = personalization;
+    if (analytics >= 0) c.analytics = analytics;
+    char extra[96];
+    snprintf(extra, sizeof extra, "personalization=%s analytics=%s%s",
+             c.personalization ? "on" : "off", c.analytics ? "on" : "off",
+             known ? "" : " new_user");
+    pvg_status st =
+        audit_first(g, "consent_change", subject, PVG_PURPOSE_CONSENT, "allowed", extra, err);
+    if (st != PVG_OK) return st;
+    st = pvg_store_consent_set(g->store, ext_user, &c, err);
+    if (st == PVG_OK && now_out) *now_out = c;
+    return st;
+}
+
+pvg_status pvg_access_user_events(pvg_access *g, pvg_purpose purpose, const char *ext_user,
+                                  pvg_user_events_fn fn, void *ctx, pvg_error *err)
+{
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    int ok = 0;
+    pvg_status st = known ? allowed(g, purpose, &c, &ok, err) : PVG_OK;
+    if (st != PVG_OK) return st;
+    st = audit_first(g, "read_events", subject, purpose,
+                     !known ? "not_found"
+                     : ok   ? "allowed"
+                            : "denied:no_consent",
+                     NULL, err);
+    if (st != PVG_OK) return st;
+    if (!known) return not_found(err);
+    if (!ok)
+        return pvg_error_set(err, PVG_ERR_POLICY, "the user does not consent to the purpose %s",
+                             pvg_purpose_name(purpose));
+    return pvg_store_user_events(g->store, ext_user, fn, ctx, err);
+}
+
+/* ---- recommendations ---- */
+
+static pvg_status fallback_list(const pvg_access_rec_request *req, pvg_scored_item *out, size_t *n,
+                                pvg_error *err)
+{
+    if (!req->fallback_items) return pvg_model_popular(req->model, req->k, out, n, err);
+    size_t m = req->n_fallback < req->k ? req->n_fallback : req->k;
+    for (size_t i = 0; i < m; i++) {
+        out[i].item_index = req->fallback_items[i];
+        out[i].item = pvg_model_item_id(req->model, req->fallback_items[i]);
+        out[i].score = (float)((double)(req->n_fallback - i) / (double)req->n_fallback);
+    }
+    *n = m;
+    return PVG_OK;
+}
+
+pvg_status pvg_access_recommend(pvg_access *g, const pvg_access_rec_request *req,
+                                pvg_scored_item *out, pvg_access_rec_answer *ans, pvg_error *err)
+{
+    memset(ans, 0, sizeof *ans);
+    if (!req->model || !req->ext_user || req->k == 0)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: model, user and k >= 1 are required");
+    if (!g->store) {
+        /* a model trained from a file outside any store: no consent register
+         * or audit log governs that file; the answer is the model's own */
+        if (pvg_model_keying(req->model) != PVG_KEY_SALTED_HASH)
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "recommend: a model trained from a store needs that store");
+        unsigned char fkey[PVG_MODEL_KEY_BYTES];
+        size_t fn = 0;
+        pvg_status fst = pvg_model_user_key(req->model, NULL, req->ext_user, fkey, err);
+        if (fst == PVG_OK)
+            fst = pvg_model_recommend(req->model, fkey, req->k, req->include_seen, out, &fn, err);
+        if (fst != PVG_OK) return fst;
+        ans->personalized = 1;
+        memcpy(ans->user_key, fkey, sizeof fkey);
+        ans->n = fn;
+        return PVG_OK;
+    }
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, req->ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, req->ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    int ok = 0;
+    pvg_status st = known ? allowed(g, PVG_PURPOSE_RECOMMEND, &c, &ok, err) : PVG_OK;
+    if (st != PVG_OK) return st;
+    unsigned char key[PVG_MODEL_KEY_BYTES];
+    const char *reason = !known ? "unknown_user" : !ok ? "no_consent" : NULL;
+    if (!reason) {
+        st = pvg_model_user_key(req->model, g->store, req->ext_user, key, err);
+        if (st != PVG_OK) return st;
+    }
+    /* whether the model knows the shopper is learnt only by asking it,
+     * after the entry: "allowed" then means the model was asked */
+    char extra[64];
+    snprintf(extra, sizeof extra, "k=%zu%s", req->k, reason ? " answer=non_personalised" : "");
+    st = audit_first(g, "recommend", subject, PVG_PURPOSE_RECOMMEND,
+                     !known ? "not_found"
+                     : !ok  ? "denied:no_consent"
+                            : "allowed",
+                     extra, err);
+    if (st != PVG_OK) return st;
+    size_t n = 0;
+    if (!reason) {
+        if (req->memo_get && req->memo_get(req->memo_ctx, key, req->k, out, &n)) {
+            /* hit */
+        } else {
+            st = pvg_model_recommend(req->model, key, req->k, req->include_seen, out, &n, err);
+            if (st == PVG_ERR_NOT_FOUND) {
+                pvg_error_clear(err);
+                reason = "not_in_model";
+            } else if (st != PVG_OK) {
+                return st;
+            } else if (req->memo_put) {
+                req->memo_put(req->memo_ctx, key, req->k, out, n);
+            }
+        }
+    }
+    if (reason) {
+        st = fallback_list(req, out, &n, err);
+        if (st != PVG_OK) return st;
+        ans->reason = reason;
+    } else {
+        ans->personalized = 1;
+        memcpy(ans->user_key, key, sizeof key);
+    }
+    ans->n = n;
+    return PVG_OK;
+}
+
+pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext_item,
+                              const unsigned char *asking_pseudonym_or_null, size_t k,
+                              pvg_scored_item *out, size_t *n_out, pvg_error *err)
+{
+    *n_out = 0;
+    char subject[SUBJECT_LEN] = "";
+    if (asking_pseudonym_or_null)
+        for (int i = 0; i < PVG_PSEUDONYM_BYTES; i++)
+            snprintf(subject + 2 * i, 3, "%02x", asking_pseudonym_or_null[i]);
+    char extra[32];
+    snprintf(extra, sizeof extra, "k=%zu", k);
+    pvg_status st = audit_first(g, "similar", subject, PVG_PURPOSE_SIMILAR, "allowed", extra, err);
+    if (st != PVG_OK) return st;
+    return pvg_model_similar(m, ext_item, k, out, n_out, err);
+}
+
+/* ---- many shoppers ---- */
+
+pvg_status pvg_access_foreach_user(pvg_access *g, pvg_purpose purpose, pvg_user_events_fn fn,
+                                   void *ctx, pvg_error *err)
+{
+    if (purpose != PVG_PURPOSE_TRAINING && purpose != PVG_PURPOSE_DP_RELEASE)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "access: iterating shoppers is for training or a DP release, not %s",
+                             pvg_purpose_name(purpose));
+    int np, na;
+    pvg_status st = pvg_access_purpose_consent(g->store, purpose, &np, &na, err);
+    if (st != PVG_OK) return st;
+    unsigned flags =
+        (np ? PVG_FOREACH_REQUIRE_PERSONALIZATION : 0u) | (na ? PVG_FOREACH_REQUIRE_ANALYTICS : 0u);
+    char extra[64];
+    snprintf(extra, sizeof extra, "consenting=%s",
+             np && na ? "personalization+analytics"
+             : np     ? "personalization"
+             : na     ? "analytics"
+                      : "all");
+    st = audit_first(g, "read_all", "*", purpose, "allowed", extra, err);
+    if (st != PVG_OK) return st;
+    return pvg_store_foreach_user(g->store, flags, fn, ctx, err);
+}
+
+typedef struct train_ctx {
+    pvg_dataset *ds;
+    pvg_dataset_load_stats *s;
+    pvg_error *err;
+    pvg_status st;
+} train_ctx;
+
+static int train_user(void *vctx, const pvg_user_view *user, const pvg_event *events, size_t n)
+{
+    train_ctx *c = vctx;
+    for (size_t i = 0; i < n; i++) {
+        c->s->records++;
+        size_t before = pvg_dataset_n_events(c->ds);
+        c->st = pvg_dataset_add(c->ds, user->pseudonym, &events[i], c->err);
+        if (c->st != PVG_OK) return 1;
+        if (pvg_dataset_n_events(c->ds) > before)
+            c->s->events++;
+        else
+            c->s->ignored++;
+    }
+    return 0;
+}
+
+pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *weights,
+                                       pvg_dataset **out, pvg_dataset_load_stats *stats,
+                                       pvg_error *err)
+{
+    *out = NULL;
+    pvg_dataset_load_stats s = {0};
+    pvg_dataset *ds;
+    pvg_status st = pvg_dataset_new(PVG_KEY_STORE_PSEUDONYM, weights, NULL, &ds, err);
+    if (st != PVG_OK) return st;
+    train_ctx c = {ds, &s, err, PVG_OK};
+    st = pvg_access_foreach_user(g, PVG_PURPOSE_TRAINING, train_user, &c, err);
+    if (stats) *stats = s;
+    if (c.st != PVG_OK) st = c.st;
+    if (st == PVG_OK && pvg_dataset_n_events(ds) == 0)
+        st = pvg_error_set(err, PVG_ERR_INVALID,
+                           "the store holds no usable events of users who consent to the purpose "
+                           "training");
+    if (st != PVG_OK) {
+        pvg_dataset_free(ds);
+        return st;
+    }
+    *out = ds;
+    return PVG_OK;
+}
+
+pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rng *rng,
+                               pvg_query_result **out, pvg_error *err)
+{
+    *out = NULL;
+    int np, na;
+    pvg_status st = pvg_access_purpose_consent(g->store, PVG_PURPOSE_DP_RELEASE, &np, &na, err);
+    if (st != PVG_OK) return st;
+    /* pvg_query_run reads analytics-consenting shoppers only; a policy that
+     * ties DP releases to another switch cannot be honoured by it */
+    if (np)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "policy: DP releases tied to personalization consent are not "
+                             "supported (the query engine selects by analytics consent)");
+    char extra[96];
+    snprintf(extra, sizeof extra, "query=%s dataset=%s", pvg_query_kind_name(spec->kind),
+             spec->dataset ? spec->dataset : "default");
+    st = audit_first(g, "dp_query", "*", PVG_PURPOSE_DP_RELEASE, "allowed", extra, err);
+    if (st != PVG_OK) return st;
+    return pvg_query_run(g->store, spec, rng, out, err);
+}

@@ -1,0 +1,405 @@
+/*
+ * test_access.c - the access gate: consent per purpose, the audit entry
+ * written first (also for denied and not-found accesses), fail-closed when
+ * the audit log cannot be written, erased shoppers not found and answered
+ * non-personalised, training selection by consent.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <privguide/access.h>
+#include <privguide/audit.h>
+#include <privguide/model.h>
+#include <privguide/store.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[128];
+    pvg_store *s;
+    pvg_model *m;
+} fx;
+
+static const char *ITEMS[] = {"A1", "A2", "A3", "A4", "B1", "B2", "B3", "B4"};
+
+static void put(pvg_store *s, const char *user, const char *item)
+{
+    pvg_event ev = {0};
+    ev.type = PVG_EVENT_PURCHASE;
+    ev.ts = 1700000000;
+    ev.item = item;
+    pvg_error err;
+    int outcome = 0;
+    assert_int_equal(pvg_store_event_put(s, user, &ev, NULL, &outcome, &err), PVG_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/pvg_test_access_XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    strcat(f->dir, "/d");
+    pvg_error err;
+    if (pvg_store_init(f->dir, NULL, &err) != PVG_OK) return -1;
+    if (pvg_store_open(f->dir, &f->s, &err) != PVG_OK) return -1;
+    for (int i = 0; i < 8; i++) {
+        pvg_item it = {0, ITEMS[i], NULL, NULL, 1.0, NULL};
+        if (pvg_store_item_put(f->s, &it, NULL, &err) != PVG_OK) return -1;
+    }
+    /* two taste groups; every shopper consents (policy default) */
+    for (int u = 0; u < 12; u++) {
+        char user[16];
+        snprintf(user, sizeof user, "u%d", u);
+        for (int j = 0; j < 3; j++)
+            put(f->s, user, ITEMS[(u % 2) * 4 + (u + j) % 4]);
+    }
+    pvg_access g;
+    pvg_access_init(&g, f->s, "test");
+    pvg_dataset *ds = NULL;
+    if (pvg_access_training_dataset(&g, NULL, &ds, NULL, &err) != PVG_OK) return -1;
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_ITEMKNN, &p);
+    pvg_status st = pvg_model_train(ds, &p, &f->m, NULL, &err);
+    pvg_dataset_free(ds);
+    if (st != PVG_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    pvg_model_free(f->m);
+    pvg_store_close(f->s);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(f->dir) - 2), f->dir);
+    int rc = system(cmd);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+/* The last audit entry (copied). */
+typedef struct last_entry {
+    int64_t seq;
+    char actor[64], action[64], subject[80], detail[256];
+} last_entry;
+
+static int keep_last(void *ctx, const pvg_audit_entry *e)
+{
+    last_entry *l = ctx;
+    l->seq = e->seq;
+    snprintf(l->actor, sizeof l->actor, "%s", e->actor);
+    snprintf(l->action, sizeof l->action, "%s", e->action);
+    snprintf(l->subject, sizeof l->subject, "%s", e->subject);
+    snprintf(l->detail, sizeof l->detail, "%s", e->detail);
+    return 0;
+}
+
+static last_entry last_audit(pvg_store *s)
+{
+    last_entry l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(pvg_audit_foreach(s, 1, 0, keep_last, &l, NULL), PVG_OK);
+    return l;
+}
+
+/* A sink that records what the gate had done when it was called, and
+ * fails on demand. */
+typedef struct sink {
+    pvg_store *s;
+    int fail;
+    int calls;
+    int data_seen_at_call; /* the data callback's count when the entry was written */
+    int *data_count;
+} sink;
+
+static pvg_status sink_fn(void *ctx, const pvg_audit_record *rec, pvg_error *err)
+{
+    sink *k = ctx;
+    k->calls++;
+    k->data_seen_at_call = k->data_count ? *k->data_count : 0;
+    if (k->fail) return pvg_error_set(err, PVG_ERR_IO, "disk full (test)");
+    return pvg_audit_append(k->s, rec, NULL, err);
+}
+
+static int count_events(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_t n)
+{
+    (void)u;
+    (void)ev;
+    *(int *)ctx += (int)n;
+    return 0;
+}
+
+static void test_purpose_consent_from_policy(void **state)
+{
+    fx *f = *state;
+    int np, na;
+    assert_int_equal(pvg_access_purpose_consent(f->s, PVG_PURPOSE_RECOMMEND, &np, &na, NULL),
+                     PVG_OK);
+    assert_true(np && !na);
+    assert_int_equal(pvg_access_purpose_consent(f->s, PVG_PURPOSE_DP_RELEASE, &np, &na, NULL),
+                     PVG_OK);
+    assert_true(!np && na);
+    assert_int_equal(pvg_access_purpose_consent(f->s, PVG_PURPOSE_EXPORT, &np, &na, NULL), PVG_OK);
+    assert_true(!np && !na);
+    assert_int_equal(pvg_access_purpose_consent(f->s, (pvg_purpose)99, &np, &na, NULL),
+                     PVG_ERR_INVALID);
+}
+
+static void test_consent_off_denied_and_audited_first(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "key:t1");
+    pvg_error err;
+    pvg_consent now;
+    assert_int_equal(pvg_access_consent_change(&g, "u3", 0, -1, &now, &err), PVG_OK);
+    assert_int_equal(now.personalization, 0);
+    assert_int_equal(now.analytics, 1);
+    last_entry l = last_audit(f->s);
+    assert_string_equal(l.action, "consent_change");
+    assert_string_equal(l.actor, "key:t1");
+    char subj[2 * PVG_PSEUDONYM_BYTES + 1];
+    pvg_audit_subject_of_user(f->s, "u3", subj);
+    assert_string_equal(l.subject, subj);
+    assert_null(strstr(l.detail, "u3")); /* never the external id */
+
+    /* a personal read for a purpose without consent: refused, fn never
+     * called, and a denied entry is written first */
+    int n = 0;
+    sink k = {f->s, 0, 0, 0, &n};
+    g.audit = sink_fn;
+    g.audit_ctx = &k;
+    assert_int_equal(
+        pvg_access_user_events(&g, PVG_PURPOSE_RECOMMEND, "u3", count_events, &n, &err),
+        PVG_ERR_POLICY);
+    assert_int_equal(n, 0);
+    assert_int_equal(k.calls, 1);
+    l = last_audit(f->s);
+    assert_string_equal(l.action, "read_events");
+    assert_non_null(strstr(l.detail, "outcome=denied:no_consent"));
+    /* the same shopper's export (a right, no consent needed) works, audited first */
+    assert_int_equal(pvg_access_user_events(&g, PVG_PURPOSE_EXPORT, "u3", count_events, &n, &err),
+                     PVG_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(k.data_seen_at_call, 0); /* the entry was written before any event moved */
+    assert_int_equal(k.calls, 2);
+
+    /* recommend: non-personalised, with a denied entry */
+    pvg_scored_item out[4];
+    pvg_access_rec_answer ans;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.ext_user = "u3";
+    rq.k = 4;
+    assert_int_equal(pvg_access_recommend(&g, &rq, out, &ans, &err), PVG_OK);
+    assert_int_equal(ans.personalized, 0);
+    assert_string_equal(ans.reason, "no_consent");
+    assert_true(ans.n > 0);
+    pvg_scored_item pop[4];
+    size_t np = 0;
+    assert_int_equal(pvg_model_popular(f->m, 4, pop, &np, &err), PVG_OK);
+    assert_int_equal(ans.n, np);
+    for (size_t i = 0; i < np; i++)
+        assert_int_equal(out[i].item_index, pop[i].item_index);
+    l = last_audit(f->s);
+    assert_string_equal(l.action, "recommend");
+    assert_non_null(strstr(l.detail, "outcome=denied:no_consent"));
+
+    /* consent back on: personalised, "allowed" entry */
+    assert_int_equal(pvg_access_consent_change(&g, "u3", 1, -1, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_access_recommend(&g, &rq, out, &ans, &err), PVG_OK);
+    assert_int_equal(ans.personalized, 1);
+    assert_null(ans.reason);
+    l = last_audit(f->s);
+    assert_non_null(strstr(l.detail, "outcome=allowed"));
+}
+
+static int g_data_calls;
+static int memo_get(void *ctx, const unsigned char key[16], size_t k, pvg_scored_item *out,
+                    size_t *n)
+{
+    (void)ctx, (void)key, (void)k, (void)out, (void)n;
+    g_data_calls++;
+    return 0;
+}
+
+static void test_audit_failure_fails_closed(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "cli");
+    int n = 0;
+    sink k = {f->s, 1, 0, 0, &n};
+    g.audit = sink_fn;
+    g.audit_ctx = &k;
+    pvg_error err;
+    long long before = last_audit(f->s).seq;
+
+    char *json = (char *)"untouched";
+    assert_int_equal(pvg_access_export(&g, "u1", &json, &err), PVG_ERR_IO);
+    assert_null(json);
+    assert_int_equal(pvg_access_user_events(&g, PVG_PURPOSE_EXPORT, "u1", count_events, &n, &err),
+                     PVG_ERR_IO);
+    assert_int_equal(n, 0);
+
+    pvg_scored_item out[4];
+    pvg_access_rec_answer ans;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.ext_user = "u1";
+    rq.k = 4;
+    rq.memo_get = memo_get;
+    g_data_calls = 0;
+    assert_int_equal(pvg_access_recommend(&g, &rq, out, &ans, &err), PVG_ERR_IO);
+    assert_int_equal(ans.n, 0);
+    assert_int_equal(g_data_calls, 0); /* not even the memo was asked */
+    assert_int_equal(pvg_access_foreach_user(&g, PVG_PURPOSE_TRAINING, count_events, &n, &err),
+                     PVG_ERR_IO);
+    assert_int_equal(n, 0);
+    /* erasure and consent changes do not happen without their entry */
+    assert_int_equal(pvg_access_erase(&g, "u1", NULL, NULL, &err), PVG_ERR_IO);
+    assert_int_equal(pvg_store_user_exists(f->s, "u1", NULL), 1);
+    assert_int_equal(pvg_access_consent_change(&g, "u1", 0, 0, NULL, &err), PVG_ERR_IO);
+    pvg_consent c;
+    assert_int_equal(pvg_store_consent_get(f->s, "u1", &c, NULL), PVG_OK);
+    assert_int_equal(c.personalization, 1);
+    assert_int_equal(last_audit(f->s).seq, before);
+
+    /* the default sink fails closed too: an actor longer than the audit
+     * log accepts makes pvg_audit_append refuse, and no data leaves */
+    char *big = malloc(PVG_AUDIT_FIELD_MAX + 10);
+    memset(big, 'a', PVG_AUDIT_FIELD_MAX + 9);
+    big[PVG_AUDIT_FIELD_MAX + 9] = 0;
+    pvg_access_init(&g, f->s, big);
+    json = NULL;
+    assert_int_equal(pvg_access_export(&g, "u1", &json, &err), PVG_ERR_INVALID);
+    assert_null(json);
+    free(big);
+}
+
+static void test_erased_not_found_and_non_personalised(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "cli");
+    pvg_error err;
+    assert_int_equal(pvg_access_erase(&g, "u4", NULL, NULL, &err), PVG_OK);
+    last_entry l = last_audit(f->s);
+    assert_string_equal(l.action, "delete");
+    char *json = NULL;
+    assert_int_equal(pvg_access_export(&g, "u4", &json, &err), PVG_ERR_NOT_FOUND);
+    assert_null(json);
+    l = last_audit(f->s); /* the attempt is on record */
+    assert_string_equal(l.action, "export");
+    assert_non_null(strstr(l.detail, "outcome=not_found"));
+    assert_int_equal(pvg_access_erase(&g, "u4", NULL, NULL, &err), PVG_ERR_NOT_FOUND);
+    pvg_consent c;
+    assert_int_equal(pvg_access_consent_get(&g, "u4", &c, &err), PVG_ERR_NOT_FOUND);
+    int n = 0;
+    assert_int_equal(pvg_access_user_events(&g, PVG_PURPOSE_EXPORT, "u4", count_events, &n, &err),
+                     PVG_ERR_NOT_FOUND);
+
+    /* the model still holds u4 (trained before the erasure): the gate must
+     * not personalise for them */
+    unsigned char key[16];
+    assert_int_equal(pvg_model_user_key(f->m, f->s, "u4", key, &err), PVG_OK);
+    pvg_scored_item out[4];
+    size_t nm = 0;
+    assert_int_equal(pvg_model_recommend(f->m, key, 4, 0, out, &nm, &err), PVG_OK);
+    pvg_access_rec_answer ans;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.ext_user = "u4";
+    rq.k = 4;
+    int64_t fallback[] = {7, 6};
+    rq.fallback_items = fallback;
+    rq.n_fallback = 2;
+    assert_int_equal(pvg_access_recommend(&g, &rq, out, &ans, &err), PVG_OK);
+    assert_int_equal(ans.personalized, 0);
+    assert_string_equal(ans.reason, "unknown_user");
+    assert_int_equal(ans.n, 2);
+    assert_int_equal(out[0].item_index, 7);
+    assert_int_equal(out[1].item_index, 6);
+    assert_string_equal(out[0].item, pvg_model_item_id(f->m, 7));
+}
+
+static void test_training_selects_by_consent(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "cli");
+    pvg_error err;
+    int n_all = 0, n_train = 0, n_dp = 0;
+    assert_int_equal(pvg_access_foreach_user(&g, PVG_PURPOSE_TRAINING, count_events, &n_all, &err),
+                     PVG_OK);
+    assert_int_equal(n_all, 36);
+    assert_int_equal(pvg_access_consent_change(&g, "u5", 0, -1, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_access_consent_change(&g, "u6", -1, 0, NULL, &err), PVG_OK);
+    assert_int_equal(
+        pvg_access_foreach_user(&g, PVG_PURPOSE_TRAINING, count_events, &n_train, &err), PVG_OK);
+    assert_int_equal(n_train, 33); /* u5 left out */
+    last_entry l = last_audit(f->s);
+    assert_string_equal(l.action, "read_all");
+    assert_string_equal(l.subject, "*");
+    assert_non_null(strstr(l.detail, "purpose=training"));
+    assert_int_equal(pvg_access_foreach_user(&g, PVG_PURPOSE_DP_RELEASE, count_events, &n_dp, &err),
+                     PVG_OK);
+    assert_int_equal(n_dp, 33); /* u6 left out */
+    assert_int_equal(pvg_access_foreach_user(&g, PVG_PURPOSE_EXPORT, count_events, &n_dp, &err),
+                     PVG_ERR_INVALID);
+    pvg_dataset *ds = NULL;
+    pvg_dataset_load_stats st;
+    assert_int_equal(pvg_access_training_dataset(&g, NULL, &ds, &st, &err), PVG_OK);
+    assert_int_equal(pvg_dataset_n_users(ds), 11);
+    assert_int_equal(st.records, 33);
+    pvg_dataset_free(ds);
+}
+
+static void test_similar_and_file_model(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "token:abc");
+    pvg_error err;
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(f->s, "u2", ps);
+    pvg_scored_item out[3];
+    size_t n = 0;
+    assert_int_equal(pvg_access_similar(&g, f->m, "A1", ps, 3, out, &n, &err), PVG_OK);
+    assert_true(n > 0);
+    last_entry l = last_audit(f->s);
+    char subj[2 * PVG_PSEUDONYM_BYTES + 1];
+    pvg_audit_subject_of_user(f->s, "u2", subj);
+    assert_string_equal(l.action, "similar");
+    assert_string_equal(l.subject, subj);
+    /* a store-trained model without its store is refused */
+    pvg_access none;
+    pvg_access_init(&none, NULL, "cli");
+    pvg_access_rec_answer ans;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.ext_user = "u2";
+    rq.k = 3;
+    assert_int_equal(pvg_access_recommend(&none, &rq, out, &ans, &err), PVG_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_purpose_consent_from_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consent_off_denied_and_audited_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_failure_fails_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erased_not_found_and_non_personalised, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_training_selects_by_consent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_similar_and_file_model, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -246,7 +246,7 @@ static void test_amazon(void **state)
           NULL,
           (const expect[]){{1, EV, NULL, "A2IBPI20UZIR0U"}, {2, RJ, "bad_rating", NULL},
                            {3, RJ, "missing_fields", NULL}, {4, RJ, "bad_json", NULL},
-                           {5, RJ, "bad_json", NULL}, {6, RJ, "invalid_utf8", NULL},
+                           {5, RJ, "not_an_object", NULL}, {6, RJ, "invalid_utf8", NULL},
                            {7, RJ, "missing_fields", NULL}},
           7);
 }
@@ -265,13 +265,16 @@ static void test_jsonl(void **state)
           "{\"type\":\"item\",\"item\":\"i1\",\"title\":\"Mug\",\"price\":-1}\n"
           "{\"type\":\"item\",\"item\":\"i2\",\"title\":\"Cup\",\"attributes\":{\"colour\":\"red\"}}\n"
           "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1,\"ts\":2}\n"
-          "{\"type\":\"rating\",\"user\":42,\"item\":7,\"ts\":1,\"rating\":4}\n",
+          "{\"type\":\"rating\",\"user\":42,\"item\":7,\"ts\":1,\"rating\":4}\n"
+          "{\"type\":\"rating\",\"user\":\"42.0\",\"item\":\"7\",\"ts\":1,\"rating\":4}\n",
           NULL,
           (const expect[]){{1, EV, NULL, "u1"}, {2, EV, NULL, "u1"}, {3, RJ, "unknown_event_type", NULL},
                            {4, RJ, "bad_timestamp", NULL}, {5, RJ, "bad_type", NULL},
                            {6, RJ, "missing_fields", NULL}, {7, AN, NULL, NULL}, {8, RJ, "bad_price", NULL},
-                           {9, IT, NULL, NULL}, {10, RJ, "bad_json", NULL}, {11, EV, NULL, "42"}},
-          11);
+                           {9, IT, NULL, NULL}, {10, RJ, "bad_json", NULL},
+                           /* ids are JSON strings, as in the API (one parser for both) */
+                           {11, RJ, "bad_type", NULL}, {12, EV, NULL, "42"}},
+          12);
 }
 
 static void test_tsv(void **state)

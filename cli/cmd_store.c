@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- init ---- */
@@ -120,12 +121,27 @@ static int run_ingest(cli_ctx *c)
     if (!s) return rc;
     char reject_path[4096];
     const char *rp = cli_str(c, "rejects");
+    int default_rejects = !rp;
     if (!rp) {
+        /* One new file per run (DATA_DIR/rejects/FILE.<UTC time>[-N].rejects.tsv):
+         * a later run never overwrites an earlier run's rejects; the library
+         * creates it 0600 with O_EXCL, refusing any existing path. */
         const char *base = strrchr(file, '/');
         base = base ? base + 1 : file;
         snprintf(reject_path, sizeof reject_path, "%s/rejects", cli_data_dir(c));
         mkdir(reject_path, 0700);
-        snprintf(reject_path, sizeof reject_path, "%s/rejects/%s.rejects.tsv", cli_data_dir(c), base);
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+        struct stat sb;
+        for (int n = 1; n < 1000; n++) {
+            char suffix[16] = "";
+            if (n > 1) snprintf(suffix, sizeof suffix, "-%d", n);
+            snprintf(reject_path, sizeof reject_path, "%s/rejects/%s.%s%s.rejects.tsv", cli_data_dir(c),
+                     base, stamp, suffix);
+            if (stat(reject_path, &sb) != 0 && errno == ENOENT) break;
+        }
         rp = reject_path;
     } else if (strcmp(rp, "none") == 0)
         rp = NULL;
@@ -142,6 +158,8 @@ static int run_ingest(cli_ctx *c)
     pvg_status st = pvg_store_ingest_file(s, file, fmt, &o, &stats, &err);
     if (interactive) fputc('\n', stderr);
     pvg_store_close(s);
+    if (st == PVG_OK && default_rejects && stats.rejected == 0 && unlink(rp) == 0)
+        rp = NULL; /* no rejects: no per-run file left behind */
     if (st != PVG_OK) {
         if (stats.batches_committed)
             cli_warn("ingest: %lld rows in %lld batches were committed before the error", stats.read,
@@ -164,6 +182,16 @@ static int run_ingest(cli_ctx *c)
                stats.events, stats.seconds);
         if (rp && stats.rejected) printf("; rejects in %s", rp);
         printf("\n");
+    }
+    if (stats.accepted == 0) {
+        /* Nothing usable: most often the wrong --format, or not a data file. */
+        if (stats.read == 0)
+            cli_warn("ingest: %s holds no data rows: nothing was imported", file);
+        else
+            cli_warn("ingest: none of the %lld rows of %s was accepted (is it really %s? see the "
+                     "reasons above%s%s)",
+                     stats.read, file, pvg_format_name(fmt), rp ? " and " : "", rp ? rp : "");
+        return CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
 }
@@ -306,7 +334,10 @@ static const cli_flag init_flags[] = {
 };
 static const cli_flag ingest_flags[] = {
     {"format", CLI_STR, "F", "online-retail, movielens, movielens-items, retailrocket, amazon-reviews, jsonl, tsv"},
-    {"rejects", CLI_STR, "PATH", "reject file (default DATA_DIR/rejects/FILE.rejects.tsv; 'none' for no file)"},
+    {"rejects", CLI_STR, "PATH",
+     "reject file, created 0600 and never over an existing file (default: a new "
+     "DATA_DIR/rejects/FILE.<UTC time>.rejects.tsv per run, removed when nothing was rejected; "
+     "'none' for no file)"},
     {"encoding", CLI_STR, "E", "auto (default: UTF-8, Latin-1 lines detected), utf-8 or latin-1"},
     {"batch", CLI_INT, "N", "rows per committed batch (default 50000)"},
     {"no-sweep", CLI_BOOL, NULL, "skip the retention sweep after the import"},
@@ -329,8 +360,9 @@ const cli_command cli_cmds_store[] = {
      "The master key wraps every user's data key; keep master.key secret and backed up apart from the data.",
      init_flags, run_init},
     {"ingest", "FILE", 1, 1, "import a file (streaming, batched, idempotent) under the data policy",
-     "Rows that cannot be used go to the reject file with line number and reason. A .gz file is read directly.\n"
-     "Re-running the same import stores nothing twice.",
+     "Rows that cannot be used go to the reject file with line, byte offset, reason and field (never\n"
+     "the row's values). A .gz file is read directly. Re-running the same import stores nothing\n"
+     "twice. Exits 1 when no row was accepted (e.g. the wrong --format).",
      ingest_flags, run_ingest},
     {"user export", "USER_ID", 1, 1, "print as JSON everything held about a user", NULL, json_only,
      run_user_export},

@@ -24,6 +24,7 @@ struct cli_ctx {
     int n_flags;
     const char *pos[MAX_POS];
     int n_pos;
+    char user_id[PVG_ID_MAX + 1]; /* the canonical form of the command's user id */
 };
 
 static const cli_command *const *all_tables(void)
@@ -270,6 +271,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: privguide %s %s (see --help)\n", cmd->name,
                 cmd->synopsis ? cmd->synopsis : "");
         return CLI_EXIT_USAGE;
+    }
+    /* A user id coming in (USER_ID argument or --user) takes its one canonical
+     * form (pvg_user_id_normalize), as in every reader and the HTTP API. */
+    for (int i = 0; i <= ctx.n_flags; i++) {
+        const char **id = i < ctx.n_flags ? (strcmp(ctx.flag_names[i], "user") == 0 ? &ctx.flag_values[i] : NULL)
+                          : (cmd->synopsis && strcmp(cmd->synopsis, "USER_ID") == 0 ? &ctx.pos[0] : NULL);
+        pvg_error err;
+        if (id && *id && pvg_user_id_normalize(*id, ctx.user_id, sizeof ctx.user_id, NULL, &err) != PVG_OK)
+            cli_usage_error(&ctx, "%s", err.text);
+        if (id && *id) *id = ctx.user_id;
     }
     return cmd->run(&ctx);
 }

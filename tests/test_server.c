@@ -18,6 +18,7 @@
 
 #include <privguide/audit.h>
 #include <privguide/auth.h>
+#include <privguide/import.h>
 #include <privguide/ledger.h>
 #include <privguide/model.h>
 #include <privguide/server.h>
@@ -492,6 +493,80 @@ static void test_bad_input(void **state)
         resp_free(&r);
     }
     expect_free("GET", "/healthz", NULL, NULL, 200);
+}
+
+/* The JSONL reader's verdict on one object (line 1 of a one-line file):
+ * NULL when accepted, else the reason code (static). */
+static const char *jsonl_reason(const char *obj)
+{
+    char path[] = "/tmp/pvg-test-parity-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, obj, strlen(obj)), (ssize_t)strlen(obj));
+    close(fd);
+    pvg_reader *rd = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_reader_open(path, PVG_FORMAT_JSONL, NULL, &rd, &err), PVG_OK);
+    pvg_record rec;
+    assert_int_equal(pvg_reader_next(rd, &rec, &err), 1);
+    const char *why = rec.kind == PVG_RECORD_REJECT ? rec.reason : NULL;
+    pvg_reader_free(rd);
+    unlink(path);
+    return why;
+}
+
+/* Posted events and imported JSONL lines are validated by the same code:
+ * each bad object gets the same reason code on both paths. */
+static void test_events_same_rules_as_jsonl(void **state)
+{
+    (void)state;
+    char big[400];
+    const char *const bad[] = {
+        "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100,\"colour\":\"red\"}",
+        "{\"user\":5,\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":\"teleport\",\"item\":\"A1\",\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":7,\"item\":\"A1\",\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":\"view\",\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":\"view\",\"item\":9,\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":\"yesterday\"}",
+        "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":-5}",
+        "{\"user\":\"u5\",\"type\":\"purchase\",\"item\":\"A1\",\"ts\":1300000100,\"quantity\":\"2\"}",
+        "{\"user\":\"u5\",\"type\":\"search\",\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":\"rating\",\"item\":\"A1\",\"ts\":1300000100}",
+        "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100,\"country\":\"\"}",
+        "{\"user\":\"\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}",
+        "{\"user\":\"u\\u0001\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}",
+        big, /* a user id of 257 bytes */
+        "[1,2]",
+    };
+    memset(big, 0, sizeof big);
+    snprintf(big, sizeof big, "{\"user\":\"%0257d\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}", 1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *want = jsonl_reason(bad[i]);
+        if (!want) fail_msg("the JSONL reader accepted bad object %zu: %s", i, bad[i]);
+        char body[600];
+        snprintf(body, sizeof body, "{\"events\":[%s]}", bad[i]);
+        json_t *j = expect("POST", "/v1/events", E.admin, body, 422);
+        json_t *e0 = json_array_get(json_object_get(j, "errors"), 0);
+        const char *got = json_string_value(json_object_get(e0, "reason"));
+        if (!got || strcmp(got, want) != 0)
+            fail_msg("object %zu: API reason %s, JSONL reason %s", i, got ? got : "(none)", want);
+        json_decref(j);
+    }
+    /* and a good object passes both (the API fills a missing ts with now) */
+    assert_null(jsonl_reason("{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}"));
+    json_t *j = expect("POST", "/v1/events", E.admin,
+                       "[{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}]", 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
+    json_decref(j);
+}
+
+/* An empty batch accepts nothing: 422, as docs/api.md says. */
+static void test_events_empty_batch(void **state)
+{
+    (void)state;
+    expect_free("POST", "/v1/events", E.admin, "[]", 422);
+    expect_free("POST", "/v1/events", E.admin, "{\"events\":[]}", 422);
 }
 
 static void test_rate_limit(void **state)
@@ -988,6 +1063,8 @@ int main(void)
         cmocka_unit_test(test_route_role_matrix),
         cmocka_unit_test(test_recommendations_and_consent),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_events_same_rules_as_jsonl),
+        cmocka_unit_test(test_events_empty_batch),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_concurrent_store_use),
         cmocka_unit_test(test_auth_failure_limit),

@@ -39,6 +39,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 /* Why personal data is used. Each purpose names the policy purpose whose
  * "consent" field says which switch it needs (docs/privacy.md). */
@@ -183,6 +184,7 @@ pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *w
 pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rng *rng,
                                pvg_query_result **out, pvg_error *err) PVG_WARN_UNUSED;
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -74,6 +74,36 @@ const char *pvg_event_field_name(unsigned field_bit);
 /* Parses a field name into its PVG_FIELD_* bit; 0 when unknown. */
 unsigned pvg_event_field_parse(const char *name);
 
+/* ---- external ids ----------------------------------------------------- */
+
+/* The longest external user or item id, in bytes (after normalisation). A
+ * longer id is refused with the reason code "id_too_long" by every reader,
+ * the store's ingest and the API; ids are never truncated. */
+#define PVG_ID_MAX 256
+
+/* The one normalisation of an external user id, applied wherever a user id
+ * comes in (every reader, the JSON event parser, the CLI and the HTTP API),
+ * so that all of them name the same shopper with the same string:
+ *   - surrounding ASCII spaces and tabs are removed;
+ *   - a decimal id written as a number with a zero fraction loses the
+ *     fraction: "17850.0" and "17850.00" become "17850" (spreadsheet
+ *     exports write integer ids that way); other ids are kept as they are
+ *     ("017850", "c-17850.5" and "u1" are unchanged).
+ * Writes the canonical id into out[0..cap) (out may be the same buffer as
+ * in; the result is never longer than the input). On failure *reason (when
+ * not NULL) is a stable reason code and err names it; out is then "":
+ *   "bad_user_id"  empty, or a control character (bytes < 0x20 or 0x7f)
+ *   "id_too_long"  more than PVG_ID_MAX bytes, or more than cap - 1
+ * Returns PVG_OK or PVG_ERR_INVALID. The text of err never quotes the id. */
+pvg_status pvg_user_id_normalize(const char *in, char *out, size_t cap, const char **reason,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Checks an external item id (not rewritten: item ids are the shop's own
+ * codes). Returns NULL when usable, else a stable reason code:
+ * "missing_item" (NULL or empty), "bad_item_id" (a control character),
+ * "id_too_long" (more than PVG_ID_MAX bytes). */
+const char *pvg_item_id_check(const char *id);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -3,8 +3,12 @@
  *
  * A reader turns a file into a stream of records: events (with the external
  * user id), catalog items, or rejects (a row that cannot be used, with its
- * 1-based line number and a reason code and text). Readers never skip a row
- * silently. They do not touch the store: the store's ingest (store.h) and
+ * 1-based line number, byte offset, a stable reason code, the field at
+ * fault and a text saying what was expected; a reject never carries a value
+ * of the row, as rows may be personal). Readers never skip a row silently.
+ * Every reader normalises user ids with pvg_user_id_normalize and checks
+ * item ids with pvg_item_id_check (event.h): ids longer than PVG_ID_MAX
+ * bytes are refused ("id_too_long"), never truncated. They do not touch the store: the store's ingest (store.h) and
  * the recommenders' file loaders (model.h) both consume them.
  *
  * Formats:
@@ -66,7 +70,10 @@ typedef struct pvg_record {
     int has_item;          /* 1 when `item` below carries catalog data */
     pvg_item item;         /* ITEM, and EVENT rows that also describe the item */
     const char *reason;    /* REJECT: a stable reason code, e.g. "bad_quantity" */
-    const char *detail;    /* REJECT: human-readable detail incl. field/column */
+    const char *field;     /* REJECT: the field at fault, e.g. "Quantity" (its name in the
+                              format), or NULL when the row as a whole is at fault */
+    const char *detail;    /* REJECT: what was expected (names the field or column;
+                              never quotes the row's content) */
 } pvg_record;
 
 typedef enum pvg_encoding {

@@ -424,6 +424,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             compute_allow(r, url);
             pvg_srv_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
                             method, url, r->allow);
+        } else if (strncmp(pvg_srv_routes()[r->route].pattern, "/v1/users/{id}", 14) == 0 &&
+                   pvg_user_id_normalize(r->params[0], r->params[0], sizeof r->params[0], NULL, NULL) != PVG_OK) {
+            pvg_srv_reply_error(r, 400, "bad_user_id", "the user id in the path is empty, too long or has control characters");
         } else {
             authenticate_and_run(r);
         }

@@ -4,6 +4,7 @@
  * /metrics and /v1/openapi.json.
  */
 #include "server/server_internal.h"
+#include "store/text.h"
 
 #include <privguide/ledger.h>
 
@@ -310,72 +311,24 @@ static void h_stats(pvg_srv_req *r)
 
 /* ---- events ---- */
 
-static const char *const EVENT_KEYS[] = {"user", "type", "item", "ts", "quantity", "amount",
-                                         "rating", "query", "country", "id", NULL};
-
-static int known_key(const char *k)
-{
-    for (int i = 0; EVENT_KEYS[i]; i++)
-        if (strcmp(EVENT_KEYS[i], k) == 0) return 1;
-    return 0;
-}
-
-static void add_err(json_t *errs, size_t i, const char *field, const char *fmt, ...)
-    PVG_PRINTF(4, 5);
+static void add_err(json_t *errs, size_t i, const char *reason, const char *field, const char *fmt,
+                    ...) PVG_PRINTF(5, 6);
 #include <stdarg.h>
-static void add_err(json_t *errs, size_t i, const char *field, const char *fmt, ...)
+static void add_err(json_t *errs, size_t i, const char *reason, const char *field, const char *fmt,
+                    ...)
 {
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_array_append_new(errs, json_pack("{s:I, s:s?, s:s}", "index", (json_int_t)i, "field",
-                                          field, "message", msg));
+    json_array_append_new(errs, json_pack("{s:I, s:s, s:s?, s:s}", "index", (json_int_t)i, "reason",
+                                          reason, "field", field, "message", msg));
 }
 
-static int num_field(json_t *ev, const char *name, double *out, unsigned bit, unsigned *fields,
-                     json_t *errs, size_t i)
-{
-    json_t *v = json_object_get(ev, name);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) {
-        add_err(errs, i, name, "events[%zu].%s: want a number", i, name);
-        return -1;
-    }
-    double d = json_number_value(v);
-    if (!isfinite(d)) {
-        add_err(errs, i, name, "events[%zu].%s: want a finite number", i, name);
-        return -1;
-    }
-    *out = d;
-    *fields |= bit;
-    return 0;
-}
-
-static int str_field(json_t *ev, const char *name, const char **out, size_t max, json_t *errs,
-                     size_t i)
-{
-    json_t *v = json_object_get(ev, name);
-    *out = NULL;
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v)) {
-        add_err(errs, i, name, "events[%zu].%s: want a string", i, name);
-        return -1;
-    }
-    const char *s = json_string_value(v);
-    if (strlen(s) != json_string_length(v)) {
-        add_err(errs, i, name, "events[%zu].%s: must not contain NUL bytes", i, name);
-        return -1;
-    }
-    if (!*s || json_string_length(v) > max) {
-        add_err(errs, i, name, "events[%zu].%s: want 1..%zu bytes", i, name, max);
-        return -1;
-    }
-    *out = s;
-    return 0;
-}
-
+/* Each event is parsed by pvg_event_from_json (store/text.h), the same code
+ * as the JSONL reader, so an object gets the same reason code on both
+ * paths; here "user" is required and "ts" defaults to now. */
 static void h_events(pvg_srv_req *r)
 {
     json_t *doc = pvg_srv_req_json(r);
@@ -394,10 +347,16 @@ static void h_events(pvg_srv_req *r)
                         EVENTS_MAX, n);
         return;
     }
+    if (n == 0) { /* nothing accepted: 422, as for a batch whose every event is refused */
+        json_decref(doc);
+        pvg_srv_reply_error(r, 422, "rejected", "request body: the batch holds no event");
+        return;
+    }
     pvg_store *s = pvg_srv_req_store(r);
     json_t *errs = json_array();
     long long stored = 0, dup = 0, rejected = 0;
-    int64_t now = pvg_store_now(s);
+    const pvg_event_json_rules rules = {.anonymous_ok = 0, .default_ts = pvg_store_now(s)};
+    pvg_event_json ev1, *pe1 = &ev1;
     pvg_error e;
     pvg_error_clear(&e);
     pvg_status st = pvg_store_begin(s, &e);
@@ -408,82 +367,29 @@ static void h_events(pvg_srv_req *r)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        json_t *ev = json_array_get(arr, i);
-        if (!json_is_object(ev)) {
-            add_err(errs, i, NULL, "events[%zu]: want an object", i);
-            rejected++;
-            continue;
-        }
-        const char *key;
-        json_t *val;
+        pvg_event_json_fault fault;
         int bad = 0;
-        json_object_foreach(ev, key, val) {
-            if (!known_key(key)) {
-                add_err(errs, i, key, "events[%zu]: unknown field \"%.60s\"", i, key);
-                bad = 1;
-                break;
-            }
-        }
-        pvg_event e1;
-        memset(&e1, 0, sizeof e1);
-        const char *user = NULL, *type = NULL, *dedup = NULL;
-        if (!bad && (str_field(ev, "user", &user, 256, errs, i) || !user)) {
-            if (!bad && !user && json_array_size(errs) == 0) {}
-            if (!user && !json_object_get(ev, "user"))
-                add_err(errs, i, "user", "events[%zu].user: required", i);
+        if (pvg_event_from_json(json_array_get(arr, i), &rules, pe1, &fault) != PVG_OK) {
+            add_err(errs, i, fault.reason, fault.field, "events[%zu]: %s", i, fault.detail);
             bad = 1;
         }
-        if (!bad && (str_field(ev, "type", &type, 32, errs, i) || !type)) {
-            if (!json_object_get(ev, "type")) add_err(errs, i, "type", "events[%zu].type: required", i);
-            bad = 1;
-        }
-        if (!bad && pvg_event_type_parse(type, &e1.type) != PVG_OK) {
-            add_err(errs, i, "type",
-                    "events[%zu].type: want view, cart, purchase, return, rating or search, got "
-                    "\"%.32s\"",
-                    i, type);
-            bad = 1;
-        }
-        if (!bad && str_field(ev, "item", &e1.item, 256, errs, i)) bad = 1;
-        if (!bad && str_field(ev, "query", &e1.query, 1024, errs, i)) bad = 1;
-        if (!bad && str_field(ev, "country", &e1.country, 64, errs, i)) bad = 1;
-        if (!bad && str_field(ev, "id", &dedup, 256, errs, i)) bad = 1;
-        if (!bad && e1.query) e1.fields |= PVG_FIELD_QUERY;
-        if (!bad && e1.country) e1.fields |= PVG_FIELD_COUNTRY;
-        if (!bad && (num_field(ev, "quantity", &e1.quantity, PVG_FIELD_QUANTITY, &e1.fields, errs, i) ||
-                     num_field(ev, "amount", &e1.amount, PVG_FIELD_AMOUNT, &e1.fields, errs, i) ||
-                     num_field(ev, "rating", &e1.rating, PVG_FIELD_RATING, &e1.fields, errs, i)))
-            bad = 1;
-        if (!bad) {
-            json_t *ts = json_object_get(ev, "ts");
-            if (!ts || json_is_null(ts)) e1.ts = now;
-            else if (json_is_integer(ts) && json_integer_value(ts) >= 0 &&
-                     json_integer_value(ts) < 32503680000LL)
-                e1.ts = (int64_t)json_integer_value(ts);
-            else {
-                add_err(errs, i, "ts", "events[%zu].ts: want Unix seconds (an integer >= 0)", i);
-                bad = 1;
-            }
-        }
-        if (!bad && !e1.item && e1.type != PVG_EVENT_SEARCH) {
-            add_err(errs, i, "item", "events[%zu].item: required for a %s event", i, type);
-            bad = 1;
-        }
-        if (!bad && r->who.role == PVG_ROLE_USER && !pvg_auth_may_access_user(s, &r->who, user)) {
-            add_err(errs, i, "user", "events[%zu].user: this token may record only its own events",
-                    i);
+        if (!bad && r->who.role == PVG_ROLE_USER && !pvg_auth_may_access_user(s, &r->who, pe1->user)) {
+            add_err(errs, i, "forbidden_user", "user",
+                    "events[%zu].user: this token may record only its own events", i);
             bad = 1;
         }
         if (!bad) {
             int outcome = 0;
             pvg_error pe;
             pvg_error_clear(&pe);
-            pvg_status ps = pvg_store_event_put(s, user, &e1, dedup, &outcome, &pe);
+            pvg_status ps = pvg_store_event_put(s, pe1->user, &pe1->event, pe1->dedup, &outcome, &pe);
             if (ps == PVG_OK) {
                 if (outcome == 1) stored++;
                 else dup++;
             } else if (ps == PVG_ERR_INVALID || ps == PVG_ERR_POLICY || ps == PVG_ERR_NOT_FOUND) {
-                add_err(errs, i, NULL, "events[%zu]: %s", i, pe.text[0] ? pe.text : pvg_strerror(ps));
+                add_err(errs, i,
+                        ps == PVG_ERR_POLICY ? "policy" : ps == PVG_ERR_NOT_FOUND ? "not_found" : "invalid",
+                        NULL, "events[%zu]: %s", i, pe.text[0] ? pe.text : pvg_strerror(ps));
                 bad = 1;
             } else {
                 pvg_store_rollback(s);

@@ -20,10 +20,12 @@
 #include "store/text.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PLAIN_MAX 4096
 
@@ -445,9 +447,11 @@ static pvg_status flush_items(ingest_run *run, pvg_error *err)
 static void write_reject(ingest_run *run, const pvg_record *rec)
 {
     if (!run->rejects) return;
-    /* The row's text is not copied: it may hold personal data. The line
-     * number finds it in the source. */
-    fprintf(run->rejects, "%ld\t%lld\t%s\t", rec->line, rec->offset, rec->reason);
+    /* The row's text is not copied: it may hold personal data, and no
+     * reader's detail quotes it (import.h). The line number and byte offset
+     * find the row in the source. */
+    fprintf(run->rejects, "%ld\t%lld\t%s\t%s\t", rec->line, rec->offset, rec->reason,
+            rec->field ? rec->field : "-");
     for (const char *p = rec->detail ? rec->detail : ""; *p; p++)
         fputc(*p == '\t' || *p == '\n' ? ' ' : *p, run->rejects);
     fputc('\n', run->rejects);
@@ -662,14 +666,22 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
     run.foreign_seen = s->foreign_writes;
     crypto_generichash_init(&run.anon_fp, s->keys.dedup, PVG_KEY_BYTES, 16);
     if (o.reject_path) {
-        run.rejects = fopen(o.reject_path, "w");
+        /* Owner-only, and never over an earlier run's rejects. */
+        int fd = open(o.reject_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0 && !(run.rejects = fdopen(fd, "w"))) close(fd);
         if (!run.rejects) {
+            int e = errno;
             pvg_reader_free(r);
+            if (e == EEXIST)
+                return pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1,
+                                        "the reject file exists already (an earlier run's rejects are "
+                                        "never overwritten): move it or name another file");
             return pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1, "cannot create the reject file: %s",
-                                    strerror(errno));
+                                    strerror(e));
         }
-        fprintf(run.rejects, "# line\toffset\treason\tdetail  (rejects of %s, format %s)\n", path,
-                pvg_format_name(fmt));
+        const char *base = strrchr(path, '/');
+        fprintf(run.rejects, "# line\toffset\treason\tfield\tdetail  (rejects of %s, format %s)\n",
+                base ? base + 1 : path, pvg_format_name(fmt));
     }
     if ((st = pvg_store_begin(s, err)) != PVG_OK) goto done;
     long in_batch = 0;

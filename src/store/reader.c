@@ -5,8 +5,13 @@
  * a record splitter (lines; RFC 4180 records for CSV, which may span lines
  * inside quotes), then one parser per format turns a record into a
  * pvg_record. Every row yields exactly one record: an event, an item, an
- * anonymous event, or a reject with a stable reason code and a detail that
- * names the field and column. Nothing is skipped silently.
+ * anonymous event, or a reject with a stable reason code, the field at
+ * fault and a detail that says what was expected. A reject never carries a
+ * value of the row (reject files must hold no personal data): no detail
+ * quotes the input, and the JSON parser's own error text (which quotes it)
+ * is replaced by a fixed description. Nothing is skipped silently. Ids go
+ * through pvg_user_id_normalize / pvg_item_id_check (event.h): an id longer
+ * than PVG_ID_MAX is refused ("id_too_long"), never truncated.
  */
 #include <privguide/import.h>
 
@@ -68,12 +73,13 @@ struct pvg_reader {
     char *fields[MAX_FIELDS];
     int nfields;
     /* scratch strings for records */
-    char user[128];
+    char user[PVG_ID_MAX + 1];
     char detail[400];
     char *conv;         /* Latin-1 -> UTF-8 conversion buffer */
     size_t conv_cap;
     char category[64];
     json_t *json;       /* JSON record kept alive until the next call */
+    pvg_event_json jev; /* the event parsed from it (jsonl) */
     char ts_text[32];
     int ml_sep;         /* movielens: '\t', ':' (for "::") or '|' */
     long data_lines;
@@ -277,12 +283,17 @@ static void start_record(pvg_reader *r, pvg_record *rec, pvg_record_kind kind)
     rec->offset = r->rec_offset;
 }
 
-static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const char *fmt, ...)
-    PVG_PRINTF(4, 5);
-static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const char *fmt, ...)
+/* Makes rec a reject: reason code, the field at fault (static string, or
+ * NULL for the row as a whole) and a detail saying what was expected. The
+ * detail must never contain a value taken from the row. */
+static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const char *field,
+                   const char *fmt, ...) PVG_PRINTF(5, 6);
+static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const char *field,
+                   const char *fmt, ...)
 {
     start_record(r, rec, PVG_RECORD_REJECT);
     rec->reason = reason;
+    rec->field = field;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->detail, sizeof r->detail, fmt, ap);
@@ -291,11 +302,38 @@ static void reject(pvg_reader *r, pvg_record *rec, const char *reason, const cha
 }
 
 /* A reject whose detail csv_split already wrote into r->detail. */
-static void reject_kept(pvg_reader *r, pvg_record *rec, const char *reason)
+static void reject_kept(pvg_reader *r, pvg_record *rec, const char *reason, const char *field)
 {
     start_record(r, rec, PVG_RECORD_REJECT);
     rec->reason = reason;
+    rec->field = field;
     rec->detail = r->detail;
+}
+
+/* Normalises a user id into r->user. Returns 1 ok, 0 with rec a reject. */
+static int take_user(pvg_reader *r, pvg_record *rec, const char *raw, const char *field)
+{
+    const char *why;
+    if (pvg_user_id_normalize(raw, r->user, sizeof r->user, &why, NULL) == PVG_OK) return 1;
+    if (strcmp(why, "id_too_long") == 0)
+        reject(r, rec, why, field, "%s: longer than %d bytes", field, PVG_ID_MAX);
+    else
+        reject(r, rec, why, field, "%s: expected a non-empty id without control characters", field);
+    return 0;
+}
+
+/* Checks an item id. Returns 1 ok, 0 with rec a reject. */
+static int check_item(pvg_reader *r, pvg_record *rec, const char *id, const char *field)
+{
+    const char *why = pvg_item_id_check(id);
+    if (!why) return 1;
+    if (strcmp(why, "id_too_long") == 0)
+        reject(r, rec, why, field, "%s: longer than %d bytes", field, PVG_ID_MAX);
+    else if (strcmp(why, "missing_item") == 0)
+        reject(r, rec, why, field, "%s: required (empty)", field);
+    else
+        reject(r, rec, why, field, "%s: expected an id without control characters", field);
+    return 0;
 }
 
 /* Ensures r->rec is UTF-8 per the encoding option. Returns 1 ok, 0 reject. */
@@ -307,17 +345,17 @@ static int fix_encoding(pvg_reader *r, pvg_record *rec, pvg_encoding enc)
         size_t need = r->rec_len * 2 + 1;
         if (need > r->conv_cap) {
             char *p = realloc(r->conv, need);
-            if (!p) return reject(r, rec, "out_of_memory", "out of memory"), 0;
+            if (!p) return reject(r, rec, "out_of_memory", NULL, "out of memory"), 0;
             r->conv = p;
             r->conv_cap = need;
         }
         size_t n = pvg_latin1_to_utf8(r->rec, r->rec_len, r->conv);
         r->rec_len = 0;
-        if (rec_append(r, r->conv, n, 0) < 0) return reject(r, rec, "out_of_memory", "out of memory"), 0;
+        if (rec_append(r, r->conv, n, 0) < 0) return reject(r, rec, "out_of_memory", NULL, "out of memory"), 0;
         return 1;
     }
     if (bad >= 0) {
-        reject(r, rec, "invalid_utf8", "invalid UTF-8 at byte %lld of the line (column %lld)", bad,
+        reject(r, rec, "invalid_utf8", NULL, "invalid UTF-8 at byte %lld of the line (column %lld)", bad,
                bad + 1);
         return 0;
     }
@@ -332,17 +370,12 @@ static const char *trim(char *s)
     return s;
 }
 
-/* "17850", "17850.0" -> "17850"; other digit strings as-is. Returns 0 when
- * not an id of digits (optionally with ".0"). */
-static int canonical_numeric_id(const char *s, char *out, size_t cap)
+/* 1 when s is a non-empty string of ASCII digits. */
+static int all_digits(const char *s)
 {
-    size_t n = strlen(s);
-    if (n >= 2 && s[n - 2] == '.' && s[n - 1] == '0') n -= 2;
-    if (n == 0 || n >= cap) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9') return 0;
-    memcpy(out, s, n);
-    out[n] = '\0';
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
     return 1;
 }
 
@@ -409,13 +442,13 @@ static int parse_online_retail(pvg_reader *r, pvg_record *rec, pvg_error *err)
     if (!fix_encoding(r, rec, r->opts.encoding)) return 1;
     int rc = csv_split(r, ',', err);
     if (rc < 0) return -1;
-    if (rc == 0) return reject_kept(r, rec, "bad_quoting"), 1;
+    if (rc == 0) return reject_kept(r, rec, "bad_quoting", NULL), 1;
     if (r->nfields < 8)
-        return reject(r, rec, "missing_fields", "expected 8 fields (%s), found %d",
+        return reject(r, rec, "missing_fields", NULL, "expected 8 fields (%s), found %d",
                       ONLINE_RETAIL_HEADER, r->nfields),
                1;
     if (r->nfields > 8)
-        return reject(r, rec, "extra_fields", "expected 8 fields (%s), found %d",
+        return reject(r, rec, "extra_fields", NULL, "expected 8 fields (%s), found %d",
                       ONLINE_RETAIL_HEADER, r->nfields),
                1;
     const char *invoice = trim(r->fields[0]);
@@ -429,48 +462,47 @@ static int parse_online_retail(pvg_reader *r, pvg_record *rec, pvg_error *err)
     long long qty;
     double price;
     int64_t ts;
-    if (!*invoice) return reject(r, rec, "missing_invoice", "field 1 InvoiceNo is empty"), 1;
-    if (!*stock) return reject(r, rec, "missing_item", "field 2 StockCode is empty"), 1;
+    if (!*invoice) return reject(r, rec, "missing_invoice", "InvoiceNo", "field 1 InvoiceNo is empty"), 1;
+    if (!check_item(r, rec, stock, "StockCode")) return 1;
     if (!parse_i64(qty_s, &qty))
-        return reject(r, rec, "bad_quantity", "field 4 Quantity: expected an integer, got '%.40s'",
-                      qty_s),
-               1;
+        return reject(r, rec, "bad_quantity", "Quantity", "field 4 Quantity: expected an integer"), 1;
     if (pvg_parse_datetime(date_s, &ts) != 0)
-        return reject(r, rec, "bad_date",
-                      "field 5 InvoiceDate: expected 'YYYY-MM-DD HH:MM[:SS]' or 'M/D/YYYY H:MM', got '%.40s'",
-                      date_s),
+        return reject(r, rec, "bad_date", "InvoiceDate",
+                      "field 5 InvoiceDate: expected 'YYYY-MM-DD HH:MM[:SS]' or 'M/D/YYYY H:MM'"),
                1;
     if (!parse_double(price_s, &price))
-        return reject(r, rec, "bad_price", "field 6 UnitPrice: expected a decimal number, got '%.40s'",
-                      price_s),
+        return reject(r, rec, "bad_price", "UnitPrice", "field 6 UnitPrice: expected a decimal number"),
                1;
     /* Rows that are not shopping events still name a real catalog item:
      * they are rejected, but their StockCode enters the catalog. */
-    const char *why = NULL;
+    const char *why = NULL, *why_field = NULL;
     int is_return = invoice[0] == 'C' || invoice[0] == 'c';
     if (invoice[0] == 'A' || invoice[0] == 'a') {
         why = "adjustment_invoice";
+        why_field = "InvoiceNo";
         snprintf(r->detail, sizeof r->detail,
-                 "field 1 InvoiceNo '%.20s': an accounting adjustment, not a shopping event", invoice);
+                 "field 1 InvoiceNo starts with A: an accounting adjustment, not a shopping event");
     } else if (qty == 0) {
         why = "zero_quantity";
+        why_field = "Quantity";
         snprintf(r->detail, sizeof r->detail, "field 4 Quantity is 0");
     } else if (!is_return && qty < 0) {
         why = "negative_quantity";
+        why_field = "Quantity";
         snprintf(r->detail, sizeof r->detail,
-                 "field 4 Quantity %lld is negative on invoice %.20s, which is not a cancellation "
-                 "(C...): a stock adjustment, not a shopping event",
-                 qty, invoice);
+                 "field 4 Quantity is negative on an invoice that is not a cancellation (C...): "
+                 "a stock adjustment, not a shopping event");
     } else if (is_return && qty > 0) {
         why = "positive_return_quantity";
-        snprintf(r->detail, sizeof r->detail,
-                 "field 4 Quantity %lld is positive on cancellation invoice %.20s", qty, invoice);
+        why_field = "Quantity";
+        snprintf(r->detail, sizeof r->detail, "field 4 Quantity is positive on a cancellation invoice");
     } else if (price < 0) {
         why = "bad_price";
-        snprintf(r->detail, sizeof r->detail, "field 6 UnitPrice %s is negative", price_s);
+        why_field = "UnitPrice";
+        snprintf(r->detail, sizeof r->detail, "field 6 UnitPrice is negative");
     }
     if (why) {
-        reject_kept(r, rec, why);
+        reject_kept(r, rec, why, why_field);
         rec->has_item = 1;
         rec->item.ext_id = stock;
         rec->item.title = *desc ? desc : NULL;
@@ -499,9 +531,10 @@ static int parse_online_retail(pvg_reader *r, pvg_record *rec, pvg_error *err)
         rec->kind = PVG_RECORD_ANONYMOUS;
         return 1;
     }
-    if (!canonical_numeric_id(cust, r->user, sizeof r->user))
-        return reject(r, rec, "bad_user_id",
-                      "field 7 CustomerID: expected digits (optionally '.0'), got '%.40s'", cust),
+    if (!take_user(r, rec, cust, "CustomerID")) return 1;
+    if (!all_digits(r->user))
+        return reject(r, rec, "bad_user_id", "CustomerID",
+                      "field 7 CustomerID: expected digits (optionally '.0')"),
                1;
     rec->kind = PVG_RECORD_EVENT;
     rec->user = r->user;
@@ -525,23 +558,21 @@ static int parse_movielens(pvg_reader *r, pvg_record *rec, pvg_error *err)
     }
     const char *sep = r->ml_sep == ':' ? "'::'" : "tabs";
     if (nf < 4)
-        return reject(r, rec, "missing_fields", "expected 4 fields separated by %s (user, item, rating, timestamp), found %d",
+        return reject(r, rec, "missing_fields", NULL,
+                      "expected 4 fields separated by %s (user, item, rating, timestamp), found %d",
                       sep, nf),
                1;
     if (nf > 4)
-        return reject(r, rec, "extra_fields", "expected 4 fields separated by %s, found more", sep), 1;
+        return reject(r, rec, "extra_fields", NULL, "expected 4 fields separated by %s, found more", sep), 1;
     double rating;
     long long ts;
     const char *user = trim(f[0]), *item = trim(f[1]);
-    if (!*user) return reject(r, rec, "bad_user_id", "field 1 user id is empty"), 1;
-    if (!*item) return reject(r, rec, "missing_item", "field 2 item id is empty"), 1;
+    if (!take_user(r, rec, user, "user")) return 1;
+    if (!check_item(r, rec, item, "item")) return 1;
     if (!parse_double(trim(f[2]), &rating))
-        return reject(r, rec, "bad_rating", "field 3 rating: expected a number, got '%.40s'", f[2]), 1;
+        return reject(r, rec, "bad_rating", "rating", "field 3 rating: expected a number"), 1;
     if (!parse_i64(trim(f[3]), &ts) || ts < 0)
-        return reject(r, rec, "bad_timestamp",
-                      "field 4 timestamp: expected Unix seconds, got '%.40s'", f[3]),
-               1;
-    snprintf(r->user, sizeof r->user, "%s", user);
+        return reject(r, rec, "bad_timestamp", "timestamp", "field 4 timestamp: expected Unix seconds"), 1;
     start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
@@ -566,11 +597,11 @@ static int parse_movielens_items(pvg_reader *r, pvg_record *rec, pvg_error *err)
         char *a = r->rec, *b = strstr(a, "::");
         *b = '\0';
         char *title = b + 2, *c = strstr(title, "::");
-        if (!c) return reject(r, rec, "missing_fields", "expected id::title::genres"), 1;
+        if (!c) return reject(r, rec, "missing_fields", NULL, "expected id::title::genres"), 1;
         *c = '\0';
         char *genres = c + 2, *bar = strchr(genres, '|');
         if (bar) *bar = '\0';
-        if (!*trim(a)) return reject(r, rec, "missing_item", "field 1 movie id is empty"), 1;
+        if (!check_item(r, rec, trim(a), "movie id")) return 1;
         rec->kind = PVG_RECORD_ITEM;
         rec->has_item = 1;
         rec->item.ext_id = trim(a);
@@ -589,8 +620,11 @@ static int parse_movielens_items(pvg_reader *r, pvg_record *rec, pvg_error *err)
         *q = '\0';
         p = q + 1;
     }
-    if (nf < 5) return reject(r, rec, "missing_fields", "expected id|title|date|video|url|genre flags, found %d fields", nf), 1;
-    if (!*trim(f[0])) return reject(r, rec, "missing_item", "field 1 movie id is empty"), 1;
+    if (nf < 5)
+        return reject(r, rec, "missing_fields", NULL,
+                      "expected id|title|date|video|url|genre flags, found %d fields", nf),
+               1;
+    if (!check_item(r, rec, trim(f[0]), "movie id")) return 1;
     rec->kind = PVG_RECORD_ITEM;
     rec->has_item = 1;
     rec->item.ext_id = trim(f[0]);
@@ -609,17 +643,15 @@ static int parse_retailrocket(pvg_reader *r, pvg_record *rec, pvg_error *err)
     if (!fix_encoding(r, rec, PVG_ENCODING_UTF8)) return 1;
     int rc = csv_split(r, ',', err);
     if (rc < 0) return -1;
-    if (rc == 0) return reject_kept(r, rec, "bad_quoting"), 1;
+    if (rc == 0) return reject_kept(r, rec, "bad_quoting", NULL), 1;
     if (r->nfields != 5)
-        return reject(r, rec, r->nfields < 5 ? "missing_fields" : "extra_fields",
+        return reject(r, rec, r->nfields < 5 ? "missing_fields" : "extra_fields", NULL,
                       "expected 5 fields (timestamp,visitorid,event,itemid,transactionid), found %d",
                       r->nfields),
                1;
     long long ms;
     if (!parse_i64(trim(r->fields[0]), &ms) || ms < 0)
-        return reject(r, rec, "bad_timestamp", "field 1 timestamp: expected Unix milliseconds, got '%.40s'",
-                      r->fields[0]),
-               1;
+        return reject(r, rec, "bad_timestamp", "timestamp", "field 1 timestamp: expected Unix milliseconds"), 1;
     const char *visitor = trim(r->fields[1]), *ev = trim(r->fields[2]), *item = trim(r->fields[3]);
     start_record(r, rec, PVG_RECORD_EVENT);
     pvg_event_type t;
@@ -630,12 +662,12 @@ static int parse_retailrocket(pvg_reader *r, pvg_record *rec, pvg_error *err)
     else if (strcmp(ev, "transaction") == 0)
         t = PVG_EVENT_PURCHASE;
     else
-        return reject(r, rec, "unknown_event_type",
-                      "field 3 event: expected view, addtocart or transaction, got '%.40s'", ev),
+        return reject(r, rec, "unknown_event_type", "event",
+                      "field 3 event: expected view, addtocart or transaction"),
                1;
-    if (!*visitor) return reject(r, rec, "bad_user_id", "field 2 visitorid is empty"), 1;
-    if (!*item) return reject(r, rec, "missing_item", "field 4 itemid is empty"), 1;
-    snprintf(r->user, sizeof r->user, "%s", visitor);
+    if (!take_user(r, rec, visitor, "visitorid")) return 1;
+    if (!check_item(r, rec, item, "itemid")) return 1;
+    start_record(r, rec, PVG_RECORD_EVENT);
     rec->kind = PVG_RECORD_EVENT;
     rec->user = r->user;
     rec->event.type = t;
@@ -661,6 +693,29 @@ static const char *json_type_word(const json_t *v)
     }
 }
 
+/* A fixed description of a JSON syntax error. jansson's own text quotes the
+ * input (e.g. "invalid token near 'alice'"), so it is never passed on. */
+static const char *json_error_words(const json_error_t *e)
+{
+    switch (json_error_code(e)) {
+    case json_error_premature_end_of_input: return "the JSON text ends too early";
+    case json_error_end_of_input_expected: return "text after the JSON value";
+    case json_error_invalid_utf8: return "invalid UTF-8";
+    case json_error_invalid_syntax: return "invalid JSON syntax";
+    case json_error_invalid_format: return "invalid JSON";
+    case json_error_wrong_type: return "wrong JSON type";
+    case json_error_null_character: return "a NUL character";
+    case json_error_null_value: return "a null value";
+    case json_error_null_byte_in_key: return "a NUL byte in a member name";
+    case json_error_duplicate_key: return "a member name appears twice";
+    case json_error_numeric_overflow: return "a number out of range";
+    case json_error_item_not_found: return "a required member is missing";
+    case json_error_index_out_of_range: return "an index out of range";
+    case json_error_out_of_memory: return "out of memory";
+    default: return "invalid JSON";
+    }
+}
+
 /* Loads r->rec as one JSON object into r->json. Returns 1 ok, 0 rejected. */
 static int load_json_line(pvg_reader *r, pvg_record *rec)
 {
@@ -671,30 +726,17 @@ static int load_json_line(pvg_reader *r, pvg_record *rec)
     }
     long long bad = pvg_utf8_invalid_at(r->rec, r->rec_len);
     if (bad >= 0)
-        return reject(r, rec, "invalid_utf8", "invalid UTF-8 at byte %lld of the line (column %lld)",
+        return reject(r, rec, "invalid_utf8", NULL, "invalid UTF-8 at byte %lld of the line (column %lld)",
                       bad, bad + 1),
                0;
     r->json = json_loadb(r->rec, r->rec_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!r->json)
-        return reject(r, rec, "bad_json", "column %d: %s", jerr.column, jerr.text), 0;
+        return reject(r, rec, "bad_json", NULL, "column %d: %s", jerr.column, json_error_words(&jerr)), 0;
     if (!json_is_object(r->json))
-        return reject(r, rec, "bad_json", "expected a JSON object, got %s", json_type_word(r->json)), 0;
+        return reject(r, rec, "not_an_object", NULL, "expected a JSON object, got %s",
+                      json_type_word(r->json)),
+               0;
     return 1;
-}
-
-/* Reads an id-like member (string, or integer written as text). */
-static const char *json_id(pvg_reader *r, const char *key, char *buf, size_t cap, int *wrong)
-{
-    json_t *v = json_object_get(r->json, key);
-    *wrong = 0;
-    if (!v || json_is_null(v)) return NULL;
-    if (json_is_string(v)) return json_string_value(v);
-    if (json_is_integer(v)) {
-        snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
-        return buf;
-    }
-    *wrong = 1;
-    return NULL;
 }
 
 static int parse_amazon(pvg_reader *r, pvg_record *rec, pvg_error *err)
@@ -703,23 +745,28 @@ static int parse_amazon(pvg_reader *r, pvg_record *rec, pvg_error *err)
     json_t *o = r->json;
     json_t *u = json_object_get(o, "reviewerID"), *a = json_object_get(o, "asin"),
            *ov = json_object_get(o, "overall"), *t = json_object_get(o, "unixReviewTime");
-    if (!json_is_string(u) || !*json_string_value(u))
-        return reject(r, rec, u ? "bad_type" : "missing_fields",
+    if (!json_is_string(u))
+        return reject(r, rec, u ? "bad_type" : "missing_fields", "reviewerID",
                       "field \"reviewerID\": expected a non-empty string%s", u ? "" : " (missing)"),
                1;
-    if (!json_is_string(a) || !*json_string_value(a))
-        return reject(r, rec, a ? "bad_type" : "missing_item",
+    if (!json_is_string(a))
+        return reject(r, rec, a ? "bad_type" : "missing_item", "asin",
                       "field \"asin\": expected a non-empty string%s", a ? "" : " (missing)"),
                1;
     if (!json_is_number(ov))
-        return reject(r, rec, ov ? "bad_rating" : "missing_fields", "field \"overall\": expected a number%s",
-                      ov ? "" : " (missing)"),
+        return reject(r, rec, ov ? "bad_rating" : "missing_fields", "overall",
+                      "field \"overall\": expected a number%s", ov ? "" : " (missing)"),
                1;
     if (!json_is_integer(t) || json_integer_value(t) < 0)
-        return reject(r, rec, t ? "bad_timestamp" : "missing_fields",
+        return reject(r, rec, t ? "bad_timestamp" : "missing_fields", "unixReviewTime",
                       "field \"unixReviewTime\": expected Unix seconds (integer)%s", t ? "" : " (missing)"),
                1;
-    snprintf(r->user, sizeof r->user, "%s", json_string_value(u));
+    if (strlen(json_string_value(u)) != json_string_length(u))
+        return reject(r, rec, "bad_user_id", "reviewerID", "field \"reviewerID\": contains a NUL character"), 1;
+    if (strlen(json_string_value(a)) != json_string_length(a))
+        return reject(r, rec, "bad_item_id", "asin", "field \"asin\": contains a NUL character"), 1;
+    if (!take_user(r, rec, json_string_value(u), "reviewerID")) return 1;
+    if (!check_item(r, rec, json_string_value(a), "asin")) return 1;
     start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
@@ -730,137 +777,85 @@ static int parse_amazon(pvg_reader *r, pvg_record *rec, pvg_error *err)
     return 1;
 }
 
-/* Native JSON Lines (docs/formats.md). */
+/* A catalog record of the native format: {"type":"item", ...}. */
+static int parse_jsonl_item(pvg_reader *r, pvg_record *rec)
+{
+    json_t *o = r->json;
+    json_t *it = json_object_get(o, "item");
+    if (it && !json_is_null(it) && !json_is_string(it))
+        return reject(r, rec, "bad_type", "item", "field \"item\": expected a string, got %s",
+                      json_type_word(it)),
+               1;
+    const char *item = json_is_string(it) ? json_string_value(it) : NULL;
+    if (item && strlen(item) != json_string_length(it))
+        return reject(r, rec, "bad_item_id", "item", "field \"item\": contains a NUL character"), 1;
+    if (!check_item(r, rec, item, "item")) return 1;
+    start_record(r, rec, PVG_RECORD_ITEM);
+    rec->has_item = 1;
+    rec->item.ext_id = item;
+    rec->item.price = -1;
+    static const char *const strs[] = {"title", "category"};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(o, strs[i]);
+        if (v && !json_is_string(v) && !json_is_null(v))
+            return reject(r, rec, "bad_type", strs[i], "field \"%s\": expected a string, got %s", strs[i],
+                          json_type_word(v)),
+                   1;
+        if (json_is_string(v)) {
+            if (i == 0)
+                rec->item.title = json_string_value(v);
+            else
+                rec->item.category = json_string_value(v);
+        }
+    }
+    json_t *pr = json_object_get(o, "price");
+    if (pr && !json_is_null(pr)) {
+        if (!json_is_number(pr) || json_number_value(pr) < 0)
+            return reject(r, rec, "bad_price", "price", "field \"price\": expected a number >= 0"), 1;
+        rec->item.price = json_number_value(pr);
+    }
+    json_t *attrs = json_object_get(o, "attributes");
+    if (attrs && !json_is_null(attrs)) {
+        if (!json_is_object(attrs))
+            return reject(r, rec, "bad_type", "attributes", "field \"attributes\": expected an object, got %s",
+                          json_type_word(attrs)),
+                   1;
+        /* Kept as compact JSON; the text lives in r->conv. */
+        char *txt = json_dumps(attrs, JSON_COMPACT | JSON_SORT_KEYS);
+        if (txt) {
+            size_t n = strlen(txt) + 1;
+            if (n > r->conv_cap) {
+                char *p = realloc(r->conv, n);
+                if (p) {
+                    r->conv = p;
+                    r->conv_cap = n;
+                }
+            }
+            if (n <= r->conv_cap) {
+                memcpy(r->conv, txt, n);
+                rec->item.attrs_json = r->conv;
+            }
+            free(txt);
+        }
+    }
+    return 1;
+}
+
+/* Native JSON Lines (docs/formats.md). An event line is parsed by
+ * pvg_event_from_json, the same code as the API's POST /v1/events. */
 static int parse_jsonl(pvg_reader *r, pvg_record *rec, pvg_error *err)
 {
     if (!load_json_line(r, rec)) return 1;
-    json_t *o = r->json;
-    json_t *type = json_object_get(o, "type");
-    if (!json_is_string(type))
-        return reject(r, rec, type ? "bad_type" : "missing_fields",
-                      "field \"type\": expected a string (view, cart, purchase, return, rating, search or item)%s",
-                      type ? "" : " (missing)"),
-               1;
-    const char *tname = json_string_value(type);
-    char ibuf[64], ubuf[64];
-    int wrong;
-    const char *item = json_id(r, "item", ibuf, sizeof ibuf, &wrong);
-    if (wrong) return reject(r, rec, "bad_type", "field \"item\": expected a string"), 1;
-
-    if (strcmp(tname, "item") == 0) {
-        if (!item || !*item) return reject(r, rec, "missing_item", "field \"item\": required for an item record"), 1;
-        start_record(r, rec, PVG_RECORD_ITEM);
-        rec->has_item = 1;
-        rec->item.ext_id = item;
-        rec->item.price = -1;
-        static const char *const strs[] = {"title", "category"};
-        for (int i = 0; i < 2; i++) {
-            json_t *v = json_object_get(o, strs[i]);
-            if (v && !json_is_string(v) && !json_is_null(v))
-                return reject(r, rec, "bad_type", "field \"%s\": expected a string, got %s", strs[i],
-                              json_type_word(v)),
-                       1;
-            if (json_is_string(v)) {
-                if (i == 0)
-                    rec->item.title = json_string_value(v);
-                else
-                    rec->item.category = json_string_value(v);
-            }
-        }
-        json_t *pr = json_object_get(o, "price");
-        if (pr && !json_is_null(pr)) {
-            if (!json_is_number(pr) || json_number_value(pr) < 0)
-                return reject(r, rec, "bad_price", "field \"price\": expected a number >= 0"), 1;
-            rec->item.price = json_number_value(pr);
-        }
-        json_t *attrs = json_object_get(o, "attributes");
-        if (attrs && !json_is_null(attrs)) {
-            if (!json_is_object(attrs))
-                return reject(r, rec, "bad_type", "field \"attributes\": expected an object, got %s",
-                              json_type_word(attrs)),
-                       1;
-            /* Kept as compact JSON; the text lives in r->conv. */
-            char *txt = json_dumps(attrs, JSON_COMPACT | JSON_SORT_KEYS);
-            if (txt) {
-                size_t n = strlen(txt) + 1;
-                if (n > r->conv_cap) {
-                    char *p = realloc(r->conv, n);
-                    if (p) { r->conv = p; r->conv_cap = n; }
-                }
-                if (n <= r->conv_cap) {
-                    memcpy(r->conv, txt, n);
-                    rec->item.attrs_json = r->conv;
-                }
-                free(txt);
-            }
-        }
-        return 1;
-    }
-
-    pvg_event_type t;
-    if (pvg_event_type_parse(tname, &t) != PVG_OK)
-        return reject(r, rec, "unknown_event_type",
-                      "field \"type\": expected view, cart, purchase, return, rating, search or item, got '%.40s'",
-                      tname),
-               1;
-    start_record(r, rec, PVG_RECORD_EVENT);
-    const char *user = json_id(r, "user", ubuf, sizeof ubuf, &wrong);
-    if (wrong) return reject(r, rec, "bad_type", "field \"user\": expected a string"), 1;
-    if (t != PVG_EVENT_SEARCH && (!item || !*item))
-        return reject(r, rec, "missing_item", "field \"item\": required for a %s event", tname), 1;
-    json_t *ts = json_object_get(o, "ts");
-    int64_t when;
-    if (json_is_integer(ts) && json_integer_value(ts) >= 0)
-        when = (int64_t)json_integer_value(ts);
-    else if (json_is_string(ts) && pvg_parse_datetime(json_string_value(ts), &when) == 0)
-        ;
-    else
-        return reject(r, rec, ts ? "bad_timestamp" : "missing_fields",
-                      "field \"ts\": expected Unix seconds or an ISO 8601 date-time%s",
-                      ts ? "" : " (missing)"),
-               1;
-    rec->event.type = t;
-    rec->event.ts = when;
-    rec->event.item = (item && *item) ? item : NULL;
-    static const char *const nums[] = {"quantity", "amount", "rating"};
-    static const unsigned numbits[] = {PVG_FIELD_QUANTITY, PVG_FIELD_AMOUNT, PVG_FIELD_RATING};
-    for (int i = 0; i < 3; i++) {
-        json_t *v = json_object_get(o, nums[i]);
-        if (!v || json_is_null(v)) continue;
-        if (!json_is_number(v))
-            return reject(r, rec, "bad_type", "field \"%s\": expected a number, got %s", nums[i],
-                          json_type_word(v)),
-                   1;
-        double x = json_number_value(v);
-        if (i == 0) rec->event.quantity = x;
-        if (i == 1) rec->event.amount = x;
-        if (i == 2) rec->event.rating = x;
-        rec->event.fields |= numbits[i];
-    }
-    static const char *const strs[] = {"query", "country"};
-    for (int i = 0; i < 2; i++) {
-        json_t *v = json_object_get(o, strs[i]);
-        if (!v || json_is_null(v)) continue;
-        if (!json_is_string(v))
-            return reject(r, rec, "bad_type", "field \"%s\": expected a string, got %s", strs[i],
-                          json_type_word(v)),
-                   1;
-        if (i == 0) { rec->event.query = json_string_value(v); rec->event.fields |= PVG_FIELD_QUERY; }
-        else { rec->event.country = json_string_value(v); rec->event.fields |= PVG_FIELD_COUNTRY; }
-    }
-    if (t == PVG_EVENT_SEARCH && !(rec->event.fields & PVG_FIELD_QUERY))
-        return reject(r, rec, "missing_fields", "field \"query\": required for a search event"), 1;
-    if (t == PVG_EVENT_RATING && !(rec->event.fields & PVG_FIELD_RATING))
-        return reject(r, rec, "missing_fields", "field \"rating\": required for a rating event"), 1;
-    if (!user || !*user) {
-        rec->kind = PVG_RECORD_ANONYMOUS;
-        return 1;
-    }
-    snprintf(r->user, sizeof r->user, "%s", user);
-    if (strlen(user) >= sizeof r->user)
-        return reject(r, rec, "bad_user_id", "field \"user\": longer than %zu bytes", sizeof r->user - 1), 1;
-    rec->kind = PVG_RECORD_EVENT;
-    rec->user = r->user;
+    json_t *type = json_object_get(r->json, "type");
+    if (json_is_string(type) && strcmp(json_string_value(type), "item") == 0)
+        return parse_jsonl_item(r, rec);
+    static const pvg_event_json_rules rules = {.anonymous_ok = 1, .default_ts = 0};
+    pvg_event_json_fault fault;
+    if (pvg_event_from_json(r->json, &rules, &r->jev, &fault) != PVG_OK)
+        return reject(r, rec, fault.reason, fault.field, "%s", fault.detail), 1;
+    start_record(r, rec, r->jev.user ? PVG_RECORD_EVENT : PVG_RECORD_ANONYMOUS);
+    rec->event = r->jev.event;
+    rec->user = r->jev.user;
     return 1;
 }
 
@@ -879,19 +874,19 @@ static int parse_tsv(pvg_reader *r, pvg_record *rec, pvg_error *err)
         *q = '\0';
         p = q + 1;
     }
-    if (nf < 3) return reject(r, rec, "missing_fields", "expected user<TAB>item<TAB>weight[<TAB>unix_ts], found %d fields", nf), 1;
-    if (nf > 4) return reject(r, rec, "extra_fields", "expected at most 4 tab-separated fields"), 1;
+    if (nf < 3)
+        return reject(r, rec, "missing_fields", NULL,
+                      "expected user<TAB>item<TAB>weight[<TAB>unix_ts], found %d fields", nf),
+               1;
+    if (nf > 4) return reject(r, rec, "extra_fields", NULL, "expected at most 4 tab-separated fields"), 1;
     double w;
     long long ts = 0;
-    if (!*f[0]) return reject(r, rec, "bad_user_id", "field 1 user is empty"), 1;
-    if (!*f[1]) return reject(r, rec, "missing_item", "field 2 item is empty"), 1;
+    if (!take_user(r, rec, f[0], "user")) return 1;
+    if (!check_item(r, rec, f[1], "item")) return 1;
     if (!parse_double(f[2], &w))
-        return reject(r, rec, "bad_weight", "field 3 weight: expected a number, got '%.40s'", f[2]), 1;
+        return reject(r, rec, "bad_weight", "weight", "field 3 weight: expected a number"), 1;
     if (nf == 4 && (!parse_i64(f[3], &ts) || ts < 0))
-        return reject(r, rec, "bad_timestamp", "field 4 timestamp: expected Unix seconds, got '%.40s'", f[3]), 1;
-    if (strlen(f[0]) >= sizeof r->user)
-        return reject(r, rec, "bad_user_id", "field 1 user: longer than %zu bytes", sizeof r->user - 1), 1;
-    snprintf(r->user, sizeof r->user, "%s", f[0]);
+        return reject(r, rec, "bad_timestamp", "unix_ts", "field 4 timestamp: expected Unix seconds"), 1;
     start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
@@ -924,9 +919,12 @@ static int check_header(pvg_reader *r, pvg_error *err)
         len -= 3;
     }
     if (len != strlen(expect) || memcmp(line, expect, len) != 0)
+        /* The line found is not quoted: in a file of another format it is
+         * a data row, which may be personal. */
         return pvg_error_set_at(err, PVG_ERR_INVALID, r->path, 1, 1, 0,
-                                "not a %s file: expected the header '%s', found '%.80s'",
-                                pvg_format_name(r->fmt), expect, line),
+                                "not a %s file: expected the header '%s' on line 1, found another "
+                                "line of %zu bytes",
+                                pvg_format_name(r->fmt), expect, len),
                -1;
     return 0;
 }
@@ -974,11 +972,11 @@ int pvg_reader_next(pvg_reader *r, pvg_record *rec, pvg_error *err)
         if (rc <= 0) return rc < 0 ? (err ? err->code : PVG_ERR_IO) : 0;
         r->data_lines++;
         if (r->rec_len == 0 && !r->too_long) {
-            reject(r, rec, "empty_line", "empty line (expected a %s row)", pvg_format_name(r->fmt));
+            reject(r, rec, "empty_line", NULL, "empty line (expected a %s row)", pvg_format_name(r->fmt));
             return 1;
         }
         if (r->too_long) {
-            reject(r, rec, "line_too_long", "line longer than %zu bytes", r->max_line);
+            reject(r, rec, "line_too_long", NULL, "line longer than %zu bytes", r->max_line);
             return 1;
         }
         switch (r->fmt) {

@@ -89,32 +89,38 @@ static pvg_status grid_round(double value, double g, int64_t *vi, pvg_error *err
 }
 
 /* Calibration only (no sampling): the grid, the inflated sensitivity and the
- * integer sampler's rational parameter of one release. */
-pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
-                        dp_plan *p, pvg_error *err)
+ * integer sampler's rational parameter of one release. The released vector
+ * moves in at most `groups` coordinates, each by at most `per_group`. */
+pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups, double epsilon,
+                        double delta, dp_plan *p, pvg_error *err)
 {
     pvg_status st;
     memset(p, 0, sizeof *p);
     p->gaussian = gaussian;
     if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
     if (gaussian && (st = check_delta(delta, err)) != PVG_OK) return st;
-    if (!(sens > 0) || isinf(sens))
-        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
+    if (!(per_group > 0) || isinf(per_group))
+        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", per_group);
+    if (groups < 1 || groups > 100000000)
+        return pvg_error_set(err, PVG_ERR_INVALID, "groups per user must be in [1, 10^8], got %ld", groups);
+    double G = (double)groups;
+    /* the norm the noise is calibrated to: L1 for Laplace, L2 for Gaussian */
+    double sens = gaussian ? per_group * sqrt(G) : per_group * G;
     double g = 1, s_int;
     if (integer) {
-        s_int = ceil(sens);
+        s_int = gaussian ? ceil(sens) : ceil(per_group) * G;
     } else if (!gaussian) {
         int e2;
         frexp(sens / epsilon, &e2); /* b in [2^(e2-1), 2^e2): grid ~ 2^-20 b */
         g = ldexp(1.0, e2 - 1 - 20);
-        s_int = floor(sens / g) + 1; /* rounding moves each input by <= g/2 */
+        s_int = (floor(per_group / g) + 1) * G; /* rounding moves each coordinate by <= g/2 */
     } else {
         double s0;
         if ((st = pvg_dp_gaussian_sigma(epsilon, delta, sens, &s0, err)) != PVG_OK) return st;
         int e2;
         frexp(s0, &e2); /* sigma in [2^(e2-1), 2^e2): between 2^10 and 2^11 steps */
         g = ldexp(1.0, e2 - 11);
-        s_int = floor(sens / g) + 1;
+        s_int = ceil((floor(per_group / g) + 1) * sqrt(G));
     }
     if (s_int > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity %g too large", sens);
     p->g = g;
@@ -164,7 +170,7 @@ static pvg_status release_int(pvg_rng *rng, int gaussian, int64_t value, int64_t
     if (sens < 1)
         return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
     dp_plan p;
-    if ((st = dp_plan_make(gaussian, 1, (double)sens, epsilon, delta, &p, err)) != PVG_OK) return st;
+    if ((st = dp_plan_make(gaussian, 1, (double)sens, 1, epsilon, delta, &p, err)) != PVG_OK) return st;
     int64_t z = gaussian ? pvg_dp_discrete_gaussian(rng, p.num, p.den) : pvg_dp_discrete_laplace(rng, p.num, p.den);
     *out = value + z;
     if (info) *info = p.info;
@@ -192,7 +198,7 @@ static pvg_status release_real(pvg_rng *rng, int gaussian, double value, double 
     pvg_status st;
     if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
     dp_plan p;
-    if ((st = dp_plan_make(gaussian, 0, sens, epsilon, delta, &p, err)) != PVG_OK) return st;
+    if ((st = dp_plan_make(gaussian, 0, sens, 1, epsilon, delta, &p, err)) != PVG_OK) return st;
     if ((st = dp_plan_apply(rng, &p, value, out, err)) != PVG_OK) return st;
     if (info) *info = p.info;
     return PVG_OK;

@@ -29,6 +29,11 @@ awk -v a="$(jq -r .epsilon <<<"$c")" -v b=7.32911117143 'BEGIN { exit !(a > b) }
 r=$("$P" dp epsilon --noise-multiplier 0.7 --sample-rate 1 --steps 2 --delta 1e-5 --accountant pld --json) || fail "pld"
 jq -e 'has("order") | not' <<<"$r" >/dev/null || fail "pld printed an order"
 near "$(jq -r .epsilon <<<"$r")" 10.1224946 2e-3 || fail "pld value (dp_accounting): $r"
+# dp_accounting 0.6.0 (google/differential-privacy b5b0286e, PLDAccountant, default
+# 1e-4 grid): PoissonSampledDpEvent(0.04, GaussianDpEvent(1.5)) x 2250, get_epsilon(1e-5)
+# = 6.768787376865218 (call in tests/test_dp_accountant.c); within 0.5%
+r=$("$P" dp epsilon --noise-multiplier 1.5 --sample-rate 0.04 --steps 2250 --delta 1e-5 --accountant pld --json) || fail "pld opacus"
+near "$(jq -r .epsilon <<<"$r")" 6.768787376865218 0.0338 || fail "pld vs dp_accounting (6.7688): $r"
 r=$("$P" dp sigma --epsilon 1 --delta 1e-5 --sensitivity 1 --json) || fail "dp sigma"
 s=$(jq -r .sigma <<<"$r")
 d=$("$P" dp delta --sigma "$s" --epsilon 1 --sensitivity 1 --json | jq -r .delta) || fail "dp delta"

@@ -30,6 +30,9 @@ double pvg_dp_discrete_laplace_tail(double b, int64_t k)
 /* sum_{x in Z} exp(-x^2 / (2 s2)) */
 static double dg_norm(double s2)
 {
+    /* Poisson summation: sum_x exp(-x^2/(2 s2)) = sqrt(2 pi s2) sum_k exp(-2 pi^2 s2 k^2);
+     * for s2 >= 16 the k != 0 terms are below 1e-137 relative: exact in double */
+    if (s2 >= 16) return sqrt(2 * M_PI * s2);
     double z = 1, s = sqrt(s2);
     long lim = (long)(40 * s) + 10;
     for (long x = 1; x <= lim; x++) {

@@ -134,9 +134,19 @@ pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups
     } else {
         double s0;
         if ((st = pvg_dp_gaussian_sigma(epsilon, delta, sens, &s0, err)) != PVG_OK) return st;
-        int e2;
-        frexp(s0, &e2); /* sigma in [2^(e2-1), 2^e2): between 2^10 and 2^11 steps */
-        g = ldexp(1.0, e2 - 11);
+        /* The grid follows the sensitivity, not sigma: g <= per_group / 2^8, so
+         * rounding inflates the sensitivity (and sigma) by at most 2^-8 = 0.4%.
+         * (Tying g to sigma, 2^10..2^11 steps per sigma, inflated it by g /
+         * per_group, 25-50% at small epsilon.) g is kept >= sigma / 2^16 so the
+         * exact delta stays cheap to compute; that bound binds only when
+         * sigma > 2^8 per_group (epsilon below ~0.01 at delta 1e-6), where
+         * the inflation stays below sigma / (2^15 per_group). */
+        int es, e2;
+        frexp(per_group, &es); /* per_group in [2^(es-1), 2^es) */
+        frexp(s0, &e2);        /* sigma in [2^(e2-1), 2^e2) */
+        int eg = es - 1 - 8;
+        if (eg < e2 - 16) eg = e2 - 16;
+        g = ldexp(1.0, eg);
         s_int = floor(per_group / g) + 1;
     }
     /* s_int: the per-coordinate sensitivity on the grid; G coordinates move */

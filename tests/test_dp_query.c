@@ -390,6 +390,43 @@ static void sens_functions(void **state)
     assert_true(s.l1 == 4 && s.l2 == 2);
 }
 
+/* --quantile 0 (or 1) is refused and nothing is charged; it used to become
+ * the median silently. */
+static void quantile_bounds_refused(void **state)
+{
+    (void)state;
+    char *dir;
+    pvg_store *s = make_base(&dir);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(1);
+    pvg_query_spec sp = spec(PVG_QUERY_QUANTILE, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE);
+    sp.has_clamp = 1;
+    sp.clamp_lo = 0;
+    sp.clamp_hi = 10;
+    sp.epsilon = 1;
+    sp.allow_insecure_rng = 1;
+    pvg_error err;
+    pvg_query_result *r = NULL;
+    const double bad[] = {0, 1, -0.1};
+    for (int i = 0; i < 3; i++) {
+        sp.quantile = bad[i];
+        assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_INVALID);
+        assert_null(r);
+        assert_non_null(strstr(err.text, "quantile"));
+    }
+    pvg_ledger_summary sum;
+    assert_int_equal(pvg_ledger_summary_get(s, PVG_LEDGER_DEFAULT_DATASET, &sum, &err), PVG_OK);
+    assert_int_equal(sum.releases, 0);
+    sp.quantile = 0.5; /* the default from pvg_query_spec_init still works */
+    pvg_query_spec d;
+    pvg_query_spec_init(&d);
+    assert_true(d.quantile == 0.5);
+    assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_OK);
+    pvg_query_result_free(r);
+    pvg_rng_free(rng);
+    pvg_store_close(s);
+    rm_store(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +434,7 @@ int main(void)
         cmocka_unit_test(nb_sum_values),  cmocka_unit_test(nb_sum_values_negative),
         cmocka_unit_test(nb_sum_events),  cmocka_unit_test(nb_mean),      cmocka_unit_test(nb_histogram),
         cmocka_unit_test(nb_top_items),   cmocka_unit_test(nb_gaussian),
+        cmocka_unit_test(quantile_bounds_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

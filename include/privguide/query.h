@@ -69,7 +69,7 @@ typedef struct pvg_query_spec {
     double clamp_lo, clamp_hi;
     long max_contributions;  /* 0: default */
     long max_groups;         /* 0: default */
-    double quantile;         /* in (0,1), for PVG_QUERY_QUANTILE; 0: 0.5 */
+    double quantile;         /* in (0,1), bounds excluded, for PVG_QUERY_QUANTILE (0 and 1 refused); init: 0.5 */
     int bins;                /* histogram bins; 0: 10 */
     int top;                 /* top-items: how many at most; 0: 10 */
     pvg_query_noise noise;

@@ -69,6 +69,7 @@ void pvg_query_spec_init(pvg_query_spec *spec)
     spec->event_type = PVG_EVENT_PURCHASE;
     spec->value = PVG_QUERY_VALUE_QUANTITY;
     spec->group_by = PVG_QUERY_GROUP_NONE;
+    spec->quantile = 0.5;
 }
 
 /* ---- sensitivities: the one place each is derived ----
@@ -483,9 +484,11 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
         sp->clamp_lo = 0;
         sp->clamp_hi = (double)sp->max_contributions;
     }
-    if (sp->quantile == 0) sp->quantile = 0.5;
-    if (!(sp->quantile > 0 && sp->quantile < 1))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--quantile must be in (0, 1)");
+    /* q = 0 or 1 is refused, never silently replaced (0 used to mean "the
+     * default", so --quantile 0 became the median) */
+    if (sp->kind == PVG_QUERY_QUANTILE && !(sp->quantile > 0 && sp->quantile < 1))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--quantile must be in (0, 1), bounds excluded, got %g", sp->quantile);
     if (sp->bins == 0) sp->bins = 10;
     if (sp->bins < 1 || sp->bins > 10000)
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--bins must be in [1, 10000]");

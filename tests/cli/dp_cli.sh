@@ -74,6 +74,11 @@ grep -q "remaining epsilon=1" "$T/err" || fail "refusal does not say what remain
 "$P" query sum --epsilon 0.1 --data-dir "$D" 2>"$T/err"; [ $? -eq 1 ] || fail "sum without clamp accepted"
 grep -q -- "--clamp" "$T/err" || fail "missing clamp not explained"
 "$P" query median --epsilon 0.1 --data-dir "$D" 2>/dev/null; [ $? -eq 2 ] || fail "unknown query kind not a usage error"
+# --quantile 0 is refused (it used to become the median silently), and nothing is charged
+for qv in 0 1; do
+  "$P" query quantile --value quantity --clamp 0:10 --quantile $qv --epsilon 0.1 --data-dir "$D" 2>"$T/err"; [ $? -eq 2 ] || fail "--quantile $qv accepted"
+  grep -q -- "--quantile" "$T/err" || fail "--quantile $qv: error does not name the flag: $(cat "$T/err")"
+done
 b=$("$P" budget show --json --data-dir "$D") || fail "budget show"
 jq -e '.total.epsilon == 3 and (.releases | length) == 2' <<<"$b" >/dev/null || fail "budget show: $b"
 jq -e '.spent.epsilon == 2 and .remaining.epsilon == 1' <<<"$b" >/dev/null || fail "spent/remaining: $b"

@@ -418,6 +418,10 @@ static int run_query(cli_ctx *c)
         sp.max_contributions = (long)cli_int_range(c, "max-contributions", 10, 1, 1000000);
     if (cli_has(c, "max-groups")) sp.max_groups = (long)cli_int_range(c, "max-groups", 5, 1, 100000);
     sp.quantile = cli_double(c, "quantile", 0.5);
+    /* 0 and 1 are refused, not turned into the median (the minimum and maximum
+     * of private data are not estimable with bounded rank error) */
+    if (!(sp.quantile > 0 && sp.quantile < 1))
+        cli_usage_error(c, "--quantile: expected a number in (0, 1), got %g", sp.quantile);
     sp.bins = (int)cli_int_range(c, "bins", 10, 1, 10000);
     sp.top = (int)cli_int_range(c, "top", 10, 1, 100000);
     sp.epsilon = req_range(c, "epsilon", 0, INFINITY, 1, 1);
@@ -577,7 +581,7 @@ static const cli_flag query_flags[] = {
     {"clamp", CLI_STR, "LO:HI", "clamp each value (required for sums, means, quantiles, histograms)"},
     {"max-contributions", CLI_INT, "N", "events per user per group (default 10)"},
     {"max-groups", CLI_INT, "N", "groups per user (default 5 when grouped)"},
-    {"quantile", CLI_DOUBLE, "Q", "quantile in (0,1) for `quantile` (default 0.5)"},
+    {"quantile", CLI_DOUBLE, "Q", "quantile in (0,1), bounds excluded, for `quantile` (default 0.5)"},
     {"bins", CLI_INT, "N", "histogram bins over the clamp range (default 10)"},
     {"top", CLI_INT, "N", "top-items: how many (default 10)"},
     {"noise", CLI_STR, "laplace|gaussian", "value noise (default laplace; gaussian needs --delta)"},

@@ -9,6 +9,7 @@
  */
 #include "cli.h"
 
+#include <privguide/audit.h>
 #include <privguide/paillier.h>
 #include <privguide/store.h>
 
@@ -548,6 +549,13 @@ static int run_spend_total(cli_ctx *c)
     else
         cli_usage_error(c, "--group-by: expected category, country or none, got \"%s\"", by);
     o.dp = cli_has(c, "epsilon");
+    int exact = cli_bool(c, "exact");
+    /* DP by default: exact per-group totals hand the key holder what single
+     * shoppers spent (a group of one shopper decrypts to that shopper's spend) */
+    if (!o.dp && !exact)
+        cli_usage_error(c, "give --epsilon E (a differentially private release, charged to the ledger), or "
+                           "--exact for exact totals (operator only; written to the audit log)");
+    if (o.dp && exact) cli_usage_error(c, "--exact and --epsilon exclude each other");
     o.epsilon = o.dp ? cli_double(c, "epsilon", 0) : 0;
     o.delta = cli_double(c, "delta", 0);
     if (o.dp && !(o.epsilon > 0 && isfinite(o.epsilon)))
@@ -575,6 +583,20 @@ static int run_spend_total(cli_ctx *c)
     pvg_spend_result *r = NULL;
     st = pvg_paillier_spend_total(s, pub, &o, &r, &err);
     if (st != PVG_OK) rc = cli_fail("he spend-total", st, &err);
+    if (!rc && exact) {
+        /* the exact release is recorded before anything is printed; no record, no output */
+        char detail[256];
+        snprintf(detail, sizeof detail, "exact per-group spend totals (not DP), group_by=%s, groups=%zu",
+                 o.group_by == PVG_SPEND_BY_COUNTRY ? "country" : o.group_by == PVG_SPEND_BY_CATEGORY ? "category"
+                                                                                                     : "none",
+                 r->n);
+        pvg_audit_record ar = {0, "cli", "he_spend_total_exact", "", detail};
+        st = pvg_audit_append(s, &ar, NULL, &err);
+        if (st != PVG_OK) rc = cli_fail("he spend-total: audit log (nothing released)", st, &err);
+        else
+            cli_warn("warning: --exact releases EXACT per-group spend totals, not differentially private: a "
+                     "group with one shopper decrypts to that shopper's spend. Recorded in the audit log.");
+    }
     for (size_t i = 0; !rc && i < r->n; i++) {
         char *cj = NULL;
         st = pvg_paillier_ct_to_json(r->groups[i].total, &cj, &err);
@@ -584,17 +606,14 @@ static int run_spend_total(cli_ctx *c)
         }
         printf("{\"group\": ");
         cli_json_string(stdout, r->groups[i].name);
-        if (!o.dp)
-            printf(", \"users\": %lld", r->groups[i].users);
-        else
-            printf(", \"epsilon\": %.17g, \"noise_scale_cents\": %.17g", o.epsilon, r->noise_scale);
+        /* never the per-group number of shoppers (exact counts, even with --exact) */
+        if (o.dp) printf(", \"epsilon\": %.17g, \"noise_scale_cents\": %.17g", o.epsilon, r->noise_scale);
+        else printf(", \"exact\": true");
         printf(", \"unit\": \"cents\", %s\n", cj + 1); /* splice {"v", "e"} */
         free(cj);
     }
     if (!rc && !cli_bool(c, "json") && isatty(2))
-        cli_warn("%lld users, %lld purchase/return lines, %zu groups; decrypt with `privguide "
-                 "he decrypt --priv private.json`",
-                 r->users, r->events, r->n);
+        cli_warn("%zu groups; decrypt with `privguide he decrypt --priv private.json`", r->n);
     pvg_spend_result_free(r);
     pvg_store_close(s);
     pvg_paillier_pub_free(pub);
@@ -785,6 +804,7 @@ static const cli_flag spend_flags[] = {
     {"pub", CLI_STR, "FILE", "the analyst's public key"},
     {"group-by", CLI_STR, "G", "category, country or none (default none)"},
     {"epsilon", CLI_DOUBLE, "E", "add encrypted discrete-Laplace noise for E-DP and charge the ledger"},
+    {"exact", CLI_BOOL, NULL, "instead of --epsilon: exact totals (operator only; warned and audited)"},
     {"delta", CLI_DOUBLE, "D", "with --group-by country and --epsilon: delta of the country selection"},
     {"clamp", CLI_DOUBLE, "C", "with --epsilon: bound of one user's total per group (default 1000)"},
     {"max-groups", CLI_INT, "K", "with --epsilon: groups one user may contribute to (default 1)"},
@@ -825,9 +845,11 @@ const cli_command cli_cmds_he[] = {
     {"he spend-total", NULL, 0, 0, "encrypted total spend per group, from the store",
      "Each user's total spend (purchases minus returns, in cents) is encrypted under the\n"
      "analyst's public key as a client would; the platform multiplies the ciphertexts of each\n"
-     "group and prints one re-randomised ciphertext per group. With --epsilon, contributions\n"
-     "are bounded (--clamp, --max-groups), encrypted discrete-Laplace noise is added before\n"
-     "anything leaves, and the release is charged to the privacy budget ledger.",
+     "group and prints one re-randomised ciphertext per group. --epsilon is required:\n"
+     "contributions are bounded (--clamp, --max-groups), encrypted discrete-Laplace noise is\n"
+     "added before anything leaves, and the release is charged to the privacy budget ledger.\n"
+     "--exact instead releases exact totals: a warning on stderr and an audit log entry\n"
+     "(action he_spend_total_exact) before any output. Shopper counts are never printed.",
      spend_flags, run_spend_total},
     {"he bench", NULL, 0, 0, "measure Paillier key generation, encryption, decryption, sums",
      "encrypt_per_s uses a fresh r^n per encryption; encrypt_djn_per_s the short-exponent\n"

@@ -134,7 +134,7 @@ static void audit_real(const char *what, real_case rc, double min_power)
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(0xA0D18);
     /* the exact plan pvg_dp_*_real calibrate and apply, calibrated once */
     dp_plan plan;
-    assert_int_equal(dp_plan_make(rc.gaussian, 0, 1.0, rc.eps, rc.delta, &plan, NULL), PVG_OK);
+    assert_int_equal(dp_plan_make(rc.gaussian, 0, 1.0, 1, rc.eps, rc.delta, &plan, NULL), PVG_OK);
     double w = plan.info.scale / 8;
     long *h0 = calloc(2 * RANGE + 1, sizeof *h0), *h1 = calloc(2 * RANGE + 1, sizeof *h1);
     assert_non_null(h0);
@@ -180,7 +180,7 @@ static void audit_real_releases(void **state)
     dp_plan p;
     pvg_dp_noise_info info;
     double out;
-    assert_int_equal(dp_plan_make(1, 0, 1.0, 1.0, 1e-3, &p, NULL), PVG_OK);
+    assert_int_equal(dp_plan_make(1, 0, 1.0, 1, 1.0, 1e-3, &p, NULL), PVG_OK);
     assert_int_equal(pvg_dp_gaussian_real(r, 10.3, 1.0, 1.0, 1e-3, 1, &out, &info, NULL), PVG_OK);
     assert_true(info.noise_num == p.num && info.noise_den == p.den && info.granularity == p.g);
     pvg_rng_free(r);

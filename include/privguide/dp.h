@@ -91,6 +91,21 @@ pvg_status pvg_dp_gaussian_sigma(double epsilon, double delta, double sens, doub
  * for integer sensitivity `sens` at epsilon (CKS Thm 7), by summation. */
 double pvg_dp_discrete_gaussian_delta(double sigma2, double epsilon, int64_t sens);
 
+/* The delta of `groups` independent discrete Gaussians (each variance
+ * parameter sigma2) when one user moves up to `groups` coordinates, each by
+ * an integer of magnitude <= sens: the multivariate case, where the
+ * coordinates move together. The worst case is every coordinate moved by
+ * sens (a shift family with monotone likelihood ratio is dominated by its
+ * largest shift, and domination survives composition), and there the
+ * privacy loss depends on the output only through the sum of its
+ * coordinates, so delta is computed exactly from the pmf of the sum of
+ * `groups` discrete Gaussians: by convolution when sigma2 < 16; above, that
+ * pmf equals N_Z(0, groups sigma2) up to an additive error bounded by
+ * Poisson summation (added to the result), and this is CKS Thm 7 with
+ * variance groups * sigma2 and sensitivity groups * sens. Returns 1 when the
+ * computation would need more than ~10^9 operations. groups >= 1, sens >= 1. */
+double pvg_dp_discrete_gaussian_delta_multi(double sigma2, double epsilon, int64_t sens, long groups);
+
 /* ==== mechanisms ======================================================== */
 
 /* How a real or integer value was released. */

@@ -12,8 +12,9 @@
  *     histogram; required for amounts and quantities).
  * Grouped outputs (item, category, country, day) are released through DP
  * partition selection on the number of distinct users per group, so a
- * group's existence does not reveal one user; half of epsilon (and all of
- * delta) goes to selection, half to the values. Histogram bins come from the
+ * group's existence does not reveal one user; half of epsilon goes to
+ * selection and half to the values; delta goes all to selection with Laplace
+ * value noise, half and half with Gaussian value noise. Histogram bins come from the
  * clamp range (public) and need no selection.
  *
  * Only users with analytics consent are read. The (epsilon, delta) of the
@@ -69,7 +70,7 @@ typedef struct pvg_query_spec {
     double clamp_lo, clamp_hi;
     long max_contributions;  /* 0: default */
     long max_groups;         /* 0: default */
-    double quantile;         /* in (0,1), for PVG_QUERY_QUANTILE; 0: 0.5 */
+    double quantile;         /* in (0,1), bounds excluded, for PVG_QUERY_QUANTILE (0 and 1 refused); init: 0.5 */
     int bins;                /* histogram bins; 0: 10 */
     int top;                 /* top-items: how many at most; 0: 10 */
     pvg_query_noise noise;
@@ -100,6 +101,8 @@ typedef struct pvg_query_result {
     long long users;             /* users read (with analytics consent); exact, not a DP figure: never printed by the CLI */
     long long groups_seen;       /* groups before selection (not a DP figure: never printed by the CLI) */
     long selection_threshold;    /* partition selection: noisy users needed, or 0 */
+    double sensitivity;          /* of the noised statistic (count, sum, user counts): L1 (Laplace) or L2 (Gaussian) over groups */
+    double count_sensitivity;    /* mean: of the noised denominator (events or users), same norm; else 0 */
     long max_contributions, max_groups;
     char what[256];
 } pvg_query_result;
@@ -113,6 +116,31 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec, pvg_rng *rng,
                          pvg_query_result **out, pvg_error *err) PVG_WARN_UNUSED;
 
 void pvg_query_result_free(pvg_query_result *r);
+
+/* Sensitivity of one released statistic when one shopper is added to (or
+ * removed from) the data, after the contribution bounds. The statistic is a
+ * vector with one coordinate per group (one coordinate when ungrouped); one
+ * shopper moves at most `groups` coordinates, each by at most `per_group`, so
+ * l1 = per_group * groups and l2 = per_group * sqrt(groups). These functions
+ * are the only place the query engine derives a sensitivity (derivations in
+ * src/dp/query.c and docs/dp.md). m: max_contributions, G: max_groups
+ * (1 when ungrouped), both >= 1. */
+typedef struct pvg_query_sensitivity {
+    double per_group; /* largest move of one coordinate (L-infinity) */
+    long groups;      /* most coordinates one shopper moves */
+    double l1, l2;
+} pvg_query_sensitivity;
+
+/* count, histogram: events per group (at most m per group). */
+pvg_query_sensitivity pvg_query_sensitivity_count(long m, long G);
+/* sum of values: at most m values per group, each clamped to [lo, hi]. */
+pvg_query_sensitivity pvg_query_sensitivity_sum_values(long m, long G, double lo, double hi);
+/* sum with --value events: per group clamp(c, lo, hi), c in 1..m the
+ * shopper's kept events there. */
+pvg_query_sensitivity pvg_query_sensitivity_sum_events(long m, long G, double lo, double hi);
+/* distinct users per group (mean denominator with --value events, top-items,
+ * partition selection): 1 per group. */
+pvg_query_sensitivity pvg_query_sensitivity_users(long G);
 
 /* Names for the CLI: "count", "sum", ...; parse returns PVG_ERR_INVALID. */
 pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out);

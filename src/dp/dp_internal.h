@@ -31,10 +31,12 @@ typedef struct dp_plan {
     pvg_dp_noise_info info;
 } dp_plan;
 
-/* Calibrates a plan for L1 (Laplace) or L2 (Gaussian) sensitivity `sens`.
- * integer: values are integers and sens is rounded up to an integer, g = 1. */
-pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
-                        dp_plan *p, pvg_error *err);
+/* Calibrates a plan for a released vector of which one user moves at most
+ * `groups` coordinates, each by at most `per_group` (L1 = per_group * groups
+ * for Laplace, the L2 structure for Gaussian). integer: values are integers
+ * and per_group is rounded up to an integer, g = 1. */
+pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups, double epsilon,
+                        double delta, dp_plan *p, pvg_error *err);
 /* Applies the plan; PVG_ERR_INVALID when the value does not fit the grid. */
 pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
                          pvg_error *err);

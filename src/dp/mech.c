@@ -60,17 +60,34 @@ static pvg_status check_delta(double delta, pvg_error *err)
     return PVG_OK;
 }
 
-/* sigma^2 for the discrete Gaussian meeting (eps, delta) at integer sens, as
- * num/den with num < 2^47. */
-static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, uint64_t *num,
+/* sigma^2 for the discrete Gaussian meeting (eps, delta) when one user moves
+ * up to `groups` coordinates by up to `sens` each (exact multivariate delta,
+ * pvg_dp_discrete_gaussian_delta_multi), as num/den with num < 2^47. Starts
+ * from the analytic Gaussian sigma for L2 sensitivity sens sqrt(groups) and
+ * raises sigma^2 to the smallest value (1e-6 relative) that meets delta. */
+static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, long groups, uint64_t *num,
                                uint64_t *den, double *sigma_out, pvg_error *err)
 {
     double s;
-    pvg_status st = pvg_dp_gaussian_sigma(epsilon, delta, (double)sens, &s, err);
+    pvg_status st = pvg_dp_gaussian_sigma(epsilon, delta, (double)sens * sqrt((double)groups), &s, err);
     if (st != PVG_OK) return st;
     double s2 = s * s;
-    if (s2 > 1e13) return pvg_error_set(err, PVG_ERR_INVALID, "Gaussian sigma %g too large", s);
-    for (int i = 0; i < 2000 && pvg_dp_discrete_gaussian_delta(s2, epsilon, sens) > delta; i++) s2 *= 1.001;
+    if (pvg_dp_discrete_gaussian_delta_multi(s2, epsilon, sens, groups) > delta) {
+        double lo = s2, hi = s2 * 1.01;
+        int i = 0;
+        while (pvg_dp_discrete_gaussian_delta_multi(hi, epsilon, sens, groups) > delta) {
+            lo = hi;
+            hi *= 1.1;
+            if (++i > 400) return pvg_error_set(err, PVG_ERR_INVALID, "discrete Gaussian calibration failed");
+        }
+        while (hi - lo > 1e-6 * hi) {
+            double mid = 0.5 * (lo + hi);
+            if (pvg_dp_discrete_gaussian_delta_multi(mid, epsilon, sens, groups) > delta) lo = mid;
+            else hi = mid;
+        }
+        s2 = hi;
+    }
+    if (s2 > 1e13) return pvg_error_set(err, PVG_ERR_INVALID, "Gaussian sigma %g too large", sqrt(s2));
     int k = 16;
     while (k > 0 && s2 * (double)((uint64_t)1 << k) >= 140737488355328.0 /* 2^47 */) k--;
     *den = (uint64_t)1 << k;
@@ -89,41 +106,58 @@ static pvg_status grid_round(double value, double g, int64_t *vi, pvg_error *err
 }
 
 /* Calibration only (no sampling): the grid, the inflated sensitivity and the
- * integer sampler's rational parameter of one release. */
-pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, double delta,
-                        dp_plan *p, pvg_error *err)
+ * integer sampler's rational parameter of one release. The released vector
+ * moves in at most `groups` coordinates, each by at most `per_group`. */
+pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups, double epsilon,
+                        double delta, dp_plan *p, pvg_error *err)
 {
     pvg_status st;
     memset(p, 0, sizeof *p);
     p->gaussian = gaussian;
     if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
     if (gaussian && (st = check_delta(delta, err)) != PVG_OK) return st;
-    if (!(sens > 0) || isinf(sens))
-        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
+    if (!(per_group > 0) || isinf(per_group))
+        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", per_group);
+    if (groups < 1 || groups > 100000000)
+        return pvg_error_set(err, PVG_ERR_INVALID, "groups per user must be in [1, 10^8], got %ld", groups);
+    double G = (double)groups;
+    /* the norm the noise is calibrated to: L1 for Laplace, L2 for Gaussian */
+    double sens = gaussian ? per_group * sqrt(G) : per_group * G;
     double g = 1, s_int;
     if (integer) {
-        s_int = ceil(sens);
+        s_int = ceil(per_group); /* per coordinate */
     } else if (!gaussian) {
         int e2;
         frexp(sens / epsilon, &e2); /* b in [2^(e2-1), 2^e2): grid ~ 2^-20 b */
         g = ldexp(1.0, e2 - 1 - 20);
-        s_int = floor(sens / g) + 1; /* rounding moves each input by <= g/2 */
+        s_int = floor(per_group / g) + 1; /* per coordinate: rounding moves each by <= g/2 */
     } else {
         double s0;
         if ((st = pvg_dp_gaussian_sigma(epsilon, delta, sens, &s0, err)) != PVG_OK) return st;
-        int e2;
-        frexp(s0, &e2); /* sigma in [2^(e2-1), 2^e2): between 2^10 and 2^11 steps */
-        g = ldexp(1.0, e2 - 11);
-        s_int = floor(sens / g) + 1;
+        /* The grid follows the sensitivity, not sigma: g <= per_group / 2^8, so
+         * rounding inflates the sensitivity (and sigma) by at most 2^-8 = 0.4%.
+         * (Tying g to sigma, 2^10..2^11 steps per sigma, inflated it by g /
+         * per_group, 25-50% at small epsilon.) g is kept >= sigma / 2^16 so the
+         * exact delta stays cheap to compute; that bound binds only when
+         * sigma > 2^8 per_group (epsilon below ~0.01 at delta 1e-6), where
+         * the inflation stays below sigma / (2^15 per_group). */
+        int es, e2;
+        frexp(per_group, &es); /* per_group in [2^(es-1), 2^es) */
+        frexp(s0, &e2);        /* sigma in [2^(e2-1), 2^e2) */
+        int eg = es - 1 - 8;
+        if (eg < e2 - 16) eg = e2 - 16;
+        g = ldexp(1.0, eg);
+        s_int = floor(per_group / g) + 1;
     }
-    if (s_int > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity %g too large", sens);
+    /* s_int: the per-coordinate sensitivity on the grid; G coordinates move */
+    if (s_int * G > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity %g too large", sens);
     p->g = g;
     pvg_dp_noise_info *in = &p->info;
     in->granularity = g;
-    in->sensitivity = s_int * g;
+    in->sensitivity = (gaussian ? s_int * sqrt(G) : s_int * G) * g; /* L2 or L1, inflated */
     in->epsilon = epsilon;
     if (!gaussian) {
-        if ((st = lap_rational(s_int / epsilon, &p->num, &p->den, err)) != PVG_OK) return st;
+        if ((st = lap_rational(s_int * G / epsilon, &p->num, &p->den, err)) != PVG_OK) return st;
         double bi = (double)p->num / (double)p->den;
         in->mechanism = "discrete-laplace";
         in->scale = bi * g;
@@ -131,7 +165,7 @@ pvg_status dp_plan_make(int gaussian, int integer, double sens, double epsilon, 
         in->delta = 0;
     } else {
         double sigma = 0;
-        if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, &p->num, &p->den, &sigma, err)) != PVG_OK)
+        if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, groups, &p->num, &p->den, &sigma, err)) != PVG_OK)
             return st;
         in->mechanism = "discrete-gaussian";
         in->scale = sigma * g;
@@ -164,7 +198,7 @@ static pvg_status release_int(pvg_rng *rng, int gaussian, int64_t value, int64_t
     if (sens < 1)
         return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
     dp_plan p;
-    if ((st = dp_plan_make(gaussian, 1, (double)sens, epsilon, delta, &p, err)) != PVG_OK) return st;
+    if ((st = dp_plan_make(gaussian, 1, (double)sens, 1, epsilon, delta, &p, err)) != PVG_OK) return st;
     int64_t z = gaussian ? pvg_dp_discrete_gaussian(rng, p.num, p.den) : pvg_dp_discrete_laplace(rng, p.num, p.den);
     *out = value + z;
     if (info) *info = p.info;
@@ -192,7 +226,7 @@ static pvg_status release_real(pvg_rng *rng, int gaussian, double value, double 
     pvg_status st;
     if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
     dp_plan p;
-    if ((st = dp_plan_make(gaussian, 0, sens, epsilon, delta, &p, err)) != PVG_OK) return st;
+    if ((st = dp_plan_make(gaussian, 0, sens, 1, epsilon, delta, &p, err)) != PVG_OK) return st;
     if ((st = dp_plan_apply(rng, &p, value, out, err)) != PVG_OK) return st;
     if (info) *info = p.info;
     return PVG_OK;

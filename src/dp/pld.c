@@ -6,9 +6,8 @@
  * One step, remove adjacency: P = (1-q) N(0,s^2) + q N(1,s^2) against
  * Q = N(0,s^2); the loss l(x) = log(1 - q + q exp((2x - 1)/(2 s^2))) is
  * increasing in x. Add adjacency: P = N(0,s^2) against the mixture, loss
- * -l(x). Each loss is rounded UP to the grid h Z (so every delta computed is
- * an upper bound); mass beyond x = +-(8.5 s + 1) goes to the +infinity atom
- * (if its loss is larger) or to the lowest bucket (if smaller). T steps are
+ * -l(x). One step is discretised on the grid h Z by connect-the-dots
+ * (Doroshenko et al. 2022; see pld_single), a pessimistic estimate. T steps are
  * composed by binary powering with FFT convolution; after each product the
  * top tail of mass < 1e-15 moves to the infinity atom and the bottom tail to
  * the lowest kept bucket, both pessimistic.
@@ -46,8 +45,8 @@ static double mix_sf(double q, double s, double x)
 static double loss_remove(double q, double s, double x)
 {
     double e = (2 * x - 1) / (2 * s * s);
-    /* log(1 - q + q e^e) computed stably */
-    if (e > 0) return e + log(q + (1 - q) * exp(-e));
+    /* log(1 - q + q e^e) computed stably (q = 1: log1p(expm1(e)) would lose e < -37) */
+    if (e > 0 || q == 1) return e + log(q + (1 - q) * exp(-e));
     return log1p(q * expm1(e));
 }
 
@@ -59,9 +58,45 @@ static double x_remove(double q, double s, double l)
     return s * s * log(v) + 0.5;
 }
 
+/* Hockey-stick divergence of one step, delta(eps) = P(l > eps) - e^eps Q(l > eps).
+ * remove: P = mixture, Q = N(0, s^2), l(x) = loss_remove(x) increasing, so
+ *   l > eps <=> x > x* = x_remove(eps);
+ * add: P = N(0, s^2), Q = mixture, loss -loss_remove(x) decreasing, so
+ *   -l(x) > eps <=> x < x* = x_remove(-eps). */
+static double delta_single(double q, double s, int add, double eps)
+{
+    double d;
+    if (!add) {
+        double xs = x_remove(q, s, eps);
+        if (xs == -INFINITY) return -expm1(eps); /* every loss exceeds eps */
+        d = mix_sf(q, s, xs) - exp(eps) * dp_norm_sf(xs / s);
+    } else {
+        double xs = x_remove(q, s, -eps);
+        if (xs == -INFINITY) return 0; /* eps >= -log(1 - q): no loss exceeds it */
+        double pc = dp_norm_sf(-xs / s);                                     /* P(X < x*) */
+        double qc = (1 - q) * pc + q * dp_norm_sf((1 - xs) / s);              /* mixture */
+        d = pc - exp(eps) * qc;
+    }
+    return d < 0 ? 0 : d > 1 ? 1 : d;
+}
+
+/* One step's PLD by connect-the-dots (Doroshenko, Ghazi, Kamath, Kumar &
+ * Manurangsi 2022, Algorithm 1, fixed gap h, as in dp_accounting's
+ * create_pmf_pessimistic_connect_dots_fixed_gap): on the grid eps_i = i h,
+ * klo <= i <= khi, with delta_i the exact hockey-stick divergence there,
+ *   p_klo = 1 - delta_klo + (delta_klo+1 - delta_klo) / (e^h - 1)
+ *   p_i   = ((delta_i+1 - delta_i) - e^h (delta_i - delta_i-1)) / (e^h - 1)
+ *   p_khi = (delta_khi - delta_khi-1) / (e^-h - 1),   p_inf = delta_khi.
+ * The discrete PLD's delta(eps) equals the true one at every grid point and
+ * interpolates it linearly in e^eps between them; as delta is convex in e^eps
+ * this dominates the true PLD (a pessimistic estimate), and it is far tighter
+ * than rounding every loss up to the grid (the privacy-buckets method used
+ * before, 1.7% high at 2,250 steps). The grid spans the losses of x in
+ * [-(10 s + 1), 10 s + 1]; beyond, under P, the mass is below 1e-23 and is
+ * accounted for by p_inf and p_klo. */
 static int pld_single(double q, double s, double h, int add, pld *out, pvg_error *err)
 {
-    double xlo = -8.5 * s - 1, xhi = 8.5 * s + 1;
+    double xlo = -10 * s - 1, xhi = 10 * s + 1;
     double lmin, lmax;
     if (!add) {
         lmin = loss_remove(q, s, xlo);
@@ -70,42 +105,33 @@ static int pld_single(double q, double s, double h, int add, pld *out, pvg_error
         lmin = -loss_remove(q, s, xhi);
         lmax = -loss_remove(q, s, xlo);
     }
-    long klo = (long)ceil(lmin / h), khi = (long)ceil(lmax / h);
+    long klo = (long)floor(lmin / h), khi = (long)ceil(lmax / h);
+    if (khi <= klo) khi = klo + 1;
     long n = khi - klo + 1;
     if (n > (1L << 24))
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED, "PLD: loss range too wide (%ld buckets)", n);
+    double *dl = malloc((size_t)n * sizeof *dl);
     out->p = calloc((size_t)n, sizeof(double));
-    if (!out->p) return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
+    if (!out->p || !dl) {
+        free(dl);
+        free(out->p);
+        out->p = NULL;
+        return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
+    }
+    for (long i = 0; i < n; i++) dl[i] = delta_single(q, s, add, (double)(klo + i) * h);
+    for (long i = 1; i < n; i++) /* non-increasing, as a hockey-stick curve is */
+        if (dl[i] > dl[i - 1]) dl[i] = dl[i - 1];
+    double em = expm1(h);
+    out->p[0] = 1 - dl[0] + (dl[1] - dl[0]) / em;
+    for (long i = 1; i < n - 1; i++)
+        out->p[i] = ((dl[i + 1] - dl[i]) - exp(h) * (dl[i] - dl[i - 1])) / em;
+    out->p[n - 1] = (dl[n - 1] - dl[n - 2]) / expm1(-h);
+    for (long i = 0; i < n; i++)
+        if (!(out->p[i] > 0)) out->p[i] = 0;
     out->lo = klo;
     out->n = n;
-    out->inf = 0;
-    if (!add) {
-        /* bucket k gets P(l(x) in ((k-1)h, kh]); below lmin -> bucket klo */
-        double prev_sf = 1; /* P(X > -inf) */
-        for (long k = klo; k <= khi; k++) {
-            double xb = k == khi ? xhi : x_remove(q, s, (double)k * h);
-            if (xb > xhi) xb = xhi;
-            double sf = mix_sf(q, s, xb);
-            double m = prev_sf - sf;
-            out->p[k - klo] = m > 0 ? m : 0;
-            prev_sf = sf;
-        }
-        out->inf = prev_sf; /* x > xhi */
-    } else {
-        /* loss -l(x) decreasing in x; P = N(0, s^2). bucket k: -l(x) in ((k-1)h, kh]
-         * <=> l(x) in [-kh, -(k-1)h) <=> x in [x_remove(-kh), x_remove(-(k-1)h)). */
-        double upper_cdf = 1; /* P(X < +inf) */
-        /* walk from low losses (large x) upwards */
-        for (long k = klo; k <= khi; k++) {
-            double xa = k == khi ? xlo : x_remove(q, s, -(double)k * h);
-            if (xa < xlo) xa = xlo;
-            double cdf = dp_norm_sf(-xa / s); /* P(X < xa) */
-            double m = upper_cdf - cdf;
-            out->p[k - klo] = m > 0 ? m : 0;
-            upper_cdf = cdf;
-        }
-        out->inf = upper_cdf; /* x < xlo */
-    }
+    out->inf = dl[n - 1];
+    free(dl);
     return 0;
 }
 

@@ -69,6 +69,60 @@ void pvg_query_spec_init(pvg_query_spec *spec)
     spec->event_type = PVG_EVENT_PURCHASE;
     spec->value = PVG_QUERY_VALUE_QUANTITY;
     spec->group_by = PVG_QUERY_GROUP_NONE;
+    spec->quantile = 0.5;
+}
+
+/* ---- sensitivities: the one place each is derived ----
+ *
+ * Neighbouring datasets differ by all the records of one shopper. After the
+ * contribution bounds (user_cb) a shopper touches at most G groups and keeps
+ * at most m events in each; what the shopper adds to a group depends only on
+ * the shopper's own events, so adding the shopper moves at most G coordinates
+ * of the released vector, each by at most per_group. Then
+ *   L1 <= per_group * G,   L2 <= per_group * sqrt(G),
+ * and both are attained by a shopper with the worst-case contribution in G
+ * groups (tests/test_dp_query.c adds one and measures the move). */
+
+static pvg_query_sensitivity sens_make(double per_group, long G)
+{
+    pvg_query_sensitivity s;
+    s.per_group = per_group;
+    s.groups = G;
+    s.l1 = per_group * (double)G;
+    s.l2 = per_group * sqrt((double)G);
+    return s;
+}
+
+/* Count (and histogram bins): a group's count is the number of kept events,
+ * at most m per shopper: per_group = m (attained with m events). */
+pvg_query_sensitivity pvg_query_sensitivity_count(long m, long G)
+{
+    return sens_make((double)m, G);
+}
+
+/* Sum of values: a shopper adds the sum of at most m values, each in
+ * [lo, hi], to a group: |added| <= m max(|lo|, |hi|) (attained with m events
+ * at the end of the clamp range farther from 0). */
+pvg_query_sensitivity pvg_query_sensitivity_sum_values(long m, long G, double lo, double hi)
+{
+    return sens_make((double)m * fmax(fabs(lo), fabs(hi)), G);
+}
+
+/* Sum with --value events: a shopper who touches a group keeps c events
+ * there, 1 <= c <= m, and adds clamp(c, lo, hi). clamp is monotone in c, so
+ * the extremes are at c = 1 and c = m: per_group = max(|clamp(1)|, |clamp(m)|).
+ * (The old bound min(m, hi) ignored lo: with --clamp 100:200 one shopper adds
+ * 100 to 200, not 10.) */
+pvg_query_sensitivity pvg_query_sensitivity_sum_events(long m, long G, double lo, double hi)
+{
+    double c1 = fmin(fmax(1.0, lo), hi), cm = fmin(fmax((double)m, lo), hi);
+    return sens_make(fmax(fabs(c1), fabs(cm)), G);
+}
+
+/* Distinct users per group: a shopper adds 1 to each of at most G groups. */
+pvg_query_sensitivity pvg_query_sensitivity_users(long G)
+{
+    return sens_make(1.0, G);
 }
 
 /* ---- hash tables ---- */
@@ -430,9 +484,11 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
         sp->clamp_lo = 0;
         sp->clamp_hi = (double)sp->max_contributions;
     }
-    if (sp->quantile == 0) sp->quantile = 0.5;
-    if (!(sp->quantile > 0 && sp->quantile < 1))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--quantile must be in (0, 1)");
+    /* q = 0 or 1 is refused, never silently replaced (0 used to mean "the
+     * default", so --quantile 0 became the median) */
+    if (sp->kind == PVG_QUERY_QUANTILE && !(sp->quantile > 0 && sp->quantile < 1))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--quantile must be in (0, 1), bounds excluded, got %g", sp->quantile);
     if (sp->bins == 0) sp->bins = 10;
     if (sp->bins < 1 || sp->bins > 10000)
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--bins must be in [1, 10000]");
@@ -497,13 +553,15 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
         del_val = sp->delta - del_sel;
     }
     int gauss = sp->noise == PVG_QUERY_NOISE_GAUSSIAN;
-    double G = (double)q.G, m = (double)q.m;
-    double per_group_scale = gauss ? sqrt(G) : G; /* L2 or L1 over groups */
-    double vmax = sp->has_clamp ? fmax(fabs(sp->clamp_lo), fabs(sp->clamp_hi)) : 0;
-    double sum_sens = (sp->value == PVG_QUERY_VALUE_EVENTS ? fmin(m, vmax) : m * vmax) * per_group_scale;
-    double cnt_sens = m * per_group_scale;
+    double m = (double)q.m;
     int mean_per_user = sp->value == PVG_QUERY_VALUE_EVENTS; /* denominator: users */
-    if (sp->kind == PVG_QUERY_MEAN && mean_per_user) cnt_sens = per_group_scale;
+    pvg_query_sensitivity sum_sens =
+        sp->value == PVG_QUERY_VALUE_EVENTS
+            ? pvg_query_sensitivity_sum_events(q.m, q.G, sp->clamp_lo, sp->clamp_hi)
+            : pvg_query_sensitivity_sum_values(q.m, q.G, sp->clamp_lo, sp->clamp_hi);
+    pvg_query_sensitivity cnt_sens = sp->kind == PVG_QUERY_MEAN && mean_per_user
+                                         ? pvg_query_sensitivity_users(q.G)
+                                         : pvg_query_sensitivity_count(q.m, q.G);
 
     /* ungrouped event-count mean over all users: zero-event users count too */
     if (!grouped && sp->kind == PVG_QUERY_MEAN && mean_per_user) {
@@ -571,8 +629,18 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
         int need_cnt = sp->kind == PVG_QUERY_COUNT || sp->kind == PVG_QUERY_MEAN || sp->kind == PVG_QUERY_HISTOGRAM;
         double e_each = sp->kind == PVG_QUERY_MEAN ? eps_val / 2 : eps_val;
         double d_each = sp->kind == PVG_QUERY_MEAN ? del_val / 2 : del_val;
-        if (need_cnt && (st = dp_plan_make(gauss, 1, cnt_sens, e_each, d_each, &pc, err)) != PVG_OK) goto done;
-        if (need_sum && (st = dp_plan_make(gauss, 0, sum_sens, e_each, d_each, &ps, err)) != PVG_OK) goto done;
+        if (need_cnt && (st = dp_plan_make(gauss, 1, cnt_sens.per_group, cnt_sens.groups, e_each, d_each, &pc, err)) != PVG_OK)
+            goto done;
+        if (need_sum && (st = dp_plan_make(gauss, 0, sum_sens.per_group, sum_sens.groups, e_each, d_each, &ps, err)) != PVG_OK)
+            goto done;
+        if (sp->kind == PVG_QUERY_TOP_ITEMS) {
+            pvg_query_sensitivity us = pvg_query_sensitivity_users(q.G);
+            r->sensitivity = us.l1; /* partition selection: DLap(G / eps) on user counts */
+        } else {
+            const pvg_query_sensitivity *vs = need_sum ? &sum_sens : &cnt_sens;
+            r->sensitivity = gauss ? vs->l2 : vs->l1;
+            if (sp->kind == PVG_QUERY_MEAN) r->count_sensitivity = gauss ? cnt_sens.l2 : cnt_sens.l1;
+        }
         r->mechanism = sp->kind == PVG_QUERY_TOP_ITEMS ? "partition-selection/discrete-laplace"
                        : gauss ? "discrete-gaussian" : "discrete-laplace";
         r->noise_scale = sp->kind == PVG_QUERY_TOP_ITEMS ? rule.scale

@@ -29,6 +29,11 @@ awk -v a="$(jq -r .epsilon <<<"$c")" -v b=7.32911117143 'BEGIN { exit !(a > b) }
 r=$("$P" dp epsilon --noise-multiplier 0.7 --sample-rate 1 --steps 2 --delta 1e-5 --accountant pld --json) || fail "pld"
 jq -e 'has("order") | not' <<<"$r" >/dev/null || fail "pld printed an order"
 near "$(jq -r .epsilon <<<"$r")" 10.1224946 2e-3 || fail "pld value (dp_accounting): $r"
+# dp_accounting 0.6.0 (google/differential-privacy b5b0286e, PLDAccountant, default
+# 1e-4 grid): PoissonSampledDpEvent(0.04, GaussianDpEvent(1.5)) x 2250, get_epsilon(1e-5)
+# = 6.768787376865218 (call in tests/test_dp_accountant.c); within 0.5%
+r=$("$P" dp epsilon --noise-multiplier 1.5 --sample-rate 0.04 --steps 2250 --delta 1e-5 --accountant pld --json) || fail "pld opacus"
+near "$(jq -r .epsilon <<<"$r")" 6.768787376865218 0.0338 || fail "pld vs dp_accounting (6.7688): $r"
 r=$("$P" dp sigma --epsilon 1 --delta 1e-5 --sensitivity 1 --json) || fail "dp sigma"
 s=$(jq -r .sigma <<<"$r")
 d=$("$P" dp delta --sigma "$s" --epsilon 1 --sensitivity 1 --json | jq -r .delta) || fail "dp delta"
@@ -69,6 +74,11 @@ grep -q "remaining epsilon=1" "$T/err" || fail "refusal does not say what remain
 "$P" query sum --epsilon 0.1 --data-dir "$D" 2>"$T/err"; [ $? -eq 1 ] || fail "sum without clamp accepted"
 grep -q -- "--clamp" "$T/err" || fail "missing clamp not explained"
 "$P" query median --epsilon 0.1 --data-dir "$D" 2>/dev/null; [ $? -eq 2 ] || fail "unknown query kind not a usage error"
+# --quantile 0 is refused (it used to become the median silently), and nothing is charged
+for qv in 0 1; do
+  "$P" query quantile --value quantity --clamp 0:10 --quantile $qv --epsilon 0.1 --data-dir "$D" 2>"$T/err"; [ $? -eq 2 ] || fail "--quantile $qv accepted"
+  grep -q -- "--quantile" "$T/err" || fail "--quantile $qv: error does not name the flag: $(cat "$T/err")"
+done
 b=$("$P" budget show --json --data-dir "$D") || fail "budget show"
 jq -e '.total.epsilon == 3 and (.releases | length) == 2' <<<"$b" >/dev/null || fail "budget show: $b"
 jq -e '.spent.epsilon == 2 and .remaining.epsilon == 1' <<<"$b" >/dev/null || fail "spent/remaining: $b"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # he_spend.sh - `privguide he spend-total` on the first 3,000 lines of Online
-# Retail: the decrypted per-country totals add up to the decrypted grand
+# Retail: without --epsilon or --exact the command refuses (exit 2); with
+# --exact it warns on stderr, writes an audit entry and never prints shopper
+# counts; the decrypted per-country totals add up to the decrypted grand
 # total to the cent, a DP release is charged to the ledger, and a release
 # over budget is refused. Skips (77) when the dataset is absent.
 set -u
@@ -16,12 +18,26 @@ export PRIVGUIDE_DATA="$T/store"
 "$P" ingest --format online-retail "$T/retail.csv" >/dev/null 2>&1 || fail "ingest"
 "$P" he keygen --bits 2048 --out "$T/k" >/dev/null || fail "keygen"
 
-"$P" he spend-total --pub "$T/k/public.json" --group-by country >"$T/by" || fail "spend-total"
+# exact totals are not the default: neither --epsilon nor --exact is a usage error
+"$P" he spend-total --pub "$T/k/public.json" --group-by country >"$T/by" 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] || fail "spend-total without --epsilon/--exact: exit $rc, not 2"
+[ ! -s "$T/by" ] || fail "spend-total without --epsilon/--exact printed totals"
+grep -q -- "--exact" "$T/err" && grep -q -- "--epsilon" "$T/err" || fail "refusal does not name the flags: $(cat "$T/err")"
+"$P" he spend-total --pub "$T/k/public.json" --exact --epsilon 1 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--exact with --epsilon accepted"
+before=$("$P" audit show --json | grep -c he_spend_total_exact)
+"$P" he spend-total --pub "$T/k/public.json" --group-by country --exact >"$T/by" 2>"$T/err" || fail "spend-total --exact"
+grep -qi "warning" "$T/err" && grep -qi "exact" "$T/err" || fail "--exact printed no warning: $(cat "$T/err")"
+after=$("$P" audit show --json | grep -c he_spend_total_exact)
+[ "$after" -eq $((before + 1)) ] || fail "--exact not audited ($before -> $after)"
+"$P" audit show --json | grep he_spend_total_exact | grep -q "group_by=country" || fail "audit entry detail"
+"$P" audit verify >/dev/null 2>&1 || fail "audit chain broken"
+grep -q '"users"' "$T/by" && fail "--exact printed per-group shopper counts"
+grep -qi "users" "$T/err" && fail "--exact printed shopper counts on stderr: $(cat "$T/err")"
 [ "$(wc -l <"$T/by")" -ge 2 ] || fail "expected several countries"
 grep -q '"unit": "cents", "v": "' "$T/by" || fail "output form"
 "$P" he decrypt --priv "$T/k/private.json" <"$T/by" >"$T/plain" || fail "decrypt"
 grep -q $'^United Kingdom\t[0-9]*\\.[0-9][0-9]$' "$T/plain" || fail "UK line: $(head -3 "$T/plain")"
-total=$("$P" he spend-total --pub "$T/k/public.json" | "$P" he decrypt --priv "$T/k/private.json" | cut -f2)
+total=$("$P" he spend-total --pub "$T/k/public.json" --exact 2>/dev/null | "$P" he decrypt --priv "$T/k/private.json" | cut -f2)
 # amounts print with exactly two decimals: drop the point to add cents
 sum=$(awk -F'\t' '{ v = $2; sub(/\./, "", v); c += v } END { s = c < 0 ? "-" : ""; if (c < 0) c = -c;
       printf "%s%d.%02d", s, int(c / 100), c % 100 }' "$T/plain")

@@ -77,6 +77,9 @@ static pvg_status parse_json(const char *json, const char *source, long line_bas
                              pvg_error *err)
 {
     *out = NULL;
+    /* the parsers are entry points: b64_to_int needs sodium_malloc, which
+     * aborts the process before sodium_init */
+    if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
     if (!json) return pvg_error_set(err, PVG_ERR_INVALID, "%s: no input", source);
     if (strlen(json) > HE_JSON_MAX)
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, line_base, 0, -1,

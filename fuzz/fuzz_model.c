@@ -20,10 +20,10 @@
 
 #include <sodium.h>
 
-#define HDR_FILE_SIZE 72   /* offsetof(file_header, file_size) */
-#define HDR_HYPER 128      /* offsetof(file_header, hyper): 14 doubles */
-#define HDR_CHECKSUM 240   /* offsetof(file_header, checksum) */
-#define DATA_START 1024    /* header + section table */
+#define HDR_FILE_SIZE 72 /* offsetof(file_header, file_size) */
+#define HDR_HYPER 128    /* offsetof(file_header, hyper): 14 doubles */
+#define HDR_CHECKSUM 240 /* offsetof(file_header, checksum) */
+#define DATA_START 1024  /* header + section table */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

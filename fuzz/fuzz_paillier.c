@@ -22,11 +22,13 @@ static pvg_paillier_priv *g_priv;
  * key made by `privguide he keygen --bits 2048` for these seeds only; the
  * ciphertext seeds are under it): decrypts what parses. */
 static const char KEY_JWK[] =
-    "{\"kty\":\"DAJ\",\"key_ops\":[\"decrypt\"],\"p\":\"2N2cXS1ymVo6OmhZBD-cYPCdSn5g4sm4n-f5_FtwikOOu3aEbN"
+    "{\"kty\":\"DAJ\",\"key_ops\":[\"decrypt\"],\"p\":\"2N2cXS1ymVo6OmhZBD-cYPCdSn5g4sm4n-f5_"
+    "FtwikOOu3aEbN"
     "rsbhVUZYU3bwhgqcpBnGDnsyv30-InVjbSBaA33WFfgM8k-OGms6b-D-YAoCx04IHQZ75-0GHfrS9ekXsKqCrEDISX"
     "xvwnXsuRg32Gi5ZXRGoLzESKALvpoaU\",\"q\":\"4ICTbEoL55gs8lz3GqdgkjvUQ78uq48vCn8gl8ejGSMB6Ndb4dQ9"
     "bK7gMEFEY5UX7HAVA46EkLlB8gUBZatlPA8TpPCf21vLAl959fFFEh8OaBQEidMmeHHcIGnJ_nRSzbKhhPhpvjjCth"
-    "vnSIYOMl2q5CHgJFQBcFdjA6ibhb0\",\"pub\":{\"kty\":\"DAJ\",\"alg\":\"PAI-GN1\",\"key_ops\":[\"encrypt\"],\"n"
+    "vnSIYOMl2q5CHgJFQBcFdjA6ibhb0\",\"pub\":{\"kty\":\"DAJ\",\"alg\":\"PAI-GN1\",\"key_ops\":["
+    "\"encrypt\"],\"n"
     "\":\"vi7UgrNcnM0jXCC3B2YVmMeeMBtygBZQOWYiaskTzGQjXXWOEv_Kwy4nL3hyPKU_FLp1hnhqc8W2DnKMZFdNg98"
     "8R1RWtOXszayDjwGMNmqoIzxNbAhSZyEtRTgekHRrJnNVhI1g21eUbIm4x8lgitYqyWvNQVDZvwKExD5IRKJ1NSzGt"
     "c2dQIS6rc5zu5Son0etZluWQaedqDcCjQt3cOsiJeTDf3VvzsgKEE8W2kkivmCHAYSYcmgRlkwQDXvKbdzQmSR40AG"
@@ -124,7 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (pvg_paillier_list_to_json(pub, cts, n, &j, &err) != PVG_OK) abort();
             pvg_free(j);
             if (pvg_paillier_pub_equal(pub, g_pub))
-                for (size_t i = 0; i < n && i < 4; i++) decrypt_all(g_priv, cts[i]);
+                for (size_t i = 0; i < n && i < 4; i++)
+                    decrypt_all(g_priv, cts[i]);
             pvg_paillier_ct_array_free(cts, n);
         }
         pvg_paillier_pub_free(pub);

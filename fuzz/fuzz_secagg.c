@@ -57,7 +57,8 @@ static int take_u16(cursor *c, unsigned *v)
 
 static void input_of(uint32_t id, uint32_t *x)
 {
-    for (uint32_t j = 0; j < D; j++) x[j] = 1000u * (id + 1) + j;
+    for (uint32_t j = 0; j < D; j++)
+        x[j] = 1000u * (id + 1) + j;
 }
 
 /* Client f consumes `in` (the server's reply) in its next round; *out is
@@ -68,20 +69,24 @@ static pvg_status client_step(fclient *f, uint32_t id, const uint8_t *in, size_t
     uint32_t x[D];
     *out = NULL;
     switch (f->round) {
-    case 0: return pvg_secagg_client_advertise(f->c, out, out_len, err);
-    case 1: return pvg_secagg_client_share_keys(f->c, in, in_len, out, out_len, err);
+    case 0:
+        return pvg_secagg_client_advertise(f->c, out, out_len, err);
+    case 1:
+        return pvg_secagg_client_share_keys(f->c, in, in_len, out, out_len, err);
     case 2:
         input_of(id, x);
         return pvg_secagg_client_masked_input(f->c, in, in_len, x, out, out_len, err);
-    case 3: return pvg_secagg_client_unmask(f->c, in, in_len, out, out_len, err);
-    default: return pvg_error_set(err, PVG_ERR_STATE, "client done");
+    case 3:
+        return pvg_secagg_client_unmask(f->c, in, in_len, out, out_len, err);
+    default:
+        return pvg_error_set(err, PVG_ERR_STATE, "client done");
     }
 }
 
 /* One step of client id; raw (not NULL): the reply it receives instead of
  * the server's; alter: change its message before delivery. */
-static void step(pvg_secagg_server *s, fclient *cl, uint32_t id, const uint8_t *raw,
-                 size_t raw_len, int alter, unsigned at, uint8_t xr)
+static void step(pvg_secagg_server *s, fclient *cl, uint32_t id, const uint8_t *raw, size_t raw_len,
+                 int alter, unsigned at, uint8_t xr)
 {
     fclient *f = &cl[id];
     if (f->round < 0 || f->round > 3) return;
@@ -143,7 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *raw = NULL, *xr = NULL;
         pvg_status st;
         switch (op) {
-        case 0: step(s, cl, id, NULL, 0, 0, 0, 0); break;
+        case 0:
+            step(s, cl, id, NULL, 0, 0, 0, 0);
+            break;
         case 1:
             st = pvg_secagg_server_advance(s, &err);
             fuzz_check_error(st, &err);
@@ -160,7 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             step(s, cl, id, raw, len, 0, 0, 0);
             break;
         case 4:
-            for (uint32_t i = 0; i < N; i++) step(s, cl, i, NULL, 0, 0, 0, 0);
+            for (uint32_t i = 0; i < N; i++)
+                step(s, cl, i, NULL, 0, 0, 0, 0);
             st = pvg_secagg_server_advance(s, &err);
             fuzz_check_error(st, &err);
             break;
@@ -179,7 +187,8 @@ end:
         if (ns > N) abort();
         for (size_t i = 0; i < ns; i++) {
             input_of(ids[i], x);
-            for (int j = 0; j < D; j++) want[j] += x[j];
+            for (int j = 0; j < D; j++)
+                want[j] += x[j];
         }
         if (!tampered && memcmp(sum, want, sizeof sum) != 0) {
             fprintf(stderr, "honest session: wrong sum\n");

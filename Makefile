@@ -1,14 +1,16 @@
 # privguide top-level Makefile: the two commands of the README, plus helpers.
 #   make demo   install missing Debian packages, build, load the bundled sample, run the main job
 #   make test   the same set-up, then every test through ctest (a normal and an ASan+UBSan pass)
+#   make fuzz   every libFuzzer harness of fuzz/ for FUZZ_SECONDS each (default 600)
 PREFIX ?= /usr/local
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR ?= demo-data
+FUZZ_SECONDS ?= 600
 PVG = $(BUILD)/privguide
 
-.PHONY: all deps build build-asan test test-fast test-asan demo install bench clean format
+.PHONY: all deps build build-asan test test-fast test-asan demo install bench clean format fuzz
 
 all: build
 
@@ -44,6 +46,10 @@ install: build
 
 bench: build
 	@scripts/run-benchmarks $(BUILD)
+
+# clang + libFuzzer + ASan/UBSan build in build-fuzz/; findings in build-fuzz/crashes/
+fuzz: deps
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

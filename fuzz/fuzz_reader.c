@@ -2,7 +2,7 @@
  * fuzz_reader.c - libFuzzer harness for the input readers, the policy
  * parser and the sealed-record decoder. The first byte of an input picks
  * the format; the rest is the file's content.
- * Build and run: fuzz/run.sh [seconds]
+ * Seeds: fuzz/corpus/reader/. Build and run: fuzz/run.sh [seconds [reader]]
  */
 #include <privguide/import.h>
 

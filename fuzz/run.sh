@@ -1,20 +1,52 @@
 #!/usr/bin/env bash
-# Builds the fuzz harnesses with clang (libFuzzer + ASan + UBSan) and runs
-# each for the given number of seconds (default 60). Needs clang and
-# libclang-rt (Debian: clang, libclang-rt-14-dev).  usage: fuzz/run.sh [seconds]
-set -euo pipefail
+# Builds the fuzz harnesses (fuzz/build.sh) and runs each for SECONDS
+# (default 60), starting from its committed seed corpus fuzz/corpus/<name>/
+# (copied to $OUT/corpus/<name>/, so the inputs a run adds stay out of the
+# source tree). Prints the executions of each harness; a crash, leak or
+# undefined behaviour is saved in $OUT/crashes/<name>/ and makes the exit
+# status 1 (after the other harnesses have run).
+#
+# usage: fuzz/run.sh [SECONDS [name...]]
+# env:   OUT (build dir, default build-fuzz), FUZZ_JOBS (build jobs),
+#        FUZZ_ARGS (extra libFuzzer flags)
+# Exit status 77 when clang/libFuzzer is not installed.
+set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export OUT=${OUT:-$ROOT/build-fuzz}
 SECS=${1:-60}
-OUT=${OUT:-$ROOT/build-fuzz}
-mkdir -p "$OUT/corpus-reader"
-echo '#define PVG_VERSION_STRING "fuzz"' > "$OUT/pvg_version.h"
-clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -D_GNU_SOURCE \
-    -I"$ROOT/include" -I"$ROOT/src" -I"$OUT" \
-    "$ROOT/fuzz/fuzz_reader.c" "$ROOT"/src/store/{reader,text,event,policy,seal}.c "$ROOT"/src/core/{error,rng,init}.c \
-    -o "$OUT/fuzz_reader" $(pkg-config --cflags --libs libsodium jansson zlib sqlite3) -lm -lpthread
-# seed corpus: a few rows of each format
-printf '\000InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n536365,85123A,"A, B",6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n' > "$OUT/corpus-reader/or"
-printf '\001196\t242\t3\t881250949\n1::2::3::4\n' > "$OUT/corpus-reader/ml"
-printf '\005{"type":"view","user":"u","item":"i","ts":1}\n' > "$OUT/corpus-reader/jsonl"
-printf '\007{"version":1,"events":{"view":{"retention_days":3,"fields":["query"]}}}' > "$OUT/corpus-reader/policy"
-"$OUT/fuzz_reader" -max_total_time="$SECS" -max_len=8192 "$OUT/corpus-reader"
+shift || true
+"$ROOT/fuzz/build.sh" "$@" || exit $?
+if [ $# -gt 0 ]; then names=("$@"); else
+    names=()
+    for f in "$ROOT"/fuzz/fuzz_*.c; do n=$(basename "$f" .c); names+=("${n#fuzz_}"); done
+fi
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+failed=()
+for n in "${names[@]}"; do
+    work="$OUT/corpus/$n" crashes="$OUT/crashes/$n" log="$OUT/fuzz_$n.log"
+    mkdir -p "$work" "$crashes"
+    [ -d "$ROOT/fuzz/corpus/$n" ] && cp -n "$ROOT/fuzz/corpus/$n"/* "$work"/ 2>/dev/null
+    dict=()
+    [ -f "$ROOT/fuzz/dict/$n.dict" ] && dict=(-dict="$ROOT/fuzz/dict/$n.dict")
+    # shellcheck disable=SC2086
+    "$OUT/fuzz_$n" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+        -print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" ${FUZZ_ARGS:-} "$work" \
+        >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+    if [ $rc -eq 0 ]; then
+        printf 'fuzz_%-12s %3ss  %10s execs  %s  ok\n' "$n" "$SECS" "${execs:-?}" "$cov"
+    else
+        printf 'fuzz_%-12s %3ss  %10s execs  %s  FOUND (exit %d; log %s)\n' "$n" "$SECS" \
+            "${execs:-?}" "$cov" "$rc" "$log"
+        grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -3 | sed 's/^/    /'
+        ls -t "$crashes" | head -1 | sed "s|^|    input: $crashes/|"
+        failed+=("$n")
+    fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: findings in: ${failed[*]}" >&2
+    exit 1
+fi

@@ -335,6 +335,44 @@ static void test_duplicates(void **state)
     drop_store(dir);
 }
 
+/* The store-wide change counter: every write that changes users, keys,
+ * consent or chunks moves it, seen by another handle too; reads do not. */
+static void test_change_counter(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir), *other = open_ok(dir);
+    pvg_error err;
+    int64_t c0 = -1, c1 = -1, c2 = -1, c3 = -1, c4 = -1, seen = -1;
+    assert_int_equal(pvg_store_changes(s, &c0, &err), PVG_OK);
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = PVG_EVENT_VIEW;
+    ev.item = "x";
+    ev.ts = pvg_store_now(s);
+    int outcome = -1;
+    assert_int_equal(pvg_store_event_put(s, "cc-user", &ev, NULL, &outcome, &err), PVG_OK);
+    assert_int_equal(pvg_store_changes(s, &c1, &err), PVG_OK);
+    assert_true(c1 > c0);
+    assert_int_equal(pvg_store_changes(other, &seen, &err), PVG_OK);
+    assert_int_equal(seen, c1);
+    char *out = NULL;
+    assert_int_equal(pvg_store_user_export(s, "cc-user", &out, &err), PVG_OK);
+    pvg_free(out);
+    assert_int_equal(pvg_store_changes(s, &c2, &err), PVG_OK);
+    assert_int_equal(c2, c1);
+    pvg_consent c = {0, 1};
+    assert_int_equal(pvg_store_consent_set(other, "cc-user", &c, &err), PVG_OK);
+    assert_int_equal(pvg_store_changes(s, &c3, &err), PVG_OK);
+    assert_true(c3 > c2);
+    assert_int_equal(pvg_store_user_delete(other, "cc-user", &err), PVG_OK);
+    assert_int_equal(pvg_store_changes(s, &c4, &err), PVG_OK);
+    assert_true(c4 > c3);
+    pvg_store_close(other);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
 typedef struct secrets {
     unsigned char key[PVG_KEY_BYTES];
     unsigned char wrapped[PVG_WRAPPED_BYTES];
@@ -640,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_tampering),
         cmocka_unit_test(test_consent),
+        cmocka_unit_test(test_change_counter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,8 +72,8 @@ typedef struct pvg_backend_key {
  * held in the struct (get). */
 typedef struct pvg_backend_cred {
     char key_id[33];
-    char kind[8];  /* "key" or "token" */
-    char role[16]; /* "admin", "analyst", "user" */
+    char kind[8];      /* "key" or "token" */
+    char role[16];     /* "admin", "analyst", "user" */
     const char *label; /* insert only; may be NULL */
     int has_pseudonym;
     unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES];
@@ -98,22 +98,22 @@ typedef int (*pvg_backend_user_fn)(void *ctx, const pvg_backend_user *u);
 typedef int (*pvg_backend_chunk_fn)(void *ctx, int64_t expires_day, const unsigned char *cid,
                                     size_t cid_len, const unsigned char *sealed, size_t sealed_len);
 typedef int (*pvg_backend_item_fn)(void *ctx, const pvg_item *item);
-typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type type,
-                                   long long count, double quantity);
+typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type type, long long count,
+                                   double quantity);
 /* Key rotation: given a stored key, writes its new wrapped form (under the
  * key whose id the op was given) into out (*out_len set); returns PVG_OK or
  * a status (with err filled) that aborts the batch. */
-typedef pvg_status (*pvg_backend_rewrap_fn)(void *ctx,
-                                            const unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES],
-                                            const pvg_backend_key *old, unsigned char *out,
-                                            size_t *out_len, pvg_error *err);
+typedef pvg_status (*pvg_backend_rewrap_fn)(
+    void *ctx, const unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES],
+    const pvg_backend_key *old, unsigned char *out, size_t *out_len, pvg_error *err);
 /* Ledger: decides, from the dataset's budget (found = 0: none set) and
  * spending as read inside the charge's lock, whether the release may be
  * recorded: PVG_OK, or a status with err filled (the charge is rolled back). */
 typedef pvg_status (*pvg_backend_charge_fn)(void *ctx, int found, const pvg_ledger_summary *sum,
                                             pvg_error *err);
 typedef int (*pvg_backend_release_fn)(void *ctx, const pvg_ledger_release *r);
-typedef int (*pvg_backend_dataset_fn)(void *ctx, const char *dataset, const pvg_ledger_summary *sum);
+typedef int (*pvg_backend_dataset_fn)(void *ctx, const char *dataset,
+                                      const pvg_ledger_summary *sum);
 /* Audit: computes the chain hash of rec (timestamp resolved) after prev. */
 typedef void (*pvg_backend_chain_fn)(void *ctx, const unsigned char prev[PVG_BACKEND_HASH_BYTES],
                                      int64_t ts, const pvg_audit_record *rec,
@@ -188,9 +188,9 @@ struct pvg_backend_ops {
     pvg_status (*wrap_kid_set)(pvg_backend *b, const unsigned char kid[8], pvg_error *err);
 
     /* ---- sealed chunks [txn] ---- */
-    pvg_status (*chunk_insert)(pvg_backend *b, int64_t user_id, int64_t expires_day, int64_t n_events,
-                               const unsigned char *cid, size_t cid_len, const unsigned char *sealed,
-                               size_t sealed_len, pvg_error *err);
+    pvg_status (*chunk_insert)(pvg_backend *b, int64_t user_id, int64_t expires_day,
+                               int64_t n_events, const unsigned char *cid, size_t cid_len,
+                               const unsigned char *sealed, size_t sealed_len, pvg_error *err);
     pvg_status (*chunks_foreach_user)(pvg_backend *b, int64_t user_id, pvg_backend_chunk_fn fn,
                                       void *ctx, pvg_error *err);
     pvg_status (*chunks_count_user)(pvg_backend *b, int64_t user_id, long long *n, pvg_error *err);
@@ -218,13 +218,14 @@ struct pvg_backend_ops {
 
     /* ---- anonymous counts [txn] ---- */
     /* Replaces the count of (source, item, type). */
-    pvg_status (*anon_put)(pvg_backend *b, const unsigned char source[16], int64_t item_id, int type,
-                           long long count, double quantity, pvg_error *err);
+    pvg_status (*anon_put)(pvg_backend *b, const unsigned char source[16], int64_t item_id,
+                           int type, long long count, double quantity, pvg_error *err);
     /* Summed over sources, in (item_id, type) order. */
     pvg_status (*anon_foreach)(pvg_backend *b, pvg_backend_anon_fn fn, void *ctx, pvg_error *err);
 
     /* ---- ingest log and meta [txn] ---- */
-    pvg_status (*ingest_run_insert)(pvg_backend *b, const pvg_backend_ingest_run *r, pvg_error *err);
+    pvg_status (*ingest_run_insert)(pvg_backend *b, const pvg_backend_ingest_run *r,
+                                    pvg_error *err);
     /* *value: malloc'd; NOT_FOUND. */
     pvg_status (*meta_get)(pvg_backend *b, const char *key, char **value, pvg_error *err);
     pvg_status (*meta_set)(pvg_backend *b, const char *key, const char *value, pvg_error *err);
@@ -238,7 +239,8 @@ struct pvg_backend_ops {
                            pvg_error *err); /* NOT_FOUND */
     /* Marks revoked; *changed: rows changed (0: unknown or revoked already
      * for revoke_user; 0: unknown for revoke). */
-    pvg_status (*cred_revoke)(pvg_backend *b, const char *key_id, long long *changed, pvg_error *err);
+    pvg_status (*cred_revoke)(pvg_backend *b, const char *key_id, long long *changed,
+                              pvg_error *err);
     pvg_status (*cred_revoke_user)(pvg_backend *b, const unsigned char pseudonym[16],
                                    long long *changed, pvg_error *err);
 
@@ -247,8 +249,8 @@ struct pvg_backend_ops {
                              int64_t updated_at, pvg_error *err);
     /* Budget and spending of one dataset (found = 0: no budget set; the
      * spending is still filled). */
-    pvg_status (*budget_get)(pvg_backend *b, const char *dataset, int *found, pvg_ledger_summary *out,
-                             pvg_error *err);
+    pvg_status (*budget_get)(pvg_backend *b, const char *dataset, int *found,
+                             pvg_ledger_summary *out, pvg_error *err);
     /* [unit] Under the write lock: reads the dataset's budget and spending,
      * asks decide, and records the release when it says PVG_OK. Two charges
      * never both decide on the same spending. */

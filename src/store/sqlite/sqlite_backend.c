@@ -44,7 +44,8 @@ static const char MAIN_SCHEMA[] =
     "  type INTEGER NOT NULL, count INTEGER NOT NULL, quantity REAL NOT NULL,"
     "  PRIMARY KEY(source, item_id, type)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ingest_runs(id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,"
-    "  finished_at INTEGER, format TEXT NOT NULL, source TEXT NOT NULL, read INTEGER, accepted INTEGER,"
+    "  finished_at INTEGER, format TEXT NOT NULL, source TEXT NOT NULL, read INTEGER, accepted "
+    "INTEGER,"
     "  rejected INTEGER, stored INTEGER, duplicates INTEGER, anonymous INTEGER);"
     /* The store-wide change counter (one row, id 1; absent = 0). */
     "CREATE TABLE IF NOT EXISTS change_counter(id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -109,20 +110,66 @@ static const char PRAGMAS[] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
 enum { DB_MAIN, DB_KS };
 
 enum {
-    Q_CHANGES_GET, Q_CHANGES_BUMP, Q_USER_GET, Q_USER_INSERT, Q_CONSENT_SET, Q_USERS_ALL, Q_USERS_ONE,
-    Q_KEY_GET, Q_KEY_PUT, Q_KEY_DELETE, Q_KEY_OTHER_KID, Q_KEY_SELECT_OLD, Q_KEY_REWRAP,
-    Q_WRAP_KID_GET, Q_WRAP_KID_SET, Q_CHUNK_INSERT, Q_CHUNKS_OF_USER, Q_CHUNKS_COUNT_USER,
-    Q_CHUNKS_DELETE_USER, Q_CHUNKS_EXPIRED_SUM, Q_CHUNKS_EXPIRED_DELETE, Q_USER_DELETE,
-    Q_LINKED_TABLES, Q_ITEM_FIND, Q_ITEM_INSERT, Q_ITEM_UPDATE, Q_ITEM_BY_EXT, Q_ITEM_BY_ID,
-    Q_ITEMS_ALL, Q_ANON_PUT, Q_ANON_ALL, Q_INGEST_RUN, Q_META_GET, Q_META_SET, Q_COUNT_USERS,
-    Q_COUNT_ITEMS, Q_COUNT_EVENTS, Q_COUNT_ANON, Q_COUNT_KEYS, Q_CRED_INSERT, Q_CRED_GET,
-    Q_CRED_REVOKE, Q_CRED_REVOKE_USER, Q_BUDGET_SET, Q_BUDGET_GET, Q_SPENT_GET, Q_RELEASE_INSERT,
-    Q_RELEASES, Q_DATASETS, Q_AUDIT_HEAD, Q_AUDIT_INSERT, Q_AUDIT_FROM, Q_POPULAR_GET,
-    Q_POPULAR_PUT, Q_COUNT
+    Q_CHANGES_GET,
+    Q_CHANGES_BUMP,
+    Q_USER_GET,
+    Q_USER_INSERT,
+    Q_CONSENT_SET,
+    Q_USERS_ALL,
+    Q_USERS_ONE,
+    Q_KEY_GET,
+    Q_KEY_PUT,
+    Q_KEY_DELETE,
+    Q_KEY_OTHER_KID,
+    Q_KEY_SELECT_OLD,
+    Q_KEY_REWRAP,
+    Q_WRAP_KID_GET,
+    Q_WRAP_KID_SET,
+    Q_CHUNK_INSERT,
+    Q_CHUNKS_OF_USER,
+    Q_CHUNKS_COUNT_USER,
+    Q_CHUNKS_DELETE_USER,
+    Q_CHUNKS_EXPIRED_SUM,
+    Q_CHUNKS_EXPIRED_DELETE,
+    Q_USER_DELETE,
+    Q_LINKED_TABLES,
+    Q_ITEM_FIND,
+    Q_ITEM_INSERT,
+    Q_ITEM_UPDATE,
+    Q_ITEM_BY_EXT,
+    Q_ITEM_BY_ID,
+    Q_ITEMS_ALL,
+    Q_ANON_PUT,
+    Q_ANON_ALL,
+    Q_INGEST_RUN,
+    Q_META_GET,
+    Q_META_SET,
+    Q_COUNT_USERS,
+    Q_COUNT_ITEMS,
+    Q_COUNT_EVENTS,
+    Q_COUNT_ANON,
+    Q_COUNT_KEYS,
+    Q_CRED_INSERT,
+    Q_CRED_GET,
+    Q_CRED_REVOKE,
+    Q_CRED_REVOKE_USER,
+    Q_BUDGET_SET,
+    Q_BUDGET_GET,
+    Q_SPENT_GET,
+    Q_RELEASE_INSERT,
+    Q_RELEASES,
+    Q_DATASETS,
+    Q_AUDIT_HEAD,
+    Q_AUDIT_INSERT,
+    Q_AUDIT_FROM,
+    Q_POPULAR_GET,
+    Q_POPULAR_PUT,
+    Q_COUNT
 };
 
 #define ITEM_COLS "SELECT id, ext_id, title, category, price, attrs FROM items"
-#define USER_COLS "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
+#define USER_COLS                                                                                  \
+    "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
 
 static const struct {
     int db;
@@ -134,44 +181,53 @@ static const struct {
     [Q_USER_GET] = {DB_MAIN, USER_COLS " WHERE pseudonym = ?1"},
     [Q_USER_INSERT] = {DB_MAIN, "INSERT INTO users(pseudonym, created_at, consent_personalization,"
                                 " consent_analytics) VALUES(?1, ?2, ?3, ?4)"},
-    [Q_CONSENT_SET] = {DB_MAIN, "UPDATE users SET consent_personalization = ?1, consent_analytics = ?2,"
-                                " consent_updated_at = ?3 WHERE id = ?4"},
+    [Q_CONSENT_SET] = {DB_MAIN,
+                       "UPDATE users SET consent_personalization = ?1, consent_analytics = ?2,"
+                       " consent_updated_at = ?3 WHERE id = ?4"},
     [Q_USERS_ALL] = {DB_MAIN, USER_COLS " ORDER BY id"},
     [Q_USERS_ONE] = {DB_MAIN, USER_COLS " WHERE pseudonym = ?1 ORDER BY id"},
     [Q_KEY_GET] = {DB_KS, "SELECT kid, wrapped FROM data_keys WHERE pseudonym = ?1"},
-    [Q_KEY_PUT] = {DB_KS, "INSERT OR REPLACE INTO data_keys(pseudonym, kid, wrapped) VALUES(?1, ?2, ?3)"},
+    [Q_KEY_PUT] = {DB_KS,
+                   "INSERT OR REPLACE INTO data_keys(pseudonym, kid, wrapped) VALUES(?1, ?2, ?3)"},
     [Q_KEY_DELETE] = {DB_KS, "DELETE FROM data_keys WHERE pseudonym = ?1"},
     [Q_KEY_OTHER_KID] = {DB_KS, "SELECT 1 FROM data_keys WHERE kid NOT IN (?1, ?2) LIMIT 1"},
-    [Q_KEY_SELECT_OLD] = {DB_KS, "SELECT pseudonym, kid, wrapped FROM data_keys WHERE kid <> ?1 LIMIT ?2"},
+    [Q_KEY_SELECT_OLD] = {DB_KS,
+                          "SELECT pseudonym, kid, wrapped FROM data_keys WHERE kid <> ?1 LIMIT ?2"},
     [Q_KEY_REWRAP] = {DB_KS, "UPDATE data_keys SET kid = ?1, wrapped = ?2 WHERE pseudonym = ?3"},
     [Q_WRAP_KID_GET] = {DB_KS, "SELECT value FROM ks_meta WHERE key = 'wrap_kid'"},
     [Q_WRAP_KID_SET] = {DB_KS, "INSERT OR REPLACE INTO ks_meta(key, value) VALUES('wrap_kid', ?1)"},
     [Q_CHUNK_INSERT] = {DB_MAIN, "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
                                  " VALUES(?1, ?2, ?5, ?3, ?4)"},
-    [Q_CHUNKS_OF_USER] = {DB_MAIN, "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1"},
+    [Q_CHUNKS_OF_USER] = {DB_MAIN,
+                          "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1"},
     [Q_CHUNKS_COUNT_USER] = {DB_MAIN, "SELECT count(*) FROM chunks WHERE user_id = ?1"},
     [Q_CHUNKS_DELETE_USER] = {DB_MAIN, "DELETE FROM chunks WHERE user_id = ?1"},
-    [Q_CHUNKS_EXPIRED_SUM] = {DB_MAIN, "SELECT coalesce(sum(n), 0) FROM chunks WHERE expires_day <= ?1"},
+    [Q_CHUNKS_EXPIRED_SUM] = {DB_MAIN,
+                              "SELECT coalesce(sum(n), 0) FROM chunks WHERE expires_day <= ?1"},
     [Q_CHUNKS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM chunks WHERE expires_day <= ?1"},
     [Q_USER_DELETE] = {DB_MAIN, "DELETE FROM users WHERE id = ?1"},
     [Q_LINKED_TABLES] = {DB_MAIN, "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
                                   " WHERE m.type = 'table' AND c.name = 'user_pseudonym'"},
     [Q_ITEM_FIND] = {DB_MAIN, "SELECT id FROM items WHERE ext_id = ?1"},
-    [Q_ITEM_INSERT] = {DB_MAIN, "INSERT INTO items(ext_id, title, category, price, attrs, updated_at)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
-    [Q_ITEM_UPDATE] = {DB_MAIN, "UPDATE items SET title = coalesce(?2, title), category = coalesce(?3, category),"
-                                " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6"
-                                " WHERE id = ?1"},
+    [Q_ITEM_INSERT] = {DB_MAIN,
+                       "INSERT INTO items(ext_id, title, category, price, attrs, updated_at)"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+    [Q_ITEM_UPDATE] =
+        {DB_MAIN, "UPDATE items SET title = coalesce(?2, title), category = coalesce(?3, category),"
+                  " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6"
+                  " WHERE id = ?1"},
     [Q_ITEM_BY_EXT] = {DB_MAIN, ITEM_COLS " WHERE ext_id = ?1"},
     [Q_ITEM_BY_ID] = {DB_MAIN, ITEM_COLS " WHERE id = ?1"},
     [Q_ITEMS_ALL] = {DB_MAIN, ITEM_COLS " ORDER BY id"},
-    [Q_ANON_PUT] = {DB_MAIN, "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
-                             " VALUES(?1, ?2, ?3, ?4, ?5)"},
+    [Q_ANON_PUT] = {DB_MAIN,
+                    "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)"},
     [Q_ANON_ALL] = {DB_MAIN, "SELECT item_id, type, sum(count), sum(quantity) FROM anon_counts"
                              " GROUP BY item_id, type ORDER BY item_id, type"},
-    [Q_INGEST_RUN] = {DB_MAIN, "INSERT INTO ingest_runs(started_at, finished_at, format, source, read,"
-                               " accepted, rejected, stored, duplicates, anonymous)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+    [Q_INGEST_RUN] = {DB_MAIN,
+                      "INSERT INTO ingest_runs(started_at, finished_at, format, source, read,"
+                      " accepted, rejected, stored, duplicates, anonymous)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
     [Q_META_GET] = {DB_MAIN, "SELECT value FROM meta WHERE key = ?1"},
     [Q_META_SET] = {DB_MAIN, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"},
     [Q_COUNT_USERS] = {DB_MAIN, "SELECT count(*) FROM users"},
@@ -179,35 +235,47 @@ static const struct {
     [Q_COUNT_EVENTS] = {DB_MAIN, "SELECT coalesce(sum(n), 0) FROM chunks"},
     [Q_COUNT_ANON] = {DB_MAIN, "SELECT coalesce(sum(count), 0) FROM anon_counts"},
     [Q_COUNT_KEYS] = {DB_KS, "SELECT count(*) FROM data_keys"},
-    [Q_CRED_INSERT] = {DB_MAIN, "INSERT INTO auth_keys(key_id,kind,role,label,user_pseudonym,secret_hash,"
-                                "rate_per_s,created_at,expires_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"},
-    [Q_CRED_GET] = {DB_MAIN, "SELECT kind,role,user_pseudonym,secret_hash,rate_per_s,expires_at,revoked,"
-                             "created_at FROM auth_keys WHERE key_id=?1"},
+    [Q_CRED_INSERT] = {DB_MAIN,
+                       "INSERT INTO auth_keys(key_id,kind,role,label,user_pseudonym,secret_hash,"
+                       "rate_per_s,created_at,expires_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"},
+    [Q_CRED_GET] = {DB_MAIN,
+                    "SELECT kind,role,user_pseudonym,secret_hash,rate_per_s,expires_at,revoked,"
+                    "created_at FROM auth_keys WHERE key_id=?1"},
     [Q_CRED_REVOKE] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE key_id=?1"},
-    [Q_CRED_REVOKE_USER] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
-    [Q_BUDGET_SET] = {DB_MAIN, "INSERT INTO dp_budget(dataset, total_epsilon, total_delta, updated_at)"
-                               " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(dataset) DO UPDATE"
-                               " SET total_epsilon = ?2, total_delta = ?3, updated_at = ?4"},
-    [Q_BUDGET_GET] = {DB_MAIN, "SELECT total_epsilon, total_delta FROM dp_budget WHERE dataset = ?1"},
-    [Q_SPENT_GET] = {DB_MAIN, "SELECT COUNT(*), TOTAL(epsilon), TOTAL(delta) FROM dp_release WHERE dataset = ?1"},
-    [Q_RELEASE_INSERT] = {DB_MAIN, "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta,"
-                                   " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+    [Q_CRED_REVOKE_USER] = {DB_MAIN,
+                            "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
+    [Q_BUDGET_SET] = {DB_MAIN,
+                      "INSERT INTO dp_budget(dataset, total_epsilon, total_delta, updated_at)"
+                      " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(dataset) DO UPDATE"
+                      " SET total_epsilon = ?2, total_delta = ?3, updated_at = ?4"},
+    [Q_BUDGET_GET] = {DB_MAIN,
+                      "SELECT total_epsilon, total_delta FROM dp_budget WHERE dataset = ?1"},
+    [Q_SPENT_GET] =
+        {DB_MAIN,
+         "SELECT COUNT(*), TOTAL(epsilon), TOTAL(delta) FROM dp_release WHERE dataset = ?1"},
+    [Q_RELEASE_INSERT] = {DB_MAIN,
+                          "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta,"
+                          " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
     [Q_RELEASES] = {DB_MAIN, "SELECT id, dataset, what, mechanism, epsilon, delta, created_at"
                              " FROM dp_release WHERE ?1 IS NULL OR dataset = ?1 ORDER BY id"},
-    [Q_DATASETS] = {DB_MAIN, "SELECT b.dataset, b.total_epsilon, b.total_delta,"
-                             " (SELECT COUNT(*) FROM dp_release r WHERE r.dataset = b.dataset),"
-                             " (SELECT TOTAL(epsilon) FROM dp_release r WHERE r.dataset = b.dataset),"
-                             " (SELECT TOTAL(delta) FROM dp_release r WHERE r.dataset = b.dataset)"
-                             " FROM dp_budget b ORDER BY b.dataset"},
+    [Q_DATASETS] = {DB_MAIN,
+                    "SELECT b.dataset, b.total_epsilon, b.total_delta,"
+                    " (SELECT COUNT(*) FROM dp_release r WHERE r.dataset = b.dataset),"
+                    " (SELECT TOTAL(epsilon) FROM dp_release r WHERE r.dataset = b.dataset),"
+                    " (SELECT TOTAL(delta) FROM dp_release r WHERE r.dataset = b.dataset)"
+                    " FROM dp_budget b ORDER BY b.dataset"},
     [Q_AUDIT_HEAD] = {DB_MAIN, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"},
-    [Q_AUDIT_INSERT] = {DB_MAIN, "INSERT INTO audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
-                                 " VALUES(?1,?2,?3,?4,?5,?6,?7)"},
+    [Q_AUDIT_INSERT] = {DB_MAIN,
+                        "INSERT INTO audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
+                        " VALUES(?1,?2,?3,?4,?5,?6,?7)"},
     [Q_AUDIT_FROM] = {DB_MAIN, "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
                                " FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2"},
     [Q_POPULAR_GET] = {DB_MAIN, "SELECT items, release_id FROM server_popular_release WHERE"
                                 " fingerprint=?1 AND dataset=?2 AND k=?3 AND epsilon=?4"},
-    [Q_POPULAR_PUT] = {DB_MAIN, "INSERT OR REPLACE INTO server_popular_release(fingerprint,dataset,"
-                                "k,epsilon,mechanism,release_id,items,created_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"},
+    [Q_POPULAR_PUT] =
+        {DB_MAIN,
+         "INSERT OR REPLACE INTO server_popular_release(fingerprint,dataset,"
+         "k,epsilon,mechanism,release_id,items,created_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"},
 };
 
 typedef struct sq_backend {
@@ -248,8 +316,10 @@ static pvg_status take(sq_backend *q, int id, sqlite3_stmt **out, int *own, pvg_
         return PVG_OK;
     }
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v3(db, SQL[id].sql, -1, q->st[id] ? 0 : SQLITE_PREPARE_PERSISTENT, &s, NULL);
-    if (rc != SQLITE_OK) return pvg_error_set(err, PVG_ERR_CORRUPT, "database schema: %s", sqlite3_errmsg(db));
+    int rc = sqlite3_prepare_v3(db, SQL[id].sql, -1, q->st[id] ? 0 : SQLITE_PREPARE_PERSISTENT, &s,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return pvg_error_set(err, PVG_ERR_CORRUPT, "database schema: %s", sqlite3_errmsg(db));
     if (q->st[id])
         *own = 1;
     else
@@ -284,7 +354,7 @@ typedef struct bindv {
 
 #define BI(v) ((bindv){'i', (int64_t)(v), 0, NULL, 0})
 #define BD(v) ((bindv){'d', 0, (double)(v), NULL, 0})
-#define BT(v) ((bindv){'t', 0, 0, (v), 0})       /* NULL binds NULL */
+#define BT(v) ((bindv){'t', 0, 0, (v), 0})          /* NULL binds NULL */
 #define BB(v, len) ((bindv){'b', 0, 0, (v), (len)}) /* NULL binds NULL */
 #define BN ((bindv){'n', 0, 0, NULL, 0})
 
@@ -292,24 +362,34 @@ static void bind_all(sqlite3_stmt *s, const bindv *v, int n)
 {
     for (int i = 0; i < n; i++) {
         switch (v[i].t) {
-        case 'i': sqlite3_bind_int64(s, i + 1, v[i].i); break;
-        case 'd': sqlite3_bind_double(s, i + 1, v[i].d); break;
+        case 'i':
+            sqlite3_bind_int64(s, i + 1, v[i].i);
+            break;
+        case 'd':
+            sqlite3_bind_double(s, i + 1, v[i].d);
+            break;
         case 't':
-            if (v[i].p) sqlite3_bind_text(s, i + 1, v[i].p, -1, SQLITE_STATIC);
-            else sqlite3_bind_null(s, i + 1);
+            if (v[i].p)
+                sqlite3_bind_text(s, i + 1, v[i].p, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(s, i + 1);
             break;
         case 'b':
-            if (v[i].p) sqlite3_bind_blob(s, i + 1, v[i].p, (int)v[i].n, SQLITE_STATIC);
-            else sqlite3_bind_null(s, i + 1);
+            if (v[i].p)
+                sqlite3_bind_blob(s, i + 1, v[i].p, (int)v[i].n, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(s, i + 1);
             break;
-        default: sqlite3_bind_null(s, i + 1); break;
+        default:
+            sqlite3_bind_null(s, i + 1);
+            break;
         }
     }
 }
 
 /* Runs a statement expected to yield no row; *changes when non-NULL. */
-static pvg_status run(sq_backend *q, int id, const bindv *v, int n, long long *changes, const char *what,
-                      pvg_error *err)
+static pvg_status run(sq_backend *q, int id, const bindv *v, int n, long long *changes,
+                      const char *what, pvg_error *err)
 {
     sqlite3_stmt *s;
     int own;
@@ -327,8 +407,8 @@ static pvg_status run(sq_backend *q, int id, const bindv *v, int n, long long *c
 
 /* Steps a one-row query: *row = 1 and the statement left on the row (the
  * caller reads columns, then give()s), or *row = 0 (statement released). */
-static pvg_status one(sq_backend *q, int id, const bindv *v, int n, sqlite3_stmt **out, int *own, int *row,
-                      const char *what, pvg_error *err)
+static pvg_status one(sq_backend *q, int id, const bindv *v, int n, sqlite3_stmt **out, int *own,
+                      int *row, const char *what, pvg_error *err)
 {
     pvg_status st = take(q, id, out, own, err);
     if (st != PVG_OK) return st;
@@ -387,7 +467,8 @@ static pvg_status unit_begin(sq_backend *q, sqlite3 *db, const char *what, pvg_e
     return PVG_OK;
 }
 
-static pvg_status unit_end(sq_backend *q, sqlite3 *db, pvg_status st, const char *what, pvg_error *err)
+static pvg_status unit_end(sq_backend *q, sqlite3 *db, pvg_status st, const char *what,
+                           pvg_error *err)
 {
     if (q->in_txn) {
         if (st != PVG_OK) exec(db, "ROLLBACK TO pvg_unit");
@@ -412,7 +493,8 @@ static void sq_close(pvg_backend *b)
 {
     sq_backend *q = SQ(b);
     if (!q) return;
-    for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(q->st[i]);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(q->st[i]);
     if (q->ks && sqlite3_get_autocommit(q->ks) == 0) exec(q->ks, "ROLLBACK");
     if (q->db && sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
     sqlite3_close(q->db);
@@ -432,9 +514,10 @@ static pvg_status sq_checkpoint(pvg_backend *b, pvg_error *err)
     int rc1 = sqlite3_wal_checkpoint_v2(q->ks, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     int rc2 = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     if (rc1 != SQLITE_OK || rc2 != SQLITE_OK)
-        return pvg_error_set(err, PVG_ERR_BUSY,
-                             "could not checkpoint the write-ahead logs (another process is reading?): %s",
-                             rc1 != SQLITE_OK ? sqlite3_errmsg(q->ks) : sqlite3_errmsg(q->db));
+        return pvg_error_set(
+            err, PVG_ERR_BUSY,
+            "could not checkpoint the write-ahead logs (another process is reading?): %s",
+            rc1 != SQLITE_OK ? sqlite3_errmsg(q->ks) : sqlite3_errmsg(q->db));
     return PVG_OK;
 }
 
@@ -453,7 +536,8 @@ static pvg_status sq_begin(pvg_backend *b, int64_t *changes, pvg_error *err)
     sq_backend *q = SQ(b);
     if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "a transaction is open already");
     int rc = exec(q->ks, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK) return pvg_error_set(err, PVG_ERR_BUSY, "key store is locked: %s", sqlite3_errmsg(q->ks));
+    if (rc != SQLITE_OK)
+        return pvg_error_set(err, PVG_ERR_BUSY, "key store is locked: %s", sqlite3_errmsg(q->ks));
     rc = exec(q->db, "BEGIN IMMEDIATE");
     if (rc != SQLITE_OK) {
         exec(q->ks, "ROLLBACK");
@@ -509,7 +593,8 @@ static void user_from_row(sqlite3_stmt *s, pvg_backend_user *u)
     u->created_at = sqlite3_column_int64(s, 4);
 }
 
-static pvg_status sq_user_get(pvg_backend *b, const unsigned char p[16], pvg_backend_user *out, pvg_error *err)
+static pvg_status sq_user_get(pvg_backend *b, const unsigned char p[16], pvg_backend_user *out,
+                              pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
@@ -522,8 +607,8 @@ static pvg_status sq_user_get(pvg_backend *b, const unsigned char p[16], pvg_bac
     return PVG_OK;
 }
 
-static pvg_status sq_user_insert(pvg_backend *b, const unsigned char p[16], int64_t created_at, int cp,
-                                 int ca, int64_t *id, pvg_error *err)
+static pvg_status sq_user_insert(pvg_backend *b, const unsigned char p[16], int64_t created_at,
+                                 int cp, int ca, int64_t *id, pvg_error *err)
 {
     bindv v[] = {BB(p, 16), BI(created_at), BI(cp ? 1 : 0), BI(ca ? 1 : 0)};
     pvg_status st = run(SQ(b), Q_USER_INSERT, v, 4, NULL, "users", err);
@@ -532,13 +617,15 @@ static pvg_status sq_user_insert(pvg_backend *b, const unsigned char p[16], int6
     return bump_if_autocommit(SQ(b), err);
 }
 
-static pvg_status sq_consent_set(pvg_backend *b, int64_t uid, int p, int a, int64_t at, pvg_error *err)
+static pvg_status sq_consent_set(pvg_backend *b, int64_t uid, int p, int a, int64_t at,
+                                 pvg_error *err)
 {
     bindv v[] = {BI(p ? 1 : 0), BI(a ? 1 : 0), BI(at), BI(uid)};
     long long n = 0;
     pvg_status st = run(SQ(b), Q_CONSENT_SET, v, 4, &n, "consent", err);
     if (st != PVG_OK) return st;
-    if (n == 0) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user row %lld", (long long)uid);
+    if (n == 0)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user row %lld", (long long)uid);
     return bump_if_autocommit(SQ(b), err);
 }
 
@@ -567,7 +654,8 @@ static pvg_status delete_linked_rows(sq_backend *q, const unsigned char p[16], p
     return st;
 }
 
-static pvg_status sq_user_delete(pvg_backend *b, int64_t uid, const unsigned char p[16], pvg_error *err)
+static pvg_status sq_user_delete(pvg_backend *b, int64_t uid, const unsigned char p[16],
+                                 pvg_error *err)
 {
     sq_backend *q = SQ(b);
     pvg_status st = unit_begin(q, q->db, "delete", err);
@@ -580,8 +668,8 @@ static pvg_status sq_user_delete(pvg_backend *b, int64_t uid, const unsigned cha
     return unit_end(q, q->db, st, "delete: commit", err);
 }
 
-static pvg_status sq_users_foreach(pvg_backend *b, const unsigned char *p, pvg_backend_user_fn fn, void *ctx,
-                                   pvg_error *err)
+static pvg_status sq_users_foreach(pvg_backend *b, const unsigned char *p, pvg_backend_user_fn fn,
+                                   void *ctx, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -606,7 +694,8 @@ static pvg_status sq_users_foreach(pvg_backend *b, const unsigned char *p, pvg_b
 
 /* ---- keys ---- */
 
-static pvg_status sq_key_get(pvg_backend *b, const unsigned char p[16], pvg_backend_key *out, pvg_error *err)
+static pvg_status sq_key_get(pvg_backend *b, const unsigned char p[16], pvg_backend_key *out,
+                             pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
@@ -635,8 +724,8 @@ static pvg_status sq_key_delete(pvg_backend *b, const unsigned char p[16], pvg_e
     return st == PVG_OK ? bump_if_autocommit(SQ(b), err) : st;
 }
 
-static pvg_status sq_key_other_kid(pvg_backend *b, const unsigned char a[8], const unsigned char c[8],
-                                   int *found, pvg_error *err)
+static pvg_status sq_key_other_kid(pvg_backend *b, const unsigned char a[8],
+                                   const unsigned char c[8], int *found, pvg_error *err)
 {
     sqlite3_stmt *s;
     int own;
@@ -647,11 +736,13 @@ static pvg_status sq_key_other_kid(pvg_backend *b, const unsigned char a[8], con
 }
 
 static pvg_status sq_rewrap_batch(pvg_backend *b, const unsigned char new_kid[8], size_t max,
-                                  pvg_backend_rewrap_fn fn, void *ctx, long long *done, pvg_error *err)
+                                  pvg_backend_rewrap_fn fn, void *ctx, long long *done,
+                                  pvg_error *err)
 {
     sq_backend *q = SQ(b);
     *done = 0;
-    if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "cannot rewrap keys inside a transaction");
+    if (q->in_txn)
+        return pvg_error_set(err, PVG_ERR_STATE, "cannot rewrap keys inside a transaction");
     if (exec(q->ks, "BEGIN IMMEDIATE") != SQLITE_OK)
         return pvg_error_set(err, PVG_ERR_BUSY, "key store is locked: %s", sqlite3_errmsg(q->ks));
     sqlite3_stmt *sel;
@@ -721,14 +812,16 @@ static pvg_status sq_wrap_kid_set(pvg_backend *b, const unsigned char kid[8], pv
     sodium_bin2hex(hex, sizeof hex, kid, 8);
     bindv v[] = {BT(hex)};
     pvg_status st = run(SQ(b), Q_WRAP_KID_SET, v, 1, NULL, "key store", err);
-    if (st != PVG_OK) st = pvg_error_set(err, PVG_ERR_BUSY, "key store: %s", sqlite3_errmsg(SQ(b)->ks));
+    if (st != PVG_OK)
+        st = pvg_error_set(err, PVG_ERR_BUSY, "key store: %s", sqlite3_errmsg(SQ(b)->ks));
     return st;
 }
 
 /* ---- chunks ---- */
 
-static pvg_status sq_chunk_insert(pvg_backend *b, int64_t uid, int64_t day, int64_t n, const unsigned char *cid,
-                                  size_t cid_len, const unsigned char *sealed, size_t sealed_len, pvg_error *err)
+static pvg_status sq_chunk_insert(pvg_backend *b, int64_t uid, int64_t day, int64_t n,
+                                  const unsigned char *cid, size_t cid_len,
+                                  const unsigned char *sealed, size_t sealed_len, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s = q->st[Q_CHUNK_INSERT]; /* the hot path of ingestion: no generic binding */
@@ -748,8 +841,8 @@ static pvg_status sq_chunk_insert(pvg_backend *b, int64_t uid, int64_t day, int6
     return bump_if_autocommit(q, err);
 }
 
-static pvg_status sq_chunks_foreach_user(pvg_backend *b, int64_t uid, pvg_backend_chunk_fn fn, void *ctx,
-                                         pvg_error *err)
+static pvg_status sq_chunks_foreach_user(pvg_backend *b, int64_t uid, pvg_backend_chunk_fn fn,
+                                         void *ctx, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -808,7 +901,8 @@ static pvg_status sq_chunks_sweep(pvg_backend *b, int64_t day, long long *events
         n = sqlite3_column_int64(s, 0);
         give(s, own);
     }
-    if (st == PVG_OK && n > 0) st = run(q, Q_CHUNKS_EXPIRED_DELETE, v, 1, NULL, "retention sweep", err);
+    if (st == PVG_OK && n > 0)
+        st = run(q, Q_CHUNKS_EXPIRED_DELETE, v, 1, NULL, "retention sweep", err);
     if (st == PVG_OK && n > 0) st = bump(q, err);
     st = unit_end(q, q->db, st, "retention sweep", err);
     if (st == PVG_OK) *events = n;
@@ -840,7 +934,8 @@ static void item_binds(const pvg_item *it, int64_t at, bindv v[6])
     v[5] = BI(at);
 }
 
-static pvg_status sq_item_insert(pvg_backend *b, const pvg_item *it, int64_t at, int64_t *id, pvg_error *err)
+static pvg_status sq_item_insert(pvg_backend *b, const pvg_item *it, int64_t at, int64_t *id,
+                                 pvg_error *err)
 {
     bindv v[6];
     v[0] = BT(it->ext_id);
@@ -850,7 +945,8 @@ static pvg_status sq_item_insert(pvg_backend *b, const pvg_item *it, int64_t at,
     return st;
 }
 
-static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it, int64_t at, pvg_error *err)
+static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it, int64_t at,
+                                 pvg_error *err)
 {
     bindv v[6];
     v[0] = BI(id);
@@ -883,13 +979,15 @@ static pvg_item *item_from_row(sqlite3_stmt *q)
     return it;
 }
 
-static pvg_status sq_item_get(pvg_backend *b, const char *ext_id, int64_t id, pvg_item **out, pvg_error *err)
+static pvg_status sq_item_get(pvg_backend *b, const char *ext_id, int64_t id, pvg_item **out,
+                              pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
     *out = NULL;
     bindv v[] = {ext_id ? BT(ext_id) : BI(id)};
-    pvg_status st = one(SQ(b), ext_id ? Q_ITEM_BY_EXT : Q_ITEM_BY_ID, v, 1, &s, &own, &row, "items", err);
+    pvg_status st =
+        one(SQ(b), ext_id ? Q_ITEM_BY_EXT : Q_ITEM_BY_ID, v, 1, &s, &own, &row, "items", err);
     if (st != PVG_OK) return st;
     if (!row) {
         if (ext_id) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item '%.80s'", ext_id);
@@ -900,7 +998,8 @@ static pvg_status sq_item_get(pvg_backend *b, const char *ext_id, int64_t id, pv
     return *out ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
 }
 
-static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void *ctx, pvg_error *err)
+static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void *ctx,
+                                   pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -928,8 +1027,8 @@ static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void 
 
 /* ---- anonymous counts ---- */
 
-static pvg_status sq_anon_put(pvg_backend *b, const unsigned char source[16], int64_t item_id, int type,
-                              long long count, double quantity, pvg_error *err)
+static pvg_status sq_anon_put(pvg_backend *b, const unsigned char source[16], int64_t item_id,
+                              int type, long long count, double quantity, pvg_error *err)
 {
     bindv v[] = {BB(source, 16), BI(item_id), BI(type), BI(count), BD(quantity)};
     return run(SQ(b), Q_ANON_PUT, v, 5, NULL, "anonymous counts", err);
@@ -958,8 +1057,9 @@ static pvg_status sq_anon_foreach(pvg_backend *b, pvg_backend_anon_fn fn, void *
 
 static pvg_status sq_ingest_run(pvg_backend *b, const pvg_backend_ingest_run *r, pvg_error *err)
 {
-    bindv v[] = {BI(r->started_at), BI(r->finished_at), BT(r->format), BT(r->source), BI(r->read),
-                 BI(r->accepted), BI(r->rejected), BI(r->stored), BI(r->duplicates), BI(r->anonymous)};
+    bindv v[] = {BI(r->started_at), BI(r->finished_at), BT(r->format),   BT(r->source),
+                 BI(r->read),       BI(r->accepted),    BI(r->rejected), BI(r->stored),
+                 BI(r->duplicates), BI(r->anonymous)};
     return run(SQ(b), Q_INGEST_RUN, v, 10, NULL, "ingest log", err);
 }
 
@@ -988,8 +1088,10 @@ static pvg_status sq_meta_set(pvg_backend *b, const char *key, const char *value
 
 static pvg_status sq_counts(pvg_backend *b, pvg_store_counts *out, pvg_error *err)
 {
-    static const int ids[5] = {Q_COUNT_USERS, Q_COUNT_ITEMS, Q_COUNT_EVENTS, Q_COUNT_ANON, Q_COUNT_KEYS};
-    long long *dst[5] = {&out->users, &out->items, &out->events, &out->anonymous_rows, &out->wrapped_keys};
+    static const int ids[5] = {Q_COUNT_USERS, Q_COUNT_ITEMS, Q_COUNT_EVENTS, Q_COUNT_ANON,
+                               Q_COUNT_KEYS};
+    long long *dst[5] = {&out->users, &out->items, &out->events, &out->anonymous_rows,
+                         &out->wrapped_keys};
     for (int i = 0; i < 5; i++) {
         sqlite3_stmt *s;
         int own, row;
@@ -1005,9 +1107,14 @@ static pvg_status sq_counts(pvg_backend *b, pvg_store_counts *out, pvg_error *er
 
 static pvg_status sq_cred_insert(pvg_backend *b, const pvg_backend_cred *c, pvg_error *err)
 {
-    bindv v[] = {BT(c->key_id), BT(c->kind), BT(c->role), BT(c->label ? c->label : ""),
+    bindv v[] = {BT(c->key_id),
+                 BT(c->kind),
+                 BT(c->role),
+                 BT(c->label ? c->label : ""),
                  c->has_pseudonym ? BB(c->pseudonym, 16) : BN,
-                 BB(c->secret_hash, c->secret_hash_len), BD(c->rate_per_s), BI(c->created_at),
+                 BB(c->secret_hash, c->secret_hash_len),
+                 BD(c->rate_per_s),
+                 BI(c->created_at),
                  BI(c->expires_at)};
     return run(SQ(b), Q_CRED_INSERT, v, 9, NULL, "credential: insert", err);
 }
@@ -1018,7 +1125,8 @@ static void copy_text(sqlite3_stmt *s, int col, char *dst, size_t cap)
     snprintf(dst, cap, "%s", t ? t : "");
 }
 
-static pvg_status sq_cred_get(pvg_backend *b, const char *key_id, pvg_backend_cred *out, pvg_error *err)
+static pvg_status sq_cred_get(pvg_backend *b, const char *key_id, pvg_backend_cred *out,
+                              pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
@@ -1042,7 +1150,8 @@ static pvg_status sq_cred_get(pvg_backend *b, const char *key_id, pvg_backend_cr
     return PVG_OK;
 }
 
-static pvg_status sq_cred_revoke(pvg_backend *b, const char *key_id, long long *changed, pvg_error *err)
+static pvg_status sq_cred_revoke(pvg_backend *b, const char *key_id, long long *changed,
+                                 pvg_error *err)
 {
     bindv v[] = {BT(key_id)};
     return run(SQ(b), Q_CRED_REVOKE, v, 1, changed, "revoke", err);
@@ -1064,8 +1173,8 @@ static pvg_status sq_budget_set(pvg_backend *b, const char *dataset, double e, d
     return run(SQ(b), Q_BUDGET_SET, v, 4, NULL, "ledger: set budget", err);
 }
 
-static pvg_status sq_budget_get(pvg_backend *b, const char *dataset, int *found, pvg_ledger_summary *out,
-                                pvg_error *err)
+static pvg_status sq_budget_get(pvg_backend *b, const char *dataset, int *found,
+                                pvg_ledger_summary *out, pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
@@ -1090,9 +1199,10 @@ static pvg_status sq_budget_get(pvg_backend *b, const char *dataset, int *found,
     return PVG_OK;
 }
 
-static pvg_status sq_ledger_charge(pvg_backend *b, const char *dataset, const char *what, const char *mechanism,
-                                   double e, double d, int64_t at, pvg_backend_charge_fn decide, void *ctx,
-                                   int64_t *release_id, pvg_error *err)
+static pvg_status sq_ledger_charge(pvg_backend *b, const char *dataset, const char *what,
+                                   const char *mechanism, double e, double d, int64_t at,
+                                   pvg_backend_charge_fn decide, void *ctx, int64_t *release_id,
+                                   pvg_error *err)
 {
     sq_backend *q = SQ(b);
     pvg_status st = unit_begin(q, q->db, "ledger: begin", err);
@@ -1112,8 +1222,8 @@ static pvg_status sq_ledger_charge(pvg_backend *b, const char *dataset, const ch
     return st;
 }
 
-static pvg_status sq_releases_foreach(pvg_backend *b, const char *dataset, pvg_backend_release_fn fn, void *ctx,
-                                      pvg_error *err)
+static pvg_status sq_releases_foreach(pvg_backend *b, const char *dataset,
+                                      pvg_backend_release_fn fn, void *ctx, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -1141,7 +1251,8 @@ static pvg_status sq_releases_foreach(pvg_backend *b, const char *dataset, pvg_b
     return st;
 }
 
-static pvg_status sq_datasets_foreach(pvg_backend *b, pvg_backend_dataset_fn fn, void *ctx, pvg_error *err)
+static pvg_status sq_datasets_foreach(pvg_backend *b, pvg_backend_dataset_fn fn, void *ctx,
+                                      pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -1178,13 +1289,15 @@ static pvg_status sq_audit_head(pvg_backend *b, int64_t *seq, unsigned char hash
     pvg_status st = one(SQ(b), Q_AUDIT_HEAD, NULL, 0, &s, &own, found, "audit head", err);
     if (st != PVG_OK || !*found) return st;
     *seq = sqlite3_column_int64(s, 0);
-    if (sqlite3_column_bytes(s, 1) == PVG_BACKEND_HASH_BYTES) memcpy(hash, sqlite3_column_blob(s, 1), 32);
+    if (sqlite3_column_bytes(s, 1) == PVG_BACKEND_HASH_BYTES)
+        memcpy(hash, sqlite3_column_blob(s, 1), 32);
     give(s, own);
     return PVG_OK;
 }
 
-static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, size_t n, int64_t now,
-                                  pvg_backend_chain_fn chain, void *ctx, int64_t *last_seq, pvg_error *err)
+static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, size_t n,
+                                  int64_t now, pvg_backend_chain_fn chain, void *ctx,
+                                  int64_t *last_seq, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     pvg_status st = unit_begin(q, q->db, "audit append: begin", err);
@@ -1198,8 +1311,13 @@ static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, 
         int64_t ts = r->ts ? r->ts : now;
         unsigned char h[PVG_BACKEND_HASH_BYTES];
         chain(ctx, prev, ts, r, h);
-        bindv v[] = {BI(ts), BT(r->actor), BT(r->action), BT(r->subject ? r->subject : ""),
-                     BT(r->detail ? r->detail : ""), BB(prev, sizeof prev), BB(h, sizeof h)};
+        bindv v[] = {BI(ts),
+                     BT(r->actor),
+                     BT(r->action),
+                     BT(r->subject ? r->subject : ""),
+                     BT(r->detail ? r->detail : ""),
+                     BB(prev, sizeof prev),
+                     BB(h, sizeof h)};
         st = run(q, Q_AUDIT_INSERT, v, 7, NULL, "audit append", err);
         memcpy(prev, h, sizeof prev);
         seq = sqlite3_last_insert_rowid(q->db);
@@ -1215,8 +1333,8 @@ static const char *col_text(sqlite3_stmt *s, int i)
     return t ? (const char *)t : "";
 }
 
-static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit, pvg_backend_audit_fn fn,
-                                   void *ctx, pvg_error *err)
+static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit,
+                                   pvg_backend_audit_fn fn, void *ctx, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -1248,8 +1366,9 @@ static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long l
 
 /* ---- release cache ---- */
 
-static pvg_status sq_release_get(pvg_backend *b, const unsigned char *fp, size_t fp_len, const char *dataset,
-                                 int64_t k, double eps, char **items, int64_t *release_id, pvg_error *err)
+static pvg_status sq_release_get(pvg_backend *b, const unsigned char *fp, size_t fp_len,
+                                 const char *dataset, int64_t k, double eps, char **items,
+                                 int64_t *release_id, pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
@@ -1264,11 +1383,12 @@ static pvg_status sq_release_get(pvg_backend *b, const unsigned char *fp, size_t
     return *items ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
 }
 
-static pvg_status sq_release_put(pvg_backend *b, const unsigned char *fp, size_t fp_len, const char *dataset,
-                                 int64_t k, double eps, const char *mechanism, int64_t release_id,
-                                 const char *items, int64_t at, pvg_error *err)
+static pvg_status sq_release_put(pvg_backend *b, const unsigned char *fp, size_t fp_len,
+                                 const char *dataset, int64_t k, double eps, const char *mechanism,
+                                 int64_t release_id, const char *items, int64_t at, pvg_error *err)
 {
-    bindv v[] = {BB(fp, fp_len), BT(dataset), BI(k), BD(eps), BT(mechanism), BI(release_id), BT(items), BI(at)};
+    bindv v[] = {BB(fp, fp_len), BT(dataset),    BI(k),     BD(eps),
+                 BT(mechanism),  BI(release_id), BT(items), BI(at)};
     return run(SQ(b), Q_POPULAR_PUT, v, 8, NULL, "popular release", err);
 }
 
@@ -1338,9 +1458,9 @@ static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, out, flags, NULL);
     if (rc != SQLITE_OK) {
-        pvg_status st = pvg_error_set_at(err, rc == SQLITE_CANTOPEN ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0,
-                                         -1, "cannot open database: %s",
-                                         *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        pvg_status st = pvg_error_set_at(
+            err, rc == SQLITE_CANTOPEN ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0, -1,
+            "cannot open database: %s", *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
         sqlite3_close(*out);
         *out = NULL;
         return st;
@@ -1349,8 +1469,8 @@ static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error
     char *msg = NULL;
     rc = sqlite3_exec(*out, PRAGMAS, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        pvg_status st = pvg_error_set_at(err, rc == SQLITE_NOTADB ? PVG_ERR_CORRUPT : PVG_ERR_IO, path, 0, 0, -1,
-                                         "%s", msg ? msg : sqlite3_errstr(rc));
+        pvg_status st = pvg_error_set_at(err, rc == SQLITE_NOTADB ? PVG_ERR_CORRUPT : PVG_ERR_IO,
+                                         path, 0, 0, -1, "%s", msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         sqlite3_close(*out);
         *out = NULL;
@@ -1360,11 +1480,13 @@ static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error
     return PVG_OK;
 }
 
-static pvg_status apply_schema(sqlite3 *db, const char *sql, const char *path, pvg_status code, pvg_error *err)
+static pvg_status apply_schema(sqlite3 *db, const char *sql, const char *path, pvg_status code,
+                               pvg_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return PVG_OK;
-    pvg_status st = pvg_error_set_at(err, code, path, 0, 0, -1, "database schema: %s", msg ? msg : "?");
+    pvg_status st =
+        pvg_error_set_at(err, code, path, 0, 0, -1, "database schema: %s", msg ? msg : "?");
     sqlite3_free(msg);
     return st;
 }
@@ -1393,8 +1515,9 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err)
     if (st != PVG_OK) return st;
     st = apply_schema(db, MAIN_SCHEMA, path, PVG_ERR_IO, err);
     if (st == PVG_OK)
-        st = apply_schema(db, "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')",
-                          path, PVG_ERR_IO, err);
+        st = apply_schema(
+            db, "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')", path,
+            PVG_ERR_IO, err);
     sqlite3_close(db);
     return st;
 }
@@ -1419,8 +1542,8 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
     /* The hot statements, prepared now so a damaged schema fails here. */
-    static const int hot[] = {Q_USER_GET, Q_USER_INSERT, Q_KEY_GET, Q_KEY_PUT, Q_CHUNK_INSERT,
-                              Q_CHUNKS_OF_USER, Q_ITEM_FIND, Q_CHANGES_GET};
+    static const int hot[] = {Q_USER_GET,     Q_USER_INSERT,    Q_KEY_GET,   Q_KEY_PUT,
+                              Q_CHUNK_INSERT, Q_CHUNKS_OF_USER, Q_ITEM_FIND, Q_CHANGES_GET};
     for (size_t i = 0; st == PVG_OK && i < sizeof hot / sizeof *hot; i++) {
         sqlite3_stmt *s;
         int own;

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "store/store_internal.h"
+#include "t_rawdb.h"
 
 #include <privguide/audit.h>
 
@@ -57,11 +57,7 @@ static int teardown(void **state)
 
 static void sql(fx *f, const char *q)
 {
-    char *msg = NULL;
-    int rc = sqlite3_exec(pvg_store_sqlite(f->s), q, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", q, msg);
-    sqlite3_free(msg);
-    assert_int_equal(rc, SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
 }
 
 static void test_intact(void **state)

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "server/server_internal.h"
-#include "store/store_internal.h"
+#include "t_rawdb.h"
 
 #include <privguide/auth.h>
 
@@ -50,8 +50,9 @@ static int teardown(void **state)
 
 static int count_rows_with(fx *f, const char *needle)
 {
+    sqlite3 *db = t_rawdb_open(f->dir, "privguide.db");
     sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(pvg_store_sqlite(f->s),
+    assert_int_equal(sqlite3_prepare_v2(db,
                                         "SELECT count(*) FROM auth_keys WHERE instr(key_id||role||"
                                         "label||hex(secret_hash), ?) > 0",
                                         -1, &q, NULL),
@@ -60,6 +61,7 @@ static int count_rows_with(fx *f, const char *needle)
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     int n = sqlite3_column_int(q, 0);
     sqlite3_finalize(q);
+    sqlite3_close(db);
     return n;
 }
 

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "server/server_internal.h"
-#include "store/store_internal.h"
+#include "t_rawdb.h"
 
 #include <privguide/audit.h>
 #include <privguide/auth.h>
@@ -796,9 +796,8 @@ static void test_audit_chain_and_tamper(void **state)
     pvg_audit_report rep;
     assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_OK);
     assert_true(rep.entries >= 6);
-    assert_int_equal(sqlite3_exec(pvg_store_sqlite(s),
-                                  "UPDATE audit_log SET detail='nothing happened' WHERE seq=3", NULL,
-                                  NULL, NULL),
+    assert_int_equal(t_rawdb_exec(dd, "privguide.db",
+                                  "UPDATE audit_log SET detail='nothing happened' WHERE seq=3"),
                      SQLITE_OK);
     assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_ERR_CORRUPT);
     assert_int_equal(rep.problems[0].kind, PVG_AUDIT_EDITED);

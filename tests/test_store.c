@@ -15,6 +15,7 @@
 #include <privguide/store.h>
 
 #include "store/store_priv.h"
+#include "t_rawdb.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -321,13 +322,53 @@ static void test_duplicates(void **state)
     json_t *j = export_json(s, "many");
     assert_int_equal(json_array_size(json_object_get(j, "events")), 100);
     json_decref(j);
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT count(*), sum(n) FROM chunks c JOIN users u ON u.id = c.user_id"
-                                                " WHERE u.id = (SELECT max(id) FROM users)", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(n) FROM chunks c JOIN users u ON u.id = c.user_id"
+                                            " WHERE u.id = (SELECT max(id) FROM users)", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_true(sqlite3_column_int(q, 0) <= 32);
     assert_int_equal(sqlite3_column_int(q, 1), 100);
     sqlite3_finalize(q);
+    sqlite3_close(db);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+/* The store-wide change counter: every write that changes users, keys,
+ * consent or chunks moves it, seen by another handle too; reads do not. */
+static void test_change_counter(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir), *other = open_ok(dir);
+    pvg_error err;
+    int64_t c0 = -1, c1 = -1, c2 = -1, c3 = -1, c4 = -1, seen = -1;
+    assert_int_equal(pvg_store_changes(s, &c0, &err), PVG_OK);
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = PVG_EVENT_VIEW;
+    ev.item = "x";
+    ev.ts = pvg_store_now(s);
+    int outcome = -1;
+    assert_int_equal(pvg_store_event_put(s, "cc-user", &ev, NULL, &outcome, &err), PVG_OK);
+    assert_int_equal(pvg_store_changes(s, &c1, &err), PVG_OK);
+    assert_true(c1 > c0);
+    assert_int_equal(pvg_store_changes(other, &seen, &err), PVG_OK);
+    assert_int_equal(seen, c1);
+    char *out = NULL;
+    assert_int_equal(pvg_store_user_export(s, "cc-user", &out, &err), PVG_OK);
+    pvg_free(out);
+    assert_int_equal(pvg_store_changes(s, &c2, &err), PVG_OK);
+    assert_int_equal(c2, c1);
+    pvg_consent c = {0, 1};
+    assert_int_equal(pvg_store_consent_set(other, "cc-user", &c, &err), PVG_OK);
+    assert_int_equal(pvg_store_changes(s, &c3, &err), PVG_OK);
+    assert_true(c3 > c2);
+    assert_int_equal(pvg_store_user_delete(other, "cc-user", &err), PVG_OK);
+    assert_int_equal(pvg_store_changes(s, &c4, &err), PVG_OK);
+    assert_true(c4 > c3);
+    pvg_store_close(other);
     pvg_store_close(s);
     drop_store(dir);
 }
@@ -346,17 +387,20 @@ static void grab_secrets(pvg_store *s, const char *user, secrets *out)
     pvg_error err;
     assert_int_equal(pvg_store_user_resolve(s, p, 0, &e, NULL, &err), PVG_OK);
     memcpy(out->key, e->key, PVG_KEY_BYTES);
+    sqlite3 *ks = t_rawdb_open(pvg_store_dir(s), "keystore.db"), *db = t_rawdb_open(pvg_store_dir(s), "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(s->ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
     sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(out->wrapped, sqlite3_column_blob(q, 0), PVG_WRAPPED_BYTES);
     sqlite3_finalize(q);
-    assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT sealed FROM chunks WHERE user_id = ?1 LIMIT 1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM chunks WHERE user_id = ?1 LIMIT 1", -1, &q, NULL), SQLITE_OK);
     sqlite3_bind_int64(q, 1, e->user_id);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(out->sealed_head, sqlite3_column_blob(q, 0), sizeof out->sealed_head);
     sqlite3_finalize(q);
+    sqlite3_close(ks);
+    sqlite3_close(db);
 }
 
 static void test_delete_shreds(void **state)
@@ -399,7 +443,7 @@ static void test_no_plaintext(void **state)
     pvg_store *s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     /* every table of both databases, every column, as bytes */
-    sqlite3 *dbs[2] = {s->db, s->ks};
+    sqlite3 *dbs[2] = {t_rawdb_open(dir, "privguide.db"), t_rawdb_open(dir, "keystore.db")};
     const char *needles[] = {"customer-4242", "shopper-77", "zebra-striped", "Atlantis"};
     for (int d = 0; d < 2; d++) {
         sqlite3_stmt *t;
@@ -423,6 +467,7 @@ static void test_no_plaintext(void **state)
             sqlite3_finalize(q);
         }
         sqlite3_finalize(t);
+        sqlite3_close(dbs[d]);
     }
     pvg_store_close(s);
     for (size_t k = 0; k < sizeof needles / sizeof *needles; k++)
@@ -568,8 +613,8 @@ static void test_tampering(void **state)
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
     assert_int_equal(n, 5);
     /* a chunk moved to another user fails authentication */
-    assert_int_equal(sqlite3_exec(s->db, "UPDATE chunks SET user_id = (SELECT max(user_id) FROM chunks)"
-                                         " WHERE id = (SELECT min(id) FROM chunks)", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET user_id = (SELECT max(user_id) FROM chunks)"
+                                                        " WHERE id = (SELECT min(id) FROM chunks)"), SQLITE_OK);
     n = 0;
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_ERR_CRYPTO);
     assert_non_null(strstr(err.text, "authentication"));
@@ -580,8 +625,8 @@ static void test_tampering(void **state)
     s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     /* one flipped bit in a sealed chunk */
-    assert_int_equal(sqlite3_exec(s->db, "UPDATE chunks SET sealed = substr(sealed, 1, 30) ||"
-                                         " CAST(X'00' AS BLOB) || substr(sealed, 32) WHERE id = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET sealed = substr(sealed, 1, 30) ||"
+                                                        " CAST(X'00' AS BLOB) || substr(sealed, 32) WHERE id = 1"), SQLITE_OK);
     char *out = NULL;
     pvg_status a = pvg_store_user_export(s, "customer-4242", &out, &err);
     pvg_status b = pvg_store_user_export(s, "shopper-77", &out, &err);
@@ -633,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_tampering),
         cmocka_unit_test(test_consent),
+        cmocka_unit_test(test_change_counter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

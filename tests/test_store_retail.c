@@ -15,6 +15,7 @@
 #include <privguide/store.h>
 
 #include "store/store_priv.h"
+#include "t_rawdb.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -214,17 +215,20 @@ static void test_retail(void **state)
     pvg_keycache_entry *u;
     assert_int_equal(pvg_store_user_resolve(s, p, 0, &u, NULL, &err), PVG_OK);
     memcpy(key, u->key, sizeof key);
+    sqlite3 *ks = t_rawdb_open(dir, "keystore.db"), *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(s->ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
     sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(wrapped, sqlite3_column_blob(q, 0), sizeof wrapped);
     sqlite3_finalize(q);
-    assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT sealed FROM chunks WHERE user_id = ?1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM chunks WHERE user_id = ?1", -1, &q, NULL), SQLITE_OK);
     sqlite3_bind_int64(q, 1, u->user_id);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(sealed, (const unsigned char *)sqlite3_column_blob(q, 0) + 24, sizeof sealed);
     sqlite3_finalize(q);
+    sqlite3_close(ks);
+    sqlite3_close(db);
     pvg_store_close(s);
     assert_true(dir_has(wrapped, sizeof wrapped));
     assert_true(dir_has(sealed, sizeof sealed));

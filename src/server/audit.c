@@ -1,7 +1,8 @@
 /*
- * audit.c - the hash-chained audit log (include/privguide/audit.h): table
- * audit_log in privguide.db, appends under BEGIN IMMEDIATE, and the verifier
- * that names edited, removed and reordered entries.
+ * audit.c - the hash-chained audit log (include/privguide/audit.h): kept by
+ * the store's backend (audit_append is atomic under the write lock; this
+ * file computes the chain), and the verifier that names edited, removed and
+ * reordered entries.
  */
 #include <privguide/audit.h>
 
@@ -12,27 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char AUDIT_SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS audit_log ("
-    " seq INTEGER PRIMARY KEY,"
-    " ts INTEGER NOT NULL,"
-    " actor TEXT NOT NULL,"
-    " action TEXT NOT NULL,"
-    " subject TEXT NOT NULL,"
-    " detail TEXT NOT NULL,"
-    " prev_hash BLOB NOT NULL,"
-    " hash BLOB NOT NULL)";
-
-static pvg_status audit_schema(pvg_store *s, pvg_error *err)
-{
-    /* On the server's hot path: create the table only when it is missing
-     * rather than parsing the schema on every append. */
-    if (sqlite3_table_column_metadata(pvg_store_sqlite(s), NULL, "audit_log", "hash", NULL, NULL, NULL,
-                                      NULL, NULL) == SQLITE_OK)
-        return PVG_OK;
-    return pvg_store_exec(s, AUDIT_SCHEMA, err);
-}
 
 static void put_field(crypto_generichash_state *st, const char *v)
 {
@@ -79,8 +59,16 @@ static pvg_status check_record(const pvg_audit_record *r, size_t i, pvg_error *e
     return PVG_OK;
 }
 
-pvg_status pvg_audit_append_many(pvg_store *s, const pvg_audit_record *recs, size_t n,
-                                 pvg_error *err)
+static void chain_one(void *ctx, const unsigned char prev[PVG_BACKEND_HASH_BYTES], int64_t ts,
+                      const pvg_audit_record *r, unsigned char out[PVG_BACKEND_HASH_BYTES])
+{
+    (void)ctx;
+    entry_hash(prev, ts, r->actor, r->action, r->subject ? r->subject : "", r->detail ? r->detail : "",
+               out);
+}
+
+static pvg_status append(pvg_store *s, const pvg_audit_record *recs, size_t n, int64_t *last_seq,
+                         pvg_error *err)
 {
     if (!s || (!recs && n)) return pvg_error_set(err, PVG_ERR_INVALID, "audit append: NULL argument");
     for (size_t i = 0; i < n; i++) {
@@ -88,70 +76,21 @@ pvg_status pvg_audit_append_many(pvg_store *s, const pvg_audit_record *recs, siz
         if (st != PVG_OK) return st;
     }
     if (n == 0) return PVG_OK;
-    pvg_status st = audit_schema(s, err);
-    if (st != PVG_OK) return st;
-    sqlite3 *db = pvg_store_sqlite(s);
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "audit append: begin", err);
-    sqlite3_stmt *head = NULL, *ins = NULL;
-    unsigned char prev[PVG_AUDIT_HASH_BYTES] = {0};
-    rc = sqlite3_prepare_v2(db, "SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1", -1, &head,
-                            NULL);
-    if (rc != SQLITE_OK) goto fail;
-    rc = sqlite3_step(head);
-    if (rc == SQLITE_ROW) {
-        if (sqlite3_column_bytes(head, 0) == PVG_AUDIT_HASH_BYTES)
-            memcpy(prev, sqlite3_column_blob(head, 0), PVG_AUDIT_HASH_BYTES);
-    } else if (rc != SQLITE_DONE) {
-        goto fail;
-    }
-    rc = sqlite3_prepare_v2(db,
-                            "INSERT INTO audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
-                            " VALUES(?,?,?,?,?,?,?)",
-                            -1, &ins, NULL);
-    if (rc != SQLITE_OK) goto fail;
-    int64_t now = pvg_store_now(s);
-    for (size_t i = 0; i < n; i++) {
-        const pvg_audit_record *r = &recs[i];
-        int64_t ts = r->ts ? r->ts : now;
-        const char *subj = r->subject ? r->subject : "", *det = r->detail ? r->detail : "";
-        unsigned char h[PVG_AUDIT_HASH_BYTES];
-        entry_hash(prev, ts, r->actor, r->action, subj, det, h);
-        sqlite3_reset(ins);
-        sqlite3_bind_int64(ins, 1, ts);
-        sqlite3_bind_text(ins, 2, r->actor, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 3, r->action, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 4, subj, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 5, det, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(ins, 6, prev, PVG_AUDIT_HASH_BYTES, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(ins, 7, h, PVG_AUDIT_HASH_BYTES, SQLITE_TRANSIENT);
-        rc = sqlite3_step(ins);
-        if (rc != SQLITE_DONE) goto fail;
-        memcpy(prev, h, PVG_AUDIT_HASH_BYTES);
-    }
-    sqlite3_finalize(head);
-    sqlite3_finalize(ins);
-    rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return pvg_store_sqlite_error(s, rc, "audit append: commit", err);
-    }
-    return PVG_OK;
-fail:
-    st = pvg_store_sqlite_error(s, rc, "audit append", err);
-    sqlite3_finalize(head);
-    sqlite3_finalize(ins);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return st;
+    pvg_backend *b = pvg_store_backend(s);
+    return b->ops->audit_append(b, recs, n, pvg_store_now(s), chain_one, NULL, last_seq, err);
+}
+
+pvg_status pvg_audit_append_many(pvg_store *s, const pvg_audit_record *recs, size_t n,
+                                 pvg_error *err)
+{
+    return append(s, recs, n, NULL, err);
 }
 
 pvg_status pvg_audit_append(pvg_store *s, const pvg_audit_record *rec, int64_t *seq_out,
                             pvg_error *err)
 {
-    pvg_status st = pvg_audit_append_many(s, rec, rec ? 1 : 0, err);
-    if (st == PVG_OK && !rec) st = pvg_error_set(err, PVG_ERR_INVALID, "audit append: NULL record");
-    if (st == PVG_OK && seq_out) *seq_out = (int64_t)sqlite3_last_insert_rowid(pvg_store_sqlite(s));
-    return st;
+    if (s && !rec) return pvg_error_set(err, PVG_ERR_INVALID, "audit append: NULL record");
+    return append(s, rec, rec ? 1 : 0, seq_out, err);
 }
 
 void pvg_audit_subject_of_user(const pvg_store *s, const char *ext_user,
@@ -162,55 +101,13 @@ void pvg_audit_subject_of_user(const pvg_store *s, const char *ext_user,
     sodium_bin2hex(out, 2 * PVG_PSEUDONYM_BYTES + 1, p, sizeof p);
 }
 
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
-static void col_hash(sqlite3_stmt *st, int i, unsigned char out[PVG_AUDIT_HASH_BYTES])
-{
-    memset(out, 0, PVG_AUDIT_HASH_BYTES);
-    int n = sqlite3_column_bytes(st, i);
-    const void *b = sqlite3_column_blob(st, i);
-    if (b) memcpy(out, b, n < PVG_AUDIT_HASH_BYTES ? (size_t)n : PVG_AUDIT_HASH_BYTES);
-}
-
 pvg_status pvg_audit_foreach(pvg_store *s, int64_t from_seq, long long limit,
                              int (*fn)(void *ctx, const pvg_audit_entry *e), void *ctx,
                              pvg_error *err)
 {
     if (!s || !fn) return pvg_error_set(err, PVG_ERR_INVALID, "audit foreach: NULL argument");
-    pvg_status st = audit_schema(s, err);
-    if (st != PVG_OK) return st;
-    sqlite3 *db = pvg_store_sqlite(s);
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
-                                " FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
-                                -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "audit foreach", err);
-    sqlite3_bind_int64(q, 1, from_seq);
-    sqlite3_bind_int64(q, 2, limit > 0 ? limit : -1);
-    st = PVG_OK;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        pvg_audit_entry e;
-        e.seq = sqlite3_column_int64(q, 0);
-        e.ts = sqlite3_column_int64(q, 1);
-        e.actor = col_text(q, 2);
-        e.action = col_text(q, 3);
-        e.subject = col_text(q, 4);
-        e.detail = col_text(q, 5);
-        col_hash(q, 6, e.prev_hash);
-        col_hash(q, 7, e.hash);
-        if (fn(ctx, &e)) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
-    }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "audit foreach", err);
-    sqlite3_finalize(q);
-    return st;
+    pvg_backend *b = pvg_store_backend(s);
+    return b->ops->audit_foreach(b, from_seq, limit, fn, ctx, err);
 }
 
 /* ---- verification --------------------------------------------------- */

@@ -10,20 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char AUTH_SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS auth_keys ("
-    " key_id TEXT PRIMARY KEY,"
-    " kind TEXT NOT NULL,"          /* 'key' or 'token' */
-    " role TEXT NOT NULL,"
-    " label TEXT NOT NULL DEFAULT '',"
-    " user_pseudonym BLOB,"         /* tokens only; deleted with the user's data */
-    " secret_hash BLOB NOT NULL,"
-    " rate_per_s REAL NOT NULL DEFAULT 0,"
-    " created_at INTEGER NOT NULL,"
-    " expires_at INTEGER NOT NULL DEFAULT 0,"
-    " revoked INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS auth_keys_user ON auth_keys(user_pseudonym)";
-
 #define SECRET_BYTES 32
 #define SECRET_B64 43 /* base64url, no padding, of 32 bytes */
 #define HASH_BYTES 32
@@ -78,8 +64,6 @@ static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, con
                                                    "of requests per second");
     if (label && strlen(label) > 200)
         return pvg_error_set(err, PVG_ERR_INVALID, "label: longer than 200 bytes");
-    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
-    if (st != PVG_OK) return st;
     unsigned char idb[PVG_AUTH_ID_HEX / 2];
     char id[PVG_AUTH_ID_HEX + 1];
     randombytes_buf(idb, sizeof idb);
@@ -101,31 +85,26 @@ static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, con
     unsigned char h[HASH_BYTES];
     secret_hash(cred, strlen(cred), h);
 
-    sqlite3 *db = pvg_store_sqlite(s);
-    sqlite3_stmt *ins = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO auth_keys(key_id,kind,role,label,user_pseudonym,secret_hash,"
-                                "rate_per_s,created_at,expires_at) VALUES(?,?,?,?,?,?,?,?,?)",
-                                -1, &ins, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(ins, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 2, kind, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 3, pvg_role_name(role), -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 4, label ? label : "", -1, SQLITE_STATIC);
-        if (pseudonym) sqlite3_bind_blob(ins, 5, pseudonym, PVG_PSEUDONYM_BYTES, SQLITE_STATIC);
-        else sqlite3_bind_null(ins, 5);
-        sqlite3_bind_blob(ins, 6, h, HASH_BYTES, SQLITE_STATIC);
-        sqlite3_bind_double(ins, 7, rate);
-        sqlite3_bind_int64(ins, 8, pvg_store_now(s));
-        sqlite3_bind_int64(ins, 9, expires_at);
-        rc = sqlite3_step(ins);
-        if (rc == SQLITE_DONE) rc = SQLITE_OK;
-    }
-    sqlite3_finalize(ins);
+    pvg_backend_cred c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.key_id, sizeof c.key_id, "%s", id);
+    snprintf(c.kind, sizeof c.kind, "%s", kind);
+    snprintf(c.role, sizeof c.role, "%s", pvg_role_name(role));
+    c.label = label ? label : "";
+    c.has_pseudonym = pseudonym != NULL;
+    if (pseudonym) memcpy(c.pseudonym, pseudonym, PVG_PSEUDONYM_BYTES);
+    memcpy(c.secret_hash, h, HASH_BYTES);
+    c.secret_hash_len = HASH_BYTES;
+    c.rate_per_s = rate;
+    c.created_at = pvg_store_now(s);
+    c.expires_at = expires_at;
+    pvg_backend *b = pvg_store_backend(s);
+    pvg_status st = b->ops->cred_insert(b, &c, err);
     sodium_memzero(h, sizeof h);
-    if (rc != SQLITE_OK) {
+    sodium_memzero(c.secret_hash, sizeof c.secret_hash);
+    if (st != PVG_OK) {
         sodium_free(cred);
-        return pvg_store_sqlite_error(s, rc, "credential: insert", err);
+        return st;
     }
     if (p) {
         memset(p, 0, sizeof *p);
@@ -187,57 +166,26 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     id[PVG_AUTH_ID_HEX] = 0;
     const char *want_kind = cred[3] == 'k' ? "key" : "token";
 
-    pvg_status st;
-    sqlite3 *db = pvg_store_sqlite(s);
-    sqlite3_stmt *q = NULL;
-    static const char LOOKUP[] = "SELECT kind,role,user_pseudonym,secret_hash,rate_per_s,expires_at,"
-                                 "revoked FROM auth_keys WHERE key_id=?";
-    int rc = sqlite3_prepare_v2(db, LOOKUP, -1, &q, NULL);
-    if (rc != SQLITE_OK) { /* first use of a fresh store: create the table, retry once */
-        st = pvg_store_exec(s, AUTH_SCHEMA, err);
-        if (st != PVG_OK) return st;
-        rc = sqlite3_prepare_v2(db, LOOKUP, -1, &q, NULL);
-        if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "auth check", err);
-    }
-    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE) {
-        sqlite3_finalize(q);
-        return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
-    }
-    if (rc != SQLITE_ROW) {
-        st = pvg_store_sqlite_error(s, rc, "auth check", err);
-        sqlite3_finalize(q);
-        return st;
-    }
+    pvg_backend *b = pvg_store_backend(s);
+    pvg_backend_cred c;
+    pvg_status st = b->ops->cred_get(b, id, &c, err);
+    if (st == PVG_ERR_NOT_FOUND) return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
+    if (st != PVG_OK) return st;
     unsigned char h[HASH_BYTES];
     secret_hash(cred, len, h);
-    const void *stored = sqlite3_column_blob(q, 3);
-    int ok = stored && sqlite3_column_bytes(q, 3) == HASH_BYTES &&
-             sodium_memcmp(h, stored, HASH_BYTES) == 0;
+    int ok = c.secret_hash_len == HASH_BYTES && sodium_memcmp(h, c.secret_hash, HASH_BYTES) == 0;
     sodium_memzero(h, sizeof h);
-    const char *kind = (const char *)sqlite3_column_text(q, 0);
-    ok = ok && kind && strcmp(kind, want_kind) == 0;
-    if (!ok) {
-        sqlite3_finalize(q);
-        return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
-    }
-    if (sqlite3_column_int(q, 6)) {
-        sqlite3_finalize(q);
-        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential revoked");
-    }
-    int64_t exp = sqlite3_column_int64(q, 5);
-    if (exp && pvg_store_now(s) >= exp) {
-        sqlite3_finalize(q);
-        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential expired");
-    }
-    out->role = role_from_text((const char *)sqlite3_column_text(q, 1));
+    sodium_memzero(c.secret_hash, sizeof c.secret_hash);
+    ok = ok && strcmp(c.kind, want_kind) == 0;
+    if (!ok) return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
+    if (c.revoked) return pvg_error_set(err, PVG_ERR_PERMISSION, "credential revoked");
+    int64_t exp = c.expires_at;
+    if (exp && pvg_store_now(s) >= exp) return pvg_error_set(err, PVG_ERR_PERMISSION, "credential expired");
+    out->role = role_from_text(c.role);
     memcpy(out->key_id, id, sizeof out->key_id);
-    if (sqlite3_column_bytes(q, 2) == PVG_PSEUDONYM_BYTES)
-        memcpy(out->pseudonym, sqlite3_column_blob(q, 2), PVG_PSEUDONYM_BYTES);
-    out->rate_per_s = sqlite3_column_double(q, 4);
+    if (c.has_pseudonym) memcpy(out->pseudonym, c.pseudonym, PVG_PSEUDONYM_BYTES);
+    out->rate_per_s = c.rate_per_s;
     out->expires_at = exp;
-    sqlite3_finalize(q);
     if (out->role == PVG_ROLE_NONE)
         return pvg_error_set(err, PVG_ERR_PERMISSION, "credential has no valid role");
     return PVG_OK;
@@ -256,18 +204,11 @@ int pvg_auth_may_access_user(const pvg_store *s, const pvg_principal *p, const c
 pvg_status pvg_auth_revoke(pvg_store *s, const char *key_id, pvg_error *err)
 {
     if (!s || !key_id) return pvg_error_set(err, PVG_ERR_INVALID, "revoke: NULL argument");
-    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
+    pvg_backend *b = pvg_store_backend(s);
+    long long n = 0;
+    pvg_status st = b->ops->cred_revoke(b, key_id, &n, err);
     if (st != PVG_OK) return st;
-    sqlite3 *db = pvg_store_sqlite(s);
-    sqlite3_stmt *u = NULL;
-    int rc = sqlite3_prepare_v2(db, "UPDATE auth_keys SET revoked=1 WHERE key_id=?", -1, &u, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "revoke", err);
-    sqlite3_bind_text(u, 1, key_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(u);
-    sqlite3_finalize(u);
-    if (rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "revoke", err);
-    if (sqlite3_changes(db) == 0)
-        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no credential with id %.20s", key_id);
+    if (n == 0) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no credential with id %.20s", key_id);
     return PVG_OK;
 }
 
@@ -275,17 +216,9 @@ pvg_status pvg_auth_revoke_user(pvg_store *s, const unsigned char pseudonym[PVG_
                                 long long *n_out, pvg_error *err)
 {
     if (n_out) *n_out = 0;
-    pvg_status st = pvg_store_exec(s, AUTH_SCHEMA, err);
-    if (st != PVG_OK) return st;
-    sqlite3 *db = pvg_store_sqlite(s);
-    sqlite3_stmt *u = NULL;
-    int rc = sqlite3_prepare_v2(db, "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=? AND revoked=0",
-                                -1, &u, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "revoke user tokens", err);
-    sqlite3_bind_blob(u, 1, pseudonym, PVG_PSEUDONYM_BYTES, SQLITE_STATIC);
-    rc = sqlite3_step(u);
-    sqlite3_finalize(u);
-    if (rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "revoke user tokens", err);
-    if (n_out) *n_out = sqlite3_changes(db);
-    return PVG_OK;
+    pvg_backend *b = pvg_store_backend(s);
+    long long n = 0;
+    pvg_status st = b->ops->cred_revoke_user(b, pseudonym, &n, err);
+    if (st == PVG_OK && n_out) *n_out = n;
+    return st;
 }

@@ -580,10 +580,10 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         return st;
     }
     /* The audit writer's own connection commits in WAL mode without an fsync per
-     * batch (synchronous=NORMAL): an entry is durable against a crash of this
+     * batch (relaxed durability): an entry is durable against a crash of this
      * process before its answer leaves, and reaches the disk at the next WAL
      * checkpoint; a power loss can lose the last batches. */
-    (void)pvg_store_exec(srv->audit_store, "PRAGMA synchronous=NORMAL", NULL);
+    (void)pvg_store_relax_durability(srv->audit_store, NULL);
     if (pvg_srv_audit_writer_start(&srv->audit, srv->audit_store, &srv->metrics)) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");

@@ -234,18 +234,6 @@ static int catalog_item(void *ctx, const pvg_item *it)
 
 /* ---- the DP popular list --------------------------------------------------- */
 
-static const char POPULAR_SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS server_popular_release ("
-    " fingerprint BLOB NOT NULL,"
-    " dataset TEXT NOT NULL,"
-    " k INTEGER NOT NULL,"
-    " epsilon REAL NOT NULL,"
-    " mechanism TEXT NOT NULL,"
-    " release_id INTEGER NOT NULL,"
-    " items TEXT NOT NULL,"      /* JSON array of external item ids, best first */
-    " created_at INTEGER NOT NULL,"
-    " PRIMARY KEY (fingerprint, dataset, k, epsilon))";
-
 static const char MECHANISM[] = "exponential-mechanism-top-k";
 
 static pvg_status popular_from_json(pvg_srv_model *m, pvg_srv_popular *p, const char *text,
@@ -285,30 +273,20 @@ static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *
     size_t k = (size_t)srv->opt.popular_k;
     if (k > n_items) k = n_items;
     double eps = srv->opt.popular_epsilon;
-    pvg_status st = pvg_store_exec(s, POPULAR_SCHEMA, err);
-    if (st != PVG_OK) return st;
-    sqlite3 *db = pvg_store_sqlite(s);
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT items, release_id FROM server_popular_release WHERE "
-                                "fingerprint=? AND dataset=? AND k=? AND epsilon=?",
-                                -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "popular release lookup", err);
-    sqlite3_bind_blob(q, 1, fp, 32, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, srv->dataset, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 3, (sqlite3_int64)k);
-    sqlite3_bind_double(q, 4, eps);
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
-        st = popular_from_json(m, p, (const char *)sqlite3_column_text(q, 0), err);
-        p->release_id = sqlite3_column_int64(q, 1);
+    pvg_backend *b = pvg_store_backend(s);
+    char *stored = NULL;
+    int64_t stored_id = 0;
+    pvg_status st = b->ops->release_get(b, fp, 32, srv->dataset, (int64_t)k, eps, &stored, &stored_id, err);
+    if (st == PVG_OK) {
+        st = popular_from_json(m, p, stored, err);
+        free(stored);
+        p->release_id = stored_id;
         p->epsilon = eps;
         snprintf(p->mechanism, sizeof p->mechanism, "%s", MECHANISM);
-        sqlite3_finalize(q);
         return st;
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "popular release lookup", err);
+    if (st != PVG_ERR_NOT_FOUND) return st;
+    pvg_error_clear(err);
     if (k == 0) return pvg_error_set(err, PVG_ERR_INVALID, "the model has no items");
 
     /* utilities: distinct-user counts of every item */
@@ -355,23 +333,8 @@ static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *
     int64_t release_id = 0;
     st = pvg_ledger_charge(s, srv->dataset, what, MECHANISM, eps, 0.0, &release_id, err);
     if (st == PVG_OK) {
-        rc = sqlite3_prepare_v2(db,
-                                "INSERT OR REPLACE INTO server_popular_release(fingerprint,dataset,"
-                                "k,epsilon,mechanism,release_id,items,created_at)"
-                                " VALUES(?,?,?,?,?,?,?,?)",
-                                -1, &q, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_blob(q, 1, fp, 32, SQLITE_STATIC);
-            sqlite3_bind_text(q, 2, srv->dataset, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(q, 3, (sqlite3_int64)k);
-            sqlite3_bind_double(q, 4, eps);
-            sqlite3_bind_text(q, 5, MECHANISM, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(q, 6, release_id);
-            sqlite3_bind_text(q, 7, text, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(q, 8, pvg_store_now(s));
-            rc = sqlite3_step(q);
-        }
-        sqlite3_finalize(q);
+        (void)b->ops->release_put(b, fp, 32, srv->dataset, (int64_t)k, eps, MECHANISM, release_id, text,
+                                  pvg_store_now(s), NULL);
         /* the release is charged; failing to remember it costs budget later, not privacy */
         char detail[256];
         snprintf(detail, sizeof detail, "%s; dataset %s; epsilon %g; release %lld", what,

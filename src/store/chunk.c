@@ -3,7 +3,7 @@
  *
  * Sealing each event alone would cost one AEAD and one wide B-tree insert
  * per event; a write transaction instead collects each user's new records
- * per expiry day and seals them as one chunk (one row in `chunks`). Each
+ * per expiry day and seals them as one chunk (one backend chunk row). Each
  * record carries its record id inside the seal, for duplicate detection
  * (ingest.c). Retention deletes whole chunks: all records of a chunk share
  * the expiry day.
@@ -136,16 +136,8 @@ pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err)
             sn = b->len;
         } else
             pvg_chunk_seal(s, u->key, b->pseudonym, cid, b->buf, b->len, sealed);
-        sqlite3_stmt *q = s->st_chunk_insert;
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, b->user_id);
-        sqlite3_bind_int64(q, 2, b->expires_day);
-        sqlite3_bind_blob(q, 3, cid, sizeof cid, SQLITE_STATIC);
-        sqlite3_bind_blob(q, 4, sealed, (int)sn, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 5, (sqlite3_int64)b->n);
-        int rc = sqlite3_step(q);
-        sqlite3_reset(q);
-        if (rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
+        st = PVG_B(s, chunk_insert, b->user_id, b->expires_day, (int64_t)b->n, cid, sizeof cid, sealed, sn,
+                   err);
     }
     free(sealed);
     clear(cs, 0);
@@ -154,80 +146,92 @@ pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err)
 
 /* ---- reading a user's chunks ---- */
 
+typedef struct chunk_reader {
+    pvg_store *s;
+    int64_t user_id;
+    const unsigned char *pseudonym, *key;
+    pvg_chunk_entry_fn fn;
+    void *ctx;
+    unsigned char *plain;
+    size_t cap;
+    pvg_status st;
+    pvg_error *err;
+} chunk_reader;
+
+static int read_chunk(void *vctx, int64_t expires_day, const unsigned char *cid, size_t cid_len,
+                      const unsigned char *sealed, size_t sn)
+{
+    chunk_reader *r = vctx;
+    pvg_store *s = r->s;
+    long long uid = (long long)r->user_id;
+    if (cid_len != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
+        r->st = pvg_error_set(r->err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", uid);
+        return 1;
+    }
+    const unsigned char *pt = sealed;
+    size_t pn = sn;
+    if (!s->plaintext_control) {
+        pn = sn - PVG_SEAL_OVERHEAD;
+        if (pn > r->cap) {
+            if (r->plain) sodium_memzero(r->plain, r->cap);
+            free(r->plain);
+            r->cap = pn * 2;
+            r->plain = malloc(r->cap);
+            if (!r->plain) {
+                r->cap = 0;
+                r->st = pvg_error_set(r->err, PVG_ERR_NOMEM, "out of memory");
+                return 1;
+            }
+        }
+        if (pvg_chunk_open(r->key, r->pseudonym, cid, sealed, sn, r->plain) != PVG_OK) {
+            r->st = pvg_error_set(r->err, PVG_ERR_CRYPTO,
+                                  "user row %lld: a chunk of records failed authentication (tampered, "
+                                  "or moved from another user)",
+                                  uid);
+            return 1;
+        }
+        pt = r->plain;
+    }
+    if (pn < 1 || pt[0] != PVG_RECORD_VERSION) {
+        r->st = pvg_error_set(r->err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", uid);
+        return 1;
+    }
+    size_t pos = 1;
+    while (pos < pn) {
+        uint64_t len;
+        const unsigned char *rid = pt + pos;
+        if (pn - pos < PVG_RID_BYTES) {
+            r->st = pvg_error_set(r->err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", uid);
+            return 1;
+        }
+        pos += PVG_RID_BYTES;
+        if (pvg_varint_get(pt, pn, &pos, &len) || len > pn - pos) {
+            r->st = pvg_error_set(r->err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", uid);
+            return 1;
+        }
+        pvg_status fs = r->fn(r->ctx, expires_day, rid, pt + pos, (size_t)len);
+        if (fs != PVG_OK) {
+            r->st = pvg_error_set(r->err, fs, "user row %lld: %s", uid,
+                                  fs == PVG_ERR_NOMEM ? "out of memory" : "undecodable record");
+            return 1;
+        }
+        pos += (size_t)len;
+    }
+    return 0;
+}
+
 pvg_status pvg_store_user_chunks_foreach(pvg_store *s, int64_t user_id,
                                          const unsigned char pseudonym[16],
                                          const unsigned char key[PVG_KEY_BYTES],
                                          pvg_chunk_entry_fn fn, void *ctx, pvg_error *err)
 {
-    sqlite3_stmt *q = s->st_chunks_of_user;
-    sqlite3_reset(q);
-    sqlite3_bind_int64(q, 1, user_id);
-    pvg_status st = PVG_OK;
-    unsigned char *plain = NULL;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        int64_t expires_day = sqlite3_column_int64(q, 0);
-        const unsigned char *cid = sqlite3_column_blob(q, 1);
-        const unsigned char *sealed = sqlite3_column_blob(q, 2);
-        size_t sn = (size_t)sqlite3_column_bytes(q, 2);
-        if (sqlite3_column_bytes(q, 1) != PVG_CID_BYTES || (!s->plaintext_control && sn < PVG_SEAL_OVERHEAD)) {
-            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: malformed chunk", (long long)user_id);
-            break;
-        }
-        const unsigned char *pt = sealed;
-        size_t pn = sn;
-        if (!s->plaintext_control) {
-            pn = sn - PVG_SEAL_OVERHEAD;
-            if (pn > cap) {
-                if (plain) sodium_memzero(plain, cap);
-                free(plain);
-                cap = pn * 2;
-                plain = malloc(cap);
-                if (!plain) {
-                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-                    break;
-                }
-            }
-            if (pvg_chunk_open(key, pseudonym, cid, sealed, sn, plain) != PVG_OK) {
-                st = pvg_error_set(err, PVG_ERR_CRYPTO,
-                                   "user row %lld: a chunk of records failed authentication (tampered, "
-                                   "or moved from another user)",
-                                   (long long)user_id);
-                break;
-            }
-            pt = plain;
-        }
-        if (pn < 1 || pt[0] != PVG_RECORD_VERSION) {
-            st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", (long long)user_id);
-            break;
-        }
-        size_t pos = 1;
-        while (pos < pn && st == PVG_OK) {
-            uint64_t len;
-            const unsigned char *rid = pt + pos;
-            if (pn - pos < PVG_RID_BYTES) {
-                st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", (long long)user_id);
-                break;
-            }
-            pos += PVG_RID_BYTES;
-            if (pvg_varint_get(pt, pn, &pos, &len) || len > pn - pos) {
-                st = pvg_error_set(err, PVG_ERR_CORRUPT, "user row %lld: undecodable chunk", (long long)user_id);
-                break;
-            }
-            pvg_status fs = fn(ctx, expires_day, rid, pt + pos, (size_t)len);
-            if (fs != PVG_OK) st = pvg_error_set(err, fs, "user row %lld: %s", (long long)user_id,
-                                                 fs == PVG_ERR_NOMEM ? "out of memory" : "undecodable record");
-            pos += (size_t)len;
-        }
-        if (st != PVG_OK) break;
+    chunk_reader r = {s, user_id, pseudonym, key, fn, ctx, NULL, 0, PVG_OK, err};
+    pvg_status st = PVG_B(s, chunks_foreach_user, user_id, read_chunk, &r, err);
+    if (st == PVG_ERR_ABORTED) st = r.st;
+    if (r.plain) {
+        sodium_memzero(r.plain, r.cap);
+        free(r.plain);
     }
-    sqlite3_reset(q);
-    if (plain) {
-        sodium_memzero(plain, cap);
-        free(plain);
-    }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "chunks", err);
     return st;
 }
 
@@ -281,12 +285,9 @@ pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned 
                                   const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
                                   pvg_error *err)
 {
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM chunks WHERE user_id = ?1", -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "chunks", err);
-    sqlite3_bind_int64(q, 1, user_id);
-    long long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_finalize(q);
+    long long n = 0;
+    pvg_status cst = PVG_B(s, chunks_count_user, user_id, &n, err);
+    if (cst != PVG_OK) return cst;
     if (n < (long long)min_chunks) return PVG_OK;
     pvg_chunk_set cs;
     memset(&cs, 0, sizeof cs);
@@ -295,13 +296,8 @@ pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned 
     if (st == PVG_OK) {
         /* Replace the user's chunks by one per expiry day, in the caller's
          * transaction (secure_delete zeroes the old cells). */
-        rc = sqlite3_prepare_v2(s->db, "DELETE FROM chunks WHERE user_id = ?1", -1, &q, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(q, 1, user_id);
-            rc = sqlite3_step(q);
-        }
-        sqlite3_finalize(q);
-        st = rc == SQLITE_DONE ? pvg_chunks_flush(s, &cs, err) : pvg_store_sqlite_error(s, rc, "chunks", err);
+        st = PVG_B(s, chunks_delete_user, user_id, err);
+        if (st == PVG_OK) st = pvg_chunks_flush(s, &cs, err);
     }
     pvg_chunks_free(&cs);
     return st;

@@ -12,7 +12,7 @@
  * repeats) keeps every repeat. Rids are sealed inside the user's chunks; the
  * first time a run touches a user who has events already, it decrypts that
  * user's rids into memory and skips events whose rid is held. If another
- * process writes meanwhile (meta.write_gen moved), the loaded sets are
+ * process writes meanwhile (the change counter moved), the loaded sets are
  * dropped and reloaded. dedup_key is derived from the pepper, so a rid
  * reveals nothing without the key file.
  */
@@ -624,16 +624,7 @@ static pvg_status flush_anon(ingest_run *run, pvg_error *err)
     for (size_t i = 0; i < run->anon_cap && st == PVG_OK; i++) {
         anon_ent *a = &run->anon[i];
         if (!a->count) continue;
-        sqlite3_stmt *q = s->st_anon_count;
-        sqlite3_reset(q);
-        sqlite3_bind_blob(q, 1, fp, sizeof fp, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, a->item_id);
-        sqlite3_bind_int(q, 3, a->type);
-        sqlite3_bind_int64(q, 4, a->count);
-        sqlite3_bind_double(q, 5, a->quantity);
-        int rc = sqlite3_step(q);
-        sqlite3_reset(q);
-        if (rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "anonymous counts", err);
+        st = PVG_B(s, anon_put, fp, a->item_id, a->type, a->count, a->quantity, err);
     }
     return st;
 }
@@ -726,22 +717,12 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
         pvg_store_rollback(s);
     if (st == PVG_OK && !o.no_sweep) st = pvg_store_retention_sweep(s, &stats->expired_swept, err);
     if (st == PVG_OK) {
-        sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO ingest_runs(started_at, finished_at, format, source, read, accepted,"
-                               " rejected, stored, duplicates, anonymous) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                               -1, &q, NULL) == SQLITE_OK) {
-            const char *base = strrchr(path, '/');
-            sqlite3_bind_int64(q, 1, pvg_store_now(s) - (int64_t)(now_seconds() - t0));
-            sqlite3_bind_int64(q, 2, pvg_store_now(s));
-            sqlite3_bind_text(q, 3, pvg_format_name(fmt), -1, SQLITE_STATIC);
-            sqlite3_bind_text(q, 4, base ? base + 1 : path, -1, SQLITE_STATIC);
-            long long v[6] = {stats->read, stats->accepted, stats->rejected, stats->stored,
-                              stats->duplicates, stats->anonymous};
-            for (int i = 0; i < 6; i++) sqlite3_bind_int64(q, 5 + i, v[i]);
-            sqlite3_step(q);
-        }
-        sqlite3_finalize(q);
+        const char *base = strrchr(path, '/');
+        pvg_backend_ingest_run ir = {pvg_store_now(s) - (int64_t)(now_seconds() - t0), pvg_store_now(s),
+                                     pvg_format_name(fmt), base ? base + 1 : path, stats->read,
+                                     stats->accepted, stats->rejected, stats->stored, stats->duplicates,
+                                     stats->anonymous};
+        (void)PVG_B(s, ingest_run_insert, &ir, NULL); /* the log is informative: a failure loses no data */
     }
 done:
     if (run.rejects && fclose(run.rejects) != 0 && st == PVG_OK)
@@ -763,33 +744,13 @@ pvg_status pvg_store_retention_sweep(pvg_store *s, long long *deleted, pvg_error
 {
     if (deleted) *deleted = 0;
     int64_t today = pvg_store_today(s);
-    pvg_status st = pvg_store_exec(s, "BEGIN IMMEDIATE", err);
-    if (st != PVG_OK) return st;
-    static const char *const sql[2] = {"SELECT coalesce(sum(n), 0) FROM chunks WHERE expires_day <= ?1",
-                                       "DELETE FROM chunks WHERE expires_day <= ?1"};
     long long n = 0;
-    for (int i = 0; i < 2 && st == PVG_OK; i++) {
-        sqlite3_stmt *q = NULL;
-        int rc = sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(q, 1, today);
-            rc = sqlite3_step(q);
-            if (i == 0 && rc == SQLITE_ROW) {
-                n = sqlite3_column_int64(q, 0);
-                rc = SQLITE_DONE;
-            }
-        }
-        sqlite3_finalize(q);
-        if (rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "retention sweep", err);
-    }
-    if (st != PVG_OK) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return st;
-    }
-    if ((st = pvg_store_exec(s, "COMMIT", err)) != PVG_OK) return st;
+    pvg_status st = PVG_B(s, chunks_sweep, today, &n, err);
+    if (st != PVG_OK) return st;
     if (deleted) *deleted = n;
     /* Users left with no events keep their row and key (consent; they may
-     * come back). Expired records leave the write-ahead log too. */
-    if (n > 0) sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+     * come back). Expired records leave the write-ahead log too (best
+     * effort: a busy reader only delays it). */
+    if (n > 0) (void)PVG_B(s, checkpoint, NULL);
     return PVG_OK;
 }

@@ -354,6 +354,28 @@ void pvg_keycache_remove(pvg_keycache *c, const unsigned char p[16])
 
 /* ---- rotation ---- */
 
+typedef struct rewrap_ctx {
+    pvg_store *s;
+    unsigned char *key; /* sodium_malloc */
+} rewrap_ctx;
+
+/* Opens a stored key with the current or next master key and wraps it
+ * under the next one. */
+static pvg_status rewrap_one(void *vctx, const unsigned char p[16], const pvg_backend_key *old,
+                             unsigned char *out, size_t *out_len, pvg_error *err)
+{
+    rewrap_ctx *c = vctx;
+    const pvg_keyring *kr = &c->s->keys;
+    if (old->kid_len != PVG_KID_BYTES || old->wrapped_len > sizeof old->wrapped ||
+        pvg_keys_unwrap(kr, old->kid, p, old->wrapped, old->wrapped_len, c->key) != PVG_OK)
+        return pvg_error_set(err, PVG_ERR_CRYPTO,
+                             "a wrapped key cannot be opened with the current or the next master key");
+    pvg_keys_wrap(c->s, kr->next, p, c->key, out);
+    sodium_memzero(c->key, PVG_KEY_BYTES);
+    *out_len = PVG_WRAPPED_BYTES;
+    return PVG_OK;
+}
+
 pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped, pvg_error *err)
 {
     if (rewrapped) *rewrapped = 0;
@@ -372,77 +394,20 @@ pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped, pvg_error *
         pvg_kid_of(kr->next, kr->next_kid);
         kr->has_next = 1;
     }
-    /* Step 2: rewrap, in batches, every key not yet under the next key. */
-    sqlite3_stmt *sel = NULL, *upd = NULL;
-    int rc = sqlite3_prepare_v2(s->ks,
-                                "SELECT pseudonym, kid, wrapped FROM data_keys WHERE kid <> ?1 LIMIT 512",
-                                -1, &sel, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->ks, "UPDATE data_keys SET kid = ?1, wrapped = ?2 WHERE pseudonym = ?3",
-                                -1, &upd, NULL);
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(sel);
-        return pvg_error_set(err, PVG_ERR_IO, "key store: %s", sqlite3_errmsg(s->ks));
-    }
-    /* From now on new data keys must be wrapped under the next key: a
+    /* Step 2: rewrap, in batches, every key not yet under the next key.
+     * From now on new data keys must be wrapped under the next key: a
      * process still holding only the old key fails its next batch with
      * PVG_ERR_BUSY instead of writing keys that the rotation would miss. */
-    char hex[2 * PVG_KID_BYTES + 1], sql[128];
-    sodium_bin2hex(hex, sizeof hex, kr->next_kid, PVG_KID_BYTES);
-    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO ks_meta(key, value) VALUES('wrap_kid', '%s')", hex);
-    unsigned char *key = sodium_malloc(PVG_KEY_BYTES);
-    pvg_status st = key ? PVG_OK : PVG_ERR_NOMEM;
-    if (st == PVG_OK && sqlite3_exec(s->ks, sql, NULL, NULL, NULL) != SQLITE_OK)
-        st = pvg_error_set(err, PVG_ERR_BUSY, "key store: %s", sqlite3_errmsg(s->ks));
-    for (;;) {
-        if (st != PVG_OK) break;
-        if (sqlite3_exec(s->ks, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-            st = pvg_error_set(err, PVG_ERR_BUSY, "key store is locked: %s", sqlite3_errmsg(s->ks));
-            break;
-        }
-        sqlite3_reset(sel);
-        sqlite3_bind_blob(sel, 1, kr->next_kid, PVG_KID_BYTES, SQLITE_STATIC);
-        int batch = 0;
-        while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
-            const unsigned char *p = sqlite3_column_blob(sel, 0);
-            const unsigned char *kid = sqlite3_column_blob(sel, 1);
-            if (sqlite3_column_bytes(sel, 0) != 16 || sqlite3_column_bytes(sel, 1) != PVG_KID_BYTES ||
-                pvg_keys_unwrap(kr, kid, p, sqlite3_column_blob(sel, 2),
-                                (size_t)sqlite3_column_bytes(sel, 2), key) != PVG_OK) {
-                st = pvg_error_set(err, PVG_ERR_CRYPTO,
-                                   "a wrapped key cannot be opened with the current or the next master key");
-                break;
-            }
-            unsigned char w[PVG_WRAPPED_BYTES];
-            pvg_keys_wrap(s, kr->next, p, key, w);
-            sqlite3_reset(upd);
-            sqlite3_bind_blob(upd, 1, kr->next_kid, PVG_KID_BYTES, SQLITE_STATIC);
-            sqlite3_bind_blob(upd, 2, w, sizeof w, SQLITE_TRANSIENT);
-            sqlite3_bind_blob(upd, 3, p, 16, SQLITE_TRANSIENT);
-            if (sqlite3_step(upd) != SQLITE_DONE) {
-                st = pvg_error_set(err, PVG_ERR_IO, "key store: %s", sqlite3_errmsg(s->ks));
-                break;
-            }
-            batch++;
-        }
-        sqlite3_reset(sel);
-        if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-            st = pvg_error_set(err, PVG_ERR_IO, "key store: %s", sqlite3_errmsg(s->ks));
-        if (st != PVG_OK) {
-            sqlite3_exec(s->ks, "ROLLBACK", NULL, NULL, NULL);
-            break;
-        }
-        if (sqlite3_exec(s->ks, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            st = pvg_error_set(err, PVG_ERR_IO, "key store commit: %s", sqlite3_errmsg(s->ks));
-            sqlite3_exec(s->ks, "ROLLBACK", NULL, NULL, NULL);
-            break;
-        }
-        if (rewrapped) *rewrapped += batch;
+    pvg_status st = PVG_B(s, wrap_kid_set, kr->next_kid, err);
+    rewrap_ctx rc = {s, sodium_malloc(PVG_KEY_BYTES)};
+    if (st == PVG_OK && !rc.key) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    while (st == PVG_OK) {
+        long long batch = 0;
+        st = PVG_B(s, keys_rewrap_batch, kr->next_kid, 512, rewrap_one, &rc, &batch, err);
+        if (st == PVG_OK && rewrapped) *rewrapped += batch;
         if (batch == 0) break;
     }
-    sqlite3_finalize(sel);
-    sqlite3_finalize(upd);
-    if (key) sodium_free(key);
+    if (rc.key) sodium_free(rc.key);
     if (st != PVG_OK) return st;
     /* Step 3: the next key becomes the master key; the old one is gone. */
     if (!kr->master_from_env) {
@@ -453,7 +418,8 @@ pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped, pvg_error *
     memcpy(kr->kid, kr->next_kid, PVG_KID_BYTES);
     sodium_memzero(kr->next, PVG_KEY_BYTES);
     kr->has_next = 0;
-    /* Old wrapped forms may linger in freed pages and the WAL: wipe them. */
-    sqlite3_wal_checkpoint_v2(s->ks, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    /* Old wrapped forms may linger in freed pages and the logs: wipe them
+     * (best effort: a busy reader only delays it to a later checkpoint). */
+    (void)PVG_B(s, checkpoint, NULL);
     return PVG_OK;
 }

@@ -7,30 +7,32 @@
 #define PVG_STORE_INTERNAL_H
 
 #include <privguide/store.h>
-#include <sqlite3.h>
 
-/* The store's main SQLite connection (privguide.db), borrowed. Modules
- * create their own tables with CREATE TABLE IF NOT EXISTS on first use and
- * run their writes in their own transactions (BEGIN IMMEDIATE for anything
- * that must not race with another process). busy_timeout is set. */
-sqlite3 *pvg_store_sqlite(pvg_store *s);
+#include "store/backend.h"
 
-/* Runs `sql` (no result rows) and maps a failure to a pvg_status with the
- * SQLite message in err. */
-pvg_status pvg_store_exec(pvg_store *s, const char *sql, pvg_error *err);
+/* The store's backend (src/store/backend.h), borrowed. Modules keep their
+ * data through its ops (credentials, ledger, audit log, release cache);
+ * nothing outside src/store/sqlite/ speaks SQL. */
+pvg_backend *pvg_store_backend(pvg_store *s);
 
-/* Maps a SQLite result code to a pvg_status and fills err with "what: msg". */
-pvg_status pvg_store_sqlite_error(pvg_store *s, int rc, const char *what, pvg_error *err);
+/* Commits of this handle survive a crash of the process but not of the
+ * machine (used by the server's audit writer, which batches its commits). */
+pvg_status pvg_store_relax_durability(pvg_store *s, pvg_error *err);
+
+/* The store-wide change counter (backend.h, changes_get): monotonic, bumped
+ * by every committed write that changes users, keys, consent or chunks.
+ * Caches of per-user state compare it to the value they were filled at. */
+pvg_status pvg_store_changes(pvg_store *s, int64_t *changes, pvg_error *err);
 
 /* Looks up the user row id for an external id without creating it;
  * PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_id, pvg_error *err);
 
-/* Convention for modules' own per-user tables: a column named
- * `user_pseudonym` (BLOB, the 16-byte pseudonym) marks rows that belong to
- * a user; pvg_store_user_delete deletes every such row in every table of
- * privguide.db in the same transaction as the user's records. Tables that
- * must survive a deletion (the audit log) name the column differently. */
+/* Convention for per-user rows of other modules: a column (or field) named
+ * `user_pseudonym` (the 16-byte pseudonym) marks rows that belong to a
+ * user; the backend's user_delete deletes every such row in the same
+ * transaction as the user's records. Data that must survive a deletion
+ * (the audit log) names it differently. */
 
 /* Allocation helpers for strings handed out with pvg_free. */
 char *pvg_strdup(const char *s);

@@ -59,8 +59,7 @@ typedef struct pvg_keycache {
 /* ---- the store ---- */
 struct pvg_store {
     char *dir;
-    sqlite3 *db;     /* privguide.db */
-    sqlite3 *ks;     /* keystore.db */
+    pvg_backend *be; /* the storage backend (backend.h) */
     pvg_keyring keys;
     crypto_generichash_state *dedup_state; /* sodium_malloc: BLAKE2b-128 keyed with keys.dedup */
     pvg_keycache cache;
@@ -69,12 +68,12 @@ struct pvg_store {
     int64_t fixed_now;
     int in_txn;
     int plaintext_control; /* benchmarks only: skip sealing (see ingest.c) */
-    /* prepared statements */
-    long long write_gen;      /* meta.write_gen as of our last transaction */
-    long long foreign_writes; /* bumped when another connection wrote since then */
-    sqlite3_stmt *st_user_find, *st_user_insert, *st_key_get, *st_key_put, *st_chunk_insert,
-        *st_item_find, *st_item_insert, *st_item_update, *st_anon_count, *st_chunks_of_user, *st_consent_get;
+    long long write_gen;      /* the change counter as of our last transaction */
+    long long foreign_writes; /* bumped when another writer changed the store since then */
 };
+
+/* Shorthand for calling a backend op: PVG_B(s, op, args...). */
+#define PVG_B(s, op, ...) ((s)->be->ops->op((s)->be, __VA_ARGS__))
 
 /* chunk.c: a user's new events are sealed together, one chunk per (user,
  * expiry day) per write transaction. Plain chunk: u8 version, then entries
@@ -139,6 +138,12 @@ void pvg_keycache_free(pvg_keycache *c);
 pvg_keycache_entry *pvg_keycache_find(pvg_keycache *c, const unsigned char pseudonym[16]);
 pvg_keycache_entry *pvg_keycache_insert(pvg_keycache *c, const unsigned char pseudonym[16]);
 void pvg_keycache_remove(pvg_keycache *c, const unsigned char pseudonym[16]);
+
+/* Unwraps a user's data key from the key store into key (sodium_malloc'd
+ * by the caller). PVG_ERR_NOT_FOUND when the key is gone (a shredded
+ * user), PVG_ERR_CRYPTO when it cannot be unwrapped. */
+pvg_status pvg_store_user_key(pvg_store *s, const unsigned char pseudonym[16],
+                              unsigned char key[PVG_KEY_BYTES], pvg_error *err);
 
 /* Resolves a user: finds (or, when create, creates with a new data key)
  * the user and returns the cache entry holding its id and key. */

@@ -27,25 +27,44 @@ static void ext_ids_free(ext_ids *x)
     x->n = 0;
 }
 
+typedef struct ext_ids_load_ctx {
+    ext_ids *x;
+    int nomem;
+} ext_ids_load_ctx;
+
+static int ext_id_take(void *vctx, const pvg_item *it)
+{
+    ext_ids_load_ctx *c = vctx;
+    ext_ids *x = c->x;
+    if (it->id < 0 || !it->ext_id) return 0;
+    if (it->id >= x->n) {
+        int64_t n = x->n ? x->n : 1024;
+        while (n <= it->id) n *= 2;
+        char **ni = realloc(x->ids, (size_t)n * sizeof *ni);
+        if (!ni) {
+            c->nomem = 1;
+            return 1;
+        }
+        memset(ni + x->n, 0, (size_t)(n - x->n) * sizeof *ni);
+        x->ids = ni;
+        x->n = n;
+    }
+    free(x->ids[it->id]);
+    x->ids[it->id] = strdup(it->ext_id);
+    if (!x->ids[it->id]) {
+        c->nomem = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static pvg_status ext_ids_load(pvg_store *s, ext_ids *x, pvg_error *err)
 {
     memset(x, 0, sizeof *x);
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT max(id) FROM items", -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "items", err);
-    int64_t maxid = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_finalize(q);
-    x->ids = calloc((size_t)maxid + 1, sizeof *x->ids);
-    if (!x->ids) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    x->n = maxid + 1;
-    rc = sqlite3_prepare_v2(s->db, "SELECT id, ext_id FROM items", -1, &q, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "items", err);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(q, 0);
-        if (id >= 0 && id < x->n) x->ids[id] = strdup((const char *)sqlite3_column_text(q, 1));
-    }
-    sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? PVG_OK : pvg_store_sqlite_error(s, rc, "items", err);
+    ext_ids_load_ctx c = {x, 0};
+    pvg_status st = PVG_B(s, items_foreach, ext_id_take, &c, err);
+    if (c.nomem) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    return st;
 }
 
 typedef struct user_batch {
@@ -145,34 +164,50 @@ static pvg_status load_user_events(pvg_store *s, int64_t uid, const unsigned cha
     return PVG_OK;
 }
 
-/* Unwraps a user's data key into key (sodium_malloc'd by the caller).
- * PVG_ERR_NOT_FOUND when the key is gone (a shredded user). */
-static pvg_status user_key(pvg_store *s, const unsigned char p[16], unsigned char *key, pvg_error *err)
-{
-    sqlite3_stmt *k = s->st_key_get;
-    sqlite3_reset(k);
-    sqlite3_bind_blob(k, 1, p, 16, SQLITE_STATIC);
-    int rc = sqlite3_step(k);
+typedef struct iter_ctx {
+    pvg_store *s;
+    unsigned flags;
+    pvg_user_events_fn fn;
+    void *ctx;
+    int *seen;
+    unsigned char *key; /* sodium_malloc */
+    const ext_ids *items;
+    user_batch *b;
     pvg_status st;
-    if (rc == SQLITE_ROW)
-        st = sqlite3_column_bytes(k, 0) == PVG_KID_BYTES
-                 ? pvg_keys_unwrap(&s->keys, sqlite3_column_blob(k, 0), p, sqlite3_column_blob(k, 1),
-                                   (size_t)sqlite3_column_bytes(k, 1), key)
-                 : PVG_ERR_CRYPTO;
-    else
-        st = rc == SQLITE_DONE ? PVG_ERR_NOT_FOUND : PVG_ERR_IO;
-    sqlite3_reset(k);
-    if (st == PVG_ERR_CRYPTO)
-        pvg_error_set(err, st, "a data key cannot be unwrapped with the master key");
-    else if (st == PVG_ERR_IO)
-        pvg_error_set(err, st, "key store: %s", sqlite3_errmsg(s->ks));
-    return st;
+    pvg_error *err;
+} iter_ctx;
+
+static int iterate_user(void *vctx, const pvg_backend_user *u)
+{
+    iter_ctx *c = vctx;
+    pvg_user_view v;
+    v.user_id = u->id;
+    memcpy(v.pseudonym, u->pseudonym, PVG_PSEUDONYM_BYTES);
+    v.consent_personalization = u->consent_personalization;
+    v.consent_analytics = u->consent_analytics;
+    v.created_at = u->created_at;
+    if ((c->flags & PVG_FOREACH_REQUIRE_ANALYTICS) && !v.consent_analytics) return 0;
+    if ((c->flags & PVG_FOREACH_REQUIRE_PERSONALIZATION) && !v.consent_personalization) return 0;
+    pvg_status st = pvg_store_user_key(c->s, v.pseudonym, c->key, c->err);
+    if (st == PVG_ERR_NOT_FOUND) { /* shredded: its records are unreadable by design */
+        pvg_error_clear(c->err);
+        return 0;
+    }
+    if (st == PVG_OK) st = load_user_events(c->s, v.user_id, v.pseudonym, c->key, c->items, c->b, 1, c->err);
+    if (st != PVG_OK) {
+        c->st = st;
+        return 1;
+    }
+    if (c->seen) (*c->seen)++;
+    if (c->fn(c->ctx, &v, c->b->ev, c->b->n)) {
+        c->st = PVG_ERR_ABORTED;
+        return 1;
+    }
+    return 0;
 }
 
-#define USER_COLS "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
-
-static pvg_status iterate(pvg_store *s, const char *where_sql, const unsigned char *only_p,
-                          unsigned flags, pvg_user_events_fn fn, void *ctx, int *seen, pvg_error *err)
+static pvg_status iterate(pvg_store *s, const unsigned char *only_p, unsigned flags,
+                          pvg_user_events_fn fn, void *ctx, int *seen, pvg_error *err)
 {
     ext_ids items;
     pvg_status st = ext_ids_load(s, &items, err);
@@ -180,43 +215,16 @@ static pvg_status iterate(pvg_store *s, const char *where_sql, const unsigned ch
         ext_ids_free(&items);
         return st;
     }
-    sqlite3_stmt *uq = NULL;
-    char sql[256];
-    snprintf(sql, sizeof sql, USER_COLS "%s ORDER BY id", where_sql);
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &uq, NULL);
-    unsigned char *key = sodium_malloc(PVG_KEY_BYTES);
     user_batch b;
     memset(&b, 0, sizeof b);
-    if (rc != SQLITE_OK)
-        st = pvg_store_sqlite_error(s, rc, "users", err);
-    else if (!key)
+    iter_ctx c = {s, flags, fn, ctx, seen, sodium_malloc(PVG_KEY_BYTES), &items, &b, PVG_OK, err};
+    if (!c.key)
         st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    if (st == PVG_OK && only_p) sqlite3_bind_blob(uq, 1, only_p, 16, SQLITE_STATIC);
-    while (st == PVG_OK && (rc = sqlite3_step(uq)) == SQLITE_ROW) {
-        pvg_user_view v;
-        v.user_id = sqlite3_column_int64(uq, 0);
-        if (sqlite3_column_bytes(uq, 1) != PVG_PSEUDONYM_BYTES) continue;
-        memcpy(v.pseudonym, sqlite3_column_blob(uq, 1), PVG_PSEUDONYM_BYTES);
-        v.consent_personalization = sqlite3_column_int(uq, 2);
-        v.consent_analytics = sqlite3_column_int(uq, 3);
-        v.created_at = sqlite3_column_int64(uq, 4);
-        if ((flags & PVG_FOREACH_REQUIRE_ANALYTICS) && !v.consent_analytics) continue;
-        if ((flags & PVG_FOREACH_REQUIRE_PERSONALIZATION) && !v.consent_personalization) continue;
-        st = user_key(s, v.pseudonym, key, err);
-        if (st == PVG_ERR_NOT_FOUND) { /* shredded: its records are unreadable by design */
-            pvg_error_clear(err);
-            st = PVG_OK;
-            continue;
-        }
-        if (st != PVG_OK) break;
-        st = load_user_events(s, v.user_id, v.pseudonym, key, &items, &b, 1, err);
-        if (st != PVG_OK) break;
-        if (seen) (*seen)++;
-        if (fn(ctx, &v, b.ev, b.n)) st = PVG_ERR_ABORTED;
+    else {
+        st = PVG_B(s, users_foreach, only_p, iterate_user, &c, err);
+        if (st == PVG_ERR_ABORTED) st = c.st;
     }
-    if (st == PVG_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = pvg_store_sqlite_error(s, rc, "users", err);
-    sqlite3_finalize(uq);
-    if (key) sodium_free(key);
+    if (c.key) sodium_free(c.key);
     user_batch_free(&b);
     ext_ids_free(&items);
     return st;
@@ -225,7 +233,7 @@ static pvg_status iterate(pvg_store *s, const char *where_sql, const unsigned ch
 pvg_status pvg_store_foreach_user(pvg_store *s, unsigned flags, pvg_user_events_fn fn, void *ctx,
                                   pvg_error *err)
 {
-    return iterate(s, "", NULL, flags, fn, ctx, NULL, err);
+    return iterate(s, NULL, flags, fn, ctx, NULL, err);
 }
 
 pvg_status pvg_store_user_events(pvg_store *s, const char *ext_user, pvg_user_events_fn fn,
@@ -234,7 +242,7 @@ pvg_status pvg_store_user_events(pvg_store *s, const char *ext_user, pvg_user_ev
     unsigned char p[16];
     pvg_store_pseudonym(s, ext_user, p);
     int seen = 0;
-    pvg_status st = iterate(s, " WHERE pseudonym = ?1", p, 0, fn, ctx, &seen, err);
+    pvg_status st = iterate(s, p, 0, fn, ctx, &seen, err);
     if (st == PVG_OK && !seen) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user");
     return st;
 }
@@ -321,33 +329,6 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
 
 /* ---- deletion ---- */
 
-/* Deletes rows of other modules' tables that carry a `user_pseudonym`
- * column (store_internal.h documents the convention). */
-static pvg_status delete_linked_rows(pvg_store *s, const unsigned char p[16], pvg_error *err)
-{
-    sqlite3_stmt *t = NULL;
-    int rc = sqlite3_prepare_v2(s->db,
-                                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
-                                " WHERE m.type = 'table' AND c.name = 'user_pseudonym'",
-                                -1, &t, NULL);
-    if (rc != SQLITE_OK) return pvg_store_sqlite_error(s, rc, "schema", err);
-    pvg_status st = PVG_OK;
-    while (st == PVG_OK && sqlite3_step(t) == SQLITE_ROW) {
-        char sql[256];
-        snprintf(sql, sizeof sql, "DELETE FROM \"%s\" WHERE user_pseudonym = ?1", (const char *)sqlite3_column_text(t, 0));
-        sqlite3_stmt *d = NULL;
-        if (sqlite3_prepare_v2(s->db, sql, -1, &d, NULL) != SQLITE_OK) {
-            st = pvg_store_sqlite_error(s, SQLITE_ERROR, "delete", err);
-            break;
-        }
-        sqlite3_bind_blob(d, 1, p, 16, SQLITE_STATIC);
-        if (sqlite3_step(d) != SQLITE_DONE) st = pvg_store_sqlite_error(s, SQLITE_ERROR, "delete", err);
-        sqlite3_finalize(d);
-    }
-    sqlite3_finalize(t);
-    return st;
-}
-
 static pvg_status checkpoint_retry(pvg_store *s, pvg_error *err)
 {
     pvg_status st = PVG_OK;
@@ -364,51 +345,18 @@ pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *
     if (s->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "cannot delete inside a transaction");
     unsigned char p[16];
     pvg_store_pseudonym(s, ext_user, p);
-    sqlite3_stmt *q = s->st_user_find;
-    sqlite3_reset(q);
-    sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
-    int rc = sqlite3_step(q);
-    int64_t uid = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return pvg_store_sqlite_error(s, rc, "users", err);
-    if (!uid) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user");
-    /* 1. Destroy the key: from here on the records are unreadable. */
-    pvg_keycache_remove(&s->cache, p);
-    sqlite3_stmt *d = NULL;
-    rc = sqlite3_prepare_v2(s->ks, "DELETE FROM data_keys WHERE pseudonym = ?1", -1, &d, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_blob(d, 1, p, 16, SQLITE_STATIC);
-        rc = sqlite3_step(d);
-    }
-    sqlite3_finalize(d);
-    if (rc != SQLITE_DONE) return pvg_error_set(err, PVG_ERR_IO, "key store: %s", sqlite3_errmsg(s->ks));
-    /* 2. Remove the records and everything else linked to the user. */
-    pvg_status st = pvg_store_exec(s, "BEGIN IMMEDIATE", err);
+    pvg_backend_user u;
+    pvg_status st = PVG_B(s, user_get, p, &u, err);
     if (st != PVG_OK) return st;
-    sqlite3_stmt *e = NULL;
-    if (rc == SQLITE_DONE) {
-        rc = sqlite3_prepare_v2(s->db, "DELETE FROM chunks WHERE user_id = ?1", -1, &e, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(e, 1, uid);
-            rc = sqlite3_step(e);
-        }
-        sqlite3_finalize(e);
-    }
-    if (rc == SQLITE_DONE) {
-        rc = sqlite3_prepare_v2(s->db, "DELETE FROM users WHERE id = ?1", -1, &e, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(e, 1, uid);
-            rc = sqlite3_step(e);
-        }
-        sqlite3_finalize(e);
-    }
-    if (rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "delete", err);
-    if (st == PVG_OK) st = delete_linked_rows(s, p, err);
-    if (st != PVG_OK) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return st; /* the key is gone already: the records stay unreadable */
-    }
-    st = pvg_store_exec(s, "COMMIT", err);
+    /* 1. Destroy the key (durable at once): from here on the records are
+     *    unreadable. */
+    pvg_keycache_remove(&s->cache, p);
+    st = PVG_B(s, key_delete, p, err);
+    if (st != PVG_OK) return st;
+    /* 2. Remove the records and everything else linked to the user, in one
+     *    transaction (if it fails, the key is gone already: the records
+     *    stay unreadable). */
+    st = PVG_B(s, user_delete, u.id, p, err);
     if (st != PVG_OK) return st;
     /* 3. Push the zeroed pages out of the write-ahead logs into the
      *    databases and truncate the logs (secure_delete zeroed the freed
@@ -422,19 +370,12 @@ pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent
 {
     unsigned char p[16];
     pvg_store_pseudonym(s, ext_user, p);
-    sqlite3_stmt *q = s->st_consent_get; /* on the request path of the server: prepared once */
-    sqlite3_reset(q);
-    sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
-    int rc = sqlite3_step(q);
-    pvg_status st = PVG_OK;
-    if (rc == SQLITE_ROW) {
-        out->personalization = sqlite3_column_int(q, 0);
-        out->analytics = sqlite3_column_int(q, 1);
-    } else
-        st = rc == SQLITE_DONE ? pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user")
-                               : pvg_store_sqlite_error(s, rc, "users", err);
-    sqlite3_reset(q);
-    return st;
+    pvg_backend_user u;
+    pvg_status st = PVG_B(s, user_get, p, &u, err); /* on the server's request path: a prepared lookup */
+    if (st != PVG_OK) return st;
+    out->personalization = u.consent_personalization;
+    out->analytics = u.consent_analytics;
+    return PVG_OK;
 }
 
 pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_consent *c, pvg_error *err)
@@ -448,20 +389,8 @@ pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_c
     pvg_keycache_entry *u;
     st = pvg_store_user_resolve(s, p, 1, &u, NULL, err);
     if (st == PVG_OK) {
-        sqlite3_stmt *q = NULL;
-        int rc = sqlite3_prepare_v2(s->db,
-                                    "UPDATE users SET consent_personalization = ?1, consent_analytics = ?2,"
-                                    " consent_updated_at = ?3 WHERE id = ?4",
-                                    -1, &q, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int(q, 1, c->personalization ? 1 : 0);
-            sqlite3_bind_int(q, 2, c->analytics ? 1 : 0);
-            sqlite3_bind_int64(q, 3, pvg_store_now(s));
-            sqlite3_bind_int64(q, 4, u->user_id);
-            rc = sqlite3_step(q);
-        }
-        sqlite3_finalize(q);
-        if (rc != SQLITE_DONE) st = pvg_store_sqlite_error(s, rc, "consent", err);
+        st = PVG_B(s, consent_set, u->user_id, c->personalization ? 1 : 0, c->analytics ? 1 : 0,
+                   pvg_store_now(s), err);
     }
     if (own) {
         if (st == PVG_OK)

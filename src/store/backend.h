@@ -1,0 +1,303 @@
+/*
+ * backend.h - the storage backend under the store: one ops table (function
+ * pointers, in the manner of SQLite's VFS) over an opaque backend handle.
+ * Everything the library keeps in a database goes through these ops; the
+ * SQLite implementation lives in src/store/sqlite/ and nothing else in the
+ * tree speaks SQL. Not installed; not part of the public interface.
+ *
+ * The contract every implementation must honour (atomicity, isolation,
+ * ownership, errors) is written in docs/store.md, "The backend interface".
+ * In short:
+ *  - Every op takes the backend first and a pvg_error (may be NULL) last,
+ *    and returns PVG_OK or a status with err filled in: PVG_ERR_NOT_FOUND
+ *    (the looked-up row does not exist), PVG_ERR_BUSY (a lock could not be
+ *    taken in time), PVG_ERR_IO, PVG_ERR_CORRUPT, PVG_ERR_NOMEM, and
+ *    PVG_ERR_ABORTED when an iteration's callback asked to stop (err is
+ *    left untouched in that case).
+ *  - Pointers passed in are borrowed for the duration of the call. Pointers
+ *    handed to callbacks are valid only during that callback. Buffers an op
+ *    returns through `char **` / `pvg_item **` are malloc'd and owned by the
+ *    caller (free()).
+ *  - A backend handle is used by one thread at a time.
+ *  - Ops marked [txn] may run inside a write transaction (txn_begin) and
+ *    then become durable and visible with txn_commit; outside one, each runs
+ *    as its own atomic unit. Ops marked [unit] are atomic on their own
+ *    (they take the write lock themselves); inside an open transaction they
+ *    join it (a savepoint) and commit with it.
+ */
+#ifndef PVG_STORE_BACKEND_H
+#define PVG_STORE_BACKEND_H
+
+#include <privguide/audit.h>
+#include <privguide/ledger.h>
+#include <privguide/store.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PVG_BACKEND_PSEUDONYM_BYTES 16
+#define PVG_BACKEND_KID_BYTES 8
+#define PVG_BACKEND_WRAPPED_MAX 128
+#define PVG_BACKEND_HASH_BYTES 32
+
+typedef struct pvg_backend pvg_backend;
+typedef struct pvg_backend_ops pvg_backend_ops;
+
+/* Every implementation's handle starts with this (it may embed it as its
+ * first member and add its own state after it). */
+struct pvg_backend {
+    const pvg_backend_ops *ops;
+};
+
+/* A user row. */
+typedef struct pvg_backend_user {
+    int64_t id; /* > 0; never reused for another pseudonym */
+    unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES];
+    int64_t created_at;
+    int consent_personalization, consent_analytics;
+} pvg_backend_user;
+
+/* A wrapped data key as stored. The lengths are those stored (a row whose
+ * lengths differ from PVG_BACKEND_KID_BYTES / the wrap size is damaged:
+ * the store treats it as a key that cannot be unwrapped); the buffers hold
+ * at most their size. */
+typedef struct pvg_backend_key {
+    unsigned char kid[PVG_BACKEND_KID_BYTES];
+    size_t kid_len;
+    unsigned char wrapped[PVG_BACKEND_WRAPPED_MAX];
+    size_t wrapped_len;
+} pvg_backend_key;
+
+/* A credential (API key or user token). Strings are borrowed (insert) or
+ * held in the struct (get). */
+typedef struct pvg_backend_cred {
+    char key_id[33];
+    char kind[8];      /* "key" or "token" */
+    char role[16];     /* "admin", "analyst", "user" */
+    const char *label; /* insert only; may be NULL */
+    int has_pseudonym;
+    unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES];
+    unsigned char secret_hash[PVG_BACKEND_HASH_BYTES];
+    size_t secret_hash_len;
+    double rate_per_s;
+    int64_t created_at, expires_at;
+    int revoked;
+} pvg_backend_cred;
+
+/* One ingest run, for the ingest log. */
+typedef struct pvg_backend_ingest_run {
+    int64_t started_at, finished_at;
+    const char *format, *source;
+    long long read, accepted, rejected, stored, duplicates, anonymous;
+} pvg_backend_ingest_run;
+
+/* Callbacks. Iterations: return 0 to go on, non-zero to stop (the op then
+ * returns PVG_ERR_ABORTED). A callback may call read ops of the same
+ * backend; it must not open or end a transaction. */
+typedef int (*pvg_backend_user_fn)(void *ctx, const pvg_backend_user *u);
+typedef int (*pvg_backend_chunk_fn)(void *ctx, int64_t expires_day, const unsigned char *cid,
+                                    size_t cid_len, const unsigned char *sealed, size_t sealed_len);
+typedef int (*pvg_backend_item_fn)(void *ctx, const pvg_item *item);
+typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type type, long long count,
+                                   double quantity);
+/* Key rotation: given a stored key, writes its new wrapped form (under the
+ * key whose id the op was given) into out (*out_len set); returns PVG_OK or
+ * a status (with err filled) that aborts the batch. */
+typedef pvg_status (*pvg_backend_rewrap_fn)(
+    void *ctx, const unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES],
+    const pvg_backend_key *old, unsigned char *out, size_t *out_len, pvg_error *err);
+/* Ledger: decides, from the dataset's budget (found = 0: none set) and
+ * spending as read inside the charge's lock, whether the release may be
+ * recorded: PVG_OK, or a status with err filled (the charge is rolled back). */
+typedef pvg_status (*pvg_backend_charge_fn)(void *ctx, int found, const pvg_ledger_summary *sum,
+                                            pvg_error *err);
+typedef int (*pvg_backend_release_fn)(void *ctx, const pvg_ledger_release *r);
+typedef int (*pvg_backend_dataset_fn)(void *ctx, const char *dataset,
+                                      const pvg_ledger_summary *sum);
+/* Audit: computes the chain hash of rec (timestamp resolved) after prev. */
+typedef void (*pvg_backend_chain_fn)(void *ctx, const unsigned char prev[PVG_BACKEND_HASH_BYTES],
+                                     int64_t ts, const pvg_audit_record *rec,
+                                     unsigned char out[PVG_BACKEND_HASH_BYTES]);
+typedef int (*pvg_backend_audit_fn)(void *ctx, const pvg_audit_entry *e);
+
+struct pvg_backend_ops {
+    int version; /* 1 */
+    const char *name;
+
+    /* ---- lifecycle ---- */
+    void (*close)(pvg_backend *b);
+    /* Relaxed durability for this handle (commits survive a crash of the
+     * process, not of the machine). Used by the server's audit writer. */
+    pvg_status (*set_relaxed_durability)(pvg_backend *b, pvg_error *err);
+    /* Moves logged writes into the main files and truncates the logs, so no
+     * file keeps freed (wiped) content. PVG_ERR_BUSY when readers hold it. */
+    pvg_status (*checkpoint)(pvg_backend *b, pvg_error *err);
+
+    /* ---- transactions ---- */
+    /* Takes the write locks of users/keys/chunks/catalog at once (no other
+     * writer until commit or rollback). *changes: the change counter as seen
+     * inside the transaction. PVG_ERR_STATE when one is open already. */
+    pvg_status (*txn_begin)(pvg_backend *b, int64_t *changes, pvg_error *err);
+    /* Bumps the change counter, then commits keys before data (a data key
+     * is durable before any chunk sealed under it). *changes: the new value.
+     * On failure everything is rolled back. */
+    pvg_status (*txn_commit)(pvg_backend *b, int64_t *changes, pvg_error *err);
+    void (*txn_rollback)(pvg_backend *b); /* no-op when none is open */
+    /* The store-wide change counter: monotonic, bumped by every committed
+     * write transaction that changes users, keys, consent or chunks (and by
+     * the [unit] ops that do). Cheap; outside or inside a transaction. */
+    pvg_status (*changes_get)(pvg_backend *b, int64_t *changes, pvg_error *err);
+
+    /* ---- users [txn] ---- */
+    pvg_status (*user_get)(pvg_backend *b, const unsigned char pseudonym[16], pvg_backend_user *out,
+                           pvg_error *err); /* NOT_FOUND */
+    pvg_status (*user_insert)(pvg_backend *b, const unsigned char pseudonym[16], int64_t created_at,
+                              int consent_personalization, int consent_analytics, int64_t *id,
+                              pvg_error *err);
+    pvg_status (*consent_set)(pvg_backend *b, int64_t user_id, int personalization, int analytics,
+                              int64_t updated_at, pvg_error *err);
+    /* Deletes the user row, its chunks, and every row of every table keyed
+     * by user_pseudonym (credentials, other modules' per-user rows). Not
+     * the wrapped key (key_delete). */
+    pvg_status (*user_delete)(pvg_backend *b, int64_t user_id, const unsigned char pseudonym[16],
+                              pvg_error *err);
+    /* Users in id order; only the one with `pseudonym` when non-NULL. */
+    pvg_status (*users_foreach)(pvg_backend *b, const unsigned char *pseudonym,
+                                pvg_backend_user_fn fn, void *ctx, pvg_error *err);
+
+    /* ---- wrapped keys (the key store) ---- */
+    pvg_status (*key_get)(pvg_backend *b, const unsigned char pseudonym[16], pvg_backend_key *out,
+                          pvg_error *err); /* NOT_FOUND */
+    pvg_status (*key_put)(pvg_backend *b, const unsigned char pseudonym[16],
+                          const unsigned char kid[8], const unsigned char *wrapped, size_t len,
+                          pvg_error *err); /* [txn]; replaces */
+    /* Durable on return when no transaction is open. */
+    pvg_status (*key_delete)(pvg_backend *b, const unsigned char pseudonym[16], pvg_error *err);
+    /* found = 1 when some key is wrapped under neither kid_a nor kid_b. */
+    pvg_status (*key_other_kid_exists)(pvg_backend *b, const unsigned char kid_a[8],
+                                       const unsigned char kid_b[8], int *found, pvg_error *err);
+    /* [unit] on the key store: rewraps up to `max` keys whose kid is not
+     * new_kid (fn gives each new form) and commits them together; *done:
+     * how many (0 when none is left). Bumps the change counter after. */
+    pvg_status (*keys_rewrap_batch)(pvg_backend *b, const unsigned char new_kid[8], size_t max,
+                                    pvg_backend_rewrap_fn fn, void *ctx, long long *done,
+                                    pvg_error *err);
+    /* The kid new data keys must be wrapped under (set by a rotation);
+     * found = 0 when none was set. set is durable on return. */
+    pvg_status (*wrap_kid_get)(pvg_backend *b, unsigned char kid[8], int *found, pvg_error *err);
+    pvg_status (*wrap_kid_set)(pvg_backend *b, const unsigned char kid[8], pvg_error *err);
+
+    /* ---- sealed chunks [txn] ---- */
+    pvg_status (*chunk_insert)(pvg_backend *b, int64_t user_id, int64_t expires_day,
+                               int64_t n_events, const unsigned char *cid, size_t cid_len,
+                               const unsigned char *sealed, size_t sealed_len, pvg_error *err);
+    pvg_status (*chunks_foreach_user)(pvg_backend *b, int64_t user_id, pvg_backend_chunk_fn fn,
+                                      void *ctx, pvg_error *err);
+    pvg_status (*chunks_count_user)(pvg_backend *b, int64_t user_id, long long *n, pvg_error *err);
+    /* Compaction replaces a user's chunks: chunks_delete_user then inserts,
+     * in one transaction. */
+    pvg_status (*chunks_delete_user)(pvg_backend *b, int64_t user_id, pvg_error *err);
+    /* Deletes every chunk with expires_day <= day; *events: the sum of
+     * their event counts. */
+    pvg_status (*chunks_sweep)(pvg_backend *b, int64_t day, long long *events, pvg_error *err);
+
+    /* ---- catalog [txn] ---- */
+    pvg_status (*item_find)(pvg_backend *b, const char *ext_id, int64_t *id,
+                            pvg_error *err); /* NOT_FOUND */
+    /* title/category/attrs_json NULL and price < 0 mean "unknown". */
+    pvg_status (*item_insert)(pvg_backend *b, const pvg_item *it, int64_t updated_at, int64_t *id,
+                              pvg_error *err);
+    /* Overwrites only the known fields of `it` (ext_id ignored). */
+    pvg_status (*item_update)(pvg_backend *b, int64_t id, const pvg_item *it, int64_t updated_at,
+                              pvg_error *err);
+    /* By ext_id when non-NULL, else by id. *out: one malloc'd block (the
+     * strings inside it), freed with free(). NOT_FOUND. */
+    pvg_status (*item_get)(pvg_backend *b, const char *ext_id, int64_t id, pvg_item **out,
+                           pvg_error *err);
+    pvg_status (*items_foreach)(pvg_backend *b, pvg_backend_item_fn fn, void *ctx, pvg_error *err);
+
+    /* ---- anonymous counts [txn] ---- */
+    /* Replaces the count of (source, item, type). */
+    pvg_status (*anon_put)(pvg_backend *b, const unsigned char source[16], int64_t item_id,
+                           int type, long long count, double quantity, pvg_error *err);
+    /* Summed over sources, in (item_id, type) order. */
+    pvg_status (*anon_foreach)(pvg_backend *b, pvg_backend_anon_fn fn, void *ctx, pvg_error *err);
+
+    /* ---- ingest log and meta [txn] ---- */
+    pvg_status (*ingest_run_insert)(pvg_backend *b, const pvg_backend_ingest_run *r,
+                                    pvg_error *err);
+    /* *value: malloc'd; NOT_FOUND. */
+    pvg_status (*meta_get)(pvg_backend *b, const char *key, char **value, pvg_error *err);
+    pvg_status (*meta_set)(pvg_backend *b, const char *key, const char *value, pvg_error *err);
+
+    /* ---- counts ---- */
+    pvg_status (*counts)(pvg_backend *b, pvg_store_counts *out, pvg_error *err);
+
+    /* ---- credentials ---- */
+    pvg_status (*cred_insert)(pvg_backend *b, const pvg_backend_cred *c, pvg_error *err);
+    pvg_status (*cred_get)(pvg_backend *b, const char *key_id, pvg_backend_cred *out,
+                           pvg_error *err); /* NOT_FOUND */
+    /* Marks revoked; *changed: rows changed (0: unknown or revoked already
+     * for revoke_user; 0: unknown for revoke). */
+    pvg_status (*cred_revoke)(pvg_backend *b, const char *key_id, long long *changed,
+                              pvg_error *err);
+    pvg_status (*cred_revoke_user)(pvg_backend *b, const unsigned char pseudonym[16],
+                                   long long *changed, pvg_error *err);
+
+    /* ---- budget ledger ---- */
+    pvg_status (*budget_set)(pvg_backend *b, const char *dataset, double epsilon, double delta,
+                             int64_t updated_at, pvg_error *err);
+    /* Budget and spending of one dataset (found = 0: no budget set; the
+     * spending is still filled). */
+    pvg_status (*budget_get)(pvg_backend *b, const char *dataset, int *found,
+                             pvg_ledger_summary *out, pvg_error *err);
+    /* [unit] Under the write lock: reads the dataset's budget and spending,
+     * asks decide, and records the release when it says PVG_OK. Two charges
+     * never both decide on the same spending. */
+    pvg_status (*ledger_charge)(pvg_backend *b, const char *dataset, const char *what,
+                                const char *mechanism, double epsilon, double delta,
+                                int64_t created_at, pvg_backend_charge_fn decide, void *ctx,
+                                int64_t *release_id, pvg_error *err);
+    pvg_status (*releases_foreach)(pvg_backend *b, const char *dataset /* NULL: all */,
+                                   pvg_backend_release_fn fn, void *ctx, pvg_error *err);
+    pvg_status (*datasets_foreach)(pvg_backend *b, pvg_backend_dataset_fn fn, void *ctx,
+                                   pvg_error *err);
+
+    /* ---- audit log ---- */
+    /* [unit] Appends recs in order after the current head (records with
+     * ts 0 get `now`), each hashed by chain over its predecessor's hash
+     * (zeros for the first entry). *last_seq: the last entry's seq. */
+    pvg_status (*audit_append)(pvg_backend *b, const pvg_audit_record *recs, size_t n, int64_t now,
+                               pvg_backend_chain_fn chain, void *ctx, int64_t *last_seq,
+                               pvg_error *err);
+    /* Entries with seq >= from_seq in seq order, at most limit (> 0). */
+    pvg_status (*audit_foreach)(pvg_backend *b, int64_t from_seq, long long limit,
+                                pvg_backend_audit_fn fn, void *ctx, pvg_error *err);
+    /* The last entry (found = 0 when the log is empty). */
+    pvg_status (*audit_head)(pvg_backend *b, int64_t *seq, unsigned char hash[32], int *found,
+                             pvg_error *err);
+
+    /* ---- release cache (the server's DP popular lists) ---- */
+    /* *items_json: malloc'd. NOT_FOUND. */
+    pvg_status (*release_get)(pvg_backend *b, const unsigned char *fingerprint, size_t fp_len,
+                              const char *dataset, int64_t k, double epsilon, char **items_json,
+                              int64_t *release_id, pvg_error *err);
+    /* Replaces. */
+    pvg_status (*release_put)(pvg_backend *b, const unsigned char *fingerprint, size_t fp_len,
+                              const char *dataset, int64_t k, double epsilon, const char *mechanism,
+                              int64_t release_id, const char *items_json, int64_t created_at,
+                              pvg_error *err);
+};
+
+/* ---- the SQLite backend (src/store/sqlite/) ---- */
+
+/* 1 when dir holds a SQLite store (its main database file exists). */
+int pvg_sqlite_backend_exists(const char *dir);
+/* Creates the databases of a new store in dir (0600) with the schema.
+ * PVG_ERR_EXISTS when one is there. */
+pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err);
+/* Opens the store in dir (upgrading the schema of older stores: new tables
+ * only). PVG_ERR_NOT_FOUND when there is none. */
+pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error *err);
+
+#endif

@@ -1,0 +1,1558 @@
+/*
+ * sqlite_backend.c - the SQLite implementation of the store backend
+ * (src/store/backend.h; contract in docs/store.md).
+ *
+ * Two databases, each in WAL mode with synchronous=FULL and secure_delete
+ * on: privguide.db (everything but keys) and keystore.db (wrapped data
+ * keys). A write transaction takes the key store first, then the main
+ * database, and commits in the same order, so a data key is durable before
+ * any record sealed under it; a crash between the two commits leaves at
+ * most an unused key, which the next write replaces.
+ *
+ * This folder is the only place in the tree that includes sqlite3.h or
+ * holds SQL (tests/cli/layering.sh checks it).
+ */
+#include "store/backend.h"
+
+#include <sqlite3.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION "1"
+
+static const char MAIN_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, ext_id TEXT NOT NULL UNIQUE,"
+    "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS items_category ON items(category);"
+    "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, pseudonym BLOB NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL, consent_personalization INTEGER NOT NULL,"
+    "  consent_analytics INTEGER NOT NULL, consent_updated_at INTEGER);"
+    /* A user's events are sealed in chunks (chunk.c). Besides the user's
+     * row id, the plaintext is the day on which a chunk expires and the
+     * number of events in it (which its length shows anyway). */
+    "CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+    "  expires_day INTEGER NOT NULL, n INTEGER NOT NULL, cid BLOB NOT NULL, sealed BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS chunks_user ON chunks(user_id);"
+    "CREATE INDEX IF NOT EXISTS chunks_expiry ON chunks(expires_day);"
+    /* Anonymous (user-less) rows as non-personal counts, per source. */
+    "CREATE TABLE IF NOT EXISTS anon_counts(source BLOB NOT NULL, item_id INTEGER NOT NULL,"
+    "  type INTEGER NOT NULL, count INTEGER NOT NULL, quantity REAL NOT NULL,"
+    "  PRIMARY KEY(source, item_id, type)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ingest_runs(id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER, format TEXT NOT NULL, source TEXT NOT NULL, read INTEGER, accepted "
+    "INTEGER,"
+    "  rejected INTEGER, stored INTEGER, duplicates INTEGER, anonymous INTEGER);"
+    /* The store-wide change counter (one row, id 1; absent = 0). */
+    "CREATE TABLE IF NOT EXISTS change_counter(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  value INTEGER NOT NULL);"
+    /* Credentials: a column user_pseudonym makes rows go with the user. */
+    "CREATE TABLE IF NOT EXISTS auth_keys ("
+    " key_id TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL,"
+    " role TEXT NOT NULL,"
+    " label TEXT NOT NULL DEFAULT '',"
+    " user_pseudonym BLOB,"
+    " secret_hash BLOB NOT NULL,"
+    " rate_per_s REAL NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS auth_keys_user ON auth_keys(user_pseudonym);"
+    /* The privacy budget ledger. */
+    "CREATE TABLE IF NOT EXISTS dp_budget("
+    " dataset TEXT PRIMARY KEY NOT NULL,"
+    " total_epsilon REAL NOT NULL, total_delta REAL NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS dp_release("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " dataset TEXT NOT NULL, what TEXT NOT NULL, mechanism TEXT NOT NULL,"
+    " epsilon REAL NOT NULL, delta REAL NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS dp_release_dataset ON dp_release(dataset, id);"
+    /* The audit log (no user_pseudonym column: it survives deletions). */
+    "CREATE TABLE IF NOT EXISTS audit_log ("
+    " seq INTEGER PRIMARY KEY,"
+    " ts INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " prev_hash BLOB NOT NULL,"
+    " hash BLOB NOT NULL);"
+    /* The server's DP popular lists, one per model build and parameters. */
+    "CREATE TABLE IF NOT EXISTS server_popular_release ("
+    " fingerprint BLOB NOT NULL,"
+    " dataset TEXT NOT NULL,"
+    " k INTEGER NOT NULL,"
+    " epsilon REAL NOT NULL,"
+    " mechanism TEXT NOT NULL,"
+    " release_id INTEGER NOT NULL,"
+    " items TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (fingerprint, dataset, k, epsilon));";
+
+static const char KS_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS ks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS data_keys(pseudonym BLOB PRIMARY KEY, kid BLOB NOT NULL,"
+    "  wrapped BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS data_keys_kid ON data_keys(kid);";
+
+static const char PRAGMAS[] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                              "PRAGMA secure_delete=ON; PRAGMA temp_store=MEMORY;"
+                              "PRAGMA cache_size=-65536;";
+
+/* ---- statements, prepared once on first use ---- */
+
+enum { DB_MAIN, DB_KS };
+
+enum {
+    Q_CHANGES_GET,
+    Q_CHANGES_BUMP,
+    Q_USER_GET,
+    Q_USER_INSERT,
+    Q_CONSENT_SET,
+    Q_USERS_ALL,
+    Q_USERS_ONE,
+    Q_KEY_GET,
+    Q_KEY_PUT,
+    Q_KEY_DELETE,
+    Q_KEY_OTHER_KID,
+    Q_KEY_SELECT_OLD,
+    Q_KEY_REWRAP,
+    Q_WRAP_KID_GET,
+    Q_WRAP_KID_SET,
+    Q_CHUNK_INSERT,
+    Q_CHUNKS_OF_USER,
+    Q_CHUNKS_COUNT_USER,
+    Q_CHUNKS_DELETE_USER,
+    Q_CHUNKS_EXPIRED_SUM,
+    Q_CHUNKS_EXPIRED_DELETE,
+    Q_USER_DELETE,
+    Q_LINKED_TABLES,
+    Q_ITEM_FIND,
+    Q_ITEM_INSERT,
+    Q_ITEM_UPDATE,
+    Q_ITEM_BY_EXT,
+    Q_ITEM_BY_ID,
+    Q_ITEMS_ALL,
+    Q_ANON_PUT,
+    Q_ANON_ALL,
+    Q_INGEST_RUN,
+    Q_META_GET,
+    Q_META_SET,
+    Q_COUNT_USERS,
+    Q_COUNT_ITEMS,
+    Q_COUNT_EVENTS,
+    Q_COUNT_ANON,
+    Q_COUNT_KEYS,
+    Q_CRED_INSERT,
+    Q_CRED_GET,
+    Q_CRED_REVOKE,
+    Q_CRED_REVOKE_USER,
+    Q_BUDGET_SET,
+    Q_BUDGET_GET,
+    Q_SPENT_GET,
+    Q_RELEASE_INSERT,
+    Q_RELEASES,
+    Q_DATASETS,
+    Q_AUDIT_HEAD,
+    Q_AUDIT_INSERT,
+    Q_AUDIT_FROM,
+    Q_POPULAR_GET,
+    Q_POPULAR_PUT,
+    Q_COUNT
+};
+
+#define ITEM_COLS "SELECT id, ext_id, title, category, price, attrs FROM items"
+#define USER_COLS                                                                                  \
+    "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
+
+static const struct {
+    int db;
+    const char *sql;
+} SQL[Q_COUNT] = {
+    [Q_CHANGES_GET] = {DB_MAIN, "SELECT value FROM change_counter WHERE id = 1"},
+    [Q_CHANGES_BUMP] = {DB_MAIN, "INSERT INTO change_counter(id, value) VALUES(1, 1)"
+                                 " ON CONFLICT(id) DO UPDATE SET value = value + 1"},
+    [Q_USER_GET] = {DB_MAIN, USER_COLS " WHERE pseudonym = ?1"},
+    [Q_USER_INSERT] = {DB_MAIN, "INSERT INTO users(pseudonym, created_at, consent_personalization,"
+                                " consent_analytics) VALUES(?1, ?2, ?3, ?4)"},
+    [Q_CONSENT_SET] = {DB_MAIN,
+                       "UPDATE users SET consent_personalization = ?1, consent_analytics = ?2,"
+                       " consent_updated_at = ?3 WHERE id = ?4"},
+    [Q_USERS_ALL] = {DB_MAIN, USER_COLS " ORDER BY id"},
+    [Q_USERS_ONE] = {DB_MAIN, USER_COLS " WHERE pseudonym = ?1 ORDER BY id"},
+    [Q_KEY_GET] = {DB_KS, "SELECT kid, wrapped FROM data_keys WHERE pseudonym = ?1"},
+    [Q_KEY_PUT] = {DB_KS,
+                   "INSERT OR REPLACE INTO data_keys(pseudonym, kid, wrapped) VALUES(?1, ?2, ?3)"},
+    [Q_KEY_DELETE] = {DB_KS, "DELETE FROM data_keys WHERE pseudonym = ?1"},
+    [Q_KEY_OTHER_KID] = {DB_KS, "SELECT 1 FROM data_keys WHERE kid NOT IN (?1, ?2) LIMIT 1"},
+    [Q_KEY_SELECT_OLD] = {DB_KS,
+                          "SELECT pseudonym, kid, wrapped FROM data_keys WHERE kid <> ?1 LIMIT ?2"},
+    [Q_KEY_REWRAP] = {DB_KS, "UPDATE data_keys SET kid = ?1, wrapped = ?2 WHERE pseudonym = ?3"},
+    [Q_WRAP_KID_GET] = {DB_KS, "SELECT value FROM ks_meta WHERE key = 'wrap_kid'"},
+    [Q_WRAP_KID_SET] = {DB_KS, "INSERT OR REPLACE INTO ks_meta(key, value) VALUES('wrap_kid', ?1)"},
+    [Q_CHUNK_INSERT] = {DB_MAIN, "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                                 " VALUES(?1, ?2, ?5, ?3, ?4)"},
+    [Q_CHUNKS_OF_USER] = {DB_MAIN,
+                          "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1"},
+    [Q_CHUNKS_COUNT_USER] = {DB_MAIN, "SELECT count(*) FROM chunks WHERE user_id = ?1"},
+    [Q_CHUNKS_DELETE_USER] = {DB_MAIN, "DELETE FROM chunks WHERE user_id = ?1"},
+    [Q_CHUNKS_EXPIRED_SUM] = {DB_MAIN,
+                              "SELECT coalesce(sum(n), 0) FROM chunks WHERE expires_day <= ?1"},
+    [Q_CHUNKS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM chunks WHERE expires_day <= ?1"},
+    [Q_USER_DELETE] = {DB_MAIN, "DELETE FROM users WHERE id = ?1"},
+    [Q_LINKED_TABLES] = {DB_MAIN, "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
+                                  " WHERE m.type = 'table' AND c.name = 'user_pseudonym'"},
+    [Q_ITEM_FIND] = {DB_MAIN, "SELECT id FROM items WHERE ext_id = ?1"},
+    [Q_ITEM_INSERT] = {DB_MAIN,
+                       "INSERT INTO items(ext_id, title, category, price, attrs, updated_at)"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+    [Q_ITEM_UPDATE] =
+        {DB_MAIN, "UPDATE items SET title = coalesce(?2, title), category = coalesce(?3, category),"
+                  " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6"
+                  " WHERE id = ?1"},
+    [Q_ITEM_BY_EXT] = {DB_MAIN, ITEM_COLS " WHERE ext_id = ?1"},
+    [Q_ITEM_BY_ID] = {DB_MAIN, ITEM_COLS " WHERE id = ?1"},
+    [Q_ITEMS_ALL] = {DB_MAIN, ITEM_COLS " ORDER BY id"},
+    [Q_ANON_PUT] = {DB_MAIN,
+                    "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)"},
+    [Q_ANON_ALL] = {DB_MAIN, "SELECT item_id, type, sum(count), sum(quantity) FROM anon_counts"
+                             " GROUP BY item_id, type ORDER BY item_id, type"},
+    [Q_INGEST_RUN] = {DB_MAIN,
+                      "INSERT INTO ingest_runs(started_at, finished_at, format, source, read,"
+                      " accepted, rejected, stored, duplicates, anonymous)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+    [Q_META_GET] = {DB_MAIN, "SELECT value FROM meta WHERE key = ?1"},
+    [Q_META_SET] = {DB_MAIN, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"},
+    [Q_COUNT_USERS] = {DB_MAIN, "SELECT count(*) FROM users"},
+    [Q_COUNT_ITEMS] = {DB_MAIN, "SELECT count(*) FROM items"},
+    [Q_COUNT_EVENTS] = {DB_MAIN, "SELECT coalesce(sum(n), 0) FROM chunks"},
+    [Q_COUNT_ANON] = {DB_MAIN, "SELECT coalesce(sum(count), 0) FROM anon_counts"},
+    [Q_COUNT_KEYS] = {DB_KS, "SELECT count(*) FROM data_keys"},
+    [Q_CRED_INSERT] = {DB_MAIN,
+                       "INSERT INTO auth_keys(key_id,kind,role,label,user_pseudonym,secret_hash,"
+                       "rate_per_s,created_at,expires_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"},
+    [Q_CRED_GET] = {DB_MAIN,
+                    "SELECT kind,role,user_pseudonym,secret_hash,rate_per_s,expires_at,revoked,"
+                    "created_at FROM auth_keys WHERE key_id=?1"},
+    [Q_CRED_REVOKE] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE key_id=?1"},
+    [Q_CRED_REVOKE_USER] = {DB_MAIN,
+                            "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
+    [Q_BUDGET_SET] = {DB_MAIN,
+                      "INSERT INTO dp_budget(dataset, total_epsilon, total_delta, updated_at)"
+                      " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(dataset) DO UPDATE"
+                      " SET total_epsilon = ?2, total_delta = ?3, updated_at = ?4"},
+    [Q_BUDGET_GET] = {DB_MAIN,
+                      "SELECT total_epsilon, total_delta FROM dp_budget WHERE dataset = ?1"},
+    [Q_SPENT_GET] =
+        {DB_MAIN,
+         "SELECT COUNT(*), TOTAL(epsilon), TOTAL(delta) FROM dp_release WHERE dataset = ?1"},
+    [Q_RELEASE_INSERT] = {DB_MAIN,
+                          "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta,"
+                          " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+    [Q_RELEASES] = {DB_MAIN, "SELECT id, dataset, what, mechanism, epsilon, delta, created_at"
+                             " FROM dp_release WHERE ?1 IS NULL OR dataset = ?1 ORDER BY id"},
+    [Q_DATASETS] = {DB_MAIN,
+                    "SELECT b.dataset, b.total_epsilon, b.total_delta,"
+                    " (SELECT COUNT(*) FROM dp_release r WHERE r.dataset = b.dataset),"
+                    " (SELECT TOTAL(epsilon) FROM dp_release r WHERE r.dataset = b.dataset),"
+                    " (SELECT TOTAL(delta) FROM dp_release r WHERE r.dataset = b.dataset)"
+                    " FROM dp_budget b ORDER BY b.dataset"},
+    [Q_AUDIT_HEAD] = {DB_MAIN, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"},
+    [Q_AUDIT_INSERT] = {DB_MAIN,
+                        "INSERT INTO audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
+                        " VALUES(?1,?2,?3,?4,?5,?6,?7)"},
+    [Q_AUDIT_FROM] = {DB_MAIN, "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
+                               " FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2"},
+    [Q_POPULAR_GET] = {DB_MAIN, "SELECT items, release_id FROM server_popular_release WHERE"
+                                " fingerprint=?1 AND dataset=?2 AND k=?3 AND epsilon=?4"},
+    [Q_POPULAR_PUT] =
+        {DB_MAIN,
+         "INSERT OR REPLACE INTO server_popular_release(fingerprint,dataset,"
+         "k,epsilon,mechanism,release_id,items,created_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"},
+};
+
+typedef struct sq_backend {
+    pvg_backend base;
+    sqlite3 *db; /* privguide.db */
+    sqlite3 *ks; /* keystore.db */
+    int in_txn;
+    sqlite3_stmt *st[Q_COUNT];
+} sq_backend;
+
+#define SQ(b) ((sq_backend *)(b))
+
+static sqlite3 *db_of(sq_backend *q, int which)
+{
+    return which == DB_KS ? q->ks : q->db;
+}
+
+/* Maps a SQLite result code to a pvg_status and fills err with "what: msg". */
+static pvg_status fail(sqlite3 *db, int rc, const char *what, pvg_error *err)
+{
+    pvg_status st = PVG_ERR_IO;
+    int prim = rc & 0xff;
+    if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) st = PVG_ERR_BUSY;
+    if (prim == SQLITE_NOMEM) st = PVG_ERR_NOMEM;
+    if (prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB) st = PVG_ERR_CORRUPT;
+    return pvg_error_set(err, st, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+/* A statement for query id: the cached one, or (when the cached one is in
+ * the middle of an iteration that called us back) a fresh one that *own
+ * says to finalize. */
+static pvg_status take(sq_backend *q, int id, sqlite3_stmt **out, int *own, pvg_error *err)
+{
+    sqlite3 *db = db_of(q, SQL[id].db);
+    *own = 0;
+    if (q->st[id] && !sqlite3_stmt_busy(q->st[id])) {
+        *out = q->st[id];
+        return PVG_OK;
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v3(db, SQL[id].sql, -1, q->st[id] ? 0 : SQLITE_PREPARE_PERSISTENT, &s,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return pvg_error_set(err, PVG_ERR_CORRUPT, "database schema: %s", sqlite3_errmsg(db));
+    if (q->st[id])
+        *own = 1;
+    else
+        q->st[id] = s;
+    *out = s;
+    return PVG_OK;
+}
+
+static void give(sqlite3_stmt *s, int own)
+{
+    if (own)
+        sqlite3_finalize(s);
+    else if (s) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/* A value to bind to a statement's parameter (in order, from ?1). */
+typedef struct bindv {
+    char t; /* 'i' int64, 'd' double, 't' text, 'b' blob, 'n' null */
+    int64_t i;
+    double d;
+    const void *p;
+    size_t n;
+} bindv;
+
+#define BI(v) ((bindv){'i', (int64_t)(v), 0, NULL, 0})
+#define BD(v) ((bindv){'d', 0, (double)(v), NULL, 0})
+#define BT(v) ((bindv){'t', 0, 0, (v), 0})          /* NULL binds NULL */
+#define BB(v, len) ((bindv){'b', 0, 0, (v), (len)}) /* NULL binds NULL */
+#define BN ((bindv){'n', 0, 0, NULL, 0})
+
+static void bind_all(sqlite3_stmt *s, const bindv *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        switch (v[i].t) {
+        case 'i':
+            sqlite3_bind_int64(s, i + 1, v[i].i);
+            break;
+        case 'd':
+            sqlite3_bind_double(s, i + 1, v[i].d);
+            break;
+        case 't':
+            if (v[i].p)
+                sqlite3_bind_text(s, i + 1, v[i].p, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(s, i + 1);
+            break;
+        case 'b':
+            if (v[i].p)
+                sqlite3_bind_blob(s, i + 1, v[i].p, (int)v[i].n, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(s, i + 1);
+            break;
+        default:
+            sqlite3_bind_null(s, i + 1);
+            break;
+        }
+    }
+}
+
+/* Runs a statement expected to yield no row; *changes when non-NULL. */
+static pvg_status run(sq_backend *q, int id, const bindv *v, int n, long long *changes,
+                      const char *what, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, id, &s, &own, err);
+    if (st != PVG_OK) return st;
+    bind_all(s, v, n);
+    int rc = sqlite3_step(s);
+    sqlite3 *db = db_of(q, SQL[id].db);
+    if (rc == SQLITE_ROW) rc = SQLITE_DONE;
+    if (rc != SQLITE_DONE) st = fail(db, rc, what, err);
+    if (st == PVG_OK && changes) *changes = sqlite3_changes(db);
+    give(s, own);
+    return st;
+}
+
+/* Steps a one-row query: *row = 1 and the statement left on the row (the
+ * caller reads columns, then give()s), or *row = 0 (statement released). */
+static pvg_status one(sq_backend *q, int id, const bindv *v, int n, sqlite3_stmt **out, int *own,
+                      int *row, const char *what, pvg_error *err)
+{
+    pvg_status st = take(q, id, out, own, err);
+    if (st != PVG_OK) return st;
+    bind_all(*out, v, n);
+    int rc = sqlite3_step(*out);
+    *row = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW) return PVG_OK;
+    if (rc != SQLITE_DONE) st = fail(db_of(q, SQL[id].db), rc, what, err);
+    give(*out, *own);
+    *out = NULL;
+    return st;
+}
+
+static void copy_blob(sqlite3_stmt *s, int col, unsigned char *dst, size_t cap, size_t *len)
+{
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    const void *p = sqlite3_column_blob(s, col);
+    if (len) *len = n;
+    memset(dst, 0, cap);
+    if (p) memcpy(dst, p, n < cap ? n : cap);
+}
+
+/* ---- change counter ---- */
+
+static pvg_status changes_get(pvg_backend *b, int64_t *out, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    *out = 0;
+    pvg_status st = one(SQ(b), Q_CHANGES_GET, NULL, 0, &s, &own, &row, "change counter", err);
+    if (st != PVG_OK || !row) return st;
+    *out = sqlite3_column_int64(s, 0);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status bump(sq_backend *q, pvg_error *err)
+{
+    return run(q, Q_CHANGES_BUMP, NULL, 0, NULL, "change counter", err);
+}
+
+/* After an autocommitted change: bump in its own statement (after the
+ * change is visible, so a reader never caches new data under an old
+ * count... only old data under a new one, which is merely a wasted miss). */
+static pvg_status bump_if_autocommit(sq_backend *q, pvg_error *err)
+{
+    return q->in_txn ? PVG_OK : bump(q, err);
+}
+
+/* ---- atomic units: own transaction, or a savepoint inside the open one ---- */
+
+static pvg_status unit_begin(sq_backend *q, sqlite3 *db, const char *what, pvg_error *err)
+{
+    int rc = exec(db, q->in_txn ? "SAVEPOINT pvg_unit" : "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) return fail(db, rc, what, err);
+    return PVG_OK;
+}
+
+static pvg_status unit_end(sq_backend *q, sqlite3 *db, pvg_status st, const char *what,
+                           pvg_error *err)
+{
+    if (q->in_txn) {
+        if (st != PVG_OK) exec(db, "ROLLBACK TO pvg_unit");
+        exec(db, "RELEASE pvg_unit");
+        return st;
+    }
+    if (st != PVG_OK) {
+        exec(db, "ROLLBACK");
+        return st;
+    }
+    int rc = exec(db, "COMMIT");
+    if (rc != SQLITE_OK) {
+        st = fail(db, rc, what, err);
+        exec(db, "ROLLBACK");
+    }
+    return st;
+}
+
+/* ---- lifecycle ---- */
+
+static void sq_close(pvg_backend *b)
+{
+    sq_backend *q = SQ(b);
+    if (!q) return;
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(q->st[i]);
+    if (q->ks && sqlite3_get_autocommit(q->ks) == 0) exec(q->ks, "ROLLBACK");
+    if (q->db && sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
+    sqlite3_close(q->db);
+    sqlite3_close(q->ks);
+    free(q);
+}
+
+static pvg_status sq_relaxed(pvg_backend *b, pvg_error *err)
+{
+    int rc = exec(SQ(b)->db, "PRAGMA synchronous=NORMAL");
+    return rc == SQLITE_OK ? PVG_OK : fail(SQ(b)->db, rc, "database", err);
+}
+
+static pvg_status sq_checkpoint(pvg_backend *b, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    int rc1 = sqlite3_wal_checkpoint_v2(q->ks, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    int rc2 = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc1 != SQLITE_OK || rc2 != SQLITE_OK)
+        return pvg_error_set(
+            err, PVG_ERR_BUSY,
+            "could not checkpoint the write-ahead logs (another process is reading?): %s",
+            rc1 != SQLITE_OK ? sqlite3_errmsg(q->ks) : sqlite3_errmsg(q->db));
+    return PVG_OK;
+}
+
+/* ---- transactions ---- */
+
+static void sq_rollback(pvg_backend *b)
+{
+    sq_backend *q = SQ(b);
+    if (sqlite3_get_autocommit(q->ks) == 0) exec(q->ks, "ROLLBACK");
+    if (sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
+    q->in_txn = 0;
+}
+
+static pvg_status sq_begin(pvg_backend *b, int64_t *changes, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "a transaction is open already");
+    int rc = exec(q->ks, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK)
+        return pvg_error_set(err, PVG_ERR_BUSY, "key store is locked: %s", sqlite3_errmsg(q->ks));
+    rc = exec(q->db, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        exec(q->ks, "ROLLBACK");
+        return pvg_error_set(err, PVG_ERR_BUSY, "database is locked: %s", sqlite3_errmsg(q->db));
+    }
+    q->in_txn = 1;
+    int64_t c = 0;
+    pvg_status st = changes_get(b, &c, err);
+    if (st != PVG_OK) {
+        sq_rollback(b);
+        return st;
+    }
+    if (changes) *changes = c;
+    return PVG_OK;
+}
+
+static pvg_status sq_commit(pvg_backend *b, int64_t *changes, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    if (!q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "no open transaction");
+    int64_t c = 0;
+    pvg_status st = bump(q, err);
+    if (st == PVG_OK) st = changes_get(b, &c, err);
+    if (st != PVG_OK) {
+        sq_rollback(b);
+        return st;
+    }
+    int rc = exec(q->ks, "COMMIT");
+    if (rc != SQLITE_OK) {
+        st = pvg_error_set(err, PVG_ERR_IO, "key store commit: %s", sqlite3_errmsg(q->ks));
+        sq_rollback(b);
+        return st;
+    }
+    rc = exec(q->db, "COMMIT");
+    if (rc != SQLITE_OK) {
+        st = pvg_error_set(err, PVG_ERR_IO, "database commit: %s", sqlite3_errmsg(q->db));
+        sq_rollback(b);
+        return st;
+    }
+    q->in_txn = 0;
+    if (changes) *changes = c;
+    return PVG_OK;
+}
+
+/* ---- users ---- */
+
+static void user_from_row(sqlite3_stmt *s, pvg_backend_user *u)
+{
+    u->id = sqlite3_column_int64(s, 0);
+    copy_blob(s, 1, u->pseudonym, sizeof u->pseudonym, NULL);
+    u->consent_personalization = sqlite3_column_int(s, 2);
+    u->consent_analytics = sqlite3_column_int(s, 3);
+    u->created_at = sqlite3_column_int64(s, 4);
+}
+
+static pvg_status sq_user_get(pvg_backend *b, const unsigned char p[16], pvg_backend_user *out,
+                              pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BB(p, 16)};
+    pvg_status st = one(SQ(b), Q_USER_GET, v, 1, &s, &own, &row, "users", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user");
+    user_from_row(s, out);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_user_insert(pvg_backend *b, const unsigned char p[16], int64_t created_at,
+                                 int cp, int ca, int64_t *id, pvg_error *err)
+{
+    bindv v[] = {BB(p, 16), BI(created_at), BI(cp ? 1 : 0), BI(ca ? 1 : 0)};
+    pvg_status st = run(SQ(b), Q_USER_INSERT, v, 4, NULL, "users", err);
+    if (st != PVG_OK) return st;
+    *id = sqlite3_last_insert_rowid(SQ(b)->db);
+    return bump_if_autocommit(SQ(b), err);
+}
+
+static pvg_status sq_consent_set(pvg_backend *b, int64_t uid, int p, int a, int64_t at,
+                                 pvg_error *err)
+{
+    bindv v[] = {BI(p ? 1 : 0), BI(a ? 1 : 0), BI(at), BI(uid)};
+    long long n = 0;
+    pvg_status st = run(SQ(b), Q_CONSENT_SET, v, 4, &n, "consent", err);
+    if (st != PVG_OK) return st;
+    if (n == 0)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user row %lld", (long long)uid);
+    return bump_if_autocommit(SQ(b), err);
+}
+
+/* Deletes rows of every table carrying a `user_pseudonym` column. */
+static pvg_status delete_linked_rows(sq_backend *q, const unsigned char p[16], pvg_error *err)
+{
+    sqlite3_stmt *t;
+    int own;
+    pvg_status st = take(q, Q_LINKED_TABLES, &t, &own, err);
+    if (st != PVG_OK) return st;
+    int rc;
+    while (st == PVG_OK && (rc = sqlite3_step(t)) == SQLITE_ROW) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "DELETE FROM \"%s\" WHERE user_pseudonym = ?1",
+                 (const char *)sqlite3_column_text(t, 0));
+        sqlite3_stmt *d = NULL;
+        rc = sqlite3_prepare_v2(q->db, sql, -1, &d, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_blob(d, 1, p, 16, SQLITE_STATIC);
+            rc = sqlite3_step(d);
+        }
+        if (rc != SQLITE_DONE) st = fail(q->db, rc, "delete", err);
+        sqlite3_finalize(d);
+    }
+    give(t, own);
+    return st;
+}
+
+static pvg_status sq_user_delete(pvg_backend *b, int64_t uid, const unsigned char p[16],
+                                 pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    pvg_status st = unit_begin(q, q->db, "delete", err);
+    if (st != PVG_OK) return st;
+    bindv v[] = {BI(uid)};
+    st = run(q, Q_CHUNKS_DELETE_USER, v, 1, NULL, "delete", err);
+    if (st == PVG_OK) st = run(q, Q_USER_DELETE, v, 1, NULL, "delete", err);
+    if (st == PVG_OK) st = delete_linked_rows(q, p, err);
+    if (st == PVG_OK) st = bump(q, err);
+    return unit_end(q, q->db, st, "delete: commit", err);
+}
+
+static pvg_status sq_users_foreach(pvg_backend *b, const unsigned char *p, pvg_backend_user_fn fn,
+                                   void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, p ? Q_USERS_ONE : Q_USERS_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    if (p) sqlite3_bind_blob(s, 1, p, 16, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 1) != PVG_BACKEND_PSEUDONYM_BYTES) continue;
+        pvg_backend_user u;
+        user_from_row(s, &u);
+        if (fn(ctx, &u)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "users", err);
+    give(s, own);
+    return st;
+}
+
+/* ---- keys ---- */
+
+static pvg_status sq_key_get(pvg_backend *b, const unsigned char p[16], pvg_backend_key *out,
+                             pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BB(p, 16)};
+    pvg_status st = one(SQ(b), Q_KEY_GET, v, 1, &s, &own, &row, "key store", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no data key");
+    copy_blob(s, 0, out->kid, sizeof out->kid, &out->kid_len);
+    copy_blob(s, 1, out->wrapped, sizeof out->wrapped, &out->wrapped_len);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_key_put(pvg_backend *b, const unsigned char p[16], const unsigned char kid[8],
+                             const unsigned char *w, size_t n, pvg_error *err)
+{
+    bindv v[] = {BB(p, 16), BB(kid, PVG_BACKEND_KID_BYTES), BB(w, n)};
+    pvg_status st = run(SQ(b), Q_KEY_PUT, v, 3, NULL, "key store", err);
+    return st == PVG_OK ? bump_if_autocommit(SQ(b), err) : st;
+}
+
+static pvg_status sq_key_delete(pvg_backend *b, const unsigned char p[16], pvg_error *err)
+{
+    bindv v[] = {BB(p, 16)};
+    pvg_status st = run(SQ(b), Q_KEY_DELETE, v, 1, NULL, "key store", err);
+    return st == PVG_OK ? bump_if_autocommit(SQ(b), err) : st;
+}
+
+static pvg_status sq_key_other_kid(pvg_backend *b, const unsigned char a[8],
+                                   const unsigned char c[8], int *found, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own;
+    bindv v[] = {BB(a, 8), BB(c, 8)};
+    pvg_status st = one(SQ(b), Q_KEY_OTHER_KID, v, 2, &s, &own, found, "key store", err);
+    if (st == PVG_OK && *found) give(s, own);
+    return st;
+}
+
+static pvg_status sq_rewrap_batch(pvg_backend *b, const unsigned char new_kid[8], size_t max,
+                                  pvg_backend_rewrap_fn fn, void *ctx, long long *done,
+                                  pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    *done = 0;
+    if (q->in_txn)
+        return pvg_error_set(err, PVG_ERR_STATE, "cannot rewrap keys inside a transaction");
+    if (exec(q->ks, "BEGIN IMMEDIATE") != SQLITE_OK)
+        return pvg_error_set(err, PVG_ERR_BUSY, "key store is locked: %s", sqlite3_errmsg(q->ks));
+    sqlite3_stmt *sel;
+    int own;
+    pvg_status st = take(q, Q_KEY_SELECT_OLD, &sel, &own, err);
+    if (st != PVG_OK) {
+        exec(q->ks, "ROLLBACK");
+        return st;
+    }
+    sqlite3_bind_blob(sel, 1, new_kid, 8, SQLITE_STATIC);
+    sqlite3_bind_int64(sel, 2, (sqlite3_int64)max);
+    long long n = 0;
+    int rc;
+    while (st == PVG_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        unsigned char p[16];
+        size_t plen;
+        pvg_backend_key old;
+        copy_blob(sel, 0, p, sizeof p, &plen);
+        copy_blob(sel, 1, old.kid, sizeof old.kid, &old.kid_len);
+        copy_blob(sel, 2, old.wrapped, sizeof old.wrapped, &old.wrapped_len);
+        unsigned char w[PVG_BACKEND_WRAPPED_MAX];
+        size_t wn = 0;
+        if (plen != 16)
+            st = pvg_error_set(err, PVG_ERR_CRYPTO, "a wrapped key has a malformed pseudonym");
+        else
+            st = fn(ctx, p, &old, w, &wn, err);
+        if (st == PVG_OK) {
+            bindv v[] = {BB(new_kid, 8), BB(w, wn), BB(p, 16)};
+            st = run(q, Q_KEY_REWRAP, v, 3, NULL, "key store", err);
+        }
+        sodium_memzero(&old, sizeof old);
+        n++;
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->ks, rc, "key store", err);
+    give(sel, own);
+    if (st != PVG_OK) {
+        exec(q->ks, "ROLLBACK");
+        return st;
+    }
+    if (exec(q->ks, "COMMIT") != SQLITE_OK) {
+        st = pvg_error_set(err, PVG_ERR_IO, "key store commit: %s", sqlite3_errmsg(q->ks));
+        exec(q->ks, "ROLLBACK");
+        return st;
+    }
+    *done = n;
+    return n ? bump(q, err) : PVG_OK;
+}
+
+static pvg_status sq_wrap_kid_get(pvg_backend *b, unsigned char kid[8], int *found, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = one(SQ(b), Q_WRAP_KID_GET, NULL, 0, &s, &own, found, "key store", err);
+    if (st != PVG_OK || !*found) return st;
+    const char *v = (const char *)sqlite3_column_text(s, 0);
+    size_t bin = 0;
+    if (!v || sodium_hex2bin(kid, 8, v, strlen(v), NULL, &bin, NULL) != 0 || bin != 8) {
+        memset(kid, 0, 8); /* unreadable marker: matches no key */
+    }
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_wrap_kid_set(pvg_backend *b, const unsigned char kid[8], pvg_error *err)
+{
+    char hex[17];
+    sodium_bin2hex(hex, sizeof hex, kid, 8);
+    bindv v[] = {BT(hex)};
+    pvg_status st = run(SQ(b), Q_WRAP_KID_SET, v, 1, NULL, "key store", err);
+    if (st != PVG_OK)
+        st = pvg_error_set(err, PVG_ERR_BUSY, "key store: %s", sqlite3_errmsg(SQ(b)->ks));
+    return st;
+}
+
+/* ---- chunks ---- */
+
+static pvg_status sq_chunk_insert(pvg_backend *b, int64_t uid, int64_t day, int64_t n,
+                                  const unsigned char *cid, size_t cid_len,
+                                  const unsigned char *sealed, size_t sealed_len, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s = q->st[Q_CHUNK_INSERT]; /* the hot path of ingestion: no generic binding */
+    int own = 0;
+    if (!s || sqlite3_stmt_busy(s)) {
+        pvg_status st = take(q, Q_CHUNK_INSERT, &s, &own, err);
+        if (st != PVG_OK) return st;
+    }
+    sqlite3_bind_int64(s, 1, uid);
+    sqlite3_bind_int64(s, 2, day);
+    sqlite3_bind_blob(s, 3, cid, (int)cid_len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 4, sealed, (int)sealed_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, n);
+    int rc = sqlite3_step(s);
+    give(s, own);
+    if (rc != SQLITE_DONE) return fail(q->db, rc, "chunks", err);
+    return bump_if_autocommit(q, err);
+}
+
+static pvg_status sq_chunks_foreach_user(pvg_backend *b, int64_t uid, pvg_backend_chunk_fn fn,
+                                         void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CHUNKS_OF_USER, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, uid);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *cid = sqlite3_column_blob(s, 1);
+        size_t cn = (size_t)sqlite3_column_bytes(s, 1);
+        const unsigned char *sealed = sqlite3_column_blob(s, 2);
+        size_t sn = (size_t)sqlite3_column_bytes(s, 2);
+        if (fn(ctx, sqlite3_column_int64(s, 0), cid, cn, sealed, sn)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "chunks", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_chunks_count_user(pvg_backend *b, int64_t uid, long long *n, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(uid)};
+    *n = 0;
+    pvg_status st = one(SQ(b), Q_CHUNKS_COUNT_USER, v, 1, &s, &own, &row, "chunks", err);
+    if (st != PVG_OK || !row) return st;
+    *n = sqlite3_column_int64(s, 0);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_chunks_delete_user(pvg_backend *b, int64_t uid, pvg_error *err)
+{
+    bindv v[] = {BI(uid)};
+    pvg_status st = run(SQ(b), Q_CHUNKS_DELETE_USER, v, 1, NULL, "chunks", err);
+    return st == PVG_OK ? bump_if_autocommit(SQ(b), err) : st;
+}
+
+static pvg_status sq_chunks_sweep(pvg_backend *b, int64_t day, long long *events, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    *events = 0;
+    pvg_status st = unit_begin(q, q->db, "retention sweep", err);
+    if (st != PVG_OK) return st;
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(day)};
+    long long n = 0;
+    st = one(q, Q_CHUNKS_EXPIRED_SUM, v, 1, &s, &own, &row, "retention sweep", err);
+    if (st == PVG_OK && row) {
+        n = sqlite3_column_int64(s, 0);
+        give(s, own);
+    }
+    if (st == PVG_OK && n > 0)
+        st = run(q, Q_CHUNKS_EXPIRED_DELETE, v, 1, NULL, "retention sweep", err);
+    if (st == PVG_OK && n > 0) st = bump(q, err);
+    st = unit_end(q, q->db, st, "retention sweep", err);
+    if (st == PVG_OK) *events = n;
+    return st;
+}
+
+/* ---- catalog ---- */
+
+static pvg_status sq_item_find(pvg_backend *b, const char *ext_id, int64_t *id, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BT(ext_id)};
+    *id = 0;
+    pvg_status st = one(SQ(b), Q_ITEM_FIND, v, 1, &s, &own, &row, "items", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item '%.80s'", ext_id);
+    *id = sqlite3_column_int64(s, 0);
+    give(s, own);
+    return PVG_OK;
+}
+
+static void item_binds(const pvg_item *it, int64_t at, bindv v[6])
+{
+    v[1] = BT(it->title);
+    v[2] = BT(it->category);
+    v[3] = it->price >= 0 ? BD(it->price) : BN;
+    v[4] = BT(it->attrs_json);
+    v[5] = BI(at);
+}
+
+static pvg_status sq_item_insert(pvg_backend *b, const pvg_item *it, int64_t at, int64_t *id,
+                                 pvg_error *err)
+{
+    bindv v[6];
+    v[0] = BT(it->ext_id);
+    item_binds(it, at, v);
+    pvg_status st = run(SQ(b), Q_ITEM_INSERT, v, 6, NULL, "items", err);
+    if (st == PVG_OK && id) *id = sqlite3_last_insert_rowid(SQ(b)->db);
+    return st;
+}
+
+static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it, int64_t at,
+                                 pvg_error *err)
+{
+    bindv v[6];
+    v[0] = BI(id);
+    item_binds(it, at, v);
+    return run(SQ(b), Q_ITEM_UPDATE, v, 6, NULL, "items", err);
+}
+
+static pvg_item *item_from_row(sqlite3_stmt *q)
+{
+    const char *cols[4];
+    static const int colno[4] = {1, 2, 3, 5};
+    size_t total = sizeof(pvg_item);
+    for (int i = 0; i < 4; i++) {
+        cols[i] = (const char *)sqlite3_column_text(q, colno[i]);
+        if (cols[i]) total += strlen(cols[i]) + 1;
+    }
+    pvg_item *it = calloc(1, total);
+    if (!it) return NULL;
+    char *p = (char *)(it + 1);
+    const char **dst[4] = {&it->ext_id, &it->title, &it->category, &it->attrs_json};
+    for (int i = 0; i < 4; i++) {
+        if (!cols[i]) continue;
+        size_t n = strlen(cols[i]) + 1;
+        memcpy(p, cols[i], n);
+        *dst[i] = p;
+        p += n;
+    }
+    it->id = sqlite3_column_int64(q, 0);
+    it->price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+    return it;
+}
+
+static pvg_status sq_item_get(pvg_backend *b, const char *ext_id, int64_t id, pvg_item **out,
+                              pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    *out = NULL;
+    bindv v[] = {ext_id ? BT(ext_id) : BI(id)};
+    pvg_status st =
+        one(SQ(b), ext_id ? Q_ITEM_BY_EXT : Q_ITEM_BY_ID, v, 1, &s, &own, &row, "items", err);
+    if (st != PVG_OK) return st;
+    if (!row) {
+        if (ext_id) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item '%.80s'", ext_id);
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item row %lld", (long long)id);
+    }
+    *out = item_from_row(s);
+    give(s, own);
+    return *out ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+}
+
+static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void *ctx,
+                                   pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_ITEMS_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_item it = {0};
+        it.id = sqlite3_column_int64(s, 0);
+        it.ext_id = (const char *)sqlite3_column_text(s, 1);
+        it.title = (const char *)sqlite3_column_text(s, 2);
+        it.category = (const char *)sqlite3_column_text(s, 3);
+        it.price = sqlite3_column_type(s, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 4);
+        it.attrs_json = (const char *)sqlite3_column_text(s, 5);
+        if (fn(ctx, &it)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "items", err);
+    give(s, own);
+    return st;
+}
+
+/* ---- anonymous counts ---- */
+
+static pvg_status sq_anon_put(pvg_backend *b, const unsigned char source[16], int64_t item_id,
+                              int type, long long count, double quantity, pvg_error *err)
+{
+    bindv v[] = {BB(source, 16), BI(item_id), BI(type), BI(count), BD(quantity)};
+    return run(SQ(b), Q_ANON_PUT, v, 5, NULL, "anonymous counts", err);
+}
+
+static pvg_status sq_anon_foreach(pvg_backend *b, pvg_backend_anon_fn fn, void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_ANON_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (fn(ctx, sqlite3_column_int64(s, 0), (pvg_event_type)sqlite3_column_int(s, 1),
+               sqlite3_column_int64(s, 2), sqlite3_column_double(s, 3))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "anonymous counts", err);
+    give(s, own);
+    return st;
+}
+
+/* ---- ingest log, meta ---- */
+
+static pvg_status sq_ingest_run(pvg_backend *b, const pvg_backend_ingest_run *r, pvg_error *err)
+{
+    bindv v[] = {BI(r->started_at), BI(r->finished_at), BT(r->format),   BT(r->source),
+                 BI(r->read),       BI(r->accepted),    BI(r->rejected), BI(r->stored),
+                 BI(r->duplicates), BI(r->anonymous)};
+    return run(SQ(b), Q_INGEST_RUN, v, 10, NULL, "ingest log", err);
+}
+
+static pvg_status sq_meta_get(pvg_backend *b, const char *key, char **value, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BT(key)};
+    *value = NULL;
+    pvg_status st = one(SQ(b), Q_META_GET, v, 1, &s, &own, &row, "meta", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no meta entry '%.80s'", key);
+    const char *t = (const char *)sqlite3_column_text(s, 0);
+    *value = strdup(t ? t : "");
+    give(s, own);
+    return *value ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+}
+
+static pvg_status sq_meta_set(pvg_backend *b, const char *key, const char *value, pvg_error *err)
+{
+    bindv v[] = {BT(key), BT(value)};
+    return run(SQ(b), Q_META_SET, v, 2, NULL, "meta", err);
+}
+
+/* ---- counts ---- */
+
+static pvg_status sq_counts(pvg_backend *b, pvg_store_counts *out, pvg_error *err)
+{
+    static const int ids[5] = {Q_COUNT_USERS, Q_COUNT_ITEMS, Q_COUNT_EVENTS, Q_COUNT_ANON,
+                               Q_COUNT_KEYS};
+    long long *dst[5] = {&out->users, &out->items, &out->events, &out->anonymous_rows,
+                         &out->wrapped_keys};
+    for (int i = 0; i < 5; i++) {
+        sqlite3_stmt *s;
+        int own, row;
+        pvg_status st = one(SQ(b), ids[i], NULL, 0, &s, &own, &row, "counts", err);
+        if (st != PVG_OK) return st;
+        *dst[i] = row ? sqlite3_column_int64(s, 0) : 0;
+        if (row) give(s, own);
+    }
+    return PVG_OK;
+}
+
+/* ---- credentials ---- */
+
+static pvg_status sq_cred_insert(pvg_backend *b, const pvg_backend_cred *c, pvg_error *err)
+{
+    bindv v[] = {BT(c->key_id),
+                 BT(c->kind),
+                 BT(c->role),
+                 BT(c->label ? c->label : ""),
+                 c->has_pseudonym ? BB(c->pseudonym, 16) : BN,
+                 BB(c->secret_hash, c->secret_hash_len),
+                 BD(c->rate_per_s),
+                 BI(c->created_at),
+                 BI(c->expires_at)};
+    return run(SQ(b), Q_CRED_INSERT, v, 9, NULL, "credential: insert", err);
+}
+
+static void copy_text(sqlite3_stmt *s, int col, char *dst, size_t cap)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    snprintf(dst, cap, "%s", t ? t : "");
+}
+
+static pvg_status sq_cred_get(pvg_backend *b, const char *key_id, pvg_backend_cred *out,
+                              pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BT(key_id)};
+    memset(out, 0, sizeof *out);
+    pvg_status st = one(SQ(b), Q_CRED_GET, v, 1, &s, &own, &row, "auth check", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown credential");
+    snprintf(out->key_id, sizeof out->key_id, "%s", key_id);
+    copy_text(s, 0, out->kind, sizeof out->kind);
+    copy_text(s, 1, out->role, sizeof out->role);
+    size_t pn = 0;
+    copy_blob(s, 2, out->pseudonym, sizeof out->pseudonym, &pn);
+    out->has_pseudonym = pn == PVG_BACKEND_PSEUDONYM_BYTES;
+    copy_blob(s, 3, out->secret_hash, sizeof out->secret_hash, &out->secret_hash_len);
+    out->rate_per_s = sqlite3_column_double(s, 4);
+    out->expires_at = sqlite3_column_int64(s, 5);
+    out->revoked = sqlite3_column_int(s, 6);
+    out->created_at = sqlite3_column_int64(s, 7);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_cred_revoke(pvg_backend *b, const char *key_id, long long *changed,
+                                 pvg_error *err)
+{
+    bindv v[] = {BT(key_id)};
+    return run(SQ(b), Q_CRED_REVOKE, v, 1, changed, "revoke", err);
+}
+
+static pvg_status sq_cred_revoke_user(pvg_backend *b, const unsigned char p[16], long long *changed,
+                                      pvg_error *err)
+{
+    bindv v[] = {BB(p, 16)};
+    return run(SQ(b), Q_CRED_REVOKE_USER, v, 1, changed, "revoke user tokens", err);
+}
+
+/* ---- ledger ---- */
+
+static pvg_status sq_budget_set(pvg_backend *b, const char *dataset, double e, double d, int64_t at,
+                                pvg_error *err)
+{
+    bindv v[] = {BT(dataset), BD(e), BD(d), BI(at)};
+    return run(SQ(b), Q_BUDGET_SET, v, 4, NULL, "ledger: set budget", err);
+}
+
+static pvg_status sq_budget_get(pvg_backend *b, const char *dataset, int *found,
+                                pvg_ledger_summary *out, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BT(dataset)};
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    pvg_status st = one(SQ(b), Q_BUDGET_GET, v, 1, &s, &own, &row, "ledger: read budget", err);
+    if (st != PVG_OK) return st;
+    if (row) {
+        *found = 1;
+        out->total_epsilon = sqlite3_column_double(s, 0);
+        out->total_delta = sqlite3_column_double(s, 1);
+        give(s, own);
+    }
+    st = one(SQ(b), Q_SPENT_GET, v, 1, &s, &own, &row, "ledger: read releases", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_IO, "ledger: read releases: no result");
+    out->releases = sqlite3_column_int64(s, 0);
+    out->spent_epsilon = sqlite3_column_double(s, 1);
+    out->spent_delta = sqlite3_column_double(s, 2);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_ledger_charge(pvg_backend *b, const char *dataset, const char *what,
+                                   const char *mechanism, double e, double d, int64_t at,
+                                   pvg_backend_charge_fn decide, void *ctx, int64_t *release_id,
+                                   pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    pvg_status st = unit_begin(q, q->db, "ledger: begin", err);
+    if (st != PVG_OK) return st;
+    pvg_ledger_summary sum;
+    int found = 0;
+    st = sq_budget_get(b, dataset, &found, &sum, err);
+    if (st == PVG_OK) st = decide(ctx, found, &sum, err);
+    int64_t id = 0;
+    if (st == PVG_OK) {
+        bindv v[] = {BT(dataset), BT(what), BT(mechanism), BD(e), BD(d), BI(at)};
+        st = run(q, Q_RELEASE_INSERT, v, 6, NULL, "ledger: record release", err);
+        id = sqlite3_last_insert_rowid(q->db);
+    }
+    st = unit_end(q, q->db, st, "ledger: commit", err);
+    if (st == PVG_OK && release_id) *release_id = id;
+    return st;
+}
+
+static pvg_status sq_releases_foreach(pvg_backend *b, const char *dataset,
+                                      pvg_backend_release_fn fn, void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_RELEASES, &s, &own, err);
+    if (st != PVG_OK) return st;
+    if (dataset) sqlite3_bind_text(s, 1, dataset, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_ledger_release r;
+        r.id = sqlite3_column_int64(s, 0);
+        r.dataset = (const char *)sqlite3_column_text(s, 1);
+        r.what = (const char *)sqlite3_column_text(s, 2);
+        r.mechanism = (const char *)sqlite3_column_text(s, 3);
+        r.epsilon = sqlite3_column_double(s, 4);
+        r.delta = sqlite3_column_double(s, 5);
+        r.created_at = sqlite3_column_int64(s, 6);
+        if (fn(ctx, &r)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "ledger: list releases", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_datasets_foreach(pvg_backend *b, pvg_backend_dataset_fn fn, void *ctx,
+                                      pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_DATASETS, &s, &own, err);
+    if (st != PVG_OK) return st;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_ledger_summary sum;
+        sum.total_epsilon = sqlite3_column_double(s, 1);
+        sum.total_delta = sqlite3_column_double(s, 2);
+        sum.releases = sqlite3_column_int64(s, 3);
+        sum.spent_epsilon = sqlite3_column_double(s, 4);
+        sum.spent_delta = sqlite3_column_double(s, 5);
+        if (fn(ctx, (const char *)sqlite3_column_text(s, 0), &sum)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "ledger: list datasets", err);
+    give(s, own);
+    return st;
+}
+
+/* ---- audit log ---- */
+
+static pvg_status sq_audit_head(pvg_backend *b, int64_t *seq, unsigned char hash[32], int *found,
+                                pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own;
+    *seq = 0;
+    memset(hash, 0, 32);
+    pvg_status st = one(SQ(b), Q_AUDIT_HEAD, NULL, 0, &s, &own, found, "audit head", err);
+    if (st != PVG_OK || !*found) return st;
+    *seq = sqlite3_column_int64(s, 0);
+    if (sqlite3_column_bytes(s, 1) == PVG_BACKEND_HASH_BYTES)
+        memcpy(hash, sqlite3_column_blob(s, 1), 32);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, size_t n,
+                                  int64_t now, pvg_backend_chain_fn chain, void *ctx,
+                                  int64_t *last_seq, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    pvg_status st = unit_begin(q, q->db, "audit append: begin", err);
+    if (st != PVG_OK) return st;
+    unsigned char prev[PVG_BACKEND_HASH_BYTES];
+    int64_t seq = 0;
+    int found;
+    st = sq_audit_head(b, &seq, prev, &found, err);
+    for (size_t i = 0; st == PVG_OK && i < n; i++) {
+        const pvg_audit_record *r = &recs[i];
+        int64_t ts = r->ts ? r->ts : now;
+        unsigned char h[PVG_BACKEND_HASH_BYTES];
+        chain(ctx, prev, ts, r, h);
+        bindv v[] = {BI(ts),
+                     BT(r->actor),
+                     BT(r->action),
+                     BT(r->subject ? r->subject : ""),
+                     BT(r->detail ? r->detail : ""),
+                     BB(prev, sizeof prev),
+                     BB(h, sizeof h)};
+        st = run(q, Q_AUDIT_INSERT, v, 7, NULL, "audit append", err);
+        memcpy(prev, h, sizeof prev);
+        seq = sqlite3_last_insert_rowid(q->db);
+    }
+    st = unit_end(q, q->db, st, "audit append: commit", err);
+    if (st == PVG_OK && last_seq) *last_seq = seq;
+    return st;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? (const char *)t : "";
+}
+
+static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit,
+                                   pvg_backend_audit_fn fn, void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_AUDIT_FROM, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, from_seq);
+    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_audit_entry e;
+        e.seq = sqlite3_column_int64(s, 0);
+        e.ts = sqlite3_column_int64(s, 1);
+        e.actor = col_text(s, 2);
+        e.action = col_text(s, 3);
+        e.subject = col_text(s, 4);
+        e.detail = col_text(s, 5);
+        copy_blob(s, 6, e.prev_hash, sizeof e.prev_hash, NULL);
+        copy_blob(s, 7, e.hash, sizeof e.hash, NULL);
+        if (fn(ctx, &e)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "audit foreach", err);
+    give(s, own);
+    return st;
+}
+
+/* ---- release cache ---- */
+
+static pvg_status sq_release_get(pvg_backend *b, const unsigned char *fp, size_t fp_len,
+                                 const char *dataset, int64_t k, double eps, char **items,
+                                 int64_t *release_id, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BB(fp, fp_len), BT(dataset), BI(k), BD(eps)};
+    *items = NULL;
+    pvg_status st = one(SQ(b), Q_POPULAR_GET, v, 4, &s, &own, &row, "popular release lookup", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no stored release");
+    *items = strdup(col_text(s, 0));
+    *release_id = sqlite3_column_int64(s, 1);
+    give(s, own);
+    return *items ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+}
+
+static pvg_status sq_release_put(pvg_backend *b, const unsigned char *fp, size_t fp_len,
+                                 const char *dataset, int64_t k, double eps, const char *mechanism,
+                                 int64_t release_id, const char *items, int64_t at, pvg_error *err)
+{
+    bindv v[] = {BB(fp, fp_len), BT(dataset),    BI(k),     BD(eps),
+                 BT(mechanism),  BI(release_id), BT(items), BI(at)};
+    return run(SQ(b), Q_POPULAR_PUT, v, 8, NULL, "popular release", err);
+}
+
+static const pvg_backend_ops SQLITE_OPS = {
+    .version = 1,
+    .name = "sqlite",
+    .close = sq_close,
+    .set_relaxed_durability = sq_relaxed,
+    .checkpoint = sq_checkpoint,
+    .txn_begin = sq_begin,
+    .txn_commit = sq_commit,
+    .txn_rollback = sq_rollback,
+    .changes_get = changes_get,
+    .user_get = sq_user_get,
+    .user_insert = sq_user_insert,
+    .consent_set = sq_consent_set,
+    .user_delete = sq_user_delete,
+    .users_foreach = sq_users_foreach,
+    .key_get = sq_key_get,
+    .key_put = sq_key_put,
+    .key_delete = sq_key_delete,
+    .key_other_kid_exists = sq_key_other_kid,
+    .keys_rewrap_batch = sq_rewrap_batch,
+    .wrap_kid_get = sq_wrap_kid_get,
+    .wrap_kid_set = sq_wrap_kid_set,
+    .chunk_insert = sq_chunk_insert,
+    .chunks_foreach_user = sq_chunks_foreach_user,
+    .chunks_count_user = sq_chunks_count_user,
+    .chunks_delete_user = sq_chunks_delete_user,
+    .chunks_sweep = sq_chunks_sweep,
+    .item_find = sq_item_find,
+    .item_insert = sq_item_insert,
+    .item_update = sq_item_update,
+    .item_get = sq_item_get,
+    .items_foreach = sq_items_foreach,
+    .anon_put = sq_anon_put,
+    .anon_foreach = sq_anon_foreach,
+    .ingest_run_insert = sq_ingest_run,
+    .meta_get = sq_meta_get,
+    .meta_set = sq_meta_set,
+    .counts = sq_counts,
+    .cred_insert = sq_cred_insert,
+    .cred_get = sq_cred_get,
+    .cred_revoke = sq_cred_revoke,
+    .cred_revoke_user = sq_cred_revoke_user,
+    .budget_set = sq_budget_set,
+    .budget_get = sq_budget_get,
+    .ledger_charge = sq_ledger_charge,
+    .releases_foreach = sq_releases_foreach,
+    .datasets_foreach = sq_datasets_foreach,
+    .audit_append = sq_audit_append,
+    .audit_foreach = sq_audit_foreach,
+    .audit_head = sq_audit_head,
+    .release_get = sq_release_get,
+    .release_put = sq_release_put,
+};
+
+/* ---- opening and creating ---- */
+
+static void join(char *out, size_t cap, const char *dir, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error *err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, out, flags, NULL);
+    if (rc != SQLITE_OK) {
+        pvg_status st = pvg_error_set_at(
+            err, rc == SQLITE_CANTOPEN ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0, -1,
+            "cannot open database: %s", *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        sqlite3_close(*out);
+        *out = NULL;
+        return st;
+    }
+    sqlite3_busy_timeout(*out, 30000);
+    char *msg = NULL;
+    rc = sqlite3_exec(*out, PRAGMAS, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        pvg_status st = pvg_error_set_at(err, rc == SQLITE_NOTADB ? PVG_ERR_CORRUPT : PVG_ERR_IO,
+                                         path, 0, 0, -1, "%s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        sqlite3_close(*out);
+        *out = NULL;
+        return st;
+    }
+    if (create) chmod(path, 0600);
+    return PVG_OK;
+}
+
+static pvg_status apply_schema(sqlite3 *db, const char *sql, const char *path, pvg_status code,
+                               pvg_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return PVG_OK;
+    pvg_status st =
+        pvg_error_set_at(err, code, path, 0, 0, -1, "database schema: %s", msg ? msg : "?");
+    sqlite3_free(msg);
+    return st;
+}
+
+int pvg_sqlite_backend_exists(const char *dir)
+{
+    char path[4096];
+    join(path, sizeof path, dir, "privguide.db");
+    return access(path, F_OK) == 0;
+}
+
+pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err)
+{
+    if (pvg_sqlite_backend_exists(dir))
+        return pvg_error_set_at(err, PVG_ERR_EXISTS, dir, 0, 0, -1, "a store exists here already");
+    char path[4096];
+    sqlite3 *db = NULL;
+    join(path, sizeof path, dir, "keystore.db");
+    pvg_status st = open_db(path, 1, &db, err);
+    if (st != PVG_OK) return st;
+    st = apply_schema(db, KS_SCHEMA, path, PVG_ERR_IO, err);
+    sqlite3_close(db);
+    if (st != PVG_OK) return st;
+    join(path, sizeof path, dir, "privguide.db");
+    st = open_db(path, 1, &db, err);
+    if (st != PVG_OK) return st;
+    st = apply_schema(db, MAIN_SCHEMA, path, PVG_ERR_IO, err);
+    if (st == PVG_OK)
+        st = apply_schema(
+            db, "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')", path,
+            PVG_ERR_IO, err);
+    sqlite3_close(db);
+    return st;
+}
+
+pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error *err)
+{
+    *out = NULL;
+    if (!pvg_sqlite_backend_exists(dir))
+        return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, dir, 0, 0, -1,
+                                "no privguide store here (run `privguide init` first)");
+    sq_backend *q = calloc(1, sizeof *q);
+    if (!q) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    q->base.ops = &SQLITE_OPS;
+    char path[4096];
+    join(path, sizeof path, dir, "keystore.db");
+    pvg_status st = open_db(path, 0, &q->ks, err);
+    if (st == PVG_OK) {
+        join(path, sizeof path, dir, "privguide.db");
+        st = open_db(path, 0, &q->db, err);
+    }
+    /* Schema (idempotent: older stores get the new tables). */
+    if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
+    if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
+    /* The hot statements, prepared now so a damaged schema fails here. */
+    static const int hot[] = {Q_USER_GET,     Q_USER_INSERT,    Q_KEY_GET,   Q_KEY_PUT,
+                              Q_CHUNK_INSERT, Q_CHUNKS_OF_USER, Q_ITEM_FIND, Q_CHANGES_GET};
+    for (size_t i = 0; st == PVG_OK && i < sizeof hot / sizeof *hot; i++) {
+        sqlite3_stmt *s;
+        int own;
+        st = take(q, hot[i], &s, &own, err);
+    }
+    if (st != PVG_OK) {
+        sq_close(&q->base);
+        return st;
+    }
+    *out = &q->base;
+    return PVG_OK;
+}

@@ -9,6 +9,8 @@
  */
 #include "cli.h"
 
+#include <privguide/access.h>
+
 #include <privguide/audit.h>
 #include <privguide/paillier.h>
 #include <privguide/store.h>
@@ -581,22 +583,15 @@ static int run_spend_total(cli_ctx *c)
         return cli_fail("open store", st, &err);
     }
     pvg_spend_result *r = NULL;
-    st = pvg_paillier_spend_total(s, pub, &o, &r, &err);
+    /* through the gate: the release (exact or DP) is in the audit log before
+     * anything is computed; no record, no output */
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
+    st = pvg_access_spend_total(&g, pub, &o, &r, &err);
     if (st != PVG_OK) rc = cli_fail("he spend-total", st, &err);
-    if (!rc && exact) {
-        /* the exact release is recorded before anything is printed; no record, no output */
-        char detail[256];
-        snprintf(detail, sizeof detail, "exact per-group spend totals (not DP), group_by=%s, groups=%zu",
-                 o.group_by == PVG_SPEND_BY_COUNTRY ? "country" : o.group_by == PVG_SPEND_BY_CATEGORY ? "category"
-                                                                                                     : "none",
-                 r->n);
-        pvg_audit_record ar = {0, "cli", "he_spend_total_exact", "", detail};
-        st = pvg_audit_append(s, &ar, NULL, &err);
-        if (st != PVG_OK) rc = cli_fail("he spend-total: audit log (nothing released)", st, &err);
-        else
-            cli_warn("warning: --exact releases EXACT per-group spend totals, not differentially private: a "
-                     "group with one shopper decrypts to that shopper's spend. Recorded in the audit log.");
-    }
+    if (!rc && exact)
+        cli_warn("warning: --exact releases EXACT per-group spend totals, not differentially private: a "
+                 "group with one shopper decrypts to that shopper's spend. Recorded in the audit log.");
     for (size_t i = 0; !rc && i < r->n; i++) {
         char *cj = NULL;
         st = pvg_paillier_ct_to_json(r->groups[i].total, &cj, &err);

@@ -33,6 +33,7 @@
 #include <privguide/audit.h>
 #include <privguide/common.h>
 #include <privguide/model.h>
+#include <privguide/paillier.h>
 #include <privguide/query.h>
 #include <privguide/store.h>
 
@@ -183,6 +184,16 @@ pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *w
  * shoppers), audited first as purpose DP_RELEASE. *out is new. */
 pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rng *rng,
                                pvg_query_result **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Encrypted spend totals per group (pvg_paillier_spend_total, which reads
+ * only analytics-consenting shoppers), audited first as purpose
+ * DP_RELEASE: action "he_spend_total" for a DP release, or
+ * "he_spend_total_exact" for exact totals (opts->dp 0: not differentially
+ * private; only the operator's tools may ask for them). *out is new
+ * (pvg_spend_result_free). */
+pvg_status pvg_access_spend_total(pvg_access *g, const pvg_paillier_pub *pub,
+                                  const pvg_spend_options *opts, pvg_spend_result **out,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

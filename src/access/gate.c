@@ -449,3 +449,30 @@ pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rn
     if (st != PVG_OK) return st;
     return pvg_query_run(g->store, spec, rng, out, err);
 }
+
+pvg_status pvg_access_spend_total(pvg_access *g, const pvg_paillier_pub *pub,
+                                  const pvg_spend_options *opts, pvg_spend_result **out,
+                                  pvg_error *err)
+{
+    *out = NULL;
+    int np, na;
+    pvg_status st = pvg_access_purpose_consent(g->store, PVG_PURPOSE_DP_RELEASE, &np, &na, err);
+    if (st != PVG_OK) return st;
+    if (np)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "policy: DP releases tied to personalization consent are not "
+                             "supported (spend totals select by analytics consent)");
+    const char *by = opts->group_by == PVG_SPEND_BY_COUNTRY    ? "country"
+                     : opts->group_by == PVG_SPEND_BY_CATEGORY ? "category"
+                                                               : "none";
+    char extra[128];
+    if (opts->dp)
+        snprintf(extra, sizeof extra, "group_by=%s epsilon=%.6g delta=%.3g", by, opts->epsilon,
+                 opts->delta);
+    else
+        snprintf(extra, sizeof extra, "group_by=%s exact=1 (not differentially private)", by);
+    st = audit_first(g, opts->dp ? "he_spend_total" : "he_spend_total_exact", "*",
+                     PVG_PURPOSE_DP_RELEASE, "allowed", extra, err);
+    if (st != PVG_OK) return st;
+    return pvg_paillier_spend_total(g->store, pub, opts, out, err);
+}

@@ -239,7 +239,8 @@ static int run_recommend(cli_ctx *c)
                 return cli_fail("store", st, &err);
             }
         }
-        st = pvg_model_user_key(m, s, user, key, &err);
+        st = s ? pvg_model_unseal(m, s, &err) : PVG_OK; /* the sealed per-shopper section */
+        if (st == PVG_OK) st = pvg_model_user_key(m, s, user, key, &err);
         if (st == PVG_OK)
             st = pvg_model_recommend(m, key, (size_t)k, cli_bool(c, "include-seen"), out, &n, &err);
         pvg_store_close(s);

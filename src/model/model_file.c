@@ -280,25 +280,21 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
     memcpy(head, &h, sizeof h);
     memcpy(head + HEADER_BYTES, table, sizeof table);
     if (sealed) {
-        /* the per-shopper sections, in order, 64-aligned, in locked memory */
-        unsigned char *plain = sodium_malloc(plain_len);
-        blob = malloc(h.sealed_len);
-        if (!plain || !blob) {
-            if (plain) sodium_free(plain);
-            free(blob);
+        /* the per-shopper sections, in order, 64-aligned, encrypted in place
+         * (the plaintext copy lives only until the cipher overwrites it) */
+        blob = calloc(1, h.sealed_len);
+        if (!blob)
             return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory sealing %llu bytes",
                                  (unsigned long long)plain_len);
-        }
-        memset(plain, 0, plain_len);
+        unsigned char *plain = blob + NONCE_BYTES;
         for (int s = 1; s < PVG_SEC_COUNT; s++)
             if (pvg_model_section_is_user(s) && want[s]) memcpy(plain + uoff[s], m->sec[s], want[s]);
         unsigned char ad[sizeof SEAL_CONTEXT + HEADER_BYTES];
         memcpy(ad, SEAL_CONTEXT, sizeof SEAL_CONTEXT);
         memcpy(ad + sizeof SEAL_CONTEXT, head, HEADER_BYTES); /* checksum still zero */
         randombytes_buf(blob, NONCE_BYTES);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(blob + NONCE_BYTES, NULL, plain, plain_len, ad,
-                                                   sizeof ad, NULL, blob, key);
-        sodium_free(plain);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(plain, NULL, plain, plain_len, ad, sizeof ad,
+                                                   NULL, blob, key);
     }
     /* checksum over header (checksum zeroed), table, sections and padding */
     static const unsigned char zeros[64];
@@ -764,7 +760,7 @@ static pvg_status without_user(const pvg_model *m, int64_t u, pvg_model **out, p
  * from its decrypted copy, never from these bytes. */
 static int wipe_range(int fd, uint64_t off, uint64_t len)
 {
-    static const unsigned char zeros[4096];
+    static const unsigned char zeros[1 << 16];
     while (len) {
         size_t n = len > sizeof zeros ? sizeof zeros : (size_t)len;
         ssize_t w = pwrite(fd, zeros, n, (off_t)off);

@@ -114,7 +114,8 @@ static int setup(void **state)
     snprintf(E.dd, sizeof E.dd, "%s/data", E.dir);
     snprintf(E.other, sizeof E.other, "%s/other", E.dir);
     pvg_error err;
-    if (pvg_store_init(E.dd, NULL, &err) != PVG_OK || pvg_store_init(E.other, NULL, &err) != PVG_OK) {
+    if (pvg_store_init(E.dd, NULL, &err) != PVG_OK ||
+        pvg_store_init(E.other, NULL, &err) != PVG_OK) {
         fprintf(stderr, "init: %s\n", err.text);
         return -1;
     }
@@ -197,7 +198,8 @@ static void test_sealed_file_reveals_no_shopper(void **state)
         assert_int_equal(pvg_model_load(path, &l, &err), PVG_OK);
         pvg_scored_item out[10];
         size_t got;
-        assert_int_equal(pvg_model_recommend(l, m->user_keys, 10, 0, out, &got, &err), PVG_ERR_STATE);
+        assert_int_equal(pvg_model_recommend(l, m->user_keys, 10, 0, out, &got, &err),
+                         PVG_ERR_STATE);
         assert_non_null(strstr(err.text, "sealed"));
         assert_int_equal(pvg_model_similar(l, "85123A", 5, out, &got, &err), PVG_OK);
         assert_int_equal(pvg_model_save(l, path, &err), PVG_ERR_STATE);
@@ -206,10 +208,13 @@ static void test_sealed_file_reveals_no_shopper(void **state)
         for (uint64_t p = 0; p < m->n_users; p += 37) {
             pvg_scored_item a[10], c[10];
             size_t na, nc;
-            assert_int_equal(pvg_model_recommend(m, m->user_keys + 16 * p, 10, 0, a, &na, NULL), PVG_OK);
-            assert_int_equal(pvg_model_recommend(l, m->user_keys + 16 * p, 10, 0, c, &nc, NULL), PVG_OK);
+            assert_int_equal(pvg_model_recommend(m, m->user_keys + 16 * p, 10, 0, a, &na, NULL),
+                             PVG_OK);
+            assert_int_equal(pvg_model_recommend(l, m->user_keys + 16 * p, 10, 0, c, &nc, NULL),
+                             PVG_OK);
             assert_int_equal(na, nc);
-            for (size_t i = 0; i < na; i++) assert_true(a[i].item_index == c[i].item_index);
+            for (size_t i = 0; i < na; i++)
+                assert_true(a[i].item_index == c[i].item_index);
         }
         pvg_model_free(l);
         /* a re-save seals again, with a fresh nonce */
@@ -385,12 +390,14 @@ static void test_erasure_reaches_every_model(void **state)
     char where[300];
     for (uint64_t off = 0; off + 32 <= sl; off += 4096)
         if (dir_contains(E.dd, old_sealed + off, 32, where, sizeof where))
-            fail_msg("old sealed bytes at offset %llu survive in %s", (unsigned long long)off, where);
+            fail_msg("old sealed bytes at offset %llu survive in %s", (unsigned long long)off,
+                     where);
     if (dir_contains(E.dd, old_sealed, 24, where, sizeof where)) fail_msg("old nonce in %s", where);
     /* no temp file left behind */
     DIR *d = opendir(E.dd);
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) assert_null(strstr(de->d_name, ".tmp."));
+    while ((de = readdir(d)) != NULL)
+        assert_null(strstr(de->d_name, ".tmp."));
     closedir(d);
     /* deleting a shopper who is in no model rewrites nothing */
     struct stat a1, a2;
@@ -481,8 +488,7 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void start_server(int port, int reload_ms, pvg_server **out, pvg_status want,
-                         pvg_error *err)
+static void start_server(int port, int reload_ms, pvg_server **out, pvg_status want, pvg_error *err)
 {
     pvg_server_options o;
     memset(&o, 0, sizeof o);
@@ -509,7 +515,8 @@ static void test_server_stops_personalising_within_1s(void **state)
     assert_int_equal(pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err), PVG_OK);
     char *admin = NULL;
     pvg_principal pr;
-    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &admin, &pr, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &admin, &pr, &err),
+                     PVG_OK);
     /* the reload thread checks only every minute: only the on-request check
      * can make the erasure visible in time */
     pvg_server *srv = NULL;

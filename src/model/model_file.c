@@ -288,7 +288,8 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
                                  (unsigned long long)plain_len);
         unsigned char *plain = blob + NONCE_BYTES;
         for (int s = 1; s < PVG_SEC_COUNT; s++)
-            if (pvg_model_section_is_user(s) && want[s]) memcpy(plain + uoff[s], m->sec[s], want[s]);
+            if (pvg_model_section_is_user(s) && want[s])
+                memcpy(plain + uoff[s], m->sec[s], want[s]);
         unsigned char ad[sizeof SEAL_CONTEXT + HEADER_BYTES];
         memcpy(ad, SEAL_CONTEXT, sizeof SEAL_CONTEXT);
         memcpy(ad + sizeof SEAL_CONTEXT, head, HEADER_BYTES); /* checksum still zero */

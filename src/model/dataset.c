@@ -5,6 +5,7 @@
  * matrices.
  */
 #include "model/model_internal.h"
+#include "store/store_internal.h"
 
 #include <privguide/rng.h>
 
@@ -93,6 +94,7 @@ void pvg_dataset_free(pvg_dataset *ds)
     free(ds->ev_item);
     free(ds->ev_w);
     free(ds->ev_ts);
+    if (ds->model_key) sodium_free(ds->model_key);
     sodium_memzero(ds->salt, sizeof ds->salt);
     free(ds);
 }
@@ -365,6 +367,12 @@ pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *wei
     pvg_dataset *ds;
     pvg_status st = pvg_dataset_new(PVG_KEY_STORE_PSEUDONYM, weights, NULL, &ds, err);
     if (st != PVG_OK) return st;
+    /* the store link: models trained on this dataset are saved sealed */
+    ds->model_key = sodium_malloc(32);
+    if (!ds->model_key || pvg_store_model_key(store, ds->model_key) != PVG_OK) {
+        pvg_dataset_free(ds);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dataset: cannot derive the store's model key");
+    }
     store_load_ctx c = {ds, &s, err, PVG_OK};
     st = pvg_store_foreach_user(store, PVG_FOREACH_REQUIRE_PERSONALIZATION, store_user_cb, &c, err);
     if (stats) *stats = s;

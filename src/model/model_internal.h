@@ -33,6 +33,10 @@ struct pvg_dataset {
     uint32_t *ev_user, *ev_item;
     float *ev_w;
     int64_t *ev_ts;
+    /* the store link: the store's model key (sodium_malloc'd, 32 bytes) when
+     * the dataset was read from a store (pvg_dataset_load_store); models
+     * trained on it are saved with their per-shopper sections sealed */
+    unsigned char *model_key;
 };
 
 /* ---- sparse matrices ---------------------------------------------------- */
@@ -192,7 +196,28 @@ struct pvg_model {
     void *map;
     size_t map_len;
     void *owned[PVG_SEC_COUNT];
+    /* sealing (model_file.c). model_key: the store's model key
+     * (sodium_malloc'd, 32 bytes) when the model is linked to a store
+     * (trained from it, or unsealed with it); NULL otherwise. */
+    unsigned char *model_key;
+    /* a loaded file whose per-shopper sections are sealed: the sealed blob
+     * (in the mapping), the header it is bound to, the key id it names;
+     * users_locked until pvg_model_unseal decrypts it into users_mem
+     * (sodium_malloc'd) */
+    int sealed_file;
+    int users_locked;
+    const unsigned char *sealed;
+    uint64_t sealed_off, sealed_len;
+    unsigned char sealed_header[512];
+    unsigned char key_id[16];
+    void *users_mem;
+    size_t users_mem_len;
+    char *path; /* of a loaded file, for messages */
 };
+
+/* 1 for the sections that hold per-shopper data (user keys and order,
+ * histories, user factors): sealed in files of store-trained models. */
+int pvg_model_section_is_user(int sec);
 
 /* Builds the serving parts common to every model (users, histories, item
  * ids, popularity) from a dataset and its training matrix. Takes ownership

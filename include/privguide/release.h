@@ -90,8 +90,8 @@ typedef struct pvg_dp_release_info {
     int64_t max_items_per_user; /* m */
     double l1_sensitivity;      /* of the noisy count vector */
     double l2_sensitivity;
-    double noise_scale;         /* Laplace b or Gaussian sigma, in counts (0: peeling) */
-    size_t n_candidates;        /* size of the public domain (items) */
+    double noise_scale;  /* Laplace b or Gaussian sigma, in counts (0: peeling) */
+    size_t n_candidates; /* size of the public domain (items) */
 } pvg_dp_release_info;
 
 /* ==== bounded per-item distinct-shopper counts ========================== */
@@ -123,11 +123,11 @@ void pvg_dp_item_counts_free(pvg_dp_item_counts *c);
 /* ==== the popular list: DP top-k ========================================= */
 
 typedef struct pvg_dp_popular_params {
-    double epsilon;          /* > 0 */
-    double delta;            /* in (0,1) for the Gaussian; ignored (0) otherwise */
-    size_t k;                /* 1..n_candidates; n_candidates gives the whole noisy ranking */
+    double epsilon; /* > 0 */
+    double delta;   /* in (0,1) for the Gaussian; ignored (0) otherwise */
+    size_t k;       /* 1..n_candidates; n_candidates gives the whole noisy ranking */
     pvg_dp_release_mech mechanism;
-    int allow_insecure_rng;  /* tests and reproducible benchmarks only */
+    int allow_insecure_rng; /* tests and reproducible benchmarks only */
 } pvg_dp_popular_params;
 
 /* Defaults: epsilon 1, delta 1e-7, k 20, PVG_DP_RELEASE_DEFAULT. */
@@ -151,8 +151,8 @@ typedef struct pvg_dp_popular_entry {
 
 typedef struct pvg_dp_popular {
     pvg_dp_release_info info;
-    size_t n;                     /* = k */
-    pvg_dp_popular_entry *items;  /* best first */
+    size_t n;                    /* = k */
+    pvg_dp_popular_entry *items; /* best first */
 } pvg_dp_popular;
 
 /* Releases the top-k: noise on every candidate's bounded count, then the k
@@ -168,58 +168,74 @@ void pvg_dp_popular_free(pvg_dp_popular *r);
 
 /* ==== item co-occurrence: DP similar items ============================== */
 
+/*
+ * The noisy vector of a co-occurrence release holds, over the domain of n
+ * items, every item's bounded buyer count (n coordinates) and every pair's
+ * bounded co-buyer count (n(n-1)/2 coordinates). One shopper with at most m
+ * kept items moves m item coordinates and at most P = m(m-1)/2 pair
+ * coordinates, each by 1:
+ *   L1 = m + P = m(m+1)/2,   L2^2 = m + P = m(m+1)/2.
+ * Similar items are post-processing of that vector: score(i, j) =
+ * noisy_cooc(i,j) / sqrt(max(noisy_pop_i, floor) max(noisy_pop_j, floor)),
+ * over pairs with a positive noisy count.
+ */
 typedef struct pvg_dp_cooc_counts pvg_dp_cooc_counts;
 
-/* New accumulator of pair counts over the public domain items[0..n)
- * (2 <= n <= 20000; for a large catalog pass the top-N of a popular
- * release, whose cost is then charged too), each shopper bounded to
- * max_items_per_user >= 2 distinct in-domain items (random subset as
- * above). Memory: n(n-1)/2 counters. */
+/* New accumulator over the public domain items[0..n) (2 <= n <= 5000; for
+ * a large catalog pass the top-N of a popular release, whose cost is then
+ * charged as well), each shopper bounded to max_items_per_user in 2..1024
+ * distinct in-domain items (uniformly random subset, as above). Memory:
+ * 4 n(n-1)/2 bytes. */
 pvg_status pvg_dp_cooc_counts_new(const int64_t *items, size_t n, int64_t max_items_per_user,
                                   pvg_dp_cooc_counts **out, pvg_error *err) PVG_WARN_UNUSED;
+/* One shopper's purchases (as pvg_dp_item_counts_add_user). */
 pvg_status pvg_dp_cooc_counts_add_user(pvg_dp_cooc_counts *c, pvg_rng *rng, const int64_t *items,
                                        size_t n, pvg_error *err) PVG_WARN_UNUSED;
-/* Exact bounded pair count (tests only). i, j positions in the domain. */
+/* Exact bounded counts (tests only): pair i != j, or item i when i == j;
+ * positions in the caller's domain order. */
 int64_t pvg_dp_cooc_counts_exact(const pvg_dp_cooc_counts *c, size_t i, size_t j);
 void pvg_dp_cooc_counts_free(pvg_dp_cooc_counts *c);
 
 typedef struct pvg_dp_cooc_params {
-    double epsilon, delta;   /* delta ignored for Laplace */
-    size_t k;                /* neighbours kept per item, >= 1 */
-    double pop_floor;        /* normalisation floor for noisy popularity, > 0 */
-    pvg_dp_release_mech mechanism; /* DEFAULT, GAUSSIAN or LAPLACE */
+    double epsilon, delta;         /* delta ignored for Laplace */
+    size_t k;                      /* neighbours kept per item, 1..n-1 */
+    double pop_floor;              /* normalisation floor for noisy popularity; 0: automatic,
+                                      3 noise sigmas (Laplace: 3 b), so that items with a tiny
+                                      noisy count cannot inflate pure-noise pairs */
+    pvg_dp_release_mech mechanism; /* DEFAULT (Gaussian), GAUSSIAN or LAPLACE */
     int allow_insecure_rng;
 } pvg_dp_cooc_params;
 
-/* Defaults: epsilon 1, delta 1e-7, k 10, pop_floor 20, DEFAULT (Gaussian). */
+/* Defaults: epsilon 1, delta 1e-7, k 10, pop_floor 0 (automatic), DEFAULT. */
 void pvg_dp_cooc_params_init(pvg_dp_cooc_params *p);
 
-/* The default bound m for co-occurrence (measured, docs/dp.md). */
+/* The default bound m for co-occurrence (measured on Online Retail,
+ * docs/dp.md). */
 #define PVG_DP_COOC_DEFAULT_M 8
 
 typedef struct pvg_dp_similar {
     int64_t item;       /* neighbour id */
-    double score;       /* noisy cooc / sqrt(max(pop_i, floor) max(pop_j, floor)) */
+    double score;       /* normalised noisy co-occurrence */
     int64_t noisy_cooc; /* the noisy pair count */
 } pvg_dp_similar;
 
 typedef struct pvg_dp_cooc {
-    pvg_dp_release_info info; /* this release alone (not the popular list) */
+    pvg_dp_release_info info; /* this release alone (not the domain's popular list) */
     size_t n_items;           /* domain size */
     size_t k;                 /* row capacity */
-    int64_t *items;           /* the domain, sorted ascending */
+    int64_t *items;           /* the domain, ascending */
+    int64_t *noisy_pop;       /* per items[r]: noisy buyer count */
     size_t *n_similar;        /* valid entries of each row */
-    pvg_dp_similar *similar;  /* row r at similar + r k, best first */
+    pvg_dp_similar *similar;  /* row r (item items[r]) at similar + r k, best first */
 } pvg_dp_cooc;
 
-/* Releases similar items: noise on every pair of the domain, then for each
- * item its k neighbours with the highest normalised score among pairs with
- * a positive noisy count. noisy_pop[0..n) (borrowed) gives each domain
- * item's popularity for the normalisation and must itself be a DP release
- * (the noisy counts of a popular release over the same items) or public.
- * On success *out is new. Errors as pvg_dp_popular_release. */
-pvg_status pvg_dp_cooc_release(const pvg_dp_cooc_counts *c, const int64_t *noisy_pop,
-                               pvg_rng *rng, const pvg_dp_cooc_params *p, pvg_dp_cooc **out,
+/* Releases similar items: noise on every coordinate (item and pair counts)
+ * of the domain, then each item's k best neighbours. The counts are not
+ * modified; each call is a new release to charge (info). On success *out is
+ * new. Errors: PVG_ERR_INVALID (parameters; the deterministic generator
+ * without allow_insecure_rng), PVG_ERR_NOMEM. */
+pvg_status pvg_dp_cooc_release(const pvg_dp_cooc_counts *c, pvg_rng *rng,
+                               const pvg_dp_cooc_params *p, pvg_dp_cooc **out,
                                pvg_error *err) PVG_WARN_UNUSED;
 
 /* The neighbours of `item` (borrowed from r, best first); PVG_ERR_NOT_FOUND
@@ -227,16 +243,18 @@ pvg_status pvg_dp_cooc_release(const pvg_dp_cooc_counts *c, const int64_t *noisy
 pvg_status pvg_dp_cooc_similar(const pvg_dp_cooc *r, int64_t item, const pvg_dp_similar **out,
                                size_t *n, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Serialises the release (JSON object: format "privguide-dp-cooc/1",
- * mechanism, epsilon, delta, max_items_per_user, sensitivities, noise
- * scale, k, and "similar": {"<item>": [[neighbour, score, noisy_cooc],
- * ...]}) so it can be cached and served later; *json_out is new
- * (free()). */
+/* Serialises the release as one JSON object, to cache and serve it later:
+ *   {"format": "privguide-dp-cooc/1", "mechanism", "epsilon", "delta",
+ *    "max_items_per_user", "l1_sensitivity", "l2_sensitivity",
+ *    "noise_scale", "n_candidates", "k",
+ *    "items": [[item, noisy_pop, [[neighbour, score, noisy_cooc], ...]], ...]}
+ * *json_out is new (free()). Everything in it is DP (public once
+ * released). */
 pvg_status pvg_dp_cooc_to_json(const pvg_dp_cooc *r, char **json_out,
                                pvg_error *err) PVG_WARN_UNUSED;
 /* Parses what pvg_dp_cooc_to_json wrote; PVG_ERR_CORRUPT names the field
- * that is missing or malformed. On success *out is new; its
- * info.mechanism points to a static name. */
+ * that is missing or malformed. On success *out is new; info.mechanism
+ * points to a static name. */
 pvg_status pvg_dp_cooc_from_json(const char *json, pvg_dp_cooc **out,
                                  pvg_error *err) PVG_WARN_UNUSED;
 void pvg_dp_cooc_free(pvg_dp_cooc *r);

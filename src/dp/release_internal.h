@@ -14,10 +14,10 @@
 /* A public domain: ids in the caller's order, plus a sorted index. */
 typedef struct rel_domain {
     size_t n;
-    int64_t *ids;     /* caller order */
-    int64_t *sorted;  /* ascending */
-    uint32_t *pos;    /* pos[r] = caller position of sorted[r] */
-    size_t *scratch;  /* n + 1 positions for one shopper */
+    int64_t *ids;    /* caller order */
+    int64_t *sorted; /* ascending */
+    uint32_t *pos;   /* pos[r] = caller position of sorted[r] */
+    size_t *scratch; /* n + 1 positions for one shopper */
 } rel_domain;
 
 /* Copies ids[0..n) (1 <= n < 2^32); PVG_ERR_INVALID on a duplicate. */
@@ -30,6 +30,11 @@ long rel_domain_find(const rel_domain *d, int64_t id);
  * reduced to a uniformly random subset of m (drawn from rng) when there are
  * more, written ascending to d->scratch. Returns how many were kept. */
 size_t rel_bound_user(rel_domain *d, pvg_rng *rng, const int64_t *items, size_t n, int64_t m);
+
+/* The largest rho (to ~1e-9 relative, never above) whose zCDP guarantee
+ * converts to at most epsilon at delta by pvg_dp_zcdp_to_epsilon; 0 when
+ * none does. */
+double rel_zcdp_rho_for(double epsilon, double delta);
 
 /* A calibrated noise for a vector of integer counts. */
 typedef struct rel_noise {

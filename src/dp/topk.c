@@ -91,8 +91,10 @@ long rel_domain_find(const rel_domain *d, int64_t id)
     size_t lo = 0, hi = d->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (d->sorted[mid] < id) lo = mid + 1;
-        else hi = mid;
+        if (d->sorted[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < d->n && d->sorted[lo] == id ? (long)d->pos[lo] : -1;
 }
@@ -137,6 +139,52 @@ size_t rel_bound_user(rel_domain *d, pvg_rng *rng, const int64_t *items, size_t 
 
 #define LAP_DEN ((uint64_t)1 << 20)
 
+/* rho-zCDP gives (eps, delta) for every order a > 1 with
+ *   eps = rho a + (log(1/delta) - log a) / (a - 1) + log(1 - 1/a)
+ * (the bound pvg_dp_zcdp_to_epsilon minimises), i.e. rho is admissible when
+ * rho <= g(a) = (eps - (log(1/delta) - log a) / (a - 1) - log(1 - 1/a)) / a
+ * for some a, and when rho + 2 sqrt(rho log(1/delta)) <= eps. The largest
+ * rho is the maximum of g (a scan in log(a - 1), then golden section) and
+ * the closed form of the second; checked against the forward conversion. */
+static double rho_g(double eps, double delta, double a)
+{
+    return (eps - (log(1 / delta) - log(a)) / (a - 1) - log1p(-1 / a)) / a;
+}
+
+double rel_zcdp_rho_for(double epsilon, double delta)
+{
+    double L = log(1 / delta);
+    double best = sqrt(L + epsilon) - sqrt(L);
+    best *= best;
+    double bx = 0, bg = -INFINITY;
+    for (int i = 0; i <= 400; i++) { /* a - 1 from 1e-6 to 1e8 */
+        double x = log(1e-6) + (log(1e8) - log(1e-6)) * i / 400.0;
+        double g = rho_g(epsilon, delta, 1 + exp(x));
+        if (g > bg) {
+            bg = g;
+            bx = x;
+        }
+    }
+    double step = (log(1e8) - log(1e-6)) / 400.0;
+    double lo = bx - step, hi = bx + step;
+    const double gr = 0.6180339887498949;
+    for (int it = 0; it < 80; it++) {
+        double x1 = hi - gr * (hi - lo), x2 = lo + gr * (hi - lo);
+        if (rho_g(epsilon, delta, 1 + exp(x1)) > rho_g(epsilon, delta, 1 + exp(x2)))
+            hi = x2;
+        else
+            lo = x1;
+    }
+    double g = rho_g(epsilon, delta, 1 + exp(0.5 * (lo + hi)));
+    if (g > bg) bg = g;
+    if (bg > best) best = bg;
+    if (!(best > 0)) return 0;
+    /* never above: shrink until the forward conversion agrees */
+    for (int i = 0; i < 100 && pvg_dp_zcdp_to_epsilon(best, delta) > epsilon; i++)
+        best *= 1 - 1e-9 * (double)(1 << (i < 30 ? i : 30));
+    return pvg_dp_zcdp_to_epsilon(best, delta) <= epsilon ? best : 0;
+}
+
 pvg_status rel_noise_make(int gaussian, double l1, double l2sq, double epsilon, double delta,
                           rel_noise *nz, pvg_error *err)
 {
@@ -164,23 +212,17 @@ pvg_status rel_noise_make(int gaussian, double l1, double l2sq, double epsilon, 
     if (!(l2sq >= 1) || isinf(l2sq))
         return pvg_error_set(err, PVG_ERR_INVALID, "squared L2 sensitivity must be >= 1, got %g",
                              l2sq);
-    /* the largest rho with zcdp_to_epsilon(rho, delta) <= epsilon (bisection
-     * in log rho; the conversion is increasing in rho) */
-    double lo = log(1e-12), hi = log(1e6);
-    if (pvg_dp_zcdp_to_epsilon(exp(lo), delta) > epsilon)
+    /* the largest rho with zcdp_to_epsilon(rho, delta) <= epsilon */
+    double rho = rel_zcdp_rho_for(epsilon, delta);
+    if (!(rho > 0))
         return pvg_error_set(err, PVG_ERR_INVALID, "epsilon %g too small for delta %g", epsilon,
                              delta);
-    for (int it = 0; it < 200; it++) {
-        double mid = 0.5 * (lo + hi);
-        if (pvg_dp_zcdp_to_epsilon(exp(mid), delta) <= epsilon) lo = mid;
-        else hi = mid;
-    }
-    double rho = exp(lo);
     double s2 = l2sq / (2 * rho);
     if (!(s2 < 1e13))
         return pvg_error_set(err, PVG_ERR_INVALID, "Gaussian sigma^2 %g too large", s2);
     int k = 23;
-    while (k > 0 && s2 * (double)((uint64_t)1 << k) >= 140737488355328.0 /* 2^47 */) k--;
+    while (k > 0 && s2 * (double)((uint64_t)1 << k) >= 140737488355328.0 /* 2^47 */)
+        k--;
     nz->den = (uint64_t)1 << k;
     nz->num = (uint64_t)ceil(s2 * (double)nz->den) + 1; /* rounded up: rho only shrinks */
     double s2r = (double)nz->num / (double)nz->den;
@@ -254,7 +296,8 @@ pvg_status pvg_dp_item_counts_add_user(pvg_dp_item_counts *c, pvg_rng *rng, cons
     if (!c || (n && !items) || !rng)
         return pvg_error_set(err, PVG_ERR_INVALID, "item counts: NULL argument");
     size_t k = rel_bound_user(&c->dom, rng, items, n, c->m);
-    for (size_t j = 0; j < k; j++) c->count[c->dom.scratch[j]]++;
+    for (size_t j = 0; j < k; j++)
+        c->count[c->dom.scratch[j]]++;
     return PVG_OK;
 }
 
@@ -333,15 +376,10 @@ static double monotone_eps0(double epsilon, double delta, size_t k, double *delt
     double basic = epsilon / (double)k;
     *delta_used = 0;
     if (!(delta > 0 && delta < 1)) return basic;
-    double lo = log(1e-12), hi = log(1e6);
-    if (pvg_dp_zcdp_to_epsilon(exp(lo), delta) > epsilon) return basic;
-    for (int it = 0; it < 200; it++) {
-        double mid = 0.5 * (lo + hi);
-        if (pvg_dp_zcdp_to_epsilon(exp(mid), delta) <= epsilon) lo = mid;
-        else hi = mid;
-    }
+    double rho = rel_zcdp_rho_for(epsilon, delta);
+    if (!(rho > 0)) return basic;
     /* rounded down to 2^-32 as pvg_dp_exponential does, then checked */
-    double e0 = floor(sqrt(8 * exp(lo) / (double)k) * 4294967296.0) / 4294967296.0;
+    double e0 = floor(sqrt(8 * rho / (double)k) * 4294967296.0) / 4294967296.0;
     if (e0 <= basic || pvg_dp_zcdp_to_epsilon((double)k * e0 * e0 / 8, delta) > epsilon)
         return basic;
     *delta_used = delta;
@@ -395,7 +433,8 @@ pvg_status pvg_dp_popular_release(const pvg_dp_item_counts *c, pvg_rng *rng,
                                   pvg_error *err)
 {
     *out = NULL;
-    if (!c || !p || !rng) return pvg_error_set(err, PVG_ERR_INVALID, "popular release: NULL argument");
+    if (!c || !p || !rng)
+        return pvg_error_set(err, PVG_ERR_INVALID, "popular release: NULL argument");
     pvg_status st = dp_check_rng(rng, p->allow_insecure_rng, err);
     if (st != PVG_OK) return st;
     size_t n = c->dom.n;
@@ -410,7 +449,8 @@ pvg_status pvg_dp_popular_release(const pvg_dp_item_counts *c, pvg_rng *rng,
                              (int)mech);
     if (mech == PVG_DP_RELEASE_DEFAULT) mech = PVG_DP_RELEASE_EXPONENTIAL_MONOTONE;
     int gaussian = mech == PVG_DP_RELEASE_GAUSSIAN;
-    if (!(mech == PVG_DP_RELEASE_EXPONENTIAL_PEELING || mech == PVG_DP_RELEASE_EXPONENTIAL_MONOTONE) &&
+    if (!(mech == PVG_DP_RELEASE_EXPONENTIAL_PEELING ||
+          mech == PVG_DP_RELEASE_EXPONENTIAL_MONOTONE) &&
         c->m > ((int64_t)1 << 30))
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "popular release: %s needs a bound max_items_per_user <= 2^30, got "

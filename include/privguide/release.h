@@ -211,7 +211,7 @@ void pvg_dp_cooc_params_init(pvg_dp_cooc_params *p);
 
 /* The default bound m for co-occurrence (measured on Online Retail,
  * docs/dp.md). */
-#define PVG_DP_COOC_DEFAULT_M 8
+#define PVG_DP_COOC_DEFAULT_M 16
 
 typedef struct pvg_dp_similar {
     int64_t item;       /* neighbour id */

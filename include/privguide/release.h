@@ -54,6 +54,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
 
 /* How the noisy vector is produced. */
 typedef enum pvg_dp_release_mech {
@@ -259,6 +260,7 @@ pvg_status pvg_dp_cooc_from_json(const char *json, pvg_dp_cooc **out,
                                  pvg_error *err) PVG_WARN_UNUSED;
 void pvg_dp_cooc_free(pvg_dp_cooc *r);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -257,4 +257,20 @@ void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_
                            size_t n_targets, int k, double *recall, double *ndcg,
                            double *precision, double *ap, double *hr);
 
+/* dataset.c: what pvg_dataset_load_store and the access gate's training
+ * selection share. A new store-keyed dataset linked to the store (it
+ * carries the store's model key, so models trained on it are saved
+ * sealed); and a pvg_user_events_fn adding one user's events to ctx->ds,
+ * counting into ctx->s (ctx->st gets the first failure). */
+pvg_status pvg_dataset_new_store_linked(pvg_store *store, const pvg_event_weights *weights,
+                                        pvg_dataset **out, pvg_error *err) PVG_WARN_UNUSED;
+typedef struct pvg_dataset_store_ctx {
+    pvg_dataset *ds;
+    pvg_dataset_load_stats *s;
+    pvg_error *err;
+    pvg_status st;
+} pvg_dataset_store_ctx;
+int pvg_dataset_store_user_cb(void *ctx, const pvg_user_view *user, const pvg_event *events,
+                              size_t n_events);
+
 #endif

@@ -129,9 +129,10 @@ typedef struct pvg_he_spend_plain {
 
 /* pvg_paillier_spend_total with opts->dp = 1 over users in memory, without
  * encryption and without a ledger charge: the same grouping, contribution
- * bounds, clamping, private selection and noise functions, with the same
- * generator stream (opts->rng split once, as the encrypted path does), so
- * for a deterministic generator the result equals the decryption of
+ * bounds, clamping, private selection and noise functions. The draws come
+ * from opts->rng itself; pvg_paillier_spend_total draws them from the first
+ * pvg_rng_split of its opts->rng, so with rng = that split of a copy of a
+ * deterministic generator the result equals the decryption of
  * pvg_paillier_spend_total's over a store holding the same users. For the
  * empirical privacy audit, which needs 10^5 releases. group_by NONE or
  * COUNTRY (categories need the store's catalog). *out is new

@@ -15,10 +15,14 @@
 const char *pvg_chunk_damage_name(int kind)
 {
     switch (kind) {
-    case PVG_CHUNK_UNREADABLE: return "failed authentication";
-    case PVG_CHUNK_MALFORMED: return "malformed";
-    case PVG_CHUNK_DUPLICATE: return "duplicate chunk id";
-    default: return "damaged";
+    case PVG_CHUNK_UNREADABLE:
+        return "failed authentication";
+    case PVG_CHUNK_MALFORMED:
+        return "malformed";
+    case PVG_CHUNK_DUPLICATE:
+        return "duplicate chunk id";
+    default:
+        return "damaged";
     }
 }
 
@@ -32,8 +36,8 @@ void pvg_store_note_damage(pvg_store *s, int64_t user_id, int64_t row, const uns
     s->read.last_user_id = user_id;
     char hex[2 * PVG_CID_BYTES + 1] = "?";
     if (cid && cid_len == PVG_CID_BYTES) sodium_bin2hex(hex, sizeof hex, cid, cid_len);
-    snprintf(s->read.last, sizeof s->read.last, "user row %lld: chunk %s: %s", (long long)user_id, hex,
-             pvg_chunk_damage_name(kind));
+    snprintf(s->read.last, sizeof s->read.last, "user row %lld: chunk %s: %s", (long long)user_id,
+             hex, pvg_chunk_damage_name(kind));
     if (!s->collect_damage) return;
     if (s->n_damage == s->damage_cap) {
         size_t cap = s->damage_cap ? s->damage_cap * 2 : 8;
@@ -250,7 +254,8 @@ static pvg_status upgrade_users(check_ctx *c, int quarantined, pvg_error *err)
         long long n = 0;
         st = pvg_store_user_resolve(s, u->pseudonym, 0, &e, NULL, err);
         if (st == PVG_OK && e->user_id != u->id)
-            st = pvg_error_set(err, PVG_ERR_BUSY, "user row %lld changed during the check", (long long)u->id);
+            st = pvg_error_set(err, PVG_ERR_BUSY, "user row %lld changed during the check",
+                               (long long)u->id);
         if (st == PVG_OK) st = pvg_store_user_rewrite(s, u->id, u->pseudonym, e->key, 0, &n, err);
         if (st == PVG_OK)
             st = pvg_store_commit(s, err);
@@ -298,8 +303,10 @@ pvg_status pvg_store_check(pvg_store *s, unsigned flags, pvg_store_check_fn fn, 
             fn(ctx, c.probs[i].user_id, c.probs[i].row, hex, c.probs[i].what,
                (flags & PVG_CHECK_QUARANTINE) != 0);
         }
-    if (st == PVG_OK && (flags & PVG_CHECK_UPGRADE)) st = upgrade_users(&c, (flags & PVG_CHECK_QUARANTINE) != 0, err);
-    if (st == PVG_OK) st = PVG_B(s, chunks_cid_index, (flags & PVG_CHECK_QUARANTINE) != 0, &out->cid_index, err);
+    if (st == PVG_OK && (flags & PVG_CHECK_UPGRADE))
+        st = upgrade_users(&c, (flags & PVG_CHECK_QUARANTINE) != 0, err);
+    if (st == PVG_OK)
+        st = PVG_B(s, chunks_cid_index, (flags & PVG_CHECK_QUARANTINE) != 0, &out->cid_index, err);
     if (st == PVG_OK) st = PVG_B(s, quarantine_count, &out->in_quarantine, err);
     pvg_cid_set_free(&c.ids);
     free(c.users);

@@ -34,6 +34,13 @@ pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_i
  * transaction as the user's records. Data that must survive a deletion
  * (the audit log) names it differently. */
 
+/* The key sealing the per-shopper sections of model files trained from
+ * this store (model_key.c): a subkey of the master key (crypto_kdf,
+ * context "pvgmodel"), never stored. out should be sodium_malloc'd; the
+ * caller wipes it. PVG_OK, or PVG_ERR_STATE when the store has no master
+ * key loaded. */
+pvg_status pvg_store_model_key(pvg_store *s, unsigned char out[32]) PVG_WARN_UNUSED;
+
 /* Allocation helpers for strings handed out with pvg_free. */
 char *pvg_strdup(const char *s);
 

@@ -3,8 +3,10 @@
  * ingest round trip through export, policy minimisation, duplicate
  * detection, crypto-shredding (no key or record left in any file), no
  * plaintext ids or payloads in any table or file, key rotation (including a
- * store caught mid-rotation), retention, tampering, wrong master key,
- * consent, single-event writes.
+ * store caught mid-rotation), retention, tampering (moved, edited, replayed
+ * chunks: skipped and counted, store check), stale caches across handles,
+ * row ids never reused, chunk format 1, wrong master key, consent,
+ * single-event writes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -826,6 +828,73 @@ static void test_stale_cache(void **state)
     drop_store(dir);
 }
 
+/* A format-1 chunk (sealed before expiry was authenticated) stays readable
+ * and `store check --upgrade` rewrites it in the current format. */
+static void test_chunk_format1_upgrade(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_error err;
+    put_view(s, "old-timer", "sku-1");
+    unsigned char p[16];
+    pvg_store_pseudonym(s, "old-timer", p);
+    pvg_keycache_entry *e;
+    assert_int_equal(pvg_store_user_resolve(s, p, 0, &e, NULL, &err), PVG_OK);
+    /* re-seal its chunk the way format 1 did */
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, expires_day, n, cid, sealed FROM chunks", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t row = sqlite3_column_int64(q, 0), day = sqlite3_column_int64(q, 1), n = sqlite3_column_int64(q, 2);
+    unsigned char cid[16], sealed[512], plain[512], resealed[512];
+    size_t sn = (size_t)sqlite3_column_bytes(q, 4);
+    assert_true(sn <= sizeof sealed);
+    memcpy(cid, sqlite3_column_blob(q, 3), 16);
+    memcpy(sealed, sqlite3_column_blob(q, 4), sn);
+    sqlite3_finalize(q);
+    int version = 0;
+    assert_int_equal(pvg_chunk_open(e->key, p, cid, day, n, sealed, sn, plain, &version), PVG_OK);
+    assert_int_equal(version, 2);
+    size_t pn = sn - PVG_SEAL_OVERHEAD;
+    unsigned char ad[39];
+    memcpy(ad, "pvg-ck", 6);
+    ad[6] = 1;
+    memcpy(ad + 7, p, 16);
+    memcpy(ad + 23, cid, 16);
+    randombytes_buf(resealed, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(resealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL, plain,
+                                               pn, ad, sizeof ad, NULL, resealed, e->key);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE chunks SET sealed = ?1 WHERE id = ?2", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_blob(q, 1, resealed, (int)sn, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, row);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    size_t count = 0;
+    pvg_store_read_stats_reset(s);
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &count, &err), PVG_OK);
+    assert_int_equal(count, 1);
+    pvg_store_read_stats rs;
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_legacy, 1);
+    assert_int_equal(rs.chunks_unreadable, 0);
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.legacy, 1);
+    assert_int_equal(pvg_store_check(s, PVG_CHECK_UPGRADE, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.upgraded, 1);
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.legacy, 0);
+    assert_int_equal(rep.chunks, 1);
+    /* now its expiry is bound: an edit fails authentication */
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 1"), SQLITE_OK);
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.unreadable, 1);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
 /* Row ids are never reused, also in a store made before AUTOINCREMENT
  * (migrated on open, its sequence above every id ever seen, including ids
  * of chunks whose user row is gone). */
@@ -921,6 +990,7 @@ int main(void)
         cmocka_unit_test(test_chunk_expiry_edited),
         cmocka_unit_test(test_stale_cache),
         cmocka_unit_test(test_row_ids_not_reused),
+        cmocka_unit_test(test_chunk_format1_upgrade),
         cmocka_unit_test(test_consent),
         cmocka_unit_test(test_change_counter),
     };

@@ -248,7 +248,9 @@ static int run_recommend(cli_ctx *c)
         }
         pvg_access g;
         pvg_access_init(&g, s, "cli");
-        if (user) {
+        /* the sealed per-shopper section (store-trained models) */
+        st = s && user ? pvg_model_unseal(m, s, &err) : PVG_OK;
+        if (st == PVG_OK && user) {
             pvg_access_rec_request rq = {0};
             rq.model = m;
             rq.ext_user = user;
@@ -256,7 +258,7 @@ static int run_recommend(cli_ctx *c)
             rq.include_seen = cli_bool(c, "include-seen");
             st = pvg_access_recommend(&g, &rq, out, &ans, &err);
             n = ans.n;
-        } else {
+        } else if (st == PVG_OK) {
             st = pvg_access_similar(&g, m, item, NULL, (size_t)k, out, &n, &err);
         }
         pvg_store_close(s);

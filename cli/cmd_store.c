@@ -338,6 +338,28 @@ static int run_keys_move(cli_ctx *c)
     return CLI_EXIT_OK;
 }
 
+static int run_keys_where(cli_ctx *c)
+{
+    const char *env = getenv(PVG_ENV_KEYS);
+    char kf[4096];
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (env && *env) {
+        snprintf(kf, sizeof kf, "$%s", PVG_ENV_KEYS);
+    } else {
+        pvg_status st = pvg_store_key_file(cli_data_dir(c), NULL, kf, sizeof kf, &err);
+        if (st != PVG_OK) return cli_fail("keys where", st, &err);
+    }
+    if (cli_bool(c, "json")) {
+        printf("{\"key_file\":");
+        cli_json_string(stdout, kf);
+        printf(",\"exists\":%s}\n", env && *env ? "true" : access(kf, F_OK) == 0 ? "true" : "false");
+    } else {
+        printf("%s\n", kf);
+    }
+    return CLI_EXIT_OK;
+}
+
 static int run_retention_sweep(cli_ctx *c)
 {
     return run_counted(c, "retention sweep", pvg_store_retention_sweep, "deleted",
@@ -418,6 +440,10 @@ const cli_command cli_cmds_store[] = {
      "then overwrites and removes DATA_DIR/master.key. Safe to rerun if interrupted. Stores\n"
      "with master.key inside are refused by every other command until it is moved.",
      json_only, run_keys_move},
+    {"keys where", NULL, 0, 0, "print the path of the store's key file (outside the data dir)",
+     "The path from --key-file, $PRIVGUIDE_KEY_FILE or the default place for this store's id;\n"
+     "\"$PRIVGUIDE_KEYS\" when the keys come from that variable.",
+     json_only, run_keys_where},
     {"retention sweep", NULL, 0, 0, "delete events whose retention period has passed", NULL, json_only,
      run_retention_sweep},
     {"stats", NULL, 0, 0, "counts of users, items, events and keys in the store", NULL, json_only, run_stats},

@@ -547,7 +547,7 @@ static void test_model_file(void **state)
         write_bytes(tm_path, buf, n);
         assert_int_equal(pvg_model_load(tm_path, &l, &err), PVG_ERR_UNSUPPORTED);
         assert_non_null(strstr(err.text, "version 99"));
-        buf[8] = 1;
+        buf[8] = 2;
         /* not a model */
         memcpy(buf, "GARBAGE!", 8);
         write_bytes(tm_path, buf, n);

@@ -9,7 +9,11 @@
  * external catalog id, each event weighted by its type (pvg_event_weights).
  * pvg_model_train turns the dataset into a pvg_model; pvg_model_save writes
  * it as a versioned, checksummed binary file that pvg_model_load maps back
- * read-only (docs/models.md describes the format).
+ * read-only (docs/models.md describes the format). A model trained from the
+ * store is personal data: its file keeps the per-shopper sections sealed
+ * under a key derived from the store's master key (pvg_model_load_store
+ * opens them), and pvg_store_user_delete removes the shopper from the model
+ * files of the data dir (pvg_model_dir_erase_user).
  *
  * Thread-safety: a pvg_model, once trained or loaded, is read-only and may
  * be shared by any number of threads for the serving calls. A pvg_dataset
@@ -182,14 +186,69 @@ typedef struct pvg_scored_item {
 pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg_model **out,
                            pvg_train_stats *stats, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Writes the model file (written to path.tmp, fsynced, renamed). */
+/* Writes the model file: to a temp file beside path (0600), fsynced,
+ * renamed over path, the directory fsynced; writers of one directory
+ * (save, erase) are serialised by a lock on it. A model linked to a store
+ * (trained from pvg_dataset_load_store, or opened with
+ * pvg_model_load_store / pvg_model_unseal) is written with its per-shopper
+ * sections (user keys, histories, user factors) sealed under the store's
+ * model key (XChaCha20-Poly1305, fresh nonce and seal id at every write);
+ * the item sections stay plain. A model trained from a file is written
+ * plain. Errors: PVG_ERR_IO, PVG_ERR_NOMEM, PVG_ERR_STATE (a store-keyed
+ * model without its store link, or one whose sections are still sealed). */
 pvg_status pvg_model_save(const pvg_model *m, const char *path, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Maps and validates a model file: magic, version, section bounds, checksum.
+/* Maps and validates a model file: magic, version (1 or 2), section
+ * bounds, checksum. A file with sealed per-shopper sections loads its
+ * item side only: similar, popular and history-based recommendations work,
+ * per-user recommendations answer PVG_ERR_STATE until pvg_model_unseal.
  * Errors: PVG_ERR_IO, PVG_ERR_CORRUPT (truncated, checksum mismatch, bad
  * section; err says which and at what offset), PVG_ERR_UNSUPPORTED (format
  * version). *out is new. */
 pvg_status pvg_model_load(const char *path, pvg_model **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Decrypts the sealed per-shopper sections of a loaded model with the
+ * store's model key into locked memory (sodium_malloc; wiped by
+ * pvg_model_free) and links the model to the store (a later save seals
+ * again). Not thread-safe: call it before sharing the model. A model
+ * trained from a file is left as is (PVG_OK). Errors: PVG_ERR_CRYPTO (the
+ * file names another model key: another store's model, or the master key
+ * was rotated since training; or the section failed authentication),
+ * PVG_ERR_CORRUPT, PVG_ERR_NOMEM. */
+pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err) PVG_WARN_UNUSED;
+
+/* pvg_model_load then pvg_model_unseal. *out is new. */
+pvg_status pvg_model_load_store(const char *path, pvg_store *store, pvg_model **out,
+                                pvg_error *err) PVG_WARN_UNUSED;
+
+/* 1 when the model's per-shopper sections are (or will be, on save) sealed:
+ * it is keyed by store pseudonyms. */
+int pvg_model_is_sealed(const pvg_model *m);
+
+/* Erasure: removes the shopper with this store pseudonym from the
+ * store-trained model file at path, atomically (the file is rewritten
+ * without their user key, history and factors, the per-shopper section
+ * re-sealed with a fresh nonce, then renamed over the old one; the old
+ * file's per-shopper bytes are overwritten with zeros before it is
+ * closed). Item sections (factors, similarities, popularity counts) keep
+ * the shopper's aggregate contribution until the next training.
+ * *removed (may be NULL): 1 when the shopper was in the model. Errors:
+ * those of pvg_model_load and pvg_model_save, PVG_ERR_INVALID (a model
+ * trained from a file), PVG_ERR_CRYPTO (sealed under another key). */
+pvg_status pvg_model_file_erase_user(const char *path, pvg_store *store,
+                                     const unsigned char pseudonym[16], int *removed,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+
+/* The same for every model file directly in dir (recognised by their
+ * magic, whatever their name; leftover temp files of an interrupted save
+ * are deleted). Models trained from files, and models sealed under another
+ * key (unreadable with this store's key), are skipped. pvg_store_user_delete
+ * calls it on the data dir. *rewritten (may be NULL): files rewritten. On
+ * an error the other files are still processed; err names the first file
+ * that still holds the shopper. */
+pvg_status pvg_model_dir_erase_user(const char *dir, pvg_store *store,
+                                    const unsigned char pseudonym[16], int *rewritten,
+                                    pvg_error *err) PVG_WARN_UNUSED;
 void pvg_model_free(pvg_model *m);
 
 pvg_model_type pvg_model_type_of(const pvg_model *m);

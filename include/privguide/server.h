@@ -50,8 +50,9 @@ typedef struct pvg_server_options {
 /* Opens the store (one connection per worker), loads the model when the
  * file exists, starts listening. On success *out is new (pvg_server_free)
  * and requests are being served. Errors: PVG_ERR_INVALID (bad option),
- * those of pvg_store_open and pvg_model_load, PVG_ERR_IO (cannot bind: err
- * names the address). */
+ * those of pvg_store_open and pvg_model_load_store, PVG_ERR_BUSY (the port
+ * is already in use: another server listens there; never shared),
+ * PVG_ERR_IO (cannot bind); err names the address and port. */
 pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out,
                             pvg_error *err) PVG_WARN_UNUSED;
 

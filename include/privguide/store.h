@@ -252,7 +252,10 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
 
 /* Crypto-shreds a user: destroys the wrapped data key and every record with
  * secure_delete on, then checkpoints and truncates both WALs, so no file in
- * the data dir keeps the key or a record. PVG_ERR_NOT_FOUND when unknown. */
+ * the data dir keeps the key or a record; then removes the user from every
+ * store-trained model file of the data dir (pvg_model_dir_erase_user; an
+ * error there means the store part is done but a model still holds them).
+ * PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *err);
 
 typedef struct pvg_consent {

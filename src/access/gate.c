@@ -4,6 +4,8 @@
  */
 #include <privguide/access.h>
 
+#include "model/model_internal.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -381,29 +383,6 @@ pvg_status pvg_access_foreach_user(pvg_access *g, pvg_purpose purpose, pvg_user_
     return pvg_store_foreach_user(g->store, flags, fn, ctx, err);
 }
 
-typedef struct train_ctx {
-    pvg_dataset *ds;
-    pvg_dataset_load_stats *s;
-    pvg_error *err;
-    pvg_status st;
-} train_ctx;
-
-static int train_user(void *vctx, const pvg_user_view *user, const pvg_event *events, size_t n)
-{
-    train_ctx *c = vctx;
-    for (size_t i = 0; i < n; i++) {
-        c->s->records++;
-        size_t before = pvg_dataset_n_events(c->ds);
-        c->st = pvg_dataset_add(c->ds, user->pseudonym, &events[i], c->err);
-        if (c->st != PVG_OK) return 1;
-        if (pvg_dataset_n_events(c->ds) > before)
-            c->s->events++;
-        else
-            c->s->ignored++;
-    }
-    return 0;
-}
-
 pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *weights,
                                        pvg_dataset **out, pvg_dataset_load_stats *stats,
                                        pvg_error *err)
@@ -411,10 +390,10 @@ pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *w
     *out = NULL;
     pvg_dataset_load_stats s = {0};
     pvg_dataset *ds;
-    pvg_status st = pvg_dataset_new(PVG_KEY_STORE_PSEUDONYM, weights, NULL, &ds, err);
+    pvg_status st = pvg_dataset_new_store_linked(g->store, weights, &ds, err);
     if (st != PVG_OK) return st;
-    train_ctx c = {ds, &s, err, PVG_OK};
-    st = pvg_access_foreach_user(g, PVG_PURPOSE_TRAINING, train_user, &c, err);
+    pvg_dataset_store_ctx c = {ds, &s, err, PVG_OK};
+    st = pvg_access_foreach_user(g, PVG_PURPOSE_TRAINING, pvg_dataset_store_user_cb, &c, err);
     if (stats) *stats = s;
     if (c.st != PVG_OK) st = c.st;
     if (st == PVG_OK && pvg_dataset_n_events(ds) == 0)

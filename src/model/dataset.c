@@ -5,6 +5,7 @@
  * matrices.
  */
 #include "model/model_internal.h"
+#include "store/store_internal.h"
 
 #include <privguide/rng.h>
 
@@ -93,6 +94,7 @@ void pvg_dataset_free(pvg_dataset *ds)
     free(ds->ev_item);
     free(ds->ev_w);
     free(ds->ev_ts);
+    if (ds->model_key) sodium_free(ds->model_key);
     sodium_memzero(ds->salt, sizeof ds->salt);
     free(ds);
 }
@@ -332,17 +334,27 @@ pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt,
     return PVG_OK;
 }
 
-typedef struct store_load_ctx {
-    pvg_dataset *ds;
-    pvg_dataset_load_stats *s;
-    pvg_error *err;
-    pvg_status st;
-} store_load_ctx;
-
-static int store_user_cb(void *vctx, const pvg_user_view *user, const pvg_event *events,
-                         size_t n_events)
+pvg_status pvg_dataset_new_store_linked(pvg_store *store, const pvg_event_weights *weights,
+                                        pvg_dataset **out, pvg_error *err)
 {
-    store_load_ctx *c = vctx;
+    *out = NULL;
+    pvg_dataset *ds;
+    pvg_status st = pvg_dataset_new(PVG_KEY_STORE_PSEUDONYM, weights, NULL, &ds, err);
+    if (st != PVG_OK) return st;
+    /* the store link: models trained on this dataset are saved sealed */
+    ds->model_key = sodium_malloc(32);
+    if (!ds->model_key || pvg_store_model_key(store, ds->model_key) != PVG_OK) {
+        pvg_dataset_free(ds);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dataset: cannot derive the store's model key");
+    }
+    *out = ds;
+    return PVG_OK;
+}
+
+int pvg_dataset_store_user_cb(void *vctx, const pvg_user_view *user, const pvg_event *events,
+                              size_t n_events)
+{
+    pvg_dataset_store_ctx *c = vctx;
     for (size_t i = 0; i < n_events; i++) {
         c->s->records++;
         size_t before = c->ds->n_ev;
@@ -363,10 +375,11 @@ pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *wei
     *out = NULL;
     pvg_dataset_load_stats s = {0};
     pvg_dataset *ds;
-    pvg_status st = pvg_dataset_new(PVG_KEY_STORE_PSEUDONYM, weights, NULL, &ds, err);
+    pvg_status st = pvg_dataset_new_store_linked(store, weights, &ds, err);
     if (st != PVG_OK) return st;
-    store_load_ctx c = {ds, &s, err, PVG_OK};
-    st = pvg_store_foreach_user(store, PVG_FOREACH_REQUIRE_PERSONALIZATION, store_user_cb, &c, err);
+    pvg_dataset_store_ctx c = {ds, &s, err, PVG_OK};
+    st = pvg_store_foreach_user(store, PVG_FOREACH_REQUIRE_PERSONALIZATION,
+                                pvg_dataset_store_user_cb, &c, err);
     if (stats) *stats = s;
     if (c.st != PVG_OK) st = c.st;
     if (st != PVG_OK) {

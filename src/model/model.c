@@ -108,6 +108,9 @@ void pvg_model_free(pvg_model *m)
         extern void pvg_model_unmap(void *p, size_t len);
         pvg_model_unmap(m->map, m->map_len);
     }
+    if (m->users_mem) sodium_free(m->users_mem); /* wipes the per-shopper sections */
+    if (m->model_key) sodium_free(m->model_key);
+    free(m->path);
     sodium_memzero(m->salt, sizeof m->salt);
     free(m);
 }
@@ -141,6 +144,14 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     m->params = *p;
     m->params.progress = NULL;
     m->params.progress_ctx = NULL;
+    if (ds->model_key) { /* trained from the store: its file will be sealed */
+        m->model_key = sodium_malloc(32);
+        if (!m->model_key) {
+            free(m);
+            return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+        }
+        memcpy(m->model_key, ds->model_key, 32);
+    }
     size_t nu = R->n_rows, ni = R->n_cols, nnz = R->nnz;
     m->n_users = nu;
     m->n_items = ni;
@@ -162,7 +173,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     if (!ki || !keys || !uorder || !indptr || !hitems || !hw || !ioff || !si || !iorder || !pop ||
         !str) {
         free(ki), free(keys), free(uorder), free(indptr), free(hitems), free(hw), free(ioff);
-        free(si), free(iorder), free(pop), free(str), free(m);
+        free(si), free(iorder), free(pop), free(str);
+        pvg_model_free(m);
         return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
     }
     for (size_t u = 0; u < nu; u++) {
@@ -553,6 +565,13 @@ static pvg_status recommend_one(const pvg_model *m, int64_t u, size_t k, int inc
     return PVG_OK;
 }
 
+static pvg_status users_locked_error(pvg_error *err)
+{
+    return pvg_error_set(err, PVG_ERR_STATE,
+                         "the per-shopper sections of this model are sealed: open the model "
+                         "with its store (pvg_model_load_store or pvg_model_unseal)");
+}
+
 typedef struct serve_buf {
     float *scores, *sc, *scratch;
     int64_t *idx;
@@ -580,6 +599,7 @@ pvg_status pvg_model_recommend(const pvg_model *m, const unsigned char user_key[
                                pvg_error *err)
 {
     *n_out = 0;
+    if (m->users_locked) return users_locked_error(err);
     int64_t u = find_user(m, user_key);
     if (u < 0) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "the model does not know this user");
     if (k == 0) return PVG_OK;
@@ -620,6 +640,10 @@ pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *us
 {
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
+    if (m->users_locked) {
+        for (size_t i = 0; i < n; i++) n_out[i] = 0;
+        return users_locked_error(err);
+    }
     if (k == 0) {
         for (size_t i = 0; i < n; i++) n_out[i] = 0;
         return PVG_OK;

@@ -33,6 +33,10 @@ struct pvg_dataset {
     uint32_t *ev_user, *ev_item;
     float *ev_w;
     int64_t *ev_ts;
+    /* the store link: the store's model key (sodium_malloc'd, 32 bytes) when
+     * the dataset was read from a store (pvg_dataset_load_store); models
+     * trained on it are saved with their per-shopper sections sealed */
+    unsigned char *model_key;
 };
 
 /* ---- sparse matrices ---------------------------------------------------- */
@@ -192,7 +196,28 @@ struct pvg_model {
     void *map;
     size_t map_len;
     void *owned[PVG_SEC_COUNT];
+    /* sealing (model_file.c). model_key: the store's model key
+     * (sodium_malloc'd, 32 bytes) when the model is linked to a store
+     * (trained from it, or unsealed with it); NULL otherwise. */
+    unsigned char *model_key;
+    /* a loaded file whose per-shopper sections are sealed: the sealed blob
+     * (in the mapping), the header it is bound to, the key id it names;
+     * users_locked until pvg_model_unseal decrypts it into users_mem
+     * (sodium_malloc'd) */
+    int sealed_file;
+    int users_locked;
+    const unsigned char *sealed;
+    uint64_t sealed_off, sealed_len;
+    unsigned char sealed_header[512];
+    unsigned char key_id[16];
+    void *users_mem;
+    size_t users_mem_len;
+    char *path; /* of a loaded file, for messages */
 };
+
+/* 1 for the sections that hold per-shopper data (user keys and order,
+ * histories, user factors): sealed in files of store-trained models. */
+int pvg_model_section_is_user(int sec);
 
 /* Builds the serving parts common to every model (users, histories, item
  * ids, popularity) from a dataset and its training matrix. Takes ownership
@@ -231,5 +256,21 @@ pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint
 void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,
                            size_t n_targets, int k, double *recall, double *ndcg,
                            double *precision, double *ap, double *hr);
+
+/* dataset.c: what pvg_dataset_load_store and the access gate's training
+ * selection share. A new store-keyed dataset linked to the store (it
+ * carries the store's model key, so models trained on it are saved
+ * sealed); and a pvg_user_events_fn adding one user's events to ctx->ds,
+ * counting into ctx->s (ctx->st gets the first failure). */
+pvg_status pvg_dataset_new_store_linked(pvg_store *store, const pvg_event_weights *weights,
+                                        pvg_dataset **out, pvg_error *err) PVG_WARN_UNUSED;
+typedef struct pvg_dataset_store_ctx {
+    pvg_dataset *ds;
+    pvg_dataset_load_stats *s;
+    pvg_error *err;
+    pvg_status st;
+} pvg_dataset_store_ctx;
+int pvg_dataset_store_user_cb(void *ctx, const pvg_user_view *user, const pvg_event *events,
+                              size_t n_events);
 
 #endif

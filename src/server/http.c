@@ -494,6 +494,40 @@ static void server_destroy(pvg_server *srv)
     free(srv);
 }
 
+/* Creates, binds and listens on the server's socket. A port in use gives
+ * PVG_ERR_BUSY naming the address and port. */
+static pvg_status listen_socket(const struct sockaddr_in *sa, const char *bind_addr, int port,
+                                int *fd_out, pvg_error *err)
+{
+    *fd_out = -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return pvg_error_set(err, PVG_ERR_IO, "cannot create a socket for %s:%d: %s", bind_addr,
+                             port, strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE)
+            return pvg_error_set(err, PVG_ERR_BUSY,
+                                 "cannot listen on %s:%d: the address is already in use (another "
+                                 "server, perhaps another privguide serve, listens there); stop "
+                                 "it or choose another --port",
+                                 bind_addr, port);
+        return pvg_error_set(err, e == EACCES ? PVG_ERR_PERMISSION : PVG_ERR_IO,
+                             "cannot listen on %s:%d: %s", bind_addr, port, strerror(e));
+    }
+    if (listen(fd, 1024) != 0) {
+        int e = errno;
+        close(fd);
+        return pvg_error_set(err, e == EADDRINUSE ? PVG_ERR_BUSY : PVG_ERR_IO,
+                             "cannot listen on %s:%d: %s", bind_addr, port, strerror(e));
+    }
+    *fd_out = fd;
+    return PVG_OK;
+}
+
 pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg_error *err)
 {
     if (!opt || !out || !opt->data_dir)
@@ -598,24 +632,35 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)srv->opt.port);
     sa.sin_addr = addr;
+    /* Our own listening socket, with SO_REUSEADDR (a restart may bind while
+     * old connections sit in TIME_WAIT) but never SO_REUSEPORT: a second
+     * server on a port already in use must fail, not share the traffic. */
+    int lfd;
+    st = listen_socket(&sa, srv->bind, srv->opt.port, &lfd, err);
+    if (st != PVG_OK) {
+        server_destroy(srv);
+        return st;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &sa,
+        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, lfd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->opt.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)srv->opt.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)16 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         int e = errno;
+        if (fcntl(lfd, F_GETFD) != -1) close(lfd); /* unless libmicrohttpd closed it */
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_IO, "cannot listen on %s:%d: %s", opt->bind ? opt->bind : "127.0.0.1",
                              opt->port, e ? strerror(e) : "libmicrohttpd refused to start");
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : srv->opt.port;
+    struct sockaddr_in bound;
+    socklen_t bl = sizeof bound;
+    srv->port = getsockname(lfd, (struct sockaddr *)&bound, &bl) == 0 ? ntohs(bound.sin_port)
+                                                                       : srv->opt.port;
     *out = srv;
     return PVG_OK;
 }

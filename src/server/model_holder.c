@@ -194,8 +194,40 @@ static void model_destroy(pvg_srv_model *m)
     free(m);
 }
 
+/* At most every MODEL_CHECK_NS, a request looks at the model file's
+ * (device, inode, mtime, size) and reloads it at once when it changed, so
+ * a rewrite by another process (an erasure through the CLI, a new
+ * training) is in service within that period plus the load, whatever the
+ * reload thread's period. One request per period wins the check (the
+ * others go on with the model in service). */
+#define MODEL_CHECK_NS 250000000LL
+
+static void check_model_file(pvg_server *srv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    long long last = atomic_load(&srv->model_checked_ns);
+    if (now - last < MODEL_CHECK_NS) return;
+    if (!atomic_compare_exchange_strong(&srv->model_checked_ns, &last, now)) return;
+    struct stat sb;
+    if (stat(srv->model_path, &sb) != 0) return;
+    pthread_mutex_lock(&srv->model_mu);
+    pvg_srv_model *m = srv->model;
+    int changed = m && (m->dev != sb.st_dev || m->ino != sb.st_ino ||
+                        m->mtime_ns != (int64_t)sb.st_mtim.tv_sec * 1000000000LL +
+                                           sb.st_mtim.tv_nsec ||
+                        m->size != sb.st_size);
+    pthread_mutex_unlock(&srv->model_mu);
+    if (!changed) return;
+    pvg_error e;
+    pvg_error_clear(&e);
+    (void)pvg_server_reload_model(srv, &e); /* a failed load keeps the previous model */
+}
+
 pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv)
 {
+    check_model_file(srv);
     pthread_mutex_lock(&srv->model_mu);
     pvg_srv_model *m = srv->model;
     if (m) atomic_fetch_add(&m->refs, 1);
@@ -429,7 +461,9 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     m->ino = sb.st_ino;
     m->mtime_ns = stat_mtime_ns(&sb);
     m->size = sb.st_size;
-    st = pvg_model_load(srv->model_path, &m->model, err);
+    /* a model trained from the store opens its sealed per-shopper section
+     * with the store's model key (decrypted once, into locked memory) */
+    st = pvg_model_load_store(srv->model_path, srv->reload_store, &m->model, err);
     if (st == PVG_OK) {
         size_t n = pvg_model_n_items(m->model);
         m->catalog = calloc(n ? n : 1, sizeof *m->catalog);

@@ -197,6 +197,7 @@ struct pvg_server {
     int stopping;               /* guarded by stop_mu */
     int stopped;
     char last_reload_error[320];
+    atomic_llong model_checked_ns; /* CLOCK_MONOTONIC of the last on-request file check */
 
     pvg_srv_audit_writer audit;
     struct pvg_srv_authcache *authcache;

@@ -42,6 +42,13 @@ pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_i
 const unsigned char *pvg_store_audit_key(const pvg_store *s);
 int64_t pvg_store_audit_unkeyed(const pvg_store *s, unsigned char hash[32]);
 
+/* The key sealing the per-shopper sections of model files trained from
+ * this store (model_key.c): a subkey of the master key (crypto_kdf,
+ * context "pvgmodel"), never stored. out should be sodium_malloc'd; the
+ * caller wipes it. PVG_OK, or PVG_ERR_STATE when the store has no master
+ * key loaded. */
+pvg_status pvg_store_model_key(pvg_store *s, unsigned char out[32]) PVG_WARN_UNUSED;
+
 /* Allocation helpers for strings handed out with pvg_free. */
 char *pvg_strdup(const char *s);
 

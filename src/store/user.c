@@ -6,6 +6,8 @@
 #include "store/store_priv.h"
 #include "store/text.h"
 
+#include <privguide/model.h>
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,7 +363,11 @@ pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *
     /* 3. Push the zeroed pages out of the write-ahead logs into the
      *    databases and truncate the logs (secure_delete zeroed the freed
      *    cells), so no file keeps the key or a record. */
-    return checkpoint_retry(s, err);
+    st = checkpoint_retry(s, err);
+    if (st != PVG_OK) return st;
+    /* 4. Models trained from the store: the shopper's rows leave every model
+     *    file of the data dir (src/model/model_file.c). */
+    return pvg_model_dir_erase_user(s->dir, s, p, NULL, err);
 }
 
 /* ---- consent ---- */

@@ -1,6 +1,6 @@
 /*
  * cmd_store.c - the store commands of the CLI: init, ingest, user
- * export/delete/consent, keys rotate, retention sweep, stats, store check.
+ * export/delete/consent, keys rotate/move, retention sweep, stats, store check.
  */
 #include "cli.h"
 
@@ -36,17 +36,33 @@ static int run_init(cli_ctx *c)
         policy[n] = '\0';
         o.policy_json = policy;
     }
+    o.key_file = cli_str(c, "key-file");
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_store_init(cli_data_dir(c), &o, &err);
     free(policy);
     if (st != PVG_OK) return cli_fail("init", st, &err);
+    char kf[4096];
+    st = pvg_store_key_file(cli_data_dir(c), o.key_file, kf, sizeof kf, &err);
+    if (st != PVG_OK) return cli_fail("init: key file", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"data_dir\":");
         cli_json_string(stdout, cli_data_dir(c));
+        printf(",\"key_file\":");
+        cli_json_string(stdout, kf);
         printf("}\n");
-    } else
-        printf("initialised %s (privguide.db, keystore.db, master.key, policy.json)\n", cli_data_dir(c));
+    } else {
+        printf("initialised %s (privguide.db, keystore.db, store.id, policy.json)\n", cli_data_dir(c));
+        printf("key file: %s (0600: the pepper and %s)\n", kf,
+               o.master_key_in_env ? "a note that the master key is in $PRIVGUIDE_MASTER_KEY"
+                                   : "the master key");
+        printf("  It is outside the data dir, so copies and backups of the data hold no key.\n"
+               "  Back it up separately now (e.g. cp -p '%s' to an offline or secret store):\n"
+               "  without it nobody, you included, can read a shopper's records; with it and a\n"
+               "  copy of the data, anyone can. Other machines find it with --key-file or\n"
+               "  $PRIVGUIDE_KEY_FILE, or take its text in $PRIVGUIDE_KEYS.\n",
+               kf);
+    }
     return CLI_EXIT_OK;
 }
 
@@ -295,9 +311,53 @@ static int run_counted(cli_ctx *c, const char *what,
 static int run_keys_rotate(cli_ctx *c)
 {
     return run_counted(c, "keys rotate", pvg_store_keys_rotate, "rewrapped",
-                       getenv(PVG_ENV_MASTER_KEY)
+                       getenv(PVG_ENV_MASTER_KEY) && *getenv(PVG_ENV_MASTER_KEY)
                            ? "rotated the master key: %lld data keys rewrapped; now set PRIVGUIDE_MASTER_KEY to the new key\n"
                            : "rotated the master key: %lld data keys rewrapped\n");
+}
+
+static int run_keys_move(cli_ctx *c)
+{
+    char to[4096];
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_keys_move(cli_data_dir(c), cli_str(c, "key-file"), to, sizeof to, &err);
+    if (st != PVG_OK) return cli_fail("keys move", st, &err);
+    if (cli_bool(c, "json")) {
+        printf("{\"key_file\":");
+        cli_json_string(stdout, to);
+        printf("}\n");
+    } else {
+        printf("moved the keys out of %s to %s\n"
+               "  %s/master.key was overwritten and removed. Back the key file up separately.\n"
+               "  Copies and backups of the data dir made before this still hold the old key file:\n"
+               "  destroy them, or treat the keys as exposed (`privguide keys rotate` replaces the\n"
+               "  master key; the pepper, which names every shopper, cannot be replaced).\n",
+               cli_data_dir(c), to, cli_data_dir(c));
+    }
+    return CLI_EXIT_OK;
+}
+
+static int run_keys_where(cli_ctx *c)
+{
+    const char *env = getenv(PVG_ENV_KEYS);
+    char kf[4096];
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (env && *env) {
+        snprintf(kf, sizeof kf, "$%s", PVG_ENV_KEYS);
+    } else {
+        pvg_status st = pvg_store_key_file(cli_data_dir(c), NULL, kf, sizeof kf, &err);
+        if (st != PVG_OK) return cli_fail("keys where", st, &err);
+    }
+    if (cli_bool(c, "json")) {
+        printf("{\"key_file\":");
+        cli_json_string(stdout, kf);
+        printf(",\"exists\":%s}\n", env && *env ? "true" : access(kf, F_OK) == 0 ? "true" : "false");
+    } else {
+        printf("%s\n", kf);
+    }
+    return CLI_EXIT_OK;
 }
 
 static int run_retention_sweep(cli_ctx *c)
@@ -396,7 +456,7 @@ static const cli_flag check_flags[] = {
 
 static const cli_flag init_flags[] = {
     {"policy", CLI_STR, "FILE", "data policy to install (default: the built-in policy)"},
-    {"master-key-in-env", CLI_BOOL, NULL, "keep the master key out of master.key; read it from $PRIVGUIDE_MASTER_KEY"},
+    {"master-key-in-env", CLI_BOOL, NULL, "keep the master key out of the key file; read it from $PRIVGUIDE_MASTER_KEY"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -424,8 +484,10 @@ static const cli_flag consent_flags[] = {
 };
 
 const cli_command cli_cmds_store[] = {
-    {"init", NULL, 0, 0, "create a data dir: database, key store, master.key (0600), policy.json",
-     "The master key wraps every user's data key; keep master.key secret and backed up apart from the data.",
+    {"init", NULL, 0, 0, "create a data dir (databases, store.id, policy.json) and its key file (0600) outside it",
+     "The key file holds the pepper (pseudonyms) and the master key (wraps every user's data key).\n"
+     "It goes to --key-file, $PRIVGUIDE_KEY_FILE, or by default $XDG_CONFIG_HOME/privguide/ (or\n"
+     "~/.config/privguide/) as <store id>.key; never inside the data dir. Back it up separately.",
      init_flags, run_init},
     {"ingest", "FILE", 1, 1, "import a file (streaming, batched, idempotent) under the data policy",
      "Rows that cannot be used go to the reject file with line, byte offset, reason and field (never\n"
@@ -441,6 +503,15 @@ const cli_command cli_cmds_store[] = {
     {"keys rotate", NULL, 0, 0, "rewrap every data key under a new master key (safe to interrupt; rerun to finish)",
      "With the master key in $PRIVGUIDE_MASTER_KEY, put the new key in $PRIVGUIDE_NEW_MASTER_KEY.",
      json_only, run_keys_rotate},
+    {"keys move", NULL, 0, 0, "move the keys of an old data dir (its master.key) out of it",
+     "Writes the key file to --key-file PATH (or $PRIVGUIDE_KEY_FILE, or the default place),\n"
+     "then overwrites and removes DATA_DIR/master.key. Safe to rerun if interrupted. Stores\n"
+     "with master.key inside are refused by every other command until it is moved.",
+     json_only, run_keys_move},
+    {"keys where", NULL, 0, 0, "print the path of the store's key file (outside the data dir)",
+     "The path from --key-file, $PRIVGUIDE_KEY_FILE or the default place for this store's id;\n"
+     "\"$PRIVGUIDE_KEYS\" when the keys come from that variable.",
+     json_only, run_keys_where},
     {"retention sweep", NULL, 0, 0, "delete events whose retention period has passed", NULL, json_only,
      run_retention_sweep},
     {"stats", NULL, 0, 0, "counts of users, items, events and keys in the store", NULL, json_only, run_stats},

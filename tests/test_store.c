@@ -86,6 +86,15 @@ static int dir_contains(const char *dir, const void *needle, size_t n)
     return found;
 }
 
+/* The key file of the store in dir (new string). */
+static char *key_file_of(const char *dir)
+{
+    char buf[4096];
+    pvg_error err;
+    if (pvg_store_key_file(dir, NULL, buf, sizeof buf, &err) != PVG_OK) fail_msg("key file: %s", err.text);
+    return strdup(buf);
+}
+
 static pvg_store *open_ok(const char *dir)
 {
     pvg_store *s = NULL;
@@ -164,7 +173,7 @@ static void test_init_and_open(void **state)
 {
     (void)state;
     char *dir = new_store(NULL);
-    char *kf = path_in(dir, "master.key");
+    char *kf = key_file_of(dir);
     struct stat sb;
     assert_int_equal(stat(kf, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
@@ -504,7 +513,7 @@ static void test_rotation(void **state)
     /* A rotation interrupted after its first step: the key file holds the
      * current and the next key; keys wrapped under either open; new users'
      * keys go under the next key; a rerun finishes. */
-    char *kf = path_in(dir, "master.key");
+    char *kf = key_file_of(dir);
     unsigned char next[PVG_KEY_BYTES];
     randombytes_buf(next, sizeof next);
     sodium_bin2base64(b64, sizeof b64, next, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
@@ -530,6 +539,100 @@ static void test_rotation(void **state)
     pvg_store_close(s);
     pvg_free(before);
     pvg_free(after);
+    free(kf);
+    drop_store(dir);
+}
+
+
+/* The keys live outside the data dir: no file in it holds the pepper or
+ * the master key; a key file inside it is refused; an old data dir with
+ * master.key inside is refused until `keys move`, which moves it out. */
+static void test_keys_outside(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    char *kf = key_file_of(dir);
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    if (xdg && *xdg) assert_int_equal(strncmp(kf, xdg, strlen(xdg)), 0);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_false(dir_contains(dir, s->keys.pepper, PVG_KEY_BYTES));
+    assert_false(dir_contains(dir, s->keys.master, PVG_KEY_BYTES));
+    char b64[64];
+    sodium_bin2base64(b64, sizeof b64, s->keys.pepper, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    assert_false(dir_contains(dir, b64, strlen(b64)));
+    char *before = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &before, &err), PVG_OK);
+    pvg_store_close(s);
+
+    /* a key file inside the data dir is refused, also through a symlink */
+    char *inside = path_in(dir, "keys");
+    pvg_store_open_options oo = {inside};
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "must not be inside the data dir"));
+    char *root = strdup(dir);
+    *strrchr(root, '/') = '\0';
+    char *link = path_in(root, "link.key");
+    assert_int_equal(symlink(inside, link), 0);
+    write_file(inside, "x");
+    oo.key_file = link;
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
+    unlink(inside);
+
+    /* the whole key file in PRIVGUIDE_KEYS */
+    FILE *f = fopen(kf, "r");
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    setenv(PVG_ENV_KEYS, text, 1);
+    char *moved = path_in(root, "moved.key");
+    rename(kf, moved);
+    s = open_ok(dir);
+    pvg_store_close(s);
+    unsetenv(PVG_ENV_KEYS);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.text, "--key-file"));
+
+    /* an old data dir: master.key inside, no store id */
+    char *legacy = path_in(dir, "master.key");
+    char *sid = path_in(dir, "store.id");
+    rename(moved, legacy);
+    unlink(sid);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_STATE);
+    assert_non_null(strstr(err.text, "privguide keys move --key-file PATH"));
+    char to[4096];
+    assert_int_equal(pvg_store_keys_move(dir, legacy, to, sizeof to, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_store_keys_move(dir, moved, to, sizeof to, &err), PVG_OK);
+    struct stat sb;
+    assert_int_not_equal(stat(legacy, &sb), 0);
+    assert_int_equal(stat(moved, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(pvg_store_keys_move(dir, moved, to, sizeof to, &err), PVG_ERR_NOT_FOUND);
+    oo.key_file = moved;
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_OK);
+    char *after = NULL;
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
+    assert_string_equal(before, after);
+    assert_false(dir_contains(dir, s->keys.pepper, PVG_KEY_BYTES));
+    pvg_store_close(s);
+    /* another store's key file does not open this one */
+    char *other = new_store(NULL);
+    char *okf = key_file_of(other);
+    oo.key_file = okf;
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "belongs to store"));
+    pvg_free(before);
+    pvg_free(after);
+    free(okf);
+    drop_store(other);
+    free(legacy);
+    free(sid);
+    free(moved);
+    free(link);
+    free(root);
+    free(inside);
     free(kf);
     drop_store(dir);
 }
@@ -984,6 +1087,7 @@ int main(void)
         cmocka_unit_test(test_no_plaintext),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_env_master_key),
+        cmocka_unit_test(test_keys_outside),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_tampering),
         cmocka_unit_test(test_chunk_replayed),

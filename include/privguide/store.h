@@ -6,8 +6,17 @@
  *                  sealed events, anonymous counts, ledgers, audit log
  *   keystore.db    SQLite: each user's data key, wrapped by the master key
  *                  (kept apart so that backups of the data hold no key)
- *   master.key     0600: the pepper (for pseudonyms) and the master key
+ *   store.id       the store's random id (not secret): names its key file
  *   policy.json    the allow-list of event types and fields, retention
+ *
+ * The secrets are never in the data dir: the pepper (for pseudonyms) and
+ * the master key live together in a key file (0600) outside it, or in the
+ * environment (docs/store.md):
+ *   1. $PRIVGUIDE_KEYS: the whole text of a key file (never written);
+ *   2. else the key file given (options, --key-file) or $PRIVGUIDE_KEY_FILE;
+ *   3. else $XDG_CONFIG_HOME/privguide/<store id>.key, or
+ *      ~/.config/privguide/<store id>.key when XDG_CONFIG_HOME is unset.
+ * $PRIVGUIDE_MASTER_KEY, when set, replaces the key file's master key.
  *
  * Users are known only by pseudonym = keyed BLAKE2b(pepper, external id);
  * the external id is never written. Each user's events are sealed with
@@ -38,26 +47,61 @@ typedef struct pvg_store pvg_store;
  * corresponding field NULL. */
 #define PVG_ENV_MASTER_KEY "PRIVGUIDE_MASTER_KEY"         /* base64 or hex, 32 bytes */
 #define PVG_ENV_NEW_MASTER_KEY "PRIVGUIDE_NEW_MASTER_KEY" /* target of a rotation */
+#define PVG_ENV_KEY_FILE "PRIVGUIDE_KEY_FILE"             /* path of the key file */
+#define PVG_ENV_KEYS "PRIVGUIDE_KEYS"                     /* the key file's whole text */
 
 typedef struct pvg_store_init_options {
-    int master_key_in_env; /* 1: do not write the master key into master.key;
+    int master_key_in_env; /* 1: do not write the master key into the key file;
                               it must come from PRIVGUIDE_MASTER_KEY */
     const char *policy_json; /* policy text to write; NULL: the default policy */
+    const char *key_file;    /* where to create the key file; NULL: $PRIVGUIDE_KEY_FILE
+                                or the per-user default (see above) */
 } pvg_store_init_options;
 
-/* Creates a data dir (mkdir -p, mode 0700) with a new pepper, master key,
- * policy file and empty databases. Errors: PVG_ERR_EXISTS when the dir
- * already holds a store, PVG_ERR_IO, PVG_ERR_INVALID (bad policy text, or
- * master_key_in_env without the variable set). opts may be NULL. */
+/* Creates a data dir (mkdir -p, mode 0700) with a new store id, policy file
+ * and empty databases, and a new key file (pepper, master key; 0600) outside
+ * it (pvg_store_key_file says where). Errors: PVG_ERR_EXISTS when the dir
+ * already holds a store or the key file exists, PVG_ERR_IO, PVG_ERR_INVALID
+ * (bad policy text, master_key_in_env without the variable set, a key file
+ * path inside the data dir, or PRIVGUIDE_KEYS set). opts may be NULL. */
 pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts,
                           pvg_error *err) PVG_WARN_UNUSED;
 
+typedef struct pvg_store_open_options {
+    const char *key_file; /* NULL: $PRIVGUIDE_KEYS, $PRIVGUIDE_KEY_FILE or the default */
+} pvg_store_open_options;
+
 /* Opens an existing store. On success *out is new (pvg_store_close).
- * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`),
- * PVG_ERR_PERMISSION (key file readable by others), PVG_ERR_CRYPTO (master
- * key does not match the key store), PVG_ERR_CORRUPT, PVG_ERR_INVALID
- * (policy file malformed; err has file:line:column). */
+ * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`; or no
+ * key file), PVG_ERR_PERMISSION (key file readable by others),
+ * PVG_ERR_CRYPTO (master key does not match the key store),
+ * PVG_ERR_CORRUPT, PVG_ERR_INVALID (policy file malformed, err has
+ * file:line:column; a key file inside the data dir; a key file of another
+ * store), PVG_ERR_STATE (an old data dir that still holds master.key: move
+ * it out with pvg_store_keys_move / `privguide keys move`). opts may be
+ * NULL; pvg_store_open(d, o, e) is pvg_store_open_with(d, NULL, o, e). */
+pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *opts, pvg_store **out,
+                               pvg_error *err) PVG_WARN_UNUSED;
 pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Writes into out the absolute path of the key file the store in dir uses
+ * (or would use): key_file when not NULL, else $PRIVGUIDE_KEY_FILE, else
+ * the default named after the store id. Does not say whether it exists.
+ * Errors: PVG_ERR_NOT_FOUND (no store id and no path given), PVG_ERR_INVALID
+ * (inside the data dir), PVG_ERR_IO. */
+pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, size_t cap,
+                              pvg_error *err) PVG_WARN_UNUSED;
+
+/* Moves the keys of an old data dir (dir/master.key) out of it: writes the
+ * key file (path as for pvg_store_key_file; refuses to overwrite another
+ * one), with the store id and, when the audit log has entries, the head up
+ * to which it was chained without a key; then overwrites and removes
+ * master.key. Safe to rerun after an interruption. moved_to (may be NULL)
+ * gets the new path. Errors: PVG_ERR_NOT_FOUND (no store, or no master.key
+ * to move), PVG_ERR_EXISTS, PVG_ERR_INVALID, PVG_ERR_IO. Copies of the data
+ * dir made before still hold the keys: see docs/store.md. */
+pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *moved_to, size_t cap,
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* Closes the store, wiping every key in memory. NULL ok. */
 void pvg_store_close(pvg_store *s);

@@ -13,6 +13,7 @@
 #define PVG_KEY_BYTES 32
 #define PVG_KID_BYTES 8
 #define PVG_RID_BYTES 16
+#define PVG_STORE_ID_BYTES 16
 #define PVG_RECORD_VERSION 1
 #define PVG_WRAPPED_BYTES (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + PVG_KEY_BYTES + \
                            crypto_aead_xchacha20poly1305_ietf_ABYTES)
@@ -33,14 +34,21 @@ const char *pvg_policy_default_text(void);
 
 /* ---- keys (sodium_malloc'd) ---- */
 typedef struct pvg_keyring {
-    unsigned char *mem;    /* sodium_malloc: pepper | dedup | master | next */
+    unsigned char *mem;    /* sodium_malloc: pepper | dedup | master | next | audit */
     unsigned char *pepper; /* pseudonym key */
     unsigned char *dedup;  /* record-id key, derived from the pepper */
     unsigned char *master;
     unsigned char *next;   /* valid when has_next */
+    unsigned char *audit;  /* audit-chain MAC key, derived from the pepper */
     unsigned char kid[PVG_KID_BYTES], next_kid[PVG_KID_BYTES];
     int has_next;
     int master_from_env;
+    int file_from_env;     /* the whole key file came from PRIVGUIDE_KEYS */
+    char store_id[2 * PVG_STORE_ID_BYTES + 1]; /* "" when the file names no store */
+    /* Set in a key file moved out of an old data dir: audit entries up to
+     * this one were chained without a key (audit.c). */
+    int64_t audit_unkeyed_seq;
+    unsigned char audit_unkeyed_hash[32];
 } pvg_keyring;
 
 /* Cache of unwrapped user keys: open addressing in one sodium_malloc block. */
@@ -84,6 +92,7 @@ struct pvg_store {
     pvg_keycache cache;
     pvg_policy policy;
     pvg_rng *rng;
+    char *key_path; /* the key file (NULL: the keys came from PRIVGUIDE_KEYS) */
     int64_t fixed_now;
     int in_txn;
     int plaintext_control; /* benchmarks only: skip sealing (see ingest.c) */
@@ -171,9 +180,27 @@ pvg_status pvg_store_user_rewrite(pvg_store *s, int64_t user_id, const unsigned 
                                   const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
                                   long long *rewritten, pvg_error *err);
 
-/* keys.c */
-pvg_status pvg_keys_create_file(const char *path, int master_in_env, pvg_error *err);
+/* keys.c: the key file (docs/store.md). create writes a new one (0600,
+ * refusing to overwrite); load reads a file; load_text parses the text of
+ * one (source names it in errors), as given in PRIVGUIDE_KEYS. */
+pvg_status pvg_keys_create_file(const char *path, const char *store_id, int master_in_env,
+                                pvg_error *err);
 pvg_status pvg_keys_load(const char *path, pvg_keyring *kr, pvg_error *err);
+/* The store id (hex) in dir/store.id into out; create 1: make a random one
+ * when there is none; 2: make it the id given in out (random when out is
+ * ""). PVG_ERR_NOT_FOUND when absent and !create. */
+#define PVG_STORE_ID_FILE "store.id"
+#define PVG_LEGACY_KEY_FILE "master.key" /* the key file inside the data dir of old versions */
+pvg_status pvg_keys_store_id(const char *dir, int create, char out[2 * PVG_STORE_ID_BYTES + 1],
+                             pvg_error *err);
+/* Where the key file of the store in dir lives: key_file when given, else
+ * $PRIVGUIDE_KEY_FILE, else the per-user default named after store_id
+ * (its directories created 0700 when make_dirs). The absolute path goes to
+ * out. PVG_ERR_INVALID when it would be inside the data dir. */
+pvg_status pvg_keys_locate(const char *dir, const char *store_id, const char *key_file, int make_dirs,
+                           char *out, size_t cap, pvg_error *err);
+pvg_status pvg_keys_load_text(const char *text, const char *source, pvg_keyring *kr,
+                              pvg_error *err);
 void pvg_keys_free(pvg_keyring *kr);
 void pvg_kid_of(const unsigned char key[PVG_KEY_BYTES], unsigned char kid[PVG_KID_BYTES]);
 void pvg_keys_wrap(pvg_store *s, const unsigned char *master, const unsigned char pseudonym[16],

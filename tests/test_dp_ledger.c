@@ -131,7 +131,7 @@ static void ledger_one_budget_per_store(void **state)
                                    "federated_training", "he-test"};
     for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
         assert_int_equal(pvg_ledger_charge(s, labels[i], "q", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
-        assert_non_null(strstr(err.text, "store's total"));
+        assert_non_null(strstr(err.text, "store's privacy budget"));
     }
     pvg_ledger_state st;
     assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
@@ -195,11 +195,11 @@ static void ledger_caps_and_changes(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err), PVG_OK);
     assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
-    assert_non_null(strstr(err.text, "cap of purpose popular_list"));
+    assert_non_null(strstr(err.text, "budget cap of purpose popular_list"));
     /* other purposes still have the rest of the total */
     assert_int_equal(pvg_ledger_charge(s, "default", "count", "m", 1.5, 0, NULL, &err), PVG_OK);
     assert_int_equal(pvg_ledger_charge(s, "spend_totals", "sum", "m", 0.01, 0, NULL, &err), PVG_ERR_BUDGET);
-    assert_non_null(strstr(err.text, "store's total"));
+    assert_non_null(strstr(err.text, "store's privacy budget"));
     pvg_ledger_state st;
     assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
     assert_true(fabs(st.spent_epsilon - 2.0) < 1e-12 && st.releases == 6);

@@ -145,7 +145,7 @@ static pvg_status decide_charge(void *ctx, pvg_error *err)
         double rem_d = sum.total_delta - sum.spent_delta;
         return pvg_error_set(err, PVG_ERR_BUDGET,
                              "release (epsilon=%.6g, delta=%.6g) under '%s' (purpose %s) would "
-                             "overspend the store's total: remaining epsilon=%.6g, delta=%.6g of "
+                             "overspend the store's privacy budget (its total): remaining epsilon=%.6g, delta=%.6g of "
                              "total (%.6g, %.6g)",
                              q->epsilon, q->delta, q->label, pvg_ledger_purpose_name(q->purpose),
                              rem_e > 0 ? rem_e : 0, rem_d > 0 ? rem_d : 0, sum.total_epsilon,
@@ -158,7 +158,7 @@ static pvg_status decide_charge(void *ctx, pvg_error *err)
         double rem_d = a->cap_delta - a->spent_delta;
         return pvg_error_set(err, PVG_ERR_BUDGET,
                              "release (epsilon=%.6g, delta=%.6g) under '%s' would overspend the "
-                             "cap of purpose %s: remaining epsilon=%.6g, delta=%.6g of cap "
+                             "privacy budget cap of purpose %s: remaining epsilon=%.6g, delta=%.6g of cap "
                              "(%.6g, %.6g)",
                              q->epsilon, q->delta, q->label, pvg_ledger_purpose_name(q->purpose),
                              rem_e > 0 ? rem_e : 0, rem_d > 0 ? rem_d : 0, a->cap_epsilon,

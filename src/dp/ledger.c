@@ -23,7 +23,8 @@
 #define LEDGER_SLACK 1e-9
 
 static const char *const PURPOSE_NAMES[PVG_LEDGER_N_PURPOSES] = {
-    "queries", "popular_list", "similar_items", "spend_totals", "model_builds", "federated_training",
+    "queries",      "popular_list", "similar_items",
+    "spend_totals", "model_builds", "federated_training",
 };
 
 const char *pvg_ledger_purpose_name(pvg_ledger_purpose p)
@@ -145,24 +146,25 @@ static pvg_status decide_charge(void *ctx, pvg_error *err)
         double rem_d = sum.total_delta - sum.spent_delta;
         return pvg_error_set(err, PVG_ERR_BUDGET,
                              "release (epsilon=%.6g, delta=%.6g) under '%s' (purpose %s) would "
-                             "overspend the store's privacy budget (its total): remaining epsilon=%.6g, delta=%.6g of "
+                             "overspend the store's privacy budget (its total): remaining "
+                             "epsilon=%.6g, delta=%.6g of "
                              "total (%.6g, %.6g)",
                              q->epsilon, q->delta, q->label, pvg_ledger_purpose_name(q->purpose),
                              rem_e > 0 ? rem_e : 0, rem_d > 0 ? rem_d : 0, sum.total_epsilon,
                              sum.total_delta);
     }
     const pvg_ledger_account *a = &sum.purposes[q->purpose];
-    if (a->has_cap &&
-        (!fits(a->spent_epsilon, q->epsilon, a->cap_epsilon) || !fits(a->spent_delta, q->delta, a->cap_delta))) {
+    if (a->has_cap && (!fits(a->spent_epsilon, q->epsilon, a->cap_epsilon) ||
+                       !fits(a->spent_delta, q->delta, a->cap_delta))) {
         double rem_e = a->cap_epsilon - a->spent_epsilon;
         double rem_d = a->cap_delta - a->spent_delta;
-        return pvg_error_set(err, PVG_ERR_BUDGET,
-                             "release (epsilon=%.6g, delta=%.6g) under '%s' would overspend the "
-                             "privacy budget cap of purpose %s: remaining epsilon=%.6g, delta=%.6g of cap "
-                             "(%.6g, %.6g)",
-                             q->epsilon, q->delta, q->label, pvg_ledger_purpose_name(q->purpose),
-                             rem_e > 0 ? rem_e : 0, rem_d > 0 ? rem_d : 0, a->cap_epsilon,
-                             a->cap_delta);
+        return pvg_error_set(
+            err, PVG_ERR_BUDGET,
+            "release (epsilon=%.6g, delta=%.6g) under '%s' would overspend the "
+            "privacy budget cap of purpose %s: remaining epsilon=%.6g, delta=%.6g of cap "
+            "(%.6g, %.6g)",
+            q->epsilon, q->delta, q->label, pvg_ledger_purpose_name(q->purpose),
+            rem_e > 0 ? rem_e : 0, rem_d > 0 ? rem_d : 0, a->cap_epsilon, a->cap_delta);
     }
     return PVG_OK;
 }
@@ -175,7 +177,8 @@ pvg_status pvg_ledger_charge(pvg_store *s, const char *dataset, const char *what
     if (!s) return pvg_error_set(err, PVG_ERR_INVALID, "ledger: no store");
     if ((st = check_name(dataset, err)) != PVG_OK) return st;
     if ((st = check_pair(epsilon, delta, err)) != PVG_OK) return st;
-    if (!what || !*what) return pvg_error_set(err, PVG_ERR_INVALID, "ledger: release needs a description");
+    if (!what || !*what)
+        return pvg_error_set(err, PVG_ERR_INVALID, "ledger: release needs a description");
     if (!mechanism || !*mechanism)
         return pvg_error_set(err, PVG_ERR_INVALID, "ledger: release needs a mechanism name");
     pvg_backend *b = pvg_store_backend(s);
@@ -235,8 +238,8 @@ static pvg_status judge(limit_req *q, const pvg_ledger_state *sum, pvg_error *er
         return pvg_error_set(err, PVG_ERR_BUDGET,
                              "%s%s%s cannot be set to (epsilon=%.6g, delta=%.6g): (%.6g, %.6g) "
                              "was spent already",
-                             name, *pname ? " " : "", pname, q->epsilon, q->delta,
-                             q->spent_epsilon, q->spent_delta);
+                             name, *pname ? " " : "", pname, q->epsilon, q->delta, q->spent_epsilon,
+                             q->spent_delta);
     }
     int changes = has && (q->epsilon != cur_e || q->delta != cur_d);
     int above = !is_total && sum->has_total &&
@@ -246,7 +249,8 @@ static pvg_status judge(limit_req *q, const pvg_ledger_state *sum, pvg_error *er
         if (changes)
             return pvg_error_set(
                 err, PVG_ERR_STATE,
-                "changing %s%s%s from (%.6g, %.6g) to (%.6g, %.6g) needs --force (raising it grants "
+                "changing %s%s%s from (%.6g, %.6g) to (%.6g, %.6g) needs --force (raising it "
+                "grants "
                 "new budget over shoppers already answered for; lowering it refuses releases "
                 "expected to fit)",
                 name, *pname ? " " : "", pname, cur_e, cur_d, q->epsilon, q->delta);
@@ -274,7 +278,8 @@ static pvg_status set_limit(pvg_store *s, const char *actor, limit_req *q, pvg_e
 {
     pvg_status st;
     if (!s) return pvg_error_set(err, PVG_ERR_INVALID, "ledger: no store");
-    if (!actor || !*actor) return pvg_error_set(err, PVG_ERR_INVALID, "ledger: budget change needs an actor");
+    if (!actor || !*actor)
+        return pvg_error_set(err, PVG_ERR_INVALID, "ledger: budget change needs an actor");
     if (q->purpose >= PVG_LEDGER_N_PURPOSES)
         return pvg_error_set(err, PVG_ERR_INVALID, "ledger: purpose %d out of range", q->purpose);
     if (!q->clear && (st = check_pair(q->epsilon, q->delta, err)) != PVG_OK) return st;
@@ -290,15 +295,18 @@ static pvg_status set_limit(pvg_store *s, const char *actor, limit_req *q, pvg_e
     if (q->purpose < 0)
         snprintf(target, sizeof target, "total");
     else
-        snprintf(target, sizeof target, "purpose:%s", pvg_ledger_purpose_name((pvg_ledger_purpose)q->purpose));
+        snprintf(target, sizeof target, "purpose:%s",
+                 pvg_ledger_purpose_name((pvg_ledger_purpose)q->purpose));
     if (q->clear)
-        snprintf(detail, sizeof detail, "target=%s clear previous=%s spent=(%.9g,%.9g) force=%d outcome=%s",
-                 target, q->previous, q->spent_epsilon, q->spent_delta, q->force, q->outcome);
-    else
         snprintf(detail, sizeof detail,
-                 "target=%s epsilon=%.9g delta=%.9g previous=%s spent=(%.9g,%.9g) force=%d outcome=%s",
-                 target, q->epsilon, q->delta, q->previous, q->spent_epsilon, q->spent_delta, q->force,
-                 q->outcome);
+                 "target=%s clear previous=%s spent=(%.9g,%.9g) force=%d outcome=%s", target,
+                 q->previous, q->spent_epsilon, q->spent_delta, q->force, q->outcome);
+    else
+        snprintf(
+            detail, sizeof detail,
+            "target=%s epsilon=%.9g delta=%.9g previous=%s spent=(%.9g,%.9g) force=%d outcome=%s",
+            target, q->epsilon, q->delta, q->previous, q->spent_epsilon, q->spent_delta, q->force,
+            q->outcome);
     pvg_audit_record rec = {0, actor, "budget_set", "", detail};
     if ((st = pvg_audit_append(s, &rec, NULL, err)) != PVG_OK) return st;
     if (judged != PVG_OK) {
@@ -306,8 +314,8 @@ static pvg_status set_limit(pvg_store *s, const char *actor, limit_req *q, pvg_e
         return judged;
     }
     return b->ops->ledger_limit_set(
-        b, q->purpose < 0 ? NULL : pvg_ledger_purpose_name((pvg_ledger_purpose)q->purpose), q->epsilon,
-        q->delta, q->clear, pvg_store_now(s), decide_limit, q, err);
+        b, q->purpose < 0 ? NULL : pvg_ledger_purpose_name((pvg_ledger_purpose)q->purpose),
+        q->epsilon, q->delta, q->clear, pvg_store_now(s), decide_limit, q, err);
 }
 
 pvg_status pvg_ledger_total_set(pvg_store *s, const char *actor, double epsilon, double delta,
@@ -322,12 +330,13 @@ pvg_status pvg_ledger_cap_set(pvg_store *s, const char *actor, pvg_ledger_purpos
 {
     if ((int)purpose < 0 || purpose >= PVG_LEDGER_N_PURPOSES)
         return pvg_error_set(err, PVG_ERR_INVALID, "ledger: purpose %d out of range", (int)purpose);
-    limit_req q = {.purpose = (int)purpose, .epsilon = epsilon, .delta = delta, .force = force != 0};
+    limit_req q = {
+        .purpose = (int)purpose, .epsilon = epsilon, .delta = delta, .force = force != 0};
     return set_limit(s, actor, &q, err);
 }
 
-pvg_status pvg_ledger_cap_clear(pvg_store *s, const char *actor, pvg_ledger_purpose purpose, int force,
-                                pvg_error *err)
+pvg_status pvg_ledger_cap_clear(pvg_store *s, const char *actor, pvg_ledger_purpose purpose,
+                                int force, pvg_error *err)
 {
     if ((int)purpose < 0 || purpose >= PVG_LEDGER_N_PURPOSES)
         return pvg_error_set(err, PVG_ERR_INVALID, "ledger: purpose %d out of range", (int)purpose);
@@ -378,13 +387,14 @@ static int with_purpose(void *ctx, const pvg_ledger_release *r)
 }
 
 pvg_status pvg_ledger_releases_foreach(pvg_store *s, const char *dataset,
-                                       int (*fn)(void *ctx, const pvg_ledger_release *r),
-                                       void *ctx, pvg_error *err)
+                                       int (*fn)(void *ctx, const pvg_ledger_release *r), void *ctx,
+                                       pvg_error *err)
 {
     if (!s || !fn) return pvg_error_set(err, PVG_ERR_INVALID, "ledger: no store or callback");
     pvg_backend *b = pvg_store_backend(s);
     release_tramp t = {fn, ctx};
     pvg_status st = b->ops->releases_foreach(b, dataset, with_purpose, &t, err);
-    if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_ABORTED, "ledger: listing stopped by the caller");
+    if (st == PVG_ERR_ABORTED)
+        st = pvg_error_set(err, PVG_ERR_ABORTED, "ledger: listing stopped by the caller");
     return st;
 }

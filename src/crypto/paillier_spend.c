@@ -384,10 +384,19 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
         goto done;
     }
     /* With DP, categories (catalog data, not personal) and "all" are a public
-     * domain fixed before reading any user. */
+     * domain fixed before reading any user. "(uncategorised)" is ALWAYS in
+     * the category domain: ingest adds a category-less stub row for any
+     * event item missing from the catalog, so whether some item lacks a
+     * category depends on what shoppers bought; a domain that held the
+     * group only then would reveal, by the group's presence, that such a
+     * shopper exists. */
     if (opts->dp && opts->group_by == PVG_SPEND_BY_CATEGORY) {
         st = pvg_store_items_foreach(s, sp_catalog_item, &x, err);
         if (st != PVG_OK) goto done;
+        if (group_index(&x, "(uncategorised)") < 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
         x.closed_domain = 1;
     }
     if (opts->dp && opts->group_by == PVG_SPEND_BY_NONE) {
@@ -425,14 +434,17 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
                 st = pvg_paillier_add(x.groups[i].total, x.groups[i].total, x.tmp, err);
             if (st != PVG_OK) goto done;
         }
-        char what[200];
+        char what[320];
         snprintf(what, sizeof what,
-                 "encrypted spend total by %s (clamp %.2f, at most %ld groups per user)",
+                 "encrypted spend total by %s (clamp %.2f, at most %ld groups per user)%s%.64s%s",
                  opts->group_by == PVG_SPEND_BY_COUNTRY    ? "country"
                  : opts->group_by == PVG_SPEND_BY_CATEGORY ? "category"
                                                            : "none",
-                 opts->clamp, x.max_groups);
-        st = pvg_ledger_charge(s, opts->dataset ? opts->dataset : PVG_LEDGER_DEFAULT_DATASET, what,
+                 opts->clamp, x.max_groups, opts->dataset ? " [" : "",
+                 opts->dataset ? opts->dataset : "", opts->dataset ? "]" : "");
+        /* One budget per store: spend totals are the purpose "spend_totals"
+         * whatever label the caller gives (kept in the description). */
+        st = pvg_ledger_charge(s, "spend_totals", what,
                                "discrete-laplace", opts->epsilon,
                                opts->group_by == PVG_SPEND_BY_COUNTRY ? opts->delta : 0, NULL,
                                err);

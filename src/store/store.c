@@ -200,6 +200,8 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
     st = PVG_B(s, changes_get, &gen0, err);
     if (st != PVG_OK) goto fail;
     s->write_gen = gen0;
+    st = pvg_store_dup_index_ensure(s, err);
+    if (st != PVG_OK) goto fail;
     *out = s;
     return PVG_OK;
 fail:

@@ -319,10 +319,10 @@ struct pvg_backend_ops {
      * (user_id, tag) is an error (PVG_ERR_EXISTS). */
     pvg_status (*tags_insert)(pvg_backend *b, const pvg_backend_tag *tags, size_t n,
                               pvg_error *err);
-    /* A user's chunk count and number of distinct expiry days (compaction
-     * decides from them). */
-    pvg_status (*chunks_stats_user)(pvg_backend *b, int64_t user_id, long long *chunks,
-                                    long long *days, pvg_error *err);
+    /* A user's chunks holding fewer than small_n events, and the number of
+     * distinct expiry days among them (compaction decides from them). */
+    pvg_status (*chunks_stats_user)(pvg_backend *b, int64_t user_id, long long small_n,
+                                    long long *small_chunks, long long *days, pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -497,9 +497,6 @@ static void put_reset(put_batch *b)
     pvg_chunks_free(&b->cs);
     memset(&b->cs, 0, sizeof b->cs);
     b->n_tags = 0;
-    b->stored = b->dups = 0;
-    for (size_t i = 0; i < b->n; i++)
-        if (b->ev[i].ok) b->out[i].status = PVG_OK, b->out[i].reason = NULL, b->out[i].message[0] = 0;
 }
 
 static void put_free(put_batch *b)
@@ -791,9 +788,12 @@ static pvg_status put_apply(put_batch *b, pvg_error *err)
     return st;
 }
 
-/* Events written a few at a time each make a chunk: when a user's chunks
- * are many more than their expiry days, merge them (in a transaction of
- * its own when none is open; a failure leaves the events as they are). */
+/* Events written a few at a time each make a small chunk: when a user has
+ * 32 chunks of fewer than 16 events, at least twice as many as their
+ * expiry days, merge the user's chunks (in a transaction of its own when
+ * none is open; a failure leaves the events as they are). Large batches
+ * never trigger it, so a heavy shopper posting 1,000 events at a time is
+ * not rewritten. */
 static void put_compact(put_batch *b)
 {
     pvg_store *s = b->s;
@@ -801,7 +801,7 @@ static void put_compact(put_batch *b)
         put_user *u = &b->users[i];
         if (u->suppressed || !u->user_id) continue;
         long long chunks = 0, days = 0;
-        if (PVG_B(s, chunks_stats_user, u->user_id, &chunks, &days, NULL) != PVG_OK) continue;
+        if (PVG_B(s, chunks_stats_user, u->user_id, 16, &chunks, &days, NULL) != PVG_OK) continue;
         if (chunks < 32 || chunks < 2 * days) continue;
         int own = !s->in_txn;
         if (own && pvg_store_begin(s, NULL) != PVG_OK) continue;
@@ -844,6 +844,9 @@ static pvg_status put_run(pvg_store *s, const pvg_event_in *in, size_t n, pvg_ev
             int locked_prepare = attempt >= 3;
             int64_t gen0 = 0, gen1 = 0;
             put_reset(&b);
+            b.stored = b.dups = 0;
+            for (size_t i = 0; i < n; i++)
+                if (b.ev[i].ok) out[i].status = PVG_OK, out[i].reason = NULL, out[i].message[0] = 0;
             if (locked_prepare) {
                 if ((st = pvg_store_begin(s, err)) != PVG_OK) break;
                 st = put_prepare(&b, err);

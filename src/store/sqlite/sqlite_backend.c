@@ -301,7 +301,7 @@ static const struct {
     [Q_TAGS_DELETE_USER] = {DB_MAIN, "DELETE FROM event_tags WHERE user_id = ?1"},
     [Q_TAGS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM event_tags WHERE expires_day <= ?1"},
     [Q_CHUNKS_STATS_USER] = {DB_MAIN, "SELECT count(*), count(DISTINCT expires_day) FROM chunks"
-                                      " WHERE user_id = ?1"},
+                                      " WHERE user_id = ?1 AND n < ?2"},
 };
 
 typedef struct sq_backend {
@@ -1508,14 +1508,14 @@ static pvg_status sq_tags_insert(pvg_backend *b, const pvg_backend_tag *t, size_
     return st == PVG_OK ? bump_if_autocommit(q, err) : st;
 }
 
-static pvg_status sq_chunks_stats_user(pvg_backend *b, int64_t uid, long long *chunks,
-                                       long long *days, pvg_error *err)
+static pvg_status sq_chunks_stats_user(pvg_backend *b, int64_t uid, long long small_n,
+                                       long long *chunks, long long *days, pvg_error *err)
 {
     sqlite3_stmt *s;
     int own, row;
-    bindv v[] = {BI(uid)};
+    bindv v[] = {BI(uid), BI(small_n)};
     *chunks = *days = 0;
-    pvg_status st = one(SQ(b), Q_CHUNKS_STATS_USER, v, 1, &s, &own, &row, "chunks", err);
+    pvg_status st = one(SQ(b), Q_CHUNKS_STATS_USER, v, 2, &s, &own, &row, "chunks", err);
     if (st != PVG_OK || !row) return st;
     *chunks = sqlite3_column_int64(s, 0);
     *days = sqlite3_column_int64(s, 1);

@@ -216,8 +216,11 @@ enum {
 /* Decrypts and hands every user's events to fn, one user at a time, events
  * in timestamp order. Arrays and strings are borrowed for the call. fn
  * returns 0 to go on, non-zero to stop (returned as PVG_ERR_ABORTED).
- * Errors: PVG_ERR_CRYPTO when a record fails authentication (err names the
- * user row id and record), PVG_ERR_IO. */
+ * A chunk of records that fails authentication, or a replayed copy of one,
+ * is skipped: the user is handed the rest of their events, the chunk is
+ * counted in pvg_store_read_stats, and the run goes on (never fails for
+ * it). Errors: PVG_ERR_CORRUPT (an authenticated record that does not
+ * decode), PVG_ERR_IO. */
 typedef int (*pvg_user_events_fn)(void *ctx, const pvg_user_view *user, const pvg_event *events,
                                   size_t n_events);
 pvg_status pvg_store_foreach_user(pvg_store *s, unsigned flags, pvg_user_events_fn fn, void *ctx,
@@ -233,6 +236,62 @@ pvg_status pvg_store_anonymous_foreach(pvg_store *s,
                                        int (*fn)(void *ctx, int64_t item_id, pvg_event_type type,
                                                  long long count, double quantity),
                                        void *ctx, pvg_error *err);
+
+/* What the readers of a store handle (foreach, user events, export, the
+ * write path's duplicate check) skipped since it was opened or last reset.
+ * A chunk that fails authentication (tampered, moved, its expiry or count
+ * edited, or sealed under a destroyed key) or is malformed is skipped and
+ * counted, as is a second copy of a chunk id (a replayed row); the rest of
+ * the store stays readable. `privguide store check` finds and quarantines
+ * such chunks. */
+typedef struct pvg_store_read_stats {
+    long long chunks_unreadable; /* failed authentication or malformed */
+    long long chunks_duplicate;  /* a chunk id met twice in one user's chunks */
+    long long chunks_legacy;     /* format-1 chunks read (expiry not authenticated) */
+    int64_t last_user_id;        /* user row of the last chunk skipped (0: none) */
+    char last[128];              /* "user row N: chunk <id>: <reason>", "" when none */
+} pvg_store_read_stats;
+void pvg_store_read_stats_get(const pvg_store *s, pvg_store_read_stats *out);
+void pvg_store_read_stats_reset(pvg_store *s);
+
+/* ---- checking the store ---- */
+
+/* What pvg_store_check found (and did). Every chunk row is examined. */
+typedef struct pvg_store_check_report {
+    long long users, chunks;  /* examined */
+    long long unreadable;     /* fails authentication under its user's key, or malformed */
+    long long duplicate;      /* a second row with a chunk id an authentic row has (replayed) */
+    long long orphaned;       /* its user row is gone (e.g. written by a stale writer) */
+    long long keyless;        /* its user row is there but its wrapped key is not */
+    long long legacy;         /* format 1: expiry and count not authenticated */
+    long long quarantined;    /* moved to the quarantine by this run */
+    long long upgraded;       /* format-1 chunks rewritten in the current format by this run */
+    long long in_quarantine;  /* rows in the quarantine after the run */
+    int cid_index;            /* 1: the unique index on chunk ids is in place */
+} pvg_store_check_report;
+
+enum {
+    PVG_CHECK_QUARANTINE = 1u << 0, /* move every problem chunk to the quarantine */
+    PVG_CHECK_UPGRADE = 1u << 1     /* rewrite users' format-1 chunks in the current format */
+};
+
+/* Called once per problem chunk: its user row, chunk row, chunk id (hex,
+ * "?" when malformed), the problem ("failed authentication", "malformed",
+ * "duplicate chunk id", "user row missing", "data key missing") and whether
+ * it was quarantined. Strings borrowed for the call. */
+typedef void (*pvg_store_check_fn)(void *ctx, int64_t user_id, int64_t row, const char *chunk,
+                                   const char *problem, int quarantined);
+
+/* Examines every chunk row of the store (decrypting each under its user's
+ * key) and fills *out; fn (may be NULL) hears of each problem. With
+ * PVG_CHECK_QUARANTINE, problem chunks are moved, in one transaction, into
+ * the quarantine (kept sealed as they were; removed with their user on
+ * erasure), out of every reader's way, and the unique chunk-id index is
+ * built if replayed rows had kept it from being. With PVG_CHECK_UPGRADE,
+ * the chunks of each user holding format-1 chunks (and no problem chunk)
+ * are rewritten in the current format. Errors: PVG_ERR_IO, PVG_ERR_BUSY. */
+pvg_status pvg_store_check(pvg_store *s, unsigned flags, pvg_store_check_fn fn, void *ctx,
+                           pvg_store_check_report *out, pvg_error *err) PVG_WARN_UNUSED;
 
 typedef struct pvg_store_counts {
     long long users, items, events, anonymous_rows, wrapped_keys;

@@ -381,7 +381,8 @@ static int tag_build_user(void *ctx, const pvg_backend_user *u)
     }
     t->user_id = u->id;
     if (st == PVG_OK)
-        st = pvg_store_user_chunks_foreach(t->s, u->id, u->pseudonym, t->key, tag_build_rid, t, t->err);
+        st = pvg_store_user_chunks_foreach(t->s, u->id, u->pseudonym, t->key, tag_build_rid, t, NULL,
+                                           NULL, t->err);
     if (st == PVG_OK && t->n >= 65536) st = tags_flush(t->s, t->tags, &t->n, t->err);
     if (st != PVG_OK) {
         t->st = st;
@@ -748,7 +749,8 @@ static pvg_status put_prepare(put_batch *b, pvg_error *err)
         if (s->plaintext_control)
             memcpy(c->sealed, cb->buf, cb->len);
         else
-            pvg_chunk_seal(s, b->users[c->user].key, cb->pseudonym, c->cid, cb->buf, cb->len, c->sealed);
+            pvg_chunk_seal(s, b->users[c->user].key, cb->pseudonym, c->cid, c->exp, c->n, cb->buf,
+                           cb->len, c->sealed);
     }
     pvg_chunks_free(&b->cs);
     memset(&b->cs, 0, sizeof b->cs);

@@ -200,6 +200,7 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
     st = PVG_B(s, changes_get, &gen0, err);
     if (st != PVG_OK) goto fail;
     s->write_gen = gen0;
+    s->cache_gen = gen0;
     st = pvg_store_dup_index_ensure(s, err);
     if (st != PVG_OK) goto fail;
     *out = s;
@@ -217,10 +218,36 @@ void pvg_store_close(pvg_store *s)
     pvg_keys_free(&s->keys);
     if (s->dedup_state) sodium_free(s->dedup_state);
     pvg_keycache_free(&s->cache);
+    pvg_cid_set_free(&s->seen);
+    free(s->damage);
     pvg_policy_free(&s->policy);
     pvg_rng_free(s->rng);
     free(s->dir);
     free(s);
+}
+
+/* ---- the cache rule ----
+ *
+ * The key cache (user row id and unwrapped data key per pseudonym) is a
+ * copy of what the store held at change count cache_gen. Every write that
+ * changes users, keys, consent or chunks moves the store-wide counter
+ * (backend.h, changes_get), whichever process or connection makes it. So:
+ *  - a write transaction reads the counter when it begins (it holds the
+ *    write lock from then on, so nobody else can move it until it ends) and
+ *    empties the cache when the counter is not cache_gen; its own commit
+ *    sets cache_gen to the count it committed;
+ *  - a lookup outside a write transaction reads the counter before trusting
+ *    a cached entry, and empties the cache when it moved;
+ *  - before sealing chunks under a cached key, the write still checks,
+ *    inside its transaction, that the user row and wrapped key are there
+ *    (chunk.c, check_user_live).
+ * A rolled-back transaction empties the cache too. */
+static void cache_validate(pvg_store *s, int64_t gen)
+{
+    if (gen == s->cache_gen) return;
+    sodium_memzero(s->cache.slots, s->cache.cap * sizeof *s->cache.slots);
+    s->cache.n = 0;
+    s->cache_gen = gen;
 }
 
 /* ---- transactions ---- */
@@ -232,8 +259,10 @@ pvg_status pvg_store_begin(pvg_store *s, pvg_error *err)
     pvg_status st = PVG_B(s, txn_begin, &gen, err);
     if (st != PVG_OK) return st;
     s->in_txn = 1;
+    s->txn_seq++;
     if (gen != s->write_gen) s->foreign_writes++;
     s->write_gen = gen;
+    cache_validate(s, gen);
     /* Refuse to wrap keys under a master key a rotation has retired: fine
      * when the marker names the key we wrap under, or (mid-rotation, the
      * rotation not having claimed it yet) our current key. */
@@ -260,6 +289,7 @@ pvg_status pvg_store_commit(pvg_store *s, pvg_error *err)
         return st;
     }
     s->write_gen = gen;
+    s->cache_gen = gen;
     s->in_txn = 0;
     return PVG_OK;
 }
@@ -304,6 +334,12 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
                                   pvg_keycache_entry **out, int *created, pvg_error *err)
 {
     if (created) *created = 0;
+    if (!s->in_txn) { /* the cache rule: a read trusts the cache only at the current count */
+        int64_t gen = 0;
+        pvg_status gs = PVG_B(s, changes_get, &gen, err);
+        if (gs != PVG_OK) return gs;
+        cache_validate(s, gen);
+    }
     pvg_keycache_entry *e = pvg_keycache_find(&s->cache, p);
     if (e) {
         *out = e;
@@ -319,6 +355,7 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
         if (st == PVG_OK) {
             e = pvg_keycache_insert(&s->cache, p);
             e->user_id = uid;
+            e->checked_txn = s->in_txn ? s->txn_seq : 0;
             st = unwrap_stored(&s->keys, p, &k, e->key);
             sodium_memzero(&k, sizeof k);
             if (st != PVG_OK) {
@@ -345,6 +382,7 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
     if (st != PVG_OK) return st;
     e = pvg_keycache_insert(&s->cache, p);
     e->user_id = uid;
+    e->checked_txn = s->in_txn ? s->txn_seq : 0;
     pvg_rng_bytes(s->rng, e->key, PVG_KEY_BYTES);
     unsigned char w[PVG_WRAPPED_BYTES];
     const unsigned char *mk = s->keys.has_next ? s->keys.next : s->keys.master;

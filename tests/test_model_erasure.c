@@ -533,8 +533,9 @@ static void test_server_stops_personalising_within_1s(void **state)
     free(body);
 
     /* erased through the library (another connection, as the CLI would),
-     * then an admin re-enables consent for the same id */
-    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+     * allowed to return (a suppressed shopper's consent cannot be set:
+     * test_store.c), then an admin re-enables consent for the same id */
+    assert_int_equal(pvg_store_user_erase(s, victim, PVG_ERASE_ALLOW_RETURN, &err), PVG_OK);
     double t0 = now_s();
     pvg_consent c = {1, 1};
     assert_int_equal(pvg_store_consent_set(s, victim, &c, &err), PVG_OK);

@@ -232,6 +232,20 @@ static void test_sealed_file_reveals_no_shopper(void **state)
     pvg_store_close(s);
 }
 
+/* Header fields of a model file (docs/models.md). */
+#define H_N_USERS 24
+#define H_SEAL_ID 296
+#define H_SEALED_OFF 312
+#define H_SEALED_LEN 320
+#define DIR_ENTRY 48
+
+static uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
 static void test_wrong_key_and_tamper(void **state)
 {
     (void)state;
@@ -239,35 +253,46 @@ static void test_wrong_key_and_tamper(void **state)
     pvg_error err;
     assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
     assert_int_equal(pvg_store_open(E.other, &o, &err), PVG_OK);
-    char path[400];
+    char path[400], foreign[400];
     snprintf(path, sizeof path, "%s/tamper-test.pvgm", E.dd);
+    snprintf(foreign, sizeof foreign, "%s/copied.pvgm", E.other);
     train_to(s, PVG_MODEL_IALS, path);
-    pvg_model *m = NULL;
-    /* another store's key: refused, saying why */
-    assert_int_equal(pvg_model_load_store(path, o, &m, &err), PVG_ERR_CRYPTO);
-    assert_null(m);
-    assert_non_null(strstr(err.text, "another store"));
-    /* a byte of the sealed section flipped, the (unkeyed) checksum fixed */
     size_t n;
     unsigned char *b = read_bytes(path, &n);
-    uint64_t sealed_off;
-    memcpy(&sealed_off, b + 312, 8);
-    assert_true(sealed_off >= 1024 && sealed_off < n);
-    b[sealed_off + 100] ^= 1;
-    fix_checksum(b, n);
-    write_bytes(path, b, n);
-    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_ERR_CRYPTO);
-    assert_non_null(strstr(err.text, "authentication"));
-    /* the header the section is bound to edited (its fingerprint) */
-    b[sealed_off + 100] ^= 1;
-    b[96] ^= 1;
-    fix_checksum(b, n);
-    write_bytes(path, b, n);
-    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_ERR_CRYPTO);
-    b[96] ^= 1;
+    pvg_model *m = NULL;
+    /* another store's data dir: not a place for this store's model */
+    assert_int_equal(pvg_model_load_store(path, o, &m, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "data dir"));
+    /* copied into another store's data dir: no shopper opens there */
+    write_bytes(foreign, b, n);
+    assert_int_equal(pvg_model_load_store(foreign, o, &m, &err), PVG_ERR_CRYPTO);
+    assert_null(m);
+    assert_non_null(strstr(err.text, "another store"));
+    unlink(foreign);
+    uint64_t so = rd64(b + H_SEALED_OFF), nu = rd64(b + H_N_USERS);
+    assert_true(so >= 1024 && so < n && nu > 500);
+    /* a byte of one shopper's sealed row flipped, the (unkeyed) checksum
+     * fixed: that row does not open (the shopper is absent, counted), the
+     * others do */
+    uint64_t row = rd64(b + so + 32); /* the first row's offset */
+    b[so + row + 30] ^= 1;
     fix_checksum(b, n);
     write_bytes(path, b, n);
     assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_OK);
+    assert_int_equal(pvg_model_n_shredded(m), 1);
+    assert_int_equal(pvg_model_n_users(m), nu - 1);
+    pvg_model_free(m);
+    /* the seal id the rows are bound to edited: no row opens */
+    b[so + row + 30] ^= 1;
+    b[H_SEAL_ID] ^= 1;
+    fix_checksum(b, n);
+    write_bytes(path, b, n);
+    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_ERR_CRYPTO);
+    b[H_SEAL_ID] ^= 1;
+    fix_checksum(b, n);
+    write_bytes(path, b, n);
+    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_OK);
+    assert_int_equal(pvg_model_n_shredded(m), 0);
     pvg_model_free(m);
     free(b);
     unlink(path);
@@ -349,17 +374,12 @@ static void test_erasure_reaches_every_model(void **state)
     size_t got;
     assert_int_equal(pvg_model_recommend(before1, p, 10, 0, out, &got, &err), PVG_OK);
     assert_int_equal(pvg_model_recommend(before2, p, 10, 0, out, &got, &err), PVG_OK);
-    /* the old sealed bytes, sampled every 4 KiB (and the nonce) */
+    /* the old rows region */
     size_t n_old;
     unsigned char *old = read_bytes(m1, &n_old);
-    uint64_t so, sl;
-    memcpy(&so, old + 312, 8);
-    memcpy(&sl, old + 320, 8);
+    uint64_t so = rd64(old + H_SEALED_OFF), sl = rd64(old + H_SEALED_LEN);
+    uint64_t nu_old = rd64(old + H_N_USERS);
     assert_true(sl > 1024 && so + sl <= n_old);
-    unsigned char *old_sealed = malloc(sl);
-    memcpy(old_sealed, old + so, sl);
-    free(old);
-
     assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
 
     pvg_model *after1 = open_model(s, m1), *after2 = open_model(s, m2);
@@ -385,14 +405,37 @@ static void test_erasure_reaches_every_model(void **state)
         for (size_t i = 0; i < na; i++)
             assert_true(a[i].item_index == b[i].item_index && a[i].score == b[i].score);
     }
-    /* nothing of the old sealed section anywhere in the data dir (the
-     * rewrite used a fresh nonce; the replaced file's bytes are gone) */
+    /* the victim's directory entry and sealed row are in no file of the
+     * data dir (the other rows were copied as they are): the entry that
+     * left the directory is theirs */
+    size_t n_new;
+    unsigned char *nb = read_bytes(m1, &n_new);
+    assert_int_equal(rd64(nb + H_N_USERS), nu_old - 1);
+    uint64_t so2 = rd64(nb + H_SEALED_OFF);
+    int gone = -1;
+    for (uint64_t i = 0; i < nu_old; i++) {
+        int present = 0;
+        for (uint64_t j = 0; j + 1 < nu_old && !present; j++)
+            present = memcmp(old + so + DIR_ENTRY * i, nb + so2 + DIR_ENTRY * j, 16) == 0;
+        if (!present) {
+            assert_int_equal(gone, -1);
+            gone = (int)i;
+        }
+    }
+    assert_true(gone >= 0);
+    free(nb);
+    const unsigned char *ve = old + so + DIR_ENTRY * (uint64_t)gone;
+    uint64_t voff = rd64(ve + 32), vlen = rd64(ve + DIR_ENTRY + 32) - voff;
+    if ((uint64_t)gone + 1 == nu_old) vlen = sl - voff;
+    assert_true(vlen > 40);
     char where[300];
-    for (uint64_t off = 0; off + 32 <= sl; off += 4096)
-        if (dir_contains(E.dd, old_sealed + off, 32, where, sizeof where))
-            fail_msg("old sealed bytes at offset %llu survive in %s", (unsigned long long)off,
-                     where);
-    if (dir_contains(E.dd, old_sealed, 24, where, sizeof where)) fail_msg("old nonce in %s", where);
+    if (dir_contains(E.dd, ve, 32, where, sizeof where))
+        fail_msg("the victim's directory entry survives in %s", where);
+    for (uint64_t off = 0; off + 24 <= vlen; off += 24)
+        if (dir_contains(E.dd, old + so + voff + off, 24, where, sizeof where))
+            fail_msg("the victim's sealed row (at %llu) survives in %s",
+                     (unsigned long long)off, where);
+    free(old);
     /* no temp file left behind */
     DIR *d = opendir(E.dd);
     struct dirent *de;
@@ -427,7 +470,6 @@ static void test_erasure_reaches_every_model(void **state)
     assert_non_null(strstr(err.text, "trained from a file"));
     pvg_model_free(fm);
     pvg_dataset_free(ds);
-    free(old_sealed);
     pvg_model_free(before1);
     pvg_model_free(before2);
     pvg_model_free(after1);

@@ -478,6 +478,199 @@ static void test_erasure_reaches_every_model(void **state)
     pvg_store_close(s);
 }
 
+/* The backup thief: a copy of a model file taken before an erasure and
+ * restored after it (or read with the key file) never yields the erased
+ * shopper's rows again: their row key died with their data key. */
+static void test_backup_restored_after_erasure(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    char mp[400], backup[400];
+    snprintf(mp, sizeof mp, "%s/model.pvgm", E.dd);
+    snprintf(backup, sizeof backup, "%s/backup.pvgm", E.dir);
+    train_to(s, PVG_MODEL_IALS, mp);
+    size_t n;
+    unsigned char *copy = read_bytes(mp, &n);
+    write_bytes(backup, copy, n);
+    pvg_model *before = open_model(s, mp);
+    const char *victim = "13047";
+    unsigned char p[16];
+    pvg_store_pseudonym(s, victim, p);
+    pvg_scored_item out[10];
+    size_t got;
+    assert_int_equal(pvg_model_recommend(before, p, 10, 0, out, &got, &err), PVG_OK);
+
+    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+    /* the disk failed; the backup comes back; an admin re-enables consent
+     * for the same id (a new shopper with a new data key) */
+    write_bytes(mp, copy, n);
+    pvg_consent c = {1, 1};
+    assert_int_equal(pvg_store_consent_set(s, victim, &c, &err), PVG_OK);
+    /* with the store, i.e. everything the key file gives: their row stays
+     * sealed, every other shopper is served as before */
+    pvg_model *after = open_model(s, mp);
+    assert_int_equal(pvg_model_n_shredded(after), 1);
+    assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before) - 1);
+    assert_int_equal(pvg_model_recommend(after, p, 10, 0, out, &got, &err), PVG_ERR_NOT_FOUND);
+    for (uint64_t q = 0; q < before->n_users; q += 7) {
+        const unsigned char *k = before->user_keys + 16 * q;
+        if (memcmp(k, p, 16) == 0) continue;
+        pvg_scored_item a[10], b[10];
+        size_t na, nb;
+        assert_int_equal(pvg_model_recommend(before, k, 10, 0, a, &na, NULL), PVG_OK);
+        assert_int_equal(pvg_model_recommend(after, k, 10, 0, b, &nb, NULL), PVG_OK);
+        assert_int_equal(na, nb);
+        for (size_t i = 0; i < na; i++)
+            assert_true(a[i].item_index == b[i].item_index && a[i].score == b[i].score);
+    }
+    /* their history and factors are nowhere in the restored file in the
+     * clear */
+    int64_t u = -1;
+    for (uint64_t q = 0; q < before->n_users; q++)
+        if (memcmp(before->user_keys + 16 * q, p, 16) == 0) u = before->user_order[q];
+    assert_true(u >= 0);
+    uint64_t hb = before->hist_indptr[u], hl = before->hist_indptr[u + 1] - hb;
+    if (hl >= 2) assert_false(contains(copy, n, before->hist_items + hb, 4 * hl));
+    assert_false(contains(copy, n, before->U + (size_t)u * before->factors, 4 * before->factors));
+    /* the erasure on the restored file removes the leftover row too */
+    int removed = 0;
+    assert_int_equal(pvg_model_file_erase_user(mp, s, p, &removed, &err), PVG_OK);
+    assert_int_equal(removed, 1);
+    pvg_model_free(after);
+    after = open_model(s, mp);
+    assert_int_equal(pvg_model_n_shredded(after), 0);
+    pvg_model_free(after);
+    pvg_model_free(before);
+    free(copy);
+    unlink(backup);
+    pvg_store_close(s);
+}
+
+/* Master-key rotation rewraps data keys without changing them: models
+ * trained before it still open, and erasure still works. */
+static void test_rotation_keeps_models(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    char mp[400];
+    snprintf(mp, sizeof mp, "%s/model.pvgm", E.dd);
+    train_to(s, PVG_MODEL_ITEMKNN, mp);
+    pvg_model *before = open_model(s, mp);
+    long long rewrapped = 0;
+    assert_int_equal(pvg_store_keys_rotate(s, &rewrapped, &err), PVG_OK);
+    assert_true(rewrapped > 500);
+    pvg_store_close(s);
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    pvg_model *after = open_model(s, mp);
+    assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before));
+    const char *victim = "14911";
+    unsigned char p[16];
+    pvg_store_pseudonym(s, victim, p);
+    pvg_scored_item a[10], b[10];
+    size_t na, nb;
+    assert_int_equal(pvg_model_recommend(before, p, 10, 0, a, &na, &err), PVG_OK);
+    assert_int_equal(pvg_model_recommend(after, p, 10, 0, b, &nb, &err), PVG_OK);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) assert_true(a[i].item_index == b[i].item_index);
+    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+    pvg_model_free(after);
+    after = open_model(s, mp);
+    assert_int_equal(pvg_model_recommend(after, p, 10, 0, a, &na, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before) - 1);
+    pvg_model_free(after);
+    pvg_model_free(before);
+    pvg_store_close(s);
+}
+
+/* Where model files may live, and erasure over all of it: the data dir's
+ * top level (dot-files included) and its models/ sub-directory; a model
+ * file erasure cannot handle fails it loudly, naming the file. */
+static void test_model_places_and_loud_erasure(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    char hidden[400], sub[400], subdir[400], outside[400], plain[400], planted[400];
+    snprintf(hidden, sizeof hidden, "%s/.hidden.pvgm", E.dd);
+    snprintf(subdir, sizeof subdir, "%s/models", E.dd);
+    snprintf(sub, sizeof sub, "%s/models/sub.pvgm", E.dd);
+    snprintf(outside, sizeof outside, "%s/elsewhere.pvgm", E.dir);
+    snprintf(plain, sizeof plain, "%s/plain.pvgm", E.dir);
+    snprintf(planted, sizeof planted, "%s/models/planted.pvgm", E.dd);
+    mkdir(subdir, 0700);
+    train_to(s, PVG_MODEL_ITEMKNN, hidden);
+    train_to(s, PVG_MODEL_IALS, sub);
+    /* a store-trained model is not saved outside its data dir */
+    pvg_dataset *ds = NULL;
+    assert_int_equal(pvg_dataset_load_store(s, NULL, &ds, NULL, &err), PVG_OK);
+    pvg_train_params tp;
+    pvg_train_params_default(PVG_MODEL_POPULARITY, &tp);
+    pvg_model *m = NULL;
+    assert_int_equal(pvg_model_train(ds, &tp, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_save(m, outside, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "data dir"));
+    assert_int_equal(access(outside, F_OK), -1);
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+    /* a file-trained model is not saved inside a data dir */
+    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
+    pvg_event e;
+    memset(&e, 0, sizeof e);
+    e.type = PVG_EVENT_VIEW;
+    e.item = "85123A";
+    assert_int_equal(pvg_dataset_add_ext(ds, "17850", &e, NULL), PVG_OK);
+    assert_int_equal(pvg_model_train(ds, &tp, &m, NULL, NULL), PVG_OK);
+    assert_int_equal(pvg_model_save(m, planted, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "inside a data dir"));
+    assert_int_equal(pvg_model_save(m, plain, &err), PVG_OK); /* elsewhere: evaluation */
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+    /* nor used with a store */
+    assert_int_equal(pvg_model_load_store(plain, s, &m, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "trained from a file"));
+
+    const char *victim = "15311";
+    unsigned char p[16];
+    pvg_store_pseudonym(s, victim, p);
+    pvg_model *h1 = open_model(s, hidden), *s1 = open_model(s, sub);
+    pvg_scored_item out[10];
+    size_t got;
+    assert_int_equal(pvg_model_recommend(h1, p, 10, 0, out, &got, &err), PVG_OK);
+    assert_int_equal(pvg_model_recommend(s1, p, 10, 0, out, &got, &err), PVG_OK);
+    pvg_model_free(h1);
+    pvg_model_free(s1);
+    /* one it cannot erase, planted (copied in) among them */
+    size_t n;
+    unsigned char *b = read_bytes(plain, &n);
+    write_bytes(planted, b, n);
+    free(b);
+    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.source, "planted.pvgm"));
+    assert_non_null(strstr(err.text, "trained from a file"));
+    /* the others were erased all the same */
+    h1 = open_model(s, hidden);
+    s1 = open_model(s, sub);
+    assert_int_equal(pvg_model_recommend(h1, p, 10, 0, out, &got, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_model_recommend(s1, p, 10, 0, out, &got, &err), PVG_ERR_NOT_FOUND);
+    pvg_model_free(h1);
+    pvg_model_free(s1);
+    int rewritten = -1;
+    assert_int_equal(pvg_model_dir_erase_user(E.dd, s, p, &rewritten, &err), PVG_ERR_INVALID);
+    assert_int_equal(rewritten, 0);
+    unlink(planted);
+    assert_int_equal(pvg_model_dir_erase_user(E.dd, s, p, &rewritten, &err), PVG_OK);
+    unlink(hidden);
+    unlink(sub);
+    unlink(plain);
+    rmdir(subdir);
+    pvg_store_close(s);
+}
+
 /* ---- the running server ---- */
 
 static int http_get(int port, const char *path, const char *cred, int *status, char **body)
@@ -644,6 +837,9 @@ int main(void)
         cmocka_unit_test(test_wrong_key_and_tamper),
         cmocka_unit_test(test_store_keyed_model_without_link_is_not_saved),
         cmocka_unit_test(test_erasure_reaches_every_model),
+        cmocka_unit_test(test_backup_restored_after_erasure),
+        cmocka_unit_test(test_rotation_keeps_models),
+        cmocka_unit_test(test_model_places_and_loud_erasure),
         cmocka_unit_test(test_server_stops_personalising_within_1s),
         cmocka_unit_test(test_busy_port_refused),
     };

@@ -34,6 +34,14 @@ pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_i
  * transaction as the user's records. Data that must survive a deletion
  * (the audit log) names it differently. */
 
+/* The audit chain's MAC key (32 bytes, borrowed; derived from the pepper in
+ * the key file, so only a holder of the key file can extend or re-chain the
+ * log), and, for a store whose keys were moved out of an old data dir, the
+ * last entry chained without a key (its seq, and its hash into hash; 0 when
+ * every entry must carry a MAC). */
+const unsigned char *pvg_store_audit_key(const pvg_store *s);
+int64_t pvg_store_audit_unkeyed(const pvg_store *s, unsigned char hash[32]);
+
 /* The keys sealing each shopper's rows in a store-trained model file
  * (model_key.c, src/model/model_file.c): for each of the n pseudonyms
  * (16 bytes each, `stride` bytes apart), keys_out[32*i] = keyed BLAKE2b-256

@@ -20,6 +20,7 @@
 #include <privguide/ledger.h>
 
 #include "dp/dp_internal.h"
+#include "dp/query_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -502,8 +503,43 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
     return PVG_OK;
 }
 
+/* The users and the catalog of a query: the store's, or those in memory
+ * (query_run_mem) handed to the same callbacks in the same order. */
+static pvg_status src_items(pvg_store *s, const query_mem *mem, catmap *cats, pvg_error *err)
+{
+    if (!mem) return pvg_store_items_foreach(s, cm_item_cb, cats, err);
+    for (size_t i = 0; i < mem->n_items; i++)
+        if (cm_item_cb(cats, &mem->items[i])) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    return PVG_OK;
+}
+
+static pvg_status src_users(pvg_store *s, const query_mem *mem, qctx *q, pvg_error *err)
+{
+    if (!mem) return pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, user_cb, q, err);
+    for (size_t i = 0; i < mem->n_users; i++)
+        if (user_cb(q, NULL, mem->users[i].events, mem->users[i].n)) return PVG_ERR_ABORTED;
+    return PVG_OK;
+}
+
+static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_query_spec *spec_in,
+                                 pvg_rng *rng, pvg_query_result **out, pvg_error *err);
+
 pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *rng,
                          pvg_query_result **out, pvg_error *err)
+{
+    return query_run_from(s, NULL, spec_in, rng, out, err);
+}
+
+pvg_status query_run_mem(const query_mem *mem, const pvg_query_spec *spec, pvg_rng *rng,
+                         pvg_query_result **out, pvg_error *err)
+{
+    *out = NULL;
+    if (!mem) return pvg_error_set(err, PVG_ERR_INVALID, "no data");
+    return query_run_from(NULL, mem, spec, rng, out, err);
+}
+
+static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_query_spec *spec_in,
+                                 pvg_rng *rng, pvg_query_result **out, pvg_error *err)
 {
     pvg_status st;
     pvg_query_spec spv = *spec_in, *sp = &spv;
@@ -522,7 +558,7 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
     if (!r) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     if (sp->group_by == PVG_QUERY_GROUP_CATEGORY && sp->kind != PVG_QUERY_TOP_ITEMS &&
         sp->kind != PVG_QUERY_HISTOGRAM) {
-        st = pvg_store_items_foreach(s, cm_item_cb, &q.cats, err);
+        st = src_items(s, mem, &q.cats, err);
         if (st != PVG_OK) goto done;
         if (q.cats.cap) {
             q.cats.gidx = malloc(q.cats.cap * sizeof *q.cats.gidx);
@@ -531,7 +567,7 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
             q.cat_fast = 1;
         }
     }
-    st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, user_cb, &q, err);
+    st = src_users(s, mem, &q, err);
     if (q.oom) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory while aggregating");
     if (st != PVG_OK) goto done;
     r->users = q.users;
@@ -736,8 +772,9 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
                  grouped ? pvg_query_group_name(sp->group_by) : "");
     r->epsilon = sp->epsilon;
     r->delta = sp->delta;
-    st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET, r->what,
-                           r->mechanism, sp->epsilon, sp->delta, &r->release_id, err);
+    if (!mem) /* in memory: the caller (the audit) accounts for the release */
+        st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET, r->what,
+                               r->mechanism, sp->epsilon, sp->delta, &r->release_id, err);
 done:
     cm_free(&q.cats);
     gt_free(&q.gt);

@@ -61,7 +61,7 @@ check_all_readable() { # what
     timeout 30 "$PVG" user export "shopper-$u" --data-dir "$D" >"$T/exp" 2>&1 || fail "$1: export shopper-$u: $(cat "$T/exp")"
     grep -q unreadable_chunks "$T/exp" && fail "$1: export shopper-$u names unreadable chunks"
   done
-  timeout 120 "$PVG" train --data-dir "$D" --model ials --factors 4 --out "$T/m.model" --json >"$T/train" 2>&1 ||
+  timeout 120 "$PVG" train --data-dir "$D" --model ials --factors 4 --out "$D/m.model" --json >"$T/train" 2>&1 ||
     fail "$1: train: $(cat "$T/train")"
   timeout 60 "$PVG" query count --epsilon 0.5 --data-dir "$D" --json >"$T/query" 2>&1 || fail "$1: query: $(cat "$T/query")"
 }

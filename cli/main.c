@@ -185,7 +185,8 @@ int main(int argc, char **argv)
         int cmd_used = 0;
         const cli_command *probe = find_command(argc - (g - 1), argv + (g - 1), &cmd_used);
         int words = probe ? cmd_used : 1;
-        char **moved = malloc(sizeof(char *) * (size_t)(argc + 1));
+        static char **moved; /* lives until exit (reachable: not a leak) */
+        moved = malloc(sizeof(char *) * (size_t)(argc + 1));
         if (!moved) return CLI_EXIT_FAIL;
         int m = 0;
         moved[m++] = argv[0];
@@ -193,7 +194,7 @@ int main(int argc, char **argv)
         for (int i = 1; i < g; i++) moved[m++] = argv[i];
         for (int i = g + words; i < argc; i++) moved[m++] = argv[i];
         moved[m] = NULL;
-        argv = moved; /* lives until exit */
+        argv = moved;
     }
     int used = 0;
     const cli_command *cmd = find_command(argc, argv, &used);

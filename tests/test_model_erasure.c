@@ -502,7 +502,8 @@ static void test_backup_restored_after_erasure(void **state)
     size_t got;
     assert_int_equal(pvg_model_recommend(before, p, 10, 0, out, &got, &err), PVG_OK);
 
-    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+    /* allowed to return (no suppression), so the same id can come back */
+    assert_int_equal(pvg_store_user_erase(s, victim, PVG_ERASE_ALLOW_RETURN, &err), PVG_OK);
     /* the disk failed; the backup comes back; an admin re-enables consent
      * for the same id (a new shopper with a new data key) */
     write_bytes(mp, copy, n);

@@ -71,7 +71,7 @@ cp "$D/models/sub.pvgm" "$tmp/backup.pvgm"
 "$cli" keys rotate --data-dir "$D" > /dev/null || fail "keys rotate"
 rec=$("$cli" recommend --data-dir "$D" --model "$D/models/sub.pvgm" --user shopper-a5 -k 2 --json) || fail "recommend after rotate"
 echo "$rec" | grep -q '"personalized": true' || fail "rotation broke the model: $rec"
-"$cli" user delete shopper-a5 --data-dir "$D" > /dev/null || fail "delete a5 after rotation"
+"$cli" user delete shopper-a5 --allow-return --data-dir "$D" > /dev/null || fail "delete a5 after rotation"
 cp "$tmp/backup.pvgm" "$D/models/sub.pvgm"
 "$cli" user consent shopper-a5 --personalization on --analytics on --data-dir "$D" > /dev/null || fail "consent a5"
 for mf in "$D/models/sub.pvgm" "$D/.hidden.pvgm"; do

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <privguide/access.h>
 #include <privguide/audit.h>
 #include <privguide/auth.h>
 #include <privguide/ledger.h>
@@ -506,6 +507,42 @@ static void test_popular_budget_exhausted(void **state)
     pvg_store_close(s);
 }
 
+/* `query top-items` over the public catalog: a stub item that many
+ * shoppers bought (events only, no catalog row) is never released. */
+static void test_query_top_items_catalog_only(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
+    char user[16];
+    for (int u = 0; u < 50; u++) {
+        snprintf(user, sizeof user, "s%d", u);
+        put_event(s, user, "STUB-HOT");
+    }
+    assert_int_equal(pvg_ledger_set_budget(s, "default", 100.0, 1e-5, NULL), PVG_OK);
+    pvg_query_spec sp;
+    pvg_query_spec_init(&sp);
+    sp.kind = PVG_QUERY_TOP_ITEMS;
+    sp.epsilon = 5;
+    sp.top = 100;
+    sp.allow_insecure_rng = 1;
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(11);
+    pvg_access g;
+    pvg_access_init(&g, s, "test");
+    pvg_query_result *r = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_access_dp_query(&g, &sp, rng, &r, &err), PVG_OK);
+    assert_int_equal(r->n_rows, N_P + 6 + 1 + 1); /* the catalog (with STUB-LATER, made catalog) */
+    for (size_t i = 0; i < r->n_rows; i++) {
+        assert_true(strcmp(r->rows[i].group, "STUB-HOT") != 0);
+        assert_true(strcmp(r->rows[i].group, "ZZZ-secret") != 0);
+    }
+    assert_true(r->rows[0].group[0] == 'P'); /* the popular family (each shopper bounded to G = 5) */
+    pvg_query_result_free(r);
+    pvg_rng_free(rng);
+    pvg_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -514,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_similar_one_buyer),
         cmocka_unit_test(test_popular_optout_and_utility),
         cmocka_unit_test(test_popular_budget_exhausted),
+        cmocka_unit_test(test_query_top_items_catalog_only),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -232,6 +232,7 @@ static int run_recommend(cli_ctx *c)
     }
     size_t n = 0;
     pvg_access_rec_answer ans = {0};
+    pvg_item **cat = NULL; /* catalog rows of the answer (store models), for titles and prices */
     int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
     if (user || (item && store_model)) {
         /* a model trained from the store answers through the access gate:
@@ -261,6 +262,14 @@ static int run_recommend(cli_ctx *c)
         } else if (st == PVG_OK) {
             st = pvg_access_similar(&g, m, item, NULL, (size_t)k, out, &n, &err);
         }
+        /* titles and prices from the catalog (not personal) for the output */
+        if (st == PVG_OK && s) {
+            cat = calloc(n ? n : 1, sizeof *cat);
+            for (size_t i = 0; cat && i < n; i++) {
+                pvg_error ierr;
+                if (pvg_store_item_get(s, out[i].item, &cat[i], &ierr) != PVG_OK) cat[i] = NULL;
+            }
+        }
         pvg_store_close(s);
     } else if (item) {
         st = pvg_model_similar(m, item, (size_t)k, out, &n, &err);
@@ -278,6 +287,8 @@ static int run_recommend(cli_ctx *c)
         for (size_t i = 0; i < n; i++) {
             json_t *e = json_object();
             json_object_set_new(e, "item", json_string(out[i].item));
+            if (cat && cat[i] && cat[i]->title) json_object_set_new(e, "title", json_string(cat[i]->title));
+            if (cat && cat[i] && cat[i]->price >= 0) json_object_set_new(e, "price", json_real(cat[i]->price));
             json_object_set_new(e, "score", json_real(out[i].score));
             json_array_append_new(a, e);
         }
@@ -294,8 +305,20 @@ static int run_recommend(cli_ctx *c)
                                                           "personalisation"
                    : strcmp(ans.reason, "unknown_user") == 0 ? "no data is held about this user"
                                                              : "the user is not in the model");
-        for (size_t i = 0; i < n; i++) printf("%zu\t%s\t%.6g\n", i + 1, out[i].item, out[i].score);
+        for (size_t i = 0; i < n; i++) {
+            const pvg_item *it = cat ? cat[i] : NULL;
+            if (it) {
+                char price[32] = "-";
+                if (it->price >= 0) snprintf(price, sizeof price, "%.2f", it->price);
+                printf("%zu\t%s\t%s\t%s\t%.6g\n", i + 1, out[i].item, it->title ? it->title : "-",
+                       price, out[i].score);
+            } else {
+                printf("%zu\t%s\t%.6g\n", i + 1, out[i].item, out[i].score);
+            }
+        }
     }
+    for (size_t i = 0; cat && i < n; i++) pvg_item_free(cat[i]);
+    free(cat);
     free(out);
     pvg_model_free(m);
     return 0;

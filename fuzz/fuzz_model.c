@@ -10,8 +10,8 @@
  * validation behind them. Offsets: docs/models.md, file_header in
  * model_file.c.
  * FUZZ_MODEL_SANE_HYPER=1 (exploration only) replaces hyperparameters
- * outside [0, 1e9) by 0, to look past the known float->int conversion of
- * crafted hyperparameters (fuzz/crashes/model/) until it is fixed.
+ * outside [0, 1e9) by 0, so that inputs go past the loader's range check
+ * of the hyperparameters into the sections behind it.
  * Seeds: fuzz/corpus/model/ (small models of each type, made by the CLI).
  */
 #include "fuzz_common.h"

@@ -28,6 +28,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -85,23 +86,49 @@ static void hyper_pack(const pvg_train_params *p, double *h)
     memcpy(h, v, sizeof v);
 }
 
-static void hyper_unpack(const double *h, pvg_model_type type, pvg_train_params *p)
+/* An integer hyperparameter read from a file: finite and within [lo, hi],
+ * checked before the conversion (an out-of-range double -> int conversion is
+ * undefined behaviour). */
+static int hyper_int(double v, double lo, double hi, int *out)
+{
+    if (!(v >= lo && v <= hi)) return -1; /* also NaN */
+    *out = (int)v;
+    return 0;
+}
+
+/* The header's hyperparameters into *p; the name of the first one out of
+ * range (or not finite) on failure, else NULL. */
+static const char *hyper_unpack(const double *h, pvg_model_type type, pvg_train_params *p)
 {
     pvg_train_params_default(type, p);
-    p->factors = (int)h[0];
-    p->epochs = (int)h[1];
+    for (int i = 0; i < N_HYPER; i++)
+        if (!isfinite(h[i])) return "a hyperparameter is not finite";
+    if (hyper_int(h[0], 0, 1 << 20, &p->factors)) return "factors out of range";
+    if (hyper_int(h[1], 0, 1e7, &p->epochs)) return "epochs out of range";
+    if (hyper_int(h[6], 0, 1e6, &p->cg_steps)) return "cg_steps out of range";
+    if (hyper_int(h[9], 0, 1e9, &p->neighbors)) return "neighbors out of range";
+    if (hyper_int(h[13], 0, 1 << 16, &p->threads)) return "threads out of range";
+    /* 2^64 itself is not representable as uint64_t */
+    if (!(h[11] >= 0 && h[11] < 18446744073709551616.0)) return "seed out of range";
+    p->seed = (uint64_t)h[11];
+    /* weights, rates and scales are never negative */
+    static const int nonneg[] = {2, 3, 5, 7, 8, 10, 12};
+    static const char *const nonneg_name[] = {
+        "reg out of range (negative)",    "alpha0 out of range (negative)",
+        "confidence out of range (negative)", "lr out of range (negative)",
+        "ease_lambda out of range (negative)", "shrink out of range (negative)",
+        "init_std out of range (negative)"};
+    for (size_t i = 0; i < sizeof nonneg / sizeof *nonneg; i++)
+        if (h[nonneg[i]] < 0) return nonneg_name[i];
     p->reg = h[2];
     p->alpha0 = h[3];
     p->nu = h[4];
     p->confidence = h[5];
-    p->cg_steps = (int)h[6];
     p->lr = h[7];
     p->ease_lambda = h[8];
-    p->neighbors = (int)h[9];
     p->shrink = h[10];
-    p->seed = (uint64_t)h[11];
     p->init_std = h[12];
-    p->threads = (int)h[13];
+    return NULL;
 }
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
@@ -410,6 +437,10 @@ static const char *check_users(const pvg_model *m)
         check_below(m->hist_items, m->hist_nnz, m->n_items))
         return "user histories out of range";
     if (check_below(m->user_order, m->n_users, m->n_users)) return "user order out of range";
+    /* the user lookup is a binary search over the sorted keys */
+    for (uint64_t j = 1; j < m->n_users; j++)
+        if (memcmp(m->user_keys + 16 * (j - 1), m->user_keys + 16 * j, 16) >= 0)
+            return "user keys are not strictly sorted";
     return NULL;
 }
 
@@ -507,9 +538,13 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     m->hist_nnz = h.hist_nnz;
     m->knn_nnz = h.knn_nnz;
     m->item_str_len = h.item_str_len;
-    hyper_unpack(h.hyper, m->type, &m->params);
+    const char *bad_hyper = hyper_unpack(h.hyper, m->type, &m->params);
     m->map = map;
     m->map_len = size;
+    if (bad_hyper) {
+        pvg_model_free(m);
+        return corrupt(err, path, (long long)offsetof(file_header, hyper), bad_hyper);
+    }
     /* expected section sizes */
     uint64_t nu = h.n_users, ni = h.n_items, F = h.factors;
     int fac = m->type == PVG_MODEL_IALS || m->type == PVG_MODEL_BPR;
@@ -575,6 +610,15 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
         for (uint64_t i = 0; i < ni; i++)
             if (m->item_off[i + 1] == m->item_off[i] || m->item_str[m->item_off[i + 1] - 1] != 0) {
                 bad = "item id not NUL-terminated";
+                break;
+            }
+    /* the lookup is a binary search over item_order: it must sort the ids
+     * strictly (which also makes it a permutation of distinct ids) */
+    if (!bad)
+        for (uint64_t j = 1; j < ni; j++)
+            if (strcmp(m->item_str + m->item_off[m->item_order[j - 1]],
+                       m->item_str + m->item_off[m->item_order[j]]) >= 0) {
+                bad = "item order does not sort the item ids";
                 break;
             }
     if (bad) {

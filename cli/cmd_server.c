@@ -1,6 +1,6 @@
 /*
  * cmd_server.c - the server commands of the CLI (table cli_cmds_server):
- * serve, apikey create, token issue, audit verify, audit show.
+ * serve, apikey create, token issue, audit verify, audit head, audit show.
  */
 #include "cli.h"
 
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- serve ---- */
@@ -286,6 +287,7 @@ static const char *kind_name(pvg_audit_problem_kind k)
     case PVG_AUDIT_REMOVED: return "removed";
     case PVG_AUDIT_REORDERED: return "reordered";
     case PVG_AUDIT_HEAD_MISMATCH: return "head_mismatch";
+    case PVG_AUDIT_UNKEYED: return "unkeyed";
     }
     return "?";
 }
@@ -298,7 +300,9 @@ static int run_audit_verify(cli_ctx *c)
     pvg_audit_report rep;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_audit_verify(s, cli_str(c, "expect-head"), &rep, &err);
+    const char *anchor = cli_str(c, "anchor");
+    if (!anchor) anchor = cli_str(c, "expect-head");
+    pvg_status st = pvg_audit_verify(s, anchor, &rep, &err);
     pvg_store_close(s);
     if (st != PVG_OK && st != PVG_ERR_CORRUPT) return cli_fail("audit verify", st, &err);
     if (cli_bool(c, "json")) {
@@ -309,10 +313,12 @@ static int run_audit_verify(cli_ctx *c)
                                                    (json_int_t)rep.problems[i].seq, "other_seq",
                                                    (json_int_t)rep.problems[i].other_seq, "text",
                                                    rep.problems[i].text));
-        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:s, s:I, s:o}", "ok", st == PVG_OK, "entries",
-                              (json_int_t)rep.entries, "first_seq", (json_int_t)rep.first_seq,
-                              "last_seq", (json_int_t)rep.last_seq, "head", rep.head_hex,
-                              "problems_total", (json_int_t)rep.problems_total, "problems", probs);
+        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:o}", "ok", st == PVG_OK,
+                              "entries", (json_int_t)rep.entries, "first_seq",
+                              (json_int_t)rep.first_seq, "last_seq", (json_int_t)rep.last_seq,
+                              "head", rep.head_hex, "unkeyed", (json_int_t)rep.unkeyed,
+                              "unkeyed_upto", (json_int_t)rep.unkeyed_upto, "problems_total",
+                              (json_int_t)rep.problems_total, "problems", probs);
         char *t = json_dumps(o, JSON_COMPACT);
         printf("%s\n", t ? t : "{}");
         free(t);
@@ -321,6 +327,11 @@ static int run_audit_verify(cli_ctx *c)
         printf("audit log intact: %lld entries (seq %lld..%lld), head %s\n", rep.entries,
                (long long)rep.first_seq, (long long)rep.last_seq,
                rep.head_hex[0] ? rep.head_hex : "(empty)");
+        if (rep.unkeyed)
+            printf("  %lld older entries (up to seq %lld) were chained without a key, before the keys "
+                   "left the data dir; every later entry carries a MAC\n",
+                   rep.unkeyed, (long long)rep.unkeyed_upto);
+        if (anchor) printf("  the anchored head is in place\n");
     } else {
         printf("audit log TAMPERED: %lld problem(s) in %lld entries\n", rep.problems_total,
                rep.entries);
@@ -369,9 +380,50 @@ static int run_audit_show(cli_ctx *c)
     return CLI_EXIT_OK;
 }
 
+static int run_audit_head(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
+    pvg_audit_head_info h;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_audit_head(s, &h, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("audit head", st, &err);
+    if (cli_bool(c, "json")) {
+        json_t *o = h.seq ? json_pack("{s:I, s:s, s:I, s:s, s:b}", "seq", (json_int_t)h.seq, "mac",
+                                      h.mac_hex, "ts", (json_int_t)h.ts, "anchor", h.anchor, "keyed",
+                                      h.keyed)
+                          : json_pack("{s:I, s:n, s:n, s:n, s:b}", "seq", (json_int_t)0, "mac", "ts",
+                                      "anchor", "keyed", 0);
+        char *t = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(o);
+    } else if (!h.seq) {
+        printf("the audit log is empty\n");
+    } else {
+        char when[32] = "?";
+        time_t t = (time_t)h.ts;
+        struct tm tm;
+        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("seq %lld\nmac %s\ntime %s (%lld)\nanchor %s\n", (long long)h.seq, h.mac_hex, when,
+               (long long)h.ts, h.anchor);
+        if (!h.keyed) printf("warning: the head carries no MAC under this store's key\n");
+    }
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag head_flags[] = {
+    {"json", CLI_BOOL, NULL, "print JSON: {seq, mac, ts, anchor, keyed}"},
+    {0},
+};
+
 static const cli_flag verify_flags[] = {
-    {"expect-head", CLI_STR, "HEX", "a head hash printed by an earlier verify: detects a "
-                                    "truncated tail"},
+    {"anchor", CLI_STR, "SEQ:MAC", "a head printed by an earlier `audit head` (or verify): "
+                                   "detects a truncated tail"},
+    {"expect-head", CLI_STR, "MAC", "the same as --anchor with the MAC alone (older form)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -401,9 +453,15 @@ const cli_command cli_cmds_server[] = {
      "A token reaches only its own user's resources: recommendations, data export, consent\n"
      "and erasure. Stored only as a hash, bound to the user's pseudonym.",
      token_flags, run_token_issue},
-    {"audit verify", NULL, 0, 0, "check the hash chain of the audit log",
-     "Exit 0 when intact; exit 1 naming every edited, removed or reordered entry.",
+    {"audit verify", NULL, 0, 0, "check the MAC chain of the audit log",
+     "Exit 0 when intact; exit 1 naming every edited, removed, reordered or unkeyed entry, and a\n"
+     "truncated tail when --anchor names a head kept elsewhere. The MACs are keyed by the key\n"
+     "file: entries deleted and the rest re-chained without it are found.",
      verify_flags, run_audit_verify},
+    {"audit head", NULL, 0, 0, "print the head of the audit log (seq, MAC, time) for anchoring",
+     "Keep the anchor line (SEQ:MAC) somewhere the data dir's users cannot change (a ticket,\n"
+     "another machine); `audit verify --anchor SEQ:MAC` then detects entries removed after it.",
+     head_flags, run_audit_head},
     {"audit show", NULL, 0, 0, "print audit log entries", NULL, show_flags, run_audit_show},
     {0},
 };

@@ -1,6 +1,6 @@
 /*
  * cmd_store.c - the store commands of the CLI: init, ingest, user
- * export/delete/consent, keys rotate, retention sweep, stats.
+ * export/delete/consent, keys rotate/move, retention sweep, stats, store check.
  */
 #include "cli.h"
 
@@ -36,17 +36,33 @@ static int run_init(cli_ctx *c)
         policy[n] = '\0';
         o.policy_json = policy;
     }
+    o.key_file = cli_str(c, "key-file");
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_store_init(cli_data_dir(c), &o, &err);
     free(policy);
     if (st != PVG_OK) return cli_fail("init", st, &err);
+    char kf[4096];
+    st = pvg_store_key_file(cli_data_dir(c), o.key_file, kf, sizeof kf, &err);
+    if (st != PVG_OK) return cli_fail("init: key file", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"data_dir\":");
         cli_json_string(stdout, cli_data_dir(c));
+        printf(",\"key_file\":");
+        cli_json_string(stdout, kf);
         printf("}\n");
-    } else
-        printf("initialised %s (privguide.db, keystore.db, master.key, policy.json)\n", cli_data_dir(c));
+    } else {
+        printf("initialised %s (privguide.db, keystore.db, store.id, policy.json)\n", cli_data_dir(c));
+        printf("key file: %s (0600: the pepper and %s)\n", kf,
+               o.master_key_in_env ? "a note that the master key is in $PRIVGUIDE_MASTER_KEY"
+                                   : "the master key");
+        printf("  It is outside the data dir, so copies and backups of the data hold no key.\n"
+               "  Back it up separately now (e.g. cp -p '%s' to an offline or secret store):\n"
+               "  without it nobody, you included, can read a shopper's records; with it and a\n"
+               "  copy of the data, anyone can. Other machines find it with --key-file or\n"
+               "  $PRIVGUIDE_KEY_FILE, or take its text in $PRIVGUIDE_KEYS.\n",
+               kf);
+    }
     return CLI_EXIT_OK;
 }
 
@@ -295,9 +311,53 @@ static int run_counted(cli_ctx *c, const char *what,
 static int run_keys_rotate(cli_ctx *c)
 {
     return run_counted(c, "keys rotate", pvg_store_keys_rotate, "rewrapped",
-                       getenv(PVG_ENV_MASTER_KEY)
+                       getenv(PVG_ENV_MASTER_KEY) && *getenv(PVG_ENV_MASTER_KEY)
                            ? "rotated the master key: %lld data keys rewrapped; now set PRIVGUIDE_MASTER_KEY to the new key\n"
                            : "rotated the master key: %lld data keys rewrapped\n");
+}
+
+static int run_keys_move(cli_ctx *c)
+{
+    char to[4096];
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_keys_move(cli_data_dir(c), cli_str(c, "key-file"), to, sizeof to, &err);
+    if (st != PVG_OK) return cli_fail("keys move", st, &err);
+    if (cli_bool(c, "json")) {
+        printf("{\"key_file\":");
+        cli_json_string(stdout, to);
+        printf("}\n");
+    } else {
+        printf("moved the keys out of %s to %s\n"
+               "  %s/master.key was overwritten and removed. Back the key file up separately.\n"
+               "  Copies and backups of the data dir made before this still hold the old key file:\n"
+               "  destroy them, or treat the keys as exposed (`privguide keys rotate` replaces the\n"
+               "  master key; the pepper, which names every shopper, cannot be replaced).\n",
+               cli_data_dir(c), to, cli_data_dir(c));
+    }
+    return CLI_EXIT_OK;
+}
+
+static int run_keys_where(cli_ctx *c)
+{
+    const char *env = getenv(PVG_ENV_KEYS);
+    char kf[4096];
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (env && *env) {
+        snprintf(kf, sizeof kf, "$%s", PVG_ENV_KEYS);
+    } else {
+        pvg_status st = pvg_store_key_file(cli_data_dir(c), NULL, kf, sizeof kf, &err);
+        if (st != PVG_OK) return cli_fail("keys where", st, &err);
+    }
+    if (cli_bool(c, "json")) {
+        printf("{\"key_file\":");
+        cli_json_string(stdout, kf);
+        printf(",\"exists\":%s}\n", env && *env ? "true" : access(kf, F_OK) == 0 ? "true" : "false");
+    } else {
+        printf("%s\n", kf);
+    }
+    return CLI_EXIT_OK;
 }
 
 static int run_retention_sweep(cli_ctx *c)
@@ -326,9 +386,77 @@ static int run_stats(cli_ctx *c)
     return CLI_EXIT_OK;
 }
 
+/* ---- store check ---- */
+
+typedef struct check_print {
+    int json, first;
+} check_print;
+
+static void check_problem(void *ctx, int64_t user_id, int64_t row, const char *chunk, const char *problem,
+                          int quarantined)
+{
+    check_print *p = ctx;
+    if (p->json) {
+        printf("%s{\"user_row\":%lld,\"chunk_row\":%lld,\"chunk\":\"%s\",\"problem\":\"%s\",\"quarantined\":%s}",
+               p->first ? "" : ",", (long long)user_id, (long long)row, chunk, problem,
+               quarantined ? "true" : "false");
+        p->first = 0;
+    } else
+        printf("user row %lld, chunk row %lld (%s): %s%s\n", (long long)user_id, (long long)row, chunk,
+               problem, quarantined ? " -> quarantined" : "");
+}
+
+static int run_store_check(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
+    unsigned flags = (cli_bool(c, "quarantine") ? PVG_CHECK_QUARANTINE : 0u) |
+                     (cli_bool(c, "upgrade") ? PVG_CHECK_UPGRADE : 0u);
+    check_print p = {cli_bool(c, "json"), 1};
+    if (p.json) printf("{\"problems\":[");
+    pvg_store_check_report r;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_check(s, flags, check_problem, &p, &r, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) {
+        if (p.json) printf("]}\n");
+        return cli_fail("store check", st, &err);
+    }
+    long long problems = r.unreadable + r.duplicate + r.orphaned + r.keyless;
+    if (p.json)
+        printf("],\"users\":%lld,\"chunks\":%lld,\"unreadable\":%lld,\"duplicate\":%lld,\"orphaned\":%lld,"
+               "\"keyless\":%lld,\"legacy\":%lld,\"quarantined\":%lld,\"upgraded\":%lld,"
+               "\"in_quarantine\":%lld,\"cid_index\":%s,\"ok\":%s}\n",
+               r.users, r.chunks, r.unreadable, r.duplicate, r.orphaned, r.keyless, r.legacy, r.quarantined,
+               r.upgraded, r.in_quarantine, r.cid_index ? "true" : "false",
+               problems == r.quarantined ? "true" : "false");
+    else {
+        printf("checked %lld chunks of %lld users: %lld failing authentication or malformed, %lld duplicated, "
+               "%lld without a user row, %lld without a data key\n",
+               r.chunks, r.users, r.unreadable, r.duplicate, r.orphaned, r.keyless);
+        if (r.legacy)
+            printf("%lld chunks in format 1 (expiry not authenticated; --upgrade rewrites them)\n", r.legacy);
+        if (r.upgraded) printf("rewrote %lld format-1 chunks in the current format\n", r.upgraded);
+        if (r.quarantined) printf("quarantined %lld chunks\n", r.quarantined);
+        printf("quarantine holds %lld chunks; unique chunk-id index %s\n", r.in_quarantine,
+               r.cid_index ? "in place" : "missing (duplicated rows keep it from being built: --quarantine)");
+    }
+    /* Exit 1 while problem chunks are still in the readers' way. */
+    return problems == r.quarantined ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+static const cli_flag check_flags[] = {
+    {"quarantine", CLI_BOOL, NULL, "move every problem chunk to the quarantine (kept sealed; erased with its user)"},
+    {"upgrade", CLI_BOOL, NULL, "rewrite format-1 chunks in the current format (expiry authenticated)"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+
 static const cli_flag init_flags[] = {
     {"policy", CLI_STR, "FILE", "data policy to install (default: the built-in policy)"},
-    {"master-key-in-env", CLI_BOOL, NULL, "keep the master key out of master.key; read it from $PRIVGUIDE_MASTER_KEY"},
+    {"master-key-in-env", CLI_BOOL, NULL, "keep the master key out of the key file; read it from $PRIVGUIDE_MASTER_KEY"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -356,8 +484,10 @@ static const cli_flag consent_flags[] = {
 };
 
 const cli_command cli_cmds_store[] = {
-    {"init", NULL, 0, 0, "create a data dir: database, key store, master.key (0600), policy.json",
-     "The master key wraps every user's data key; keep master.key secret and backed up apart from the data.",
+    {"init", NULL, 0, 0, "create a data dir (databases, store.id, policy.json) and its key file (0600) outside it",
+     "The key file holds the pepper (pseudonyms) and the master key (wraps every user's data key).\n"
+     "It goes to --key-file, $PRIVGUIDE_KEY_FILE, or by default $XDG_CONFIG_HOME/privguide/ (or\n"
+     "~/.config/privguide/) as <store id>.key; never inside the data dir. Back it up separately.",
      init_flags, run_init},
     {"ingest", "FILE", 1, 1, "import a file (streaming, batched, idempotent) under the data policy",
      "Rows that cannot be used go to the reject file with line, byte offset, reason and field (never\n"
@@ -373,8 +503,21 @@ const cli_command cli_cmds_store[] = {
     {"keys rotate", NULL, 0, 0, "rewrap every data key under a new master key (safe to interrupt; rerun to finish)",
      "With the master key in $PRIVGUIDE_MASTER_KEY, put the new key in $PRIVGUIDE_NEW_MASTER_KEY.",
      json_only, run_keys_rotate},
+    {"keys move", NULL, 0, 0, "move the keys of an old data dir (its master.key) out of it",
+     "Writes the key file to --key-file PATH (or $PRIVGUIDE_KEY_FILE, or the default place),\n"
+     "then overwrites and removes DATA_DIR/master.key. Safe to rerun if interrupted. Stores\n"
+     "with master.key inside are refused by every other command until it is moved.",
+     json_only, run_keys_move},
+    {"keys where", NULL, 0, 0, "print the path of the store's key file (outside the data dir)",
+     "The path from --key-file, $PRIVGUIDE_KEY_FILE or the default place for this store's id;\n"
+     "\"$PRIVGUIDE_KEYS\" when the keys come from that variable.",
+     json_only, run_keys_where},
     {"retention sweep", NULL, 0, 0, "delete events whose retention period has passed", NULL, json_only,
      run_retention_sweep},
     {"stats", NULL, 0, 0, "counts of users, items, events and keys in the store", NULL, json_only, run_stats},
+    {"store check", NULL, 0, 0, "find chunks that fail authentication, replayed chunk rows, chunks without a user row or key",
+     "Decrypts every chunk under its user's key. Exit status 1 when problems are found and left in place.\n"
+     "--quarantine moves them out of the readers' way (kept sealed, removed with their user on erasure).",
+     check_flags, run_store_check},
     {0},
 };

@@ -27,6 +27,8 @@ struct cli_ctx {
     char user_id[PVG_ID_MAX + 1]; /* the canonical form of the command's user id */
 };
 
+static const char *lookup(cli_ctx *c, const char *flag);
+
 static const cli_command *const *all_tables(void)
 {
     static const cli_command *const tables[] = {cli_cmds_store, cli_cmds_model, cli_cmds_dp,
@@ -37,6 +39,9 @@ static const cli_command *const *all_tables(void)
 
 static const cli_flag implicit_flags[] = {
     {"data-dir", CLI_STR, "DIR", "data directory (default $PRIVGUIDE_DATA or ./privguide-data)"},
+    {"key-file", CLI_STR, "PATH",
+     "the store's key file, never inside the data dir (default $PRIVGUIDE_KEY_FILE, else "
+     "$XDG_CONFIG_HOME/privguide/<store id>.key or ~/.config/privguide/<store id>.key)"},
     {"help", CLI_BOOL, NULL, "show this help"},
     {0},
 };
@@ -281,6 +286,14 @@ int main(int argc, char **argv)
         if (id && *id && pvg_user_id_normalize(*id, ctx.user_id, sizeof ctx.user_id, NULL, &err) != PVG_OK)
             cli_usage_error(&ctx, "%s", err.text);
         if (id && *id) *id = ctx.user_id;
+    }
+    /* --key-file holds for every store this process opens (the server's
+     * connections too), and wins over keys given in $PRIVGUIDE_KEYS. */
+    const char *kf = lookup(&ctx, "key-file");
+    if (kf) {
+        if (!*kf) cli_usage_error(&ctx, "--key-file: expected a path");
+        setenv(PVG_ENV_KEY_FILE, kf, 1);
+        unsetenv(PVG_ENV_KEYS);
     }
     return cmd->run(&ctx);
 }

@@ -2,7 +2,8 @@
  * test_audit.c - the hash-chained audit log: appends (single and grouped),
  * the chain across reopen, and the verifier naming exactly which entry was
  * edited (with and without rehashing), removed (middle, head, tail against
- * an expected head) or reordered.
+ * an anchored head), reordered, or deleted and re-chained without the key;
+ * logs of old versions (unkeyed up to the entry the key file records).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,8 @@
 #include "t_rawdb.h"
 
 #include <privguide/audit.h>
+
+#include "store/store_priv.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -182,6 +185,183 @@ static void test_reordered(void **state)
     for (int i = 0; i < rep.n_problems; i++) assert_int_not_equal(rep.problems[i].kind, PVG_AUDIT_EDITED);
 }
 
+/* ---- re-chaining as a forger would ---- */
+
+typedef struct rows {
+    int64_t seq[64], ts[64];
+    char actor[64][32], action[64][32], subject[64][40], detail[64][40];
+    int n;
+} rows;
+
+static int grab(void *ctx, const pvg_audit_entry *e)
+{
+    rows *r = ctx;
+    r->seq[r->n] = e->seq;
+    r->ts[r->n] = e->ts;
+    snprintf(r->actor[r->n], 32, "%s", e->actor);
+    snprintf(r->action[r->n], 32, "%s", e->action);
+    snprintf(r->subject[r->n], 40, "%s", e->subject);
+    snprintf(r->detail[r->n], 40, "%s", e->detail);
+    r->n++;
+    return 0;
+}
+
+static void put(crypto_generichash_state *st, const char *v)
+{
+    uint32_t n = (uint32_t)strlen(v);
+    unsigned char len[4] = {(unsigned char)n, (unsigned char)(n >> 8), (unsigned char)(n >> 16),
+                            (unsigned char)(n >> 24)};
+    crypto_generichash_update(st, len, 4);
+    crypto_generichash_update(st, (const unsigned char *)v, n);
+}
+
+/* The chain formula of audit.h, written out here: key NULL gives the
+ * unkeyed hash of old versions. */
+static void mac_of(const unsigned char *key, const unsigned char prev[32], const rows *r, int i,
+                   unsigned char out[32])
+{
+    const char *dom = key ? "pvg-audit-v2" : "pvg-audit-v1";
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, key ? 32 : 0, 32);
+    crypto_generichash_update(&st, (const unsigned char *)dom, strlen(dom));
+    crypto_generichash_update(&st, prev, 32);
+    unsigned char tsb[8];
+    for (int k = 0; k < 8; k++) tsb[k] = (unsigned char)((uint64_t)r->ts[i] >> (8 * k));
+    crypto_generichash_update(&st, tsb, 8);
+    put(&st, r->actor[i]);
+    put(&st, r->action[i]);
+    put(&st, r->subject[i]);
+    put(&st, r->detail[i]);
+    crypto_generichash_final(&st, out, 32);
+}
+
+/* Rewrites prev_hash/hash of every entry from the first with seq >= from,
+ * linking to the stored predecessor, with key (NULL: unkeyed). *last gets
+ * the last hash written. */
+static void rechain(fx *f, const unsigned char *key, int64_t from, unsigned char last[32])
+{
+    rows r = {0};
+    assert_int_equal(pvg_audit_foreach(f->s, 0, 0, grab, &r, NULL), PVG_OK);
+    unsigned char prev[32] = {0}, h[32];
+    sqlite3 *db = t_rawdb_open(f->dir, "privguide.db");
+    for (int i = 0; i < r.n; i++) {
+        if (r.seq[i] >= from) {
+            mac_of(key, prev, &r, i, h);
+            sqlite3_stmt *q;
+            assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit_log SET prev_hash=?1, hash=?2 WHERE seq=?3",
+                                                -1, &q, NULL),
+                             SQLITE_OK);
+            sqlite3_bind_blob(q, 1, prev, 32, SQLITE_TRANSIENT);
+            sqlite3_bind_blob(q, 2, h, 32, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(q, 3, r.seq[i]);
+            assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+            sqlite3_finalize(q);
+        } else {
+            sqlite3_stmt *q;
+            assert_int_equal(sqlite3_prepare_v2(db, "SELECT hash FROM audit_log WHERE seq=?1", -1, &q, NULL),
+                             SQLITE_OK);
+            sqlite3_bind_int64(q, 1, r.seq[i]);
+            assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+            memcpy(h, sqlite3_column_blob(q, 0), 32);
+            sqlite3_finalize(q);
+        }
+        memcpy(prev, h, 32);
+    }
+    sqlite3_close(db);
+    if (last) memcpy(last, prev, 32);
+}
+
+static void test_deleted_and_rechained(void **state)
+{
+    fx *f = *state;
+    /* the forger deletes entry 5 and re-chains 6..10 the way the old
+     * (unkeyed) chain was computed: every re-chained entry is found */
+    sql(f, "DELETE FROM audit_log WHERE seq=5");
+    rechain(f, NULL, 6, NULL);
+    pvg_audit_report rep;
+    pvg_error e;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, &e), PVG_ERR_CORRUPT);
+    assert_int_equal(rep.problems_total, 5);
+    assert_int_equal(rep.problems[0].kind, PVG_AUDIT_UNKEYED);
+    assert_int_equal(rep.problems[0].seq, 6);
+    assert_non_null(strstr(rep.problems[0].text, "without the key"));
+    /* ... and with a key of his own */
+    unsigned char guess[32];
+    randombytes_buf(guess, sizeof guess);
+    rechain(f, guess, 6, NULL);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, &e), PVG_ERR_CORRUPT);
+    assert_int_equal(rep.problems[0].kind, PVG_AUDIT_EDITED);
+    assert_int_equal(rep.problems[0].seq, 6);
+    /* with the store's key (the key file) the same re-chaining passes: the
+     * MAC, not the formula, is what protects the log */
+    rechain(f, pvg_store_audit_key(f->s), 6, NULL);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, &e), PVG_OK);
+}
+
+static void test_head_and_anchor(void **state)
+{
+    fx *f = *state;
+    pvg_audit_head_info h;
+    assert_int_equal(pvg_audit_head(f->s, &h, NULL), PVG_OK);
+    assert_int_equal(h.seq, 10);
+    assert_int_equal(h.ts, 1010);
+    assert_true(h.keyed);
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, h.anchor, &rep, NULL), PVG_OK);
+    assert_string_equal(rep.head_hex, h.mac_hex);
+    char bad[128];
+    snprintf(bad, sizeof bad, "9:%s", h.mac_hex); /* right MAC, wrong place */
+    assert_int_equal(pvg_audit_verify(f->s, bad, &rep, NULL), PVG_ERR_CORRUPT);
+    assert_int_equal(pvg_audit_verify(f->s, "x:00", &rep, NULL), PVG_ERR_INVALID);
+    /* later entries keep the anchor valid */
+    pvg_audit_record r = {0, "cli", "export", "", ""};
+    assert_int_equal(pvg_audit_append(f->s, &r, NULL, NULL), PVG_OK);
+    assert_int_equal(pvg_audit_verify(f->s, h.anchor, &rep, NULL), PVG_OK);
+    /* truncation back to entry 8 */
+    sql(f, "DELETE FROM audit_log WHERE seq>=9");
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(pvg_audit_verify(f->s, h.anchor, &rep, NULL), PVG_ERR_CORRUPT);
+    assert_int_equal(rep.problems[0].kind, PVG_AUDIT_HEAD_MISMATCH);
+    assert_non_null(strstr(rep.problems[0].text, "removed from the end"));
+    /* an empty log */
+    sql(f, "DELETE FROM audit_log");
+    assert_int_equal(pvg_audit_head(f->s, &h, NULL), PVG_OK);
+    assert_int_equal(h.seq, 0);
+}
+
+static void test_old_unkeyed_log(void **state)
+{
+    fx *f = *state;
+    /* a log written by an old version: unkeyed hashes; its keys were then
+     * moved out, the key file recording entry 10 and its hash */
+    unsigned char last[32];
+    rechain(f, NULL, 1, last);
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_ERR_CORRUPT); /* not accepted unless recorded */
+    f->s->keys.audit_unkeyed_seq = 10;
+    memcpy(f->s->keys.audit_unkeyed_hash, last, 32);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.unkeyed, 10);
+    assert_int_equal(rep.unkeyed_upto, 10);
+    /* new entries carry a MAC and link to the old head */
+    pvg_audit_record r = {0, "cli", "export", "", ""};
+    assert_int_equal(pvg_audit_append(f->s, &r, NULL, NULL), PVG_OK);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+    /* deleting an old entry and re-chaining everything unkeyed is found: entry
+     * 10 no longer matches the key file, entry 11 lost its MAC */
+    sql(f, "DELETE FROM audit_log WHERE seq=3");
+    rechain(f, NULL, 4, NULL);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_ERR_CORRUPT);
+    int saw10 = 0, saw11 = 0;
+    for (int i = 0; i < rep.n_problems; i++) {
+        if (rep.problems[i].seq == 10 && rep.problems[i].kind == PVG_AUDIT_EDITED) saw10 = 1;
+        if (rep.problems[i].seq == 11 && rep.problems[i].kind == PVG_AUDIT_UNKEYED) saw11 = 1;
+    }
+    assert_true(saw10);
+    assert_true(saw11);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -194,6 +374,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_removed_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reordered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_and_rechained, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_and_anchor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_unkeyed_log, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,10 @@
  * ingest round trip through export, policy minimisation, duplicate
  * detection, crypto-shredding (no key or record left in any file), no
  * plaintext ids or payloads in any table or file, key rotation (including a
- * store caught mid-rotation), retention, tampering, wrong master key,
- * consent, single-event writes.
+ * store caught mid-rotation), retention, tampering (moved, edited, replayed
+ * chunks: skipped and counted, store check), stale caches across handles,
+ * row ids never reused, chunk format 1, wrong master key, consent,
+ * single-event writes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,6 +84,15 @@ static int dir_contains(const char *dir, const void *needle, size_t n)
     }
     closedir(d);
     return found;
+}
+
+/* The key file of the store in dir (new string). */
+static char *key_file_of(const char *dir)
+{
+    char buf[4096];
+    pvg_error err;
+    if (pvg_store_key_file(dir, NULL, buf, sizeof buf, &err) != PVG_OK) fail_msg("key file: %s", err.text);
+    return strdup(buf);
 }
 
 static pvg_store *open_ok(const char *dir)
@@ -162,7 +173,7 @@ static void test_init_and_open(void **state)
 {
     (void)state;
     char *dir = new_store(NULL);
-    char *kf = path_in(dir, "master.key");
+    char *kf = key_file_of(dir);
     struct stat sb;
     assert_int_equal(stat(kf, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
@@ -502,7 +513,7 @@ static void test_rotation(void **state)
     /* A rotation interrupted after its first step: the key file holds the
      * current and the next key; keys wrapped under either open; new users'
      * keys go under the next key; a rerun finishes. */
-    char *kf = path_in(dir, "master.key");
+    char *kf = key_file_of(dir);
     unsigned char next[PVG_KEY_BYTES];
     randombytes_buf(next, sizeof next);
     sodium_bin2base64(b64, sizeof b64, next, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
@@ -528,6 +539,100 @@ static void test_rotation(void **state)
     pvg_store_close(s);
     pvg_free(before);
     pvg_free(after);
+    free(kf);
+    drop_store(dir);
+}
+
+
+/* The keys live outside the data dir: no file in it holds the pepper or
+ * the master key; a key file inside it is refused; an old data dir with
+ * master.key inside is refused until `keys move`, which moves it out. */
+static void test_keys_outside(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    char *kf = key_file_of(dir);
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    if (xdg && *xdg) assert_int_equal(strncmp(kf, xdg, strlen(xdg)), 0);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_false(dir_contains(dir, s->keys.pepper, PVG_KEY_BYTES));
+    assert_false(dir_contains(dir, s->keys.master, PVG_KEY_BYTES));
+    char b64[64];
+    sodium_bin2base64(b64, sizeof b64, s->keys.pepper, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    assert_false(dir_contains(dir, b64, strlen(b64)));
+    char *before = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &before, &err), PVG_OK);
+    pvg_store_close(s);
+
+    /* a key file inside the data dir is refused, also through a symlink */
+    char *inside = path_in(dir, "keys");
+    pvg_store_open_options oo = {inside};
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "must not be inside the data dir"));
+    char *root = strdup(dir);
+    *strrchr(root, '/') = '\0';
+    char *link = path_in(root, "link.key");
+    assert_int_equal(symlink(inside, link), 0);
+    write_file(inside, "x");
+    oo.key_file = link;
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
+    unlink(inside);
+
+    /* the whole key file in PRIVGUIDE_KEYS */
+    FILE *f = fopen(kf, "r");
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    setenv(PVG_ENV_KEYS, text, 1);
+    char *moved = path_in(root, "moved.key");
+    rename(kf, moved);
+    s = open_ok(dir);
+    pvg_store_close(s);
+    unsetenv(PVG_ENV_KEYS);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.text, "--key-file"));
+
+    /* an old data dir: master.key inside, no store id */
+    char *legacy = path_in(dir, "master.key");
+    char *sid = path_in(dir, "store.id");
+    rename(moved, legacy);
+    unlink(sid);
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_STATE);
+    assert_non_null(strstr(err.text, "privguide keys move --key-file PATH"));
+    char to[4096];
+    assert_int_equal(pvg_store_keys_move(dir, legacy, to, sizeof to, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_store_keys_move(dir, moved, to, sizeof to, &err), PVG_OK);
+    struct stat sb;
+    assert_int_not_equal(stat(legacy, &sb), 0);
+    assert_int_equal(stat(moved, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(pvg_store_keys_move(dir, moved, to, sizeof to, &err), PVG_ERR_NOT_FOUND);
+    oo.key_file = moved;
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_OK);
+    char *after = NULL;
+    assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
+    assert_string_equal(before, after);
+    assert_false(dir_contains(dir, s->keys.pepper, PVG_KEY_BYTES));
+    pvg_store_close(s);
+    /* another store's key file does not open this one */
+    char *other = new_store(NULL);
+    char *okf = key_file_of(other);
+    oo.key_file = okf;
+    assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "belongs to store"));
+    pvg_free(before);
+    pvg_free(after);
+    free(okf);
+    drop_store(other);
+    free(legacy);
+    free(sid);
+    free(moved);
+    free(link);
+    free(root);
+    free(inside);
     free(kf);
     drop_store(dir);
 }
@@ -602,6 +707,24 @@ static int count_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size
     return 0;
 }
 
+/* One integer from a query on the raw database (an attacker's view). */
+static long long raw_int(const char *dir, const char *sql)
+{
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    long long v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+static long long check_problems(const pvg_store_check_report *r)
+{
+    return r->unreadable + r->duplicate + r->orphaned + r->keyless;
+}
+
 static void test_tampering(void **state)
 {
     (void)state;
@@ -612,26 +735,315 @@ static void test_tampering(void **state)
     pvg_error err;
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
     assert_int_equal(n, 5);
-    /* a chunk moved to another user fails authentication */
+    /* a chunk moved to another user fails authentication: it is skipped
+     * and counted, every other event stays readable */
+    long long moved = raw_int(dir, "SELECT n FROM chunks WHERE id = (SELECT min(id) FROM chunks)");
     assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET user_id = (SELECT max(user_id) FROM chunks)"
                                                         " WHERE id = (SELECT min(id) FROM chunks)"), SQLITE_OK);
     n = 0;
-    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_ERR_CRYPTO);
-    assert_non_null(strstr(err.text, "authentication"));
+    pvg_store_read_stats_reset(s);
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 5 - (size_t)moved);
+    pvg_store_read_stats rs;
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_unreadable, 1);
+    assert_non_null(strstr(rs.last, "failed authentication"));
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.unreadable, 1);
     pvg_store_close(s);
     drop_store(dir);
 
     dir = new_store(NULL);
     s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
-    /* one flipped bit in a sealed chunk */
+    /* one flipped bit in a sealed chunk: the export of its user names it */
     assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET sealed = substr(sealed, 1, 30) ||"
                                                         " CAST(X'00' AS BLOB) || substr(sealed, 32) WHERE id = 1"), SQLITE_OK);
-    char *out = NULL;
-    pvg_status a = pvg_store_user_export(s, "customer-4242", &out, &err);
-    pvg_status b = pvg_store_user_export(s, "shopper-77", &out, &err);
-    assert_true(a == PVG_ERR_CRYPTO || b == PVG_ERR_CRYPTO);
-    if (out) pvg_free(out);
+    json_t *a = export_json(s, "customer-4242"), *b = export_json(s, "shopper-77");
+    json_t *bad = json_object_get(a, "unreadable_chunks");
+    if (!bad) bad = json_object_get(b, "unreadable_chunks");
+    assert_int_equal(json_array_size(bad), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(bad, 0), "reason")), "failed authentication");
+    assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(bad, 0), "chunk"))), 32);
+    json_decref(a);
+    json_decref(b);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+/* A chunk row duplicated in the raw database (the unique index dropped to
+ * get it in): readers skip the copy and count it; store check finds it and
+ * quarantines it, after which the index is back. */
+static void test_chunk_replayed(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    pvg_error err;
+    pvg_store_close(s);
+    /* with the index in place the backend refuses the copy */
+    assert_int_not_equal(t_rawdb_exec(dir, "privguide.db", "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                                                            " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
+                         SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "DROP INDEX chunks_cid;"
+                                                        "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                                                        " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
+                     SQLITE_OK);
+    s = open_ok(dir); /* the index cannot be rebuilt while the copy is there */
+    size_t n = 0;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 5); /* not 5 + the copy's events */
+    pvg_store_read_stats rs;
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_duplicate, 1);
+    assert_int_equal(rs.chunks_unreadable, 0);
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.duplicate, 1);
+    assert_int_equal(check_problems(&rep), 1);
+    assert_int_equal(rep.cid_index, 0);
+    assert_int_equal(pvg_store_check(s, PVG_CHECK_QUARANTINE, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.quarantined, 1);
+    assert_int_equal(rep.in_quarantine, 1);
+    assert_int_equal(rep.cid_index, 1);
+    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NOT NULL"), 1);
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(check_problems(&rep), 0);
+    /* the quarantined copy goes with its user's erasure */
+    long long uid = raw_int(dir, "SELECT user_id FROM chunk_quarantine");
+    unsigned char p4242[16], p77[16];
+    pvg_store_pseudonym(s, "customer-4242", p4242);
+    pvg_store_pseudonym(s, "shopper-77", p77);
+    int64_t id4242;
+    assert_int_equal(pvg_store_user_id(s, "customer-4242", &id4242, &err), PVG_OK);
+    assert_int_equal(pvg_store_user_delete(s, uid == id4242 ? "customer-4242" : "shopper-77", &err), PVG_OK);
+    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine"), 0);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+/* A chunk whose stored expiry was edited (to keep it past its retention)
+ * fails authentication: skipped, counted, found by store check. */
+static void test_chunk_expiry_edited(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    pvg_error err;
+    long long edited = raw_int(dir, "SELECT n FROM chunks WHERE id = 1");
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 3650 WHERE id = 1"),
+                     SQLITE_OK);
+    size_t n = 0;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 5 - (size_t)edited);
+    pvg_store_read_stats rs;
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_unreadable, 1);
+    /* so is an edited event count */
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day - 3650 WHERE id = 1;"
+                                                        "UPDATE chunks SET n = n + 1 WHERE id = 1"), SQLITE_OK);
+    pvg_store_read_stats_reset(s);
+    n = 0;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 5 - (size_t)edited);
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_unreadable, 1);
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(s, PVG_CHECK_QUARANTINE, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.unreadable, 1);
+    assert_int_equal(rep.quarantined, 1);
+    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunks WHERE id = 1"), 0);
+    pvg_store_read_stats_reset(s);
+    n = 0;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 5 - (size_t)edited);
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_unreadable, 0);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+static void put_view(pvg_store *s, const char *user, const char *item)
+{
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = PVG_EVENT_VIEW;
+    ev.item = item;
+    ev.ts = pvg_store_now(s);
+    int outcome = -1;
+    pvg_error err;
+    pvg_status st = pvg_store_event_put(s, user, &ev, NULL, &outcome, &err);
+    if (st != PVG_OK) fprintf(stderr, "event_put: %s\n", err.text);
+    assert_int_equal(st, PVG_OK);
+}
+
+/* Scenario 3 of issue 10 with two handles (two processes or two pooled
+ * connections): one caches a user's key, the other deletes the user, the
+ * first writes for the same id again. No chunk may land under the destroyed
+ * key or a deleted row; no row id is reused; everything stays readable. */
+static void test_stale_cache(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *a = open_ok(dir), *b = open_ok(dir);
+    pvg_error err;
+    put_view(a, "alice", "sku-1");
+    put_view(a, "victim", "sku-1"); /* a caches victim's row and key */
+    int64_t victim_id;
+    assert_int_equal(pvg_store_user_id(a, "victim", &victim_id, &err), PVG_OK);
+    assert_int_equal(pvg_store_user_delete(b, "victim", &err), PVG_OK);
+    put_view(a, "victim", "sku-2"); /* the stale handle writes for the same id */
+    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunks WHERE user_id NOT IN (SELECT id FROM users)"), 0);
+    int64_t again;
+    assert_int_equal(pvg_store_user_id(b, "victim", &again, &err), PVG_OK);
+    assert_true(again > victim_id); /* a new row and key, not the destroyed one */
+    put_view(b, "newcomer", "sku-3");
+    int64_t newcomer;
+    assert_int_equal(pvg_store_user_id(a, "newcomer", &newcomer, &err), PVG_OK);
+    assert_true(newcomer != victim_id && newcomer > again);
+    /* everyone is readable from both handles */
+    pvg_store *hs[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        size_t n = 0;
+        pvg_store_read_stats_reset(hs[i]);
+        assert_int_equal(pvg_store_foreach_user(hs[i], 0, count_cb, &n, &err), PVG_OK);
+        assert_int_equal(n, 3);
+        pvg_store_read_stats rs;
+        pvg_store_read_stats_get(hs[i], &rs);
+        assert_int_equal(rs.chunks_unreadable + rs.chunks_duplicate, 0);
+    }
+    json_t *j = export_json(b, "newcomer");
+    assert_null(json_object_get(j, "unreadable_chunks"));
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
+    json_decref(j);
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(a, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(check_problems(&rep), 0);
+    /* the same through a cached read: b deletes, a's lookup must not answer
+     * from its cache */
+    assert_int_equal(pvg_store_user_delete(b, "alice", &err), PVG_OK);
+    assert_int_equal(pvg_store_user_exists(a, "alice", &err), 0);
+    pvg_store_close(a);
+    pvg_store_close(b);
+    drop_store(dir);
+}
+
+/* A format-1 chunk (sealed before expiry was authenticated) stays readable
+ * and `store check --upgrade` rewrites it in the current format. */
+static void test_chunk_format1_upgrade(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_error err;
+    put_view(s, "old-timer", "sku-1");
+    unsigned char p[16];
+    pvg_store_pseudonym(s, "old-timer", p);
+    pvg_keycache_entry *e;
+    assert_int_equal(pvg_store_user_resolve(s, p, 0, &e, NULL, &err), PVG_OK);
+    /* re-seal its chunk the way format 1 did */
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, expires_day, n, cid, sealed FROM chunks", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t row = sqlite3_column_int64(q, 0), day = sqlite3_column_int64(q, 1), n = sqlite3_column_int64(q, 2);
+    unsigned char cid[16], sealed[512], plain[512], resealed[512];
+    size_t sn = (size_t)sqlite3_column_bytes(q, 4);
+    assert_true(sn <= sizeof sealed);
+    memcpy(cid, sqlite3_column_blob(q, 3), 16);
+    memcpy(sealed, sqlite3_column_blob(q, 4), sn);
+    sqlite3_finalize(q);
+    int version = 0;
+    assert_int_equal(pvg_chunk_open(e->key, p, cid, day, n, sealed, sn, plain, &version), PVG_OK);
+    assert_int_equal(version, 2);
+    size_t pn = sn - PVG_SEAL_OVERHEAD;
+    unsigned char ad[39];
+    memcpy(ad, "pvg-ck", 6);
+    ad[6] = 1;
+    memcpy(ad + 7, p, 16);
+    memcpy(ad + 23, cid, 16);
+    randombytes_buf(resealed, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(resealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL, plain,
+                                               pn, ad, sizeof ad, NULL, resealed, e->key);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE chunks SET sealed = ?1 WHERE id = ?2", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_blob(q, 1, resealed, (int)sn, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, row);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    size_t count = 0;
+    pvg_store_read_stats_reset(s);
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &count, &err), PVG_OK);
+    assert_int_equal(count, 1);
+    pvg_store_read_stats rs;
+    pvg_store_read_stats_get(s, &rs);
+    assert_int_equal(rs.chunks_legacy, 1);
+    assert_int_equal(rs.chunks_unreadable, 0);
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.legacy, 1);
+    assert_int_equal(pvg_store_check(s, PVG_CHECK_UPGRADE, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.upgraded, 1);
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.legacy, 0);
+    assert_int_equal(rep.chunks, 1);
+    /* now its expiry is bound: an edit fails authentication */
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 1"), SQLITE_OK);
+    assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.unreadable, 1);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+/* Row ids are never reused, also in a store made before AUTOINCREMENT
+ * (migrated on open, its sequence above every id ever seen, including ids
+ * of chunks whose user row is gone). */
+static void test_row_ids_not_reused(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_error err;
+    put_view(s, "u1", "sku-1");
+    put_view(s, "u2", "sku-1");
+    int64_t id2, id3;
+    assert_int_equal(pvg_store_user_id(s, "u2", &id2, &err), PVG_OK);
+    assert_int_equal(pvg_store_user_delete(s, "u2", &err), PVG_OK);
+    put_view(s, "u3", "sku-1");
+    assert_int_equal(pvg_store_user_id(s, "u3", &id3, &err), PVG_OK);
+    assert_true(id3 > id2);
+    pvg_store_close(s);
+    /* make it an old store: users without AUTOINCREMENT, no sequence, and a
+     * chunk left under row id 40 by a stale writer */
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db",
+                                  "ALTER TABLE users RENAME TO users_new;"
+                                  "CREATE TABLE users(id INTEGER PRIMARY KEY, pseudonym BLOB NOT NULL UNIQUE,"
+                                  "  created_at INTEGER NOT NULL, consent_personalization INTEGER NOT NULL,"
+                                  "  consent_analytics INTEGER NOT NULL, consent_updated_at INTEGER);"
+                                  "INSERT INTO users SELECT * FROM users_new; DROP TABLE users_new;"
+                                  "DELETE FROM sqlite_sequence WHERE name = 'users';"
+                                  "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                                  " SELECT 40, expires_day, n, randomblob(16), sealed FROM chunks LIMIT 1"),
+                     SQLITE_OK);
+    s = open_ok(dir);
+    assert_int_equal(raw_int(dir, "SELECT count(*) FROM sqlite_master WHERE name = 'users'"
+                                  " AND sql LIKE '%AUTOINCREMENT%'"), 1);
+    put_view(s, "u4", "sku-1");
+    int64_t id4;
+    assert_int_equal(pvg_store_user_id(s, "u4", &id4, &err), PVG_OK);
+    assert_true(id4 > 40);
+    assert_int_equal(pvg_store_user_exists(s, "u1", &err), 1);
+    size_t n = 0;
+    assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(n, 3);
+    pvg_store_check_report rep;
+    assert_int_equal(pvg_store_check(s, PVG_CHECK_QUARANTINE, NULL, NULL, &rep, &err), PVG_OK);
+    assert_int_equal(rep.orphaned, 1);
+    assert_int_equal(rep.quarantined, 1);
+    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NULL"), 1);
     pvg_store_close(s);
     drop_store(dir);
 }
@@ -675,8 +1087,14 @@ int main(void)
         cmocka_unit_test(test_no_plaintext),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_env_master_key),
+        cmocka_unit_test(test_keys_outside),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_tampering),
+        cmocka_unit_test(test_chunk_replayed),
+        cmocka_unit_test(test_chunk_expiry_edited),
+        cmocka_unit_test(test_stale_cache),
+        cmocka_unit_test(test_row_ids_not_reused),
+        cmocka_unit_test(test_chunk_format1_upgrade),
         cmocka_unit_test(test_consent),
         cmocka_unit_test(test_change_counter),
     };

@@ -6,18 +6,31 @@
  * The log lives in the store's database (privguide.db, table audit_log).
  * Each entry records when, who (the actor: an API key id, a token id or
  * "cli"), what (the action), about whom (the subject: a user pseudonym in
- * hex, never an external id) and a short detail text. Entries are chained:
- *   hash = BLAKE2b-256("pvg-audit-v1" || prev_hash || ts (8 bytes, LE) ||
- *                      len||actor || len||action || len||subject || len||detail)
- * where prev_hash is the previous entry's hash (32 zero bytes for the first)
- * and len is a 4-byte little-endian length. Editing an entry breaks its own
- * hash; removing or reordering entries breaks the link of the next entry.
- * Truncating the tail cannot be seen from the log alone: keep the head hash
- * printed by pvg_audit_verify somewhere else and compare it later.
+ * hex, never an external id) and a short detail text. Entries are chained
+ * by a MAC:
+ *   mac = BLAKE2b-256(key = K, "pvg-audit-v2" || prev_mac || ts (8 bytes,
+ *                     LE) || len||actor || len||action || len||subject ||
+ *                     len||detail)
+ * where prev_mac is the previous entry's MAC (32 zero bytes for the first),
+ * len is a 4-byte little-endian length and K = BLAKE2b-256(key = pepper,
+ * "pvg-audit-mac-v2") comes from the key file, which is never in the data
+ * dir. Editing an entry breaks its own MAC; removing or reordering entries
+ * breaks the link of the next entry; and since only a holder of the key file
+ * can compute MACs, deleting entries and re-chaining the rest is detected as
+ * well. Truncating the tail cannot be seen from the log alone: anchor the
+ * head (pvg_audit_head, `privguide audit head`) somewhere else and pass it
+ * to pvg_audit_verify later.
  *
- * Appends run in a BEGIN IMMEDIATE transaction that reads the current head
- * and inserts after it, so several processes appending to one data dir keep
- * one chain.
+ * Logs written before the keys moved out of the data dir were chained
+ * without a key (the same formula, unkeyed, with "pvg-audit-v1"). `privguide
+ * keys move` records in the key file the last such entry (seq and hash);
+ * verify accepts unkeyed entries up to it (counted in `unkeyed`), checks
+ * that entry is still there unchanged, and requires a MAC on every later
+ * entry.
+ *
+ * Appends run in a write transaction that reads the current head and
+ * inserts after it, so several processes appending to one data dir keep one
+ * chain.
  */
 #ifndef PRIVGUIDE_AUDIT_H
 #define PRIVGUIDE_AUDIT_H
@@ -81,7 +94,9 @@ typedef enum pvg_audit_problem_kind {
     PVG_AUDIT_EDITED = 1,    /* an entry's content does not match its own hash */
     PVG_AUDIT_REMOVED = 2,   /* entries are missing before this one */
     PVG_AUDIT_REORDERED = 3, /* this entry's predecessor in the chain is elsewhere */
-    PVG_AUDIT_HEAD_MISMATCH = 4 /* the head differs from the expected head hash */
+    PVG_AUDIT_HEAD_MISMATCH = 4, /* the anchored head is not in the log (truncated or edited) */
+    PVG_AUDIT_UNKEYED = 5        /* an entry after the unkeyed part has no valid MAC but an
+                                    unkeyed hash: written or re-chained without the key */
 } pvg_audit_problem_kind;
 
 #define PVG_AUDIT_MAX_PROBLEMS 16
@@ -96,20 +111,38 @@ typedef struct pvg_audit_problem {
 typedef struct pvg_audit_report {
     long long entries;     /* entries checked */
     int64_t first_seq, last_seq;
-    char head_hex[2 * PVG_AUDIT_HASH_BYTES + 1]; /* hash of the last entry ("" if empty) */
+    char head_hex[2 * PVG_AUDIT_HASH_BYTES + 1]; /* MAC of the last entry ("" if empty) */
+    long long unkeyed;     /* entries accepted with an unkeyed hash (older logs, see above) */
+    int64_t unkeyed_upto;  /* the last entry that may be unkeyed (0: none) */
     int n_problems;        /* problems found (the first PVG_AUDIT_MAX_PROBLEMS are kept) */
     long long problems_total;
     pvg_audit_problem problems[PVG_AUDIT_MAX_PROBLEMS];
 } pvg_audit_report;
 
-/* Checks the whole chain. expected_head_hex (may be NULL) is a head hash
- * kept from an earlier verify: the log must still contain that entry, which
+/* Checks the whole chain. anchor (may be NULL) is a head kept from an
+ * earlier pvg_audit_head or verify: "SEQ:MAC" (the anchor form) or just the
+ * MAC in hex; the log must still hold that entry (at that seq), which
  * detects truncation of the tail. Returns PVG_OK when the log is intact,
  * PVG_ERR_CORRUPT when a problem was found (rep lists them, each saying
- * which entry is edited, removed or reordered), PVG_ERR_IO on a read
- * error. rep must not be NULL. */
-pvg_status pvg_audit_verify(pvg_store *s, const char *expected_head_hex, pvg_audit_report *rep,
+ * which entry is edited, removed, reordered or unkeyed), PVG_ERR_INVALID (a
+ * malformed anchor), PVG_ERR_IO on a read error. rep must not be NULL. */
+pvg_status pvg_audit_verify(pvg_store *s, const char *anchor, pvg_audit_report *rep,
                             pvg_error *err) PVG_WARN_UNUSED;
+
+/* The head of the log, for anchoring elsewhere (a ticket, a log server,
+ * another machine). */
+typedef struct pvg_audit_head_info {
+    int64_t seq; /* 0 when the log is empty */
+    int64_t ts;
+    char mac_hex[2 * PVG_AUDIT_HASH_BYTES + 1];
+    char anchor[2 * PVG_AUDIT_HASH_BYTES + 24]; /* "SEQ:MAC", what pvg_audit_verify takes */
+    int keyed; /* 1 when the head's MAC verifies under this store's key */
+} pvg_audit_head_info;
+
+/* Fills *out with the last entry of the log (seq 0 and empty strings when
+ * the log is empty). Does not check the chain (pvg_audit_verify does).
+ * Errors: PVG_ERR_INVALID (NULL argument), PVG_ERR_IO. */
+pvg_status pvg_audit_head(pvg_store *s, pvg_audit_head_info *out, pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

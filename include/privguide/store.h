@@ -6,8 +6,17 @@
  *                  sealed events, anonymous counts, ledgers, audit log
  *   keystore.db    SQLite: each user's data key, wrapped by the master key
  *                  (kept apart so that backups of the data hold no key)
- *   master.key     0600: the pepper (for pseudonyms) and the master key
+ *   store.id       the store's random id (not secret): names its key file
  *   policy.json    the allow-list of event types and fields, retention
+ *
+ * The secrets are never in the data dir: the pepper (for pseudonyms) and
+ * the master key live together in a key file (0600) outside it, or in the
+ * environment (docs/store.md):
+ *   1. $PRIVGUIDE_KEYS: the whole text of a key file (never written);
+ *   2. else the key file given (options, --key-file) or $PRIVGUIDE_KEY_FILE;
+ *   3. else $XDG_CONFIG_HOME/privguide/<store id>.key, or
+ *      ~/.config/privguide/<store id>.key when XDG_CONFIG_HOME is unset.
+ * $PRIVGUIDE_MASTER_KEY, when set, replaces the key file's master key.
  *
  * Users are known only by pseudonym = keyed BLAKE2b(pepper, external id);
  * the external id is never written. Each user's events are sealed with
@@ -38,26 +47,61 @@ typedef struct pvg_store pvg_store;
  * corresponding field NULL. */
 #define PVG_ENV_MASTER_KEY "PRIVGUIDE_MASTER_KEY"         /* base64 or hex, 32 bytes */
 #define PVG_ENV_NEW_MASTER_KEY "PRIVGUIDE_NEW_MASTER_KEY" /* target of a rotation */
+#define PVG_ENV_KEY_FILE "PRIVGUIDE_KEY_FILE"             /* path of the key file */
+#define PVG_ENV_KEYS "PRIVGUIDE_KEYS"                     /* the key file's whole text */
 
 typedef struct pvg_store_init_options {
-    int master_key_in_env; /* 1: do not write the master key into master.key;
+    int master_key_in_env; /* 1: do not write the master key into the key file;
                               it must come from PRIVGUIDE_MASTER_KEY */
     const char *policy_json; /* policy text to write; NULL: the default policy */
+    const char *key_file;    /* where to create the key file; NULL: $PRIVGUIDE_KEY_FILE
+                                or the per-user default (see above) */
 } pvg_store_init_options;
 
-/* Creates a data dir (mkdir -p, mode 0700) with a new pepper, master key,
- * policy file and empty databases. Errors: PVG_ERR_EXISTS when the dir
- * already holds a store, PVG_ERR_IO, PVG_ERR_INVALID (bad policy text, or
- * master_key_in_env without the variable set). opts may be NULL. */
+/* Creates a data dir (mkdir -p, mode 0700) with a new store id, policy file
+ * and empty databases, and a new key file (pepper, master key; 0600) outside
+ * it (pvg_store_key_file says where). Errors: PVG_ERR_EXISTS when the dir
+ * already holds a store or the key file exists, PVG_ERR_IO, PVG_ERR_INVALID
+ * (bad policy text, master_key_in_env without the variable set, a key file
+ * path inside the data dir, or PRIVGUIDE_KEYS set). opts may be NULL. */
 pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts,
                           pvg_error *err) PVG_WARN_UNUSED;
 
+typedef struct pvg_store_open_options {
+    const char *key_file; /* NULL: $PRIVGUIDE_KEYS, $PRIVGUIDE_KEY_FILE or the default */
+} pvg_store_open_options;
+
 /* Opens an existing store. On success *out is new (pvg_store_close).
- * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`),
- * PVG_ERR_PERMISSION (key file readable by others), PVG_ERR_CRYPTO (master
- * key does not match the key store), PVG_ERR_CORRUPT, PVG_ERR_INVALID
- * (policy file malformed; err has file:line:column). */
+ * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`; or no
+ * key file), PVG_ERR_PERMISSION (key file readable by others),
+ * PVG_ERR_CRYPTO (master key does not match the key store),
+ * PVG_ERR_CORRUPT, PVG_ERR_INVALID (policy file malformed, err has
+ * file:line:column; a key file inside the data dir; a key file of another
+ * store), PVG_ERR_STATE (an old data dir that still holds master.key: move
+ * it out with pvg_store_keys_move / `privguide keys move`). opts may be
+ * NULL; pvg_store_open(d, o, e) is pvg_store_open_with(d, NULL, o, e). */
+pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *opts, pvg_store **out,
+                               pvg_error *err) PVG_WARN_UNUSED;
 pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Writes into out the absolute path of the key file the store in dir uses
+ * (or would use): key_file when not NULL, else $PRIVGUIDE_KEY_FILE, else
+ * the default named after the store id. Does not say whether it exists.
+ * Errors: PVG_ERR_NOT_FOUND (no store id and no path given), PVG_ERR_INVALID
+ * (inside the data dir), PVG_ERR_IO. */
+pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, size_t cap,
+                              pvg_error *err) PVG_WARN_UNUSED;
+
+/* Moves the keys of an old data dir (dir/master.key) out of it: writes the
+ * key file (path as for pvg_store_key_file; refuses to overwrite another
+ * one), with the store id and, when the audit log has entries, the head up
+ * to which it was chained without a key; then overwrites and removes
+ * master.key. Safe to rerun after an interruption. moved_to (may be NULL)
+ * gets the new path. Errors: PVG_ERR_NOT_FOUND (no store, or no master.key
+ * to move), PVG_ERR_EXISTS, PVG_ERR_INVALID, PVG_ERR_IO. Copies of the data
+ * dir made before still hold the keys: see docs/store.md. */
+pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *moved_to, size_t cap,
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* Closes the store, wiping every key in memory. NULL ok. */
 void pvg_store_close(pvg_store *s);
@@ -175,8 +219,11 @@ enum {
 /* Decrypts and hands every user's events to fn, one user at a time, events
  * in timestamp order. Arrays and strings are borrowed for the call. fn
  * returns 0 to go on, non-zero to stop (returned as PVG_ERR_ABORTED).
- * Errors: PVG_ERR_CRYPTO when a record fails authentication (err names the
- * user row id and record), PVG_ERR_IO. */
+ * A chunk of records that fails authentication, or a replayed copy of one,
+ * is skipped: the user is handed the rest of their events, the chunk is
+ * counted in pvg_store_read_stats, and the run goes on (never fails for
+ * it). Errors: PVG_ERR_CORRUPT (an authenticated record that does not
+ * decode), PVG_ERR_IO. */
 typedef int (*pvg_user_events_fn)(void *ctx, const pvg_user_view *user, const pvg_event *events,
                                   size_t n_events);
 pvg_status pvg_store_foreach_user(pvg_store *s, unsigned flags, pvg_user_events_fn fn, void *ctx,
@@ -192,6 +239,62 @@ pvg_status pvg_store_anonymous_foreach(pvg_store *s,
                                        int (*fn)(void *ctx, int64_t item_id, pvg_event_type type,
                                                  long long count, double quantity),
                                        void *ctx, pvg_error *err);
+
+/* What the readers of a store handle (foreach, user events, export, the
+ * write path's duplicate check) skipped since it was opened or last reset.
+ * A chunk that fails authentication (tampered, moved, its expiry or count
+ * edited, or sealed under a destroyed key) or is malformed is skipped and
+ * counted, as is a second copy of a chunk id (a replayed row); the rest of
+ * the store stays readable. `privguide store check` finds and quarantines
+ * such chunks. */
+typedef struct pvg_store_read_stats {
+    long long chunks_unreadable; /* failed authentication or malformed */
+    long long chunks_duplicate;  /* a chunk id met twice in one user's chunks */
+    long long chunks_legacy;     /* format-1 chunks read (expiry not authenticated) */
+    int64_t last_user_id;        /* user row of the last chunk skipped (0: none) */
+    char last[128];              /* "user row N: chunk <id>: <reason>", "" when none */
+} pvg_store_read_stats;
+void pvg_store_read_stats_get(const pvg_store *s, pvg_store_read_stats *out);
+void pvg_store_read_stats_reset(pvg_store *s);
+
+/* ---- checking the store ---- */
+
+/* What pvg_store_check found (and did). Every chunk row is examined. */
+typedef struct pvg_store_check_report {
+    long long users, chunks;  /* examined */
+    long long unreadable;     /* fails authentication under its user's key, or malformed */
+    long long duplicate;      /* a second row with a chunk id an authentic row has (replayed) */
+    long long orphaned;       /* its user row is gone (e.g. written by a stale writer) */
+    long long keyless;        /* its user row is there but its wrapped key is not */
+    long long legacy;         /* format 1: expiry and count not authenticated */
+    long long quarantined;    /* moved to the quarantine by this run */
+    long long upgraded;       /* format-1 chunks rewritten in the current format by this run */
+    long long in_quarantine;  /* rows in the quarantine after the run */
+    int cid_index;            /* 1: the unique index on chunk ids is in place */
+} pvg_store_check_report;
+
+enum {
+    PVG_CHECK_QUARANTINE = 1u << 0, /* move every problem chunk to the quarantine */
+    PVG_CHECK_UPGRADE = 1u << 1     /* rewrite users' format-1 chunks in the current format */
+};
+
+/* Called once per problem chunk: its user row, chunk row, chunk id (hex,
+ * "?" when malformed), the problem ("failed authentication", "malformed",
+ * "duplicate chunk id", "user row missing", "data key missing") and whether
+ * it was quarantined. Strings borrowed for the call. */
+typedef void (*pvg_store_check_fn)(void *ctx, int64_t user_id, int64_t row, const char *chunk,
+                                   const char *problem, int quarantined);
+
+/* Examines every chunk row of the store (decrypting each under its user's
+ * key) and fills *out; fn (may be NULL) hears of each problem. With
+ * PVG_CHECK_QUARANTINE, problem chunks are moved, in one transaction, into
+ * the quarantine (kept sealed as they were; removed with their user on
+ * erasure), out of every reader's way, and the unique chunk-id index is
+ * built if replayed rows had kept it from being. With PVG_CHECK_UPGRADE,
+ * the chunks of each user holding format-1 chunks (and no problem chunk)
+ * are rewritten in the current format. Errors: PVG_ERR_IO, PVG_ERR_BUSY. */
+pvg_status pvg_store_check(pvg_store *s, unsigned flags, pvg_store_check_fn fn, void *ctx,
+                           pvg_store_check_report *out, pvg_error *err) PVG_WARN_UNUSED;
 
 typedef struct pvg_store_counts {
     long long users, items, events, anonymous_rows, wrapped_keys;

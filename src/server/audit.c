@@ -1,8 +1,9 @@
 /*
- * audit.c - the hash-chained audit log (include/privguide/audit.h): kept by
+ * audit.c - the MAC-chained audit log (include/privguide/audit.h): kept by
  * the store's backend (audit_append is atomic under the write lock; this
- * file computes the chain), and the verifier that names edited, removed and
- * reordered entries.
+ * file computes the chain under the key from the key file), and the
+ * verifier that names edited, removed, reordered, unkeyed and truncated
+ * entries.
  */
 #include <privguide/audit.h>
 
@@ -23,15 +24,17 @@ static void put_field(crypto_generichash_state *st, const char *v)
     if (n) crypto_generichash_update(st, (const unsigned char *)v, n);
 }
 
-/* hash = BLAKE2b-256(domain || prev || ts LE || fields); see audit.h. */
-static void entry_hash(const unsigned char prev[PVG_AUDIT_HASH_BYTES], int64_t ts, const char *actor,
-                       const char *action, const char *subject, const char *detail,
-                       unsigned char out[PVG_AUDIT_HASH_BYTES])
+/* key NULL: hash = BLAKE2b-256("pvg-audit-v1" || prev || ts LE || fields)
+ * (logs of old versions); else mac = BLAKE2b-256 keyed with key over
+ * "pvg-audit-v2" || prev || ts LE || fields. See audit.h. */
+static void entry_mac(const unsigned char *key, const unsigned char prev[PVG_AUDIT_HASH_BYTES],
+                      int64_t ts, const char *actor, const char *action, const char *subject,
+                      const char *detail, unsigned char out[PVG_AUDIT_HASH_BYTES])
 {
-    static const char domain[] = "pvg-audit-v1";
+    const char *domain = key ? "pvg-audit-v2" : "pvg-audit-v1";
     crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, PVG_AUDIT_HASH_BYTES);
-    crypto_generichash_update(&st, (const unsigned char *)domain, sizeof domain - 1);
+    crypto_generichash_init(&st, key, key ? 32 : 0, PVG_AUDIT_HASH_BYTES);
+    crypto_generichash_update(&st, (const unsigned char *)domain, strlen(domain));
     crypto_generichash_update(&st, prev, PVG_AUDIT_HASH_BYTES);
     unsigned char tsb[8];
     uint64_t u = (uint64_t)ts;
@@ -42,6 +45,7 @@ static void entry_hash(const unsigned char prev[PVG_AUDIT_HASH_BYTES], int64_t t
     put_field(&st, subject);
     put_field(&st, detail);
     crypto_generichash_final(&st, out, PVG_AUDIT_HASH_BYTES);
+    sodium_memzero(&st, sizeof st);
 }
 
 static pvg_status check_record(const pvg_audit_record *r, size_t i, pvg_error *err)
@@ -62,9 +66,8 @@ static pvg_status check_record(const pvg_audit_record *r, size_t i, pvg_error *e
 static void chain_one(void *ctx, const unsigned char prev[PVG_BACKEND_HASH_BYTES], int64_t ts,
                       const pvg_audit_record *r, unsigned char out[PVG_BACKEND_HASH_BYTES])
 {
-    (void)ctx;
-    entry_hash(prev, ts, r->actor, r->action, r->subject ? r->subject : "", r->detail ? r->detail : "",
-               out);
+    entry_mac(ctx, prev, ts, r->actor, r->action, r->subject ? r->subject : "",
+              r->detail ? r->detail : "", out);
 }
 
 static pvg_status append(pvg_store *s, const pvg_audit_record *recs, size_t n, int64_t *last_seq,
@@ -77,7 +80,8 @@ static pvg_status append(pvg_store *s, const pvg_audit_record *recs, size_t n, i
     }
     if (n == 0) return PVG_OK;
     pvg_backend *b = pvg_store_backend(s);
-    return b->ops->audit_append(b, recs, n, pvg_store_now(s), chain_one, NULL, last_seq, err);
+    return b->ops->audit_append(b, recs, n, pvg_store_now(s), chain_one,
+                                (void *)pvg_store_audit_key(s), last_seq, err);
 }
 
 pvg_status pvg_audit_append_many(pvg_store *s, const pvg_audit_record *recs, size_t n,
@@ -113,10 +117,11 @@ pvg_status pvg_audit_foreach(pvg_store *s, int64_t from_seq, long long limit,
 /* ---- verification --------------------------------------------------- */
 
 typedef struct vrow {
-    int64_t seq;
+    int64_t seq, ts;
     unsigned char prev[PVG_AUDIT_HASH_BYTES];
     unsigned char hash[PVG_AUDIT_HASH_BYTES];
-    int content_ok;
+    int keyed_ok;   /* the MAC verifies under the store's key */
+    int unkeyed_ok; /* the unkeyed hash of old versions matches */
 } vrow;
 
 typedef struct vidx {
@@ -128,6 +133,7 @@ typedef struct vload {
     vrow *rows;
     size_t n, cap;
     int nomem;
+    const unsigned char *key;
 } vload;
 
 static int load_row(void *ctx, const pvg_audit_entry *e)
@@ -145,11 +151,17 @@ static int load_row(void *ctx, const pvg_audit_entry *e)
     }
     vrow *r = &L->rows[L->n++];
     r->seq = e->seq;
+    r->ts = e->ts;
     memcpy(r->prev, e->prev_hash, PVG_AUDIT_HASH_BYTES);
     memcpy(r->hash, e->hash, PVG_AUDIT_HASH_BYTES);
     unsigned char h[PVG_AUDIT_HASH_BYTES];
-    entry_hash(e->prev_hash, e->ts, e->actor, e->action, e->subject, e->detail, h);
-    r->content_ok = sodium_memcmp(h, e->hash, PVG_AUDIT_HASH_BYTES) == 0;
+    entry_mac(L->key, e->prev_hash, e->ts, e->actor, e->action, e->subject, e->detail, h);
+    r->keyed_ok = sodium_memcmp(h, e->hash, PVG_AUDIT_HASH_BYTES) == 0;
+    r->unkeyed_ok = 0;
+    if (!r->keyed_ok) {
+        entry_mac(NULL, e->prev_hash, e->ts, e->actor, e->action, e->subject, e->detail, h);
+        r->unkeyed_ok = sodium_memcmp(h, e->hash, PVG_AUDIT_HASH_BYTES) == 0;
+    }
     return 0;
 }
 
@@ -183,23 +195,57 @@ static void add_problem(pvg_audit_report *rep, pvg_audit_problem_kind kind, int6
     va_end(ap);
 }
 
+/* Parses an anchor "SEQ:HEX" or "HEX"; *seq 0 when absent. */
+static pvg_status parse_anchor(const char *a, int64_t *seq, unsigned char mac[PVG_AUDIT_HASH_BYTES],
+                               pvg_error *err)
+{
+    *seq = 0;
+    const char *hex = a, *colon = strchr(a, ':');
+    if (colon) {
+        char *end = NULL;
+        long long v = strtoll(a, &end, 10);
+        if (end != colon || v <= 0)
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "anchor: want SEQ:MAC (as `audit head` prints) or the MAC, got \"%.80s\"", a);
+        *seq = v;
+        hex = colon + 1;
+    }
+    size_t bin_len = 0;
+    if (strlen(hex) != 2 * PVG_AUDIT_HASH_BYTES ||
+        sodium_hex2bin(mac, PVG_AUDIT_HASH_BYTES, hex, strlen(hex), NULL, &bin_len, NULL) != 0 ||
+        bin_len != PVG_AUDIT_HASH_BYTES)
+        return pvg_error_set(err, PVG_ERR_INVALID, "anchor: want %d hex digits for the MAC, got \"%.80s\"",
+                             2 * PVG_AUDIT_HASH_BYTES, a);
+    return PVG_OK;
+}
+
+static const vrow *row_of_seq(const vload *L, int64_t seq)
+{
+    size_t lo = 0, hi = L->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (L->rows[mid].seq < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < L->n && L->rows[lo].seq == seq ? &L->rows[lo] : NULL;
+}
+
 pvg_status pvg_audit_verify(pvg_store *s, const char *expected_head_hex, pvg_audit_report *rep,
                             pvg_error *err)
 {
     if (!s || !rep) return pvg_error_set(err, PVG_ERR_INVALID, "audit verify: NULL argument");
     memset(rep, 0, sizeof *rep);
     unsigned char expected[PVG_AUDIT_HASH_BYTES];
+    int64_t anchor_seq = 0;
     if (expected_head_hex) {
-        size_t bin_len = 0;
-        if (strlen(expected_head_hex) != 2 * PVG_AUDIT_HASH_BYTES ||
-            sodium_hex2bin(expected, sizeof expected, expected_head_hex,
-                           strlen(expected_head_hex), NULL, &bin_len, NULL) != 0 ||
-            bin_len != PVG_AUDIT_HASH_BYTES)
-            return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "expected head: want %d hex digits, got \"%.80s\"",
-                                 2 * PVG_AUDIT_HASH_BYTES, expected_head_hex);
+        pvg_status pst = parse_anchor(expected_head_hex, &anchor_seq, expected, err);
+        if (pst != PVG_OK) return pst;
     }
+    unsigned char unkeyed_hash[PVG_AUDIT_HASH_BYTES];
+    int64_t unkeyed_upto = pvg_store_audit_unkeyed(s, unkeyed_hash);
+    rep->unkeyed_upto = unkeyed_upto;
     vload L = {0};
+    L.key = pvg_store_audit_key(s);
     pvg_status st = pvg_audit_foreach(s, 0, 0, load_row, &L, err);
     if (L.nomem) {
         free(L.rows);
@@ -227,9 +273,17 @@ pvg_status pvg_audit_verify(pvg_store *s, const char *expected_head_hex, pvg_aud
     rep->entries = (long long)L.n;
     for (size_t i = 0; i < L.n; i++) {
         const vrow *r = &L.rows[i];
-        if (!r->content_ok)
+        if (r->seq <= unkeyed_upto && r->unkeyed_ok)
+            rep->unkeyed++;
+        else if (r->unkeyed_ok)
+            add_problem(rep, PVG_AUDIT_UNKEYED, r->seq, 0,
+                        "entry %lld has no valid MAC, only an unkeyed hash: it was written or "
+                        "re-chained without the key",
+                        (long long)r->seq);
+        else if (!r->keyed_ok)
             add_problem(rep, PVG_AUDIT_EDITED, r->seq, 0,
-                        "entry %lld was edited: its content does not match its hash",
+                        "entry %lld was edited (or re-chained without the key): its content does "
+                        "not match its MAC",
                         (long long)r->seq);
         const unsigned char *want = i == 0 ? zero : L.rows[i - 1].hash;
         if (memcmp(r->prev, want, PVG_AUDIT_HASH_BYTES) == 0) continue;
@@ -269,13 +323,32 @@ pvg_status pvg_audit_verify(pvg_store *s, const char *expected_head_hex, pvg_aud
         sodium_bin2hex(rep->head_hex, sizeof rep->head_hex, L.rows[L.n - 1].hash,
                        PVG_AUDIT_HASH_BYTES);
     }
+    if (unkeyed_upto > 0) {
+        /* The unkeyed part ends where the key file says; its last hash is
+         * recorded there, so that part cannot be rewritten either. */
+        const vrow *r = row_of_seq(&L, unkeyed_upto);
+        if (!r)
+            add_problem(rep, PVG_AUDIT_REMOVED, unkeyed_upto, 0,
+                        "entry %lld, the last unkeyed entry recorded in the key file, is missing",
+                        (long long)unkeyed_upto);
+        else if (sodium_memcmp(r->hash, unkeyed_hash, PVG_AUDIT_HASH_BYTES) != 0)
+            add_problem(rep, PVG_AUDIT_EDITED, unkeyed_upto, 0,
+                        "entry %lld differs from the unkeyed head recorded in the key file: the "
+                        "older part of the log was rewritten",
+                        (long long)unkeyed_upto);
+    }
     if (expected_head_hex) {
         const vidx *f = L.n ? find_hash(ix, L.n, expected) : NULL;
-        if (!f)
-            add_problem(rep, PVG_AUDIT_HEAD_MISMATCH, rep->last_seq, 0,
-                        "the expected head %.16s... is not in the log: entries after it were "
-                        "removed or it was edited",
-                        expected_head_hex);
+        if (anchor_seq > 0 && anchor_seq > rep->last_seq)
+            add_problem(rep, PVG_AUDIT_HEAD_MISMATCH, rep->last_seq, anchor_seq,
+                        "the log ends at entry %lld but the anchor is entry %lld: entries were "
+                        "removed from the end",
+                        (long long)rep->last_seq, (long long)anchor_seq);
+        else if (!f || (anchor_seq > 0 && L.rows[f->row].seq != anchor_seq))
+            add_problem(rep, PVG_AUDIT_HEAD_MISMATCH, anchor_seq ? anchor_seq : rep->last_seq, 0,
+                        "the anchored head %.24s... is not in the log%s: entries after it were "
+                        "removed, or it was edited",
+                        expected_head_hex, anchor_seq ? " at its sequence number" : "");
     }
     free(ix);
     free(L.rows);
@@ -283,4 +356,31 @@ pvg_status pvg_audit_verify(pvg_store *s, const char *expected_head_hex, pvg_aud
         return pvg_error_set(err, PVG_ERR_CORRUPT, "audit log: %lld problem(s), first: %s",
                              rep->problems_total, rep->problems[0].text);
     return PVG_OK;
+}
+
+pvg_status pvg_audit_head(pvg_store *s, pvg_audit_head_info *out, pvg_error *err)
+{
+    if (!s || !out) return pvg_error_set(err, PVG_ERR_INVALID, "audit head: NULL argument");
+    memset(out, 0, sizeof *out);
+    pvg_backend *b = pvg_store_backend(s);
+    unsigned char mac[PVG_AUDIT_HASH_BYTES];
+    int found = 0;
+    int64_t seq = 0;
+    pvg_status st = b->ops->audit_head(b, &seq, mac, &found, err);
+    if (st != PVG_OK || !found) return st;
+    vload L = {0};
+    L.key = pvg_store_audit_key(s);
+    st = b->ops->audit_foreach(b, seq, 1, load_row, &L, err);
+    if (st == PVG_OK && L.nomem) st = pvg_error_set(err, PVG_ERR_NOMEM, "audit head: out of memory");
+    if (st == PVG_OK && (L.n != 1 || L.rows[0].seq != seq))
+        st = pvg_error_set(err, PVG_ERR_IO, "audit head: entry %lld vanished while reading it", (long long)seq);
+    if (st == PVG_OK) {
+        out->seq = seq;
+        out->ts = L.rows[0].ts;
+        out->keyed = L.rows[0].keyed_ok;
+        sodium_bin2hex(out->mac_hex, sizeof out->mac_hex, mac, sizeof mac);
+        snprintf(out->anchor, sizeof out->anchor, "%lld:%s", (long long)seq, out->mac_hex);
+    }
+    free(L.rows);
+    return st;
 }

@@ -167,43 +167,6 @@ json_t *pvg_srv_req_json(pvg_srv_req *r)
     return j;
 }
 
-int pvg_srv_audit(pvg_srv_req *r, const char *action, const char *ext_user, const char *detail)
-{
-    char subject[2 * PVG_PSEUDONYM_BYTES + 1] = "";
-    if (ext_user) pvg_audit_subject_of_user(pvg_srv_req_store(r), ext_user, subject);
-    pvg_status st = pvg_srv_audit_log(&r->srv->audit, r->actor, action, subject, detail);
-    if (st != PVG_OK) {
-        pvg_srv_reply_error(r, 503, "audit_unavailable",
-                        "the audit log cannot be written (%s); personal data is not served",
-                        pvg_strerror(st));
-        return -1;
-    }
-    return 0;
-}
-
-static void audit_wake(void *ctx)
-{
-    pvg_srv_req *r = ctx;
-    MHD_resume_connection(r->conn);
-}
-
-void pvg_srv_audit_then_answer(pvg_srv_req *r, const char *action, const char *ext_user,
-                           const char *detail)
-{
-    char subject[2 * PVG_PSEUDONYM_BYTES + 1] = "";
-    if (ext_user) pvg_audit_subject_of_user(pvg_srv_req_store(r), ext_user, subject);
-    r->suspended = 1;
-    r->audit_done = 0;
-    MHD_suspend_connection(r->conn); /* before queueing: the writer may finish at once */
-    pvg_status st = pvg_srv_audit_log_async(&r->srv->audit, r->actor, action, subject, detail,
-                                        &r->audit_done, &r->audit_result, audit_wake, r);
-    if (st != PVG_OK) {
-        r->audit_result = st;
-        r->audit_done = 1;
-        MHD_resume_connection(r->conn);
-    }
-}
-
 /* ---- dispatch ------------------------------------------------------------ */
 
 static unsigned role_bit(pvg_role role)
@@ -378,14 +341,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     r->method = method;
     r->url = url;
-    if (r->suspended) { /* resumed: the audit entry of the prepared answer is settled */
-        r->suspended = 0;
-        if (!r->audit_done || r->audit_result != PVG_OK)
-            pvg_srv_reply_error(r, 503, "audit_unavailable",
-                            "the audit log cannot be written (%s); personal data is not served",
-                            pvg_strerror(r->audit_done ? r->audit_result : PVG_ERR_INTERNAL));
-        return send_answer(r);
-    }
     if (*upload_size) {
         if (!r->too_large) {
             if (r->body_len + *upload_size > srv->opt.max_body_bytes) {
@@ -432,7 +387,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
     }
     finish(r);
-    if (r->suspended) return MHD_YES; /* answered when the audit entry is committed */
     return send_answer(r);
 }
 

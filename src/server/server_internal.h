@@ -268,10 +268,6 @@ struct pvg_srv_req {
     const char *ctype;
     char retry_after[16];
     char allow[64];
-    /* an answer waiting for its audit entry (connection suspended) */
-    int suspended;
-    int audit_done;
-    pvg_status audit_result;
     int gate_audit_failed;     /* the access gate's audit entry could not be written */
 };
 
@@ -283,11 +279,6 @@ void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);
  * not found, 403 no consent, else as pvg_srv_reply_status. */
 void pvg_srv_reply_access(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err);
 
-/* Queues an audit entry for the answer already prepared in r and suspends
- * the connection; the answer is sent once the entry is committed (or
- * replaced by a 503 if it cannot be). */
-void pvg_srv_audit_then_answer(pvg_srv_req *r, const char *action, const char *ext_user,
-                           const char *detail);
 
 /* ---- credential cache (auth results for a short time, keyed by id) ---- */
 typedef struct pvg_srv_authcache pvg_srv_authcache;
@@ -309,9 +300,6 @@ void pvg_srv_reply_status(pvg_srv_req *r, const char *what, pvg_status st, const
 /* Parses the body as JSON with the depth cap; on failure sets a 400 with
  * the byte position and returns NULL. */
 json_t *pvg_srv_req_json(pvg_srv_req *r);
-/* Audit an access to personal data; sets a 503 and returns non-zero if the
- * log cannot be written (nothing personal may be sent then). */
-int pvg_srv_audit(pvg_srv_req *r, const char *action, const char *ext_user, const char *detail);
 
 /* Checks the JSON nesting depth of text; returns -1 when within max_depth,
  * else the byte offset where the limit was exceeded. */

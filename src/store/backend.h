@@ -51,7 +51,7 @@ struct pvg_backend {
 
 /* A user row. */
 typedef struct pvg_backend_user {
-    int64_t id; /* > 0; never reused for another pseudonym */
+    int64_t id; /* > 0; never reused, even after the row is deleted */
     unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES];
     int64_t created_at;
     int consent_personalization, consent_analytics;
@@ -95,8 +95,18 @@ typedef struct pvg_backend_ingest_run {
  * returns PVG_ERR_ABORTED). A callback may call read ops of the same
  * backend; it must not open or end a transaction. */
 typedef int (*pvg_backend_user_fn)(void *ctx, const pvg_backend_user *u);
-typedef int (*pvg_backend_chunk_fn)(void *ctx, int64_t expires_day, const unsigned char *cid,
-                                    size_t cid_len, const unsigned char *sealed, size_t sealed_len);
+/* A chunk row as stored (pointers valid during the callback only). */
+typedef struct pvg_backend_chunk {
+    int64_t row;         /* the backend's row id of the chunk */
+    int64_t user_id;
+    int64_t expires_day;
+    int64_t n_events;
+    const unsigned char *cid;
+    size_t cid_len;
+    const unsigned char *sealed;
+    size_t sealed_len;
+} pvg_backend_chunk;
+typedef int (*pvg_backend_chunk_fn)(void *ctx, const pvg_backend_chunk *c);
 typedef int (*pvg_backend_item_fn)(void *ctx, const pvg_item *item);
 typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type type, long long count,
                                    double quantity);
@@ -188,6 +198,9 @@ struct pvg_backend_ops {
     pvg_status (*wrap_kid_set)(pvg_backend *b, const unsigned char kid[8], pvg_error *err);
 
     /* ---- sealed chunks [txn] ---- */
+    /* Chunk ids are unique per store: inserting a chunk id that exists
+     * fails (PVG_ERR_EXISTS) when the unique index is present (see
+     * chunks_cid_index). */
     pvg_status (*chunk_insert)(pvg_backend *b, int64_t user_id, int64_t expires_day,
                                int64_t n_events, const unsigned char *cid, size_t cid_len,
                                const unsigned char *sealed, size_t sealed_len, pvg_error *err);
@@ -200,6 +213,21 @@ struct pvg_backend_ops {
     /* Deletes every chunk with expires_day <= day; *events: the sum of
      * their event counts. */
     pvg_status (*chunks_sweep)(pvg_backend *b, int64_t day, long long *events, pvg_error *err);
+    /* Every chunk row of the store (users with or without a row), in
+     * (user_id, row) order. For `store check`. */
+    pvg_status (*chunks_scan)(pvg_backend *b, pvg_backend_chunk_fn fn, void *ctx, pvg_error *err);
+    /* [unit] Moves chunk `row` out of the readers' way into the quarantine
+     * (kept sealed as it was, with `reason`; pseudonym NULL when its user row
+     * is gone). Quarantined rows carrying a pseudonym go with the user's
+     * erasure (user_delete). NOT_FOUND when the row is gone. */
+    pvg_status (*chunk_quarantine)(pvg_backend *b, int64_t row, const unsigned char *pseudonym,
+                                   const char *reason, int64_t at, pvg_error *err);
+    /* *n: rows in the quarantine. */
+    pvg_status (*quarantine_count)(pvg_backend *b, long long *n, pvg_error *err);
+    /* The unique index on chunk ids: *present = 1 when it is in place. With
+     * create, tries to build it first (it cannot be while two chunk rows
+     * share an id: *present stays 0 and PVG_OK is returned). */
+    pvg_status (*chunks_cid_index)(pvg_backend *b, int create, int *present, pvg_error *err);
 
     /* ---- catalog [txn] ---- */
     pvg_status (*item_find)(pvg_backend *b, const char *ext_id, int64_t *id,

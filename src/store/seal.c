@@ -6,9 +6,15 @@
  *   u8 version | u8 type | u8 fields | i64 ts | varint item_id
  *   [f64 quantity] [f64 amount] [f64 rating] [varint len, query] [varint len, country]
  * Records are sealed in chunks (chunk.c): nonce[24] |
- * XChaCha20-Poly1305(plain chunk) | tag[16], with associated data
- * "pvg-ck" | version | pseudonym[16] | chunk id[16], so a chunk moved to
- * another user fails authentication.
+ * XChaCha20-Poly1305(plain chunk) | tag[16], with associated data (chunk
+ * format 2)
+ *   "pvg-ck" | u8 2 | pseudonym[16] | chunk id[16] | i64 expires_day | i64 n_events
+ * (little-endian), which binds every column of the chunk row but its row
+ * numbers: a chunk moved to another user, given another chunk id, or whose
+ * stored expiry or event count was edited fails authentication. Format 1
+ * (written before) had "pvg-ck" | u8 1 | pseudonym | chunk id only: still
+ * opened, its expiry and count unauthenticated until the chunk is rewritten
+ * (compaction, `store check --upgrade`).
  */
 #include "store/store_priv.h"
 
@@ -124,36 +130,59 @@ pvg_status pvg_record_decode(const unsigned char *in, size_t n, pvg_event *ev, i
     return pos == n ? PVG_OK : PVG_ERR_CORRUPT;
 }
 
-static void chunk_ad(const unsigned char pseudonym[16], const unsigned char cid[PVG_CID_BYTES],
-                     unsigned char ad[39])
+#define CHUNK_AD_V1 39
+#define CHUNK_AD_V2 55
+
+static void put_i64(unsigned char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(u >> (8 * i));
+}
+
+/* Builds the associated data of chunk format `version`; returns its length. */
+static size_t chunk_ad(int version, const unsigned char pseudonym[16],
+                       const unsigned char cid[PVG_CID_BYTES], int64_t expires_day,
+                       int64_t n_events, unsigned char ad[CHUNK_AD_V2])
 {
     memcpy(ad, "pvg-ck", 6);
-    ad[6] = PVG_RECORD_VERSION;
+    ad[6] = (unsigned char)version;
     memcpy(ad + 7, pseudonym, 16);
     memcpy(ad + 23, cid, PVG_CID_BYTES);
+    if (version == 1) return CHUNK_AD_V1;
+    put_i64(ad + 39, expires_day);
+    put_i64(ad + 47, n_events);
+    return CHUNK_AD_V2;
 }
 
 void pvg_chunk_seal(pvg_store *s, const unsigned char key[PVG_KEY_BYTES],
                     const unsigned char pseudonym[16], const unsigned char cid[PVG_CID_BYTES],
-                    const unsigned char *plain, size_t n, unsigned char *out)
+                    int64_t expires_day, int64_t n_events, const unsigned char *plain, size_t n,
+                    unsigned char *out)
 {
-    unsigned char ad[39];
-    chunk_ad(pseudonym, cid, ad);
+    unsigned char ad[CHUNK_AD_V2];
+    size_t adn = chunk_ad(PVG_CHUNK_VERSION, pseudonym, cid, expires_day, n_events, ad);
     pvg_rng_bytes(s->rng, out, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-                                               NULL, plain, n, ad, sizeof ad, NULL, out, key);
+                                               NULL, plain, n, ad, adn, NULL, out, key);
 }
 
 pvg_status pvg_chunk_open(const unsigned char key[PVG_KEY_BYTES], const unsigned char pseudonym[16],
-                          const unsigned char cid[PVG_CID_BYTES], const unsigned char *sealed,
-                          size_t n, unsigned char *plain)
+                          const unsigned char cid[PVG_CID_BYTES], int64_t expires_day,
+                          int64_t n_events, const unsigned char *sealed, size_t n,
+                          unsigned char *plain, int *version)
 {
     if (n < PVG_SEAL_OVERHEAD) return PVG_ERR_CRYPTO;
-    unsigned char ad[39];
-    chunk_ad(pseudonym, cid, ad);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            plain, NULL, NULL, sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-            n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, ad, sizeof ad, sealed, key) != 0)
-        return PVG_ERR_CRYPTO;
-    return PVG_OK;
+    unsigned char ad[CHUNK_AD_V2];
+    /* The current format first; format 1 only when that fails (the tag is
+     * checked before anything is decrypted, so a miss costs one MAC). */
+    for (int v = PVG_CHUNK_VERSION; v >= 1; v--) {
+        size_t adn = chunk_ad(v, pseudonym, cid, expires_day, n_events, ad);
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+                plain, NULL, NULL, sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, ad, adn, sealed, key) == 0) {
+            if (version) *version = v;
+            return PVG_OK;
+        }
+    }
+    return PVG_ERR_CRYPTO;
 }

@@ -97,12 +97,28 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
     if (st != PVG_OK) return st;
     pvg_policy_free(&pol);
 
-    join(path, sizeof path, dir, "master.key");
-    if (access(path, F_OK) == 0)
-        return pvg_error_set_at(err, PVG_ERR_EXISTS, path, 0, 0, -1,
-                                "a key file exists already; refusing to overwrite it");
-    st = pvg_keys_create_file(path, in_env, err);
+    /* The keys go outside the data dir, to a file named after a new store id. */
+    if (getenv(PVG_ENV_KEYS) && *getenv(PVG_ENV_KEYS))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "%s is set: init writes a new key file; unset it, and put the new file's "
+                             "text into it afterwards if the keys are to come from the environment",
+                             PVG_ENV_KEYS);
+    char sid[2 * PVG_STORE_ID_BYTES + 1];
+    unsigned char sidb[PVG_STORE_ID_BYTES];
+    randombytes_buf(sidb, sizeof sidb);
+    sodium_bin2hex(sid, sizeof sid, sidb, sizeof sidb);
+    st = pvg_keys_locate(dir, sid, opts ? opts->key_file : NULL, 1, path, sizeof path, err);
     if (st != PVG_OK) return st;
+    st = pvg_keys_create_file(path, sid, in_env, err);
+    if (st != PVG_OK) return st;
+    char idpath[4096];
+    join(idpath, sizeof idpath, dir, PVG_STORE_ID_FILE);
+    FILE *idf = fopen(idpath, "w");
+    if (!idf || fprintf(idf, "%s\n", sid) < 0 || fclose(idf) != 0) {
+        int e = errno;
+        unlink(path);
+        return pvg_error_set_at(err, PVG_ERR_IO, idpath, 0, 0, -1, "cannot write: %s", strerror(e));
+    }
 
     join(path, sizeof path, dir, "policy.json");
     FILE *f = fopen(path, "wx");
@@ -151,6 +167,53 @@ static pvg_status read_file(const char *path, char **out, pvg_error *err)
 
 pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
 {
+    return pvg_store_open_with(dir, NULL, out, err);
+}
+
+/* Loads the keyring as pvg_store_open_with finds it (store.h). */
+static pvg_status load_keys(pvg_store *s, const char *dir, const pvg_store_open_options *opts, pvg_error *err)
+{
+    char path[4096];
+    join(path, sizeof path, dir, PVG_LEGACY_KEY_FILE);
+    if (access(path, F_OK) == 0)
+        return pvg_error_set_at(err, PVG_ERR_STATE, path, 0, 0, -1,
+                                "the keys are inside the data dir, so anyone with a copy or backup of "
+                                "it can read every shopper's data: move them out with `privguide keys "
+                                "move --key-file PATH` (docs/store.md)");
+    char sid[2 * PVG_STORE_ID_BYTES + 1];
+    pvg_status st = pvg_keys_store_id(dir, 0, sid, err);
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(err);
+        sid[0] = '\0';
+    } else if (st != PVG_OK) {
+        return st;
+    }
+    const char *env = getenv(PVG_ENV_KEYS);
+    if (env && *env && !(opts && opts->key_file)) {
+        st = pvg_keys_load_text(env, PVG_ENV_KEYS, &s->keys, err);
+        snprintf(path, sizeof path, "%s", PVG_ENV_KEYS);
+    } else {
+        st = pvg_keys_locate(dir, sid, opts ? opts->key_file : NULL, 0, path, sizeof path, err);
+        if (st == PVG_OK) st = pvg_keys_load(path, &s->keys, err);
+        if (st == PVG_ERR_NOT_FOUND && !(opts && opts->key_file) &&
+            !(getenv(PVG_ENV_KEY_FILE) && *getenv(PVG_ENV_KEY_FILE)))
+            pvg_error_set_at(err, st, path, 0, 0, -1,
+                             "no key file at the default place for this store: give its path with "
+                             "--key-file or %s, or its text in %s",
+                             PVG_ENV_KEY_FILE, PVG_ENV_KEYS);
+        if (st == PVG_OK && !(s->key_path = pvg_strdup(path)))
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    if (st == PVG_OK && sid[0] && s->keys.store_id[0] && strcmp(sid, s->keys.store_id) != 0)
+        st = pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                              "this key file belongs to store %s, but the data dir %s is store %s",
+                              s->keys.store_id, dir, sid);
+    return st;
+}
+
+pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *opts, pvg_store **out,
+                               pvg_error *err)
+{
     *out = NULL;
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
@@ -167,8 +230,7 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
         pvg_store_close(s);
         return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
-    join(path, sizeof path, dir, "master.key");
-    st = pvg_keys_load(path, &s->keys, err);
+    st = load_keys(s, dir, opts, err);
     if (st != PVG_OK) goto fail;
     s->dedup_state = sodium_malloc(sizeof *s->dedup_state);
     if (!s->dedup_state) {
@@ -200,6 +262,7 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
     st = PVG_B(s, changes_get, &gen0, err);
     if (st != PVG_OK) goto fail;
     s->write_gen = gen0;
+    s->cache_gen = gen0;
     *out = s;
     return PVG_OK;
 fail:
@@ -215,10 +278,37 @@ void pvg_store_close(pvg_store *s)
     pvg_keys_free(&s->keys);
     if (s->dedup_state) sodium_free(s->dedup_state);
     pvg_keycache_free(&s->cache);
+    pvg_cid_set_free(&s->seen);
+    free(s->damage);
     pvg_policy_free(&s->policy);
     pvg_rng_free(s->rng);
+    free(s->key_path);
     free(s->dir);
     free(s);
+}
+
+/* ---- the cache rule ----
+ *
+ * The key cache (user row id and unwrapped data key per pseudonym) is a
+ * copy of what the store held at change count cache_gen. Every write that
+ * changes users, keys, consent or chunks moves the store-wide counter
+ * (backend.h, changes_get), whichever process or connection makes it. So:
+ *  - a write transaction reads the counter when it begins (it holds the
+ *    write lock from then on, so nobody else can move it until it ends) and
+ *    empties the cache when the counter is not cache_gen; its own commit
+ *    sets cache_gen to the count it committed;
+ *  - a lookup outside a write transaction reads the counter before trusting
+ *    a cached entry, and empties the cache when it moved;
+ *  - before sealing chunks under a cached key, the write still checks,
+ *    inside its transaction, that the user row and wrapped key are there
+ *    (chunk.c, check_user_live).
+ * A rolled-back transaction empties the cache too. */
+static void cache_validate(pvg_store *s, int64_t gen)
+{
+    if (gen == s->cache_gen) return;
+    sodium_memzero(s->cache.slots, s->cache.cap * sizeof *s->cache.slots);
+    s->cache.n = 0;
+    s->cache_gen = gen;
 }
 
 /* ---- transactions ---- */
@@ -230,8 +320,10 @@ pvg_status pvg_store_begin(pvg_store *s, pvg_error *err)
     pvg_status st = PVG_B(s, txn_begin, &gen, err);
     if (st != PVG_OK) return st;
     s->in_txn = 1;
+    s->txn_seq++;
     if (gen != s->write_gen) s->foreign_writes++;
     s->write_gen = gen;
+    cache_validate(s, gen);
     /* Refuse to wrap keys under a master key a rotation has retired: fine
      * when the marker names the key we wrap under, or (mid-rotation, the
      * rotation not having claimed it yet) our current key. */
@@ -258,6 +350,7 @@ pvg_status pvg_store_commit(pvg_store *s, pvg_error *err)
         return st;
     }
     s->write_gen = gen;
+    s->cache_gen = gen;
     s->in_txn = 0;
     return PVG_OK;
 }
@@ -302,6 +395,12 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
                                   pvg_keycache_entry **out, int *created, pvg_error *err)
 {
     if (created) *created = 0;
+    if (!s->in_txn) { /* the cache rule: a read trusts the cache only at the current count */
+        int64_t gen = 0;
+        pvg_status gs = PVG_B(s, changes_get, &gen, err);
+        if (gs != PVG_OK) return gs;
+        cache_validate(s, gen);
+    }
     pvg_keycache_entry *e = pvg_keycache_find(&s->cache, p);
     if (e) {
         *out = e;
@@ -317,6 +416,7 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
         if (st == PVG_OK) {
             e = pvg_keycache_insert(&s->cache, p);
             e->user_id = uid;
+            e->checked_txn = s->in_txn ? s->txn_seq : 0;
             st = unwrap_stored(&s->keys, p, &k, e->key);
             sodium_memzero(&k, sizeof k);
             if (st != PVG_OK) {
@@ -343,6 +443,7 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
     if (st != PVG_OK) return st;
     e = pvg_keycache_insert(&s->cache, p);
     e->user_id = uid;
+    e->checked_txn = s->in_txn ? s->txn_seq : 0;
     pvg_rng_bytes(s->rng, e->key, PVG_KEY_BYTES);
     unsigned char w[PVG_WRAPPED_BYTES];
     const unsigned char *mk = s->keys.has_next ? s->keys.next : s->keys.master;

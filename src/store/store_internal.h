@@ -34,6 +34,14 @@ pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_i
  * transaction as the user's records. Data that must survive a deletion
  * (the audit log) names it differently. */
 
+/* The audit chain's MAC key (32 bytes, borrowed; derived from the pepper in
+ * the key file, so only a holder of the key file can extend or re-chain the
+ * log), and, for a store whose keys were moved out of an old data dir, the
+ * last entry chained without a key (its seq, and its hash into hash; 0 when
+ * every entry must carry a MAC). */
+const unsigned char *pvg_store_audit_key(const pvg_store *s);
+int64_t pvg_store_audit_unkeyed(const pvg_store *s, unsigned char hash[32]);
+
 /* The key sealing the per-shopper sections of model files trained from
  * this store (model_key.c): a subkey of the master key (crypto_kdf,
  * context "pvgmodel"), never stored. out should be sodium_malloc'd; the

@@ -156,7 +156,7 @@ static pvg_status load_user_events(pvg_store *s, int64_t uid, const unsigned cha
     b->n = 0;
     b->used = 0;
     b->items = items;
-    pvg_status st = pvg_store_user_chunks_foreach(s, uid, p, key, take_record, b, err);
+    pvg_status st = pvg_store_user_chunks_foreach(s, uid, p, key, take_record, b, NULL, NULL, err);
     if (st != PVG_OK) return st;
     for (size_t i = 0; i < b->n; i++) {
         b->ev[i].query = b->qoff[i] == (size_t)-1 ? NULL : b->arena + b->qoff[i];
@@ -298,7 +298,26 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
     export_ctx x = {json_object(), s};
     if (!x.root) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     json_object_set_new(x.root, "user", json_string(ext_user));
+    /* Chunks of this user that cannot be read are named in the export
+     * (their events are not in it): the user learns that data is held
+     * which could not be returned. */
+    s->collect_damage = 1;
+    s->n_damage = 0;
     pvg_status st = pvg_store_user_events(s, ext_user, export_cb, &x, err);
+    s->collect_damage = 0;
+    if (st == PVG_OK && s->n_damage > 0) {
+        json_t *bad = json_array();
+        for (size_t i = 0; i < s->n_damage; i++) {
+            char hex[2 * PVG_CID_BYTES + 1];
+            sodium_bin2hex(hex, sizeof hex, s->damage[i].cid, PVG_CID_BYTES);
+            json_t *d = json_object();
+            json_object_set_new(d, "chunk", json_string(hex));
+            json_object_set_new(d, "reason", json_string(pvg_chunk_damage_name(s->damage[i].kind)));
+            json_array_append_new(bad, d);
+        }
+        json_object_set_new(x.root, "unreadable_chunks", bad);
+    }
+    s->n_damage = 0;
     if (st == PVG_OK) {
         /* Purposes and the policy that governs this data. */
         json_t *pol = json_loads(s->policy.text, 0, NULL);

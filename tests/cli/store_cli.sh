@@ -7,6 +7,7 @@ SRC=${PVG_SOURCE_DIR:?}
 SAMPLE="$SRC/data/online-retail-sample.csv.gz"
 T=$(mktemp -d /tmp/pvg-cli-store-XXXXXX)
 trap 'rm -rf "$T"' EXIT
+export XDG_CONFIG_HOME="$T/config" # key files go here, never into the real home
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_rc() { local want=$1; shift; "$@" >"$T/out" 2>"$T/err"; local rc=$?; [ $rc -eq $want ] || { cat "$T/err" >&2; fail "exit $rc (wanted $want): $*"; }; }
 
@@ -28,7 +29,10 @@ expect_rc 1 "$PVG" user export 1 --data-dir "$T/none"
 grep -q '^privguide: open store: .*privguide init' "$T/err" || fail "missing store message"
 
 expect_rc 0 "$PVG" init --data-dir "$T/d"
-[ "$(stat -c %a "$T/d/master.key")" = 600 ] || fail "key file mode"
+KF=$(sed -n 's/^key file: \(.*\) (0600.*/\1/p' "$T/out")
+case "$KF" in "$T/config/privguide/"*.key) ;; *) fail "init must say where the key file went: $KF" ;; esac
+[ "$(stat -c %a "$KF")" = 600 ] || fail "key file mode"
+[ ! -e "$T/d/master.key" ] || fail "a key file in the data dir"
 expect_rc 1 "$PVG" init --data-dir "$T/d"
 expect_rc 0 "$PVG" ingest --data-dir "$T/d" --format online-retail "$SAMPLE" --json
 python3 - "$T/out" <<'PY' || fail "ingest JSON"

@@ -24,15 +24,24 @@
 
 #define SCHEMA_VERSION "1"
 
+/* User row ids are never reused (AUTOINCREMENT): a row id names one user
+ * for the life of the store, so nothing left behind under a deleted user's
+ * id (a chunk written by a stale writer, a reference elsewhere) can ever be
+ * read as another user's. Stores created before this are migrated on open
+ * (migrate_users). */
+#define USERS_TABLE(name)                                                                          \
+    "CREATE TABLE IF NOT EXISTS " name "(id INTEGER PRIMARY KEY AUTOINCREMENT,"                    \
+    "  pseudonym BLOB NOT NULL UNIQUE, created_at INTEGER NOT NULL,"                               \
+    "  consent_personalization INTEGER NOT NULL, consent_analytics INTEGER NOT NULL,"              \
+    "  consent_updated_at INTEGER);"
+
 static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, ext_id TEXT NOT NULL UNIQUE,"
     "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL,"
     "  catalog INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS items_category ON items(category);"
-    "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, pseudonym BLOB NOT NULL UNIQUE,"
-    "  created_at INTEGER NOT NULL, consent_personalization INTEGER NOT NULL,"
-    "  consent_analytics INTEGER NOT NULL, consent_updated_at INTEGER);"
+    USERS_TABLE("users")
     /* A user's events are sealed in chunks (chunk.c). Besides the user's
      * row id, the plaintext is the day on which a chunk expires and the
      * number of events in it (which its length shows anyway). */
@@ -40,6 +49,12 @@ static const char MAIN_SCHEMA[] =
     "  expires_day INTEGER NOT NULL, n INTEGER NOT NULL, cid BLOB NOT NULL, sealed BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS chunks_user ON chunks(user_id);"
     "CREATE INDEX IF NOT EXISTS chunks_expiry ON chunks(expires_day);"
+    /* Chunks `store check --quarantine` moved out of the readers' way, kept
+     * sealed as they were; user_pseudonym makes them go with the user. */
+    "CREATE TABLE IF NOT EXISTS chunk_quarantine(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+    "  user_pseudonym BLOB, expires_day INTEGER NOT NULL, n INTEGER NOT NULL, cid BLOB NOT NULL,"
+    "  sealed BLOB NOT NULL, reason TEXT NOT NULL, quarantined_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS chunk_quarantine_user ON chunk_quarantine(user_pseudonym);"
     /* Anonymous (user-less) rows as non-personal counts, per source. */
     "CREATE TABLE IF NOT EXISTS anon_counts(source BLOB NOT NULL, item_id INTEGER NOT NULL,"
     "  type INTEGER NOT NULL, count INTEGER NOT NULL, quantity REAL NOT NULL,"
@@ -146,6 +161,10 @@ enum {
     Q_CHUNKS_DELETE_USER,
     Q_CHUNKS_EXPIRED_SUM,
     Q_CHUNKS_EXPIRED_DELETE,
+    Q_CHUNKS_SCAN,
+    Q_QUARANTINE_INSERT,
+    Q_CHUNK_DELETE_ROW,
+    Q_QUARANTINE_COUNT,
     Q_USER_DELETE,
     Q_LINKED_TABLES,
     Q_ITEM_FIND,
@@ -216,13 +235,21 @@ static const struct {
     [Q_WRAP_KID_SET] = {DB_KS, "INSERT OR REPLACE INTO ks_meta(key, value) VALUES('wrap_kid', ?1)"},
     [Q_CHUNK_INSERT] = {DB_MAIN, "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
                                  " VALUES(?1, ?2, ?5, ?3, ?4)"},
-    [Q_CHUNKS_OF_USER] = {DB_MAIN,
-                          "SELECT expires_day, cid, sealed FROM chunks WHERE user_id = ?1"},
+    [Q_CHUNKS_OF_USER] = {DB_MAIN, "SELECT id, user_id, expires_day, n, cid, sealed FROM chunks"
+                                   " WHERE user_id = ?1"},
     [Q_CHUNKS_COUNT_USER] = {DB_MAIN, "SELECT count(*) FROM chunks WHERE user_id = ?1"},
     [Q_CHUNKS_DELETE_USER] = {DB_MAIN, "DELETE FROM chunks WHERE user_id = ?1"},
     [Q_CHUNKS_EXPIRED_SUM] = {DB_MAIN,
                               "SELECT coalesce(sum(n), 0) FROM chunks WHERE expires_day <= ?1"},
     [Q_CHUNKS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM chunks WHERE expires_day <= ?1"},
+    [Q_CHUNKS_SCAN] = {DB_MAIN, "SELECT id, user_id, expires_day, n, cid, sealed FROM chunks"
+                                " ORDER BY user_id, id"},
+    [Q_QUARANTINE_INSERT] = {DB_MAIN,
+                             "INSERT INTO chunk_quarantine(user_id, user_pseudonym, expires_day, n,"
+                             " cid, sealed, reason, quarantined_at) SELECT user_id, ?2, expires_day,"
+                             " n, cid, sealed, ?3, ?4 FROM chunks WHERE id = ?1"},
+    [Q_CHUNK_DELETE_ROW] = {DB_MAIN, "DELETE FROM chunks WHERE id = ?1"},
+    [Q_QUARANTINE_COUNT] = {DB_MAIN, "SELECT count(*) FROM chunk_quarantine"},
     [Q_USER_DELETE] = {DB_MAIN, "DELETE FROM users WHERE id = ?1"},
     [Q_LINKED_TABLES] = {DB_MAIN, "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
                                   " WHERE m.type = 'table' AND c.name = 'user_pseudonym'"},
@@ -863,8 +890,35 @@ static pvg_status sq_chunk_insert(pvg_backend *b, int64_t uid, int64_t day, int6
     sqlite3_bind_int64(s, 5, n);
     int rc = sqlite3_step(s);
     give(s, own);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return pvg_error_set(err, PVG_ERR_EXISTS, "chunks: a chunk with this id exists already");
     if (rc != SQLITE_DONE) return fail(q->db, rc, "chunks", err);
     return bump_if_autocommit(q, err);
+}
+
+/* Steps a chunk query (columns id, user_id, expires_day, n, cid, sealed). */
+static pvg_status chunk_rows(sq_backend *q, sqlite3_stmt *s, pvg_backend_chunk_fn fn, void *ctx,
+                             pvg_error *err)
+{
+    pvg_status st = PVG_OK;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_chunk c;
+        c.row = sqlite3_column_int64(s, 0);
+        c.user_id = sqlite3_column_int64(s, 1);
+        c.expires_day = sqlite3_column_int64(s, 2);
+        c.n_events = sqlite3_column_int64(s, 3);
+        c.cid = sqlite3_column_blob(s, 4);
+        c.cid_len = (size_t)sqlite3_column_bytes(s, 4);
+        c.sealed = sqlite3_column_blob(s, 5);
+        c.sealed_len = (size_t)sqlite3_column_bytes(s, 5);
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "chunks", err);
+    return st;
 }
 
 static pvg_status sq_chunks_foreach_user(pvg_backend *b, int64_t uid, pvg_backend_chunk_fn fn,
@@ -876,20 +930,72 @@ static pvg_status sq_chunks_foreach_user(pvg_backend *b, int64_t uid, pvg_backen
     pvg_status st = take(q, Q_CHUNKS_OF_USER, &s, &own, err);
     if (st != PVG_OK) return st;
     sqlite3_bind_int64(s, 1, uid);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const unsigned char *cid = sqlite3_column_blob(s, 1);
-        size_t cn = (size_t)sqlite3_column_bytes(s, 1);
-        const unsigned char *sealed = sqlite3_column_blob(s, 2);
-        size_t sn = (size_t)sqlite3_column_bytes(s, 2);
-        if (fn(ctx, sqlite3_column_int64(s, 0), cid, cn, sealed, sn)) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
-    }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "chunks", err);
+    st = chunk_rows(q, s, fn, ctx, err);
     give(s, own);
     return st;
+}
+
+static pvg_status sq_chunks_scan(pvg_backend *b, pvg_backend_chunk_fn fn, void *ctx,
+                                 pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CHUNKS_SCAN, &s, &own, err);
+    if (st != PVG_OK) return st;
+    st = chunk_rows(q, s, fn, ctx, err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_chunk_quarantine(pvg_backend *b, int64_t row, const unsigned char *p,
+                                      const char *reason, int64_t at, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    pvg_status st = unit_begin(q, q->db, "quarantine", err);
+    if (st != PVG_OK) return st;
+    bindv v[] = {BI(row), BB(p, 16), BT(reason), BI(at)};
+    long long n = 0;
+    st = run(q, Q_QUARANTINE_INSERT, v, 4, &n, "quarantine", err);
+    if (st == PVG_OK && n == 0) st = pvg_error_set(err, PVG_ERR_NOT_FOUND, "no chunk row %lld", (long long)row);
+    if (st == PVG_OK) st = run(q, Q_CHUNK_DELETE_ROW, v, 1, NULL, "quarantine", err);
+    if (st == PVG_OK) st = bump(q, err);
+    return unit_end(q, q->db, st, "quarantine: commit", err);
+}
+
+static pvg_status sq_quarantine_count(pvg_backend *b, long long *n, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    *n = 0;
+    pvg_status st = one(SQ(b), Q_QUARANTINE_COUNT, NULL, 0, &s, &own, &row, "quarantine", err);
+    if (st != PVG_OK || !row) return st;
+    *n = sqlite3_column_int64(s, 0);
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_chunks_cid_index(pvg_backend *b, int create, int *present, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    *present = 0;
+    if (create) {
+        int rc = exec(q->db, "CREATE UNIQUE INDEX IF NOT EXISTS chunks_cid ON chunks(cid)");
+        /* Two rows sharing an id (a replayed row) keep it from being built:
+         * readers still skip the copies; `store check --quarantine` moves
+         * them away, after which the index builds. */
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_CONSTRAINT) return fail(q->db, rc, "chunks", err);
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'chunks_cid'",
+                                -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        *present = rc == SQLITE_ROW;
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_OK ? PVG_OK : fail(q->db, rc, "chunks", err);
 }
 
 static pvg_status sq_chunks_count_user(pvg_backend *b, int64_t uid, long long *n, pvg_error *err)
@@ -1491,6 +1597,10 @@ static const pvg_backend_ops SQLITE_OPS = {
     .chunks_count_user = sq_chunks_count_user,
     .chunks_delete_user = sq_chunks_delete_user,
     .chunks_sweep = sq_chunks_sweep,
+    .chunks_scan = sq_chunks_scan,
+    .chunk_quarantine = sq_chunk_quarantine,
+    .quarantine_count = sq_quarantine_count,
+    .chunks_cid_index = sq_chunks_cid_index,
     .item_find = sq_item_find,
     .item_insert = sq_item_insert,
     .item_update = sq_item_update,
@@ -1594,6 +1704,49 @@ static pvg_status migrate_item_catalog(sqlite3 *db, pvg_error *err)
     return PVG_OK;
 }
 
+/* Stores created before user row ids were AUTOINCREMENT: rebuild the users
+ * table with it, and start the sequence above every id ever seen (users
+ * and chunks, whose user rows may be gone), so no id is handed out again.
+ * Atomic, and a no-op once done (another process may have done it). */
+static pvg_status migrate_users(sqlite3 *db, const char *path, pvg_error *err)
+{
+    static const char check[] = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'"
+                                " AND sql LIKE '%AUTOINCREMENT%'";
+    sqlite3_stmt *s = NULL;
+    int done = 0;
+    if (sqlite3_prepare_v2(db, check, -1, &s, NULL) == SQLITE_OK) done = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    if (done) return PVG_OK;
+    int rc = exec(db, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) return fail(db, rc, "users: migration", err);
+    s = NULL;
+    if (sqlite3_prepare_v2(db, check, -1, &s, NULL) == SQLITE_OK) done = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    if (done) {
+        exec(db, "ROLLBACK");
+        return PVG_OK;
+    }
+    rc = exec(db,
+              USERS_TABLE("users_v2")
+              "INSERT INTO users_v2(id, pseudonym, created_at, consent_personalization,"
+              " consent_analytics, consent_updated_at) SELECT id, pseudonym, created_at,"
+              " consent_personalization, consent_analytics, consent_updated_at FROM users;"
+              "DROP TABLE users;"
+              "ALTER TABLE users_v2 RENAME TO users;"
+              "DELETE FROM sqlite_sequence WHERE name = 'users';"
+              "INSERT INTO sqlite_sequence(name, seq) VALUES('users', max("
+              " coalesce((SELECT max(id) FROM users), 0),"
+              " coalesce((SELECT max(user_id) FROM chunks), 0)));"
+              "COMMIT");
+    if (rc != SQLITE_OK) {
+        pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
+                                         "users: migration to never-reused row ids: %s", sqlite3_errmsg(db));
+        exec(db, "ROLLBACK");
+        return st;
+    }
+    return PVG_OK;
+}
+
 int pvg_sqlite_backend_exists(const char *dir)
 {
     char path[4096];
@@ -1645,6 +1798,11 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
+    if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);
+    if (st == PVG_OK) {
+        int present;
+        st = sq_chunks_cid_index(&q->base, 1, &present, err);
+    }
     /* The hot statements, prepared now so a damaged schema fails here. */
     static const int hot[] = {Q_USER_GET,     Q_USER_INSERT,    Q_KEY_GET,   Q_KEY_PUT,
                               Q_CHUNK_INSERT, Q_CHUNKS_OF_USER, Q_ITEM_FIND, Q_CHANGES_GET};

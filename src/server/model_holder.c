@@ -752,10 +752,9 @@ static pvg_status similar_make(release_job *j, const pvg_srv_popular *pop, doubl
 }
 
 /* The last cached release of `kind` (of any model build), or NULL. */
-static char *cache_latest(pvg_server *srv, pvg_store *s, const char *kind, int64_t *release_id,
+static char *cache_latest(pvg_server *srv, pvg_backend *b, const char *kind, int64_t *release_id,
                           int64_t *created_at)
 {
-    pvg_backend *b = pvg_store_backend(s);
     char *body = NULL;
     if (b->ops->release_cache_latest(b, kind, srv->dataset, &body, release_id, created_at, NULL) !=
         PVG_OK)
@@ -769,6 +768,7 @@ static char *cache_latest(pvg_server *srv, pvg_store *s, const char *kind, int64
 static void popular_try(pvg_server *srv, pvg_srv_model *m)
 {
     pvg_store *s = srv->reload_store;
+    /* the release cache (DP releases only, public once released) */
     pvg_backend *b = pvg_store_backend(s);
     release_job j;
     memset(&j, 0, sizeof j);
@@ -867,7 +867,7 @@ static void popular_try(pvg_server *srv, pvg_srv_model *m)
     /* nothing fresh: the last earlier release, public already */
     if (!newpop && !pop) {
         int64_t rid = 0, at = 0;
-        char *body = cache_latest(srv, s, "popular", &rid, &at);
+        char *body = cache_latest(srv, b, "popular", &rid, &at);
         if (body && popular_from_body(m, body, &newpop, NULL) == PVG_OK) {
             newpop->release_id = rid;
             newpop->released_at = at;
@@ -877,7 +877,7 @@ static void popular_try(pvg_server *srv, pvg_srv_model *m)
     }
     if (!newsim && !sim) {
         int64_t rid = 0, at = 0;
-        char *body = cache_latest(srv, s, "similar", &rid, &at);
+        char *body = cache_latest(srv, b, "similar", &rid, &at);
         if (body && similar_from_body(body, &newsim, NULL) == PVG_OK) {
             newsim->release_id = rid;
             newsim->released_at = at;

@@ -196,6 +196,8 @@ static int run_noise_multiplier(cli_ctx *c)
 
 /* ---- budget ---- */
 
+/* The label a query is charged under (the store has one budget; the label
+   only files the release, see ledger.h). */
 static const char *dataset_of(cli_ctx *c)
 {
     const char *d = cli_str(c, "dataset");
@@ -203,40 +205,139 @@ static const char *dataset_of(cli_ctx *c)
     return d ? d : PVG_LEDGER_DEFAULT_DATASET;
 }
 
+/* One (epsilon, delta) pair as JSON, or null. */
+static void jpair(int has, double e, double d)
+{
+    if (!has) {
+        printf("null");
+        return;
+    }
+    printf("{\"epsilon\":");
+    jnum(e);
+    printf(",\"delta\":");
+    jnum(d);
+    printf("}");
+}
+
+/* What purpose p may still spend: its cap's remainder, bounded by the
+   store's (the store's when uncapped); *has = 0 when no total is set. */
+static void purpose_remaining(const pvg_ledger_state *st, int p, int *has, double *e, double *d)
+{
+    *has = st->has_total;
+    *e = fmax(0, st->total_epsilon - st->spent_epsilon);
+    *d = fmax(0, st->total_delta - st->spent_delta);
+    const pvg_ledger_account *a = &st->purposes[p];
+    if (a->has_cap) {
+        *e = fmin(*e, fmax(0, a->cap_epsilon - a->spent_epsilon));
+        *d = fmin(*d, fmax(0, a->cap_delta - a->spent_delta));
+    }
+}
+
+static void print_state(const pvg_ledger_state *st, int json)
+{
+    if (json) {
+        printf("\"total\":");
+        jpair(st->has_total, st->total_epsilon, st->total_delta);
+        printf(",\"migrated\":%s,\"spent\":", st->migrated ? "true" : "false");
+        jpair(1, st->spent_epsilon, st->spent_delta);
+        printf(",\"remaining\":");
+        jpair(st->has_total, fmax(0, st->total_epsilon - st->spent_epsilon),
+              fmax(0, st->total_delta - st->spent_delta));
+        printf(",\"releases_count\":%lld,\"purposes\":[", st->releases);
+        for (int p = 0; p < PVG_LEDGER_N_PURPOSES; p++) {
+            const pvg_ledger_account *a = &st->purposes[p];
+            int has;
+            double re, rd;
+            purpose_remaining(st, p, &has, &re, &rd);
+            printf("%s{\"purpose\":\"%s\",\"cap\":", p ? "," : "", pvg_ledger_purpose_name(p));
+            jpair(a->has_cap, a->cap_epsilon, a->cap_delta);
+            printf(",\"spent\":");
+            jpair(1, a->spent_epsilon, a->spent_delta);
+            printf(",\"remaining\":");
+            jpair(has, re, rd);
+            printf(",\"releases\":%lld}", a->releases);
+        }
+        printf("]");
+        return;
+    }
+    if (st->has_total)
+        printf("store budget: total epsilon %g delta %g%s; spent epsilon %g delta %g; remaining epsilon %g "
+               "delta %g; %lld releases\n",
+               st->total_epsilon, st->total_delta, st->migrated ? " (migrated: the largest of the old per-label budgets)" : "",
+               st->spent_epsilon, st->spent_delta, fmax(0, st->total_epsilon - st->spent_epsilon),
+               fmax(0, st->total_delta - st->spent_delta), st->releases);
+    else
+        printf("store budget: no total set (privguide budget set --epsilon E --delta D); spent epsilon %g delta "
+               "%g; %lld releases\n",
+               st->spent_epsilon, st->spent_delta, st->releases);
+    printf("  %-20s %-24s %-24s %-24s %s\n", "purpose", "cap (eps, delta)", "spent (eps, delta)",
+           "remaining (eps, delta)", "releases");
+    for (int p = 0; p < PVG_LEDGER_N_PURPOSES; p++) {
+        const pvg_ledger_account *a = &st->purposes[p];
+        char cap[40], spent[40], rem[40];
+        int has;
+        double re, rd;
+        purpose_remaining(st, p, &has, &re, &rd);
+        if (a->has_cap)
+            snprintf(cap, sizeof cap, "%g, %g", a->cap_epsilon, a->cap_delta);
+        else
+            snprintf(cap, sizeof cap, "-");
+        snprintf(spent, sizeof spent, "%g, %g", a->spent_epsilon, a->spent_delta);
+        if (has)
+            snprintf(rem, sizeof rem, "%g, %g", re, rd);
+        else
+            snprintf(rem, sizeof rem, "-");
+        printf("  %-20s %-24s %-24s %-24s %lld\n", pvg_ledger_purpose_name(p), cap, spent, rem, a->releases);
+    }
+}
+
 static int run_budget_set(cli_ctx *c)
 {
-    double e = req_range(c, "epsilon", 0, INFINITY, 0, 1);
-    double d = cli_has(c, "delta") ? req_range(c, "delta", 0, 1, 0, 1) : 0;
-    const char *ds = dataset_of(c);
+    if (cli_has(c, "dataset"))
+        cli_usage_error(c, "--dataset: a store has one privacy budget, whatever label releases are charged "
+                           "under; set the store's total without --dataset, or cap a purpose with --purpose");
+    pvg_ledger_purpose purpose = PVG_LEDGER_QUERIES;
+    const char *pname = cli_str(c, "purpose");
+    if (pname && pvg_ledger_purpose_parse(pname, &purpose) != 0)
+        cli_usage_error(c, "--purpose: expected one of queries, popular_list, similar_items, spend_totals, "
+                           "model_builds, federated_training; got '%s'",
+                        pname);
+    int clear = cli_bool(c, "clear");
+    if (clear && !pname) cli_usage_error(c, "--clear removes a purpose's cap: it needs --purpose");
+    if (clear && (cli_has(c, "epsilon") || cli_has(c, "delta")))
+        cli_usage_error(c, "--clear excludes --epsilon and --delta");
+    double e = 0, d = 0;
+    if (!clear) {
+        e = req_range(c, "epsilon", 0, INFINITY, 0, 1);
+        d = cli_has(c, "delta") ? req_range(c, "delta", 0, 1, 0, 1) : 0;
+    }
+    int force = cli_bool(c, "force");
     int rc = 0;
     pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_ledger_set_budget(s, ds, e, d, &err);
+    pvg_status st;
+    if (!pname)
+        st = pvg_ledger_total_set(s, "cli", e, d, force, &err);
+    else if (clear)
+        st = pvg_ledger_cap_clear(s, "cli", purpose, force, &err);
+    else
+        st = pvg_ledger_cap_set(s, "cli", purpose, e, d, force, &err);
     if (st != PVG_OK) {
         pvg_store_close(s);
         return cli_fail("budget set", st, &err);
     }
-    pvg_ledger_summary sum;
-    st = pvg_ledger_summary_get(s, ds, &sum, &err);
+    pvg_ledger_state sum;
+    st = pvg_ledger_state_get(s, &sum, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("budget set", st, &err);
     if (json_mode(c)) {
-        printf("{\"dataset\":");
-        cli_json_string(stdout, ds);
-        printf(",\"total\":{\"epsilon\":");
-        jnum(sum.total_epsilon);
-        printf(",\"delta\":");
-        jnum(sum.total_delta);
-        printf("},\"spent\":{\"epsilon\":");
-        jnum(sum.spent_epsilon);
-        printf(",\"delta\":");
-        jnum(sum.spent_delta);
-        printf("}}\n");
+        printf("{");
+        print_state(&sum, 1);
+        printf("}\n");
     } else {
-        printf("budget of dataset '%s': epsilon %g, delta %g (spent so far: epsilon %g, delta %g)\n", ds,
-               sum.total_epsilon, sum.total_delta, sum.spent_epsilon, sum.spent_delta);
+        print_state(&sum, 0);
     }
     return CLI_EXIT_OK;
 }
@@ -254,7 +355,9 @@ static int show_release(void *ctx, const pvg_ledger_release *r)
     gmtime_r(&t, &tmv);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     if (sc->json) {
-        printf("%s{\"id\":%lld,\"what\":", sc->first ? "" : ",", (long long)r->id);
+        printf("%s{\"id\":%lld,\"label\":", sc->first ? "" : ",", (long long)r->id);
+        cli_json_string(stdout, r->dataset);
+        printf(",\"purpose\":\"%s\",\"what\":", pvg_ledger_purpose_name(r->purpose));
         cli_json_string(stdout, r->what);
         printf(",\"when\":\"%s\",\"epsilon\":", when);
         jnum(r->epsilon);
@@ -264,109 +367,38 @@ static int show_release(void *ctx, const pvg_ledger_release *r)
         cli_json_string(stdout, r->mechanism);
         printf("}");
     } else {
-        printf("  #%-5lld %s  eps %-10.6g delta %-10.3g %-24s %s\n", (long long)r->id, when, r->epsilon, r->delta,
-               r->mechanism, r->what);
+        printf("  #%-5lld %s  eps %-10.6g delta %-10.3g %-18s %-24s %s\n", (long long)r->id, when, r->epsilon,
+               r->delta, pvg_ledger_purpose_name(r->purpose), r->mechanism, r->what);
     }
     sc->first = 0;
     return 0;
-}
-
-static int show_dataset(void *ctx, const char *dataset, const pvg_ledger_summary *sum)
-{
-    show_ctx *sc = ctx;
-    if (sc->json) {
-        printf("%s{\"dataset\":", sc->first ? "" : ",");
-        cli_json_string(stdout, dataset);
-        printf(",\"total\":{\"epsilon\":");
-        jnum(sum->total_epsilon);
-        printf(",\"delta\":");
-        jnum(sum->total_delta);
-        printf("},\"spent\":{\"epsilon\":");
-        jnum(sum->spent_epsilon);
-        printf(",\"delta\":");
-        jnum(sum->spent_delta);
-        printf("},\"releases\":%lld}", sum->releases);
-    } else {
-        printf("  %-24s total eps %-10g delta %-10g spent eps %-10g delta %-10g %lld releases\n", dataset,
-               sum->total_epsilon, sum->total_delta, sum->spent_epsilon, sum->spent_delta, sum->releases);
-    }
-    sc->first = 0;
-    return 0;
-}
-
-static int run_budget_show_all(cli_ctx *c)
-{
-    int rc = 0;
-    pvg_store *s = cli_open_store(c, &rc);
-    if (!s) return rc;
-    pvg_error err;
-    pvg_error_clear(&err);
-    show_ctx sc = {json_mode(c), 1};
-    if (sc.json) printf("{\"datasets\":[");
-    pvg_status st = pvg_ledger_datasets_foreach(s, show_dataset, &sc, &err);
-    pvg_store_close(s);
-    if (sc.json) printf("]}\n");
-    if (st != PVG_OK) return cli_fail("budget show", st, &err);
-    return CLI_EXIT_OK;
 }
 
 static int run_budget_show(cli_ctx *c)
 {
-    if (cli_bool(c, "all")) {
-        if (cli_has(c, "dataset")) cli_usage_error(c, "--all and --dataset exclude each other");
-        return run_budget_show_all(c);
-    }
-    const char *ds = dataset_of(c);
+    const char *label = cli_str(c, "dataset");
+    if (label && !*label) cli_usage_error(c, "--dataset: expected a non-empty label");
     int rc = 0;
     pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_ledger_summary sum;
-    pvg_status st = pvg_ledger_summary_get(s, ds, &sum, &err);
-    int has_budget = st == PVG_OK;
-    if (st != PVG_OK && st != PVG_ERR_NOT_FOUND) {
+    pvg_ledger_state sum;
+    pvg_status st = pvg_ledger_state_get(s, &sum, &err);
+    if (st != PVG_OK) {
         pvg_store_close(s);
         return cli_fail("budget show", st, &err);
     }
     show_ctx sc = {json_mode(c), 1};
     if (sc.json) {
-        printf("{\"dataset\":");
-        cli_json_string(stdout, ds);
-        printf(",\"total\":");
-        if (has_budget) {
-            printf("{\"epsilon\":");
-            jnum(sum.total_epsilon);
-            printf(",\"delta\":");
-            jnum(sum.total_delta);
-            printf("}");
-        } else {
-            printf("null");
-        }
-        printf(",\"spent\":{\"epsilon\":");
-        jnum(sum.spent_epsilon);
-        printf(",\"delta\":");
-        jnum(sum.spent_delta);
-        printf("},\"remaining\":");
-        if (has_budget) {
-            printf("{\"epsilon\":");
-            jnum(fmax(0, sum.total_epsilon - sum.spent_epsilon));
-            printf(",\"delta\":");
-            jnum(fmax(0, sum.total_delta - sum.spent_delta));
-            printf("}");
-        } else {
-            printf("null");
-        }
+        printf("{");
+        print_state(&sum, 1);
         printf(",\"releases\":[");
     } else {
-        if (has_budget)
-            printf("dataset '%s': total epsilon %g delta %g; spent epsilon %g delta %g; %lld releases\n", ds,
-                   sum.total_epsilon, sum.total_delta, sum.spent_epsilon, sum.spent_delta, sum.releases);
-        else
-            printf("dataset '%s': no budget set (privguide budget set --dataset %s --epsilon E --delta D); %lld releases\n",
-                   ds, ds, sum.releases);
+        print_state(&sum, 0);
+        if (sum.releases) printf("releases%s%s:\n", label ? " under " : "", label ? label : "");
     }
-    st = pvg_ledger_releases_foreach(s, ds, show_release, &sc, &err);
+    st = pvg_ledger_releases_foreach(s, label, show_release, &sc, &err);
     pvg_store_close(s);
     if (sc.json) printf("]}\n");
     if (st != PVG_OK) return cli_fail("budget show", st, &err);
@@ -560,16 +592,20 @@ static const cli_flag nm_flags[] = {
 };
 
 static const cli_flag budget_set_flags[] = {
-    {"dataset", CLI_STR, "NAME", "ledger name (default \"default\")"},
-    {"epsilon", CLI_DOUBLE, "E", "total epsilon budget"},
-    {"delta", CLI_DOUBLE, "D", "total delta budget (default 0)"},
+    {"epsilon", CLI_DOUBLE, "E", "the store's total epsilon (with --purpose: that purpose's cap)"},
+    {"delta", CLI_DOUBLE, "D", "the store's total delta (with --purpose: the cap's; default 0)"},
+    {"purpose", CLI_STR, "P", "cap a purpose: queries, popular_list, similar_items, spend_totals, "
+                              "model_builds, federated_training"},
+    {"clear", CLI_BOOL, NULL, "with --purpose: remove that purpose's cap (needs --force)"},
+    {"force", CLI_BOOL, NULL, "allow changing a total or cap already set, removing a cap, or a cap above "
+                              "the total"},
+    {"dataset", CLI_STR, "NAME", "refused: there is one budget per store"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
 
 static const cli_flag budget_show_flags[] = {
-    {"dataset", CLI_STR, "NAME", "ledger name (default \"default\")"},
-    {"all", CLI_BOOL, NULL, "list every dataset with a budget (summaries only)"},
+    {"dataset", CLI_STR, "LABEL", "list only the releases charged under this label"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -587,7 +623,7 @@ static const cli_flag query_flags[] = {
     {"noise", CLI_STR, "laplace|gaussian", "value noise (default laplace; gaussian needs --delta)"},
     {"epsilon", CLI_DOUBLE, "E", "epsilon charged for the whole query"},
     {"delta", CLI_DOUBLE, "D", "delta charged (grouped queries need > 0)"},
-    {"dataset", CLI_STR, "NAME", "ledger charged (default \"default\")"},
+    {"dataset", CLI_STR, "NAME", "label the release is filed under (default \"default\"; one budget per store)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -610,11 +646,15 @@ const cli_command cli_cmds_dp[] = {
      "Prints {\"noise_multiplier\":x}: the smallest sigma (to 1e-7 relative with rdp, 1e-5 with pld, rounded\n"
      "up) whose epsilon does not exceed the target.",
      nm_flags, run_noise_multiplier},
-    {"budget set", NULL, 0, 0, "set the total (epsilon, delta) privacy budget of a dataset",
-     "Every DP release is charged to this ledger before it leaves; releases that would overspend are refused.",
+    {"budget set", NULL, 0, 0, "set the store's total (epsilon, delta) privacy budget, or a purpose's cap",
+     "A store has one budget: every DP release, whatever label it is charged under, is charged against\n"
+     "the total and its purpose's cap (if any) before it leaves; releases that would overspend either are\n"
+     "refused. A total or cap below what was spent is always refused. --force is needed to change a total\n"
+     "or cap already set (raising or lowering), to remove a cap, or to set a cap above the total. Every\n"
+     "attempt is written to the audit log (action budget_set).",
      budget_set_flags, run_budget_set},
-    {"budget show", NULL, 0, 0, "show a dataset's budget, what was spent and every release", NULL,
-     budget_show_flags, run_budget_show},
+    {"budget show", NULL, 0, 0, "show the store's budget, each purpose's cap and spending, and every release",
+     NULL, budget_show_flags, run_budget_show},
     {"query", "KIND", 1, 1, "user-level DP statistic: count, sum, mean, quantile, histogram, top-items",
      "Each user's contribution is bounded before noise (--max-groups, --max-contributions, --clamp);\n"
      "grouped results go through DP partition selection. The query's (epsilon, delta) is charged to the\n"

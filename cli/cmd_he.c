@@ -803,7 +803,7 @@ static const cli_flag spend_flags[] = {
     {"delta", CLI_DOUBLE, "D", "with --group-by country and --epsilon: delta of the country selection"},
     {"clamp", CLI_DOUBLE, "C", "with --epsilon: bound of one user's total per group (default 1000)"},
     {"max-groups", CLI_INT, "K", "with --epsilon: groups one user may contribute to (default 1)"},
-    {"dataset", CLI_STR, "NAME", "budget ledger to charge (default \"default\")"},
+    {"dataset", CLI_STR, "NAME", "label noted with the release (charged to the store budget as spend_totals)"},
     {"threads", CLI_INT, "N", "threads encrypting the users' subtotals (default: CPUs online)"},
     {"json", CLI_BOOL, NULL, "no summary on stderr"},
     {0},

@@ -78,3 +78,13 @@ double t_eps_lower_bound(long k1, long n1, long k0, long n0, double delta, doubl
     if (l1 - delta <= 0) return -INFINITY;
     return log((l1 - delta) / h0);
 }
+
+double t_eps_upper_bound(long k1, long n1, long k0, long n0, double delta, double alpha)
+{
+    double l1, h1, l0, h0;
+    t_clopper_pearson(k1, n1, alpha, &l1, &h1);
+    t_clopper_pearson(k0, n0, alpha, &l0, &h0);
+    if (h1 - delta <= 0) return -INFINITY;
+    if (l0 <= 0) return INFINITY;
+    return log((h1 - delta) / l0);
+}

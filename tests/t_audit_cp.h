@@ -20,4 +20,10 @@ void t_clopper_pearson(long k, long n, double alpha, double *lo, double *hi);
 double t_eps_lower_bound(long k1, long n1, long k0, long n0, double delta, double alpha,
                          double *hat);
 
+/* The matching upper confidence bound: log((p1_hi - delta) / p0_lo)
+ * (+INFINITY when p0_lo = 0, -INFINITY when p1_hi <= delta). With
+ * t_eps_lower_bound, a confidence interval (level 1 - 2 alpha per side pair)
+ * for the log-ratio of the event's probabilities. */
+double t_eps_upper_bound(long k1, long n1, long k0, long n0, double delta, double alpha);
+
 #endif

@@ -1,8 +1,11 @@
 /*
  * test_dp_ledger.c - the budget ledger and the DP query engine on a real
  * store: refusals (no budget, overspend) with what remains, exact fractions,
- * listings, the 8-process race that must never overspend, and user-level
- * queries (contribution bounds, consent, partition selection, charging).
+ * listings, one budget per store whatever the label (finding 6 of issue
+ * 11), purpose caps, the rules and audit of budget changes, the migration
+ * of pre-purpose stores, the 8-process races (one label, mixed purposes)
+ * that must never overspend, and user-level queries (contribution bounds,
+ * consent, partition selection, charging).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,12 +13,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <privguide/audit.h>
 #include <privguide/dp.h>
 #include <privguide/ledger.h>
 #include <privguide/query.h>
 #include <privguide/store.h>
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,23 +49,6 @@ static void rm_store(char *dir)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) print_message("could not remove %s\n", dir);
     free(dir);
-}
-
-typedef struct ds_seen {
-    int n;
-    char names[4][16];
-    pvg_ledger_summary sums[4];
-} ds_seen;
-
-static int ds_cb(void *ctx, const char *dataset, const pvg_ledger_summary *sum)
-{
-    ds_seen *d = ctx;
-    if (d->n < 4) {
-        snprintf(d->names[d->n], sizeof d->names[0], "%s", dataset);
-        d->sums[d->n] = *sum;
-    }
-    d->n++;
-    return 0;
 }
 
 static int stop_cb(void *ctx, const pvg_ledger_release *r)
@@ -92,28 +80,17 @@ static void ledger_basics(void **state)
     assert_int_equal(pvg_ledger_summary_get(s, "shop", &sum, &err), PVG_OK);
     assert_true(sum.releases == 3);
     assert_true(fabs(sum.spent_epsilon - 0.9) < 1e-12 && fabs(sum.spent_delta - 6e-6) < 1e-18);
-    /* spending exactly to the total in fractions is allowed */
-    assert_int_equal(pvg_ledger_set_budget(s, "tenths", 1.0, 0, &err), PVG_OK);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(pvg_ledger_charge(s, "tenths", "q", "m", 0.1, 0, NULL, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_charge(s, "tenths", "q", "m", 1e-6, 0, NULL, &err), PVG_ERR_BUDGET);
     /* bad arguments */
     assert_int_equal(pvg_ledger_charge(s, "shop", "q", "m", -1, 0, NULL, &err), PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_charge(s, "shop", "q", "m", NAN, 0, NULL, &err), PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_charge(s, "", "q", "m", 0.1, 0, NULL, &err), PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_set_budget(s, "x", 1, 1.5, &err), PVG_ERR_INVALID);
-    assert_int_equal(pvg_ledger_summary_get(s, "nothing", &sum, &err), PVG_ERR_NOT_FOUND);
-    /* listings: datasets in name order with their sums; a callback may stop */
-    assert_int_equal(pvg_ledger_set_budget(s, "x", 2, 0, &err), PVG_OK);
-    ds_seen d;
-    memset(&d, 0, sizeof d);
-    assert_int_equal(pvg_ledger_datasets_foreach(s, ds_cb, &d, &err), PVG_OK);
-    assert_int_equal(d.n, 3);
-    assert_string_equal(d.names[0], "shop");
-    assert_string_equal(d.names[1], "tenths");
-    assert_string_equal(d.names[2], "x");
-    assert_true(d.sums[0].releases == 3 && fabs(d.sums[0].spent_epsilon - 0.9) < 1e-12);
-    assert_true(d.sums[1].releases == 10 && d.sums[2].releases == 0);
+    /* every label reads the one store budget */
+    assert_int_equal(pvg_ledger_summary_get(s, "nothing", &sum, &err), PVG_OK);
+    assert_true(sum.releases == 3 && sum.total_epsilon == 1.0);
+    /* a total below what was spent is refused, even by the compatibility call */
+    assert_int_equal(pvg_ledger_set_budget(s, "shop", 0.5, 1e-5, &err), PVG_ERR_BUDGET);
+    assert_non_null(strstr(err.text, "spent"));
     int seen = 0;
     assert_int_equal(pvg_ledger_releases_foreach(s, "shop", stop_cb, &seen, &err), PVG_ERR_ABORTED);
     assert_int_equal(seen, 1);
@@ -124,18 +101,210 @@ static void ledger_basics(void **state)
     assert_true(sum.releases == 3);
     pvg_store_close(s);
     rm_store(dir);
+    /* spending exactly to the total in fractions is allowed */
+    dir = make_store();
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_total_set(s, "test", 1.0, 0, 0, &err), PVG_OK);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(pvg_ledger_charge(s, "tenths", "q", "m", 0.1, 0, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_charge(s, "tenths", "q", "m", 1e-6, 0, NULL, &err), PVG_ERR_BUDGET);
+    pvg_store_close(s);
+    rm_store(dir);
+}
+
+/* Finding 6 of issue 11: after `default` was spent, another label (and the
+ * popular list, similar items and spend totals, which charged labels of their
+ * own) must not get a fresh budget over the same shoppers. On the per-label
+ * ledger, set_budget("other") gave "other" its own total and the charge went
+ * through. */
+static void ledger_one_budget_per_store(void **state)
+{
+    char *dir = make_store();
+    pvg_store *s;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_set_budget(s, "default", 1.0, 1e-6, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_charge(s, "default", "count", "discrete-laplace", 1.0, 0, NULL, &err), PVG_OK);
+    /* the operator "sets a budget" for another label: it is the same store total */
+    assert_int_equal(pvg_ledger_set_budget(s, "other", 1.0, 1e-6, &err), PVG_OK);
+    static const char *labels[] = {"other", "popular_list", "similar_items", "spend_totals", "model_builds",
+                                   "federated_training", "he-test"};
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+        assert_int_equal(pvg_ledger_charge(s, labels[i], "q", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
+        assert_non_null(strstr(err.text, "store's privacy budget"));
+    }
+    pvg_ledger_state st;
+    assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+    assert_true(st.has_total && !st.migrated && st.total_epsilon == 1.0 && st.releases == 1);
+    assert_true(st.purposes[PVG_LEDGER_QUERIES].releases == 1);
+    /* labels map to purposes: the fixed list, any other label is "queries" */
+    assert_int_equal(pvg_ledger_purpose_of_label("popular_list"), PVG_LEDGER_POPULAR_LIST);
+    assert_int_equal(pvg_ledger_purpose_of_label("similar_items"), PVG_LEDGER_SIMILAR_ITEMS);
+    assert_int_equal(pvg_ledger_purpose_of_label("spend_totals"), PVG_LEDGER_SPEND_TOTALS);
+    assert_int_equal(pvg_ledger_purpose_of_label("model_builds"), PVG_LEDGER_MODEL_BUILDS);
+    assert_int_equal(pvg_ledger_purpose_of_label("federated_training"), PVG_LEDGER_FEDERATED_TRAINING);
+    assert_int_equal(pvg_ledger_purpose_of_label("default"), PVG_LEDGER_QUERIES);
+    assert_int_equal(pvg_ledger_purpose_of_label(NULL), PVG_LEDGER_QUERIES);
+    assert_string_equal(pvg_ledger_purpose_name(PVG_LEDGER_SPEND_TOTALS), "spend_totals");
+    pvg_store_close(s);
+    rm_store(dir);
+}
+
+typedef struct audit_seen {
+    int n;
+    char last[600];
+} audit_seen;
+
+static int audit_cb(void *ctx, const pvg_audit_entry *e)
+{
+    audit_seen *a = ctx;
+    if (strcmp(e->action, "budget_set") != 0) return 0;
+    a->n++;
+    snprintf(a->last, sizeof a->last, "%s|%s", e->actor, e->detail);
+    return 0;
+}
+
+static audit_seen audits(pvg_store *s)
+{
+    audit_seen a;
+    memset(&a, 0, sizeof a);
+    pvg_error err;
+    assert_int_equal(pvg_audit_foreach(s, 1, 0, audit_cb, &a, &err), PVG_OK);
+    return a;
+}
+
+/* Caps per purpose, the rules of budget changes (refused below spent, --force
+ * for the surprising ones) and their audit entries. */
+static void ledger_caps_and_changes(void **state)
+{
+    char *dir = make_store();
+    pvg_store *s;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
+    /* no total: refused, says so */
+    assert_int_equal(pvg_ledger_charge(s, "popular_list", "q", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
+    assert_non_null(strstr(err.text, "no privacy budget"));
+    assert_int_equal(pvg_ledger_total_set(s, "cli", 2.0, 1e-6, 0, &err), PVG_OK);
+    assert_int_equal(audits(s).n, 1);
+    assert_non_null(strstr(audits(s).last, "cli|target=total epsilon=2 delta=1e-06 previous=none"));
+    assert_non_null(strstr(audits(s).last, "outcome=allowed"));
+    /* the same values again: not a change */
+    assert_int_equal(pvg_ledger_total_set(s, "cli", 2.0, 1e-6, 0, &err), PVG_OK);
+    /* a first cap, at most the total */
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.5, 0, 0, &err), PVG_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
+    assert_non_null(strstr(err.text, "budget cap of purpose popular_list"));
+    /* other purposes still have the rest of the total */
+    assert_int_equal(pvg_ledger_charge(s, "default", "count", "m", 1.5, 0, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_charge(s, "spend_totals", "sum", "m", 0.01, 0, NULL, &err), PVG_ERR_BUDGET);
+    assert_non_null(strstr(err.text, "store's privacy budget"));
+    pvg_ledger_state st;
+    assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+    assert_true(fabs(st.spent_epsilon - 2.0) < 1e-12 && st.releases == 6);
+    assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].has_cap && st.purposes[PVG_LEDGER_POPULAR_LIST].releases == 5);
+    assert_true(!st.purposes[PVG_LEDGER_QUERIES].has_cap);
+    int before = audits(s).n;
+    /* below spent: refused even with force, and audited */
+    assert_int_equal(pvg_ledger_total_set(s, "cli", 1.0, 1e-6, 1, &err), PVG_ERR_BUDGET);
+    assert_int_equal(audits(s).n, before + 1);
+    assert_non_null(strstr(audits(s).last, "outcome=refused:below_spent"));
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.3, 0, 1, &err), PVG_ERR_BUDGET);
+    /* raising the total once spent: needs force */
+    assert_int_equal(pvg_ledger_total_set(s, "cli", 3.0, 1e-6, 0, &err), PVG_ERR_STATE);
+    assert_non_null(strstr(err.text, "--force"));
+    assert_non_null(strstr(audits(s).last, "outcome=refused:needs_force"));
+    assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+    assert_true(st.total_epsilon == 2.0);
+    assert_int_equal(pvg_ledger_total_set(s, "key:abc", 3.0, 1e-6, 1, &err), PVG_OK);
+    assert_non_null(strstr(audits(s).last, "key:abc|target=total epsilon=3"));
+    assert_non_null(strstr(audits(s).last, "outcome=allowed:forced"));
+    /* changing a cap, a cap above the total, removing a cap: force */
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.8, 0, 0, &err), PVG_ERR_STATE);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_SIMILAR_ITEMS, 4.0, 0, 0, &err), PVG_ERR_STATE);
+    assert_non_null(strstr(err.text, "above the store's total"));
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_SIMILAR_ITEMS, 0.4, 0, 0, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_cap_clear(s, "cli", PVG_LEDGER_POPULAR_LIST, 0, &err), PVG_ERR_STATE);
+    assert_int_equal(pvg_ledger_cap_clear(s, "cli", PVG_LEDGER_POPULAR_LIST, 1, &err), PVG_OK);
+    assert_non_null(strstr(audits(s).last, "target=purpose:popular_list clear"));
+    assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.5, 0, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+    assert_true(!st.purposes[PVG_LEDGER_POPULAR_LIST].has_cap && st.purposes[PVG_LEDGER_SIMILAR_ITEMS].has_cap);
+    assert_true(fabs(st.purposes[PVG_LEDGER_POPULAR_LIST].spent_epsilon - 1.0) < 1e-12);
+    /* bad arguments */
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_N_PURPOSES, 1, 0, 1, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_ledger_total_set(s, "", 1, 0, 1, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_ledger_total_set(s, "cli", INFINITY, 0, 1, &err), PVG_ERR_INVALID);
+    pvg_ledger_purpose p;
+    assert_int_equal(pvg_ledger_purpose_parse("queries", &p), 0);
+    assert_int_equal(pvg_ledger_purpose_parse("default", &p), -1);
+    /* the audit chain still verifies */
+    pvg_store_close(s);
+    rm_store(dir);
+}
+
+static void exec_sql(const char *dir, const char *sql)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/privguide.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) print_error("sql: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+/* A store from before the one-budget ledger: budgets per label in dp_budget,
+ * releases under several labels. Its total reads as the largest old total,
+ * and every old release counts against it. */
+static void ledger_migration(void **state)
+{
+    char *dir = make_store();
+    exec_sql(dir, "INSERT INTO dp_budget VALUES('default', 1.0, 1e-6, 1), ('other', 2.0, 0, 1),"
+                  " ('he', 0.5, 1e-5, 1);"
+                  "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta, created_at) VALUES"
+                  " ('default', 'q', 'm', 1.0, 0, 1), ('other', 'q', 'm', 0.5, 0, 1),"
+                  " ('he', 's', 'm', 0.25, 1e-6, 1), ('popular_list', 'p', 'm', 0.1, 0, 1);");
+    pvg_store *s;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
+    pvg_ledger_state st;
+    assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+    assert_true(st.has_total && st.migrated);
+    assert_true(st.total_epsilon == 2.0 && st.total_delta == 1e-5);
+    assert_true(fabs(st.spent_epsilon - 1.85) < 1e-12 && st.releases == 4);
+    assert_true(fabs(st.purposes[PVG_LEDGER_QUERIES].spent_epsilon - 1.75) < 1e-12);
+    assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].releases == 1);
+    /* the old 'other' had 1.5 left; the store has only 0.15 */
+    assert_int_equal(pvg_ledger_charge(s, "other", "q", "m", 0.2, 0, NULL, &err), PVG_ERR_BUDGET);
+    assert_int_equal(pvg_ledger_charge(s, "other", "q", "m", 0.15, 0, NULL, &err), PVG_OK);
+    /* the migrated total is a total already set: changing it needs force */
+    assert_int_equal(pvg_ledger_total_set(s, "cli", 3.0, 1e-5, 0, &err), PVG_ERR_STATE);
+    assert_int_equal(pvg_ledger_total_set(s, "cli", 2.0, 1e-5, 0, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+    assert_true(st.has_total && !st.migrated && st.total_epsilon == 2.0);
+    pvg_store_close(s);
+    rm_store(dir);
 }
 
 /* 8 processes charge 0.01 as fast as they can against a budget of 1: exactly 100
- * succeed in total and the ledger never exceeds its budget. */
-static void ledger_race(void **state)
+ * succeed in total and the ledger never exceeds its budget. With mixed = 1,
+ * each process cycles through four labels of different purposes, one of
+ * them capped at 0.2: still exactly 100 in total, at most 20 under the cap. */
+static void race(int mixed)
 {
     char *dir = make_store();
     pvg_store *s;
     pvg_error err;
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
     assert_int_equal(pvg_ledger_set_budget(s, "race", 1.0, 1e-6, &err), PVG_OK);
+    if (mixed) assert_int_equal(pvg_ledger_cap_set(s, "test", PVG_LEDGER_POPULAR_LIST, 0.2, 1e-6, 0, &err), PVG_OK);
     pvg_store_close(s);
+    static const char *labels[4] = {"race", "popular_list", "spend_totals", "similar_items"};
     enum { P = 8, TRIES = 40 };
     int pipes[P][2];
     pid_t pids[P];
@@ -152,7 +321,8 @@ static void ledger_race(void **state)
             for (int t = 0; t < TRIES; t++) {
                 pvg_status st;
                 do {
-                    st = pvg_ledger_charge(cs, "race", "race", "test", 0.01, 1e-8, NULL, &ce);
+                    st = pvg_ledger_charge(cs, mixed ? labels[(t + p) % 4] : "race", "race", "test", 0.01,
+                                           1e-8, NULL, &ce);
                 } while (st == PVG_ERR_BUSY);
                 if (st == PVG_OK) ok++;
                 else if (st == PVG_ERR_BUDGET) refused++;
@@ -186,8 +356,30 @@ static void ledger_race(void **state)
     assert_true(sum.releases == 100);
     assert_true(sum.spent_epsilon <= 1.0 * (1 + 1e-9));
     assert_true(sum.spent_delta <= 1e-6 * (1 + 1e-9));
+    if (mixed) {
+        pvg_ledger_state st;
+        assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
+        long long n = 0;
+        for (int q = 0; q < PVG_LEDGER_N_PURPOSES; q++) n += st.purposes[q].releases;
+        assert_true(n == 100);
+        print_message("race (mixed): popular_list %lld, queries %lld, spend_totals %lld, similar_items %lld\n",
+                      st.purposes[PVG_LEDGER_POPULAR_LIST].releases, st.purposes[PVG_LEDGER_QUERIES].releases,
+                      st.purposes[PVG_LEDGER_SPEND_TOTALS].releases, st.purposes[PVG_LEDGER_SIMILAR_ITEMS].releases);
+        assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].releases <= 20);
+        assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].spent_epsilon <= 0.2 * (1 + 1e-9));
+    }
     pvg_store_close(s);
     rm_store(dir);
+}
+
+static void ledger_race(void **state)
+{
+    race(0);
+}
+
+static void ledger_race_mixed(void **state)
+{
+    race(1);
 }
 
 /* ---- queries ---- */
@@ -371,7 +563,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ledger_basics),
+        cmocka_unit_test(ledger_one_budget_per_store),
+        cmocka_unit_test(ledger_caps_and_changes),
+        cmocka_unit_test(ledger_migration),
         cmocka_unit_test(ledger_race),
+        cmocka_unit_test(ledger_race_mixed),
         cmocka_unit_test(queries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -513,9 +513,6 @@ static void test_server_stops_personalising_within_1s(void **state)
     snprintf(mp, sizeof mp, "%s/model.pvgm", E.dd);
     train_to(s, PVG_MODEL_IALS, mp);
     assert_int_equal(pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err), PVG_OK);
-    /* the non-personalised answer is the DP popular list, charged here */
-    assert_int_equal(pvg_ledger_set_budget(s, "popular_list", 10.0, 1e-6, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_set_budget(s, "similar_items", 10.0, 1e-6, &err), PVG_OK);
     char *admin = NULL;
     pvg_principal pr;
     assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &admin, &pr, &err),

@@ -224,8 +224,6 @@ static int setup(void **state)
         assert_int_equal(pvg_store_consent_set(s, user, &c, &err), PVG_OK);
     }
     assert_int_equal(pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_set_budget(s, "popular_list", 10.0, 1e-6, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_set_budget(s, "similar_items", 10.0, 1e-6, &err), PVG_OK);
     char mp[340];
     snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
     train_model(s, mp, 8);
@@ -333,30 +331,29 @@ static void test_role_matrix_allowed(void **state)
     resp r;
     assert_int_equal(http("GET", "/metrics", E.analyst, NULL, &r), 0);
     assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "privguide_http_requests_total"));
-    assert_non_null(strstr(r.body, "privguide_http_request_duration_seconds_bucket"));
-    assert_non_null(strstr(r.body, "privguide_budget_epsilon_spent{dataset=\"default\"}"));
+    /* analysts: DP or non-personal figures only (test_stats_exact_for_admins_only) */
+    assert_null(strstr(r.body, "privguide_http_requests_total"));
+    assert_non_null(strstr(r.body, "privguide_budget_epsilon_spent{purpose=\"queries\"}"));
     assert_null(strstr(r.body, "privguide_store_users")); /* exact volumes: admin only */
     resp_free(&r);
     assert_int_equal(http("GET", "/metrics", E.admin, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "privguide_store_users 30"));
+    assert_non_null(strstr(r.body, "privguide_http_requests_total"));
+    assert_non_null(strstr(r.body, "privguide_http_request_duration_seconds_bucket"));
     resp_free(&r);
     j = expect("GET", "/v1/stats", E.analyst, NULL, 200);
-    assert_null(json_object_get(json_object_get(j, "store"), "users"));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "store"), "items")), 10);
+    assert_null(json_object_get(j, "store"));
+    assert_null(json_object_get(j, "exact"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "catalog"), "items")), 10);
     json_decref(j);
     j = expect("GET", "/v1/stats", E.admin, NULL, 200);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "store"), "users")), 30);
-    json_t *b = NULL, *bi;
-    size_t bx;
-    json_array_foreach(json_object_get(j, "budgets"), bx, bi)
-    {
-        if (strcmp(json_string_value(json_object_get(bi, "dataset")), "popular_list") == 0) b = bi;
-    }
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(j, "exact"), "store"), "users")),
+                     30);
+    json_t *b = json_object_get(json_object_get(j, "budget"), "spent");
     assert_non_null(b);
-    assert_true(json_real_value(json_object_get(b, "spent_epsilon")) > 0.99); /* the popular list */
-    json_decref(j);
+    assert_true(json_real_value(json_object_get(b, "epsilon")) > 0.99); /* the popular list */    json_decref(j);
     for (int who = 0; who < 3; who++) {
         const char *c = who == 0 ? E.admin : who == 1 ? E.analyst : E.tok_u1;
         j = expect("GET", "/v1/items/popular?k=3", c, NULL, 200);
@@ -978,9 +975,118 @@ static void test_auth_failure_limit(void **state)
     pvg_server_free(srv2);
 }
 
-/* A server charging a dataset without a budget serves no popular list (503
- * saying why) until the operator sets one; then the list is released
- * without a restart. */
+/* Finding 5 of issue 11: what an analyst key sees of /v1/stats and /metrics
+ * is DP or not personal, and does not move when one shopper (who bought an
+ * item missing from the catalog, so ingest adds a stub row) is added; an
+ * admin key sees the exact figures. */
+static json_t *analyst_view(void)
+{
+    json_t *j = expect("GET", "/v1/stats", E.analyst, NULL, 200);
+    /* what may move without any shopper: time and the budget's spending */
+    json_object_del(j, "uptime_seconds");
+    json_object_del(j, "now");
+    json_object_del(j, "budget");
+    json_t *m = json_object_get(j, "model");
+    if (json_is_object(m)) {
+        json_object_del(m, "popular_release");
+        json_object_del(m, "popular_error");
+    }
+    return j;
+}
+
+/* The analyst's /metrics lines whose value may be personal: all but uptime
+ * and the budget gauges (new string). */
+static char *analyst_metrics(void)
+{
+    resp r;
+    assert_int_equal(http("GET", "/metrics", E.analyst, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *out = calloc(1, strlen(r.body) + 1);
+    char *save = NULL;
+    for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#' || strncmp(line, "privguide_uptime_seconds", 24) == 0 ||
+            strncmp(line, "privguide_budget_", 17) == 0)
+            continue;
+        strcat(out, line);
+        strcat(out, "\n");
+    }
+    resp_free(&r);
+    return out;
+}
+
+static long long admin_exact(const char *section, const char *field)
+{
+    json_t *j = expect("GET", "/v1/stats", E.admin, NULL, 200);
+    json_t *v = json_object_get(json_object_get(json_object_get(j, "exact"), section), field);
+    long long n = json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+    json_decref(j);
+    return n;
+}
+
+static void test_stats_exact_for_admins_only(void **state)
+{
+    (void)state;
+    char ev[400];
+    snprintf(ev, sizeof ev, "%s/data/evaluation.json", E.dir);
+    FILE *f = fopen(ev, "w");
+    assert_non_null(f);
+    fputs("{\"model\":\"ials\",\"users\":30,\"interactions\":90,\"metrics\":{\"ndcg@10\":0.25}}\n", f);
+    fclose(f);
+    json_t *before = analyst_view();
+    char *mbefore = analyst_metrics();
+    /* none of the exact figures */
+    assert_null(json_object_get(before, "exact"));
+    assert_null(json_object_get(before, "store"));
+    assert_null(json_object_get(before, "evaluation"));
+    assert_null(json_object_get(before, "requests"));
+    json_t *m = json_object_get(before, "model");
+    assert_true(json_is_object(m));
+    assert_null(json_object_get(m, "items"));
+    assert_null(json_object_get(m, "users"));
+    assert_non_null(json_object_get(m, "built_at"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(before, "catalog"), "items")), 10);
+    assert_null(strstr(mbefore, "privguide_store_"));
+    assert_null(strstr(mbefore, "privguide_http_"));
+    assert_null(strstr(mbefore, "privguide_recommendations_"));
+    assert_null(strstr(mbefore, "privguide_events_"));
+    assert_non_null(strstr(mbefore, "privguide_catalog_items 10\n"));
+    json_t *full = expect("GET", "/v1/stats", E.analyst, NULL, 200);
+    assert_true(json_is_object(json_object_get(full, "budget")));
+    assert_true(json_object_get(full, "uptime_seconds") != NULL);
+    json_decref(full);
+    long long users = admin_exact("store", "users"), items = admin_exact("store", "items");
+    assert_true(users > 0 && items >= 10); /* earlier tests erase and add shoppers */
+    /* one more shopper, who bought an item the catalog does not have */
+    expect_free("POST", "/v1/events", E.admin,
+                "{\"events\":[{\"user\":\"newcomer\",\"type\":\"purchase\",\"item\":\"ZZZ-secret\","
+                "\"ts\":1300000200}]}",
+                200);
+    assert_int_equal(admin_exact("store", "users"), users + 1);
+    assert_int_equal(admin_exact("store", "items"), items + 1);
+    json_t *after = analyst_view();
+    char *mafter = analyst_metrics();
+    assert_true(json_equal(before, after));
+    assert_string_equal(mbefore, mafter);
+    /* the admin sees the exact figures, the evaluation among them */
+    json_t *j = expect("GET", "/v1/stats", E.admin, NULL, 200);
+    json_t *x = json_object_get(j, "exact");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(x, "evaluation"), "users")), 30);
+    assert_true(json_integer_value(json_object_get(json_object_get(x, "model"), "users")) > 0);
+    assert_true(json_integer_value(json_object_get(json_object_get(x, "requests"), "total")) > 0);
+    json_decref(j);
+    resp r;
+    assert_int_equal(http("GET", "/metrics", E.admin, NULL, &r), 0);
+    char want[64];
+    snprintf(want, sizeof want, "privguide_store_users %lld\n", users + 1);
+    assert_non_null(strstr(r.body, want));
+    resp_free(&r);
+    unlink(ev);
+    json_decref(before);
+    json_decref(after);
+    free(mbefore);
+    free(mafter);
+}
+
 /* Concurrent requests that each need the store (metrics, stats, consent,
  * export) on a server with two worker connections: no deadlock, no error. */
 typedef struct mixer {
@@ -1039,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_openapi_matches_routes),
         cmocka_unit_test(test_pages),
         cmocka_unit_test(test_model_reload),
+        cmocka_unit_test(test_stats_exact_for_admins_only),
         cmocka_unit_test(test_audit_chain_and_tamper),
         cmocka_unit_test(test_fuzz), /* last: it may erase users */
     };

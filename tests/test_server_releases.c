@@ -264,8 +264,7 @@ static int setup(void **state)
         pvg_consent c = {1, 0}; /* personalisation yes, analytics no */
         assert_int_equal(pvg_store_consent_set(s, user, &c, &err), PVG_OK);
     }
-    assert_int_equal(pvg_ledger_set_budget(s, "popular_list", 1000.0, 1e-5, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_set_budget(s, "similar_items", 1000.0, 1e-5, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_total_set(s, "test", 1000.0, 1e-5, 0, &err), PVG_OK);
     pvg_principal p;
     assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "s0", 3600, 0, &E.tok_u0, &p, &err), PVG_OK);
@@ -440,11 +439,11 @@ static void test_popular_optout_and_utility(void **state)
     pvg_server_free(srv);
 }
 
-static double spent(pvg_store *s, const char *label)
+static double spent(pvg_store *s, pvg_ledger_purpose p)
 {
-    pvg_ledger_summary sum;
-    assert_int_equal(pvg_ledger_summary_get(s, label, &sum, NULL), PVG_OK);
-    return sum.spent_epsilon;
+    pvg_ledger_state ls;
+    assert_int_equal(pvg_ledger_state_get(s, &ls, NULL), PVG_OK);
+    return ls.purposes[p].spent_epsilon;
 }
 
 /* Released once per model build and cached; when no budget is left the
@@ -455,18 +454,19 @@ static void test_popular_budget_exhausted(void **state)
     (void)state;
     pvg_store *s = NULL;
     assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
-    double before = spent(s, "popular_list");
+    double before = spent(s, PVG_LEDGER_POPULAR_LIST);
     /* the same build and parameters: the cached release, no new charge */
     pvg_server *same = start("default", 100, 1.0, 9);
     assert_non_null(same);
     pvg_server_free(same);
-    assert_true(fabs(spent(s, "popular_list") - before) < 1e-12);
+    assert_true(fabs(spent(s, PVG_LEDGER_POPULAR_LIST) - before) < 1e-12);
     json_t *j = expect("GET", "/v1/items/popular?k=5", E.tok_u0, NULL, 200);
     json_int_t first_at = json_integer_value(json_object_get(j, "released_at"));
     json_decref(j);
 
-    /* no budget left */
-    assert_int_equal(pvg_ledger_set_budget(s, "popular_list", before, 1e-5, NULL), PVG_OK);
+    /* no budget left for the popular list: its purpose capped at what it spent */
+    assert_int_equal(pvg_ledger_cap_set(s, "test", PVG_LEDGER_POPULAR_LIST, before, 1e-5, 1, NULL),
+                     PVG_OK);
     pvg_server *srv = start("default", 7, 1.0, 5); /* other parameters: a new release is due */
     assert_non_null(srv);
     int port = E.port;
@@ -489,7 +489,7 @@ static void test_popular_budget_exhausted(void **state)
 
     /* budget back: the server's retry makes a fresh release */
     E.port = pvg_server_port(srv);
-    assert_int_equal(pvg_ledger_set_budget(s, "popular_list", 1000.0, 1e-5, NULL), PVG_OK);
+    assert_int_equal(pvg_ledger_cap_clear(s, "test", PVG_LEDGER_POPULAR_LIST, 1, NULL), PVG_OK);
     int fresh = 0;
     for (int i = 0; i < 200 && !fresh; i++) {
         j = expect("GET", "/v1/items/popular?k=5", E.tok_u0, NULL, 200);
@@ -501,7 +501,7 @@ static void test_popular_budget_exhausted(void **state)
         }
     }
     assert_true(fresh);
-    assert_true(spent(s, "popular_list") > before);
+    assert_true(spent(s, PVG_LEDGER_POPULAR_LIST) > before);
     E.port = port;
     pvg_server_free(srv);
     pvg_store_close(s);
@@ -519,7 +519,6 @@ static void test_query_top_items_catalog_only(void **state)
         snprintf(user, sizeof user, "s%d", u);
         put_event(s, user, "STUB-HOT");
     }
-    assert_int_equal(pvg_ledger_set_budget(s, "default", 100.0, 1e-5, NULL), PVG_OK);
     pvg_query_spec sp;
     pvg_query_spec_init(&sp);
     sp.kind = PVG_QUERY_TOP_ITEMS;

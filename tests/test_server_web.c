@@ -94,8 +94,6 @@ static void test_pages_in_browser(void **state)
         assert_int_equal(pvg_store_consent_set(s, user, &c, &err), PVG_OK);
     }
     assert_int_equal(pvg_ledger_set_budget(s, "default", 4.0, 1e-6, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_set_budget(s, "popular_list", 4.0, 1e-6, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_set_budget(s, "similar_items", 4.0, 1e-6, &err), PVG_OK);
     pvg_dataset *ds = NULL;
     assert_int_equal(pvg_dataset_load_store(s, NULL, &ds, NULL, &err), PVG_OK);
     pvg_train_params p;

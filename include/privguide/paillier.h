@@ -300,7 +300,7 @@ typedef struct pvg_spend_options {
     double delta;        /* dp with country: delta of the private country selection */
     double clamp;        /* dp: bound of one user's subtotal per group, currency units */
     long max_groups;     /* dp: groups one user contributes to (>= 1; 0: 1) */
-    const char *dataset; /* dp: ledger to charge (NULL: PVG_LEDGER_DEFAULT_DATASET) */
+    const char *dataset; /* dp: label noted in the release (charged as "spend_totals") */
     pvg_rng *rng;        /* borrowed; NULL: secure generators */
     int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
     unsigned threads;    /* threads encrypting the users' subtotals (0: 1) */

@@ -110,4 +110,36 @@ int pvg_he_djn_check(pvg_paillier_enc *enc, const unsigned char *a, size_t len, 
 /* Uniform r in [1, n) from rng (64 extra bits, bias < 2^-64). */
 void pvg_he_random_below_n(pvg_rng *rng, const mpz_t n, mpz_t r);
 
+/* ---- spend totals in the clear (paillier_spend.c) ---- */
+
+/* One shopper's events in timestamp order, as pvg_store_foreach_user hands
+ * them (analytics consent assumed). Borrowed. */
+typedef struct pvg_he_spend_user {
+    const pvg_event *events;
+    size_t n;
+} pvg_he_spend_user;
+
+/* The plaintext of a DP spend release: what the key holder decrypts. */
+typedef struct pvg_he_spend_plain {
+    size_t n;
+    char **names;   /* sorted, owned */
+    int64_t *cents; /* clamped sum + noise, per group */
+    double noise_scale;
+} pvg_he_spend_plain;
+
+/* pvg_paillier_spend_total with opts->dp = 1 over users in memory, without
+ * encryption and without a ledger charge: the same grouping, contribution
+ * bounds, clamping, private selection and noise functions. The draws come
+ * from opts->rng itself; pvg_paillier_spend_total draws them from the first
+ * pvg_rng_split of its opts->rng, so with rng = that split of a copy of a
+ * deterministic generator the result equals the decryption of
+ * pvg_paillier_spend_total's over a store holding the same users. For the
+ * empirical privacy audit, which needs 10^5 releases. group_by NONE or
+ * COUNTRY (categories need the store's catalog). *out is new
+ * (pvg_he_spend_plain_free). Errors as pvg_paillier_spend_total. */
+pvg_status pvg_he_spend_total_plain(const pvg_he_spend_user *users, size_t n_users,
+                                    const pvg_spend_options *opts, pvg_he_spend_plain **out,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+void pvg_he_spend_plain_free(pvg_he_spend_plain *p); /* NULL ok */
+
 #endif

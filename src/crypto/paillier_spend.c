@@ -64,8 +64,8 @@ static int group_index(sp_ctx *x, const char *name)
     pvg_spend_group *g = &x->groups[x->ng];
     g->name = strdup(name);
     g->users = 0;
-    g->total = pvg_paillier_ct_new(x->pub);
-    if (!g->name || !g->total) {
+    g->total = x->pub ? pvg_paillier_ct_new(x->pub) : NULL; /* no key: in the clear */
+    if (!g->name || (x->pub && !g->total)) {
         free(g->name);
         pvg_paillier_ct_free(g->total);
         return -1;
@@ -292,6 +292,61 @@ void pvg_spend_result_free(pvg_spend_result *r)
     free(r);
 }
 
+/* The DP options and the contribution bounds they set. */
+static pvg_status sp_dp_setup(sp_ctx *x, const pvg_spend_options *opts, pvg_error *err)
+{
+    x->max_groups = opts->max_groups > 0 ? opts->max_groups : 1;
+    if (!opts->dp) return PVG_OK;
+    if (!(opts->epsilon > 0) || !isfinite(opts->epsilon))
+        return pvg_error_set(err, PVG_ERR_INVALID, "epsilon must be a positive number");
+    if (!(opts->clamp > 0) || !(opts->clamp < 1e12))
+        return pvg_error_set(err, PVG_ERR_INVALID, "clamp must be in (0, 1e12)");
+    if (opts->group_by == PVG_SPEND_BY_COUNTRY && !(opts->delta > 0 && opts->delta < 1))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "grouping by country with DP needs 0 < delta < 1: the set of "
+                             "countries comes from the data and is selected privately");
+    if (opts->rng && pvg_rng_is_deterministic(opts->rng) && !opts->allow_insecure)
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "refusing the deterministic test generator for a DP release");
+    x->clamp_cents = (int64_t)llround(opts->clamp * 100.0);
+    if (x->clamp_cents < 1) x->clamp_cents = 1;
+    return PVG_OK;
+}
+
+/* The DP step on the bounded contributions, in the clear: private selection
+ * of the groups (countries: Laplace thresholding at epsilon/2) into keep[],
+ * and the noise z[i] of each kept group's total, discrete Laplace with
+ * sensitivity clamp * max_groups (a user moves at most max_groups totals,
+ * each by at most clamp). The encrypted path encrypts z[i] into the total;
+ * the plaintext path adds it. */
+static pvg_status sp_dp_noise(const sp_ctx *x, pvg_rng *rng, char *keep, int64_t *z,
+                              double *noise_scale, pvg_error *err)
+{
+    const pvg_spend_options *opts = x->o;
+    double eps_sum = opts->epsilon;
+    pvg_status st;
+    if (opts->group_by == PVG_SPEND_BY_COUNTRY) {
+        double eps_sel = opts->epsilon / 2;
+        eps_sum = opts->epsilon / 2;
+        pvg_dp_partition_rule rule;
+        st = pvg_dp_partition_rule_make(eps_sel, opts->delta, x->max_groups, &rule, err);
+        if (st != PVG_OK) return st;
+        for (size_t i = 0; i < x->ng; i++)
+            keep[i] = (char)pvg_dp_partition_keep(rng, &rule, x->groups[i].users, NULL);
+    }
+    int64_t sens = x->clamp_cents * (int64_t)x->max_groups;
+    pvg_dp_noise_info info;
+    memset(&info, 0, sizeof info);
+    for (size_t i = 0; i < x->ng; i++) {
+        z[i] = 0;
+        if (!keep[i]) continue;
+        st = pvg_dp_laplace_int(rng, 0, sens, eps_sum, opts->allow_insecure, &z[i], &info, err);
+        if (st != PVG_OK) return st;
+    }
+    *noise_scale = info.scale;
+    return PVG_OK;
+}
+
 pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
                                     const pvg_spend_options *opts, pvg_spend_result **out,
                                     pvg_error *err)
@@ -309,39 +364,39 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
     x.o = opts;
     x.pub = pub;
     x.err = err;
-    x.max_groups = opts->max_groups > 0 ? opts->max_groups : 1;
-    if (opts->dp) {
-        if (!(opts->epsilon > 0) || !isfinite(opts->epsilon))
-            return pvg_error_set(err, PVG_ERR_INVALID, "epsilon must be a positive number");
-        if (!(opts->clamp > 0) || !(opts->clamp < 1e12))
-            return pvg_error_set(err, PVG_ERR_INVALID, "clamp must be in (0, 1e12)");
-        if (opts->group_by == PVG_SPEND_BY_COUNTRY && !(opts->delta > 0 && opts->delta < 1))
-            return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "grouping by country with DP needs 0 < delta < 1: the set of "
-                                 "countries comes from the data and is selected privately");
-        if (opts->rng && pvg_rng_is_deterministic(opts->rng) && !opts->allow_insecure)
-            return pvg_error_set(err, PVG_ERR_POLICY,
-                                 "refusing the deterministic test generator for a DP release");
-        x.clamp_cents = (int64_t)llround(opts->clamp * 100.0);
-        if (x.clamp_cents < 1) x.clamp_cents = 1;
-    }
+    pvg_status st = sp_dp_setup(&x, opts, err);
+    if (st != PVG_OK) return st;
     pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = opts->rng,
                                    .allow_insecure = opts->allow_insecure};
-    pvg_status st = pvg_paillier_enc_new(pub, &eo, &x.enc, err);
-    if (st != PVG_OK) return st;
+    /* split first: the DP draws see the stream pvg_he_spend_total_plain sees */
     pvg_rng *rng = opts->rng ? pvg_rng_split(opts->rng) : pvg_rng_new_secure();
+    st = pvg_paillier_enc_new(pub, &eo, &x.enc, err);
+    if (st != PVG_OK) {
+        pvg_rng_free(rng);
+        return st;
+    }
     x.tmp = pvg_paillier_ct_new(pub);
     char *keep = NULL;
+    int64_t *z = NULL;
     pvg_spend_result *res = calloc(1, sizeof *res);
     if (!rng || !x.tmp || !res) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         goto done;
     }
     /* With DP, categories (catalog data, not personal) and "all" are a public
-     * domain fixed before reading any user. */
+     * domain fixed before reading any user. "(uncategorised)" is ALWAYS in
+     * the category domain: ingest adds a category-less stub row for any
+     * event item missing from the catalog, so whether some item lacks a
+     * category depends on what shoppers bought; a domain that held the
+     * group only then would reveal, by the group's presence, that such a
+     * shopper exists. */
     if (opts->dp && opts->group_by == PVG_SPEND_BY_CATEGORY) {
         st = pvg_store_items_foreach(s, sp_catalog_item, &x, err);
         if (st != PVG_OK) goto done;
+        if (group_index(&x, "(uncategorised)") < 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
         x.closed_domain = 1;
     }
     if (opts->dp && opts->group_by == PVG_SPEND_BY_NONE) {
@@ -358,46 +413,38 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
         goto done;
     }
     if (st != PVG_OK) goto done;
-    st = sp_encrypt_all(&x, opts->threads ? opts->threads : 1, rng, err);
-    if (st != PVG_OK) goto done;
     keep = malloc(x.ng ? x.ng : 1);
-    if (!keep) {
+    z = calloc(x.ng ? x.ng : 1, sizeof *z);
+    if (!keep || !z) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         goto done;
     }
     memset(keep, 1, x.ng ? x.ng : 1);
+    /* selection and noise are drawn first (in the clear, like
+     * pvg_he_spend_total_plain), then encrypted into the totals */
+    if (opts->dp && (st = sp_dp_noise(&x, rng, keep, z, &res->noise_scale, err)) != PVG_OK)
+        goto done;
+    st = sp_encrypt_all(&x, opts->threads ? opts->threads : 1, rng, err);
+    if (st != PVG_OK) goto done;
     if (opts->dp) {
-        double eps_sum = opts->epsilon;
-        if (opts->group_by == PVG_SPEND_BY_COUNTRY) {
-            double eps_sel = opts->epsilon / 2;
-            eps_sum = opts->epsilon / 2;
-            pvg_dp_partition_rule rule;
-            st = pvg_dp_partition_rule_make(eps_sel, opts->delta, x.max_groups, &rule, err);
-            if (st != PVG_OK) goto done;
-            for (size_t i = 0; i < x.ng; i++)
-                keep[i] = (char)pvg_dp_partition_keep(rng, &rule, x.groups[i].users, NULL);
-        }
-        int64_t sens = x.clamp_cents * (int64_t)x.max_groups;
-        pvg_dp_noise_info info;
-        memset(&info, 0, sizeof info);
         for (size_t i = 0; i < x.ng; i++) {
             if (!keep[i]) continue;
-            int64_t z = 0;
-            st = pvg_dp_laplace_int(rng, 0, sens, eps_sum, opts->allow_insecure, &z, &info, err);
-            if (st == PVG_OK) st = pvg_paillier_encrypt_int64(x.enc, z, x.tmp, err);
+            st = pvg_paillier_encrypt_int64(x.enc, z[i], x.tmp, err);
             if (st == PVG_OK)
                 st = pvg_paillier_add(x.groups[i].total, x.groups[i].total, x.tmp, err);
             if (st != PVG_OK) goto done;
         }
-        res->noise_scale = info.scale;
-        char what[200];
+        char what[320];
         snprintf(what, sizeof what,
-                 "encrypted spend total by %s (clamp %.2f, at most %ld groups per user)",
+                 "encrypted spend total by %s (clamp %.2f, at most %ld groups per user)%s%.64s%s",
                  opts->group_by == PVG_SPEND_BY_COUNTRY    ? "country"
                  : opts->group_by == PVG_SPEND_BY_CATEGORY ? "category"
                                                            : "none",
-                 opts->clamp, x.max_groups);
-        st = pvg_ledger_charge(s, opts->dataset ? opts->dataset : PVG_LEDGER_DEFAULT_DATASET, what,
+                 opts->clamp, x.max_groups, opts->dataset ? " [" : "",
+                 opts->dataset ? opts->dataset : "", opts->dataset ? "]" : "");
+        /* One budget per store: spend totals are the purpose "spend_totals"
+         * whatever label the caller gives (kept in the description). */
+        st = pvg_ledger_charge(s, "spend_totals", what,
                                "discrete-laplace", opts->epsilon,
                                opts->group_by == PVG_SPEND_BY_COUNTRY ? opts->delta : 0, NULL,
                                err);
@@ -434,11 +481,123 @@ done:
     free(x.cg);
     free(x.cv);
     free(keep);
+    free(z);
     pvg_paillier_ct_free(x.tmp);
     pvg_rng_free(rng);
     pvg_paillier_enc_free(x.enc);
     if (st != PVG_OK) {
         pvg_spend_result_free(res);
+        return st;
+    }
+    *out = res;
+    return PVG_OK;
+}
+
+/* ---- the same release in the clear (paillier_internal.h) ---- */
+
+void pvg_he_spend_plain_free(pvg_he_spend_plain *p)
+{
+    if (!p) return;
+    for (size_t i = 0; i < p->n; i++) free(p->names[i]);
+    free(p->names);
+    free(p->cents);
+    free(p);
+}
+
+typedef struct sp_plain_row {
+    char *name;
+    int64_t cents;
+} sp_plain_row;
+
+static int cmp_plain_row(const void *a, const void *b)
+{
+    return strcmp(((const sp_plain_row *)a)->name, ((const sp_plain_row *)b)->name);
+}
+
+pvg_status pvg_he_spend_total_plain(const pvg_he_spend_user *users, size_t n_users,
+                                    const pvg_spend_options *opts, pvg_he_spend_plain **out,
+                                    pvg_error *err)
+{
+    *out = NULL;
+    if (!opts || !opts->dp)
+        return pvg_error_set(err, PVG_ERR_INVALID, "the plaintext spend release needs dp = 1");
+    if (opts->group_by != PVG_SPEND_BY_NONE && opts->group_by != PVG_SPEND_BY_COUNTRY)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "the plaintext spend release groups by none or country, got %d",
+                             (int)opts->group_by);
+    sp_ctx x;
+    memset(&x, 0, sizeof x);
+    x.o = opts;
+    x.err = err;
+    pvg_status st = sp_dp_setup(&x, opts, err);
+    if (st != PVG_OK) return st;
+    /* the draws come from opts->rng itself (the encrypted path draws them
+     * from its split of opts->rng: splitting costs guarded memory, too slow
+     * for 10^5 releases) */
+    pvg_rng *own = opts->rng ? NULL : pvg_rng_new_secure(), *rng = opts->rng ? opts->rng : own;
+    char *keep = NULL;
+    int64_t *z = NULL, *sum = NULL;
+    sp_plain_row *rows = NULL;
+    pvg_he_spend_plain *res = calloc(1, sizeof *res);
+    if (!rng || !res) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (opts->group_by == PVG_SPEND_BY_NONE) {
+        if (group_index(&x, "all") < 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        x.closed_domain = 1;
+    }
+    x.st = PVG_OK;
+    for (size_t u = 0; u < n_users && x.st == PVG_OK; u++)
+        sp_user(&x, NULL, users[u].events, users[u].n);
+    if ((st = x.st) != PVG_OK) goto done;
+    size_t ng = x.ng ? x.ng : 1;
+    keep = malloc(ng);
+    z = calloc(ng, sizeof *z);
+    sum = calloc(ng, sizeof *sum);
+    rows = calloc(ng, sizeof *rows);
+    res->names = calloc(ng, sizeof *res->names);
+    res->cents = calloc(ng, sizeof *res->cents);
+    if (!keep || !z || !sum || !rows || !res->names || !res->cents) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    memset(keep, 1, ng);
+    if ((st = sp_dp_noise(&x, rng, keep, z, &res->noise_scale, err)) != PVG_OK) goto done;
+    /* what the encrypted path multiplies into each total: the clamped
+     * contributions, then the noise */
+    for (size_t i = 0; i < x.cn; i++) sum[x.cg[i]] += x.cv[i];
+    size_t nr = 0;
+    for (size_t i = 0; i < x.ng; i++) {
+        if (!keep[i]) continue;
+        rows[nr].name = x.groups[i].name;
+        rows[nr].cents = sum[i] + z[i];
+        x.groups[i].name = NULL;
+        nr++;
+    }
+    qsort(rows, nr, sizeof *rows, cmp_plain_row);
+    for (size_t i = 0; i < nr; i++) {
+        res->names[i] = rows[i].name;
+        res->cents[i] = rows[i].cents;
+    }
+    res->n = nr;
+done:
+    for (size_t i = 0; i < x.ng; i++) free(x.groups[i].name);
+    free(x.groups);
+    free(x.ug);
+    free(x.ucents);
+    free(x.cg);
+    free(x.cv);
+    free(keep);
+    free(z);
+    free(sum);
+    free(rows);
+    pvg_rng_free(own);
+    if (st != PVG_OK) {
+        pvg_he_spend_plain_free(res);
         return st;
     }
     *out = res;

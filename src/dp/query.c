@@ -21,6 +21,7 @@
 #include <privguide/release.h>
 
 #include "dp/dp_internal.h"
+#include "dp/query_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -526,9 +527,15 @@ typedef struct ti_ctx {
     long long *stamp;
     size_t buf_cap;
     long long users;
+    int by_name; /* in-memory data without a catalog: candidates by ext id (ids[i] = i + 1) */
     pvg_status st;
     pvg_error *err;
 } ti_ctx;
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static int ti_item(void *ctx, const pvg_item *it)
 {
@@ -569,17 +576,64 @@ static int ti_user(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (t->sp->event_type >= 0 && (int)ev[i].type != t->sp->event_type) continue;
-        long j = ev[i].item_id > 0 ? ti_find(t, ev[i].item_id) : -1;
+        long j = -1;
+        if (t->by_name && ev[i].item) {
+            const char *key = ev[i].item;
+            char **hit = bsearch(&key, t->ext, t->n, sizeof *t->ext, cmp_strp);
+            j = hit ? (long)(hit - t->ext) : -1;
+        } else if (!t->by_name && ev[i].item_id > 0) {
+            j = ti_find(t, ev[i].item_id);
+        }
         if (j < 0 || t->stamp[j] == me) continue;
         t->stamp[j] = me;
-        t->buf[k++] = ev[i].item_id;
+        t->buf[k++] = t->ids[j];
     }
     t->st = pvg_dp_item_counts_add_user(t->c, t->rng, t->buf, k, t->err);
     return t->st != PVG_OK;
 }
 
-static pvg_status top_items_run(pvg_store *s, const pvg_query_spec *sp, pvg_rng *rng,
-                                pvg_query_result *r, pvg_error *err)
+/* The candidates of in-memory data (query_run_mem, the release audits):
+ * the catalog given, else the items the data names - the same set on both
+ * neighbouring datasets of an audit, never a store's release. */
+static pvg_status ti_mem_domain(ti_ctx *t, const query_mem *mem, pvg_error *err)
+{
+    for (size_t i = 0; i < mem->n_items; i++) {
+        pvg_item it = mem->items[i];
+        it.catalog = 1; /* the caller's catalog */
+        if (ti_item(t, &it)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    if (mem->n_items) { /* row-id order, as the store hands them (ti_find bisects) */
+        for (size_t i = 1; i < t->n; i++)
+            for (size_t j = i; j > 0 && t->ids[j - 1] > t->ids[j]; j--) {
+                int64_t x = t->ids[j];
+                t->ids[j] = t->ids[j - 1];
+                t->ids[j - 1] = x;
+                char *e = t->ext[j];
+                t->ext[j] = t->ext[j - 1];
+                t->ext[j - 1] = e;
+            }
+        return PVG_OK;
+    }
+    t->by_name = 1;
+    for (size_t u = 0; u < mem->n_users; u++)
+        for (size_t i = 0; i < mem->users[u].n; i++) {
+            const char *name = mem->users[u].events[i].item;
+            if (!name) continue;
+            int seen = 0;
+            for (size_t j = 0; j < t->n && !seen; j++) seen = strcmp(t->ext[j], name) == 0;
+            if (seen) continue;
+            pvg_item it = {0};
+            it.ext_id = name;
+            it.catalog = 1;
+            if (ti_item(t, &it)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        }
+    qsort(t->ext, t->n, sizeof *t->ext, cmp_strp);
+    for (size_t j = 0; j < t->n; j++) t->ids[j] = (int64_t)j + 1;
+    return PVG_OK;
+}
+
+static pvg_status top_items_run(pvg_store *s, const query_mem *mem, const pvg_query_spec *sp,
+                                pvg_rng *rng, pvg_query_result *r, pvg_error *err)
 {
     ti_ctx t;
     memset(&t, 0, sizeof t);
@@ -587,7 +641,7 @@ static pvg_status top_items_run(pvg_store *s, const pvg_query_spec *sp, pvg_rng 
     t.rng = rng;
     t.err = err;
     pvg_dp_popular *rel = NULL;
-    pvg_status st = pvg_store_items_foreach(s, ti_item, &t, err);
+    pvg_status st = mem ? ti_mem_domain(&t, mem, err) : pvg_store_items_foreach(s, ti_item, &t, err);
     if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     if (st == PVG_OK && t.n == 0)
         st = pvg_error_set(err, PVG_ERR_INVALID,
@@ -600,7 +654,10 @@ static pvg_status top_items_run(pvg_store *s, const pvg_query_spec *sp, pvg_rng 
     }
     int gauss = sp->noise == PVG_QUERY_NOISE_GAUSSIAN;
     if (st == PVG_OK) st = pvg_dp_item_counts_new(t.ids, t.n, sp->max_groups, &t.c, err);
-    if (st == PVG_OK) {
+    if (st == PVG_OK && mem) {
+        for (size_t u = 0; u < mem->n_users && st == PVG_OK; u++)
+            if (ti_user(&t, NULL, mem->users[u].events, mem->users[u].n)) st = t.st;
+    } else if (st == PVG_OK) {
         st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, ti_user, &t, err);
         if (st == PVG_ERR_ABORTED) st = t.st;
     }
@@ -650,8 +707,43 @@ static pvg_status top_items_run(pvg_store *s, const pvg_query_spec *sp, pvg_rng 
     return st;
 }
 
+/* The users and the catalog of a query: the store's, or those in memory
+ * (query_run_mem) handed to the same callbacks in the same order. */
+static pvg_status src_items(pvg_store *s, const query_mem *mem, catmap *cats, pvg_error *err)
+{
+    if (!mem) return pvg_store_items_foreach(s, cm_item_cb, cats, err);
+    for (size_t i = 0; i < mem->n_items; i++)
+        if (cm_item_cb(cats, &mem->items[i])) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    return PVG_OK;
+}
+
+static pvg_status src_users(pvg_store *s, const query_mem *mem, qctx *q, pvg_error *err)
+{
+    if (!mem) return pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, user_cb, q, err);
+    for (size_t i = 0; i < mem->n_users; i++)
+        if (user_cb(q, NULL, mem->users[i].events, mem->users[i].n)) return PVG_ERR_ABORTED;
+    return PVG_OK;
+}
+
+static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_query_spec *spec_in,
+                                 pvg_rng *rng, pvg_query_result **out, pvg_error *err);
+
 pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *rng,
                          pvg_query_result **out, pvg_error *err)
+{
+    return query_run_from(s, NULL, spec_in, rng, out, err);
+}
+
+pvg_status query_run_mem(const query_mem *mem, const pvg_query_spec *spec, pvg_rng *rng,
+                         pvg_query_result **out, pvg_error *err)
+{
+    *out = NULL;
+    if (!mem) return pvg_error_set(err, PVG_ERR_INVALID, "no data");
+    return query_run_from(NULL, mem, spec, rng, out, err);
+}
+
+static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_query_spec *spec_in,
+                                 pvg_rng *rng, pvg_query_result **out, pvg_error *err)
 {
     pvg_status st;
     pvg_query_spec spv = *spec_in, *sp = &spv;
@@ -671,12 +763,13 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
     if (sp->kind == PVG_QUERY_TOP_ITEMS) {
         r->max_contributions = 1; /* one per (shopper, item): distinct shoppers */
         r->max_groups = sp->max_groups;
-        st = top_items_run(s, sp, rng, r, err);
-        if (st == PVG_OK) {
+        st = top_items_run(s, mem, sp, rng, r, err);
+        if (st == PVG_OK && !mem) { /* in memory: the caller (the audit) accounts for it */
             const char *tn = sp->event_type >= 0
                                  ? pvg_event_type_name((pvg_event_type)sp->event_type)
                                  : "all";
-            if (sp->what) snprintf(r->what, sizeof r->what, "%s", sp->what);
+            if (sp->what)
+                snprintf(r->what, sizeof r->what, "%s", sp->what);
             else
                 snprintf(r->what, sizeof r->what, "query top-items of %s events (catalog items)",
                          tn);
@@ -693,7 +786,7 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
     }
     if (sp->group_by == PVG_QUERY_GROUP_CATEGORY && sp->kind != PVG_QUERY_TOP_ITEMS &&
         sp->kind != PVG_QUERY_HISTOGRAM) {
-        st = pvg_store_items_foreach(s, cm_item_cb, &q.cats, err);
+        st = src_items(s, mem, &q.cats, err);
         if (st != PVG_OK) goto done;
         if (q.cats.cap) {
             q.cats.gidx = malloc(q.cats.cap * sizeof *q.cats.gidx);
@@ -702,7 +795,7 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
             q.cat_fast = 1;
         }
     }
-    st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, user_cb, &q, err);
+    st = src_users(s, mem, &q, err);
     if (q.oom) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory while aggregating");
     if (st != PVG_OK) goto done;
     r->users = q.users;
@@ -907,8 +1000,9 @@ pvg_status pvg_query_run(pvg_store *s, const pvg_query_spec *spec_in, pvg_rng *r
                  grouped ? pvg_query_group_name(sp->group_by) : "");
     r->epsilon = sp->epsilon;
     r->delta = sp->delta;
-    st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET, r->what,
-                           r->mechanism, sp->epsilon, sp->delta, &r->release_id, err);
+    if (!mem) /* in memory: the caller (the audit) accounts for the release */
+        st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET, r->what,
+                               r->mechanism, sp->epsilon, sp->delta, &r->release_id, err);
 done:
     cm_free(&q.cats);
     gt_free(&q.gt);

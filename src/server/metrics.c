@@ -1,7 +1,12 @@
 /*
  * metrics.c - request counters and latency histograms per route, and the
- * Prometheus text rendering of /metrics (with store volume and privacy
- * budget spent per dataset).
+ * Prometheus text rendering of /metrics.
+ *
+ * What an analyst sees is DP or not personal: uptime, the model's
+ * generation and build time, the catalog's size (items with catalog data,
+ * not the bare stub rows ingest adds for event items missing from the
+ * catalog) and the privacy budget's state. Request counters, latencies and
+ * the store's exact volume move with what shoppers do: admin only.
  */
 #include "server/server_internal.h"
 
@@ -78,22 +83,73 @@ static void bprintf(buf *b, const char *fmt, ...)
     }
 }
 
-static int ledger_row(void *ctx, const char *dataset, const pvg_ledger_summary *s)
+static int count_catalog_item(void *ctx, const pvg_item *it)
 {
-    buf *b = ctx;
-    bprintf(b, "privguide_budget_epsilon_spent{dataset=\"%s\"} %.17g\n", dataset, s->spent_epsilon);
-    bprintf(b, "privguide_budget_epsilon_total{dataset=\"%s\"} %.17g\n", dataset, s->total_epsilon);
-    bprintf(b, "privguide_budget_delta_spent{dataset=\"%s\"} %.17g\n", dataset, s->spent_delta);
-    bprintf(b, "privguide_budget_releases{dataset=\"%s\"} %lld\n", dataset, s->releases);
+    long long *n = ctx;
+    if ((it->title && *it->title) || (it->category && *it->category) || it->price >= 0 ||
+        (it->attrs_json && *it->attrs_json))
+        (*n)++;
     return 0;
 }
 
-char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int with_store)
+long long pvg_srv_catalog_items(pvg_store *s)
+{
+    long long n = 0;
+    if (pvg_store_items_foreach(s, count_catalog_item, &n, NULL) != PVG_OK) return -1;
+    return n;
+}
+
+static void budget_gauges(buf *b, pvg_store *s)
+{
+    pvg_ledger_state st;
+    if (pvg_ledger_state_get(s, &st, NULL) != PVG_OK) return;
+    bprintf(b, "# HELP privguide_budget_epsilon_total The store's total privacy budget (epsilon).\n"
+               "# TYPE privguide_budget_epsilon_total gauge\n");
+    if (st.has_total)
+        bprintf(b, "privguide_budget_epsilon_total %.17g\nprivguide_budget_delta_total %.17g\n",
+                st.total_epsilon, st.total_delta);
+    bprintf(b, "# HELP privguide_budget_epsilon_spent Privacy budget spent, per purpose.\n"
+               "# TYPE privguide_budget_epsilon_spent gauge\n");
+    for (int p = 0; p < PVG_LEDGER_N_PURPOSES; p++) {
+        const pvg_ledger_account *a = &st.purposes[p];
+        const char *name = pvg_ledger_purpose_name(p);
+        bprintf(b, "privguide_budget_epsilon_spent{purpose=\"%s\"} %.17g\n", name, a->spent_epsilon);
+        bprintf(b, "privguide_budget_delta_spent{purpose=\"%s\"} %.17g\n", name, a->spent_delta);
+        bprintf(b, "privguide_budget_releases{purpose=\"%s\"} %lld\n", name, a->releases);
+        if (a->has_cap)
+            bprintf(b,
+                    "privguide_budget_epsilon_cap{purpose=\"%s\"} %.17g\n"
+                    "privguide_budget_delta_cap{purpose=\"%s\"} %.17g\n",
+                    name, a->cap_epsilon, name, a->cap_delta);
+    }
+}
+
+char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
 {
     buf b = {malloc(8192), 0, 8192, 0};
     if (!b.p) return NULL;
     b.p[0] = 0;
     pvg_srv_metrics *m = &srv->metrics;
+    bprintf(&b, "# HELP privguide_uptime_seconds Seconds since start.\n"
+                "# TYPE privguide_uptime_seconds gauge\nprivguide_uptime_seconds %lld\n",
+            (long long)(time(NULL) - srv->started_at));
+    bprintf(&b, "# HELP privguide_model_generation Model generation in service.\n"
+                "# TYPE privguide_model_generation gauge\nprivguide_model_generation %ld\n",
+            pvg_server_model_generation(srv));
+    pvg_srv_model *mod = pvg_srv_model_acquire(srv);
+    if (mod) {
+        bprintf(&b, "# HELP privguide_model_built_seconds When the model in service was built (file time).\n"
+                    "# TYPE privguide_model_built_seconds gauge\nprivguide_model_built_seconds %lld\n",
+                (long long)(mod->mtime_ns / 1000000000));
+        pvg_srv_model_release(mod);
+    }
+    long long catalog = pvg_srv_catalog_items(s);
+    if (catalog >= 0)
+        bprintf(&b, "# HELP privguide_catalog_items Items of the operator's catalog (not event stubs).\n"
+                    "# TYPE privguide_catalog_items gauge\nprivguide_catalog_items %lld\n",
+                catalog);
+    budget_gauges(&b, s);
+    if (!admin) goto out; /* the rest moves with what shoppers do: exact, admin only */
     const pvg_srv_route *rt = pvg_srv_routes();
     static const char *classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
     bprintf(&b, "# HELP privguide_http_requests_total HTTP requests by route and status class.\n"
@@ -166,14 +222,8 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int with_store)
     bprintf(&b, "# HELP privguide_http_inflight Requests in progress.\n"
                 "# TYPE privguide_http_inflight gauge\nprivguide_http_inflight %ld\n",
             atomic_load(&srv->inflight));
-    bprintf(&b, "# HELP privguide_uptime_seconds Seconds since start.\n"
-                "# TYPE privguide_uptime_seconds gauge\nprivguide_uptime_seconds %lld\n",
-            (long long)(time(NULL) - srv->started_at));
-    bprintf(&b, "# HELP privguide_model_generation Model generation in service.\n"
-                "# TYPE privguide_model_generation gauge\nprivguide_model_generation %ld\n",
-            pvg_server_model_generation(srv));
     pvg_store_counts c;
-    if (with_store && pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
+    if (pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
         bprintf(&b, "# HELP privguide_store_users Users held.\n# TYPE privguide_store_users gauge\n"
                     "privguide_store_users %lld\n",
                 c.users);
@@ -184,9 +234,7 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int with_store)
                     "# TYPE privguide_store_items gauge\nprivguide_store_items %lld\n",
                 c.items);
     }
-    bprintf(&b, "# HELP privguide_budget_epsilon_spent Privacy budget spent per dataset.\n"
-                "# TYPE privguide_budget_epsilon_spent gauge\n");
-    (void)pvg_ledger_datasets_foreach(s, ledger_row, &b, NULL);
+out:
     if (b.oom) {
         free(b.p);
         return NULL;

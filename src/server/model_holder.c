@@ -287,6 +287,7 @@ static int catalog_item(void *ctx, const pvg_item *it)
 #define POPULAR_DELTA 1e-7
 #define SIMILAR_DELTA 1e-7
 #define SIMILAR_K 20 /* neighbours kept per item */
+/* ledger labels: purposes of the store's one budget (ledger.h) */
 #define LEDGER_POPULAR "popular_list"
 #define LEDGER_SIMILAR "similar_items"
 
@@ -551,27 +552,37 @@ static void baskets_free(baskets *b)
     free(b->stamp);
 }
 
-/* The ledger may take (eps, delta) on `label`: 1 yes, 0 no (reason in err). */
-static int budget_allows(pvg_store *s, const char *label, double eps, double delta,
+/* The store's budget may take (eps, delta) under purpose `pp`: 1 yes, 0 no
+ * (reason in err). Checked before any data is read; the charge itself
+ * decides again under the ledger's lock. */
+static int budget_allows(pvg_store *s, pvg_ledger_purpose pp, double eps, double delta,
                          pvg_error *err)
 {
-    pvg_ledger_summary sum;
+    pvg_ledger_state ls;
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = pvg_ledger_summary_get(s, label, &sum, &e);
-    if (st == PVG_ERR_NOT_FOUND) {
-        pvg_error_set(err, PVG_ERR_BUDGET, "no privacy budget is set for \"%s\"", label);
-        return 0;
-    }
+    pvg_status st = pvg_ledger_state_get(s, &ls, &e);
     if (st != PVG_OK) {
         pvg_error_set(err, st, "ledger: %s", e.text);
         return 0;
     }
-    if (sum.spent_epsilon + eps > sum.total_epsilon * (1 + 1e-12) ||
-        sum.spent_delta + delta > sum.total_delta * (1 + 1e-12)) {
+    const char *name = pvg_ledger_purpose_name(pp);
+    if (!ls.has_total) {
         pvg_error_set(err, PVG_ERR_BUDGET,
-                      "the privacy budget \"%s\" is spent (epsilon %g of %g used, %g needed)",
-                      label, sum.spent_epsilon, sum.total_epsilon, eps);
+                      "no privacy budget is set for the store (privguide budget set)");
+        return 0;
+    }
+    const double slack = 1 + 1e-9;
+    const pvg_ledger_account *a = &ls.purposes[pp];
+    if (ls.spent_epsilon + eps > ls.total_epsilon * slack ||
+        ls.spent_delta + delta > ls.total_delta * slack ||
+        (a->has_cap && (a->spent_epsilon + eps > a->cap_epsilon * slack ||
+                        a->spent_delta + delta > a->cap_delta * slack))) {
+        pvg_error_set(err, PVG_ERR_BUDGET,
+                      "the privacy budget is spent for %s (store: epsilon %g of %g used; "
+                      "%s: %g used%s; %g needed)",
+                      name, ls.spent_epsilon, ls.total_epsilon, name, a->spent_epsilon,
+                      a->has_cap ? " of its cap" : "", eps);
         return 0;
     }
     return 1;
@@ -581,7 +592,7 @@ static void audit_release(pvg_server *srv, pvg_store *s, const char *what, const
                           double eps, double delta, int64_t release_id)
 {
     char detail[320];
-    snprintf(detail, sizeof detail, "%s; ledger %s; epsilon %g; delta %g; release %lld", what,
+    snprintf(detail, sizeof detail, "%s; purpose %s; epsilon %g; delta %g; release %lld", what,
              label, eps, delta, (long long)release_id);
     pvg_audit_record ar = {0, "server", "dp_release", "", detail};
     pvg_status ast = pvg_audit_append(s, &ar, NULL, NULL);
@@ -627,7 +638,7 @@ static pvg_status popular_make(release_job *j, size_t k, double eps, pvg_srv_pop
 {
     *out = NULL;
     pvg_server *srv = j->srv;
-    if (!budget_allows(j->s, LEDGER_POPULAR, eps, POPULAR_DELTA, err)) return PVG_ERR_BUDGET;
+    if (!budget_allows(j->s, PVG_LEDGER_POPULAR_LIST, eps, POPULAR_DELTA, err)) return PVG_ERR_BUDGET;
     pvg_status st = job_read(j, err);
     if (st != PVG_OK) return st;
     int64_t *ids = malloc(j->d.n * sizeof *ids);
@@ -701,7 +712,7 @@ static pvg_status similar_make(release_job *j, const pvg_srv_popular *pop, doubl
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "the popular list has fewer than two items: no domain for similar "
                              "items");
-    if (!budget_allows(j->s, LEDGER_SIMILAR, eps, SIMILAR_DELTA, err)) return PVG_ERR_BUDGET;
+    if (!budget_allows(j->s, PVG_LEDGER_SIMILAR_ITEMS, eps, SIMILAR_DELTA, err)) return PVG_ERR_BUDGET;
     pvg_status st = job_read(j, err);
     if (st != PVG_OK) return st;
     pvg_srv_similar *x = calloc(1, sizeof *x);

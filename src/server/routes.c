@@ -45,7 +45,7 @@ static const pvg_srv_route ROUTES[] = {
     {"GET", "/metrics", OPS, h_metrics, "Prometheus metrics"},
     {"GET", "/v1/openapi.json", PVG_SRV_PUBLIC, h_openapi, "this API as OpenAPI 3"},
     {"GET", "/v1/whoami", ANYONE, h_whoami, "the role of the presented credential"},
-    {"GET", "/v1/stats", OPS, h_stats, "data volume, budgets, model, evaluation, request rates"},
+    {"GET", "/v1/stats", OPS, h_stats, "catalog size, budget, model; exact figures for admins"},
     {"POST", "/v1/events", PVG_SRV_ADMIN | PVG_SRV_USER, h_events, "record a batch of events"},
     {"GET", "/v1/users/{id}/recommendations", OWN, h_recommend, "recommendations for a user"},
     /* similar items: shoppers and analysts get the DP co-occurrence release,
@@ -223,53 +223,63 @@ static void h_whoami(pvg_srv_req *r)
                              (json_int_t)r->who.expires_at));
 }
 
-static int ledger_json(void *ctx, const char *dataset, const pvg_ledger_summary *s)
+/* The store's budget state (not personal: what the operator chose to
+ * release), as JSON. */
+static json_t *budget_json(pvg_store *s)
 {
-    json_array_append_new(
-        ctx, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:I}", "dataset", dataset, "total_epsilon",
-                       s->total_epsilon, "spent_epsilon", s->spent_epsilon, "left_epsilon",
-                       s->total_epsilon > s->spent_epsilon ? s->total_epsilon - s->spent_epsilon
-                                                           : 0.0,
-                       "total_delta", s->total_delta, "spent_delta", s->spent_delta, "releases",
-                       (json_int_t)s->releases));
-    return 0;
+    pvg_ledger_state st;
+    if (pvg_ledger_state_get(s, &st, NULL) != PVG_OK) return json_null();
+    json_t *purposes = json_array();
+    for (int p = 0; p < PVG_LEDGER_N_PURPOSES; p++) {
+        const pvg_ledger_account *a = &st.purposes[p];
+        json_t *cap = a->has_cap ? json_pack("{s:f, s:f}", "epsilon", a->cap_epsilon, "delta",
+                                             a->cap_delta)
+                                 : json_null();
+        json_array_append_new(purposes,
+                              json_pack("{s:s, s:o, s:f, s:f, s:I}", "purpose",
+                                        pvg_ledger_purpose_name(p), "cap", cap, "spent_epsilon",
+                                        a->spent_epsilon, "spent_delta", a->spent_delta, "releases",
+                                        (json_int_t)a->releases));
+    }
+    json_t *total = st.has_total ? json_pack("{s:f, s:f}", "epsilon", st.total_epsilon, "delta",
+                                             st.total_delta)
+                                 : json_null();
+    json_t *left = st.has_total
+                       ? json_pack("{s:f, s:f}", "epsilon",
+                                   st.total_epsilon > st.spent_epsilon ? st.total_epsilon - st.spent_epsilon : 0.0,
+                                   "delta",
+                                   st.total_delta > st.spent_delta ? st.total_delta - st.spent_delta : 0.0)
+                       : json_null();
+    return json_pack("{s:o, s:{s:f, s:f}, s:o, s:I, s:o}", "total", total, "spent", "epsilon",
+                     st.spent_epsilon, "delta", st.spent_delta, "remaining", left, "releases",
+                     (json_int_t)st.releases, "purposes", purposes);
 }
 
+/* Analysts (and admins) get only DP releases and non-personal facts: the
+ * catalog's size (operator data, not event stubs), uptime, the model's type,
+ * generation and build time, the DP popular release, the budget. The exact
+ * figures (store volume, the model's users and items, the evaluation, the
+ * request counters) move when one shopper acts: admin only, under "exact". */
 static void h_stats(pvg_srv_req *r)
 {
     pvg_store *s = pvg_srv_req_store(r);
+    int admin = r->who.role == PVG_ROLE_ADMIN;
     json_t *o = json_object();
-    pvg_store_counts c;
-    pvg_error e;
-    pvg_error_clear(&e);
-    pvg_status st = pvg_store_counts_get(s, &c, &e);
-    if (st != PVG_OK) {
+    long long catalog = pvg_srv_catalog_items(s);
+    if (catalog < 0) {
         json_decref(o);
-        pvg_srv_reply_status(r, "store counts", st, &e);
+        pvg_srv_reply_error(r, 500, "internal", "cannot read the catalog");
         return;
     }
-    /* exact counts of shoppers and events are for the operator (admin) only:
-     * an analyst gets differentially private answers, never exact totals */
-    int admin = r->who.role == PVG_ROLE_ADMIN;
-    if (admin)
-        json_object_set_new(o, "store",
-                            json_pack("{s:I, s:I, s:I, s:I}", "users", (json_int_t)c.users, "items",
-                                      (json_int_t)c.items, "events", (json_int_t)c.events,
-                                      "anonymous_rows", (json_int_t)c.anonymous_rows));
-    else
-        json_object_set_new(o, "store", json_pack("{s:I}", "items", (json_int_t)c.items));
-    json_t *budgets = json_array();
-    (void)pvg_ledger_datasets_foreach(s, ledger_json, budgets, NULL);
-    json_object_set_new(o, "budgets", budgets);
+    json_object_set_new(o, "catalog", json_pack("{s:I}", "items", (json_int_t)catalog));
+    json_object_set_new(o, "budget", budget_json(s));
+    json_t *exact = admin ? json_object() : NULL;
     pvg_srv_model *m = pvg_srv_model_acquire(r->srv);
     if (m) {
-        json_t *mj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "type",
-                               pvg_model_type_name(pvg_model_type_of(m->model)), "items",
-                               (json_int_t)pvg_model_n_items(m->model), "users",
-                               (json_int_t)(admin ? (json_int_t)pvg_model_n_users(m->model) : -1),
-                               "generation",
+        json_t *mj = json_pack("{s:s, s:I, s:I, s:I}", "type",
+                               pvg_model_type_name(pvg_model_type_of(m->model)), "generation",
                                (json_int_t)m->generation, "loaded_at", (json_int_t)m->loaded_at,
-                               "path", r->srv->model_path);
+                               "built_at", (json_int_t)(m->mtime_ns / 1000000000));
         pvg_srv_popular *pop = atomic_load(&m->popular);
         if (pop) {
             json_object_set_new(mj, "popular_release",
@@ -282,29 +292,54 @@ static void h_stats(pvg_srv_req *r)
             json_object_set_new(mj, "popular_error", json_string(why));
         }
         json_object_set_new(o, "model", mj);
+        if (exact)
+            json_object_set_new(exact, "model",
+                                json_pack("{s:I, s:I, s:s}", "items",
+                                          (json_int_t)pvg_model_n_items(m->model), "users",
+                                          (json_int_t)pvg_model_n_users(m->model), "path",
+                                          r->srv->model_path));
     } else {
         json_object_set_new(o, "model", json_null());
     }
     pvg_srv_model_release(m);
+    json_object_set_new(o, "uptime_seconds", json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
+    json_object_set_new(o, "now", json_integer((json_int_t)time(NULL)));
+    if (!exact) {
+        pvg_srv_reply_json(r, 200, o);
+        return;
+    }
+    pvg_store_counts c;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_store_counts_get(s, &c, &e);
+    if (st != PVG_OK) {
+        json_decref(exact);
+        json_decref(o);
+        pvg_srv_reply_status(r, "store counts", st, &e);
+        return;
+    }
+    json_object_set_new(exact, "store",
+                        json_pack("{s:I, s:I, s:I, s:I}", "users", (json_int_t)c.users, "items",
+                                  (json_int_t)c.items, "events", (json_int_t)c.events,
+                                  "anonymous_rows", (json_int_t)c.anonymous_rows));
     /* the last evaluation, as written by `privguide eval ... --json > <data_dir>/evaluation.json` */
     char path[4096];
     snprintf(path, sizeof path, "%s/evaluation.json", r->srv->data_dir);
     json_t *ev = json_load_file(path, 0, NULL);
-    json_object_set_new(o, "evaluation", ev ? ev : json_null());
+    json_object_set_new(exact, "evaluation", ev ? ev : json_null());
     pvg_srv_metrics *mt = &r->srv->metrics;
     long long by[6] = {0};
     for (size_t i = 0; i < mt->n_routes; i++)
         for (int k = 0; k < 6; k++) by[k] += atomic_load(&mt->routes[i].by_class[k]);
     json_object_set_new(
-        o, "requests",
+        exact, "requests",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "total",
                   (json_int_t)(by[1] + by[2] + by[3] + by[4] + by[5]), "ok", (json_int_t)by[2],
                   "client_errors", (json_int_t)by[4], "server_errors", (json_int_t)by[5],
                   "personalized", (json_int_t)atomic_load(&mt->recs_personal), "popular",
                   (json_int_t)atomic_load(&mt->recs_popular), "rate_limited",
                   (json_int_t)atomic_load(&mt->rate_limited)));
-    json_object_set_new(o, "uptime_seconds", json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
-    json_object_set_new(o, "now", json_integer((json_int_t)time(NULL)));
+    json_object_set_new(o, "exact", exact);
     pvg_srv_reply_json(r, 200, o);
 }
 

@@ -72,8 +72,13 @@ void pvg_srv_metrics_free(pvg_srv_metrics *m);
 void pvg_srv_metrics_observe(pvg_srv_metrics *m, int route, int status, double seconds);
 /* Prometheus text; new string (free). s: the request's store connection
  * (borrowed; a request never takes a second one from the pool, which could
- * deadlock). with_store: include the exact store volume gauges (admin only). */
-char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int with_store);
+ * deadlock). admin: also the exact figures (request counters, latencies, the
+ * store's volume); without it only DP or non-personal facts. */
+char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin);
+/* Items of the operator's catalog: rows with any catalog data (title,
+ * category, price, attributes), not the bare stubs ingest adds for event
+ * items missing from the catalog. -1 on a store error. */
+long long pvg_srv_catalog_items(pvg_store *s);
 extern const double pvg_srv_lat_bounds[PVG_SRV_LAT_BUCKETS];
 
 /* ---- rate limits (token buckets per credential id) ---- */

@@ -116,14 +116,21 @@ typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type ty
 typedef pvg_status (*pvg_backend_rewrap_fn)(
     void *ctx, const unsigned char pseudonym[PVG_BACKEND_PSEUDONYM_BYTES],
     const pvg_backend_key *old, unsigned char *out, size_t *out_len, pvg_error *err);
-/* Ledger: decides, from the dataset's budget (found = 0: none set) and
- * spending as read inside the charge's lock, whether the release may be
- * recorded: PVG_OK, or a status with err filled (the charge is rolled back). */
-typedef pvg_status (*pvg_backend_charge_fn)(void *ctx, int found, const pvg_ledger_summary *sum,
-                                            pvg_error *err);
+/* Ledger: decides, under the lock of a ledger_charge or ledger_limit_set
+ * (it may call ledger_read to see the state as of inside the lock), whether
+ * the write may go ahead: PVG_OK, or a status with err filled (nothing is
+ * written). */
+typedef pvg_status (*pvg_backend_decide_fn)(void *ctx, pvg_error *err);
 typedef int (*pvg_backend_release_fn)(void *ctx, const pvg_ledger_release *r);
-typedef int (*pvg_backend_dataset_fn)(void *ctx, const char *dataset,
-                                      const pvg_ledger_summary *sum);
+/* One row of the ledger as ledger_read hands it out. */
+typedef struct pvg_backend_ledger_row {
+    enum { PVG_LEDGER_ROW_TOTAL, PVG_LEDGER_ROW_CAP, PVG_LEDGER_ROW_SPENT } kind;
+    const char *name; /* CAP: the purpose name; SPENT: the label; TOTAL: NULL */
+    double epsilon, delta;
+    long long releases; /* SPENT only */
+    int migrated;       /* TOTAL only: read from a pre-purpose store's per-label budgets */
+} pvg_backend_ledger_row;
+typedef int (*pvg_backend_ledger_fn)(void *ctx, const pvg_backend_ledger_row *r);
 /* Audit: computes the chain hash of rec (timestamp resolved) after prev. */
 typedef void (*pvg_backend_chain_fn)(void *ctx, const unsigned char prev[PVG_BACKEND_HASH_BYTES],
                                      int64_t ts, const pvg_audit_record *rec,
@@ -272,24 +279,17 @@ struct pvg_backend_ops {
     pvg_status (*cred_revoke_user)(pvg_backend *b, const unsigned char pseudonym[16],
                                    long long *changed, pvg_error *err);
 
-    /* ---- budget ledger ---- */
-    pvg_status (*budget_set)(pvg_backend *b, const char *dataset, double epsilon, double delta,
-                             int64_t updated_at, pvg_error *err);
-    /* Budget and spending of one dataset (found = 0: no budget set; the
-     * spending is still filled). */
-    pvg_status (*budget_get)(pvg_backend *b, const char *dataset, int *found,
-                             pvg_ledger_summary *out, pvg_error *err);
-    /* [unit] Under the write lock: reads the dataset's budget and spending,
-     * asks decide, and records the release when it says PVG_OK. Two charges
-     * never both decide on the same spending. */
-    pvg_status (*ledger_charge)(pvg_backend *b, const char *dataset, const char *what,
+    /* ---- budget ledger (one total per store; caps per purpose) ---- */
+    /* [unit] Under the write lock: asks decide (which may call ledger_read)
+     * and records the release under `label` when it says PVG_OK. Two
+     * charges never both decide on the same spending. */
+    pvg_status (*ledger_charge)(pvg_backend *b, const char *label, const char *what,
                                 const char *mechanism, double epsilon, double delta,
-                                int64_t created_at, pvg_backend_charge_fn decide, void *ctx,
+                                int64_t created_at, pvg_backend_decide_fn decide, void *ctx,
                                 int64_t *release_id, pvg_error *err);
+    /* Releases under `label` (NULL: all) in id order (purpose left 0). */
     pvg_status (*releases_foreach)(pvg_backend *b, const char *dataset /* NULL: all */,
                                    pvg_backend_release_fn fn, void *ctx, pvg_error *err);
-    pvg_status (*datasets_foreach)(pvg_backend *b, pvg_backend_dataset_fn fn, void *ctx,
-                                   pvg_error *err);
 
     /* ---- audit log ---- */
     /* [unit] Appends recs in order after the current head (records with
@@ -315,6 +315,18 @@ struct pvg_backend_ops {
                               const char *dataset, int64_t k, double epsilon, const char *mechanism,
                               int64_t release_id, const char *items_json, int64_t created_at,
                               pvg_error *err);
+
+    /* ---- budget ledger, continued ---- */
+    /* The whole ledger: the store total (at most one TOTAL row; a store
+     * without one but with pre-purpose per-label budgets gives the largest
+     * of those, migrated = 1), every purpose cap, and the releases' count
+     * and sums per label. Inside or outside a unit. */
+    pvg_status (*ledger_read)(pvg_backend *b, pvg_backend_ledger_fn fn, void *ctx, pvg_error *err);
+    /* [unit] Under the write lock: asks decide, then sets the store total
+     * (purpose NULL) or the cap of `purpose` (clear = 1: removes it). */
+    pvg_status (*ledger_limit_set)(pvg_backend *b, const char *purpose, double epsilon,
+                                   double delta, int clear, int64_t updated_at,
+                                   pvg_backend_decide_fn decide, void *ctx, pvg_error *err);
 
     /* ---- cached DP releases of any kind (popular list, similar items) ---- */
     /* A release of `kind` ("popular", "similar") for one model build

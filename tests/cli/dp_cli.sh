@@ -3,7 +3,9 @@
 # figures in JSON (values from the Opacus / TF Privacy test suites, see
 # tests/test_dp_accountant.c), usage errors (exit 2), the budget ledger
 # (refusal without budget, overspend refused with what remains, budget show
-# --json listing every release) and DP queries over a small Online Retail
+# --json listing the total, each purpose and every release; one budget per
+# store whatever the label; budget set refused below spent, --force for
+# changes, every attempt audited) and DP queries over a small Online Retail
 # file ingested into a fresh data dir.
 set -u
 P=${PVG_CLI:?PVG_CLI not set}
@@ -83,9 +85,40 @@ b=$("$P" budget show --json --data-dir "$D") || fail "budget show"
 jq -e '.total.epsilon == 3 and (.releases | length) == 2' <<<"$b" >/dev/null || fail "budget show: $b"
 jq -e '.spent.epsilon == 2 and .remaining.epsilon == 1' <<<"$b" >/dev/null || fail "spent/remaining: $b"
 jq -e '.releases[0] | has("what") and has("when") and has("epsilon") and has("delta") and has("mechanism")' <<<"$b" >/dev/null || fail "release fields: $b"
-"$P" budget show --dataset other --json --data-dir "$D" | jq -e '.total == null' >/dev/null || fail "unknown dataset"
-"$P" budget set --dataset other --epsilon 1 --data-dir "$D" >/dev/null || fail "budget set other"
-a=$("$P" budget show --all --json --data-dir "$D") || fail "budget show --all"
-jq -e '[.datasets[].dataset] == ["default","other"] and .datasets[0].releases == 2' <<<"$a" >/dev/null || fail "show --all: $a"
-"$P" budget show --all --dataset x --data-dir "$D" 2>/dev/null; [ $? -eq 2 ] || fail "--all with --dataset"
+jq -e '.releases[0].label == "default" and .releases[0].purpose == "queries"' <<<"$b" >/dev/null || fail "release label/purpose: $b"
+jq -e '[.purposes[].purpose] == ["queries","popular_list","similar_items","spend_totals","model_builds","federated_training"]' <<<"$b" >/dev/null || fail "purposes: $b"
+jq -e '.purposes[0].spent.epsilon == 2 and .purposes[0].releases == 2 and .purposes[0].cap == null and .purposes[1].spent.epsilon == 0' <<<"$b" >/dev/null || fail "purpose accounts: $b"
+"$P" budget show --data-dir "$D" | grep -q "^  popular_list " || fail "text show lists the purposes"
+
+# ---- one budget per store (finding 6 of issue 11) ----
+# spend what is left under "default"; a budget for another label is refused
+# (there is one per store), and a query under another label finds nothing left
+"$P" query count --epsilon 1 --data-dir "$D" >/dev/null || fail "spending the rest"
+"$P" budget set --dataset other --epsilon 1 --data-dir "$D" 2>"$T/err"; [ $? -eq 2 ] || fail "budget set --dataset other accepted"
+grep -q "one privacy budget" "$T/err" || fail "budget set --dataset: $(cat "$T/err")"
+"$P" query count --epsilon 0.5 --dataset other --data-dir "$D" 2>"$T/err"; [ $? -eq 1 ] || fail "--dataset other got a fresh budget"
+grep -q "privacy budget" "$T/err" || fail "refusal under another label: $(cat "$T/err")"
+
+# ---- budget set: refused below spent, --force for changes, audited ----
+"$P" budget set --epsilon 4 --delta 1e-5 --data-dir "$D" 2>"$T/err"; [ $? -eq 1 ] || fail "raising without --force accepted"
+grep -q -- "--force" "$T/err" || fail "no --force hint: $(cat "$T/err")"
+"$P" budget set --epsilon 2 --delta 1e-5 --force --data-dir "$D" 2>"$T/err"; [ $? -eq 1 ] || fail "total below spent accepted"
+grep -q "spent" "$T/err" || fail "below-spent refusal: $(cat "$T/err")"
+"$P" budget set --epsilon 3 --delta 1e-5 --data-dir "$D" >/dev/null || fail "re-setting the same total"
+b=$("$P" budget set --epsilon 4 --delta 1e-5 --force --json --data-dir "$D") || fail "raising with --force"
+jq -e '.total.epsilon == 4 and .remaining.epsilon == 1' <<<"$b" >/dev/null || fail "raised: $b"
+b=$("$P" budget set --purpose popular_list --epsilon 0.5 --json --data-dir "$D") || fail "a first cap"
+jq -e '.purposes[1].cap.epsilon == 0.5 and .purposes[1].remaining.epsilon == 0.5' <<<"$b" >/dev/null || fail "cap: $b"
+"$P" budget set --purpose popular_list --epsilon 0.6 --data-dir "$D" 2>/dev/null; [ $? -eq 1 ] || fail "changing a cap without --force"
+"$P" budget set --purpose queries --epsilon 1 --force --data-dir "$D" 2>/dev/null; [ $? -eq 1 ] || fail "cap below the purpose's spending"
+"$P" budget set --purpose nope --epsilon 1 --data-dir "$D" 2>/dev/null; [ $? -eq 2 ] || fail "unknown purpose"
+"$P" budget set --purpose popular_list --clear --data-dir "$D" 2>/dev/null; [ $? -eq 1 ] || fail "clearing a cap without --force"
+"$P" budget set --purpose popular_list --clear --force --json --data-dir "$D" | jq -e '.purposes[1].cap == null' >/dev/null || fail "clear"
+"$P" budget set --clear --data-dir "$D" 2>/dev/null; [ $? -eq 2 ] || fail "--clear without --purpose"
+au=$("$P" audit show --json --data-dir "$D") || fail "audit show"
+n=$(grep -c '"budget_set"' <<<"$au")
+[ "$n" -eq 10 ] || fail "budget changes audited: $n entries, want 10 (usage errors are not attempts)"
+grep '"budget_set"' <<<"$au" | grep -q 'outcome=refused:below_spent' || fail "refusal not audited"
+grep '"budget_set"' <<<"$au" | grep -q 'target=purpose:popular_list clear.*outcome=allowed:forced' || fail "cap removal not audited"
+"$P" budget show --dataset default --json --data-dir "$D" | jq -e '(.releases | length) == 3' >/dev/null || fail "show --dataset filters releases by label"
 exit 0

@@ -3,8 +3,10 @@
 # Retail: without --epsilon or --exact the command refuses (exit 2); with
 # --exact it warns on stderr, writes an audit entry and never prints shopper
 # counts; the decrypted per-country totals add up to the decrypted grand
-# total to the cent, a DP release is charged to the ledger, and a release
-# over budget is refused. Skips (77) when the dataset is absent.
+# total to the cent, a DP release is charged to the store's budget (purpose
+# spend_totals), a release over budget is refused, and the released category
+# groups do not change when one shopper who bought an item missing from the
+# catalog is added. Skips (77) when the dataset is absent.
 set -u
 P=${PVG_CLI:?PVG_CLI not set}
 SRC=${PVG_SHARED_DIR:-../shared}/data/online-retail/online-retail.csv.gz
@@ -46,18 +48,40 @@ sum=$(awk -F'\t' '{ v = $2; sub(/\./, "", v); c += v } END { s = c < 0 ? "-" : "
 # DP: needs a budget; charged; refused when over
 "$P" he spend-total --pub "$T/k/public.json" --group-by category --epsilon 0.5 --dataset he 2>"$T/err" >/dev/null
 [ $? -eq 1 ] && grep -qi 'budget' "$T/err" || fail "DP release without a budget: $(cat "$T/err")"
-# the budget command belongs to the DP commands; the library test covers the
-# ledger when no such command is present
-BUDGET=
-for cmd in "dp budget set" "budget set"; do
-  if $P $cmd --help >/dev/null 2>&1; then BUDGET=$cmd; break; fi
+# one budget per store: the release is charged to the purpose spend_totals
+"$P" budget set --epsilon 1 --delta 1e-5 >/dev/null || fail "budget set"
+"$P" he spend-total --pub "$T/k/public.json" --group-by category --epsilon 0.5 --dataset he >"$T/dp" || fail "DP release"
+grep -q '"noise_scale_cents": ' "$T/dp" || fail "DP output"
+grep -q '"users"' "$T/dp" && fail "DP output releases user counts"
+"$P" budget show --json | grep -q '"purpose":"spend_totals","cap":null,"spent":{"epsilon":0.5' || fail "not charged to spend_totals: $("$P" budget show --json)"
+"$P" he spend-total --pub "$T/k/public.json" --epsilon 0.6 --dataset he >/dev/null 2>"$T/err"
+[ $? -eq 1 ] && grep -qiE 'budget|overspend' "$T/err" || fail "overspend not refused: $(cat "$T/err")"
+
+# finding 3 of issue 11: the category domain does not depend on the data.
+# Two neighbouring stores: the same catalog (every item categorised) and
+# shoppers; the second has one more shopper, who bought an item missing from
+# the catalog (ingest adds a category-less stub row for it). The set of groups
+# released must be the same.
+groups_of() { # DATA_DIR -> the released group names, one a line
+  "$P" he spend-total --pub "$T/k/public.json" --group-by category --epsilon 0.1 --json --data-dir "$1" \
+    | grep -o '"group": "[^"]*"' | sort
+}
+for n in a b; do
+  "$P" init --data-dir "$T/n$n" >/dev/null || fail "init $n"
+  {
+    echo '{"type":"item","item":"I1","title":"lamp","category":"lighting","price":10}'
+    echo '{"type":"item","item":"I2","title":"mug","category":"kitchen","price":4}'
+    for u in 1 2 3 4 5 6; do
+      echo "{\"type\":\"purchase\",\"user\":\"s$u\",\"item\":\"I$((u % 2 + 1))\",\"ts\":1300000000,\"quantity\":1,\"amount\":$((u + 3))}"
+    done
+    [ $n = b ] && echo '{"type":"purchase","user":"newcomer","item":"ZZZ-secret","ts":1300000100,"quantity":1,"amount":99}'
+  } >"$T/n$n.jsonl"
+  "$P" ingest --format jsonl "$T/n$n.jsonl" --data-dir "$T/n$n" >/dev/null 2>&1 || fail "ingest $n"
+  "$P" budget set --epsilon 1 --data-dir "$T/n$n" >/dev/null || fail "budget $n"
 done
-if [ -n "$BUDGET" ]; then
-  $P $BUDGET --dataset he --epsilon 1 --delta 1e-5 >/dev/null || fail "$BUDGET"
-  "$P" he spend-total --pub "$T/k/public.json" --group-by category --epsilon 0.5 --dataset he >"$T/dp" || fail "DP release"
-  grep -q '"noise_scale_cents": ' "$T/dp" || fail "DP output"
-  grep -q '"users"' "$T/dp" && fail "DP output releases user counts"
-  "$P" he spend-total --pub "$T/k/public.json" --epsilon 0.6 --dataset he >/dev/null 2>"$T/err"
-  [ $? -eq 1 ] && grep -qiE 'budget|overspend' "$T/err" || fail "overspend not refused: $(cat "$T/err")"
-fi
+ga=$(groups_of "$T/na") || fail "release a"
+gb=$(groups_of "$T/nb") || fail "release b"
+[ -n "$ga" ] || fail "no groups released"
+[ "$ga" = "$gb" ] || fail "the released groups depend on one shopper: [$ga] vs [$gb]"
+echo "$ga" | grep -q '"(uncategorised)"' || fail "(uncategorised) not in the domain: $ga"
 echo "he_spend: ok"

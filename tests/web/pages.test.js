@@ -60,9 +60,9 @@ async function main() {
     const users = Number(await page.textContent('#volume [data-kpi="users"] .v'));
     check(users > 0, 'dashboard shows the number of users (' + users + ')');
     check(Number(await page.textContent('#volume [data-kpi="events"] .v')) > 0, 'dashboard shows events');
-    await page.waitForSelector('#budgets tr[data-dataset="popular_list"]');
-    const spent = await page.textContent('#budgets tr[data-dataset="popular_list"] td:nth-child(2)');
-    check(Number(spent) > 0, 'dashboard shows the privacy budget spent on "popular_list" (' + spent + ')');
+    await page.waitForSelector('#budgets tr[data-purpose="total"]');
+    const spent = await page.textContent('#budgets tr[data-purpose="total"] td:nth-child(2)');
+    check(Number(spent) > 0, 'dashboard shows the privacy budget spent by the store (' + spent + ')');
     check((await page.textContent('#model')).includes('generation'), 'dashboard shows the model in service');
     check((await page.textContent('#evaluation tr[data-k="10"]')).includes('0.4125'), 'dashboard shows the last evaluation (recall@10)');
     check((await page.textContent('#status')).includes('live'), 'dashboard is polling');

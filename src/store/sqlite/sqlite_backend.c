@@ -89,6 +89,17 @@ static const char MAIN_SCHEMA[] =
     " dataset TEXT NOT NULL, what TEXT NOT NULL, mechanism TEXT NOT NULL,"
     " epsilon REAL NOT NULL, delta REAL NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS dp_release_dataset ON dp_release(dataset, id);"
+    /* One budget per store (dp_budget above is the pre-purpose per-label
+     * table, only read as the migrated total until this one has its row),
+     * and the operator's caps per purpose. */
+    "CREATE TABLE IF NOT EXISTS dp_store_budget("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " total_epsilon REAL NOT NULL, total_delta REAL NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS dp_purpose_cap("
+    " purpose TEXT PRIMARY KEY NOT NULL,"
+    " cap_epsilon REAL NOT NULL, cap_delta REAL NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
     /* The audit log (no user_pseudonym column: it survives deletions). */
     "CREATE TABLE IF NOT EXISTS audit_log ("
     " seq INTEGER PRIMARY KEY,"
@@ -187,12 +198,14 @@ enum {
     Q_CRED_GET,
     Q_CRED_REVOKE,
     Q_CRED_REVOKE_USER,
-    Q_BUDGET_SET,
-    Q_BUDGET_GET,
-    Q_SPENT_GET,
+    Q_LEDGER_TOTAL,
+    Q_LEDGER_CAPS,
+    Q_LEDGER_SPENT,
+    Q_LEDGER_TOTAL_SET,
+    Q_LEDGER_CAP_SET,
+    Q_LEDGER_CAP_CLEAR,
     Q_RELEASE_INSERT,
     Q_RELEASES,
-    Q_DATASETS,
     Q_AUDIT_HEAD,
     Q_AUDIT_INSERT,
     Q_AUDIT_FROM,
@@ -289,26 +302,28 @@ static const struct {
     [Q_CRED_REVOKE] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE key_id=?1"},
     [Q_CRED_REVOKE_USER] = {DB_MAIN,
                             "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
-    [Q_BUDGET_SET] = {DB_MAIN,
-                      "INSERT INTO dp_budget(dataset, total_epsilon, total_delta, updated_at)"
-                      " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(dataset) DO UPDATE"
-                      " SET total_epsilon = ?2, total_delta = ?3, updated_at = ?4"},
-    [Q_BUDGET_GET] = {DB_MAIN,
-                      "SELECT total_epsilon, total_delta FROM dp_budget WHERE dataset = ?1"},
-    [Q_SPENT_GET] =
-        {DB_MAIN,
-         "SELECT COUNT(*), TOTAL(epsilon), TOTAL(delta) FROM dp_release WHERE dataset = ?1"},
+    [Q_LEDGER_TOTAL] = {DB_MAIN,
+                        "SELECT total_epsilon, total_delta, 0 FROM dp_store_budget WHERE id = 1"
+                        " UNION ALL SELECT MAX(total_epsilon), MAX(total_delta), 1 FROM dp_budget"
+                        " WHERE NOT EXISTS (SELECT 1 FROM dp_store_budget) HAVING COUNT(*) > 0"},
+    [Q_LEDGER_CAPS] = {DB_MAIN, "SELECT purpose, cap_epsilon, cap_delta FROM dp_purpose_cap"
+                                " ORDER BY purpose"},
+    [Q_LEDGER_SPENT] = {DB_MAIN, "SELECT dataset, COUNT(*), TOTAL(epsilon), TOTAL(delta)"
+                                 " FROM dp_release GROUP BY dataset ORDER BY dataset"},
+    [Q_LEDGER_TOTAL_SET] = {DB_MAIN,
+                            "INSERT INTO dp_store_budget(id, total_epsilon, total_delta, updated_at)"
+                            " VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE"
+                            " SET total_epsilon = ?1, total_delta = ?2, updated_at = ?3"},
+    [Q_LEDGER_CAP_SET] = {DB_MAIN,
+                          "INSERT INTO dp_purpose_cap(purpose, cap_epsilon, cap_delta, updated_at)"
+                          " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(purpose) DO UPDATE"
+                          " SET cap_epsilon = ?2, cap_delta = ?3, updated_at = ?4"},
+    [Q_LEDGER_CAP_CLEAR] = {DB_MAIN, "DELETE FROM dp_purpose_cap WHERE purpose = ?1"},
     [Q_RELEASE_INSERT] = {DB_MAIN,
                           "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta,"
                           " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
     [Q_RELEASES] = {DB_MAIN, "SELECT id, dataset, what, mechanism, epsilon, delta, created_at"
                              " FROM dp_release WHERE ?1 IS NULL OR dataset = ?1 ORDER BY id"},
-    [Q_DATASETS] = {DB_MAIN,
-                    "SELECT b.dataset, b.total_epsilon, b.total_delta,"
-                    " (SELECT COUNT(*) FROM dp_release r WHERE r.dataset = b.dataset),"
-                    " (SELECT TOTAL(epsilon) FROM dp_release r WHERE r.dataset = b.dataset),"
-                    " (SELECT TOTAL(delta) FROM dp_release r WHERE r.dataset = b.dataset)"
-                    " FROM dp_budget b ORDER BY b.dataset"},
     [Q_AUDIT_HEAD] = {DB_MAIN, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"},
     [Q_AUDIT_INSERT] = {DB_MAIN,
                         "INSERT INTO audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
@@ -1301,51 +1316,90 @@ static pvg_status sq_cred_revoke_user(pvg_backend *b, const unsigned char p[16],
 
 /* ---- ledger ---- */
 
-static pvg_status sq_budget_set(pvg_backend *b, const char *dataset, double e, double d, int64_t at,
-                                pvg_error *err)
+/* Steps a listing statement (bound already), handing each row to row_fn;
+ * stops with PVG_ERR_ABORTED when row_fn says so. */
+static pvg_status ledger_rows(sq_backend *q, sqlite3_stmt *s, int kind, pvg_backend_ledger_fn fn,
+                              void *ctx, pvg_error *err)
 {
-    bindv v[] = {BT(dataset), BD(e), BD(d), BI(at)};
-    return run(SQ(b), Q_BUDGET_SET, v, 4, NULL, "ledger: set budget", err);
+    pvg_status st = PVG_OK;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_ledger_row r;
+        memset(&r, 0, sizeof r);
+        r.kind = kind;
+        if (kind == PVG_LEDGER_ROW_TOTAL) {
+            r.epsilon = sqlite3_column_double(s, 0);
+            r.delta = sqlite3_column_double(s, 1);
+            r.migrated = sqlite3_column_int(s, 2);
+        } else if (kind == PVG_LEDGER_ROW_CAP) {
+            r.name = (const char *)sqlite3_column_text(s, 0);
+            r.epsilon = sqlite3_column_double(s, 1);
+            r.delta = sqlite3_column_double(s, 2);
+        } else {
+            r.name = (const char *)sqlite3_column_text(s, 0);
+            r.releases = sqlite3_column_int64(s, 1);
+            r.epsilon = sqlite3_column_double(s, 2);
+            r.delta = sqlite3_column_double(s, 3);
+        }
+        if (fn(ctx, &r)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "ledger: read", err);
+    return st;
 }
 
-static pvg_status sq_budget_get(pvg_backend *b, const char *dataset, int *found,
-                                pvg_ledger_summary *out, pvg_error *err)
+static pvg_status sq_ledger_read(pvg_backend *b, pvg_backend_ledger_fn fn, void *ctx,
+                                 pvg_error *err)
 {
-    sqlite3_stmt *s;
-    int own, row;
-    bindv v[] = {BT(dataset)};
-    memset(out, 0, sizeof *out);
-    *found = 0;
-    pvg_status st = one(SQ(b), Q_BUDGET_GET, v, 1, &s, &own, &row, "ledger: read budget", err);
-    if (st != PVG_OK) return st;
-    if (row) {
-        *found = 1;
-        out->total_epsilon = sqlite3_column_double(s, 0);
-        out->total_delta = sqlite3_column_double(s, 1);
+    sq_backend *q = SQ(b);
+    static const int ids[3] = {Q_LEDGER_TOTAL, Q_LEDGER_CAPS, Q_LEDGER_SPENT};
+    static const int kinds[3] = {PVG_LEDGER_ROW_TOTAL, PVG_LEDGER_ROW_CAP, PVG_LEDGER_ROW_SPENT};
+    for (int i = 0; i < 3; i++) {
+        sqlite3_stmt *s;
+        int own;
+        pvg_status st = take(q, ids[i], &s, &own, err);
+        if (st != PVG_OK) return st;
+        st = ledger_rows(q, s, kinds[i], fn, ctx, err);
         give(s, own);
+        if (st != PVG_OK) return st;
     }
-    st = one(SQ(b), Q_SPENT_GET, v, 1, &s, &own, &row, "ledger: read releases", err);
-    if (st != PVG_OK) return st;
-    if (!row) return pvg_error_set(err, PVG_ERR_IO, "ledger: read releases: no result");
-    out->releases = sqlite3_column_int64(s, 0);
-    out->spent_epsilon = sqlite3_column_double(s, 1);
-    out->spent_delta = sqlite3_column_double(s, 2);
-    give(s, own);
     return PVG_OK;
+}
+
+static pvg_status sq_ledger_limit_set(pvg_backend *b, const char *purpose, double e, double d,
+                                      int clear, int64_t at, pvg_backend_decide_fn decide,
+                                      void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    pvg_status st = unit_begin(q, q->db, "ledger: begin", err);
+    if (st != PVG_OK) return st;
+    st = decide(ctx, err);
+    if (st == PVG_OK) {
+        if (!purpose) {
+            bindv v[] = {BD(e), BD(d), BI(at)};
+            st = run(q, Q_LEDGER_TOTAL_SET, v, 3, NULL, "ledger: set total", err);
+        } else if (clear) {
+            bindv v[] = {BT(purpose)};
+            st = run(q, Q_LEDGER_CAP_CLEAR, v, 1, NULL, "ledger: clear cap", err);
+        } else {
+            bindv v[] = {BT(purpose), BD(e), BD(d), BI(at)};
+            st = run(q, Q_LEDGER_CAP_SET, v, 4, NULL, "ledger: set cap", err);
+        }
+    }
+    return unit_end(q, q->db, st, "ledger: commit", err);
 }
 
 static pvg_status sq_ledger_charge(pvg_backend *b, const char *dataset, const char *what,
                                    const char *mechanism, double e, double d, int64_t at,
-                                   pvg_backend_charge_fn decide, void *ctx, int64_t *release_id,
+                                   pvg_backend_decide_fn decide, void *ctx, int64_t *release_id,
                                    pvg_error *err)
 {
     sq_backend *q = SQ(b);
     pvg_status st = unit_begin(q, q->db, "ledger: begin", err);
     if (st != PVG_OK) return st;
-    pvg_ledger_summary sum;
-    int found = 0;
-    st = sq_budget_get(b, dataset, &found, &sum, err);
-    if (st == PVG_OK) st = decide(ctx, found, &sum, err);
+    st = decide(ctx, err);
     int64_t id = 0;
     if (st == PVG_OK) {
         bindv v[] = {BT(dataset), BT(what), BT(mechanism), BD(e), BD(d), BI(at)};
@@ -1369,6 +1423,7 @@ static pvg_status sq_releases_foreach(pvg_backend *b, const char *dataset,
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         pvg_ledger_release r;
+        memset(&r, 0, sizeof r);
         r.id = sqlite3_column_int64(s, 0);
         r.dataset = (const char *)sqlite3_column_text(s, 1);
         r.what = (const char *)sqlite3_column_text(s, 2);
@@ -1382,32 +1437,6 @@ static pvg_status sq_releases_foreach(pvg_backend *b, const char *dataset,
         }
     }
     if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "ledger: list releases", err);
-    give(s, own);
-    return st;
-}
-
-static pvg_status sq_datasets_foreach(pvg_backend *b, pvg_backend_dataset_fn fn, void *ctx,
-                                      pvg_error *err)
-{
-    sq_backend *q = SQ(b);
-    sqlite3_stmt *s;
-    int own;
-    pvg_status st = take(q, Q_DATASETS, &s, &own, err);
-    if (st != PVG_OK) return st;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        pvg_ledger_summary sum;
-        sum.total_epsilon = sqlite3_column_double(s, 1);
-        sum.total_delta = sqlite3_column_double(s, 2);
-        sum.releases = sqlite3_column_int64(s, 3);
-        sum.spent_epsilon = sqlite3_column_double(s, 4);
-        sum.spent_delta = sqlite3_column_double(s, 5);
-        if (fn(ctx, (const char *)sqlite3_column_text(s, 0), &sum)) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
-    }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "ledger: list datasets", err);
     give(s, own);
     return st;
 }
@@ -1616,16 +1645,15 @@ static const pvg_backend_ops SQLITE_OPS = {
     .cred_get = sq_cred_get,
     .cred_revoke = sq_cred_revoke,
     .cred_revoke_user = sq_cred_revoke_user,
-    .budget_set = sq_budget_set,
-    .budget_get = sq_budget_get,
     .ledger_charge = sq_ledger_charge,
     .releases_foreach = sq_releases_foreach,
-    .datasets_foreach = sq_datasets_foreach,
     .audit_append = sq_audit_append,
     .audit_foreach = sq_audit_foreach,
     .audit_head = sq_audit_head,
     .release_get = sq_release_get,
     .release_put = sq_release_put,
+    .ledger_read = sq_ledger_read,
+    .ledger_limit_set = sq_ledger_limit_set,
     .release_cache_get = sq_rcache_get,
     .release_cache_put = sq_rcache_put,
     .release_cache_latest = sq_rcache_latest,

@@ -595,15 +595,11 @@ static void audit_release(pvg_server *srv, pvg_store *s, const char *what, const
     snprintf(detail, sizeof detail, "%s; purpose %s; epsilon %g; delta %g; release %lld", what,
              label, eps, delta, (long long)release_id);
     pvg_audit_record ar = {0, "server", "dp_release", "", detail};
-    pvg_error ae;
-    pvg_error_clear(&ae);
-    pvg_status ast = pvg_audit_append(s, &ar, NULL, &ae);
     /* the request threads' audit writer appends on another connection: a
      * contended append is tried again */
-    for (int tries = 1; ast != PVG_OK && tries < 5; tries++) {
-        pvg_error_clear(&ae);
-        ast = pvg_audit_append(s, &ar, NULL, &ae);
-    }
+    pvg_status ast = PVG_ERR_BUSY;
+    for (int tries = 0; ast != PVG_OK && tries < 5; tries++)
+        ast = pvg_audit_append(s, &ar, NULL, NULL);
     if (ast == PVG_OK) atomic_fetch_add(&srv->metrics.audit_entries, 1);
     else atomic_fetch_add(&srv->metrics.audit_failures, 1);
 }

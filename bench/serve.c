@@ -1,6 +1,7 @@
 /*
  * serve.c - benchmark of the HTTP service: a synthetic 100k-item, 64-factor
- * iALS model served by an in-process privguide server on 127.0.0.1, loaded
+ * iALS model trained from the store (synthetic purchases put through
+ * pvg_store_event_put) served by an in-process privguide server on 127.0.0.1, loaded
  * with wrk (2 threads, 64 connections) on GET /v1/users/{id}/recommendations
  * ?k=10, cycling over consenting users known to the model. Every answer is
  * personalised and audited (group-committed hash-chained log). Two runs:
@@ -116,10 +117,12 @@ int main(int argc, char **argv)
     }
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
 
-    /* interactions: every item at least once, the rest skewed to popular items */
-    pvg_dataset *ds = NULL;
-    if (pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, &err) != PVG_OK) DIE("%s", err.text);
+    /* interactions through the store (the server serves only models trained
+     * from its store): every item at least once, the rest skewed to popular
+     * items */
     long per_user = (n_items + n_users - 1) / n_users + 8;
+    int64_t ts = (int64_t)time(NULL) - 86400;
+    if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
     for (long u = 0; u < n_users; u++) {
         char user[32];
         snprintf(user, sizeof user, "U%ld", u);
@@ -135,10 +138,17 @@ int main(int argc, char **argv)
             pvg_event e = {0};
             e.type = PVG_EVENT_PURCHASE;
             e.item = id;
-            e.ts = 1300000000;
-            if (pvg_dataset_add_ext(ds, user, &e, &err) != PVG_OK) DIE("dataset: %s", err.text);
+            e.ts = ts + j;
+            int outcome;
+            if (pvg_store_event_put(s, user, &e, NULL, &outcome, &err) != PVG_OK)
+                DIE("event: %s", err.text);
         }
+        if (u % 5000 == 4999 && (pvg_store_commit(s, &err) != PVG_OK || pvg_store_begin(s, &err) != PVG_OK))
+            DIE("commit: %s", err.text);
     }
+    if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
+    pvg_dataset *ds = NULL;
+    if (pvg_dataset_load_store(s, NULL, &ds, NULL, &err) != PVG_OK) DIE("dataset: %s", err.text);
     pvg_train_params p;
     pvg_train_params_default(PVG_MODEL_IALS, &p);
     p.factors = factors;

@@ -170,12 +170,27 @@ static int run_train(cli_ctx *c)
     parse_params(c, t, &p, &err);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
+    /* where the model may go is checked before any work (pvg_model_save
+     * checks it again): a store-trained model only into its data dir (or
+     * its models/ sub-directory), a file-trained one never into a data dir */
+    if (cli_str(c, "input")) {
+        if (pvg_model_path_in_data_dir(out))
+            cli_usage_error(c,
+                            "--out %s is inside a data dir: a model trained from a file (--input) "
+                            "keys its shoppers by a salted hash that erasure cannot reach; write "
+                            "it elsewhere (it is for evaluation), or train from the store",
+                            out);
+    } else if (pvg_model_path_check_store(out, cli_data_dir(c), &err) != PVG_OK) {
+        cli_usage_error(c, "--out: %s", err.text);
+    }
     pvg_dataset *ds;
-    int rc = load_dataset(c, &ds, NULL, json);
+    pvg_store *store = NULL; /* open until the model is trained: its shoppers' keys */
+    int rc = load_dataset(c, &ds, cli_str(c, "input") ? NULL : &store, json);
     if (rc) return rc;
     pvg_model *m;
     pvg_train_stats st;
     pvg_status s = pvg_model_train(ds, &p, &m, &st, &err);
+    pvg_store_close(store);
     if (s != PVG_OK) {
         pvg_dataset_free(ds);
         return cli_fail("train", s, &err);
@@ -234,6 +249,16 @@ static int run_recommend(cli_ctx *c)
     pvg_access_rec_answer ans = {0};
     pvg_item **cat = NULL; /* catalog rows of the answer (store models), for titles and prices */
     int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
+    if (user && !store_model && pvg_model_path_in_data_dir(path)) {
+        /* a file-trained model left in a data dir (by an older version):
+         * its per-shopper rows are beyond consent, audit and erasure */
+        free(out);
+        pvg_model_free(m);
+        cli_warn("%s: a model trained from a file lies inside a data dir; it is not used "
+                 "for shoppers (delete it, or move it out for evaluation)",
+                 path);
+        return CLI_EXIT_FAIL;
+    }
     if (user || (item && store_model)) {
         /* a model trained from the store answers through the access gate:
          * consent and erasure hold, and the access is audited first; a model

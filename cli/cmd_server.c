@@ -6,6 +6,7 @@
 
 #include <privguide/audit.h>
 #include <privguide/auth.h>
+#include <privguide/model.h>
 #include <privguide/server.h>
 #include <privguide/store.h>
 
@@ -78,6 +79,12 @@ static int run_serve(cli_ctx *c)
     if (o.auth_failure_rate == 0) o.auth_failure_rate = -1; /* 0 on the command line: no limit */
     if (!(o.popular_epsilon > 0)) cli_usage_error(c, "--popular-epsilon: want a number > 0");
     int drain_ms = (int)cli_int_range(c, "drain-ms", 10000, 0, 600000);
+    /* the server serves models trained from its store, which live only in
+     * the data dir (or its models/ sub-directory), where erasure reaches */
+    pvg_error perr;
+    pvg_error_clear(&perr);
+    if (o.model_path && pvg_model_path_check_store(o.model_path, o.data_dir, &perr) != PVG_OK)
+        cli_usage_error(c, "--model: %s", perr.text);
 
     /* Block the stop signals before any thread starts, so every thread
      * inherits the mask and only sigwait below receives them. */
@@ -131,7 +138,9 @@ static int run_serve(cli_ctx *c)
 static const cli_flag serve_flags[] = {
     {"port", CLI_INT, "N", "TCP port (default 8080; 0: an ephemeral port)"},
     {"bind", CLI_STR, "ADDR", "IPv4 address to listen on (default 127.0.0.1)"},
-    {"model", CLI_STR, "FILE", "model file to serve and watch (default <data-dir>/model.pvgm)"},
+    {"model", CLI_STR, "FILE",
+     "model file trained from the store, in the data dir or its models/ (default "
+     "<data-dir>/model.pvgm)"},
     {"web-dir", CLI_STR, "DIR", "directory of the pages (default $PVG_WEB_DIR, else found "
                                 "beside the executable)"},
     {"openapi", CLI_STR, "FILE", "OpenAPI document (default docs/openapi.json of the source tree)"},

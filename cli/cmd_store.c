@@ -101,10 +101,11 @@ static void print_ingest_json(const pvg_ingest_stats *s, const char *reject_path
             first = 0;
             printf("\"%s\":%lld", pvg_event_field_name(1u << b), s->dropped_fields[b]);
         }
-    printf("},\"stored\":%lld,\"duplicates\":%lld,\"anonymous\":%lld,\"items_upserted\":%lld,"
+    printf("},\"stored\":%lld,\"duplicates\":%lld,\"suppressed\":%lld,\"anonymous\":%lld,"
+           "\"items_upserted\":%lld,"
            "\"expired_swept\":%lld,\"batches_committed\":%lld,\"users\":%lld,\"items\":%lld,"
            "\"events\":%lld,\"seconds\":%.3f,\"reject_file\":",
-           s->stored, s->duplicates, s->anonymous, s->items_upserted, s->expired_swept,
+           s->stored, s->duplicates, s->suppressed, s->anonymous, s->items_upserted, s->expired_swept,
            s->batches_committed, s->users, s->items, s->events, s->seconds);
     if (reject_path)
         cli_json_string(stdout, reject_path);
@@ -188,6 +189,8 @@ static int run_ingest(cli_ctx *c)
         printf("read %lld rows: %lld accepted (%lld new events, %lld duplicates, %lld anonymous), "
                "%lld rejected\n",
                stats.read, stats.accepted, stats.stored, stats.duplicates, stats.anonymous, stats.rejected);
+        if (stats.suppressed)
+            printf("  skipped %lld rows of erased users (suppression list)\n", stats.suppressed);
         for (int i = 0; i < stats.n_reasons; i++)
             printf("  rejected %-28s %lld\n", stats.reasons[i].reason, stats.reasons[i].count);
         for (int b = 0; b < PVG_FIELD_COUNT; b++)
@@ -244,13 +247,19 @@ static int run_user_delete(cli_ctx *c)
     pvg_access_init(&g, s, "cli");
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_access_erase(&g, cli_pos(c, 0), NULL, NULL, &err);
+    int allow_return = cli_bool(c, "allow-return");
+    pvg_status st = pvg_access_erase_flags(&g, cli_pos(c, 0), allow_return ? PVG_ERASE_ALLOW_RETURN : 0,
+                                           NULL, NULL, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user delete", st, &err);
     if (cli_bool(c, "json"))
-        printf("{\"deleted\":true}\n");
+        printf("{\"deleted\":true,\"suppressed\":%s}\n", allow_return ? "false" : "true");
+    else if (allow_return)
+        printf("deleted: the user's data key and records are destroyed (not suppressed: a later "
+               "import or event may bring them back)\n");
     else
-        printf("deleted: the user's data key and records are destroyed\n");
+        printf("deleted: the user's data key and records are destroyed; the user is on the "
+               "suppression list (imports skip them)\n");
     return CLI_EXIT_OK;
 }
 
@@ -477,6 +486,12 @@ static const cli_flag json_only[] = {
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
+static const cli_flag delete_flags[] = {
+    {"allow-return", CLI_BOOL, NULL,
+     "do not put the user on the suppression list (a later import or event may bring them back)"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
 static const cli_flag consent_flags[] = {
     {"personalization", CLI_STR, "on|off", "set consent to personalised recommendations"},
     {"analytics", CLI_STR, "on|off", "set consent to use in (DP) analytics"},
@@ -496,8 +511,11 @@ const cli_command cli_cmds_store[] = {
      ingest_flags, run_ingest},
     {"user export", "USER_ID", 1, 1, "print as JSON everything held about a user", NULL, json_only,
      run_user_export},
-    {"user delete", "USER_ID", 1, 1, "crypto-shred a user: destroy their data key and records", NULL,
-     json_only, run_user_delete},
+    {"user delete", "USER_ID", 1, 1, "crypto-shred a user: destroy their data key and records",
+     "Their pseudonym then goes on the suppression list: re-imports skip their rows (counted as\n"
+     "suppressed) and events, consent changes and tokens for them are refused. --allow-return\n"
+     "skips the list.",
+     delete_flags, run_user_delete},
     {"user consent", "USER_ID", 1, 1, "show or set a user's consent switches", NULL, consent_flags,
      run_user_consent},
     {"keys rotate", NULL, 0, 0, "rewrap every data key under a new master key (safe to interrupt; rerun to finish)",

@@ -103,7 +103,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.t0 = pvg_srv_now();
     pvg_srv_routes()[r.route].handler(&r);
     if (r.store) pvg_srv_store_put(g_srv, r.store);
-    if (r.suspended) abort(); /* these routes answer at once */
     int ok_status = (r.status >= 200 && r.status < 300) || (r.status >= 400 && r.status < 500) ||
                     r.status == 503;
     json_error_t je;

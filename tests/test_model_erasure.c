@@ -232,6 +232,20 @@ static void test_sealed_file_reveals_no_shopper(void **state)
     pvg_store_close(s);
 }
 
+/* Header fields of a model file (docs/models.md). */
+#define H_N_USERS 24
+#define H_SEAL_ID 296
+#define H_SEALED_OFF 312
+#define H_SEALED_LEN 320
+#define DIR_ENTRY 48
+
+static uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
 static void test_wrong_key_and_tamper(void **state)
 {
     (void)state;
@@ -239,35 +253,46 @@ static void test_wrong_key_and_tamper(void **state)
     pvg_error err;
     assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
     assert_int_equal(pvg_store_open(E.other, &o, &err), PVG_OK);
-    char path[400];
+    char path[400], foreign[400];
     snprintf(path, sizeof path, "%s/tamper-test.pvgm", E.dd);
+    snprintf(foreign, sizeof foreign, "%s/copied.pvgm", E.other);
     train_to(s, PVG_MODEL_IALS, path);
-    pvg_model *m = NULL;
-    /* another store's key: refused, saying why */
-    assert_int_equal(pvg_model_load_store(path, o, &m, &err), PVG_ERR_CRYPTO);
-    assert_null(m);
-    assert_non_null(strstr(err.text, "another store"));
-    /* a byte of the sealed section flipped, the (unkeyed) checksum fixed */
     size_t n;
     unsigned char *b = read_bytes(path, &n);
-    uint64_t sealed_off;
-    memcpy(&sealed_off, b + 312, 8);
-    assert_true(sealed_off >= 1024 && sealed_off < n);
-    b[sealed_off + 100] ^= 1;
-    fix_checksum(b, n);
-    write_bytes(path, b, n);
-    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_ERR_CRYPTO);
-    assert_non_null(strstr(err.text, "authentication"));
-    /* the header the section is bound to edited (its fingerprint) */
-    b[sealed_off + 100] ^= 1;
-    b[96] ^= 1;
-    fix_checksum(b, n);
-    write_bytes(path, b, n);
-    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_ERR_CRYPTO);
-    b[96] ^= 1;
+    pvg_model *m = NULL;
+    /* another store's data dir: not a place for this store's model */
+    assert_int_equal(pvg_model_load_store(path, o, &m, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "data dir"));
+    /* copied into another store's data dir: no shopper opens there */
+    write_bytes(foreign, b, n);
+    assert_int_equal(pvg_model_load_store(foreign, o, &m, &err), PVG_ERR_CRYPTO);
+    assert_null(m);
+    assert_non_null(strstr(err.text, "another store"));
+    unlink(foreign);
+    uint64_t so = rd64(b + H_SEALED_OFF), nu = rd64(b + H_N_USERS);
+    assert_true(so >= 1024 && so < n && nu > 500);
+    /* a byte of one shopper's sealed row flipped, the (unkeyed) checksum
+     * fixed: that row does not open (the shopper is absent, counted), the
+     * others do */
+    uint64_t row = rd64(b + so + 32); /* the first row's offset */
+    b[so + row + 30] ^= 1;
     fix_checksum(b, n);
     write_bytes(path, b, n);
     assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_OK);
+    assert_int_equal(pvg_model_n_shredded(m), 1);
+    assert_int_equal(pvg_model_n_users(m), nu - 1);
+    pvg_model_free(m);
+    /* the seal id the rows are bound to edited: no row opens */
+    b[so + row + 30] ^= 1;
+    b[H_SEAL_ID] ^= 1;
+    fix_checksum(b, n);
+    write_bytes(path, b, n);
+    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_ERR_CRYPTO);
+    b[H_SEAL_ID] ^= 1;
+    fix_checksum(b, n);
+    write_bytes(path, b, n);
+    assert_int_equal(pvg_model_load_store(path, s, &m, &err), PVG_OK);
+    assert_int_equal(pvg_model_n_shredded(m), 0);
     pvg_model_free(m);
     free(b);
     unlink(path);
@@ -349,17 +374,12 @@ static void test_erasure_reaches_every_model(void **state)
     size_t got;
     assert_int_equal(pvg_model_recommend(before1, p, 10, 0, out, &got, &err), PVG_OK);
     assert_int_equal(pvg_model_recommend(before2, p, 10, 0, out, &got, &err), PVG_OK);
-    /* the old sealed bytes, sampled every 4 KiB (and the nonce) */
+    /* the old rows region */
     size_t n_old;
     unsigned char *old = read_bytes(m1, &n_old);
-    uint64_t so, sl;
-    memcpy(&so, old + 312, 8);
-    memcpy(&sl, old + 320, 8);
+    uint64_t so = rd64(old + H_SEALED_OFF), sl = rd64(old + H_SEALED_LEN);
+    uint64_t nu_old = rd64(old + H_N_USERS);
     assert_true(sl > 1024 && so + sl <= n_old);
-    unsigned char *old_sealed = malloc(sl);
-    memcpy(old_sealed, old + so, sl);
-    free(old);
-
     assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
 
     pvg_model *after1 = open_model(s, m1), *after2 = open_model(s, m2);
@@ -385,14 +405,37 @@ static void test_erasure_reaches_every_model(void **state)
         for (size_t i = 0; i < na; i++)
             assert_true(a[i].item_index == b[i].item_index && a[i].score == b[i].score);
     }
-    /* nothing of the old sealed section anywhere in the data dir (the
-     * rewrite used a fresh nonce; the replaced file's bytes are gone) */
+    /* the victim's directory entry and sealed row are in no file of the
+     * data dir (the other rows were copied as they are): the entry that
+     * left the directory is theirs */
+    size_t n_new;
+    unsigned char *nb = read_bytes(m1, &n_new);
+    assert_int_equal(rd64(nb + H_N_USERS), nu_old - 1);
+    uint64_t so2 = rd64(nb + H_SEALED_OFF);
+    int gone = -1;
+    for (uint64_t i = 0; i < nu_old; i++) {
+        int present = 0;
+        for (uint64_t j = 0; j + 1 < nu_old && !present; j++)
+            present = memcmp(old + so + DIR_ENTRY * i, nb + so2 + DIR_ENTRY * j, 16) == 0;
+        if (!present) {
+            assert_int_equal(gone, -1);
+            gone = (int)i;
+        }
+    }
+    assert_true(gone >= 0);
+    free(nb);
+    const unsigned char *ve = old + so + DIR_ENTRY * (uint64_t)gone;
+    uint64_t voff = rd64(ve + 32), vlen = rd64(ve + DIR_ENTRY + 32) - voff;
+    if ((uint64_t)gone + 1 == nu_old) vlen = sl - voff;
+    assert_true(vlen > 40);
     char where[300];
-    for (uint64_t off = 0; off + 32 <= sl; off += 4096)
-        if (dir_contains(E.dd, old_sealed + off, 32, where, sizeof where))
-            fail_msg("old sealed bytes at offset %llu survive in %s", (unsigned long long)off,
-                     where);
-    if (dir_contains(E.dd, old_sealed, 24, where, sizeof where)) fail_msg("old nonce in %s", where);
+    if (dir_contains(E.dd, ve, 32, where, sizeof where))
+        fail_msg("the victim's directory entry survives in %s", where);
+    for (uint64_t off = 0; off + 24 <= vlen; off += 24)
+        if (dir_contains(E.dd, old + so + voff + off, 24, where, sizeof where))
+            fail_msg("the victim's sealed row (at %llu) survives in %s",
+                     (unsigned long long)off, where);
+    free(old);
     /* no temp file left behind */
     DIR *d = opendir(E.dd);
     struct dirent *de;
@@ -427,12 +470,204 @@ static void test_erasure_reaches_every_model(void **state)
     assert_non_null(strstr(err.text, "trained from a file"));
     pvg_model_free(fm);
     pvg_dataset_free(ds);
-    free(old_sealed);
     pvg_model_free(before1);
     pvg_model_free(before2);
     pvg_model_free(after1);
     pvg_model_free(after2);
     unlink(m2);
+    pvg_store_close(s);
+}
+
+/* The backup thief: a copy of a model file taken before an erasure and
+ * restored after it (or read with the key file) never yields the erased
+ * shopper's rows again: their row key died with their data key. */
+static void test_backup_restored_after_erasure(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    char mp[400], backup[400];
+    snprintf(mp, sizeof mp, "%s/model.pvgm", E.dd);
+    snprintf(backup, sizeof backup, "%s/backup.pvgm", E.dir);
+    train_to(s, PVG_MODEL_IALS, mp);
+    size_t n;
+    unsigned char *copy = read_bytes(mp, &n);
+    write_bytes(backup, copy, n);
+    pvg_model *before = open_model(s, mp);
+    const char *victim = "13047";
+    unsigned char p[16];
+    pvg_store_pseudonym(s, victim, p);
+    pvg_scored_item out[10];
+    size_t got;
+    assert_int_equal(pvg_model_recommend(before, p, 10, 0, out, &got, &err), PVG_OK);
+
+    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+    /* the disk failed; the backup comes back; an admin re-enables consent
+     * for the same id (a new shopper with a new data key) */
+    write_bytes(mp, copy, n);
+    pvg_consent c = {1, 1};
+    assert_int_equal(pvg_store_consent_set(s, victim, &c, &err), PVG_OK);
+    /* with the store, i.e. everything the key file gives: their row stays
+     * sealed, every other shopper is served as before */
+    pvg_model *after = open_model(s, mp);
+    assert_int_equal(pvg_model_n_shredded(after), 1);
+    assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before) - 1);
+    assert_int_equal(pvg_model_recommend(after, p, 10, 0, out, &got, &err), PVG_ERR_NOT_FOUND);
+    for (uint64_t q = 0; q < before->n_users; q += 7) {
+        const unsigned char *k = before->user_keys + 16 * q;
+        if (memcmp(k, p, 16) == 0) continue;
+        pvg_scored_item a[10], b[10];
+        size_t na, nb;
+        assert_int_equal(pvg_model_recommend(before, k, 10, 0, a, &na, NULL), PVG_OK);
+        assert_int_equal(pvg_model_recommend(after, k, 10, 0, b, &nb, NULL), PVG_OK);
+        assert_int_equal(na, nb);
+        for (size_t i = 0; i < na; i++)
+            assert_true(a[i].item_index == b[i].item_index && a[i].score == b[i].score);
+    }
+    /* their history and factors are nowhere in the restored file in the
+     * clear */
+    int64_t u = -1;
+    for (uint64_t q = 0; q < before->n_users; q++)
+        if (memcmp(before->user_keys + 16 * q, p, 16) == 0) u = before->user_order[q];
+    assert_true(u >= 0);
+    uint64_t hb = before->hist_indptr[u], hl = before->hist_indptr[u + 1] - hb;
+    if (hl >= 2) assert_false(contains(copy, n, before->hist_items + hb, 4 * hl));
+    assert_false(contains(copy, n, before->U + (size_t)u * before->factors, 4 * before->factors));
+    /* the erasure on the restored file removes the leftover row too */
+    int removed = 0;
+    assert_int_equal(pvg_model_file_erase_user(mp, s, p, &removed, &err), PVG_OK);
+    assert_int_equal(removed, 1);
+    pvg_model_free(after);
+    after = open_model(s, mp);
+    assert_int_equal(pvg_model_n_shredded(after), 0);
+    pvg_model_free(after);
+    pvg_model_free(before);
+    free(copy);
+    unlink(backup);
+    pvg_store_close(s);
+}
+
+/* Master-key rotation rewraps data keys without changing them: models
+ * trained before it still open, and erasure still works. */
+static void test_rotation_keeps_models(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    char mp[400];
+    snprintf(mp, sizeof mp, "%s/model.pvgm", E.dd);
+    train_to(s, PVG_MODEL_ITEMKNN, mp);
+    pvg_model *before = open_model(s, mp);
+    long long rewrapped = 0;
+    assert_int_equal(pvg_store_keys_rotate(s, &rewrapped, &err), PVG_OK);
+    assert_true(rewrapped > 500);
+    pvg_store_close(s);
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    pvg_model *after = open_model(s, mp);
+    assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before));
+    const char *victim = "14911";
+    unsigned char p[16];
+    pvg_store_pseudonym(s, victim, p);
+    pvg_scored_item a[10], b[10];
+    size_t na, nb;
+    assert_int_equal(pvg_model_recommend(before, p, 10, 0, a, &na, &err), PVG_OK);
+    assert_int_equal(pvg_model_recommend(after, p, 10, 0, b, &nb, &err), PVG_OK);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) assert_true(a[i].item_index == b[i].item_index);
+    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+    pvg_model_free(after);
+    after = open_model(s, mp);
+    assert_int_equal(pvg_model_recommend(after, p, 10, 0, a, &na, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before) - 1);
+    pvg_model_free(after);
+    pvg_model_free(before);
+    pvg_store_close(s);
+}
+
+/* Where model files may live, and erasure over all of it: the data dir's
+ * top level (dot-files included) and its models/ sub-directory; a model
+ * file erasure cannot handle fails it loudly, naming the file. */
+static void test_model_places_and_loud_erasure(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    char hidden[400], sub[400], subdir[400], outside[400], plain[400], planted[400];
+    snprintf(hidden, sizeof hidden, "%s/.hidden.pvgm", E.dd);
+    snprintf(subdir, sizeof subdir, "%s/models", E.dd);
+    snprintf(sub, sizeof sub, "%s/models/sub.pvgm", E.dd);
+    snprintf(outside, sizeof outside, "%s/elsewhere.pvgm", E.dir);
+    snprintf(plain, sizeof plain, "%s/plain.pvgm", E.dir);
+    snprintf(planted, sizeof planted, "%s/models/planted.pvgm", E.dd);
+    mkdir(subdir, 0700);
+    train_to(s, PVG_MODEL_ITEMKNN, hidden);
+    train_to(s, PVG_MODEL_IALS, sub);
+    /* a store-trained model is not saved outside its data dir */
+    pvg_dataset *ds = NULL;
+    assert_int_equal(pvg_dataset_load_store(s, NULL, &ds, NULL, &err), PVG_OK);
+    pvg_train_params tp;
+    pvg_train_params_default(PVG_MODEL_POPULARITY, &tp);
+    pvg_model *m = NULL;
+    assert_int_equal(pvg_model_train(ds, &tp, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_save(m, outside, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "data dir"));
+    assert_int_equal(access(outside, F_OK), -1);
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+    /* a file-trained model is not saved inside a data dir */
+    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
+    pvg_event e;
+    memset(&e, 0, sizeof e);
+    e.type = PVG_EVENT_VIEW;
+    e.item = "85123A";
+    assert_int_equal(pvg_dataset_add_ext(ds, "17850", &e, NULL), PVG_OK);
+    assert_int_equal(pvg_model_train(ds, &tp, &m, NULL, NULL), PVG_OK);
+    assert_int_equal(pvg_model_save(m, planted, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "inside a data dir"));
+    assert_int_equal(pvg_model_save(m, plain, &err), PVG_OK); /* elsewhere: evaluation */
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+    /* nor used with a store */
+    assert_int_equal(pvg_model_load_store(plain, s, &m, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "trained from a file"));
+
+    const char *victim = "15311";
+    unsigned char p[16];
+    pvg_store_pseudonym(s, victim, p);
+    pvg_model *h1 = open_model(s, hidden), *s1 = open_model(s, sub);
+    pvg_scored_item out[10];
+    size_t got;
+    assert_int_equal(pvg_model_recommend(h1, p, 10, 0, out, &got, &err), PVG_OK);
+    assert_int_equal(pvg_model_recommend(s1, p, 10, 0, out, &got, &err), PVG_OK);
+    pvg_model_free(h1);
+    pvg_model_free(s1);
+    /* one it cannot erase, planted (copied in) among them */
+    size_t n;
+    unsigned char *b = read_bytes(plain, &n);
+    write_bytes(planted, b, n);
+    free(b);
+    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.source, "planted.pvgm"));
+    assert_non_null(strstr(err.text, "trained from a file"));
+    /* the others were erased all the same */
+    h1 = open_model(s, hidden);
+    s1 = open_model(s, sub);
+    assert_int_equal(pvg_model_recommend(h1, p, 10, 0, out, &got, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_model_recommend(s1, p, 10, 0, out, &got, &err), PVG_ERR_NOT_FOUND);
+    pvg_model_free(h1);
+    pvg_model_free(s1);
+    int rewritten = -1;
+    assert_int_equal(pvg_model_dir_erase_user(E.dd, s, p, &rewritten, &err), PVG_ERR_INVALID);
+    assert_int_equal(rewritten, 0);
+    unlink(planted);
+    assert_int_equal(pvg_model_dir_erase_user(E.dd, s, p, &rewritten, &err), PVG_OK);
+    unlink(hidden);
+    unlink(sub);
+    unlink(plain);
+    rmdir(subdir);
     pvg_store_close(s);
 }
 
@@ -533,8 +768,9 @@ static void test_server_stops_personalising_within_1s(void **state)
     free(body);
 
     /* erased through the library (another connection, as the CLI would),
-     * then an admin re-enables consent for the same id */
-    assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
+     * allowed to return (a suppressed shopper's consent cannot be set:
+     * test_store.c), then an admin re-enables consent for the same id */
+    assert_int_equal(pvg_store_user_erase(s, victim, PVG_ERASE_ALLOW_RETURN, &err), PVG_OK);
     double t0 = now_s();
     pvg_consent c = {1, 1};
     assert_int_equal(pvg_store_consent_set(s, victim, &c, &err), PVG_OK);
@@ -602,6 +838,9 @@ int main(void)
         cmocka_unit_test(test_wrong_key_and_tamper),
         cmocka_unit_test(test_store_keyed_model_without_link_is_not_saved),
         cmocka_unit_test(test_erasure_reaches_every_model),
+        cmocka_unit_test(test_backup_restored_after_erasure),
+        cmocka_unit_test(test_rotation_keeps_models),
+        cmocka_unit_test(test_model_places_and_loud_erasure),
         cmocka_unit_test(test_server_stops_personalising_within_1s),
         cmocka_unit_test(test_busy_port_refused),
     };

@@ -894,7 +894,8 @@ static void test_stale_cache(void **state)
     put_view(a, "victim", "sku-1"); /* a caches victim's row and key */
     int64_t victim_id;
     assert_int_equal(pvg_store_user_id(a, "victim", &victim_id, &err), PVG_OK);
-    assert_int_equal(pvg_store_user_delete(b, "victim", &err), PVG_OK);
+    /* allowed to return: a suppressed id is refused instead (test_erasure_suppresses) */
+    assert_int_equal(pvg_store_user_erase(b, "victim", PVG_ERASE_ALLOW_RETURN, &err), PVG_OK);
     put_view(a, "victim", "sku-2"); /* the stale handle writes for the same id */
     assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunks WHERE user_id NOT IN (SELECT id FROM users)"), 0);
     int64_t again;
@@ -1075,6 +1076,181 @@ static void test_consent(void **state)
     drop_store(dir);
 }
 
+/* Erasure sticks: a deleted shopper's rows are skipped by a re-import and
+ * counted; events, consent and (elsewhere) tokens for them are refused;
+ * --allow-return leaves no entry and the shopper may come back. The
+ * suppression list holds the pseudonym only. */
+static void test_erasure_suppresses(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.stored, 5);
+    assert_int_equal(st.suppressed, 0);
+    pvg_error err;
+    int sup = -1;
+    assert_int_equal(pvg_store_user_suppressed(s, "customer-4242", &sup, &err), PVG_OK);
+    assert_int_equal(sup, 0);
+    assert_int_equal(pvg_store_user_delete(s, "customer-4242", &err), PVG_OK);
+    assert_int_equal(pvg_store_user_erase(s, "shopper-77", PVG_ERASE_ALLOW_RETURN, &err), PVG_OK);
+    assert_int_equal(pvg_store_user_suppressed(s, "customer-4242", &sup, &err), PVG_OK);
+    assert_int_equal(sup, 1);
+    assert_int_equal(pvg_store_user_suppressed(s, "shopper-77", &sup, &err), PVG_OK);
+    assert_int_equal(sup, 0);
+    /* the re-import: customer-4242's 3 rows skipped and counted, shopper-77 back */
+    st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.suppressed, 3);
+    assert_int_equal(st.stored, 2);
+    assert_int_equal(st.duplicates, 0);
+    assert_int_equal(st.read, st.accepted + st.rejected);
+    assert_int_equal(pvg_store_user_exists(s, "customer-4242", &err), 0);
+    assert_int_equal(pvg_store_user_exists(s, "shopper-77", &err), 1);
+    /* writes for the erased shopper are refused with the stable status */
+    pvg_event ev = {0};
+    ev.type = PVG_EVENT_VIEW;
+    ev.item = "sku-1";
+    ev.ts = pvg_store_now(s);
+    int outcome = -1;
+    assert_int_equal(pvg_store_event_put(s, "customer-4242", &ev, NULL, &outcome, &err), PVG_ERR_ERASED);
+    assert_int_equal(outcome, 0);
+    pvg_consent c = {1, 1};
+    assert_int_equal(pvg_store_consent_set(s, "customer-4242", &c, &err), PVG_ERR_ERASED);
+    assert_int_equal(pvg_store_user_exists(s, "customer-4242", &err), 0);
+    /* another handle (another process) sees the list too */
+    pvg_store *other = open_ok(dir);
+    assert_int_equal(pvg_store_event_put(other, "customer-4242", &ev, NULL, &outcome, &err),
+                     PVG_ERR_ERASED);
+    pvg_store_close(other);
+    pvg_store_close(s);
+    /* the list holds the pseudonym and nothing else */
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT * FROM suppressed", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_column_count(q), 1);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_bytes(q, 0), 16);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    drop_store(dir);
+}
+
+/* Batched writes: per-event outcomes, duplicates within the batch and
+ * against the index (also for events stored by an import), the per-user
+ * cap naming the first event over it, nothing stored on a refused batch. */
+static void test_events_put_batch(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_error err;
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL,
+                "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":1709290000,\"quantity\":1}\n");
+    int64_t now = pvg_store_now(s);
+    enum { N = 6 };
+    pvg_event ev[N];
+    memset(ev, 0, sizeof ev);
+    for (int i = 0; i < N; i++) {
+        ev[i].type = PVG_EVENT_VIEW;
+        ev[i].item = "x";
+        ev[i].ts = now - i;
+    }
+    ev[2] = ev[1];                 /* the same content twice in one batch */
+    ev[3].type = PVG_EVENT_PURCHASE; /* the imported event, again */
+    ev[3].ts = 1709290000;
+    ev[3].quantity = 1;
+    ev[3].fields = PVG_FIELD_QUANTITY;
+    ev[4].item = NULL;             /* invalid: a view needs an item */
+    pvg_event_in in[N];
+    for (int i = 0; i < N; i++) in[i] = (pvg_event_in){i == 5 ? "b" : "a", &ev[i], NULL, 10 + i};
+    pvg_event_out out[N];
+    long long stored = -1, dups = -1;
+    assert_int_equal(pvg_store_events_put(s, in, N, out, &stored, &dups, &err), PVG_OK);
+    assert_int_equal(stored, 3);
+    assert_int_equal(dups, 2);
+    assert_int_equal(out[0].status, PVG_OK);
+    assert_int_equal(out[0].stored, 1);
+    assert_int_equal(out[1].stored, 1);
+    assert_int_equal(out[2].status, PVG_OK);
+    assert_int_equal(out[2].stored, 0);
+    assert_int_equal(out[3].status, PVG_OK);
+    assert_int_equal(out[3].stored, 0);
+    assert_int_equal(out[4].status, PVG_ERR_INVALID);
+    assert_string_equal(out[4].reason, "invalid");
+    assert_int_equal(out[5].stored, 1);
+    /* the same batch again: all duplicates (found in the index) */
+    assert_int_equal(pvg_store_events_put(s, in, N, out, &stored, &dups, &err), PVG_OK);
+    assert_int_equal(stored, 0);
+    assert_int_equal(dups, 5);
+    pvg_store_counts c;
+    assert_int_equal(pvg_store_counts_get(s, &c, &err), PVG_OK);
+    assert_int_equal(c.events, 4);
+    /* the cap: PVG_EVENTS_PER_USER_MAX + 1 events for one user */
+    size_t big = PVG_EVENTS_PER_USER_MAX + 1;
+    pvg_event *bev = calloc(big, sizeof *bev);
+    pvg_event_in *bin = calloc(big + 1, sizeof *bin);
+    pvg_event_out *bout = calloc(big + 1, sizeof *bout);
+    for (size_t i = 0; i < big; i++) {
+        bev[i].type = PVG_EVENT_VIEW;
+        bev[i].item = "y";
+        bev[i].ts = now - 1000 - (int64_t)i;
+    }
+    bin[0] = (pvg_event_in){"c", &bev[0], NULL, 0};
+    for (size_t i = 0; i < big; i++) bin[i + 1] = (pvg_event_in){"a", &bev[i], NULL, (long)(i + 1)};
+    pvg_error_clear(&err);
+    assert_int_equal(pvg_store_events_put(s, bin, big + 1, bout, &stored, &dups, &err), PVG_ERR_INVALID);
+    char want[32];
+    snprintf(want, sizeof want, "events[%zu]", big);
+    if (!strstr(err.text, want)) fail_msg("cap error must name %s: %s", want, err.text);
+    assert_int_equal(pvg_store_counts_get(s, &c, &err), PVG_OK);
+    assert_int_equal(c.events, 4); /* nothing of the refused batch */
+    assert_int_equal(pvg_store_user_exists(s, "c", &err), 0);
+    /* exactly the cap is fine; then export reads every event back */
+    assert_int_equal(pvg_store_events_put(s, bin + 1, big - 1, bout, &stored, &dups, &err), PVG_OK);
+    assert_int_equal(stored, (long long)big - 1);
+    json_t *j = export_json(s, "a");
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 3 + big - 1);
+    json_decref(j);
+    /* not inside the caller's transaction */
+    assert_int_equal(pvg_store_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_events_put(s, in, 1, out, NULL, NULL, &err), PVG_ERR_STATE);
+    pvg_store_rollback(s);
+    free(bev);
+    free(bin);
+    free(bout);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
+/* A store made before the duplicate index gets it built at open: an
+ * imported event posted again is then a duplicate. */
+static void test_dup_index_upgrade(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    pvg_store_close(s);
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM event_tags; DELETE FROM meta WHERE key = 'dup_index'",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s = open_ok(dir);
+    pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.stored, 0);
+    assert_int_equal(st.duplicates, 5);
+    pvg_store_close(s);
+    db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM event_tags", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 5);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    drop_store(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1097,6 +1273,9 @@ int main(void)
         cmocka_unit_test(test_chunk_format1_upgrade),
         cmocka_unit_test(test_consent),
         cmocka_unit_test(test_change_counter),
+        cmocka_unit_test(test_erasure_suppresses),
+        cmocka_unit_test(test_events_put_batch),
+        cmocka_unit_test(test_dup_index_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,6 +97,12 @@ pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
                             pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
                             void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
+/* pvg_access_erase with pvg_store_user_erase flags (PVG_ERASE_ALLOW_RETURN:
+ * the shopper is not put on the suppression list). */
+pvg_status pvg_access_erase_flags(pvg_access *g, const char *ext_user, unsigned flags,
+                                  pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
+                                  void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
 /* Reads the shopper's consent into *out. PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_access_consent_get(pvg_access *g, const char *ext_user, pvg_consent *out,
                                   pvg_error *err) PVG_WARN_UNUSED;
@@ -104,7 +110,8 @@ pvg_status pvg_access_consent_get(pvg_access *g, const char *ext_user, pvg_conse
 /* Changes consent: personalization / analytics are 0, 1 or -1 (keep). An
  * unknown shopper is created (consent may precede any event) starting from
  * the policy's consent_defaults. *now_out (may be NULL) gets the consent
- * after the change. */
+ * after the change. An erased shopper (suppression list) is refused:
+ * PVG_ERR_ERASED, audited as denied:erased. */
 pvg_status pvg_access_consent_change(pvg_access *g, const char *ext_user, int personalization,
                                      int analytics, pvg_consent *now_out,
                                      pvg_error *err) PVG_WARN_UNUSED;

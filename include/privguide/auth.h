@@ -59,7 +59,8 @@ pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label
 
 /* Issues a token for external user `ext_user`, valid for ttl_seconds (> 0)
  * from pvg_store_now(), limited to rate_per_s (0: unlimited). The user need
- * not exist yet. Output as for pvg_auth_apikey_create. */
+ * not exist yet; an erased one (suppression list) is refused with
+ * PVG_ERR_ERASED. Output as for pvg_auth_apikey_create. */
 pvg_status pvg_auth_token_issue(pvg_store *s, const char *ext_user, int64_t ttl_seconds,
                                 double rate_per_s, char **credential_out,
                                 pvg_principal *principal_out, pvg_error *err) PVG_WARN_UNUSED;

@@ -49,7 +49,8 @@ typedef enum pvg_status {
     PVG_ERR_BUSY = -12,       /* a resource is locked; try again */
     PVG_ERR_ABORTED = -13,    /* a protocol or operation was aborted */
     PVG_ERR_STATE = -14,      /* call not valid in the object's current state */
-    PVG_ERR_INTERNAL = -15    /* a bug: an invariant did not hold */
+    PVG_ERR_INTERNAL = -15,   /* a bug: an invariant did not hold */
+    PVG_ERR_ERASED = -16      /* refused: the shopper was erased (suppression list) */
 } pvg_status;
 
 /* Optional error detail, filled by functions that take a `pvg_error *err`

@@ -10,10 +10,15 @@
  * pvg_model_train turns the dataset into a pvg_model; pvg_model_save writes
  * it as a versioned, checksummed binary file that pvg_model_load maps back
  * read-only (docs/models.md describes the format). A model trained from the
- * store is personal data: its file keeps the per-shopper sections sealed
- * under a key derived from the store's master key (pvg_model_load_store
- * opens them), and pvg_store_user_delete removes the shopper from the model
- * files of the data dir (pvg_model_dir_erase_user).
+ * store is personal data: its file seals each shopper's rows (history and
+ * factors) under a key derived from that shopper's data key, so erasing the
+ * shopper (pvg_store_user_delete destroys the data key) shreds their rows in
+ * every copy of the file, backups included; pvg_model_load_store opens the
+ * rows whose keys the store still holds. Such files live only in the data
+ * dir or its models/ sub-directory, where pvg_store_user_delete also
+ * removes the shopper's (already unreadable) rows (pvg_model_dir_erase_user).
+ * A model trained from a file keys its users by a salted hash: it is for
+ * evaluation on files, never saved inside a data dir nor used with a store.
  *
  * Thread-safety: a pvg_model, once trained or loaded, is read-only and may
  * be shared by any number of threads for the serving calls. A pvg_dataset
@@ -190,32 +195,60 @@ pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg
  * renamed over path, the directory fsynced; writers of one directory
  * (save, erase) are serialised by a lock on it. A model linked to a store
  * (trained from pvg_dataset_load_store, or opened with
- * pvg_model_load_store / pvg_model_unseal) is written with its per-shopper
- * sections (user keys, histories, user factors) sealed under the store's
- * model key (XChaCha20-Poly1305, fresh nonce and seal id at every write);
- * the item sections stay plain. A model trained from a file is written
- * plain. Errors: PVG_ERR_IO, PVG_ERR_NOMEM, PVG_ERR_STATE (a store-keyed
- * model without its store link, or one whose sections are still sealed). */
+ * pvg_model_load_store / pvg_model_unseal) is written with each shopper's
+ * rows (history, user factors) sealed on their own under a key derived from
+ * that shopper's data key and the model's seal id (XChaCha20-Poly1305,
+ * fresh nonces); a shopper whose data key was already gone at training is
+ * left out. Its path must pass pvg_model_path_check_store for its store's
+ * data dir. The item sections stay plain. A model trained from a file is
+ * written plain and never inside a data dir (pvg_model_path_in_data_dir).
+ * Errors: PVG_ERR_IO, PVG_ERR_NOMEM, PVG_ERR_INVALID (a path outside the
+ * store's model places, or a file-trained model inside a data dir),
+ * PVG_ERR_STATE (a store-keyed model without its store link, or one whose
+ * rows are still sealed). */
 pvg_status pvg_model_save(const pvg_model *m, const char *path, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Maps and validates a model file: magic, version (1 or 2), section
- * bounds, checksum. A file with sealed per-shopper sections loads its
- * item side only: similar, popular and history-based recommendations work,
- * per-user recommendations answer PVG_ERR_STATE until pvg_model_unseal.
- * Errors: PVG_ERR_IO, PVG_ERR_CORRUPT (truncated, checksum mismatch, bad
- * section; err says which and at what offset), PVG_ERR_UNSUPPORTED (format
- * version). *out is new. */
+/* Where a store-trained model file may live: directly in the data dir, or
+ * in its sub-directory PVG_MODEL_SUBDIR. Erasure scans exactly these two
+ * directories (dot-files included). */
+#define PVG_MODEL_SUBDIR "models"
+
+/* PVG_OK when path (a file that may not exist yet) resolves (symbolic links
+ * and ".." followed) to a place where a model trained from the store of
+ * data_dir may live, and is not itself a link; PVG_ERR_INVALID (err names
+ * both places) otherwise, PVG_ERR_IO when a directory does not exist. */
+pvg_status pvg_model_path_check_store(const char *path, const char *data_dir,
+                                      pvg_error *err) PVG_WARN_UNUSED;
+
+/* 1 when path's directory, or any directory above it, holds a store. */
+int pvg_model_path_in_data_dir(const char *path);
+
+/* Maps and validates a model file: magic, version (1 to 3), section
+ * bounds, checksum, the rows directory of a sealed file. A file with sealed
+ * rows loads its item side only: similar, popular and history-based
+ * recommendations work, per-user recommendations answer PVG_ERR_STATE
+ * until pvg_model_unseal. Errors: PVG_ERR_IO, PVG_ERR_CORRUPT (truncated,
+ * checksum mismatch, bad section; err says which and at what offset),
+ * PVG_ERR_UNSUPPORTED (format version; a store-trained file of format 1 or
+ * 2, whose rows erasure cannot shred: retrain it). *out is new. */
 pvg_status pvg_model_load(const char *path, pvg_model **out, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Decrypts the sealed per-shopper sections of a loaded model with the
- * store's model key into locked memory (sodium_malloc; wiped by
- * pvg_model_free) and links the model to the store (a later save seals
- * again). Not thread-safe: call it before sharing the model. A model
- * trained from a file is left as is (PVG_OK). Errors: PVG_ERR_CRYPTO (the
- * file names another model key: another store's model, or the master key
- * was rotated since training; or the section failed authentication),
- * PVG_ERR_CORRUPT, PVG_ERR_NOMEM. */
+/* Opens the sealed rows of a loaded store-trained model with the store:
+ * each shopper's data key is read once from the key store, their row key
+ * derived and their rows decrypted into locked memory (sodium_malloc;
+ * wiped by pvg_model_free). A shopper whose data key is gone (erased), or
+ * whose row does not open under it (a new shopper of the same id), is
+ * absent from the opened model (pvg_model_n_shredded counts them). Links
+ * the model to the store (a later save seals again). Not thread-safe:
+ * call it before sharing the model. Errors: PVG_ERR_INVALID (a model
+ * trained from a file: it is never used with a store; or the file lies
+ * outside the store's model places, pvg_model_path_check_store),
+ * PVG_ERR_CRYPTO (no shopper of the file opens: another store's model, or
+ * a data key cannot be unwrapped), PVG_ERR_CORRUPT, PVG_ERR_NOMEM. */
 pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Rows of the file that pvg_model_unseal could not open (shredded). */
+size_t pvg_model_n_shredded(const pvg_model *m);
 
 /* pvg_model_load then pvg_model_unseal. *out is new. */
 pvg_status pvg_model_load_store(const char *path, pvg_store *store, pvg_model **out,
@@ -227,25 +260,27 @@ int pvg_model_is_sealed(const pvg_model *m);
 
 /* Erasure: removes the shopper with this store pseudonym from the
  * store-trained model file at path, atomically (the file is rewritten
- * without their user key, history and factors, the per-shopper section
- * re-sealed with a fresh nonce, then renamed over the old one; the old
- * file's per-shopper bytes are overwritten with zeros before it is
- * closed). Item sections (factors, similarities, popularity counts) keep
- * the shopper's aggregate contribution until the next training.
- * *removed (may be NULL): 1 when the shopper was in the model. Errors:
- * those of pvg_model_load and pvg_model_save, PVG_ERR_INVALID (a model
- * trained from a file), PVG_ERR_CRYPTO (sealed under another key). */
+ * without their directory entry and sealed row, the other rows copied as
+ * they are, then renamed over the old one; the old file's rows region is
+ * overwritten with zeros before it is closed). Their row is unreadable
+ * already once their data key is destroyed; this removes the pseudonym
+ * and the ciphertext too. No key is needed. Item sections (factors,
+ * similarities, popularity counts) keep the shopper's aggregate
+ * contribution until the next training. *removed (may be NULL): 1 when the
+ * shopper was in the model. Errors: those of pvg_model_load and
+ * pvg_model_save, PVG_ERR_INVALID (a model trained from a file). */
 pvg_status pvg_model_file_erase_user(const char *path, pvg_store *store,
                                      const unsigned char pseudonym[16], int *removed,
                                      pvg_error *err) PVG_WARN_UNUSED;
 
-/* The same for every model file directly in dir (recognised by their
- * magic, whatever their name; leftover temp files of an interrupted save
- * are deleted). Models trained from files, and models sealed under another
- * key (unreadable with this store's key), are skipped. pvg_store_user_delete
- * calls it on the data dir. *rewritten (may be NULL): files rewritten. On
- * an error the other files are still processed; err names the first file
- * that still holds the shopper. */
+/* The same for every model file in dir and in dir/PVG_MODEL_SUBDIR
+ * (recognised by their magic, whatever their name, dot-files included;
+ * leftover temp files of an interrupted save are deleted).
+ * pvg_store_user_delete calls it on the data dir. *rewritten (may be
+ * NULL): files rewritten. A model file it cannot erase (trained from a
+ * file, an older format, corrupt, a symbolic link to a model file) is an
+ * error, never skipped: the other files are still processed, and err names
+ * the first such file (and how many more). */
 pvg_status pvg_model_dir_erase_user(const char *dir, pvg_store *store,
                                     const unsigned char pseudonym[16], int *rewritten,
                                     pvg_error *err) PVG_WARN_UNUSED;

@@ -127,11 +127,13 @@ typedef struct pvg_reason_count {
 
 typedef struct pvg_ingest_stats {
     long long read;        /* data rows read = accepted + rejected */
-    long long accepted;    /* rows taken: stored events, items, anonymous counts, duplicates */
+    long long accepted;    /* valid rows: stored events, items, anonymous counts, duplicates,
+                              suppressed */
     long long rejected;    /* rows refused (reject file), including policy drops of whole events */
     long long stored;      /* new events sealed into the store by this run */
     long long duplicates;  /* events recognised as already held */
     long long anonymous;   /* rows without a user id kept as anonymous counts */
+    long long suppressed;  /* rows of erased shoppers (suppression list), skipped */
     long long items_upserted;
     long long dropped_fields[PVG_FIELD_COUNT]; /* fields removed by the policy, per field bit index */
     long long expired_swept; /* events deleted by the retention sweep run at the end */
@@ -170,12 +172,51 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
 /* Adds one event for `ext_user` (creating the user on first sight), applying
  * the policy. `dedup_key` (may be NULL) names the event for duplicate
  * detection; NULL derives it from the content. Sets *outcome to 1 stored,
- * 0 duplicate. Errors: PVG_ERR_POLICY (type not allowed: err says which),
+ * 0 duplicate. Errors: PVG_ERR_ERASED (the shopper was erased: on the
+ * suppression list), PVG_ERR_POLICY (type not allowed: err says which),
  * PVG_ERR_INVALID (bad field), PVG_ERR_NOT_FOUND (item unknown and
  * `create_item` 0). Runs in its own transaction unless inside
  * pvg_store_begin/commit. */
 pvg_status pvg_store_event_put(pvg_store *s, const char *ext_user, const pvg_event *ev,
                                const char *dedup_key, int *outcome, pvg_error *err);
+
+/* The most events one call of pvg_store_events_put (one API request) may
+ * carry for one shopper. */
+#define PVG_EVENTS_PER_USER_MAX 1000
+
+typedef struct pvg_event_in {
+    const char *user;       /* external user id (borrowed) */
+    const pvg_event *event; /* borrowed */
+    const char *dedup_key;  /* may be NULL: derived from the content */
+    long index;             /* the caller's number for the event (e.g. its
+                               position in a request), used in messages */
+} pvg_event_in;
+
+typedef struct pvg_event_out {
+    pvg_status status;  /* PVG_OK (stored or duplicate), or why it was refused:
+                           PVG_ERR_INVALID, PVG_ERR_POLICY, PVG_ERR_ERASED */
+    int stored;         /* 1 stored, 0 duplicate (status PVG_OK) */
+    const char *reason; /* static; NULL when taken, else "invalid", "policy",
+                           "erased" */
+    char message[200];  /* why, when refused (never quotes field values) */
+} pvg_event_out;
+
+/* Adds a batch of events (validated and minimised as pvg_store_event_put
+ * does), each refused or taken on its own in out[i]; the taken ones are
+ * committed together. The work (policy, pseudonyms, duplicate look-ups in
+ * the duplicate index, sealing) is done before the write transaction,
+ * which then only re-checks that the store did not change meanwhile (the
+ * change counter; else the preparation is redone) and inserts: the write
+ * lock is held for the commit alone. A shopper named by more than
+ * PVG_EVENTS_PER_USER_MAX events refuses the whole batch (PVG_ERR_INVALID,
+ * err names the index of the first event over the limit). Events of an
+ * erased shopper are refused (PVG_ERR_ERASED, reason "erased").
+ * *stored / *duplicates (may be NULL) get the counts. Not inside
+ * pvg_store_begin/commit (PVG_ERR_STATE). Errors: PVG_ERR_BUSY, PVG_ERR_IO,
+ * PVG_ERR_NOMEM (nothing stored). */
+pvg_status pvg_store_events_put(pvg_store *s, const pvg_event_in *in, size_t n,
+                                pvg_event_out *out, long long *stored, long long *duplicates,
+                                pvg_error *err) PVG_WARN_UNUSED;
 
 /* Groups many writes into one transaction. */
 pvg_status pvg_store_begin(pvg_store *s, pvg_error *err);
@@ -317,13 +358,33 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
  * PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *err);
 
+/* Flags of pvg_store_user_erase. */
+enum {
+    PVG_ERASE_ALLOW_RETURN = 1u << 0 /* do not put the shopper on the suppression list */
+};
+
+/* pvg_store_user_delete with flags. Without PVG_ERASE_ALLOW_RETURN the
+ * shopper's pseudonym first goes on the suppression list (durably, before
+ * the key is destroyed): from then on imports skip their rows (counted as
+ * `suppressed`), and events, consent changes and tokens for them are
+ * refused with PVG_ERR_ERASED (docs/privacy.md). pvg_store_user_delete is
+ * pvg_store_user_erase with flags 0. */
+pvg_status pvg_store_user_erase(pvg_store *s, const char *ext_user, unsigned flags,
+                                pvg_error *err) PVG_WARN_UNUSED;
+
+/* *suppressed = 1 when the shopper is on the suppression list (erased and
+ * not allowed to return). */
+pvg_status pvg_store_user_suppressed(pvg_store *s, const char *ext_user, int *suppressed,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+
 typedef struct pvg_consent {
     int personalization;
     int analytics;
 } pvg_consent;
 
 /* Reads / writes a user's consent. get: PVG_ERR_NOT_FOUND when unknown.
- * set: creates the user when unknown (consent may precede any event). */
+ * set: creates the user when unknown (consent may precede any event);
+ * PVG_ERR_ERASED for a shopper on the suppression list. */
 pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent *out,
                                  pvg_error *err);
 pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_consent *c,

@@ -165,13 +165,23 @@ pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
                             pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
                             void *ctx, pvg_error *err)
 {
+    return pvg_access_erase_flags(g, ext_user, 0, before_erase, ctx, err);
+}
+
+pvg_status pvg_access_erase_flags(pvg_access *g, const char *ext_user, unsigned flags,
+                                  pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
+                                  void *ctx, pvg_error *err)
+{
     char subject[SUBJECT_LEN];
     pvg_audit_subject_of_user(g->store, ext_user, subject);
     pvg_consent c;
     int known = lookup(g, ext_user, &c, err);
     if (known < 0) return (pvg_status)known;
     pvg_status st = audit_first(g, "delete", subject, PVG_PURPOSE_ERASURE,
-                                known ? "allowed" : "not_found", "crypto-shredding", err);
+                                known ? "allowed" : "not_found",
+                                (flags & PVG_ERASE_ALLOW_RETURN) ? "crypto-shredding allow_return"
+                                                                 : "crypto-shredding suppressed",
+                                err);
     if (st != PVG_OK) return st;
     if (!known) return not_found(err);
     if (before_erase) {
@@ -181,7 +191,7 @@ pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
         if (st != PVG_OK)
             return pvg_error_set(err, st, "erasure: preparing step failed (%s)", pvg_strerror(st));
     }
-    return pvg_store_user_delete(g->store, ext_user, err);
+    return pvg_store_user_erase(g->store, ext_user, flags, err);
 }
 
 pvg_status pvg_access_consent_get(pvg_access *g, const char *ext_user, pvg_consent *out,
@@ -211,7 +221,21 @@ pvg_status pvg_access_consent_change(pvg_access *g, const char *ext_user, int pe
     pvg_consent c;
     int known = lookup(g, ext_user, &c, err);
     if (known < 0) return (pvg_status)known;
-    if (!known) policy_consent_defaults(g->store, &c);
+    if (!known) {
+        /* an erased shopper is not re-created by a consent change */
+        int gone = 0;
+        pvg_status sst = pvg_store_user_suppressed(g->store, ext_user, &gone, err);
+        if (sst != PVG_OK) return sst;
+        if (gone) {
+            sst = audit_first(g, "consent_change", subject, PVG_PURPOSE_CONSENT, "denied:erased",
+                              NULL, err);
+            if (sst != PVG_OK) return sst;
+            return pvg_error_set(err, PVG_ERR_ERASED,
+                                 "consent: the user was erased at their request (suppression "
+                                 "list); nothing is recorded about them");
+        }
+        policy_consent_defaults(g->store, &c);
+    }
     if (personalization >= 0) c.personalization = personalization;
     if (analytics >= 0) c.analytics = analytics;
     char extra[96];

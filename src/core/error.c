@@ -26,6 +26,7 @@ const char *pvg_strerror(pvg_status code)
     case PVG_ERR_ABORTED: return "aborted";
     case PVG_ERR_STATE: return "invalid state";
     case PVG_ERR_INTERNAL: return "internal error";
+    case PVG_ERR_ERASED: return "erased (on the suppression list)";
     }
     return "unknown error";
 }

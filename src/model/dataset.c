@@ -94,7 +94,6 @@ void pvg_dataset_free(pvg_dataset *ds)
     free(ds->ev_item);
     free(ds->ev_w);
     free(ds->ev_ts);
-    if (ds->model_key) sodium_free(ds->model_key);
     sodium_memzero(ds->salt, sizeof ds->salt);
     free(ds);
 }
@@ -341,12 +340,9 @@ pvg_status pvg_dataset_new_store_linked(pvg_store *store, const pvg_event_weight
     pvg_dataset *ds;
     pvg_status st = pvg_dataset_new(PVG_KEY_STORE_PSEUDONYM, weights, NULL, &ds, err);
     if (st != PVG_OK) return st;
-    /* the store link: models trained on this dataset are saved sealed */
-    ds->model_key = sodium_malloc(32);
-    if (!ds->model_key || pvg_store_model_key(store, ds->model_key) != PVG_OK) {
-        pvg_dataset_free(ds);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "dataset: cannot derive the store's model key");
-    }
+    /* the store link: models trained on this dataset seal each shopper's
+     * rows under a key derived from that shopper's data key */
+    ds->store = store;
     *out = ds;
     return PVG_OK;
 }

@@ -6,6 +6,8 @@
  */
 #include "model/model_internal.h"
 
+#include "store/store_internal.h"
+
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -109,7 +111,10 @@ void pvg_model_free(pvg_model *m)
         pvg_model_unmap(m->map, m->map_len);
     }
     if (m->users_mem) sodium_free(m->users_mem); /* wipes the per-shopper sections */
-    if (m->model_key) sodium_free(m->model_key);
+    if (m->row_keys) sodium_free(m->row_keys); /* wipes the row keys */
+    if (m->dir_key) sodium_free(m->dir_key);
+    free(m->row_ok);
+    free(m->data_dir);
     free(m->path);
     sodium_memzero(m->salt, sizeof m->salt);
     free(m);
@@ -144,13 +149,35 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     m->params = *p;
     m->params.progress = NULL;
     m->params.progress_ctx = NULL;
-    if (ds->model_key) { /* trained from the store: its file will be sealed */
-        m->model_key = sodium_malloc(32);
-        if (!m->model_key) {
+    if (ds->store) {
+        /* trained from the store: each shopper's rows will be sealed under a
+         * key derived from their data key (src/store/model_key.c) */
+        size_t nu0 = R->n_rows;
+        if (nu0 != ds->n_users) {
             free(m);
+            return pvg_error_set(err, PVG_ERR_INTERNAL, "model: %zu matrix rows for %zu users",
+                                 nu0, ds->n_users);
+        }
+        randombytes_buf(m->seal_id, sizeof m->seal_id);
+        m->row_keys = sodium_malloc(32 * (nu0 ? nu0 : 1));
+        m->row_ok = malloc(nu0 ? nu0 : 1);
+        m->dir_key = sodium_malloc(32);
+        const char *dd = pvg_store_dir(ds->store);
+        m->data_dir = dd ? strdup(dd) : NULL;
+        if (!m->row_keys || !m->row_ok || !m->dir_key || !m->data_dir) {
+            pvg_model_free(m);
             return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
         }
-        memcpy(m->model_key, ds->model_key, 32);
+        if (pvg_store_model_dir_key(ds->store, m->dir_key) != PVG_OK) {
+            pvg_model_free(m);
+            return pvg_error_set(err, PVG_ERR_STATE, "model: the store has no keys loaded");
+        }
+        pvg_status kst = pvg_store_model_row_keys(ds->store, m->seal_id, nu0, ds->user_keys, 16,
+                                                  m->row_keys, m->row_ok, NULL, err);
+        if (kst != PVG_OK) {
+            pvg_model_free(m);
+            return kst;
+        }
     }
     size_t nu = R->n_rows, ni = R->n_cols, nnz = R->nnz;
     m->n_users = nu;

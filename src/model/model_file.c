@@ -1,28 +1,43 @@
 /*
  * model_file.c - the model file format: save (atomic rename), load by mmap
- * with full validation, the sealing of per-shopper sections, and the
- * removal of one shopper from model files on disk (erasure).
+ * with full validation, the sealing of per-shopper rows, where store-trained
+ * model files may live, and the removal of one shopper from the model files
+ * of a data dir (erasure).
  *
  * Layout (little-endian, docs/models.md):
  *   [0, 512)    header: magic "PVGMODL\0", format version, header size,
  *               model type, user keying, shapes, file size, salt,
  *               training-data fingerprint, hyperparameters, BLAKE2b-256
  *               checksum of the whole file (computed with the checksum
- *               field zeroed); version 2 adds flags, the model key id, a
- *               per-write seal id and the sealed blob's place
+ *               field zeroed); version 2 adds flags, a seal id and the
+ *               place of the sealed rows region
  *   [512, 1024) section table: PVG_SEC_COUNT x {offset, length} (uint64)
- *   then the sections, each aligned to 64 bytes; in a sealed file (a model
- *   trained from the store) the per-shopper sections have no table entry
- *   and live in one sealed blob after the item sections:
- *   nonce[24] | XChaCha20-Poly1305(per-shopper sections, 64-aligned) |
- *   tag[16], associated data "pvg-model-users\0" | header (checksum
- *   zeroed), which binds version, fingerprint, shapes, key id and seal id.
+ *   then the sections, each aligned to 64 bytes. In a sealed file (version
+ *   3, a model trained from the store) the per-shopper sections have no
+ *   table entry; each shopper's rows are sealed on their own, after the
+ *   item sections, in the rows region:
+ *     directory: n_users x {tag[16], sealed pseudonym[16], offset u64
+ *                (from the region's start), history length u32, 0 u32},
+ *                sorted by tag; tag = keyed BLAKE2b-128 of seal id |
+ *                pseudonym, the pseudonym XChaCha20-encrypted (nonce: tag |
+ *                "pvgpseud"), both under the store's directory key (a
+ *                subkey of the pepper): without the key file nothing links
+ *                a row to a shopper
+ *     rows:      per shopper, packed in directory order: nonce[24] |
+ *                XChaCha20-Poly1305(history items u32[n], weights f32[n],
+ *                user factors f32[f]) | tag[16]
+ *   Row key: keyed BLAKE2b-256 of "pvgmodel-row-key" | seal id under the
+ *   shopper's data key (src/store/model_key.c), so erasing the shopper
+ *   (destroying the data key) shreds their rows in every copy of the file.
+ *   Associated data: "pvg-model-row" | seal id | pseudonym | type | n |
+ *   n_items | factors.
  */
 #include "model/model_internal.h"
 
 #include "store/store_internal.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -36,7 +51,7 @@
 #include <unistd.h>
 
 #define MODEL_MAGIC "PVGMODL"
-#define MODEL_VERSION 2u
+#define MODEL_VERSION 3u
 #define HEADER_BYTES 512u
 #define TABLE_BYTES 512u
 #define DATA_START (HEADER_BYTES + TABLE_BYTES)
@@ -45,7 +60,12 @@
 #define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define KEY_BYTES 32
-static const char SEAL_CONTEXT[16] = "pvg-model-users";
+#define DIR_ENTRY 48u
+#define DE_OFF 32 /* offset of a directory entry's row offset */
+#define DE_N 40   /* its history length */
+#define ROW_OVERHEAD (NONCE_BYTES + TAG_BYTES)
+#define ROW_AD_BYTES 72
+static const char ROW_CONTEXT[16] = "pvg-model-row";
 
 typedef struct file_header {
     char magic[8];
@@ -62,8 +82,8 @@ typedef struct file_header {
     /* version 2 (zero in version-1 files) */
     uint32_t flags;
     uint32_t reserved;
-    unsigned char key_id[16];  /* BLAKE2b-128 of the model key (names it, reveals nothing) */
-    unsigned char seal_id[16]; /* random, new at every write */
+    unsigned char reserved2[16]; /* version 2: the id of a store-wide model key; 0 since 3 */
+    unsigned char seal_id[16];   /* names the row keys: random per trained model */
     uint64_t sealed_off, sealed_len;
 } file_header;
 _Static_assert(sizeof(file_header) <= HEADER_BYTES, "header too large");
@@ -133,9 +153,62 @@ static const char *hyper_unpack(const double *h, pvg_model_type type, pvg_train_
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-static void key_id_of(const unsigned char key[KEY_BYTES], unsigned char id[16])
+/* Columns of user factors in a row: the model's factors for factor models. */
+static uint64_t row_factors(uint32_t type, uint64_t F)
 {
-    crypto_generichash(id, 16, (const unsigned char *)"pvg-model-key-id", 16, key, KEY_BYTES);
+    return type == PVG_MODEL_IALS || type == PVG_MODEL_BPR ? F : 0;
+}
+
+/* Bytes of a sealed row with a history of n items. */
+static uint64_t row_bytes(uint64_t n, uint64_t Fu) { return ROW_OVERHEAD + 8 * n + 4 * Fu; }
+
+/* The associated data of one row: it binds the row to the model (seal
+ * id), the shopper and the shapes its plaintext is read with. */
+static void row_ad(unsigned char ad[ROW_AD_BYTES], const unsigned char seal_id[16],
+                   const unsigned char *pseudonym, uint32_t type, uint32_t n, uint64_t n_items,
+                   uint64_t factors)
+{
+    memcpy(ad, ROW_CONTEXT, 16);
+    memcpy(ad + 16, seal_id, 16);
+    memcpy(ad + 32, pseudonym, 16);
+    memcpy(ad + 48, &type, 4);
+    memcpy(ad + 52, &n, 4);
+    memcpy(ad + 56, &n_items, 8);
+    memcpy(ad + 64, &factors, 8);
+}
+
+/* A directory entry's tag for pseudonym. */
+static void row_tag(const unsigned char *dir_key, const unsigned char seal_id[16],
+                    const unsigned char *pseudonym, unsigned char tag[16])
+{
+    unsigned char in[32];
+    memcpy(in, seal_id, 16);
+    memcpy(in + 16, pseudonym, 16);
+    crypto_generichash(tag, 16, in, sizeof in, dir_key, 32);
+}
+
+/* Seals (or opens: the same XOR) a pseudonym of a directory entry. */
+static void pseud_xor(const unsigned char *dir_key, const unsigned char tag[16],
+                      const unsigned char *in, unsigned char *out)
+{
+    unsigned char nonce[24];
+    memcpy(nonce, tag, 16);
+    memcpy(nonce + 16, "pvgpseud", 8);
+    crypto_stream_xchacha20_xor(out, in, 16, nonce, dir_key);
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
 /* Section lengths the header's shapes require. */
@@ -237,17 +310,27 @@ static void dir_unlock(int fd)
 
 /* ---- writing ------------------------------------------------------------- */
 
+/* The sealed rows region of a file: directory then rows (ciphertext only;
+ * malloc'd), and the user and history counts it holds. */
+typedef struct rows_blob {
+    uint64_t n_users, hist_nnz;
+    unsigned char *buf;
+    uint64_t len;
+} rows_blob;
+
 /* Writes m to path (temp file, fsync, rename, fsync of the directory); the
- * caller holds the directory lock. key non-NULL: the per-shopper sections
- * are sealed under it. */
-static pvg_status model_write(const pvg_model *m, const char *path, const unsigned char *key,
+ * caller holds the directory lock. rb NULL: a plain file (a model trained
+ * from a file), the per-shopper sections from m; rb non-NULL: a sealed
+ * file, the per-shopper data is rb (m's seal id names its keys). */
+static pvg_status model_write(const pvg_model *m, const char *path, const rows_blob *rb,
                               pvg_error *err)
 {
-    if (m->users_locked)
+    int sealed = rb != NULL;
+    if (!sealed && m->users_locked)
         return pvg_error_set(err, PVG_ERR_STATE,
                              "the per-shopper sections of this model are still sealed: open them "
                              "with pvg_model_unseal before saving");
-    if (m->keying == PVG_KEY_STORE_PSEUDONYM && !key)
+    if (!sealed && m->keying == PVG_KEY_STORE_PSEUDONYM)
         return pvg_error_set(err, PVG_ERR_STATE,
                              "this model is keyed by store pseudonyms but carries no store link: "
                              "its per-shopper sections would be written in plaintext (train it "
@@ -259,30 +342,18 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
     h.header_bytes = HEADER_BYTES;
     h.type = (uint32_t)m->type;
     h.keying = (uint32_t)m->keying;
-    h.n_users = m->n_users;
+    h.n_users = sealed ? rb->n_users : m->n_users;
     h.n_items = m->n_items;
     h.factors = m->factors;
-    h.hist_nnz = m->hist_nnz;
+    h.hist_nnz = sealed ? rb->hist_nnz : m->hist_nnz;
     h.knn_nnz = m->knn_nnz;
     h.item_str_len = m->item_str_len;
     memcpy(h.salt, m->salt, 16);
     memcpy(h.fingerprint, m->fingerprint, 32);
     hyper_pack(&m->params, h.hyper);
-    int sealed = key != NULL;
-    uint64_t want[PVG_SEC_COUNT], uoff[PVG_SEC_COUNT], plain_len = 0;
     if (sealed) {
         h.flags = FLAG_SEALED;
-        key_id_of(key, h.key_id);
-        randombytes_buf(h.seal_id, sizeof h.seal_id);
-        section_lengths(h.type, h.n_users, h.n_items, h.factors, h.hist_nnz, h.knn_nnz,
-                        h.item_str_len, want);
-        plain_len = user_layout(want, uoff);
-        for (int s = 1; s < PVG_SEC_COUNT; s++)
-            if (pvg_model_section_is_user(s) && want[s] != (m->sec[s] ? m->sec_len[s] : 0))
-                return pvg_error_set(err, PVG_ERR_INTERNAL,
-                                     "model section %d has %llu bytes, its shape needs %llu", s,
-                                     (unsigned long long)m->sec_len[s],
-                                     (unsigned long long)want[s]);
+        memcpy(h.seal_id, m->seal_id, 16);
     }
     uint64_t table[PVG_SEC_COUNT][2];
     memset(table, 0, sizeof table);
@@ -294,11 +365,10 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
         table[s][1] = m->sec_len[s];
         off = align64(off + m->sec_len[s]);
     }
-    unsigned char *blob = NULL;
     if (sealed) {
         h.sealed_off = off;
-        h.sealed_len = NONCE_BYTES + plain_len + TAG_BYTES;
-        off = align64(off + h.sealed_len);
+        h.sealed_len = rb->len;
+        off = align64(off + rb->len);
     }
     h.file_size = off;
     _Static_assert(sizeof table <= TABLE_BYTES, "table too large");
@@ -306,24 +376,6 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
     memset(head, 0, sizeof head);
     memcpy(head, &h, sizeof h);
     memcpy(head + HEADER_BYTES, table, sizeof table);
-    if (sealed) {
-        /* the per-shopper sections, in order, 64-aligned, encrypted in place
-         * (the plaintext copy lives only until the cipher overwrites it) */
-        blob = calloc(1, h.sealed_len);
-        if (!blob)
-            return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory sealing %llu bytes",
-                                 (unsigned long long)plain_len);
-        unsigned char *plain = blob + NONCE_BYTES;
-        for (int s = 1; s < PVG_SEC_COUNT; s++)
-            if (pvg_model_section_is_user(s) && want[s])
-                memcpy(plain + uoff[s], m->sec[s], want[s]);
-        unsigned char ad[sizeof SEAL_CONTEXT + HEADER_BYTES];
-        memcpy(ad, SEAL_CONTEXT, sizeof SEAL_CONTEXT);
-        memcpy(ad + sizeof SEAL_CONTEXT, head, HEADER_BYTES); /* checksum still zero */
-        randombytes_buf(blob, NONCE_BYTES);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(plain, NULL, plain, plain_len, ad, sizeof ad,
-                                                   NULL, blob, key);
-    }
     /* checksum over header (checksum zeroed), table, sections and padding */
     static const unsigned char zeros[64];
     crypto_generichash_state hs;
@@ -338,8 +390,8 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
         pos = align64(pos);
     }
     if (sealed) {
-        crypto_generichash_update(&hs, blob, h.sealed_len);
-        pos += h.sealed_len;
+        crypto_generichash_update(&hs, rb->buf, rb->len);
+        pos += rb->len;
         crypto_generichash_update(&hs, zeros, align64(pos) - pos);
         pos = align64(pos);
     }
@@ -348,10 +400,7 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 12);
-    if (!tmp) {
-        free(blob);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    }
+    if (!tmp) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", 12);
     int fd = mkstemp(tmp); /* 0600, a name no concurrent writer shares */
@@ -359,7 +408,6 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
         pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, tmp, 0, 0, -1, "cannot create: %s",
                                          strerror(errno));
         free(tmp);
-        free(blob);
         return st;
     }
     int bad = write_all(fd, head, sizeof head);
@@ -372,11 +420,10 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
         pos = align64(pos);
     }
     if (sealed && !bad) {
-        bad = write_all(fd, blob, h.sealed_len);
-        pos += h.sealed_len;
+        bad = write_all(fd, rb->buf, rb->len);
+        pos += rb->len;
         if (!bad) bad = write_all(fd, zeros, align64(pos) - pos);
     }
-    free(blob);
     if (!bad) bad = fsync(fd);
     if (close(fd) != 0) bad = 1;
     if (bad || rename(tmp, path) != 0) {
@@ -398,16 +445,180 @@ static pvg_status model_write(const pvg_model *m, const char *path, const unsign
     return PVG_OK;
 }
 
+typedef struct tag_idx {
+    unsigned char tag[16];
+    uint32_t pos;
+} tag_idx;
+
+static int tag_idx_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+/* Seals each shopper's rows of an open store-linked model under their own
+ * row key into a new rows region (users whose key was already gone at
+ * training are left out). */
+static pvg_status seal_rows(const pvg_model *m, rows_blob *rb, pvg_error *err)
+{
+    memset(rb, 0, sizeof *rb);
+    if (m->users_locked)
+        return pvg_error_set(err, PVG_ERR_STATE,
+                             "the per-shopper sections of this model are still sealed: open them "
+                             "with pvg_model_unseal before saving");
+    if (!m->row_keys || !m->row_ok)
+        return pvg_error_set(err, PVG_ERR_STATE,
+                             "this model is keyed by store pseudonyms but carries no store link: "
+                             "its per-shopper sections would be written in plaintext (train it "
+                             "from pvg_dataset_load_store or open it with pvg_model_load_store)");
+    if (!m->dir_key)
+        return pvg_error_set(err, PVG_ERR_STATE, "model: the store link lacks its directory key");
+    uint64_t nu = m->n_users, Fu = row_factors(m->type, m->factors);
+    uint64_t n = 0, nnz = 0, len = 0, maxn = 0;
+    for (uint64_t u = 0; u < nu; u++) {
+        if (!m->row_ok[u]) continue;
+        uint64_t h = m->hist_indptr[u + 1] - m->hist_indptr[u];
+        if (h >= (1ull << 32))
+            return pvg_error_set(err, PVG_ERR_INVALID, "a history of %llu items is too long",
+                                 (unsigned long long)h);
+        n++;
+        nnz += h;
+        len += row_bytes(h, Fu);
+        if (h > maxn) maxn = h;
+    }
+    len += DIR_ENTRY * n;
+    tag_idx *ti = malloc((n ? n : 1) * sizeof *ti);
+    unsigned char *buf = malloc(len ? len : 1);
+    unsigned char *plain = sodium_malloc(8 * maxn + 4 * Fu + 8);
+    if (!ti || !buf || !plain) {
+        free(ti);
+        free(buf);
+        if (plain) sodium_free(plain);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory sealing %llu bytes",
+                             (unsigned long long)len);
+    }
+    /* the directory in tag order: user p (sorted key position) -> index */
+    uint64_t q = 0;
+    for (uint64_t p = 0; p < nu; p++) {
+        uint32_t u = m->user_order[p];
+        if (!m->row_ok[u]) continue;
+        row_tag(m->dir_key, m->seal_id, m->user_keys + 16 * p, ti[q].tag);
+        ti[q].pos = (uint32_t)p;
+        q++;
+    }
+    qsort(ti, n, sizeof *ti, tag_idx_cmp);
+    uint64_t at = DIR_ENTRY * n;
+    for (q = 0; q < n; q++) {
+        uint64_t p = ti[q].pos;
+        uint32_t u = m->user_order[p];
+        uint64_t b = m->hist_indptr[u];
+        uint32_t h = (uint32_t)(m->hist_indptr[u + 1] - b);
+        unsigned char *e = buf + DIR_ENTRY * q;
+        const unsigned char *key16 = m->user_keys + 16 * p;
+        uint32_t zero = 0;
+        memcpy(e, ti[q].tag, 16);
+        pseud_xor(m->dir_key, ti[q].tag, key16, e + 16);
+        memcpy(e + DE_OFF, &at, 8);
+        memcpy(e + DE_N, &h, 4);
+        memcpy(e + DE_N + 4, &zero, 4);
+        memcpy(plain, m->hist_items + b, 4 * (size_t)h);
+        memcpy(plain + 4 * (size_t)h, m->hist_w + b, 4 * (size_t)h);
+        if (Fu) memcpy(plain + 8 * (size_t)h, m->U + (size_t)u * Fu, 4 * Fu);
+        unsigned char ad[ROW_AD_BYTES];
+        row_ad(ad, m->seal_id, key16, (uint32_t)m->type, h, m->n_items, m->factors);
+        unsigned char *row = buf + at;
+        randombytes_buf(row, NONCE_BYTES);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(row + NONCE_BYTES, NULL, plain,
+                                                   8 * (uint64_t)h + 4 * Fu, ad, sizeof ad, NULL,
+                                                   row, m->row_keys + 32 * (size_t)u);
+        at += row_bytes(h, Fu);
+    }
+    free(ti);
+    sodium_free(plain); /* wipes the last row's plaintext */
+    rb->n_users = n;
+    rb->hist_nnz = nnz;
+    rb->buf = buf;
+    rb->len = len;
+    return PVG_OK;
+}
+
 pvg_status pvg_model_save(const pvg_model *m, const char *path, pvg_error *err)
 {
+    if (!m || !path) return pvg_error_set(err, PVG_ERR_INVALID, "save: NULL model or path");
+    pvg_status st;
+    if (m->keying == PVG_KEY_STORE_PSEUDONYM) {
+        /* personal data: only where erasure reaches it */
+        if (m->data_dir) {
+            st = pvg_model_path_check_store(path, m->data_dir, err);
+            if (st != PVG_OK) return st;
+        }
+    } else if (pvg_model_path_in_data_dir(path)) {
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "a model trained from a file is not saved inside a data dir: "
+                                "its per-shopper rows are keyed by a salted hash that erasure "
+                                "cannot match (save it elsewhere for evaluation, or train from "
+                                "the store to serve it)");
+    }
     char dir[4096];
     dir_of(path, dir, sizeof dir);
     int lk;
-    pvg_status st = dir_lock(dir, &lk, err);
+    st = dir_lock(dir, &lk, err);
     if (st != PVG_OK) return st;
-    st = model_write(m, path, m->model_key, err);
+    if (m->keying == PVG_KEY_STORE_PSEUDONYM) {
+        rows_blob rb;
+        st = seal_rows(m, &rb, err);
+        if (st == PVG_OK) st = model_write(m, path, &rb, err);
+        free(rb.buf);
+    } else {
+        st = model_write(m, path, NULL, err);
+    }
     dir_unlock(lk);
     return st;
+}
+
+/* ---- where model files live ------------------------------------------------ */
+
+/* The resolved directory of path into out (PATH_MAX); -1 when it does not
+ * exist (errno set). */
+static int resolved_dir_of(const char *path, char *out)
+{
+    char dir[4096];
+    dir_of(path, dir, sizeof dir);
+    return realpath(dir, out) ? 0 : -1;
+}
+
+pvg_status pvg_model_path_check_store(const char *path, const char *data_dir, pvg_error *err)
+{
+    if (!path || !data_dir)
+        return pvg_error_set(err, PVG_ERR_INVALID, "model path check: NULL path or data dir");
+    char d[PATH_MAX], dd[PATH_MAX], sub[PATH_MAX + 16];
+    if (!realpath(data_dir, dd))
+        return pvg_error_set_at(err, PVG_ERR_IO, data_dir, 0, 0, -1, "data dir: %s",
+                                strerror(errno));
+    if (resolved_dir_of(path, d) != 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
+                                "the model file's directory: %s", strerror(errno));
+    snprintf(sub, sizeof sub, "%s/%s", dd, PVG_MODEL_SUBDIR);
+    if (strcmp(d, dd) != 0 && strcmp(d, sub) != 0)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "a model trained from the store is personal data and lives only "
+                                "in its data dir, where erasure reaches it: directly in %s or in "
+                                "%s (this path is in %s)",
+                                dd, sub, d);
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "not a regular file (a symbolic link could lead erasure "
+                                "elsewhere)");
+    return PVG_OK;
+}
+
+int pvg_model_path_in_data_dir(const char *path)
+{
+    char d[PATH_MAX];
+    if (!path || resolved_dir_of(path, d) != 0) return 0;
+    for (;;) {
+        if (pvg_store_dir_is_data_dir(d)) return 1;
+        char *slash = strrchr(d, '/');
+        if (!slash || slash == d) return pvg_store_dir_is_data_dir("/");
+        *slash = 0;
+    }
 }
 
 static pvg_status corrupt(pvg_error *err, const char *path, long long off, const char *what)
@@ -473,9 +684,9 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
         st = corrupt(err, path, 0, "not a privguide model file (bad magic)");
         goto fail;
     }
-    if (h.version != MODEL_VERSION && h.version != 1) {
+    if (h.version < 1 || h.version > MODEL_VERSION) {
         st = pvg_error_set_at(err, PVG_ERR_UNSUPPORTED, path, 0, 0, 8,
-                              "model file format version %u; this build reads versions 1 and %u "
+                              "model file format version %u; this build reads versions 1 to %u "
                               "(retrain the model)",
                               h.version, MODEL_VERSION);
         goto fail;
@@ -522,6 +733,17 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
                      "bad flags: only a store-keyed model has a sealed section");
         goto fail;
     }
+    /* store-trained models of older formats: plaintext rows (1), or all
+     * shoppers' rows under one store-wide key that erasure cannot shred (2) */
+    if (h.keying == PVG_KEY_STORE_PSEUDONYM && (!sealed || h.version < 3)) {
+        st = pvg_error_set_at(err, PVG_ERR_UNSUPPORTED, path, 0, 0, 8,
+                              "model file format %u %s: its shoppers' rows cannot be shredded by "
+                              "erasure; retrain the model from the store and delete this file",
+                              h.version,
+                              sealed ? "seals every shopper under one store-wide key"
+                                     : "holds store-trained rows in plaintext");
+        goto fail;
+    }
     pvg_model *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);
@@ -549,7 +771,7 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     uint64_t nu = h.n_users, ni = h.n_items, F = h.factors;
     int fac = m->type == PVG_MODEL_IALS || m->type == PVG_MODEL_BPR;
     int knn = m->type == PVG_MODEL_ITEMKNN;
-    uint64_t want[PVG_SEC_COUNT], uoff[PVG_SEC_COUNT];
+    uint64_t want[PVG_SEC_COUNT];
     section_lengths(h.type, nu, ni, F, h.hist_nnz, h.knn_nnz, h.item_str_len, want);
     if (fac && F == 0) {
         pvg_model_free(m);
@@ -576,22 +798,45 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
         m->sec_len[s] = l;
     }
     if (sealed) {
-        uint64_t plain_len = user_layout(want, uoff);
-        if (h.sealed_len != NONCE_BYTES + plain_len + TAG_BYTES || h.sealed_off < DATA_START ||
-            h.sealed_off % 64 || h.sealed_off > size || h.sealed_len > size - h.sealed_off) {
+        /* the rows region: a sorted directory, rows packed in its order */
+        uint64_t Fu = row_factors(h.type, F), so = h.sealed_off, sl = h.sealed_len;
+        const char *rbad = NULL;
+        long long roff = (long long)offsetof(file_header, sealed_off);
+        if (so < DATA_START || so % 64 || so > size || sl > size - so || DIR_ENTRY * nu > sl)
+            rbad = "the sealed rows region leaves the file or cannot hold its directory";
+        uint64_t at = DIR_ENTRY * nu, nnz = 0;
+        const unsigned char *reg = base + so;
+        for (uint64_t i = 0; !rbad && i < nu; i++) {
+            const unsigned char *e = reg + DIR_ENTRY * i;
+            roff = (long long)(so + DIR_ENTRY * i);
+            uint64_t n = rd32(e + DE_N);
+            if (i && memcmp(e - DIR_ENTRY, e, 16) >= 0)
+                rbad = "the rows directory is not strictly sorted by tag";
+            else if (rd64(e + DE_OFF) != at || rd32(e + DE_N + 4) != 0)
+                rbad = "a row's offset does not follow the previous row";
+            else if (row_bytes(n, Fu) > sl - at)
+                rbad = "a row leaves the rows region";
+            else {
+                at += row_bytes(n, Fu);
+                nnz += n;
+            }
+        }
+        if (!rbad && (at != sl || nnz != h.hist_nnz)) {
+            roff = (long long)offsetof(file_header, sealed_len);
+            rbad = "the rows region does not match the header's shapes";
+        }
+        if (rbad) {
             pvg_model_free(m);
-            return corrupt(err, path, (long long)offsetof(file_header, sealed_off),
-                           "the sealed per-shopper section does not match the header's shapes "
-                           "or leaves the file");
+            return corrupt(err, path, roff, rbad);
         }
         m->sealed_file = 1;
         m->users_locked = 1;
-        m->sealed = base + h.sealed_off;
-        m->sealed_off = h.sealed_off;
-        m->sealed_len = h.sealed_len;
-        memcpy(m->sealed_header, base, HEADER_BYTES);
-        memset(m->sealed_header + CHECKSUM_OFFSET, 0, 32);
-        memcpy(m->key_id, h.key_id, 16);
+        m->sealed = reg;
+        m->sealed_off = so;
+        m->sealed_len = sl;
+        m->file_users = nu;
+        m->file_hist_nnz = h.hist_nnz;
+        memcpy(m->seal_id, h.seal_id, 16);
     }
     pvg_model_bind(m);
     /* structural checks: every index in range, offsets monotone */
@@ -649,67 +894,164 @@ int pvg_model_is_sealed(const pvg_model *m)
     return m->sealed_file || m->keying == PVG_KEY_STORE_PSEUDONYM;
 }
 
-/* Attaches a copy of the store's model key to m (its store link). */
-static pvg_status attach_key(pvg_model *m, pvg_store *store, pvg_error *err)
-{
-    if (m->model_key) return PVG_OK;
-    unsigned char *key = sodium_malloc(KEY_BYTES);
-    if (!key) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    pvg_status st = pvg_store_model_key(store, key);
-    if (st != PVG_OK) {
-        sodium_free(key);
-        return pvg_error_set(err, st, "the store cannot derive its model key");
-    }
-    m->model_key = key;
-    return PVG_OK;
-}
+typedef struct key_pos {
+    unsigned char key[16];
+    uint32_t idx;
+} key_pos;
+
+static int key_pos_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+size_t pvg_model_n_shredded(const pvg_model *m) { return m ? (size_t)m->shredded : 0; }
 
 pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err)
 {
     if (!m || !store) return pvg_error_set(err, PVG_ERR_INVALID, "unseal: NULL model or store");
-    if (m->keying != PVG_KEY_STORE_PSEUDONYM) return PVG_OK; /* trained from a file: no link */
-    pvg_status st = attach_key(m, store, err);
-    if (st != PVG_OK || !m->users_locked) return st;
     const char *path = m->path ? m->path : "model";
-    unsigned char id[16];
-    key_id_of(m->model_key, id);
-    if (sodium_memcmp(id, m->key_id, 16) != 0) {
-        char want[17], have[17];
-        sodium_bin2hex(want, sizeof want, m->key_id, 8);
-        sodium_bin2hex(have, sizeof have, id, 8);
-        sodium_free(m->model_key);
-        m->model_key = NULL;
-        return pvg_error_set_at(err, PVG_ERR_CRYPTO, path, 0, 0,
-                                (long long)offsetof(file_header, key_id),
-                                "model file: its per-shopper section is sealed under model key "
-                                "%s, this store's model key is %s: the model was trained from "
-                                "another store, or the master key was rotated since (retrain it)",
-                                want, have);
+    if (m->keying != PVG_KEY_STORE_PSEUDONYM)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "a model trained from a file is not used with a store: its users "
+                                "are keyed by a salted hash no consent, audit or erasure of the "
+                                "store reaches (train the model from the store to serve it)");
+    const char *dd = pvg_store_dir(store);
+    pvg_status st = m->path ? pvg_model_path_check_store(m->path, dd, err) : PVG_OK;
+    if (st != PVG_OK || !m->users_locked) return st;
+    /* the directory's pseudonyms (each checked against its tag), then each
+     * shopper's row key from their data key; a shopper whose key is gone
+     * (erased) stays sealed: absent from the opened model */
+    uint64_t n = m->file_users, Fu = row_factors(m->type, m->factors);
+    unsigned char *dkey = sodium_malloc(32);
+    unsigned char *keys = sodium_malloc(32 * (n ? n : 1));
+    unsigned char *found = malloc(n ? n : 1);
+    unsigned char *psd = malloc(16 * (n ? n : 1));
+    char *ddup = strdup(dd);
+    if (!dkey || !keys || !found || !psd || !ddup) {
+        if (dkey) sodium_free(dkey);
+        if (keys) sodium_free(keys);
+        free(found);
+        free(psd);
+        free(ddup);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    st = pvg_store_model_dir_key(store, dkey);
+    if (st != PVG_OK) pvg_error_set(err, st, "the store has no keys loaded");
+    for (uint64_t i = 0; st == PVG_OK && i < n; i++) {
+        const unsigned char *e = m->sealed + DIR_ENTRY * i;
+        unsigned char t[16];
+        pseud_xor(dkey, e, e + 16, psd + 16 * i);
+        row_tag(dkey, m->seal_id, psd + 16 * i, t);
+        if (sodium_memcmp(t, e, 16) != 0) memset(psd + 16 * i, 0, 16); /* not this store's */
+    }
+    size_t n_found = 0;
+    if (st == PVG_OK)
+        st = pvg_store_model_row_keys(store, m->seal_id, n, psd, 16, keys, found, &n_found, err);
+    if (st != PVG_OK) {
+        sodium_free(dkey);
+        sodium_free(keys);
+        free(found);
+        free(psd);
+        free(ddup);
+        return st;
+    }
+    /* room for every shopper with a key; rows that fail to open are left out */
+    uint64_t nnz_max = 0, row_max = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t h = rd32(m->sealed + DIR_ENTRY * i + DE_N);
+        if (found[i]) nnz_max += h;
+        if (h > row_max) row_max = h;
     }
     uint64_t want[PVG_SEC_COUNT], uoff[PVG_SEC_COUNT];
-    section_lengths(m->type, m->n_users, m->n_items, m->factors, m->hist_nnz, m->knn_nnz,
+    section_lengths(m->type, n_found, m->n_items, m->factors, nnz_max, m->knn_nnz,
                     m->item_str_len, want);
     uint64_t plain_len = user_layout(want, uoff);
-    unsigned char *plain = sodium_malloc(plain_len ? plain_len : 64);
-    if (!plain) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory unsealing %llu bytes",
-                                     (unsigned long long)plain_len);
-    unsigned char ad[sizeof SEAL_CONTEXT + HEADER_BYTES];
-    memcpy(ad, SEAL_CONTEXT, sizeof SEAL_CONTEXT);
-    memcpy(ad + sizeof SEAL_CONTEXT, m->sealed_header, HEADER_BYTES);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, m->sealed + NONCE_BYTES,
-                                                   m->sealed_len - NONCE_BYTES, ad, sizeof ad,
-                                                   m->sealed, m->model_key) != 0) {
-        sodium_free(plain);
-        return pvg_error_set_at(err, PVG_ERR_CRYPTO, path, 0, 0, (long long)m->sealed_off,
-                                "model file: the sealed per-shopper section failed "
-                                "authentication (it was modified, or moved from another file)");
+    unsigned char *mem = sodium_malloc(plain_len ? plain_len : 64);
+    unsigned char *plain = sodium_malloc(8 * row_max + 4 * Fu + 8);
+    unsigned char *ok = malloc(n_found ? n_found : 1);
+    key_pos *kp = malloc((n_found ? n_found : 1) * sizeof *kp);
+    if (!mem || !plain || !ok || !kp) {
+        if (mem) sodium_free(mem);
+        if (plain) sodium_free(plain);
+        sodium_free(dkey);
+        sodium_free(keys);
+        free(found);
+        free(psd);
+        free(ok);
+        free(kp);
+        free(ddup);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory opening %llu bytes of rows",
+                             (unsigned long long)plain_len);
     }
-    m->users_mem = plain;
+    unsigned char *ukeys = mem + uoff[PVG_SEC_USER_KEYS];
+    uint32_t *order = (uint32_t *)(mem + uoff[PVG_SEC_USER_ORDER]);
+    uint64_t *indptr = (uint64_t *)(mem + uoff[PVG_SEC_HIST_INDPTR]);
+    uint32_t *items = (uint32_t *)(mem + uoff[PVG_SEC_HIST_ITEMS]);
+    float *w = (float *)(mem + uoff[PVG_SEC_HIST_W]);
+    float *U = Fu ? (float *)(mem + uoff[PVG_SEC_USER_F]) : NULL;
+    uint64_t q = 0, nnz = 0;
+    indptr[0] = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!found[i]) continue;
+        const unsigned char *e = m->sealed + DIR_ENTRY * i;
+        uint32_t h = rd32(e + DE_N);
+        const unsigned char *row = m->sealed + rd64(e + DE_OFF);
+        unsigned char ad[ROW_AD_BYTES];
+        row_ad(ad, m->seal_id, psd + 16 * i, (uint32_t)m->type, h, m->n_items, m->factors);
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+                plain, NULL, NULL, row + NONCE_BYTES, row_bytes(h, Fu) - NONCE_BYTES, ad,
+                sizeof ad, row, keys + 32 * i) != 0)
+            continue; /* another key of the same pseudonym (a re-created shopper), or edited */
+        memcpy(kp[q].key, psd + 16 * i, 16);
+        kp[q].idx = (uint32_t)q;
+        memcpy(items + nnz, plain, 4 * (size_t)h);
+        memcpy(w + nnz, plain + 4 * (size_t)h, 4 * (size_t)h);
+        if (Fu) memcpy(U + q * Fu, plain + 8 * (size_t)h, 4 * Fu);
+        if (q != i) memcpy(keys + 32 * q, keys + 32 * i, 32);
+        ok[q] = 1;
+        nnz += h;
+        indptr[++q] = nnz;
+    }
+    /* the lookup is a binary search over the keys sorted by pseudonym */
+    qsort(kp, q, sizeof *kp, key_pos_cmp);
+    for (uint64_t j = 0; j < q; j++) {
+        memcpy(ukeys + 16 * j, kp[j].key, 16);
+        order[j] = kp[j].idx;
+    }
+    free(kp);
+    free(psd);
+    sodium_free(plain);
+    free(found);
+    if (n > 0 && q == 0) {
+        sodium_free(mem);
+        sodium_free(dkey);
+        sodium_free(keys);
+        free(ok);
+        free(ddup);
+        return pvg_error_set_at(err, PVG_ERR_CRYPTO, path, 0, 0, (long long)m->sealed_off,
+                                "none of the %llu shoppers of this model has a key in this "
+                                "store that opens their rows: it was trained from another store "
+                                "(or every one of them was erased since)",
+                                (unsigned long long)n);
+    }
+    /* the key slots past q held keys of rows that did not open */
+    if (q < n_found) sodium_memzero(keys + 32 * q, 32 * (n_found - q));
+    m->users_mem = mem;
     m->users_mem_len = plain_len;
+    if (m->dir_key) sodium_free(m->dir_key);
+    m->dir_key = dkey;
+    if (m->row_keys) sodium_free(m->row_keys);
+    free(m->row_ok);
+    m->row_keys = keys;
+    m->row_ok = ok;
+    free(m->data_dir);
+    m->data_dir = ddup;
+    m->shredded = n - q;
+    m->n_users = q;
+    m->hist_nnz = nnz;
+    uint64_t len[PVG_SEC_COUNT];
+    section_lengths(m->type, q, m->n_items, m->factors, nnz, m->knn_nnz, m->item_str_len, len);
     for (int s = 1; s < PVG_SEC_COUNT; s++)
-        if (pvg_model_section_is_user(s) && want[s]) {
-            m->sec[s] = plain + uoff[s];
-            m->sec_len[s] = want[s];
+        if (pvg_model_section_is_user(s)) {
+            m->sec[s] = len[s] ? mem + uoff[s] : NULL;
+            m->sec_len[s] = len[s];
         }
     m->users_locked = 0;
     pvg_model_bind(m);
@@ -734,68 +1076,50 @@ pvg_status pvg_model_load_store(const char *path, pvg_store *store, pvg_model **
 /* ---- erasure --------------------------------------------------------------- */
 
 /* What erase_locked found. */
-enum { ERASE_REMOVED, ERASE_ABSENT, ERASE_NOT_STORE, ERASE_OTHER_KEY };
+enum { ERASE_REMOVED, ERASE_ABSENT, ERASE_NOT_STORE };
 
-/* A copy of m without user index u: the per-shopper sections rebuilt
- * (owned), the item sections borrowed from m. */
-static pvg_status without_user(const pvg_model *m, int64_t u, pvg_model **out, pvg_error *err)
+/* Index of a tag in the rows directory of a sealed file, or -1. */
+static int64_t find_row(const pvg_model *m, const unsigned char key[16])
 {
-    *out = NULL;
-    pvg_model *e = calloc(1, sizeof *e);
-    if (!e) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    e->type = m->type;
-    e->keying = m->keying;
-    memcpy(e->salt, m->salt, 16);
-    memcpy(e->fingerprint, m->fingerprint, 32);
-    e->params = m->params;
-    e->n_items = m->n_items;
-    e->factors = m->factors;
-    e->knn_nnz = m->knn_nnz;
-    e->item_str_len = m->item_str_len;
-    for (int s = 1; s < PVG_SEC_COUNT; s++)
-        if (!pvg_model_section_is_user(s)) {
-            e->sec[s] = m->sec[s];
-            e->sec_len[s] = m->sec_len[s];
-        }
-    uint64_t nu = m->n_users, F = m->factors;
-    uint64_t b = m->hist_indptr[u], len = m->hist_indptr[u + 1] - b, nnz = m->hist_nnz - len;
-    unsigned char *keys = malloc(16 * (nu - 1) + 1);
-    uint32_t *order = malloc(4 * (nu - 1) + 4);
-    uint64_t *indptr = malloc(8 * nu);
-    uint32_t *items = malloc(4 * nnz + 4);
-    float *w = malloc(4 * nnz + 4);
-    float *U = m->U ? malloc(4 * (nu - 1) * F + 4) : NULL;
-    if (!keys || !order || !indptr || !items || !w || (m->U && !U)) {
-        free(keys), free(order), free(indptr), free(items), free(w), free(U), free(e);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    size_t lo = 0, hi = m->file_users;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = memcmp(m->sealed + DIR_ENTRY * mid, key, 16);
+        if (c == 0) return (int64_t)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    uint64_t q = 0;
-    for (uint64_t p = 0; p < nu; p++) {
-        uint32_t o = m->user_order[p];
-        if (o == (uint64_t)u) continue;
-        memcpy(keys + 16 * q, m->user_keys + 16 * p, 16);
-        order[q++] = o > (uint64_t)u ? o - 1 : o;
+    return -1;
+}
+
+/* The rows region of m without row r: the other rows copied as they are
+ * (no key is needed to drop a row). */
+static pvg_status rows_without(const pvg_model *m, uint64_t r, rows_blob *rb, pvg_error *err)
+{
+    memset(rb, 0, sizeof *rb);
+    uint64_t n = m->file_users, Fu = row_factors(m->type, m->factors);
+    const unsigned char *er = m->sealed + DIR_ENTRY * r;
+    uint64_t h_r = rd32(er + DE_N), drop = row_bytes(h_r, Fu);
+    uint64_t len = m->sealed_len - DIR_ENTRY - drop;
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    uint64_t at = DIR_ENTRY * (n - 1), q = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i == r) continue;
+        const unsigned char *e = m->sealed + DIR_ENTRY * i;
+        uint64_t rl = row_bytes(rd32(e + DE_N), Fu);
+        unsigned char *d = buf + DIR_ENTRY * q++;
+        memcpy(d, e, DIR_ENTRY);
+        memcpy(d + DE_OFF, &at, 8);
+        memcpy(buf + at, m->sealed + rd64(e + DE_OFF), rl);
+        at += rl;
     }
-    memcpy(indptr, m->hist_indptr, 8 * (size_t)u);
-    for (uint64_t r = (uint64_t)u + 1; r <= nu; r++) indptr[r - 1] = m->hist_indptr[r] - len;
-    memcpy(items, m->hist_items, 4 * b);
-    memcpy(items + b, m->hist_items + b + len, 4 * (m->hist_nnz - b - len));
-    memcpy(w, m->hist_w, 4 * b);
-    memcpy(w + b, m->hist_w + b + len, 4 * (m->hist_nnz - b - len));
-    if (U) {
-        memcpy(U, m->U, 4 * (size_t)u * F);
-        memcpy(U + (size_t)u * F, m->U + ((size_t)u + 1) * F, 4 * (nu - 1 - (uint64_t)u) * F);
-    }
-    e->n_users = nu - 1;
-    e->hist_nnz = nnz;
-    pvg_model_set_section(e, PVG_SEC_USER_KEYS, keys, 16 * (nu - 1));
-    pvg_model_set_section(e, PVG_SEC_USER_ORDER, order, 4 * (nu - 1));
-    pvg_model_set_section(e, PVG_SEC_HIST_INDPTR, indptr, 8 * nu);
-    pvg_model_set_section(e, PVG_SEC_HIST_ITEMS, items, 4 * nnz);
-    pvg_model_set_section(e, PVG_SEC_HIST_W, w, 4 * nnz);
-    if (U) pvg_model_set_section(e, PVG_SEC_USER_F, U, 4 * (nu - 1) * F);
-    pvg_model_bind(e);
-    *out = e;
+    rb->n_users = n - 1;
+    rb->hist_nnz = m->file_hist_nnz - h_r;
+    rb->buf = buf;
+    rb->len = len;
     return PVG_OK;
 }
 
@@ -819,23 +1143,10 @@ static int wipe_range(int fd, uint64_t off, uint64_t len)
     return fdatasync(fd);
 }
 
-static int64_t find_user_index(const pvg_model *m, const unsigned char key[16])
-{
-    size_t lo = 0, hi = m->n_users;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = memcmp(m->user_keys + 16 * mid, key, 16);
-        if (c == 0) return m->user_order[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
-/* The erasure of one file; the caller holds the directory lock. */
-static pvg_status erase_locked(const char *path, pvg_store *store,
+/* The erasure of one file; the caller holds the directory lock. The row is
+ * already shredded (the data key is gone); this removes the pseudonym and
+ * the ciphertext too. */
+static pvg_status erase_locked(const char *path, const unsigned char *dir_key,
                                const unsigned char pseudonym[16], int *what, pvg_error *err)
 {
     *what = ERASE_ABSENT;
@@ -843,44 +1154,41 @@ static pvg_status erase_locked(const char *path, pvg_store *store,
     if (fd < 0)
         return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open model: %s",
                                 strerror(errno));
-    pvg_model *m = NULL, *e = NULL;
+    pvg_model *m = NULL;
     pvg_status st = model_map_fd(fd, path, &m, err);
     if (st == PVG_OK && m->keying != PVG_KEY_STORE_PSEUDONYM) {
         *what = ERASE_NOT_STORE;
         goto done;
     }
-    if (st == PVG_OK) st = pvg_model_unseal(m, store, err);
-    if (st == PVG_ERR_CRYPTO && m && m->users_locked && !m->model_key) {
-        *what = ERASE_OTHER_KEY; /* unreadable with this store's key */
-        goto done;
-    }
     if (st != PVG_OK) goto done;
-    int64_t u = find_user_index(m, pseudonym);
-    if (u < 0) goto done;
-    st = without_user(m, u, &e, err);
-    if (st == PVG_OK) st = model_write(e, path, m->model_key, err);
+    unsigned char tag[16];
+    row_tag(dir_key, m->seal_id, pseudonym, tag);
+    int64_t r = find_row(m, tag);
+    if (r < 0) goto done;
+    rows_blob rb;
+    st = rows_without(m, (uint64_t)r, &rb, err);
+    if (st == PVG_OK) st = model_write(m, path, &rb, err);
+    free(rb.buf);
     if (st != PVG_OK) goto done;
     *what = ERASE_REMOVED;
-    /* the old inode is out of the directory; wipe what held the shopper */
-    int bad = 0;
-    if (m->sealed_file)
-        bad = wipe_range(fd, m->sealed_off, m->sealed_len);
-    else
-        for (int s = 1; s < PVG_SEC_COUNT && !bad; s++)
-            if (pvg_model_section_is_user(s) && m->sec_len[s])
-                bad = wipe_range(fd, (uint64_t)((const unsigned char *)m->sec[s] -
-                                                (const unsigned char *)m->map),
-                                 m->sec_len[s]);
-    if (bad)
+    /* the old inode is out of the directory; wipe its rows region */
+    if (wipe_range(fd, m->sealed_off, m->sealed_len))
         st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
                               "the shopper was removed, but the replaced file's old bytes could "
                               "not be wiped: %s",
                               strerror(errno));
 done:
-    pvg_model_free(e);
     pvg_model_free(m);
     close(fd);
     return st;
+}
+
+static pvg_status not_store_error(const char *path, pvg_error *err)
+{
+    return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                            "model file: trained from a file, not from a store: it holds no "
+                            "store pseudonyms and erasure cannot remove a shopper from it "
+                            "(delete it: file-trained models do not belong in a data dir)");
 }
 
 pvg_status pvg_model_file_erase_user(const char *path, pvg_store *store,
@@ -896,16 +1204,17 @@ pvg_status pvg_model_file_erase_user(const char *path, pvg_store *store,
     pvg_status st = dir_lock(dir, &lk, err);
     if (st != PVG_OK) return st;
     int what;
-    st = erase_locked(path, store, pseudonym, &what, err);
+    unsigned char *dk = sodium_malloc(32);
+    if (!dk)
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    else if (pvg_store_model_dir_key(store, dk) != PVG_OK)
+        st = pvg_error_set(err, PVG_ERR_STATE, "the store has no keys loaded");
+    else
+        st = erase_locked(path, dk, pseudonym, &what, err);
+    if (dk) sodium_free(dk);
     dir_unlock(lk);
     if (st != PVG_OK) return st;
-    if (what == ERASE_NOT_STORE)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
-                                "model file: trained from a file, not from a store: it holds no "
-                                "store pseudonyms");
-    if (what == ERASE_OTHER_KEY)
-        return pvg_error_set_at(err, PVG_ERR_CRYPTO, path, 0, 0, -1,
-                                "model file: sealed under another store's model key");
+    if (what == ERASE_NOT_STORE) return not_store_error(path, err);
     if (removed) *removed = what == ERASE_REMOVED;
     return PVG_OK;
 }
@@ -917,51 +1226,71 @@ static int is_temp_name(const char *name)
     return n > 11 && memcmp(name + n - 11, ".tmp.", 5) == 0;
 }
 
-pvg_status pvg_model_dir_erase_user(const char *dir, pvg_store *store,
-                                    const unsigned char pseudonym[16], int *rewritten,
-                                    pvg_error *err)
+/* 1 when the file at path (following links) starts with the model magic. */
+static int has_model_magic(const char *path)
 {
-    if (rewritten) *rewritten = 0;
-    if (!dir || !store || !pseudonym)
-        return pvg_error_set(err, PVG_ERR_INVALID, "erase: NULL directory, store or pseudonym");
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    char mg[8];
+    int is_model = fd >= 0 && pread(fd, mg, 8, 0) == 8 && memcmp(mg, MODEL_MAGIC, 8) == 0;
+    if (fd >= 0) close(fd);
+    return is_model;
+}
+
+/* Erasure over the files of one directory (dot-files included), under its
+ * lock. Counts the files that still hold the shopper (or could not be
+ * checked) into *failed, the first one's error into err. */
+static void erase_in_dir(const char *dir, const unsigned char *dir_key,
+                         const unsigned char pseudonym[16], int *rewritten, int *failed,
+                         pvg_error *err)
+{
     int lk;
-    pvg_status st = dir_lock(dir, &lk, err);
-    if (st != PVG_OK) return st;
-    DIR *d = opendir(dir);
+    pvg_error e2;
+    pvg_error_clear(&e2);
+    pvg_status st = dir_lock(dir, &lk, &e2);
+    DIR *d = st == PVG_OK ? opendir(dir) : NULL;
     if (!d) {
-        st = pvg_error_set_at(err, PVG_ERR_IO, dir, 0, 0, -1, "cannot list: %s", strerror(errno));
+        if (st == PVG_OK)
+            pvg_error_set_at(&e2, PVG_ERR_IO, dir, 0, 0, -1, "cannot list: %s", strerror(errno));
+        if ((*failed)++ == 0) *err = e2;
         dir_unlock(lk);
-        return st;
+        return;
     }
-    pvg_status first = PVG_OK;
     struct dirent *de;
     char path[4096];
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) {
+            pvg_error_set_at(&e2, PVG_ERR_IO, dir, 0, 0, -1, "a file name too long to check");
+            if ((*failed)++ == 0) *err = e2;
+            continue;
+        }
         struct stat sb;
-        if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < DATA_START) continue;
-        /* a model file is recognised by its magic, whatever its name */
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        char mg[8];
-        int is_model = fd >= 0 && pread(fd, mg, 8, 0) == 8 && memcmp(mg, MODEL_MAGIC, 8) == 0;
-        if (fd >= 0) close(fd);
-        if (!is_model) continue;
+        if (lstat(path, &sb) != 0) continue; /* gone meanwhile */
+        if (S_ISLNK(sb.st_mode)) {
+            struct stat tb;
+            if (stat(path, &tb) == 0 && S_ISREG(tb.st_mode) && has_model_magic(path)) {
+                pvg_error_set_at(&e2, PVG_ERR_INVALID, path, 0, 0, -1,
+                                 "a symbolic link to a model file: erasure does not follow "
+                                 "links (keep model files as regular files in the data dir)");
+                if ((*failed)++ == 0) *err = e2;
+            }
+            continue;
+        }
+        if (!S_ISREG(sb.st_mode) || sb.st_size < 8 || !has_model_magic(path)) continue;
         if (is_temp_name(de->d_name)) {
             /* left by a writer that died: writers hold the lock we hold */
             (void)unlink(path);
             continue;
         }
         int what;
-        pvg_error e2;
         pvg_error_clear(&e2);
-        st = erase_locked(path, store, pseudonym, &what, &e2);
+        st = erase_locked(path, dir_key, pseudonym, &what, &e2);
+        if (st == PVG_OK && what == ERASE_NOT_STORE) st = not_store_error(path, &e2);
         if (st == PVG_OK && what == ERASE_REMOVED && rewritten) (*rewritten)++;
-        if (st != PVG_OK && first == PVG_OK) {
-            first = st;
+        if (st != PVG_OK && (*failed)++ == 0)
             pvg_error_set_at(err, st, path, 0, 0, e2.offset,
-                             "model file still holds the shopper's rows: %s", e2.text);
-        }
+                             "model file not erased (it may still hold the shopper's rows): %s",
+                             e2.text);
     }
     closedir(d);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -970,5 +1299,46 @@ pvg_status pvg_model_dir_erase_user(const char *dir, pvg_store *store,
         close(dfd);
     }
     dir_unlock(lk);
-    return first;
+}
+
+pvg_status pvg_model_dir_erase_user(const char *dir, pvg_store *store,
+                                    const unsigned char pseudonym[16], int *rewritten,
+                                    pvg_error *err)
+{
+    if (rewritten) *rewritten = 0;
+    if (!dir || !store || !pseudonym)
+        return pvg_error_set(err, PVG_ERR_INVALID, "erase: NULL directory, store or pseudonym");
+    unsigned char *dk = sodium_malloc(32);
+    if (!dk) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if (pvg_store_model_dir_key(store, dk) != PVG_OK) {
+        sodium_free(dk);
+        return pvg_error_set(err, PVG_ERR_STATE, "the store has no keys loaded");
+    }
+    int failed = 0;
+    pvg_error first;
+    pvg_error_clear(&first);
+    erase_in_dir(dir, dk, pseudonym, rewritten, &failed, &first);
+    char sub[4096];
+    struct stat sb;
+    if (snprintf(sub, sizeof sub, "%s/%s", dir, PVG_MODEL_SUBDIR) < (int)sizeof sub &&
+        lstat(sub, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) {
+            erase_in_dir(sub, dk, pseudonym, rewritten, &failed, &first);
+        } else {
+            pvg_error e2;
+            pvg_error_set_at(&e2, PVG_ERR_INVALID, sub, 0, 0, -1,
+                             "not a directory (a link could lead erasure elsewhere)");
+            if (failed++ == 0) first = e2;
+        }
+    }
+    sodium_free(dk);
+    if (!failed) return PVG_OK;
+    if (err) {
+        *err = first;
+        if (failed > 1) {
+            size_t l = strlen(err->text);
+            snprintf(err->text + l, sizeof err->text - l, " (and %d more model files)", failed - 1);
+        }
+    }
+    return first.code != PVG_OK ? first.code : PVG_ERR_IO;
 }

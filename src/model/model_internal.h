@@ -33,10 +33,11 @@ struct pvg_dataset {
     uint32_t *ev_user, *ev_item;
     float *ev_w;
     int64_t *ev_ts;
-    /* the store link: the store's model key (sodium_malloc'd, 32 bytes) when
-     * the dataset was read from a store (pvg_dataset_load_store); models
-     * trained on it are saved with their per-shopper sections sealed */
-    unsigned char *model_key;
+    /* the store link (borrowed) when the dataset was read from a store
+     * (pvg_dataset_load_store): models trained on it derive each shopper's
+     * row key from the shopper's data key (the store must stay open until
+     * the model is trained) and are saved with those rows sealed */
+    pvg_store *store;
 };
 
 /* ---- sparse matrices ---------------------------------------------------- */
@@ -196,20 +197,29 @@ struct pvg_model {
     void *map;
     size_t map_len;
     void *owned[PVG_SEC_COUNT];
-    /* sealing (model_file.c). model_key: the store's model key
-     * (sodium_malloc'd, 32 bytes) when the model is linked to a store
-     * (trained from it, or unsealed with it); NULL otherwise. */
-    unsigned char *model_key;
-    /* a loaded file whose per-shopper sections are sealed: the sealed blob
-     * (in the mapping), the header it is bound to, the key id it names;
-     * users_locked until pvg_model_unseal decrypts it into users_mem
-     * (sodium_malloc'd) */
+    /* per-shopper sealing (model_file.c). A store-linked model (trained
+     * from the store, or a loaded file whose rows were opened with it)
+     * has row_keys: 32 bytes per user index (sodium_malloc'd), row_ok[u]
+     * = 1 when user u has a key (0: erased before training finished; that
+     * user's rows are never written); seal_id names the model's row keys
+     * (random at training, kept by erasure rewrites); dir_key hides the
+     * pseudonyms of the file's rows directory; data_dir: the store's
+     * directory, the only place its files may be saved (pvg_model_save). */
+    unsigned char seal_id[16];
+    unsigned char *dir_key; /* the store's directory key (sodium_malloc'd, 32 bytes) */
+    unsigned char *row_keys;
+    unsigned char *row_ok;
+    char *data_dir;
+    /* a loaded file whose rows are sealed: the rows region (directory then
+     * rows, in the mapping) and the counts the file holds; users_locked
+     * until pvg_model_unseal opens the rows whose keys the store still has
+     * into users_mem (sodium_malloc'd); shredded: rows it could not open */
     int sealed_file;
     int users_locked;
     const unsigned char *sealed;
     uint64_t sealed_off, sealed_len;
-    unsigned char sealed_header[512];
-    unsigned char key_id[16];
+    uint64_t file_users, file_hist_nnz;
+    uint64_t shredded;
     void *users_mem;
     size_t users_mem_len;
     char *path; /* of a loaded file, for messages */

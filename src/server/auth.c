@@ -137,6 +137,12 @@ pvg_status pvg_auth_token_issue(pvg_store *s, const char *ext_user, int64_t ttl_
     if (ttl_seconds <= 0 || ttl_seconds > 10LL * 366 * 86400)
         return pvg_error_set(err, PVG_ERR_INVALID, "ttl: want 1 second to 10 years, got %lld",
                              (long long)ttl_seconds);
+    int gone = 0; /* an erased shopper gets no token: nothing of theirs may be recorded */
+    pvg_status sst = pvg_store_user_suppressed(s, ext_user, &gone, err);
+    if (sst != PVG_OK) return sst;
+    if (gone)
+        return pvg_error_set(err, PVG_ERR_ERASED,
+                             "token: the user was erased at their request (suppression list)");
     unsigned char ps[PVG_PSEUDONYM_BYTES];
     pvg_store_pseudonym(s, ext_user, ps);
     return create_cred(s, "token", PVG_ROLE_USER, NULL, ps, rate_per_s,

@@ -111,6 +111,7 @@ void pvg_srv_reply_status(pvg_srv_req *r, const char *what, pvg_status st, const
     case PVG_ERR_BUDGET: pvg_srv_reply_error(r, 409, "budget", "%s: %s", what, why); break;
     case PVG_ERR_BUSY: pvg_srv_reply_error(r, 503, "busy", "%s: %s", what, why); break;
     case PVG_ERR_EXISTS: pvg_srv_reply_error(r, 409, "exists", "%s: %s", what, why); break;
+    case PVG_ERR_ERASED: pvg_srv_reply_error(r, 410, "erased", "%s: %s", what, why); break;
     default: pvg_srv_reply_error(r, 500, "internal", "%s: %s", what, why); break;
     }
 }

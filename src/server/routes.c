@@ -390,57 +390,55 @@ static void h_events(pvg_srv_req *r)
     json_t *errs = json_array();
     long long stored = 0, dup = 0, rejected = 0;
     const pvg_event_json_rules rules = {.anonymous_ok = 0, .default_ts = pvg_store_now(s)};
-    pvg_event_json ev1, *pe1 = &ev1;
-    pvg_error e;
-    pvg_error_clear(&e);
-    pvg_status st = pvg_store_begin(s, &e);
-    if (st != PVG_OK) {
+    pvg_event_json *pe = calloc(n, sizeof *pe);
+    pvg_event_in *in = calloc(n, sizeof *in);
+    pvg_event_out *out = calloc(n, sizeof *out);
+    if (!pe || !in || !out) {
+        free(pe);
+        free(in);
+        free(out);
         json_decref(doc);
         json_decref(errs);
-        pvg_srv_reply_status(r, "events", st, &e);
+        pvg_srv_reply_error(r, 500, "internal", "out of memory");
         return;
     }
+    /* Parse and authorise every event, then hand the batch to the store,
+     * which prepares it outside its write lock and commits it at once. */
+    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         pvg_event_json_fault fault;
-        int bad = 0;
-        if (pvg_event_from_json(json_array_get(arr, i), &rules, pe1, &fault) != PVG_OK) {
+        if (pvg_event_from_json(json_array_get(arr, i), &rules, &pe[i], &fault) != PVG_OK) {
             add_err(errs, i, fault.reason, fault.field, "events[%zu]: %s", i, fault.detail);
-            bad = 1;
+            rejected++;
+            continue;
         }
-        if (!bad && r->who.role == PVG_ROLE_USER && !pvg_auth_may_access_user(s, &r->who, pe1->user)) {
+        if (r->who.role == PVG_ROLE_USER && !pvg_auth_may_access_user(s, &r->who, pe[i].user)) {
             add_err(errs, i, "forbidden_user", "user",
                     "events[%zu].user: this token may record only its own events", i);
-            bad = 1;
+            rejected++;
+            continue;
         }
-        if (!bad) {
-            int outcome = 0;
-            pvg_error pe;
-            pvg_error_clear(&pe);
-            pvg_status ps = pvg_store_event_put(s, pe1->user, &pe1->event, pe1->dedup, &outcome, &pe);
-            if (ps == PVG_OK) {
-                if (outcome == 1) stored++;
-                else dup++;
-            } else if (ps == PVG_ERR_INVALID || ps == PVG_ERR_POLICY || ps == PVG_ERR_NOT_FOUND) {
-                add_err(errs, i,
-                        ps == PVG_ERR_POLICY ? "policy" : ps == PVG_ERR_NOT_FOUND ? "not_found" : "invalid",
-                        NULL, "events[%zu]: %s", i, pe.text[0] ? pe.text : pvg_strerror(ps));
-                bad = 1;
-            } else {
-                pvg_store_rollback(s);
-                json_decref(doc);
-                json_decref(errs);
-                pvg_srv_reply_status(r, "events", ps, &pe);
-                return;
-            }
-        }
-        if (bad) rejected++;
+        in[m++] = (pvg_event_in){pe[i].user, &pe[i].event, pe[i].dedup, (long)i};
     }
-    st = pvg_store_commit(s, &e);
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = m ? pvg_store_events_put(s, in, m, out, &stored, &dup, &e) : PVG_OK;
+    for (size_t k = 0; st == PVG_OK && k < m; k++)
+        if (out[k].status != PVG_OK) {
+            add_err(errs, (size_t)in[k].index, out[k].reason, NULL, "events[%ld]: %s", in[k].index,
+                    out[k].message);
+            rejected++;
+        }
+    free(pe);
+    free(in);
+    free(out);
     json_decref(doc);
     if (st != PVG_OK) {
-        pvg_store_rollback(s);
         json_decref(errs);
-        pvg_srv_reply_status(r, "events: commit", st, &e);
+        if (st == PVG_ERR_INVALID) /* the per-user limit: err names the first event over it */
+            pvg_srv_reply_error(r, 413, "too_many_for_user", "%s", e.text);
+        else
+            pvg_srv_reply_status(r, "events", st, &e);
         return;
     }
     atomic_fetch_add(&r->srv->metrics.events_accepted, stored + dup);

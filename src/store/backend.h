@@ -136,6 +136,14 @@ typedef void (*pvg_backend_chain_fn)(void *ctx, const unsigned char prev[PVG_BAC
                                      int64_t ts, const pvg_audit_record *rec,
                                      unsigned char out[PVG_BACKEND_HASH_BYTES]);
 typedef int (*pvg_backend_audit_fn)(void *ctx, const pvg_audit_entry *e);
+typedef int (*pvg_backend_pseudonym_fn)(void *ctx, const unsigned char pseudonym[16]);
+
+/* A row of the duplicate index. */
+typedef struct pvg_backend_tag {
+    int64_t user_id;
+    int64_t expires_day;
+    unsigned char tag[16];
+} pvg_backend_tag;
 
 struct pvg_backend_ops {
     int version; /* 1 */
@@ -173,9 +181,10 @@ struct pvg_backend_ops {
                               pvg_error *err);
     pvg_status (*consent_set)(pvg_backend *b, int64_t user_id, int personalization, int analytics,
                               int64_t updated_at, pvg_error *err);
-    /* Deletes the user row, its chunks, and every row of every table keyed
-     * by user_pseudonym (credentials, other modules' per-user rows). Not
-     * the wrapped key (key_delete). */
+    /* Deletes the user row, its chunks, its duplicate-index rows, and every
+     * row of every table keyed by user_pseudonym (credentials, other
+     * modules' per-user rows). Not the wrapped key (key_delete), not the
+     * suppression list. */
     pvg_status (*user_delete)(pvg_backend *b, int64_t user_id, const unsigned char pseudonym[16],
                               pvg_error *err);
     /* Users in id order; only the one with `pseudonym` when non-NULL. */
@@ -217,8 +226,8 @@ struct pvg_backend_ops {
     /* Compaction replaces a user's chunks: chunks_delete_user then inserts,
      * in one transaction. */
     pvg_status (*chunks_delete_user)(pvg_backend *b, int64_t user_id, pvg_error *err);
-    /* Deletes every chunk with expires_day <= day; *events: the sum of
-     * their event counts. */
+    /* Deletes every chunk (and duplicate-index row) with expires_day <=
+     * day; *events: the sum of the chunks' event counts. */
     pvg_status (*chunks_sweep)(pvg_backend *b, int64_t day, long long *events, pvg_error *err);
     /* Every chunk row of the store (users with or without a row), in
      * (user_id, row) order. For `store check`. */
@@ -328,6 +337,32 @@ struct pvg_backend_ops {
                                    double delta, int clear, int64_t updated_at,
                                    pvg_backend_decide_fn decide, void *ctx, pvg_error *err);
 
+    /* ---- erasure suppression list (docs/privacy.md) ---- */
+    /* Adds a pseudonym (idempotent); nothing else is kept about it. [txn];
+     * outside a transaction durable on return and counted as a change. */
+    pvg_status (*suppress_add)(pvg_backend *b, const unsigned char pseudonym[16], pvg_error *err);
+    pvg_status (*suppress_has)(pvg_backend *b, const unsigned char pseudonym[16], int *found,
+                               pvg_error *err);
+    /* Every suppressed pseudonym (order unspecified). */
+    pvg_status (*suppress_foreach)(pvg_backend *b, pvg_backend_pseudonym_fn fn, void *ctx,
+                                   pvg_error *err);
+
+    /* ---- the duplicate index (docs/store.md) ---- */
+    /* One row per stored event: (user row, tag = the event's keyed record
+     * id) unique, with the expiry day of the chunk holding it. user_delete
+     * removes a user's rows, chunks_sweep those of swept days; compaction
+     * (chunks_delete_user) leaves them (the events stay). */
+    /* found = 1 when (user_id, tag) is held. */
+    pvg_status (*tag_has)(pvg_backend *b, int64_t user_id, const unsigned char tag[16], int *found,
+                          pvg_error *err);
+    /* [txn] Inserts n rows (faster when sorted by user_id, tag). A held
+     * (user_id, tag) is an error (PVG_ERR_EXISTS). */
+    pvg_status (*tags_insert)(pvg_backend *b, const pvg_backend_tag *tags, size_t n,
+                              pvg_error *err);
+    /* A user's chunks holding fewer than small_n events, and the number of
+     * distinct expiry days among them (compaction decides from them). */
+    pvg_status (*chunks_stats_user)(pvg_backend *b, int64_t user_id, long long small_n,
+                                    long long *small_chunks, long long *days, pvg_error *err);
     /* ---- cached DP releases of any kind (popular list, similar items) ---- */
     /* A release of `kind` ("popular", "similar") for one model build
      * (fingerprint), dataset and parameter string. body: the release as the

@@ -9,12 +9,23 @@
  * where occurrence counts earlier rows of the same run with the same digest.
  * Re-running an import (whole or after a crash) derives the same rids, while
  * a source that genuinely repeats a row (Online Retail holds 5,268 exact
- * repeats) keeps every repeat. Rids are sealed inside the user's chunks; the
- * first time a run touches a user who has events already, it decrypts that
- * user's rids into memory and skips events whose rid is held. If another
- * process writes meanwhile (the change counter moved), the loaded sets are
- * dropped and reloaded. dedup_key is derived from the pepper, so a rid
- * reveals nothing without the key file.
+ * repeats) keeps every repeat. Rids are sealed inside the user's chunks and
+ * kept in the duplicate index (backend event_tags: user row, rid, expiry
+ * day), so finding whether a user holds a record is one index look-up,
+ * whatever the number of their events. A run looks up only users it did
+ * not create itself (a run's own records differ by their occurrence
+ * numbers); if another process writes meanwhile (the change counter
+ * moved), every user is looked up again. dedup_key is derived from the
+ * pepper, so a rid reveals nothing without the key file.
+ *
+ * Erasure sticks: rows of a shopper on the suppression list are skipped
+ * and counted (stats->suppressed); the list is held in memory for the run
+ * and reloaded when another process wrote.
+ *
+ * Posted events (pvg_store_events_put) are prepared outside the write
+ * transaction (validation, pseudonyms, look-ups, sealing) and only
+ * inserted inside it, after checking that the change counter did not move
+ * since the preparation began (else it is redone).
  */
 #include "store/store_priv.h"
 #include "store/text.h"
@@ -117,8 +128,8 @@ static uint64_t occ_head(const unsigned char d[16])
  * or -1 when out of memory. */
 static long occ_next(occ_map *m, const unsigned char d[16])
 {
-    if ((m->n + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 4 : 1u << 16;
+    if ((m->n + 1) * 4 > m->cap * 3) { /* load <= 3/4, doubling: a run's table stays small */
+        size_t ncap = m->cap ? m->cap * 2 : 1u << 16;
         occ_ent *ns = calloc(ncap, sizeof *ns);
         if (!ns) return -1;
         for (size_t i = 0; i < m->cap; i++)
@@ -214,65 +225,684 @@ static pvg_status validate_event(const pvg_event *ev, pvg_error *err)
     return PVG_OK;
 }
 
-pvg_status pvg_store_event_put(pvg_store *s, const char *ext_user, const pvg_event *in,
-                               const char *dedup_key, int *outcome, pvg_error *err)
+/* A set of 16-byte pseudonyms (exact compare). */
+typedef struct p16_set {
+    unsigned char (*v)[16];
+    unsigned char *used;
+    size_t n, cap;
+} p16_set;
+
+static void p16_set_free(p16_set *m)
 {
-    if (outcome) *outcome = 0;
-    if (!ext_user || !*ext_user) return pvg_error_set(err, PVG_ERR_INVALID, "user: required");
-    if (strlen(ext_user) > 256) return pvg_error_set(err, PVG_ERR_INVALID, "user: longer than 256 bytes");
-    pvg_status st = validate_event(in, err);
-    if (st != PVG_OK) return st;
-    if (!s->policy.allowed[in->type])
-        return pvg_error_set(err, PVG_ERR_POLICY, "type: %s events are not kept under the data policy",
-                             pvg_event_type_name(in->type));
-    pvg_event ev = *in;
-    ev.fields &= s->policy.fields[ev.type];
-    int64_t exp = expires_day(s, &ev);
-    if (exp <= pvg_store_today(s))
-        return pvg_error_set(err, PVG_ERR_POLICY, "ts: the event is past its retention period already");
-    int own = !s->in_txn;
-    if (own && (st = pvg_store_begin(s, err)) != PVG_OK) return st;
-    unsigned char p[16], digest[16], rid[PVG_RID_BYTES];
-    pvg_store_pseudonym(s, ext_user, p);
-    pvg_keycache_entry *u;
-    int64_t item_id = 0;
-    if (ev.item && (st = pvg_store_item_id_for(s, ev.item, 1, &item_id, err)) != PVG_OK) goto out;
-    if ((st = pvg_store_user_resolve(s, p, 1, &u, NULL, err)) != PVG_OK) goto out;
-    if (dedup_key) {
-        crypto_generichash_state h;
-        crypto_generichash_init(&h, s->keys.dedup, PVG_KEY_BYTES, 16);
-        crypto_generichash_update(&h, p, 16);
-        crypto_generichash_update(&h, (const unsigned char *)"client-key", 10);
-        crypto_generichash_update(&h, (const unsigned char *)dedup_key, strlen(dedup_key));
-        crypto_generichash_final(&h, digest, 16);
-    } else
-        content_digest(s, p, 16, in, digest);
-    record_id(s, digest, 0, rid);
-    unsigned char (*held)[PVG_RID_BYTES] = NULL;
-    size_t n_held = 0;
-    st = pvg_store_user_rids(s, u->user_id, u->pseudonym, u->key, &held, &n_held, err);
-    int dup = 0;
-    for (size_t i = 0; st == PVG_OK && i < n_held && !dup; i++) dup = memcmp(held[i], rid, PVG_RID_BYTES) == 0;
-    free(held);
-    if (st == PVG_OK && !dup) {
-        pvg_chunk_set cs;
-        memset(&cs, 0, sizeof cs);
-        st = queue_event(&cs, u, &ev, item_id, rid, exp, err);
-        if (st == PVG_OK) st = pvg_chunks_flush(s, &cs, err);
-        pvg_chunks_free(&cs);
-        /* Events written one at a time each make a chunk: merge them now
-         * and then, so that reading a user stays a few decryptions. */
-        if (st == PVG_OK) st = pvg_store_user_compact(s, u->user_id, u->pseudonym, u->key, 32, err);
-        if (outcome) *outcome = st == PVG_OK;
+    free(m->v);
+    free(m->used);
+    memset(m, 0, sizeof *m);
+}
+
+static size_t p16_slot(const unsigned char p[16], size_t cap)
+{
+    uint64_t h;
+    memcpy(&h, p, 8); /* keyed hashes: uniformly spread */
+    return (size_t)h & (cap - 1);
+}
+
+/* 0 added or held, -1 out of memory. */
+static int p16_set_add(p16_set *m, const unsigned char p[16])
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        unsigned char(*nv)[16] = malloc(ncap * 16);
+        unsigned char *nu = calloc(ncap, 1);
+        if (!nv || !nu) {
+            free(nv);
+            free(nu);
+            return -1;
+        }
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->used[i]) {
+                size_t j = p16_slot(m->v[i], ncap);
+                while (nu[j]) j = (j + 1) & (ncap - 1);
+                memcpy(nv[j], m->v[i], 16);
+                nu[j] = 1;
+            }
+        free(m->v);
+        free(m->used);
+        m->v = nv;
+        m->used = nu;
+        m->cap = ncap;
     }
-out:
-    if (own) {
+    size_t j = p16_slot(p, m->cap);
+    while (m->used[j]) {
+        if (memcmp(m->v[j], p, 16) == 0) return 0;
+        j = (j + 1) & (m->cap - 1);
+    }
+    memcpy(m->v[j], p, 16);
+    m->used[j] = 1;
+    m->n++;
+    return 0;
+}
+
+static int p16_set_has(const p16_set *m, const unsigned char p[16])
+{
+    if (!m->n) return 0;
+    size_t j = p16_slot(p, m->cap);
+    while (m->used[j]) {
+        if (memcmp(m->v[j], p, 16) == 0) return 1;
+        j = (j + 1) & (m->cap - 1);
+    }
+    return 0;
+}
+
+typedef struct p16_load {
+    p16_set *set;
+    int nomem;
+} p16_load;
+
+static int p16_take(void *ctx, const unsigned char p[16])
+{
+    p16_load *l = ctx;
+    if (p16_set_add(l->set, p) != 0) {
+        l->nomem = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static pvg_status suppressed_load(pvg_store *s, p16_set *set, pvg_error *err)
+{
+    p16_set_free(set);
+    p16_load l = {set, 0};
+    pvg_status st = PVG_B(s, suppress_foreach, p16_take, &l, err);
+    if (l.nomem) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    return st;
+}
+
+static int cmp_tag(const void *a, const void *b)
+{
+    const pvg_backend_tag *x = a, *y = b;
+    if (x->user_id != y->user_id) return x->user_id < y->user_id ? -1 : 1;
+    return memcmp(x->tag, y->tag, 16);
+}
+
+static pvg_status tags_flush(pvg_store *s, pvg_backend_tag *t, size_t *n, pvg_error *err)
+{
+    if (*n == 0) return PVG_OK;
+    qsort(t, *n, sizeof *t, cmp_tag); /* B-tree inserts in key order */
+    pvg_status st = PVG_B(s, tags_insert, t, *n, err);
+    *n = 0;
+    return st;
+}
+
+static int tag_push(pvg_backend_tag **t, size_t *n, size_t *cap, int64_t user_id, int64_t exp,
+                    const unsigned char rid[PVG_RID_BYTES])
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        pvg_backend_tag *nt = realloc(*t, nc * sizeof *nt);
+        if (!nt) return -1;
+        *t = nt;
+        *cap = nc;
+    }
+    pvg_backend_tag *e = &(*t)[(*n)++];
+    e->user_id = user_id;
+    e->expires_day = exp;
+    memcpy(e->tag, rid, 16);
+    return 0;
+}
+
+/* ---- the duplicate index of stores made before it ---- */
+
+typedef struct tag_build {
+    pvg_store *s;
+    pvg_backend_tag *tags;
+    size_t n, cap;
+    int64_t user_id;
+    unsigned char *key;
+    pvg_status st;
+    pvg_error *err;
+} tag_build;
+
+static pvg_status tag_build_rid(void *ctx, int64_t exp, const unsigned char *rid,
+                                const unsigned char *rec, size_t len)
+{
+    (void)rec;
+    (void)len;
+    tag_build *t = ctx;
+    return tag_push(&t->tags, &t->n, &t->cap, t->user_id, exp, rid) == 0 ? PVG_OK : PVG_ERR_NOMEM;
+}
+
+static int tag_build_user(void *ctx, const pvg_backend_user *u)
+{
+    tag_build *t = ctx;
+    pvg_status st = pvg_store_user_key(t->s, u->pseudonym, t->key, t->err);
+    if (st == PVG_ERR_NOT_FOUND) { /* shredded: nothing readable to index */
+        pvg_error_clear(t->err);
+        return 0;
+    }
+    t->user_id = u->id;
+    if (st == PVG_OK)
+        st = pvg_store_user_chunks_foreach(t->s, u->id, u->pseudonym, t->key, tag_build_rid, t, NULL,
+                                           NULL, t->err);
+    if (st == PVG_OK && t->n >= 65536) st = tags_flush(t->s, t->tags, &t->n, t->err);
+    if (st != PVG_OK) {
+        t->st = st;
+        return 1;
+    }
+    return 0;
+}
+
+pvg_status pvg_store_dup_index_ensure(pvg_store *s, pvg_error *err)
+{
+    char *v = NULL;
+    pvg_status st = PVG_B(s, meta_get, "dup_index", &v, err);
+    int done = st == PVG_OK && strcmp(v, "1") == 0;
+    free(v);
+    if (done) return PVG_OK;
+    if (st != PVG_OK && st != PVG_ERR_NOT_FOUND) return st;
+    pvg_error_clear(err);
+    /* A store made before the index: index every readable record once. */
+    if ((st = pvg_store_begin(s, err)) != PVG_OK) return st;
+    v = NULL;
+    if (PVG_B(s, meta_get, "dup_index", &v, NULL) == PVG_OK && strcmp(v, "1") == 0) {
+        free(v); /* another process did it meanwhile */
+        pvg_store_rollback(s);
+        return PVG_OK;
+    }
+    free(v);
+    tag_build t = {s, NULL, 0, 0, 0, sodium_malloc(PVG_KEY_BYTES), PVG_OK, err};
+    if (!t.key) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if (st == PVG_OK) {
+        st = PVG_B(s, users_foreach, NULL, tag_build_user, &t, err);
+        if (st == PVG_ERR_ABORTED) st = t.st;
+    }
+    if (st == PVG_OK) st = tags_flush(s, t.tags, &t.n, err);
+    if (st == PVG_OK) st = PVG_B(s, meta_set, "dup_index", "1", err);
+    if (t.key) sodium_free(t.key);
+    free(t.tags);
+    if (st == PVG_OK) return pvg_store_commit(s, err);
+    pvg_store_rollback(s);
+    return st;
+}
+
+/* ---- posted events: prepare outside the write transaction, then commit ---- */
+
+typedef struct put_user {
+    unsigned char p[16];
+    int64_t user_id;  /* 0: new, created at the commit */
+    int64_t stale_id; /* a row whose key is gone (an interrupted deletion): removed at the commit */
+    int suppressed;
+    int count;        /* events of the request naming the user */
+    unsigned char *key;                      /* sodium_malloc'd, PVG_KEY_BYTES */
+    unsigned char wrapped[PVG_WRAPPED_BYTES]; /* new users: their key, wrapped */
+    unsigned char kid[PVG_KID_BYTES];
+} put_user;
+
+typedef struct put_ev {
+    size_t user; /* index into the users */
+    int ok;      /* passed validation and policy */
+    pvg_event ev; /* minimised (strings borrowed from the input) */
+    int64_t item_id, exp;
+    unsigned char rid[PVG_RID_BYTES];
+} put_ev;
+
+typedef struct put_chunk {
+    size_t user;
+    int64_t exp, n;
+    unsigned char cid[PVG_CID_BYTES];
+    unsigned char *sealed;
+    size_t len;
+} put_chunk;
+
+typedef struct put_batch {
+    pvg_store *s;
+    const pvg_event_in *in;
+    pvg_event_out *out;
+    size_t n;
+    put_ev *ev;
+    put_user *users;
+    size_t n_users;
+    size_t *slots; /* pseudonym -> user index + 1 */
+    size_t slot_cap;
+    /* the prepared writes */
+    pvg_chunk_set cs;
+    put_chunk *chunks;
+    size_t n_chunks;
+    pvg_backend_tag *tags;
+    size_t n_tags, cap_tags;
+    long long stored, dups;
+} put_batch;
+
+static void refuse(pvg_event_out *o, pvg_status st, const char *fmt, ...) PVG_PRINTF(3, 4);
+#include <stdarg.h>
+static void refuse(pvg_event_out *o, pvg_status st, const char *fmt, ...)
+{
+    o->status = st;
+    o->stored = 0;
+    o->reason = st == PVG_ERR_POLICY ? "policy" : st == PVG_ERR_ERASED ? "erased" : "invalid";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->message, sizeof o->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Drops what a preparation computed (users' look-ups, chunks, tags). */
+static void put_reset(put_batch *b)
+{
+    for (size_t i = 0; i < b->n_chunks; i++) {
+        if (b->chunks[i].sealed) sodium_memzero(b->chunks[i].sealed, b->chunks[i].len);
+        free(b->chunks[i].sealed);
+    }
+    free(b->chunks);
+    b->chunks = NULL;
+    b->n_chunks = 0;
+    pvg_chunks_free(&b->cs);
+    memset(&b->cs, 0, sizeof b->cs);
+    b->n_tags = 0;
+}
+
+static void put_free(put_batch *b)
+{
+    put_reset(b);
+    for (size_t i = 0; i < b->n_users; i++)
+        if (b->users[i].key) sodium_free(b->users[i].key);
+    free(b->users);
+    free(b->slots);
+    free(b->tags);
+    if (b->ev) sodium_memzero(b->ev, b->n * sizeof *b->ev);
+    free(b->ev);
+}
+
+/* The index of the user with pseudonym p (added when new); (size_t)-1 when
+ * out of memory. */
+static size_t put_user_of(put_batch *b, const unsigned char p[16])
+{
+    size_t j = p16_slot(p, b->slot_cap);
+    while (b->slots[j]) {
+        if (memcmp(b->users[b->slots[j] - 1].p, p, 16) == 0) return b->slots[j] - 1;
+        j = (j + 1) & (b->slot_cap - 1);
+    }
+    put_user *u = &b->users[b->n_users];
+    memset(u, 0, sizeof *u);
+    memcpy(u->p, p, 16);
+    u->key = sodium_malloc(PVG_KEY_BYTES);
+    if (!u->key) return (size_t)-1;
+    b->slots[j] = ++b->n_users;
+    return b->n_users - 1;
+}
+
+/* Steps that need no store: validation, policy, pseudonyms, record ids, the
+ * per-user cap. PVG_OK, or the batch's refusal. */
+static pvg_status put_validate(put_batch *b, pvg_error *err)
+{
+    pvg_store *s = b->s;
+    for (size_t i = 0; i < b->n; i++) {
+        const pvg_event_in *in = &b->in[i];
+        pvg_event_out *o = &b->out[i];
+        put_ev *pe = &b->ev[i];
+        memset(o, 0, sizeof *o);
+        pe->ok = 0;
+        if (!in->user || !*in->user) {
+            refuse(o, PVG_ERR_INVALID, "user: required");
+            continue;
+        }
+        if (strlen(in->user) > 256) {
+            refuse(o, PVG_ERR_INVALID, "user: longer than 256 bytes");
+            continue;
+        }
+        unsigned char p[16];
+        pvg_store_pseudonym(s, in->user, p);
+        size_t ui = put_user_of(b, p);
+        if (ui == (size_t)-1) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        pe->user = ui;
+        if (++b->users[ui].count > PVG_EVENTS_PER_USER_MAX)
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "events[%ld]: more than %d events for one user in one request "
+                                 "(send the rest in another request)",
+                                 in->index, PVG_EVENTS_PER_USER_MAX);
+        if (!in->event) {
+            refuse(o, PVG_ERR_INVALID, "event: required");
+            continue;
+        }
+        pvg_error e;
+        pvg_error_clear(&e);
+        if (validate_event(in->event, &e) != PVG_OK) {
+            refuse(o, PVG_ERR_INVALID, "%s", e.text);
+            continue;
+        }
+        if (!s->policy.allowed[in->event->type]) {
+            refuse(o, PVG_ERR_POLICY, "type: %s events are not kept under the data policy",
+                   pvg_event_type_name(in->event->type));
+            continue;
+        }
+        pe->ev = *in->event;
+        pe->ev.fields &= s->policy.fields[pe->ev.type];
+        pe->exp = expires_day(s, &pe->ev);
+        if (pe->exp <= pvg_store_today(s)) {
+            refuse(o, PVG_ERR_POLICY, "ts: the event is past its retention period already");
+            continue;
+        }
+        unsigned char probe[PLAIN_MAX];
+        size_t pn = pvg_record_encode(&pe->ev, 0, probe, sizeof probe);
+        sodium_memzero(probe, pn);
+        if (pn == 0) {
+            refuse(o, PVG_ERR_INVALID, "event too large (query or country over %d bytes)",
+                   PLAIN_MAX / 2);
+            continue;
+        }
+        unsigned char digest[16];
+        if (in->dedup_key) {
+            crypto_generichash_state h;
+            crypto_generichash_init(&h, s->keys.dedup, PVG_KEY_BYTES, 16);
+            crypto_generichash_update(&h, p, 16);
+            crypto_generichash_update(&h, (const unsigned char *)"client-key", 10);
+            crypto_generichash_update(&h, (const unsigned char *)in->dedup_key,
+                                      strlen(in->dedup_key));
+            crypto_generichash_final(&h, digest, 16);
+        } else
+            content_digest(s, p, 16, in->event, digest);
+        record_id(s, digest, 0, pe->rid);
+        pe->ok = 1;
+    }
+    return PVG_OK;
+}
+
+/* Catalog rows of the batch's items (an unknown item is added: the catalog
+ * is not personal, and a short transaction of its own does it when none is
+ * open). */
+static pvg_status put_items(put_batch *b, pvg_error *err)
+{
+    pvg_store *s = b->s;
+    int opened = 0;
+    pvg_status st = PVG_OK;
+    for (size_t i = 0; i < b->n && st == PVG_OK; i++) {
+        put_ev *pe = &b->ev[i];
+        pe->item_id = 0;
+        if (!pe->ok || !pe->ev.item) continue;
+        st = PVG_B(s, item_find, pe->ev.item, &pe->item_id, err);
+        if (st != PVG_ERR_NOT_FOUND) continue;
+        pvg_error_clear(err);
+        if (!s->in_txn) {
+            if ((st = pvg_store_begin(s, err)) != PVG_OK) break;
+            opened = 1;
+        }
+        st = pvg_store_item_id_for(s, pe->ev.item, 1, &pe->item_id, err);
+    }
+    if (opened) {
         if (st == PVG_OK)
             st = pvg_store_commit(s, err);
         else
             pvg_store_rollback(s);
     }
     return st;
+}
+
+static int cmp_rid_ev(const void *a, const void *b)
+{
+    const put_ev *const *x = a, *const *y = b;
+    return memcmp((*x)->rid, (*y)->rid, PVG_RID_BYTES);
+}
+
+/* Reads (suppression, users, keys, the duplicate index) and seals: no
+ * write. Inside or outside a transaction. */
+static pvg_status put_prepare(put_batch *b, pvg_error *err)
+{
+    pvg_store *s = b->s;
+    pvg_status st = PVG_OK;
+    for (size_t i = 0; i < b->n_users && st == PVG_OK; i++) {
+        put_user *u = &b->users[i];
+        u->user_id = u->stale_id = 0;
+        if ((st = PVG_B(s, suppress_has, u->p, &u->suppressed, err)) != PVG_OK) break;
+        if (u->suppressed) continue;
+        pvg_backend_user row;
+        st = PVG_B(s, user_get, u->p, &row, err);
+        if (st == PVG_ERR_NOT_FOUND) {
+            pvg_error_clear(err);
+            st = PVG_OK;
+        } else if (st == PVG_OK) {
+            st = pvg_store_user_key(s, u->p, u->key, err);
+            if (st == PVG_OK)
+                u->user_id = row.id;
+            else if (st == PVG_ERR_NOT_FOUND) { /* key destroyed: the row goes, a new user comes */
+                pvg_error_clear(err);
+                u->stale_id = row.id;
+                st = PVG_OK;
+            }
+        }
+        if (st != PVG_OK || u->user_id) continue;
+        pvg_rng_bytes(s->rng, u->key, PVG_KEY_BYTES);
+        const unsigned char *mk = s->keys.has_next ? s->keys.next : s->keys.master;
+        memcpy(u->kid, s->keys.has_next ? s->keys.next_kid : s->keys.kid, PVG_KID_BYTES);
+        pvg_keys_wrap(s, mk, u->p, u->key, u->wrapped);
+    }
+    if (st != PVG_OK) return st;
+    /* Duplicates: within the request (equal record ids; the first one
+     * counts), then against the index for users who exist. */
+    put_ev **order = malloc((b->n ? b->n : 1) * sizeof *order);
+    if (!order) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->ev[i].ok && !b->users[b->ev[i].user].suppressed) order[m++] = &b->ev[i];
+    qsort(order, m, sizeof *order, cmp_rid_ev);
+    unsigned char *dup = calloc(b->n ? b->n : 1, 1);
+    if (!dup) {
+        free(order);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    for (size_t k = 1; k < m; k++)
+        if (memcmp(order[k]->rid, order[k - 1]->rid, PVG_RID_BYTES) == 0) {
+            /* the later one in the request is the duplicate */
+            put_ev *later = order[k] > order[k - 1] ? order[k] : order[k - 1];
+            put_ev *earlier = later == order[k] ? order[k - 1] : order[k];
+            dup[later - b->ev] = 1;
+            order[k] = earlier;
+        }
+    free(order);
+    unsigned char plain[PLAIN_MAX];
+    for (size_t i = 0; i < b->n && st == PVG_OK; i++) {
+        put_ev *pe = &b->ev[i];
+        pvg_event_out *o = &b->out[i];
+        if (!pe->ok) continue;
+        put_user *u = &b->users[pe->user];
+        if (u->suppressed) {
+            refuse(o, PVG_ERR_ERASED,
+                   "user: erased at their request (suppression list); their events are not "
+                   "recorded");
+            continue;
+        }
+        int held = dup[i];
+        if (!held && u->user_id && (st = PVG_B(s, tag_has, u->user_id, pe->rid, &held, err)) != PVG_OK)
+            break;
+        if (held) {
+            o->stored = 0;
+            b->dups++;
+            continue;
+        }
+        size_t n = pvg_record_encode(&pe->ev, pe->item_id, plain, sizeof plain);
+        /* the chunk set keys on a user number: the batch's user index + 1 */
+        pvg_status cs = pvg_chunks_add(&b->cs, (int64_t)pe->user + 1, pe->exp, u->p, pe->rid, plain, n);
+        sodium_memzero(plain, n);
+        if (cs != PVG_OK || tag_push(&b->tags, &b->n_tags, &b->cap_tags, (int64_t)pe->user + 1, pe->exp,
+                                     pe->rid) != 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            break;
+        }
+        o->stored = 1;
+        b->stored++;
+    }
+    free(dup);
+    if (st != PVG_OK) return st;
+    /* Seal every chunk now, outside the lock. */
+    if (b->cs.n) {
+        b->chunks = calloc(b->cs.n, sizeof *b->chunks);
+        if (!b->chunks) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < b->cs.n; i++) {
+        pvg_chunk_builder *cb = &b->cs.v[i];
+        put_chunk *c = &b->chunks[b->n_chunks++];
+        c->user = (size_t)(cb->user_id - 1);
+        c->exp = cb->expires_day;
+        c->n = (int64_t)cb->n;
+        c->len = s->plaintext_control ? cb->len : cb->len + PVG_SEAL_OVERHEAD;
+        c->sealed = malloc(c->len);
+        if (!c->sealed) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        pvg_rng_bytes(s->rng, c->cid, sizeof c->cid);
+        if (s->plaintext_control)
+            memcpy(c->sealed, cb->buf, cb->len);
+        else
+            pvg_chunk_seal(s, b->users[c->user].key, cb->pseudonym, c->cid, c->exp, c->n, cb->buf,
+                           cb->len, c->sealed);
+    }
+    pvg_chunks_free(&b->cs);
+    memset(&b->cs, 0, sizeof b->cs);
+    return PVG_OK;
+}
+
+/* The writes, inside the transaction: new users and their keys, the index
+ * rows, the chunks. */
+static pvg_status put_apply(put_batch *b, pvg_error *err)
+{
+    pvg_store *s = b->s;
+    pvg_status st = PVG_OK;
+    if (b->stored == 0) return PVG_OK;
+    for (size_t i = 0; i < b->n_users && st == PVG_OK; i++) {
+        put_user *u = &b->users[i];
+        if (u->suppressed || u->user_id) continue;
+        int used = 0;
+        for (size_t k = 0; k < b->n_chunks && !used; k++) used = b->chunks[k].user == i;
+        if (!used) continue; /* only duplicates or refusals: no user is created */
+        if (u->stale_id) {
+            pvg_keycache_remove(&s->cache, u->p);
+            st = PVG_B(s, user_delete, u->stale_id, u->p, err);
+            if (st != PVG_OK) break;
+        }
+        st = PVG_B(s, user_insert, u->p, pvg_store_now(s), s->policy.default_personalization,
+                   s->policy.default_analytics, &u->user_id, err);
+        if (st == PVG_OK) st = PVG_B(s, key_put, u->p, u->kid, u->wrapped, sizeof u->wrapped, err);
+    }
+    if (st != PVG_OK) return st;
+    for (size_t i = 0; i < b->n_tags; i++) b->tags[i].user_id = b->users[b->tags[i].user_id - 1].user_id;
+    if ((st = tags_flush(s, b->tags, &b->n_tags, err)) != PVG_OK) return st;
+    for (size_t i = 0; i < b->n_chunks && st == PVG_OK; i++) {
+        put_chunk *c = &b->chunks[i];
+        st = PVG_B(s, chunk_insert, b->users[c->user].user_id, c->exp, c->n, c->cid, sizeof c->cid,
+                   c->sealed, c->len, err);
+    }
+    return st;
+}
+
+/* Events written a few at a time each make a small chunk: when a user has
+ * 32 chunks of fewer than 16 events, at least twice as many as their
+ * expiry days, merge the user's chunks (in a transaction of its own when
+ * none is open; a failure leaves the events as they are). Large batches
+ * never trigger it, so a heavy shopper posting 1,000 events at a time is
+ * not rewritten. */
+static void put_compact(put_batch *b)
+{
+    pvg_store *s = b->s;
+    for (size_t i = 0; i < b->n_users; i++) {
+        put_user *u = &b->users[i];
+        if (u->suppressed || !u->user_id) continue;
+        long long chunks = 0, days = 0;
+        if (PVG_B(s, chunks_stats_user, u->user_id, 16, &chunks, &days, NULL) != PVG_OK) continue;
+        if (chunks < 32 || chunks < 2 * days) continue;
+        int own = !s->in_txn;
+        if (own && pvg_store_begin(s, NULL) != PVG_OK) continue;
+        pvg_status st = pvg_store_user_compact(s, u->user_id, u->p, u->key, 0, NULL);
+        if (!own) continue;
+        if (st == PVG_OK)
+            (void)pvg_store_commit(s, NULL);
+        else
+            pvg_store_rollback(s);
+    }
+}
+
+static pvg_status put_run(pvg_store *s, const pvg_event_in *in, size_t n, pvg_event_out *out,
+                          long long *stored, long long *dups, pvg_error *err)
+{
+    if (stored) *stored = 0;
+    if (dups) *dups = 0;
+    put_batch b;
+    memset(&b, 0, sizeof b);
+    b.s = s;
+    b.in = in;
+    b.out = out;
+    b.n = n;
+    b.ev = calloc(n ? n : 1, sizeof *b.ev);
+    b.users = calloc(n ? n : 1, sizeof *b.users);
+    b.slot_cap = 16;
+    while (b.slot_cap < 2 * n) b.slot_cap *= 2;
+    b.slots = calloc(b.slot_cap, sizeof *b.slots);
+    pvg_status st = PVG_OK;
+    if (!b.ev || !b.users || !b.slots) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if (st == PVG_OK) st = put_validate(&b, err);
+    if (st == PVG_OK) st = put_items(&b, err);
+    if (st == PVG_OK && s->in_txn) { /* the caller's transaction: everything inside it */
+        st = put_prepare(&b, err);
+        if (st == PVG_OK) st = put_apply(&b, err);
+    } else if (st == PVG_OK) {
+        /* Optimistic: prepare with no lock, then commit if nothing changed
+         * meanwhile; after a few lost races, prepare under the lock. */
+        for (int attempt = 0;; attempt++) {
+            int locked_prepare = attempt >= 3;
+            int64_t gen0 = 0, gen1 = 0;
+            put_reset(&b);
+            b.stored = b.dups = 0;
+            for (size_t i = 0; i < n; i++)
+                if (b.ev[i].ok) out[i].status = PVG_OK, out[i].reason = NULL, out[i].message[0] = 0;
+            if (locked_prepare) {
+                if ((st = pvg_store_begin(s, err)) != PVG_OK) break;
+                st = put_prepare(&b, err);
+            } else {
+                st = PVG_B(s, changes_get, &gen0, err);
+                if (st == PVG_OK) st = put_prepare(&b, err);
+                if (st == PVG_OK && b.stored == 0) break; /* nothing to write */
+                if (st == PVG_OK) st = pvg_store_begin(s, err);
+                if (st != PVG_OK) break;
+                st = PVG_B(s, changes_get, &gen1, err);
+                if (st == PVG_OK && gen1 != gen0) {
+                    pvg_store_rollback(s);
+                    continue; /* another writer: the preparation may be stale */
+                }
+            }
+            if (st == PVG_OK) st = put_apply(&b, err);
+            if (st == PVG_OK)
+                st = pvg_store_commit(s, err);
+            else
+                pvg_store_rollback(s);
+            break;
+        }
+    }
+    if (st == PVG_OK && b.stored) put_compact(&b);
+    if (st == PVG_OK) {
+        if (stored) *stored = b.stored;
+        if (dups) *dups = b.dups;
+    }
+    put_free(&b);
+    return st;
+}
+
+pvg_status pvg_store_events_put(pvg_store *s, const pvg_event_in *in, size_t n, pvg_event_out *out,
+                                long long *stored, long long *duplicates, pvg_error *err)
+{
+    if (s->in_txn)
+        return pvg_error_set(err, PVG_ERR_STATE,
+                             "events put: not inside a transaction (it holds the write lock only "
+                             "for its own commit)");
+    return put_run(s, in, n, out, stored, duplicates, err);
+}
+
+pvg_status pvg_store_event_put(pvg_store *s, const char *ext_user, const pvg_event *in,
+                               const char *dedup_key, int *outcome, pvg_error *err)
+{
+    if (outcome) *outcome = 0;
+    pvg_event_in one = {ext_user, in, dedup_key, 0};
+    pvg_event_out o;
+    long long stored = 0;
+    pvg_status st = put_run(s, &one, 1, &o, &stored, NULL, err);
+    if (st != PVG_OK) return st;
+    if (o.status != PVG_OK) return pvg_error_set(err, o.status, "%s", o.message);
+    if (outcome) *outcome = stored > 0;
+    return PVG_OK;
 }
 
 /* ---- file ingest ---- */
@@ -317,9 +947,10 @@ typedef struct ingest_run {
     pvg_store *s;
     pvg_chunk_set chunks;
     occ_map occ;          /* content digest -> occurrences in this run */
-    occ_map held;         /* record ids of events held for the loaded users */
-    id_set loaded;        /* users whose record ids are in `held` */
-    id_set history;       /* loaded users that had events before this run */
+    id_set fresh;         /* users this run created: no record of theirs is held yet */
+    p16_set suppressed;   /* the suppression list */
+    pvg_backend_tag *tags; /* this batch's new rows of the duplicate index */
+    size_t n_tags, cap_tags;
     long long foreign_seen;
     anon_ent *anon;       /* open addressing over (item_id, type); count 0 = empty */
     size_t anon_n, anon_cap;
@@ -567,48 +1198,40 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
         snprintf(run->last_user, sizeof run->last_user, "%s", rec->user);
         run->have_last = 1;
     }
-    pvg_keycache_entry *u;
-    int created;
-    if ((st = pvg_store_user_resolve(s, run->last_p, 1, &u, &created, err)) != PVG_OK) return st;
-    if (s->foreign_writes != run->foreign_seen) { /* another writer: reload what is held */
-        occ_clear(&run->held);
-        free(run->loaded.v);
-        memset(&run->loaded, 0, sizeof run->loaded);
-        free(run->history.v);
-        memset(&run->history, 0, sizeof run->history);
+    if (s->foreign_writes != run->foreign_seen) { /* another writer: trust nothing cached */
+        free(run->fresh.v);
+        memset(&run->fresh, 0, sizeof run->fresh);
+        if ((st = suppressed_load(s, &run->suppressed, err)) != PVG_OK) return st;
         run->foreign_seen = s->foreign_writes;
-    }
-    int was_loaded = id_set_add(&run->loaded, u->user_id);
-    if (was_loaded < 0) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    if (!was_loaded && !created) {
-        unsigned char (*rids)[PVG_RID_BYTES] = NULL;
-        size_t n = 0;
-        st = pvg_store_user_rids(s, u->user_id, u->pseudonym, u->key, &rids, &n, err);
-        for (size_t i = 0; st == PVG_OK && i < n; i++)
-            if (occ_next(&run->held, rids[i]) < 0) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-        free(rids);
-        if (st == PVG_OK && n > 0 && id_set_add(&run->history, u->user_id) < 0)
-            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-        if (st != PVG_OK) return st;
     }
     content_digest(s, run->last_p, 16, &ev, digest);
     long occ = occ_next(&run->occ, digest);
     if (occ < 0) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    stats->accepted++;
+    if (p16_set_has(&run->suppressed, run->last_p)) { /* erased: never brought back */
+        stats->suppressed++;
+        return PVG_OK;
+    }
+    pvg_keycache_entry *u;
+    int created;
+    if ((st = pvg_store_user_resolve(s, run->last_p, 1, &u, &created, err)) != PVG_OK) return st;
+    if (created && id_set_add(&run->fresh, u->user_id) < 0)
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     record_id(s, digest, (uint32_t)occ, rid);
     /* Only users who had events before this run can hold this record: a
      * run's own records differ by their occurrence numbers. */
-    long held = 0;
-    if (run->history.n && id_set_has(&run->history, u->user_id)) {
-        held = occ_next(&run->held, rid);
-        if (held < 0) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    }
-    stats->accepted++;
-    if (held > 0) {
+    int held = 0;
+    if (!created && !id_set_has(&run->fresh, u->user_id) &&
+        (st = PVG_B(s, tag_has, u->user_id, rid, &held, err)) != PVG_OK)
+        return st;
+    if (held) {
         stats->duplicates++;
         return PVG_OK;
     }
     ev.fields &= s->policy.fields[ev.type];
     if ((st = queue_event(&run->chunks, u, &ev, item_id, rid, exp, err)) != PVG_OK) return st;
+    if (tag_push(&run->tags, &run->n_tags, &run->cap_tags, u->user_id, exp, rid) != 0)
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     stats->stored++;
     return PVG_OK;
 }
@@ -656,6 +1279,10 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
     run.s = s;
     run.foreign_seen = s->foreign_writes;
     crypto_generichash_init(&run.anon_fp, s->keys.dedup, PVG_KEY_BYTES, 16);
+    if ((st = suppressed_load(s, &run.suppressed, err)) != PVG_OK) {
+        pvg_reader_free(r);
+        return st;
+    }
     if (o.reject_path) {
         /* Owner-only, and never over an earlier run's rejects. */
         int fd = open(o.reject_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -694,7 +1321,8 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
             break;
         }
         if (++in_batch >= batch_rows) {
-            if ((st = pvg_chunks_flush(s, &run.chunks, err)) != PVG_OK ||
+            if ((st = tags_flush(s, run.tags, &run.n_tags, err)) != PVG_OK ||
+                (st = pvg_chunks_flush(s, &run.chunks, err)) != PVG_OK ||
                 (st = pvg_store_commit(s, err)) != PVG_OK)
                 break;
             stats->batches_committed++;
@@ -708,6 +1336,7 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
         }
     }
     if (st == PVG_OK) st = flush_items(&run, err);
+    if (st == PVG_OK) st = tags_flush(s, run.tags, &run.n_tags, err);
     if (st == PVG_OK) st = pvg_chunks_flush(s, &run.chunks, err);
     if (st == PVG_OK && run.anon_n) st = flush_anon(&run, err);
     if (st == PVG_OK) {
@@ -731,9 +1360,9 @@ done:
     item_map_free(&run.items);
     pvg_chunks_free(&run.chunks);
     occ_clear(&run.occ);
-    occ_clear(&run.held);
-    free(run.loaded.v);
-    free(run.history.v);
+    free(run.fresh.v);
+    p16_set_free(&run.suppressed);
+    free(run.tags);
     free(run.anon);
     fill_totals(s, stats);
     stats->seconds = now_seconds() - t0;

@@ -263,6 +263,8 @@ pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *op
     if (st != PVG_OK) goto fail;
     s->write_gen = gen0;
     s->cache_gen = gen0;
+    st = pvg_store_dup_index_ensure(s, err);
+    if (st != PVG_OK) goto fail;
     *out = s;
     return PVG_OK;
 fail:

@@ -42,12 +42,29 @@ pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_i
 const unsigned char *pvg_store_audit_key(const pvg_store *s);
 int64_t pvg_store_audit_unkeyed(const pvg_store *s, unsigned char hash[32]);
 
-/* The key sealing the per-shopper sections of model files trained from
- * this store (model_key.c): a subkey of the master key (crypto_kdf,
- * context "pvgmodel"), never stored. out should be sodium_malloc'd; the
- * caller wipes it. PVG_OK, or PVG_ERR_STATE when the store has no master
- * key loaded. */
-pvg_status pvg_store_model_key(pvg_store *s, unsigned char out[32]) PVG_WARN_UNUSED;
+/* The keys sealing each shopper's rows in a store-trained model file
+ * (model_key.c, src/model/model_file.c): for each of the n pseudonyms
+ * (16 bytes each, `stride` bytes apart), keys_out[32*i] = keyed BLAKE2b-256
+ * of "pvgmodel-row-key" | seal_id under that shopper's data key, read from
+ * the key store (not the cache; no user is created). found[i] = 1 when the
+ * shopper has a data key, 0 when it is gone (erased: their rows are
+ * shredded). keys_out should be sodium_malloc'd (32*n bytes); the caller
+ * wipes it. *n_found (may be NULL): keys found. Errors: PVG_ERR_STATE (no
+ * master key), PVG_ERR_CRYPTO (a data key cannot be unwrapped), backend
+ * errors; keys_out is wiped on failure. */
+pvg_status pvg_store_model_row_keys(pvg_store *s, const unsigned char seal_id[16], size_t n,
+                                    const unsigned char *pseudonyms, size_t stride,
+                                    unsigned char *keys_out, unsigned char *found, size_t *n_found,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
+/* The key hiding the pseudonyms of a store-trained model file's rows
+ * directory (model_key.c): a subkey of the pepper (crypto_kdf, context
+ * "pvgmodir"), stable across master-key rotation, never stored. out should
+ * be sodium_malloc'd; the caller wipes it. PVG_ERR_STATE without keys. */
+pvg_status pvg_store_model_dir_key(pvg_store *s, unsigned char out[32]) PVG_WARN_UNUSED;
+
+/* 1 when dir holds a store (a data dir), else 0. */
+int pvg_store_dir_is_data_dir(const char *dir);
 
 /* Allocation helpers for strings handed out with pvg_free. */
 char *pvg_strdup(const char *s);

@@ -248,6 +248,10 @@ pvg_status pvg_chunk_open(const unsigned char key[PVG_KEY_BYTES], const unsigned
                           int64_t n_events, const unsigned char *sealed, size_t n,
                           unsigned char *plain, int *version) PVG_WARN_UNUSED;
 
+/* ingest.c: builds the duplicate index of a store made before it (once;
+ * a no-op when the store's meta says it is complete). */
+pvg_status pvg_store_dup_index_ensure(pvg_store *s, pvg_error *err);
+
 /* store.c helpers */
 int64_t pvg_store_today(const pvg_store *s);
 pvg_status pvg_store_checkpoint(pvg_store *s, pvg_error *err);

@@ -361,7 +361,20 @@ static pvg_status checkpoint_retry(pvg_store *s, pvg_error *err)
     return st;
 }
 
+pvg_status pvg_store_user_suppressed(pvg_store *s, const char *ext_user, int *suppressed,
+                                     pvg_error *err)
+{
+    unsigned char p[16];
+    pvg_store_pseudonym(s, ext_user, p);
+    return PVG_B(s, suppress_has, p, suppressed, err);
+}
+
 pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *err)
+{
+    return pvg_store_user_erase(s, ext_user, 0, err);
+}
+
+pvg_status pvg_store_user_erase(pvg_store *s, const char *ext_user, unsigned flags, pvg_error *err)
 {
     if (s->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "cannot delete inside a transaction");
     unsigned char p[16];
@@ -369,6 +382,12 @@ pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *
     pvg_backend_user u;
     pvg_status st = PVG_B(s, user_get, p, &u, err);
     if (st != PVG_OK) return st;
+    /* 0. The suppression list first (durable on return, and a change other
+     *    processes see): an interrupted deletion then leaves a suppressed
+     *    shopper whom a rerun finishes erasing, never an erased one whom
+     *    an old file could bring back. */
+    if (!(flags & PVG_ERASE_ALLOW_RETURN) && (st = PVG_B(s, suppress_add, p, err)) != PVG_OK)
+        return st;
     /* 1. Destroy the key (durable at once): from here on the records are
      *    unreadable. */
     pvg_keycache_remove(&s->cache, p);
@@ -411,8 +430,14 @@ pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_c
     if (st != PVG_OK) return st;
     unsigned char p[16];
     pvg_store_pseudonym(s, ext_user, p);
+    int gone = 0; /* checked inside the transaction: a concurrent erasure counts */
+    st = PVG_B(s, suppress_has, p, &gone, err);
+    if (st == PVG_OK && gone)
+        st = pvg_error_set(err, PVG_ERR_ERASED,
+                           "consent: the user was erased (suppression list); nothing is recorded "
+                           "about them");
     pvg_keycache_entry *u;
-    st = pvg_store_user_resolve(s, p, 1, &u, NULL, err);
+    if (st == PVG_OK) st = pvg_store_user_resolve(s, p, 1, &u, NULL, err);
     if (st == PVG_OK) {
         st = PVG_B(s, consent_set, u->user_id, c->personalization ? 1 : 0, c->analytics ? 1 : 0,
                    pvg_store_now(s), err);

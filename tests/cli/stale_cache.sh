@@ -61,7 +61,7 @@ check_all_readable() { # what
     timeout 30 "$PVG" user export "shopper-$u" --data-dir "$D" >"$T/exp" 2>&1 || fail "$1: export shopper-$u: $(cat "$T/exp")"
     grep -q unreadable_chunks "$T/exp" && fail "$1: export shopper-$u names unreadable chunks"
   done
-  timeout 120 "$PVG" train --data-dir "$D" --model ials --factors 4 --out "$T/m.model" --json >"$T/train" 2>&1 ||
+  timeout 120 "$PVG" train --data-dir "$D" --model ials --factors 4 --out "$D/m.model" --json >"$T/train" 2>&1 ||
     fail "$1: train: $(cat "$T/train")"
   timeout 60 "$PVG" query count --epsilon 0.5 --data-dir "$D" --json >"$T/query" 2>&1 || fail "$1: query: $(cat "$T/query")"
 }
@@ -70,7 +70,8 @@ check_all_readable() { # what
 post 12583 sku-1 | grep -q '"stored":1' || fail "first post for 12583"
 OLD=$(raw "SELECT max(id) FROM users") # 12583 is the newest user row
 burst 12583 8 warm                      # every pooled connection caches 12583's key
-timeout 60 "$PVG" user delete 12583 --data-dir "$D" >/dev/null || fail "user delete 12583"
+# --allow-return: the id may come back (a suppressed one is refused: below)
+timeout 60 "$PVG" user delete 12583 --allow-return --data-dir "$D" >/dev/null || fail "user delete 12583"
 [ "$(raw "SELECT count(*) FROM users WHERE id = $OLD")" = 0 ] || fail "the row of 12583 is still there"
 burst 12583 8 after # posts for the deleted id, on whichever connection
 [ "$(orphans)" = 0 ] || fail "$(orphans) chunk(s) written under the destroyed key of row $OLD"
@@ -84,7 +85,12 @@ burst 4711 8 warm2
 OLD2=$(raw "SELECT max(id) FROM users")
 CODE=$(curl -s -m 10 -o "$T/del" -w '%{http_code}' -X DELETE -H "Authorization: Bearer $ADMIN" "$URL/v1/users/4711")
 [ "$CODE" = 200 ] || [ "$CODE" = 204 ] || fail "API delete: $CODE $(cat "$T/del")"
-burst 4711 8 after2
+# the API erasure puts 4711 on the suppression list: every post is refused
+# (reason erased), whichever connection and cache it meets
+pids=()
+for i in $(seq 1 8); do post 4711 "after2-$i" >"$T/burst.after2.$i" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p"; done
+for i in $(seq 1 8); do grep -q '"reason":"erased"' "$T/burst.after2.$i" || fail "post after2.$i for erased 4711: $(cat "$T/burst.after2.$i")"; done
 [ "$(orphans)" = 0 ] || fail "API: $(orphans) chunk(s) written under the destroyed key of row $OLD2"
 post newcomer-2 sku-3 | grep -q '"stored":1' || fail "post for a second new shopper"
 [ "$(raw "SELECT count(*) FROM users WHERE id = $OLD2")" = 0 ] || fail "API: row id $OLD2 was reused"

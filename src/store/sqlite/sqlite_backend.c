@@ -121,6 +121,14 @@ static const char MAIN_SCHEMA[] =
     " items TEXT NOT NULL,"
     " created_at INTEGER NOT NULL,"
     " PRIMARY KEY (fingerprint, dataset, k, epsilon));"
+    /* The erasure suppression list: the pseudonym only (no time, no other
+     * column; deliberately not named user_pseudonym, so that user_delete's
+     * sweep of linked rows leaves it). docs/privacy.md. */
+    "CREATE TABLE IF NOT EXISTS suppressed(pseudonym BLOB PRIMARY KEY) WITHOUT ROWID;"
+    /* The duplicate index: one row per stored event, (user row, keyed
+     * record id) and the expiry day of its chunk. docs/store.md. */
+    "CREATE TABLE IF NOT EXISTS event_tags(user_id INTEGER NOT NULL, tag BLOB NOT NULL,"
+    "  expires_day INTEGER NOT NULL, PRIMARY KEY(user_id, tag)) WITHOUT ROWID;"
     /* Cached DP releases of any kind ("popular", "similar"), one per model
      * build, dataset and parameters; everything in body is DP (public). */
     "CREATE TABLE IF NOT EXISTS dp_release_cache ("
@@ -211,6 +219,14 @@ enum {
     Q_AUDIT_FROM,
     Q_POPULAR_GET,
     Q_POPULAR_PUT,
+    Q_SUPPRESS_ADD,
+    Q_SUPPRESS_HAS,
+    Q_SUPPRESS_ALL,
+    Q_TAG_HAS,
+    Q_TAG_INSERT,
+    Q_TAGS_DELETE_USER,
+    Q_TAGS_EXPIRED_DELETE,
+    Q_CHUNKS_STATS_USER,
     Q_RCACHE_GET,
     Q_RCACHE_PUT,
     Q_RCACHE_LATEST,
@@ -336,6 +352,16 @@ static const struct {
         {DB_MAIN,
          "INSERT OR REPLACE INTO server_popular_release(fingerprint,dataset,"
          "k,epsilon,mechanism,release_id,items,created_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"},
+    [Q_SUPPRESS_ADD] = {DB_MAIN, "INSERT OR IGNORE INTO suppressed(pseudonym) VALUES(?1)"},
+    [Q_SUPPRESS_HAS] = {DB_MAIN, "SELECT 1 FROM suppressed WHERE pseudonym = ?1"},
+    [Q_SUPPRESS_ALL] = {DB_MAIN, "SELECT pseudonym FROM suppressed"},
+    [Q_TAG_HAS] = {DB_MAIN, "SELECT 1 FROM event_tags WHERE user_id = ?1 AND tag = ?2"},
+    [Q_TAG_INSERT] = {DB_MAIN,
+                      "INSERT INTO event_tags(user_id, tag, expires_day) VALUES(?1, ?2, ?3)"},
+    [Q_TAGS_DELETE_USER] = {DB_MAIN, "DELETE FROM event_tags WHERE user_id = ?1"},
+    [Q_TAGS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM event_tags WHERE expires_day <= ?1"},
+    [Q_CHUNKS_STATS_USER] = {DB_MAIN, "SELECT count(*), count(DISTINCT expires_day) FROM chunks"
+                                      " WHERE user_id = ?1 AND n < ?2"},
     [Q_RCACHE_GET] = {DB_MAIN, "SELECT body, release_id, created_at FROM dp_release_cache WHERE"
                                " kind=?1 AND fingerprint=?2 AND dataset=?3 AND params=?4"},
     [Q_RCACHE_PUT] = {DB_MAIN, "INSERT OR REPLACE INTO dp_release_cache(kind,fingerprint,dataset,"
@@ -730,6 +756,7 @@ static pvg_status sq_user_delete(pvg_backend *b, int64_t uid, const unsigned cha
     if (st != PVG_OK) return st;
     bindv v[] = {BI(uid)};
     st = run(q, Q_CHUNKS_DELETE_USER, v, 1, NULL, "delete", err);
+    if (st == PVG_OK) st = run(q, Q_TAGS_DELETE_USER, v, 1, NULL, "delete", err);
     if (st == PVG_OK) st = run(q, Q_USER_DELETE, v, 1, NULL, "delete", err);
     if (st == PVG_OK) st = delete_linked_rows(q, p, err);
     if (st == PVG_OK) st = bump(q, err);
@@ -1050,6 +1077,8 @@ static pvg_status sq_chunks_sweep(pvg_backend *b, int64_t day, long long *events
     }
     if (st == PVG_OK && n > 0)
         st = run(q, Q_CHUNKS_EXPIRED_DELETE, v, 1, NULL, "retention sweep", err);
+    if (st == PVG_OK && n > 0)
+        st = run(q, Q_TAGS_EXPIRED_DELETE, v, 1, NULL, "retention sweep", err);
     if (st == PVG_OK && n > 0) st = bump(q, err);
     st = unit_end(q, q->db, st, "retention sweep", err);
     if (st == PVG_OK) *events = n;
@@ -1556,6 +1585,108 @@ static pvg_status sq_release_put(pvg_backend *b, const unsigned char *fp, size_t
     return run(SQ(b), Q_POPULAR_PUT, v, 8, NULL, "popular release", err);
 }
 
+/* ---- suppression list ---- */
+
+static pvg_status sq_suppress_add(pvg_backend *b, const unsigned char p[16], pvg_error *err)
+{
+    bindv v[] = {BB(p, 16)};
+    pvg_status st = run(SQ(b), Q_SUPPRESS_ADD, v, 1, NULL, "suppression list", err);
+    return st == PVG_OK ? bump_if_autocommit(SQ(b), err) : st;
+}
+
+static pvg_status sq_suppress_has(pvg_backend *b, const unsigned char p[16], int *found,
+                                  pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BB(p, 16)};
+    *found = 0;
+    pvg_status st = one(SQ(b), Q_SUPPRESS_HAS, v, 1, &s, &own, &row, "suppression list", err);
+    if (st != PVG_OK || !row) return st;
+    *found = 1;
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_suppress_foreach(pvg_backend *b, pvg_backend_pseudonym_fn fn, void *ctx,
+                                      pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_SUPPRESS_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) != PVG_BACKEND_PSEUDONYM_BYTES) continue;
+        if (fn(ctx, sqlite3_column_blob(s, 0))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "suppression list", err);
+    give(s, own);
+    return st;
+}
+
+/* ---- duplicate index ---- */
+
+static pvg_status sq_tag_has(pvg_backend *b, int64_t uid, const unsigned char tag[16], int *found,
+                             pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(uid), BB(tag, 16)};
+    *found = 0;
+    pvg_status st = one(SQ(b), Q_TAG_HAS, v, 2, &s, &own, &row, "duplicate index", err);
+    if (st != PVG_OK || !row) return st;
+    *found = 1;
+    give(s, own);
+    return PVG_OK;
+}
+
+static pvg_status sq_tags_insert(pvg_backend *b, const pvg_backend_tag *t, size_t n,
+                                 pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_TAG_INSERT, &s, &own, err); /* hot: no generic binding */
+    if (st != PVG_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, t[i].user_id);
+        sqlite3_bind_blob(s, 2, t[i].tag, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, t[i].expires_day);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            st = (rc & 0xff) == SQLITE_CONSTRAINT
+                     ? pvg_error_set(err, PVG_ERR_EXISTS,
+                                     "duplicate index: user row %lld holds the record already",
+                                     (long long)t[i].user_id)
+                     : fail(q->db, rc, "duplicate index", err);
+            break;
+        }
+    }
+    give(s, own);
+    return st == PVG_OK ? bump_if_autocommit(q, err) : st;
+}
+
+static pvg_status sq_chunks_stats_user(pvg_backend *b, int64_t uid, long long small_n,
+                                       long long *chunks, long long *days, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(uid), BI(small_n)};
+    *chunks = *days = 0;
+    pvg_status st = one(SQ(b), Q_CHUNKS_STATS_USER, v, 2, &s, &own, &row, "chunks", err);
+    if (st != PVG_OK || !row) return st;
+    *chunks = sqlite3_column_int64(s, 0);
+    *days = sqlite3_column_int64(s, 1);
+    give(s, own);
+    return PVG_OK;
+}
+
 static pvg_status rcache_row(sq_backend *q, int id, const bindv *v, int n, char **body,
                              int64_t *release_id, int64_t *created_at, pvg_error *err)
 {
@@ -1654,6 +1785,12 @@ static const pvg_backend_ops SQLITE_OPS = {
     .release_put = sq_release_put,
     .ledger_read = sq_ledger_read,
     .ledger_limit_set = sq_ledger_limit_set,
+    .suppress_add = sq_suppress_add,
+    .suppress_has = sq_suppress_has,
+    .suppress_foreach = sq_suppress_foreach,
+    .tag_has = sq_tag_has,
+    .tags_insert = sq_tags_insert,
+    .chunks_stats_user = sq_chunks_stats_user,
     .release_cache_get = sq_rcache_get,
     .release_cache_put = sq_rcache_put,
     .release_cache_latest = sq_rcache_latest,
@@ -1800,7 +1937,10 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err)
     st = apply_schema(db, MAIN_SCHEMA, path, PVG_ERR_IO, err);
     if (st == PVG_OK)
         st = apply_schema(
-            db, "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')", path,
+            db,
+            "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "'),"
+            " ('dup_index', '1')",
+            path,
             PVG_ERR_IO, err);
     sqlite3_close(db);
     return st;

@@ -35,6 +35,7 @@
 #include <privguide/model.h>
 #include <privguide/paillier.h>
 #include <privguide/query.h>
+#include <privguide/release.h>
 #include <privguide/store.h>
 
 #ifdef __cplusplus
@@ -201,6 +202,21 @@ pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rn
 pvg_status pvg_access_spend_total(pvg_access *g, const pvg_paillier_pub *pub,
                                   const pvg_spend_options *opts, pvg_spend_result **out,
                                   pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- DP releases shown to people other than the operator ---- */
+
+/* Items similar to ext_item from a DP co-occurrence release (release.h),
+ * the answer for shoppers and analysts (the non-DP model is the
+ * operator's only): audited like pvg_access_similar, with "source=dp_release"
+ * and the release id. item_row_id is the catalog row id of ext_item (the
+ * release's domain ids), or <= 0 when the catalog has no such item.
+ * *out borrows from r; *n_out 0 when the item is outside the release's
+ * domain (PVG_ERR_NOT_FOUND). */
+pvg_status pvg_access_similar_released(pvg_access *g, const pvg_dp_cooc *r, int64_t release_id,
+                                       const char *ext_item, int64_t item_row_id,
+                                       const unsigned char *asking_pseudonym_or_null,
+                                       const pvg_dp_similar **out, size_t *n_out,
+                                       pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

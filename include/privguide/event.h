@@ -57,6 +57,13 @@ typedef struct pvg_item {
     const char *category;   /* may be NULL */
     double price;           /* unit price; negative means unknown */
     const char *attrs_json; /* a JSON object of free attributes, or NULL */
+    /* 1: a catalog item, from the operator's data (an import row or a
+     * pvg_store_item_put that carried title, category, price or attributes);
+     * 0: a stub that exists only because an event named it. Only catalog
+     * items form the public domain of DP releases (release.h). Read from
+     * the store; on put, 1 here or any catalog field makes the item catalog
+     * (and it stays so). */
+    int catalog;
 } pvg_item;
 
 /* "view", "cart", "purchase", "return", "rating", "search"; "?" when out of

@@ -479,3 +479,28 @@ pvg_status pvg_access_spend_total(pvg_access *g, const pvg_paillier_pub *pub,
     if (st != PVG_OK) return st;
     return pvg_paillier_spend_total(g->store, pub, opts, out, err);
 }
+
+/* ---- DP releases shown to people other than the operator ---- */
+
+pvg_status pvg_access_similar_released(pvg_access *g, const pvg_dp_cooc *r, int64_t release_id,
+                                       const char *ext_item, int64_t item_row_id,
+                                       const unsigned char *asking_pseudonym_or_null,
+                                       const pvg_dp_similar **out, size_t *n_out, pvg_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!r || !ext_item)
+        return pvg_error_set(err, PVG_ERR_INVALID, "similar: a release and an item are required");
+    char subject[SUBJECT_LEN] = "";
+    if (asking_pseudonym_or_null)
+        for (int i = 0; i < PVG_PSEUDONYM_BYTES; i++)
+            snprintf(subject + 2 * i, 3, "%02x", asking_pseudonym_or_null[i]);
+    char extra[64];
+    snprintf(extra, sizeof extra, "source=dp_release release=%lld", (long long)release_id);
+    pvg_status st = audit_first(g, "similar", subject, PVG_PURPOSE_SIMILAR, "allowed", extra, err);
+    if (st != PVG_OK) return st;
+    if (item_row_id <= 0)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "item \"%.100s\" is not in the catalog",
+                             ext_item);
+    return pvg_dp_cooc_similar(r, item_row_id, out, n_out, err);
+}

@@ -18,6 +18,7 @@
 
 #include <privguide/dp.h>
 #include <privguide/ledger.h>
+#include <privguide/release.h>
 
 #include "dp/dp_internal.h"
 #include "dp/query_internal.h"
@@ -495,12 +496,215 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--bins must be in [1, 10000]");
     if (sp->top == 0) sp->top = 10;
     if (sp->top < 1) return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--top must be >= 1");
-    if ((grouped) && !(sp->delta > 0))
+    if (grouped && sp->kind != PVG_QUERY_TOP_ITEMS && !(sp->delta > 0))
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
                                 "grouped queries need --delta > 0 (partition selection releases a group only when enough users support it)");
     if (sp->noise == PVG_QUERY_NOISE_GAUSSIAN && !(sp->delta > 0))
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "Gaussian noise needs --delta > 0");
     return PVG_OK;
+}
+
+/* ---- top-items: a DP top-k over the public catalog (release.h) ---------- */
+/*
+ * The candidates are the catalog as loaded by the operator (pvg_item.catalog;
+ * never the stubs events create, so the released set reveals nothing by its
+ * membership); each shopper's distinct catalog items (of the event type)
+ * are bounded to G = max_groups (a random subset when more), every
+ * candidate's bounded distinct-shopper count gets noise, and the top
+ * `top` noisy counts are released. One shopper moves at most G counts, each
+ * by 1: pvg_query_sensitivity_users(G), L1 = G (discrete Laplace, b =
+ * G / epsilon) or L2 = sqrt(G) (discrete Gaussian over the whole vector,
+ * zCDP). No partition selection is needed: the domain is public.
+ */
+typedef struct ti_ctx {
+    const pvg_query_spec *sp;
+    pvg_dp_item_counts *c;
+    pvg_rng *rng;
+    int64_t *ids; /* catalog row ids, ascending */
+    char **ext;
+    size_t n, cap;
+    int64_t *buf;
+    long long *stamp;
+    size_t buf_cap;
+    long long users;
+    int by_name; /* in-memory data without a catalog: candidates by ext id (ids[i] = i + 1) */
+    pvg_status st;
+    pvg_error *err;
+} ti_ctx;
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int ti_item(void *ctx, const pvg_item *it)
+{
+    ti_ctx *t = ctx;
+    if (!it->catalog) return 0;
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? 2 * t->cap : 256;
+        int64_t *ni = realloc(t->ids, nc * sizeof *ni);
+        if (!ni) return 1;
+        t->ids = ni;
+        char **ne = realloc(t->ext, nc * sizeof *ne);
+        if (!ne) return 1;
+        t->ext = ne;
+        t->cap = nc;
+    }
+    t->ext[t->n] = strdup(it->ext_id);
+    if (!t->ext[t->n]) return 1;
+    t->ids[t->n++] = it->id;
+    return 0;
+}
+
+static long ti_find(const ti_ctx *t, int64_t id)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->ids[mid] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < t->n && t->ids[lo] == id ? (long)lo : -1;
+}
+
+static int ti_user(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_t n)
+{
+    (void)u;
+    ti_ctx *t = ctx;
+    long long me = ++t->users;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t->sp->event_type >= 0 && (int)ev[i].type != t->sp->event_type) continue;
+        long j = -1;
+        if (t->by_name && ev[i].item) {
+            const char *key = ev[i].item;
+            char **hit = bsearch(&key, t->ext, t->n, sizeof *t->ext, cmp_strp);
+            j = hit ? (long)(hit - t->ext) : -1;
+        } else if (!t->by_name && ev[i].item_id > 0) {
+            j = ti_find(t, ev[i].item_id);
+        }
+        if (j < 0 || t->stamp[j] == me) continue;
+        t->stamp[j] = me;
+        t->buf[k++] = t->ids[j];
+    }
+    t->st = pvg_dp_item_counts_add_user(t->c, t->rng, t->buf, k, t->err);
+    return t->st != PVG_OK;
+}
+
+/* The candidates of in-memory data (query_run_mem, the release audits):
+ * the catalog given, else the items the data names - the same set on both
+ * neighbouring datasets of an audit, never a store's release. */
+static pvg_status ti_mem_domain(ti_ctx *t, const query_mem *mem, pvg_error *err)
+{
+    for (size_t i = 0; i < mem->n_items; i++) {
+        pvg_item it = mem->items[i];
+        it.catalog = 1; /* the caller's catalog */
+        if (ti_item(t, &it)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    if (mem->n_items) { /* row-id order, as the store hands them (ti_find bisects) */
+        for (size_t i = 1; i < t->n; i++)
+            for (size_t j = i; j > 0 && t->ids[j - 1] > t->ids[j]; j--) {
+                int64_t x = t->ids[j];
+                t->ids[j] = t->ids[j - 1];
+                t->ids[j - 1] = x;
+                char *e = t->ext[j];
+                t->ext[j] = t->ext[j - 1];
+                t->ext[j - 1] = e;
+            }
+        return PVG_OK;
+    }
+    t->by_name = 1;
+    for (size_t u = 0; u < mem->n_users; u++)
+        for (size_t i = 0; i < mem->users[u].n; i++) {
+            const char *name = mem->users[u].events[i].item;
+            if (!name) continue;
+            int seen = 0;
+            for (size_t j = 0; j < t->n && !seen; j++) seen = strcmp(t->ext[j], name) == 0;
+            if (seen) continue;
+            pvg_item it = {0};
+            it.ext_id = name;
+            it.catalog = 1;
+            if (ti_item(t, &it)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        }
+    qsort(t->ext, t->n, sizeof *t->ext, cmp_strp);
+    for (size_t j = 0; j < t->n; j++) t->ids[j] = (int64_t)j + 1;
+    return PVG_OK;
+}
+
+static pvg_status top_items_run(pvg_store *s, const query_mem *mem, const pvg_query_spec *sp,
+                                pvg_rng *rng, pvg_query_result *r, pvg_error *err)
+{
+    ti_ctx t;
+    memset(&t, 0, sizeof t);
+    t.sp = sp;
+    t.rng = rng;
+    t.err = err;
+    pvg_dp_popular *rel = NULL;
+    pvg_status st = mem ? ti_mem_domain(&t, mem, err) : pvg_store_items_foreach(s, ti_item, &t, err);
+    if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if (st == PVG_OK && t.n == 0)
+        st = pvg_error_set(err, PVG_ERR_INVALID,
+                           "top-items: the store has no catalog items (the public domain of the "
+                           "release); import the catalog first");
+    if (st == PVG_OK) {
+        t.buf = malloc(t.n * sizeof *t.buf);
+        t.stamp = calloc(t.n, sizeof *t.stamp);
+        if (!t.buf || !t.stamp) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    int gauss = sp->noise == PVG_QUERY_NOISE_GAUSSIAN;
+    if (st == PVG_OK) st = pvg_dp_item_counts_new(t.ids, t.n, sp->max_groups, &t.c, err);
+    if (st == PVG_OK && mem) {
+        for (size_t u = 0; u < mem->n_users && st == PVG_OK; u++)
+            if (ti_user(&t, NULL, mem->users[u].events, mem->users[u].n)) st = t.st;
+    } else if (st == PVG_OK) {
+        st = pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, ti_user, &t, err);
+        if (st == PVG_ERR_ABORTED) st = t.st;
+    }
+    if (st == PVG_OK) {
+        pvg_dp_popular_params pp;
+        pvg_dp_popular_params_init(&pp);
+        pp.epsilon = sp->epsilon;
+        pp.delta = gauss ? sp->delta : 0;
+        pp.k = (size_t)sp->top < t.n ? (size_t)sp->top : t.n;
+        pp.mechanism = gauss ? PVG_DP_RELEASE_GAUSSIAN : PVG_DP_RELEASE_LAPLACE;
+        pp.allow_insecure_rng = sp->allow_insecure_rng;
+        st = pvg_dp_popular_release(t.c, rng, &pp, &rel, err);
+    }
+    if (st == PVG_OK) {
+        pvg_query_sensitivity us = pvg_query_sensitivity_users(sp->max_groups);
+        r->rows = calloc(rel->n ? rel->n : 1, sizeof *r->rows);
+        if (!r->rows) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        double hw = gauss ? 1.959963984540054 * rel->info.noise_scale
+                          : lap_ci95_public(rel->info.noise_scale);
+        for (size_t i = 0; st == PVG_OK && i < rel->n; i++) {
+            pvg_query_row *row = &r->rows[r->n_rows];
+            row->group = strdup(t.ext[ti_find(&t, rel->items[i].item)]);
+            if (!row->group) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                break;
+            }
+            row->value = row->count = (double)rel->items[i].noisy_count;
+            row->ci_lo = row->value - hw;
+            row->ci_hi = row->value + hw;
+            r->n_rows++;
+        }
+        r->users = t.users;
+        r->groups_seen = (long long)t.n;
+        r->sensitivity = gauss ? us.l2 : us.l1;
+        r->noise_scale = rel->info.noise_scale;
+        r->mechanism = rel->info.mechanism;
+        r->epsilon = rel->info.epsilon;
+        r->delta = rel->info.delta;
+    }
+    pvg_dp_popular_free(rel);
+    pvg_dp_item_counts_free(t.c);
+    for (size_t i = 0; i < t.n; i++) free(t.ext[i]);
+    free(t.ext);
+    free(t.ids);
+    free(t.buf);
+    free(t.stamp);
+    return st;
 }
 
 /* The users and the catalog of a query: the store's, or those in memory
@@ -556,6 +760,30 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
     q.G = sp->max_groups;
     pvg_query_result *r = calloc(1, sizeof *r);
     if (!r) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if (sp->kind == PVG_QUERY_TOP_ITEMS) {
+        r->max_contributions = 1; /* one per (shopper, item): distinct shoppers */
+        r->max_groups = sp->max_groups;
+        st = top_items_run(s, mem, sp, rng, r, err);
+        if (st == PVG_OK && !mem) { /* in memory: the caller (the audit) accounts for it */
+            const char *tn = sp->event_type >= 0
+                                 ? pvg_event_type_name((pvg_event_type)sp->event_type)
+                                 : "all";
+            if (sp->what)
+                snprintf(r->what, sizeof r->what, "%s", sp->what);
+            else
+                snprintf(r->what, sizeof r->what, "query top-items of %s events (catalog items)",
+                         tn);
+            st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET,
+                                   r->what, r->mechanism, r->epsilon, r->delta, &r->release_id,
+                                   err);
+        }
+        if (st != PVG_OK) {
+            pvg_query_result_free(r);
+            return st;
+        }
+        *out = r;
+        return PVG_OK;
+    }
     if (sp->group_by == PVG_QUERY_GROUP_CATEGORY && sp->kind != PVG_QUERY_TOP_ITEMS &&
         sp->kind != PVG_QUERY_HISTOGRAM) {
         st = src_items(s, mem, &q.cats, err);

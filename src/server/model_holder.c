@@ -11,6 +11,7 @@
 
 #include <privguide/dp.h>
 #include <privguide/ledger.h>
+#include <privguide/release.h>
 #include <privguide/rng.h>
 
 #include <errno.h>
@@ -174,6 +175,9 @@ void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_
 
 /* ---- model objects --------------------------------------------------------- */
 
+static void popular_free(pvg_srv_popular *p);
+static void similar_free(pvg_srv_similar *x);
+
 static void model_destroy(pvg_srv_model *m)
 {
     if (!m) return;
@@ -182,11 +186,13 @@ static void model_destroy(pvg_srv_model *m)
         for (size_t i = 0; i < n; i++) free(m->catalog[i].title);
         free(m->catalog);
     }
-    pvg_srv_popular *p = atomic_load(&m->popular);
-    if (p) {
-        free(p->item_index);
-        free(p->noisy_count);
-        free(p);
+    for (pvg_srv_popular *p = atomic_load(&m->popular), *next; p; p = next) {
+        next = p->retired;
+        popular_free(p);
+    }
+    for (pvg_srv_similar *x = atomic_load(&m->similar), *next; x; x = next) {
+        next = x->retired;
+        similar_free(x);
     }
     pthread_mutex_destroy(&m->popular_mu);
     pvg_srv_cache_free(m->cache);
@@ -264,155 +270,680 @@ static int catalog_item(void *ctx, const pvg_item *it)
     return 0;
 }
 
-/* ---- the DP popular list --------------------------------------------------- */
+/* ---- the DP popular list and DP similar items ------------------------------ */
+/*
+ * Both are DP releases over a PUBLIC domain (release.h): the popular list
+ * over the catalog as loaded by the operator (items with pvg_item.catalog,
+ * never the stubs that events create), similar items over the popular
+ * list's items. Shoppers' purchases are read once, through the access gate
+ * (purpose DP_RELEASE: only shoppers who consent to analytics). Each is
+ * released once per model build, cached in the store's release cache (a
+ * restart or another server reuses it without a new charge) and charged
+ * once: "popular_list" and "similar_items" on the ledger. When no budget
+ * is left, the last earlier release is served (it is public already), with
+ * its age.
+ */
 
-static const char MECHANISM[] = "exponential-mechanism-top-k";
+#define POPULAR_DELTA 1e-7
+#define SIMILAR_DELTA 1e-7
+#define SIMILAR_K 20 /* neighbours kept per item */
+/* ledger labels: purposes of the store's one budget (ledger.h) */
+#define LEDGER_POPULAR "popular_list"
+#define LEDGER_SIMILAR "similar_items"
 
-static pvg_status popular_from_json(pvg_srv_model *m, pvg_srv_popular *p, const char *text,
-                                    pvg_error *err)
+static void popular_items_free(pvg_srv_popular_item *it, size_t n)
 {
-    json_error_t je;
-    json_t *a = json_loads(text, 0, &je);
-    if (!a || !json_is_array(a)) {
-        json_decref(a);
-        return pvg_error_set(err, PVG_ERR_CORRUPT, "stored popular release is not a JSON array");
-    }
-    size_t n = json_array_size(a);
-    p->item_index = calloc(n ? n : 1, sizeof(int64_t));
-    if (!p->item_index) {
-        json_decref(a);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    }
-    p->n = 0;
+    if (!it) return;
     for (size_t i = 0; i < n; i++) {
-        const char *id = json_string_value(json_array_get(a, i));
-        int64_t ix = id ? pvg_model_item_index(m->model, id) : -1;
-        if (ix >= 0) p->item_index[p->n++] = ix;
+        free(it[i].ext_id);
+        free(it[i].title);
     }
-    json_decref(a);
+    free(it);
+}
+
+static void popular_free(pvg_srv_popular *p)
+{
+    if (!p) return;
+    popular_items_free(p->items, p->n);
+    free(p->item_index);
+    free(p);
+}
+
+static void similar_free(pvg_srv_similar *x)
+{
+    if (!x) return;
+    pvg_dp_cooc_free(x->rel);
+    popular_items_free(x->items, x->n);
+    free(x);
+}
+
+const pvg_srv_popular_item *pvg_srv_similar_item(const pvg_srv_similar *x, int64_t row_id)
+{
+    for (size_t i = 0; i < x->n; i++)
+        if (x->items[i].row_id == row_id) return &x->items[i];
+    return NULL;
+}
+
+/* [[ext_id, noisy_count, title|null, price|null, row_id], ...] */
+static json_t *items_to_json(const pvg_srv_popular_item *it, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(
+            a, json_pack("[s, I, o, o, I]", it[i].ext_id, (json_int_t)it[i].noisy_count,
+                         it[i].title ? json_string(it[i].title) : json_null(),
+                         it[i].price >= 0 ? json_real(it[i].price) : json_null(),
+                         (json_int_t)it[i].row_id));
+    return a;
+}
+
+static pvg_status items_from_json(json_t *a, pvg_srv_popular_item **out, size_t *n_out,
+                                  pvg_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!json_is_array(a))
+        return pvg_error_set(err, PVG_ERR_CORRUPT, "cached release: \"items\" is not an array");
+    size_t n = json_array_size(a);
+    pvg_srv_popular_item *it = calloc(n ? n : 1, sizeof *it);
+    if (!it) return pvg_error_set(err, PVG_ERR_NOMEM, "cached release: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(a, i);
+        const char *id = json_string_value(json_array_get(e, 0));
+        json_t *t = json_array_get(e, 2), *pr = json_array_get(e, 3);
+        if (!id || !json_is_integer(json_array_get(e, 1)) ||
+            !json_is_integer(json_array_get(e, 4))) {
+            popular_items_free(it, i);
+            return pvg_error_set(err, PVG_ERR_CORRUPT, "cached release: items[%zu] is malformed",
+                                 i);
+        }
+        it[i].ext_id = strdup(id);
+        it[i].title = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
+        it[i].price = json_is_number(pr) ? json_number_value(pr) : -1;
+        it[i].noisy_count = json_integer_value(json_array_get(e, 1));
+        it[i].row_id = json_integer_value(json_array_get(e, 4));
+        if (!it[i].ext_id) {
+            popular_items_free(it, i + 1);
+            return pvg_error_set(err, PVG_ERR_NOMEM, "cached release: out of memory");
+        }
+    }
+    *out = it;
+    *n_out = n;
     return PVG_OK;
 }
 
-/* Releases (or reuses) the popular list of this model build: top-k items
- * by distinct-user counts, chosen by k rounds of the exponential mechanism
- * (pvg_dp_top_k; a shopper changes every count by at most 1, so the
- * utility sensitivity is 1), charged once to the ledger. */
-static pvg_status popular_release(pvg_server *srv, pvg_store *s, pvg_srv_model *m,
-                                  pvg_srv_popular *p, pvg_error *err)
+/* The cached form of a popular list: {"format": "privguide-server-popular/1",
+ * "mechanism", "epsilon", "delta", "items": [...]} (all DP or catalog data). */
+static char *popular_to_body(const pvg_srv_popular *p)
 {
-    const unsigned char *fp = pvg_model_fingerprint(m->model);
-    size_t n_items = pvg_model_n_items(m->model);
-    size_t k = (size_t)srv->opt.popular_k;
-    if (k > n_items) k = n_items;
-    double eps = srv->opt.popular_epsilon;
-    pvg_backend *b = pvg_store_backend(s);
-    char *stored = NULL;
-    int64_t stored_id = 0;
-    pvg_status st = b->ops->release_get(b, fp, 32, srv->dataset, (int64_t)k, eps, &stored, &stored_id, err);
-    if (st == PVG_OK) {
-        st = popular_from_json(m, p, stored, err);
-        free(stored);
-        p->release_id = stored_id;
-        p->epsilon = eps;
-        snprintf(p->mechanism, sizeof p->mechanism, "%s", MECHANISM);
-        return st;
-    }
-    if (st != PVG_ERR_NOT_FOUND) return st;
-    pvg_error_clear(err);
-    if (k == 0) return pvg_error_set(err, PVG_ERR_INVALID, "the model has no items");
+    json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:o}", "format", "privguide-server-popular/1",
+                          "mechanism", p->mechanism, "epsilon", p->epsilon, "delta", p->delta,
+                          "items", items_to_json(p->items, p->n));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
 
-    /* utilities: distinct-user counts of every item */
-    pvg_scored_item *all = calloc(n_items, sizeof *all);
-    int64_t *u = calloc(n_items, sizeof *u);
-    size_t *pick = calloc(k, sizeof *pick);
-    if (!all || !u || !pick) {
-        free(all);
-        free(u);
-        free(pick);
+/* Parses a cached popular list and maps it onto model m (the fallback of
+ * non-personalised recommendations). */
+static pvg_status popular_from_body(pvg_srv_model *m, const char *body, pvg_srv_popular **out,
+                                    pvg_error *err)
+{
+    *out = NULL;
+    json_t *o = json_loads(body, 0, NULL);
+    const char *mech = json_string_value(json_object_get(o, "mechanism"));
+    if (!json_is_object(o) || !mech || !json_is_number(json_object_get(o, "epsilon"))) {
+        json_decref(o);
+        return pvg_error_set(err, PVG_ERR_CORRUPT, "cached popular release is malformed");
+    }
+    pvg_srv_popular *p = calloc(1, sizeof *p);
+    if (!p) {
+        json_decref(o);
         return pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
     }
-    size_t got = 0;
-    st = pvg_model_popular(m->model, n_items, all, &got, err);
+    snprintf(p->mechanism, sizeof p->mechanism, "%s", mech);
+    p->epsilon = json_number_value(json_object_get(o, "epsilon"));
+    p->delta = json_number_value(json_object_get(o, "delta"));
+    pvg_status st = items_from_json(json_object_get(o, "items"), &p->items, &p->n, err);
+    json_decref(o);
     if (st == PVG_OK) {
-        for (size_t i = 0; i < got; i++)
-            if (all[i].item_index >= 0 && (size_t)all[i].item_index < n_items)
-                u[all[i].item_index] = (int64_t)(all[i].score + 0.5f);
-        pvg_rng *rng = srv->opt.allow_insecure_rng
-                           ? pvg_rng_new_INSECURE_deterministic_for_tests(srv->opt.insecure_seed)
-                           : pvg_rng_new_secure();
-        if (!rng) st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: no random generator");
-        else {
-            st = pvg_dp_top_k(rng, u, n_items, k, 1, eps, srv->opt.allow_insecure_rng, pick, err);
-        }
-        pvg_rng_free(rng);
+        p->item_index = calloc(p->n ? p->n : 1, sizeof *p->item_index);
+        if (!p->item_index) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
-    free(all);
-    free(u);
-    json_t *ids = st == PVG_OK ? json_array() : NULL;
-    if (st == PVG_OK) {
-        for (size_t i = 0; i < k; i++)
-            json_array_append_new(ids, json_string(pvg_model_item_id(m->model, (int64_t)pick[i])));
+    if (st != PVG_OK) {
+        popular_free(p);
+        return st;
     }
-    free(pick);
-    if (st != PVG_OK) return st;
-    char *text = json_dumps(ids, JSON_COMPACT);
-    json_decref(ids);
-    if (!text) return pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
+    for (size_t i = 0; i < p->n; i++) {
+        int64_t ix = pvg_model_item_index(m->model, p->items[i].ext_id);
+        if (ix >= 0) p->item_index[p->n_fallback++] = ix;
+    }
+    *out = p;
+    return PVG_OK;
+}
 
-    char what[160], fph[17];
-    sodium_bin2hex(fph, sizeof fph, fp, 8);
-    snprintf(what, sizeof what, "popular items top-%zu of model build %s", k, fph);
-    int64_t release_id = 0;
-    st = pvg_ledger_charge(s, srv->dataset, what, MECHANISM, eps, 0.0, &release_id, err);
-    if (st == PVG_OK) {
-        (void)b->ops->release_put(b, fp, 32, srv->dataset, (int64_t)k, eps, MECHANISM, release_id, text,
-                                  pvg_store_now(s), NULL);
-        /* the release is charged; failing to remember it costs budget later, not privacy */
-        char detail[256];
-        snprintf(detail, sizeof detail, "%s; dataset %s; epsilon %g; release %lld", what,
-                 srv->dataset, eps, (long long)release_id);
-        pvg_audit_record ar = {0, "server", "dp_release", "", detail};
-        pvg_status ast = pvg_audit_append(s, &ar, NULL, NULL);
-        if (ast == PVG_OK) atomic_fetch_add(&srv->metrics.audit_entries, 1);
-        else atomic_fetch_add(&srv->metrics.audit_failures, 1);
-        st = popular_from_json(m, p, text, err);
-        p->release_id = release_id;
-        p->epsilon = eps;
-        snprintf(p->mechanism, sizeof p->mechanism, "%s", MECHANISM);
+/* Cached form of similar items: {"format": "privguide-server-similar/1",
+ * "cooc": <pvg_dp_cooc_to_json>, "items": [...] (the domain's catalog data)}. */
+static pvg_status similar_to_body(const pvg_srv_similar *x, char **out, pvg_error *err)
+{
+    *out = NULL;
+    char *cj = NULL;
+    pvg_status st = pvg_dp_cooc_to_json(x->rel, &cj, err);
+    if (st != PVG_OK) return st;
+    json_t *c = json_loads(cj, 0, NULL);
+    free(cj);
+    json_t *o = c ? json_pack("{s:s, s:o, s:o}", "format", "privguide-server-similar/1", "cooc", c,
+                              "items", items_to_json(x->items, x->n))
+                  : NULL;
+    *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return *out ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "similar release: out of memory");
+}
+
+static pvg_status similar_from_body(const char *body, pvg_srv_similar **out, pvg_error *err)
+{
+    *out = NULL;
+    json_t *o = json_loads(body, 0, NULL);
+    json_t *c = json_object_get(o, "cooc");
+    char *cj = json_is_object(c) ? json_dumps(c, JSON_COMPACT) : NULL;
+    if (!cj) {
+        json_decref(o);
+        return pvg_error_set(err, PVG_ERR_CORRUPT, "cached similar release is malformed");
     }
-    free(text);
+    pvg_srv_similar *x = calloc(1, sizeof *x);
+    pvg_status st = x ? pvg_dp_cooc_from_json(cj, &x->rel, err)
+                      : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    free(cj);
+    if (st == PVG_OK) st = items_from_json(json_object_get(o, "items"), &x->items, &x->n, err);
+    json_decref(o);
+    if (st != PVG_OK) {
+        similar_free(x);
+        return st;
+    }
+    *out = x;
+    return PVG_OK;
+}
+
+/* ---- the public domain and the gated read ---- */
+
+typedef struct domain {
+    size_t n;
+    pvg_srv_popular_item *items; /* catalog items in row-id order (strings borrowed from here) */
+} domain;
+
+static int domain_item(void *ctx, const pvg_item *it)
+{
+    domain *d = ctx;
+    if (!it->catalog) return 0; /* an event's stub: not public */
+    if ((d->n & (d->n - 1)) == 0) { /* grow at powers of two */
+        pvg_srv_popular_item *ni = realloc(d->items, (d->n ? 2 * d->n : 1) * sizeof *ni);
+        if (!ni) return 1;
+        d->items = ni;
+    }
+    pvg_srv_popular_item *e = &d->items[d->n];
+    memset(e, 0, sizeof *e);
+    e->ext_id = strdup(it->ext_id);
+    e->title = it->title ? strdup(it->title) : NULL;
+    e->price = it->price;
+    e->row_id = it->id;
+    e->noisy_count = -1;
+    d->n++;
+    return !e->ext_id || (it->title && !e->title);
+}
+
+static long domain_find(const domain *d, int64_t row_id)
+{
+    size_t lo = 0, hi = d->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->items[mid].row_id < row_id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < d->n && d->items[lo].row_id == row_id ? (long)lo : -1;
+}
+
+/* Every consenting shopper's distinct purchased catalog items (row ids), in
+ * one flat array with offsets. */
+typedef struct baskets {
+    const domain *d;
+    int64_t *ids;
+    size_t n_ids, cap;
+    size_t *off; /* shopper u: ids[off[u] .. off[u+1]) */
+    size_t n_users, off_cap;
+    long long *stamp; /* per domain item: the last shopper that bought it */
+    int oom;
+} baskets;
+
+static int basket_user(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_t n)
+{
+    (void)u;
+    baskets *b = ctx;
+    if (b->n_users + 2 > b->off_cap) {
+        size_t nc = b->off_cap ? 2 * b->off_cap : 1024;
+        size_t *no = realloc(b->off, nc * sizeof *no);
+        if (!no) return b->oom = 1;
+        b->off = no;
+        b->off_cap = nc;
+    }
+    if (b->n_users == 0) b->off[0] = 0;
+    long long me = (long long)b->n_users + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].type != PVG_EVENT_PURCHASE || ev[i].item_id <= 0) continue;
+        long j = domain_find(b->d, ev[i].item_id);
+        if (j < 0 || b->stamp[j] == me) continue;
+        b->stamp[j] = me;
+        if (b->n_ids == b->cap) {
+            size_t nc = b->cap ? 2 * b->cap : 4096;
+            int64_t *ni = realloc(b->ids, nc * sizeof *ni);
+            if (!ni) return b->oom = 1;
+            b->ids = ni;
+            b->cap = nc;
+        }
+        b->ids[b->n_ids++] = ev[i].item_id;
+    }
+    b->off[++b->n_users] = b->n_ids;
+    return 0;
+}
+
+static void baskets_free(baskets *b)
+{
+    free(b->ids);
+    free(b->off);
+    free(b->stamp);
+}
+
+/* The store's budget may take (eps, delta) under purpose `pp`: 1 yes, 0 no
+ * (reason in err). Checked before any data is read; the charge itself
+ * decides again under the ledger's lock. */
+static int budget_allows(pvg_store *s, pvg_ledger_purpose pp, double eps, double delta,
+                         pvg_error *err)
+{
+    pvg_ledger_state ls;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_ledger_state_get(s, &ls, &e);
+    if (st != PVG_OK) {
+        pvg_error_set(err, st, "ledger: %s", e.text);
+        return 0;
+    }
+    const char *name = pvg_ledger_purpose_name(pp);
+    if (!ls.has_total) {
+        pvg_error_set(err, PVG_ERR_BUDGET,
+                      "no privacy budget is set for the store (privguide budget set)");
+        return 0;
+    }
+    const double slack = 1 + 1e-9;
+    const pvg_ledger_account *a = &ls.purposes[pp];
+    if (ls.spent_epsilon + eps > ls.total_epsilon * slack ||
+        ls.spent_delta + delta > ls.total_delta * slack ||
+        (a->has_cap && (a->spent_epsilon + eps > a->cap_epsilon * slack ||
+                        a->spent_delta + delta > a->cap_delta * slack))) {
+        pvg_error_set(err, PVG_ERR_BUDGET,
+                      "the privacy budget is spent for %s (store: epsilon %g of %g used; "
+                      "%s: %g used%s; %g needed)",
+                      name, ls.spent_epsilon, ls.total_epsilon, name, a->spent_epsilon,
+                      a->has_cap ? " of its cap" : "", eps);
+        return 0;
+    }
+    return 1;
+}
+
+static void audit_release(pvg_server *srv, pvg_store *s, const char *what, const char *label,
+                          double eps, double delta, int64_t release_id)
+{
+    char detail[320];
+    snprintf(detail, sizeof detail, "%s; purpose %s; epsilon %g; delta %g; release %lld", what,
+             label, eps, delta, (long long)release_id);
+    pvg_audit_record ar = {0, "server", "dp_release", "", detail};
+    /* the request threads' audit writer appends on another connection: a
+     * contended append is tried again */
+    pvg_status ast = PVG_ERR_BUSY;
+    for (int tries = 0; ast != PVG_OK && tries < 5; tries++)
+        ast = pvg_audit_append(s, &ar, NULL, NULL);
+    if (ast == PVG_OK) atomic_fetch_add(&srv->metrics.audit_entries, 1);
+    else atomic_fetch_add(&srv->metrics.audit_failures, 1);
+}
+
+typedef struct release_job {
+    pvg_server *srv;
+    pvg_store *s;
+    pvg_srv_model *m;
+    const unsigned char *fp;
+    char fph[17];
+    pvg_rng *rng;
+    domain d;
+    baskets b;
+    int read; /* the gated read is done */
+} release_job;
+
+static pvg_status job_read(release_job *j, pvg_error *err)
+{
+    if (j->read) return PVG_OK;
+    pvg_status st = pvg_store_items_foreach(j->s, domain_item, &j->d, err);
+    if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "catalog: out of memory");
+    if (st != PVG_OK) return st;
+    if (j->d.n == 0)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "the store has no catalog items (import the catalog first): no "
+                             "public domain to release a popular list over");
+    j->b.d = &j->d;
+    j->b.stamp = calloc(j->d.n, sizeof *j->b.stamp);
+    if (!j->b.stamp) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    pvg_access g;
+    pvg_access_init(&g, j->s, "server");
+    st = pvg_access_foreach_user(&g, PVG_PURPOSE_DP_RELEASE, basket_user, &j->b, err);
+    if (j->b.oom) st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
+    if (st == PVG_OK) j->read = 1;
     return st;
 }
 
-/* Tries to release the popular list of m and publishes it; records the
- * reason when it cannot (no budget, budget spent, ...). */
+static pvg_status popular_make(release_job *j, size_t k, double eps, pvg_srv_popular **out,
+                               pvg_error *err)
+{
+    *out = NULL;
+    pvg_server *srv = j->srv;
+    if (!budget_allows(j->s, PVG_LEDGER_POPULAR_LIST, eps, POPULAR_DELTA, err)) return PVG_ERR_BUDGET;
+    pvg_status st = job_read(j, err);
+    if (st != PVG_OK) return st;
+    int64_t *ids = malloc(j->d.n * sizeof *ids);
+    if (!ids) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < j->d.n; i++) ids[i] = j->d.items[i].row_id;
+    pvg_dp_item_counts *c = NULL;
+    st = pvg_dp_item_counts_new(ids, j->d.n, pvg_dp_popular_default_m(PVG_DP_RELEASE_DEFAULT), &c,
+                                err);
+    free(ids);
+    for (size_t u = 0; st == PVG_OK && u < j->b.n_users; u++)
+        st = pvg_dp_item_counts_add_user(c, j->rng, j->b.ids + j->b.off[u],
+                                         j->b.off[u + 1] - j->b.off[u], err);
+    pvg_dp_popular_params pp;
+    pvg_dp_popular_params_init(&pp);
+    pp.epsilon = eps;
+    pp.delta = POPULAR_DELTA;
+    pp.k = k < j->d.n ? k : j->d.n;
+    pp.allow_insecure_rng = srv->opt.allow_insecure_rng;
+    pvg_dp_popular *rel = NULL;
+    if (st == PVG_OK) st = pvg_dp_popular_release(c, j->rng, &pp, &rel, err);
+    pvg_dp_item_counts_free(c);
+    if (st != PVG_OK) return st;
+    /* charged before anything is kept or shown */
+    char what[160];
+    snprintf(what, sizeof what, "popular list top-%zu of model build %s", pp.k, j->fph);
+    int64_t release_id = 0;
+    st = pvg_ledger_charge(j->s, LEDGER_POPULAR, what, rel->info.mechanism, rel->info.epsilon,
+                           rel->info.delta, &release_id, err);
+    pvg_srv_popular *p = st == PVG_OK ? calloc(1, sizeof *p) : NULL;
+    if (st == PVG_OK && (!p || !(p->items = calloc(rel->n ? rel->n : 1, sizeof *p->items)) ||
+                         !(p->item_index = calloc(rel->n ? rel->n : 1, sizeof *p->item_index))))
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
+    if (st == PVG_OK) {
+        audit_release(srv, j->s, what, LEDGER_POPULAR, rel->info.epsilon, rel->info.delta,
+                      release_id);
+        snprintf(p->mechanism, sizeof p->mechanism, "%s", rel->info.mechanism);
+        p->epsilon = rel->info.epsilon;
+        p->delta = rel->info.delta;
+        p->release_id = release_id;
+        p->released_at = pvg_store_now(j->s);
+        for (size_t i = 0; i < rel->n; i++) {
+            const pvg_srv_popular_item *src = &j->d.items[domain_find(&j->d, rel->items[i].item)];
+            pvg_srv_popular_item *e = &p->items[p->n++];
+            e->ext_id = strdup(src->ext_id);
+            e->title = src->title ? strdup(src->title) : NULL;
+            e->price = src->price;
+            e->row_id = src->row_id;
+            e->noisy_count = rel->items[i].noisy_count;
+            if (!e->ext_id || (src->title && !e->title)) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "popular release: out of memory");
+                break;
+            }
+            int64_t ix = pvg_model_item_index(j->m->model, e->ext_id);
+            if (ix >= 0) p->item_index[p->n_fallback++] = ix;
+        }
+    }
+    pvg_dp_popular_free(rel);
+    if (st != PVG_OK) {
+        popular_free(p);
+        return st;
+    }
+    *out = p;
+    return PVG_OK;
+}
+
+static pvg_status similar_make(release_job *j, const pvg_srv_popular *pop, double eps,
+                               pvg_srv_similar **out, pvg_error *err)
+{
+    *out = NULL;
+    if (pop->n < 2)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "the popular list has fewer than two items: no domain for similar "
+                             "items");
+    if (!budget_allows(j->s, PVG_LEDGER_SIMILAR_ITEMS, eps, SIMILAR_DELTA, err)) return PVG_ERR_BUDGET;
+    pvg_status st = job_read(j, err);
+    if (st != PVG_OK) return st;
+    pvg_srv_similar *x = calloc(1, sizeof *x);
+    int64_t *ids = calloc(pop->n, sizeof *ids);
+    if (!x || !ids || !(x->items = calloc(pop->n, sizeof *x->items))) {
+        free(ids);
+        similar_free(x);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "similar release: out of memory");
+    }
+    for (size_t i = 0; i < pop->n; i++) {
+        ids[i] = pop->items[i].row_id;
+        pvg_srv_popular_item *e = &x->items[x->n++];
+        *e = pop->items[i];
+        e->ext_id = strdup(pop->items[i].ext_id);
+        e->title = pop->items[i].title ? strdup(pop->items[i].title) : NULL;
+        if (!e->ext_id || (pop->items[i].title && !e->title))
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "similar release: out of memory");
+    }
+    pvg_dp_cooc_counts *c = NULL;
+    if (st == PVG_OK) st = pvg_dp_cooc_counts_new(ids, pop->n, PVG_DP_COOC_DEFAULT_M, &c, err);
+    free(ids);
+    for (size_t u = 0; st == PVG_OK && u < j->b.n_users; u++)
+        st = pvg_dp_cooc_counts_add_user(c, j->rng, j->b.ids + j->b.off[u],
+                                         j->b.off[u + 1] - j->b.off[u], err);
+    pvg_dp_cooc_params cp;
+    pvg_dp_cooc_params_init(&cp);
+    cp.epsilon = eps;
+    cp.delta = SIMILAR_DELTA;
+    cp.k = pop->n - 1 < SIMILAR_K ? pop->n - 1 : SIMILAR_K;
+    cp.allow_insecure_rng = j->srv->opt.allow_insecure_rng;
+    if (st == PVG_OK) st = pvg_dp_cooc_release(c, j->rng, &cp, &x->rel, err);
+    pvg_dp_cooc_counts_free(c);
+    char what[160];
+    snprintf(what, sizeof what, "similar items over the popular top-%zu of model build %s", pop->n,
+             j->fph);
+    if (st == PVG_OK)
+        st = pvg_ledger_charge(j->s, LEDGER_SIMILAR, what, x->rel->info.mechanism,
+                               x->rel->info.epsilon, x->rel->info.delta, &x->release_id, err);
+    if (st != PVG_OK) {
+        similar_free(x);
+        return st;
+    }
+    audit_release(j->srv, j->s, what, LEDGER_SIMILAR, x->rel->info.epsilon, x->rel->info.delta,
+                  x->release_id);
+    x->released_at = pvg_store_now(j->s);
+    *out = x;
+    return PVG_OK;
+}
+
+/* The last cached release of `kind` (of any model build), or NULL. */
+static char *cache_latest(pvg_server *srv, pvg_backend *b, const char *kind, int64_t *release_id,
+                          int64_t *created_at)
+{
+    char *body = NULL;
+    if (b->ops->release_cache_latest(b, kind, srv->dataset, &body, release_id, created_at, NULL) !=
+        PVG_OK)
+        return NULL;
+    return body;
+}
+
+/* Publishes the popular list and similar items of m: this build's cached
+ * releases, else new ones (charged), else the last earlier ones (stale);
+ * records why when there is no fresh one. */
 static void popular_try(pvg_server *srv, pvg_srv_model *m)
 {
-    pvg_error perr;
+    pvg_store *s = srv->reload_store;
+    /* the release cache (DP releases only, public once released) */
+    pvg_backend *b = pvg_store_backend(s);
+    release_job j;
+    memset(&j, 0, sizeof j);
+    j.srv = srv;
+    j.s = s;
+    j.m = m;
+    j.fp = pvg_model_fingerprint(m->model);
+    sodium_bin2hex(j.fph, sizeof j.fph, j.fp, 8);
+    double eps = srv->opt.popular_epsilon;
+    size_t k = (size_t)srv->opt.popular_k;
+    char pparams[128], sparams[128];
+    snprintf(pparams, sizeof pparams, "k=%zu eps=%.17g delta=%.17g mech=default", k, eps,
+             POPULAR_DELTA);
+    pvg_error perr, serr;
     pvg_error_clear(&perr);
-    pvg_srv_popular *p = calloc(1, sizeof *p);
-    pvg_status st = p ? popular_release(srv, srv->reload_store, m, p, &perr) : PVG_ERR_NOMEM;
+    pvg_error_clear(&serr);
+    pvg_srv_popular *pop = atomic_load(&m->popular);
+    pvg_srv_similar *sim = atomic_load(&m->similar);
+    pvg_srv_popular *newpop = NULL;
+    pvg_srv_similar *newsim = NULL;
+    pvg_status pst = PVG_OK, sst = PVG_OK;
+
+    if (!pop || pop->stale) {
+        char *body = NULL;
+        int64_t rid = 0, at = 0;
+        pst = b->ops->release_cache_get(b, "popular", j.fp, 32, srv->dataset, pparams, &body, &rid,
+                                        &at, &perr);
+        if (pst == PVG_OK) {
+            pst = popular_from_body(m, body, &newpop, &perr);
+            if (newpop) {
+                newpop->release_id = rid;
+                newpop->released_at = at;
+            }
+        } else if (pst == PVG_ERR_NOT_FOUND) {
+            pvg_error_clear(&perr);
+            j.rng = srv->opt.allow_insecure_rng
+                        ? pvg_rng_new_INSECURE_deterministic_for_tests(srv->opt.insecure_seed)
+                        : pvg_rng_new_secure();
+            pst = j.rng ? popular_make(&j, k, eps, &newpop, &perr)
+                        : pvg_error_set(&perr, PVG_ERR_NOMEM, "no random generator");
+            if (pst == PVG_OK) {
+                char *text = popular_to_body(newpop);
+                /* charged already; failing to remember it costs budget later, not privacy */
+                if (text)
+                    (void)b->ops->release_cache_put(b, "popular", j.fp, 32, srv->dataset, pparams,
+                                                    newpop->mechanism, newpop->release_id, text,
+                                                    newpop->released_at, NULL);
+                free(text);
+            }
+        }
+        free(body);
+    }
+    const pvg_srv_popular *dom = newpop ? newpop : (pop && !pop->stale ? pop : NULL);
+    if (dom && (!sim || sim->stale)) {
+        snprintf(sparams, sizeof sparams, "popular=%lld eps=%.17g delta=%.17g k=%d m=%d",
+                 (long long)dom->release_id, eps, SIMILAR_DELTA, SIMILAR_K,
+                 (int)PVG_DP_COOC_DEFAULT_M);
+        char *body = NULL;
+        int64_t rid = 0, at = 0;
+        sst = b->ops->release_cache_get(b, "similar", j.fp, 32, srv->dataset, sparams, &body, &rid,
+                                        &at, &serr);
+        if (sst == PVG_OK) {
+            sst = similar_from_body(body, &newsim, &serr);
+            if (newsim) {
+                newsim->release_id = rid;
+                newsim->released_at = at;
+            }
+        } else if (sst == PVG_ERR_NOT_FOUND) {
+            pvg_error_clear(&serr);
+            if (!j.rng)
+                j.rng = srv->opt.allow_insecure_rng
+                            ? pvg_rng_new_INSECURE_deterministic_for_tests(srv->opt.insecure_seed)
+                            : pvg_rng_new_secure();
+            sst = j.rng ? similar_make(&j, dom, eps, &newsim, &serr)
+                        : pvg_error_set(&serr, PVG_ERR_NOMEM, "no random generator");
+            if (sst == PVG_OK) {
+                char *text = NULL;
+                if (similar_to_body(newsim, &text, NULL) == PVG_OK)
+                    (void)b->ops->release_cache_put(b, "similar", j.fp, 32, srv->dataset, sparams,
+                                                    newsim->rel->info.mechanism,
+                                                    newsim->release_id, text, newsim->released_at,
+                                                    NULL);
+                free(text);
+            }
+        }
+        free(body);
+    } else if (!dom && (!sim || sim->stale)) {
+        sst = PVG_ERR_STATE;
+        pvg_error_set(&serr, PVG_ERR_STATE, "no fresh popular list to take the domain from (%s)",
+                      perr.text[0] ? perr.text : "not released yet");
+    }
+    pvg_rng_free(j.rng);
+    baskets_free(&j.b);
+    popular_items_free(j.d.items, j.d.n);
+
+    /* nothing fresh: the last earlier release, public already */
+    if (!newpop && !pop) {
+        int64_t rid = 0, at = 0;
+        char *body = cache_latest(srv, b, "popular", &rid, &at);
+        if (body && popular_from_body(m, body, &newpop, NULL) == PVG_OK) {
+            newpop->release_id = rid;
+            newpop->released_at = at;
+            newpop->stale = 1;
+        }
+        free(body);
+    }
+    if (!newsim && !sim) {
+        int64_t rid = 0, at = 0;
+        char *body = cache_latest(srv, b, "similar", &rid, &at);
+        if (body && similar_from_body(body, &newsim, NULL) == PVG_OK) {
+            newsim->release_id = rid;
+            newsim->released_at = at;
+            newsim->stale = 1;
+        }
+        free(body);
+    }
+
     pthread_mutex_lock(&m->popular_mu);
     m->popular_tried = pvg_srv_now();
-    if (st == PVG_OK) {
-        atomic_store(&m->popular, p);
-        m->popular_error[0] = 0;
-    } else {
+    if (newpop) {
+        /* the one it replaces (stale) may be in use by a request: kept until the model goes */
+        pvg_srv_popular *old = atomic_exchange(&m->popular, newpop);
+        if (old) newpop->retired = old; /* freed with the model */
+    }
+    if (newsim) {
+        pvg_srv_similar *old = atomic_exchange(&m->similar, newsim);
+        if (old) newsim->retired = old;
+    }
+    if (pst != PVG_OK)
         snprintf(m->popular_error, sizeof m->popular_error, "%s",
-                 perr.text[0] ? perr.text : pvg_strerror(st));
-    }
+                 perr.text[0] ? perr.text : pvg_strerror(pst));
+    else if (newpop && !newpop->stale)
+        m->popular_error[0] = 0;
+    if (sst != PVG_OK)
+        snprintf(m->similar_error, sizeof m->similar_error, "%s",
+                 serr.text[0] ? serr.text : pvg_strerror(sst));
+    else if (newsim && !newsim->stale)
+        m->similar_error[0] = 0;
     pthread_mutex_unlock(&m->popular_mu);
-    if (st != PVG_OK && p) {
-        free(p->item_index);
-        free(p->noisy_count);
-        free(p);
-    }
+}
+
+/* 1 when m lacks a fresh popular list or similar items (a retry is due). */
+static int releases_missing(pvg_srv_model *m)
+{
+    pvg_srv_popular *p = atomic_load(&m->popular);
+    pvg_srv_similar *x = atomic_load(&m->similar);
+    return !p || p->stale || !x || x->stale;
 }
 
 void pvg_srv_model_popular_error(pvg_srv_model *m, char *buf, size_t len)
 {
     pthread_mutex_lock(&m->popular_mu);
     snprintf(buf, len, "%s", m->popular_error[0] ? m->popular_error : "not released yet");
+    pthread_mutex_unlock(&m->popular_mu);
+}
+
+void pvg_srv_model_similar_error(pvg_srv_model *m, char *buf, size_t len)
+{
+    pthread_mutex_lock(&m->popular_mu);
+    snprintf(buf, len, "%s", m->similar_error[0] ? m->similar_error : "not released yet");
     pthread_mutex_unlock(&m->popular_mu);
 }
 
@@ -456,6 +987,7 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     }
     atomic_init(&m->refs, 1);
     atomic_init(&m->popular, NULL);
+    atomic_init(&m->similar, NULL);
     pthread_mutex_init(&m->popular_mu, NULL);
     m->dev = sb.st_dev;
     m->ino = sb.st_ino;
@@ -520,7 +1052,7 @@ static void *reload_main(void *arg)
         /* a model without its popular list (e.g. no budget yet) retries every ten
          * reload periods (10 s by default) */
         pvg_srv_model *m = pvg_srv_model_acquire(srv);
-        if (m && !atomic_load(&m->popular)) {
+        if (m && releases_missing(m)) {
             pthread_mutex_lock(&m->popular_mu);
             int due = pvg_srv_now() - m->popular_tried >= srv->opt.reload_ms * 10 / 1000.0;
             pthread_mutex_unlock(&m->popular_mu);

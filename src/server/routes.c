@@ -48,10 +48,9 @@ static const pvg_srv_route ROUTES[] = {
     {"GET", "/v1/stats", OPS, h_stats, "catalog size, budget, model; exact figures for admins"},
     {"POST", "/v1/events", PVG_SRV_ADMIN | PVG_SRV_USER, h_events, "record a batch of events"},
     {"GET", "/v1/users/{id}/recommendations", OWN, h_recommend, "recommendations for a user"},
-    /* similar items come from the (non-DP) model: the operator's own service to
-     * shoppers, not an analyst's aggregate */
-    {"GET", "/v1/items/{id}/similar", PVG_SRV_ADMIN | PVG_SRV_USER, h_similar,
-     "items similar to an item"},
+    /* similar items: shoppers and analysts get the DP co-occurrence release,
+     * the operator (admin key) the non-DP model */
+    {"GET", "/v1/items/{id}/similar", ANYONE, h_similar, "items similar to an item"},
     {"GET", "/v1/items/popular", ANYONE, h_popular, "the DP popular list"},
     {"GET", "/v1/users/{id}/data", OWN, h_export, "export everything held about a user"},
     {"DELETE", "/v1/users/{id}", OWN, h_delete, "erase a user (crypto-shredding)"},
@@ -459,22 +458,50 @@ static void h_events(pvg_srv_req *r)
 
 /* ---- recommendations and items ---- */
 
-static void popular_answer(pvg_srv_req *r, pvg_srv_model *m, const pvg_srv_popular *p, size_t k,
-                           json_t *o)
+static json_t *release_json(pvg_srv_req *r, const char *mechanism, double eps, double delta,
+                            int64_t release_id, int64_t released_at, int stale)
+{
+    int64_t age = (int64_t)time(NULL) - released_at;
+    return json_pack("{s:s, s:f, s:f, s:s, s:I, s:I, s:I, s:b}", "dataset", r->srv->dataset,
+                     "epsilon", eps, "delta", delta, "mechanism", mechanism, "release_id",
+                     (json_int_t)release_id, "released_at", (json_int_t)released_at, "age_s",
+                     (json_int_t)(age > 0 ? age : 0), "stale", stale);
+}
+
+static json_t *popular_item_json(const pvg_srv_popular_item *it, double score)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "item", json_string(it->ext_id));
+    json_object_set_new(o, "title", it->title ? json_string(it->title) : json_null());
+    json_object_set_new(o, "price", it->price >= 0 ? json_real(it->price) : json_null());
+    json_object_set_new(o, "score", json_real(isfinite(score) ? score : 0.0));
+    return o;
+}
+
+/* The DP popular list (catalog items only), with its release and age: a
+ * stale list is the last earlier release, served because this model
+ * build's could not be made (e.g. no budget left). */
+static void popular_answer(pvg_srv_req *r, const pvg_srv_popular *p, size_t k, json_t *o)
 {
     json_t *items = json_array();
     size_t n = p->n < k ? p->n : k;
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(items,
-                              item_json(m, p->item_index[i], (double)(p->n - i) / (double)p->n));
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = popular_item_json(&p->items[i], (double)(p->n - i) / (double)p->n);
+        json_object_set_new(it, "noisy_count", p->items[i].noisy_count >= 0
+                                                   ? json_integer(p->items[i].noisy_count)
+                                                   : json_null());
+        json_array_append_new(items, it);
+    }
     json_object_set_new(o, "items", items);
-    json_object_set_new(o, "release",
-                        json_pack("{s:s, s:f, s:s, s:I}", "dataset", r->srv->dataset, "epsilon",
-                                  p->epsilon, "mechanism", p->mechanism, "release_id",
-                                  (json_int_t)p->release_id));
+    json_t *rel = release_json(r, p->mechanism, p->epsilon, p->delta, p->release_id,
+                               p->released_at, p->stale);
+    json_object_set_new(o, "released_at", json_incref(json_object_get(rel, "released_at")));
+    json_object_set_new(o, "age_s", json_incref(json_object_get(rel, "age_s")));
+    json_object_set_new(o, "release", rel);
 }
 
-/* The model's popular list, or NULL with a 503 naming why there is none. */
+/* The model's popular list (fresh or the last earlier release), or NULL
+ * with a 503 saying plainly that no public list exists yet, and why. */
 static const pvg_srv_popular *need_popular(pvg_srv_req *r, pvg_srv_model *m)
 {
     const pvg_srv_popular *p = atomic_load(&m->popular);
@@ -482,7 +509,8 @@ static const pvg_srv_popular *need_popular(pvg_srv_req *r, pvg_srv_model *m)
         char why[PVG_ERROR_TEXT_LEN + 8];
         pvg_srv_model_popular_error(m, why, sizeof why);
         pvg_srv_reply_error(r, 503, "no_popular_list",
-                            "no DP popular list for this model build: %s", why);
+                            "no public popular list exists yet (none was ever released): %s",
+                            why);
     }
     return p;
 }
@@ -526,8 +554,8 @@ static void h_recommend(pvg_srv_req *r)
     rq.model = m->model;
     rq.ext_user = user;
     rq.k = k;
-    rq.fallback_items = pop ? pop->item_index : no_items;
-    rq.n_fallback = pop ? pop->n : 0;
+    rq.fallback_items = pop && pop->n_fallback ? pop->item_index : no_items;
+    rq.n_fallback = pop ? pop->n_fallback : 0;
     rq.memo_get = memo_get;
     rq.memo_put = memo_put;
     rq.memo_ctx = &mc;
@@ -574,7 +602,7 @@ static void h_recommend(pvg_srv_req *r)
     } else {
         json_object_set_new(o, "personalized", json_false());
         json_object_set_new(o, "reason", json_string(ans.reason));
-        popular_answer(r, m, pop, k, o);
+        popular_answer(r, pop, k, o);
         atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
@@ -584,21 +612,79 @@ static void h_recommend(pvg_srv_req *r)
     pvg_srv_model_release(m);
 }
 
+/* Similar items for shoppers and analysts: from the DP co-occurrence
+ * release over the popular list's items (the non-DP model would show other
+ * shoppers' baskets: an item with one buyer has that buyer's other items
+ * as its neighbours). */
+static void similar_released(pvg_srv_req *r, pvg_srv_model *m, size_t k)
+{
+    const pvg_srv_similar *x = atomic_load(&m->similar);
+    if (!x) {
+        char why[PVG_ERROR_TEXT_LEN + 8];
+        pvg_srv_model_similar_error(m, why, sizeof why);
+        pvg_srv_reply_error(r, 503, "no_similar_release",
+                            "no public (DP) similar items exist yet: %s", why);
+        return;
+    }
+    int64_t row = 0;
+    for (size_t i = 0; i < x->n; i++)
+        if (strcmp(x->items[i].ext_id, r->params[0]) == 0) row = x->items[i].row_id;
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    const pvg_dp_similar *sim = NULL;
+    size_t n = 0;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_access_similar_released(
+        &g, x->rel, x->release_id, r->params[0], row,
+        r->who.role == PVG_ROLE_USER ? r->who.pseudonym : NULL, &sim, &n, &e);
+    if (st == PVG_ERR_NOT_FOUND && !r->gate_audit_failed) {
+        st = PVG_OK; /* outside the public domain: no public neighbours */
+        n = 0;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_access(r, "similar", st, &e);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n && json_array_size(items) < k; i++) {
+        const pvg_srv_popular_item *it = pvg_srv_similar_item(x, sim[i].item);
+        if (it) json_array_append_new(items, popular_item_json(it, sim[i].score));
+    }
+    json_t *o = json_pack("{s:s, s:o, s:s}", "item", r->params[0], "items", items, "source",
+                          "dp_release");
+    json_t *rel = release_json(r, x->rel->info.mechanism, x->rel->info.epsilon,
+                               x->rel->info.delta, x->release_id, x->released_at, x->stale);
+    json_object_set_new(rel, "max_items_per_user", json_integer(x->rel->info.max_items_per_user));
+    json_object_set_new(rel, "l2_sensitivity", json_real(x->rel->info.l2_sensitivity));
+    json_object_set_new(rel, "noise_scale", json_real(x->rel->info.noise_scale));
+    json_object_set_new(rel, "domain_items", json_integer((json_int_t)x->n));
+    json_object_set_new(o, "release", rel);
+    if (!row)
+        json_object_set_new(o, "note", json_string("only the items of the DP popular list have "
+                                                   "public similar items"));
+    pvg_srv_reply_json(r, 200, o);
+}
+
 static void h_similar(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
     pvg_srv_model *m = need_model(r);
     if (!m) return;
+    if (r->who.role != PVG_ROLE_ADMIN) {
+        similar_released(r, m, k);
+        pvg_srv_model_release(m);
+        return;
+    }
+    /* the operator's own tool: the (non-DP) model */
     pvg_scored_item out[K_MAX];
     size_t n = 0;
     pvg_error e;
     pvg_error_clear(&e);
     pvg_access g;
     pvg_srv_access_init(r, &g);
-    pvg_status st = pvg_access_similar(&g, m->model, r->params[0],
-                                       r->who.role == PVG_ROLE_USER ? r->who.pseudonym : NULL, k,
-                                       out, &n, &e);
+    pvg_status st = pvg_access_similar(&g, m->model, r->params[0], NULL, k, out, &n, &e);
     if (st == PVG_ERR_NOT_FOUND && !r->gate_audit_failed) {
         pvg_srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model", r->params[0]);
     } else if (st == PVG_ERR_UNSUPPORTED) {
@@ -610,7 +696,8 @@ static void h_similar(pvg_srv_req *r)
         json_t *items = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
-        pvg_srv_reply_json(r, 200, json_pack("{s:s, s:o}", "item", r->params[0], "items", items));
+        pvg_srv_reply_json(r, 200, json_pack("{s:s, s:o, s:s}", "item", r->params[0], "items",
+                                             items, "source", "model"));
     }
     pvg_srv_model_release(m);
 }
@@ -624,7 +711,7 @@ static void h_popular(pvg_srv_req *r)
     const pvg_srv_popular *pop = need_popular(r, m);
     if (pop) {
         json_t *o = json_object();
-        popular_answer(r, m, pop, k, o);
+        popular_answer(r, pop, k, o);
         pvg_srv_reply_json(r, 200, o);
     }
     pvg_srv_model_release(m);

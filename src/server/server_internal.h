@@ -100,14 +100,42 @@ typedef struct pvg_srv_catalog_entry {
     double price;
 } pvg_srv_catalog_entry;
 
+/* One entry of a released popular list: catalog data (public) and the
+ * released noisy count (-1 when the mechanism releases none). */
+typedef struct pvg_srv_popular_item {
+    char *ext_id, *title;
+    double price;       /* < 0: unknown */
+    int64_t noisy_count;
+    int64_t row_id;     /* catalog row id (the co-occurrence domain) */
+} pvg_srv_popular_item;
+
+/* A DP popular list as served: released for this model build, or (stale)
+ * the last earlier release when this build's could not be made. Immutable
+ * once published. */
 typedef struct pvg_srv_popular {
     size_t n;
-    int64_t *item_index;      /* model item indices, best first */
-    int64_t *noisy_count;     /* the released noisy counts */
-    double epsilon;
+    pvg_srv_popular_item *items; /* best first */
+    size_t n_fallback;
+    int64_t *item_index;         /* model item indices of the entries in the model, best first */
+    double epsilon, delta;
     int64_t release_id;
+    int64_t released_at;         /* seconds since the epoch */
+    int stale;                   /* 1: an earlier release (this build's could not be made) */
     char mechanism[48];
+    struct pvg_srv_popular *retired; /* the list this one replaced (requests may hold it) */
 } pvg_srv_popular;
+
+/* DP similar items (a co-occurrence release over the popular list's
+ * items), with the catalog data of its domain. Immutable once published. */
+typedef struct pvg_srv_similar {
+    struct pvg_dp_cooc *rel;
+    size_t n;                    /* domain size */
+    pvg_srv_popular_item *items; /* the domain's catalog data, by row_id (any order) */
+    int64_t release_id;
+    int64_t released_at;
+    int stale;
+    struct pvg_srv_similar *retired; /* the release this one replaced */
+} pvg_srv_similar;
 
 typedef struct pvg_srv_cache pvg_srv_cache;
 
@@ -122,15 +150,22 @@ typedef struct pvg_srv_model {
     off_t size;
     pvg_srv_catalog_entry *catalog; /* per model item index */
     _Atomic(pvg_srv_popular *) popular; /* NULL until released; then immutable */
-    pthread_mutex_t popular_mu;          /* guards popular_error, popular_tried */
+    _Atomic(pvg_srv_similar *) similar; /* NULL until released; then immutable */
+    pthread_mutex_t popular_mu;          /* guards popular_error, similar_error, popular_tried */
     char popular_error[PVG_ERROR_TEXT_LEN + 8];
+    char similar_error[PVG_ERROR_TEXT_LEN + 8];
     double popular_tried;
     pvg_srv_cache *cache;
 } pvg_srv_model;
 
 pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv); /* NULL when none; release after */
-/* Why the model has no popular list yet (copied into buf). */
+/* Why the model has no (fresh) popular list yet (copied into buf). */
 void pvg_srv_model_popular_error(pvg_srv_model *m, char *buf, size_t len);
+/* Why the model has no (fresh) DP similar items yet (copied into buf). */
+void pvg_srv_model_similar_error(pvg_srv_model *m, char *buf, size_t len);
+/* The catalog data of a similar release's domain item by row id; NULL when
+ * outside the domain. */
+const pvg_srv_popular_item *pvg_srv_similar_item(const pvg_srv_similar *s, int64_t row_id);
 void pvg_srv_model_release(pvg_srv_model *m);
 
 /* Recommendation cache of one model (user key + k -> items). */

@@ -363,6 +363,25 @@ struct pvg_backend_ops {
      * distinct expiry days among them (compaction decides from them). */
     pvg_status (*chunks_stats_user)(pvg_backend *b, int64_t user_id, long long small_n,
                                     long long *small_chunks, long long *days, pvg_error *err);
+    /* ---- cached DP releases of any kind (popular list, similar items) ---- */
+    /* A release of `kind` ("popular", "similar") for one model build
+     * (fingerprint), dataset and parameter string. body: the release as the
+     * caller serialised it (DP, public once released); *body malloc'd.
+     * release_id / created_at may be NULL. NOT_FOUND. */
+    pvg_status (*release_cache_get)(pvg_backend *b, const char *kind, const unsigned char *fp,
+                                    size_t fp_len, const char *dataset, const char *params,
+                                    char **body, int64_t *release_id, int64_t *created_at,
+                                    pvg_error *err);
+    /* Replaces the entry of (kind, fingerprint, dataset, params). */
+    pvg_status (*release_cache_put)(pvg_backend *b, const char *kind, const unsigned char *fp,
+                                    size_t fp_len, const char *dataset, const char *params,
+                                    const char *mechanism, int64_t release_id, const char *body,
+                                    int64_t created_at, pvg_error *err);
+    /* The newest entry of `kind` for the dataset, whatever the model build
+     * or parameters (created_at, then release_id, largest). NOT_FOUND. */
+    pvg_status (*release_cache_latest)(pvg_backend *b, const char *kind, const char *dataset,
+                                       char **body, int64_t *release_id, int64_t *created_at,
+                                       pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -494,6 +494,11 @@ pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *it, int64_t *id_out,
         long long bad = pvg_utf8_invalid_at(it->attrs_json, strlen(it->attrs_json));
         if (bad >= 0) return pvg_error_set(err, PVG_ERR_INVALID, "item attributes: invalid UTF-8 at byte %lld", bad);
     }
+    /* catalog data from the operator makes a catalog item; a bare id (an
+     * event's stub) does not */
+    pvg_item flagged = *it;
+    flagged.catalog = it->catalog || it->title || it->category || it->price >= 0 || it->attrs_json;
+    it = &flagged;
     int64_t id = 0;
     pvg_status st = PVG_B(s, item_find, it->ext_id, &id, err);
     if (st == PVG_OK) {

@@ -38,7 +38,8 @@
 static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, ext_id TEXT NOT NULL UNIQUE,"
-    "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL);"
+    "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL,"
+    "  catalog INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS items_category ON items(category);"
     USERS_TABLE("users")
     /* A user's events are sealed in chunks (chunk.c). Besides the user's
@@ -127,7 +128,21 @@ static const char MAIN_SCHEMA[] =
     /* The duplicate index: one row per stored event, (user row, keyed
      * record id) and the expiry day of its chunk. docs/store.md. */
     "CREATE TABLE IF NOT EXISTS event_tags(user_id INTEGER NOT NULL, tag BLOB NOT NULL,"
-    "  expires_day INTEGER NOT NULL, PRIMARY KEY(user_id, tag)) WITHOUT ROWID;";
+    "  expires_day INTEGER NOT NULL, PRIMARY KEY(user_id, tag)) WITHOUT ROWID;"
+    /* Cached DP releases of any kind ("popular", "similar"), one per model
+     * build, dataset and parameters; everything in body is DP (public). */
+    "CREATE TABLE IF NOT EXISTS dp_release_cache ("
+    " kind TEXT NOT NULL,"
+    " fingerprint BLOB NOT NULL,"
+    " dataset TEXT NOT NULL,"
+    " params TEXT NOT NULL,"
+    " mechanism TEXT NOT NULL,"
+    " release_id INTEGER NOT NULL,"
+    " body TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, fingerprint, dataset, params));"
+    "CREATE INDEX IF NOT EXISTS dp_release_cache_latest ON dp_release_cache(kind, dataset,"
+    " created_at);";
 
 static const char KS_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS ks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -212,10 +227,13 @@ enum {
     Q_TAGS_DELETE_USER,
     Q_TAGS_EXPIRED_DELETE,
     Q_CHUNKS_STATS_USER,
+    Q_RCACHE_GET,
+    Q_RCACHE_PUT,
+    Q_RCACHE_LATEST,
     Q_COUNT
 };
 
-#define ITEM_COLS "SELECT id, ext_id, title, category, price, attrs FROM items"
+#define ITEM_COLS "SELECT id, ext_id, title, category, price, attrs, catalog FROM items"
 #define USER_COLS                                                                                  \
     "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
 
@@ -266,12 +284,12 @@ static const struct {
                                   " WHERE m.type = 'table' AND c.name = 'user_pseudonym'"},
     [Q_ITEM_FIND] = {DB_MAIN, "SELECT id FROM items WHERE ext_id = ?1"},
     [Q_ITEM_INSERT] = {DB_MAIN,
-                       "INSERT INTO items(ext_id, title, category, price, attrs, updated_at)"
-                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+                       "INSERT INTO items(ext_id, title, category, price, attrs, updated_at, catalog)"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
     [Q_ITEM_UPDATE] =
         {DB_MAIN, "UPDATE items SET title = coalesce(?2, title), category = coalesce(?3, category),"
-                  " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6"
-                  " WHERE id = ?1"},
+                  " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6,"
+                  " catalog = max(catalog, ?7) WHERE id = ?1"},
     [Q_ITEM_BY_EXT] = {DB_MAIN, ITEM_COLS " WHERE ext_id = ?1"},
     [Q_ITEM_BY_ID] = {DB_MAIN, ITEM_COLS " WHERE id = ?1"},
     [Q_ITEMS_ALL] = {DB_MAIN, ITEM_COLS " ORDER BY id"},
@@ -344,6 +362,14 @@ static const struct {
     [Q_TAGS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM event_tags WHERE expires_day <= ?1"},
     [Q_CHUNKS_STATS_USER] = {DB_MAIN, "SELECT count(*), count(DISTINCT expires_day) FROM chunks"
                                       " WHERE user_id = ?1 AND n < ?2"},
+    [Q_RCACHE_GET] = {DB_MAIN, "SELECT body, release_id, created_at FROM dp_release_cache WHERE"
+                               " kind=?1 AND fingerprint=?2 AND dataset=?3 AND params=?4"},
+    [Q_RCACHE_PUT] = {DB_MAIN, "INSERT OR REPLACE INTO dp_release_cache(kind,fingerprint,dataset,"
+                               "params,mechanism,release_id,body,created_at)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"},
+    [Q_RCACHE_LATEST] = {DB_MAIN, "SELECT body, release_id, created_at FROM dp_release_cache"
+                                  " WHERE kind=?1 AND dataset=?2"
+                                  " ORDER BY created_at DESC, release_id DESC LIMIT 1"},
 };
 
 typedef struct sq_backend {
@@ -1075,8 +1101,9 @@ static pvg_status sq_item_find(pvg_backend *b, const char *ext_id, int64_t *id, 
     return PVG_OK;
 }
 
-static void item_binds(const pvg_item *it, int64_t at, bindv v[6])
+static void item_binds(const pvg_item *it, int64_t at, bindv v[7])
 {
+    v[6] = BI(it->catalog ? 1 : 0);
     v[1] = BT(it->title);
     v[2] = BT(it->category);
     v[3] = it->price >= 0 ? BD(it->price) : BN;
@@ -1087,10 +1114,10 @@ static void item_binds(const pvg_item *it, int64_t at, bindv v[6])
 static pvg_status sq_item_insert(pvg_backend *b, const pvg_item *it, int64_t at, int64_t *id,
                                  pvg_error *err)
 {
-    bindv v[6];
+    bindv v[7];
     v[0] = BT(it->ext_id);
     item_binds(it, at, v);
-    pvg_status st = run(SQ(b), Q_ITEM_INSERT, v, 6, NULL, "items", err);
+    pvg_status st = run(SQ(b), Q_ITEM_INSERT, v, 7, NULL, "items", err);
     if (st == PVG_OK && id) *id = sqlite3_last_insert_rowid(SQ(b)->db);
     return st;
 }
@@ -1098,10 +1125,10 @@ static pvg_status sq_item_insert(pvg_backend *b, const pvg_item *it, int64_t at,
 static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it, int64_t at,
                                  pvg_error *err)
 {
-    bindv v[6];
+    bindv v[7];
     v[0] = BI(id);
     item_binds(it, at, v);
-    return run(SQ(b), Q_ITEM_UPDATE, v, 6, NULL, "items", err);
+    return run(SQ(b), Q_ITEM_UPDATE, v, 7, NULL, "items", err);
 }
 
 static pvg_item *item_from_row(sqlite3_stmt *q)
@@ -1126,6 +1153,7 @@ static pvg_item *item_from_row(sqlite3_stmt *q)
     }
     it->id = sqlite3_column_int64(q, 0);
     it->price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+    it->catalog = sqlite3_column_int(q, 6) != 0;
     return it;
 }
 
@@ -1165,6 +1193,7 @@ static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void 
         it.category = (const char *)sqlite3_column_text(s, 3);
         it.price = sqlite3_column_type(s, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 4);
         it.attrs_json = (const char *)sqlite3_column_text(s, 5);
+        it.catalog = sqlite3_column_int(s, 6) != 0;
         if (fn(ctx, &it)) {
             st = PVG_ERR_ABORTED;
             break;
@@ -1658,6 +1687,49 @@ static pvg_status sq_chunks_stats_user(pvg_backend *b, int64_t uid, long long sm
     return PVG_OK;
 }
 
+static pvg_status rcache_row(sq_backend *q, int id, const bindv *v, int n, char **body,
+                             int64_t *release_id, int64_t *created_at, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    *body = NULL;
+    pvg_status st = one(q, id, v, n, &s, &own, &row, "release cache", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no cached release");
+    *body = strdup(col_text(s, 0));
+    if (release_id) *release_id = sqlite3_column_int64(s, 1);
+    if (created_at) *created_at = sqlite3_column_int64(s, 2);
+    give(s, own);
+    return *body ? PVG_OK : pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+}
+
+static pvg_status sq_rcache_get(pvg_backend *b, const char *kind, const unsigned char *fp,
+                                size_t fp_len, const char *dataset, const char *params,
+                                char **body, int64_t *release_id, int64_t *created_at,
+                                pvg_error *err)
+{
+    bindv v[] = {BT(kind), BB(fp, fp_len), BT(dataset), BT(params)};
+    return rcache_row(SQ(b), Q_RCACHE_GET, v, 4, body, release_id, created_at, err);
+}
+
+static pvg_status sq_rcache_put(pvg_backend *b, const char *kind, const unsigned char *fp,
+                                size_t fp_len, const char *dataset, const char *params,
+                                const char *mechanism, int64_t release_id, const char *body,
+                                int64_t created_at, pvg_error *err)
+{
+    bindv v[] = {BT(kind),      BB(fp, fp_len), BT(dataset), BT(params),
+                 BT(mechanism), BI(release_id), BT(body),    BI(created_at)};
+    return run(SQ(b), Q_RCACHE_PUT, v, 8, NULL, "release cache", err);
+}
+
+static pvg_status sq_rcache_latest(pvg_backend *b, const char *kind, const char *dataset,
+                                   char **body, int64_t *release_id, int64_t *created_at,
+                                   pvg_error *err)
+{
+    bindv v[] = {BT(kind), BT(dataset)};
+    return rcache_row(SQ(b), Q_RCACHE_LATEST, v, 2, body, release_id, created_at, err);
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -1719,6 +1791,9 @@ static const pvg_backend_ops SQLITE_OPS = {
     .tag_has = sq_tag_has,
     .tags_insert = sq_tags_insert,
     .chunks_stats_user = sq_chunks_stats_user,
+    .release_cache_get = sq_rcache_get,
+    .release_cache_put = sq_rcache_put,
+    .release_cache_latest = sq_rcache_latest,
 };
 
 /* ---- opening and creating ---- */
@@ -1764,6 +1839,34 @@ static pvg_status apply_schema(sqlite3 *db, const char *sql, const char *path, p
         pvg_error_set_at(err, code, path, 0, 0, -1, "database schema: %s", msg ? msg : "?");
     sqlite3_free(msg);
     return st;
+}
+
+/* Stores made before items had a catalog flag: add the column; an item
+ * with a title came from the operator's catalog data (ingest never gives a
+ * stub a title), the others are stubs. Under the write lock, so two
+ * openers do not both add it. */
+static pvg_status migrate_item_catalog(sqlite3 *db, pvg_error *err)
+{
+    static const char HAS[] = "SELECT 1 FROM pragma_table_info('items') WHERE name = 'catalog'";
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return fail(db, rc, "items catalog flag migration", err);
+    sqlite3_stmt *s = NULL;
+    rc = sqlite3_prepare_v2(db, HAS, -1, &s, NULL);
+    int has = rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    if (rc == SQLITE_OK && !has) {
+        rc = sqlite3_exec(db,
+                          "ALTER TABLE items ADD COLUMN catalog INTEGER NOT NULL DEFAULT 0;"
+                          "UPDATE items SET catalog = 1 WHERE title IS NOT NULL;",
+                          NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        pvg_status st = fail(db, rc, "items catalog flag migration", err);
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return st;
+    }
+    return PVG_OK;
 }
 
 /* Stores created before user row ids were AUTOINCREMENT: rebuild the users
@@ -1862,6 +1965,7 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     /* Schema (idempotent: older stores get the new tables). */
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
+    if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
     if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);
     if (st == PVG_OK) {
         int present;

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,24 +105,49 @@ static item_ent *item_map_get(item_map *m, const char *ext, int insert)
     return &m->slots[j];
 }
 
-/* Counts of 16-byte digests, keyed by their first 8 bytes (digests are
- * keyed BLAKE2b outputs: a clash of 64-bit heads among a run's rows has
- * probability ~ rows^2 / 2^65). 16-byte slots keep the table cache-friendly. */
-typedef struct occ_ent {
-    uint64_t head; /* 0 = empty (a zero head is stored as 1) */
+/* Counts of 16-byte digests, keyed by their first 7 bytes (digests are
+ * keyed BLAKE2b outputs: a clash of 56-bit heads among a run's rows has
+ * probability ~ rows^2 / 2^57, 2e-6 for Online Retail). One 8-byte slot per
+ * digest, head in the high 56 bits and the count in the low 8, keeps the
+ * table half the size (it is touched at random once per row); from the
+ * 256th occurrence of one digest on, counting goes on in a small overflow
+ * list (exact repeats are rare). */
+#define OCC_SAT 0xffu
+
+typedef struct occ_over {
+    uint64_t head;
     uint64_t count;
-} occ_ent;
+} occ_over;
 
 typedef struct occ_map {
-    occ_ent *slots;
+    uint64_t *slots; /* 0 = empty */
     size_t cap, n;
+    occ_over *over;
+    size_t n_over, cap_over;
 } occ_map;
 
 static uint64_t occ_head(const unsigned char d[16])
 {
-    uint64_t h;
-    memcpy(&h, d, 8);
-    return h ? h : 1;
+    uint64_t h = 0;
+    memcpy(&h, d, 7);
+    return h ? h : 1; /* 56 bits, never 0 */
+}
+
+/* A zeroed table of n slots. Tables of 2 MiB and more are aligned to and
+ * advised onto huge pages: the table is probed at random once per row, and
+ * with 4 KiB pages nearly every probe also misses the TLB. */
+static uint64_t *occ_alloc(size_t n)
+{
+    size_t bytes = n * sizeof(uint64_t);
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) return calloc(n, sizeof(uint64_t));
+    uint64_t *p = aligned_alloc(huge, bytes); /* bytes is a power of two >= huge */
+    if (!p) return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+#endif
+    memset(p, 0, bytes);
+    return p;
 }
 
 /* Returns how many times the digest was seen before (and counts this one),
@@ -130,12 +156,12 @@ static long occ_next(occ_map *m, const unsigned char d[16])
 {
     if ((m->n + 1) * 4 > m->cap * 3) { /* load <= 3/4, doubling: a run's table stays small */
         size_t ncap = m->cap ? m->cap * 2 : 1u << 16;
-        occ_ent *ns = calloc(ncap, sizeof *ns);
+        uint64_t *ns = occ_alloc(ncap);
         if (!ns) return -1;
         for (size_t i = 0; i < m->cap; i++)
-            if (m->slots[i].head) {
-                size_t j = m->slots[i].head & (ncap - 1);
-                while (ns[j].head) j = (j + 1) & (ncap - 1);
+            if (m->slots[i]) {
+                size_t j = (m->slots[i] >> 8) & (ncap - 1);
+                while (ns[j]) j = (j + 1) & (ncap - 1);
                 ns[j] = m->slots[i];
             }
         free(m->slots);
@@ -144,12 +170,29 @@ static long occ_next(occ_map *m, const unsigned char d[16])
     }
     uint64_t h = occ_head(d);
     size_t j = h & (m->cap - 1);
-    while (m->slots[j].head) {
-        if (m->slots[j].head == h) return (long)m->slots[j].count++;
+    while (m->slots[j]) {
+        if ((m->slots[j] >> 8) == h) {
+            uint64_t c = m->slots[j] & OCC_SAT; /* seen so far: 1..255 (255: see the list) */
+            if (c < OCC_SAT) {
+                m->slots[j]++;
+                return (long)c;
+            }
+            for (size_t k = 0; k < m->n_over; k++)
+                if (m->over[k].head == h) return (long)m->over[k].count++;
+            if (m->n_over == m->cap_over) {
+                size_t nc = m->cap_over ? 2 * m->cap_over : 8;
+                occ_over *no = realloc(m->over, nc * sizeof *no);
+                if (!no) return -1;
+                m->over = no;
+                m->cap_over = nc;
+            }
+            m->over[m->n_over].head = h;
+            m->over[m->n_over].count = OCC_SAT;
+            return (long)m->over[m->n_over++].count++;
+        }
         j = (j + 1) & (m->cap - 1);
     }
-    m->slots[j].head = h;
-    m->slots[j].count = 1;
+    m->slots[j] = (h << 8) | 1u;
     m->n++;
     return 0;
 }
@@ -319,9 +362,14 @@ static pvg_status suppressed_load(pvg_store *s, p16_set *set, pvg_error *err)
 
 static int cmp_tag(const void *a, const void *b)
 {
+    /* the order only matters for speed: the SQLite backend keys the index by
+     * (user row, first 8 bytes of the tag as a signed integer) */
     const pvg_backend_tag *x = a, *y = b;
     if (x->user_id != y->user_id) return x->user_id < y->user_id ? -1 : 1;
-    return memcmp(x->tag, y->tag, 16);
+    int64_t kx, ky;
+    memcpy(&kx, x->tag, 8);
+    memcpy(&ky, y->tag, 8);
+    return kx < ky ? -1 : kx > ky;
 }
 
 static pvg_status tags_flush(pvg_store *s, pvg_backend_tag *t, size_t *n, pvg_error *err)
@@ -1003,6 +1051,7 @@ static int id_set_has(const id_set *m, int64_t id)
 static void occ_clear(occ_map *m)
 {
     free(m->slots);
+    free(m->over);
     memset(m, 0, sizeof *m);
 }
 

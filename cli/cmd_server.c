@@ -73,7 +73,7 @@ static int run_serve(cli_ctx *c)
     o.reload_ms = (int)cli_int_range(c, "reload-ms", 1000, 50, 3600000);
     o.dataset = cli_str(c, "dataset");
     o.popular_epsilon = cli_double(c, "popular-epsilon", 1.0);
-    o.popular_k = (int)cli_int_range(c, "popular-k", 100, 1, 1000);
+    o.popular_k = (int)cli_int_range(c, "popular-k", 20, 1, 1000);
     o.cache_entries = cli_bool(c, "no-cache") ? -1 : 0;
     o.auth_failure_rate = cli_double(c, "auth-failure-rate", 10);
     if (o.auth_failure_rate == 0) o.auth_failure_rate = -1; /* 0 on the command line: no limit */
@@ -152,7 +152,7 @@ static const cli_flag serve_flags[] = {
                                  "\"default\")"},
     {"popular-epsilon", CLI_DOUBLE, "EPS", "epsilon of the popular list per model build "
                                            "(default 1)"},
-    {"popular-k", CLI_INT, "K", "length of the popular list (default 100)"},
+    {"popular-k", CLI_INT, "K", "length of the popular list (default 20: the budget is spread over k rounds)"},
     {"no-cache", CLI_BOOL, NULL, "do not cache recommendations"},
     {"auth-failure-rate", CLI_DOUBLE, "N", "failed authentications per second per client address "
                                            "before 429 (default 10; 0: no limit)"},

@@ -39,7 +39,7 @@ typedef struct pvg_server_options {
     int reload_ms;           /* model file check period; 0: 1000 */
     const char *dataset;     /* privacy-budget ledger of DP releases; NULL: "default" */
     double popular_epsilon;  /* epsilon of the DP popular list per model build; 0: 1.0 */
-    int popular_k;           /* length of the DP popular list; 0: 100 */
+    int popular_k;           /* length of the DP popular list; 0: 20 */
     int cache_entries;       /* recommendation cache entries per model; 0: 65536; <0: none */
     double auth_failure_rate;/* failed authentications allowed per second per client
                                 address (burst: twice that), then 429; 0: 10; <0: no limit */

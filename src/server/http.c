@@ -506,7 +506,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     if (!srv->opt.timeout_seconds) srv->opt.timeout_seconds = 15;
     if (!srv->opt.reload_ms) srv->opt.reload_ms = 1000;
     if (!srv->opt.popular_epsilon) srv->opt.popular_epsilon = 1.0;
-    if (!srv->opt.popular_k) srv->opt.popular_k = 100;
+    if (!srv->opt.popular_k) srv->opt.popular_k = 20;
     if (!srv->opt.cache_entries) srv->opt.cache_entries = 65536;
     if (!srv->opt.auth_failure_rate) srv->opt.auth_failure_rate = 10;
     char mp[4096];

@@ -432,19 +432,28 @@ pvg_status pvg_access_training_dataset(pvg_access *g, const pvg_event_weights *w
     return PVG_OK;
 }
 
+/* The DP-release readers (query engine, spend totals) select shoppers by
+ * analytics consent; a policy that ties DP releases to another switch
+ * cannot be honoured by them. `who` names the reader in the message. */
+static pvg_status dp_release_consent_check(pvg_access *g, const char *who, pvg_error *err)
+{
+    int np, na;
+    pvg_status st = pvg_access_purpose_consent(g->store, PVG_PURPOSE_DP_RELEASE, &np, &na, err);
+    if (st != PVG_OK) return st;
+    if (np)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "policy: DP releases tied to personalization consent are not "
+                             "supported (%s selects by analytics consent)",
+                             who);
+    return PVG_OK;
+}
+
 pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rng *rng,
                                pvg_query_result **out, pvg_error *err)
 {
     *out = NULL;
-    int np, na;
-    pvg_status st = pvg_access_purpose_consent(g->store, PVG_PURPOSE_DP_RELEASE, &np, &na, err);
+    pvg_status st = dp_release_consent_check(g, "the query engine", err);
     if (st != PVG_OK) return st;
-    /* pvg_query_run reads analytics-consenting shoppers only; a policy that
-     * ties DP releases to another switch cannot be honoured by it */
-    if (np)
-        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
-                             "policy: DP releases tied to personalization consent are not "
-                             "supported (the query engine selects by analytics consent)");
     char extra[96];
     snprintf(extra, sizeof extra, "query=%s dataset=%s", pvg_query_kind_name(spec->kind),
              spec->dataset ? spec->dataset : "default");
@@ -458,13 +467,8 @@ pvg_status pvg_access_spend_total(pvg_access *g, const pvg_paillier_pub *pub,
                                   pvg_error *err)
 {
     *out = NULL;
-    int np, na;
-    pvg_status st = pvg_access_purpose_consent(g->store, PVG_PURPOSE_DP_RELEASE, &np, &na, err);
+    pvg_status st = dp_release_consent_check(g, "the spend total", err);
     if (st != PVG_OK) return st;
-    if (np)
-        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
-                             "policy: DP releases tied to personalization consent are not "
-                             "supported (spend totals select by analytics consent)");
     const char *by = opts->group_by == PVG_SPEND_BY_COUNTRY    ? "country"
                      : opts->group_by == PVG_SPEND_BY_CATEGORY ? "category"
                                                                : "none";

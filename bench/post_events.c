@@ -32,8 +32,8 @@ static int cmp_double(const void *a, const void *b)
 
 /* Fills n events for `user`, event k of the series at ts0 - k * 37 s, items
  * over a 5,000-item catalog. */
-static void fill(pvg_event *ev, pvg_event_in *in, char (*items)[16], size_t n, long k0,
-                 int64_t ts0, const char *user)
+static void fill(pvg_event *ev, pvg_event_in *in, char (*items)[16], size_t n, long k0, int64_t ts0,
+                 const char *user)
 {
     for (size_t i = 0; i < n; i++) {
         long k = k0 + (long)i;
@@ -54,9 +54,12 @@ int main(int argc, char **argv)
 {
     long prior = 100000, posts = 20, batch = 1000;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--prior") == 0) prior = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--posts") == 0) posts = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--batch") == 0) batch = atol(argv[i + 1]);
+        if (strcmp(argv[i], "--prior") == 0)
+            prior = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--posts") == 0)
+            posts = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--batch") == 0)
+            batch = atol(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_post_events [--prior N] [--posts N] [--batch N]\n");
             return 2;
@@ -94,7 +97,8 @@ int main(int argc, char **argv)
         size_t n = (size_t)(prior - done < batch ? prior - done : batch);
         fill(ev, in, items, n, done, ts0, user);
         long long stored = 0;
-        if (pvg_store_events_put(s, in, n, out, &stored, NULL, &err) != PVG_OK || stored != (long long)n) {
+        if (pvg_store_events_put(s, in, n, out, &stored, NULL, &err) != PVG_OK ||
+            stored != (long long)n) {
             fprintf(stderr, "bench_post_events: prior events: %s (stored %lld of %zu)\n", err.text,
                     stored, n);
             rc = 1;
@@ -131,16 +135,18 @@ int main(int argc, char **argv)
         goto done;
     }
     double sum = 0;
-    for (long p = 0; p < posts; p++) sum += ms[p];
+    for (long p = 0; p < posts; p++)
+        sum += ms[p];
     double first = ms[0], last = ms[posts - 1];
     qsort(ms, (size_t)posts, sizeof *ms, cmp_double);
-    printf("{\"prior_events\":%ld,\"posts\":%ld,\"events_per_post\":%ld,\"post_ms_p50\":%.2f,"
-           "\"post_ms_max\":%.2f,\"post_ms_mean\":%.2f,\"post_ms_first\":%.2f,\"post_ms_last\":%.2f,"
-           "\"duplicate_post_ms\":%.2f,\"duplicates_found\":%lld,\"store_events\":%lld,"
-           "\"prior_load_s\":%.2f,\"target_ms\":100,\"note\":\"wall ms per pvg_store_events_put "
-           "call (the POST /v1/events write path), one shopper\"}\n",
-           prior, posts, batch, ms[posts / 2], ms[posts - 1], sum / (double)posts, first, last,
-           dup_ms, dups, c.events, prior_ms / 1e3);
+    printf(
+        "{\"prior_events\":%ld,\"posts\":%ld,\"events_per_post\":%ld,\"post_ms_p50\":%.2f,"
+        "\"post_ms_max\":%.2f,\"post_ms_mean\":%.2f,\"post_ms_first\":%.2f,\"post_ms_last\":%.2f,"
+        "\"duplicate_post_ms\":%.2f,\"duplicates_found\":%lld,\"store_events\":%lld,"
+        "\"prior_load_s\":%.2f,\"target_ms\":100,\"note\":\"wall ms per pvg_store_events_put "
+        "call (the POST /v1/events write path), one shopper\"}\n",
+        prior, posts, batch, ms[posts / 2], ms[posts - 1], sum / (double)posts, first, last, dup_ms,
+        dups, c.events, prior_ms / 1e3);
 done:
     pvg_store_close(s);
     char cmd[700];

@@ -120,8 +120,8 @@ int main(int argc, char **argv)
         printf(", \"mean_epoch_seconds\": %.3f, \"best_epoch_seconds\": %.3f, "
                "\"train_seconds\": %.2f, \"final_loss\": %.6g, \"peak_rss_mb\": %.0f, "
                "\"loadavg\": %.2f",
-               sum / ts.n_epochs, best, ts.train_seconds, ts.final_loss,
-               pvg_peak_rss_kb() / 1024.0, loadavg());
+               sum / ts.n_epochs, best, ts.train_seconds, ts.final_loss, pvg_peak_rss_kb() / 1024.0,
+               loadavg());
         if (q == 0) {
             t0 = pvg_now_seconds();
             if (pvg_model_save(m, path, &err) != PVG_OK) {
@@ -177,8 +177,8 @@ int main(int argc, char **argv)
         fflush(stdout);
         pvg_model_free(m);
     }
-    printf("\n  ],\n  \"peak_rss_mb\": %.0f, \"loadavg_end\": %.2f\n}\n", pvg_peak_rss_kb() / 1024.0,
-           loadavg());
+    printf("\n  ],\n  \"peak_rss_mb\": %.0f, \"loadavg_end\": %.2f\n}\n",
+           pvg_peak_rss_kb() / 1024.0, loadavg());
     pvg_csr_free(&R);
     pvg_dataset_free(ds);
     return 0;

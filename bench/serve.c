@@ -54,11 +54,11 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
-#define DIE(...)                                                                                  \
-    do {                                                                                          \
-        fprintf(stderr, "bench_serve: " __VA_ARGS__);                                             \
-        fprintf(stderr, "\n");                                                                    \
-        exit(1);                                                                                  \
+#define DIE(...)                                                                                   \
+    do {                                                                                           \
+        fprintf(stderr, "bench_serve: " __VA_ARGS__);                                              \
+        fprintf(stderr, "\n");                                                                     \
+        exit(1);                                                                                   \
     } while (0)
 
 /* Runs wrk; the Lua script's done() prints one JSON line, copied to out. */
@@ -74,7 +74,8 @@ static int run_wrk(const char *lua, int port, int seconds, char *out, size_t len
     if (!fgets(out, (int)len, p)) out[0] = 0;
     int rc = pclose(p);
     size_t n = strlen(out);
-    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = 0;
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = 0;
     return (rc == 0 && n) ? 0 : -1;
 }
 
@@ -87,11 +88,12 @@ int main(int argc, char **argv)
     long req_users = argc > 5 ? atol(argv[5]) : 1000;
     int server_threads = argc > 6 ? atoi(argv[6]) : 4;
     int warm_s = argc > 7 ? atoi(argv[7]) : 10;
-    if (warm_s < 1 || server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 || factors < 1 || n_users < 10 || req_users < 1 ||
-        req_users > n_users)
+    if (warm_s < 1 || server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 ||
+        factors < 1 || n_users < 10 || req_users < 1 || req_users > n_users)
         DIE("usage: bench_serve [seconds] [items] [factors] [users] [request_users]");
     if (system("command -v wrk >/dev/null 2>&1") != 0) {
-        printf("{\"bench\":\"serve\",\"skipped\":\"wrk is not installed (apt-get install wrk)\"}\n");
+        printf(
+            "{\"bench\":\"serve\",\"skipped\":\"wrk is not installed (apt-get install wrk)\"}\n");
         return 0;
     }
     char dir[] = "/tmp/pvg_bench_serve_XXXXXX";
@@ -128,7 +130,8 @@ int main(int argc, char **argv)
         snprintf(user, sizeof user, "U%ld", u);
         for (long j = 0; j < per_user; j++) {
             long item;
-            if (j < per_user - 8) item = (u * (per_user - 8) + j) % n_items;
+            if (j < per_user - 8)
+                item = (u * (per_user - 8) + j) % n_items;
             else {
                 double x = (double)(rnd() >> 11) / 9007199254740992.0;
                 item = (long)((double)n_items * x * x * x); /* skew */
@@ -143,7 +146,8 @@ int main(int argc, char **argv)
             if (pvg_store_event_put(s, user, &e, NULL, &outcome, &err) != PVG_OK)
                 DIE("event: %s", err.text);
         }
-        if (u % 5000 == 4999 && (pvg_store_commit(s, &err) != PVG_OK || pvg_store_begin(s, &err) != PVG_OK))
+        if (u % 5000 == 4999 &&
+            (pvg_store_commit(s, &err) != PVG_OK || pvg_store_begin(s, &err) != PVG_OK))
             DIE("commit: %s", err.text);
     }
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
@@ -172,7 +176,8 @@ int main(int argc, char **argv)
         if (pvg_store_consent_set(s, user, &c, &err) != PVG_OK) DIE("consent: %s", err.text);
     }
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
-    if (pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err) != PVG_OK) DIE("budget: %s", err.text);
+    if (pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err) != PVG_OK)
+        DIE("budget: %s", err.text);
     char *key = NULL;
     if (pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "bench", 0, &key, NULL, &err) != PVG_OK)
         DIE("apikey: %s", err.text);
@@ -181,27 +186,29 @@ int main(int argc, char **argv)
 
     FILE *f = fopen(lua, "w");
     if (!f) DIE("cannot write %s", lua);
-    fprintf(f,
-            "local n = %ld\n"
-            "local i = 0\n"
-            "local hdr = { [\"Authorization\"] = \"Bearer %s\" }\n"
-            "function setup(thread) thread:set(\"id\", 0) end\n"
-            "function init(args) i = math.random(0, n - 1) end\n"
-            "function request()\n"
-            "  i = (i + 1) %% n\n"
-            "  return wrk.format(\"GET\", \"/v1/users/U\" .. i .. \"/recommendations?k=10\", hdr)\n"
-            "end\n"
-            "function done(summary, latency, requests)\n"
-            "  local errs = summary.errors.connect + summary.errors.read + summary.errors.write +\n"
-            "               summary.errors.timeout + summary.errors.status\n"
-            "  io.write(string.format('{\"requests\":%%d,\"duration_s\":%%.3f,\"requests_per_s\":%%.1f,"
-            "\"p50_ms\":%%.3f,\"p90_ms\":%%.3f,\"p99_ms\":%%.3f,\"max_ms\":%%.3f,\"errors\":%%d,"
-            "\"non_2xx\":%%d}\\n',\n"
-            "    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),\n"
-            "    latency:percentile(50) / 1000, latency:percentile(90) / 1000,\n"
-            "    latency:percentile(99) / 1000, latency.max / 1000, errs, summary.errors.status))\n"
-            "end\n",
-            req_users, key);
+    fprintf(
+        f,
+        "local n = %ld\n"
+        "local i = 0\n"
+        "local hdr = { [\"Authorization\"] = \"Bearer %s\" }\n"
+        "function setup(thread) thread:set(\"id\", 0) end\n"
+        "function init(args) i = math.random(0, n - 1) end\n"
+        "function request()\n"
+        "  i = (i + 1) %% n\n"
+        "  return wrk.format(\"GET\", \"/v1/users/U\" .. i .. \"/recommendations?k=10\", hdr)\n"
+        "end\n"
+        "function done(summary, latency, requests)\n"
+        "  local errs = summary.errors.connect + summary.errors.read + summary.errors.write +\n"
+        "               summary.errors.timeout + summary.errors.status\n"
+        "  io.write(string.format('{\"requests\":%%d,\"duration_s\":%%.3f,\"requests_per_s\":%%.1f,"
+        "\"p50_ms\":%%.3f,\"p90_ms\":%%.3f,\"p99_ms\":%%.3f,\"max_ms\":%%.3f,\"errors\":%%d,"
+        "\"non_2xx\":%%d}\\n',\n"
+        "    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / "
+        "1e6),\n"
+        "    latency:percentile(50) / 1000, latency:percentile(90) / 1000,\n"
+        "    latency:percentile(99) / 1000, latency.max / 1000, errs, summary.errors.status))\n"
+        "end\n",
+        req_users, key);
     fclose(f);
     pvg_auth_credential_free(key);
 
@@ -217,7 +224,8 @@ int main(int argc, char **argv)
         int port = pvg_server_port(srv);
         char warm[512];
         /* warm-up: long enough for every requesting user to be scored once */
-        if (pass == 0 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0) DIE("wrk warm-up failed");
+        if (pass == 0 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0)
+            DIE("wrk warm-up failed");
         char *out = pass == 0 ? cached : uncached;
         long long h0 = atomic_load(&srv->metrics.cache_hits);
         long long p0 = atomic_load(&srv->metrics.recs_personal);
@@ -226,8 +234,8 @@ int main(int argc, char **argv)
         long long pers = atomic_load(&srv->metrics.recs_personal) - p0;
         size_t ol = strlen(out);
         if (ol && out[ol - 1] == '}')
-            snprintf(out + ol - 1, 512 - (ol - 1), ",\"personalized\":%lld,\"cache_hits\":%lld}", pers,
-                     hits);
+            snprintf(out + ol - 1, 512 - (ol - 1), ",\"personalized\":%lld,\"cache_hits\":%lld}",
+                     pers, hits);
         pvg_server_free(srv);
     }
     printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","
@@ -236,8 +244,8 @@ int main(int argc, char **argv)
            "\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
            " \"cached\":%s,\n \"uncached\":%s,\n"
            " \"targets\":{\"requests_per_s\":15000,\"p99_ms\":10}}\n",
-           model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s, loadavg(),
-           sysconf(_SC_NPROCESSORS_ONLN), cached, uncached);
+           model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s,
+           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), cached, uncached);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);
     return 0;

@@ -38,12 +38,13 @@ static int json_mode(cli_ctx *c)
     return cli_bool(c, "json");
 }
 
-static double req_range(cli_ctx *c, const char *flag, double lo, double hi, int lo_open, int hi_open)
+static double req_range(cli_ctx *c, const char *flag, double lo, double hi, int lo_open,
+                        int hi_open)
 {
     double v = cli_double_req(c, flag);
     if (!isfinite(v) || (lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi))
-        cli_usage_error(c, "--%s: expected a number in %c%g, %g%c, got %g", flag, lo_open ? '(' : '[', lo,
-                        hi, hi_open ? ')' : ']', v);
+        cli_usage_error(c, "--%s: expected a number in %c%g, %g%c, got %g", flag,
+                        lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', v);
     return v;
 }
 
@@ -92,7 +93,8 @@ static int run_epsilon(cli_ctx *c)
     pvg_dp_accountant acc = accountant_flag(c);
     pvg_dp_conversion conv = PVG_DP_CONVERSION_IMPROVED;
     const char *cv = cli_str(c, "conversion");
-    if (cv && strcmp(cv, "classic") == 0) conv = PVG_DP_CONVERSION_CLASSIC;
+    if (cv && strcmp(cv, "classic") == 0)
+        conv = PVG_DP_CONVERSION_CLASSIC;
     else if (cv && strcmp(cv, "improved") != 0)
         cli_usage_error(c, "--conversion: expected improved or classic, got '%s'", cv);
     double orders[512];
@@ -100,7 +102,8 @@ static int run_epsilon(cli_ctx *c)
     if (cli_has(c, "orders")) {
         n = cli_double_list(c, "orders", orders, 512);
         for (int i = 0; i < n; i++)
-            if (!(orders[i] > 1)) cli_usage_error(c, "--orders: every order must be > 1, got %g", orders[i]);
+            if (!(orders[i] > 1))
+                cli_usage_error(c, "--orders: every order must be > 1, got %g", orders[i]);
     }
     if (acc == PVG_DP_ACCOUNTANT_PLD && (cli_has(c, "orders") || cv))
         cli_usage_error(c, "--orders and --conversion apply to the rdp accountant only");
@@ -112,8 +115,8 @@ static int run_epsilon(cli_ctx *c)
     if (acc == PVG_DP_ACCOUNTANT_PLD)
         st = pvg_dp_pld_epsilon(q, s, t, d, interval, &eps, &err);
     else
-        st = pvg_dp_epsilon_subsampled_gaussian(q, s, t, d, acc, conv, n ? orders : NULL, (size_t)n, &eps,
-                                                &ord, &err);
+        st = pvg_dp_epsilon_subsampled_gaussian(q, s, t, d, acc, conv, n ? orders : NULL, (size_t)n,
+                                                &eps, &ord, &err);
     if (st != PVG_OK) return cli_fail("dp epsilon", st, &err);
     if (json_mode(c)) {
         printf("{\"epsilon\":");
@@ -148,7 +151,8 @@ static int run_sigma(cli_ctx *c)
         jnum(s);
         printf("}\n");
     } else {
-        printf("sigma %.12g (analytic Gaussian: smallest sigma meeting epsilon=%g, delta=%g at L2 sensitivity %g)\n",
+        printf("sigma %.12g (analytic Gaussian: smallest sigma meeting epsilon=%g, delta=%g at L2 "
+               "sensitivity %g)\n",
                s, e, d, l2);
     }
     return CLI_EXIT_OK;
@@ -188,8 +192,9 @@ static int run_noise_multiplier(cli_ctx *c)
         jnum(s);
         printf("}\n");
     } else {
-        printf("noise multiplier %.8g (smallest meeting epsilon=%g at delta=%g over %lld steps, q=%g)\n", s, e,
-               d, t, q);
+        printf("noise multiplier %.8g (smallest meeting epsilon=%g at delta=%g over %lld steps, "
+               "q=%g)\n",
+               s, e, d, t, q);
     }
     return CLI_EXIT_OK;
 }
@@ -261,13 +266,16 @@ static void print_state(const pvg_ledger_state *st, int json)
         return;
     }
     if (st->has_total)
-        printf("store budget: total epsilon %g delta %g%s; spent epsilon %g delta %g; remaining epsilon %g "
+        printf("store budget: total epsilon %g delta %g%s; spent epsilon %g delta %g; remaining "
+               "epsilon %g "
                "delta %g; %lld releases\n",
-               st->total_epsilon, st->total_delta, st->migrated ? " (migrated: the largest of the old per-label budgets)" : "",
+               st->total_epsilon, st->total_delta,
+               st->migrated ? " (migrated: the largest of the old per-label budgets)" : "",
                st->spent_epsilon, st->spent_delta, fmax(0, st->total_epsilon - st->spent_epsilon),
                fmax(0, st->total_delta - st->spent_delta), st->releases);
     else
-        printf("store budget: no total set (privguide budget set --epsilon E --delta D); spent epsilon %g delta "
+        printf("store budget: no total set (privguide budget set --epsilon E --delta D); spent "
+               "epsilon %g delta "
                "%g; %lld releases\n",
                st->spent_epsilon, st->spent_delta, st->releases);
     printf("  %-20s %-24s %-24s %-24s %s\n", "purpose", "cap (eps, delta)", "spent (eps, delta)",
@@ -287,21 +295,25 @@ static void print_state(const pvg_ledger_state *st, int json)
             snprintf(rem, sizeof rem, "%g, %g", re, rd);
         else
             snprintf(rem, sizeof rem, "-");
-        printf("  %-20s %-24s %-24s %-24s %lld\n", pvg_ledger_purpose_name(p), cap, spent, rem, a->releases);
+        printf("  %-20s %-24s %-24s %-24s %lld\n", pvg_ledger_purpose_name(p), cap, spent, rem,
+               a->releases);
     }
 }
 
 static int run_budget_set(cli_ctx *c)
 {
     if (cli_has(c, "dataset"))
-        cli_usage_error(c, "--dataset: a store has one privacy budget, whatever label releases are charged "
-                           "under; set the store's total without --dataset, or cap a purpose with --purpose");
+        cli_usage_error(
+            c, "--dataset: a store has one privacy budget, whatever label releases are charged "
+               "under; set the store's total without --dataset, or cap a purpose with --purpose");
     pvg_ledger_purpose purpose = PVG_LEDGER_QUERIES;
     const char *pname = cli_str(c, "purpose");
     if (pname && pvg_ledger_purpose_parse(pname, &purpose) != 0)
-        cli_usage_error(c, "--purpose: expected one of queries, popular_list, similar_items, spend_totals, "
-                           "model_builds, federated_training; got '%s'",
-                        pname);
+        cli_usage_error(
+            c,
+            "--purpose: expected one of queries, popular_list, similar_items, spend_totals, "
+            "model_builds, federated_training; got '%s'",
+            pname);
     int clear = cli_bool(c, "clear");
     if (clear && !pname) cli_usage_error(c, "--clear removes a purpose's cap: it needs --purpose");
     if (clear && (cli_has(c, "epsilon") || cli_has(c, "delta")))
@@ -367,8 +379,8 @@ static int show_release(void *ctx, const pvg_ledger_release *r)
         cli_json_string(stdout, r->mechanism);
         printf("}");
     } else {
-        printf("  #%-5lld %s  eps %-10.6g delta %-10.3g %-18s %-24s %s\n", (long long)r->id, when, r->epsilon,
-               r->delta, pvg_ledger_purpose_name(r->purpose), r->mechanism, r->what);
+        printf("  #%-5lld %s  eps %-10.6g delta %-10.3g %-18s %-24s %s\n", (long long)r->id, when,
+               r->epsilon, r->delta, pvg_ledger_purpose_name(r->purpose), r->mechanism, r->what);
     }
     sc->first = 0;
     return 0;
@@ -412,24 +424,33 @@ static int run_query(cli_ctx *c)
     pvg_query_spec sp;
     pvg_query_spec_init(&sp);
     if (pvg_query_kind_parse(cli_pos(c, 0), &sp.kind) != PVG_OK)
-        cli_usage_error(c, "unknown query '%s': expected count, sum, mean, quantile, histogram or top-items",
-                        cli_pos(c, 0));
+        cli_usage_error(
+            c, "unknown query '%s': expected count, sum, mean, quantile, histogram or top-items",
+            cli_pos(c, 0));
     const char *ev = cli_str(c, "event");
     if (ev) {
-        if (strcmp(ev, "all") == 0) sp.event_type = -1;
+        if (strcmp(ev, "all") == 0)
+            sp.event_type = -1;
         else {
             pvg_event_type t;
             if (pvg_event_type_parse(ev, &t) != PVG_OK)
-                cli_usage_error(c, "--event: expected view, cart, purchase, return, rating, search or all, got '%s'", ev);
+                cli_usage_error(c,
+                                "--event: expected view, cart, purchase, return, rating, search or "
+                                "all, got '%s'",
+                                ev);
             sp.event_type = (int)t;
         }
     }
     const char *val = cli_str(c, "value");
     if (val) {
-        if (strcmp(val, "quantity") == 0) sp.value = PVG_QUERY_VALUE_QUANTITY;
-        else if (strcmp(val, "amount") == 0) sp.value = PVG_QUERY_VALUE_AMOUNT;
-        else if (strcmp(val, "events") == 0) sp.value = PVG_QUERY_VALUE_EVENTS;
-        else cli_usage_error(c, "--value: expected quantity, amount or events, got '%s'", val);
+        if (strcmp(val, "quantity") == 0)
+            sp.value = PVG_QUERY_VALUE_QUANTITY;
+        else if (strcmp(val, "amount") == 0)
+            sp.value = PVG_QUERY_VALUE_AMOUNT;
+        else if (strcmp(val, "events") == 0)
+            sp.value = PVG_QUERY_VALUE_EVENTS;
+        else
+            cli_usage_error(c, "--value: expected quantity, amount or events, got '%s'", val);
     }
     const char *gb = cli_str(c, "group-by");
     if (gb && pvg_query_group_parse(gb, &sp.group_by) != PVG_OK)
@@ -448,7 +469,8 @@ static int run_query(cli_ctx *c)
     }
     if (cli_has(c, "max-contributions"))
         sp.max_contributions = (long)cli_int_range(c, "max-contributions", 10, 1, 1000000);
-    if (cli_has(c, "max-groups")) sp.max_groups = (long)cli_int_range(c, "max-groups", 5, 1, 100000);
+    if (cli_has(c, "max-groups"))
+        sp.max_groups = (long)cli_int_range(c, "max-groups", 5, 1, 100000);
     sp.quantile = cli_double(c, "quantile", 0.5);
     /* 0 and 1 are refused, not turned into the median (the minimum and maximum
      * of private data are not estimable with bounded rank error) */
@@ -459,8 +481,10 @@ static int run_query(cli_ctx *c)
     sp.epsilon = req_range(c, "epsilon", 0, INFINITY, 1, 1);
     sp.delta = cli_has(c, "delta") ? req_range(c, "delta", 0, 1, 0, 1) : 0;
     const char *nz = cli_str(c, "noise");
-    if (nz && strcmp(nz, "gaussian") == 0) sp.noise = PVG_QUERY_NOISE_GAUSSIAN;
-    else if (nz && strcmp(nz, "laplace") != 0) cli_usage_error(c, "--noise: expected laplace or gaussian, got '%s'", nz);
+    if (nz && strcmp(nz, "gaussian") == 0)
+        sp.noise = PVG_QUERY_NOISE_GAUSSIAN;
+    else if (nz && strcmp(nz, "laplace") != 0)
+        cli_usage_error(c, "--noise: expected laplace or gaussian, got '%s'", nz);
     sp.dataset = dataset_of(c);
 
     int rc = 0;
@@ -491,8 +515,8 @@ static int run_query(cli_ctx *c)
         jnum(r->epsilon);
         printf(",\"delta\":");
         jnum(r->delta);
-        printf(",\"release_id\":%lld,\"max_contributions\":%ld,\"max_groups\":%ld", (long long)r->release_id,
-               r->max_contributions, r->max_groups);
+        printf(",\"release_id\":%lld,\"max_contributions\":%ld,\"max_groups\":%ld",
+               (long long)r->release_id, r->max_contributions, r->max_groups);
         if (r->selection_threshold) printf(",\"selection_threshold\":%ld", r->selection_threshold);
         printf(",\"rows\":[");
         for (size_t i = 0; i < r->n_rows; i++) {
@@ -522,19 +546,21 @@ static int run_query(cli_ctx *c)
         }
         printf("]}\n");
     } else {
-        printf("%s  (mechanism %s, noise scale %.6g, charged epsilon %g delta %g, release #%lld)\n", r->what,
-               r->mechanism, r->noise_scale, r->epsilon, r->delta, (long long)r->release_id);
+        printf("%s  (mechanism %s, noise scale %.6g, charged epsilon %g delta %g, release #%lld)\n",
+               r->what, r->mechanism, r->noise_scale, r->epsilon, r->delta,
+               (long long)r->release_id);
         if (r->selection_threshold)
-            printf("groups shown only when their noisy user count reaches %ld (partition selection)\n",
-                   r->selection_threshold);
+            printf(
+                "groups shown only when their noisy user count reaches %ld (partition selection)\n",
+                r->selection_threshold);
         for (size_t i = 0; i < r->n_rows; i++) {
             const pvg_query_row *w = &r->rows[i];
             if (sp.kind == PVG_QUERY_QUANTILE)
-                printf("  q%g = %.6g   (rank error <= %.0f events with 95%% probability)\n", sp.quantile, w->value,
-                       w->count);
+                printf("  q%g = %.6g   (rank error <= %.0f events with 95%% probability)\n",
+                       sp.quantile, w->value, w->count);
             else
-                printf("  %-32s %14.4f   95%% CI [%.4f, %.4f]\n", w->group ? w->group : "(all)", w->value, w->ci_lo,
-                       w->ci_hi);
+                printf("  %-32s %14.4f   95%% CI [%.4f, %.4f]\n", w->group ? w->group : "(all)",
+                       w->value, w->ci_lo, w->ci_hi);
         }
     }
     pvg_query_result_free(r);
@@ -558,9 +584,12 @@ static const cli_flag eps_flags[] = {
     {"steps", CLI_INT, "T", "number of steps"},
     {"delta", CLI_DOUBLE, "D", "target delta in (0, 1)"},
     {"accountant", CLI_STR, "rdp|pld", "accountant (default rdp)"},
-    {"conversion", CLI_STR, "improved|classic", "RDP to (eps, delta) conversion (default improved)"},
-    {"orders", CLI_LIST, "LIST", "RDP orders (default 1.1..10.9 by 0.1, 11..63, 128, 256, 512, 1024)"},
-    {"pld-interval", CLI_DOUBLE, "H", "PLD loss grid (default 1e-4; smaller is tighter and slower)"},
+    {"conversion", CLI_STR, "improved|classic",
+     "RDP to (eps, delta) conversion (default improved)"},
+    {"orders", CLI_LIST, "LIST",
+     "RDP orders (default 1.1..10.9 by 0.1, 11..63, 128, 256, 512, 1024)"},
+    {"pld-interval", CLI_DOUBLE, "H",
+     "PLD loss grid (default 1e-4; smaller is tighter and slower)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -594,11 +623,13 @@ static const cli_flag nm_flags[] = {
 static const cli_flag budget_set_flags[] = {
     {"epsilon", CLI_DOUBLE, "E", "the store's total epsilon (with --purpose: that purpose's cap)"},
     {"delta", CLI_DOUBLE, "D", "the store's total delta (with --purpose: the cap's; default 0)"},
-    {"purpose", CLI_STR, "P", "cap a purpose: queries, popular_list, similar_items, spend_totals, "
-                              "model_builds, federated_training"},
+    {"purpose", CLI_STR, "P",
+     "cap a purpose: queries, popular_list, similar_items, spend_totals, "
+     "model_builds, federated_training"},
     {"clear", CLI_BOOL, NULL, "with --purpose: remove that purpose's cap (needs --force)"},
-    {"force", CLI_BOOL, NULL, "allow changing a total or cap already set, removing a cap, or a cap above "
-                              "the total"},
+    {"force", CLI_BOOL, NULL,
+     "allow changing a total or cap already set, removing a cap, or a cap above "
+     "the total"},
     {"dataset", CLI_STR, "NAME", "refused: there is one budget per store"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
@@ -611,57 +642,79 @@ static const cli_flag budget_show_flags[] = {
 };
 
 static const cli_flag query_flags[] = {
-    {"event", CLI_STR, "TYPE", "event type (view, cart, purchase, return, rating, search, all; default purchase)"},
-    {"value", CLI_STR, "quantity|amount|events", "value summed (events: each user's number of events)"},
-    {"group-by", CLI_STR, "category|item|country|day", "group the statistic (DP partition selection)"},
-    {"clamp", CLI_STR, "LO:HI", "clamp each value (required for sums, means, quantiles, histograms)"},
+    {"event", CLI_STR, "TYPE",
+     "event type (view, cart, purchase, return, rating, search, all; default purchase)"},
+    {"value", CLI_STR, "quantity|amount|events",
+     "value summed (events: each user's number of events)"},
+    {"group-by", CLI_STR, "category|item|country|day",
+     "group the statistic (DP partition selection)"},
+    {"clamp", CLI_STR, "LO:HI",
+     "clamp each value (required for sums, means, quantiles, histograms)"},
     {"max-contributions", CLI_INT, "N", "events per user per group (default 10)"},
     {"max-groups", CLI_INT, "N", "groups per user (default 5 when grouped)"},
-    {"quantile", CLI_DOUBLE, "Q", "quantile in (0,1), bounds excluded, for `quantile` (default 0.5)"},
+    {"quantile", CLI_DOUBLE, "Q",
+     "quantile in (0,1), bounds excluded, for `quantile` (default 0.5)"},
     {"bins", CLI_INT, "N", "histogram bins over the clamp range (default 10)"},
     {"top", CLI_INT, "N", "top-items: how many (default 10)"},
     {"noise", CLI_STR, "laplace|gaussian", "value noise (default laplace; gaussian needs --delta)"},
     {"epsilon", CLI_DOUBLE, "E", "epsilon charged for the whole query"},
     {"delta", CLI_DOUBLE, "D", "delta charged (grouped queries need > 0)"},
-    {"dataset", CLI_STR, "NAME", "label the release is filed under (default \"default\"; one budget per store)"},
+    {"dataset", CLI_STR, "NAME",
+     "label the release is filed under (default \"default\"; one budget per store)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
 
 const cli_command cli_cmds_dp[] = {
     {"dp rdp", NULL, 0, 0, "Renyi DP of the Poisson-subsampled Gaussian mechanism over T steps",
-     "Prints {\"rdp\":x}: T times the RDP of one step at the given order (Mironov, Talwar & Zhang 2019).",
+     "Prints {\"rdp\":x}: T times the RDP of one step at the given order (Mironov, Talwar & Zhang "
+     "2019).",
      rdp_flags, run_rdp},
-    {"dp epsilon", NULL, 0, 0, "epsilon of T steps of the Poisson-subsampled Gaussian at a target delta",
-     "Prints {\"epsilon\":x,\"order\":a} (order only for rdp). The rdp accountant minimises over the orders\n"
-     "with the improved conversion of Balle et al. 2020 by default; pld composes a pessimistic privacy-loss\n"
+    {"dp epsilon", NULL, 0, 0,
+     "epsilon of T steps of the Poisson-subsampled Gaussian at a target delta",
+     "Prints {\"epsilon\":x,\"order\":a} (order only for rdp). The rdp accountant minimises over "
+     "the orders\n"
+     "with the improved conversion of Balle et al. 2020 by default; pld composes a pessimistic "
+     "privacy-loss\n"
      "distribution and is tighter.",
      eps_flags, run_epsilon},
     {"dp sigma", NULL, 0, 0, "analytic Gaussian: the smallest sigma meeting (epsilon, delta)",
-     "Prints {\"sigma\":x} (Balle & Wang 2018), to 1e-12 relative; the value returned always meets delta.",
+     "Prints {\"sigma\":x} (Balle & Wang 2018), to 1e-12 relative; the value returned always meets "
+     "delta.",
      sigma_flags, run_sigma},
-    {"dp delta", NULL, 0, 0, "exact delta of the Gaussian mechanism at epsilon", "Prints {\"delta\":x}.",
-     delta_flags, run_delta},
+    {"dp delta", NULL, 0, 0, "exact delta of the Gaussian mechanism at epsilon",
+     "Prints {\"delta\":x}.", delta_flags, run_delta},
     {"dp noise-multiplier", NULL, 0, 0, "smallest noise multiplier meeting a target epsilon",
-     "Prints {\"noise_multiplier\":x}: the smallest sigma (to 1e-7 relative with rdp, 1e-5 with pld, rounded\n"
+     "Prints {\"noise_multiplier\":x}: the smallest sigma (to 1e-7 relative with rdp, 1e-5 with "
+     "pld, rounded\n"
      "up) whose epsilon does not exceed the target.",
      nm_flags, run_noise_multiplier},
-    {"budget set", NULL, 0, 0, "set the store's total (epsilon, delta) privacy budget, or a purpose's cap",
-     "A store has one budget: every DP release, whatever label it is charged under, is charged against\n"
-     "the total and its purpose's cap (if any) before it leaves; releases that would overspend either are\n"
-     "refused. A total or cap below what was spent is always refused. --force is needed to change a total\n"
-     "or cap already set (raising or lowering), to remove a cap, or to set a cap above the total. Every\n"
+    {"budget set", NULL, 0, 0,
+     "set the store's total (epsilon, delta) privacy budget, or a purpose's cap",
+     "A store has one budget: every DP release, whatever label it is charged under, is charged "
+     "against\n"
+     "the total and its purpose's cap (if any) before it leaves; releases that would overspend "
+     "either are\n"
+     "refused. A total or cap below what was spent is always refused. --force is needed to change "
+     "a total\n"
+     "or cap already set (raising or lowering), to remove a cap, or to set a cap above the total. "
+     "Every\n"
      "attempt is written to the audit log (action budget_set).",
      budget_set_flags, run_budget_set},
-    {"budget show", NULL, 0, 0, "show the store's budget, each purpose's cap and spending, and every release",
-     NULL, budget_show_flags, run_budget_show},
-    {"query", "KIND", 1, 1, "user-level DP statistic: count, sum, mean, quantile, histogram, top-items",
-     "Each user's contribution is bounded before noise (--max-groups, --max-contributions, --clamp);\n"
-     "grouped results go through DP partition selection. The query's (epsilon, delta) is charged to the\n"
+    {"budget show", NULL, 0, 0,
+     "show the store's budget, each purpose's cap and spending, and every release", NULL,
+     budget_show_flags, run_budget_show},
+    {"query", "KIND", 1, 1,
+     "user-level DP statistic: count, sum, mean, quantile, histogram, top-items",
+     "Each user's contribution is bounded before noise (--max-groups, --max-contributions, "
+     "--clamp);\n"
+     "grouped results go through DP partition selection. The query's (epsilon, delta) is charged "
+     "to the\n"
      "ledger before the result is printed. Examples:\n"
      "  privguide query mean --value events --clamp 0:50 --max-contributions 50 --epsilon 0.5\n"
      "      (purchases per user and their average)\n"
-     "  privguide query sum --value amount --clamp 0:100 --max-contributions 5 --max-groups 3 --group-by category --epsilon 1 --delta 1e-6\n"
+     "  privguide query sum --value amount --clamp 0:100 --max-contributions 5 --max-groups 3 "
+     "--group-by category --epsilon 1 --delta 1e-6\n"
      "  privguide query top-items --top 10 --epsilon 1 --delta 1e-6",
      query_flags, run_query},
     {0},

@@ -100,7 +100,8 @@ static void trim(char *s)
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
         s[--n] = '\0';
     size_t i = 0;
-    while (s[i] == ' ' || s[i] == '\t') i++;
+    while (s[i] == ' ' || s[i] == '\t')
+        i++;
     if (i) memmove(s, s + i, n - i + 1);
 }
 
@@ -129,7 +130,8 @@ static void ct_list_free(ct_list *l)
 {
     pvg_paillier_ct_array_free(l->cts, l->n);
     if (l->meta)
-        for (size_t i = 0; i < l->n; i++) free(l->meta[i]);
+        for (size_t i = 0; i < l->n; i++)
+            free(l->meta[i]);
     free(l->meta);
     pvg_paillier_pub_free(l->own_pub);
     memset(l, 0, sizeof *l);
@@ -164,8 +166,8 @@ static int read_cts(const pvg_paillier_pub **pub, ct_list *out)
     pvg_error_clear(&err);
     if (strstr(all, "\"public_key\"") && strstr(all, "\"values\"")) {
         pvg_paillier_pub *lp = NULL;
-        pvg_status st = pvg_paillier_list_from_json(all, "stdin", *pub, 0, &lp, &out->cts, &out->n,
-                                                    &err);
+        pvg_status st =
+            pvg_paillier_list_from_json(all, "stdin", *pub, 0, &lp, &out->cts, &out->n, &err);
         free(all);
         if (st != PVG_OK) return cli_fail("stdin", st, &err);
         out->own_pub = lp;
@@ -555,8 +557,9 @@ static int run_spend_total(cli_ctx *c)
     /* DP by default: exact per-group totals hand the key holder what single
      * shoppers spent (a group of one shopper decrypts to that shopper's spend) */
     if (!o.dp && !exact)
-        cli_usage_error(c, "give --epsilon E (a differentially private release, charged to the ledger), or "
-                           "--exact for exact totals (operator only; written to the audit log)");
+        cli_usage_error(
+            c, "give --epsilon E (a differentially private release, charged to the ledger), or "
+               "--exact for exact totals (operator only; written to the audit log)");
     if (o.dp && exact) cli_usage_error(c, "--exact and --epsilon exclude each other");
     o.epsilon = o.dp ? cli_double(c, "epsilon", 0) : 0;
     o.delta = cli_double(c, "delta", 0);
@@ -590,8 +593,9 @@ static int run_spend_total(cli_ctx *c)
     st = pvg_access_spend_total(&g, pub, &o, &r, &err);
     if (st != PVG_OK) rc = cli_fail("he spend-total", st, &err);
     if (!rc && exact)
-        cli_warn("warning: --exact releases EXACT per-group spend totals, not differentially private: a "
-                 "group with one shopper decrypts to that shopper's spend. Recorded in the audit log.");
+        cli_warn(
+            "warning: --exact releases EXACT per-group spend totals, not differentially private: a "
+            "group with one shopper decrypts to that shopper's spend. Recorded in the audit log.");
     for (size_t i = 0; !rc && i < r->n; i++) {
         char *cj = NULL;
         st = pvg_paillier_ct_to_json(r->groups[i].total, &cj, &err);
@@ -602,8 +606,10 @@ static int run_spend_total(cli_ctx *c)
         printf("{\"group\": ");
         cli_json_string(stdout, r->groups[i].name);
         /* never the per-group number of shoppers (exact counts, even with --exact) */
-        if (o.dp) printf(", \"epsilon\": %.17g, \"noise_scale_cents\": %.17g", o.epsilon, r->noise_scale);
-        else printf(", \"exact\": true");
+        if (o.dp)
+            printf(", \"epsilon\": %.17g, \"noise_scale_cents\": %.17g", o.epsilon, r->noise_scale);
+        else
+            printf(", \"exact\": true");
         printf(", \"unit\": \"cents\", %s\n", cj + 1); /* splice {"v", "e"} */
         free(cj);
     }
@@ -658,7 +664,8 @@ static int run_bench(cli_ctx *c)
     double secs = cli_double(c, "seconds", 2.0);
     double pool_secs = cli_double(c, "pool-seconds", 5.0);
     if (!(secs > 0 && secs <= 600)) cli_usage_error(c, "--seconds must be in (0, 600]");
-    if (!(pool_secs >= 5 && pool_secs <= 600)) cli_usage_error(c, "--pool-seconds must be in [5, 600]");
+    if (!(pool_secs >= 5 && pool_secs <= 600))
+        cli_usage_error(c, "--pool-seconds must be in [5, 600]");
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st;
@@ -673,12 +680,13 @@ static int run_bench(cli_ctx *c)
     double enc_fresh = 0, enc_djn = 0, enc_pool = 0, dec = 0, add = 0, mul = 0;
     pvg_paillier_enc *fresh = fresh_enc(pub, PVG_PAILLIER_OBF_FRESH, &rc);
     if (fresh) enc_fresh = bench_encrypt(fresh, ct, secs, 10, cpu_s, &st, &err);
-    pvg_paillier_enc *djn = rc ? NULL : fresh_enc(pub, PVG_PAILLIER_OBF_DJN, &rc); /* setup untimed */
+    pvg_paillier_enc *djn =
+        rc ? NULL : fresh_enc(pub, PVG_PAILLIER_OBF_DJN, &rc); /* setup untimed */
     if (djn && st == PVG_OK) enc_djn = bench_encrypt(djn, ct, secs, 10, cpu_s, &st, &err);
     if (!rc && st == PVG_OK) {
         /* the pool starts empty: the whole window is refilled by its threads */
-        pvg_paillier_enc_options o = {.mode = PVG_PAILLIER_OBF_POOL, .threads = (unsigned)threads,
-                                      .pool_size = 64};
+        pvg_paillier_enc_options o = {
+            .mode = PVG_PAILLIER_OBF_POOL, .threads = (unsigned)threads, .pool_size = 64};
         pvg_paillier_enc *pool = NULL;
         st = pvg_paillier_enc_new(pub, &o, &pool, &err);
         if (st == PVG_OK) enc_pool = bench_encrypt(pool, ct, pool_secs, 10, wall_s, &st, &err);
@@ -701,7 +709,8 @@ static int run_bench(cli_ctx *c)
         long ops = 0;
         double t1 = cpu_s(), t;
         do {
-            for (int k = 0; k < 256 && st == PVG_OK; k++) st = pvg_paillier_add(ct2, ct2, ct, &err);
+            for (int k = 0; k < 256 && st == PVG_OK; k++)
+                st = pvg_paillier_add(ct2, ct2, ct, &err);
             ops += 256;
             t = cpu_s();
         } while (st == PVG_OK && t - t1 < secs);
@@ -773,7 +782,8 @@ static const cli_flag encrypt_flags[] = {
     {"pub", CLI_STR, "FILE", "public key (pheutil JWK)"},
     {"exponent", CLI_INT, "E", "lower every exponent to at most E (default -32, as pheutil)"},
     {"obfuscator", CLI_STR, "KIND", "djn (short exponent, default) or fresh (r^n per encryption)"},
-    {"list", CLI_BOOL, NULL, "print one python-paillier list document {\"public_key\", \"values\"}"},
+    {"list", CLI_BOOL, NULL,
+     "print one python-paillier list document {\"public_key\", \"values\"}"},
     {0},
 };
 
@@ -798,12 +808,17 @@ static const cli_flag decrypt_flags[] = {
 static const cli_flag spend_flags[] = {
     {"pub", CLI_STR, "FILE", "the analyst's public key"},
     {"group-by", CLI_STR, "G", "category, country or none (default none)"},
-    {"epsilon", CLI_DOUBLE, "E", "add encrypted discrete-Laplace noise for E-DP and charge the ledger"},
-    {"exact", CLI_BOOL, NULL, "instead of --epsilon: exact totals (operator only; warned and audited)"},
-    {"delta", CLI_DOUBLE, "D", "with --group-by country and --epsilon: delta of the country selection"},
-    {"clamp", CLI_DOUBLE, "C", "with --epsilon: bound of one user's total per group (default 1000)"},
+    {"epsilon", CLI_DOUBLE, "E",
+     "add encrypted discrete-Laplace noise for E-DP and charge the ledger"},
+    {"exact", CLI_BOOL, NULL,
+     "instead of --epsilon: exact totals (operator only; warned and audited)"},
+    {"delta", CLI_DOUBLE, "D",
+     "with --group-by country and --epsilon: delta of the country selection"},
+    {"clamp", CLI_DOUBLE, "C",
+     "with --epsilon: bound of one user's total per group (default 1000)"},
     {"max-groups", CLI_INT, "K", "with --epsilon: groups one user may contribute to (default 1)"},
-    {"dataset", CLI_STR, "NAME", "label noted with the release (charged to the store budget as spend_totals)"},
+    {"dataset", CLI_STR, "NAME",
+     "label noted with the release (charged to the store budget as spend_totals)"},
     {"threads", CLI_INT, "N", "threads encrypting the users' subtotals (default: CPUs online)"},
     {"json", CLI_BOOL, NULL, "no summary on stderr"},
     {0},

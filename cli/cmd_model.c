@@ -19,26 +19,29 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define HYPER_FLAGS                                                                              \
-    {"threads", CLI_INT, "N", "worker threads (default 1)"},                                      \
-        {"seed", CLI_INT, "S", "seed of initialisation, sampling and splits (default 42)"},       \
-        {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                       \
-        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                  \
-        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},       \
-        {"alpha0", CLI_DOUBLE, "X", "ials: weight of unobserved pairs (default 0.1)"},            \
-        {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},    \
-        {"confidence", CLI_DOUBLE, "X",                                                           \
-         "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                 \
-        {"cg-steps", CLI_INT, "N", "ials: conjugate-gradient steps, 0 = exact solve (default 3)"},\
-        {"lr", CLI_DOUBLE, "X", "bpr: learning rate (default 0.05)"},                             \
-        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 500)"},                                    \
-        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 400)"},           \
-        {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                    \
-        {"weights", CLI_STR, "SPEC",                                                              \
-         "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},            \
-        {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                 \
-        {"format", CLI_STR, "F",                                                                  \
-         "format of --input: online-retail, movielens, amazon-reviews, retailrocket, jsonl, tsv"}
+#define HYPER_FLAGS                                                                                \
+    {"threads", CLI_INT, "N", "worker threads (default 1)"},                                       \
+        {"seed", CLI_INT, "S", "seed of initialisation, sampling and splits (default 42)"},        \
+        {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                        \
+        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                   \
+        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},           \
+        {"alpha0", CLI_DOUBLE, "X", "ials: weight of unobserved pairs (default 0.1)"},             \
+        {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
+        {"confidence", CLI_DOUBLE, "X",                                                            \
+         "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
+        {"cg-steps", CLI_INT, "N", "ials: conjugate-gradient steps, 0 = exact solve (default 3)"}, \
+        {"lr", CLI_DOUBLE, "X", "bpr: learning rate (default 0.05)"},                              \
+        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 500)"},                                     \
+        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 400)"},            \
+        {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                     \
+        {"weights", CLI_STR, "SPEC",                                                               \
+         "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
+        {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
+    {                                                                                              \
+        "format", CLI_STR, "F",                                                                    \
+            "format of --input: online-retail, movielens, amazon-reviews, retailrocket, jsonl, "   \
+            "tsv"                                                                                  \
+    }
 
 static const char model_help[] =
     "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
@@ -94,8 +97,10 @@ static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int
         if (!fs) cli_usage_error(c, "--input needs --format");
         pvg_format fmt;
         if (pvg_format_parse(fs, &fmt) != PVG_OK)
-            cli_usage_error(c, "unknown format '%s' (online-retail, movielens, amazon-reviews, "
-                               "retailrocket, jsonl, tsv)", fs);
+            cli_usage_error(c,
+                            "unknown format '%s' (online-retail, movielens, amazon-reviews, "
+                            "retailrocket, jsonl, tsv)",
+                            fs);
         st = pvg_dataset_load_file(input, fmt, NULL, &w, ds, &ls, &err);
         if (st != PVG_OK) return cli_fail("input", st, &err);
         if (!quiet && ls.rejects)
@@ -133,7 +138,8 @@ static void progress_bar(void *ctx, const pvg_train_progress *p)
     int width = 30, done = p->epochs ? p->epoch * width / p->epochs : width;
     double eta = p->epoch ? p->elapsed_seconds / p->epoch * (p->epochs - p->epoch) : 0;
     char bar[64];
-    for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+    for (int i = 0; i < width; i++)
+        bar[i] = i < done ? '#' : '.';
     bar[width] = 0;
     fprintf(stderr, "\r[%s] epoch %d/%d  loss %-12.6g %.2fs/epoch  ETA %.0fs ", bar, p->epoch,
             p->epochs, p->loss, p->epoch_seconds, eta);
@@ -144,7 +150,8 @@ static void progress_bar(void *ctx, const pvg_train_progress *p)
 static json_t *epochs_json(const pvg_train_stats *st)
 {
     json_t *a = json_array();
-    for (int i = 0; i < st->n_epochs; i++) json_array_append_new(a, json_real(st->epoch_seconds[i]));
+    for (int i = 0; i < st->n_epochs; i++)
+        json_array_append_new(a, json_real(st->epoch_seconds[i]));
     return a;
 }
 
@@ -202,7 +209,8 @@ static int run_train(cli_ctx *c)
         return cli_fail("save", s, &err);
     }
     char fp[65];
-    for (int i = 0; i < 32; i++) snprintf(fp + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
+    for (int i = 0; i < 32; i++)
+        snprintf(fp + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
     if (json) {
         json_t *o = json_object();
         json_object_set_new(o, "model", json_string(pvg_model_type_name(t)));
@@ -312,8 +320,10 @@ static int run_recommend(cli_ctx *c)
         for (size_t i = 0; i < n; i++) {
             json_t *e = json_object();
             json_object_set_new(e, "item", json_string(out[i].item));
-            if (cat && cat[i] && cat[i]->title) json_object_set_new(e, "title", json_string(cat[i]->title));
-            if (cat && cat[i] && cat[i]->price >= 0) json_object_set_new(e, "price", json_real(cat[i]->price));
+            if (cat && cat[i] && cat[i]->title)
+                json_object_set_new(e, "title", json_string(cat[i]->title));
+            if (cat && cat[i] && cat[i]->price >= 0)
+                json_object_set_new(e, "price", json_real(cat[i]->price));
             json_object_set_new(e, "score", json_real(out[i].score));
             json_array_append_new(a, e);
         }
@@ -326,8 +336,8 @@ static int run_recommend(cli_ctx *c)
     } else {
         if (user && ans.reason)
             printf("# not personalised (%s): the most popular items\n",
-                   strcmp(ans.reason, "no_consent") == 0 ? "the user does not consent to "
-                                                          "personalisation"
+                   strcmp(ans.reason, "no_consent") == 0     ? "the user does not consent to "
+                                                               "personalisation"
                    : strcmp(ans.reason, "unknown_user") == 0 ? "no data is held about this user"
                                                              : "the user is not in the model");
         for (size_t i = 0; i < n; i++) {
@@ -342,7 +352,8 @@ static int run_recommend(cli_ctx *c)
             }
         }
     }
-    for (size_t i = 0; cat && i < n; i++) pvg_item_free(cat[i]);
+    for (size_t i = 0; cat && i < n; i++)
+        pvg_item_free(cat[i]);
     free(cat);
     free(out);
     pvg_model_free(m);
@@ -392,7 +403,8 @@ static int run_eval(cli_ctx *c)
     if (proto == PVG_EVAL_TEMPORAL) {
         const char *cs = cli_str(c, "cutoff");
         if (!cs) cli_usage_error(c, "temporal needs --cutoff YYYY-MM-DD");
-        if (parse_date(cs, &o.cutoff)) cli_usage_error(c, "--cutoff: expected YYYY-MM-DD, got '%s'", cs);
+        if (parse_date(cs, &o.cutoff))
+            cli_usage_error(c, "--cutoff: expected YYYY-MM-DD, got '%s'", cs);
     }
     if (cli_has(c, "k")) {
         double ks[PVG_EVAL_MAX_K];

@@ -102,8 +102,8 @@ static int run_serve(cli_ctx *c)
     if (st != PVG_OK) return cli_fail("serve", st, &err);
     int port = pvg_server_port(srv);
     const char *host = o.bind ? o.bind : "127.0.0.1";
-    printf("privguide: serving %s on http://%s:%d (model generation %ld)\n", o.data_dir, host,
-           port, pvg_server_model_generation(srv));
+    printf("privguide: serving %s on http://%s:%d (model generation %ld)\n", o.data_dir, host, port,
+           pvg_server_model_generation(srv));
     if (o.web_dir)
         printf("  shop demo:          http://%s:%d/shop\n"
                "  privacy portal:     http://%s:%d/portal\n"
@@ -141,23 +141,30 @@ static const cli_flag serve_flags[] = {
     {"model", CLI_STR, "FILE",
      "model file trained from the store, in the data dir or its models/ (default "
      "<data-dir>/model.pvgm)"},
-    {"web-dir", CLI_STR, "DIR", "directory of the pages (default $PVG_WEB_DIR, else found "
-                                "beside the executable)"},
+    {"web-dir", CLI_STR, "DIR",
+     "directory of the pages (default $PVG_WEB_DIR, else found "
+     "beside the executable)"},
     {"openapi", CLI_STR, "FILE", "OpenAPI document (default docs/openapi.json of the source tree)"},
-    {"threads", CLI_INT, "N", "worker threads (default 4: requests wait for their audit entry's group commit)"},
+    {"threads", CLI_INT, "N",
+     "worker threads (default 4: requests wait for their audit entry's group commit)"},
     {"max-body", CLI_INT, "BYTES", "largest request body (default 1048576)"},
     {"timeout", CLI_INT, "S", "idle connection timeout in seconds (default 15)"},
     {"reload-ms", CLI_INT, "MS", "how often the model file is checked (default 1000)"},
-    {"dataset", CLI_STR, "NAME", "budget ledger charged for the DP popular list (default "
-                                 "\"default\")"},
-    {"popular-epsilon", CLI_DOUBLE, "EPS", "epsilon of the popular list per model build "
-                                           "(default 1)"},
-    {"popular-k", CLI_INT, "K", "length of the popular list (default 20: the budget is spread over k rounds)"},
+    {"dataset", CLI_STR, "NAME",
+     "budget ledger charged for the DP popular list (default "
+     "\"default\")"},
+    {"popular-epsilon", CLI_DOUBLE, "EPS",
+     "epsilon of the popular list per model build "
+     "(default 1)"},
+    {"popular-k", CLI_INT, "K",
+     "length of the popular list (default 20: the budget is spread over k rounds)"},
     {"no-cache", CLI_BOOL, NULL, "do not cache recommendations"},
-    {"auth-failure-rate", CLI_DOUBLE, "N", "failed authentications per second per client address "
-                                           "before 429 (default 10; 0: no limit)"},
-    {"drain-ms", CLI_INT, "MS", "on SIGTERM, wait this long for requests in flight (default "
-                                "10000)"},
+    {"auth-failure-rate", CLI_DOUBLE, "N",
+     "failed authentications per second per client address "
+     "before 429 (default 10; 0: no limit)"},
+    {"drain-ms", CLI_INT, "MS",
+     "on SIGTERM, wait this long for requests in flight (default "
+     "10000)"},
     {"port-file", CLI_STR, "FILE", "write the listening port into FILE once ready"},
     {0},
 };
@@ -292,11 +299,16 @@ static const cli_flag token_flags[] = {
 static const char *kind_name(pvg_audit_problem_kind k)
 {
     switch (k) {
-    case PVG_AUDIT_EDITED: return "edited";
-    case PVG_AUDIT_REMOVED: return "removed";
-    case PVG_AUDIT_REORDERED: return "reordered";
-    case PVG_AUDIT_HEAD_MISMATCH: return "head_mismatch";
-    case PVG_AUDIT_UNKEYED: return "unkeyed";
+    case PVG_AUDIT_EDITED:
+        return "edited";
+    case PVG_AUDIT_REMOVED:
+        return "removed";
+    case PVG_AUDIT_REORDERED:
+        return "reordered";
+    case PVG_AUDIT_HEAD_MISMATCH:
+        return "head_mismatch";
+    case PVG_AUDIT_UNKEYED:
+        return "unkeyed";
     }
     return "?";
 }
@@ -322,12 +334,12 @@ static int run_audit_verify(cli_ctx *c)
                                                    (json_int_t)rep.problems[i].seq, "other_seq",
                                                    (json_int_t)rep.problems[i].other_seq, "text",
                                                    rep.problems[i].text));
-        json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:o}", "ok", st == PVG_OK,
-                              "entries", (json_int_t)rep.entries, "first_seq",
-                              (json_int_t)rep.first_seq, "last_seq", (json_int_t)rep.last_seq,
-                              "head", rep.head_hex, "unkeyed", (json_int_t)rep.unkeyed,
-                              "unkeyed_upto", (json_int_t)rep.unkeyed_upto, "problems_total",
-                              (json_int_t)rep.problems_total, "problems", probs);
+        json_t *o =
+            json_pack("{s:b, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:o}", "ok", st == PVG_OK,
+                      "entries", (json_int_t)rep.entries, "first_seq", (json_int_t)rep.first_seq,
+                      "last_seq", (json_int_t)rep.last_seq, "head", rep.head_hex, "unkeyed",
+                      (json_int_t)rep.unkeyed, "unkeyed_upto", (json_int_t)rep.unkeyed_upto,
+                      "problems_total", (json_int_t)rep.problems_total, "problems", probs);
         char *t = json_dumps(o, JSON_COMPACT);
         printf("%s\n", t ? t : "{}");
         free(t);
@@ -337,9 +349,10 @@ static int run_audit_verify(cli_ctx *c)
                (long long)rep.first_seq, (long long)rep.last_seq,
                rep.head_hex[0] ? rep.head_hex : "(empty)");
         if (rep.unkeyed)
-            printf("  %lld older entries (up to seq %lld) were chained without a key, before the keys "
-                   "left the data dir; every later entry carries a MAC\n",
-                   rep.unkeyed, (long long)rep.unkeyed_upto);
+            printf(
+                "  %lld older entries (up to seq %lld) were chained without a key, before the keys "
+                "left the data dir; every later entry carries a MAC\n",
+                rep.unkeyed, (long long)rep.unkeyed_upto);
         if (anchor) printf("  the anchored head is in place\n");
     } else {
         printf("audit log TAMPERED: %lld problem(s) in %lld entries\n", rep.problems_total,
@@ -382,8 +395,8 @@ static int run_audit_show(cli_ctx *c)
     show_ctx sc = {cli_bool(c, "json")};
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_audit_foreach(s, cli_int(c, "from", 0), cli_int(c, "limit", 0), show_entry,
-                                      &sc, &err);
+    pvg_status st =
+        pvg_audit_foreach(s, cli_int(c, "from", 0), cli_int(c, "limit", 0), show_entry, &sc, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("audit show", st, &err);
     return CLI_EXIT_OK;
@@ -402,10 +415,10 @@ static int run_audit_head(cli_ctx *c)
     if (st != PVG_OK) return cli_fail("audit head", st, &err);
     if (cli_bool(c, "json")) {
         json_t *o = h.seq ? json_pack("{s:I, s:s, s:I, s:s, s:b}", "seq", (json_int_t)h.seq, "mac",
-                                      h.mac_hex, "ts", (json_int_t)h.ts, "anchor", h.anchor, "keyed",
-                                      h.keyed)
-                          : json_pack("{s:I, s:n, s:n, s:n, s:b}", "seq", (json_int_t)0, "mac", "ts",
-                                      "anchor", "keyed", 0);
+                                      h.mac_hex, "ts", (json_int_t)h.ts, "anchor", h.anchor,
+                                      "keyed", h.keyed)
+                          : json_pack("{s:I, s:n, s:n, s:n, s:b}", "seq", (json_int_t)0, "mac",
+                                      "ts", "anchor", "keyed", 0);
         char *t = json_dumps(o, JSON_COMPACT);
         printf("%s\n", t ? t : "{}");
         free(t);
@@ -430,8 +443,9 @@ static const cli_flag head_flags[] = {
 };
 
 static const cli_flag verify_flags[] = {
-    {"anchor", CLI_STR, "SEQ:MAC", "a head printed by an earlier `audit head` (or verify): "
-                                   "detects a truncated tail"},
+    {"anchor", CLI_STR, "SEQ:MAC",
+     "a head printed by an earlier `audit head` (or verify): "
+     "detects a truncated tail"},
     {"expect-head", CLI_STR, "MAC", "the same as --anchor with the MAC alone (older form)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},

@@ -52,7 +52,8 @@ static int run_init(cli_ctx *c)
         cli_json_string(stdout, kf);
         printf("}\n");
     } else {
-        printf("initialised %s (privguide.db, keystore.db, store.id, policy.json)\n", cli_data_dir(c));
+        printf("initialised %s (privguide.db, keystore.db, store.id, policy.json)\n",
+               cli_data_dir(c));
         printf("key file: %s (0600: the pepper and %s)\n", kf,
                o.master_key_in_env ? "a note that the master key is in $PRIVGUIDE_MASTER_KEY"
                                    : "the master key");
@@ -79,8 +80,8 @@ static void progress(void *ctx, const pvg_ingest_stats *s)
 static void progress_lines(void *ctx, const pvg_ingest_stats *s)
 {
     (void)ctx;
-    fprintf(stderr, "committed batch %lld: read %lld stored %lld duplicates %lld\n", s->batches_committed,
-            s->read, s->stored, s->duplicates);
+    fprintf(stderr, "committed batch %lld: read %lld stored %lld duplicates %lld\n",
+            s->batches_committed, s->read, s->stored, s->duplicates);
     fflush(stderr);
 }
 
@@ -105,8 +106,8 @@ static void print_ingest_json(const pvg_ingest_stats *s, const char *reject_path
            "\"items_upserted\":%lld,"
            "\"expired_swept\":%lld,\"batches_committed\":%lld,\"users\":%lld,\"items\":%lld,"
            "\"events\":%lld,\"seconds\":%.3f,\"reject_file\":",
-           s->stored, s->duplicates, s->suppressed, s->anonymous, s->items_upserted, s->expired_swept,
-           s->batches_committed, s->users, s->items, s->events, s->seconds);
+           s->stored, s->duplicates, s->suppressed, s->anonymous, s->items_upserted,
+           s->expired_swept, s->batches_committed, s->users, s->items, s->events, s->seconds);
     if (reject_path)
         cli_json_string(stdout, reject_path);
     else
@@ -119,16 +120,21 @@ static int run_ingest(cli_ctx *c)
     const char *fmt_name = cli_str_req(c, "format");
     pvg_format fmt;
     if (pvg_format_parse(fmt_name, &fmt) != PVG_OK)
-        cli_usage_error(c, "--format: unknown format '%s' (expected online-retail, movielens, "
-                           "movielens-items, retailrocket, amazon-reviews, jsonl or tsv)",
+        cli_usage_error(c,
+                        "--format: unknown format '%s' (expected online-retail, movielens, "
+                        "movielens-items, retailrocket, amazon-reviews, jsonl or tsv)",
                         fmt_name);
     pvg_ingest_options o = {0};
     const char *enc = cli_str(c, "encoding");
     if (enc) {
-        if (strcmp(enc, "auto") == 0) o.reader.encoding = PVG_ENCODING_AUTO;
-        else if (strcmp(enc, "utf-8") == 0) o.reader.encoding = PVG_ENCODING_UTF8;
-        else if (strcmp(enc, "latin-1") == 0) o.reader.encoding = PVG_ENCODING_LATIN1;
-        else cli_usage_error(c, "--encoding: expected auto, utf-8 or latin-1, got '%s'", enc);
+        if (strcmp(enc, "auto") == 0)
+            o.reader.encoding = PVG_ENCODING_AUTO;
+        else if (strcmp(enc, "utf-8") == 0)
+            o.reader.encoding = PVG_ENCODING_UTF8;
+        else if (strcmp(enc, "latin-1") == 0)
+            o.reader.encoding = PVG_ENCODING_LATIN1;
+        else
+            cli_usage_error(c, "--encoding: expected auto, utf-8 or latin-1, got '%s'", enc);
     }
     o.batch_rows = (long)cli_int_range(c, "batch", 50000, 1, 10000000);
     o.no_sweep = cli_bool(c, "no-sweep");
@@ -155,8 +161,8 @@ static int run_ingest(cli_ctx *c)
         for (int n = 1; n < 1000; n++) {
             char suffix[16] = "";
             if (n > 1) snprintf(suffix, sizeof suffix, "-%d", n);
-            snprintf(reject_path, sizeof reject_path, "%s/rejects/%s.%s%s.rejects.tsv", cli_data_dir(c),
-                     base, stamp, suffix);
+            snprintf(reject_path, sizeof reject_path, "%s/rejects/%s.%s%s.rejects.tsv",
+                     cli_data_dir(c), base, stamp, suffix);
             if (stat(reject_path, &sb) != 0 && errno == ENOENT) break;
         }
         rp = reject_path;
@@ -179,8 +185,8 @@ static int run_ingest(cli_ctx *c)
         rp = NULL; /* no rejects: no per-run file left behind */
     if (st != PVG_OK) {
         if (stats.batches_committed)
-            cli_warn("ingest: %lld rows in %lld batches were committed before the error", stats.read,
-                     stats.batches_committed);
+            cli_warn("ingest: %lld rows in %lld batches were committed before the error",
+                     stats.read, stats.batches_committed);
         return cli_fail("ingest", st, &err);
     }
     if (cli_bool(c, "json"))
@@ -188,7 +194,8 @@ static int run_ingest(cli_ctx *c)
     else {
         printf("read %lld rows: %lld accepted (%lld new events, %lld duplicates, %lld anonymous), "
                "%lld rejected\n",
-               stats.read, stats.accepted, stats.stored, stats.duplicates, stats.anonymous, stats.rejected);
+               stats.read, stats.accepted, stats.stored, stats.duplicates, stats.anonymous,
+               stats.rejected);
         if (stats.suppressed)
             printf("  skipped %lld rows of erased users (suppression list)\n", stats.suppressed);
         for (int i = 0; i < stats.n_reasons; i++)
@@ -248,8 +255,8 @@ static int run_user_delete(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     int allow_return = cli_bool(c, "allow-return");
-    pvg_status st = pvg_access_erase_flags(&g, cli_pos(c, 0), allow_return ? PVG_ERASE_ALLOW_RETURN : 0,
-                                           NULL, NULL, &err);
+    pvg_status st = pvg_access_erase_flags(
+        &g, cli_pos(c, 0), allow_return ? PVG_ERASE_ALLOW_RETURN : 0, NULL, NULL, &err);
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("user delete", st, &err);
     if (cli_bool(c, "json"))
@@ -321,7 +328,8 @@ static int run_keys_rotate(cli_ctx *c)
 {
     return run_counted(c, "keys rotate", pvg_store_keys_rotate, "rewrapped",
                        getenv(PVG_ENV_MASTER_KEY) && *getenv(PVG_ENV_MASTER_KEY)
-                           ? "rotated the master key: %lld data keys rewrapped; now set PRIVGUIDE_MASTER_KEY to the new key\n"
+                           ? "rotated the master key: %lld data keys rewrapped; now set "
+                             "PRIVGUIDE_MASTER_KEY to the new key\n"
                            : "rotated the master key: %lld data keys rewrapped\n");
 }
 
@@ -330,19 +338,21 @@ static int run_keys_move(cli_ctx *c)
     char to[4096];
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_store_keys_move(cli_data_dir(c), cli_str(c, "key-file"), to, sizeof to, &err);
+    pvg_status st =
+        pvg_store_keys_move(cli_data_dir(c), cli_str(c, "key-file"), to, sizeof to, &err);
     if (st != PVG_OK) return cli_fail("keys move", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"key_file\":");
         cli_json_string(stdout, to);
         printf("}\n");
     } else {
-        printf("moved the keys out of %s to %s\n"
-               "  %s/master.key was overwritten and removed. Back the key file up separately.\n"
-               "  Copies and backups of the data dir made before this still hold the old key file:\n"
-               "  destroy them, or treat the keys as exposed (`privguide keys rotate` replaces the\n"
-               "  master key; the pepper, which names every shopper, cannot be replaced).\n",
-               cli_data_dir(c), to, cli_data_dir(c));
+        printf(
+            "moved the keys out of %s to %s\n"
+            "  %s/master.key was overwritten and removed. Back the key file up separately.\n"
+            "  Copies and backups of the data dir made before this still hold the old key file:\n"
+            "  destroy them, or treat the keys as exposed (`privguide keys rotate` replaces the\n"
+            "  master key; the pepper, which names every shopper, cannot be replaced).\n",
+            cli_data_dir(c), to, cli_data_dir(c));
     }
     return CLI_EXIT_OK;
 }
@@ -362,7 +372,9 @@ static int run_keys_where(cli_ctx *c)
     if (cli_bool(c, "json")) {
         printf("{\"key_file\":");
         cli_json_string(stdout, kf);
-        printf(",\"exists\":%s}\n", env && *env ? "true" : access(kf, F_OK) == 0 ? "true" : "false");
+        printf(",\"exists\":%s}\n", env && *env             ? "true"
+                                    : access(kf, F_OK) == 0 ? "true"
+                                                            : "false");
     } else {
         printf("%s\n", kf);
     }
@@ -387,7 +399,8 @@ static int run_stats(cli_ctx *c)
     pvg_store_close(s);
     if (st != PVG_OK) return cli_fail("stats", st, &err);
     if (cli_bool(c, "json"))
-        printf("{\"users\":%lld,\"items\":%lld,\"events\":%lld,\"anonymous_rows\":%lld,\"wrapped_keys\":%lld}\n",
+        printf("{\"users\":%lld,\"items\":%lld,\"events\":%lld,\"anonymous_rows\":%lld,\"wrapped_"
+               "keys\":%lld}\n",
                n.users, n.items, n.events, n.anonymous_rows, n.wrapped_keys);
     else
         printf("users %lld\nitems %lld\nevents %lld\nanonymous rows %lld\nwrapped data keys %lld\n",
@@ -401,18 +414,19 @@ typedef struct check_print {
     int json, first;
 } check_print;
 
-static void check_problem(void *ctx, int64_t user_id, int64_t row, const char *chunk, const char *problem,
-                          int quarantined)
+static void check_problem(void *ctx, int64_t user_id, int64_t row, const char *chunk,
+                          const char *problem, int quarantined)
 {
     check_print *p = ctx;
     if (p->json) {
-        printf("%s{\"user_row\":%lld,\"chunk_row\":%lld,\"chunk\":\"%s\",\"problem\":\"%s\",\"quarantined\":%s}",
+        printf("%s{\"user_row\":%lld,\"chunk_row\":%lld,\"chunk\":\"%s\",\"problem\":\"%s\","
+               "\"quarantined\":%s}",
                p->first ? "" : ",", (long long)user_id, (long long)row, chunk, problem,
                quarantined ? "true" : "false");
         p->first = 0;
     } else
-        printf("user row %lld, chunk row %lld (%s): %s%s\n", (long long)user_id, (long long)row, chunk,
-               problem, quarantined ? " -> quarantined" : "");
+        printf("user row %lld, chunk row %lld (%s): %s%s\n", (long long)user_id, (long long)row,
+               chunk, problem, quarantined ? " -> quarantined" : "");
 }
 
 static int run_store_check(cli_ctx *c)
@@ -435,42 +449,50 @@ static int run_store_check(cli_ctx *c)
     }
     long long problems = r.unreadable + r.duplicate + r.orphaned + r.keyless;
     if (p.json)
-        printf("],\"users\":%lld,\"chunks\":%lld,\"unreadable\":%lld,\"duplicate\":%lld,\"orphaned\":%lld,"
+        printf("],\"users\":%lld,\"chunks\":%lld,\"unreadable\":%lld,\"duplicate\":%lld,"
+               "\"orphaned\":%lld,"
                "\"keyless\":%lld,\"legacy\":%lld,\"quarantined\":%lld,\"upgraded\":%lld,"
                "\"in_quarantine\":%lld,\"cid_index\":%s,\"ok\":%s}\n",
-               r.users, r.chunks, r.unreadable, r.duplicate, r.orphaned, r.keyless, r.legacy, r.quarantined,
-               r.upgraded, r.in_quarantine, r.cid_index ? "true" : "false",
+               r.users, r.chunks, r.unreadable, r.duplicate, r.orphaned, r.keyless, r.legacy,
+               r.quarantined, r.upgraded, r.in_quarantine, r.cid_index ? "true" : "false",
                problems == r.quarantined ? "true" : "false");
     else {
-        printf("checked %lld chunks of %lld users: %lld failing authentication or malformed, %lld duplicated, "
+        printf("checked %lld chunks of %lld users: %lld failing authentication or malformed, %lld "
+               "duplicated, "
                "%lld without a user row, %lld without a data key\n",
                r.chunks, r.users, r.unreadable, r.duplicate, r.orphaned, r.keyless);
         if (r.legacy)
-            printf("%lld chunks in format 1 (expiry not authenticated; --upgrade rewrites them)\n", r.legacy);
+            printf("%lld chunks in format 1 (expiry not authenticated; --upgrade rewrites them)\n",
+                   r.legacy);
         if (r.upgraded) printf("rewrote %lld format-1 chunks in the current format\n", r.upgraded);
         if (r.quarantined) printf("quarantined %lld chunks\n", r.quarantined);
         printf("quarantine holds %lld chunks; unique chunk-id index %s\n", r.in_quarantine,
-               r.cid_index ? "in place" : "missing (duplicated rows keep it from being built: --quarantine)");
+               r.cid_index ? "in place"
+                           : "missing (duplicated rows keep it from being built: --quarantine)");
     }
     /* Exit 1 while problem chunks are still in the readers' way. */
     return problems == r.quarantined ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
 static const cli_flag check_flags[] = {
-    {"quarantine", CLI_BOOL, NULL, "move every problem chunk to the quarantine (kept sealed; erased with its user)"},
-    {"upgrade", CLI_BOOL, NULL, "rewrite format-1 chunks in the current format (expiry authenticated)"},
+    {"quarantine", CLI_BOOL, NULL,
+     "move every problem chunk to the quarantine (kept sealed; erased with its user)"},
+    {"upgrade", CLI_BOOL, NULL,
+     "rewrite format-1 chunks in the current format (expiry authenticated)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
 
 static const cli_flag init_flags[] = {
     {"policy", CLI_STR, "FILE", "data policy to install (default: the built-in policy)"},
-    {"master-key-in-env", CLI_BOOL, NULL, "keep the master key out of the key file; read it from $PRIVGUIDE_MASTER_KEY"},
+    {"master-key-in-env", CLI_BOOL, NULL,
+     "keep the master key out of the key file; read it from $PRIVGUIDE_MASTER_KEY"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
 static const cli_flag ingest_flags[] = {
-    {"format", CLI_STR, "F", "online-retail, movielens, movielens-items, retailrocket, amazon-reviews, jsonl, tsv"},
+    {"format", CLI_STR, "F",
+     "online-retail, movielens, movielens-items, retailrocket, amazon-reviews, jsonl, tsv"},
     {"rejects", CLI_STR, "PATH",
      "reject file, created 0600 and never over an existing file (default: a new "
      "DATA_DIR/rejects/FILE.<UTC time>.rejects.tsv per run, removed when nothing was rejected; "
@@ -499,13 +521,16 @@ static const cli_flag consent_flags[] = {
 };
 
 const cli_command cli_cmds_store[] = {
-    {"init", NULL, 0, 0, "create a data dir (databases, store.id, policy.json) and its key file (0600) outside it",
-     "The key file holds the pepper (pseudonyms) and the master key (wraps every user's data key).\n"
+    {"init", NULL, 0, 0,
+     "create a data dir (databases, store.id, policy.json) and its key file (0600) outside it",
+     "The key file holds the pepper (pseudonyms) and the master key (wraps every user's data "
+     "key).\n"
      "It goes to --key-file, $PRIVGUIDE_KEY_FILE, or by default $XDG_CONFIG_HOME/privguide/ (or\n"
      "~/.config/privguide/) as <store id>.key; never inside the data dir. Back it up separately.",
      init_flags, run_init},
     {"ingest", "FILE", 1, 1, "import a file (streaming, batched, idempotent) under the data policy",
-     "Rows that cannot be used go to the reject file with line, byte offset, reason and field (never\n"
+     "Rows that cannot be used go to the reject file with line, byte offset, reason and field "
+     "(never\n"
      "the row's values). A .gz file is read directly. Re-running the same import stores nothing\n"
      "twice. Exits 1 when no row was accepted (e.g. the wrong --format).",
      ingest_flags, run_ingest},
@@ -518,7 +543,8 @@ const cli_command cli_cmds_store[] = {
      delete_flags, run_user_delete},
     {"user consent", "USER_ID", 1, 1, "show or set a user's consent switches", NULL, consent_flags,
      run_user_consent},
-    {"keys rotate", NULL, 0, 0, "rewrap every data key under a new master key (safe to interrupt; rerun to finish)",
+    {"keys rotate", NULL, 0, 0,
+     "rewrap every data key under a new master key (safe to interrupt; rerun to finish)",
      "With the master key in $PRIVGUIDE_MASTER_KEY, put the new key in $PRIVGUIDE_NEW_MASTER_KEY.",
      json_only, run_keys_rotate},
     {"keys move", NULL, 0, 0, "move the keys of an old data dir (its master.key) out of it",
@@ -530,12 +556,16 @@ const cli_command cli_cmds_store[] = {
      "The path from --key-file, $PRIVGUIDE_KEY_FILE or the default place for this store's id;\n"
      "\"$PRIVGUIDE_KEYS\" when the keys come from that variable.",
      json_only, run_keys_where},
-    {"retention sweep", NULL, 0, 0, "delete events whose retention period has passed", NULL, json_only,
-     run_retention_sweep},
-    {"stats", NULL, 0, 0, "counts of users, items, events and keys in the store", NULL, json_only, run_stats},
-    {"store check", NULL, 0, 0, "find chunks that fail authentication, replayed chunk rows, chunks without a user row or key",
-     "Decrypts every chunk under its user's key. Exit status 1 when problems are found and left in place.\n"
-     "--quarantine moves them out of the readers' way (kept sealed, removed with their user on erasure).",
+    {"retention sweep", NULL, 0, 0, "delete events whose retention period has passed", NULL,
+     json_only, run_retention_sweep},
+    {"stats", NULL, 0, 0, "counts of users, items, events and keys in the store", NULL, json_only,
+     run_stats},
+    {"store check", NULL, 0, 0,
+     "find chunks that fail authentication, replayed chunk rows, chunks without a user row or key",
+     "Decrypts every chunk under its user's key. Exit status 1 when problems are found and left in "
+     "place.\n"
+     "--quarantine moves them out of the readers' way (kept sealed, removed with their user on "
+     "erasure).",
      check_flags, run_store_check},
     {0},
 };

@@ -1233,7 +1233,7 @@ static void test_dup_index_upgrade(void **state)
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     pvg_store_close(s);
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
-    assert_int_equal(sqlite3_exec(db, "DELETE FROM event_tags; DELETE FROM meta WHERE key = 'dup_index'",
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM event_tag_sets; DELETE FROM meta WHERE key = 'dup_index'",
                                   NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     s = open_ok(dir);
@@ -1243,7 +1243,7 @@ static void test_dup_index_upgrade(void **state)
     pvg_store_close(s);
     db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM event_tags", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(length(keys)) / 8 FROM event_tag_sets", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(q, 0), 5);
     sqlite3_finalize(q);

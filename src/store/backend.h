@@ -138,6 +138,9 @@ typedef void (*pvg_backend_chain_fn)(void *ctx, const unsigned char prev[PVG_BAC
 typedef int (*pvg_backend_audit_fn)(void *ctx, const pvg_audit_entry *e);
 typedef int (*pvg_backend_pseudonym_fn)(void *ctx, const unsigned char pseudonym[16]);
 
+/* The bytes of a tag the duplicate index compares (tags_of_user). */
+#define PVG_BACKEND_TAG_KEY 8
+
 /* A row of the duplicate index. */
 typedef struct pvg_backend_tag {
     int64_t user_id;
@@ -348,15 +351,17 @@ struct pvg_backend_ops {
                                    pvg_error *err);
 
     /* ---- the duplicate index (docs/store.md) ---- */
-    /* One row per stored event: (user row, tag = the event's keyed record
-     * id) unique, with the expiry day of the chunk holding it. user_delete
-     * removes a user's rows, chunks_sweep those of swept days; compaction
+    /* Every stored event's (user row, tag = the event's keyed record id),
+     * with the expiry day of the chunk holding it; a backend may keep only
+     * the tag's first 8 bytes (a keyed hash). user_delete removes a user's
+     * entries, chunks_sweep those of swept days; compaction
      * (chunks_delete_user) leaves them (the events stay). */
     /* found = 1 when (user_id, tag) is held. */
     pvg_status (*tag_has)(pvg_backend *b, int64_t user_id, const unsigned char tag[16], int *found,
                           pvg_error *err);
-    /* [txn] Inserts n rows (faster when sorted by user_id, tag). A held
-     * (user_id, tag) is an error (PVG_ERR_EXISTS). */
+    /* [txn] Adds n entries (fastest sorted by user_id, expires_day, tag
+     * bytes). Callers look a tag up first: a held (user_id, tag) may be
+     * refused with PVG_ERR_EXISTS, or kept twice (harmless). */
     pvg_status (*tags_insert)(pvg_backend *b, const pvg_backend_tag *tags, size_t n,
                               pvg_error *err);
     /* A user's chunks holding fewer than small_n events, and the number of
@@ -382,6 +387,13 @@ struct pvg_backend_ops {
     pvg_status (*release_cache_latest)(pvg_backend *b, const char *kind, const char *dataset,
                                        char **body, int64_t *release_id, int64_t *created_at,
                                        pvg_error *err);
+    /* ---- the duplicate index, read per user (appended in interface 1) ---- */
+    /* The first PVG_BACKEND_TAG_KEY bytes of every tag the index holds for
+     * user_id, PVG_BACKEND_TAG_KEY bytes each, in no particular order (a
+     * key may appear twice); *keys malloc'd (NULL when *n = 0). Callers
+     * that test many tags of one user read them once this way. */
+    pvg_status (*tags_of_user)(pvg_backend *b, int64_t user_id, unsigned char **keys, size_t *n,
+                               pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -362,14 +362,12 @@ static pvg_status suppressed_load(pvg_store *s, p16_set *set, pvg_error *err)
 
 static int cmp_tag(const void *a, const void *b)
 {
-    /* the order only matters for speed: the SQLite backend keys the index by
-     * (user row, first 8 bytes of the tag as a signed integer) */
+    /* the order only matters for speed: the SQLite backend keeps one sorted
+     * set of the tags' first 8 bytes per (user row, expiry day) */
     const pvg_backend_tag *x = a, *y = b;
     if (x->user_id != y->user_id) return x->user_id < y->user_id ? -1 : 1;
-    int64_t kx, ky;
-    memcpy(&kx, x->tag, 8);
-    memcpy(&ky, y->tag, 8);
-    return kx < ky ? -1 : kx > ky;
+    if (x->expires_day != y->expires_day) return x->expires_day < y->expires_day ? -1 : 1;
+    return memcmp(x->tag, y->tag, 8);
 }
 
 static pvg_status tags_flush(pvg_store *s, pvg_backend_tag *t, size_t *n, pvg_error *err)
@@ -474,6 +472,69 @@ pvg_status pvg_store_dup_index_ensure(pvg_store *s, pvg_error *err)
 
 /* ---- posted events: prepare outside the write transaction, then commit ---- */
 
+/* One user's keys of the duplicate index, read once (tags_of_user) into
+ * an open-addressing set, and tested many times. */
+typedef struct tag_keys {
+    int64_t user_id; /* 0: none loaded */
+    uint64_t *slot;  /* 0: empty (a key of 0 sets has_zero instead) */
+    size_t cap;      /* a power of two, at least twice the keys */
+    int has_zero;
+} tag_keys;
+
+static void tag_keys_clear(tag_keys *t)
+{
+    free(t->slot);
+    memset(t, 0, sizeof *t);
+}
+
+static uint64_t tag_key_of(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v); /* the keyed record id: uniform bits already */
+    return v;
+}
+
+/* Makes t hold user_id's keys (reading them unless it does already). */
+static pvg_status tag_keys_load(pvg_store *s, tag_keys *t, int64_t user_id, pvg_error *err)
+{
+    if (t->user_id == user_id) return PVG_OK;
+    tag_keys_clear(t);
+    unsigned char *v = NULL;
+    size_t n = 0;
+    pvg_status st = PVG_B(s, tags_of_user, user_id, &v, &n, err);
+    if (st != PVG_OK) return st;
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    t->slot = calloc(cap, sizeof *t->slot);
+    if (!t->slot) {
+        free(v);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    t->cap = cap;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = tag_key_of(v + i * PVG_BACKEND_TAG_KEY);
+        if (k == 0) {
+            t->has_zero = 1;
+            continue;
+        }
+        size_t j = (size_t)(k >> 7) & (cap - 1);
+        while (t->slot[j] && t->slot[j] != k) j = (j + 1) & (cap - 1);
+        t->slot[j] = k;
+    }
+    free(v);
+    t->user_id = user_id;
+    return PVG_OK;
+}
+
+static int tag_keys_has(const tag_keys *t, const unsigned char rid[PVG_RID_BYTES])
+{
+    uint64_t k = tag_key_of(rid);
+    if (k == 0) return t->has_zero;
+    for (size_t j = (size_t)(k >> 7) & (t->cap - 1); t->slot[j]; j = (j + 1) & (t->cap - 1))
+        if (t->slot[j] == k) return 1;
+    return 0;
+}
+
 typedef struct put_user {
     unsigned char p[16];
     int64_t user_id;  /* 0: new, created at the commit */
@@ -483,6 +544,7 @@ typedef struct put_user {
     unsigned char *key;                      /* sodium_malloc'd, PVG_KEY_BYTES */
     unsigned char wrapped[PVG_WRAPPED_BYTES]; /* new users: their key, wrapped */
     unsigned char kid[PVG_KID_BYTES];
+    tag_keys held; /* their keys of the duplicate index (read when first needed) */
 } put_user;
 
 typedef struct put_ev {
@@ -546,6 +608,7 @@ static void put_reset(put_batch *b)
     pvg_chunks_free(&b->cs);
     memset(&b->cs, 0, sizeof b->cs);
     b->n_tags = 0;
+    for (size_t i = 0; i < b->n_users; i++) tag_keys_clear(&b->users[i].held);
 }
 
 static void put_free(put_batch *b)
@@ -758,8 +821,10 @@ static pvg_status put_prepare(put_batch *b, pvg_error *err)
             continue;
         }
         int held = dup[i];
-        if (!held && u->user_id && (st = PVG_B(s, tag_has, u->user_id, pe->rid, &held, err)) != PVG_OK)
-            break;
+        if (!held && u->user_id) {
+            if ((st = tag_keys_load(s, &u->held, u->user_id, err)) != PVG_OK) break;
+            held = tag_keys_has(&u->held, pe->rid);
+        }
         if (held) {
             o->stored = 0;
             b->dups++;
@@ -991,11 +1056,18 @@ typedef struct id_set { /* open addressing set of int64 > 0 */
     size_t n, cap;
 } id_set;
 
+/* Users whose duplicate-index keys a bulk run keeps at once. */
+enum { RUN_HELD_SLOTS = 64 };
+
 typedef struct ingest_run {
     pvg_store *s;
     pvg_chunk_set chunks;
     occ_map occ;          /* content digest -> occurrences in this run */
     id_set fresh;         /* users this run created: no record of theirs is held yet */
+    /* keys of the duplicate index of users who had events before the run,
+     * by user row modulo the slot count (a re-import meets a user again
+     * per invoice); a run's own records never match them (occurrences) */
+    tag_keys held[RUN_HELD_SLOTS];
     p16_set suppressed;   /* the suppression list */
     pvg_backend_tag *tags; /* this batch's new rows of the duplicate index */
     size_t n_tags, cap_tags;
@@ -1250,6 +1322,7 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
     if (s->foreign_writes != run->foreign_seen) { /* another writer: trust nothing cached */
         free(run->fresh.v);
         memset(&run->fresh, 0, sizeof run->fresh);
+        for (size_t i = 0; i < RUN_HELD_SLOTS; i++) tag_keys_clear(&run->held[i]);
         if ((st = suppressed_load(s, &run->suppressed, err)) != PVG_OK) return st;
         run->foreign_seen = s->foreign_writes;
     }
@@ -1270,9 +1343,11 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
     /* Only users who had events before this run can hold this record: a
      * run's own records differ by their occurrence numbers. */
     int held = 0;
-    if (!created && !id_set_has(&run->fresh, u->user_id) &&
-        (st = PVG_B(s, tag_has, u->user_id, rid, &held, err)) != PVG_OK)
-        return st;
+    if (!created && !id_set_has(&run->fresh, u->user_id)) {
+        tag_keys *t = &run->held[(uint64_t)u->user_id % RUN_HELD_SLOTS];
+        if ((st = tag_keys_load(s, t, u->user_id, err)) != PVG_OK) return st;
+        held = tag_keys_has(t, rid);
+    }
     if (held) {
         stats->duplicates++;
         return PVG_OK;
@@ -1410,6 +1485,7 @@ done:
     pvg_chunks_free(&run.chunks);
     occ_clear(&run.occ);
     free(run.fresh.v);
+    for (size_t i = 0; i < RUN_HELD_SLOTS; i++) tag_keys_clear(&run.held[i]);
     p16_set_free(&run.suppressed);
     free(run.tags);
     free(run.anon);

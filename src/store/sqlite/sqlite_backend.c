@@ -125,10 +125,13 @@ static const char MAIN_SCHEMA[] =
      * column; deliberately not named user_pseudonym, so that user_delete's
      * sweep of linked rows leaves it). docs/privacy.md. */
     "CREATE TABLE IF NOT EXISTS suppressed(pseudonym BLOB PRIMARY KEY) WITHOUT ROWID;"
-    /* The duplicate index: one row per stored event, (user row, keyed
-     * record id) and the expiry day of its chunk. docs/store.md. */
-    "CREATE TABLE IF NOT EXISTS event_tags(user_id INTEGER NOT NULL, tag INTEGER NOT NULL,"
-    "  expires_day INTEGER NOT NULL, PRIMARY KEY(user_id, tag)) WITHOUT ROWID;"
+    /* The duplicate index: rows of (user row, expiry day, part) each
+     * holding the first 8 bytes of the keyed record ids of events stored
+     * with that expiry, sorted (memcmp order), 8 bytes each; a part takes
+     * new keys until it holds TAG_SET_MAX. docs/store.md. */
+    "CREATE TABLE IF NOT EXISTS event_tag_sets(user_id INTEGER NOT NULL,"
+    "  expires_day INTEGER NOT NULL, part INTEGER NOT NULL, keys BLOB NOT NULL,"
+    "  PRIMARY KEY(user_id, expires_day, part)) WITHOUT ROWID;"
     /* Cached DP releases of any kind ("popular", "similar"), one per model
      * build, dataset and parameters; everything in body is DP (public). */
     "CREATE TABLE IF NOT EXISTS dp_release_cache ("
@@ -223,7 +226,8 @@ enum {
     Q_SUPPRESS_HAS,
     Q_SUPPRESS_ALL,
     Q_TAG_HAS,
-    Q_TAG_INSERT,
+    Q_TAG_SET_GET,
+    Q_TAG_SET_PUT,
     Q_TAGS_DELETE_USER,
     Q_TAGS_EXPIRED_DELETE,
     Q_CHUNKS_STATS_USER,
@@ -355,11 +359,13 @@ static const struct {
     [Q_SUPPRESS_ADD] = {DB_MAIN, "INSERT OR IGNORE INTO suppressed(pseudonym) VALUES(?1)"},
     [Q_SUPPRESS_HAS] = {DB_MAIN, "SELECT 1 FROM suppressed WHERE pseudonym = ?1"},
     [Q_SUPPRESS_ALL] = {DB_MAIN, "SELECT pseudonym FROM suppressed"},
-    [Q_TAG_HAS] = {DB_MAIN, "SELECT 1 FROM event_tags WHERE user_id = ?1 AND tag = ?2"},
-    [Q_TAG_INSERT] = {DB_MAIN,
-                      "INSERT INTO event_tags(user_id, tag, expires_day) VALUES(?1, ?2, ?3)"},
-    [Q_TAGS_DELETE_USER] = {DB_MAIN, "DELETE FROM event_tags WHERE user_id = ?1"},
-    [Q_TAGS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM event_tags WHERE expires_day <= ?1"},
+    [Q_TAG_HAS] = {DB_MAIN, "SELECT keys FROM event_tag_sets WHERE user_id = ?1"},
+    [Q_TAG_SET_GET] = {DB_MAIN, "SELECT part, keys FROM event_tag_sets WHERE user_id = ?1 AND"
+                                " expires_day = ?2 ORDER BY part DESC LIMIT 1"},
+    [Q_TAG_SET_PUT] = {DB_MAIN, "INSERT OR REPLACE INTO event_tag_sets(user_id, expires_day, part,"
+                                " keys) VALUES(?1, ?2, ?3, ?4)"},
+    [Q_TAGS_DELETE_USER] = {DB_MAIN, "DELETE FROM event_tag_sets WHERE user_id = ?1"},
+    [Q_TAGS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM event_tag_sets WHERE expires_day <= ?1"},
     [Q_CHUNKS_STATS_USER] = {DB_MAIN, "SELECT count(*), count(DISTINCT expires_day) FROM chunks"
                                       " WHERE user_id = ?1 AND n < ?2"},
     [Q_RCACHE_GET] = {DB_MAIN, "SELECT body, release_id, created_at FROM dp_release_cache WHERE"
@@ -1637,51 +1643,235 @@ static pvg_status sq_suppress_foreach(pvg_backend *b, pvg_backend_pseudonym_fn f
  * user share a key with probability ~ n^2 / 2^65 for a user of n events
  * (3e-10 at 100,000); such a pair would be taken for a duplicate
  * (docs/store.md). */
-static int64_t tag_key(const unsigned char tag[16])
+/* The duplicate index keeps the first TAG_KEY bytes of each 16-byte tag (a
+ * keyed hash: a false match needs a 64-bit collision within one user), in
+ * sorted sets of one row per (user row, expiry day): ingest writes one row
+ * per set instead of one per event, and the sweeps delete by row. */
+enum { TAG_KEY = PVG_BACKEND_TAG_KEY, TAG_SET_MAX = 4096 };
+
+/* A key as a number that orders as memcmp does. */
+static inline uint64_t tag_num(const unsigned char *p)
 {
-    uint64_t k;
-    memcpy(&k, tag, 8);
-    return (int64_t)k;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_bswap64(v); /* big-endian: numeric order = byte order */
+}
+
+static int tag_key_cmp(const void *a, const void *b)
+{
+    uint64_t x = tag_num(a), y = tag_num(b);
+    return x < y ? -1 : x > y;
+}
+
+/* 1 when key is in the sorted set of n keys at keys (bytes may be unaligned). */
+static int tag_set_has(const unsigned char *keys, size_t n, const unsigned char *key)
+{
+    size_t lo = 0, hi = n;
+    uint64_t k = tag_num(key);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t m = tag_num(keys + mid * TAG_KEY);
+        if (m == k) return 1;
+        if (m < k) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
 }
 
 static pvg_status sq_tag_has(pvg_backend *b, int64_t uid, const unsigned char tag[16], int *found,
                              pvg_error *err)
 {
+    sq_backend *q = SQ(b);
     sqlite3_stmt *s;
-    int own, row;
-    bindv v[] = {BI(uid), BI(tag_key(tag))};
+    int own, rc;
     *found = 0;
-    pvg_status st = one(SQ(b), Q_TAG_HAS, v, 2, &s, &own, &row, "duplicate index", err);
-    if (st != PVG_OK || !row) return st;
-    *found = 1;
+    pvg_status st = take(q, Q_TAG_HAS, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, uid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *keys = sqlite3_column_blob(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        if (len % TAG_KEY != 0) {
+            st = pvg_error_set(err, PVG_ERR_CORRUPT,
+                               "duplicate index: user row %lld: a set of %zu bytes (expected a "
+                               "multiple of %d)",
+                               (long long)uid, len, TAG_KEY);
+            break;
+        }
+        if (keys && tag_set_has(keys, len / TAG_KEY, tag)) {
+            *found = 1;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) st = fail(q->db, rc, "duplicate index", err);
     give(s, own);
+    return st;
+}
+
+static pvg_status sq_tags_of_user(pvg_backend *b, int64_t uid, unsigned char **keys, size_t *n,
+                                  pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc, runs = 0;
+    unsigned char *v = NULL; /* the sets one after another */
+    size_t len = 0, cap = 0;
+    *keys = NULL;
+    *n = 0;
+    pvg_status st = take(q, Q_TAG_HAS, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, uid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *set = sqlite3_column_blob(s, 0);
+        size_t m = (size_t)sqlite3_column_bytes(s, 0);
+        if (m % TAG_KEY != 0) {
+            st = pvg_error_set(err, PVG_ERR_CORRUPT,
+                               "duplicate index: user row %lld: a set of %zu bytes (expected a "
+                               "multiple of %d)",
+                               (long long)uid, m, TAG_KEY);
+            break;
+        }
+        if (!set || m == 0) continue;
+        if (len + m > cap) {
+            size_t nc = (len + m) * 2;
+            unsigned char *nv = realloc(v, nc);
+            if (!nv) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        memcpy(v + len, set, m);
+        len += m;
+        runs++;
+    }
+    if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) st = fail(q->db, rc, "duplicate index", err);
+    give(s, own);
+    if (st != PVG_OK) {
+        free(v);
+        return st;
+    }
+    (void)runs;
+    *keys = v;
+    *n = len / TAG_KEY;
     return PVG_OK;
+}
+
+/* Writes one set: the n new keys at add (sorted) merged into the newest
+ * part of (uid, day) while it holds fewer than TAG_SET_MAX keys, else in a
+ * part of their own (so no write rewrites more than TAG_SET_MAX keys). A
+ * key held already in the merged part is PVG_ERR_EXISTS. */
+static pvg_status tag_set_merge(sq_backend *q, int64_t uid, int64_t day, const unsigned char *add,
+                                size_t n, unsigned char **buf, size_t *cap, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_TAG_SET_GET, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, uid);
+    sqlite3_bind_int64(s, 2, day);
+    const unsigned char *old = NULL;
+    size_t n_old = 0;
+    int64_t part = 0;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        part = sqlite3_column_int64(s, 0);
+        old = sqlite3_column_blob(s, 1);
+        n_old = (size_t)sqlite3_column_bytes(s, 1) / TAG_KEY;
+        if (n_old >= TAG_SET_MAX) { /* full: a new part */
+            part++;
+            n_old = 0;
+        }
+    } else if (rc != SQLITE_DONE) {
+        st = fail(q->db, rc, "duplicate index", err);
+    }
+    const unsigned char *out = add;
+    size_t n_out = n;
+    if (st == PVG_OK && n_old > 0) { /* merge two sorted runs */
+        size_t need = (n_old + n) * TAG_KEY;
+        if (need > *cap) {
+            unsigned char *nb = realloc(*buf, need);
+            if (!nb) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            else {
+                *buf = nb;
+                *cap = need;
+            }
+        }
+        size_t i = 0, j = 0, k = 0;
+        unsigned char *w = *buf;
+        while (st == PVG_OK && i < n_old && j < n) {
+            uint64_t x = tag_num(old + i * TAG_KEY), y = tag_num(add + j * TAG_KEY);
+            if (x == y) st = PVG_ERR_EXISTS;
+            else if (x < y) memcpy(w + k++ * TAG_KEY, old + i++ * TAG_KEY, TAG_KEY);
+            else memcpy(w + k++ * TAG_KEY, add + j++ * TAG_KEY, TAG_KEY);
+        }
+        if (st == PVG_OK) {
+            memcpy(w + k * TAG_KEY, old + i * TAG_KEY, (n_old - i) * TAG_KEY);
+            k += n_old - i;
+            memcpy(w + k * TAG_KEY, add + j * TAG_KEY, (n - j) * TAG_KEY);
+            k += n - j;
+        }
+        out = w;
+        n_out = k;
+    }
+    give(s, own); /* old is not read past here */
+    if (st == PVG_ERR_EXISTS)
+        return pvg_error_set(err, PVG_ERR_EXISTS,
+                             "duplicate index: user row %lld holds the record already", (long long)uid);
+    if (st != PVG_OK) return st;
+    if ((st = take(q, Q_TAG_SET_PUT, &s, &own, err)) != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, uid);
+    sqlite3_bind_int64(s, 2, day);
+    sqlite3_bind_int64(s, 3, part);
+    sqlite3_bind_blob(s, 4, out, (int)(n_out * TAG_KEY), SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    give(s, own);
+    return rc == SQLITE_DONE ? PVG_OK : fail(q->db, rc, "duplicate index", err);
 }
 
 static pvg_status sq_tags_insert(pvg_backend *b, const pvg_backend_tag *t, size_t n,
                                  pvg_error *err)
 {
     sq_backend *q = SQ(b);
-    sqlite3_stmt *s;
-    int own;
-    pvg_status st = take(q, Q_TAG_INSERT, &s, &own, err); /* hot: no generic binding */
-    if (st != PVG_OK) return st;
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(s, 1, t[i].user_id);
-        sqlite3_bind_int64(s, 2, tag_key(t[i].tag));
-        sqlite3_bind_int64(s, 3, t[i].expires_day);
-        int rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        if (rc != SQLITE_DONE) {
-            st = (rc & 0xff) == SQLITE_CONSTRAINT
-                     ? pvg_error_set(err, PVG_ERR_EXISTS,
-                                     "duplicate index: user row %lld holds the record already",
-                                     (long long)t[i].user_id)
-                     : fail(q->db, rc, "duplicate index", err);
-            break;
+    unsigned char *keys = NULL, *buf = NULL;
+    size_t cap_keys = 0, cap_buf = 0;
+    pvg_status st = PVG_OK;
+    for (size_t i = 0; i < n && st == PVG_OK;) {
+        size_t j = i + 1; /* the run of (user row, expiry day) starting at i */
+        while (j < n && t[j].user_id == t[i].user_id && t[j].expires_day == t[i].expires_day) j++;
+        size_t m = j - i;
+        if (m * TAG_KEY > cap_keys) {
+            size_t nc = m * TAG_KEY * 2;
+            unsigned char *nk = realloc(keys, nc);
+            if (!nk) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                break;
+            }
+            keys = nk;
+            cap_keys = nc;
         }
+        int sorted = 1;
+        for (size_t k = 0; k < m; k++) {
+            memcpy(keys + k * TAG_KEY, t[i + k].tag, TAG_KEY);
+            if (k && tag_num(keys + (k - 1) * TAG_KEY) >= tag_num(keys + k * TAG_KEY)) sorted = 0;
+        }
+        if (!sorted) {
+            qsort(keys, m, TAG_KEY, tag_key_cmp);
+            for (size_t k = 1; k < m && st == PVG_OK; k++)
+                if (tag_num(keys + (k - 1) * TAG_KEY) == tag_num(keys + k * TAG_KEY))
+                    st = pvg_error_set(err, PVG_ERR_EXISTS,
+                                       "duplicate index: user row %lld holds the record already",
+                                       (long long)t[i].user_id);
+        }
+        if (st == PVG_OK)
+            st = tag_set_merge(q, t[i].user_id, t[i].expires_day, keys, m, &buf, &cap_buf, err);
+        i = j;
     }
-    give(s, own);
+    free(keys);
+    free(buf);
     return st == PVG_OK ? bump_if_autocommit(q, err) : st;
 }
 
@@ -1807,6 +1997,7 @@ static const pvg_backend_ops SQLITE_OPS = {
     .release_cache_get = sq_rcache_get,
     .release_cache_put = sq_rcache_put,
     .release_cache_latest = sq_rcache_latest,
+    .tags_of_user = sq_tags_of_user,
 };
 
 /* ---- opening and creating ---- */
@@ -1877,6 +2068,30 @@ static pvg_status migrate_item_catalog(sqlite3 *db, pvg_error *err)
     if (rc != SQLITE_OK) {
         pvg_status st = fail(db, rc, "items catalog flag migration", err);
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return st;
+    }
+    return PVG_OK;
+}
+
+/* Stores made with the one-row-per-event duplicate index: drop it and
+ * clear its mark, so that the store builds the set form from its records
+ * at the next open with keys (pvg_store_dup_index_ensure). Atomic. */
+static pvg_status migrate_tag_sets(sqlite3 *db, pvg_error *err)
+{
+    static const char HAS[] = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_tags'";
+    sqlite3_stmt *s = NULL;
+    int has = 0;
+    if (sqlite3_prepare_v2(db, HAS, -1, &s, NULL) == SQLITE_OK) has = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    if (!has) return PVG_OK;
+    int rc = exec(db, "BEGIN IMMEDIATE;"
+                      "DROP TABLE IF EXISTS event_tags;"
+                      "DELETE FROM event_tag_sets;"
+                      "DELETE FROM meta WHERE key = 'dup_index';"
+                      "COMMIT");
+    if (rc != SQLITE_OK) {
+        pvg_status st = fail(db, rc, "duplicate index migration", err);
+        exec(db, "ROLLBACK");
         return st;
     }
     return PVG_OK;
@@ -1980,6 +2195,7 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
     if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);
+    if (st == PVG_OK) st = migrate_tag_sets(q->db, err);
     if (st == PVG_OK) {
         int present;
         st = sq_chunks_cid_index(&q->base, 1, &present, err);

@@ -1251,6 +1251,90 @@ static void test_dup_index_upgrade(void **state)
     drop_store(dir);
 }
 
+/* One shopper's events of one day past a set part's 4,096 keys: every
+ * posted event is found again, whichever part holds it; and a store with
+ * the older one-row-per-event index table is migrated at open. */
+static void test_dup_index_parts(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_error err = {0};
+    int64_t now = pvg_store_now(s);
+    enum { CALLS = 6, PER = PVG_EVENTS_PER_USER_MAX };
+    pvg_event *ev = calloc((size_t)CALLS * PER, sizeof *ev);
+    pvg_event_in *in = calloc(PER, sizeof *in);
+    pvg_event_out *out = calloc(PER, sizeof *out);
+    char dk[CALLS * PER][16];
+    for (int i = 0; i < CALLS * PER; i++) {
+        ev[i].type = PVG_EVENT_VIEW;
+        ev[i].item = "x";
+        ev[i].ts = now; /* one day: one set, in parts */
+        snprintf(dk[i], sizeof dk[i], "k%d", i);
+    }
+    long long stored, dups;
+    for (int c = 0; c < CALLS; c++) {
+        for (int i = 0; i < PER; i++)
+            in[i] = (pvg_event_in){"heavy", &ev[c * PER + i], dk[c * PER + i], i};
+        assert_int_equal(pvg_store_events_put(s, in, PER, out, &stored, &dups, &err), PVG_OK);
+        assert_int_equal(stored, PER);
+    }
+    for (int c = CALLS - 1; c >= 0; c--) { /* again, every part */
+        for (int i = 0; i < PER; i++)
+            in[i] = (pvg_event_in){"heavy", &ev[c * PER + i], dk[c * PER + i], i};
+        assert_int_equal(pvg_store_events_put(s, in, PER, out, &stored, &dups, &err), PVG_OK);
+        assert_int_equal(stored, 0);
+        assert_int_equal(dups, PER);
+    }
+    pvg_store_close(s);
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*), sum(length(keys)) / 8 FROM event_tag_sets", -1, &q,
+                           NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    if (sqlite3_column_int(q, 0) < 2)
+        fail_msg("6,000 keys of one day must take more than one part");
+    assert_int_equal(sqlite3_column_int(q, 1), CALLS * PER);
+    sqlite3_finalize(q);
+    /* the older index table: dropped at open, the set form rebuilt */
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE event_tags(user_id INTEGER NOT NULL, tag INTEGER NOT NULL,"
+                     " expires_day INTEGER NOT NULL, PRIMARY KEY(user_id, tag)) WITHOUT ROWID;"
+                     "INSERT INTO event_tags VALUES(1, 1, 1);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    s = open_ok(dir);
+    for (int i = 0; i < PER; i++)
+        in[i] = (pvg_event_in){"heavy", &ev[i], dk[i], i};
+    assert_int_equal(pvg_store_events_put(s, in, PER, out, &stored, &dups, &err), PVG_OK);
+    assert_int_equal(stored, 0);
+    assert_int_equal(dups, PER);
+    pvg_store_close(s);
+    db = t_rawdb_open(dir, "privguide.db");
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'event_tags'", -1,
+                           &q, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT sum(length(keys)) / 8 FROM event_tag_sets", -1, &q, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), CALLS * PER);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    free(ev);
+    free(in);
+    free(out);
+    drop_store(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1276,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_erasure_suppresses),
         cmocka_unit_test(test_events_put_batch),
         cmocka_unit_test(test_dup_index_upgrade),
+        cmocka_unit_test(test_dup_index_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

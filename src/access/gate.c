@@ -614,12 +614,11 @@ pvg_status pvg_access_events_record(pvg_access *g, const pvg_event_in *in, size_
             if (!collect_allowed(rule, &users[u].c)) {
                 out[i].status = PVG_ERR_POLICY;
                 out[i].reason = "no_consent";
-                snprintf(
-                    out[i].message, sizeof out[i].message,
-                    "event %ld: the shopper does not consent to any purpose that uses %s "
-                    "events (%s%s%s)",
-                    in[i].index, pvg_event_type_name(type), rule->by_pers ? "personalization" : "",
-                    rule->by_pers && rule->by_anal ? " or " : "", rule->by_anal ? "analytics" : "");
+                snprintf(out[i].message, sizeof out[i].message,
+                         "the shopper does not consent to any purpose that uses %s events (%s%s%s)",
+                         pvg_event_type_name(type), rule->by_pers ? "personalization" : "",
+                         rule->by_pers && rule->by_anal ? " or " : "",
+                         rule->by_anal ? "analytics" : "");
                 continue;
             }
         }

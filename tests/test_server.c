@@ -909,6 +909,83 @@ static void test_own_audit_entries(void **state)
     pvg_auth_credential_free(tb);
 }
 
+/* The gate's collection rule follows the policy: a type some purpose uses
+ * needs one of those purposes active (a shopper not yet known starts from
+ * consent_defaults), a type no purpose names is governed by the allow-list
+ * alone, and a policy without purposes gates nothing. */
+static void record_one(pvg_store *s, const char *user, pvg_event_type type, const char *want)
+{
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    ev.item = "A1";
+    ev.ts = (int64_t)time(NULL) - 60 + (int64_t)type; /* within the 10 days kept */
+    pvg_event_in in = {user, &ev, NULL, 0};
+    pvg_event_out out;
+    long long stored = -1;
+    pvg_access g;
+    pvg_access_init(&g, s, "test");
+    pvg_error err;
+    assert_int_equal(pvg_access_events_record(&g, &in, 1, &out, &stored, NULL, &err), PVG_OK);
+    if (!want) {
+        if (out.status != PVG_OK) fprintf(stderr, "refused: %s\n", out.message);
+        assert_int_equal(out.status, PVG_OK);
+        assert_int_equal(stored, 1);
+    } else {
+        assert_int_equal(out.status, PVG_ERR_POLICY);
+        assert_string_equal(out.reason, want);
+        assert_non_null(strstr(out.message, pvg_event_type_name(type)));
+        assert_int_equal(stored, 0);
+    }
+}
+
+static void test_collection_rules_of_the_policy(void **state)
+{
+    (void)state;
+    static const char *const policies[2] = {
+        "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 10, \"fields\": []},"
+        " \"cart\": {\"retention_days\": 10, \"fields\": []},"
+        " \"purchase\": {\"retention_days\": 10, \"fields\": []}},"
+        " \"consent_defaults\": {\"personalization\": false, \"analytics\": false},"
+        " \"purposes\": [{\"name\": \"personalization\", \"consent\": \"personalization\","
+        " \"description\": \"d1\", \"event_types\": [\"view\"]},"
+        " {\"name\": \"orders\", \"consent\": null, \"description\": \"d2\","
+        " \"event_types\": [\"purchase\"]}]}",
+        "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 10, \"fields\": []}},"
+        " \"consent_defaults\": {\"personalization\": false, \"analytics\": false}}",
+    };
+    for (int k = 0; k < 2; k++) {
+        char dir[] = "/tmp/pvg_test_collect_XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char dd[100];
+        snprintf(dd, sizeof dd, "%s/data", dir);
+        pvg_store_init_options o;
+        memset(&o, 0, sizeof o);
+        o.policy_json = policies[k];
+        pvg_error err;
+        assert_int_equal(pvg_store_init(dd, &o, &err), PVG_OK);
+        pvg_store *s = NULL;
+        assert_int_equal(pvg_store_open(dd, &s, &err), PVG_OK);
+        if (k == 0) {
+            record_one(s, "new", PVG_EVENT_VIEW, "no_consent"); /* defaults: off */
+            record_one(s, "new", PVG_EVENT_CART, NULL);         /* no purpose names carts */
+            record_one(s, "new", PVG_EVENT_PURCHASE, NULL);     /* orders: no switch */
+            pvg_access g;
+            pvg_access_init(&g, s, "test");
+            pvg_consent c;
+            assert_int_equal(pvg_access_consent_change(&g, "new", 1, -1, &c, &err), PVG_OK);
+            record_one(s, "new", PVG_EVENT_VIEW, NULL);
+        } else {
+            record_one(s, "new", PVG_EVENT_VIEW, NULL); /* no purposes: the allow-list alone */
+        }
+        pvg_store_close(s);
+        char kf[600], cmd[800];
+        if (pvg_store_key_file(dd, NULL, kf, sizeof kf, &err) == PVG_OK) unlink(kf);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 static void test_openapi_matches_routes(void **state)
 {
     (void)state;
@@ -1416,6 +1493,7 @@ int main(void)
         cmocka_unit_test(test_purposes_one_source),
         cmocka_unit_test(test_events_consent_gated),
         cmocka_unit_test(test_own_audit_entries),
+        cmocka_unit_test(test_collection_rules_of_the_policy),
         cmocka_unit_test(test_pages),
         cmocka_unit_test(test_model_reload),
         cmocka_unit_test(test_stats_exact_for_admins_only),

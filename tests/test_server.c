@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,7 +441,6 @@ static void test_bad_input(void **state)
     expect_free("PUT", p, E.admin, "", 400);
     expect_free("PUT", p, E.admin, "[1,2]", 400);
     expect_free("PUT", p, E.admin, "{\"personalization\":1,\"analytics\":true}", 400);
-    expect_free("PUT", p, E.admin, "{\"personalization\":true}", 400);
     expect_free("PUT", p, E.admin, "{\"personalization\":true,\"analytics\":true,\"x\":1}", 400);
     expect_free("PUT", p, E.admin, "{\"a\":1,\"a\":2}", 400);
     /* deep nesting */
@@ -600,7 +600,8 @@ typedef struct audit_find {
 static int find_entry(void *ctx, const pvg_audit_entry *e)
 {
     audit_find *f = ctx;
-    if (strcmp(e->action, f->action) == 0 && strcmp(e->subject, f->subject) == 0) f->found++;
+    if ((!f->action || strcmp(e->action, f->action) == 0) && strcmp(e->subject, f->subject) == 0)
+        f->found++;
     return 0;
 }
 
@@ -646,6 +647,343 @@ static void test_export_delete_and_audit(void **state)
     json_decref(j);
     /* the gate records every attempt: the erasure and the second DELETE (outcome=not_found) */
     assert_int_equal(audit_count("delete", "u2"), 2);
+}
+
+/* ---- issue 18: consent as a partial update, purposes from one table,
+ * collection gated by consent, the shopper's view of the audit log ---- */
+
+/* A new token for user (freed by the caller). */
+static char *token_for(const char *user)
+{
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
+    char *tok = NULL;
+    assert_int_equal(pvg_auth_token_issue(s, user, 3600, 0, &tok, NULL, NULL), PVG_OK);
+    pvg_store_close(s);
+    return tok;
+}
+
+/* A 400 whose "field" and message name the field that is wrong. */
+static void expect_field_error(const char *method, const char *body, const char *field,
+                               const char *says)
+{
+    json_t *j = expect(method, "/v1/users/u4/consent", E.admin, body, 400);
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    if (!strstr(msg, says)) fail_msg("%s %s: message \"%s\" lacks \"%s\"", method, body, msg, says);
+    if (field)
+        assert_string_equal(json_string_value(json_object_get(j, "field")), field);
+    else
+        assert_null(json_object_get(j, "field"));
+    assert_true(json_is_string(json_object_get(j, "expected")));
+    json_decref(j);
+}
+
+static void check_consent(const char *user, int pers, int anal)
+{
+    char path[100];
+    snprintf(path, sizeof path, "/v1/users/%s/consent", user);
+    json_t *j = expect("GET", path, E.admin, NULL, 200);
+    assert_int_equal(json_is_true(json_object_get(j, "personalization")), pers);
+    assert_int_equal(json_is_true(json_object_get(j, "analytics")), anal);
+    json_decref(j);
+}
+
+static void test_consent_partial_update(void **state)
+{
+    (void)state;
+    const char *p = "/v1/users/u4/consent";
+    check_consent("u4", 1, 1);
+    /* only the fields present change, with PUT and with PATCH */
+    json_t *j = expect("PUT", p, E.admin, "{\"analytics\":false}", 200);
+    assert_true(json_is_true(json_object_get(j, "personalization")));
+    assert_true(json_is_false(json_object_get(j, "analytics")));
+    json_decref(j);
+    check_consent("u4", 1, 0);
+    json_decref(expect("PATCH", p, E.admin, "{\"personalization\":false}", 200));
+    check_consent("u4", 0, 0);
+    json_decref(expect("PATCH", p, E.admin, "{\"personalization\":true,\"analytics\":true}", 200));
+    check_consent("u4", 1, 1);
+    /* errors name the field that is wrong and what it holds */
+    expect_field_error("PUT", "{\"analytics\":\"yes\"}", "analytics",
+                       "field \"analytics\": expected true or false, got a string");
+    expect_field_error("PATCH", "{\"personalization\":true,\"analytics\":1}", "analytics",
+                       "field \"analytics\": expected true or false, got a number");
+    expect_field_error("PUT", "{\"personalization\":null}", "personalization",
+                       "field \"personalization\": expected true or false, got null");
+    expect_field_error(
+        "PUT", "{\"recommend\":true}", "recommend",
+        "field \"recommend\": unknown; expected \"personalization\" or \"analytics\"");
+    expect_field_error("PATCH", "{}", NULL, "at least one of the fields");
+    expect_field_error("PUT", "[true]", NULL, "expected an object");
+    check_consent("u4", 1, 1); /* nothing changed by a refused request */
+    /* the table's methods are what 405 offers */
+    resp r;
+    assert_int_equal(http("POST", p, E.admin, "{}", &r), 0);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.headers, "Allow: GET, PUT, PATCH"));
+    resp_free(&r);
+}
+
+/* The consent answer's purposes are the policy's, word for word the
+ * export's; the pages hold none of those texts. */
+static void test_purposes_one_source(void **state)
+{
+    (void)state;
+    json_t *c = expect("GET", "/v1/users/u4/consent", E.admin, NULL, 200);
+    json_t *x = expect("GET", "/v1/users/u4/data", E.admin, NULL, 200);
+    json_t *cp = json_object_get(c, "purposes"), *xp = json_object_get(x, "purposes");
+    assert_true(json_array_size(cp) >= 3);
+    assert_int_equal(json_array_size(cp), json_array_size(xp));
+    const char *src = getenv("PVG_SOURCE_DIR");
+    static const char *pages[] = {"portal.html", "portal.js",  "shop.html",      "shop.js",
+                                  "common.js",   "index.html", "dashboard.html", "dashboard.js"};
+    for (size_t i = 0; i < json_array_size(cp); i++) {
+        json_t *a = json_array_get(cp, i), *b = json_array_get(xp, i);
+        assert_string_equal(json_string_value(json_object_get(a, "name")),
+                            json_string_value(json_object_get(b, "name")));
+        const char *desc = json_string_value(json_object_get(a, "description"));
+        assert_non_null(desc);
+        assert_string_equal(desc, json_string_value(json_object_get(b, "description")));
+        assert_true(
+            json_equal(json_object_get(a, "event_types"), json_object_get(b, "event_types")));
+        assert_int_equal(json_is_true(json_object_get(a, "granted")),
+                         json_is_true(json_object_get(b, "active")));
+        for (size_t k = 0; src && k < sizeof pages / sizeof pages[0]; k++) {
+            char path[600];
+            snprintf(path, sizeof path, "%s/src/server/web/%s", src, pages[k]);
+            FILE *f = fopen(path, "rb");
+            assert_non_null(f);
+            char *text = calloc(1, 1 << 20);
+            size_t n = fread(text, 1, (1 << 20) - 1, f);
+            fclose(f);
+            text[n] = 0;
+            if (strstr(text, desc)) fail_msg("%s repeats the purpose text \"%s\"", pages[k], desc);
+            free(text);
+        }
+    }
+    json_decref(c);
+    json_decref(x);
+}
+
+/* Events are recorded only for a purpose the shopper consents to: views
+ * (personalisation or analytics) are refused with both switches off,
+ * purchases (kept for the shop's records, no switch) are not. */
+static void test_events_consent_gated(void **state)
+{
+    (void)state;
+    char *tok = token_for("u6");
+    const char *view = "[{\"user\":\"u6\",\"type\":\"view\",\"item\":\"B2\",\"ts\":1300000500}]";
+    const char *cart =
+        "[{\"user\":\"u6\",\"type\":\"cart\",\"item\":\"B3\",\"quantity\":1,\"ts\":1300000600}]";
+    json_t *j = expect("POST", "/v1/events", tok, view, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "stored")), 1);
+    json_decref(j);
+    json_decref(expect("PATCH", "/v1/users/u6/consent", tok,
+                       "{\"personalization\":false,\"analytics\":false}", 200));
+    j = expect("POST", "/v1/events", tok, cart, 422);
+    json_t *e0 = json_array_get(json_object_get(j, "errors"), 0);
+    assert_string_equal(json_string_value(json_object_get(e0, "reason")), "no_consent");
+    assert_non_null(strstr(json_string_value(json_object_get(e0, "message")), "cart"));
+    json_decref(j);
+    /* the operator's key is held to the same rule */
+    j = expect("POST", "/v1/events", E.admin,
+               "[{\"user\":\"u6\",\"type\":\"view\",\"item\":\"B1\",\"ts\":1300000700},"
+               "{\"user\":\"u6\",\"type\":\"purchase\",\"item\":\"B1\",\"ts\":1300000700,"
+               "\"quantity\":1,\"amount\":2.5}]",
+               200);
+    assert_int_equal(json_integer_value(json_object_get(j, "stored")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
+    e0 = json_array_get(json_object_get(j, "errors"), 0);
+    assert_int_equal(json_integer_value(json_object_get(e0, "index")), 0);
+    assert_string_equal(json_string_value(json_object_get(e0, "reason")), "no_consent");
+    json_decref(j);
+    /* analytics alone is a purpose that uses carts */
+    json_decref(expect("PATCH", "/v1/users/u6/consent", tok, "{\"analytics\":true}", 200));
+    j = expect("POST", "/v1/events", tok, cart, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "stored")), 1);
+    json_decref(j);
+    json_decref(expect("PATCH", "/v1/users/u6/consent", tok, "{\"personalization\":true}", 200));
+    /* the export holds exactly the recorded ones */
+    j = expect("GET", "/v1/users/u6/data", tok, NULL, 200);
+    int views = 0, carts = 0, b1 = 0;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(j, "events"), i, ev)
+    {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        const char *item = json_string_value(json_object_get(ev, "item"));
+        if (strcmp(t, "view") == 0 && strcmp(item, "B2") == 0) views++;
+        if (strcmp(t, "cart") == 0) carts++;
+        if (strcmp(item, "B1") == 0 && strcmp(t, "view") == 0) b1++;
+    }
+    assert_int_equal(views, 1);
+    assert_int_equal(carts, 1);
+    assert_int_equal(b1, 0);
+    json_decref(j);
+    pvg_auth_credential_free(tok);
+}
+
+/* The entries of the raw log about user (the test's own reading). */
+static int raw_entries_about(const char *user)
+{
+    return audit_count(NULL, user);
+}
+
+static void test_own_audit_entries(void **state)
+{
+    (void)state;
+    char *ta = token_for("u7"), *tb = token_for("u8");
+    /* some accesses about each */
+    json_decref(expect("GET", "/v1/users/u7/data", E.admin, NULL, 200));
+    json_decref(expect("GET", "/v1/users/u7/recommendations", ta, NULL, 200));
+    json_decref(expect("GET", "/v1/users/u8/data", tb, NULL, 200));
+    json_t *j = expect("GET", "/v1/users/u7/audit", ta, NULL, 200);
+    long long total = json_integer_value(json_object_get(j, "total"));
+    assert_int_equal(total, raw_entries_about("u7"));
+    json_t *entries = json_object_get(j, "entries");
+    assert_int_equal(json_array_size(entries), (size_t)total);
+    /* newest first: this very read, by the shopper */
+    json_t *e0 = json_array_get(entries, 0);
+    assert_string_equal(json_string_value(json_object_get(e0, "action")), "audit_read");
+    assert_string_equal(json_string_value(json_object_get(e0, "actor")), "you");
+    int saw_operator_export = 0, saw_own_recommend = 0;
+    size_t i;
+    json_t *e;
+    long long prev = LLONG_MAX;
+    json_array_foreach(entries, i, e)
+    {
+        const char *t = json_string_value(json_object_get(e, "time"));
+        int y, mo, d, h, mi, s;
+        char z = 0;
+        assert_int_equal(sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &z), 7);
+        assert_int_equal(z, 'Z');
+        assert_true(json_integer_value(json_object_get(e, "seq")) < prev);
+        prev = json_integer_value(json_object_get(e, "seq"));
+        const char *actor = json_string_value(json_object_get(e, "actor"));
+        const char *action = json_string_value(json_object_get(e, "action"));
+        assert_true(strcmp(actor, "you") == 0 || strcmp(actor, "operator") == 0 ||
+                    strcmp(actor, "service") == 0);
+        assert_true(strlen(json_string_value(json_object_get(e, "purpose"))) > 0);
+        assert_true(strlen(json_string_value(json_object_get(e, "outcome"))) > 0);
+        if (strcmp(action, "export") == 0 && strcmp(actor, "operator") == 0)
+            saw_operator_export = 1;
+        if (strcmp(action, "recommend") == 0 && strcmp(actor, "you") == 0) saw_own_recommend = 1;
+    }
+    assert_true(saw_operator_export && saw_own_recommend);
+    json_decref(j);
+    /* the answer names no credential, no detail and nobody else */
+    resp r;
+    assert_int_equal(http("GET", "/v1/users/u7/audit", ta, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "key:"));
+    assert_null(strstr(r.body, "token:"));
+    assert_null(strstr(r.body, "k=10"));
+    assert_null(strstr(r.body, "\"u8\""));
+    char dd[300], sub_b[40];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_store *st = NULL;
+    assert_int_equal(pvg_store_open(dd, &st, NULL), PVG_OK);
+    pvg_audit_subject_of_user(st, "u8", sub_b);
+    pvg_store_close(st);
+    assert_null(strstr(r.body, sub_b));
+    resp_free(&r);
+    /* B's accesses never show in A's list: only A's own two reads since do */
+    json_decref(expect("GET", "/v1/users/u8/consent", tb, NULL, 200));
+    json_decref(expect("GET", "/v1/users/u8/data", E.admin, NULL, 200));
+    j = expect("GET", "/v1/users/u7/audit?limit=2", ta, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), total + 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "shown")), 2);
+    json_decref(j);
+    j = expect("GET", "/v1/users/u8/audit", tb, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), raw_entries_about("u8"));
+    json_decref(j);
+    /* A cannot read B's entries; the route is the shopper's own */
+    expect_free("GET", "/v1/users/u8/audit", ta, NULL, 403);
+    expect_free("GET", "/v1/users/u7/audit", E.admin, NULL, 403);
+    expect_free("GET", "/v1/users/u7/audit", E.analyst, NULL, 403);
+    expect_free("GET", "/v1/users/u7/audit", NULL, NULL, 401);
+    expect_free("GET", "/v1/users/u7/audit?limit=0", ta, NULL, 400);
+    pvg_auth_credential_free(ta);
+    pvg_auth_credential_free(tb);
+}
+
+/* The gate's collection rule follows the policy: a type some purpose uses
+ * needs one of those purposes active (a shopper not yet known starts from
+ * consent_defaults), a type no purpose names is governed by the allow-list
+ * alone, and a policy without purposes gates nothing. */
+static void record_one(pvg_store *s, const char *user, pvg_event_type type, const char *want)
+{
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    ev.item = "A1";
+    ev.ts = (int64_t)time(NULL) - 60 + (int64_t)type; /* within the 10 days kept */
+    pvg_event_in in = {user, &ev, NULL, 0};
+    pvg_event_out out;
+    long long stored = -1;
+    pvg_access g;
+    pvg_access_init(&g, s, "test");
+    pvg_error err;
+    assert_int_equal(pvg_access_events_record(&g, &in, 1, &out, &stored, NULL, &err), PVG_OK);
+    if (!want) {
+        if (out.status != PVG_OK) fprintf(stderr, "refused: %s\n", out.message);
+        assert_int_equal(out.status, PVG_OK);
+        assert_int_equal(stored, 1);
+    } else {
+        assert_int_equal(out.status, PVG_ERR_POLICY);
+        assert_string_equal(out.reason, want);
+        assert_non_null(strstr(out.message, pvg_event_type_name(type)));
+        assert_int_equal(stored, 0);
+    }
+}
+
+static void test_collection_rules_of_the_policy(void **state)
+{
+    (void)state;
+    static const char *const policies[2] = {
+        "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 10, \"fields\": []},"
+        " \"cart\": {\"retention_days\": 10, \"fields\": []},"
+        " \"purchase\": {\"retention_days\": 10, \"fields\": []}},"
+        " \"consent_defaults\": {\"personalization\": false, \"analytics\": false},"
+        " \"purposes\": [{\"name\": \"personalization\", \"consent\": \"personalization\","
+        " \"description\": \"d1\", \"event_types\": [\"view\"]},"
+        " {\"name\": \"orders\", \"consent\": null, \"description\": \"d2\","
+        " \"event_types\": [\"purchase\"]}]}",
+        "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 10, \"fields\": []}},"
+        " \"consent_defaults\": {\"personalization\": false, \"analytics\": false}}",
+    };
+    for (int k = 0; k < 2; k++) {
+        char dir[] = "/tmp/pvg_test_collect_XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char dd[100];
+        snprintf(dd, sizeof dd, "%s/data", dir);
+        pvg_store_init_options o;
+        memset(&o, 0, sizeof o);
+        o.policy_json = policies[k];
+        pvg_error err;
+        assert_int_equal(pvg_store_init(dd, &o, &err), PVG_OK);
+        pvg_store *s = NULL;
+        assert_int_equal(pvg_store_open(dd, &s, &err), PVG_OK);
+        if (k == 0) {
+            record_one(s, "new", PVG_EVENT_VIEW, "no_consent"); /* defaults: off */
+            record_one(s, "new", PVG_EVENT_CART, NULL);         /* no purpose names carts */
+            record_one(s, "new", PVG_EVENT_PURCHASE, NULL);     /* orders: no switch */
+            pvg_access g;
+            pvg_access_init(&g, s, "test");
+            pvg_consent c;
+            assert_int_equal(pvg_access_consent_change(&g, "new", 1, -1, &c, &err), PVG_OK);
+            record_one(s, "new", PVG_EVENT_VIEW, NULL);
+        } else {
+            record_one(s, "new", PVG_EVENT_VIEW, NULL); /* no purposes: the allow-list alone */
+        }
+        pvg_store_close(s);
+        char kf[600], cmd[800];
+        if (pvg_store_key_file(dd, NULL, kf, sizeof kf, &err) == PVG_OK) unlink(kf);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
 }
 
 static void test_openapi_matches_routes(void **state)
@@ -1151,6 +1489,11 @@ int main(void)
         cmocka_unit_test(test_auth_failure_limit),
         cmocka_unit_test(test_export_delete_and_audit),
         cmocka_unit_test(test_openapi_matches_routes),
+        cmocka_unit_test(test_consent_partial_update),
+        cmocka_unit_test(test_purposes_one_source),
+        cmocka_unit_test(test_events_consent_gated),
+        cmocka_unit_test(test_own_audit_entries),
+        cmocka_unit_test(test_collection_rules_of_the_policy),
         cmocka_unit_test(test_pages),
         cmocka_unit_test(test_model_reload),
         cmocka_unit_test(test_stats_exact_for_admins_only),

@@ -218,6 +218,47 @@ pvg_status pvg_access_similar_released(pvg_access *g, const pvg_dp_cooc *r, int6
                                        const pvg_dp_similar **out, size_t *n_out,
                                        pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- collection and the shopper's view of the audit log ---- */
+
+/* Records a batch of events (pvg_store_events_put) after checking each
+ * against its shopper's consent (purpose limitation at collection): an
+ * event whose type some purpose of the store's policy uses is taken only
+ * when one of those purposes is active for its shopper (a purpose with
+ * "consent": null is always active; a shopper not yet known starts from
+ * the policy's consent_defaults). A refused event gets out[i].status
+ * PVG_ERR_POLICY, reason "no_consent", and never reaches the store. Types
+ * no purpose names, and every type under a policy without "purposes", are
+ * governed by the policy's allow-list alone. Collection reads nothing that
+ * is held, so it writes no audit entry (the events show in the export).
+ * Counts and errors as pvg_store_events_put. */
+pvg_status pvg_access_events_record(pvg_access *g, const pvg_event_in *in, size_t n,
+                                    pvg_event_out *out, long long *stored, long long *duplicates,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
+/* One audit entry about a shopper as shown to that shopper: what the log
+ * says about the access without the operator's details (no credential id,
+ * no detail text beyond purpose and outcome). Strings are static or
+ * borrowed for the callback. */
+typedef struct pvg_access_audit_view {
+    int64_t seq;
+    int64_t ts;             /* seconds since the epoch */
+    const char *actor_kind; /* "you" (the shopper's own token), "operator" (an API key or the
+                               command line), "service" (the server itself), "other" */
+    const char *action;     /* "export", "recommend", "consent_change", ... */
+    const char *purpose;    /* the gate purpose ("export", "recommend", ...), "" if none */
+    const char *outcome;    /* "allowed", "denied:no_consent", "not_found", ... */
+} pvg_access_audit_view;
+
+/* The audit entries whose subject is ext_user's pseudonym (never another
+ * shopper's, never the bulk entries with subject "*"), newest first: at
+ * most `limit` (1..10000) handed to fn, *total (may be NULL) gets how many
+ * there are. The read itself is audited first (action "audit_read",
+ * purpose export) and is the newest entry shown. PVG_ERR_NOT_FOUND when the
+ * shopper is unknown or erased. fn returns non-zero to stop early. */
+pvg_status pvg_access_audit_of_user(pvg_access *g, const char *ext_user, size_t limit,
+                                    int (*fn)(void *ctx, const pvg_access_audit_view *v), void *ctx,
+                                    long long *total, pvg_error *err) PVG_WARN_UNUSED;
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

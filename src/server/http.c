@@ -297,16 +297,21 @@ static void finish(pvg_srv_req *r)
     }
 }
 
+/* The methods the routes table has for path (each once, in table order). */
 static void compute_allow(pvg_srv_req *r, const char *path)
 {
     char params[PVG_SRV_MAX_PARAMS][256];
-    static const char *methods[] = {"GET", "POST", "PUT", "DELETE"};
+    const pvg_srv_route *rt = pvg_srv_routes();
     r->allow[0] = 0;
-    for (size_t i = 0; i < 4; i++)
-        if (pvg_srv_route_match(methods[i], path, params) >= 0) {
-            if (r->allow[0]) strncat(r->allow, ", ", sizeof r->allow - strlen(r->allow) - 1);
-            strncat(r->allow, methods[i], sizeof r->allow - strlen(r->allow) - 1);
-        }
+    for (size_t i = 0; i < pvg_srv_routes_count(); i++) {
+        const char *m = rt[i].method;
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = strcmp(rt[k].method, m) == 0;
+        if (seen || pvg_srv_route_match(m, path, params) < 0) continue;
+        if (r->allow[0]) strncat(r->allow, ", ", sizeof r->allow - strlen(r->allow) - 1);
+        strncat(r->allow, m, sizeof r->allow - strlen(r->allow) - 1);
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

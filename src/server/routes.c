@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ static void h_export(pvg_srv_req *r);
 static void h_delete(pvg_srv_req *r);
 static void h_consent_get(pvg_srv_req *r);
 static void h_consent_put(pvg_srv_req *r);
+static void h_audit(pvg_srv_req *r);
 static void h_page(pvg_srv_req *r);
 static void h_static(pvg_srv_req *r);
 
@@ -55,7 +57,11 @@ static const pvg_srv_route ROUTES[] = {
     {"GET", "/v1/users/{id}/data", OWN, h_export, "export everything held about a user"},
     {"DELETE", "/v1/users/{id}", OWN, h_delete, "erase a user (crypto-shredding)"},
     {"GET", "/v1/users/{id}/consent", OWN, h_consent_get, "a user's consent"},
-    {"PUT", "/v1/users/{id}/consent", OWN, h_consent_put, "set a user's consent"},
+    {"PUT", "/v1/users/{id}/consent", OWN, h_consent_put, "change a user's consent"},
+    {"PATCH", "/v1/users/{id}/consent", OWN, h_consent_put, "change a user's consent"},
+    /* the shopper's own view of the audit log: entries about them only */
+    {"GET", "/v1/users/{id}/audit", PVG_SRV_USER | PVG_SRV_OWN, h_audit,
+     "the audit entries about the token's own user"},
     {"GET", "/", PVG_SRV_PUBLIC, h_page, "page index"},
     {"GET", "/shop", PVG_SRV_PUBLIC, h_page, "shop demo page"},
     {"GET", "/portal", PVG_SRV_PUBLIC, h_page, "privacy portal page"},
@@ -347,7 +353,6 @@ static void h_stats(pvg_srv_req *r)
 
 static void add_err(json_t *errs, size_t i, const char *reason, const char *field, const char *fmt,
                     ...) PVG_PRINTF(5, 6);
-#include <stdarg.h>
 static void add_err(json_t *errs, size_t i, const char *reason, const char *field, const char *fmt,
                     ...)
 {
@@ -422,7 +427,9 @@ static void h_events(pvg_srv_req *r)
     }
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = m ? pvg_store_events_put(s, in, m, out, &stored, &dup, &e) : PVG_OK;
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_status st = m ? pvg_access_events_record(&g, in, m, out, &stored, &dup, &e) : PVG_OK;
     for (size_t k = 0; st == PVG_OK && k < m; k++)
         if (out[k].status != PVG_OK) {
             add_err(errs, (size_t)in[k].index, out[k].reason, NULL, "events[%ld]: %s", in[k].index,
@@ -776,6 +783,48 @@ static void h_delete(pvg_srv_req *r)
                                      "tokens_revoked", (json_int_t)rc.revoked));
 }
 
+/* The purposes of the store's policy (name, description, event types, the
+ * consent switch that governs each or null) with whether consent c grants
+ * each: the one table of purposes, the same the export shows. A purpose
+ * entry without a "consent" field is governed by the switch of its name
+ * (the access gate's rule), or by none. */
+static json_t *purposes_json(pvg_store *s, const pvg_consent *c)
+{
+    json_t *root = json_loads(pvg_store_policy_json(s), 0, NULL);
+    json_t *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(root, "purposes"), i, e)
+    {
+        json_t *name = json_object_get(e, "name"), *cons = json_object_get(e, "consent");
+        const char *sw = json_is_string(cons)            ? json_string_value(cons)
+                         : !cons && json_is_string(name) ? json_string_value(name)
+                                                         : NULL;
+        int known_sw = sw && (strcmp(sw, "personalization") == 0 || strcmp(sw, "analytics") == 0);
+        if (!cons && !known_sw) sw = NULL; /* named like no switch: none governs it */
+        int granted = !sw                                  ? 1
+                      : strcmp(sw, "personalization") == 0 ? c->personalization
+                      : strcmp(sw, "analytics") == 0       ? c->analytics
+                                                           : 0;
+        json_t *types = json_object_get(e, "event_types");
+        json_array_append_new(out,
+                              json_pack("{s:O?, s:O?, s:o, s:s?, s:b}", "name", name, "description",
+                                        json_object_get(e, "description"), "event_types",
+                                        json_is_array(types) ? json_incref(types) : json_array(),
+                                        "consent", sw, "granted", granted));
+    }
+    json_decref(root);
+    return out;
+}
+
+static void consent_answer(pvg_srv_req *r, const char *user, const pvg_consent *c)
+{
+    pvg_srv_reply_json(r, 200,
+                       json_pack("{s:s, s:b, s:b, s:o}", "user", user, "personalization",
+                                 c->personalization, "analytics", c->analytics, "purposes",
+                                 purposes_json(pvg_srv_req_store(r), c)));
+}
+
 static void h_consent_get(pvg_srv_req *r)
 {
     const char *user = r->params[0];
@@ -789,57 +838,153 @@ static void h_consent_get(pvg_srv_req *r)
         pvg_srv_reply_access(r, "consent", st, &e);
         return;
     }
-    pvg_srv_reply_json(r, 200,
-                   json_pack("{s:s, s:b, s:b, s:[{s:s,s:s,s:b},{s:s,s:s,s:b}]}", "user", user,
-                             "personalization", c.personalization, "analytics", c.analytics,
-                             "purposes", "name", "personalization", "description",
-                             "your events are used to train and serve your own recommendations",
-                             "granted", c.personalization, "name", "analytics", "description",
-                             "your events count in differentially private statistics",
-                             "granted", c.analytics));
+    consent_answer(r, user, &c);
 }
 
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_NULL:
+        return "null";
+    default:
+        return "a boolean";
+    }
+}
+
+/* 400 naming the field that is wrong (NULL: the body as a whole) and what
+ * was expected there. */
+static void body_error(pvg_srv_req *r, const char *field, const char *expected, const char *fmt,
+                       ...) PVG_PRINTF(4, 5);
+static void body_error(pvg_srv_req *r, const char *field, const char *expected, const char *fmt,
+                       ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "error", "invalid", "message", msg, "status", 400,
+                          "expected", expected);
+    if (field) json_object_set_new(o, "field", json_string(field));
+    pvg_srv_reply_json(r, 400, o);
+}
+
+/* PUT and PATCH alike: only the switches present change (the others keep
+ * their value); every field present must be a known switch with a
+ * boolean, and the error names the field, what was expected and what it
+ * holds. */
 static void h_consent_put(pvg_srv_req *r)
 {
     const char *user = r->params[0];
     json_t *doc = pvg_srv_req_json(r);
     if (!doc) return;
     if (!json_is_object(doc)) {
+        body_error(r, NULL, "an object",
+                   "request body: expected an object {\"personalization\": bool, \"analytics\": "
+                   "bool} (either or both), got %s",
+                   json_kind(doc));
         json_decref(doc);
-        pvg_srv_reply_error(r, 400, "invalid",
-                        "request body: want {\"personalization\": bool, \"analytics\": bool}");
         return;
     }
+    int sw[2] = {-1, -1}; /* personalization, analytics; -1: keep */
     const char *key;
     json_t *val;
-    json_object_foreach(doc, key, val) {
-        if (strcmp(key, "personalization") != 0 && strcmp(key, "analytics") != 0) {
-            pvg_srv_reply_error(r, 400, "invalid", "request body: unknown field \"%.60s\"", key);
+    json_object_foreach(doc, key, val)
+    {
+        int which = strcmp(key, "personalization") == 0 ? 0
+                    : strcmp(key, "analytics") == 0     ? 1
+                                                        : -1;
+        if (which < 0) {
+            body_error(r, key, "\"personalization\" or \"analytics\"",
+                       "request body: field \"%.60s\": unknown; expected \"personalization\" or "
+                       "\"analytics\"",
+                       key);
             json_decref(doc);
             return;
         }
+        if (!json_is_boolean(val)) {
+            body_error(r, key, "true or false",
+                       "request body: field \"%s\": expected true or false, got %s", key,
+                       json_kind(val));
+            json_decref(doc);
+            return;
+        }
+        sw[which] = json_is_true(val);
     }
-    json_t *p = json_object_get(doc, "personalization"), *a = json_object_get(doc, "analytics");
-    if (!json_is_boolean(p) || !json_is_boolean(a)) {
-        pvg_srv_reply_error(r, 400, "invalid", "request body: field %s: want true or false",
-                        !json_is_boolean(p) ? "personalization" : "analytics");
-        json_decref(doc);
+    json_decref(doc);
+    if (sw[0] < 0 && sw[1] < 0) {
+        body_error(r, NULL, "\"personalization\" and/or \"analytics\"",
+                   "request body: expected at least one of the fields \"personalization\" and "
+                   "\"analytics\", got an empty object");
         return;
     }
-    int pers = json_is_true(p), anal = json_is_true(a);
-    json_decref(doc);
     pvg_consent c;
     pvg_error e;
     pvg_error_clear(&e);
     pvg_access g;
     pvg_srv_access_init(r, &g);
-    pvg_status st = pvg_access_consent_change(&g, user, pers, anal, &c, &e);
+    pvg_status st = pvg_access_consent_change(&g, user, sw[0], sw[1], &c, &e);
     if (st != PVG_OK) {
         pvg_srv_reply_access(r, "consent", st, &e);
         return;
     }
-    pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "user", user, "personalization",
-                                     c.personalization, "analytics", c.analytics));
+    consent_answer(r, user, &c);
+}
+
+/* ---- the shopper's view of the audit log ---- */
+
+static int audit_view_json(void *ctx, const pvg_access_audit_view *v)
+{
+    char when[32];
+    pvg_format_datetime(v->ts, when, sizeof when);
+    json_array_append_new(ctx,
+                          json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)v->seq,
+                                    "time", when, "actor", v->actor_kind, "action", v->action,
+                                    "purpose", v->purpose, "outcome", v->outcome));
+    return 0;
+}
+
+static void h_audit(pvg_srv_req *r)
+{
+    const char *user = r->params[0];
+    size_t limit = 100;
+    const char *v = pvg_srv_req_query(r, "limit");
+    if (v) {
+        char *end = NULL;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < 1 || x > 1000) {
+            pvg_srv_reply_error(r, 400, "invalid",
+                                "query parameter limit: want an integer 1..1000, got \"%.40s\"", v);
+            return;
+        }
+        limit = (size_t)x;
+    }
+    json_t *entries = json_array();
+    long long total = 0;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_status st = pvg_access_audit_of_user(&g, user, limit, audit_view_json, entries, &total, &e);
+    if (st != PVG_OK) {
+        json_decref(entries);
+        pvg_srv_reply_access(r, "audit", st, &e);
+        return;
+    }
+    pvg_srv_reply_json(r, 200,
+                       json_pack("{s:s, s:I, s:I, s:o}", "user", user, "total", (json_int_t)total,
+                                 "shown", (json_int_t)json_array_size(entries), "entries",
+                                 entries));
 }
 
 /* ---- pages ---- */

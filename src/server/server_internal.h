@@ -36,7 +36,7 @@ typedef struct pvg_srv_req pvg_srv_req;
 typedef void (*pvg_srv_handler)(pvg_srv_req *r);
 
 typedef struct pvg_srv_route {
-    const char *method;   /* "GET", "POST", "PUT", "DELETE" */
+    const char *method;   /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *pattern;  /* "/v1/users/{id}/consent" */
     unsigned access;      /* SRV_* bits */
     pvg_srv_handler handler;

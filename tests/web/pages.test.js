@@ -1,8 +1,11 @@
 // pages.test.js - browser tests of the three pages against a live privguide
-// server (started by tests/cli/server_web.sh): playwright-core drives
-// Debian's chromium headless. Loads each page, checks what it shows, flips
-// a consent switch, downloads the export, deletes the account, and saves a
-// screenshot of every step. Exits 0 on success, 1 on the first failure.
+// server (started by tests/test_server_web.c): playwright-core drives
+// Debian's chromium headless. Loads each page, checks what it shows, records
+// views and cart additions from the shop as the shopper (and sees them
+// refused without consent), checks the portal's event dates, purpose texts
+// and audit list against the API, flips a consent switch, downloads the
+// export, deletes the account, and saves a screenshot of every step. Exits 0
+// on success, 1 on the first failure.
 'use strict';
 const { chromium } = require('playwright-core');
 const fs = require('fs');
@@ -22,11 +25,13 @@ function check(cond, what) {
   console.log('ok - ' + what);
 }
 
-async function api(method, p, cred) {
-  const res = await fetch(BASE + p, { method, headers: cred ? { Authorization: 'Bearer ' + cred } : {} });
-  let body = null;
-  try { body = await res.json(); } catch (e) { body = null; }
-  return { status: res.status, body };
+async function api(method, p, cred, body) {
+  const headers = cred ? { Authorization: 'Bearer ' + cred } : {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(BASE + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await res.json(); } catch (e) { data = null; }
+  return { status: res.status, body: data };
 }
 
 async function main() {
@@ -51,6 +56,7 @@ async function main() {
     await page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
     console.log('screenshot ' + path.join(SHOTS, name + '.png'));
   };
+  let r;
   try {
     // ---- operator dashboard ----
     let page = await context.newPage();
@@ -87,6 +93,37 @@ async function main() {
     await shot(page, 'shop');
     await page.close();
 
+    // ---- shop demo as the shopper (their token): views and cart additions are recorded ----
+    const userPath = '/v1/users/' + encodeURIComponent(USER);
+    const countEvents = async (type, item) => {
+      const x = await api('GET', userPath + '/data', TOKEN);
+      return x.body.events.filter((e) => e.type === type && e.item === item).length;
+    };
+    page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('422')) consoleErrors.push(m.text()); });
+    await page.goto(BASE + '/shop#token=' + TOKEN + '&user=' + encodeURIComponent(USER));
+    await page.waitForSelector('#recs .card');
+    check((await page.textContent('#recs-kind')) === 'personalised', 'the shopper sees their own recommendations with their token');
+    const first = await page.getAttribute('#recs .card', 'data-item');
+    const viewsBefore = await countEvents('view', first);
+    await page.click('#recs .card[data-item="' + first + '"] .title');
+    await page.waitForFunction(() => document.getElementById('record-status').textContent.startsWith('recorded'));
+    check(await countEvents('view', first) === viewsBefore + 1, 'opening an item recorded a view of ' + first + ' as the shopper');
+    await page.click('#recs .card[data-item="' + first + '"] button[data-cart]');
+    await page.waitForFunction(() => document.getElementById('record-status').textContent.includes('added to your cart'));
+    check(await countEvents('cart', first) === 1, 'the cart button recorded a cart addition');
+    await shot(page, 'shop-shopper');
+    r = await api('PATCH', userPath + '/consent', TOKEN, { personalization: false, analytics: false });
+    check(r.status === 200 && r.body.personalization === false && r.body.analytics === false, 'the shopper switches both purposes off');
+    await page.click('#recs .card[data-item="' + first + '"] button[data-cart]');
+    await page.waitForFunction(() => document.getElementById('record-status').textContent.startsWith('not recorded'));
+    check((await page.textContent('#record-status')).includes('does not consent'), 'without consent the page says the event was refused, and why');
+    check(await countEvents('cart', first) === 1, 'without consent nothing was recorded');
+    await shot(page, 'shop-shopper-no-consent');
+    r = await api('PATCH', userPath + '/consent', TOKEN, { personalization: true, analytics: true });
+    check(r.status === 200 && r.body.personalization === true, 'consent back on');
+    await page.close();
+
     // ---- privacy portal with the shopper's own token ----
     page = await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('401')) consoleErrors.push(m.text()); });
@@ -95,12 +132,36 @@ async function main() {
     check((await page.textContent('#summary')).includes('events'), 'portal shows what is held');
     check((await page.$$('#purposes tr[data-purpose]')).length >= 2, 'portal lists the purposes');
     check(await page.isChecked('#consent-personalization'), 'personalisation consent starts on');
+    // the event dates are the events' own (purchases of November 2010), not the import's
+    const summary = await page.textContent('#summary');
+    check(summary.includes('from 2010-11-29 to '), 'the portal dates the events by their own times: ' + summary);
+    // the purpose texts are the API's, word for word
+    const consent = (await api('GET', userPath + '/consent', TOKEN)).body;
+    for (const p of consent.purposes) {
+      check((await page.textContent('#purposes tr[data-purpose="' + p.name + '"] td:nth-child(2)')) === p.description,
+        'the purpose table shows the API\'s text for ' + p.name);
+      if (p.consent)
+        check((await page.textContent('label[for="consent-' + p.consent + '"]')).includes(p.description),
+          'the ' + p.consent + ' switch is labelled with the API\'s text for ' + p.name);
+    }
+    // who accessed the data: the shopper's audit entries, newest first
+    await page.waitForSelector('#audit tr[data-seq]');
+    const audit = (await api('GET', userPath + '/audit', TOKEN)).body;
+    const rows = await page.$$eval('#audit tr[data-seq]', (trs) => trs.map((tr) => ({
+      actor: tr.dataset.actor, cells: [...tr.children].map((td) => td.textContent) })));
+    check(rows.length > 0 && rows.length <= audit.total, 'the portal lists ' + rows.length + ' accesses to the data');
+    check(rows.every((x) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(x.cells[0])), 'each access shows an ISO time');
+    check(rows[0].cells[2] === 'audit_read' && rows[0].actor === 'you', 'the newest access is this reading, by the shopper');
+    check(rows.some((x) => x.actor === 'operator' && x.cells[2] === 'recommend'), 'the operator\'s recommendations for the shopper are listed');
+    check(rows.every((x) => x.cells[3] !== '' && x.cells[4] !== ''), 'each access shows its purpose and outcome');
+    check(!(await page.textContent('#audit')).includes('key:'), 'no operator credential id is shown');
     await shot(page, 'portal-open');
 
     await page.uncheck('#consent-personalization');
-    await page.waitForFunction(() => document.getElementById('consent-status').textContent.includes('personalisation off'));
-    let r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/consent', TOKEN);
-    check(r.status === 200 && r.body.personalization === false, 'the consent switch reached the server');
+    await page.waitForFunction(() => document.getElementById('consent-status').textContent.includes('personalization off'));
+    r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/consent', TOKEN);
+    check(r.status === 200 && r.body.personalization === false && r.body.analytics === true,
+      'the consent switch reached the server, and only that switch changed');
     check((await page.textContent('#purposes tr[data-purpose="personalization"] td:last-child')) === 'no', 'the purpose table shows personalisation inactive');
     r = await api('GET', '/v1/users/' + encodeURIComponent(USER) + '/recommendations', TOKEN);
     check(r.status === 200 && r.body.personalized === false, 'consent off gives non-personalised recommendations');

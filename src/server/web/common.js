@@ -25,6 +25,7 @@ const PVG = (() => {
       const msg = data && data.message ? data.message : (res.status + ' ' + res.statusText);
       const err = new Error(msg);
       err.status = res.status;
+      err.data = data;
       throw err;
     }
     return data === null ? text : data;

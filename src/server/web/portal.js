@@ -1,6 +1,9 @@
 // portal.js - the privacy portal: a shopper, with their own token, sees
-// what is held about them and for which purposes, flips the consent
-// switches, downloads their export and deletes their account.
+// what is held about them (with the times of their events), the purposes
+// it is used for and the switches that govern them (both as the API states
+// them: the store's policy, no copy of its texts here), who accessed their
+// data (their audit entries), downloads their export and deletes their
+// account.
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -8,56 +11,140 @@
   $('token').value = PVG.get('token');
   const path = () => '/v1/users/' + encodeURIComponent($('user').value.trim());
   const tok = () => $('token').value.trim();
-  const switches = ['personalization', 'analytics'];
+  let retention = {};
 
   function enable(on) {
-    for (const s of switches) $('consent-' + s).disabled = !on;
-    $('download').disabled = !on;
-    $('delete').disabled = !on;
+      for (const b of document.querySelectorAll('#switches input'))
+          b.disabled = !on;
+      $('download').disabled = !on;
+      $('delete').disabled = !on;
   }
 
-  function render(exp) {
-    const days = exp.retention_days || {};
-    $('summary').textContent = (exp.event_count !== undefined ? exp.event_count : (exp.events || []).length) +
-      ' events since ' + (exp.created_at || '?') + '. You are known to us only by a pseudonym (' + (exp.pseudonym || '') + ').';
-    const rows = [PVG.el('tr', {}, PVG.el('th', {}, 'Purpose'), PVG.el('th', {}, 'What it is for'),
-      PVG.el('th', {}, 'Events used'), PVG.el('th', {}, 'Active'))];
-    for (const p of exp.purposes || []) {
-      rows.push(PVG.el('tr', { 'data-purpose': p.name }, PVG.el('td', {}, p.name), PVG.el('td', {}, p.description || ''),
-        PVG.el('td', {}, (p.event_types || []).map((t) => t + (days[t] ? ' (' + days[t] + ' days)' : '')).join(', ')),
-        PVG.el('td', {}, p.active ? 'yes' : 'no')));
-    }
-    $('purposes').replaceChildren(...rows);
-    const c = exp.consent || {};
-    for (const s of switches) $('consent-' + s).checked = !!c[s];
+  // The earliest and latest time of the shopper's own events (ISO strings
+  // of one format compare as times), not when they were imported.
+  function eventSpan(events)
+  {
+      let first = null, last = null;
+      for (const e of events) {
+          if (!e.ts) continue;
+          if (first === null || e.ts < first) first = e.ts;
+          if (last === null || e.ts > last) last = e.ts;
+      }
+      return {first, last};
+  }
+
+  const day = (iso) => (iso || '').slice(0, 10);
+
+  function renderHeld(exp)
+  {
+      retention = exp.retention_days || {};
+      const events = exp.events || [];
+      const n = exp.event_count !== undefined ? exp.event_count : events.length;
+      const span = eventSpan(events);
+      const what = n === 0 ? 'No events are held about you.'
+                           : n + (n === 1 ? ' event' : ' events') + ', from ' + day(span.first) +
+                                 ' to ' + day(span.last) + ' (when they happened).';
+      $('summary').textContent = what + ' Known to us since ' + day(exp.created_at) +
+                                 ', only by a pseudonym (' + (exp.pseudonym || '') + ').';
+      $('summary').dataset.first = span.first || '';
+      $('summary').dataset.last = span.last || '';
+  }
+
+  // The purposes and the switches, from the consent answer.
+  function renderConsent(c)
+  {
+      const purposes = c.purposes || [];
+      const rows =
+          [ PVG.el('tr', {}, PVG.el('th', {}, 'Purpose'), PVG.el('th', {}, 'What it is for'),
+                   PVG.el('th', {}, 'Events used'), PVG.el('th', {}, 'Active')) ];
+      for (const p of purposes) {
+          rows.push(PVG.el(
+              'tr', {'data-purpose' : p.name}, PVG.el('td', {}, p.name),
+              PVG.el('td', {}, p.description || ''),
+              PVG.el('td', {},
+                     (p.event_types || [])
+                         .map((t) => t + (retention[t] ? ' (' + retention[t] + ' days)' : ''))
+                         .join(', ')),
+              PVG.el('td', {}, p.granted ? 'yes' : 'no')));
+      }
+      $('purposes').replaceChildren(...rows);
+      const switches = [];
+      for (const p of purposes)
+          if (p.consent && !switches.includes(p.consent)) switches.push(p.consent);
+      const boxes = switches.map((s) => {
+          const governed = purposes.filter((p) => p.consent === s);
+          const input =
+              PVG.el('input', {type : 'checkbox', id : 'consent-' + s, 'data-switch' : s});
+          input.checked = !!c[s];
+          input.addEventListener('change', () => saveConsent(s, input.checked));
+          return PVG.el('div', {class : 'switch'}, input, PVG.el('label', { for: 'consent-' + s
+          }, governed.map((p) => p.description || p.name).join('; ') + ' (' + s + ')'));
+      });
+      $('switches').className = '';
+      $('switches').replaceChildren(...boxes);
+  }
+
+  const WHO = {
+      you : 'you',
+      operator : 'the shop (operator)',
+      service : 'the service itself',
+      other : 'other'
+  };
+
+  function renderAudit(a)
+  {
+      $('audit-summary').textContent =
+          a.total + (a.total === 1 ? ' access' : ' accesses') + ' to your data recorded' +
+          (a.shown < a.total ? '; the newest ' + a.shown + ' shown' : '') + ' (times in UTC).';
+      const rows = [ PVG.el('tr', {}, PVG.el('th', {}, 'When'), PVG.el('th', {}, 'Who'),
+                            PVG.el('th', {}, 'What'), PVG.el('th', {}, 'Purpose'),
+                            PVG.el('th', {}, 'Outcome')) ];
+      for (const e of a.entries || []) {
+          rows.push(PVG.el('tr', {'data-seq' : e.seq, 'data-actor' : e.actor},
+                           PVG.el('td', {}, e.time), PVG.el('td', {}, WHO[e.actor] || e.actor),
+                           PVG.el('td', {}, e.action), PVG.el('td', {}, e.purpose),
+                           PVG.el('td', {}, e.outcome)));
+      }
+      $('audit').replaceChildren(...rows);
+  }
+
+  async function refreshAudit()
+  {
+      try {
+          renderAudit(await PVG.api('GET', path() + '/audit', tok()));
+          PVG.status('audit-status', '');
+      } catch (e) {
+          PVG.status('audit-status', e.message, 'error');
+      }
   }
 
   async function load() {
     PVG.set('user', $('user').value.trim());
     PVG.set('token', tok());
     try {
-      const exp = await PVG.api('GET', path() + '/data', tok());
-      render(exp);
-      enable(true);
-      PVG.status('status', 'account open', 'ok');
+        renderHeld(await PVG.api('GET', path() + '/data', tok()));
+        renderConsent(await PVG.api('GET', path() + '/consent', tok()));
+        enable(true);
+        PVG.status('status', 'account open', 'ok');
     } catch (e) {
       enable(false);
       PVG.status('status', e.message, 'error');
+      return;
     }
+    await refreshAudit();
   }
 
-  async function saveConsent() {
-    const body = {};
-    for (const s of switches) body[s] = $('consent-' + s).checked;
-    try {
-      const r = await PVG.api('PUT', path() + '/consent', tok(), body);
-      for (const s of switches) {
-        const row = document.querySelector('#purposes tr[data-purpose="' + s + '"]');
-        if (row) row.lastChild.textContent = r[s] ? 'yes' : 'no';
+  // Only the switch that was flipped is sent (a partial update).
+  async function saveConsent(s, on)
+  {
+      try {
+          const r = await PVG.api('PATCH', path() + '/consent', tok(), {[s] : on});
+          renderConsent(r);
+          PVG.status('consent-status', 'saved: ' + s + ' ' + (r[s] ? 'on' : 'off'), 'ok');
+          refreshAudit();
+      } catch (e) {
+          PVG.status('consent-status', e.message, 'error');
       }
-      PVG.status('consent-status', 'saved: personalisation ' + (r.personalization ? 'on' : 'off') +
-        ', analytics ' + (r.analytics ? 'on' : 'off'), 'ok');
-    } catch (e) { PVG.status('consent-status', e.message, 'error'); }
   }
 
   async function download() {
@@ -79,13 +166,14 @@
       enable(false);
       $('summary').textContent = 'Your account was deleted: your data key was destroyed and your records erased. Your token no longer works.';
       $('purposes').replaceChildren();
+      $('audit').replaceChildren();
+      $('audit-summary').textContent = '';
       PVG.status('data-status', 'account deleted', 'ok');
       PVG.set('token', '');
     } catch (e) { PVG.status('data-status', e.message, 'error'); }
   }
 
   $('load').addEventListener('click', load);
-  for (const s of switches) $('consent-' + s).addEventListener('change', saveConsent);
   $('download').addEventListener('click', download);
   $('delete').addEventListener('click', del);
   if ($('user').value && tok()) load();

@@ -1,19 +1,65 @@
 // shop.js - the shop demo: recommendations for a chosen demo shopper (with
 // titles and prices), items similar to a clicked item, and the DP popular
-// list, all through the /v1 API.
+// list, all through the /v1 API. Signed in with the shopper's own token, the
+// page records what they look at (a view when an item is opened) and what
+// they add to the cart, as that shopper, through POST /v1/events: the server
+// takes an event only for a purpose the shopper consents to, so with their
+// switches off nothing is recorded and the page says why. With an operator
+// key nothing is recorded (the page does not act as the shopper).
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
   const cred = () => $('cred').value.trim();
+  const asShopper = () => cred().startsWith('pvgt_');
 
   $('cred').value = PVG.get('token') || PVG.get('key');
   const users = (PVG.get('users') || PVG.get('user')).split(',').filter(Boolean);
   for (const u of users) $('shoppers').append(PVG.el('option', { value: u }));
   if (users.length) $('shopper').value = users[0];
 
+  // Records one event of the shown shopper with their token; says whether
+  // it was taken (refused: the server's reason, e.g. no consent).
+  async function record(type, it)
+  {
+      if (!asShopper()) return;
+      const user = $('shopper').value.trim();
+      const ev = {user, type, item : it.item};
+      if (type === 'cart') ev.quantity = 1;
+      const what = (type === 'cart' ? 'added to your cart: ' : 'viewed: ') + (it.title || it.item);
+      try {
+          await PVG.api('POST', '/v1/events', cred(), [ ev ]);
+          PVG.status('record-status', 'recorded (' + what + ')', 'ok');
+      } catch (e) {
+          const errs = e.data && e.data.errors;
+          PVG.status('record-status',
+                     'not recorded (' + what +
+                         '): ' + (errs && errs.length ? errs[0].message : e.message),
+                     'error');
+      }
+  }
+
+  function card(it, onclick)
+  {
+      const c = PVG.itemCard(it, onclick ? (x) => {
+          record('view', x);
+          onclick(x);
+      } : null);
+      if (asShopper())
+          c.append(PVG.el('button', {
+              class : 'secondary',
+              'data-cart' : it.item,
+              onclick : (e) => {
+                  e.stopPropagation();
+                  record('cart', it);
+              }
+          },
+                          'Add to cart'));
+      return c;
+  }
+
   function fill(id, items, onclick) {
     const box = $(id);
-    box.replaceChildren(...items.map((it) => PVG.itemCard(it, onclick)));
+    box.replaceChildren(...items.map((it) => card(it, onclick)));
     if (!items.length) box.append(PVG.el('div', { class: 'muted' }, 'nothing to show'));
   }
 
@@ -58,7 +104,12 @@
 
   async function show() {
     const user = $('shopper').value.trim();
-    PVG.set(cred().startsWith('pvgt_') ? 'token' : 'key', cred());
+    PVG.set(asShopper() ? 'token' : 'key', cred());
+    PVG.status(
+        'record-status',
+        asShopper()
+            ? 'signed in as the shopper: what you open or add to the cart is recorded if you consent'
+            : 'operator key: browsing is not recorded (open the page with the shopper\'s token to record it)');
     popular();
     try {
       if (user) {

@@ -372,17 +372,19 @@ typedef struct show_ctx {
 static int show_entry(void *ctx, const pvg_audit_entry *e)
 {
     show_ctx *sc = ctx;
+    char when[32];
+    cli_utc_time(e->ts, when, sizeof when);
     if (sc->json) {
-        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)e->seq, "ts",
-                              (json_int_t)e->ts, "actor", e->actor, "action", e->action, "subject",
-                              e->subject, "detail", e->detail);
+        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)e->seq,
+                              "ts", (json_int_t)e->ts, "time", when, "actor", e->actor, "action",
+                              e->action, "subject", e->subject, "detail", e->detail);
         char *t = json_dumps(o, JSON_COMPACT);
         printf("%s\n", t ? t : "{}");
         free(t);
         json_decref(o);
     } else {
-        printf("%6lld %lld %-24s %-15s %-32s %s\n", (long long)e->seq, (long long)e->ts, e->actor,
-               e->action, e->subject, e->detail);
+        printf("%6lld %s %-24s %-15s %-32s %s\n", (long long)e->seq, when, e->actor, e->action,
+               e->subject, e->detail);
     }
     return 0;
 }
@@ -426,10 +428,8 @@ static int run_audit_head(cli_ctx *c)
     } else if (!h.seq) {
         printf("the audit log is empty\n");
     } else {
-        char when[32] = "?";
-        time_t t = (time_t)h.ts;
-        struct tm tm;
-        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char when[32];
+        cli_utc_time(h.ts, when, sizeof when);
         printf("seq %lld\nmac %s\ntime %s (%lld)\nanchor %s\n", (long long)h.seq, h.mac_hex, when,
                (long long)h.ts, h.anchor);
         if (!h.keyed) printf("warning: the head carries no MAC under this store's key\n");
@@ -485,6 +485,9 @@ const cli_command cli_cmds_server[] = {
      "Keep the anchor line (SEQ:MAC) somewhere the data dir's users cannot change (a ticket,\n"
      "another machine); `audit verify --anchor SEQ:MAC` then detects entries removed after it.",
      head_flags, run_audit_head},
-    {"audit show", NULL, 0, 0, "print audit log entries", NULL, show_flags, run_audit_show},
+    {"audit show", NULL, 0, 0, "print audit log entries",
+     "One line per entry: seq, time (ISO-8601 UTC), actor, action, subject, detail. --json\n"
+     "keeps the Unix time as \"ts\" beside \"time\".",
+     show_flags, run_audit_show},
     {0},
 };

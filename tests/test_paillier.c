@@ -612,10 +612,11 @@ static void test_mutated_input(void **state)
             }
         } else if (which == 1) {
             st = pvg_paillier_ct_from_json(b, m, "fuzz", 1, &err);
-            if (st == PVG_OK) { /* whatever decrypts must decode or report overflow */
+            if (st == PVG_OK) { /* whatever decrypts must decode, report overflow or a
+                                   * plaintext out of the key's range */
                 char *t = NULL;
                 pvg_status d = pvg_paillier_decrypt_text(g_priv, b, &t, &err);
-                assert_true(d == PVG_OK || d == PVG_ERR_INVALID);
+                assert_true(d == PVG_OK || d == PVG_ERR_INVALID || d == PVG_ERR_CRYPTO);
                 free(t);
             }
         } else {
@@ -701,6 +702,59 @@ static void test_phe_generated_key(void **state)
     pvg_paillier_priv_free(priv);
 }
 
+/* Ciphertexts made under key 2 and read as key 1's (the line form names no
+ * key, so `he decrypt` attaches its private key's): every decryption with
+ * key 1 fails, none prints a number. 40 values: the plaintexts are uniform
+ * in [0, n1), so a check that missed even 2^-10 of them would be seen. */
+static void test_wrong_key_decrypt(void **state)
+{
+    (void)state;
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub2);
+    pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub2), *b = pvg_paillier_ct_new(g_pub);
+    static const char *vals[] = {"0", "1", "12.35", "-4.99", "100", "1e-5", "-42", "7.5"};
+    int refused = 0, range = 0, tries = 0;
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(pvg_paillier_encrypt_text(enc, vals[i % 8], i % 2 ? 0 : INT_MAX, a, NULL),
+                         PVG_OK);
+        char *j = NULL;
+        assert_int_equal(pvg_paillier_ct_to_json(a, &j, NULL), PVG_OK);
+        pvg_error err;
+        pvg_error_clear(&err);
+        pvg_status st = pvg_paillier_ct_from_json(b, j, "stdin", 1, &err);
+        free(j);
+        if (st != PVG_OK) { /* c >= n1^2: refused when read, naming the cause */
+            assert_non_null(strstr(err.text, "another key"));
+            refused++;
+            continue;
+        }
+        tries++;
+        char *t = NULL;
+        double d = 0;
+        st = pvg_paillier_decrypt_text(g_priv, b, &t, &err);
+        assert_true(st == PVG_ERR_CRYPTO || st == PVG_ERR_INVALID);
+        assert_null(t);
+        assert_non_null(strstr(err.text, "another"));
+        range += st == PVG_ERR_CRYPTO;
+        assert_int_not_equal(pvg_paillier_decrypt_double(g_priv, b, &d, &err), PVG_OK);
+        assert_int_not_equal(pvg_paillier_decrypt_exact(g_priv, b, &t, &err), PVG_OK);
+        assert_null(t);
+    }
+    assert_int_equal(refused + tries, 40);
+    /* the out-of-range check does the work the overflow band cannot (about
+     * 2 of 3 decryptions that reach it) */
+    if (tries >= 10) assert_true(range > 0);
+    /* key 1's own ciphertexts of large but real values still decrypt */
+    pvg_paillier_enc *enc1 = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    assert_int_equal(pvg_paillier_encrypt_text(enc1, "-1e300", INT_MAX, b, NULL), PVG_OK);
+    double big = 0;
+    assert_int_equal(pvg_paillier_decrypt_double(g_priv, b, &big, NULL), PVG_OK);
+    assert_true(big == -1e300);
+    pvg_paillier_enc_free(enc1);
+    pvg_paillier_ct_free(a);
+    pvg_paillier_ct_free(b);
+    pvg_paillier_enc_free(enc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_json_formats),
         cmocka_unit_test(test_mutated_input),
         cmocka_unit_test(test_phe_generated_key),
+        cmocka_unit_test(test_wrong_key_decrypt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

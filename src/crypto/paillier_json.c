@@ -437,7 +437,8 @@ static pvg_status ct_from_values(pvg_paillier_ct *ct, json_t *v, json_t *e, cons
     if (st == PVG_OK && !pvg_he_in_group(ct->pub, c))
         st = pvg_error_set_at(err, PVG_ERR_INVALID, source, line, 0, -1,
                               "field \"v\": ciphertext is not in Z*_{n^2} of this key (zero, too "
-                              "large, or sharing a factor with n: wrong key?)");
+                              "large, or sharing a factor with n): made under another key, or "
+                              "corrupt");
     if (st == PVG_OK) {
         mpz_swap(ct->c, c);
         ct->exponent = (int)ev;

@@ -211,7 +211,7 @@ static int setup(void **state)
     static const char *items[] = {"A1", "A2", "A3", "A4", "B1", "B2", "B3", "B4", "C1", "C2"};
     for (int i = 0; i < 10; i++) {
         pvg_item it = {0, items[i], items[i][0] == 'A' ? "Apple thing" : "Other thing", NULL,
-                       1.5 + i, NULL, 0};
+                       1.5 + i, NULL, 0, -1};
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
     }
     for (int u = 0; u < 30; u++) {

@@ -39,7 +39,7 @@ static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, ext_id TEXT NOT NULL UNIQUE,"
     "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL,"
-    "  catalog INTEGER NOT NULL DEFAULT 0);"
+    "  catalog INTEGER NOT NULL DEFAULT 0, recent_prices TEXT, typical_price REAL);"
     "CREATE INDEX IF NOT EXISTS items_category ON items(category);"
     USERS_TABLE("users")
     /* A user's events are sealed in chunks (chunk.c). Besides the user's
@@ -192,6 +192,8 @@ enum {
     Q_ITEM_BY_EXT,
     Q_ITEM_BY_ID,
     Q_ITEMS_ALL,
+    Q_ITEM_PRICES_GET,
+    Q_ITEM_PRICES_SET,
     Q_ANON_PUT,
     Q_ANON_ALL,
     Q_INGEST_RUN,
@@ -233,7 +235,8 @@ enum {
     Q_COUNT
 };
 
-#define ITEM_COLS "SELECT id, ext_id, title, category, price, attrs, catalog FROM items"
+#define ITEM_COLS                                                                                  \
+    "SELECT id, ext_id, title, category, price, attrs, catalog, typical_price FROM items"
 #define USER_COLS                                                                                  \
     "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
 
@@ -293,6 +296,9 @@ static const struct {
     [Q_ITEM_BY_EXT] = {DB_MAIN, ITEM_COLS " WHERE ext_id = ?1"},
     [Q_ITEM_BY_ID] = {DB_MAIN, ITEM_COLS " WHERE id = ?1"},
     [Q_ITEMS_ALL] = {DB_MAIN, ITEM_COLS " ORDER BY id"},
+    [Q_ITEM_PRICES_GET] = {DB_MAIN, "SELECT recent_prices FROM items WHERE id = ?1"},
+    [Q_ITEM_PRICES_SET] = {DB_MAIN, "UPDATE items SET recent_prices = ?2, typical_price = ?3"
+                                    " WHERE id = ?1"},
     [Q_ANON_PUT] = {DB_MAIN,
                     "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
                     " VALUES(?1, ?2, ?3, ?4, ?5)"},
@@ -1131,6 +1137,14 @@ static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it,
     return run(SQ(b), Q_ITEM_UPDATE, v, 7, NULL, "items", err);
 }
 
+/* price: the typical price (column 7), else the last (column 4). */
+static void item_prices_of_row(sqlite3_stmt *q, pvg_item *it)
+{
+    it->last_price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+    it->price = sqlite3_column_type(q, 7) == SQLITE_NULL ? it->last_price
+                                                          : sqlite3_column_double(q, 7);
+}
+
 static pvg_item *item_from_row(sqlite3_stmt *q)
 {
     const char *cols[4];
@@ -1152,7 +1166,7 @@ static pvg_item *item_from_row(sqlite3_stmt *q)
         p += n;
     }
     it->id = sqlite3_column_int64(q, 0);
-    it->price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+    item_prices_of_row(q, it);
     it->catalog = sqlite3_column_int(q, 6) != 0;
     return it;
 }
@@ -1191,7 +1205,7 @@ static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void 
         it.ext_id = (const char *)sqlite3_column_text(s, 1);
         it.title = (const char *)sqlite3_column_text(s, 2);
         it.category = (const char *)sqlite3_column_text(s, 3);
-        it.price = sqlite3_column_type(s, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 4);
+        item_prices_of_row(s, &it);
         it.attrs_json = (const char *)sqlite3_column_text(s, 5);
         it.catalog = sqlite3_column_int(s, 6) != 0;
         if (fn(ctx, &it)) {
@@ -1201,6 +1215,33 @@ static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void 
     }
     if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "items", err);
     give(s, own);
+    return st;
+}
+
+static pvg_status sq_item_prices_get(pvg_backend *b, int64_t id, char **window, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(id)};
+    *window = NULL;
+    pvg_status st = one(SQ(b), Q_ITEM_PRICES_GET, v, 1, &s, &own, &row, "items", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item row %lld", (long long)id);
+    const char *t = (const char *)sqlite3_column_text(s, 0);
+    if (t) *window = strdup(t);
+    give(s, own);
+    if (t && !*window) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    return PVG_OK;
+}
+
+static pvg_status sq_item_prices_set(pvg_backend *b, int64_t id, const char *window,
+                                     double typical, pvg_error *err)
+{
+    bindv v[] = {BI(id), BT(window), typical >= 0 ? BD(typical) : BN};
+    long long n = 0;
+    pvg_status st = run(SQ(b), Q_ITEM_PRICES_SET, v, 3, &n, "items", err);
+    if (st == PVG_OK && n == 0)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item row %lld", (long long)id);
     return st;
 }
 
@@ -1779,6 +1820,8 @@ static const pvg_backend_ops SQLITE_OPS = {
     .item_update = sq_item_update,
     .item_get = sq_item_get,
     .items_foreach = sq_items_foreach,
+    .item_prices_get = sq_item_prices_get,
+    .item_prices_set = sq_item_prices_set,
     .anon_put = sq_anon_put,
     .anon_foreach = sq_anon_foreach,
     .ingest_run_insert = sq_ingest_run,
@@ -1882,6 +1925,39 @@ static pvg_status migrate_item_catalog(sqlite3 *db, pvg_error *err)
     return PVG_OK;
 }
 
+/* Stores made before items kept their recent prices: add the two columns
+ * (NULL: no window yet; the item then shows its last price until its next
+ * price is seen). Checked without the write lock first, so opening a store
+ * that has them takes no lock. */
+static pvg_status migrate_item_prices(sqlite3 *db, pvg_error *err)
+{
+    static const char HAS[] =
+        "SELECT count(*) FROM pragma_table_info('items') WHERE name IN ('recent_prices',"
+        " 'typical_price')";
+    for (int locked = 0; locked < 2; locked++) {
+        int rc = locked ? sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
+        if (rc != SQLITE_OK) return fail(db, rc, "items prices migration", err);
+        sqlite3_stmt *s = NULL;
+        rc = sqlite3_prepare_v2(db, HAS, -1, &s, NULL);
+        int has = rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+        sqlite3_finalize(s);
+        if (!locked && has == 2) return PVG_OK;
+        if (!locked) continue;
+        if (rc == SQLITE_OK && has == 0)
+            rc = sqlite3_exec(db,
+                              "ALTER TABLE items ADD COLUMN recent_prices TEXT;"
+                              "ALTER TABLE items ADD COLUMN typical_price REAL;",
+                              NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            pvg_status st = fail(db, rc, "items prices migration", err);
+            (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return st;
+        }
+    }
+    return PVG_OK;
+}
+
 /* Stores created before user row ids were AUTOINCREMENT: rebuild the users
  * table with it, and start the sequence above every id ever seen (users
  * and chunks, whose user rows may be gone), so no id is handed out again.
@@ -1979,6 +2055,7 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
+    if (st == PVG_OK) st = migrate_item_prices(q->db, err);
     if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);
     if (st == PVG_OK) {
         int present;

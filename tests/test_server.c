@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +214,8 @@ static int setup(void **state)
         pvg_item it = {0, items[i], items[i][0] == 'A' ? "Apple thing" : "Other thing", NULL,
                        1.5 + i, NULL, 0, -1};
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
+        it.price = 20 + i; /* the last price; the typical stays 1.5 + i (lower median) */
+        if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
     }
     for (int u = 0; u < 30; u++) {
         char user[16];
@@ -387,6 +390,10 @@ static void test_recommendations_and_consent(void **state)
     assert_true(json_is_string(json_object_get(it, "title")));
     assert_true(json_is_number(json_object_get(it, "score")));
     assert_true(json_is_number(json_object_get(it, "price")));
+    /* the typical price, and the last one beside it */
+    assert_true(json_is_number(json_object_get(it, "last_price")));
+    assert_true(fabs(json_number_value(json_object_get(it, "last_price")) -
+                     json_number_value(json_object_get(it, "price")) - 18.5) < 1e-9);
     /* u1 is in group B (odd): nothing of group A is recommended first */
     assert_int_not_equal(json_string_value(json_object_get(it, "item"))[0], 'A');
     json_decref(j);

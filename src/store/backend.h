@@ -108,6 +108,7 @@ typedef struct pvg_backend_chunk {
 } pvg_backend_chunk;
 typedef int (*pvg_backend_chunk_fn)(void *ctx, const pvg_backend_chunk *c);
 typedef int (*pvg_backend_item_fn)(void *ctx, const pvg_item *item);
+typedef int (*pvg_backend_cred_fn)(void *ctx, const pvg_backend_cred *c);
 typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type type, long long count,
                                    double quantity);
 /* Key rotation: given a stored key, writes its new wrapped form (under the
@@ -301,6 +302,11 @@ struct pvg_backend_ops {
                               pvg_error *err);
     pvg_status (*cred_revoke_user)(pvg_backend *b, const unsigned char pseudonym[16],
                                    long long *changed, pvg_error *err);
+    /* Every credential of `kind` ("key" or "token"), in the order they were
+     * inserted (created_at, then insertion). The callback's cred has everything but the secret hash
+     * (secret_hash_len 0); its label is borrowed for the call ("" when none). */
+    pvg_status (*cred_foreach)(pvg_backend *b, const char *kind, pvg_backend_cred_fn fn, void *ctx,
+                               pvg_error *err);
 
     /* ---- budget ledger (one total per store; caps per purpose) ---- */
     /* [unit] Under the write lock: asks decide (which may call ledger_read)

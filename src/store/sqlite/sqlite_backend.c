@@ -208,6 +208,7 @@ enum {
     Q_CRED_GET,
     Q_CRED_REVOKE,
     Q_CRED_REVOKE_USER,
+    Q_CRED_LIST,
     Q_LEDGER_TOTAL,
     Q_LEDGER_CAPS,
     Q_LEDGER_SPENT,
@@ -324,6 +325,9 @@ static const struct {
     [Q_CRED_REVOKE] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE key_id=?1"},
     [Q_CRED_REVOKE_USER] = {DB_MAIN,
                             "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
+    [Q_CRED_LIST] = {DB_MAIN, "SELECT key_id,kind,role,label,user_pseudonym,rate_per_s,created_at,"
+                              "expires_at,revoked FROM auth_keys WHERE kind=?1"
+                              " ORDER BY created_at, rowid"},
     [Q_LEDGER_TOTAL] = {DB_MAIN,
                         "SELECT total_epsilon, total_delta, 0 FROM dp_store_budget WHERE id = 1"
                         " UNION ALL SELECT MAX(total_epsilon), MAX(total_delta), 1 FROM dp_budget"
@@ -1384,6 +1388,42 @@ static pvg_status sq_cred_revoke_user(pvg_backend *b, const unsigned char p[16],
     return run(SQ(b), Q_CRED_REVOKE_USER, v, 1, changed, "revoke user tokens", err);
 }
 
+static pvg_status sq_cred_foreach(pvg_backend *b, const char *kind, pvg_backend_cred_fn fn,
+                                  void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CRED_LIST, &s, &own, err);
+    if (st != PVG_OK) return st;
+    bindv v[] = {BT(kind)};
+    bind_all(s, v, 1);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_cred c;
+        memset(&c, 0, sizeof c);
+        copy_text(s, 0, c.key_id, sizeof c.key_id);
+        copy_text(s, 1, c.kind, sizeof c.kind);
+        copy_text(s, 2, c.role, sizeof c.role);
+        const char *label = (const char *)sqlite3_column_text(s, 3);
+        c.label = label ? label : "";
+        size_t pn = 0;
+        copy_blob(s, 4, c.pseudonym, sizeof c.pseudonym, &pn);
+        c.has_pseudonym = pn == PVG_BACKEND_PSEUDONYM_BYTES;
+        c.rate_per_s = sqlite3_column_double(s, 5);
+        c.created_at = sqlite3_column_int64(s, 6);
+        c.expires_at = sqlite3_column_int64(s, 7);
+        c.revoked = sqlite3_column_int(s, 8);
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "credentials", err);
+    give(s, own);
+    return st;
+}
+
 /* ---- ledger ---- */
 
 /* Steps a listing statement (bound already), handing each row to row_fn;
@@ -1832,6 +1872,7 @@ static const pvg_backend_ops SQLITE_OPS = {
     .cred_get = sq_cred_get,
     .cred_revoke = sq_cred_revoke,
     .cred_revoke_user = sq_cred_revoke_user,
+    .cred_foreach = sq_cred_foreach,
     .ledger_charge = sq_ledger_charge,
     .releases_foreach = sq_releases_foreach,
     .audit_append = sq_audit_append,

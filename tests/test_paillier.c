@@ -4,13 +4,16 @@
  * python-paillier's EncodedNumber vectors, homomorphic operations, the
  * three obfuscators, packing, the JSON formats and malformed input.
  */
+#define _GNU_SOURCE 1 /* memmem, malloc_usable_size */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -755,6 +758,55 @@ static void test_wrong_key_decrypt(void **state)
     pvg_paillier_enc_free(enc);
 }
 
+/* jansson's allocations in this test: a freed block that still holds a
+ * piece of the private key's p is counted (jansson frees without wiping). */
+static const char *g_needle;
+static int g_hits;
+
+static void *t_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void t_free(void *p)
+{
+    if (p && g_needle && memmem(p, malloc_usable_size(p), g_needle, strlen(g_needle))) g_hits++;
+    free(p);
+}
+
+/* Reading and writing a private key leave no copy of its factors in memory
+ * jansson freed: the secret members are taken out before jansson parses the
+ * text, and the key file is written into one buffer of the exact size. */
+static void test_key_text_not_left_behind(void **state)
+{
+    (void)state;
+    char *privj = NULL;
+    assert_int_equal(pvg_paillier_priv_to_jwk(g_priv, NULL, &privj, NULL), PVG_OK);
+    const char *at = strstr(privj, "\"p\": \"");
+    assert_non_null(at);
+    char needle[25];
+    memcpy(needle, at + 6, 24);
+    needle[24] = 0;
+    json_set_alloc_funcs(t_malloc, t_free);
+    g_needle = needle;
+    g_hits = 0;
+    pvg_paillier_priv *k = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_paillier_priv_from_jwk(privj, "k.json", &k, &err), PVG_OK);
+    assert_int_equal(g_hits, 0);
+    char *again = NULL;
+    assert_int_equal(pvg_paillier_priv_to_jwk(k, NULL, &again, NULL), PVG_OK);
+    assert_int_equal(g_hits, 0);
+    assert_string_equal(again, privj);
+    g_needle = NULL;
+    json_set_alloc_funcs(malloc, free);
+    sodium_memzero(again, strlen(again));
+    free(again);
+    sodium_memzero(privj, strlen(privj));
+    free(privj);
+    pvg_paillier_priv_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -773,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_mutated_input),
         cmocka_unit_test(test_phe_generated_key),
         cmocka_unit_test(test_wrong_key_decrypt),
+        cmocka_unit_test(test_key_text_not_left_behind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -177,9 +177,9 @@ static void test_apikey_expiry_and_list(void **state)
     pvg_principal p, got;
     pvg_error e;
     pvg_store_set_clock(f->s, 1000000); /* 1970-01-12T13:46:40Z */
-    assert_int_equal(pvg_auth_apikey_create_ttl(f->s, PVG_ROLE_ADMIN, "demo", 0, 30 * 86400, &key,
-                                                &p, &e),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_auth_apikey_create_ttl(f->s, PVG_ROLE_ADMIN, "demo", 0, 30 * 86400, &key, &p, &e),
+        PVG_OK);
     assert_int_equal(p.expires_at, 1000000 + 30 * 86400);
     assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_ANALYST, NULL, 0, &forever, NULL, &e),
                      PVG_OK);

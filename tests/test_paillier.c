@@ -616,7 +616,7 @@ static void test_mutated_input(void **state)
         } else if (which == 1) {
             st = pvg_paillier_ct_from_json(b, m, "fuzz", 1, &err);
             if (st == PVG_OK) { /* whatever decrypts must decode, report overflow or a
-                                   * plaintext out of the key's range */
+                                 * plaintext out of the key's range */
                 char *t = NULL;
                 pvg_status d = pvg_paillier_decrypt_text(g_priv, b, &t, &err);
                 assert_true(d == PVG_OK || d == PVG_ERR_INVALID || d == PVG_ERR_CRYPTO);

@@ -1276,7 +1276,8 @@ static void test_typical_price(void **state)
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
-    for (int i = 0; i < 5; i++) put_price(s, "A", 2.95);
+    for (int i = 0; i < 5; i++)
+        put_price(s, "A", 2.95);
     put_price(s, "A", 5.91);
     pvg_item *it = item_of(s, "A");
     assert_true(it->price == 2.95);
@@ -1290,7 +1291,8 @@ static void test_typical_price(void **state)
     pvg_item_free(it);
     /* bounded: 20 at 1.00 then 20 at 3.00 has median 1.00 over all 40, but
      * 3.00 over the last 32 */
-    for (int i = 0; i < 40; i++) put_price(s, "C", i < 20 ? 1.0 : 3.0);
+    for (int i = 0; i < 40; i++)
+        put_price(s, "C", i < 20 ? 1.0 : 3.0);
     it = item_of(s, "C");
     assert_true(it->price == 3.0);
     pvg_item_free(it);
@@ -1308,12 +1310,13 @@ static void test_typical_price(void **state)
     /* the stored window never holds more than 32 prices */
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT recent_prices FROM items WHERE ext_id = 'C'", -1,
-                                        &q, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT recent_prices FROM items WHERE ext_id = 'C'", -1, &q, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     int words = 1;
-    for (const unsigned char *p = sqlite3_column_text(q, 0); *p; p++) words += *p == ' ';
+    for (const unsigned char *p = sqlite3_column_text(q, 0); *p; p++)
+        words += *p == ' ';
     assert_int_equal(words, PVG_ITEM_PRICE_WINDOW);
     sqlite3_finalize(q);
     /* a store from before the columns */

@@ -61,9 +61,8 @@ pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label
  * pvg_store_now() (1 second to 10 years; 0: never). The server refuses it
  * from then on with 401 naming the expiry. */
 pvg_status pvg_auth_apikey_create_ttl(pvg_store *s, pvg_role role, const char *label,
-                                      double rate_per_s, int64_t ttl_seconds,
-                                      char **credential_out, pvg_principal *principal_out,
-                                      pvg_error *err) PVG_WARN_UNUSED;
+                                      double rate_per_s, int64_t ttl_seconds, char **credential_out,
+                                      pvg_principal *principal_out, pvg_error *err) PVG_WARN_UNUSED;
 
 /* What is known of an API key (never its secret). */
 typedef struct pvg_auth_key_info {

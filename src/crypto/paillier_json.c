@@ -110,13 +110,16 @@ static int lift_secrets(char *q, char *vals[N_SECRETS])
             i = k + 1;
             if (which < 0) continue;
             size_t v = i;
-            while (q[v] == ' ' || q[v] == '\t' || q[v] == '\n' || q[v] == '\r') v++;
+            while (q[v] == ' ' || q[v] == '\t' || q[v] == '\n' || q[v] == '\r')
+                v++;
             if (q[v] != ':') continue;
             v++;
-            while (q[v] == ' ' || q[v] == '\t' || q[v] == '\n' || q[v] == '\r') v++;
+            while (q[v] == ' ' || q[v] == '\t' || q[v] == '\n' || q[v] == '\r')
+                v++;
             if (q[v] != '"') continue;
             size_t e = v + 1;
-            while (q[e] && q[e] != '"' && q[e] != '\\') e++;
+            while (q[e] && q[e] != '"' && q[e] != '\\')
+                e++;
             if (q[e] != '"' || vals[which]) continue; /* escaped, or a duplicate: jansson's */
             size_t len = e - v - 1;
             vals[which] = sodium_malloc(len + 1);

@@ -123,14 +123,13 @@ pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label
                                   double rate_per_s, char **credential_out,
                                   pvg_principal *principal_out, pvg_error *err)
 {
-    return pvg_auth_apikey_create_ttl(s, role, label, rate_per_s, 0, credential_out,
-                                      principal_out, err);
+    return pvg_auth_apikey_create_ttl(s, role, label, rate_per_s, 0, credential_out, principal_out,
+                                      err);
 }
 
 pvg_status pvg_auth_apikey_create_ttl(pvg_store *s, pvg_role role, const char *label,
-                                      double rate_per_s, int64_t ttl_seconds,
-                                      char **credential_out, pvg_principal *principal_out,
-                                      pvg_error *err)
+                                      double rate_per_s, int64_t ttl_seconds, char **credential_out,
+                                      pvg_principal *principal_out, pvg_error *err)
 {
     if (role != PVG_ROLE_ADMIN && role != PVG_ROLE_ANALYST)
         return pvg_error_set(err, PVG_ERR_INVALID, "role: want admin or analyst");
@@ -237,8 +236,8 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
         time_t t = (time_t)exp;
         struct tm tm;
         if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return pvg_error_set(err, PVG_ERR_PERMISSION,
-                             "credential expired at %s (id %s): %s", when, id,
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential expired at %s (id %s): %s", when,
+                             id,
                              cred[3] == 'k' ? "create a new API key (privguide apikey create)"
                                             : "ask for a new token");
     }

@@ -1004,7 +1004,8 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     }
     if (st == PVG_OK) {
         size_t n = pvg_model_n_items(m->model);
-        for (size_t i = 0; i < n; i++) m->catalog[i].price = m->catalog[i].last_price = -1;
+        for (size_t i = 0; i < n; i++)
+            m->catalog[i].price = m->catalog[i].last_price = -1;
         catalog_ctx cc = {m};
         st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
     }

@@ -515,7 +515,8 @@ static size_t window_parse(const char *t, double *out)
 {
     size_t n = 0;
     while (t && *t && n < PVG_ITEM_PRICE_WINDOW) {
-        while (*t == ' ') t++;
+        while (*t == ' ')
+            t++;
         if (!*t) break;
         char *end;
         double v = strtod(t, &end);
@@ -548,8 +549,7 @@ pvg_status pvg_store_item_prices_add(pvg_store *s, int64_t id, const double *pri
         char text[PVG_ITEM_PRICE_WINDOW * 26 + 1];
         size_t len = 0;
         for (size_t i = first; i < k; i++)
-            len += (size_t)snprintf(text + len, sizeof text - len, "%s%.15g", len ? " " : "",
-                                    w[i]);
+            len += (size_t)snprintf(text + len, sizeof text - len, "%s%.15g", len ? " " : "", w[i]);
         text[len] = 0;
         st = PVG_B(s, item_prices_set, id, k > first ? text : NULL,
                    pvg_item_price_median(w + first, k - first), err);

@@ -1145,8 +1145,8 @@ static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it,
 static void item_prices_of_row(sqlite3_stmt *q, pvg_item *it)
 {
     it->last_price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
-    it->price = sqlite3_column_type(q, 7) == SQLITE_NULL ? it->last_price
-                                                          : sqlite3_column_double(q, 7);
+    it->price =
+        sqlite3_column_type(q, 7) == SQLITE_NULL ? it->last_price : sqlite3_column_double(q, 7);
 }
 
 static pvg_item *item_from_row(sqlite3_stmt *q)
@@ -1238,8 +1238,8 @@ static pvg_status sq_item_prices_get(pvg_backend *b, int64_t id, char **window, 
     return PVG_OK;
 }
 
-static pvg_status sq_item_prices_set(pvg_backend *b, int64_t id, const char *window,
-                                     double typical, pvg_error *err)
+static pvg_status sq_item_prices_set(pvg_backend *b, int64_t id, const char *window, double typical,
+                                     pvg_error *err)
 {
     bindv v[] = {BI(id), BT(window), typical >= 0 ? BD(typical) : BN};
     long long n = 0;

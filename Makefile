@@ -1,5 +1,6 @@
 # privguide top-level Makefile: the two commands of the README, plus helpers.
 #   make demo   install missing Debian packages, build, load the bundled sample, run the main job
+#               (PORT=N: serve on another port than 8080; DEMO_DIR=DIR: another data dir)
 #   make test   the same set-up, then every test through ctest (a normal and an ASan+UBSan pass)
 #   make fuzz   every libFuzzer harness of fuzz/ for FUZZ_SECONDS each (default 600)
 PREFIX ?= /usr/local
@@ -7,6 +8,8 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR ?= demo-data
+# the demo server's port: make demo PORT=9090 (or PORT=9090 make demo)
+PORT ?= 8080
 FUZZ_SECONDS ?= 600
 PVG = $(BUILD)/privguide
 
@@ -38,8 +41,15 @@ test-asan: build-asan
 
 test: test-fast test-asan
 
-demo: build
-	@scripts/demo $(PVG) $(DEMO_DIR)
+# The build's output goes to $(BUILD)/demo-build.log (its tail is shown when it
+# fails), so the demo's URLs are near the top of the terminal.
+demo: deps $(BUILD)/CMakeCache.txt
+	@echo "== building privguide (output in $(BUILD)/demo-build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) >$(BUILD)/demo-build.log 2>&1 || { \
+	    tail -n 40 $(BUILD)/demo-build.log >&2; \
+	    echo "make demo: the build failed; the whole output is in $(BUILD)/demo-build.log" >&2; \
+	    exit 1; }
+	@PORT=$(PORT) scripts/demo $(PVG) $(DEMO_DIR)
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

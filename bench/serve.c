@@ -114,7 +114,7 @@ int main(int argc, char **argv)
         char id[32], title[64];
         snprintf(id, sizeof id, "I%06ld", i);
         snprintf(title, sizeof title, "Synthetic item %ld", i);
-        pvg_item it = {0, id, title, NULL, 1.0 + (double)(i % 500) / 10.0, NULL, 1};
+        pvg_item it = {0, id, title, NULL, 1.0 + (double)(i % 500) / 10.0, NULL, 1, -1};
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) DIE("item: %s", err.text);
     }
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);

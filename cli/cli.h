@@ -80,5 +80,8 @@ void cli_warn(const char *fmt, ...) PVG_PRINTF(1, 2);
 int cli_interactive(cli_ctx *c);
 /* Writes a JSON string literal (with quotes, escaped) to f. */
 void cli_json_string(FILE *f, const char *s);
+/* Unix time t as ISO-8601 UTC ("2010-12-01T08:26:00Z") into buf (at least
+ * 21 bytes; "?" when out of range). Returns buf. */
+char *cli_utc_time(long long t, char *buf, size_t len);
 
 #endif

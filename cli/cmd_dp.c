@@ -549,6 +549,17 @@ static int run_query(cli_ctx *c)
         printf("%s  (mechanism %s, noise scale %.6g, charged epsilon %g delta %g, release #%lld)\n",
                r->what, r->mechanism, r->noise_scale, r->epsilon, r->delta,
                (long long)r->release_id);
+        /* the contribution bound explains why a DP count can sit well
+         * below the plain one: what a shopper gives above it is cut */
+        if (r->max_groups > 1)
+            printf("each shopper's contribution capped at %ld event%s per group in at most %ld "
+                   "groups (--max-contributions, --max-groups): what a shopper gives above the "
+                   "cap is not counted\n",
+                   r->max_contributions, r->max_contributions == 1 ? "" : "s", r->max_groups);
+        else
+            printf("each shopper's contribution capped at %ld event%s (--max-contributions): what "
+                   "a shopper gives above the cap is not counted\n",
+                   r->max_contributions, r->max_contributions == 1 ? "" : "s");
         if (r->selection_threshold)
             printf(
                 "groups shown only when their noisy user count reaches %ld (partition selection)\n",

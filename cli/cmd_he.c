@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +33,18 @@
 #define HE_KEY_FILE_MAX (1u << 20)
 #define HE_STDIN_MAX (64u << 20) /* the library refuses larger JSON documents */
 
-static char *read_text_file(const char *path, size_t max, pvg_error *err)
+/* Reads a key file whole. secret: into sodium_malloc memory (free it with
+ * free_text(.., 1), which wipes it), read unbuffered so that no stdio buffer
+ * keeps a copy; else malloc. */
+static char *read_text_file(const char *path, size_t max, int secret, pvg_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         pvg_error_set(err, PVG_ERR_IO, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    char *buf = malloc(max + 1);
+    if (secret) setvbuf(f, NULL, _IONBF, 0);
+    char *buf = secret ? sodium_malloc(max + 1) : malloc(max + 1);
     size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
     int bad = ferror(f);
     fclose(f);
@@ -48,7 +53,10 @@ static char *read_text_file(const char *path, size_t max, pvg_error *err)
         return NULL;
     }
     if (bad || n > max) {
-        free(buf);
+        if (secret)
+            sodium_free(buf); /* wipes */
+        else
+            free(buf);
         pvg_error_set(err, bad ? PVG_ERR_IO : PVG_ERR_INVALID, "%s: %s", path,
                       bad ? "read error" : "file too large for a key");
         return NULL;
@@ -61,7 +69,7 @@ static pvg_paillier_pub *load_pub(const char *path, int *rc)
 {
     pvg_error err;
     pvg_error_clear(&err);
-    char *text = read_text_file(path, HE_KEY_FILE_MAX, &err);
+    char *text = read_text_file(path, HE_KEY_FILE_MAX, 0, &err);
     pvg_paillier_pub *pub = NULL;
     pvg_status st = text ? pvg_paillier_pub_from_jwk(text, path, &pub, &err) : err.code;
     free(text);
@@ -80,13 +88,10 @@ static pvg_paillier_priv *load_priv(const char *path, int *rc)
     if (stat(path, &sb) == 0 && (sb.st_mode & 077))
         cli_warn("warning: %s is readable by other users (mode %03o); chmod 600 it", path,
                  (unsigned)(sb.st_mode & 0777));
-    char *text = read_text_file(path, HE_KEY_FILE_MAX, &err);
+    char *text = read_text_file(path, HE_KEY_FILE_MAX, 1, &err);
     pvg_paillier_priv *priv = NULL;
     pvg_status st = text ? pvg_paillier_priv_from_jwk(text, path, &priv, &err) : err.code;
-    if (text) {
-        memset(text, 0, strlen(text));
-        free(text);
-    }
+    if (text) sodium_free(text); /* wipes the whole buffer, not only up to a NUL */
     if (st != PVG_OK) {
         *rc = cli_fail("private key", st, &err);
         return NULL;
@@ -319,7 +324,7 @@ static int run_keygen(cli_ctx *c)
         }
     }
     if (privj) {
-        memset(privj, 0, strlen(privj));
+        sodium_memzero(privj, strlen(privj)); /* memset before free may be optimised away */
         free(privj);
     }
     free(pubj);
@@ -613,8 +618,17 @@ static int run_spend_total(cli_ctx *c)
         printf(", \"unit\": \"cents\", %s\n", cj + 1); /* splice {"v", "e"} */
         free(cj);
     }
-    if (!rc && !cli_bool(c, "json") && isatty(2))
-        cli_warn("%zu groups; decrypt with `privguide he decrypt --priv private.json`", r->n);
+    if (!rc && !cli_bool(c, "json")) {
+        if (o.dp)
+            cli_warn("%zu encrypted group total%s on stdout (epsilon %g delta %g charged to the "
+                     "ledger, discrete-Laplace noise of scale %.6g cents per group); decrypt with "
+                     "`privguide he decrypt --priv private.json`",
+                     r->n, r->n == 1 ? "" : "s", o.epsilon, o.delta, r->noise_scale);
+        else
+            cli_warn("%zu EXACT encrypted group total%s on stdout; decrypt with `privguide he "
+                     "decrypt --priv private.json`",
+                     r->n, r->n == 1 ? "" : "s");
+    }
     pvg_spend_result_free(r);
     pvg_store_close(s);
     pvg_paillier_pub_free(pub);
@@ -820,7 +834,7 @@ static const cli_flag spend_flags[] = {
     {"dataset", CLI_STR, "NAME",
      "label noted with the release (charged to the store budget as spend_totals)"},
     {"threads", CLI_INT, "N", "threads encrypting the users' subtotals (default: CPUs online)"},
-    {"json", CLI_BOOL, NULL, "no summary on stderr"},
+    {"json", CLI_BOOL, NULL, "no summary on stderr (stdout is JSON lines either way)"},
     {0},
 };
 
@@ -859,7 +873,9 @@ const cli_command cli_cmds_he[] = {
      "contributions are bounded (--clamp, --max-groups), encrypted discrete-Laplace noise is\n"
      "added before anything leaves, and the release is charged to the privacy budget ledger.\n"
      "--exact instead releases exact totals: a warning on stderr and an audit log entry\n"
-     "(action he_spend_total_exact) before any output. Shopper counts are never printed.",
+     "(action he_spend_total_exact) before any output. Shopper counts are never printed.\n"
+     "Output: one JSON line per group on stdout; then, unless --json, a summary on stderr\n"
+     "(groups, the epsilon and delta charged, the noise scale).",
      spend_flags, run_spend_total},
     {"he bench", NULL, 0, 0, "measure Paillier key generation, encryption, decryption, sums",
      "encrypt_per_s uses a fresh r^n per encryption; encrypt_djn_per_s the short-exponent\n"

@@ -322,8 +322,11 @@ static int run_recommend(cli_ctx *c)
             json_object_set_new(e, "item", json_string(out[i].item));
             if (cat && cat[i] && cat[i]->title)
                 json_object_set_new(e, "title", json_string(cat[i]->title));
+            /* price: the typical price (median of the recent ones); and the last */
             if (cat && cat[i] && cat[i]->price >= 0)
                 json_object_set_new(e, "price", json_real(cat[i]->price));
+            if (cat && cat[i] && cat[i]->last_price >= 0)
+                json_object_set_new(e, "last_price", json_real(cat[i]->last_price));
             json_object_set_new(e, "score", json_real(out[i].score));
             json_array_append_new(a, e);
         }
@@ -532,7 +535,9 @@ const cli_command cli_cmds_model[] = {
      run_train},
     {"recommend", NULL, 0, 0, "top-k items for a user (or similar / popular items) from a model",
      "For a model trained from the store, the user's pseudonym is computed with the store's "
-     "pepper (--data-dir); a file-trained model hashes the id with the salt in the model file.",
+     "pepper (--data-dir); a file-trained model hashes the id with the salt in the model file.\n"
+     "Text: rank, item, title, typical price (the median of the item's last 32 prices), score;\n"
+     "--json keeps the ids and gives \"price\" (typical) and \"last_price\".",
      recommend_flags, run_recommend},
     {"eval", NULL, 0, 0, "evaluate a recommender offline on a file (ranking metrics as JSON)",
      "Protocols are deterministic under --seed. recall@k = hits / min(k, |targets|); ndcg@k "

@@ -10,6 +10,7 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -192,6 +193,46 @@ static void print_cred(cli_ctx *c, const char *cred, const pvg_principal *p, con
     }
 }
 
+/* "30d", "12h", "45m", "90s", "2w" or plain seconds; "never": 0. Exits 2
+ * when malformed or outside 1 s .. 10 years. */
+static long long duration_arg(cli_ctx *c, const char *flag)
+{
+    const char *v = cli_str(c, flag);
+    if (!v || strcmp(v, "never") == 0) return 0;
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    long long unit = 1;
+    if (end && *end && !end[1]) {
+        switch (*end) {
+        case 's':
+            unit = 1;
+            break;
+        case 'm':
+            unit = 60;
+            break;
+        case 'h':
+            unit = 3600;
+            break;
+        case 'd':
+            unit = 86400;
+            break;
+        case 'w':
+            unit = 7 * 86400;
+            break;
+        default:
+            unit = 0;
+        }
+        end++;
+    }
+    if (errno || end == v || !end || *end || unit == 0 || n < 1 || n > 10LL * 366 * 86400 / unit)
+        cli_usage_error(c,
+                        "--%s: want a duration of 1 s to 10 years such as 30d, 12h, 45m, 90s, "
+                        "2w (or never), got \"%s\"",
+                        flag, v);
+    return n * unit;
+}
+
 static int run_apikey_create(cli_ctx *c)
 {
     pvg_role role;
@@ -199,6 +240,7 @@ static int run_apikey_create(cli_ctx *c)
         cli_usage_error(c, "--role: want admin or analyst, got \"%s\"", cli_str(c, "role"));
     double rate = cli_double(c, "rate", 100);
     if (!(rate >= 0)) cli_usage_error(c, "--rate: want 0 (unlimited) or a positive number");
+    long long ttl = duration_arg(c, "expires");
     int rc = 0;
     pvg_store *s = cli_open_store(c, &rc);
     if (!s) return rc;
@@ -206,11 +248,13 @@ static int run_apikey_create(cli_ctx *c)
     pvg_principal p;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_auth_apikey_create(s, role, cli_str(c, "label"), rate, &cred, &p, &err);
+    pvg_status st =
+        pvg_auth_apikey_create_ttl(s, role, cli_str(c, "label"), rate, ttl, &cred, &p, &err);
     if (st == PVG_OK) {
-        char detail[128];
-        snprintf(detail, sizeof detail, "API key %s created with role %s", p.key_id,
-                 pvg_role_name(role));
+        char detail[128], when[32] = "never";
+        if (p.expires_at) cli_utc_time(p.expires_at, when, sizeof when);
+        snprintf(detail, sizeof detail, "API key %s created with role %s, expires %s", p.key_id,
+                 pvg_role_name(role), when);
         pvg_audit_record ar = {0, "cli", "apikey_create", "", detail};
         st = pvg_audit_append(s, &ar, NULL, &err);
     }
@@ -221,6 +265,55 @@ static int run_apikey_create(cli_ctx *c)
     }
     print_cred(c, cred, &p, NULL);
     pvg_auth_credential_free(cred);
+    return CLI_EXIT_OK;
+}
+
+typedef struct list_ctx {
+    int json, n;
+} list_ctx;
+
+static const char *key_state(const pvg_auth_key_info *k)
+{
+    return k->revoked ? "revoked" : k->expired ? "expired" : "active";
+}
+
+static int list_key(void *ctx, const pvg_auth_key_info *k)
+{
+    list_ctx *x = ctx;
+    char created[32], expires[32] = "never";
+    cli_utc_time(k->created_at, created, sizeof created);
+    if (k->expires_at) cli_utc_time(k->expires_at, expires, sizeof expires);
+    if (x->json) {
+        /* one object per line, fields in a fixed order (scripts/demo reads it) */
+        printf("{\"id\":\"%s\",\"role\":\"%s\",\"label\":", k->key_id, pvg_role_name(k->role));
+        cli_json_string(stdout, k->label);
+        printf(",\"state\":\"%s\",\"created_at\":%lld,\"created\":\"%s\",\"expires_at\":%lld,"
+               "\"expires\":\"%s\",\"rate_per_s\":%g}\n",
+               key_state(k), (long long)k->created_at, created, (long long)k->expires_at, expires,
+               k->rate_per_s);
+    } else {
+        if (x->n == 0)
+            printf("%-16s  %-7s  %-7s  %-20s  %-20s  %s\n", "ID", "ROLE", "STATE", "CREATED",
+                   "EXPIRES", "LABEL");
+        printf("%-16s  %-7s  %-7s  %-20s  %-20s  %s\n", k->key_id, pvg_role_name(k->role),
+               key_state(k), created, expires, k->label);
+    }
+    x->n++;
+    return 0;
+}
+
+static int run_apikey_list(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
+    list_ctx x = {cli_bool(c, "json"), 0};
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_auth_apikey_foreach(s, list_key, &x, &err);
+    pvg_store_close(s);
+    if (st != PVG_OK) return cli_fail("apikey list", st, &err);
+    if (!x.json && x.n == 0) printf("no API keys (create one with privguide apikey create)\n");
     return CLI_EXIT_OK;
 }
 
@@ -282,7 +375,16 @@ static const cli_flag apikey_flags[] = {
     {"role", CLI_STR, "ROLE", "admin or analyst (required)"},
     {"label", CLI_STR, "TEXT", "a note kept with the key"},
     {"rate", CLI_DOUBLE, "N", "requests per second allowed (default 100; 0: unlimited)"},
+    {"expires", CLI_STR, "DURATION",
+     "the key expires after DURATION: 30d, 12h, 45m, 90s, 2w (default never)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+
+static const cli_flag list_flags[] = {
+    {"json", CLI_BOOL, NULL,
+     "one JSON object per key: id, role, label, state, created_at, created, expires_at, "
+     "expires, rate_per_s"},
     {0},
 };
 
@@ -372,17 +474,19 @@ typedef struct show_ctx {
 static int show_entry(void *ctx, const pvg_audit_entry *e)
 {
     show_ctx *sc = ctx;
+    char when[32];
+    cli_utc_time(e->ts, when, sizeof when);
     if (sc->json) {
-        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)e->seq, "ts",
-                              (json_int_t)e->ts, "actor", e->actor, "action", e->action, "subject",
-                              e->subject, "detail", e->detail);
+        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)e->seq,
+                              "ts", (json_int_t)e->ts, "time", when, "actor", e->actor, "action",
+                              e->action, "subject", e->subject, "detail", e->detail);
         char *t = json_dumps(o, JSON_COMPACT);
         printf("%s\n", t ? t : "{}");
         free(t);
         json_decref(o);
     } else {
-        printf("%6lld %lld %-24s %-15s %-32s %s\n", (long long)e->seq, (long long)e->ts, e->actor,
-               e->action, e->subject, e->detail);
+        printf("%6lld %s %-24s %-15s %-32s %s\n", (long long)e->seq, when, e->actor, e->action,
+               e->subject, e->detail);
     }
     return 0;
 }
@@ -426,10 +530,8 @@ static int run_audit_head(cli_ctx *c)
     } else if (!h.seq) {
         printf("the audit log is empty\n");
     } else {
-        char when[32] = "?";
-        time_t t = (time_t)h.ts;
-        struct tm tm;
-        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char when[32];
+        cli_utc_time(h.ts, when, sizeof when);
         printf("seq %lld\nmac %s\ntime %s (%lld)\nanchor %s\n", (long long)h.seq, h.mac_hex, when,
                (long long)h.ts, h.anchor);
         if (!h.keyed) printf("warning: the head carries no MAC under this store's key\n");
@@ -466,8 +568,13 @@ const cli_command cli_cmds_server[] = {
      serve_flags, run_serve},
     {"apikey create", NULL, 0, 0, "create an operator API key (printed once)",
      "Roles: admin (everything) and analyst (aggregates, item lists, metrics; no personal\n"
-     "data). The key is stored only as a hash. Send it as \"Authorization: Bearer <key>\".",
+     "data). The key is stored only as a hash. Send it as \"Authorization: Bearer <key>\".\n"
+     "With --expires the server refuses it from then on (401 naming the expiry).",
      apikey_flags, run_apikey_create},
+    {"apikey list", NULL, 0, 0, "list the API keys (never their secrets)",
+     "One line per key, oldest first: id, role, state (active, expired, revoked), created and\n"
+     "expiry times (ISO-8601 UTC), label. User tokens are not listed.",
+     list_flags, run_apikey_list},
     {"apikey revoke", "ID", 1, 1, "revoke an API key or a user token by its id",
      "ID is the 16 hex digits after pvgk_ or pvgt_ (printed by apikey create --json and\n"
      "token issue --json, and shown as the actor of audit entries).",
@@ -485,6 +592,9 @@ const cli_command cli_cmds_server[] = {
      "Keep the anchor line (SEQ:MAC) somewhere the data dir's users cannot change (a ticket,\n"
      "another machine); `audit verify --anchor SEQ:MAC` then detects entries removed after it.",
      head_flags, run_audit_head},
-    {"audit show", NULL, 0, 0, "print audit log entries", NULL, show_flags, run_audit_show},
+    {"audit show", NULL, 0, 0, "print audit log entries",
+     "One line per entry: seq, time (ISO-8601 UTC), actor, action, subject, detail. --json\n"
+     "keeps the Unix time as \"ts\" beside \"time\".",
+     show_flags, run_audit_show},
     {0},
 };

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_POS 64
@@ -433,7 +434,12 @@ int cli_fail(const char *what, pvg_status st, const pvg_error *err)
         pvg_error_format(err, buf, sizeof buf);
     else
         snprintf(buf, sizeof buf, "%s", pvg_strerror(st));
-    fprintf(stderr, "privguide: %s: %s\n", what, buf);
+    /* a library message that names the same place ("query: ...") is not
+     * prefixed twice */
+    const char *why = buf;
+    size_t wl = strlen(what);
+    if (strncmp(why, what, wl) == 0 && why[wl] == ':' && why[wl + 1] == ' ') why += wl + 2;
+    fprintf(stderr, "privguide: %s: %s\n", what, why);
     return CLI_EXIT_FAIL;
 }
 
@@ -461,6 +467,16 @@ void cli_warn(const char *fmt, ...)
 int cli_interactive(cli_ctx *c)
 {
     return !cli_bool(c, "json") && isatty(STDOUT_FILENO);
+}
+
+char *cli_utc_time(long long t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (len == 0) return buf;
+    if (!gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, len, "?");
+    return buf;
 }
 
 void cli_json_string(FILE *f, const char *s)

@@ -49,7 +49,7 @@ static int setup(void **state)
     if (pvg_store_init(f->dir, NULL, &err) != PVG_OK) return -1;
     if (pvg_store_open(f->dir, &f->s, &err) != PVG_OK) return -1;
     for (int i = 0; i < 8; i++) {
-        pvg_item it = {0, ITEMS[i], NULL, NULL, 1.0, NULL, 1};
+        pvg_item it = {0, ITEMS[i], NULL, NULL, 1.0, NULL, 1, -1};
         if (pvg_store_item_put(f->s, &it, NULL, &err) != PVG_OK) return -1;
     }
     /* two taste groups; every shopper consents (policy default) */

@@ -153,6 +153,64 @@ static void test_token_scope_and_expiry(void **state)
     assert_int_equal(pvg_auth_token_issue(f->s, "x", 0, 0, &tok, NULL, NULL), PVG_ERR_INVALID);
 }
 
+typedef struct seen_keys {
+    int n, expired, revoked, never;
+    char first_label[32];
+} seen_keys;
+
+static int count_key(void *ctx, const pvg_auth_key_info *k)
+{
+    seen_keys *x = ctx;
+    if (x->n++ == 0) snprintf(x->first_label, sizeof x->first_label, "%s", k->label);
+    x->expired += k->expired;
+    x->revoked += k->revoked;
+    x->never += k->expires_at == 0;
+    return 0;
+}
+
+/* An API key created with an expiry is refused from then on, naming when it
+ * expired; the list shows every key's state, never a token. */
+static void test_apikey_expiry_and_list(void **state)
+{
+    fx *f = *state;
+    char *key = NULL, *forever = NULL, *tok = NULL;
+    pvg_principal p, got;
+    pvg_error e;
+    pvg_store_set_clock(f->s, 1000000); /* 1970-01-12T13:46:40Z */
+    assert_int_equal(
+        pvg_auth_apikey_create_ttl(f->s, PVG_ROLE_ADMIN, "demo", 0, 30 * 86400, &key, &p, &e),
+        PVG_OK);
+    assert_int_equal(p.expires_at, 1000000 + 30 * 86400);
+    assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_ANALYST, NULL, 0, &forever, NULL, &e),
+                     PVG_OK);
+    assert_int_equal(pvg_auth_token_issue(f->s, "17850", 60, 0, &tok, NULL, &e), PVG_OK);
+    assert_int_equal(pvg_auth_check(f->s, key, &got, &e), PVG_OK);
+    assert_int_equal(got.expires_at, 1000000 + 30 * 86400);
+    seen_keys x = {0};
+    assert_int_equal(pvg_auth_apikey_foreach(f->s, count_key, &x, &e), PVG_OK);
+    assert_int_equal(x.n, 2); /* the token is not an API key */
+    assert_string_equal(x.first_label, "demo");
+    assert_int_equal(x.expired, 0);
+    assert_int_equal(x.never, 1);
+    pvg_store_set_clock(f->s, 1000000 + 30 * 86400);
+    assert_int_equal(pvg_auth_check(f->s, key, &got, &e), PVG_ERR_PERMISSION);
+    assert_non_null(strstr(e.text, "expired at 1970-02-11T13:46:40Z"));
+    assert_non_null(strstr(e.text, p.key_id));
+    assert_int_equal(pvg_auth_check(f->s, forever, &got, &e), PVG_OK);
+    memset(&x, 0, sizeof x);
+    assert_int_equal(pvg_auth_apikey_foreach(f->s, count_key, &x, &e), PVG_OK);
+    assert_int_equal(x.expired, 1);
+    assert_int_equal(pvg_auth_revoke(f->s, got.key_id, &e), PVG_OK);
+    memset(&x, 0, sizeof x);
+    assert_int_equal(pvg_auth_apikey_foreach(f->s, count_key, &x, &e), PVG_OK);
+    assert_int_equal(x.revoked, 1);
+    assert_int_equal(pvg_auth_apikey_create_ttl(f->s, PVG_ROLE_ADMIN, NULL, 0, -1, &key, NULL, &e),
+                     PVG_ERR_INVALID);
+    pvg_auth_credential_free(key);
+    pvg_auth_credential_free(forever);
+    pvg_auth_credential_free(tok);
+}
+
 static void test_rate_limiter(void **state)
 {
     (void)state;
@@ -183,6 +241,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apikey_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_scope_and_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_expiry_and_list, setup, teardown),
         cmocka_unit_test(test_rate_limiter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,13 +4,16 @@
  * python-paillier's EncodedNumber vectors, homomorphic operations, the
  * three obfuscators, packing, the JSON formats and malformed input.
  */
+#define _GNU_SOURCE 1 /* memmem, malloc_usable_size */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -612,10 +615,11 @@ static void test_mutated_input(void **state)
             }
         } else if (which == 1) {
             st = pvg_paillier_ct_from_json(b, m, "fuzz", 1, &err);
-            if (st == PVG_OK) { /* whatever decrypts must decode or report overflow */
+            if (st == PVG_OK) { /* whatever decrypts must decode, report overflow or a
+                                 * plaintext out of the key's range */
                 char *t = NULL;
                 pvg_status d = pvg_paillier_decrypt_text(g_priv, b, &t, &err);
-                assert_true(d == PVG_OK || d == PVG_ERR_INVALID);
+                assert_true(d == PVG_OK || d == PVG_ERR_INVALID || d == PVG_ERR_CRYPTO);
                 free(t);
             }
         } else {
@@ -701,6 +705,108 @@ static void test_phe_generated_key(void **state)
     pvg_paillier_priv_free(priv);
 }
 
+/* Ciphertexts made under key 2 and read as key 1's (the line form names no
+ * key, so `he decrypt` attaches its private key's): every decryption with
+ * key 1 fails, none prints a number. 40 values: the plaintexts are uniform
+ * in [0, n1), so a check that missed even 2^-10 of them would be seen. */
+static void test_wrong_key_decrypt(void **state)
+{
+    (void)state;
+    pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub2);
+    pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub2), *b = pvg_paillier_ct_new(g_pub);
+    static const char *vals[] = {"0", "1", "12.35", "-4.99", "100", "1e-5", "-42", "7.5"};
+    int refused = 0, range = 0, tries = 0;
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(pvg_paillier_encrypt_text(enc, vals[i % 8], i % 2 ? 0 : INT_MAX, a, NULL),
+                         PVG_OK);
+        char *j = NULL;
+        assert_int_equal(pvg_paillier_ct_to_json(a, &j, NULL), PVG_OK);
+        pvg_error err;
+        pvg_error_clear(&err);
+        pvg_status st = pvg_paillier_ct_from_json(b, j, "stdin", 1, &err);
+        free(j);
+        if (st != PVG_OK) { /* c >= n1^2: refused when read, naming the cause */
+            assert_non_null(strstr(err.text, "another key"));
+            refused++;
+            continue;
+        }
+        tries++;
+        char *t = NULL;
+        double d = 0;
+        st = pvg_paillier_decrypt_text(g_priv, b, &t, &err);
+        assert_true(st == PVG_ERR_CRYPTO || st == PVG_ERR_INVALID);
+        assert_null(t);
+        assert_non_null(strstr(err.text, "another"));
+        range += st == PVG_ERR_CRYPTO;
+        assert_int_not_equal(pvg_paillier_decrypt_double(g_priv, b, &d, &err), PVG_OK);
+        assert_int_not_equal(pvg_paillier_decrypt_exact(g_priv, b, &t, &err), PVG_OK);
+        assert_null(t);
+    }
+    assert_int_equal(refused + tries, 40);
+    /* the out-of-range check does the work the overflow band cannot (about
+     * 2 of 3 decryptions that reach it) */
+    if (tries >= 10) assert_true(range > 0);
+    /* key 1's own ciphertexts of large but real values still decrypt */
+    pvg_paillier_enc *enc1 = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
+    assert_int_equal(pvg_paillier_encrypt_text(enc1, "-1e300", INT_MAX, b, NULL), PVG_OK);
+    double big = 0;
+    assert_int_equal(pvg_paillier_decrypt_double(g_priv, b, &big, NULL), PVG_OK);
+    assert_true(big == -1e300);
+    pvg_paillier_enc_free(enc1);
+    pvg_paillier_ct_free(a);
+    pvg_paillier_ct_free(b);
+    pvg_paillier_enc_free(enc);
+}
+
+/* jansson's allocations in this test: a freed block that still holds a
+ * piece of the private key's p is counted (jansson frees without wiping). */
+static const char *g_needle;
+static int g_hits;
+
+static void *t_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void t_free(void *p)
+{
+    if (p && g_needle && memmem(p, malloc_usable_size(p), g_needle, strlen(g_needle))) g_hits++;
+    free(p);
+}
+
+/* Reading and writing a private key leave no copy of its factors in memory
+ * jansson freed: the secret members are taken out before jansson parses the
+ * text, and the key file is written into one buffer of the exact size. */
+static void test_key_text_not_left_behind(void **state)
+{
+    (void)state;
+    char *privj = NULL;
+    assert_int_equal(pvg_paillier_priv_to_jwk(g_priv, NULL, &privj, NULL), PVG_OK);
+    const char *at = strstr(privj, "\"p\": \"");
+    assert_non_null(at);
+    char needle[25];
+    memcpy(needle, at + 6, 24);
+    needle[24] = 0;
+    json_set_alloc_funcs(t_malloc, t_free);
+    g_needle = needle;
+    g_hits = 0;
+    pvg_paillier_priv *k = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_paillier_priv_from_jwk(privj, "k.json", &k, &err), PVG_OK);
+    assert_int_equal(g_hits, 0);
+    char *again = NULL;
+    assert_int_equal(pvg_paillier_priv_to_jwk(k, NULL, &again, NULL), PVG_OK);
+    assert_int_equal(g_hits, 0);
+    assert_string_equal(again, privj);
+    g_needle = NULL;
+    json_set_alloc_funcs(malloc, free);
+    sodium_memzero(again, strlen(again));
+    free(again);
+    sodium_memzero(privj, strlen(privj));
+    free(privj);
+    pvg_paillier_priv_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +824,8 @@ int main(void)
         cmocka_unit_test(test_json_formats),
         cmocka_unit_test(test_mutated_input),
         cmocka_unit_test(test_phe_generated_key),
+        cmocka_unit_test(test_wrong_key_decrypt),
+        cmocka_unit_test(test_key_text_not_left_behind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

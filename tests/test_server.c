@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,7 +213,9 @@ static int setup(void **state)
     static const char *items[] = {"A1", "A2", "A3", "A4", "B1", "B2", "B3", "B4", "C1", "C2"};
     for (int i = 0; i < 10; i++) {
         pvg_item it = {0, items[i], items[i][0] == 'A' ? "Apple thing" : "Other thing", NULL,
-                       1.5 + i, NULL, 0};
+                       1.5 + i, NULL, 0, -1};
+        if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
+        it.price = 20 + i; /* the last price; the typical stays 1.5 + i (lower median) */
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
     }
     for (int u = 0; u < 30; u++) {
@@ -388,6 +391,10 @@ static void test_recommendations_and_consent(void **state)
     assert_true(json_is_string(json_object_get(it, "title")));
     assert_true(json_is_number(json_object_get(it, "score")));
     assert_true(json_is_number(json_object_get(it, "price")));
+    /* the typical price, and the last one beside it */
+    assert_true(json_is_number(json_object_get(it, "last_price")));
+    assert_true(fabs(json_number_value(json_object_get(it, "last_price")) -
+                     json_number_value(json_object_get(it, "price")) - 18.5) < 1e-9);
     /* u1 is in group B (odd): nothing of group A is recommended first */
     assert_int_not_equal(json_string_value(json_object_get(it, "item"))[0], 'A');
     json_decref(j);

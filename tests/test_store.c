@@ -1335,6 +1335,95 @@ static void test_dup_index_parts(void **state)
     drop_store(dir);
 }
 
+static pvg_item *item_of(pvg_store *s, const char *ext)
+{
+    pvg_item *it = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_item_get(s, ext, &it, &err), PVG_OK);
+    return it;
+}
+
+static void put_price(pvg_store *s, const char *ext, double price)
+{
+    pvg_item it = {0};
+    it.ext_id = ext;
+    it.price = price;
+    pvg_error err;
+    assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
+}
+
+/* The typical price is the lower median of the item's last 32 prices; the
+ * last price is kept beside it; a store made before the two columns opens,
+ * shows its last price and starts a window with the next price. */
+static void test_typical_price(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    for (int i = 0; i < 5; i++)
+        put_price(s, "A", 2.95);
+    put_price(s, "A", 5.91);
+    pvg_item *it = item_of(s, "A");
+    assert_true(it->price == 2.95);
+    assert_true(it->last_price == 5.91);
+    pvg_item_free(it);
+    /* even count: the lower middle price, one that was charged */
+    put_price(s, "B", 1.0);
+    put_price(s, "B", 3.0);
+    it = item_of(s, "B");
+    assert_true(it->price == 1.0 && it->last_price == 3.0);
+    pvg_item_free(it);
+    /* bounded: 20 at 1.00 then 20 at 3.00 has median 1.00 over all 40, but
+     * 3.00 over the last 32 */
+    for (int i = 0; i < 40; i++)
+        put_price(s, "C", i < 20 ? 1.0 : 3.0);
+    it = item_of(s, "C");
+    assert_true(it->price == 3.0);
+    pvg_item_free(it);
+    /* an item put without a price keeps both */
+    pvg_item t = {0};
+    t.ext_id = "A";
+    t.title = "a title";
+    t.price = -1;
+    pvg_error err;
+    assert_int_equal(pvg_store_item_put(s, &t, NULL, &err), PVG_OK);
+    it = item_of(s, "A");
+    assert_true(it->price == 2.95 && it->last_price == 5.91);
+    pvg_item_free(it);
+    pvg_store_close(s);
+    /* the stored window never holds more than 32 prices */
+    sqlite3 *db = t_rawdb_open(dir, "privguide.db");
+    sqlite3_stmt *q;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT recent_prices FROM items WHERE ext_id = 'C'", -1, &q, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int words = 1;
+    for (const unsigned char *p = sqlite3_column_text(q, 0); *p; p++)
+        words += *p == ' ';
+    assert_int_equal(words, PVG_ITEM_PRICE_WINDOW);
+    sqlite3_finalize(q);
+    /* a store from before the columns */
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE items DROP COLUMN recent_prices;"
+                                  "ALTER TABLE items DROP COLUMN typical_price;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    s = open_ok(dir);
+    it = item_of(s, "A");
+    assert_true(it->price == 5.91 && it->last_price == 5.91); /* no window yet: the last */
+    pvg_item_free(it);
+    put_price(s, "A", 2.0);
+    put_price(s, "A", 2.0);
+    put_price(s, "A", 9.0);
+    it = item_of(s, "A");
+    assert_true(it->price == 2.0 && it->last_price == 9.0);
+    pvg_item_free(it);
+    pvg_store_close(s);
+    drop_store(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1361,6 +1450,7 @@ int main(void)
         cmocka_unit_test(test_events_put_batch),
         cmocka_unit_test(test_dup_index_upgrade),
         cmocka_unit_test(test_dup_index_parts),
+        cmocka_unit_test(test_typical_price),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

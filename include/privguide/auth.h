@@ -57,6 +57,31 @@ pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label
                                   double rate_per_s, char **credential_out,
                                   pvg_principal *principal_out, pvg_error *err) PVG_WARN_UNUSED;
 
+/* As pvg_auth_apikey_create, for a key that expires ttl_seconds after
+ * pvg_store_now() (1 second to 10 years; 0: never). The server refuses it
+ * from then on with 401 naming the expiry. */
+pvg_status pvg_auth_apikey_create_ttl(pvg_store *s, pvg_role role, const char *label,
+                                      double rate_per_s, int64_t ttl_seconds, char **credential_out,
+                                      pvg_principal *principal_out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* What is known of an API key (never its secret). */
+typedef struct pvg_auth_key_info {
+    char key_id[PVG_AUTH_ID_HEX + 1];
+    pvg_role role;
+    const char *label; /* borrowed for the call; "" when none */
+    double rate_per_s;
+    int64_t created_at;
+    int64_t expires_at; /* 0: never */
+    int revoked;
+    int expired; /* expires_at reached at pvg_store_now() */
+} pvg_auth_key_info;
+
+/* Calls fn for every API key (user tokens are not listed), oldest first,
+ * revoked and expired ones included. fn returns non-zero to stop
+ * (PVG_ERR_ABORTED). Errors: PVG_ERR_IO. */
+pvg_status pvg_auth_apikey_foreach(pvg_store *s, int (*fn)(void *ctx, const pvg_auth_key_info *k),
+                                   void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
 /* Issues a token for external user `ext_user`, valid for ttl_seconds (> 0)
  * from pvg_store_now(), limited to rate_per_s (0: unlimited). The user need
  * not exist yet; an erased one (suppression list) is refused with

@@ -49,13 +49,23 @@ typedef struct pvg_event {
     const char *country;  /* NUL-terminated UTF-8 or NULL */
 } pvg_event;
 
+/* How many of an item's most recent prices the store keeps to give its
+ * typical price (pvg_item.price). */
+#define PVG_ITEM_PRICE_WINDOW 32
+
 /* A catalog item. Catalog data is not personal and is stored in plaintext. */
 typedef struct pvg_item {
     int64_t id;             /* catalog row id (store), 0 when not stored yet */
     const char *ext_id;     /* the shop's item id, e.g. a StockCode */
     const char *title;      /* may be NULL */
     const char *category;   /* may be NULL */
-    double price;           /* unit price; negative means unknown */
+    /* Unit price; negative means unknown. Read from the store: the item's
+     * typical price, the median of the last PVG_ITEM_PRICE_WINDOW prices
+     * seen for it (the lower of the two middle ones for an even count, so
+     * always a price that was charged). On put: a price seen for the item
+     * (a sale row's unit price, or the operator's), added to that window and
+     * kept as its last price. */
+    double price;
     const char *attrs_json; /* a JSON object of free attributes, or NULL */
     /* 1: a catalog item, from the operator's data (an import row or a
      * pvg_store_item_put that carried title, category, price or attributes);
@@ -64,6 +74,9 @@ typedef struct pvg_item {
      * the store; on put, 1 here or any catalog field makes the item catalog
      * (and it stays so). */
     int catalog;
+    /* Read from the store: the last price seen (negative: unknown). Ignored
+     * on put. */
+    double last_price;
 } pvg_item;
 
 /* "view", "cart", "purchase", "return", "rating", "search"; "?" when out of

@@ -253,8 +253,13 @@ pvg_status pvg_paillier_decrease_exponent(pvg_paillier_ct *ct, int new_exp,
 /* Decrypts and decodes to text as Python prints the decoded value: an
  * integer for exponents >= 0 ("-42"), else the shortest repr of the float
  * mantissa / 16^-exponent ("12.35", "1e-05", "-3.0"). new string.
- * Errors: PVG_ERR_CRYPTO (ciphertext under another key), PVG_ERR_INVALID
- * (overflow band: the sum left the +-max_int range; or a float overflow). */
+ * Errors: PVG_ERR_CRYPTO (ciphertext under another key: its public key
+ * differs from priv's, or the plaintext's magnitude reaches 2^(bits(n)/2),
+ * which no encoded number does and a ciphertext made under another key or
+ * corrupted gives with probability 1 - ~2^-(bits(n)/2)), PVG_ERR_INVALID
+ * (overflow band: the sum left the +-max_int range, which a ciphertext under
+ * another key also hits a third of the time; or a float overflow). The same
+ * for the two functions below. */
 pvg_status pvg_paillier_decrypt_text(const pvg_paillier_priv *priv, const pvg_paillier_ct *ct,
                                      char **out, pvg_error *err) PVG_WARN_UNUSED;
 /* Decrypts and decodes to the nearest double (round half to even). */

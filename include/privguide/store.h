@@ -224,7 +224,9 @@ pvg_status pvg_store_commit(pvg_store *s, pvg_error *err);
 void pvg_store_rollback(pvg_store *s);
 
 /* Inserts or updates a catalog item by ext_id; *id_out (may be NULL) gets
- * its row id. */
+ * its row id. A price >= 0 is a price seen for the item: it becomes the
+ * last price and joins the item's window of recent prices, whose median is
+ * the typical price the readers show (pvg_item.price). */
 pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *item, int64_t *id_out,
                               pvg_error *err);
 

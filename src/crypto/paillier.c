@@ -594,7 +594,7 @@ pvg_status pvg_paillier_ct_set_decimal(pvg_paillier_ct *ct, const char *v, long 
         mpz_clear(c);
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "ciphertext is not in Z*_{n^2} of this key (zero, too large or "
-                             "sharing a factor with n)");
+                             "sharing a factor with n): made under another key, or corrupt");
     }
     mpz_swap(ct->c, c);
     mpz_clear(c);
@@ -777,12 +777,30 @@ static pvg_status decrypt_mantissa(const pvg_paillier_priv *priv, const pvg_pail
     pvg_status st = same_key(priv->pub, ct->pub, err);
     if (st != PVG_OK) return st;
     if (!pvg_he_in_group(priv->pub, ct->c))
-        return pvg_error_set(err, PVG_ERR_INVALID, "ciphertext is not in Z*_{n^2}");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ciphertext is not in Z*_{n^2} of this key: made under another key, "
+                             "or corrupt");
     mpz_t m;
     mpz_init(m);
     pvg_he_raw_decrypt(priv, ct->c, m);
     st = pvg_he_decode_mantissa(priv->pub, m, mant, err);
     pvg_he_mpz_wipe(m);
+    /* A ciphertext made under another key (or corrupted) is still an element
+     * of Z*_{n^2}, and decrypts to a number spread uniformly over [0, n):
+     * the overflow band above catches a third of them; the rest would come
+     * out as numbers of ~bits(n) bits. No encoding of a real number comes
+     * near: refuse a mantissa of half the key's bits or more (2^1024 for a
+     * 2048-bit key: beyond every double), which a uniform plaintext escapes
+     * with probability about 2^-(bits(n)/2). */
+    if (st == PVG_OK && mpz_sizeinbase(mant, 2) > priv->pub->bits / 2) {
+        size_t got = mpz_sizeinbase(mant, 2);
+        mpz_set_ui(mant, 0);
+        return pvg_error_set(err, PVG_ERR_CRYPTO,
+                             "the decrypted number (%zu bits) is outside the range of values "
+                             "this %u-bit key encodes (below 2^%u): the ciphertext was made "
+                             "under another key, or it is corrupt",
+                             got, priv->pub->bits, priv->pub->bits / 2);
+    }
     return st;
 }
 

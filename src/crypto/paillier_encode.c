@@ -206,7 +206,8 @@ pvg_status pvg_he_decode_mantissa(const pvg_paillier_pub *pub, const mpz_t enc, 
         return PVG_OK;
     }
     return pvg_error_set(err, PVG_ERR_INVALID,
-                         "overflow detected in the decrypted number (the value left +-max_int)");
+                         "overflow detected in the decrypted number (the value left +-max_int), or "
+                         "the ciphertext was made under another key");
 }
 
 pvg_status pvg_he_mantissa_to_double(const mpz_t mant, long exponent, double *out,

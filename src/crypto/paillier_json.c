@@ -73,8 +73,82 @@ static char *quote_big_integers(const char *json)
     return out;
 }
 
+/* The members of a private key that are secret. */
+#define N_SECRETS 4
+static const char *const SECRET_NAMES[N_SECRETS] = {"p", "q", "lambda", "mu"};
+
+/* Takes the string values of the root object's secret members out of q
+ * before jansson sees it: each is copied into secure memory (vals[i], NULL
+ * when absent; free with sodium_free) and overwritten in q with 'A's, so
+ * neither jansson's lexer buffers nor its tree ever hold a secret (they
+ * are freed without wiping). A value with an escape is left to jansson
+ * (base64url has none). Returns -1 when out of secure memory. */
+static int lift_secrets(char *q, char *vals[N_SECRETS])
+{
+    int depth = 0, want_key = 0;
+    for (size_t i = 0; q[i];) {
+        char ch = q[i];
+        if (ch == '"') {
+            size_t k = i + 1;
+            int esc = 0;
+            while (q[k] && q[k] != '"') {
+                if (q[k] == '\\') {
+                    esc = 1;
+                    if (!q[k + 1]) break;
+                    k++;
+                }
+                k++;
+            }
+            if (!q[k]) return 0; /* unterminated: jansson reports it */
+            int key = depth == 1 && want_key;
+            want_key = 0;
+            int which = -1;
+            for (int n = 0; key && !esc && n < N_SECRETS; n++)
+                if (strlen(SECRET_NAMES[n]) == k - i - 1 &&
+                    memcmp(q + i + 1, SECRET_NAMES[n], k - i - 1) == 0)
+                    which = n;
+            i = k + 1;
+            if (which < 0) continue;
+            size_t v = i;
+            while (q[v] == ' ' || q[v] == '\t' || q[v] == '\n' || q[v] == '\r')
+                v++;
+            if (q[v] != ':') continue;
+            v++;
+            while (q[v] == ' ' || q[v] == '\t' || q[v] == '\n' || q[v] == '\r')
+                v++;
+            if (q[v] != '"') continue;
+            size_t e = v + 1;
+            while (q[e] && q[e] != '"' && q[e] != '\\')
+                e++;
+            if (q[e] != '"' || vals[which]) continue; /* escaped, or a duplicate: jansson's */
+            size_t len = e - v - 1;
+            vals[which] = sodium_malloc(len + 1);
+            if (!vals[which]) return -1;
+            memcpy(vals[which], q + v + 1, len);
+            vals[which][len] = 0;
+            memset(q + v + 1, 'A', len);
+            i = e + 1;
+            continue;
+        }
+        if (ch == '{' || ch == '[') depth++;
+        if (ch == '}' || ch == ']') depth--;
+        if (depth == 1 && (ch == '{' || ch == ',')) want_key = 1;
+        i++;
+    }
+    return 0;
+}
+
+static void secrets_free(char *vals[N_SECRETS])
+{
+    for (int n = 0; n < N_SECRETS; n++) {
+        if (vals[n]) sodium_free(vals[n]); /* wipes */
+        vals[n] = NULL;
+    }
+}
+
+/* secrets: non-NULL for a private key (lift_secrets). */
 static pvg_status parse_json(const char *json, const char *source, long line_base, json_t **out,
-                             pvg_error *err)
+                             char *secrets[N_SECRETS], pvg_error *err)
 {
     *out = NULL;
     if (!json) return pvg_error_set(err, PVG_ERR_INVALID, "%s: no input", source);
@@ -88,16 +162,24 @@ static pvg_status parse_json(const char *json, const char *source, long line_bas
                                 "input larger than %u bytes", HE_JSON_MAX);
     char *q = quote_big_integers(json);
     if (!q) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if (secrets && lift_secrets(q, secrets) != 0) {
+        sodium_memzero(q, strlen(q));
+        free(q);
+        secrets_free(secrets);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of secure memory");
+    }
     json_error_t je;
     json_t *root = json_loads(q, JSON_REJECT_DUPLICATES, &je);
     sodium_memzero(q, strlen(q)); /* a private key's digits were copied here */
     free(q);
+    if (!root && secrets) secrets_free(secrets);
     if (!root)
         return pvg_error_set_at(err, PVG_ERR_INVALID, source,
                                 line_base > 0 ? line_base + je.line - 1 : je.line, je.column, -1,
                                 "malformed JSON: %s", je.text);
     if (!json_is_object(root)) {
         json_decref(root);
+        if (secrets) secrets_free(secrets);
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, line_base > 0 ? line_base : 1, 1, 0,
                                 "expected a JSON object");
     }
@@ -161,8 +243,9 @@ static char *int_to_b64(const mpz_t x)
     return s;
 }
 
-static pvg_status b64_to_int(json_t *v, const char *source, const char *field, mpz_t out,
-                             pvg_error *err)
+/* lifted: the member's text taken out by lift_secrets, or NULL (then v's). */
+static pvg_status b64_to_int(json_t *v, const char *lifted, const char *source, const char *field,
+                             mpz_t out, pvg_error *err)
 {
     if (!v)
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1, "missing field \"%s\"",
@@ -170,7 +253,7 @@ static pvg_status b64_to_int(json_t *v, const char *source, const char *field, m
     if (!json_is_string(v))
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
                                 "field \"%s\": expected a base64url string", field);
-    const char *s = json_string_value(v);
+    const char *s = lifted ? lifted : json_string_value(v);
     size_t len = strlen(s);
     if (len == 0 || len > PVG_PAILLIER_MAX_BITS / 6 + 8)
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
@@ -220,15 +303,22 @@ static json_t *pub_jwk_object(const pvg_paillier_pub *pub, const char *kid)
     return o;
 }
 
+/* Serialises o (stolen) into one malloc'd string of the exact size:
+ * json_dumpb writes straight into it, where json_dumps would grow a buffer
+ * by realloc and leave unwiped partial copies of a private key behind. */
 static pvg_status dump(json_t *o, char **out, pvg_error *err)
 {
-    char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
+    size_t need = o ? json_dumpb(o, NULL, 0, JSON_PRESERVE_ORDER) : 0;
+    char *s = need ? malloc(need + 1) : NULL;
+    if (s && json_dumpb(o, s, need, JSON_PRESERVE_ORDER) != need) {
+        sodium_memzero(s, need);
+        free(s);
+        s = NULL;
+    }
     json_decref(o);
     if (!s) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    *out = strdup(s);
-    sodium_memzero(s, strlen(s));
-    free(s);
-    if (!*out) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    s[need] = 0;
+    *out = s;
     return PVG_OK;
 }
 
@@ -291,7 +381,7 @@ static pvg_status pub_from_obj(json_t *o, const char *source, pvg_paillier_pub *
                                 "not a Paillier public key: field \"alg\" must be \"PAI-GN1\"");
     mpz_t n;
     mpz_init(n);
-    pvg_status st = b64_to_int(json_object_get(o, "n"), source, "n", n, err);
+    pvg_status st = b64_to_int(json_object_get(o, "n"), NULL, source, "n", n, err);
     if (st == PVG_OK) {
         st = pvg_he_pub_from_mpz(n, PVG_PAILLIER_MIN_BITS, out, err);
         if (st != PVG_OK) {
@@ -310,7 +400,7 @@ pvg_status pvg_paillier_pub_from_jwk(const char *json, const char *source, pvg_p
     *out = NULL;
     if (!source) source = "public key";
     json_t *root = NULL;
-    pvg_status st = parse_json(json, source, 0, &root, err);
+    pvg_status st = parse_json(json, source, 0, &root, NULL, err);
     if (st != PVG_OK) return st;
     json_t *o = root;
     if (!json_object_get(root, "n") && json_is_object(json_object_get(root, "pub")))
@@ -350,7 +440,8 @@ pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source,
     *out = NULL;
     if (!source) source = "private key";
     json_t *root = NULL;
-    pvg_status st = parse_json(json, source, 0, &root, err);
+    char *sec[N_SECRETS] = {NULL, NULL, NULL, NULL}; /* p, q, lambda, mu */
+    pvg_status st = parse_json(json, source, 0, &root, sec, err);
     if (st != PVG_OK) return st;
     pvg_paillier_pub *pub = NULL;
     mpz_t p, q, lam;
@@ -379,10 +470,11 @@ pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source,
     }
     if (st == PVG_OK) {
         if (json_object_get(root, "p") || !json_object_get(root, "lambda")) {
-            st = b64_to_int(json_object_get(root, "p"), source, "p", p, err);
-            if (st == PVG_OK) st = b64_to_int(json_object_get(root, "q"), source, "q", q, err);
+            st = b64_to_int(json_object_get(root, "p"), sec[0], source, "p", p, err);
+            if (st == PVG_OK)
+                st = b64_to_int(json_object_get(root, "q"), sec[1], source, "q", q, err);
         } else {
-            st = b64_to_int(json_object_get(root, "lambda"), source, "lambda", lam, err);
+            st = b64_to_int(json_object_get(root, "lambda"), sec[2], source, "lambda", lam, err);
             if (st == PVG_OK && !factors_from_totient(pub->n, lam, p, q))
                 st = pvg_error_set_at(err, PVG_ERR_CRYPTO, source, 0, 0, -1,
                                       "key does not match: \"lambda\" is not the totient of n");
@@ -396,6 +488,7 @@ pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source,
         if (json_is_string(v)) sodium_memzero((char *)json_string_value(v), json_string_length(v));
     }
     json_decref(root);
+    secrets_free(sec);
     pvg_he_mpz_wipe(p);
     pvg_he_mpz_wipe(q);
     pvg_he_mpz_wipe(lam);
@@ -437,7 +530,8 @@ static pvg_status ct_from_values(pvg_paillier_ct *ct, json_t *v, json_t *e, cons
     if (st == PVG_OK && !pvg_he_in_group(ct->pub, c))
         st = pvg_error_set_at(err, PVG_ERR_INVALID, source, line, 0, -1,
                               "field \"v\": ciphertext is not in Z*_{n^2} of this key (zero, too "
-                              "large, or sharing a factor with n: wrong key?)");
+                              "large, or sharing a factor with n): made under another key, or "
+                              "corrupt");
     if (st == PVG_OK) {
         mpz_swap(ct->c, c);
         ct->exponent = (int)ev;
@@ -451,7 +545,7 @@ pvg_status pvg_paillier_ct_from_json(pvg_paillier_ct *ct, const char *json, cons
 {
     if (!source) source = "encrypted number";
     json_t *root = NULL;
-    pvg_status st = parse_json(json, source, line, &root, err);
+    pvg_status st = parse_json(json, source, line, &root, NULL, err);
     if (st != PVG_OK) return st;
     st = ct_from_values(ct, json_object_get(root, "v"), json_object_get(root, "e"), source, line,
                         err);
@@ -506,7 +600,7 @@ pvg_status pvg_paillier_list_from_json(const char *json, const char *source,
     if (!source) source = "encrypted list";
     if (!max_values) max_values = 1000000;
     json_t *root = NULL;
-    pvg_status st = parse_json(json, source, 0, &root, err);
+    pvg_status st = parse_json(json, source, 0, &root, NULL, err);
     if (st != PVG_OK) return st;
     pvg_paillier_pub *pub = NULL;
     pvg_paillier_ct **cts = NULL;

@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define SECRET_BYTES 32
 #define SECRET_B64 43 /* base64url, no padding, of 32 bytes */
@@ -122,10 +123,54 @@ pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label
                                   double rate_per_s, char **credential_out,
                                   pvg_principal *principal_out, pvg_error *err)
 {
+    return pvg_auth_apikey_create_ttl(s, role, label, rate_per_s, 0, credential_out, principal_out,
+                                      err);
+}
+
+pvg_status pvg_auth_apikey_create_ttl(pvg_store *s, pvg_role role, const char *label,
+                                      double rate_per_s, int64_t ttl_seconds, char **credential_out,
+                                      pvg_principal *principal_out, pvg_error *err)
+{
     if (role != PVG_ROLE_ADMIN && role != PVG_ROLE_ANALYST)
         return pvg_error_set(err, PVG_ERR_INVALID, "role: want admin or analyst");
-    return create_cred(s, "key", role, label, NULL, rate_per_s, 0, credential_out, principal_out,
+    if (ttl_seconds < 0 || ttl_seconds > 10LL * 366 * 86400)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "expiry: want 1 second to 10 years (or 0: never), got %lld s",
+                             (long long)ttl_seconds);
+    int64_t exp = ttl_seconds && s ? pvg_store_now(s) + ttl_seconds : 0;
+    return create_cred(s, "key", role, label, NULL, rate_per_s, exp, credential_out, principal_out,
                        err);
+}
+
+typedef struct key_list_ctx {
+    int (*fn)(void *ctx, const pvg_auth_key_info *k);
+    void *ctx;
+    int64_t now;
+} key_list_ctx;
+
+static int key_list_one(void *ctx, const pvg_backend_cred *c)
+{
+    key_list_ctx *x = ctx;
+    pvg_auth_key_info k;
+    memset(&k, 0, sizeof k);
+    snprintf(k.key_id, sizeof k.key_id, "%.16s", c->key_id);
+    k.role = role_from_text(c->role);
+    k.label = c->label ? c->label : "";
+    k.rate_per_s = c->rate_per_s;
+    k.created_at = c->created_at;
+    k.expires_at = c->expires_at;
+    k.revoked = c->revoked != 0;
+    k.expired = c->expires_at && x->now >= c->expires_at;
+    return x->fn(x->ctx, &k);
+}
+
+pvg_status pvg_auth_apikey_foreach(pvg_store *s, int (*fn)(void *ctx, const pvg_auth_key_info *k),
+                                   void *ctx, pvg_error *err)
+{
+    if (!s || !fn) return pvg_error_set(err, PVG_ERR_INVALID, "apikey list: NULL argument");
+    key_list_ctx x = {fn, ctx, pvg_store_now(s)};
+    pvg_backend *b = pvg_store_backend(s);
+    return b->ops->cred_foreach(b, "key", key_list_one, &x, err);
 }
 
 pvg_status pvg_auth_token_issue(pvg_store *s, const char *ext_user, int64_t ttl_seconds,
@@ -186,7 +231,16 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     if (!ok) return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
     if (c.revoked) return pvg_error_set(err, PVG_ERR_PERMISSION, "credential revoked");
     int64_t exp = c.expires_at;
-    if (exp && pvg_store_now(s) >= exp) return pvg_error_set(err, PVG_ERR_PERMISSION, "credential expired");
+    if (exp && pvg_store_now(s) >= exp) {
+        char when[32] = "?";
+        time_t t = (time_t)exp;
+        struct tm tm;
+        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "credential expired at %s (id %s): %s", when,
+                             id,
+                             cred[3] == 'k' ? "create a new API key (privguide apikey create)"
+                                            : "ask for a new token");
+    }
     out->role = role_from_text(c.role);
     memcpy(out->key_id, id, sizeof out->key_id);
     if (c.has_pseudonym) memcpy(out->pseudonym, c.pseudonym, PVG_PSEUDONYM_BYTES);

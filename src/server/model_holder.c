@@ -267,6 +267,7 @@ static int catalog_item(void *ctx, const pvg_item *it)
     free(c->m->catalog[i].title);
     c->m->catalog[i].title = it->title ? strdup(it->title) : NULL;
     c->m->catalog[i].price = it->price;
+    c->m->catalog[i].last_price = it->last_price;
     return 0;
 }
 
@@ -1003,7 +1004,8 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     }
     if (st == PVG_OK) {
         size_t n = pvg_model_n_items(m->model);
-        for (size_t i = 0; i < n; i++) m->catalog[i].price = -1;
+        for (size_t i = 0; i < n; i++)
+            m->catalog[i].price = m->catalog[i].last_price = -1;
         catalog_ctx cc = {m};
         st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
     }

@@ -150,6 +150,8 @@ static json_t *item_json(const pvg_srv_model *m, int64_t idx, double score)
     const pvg_srv_catalog_entry *c = &m->catalog[idx];
     json_object_set_new(o, "title", c->title ? json_string(c->title) : json_null());
     json_object_set_new(o, "price", c->price >= 0 ? json_real(c->price) : json_null());
+    json_object_set_new(o, "last_price",
+                        c->last_price >= 0 ? json_real(c->last_price) : json_null());
     json_object_set_new(o, "score", json_real(isfinite(score) ? score : 0.0));
     return o;
 }

@@ -97,7 +97,8 @@ int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rat
 /* ---- the model in service ---- */
 typedef struct pvg_srv_catalog_entry {
     char *title;
-    double price;
+    double price;      /* typical: the median of the recent prices (pvg_item); < 0: unknown */
+    double last_price; /* < 0: unknown */
 } pvg_srv_catalog_entry;
 
 /* One entry of a released popular list: catalog data (public) and the

@@ -108,6 +108,7 @@ typedef struct pvg_backend_chunk {
 } pvg_backend_chunk;
 typedef int (*pvg_backend_chunk_fn)(void *ctx, const pvg_backend_chunk *c);
 typedef int (*pvg_backend_item_fn)(void *ctx, const pvg_item *item);
+typedef int (*pvg_backend_cred_fn)(void *ctx, const pvg_backend_cred *c);
 typedef int (*pvg_backend_anon_fn)(void *ctx, int64_t item_id, pvg_event_type type, long long count,
                                    double quantity);
 /* Key rotation: given a stored key, writes its new wrapped form (under the
@@ -258,10 +259,24 @@ struct pvg_backend_ops {
     pvg_status (*item_update)(pvg_backend *b, int64_t id, const pvg_item *it, int64_t updated_at,
                               pvg_error *err);
     /* By ext_id when non-NULL, else by id. *out: one malloc'd block (the
-     * strings inside it), freed with free(). NOT_FOUND. */
+     * strings inside it), freed with free(). NOT_FOUND. Here and in
+     * items_foreach, it->price is the stored typical price (item_prices_set)
+     * or, when none was stored, the last price; it->last_price the last
+     * price (the one item_insert/item_update wrote); -1 for unknown. */
     pvg_status (*item_get)(pvg_backend *b, const char *ext_id, int64_t id, pvg_item **out,
                            pvg_error *err);
     pvg_status (*items_foreach)(pvg_backend *b, pvg_backend_item_fn fn, void *ctx, pvg_error *err);
+    /* The item's recent prices, as the text item_prices_set stored (*window
+     * malloc'd; NULL when none). NOT_FOUND when the row is gone. The text is
+     * the store's (store.c): prices "%.15g", space separated, oldest first,
+     * at most PVG_ITEM_PRICE_WINDOW of them; the backend keeps it as given.
+     * SQLite: columns items.recent_prices TEXT and items.typical_price REAL
+     * (both NULL until the first price), added to older stores on open. */
+    pvg_status (*item_prices_get)(pvg_backend *b, int64_t id, char **window, pvg_error *err);
+    /* Replaces the item's recent prices and its typical price (the median
+     * the store computed from them). NOT_FOUND when the row is gone. */
+    pvg_status (*item_prices_set)(pvg_backend *b, int64_t id, const char *window, double typical,
+                                  pvg_error *err);
 
     /* ---- anonymous counts [txn] ---- */
     /* Replaces the count of (source, item, type). */
@@ -290,6 +305,11 @@ struct pvg_backend_ops {
                               pvg_error *err);
     pvg_status (*cred_revoke_user)(pvg_backend *b, const unsigned char pseudonym[16],
                                    long long *changed, pvg_error *err);
+    /* Every credential of `kind` ("key" or "token"), in the order they were
+     * inserted (created_at, then insertion). The callback's cred has everything but the secret hash
+     * (secret_hash_len 0); its label is borrowed for the call ("" when none). */
+    pvg_status (*cred_foreach)(pvg_backend *b, const char *kind, pvg_backend_cred_fn fn, void *ctx,
+                               pvg_error *err);
 
     /* ---- budget ledger (one total per store; caps per purpose) ---- */
     /* [unit] Under the write lock: asks decide (which may call ledger_read)

@@ -50,6 +50,10 @@ typedef struct item_ent {
     char *title;
     char *category;
     int dirty;
+    /* prices seen in this run after the first, oldest first, at most the
+     * last PVG_ITEM_PRICE_WINDOW (allocated on the first) */
+    double *pend;
+    unsigned npend;
 } item_ent;
 
 typedef struct item_map {
@@ -71,6 +75,7 @@ static void item_map_free(item_map *m)
             free(m->slots[i].ext);
             free(m->slots[i].title);
             free(m->slots[i].category);
+            free(m->slots[i].pend);
         }
     free(m->slots);
     memset(m, 0, sizeof *m);
@@ -1170,7 +1175,12 @@ static pvg_status item_seen(ingest_run *run, const char *ext, const pvg_item *da
     if (data) {
         if (data->title && replace_str(&e->title, data->title)) e->dirty = 1;
         if (data->category && replace_str(&e->category, data->category)) e->dirty = 1;
-        if (data->price >= 0 && data->price != e->price) {
+        if (data->price >= 0) { /* every price joins the typical price's window */
+            if (!e->pend && !(e->pend = malloc(PVG_ITEM_PRICE_WINDOW * sizeof *e->pend)))
+                return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            if (e->npend == PVG_ITEM_PRICE_WINDOW)
+                memmove(e->pend, e->pend + 1, --e->npend * sizeof *e->pend);
+            e->pend[e->npend++] = data->price;
             e->price = data->price;
             e->dirty = 1;
         }
@@ -1189,9 +1199,11 @@ static pvg_status flush_items(ingest_run *run, pvg_error *err)
         it.title = e->title;
         it.category = e->category;
         it.price = e->price;
-        pvg_status st = pvg_store_item_put(run->s, &it, NULL, err);
+        pvg_status st = pvg_store_item_put_ex(run->s, &it, 0, NULL, err);
+        if (st == PVG_OK) st = pvg_store_item_prices_add(run->s, e->id, e->pend, e->npend, err);
         if (st != PVG_OK) return st;
         e->dirty = 0;
+        e->npend = 0;
     }
     return PVG_OK;
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,7 +487,85 @@ int pvg_store_user_exists(pvg_store *s, const char *ext_user, pvg_error *err)
 
 /* ---- catalog ---- */
 
-pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *it, int64_t *id_out, pvg_error *err)
+/* ---- typical prices ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double pvg_item_price_median(const double *prices, size_t n)
+{
+    if (n == 0) return -1;
+    double v[PVG_ITEM_PRICE_WINDOW];
+    if (n > PVG_ITEM_PRICE_WINDOW) {
+        prices += n - PVG_ITEM_PRICE_WINDOW;
+        n = PVG_ITEM_PRICE_WINDOW;
+    }
+    memcpy(v, prices, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_double);
+    return v[(n - 1) / 2]; /* the lower middle one: always a price that was charged */
+}
+
+/* Parses a stored window (prices separated by spaces, oldest first) into
+ * out (room for PVG_ITEM_PRICE_WINDOW); a malformed text counts as empty
+ * from its first bad token (the window refills from the next prices). */
+static size_t window_parse(const char *t, double *out)
+{
+    size_t n = 0;
+    while (t && *t && n < PVG_ITEM_PRICE_WINDOW) {
+        while (*t == ' ')
+            t++;
+        if (!*t) break;
+        char *end;
+        double v = strtod(t, &end);
+        if (end == t || !(v >= 0) || !isfinite(v)) break;
+        out[n++] = v;
+        t = end;
+    }
+    return n;
+}
+
+pvg_status pvg_store_item_prices_add(pvg_store *s, int64_t id, const double *prices, size_t n,
+                                     pvg_error *err)
+{
+    if (n == 0) return PVG_OK;
+    if (n > PVG_ITEM_PRICE_WINDOW) { /* only the last ones can stay */
+        prices += n - PVG_ITEM_PRICE_WINDOW;
+        n = PVG_ITEM_PRICE_WINDOW;
+    }
+    int own = !s->in_txn; /* read, merge and write in one transaction */
+    pvg_status st = own ? pvg_store_begin(s, err) : PVG_OK;
+    if (st != PVG_OK) return st;
+    char *old = NULL;
+    st = PVG_B(s, item_prices_get, id, &old, err);
+    if (st == PVG_OK) {
+        double w[2 * PVG_ITEM_PRICE_WINDOW];
+        size_t k = window_parse(old, w);
+        for (size_t i = 0; i < n; i++)
+            if (prices[i] >= 0 && isfinite(prices[i])) w[k++] = prices[i];
+        size_t first = k > PVG_ITEM_PRICE_WINDOW ? k - PVG_ITEM_PRICE_WINDOW : 0;
+        char text[PVG_ITEM_PRICE_WINDOW * 26 + 1];
+        size_t len = 0;
+        for (size_t i = first; i < k; i++)
+            len += (size_t)snprintf(text + len, sizeof text - len, "%s%.15g", len ? " " : "", w[i]);
+        text[len] = 0;
+        st = PVG_B(s, item_prices_set, id, k > first ? text : NULL,
+                   pvg_item_price_median(w + first, k - first), err);
+    }
+    free(old);
+    if (own) {
+        if (st == PVG_OK)
+            st = pvg_store_commit(s, err);
+        else
+            pvg_store_rollback(s);
+    }
+    return st;
+}
+
+pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price, int64_t *id_out,
+                                 pvg_error *err)
 {
     if (!it || !it->ext_id || !*it->ext_id)
         return pvg_error_set(err, PVG_ERR_INVALID, "item: ext_id is required");
@@ -507,8 +586,15 @@ pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *it, int64_t *id_out,
         pvg_error_clear(err);
         st = PVG_B(s, item_insert, it, pvg_store_now(s), &id, err);
     }
+    if (st == PVG_OK && add_price && it->price >= 0)
+        st = pvg_store_item_prices_add(s, id, &it->price, 1, err);
     if (st == PVG_OK && id_out) *id_out = id;
     return st;
+}
+
+pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *it, int64_t *id_out, pvg_error *err)
+{
+    return pvg_store_item_put_ex(s, it, 1, id_out, err);
 }
 
 pvg_status pvg_store_item_id_for(pvg_store *s, const char *ext_id, int create, int64_t *id,

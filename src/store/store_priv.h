@@ -257,5 +257,19 @@ int64_t pvg_store_today(const pvg_store *s);
 pvg_status pvg_store_checkpoint(pvg_store *s, pvg_error *err);
 pvg_status pvg_store_item_id_for(pvg_store *s, const char *ext_id, int create, int64_t *id,
                                  pvg_error *err);
+/* pvg_store_item_put; add_price 0: it->price (>= 0) is written as the last
+ * price only, not added to the window (the caller adds its prices with
+ * pvg_store_item_prices_add). */
+pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price, int64_t *id_out,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+/* Appends prices[0..n) (oldest first; negative ones skipped) to item row
+ * id's window of recent prices, keeps its last PVG_ITEM_PRICE_WINDOW and
+ * stores their median as the typical price; in one transaction (the open
+ * one, or its own). */
+pvg_status pvg_store_item_prices_add(pvg_store *s, int64_t id, const double *prices, size_t n,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+/* The typical price of a window: the lower median of its last
+ * PVG_ITEM_PRICE_WINDOW prices; -1 when n is 0. */
+double pvg_item_price_median(const double *prices, size_t n);
 
 #endif

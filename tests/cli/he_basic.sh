@@ -40,6 +40,13 @@ grep -q '^{"public_key": {"g": [0-9]*, "n": [0-9]*}, "values": \[\["[0-9]*", -32
 [ "$("$P" he add <"$T/list" | "$P" he decrypt --priv "$T/k/private.json")" = "11.0" ] || fail "list sum"
 "$P" he decrypt --priv "$T/k2/private.json" <"$T/list" >/dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 1 ] && grep -q 'key does not match' "$T/err" || fail "wrong key: rc $rc, $(cat "$T/err")"
+# lines name no key: decrypting key 1's ciphertexts with key 2 prints no number and exits 1
+for v in 12.35 100 -4.99 0.01 7 1000000; do
+    echo "$v" | "$P" he encrypt --pub "$T/k/public.json" |
+        "$P" he decrypt --priv "$T/k2/private.json" >"$T/out" 2>"$T/err"; rc=$?
+    [ $rc -eq 1 ] && [ ! -s "$T/out" ] && grep -q 'another key' "$T/err" ||
+        fail "decrypt $v with the wrong key: rc $rc, out $(head -c 80 "$T/out"), err $(cat "$T/err")"
+done
 "$P" he add <"$T/enc" >/dev/null 2>&1; [ $? -eq 2 ] || fail "add without --pub"
 echo '{"v": "0", "e": 0}' | "$P" he add --pub "$T/k/public.json" >/dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 1 ] || fail "zero ciphertext accepted"

@@ -39,7 +39,7 @@ static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, ext_id TEXT NOT NULL UNIQUE,"
     "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL,"
-    "  catalog INTEGER NOT NULL DEFAULT 0);"
+    "  catalog INTEGER NOT NULL DEFAULT 0, recent_prices TEXT, typical_price REAL);"
     "CREATE INDEX IF NOT EXISTS items_category ON items(category);"
     USERS_TABLE("users")
     /* A user's events are sealed in chunks (chunk.c). Besides the user's
@@ -195,6 +195,8 @@ enum {
     Q_ITEM_BY_EXT,
     Q_ITEM_BY_ID,
     Q_ITEMS_ALL,
+    Q_ITEM_PRICES_GET,
+    Q_ITEM_PRICES_SET,
     Q_ANON_PUT,
     Q_ANON_ALL,
     Q_INGEST_RUN,
@@ -209,6 +211,7 @@ enum {
     Q_CRED_GET,
     Q_CRED_REVOKE,
     Q_CRED_REVOKE_USER,
+    Q_CRED_LIST,
     Q_LEDGER_TOTAL,
     Q_LEDGER_CAPS,
     Q_LEDGER_SPENT,
@@ -237,7 +240,8 @@ enum {
     Q_COUNT
 };
 
-#define ITEM_COLS "SELECT id, ext_id, title, category, price, attrs, catalog FROM items"
+#define ITEM_COLS                                                                                  \
+    "SELECT id, ext_id, title, category, price, attrs, catalog, typical_price FROM items"
 #define USER_COLS                                                                                  \
     "SELECT id, pseudonym, consent_personalization, consent_analytics, created_at FROM users"
 
@@ -297,6 +301,9 @@ static const struct {
     [Q_ITEM_BY_EXT] = {DB_MAIN, ITEM_COLS " WHERE ext_id = ?1"},
     [Q_ITEM_BY_ID] = {DB_MAIN, ITEM_COLS " WHERE id = ?1"},
     [Q_ITEMS_ALL] = {DB_MAIN, ITEM_COLS " ORDER BY id"},
+    [Q_ITEM_PRICES_GET] = {DB_MAIN, "SELECT recent_prices FROM items WHERE id = ?1"},
+    [Q_ITEM_PRICES_SET] = {DB_MAIN, "UPDATE items SET recent_prices = ?2, typical_price = ?3"
+                                    " WHERE id = ?1"},
     [Q_ANON_PUT] = {DB_MAIN,
                     "INSERT OR REPLACE INTO anon_counts(source, item_id, type, count, quantity)"
                     " VALUES(?1, ?2, ?3, ?4, ?5)"},
@@ -322,6 +329,9 @@ static const struct {
     [Q_CRED_REVOKE] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE key_id=?1"},
     [Q_CRED_REVOKE_USER] = {DB_MAIN,
                             "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
+    [Q_CRED_LIST] = {DB_MAIN, "SELECT key_id,kind,role,label,user_pseudonym,rate_per_s,created_at,"
+                              "expires_at,revoked FROM auth_keys WHERE kind=?1"
+                              " ORDER BY created_at, rowid"},
     [Q_LEDGER_TOTAL] = {DB_MAIN,
                         "SELECT total_epsilon, total_delta, 0 FROM dp_store_budget WHERE id = 1"
                         " UNION ALL SELECT MAX(total_epsilon), MAX(total_delta), 1 FROM dp_budget"
@@ -1137,6 +1147,14 @@ static pvg_status sq_item_update(pvg_backend *b, int64_t id, const pvg_item *it,
     return run(SQ(b), Q_ITEM_UPDATE, v, 7, NULL, "items", err);
 }
 
+/* price: the typical price (column 7), else the last (column 4). */
+static void item_prices_of_row(sqlite3_stmt *q, pvg_item *it)
+{
+    it->last_price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+    it->price =
+        sqlite3_column_type(q, 7) == SQLITE_NULL ? it->last_price : sqlite3_column_double(q, 7);
+}
+
 static pvg_item *item_from_row(sqlite3_stmt *q)
 {
     const char *cols[4];
@@ -1158,7 +1176,7 @@ static pvg_item *item_from_row(sqlite3_stmt *q)
         p += n;
     }
     it->id = sqlite3_column_int64(q, 0);
-    it->price = sqlite3_column_type(q, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 4);
+    item_prices_of_row(q, it);
     it->catalog = sqlite3_column_int(q, 6) != 0;
     return it;
 }
@@ -1197,7 +1215,7 @@ static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void 
         it.ext_id = (const char *)sqlite3_column_text(s, 1);
         it.title = (const char *)sqlite3_column_text(s, 2);
         it.category = (const char *)sqlite3_column_text(s, 3);
-        it.price = sqlite3_column_type(s, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 4);
+        item_prices_of_row(s, &it);
         it.attrs_json = (const char *)sqlite3_column_text(s, 5);
         it.catalog = sqlite3_column_int(s, 6) != 0;
         if (fn(ctx, &it)) {
@@ -1207,6 +1225,33 @@ static pvg_status sq_items_foreach(pvg_backend *b, pvg_backend_item_fn fn, void 
     }
     if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "items", err);
     give(s, own);
+    return st;
+}
+
+static pvg_status sq_item_prices_get(pvg_backend *b, int64_t id, char **window, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(id)};
+    *window = NULL;
+    pvg_status st = one(SQ(b), Q_ITEM_PRICES_GET, v, 1, &s, &own, &row, "items", err);
+    if (st != PVG_OK) return st;
+    if (!row) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item row %lld", (long long)id);
+    const char *t = (const char *)sqlite3_column_text(s, 0);
+    if (t) *window = strdup(t);
+    give(s, own);
+    if (t && !*window) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    return PVG_OK;
+}
+
+static pvg_status sq_item_prices_set(pvg_backend *b, int64_t id, const char *window, double typical,
+                                     pvg_error *err)
+{
+    bindv v[] = {BI(id), BT(window), typical >= 0 ? BD(typical) : BN};
+    long long n = 0;
+    pvg_status st = run(SQ(b), Q_ITEM_PRICES_SET, v, 3, &n, "items", err);
+    if (st == PVG_OK && n == 0)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown item row %lld", (long long)id);
     return st;
 }
 
@@ -1347,6 +1392,42 @@ static pvg_status sq_cred_revoke_user(pvg_backend *b, const unsigned char p[16],
 {
     bindv v[] = {BB(p, 16)};
     return run(SQ(b), Q_CRED_REVOKE_USER, v, 1, changed, "revoke user tokens", err);
+}
+
+static pvg_status sq_cred_foreach(pvg_backend *b, const char *kind, pvg_backend_cred_fn fn,
+                                  void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CRED_LIST, &s, &own, err);
+    if (st != PVG_OK) return st;
+    bindv v[] = {BT(kind)};
+    bind_all(s, v, 1);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_cred c;
+        memset(&c, 0, sizeof c);
+        copy_text(s, 0, c.key_id, sizeof c.key_id);
+        copy_text(s, 1, c.kind, sizeof c.kind);
+        copy_text(s, 2, c.role, sizeof c.role);
+        const char *label = (const char *)sqlite3_column_text(s, 3);
+        c.label = label ? label : "";
+        size_t pn = 0;
+        copy_blob(s, 4, c.pseudonym, sizeof c.pseudonym, &pn);
+        c.has_pseudonym = pn == PVG_BACKEND_PSEUDONYM_BYTES;
+        c.rate_per_s = sqlite3_column_double(s, 5);
+        c.created_at = sqlite3_column_int64(s, 6);
+        c.expires_at = sqlite3_column_int64(s, 7);
+        c.revoked = sqlite3_column_int(s, 8);
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "credentials", err);
+    give(s, own);
+    return st;
 }
 
 /* ---- ledger ---- */
@@ -1969,6 +2050,8 @@ static const pvg_backend_ops SQLITE_OPS = {
     .item_update = sq_item_update,
     .item_get = sq_item_get,
     .items_foreach = sq_items_foreach,
+    .item_prices_get = sq_item_prices_get,
+    .item_prices_set = sq_item_prices_set,
     .anon_put = sq_anon_put,
     .anon_foreach = sq_anon_foreach,
     .ingest_run_insert = sq_ingest_run,
@@ -1979,6 +2062,7 @@ static const pvg_backend_ops SQLITE_OPS = {
     .cred_get = sq_cred_get,
     .cred_revoke = sq_cred_revoke,
     .cred_revoke_user = sq_cred_revoke_user,
+    .cred_foreach = sq_cred_foreach,
     .ledger_charge = sq_ledger_charge,
     .releases_foreach = sq_releases_foreach,
     .audit_append = sq_audit_append,
@@ -2097,6 +2181,39 @@ static pvg_status migrate_tag_sets(sqlite3 *db, pvg_error *err)
     return PVG_OK;
 }
 
+/* Stores made before items kept their recent prices: add the two columns
+ * (NULL: no window yet; the item then shows its last price until its next
+ * price is seen). Checked without the write lock first, so opening a store
+ * that has them takes no lock. */
+static pvg_status migrate_item_prices(sqlite3 *db, pvg_error *err)
+{
+    static const char HAS[] =
+        "SELECT count(*) FROM pragma_table_info('items') WHERE name IN ('recent_prices',"
+        " 'typical_price')";
+    for (int locked = 0; locked < 2; locked++) {
+        int rc = locked ? sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
+        if (rc != SQLITE_OK) return fail(db, rc, "items prices migration", err);
+        sqlite3_stmt *s = NULL;
+        rc = sqlite3_prepare_v2(db, HAS, -1, &s, NULL);
+        int has = rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+        sqlite3_finalize(s);
+        if (!locked && has == 2) return PVG_OK;
+        if (!locked) continue;
+        if (rc == SQLITE_OK && has == 0)
+            rc = sqlite3_exec(db,
+                              "ALTER TABLE items ADD COLUMN recent_prices TEXT;"
+                              "ALTER TABLE items ADD COLUMN typical_price REAL;",
+                              NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            pvg_status st = fail(db, rc, "items prices migration", err);
+            (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return st;
+        }
+    }
+    return PVG_OK;
+}
+
 /* Stores created before user row ids were AUTOINCREMENT: rebuild the users
  * table with it, and start the sequence above every id ever seen (users
  * and chunks, whose user rows may be gone), so no id is handed out again.
@@ -2194,6 +2311,7 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
+    if (st == PVG_OK) st = migrate_item_prices(q->db, err);
     if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);
     if (st == PVG_OK) st = migrate_tag_sets(q->db, err);
     if (st == PVG_OK) {

@@ -100,7 +100,7 @@ unsigned pvg_paillier_pub_bits(const pvg_paillier_pub *pub);
 int pvg_paillier_pub_equal(const pvg_paillier_pub *a, const pvg_paillier_pub *b);
 
 /* n as a decimal string (new, pvg_free). NULL on out of memory. */
-char *pvg_paillier_pub_n_decimal(const pvg_paillier_pub *pub);
+char *pvg_paillier_pub_n_decimal(const pvg_paillier_pub *pub) PVG_WARN_UNUSED;
 
 /* ---- key files (pheutil JWK) -------------------------------------------- */
 
@@ -129,10 +129,11 @@ pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source,
 /* new: an encryption of 0 with exponent 0 and obfuscator 1 (not hiding;
  * the neutral element for sums). `pub` is borrowed and must outlive it.
  * NULL on out of memory. */
-pvg_paillier_ct *pvg_paillier_ct_new(const pvg_paillier_pub *pub);
+pvg_paillier_ct *pvg_paillier_ct_new(const pvg_paillier_pub *pub) PVG_WARN_UNUSED;
 void pvg_paillier_ct_free(pvg_paillier_ct *ct); /* NULL ok */
 /* Copies src into dst (same key required: PVG_ERR_CRYPTO). */
-pvg_status pvg_paillier_ct_copy(pvg_paillier_ct *dst, const pvg_paillier_ct *src, pvg_error *err);
+pvg_status pvg_paillier_ct_copy(pvg_paillier_ct *dst, const pvg_paillier_ct *src,
+                                pvg_error *err) PVG_WARN_UNUSED;
 /* The base-16 exponent of the encrypted number (value = mantissa * 16^e). */
 int pvg_paillier_ct_exponent(const pvg_paillier_ct *ct);
 /* The key the ciphertext is under (borrowed). */
@@ -145,7 +146,7 @@ const pvg_paillier_pub *pvg_paillier_ct_pub(const pvg_paillier_ct *ct);
 pvg_status pvg_paillier_ct_set_decimal(pvg_paillier_ct *ct, const char *v, long exponent,
                                        pvg_error *err) PVG_WARN_UNUSED;
 /* The ciphertext as decimal text (new, pvg_free); NULL on out of memory. */
-char *pvg_paillier_ct_decimal(const pvg_paillier_ct *ct);
+char *pvg_paillier_ct_decimal(const pvg_paillier_ct *ct) PVG_WARN_UNUSED;
 
 /* {"v": "<c>", "e": <exponent>} (new, pvg_free), as pheutil writes it. */
 pvg_status pvg_paillier_ct_to_json(const pvg_paillier_ct *ct, char **out,

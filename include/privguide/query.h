@@ -143,9 +143,9 @@ pvg_query_sensitivity pvg_query_sensitivity_sum_events(long m, long G, double lo
 pvg_query_sensitivity pvg_query_sensitivity_users(long G);
 
 /* Names for the CLI: "count", "sum", ...; parse returns PVG_ERR_INVALID. */
-pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out);
+pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out) PVG_WARN_UNUSED;
 const char *pvg_query_kind_name(pvg_query_kind k);
-pvg_status pvg_query_group_parse(const char *name, pvg_query_group *out);
+pvg_status pvg_query_group_parse(const char *name, pvg_query_group *out) PVG_WARN_UNUSED;
 const char *pvg_query_group_name(pvg_query_group g);
 
 #pragma GCC visibility pop

@@ -26,10 +26,10 @@ typedef struct pvg_rng pvg_rng;
 
 /* new: a CSPRNG seeded from the OS. Returns NULL if out of memory or the
  * system CSPRNG is unavailable. Not thread-safe: one generator per thread. */
-pvg_rng *pvg_rng_new_secure(void);
+pvg_rng *pvg_rng_new_secure(void) PVG_WARN_UNUSED;
 
 /* new: a deterministic ChaCha20 stream from `seed`. FOR TESTS ONLY. */
-pvg_rng *pvg_rng_new_INSECURE_deterministic_for_tests(uint64_t seed);
+pvg_rng *pvg_rng_new_INSECURE_deterministic_for_tests(uint64_t seed) PVG_WARN_UNUSED;
 
 /* Frees the generator and wipes its state. NULL ok. */
 void pvg_rng_free(pvg_rng *rng);
@@ -59,7 +59,7 @@ double pvg_rng_normal(pvg_rng *rng);
 /* Deterministically derives a child generator (for per-thread streams) from
  * a parent: the child's key is drawn from the parent. The child is
  * deterministic iff the parent is. new; NULL on out of memory. */
-pvg_rng *pvg_rng_split(pvg_rng *parent);
+pvg_rng *pvg_rng_split(pvg_rng *parent) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

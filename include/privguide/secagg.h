@@ -71,7 +71,7 @@ pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err) P
  * H(k, n) on a permutation of the ids derived from the session id, or the
  * complete graph), sorted ascending. out: room for p->k ids. Returns the
  * count (p->k) or a negative status. */
-int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out);
+int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out) PVG_WARN_UNUSED;
 
 /* ---- client ---- */
 typedef struct pvg_secagg_client pvg_secagg_client;
@@ -271,7 +271,7 @@ pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out,
 /* 1 when `label` is in the table. */
 int pvg_mpc_table_has(const pvg_mpc_table *t, const char *label);
 /* new: an empty table; add rows with pvg_mpc_table_add. */
-pvg_mpc_table *pvg_mpc_table_new(unsigned decimals);
+pvg_mpc_table *pvg_mpc_table_new(unsigned decimals) PVG_WARN_UNUSED;
 /* Adds value (in units of 10^-decimals) to group `label` (1..255 bytes,
  * no NUL). Errors: INVALID (label), NOMEM, INVALID on int64 overflow. */
 pvg_status pvg_mpc_table_add(pvg_mpc_table *t, const char *label, int64_t value,

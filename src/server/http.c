@@ -675,6 +675,9 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
 void pvg_server_free(pvg_server *srv)
 {
     if (!srv) return;
-    pvg_server_stop(srv, 5000, NULL);
+    /* a free has no one to report to: stop stops the workers and flushes
+     * what it can on every path; callers that care call stop themselves */
+    pvg_status st = pvg_server_stop(srv, 5000, NULL);
+    (void)st;
     server_destroy(srv);
 }

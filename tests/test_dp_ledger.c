@@ -469,7 +469,7 @@ static void queries(void **state)
     pvg_query_result_free(r);
     /* the secure generator is required unless allowed */
     sp.allow_insecure_rng = 0;
-    assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_POLICY);
     sp.allow_insecure_rng = 1;
     /* sum of amount by category: books = 200*30 + 10 (clamped 0:10 per event ->
      * 200*(10+10) + 10*10); partition selection drops 'rare' (one user) */

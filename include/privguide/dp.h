@@ -14,7 +14,8 @@
  * calibration (choosing a scale), always rounded towards more noise.
  *
  * Mechanisms that release data refuse the test-only deterministic generator
- * unless `allow_insecure_rng` is set (tests, reproducible benchmarks).
+ * with PVG_ERR_POLICY unless `allow_insecure_rng` is set (tests,
+ * reproducible benchmarks; privguide/rng.h, pvg_rng_require_secure).
  *
  * Accounting. Basic and advanced composition, zCDP, Renyi DP of the Gaussian
  * and the Poisson-subsampled Gaussian mechanisms (Mironov, Talwar & Zhang
@@ -125,8 +126,8 @@ typedef struct pvg_dp_noise_info {
 /* Adds discrete Laplace noise of scale ceil-rounded sens/epsilon to an
  * integer value with integer L1 sensitivity `sens` >= 1: epsilon-DP.
  * info (may be NULL) describes the release. Errors: PVG_ERR_INVALID (bad
- * parameters, scale above 2^40, or the deterministic generator without
- * allow_insecure_rng). */
+ * parameters, scale above 2^40), PVG_ERR_POLICY (the deterministic
+ * generator without allow_insecure_rng). */
 pvg_status pvg_dp_laplace_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
                               int allow_insecure_rng, int64_t *out, pvg_dp_noise_info *info,
                               pvg_error *err) PVG_WARN_UNUSED;

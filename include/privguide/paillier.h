@@ -68,10 +68,10 @@ typedef struct pvg_paillier_enc pvg_paillier_enc;
  * bits set, drawn from `rng` (NULL: a fresh secure generator), each passing
  * Miller-Rabin with random bases (FIPS 186-5 Table B.1 round counts) and a
  * strong Lucas test; |p - q| > 2^(bits/2 - 100). *pub and *priv are new.
- * A deterministic rng is refused (PVG_ERR_POLICY) unless allow_insecure.
+ * A deterministic rng is refused (PVG_ERR_POLICY) unless allow_insecure_rng.
  * Errors: PVG_ERR_INVALID (bits), PVG_ERR_NOMEM, PVG_ERR_POLICY. Thread-safe
  * with distinct rngs. */
-pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
+pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure_rng,
                                pvg_paillier_pub **pub, pvg_paillier_priv **priv,
                                pvg_error *err) PVG_WARN_UNUSED;
 
@@ -186,14 +186,14 @@ typedef struct pvg_paillier_enc_options {
     size_t pool_size;    /* POOL: obfuscators kept ready (0: 256) */
     pvg_rng *rng;        /* borrowed parent generator; children are split
                             from it. NULL: fresh secure generators */
-    int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
+    int allow_insecure_rng; /* 1: accept a deterministic rng (tests only) */
 } pvg_paillier_enc_options;
 
 /* new: an encryptor for `pub` (borrowed; must outlive it). DJN precomputes
  * its tables here (about (bits of a)/6 * 63 values mod n^2). POOL starts its
  * threads here. opts NULL: FRESH with a secure generator.
  * Errors: PVG_ERR_NOMEM, PVG_ERR_POLICY (deterministic rng without
- * allow_insecure), PVG_ERR_INTERNAL (thread creation failed). */
+ * allow_insecure_rng), PVG_ERR_INTERNAL (thread creation failed). */
 pvg_status pvg_paillier_enc_new(const pvg_paillier_pub *pub, const pvg_paillier_enc_options *opts,
                                 pvg_paillier_enc **out, pvg_error *err) PVG_WARN_UNUSED;
 /* Stops the pool threads, wipes and frees. NULL ok. */
@@ -303,7 +303,7 @@ typedef struct pvg_spend_options {
     long max_groups;     /* dp: groups one user contributes to (>= 1; 0: 1) */
     const char *dataset; /* dp: label noted in the release (charged as "spend_totals") */
     pvg_rng *rng;        /* borrowed; NULL: secure generators */
-    int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
+    int allow_insecure_rng; /* 1: accept a deterministic rng (tests only) */
     unsigned threads;    /* threads encrypting the users' subtotals (0: 1) */
 } pvg_spend_options;
 

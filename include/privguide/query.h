@@ -108,7 +108,7 @@ typedef struct pvg_query_result {
 } pvg_query_result;
 
 /* Runs the query. rng: pvg_rng_new_secure() (the deterministic generator is
- * refused unless spec->allow_insecure_rng). On success *out is new
+ * refused with PVG_ERR_POLICY unless spec->allow_insecure_rng). On success *out is new
  * (pvg_query_result_free). Errors: PVG_ERR_INVALID (bad spec: err names the
  * field), PVG_ERR_BUDGET (ledger refused, err says what remains),
  * PVG_ERR_CRYPTO/PVG_ERR_IO from the store, PVG_ERR_NOMEM. */

@@ -341,7 +341,7 @@ static int random_prime(unsigned bits, pvg_rng *rng, mpz_t out)
     return 1;
 }
 
-pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
+pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure_rng,
                                pvg_paillier_pub **pub_out, pvg_paillier_priv **priv_out,
                                pvg_error *err)
 {
@@ -352,9 +352,8 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "key size %u bits: expected an even number from %d to %d", bits,
                              PVG_PAILLIER_MIN_BITS, PVG_PAILLIER_MAX_BITS);
-    if (rng && pvg_rng_is_deterministic(rng) && !allow_insecure)
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "refusing to generate a key from the deterministic test generator");
+    pvg_status rs = pvg_rng_require_secure(rng, allow_insecure_rng, "a key", err);
+    if (rs != PVG_OK) return rs;
     pvg_he_gmp_init();
     pvg_rng *own = NULL;
     if (!rng) {

@@ -332,9 +332,9 @@ pvg_status pvg_paillier_enc_new(const pvg_paillier_pub *pub, const pvg_paillier_
     if (opts->mode != PVG_PAILLIER_OBF_FRESH && opts->mode != PVG_PAILLIER_OBF_DJN &&
         opts->mode != PVG_PAILLIER_OBF_POOL)
         return pvg_error_set(err, PVG_ERR_INVALID, "unknown obfuscator mode %d", (int)opts->mode);
-    if (opts->rng && pvg_rng_is_deterministic(opts->rng) && !opts->allow_insecure)
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "refusing to encrypt with the deterministic test generator");
+    pvg_status rs =
+        pvg_rng_require_secure(opts->rng, opts->allow_insecure_rng, "an encryption", err);
+    if (rs != PVG_OK) return rs;
     if (opts->mode == PVG_PAILLIER_OBF_POOL && opts->threads > 256)
         return pvg_error_set(err, PVG_ERR_INVALID, "at most 256 pool threads");
     pvg_he_gmp_init();

@@ -616,7 +616,7 @@ static int run_spend_total(cli_ctx *c)
     if (!rc && !cli_bool(c, "json") && isatty(2))
         cli_warn("%zu groups; decrypt with `privguide he decrypt --priv private.json`", r->n);
     pvg_spend_result_free(r);
-    pvg_store_close(s);
+    pvg_store_free(s);
     pvg_paillier_pub_free(pub);
     return rc;
 }

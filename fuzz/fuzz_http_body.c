@@ -65,7 +65,7 @@ static void setup(void)
         abort();
     }
     pvg_auth_credential_free(tok);
-    pvg_store_close(s);
+    pvg_store_free(s);
     pvg_server_options o;
     memset(&o, 0, sizeof o);
     o.data_dir = dd;

@@ -826,7 +826,7 @@ static void store_paths_match_memory_paths(void **state)
                 pvg_rng_free(ra);
                 pvg_rng_free(rb);
             }
-            pvg_store_close(s);
+            pvg_store_free(s);
             rm_store(dir);
         }
     }

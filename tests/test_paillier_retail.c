@@ -130,7 +130,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    pvg_store_close(g_store);
+    pvg_store_free(g_store);
     pvg_paillier_priv_free(g_priv);
     pvg_paillier_pub_free(g_pub);
     char cmd[400];

@@ -249,7 +249,7 @@ pvg_status pvg_dp_cooc_similar(const pvg_dp_cooc *r, int64_t item, const pvg_dp_
  *    "max_items_per_user", "l1_sensitivity", "l2_sensitivity",
  *    "noise_scale", "n_candidates", "k",
  *    "items": [[item, noisy_pop, [[neighbour, score, noisy_cooc], ...]], ...]}
- * *json_out is new (free()). Everything in it is DP (public once
+ * *json_out is new (pvg_free). Everything in it is DP (public once
  * released). */
 pvg_status pvg_dp_cooc_to_json(const pvg_dp_cooc *r, char **json_out,
                                pvg_error *err) PVG_WARN_UNUSED;

@@ -93,7 +93,7 @@ pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg
 void pvg_secagg_client_free(pvg_secagg_client *c);
 
 /* Round 0: generates the key pairs, returns the ADVERTISE message in *out
- * (new, free with free()). PVG_ERR_STATE when called twice. */
+ * (new, pvg_free). PVG_ERR_STATE when called twice. */
 pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size_t *out_len,
                                        pvg_error *err) PVG_WARN_UNUSED;
 
@@ -149,7 +149,7 @@ pvg_status pvg_secagg_server_receive(pvg_secagg_server *s, const uint8_t *msg, s
 pvg_status pvg_secagg_server_advance(pvg_secagg_server *s, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The reply for client `id` after advance of rounds 0-2 (new buffer, free
- * with free()). PVG_ERR_NOT_FOUND when the client did not send in the
+ * with pvg_free). PVG_ERR_NOT_FOUND when the client did not send in the
  * closed round; PVG_ERR_STATE when no reply is due. */
 pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint8_t **out,
                                          size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
@@ -214,9 +214,9 @@ typedef struct pvg_secagg_sim_options {
 
 typedef struct pvg_secagg_sim_result {
     int exact;                  /* 1 when the sum equals the plain sum of survivors */
-    uint32_t *survivors;        /* new (free()), ascending ids in the sum */
+    uint32_t *survivors;        /* ascending ids in the sum */
     size_t n_survivors;
-    uint64_t *sum;              /* new (free()), d words, each mod 2^bits */
+    uint64_t *sum;              /* d words, each mod 2^bits */
     size_t dropped_in_round[4]; /* clients that dropped before sending round r */
     double server_seconds, client_seconds_p50, client_seconds_max;
     double bytes_up_per_client, bytes_down_per_client; /* mean over survivors */

@@ -71,7 +71,7 @@ typedef struct pvg_store_open_options {
     const char *key_file; /* NULL: $PRIVGUIDE_KEYS, $PRIVGUIDE_KEY_FILE or the default */
 } pvg_store_open_options;
 
-/* Opens an existing store. On success *out is new (pvg_store_close).
+/* Opens an existing store. On success *out is new (pvg_store_free).
  * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`; or no
  * key file), PVG_ERR_PERMISSION (key file readable by others),
  * PVG_ERR_CRYPTO (master key does not match the key store),
@@ -103,7 +103,11 @@ pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, 
 pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *moved_to, size_t cap,
                                pvg_error *err) PVG_WARN_UNUSED;
 
-/* Closes the store, wiping every key in memory. NULL ok. */
+/* Closes the store (an open transaction is rolled back), wiping every key
+ * in memory, and frees it. NULL ok. */
+void pvg_store_free(pvg_store *s);
+/* The former name of pvg_store_free, kept because it was the documented
+ * deallocator of pvg_store_open; new code calls pvg_store_free. */
 void pvg_store_close(pvg_store *s);
 
 /* The data dir path (borrowed). */

@@ -427,9 +427,9 @@ static void server_destroy(pvg_server *srv)
     pvg_srv_model_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_authcache_free(srv->authcache);
-    for (int i = 0; i < srv->n_stores; i++) pvg_store_close(srv->stores[i]);
-    pvg_store_close(srv->audit_store);
-    pvg_store_close(srv->reload_store);
+    for (int i = 0; i < srv->n_stores; i++) pvg_store_free(srv->stores[i]);
+    pvg_store_free(srv->audit_store);
+    pvg_store_free(srv->reload_store);
     free(srv->stores);
     free(srv->free_idx);
     pvg_srv_metrics_free(&srv->metrics);

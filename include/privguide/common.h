@@ -17,6 +17,12 @@
  *             failure alike.
  * Unless a contract says otherwise, an object may be used from one thread
  * at a time; distinct objects may be used from distinct threads.
+ *
+ * Errors are for what comes from outside (arguments, files, the network);
+ * the library's internal invariants are assert()ed, checked in Debug
+ * builds only (see CMakeLists.txt); where a release build must still fail
+ * safe it returns PVG_ERR_INTERNAL (also used for system failures such as
+ * a thread that cannot start).
  */
 #ifndef PRIVGUIDE_COMMON_H
 #define PRIVGUIDE_COMMON_H

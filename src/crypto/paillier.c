@@ -12,6 +12,7 @@
  */
 #include "crypto/paillier_internal.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -371,7 +372,9 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure_r
             break;
         }
         mpz_mul(n, p, q);
-        if (mpz_sizeinbase(n, 2) != bits) continue; /* cannot happen with two top bits set */
+        /* p and q have their two top bits set, so n has exactly `bits` bits */
+        assert(mpz_sizeinbase(n, 2) == bits);
+        if (mpz_sizeinbase(n, 2) != bits) continue;
         mpz_sub(diff, p, q);
         mpz_abs(diff, diff);
         if (mpz_sizeinbase(diff, 2) <= half - 100) continue; /* FIPS 186-5 |p-q| bound */

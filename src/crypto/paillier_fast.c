@@ -36,6 +36,7 @@
  */
 #include "crypto/paillier_internal.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -366,6 +367,7 @@ pvg_status pvg_he_enc_obfuscator(pvg_paillier_enc *enc, mpz_t out, pvg_error *er
     case PVG_PAILLIER_OBF_DJN: djn_obfuscator(enc, out); return PVG_OK;
     case PVG_PAILLIER_OBF_POOL: pool_take(enc, out); return PVG_OK;
     }
+    assert(!"pvg_paillier_enc_new admits only the three modes");
     return pvg_error_set(err, PVG_ERR_INTERNAL, "bad obfuscator mode");
 }
 

@@ -235,7 +235,7 @@ int main(int argc, char **argv)
     free(p.item_cat);
     free(p.count);
     free(p.sum);
-    pvg_store_close(s);
+    pvg_store_free(s);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
     if (system(cmd) != 0) fprintf(stderr, "bench_dp_query: could not remove %s\n", tmpl);

@@ -74,7 +74,7 @@ static int run_store(const char *csv, int plaintext, run_result *r)
     r->cpu = cpu_seconds() - c0;
     r->read = st.read;
     r->stored = st.stored;
-    pvg_store_close(s);
+    pvg_store_free(s);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench_ingest: could not remove %s\n", dir);

@@ -148,7 +148,7 @@ int main(int argc, char **argv)
         prior, posts, batch, ms[posts / 2], ms[posts - 1], sum / (double)posts, first, last, dup_ms,
         dups, c.events, prior_ms / 1e3);
 done:
-    pvg_store_close(s);
+    pvg_store_free(s);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) fprintf(stderr, "bench_post_events: could not remove %s\n", root);

@@ -61,7 +61,10 @@ int main(int argc, char **argv)
     /* reproducible benchmark: the deterministic TEST generator */
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(2020);
     pvg_secagg_sim_options o = {.params = {.n = n, .k = k, .t = t, .d = d, .bits = 32},
-                                .dropout = drop, .rng = rng, .server_threads = 2};
+                                .dropout = drop,
+                                .rng = rng,
+                                .server_threads = 2,
+                                .allow_insecure_rng = 1};
     pvg_secagg_sim_result r;
     pvg_error err;
     double t0 = now();

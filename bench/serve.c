@@ -181,7 +181,7 @@ int main(int argc, char **argv)
     char *key = NULL;
     if (pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "bench", 0, &key, NULL, &err) != PVG_OK)
         DIE("apikey: %s", err.text);
-    pvg_store_close(s);
+    pvg_store_free(s);
     double setup_s = now_s() - t0;
 
     FILE *f = fopen(lua, "w");

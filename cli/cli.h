@@ -62,7 +62,7 @@ const char *cli_pos(cli_ctx *c, int i);
 const char *cli_data_dir(cli_ctx *c);
 /* Opens the store of the command's data dir. On failure prints
  * "privguide: open store: <why>", sets *rc to CLI_EXIT_FAIL and returns
- * NULL. The store is new: close it with pvg_store_close. */
+ * NULL. The store is new: free it with pvg_store_free. */
 struct pvg_store *cli_open_store(cli_ctx *c, int *rc);
 /* Parses a comma-separated list of doubles (e.g. "10,20,50"). Returns count
  * or exits 2 naming the flag. */

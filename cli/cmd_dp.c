@@ -337,12 +337,12 @@ static int run_budget_set(cli_ctx *c)
     else
         st = pvg_ledger_cap_set(s, "cli", purpose, e, d, force, &err);
     if (st != PVG_OK) {
-        pvg_store_close(s);
+        pvg_store_free(s);
         return cli_fail("budget set", st, &err);
     }
     pvg_ledger_state sum;
     st = pvg_ledger_state_get(s, &sum, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("budget set", st, &err);
     if (json_mode(c)) {
         printf("{");
@@ -398,7 +398,7 @@ static int run_budget_show(cli_ctx *c)
     pvg_ledger_state sum;
     pvg_status st = pvg_ledger_state_get(s, &sum, &err);
     if (st != PVG_OK) {
-        pvg_store_close(s);
+        pvg_store_free(s);
         return cli_fail("budget show", st, &err);
     }
     show_ctx sc = {json_mode(c), 1};
@@ -411,7 +411,7 @@ static int run_budget_show(cli_ctx *c)
         if (sum.releases) printf("releases%s%s:\n", label ? " under " : "", label ? label : "");
     }
     st = pvg_ledger_releases_foreach(s, label, show_release, &sc, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (sc.json) printf("]}\n");
     if (st != PVG_OK) return cli_fail("budget show", st, &err);
     return CLI_EXIT_OK;
@@ -492,7 +492,7 @@ static int run_query(cli_ctx *c)
     if (!s) return rc;
     pvg_rng *rng = pvg_rng_new_secure();
     if (!rng) {
-        pvg_store_close(s);
+        pvg_store_free(s);
         return cli_fail("query", PVG_ERR_INTERNAL, NULL);
     }
     pvg_error err;
@@ -502,7 +502,7 @@ static int run_query(cli_ctx *c)
     pvg_access_init(&g, s, "cli");
     pvg_status st = pvg_access_dp_query(&g, &sp, rng, &r, &err);
     pvg_rng_free(rng);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("query", st, &err);
     if (json_mode(c)) {
         printf("{\"query\":\"%s\",\"what\":", pvg_query_kind_name(sp.kind));

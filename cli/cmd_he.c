@@ -630,7 +630,7 @@ static int run_spend_total(cli_ctx *c)
                      r->n, r->n == 1 ? "" : "s");
     }
     pvg_spend_result_free(r);
-    pvg_store_close(s);
+    pvg_store_free(s);
     pvg_paillier_pub_free(pub);
     return rc;
 }

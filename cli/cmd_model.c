@@ -115,13 +115,13 @@ static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int
     pvg_access_init(&g, s, "cli");
     st = pvg_access_training_dataset(&g, &w, ds, &ls, &err);
     if (st != PVG_OK) {
-        pvg_store_close(s);
+        pvg_store_free(s);
         return cli_fail("store", st, &err);
     }
     if (store_out)
         *store_out = s;
     else
-        pvg_store_close(s);
+        pvg_store_free(s);
     return 0;
 }
 
@@ -197,7 +197,7 @@ static int run_train(cli_ctx *c)
     pvg_model *m;
     pvg_train_stats st;
     pvg_status s = pvg_model_train(ds, &p, &m, &st, &err);
-    pvg_store_close(store);
+    pvg_store_free(store);
     if (s != PVG_OK) {
         pvg_dataset_free(ds);
         return cli_fail("train", s, &err);
@@ -303,7 +303,7 @@ static int run_recommend(cli_ctx *c)
                 if (pvg_store_item_get(s, out[i].item, &cat[i], &ierr) != PVG_OK) cat[i] = NULL;
             }
         }
-        pvg_store_close(s);
+        pvg_store_free(s);
     } else if (item) {
         st = pvg_model_similar(m, item, (size_t)k, out, &n, &err);
     } else {

@@ -133,7 +133,8 @@ static int run_simulate(cli_ctx *c)
     pvg_secagg_sim_options o = {.params = {.n = (uint32_t)n, .k = (uint32_t)k, .t = (uint32_t)t,
                                            .d = (uint32_t)d, .bits = (unsigned)bits},
                                 .dropout = drop, .inputs = inputs, .rng = rng,
-                                .server_threads = (unsigned)threads};
+                                .server_threads = (unsigned)threads,
+                                .allow_insecure_rng = cli_has(c, "seed")};
     pvg_secagg_sim_result r;
     pvg_status st = pvg_secagg_simulate(&o, &r, &err);
     pvg_rng_free(rng);

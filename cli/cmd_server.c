@@ -258,7 +258,7 @@ static int run_apikey_create(cli_ctx *c)
         pvg_audit_record ar = {0, "cli", "apikey_create", "", detail};
         st = pvg_audit_append(s, &ar, NULL, &err);
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) {
         pvg_auth_credential_free(cred);
         return cli_fail("apikey create", st, &err);
@@ -338,7 +338,7 @@ static int run_token_issue(cli_ctx *c)
         pvg_audit_record ar = {0, "cli", "token_issue", subject, detail};
         st = pvg_audit_append(s, &ar, NULL, &err);
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) {
         pvg_auth_credential_free(cred);
         return cli_fail("token issue", st, &err);
@@ -363,7 +363,7 @@ static int run_revoke(cli_ctx *c)
         pvg_audit_record ar = {0, "cli", "credential_revoke", "", detail};
         st = pvg_audit_append(s, &ar, NULL, &err);
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("apikey revoke", st, &err);
     printf("revoked %s (running servers refuse it within 1 s)\n", id);
     return CLI_EXIT_OK;
@@ -426,7 +426,7 @@ static int run_audit_verify(cli_ctx *c)
     const char *anchor = cli_str(c, "anchor");
     if (!anchor) anchor = cli_str(c, "expect-head");
     pvg_status st = pvg_audit_verify(s, anchor, &rep, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK && st != PVG_ERR_CORRUPT) return cli_fail("audit verify", st, &err);
     if (cli_bool(c, "json")) {
         json_t *probs = json_array();
@@ -501,7 +501,7 @@ static int run_audit_show(cli_ctx *c)
     pvg_error_clear(&err);
     pvg_status st =
         pvg_audit_foreach(s, cli_int(c, "from", 0), cli_int(c, "limit", 0), show_entry, &sc, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("audit show", st, &err);
     return CLI_EXIT_OK;
 }
@@ -515,7 +515,7 @@ static int run_audit_head(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_audit_head(s, &h, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("audit head", st, &err);
     if (cli_bool(c, "json")) {
         json_t *o = h.seq ? json_pack("{s:I, s:s, s:I, s:s, s:b}", "seq", (json_int_t)h.seq, "mac",

@@ -180,7 +180,7 @@ static int run_ingest(cli_ctx *c)
     pvg_error_clear(&err);
     pvg_status st = pvg_store_ingest_file(s, file, fmt, &o, &stats, &err);
     if (interactive) fputc('\n', stderr);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st == PVG_OK && default_rejects && stats.rejected == 0 && unlink(rp) == 0)
         rp = NULL; /* no rejects: no per-run file left behind */
     if (st != PVG_OK) {
@@ -238,7 +238,7 @@ static int run_user_export(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_access_export(&g, cli_pos(c, 0), &json, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("user export", st, &err);
     puts(json);
     pvg_free(json);
@@ -257,7 +257,7 @@ static int run_user_delete(cli_ctx *c)
     int allow_return = cli_bool(c, "allow-return");
     pvg_status st = pvg_access_erase_flags(
         &g, cli_pos(c, 0), allow_return ? PVG_ERASE_ALLOW_RETURN : 0, NULL, NULL, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("user delete", st, &err);
     if (cli_bool(c, "json"))
         printf("{\"deleted\":true,\"suppressed\":%s}\n", allow_return ? "false" : "true");
@@ -294,7 +294,7 @@ static int run_user_consent(cli_ctx *c)
     pvg_consent cons = {0};
     pvg_status st = (p >= 0 || a >= 0) ? pvg_access_consent_change(&g, user, p, a, &cons, &err)
                                        : pvg_access_consent_get(&g, user, &cons, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("user consent", st, &err);
     printf("{\"personalization\":%s,\"analytics\":%s}\n", cons.personalization ? "true" : "false",
            cons.analytics ? "true" : "false");
@@ -315,7 +315,7 @@ static int run_counted(cli_ctx *c, const char *what,
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = op(s, &n, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail(what, st, &err);
     if (cli_bool(c, "json"))
         printf("{\"%s\":%lld}\n", json_key, n);
@@ -396,7 +396,7 @@ static int run_stats(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_store_counts_get(s, &n, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("stats", st, &err);
     if (cli_bool(c, "json"))
         printf("{\"users\":%lld,\"items\":%lld,\"events\":%lld,\"anonymous_rows\":%lld,\"wrapped_"
@@ -442,7 +442,7 @@ static int run_store_check(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_store_check(s, flags, check_problem, &p, &r, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) {
         if (p.json) printf("]}\n");
         return cli_fail("store check", st, &err);

@@ -31,7 +31,9 @@ static void cleanup(void)
 {
     pvg_error err;
     if (g_srv) {
-        (void)pvg_server_stop(g_srv, 0, &err);
+        pvg_error_clear(&err);
+        if (pvg_server_stop(g_srv, 0, &err) != PVG_OK)
+            fprintf(stderr, "server stop: %s\n", err.text);
         pvg_server_free(g_srv);
     }
     if (g_dir[0]) {
@@ -63,7 +65,7 @@ static void setup(void)
         abort();
     }
     pvg_auth_credential_free(tok);
-    pvg_store_close(s);
+    pvg_store_free(s);
     pvg_server_options o;
     memset(&o, 0, sizeof o);
     o.data_dir = dd;

@@ -25,6 +25,15 @@
 #define HDR_CHECKSUM 240 /* offsetof(file_header, checksum) */
 #define DATA_START 1024  /* header + section table */
 
+/* A query on a model the loader accepted answers with at most k items or
+ * fails saying why. Clears err for the next query. */
+static void check_query(pvg_status st, pvg_error *err, size_t n_out, size_t k)
+{
+    if (st == PVG_OK && n_out > k) abort();
+    fuzz_check_error(st, err);
+    pvg_error_clear(err);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
@@ -63,23 +72,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check_error(st, &err);
     if (st != PVG_OK) return 0;
     /* a model the loader accepted must be safe to serve from */
+    pvg_error_clear(&err);
     pvg_scored_item out[8];
     size_t n_out = 0, ni = pvg_model_n_items(m);
-    (void)pvg_model_popular(m, 8, out, &n_out, &err);
+    check_query(pvg_model_popular(m, 8, out, &n_out, &err), &err, n_out, 8);
     for (size_t i = 0; i < ni && i < 4; i++) {
         const char *id = pvg_model_item_id(m, (int64_t)i);
         if (!id) abort();
-        (void)pvg_model_similar(m, id, 8, out, &n_out, &err);
+        check_query(pvg_model_similar(m, id, 8, out, &n_out, &err), &err, n_out, 8);
         if (pvg_model_item_index(m, id) < 0) abort();
     }
     if (ni) {
         int64_t hist[2] = {0, (int64_t)(ni - 1)};
-        (void)pvg_model_recommend_history(m, hist, NULL, 2, 8, out, &n_out, &err);
+        check_query(pvg_model_recommend_history(m, hist, NULL, 2, 8, out, &n_out, &err), &err,
+                    n_out, 8);
     }
     unsigned char key[16];
     if (pvg_model_keying(m) == PVG_KEY_SALTED_HASH &&
         pvg_model_user_key(m, NULL, "17850", key, &err) == PVG_OK)
-        (void)pvg_model_recommend(m, key, 8, 0, out, &n_out, &err);
+        check_query(pvg_model_recommend(m, key, 8, 0, out, &n_out, &err), &err, n_out, 8);
     pvg_model_free(m);
     return 0;
 }

@@ -133,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.o.scheme = (flags & 1) ? PVG_MPC_SHAMIR : PVG_MPC_ADDITIVE;
     r.o.timeout_ms = 5000;
     r.o.rng = g_rng;
-    r.o.allow_test_rng = 1;
+    r.o.allow_insecure_rng = 1;
     r.o.groups = (flags & 2) ? g_groups : NULL;
     pvg_error_clear(&r.err);
     pthread_t th;

@@ -136,8 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(cl, 0, sizeof cl);
     for (uint32_t i = 0; i < N; i++) {
         cl[i].rng = pvg_rng_new_INSECURE_deterministic_for_tests(100 + i);
-        if (!cl[i].rng || pvg_secagg_client_new_ex(&p, i, cl[i].rng, PVG_SECAGG_ALLOW_TEST_RNG,
-                                                   &cl[i].c, &err) != PVG_OK)
+        if (!cl[i].rng || pvg_secagg_client_new_ex(&p, i, cl[i].rng, 1, &cl[i].c, &err) != PVG_OK)
             abort();
     }
     cursor cur = {data, size};

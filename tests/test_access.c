@@ -76,7 +76,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     pvg_model_free(f->m);
-    pvg_store_close(f->s);
+    pvg_store_free(f->s);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(f->dir) - 2), f->dir);
     int rc = system(cmd);

@@ -50,7 +50,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    pvg_store_close(f->s);
+    pvg_store_free(f->s);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(f->dir) - 2), f->dir);
     int rc = system(cmd);
@@ -74,7 +74,7 @@ static void test_intact(void **state)
     assert_int_equal(strlen(rep.head_hex), 64);
     assert_int_equal(rep.n_problems, 0);
     /* grouped append continues the same chain, also after reopening */
-    pvg_store_close(f->s);
+    pvg_store_free(f->s);
     assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
     pvg_audit_record rs[3] = {{0, "a", "delete", "", NULL}, {0, "b", "export", "x", "d"},
                               {0, "c", "consent_change", "y", ""}};

@@ -94,12 +94,12 @@ static void ledger_basics(void **state)
     int seen = 0;
     assert_int_equal(pvg_ledger_releases_foreach(s, "shop", stop_cb, &seen, &err), PVG_ERR_ABORTED);
     assert_int_equal(seen, 1);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* persisted across connections */
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
     assert_int_equal(pvg_ledger_summary_get(s, "shop", &sum, &err), PVG_OK);
     assert_true(sum.releases == 3);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
     /* spending exactly to the total in fractions is allowed */
     dir = make_store();
@@ -108,7 +108,7 @@ static void ledger_basics(void **state)
     for (int i = 0; i < 10; i++)
         assert_int_equal(pvg_ledger_charge(s, "tenths", "q", "m", 0.1, 0, NULL, &err), PVG_OK);
     assert_int_equal(pvg_ledger_charge(s, "tenths", "q", "m", 1e-6, 0, NULL, &err), PVG_ERR_BUDGET);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 
@@ -146,7 +146,7 @@ static void ledger_one_budget_per_store(void **state)
     assert_int_equal(pvg_ledger_purpose_of_label("default"), PVG_LEDGER_QUERIES);
     assert_int_equal(pvg_ledger_purpose_of_label(NULL), PVG_LEDGER_QUERIES);
     assert_string_equal(pvg_ledger_purpose_name(PVG_LEDGER_SPEND_TOTALS), "spend_totals");
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 
@@ -240,7 +240,7 @@ static void ledger_caps_and_changes(void **state)
     assert_int_equal(pvg_ledger_purpose_parse("queries", &p), 0);
     assert_int_equal(pvg_ledger_purpose_parse("default", &p), -1);
     /* the audit chain still verifies */
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 
@@ -287,7 +287,7 @@ static void ledger_migration(void **state)
     assert_int_equal(pvg_ledger_total_set(s, "cli", 2.0, 1e-5, 0, &err), PVG_OK);
     assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
     assert_true(st.has_total && !st.migrated && st.total_epsilon == 2.0);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 
@@ -303,7 +303,7 @@ static void race(int mixed)
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
     assert_int_equal(pvg_ledger_set_budget(s, "race", 1.0, 1e-6, &err), PVG_OK);
     if (mixed) assert_int_equal(pvg_ledger_cap_set(s, "test", PVG_LEDGER_POPULAR_LIST, 0.2, 1e-6, 0, &err), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
     static const char *labels[4] = {"race", "popular_list", "spend_totals", "similar_items"};
     enum { P = 8, TRIES = 40 };
     int pipes[P][2];
@@ -328,7 +328,7 @@ static void race(int mixed)
                 else if (st == PVG_ERR_BUDGET) refused++;
                 else other++;
             }
-            pvg_store_close(cs);
+            pvg_store_free(cs);
             int msg[3] = {ok, refused, other};
             if (write(pipes[p][1], msg, sizeof msg) != (ssize_t)sizeof msg) _exit(4);
             _exit(0);
@@ -368,7 +368,7 @@ static void race(int mixed)
         assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].releases <= 20);
         assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].spent_epsilon <= 0.2 * (1 + 1e-9));
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 
@@ -469,7 +469,7 @@ static void queries(void **state)
     pvg_query_result_free(r);
     /* the secure generator is required unless allowed */
     sp.allow_insecure_rng = 0;
-    assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_POLICY);
     sp.allow_insecure_rng = 1;
     /* sum of amount by category: books = 200*30 + 10 (clamped 0:10 per event ->
      * 200*(10+10) + 10*10); partition selection drops 'rare' (one user) */
@@ -555,7 +555,7 @@ static void queries(void **state)
     assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_BUDGET);
     assert_non_null(strstr(err.text, "remaining"));
     pvg_rng_free(rng);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 

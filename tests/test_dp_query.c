@@ -233,7 +233,7 @@ static void check_case(const nb_case *c)
     pvg_query_result_free(a);
     pvg_query_result_free(b);
     pvg_rng_free(rng);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 
@@ -423,7 +423,7 @@ static void quantile_bounds_refused(void **state)
     assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_OK);
     pvg_query_result_free(r);
     pvg_rng_free(rng);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_store(dir);
 }
 

@@ -98,7 +98,7 @@ static void popular_draws_only_from_the_public_domain(void **state)
     pvg_dp_popular_params_init(&p);
     p.k = 1;
     pvg_dp_popular *r = NULL;
-    assert_int_equal(pvg_dp_popular_release(c, rng, &p, &r, NULL), PVG_ERR_INVALID);
+    assert_int_equal(pvg_dp_popular_release(c, rng, &p, &r, NULL), PVG_ERR_POLICY);
     assert_null(r);
     pvg_dp_item_counts_free(c);
     /* duplicate candidates are refused */

@@ -152,7 +152,7 @@ static double release_once(const audit_case *c, int which, double eps_factor, pv
     if (c->is_spend) {
         pvg_spend_options o = c->sopt;
         o.rng = rng;
-        o.allow_insecure = 1;
+        o.allow_insecure_rng = 1;
         o.epsilon *= eps_factor;
         pvg_he_spend_user su[MAXU];
         for (size_t u = 0; u < d->nu; u++)
@@ -771,7 +771,7 @@ static void store_paths_match_memory_paths(void **state)
                     pvg_spend_options o = c.sopt;
                     pvg_rng *ra = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
                     o.rng = ra;
-                    o.allow_insecure = 1;
+                    o.allow_insecure_rng = 1;
                     pvg_spend_result *res;
                     pvg_status st = pvg_paillier_spend_total(s, pub, &o, &res, &err);
                     if (st != PVG_OK) fail_msg("spend_total: %s", err.text);
@@ -826,7 +826,7 @@ static void store_paths_match_memory_paths(void **state)
                 pvg_rng_free(ra);
                 pvg_rng_free(rb);
             }
-            pvg_store_close(s);
+            pvg_store_free(s);
             rm_store(dir);
         }
     }

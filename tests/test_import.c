@@ -605,7 +605,7 @@ static void test_reject_file(void **state)
     assert_string_equal(again, text);
     free(again);
     free(text);
-    pvg_store_close(s);
+    pvg_store_free(s);
     rm_tree(root);
     free(root);
 }

@@ -127,10 +127,10 @@ static int setup(void **state)
     pvg_ingest_stats st;
     if (pvg_store_ingest_file(s, sample, PVG_FORMAT_ONLINE_RETAIL, NULL, &st, &err) != PVG_OK) {
         fprintf(stderr, "ingest %s: %s\n", sample, err.text);
-        pvg_store_close(s);
+        pvg_store_free(s);
         return -1;
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     return 0;
 }
 
@@ -229,7 +229,7 @@ static void test_sealed_file_reveals_no_shopper(void **state)
         free(file);
     }
     unlink(path);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* Header fields of a model file (docs/models.md). */
@@ -296,8 +296,8 @@ static void test_wrong_key_and_tamper(void **state)
     pvg_model_free(m);
     free(b);
     unlink(path);
-    pvg_store_close(o);
-    pvg_store_close(s);
+    pvg_store_free(o);
+    pvg_store_free(s);
 }
 
 static void test_store_keyed_model_without_link_is_not_saved(void **state)
@@ -475,7 +475,7 @@ static void test_erasure_reaches_every_model(void **state)
     pvg_model_free(after1);
     pvg_model_free(after2);
     unlink(m2);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* The backup thief: a copy of a model file taken before an erasure and
@@ -546,7 +546,7 @@ static void test_backup_restored_after_erasure(void **state)
     pvg_model_free(before);
     free(copy);
     unlink(backup);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* Master-key rotation rewraps data keys without changing them: models
@@ -564,7 +564,7 @@ static void test_rotation_keeps_models(void **state)
     long long rewrapped = 0;
     assert_int_equal(pvg_store_keys_rotate(s, &rewrapped, &err), PVG_OK);
     assert_true(rewrapped > 500);
-    pvg_store_close(s);
+    pvg_store_free(s);
     assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
     pvg_model *after = open_model(s, mp);
     assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before));
@@ -584,7 +584,7 @@ static void test_rotation_keeps_models(void **state)
     assert_int_equal(pvg_model_n_users(after), pvg_model_n_users(before) - 1);
     pvg_model_free(after);
     pvg_model_free(before);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* Where model files may live, and erasure over all of it: the data dir's
@@ -669,7 +669,7 @@ static void test_model_places_and_loud_erasure(void **state)
     unlink(sub);
     unlink(plain);
     rmdir(subdir);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* ---- the running server ---- */
@@ -800,7 +800,7 @@ static void test_server_stops_personalising_within_1s(void **state)
     }
     pvg_server_free(srv);
     pvg_auth_credential_free(admin);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 static void test_busy_port_refused(void **state)

@@ -108,7 +108,8 @@ static void test_keygen_3072(void **state)
     assert_int_equal(pvg_paillier_pub_bits(pub), 3072);
     assert_int_equal(mpz_sizeinbase(priv->p, 2), 1536);
     assert_int_equal(mpz_sizeinbase(priv->q, 2), 1536);
-    pvg_paillier_enc_options o = {.mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure = 1};
+    pvg_paillier_enc_options o = {
+        .mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure_rng = 1};
     pvg_paillier_enc *enc = NULL;
     assert_int_equal(pvg_paillier_enc_new(pub, &o, &enc, NULL), PVG_OK);
     pvg_paillier_ct *ct = pvg_paillier_ct_new(pub);
@@ -269,8 +270,8 @@ static void test_repr(void **state)
 static pvg_paillier_enc *enc_of(pvg_paillier_obf mode, const pvg_paillier_pub *pub)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(99 + mode);
-    pvg_paillier_enc_options o = {.mode = mode, .threads = 2, .pool_size = 8, .rng = rng,
-                                  .allow_insecure = 1};
+    pvg_paillier_enc_options o = {
+        .mode = mode, .threads = 2, .pool_size = 8, .rng = rng, .allow_insecure_rng = 1};
     pvg_paillier_enc *enc = NULL;
     assert_int_equal(pvg_paillier_enc_new(pub, &o, &enc, NULL), PVG_OK);
     pvg_rng_free(rng);

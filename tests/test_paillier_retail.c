@@ -130,7 +130,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    pvg_store_close(g_store);
+    pvg_store_free(g_store);
     pvg_paillier_priv_free(g_priv);
     pvg_paillier_pub_free(g_pub);
     char cmd[400];
@@ -195,9 +195,15 @@ static void test_dp_totals_charged(void **state)
                      PVG_OK);
     assert_int_equal(pvg_ledger_set_budget(g_store, "he-test", 1.0, 1e-5, &err), PVG_OK);
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(11);
-    pvg_spend_options o = {.group_by = PVG_SPEND_BY_COUNTRY, .dp = 1, .epsilon = 0.5,
-                           .delta = 1e-6, .clamp = 1000.0, .max_groups = 1,
-                           .dataset = "he-test", .rng = rng, .allow_insecure = 1};
+    pvg_spend_options o = {.group_by = PVG_SPEND_BY_COUNTRY,
+                           .dp = 1,
+                           .epsilon = 0.5,
+                           .delta = 1e-6,
+                           .clamp = 1000.0,
+                           .max_groups = 1,
+                           .dataset = "he-test",
+                           .rng = rng,
+                           .allow_insecure_rng = 1};
     pvg_spend_result *res = NULL;
     pvg_status st = pvg_paillier_spend_total(g_store, g_pub, &o, &res, &err);
     if (st != PVG_OK) fail_msg("dp spend_total: %s", err.text);

@@ -169,7 +169,10 @@ static void run_sim(uint32_t n, uint32_t k, uint32_t t, uint32_t d, unsigned bit
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
     pvg_secagg_sim_options o = {.params = {.n = n, .k = k, .t = t, .d = d, .bits = bits},
-                                .dropout = drop, .rng = rng, .server_threads = 2};
+                                .dropout = drop,
+                                .rng = rng,
+                                .server_threads = 2,
+                                .allow_insecure_rng = 1};
     pvg_secagg_sim_result r;
     pvg_error err;
     pvg_status st = pvg_secagg_simulate(&o, &r, &err);
@@ -232,8 +235,12 @@ static void test_server_threads(void **state)
     for (unsigned th = 1; th <= 5; th++)
         for (unsigned bits = 32; bits <= 64; bits += 32) {
             pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(300 + th + bits);
-            pvg_secagg_sim_options o = {.params = {.n = 12, .k = 11, .t = 7, .d = 1037, .bits = bits},
-                                        .dropout = 0.34, .rng = rng, .server_threads = th};
+            pvg_secagg_sim_options o = {
+                .params = {.n = 12, .k = 11, .t = 7, .d = 1037, .bits = bits},
+                .dropout = 0.34,
+                .rng = rng,
+                .server_threads = th,
+                .allow_insecure_rng = 1};
             pvg_secagg_sim_result r;
             pvg_error err;
             if (pvg_secagg_simulate(&o, &r, &err) != PVG_OK) fail_msg("%s", err.text);
@@ -251,7 +258,10 @@ static void test_given_inputs(void **state)
     for (int i = 0; i < N * D; i++) in[i] = (uint32_t)(i * 1000 + 1);
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(5);
     pvg_secagg_sim_options o = {.params = {.n = N, .k = N - 1, .t = 3, .d = D, .bits = 32},
-                                .inputs = in, .rng = rng, .server_threads = 1};
+                                .inputs = in,
+                                .rng = rng,
+                                .server_threads = 1,
+                                .allow_insecure_rng = 1};
     pvg_secagg_sim_result r;
     assert_int_equal(pvg_secagg_simulate(&o, &r, NULL), PVG_OK);
     assert_true(r.exact);
@@ -270,7 +280,10 @@ static void test_abort_below_threshold(void **state)
     (void)state;
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(99);
     pvg_secagg_sim_options o = {.params = {.n = 10, .k = 9, .t = 9, .d = 4, .bits = 32},
-                                .dropout = 0.5, .rng = rng, .server_threads = 1};
+                                .dropout = 0.5,
+                                .rng = rng,
+                                .server_threads = 1,
+                                .allow_insecure_rng = 1};
     pvg_secagg_sim_result r;
     pvg_error err;
     assert_int_equal(pvg_secagg_simulate(&o, &r, &err), PVG_ERR_ABORTED);
@@ -303,8 +316,7 @@ static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d
     S->len = calloc(n, sizeof *S->len);
     S->x = calloc((size_t)n * d, sizeof *S->x);
     for (uint32_t i = 0; i < n; i++) {
-        assert_int_equal(pvg_secagg_client_new_ex(&S->p, i, S->rng, PVG_SECAGG_ALLOW_TEST_RNG, &S->c[i], NULL),
-                         PVG_OK);
+        assert_int_equal(pvg_secagg_client_new_ex(&S->p, i, S->rng, 1, &S->c[i], NULL), PVG_OK);
         for (uint32_t j = 0; j < d; j++) S->x[(size_t)i * d + j] = i * 100 + j;
     }
 }

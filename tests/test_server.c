@@ -237,7 +237,7 @@ static int setup(void **state)
     assert_int_equal(pvg_auth_token_issue(s, "u1", 3600, 0, &E.tok_u1, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "u2", 3600, 0, &E.tok_u2, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "u3", 3600, 1.0, &E.tok_slow, &p, &err), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
 
     char web[600], api[600];
     const char *src = getenv("PVG_SOURCE_DIR");
@@ -621,7 +621,7 @@ static int audit_count(const char *action, const char *user)
     audit_find f = {action, "", 0};
     if (user) pvg_audit_subject_of_user(s, user, f.subject);
     assert_int_equal(pvg_audit_foreach(s, 0, 0, find_entry, &f, NULL), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
     return f.found;
 }
 
@@ -1115,7 +1115,7 @@ static void test_model_reload(void **state)
     snprintf(tmp, sizeof tmp, "%s.new", mp);
     train_model(s, tmp, 6);
     assert_int_equal(rename(tmp, mp), 0);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* requests keep being served while the reload happens */
     long g = g0;
     for (int i = 0; i < 200 && g == g0; i++) {
@@ -1159,7 +1159,7 @@ static void test_audit_chain_and_tamper(void **state)
     assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_ERR_CORRUPT);
     assert_int_equal(rep.problems[0].kind, PVG_AUDIT_EDITED);
     assert_int_equal(rep.problems[0].seq, 3);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* Random requests (deterministic seed): methods, paths, credentials, bodies
@@ -1237,7 +1237,7 @@ static void test_route_role_matrix(void **state)
     assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
     char *tok_mx = NULL;
     assert_int_equal(pvg_auth_token_issue(s, "mx", 3600, 0, &tok_mx, NULL, NULL), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
     enum { NONE, ADMIN, ANALYST, OWN_USER, OTHER_USER, N_CALLERS };
     static const char *names[] = {"none", "admin", "analyst", "own user", "other user"};
     int checked = 0;

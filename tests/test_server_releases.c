@@ -269,7 +269,7 @@ static int setup(void **state)
     assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "s0", 3600, 0, &E.tok_u0, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "solo", 3600, 0, &E.tok_solo, &p, &err), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
 
     /* no model yet: the server starts, "solo" posts ZZZ-secret, then the
      * model is trained on everything (ZZZ-secret included) */
@@ -283,7 +283,7 @@ static int setup(void **state)
     json_decref(j);
     if (pvg_store_open(E.dd, &s, &err) != PVG_OK) return -1;
     train_model(s, E.mp);
-    pvg_store_close(s);
+    pvg_store_free(s);
     for (int i = 0; i < 400 && pvg_server_model_generation(E.srv) == 0; i++) {
         struct timespec ts = {0, 25 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -347,7 +347,7 @@ static void test_catalog_flag(void **state)
     assert_int_equal(pvg_store_item_get(s, "STUB-LATER", &it, NULL), PVG_OK);
     assert_int_equal(it->catalog, 1);
     pvg_item_free(it);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* Finding 2: an item bought by one shopper and absent from the catalog is
@@ -504,7 +504,7 @@ static void test_popular_budget_exhausted(void **state)
     assert_true(spent(s, PVG_LEDGER_POPULAR_LIST) > before);
     E.port = port;
     pvg_server_free(srv);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 /* `query top-items` over the public catalog: a stub item that many
@@ -539,7 +539,7 @@ static void test_query_top_items_catalog_only(void **state)
     assert_true(r->rows[0].group[0] == 'P'); /* the popular family (each shopper bounded to G = 5) */
     pvg_query_result_free(r);
     pvg_rng_free(rng);
-    pvg_store_close(s);
+    pvg_store_free(s);
 }
 
 int main(void)

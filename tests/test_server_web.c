@@ -108,7 +108,7 @@ static void test_pages_in_browser(void **state)
     char *admin = NULL, *tok = NULL;
     assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "web test", 0, &admin, NULL, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "17001", 3600, 0, &tok, NULL, &err), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* the dashboard shows the last evaluation, as `privguide eval --json` writes it */
     char evp[200];
     snprintf(evp, sizeof evp, "%s/evaluation.json", dd);

@@ -180,7 +180,7 @@ static void test_init_and_open(void **state)
     pvg_error err;
     assert_int_equal(pvg_store_init(dir, NULL, &err), PVG_ERR_EXISTS);
     pvg_store *s = open_ok(dir);
-    pvg_store_close(s);
+    pvg_store_free(s);
     chmod(kf, 0644);
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_PERMISSION);
     assert_non_null(strstr(err.text, "chmod 600"));
@@ -256,7 +256,7 @@ static void test_roundtrip_and_minimisation(void **state)
     pvg_item_free(it);
     char *out = NULL;
     assert_int_equal(pvg_store_user_export(s, "nobody", &out, &err), PVG_ERR_NOT_FOUND);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -282,7 +282,7 @@ static void test_policy_drops_types(void **state)
     ev.ts = pvg_store_now(s);
     pvg_error err;
     assert_int_equal(pvg_store_event_put(s, "u9", &ev, NULL, NULL, &err), PVG_ERR_POLICY);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -342,7 +342,7 @@ static void test_duplicates(void **state)
     assert_int_equal(sqlite3_column_int(q, 1), 100);
     sqlite3_finalize(q);
     sqlite3_close(db);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -379,8 +379,8 @@ static void test_change_counter(void **state)
     assert_int_equal(pvg_store_user_delete(other, "cc-user", &err), PVG_OK);
     assert_int_equal(pvg_store_changes(s, &c4, &err), PVG_OK);
     assert_true(c4 > c3);
-    pvg_store_close(other);
-    pvg_store_close(s);
+    pvg_store_free(other);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -425,7 +425,7 @@ static void test_delete_shreds(void **state)
     char *before = NULL, *after = NULL;
     pvg_error err;
     assert_int_equal(pvg_store_user_export(s, "shopper-77", &before, &err), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* the secrets are on disk before the deletion ... */
     assert_true(dir_contains(dir, sec.wrapped, sizeof sec.wrapped));
     assert_true(dir_contains(dir, sec.sealed_head, sizeof sec.sealed_head));
@@ -436,7 +436,7 @@ static void test_delete_shreds(void **state)
     assert_int_equal(pvg_store_user_delete(s, "customer-4242", &err), PVG_ERR_NOT_FOUND);
     assert_int_equal(pvg_store_user_export(s, "shopper-77", &after, &err), PVG_OK);
     assert_string_equal(before, after);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* ... and in no file afterwards: not the key, not its wrapped form, not
      * the sealed records */
     assert_false(dir_contains(dir, sec.key, sizeof sec.key));
@@ -480,7 +480,7 @@ static void test_no_plaintext(void **state)
         sqlite3_finalize(t);
         sqlite3_close(dbs[d]);
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     for (size_t k = 0; k < sizeof needles / sizeof *needles; k++)
         assert_false(dir_contains(dir, needles[k], strlen(needles[k])));
     drop_store(dir);
@@ -500,7 +500,7 @@ static void test_rotation(void **state)
     long long n = 0;
     assert_int_equal(pvg_store_keys_rotate(s, &n, &err), PVG_OK);
     assert_int_equal(n, 2);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* the old master key is gone from the key file; the data reads back */
     char b64[64];
     sodium_bin2base64(b64, sizeof b64, old_master, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
@@ -520,7 +520,7 @@ static void test_rotation(void **state)
     FILE *f = fopen(kf, "a");
     fprintf(f, "next %s\n", b64);
     fclose(f);
-    pvg_store_close(s);
+    pvg_store_free(s);
     s = open_ok(dir);
     assert_true(s->keys.has_next);
     pvg_consent c = {1, 0};
@@ -530,13 +530,13 @@ static void test_rotation(void **state)
     pvg_free(after);
     assert_int_equal(pvg_store_keys_rotate(s, &n, &err), PVG_OK);
     assert_int_equal(n, 2); /* the newcomer's key was under the next key already */
-    pvg_store_close(s);
+    pvg_store_free(s);
     s = open_ok(dir);
     assert_false(s->keys.has_next);
     assert_memory_equal(s->keys.master, next, PVG_KEY_BYTES);
     assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
     assert_string_equal(before, after);
-    pvg_store_close(s);
+    pvg_store_free(s);
     pvg_free(before);
     pvg_free(after);
     free(kf);
@@ -564,7 +564,7 @@ static void test_keys_outside(void **state)
     char *before = NULL;
     pvg_error err;
     assert_int_equal(pvg_store_user_export(s, "customer-4242", &before, &err), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
 
     /* a key file inside the data dir is refused, also through a symlink */
     char *inside = path_in(dir, "keys");
@@ -590,7 +590,7 @@ static void test_keys_outside(void **state)
     char *moved = path_in(root, "moved.key");
     rename(kf, moved);
     s = open_ok(dir);
-    pvg_store_close(s);
+    pvg_store_free(s);
     unsetenv(PVG_ENV_KEYS);
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_NOT_FOUND);
     assert_non_null(strstr(err.text, "--key-file"));
@@ -616,7 +616,7 @@ static void test_keys_outside(void **state)
     assert_int_equal(pvg_store_user_export(s, "customer-4242", &after, &err), PVG_OK);
     assert_string_equal(before, after);
     assert_false(dir_contains(dir, s->keys.pepper, PVG_KEY_BYTES));
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* another store's key file does not open this one */
     char *other = new_store(NULL);
     char *okf = key_file_of(other);
@@ -654,7 +654,7 @@ static void test_env_master_key(void **state)
     assert_false(dir_contains(dir, key, 64));
     pvg_store *s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* a different key must not open the store */
     raw[0] ^= 1;
     sodium_bin2hex(key, sizeof key, raw, sizeof raw);
@@ -695,7 +695,7 @@ static void test_retention(void **state)
     json_t *j = export_json(s, "a");
     assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
     json_decref(j);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -751,7 +751,7 @@ static void test_tampering(void **state)
     pvg_store_check_report rep;
     assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
     assert_int_equal(rep.unreadable, 1);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 
     dir = new_store(NULL);
@@ -768,7 +768,7 @@ static void test_tampering(void **state)
     assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(bad, 0), "chunk"))), 32);
     json_decref(a);
     json_decref(b);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -782,7 +782,7 @@ static void test_chunk_replayed(void **state)
     pvg_store *s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     pvg_error err;
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* with the index in place the backend refuses the copy */
     assert_int_not_equal(t_rawdb_exec(dir, "privguide.db", "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
                                                             " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
@@ -820,7 +820,7 @@ static void test_chunk_replayed(void **state)
     assert_int_equal(pvg_store_user_id(s, "customer-4242", &id4242, &err), PVG_OK);
     assert_int_equal(pvg_store_user_delete(s, uid == id4242 ? "customer-4242" : "shopper-77", &err), PVG_OK);
     assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine"), 0);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -862,7 +862,7 @@ static void test_chunk_expiry_edited(void **state)
     assert_int_equal(n, 5 - (size_t)edited);
     pvg_store_read_stats_get(s, &rs);
     assert_int_equal(rs.chunks_unreadable, 0);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -927,8 +927,8 @@ static void test_stale_cache(void **state)
      * from its cache */
     assert_int_equal(pvg_store_user_delete(b, "alice", &err), PVG_OK);
     assert_int_equal(pvg_store_user_exists(a, "alice", &err), 0);
-    pvg_store_close(a);
-    pvg_store_close(b);
+    pvg_store_free(a);
+    pvg_store_free(b);
     drop_store(dir);
 }
 
@@ -995,7 +995,7 @@ static void test_chunk_format1_upgrade(void **state)
     assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 1"), SQLITE_OK);
     assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
     assert_int_equal(rep.unreadable, 1);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -1016,7 +1016,7 @@ static void test_row_ids_not_reused(void **state)
     put_view(s, "u3", "sku-1");
     assert_int_equal(pvg_store_user_id(s, "u3", &id3, &err), PVG_OK);
     assert_true(id3 > id2);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* make it an old store: users without AUTOINCREMENT, no sequence, and a
      * chunk left under row id 40 by a stale writer */
     assert_int_equal(t_rawdb_exec(dir, "privguide.db",
@@ -1045,7 +1045,7 @@ static void test_row_ids_not_reused(void **state)
     assert_int_equal(rep.orphaned, 1);
     assert_int_equal(rep.quarantined, 1);
     assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NULL"), 1);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -1072,7 +1072,7 @@ static void test_consent(void **state)
     assert_int_equal(pvg_store_consent_set(s, "shopper-77", &c, &err), PVG_OK);
     assert_int_equal(pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, count_cb, &n, &err), PVG_OK);
     assert_int_equal(n, 3); /* shopper-77's two events are left out */
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -1121,8 +1121,8 @@ static void test_erasure_suppresses(void **state)
     pvg_store *other = open_ok(dir);
     assert_int_equal(pvg_store_event_put(other, "customer-4242", &ev, NULL, &outcome, &err),
                      PVG_ERR_ERASED);
-    pvg_store_close(other);
-    pvg_store_close(s);
+    pvg_store_free(other);
+    pvg_store_free(s);
     /* the list holds the pseudonym and nothing else */
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
@@ -1219,7 +1219,7 @@ static void test_events_put_batch(void **state)
     free(bev);
     free(bin);
     free(bout);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 
@@ -1231,7 +1231,7 @@ static void test_dup_index_upgrade(void **state)
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
-    pvg_store_close(s);
+    pvg_store_free(s);
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     assert_int_equal(sqlite3_exec(db, "DELETE FROM event_tag_sets; DELETE FROM meta WHERE key = 'dup_index'",
                                   NULL, NULL, NULL), SQLITE_OK);
@@ -1240,7 +1240,7 @@ static void test_dup_index_upgrade(void **state)
     pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     assert_int_equal(st.stored, 0);
     assert_int_equal(st.duplicates, 5);
-    pvg_store_close(s);
+    pvg_store_free(s);
     db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(length(keys)) / 8 FROM event_tag_sets", -1, &q, NULL), SQLITE_OK);

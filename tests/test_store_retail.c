@@ -229,7 +229,7 @@ static void test_retail(void **state)
     sqlite3_finalize(q);
     sqlite3_close(ks);
     sqlite3_close(db);
-    pvg_store_close(s);
+    pvg_store_free(s);
     assert_true(dir_has(wrapped, sizeof wrapped));
     assert_true(dir_has(sealed, sizeof sealed));
 
@@ -238,7 +238,7 @@ static void test_retail(void **state)
     assert_int_equal(pvg_store_user_export(s, "12347", &txt, &err), PVG_ERR_NOT_FOUND);
     assert_int_equal(pvg_store_user_export(s, "17850", &other_after, &err), PVG_OK);
     assert_string_equal(other_before, other_after);
-    pvg_store_close(s);
+    pvg_store_free(s);
     assert_false(dir_has(key, sizeof key));
     assert_false(dir_has(wrapped, sizeof wrapped));
     assert_false(dir_has(sealed, sizeof sealed));

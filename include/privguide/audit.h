@@ -88,7 +88,7 @@ typedef struct pvg_audit_entry {
  * (PVG_ERR_ABORTED). Errors: PVG_ERR_IO. */
 pvg_status pvg_audit_foreach(pvg_store *s, int64_t from_seq, long long limit,
                              int (*fn)(void *ctx, const pvg_audit_entry *e), void *ctx,
-                             pvg_error *err);
+                             pvg_error *err) PVG_WARN_UNUSED;
 
 typedef enum pvg_audit_problem_kind {
     PVG_AUDIT_EDITED = 1,    /* an entry's content does not match its own hash */

@@ -33,7 +33,7 @@ typedef enum pvg_role {
 const char *pvg_role_name(pvg_role r);
 /* Parses "admin" or "analyst" (the roles an API key may have). PVG_OK or
  * PVG_ERR_INVALID. */
-pvg_status pvg_role_parse_operator(const char *name, pvg_role *out);
+pvg_status pvg_role_parse_operator(const char *name, pvg_role *out) PVG_WARN_UNUSED;
 
 #define PVG_AUTH_ID_HEX 16
 #define PVG_AUTH_SECRET_MAX 96 /* longest credential string, with NUL */
@@ -105,12 +105,12 @@ pvg_status pvg_auth_check(pvg_store *s, const char *credential, pvg_principal *o
 int pvg_auth_may_access_user(const pvg_store *s, const pvg_principal *p, const char *ext_user);
 
 /* Revokes one credential by id. PVG_ERR_NOT_FOUND when unknown. */
-pvg_status pvg_auth_revoke(pvg_store *s, const char *key_id, pvg_error *err);
+pvg_status pvg_auth_revoke(pvg_store *s, const char *key_id, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Revokes every token of a user (after erasure). *n_out (may be NULL) gets
  * how many were revoked. */
 pvg_status pvg_auth_revoke_user(pvg_store *s, const unsigned char pseudonym[PVG_PSEUDONYM_BYTES],
-                                long long *n_out, pvg_error *err);
+                                long long *n_out, pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

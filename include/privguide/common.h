@@ -4,13 +4,25 @@
  *
  * Ownership vocabulary used in every contract comment of the library:
  *   new       the caller owns the returned object and frees it with the
- *             matching *_free function;
+ *             matching *_free function: every constructor of pvg_X
+ *             (pvg_X_new, _open, _load, _start, ...) pairs with
+ *             pvg_X_free, which accepts NULL; strings and buffers the
+ *             library returns are freed with pvg_free (store.h); a struct
+ *             the caller owns and the library fills is emptied with
+ *             pvg_X_clear. (pvg_store_close remains as the former name of
+ *             pvg_store_free.)
  *   borrowed  the pointer stays owned by its parent object and is valid
  *             only while the parent lives and is not modified;
  *   steals    the callee takes ownership of an argument, on success and on
  *             failure alike.
  * Unless a contract says otherwise, an object may be used from one thread
  * at a time; distinct objects may be used from distinct threads.
+ *
+ * Errors are for what comes from outside (arguments, files, the network);
+ * the library's internal invariants are assert()ed, checked in Debug
+ * builds only (see CMakeLists.txt); where a release build must still fail
+ * safe it returns PVG_ERR_INTERNAL (also used for system failures such as
+ * a thread that cannot start).
  */
 #ifndef PRIVGUIDE_COMMON_H
 #define PRIVGUIDE_COMMON_H

@@ -14,7 +14,8 @@
  * calibration (choosing a scale), always rounded towards more noise.
  *
  * Mechanisms that release data refuse the test-only deterministic generator
- * unless `allow_insecure_rng` is set (tests, reproducible benchmarks).
+ * with PVG_ERR_POLICY unless `allow_insecure_rng` is set (tests,
+ * reproducible benchmarks; privguide/rng.h, pvg_rng_require_secure).
  *
  * Accounting. Basic and advanced composition, zCDP, Renyi DP of the Gaussian
  * and the Poisson-subsampled Gaussian mechanisms (Mironov, Talwar & Zhang
@@ -85,7 +86,7 @@ double pvg_dp_gaussian_delta(double sigma, double epsilon, double sens);
  * relative (the returned sigma always meets delta). Errors: PVG_ERR_INVALID
  * for epsilon <= 0, delta outside (0,1), sens <= 0. */
 pvg_status pvg_dp_gaussian_sigma(double epsilon, double delta, double sens, double *sigma,
-                                 pvg_error *err);
+                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* The exact delta of the discrete Gaussian with variance parameter sigma2
  * for integer sensitivity `sens` at epsilon (CKS Thm 7), by summation. */
@@ -125,32 +126,32 @@ typedef struct pvg_dp_noise_info {
 /* Adds discrete Laplace noise of scale ceil-rounded sens/epsilon to an
  * integer value with integer L1 sensitivity `sens` >= 1: epsilon-DP.
  * info (may be NULL) describes the release. Errors: PVG_ERR_INVALID (bad
- * parameters, scale above 2^40, or the deterministic generator without
- * allow_insecure_rng). */
+ * parameters, scale above 2^40), PVG_ERR_POLICY (the deterministic
+ * generator without allow_insecure_rng). */
 pvg_status pvg_dp_laplace_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
                               int allow_insecure_rng, int64_t *out, pvg_dp_noise_info *info,
-                              pvg_error *err);
+                              pvg_error *err) PVG_WARN_UNUSED;
 
 /* Adds discrete Gaussian noise to an integer value with integer L2
  * sensitivity `sens`, sigma calibrated so that the discrete Gaussian meets
  * (epsilon, delta) exactly (CKS Thm 7). */
 pvg_status pvg_dp_gaussian_int(pvg_rng *rng, int64_t value, int64_t sens, double epsilon,
                                double delta, int allow_insecure_rng, int64_t *out,
-                               pvg_dp_noise_info *info, pvg_error *err);
+                               pvg_dp_noise_info *info, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Real-valued Laplace release: value rounded to a power-of-two grid g (about
  * 2^-20 of the scale), sensitivity inflated to sens + g, discrete Laplace on
  * the grid. epsilon-DP for |f(D) - f(D')| <= sens. */
 pvg_status pvg_dp_laplace_real(pvg_rng *rng, double value, double sens, double epsilon,
                                int allow_insecure_rng, double *out, pvg_dp_noise_info *info,
-                               pvg_error *err);
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* Real-valued Gaussian release on a power-of-two grid (sigma on the grid
  * between 2^10 and 2^11 steps), sensitivity inflated to sens + g, sigma
  * calibrated for the discrete Gaussian. (epsilon, delta)-DP. */
 pvg_status pvg_dp_gaussian_real(pvg_rng *rng, double value, double sens, double epsilon,
                                 double delta, int allow_insecure_rng, double *out,
-                                pvg_dp_noise_info *info, pvg_error *err);
+                                pvg_dp_noise_info *info, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Exponential mechanism over n candidates with integer utilities u[0..n)
  * of sensitivity `sens` >= 1: returns index i with probability proportional
@@ -160,26 +161,27 @@ pvg_status pvg_dp_gaussian_real(pvg_rng *rng, double value, double sens, double 
  * each other. */
 pvg_status pvg_dp_exponential(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
                               double epsilon, int allow_insecure_rng, size_t *index,
-                              pvg_error *err);
+                              pvg_error *err) PVG_WARN_UNUSED;
 
 /* Permute-and-flip (McKenna & Sheldon 2020): same contract and guarantee as
  * pvg_dp_exponential, never worse in expected utility. */
 pvg_status pvg_dp_permute_and_flip(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
                                    double epsilon, int allow_insecure_rng, size_t *index,
-                                   pvg_error *err);
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 /* Report-noisy-max with discrete Laplace noise of scale (2 sens + 1) / epsilon
  * on integer utilities (ties broken uniformly at random; the +1 pays for the
  * ties of integer noise): epsilon-DP. */
 pvg_status pvg_dp_report_noisy_max(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
                                    double epsilon, int allow_insecure_rng, size_t *index,
-                                   pvg_error *err);
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 /* DP top-k by peeling: k rounds of the exponential mechanism with epsilon/k
  * each, without replacement. out[0..k) gets distinct indices, best first.
  * epsilon-DP for utilities of sensitivity sens. k <= n. */
 pvg_status pvg_dp_top_k(pvg_rng *rng, const int64_t *u, size_t n, size_t k, int64_t sens,
-                        double epsilon, int allow_insecure_rng, size_t *out, pvg_error *err);
+                        double epsilon, int allow_insecure_rng, size_t *out,
+                        pvg_error *err) PVG_WARN_UNUSED;
 
 /* DP partition selection by Laplace thresholding. Each user contributes to
  * at most `max_partitions` groups and counts once per group; a group with
@@ -194,7 +196,7 @@ typedef struct pvg_dp_partition_rule {
     int64_t threshold; /* keep when noisy count >= threshold */
 } pvg_dp_partition_rule;
 pvg_status pvg_dp_partition_rule_make(double epsilon, double delta, int64_t max_partitions,
-                                      pvg_dp_partition_rule *rule, pvg_error *err);
+                                      pvg_dp_partition_rule *rule, pvg_error *err) PVG_WARN_UNUSED;
 /* 1 keep, 0 drop; *noisy_users (may be NULL) gets the noisy count. */
 int pvg_dp_partition_keep(pvg_rng *rng, const pvg_dp_partition_rule *rule, int64_t users,
                           int64_t *noisy_users);
@@ -204,8 +206,8 @@ int pvg_dp_partition_keep(pvg_rng *rng, const pvg_dp_partition_rule *rule, int64
 /* k-ary randomized response: reports `value` (in [0,k)) with probability
  * p = e^eps / (e^eps + k - 1), else a uniformly chosen other value. p is
  * rounded down to a multiple of 2^-53, so the guarantee is at least eps. */
-pvg_status pvg_dp_rr_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon,
-                            uint32_t *out, pvg_error *err);
+pvg_status pvg_dp_rr_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon, uint32_t *out,
+                            pvg_error *err) PVG_WARN_UNUSED;
 /* Unbiased estimate of the number of users holding each value from the
  * histogram of reports: est[v] = (c_v - n q) / (p - q), q = (1-p)/(k-1). */
 void pvg_dp_rr_estimate(const long long *counts, uint32_t k, double epsilon, double *est);
@@ -214,7 +216,7 @@ void pvg_dp_rr_estimate(const long long *counts, uint32_t k, double epsilon, dou
  * true value, each other bit 1 w.p. q = 1/(e^eps + 1) (q rounded up to a
  * multiple of 2^-53). bits has k entries. */
 pvg_status pvg_dp_oue_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon,
-                             unsigned char *bits, pvg_error *err);
+                             unsigned char *bits, pvg_error *err) PVG_WARN_UNUSED;
 /* est[v] = (c_v - n q) / (1/2 - q) from the per-bit counts of n reports. */
 void pvg_dp_oue_estimate(const long long *bit_counts, uint32_t k, long long n, double epsilon,
                          double *est);
@@ -229,7 +231,8 @@ void pvg_dp_compose_basic(const double *eps, const double *delta, size_t n, doub
  * mechanisms with slack delta_slack in (0,1): eps' = eps sqrt(2k ln(1/ds))
  * + k eps (e^eps - 1), delta' = k delta + ds. */
 pvg_status pvg_dp_compose_advanced(double eps, double delta, long long k, double delta_slack,
-                                   double *eps_out, double *delta_out, pvg_error *err);
+                                   double *eps_out, double *delta_out,
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 /* zCDP (Bun & Steinke 2016): rho of the Gaussian mechanism, of pure
  * eps-DP, and conversion rho -> (eps, delta) by the optimal Renyi bound
@@ -284,27 +287,28 @@ typedef enum pvg_dp_accountant {
  * (rdp only). *order_out (may be NULL) gets the optimal order (rdp) or 0.
  * Errors: PVG_ERR_INVALID for q outside [0,1], sigma < 0, steps < 0, delta
  * outside (0,1), orders <= 1. */
-pvg_status pvg_dp_epsilon_subsampled_gaussian(double q, double sigma, long long steps,
-                                              double delta, pvg_dp_accountant acc,
-                                              pvg_dp_conversion conv, const double *orders,
-                                              size_t n_orders, double *eps_out,
-                                              double *order_out, pvg_error *err);
+pvg_status pvg_dp_epsilon_subsampled_gaussian(double q, double sigma, long long steps, double delta,
+                                              pvg_dp_accountant acc, pvg_dp_conversion conv,
+                                              const double *orders, size_t n_orders,
+                                              double *eps_out, double *order_out,
+                                              pvg_error *err) PVG_WARN_UNUSED;
 
 /* PLD accountant: delta(epsilon) and epsilon(delta) of `steps` compositions
  * of the Poisson-subsampled Gaussian, maximum over add and remove
  * adjacency, with losses discretised pessimistically on a grid of width
  * `interval` (0: 1e-4). */
 pvg_status pvg_dp_pld_epsilon(double q, double sigma, long long steps, double delta,
-                              double interval, double *eps_out, pvg_error *err);
+                              double interval, double *eps_out, pvg_error *err) PVG_WARN_UNUSED;
 pvg_status pvg_dp_pld_delta(double q, double sigma, long long steps, double epsilon,
-                            double interval, double *delta_out, pvg_error *err);
+                            double interval, double *delta_out, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The smallest noise multiplier sigma (to 1e-7 relative for rdp, 1e-5 for
  * pld, rounded up) for
  * which `steps` steps at sampling rate q give epsilon <= target at delta.
  * Errors: PVG_ERR_INVALID; PVG_ERR_UNSUPPORTED if no sigma up to 1e6 works. */
 pvg_status pvg_dp_noise_multiplier(double target_eps, double delta, double q, long long steps,
-                                   pvg_dp_accountant acc, double *sigma_out, pvg_error *err);
+                                   pvg_dp_accountant acc, double *sigma_out,
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

@@ -29,7 +29,8 @@ typedef enum pvg_eval_protocol {
 } pvg_eval_protocol;
 
 const char *pvg_eval_protocol_name(pvg_eval_protocol p);
-pvg_status pvg_eval_protocol_parse(const char *name, pvg_eval_protocol *out, pvg_error *err);
+pvg_status pvg_eval_protocol_parse(const char *name, pvg_eval_protocol *out,
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 #define PVG_EVAL_MAX_K 8
 typedef struct pvg_eval_options {

@@ -85,14 +85,14 @@ const char *pvg_event_type_name(pvg_event_type type);
 
 /* Parses a type name (the names above, exact, lower case). Returns PVG_OK or
  * PVG_ERR_INVALID. */
-pvg_status pvg_event_type_parse(const char *name, pvg_event_type *out);
+pvg_status pvg_event_type_parse(const char *name, pvg_event_type *out) PVG_WARN_UNUSED;
 
 /* "quantity", "amount", "rating", "query", "country" for one PVG_FIELD_* bit;
  * NULL for anything else. */
 const char *pvg_event_field_name(unsigned field_bit);
 
 /* Parses a field name into its PVG_FIELD_* bit; 0 when unknown. */
-unsigned pvg_event_field_parse(const char *name);
+unsigned pvg_event_field_parse(const char *name) PVG_WARN_UNUSED;
 
 /* ---- external ids ----------------------------------------------------- */
 

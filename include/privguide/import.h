@@ -49,7 +49,7 @@ typedef enum pvg_format {
 /* Names as in the list above. Static string; "?" when out of range. */
 const char *pvg_format_name(pvg_format fmt);
 /* PVG_OK or PVG_ERR_INVALID for an unknown name. */
-pvg_status pvg_format_parse(const char *name, pvg_format *out);
+pvg_status pvg_format_parse(const char *name, pvg_format *out) PVG_WARN_UNUSED;
 
 typedef enum pvg_record_kind {
     PVG_RECORD_EVENT = 1,  /* user + event (and, for some formats, item too) */
@@ -99,7 +99,7 @@ pvg_status pvg_reader_open(const char *path, pvg_format fmt, const pvg_reader_op
 
 /* Reads the next record into *rec. Returns 1 when a record was produced, 0
  * at end of file, or a negative pvg_status on an I/O error (err filled). */
-int pvg_reader_next(pvg_reader *r, pvg_record *rec, pvg_error *err);
+int pvg_reader_next(pvg_reader *r, pvg_record *rec, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Lines read so far (data lines, header excluded). */
 long pvg_reader_lines(const pvg_reader *r);

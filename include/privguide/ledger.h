@@ -162,7 +162,7 @@ typedef struct pvg_ledger_summary {
    no total is set (out is then zeroed, except the spent figures and
    releases, which are still filled), PVG_ERR_IO. */
 pvg_status pvg_ledger_summary_get(pvg_store *s, const char *dataset, pvg_ledger_summary *out,
-                                  pvg_error *err);
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* One recorded release, as shown to the listing callback. Strings are
    borrowed for the duration of the call. */
@@ -180,8 +180,8 @@ typedef struct pvg_ledger_release {
    order. fn returns 0 to go on, non-zero to stop (returned as
    PVG_ERR_ABORTED). Errors: PVG_ERR_IO. */
 pvg_status pvg_ledger_releases_foreach(pvg_store *s, const char *dataset,
-                                       int (*fn)(void *ctx, const pvg_ledger_release *r),
-                                       void *ctx, pvg_error *err);
+                                       int (*fn)(void *ctx, const pvg_ledger_release *r), void *ctx,
+                                       pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

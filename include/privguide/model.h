@@ -50,7 +50,8 @@ typedef enum pvg_model_type {
 /* "popularity", "itemknn", "ials", "ease", "bpr"; "?" when out of range. */
 const char *pvg_model_type_name(pvg_model_type t);
 /* PVG_OK or PVG_ERR_INVALID (err lists the known names). */
-pvg_status pvg_model_type_parse(const char *name, pvg_model_type *out, pvg_error *err);
+pvg_status pvg_model_type_parse(const char *name, pvg_model_type *out,
+                                pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- event weighting ------------------------------------------------- */
 
@@ -70,7 +71,8 @@ void pvg_event_weights_default(pvg_event_weights *w);
 
 /* Parses "view=1,cart=2,purchase=4,rating=1" (any subset; the rest keep the
  * defaults) into *w. PVG_ERR_INVALID names the bad entry. */
-pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w, pvg_error *err);
+pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w,
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- datasets ---------------------------------------------------------- */
 
@@ -93,11 +95,11 @@ void pvg_dataset_free(pvg_dataset *ds);
  * an item and events whose type weighs 0 are ignored (returns PVG_OK).
  * Errors: PVG_ERR_NOMEM, PVG_ERR_INVALID (ids too many: > 2^31). */
 pvg_status pvg_dataset_add(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
-                           pvg_error *err);
+                           pvg_error *err) PVG_WARN_UNUSED;
 /* Same, keyed by an external user id hashed with the dataset's salt
  * (PVG_ERR_STATE for a PVG_KEY_STORE_PSEUDONYM dataset). */
 pvg_status pvg_dataset_add_ext(pvg_dataset *ds, const char *ext_user, const pvg_event *ev,
-                               pvg_error *err);
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 typedef struct pvg_dataset_load_stats {
     long long records, events, rejects, anonymous, ignored;
@@ -122,8 +124,8 @@ size_t pvg_dataset_n_items(const pvg_dataset *ds);
 size_t pvg_dataset_n_events(const pvg_dataset *ds);
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
  * store-keyed dataset. */
-pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user,
-                                unsigned char key[16], pvg_error *err);
+pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],
+                                pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- training ---------------------------------------------------------- */
 
@@ -297,7 +299,7 @@ const unsigned char *pvg_model_fingerprint(const pvg_model *m);
  * store-trained model (store_or_null required, else PVG_ERR_INVALID), the
  * salted hash for a file-trained one. */
 pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, const char *ext_user,
-                              unsigned char key[16], pvg_error *err);
+                              unsigned char key[16], pvg_error *err) PVG_WARN_UNUSED;
 
 /* Top-k items for a known user, best first (ties: lower item index), into
  * out[k]; *n_out <= k. One scoring pass over all items (factor models: a
@@ -308,13 +310,13 @@ pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, cons
  * Thread-safe. */
 pvg_status pvg_model_recommend(const pvg_model *m, const unsigned char user_key[16], size_t k,
                                int include_seen, pvg_scored_item *out, size_t *n_out,
-                               pvg_error *err);
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* Batched form: n users, out is n*k, n_out[n]; a user the model does not
  * know gets n_out 0. threads 0/1: the calling thread only. */
 pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *user_keys, size_t n,
-                                     size_t k, int include_seen, int threads,
-                                     pvg_scored_item *out, size_t *n_out, pvg_error *err);
+                                     size_t k, int include_seen, int threads, pvg_scored_item *out,
+                                     size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Top-k for a history not in the model (fold-in: iALS/BPR solve the user's
  * factors in closed form; EASE and kNN score the history directly). items
@@ -322,21 +324,22 @@ pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *us
  * are excluded. */
 pvg_status pvg_model_recommend_history(const pvg_model *m, const int64_t *items,
                                        const float *weights, size_t n, size_t k,
-                                       pvg_scored_item *out, size_t *n_out, pvg_error *err);
+                                       pvg_scored_item *out, size_t *n_out,
+                                       pvg_error *err) PVG_WARN_UNUSED;
 
 /* Items most similar to ext_item (cosine of factors; the kNN neighbour
  * list; EASE's column; for popularity, co-occurrence is not kept and the
  * call returns PVG_ERR_UNSUPPORTED). PVG_ERR_NOT_FOUND for an unknown item. */
 pvg_status pvg_model_similar(const pvg_model *m, const char *ext_item, size_t k,
-                             pvg_scored_item *out, size_t *n_out, pvg_error *err);
+                             pvg_scored_item *out, size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The k most popular items by the (non-DP) counts of distinct users stored
  * in the model. */
 pvg_status pvg_model_popular(const pvg_model *m, size_t k, pvg_scored_item *out, size_t *n_out,
-                             pvg_error *err);
+                             pvg_error *err) PVG_WARN_UNUSED;
 
 /* Model item index of an external item id, or -1. */
-int64_t pvg_model_item_index(const pvg_model *m, const char *ext_item);
+int64_t pvg_model_item_index(const pvg_model *m, const char *ext_item) PVG_WARN_UNUSED;
 /* External id of item index i (borrowed), NULL when out of range. */
 const char *pvg_model_item_id(const pvg_model *m, int64_t i);
 

@@ -68,10 +68,10 @@ typedef struct pvg_paillier_enc pvg_paillier_enc;
  * bits set, drawn from `rng` (NULL: a fresh secure generator), each passing
  * Miller-Rabin with random bases (FIPS 186-5 Table B.1 round counts) and a
  * strong Lucas test; |p - q| > 2^(bits/2 - 100). *pub and *priv are new.
- * A deterministic rng is refused (PVG_ERR_POLICY) unless allow_insecure.
+ * A deterministic rng is refused (PVG_ERR_POLICY) unless allow_insecure_rng.
  * Errors: PVG_ERR_INVALID (bits), PVG_ERR_NOMEM, PVG_ERR_POLICY. Thread-safe
  * with distinct rngs. */
-pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
+pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure_rng,
                                pvg_paillier_pub **pub, pvg_paillier_priv **priv,
                                pvg_error *err) PVG_WARN_UNUSED;
 
@@ -100,7 +100,7 @@ unsigned pvg_paillier_pub_bits(const pvg_paillier_pub *pub);
 int pvg_paillier_pub_equal(const pvg_paillier_pub *a, const pvg_paillier_pub *b);
 
 /* n as a decimal string (new, pvg_free). NULL on out of memory. */
-char *pvg_paillier_pub_n_decimal(const pvg_paillier_pub *pub);
+char *pvg_paillier_pub_n_decimal(const pvg_paillier_pub *pub) PVG_WARN_UNUSED;
 
 /* ---- key files (pheutil JWK) -------------------------------------------- */
 
@@ -129,10 +129,11 @@ pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source,
 /* new: an encryption of 0 with exponent 0 and obfuscator 1 (not hiding;
  * the neutral element for sums). `pub` is borrowed and must outlive it.
  * NULL on out of memory. */
-pvg_paillier_ct *pvg_paillier_ct_new(const pvg_paillier_pub *pub);
+pvg_paillier_ct *pvg_paillier_ct_new(const pvg_paillier_pub *pub) PVG_WARN_UNUSED;
 void pvg_paillier_ct_free(pvg_paillier_ct *ct); /* NULL ok */
 /* Copies src into dst (same key required: PVG_ERR_CRYPTO). */
-pvg_status pvg_paillier_ct_copy(pvg_paillier_ct *dst, const pvg_paillier_ct *src, pvg_error *err);
+pvg_status pvg_paillier_ct_copy(pvg_paillier_ct *dst, const pvg_paillier_ct *src,
+                                pvg_error *err) PVG_WARN_UNUSED;
 /* The base-16 exponent of the encrypted number (value = mantissa * 16^e). */
 int pvg_paillier_ct_exponent(const pvg_paillier_ct *ct);
 /* The key the ciphertext is under (borrowed). */
@@ -145,7 +146,7 @@ const pvg_paillier_pub *pvg_paillier_ct_pub(const pvg_paillier_ct *ct);
 pvg_status pvg_paillier_ct_set_decimal(pvg_paillier_ct *ct, const char *v, long exponent,
                                        pvg_error *err) PVG_WARN_UNUSED;
 /* The ciphertext as decimal text (new, pvg_free); NULL on out of memory. */
-char *pvg_paillier_ct_decimal(const pvg_paillier_ct *ct);
+char *pvg_paillier_ct_decimal(const pvg_paillier_ct *ct) PVG_WARN_UNUSED;
 
 /* {"v": "<c>", "e": <exponent>} (new, pvg_free), as pheutil writes it. */
 pvg_status pvg_paillier_ct_to_json(const pvg_paillier_ct *ct, char **out,
@@ -185,14 +186,14 @@ typedef struct pvg_paillier_enc_options {
     size_t pool_size;    /* POOL: obfuscators kept ready (0: 256) */
     pvg_rng *rng;        /* borrowed parent generator; children are split
                             from it. NULL: fresh secure generators */
-    int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
+    int allow_insecure_rng; /* 1: accept a deterministic rng (tests only) */
 } pvg_paillier_enc_options;
 
 /* new: an encryptor for `pub` (borrowed; must outlive it). DJN precomputes
  * its tables here (about (bits of a)/6 * 63 values mod n^2). POOL starts its
  * threads here. opts NULL: FRESH with a secure generator.
  * Errors: PVG_ERR_NOMEM, PVG_ERR_POLICY (deterministic rng without
- * allow_insecure), PVG_ERR_INTERNAL (thread creation failed). */
+ * allow_insecure_rng), PVG_ERR_INTERNAL (thread creation failed). */
 pvg_status pvg_paillier_enc_new(const pvg_paillier_pub *pub, const pvg_paillier_enc_options *opts,
                                 pvg_paillier_enc **out, pvg_error *err) PVG_WARN_UNUSED;
 /* Stops the pool threads, wipes and frees. NULL ok. */
@@ -307,7 +308,7 @@ typedef struct pvg_spend_options {
     long max_groups;     /* dp: groups one user contributes to (>= 1; 0: 1) */
     const char *dataset; /* dp: label noted in the release (charged as "spend_totals") */
     pvg_rng *rng;        /* borrowed; NULL: secure generators */
-    int allow_insecure;  /* 1: accept a deterministic rng (tests only) */
+    int allow_insecure_rng; /* 1: accept a deterministic rng (tests only) */
     unsigned threads;    /* threads encrypting the users' subtotals (0: 1) */
 } pvg_spend_options;
 

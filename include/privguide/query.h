@@ -108,7 +108,7 @@ typedef struct pvg_query_result {
 } pvg_query_result;
 
 /* Runs the query. rng: pvg_rng_new_secure() (the deterministic generator is
- * refused unless spec->allow_insecure_rng). On success *out is new
+ * refused with PVG_ERR_POLICY unless spec->allow_insecure_rng). On success *out is new
  * (pvg_query_result_free). Errors: PVG_ERR_INVALID (bad spec: err names the
  * field), PVG_ERR_BUDGET (ledger refused, err says what remains),
  * PVG_ERR_CRYPTO/PVG_ERR_IO from the store, PVG_ERR_NOMEM. */
@@ -143,9 +143,9 @@ pvg_query_sensitivity pvg_query_sensitivity_sum_events(long m, long G, double lo
 pvg_query_sensitivity pvg_query_sensitivity_users(long G);
 
 /* Names for the CLI: "count", "sum", ...; parse returns PVG_ERR_INVALID. */
-pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out);
+pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out) PVG_WARN_UNUSED;
 const char *pvg_query_kind_name(pvg_query_kind k);
-pvg_status pvg_query_group_parse(const char *name, pvg_query_group *out);
+pvg_status pvg_query_group_parse(const char *name, pvg_query_group *out) PVG_WARN_UNUSED;
 const char *pvg_query_group_name(pvg_query_group g);
 
 #pragma GCC visibility pop

@@ -160,8 +160,8 @@ typedef struct pvg_dp_popular {
  * largest noisy counts (ties: the earlier candidate first - a public order,
  * so still post-processing). The counts are not modified; each call is a
  * new release and must be charged. On success *out is new. Errors:
- * PVG_ERR_INVALID (parameters; the deterministic generator without
- * allow_insecure_rng), PVG_ERR_NOMEM. */
+ * PVG_ERR_INVALID (parameters), PVG_ERR_POLICY (the deterministic generator
+ * without allow_insecure_rng), PVG_ERR_NOMEM. */
 pvg_status pvg_dp_popular_release(const pvg_dp_item_counts *c, pvg_rng *rng,
                                   const pvg_dp_popular_params *p, pvg_dp_popular **out,
                                   pvg_error *err) PVG_WARN_UNUSED;
@@ -233,8 +233,8 @@ typedef struct pvg_dp_cooc {
 /* Releases similar items: noise on every coordinate (item and pair counts)
  * of the domain, then each item's k best neighbours. The counts are not
  * modified; each call is a new release to charge (info). On success *out is
- * new. Errors: PVG_ERR_INVALID (parameters; the deterministic generator
- * without allow_insecure_rng), PVG_ERR_NOMEM. */
+ * new. Errors: PVG_ERR_INVALID (parameters), PVG_ERR_POLICY (the
+ * deterministic generator without allow_insecure_rng), PVG_ERR_NOMEM. */
 pvg_status pvg_dp_cooc_release(const pvg_dp_cooc_counts *c, pvg_rng *rng,
                                const pvg_dp_cooc_params *p, pvg_dp_cooc **out,
                                pvg_error *err) PVG_WARN_UNUSED;
@@ -249,7 +249,7 @@ pvg_status pvg_dp_cooc_similar(const pvg_dp_cooc *r, int64_t item, const pvg_dp_
  *    "max_items_per_user", "l1_sensitivity", "l2_sensitivity",
  *    "noise_scale", "n_candidates", "k",
  *    "items": [[item, noisy_pop, [[neighbour, score, noisy_cooc], ...]], ...]}
- * *json_out is new (free()). Everything in it is DP (public once
+ * *json_out is new (pvg_free). Everything in it is DP (public once
  * released). */
 pvg_status pvg_dp_cooc_to_json(const pvg_dp_cooc *r, char **json_out,
                                pvg_error *err) PVG_WARN_UNUSED;

@@ -9,8 +9,15 @@
  * A deterministic generator exists for tests and reproducible benchmarks
  * only: pvg_rng_new_INSECURE_deterministic_for_tests(). Its output is fully
  * determined by the seed; it must never feed a privacy release, a key or a
- * nonce in production. Library functions that release data refuse it unless
- * the caller opts in explicitly (see each module).
+ * nonce in production.
+ *
+ * The one opt-in: every library function that draws keys, nonces, shares,
+ * masks or privacy noise from a caller's generator takes an
+ * `allow_insecure_rng` argument or options field (int, 0 by default) and
+ * checks the generator with pvg_rng_require_secure(): the deterministic
+ * generator is refused with PVG_ERR_POLICY unless allow_insecure_rng is
+ * non-zero. Only tests, fuzz harnesses, reproducible benchmarks and the
+ * CLI's explicit --seed options set it.
  */
 #ifndef PRIVGUIDE_RNG_H
 #define PRIVGUIDE_RNG_H
@@ -26,16 +33,24 @@ typedef struct pvg_rng pvg_rng;
 
 /* new: a CSPRNG seeded from the OS. Returns NULL if out of memory or the
  * system CSPRNG is unavailable. Not thread-safe: one generator per thread. */
-pvg_rng *pvg_rng_new_secure(void);
+pvg_rng *pvg_rng_new_secure(void) PVG_WARN_UNUSED;
 
 /* new: a deterministic ChaCha20 stream from `seed`. FOR TESTS ONLY. */
-pvg_rng *pvg_rng_new_INSECURE_deterministic_for_tests(uint64_t seed);
+pvg_rng *pvg_rng_new_INSECURE_deterministic_for_tests(uint64_t seed) PVG_WARN_UNUSED;
 
 /* Frees the generator and wipes its state. NULL ok. */
 void pvg_rng_free(pvg_rng *rng);
 
 /* 1 if the generator is the test-only deterministic one, else 0. */
 int pvg_rng_is_deterministic(const pvg_rng *rng);
+
+/* The check behind every allow_insecure_rng opt-in: PVG_OK for a secure
+ * generator (or NULL: callers that need a generator check for it), or for
+ * the deterministic one when allow_insecure_rng is non-zero; otherwise
+ * PVG_ERR_POLICY, err saying that the deterministic test generator was
+ * refused for `what` (e.g. "a privacy release"). Thread-safe. */
+pvg_status pvg_rng_require_secure(const pvg_rng *rng, int allow_insecure_rng, const char *what,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* Fills buf[0..len) with random bytes. */
 void pvg_rng_bytes(pvg_rng *rng, void *buf, size_t len);
@@ -59,7 +74,7 @@ double pvg_rng_normal(pvg_rng *rng);
 /* Deterministically derives a child generator (for per-thread streams) from
  * a parent: the child's key is drawn from the parent. The child is
  * deterministic iff the parent is. new; NULL on out of memory. */
-pvg_rng *pvg_rng_split(pvg_rng *parent);
+pvg_rng *pvg_rng_split(pvg_rng *parent) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

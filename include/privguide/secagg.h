@@ -71,30 +71,29 @@ pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err) P
  * H(k, n) on a permutation of the ids derived from the session id, or the
  * complete graph), sorted ascending. out: room for p->k ids. Returns the
  * count (p->k) or a negative status. */
-int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out);
+int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out) PVG_WARN_UNUSED;
 
 /* ---- client ---- */
 typedef struct pvg_secagg_client pvg_secagg_client;
 
 /* new: a client with id `id` (< n). rng is borrowed for the lifetime of
  * the client and must be the secure generator (pvg_rng_new_secure()): a
- * deterministic one is refused with PVG_ERR_POLICY. Secrets live in
+ * deterministic one is refused with PVG_ERR_POLICY (privguide/rng.h). Secrets live in
  * sodium_malloc memory, wiped by free. Errors: PVG_ERR_INVALID, NOMEM,
  * POLICY. */
 pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
                                  pvg_secagg_client **out, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Flag for pvg_secagg_client_new_ex: accept the deterministic TEST
- * generator (reproducible tests, simulations and benchmarks only). */
-#define PVG_SECAGG_ALLOW_TEST_RNG 1u
-/* As pvg_secagg_client_new, with flags (0 or PVG_SECAGG_ALLOW_TEST_RNG). */
+/* As pvg_secagg_client_new; allow_insecure_rng non-zero accepts the
+ * deterministic test generator (reproducible tests, simulations and
+ * benchmarks only; privguide/rng.h). */
 pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
-                                    unsigned flags, pvg_secagg_client **out,
+                                    int allow_insecure_rng, pvg_secagg_client **out,
                                     pvg_error *err) PVG_WARN_UNUSED;
 void pvg_secagg_client_free(pvg_secagg_client *c);
 
 /* Round 0: generates the key pairs, returns the ADVERTISE message in *out
- * (new, free with free()). PVG_ERR_STATE when called twice. */
+ * (new, pvg_free). PVG_ERR_STATE when called twice. */
 pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size_t *out_len,
                                        pvg_error *err) PVG_WARN_UNUSED;
 
@@ -150,7 +149,7 @@ pvg_status pvg_secagg_server_receive(pvg_secagg_server *s, const uint8_t *msg, s
 pvg_status pvg_secagg_server_advance(pvg_secagg_server *s, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The reply for client `id` after advance of rounds 0-2 (new buffer, free
- * with free()). PVG_ERR_NOT_FOUND when the client did not send in the
+ * with pvg_free). PVG_ERR_NOT_FOUND when the client did not send in the
  * closed round; PVG_ERR_STATE when no reply is due. */
 pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint8_t **out,
                                          size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
@@ -207,17 +206,17 @@ typedef struct pvg_secagg_sim_options {
     pvg_secagg_params params;   /* session is filled by the simulator */
     double dropout;             /* fraction of clients that drop, 0..1 */
     const uint32_t *inputs;     /* n * d inputs (bits 32) or NULL for random */
-    pvg_rng *rng;               /* borrowed; drives keys, dropouts, inputs (the
-                                   simulator accepts the deterministic TEST
-                                   generator, for reproducible runs) */
+    pvg_rng *rng;               /* borrowed; drives keys, dropouts, inputs */
     unsigned server_threads;    /* 1..64 */
+    int allow_insecure_rng;     /* accept the deterministic test generator
+                                   (reproducible runs; privguide/rng.h) */
 } pvg_secagg_sim_options;
 
 typedef struct pvg_secagg_sim_result {
     int exact;                  /* 1 when the sum equals the plain sum of survivors */
-    uint32_t *survivors;        /* new (free()), ascending ids in the sum */
+    uint32_t *survivors;        /* ascending ids in the sum */
     size_t n_survivors;
-    uint64_t *sum;              /* new (free()), d words, each mod 2^bits */
+    uint64_t *sum;              /* d words, each mod 2^bits */
     size_t dropped_in_round[4]; /* clients that dropped before sending round r */
     double server_seconds, client_seconds_p50, client_seconds_max;
     double bytes_up_per_client, bytes_down_per_client; /* mean over survivors */
@@ -229,7 +228,8 @@ typedef struct pvg_secagg_sim_result {
  * (so every round sees a dropout), the others pick their round uniformly
  * among 0..3 (dropping at round 3 = not sending
  * UNMASK; its input is still in the sum). Returns PVG_OK (result filled),
- * PVG_ERR_ABORTED when too few survived (nothing revealed), or another
+ * PVG_ERR_ABORTED when too few survived (nothing revealed), PVG_ERR_POLICY
+ * (the deterministic generator without allow_insecure_rng), or another
  * error. Free the result with pvg_secagg_sim_result_clear. */
 pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_result *r,
                                pvg_error *err) PVG_WARN_UNUSED;
@@ -271,7 +271,7 @@ pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out,
 /* 1 when `label` is in the table. */
 int pvg_mpc_table_has(const pvg_mpc_table *t, const char *label);
 /* new: an empty table; add rows with pvg_mpc_table_add. */
-pvg_mpc_table *pvg_mpc_table_new(unsigned decimals);
+pvg_mpc_table *pvg_mpc_table_new(unsigned decimals) PVG_WARN_UNUSED;
 /* Adds value (in units of 10^-decimals) to group `label` (1..255 bytes,
  * no NUL). Errors: INVALID (label), NOMEM, INVALID on int64 overflow. */
 pvg_status pvg_mpc_table_add(pvg_mpc_table *t, const char *label, int64_t value,
@@ -293,8 +293,8 @@ typedef struct pvg_mpc_options {
     unsigned threshold;   /* Shamir: 2..P (0 = P/2 + 1); ignored for additive */
     unsigned timeout_ms;  /* whole-protocol deadline (connects, every read/write) */
     pvg_rng *rng;         /* borrowed; the secure generator (a deterministic one is
-                             refused with PVG_ERR_POLICY unless allow_test_rng) */
-    int allow_test_rng;   /* tests only: accept the deterministic generator */
+                             refused with PVG_ERR_POLICY unless allow_insecure_rng) */
+    int allow_insecure_rng;      /* tests only: accept the deterministic generator */
     const pvg_mpc_table *groups; /* borrowed; the group list every party agreed on
                                     in advance (values ignored), or NULL to
                                     exchange the parties' labels */
@@ -304,7 +304,8 @@ typedef struct pvg_mpc_options {
  * totals of every group any party has. Errors: PVG_ERR_IO (socket errors,
  * deadline passed: "timed out waiting for party j"), PVG_ERR_INVALID
  * (malformed or inconsistent message from party j, with the reason),
- * PVG_ERR_CRYPTO (Shamir partials inconsistent). Never blocks past the
+ * PVG_ERR_CRYPTO (Shamir partials inconsistent), PVG_ERR_POLICY (the
+ * deterministic generator without allow_insecure_rng). Never blocks past the
  * deadline. Not thread-safe with respect to the same port. */
 pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine,
                        pvg_mpc_table **out, pvg_error *err) PVG_WARN_UNUSED;

@@ -62,7 +62,7 @@ int pvg_server_port(const pvg_server *srv);
 /* Stops accepting connections, lets requests in flight finish (at most
  * drain_ms milliseconds), flushes the audit log and stops the workers.
  * Idempotent. Thread-safe against the workers (call it from one thread). */
-pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err);
+pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Stops (if needed, with a 5 s drain) and frees. NULL ok. */
 void pvg_server_free(pvg_server *srv);
@@ -70,7 +70,7 @@ void pvg_server_free(pvg_server *srv);
 /* Checks the model file now and reloads it when it changed (the reload
  * thread does this every reload_ms). Returns PVG_OK when the current model
  * is up to date, or the load error (the previous model stays in service). */
-pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err);
+pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The model generation in service (0: none; +1 on every reload). */
 long pvg_server_model_generation(const pvg_server *srv);

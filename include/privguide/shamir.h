@@ -88,7 +88,7 @@ size_t pvg_shamir_share_size(size_t m);
 /* Writes one share into buf (buf_len >= pvg_shamir_share_size(m)).
  * Returns the bytes written or 0 when buf is too small or values are >= p. */
 size_t pvg_shamir_share_encode(uint64_t x, const uint64_t *values, size_t m, uint8_t *buf,
-                               size_t buf_len);
+                               size_t buf_len) PVG_WARN_UNUSED;
 /* Parses one share of exactly len bytes: x and up to max_m values.
  * Errors (PVG_ERR_INVALID with the byte offset in err): bad magic, kind,
  * reserved bytes, x == 0 or x >= p, value >= p, length mismatch;
@@ -117,7 +117,7 @@ size_t pvg_additive_share_size(size_t m);
  * pvg_additive_share_size(m)). Returns the bytes written, or 0 when buf is
  * too small, bits is outside 1..64 or a value does not fit. */
 size_t pvg_additive_share_encode(uint32_t index, unsigned bits, const uint64_t *values, size_t m,
-                                 uint8_t *buf, size_t buf_len);
+                                 uint8_t *buf, size_t buf_len) PVG_WARN_UNUSED;
 /* Parses one additive share of exactly len bytes (up to max_m values).
  * Errors: PVG_ERR_INVALID with the byte offset (truncated, bad magic, kind,
  * bits, reserved byte, count, length, a value >= 2^bits),

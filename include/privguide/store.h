@@ -71,7 +71,7 @@ typedef struct pvg_store_open_options {
     const char *key_file; /* NULL: $PRIVGUIDE_KEYS, $PRIVGUIDE_KEY_FILE or the default */
 } pvg_store_open_options;
 
-/* Opens an existing store. On success *out is new (pvg_store_close).
+/* Opens an existing store. On success *out is new (pvg_store_free).
  * Errors: PVG_ERR_NOT_FOUND (no store there: run `privguide init`; or no
  * key file), PVG_ERR_PERMISSION (key file readable by others),
  * PVG_ERR_CRYPTO (master key does not match the key store),
@@ -103,7 +103,11 @@ pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, 
 pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *moved_to, size_t cap,
                                pvg_error *err) PVG_WARN_UNUSED;
 
-/* Closes the store, wiping every key in memory. NULL ok. */
+/* Closes the store (an open transaction is rolled back), wiping every key
+ * in memory, and frees it. NULL ok. */
+void pvg_store_free(pvg_store *s);
+/* The former name of pvg_store_free, kept because it was the documented
+ * deallocator of pvg_store_open; new code calls pvg_store_free. */
 void pvg_store_close(pvg_store *s);
 
 /* The data dir path (borrowed). */
@@ -178,7 +182,7 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
  * `create_item` 0). Runs in its own transaction unless inside
  * pvg_store_begin/commit. */
 pvg_status pvg_store_event_put(pvg_store *s, const char *ext_user, const pvg_event *ev,
-                               const char *dedup_key, int *outcome, pvg_error *err);
+                               const char *dedup_key, int *outcome, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The most events one call of pvg_store_events_put (one API request) may
  * carry for one shopper. */
@@ -219,8 +223,8 @@ pvg_status pvg_store_events_put(pvg_store *s, const pvg_event_in *in, size_t n,
                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* Groups many writes into one transaction. */
-pvg_status pvg_store_begin(pvg_store *s, pvg_error *err);
-pvg_status pvg_store_commit(pvg_store *s, pvg_error *err);
+pvg_status pvg_store_begin(pvg_store *s, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_store_commit(pvg_store *s, pvg_error *err) PVG_WARN_UNUSED;
 void pvg_store_rollback(pvg_store *s);
 
 /* Inserts or updates a catalog item by ext_id; *id_out (may be NULL) gets
@@ -228,22 +232,24 @@ void pvg_store_rollback(pvg_store *s);
  * last price and joins the item's window of recent prices, whose median is
  * the typical price the readers show (pvg_item.price). */
 pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *item, int64_t *id_out,
-                              pvg_error *err);
+                              pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- reading ---------------------------------------------------------- */
 
 /* Looks an item up by external id. On success *out is new (pvg_item_free).
  * PVG_ERR_NOT_FOUND if absent. */
-pvg_status pvg_store_item_get(pvg_store *s, const char *ext_id, pvg_item **out, pvg_error *err);
+pvg_status pvg_store_item_get(pvg_store *s, const char *ext_id, pvg_item **out,
+                              pvg_error *err) PVG_WARN_UNUSED;
 /* Looks an item up by row id. */
-pvg_status pvg_store_item_get_by_id(pvg_store *s, int64_t id, pvg_item **out, pvg_error *err);
+pvg_status pvg_store_item_get_by_id(pvg_store *s, int64_t id, pvg_item **out,
+                                    pvg_error *err) PVG_WARN_UNUSED;
 void pvg_item_free(pvg_item *item);
 
 /* Calls fn for every catalog item in row-id order; the item is borrowed for
  * the call. fn returns 0 to go on, non-zero to stop (returned as
  * PVG_ERR_ABORTED). */
 pvg_status pvg_store_items_foreach(pvg_store *s, int (*fn)(void *ctx, const pvg_item *item),
-                                   void *ctx, pvg_error *err);
+                                   void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
 /* What the iterator shows of a user: never the external id. */
 typedef struct pvg_user_view {
@@ -270,18 +276,18 @@ enum {
 typedef int (*pvg_user_events_fn)(void *ctx, const pvg_user_view *user, const pvg_event *events,
                                   size_t n_events);
 pvg_status pvg_store_foreach_user(pvg_store *s, unsigned flags, pvg_user_events_fn fn, void *ctx,
-                                  pvg_error *err);
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* The same for one user by external id; PVG_ERR_NOT_FOUND if unknown. */
 pvg_status pvg_store_user_events(pvg_store *s, const char *ext_user, pvg_user_events_fn fn,
-                                 void *ctx, pvg_error *err);
+                                 void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Non-personal anonymous counts per item and event type (rows of sources
  * without a user id). fn gets (item row id, type, count, quantity sum). */
 pvg_status pvg_store_anonymous_foreach(pvg_store *s,
                                        int (*fn)(void *ctx, int64_t item_id, pvg_event_type type,
                                                  long long count, double quantity),
-                                       void *ctx, pvg_error *err);
+                                       void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
 /* What the readers of a store handle (foreach, user events, export, the
  * write path's duplicate check) skipped since it was opened or last reset.
@@ -342,7 +348,8 @@ pvg_status pvg_store_check(pvg_store *s, unsigned flags, pvg_store_check_fn fn, 
 typedef struct pvg_store_counts {
     long long users, items, events, anonymous_rows, wrapped_keys;
 } pvg_store_counts;
-pvg_status pvg_store_counts_get(pvg_store *s, pvg_store_counts *out, pvg_error *err);
+pvg_status pvg_store_counts_get(pvg_store *s, pvg_store_counts *out,
+                                pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- the user's rights ------------------------------------------------ */
 
@@ -358,7 +365,8 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
  * store-trained model file of the data dir (pvg_model_dir_erase_user; an
  * error there means the store part is done but a model still holds them).
  * PVG_ERR_NOT_FOUND when unknown. */
-pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user, pvg_error *err);
+pvg_status pvg_store_user_delete(pvg_store *s, const char *ext_user,
+                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* Flags of pvg_store_user_erase. */
 enum {
@@ -388,12 +396,12 @@ typedef struct pvg_consent {
  * set: creates the user when unknown (consent may precede any event);
  * PVG_ERR_ERASED for a shopper on the suppression list. */
 pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent *out,
-                                 pvg_error *err);
+                                 pvg_error *err) PVG_WARN_UNUSED;
 pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_consent *c,
-                                 pvg_error *err);
+                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* 1 when the user is known, 0 when not, negative pvg_status on error. */
-int pvg_store_user_exists(pvg_store *s, const char *ext_user, pvg_error *err);
+int pvg_store_user_exists(pvg_store *s, const char *ext_user, pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- keys and retention ---------------------------------------------- */
 
@@ -402,11 +410,13 @@ int pvg_store_user_exists(pvg_store *s, const char *ext_user, pvg_error *err);
  * is under the new one; a rerun finishes the job. With the master key in
  * the environment, the new key must be in PRIVGUIDE_NEW_MASTER_KEY.
  * *rewrapped (may be NULL) gets the number of keys rewrapped. */
-pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped, pvg_error *err);
+pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped,
+                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* Deletes every event whose retention has passed at pvg_store_now().
  * *deleted (may be NULL) gets the count. */
-pvg_status pvg_store_retention_sweep(pvg_store *s, long long *deleted, pvg_error *err);
+pvg_status pvg_store_retention_sweep(pvg_store *s, long long *deleted,
+                                     pvg_error *err) PVG_WARN_UNUSED;
 
 /* The policy file's text (borrowed) and helpers derived from it. */
 const char *pvg_store_policy_json(const pvg_store *s);

@@ -108,6 +108,16 @@ int pvg_rng_is_deterministic(const pvg_rng *r)
     return r ? r->deterministic : 0;
 }
 
+pvg_status pvg_rng_require_secure(const pvg_rng *r, int allow_insecure_rng, const char *what,
+                                  pvg_error *err)
+{
+    if (!pvg_rng_is_deterministic(r) || allow_insecure_rng) return PVG_OK;
+    return pvg_error_set(err, PVG_ERR_POLICY,
+                         "refusing the deterministic test generator for %s (allow_insecure_rng "
+                         "is for tests and reproducible benchmarks only)",
+                         what ? what : "this operation");
+}
+
 void pvg_rng_bytes(pvg_rng *r, void *out, size_t len)
 {
     unsigned char *p = out;

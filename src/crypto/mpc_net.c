@@ -487,9 +487,8 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
     if (!o || !mine || !out || !o->rng) return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
     *out = NULL;
     if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
-    if (pvg_rng_is_deterministic(o->rng) && !o->allow_test_rng)
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "mpc: refusing the deterministic test generator for shares");
+    pvg_status rs = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "mpc shares", err);
+    if (rs != PVG_OK) return rs;
     unsigned P = o->parties;
     if (P < 3 || P > MP_MAX_PARTIES || o->me >= P)
         return pvg_error_set(err, PVG_ERR_INVALID, "parties must be 3..%d and the index below it",

@@ -12,6 +12,7 @@
  */
 #include "crypto/paillier_internal.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -341,7 +342,7 @@ static int random_prime(unsigned bits, pvg_rng *rng, mpz_t out)
     return 1;
 }
 
-pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
+pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure_rng,
                                pvg_paillier_pub **pub_out, pvg_paillier_priv **priv_out,
                                pvg_error *err)
 {
@@ -352,9 +353,8 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "key size %u bits: expected an even number from %d to %d", bits,
                              PVG_PAILLIER_MIN_BITS, PVG_PAILLIER_MAX_BITS);
-    if (rng && pvg_rng_is_deterministic(rng) && !allow_insecure)
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "refusing to generate a key from the deterministic test generator");
+    pvg_status rs = pvg_rng_require_secure(rng, allow_insecure_rng, "a key", err);
+    if (rs != PVG_OK) return rs;
     pvg_he_gmp_init();
     pvg_rng *own = NULL;
     if (!rng) {
@@ -372,7 +372,9 @@ pvg_status pvg_paillier_keygen(unsigned bits, pvg_rng *rng, int allow_insecure,
             break;
         }
         mpz_mul(n, p, q);
-        if (mpz_sizeinbase(n, 2) != bits) continue; /* cannot happen with two top bits set */
+        /* p and q have their two top bits set, so n has exactly `bits` bits */
+        assert(mpz_sizeinbase(n, 2) == bits);
+        if (mpz_sizeinbase(n, 2) != bits) continue;
         mpz_sub(diff, p, q);
         mpz_abs(diff, diff);
         if (mpz_sizeinbase(diff, 2) <= half - 100) continue; /* FIPS 186-5 |p-q| bound */

@@ -36,6 +36,7 @@
  */
 #include "crypto/paillier_internal.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -332,9 +333,9 @@ pvg_status pvg_paillier_enc_new(const pvg_paillier_pub *pub, const pvg_paillier_
     if (opts->mode != PVG_PAILLIER_OBF_FRESH && opts->mode != PVG_PAILLIER_OBF_DJN &&
         opts->mode != PVG_PAILLIER_OBF_POOL)
         return pvg_error_set(err, PVG_ERR_INVALID, "unknown obfuscator mode %d", (int)opts->mode);
-    if (opts->rng && pvg_rng_is_deterministic(opts->rng) && !opts->allow_insecure)
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "refusing to encrypt with the deterministic test generator");
+    pvg_status rs =
+        pvg_rng_require_secure(opts->rng, opts->allow_insecure_rng, "an encryption", err);
+    if (rs != PVG_OK) return rs;
     if (opts->mode == PVG_PAILLIER_OBF_POOL && opts->threads > 256)
         return pvg_error_set(err, PVG_ERR_INVALID, "at most 256 pool threads");
     pvg_he_gmp_init();
@@ -366,6 +367,7 @@ pvg_status pvg_he_enc_obfuscator(pvg_paillier_enc *enc, mpz_t out, pvg_error *er
     case PVG_PAILLIER_OBF_DJN: djn_obfuscator(enc, out); return PVG_OK;
     case PVG_PAILLIER_OBF_POOL: pool_take(enc, out); return PVG_OK;
     }
+    assert(!"pvg_paillier_enc_new admits only the three modes");
     return pvg_error_set(err, PVG_ERR_INTERNAL, "bad obfuscator mode");
 }
 

@@ -224,8 +224,9 @@ static pvg_status sp_encrypt_all(sp_ctx *x, unsigned threads, pvg_rng *rng, pvg_
         w[t].idx = t;
         w[t].nthreads = threads;
         w[t].st = PVG_OK;
-        pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = rng,
-                                       .allow_insecure = x->o->allow_insecure};
+        pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN,
+                                       .rng = rng,
+                                       .allow_insecure_rng = x->o->allow_insecure_rng};
         st = pvg_paillier_enc_new(x->pub, &eo, &w[t].enc, err);
         w[t].tmp = pvg_paillier_ct_new(x->pub);
         w[t].partial = calloc(x->ng ? x->ng : 1, sizeof *w[t].partial);
@@ -305,9 +306,9 @@ static pvg_status sp_dp_setup(sp_ctx *x, const pvg_spend_options *opts, pvg_erro
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "grouping by country with DP needs 0 < delta < 1: the set of "
                              "countries comes from the data and is selected privately");
-    if (opts->rng && pvg_rng_is_deterministic(opts->rng) && !opts->allow_insecure)
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "refusing the deterministic test generator for a DP release");
+    pvg_status st =
+        pvg_rng_require_secure(opts->rng, opts->allow_insecure_rng, "a DP release", err);
+    if (st != PVG_OK) return st;
     x->clamp_cents = (int64_t)llround(opts->clamp * 100.0);
     if (x->clamp_cents < 1) x->clamp_cents = 1;
     return PVG_OK;
@@ -340,7 +341,7 @@ static pvg_status sp_dp_noise(const sp_ctx *x, pvg_rng *rng, char *keep, int64_t
     for (size_t i = 0; i < x->ng; i++) {
         z[i] = 0;
         if (!keep[i]) continue;
-        st = pvg_dp_laplace_int(rng, 0, sens, eps_sum, opts->allow_insecure, &z[i], &info, err);
+        st = pvg_dp_laplace_int(rng, 0, sens, eps_sum, opts->allow_insecure_rng, &z[i], &info, err);
         if (st != PVG_OK) return st;
     }
     *noise_scale = info.scale;
@@ -366,8 +367,9 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
     x.err = err;
     pvg_status st = sp_dp_setup(&x, opts, err);
     if (st != PVG_OK) return st;
-    pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = opts->rng,
-                                   .allow_insecure = opts->allow_insecure};
+    pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN,
+                                   .rng = opts->rng,
+                                   .allow_insecure_rng = opts->allow_insecure_rng};
     /* split first: the DP draws see the stream pvg_he_spend_total_plain sees */
     pvg_rng *rng = opts->rng ? pvg_rng_split(opts->rng) : pvg_rng_new_secure();
     st = pvg_paillier_enc_new(pub, &eo, &x.enc, err);

@@ -45,7 +45,7 @@ pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rn
 }
 
 pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
-                                    unsigned flags, pvg_secagg_client **out, pvg_error *err)
+                                    int allow_insecure_rng, pvg_secagg_client **out, pvg_error *err)
 {
     if (!out) return pvg_error_set(err, PVG_ERR_INVALID, "secagg client: missing out");
     *out = NULL;
@@ -54,10 +54,8 @@ pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg
     if (st != PVG_OK) return st;
     if (id >= p->n || !rng)
         return pvg_error_set(err, PVG_ERR_INVALID, "secagg client: id %u not below n=%u", id, p->n);
-    if (pvg_rng_is_deterministic(rng) && !(flags & PVG_SECAGG_ALLOW_TEST_RNG))
-        return pvg_error_set(err, PVG_ERR_POLICY,
-                             "secagg client: refusing the deterministic test generator for keys "
-                             "and masks; use pvg_rng_new_secure()");
+    st = pvg_rng_require_secure(rng, allow_insecure_rng, "secagg keys and masks", err);
+    if (st != PVG_OK) return st;
     pvg_secagg_client *c = calloc(1, sizeof *c);
     if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "secagg client: out of memory");
     c->p = *p;

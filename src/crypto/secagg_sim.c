@@ -47,9 +47,11 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     memset(r, 0, sizeof *r);
     if (!(o->dropout >= 0 && o->dropout <= 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "simulate: dropout must be in [0, 1]");
+    pvg_status st = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "a simulation", err);
+    if (st != PVG_OK) return st;
     pvg_secagg_params p = o->params;
     pvg_rng_bytes(o->rng, p.session, 16);
-    pvg_status st = pvg_secagg_params_check(&p, err);
+    st = pvg_secagg_params_check(&p, err);
     if (st != PVG_OK) return st;
     uint32_t n = p.n;
     size_t d = p.d, w = p.bits / 8;
@@ -86,7 +88,7 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     double server_secs = now() - t0;
     for (uint32_t i = 0; i < n; i++) {
         t0 = now();
-        st = pvg_secagg_client_new_ex(&p, i, o->rng, PVG_SECAGG_ALLOW_TEST_RNG, &cl[i].c, err);
+        st = pvg_secagg_client_new_ex(&p, i, o->rng, o->allow_insecure_rng, &cl[i].c, err);
         cl[i].secs += now() - t0;
         if (st != PVG_OK) goto done;
         cl[i].alive = 1;

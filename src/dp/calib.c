@@ -211,11 +211,8 @@ pvg_status pvg_dp_gaussian_sigma(double epsilon, double delta, double sens, doub
     return PVG_OK;
 }
 
-pvg_status dp_check_rng(pvg_rng *rng, int allow_insecure, pvg_error *err)
+pvg_status dp_check_rng(pvg_rng *rng, int allow_insecure_rng, pvg_error *err)
 {
     if (!rng) return pvg_error_set(err, PVG_ERR_INVALID, "no random generator given");
-    if (pvg_rng_is_deterministic(rng) && !allow_insecure)
-        return pvg_error_set(err, PVG_ERR_INVALID,
-                             "refusing the deterministic test generator for a privacy release");
-    return PVG_OK;
+    return pvg_rng_require_secure(rng, allow_insecure_rng, "a privacy release", err);
 }

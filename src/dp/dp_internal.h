@@ -18,8 +18,8 @@ double dp_log_erfc(double x);
 /* Standard normal upper tail P(Z > x) = erfc(x/sqrt2)/2. */
 double dp_norm_sf(double x);
 
-/* Refuses the deterministic generator unless allowed. */
-pvg_status dp_check_rng(pvg_rng *rng, int allow_insecure, pvg_error *err);
+/* PVG_ERR_INVALID for a NULL generator, else pvg_rng_require_secure. */
+pvg_status dp_check_rng(pvg_rng *rng, int allow_insecure_rng, pvg_error *err);
 
 /* A calibrated additive-noise plan, reusable for many values of the same
  * sensitivity: value -> (round(value / g) + Z) g with Z ~ DLap(num/den) or

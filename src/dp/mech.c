@@ -13,6 +13,7 @@
 
 #include "dp/dp_internal.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,7 +319,9 @@ pvg_status pvg_dp_permute_and_flip(pvg_rng *rng, const int64_t *u, size_t n, int
             return PVG_OK;
         }
     }
-    free(perm); /* unreachable: the maximum is always accepted */
+    free(perm);
+    /* unreachable: the maximum is accepted with probability exp(0) = 1 */
+    assert(!"permute-and-flip accepted nothing");
     return pvg_error_set(err, PVG_ERR_INTERNAL, "permute-and-flip accepted nothing");
 }
 

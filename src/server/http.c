@@ -432,9 +432,9 @@ static void server_destroy(pvg_server *srv)
     pvg_srv_model_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_authcache_free(srv->authcache);
-    for (int i = 0; i < srv->n_stores; i++) pvg_store_close(srv->stores[i]);
-    pvg_store_close(srv->audit_store);
-    pvg_store_close(srv->reload_store);
+    for (int i = 0; i < srv->n_stores; i++) pvg_store_free(srv->stores[i]);
+    pvg_store_free(srv->audit_store);
+    pvg_store_free(srv->reload_store);
     free(srv->stores);
     free(srv->free_idx);
     pvg_srv_metrics_free(&srv->metrics);
@@ -680,6 +680,9 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
 void pvg_server_free(pvg_server *srv)
 {
     if (!srv) return;
-    pvg_server_stop(srv, 5000, NULL);
+    /* a free has no one to report to: stop stops the workers and flushes
+     * what it can on every path; callers that care call stop themselves */
+    pvg_status st = pvg_server_stop(srv, 5000, NULL);
+    (void)st;
     server_destroy(srv);
 }

@@ -228,7 +228,10 @@ static void check_model_file(pvg_server *srv)
     if (!changed) return;
     pvg_error e;
     pvg_error_clear(&e);
-    (void)pvg_server_reload_model(srv, &e); /* a failed load keeps the previous model */
+    /* a failed load keeps the previous model; reload counts the failure in
+     * the metrics and keeps its text in last_reload_error */
+    pvg_status st = pvg_server_reload_model(srv, &e);
+    (void)st;
 }
 
 pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv)
@@ -1050,7 +1053,10 @@ static void *reload_main(void *arg)
         pthread_mutex_unlock(&srv->stop_mu);
         pvg_error e;
         pvg_error_clear(&e);
-        (void)pvg_server_reload_model(srv, &e); /* a failed load keeps the previous model */
+        /* a failed load keeps the previous model; reload counts the failure in
+         * the metrics and keeps its text in last_reload_error */
+        pvg_status st = pvg_server_reload_model(srv, &e);
+        (void)st;
         /* a model without its popular list (e.g. no budget yet) retries every ten
          * reload periods (10 s by default) */
         pvg_srv_model *m = pvg_srv_model_acquire(srv);

@@ -763,9 +763,9 @@ typedef struct revoke_ctx {
 static pvg_status revoke_tokens(void *ctx, const unsigned char *pseudonym)
 {
     revoke_ctx *rc = ctx;
-    (void)pvg_auth_revoke_user(pvg_srv_req_store(rc->r), pseudonym, &rc->revoked, NULL);
+    pvg_status st = pvg_auth_revoke_user(pvg_srv_req_store(rc->r), pseudonym, &rc->revoked, NULL);
     pvg_srv_authcache_clear(rc->r->srv->authcache); /* the revocation takes effect at once */
-    return PVG_OK;
+    return st; /* a failed revocation stops the erasure: no live token outlives it */
 }
 
 static void h_delete(pvg_srv_req *r)

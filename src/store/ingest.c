@@ -927,10 +927,13 @@ static void put_compact(put_batch *b)
         if (own && pvg_store_begin(s, NULL) != PVG_OK) continue;
         pvg_status st = pvg_store_user_compact(s, u->user_id, u->p, u->key, 0, NULL);
         if (!own) continue;
-        if (st == PVG_OK)
-            (void)pvg_store_commit(s, NULL);
-        else
+        if (st == PVG_OK) {
+            /* best effort: a failed commit rolls back and leaves the events as they are */
+            st = pvg_store_commit(s, NULL);
+            (void)st;
+        } else {
             pvg_store_rollback(s);
+        }
     }
 }
 

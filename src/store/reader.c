@@ -17,6 +17,7 @@
 
 #include "store/text.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -987,7 +988,9 @@ int pvg_reader_next(pvg_reader *r, pvg_record *rec, pvg_error *err)
         case PVG_FORMAT_AMAZON_REVIEWS: rc = parse_amazon(r, rec, err); break;
         case PVG_FORMAT_JSONL: rc = parse_jsonl(r, rec, err); break;
         case PVG_FORMAT_TSV: rc = parse_tsv(r, rec, err); break;
-        default: return pvg_error_set(err, PVG_ERR_INTERNAL, "bad format"), PVG_ERR_INTERNAL;
+        default: /* pvg_reader_open admits only the formats above */
+            assert(!"reader of an unknown format");
+            return pvg_error_set(err, PVG_ERR_INTERNAL, "bad format");
         }
         if (rc < 0) return err ? err->code : PVG_ERR_IO;
         return 1;

@@ -228,7 +228,7 @@ pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *op
     s->dir = pvg_strdup(dir);
     s->rng = pvg_rng_new_secure();
     if (!s->dir || !s->rng || pvg_keycache_init(&s->cache, 1u << 14) != PVG_OK) {
-        pvg_store_close(s);
+        pvg_store_free(s);
         return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
     st = load_keys(s, dir, opts, err);
@@ -269,11 +269,16 @@ pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *op
     *out = s;
     return PVG_OK;
 fail:
-    pvg_store_close(s);
+    pvg_store_free(s);
     return st;
 }
 
 void pvg_store_close(pvg_store *s)
+{
+    pvg_store_free(s);
+}
+
+void pvg_store_free(pvg_store *s)
 {
     if (!s) return;
     if (s->in_txn) pvg_store_rollback(s);

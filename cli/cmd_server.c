@@ -311,7 +311,7 @@ static int run_apikey_list(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_auth_apikey_foreach(s, list_key, &x, &err);
-    pvg_store_close(s);
+    pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("apikey list", st, &err);
     if (!x.json && x.n == 0) printf("no API keys (create one with privguide apikey create)\n");
     return CLI_EXIT_OK;

@@ -668,7 +668,7 @@ static char *token_for(const char *user)
     assert_int_equal(pvg_store_open(dd, &s, NULL), PVG_OK);
     char *tok = NULL;
     assert_int_equal(pvg_auth_token_issue(s, user, 3600, 0, &tok, NULL, NULL), PVG_OK);
-    pvg_store_close(s);
+    pvg_store_free(s);
     return tok;
 }
 
@@ -893,7 +893,7 @@ static void test_own_audit_entries(void **state)
     pvg_store *st = NULL;
     assert_int_equal(pvg_store_open(dd, &st, NULL), PVG_OK);
     pvg_audit_subject_of_user(st, "u8", sub_b);
-    pvg_store_close(st);
+    pvg_store_free(st);
     assert_null(strstr(r.body, sub_b));
     resp_free(&r);
     /* B's accesses never show in A's list: only A's own two reads since do */
@@ -985,7 +985,7 @@ static void test_collection_rules_of_the_policy(void **state)
         } else {
             record_one(s, "new", PVG_EVENT_VIEW, NULL); /* no purposes: the allow-list alone */
         }
-        pvg_store_close(s);
+        pvg_store_free(s);
         char kf[600], cmd[800];
         if (pvg_store_key_file(dd, NULL, kf, sizeof kf, &err) == PVG_OK) unlink(kf);
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

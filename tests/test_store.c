@@ -1286,7 +1286,7 @@ static void test_dup_index_parts(void **state)
         assert_int_equal(stored, 0);
         assert_int_equal(dups, PER);
     }
-    pvg_store_close(s);
+    pvg_store_free(s);
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
     assert_int_equal(
@@ -1313,7 +1313,7 @@ static void test_dup_index_parts(void **state)
     assert_int_equal(pvg_store_events_put(s, in, PER, out, &stored, &dups, &err), PVG_OK);
     assert_int_equal(stored, 0);
     assert_int_equal(dups, PER);
-    pvg_store_close(s);
+    pvg_store_free(s);
     db = t_rawdb_open(dir, "privguide.db");
     assert_int_equal(
         sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'event_tags'", -1,
@@ -1390,7 +1390,7 @@ static void test_typical_price(void **state)
     it = item_of(s, "A");
     assert_true(it->price == 2.95 && it->last_price == 5.91);
     pvg_item_free(it);
-    pvg_store_close(s);
+    pvg_store_free(s);
     /* the stored window never holds more than 32 prices */
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
@@ -1420,7 +1420,7 @@ static void test_typical_price(void **state)
     it = item_of(s, "A");
     assert_true(it->price == 2.0 && it->last_price == 9.0);
     pvg_item_free(it);
-    pvg_store_close(s);
+    pvg_store_free(s);
     drop_store(dir);
 }
 

@@ -56,6 +56,9 @@ typedef struct pvg_store_init_options {
     const char *policy_json; /* policy text to write; NULL: the default policy */
     const char *key_file;    /* where to create the key file; NULL: $PRIVGUIDE_KEY_FILE
                                 or the per-user default (see above) */
+    const char *database_url; /* the PostgreSQL database to keep the store in
+                                 (a postgresql:// URL); NULL: $PRIVGUIDE_DATABASE_URL, and
+                                 when that is unset or empty, SQLite in the dir */
 } pvg_store_init_options;
 
 /* Creates a data dir (mkdir -p, mode 0700) with a new store id, policy file

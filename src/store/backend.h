@@ -382,6 +382,13 @@ struct pvg_backend_ops {
     pvg_status (*release_cache_latest)(pvg_backend *b, const char *kind, const char *dataset,
                                        char **body, int64_t *release_id, int64_t *created_at,
                                        pvg_error *err);
+    /* ---- cleanup after erasure ---- */
+    /* Reclaims the space of deleted rows so that no file keeps them longer
+     * than the database allows (SQLite: a checkpoint, and with full a
+     * VACUUM of both databases; PostgreSQL: VACUUM, or VACUUM FULL, of the
+     * tables holding per-user rows, then CHECKPOINT when permitted). Not
+     * inside a transaction. PVG_ERR_BUSY when readers hold old data. */
+    pvg_status (*vacuum)(pvg_backend *b, int full, pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */
@@ -394,5 +401,29 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err);
 /* Opens the store in dir (upgrading the schema of older stores: new tables
  * only). PVG_ERR_NOT_FOUND when there is none. */
 pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error *err);
+
+/* ---- the backend of a data dir (src/store/postgres/pg_select.c) ----
+ * A data dir holds a SQLite store, or a file `database` naming the
+ * PostgreSQL database and schema of its store (docs/store.md). */
+
+#define PVG_ENV_DATABASE_URL "PRIVGUIDE_DATABASE_URL"
+#define PVG_DATABASE_FILE "database"
+
+/* 1 when dir holds a store of either backend. */
+int pvg_backend_exists(const char *dir);
+/* Creates the store of a new data dir: SQLite when url is NULL or empty,
+ * else the schema privguide_<store_id> in the PostgreSQL database at url
+ * (the `database` file written 0600 first). */
+pvg_status pvg_backend_create(const char *dir, const char *url, const char *store_id,
+                              pvg_error *err);
+/* Opens the store of dir, whichever backend it uses. */
+pvg_status pvg_backend_open(const char *dir, pvg_backend **out, pvg_error *err);
+/* Creates or upgrades the schema of dir's store; *from: the version found
+ * (0: none), *to: the version now. PVG_ERR_STATE when the store's schema is
+ * newer than this code knows. */
+pvg_status pvg_backend_migrate(const char *dir, int *from, int *to, pvg_error *err);
+/* The backend name of dir's store ("sqlite", "postgresql") and, for
+ * PostgreSQL, its URL (NULL otherwise; malloc'd). */
+pvg_status pvg_backend_describe(const char *dir, const char **name, char **url, pvg_error *err);
 
 #endif

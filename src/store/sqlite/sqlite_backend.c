@@ -1743,6 +1743,18 @@ static pvg_status sq_rcache_latest(pvg_backend *b, const char *kind, const char 
     return rcache_row(SQ(b), Q_RCACHE_LATEST, v, 2, body, release_id, created_at, err);
 }
 
+static pvg_status sq_vacuum(pvg_backend *b, int full, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "cannot vacuum inside a transaction");
+    if (full) {
+        int rc = exec(q->ks, "VACUUM");
+        if (rc == SQLITE_OK) rc = exec(q->db, "VACUUM");
+        if (rc != SQLITE_OK) return fail(rc == SQLITE_OK ? q->db : q->ks, rc, "vacuum", err);
+    }
+    return sq_checkpoint(b, err);
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -1807,6 +1819,7 @@ static const pvg_backend_ops SQLITE_OPS = {
     .release_cache_get = sq_rcache_get,
     .release_cache_put = sq_rcache_put,
     .release_cache_latest = sq_rcache_latest,
+    .vacuum = sq_vacuum,
 };
 
 /* ---- opening and creating ---- */

@@ -21,6 +21,8 @@
 
 #include <math.h>
 #include <sqlite3.h>
+
+#include "t_rawdb.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +248,7 @@ static void ledger_caps_and_changes(void **state)
 
 static void exec_sql(const char *dir, const char *sql)
 {
+    t_rawdb_require_sqlite(dir);
     char path[600];
     snprintf(path, sizeof path, "%s/privguide.db", dir);
     sqlite3 *db = NULL;

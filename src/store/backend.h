@@ -389,6 +389,15 @@ struct pvg_backend_ops {
      * tables holding per-user rows, then CHECKPOINT when permitted). Not
      * inside a transaction. PVG_ERR_BUSY when readers hold old data. */
     pvg_status (*vacuum)(pvg_backend *b, int full, pvg_error *err);
+    /* ---- for `store copy` (a store moved between backends) ---- */
+    /* Every credential in key_id order (label set; pointers valid during
+     * the callback). */
+    pvg_status (*creds_foreach)(pvg_backend *b, int (*fn)(void *ctx, const pvg_backend_cred *c),
+                                void *ctx, pvg_error *err);
+    /* [txn] item_insert with the row id given (sealed records name items by
+     * row id, so a copy keeps them). PVG_ERR_EXISTS when the id is taken. */
+    pvg_status (*item_insert_at)(pvg_backend *b, int64_t id, const pvg_item *it,
+                                 int64_t updated_at, pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -183,6 +183,8 @@ enum {
     Q_RCACHE_PUT,
     Q_RCACHE_LATEST,
     Q_CID_INDEX,
+    Q_CREDS_ALL,
+    Q_ITEM_INSERT_AT,
     Q_COUNT
 };
 
@@ -327,6 +329,15 @@ static const struct {
     [Q_RCACHE_LATEST] = {"tt", "SELECT body, release_id, created_at FROM dp_release_cache"
                                " WHERE kind = $1 AND dataset = $2"
                                " ORDER BY created_at DESC, release_id DESC LIMIT 1"},
+    [Q_CREDS_ALL] = {"",
+                     "SELECT key_id, kind, role, label, user_pseudonym, secret_hash, rate_per_s,"
+                     " created_at, expires_at, revoked FROM auth_keys ORDER BY key_id"},
+    /* an explicit id; the identity is then moved past it */
+    [Q_ITEM_INSERT_AT] = {"tttdtiii",
+                          "WITH i AS (INSERT INTO items(ext_id, title, category, price, attrs,"
+                          " updated_at, catalog, id) VALUES($1, $2, $3, $4, $5, $6, $7, $8)"
+                          " RETURNING id) SELECT setval(pg_get_serial_sequence('items', 'id'),"
+                          " greatest(i.id, (SELECT coalesce(max(id), 1) FROM items))) FROM i"},
     [Q_CID_INDEX] = {"", "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema()"
                          " AND indexname = 'chunks_cid'"},
 };
@@ -1840,6 +1851,46 @@ static pvg_status pg_vacuum(pvg_backend *b, int full, pvg_error *err)
     return vacuum_tables(PG(b), full, err);
 }
 
+static pvg_status pg_creds_foreach(pvg_backend *b, int (*fn)(void *ctx, const pvg_backend_cred *c),
+                                   void *ctx, pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_CREDS_ALL, NULL, 0, &r, "credentials", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        pvg_backend_cred c;
+        memset(&c, 0, sizeof c);
+        snprintf(c.key_id, sizeof c.key_id, "%s", col_text0(r, i, 0));
+        snprintf(c.kind, sizeof c.kind, "%s", col_text0(r, i, 1));
+        snprintf(c.role, sizeof c.role, "%s", col_text0(r, i, 2));
+        c.label = col_text0(r, i, 3);
+        size_t pn = 0;
+        copy_blob(r, i, 4, c.pseudonym, sizeof c.pseudonym, &pn);
+        c.has_pseudonym = pn == PVG_BACKEND_PSEUDONYM_BYTES;
+        copy_blob(r, i, 5, c.secret_hash, sizeof c.secret_hash, &c.secret_hash_len);
+        c.rate_per_s = col_f64(r, i, 6);
+        c.created_at = col_i64(r, i, 7);
+        c.expires_at = col_i64(r, i, 8);
+        c.revoked = (int)col_i64(r, i, 9);
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_item_insert_at(pvg_backend *b, int64_t id, const pvg_item *it, int64_t at,
+                                    pvg_error *err)
+{
+    bindv v[] = {BT(it->ext_id),          BT(it->title),
+                 BT(it->category),        it->price >= 0 ? BD(it->price) : BN,
+                 BT(it->attrs_json),      BI(at),
+                 BI(it->catalog ? 1 : 0), BI(id)};
+    return run(PG(b), Q_ITEM_INSERT_AT, v, 8, NULL, "items", err);
+}
+
 static const pvg_backend_ops PG_OPS = {
     .version = 1,
     .name = "postgresql",
@@ -1905,6 +1956,8 @@ static const pvg_backend_ops PG_OPS = {
     .release_cache_put = pg_rcache_put,
     .release_cache_latest = pg_rcache_latest,
     .vacuum = pg_vacuum,
+    .creds_foreach = pg_creds_foreach,
+    .item_insert_at = pg_item_insert_at,
 };
 
 /* ---- connecting, creating, migrating ---- */

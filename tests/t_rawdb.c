@@ -24,6 +24,16 @@ void t_rawdb_require_sqlite(const char *dir)
     }
 }
 
+void t_rawdb_require_sqlite_env(void)
+{
+    const char *url = getenv("PRIVGUIDE_DATABASE_URL");
+    if (url && *url) {
+        print_message("[  SKIP    ] tampers with the SQLite files of a data dir; this run keeps its "
+                      "stores in PostgreSQL\n");
+        skip();
+    }
+}
+
 sqlite3 *t_rawdb_open(const char *dir, const char *file)
 {
     t_rawdb_require_sqlite(dir);

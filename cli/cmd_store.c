@@ -37,6 +37,7 @@ static int run_init(cli_ctx *c)
         o.policy_json = policy;
     }
     o.key_file = cli_str(c, "key-file");
+    o.database_url = cli_str(c, "database");
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_store_init(cli_data_dir(c), &o, &err);
@@ -257,6 +258,8 @@ static int run_user_delete(cli_ctx *c)
     int allow_return = cli_bool(c, "allow-return");
     pvg_status st = pvg_access_erase_flags(
         &g, cli_pos(c, 0), allow_return ? PVG_ERASE_ALLOW_RETURN : 0, NULL, NULL, &err);
+    /* the erasure vacuumed the touched tables; FULL rewrites them */
+    if (st == PVG_OK && cli_bool(c, "vacuum-full")) st = pvg_store_vacuum(s, 1, &err);
     pvg_store_free(s);
     if (st != PVG_OK) return cli_fail("user delete", st, &err);
     if (cli_bool(c, "json"))
@@ -474,6 +477,56 @@ static int run_store_check(cli_ctx *c)
     return problems == r.quarantined ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
+/* ---- migrate, store copy ---- */
+
+static int run_migrate(cli_ctx *c)
+{
+    int from = 0, to = 0;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_migrate(cli_data_dir(c), &from, &to, &err);
+    if (st != PVG_OK) return cli_fail("migrate", st, &err);
+    if (cli_bool(c, "json"))
+        printf("{\"from\":%d,\"to\":%d}\n", from, to);
+    else if (from == to)
+        printf("schema version %d: up to date\n", to);
+    else
+        printf("schema version %d -> %d\n", from, to);
+    return CLI_EXIT_OK;
+}
+
+static int run_store_copy(cli_ctx *c)
+{
+    const char *from = cli_str(c, "from") ? cli_str(c, "from") : cli_data_dir(c);
+    const char *to = cli_str(c, "to");
+    if (!to) cli_usage_error(c, "--to: the new data dir is required");
+    pvg_store_copy_report r;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_copy(from, to, cli_str(c, "database"), &r, &err);
+    if (st != PVG_OK) return cli_fail("store copy", st, &err);
+    if (cli_bool(c, "json"))
+        printf("{\"backend\":\"%s\",\"users\":%lld,\"chunks\":%lld,\"events\":%lld,"
+               "\"releases\":%lld,\"audit_entries\":%lld,\"orphan_chunks\":%lld,"
+               "\"verified_users\":%lld}\n",
+               r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries,
+               r.chunks_left, r.digests);
+    else
+        printf("copied to %s (%s): %lld users, %lld chunks (%lld events), %lld releases, %lld audit "
+               "entries; verified: counts, %lld per-user digests, audit head\n",
+               to, r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries,
+               r.digests);
+    return CLI_EXIT_OK;
+}
+
+static const cli_flag copy_flags[] = {
+    {"from", CLI_STR, "DIR", "the data dir to copy (default: --data-dir)"},
+    {"to", CLI_STR, "DIR", "the new data dir"},
+    {"database", CLI_STR, "URL", "put the copy in this PostgreSQL database (default: SQLite)"},
+    {"json", CLI_BOOL, NULL, "print JSON"},
+    {0},
+};
+
 static const cli_flag check_flags[] = {
     {"quarantine", CLI_BOOL, NULL,
      "move every problem chunk to the quarantine (kept sealed; erased with its user)"},
@@ -487,6 +540,8 @@ static const cli_flag init_flags[] = {
     {"policy", CLI_STR, "FILE", "data policy to install (default: the built-in policy)"},
     {"master-key-in-env", CLI_BOOL, NULL,
      "keep the master key out of the key file; read it from $PRIVGUIDE_MASTER_KEY"},
+    {"database", CLI_STR, "URL",
+     "keep the store in this PostgreSQL database (default: $PRIVGUIDE_DATABASE_URL, else SQLite)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -511,6 +566,8 @@ static const cli_flag json_only[] = {
 static const cli_flag delete_flags[] = {
     {"allow-return", CLI_BOOL, NULL,
      "do not put the user on the suppression list (a later import or event may bring them back)"},
+    {"vacuum-full", CLI_BOOL, NULL,
+     "then rewrite the touched tables (PostgreSQL VACUUM FULL, SQLite VACUUM; locks them)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
@@ -567,5 +624,11 @@ const cli_command cli_cmds_store[] = {
      "--quarantine moves them out of the readers' way (kept sealed, removed with their user on "
      "erasure).",
      check_flags, run_store_check},
+    {"migrate", NULL, 0, 0, "create or upgrade the store's database schema (versioned)",
+     "Refuses a store whose schema is newer than this privguide knows.", json_only, run_migrate},
+    {"store copy", NULL, 0, 0, "copy a store to a new data dir, into PostgreSQL or SQLite",
+     "Sealed data, wrapped keys, ledger and audit log are copied as stored (no key is needed;\n"
+     "the same key file opens the copy), then verified by counts and a digest per user.",
+     copy_flags, run_store_copy},
     {0},
 };

@@ -17,4 +17,12 @@ sqlite3 *t_rawdb_open(const char *dir, const char *file);
  * (the message goes to stderr on failure). */
 int t_rawdb_exec(const char *dir, const char *file, const char *sql);
 
+/* Skips the running test (cmocka skip) when the stores the test creates go
+ * to PostgreSQL ($PRIVGUIDE_DATABASE_URL set, as in the ctest pg runs).
+ * Called first in a test, before anything is allocated (skip longjmps). */
+void t_rawdb_require_sqlite_env(void);
+
+/* Skips the running test (cmocka skip) when dir's store is in PostgreSQL. */
+void t_rawdb_require_sqlite(const char *dir);
+
 #endif

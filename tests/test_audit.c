@@ -109,6 +109,7 @@ static void test_bad_records(void **state)
 
 static void test_edited(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     sql(f, "UPDATE audit_log SET actor='key:someone-else' WHERE seq=4");
     pvg_audit_report rep;
@@ -123,6 +124,7 @@ static void test_edited(void **state)
 
 static void test_edited_and_rehashed(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     /* the forger recomputes entry 6's own hash; the link from entry 7 breaks */
     sql(f, "UPDATE audit_log SET detail='nothing', hash=randomblob(32) WHERE seq=6");
@@ -136,6 +138,7 @@ static void test_edited_and_rehashed(void **state)
 
 static void test_removed_middle(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     sql(f, "DELETE FROM audit_log WHERE seq IN (5,6)");
     pvg_audit_report rep;
@@ -149,6 +152,7 @@ static void test_removed_middle(void **state)
 
 static void test_removed_head(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     sql(f, "DELETE FROM audit_log WHERE seq=1");
     pvg_audit_report rep;
@@ -159,6 +163,7 @@ static void test_removed_head(void **state)
 
 static void test_truncated_tail(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     pvg_audit_report rep;
     assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
@@ -172,6 +177,7 @@ static void test_truncated_tail(void **state)
 
 static void test_reordered(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     /* swap the contents of entries 3 and 4 (sequence numbers stay) */
     sql(f, "UPDATE audit_log SET seq=-3 WHERE seq=3;"
@@ -273,6 +279,7 @@ static void rechain(fx *f, const unsigned char *key, int64_t from, unsigned char
 
 static void test_deleted_and_rechained(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     /* the forger deletes entry 5 and re-chains 6..10 the way the old
      * (unkeyed) chain was computed: every re-chained entry is found */
@@ -300,6 +307,7 @@ static void test_deleted_and_rechained(void **state)
 
 static void test_head_and_anchor(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     pvg_audit_head_info h;
     assert_int_equal(pvg_audit_head(f->s, &h, NULL), PVG_OK);
@@ -331,6 +339,7 @@ static void test_head_and_anchor(void **state)
 
 static void test_old_unkeyed_log(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     /* a log written by an old version: unkeyed hashes; its keys were then
      * moved out, the key file recording entry 10 and its hash */

@@ -67,6 +67,7 @@ static int count_rows_with(fx *f, const char *needle)
 
 static void test_apikey_roundtrip(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     char *cred = NULL;
     pvg_principal p, got;
@@ -120,6 +121,7 @@ static void test_malformed(void **state)
 
 static void test_token_scope_and_expiry(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     fx *f = *state;
     char *tok = NULL;
     pvg_principal p, got;

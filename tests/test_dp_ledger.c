@@ -21,6 +21,8 @@
 
 #include <math.h>
 #include <sqlite3.h>
+
+#include "t_rawdb.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +248,7 @@ static void ledger_caps_and_changes(void **state)
 
 static void exec_sql(const char *dir, const char *sql)
 {
+    t_rawdb_require_sqlite(dir);
     char path[600];
     snprintf(path, sizeof path, "%s/privguide.db", dir);
     sqlite3 *db = NULL;
@@ -263,6 +266,7 @@ static void exec_sql(const char *dir, const char *sql)
  * and every old release counts against it. */
 static void ledger_migration(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     char *dir = make_store();
     exec_sql(dir, "INSERT INTO dp_budget VALUES('default', 1.0, 1e-6, 1), ('other', 2.0, 0, 1),"
                   " ('he', 0.5, 1e-5, 1);"

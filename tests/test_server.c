@@ -1145,6 +1145,7 @@ static void test_model_reload(void **state)
 
 static void test_audit_chain_and_tamper(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char dd[300];
     snprintf(dd, sizeof dd, "%s/data", E.dir);

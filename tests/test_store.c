@@ -288,6 +288,7 @@ static void test_policy_drops_types(void **state)
 
 static void test_duplicates(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -416,6 +417,7 @@ static void grab_secrets(pvg_store *s, const char *user, secrets *out)
 
 static void test_delete_shreds(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -449,6 +451,7 @@ static void test_delete_shreds(void **state)
 
 static void test_no_plaintext(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -727,6 +730,7 @@ static long long check_problems(const pvg_store_check_report *r)
 
 static void test_tampering(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -777,6 +781,7 @@ static void test_tampering(void **state)
  * quarantines it, after which the index is back. */
 static void test_chunk_replayed(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -828,6 +833,7 @@ static void test_chunk_replayed(void **state)
  * fails authentication: skipped, counted, found by store check. */
 static void test_chunk_expiry_edited(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -886,6 +892,7 @@ static void put_view(pvg_store *s, const char *user, const char *item)
  * key or a deleted row; no row id is reused; everything stays readable. */
 static void test_stale_cache(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *a = open_ok(dir), *b = open_ok(dir);
@@ -936,6 +943,7 @@ static void test_stale_cache(void **state)
  * and `store check --upgrade` rewrites it in the current format. */
 static void test_chunk_format1_upgrade(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -1004,6 +1012,7 @@ static void test_chunk_format1_upgrade(void **state)
  * of chunks whose user row is gone). */
 static void test_row_ids_not_reused(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -1082,6 +1091,7 @@ static void test_consent(void **state)
  * suppression list holds the pseudonym only. */
 static void test_erasure_suppresses(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -1227,6 +1237,7 @@ static void test_events_put_batch(void **state)
  * imported event posted again is then a duplicate. */
 static void test_dup_index_upgrade(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);

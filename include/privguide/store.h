@@ -56,6 +56,9 @@ typedef struct pvg_store_init_options {
     const char *policy_json; /* policy text to write; NULL: the default policy */
     const char *key_file;    /* where to create the key file; NULL: $PRIVGUIDE_KEY_FILE
                                 or the per-user default (see above) */
+    const char *database_url; /* the PostgreSQL database to keep the store in
+                                 (a postgresql:// URL); NULL: $PRIVGUIDE_DATABASE_URL, and
+                                 when that is unset or empty, SQLite in the dir */
 } pvg_store_init_options;
 
 /* Creates a data dir (mkdir -p, mode 0700) with a new store id, policy file
@@ -350,6 +353,40 @@ typedef struct pvg_store_counts {
 } pvg_store_counts;
 pvg_status pvg_store_counts_get(pvg_store *s, pvg_store_counts *out,
                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- backends: PostgreSQL or SQLite (docs/store.md) ---- */
+
+/* Creates or upgrades the schema of the store in dir (either backend);
+ * *from: the schema version found (0: none), *to: the version now.
+ * PVG_ERR_STATE when the store's schema is newer than this library knows
+ * (nothing is changed), PVG_ERR_NOT_FOUND, PVG_ERR_IO. */
+pvg_status pvg_store_migrate(const char *dir, int *from, int *to, pvg_error *err) PVG_WARN_UNUSED;
+
+typedef struct pvg_store_copy_report {
+    long long users, chunks, events, releases, audit_entries;
+    long long chunks_left; /* chunk rows without a user row (unreadable): not copied */
+    long long digests;     /* users whose digests matched on both sides */
+    const char *to_backend; /* "sqlite" or "postgresql" (static) */
+} pvg_store_copy_report;
+
+/* Copies the store of from_dir into a new data dir to_dir: to the
+ * PostgreSQL database at to_url, or SQLite when to_url is NULL. The store
+ * id and policy go along, so the same key file opens the copy. Copied: users
+ * (new row ids), wrapped keys, sealed chunks, catalog (same row ids),
+ * anonymous counts (summed over sources), suppression list, credentials,
+ * ledger and audit log (same sequence and MACs); not the release caches
+ * (rebuilt on demand) nor the ingest log or quarantine. Verified before
+ * returning: counts, a digest per user (consent, key, sealed chunks) and
+ * the audit head equal on both sides; PVG_ERR_CORRUPT otherwise. No key is
+ * needed. The target rebuilds its duplicate index on its first open. */
+pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *to_url,
+                          pvg_store_copy_report *r, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Reclaims the space of deleted rows after an erasure (PostgreSQL: VACUUM
+ * of the tables holding per-user rows, VACUUM FULL with full, then
+ * CHECKPOINT when the role may; SQLite: WAL checkpoint, VACUUM with full).
+ * Not inside a transaction. PVG_ERR_BUSY when readers hold old rows. */
+pvg_status pvg_store_vacuum(pvg_store *s, int full, pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- the user's rights ------------------------------------------------ */
 

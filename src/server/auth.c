@@ -151,6 +151,7 @@ typedef struct key_list_ctx {
 static int key_list_one(void *ctx, const pvg_backend_cred *c)
 {
     key_list_ctx *x = ctx;
+    if (strcmp(c->kind, "key") != 0) return 0; /* API keys only, not shopper tokens */
     pvg_auth_key_info k;
     memset(&k, 0, sizeof k);
     snprintf(k.key_id, sizeof k.key_id, "%.16s", c->key_id);
@@ -170,7 +171,7 @@ pvg_status pvg_auth_apikey_foreach(pvg_store *s, int (*fn)(void *ctx, const pvg_
     if (!s || !fn) return pvg_error_set(err, PVG_ERR_INVALID, "apikey list: NULL argument");
     key_list_ctx x = {fn, ctx, pvg_store_now(s)};
     pvg_backend *b = pvg_store_backend(s);
-    return b->ops->cred_foreach(b, "key", key_list_one, &x, err);
+    return b->ops->creds_foreach(b, key_list_one, &x, err);
 }
 
 pvg_status pvg_auth_token_issue(pvg_store *s, const char *ext_user, int64_t ttl_seconds,

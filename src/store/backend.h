@@ -305,11 +305,6 @@ struct pvg_backend_ops {
                               pvg_error *err);
     pvg_status (*cred_revoke_user)(pvg_backend *b, const unsigned char pseudonym[16],
                                    long long *changed, pvg_error *err);
-    /* Every credential of `kind` ("key" or "token"), in the order they were
-     * inserted (created_at, then insertion). The callback's cred has everything but the secret hash
-     * (secret_hash_len 0); its label is borrowed for the call ("" when none). */
-    pvg_status (*cred_foreach)(pvg_backend *b, const char *kind, pvg_backend_cred_fn fn, void *ctx,
-                               pvg_error *err);
 
     /* ---- budget ledger (one total per store; caps per purpose) ---- */
     /* [unit] Under the write lock: asks decide (which may call ledger_read)
@@ -414,6 +409,22 @@ struct pvg_backend_ops {
      * that test many tags of one user read them once this way. */
     pvg_status (*tags_of_user)(pvg_backend *b, int64_t user_id, unsigned char **keys, size_t *n,
                                pvg_error *err);
+    /* ---- cleanup after erasure ---- */
+    /* Reclaims the space of deleted rows so that no file keeps them longer
+     * than the database allows (SQLite: a checkpoint, and with full a
+     * VACUUM of both databases; PostgreSQL: VACUUM, or VACUUM FULL, of the
+     * tables holding per-user rows, then CHECKPOINT when permitted). Not
+     * inside a transaction. PVG_ERR_BUSY when readers hold old data. */
+    pvg_status (*vacuum)(pvg_backend *b, int full, pvg_error *err);
+    /* ---- for `store copy` (a store moved between backends) ---- */
+    /* Every credential in key_id order (label set; pointers valid during
+     * the callback; `store copy` and `apikey list` read them so)
+     */
+    pvg_status (*creds_foreach)(pvg_backend *b, pvg_backend_cred_fn fn, void *ctx, pvg_error *err);
+    /* [txn] item_insert with the row id given (sealed records name items by
+     * row id, so a copy keeps them). PVG_ERR_EXISTS when the id is taken. */
+    pvg_status (*item_insert_at)(pvg_backend *b, int64_t id, const pvg_item *it,
+                                 int64_t updated_at, pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */
@@ -426,5 +437,29 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err);
 /* Opens the store in dir (upgrading the schema of older stores: new tables
  * only). PVG_ERR_NOT_FOUND when there is none. */
 pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error *err);
+
+/* ---- the backend of a data dir (src/store/postgres/pg_select.c) ----
+ * A data dir holds a SQLite store, or a file `database` naming the
+ * PostgreSQL database and schema of its store (docs/store.md). */
+
+#define PVG_ENV_DATABASE_URL "PRIVGUIDE_DATABASE_URL"
+#define PVG_DATABASE_FILE "database"
+
+/* 1 when dir holds a store of either backend. */
+int pvg_backend_exists(const char *dir);
+/* Creates the store of a new data dir: SQLite when url is NULL or empty,
+ * else the schema privguide_<store_id> in the PostgreSQL database at url
+ * (the `database` file written 0600 first). */
+pvg_status pvg_backend_create(const char *dir, const char *url, const char *store_id,
+                              pvg_error *err);
+/* Opens the store of dir, whichever backend it uses. */
+pvg_status pvg_backend_open(const char *dir, pvg_backend **out, pvg_error *err);
+/* Creates or upgrades the schema of dir's store; *from: the version found
+ * (0: none), *to: the version now. PVG_ERR_STATE when the store's schema is
+ * newer than this code knows. */
+pvg_status pvg_backend_migrate(const char *dir, int *from, int *to, pvg_error *err);
+/* The backend name of dir's store ("sqlite", "postgresql") and, for
+ * PostgreSQL, its URL (NULL otherwise; malloc'd). */
+pvg_status pvg_backend_describe(const char *dir, const char **name, char **url, pvg_error *err);
 
 #endif

@@ -692,7 +692,7 @@ pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *move
 {
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
-    if (!pvg_sqlite_backend_exists(dir))
+    if (!pvg_backend_exists(dir))
         return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, dir, 0, 0, -1, "no privguide store here");
     char old[4096];
     snprintf(old, sizeof old, "%s/%s", dir, PVG_LEGACY_KEY_FILE);
@@ -727,7 +727,7 @@ pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *move
         st = pvg_error_set_at(err, PVG_ERR_INVALID, old, 0, 0, -1,
                               "this key file belongs to store %s, but the data dir is store %s", named, sid);
     if (st == PVG_OK) st = pvg_keys_locate(dir, sid, key_file, 1, path, sizeof path, err);
-    if (st == PVG_OK) st = pvg_sqlite_backend_open(dir, &be, err);
+    if (st == PVG_OK) st = pvg_backend_open(dir, &be, err);
     int64_t seq = 0;
     unsigned char hash[32];
     int found = 0;

@@ -73,5 +73,5 @@ pvg_status pvg_store_model_dir_key(pvg_store *s, unsigned char out[32])
 
 int pvg_store_dir_is_data_dir(const char *dir)
 {
-    return dir && pvg_sqlite_backend_exists(dir);
+    return dir && pvg_backend_exists(dir);
 }

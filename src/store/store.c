@@ -85,8 +85,9 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return pvg_error_set_at(err, PVG_ERR_IO, dir, 0, 0, -1, "cannot create directory: %s",
                                 strerror(errno));
-    if (pvg_sqlite_backend_exists(dir))
+    if (pvg_backend_exists(dir))
         return pvg_error_set_at(err, PVG_ERR_EXISTS, dir, 0, 0, -1, "a store exists here already");
+    const char *db_url = opts && opts->database_url ? opts->database_url : getenv(PVG_ENV_DATABASE_URL);
     int in_env = opts && opts->master_key_in_env;
     if (in_env && !(getenv(PVG_ENV_MASTER_KEY) && *getenv(PVG_ENV_MASTER_KEY)))
         return pvg_error_set(err, PVG_ERR_INVALID, "the master key is to come from %s, which is not set",
@@ -130,7 +131,7 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
             return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s", strerror(errno));
     }
 
-    return pvg_sqlite_backend_create(dir, err);
+    return pvg_backend_create(dir, db_url, sid, err);
 }
 
 static pvg_status read_file(const char *path, char **out, pvg_error *err)
@@ -219,7 +220,7 @@ pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *op
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     char path[4096];
-    if (!pvg_sqlite_backend_exists(dir))
+    if (!pvg_backend_exists(dir))
         return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, dir, 0, 0, -1,
                                 "no privguide store here (run `privguide init` first)");
     pvg_store *s = calloc(1, sizeof *s);
@@ -246,7 +247,7 @@ pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *op
     st = pvg_policy_parse(policy_text, path, &s->policy, err);
     free(policy_text);
     if (st != PVG_OK) goto fail;
-    st = pvg_sqlite_backend_open(dir, &s->be, err);
+    st = pvg_backend_open(dir, &s->be, err);
     if (st != PVG_OK) goto fail;
     /* The master key must be the one (or, mid-rotation, one of the two)
      * that wraps the stored data keys. */

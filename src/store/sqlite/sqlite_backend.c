@@ -211,7 +211,6 @@ enum {
     Q_CRED_GET,
     Q_CRED_REVOKE,
     Q_CRED_REVOKE_USER,
-    Q_CRED_LIST,
     Q_LEDGER_TOTAL,
     Q_LEDGER_CAPS,
     Q_LEDGER_SPENT,
@@ -237,6 +236,8 @@ enum {
     Q_RCACHE_GET,
     Q_RCACHE_PUT,
     Q_RCACHE_LATEST,
+    Q_CREDS_ALL,
+    Q_ITEM_INSERT_AT,
     Q_COUNT
 };
 
@@ -329,9 +330,6 @@ static const struct {
     [Q_CRED_REVOKE] = {DB_MAIN, "UPDATE auth_keys SET revoked=1 WHERE key_id=?1"},
     [Q_CRED_REVOKE_USER] = {DB_MAIN,
                             "UPDATE auth_keys SET revoked=1 WHERE user_pseudonym=?1 AND revoked=0"},
-    [Q_CRED_LIST] = {DB_MAIN, "SELECT key_id,kind,role,label,user_pseudonym,rate_per_s,created_at,"
-                              "expires_at,revoked FROM auth_keys WHERE kind=?1"
-                              " ORDER BY created_at, rowid"},
     [Q_LEDGER_TOTAL] = {DB_MAIN,
                         "SELECT total_epsilon, total_delta, 0 FROM dp_store_budget WHERE id = 1"
                         " UNION ALL SELECT MAX(total_epsilon), MAX(total_delta), 1 FROM dp_budget"
@@ -386,6 +384,11 @@ static const struct {
     [Q_RCACHE_LATEST] = {DB_MAIN, "SELECT body, release_id, created_at FROM dp_release_cache"
                                   " WHERE kind=?1 AND dataset=?2"
                                   " ORDER BY created_at DESC, release_id DESC LIMIT 1"},
+    [Q_CREDS_ALL] = {DB_MAIN, "SELECT key_id,kind,role,label,user_pseudonym,secret_hash,rate_per_s,"
+                              "created_at,expires_at,revoked FROM auth_keys ORDER BY key_id"},
+    [Q_ITEM_INSERT_AT] = {DB_MAIN,
+                          "INSERT INTO items(ext_id, title, category, price, attrs, updated_at,"
+                          " catalog, id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
 };
 
 typedef struct sq_backend {
@@ -1394,42 +1397,6 @@ static pvg_status sq_cred_revoke_user(pvg_backend *b, const unsigned char p[16],
     return run(SQ(b), Q_CRED_REVOKE_USER, v, 1, changed, "revoke user tokens", err);
 }
 
-static pvg_status sq_cred_foreach(pvg_backend *b, const char *kind, pvg_backend_cred_fn fn,
-                                  void *ctx, pvg_error *err)
-{
-    sq_backend *q = SQ(b);
-    sqlite3_stmt *s;
-    int own;
-    pvg_status st = take(q, Q_CRED_LIST, &s, &own, err);
-    if (st != PVG_OK) return st;
-    bindv v[] = {BT(kind)};
-    bind_all(s, v, 1);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        pvg_backend_cred c;
-        memset(&c, 0, sizeof c);
-        copy_text(s, 0, c.key_id, sizeof c.key_id);
-        copy_text(s, 1, c.kind, sizeof c.kind);
-        copy_text(s, 2, c.role, sizeof c.role);
-        const char *label = (const char *)sqlite3_column_text(s, 3);
-        c.label = label ? label : "";
-        size_t pn = 0;
-        copy_blob(s, 4, c.pseudonym, sizeof c.pseudonym, &pn);
-        c.has_pseudonym = pn == PVG_BACKEND_PSEUDONYM_BYTES;
-        c.rate_per_s = sqlite3_column_double(s, 5);
-        c.created_at = sqlite3_column_int64(s, 6);
-        c.expires_at = sqlite3_column_int64(s, 7);
-        c.revoked = sqlite3_column_int(s, 8);
-        if (fn(ctx, &c)) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
-    }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "credentials", err);
-    give(s, own);
-    return st;
-}
-
 /* ---- ledger ---- */
 
 /* Steps a listing statement (bound already), handing each row to row_fn;
@@ -2014,6 +1981,71 @@ static pvg_status sq_rcache_latest(pvg_backend *b, const char *kind, const char 
     return rcache_row(SQ(b), Q_RCACHE_LATEST, v, 2, body, release_id, created_at, err);
 }
 
+static pvg_status sq_vacuum(pvg_backend *b, int full, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "cannot vacuum inside a transaction");
+    if (full) {
+        int rc = exec(q->ks, "VACUUM");
+        if (rc == SQLITE_OK) rc = exec(q->db, "VACUUM");
+        if (rc != SQLITE_OK) return fail(rc == SQLITE_OK ? q->db : q->ks, rc, "vacuum", err);
+    }
+    return sq_checkpoint(b, err);
+}
+
+static pvg_status sq_creds_foreach(pvg_backend *b, int (*fn)(void *ctx, const pvg_backend_cred *c),
+                                   void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CREDS_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_cred c;
+        memset(&c, 0, sizeof c);
+        copy_text(s, 0, c.key_id, sizeof c.key_id);
+        copy_text(s, 1, c.kind, sizeof c.kind);
+        copy_text(s, 2, c.role, sizeof c.role);
+        c.label = col_text(s, 3);
+        size_t pn = 0;
+        copy_blob(s, 4, c.pseudonym, sizeof c.pseudonym, &pn);
+        c.has_pseudonym = pn == PVG_BACKEND_PSEUDONYM_BYTES;
+        copy_blob(s, 5, c.secret_hash, sizeof c.secret_hash, &c.secret_hash_len);
+        c.rate_per_s = sqlite3_column_double(s, 6);
+        c.created_at = sqlite3_column_int64(s, 7);
+        c.expires_at = sqlite3_column_int64(s, 8);
+        c.revoked = sqlite3_column_int(s, 9);
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "credentials", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_item_insert_at(pvg_backend *b, int64_t id, const pvg_item *it, int64_t at,
+                                    pvg_error *err)
+{
+    bindv v[8];
+    v[0] = BT(it->ext_id);
+    item_binds(it, at, v);
+    v[7] = BI(id);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(SQ(b), Q_ITEM_INSERT_AT, &s, &own, err);
+    if (st != PVG_OK) return st;
+    bind_all(s, v, 8);
+    int rc = sqlite3_step(s);
+    give(s, own);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return pvg_error_set(err, PVG_ERR_EXISTS, "items: row %lld or its ext_id is taken", (long long)id);
+    return rc == SQLITE_DONE ? PVG_OK : fail(SQ(b)->db, rc, "items", err);
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -2062,7 +2094,6 @@ static const pvg_backend_ops SQLITE_OPS = {
     .cred_get = sq_cred_get,
     .cred_revoke = sq_cred_revoke,
     .cred_revoke_user = sq_cred_revoke_user,
-    .cred_foreach = sq_cred_foreach,
     .ledger_charge = sq_ledger_charge,
     .releases_foreach = sq_releases_foreach,
     .audit_append = sq_audit_append,
@@ -2082,6 +2113,9 @@ static const pvg_backend_ops SQLITE_OPS = {
     .release_cache_put = sq_rcache_put,
     .release_cache_latest = sq_rcache_latest,
     .tags_of_user = sq_tags_of_user,
+    .vacuum = sq_vacuum,
+    .creds_foreach = sq_creds_foreach,
+    .item_insert_at = sq_item_insert_at,
 };
 
 /* ---- opening and creating ---- */

@@ -1,0 +1,496 @@
+/*
+ * store_copy.c - moving a store between backends (`privguide store copy`),
+ * schema migration (`privguide migrate`) and the cleanup after erasure
+ * (`user delete --vacuum-full`). Backend-neutral: everything goes through
+ * the ops of src/store/backend.h, and no key is needed: sealed chunks,
+ * wrapped keys, hashes and pseudonyms are copied as the opaque bytes they
+ * are, so the copy is readable with the same key file (the store id goes
+ * along). The copy is verified by counts and a digest per user computed on
+ * both sides from what each backend returns.
+ */
+#include "store/postgres/pg_backend.h"
+#include "store/store_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+pvg_status pvg_store_migrate(const char *dir, int *from, int *to, pvg_error *err)
+{
+    if (!pvg_backend_exists(dir))
+        return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, dir, 0, 0, -1,
+                                "no privguide store here (run `privguide init` first)");
+    return pvg_backend_migrate(dir, from, to, err);
+}
+
+pvg_status pvg_store_vacuum(pvg_store *s, int full, pvg_error *err)
+{
+    pvg_backend *be = pvg_store_backend(s);
+    return be->ops->vacuum(be, full, err);
+}
+
+/* ---- copying ---- */
+
+static pvg_status copy_file(const char *from_dir, const char *to_dir, const char *name,
+                            pvg_error *err)
+{
+    char src[4096], dst[4096];
+    snprintf(src, sizeof src, "%s/%s", from_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+    FILE *in = fopen(src, "rb");
+    if (!in)
+        return pvg_error_set_at(err, PVG_ERR_IO, src, 0, 0, -1, "cannot open: %s", strerror(errno));
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *out = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!out) {
+        int e = errno;
+        fclose(in);
+        if (fd >= 0) close(fd);
+        return pvg_error_set_at(err, PVG_ERR_IO, dst, 0, 0, -1, "cannot create: %s", strerror(e));
+    }
+    char buf[8192];
+    size_t n;
+    int ok = 1;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) ok = 0;
+    fclose(in);
+    if (fclose(out) != 0) ok = 0;
+    return ok ? PVG_OK : pvg_error_set_at(err, PVG_ERR_IO, dst, 0, 0, -1, "write failed");
+}
+
+typedef struct idmap {
+    int64_t *from, *to;
+    size_t n, cap;
+} idmap;
+
+static int idmap_add(idmap *m, int64_t from, int64_t to)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        int64_t *f = realloc(m->from, cap * sizeof *f);
+        if (!f) return -1;
+        m->from = f;
+        int64_t *t = realloc(m->to, cap * sizeof *t);
+        if (!t) return -1;
+        m->to = t;
+        m->cap = cap;
+    }
+    m->from[m->n] = from; /* users_foreach goes in id order: from is sorted */
+    m->to[m->n++] = to;
+    return 0;
+}
+
+static int64_t idmap_get(const idmap *m, int64_t from)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (m->from[mid] < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < m->n && m->from[lo] == from ? m->to[lo] : 0;
+}
+
+typedef struct copier {
+    pvg_backend *a, *b;
+    idmap users;
+    pvg_store_copy_report *r;
+    pvg_status st;
+    pvg_error *err;
+} copier;
+
+#define CB_FAIL(c, expr)                                                                           \
+    do {                                                                                           \
+        if (((c)->st = (expr)) != PVG_OK) return 1;                                                \
+    } while (0)
+
+static int copy_user(void *ctx, const pvg_backend_user *u)
+{
+    copier *c = ctx;
+    int64_t id = 0;
+    CB_FAIL(c, c->b->ops->user_insert(c->b, u->pseudonym, u->created_at, u->consent_personalization,
+                                      u->consent_analytics, &id, c->err));
+    if (idmap_add(&c->users, u->id, id) != 0) {
+        c->st = pvg_error_set(c->err, PVG_ERR_NOMEM, "out of memory");
+        return 1;
+    }
+    pvg_backend_key k;
+    pvg_status st = c->a->ops->key_get(c->a, u->pseudonym, &k, c->err);
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(c->err);
+        return 0; /* an interrupted erasure: the store finishes it on next use */
+    }
+    CB_FAIL(c, st);
+    st = c->b->ops->key_put(c->b, u->pseudonym, k.kid, k.wrapped, k.wrapped_len, c->err);
+    sodium_memzero(&k, sizeof k);
+    CB_FAIL(c, st);
+    c->r->users++;
+    return 0;
+}
+
+static int copy_chunk(void *ctx, const pvg_backend_chunk *ch)
+{
+    copier *c = ctx;
+    int64_t uid = idmap_get(&c->users, ch->user_id);
+    if (!uid) { /* a chunk whose user row is gone: unreadable, not copied */
+        c->r->chunks_left++;
+        return 0;
+    }
+    CB_FAIL(c, c->b->ops->chunk_insert(c->b, uid, ch->expires_day, ch->n_events, ch->cid,
+                                       ch->cid_len, ch->sealed, ch->sealed_len, c->err));
+    c->r->chunks++;
+    return 0;
+}
+
+static int copy_item(void *ctx, const pvg_item *it)
+{
+    copier *c = ctx;
+    pvg_item row = *it; /* the price column holds the last price; the window its own */
+    row.price = it->last_price;
+    CB_FAIL(c, c->b->ops->item_insert_at(c->b, it->id, &row, 0, c->err));
+    char *window = NULL;
+    CB_FAIL(c, c->a->ops->item_prices_get(c->a, it->id, &window, c->err));
+    if (window) {
+        c->st = c->b->ops->item_prices_set(c->b, it->id, window, it->price, c->err);
+        free(window);
+        if (c->st != PVG_OK) return 1;
+    }
+    return 0;
+}
+
+static int copy_anon(void *ctx, int64_t item_id, pvg_event_type type, long long count, double qty)
+{
+    copier *c = ctx;
+    static const unsigned char source[16] = {'s', 't', 'o', 'r', 'e', ' ', 'c', 'o', 'p', 'y'};
+    CB_FAIL(c, c->b->ops->anon_put(c->b, source, item_id, (int)type, count, qty, c->err));
+    return 0;
+}
+
+static int copy_suppressed(void *ctx, const unsigned char p[16])
+{
+    copier *c = ctx;
+    CB_FAIL(c, c->b->ops->suppress_add(c->b, p, c->err));
+    return 0;
+}
+
+static int copy_cred(void *ctx, const pvg_backend_cred *cr)
+{
+    copier *c = ctx;
+    CB_FAIL(c, c->b->ops->cred_insert(c->b, cr, c->err));
+    if (cr->revoked) {
+        long long n = 0;
+        CB_FAIL(c, c->b->ops->cred_revoke(c->b, cr->key_id, &n, c->err));
+    }
+    return 0;
+}
+
+static pvg_status decide_yes(void *ctx, pvg_error *err)
+{
+    (void)ctx;
+    (void)err;
+    return PVG_OK;
+}
+
+static int copy_limit(void *ctx, const pvg_backend_ledger_row *row)
+{
+    copier *c = ctx;
+    if (row->kind == PVG_LEDGER_ROW_TOTAL)
+        CB_FAIL(c, c->b->ops->ledger_limit_set(c->b, NULL, row->epsilon, row->delta, 0, 0,
+                                               decide_yes, NULL, c->err));
+    else if (row->kind == PVG_LEDGER_ROW_CAP)
+        CB_FAIL(c, c->b->ops->ledger_limit_set(c->b, row->name, row->epsilon, row->delta, 0, 0,
+                                               decide_yes, NULL, c->err));
+    return 0;
+}
+
+static int copy_release(void *ctx, const pvg_ledger_release *rel)
+{
+    copier *c = ctx;
+    int64_t id = 0;
+    CB_FAIL(c,
+            c->b->ops->ledger_charge(c->b, rel->dataset, rel->what, rel->mechanism, rel->epsilon,
+                                     rel->delta, rel->created_at, decide_yes, NULL, &id, c->err));
+    if (id != rel->id) {
+        c->st =
+            pvg_error_set(c->err, PVG_ERR_STATE,
+                          "ledger: release %lld was copied as %lld (the target's ledger was not "
+                          "empty?)",
+                          (long long)rel->id, (long long)id);
+        return 1;
+    }
+    c->r->releases++;
+    return 0;
+}
+
+/* The audit chain is copied entry by entry with its stored hashes (the
+ * chain callback hands back the source entry's MAC), so `audit verify`
+ * checks the copy with the same key. */
+typedef struct audit_cp {
+    copier *c;
+    const pvg_audit_entry *e;
+} audit_cp;
+
+static void chain_same(void *ctx, const unsigned char prev[32], int64_t ts,
+                       const pvg_audit_record *rec, unsigned char out[32])
+{
+    (void)prev;
+    (void)ts;
+    (void)rec;
+    memcpy(out, ((audit_cp *)ctx)->e->hash, 32);
+}
+
+static int copy_audit(void *ctx, const pvg_audit_entry *e)
+{
+    copier *c = ctx;
+    pvg_audit_record rec = {0};
+    rec.ts = e->ts;
+    rec.actor = e->actor;
+    rec.action = e->action;
+    rec.subject = e->subject;
+    rec.detail = e->detail;
+    audit_cp ac = {c, e};
+    int64_t seq = 0;
+    CB_FAIL(c, c->b->ops->audit_append(c->b, &rec, 1, e->ts, chain_same, &ac, &seq, c->err));
+    if (seq != e->seq) {
+        c->st = pvg_error_set(c->err, PVG_ERR_STATE, "audit: entry %lld was copied as %lld",
+                              (long long)e->seq, (long long)seq);
+        return 1;
+    }
+    c->r->audit_entries++;
+    return 0;
+}
+
+/* ---- per-user digests ---- */
+
+typedef struct digest_run {
+    pvg_backend *be;
+    unsigned char (*out)[16 + 32]; /* pseudonym, digest; sorted by pseudonym after */
+    size_t n, cap;
+    unsigned char *hashes; /* per-chunk hashes of the user being digested */
+    size_t hn, hcap;
+    pvg_status st;
+    pvg_error *err;
+} digest_run;
+
+static int digest_chunk(void *ctx, const pvg_backend_chunk *ch)
+{
+    digest_run *d = ctx;
+    if (d->hn == d->hcap) {
+        size_t cap = d->hcap ? d->hcap * 2 : 64;
+        unsigned char *p = realloc(d->hashes, cap * 32);
+        if (!p) {
+            d->st = pvg_error_set(d->err, PVG_ERR_NOMEM, "out of memory");
+            return 1;
+        }
+        d->hashes = p;
+        d->hcap = cap;
+    }
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, 32);
+    unsigned char meta[16];
+    for (int i = 0; i < 8; i++) {
+        meta[i] = (unsigned char)((uint64_t)ch->expires_day >> (8 * i));
+        meta[8 + i] = (unsigned char)((uint64_t)ch->n_events >> (8 * i));
+    }
+    crypto_generichash_update(&h, meta, sizeof meta);
+    crypto_generichash_update(&h, ch->cid, ch->cid_len);
+    crypto_generichash_update(&h, ch->sealed, ch->sealed_len);
+    crypto_generichash_final(&h, d->hashes + 32 * d->hn++, 32);
+    return 0;
+}
+
+static int cmp32(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* A user's digest: BLAKE2b over consent, creation time, the wrapped key and
+ * the sorted hashes of their chunks (row ids and user row ids excluded:
+ * they differ between backends). */
+static int digest_user(void *ctx, const pvg_backend_user *u)
+{
+    digest_run *d = ctx;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 1024;
+        void *p = realloc(d->out, cap * sizeof *d->out);
+        if (!p) {
+            d->st = pvg_error_set(d->err, PVG_ERR_NOMEM, "out of memory");
+            return 1;
+        }
+        d->out = p;
+        d->cap = cap;
+    }
+    d->hn = 0;
+    pvg_status st = d->be->ops->chunks_foreach_user(d->be, u->id, digest_chunk, d, d->err);
+    if (st == PVG_ERR_ABORTED) st = d->st;
+    if ((d->st = st) != PVG_OK) return 1;
+    qsort(d->hashes, d->hn, 32, cmp32);
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, 32);
+    unsigned char head[24] = {0};
+    head[0] = (unsigned char)u->consent_personalization;
+    head[1] = (unsigned char)u->consent_analytics;
+    for (int i = 0; i < 8; i++)
+        head[8 + i] = (unsigned char)((uint64_t)u->created_at >> (8 * i));
+    crypto_generichash_update(&h, head, sizeof head);
+    pvg_backend_key k;
+    st = d->be->ops->key_get(d->be, u->pseudonym, &k, d->err);
+    if (st == PVG_OK) {
+        crypto_generichash_update(&h, k.kid, k.kid_len);
+        crypto_generichash_update(&h, k.wrapped, k.wrapped_len);
+        sodium_memzero(&k, sizeof k);
+    } else if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(d->err);
+    } else {
+        d->st = st;
+        return 1;
+    }
+    if (d->hn) crypto_generichash_update(&h, d->hashes, 32 * d->hn);
+    memcpy(d->out[d->n], u->pseudonym, 16);
+    crypto_generichash_final(&h, d->out[d->n] + 16, 32);
+    d->n++;
+    return 0;
+}
+
+static pvg_status digests(pvg_backend *be, digest_run *d, pvg_error *err)
+{
+    memset(d, 0, sizeof *d);
+    d->be = be;
+    d->err = err;
+    pvg_status st = be->ops->users_foreach(be, NULL, digest_user, d, err);
+    if (st == PVG_ERR_ABORTED) st = d->st;
+    free(d->hashes);
+    d->hashes = NULL;
+    if (st == PVG_OK && d->n) qsort(d->out, d->n, sizeof *d->out, cmp_entry);
+    return st;
+}
+
+static pvg_status verify(copier *c, pvg_error *err)
+{
+    pvg_store_counts ca, cb;
+    pvg_status st = c->a->ops->counts(c->a, &ca, err);
+    if (st == PVG_OK) st = c->b->ops->counts(c->b, &cb, err);
+    if (st != PVG_OK) return st;
+    if (c->r->chunks_left == 0 && (ca.users != cb.users || ca.items != cb.items ||
+                                   ca.events != cb.events || ca.wrapped_keys != cb.wrapped_keys))
+        return pvg_error_set(err, PVG_ERR_CORRUPT,
+                             "copy verification: counts differ (users %lld/%lld, items %lld/%lld, "
+                             "events %lld/%lld, keys %lld/%lld)",
+                             ca.users, cb.users, ca.items, cb.items, ca.events, cb.events,
+                             ca.wrapped_keys, cb.wrapped_keys);
+    c->r->events = cb.events;
+    digest_run da, db;
+    st = digests(c->a, &da, err);
+    if (st == PVG_OK) st = digests(c->b, &db, err);
+    if (st == PVG_OK) {
+        if (da.n != db.n)
+            st = pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: %zu users, %zu copied",
+                               da.n, db.n);
+        for (size_t i = 0; st == PVG_OK && i < da.n; i++)
+            if (memcmp(da.out[i], db.out[i], sizeof da.out[i]) != 0)
+                st = pvg_error_set(err, PVG_ERR_CORRUPT,
+                                   "copy verification: user %zu of %zu (by pseudonym) differs",
+                                   i + 1, da.n);
+        if (st == PVG_OK) c->r->digests = (long long)da.n;
+    }
+    free(da.out);
+    free(db.out);
+    /* the audit heads, too */
+    int64_t sa = 0, sb = 0;
+    unsigned char ha[32], hb[32];
+    int fa = 0, fb = 0;
+    if (st == PVG_OK) st = c->a->ops->audit_head(c->a, &sa, ha, &fa, err);
+    if (st == PVG_OK) st = c->b->ops->audit_head(c->b, &sb, hb, &fb, err);
+    if (st == PVG_OK && (fa != fb || sa != sb || memcmp(ha, hb, 32) != 0))
+        st = pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: the audit heads differ");
+    return st;
+}
+
+pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *to_url,
+                          pvg_store_copy_report *r, pvg_error *err)
+{
+    memset(r, 0, sizeof *r);
+    pvg_status st = pvg_init();
+    if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
+    if (!pvg_backend_exists(from_dir))
+        return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, from_dir, 0, 0, -1,
+                                "no privguide store here");
+    if (pvg_backend_exists(to_dir))
+        return pvg_error_set_at(err, PVG_ERR_EXISTS, to_dir, 0, 0, -1,
+                                "a store exists here already");
+    char sid[128] = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/store.id", from_dir);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(sid, sizeof sid, f)) {
+        if (f) fclose(f);
+        return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, path, 0, 0, -1,
+                                "no store id (an old data dir: open it once with privguide first)");
+    }
+    fclose(f);
+    sid[strcspn(sid, "\r\n")] = '\0';
+    if (mkdir(to_dir, 0700) != 0 && errno != EEXIST)
+        return pvg_error_set_at(err, PVG_ERR_IO, to_dir, 0, 0, -1, "cannot create directory: %s",
+                                strerror(errno));
+    copier c = {0};
+    c.r = r;
+    c.err = err;
+    st = copy_file(from_dir, to_dir, "store.id", err);
+    if (st == PVG_OK) st = copy_file(from_dir, to_dir, "policy.json", err);
+    if (st == PVG_OK) st = pvg_backend_create(to_dir, to_url, sid, err);
+    if (st == PVG_OK) st = pvg_backend_open(from_dir, &c.a, err);
+    if (st == PVG_OK) st = pvg_backend_open(to_dir, &c.b, err);
+    if (st != PVG_OK) goto done;
+    r->to_backend = c.b->ops->name;
+    unsigned char kid[8];
+    int found = 0;
+    st = c.a->ops->wrap_kid_get(c.a, kid, &found, err);
+    if (st == PVG_OK && found) st = c.b->ops->wrap_kid_set(c.b, kid, err);
+    /* the data, in one transaction of the target */
+    int64_t gen;
+    if (st == PVG_OK) st = c.b->ops->txn_begin(c.b, &gen, err);
+    if (st != PVG_OK) goto done;
+#define STEP(call)                                                                                 \
+    do {                                                                                           \
+        if (st == PVG_OK) {                                                                        \
+            st = (call);                                                                           \
+            if (st == PVG_ERR_ABORTED) st = c.st;                                                  \
+        }                                                                                          \
+    } while (0)
+    STEP(c.a->ops->items_foreach(c.a, copy_item, &c, err));
+    STEP(c.a->ops->users_foreach(c.a, NULL, copy_user, &c, err));
+    STEP(c.a->ops->chunks_scan(c.a, copy_chunk, &c, err));
+    STEP(c.a->ops->anon_foreach(c.a, copy_anon, &c, err));
+    STEP(c.a->ops->suppress_foreach(c.a, copy_suppressed, &c, err));
+    /* the target rebuilds its duplicate index (from the copied chunks) on
+     * its first open with the keys */
+    STEP(c.b->ops->meta_set(c.b, "dup_index", "0", err));
+    if (st == PVG_OK)
+        st = c.b->ops->txn_commit(c.b, &gen, err);
+    else
+        c.b->ops->txn_rollback(c.b);
+    STEP(c.a->ops->creds_foreach(c.a, copy_cred, &c, err));
+    STEP(c.a->ops->ledger_read(c.a, copy_limit, &c, err));
+    STEP(c.a->ops->releases_foreach(c.a, NULL, copy_release, &c, err));
+    STEP(c.a->ops->audit_foreach(c.a, 0, -1, copy_audit, &c, err));
+#undef STEP
+    if (st == PVG_OK) st = verify(&c, err);
+done:
+    if (c.a) c.a->ops->close(c.a);
+    if (c.b) c.b->ops->close(c.b);
+    free(c.users.from);
+    free(c.users.to);
+    return st;
+}

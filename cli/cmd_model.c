@@ -11,6 +11,7 @@
 #include <privguide/model.h>
 #include <privguide/store.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HYPER_FLAGS                                                                                \
     {"threads", CLI_INT, "N", "worker threads (default 1)"},                                       \
@@ -235,14 +237,218 @@ static int run_train(cli_ctx *c)
     return 0;
 }
 
+/* ---- batch recommendations: one model load, one JSON line per shopper ---- */
+
+/* The ids of a list file (one a line; blank lines and #-comments skipped;
+ * "-" is stdin). *buf_out owns the strings. */
+static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n_out,
+                        char **buf_out)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        cli_warn("%s: cannot open: %s", path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            cap = cap ? 2 * cap : 1 << 20;
+            char *nb = realloc(buf, cap);
+            if (!nb) break;
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, cap - len - 1, f);
+        len += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        cli_warn("%s: cannot read", path);
+        return CLI_EXIT_FAIL;
+    }
+    buf[len] = 0;
+    size_t n = 0, ncap = 1024;
+    char **ids = malloc(ncap * sizeof *ids);
+    for (char *line = buf, *next; ids && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+            line[--l] = 0;
+        while (*line == ' ' || *line == '\t')
+            line++;
+        if (!*line || *line == '#') continue;
+        if (n == ncap) {
+            char **ni = realloc(ids, 2 * ncap * sizeof *ids);
+            if (!ni) {
+                free(ids);
+                ids = NULL;
+                break;
+            }
+            ids = ni;
+            ncap *= 2;
+        }
+        ids[n++] = line;
+    }
+    if (!ids) {
+        free(buf);
+        return cli_fail("list", PVG_ERR_NOMEM, NULL);
+    }
+    *ids_out = ids;
+    *n_out = n;
+    *buf_out = buf;
+    return 0;
+}
+
+typedef struct batch_out {
+    int json, similar;
+    long long lines, personalised, skipped[5];
+} batch_out;
+
+static const char *const SKIP_REASONS[] = {"unknown_user", "erased", "no_consent",
+                                           "not_in_model", "unknown_item"};
+
+static const char *skip_text(const char *r)
+{
+    return strcmp(r, "unknown_user") == 0   ? "no data is held about this shopper"
+           : strcmp(r, "erased") == 0       ? "the shopper was erased at their request"
+           : strcmp(r, "no_consent") == 0   ? "the shopper does not consent to personalisation"
+           : strcmp(r, "not_in_model") == 0 ? "the shopper is not in the model (retrain it)"
+                                            : "the model does not know this item";
+}
+
+static int batch_print(void *ctx, const pvg_access_batch_entry *e)
+{
+    batch_out *o = ctx;
+    char hex[2 * PVG_PSEUDONYM_BYTES + 1];
+    for (int i = 0; i < PVG_PSEUDONYM_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", e->pseudonym[i]);
+    const char *who_key = o->similar ? "item" : e->ext_user ? "user" : "pseudonym";
+    const char *who = e->ext_user ? e->ext_user : hex;
+    o->lines++;
+    if (e->skipped) {
+        for (int i = 0; i < 5; i++)
+            if (strcmp(e->skipped, SKIP_REASONS[i]) == 0) o->skipped[i]++;
+    } else {
+        o->personalised++;
+    }
+    if (o->json) {
+        printf("{\"%s\":", who_key);
+        cli_json_string(stdout, who);
+        if (e->skipped) {
+            printf(",\"skipped\":\"%s\",\"reason\":\"%s\"}\n", e->skipped,
+                   skip_text(e->skipped));
+            return 0;
+        }
+        fputs(",\"items\":[", stdout);
+        for (size_t i = 0; i < e->n; i++) {
+            fputs(i ? ",{\"item\":" : "{\"item\":", stdout);
+            cli_json_string(stdout, e->items[i].item);
+            printf(",\"score\":%.6g}", e->items[i].score);
+        }
+        fputs("]}\n", stdout);
+    } else if (e->skipped) {
+        printf("# %s skipped (%s): %s\n", who, e->skipped, skip_text(e->skipped));
+    } else {
+        for (size_t i = 0; i < e->n; i++)
+            printf("%s\t%zu\t%s\t%.6g\n", who, i + 1, e->items[i].item, e->items[i].score);
+    }
+    return 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* recommend --users FILE|--all, or --items FILE|--all-items (similar). */
+static int run_recommend_batch(cli_ctx *c, const char *path, size_t k)
+{
+    const char *users = cli_str(c, "users"), *items = cli_str(c, "items");
+    int similar = items || cli_bool(c, "all-items");
+    const char *list = users ? users : items;
+    double t0 = now_seconds();
+    long th = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)int_opt(c, "threads", th > 0 ? th : 1, 1, 256);
+    char **ids = NULL, *idbuf = NULL;
+    size_t n_ids = 0;
+    if (list) {
+        int rc = read_id_list(c, list, &ids, &n_ids, &idbuf);
+        if (rc) return rc;
+    }
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model *m;
+    /* mapped once (pages shared with other processes mapping the file),
+     * checksum verified once, for every shopper of the run */
+    pvg_status st = pvg_model_load(path, &m, &err);
+    if (st != PVG_OK) {
+        free(ids);
+        free(idbuf);
+        return cli_fail("model", st, &err);
+    }
+    double t_load = now_seconds() - t0;
+    int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
+    if (!similar && !store_model && pvg_model_path_in_data_dir(path)) {
+        free(ids);
+        free(idbuf);
+        pvg_model_free(m);
+        cli_warn("%s: a model trained from a file lies inside a data dir; it is not used "
+                 "for shoppers (delete it, or move it out for evaluation)",
+                 path);
+        return CLI_EXIT_FAIL;
+    }
+    pvg_store *s = NULL;
+    if (store_model) st = pvg_store_open(cli_data_dir(c), &s, &err);
+    if (st == PVG_OK && s && !similar) st = pvg_model_unseal(m, s, &err);
+    double t_open = now_seconds() - t0;
+    static char obuf[1 << 20];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    batch_out o = {cli_bool(c, "json"), similar, 0, 0, {0}};
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
+    if (st == PVG_OK && similar)
+        st = pvg_access_similar_batch(&g, m, (const char *const *)ids, n_ids, k, threads,
+                                      batch_print, &o, &err);
+    else if (st == PVG_OK)
+        st = pvg_access_recommend_batch(&g, m, (const char *const *)ids, n_ids, k,
+                                        cli_bool(c, "include-seen"), threads, batch_print, &o,
+                                        &err);
+    fflush(stdout);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    pvg_store_close(s);
+    pvg_model_free(m);
+    free(ids);
+    free(idbuf);
+    if (st != PVG_OK) return cli_fail(similar ? "similar" : "recommend", st, &err);
+    double t_all = now_seconds() - t0;
+    fprintf(stderr,
+            "%s: %lld %s, %lld answered, skipped: %lld unknown, %lld erased, %lld without "
+            "consent, %lld not in the model, %lld unknown items; model mapped and verified in "
+            "%.3fs, store opened in %.3fs, total %.3fs\n",
+            similar ? "similar" : "recommend", o.lines, similar ? "items" : "shoppers",
+            o.personalised, o.skipped[0], o.skipped[1], o.skipped[2], o.skipped[3], o.skipped[4],
+            t_load, t_open - t_load, t_all);
+    return 0;
+}
+
 static int run_recommend(cli_ctx *c)
 {
     const char *path = cli_str_req(c, "model");
     long long k = cli_int_range(c, "k", 10, 1, 100000);
     const char *user = cli_str(c, "user"), *item = cli_str(c, "similar");
     int popular = cli_bool(c, "popular");
-    if ((user != NULL) + (item != NULL) + popular != 1)
-        cli_usage_error(c, "give exactly one of --user ID, --similar ITEM or --popular");
+    int batch = (cli_str(c, "users") != NULL) + cli_bool(c, "all") + (cli_str(c, "items") != NULL) +
+                cli_bool(c, "all-items");
+    if ((user != NULL) + (item != NULL) + popular + batch != 1)
+        cli_usage_error(c, "give exactly one of --user ID, --users FILE, --all, --similar ITEM, "
+                           "--items FILE, --all-items or --popular");
+    if (batch) return run_recommend_batch(c, path, (size_t)k);
     pvg_error err;
     pvg_error_clear(&err);
     pvg_model *m;
@@ -506,8 +712,14 @@ static const cli_flag recommend_flags[] = {
     {"similar", CLI_STR, "ITEM", "list items similar to ITEM instead"},
     {"popular", CLI_BOOL, NULL, "list the most popular items instead"},
     {"k", CLI_INT, "N", "how many items (default 10)"},
+    {"users", CLI_STR, "FILE",
+     "batch: every external user id in FILE (one a line, - for stdin), one line each"},
+    {"all", CLI_BOOL, NULL, "batch: every shopper of the store (identified by pseudonym)"},
+    {"items", CLI_STR, "FILE", "batch: items similar to each item id in FILE"},
+    {"all-items", CLI_BOOL, NULL, "batch: items similar to every item of the model"},
+    {"threads", CLI_INT, "N", "batch: scoring threads (default: the online CPUs)"},
     {"include-seen", CLI_BOOL, NULL, "do not exclude items the user already has"},
-    {"json", CLI_BOOL, NULL, "JSON output"},
+    {"json", CLI_BOOL, NULL, "JSON output (batch: one JSON object a line)"},
     {0},
 };
 

@@ -435,6 +435,11 @@ static int64_t find_user(const pvg_model *m, const unsigned char key[16])
     return -1;
 }
 
+int64_t pvg_model_find_user(const pvg_model *m, const unsigned char key[16])
+{
+    return m->users_locked ? -1 : find_user(m, key);
+}
+
 pvg_status pvg_model_user_key(const pvg_model *m, pvg_store *store_or_null, const char *ext_user,
                               unsigned char key[16], pvg_error *err)
 {

@@ -238,6 +238,9 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
 void pvg_model_set_section(pvg_model *m, int sec, void *buf, uint64_t len);
 /* Re-derives the typed views from sec[]. */
 void pvg_model_bind(pvg_model *m);
+/* Row of the user with this model key, or -1 (also while the rows are
+ * sealed). */
+int64_t pvg_model_find_user(const pvg_model *m, const unsigned char key[16]);
 
 /* Scores every item for a user history into scores[n_items] (no
  * exclusion). u_factors may be NULL for a fold-in; scratch f*f + 2f floats. */

@@ -651,6 +651,7 @@ typedef struct batch_ctx {
     pvg_scored_item *out;
     size_t *n_out;
     serve_buf *bufs;
+    float **group_scores; /* EASE: EASE_GROUP x n_items per thread */
 } batch_ctx;
 
 static void batch_range(void *vctx, int tid, size_t b, size_t e)
@@ -663,6 +664,76 @@ static void batch_range(void *vctx, int tid, size_t b, size_t e)
         if (u < 0) continue;
         recommend_one(c->m, u, c->k, c->include_seen, c->out + i * c->k, &c->n_out[i], sb->scores,
                       sb->idx, sb->sc, sb->scratch);
+    }
+}
+
+/* EASE over many users: the scores of a group of EASE_GROUP users are
+ * accumulated one column tile of B at a time, so the rows of B a group
+ * touches stay in cache across its users (one user at a time streams whole
+ * rows of B from memory: 165 rows x 14.8 KB per user on a 3,700-item
+ * catalogue). Rows are added in history order, as pvg_model_score does, so
+ * the scores are the same bit for bit. */
+#define EASE_GROUP 32
+#define EASE_TILE 512
+
+__attribute__((target_clones("avx2", "default"))) static void
+ease_tile_add(float *restrict acc, const float *restrict B, size_t ni, const uint32_t *items,
+              size_t n, size_t j0, size_t t)
+{
+    size_t j = 0;
+    /* 64 sums held in registers over all the user's rows */
+    for (; j + 64 <= t; j += 64) {
+        float v[64];
+        for (size_t q = 0; q < 64; q++)
+            v[q] = acc[j + q];
+        for (size_t a = 0; a < n; a++) {
+            const float *restrict row = B + (size_t)items[a] * ni + j0 + j;
+            for (size_t q = 0; q < 64; q++)
+                v[q] += row[q];
+        }
+        for (size_t q = 0; q < 64; q++)
+            acc[j + q] = v[q];
+    }
+    for (size_t a = 0; a < n && j < t; a++) {
+        const float *restrict row = B + (size_t)items[a] * ni + j0;
+        for (size_t q = j; q < t; q++)
+            acc[q] += row[q];
+    }
+}
+
+static void batch_range_ease(void *vctx, int tid, size_t b, size_t e)
+{
+    batch_ctx *c = vctx;
+    const pvg_model *m = c->m;
+    size_t ni = m->n_items;
+    serve_buf *sb = &c->bufs[tid];
+    float *acc = c->group_scores[tid];
+    for (size_t g0 = b; g0 < e; g0 += EASE_GROUP) {
+        size_t ng = e - g0 < EASE_GROUP ? e - g0 : EASE_GROUP;
+        int64_t us[EASE_GROUP];
+        for (size_t q = 0; q < ng; q++) {
+            c->n_out[g0 + q] = 0;
+            us[q] = find_user(m, c->keys + 16 * (g0 + q));
+            if (us[q] >= 0) memset(acc + q * ni, 0, ni * sizeof *acc);
+        }
+        for (size_t j0 = 0; j0 < ni; j0 += EASE_TILE) {
+            size_t t = ni - j0 < EASE_TILE ? ni - j0 : EASE_TILE;
+            for (size_t q = 0; q < ng; q++) {
+                if (us[q] < 0) continue;
+                uint64_t h0 = m->hist_indptr[us[q]], h1 = m->hist_indptr[us[q] + 1];
+                ease_tile_add(acc + q * ni + j0, m->ease_B, ni, m->hist_items + h0,
+                              (size_t)(h1 - h0), j0, t);
+            }
+        }
+        for (size_t q = 0; q < ng; q++) {
+            if (us[q] < 0) continue;
+            const uint32_t *items = m->hist_items + m->hist_indptr[us[q]];
+            size_t n = (size_t)(m->hist_indptr[us[q] + 1] - m->hist_indptr[us[q]]);
+            float *scores = acc + q * ni;
+            if (n == 0) memcpy(scores, m->popularity, ni * sizeof *scores);
+            c->n_out[g0 + q] = select_top(m, scores, items, c->include_seen ? 0 : n, c->k, sb->idx,
+                                          sb->sc, c->out + (g0 + q) * c->k);
+        }
     }
 }
 
@@ -686,9 +757,25 @@ pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *us
             for (int q = 0; q < t; q++) serve_buf_free(&bufs[q]);
             return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         }
-    batch_ctx c = {m, user_keys, k, include_seen, out, n_out, bufs};
-    pvg_parallel_for(threads, n, 16, batch_range, &c);
-    for (int t = 0; t < threads; t++) serve_buf_free(&bufs[t]);
+    float *group[64] = {0};
+    int ease = m->type == PVG_MODEL_EASE && n > 1;
+    for (int t = 0; ease && t < threads; t++)
+        if (!(group[t] = malloc(EASE_GROUP * m->n_items * sizeof(float)))) {
+            for (int q = 0; q < threads; q++) {
+                free(group[q]);
+                serve_buf_free(&bufs[q]);
+            }
+            return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        }
+    batch_ctx c = {m, user_keys, k, include_seen, out, n_out, bufs, group};
+    if (ease)
+        pvg_parallel_for(threads, n, EASE_GROUP, batch_range_ease, &c);
+    else
+        pvg_parallel_for(threads, n, 16, batch_range, &c);
+    for (int t = 0; t < threads; t++) {
+        free(group[t]);
+        serve_buf_free(&bufs[t]);
+    }
     return PVG_OK;
 }
 

@@ -47,6 +47,20 @@ single = json.loads(sys.argv[3])
 assert [i["item"] for i in rows[sys.argv[2]]["items"]] == [i["item"] for i in single["items"]]
 PY
 done
+# EASE scores a batch in column tiles for groups of shoppers: the same
+# lists as one shopper at a time
+"$cli" train --data-dir "$D" --model ease --lambda 5 --out "$D/e.model" > /dev/null || fail "train ease"
+"$cli" recommend --data-dir "$D" --model "$D/e.model" --users "$tmp/users.txt" -k 4 --json \
+  > "$tmp/ease.jsonl" 2>/dev/null || fail "ease batch"
+for u in shopper-1 shopper-2; do
+  one=$("$cli" recommend --data-dir "$D" --model "$D/e.model" --user "$u" -k 4 --json) || fail "ease single $u"
+  python3 - "$tmp/ease.jsonl" "$u" "$one" <<'PY' || fail "ease batch and single differ for $u"
+import json, sys
+rows = {json.loads(l)["user"]: json.loads(l) for l in open(sys.argv[1])}
+single = json.loads(sys.argv[3])
+assert [i["item"] for i in rows[sys.argv[2]]["items"]] == [i["item"] for i in single["items"]]
+PY
+done
 # --all: every shopper of the store by pseudonym; erased ones are gone
 "$cli" recommend --data-dir "$D" --model "$D/m.model" --all -k 2 --json --threads 2 \
   > "$tmp/all.jsonl" 2> "$tmp/all.err" || fail "all: $(cat "$tmp/all.err")"
@@ -62,7 +76,7 @@ if grep -q 'shopper-' "$tmp/all.jsonl"; then fail "external ids in --all output"
 # one audit entry per shopper of each batch, by pseudonym only
 "$cli" audit show --data-dir "$D" --json > "$tmp/audit.json" || fail "audit show"
 n=$(grep -o 'batch=1' "$tmp/audit.json" | wc -l)
-[ "$n" -eq 34 ] || fail "expected 34 batch audit entries (5 + 29), got $n"
+[ "$n" -eq 39 ] || fail "expected 39 batch audit entries (5 + 5 + 29), got $n"
 if grep -q 'shopper-' "$tmp/audit.json"; then fail "external id in the audit log"; fi
 grep -q 'denied:no_consent k=3 batch=1' "$tmp/audit.json" || fail "denied entry missing"
 # similar items in batch (one audit entry for the run)

@@ -38,6 +38,8 @@
         {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                     \
         {"weights", CLI_STR, "SPEC",                                                               \
          "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
+        {"max-memory", CLI_DOUBLE, "MIB",                                                          \
+         "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},     \
         {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
     {                                                                                              \
         "format", CLI_STR, "F",                                                                    \
@@ -73,6 +75,10 @@ static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p
     p->ease_lambda = cli_double(c, "lambda", p->ease_lambda);
     p->neighbors = (int)int_opt(c, "neighbors", p->neighbors, 1, 100000);
     p->shrink = cli_double(c, "shrink", p->shrink);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    double ram_mb = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1048576.0 : 0;
+    p->max_memory_mb = cli_double(c, "max-memory", 0.8 * ram_mb);
+    if (!(p->max_memory_mb >= 0)) cli_usage_error(c, "--max-memory must be >= 0 (0: no limit)");
     if (p->reg < 0 || p->alpha0 < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
         cli_usage_error(c, "--reg, --alpha0, --nu, --confidence and --shrink must be >= 0");
     if ((cli_has(c, "lr") && !(p->lr > 0)) || (cli_has(c, "lambda") && !(p->ease_lambda > 0)))
@@ -167,6 +173,23 @@ static void print_json(json_t *o)
     json_decref(o);
 }
 
+/* EASE: the memory estimate, said before the work starts (the library
+ * refuses above p->max_memory_mb). `what` qualifies it (eval: the whole
+ * file, an upper bound of the training split). */
+static void say_estimate(const pvg_dataset *ds, const pvg_train_params *p, const char *what)
+{
+    if (p->type != PVG_MODEL_EASE) return;
+    pvg_train_estimate e;
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (pvg_model_memory_estimate(ds, p, &e, &err) != PVG_OK) return;
+    fprintf(stderr,
+            "ease: %s form over %zu users x %zu items with interactions%s: about %.0f MiB "
+            "(limit %.0f MiB%s)\n",
+            e.form, e.users, e.items, what, e.bytes / 1048576.0, p->max_memory_mb,
+            p->max_memory_mb > 0 && e.bytes > p->max_memory_mb * 1048576.0 ? ": refused" : "");
+}
+
 static int run_train(cli_ctx *c)
 {
     const char *ms = cli_str_req(c, "model");
@@ -196,6 +219,7 @@ static int run_train(cli_ctx *c)
     pvg_store *store = NULL; /* open until the model is trained: its shoppers' keys */
     int rc = load_dataset(c, &ds, cli_str(c, "input") ? NULL : &store, json);
     if (rc) return rc;
+    say_estimate(ds, &p, "");
     pvg_model *m;
     pvg_train_stats st;
     pvg_status s = pvg_model_train(ds, &p, &m, &st, &err);
@@ -627,6 +651,7 @@ static int run_eval(cli_ctx *c)
     pvg_dataset *ds;
     int rc = load_dataset(c, &ds, NULL, json);
     if (rc) return rc;
+    say_estimate(ds, &p, " (the whole file; its training part needs at most this)");
     pvg_eval_result r;
     pvg_status st = pvg_eval_run(ds, &p, &o, &r, &err);
     if (st != PVG_OK) {

@@ -339,6 +339,16 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
         break;
     }
     case PVG_MODEL_EASE: {
+        pvg_ease_plan pl;
+        pvg_ease_plan_of(R, PVG_EASE_AUTO, &pl);
+        if (p->max_memory_mb > 0 && pl.bytes > p->max_memory_mb * 1048576.0) {
+            st = pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                               "ease: the %s form over %zu users x %zu items needs about %.0f "
+                               "MiB, above the limit of %.0f MiB (--max-memory)",
+                               pl.form == PVG_EASE_DUAL ? "dual" : "primal", pl.users, pl.items,
+                               pl.bytes / 1048576.0, p->max_memory_mb);
+            break;
+        }
         if (ni > PVG_EASE_MAX_ITEMS) {
             st = pvg_ease_fit(R, &C, ni, (float)p->ease_lambda, threads, NULL, err);
             break;
@@ -394,6 +404,27 @@ pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg
     pvg_status st = pvg_model_train_matrix(ds, &R, p, out, stats, err);
     pvg_csr_free(&R);
     return st;
+}
+
+pvg_status pvg_model_memory_estimate(const pvg_dataset *ds, const pvg_train_params *p,
+                                     pvg_train_estimate *out, pvg_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (p->type != PVG_MODEL_EASE)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "memory estimate: only for ease (its dense item-item matrix)");
+    pvg_csr R;
+    if (pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item, ds->ev_w, NULL,
+                      &R) != PVG_OK)
+        return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
+    pvg_ease_plan pl;
+    pvg_ease_plan_of(&R, PVG_EASE_AUTO, &pl);
+    pvg_csr_free(&R);
+    out->bytes = pl.bytes;
+    out->form = pl.form == PVG_EASE_DUAL ? "dual" : "primal";
+    out->users = pl.users;
+    out->items = pl.items;
+    return PVG_OK;
 }
 
 /* ---- serving ------------------------------------------------------------- */
@@ -676,30 +707,6 @@ static void batch_range(void *vctx, int tid, size_t b, size_t e)
 #define EASE_GROUP 32
 #define EASE_TILE 512
 
-__attribute__((target_clones("avx2", "default"))) static void
-ease_tile_add(float *restrict acc, const float *restrict B, size_t ni, const uint32_t *items,
-              size_t n, size_t j0, size_t t)
-{
-    size_t j = 0;
-    /* 64 sums held in registers over all the user's rows */
-    for (; j + 64 <= t; j += 64) {
-        float v[64];
-        for (size_t q = 0; q < 64; q++)
-            v[q] = acc[j + q];
-        for (size_t a = 0; a < n; a++) {
-            const float *restrict row = B + (size_t)items[a] * ni + j0 + j;
-            for (size_t q = 0; q < 64; q++)
-                v[q] += row[q];
-        }
-        for (size_t q = 0; q < 64; q++)
-            acc[j + q] = v[q];
-    }
-    for (size_t a = 0; a < n && j < t; a++) {
-        const float *restrict row = B + (size_t)items[a] * ni + j0;
-        for (size_t q = j; q < t; q++)
-            acc[q] += row[q];
-    }
-}
 
 static void batch_range_ease(void *vctx, int tid, size_t b, size_t e)
 {
@@ -721,7 +728,7 @@ static void batch_range_ease(void *vctx, int tid, size_t b, size_t e)
             for (size_t q = 0; q < ng; q++) {
                 if (us[q] < 0) continue;
                 uint64_t h0 = m->hist_indptr[us[q]], h1 = m->hist_indptr[us[q] + 1];
-                ease_tile_add(acc + q * ni + j0, m->ease_B, ni, m->hist_items + h0,
+                pvg_ease_tile_add(acc + q * ni + j0, m->ease_B, ni, m->hist_items + h0,
                               (size_t)(h1 - h0), j0, t);
             }
         }

@@ -27,7 +27,10 @@
         {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                        \
         {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                   \
         {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},           \
-        {"alpha0", CLI_DOUBLE, "X", "ials: weight of unobserved pairs (default 0.1)"},             \
+        {"alpha0", CLI_DOUBLE, "X",                                                                \
+         "ials: weight of unobserved pairs (default: derived from --alpha)"},                    \
+        {"alpha", CLI_DOUBLE, "X",                                                                 \
+         "ials: unobserved pairs' total weight / observed (default 1.5; alpha0 = X nnz/(U I))"},  \
         {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
         {"confidence", CLI_DOUBLE, "X",                                                            \
          "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
@@ -68,6 +71,9 @@ static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p
     p->epochs = (int)int_opt(c, "epochs", p->epochs, 1, PVG_TRAIN_MAX_EPOCHS);
     p->reg = cli_double(c, "reg", p->reg);
     p->alpha0 = cli_double(c, "alpha0", p->alpha0);
+    p->alpha = cli_double(c, "alpha", p->alpha);
+    if (cli_has(c, "alpha0") && !(p->alpha0 >= 0)) cli_usage_error(c, "--alpha0 must be >= 0");
+    if (cli_has(c, "alpha") && !(p->alpha > 0)) cli_usage_error(c, "--alpha must be > 0");
     p->nu = cli_double(c, "nu", p->nu);
     p->confidence = cli_double(c, "confidence", p->confidence);
     p->cg_steps = (int)int_opt(c, "cg-steps", p->cg_steps, 0, 1000);
@@ -79,8 +85,8 @@ static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p
     double ram_mb = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1048576.0 : 0;
     p->max_memory_mb = cli_double(c, "max-memory", 0.8 * ram_mb);
     if (!(p->max_memory_mb >= 0)) cli_usage_error(c, "--max-memory must be >= 0 (0: no limit)");
-    if (p->reg < 0 || p->alpha0 < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
-        cli_usage_error(c, "--reg, --alpha0, --nu, --confidence and --shrink must be >= 0");
+    if (p->reg < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
+        cli_usage_error(c, "--reg, --nu, --confidence and --shrink must be >= 0");
     if ((cli_has(c, "lr") && !(p->lr > 0)) || (cli_has(c, "lambda") && !(p->ease_lambda > 0)))
         cli_usage_error(c, "--lr and --lambda must be > 0");
     (void)err;
@@ -695,7 +701,10 @@ static int run_eval(cli_ctx *c)
         json_object_set_new(hp, "reg", json_real(p.reg));
     }
     if (t == PVG_MODEL_IALS) {
-        json_object_set_new(hp, "alpha0", json_real(p.alpha0));
+        if (p.alpha0 >= 0)
+            json_object_set_new(hp, "alpha0", json_real(p.alpha0));
+        else
+            json_object_set_new(hp, "alpha", json_real(p.alpha));
         json_object_set_new(hp, "nu", json_real(p.nu));
         json_object_set_new(hp, "cg_steps", json_integer(p.cg_steps));
         json_object_set_new(hp, "confidence", json_real(p.confidence));

@@ -46,7 +46,8 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
         p->factors = 64;
         p->epochs = 16;
         p->reg = 0.03;
-        p->alpha0 = 0.1;
+        p->alpha0 = -1; /* derived from alpha and the data's density */
+        p->alpha = 1.5;
         p->nu = 1.0;
         break;
     case PVG_MODEL_BPR:
@@ -261,11 +262,29 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
 pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   const pvg_train_params *p, pvg_model **out,
                                   pvg_train_stats *stats, pvg_error *err);
+double pvg_ials_alpha0_of(const pvg_train_params *p, size_t n_users, size_t n_items, size_t nnz)
+{
+    if (p->alpha0 >= 0) return p->alpha0;
+    /* alpha0 |U| |I| = alpha nnz: the unobserved pairs weigh alpha times the
+     * observed ones in total, per average user and per average item alike,
+     * whatever the catalogue's size (docs/models.md) */
+    double cells = (double)n_users * (double)n_items;
+    return cells > 0 ? p->alpha * (double)nnz / cells : 0;
+}
+
 pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
-                                  const pvg_train_params *p, pvg_model **out,
+                                  const pvg_train_params *p_in, pvg_model **out,
                                   pvg_train_stats *stats, pvg_error *err)
 {
     *out = NULL;
+    pvg_train_params pe = *p_in;
+    const pvg_train_params *p = &pe;
+    if (pe.type == PVG_MODEL_IALS) {
+        if (pe.alpha0 < 0 && !(pe.alpha > 0))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "ials: give alpha0 >= 0, or alpha > 0 (alpha0 derived from it)");
+        pe.alpha0 = pvg_ials_alpha0_of(&pe, R->n_rows, R->n_cols, R->nnz);
+    }
     if (stats) memset(stats, 0, sizeof *stats);
     int threads = p->threads < 1 ? 1 : p->threads;
     if (R->nnz == 0) return pvg_error_set(err, PVG_ERR_INVALID, "no interactions to train on");

@@ -262,6 +262,10 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
 void pvg_model_set_section(pvg_model *m, int sec, void *buf, uint64_t len);
 /* Re-derives the typed views from sec[]. */
 void pvg_model_bind(pvg_model *m);
+/* The iALS unobserved weight for a training matrix of these shapes:
+ * p->alpha0 when >= 0, else p->alpha * nnz / (n_users n_items). */
+double pvg_ials_alpha0_of(const pvg_train_params *p, size_t n_users, size_t n_items, size_t nnz);
+
 /* Row of the user with this model key, or -1 (also while the rows are
  * sealed). */
 int64_t pvg_model_find_user(const pvg_model *m, const unsigned char key[16]);

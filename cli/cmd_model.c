@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@
         {"alpha0", CLI_DOUBLE, "X",                                                                \
          "ials: weight of unobserved pairs (default: derived from --alpha)"},                    \
         {"alpha", CLI_DOUBLE, "X",                                                                 \
-         "ials: unobserved pairs' total weight / observed (default 1.5; alpha0 = X nnz/(U I))"},  \
+         "ials: unobserved pairs' total weight / observed (default 3; alpha0 = X nnz/(U I))"},    \
         {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
         {"confidence", CLI_DOUBLE, "X",                                                            \
          "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
@@ -41,6 +42,8 @@
         {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                     \
         {"weights", CLI_STR, "SPEC",                                                               \
          "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
+        {"params", CLI_STR, "FILE",                                                                \
+         "hyperparameters chosen by `privguide tune` (flags given override them)"},               \
         {"max-memory", CLI_DOUBLE, "MIB",                                                          \
          "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},     \
         {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
@@ -62,9 +65,84 @@ static long long int_opt(cli_ctx *c, const char *flag, long long def, long long 
     return cli_has(c, flag) ? cli_int_range(c, flag, def, lo, hi) : def;
 }
 
+/* The tunable hyperparameters: name, field, kind (0 double, 1 int), the
+ * model they belong to, and the random search's range (log-uniform for
+ * doubles, uniform for ints; lo == hi: read from a params file, not
+ * searched). */
+typedef struct hyper_def {
+    const char *name;
+    size_t off;
+    int is_int;
+    pvg_model_type model;
+    double lo, hi;
+} hyper_def;
+
+#define HOFF(f) offsetof(pvg_train_params, f)
+static const hyper_def HYPERS[] = {
+    {"alpha", HOFF(alpha), 0, PVG_MODEL_IALS, 0.1, 30},
+    {"reg", HOFF(reg), 0, PVG_MODEL_IALS, 1e-3, 1},
+    {"alpha0", HOFF(alpha0), 0, PVG_MODEL_IALS, 0, 0},
+    {"nu", HOFF(nu), 0, PVG_MODEL_IALS, 0, 0},
+    {"factors", HOFF(factors), 1, PVG_MODEL_IALS, 0, 0},
+    {"epochs", HOFF(epochs), 1, PVG_MODEL_IALS, 0, 0},
+    {"lambda", HOFF(ease_lambda), 0, PVG_MODEL_EASE, 1, 5000},
+    {"neighbors", HOFF(neighbors), 1, PVG_MODEL_ITEMKNN, 20, 1000},
+    {"shrink", HOFF(shrink), 0, PVG_MODEL_ITEMKNN, 0.1, 200},
+    {"lr", HOFF(lr), 0, PVG_MODEL_BPR, 0.005, 0.3},
+    {"reg", HOFF(reg), 0, PVG_MODEL_BPR, 1e-4, 0.3},
+    {"factors", HOFF(factors), 1, PVG_MODEL_BPR, 0, 0},
+    {"epochs", HOFF(epochs), 1, PVG_MODEL_BPR, 0, 0},
+};
+#define N_HYPERS (sizeof HYPERS / sizeof HYPERS[0])
+
+static double hyper_get(const pvg_train_params *p, const hyper_def *h)
+{
+    const char *b = (const char *)p + h->off;
+    return h->is_int ? (double)*(const int *)b : *(const double *)b;
+}
+
+static void hyper_set(pvg_train_params *p, const hyper_def *h, double v)
+{
+    char *b = (char *)p + h->off;
+    if (h->is_int)
+        *(int *)b = (int)llround(v);
+    else
+        *(double *)b = v;
+}
+
+/* Applies a `tune` result file ({"model": M, "params": {...}}) to p. */
+static void apply_params_file(cli_ctx *c, const char *path, pvg_model_type t, pvg_train_params *p)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) cli_usage_error(c, "--params %s:%d: %s", path, je.line, je.text);
+    const char *m = json_string_value(json_object_get(root, "model"));
+    pvg_model_type mt;
+    pvg_error err;
+    if (!m || pvg_model_type_parse(m, &mt, &err) != PVG_OK || mt != t)
+        cli_usage_error(c, "--params %s: written for model '%s', not %s", path, m ? m : "?",
+                        pvg_model_type_name(t));
+    json_t *ps = json_object_get(root, "params");
+    if (!json_is_object(ps)) cli_usage_error(c, "--params %s: no \"params\" object", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(ps, key, v)
+    {
+        const hyper_def *h = NULL;
+        for (size_t i = 0; i < N_HYPERS && !h; i++)
+            if (HYPERS[i].model == t && strcmp(HYPERS[i].name, key) == 0) h = &HYPERS[i];
+        if (!h || !json_is_number(v))
+            cli_usage_error(c, "--params %s: params.%s: not a number of a %s hyperparameter", path,
+                            key, pvg_model_type_name(t));
+        hyper_set(p, h, json_number_value(v));
+    }
+    json_decref(root);
+}
+
 static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p, pvg_error *err)
 {
     pvg_train_params_default(t, p);
+    if (cli_str(c, "params")) apply_params_file(c, cli_str(c, "params"), t, p);
     p->threads = (int)int_opt(c, "threads", 1, 1, 256);
     p->seed = (uint64_t)int_opt(c, "seed", 42, 0, (long long)1 << 53);
     p->factors = (int)int_opt(c, "factors", p->factors, 1, 4096);
@@ -613,23 +691,14 @@ static int parse_date(const char *s, int64_t *out)
     return 0;
 }
 
-static int run_eval(cli_ctx *c)
+/* The evaluation options of eval and tune from their flags. */
+static void eval_options(cli_ctx *c, pvg_eval_protocol proto, const pvg_train_params *tp,
+                         pvg_eval_options *out)
 {
-    const char *ms = cli_str_req(c, "model");
-    const char *ps = cli_str_req(c, "protocol");
-    if (!cli_has(c, "input")) cli_usage_error(c, "eval needs --input FILE --format F");
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_model_type t;
-    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
-    pvg_eval_protocol proto;
-    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
-    pvg_train_params p;
-    parse_params(c, t, &p, &err);
     pvg_eval_options o;
     pvg_eval_options_default(proto, &o);
-    o.seed = p.seed;
-    o.threads = p.threads;
+    o.seed = tp->seed;
+    o.threads = tp->threads;
     o.validation = cli_bool(c, "validation");
     o.test_fraction = cli_double(c, "test-fraction", 0.25);
     if (!(o.test_fraction > 0 && o.test_fraction < 1))
@@ -652,6 +721,24 @@ static int run_eval(cli_ctx *c)
         }
         o.n_ks = n;
     }
+    *out = o;
+}
+
+static int run_eval(cli_ctx *c)
+{
+    const char *ms = cli_str_req(c, "model");
+    const char *ps = cli_str_req(c, "protocol");
+    if (!cli_has(c, "input")) cli_usage_error(c, "eval needs --input FILE --format F");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model_type t;
+    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_eval_protocol proto;
+    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_train_params p;
+    parse_params(c, t, &p, &err);
+    pvg_eval_options o;
+    eval_options(c, proto, &p, &o);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     pvg_dataset *ds;
@@ -732,6 +819,147 @@ static int run_eval(cli_ctx *c)
     return 0;
 }
 
+/* ---- tune: random search on a validation split carved from training ---- */
+
+static double tune_uniform(uint64_t *st)
+{
+    uint64_t z = (*st += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (double)((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static json_t *params_json(const pvg_train_params *p, pvg_model_type t)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < N_HYPERS; i++) {
+        const hyper_def *h = &HYPERS[i];
+        if (h->model != t) continue;
+        double v = hyper_get(p, h);
+        if (t == PVG_MODEL_IALS && strcmp(h->name, "alpha0") == 0 && v < 0) continue;
+        json_object_set_new(o, h->name, h->is_int ? json_integer((json_int_t)v) : json_real(v));
+    }
+    return o;
+}
+
+static int run_tune(cli_ctx *c)
+{
+    const char *ms = cli_str_req(c, "model");
+    const char *ps = cli_str_req(c, "protocol");
+    const char *out = cli_str(c, "out");
+    if (!cli_has(c, "input")) cli_usage_error(c, "tune needs --input FILE --format F");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model_type t;
+    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_eval_protocol proto;
+    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_train_params base;
+    parse_params(c, t, &base, &err);
+    pvg_eval_options o;
+    eval_options(c, proto, &base, &o);
+    o.validation = 1; /* the test part is never looked at */
+    int K = (int)cli_int_range(c, "metric-k", 20, 1, 100000);
+    o.n_ks = 1;
+    o.ks[0] = K;
+    long trials = (long)cli_int_range(c, "trials", 20, 1, 100000);
+    double budget = cli_double(c, "seconds", 0);
+    if (budget < 0) cli_usage_error(c, "--seconds must be >= 0 (0: no time budget)");
+    char outbuf[256];
+    if (!out) {
+        snprintf(outbuf, sizeof outbuf, "tuned-%s.json", pvg_model_type_name(t));
+        out = outbuf;
+    }
+    int json = cli_bool(c, "json"), bar = cli_interactive(c);
+    pvg_dataset *ds;
+    int rc = load_dataset(c, &ds, NULL, json);
+    if (rc) return rc;
+    uint64_t rs = base.seed ^ 0x74756e65ULL;
+    double t0 = now_seconds(), best = -1, first = -1;
+    pvg_train_params bestp = base;
+    long done = 0;
+    json_t *hist = json_array();
+    for (long trial = 0; trial < trials; trial++) {
+        if (trial && budget > 0 && now_seconds() - t0 >= budget) break;
+        pvg_train_params p = base;
+        /* trial 0: the defaults (with the flags given); then random points
+         * of the ranges for every hyperparameter no flag fixed */
+        for (size_t i = 0; trial && i < N_HYPERS; i++) {
+            const hyper_def *h = &HYPERS[i];
+            if (h->model != t || !(h->hi > h->lo) || cli_has(c, h->name)) continue;
+            if (t == PVG_MODEL_IALS && strcmp(h->name, "alpha") == 0 && cli_has(c, "alpha0"))
+                continue;
+            double u = tune_uniform(&rs);
+            hyper_set(&p, h,
+                      h->is_int ? h->lo + u * (h->hi - h->lo)
+                                : exp(log(h->lo) + u * (log(h->hi) - log(h->lo))));
+        }
+        pvg_eval_result r;
+        pvg_status st = pvg_eval_run(ds, &p, &o, &r, &err);
+        if (st != PVG_OK) {
+            json_decref(hist);
+            pvg_dataset_free(ds);
+            return cli_fail("tune", st, &err);
+        }
+        double v = r.at[0].ndcg;
+        if (trial == 0) first = v;
+        if (v > best) {
+            best = v;
+            bestp = p;
+        }
+        done++;
+        json_t *e = json_object();
+        json_object_set_new(e, "params", params_json(&p, t));
+        json_object_set_new(e, "ndcg", json_real(v));
+        json_object_set_new(e, "coverage", json_real(r.at[0].coverage));
+        json_array_append_new(hist, e);
+        if (bar) {
+            int width = 30, fill = (int)((trial + 1) * width / trials);
+            char b[64];
+            for (int i = 0; i < width; i++)
+                b[i] = i < fill ? '#' : '.';
+            b[width] = 0;
+            fprintf(stderr, "\r[%s] trial %ld/%ld  ndcg@%d %.4f  best %.4f  %.0fs ", b, trial + 1,
+                    trials, K, v, best, now_seconds() - t0);
+            fflush(stderr);
+        }
+    }
+    if (bar) fputc('\n', stderr);
+    pvg_dataset_free(ds);
+    json_t *res = json_object();
+    json_object_set_new(res, "model", json_string(pvg_model_type_name(t)));
+    json_object_set_new(res, "protocol", json_string(pvg_eval_protocol_name(proto)));
+    char key[32];
+    snprintf(key, sizeof key, "ndcg@%d", K);
+    json_object_set_new(res, "metric", json_string(key));
+    json_object_set_new(res, "split", json_string("validation"));
+    json_object_set_new(res, "seed", json_integer((json_int_t)base.seed));
+    json_object_set_new(res, "trials", json_integer(done));
+    json_object_set_new(res, "seconds", json_real(now_seconds() - t0));
+    json_object_set_new(res, "default_value", json_real(first));
+    json_object_set_new(res, "best_value", json_real(best));
+    json_object_set_new(res, "params", params_json(&bestp, t));
+    json_object_set_new(res, "history", hist);
+    if (json_dump_file(res, out, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) != 0) {
+        json_decref(res);
+        cli_warn("%s: cannot write", out);
+        return CLI_EXIT_FAIL;
+    }
+    if (json) {
+        json_object_del(res, "history");
+        json_object_set_new(res, "out", json_string(out));
+        print_json(res);
+    } else {
+        char *pj = json_dumps(json_object_get(res, "params"), JSON_COMPACT | JSON_REAL_PRECISION(4));
+        printf("%s: %ld trials, validation %s %.4f with the defaults, %.4f with %s -> %s (train "
+               "--params %s)\n",
+               pvg_model_type_name(t), done, key, first, best, pj ? pj : "?", out, out);
+        free(pj);
+        json_decref(res);
+    }
+    return 0;
+}
+
 static const cli_flag train_flags[] = {
     {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
     {"out", CLI_STR, "FILE", "where to write the model file"},
@@ -773,6 +1001,22 @@ static const cli_flag eval_flags[] = {
     {0},
 };
 
+static const cli_flag tune_flags[] = {
+    {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
+    {"protocol", CLI_STR, "P", "random-split, holdout-users or temporal (as eval)"},
+    {"trials", CLI_INT, "N", "how many points to try, the defaults first (default 20)"},
+    {"seconds", CLI_DOUBLE, "S", "stop starting trials after S seconds (default 0: no limit)"},
+    {"metric-k", CLI_INT, "K", "maximise validation ndcg@K (default 20)"},
+    {"out", CLI_STR, "FILE", "where to write the chosen parameters (default tuned-M.json)"},
+    {"test-fraction", CLI_DOUBLE, "X", "random-split: per-user held-out fraction (default 0.25)"},
+    {"heldout-users", CLI_INT, "N", "holdout-users: N validation and N test users (default 100)"},
+    {"cutoff", CLI_STR, "YYYY-MM-DD", "temporal: events before this day (UTC) train"},
+    {"min-user-items", CLI_INT, "N", "temporal: users need N training items (default 1)"},
+    {"json", CLI_BOOL, NULL, "JSON summary (no progress bar)"},
+    HYPER_FLAGS,
+    {0},
+};
+
 const cli_command cli_cmds_model[] = {
     {"train", NULL, 0, 0, "train a recommender from the store or a file", model_help, train_flags,
      run_train},
@@ -785,5 +1029,11 @@ const cli_command cli_cmds_model[] = {
      "binary gains; map@k divides by min(k, |targets|); coverage@k = distinct recommended items / "
      "catalog.",
      eval_flags, run_eval},
+    {"tune", NULL, 0, 0, "search hyperparameters on a validation split (random search)",
+     "Random search (log-uniform ranges) maximising ndcg@K on a validation split carved from the "
+     "training part of --protocol (the test part is never looked at); the first trial is the "
+     "defaults. Writes {\"model\", \"params\", ...} to --out, which train and eval read with "
+     "--params FILE. Hyperparameter flags given are kept fixed.",
+     tune_flags, run_tune},
     {0},
 };

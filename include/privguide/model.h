@@ -149,7 +149,7 @@ typedef struct pvg_train_params {
     /* iALS (Rendle et al. 2021) */
     double alpha0;        /* weight of unobserved pairs; < 0: alpha * nnz / (|U| |I|) */
     double alpha;         /* when alpha0 < 0: the unobserved pairs' total weight relative
-                             to the observed ones (scale-free; default 1.5) */
+                             to the observed ones (scale-free; default 3) */
     double nu;            /* frequency scaling exponent of the regularisation */
     double confidence;    /* observed weight 1 + confidence * log1p(w); 0 = binary */
     int cg_steps;         /* conjugate-gradient steps per solve; 0 = exact Cholesky */

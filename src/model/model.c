@@ -47,7 +47,7 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
         p->epochs = 16;
         p->reg = 0.03;
         p->alpha0 = -1; /* derived from alpha and the data's density */
-        p->alpha = 1.5;
+        p->alpha = 3.0;
         p->nu = 1.0;
         break;
     case PVG_MODEL_BPR:

@@ -148,7 +148,8 @@ int main(int argc, char **argv)
         pvg_csr_free(&R);
         pvg_csr_free(&C);
     }
-    size_t nu = pvg_dataset_n_users(ds), ni = pvg_dataset_n_items(ds), nev = pvg_dataset_n_events(ds);
+    size_t nu = pvg_dataset_n_users(ds), ni = pvg_dataset_n_items(ds),
+           nev = pvg_dataset_n_events(ds);
     pvg_dataset_free(ds);
     double np32 = -1, np32_abs = 0, np32_sq = 0, np64 = -1, np64_abs = 0, np64_sq = 0;
     /* $PVG_PYTHON, else the first of python3 and /usr/bin/python3 (Debian's
@@ -172,15 +173,17 @@ int main(int argc, char **argv)
     if (t_primal >= 0) printf("\"primal_seconds\": %.3f, ", t_primal);
     printf("\"b_abs_sum\": %.6g, \"b_sq_sum\": %.6g, ", our_abs, our_sq);
     if (np32 >= 0)
-        printf("\"numpy_f32_seconds\": %.3f, \"numpy_f32_b_abs_sum\": %.6g, \"numpy_f32_b_sq_sum\": "
-               "%.6g, \"ratio_vs_numpy_f32\": %.3f, ",
-               np32, np32_abs, np32_sq, t_ours / np32);
+        printf(
+            "\"numpy_f32_seconds\": %.3f, \"numpy_f32_b_abs_sum\": %.6g, \"numpy_f32_b_sq_sum\": "
+            "%.6g, \"ratio_vs_numpy_f32\": %.3f, ",
+            np32, np32_abs, np32_sq, t_ours / np32);
     else
         printf("\"numpy_f32_seconds\": null, ");
     if (np64 >= 0)
-        printf("\"numpy_f64_seconds\": %.3f, \"numpy_f64_b_abs_sum\": %.6g, \"ratio_vs_numpy_f64\": "
-               "%.3f}\n",
-               np64, np64_abs, t_ours / np64);
+        printf(
+            "\"numpy_f64_seconds\": %.3f, \"numpy_f64_b_abs_sum\": %.6g, \"ratio_vs_numpy_f64\": "
+            "%.3f}\n",
+            np64, np64_abs, t_ours / np64);
     else
         printf("\"numpy_f64_seconds\": null}\n");
     rc = 0;

@@ -104,15 +104,15 @@ int main(int argc, char **argv)
     unsetenv("PRIVGUIDE_KEY_FILE");
     unsetenv("PRIVGUIDE_MASTER_KEY");
     int rc = 1;
-    double t_gen = run((char *const[]){gen, tsv, (char *)users, (char *)items, (char *)events,
-                                       "7", NULL},
-                       NULL);
-    double t_init = t_gen < 0 ? -1 : run((char *const[]){cli, "init", "--data-dir", data, NULL}, NULL);
+    double t_gen = run(
+        (char *const[]){gen, tsv, (char *)users, (char *)items, (char *)events, "7", NULL}, NULL);
+    double t_init =
+        t_gen < 0 ? -1 : run((char *const[]){cli, "init", "--data-dir", data, NULL}, NULL);
     double t_ingest =
-        t_init < 0 ? -1
-                   : run((char *const[]){cli, "ingest", "--data-dir", data, "--format", "tsv", tsv,
-                                         NULL},
-                         NULL);
+        t_init < 0
+            ? -1
+            : run((char *const[]){cli, "ingest", "--data-dir", data, "--format", "tsv", tsv, NULL},
+                  NULL);
     double t_train =
         t_ingest < 0
             ? -1

@@ -88,7 +88,7 @@ static void test_plan(void **state)
     pvg_ease_plan p, q;
     pvg_ease_plan_of(&R, PVG_EASE_AUTO, &p);
     assert_int_equal(p.form, PVG_EASE_DUAL);
-    assert_int_equal(p.users, 19);        /* the last row is empty */
+    assert_int_equal(p.users, 19); /* the last row is empty */
     size_t active = 0;
     pvg_csr C;
     assert_int_equal(pvg_csr_transpose(&R, &C), PVG_OK);
@@ -111,9 +111,9 @@ static void test_plan(void **state)
     pvg_error err;
     assert_int_equal(pvg_ease_fit_form(&R, NULL, 10, 0.0f, 1, PVG_EASE_DUAL, B, &err),
                      PVG_ERR_INVALID);
-    assert_int_equal(pvg_ease_fit_form(&R, NULL, PVG_EASE_MAX_ITEMS + 1, 1.0f, 1, PVG_EASE_DUAL,
-                                       B, &err),
-                     PVG_ERR_UNSUPPORTED);
+    assert_int_equal(
+        pvg_ease_fit_form(&R, NULL, PVG_EASE_MAX_ITEMS + 1, 1.0f, 1, PVG_EASE_DUAL, B, &err),
+        PVG_ERR_UNSUPPORTED);
     pvg_csr_free(&R);
 }
 

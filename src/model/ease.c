@@ -215,7 +215,8 @@ pvg_status pvg_ease_fit_form(const pvg_csr *R, const pvg_csr *C, size_t n, float
                              m, PVG_EASE_MAX_ITEMS);
     if (!B) return PVG_OK; /* the check alone */
     /* the compact matrix: users and items with interactions, in order */
-    uint32_t *imap = malloc((n ? n : 1) * sizeof *imap), *iback = malloc((m ? m : 1) * sizeof *iback);
+    uint32_t *imap = malloc((n ? n : 1) * sizeof *imap),
+             *iback = malloc((m ? m : 1) * sizeof *iback);
     pvg_csr Rc = {0}, Cc = {0};
     Rc.indptr = malloc((u + 1) * sizeof *Rc.indptr);
     Rc.indices = malloc((R->nnz ? R->nnz : 1) * sizeof *Rc.indices);

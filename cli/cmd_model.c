@@ -11,13 +11,16 @@
 #include <privguide/model.h>
 #include <privguide/store.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HYPER_FLAGS                                                                                \
     {"threads", CLI_INT, "N", "worker threads (default 1)"},                                       \
@@ -25,7 +28,10 @@
         {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                        \
         {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                   \
         {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},           \
-        {"alpha0", CLI_DOUBLE, "X", "ials: weight of unobserved pairs (default 0.1)"},             \
+        {"alpha0", CLI_DOUBLE, "X",                                                                \
+         "ials: weight of unobserved pairs (default: derived from --alpha)"},                    \
+        {"alpha", CLI_DOUBLE, "X",                                                                 \
+         "ials: unobserved pairs' total weight / observed (default 3; alpha0 = X nnz/(U I))"},    \
         {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
         {"confidence", CLI_DOUBLE, "X",                                                            \
          "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
@@ -36,6 +42,10 @@
         {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                     \
         {"weights", CLI_STR, "SPEC",                                                               \
          "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
+        {"params", CLI_STR, "FILE",                                                                \
+         "hyperparameters chosen by `privguide tune` (flags given override them)"},               \
+        {"max-memory", CLI_DOUBLE, "MIB",                                                          \
+         "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},     \
         {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
     {                                                                                              \
         "format", CLI_STR, "F",                                                                    \
@@ -55,15 +65,93 @@ static long long int_opt(cli_ctx *c, const char *flag, long long def, long long 
     return cli_has(c, flag) ? cli_int_range(c, flag, def, lo, hi) : def;
 }
 
+/* The tunable hyperparameters: name, field, kind (0 double, 1 int), the
+ * model they belong to, and the random search's range (log-uniform for
+ * doubles, uniform for ints; lo == hi: read from a params file, not
+ * searched). */
+typedef struct hyper_def {
+    const char *name;
+    size_t off;
+    int is_int;
+    pvg_model_type model;
+    double lo, hi;
+} hyper_def;
+
+#define HOFF(f) offsetof(pvg_train_params, f)
+static const hyper_def HYPERS[] = {
+    {"alpha", HOFF(alpha), 0, PVG_MODEL_IALS, 0.1, 30},
+    {"reg", HOFF(reg), 0, PVG_MODEL_IALS, 1e-3, 1},
+    {"alpha0", HOFF(alpha0), 0, PVG_MODEL_IALS, 0, 0},
+    {"nu", HOFF(nu), 0, PVG_MODEL_IALS, 0, 0},
+    {"factors", HOFF(factors), 1, PVG_MODEL_IALS, 0, 0},
+    {"epochs", HOFF(epochs), 1, PVG_MODEL_IALS, 0, 0},
+    {"lambda", HOFF(ease_lambda), 0, PVG_MODEL_EASE, 1, 5000},
+    {"neighbors", HOFF(neighbors), 1, PVG_MODEL_ITEMKNN, 20, 1000},
+    {"shrink", HOFF(shrink), 0, PVG_MODEL_ITEMKNN, 0.1, 200},
+    {"lr", HOFF(lr), 0, PVG_MODEL_BPR, 0.005, 0.3},
+    {"reg", HOFF(reg), 0, PVG_MODEL_BPR, 1e-4, 0.3},
+    {"factors", HOFF(factors), 1, PVG_MODEL_BPR, 0, 0},
+    {"epochs", HOFF(epochs), 1, PVG_MODEL_BPR, 0, 0},
+};
+#define N_HYPERS (sizeof HYPERS / sizeof HYPERS[0])
+
+static double hyper_get(const pvg_train_params *p, const hyper_def *h)
+{
+    const char *b = (const char *)p + h->off;
+    return h->is_int ? (double)*(const int *)b : *(const double *)b;
+}
+
+static void hyper_set(pvg_train_params *p, const hyper_def *h, double v)
+{
+    char *b = (char *)p + h->off;
+    if (h->is_int)
+        *(int *)b = (int)llround(v);
+    else
+        *(double *)b = v;
+}
+
+/* Applies a `tune` result file ({"model": M, "params": {...}}) to p. */
+static void apply_params_file(cli_ctx *c, const char *path, pvg_model_type t, pvg_train_params *p)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) cli_usage_error(c, "--params %s:%d: %s", path, je.line, je.text);
+    const char *m = json_string_value(json_object_get(root, "model"));
+    pvg_model_type mt;
+    pvg_error err;
+    if (!m || pvg_model_type_parse(m, &mt, &err) != PVG_OK || mt != t)
+        cli_usage_error(c, "--params %s: written for model '%s', not %s", path, m ? m : "?",
+                        pvg_model_type_name(t));
+    json_t *ps = json_object_get(root, "params");
+    if (!json_is_object(ps)) cli_usage_error(c, "--params %s: no \"params\" object", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(ps, key, v)
+    {
+        const hyper_def *h = NULL;
+        for (size_t i = 0; i < N_HYPERS && !h; i++)
+            if (HYPERS[i].model == t && strcmp(HYPERS[i].name, key) == 0) h = &HYPERS[i];
+        if (!h || !json_is_number(v))
+            cli_usage_error(c, "--params %s: params.%s: not a number of a %s hyperparameter", path,
+                            key, pvg_model_type_name(t));
+        hyper_set(p, h, json_number_value(v));
+    }
+    json_decref(root);
+}
+
 static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p, pvg_error *err)
 {
     pvg_train_params_default(t, p);
+    if (cli_str(c, "params")) apply_params_file(c, cli_str(c, "params"), t, p);
     p->threads = (int)int_opt(c, "threads", 1, 1, 256);
     p->seed = (uint64_t)int_opt(c, "seed", 42, 0, (long long)1 << 53);
     p->factors = (int)int_opt(c, "factors", p->factors, 1, 4096);
     p->epochs = (int)int_opt(c, "epochs", p->epochs, 1, PVG_TRAIN_MAX_EPOCHS);
     p->reg = cli_double(c, "reg", p->reg);
     p->alpha0 = cli_double(c, "alpha0", p->alpha0);
+    p->alpha = cli_double(c, "alpha", p->alpha);
+    if (cli_has(c, "alpha0") && !(p->alpha0 >= 0)) cli_usage_error(c, "--alpha0 must be >= 0");
+    if (cli_has(c, "alpha") && !(p->alpha > 0)) cli_usage_error(c, "--alpha must be > 0");
     p->nu = cli_double(c, "nu", p->nu);
     p->confidence = cli_double(c, "confidence", p->confidence);
     p->cg_steps = (int)int_opt(c, "cg-steps", p->cg_steps, 0, 1000);
@@ -71,8 +159,12 @@ static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p
     p->ease_lambda = cli_double(c, "lambda", p->ease_lambda);
     p->neighbors = (int)int_opt(c, "neighbors", p->neighbors, 1, 100000);
     p->shrink = cli_double(c, "shrink", p->shrink);
-    if (p->reg < 0 || p->alpha0 < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
-        cli_usage_error(c, "--reg, --alpha0, --nu, --confidence and --shrink must be >= 0");
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    double ram_mb = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1048576.0 : 0;
+    p->max_memory_mb = cli_double(c, "max-memory", 0.8 * ram_mb);
+    if (!(p->max_memory_mb >= 0)) cli_usage_error(c, "--max-memory must be >= 0 (0: no limit)");
+    if (p->reg < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
+        cli_usage_error(c, "--reg, --nu, --confidence and --shrink must be >= 0");
     if ((cli_has(c, "lr") && !(p->lr > 0)) || (cli_has(c, "lambda") && !(p->ease_lambda > 0)))
         cli_usage_error(c, "--lr and --lambda must be > 0");
     (void)err;
@@ -165,6 +257,23 @@ static void print_json(json_t *o)
     json_decref(o);
 }
 
+/* EASE: the memory estimate, said before the work starts (the library
+ * refuses above p->max_memory_mb). `what` qualifies it (eval: the whole
+ * file, an upper bound of the training split). */
+static void say_estimate(const pvg_dataset *ds, const pvg_train_params *p, const char *what)
+{
+    if (p->type != PVG_MODEL_EASE) return;
+    pvg_train_estimate e;
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (pvg_model_memory_estimate(ds, p, &e, &err) != PVG_OK) return;
+    fprintf(stderr,
+            "ease: %s form over %zu users x %zu items with interactions%s: about %.0f MiB "
+            "(limit %.0f MiB%s)\n",
+            e.form, e.users, e.items, what, e.bytes / 1048576.0, p->max_memory_mb,
+            p->max_memory_mb > 0 && e.bytes > p->max_memory_mb * 1048576.0 ? ": refused" : "");
+}
+
 static int run_train(cli_ctx *c)
 {
     const char *ms = cli_str_req(c, "model");
@@ -194,6 +303,7 @@ static int run_train(cli_ctx *c)
     pvg_store *store = NULL; /* open until the model is trained: its shoppers' keys */
     int rc = load_dataset(c, &ds, cli_str(c, "input") ? NULL : &store, json);
     if (rc) return rc;
+    say_estimate(ds, &p, "");
     pvg_model *m;
     pvg_train_stats st;
     pvg_status s = pvg_model_train(ds, &p, &m, &st, &err);
@@ -235,14 +345,218 @@ static int run_train(cli_ctx *c)
     return 0;
 }
 
+/* ---- batch recommendations: one model load, one JSON line per shopper ---- */
+
+/* The ids of a list file (one a line; blank lines and #-comments skipped;
+ * "-" is stdin). *buf_out owns the strings. */
+static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n_out,
+                        char **buf_out)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        cli_warn("%s: cannot open: %s", path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            cap = cap ? 2 * cap : 1 << 20;
+            char *nb = realloc(buf, cap);
+            if (!nb) break;
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, cap - len - 1, f);
+        len += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        cli_warn("%s: cannot read", path);
+        return CLI_EXIT_FAIL;
+    }
+    buf[len] = 0;
+    size_t n = 0, ncap = 1024;
+    char **ids = malloc(ncap * sizeof *ids);
+    for (char *line = buf, *next; ids && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+            line[--l] = 0;
+        while (*line == ' ' || *line == '\t')
+            line++;
+        if (!*line || *line == '#') continue;
+        if (n == ncap) {
+            char **ni = realloc(ids, 2 * ncap * sizeof *ids);
+            if (!ni) {
+                free(ids);
+                ids = NULL;
+                break;
+            }
+            ids = ni;
+            ncap *= 2;
+        }
+        ids[n++] = line;
+    }
+    if (!ids) {
+        free(buf);
+        return cli_fail("list", PVG_ERR_NOMEM, NULL);
+    }
+    *ids_out = ids;
+    *n_out = n;
+    *buf_out = buf;
+    return 0;
+}
+
+typedef struct batch_out {
+    int json, similar;
+    long long lines, personalised, skipped[5];
+} batch_out;
+
+static const char *const SKIP_REASONS[] = {"unknown_user", "erased", "no_consent",
+                                           "not_in_model", "unknown_item"};
+
+static const char *skip_text(const char *r)
+{
+    return strcmp(r, "unknown_user") == 0   ? "no data is held about this shopper"
+           : strcmp(r, "erased") == 0       ? "the shopper was erased at their request"
+           : strcmp(r, "no_consent") == 0   ? "the shopper does not consent to personalisation"
+           : strcmp(r, "not_in_model") == 0 ? "the shopper is not in the model (retrain it)"
+                                            : "the model does not know this item";
+}
+
+static int batch_print(void *ctx, const pvg_access_batch_entry *e)
+{
+    batch_out *o = ctx;
+    char hex[2 * PVG_PSEUDONYM_BYTES + 1];
+    for (int i = 0; i < PVG_PSEUDONYM_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", e->pseudonym[i]);
+    const char *who_key = o->similar ? "item" : e->ext_user ? "user" : "pseudonym";
+    const char *who = e->ext_user ? e->ext_user : hex;
+    o->lines++;
+    if (e->skipped) {
+        for (int i = 0; i < 5; i++)
+            if (strcmp(e->skipped, SKIP_REASONS[i]) == 0) o->skipped[i]++;
+    } else {
+        o->personalised++;
+    }
+    if (o->json) {
+        printf("{\"%s\":", who_key);
+        cli_json_string(stdout, who);
+        if (e->skipped) {
+            printf(",\"skipped\":\"%s\",\"reason\":\"%s\"}\n", e->skipped,
+                   skip_text(e->skipped));
+            return 0;
+        }
+        fputs(",\"items\":[", stdout);
+        for (size_t i = 0; i < e->n; i++) {
+            fputs(i ? ",{\"item\":" : "{\"item\":", stdout);
+            cli_json_string(stdout, e->items[i].item);
+            printf(",\"score\":%.6g}", e->items[i].score);
+        }
+        fputs("]}\n", stdout);
+    } else if (e->skipped) {
+        printf("# %s skipped (%s): %s\n", who, e->skipped, skip_text(e->skipped));
+    } else {
+        for (size_t i = 0; i < e->n; i++)
+            printf("%s\t%zu\t%s\t%.6g\n", who, i + 1, e->items[i].item, e->items[i].score);
+    }
+    return 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* recommend --users FILE|--all, or --items FILE|--all-items (similar). */
+static int run_recommend_batch(cli_ctx *c, const char *path, size_t k)
+{
+    const char *users = cli_str(c, "users"), *items = cli_str(c, "items");
+    int similar = items || cli_bool(c, "all-items");
+    const char *list = users ? users : items;
+    double t0 = now_seconds();
+    long th = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)int_opt(c, "threads", th > 0 ? th : 1, 1, 256);
+    char **ids = NULL, *idbuf = NULL;
+    size_t n_ids = 0;
+    if (list) {
+        int rc = read_id_list(c, list, &ids, &n_ids, &idbuf);
+        if (rc) return rc;
+    }
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model *m;
+    /* mapped once (pages shared with other processes mapping the file),
+     * checksum verified once, for every shopper of the run */
+    pvg_status st = pvg_model_load(path, &m, &err);
+    if (st != PVG_OK) {
+        free(ids);
+        free(idbuf);
+        return cli_fail("model", st, &err);
+    }
+    double t_load = now_seconds() - t0;
+    int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
+    if (!similar && !store_model && pvg_model_path_in_data_dir(path)) {
+        free(ids);
+        free(idbuf);
+        pvg_model_free(m);
+        cli_warn("%s: a model trained from a file lies inside a data dir; it is not used "
+                 "for shoppers (delete it, or move it out for evaluation)",
+                 path);
+        return CLI_EXIT_FAIL;
+    }
+    pvg_store *s = NULL;
+    if (store_model) st = pvg_store_open(cli_data_dir(c), &s, &err);
+    if (st == PVG_OK && s && !similar) st = pvg_model_unseal(m, s, &err);
+    double t_open = now_seconds() - t0;
+    static char obuf[1 << 20];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    batch_out o = {cli_bool(c, "json"), similar, 0, 0, {0}};
+    pvg_access g;
+    pvg_access_init(&g, s, "cli");
+    if (st == PVG_OK && similar)
+        st = pvg_access_similar_batch(&g, m, (const char *const *)ids, n_ids, k, threads,
+                                      batch_print, &o, &err);
+    else if (st == PVG_OK)
+        st = pvg_access_recommend_batch(&g, m, (const char *const *)ids, n_ids, k,
+                                        cli_bool(c, "include-seen"), threads, batch_print, &o,
+                                        &err);
+    fflush(stdout);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    pvg_store_close(s);
+    pvg_model_free(m);
+    free(ids);
+    free(idbuf);
+    if (st != PVG_OK) return cli_fail(similar ? "similar" : "recommend", st, &err);
+    double t_all = now_seconds() - t0;
+    fprintf(stderr,
+            "%s: %lld %s, %lld answered, skipped: %lld unknown, %lld erased, %lld without "
+            "consent, %lld not in the model, %lld unknown items; model mapped and verified in "
+            "%.3fs, store opened in %.3fs, total %.3fs\n",
+            similar ? "similar" : "recommend", o.lines, similar ? "items" : "shoppers",
+            o.personalised, o.skipped[0], o.skipped[1], o.skipped[2], o.skipped[3], o.skipped[4],
+            t_load, t_open - t_load, t_all);
+    return 0;
+}
+
 static int run_recommend(cli_ctx *c)
 {
     const char *path = cli_str_req(c, "model");
     long long k = cli_int_range(c, "k", 10, 1, 100000);
     const char *user = cli_str(c, "user"), *item = cli_str(c, "similar");
     int popular = cli_bool(c, "popular");
-    if ((user != NULL) + (item != NULL) + popular != 1)
-        cli_usage_error(c, "give exactly one of --user ID, --similar ITEM or --popular");
+    int batch = (cli_str(c, "users") != NULL) + cli_bool(c, "all") + (cli_str(c, "items") != NULL) +
+                cli_bool(c, "all-items");
+    if ((user != NULL) + (item != NULL) + popular + batch != 1)
+        cli_usage_error(c, "give exactly one of --user ID, --users FILE, --all, --similar ITEM, "
+                           "--items FILE, --all-items or --popular");
+    if (batch) return run_recommend_batch(c, path, (size_t)k);
     pvg_error err;
     pvg_error_clear(&err);
     pvg_model *m;
@@ -380,23 +694,14 @@ static int parse_date(const char *s, int64_t *out)
     return 0;
 }
 
-static int run_eval(cli_ctx *c)
+/* The evaluation options of eval and tune from their flags. */
+static void eval_options(cli_ctx *c, pvg_eval_protocol proto, const pvg_train_params *tp,
+                         pvg_eval_options *out)
 {
-    const char *ms = cli_str_req(c, "model");
-    const char *ps = cli_str_req(c, "protocol");
-    if (!cli_has(c, "input")) cli_usage_error(c, "eval needs --input FILE --format F");
-    pvg_error err;
-    pvg_error_clear(&err);
-    pvg_model_type t;
-    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
-    pvg_eval_protocol proto;
-    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
-    pvg_train_params p;
-    parse_params(c, t, &p, &err);
     pvg_eval_options o;
     pvg_eval_options_default(proto, &o);
-    o.seed = p.seed;
-    o.threads = p.threads;
+    o.seed = tp->seed;
+    o.threads = tp->threads;
     o.validation = cli_bool(c, "validation");
     o.test_fraction = cli_double(c, "test-fraction", 0.25);
     if (!(o.test_fraction > 0 && o.test_fraction < 1))
@@ -419,11 +724,30 @@ static int run_eval(cli_ctx *c)
         }
         o.n_ks = n;
     }
+    *out = o;
+}
+
+static int run_eval(cli_ctx *c)
+{
+    const char *ms = cli_str_req(c, "model");
+    const char *ps = cli_str_req(c, "protocol");
+    if (!cli_has(c, "input")) cli_usage_error(c, "eval needs --input FILE --format F");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model_type t;
+    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_eval_protocol proto;
+    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_train_params p;
+    parse_params(c, t, &p, &err);
+    pvg_eval_options o;
+    eval_options(c, proto, &p, &o);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     pvg_dataset *ds;
     int rc = load_dataset(c, &ds, NULL, json);
     if (rc) return rc;
+    say_estimate(ds, &p, " (the whole file; its training part needs at most this)");
     pvg_eval_result r;
     pvg_status st = pvg_eval_run(ds, &p, &o, &r, &err);
     if (st != PVG_OK) {
@@ -467,7 +791,10 @@ static int run_eval(cli_ctx *c)
         json_object_set_new(hp, "reg", json_real(p.reg));
     }
     if (t == PVG_MODEL_IALS) {
-        json_object_set_new(hp, "alpha0", json_real(p.alpha0));
+        if (p.alpha0 >= 0)
+            json_object_set_new(hp, "alpha0", json_real(p.alpha0));
+        else
+            json_object_set_new(hp, "alpha", json_real(p.alpha));
         json_object_set_new(hp, "nu", json_real(p.nu));
         json_object_set_new(hp, "cg_steps", json_integer(p.cg_steps));
         json_object_set_new(hp, "confidence", json_real(p.confidence));
@@ -495,6 +822,147 @@ static int run_eval(cli_ctx *c)
     return 0;
 }
 
+/* ---- tune: random search on a validation split carved from training ---- */
+
+static double tune_uniform(uint64_t *st)
+{
+    uint64_t z = (*st += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (double)((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static json_t *params_json(const pvg_train_params *p, pvg_model_type t)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < N_HYPERS; i++) {
+        const hyper_def *h = &HYPERS[i];
+        if (h->model != t) continue;
+        double v = hyper_get(p, h);
+        if (t == PVG_MODEL_IALS && strcmp(h->name, "alpha0") == 0 && v < 0) continue;
+        json_object_set_new(o, h->name, h->is_int ? json_integer((json_int_t)v) : json_real(v));
+    }
+    return o;
+}
+
+static int run_tune(cli_ctx *c)
+{
+    const char *ms = cli_str_req(c, "model");
+    const char *ps = cli_str_req(c, "protocol");
+    const char *out = cli_str(c, "out");
+    if (!cli_has(c, "input")) cli_usage_error(c, "tune needs --input FILE --format F");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model_type t;
+    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_eval_protocol proto;
+    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    pvg_train_params base;
+    parse_params(c, t, &base, &err);
+    pvg_eval_options o;
+    eval_options(c, proto, &base, &o);
+    o.validation = 1; /* the test part is never looked at */
+    int K = (int)cli_int_range(c, "metric-k", 20, 1, 100000);
+    o.n_ks = 1;
+    o.ks[0] = K;
+    long trials = (long)cli_int_range(c, "trials", 20, 1, 100000);
+    double budget = cli_double(c, "seconds", 0);
+    if (budget < 0) cli_usage_error(c, "--seconds must be >= 0 (0: no time budget)");
+    char outbuf[256];
+    if (!out) {
+        snprintf(outbuf, sizeof outbuf, "tuned-%s.json", pvg_model_type_name(t));
+        out = outbuf;
+    }
+    int json = cli_bool(c, "json"), bar = cli_interactive(c);
+    pvg_dataset *ds;
+    int rc = load_dataset(c, &ds, NULL, json);
+    if (rc) return rc;
+    uint64_t rs = base.seed ^ 0x74756e65ULL;
+    double t0 = now_seconds(), best = -1, first = -1;
+    pvg_train_params bestp = base;
+    long done = 0;
+    json_t *hist = json_array();
+    for (long trial = 0; trial < trials; trial++) {
+        if (trial && budget > 0 && now_seconds() - t0 >= budget) break;
+        pvg_train_params p = base;
+        /* trial 0: the defaults (with the flags given); then random points
+         * of the ranges for every hyperparameter no flag fixed */
+        for (size_t i = 0; trial && i < N_HYPERS; i++) {
+            const hyper_def *h = &HYPERS[i];
+            if (h->model != t || !(h->hi > h->lo) || cli_has(c, h->name)) continue;
+            if (t == PVG_MODEL_IALS && strcmp(h->name, "alpha") == 0 && cli_has(c, "alpha0"))
+                continue;
+            double u = tune_uniform(&rs);
+            hyper_set(&p, h,
+                      h->is_int ? h->lo + u * (h->hi - h->lo)
+                                : exp(log(h->lo) + u * (log(h->hi) - log(h->lo))));
+        }
+        pvg_eval_result r;
+        pvg_status st = pvg_eval_run(ds, &p, &o, &r, &err);
+        if (st != PVG_OK) {
+            json_decref(hist);
+            pvg_dataset_free(ds);
+            return cli_fail("tune", st, &err);
+        }
+        double v = r.at[0].ndcg;
+        if (trial == 0) first = v;
+        if (v > best) {
+            best = v;
+            bestp = p;
+        }
+        done++;
+        json_t *e = json_object();
+        json_object_set_new(e, "params", params_json(&p, t));
+        json_object_set_new(e, "ndcg", json_real(v));
+        json_object_set_new(e, "coverage", json_real(r.at[0].coverage));
+        json_array_append_new(hist, e);
+        if (bar) {
+            int width = 30, fill = (int)((trial + 1) * width / trials);
+            char b[64];
+            for (int i = 0; i < width; i++)
+                b[i] = i < fill ? '#' : '.';
+            b[width] = 0;
+            fprintf(stderr, "\r[%s] trial %ld/%ld  ndcg@%d %.4f  best %.4f  %.0fs ", b, trial + 1,
+                    trials, K, v, best, now_seconds() - t0);
+            fflush(stderr);
+        }
+    }
+    if (bar) fputc('\n', stderr);
+    pvg_dataset_free(ds);
+    json_t *res = json_object();
+    json_object_set_new(res, "model", json_string(pvg_model_type_name(t)));
+    json_object_set_new(res, "protocol", json_string(pvg_eval_protocol_name(proto)));
+    char key[32];
+    snprintf(key, sizeof key, "ndcg@%d", K);
+    json_object_set_new(res, "metric", json_string(key));
+    json_object_set_new(res, "split", json_string("validation"));
+    json_object_set_new(res, "seed", json_integer((json_int_t)base.seed));
+    json_object_set_new(res, "trials", json_integer(done));
+    json_object_set_new(res, "seconds", json_real(now_seconds() - t0));
+    json_object_set_new(res, "default_value", json_real(first));
+    json_object_set_new(res, "best_value", json_real(best));
+    json_object_set_new(res, "params", params_json(&bestp, t));
+    json_object_set_new(res, "history", hist);
+    if (json_dump_file(res, out, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) != 0) {
+        json_decref(res);
+        cli_warn("%s: cannot write", out);
+        return CLI_EXIT_FAIL;
+    }
+    if (json) {
+        json_object_del(res, "history");
+        json_object_set_new(res, "out", json_string(out));
+        print_json(res);
+    } else {
+        char *pj = json_dumps(json_object_get(res, "params"), JSON_COMPACT | JSON_REAL_PRECISION(4));
+        printf("%s: %ld trials, validation %s %.4f with the defaults, %.4f with %s -> %s (train "
+               "--params %s)\n",
+               pvg_model_type_name(t), done, key, first, best, pj ? pj : "?", out, out);
+        free(pj);
+        json_decref(res);
+    }
+    return 0;
+}
+
 static const cli_flag train_flags[] = {
     {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
     {"out", CLI_STR, "FILE", "where to write the model file"},
@@ -509,8 +977,14 @@ static const cli_flag recommend_flags[] = {
     {"similar", CLI_STR, "ITEM", "list items similar to ITEM instead"},
     {"popular", CLI_BOOL, NULL, "list the most popular items instead"},
     {"k", CLI_INT, "N", "how many items (default 10)"},
+    {"users", CLI_STR, "FILE",
+     "batch: every external user id in FILE (one a line, - for stdin), one line each"},
+    {"all", CLI_BOOL, NULL, "batch: every shopper of the store (identified by pseudonym)"},
+    {"items", CLI_STR, "FILE", "batch: items similar to each item id in FILE"},
+    {"all-items", CLI_BOOL, NULL, "batch: items similar to every item of the model"},
+    {"threads", CLI_INT, "N", "batch: scoring threads (default: the online CPUs)"},
     {"include-seen", CLI_BOOL, NULL, "do not exclude items the user already has"},
-    {"json", CLI_BOOL, NULL, "JSON output"},
+    {"json", CLI_BOOL, NULL, "JSON output (batch: one JSON object a line)"},
     {0},
 };
 
@@ -530,6 +1004,22 @@ static const cli_flag eval_flags[] = {
     {0},
 };
 
+static const cli_flag tune_flags[] = {
+    {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
+    {"protocol", CLI_STR, "P", "random-split, holdout-users or temporal (as eval)"},
+    {"trials", CLI_INT, "N", "how many points to try, the defaults first (default 20)"},
+    {"seconds", CLI_DOUBLE, "S", "stop starting trials after S seconds (default 0: no limit)"},
+    {"metric-k", CLI_INT, "K", "maximise validation ndcg@K (default 20)"},
+    {"out", CLI_STR, "FILE", "where to write the chosen parameters (default tuned-M.json)"},
+    {"test-fraction", CLI_DOUBLE, "X", "random-split: per-user held-out fraction (default 0.25)"},
+    {"heldout-users", CLI_INT, "N", "holdout-users: N validation and N test users (default 100)"},
+    {"cutoff", CLI_STR, "YYYY-MM-DD", "temporal: events before this day (UTC) train"},
+    {"min-user-items", CLI_INT, "N", "temporal: users need N training items (default 1)"},
+    {"json", CLI_BOOL, NULL, "JSON summary (no progress bar)"},
+    HYPER_FLAGS,
+    {0},
+};
+
 const cli_command cli_cmds_model[] = {
     {"train", NULL, 0, 0, "train a recommender from the store or a file", model_help, train_flags,
      run_train},
@@ -544,5 +1034,11 @@ const cli_command cli_cmds_model[] = {
      "binary gains; map@k divides by min(k, |targets|); coverage@k = distinct recommended items / "
      "catalog.",
      eval_flags, run_eval},
+    {"tune", NULL, 0, 0, "search hyperparameters on a validation split (random search)",
+     "Random search (log-uniform ranges) maximising ndcg@K on a validation split carved from the "
+     "training part of --protocol (the test part is never looked at); the first trial is the "
+     "defaults. Writes {\"model\", \"params\", ...} to --out, which train and eval read with "
+     "--params FILE. Hyperparameter flags given are kept fixed.",
+     tune_flags, run_tune},
     {0},
 };

@@ -172,6 +172,57 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
                               const unsigned char *asking_pseudonym_or_null, size_t k,
                               pvg_scored_item *out, size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- batch recommendations (an operator's run over many shoppers) ---- */
+
+/* One shopper's outcome in a batch, handed to the caller's callback. */
+typedef struct pvg_access_batch_entry {
+    size_t index;         /* position in the caller's list (or in the store's user order) */
+    const char *ext_user; /* borrowed from the caller's list; NULL for every-shopper runs */
+    unsigned char pseudonym[PVG_PSEUDONYM_BYTES]; /* the store pseudonym (zero without store) */
+    /* NULL: items holds the shopper's own list; else why they were skipped:
+     * "unknown_user" (no data held), "erased" (on the suppression list),
+     * "no_consent" (the switch "recommend" needs is off) or "not_in_model" */
+    const char *skipped;
+    const pvg_scored_item *items; /* n items, best first (borrowed for the call) */
+    size_t n;
+} pvg_access_batch_entry;
+
+/* Returns 0 to go on, non-zero to stop the batch (PVG_ERR_ABORTED). */
+typedef int (*pvg_access_batch_fn)(void *ctx, const pvg_access_batch_entry *e);
+
+/* Personalised top-k for many shoppers from one model, in blocks of at
+ * most 4096 shoppers: for each block, every shopper is looked up and their
+ * consent checked (as pvg_access_recommend does), then ONE audit entry per
+ * shopper is written (action "recommend", outcome as for the single call,
+ * detail "... batch=1"), all entries of the block in one transaction
+ * (pvg_audit_append_many; a custom sink gets them one by one), and only
+ * then the model is asked (pvg_model_recommend_batch, `threads` threads)
+ * for the allowed shoppers. Unlike the single call, a shopper who does not
+ * get their own list is skipped with a reason (no non-personalised list).
+ * fn sees every shopper, in order. ext_users NULL: every shopper of the
+ * store (n_users ignored), identified by pseudonym only; a model trained
+ * from a file (g->store NULL) needs ext_users and is not audited (as in
+ * pvg_access_recommend). Errors: PVG_ERR_INVALID (k 0, a store-trained
+ * model without its store, every-shopper run without a store), the audit
+ * write's error (nothing of that block is computed or handed over),
+ * PVG_ERR_ABORTED, PVG_ERR_NOMEM; the model's errors. */
+pvg_status pvg_access_recommend_batch(pvg_access *g, const pvg_model *m,
+                                      const char *const *ext_users, size_t n_users, size_t k,
+                                      int include_seen, int threads, pvg_access_batch_fn fn,
+                                      void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Items similar to each of n items (pvg_model_similar), for an operator:
+ * ONE audit entry for the whole batch (action "similar", subject "",
+ * detail "... k=K items=N batch=1"), written first, then fn is called per
+ * item in order with e->ext_user = the item id and e->skipped
+ * "unknown_item" when the model does not know it. ext_items NULL: every
+ * item of the model, in index order. Errors: the audit write's, those of
+ * pvg_model_similar other than PVG_ERR_NOT_FOUND, PVG_ERR_ABORTED. */
+pvg_status pvg_access_similar_batch(pvg_access *g, const pvg_model *m,
+                                    const char *const *ext_items, size_t n_items, size_t k,
+                                    int threads, pvg_access_batch_fn fn, void *ctx,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
 /* ---- many shoppers ---- */
 
 /* Hands every shopper whose consent the purpose needs to fn

@@ -149,7 +149,9 @@ typedef struct pvg_train_params {
     int epochs;
     double reg;           /* iALS lambda; BPR L2 */
     /* iALS (Rendle et al. 2021) */
-    double alpha0;        /* weight of unobserved pairs */
+    double alpha0;        /* weight of unobserved pairs; < 0: alpha * nnz / (|U| |I|) */
+    double alpha;         /* when alpha0 < 0: the unobserved pairs' total weight relative
+                             to the observed ones (scale-free; default 3) */
     double nu;            /* frequency scaling exponent of the regularisation */
     double confidence;    /* observed weight 1 + confidence * log1p(w); 0 = binary */
     int cg_steps;         /* conjugate-gradient steps per solve; 0 = exact Cholesky */
@@ -161,6 +163,9 @@ typedef struct pvg_train_params {
     /* item-kNN */
     int neighbors;
     double shrink;
+    /* EASE: refuse to start (PVG_ERR_UNSUPPORTED) when the memory estimate
+     * (pvg_model_memory_estimate) exceeds this many MiB; 0: no limit */
+    double max_memory_mb;
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);
     void *progress_ctx;
@@ -188,10 +193,25 @@ typedef struct pvg_scored_item {
 /* Trains a model of p->type on ds (all of its interactions). stats may be
  * NULL. *out is new (pvg_model_free). Errors: PVG_ERR_INVALID (bad
  * hyperparameter, empty dataset), PVG_ERR_UNSUPPORTED (EASE on a catalog
- * larger than PVG_EASE_MAX_ITEMS), PVG_ERR_NOMEM. */
+ * larger than PVG_EASE_MAX_ITEMS, or whose memory estimate exceeds
+ * p->max_memory_mb), PVG_ERR_NOMEM. */
 #define PVG_EASE_MAX_ITEMS 30000
 pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg_model **out,
                            pvg_train_stats *stats, pvg_error *err) PVG_WARN_UNUSED;
+
+/* What training p->type on ds will need, before it starts. EASE only
+ * (other types: PVG_ERR_UNSUPPORTED): it runs over the items with
+ * interactions (and the users with any), in the dual form (the user Gram,
+ * Woodbury) when those users are fewer than those items, else the primal
+ * (the item Gram); bytes is the peak estimate, the model's n_items^2 B
+ * included. */
+typedef struct pvg_train_estimate {
+    double bytes;
+    const char *form; /* static: "primal" or "dual" */
+    size_t users, items;
+} pvg_train_estimate;
+pvg_status pvg_model_memory_estimate(const pvg_dataset *ds, const pvg_train_params *p,
+                                     pvg_train_estimate *out, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Writes the model file: to a temp file beside path (0600), fsynced,
  * renamed over path, the directory fsynced; writers of one directory

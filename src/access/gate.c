@@ -5,6 +5,7 @@
 #include <privguide/access.h>
 
 #include "model/model_internal.h"
+#include "store/store_internal.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -381,6 +382,288 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
     pvg_status st = audit_first(g, "similar", subject, PVG_PURPOSE_SIMILAR, "allowed", extra, err);
     if (st != PVG_OK) return st;
     return pvg_model_similar(m, ext_item, k, out, n_out, err);
+}
+
+/* ---- batch recommendations ---- */
+
+#define BATCH_BLOCK 4096
+
+/* One shopper of a batch while it is decided. */
+typedef struct batch_user {
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    const char *skipped;
+    int known;
+    pvg_consent c;
+} batch_user;
+
+typedef struct user_list {
+    batch_user *u;
+    size_t n, cap;
+} user_list;
+
+static int list_take(void *ctx, const pvg_user_view *v)
+{
+    user_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 1024;
+        batch_user *nu = realloc(l->u, nc * sizeof *nu);
+        if (!nu) return 1;
+        l->u = nu;
+        l->cap = nc;
+    }
+    batch_user *b = &l->u[l->n++];
+    memset(b, 0, sizeof *b);
+    memcpy(b->ps, v->pseudonym, PVG_PSEUDONYM_BYTES);
+    b->known = 1;
+    b->c.personalization = v->consent_personalization;
+    b->c.analytics = v->consent_analytics;
+    return 0;
+}
+
+static void hex16(const unsigned char *p, char out[SUBJECT_LEN])
+{
+    for (int i = 0; i < PVG_PSEUDONYM_BYTES; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* Writes the block's audit entries (one per shopper) before any data of
+ * theirs is read; fails closed. */
+static pvg_status audit_block(pvg_access *g, const batch_user *bu, size_t n, size_t k,
+                              pvg_error *err)
+{
+    pvg_audit_record *recs = calloc(n ? n : 1, sizeof *recs);
+    char *text = malloc((n ? n : 1) * (SUBJECT_LEN + 128));
+    if (!recs || !text) {
+        free(recs);
+        free(text);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *subj = text + i * (SUBJECT_LEN + 128), *detail = subj + SUBJECT_LEN;
+        hex16(bu[i].ps, subj);
+        const char *outcome = !bu[i].known ? "not_found"
+                              : bu[i].skipped && strcmp(bu[i].skipped, "no_consent") == 0
+                                  ? "denied:no_consent"
+                                  : "allowed";
+        snprintf(detail, 128, "purpose=%s outcome=%s k=%zu batch=1%s",
+                 pvg_purpose_name(PVG_PURPOSE_RECOMMEND), outcome, k,
+                 bu[i].skipped ? " answer=skipped" : "");
+        recs[i] = (pvg_audit_record){0, g->actor, "recommend", subj, detail};
+    }
+    pvg_status st = PVG_OK;
+    pvg_error e;
+    pvg_error_clear(&e);
+    if (g->audit) {
+        for (size_t i = 0; st == PVG_OK && i < n; i++)
+            st = g->audit(g->audit_ctx, &recs[i], &e);
+    } else {
+        st = pvg_audit_append_many(g->store, recs, n, &e);
+    }
+    free(recs);
+    free(text);
+    if (st != PVG_OK)
+        return pvg_error_set(err, st,
+                             "access: the audit log cannot be written (%s); the batch of "
+                             "recommendations is refused",
+                             e.text[0] ? e.text : pvg_strerror(st));
+    return PVG_OK;
+}
+
+pvg_status pvg_access_recommend_batch(pvg_access *g, const pvg_model *m,
+                                      const char *const *ext_users, size_t n_users, size_t k,
+                                      int include_seen, int threads, pvg_access_batch_fn fn,
+                                      void *ctx, pvg_error *err)
+{
+    if (!m || !fn || k == 0)
+        return pvg_error_set(err, PVG_ERR_INVALID, "recommend: model, callback and k >= 1 are required");
+    int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
+    if (!g->store && store_model)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: a model trained from a store needs that store");
+    if (!ext_users && !g->store)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: every shopper of a store needs the store (a model trained "
+                             "from a file cannot list its users)");
+    if (g->store && !store_model)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: a model trained from a file is not used with a store");
+    int np = 0, na = 0;
+    pvg_status st = g->store ? pvg_access_purpose_consent(g->store, PVG_PURPOSE_RECOMMEND, &np,
+                                                          &na, err)
+                             : PVG_OK;
+    if (st != PVG_OK) return st;
+    user_list all = {0};
+    if (!ext_users) {
+        st = pvg_store_users_list(g->store, list_take, &all, err);
+        if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        if (st != PVG_OK) {
+            free(all.u);
+            return st;
+        }
+        n_users = all.n;
+    }
+    size_t blk = n_users < BATCH_BLOCK ? (n_users ? n_users : 1) : BATCH_BLOCK;
+    batch_user *bu = ext_users ? calloc(blk, sizeof *bu) : NULL;
+    unsigned char *keys = malloc(16 * blk);
+    size_t *pos = malloc(blk * sizeof *pos), *nout = malloc(blk * sizeof *nout);
+    pvg_scored_item *out = malloc(blk * k * sizeof *out);
+    if ((ext_users && !bu) || !keys || !pos || !nout || !out) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory for a batch of %zu x %zu", blk, k);
+        goto done;
+    }
+    for (size_t b0 = 0; st == PVG_OK && b0 < n_users; b0 += blk) {
+        size_t nb = n_users - b0 < blk ? n_users - b0 : blk;
+        batch_user *u = ext_users ? bu : all.u + b0;
+        /* 1. who they are, consent for the purpose */
+        for (size_t i = 0; i < nb && st == PVG_OK; i++) {
+            if (!ext_users) {
+                u[i].skipped = (!np || u[i].c.personalization) && (!na || u[i].c.analytics)
+                                   ? NULL
+                                   : "no_consent";
+                continue;
+            }
+            memset(&u[i], 0, sizeof u[i]);
+            const char *id = ext_users[b0 + i];
+            if (!g->store) {
+                u[i].known = 1;
+                continue;
+            }
+            pvg_store_pseudonym(g->store, id, u[i].ps);
+            st = pvg_store_consent_get_pseudonym(g->store, u[i].ps, &u[i].c, err);
+            if (st == PVG_ERR_NOT_FOUND) {
+                pvg_error_clear(err);
+                int gone = 0;
+                st = pvg_store_user_suppressed(g->store, id, &gone, err);
+                u[i].skipped = gone ? "erased" : "unknown_user";
+            } else if (st == PVG_OK) {
+                u[i].known = 1;
+                if (!((!np || u[i].c.personalization) && (!na || u[i].c.analytics)))
+                    u[i].skipped = "no_consent";
+            }
+        }
+        if (st != PVG_OK) break;
+        /* 2. one entry per shopper, durably, before the model is asked */
+        if (g->store && (st = audit_block(g, u, nb, k, err)) != PVG_OK) break;
+        /* 3. the allowed shoppers' lists, in one batched call */
+        size_t na_ = 0;
+        for (size_t i = 0; i < nb && st == PVG_OK; i++) {
+            if (u[i].skipped) continue;
+            unsigned char *key = keys + 16 * na_;
+            if (g->store)
+                memcpy(key, u[i].ps, 16);
+            else
+                st = pvg_model_user_key(m, NULL, ext_users[b0 + i], key, err);
+            if (st == PVG_OK && pvg_model_find_user(m, key) < 0) {
+                u[i].skipped = "not_in_model";
+                continue;
+            }
+            pos[na_++] = i;
+        }
+        if (st != PVG_OK) break;
+        st = pvg_model_recommend_batch(m, keys, na_, k, include_seen, threads, out, nout, err);
+        if (st != PVG_OK) break;
+        /* 4. every shopper of the block, in order */
+        size_t q = 0;
+        for (size_t i = 0; i < nb; i++) {
+            pvg_access_batch_entry e;
+            memset(&e, 0, sizeof e);
+            e.index = b0 + i;
+            e.ext_user = ext_users ? ext_users[b0 + i] : NULL;
+            memcpy(e.pseudonym, u[i].ps, PVG_PSEUDONYM_BYTES);
+            e.skipped = u[i].skipped;
+            if (!e.skipped && q < na_ && pos[q] == i) {
+                e.items = out + q * k;
+                e.n = nout[q];
+                q++;
+            }
+            if (fn(ctx, &e)) {
+                st = pvg_error_set(err, PVG_ERR_ABORTED, "recommend: stopped by the caller");
+                break;
+            }
+        }
+    }
+done:
+    free(all.u);
+    free(bu);
+    free(keys);
+    free(pos);
+    free(nout);
+    free(out);
+    return st;
+}
+
+typedef struct similar_ctx {
+    const pvg_model *m;
+    const char *const *ids;
+    size_t b0, k;
+    pvg_scored_item *out;
+    size_t *nout;
+    pvg_status *st;
+    pvg_error *errs;
+} similar_ctx;
+
+static void similar_range(void *ctx, int tid, size_t lo, size_t hi)
+{
+    (void)tid;
+    similar_ctx *c = ctx;
+    for (size_t i = lo; i < hi; i++) {
+        size_t j = c->b0 + i;
+        const char *id = c->ids ? c->ids[j] : pvg_model_item_id(c->m, (int64_t)j);
+        pvg_error_clear(&c->errs[i]);
+        c->st[i] = pvg_model_similar(c->m, id, c->k, c->out + i * c->k, &c->nout[i], &c->errs[i]);
+    }
+}
+
+pvg_status pvg_access_similar_batch(pvg_access *g, const pvg_model *m,
+                                    const char *const *ext_items, size_t n_items, size_t k,
+                                    int threads, pvg_access_batch_fn fn, void *ctx,
+                                    pvg_error *err)
+{
+    if (!m || !fn || k == 0)
+        return pvg_error_set(err, PVG_ERR_INVALID, "similar: model, callback and k >= 1 are required");
+    if (!ext_items) n_items = pvg_model_n_items(m);
+    if (g->store) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "k=%zu items=%zu batch=1", k, n_items);
+        pvg_status ast = audit_first(g, "similar", "", PVG_PURPOSE_SIMILAR, "allowed", extra, err);
+        if (ast != PVG_OK) return ast;
+    }
+    size_t blk = n_items < BATCH_BLOCK ? (n_items ? n_items : 1) : BATCH_BLOCK;
+    pvg_scored_item *out = malloc(blk * k * sizeof *out);
+    size_t *nout = malloc(blk * sizeof *nout);
+    pvg_status *sts = malloc(blk * sizeof *sts);
+    pvg_error *errs = malloc(blk * sizeof *errs);
+    pvg_status st = PVG_OK;
+    if (!out || !nout || !sts || !errs)
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory for a batch of %zu x %zu", blk, k);
+    for (size_t b0 = 0; st == PVG_OK && b0 < n_items; b0 += blk) {
+        size_t nb = n_items - b0 < blk ? n_items - b0 : blk;
+        similar_ctx c = {m, ext_items, b0, k, out, nout, sts, errs};
+        pvg_parallel_for(threads < 1 ? 1 : threads, nb, 64, similar_range, &c);
+        for (size_t i = 0; i < nb && st == PVG_OK; i++) {
+            pvg_access_batch_entry e;
+            memset(&e, 0, sizeof e);
+            e.index = b0 + i;
+            e.ext_user = ext_items ? ext_items[b0 + i] : pvg_model_item_id(m, (int64_t)(b0 + i));
+            if (sts[i] == PVG_ERR_NOT_FOUND) {
+                e.skipped = "unknown_item";
+            } else if (sts[i] != PVG_OK) {
+                *err = errs[i];
+                st = sts[i];
+                break;
+            } else {
+                e.items = out + i * k;
+                e.n = nout[i];
+            }
+            if (fn(ctx, &e))
+                st = pvg_error_set(err, PVG_ERR_ABORTED, "similar: stopped by the caller");
+        }
+    }
+    free(out);
+    free(nout);
+    free(sts);
+    free(errs);
+    return st;
 }
 
 /* ---- many shoppers ---- */

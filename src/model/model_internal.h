@@ -151,6 +151,30 @@ void pvg_knn_dense_naive(const pvg_csr *R, size_t n_items, float shrink, float *
  * Gauss-Jordan in double (tests). B[n x n] row-major. */
 pvg_status pvg_ease_fit(const pvg_csr *R, const pvg_csr *C, size_t n_items, float lambda,
                         int threads, float *B, pvg_error *err);
+
+/* The form EASE is solved in (docs/models.md, "EASE in the dual form"):
+ * primal inverts the m x m item Gram X^T X + lambda I; dual (Woodbury)
+ * inverts the n x n user Gram X X^T + lambda I and forms
+ * B_ij = M_ij / (1 - M_jj), M = X^T (X X^T + lambda I)^-1 X. Both run over
+ * the items with interactions (and the users with any) only; the other
+ * rows and columns of B are 0. AUTO: dual when users < items. */
+typedef enum pvg_ease_form { PVG_EASE_AUTO = 0, PVG_EASE_PRIMAL = 1, PVG_EASE_DUAL = 2 } pvg_ease_form;
+
+typedef struct pvg_ease_plan {
+    size_t users, items;      /* with interactions */
+    pvg_ease_form form;       /* the one AUTO picks */
+    double bytes;             /* peak memory estimate of the fit, B included */
+} pvg_ease_plan;
+
+void pvg_ease_plan_of(const pvg_csr *R, pvg_ease_form form, pvg_ease_plan *plan);
+pvg_status pvg_ease_fit_form(const pvg_csr *R, const pvg_csr *C, size_t n_items, float lambda,
+                             int threads, pvg_ease_form form, float *B, pvg_error *err);
+/* acc[0:t] += sum over rows[0:n] of B[row, j0:j0+t] (B row-major with
+ * ni columns), rows added in order (the same sums as one at a time). */
+void pvg_ease_tile_add(float *restrict acc, const float *restrict B, size_t ni,
+                       const uint32_t *rows, size_t n, size_t j0, size_t t);
+pvg_status pvg_ease_primal(const pvg_csr *R, const pvg_csr *C, size_t n, float lambda, int threads,
+                           float *B, pvg_error *err);
 void pvg_ease_fit_naive(const pvg_csr *R, size_t n_items, double lambda, float *B);
 
 /* ---- model --------------------------------------------------------------- */
@@ -238,6 +262,13 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
 void pvg_model_set_section(pvg_model *m, int sec, void *buf, uint64_t len);
 /* Re-derives the typed views from sec[]. */
 void pvg_model_bind(pvg_model *m);
+/* The iALS unobserved weight for a training matrix of these shapes:
+ * p->alpha0 when >= 0, else p->alpha * nnz / (n_users n_items). */
+double pvg_ials_alpha0_of(const pvg_train_params *p, size_t n_users, size_t n_items, size_t nnz);
+
+/* Row of the user with this model key, or -1 (also while the rows are
+ * sealed). */
+int64_t pvg_model_find_user(const pvg_model *m, const unsigned char key[16]);
 
 /* Scores every item for a user history into scores[n_items] (no
  * exclusion). u_factors may be NULL for a fold-in; scratch f*f + 2f floats. */

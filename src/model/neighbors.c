@@ -168,16 +168,11 @@ static void gram_range(void *vctx, int tid, size_t b, size_t e)
     }
 }
 
-pvg_status pvg_ease_fit(const pvg_csr *R, const pvg_csr *C, size_t n, float lambda, int threads,
-                        float *B, pvg_error *err)
+/* The primal form on a matrix whose items all have interactions
+ * (src/model/ease.c chooses the form and compacts the items). */
+pvg_status pvg_ease_primal(const pvg_csr *R, const pvg_csr *C, size_t n, float lambda, int threads,
+                           float *B, pvg_error *err)
 {
-    if (n > PVG_EASE_MAX_ITEMS)
-        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
-                             "ease: the catalog has %zu items; EASE inverts a dense item-item "
-                             "matrix and is limited to %d items (use ials or itemknn)",
-                             n, PVG_EASE_MAX_ITEMS);
-    if (!(lambda > 0))
-        return pvg_error_set(err, PVG_ERR_INVALID, "ease: lambda must be > 0 (got %g)", lambda);
     memset(B, 0, n * n * sizeof *B);
     gram_ctx g = {R, C, n, B};
     pvg_parallel_for(threads, n, 16, gram_range, &g);

@@ -63,6 +63,18 @@ pvg_status pvg_store_model_row_keys(pvg_store *s, const unsigned char seal_id[16
  * be sodium_malloc'd; the caller wipes it. PVG_ERR_STATE without keys. */
 pvg_status pvg_store_model_dir_key(pvg_store *s, unsigned char out[32]) PVG_WARN_UNUSED;
 
+/* Every user row in id order as the iterator shows it (pseudonym,
+ * consent, created_at), without reading or decrypting any event: for the
+ * access gate's batch calls, which check consent per shopper. fn returns 0
+ * to go on, non-zero to stop (PVG_ERR_ABORTED). */
+pvg_status pvg_store_users_list(pvg_store *s, int (*fn)(void *ctx, const pvg_user_view *u),
+                                void *ctx, pvg_error *err);
+
+/* The consent of the user with this pseudonym: PVG_ERR_NOT_FOUND when no
+ * such user row exists. */
+pvg_status pvg_store_consent_get_pseudonym(pvg_store *s, const unsigned char pseudonym[16],
+                                           pvg_consent *out, pvg_error *err);
+
 /* 1 when dir holds a store (a data dir), else 0. */
 int pvg_store_dir_is_data_dir(const char *dir);
 

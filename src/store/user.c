@@ -408,6 +408,43 @@ pvg_status pvg_store_user_erase(pvg_store *s, const char *ext_user, unsigned fla
     return pvg_model_dir_erase_user(s->dir, s, p, NULL, err);
 }
 
+/* ---- user rows without events (the gate's batch calls) ---- */
+
+typedef struct list_ctx {
+    int (*fn)(void *ctx, const pvg_user_view *u);
+    void *ctx;
+} list_ctx;
+
+static int list_user(void *ctx, const pvg_backend_user *u)
+{
+    list_ctx *c = ctx;
+    pvg_user_view v;
+    v.user_id = u->id;
+    memcpy(v.pseudonym, u->pseudonym, sizeof v.pseudonym);
+    v.consent_personalization = u->consent_personalization;
+    v.consent_analytics = u->consent_analytics;
+    v.created_at = u->created_at;
+    return c->fn(c->ctx, &v);
+}
+
+pvg_status pvg_store_users_list(pvg_store *s, int (*fn)(void *ctx, const pvg_user_view *u),
+                                void *ctx, pvg_error *err)
+{
+    list_ctx c = {fn, ctx};
+    return PVG_B(s, users_foreach, NULL, list_user, &c, err);
+}
+
+pvg_status pvg_store_consent_get_pseudonym(pvg_store *s, const unsigned char pseudonym[16],
+                                           pvg_consent *out, pvg_error *err)
+{
+    pvg_backend_user u;
+    pvg_status st = PVG_B(s, user_get, pseudonym, &u, err);
+    if (st != PVG_OK) return st;
+    out->personalization = u.consent_personalization;
+    out->analytics = u.consent_analytics;
+    return PVG_OK;
+}
+
 /* ---- consent ---- */
 
 pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent *out, pvg_error *err)

@@ -83,6 +83,7 @@ void pvg_paillier_pub_free(pvg_paillier_pub *pub)
 {
     if (!pub) return;
     mpz_clears(pub->n, pub->n2, pub->max_int, pub->neg_floor, NULL);
+    pvg_he_mont_free(pub->mont);
     free(pub);
 }
 
@@ -108,6 +109,11 @@ pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pu
     mpz_sub_ui(pub->max_int, pub->max_int, 1);
     mpz_sub(pub->neg_floor, n, pub->max_int);
     pub->bits = (unsigned)bits;
+    pub->mont = pvg_he_mont_new(pub->n2);
+    if (!pub->mont) {
+        pvg_paillier_pub_free(pub);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
     *out = pub;
     return PVG_OK;
 }
@@ -614,7 +620,7 @@ char *pvg_paillier_ct_decimal(const pvg_paillier_ct *ct)
 /* c' = c^(16^d) mod n^2: the plaintext times 16^d, exponent lowered by d.
  * As in python-paillier (which encodes 16^d as an integer scalar), 16^d
  * must not exceed max_int. */
-static pvg_status lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, pvg_error *err)
+pvg_status pvg_he_lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, pvg_error *err)
 {
     if (d <= 0) return PVG_OK;
     if ((size_t)d * 4 + 1 > pub->bits)
@@ -643,7 +649,7 @@ pvg_status pvg_paillier_decrease_exponent(pvg_paillier_ct *ct, int new_exp, pvg_
     if (new_exp < -PVG_HE_EXP_LIMIT)
         return pvg_error_set(err, PVG_ERR_INVALID, "exponent %d is below -%d", new_exp,
                              PVG_HE_EXP_LIMIT);
-    pvg_status st = lower_exponent(ct->pub, ct->c, (long)ct->exponent - new_exp, err);
+    pvg_status st = pvg_he_lower_exponent(ct->pub, ct->c, (long)ct->exponent - new_exp, err);
     if (st == PVG_OK) ct->exponent = new_exp;
     return st;
 }
@@ -656,8 +662,7 @@ pvg_status pvg_paillier_add(pvg_paillier_ct *out, const pvg_paillier_ct *a,
     if (st != PVG_OK) return st;
     const pvg_paillier_pub *pub = a->pub;
     if (a->exponent == b->exponent) {
-        mpz_mul(out->c, a->c, b->c);
-        mpz_mod(out->c, out->c, pub->n2);
+        pvg_he_mulmod(pub, out->c, a->c, b->c);
         out->exponent = a->exponent;
         return PVG_OK;
     }
@@ -666,10 +671,9 @@ pvg_status pvg_paillier_add(pvg_paillier_ct *out, const pvg_paillier_ct *a,
     const pvg_paillier_ct *lo = hi == a ? b : a;
     mpz_t t;
     mpz_init_set(t, hi->c);
-    st = lower_exponent(pub, t, (long)hi->exponent - lo->exponent, err);
+    st = pvg_he_lower_exponent(pub, t, (long)hi->exponent - lo->exponent, err);
     if (st == PVG_OK) {
-        mpz_mul(out->c, t, lo->c);
-        mpz_mod(out->c, out->c, pub->n2);
+        pvg_he_mulmod(pub, out->c, t, lo->c);
         out->exponent = lo->exponent;
     }
     mpz_clear(t);
@@ -689,7 +693,7 @@ pvg_status pvg_paillier_add_text(pvg_paillier_ct *out, const pvg_paillier_ct *a,
     if (st == PVG_OK) {
         int new_exp = (int)exp; /* <= a->exponent */
         mpz_set(t, a->c);
-        st = lower_exponent(pub, t, (long)a->exponent - new_exp, err);
+        st = pvg_he_lower_exponent(pub, t, (long)a->exponent - new_exp, err);
     }
     if (st == PVG_OK) {
         int new_exp = (int)exp;

@@ -10,12 +10,21 @@
 
 #include <gmp.h>
 
+/* Products mod n^2 (paillier_mont.c): which kernel a key uses. */
+typedef enum pvg_he_kernel {
+    PVG_HE_KERNEL_NAIVE = 0, /* mpz_mul + mpz_mod (the reference) */
+    PVG_HE_KERNEL_MPN = 1,   /* GMP mpn: mul + division, Montgomery chains */
+    PVG_HE_KERNEL_IFMA = 2   /* AVX-512 IFMA almost-Montgomery, 52-bit digits */
+} pvg_he_kernel;
+typedef struct pvg_he_mont pvg_he_mont;
+
 struct pvg_paillier_pub {
     mpz_t n;         /* modulus, odd, exactly `bits` bits */
     mpz_t n2;        /* n^2 */
     mpz_t max_int;   /* n / 3 - 1 (floor), python-paillier's max_int */
     mpz_t neg_floor; /* n - max_int: encodings >= this are negative */
     unsigned bits;
+    pvg_he_mont *mont; /* per-key precomputation for products mod n^2 (owned) */
 };
 
 struct pvg_paillier_priv {
@@ -61,6 +70,42 @@ void pvg_he_raw_decrypt(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
 void pvg_he_raw_decrypt_textbook(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
 /* 1 when 0 < c < n^2 and gcd(c, n) = 1. */
 int pvg_he_in_group(const pvg_paillier_pub *pub, const mpz_t c);
+
+/* c' = c^(16^d) mod n^2: the plaintext times 16^d (d >= 0; 16^d must not
+ * exceed max_int: PVG_ERR_INVALID). */
+pvg_status pvg_he_lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, pvg_error *err);
+
+/* ---- products mod n^2 (paillier_mont.c) ---- */
+
+/* new: the context for modulus M (odd, at most 2 * PVG_PAILLIER_MAX_BITS
+ * bits): limbs and 52-bit digits of M, -M^-1, R^2 mod M for both radices;
+ * the kernel is IFMA when the CPU has it, else MPN. NULL on out of memory
+ * or a bad M. */
+pvg_he_mont *pvg_he_mont_new(const mpz_t M);
+void pvg_he_mont_free(pvg_he_mont *m); /* NULL ok */
+pvg_he_kernel pvg_he_mont_kernel(const pvg_he_mont *m);
+/* Forces a kernel (tests and benchmarks; not while other threads use the
+ * key). Returns 0 (and changes nothing) for IFMA on a CPU without it. */
+int pvg_he_mont_set_kernel(pvg_he_mont *m, pvg_he_kernel k);
+int pvg_he_cpu_has_ifma(void);
+const char *pvg_he_kernel_name(pvg_he_kernel k);
+
+/* out = a*b mod n^2 with the key's kernel (out may alias a or b); inputs
+ * outside [0, n^2) take the naive path. */
+void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b);
+/* The naive reference: mpz_mul + mpz_mod. */
+void pvg_he_mulmod_naive(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b);
+
+/* A running product mod n^2: one Montgomery product per factor, the
+ * accumulated power of R removed once in pvg_he_acc_get. Uses the key's kernel as of creation.
+ * One thread at a time. */
+typedef struct pvg_he_acc pvg_he_acc;
+pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub); /* NULL: out of memory */
+void pvg_he_acc_free(pvg_he_acc *a);                     /* NULL ok */
+/* Multiplies c in (any c >= 0; outside [0, n^2) it is reduced first). */
+void pvg_he_acc_mul(pvg_he_acc *a, const mpz_t c);
+/* out = the product of the factors mod n^2 (1 when none). */
+void pvg_he_acc_get(pvg_he_acc *a, mpz_t out);
 
 /* ---- encoding (paillier_encode.c) ---- */
 

@@ -1,0 +1,516 @@
+/*
+ * paillier_mont.c - products modulo n^2 for the homomorphic addition:
+ * per-key Montgomery contexts, two kernels and their naive reference,
+ * accumulators that chain Montgomery products over many factors, and the
+ * public sum.
+ *
+ * Kernels (chosen per key at creation; tests force either):
+ *   MPN   64-bit limbs on GMP's mpn layer. A single product is
+ *         mpn_mul_n + mpn_tdiv_qr; a chain (accumulator, sum) is Montgomery
+ *         (mpn_mul_n, then REDC by one mpn_addmul_1 per limb), R = 2^(64 L).
+ *
+ * Chains: x = c_1, then x = x * c_i / R for each later factor (one
+ * Montgomery product each; the factors are never converted), so after k
+ * factors x = prod / R^(k-1); one product by R^k mod M (a short powm)
+ * gives the result. A single product a*b is a*b/R followed by a product
+ * with R^2 mod M (IFMA) or a plain product and division (MPN).
+ *   IFMA  AVX-512 IFMA almost-Montgomery multiplication (AMM) on 52-bit
+ *         digits held in 64-bit lanes, D digits (a multiple of 8, with
+ *         2^(52 D) > 4 n^2), R = 2^(52 D). Word-by-word: per digit a_i of
+ *         a, X += a_i*b + q*M (low halves), q = X_0 * k0 mod 2^52, the
+ *         vector is shifted down one digit and the high halves added.
+ *         Lanes are normalised only at the end. Inputs below 2M give an
+ *         output below 2M (since 4M < R), so chains never subtract;
+ *         the last step reduces fully. Selected when the CPU
+ *         reports avx512ifma (and the OS saves zmm state) at run time.
+ *   NAIVE mpz_mul + mpz_mod: the reference the tests compare both with.
+ *
+ * Ciphertexts are public: these kernels need not be constant-time (the
+ * final subtractions are branch-free all the same).
+ *
+ * Shapes at a 2048-bit n: M = n^2 has 4096 bits, L = 64 limbs, D = 80
+ * digits (10 zmm vectors).
+ */
+#include "crypto/paillier_internal.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HE_HAVE_IFMA_BUILD 1
+#else
+#define HE_HAVE_IFMA_BUILD 0
+#endif
+
+#define MASK52 ((UINT64_C(1) << 52) - 1)
+/* Largest shapes: n^2 of 2 * PVG_PAILLIER_MAX_BITS bits. */
+#define HE_MAX_L ((2 * PVG_PAILLIER_MAX_BITS) / 64 + 1)
+#define HE_MAX_D ((((2 * PVG_PAILLIER_MAX_BITS + 2) + 51) / 52 + 7) / 8 * 8)
+#define HE_MAX_V (HE_MAX_D / 8)
+
+struct pvg_he_mont {
+    pvg_he_kernel kernel; /* in use for this key */
+    int ifma_ok;          /* the IFMA tables exist and the CPU runs them */
+    size_t L;             /* limbs of M */
+    mp_limb_t *M;         /* M = n^2, L limbs */
+    mp_limb_t ninv;       /* -M^-1 mod 2^64 */
+    mp_limb_t *r2;        /* (2^(64 L))^2 mod M, L limbs */
+    size_t D;             /* 52-bit digits, multiple of 8 */
+    uint64_t *Md;         /* M in digits */
+    uint64_t *r2d;        /* (2^(52 D))^2 mod M in digits */
+    uint64_t k0;          /* -M^-1 mod 2^52 */
+};
+
+/* ---- conversions ---------------------------------------------------------------- */
+
+/* x (L limbs) -> D digits of 52 bits. */
+static void to_digits(uint64_t *d, size_t D, const mp_limb_t *x, size_t L)
+{
+    for (size_t j = 0; j < D; j++) {
+        size_t bit = 52 * j, limb = bit / 64, off = bit % 64;
+        uint64_t v = 0;
+        if (limb < L) {
+            v = (uint64_t)x[limb] >> off;
+            if (off > 12 && limb + 1 < L) v |= (uint64_t)x[limb + 1] << (64 - off);
+        }
+        d[j] = v & MASK52;
+    }
+}
+
+/* D digits (each < 2^52) -> L limbs; digits beyond the limbs must be 0. */
+static void from_digits(mp_limb_t *x, size_t L, const uint64_t *d, size_t D)
+{
+    memset(x, 0, L * sizeof *x);
+    for (size_t j = 0; j < D; j++) {
+        size_t bit = 52 * j, limb = bit / 64, off = bit % 64;
+        if (limb >= L) break;
+        x[limb] |= (mp_limb_t)(d[j] << off);
+        if (off > 12 && limb + 1 < L) x[limb + 1] |= (mp_limb_t)(d[j] >> (64 - off));
+    }
+}
+
+/* x (the limbs of an mpz in [0, M)) -> L limbs, zero-padded. */
+static void limbs_of(mp_limb_t *dst, size_t L, const mpz_t x)
+{
+    size_t n = mpz_size(x);
+    if (n > L) n = L;
+    if (n) memcpy(dst, mpz_limbs_read(x), n * sizeof *dst);
+    if (n < L) memset(dst + n, 0, (L - n) * sizeof *dst);
+}
+
+static void mpz_of_limbs(mpz_t out, const mp_limb_t *x, size_t L)
+{
+    mp_limb_t *w = mpz_limbs_write(out, (mp_size_t)L);
+    memcpy(w, x, L * sizeof *w);
+    mpz_limbs_finish(out, (mp_size_t)L);
+}
+
+/* x (L limbs) with a carry-out bit `hi`: the value is below 2M; reduce to
+ * [0, M) without branches. tmp: L limbs. */
+static void final_sub(mp_limb_t *x, mp_limb_t hi, const mp_limb_t *M, size_t L, mp_limb_t *tmp)
+{
+    mp_limb_t borrow = mpn_sub_n(tmp, x, M, (mp_size_t)L);
+    mp_limb_t use = hi | (borrow ^ 1);
+    mpn_cnd_swap(use, x, tmp, (mp_size_t)L);
+}
+
+/* 1 when c is a reduced residue in limbs: 0 <= c < M. */
+static int in_range(const pvg_he_mont *m, const mpz_t c)
+{
+    return mpz_sgn(c) >= 0 && mpz_size(c) <= m->L &&
+           (mpz_size(c) < m->L || mpn_cmp(mpz_limbs_read(c), m->M, (mp_size_t)m->L) < 0);
+}
+
+/* ---- MPN kernel ----------------------------------------------------------------- */
+
+/* r = a*b*2^(-64L) mod M for a, b < M; r < M. t: 2L limbs, c: L limbs;
+ * r may alias a or b. */
+static void mont_mul_mpn(const pvg_he_mont *m, mp_limb_t *r, const mp_limb_t *a, const mp_limb_t *b,
+                         mp_limb_t *t, mp_limb_t *c)
+{
+    size_t L = m->L;
+    mpn_mul_n(t, a, b, (mp_size_t)L);
+    for (size_t i = 0; i < L; i++)
+        c[i] = mpn_addmul_1(t + i, m->M, (mp_size_t)L, t[i] * m->ninv);
+    mp_limb_t hi = mpn_add_n(r, t + L, c, (mp_size_t)L);
+    final_sub(r, hi, m->M, L, c);
+}
+
+/* ---- IFMA kernel ---------------------------------------------------------------- */
+
+#if HE_HAVE_IFMA_BUILD
+#define HE_IFMA_TARGET __attribute__((target("avx512f,avx512ifma")))
+
+/* The AMM loop for V vectors (V a constant at the hot call site so the
+ * accumulator stays in registers). r = a*b*2^(-52 D) mod M, < 2M, digits
+ * normalised; r may alias a or b. */
+static inline __attribute__((always_inline)) HE_IFMA_TARGET void
+amm_loop(uint64_t *r, const uint64_t *a, const uint64_t *b, const uint64_t *mod, uint64_t k0,
+         size_t V, __m512i *X)
+{
+    const __m512i zero = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (size_t v = 0; v < V; v++)
+        X[v] = zero;
+    const uint64_t m0 = mod[0];
+    for (size_t i = 0; i < 8 * V; i++) {
+        const __m512i ai = _mm512_set1_epi64((long long)a[i]);
+#pragma GCC unroll 16
+        for (size_t v = 0; v < V; v++)
+            X[v] = _mm512_madd52lo_epu64(X[v], ai, _mm512_loadu_si512(b + 8 * v));
+        const uint64_t x0 = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(X[0]));
+        const uint64_t q = (x0 * k0) & MASK52;
+        const __m512i qv = _mm512_set1_epi64((long long)q);
+#pragma GCC unroll 16
+        for (size_t v = 0; v < V; v++)
+            X[v] = _mm512_madd52lo_epu64(X[v], qv, _mm512_loadu_si512(mod + 8 * v));
+        /* digit 0 is now 0 mod 2^52: its carry moves to the next digit */
+        const uint64_t carry = (x0 + ((q * m0) & MASK52)) >> 52;
+#pragma GCC unroll 16
+        for (size_t v = 0; v + 1 < V; v++)
+            X[v] = _mm512_alignr_epi64(X[v + 1], X[v], 1);
+        X[V - 1] = _mm512_alignr_epi64(zero, X[V - 1], 1);
+        X[0] = _mm512_mask_add_epi64(X[0], 1, X[0], _mm512_set1_epi64((long long)carry));
+#pragma GCC unroll 16
+        for (size_t v = 0; v < V; v++) {
+            X[v] = _mm512_madd52hi_epu64(X[v], ai, _mm512_loadu_si512(b + 8 * v));
+            X[v] = _mm512_madd52hi_epu64(X[v], qv, _mm512_loadu_si512(mod + 8 * v));
+        }
+    }
+    uint64_t out[HE_MAX_D];
+#pragma GCC unroll 16
+    for (size_t v = 0; v < V; v++)
+        _mm512_storeu_si512(out + 8 * v, X[v]);
+    uint64_t c = 0;
+    for (size_t j = 0; j < 8 * V; j++) {
+        uint64_t t = out[j] + c;
+        r[j] = t & MASK52;
+        c = t >> 52;
+    }
+}
+
+static HE_IFMA_TARGET void amm_ifma_10(uint64_t *r, const uint64_t *a, const uint64_t *b,
+                                       const uint64_t *mod, uint64_t k0)
+{
+    __m512i X[10];
+    amm_loop(r, a, b, mod, k0, 10, X);
+}
+
+static HE_IFMA_TARGET void amm_ifma_any(uint64_t *r, const uint64_t *a, const uint64_t *b,
+                                        const uint64_t *mod, uint64_t k0, size_t V)
+{
+    __m512i X[HE_MAX_V];
+    amm_loop(r, a, b, mod, k0, V, X);
+}
+
+static int cpu_has_ifma(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma");
+}
+#else
+static int cpu_has_ifma(void)
+{
+    return 0;
+}
+#endif
+
+/* r = a*b*2^(-52 D) mod M (almost: < 2M) for digit vectors a, b < 2M. */
+static void amm(const pvg_he_mont *m, uint64_t *r, const uint64_t *a, const uint64_t *b)
+{
+#if HE_HAVE_IFMA_BUILD
+    size_t V = m->D / 8;
+    if (V == 10)
+        amm_ifma_10(r, a, b, m->Md, m->k0);
+    else
+        amm_ifma_any(r, a, b, m->Md, m->k0, V);
+#else
+    (void)m, (void)r, (void)a, (void)b;
+#endif
+}
+
+/* Digits of a value below 2M -> the reduced limbs in [0, M). */
+static void digits_out(const pvg_he_mont *m, mp_limb_t *x, const uint64_t *d, mp_limb_t *tmp)
+{
+    /* the value may need one bit past L limbs */
+    mp_limb_t wide[HE_MAX_L + 1];
+    from_digits(wide, m->L + 1, d, m->D);
+    memcpy(x, wide, m->L * sizeof *x);
+    final_sub(x, wide[m->L], m->M, m->L, tmp);
+}
+
+/* ---- context ------------------------------------------------------------------- */
+
+static mp_limb_t limb_inverse(mp_limb_t a0)
+{
+    mp_limb_t x = a0; /* a0 * a0 == 1 mod 8 for odd a0: 3 correct bits */
+    for (int i = 0; i < 6; i++)
+        x *= 2 - a0 * x;
+    return x;
+}
+
+void pvg_he_mont_free(pvg_he_mont *m)
+{
+    if (!m) return;
+    free(m->M);
+    free(m->r2);
+    free(m->Md);
+    free(m->r2d);
+    free(m);
+}
+
+pvg_he_mont *pvg_he_mont_new(const mpz_t M)
+{
+    if (mpz_sgn(M) <= 0 || mpz_even_p(M) || mpz_size(M) > HE_MAX_L) return NULL;
+    pvg_he_mont *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->L = mpz_size(M);
+    size_t bits = mpz_sizeinbase(M, 2);
+    m->D = ((bits + 2 + 51) / 52 + 7) / 8 * 8;
+    m->M = malloc(m->L * sizeof *m->M);
+    m->r2 = malloc(m->L * sizeof *m->r2);
+    m->Md = malloc(m->D * sizeof *m->Md);
+    m->r2d = malloc(m->D * sizeof *m->r2d);
+    mpz_t t;
+    mpz_init(t);
+    if (!m->M || !m->r2 || !m->Md || !m->r2d || m->D > HE_MAX_D) {
+        mpz_clear(t);
+        pvg_he_mont_free(m);
+        return NULL;
+    }
+    limbs_of(m->M, m->L, M);
+    m->ninv = (mp_limb_t)0 - limb_inverse(m->M[0]);
+    mpz_setbit(t, 2 * 64 * m->L);
+    mpz_mod(t, t, M);
+    limbs_of(m->r2, m->L, t);
+    to_digits(m->Md, m->D, m->M, m->L);
+    mpz_set_ui(t, 0);
+    mpz_setbit(t, 2 * 52 * m->D);
+    mpz_mod(t, t, M);
+    mp_limb_t tl[HE_MAX_L];
+    limbs_of(tl, m->L, t);
+    to_digits(m->r2d, m->D, tl, m->L);
+    m->k0 = (uint64_t)m->ninv & MASK52;
+    mpz_clear(t);
+    m->ifma_ok = cpu_has_ifma();
+    m->kernel = m->ifma_ok ? PVG_HE_KERNEL_IFMA : PVG_HE_KERNEL_MPN;
+    return m;
+}
+
+pvg_he_kernel pvg_he_mont_kernel(const pvg_he_mont *m)
+{
+    return m->kernel;
+}
+
+int pvg_he_mont_set_kernel(pvg_he_mont *m, pvg_he_kernel k)
+{
+    if (k == PVG_HE_KERNEL_IFMA && !m->ifma_ok) return 0;
+    m->kernel = k;
+    return 1;
+}
+
+int pvg_he_cpu_has_ifma(void)
+{
+    return cpu_has_ifma();
+}
+
+const char *pvg_he_kernel_name(pvg_he_kernel k)
+{
+    switch (k) {
+    case PVG_HE_KERNEL_IFMA:
+        return "avx512ifma";
+    case PVG_HE_KERNEL_MPN:
+        return "mpn";
+    default:
+        return "naive";
+    }
+}
+
+/* ---- one product ---------------------------------------------------------------- */
+
+void pvg_he_mulmod_naive(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b)
+{
+    mpz_t t;
+    mpz_init(t);
+    mpz_mul(t, a, b);
+    mpz_mod(out, t, pub->n2);
+    mpz_clear(t);
+}
+
+void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b)
+{
+    const pvg_he_mont *m = pub->mont;
+    if (!m || m->kernel == PVG_HE_KERNEL_NAIVE || !in_range(m, a) || !in_range(m, b)) {
+        pvg_he_mulmod_naive(pub, out, a, b);
+        return;
+    }
+    size_t L = m->L;
+    mp_limb_t al[HE_MAX_L], bl[HE_MAX_L], t[2 * HE_MAX_L], q[HE_MAX_L + 1];
+    limbs_of(al, L, a);
+    limbs_of(bl, L, b);
+    if (m->kernel == PVG_HE_KERNEL_IFMA) {
+        uint64_t ad[HE_MAX_D], bd[HE_MAX_D];
+        to_digits(ad, m->D, al, L);
+        to_digits(bd, m->D, bl, L);
+        amm(m, ad, ad, bd);     /* a*b/R */
+        amm(m, ad, ad, m->r2d); /* a*b */
+        digits_out(m, al, ad, t);
+    } else {
+        mpn_mul_n(t, al, bl, (mp_size_t)L);
+        mpn_tdiv_qr(q, al, 0, t, (mp_size_t)(2 * L), m->M, (mp_size_t)L);
+    }
+    mpz_of_limbs(out, al, L);
+}
+
+/* ---- accumulators ----------------------------------------------------------------- */
+
+struct pvg_he_acc {
+    const pvg_paillier_pub *pub;
+    pvg_he_kernel kernel;
+    size_t count;   /* factors multiplied in */
+    mp_limb_t *x;   /* MPN: running product / R^(count-1) mod M (L limbs) */
+    uint64_t *xd;   /* IFMA: the same, < 2M (D digits) */
+    uint64_t *cd;   /* IFMA: the factor being multiplied in */
+    mp_limb_t *scr; /* 4L limbs of scratch */
+    mpz_t naive;    /* NAIVE / out-of-range factors: plain product */
+};
+
+pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub)
+{
+    pvg_he_acc *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->pub = pub;
+    const pvg_he_mont *m = pub->mont;
+    a->kernel = m ? m->kernel : PVG_HE_KERNEL_NAIVE;
+    mpz_init_set_ui(a->naive, 1);
+    if (m) {
+        a->x = malloc(m->L * sizeof *a->x);
+        a->scr = malloc(4 * m->L * sizeof *a->scr);
+        a->xd = malloc(m->D * sizeof *a->xd);
+        a->cd = malloc(m->D * sizeof *a->cd);
+        if (!a->x || !a->scr || !a->xd || !a->cd) {
+            pvg_he_acc_free(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+void pvg_he_acc_free(pvg_he_acc *a)
+{
+    if (!a) return;
+    free(a->x);
+    free(a->xd);
+    free(a->cd);
+    free(a->scr);
+    mpz_clear(a->naive);
+    free(a);
+}
+
+void pvg_he_acc_mul(pvg_he_acc *a, const mpz_t c)
+{
+    const pvg_he_mont *m = a->pub->mont;
+    if (a->kernel == PVG_HE_KERNEL_NAIVE || !in_range(m, c)) {
+        /* kept apart and folded in at the end */
+        pvg_he_mulmod_naive(a->pub, a->naive, a->naive, c);
+        return;
+    }
+    size_t L = m->L;
+    mp_limb_t *cl = a->scr; /* L limbs; then t (2L) and c (L) of the product */
+    limbs_of(cl, L, c);
+    /* The first factor is taken as it is; every later one costs one
+     * Montgomery product, x = x*c/R: after k factors x = prod / R^(k-1),
+     * which pvg_he_acc_get undoes with one product by R^k mod M. */
+    if (a->kernel == PVG_HE_KERNEL_IFMA) {
+        if (a->count) {
+            to_digits(a->cd, m->D, cl, L);
+            amm(m, a->xd, a->xd, a->cd);
+        } else {
+            to_digits(a->xd, m->D, cl, L);
+        }
+    } else {
+        if (a->count)
+            mont_mul_mpn(m, a->x, a->x, cl, a->scr + L, a->scr + 3 * L);
+        else
+            memcpy(a->x, cl, L * sizeof *cl);
+    }
+    a->count++;
+}
+
+void pvg_he_acc_get(pvg_he_acc *a, mpz_t out)
+{
+    const pvg_he_mont *m = a->pub->mont;
+    if (a->kernel == PVG_HE_KERNEL_NAIVE || a->count == 0) {
+        mpz_set(out, a->naive);
+        return;
+    }
+    size_t L = m->L;
+    mp_limb_t *r = a->scr, *fix = a->scr + L;
+    /* fix = R^count mod M, R the kernel's radix */
+    mpz_t f, e;
+    mpz_inits(f, e, NULL);
+    mpz_setbit(f, a->kernel == PVG_HE_KERNEL_IFMA ? 52 * m->D : 64 * L);
+    mpz_set_ui(e, (unsigned long)a->count);
+    mpz_powm(f, f, e, a->pub->n2);
+    limbs_of(fix, L, f);
+    mpz_clears(f, e, NULL);
+    if (a->kernel == PVG_HE_KERNEL_IFMA) {
+        uint64_t fd[HE_MAX_D], rd[HE_MAX_D];
+        to_digits(fd, m->D, fix, L);
+        amm(m, rd, a->xd, fd);
+        digits_out(m, r, rd, a->scr + 2 * L);
+    } else {
+        mp_limb_t t[2 * HE_MAX_L];
+        mont_mul_mpn(m, r, a->x, fix, t, a->scr + 2 * L);
+    }
+    mpz_of_limbs(out, r, L);
+    if (mpz_cmp_ui(a->naive, 1) != 0) pvg_he_mulmod_naive(a->pub, out, out, a->naive);
+}
+
+/* ---- the public sum ------------------------------------------------------------------ */
+
+pvg_status pvg_paillier_sum(pvg_paillier_ct *out, pvg_paillier_ct *const *cts, size_t count,
+                            pvg_error *err)
+{
+    if (!out || (count && !cts))
+        return pvg_error_set(err, PVG_ERR_INVALID, "sum: NULL ciphertext array");
+    const pvg_paillier_pub *pub = out->pub;
+    int emin = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!cts[i]) return pvg_error_set(err, PVG_ERR_INVALID, "sum: ciphertext %zu is NULL", i);
+        if (!pvg_paillier_pub_equal(pub, cts[i]->pub))
+            return pvg_error_set(err, PVG_ERR_CRYPTO,
+                                 "key does not match: ciphertext %zu is under another public key",
+                                 i);
+        if (i == 0 || cts[i]->exponent < emin) emin = cts[i]->exponent;
+    }
+    pvg_he_acc *acc = pvg_he_acc_new(pub);
+    if (!acc) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    pvg_status st = PVG_OK;
+    mpz_t t;
+    mpz_init(t);
+    for (size_t i = 0; i < count && st == PVG_OK; i++) {
+        if (cts[i]->exponent == emin) {
+            pvg_he_acc_mul(acc, cts[i]->c);
+            continue;
+        }
+        /* python-paillier aligns each term to the smaller exponent */
+        mpz_set(t, cts[i]->c);
+        st = pvg_he_lower_exponent(pub, t, (long)cts[i]->exponent - emin, err);
+        if (st == PVG_OK) pvg_he_acc_mul(acc, t);
+    }
+    if (st == PVG_OK) {
+        pvg_he_acc_get(acc, out->c);
+        out->exponent = emin;
+    }
+    mpz_clear(t);
+    pvg_he_acc_free(acc);
+    return st;
+}
+
+const char *pvg_paillier_kernel(const pvg_paillier_pub *pub)
+{
+    return pvg_he_kernel_name(pub->mont ? pub->mont->kernel : PVG_HE_KERNEL_NAIVE);
+}

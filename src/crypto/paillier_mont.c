@@ -65,29 +65,65 @@ struct pvg_he_mont {
 
 /* ---- conversions ---------------------------------------------------------------- */
 
-/* x (L limbs) -> D digits of 52 bits. */
-static void to_digits(uint64_t *d, size_t D, const mp_limb_t *x, size_t L)
+/* 16 digits of 52 bits are exactly 13 limbs: conversions go block by
+ * block with constant shifts (straight-line code after unrolling). */
+#define BLK_D 16
+#define BLK_L 13
+#define HE_MAX_BLK ((HE_MAX_D + BLK_D - 1) / BLK_D + 1)
+
+static inline void block_to_digits(uint64_t *d, const mp_limb_t *x)
 {
-    for (size_t j = 0; j < D; j++) {
-        size_t bit = 52 * j, limb = bit / 64, off = bit % 64;
-        uint64_t v = 0;
-        if (limb < L) {
-            v = (uint64_t)x[limb] >> off;
-            if (off > 12 && limb + 1 < L) v |= (uint64_t)x[limb + 1] << (64 - off);
-        }
+#pragma GCC unroll 16
+    for (unsigned j = 0; j < BLK_D; j++) {
+        const unsigned bit = 52 * j, limb = bit / 64, off = bit % 64;
+        uint64_t v = (uint64_t)x[limb] >> off;
+        if (off > 12) v |= (uint64_t)x[limb + 1] << (64 - off);
         d[j] = v & MASK52;
     }
+}
+
+static inline void block_from_digits(mp_limb_t *x, const uint64_t *d)
+{
+#pragma GCC unroll 16
+    for (unsigned k = 0; k < BLK_L; k++)
+        x[k] = 0;
+#pragma GCC unroll 16
+    for (unsigned j = 0; j < BLK_D; j++) {
+        const unsigned bit = 52 * j, limb = bit / 64, off = bit % 64;
+        x[limb] |= (mp_limb_t)(d[j] << off);
+        if (off > 12) x[limb + 1] |= (mp_limb_t)(d[j] >> (64 - off));
+    }
+}
+
+/* x (L limbs; fewer than the digits hold: the rest is 0) -> D digits. */
+static void to_digits(uint64_t *d, size_t D, const mp_limb_t *x, size_t L)
+{
+    size_t nb = (D + BLK_D - 1) / BLK_D;
+    mp_limb_t xb[HE_MAX_BLK * BLK_L];
+    uint64_t db[HE_MAX_BLK * BLK_D];
+    size_t nl = nb * BLK_L < L ? nb * BLK_L : L;
+    memcpy(xb, x, nl * sizeof *xb);
+    memset(xb + nl, 0, (nb * BLK_L - nl) * sizeof *xb);
+    for (size_t b = 0; b < nb; b++)
+        block_to_digits(db + b * BLK_D, xb + b * BLK_L);
+    memcpy(d, db, D * sizeof *d);
 }
 
 /* D digits (each < 2^52) -> L limbs; digits beyond the limbs must be 0. */
 static void from_digits(mp_limb_t *x, size_t L, const uint64_t *d, size_t D)
 {
-    memset(x, 0, L * sizeof *x);
-    for (size_t j = 0; j < D; j++) {
-        size_t bit = 52 * j, limb = bit / 64, off = bit % 64;
-        if (limb >= L) break;
-        x[limb] |= (mp_limb_t)(d[j] << off);
-        if (off > 12 && limb + 1 < L) x[limb + 1] |= (mp_limb_t)(d[j] >> (64 - off));
+    size_t nb = (D + BLK_D - 1) / BLK_D;
+    mp_limb_t xb[HE_MAX_BLK * BLK_L];
+    uint64_t db[HE_MAX_BLK * BLK_D];
+    memcpy(db, d, D * sizeof *d);
+    memset(db + D, 0, (nb * BLK_D - D) * sizeof *db);
+    for (size_t b = 0; b < nb; b++)
+        block_from_digits(xb + b * BLK_L, db + b * BLK_D);
+    if (L <= nb * BLK_L) {
+        memcpy(x, xb, L * sizeof *x);
+    } else {
+        memcpy(x, xb, nb * BLK_L * sizeof *x);
+        memset(x + nb * BLK_L, 0, (L - nb * BLK_L) * sizeof *x);
     }
 }
 
@@ -144,46 +180,49 @@ static void mont_mul_mpn(const pvg_he_mont *m, mp_limb_t *r, const mp_limb_t *a,
 #define HE_IFMA_TARGET __attribute__((target("avx512f,avx512ifma")))
 
 /* The AMM loop for V vectors (V a constant at the hot call site so the
- * accumulator stays in registers). r = a*b*2^(-52 D) mod M, < 2M, digits
- * normalised; r may alias a or b. */
+ * accumulators stay in registers). r = a*b*2^(-52 D) mod M, < 2M, digits
+ * normalised; r may alias a or b. X holds the running sum, T the high
+ * halves of this step's products (added after the shift). Digit 0 is
+ * tracked in a scalar: x0 = lane 0 + the carry of the previous step + the
+ * low half of a_i*b_0, so q is known without waiting for the vector
+ * product; lane 0 itself is dropped by the shift, its carry kept in
+ * `carry` and added to the next step's x0 (and once after the loop). */
 static inline __attribute__((always_inline)) HE_IFMA_TARGET void
 amm_loop(uint64_t *r, const uint64_t *a, const uint64_t *b, const uint64_t *mod, uint64_t k0,
-         size_t V, __m512i *X)
+         size_t V, __m512i *X, __m512i *T)
 {
     const __m512i zero = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (size_t v = 0; v < V; v++)
         X[v] = zero;
-    const uint64_t m0 = mod[0];
+    const uint64_t m0 = mod[0], b0 = b[0];
+    uint64_t carry = 0;
     for (size_t i = 0; i < 8 * V; i++) {
-        const __m512i ai = _mm512_set1_epi64((long long)a[i]);
-#pragma GCC unroll 16
-        for (size_t v = 0; v < V; v++)
-            X[v] = _mm512_madd52lo_epu64(X[v], ai, _mm512_loadu_si512(b + 8 * v));
-        const uint64_t x0 = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(X[0]));
+        const uint64_t ai_s = a[i];
+        const __m512i ai = _mm512_set1_epi64((long long)ai_s);
+        const uint64_t x0 = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(X[0])) + carry +
+                            ((ai_s * b0) & MASK52);
         const uint64_t q = (x0 * k0) & MASK52;
+        carry = (x0 + ((q * m0) & MASK52)) >> 52;
         const __m512i qv = _mm512_set1_epi64((long long)q);
 #pragma GCC unroll 16
-        for (size_t v = 0; v < V; v++)
-            X[v] = _mm512_madd52lo_epu64(X[v], qv, _mm512_loadu_si512(mod + 8 * v));
-        /* digit 0 is now 0 mod 2^52: its carry moves to the next digit */
-        const uint64_t carry = (x0 + ((q * m0) & MASK52)) >> 52;
+        for (size_t v = 0; v < V; v++) {
+            const __m512i bv = _mm512_loadu_si512(b + 8 * v), mv = _mm512_loadu_si512(mod + 8 * v);
+            T[v] = _mm512_madd52hi_epu64(zero, ai, bv);
+            X[v] = _mm512_madd52lo_epu64(X[v], ai, bv);
+            X[v] = _mm512_madd52lo_epu64(X[v], qv, mv);
+            T[v] = _mm512_madd52hi_epu64(T[v], qv, mv);
+        }
 #pragma GCC unroll 16
         for (size_t v = 0; v + 1 < V; v++)
-            X[v] = _mm512_alignr_epi64(X[v + 1], X[v], 1);
-        X[V - 1] = _mm512_alignr_epi64(zero, X[V - 1], 1);
-        X[0] = _mm512_mask_add_epi64(X[0], 1, X[0], _mm512_set1_epi64((long long)carry));
-#pragma GCC unroll 16
-        for (size_t v = 0; v < V; v++) {
-            X[v] = _mm512_madd52hi_epu64(X[v], ai, _mm512_loadu_si512(b + 8 * v));
-            X[v] = _mm512_madd52hi_epu64(X[v], qv, _mm512_loadu_si512(mod + 8 * v));
-        }
+            X[v] = _mm512_add_epi64(_mm512_alignr_epi64(X[v + 1], X[v], 1), T[v]);
+        X[V - 1] = _mm512_add_epi64(_mm512_alignr_epi64(zero, X[V - 1], 1), T[V - 1]);
     }
     uint64_t out[HE_MAX_D];
 #pragma GCC unroll 16
     for (size_t v = 0; v < V; v++)
         _mm512_storeu_si512(out + 8 * v, X[v]);
-    uint64_t c = 0;
+    uint64_t c = carry;
     for (size_t j = 0; j < 8 * V; j++) {
         uint64_t t = out[j] + c;
         r[j] = t & MASK52;
@@ -194,15 +233,15 @@ amm_loop(uint64_t *r, const uint64_t *a, const uint64_t *b, const uint64_t *mod,
 static HE_IFMA_TARGET void amm_ifma_10(uint64_t *r, const uint64_t *a, const uint64_t *b,
                                        const uint64_t *mod, uint64_t k0)
 {
-    __m512i X[10];
-    amm_loop(r, a, b, mod, k0, 10, X);
+    __m512i X[10], T[10];
+    amm_loop(r, a, b, mod, k0, 10, X, T);
 }
 
 static HE_IFMA_TARGET void amm_ifma_any(uint64_t *r, const uint64_t *a, const uint64_t *b,
                                         const uint64_t *mod, uint64_t k0, size_t V)
 {
-    __m512i X[HE_MAX_V];
-    amm_loop(r, a, b, mod, k0, V, X);
+    __m512i X[HE_MAX_V], T[HE_MAX_V];
+    amm_loop(r, a, b, mod, k0, V, X, T);
 }
 
 static int cpu_has_ifma(void)
@@ -348,16 +387,16 @@ void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const 
     }
     size_t L = m->L;
     mp_limb_t al[HE_MAX_L], bl[HE_MAX_L], t[2 * HE_MAX_L], q[HE_MAX_L + 1];
-    limbs_of(al, L, a);
-    limbs_of(bl, L, b);
     if (m->kernel == PVG_HE_KERNEL_IFMA) {
         uint64_t ad[HE_MAX_D], bd[HE_MAX_D];
-        to_digits(ad, m->D, al, L);
-        to_digits(bd, m->D, bl, L);
+        to_digits(ad, m->D, mpz_limbs_read(a), mpz_size(a));
+        to_digits(bd, m->D, mpz_limbs_read(b), mpz_size(b));
         amm(m, ad, ad, bd);     /* a*b/R */
         amm(m, ad, ad, m->r2d); /* a*b */
         digits_out(m, al, ad, t);
     } else {
+        limbs_of(al, L, a);
+        limbs_of(bl, L, b);
         mpn_mul_n(t, al, bl, (mp_size_t)L);
         mpn_tdiv_qr(q, al, 0, t, (mp_size_t)(2 * L), m->M, (mp_size_t)L);
     }
@@ -419,18 +458,19 @@ void pvg_he_acc_mul(pvg_he_acc *a, const mpz_t c)
     }
     size_t L = m->L;
     mp_limb_t *cl = a->scr; /* L limbs; then t (2L) and c (L) of the product */
-    limbs_of(cl, L, c);
     /* The first factor is taken as it is; every later one costs one
      * Montgomery product, x = x*c/R: after k factors x = prod / R^(k-1),
      * which pvg_he_acc_get undoes with one product by R^k mod M. */
     if (a->kernel == PVG_HE_KERNEL_IFMA) {
+        const mp_limb_t *cp = mpz_limbs_read(c);
         if (a->count) {
-            to_digits(a->cd, m->D, cl, L);
+            to_digits(a->cd, m->D, cp, mpz_size(c));
             amm(m, a->xd, a->xd, a->cd);
         } else {
-            to_digits(a->xd, m->D, cl, L);
+            to_digits(a->xd, m->D, cp, mpz_size(c));
         }
     } else {
+        limbs_of(cl, L, c);
         if (a->count)
             mont_mul_mpn(m, a->x, a->x, cl, a->scr + L, a->scr + 3 * L);
         else

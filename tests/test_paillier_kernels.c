@@ -3,7 +3,9 @@
  * addition (MPN and, when this CPU has it, AVX-512 IFMA) against the naive
  * mpz_mul + mpz_mod reference on random and edge inputs, the Montgomery
  * accumulator and pvg_paillier_sum against chained naive products and
- * pvg_paillier_add, and batch decryption against one-at-a-time decryption.
+ * pvg_paillier_add, the IFMA constant-time exponentiation of decryption
+ * against mpz_powm_sec, and batch decryption against one-at-a-time and
+ * textbook decryption with either kernel.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -242,6 +244,107 @@ static void test_kernels_match_naive(void **state)
     gmp_randclear(rs);
 }
 
+/* The IFMA constant-time window exponentiation against mpz_powm_sec. */
+static void check_powm(const mpz_t M, size_t ebits, gmp_randstate_t rs, int rounds)
+{
+    pvg_he_mont *m = pvg_he_mont_new(M);
+    assert_non_null(m);
+    mpz_t b, e, fast, ref;
+    mpz_inits(b, e, fast, ref, NULL);
+    if (!pvg_he_cpu_has_ifma()) {
+        /* no IFMA: the caller must fall back to mpz_powm_sec */
+        mpz_set_ui(b, 3);
+        mpz_set_ui(e, 5);
+        assert_int_equal(pvg_he_powm_sec(m, fast, b, e, ebits), 0);
+        goto out;
+    }
+    for (int r = 0; r < rounds; r++) {
+        mpz_urandomm(b, rs, M);
+        mpz_urandomb(e, rs, ebits);
+        switch (r) {
+        case 0:
+            mpz_set_ui(b, 0);
+            break;
+        case 1:
+            mpz_set_ui(b, 1);
+            break;
+        case 2:
+            mpz_sub_ui(b, M, 1);
+            break;
+        case 3:
+            mpz_set_ui(e, 0);
+            break;
+        case 4:
+            mpz_set_ui(e, 1);
+            break;
+        case 5: /* all ones: every window 31 */
+            mpz_set_ui(e, 0);
+            mpz_setbit(e, ebits);
+            mpz_sub_ui(e, e, 1);
+            break;
+        case 6:
+            mpz_set_ui(b, 0);
+            mpz_set_ui(e, 0);
+            break;
+        case 7:
+            mpz_sub_ui(b, M, 1);
+            mpz_set_ui(e, 0);
+            mpz_setbit(e, ebits - 1);
+            break;
+        default:
+            break;
+        }
+        if (mpz_sgn(e) > 0 || mpz_sgn(b) > 0)
+            mpz_powm_sec(ref, b, e, M); /* GMP wants e > 0 here */
+        else
+            mpz_set_ui(ref, 1);
+        if (mpz_sgn(e) == 0) mpz_set_ui(ref, 1);
+        assert_int_equal(pvg_he_powm_sec(m, fast, b, e, ebits), 1);
+        if (mpz_cmp(fast, ref) != 0)
+            fail_msg("powm, %zu-bit modulus, %zu-bit exponents: case %d differs",
+                     mpz_sizeinbase(M, 2), ebits, r);
+    }
+    /* refused (caller falls back): exponent longer than ebits, base >= M,
+     * or another kernel */
+    mpz_set_ui(e, 0);
+    mpz_setbit(e, ebits);
+    mpz_set_ui(b, 2);
+    assert_int_equal(pvg_he_powm_sec(m, fast, b, e, ebits), 0);
+    mpz_set(b, M);
+    mpz_set_ui(e, 3);
+    assert_int_equal(pvg_he_powm_sec(m, fast, b, e, ebits), 0);
+    assert_true(pvg_he_mont_set_kernel(m, PVG_HE_KERNEL_MPN));
+    mpz_set_ui(b, 2);
+    assert_int_equal(pvg_he_powm_sec(m, fast, b, e, ebits), 0);
+out:
+    mpz_clears(b, e, fast, ref, NULL);
+    pvg_he_mont_free(m);
+}
+
+static void test_powm_matches_gmp(void **state)
+{
+    gmp_randstate_t rs;
+    gmp_randinit_default(rs);
+    gmp_randseed_ui(rs, 4242);
+    /* the real key's p^2 (40 digits: the 5-vector path), exponents of p's size */
+    check_powm(g_priv->p2, mpz_sizeinbase(g_priv->p, 2), rs, 24);
+    check_powm(g_priv->q2, mpz_sizeinbase(g_priv->q, 2), rs, 12);
+    /* other odd moduli: generic vector counts, exponent lengths that are
+     * not multiples of the window */
+    static const unsigned sizes[] = {61, 520, 1040, 3072};
+    mpz_t M;
+    mpz_init(M);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        mpz_urandomb(M, rs, sizes[i]);
+        mpz_setbit(M, sizes[i] - 1);
+        mpz_setbit(M, 0);
+        check_powm(M, sizes[i] / 2 + 1, rs, 10);
+        check_powm(M, 7, rs, 8);
+    }
+    mpz_clear(M);
+    gmp_randclear(rs);
+}
+
 static void test_kernel_selection(void **state)
 {
     const char *k = pvg_paillier_kernel(g_pub);
@@ -357,13 +460,18 @@ static void test_decrypt_batch(void **state)
     /* n^2 - 1 is in the group (gcd(n^2 - 1, n) = 1): decrypts like one at a time */
     mpz_sub_ui(cts[N - 1]->c, g_pub->n2, 1);
     static const unsigned threads[] = {1, 2, 3, 0, 64};
-    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+    /* with the key's kernel for p^2 and q^2 (IFMA where present), then MPN
+     * (GMP's mpz_powm_sec) */
+    for (size_t t = 0; t < 2 * sizeof threads / sizeof threads[0]; t++) {
+        if (t == sizeof threads / sizeof threads[0]) {
+            assert_true(pvg_he_mont_set_kernel(g_priv->mp2, PVG_HE_KERNEL_MPN));
+            assert_true(pvg_he_mont_set_kernel(g_priv->mq2, PVG_HE_KERNEL_MPN));
+        }
         char *txt[N];
         double dbl[N];
-        assert_int_equal(pvg_paillier_decrypt_batch_text(g_priv, cts, N, threads[t], txt, NULL),
-                         PVG_OK);
-        assert_int_equal(pvg_paillier_decrypt_batch_double(g_priv, cts, N, threads[t], dbl, NULL),
-                         PVG_OK);
+        unsigned th = threads[t % (sizeof threads / sizeof threads[0])];
+        assert_int_equal(pvg_paillier_decrypt_batch_text(g_priv, cts, N, th, txt, NULL), PVG_OK);
+        assert_int_equal(pvg_paillier_decrypt_batch_double(g_priv, cts, N, th, dbl, NULL), PVG_OK);
         for (int i = 0; i < N; i++) {
             char *one;
             double d1;
@@ -372,9 +480,20 @@ static void test_decrypt_batch(void **state)
             assert_string_equal(txt[i], one);
             assert_int_equal(pvg_paillier_decrypt_double(g_priv, cts[i], &d1, NULL), PVG_OK);
             assert_true(dbl[i] == d1);
+            /* and the textbook decryption, for the raw plaintext */
+            mpz_t m1, m2;
+            mpz_inits(m1, m2, NULL);
+            pvg_he_raw_decrypt(g_priv, cts[i]->c, m1);
+            pvg_he_raw_decrypt_textbook(g_priv, cts[i]->c, m2);
+            assert_true(mpz_cmp(m1, m2) == 0);
+            mpz_clears(m1, m2, NULL);
             free(one);
             free(txt[i]);
         }
+    }
+    if (pvg_he_cpu_has_ifma()) {
+        assert_true(pvg_he_mont_set_kernel(g_priv->mp2, PVG_HE_KERNEL_IFMA));
+        assert_true(pvg_he_mont_set_kernel(g_priv->mq2, PVG_HE_KERNEL_IFMA));
     }
     /* one ciphertext alone (its two halves on two threads) */
     double d;
@@ -415,9 +534,8 @@ static void test_decrypt_batch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_selection),
-        cmocka_unit_test(test_kernels_match_naive),
-        cmocka_unit_test(test_sum_matches_add),
+        cmocka_unit_test(test_kernel_selection), cmocka_unit_test(test_kernels_match_naive),
+        cmocka_unit_test(test_sum_matches_add),  cmocka_unit_test(test_powm_matches_gmp),
         cmocka_unit_test(test_decrypt_batch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -174,6 +174,8 @@ void pvg_paillier_priv_free(pvg_paillier_priv *k)
     pvg_he_mpz_wipe(k->hp);
     pvg_he_mpz_wipe(k->hq);
     pvg_he_mpz_wipe(k->pinv);
+    pvg_he_mont_free(k->mp2);
+    pvg_he_mont_free(k->mq2);
     pvg_paillier_pub_free(k->pub);
     sodium_memzero(k, sizeof *k);
     free(k);
@@ -239,6 +241,9 @@ pvg_status pvg_he_priv_from_mpz(const pvg_paillier_pub *pub, const mpz_t p_in, c
         st = pvg_error_set(err, PVG_ERR_INVALID, "p and q do not form a Paillier key");
         goto done;
     }
+    k->mp2 = pvg_he_mont_new(k->p2);
+    k->mq2 = pvg_he_mont_new(k->q2);
+    if (!k->mp2 || !k->mq2) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
 done:
     pvg_he_mpz_wipe(prod);
     if (st != PVG_OK) {
@@ -457,13 +462,14 @@ void pvg_he_raw_encrypt_r(const pvg_paillier_pub *pub, const mpz_t m, const mpz_
 
 /* m_x = L_x(c^(x-1) mod x^2) * h_x mod x */
 static void half_decrypt(const mpz_t c, const mpz_t x, const mpz_t xm1, const mpz_t x2,
-                         const mpz_t h, mpz_t out)
+                         const mpz_t h, const pvg_he_mont *mx2, mpz_t out)
 {
     mpz_t t;
     mpz_init(t);
     mpz_mod(t, c, x2);
     if (mpz_sgn(t) == 0) mpz_set_ui(t, 1); /* not in the group: callers check; keep powm_sec defined */
-    mpz_powm_sec(t, t, xm1, x2);
+    /* constant-time either way: the IFMA window ladder, else GMP's */
+    if (!mx2 || !pvg_he_powm_sec(mx2, t, t, xm1, mpz_sizeinbase(x, 2))) mpz_powm_sec(t, t, xm1, x2);
     mpz_sub_ui(t, t, 1);
     mpz_divexact(t, t, x);
     mpz_mul(t, t, h);
@@ -475,8 +481,8 @@ void pvg_he_raw_decrypt(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)
 {
     mpz_t mp, mq, u;
     mpz_inits(mp, mq, u, NULL);
-    half_decrypt(c, k->p, k->pm1, k->p2, k->hp, mp);
-    half_decrypt(c, k->q, k->qm1, k->q2, k->hq, mq);
+    half_decrypt(c, k->p, k->pm1, k->p2, k->hp, k->mp2, mp);
+    half_decrypt(c, k->q, k->qm1, k->q2, k->hq, k->mq2, mq);
     /* CRT: m = mp + ((mq - mp) * p^-1 mod q) * p */
     mpz_sub(u, mq, mp);
     mpz_mul(u, u, k->pinv);

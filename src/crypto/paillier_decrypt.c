@@ -29,7 +29,9 @@ static void dec_half(const pvg_paillier_priv *k, const mpz_t c, int q, mpz_t t, 
                 *h = q ? &k->hq : &k->hp;
     mpz_mod(t, c, *x2);
     if (mpz_sgn(t) == 0) mpz_set_ui(t, 1); /* not in the group: checked before */
-    mpz_powm_sec(t, t, *xm1, *x2);
+    const pvg_he_mont *mx2 = q ? k->mq2 : k->mp2;
+    if (!mx2 || !pvg_he_powm_sec(mx2, t, t, *xm1, mpz_sizeinbase(*x, 2)))
+        mpz_powm_sec(t, t, *xm1, *x2);
     mpz_sub_ui(t, t, 1);
     mpz_divexact(t, t, *x);
     mpz_mul(t, t, *h);

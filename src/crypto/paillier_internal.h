@@ -34,6 +34,7 @@ struct pvg_paillier_priv {
     mpz_t pm1, qm1;        /* p - 1, q - 1 */
     mpz_t hp, hq;          /* L_p(g^(p-1) mod p^2)^-1 mod p, same for q */
     mpz_t pinv;            /* p^-1 mod q */
+    pvg_he_mont *mp2, *mq2; /* contexts mod p^2 and q^2 (owned; NULL: none) */
 };
 
 struct pvg_paillier_ct {
@@ -89,6 +90,14 @@ pvg_he_kernel pvg_he_mont_kernel(const pvg_he_mont *m);
 int pvg_he_mont_set_kernel(pvg_he_mont *m, pvg_he_kernel k);
 int pvg_he_cpu_has_ifma(void);
 const char *pvg_he_kernel_name(pvg_he_kernel k);
+
+/* out = base^e mod M for the context's M, constant-time in e (fixed
+ * 5-bit windows over ebits bits, a public bound on bits(e); table entries
+ * read with masks) and in base; IFMA kernel only. Returns 0, doing
+ * nothing, when the kernel is not IFMA, e has more than ebits bits, base is
+ * outside [0, M) or memory runs out: callers then use mpz_powm_sec. */
+int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e,
+                    size_t ebits);
 
 /* out = a*b mod n^2 with the key's kernel (out may alias a or b); inputs
  * outside [0, n^2) take the naive path. */

@@ -237,6 +237,14 @@ static HE_IFMA_TARGET void amm_ifma_10(uint64_t *r, const uint64_t *a, const uin
     amm_loop(r, a, b, mod, k0, 10, X, T);
 }
 
+/* V = 5: products mod p^2 and q^2 in decryption at 2048-bit keys. */
+static HE_IFMA_TARGET void amm_ifma_5(uint64_t *r, const uint64_t *a, const uint64_t *b,
+                                      const uint64_t *mod, uint64_t k0)
+{
+    __m512i X[5], T[5];
+    amm_loop(r, a, b, mod, k0, 5, X, T);
+}
+
 static HE_IFMA_TARGET void amm_ifma_any(uint64_t *r, const uint64_t *a, const uint64_t *b,
                                         const uint64_t *mod, uint64_t k0, size_t V)
 {
@@ -263,6 +271,8 @@ static void amm(const pvg_he_mont *m, uint64_t *r, const uint64_t *a, const uint
     size_t V = m->D / 8;
     if (V == 10)
         amm_ifma_10(r, a, b, m->Md, m->k0);
+    else if (V == 5)
+        amm_ifma_5(r, a, b, m->Md, m->k0);
     else
         amm_ifma_any(r, a, b, m->Md, m->k0, V);
 #else
@@ -401,6 +411,83 @@ void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const 
         mpn_tdiv_qr(q, al, 0, t, (mp_size_t)(2 * L), m->M, (mp_size_t)L);
     }
     mpz_of_limbs(out, al, L);
+}
+
+/* ---- constant-time exponentiation (decryption) ------------------------------------ */
+
+#define POW_W 5
+#define POW_T (1u << POW_W)
+
+/* sel = tab[idx] reading every entry (masks, no secret-dependent address). */
+static void ct_select(uint64_t *sel, const uint64_t *tab, size_t D, unsigned idx)
+{
+    memset(sel, 0, D * sizeof *sel);
+    for (unsigned j = 0; j < POW_T; j++) {
+        uint64_t diff = (uint64_t)(j ^ idx);
+        uint64_t mask = (uint64_t)0 - ((diff - 1) >> 63); /* all ones iff j == idx */
+        const uint64_t *e = tab + (size_t)j * D;
+        for (size_t k = 0; k < D; k++)
+            sel[k] |= e[k] & mask;
+    }
+}
+
+/* Bit i of e (0 past its end). */
+static unsigned exp_bit(const mpz_t e, size_t i)
+{
+    size_t limb = i / 64;
+    if (limb >= mpz_size(e)) return 0;
+    return (unsigned)((mpz_getlimbn(e, (mp_size_t)limb) >> (i % 64)) & 1);
+}
+
+int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e, size_t ebits)
+{
+    if (m->kernel != PVG_HE_KERNEL_IFMA || mpz_sgn(e) < 0 || mpz_sizeinbase(e, 2) > ebits ||
+        !in_range(m, base))
+        return 0;
+    size_t D = m->D, L = m->L;
+    /* table (32 entries), acc, sel, base, scratch: wiped before freeing */
+    size_t words = (POW_T + 4) * D, lwords = 2 * L + 1;
+    uint64_t *buf = malloc(words * sizeof *buf);
+    mp_limb_t *lb = malloc(lwords * sizeof *lb);
+    if (!buf || !lb) {
+        free(buf);
+        free(lb);
+        return 0;
+    }
+    uint64_t *tab = buf, *acc = buf + POW_T * D, *sel = acc + D, *bm = sel + D, *tmp = bm + D;
+    /* tab[0] = R mod M (one in Montgomery form), tab[j] = base^j * R */
+    memset(tmp, 0, D * sizeof *tmp);
+    tmp[0] = 1;
+    amm(m, tab, tmp, m->r2d);
+    to_digits(tmp, D, mpz_limbs_read(base), mpz_size(base));
+    amm(m, bm, tmp, m->r2d);
+    for (unsigned j = 1; j < POW_T; j++)
+        amm(m, tab + (size_t)j * D, tab + (size_t)(j - 1) * D, bm);
+    /* fixed windows from the top over ebits (public) bits: the same
+     * squarings and products whatever the exponent */
+    size_t nwin = (ebits + POW_W - 1) / POW_W;
+    memcpy(acc, tab, D * sizeof *acc);
+    for (size_t w = nwin; w-- > 0;) {
+        if (w != nwin - 1)
+            for (int s = 0; s < POW_W; s++)
+                amm(m, acc, acc, acc);
+        unsigned idx = 0;
+        for (unsigned b = 0; b < POW_W; b++)
+            idx |= exp_bit(e, w * POW_W + b) << b;
+        ct_select(sel, tab, D, idx);
+        amm(m, acc, acc, sel);
+    }
+    /* out of Montgomery form, reduced */
+    memset(tmp, 0, D * sizeof *tmp);
+    tmp[0] = 1;
+    amm(m, sel, acc, tmp);
+    digits_out(m, lb, sel, lb + L);
+    mpz_of_limbs(out, lb, L);
+    sodium_memzero(buf, words * sizeof *buf);
+    sodium_memzero(lb, lwords * sizeof *lb);
+    free(buf);
+    free(lb);
+    return 1;
 }
 
 /* ---- accumulators ----------------------------------------------------------------- */

@@ -98,15 +98,20 @@ static inline void block_from_digits(mp_limb_t *x, const uint64_t *d)
 /* x (L limbs; fewer than the digits hold: the rest is 0) -> D digits. */
 static void to_digits(uint64_t *d, size_t D, const mp_limb_t *x, size_t L)
 {
-    size_t nb = (D + BLK_D - 1) / BLK_D;
+    size_t nb = (D + BLK_D - 1) / BLK_D, b = 0;
+    /* whole blocks straight from x, the tail through a zero-padded copy */
+    for (; b < nb && (b + 1) * BLK_L <= L && (b + 1) * BLK_D <= D; b++)
+        block_to_digits(d + b * BLK_D, x + b * BLK_L);
+    if (b == nb) return;
     mp_limb_t xb[HE_MAX_BLK * BLK_L];
     uint64_t db[HE_MAX_BLK * BLK_D];
-    size_t nl = nb * BLK_L < L ? nb * BLK_L : L;
-    memcpy(xb, x, nl * sizeof *xb);
-    memset(xb + nl, 0, (nb * BLK_L - nl) * sizeof *xb);
-    for (size_t b = 0; b < nb; b++)
-        block_to_digits(db + b * BLK_D, xb + b * BLK_L);
-    memcpy(d, db, D * sizeof *d);
+    size_t from = b * BLK_L, nl = L > from ? L - from : 0, need = (nb - b) * BLK_L;
+    if (nl > need) nl = need;
+    if (nl) memcpy(xb, x + from, nl * sizeof *xb);
+    memset(xb + nl, 0, (need - nl) * sizeof *xb);
+    for (size_t k = 0; k < nb - b; k++)
+        block_to_digits(db + k * BLK_D, xb + k * BLK_L);
+    memcpy(d + b * BLK_D, db, (D - b * BLK_D) * sizeof *d);
 }
 
 /* D digits (each < 2^52) -> L limbs; digits beyond the limbs must be 0. */
@@ -303,6 +308,13 @@ static mp_limb_t limb_inverse(mp_limb_t a0)
 void pvg_he_mont_free(pvg_he_mont *m)
 {
     if (!m) return;
+    /* contexts mod p^2 and q^2 hold secrets */
+    if (m->M) sodium_memzero(m->M, m->L * sizeof *m->M);
+    if (m->r2) sodium_memzero(m->r2, m->L * sizeof *m->r2);
+    if (m->Md) sodium_memzero(m->Md, m->D * sizeof *m->Md);
+    if (m->r2d) sodium_memzero(m->r2d, m->D * sizeof *m->r2d);
+    m->ninv = 0;
+    m->k0 = 0;
     free(m->M);
     free(m->r2);
     free(m->Md);
@@ -403,7 +415,10 @@ void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const 
         to_digits(bd, m->D, mpz_limbs_read(b), mpz_size(b));
         amm(m, ad, ad, bd);     /* a*b/R */
         amm(m, ad, ad, m->r2d); /* a*b */
-        digits_out(m, al, ad, t);
+        mp_limb_t *w = mpz_limbs_write(out, (mp_size_t)L);
+        digits_out(m, w, ad, t);
+        mpz_limbs_finish(out, (mp_size_t)L);
+        return;
     } else {
         limbs_of(al, L, a);
         limbs_of(bl, L, b);

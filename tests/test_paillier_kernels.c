@@ -321,11 +321,50 @@ out:
     pvg_he_mont_free(m);
 }
 
+/* The two-at-once form used by decryption (mod p^2 and q^2 interleaved). */
+static void check_powm2(gmp_randstate_t rs)
+{
+    const pvg_he_mont *mp = g_priv->mp2, *mq = g_priv->mq2;
+    size_t eb = mpz_sizeinbase(g_priv->q, 2);
+    mpz_t b1, b2, e1, e2, o1, o2, r1, r2;
+    mpz_inits(b1, b2, e1, e2, o1, o2, r1, r2, NULL);
+    if (!pvg_he_cpu_has_ifma()) {
+        mpz_set_ui(b1, 3);
+        mpz_set_ui(b2, 3);
+        mpz_set_ui(e1, 5);
+        mpz_set_ui(e2, 5);
+        assert_int_equal(pvg_he_powm2_sec(mp, mq, o1, o2, b1, b2, e1, e2, eb), 0);
+        goto out;
+    }
+    for (int r = 0; r < 12; r++) {
+        mpz_urandomm(b1, rs, g_priv->p2);
+        mpz_urandomm(b2, rs, g_priv->q2);
+        mpz_urandomb(e1, rs, eb);
+        mpz_urandomb(e2, rs, eb);
+        if (r == 0) mpz_set_ui(b1, 1);
+        if (r == 1) mpz_sub_ui(b2, g_priv->q2, 1);
+        if (r == 2) mpz_set(e1, g_priv->pm1);
+        if (r == 3) mpz_set_ui(e2, 1);
+        mpz_powm_sec(r1, b1, e1, g_priv->p2);
+        mpz_powm_sec(r2, b2, e2, g_priv->q2);
+        /* in place, as decryption calls it */
+        mpz_set(o1, b1);
+        mpz_set(o2, b2);
+        assert_int_equal(pvg_he_powm2_sec(mp, mq, o1, o2, o1, o2, e1, e2, eb), 1);
+        if (mpz_cmp(o1, r1) != 0 || mpz_cmp(o2, r2) != 0) fail_msg("powm2: case %d differs", r);
+    }
+    /* contexts of different sizes are refused (the caller goes one by one) */
+    assert_int_equal(pvg_he_powm2_sec(mp, g_pub->mont, o1, o2, b1, b1, e1, e2, eb), 0);
+out:
+    mpz_clears(b1, b2, e1, e2, o1, o2, r1, r2, NULL);
+}
+
 static void test_powm_matches_gmp(void **state)
 {
     gmp_randstate_t rs;
     gmp_randinit_default(rs);
     gmp_randseed_ui(rs, 4242);
+    check_powm2(rs);
     /* the real key's p^2 (40 digits: the 5-vector path), exponents of p's size */
     check_powm(g_priv->p2, mpz_sizeinbase(g_priv->p, 2), rs, 24);
     check_powm(g_priv->q2, mpz_sizeinbase(g_priv->q, 2), rs, 12);

@@ -460,38 +460,83 @@ void pvg_he_raw_encrypt_r(const pvg_paillier_pub *pub, const mpz_t m, const mpz_
     pvg_he_mpz_wipe(obf);
 }
 
-/* m_x = L_x(c^(x-1) mod x^2) * h_x mod x */
-static void half_decrypt(const mpz_t c, const mpz_t x, const mpz_t xm1, const mpz_t x2,
-                         const mpz_t h, const pvg_he_mont *mx2, mpz_t out)
+/* t = c mod x^2 (1 for 0: not in the group; callers check, this keeps the
+ * exponentiation defined) */
+static void half_reduce(const mpz_t c, const mpz_t x2, mpz_t t)
 {
-    mpz_t t;
-    mpz_init(t);
     mpz_mod(t, c, x2);
-    if (mpz_sgn(t) == 0) mpz_set_ui(t, 1); /* not in the group: callers check; keep powm_sec defined */
-    /* constant-time either way: the IFMA window ladder, else GMP's */
+    if (mpz_sgn(t) == 0) mpz_set_ui(t, 1);
+}
+
+/* t = t^(x-1) mod x^2, constant-time either way: the IFMA window
+ * exponentiation, else GMP's */
+static void half_powm(mpz_t t, const mpz_t x, const mpz_t xm1, const mpz_t x2,
+                      const pvg_he_mont *mx2)
+{
     if (!mx2 || !pvg_he_powm_sec(mx2, t, t, xm1, mpz_sizeinbase(x, 2))) mpz_powm_sec(t, t, xm1, x2);
+}
+
+/* out = L_x(t) * h_x mod x */
+static void half_finish(mpz_t t, const mpz_t x, const mpz_t h, mpz_t out)
+{
     mpz_sub_ui(t, t, 1);
     mpz_divexact(t, t, x);
     mpz_mul(t, t, h);
     mpz_mod(out, t, x);
+}
+
+void pvg_he_decrypt_halves(const pvg_paillier_priv *k, const mpz_t c, mpz_t mp, mpz_t mq)
+{
+    mpz_t tp, tq;
+    mpz_inits(tp, tq, NULL);
+    half_reduce(c, k->p2, tp);
+    half_reduce(c, k->q2, tq);
+    size_t eb = mpz_sizeinbase(k->q, 2); /* q > p */
+    /* both halves interleaved on IFMA; else one after the other */
+    if (!k->mp2 || !k->mq2 || !pvg_he_powm2_sec(k->mp2, k->mq2, tp, tq, tp, tq, k->pm1, k->qm1, eb)) {
+        half_powm(tp, k->p, k->pm1, k->p2, k->mp2);
+        half_powm(tq, k->q, k->qm1, k->q2, k->mq2);
+    }
+    half_finish(tp, k->p, k->hp, mp);
+    half_finish(tq, k->q, k->hq, mq);
+    pvg_he_mpz_wipe(tp);
+    pvg_he_mpz_wipe(tq);
+}
+
+void pvg_he_decrypt_half(const pvg_paillier_priv *k, const mpz_t c, int q, mpz_t out)
+{
+    mpz_t t;
+    mpz_init(t);
+    half_reduce(c, q ? k->q2 : k->p2, t);
+    if (q)
+        half_powm(t, k->q, k->qm1, k->q2, k->mq2);
+    else
+        half_powm(t, k->p, k->pm1, k->p2, k->mp2);
+    half_finish(t, q ? k->q : k->p, q ? k->hq : k->hp, out);
     pvg_he_mpz_wipe(t);
 }
 
-void pvg_he_raw_decrypt(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)
+void pvg_he_decrypt_crt(const pvg_paillier_priv *k, const mpz_t mp, const mpz_t mq, mpz_t m)
 {
-    mpz_t mp, mq, u;
-    mpz_inits(mp, mq, u, NULL);
-    half_decrypt(c, k->p, k->pm1, k->p2, k->hp, k->mp2, mp);
-    half_decrypt(c, k->q, k->qm1, k->q2, k->hq, k->mq2, mq);
-    /* CRT: m = mp + ((mq - mp) * p^-1 mod q) * p */
+    /* m = mp + ((mq - mp) * p^-1 mod q) * p */
+    mpz_t u;
+    mpz_init(u);
     mpz_sub(u, mq, mp);
     mpz_mul(u, u, k->pinv);
     mpz_mod(u, u, k->q);
     mpz_mul(u, u, k->p);
     mpz_add(m, mp, u);
+    pvg_he_mpz_wipe(u);
+}
+
+void pvg_he_raw_decrypt(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)
+{
+    mpz_t mp, mq;
+    mpz_inits(mp, mq, NULL);
+    pvg_he_decrypt_halves(k, c, mp, mq);
+    pvg_he_decrypt_crt(k, mp, mq, m);
     pvg_he_mpz_wipe(mp);
     pvg_he_mpz_wipe(mq);
-    pvg_he_mpz_wipe(u);
 }
 
 void pvg_he_raw_decrypt_textbook(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)

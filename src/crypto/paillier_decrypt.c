@@ -1,10 +1,10 @@
 /*
- * paillier_decrypt.c - batch decryption: the two CRT halves of every
- * ciphertext (c^(p-1) mod p^2 and c^(q-1) mod q^2, constant-time
- * mpz_powm_sec) are 2*count independent tasks shared out between threads
- * started and joined inside the call (a shared counter hands out the next
- * task, so one ciphertext alone still uses two cores). Recombination and
- * decoding then run in the calling thread. No state outlives the call.
+ * paillier_decrypt.c - batch decryption: ciphertexts (or, when there are
+ * fewer ciphertexts than threads, the two CRT halves of each: c^(p-1) mod
+ * p^2 and c^(q-1) mod q^2, constant-time) are tasks shared out between
+ * threads started and joined inside the call by a shared counter, so one
+ * ciphertext alone still uses two cores. Recombination and decoding then
+ * run in the calling thread. No state outlives the call.
  */
 #include "crypto/paillier_internal.h"
 
@@ -17,38 +17,23 @@
 typedef struct dec_job {
     const pvg_paillier_priv *k;
     pvg_paillier_ct *const *cts;
-    size_t tasks; /* 2 * count: task 2i is ct i mod p, 2i+1 mod q */
+    int paired; /* 1: task i is ct i, both halves; 0: task 2i+h is half h of ct i */
+    size_t tasks;
     atomic_size_t next;
     mpz_t *half; /* [2 * count]: m_p, m_q */
 } dec_job;
 
-/* m_x = L_x(c^(x-1) mod x^2) * h_x mod x, as pvg_he_raw_decrypt. */
-static void dec_half(const pvg_paillier_priv *k, const mpz_t c, int q, mpz_t t, mpz_t out)
-{
-    const mpz_t *x = q ? &k->q : &k->p, *xm1 = q ? &k->qm1 : &k->pm1, *x2 = q ? &k->q2 : &k->p2,
-                *h = q ? &k->hq : &k->hp;
-    mpz_mod(t, c, *x2);
-    if (mpz_sgn(t) == 0) mpz_set_ui(t, 1); /* not in the group: checked before */
-    const pvg_he_mont *mx2 = q ? k->mq2 : k->mp2;
-    if (!mx2 || !pvg_he_powm_sec(mx2, t, t, *xm1, mpz_sizeinbase(*x, 2)))
-        mpz_powm_sec(t, t, *xm1, *x2);
-    mpz_sub_ui(t, t, 1);
-    mpz_divexact(t, t, *x);
-    mpz_mul(t, t, *h);
-    mpz_mod(out, t, *x);
-}
-
 static void *dec_worker(void *arg)
 {
     dec_job *j = arg;
-    mpz_t t;
-    mpz_init(t);
     for (;;) {
         size_t i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (i >= j->tasks) break;
-        dec_half(j->k, j->cts[i / 2]->c, (int)(i & 1), t, j->half[i]);
+        if (j->paired)
+            pvg_he_decrypt_halves(j->k, j->cts[i]->c, j->half[2 * i], j->half[2 * i + 1]);
+        else
+            pvg_he_decrypt_half(j->k, j->cts[i / 2]->c, (int)(i & 1), j->half[i]);
     }
-    pvg_he_mpz_wipe(t);
     return NULL;
 }
 
@@ -71,7 +56,7 @@ static pvg_status dec_batch(const pvg_paillier_priv *k, pvg_paillier_ct *const *
     if (count == 0) return PVG_OK;
     if (count > SIZE_MAX / (2 * sizeof(mpz_t)))
         return pvg_error_set(err, PVG_ERR_NOMEM, "decrypt: %zu ciphertexts is too many", count);
-    dec_job j = {.k = k, .cts = cts, .tasks = 2 * count};
+    dec_job j = {.k = k, .cts = cts};
     atomic_init(&j.next, 0);
     j.half = malloc(2 * count * sizeof *j.half);
     if (!j.half) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -82,6 +67,11 @@ static pvg_status dec_batch(const pvg_paillier_priv *k, pvg_paillier_ct *const *
         threads = online > 0 ? (unsigned)online : 1;
     }
     if (threads > 64) threads = 64;
+    /* whole ciphertexts per task when there are enough of them (on IFMA
+     * their two halves run interleaved), else halves, so one ciphertext
+     * still uses two threads */
+    j.paired = count >= threads;
+    j.tasks = j.paired ? count : 2 * count;
     if (threads > j.tasks) threads = (unsigned)j.tasks;
     pthread_t tid[64];
     unsigned started = 0;
@@ -93,15 +83,10 @@ static pvg_status dec_batch(const pvg_paillier_priv *k, pvg_paillier_ct *const *
     for (unsigned t = 0; t < started; t++)
         pthread_join(tid[t], NULL);
     pvg_status st = PVG_OK;
-    mpz_t u, m;
-    mpz_inits(u, m, NULL);
+    mpz_t m;
+    mpz_init(m);
     for (size_t i = 0; i < count && st == PVG_OK; i++) {
-        /* CRT: m = mp + ((mq - mp) * p^-1 mod q) * p */
-        mpz_sub(u, j.half[2 * i + 1], j.half[2 * i]);
-        mpz_mul(u, u, k->pinv);
-        mpz_mod(u, u, k->q);
-        mpz_mul(u, u, k->p);
-        mpz_add(m, j.half[2 * i], u);
+        pvg_he_decrypt_crt(k, j.half[2 * i], j.half[2 * i + 1], m);
         st = pvg_he_decode_mantissa(k->pub, m, mant[i], err);
         if (st != PVG_OK && err) {
             char why[PVG_ERROR_TEXT_LEN];
@@ -110,7 +95,6 @@ static pvg_status dec_batch(const pvg_paillier_priv *k, pvg_paillier_ct *const *
             st = pvg_error_set(err, st, "ciphertext %zu: %.280s", i, why);
         }
     }
-    pvg_he_mpz_wipe(u);
     pvg_he_mpz_wipe(m);
     for (size_t i = 0; i < 2 * count; i++)
         pvg_he_mpz_wipe(j.half[i]);

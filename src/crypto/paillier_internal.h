@@ -66,6 +66,13 @@ void pvg_he_raw_encrypt(const pvg_paillier_pub *pub, const mpz_t m, const mpz_t 
 void pvg_he_raw_encrypt_r(const pvg_paillier_pub *pub, const mpz_t m, const mpz_t r, mpz_t out);
 /* CRT decryption: m = D(c) in [0, n). c must be in [0, n^2). */
 void pvg_he_raw_decrypt(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
+/* The pieces of pvg_he_raw_decrypt (batch decryption shares them out):
+ * both CRT halves m_p = L_p(c^(p-1) mod p^2) * h_p mod p and m_q (on IFMA
+ * the two exponentiations interleaved), one half (q = 0: p, 1: q), and the
+ * recombination m = m_p + ((m_q - m_p) p^-1 mod q) p. */
+void pvg_he_decrypt_halves(const pvg_paillier_priv *k, const mpz_t c, mpz_t mp, mpz_t mq);
+void pvg_he_decrypt_half(const pvg_paillier_priv *k, const mpz_t c, int q, mpz_t out);
+void pvg_he_decrypt_crt(const pvg_paillier_priv *k, const mpz_t mp, const mpz_t mq, mpz_t m);
 /* Textbook decryption m = L(c^lambda mod n^2) * mu mod n: the naive
  * reference for the CRT kernel (tests only; slow). */
 void pvg_he_raw_decrypt_textbook(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
@@ -98,6 +105,13 @@ const char *pvg_he_kernel_name(pvg_he_kernel k);
  * outside [0, M) or memory runs out: callers then use mpz_powm_sec. */
 int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e,
                     size_t ebits);
+/* Two such exponentiations (mod p^2 and mod q^2 in decryption), their
+ * products interleaved in one loop; both contexts must have the same digit
+ * count. out1/out2 must not be base or exponent of the other pair. Returns
+ * 0, doing nothing, under the same conditions as pvg_he_powm_sec. */
+int pvg_he_powm2_sec(const pvg_he_mont *m1, const pvg_he_mont *m2, mpz_t out1, mpz_t out2,
+                     const mpz_t base1, const mpz_t base2, const mpz_t e1, const mpz_t e2,
+                     size_t ebits);
 
 /* out = a*b mod n^2 with the key's kernel (out may alias a or b); inputs
  * outside [0, n^2) take the naive path. */

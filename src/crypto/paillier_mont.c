@@ -257,6 +257,89 @@ static HE_IFMA_TARGET void amm_ifma_any(uint64_t *r, const uint64_t *a, const ui
     amm_loop(r, a, b, mod, k0, V, X, T);
 }
 
+/* Two independent AMMs in one loop (the p^2 and q^2 halves of a
+ * decryption): the two dependency chains overlap. Same V for both. */
+static inline __attribute__((always_inline)) HE_IFMA_TARGET void
+amm2_loop(uint64_t *r1, const uint64_t *a1, const uint64_t *b1, const uint64_t *mod1, uint64_t k01,
+          uint64_t *r2, const uint64_t *a2, const uint64_t *b2, const uint64_t *mod2, uint64_t k02,
+          size_t V, __m512i *X1, __m512i *T1, __m512i *X2, __m512i *T2)
+{
+    const __m512i zero = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (size_t v = 0; v < V; v++)
+        X1[v] = X2[v] = zero;
+    const uint64_t m01 = mod1[0], b01 = b1[0], m02 = mod2[0], b02 = b2[0];
+    uint64_t carry1 = 0, carry2 = 0;
+    for (size_t i = 0; i < 8 * V; i++) {
+        const uint64_t ai1_s = a1[i], ai2_s = a2[i];
+        const __m512i ai1 = _mm512_set1_epi64((long long)ai1_s);
+        const __m512i ai2 = _mm512_set1_epi64((long long)ai2_s);
+        const uint64_t x01 = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(X1[0])) + carry1 +
+                             ((ai1_s * b01) & MASK52);
+        const uint64_t x02 = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(X2[0])) + carry2 +
+                             ((ai2_s * b02) & MASK52);
+        const uint64_t q1 = (x01 * k01) & MASK52, q2 = (x02 * k02) & MASK52;
+        carry1 = (x01 + ((q1 * m01) & MASK52)) >> 52;
+        carry2 = (x02 + ((q2 * m02) & MASK52)) >> 52;
+        const __m512i qv1 = _mm512_set1_epi64((long long)q1);
+        const __m512i qv2 = _mm512_set1_epi64((long long)q2);
+#pragma GCC unroll 16
+        for (size_t v = 0; v < V; v++) {
+            const __m512i bv1 = _mm512_loadu_si512(b1 + 8 * v),
+                          mv1 = _mm512_loadu_si512(mod1 + 8 * v);
+            const __m512i bv2 = _mm512_loadu_si512(b2 + 8 * v),
+                          mv2 = _mm512_loadu_si512(mod2 + 8 * v);
+            T1[v] = _mm512_madd52hi_epu64(zero, ai1, bv1);
+            T2[v] = _mm512_madd52hi_epu64(zero, ai2, bv2);
+            X1[v] = _mm512_madd52lo_epu64(X1[v], ai1, bv1);
+            X2[v] = _mm512_madd52lo_epu64(X2[v], ai2, bv2);
+            X1[v] = _mm512_madd52lo_epu64(X1[v], qv1, mv1);
+            X2[v] = _mm512_madd52lo_epu64(X2[v], qv2, mv2);
+            T1[v] = _mm512_madd52hi_epu64(T1[v], qv1, mv1);
+            T2[v] = _mm512_madd52hi_epu64(T2[v], qv2, mv2);
+        }
+#pragma GCC unroll 16
+        for (size_t v = 0; v + 1 < V; v++) {
+            X1[v] = _mm512_add_epi64(_mm512_alignr_epi64(X1[v + 1], X1[v], 1), T1[v]);
+            X2[v] = _mm512_add_epi64(_mm512_alignr_epi64(X2[v + 1], X2[v], 1), T2[v]);
+        }
+        X1[V - 1] = _mm512_add_epi64(_mm512_alignr_epi64(zero, X1[V - 1], 1), T1[V - 1]);
+        X2[V - 1] = _mm512_add_epi64(_mm512_alignr_epi64(zero, X2[V - 1], 1), T2[V - 1]);
+    }
+    uint64_t out1[HE_MAX_D], out2[HE_MAX_D];
+#pragma GCC unroll 16
+    for (size_t v = 0; v < V; v++) {
+        _mm512_storeu_si512(out1 + 8 * v, X1[v]);
+        _mm512_storeu_si512(out2 + 8 * v, X2[v]);
+    }
+    uint64_t c1 = carry1, c2 = carry2;
+    for (size_t j = 0; j < 8 * V; j++) {
+        uint64_t t1 = out1[j] + c1, t2 = out2[j] + c2;
+        r1[j] = t1 & MASK52;
+        r2[j] = t2 & MASK52;
+        c1 = t1 >> 52;
+        c2 = t2 >> 52;
+    }
+}
+
+static HE_IFMA_TARGET void amm2_ifma_5(uint64_t *r1, const uint64_t *a1, const uint64_t *b1,
+                                       const uint64_t *mod1, uint64_t k01, uint64_t *r2,
+                                       const uint64_t *a2, const uint64_t *b2, const uint64_t *mod2,
+                                       uint64_t k02)
+{
+    __m512i X1[5], T1[5], X2[5], T2[5];
+    amm2_loop(r1, a1, b1, mod1, k01, r2, a2, b2, mod2, k02, 5, X1, T1, X2, T2);
+}
+
+static HE_IFMA_TARGET void amm2_ifma_any(uint64_t *r1, const uint64_t *a1, const uint64_t *b1,
+                                         const uint64_t *mod1, uint64_t k01, uint64_t *r2,
+                                         const uint64_t *a2, const uint64_t *b2,
+                                         const uint64_t *mod2, uint64_t k02, size_t V)
+{
+    __m512i X1[HE_MAX_V], T1[HE_MAX_V], X2[HE_MAX_V], T2[HE_MAX_V];
+    amm2_loop(r1, a1, b1, mod1, k01, r2, a2, b2, mod2, k02, V, X1, T1, X2, T2);
+}
+
 static int cpu_has_ifma(void)
 {
     __builtin_cpu_init();
@@ -282,6 +365,22 @@ static void amm(const pvg_he_mont *m, uint64_t *r, const uint64_t *a, const uint
         amm_ifma_any(r, a, b, m->Md, m->k0, V);
 #else
     (void)m, (void)r, (void)a, (void)b;
+#endif
+}
+
+/* Two AMMs, for contexts of the same digit count (interleaved on IFMA). */
+static void amm_pair(const pvg_he_mont *m1, uint64_t *r1, const uint64_t *a1, const uint64_t *b1,
+                     const pvg_he_mont *m2, uint64_t *r2, const uint64_t *a2, const uint64_t *b2)
+{
+#if HE_HAVE_IFMA_BUILD
+    size_t V = m1->D / 8;
+    if (V == 5)
+        amm2_ifma_5(r1, a1, b1, m1->Md, m1->k0, r2, a2, b2, m2->Md, m2->k0);
+    else
+        amm2_ifma_any(r1, a1, b1, m1->Md, m1->k0, r2, a2, b2, m2->Md, m2->k0, V);
+#else
+    amm(m1, r1, a1, b1);
+    amm(m2, r2, a2, b2);
 #endif
 }
 
@@ -454,14 +553,18 @@ static unsigned exp_bit(const mpz_t e, size_t i)
     return (unsigned)((mpz_getlimbn(e, (mp_size_t)limb) >> (i % 64)) & 1);
 }
 
-int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e, size_t ebits)
+/* base[i]^e[i] mod M_i for n = 1 or 2 contexts of the same digit count,
+ * the two interleaved. See pvg_he_powm_sec. */
+static int powm_multi(const pvg_he_mont *const *ms, mpz_ptr *outs, mpz_srcptr *bases,
+                      mpz_srcptr *es, int n, size_t ebits)
 {
-    if (m->kernel != PVG_HE_KERNEL_IFMA || mpz_sgn(e) < 0 || mpz_sizeinbase(e, 2) > ebits ||
-        !in_range(m, base))
-        return 0;
-    size_t D = m->D, L = m->L;
-    /* table (32 entries), acc, sel, base, scratch: wiped before freeing */
-    size_t words = (POW_T + 4) * D, lwords = 2 * L + 1;
+    for (int i = 0; i < n; i++)
+        if (ms[i]->kernel != PVG_HE_KERNEL_IFMA || ms[i]->D != ms[0]->D || mpz_sgn(es[i]) < 0 ||
+            mpz_sizeinbase(es[i], 2) > ebits || !in_range(ms[i], bases[i]))
+            return 0;
+    size_t D = ms[0]->D, L = ms[0]->L > ms[n - 1]->L ? ms[0]->L : ms[n - 1]->L;
+    /* per lane: table (32 entries), acc, sel, base, scratch; wiped before freeing */
+    size_t per = (POW_T + 4) * D, words = (size_t)n * per, lwords = 2 * L + 1;
     uint64_t *buf = malloc(words * sizeof *buf);
     mp_limb_t *lb = malloc(lwords * sizeof *lb);
     if (!buf || !lb) {
@@ -469,40 +572,98 @@ int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz
         free(lb);
         return 0;
     }
-    uint64_t *tab = buf, *acc = buf + POW_T * D, *sel = acc + D, *bm = sel + D, *tmp = bm + D;
+    uint64_t *tab[2] = {0}, *acc[2] = {0}, *sel[2] = {0}, *bm[2] = {0}, *tmp[2] = {0};
+    for (int i = 0; i < n; i++) {
+        tab[i] = buf + (size_t)i * per;
+        acc[i] = tab[i] + POW_T * D;
+        sel[i] = acc[i] + D;
+        bm[i] = sel[i] + D;
+        tmp[i] = bm[i] + D;
+    }
+#define STEP(r, a, b)                                                                              \
+    do {                                                                                           \
+        if (n == 2)                                                                                \
+            amm_pair(ms[0], r[0], a[0], b[0], ms[1], r[1], a[1], b[1]);                            \
+        else                                                                                       \
+            amm(ms[0], r[0], a[0], b[0]);                                                          \
+    } while (0)
+    const uint64_t *r2d[2] = {0}, *cr[2] = {0}, *cacc[2] = {0}, *csel[2] = {0}, *cbm[2] = {0};
+    uint64_t *tj[2] = {0};
+    for (int i = 0; i < n; i++) {
+        r2d[i] = ms[i]->r2d;
+        memset(tmp[i], 0, D * sizeof *tmp[i]);
+        tmp[i][0] = 1;
+        cr[i] = tmp[i];
+    }
     /* tab[0] = R mod M (one in Montgomery form), tab[j] = base^j * R */
-    memset(tmp, 0, D * sizeof *tmp);
-    tmp[0] = 1;
-    amm(m, tab, tmp, m->r2d);
-    to_digits(tmp, D, mpz_limbs_read(base), mpz_size(base));
-    amm(m, bm, tmp, m->r2d);
-    for (unsigned j = 1; j < POW_T; j++)
-        amm(m, tab + (size_t)j * D, tab + (size_t)(j - 1) * D, bm);
+    STEP(tab, cr, r2d);
+    for (int i = 0; i < n; i++)
+        to_digits(tmp[i], D, mpz_limbs_read(bases[i]), mpz_size(bases[i]));
+    STEP(bm, cr, r2d);
+    for (int i = 0; i < n; i++)
+        cbm[i] = bm[i];
+    for (unsigned j = 1; j < POW_T; j++) {
+        const uint64_t *prev[2] = {0};
+        for (int i = 0; i < n; i++) {
+            tj[i] = tab[i] + (size_t)j * D;
+            prev[i] = tab[i] + (size_t)(j - 1) * D;
+        }
+        STEP(tj, prev, cbm);
+    }
     /* fixed windows from the top over ebits (public) bits: the same
-     * squarings and products whatever the exponent */
+     * squarings and products whatever the exponents */
     size_t nwin = (ebits + POW_W - 1) / POW_W;
-    memcpy(acc, tab, D * sizeof *acc);
+    for (int i = 0; i < n; i++) {
+        memcpy(acc[i], tab[i], D * sizeof *acc[i]);
+        cacc[i] = acc[i];
+        csel[i] = sel[i];
+    }
     for (size_t w = nwin; w-- > 0;) {
         if (w != nwin - 1)
             for (int s = 0; s < POW_W; s++)
-                amm(m, acc, acc, acc);
-        unsigned idx = 0;
-        for (unsigned b = 0; b < POW_W; b++)
-            idx |= exp_bit(e, w * POW_W + b) << b;
-        ct_select(sel, tab, D, idx);
-        amm(m, acc, acc, sel);
+                STEP(acc, cacc, cacc);
+        for (int i = 0; i < n; i++) {
+            unsigned idx = 0;
+            for (unsigned b = 0; b < POW_W; b++)
+                idx |= exp_bit(es[i], w * POW_W + b) << b;
+            ct_select(sel[i], tab[i], D, idx);
+        }
+        STEP(acc, cacc, csel);
     }
     /* out of Montgomery form, reduced */
-    memset(tmp, 0, D * sizeof *tmp);
-    tmp[0] = 1;
-    amm(m, sel, acc, tmp);
-    digits_out(m, lb, sel, lb + L);
-    mpz_of_limbs(out, lb, L);
+    for (int i = 0; i < n; i++) {
+        memset(tmp[i], 0, D * sizeof *tmp[i]);
+        tmp[i][0] = 1;
+    }
+    STEP(sel, cacc, cr);
+#undef STEP
+    for (int i = 0; i < n; i++) {
+        digits_out(ms[i], lb, sel[i], lb + ms[i]->L);
+        mpz_of_limbs(outs[i], lb, ms[i]->L);
+    }
     sodium_memzero(buf, words * sizeof *buf);
     sodium_memzero(lb, lwords * sizeof *lb);
     free(buf);
     free(lb);
     return 1;
+}
+
+int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e, size_t ebits)
+{
+    const pvg_he_mont *ms[1] = {m};
+    mpz_ptr outs[1] = {out};
+    mpz_srcptr bases[1] = {base}, es[1] = {e};
+    return powm_multi(ms, outs, bases, es, 1, ebits);
+}
+
+int pvg_he_powm2_sec(const pvg_he_mont *m1, const pvg_he_mont *m2, mpz_t out1, mpz_t out2,
+                     const mpz_t base1, const mpz_t base2, const mpz_t e1, const mpz_t e2,
+                     size_t ebits)
+{
+    const pvg_he_mont *ms[2] = {m1, m2};
+    mpz_ptr outs[2] = {out1, out2};
+    mpz_srcptr bases[2] = {base1, base2}, es[2] = {e1, e2};
+    return powm_multi(ms, outs, bases, es, 2, ebits);
 }
 
 /* ---- accumulators ----------------------------------------------------------------- */

@@ -124,7 +124,9 @@ void pvg_he_mulmod_naive(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, 
  * One thread at a time. */
 typedef struct pvg_he_acc pvg_he_acc;
 pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub); /* NULL: out of memory */
-void pvg_he_acc_free(pvg_he_acc *a);                     /* NULL ok */
+void pvg_he_acc_free(pvg_he_acc *a);                     /* NULL ok; wipes */
+/* Starts a new product (keeps the buffers and the last R^k fix-up). */
+void pvg_he_acc_reset(pvg_he_acc *a);
 /* Multiplies c in (any c >= 0; outside [0, n^2) it is reduced first). */
 void pvg_he_acc_mul(pvg_he_acc *a, const mpz_t c);
 /* out = the product of the factors mod n^2 (1 when none). */

@@ -671,12 +671,14 @@ int pvg_he_powm2_sec(const pvg_he_mont *m1, const pvg_he_mont *m2, mpz_t out1, m
 struct pvg_he_acc {
     const pvg_paillier_pub *pub;
     pvg_he_kernel kernel;
-    size_t count;   /* factors multiplied in */
-    mp_limb_t *x;   /* MPN: running product / R^(count-1) mod M (L limbs) */
-    uint64_t *xd;   /* IFMA: the same, < 2M (D digits) */
-    uint64_t *cd;   /* IFMA: the factor being multiplied in */
-    mp_limb_t *scr; /* 4L limbs of scratch */
-    mpz_t naive;    /* NAIVE / out-of-range factors: plain product */
+    size_t count;     /* factors multiplied in */
+    mp_limb_t *x;     /* MPN: running product / R^(count-1) mod M (L limbs) */
+    uint64_t *xd;     /* IFMA: the same, < 2M (D digits) */
+    uint64_t *cd;     /* IFMA: the factor being multiplied in */
+    mp_limb_t *scr;   /* 4L limbs of scratch */
+    mpz_t naive;      /* NAIVE / out-of-range factors: plain product */
+    size_t fix_count; /* R^fix_count mod M is in fix (0: none yet) */
+    mp_limb_t *fix;   /* L limbs */
 };
 
 pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub)
@@ -692,7 +694,8 @@ pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub)
         a->scr = malloc(4 * m->L * sizeof *a->scr);
         a->xd = malloc(m->D * sizeof *a->xd);
         a->cd = malloc(m->D * sizeof *a->cd);
-        if (!a->x || !a->scr || !a->xd || !a->cd) {
+        a->fix = malloc(m->L * sizeof *a->fix);
+        if (!a->x || !a->scr || !a->xd || !a->cd || !a->fix) {
             pvg_he_acc_free(a);
             return NULL;
         }
@@ -700,9 +703,24 @@ pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub)
     return a;
 }
 
+void pvg_he_acc_reset(pvg_he_acc *a)
+{
+    a->count = 0;
+    mpz_set_ui(a->naive, 1);
+}
+
 void pvg_he_acc_free(pvg_he_acc *a)
 {
     if (!a) return;
+    /* the DJN encryptor's products are secret */
+    const pvg_he_mont *m = a->pub->mont;
+    if (m) {
+        if (a->x) sodium_memzero(a->x, m->L * sizeof *a->x);
+        if (a->xd) sodium_memzero(a->xd, m->D * sizeof *a->xd);
+        if (a->cd) sodium_memzero(a->cd, m->D * sizeof *a->cd);
+        if (a->scr) sodium_memzero(a->scr, 4 * m->L * sizeof *a->scr);
+    }
+    free(a->fix);
     free(a->x);
     free(a->xd);
     free(a->cd);
@@ -750,15 +768,19 @@ void pvg_he_acc_get(pvg_he_acc *a, mpz_t out)
         return;
     }
     size_t L = m->L;
-    mp_limb_t *r = a->scr, *fix = a->scr + L;
-    /* fix = R^count mod M, R the kernel's radix */
-    mpz_t f, e;
-    mpz_inits(f, e, NULL);
-    mpz_setbit(f, a->kernel == PVG_HE_KERNEL_IFMA ? 52 * m->D : 64 * L);
-    mpz_set_ui(e, (unsigned long)a->count);
-    mpz_powm(f, f, e, a->pub->n2);
-    limbs_of(fix, L, f);
-    mpz_clears(f, e, NULL);
+    mp_limb_t *r = a->scr, *fix = a->fix;
+    /* fix = R^count mod M, R the kernel's radix (kept for the next chain of
+     * the same length) */
+    if (a->fix_count != a->count) {
+        mpz_t f, e;
+        mpz_inits(f, e, NULL);
+        mpz_setbit(f, a->kernel == PVG_HE_KERNEL_IFMA ? 52 * m->D : 64 * L);
+        mpz_set_ui(e, (unsigned long)a->count);
+        mpz_powm(f, f, e, a->pub->n2);
+        limbs_of(fix, L, f);
+        mpz_clears(f, e, NULL);
+        a->fix_count = a->count;
+    }
     if (a->kernel == PVG_HE_KERNEL_IFMA) {
         uint64_t fd[HE_MAX_D], rd[HE_MAX_D];
         to_digits(fd, m->D, fix, L);

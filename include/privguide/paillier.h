@@ -248,6 +248,17 @@ pvg_status pvg_paillier_negate(pvg_paillier_ct *out, const pvg_paillier_ct *a,
 /* Lowers ct's exponent to new_exp (<= current; PVG_ERR_INVALID otherwise). */
 pvg_status pvg_paillier_decrease_exponent(pvg_paillier_ct *ct, int new_exp,
                                           pvg_error *err) PVG_WARN_UNUSED;
+/* out = cts[0] + ... + cts[count-1] (count 0: an encryption of 0 with
+ * obfuscator 1, exponent 0). Terms are aligned to the smallest exponent as
+ * pvg_paillier_add does; one Montgomery product per term (the power of R
+ * it carries is removed once at the end). `cts` borrowed; out may be one of
+ * them; all under out's key. Errors: PVG_ERR_CRYPTO (another key), PVG_ERR_INVALID
+ * (NULL term, exponent alignment), PVG_ERR_NOMEM. Not re-randomised. */
+pvg_status pvg_paillier_sum(pvg_paillier_ct *out, pvg_paillier_ct *const *cts, size_t count,
+                            pvg_error *err) PVG_WARN_UNUSED;
+/* The kernel the key's products mod n^2 use: "avx512ifma" (chosen at run
+ * time when the CPU has AVX-512 IFMA) or "mpn" (static string). */
+const char *pvg_paillier_kernel(const pvg_paillier_pub *pub);
 
 /* ---- decryption -------------------------------------------------------------- */
 
@@ -270,6 +281,21 @@ pvg_status pvg_paillier_decrypt_double(const pvg_paillier_priv *priv, const pvg_
  * (finite for every exponent), e.g. "12.3499999999999996447286321199499070644378662109375". */
 pvg_status pvg_paillier_decrypt_exact(const pvg_paillier_priv *priv, const pvg_paillier_ct *ct,
                                       char **out, pvg_error *err) PVG_WARN_UNUSED;
+/* Decrypts cts[0..count) (borrowed) with `threads` threads started and
+ * joined inside the call (0: one per online CPU), sharing out the
+ * ciphertexts (their two CRT halves when there are fewer ciphertexts than
+ * threads); the same constant-time decryption as above. out[i] as
+ * pvg_paillier_decrypt_double / pvg_paillier_decrypt_text would give (text:
+ * new strings, pvg_free each). On error out is all 0 / NULL and err names
+ * the first failing index. */
+pvg_status pvg_paillier_decrypt_batch_double(const pvg_paillier_priv *priv,
+                                             pvg_paillier_ct *const *cts, size_t count,
+                                             unsigned threads, double *out,
+                                             pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_paillier_decrypt_batch_text(const pvg_paillier_priv *priv,
+                                           pvg_paillier_ct *const *cts, size_t count,
+                                           unsigned threads, char **out,
+                                           pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- packing ------------------------------------------------------------------ */
 

@@ -84,6 +84,7 @@ void pvg_paillier_pub_free(pvg_paillier_pub *pub)
 {
     if (!pub) return;
     mpz_clears(pub->n, pub->n2, pub->max_int, pub->neg_floor, NULL);
+    pvg_he_mont_free(pub->mont);
     free(pub);
 }
 
@@ -109,6 +110,11 @@ pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pu
     mpz_sub_ui(pub->max_int, pub->max_int, 1);
     mpz_sub(pub->neg_floor, n, pub->max_int);
     pub->bits = (unsigned)bits;
+    pub->mont = pvg_he_mont_new(pub->n2);
+    if (!pub->mont) {
+        pvg_paillier_pub_free(pub);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
     *out = pub;
     return PVG_OK;
 }
@@ -169,6 +175,8 @@ void pvg_paillier_priv_free(pvg_paillier_priv *k)
     pvg_he_mpz_wipe(k->hp);
     pvg_he_mpz_wipe(k->hq);
     pvg_he_mpz_wipe(k->pinv);
+    pvg_he_mont_free(k->mp2);
+    pvg_he_mont_free(k->mq2);
     pvg_paillier_pub_free(k->pub);
     sodium_memzero(k, sizeof *k);
     free(k);
@@ -234,6 +242,9 @@ pvg_status pvg_he_priv_from_mpz(const pvg_paillier_pub *pub, const mpz_t p_in, c
         st = pvg_error_set(err, PVG_ERR_INVALID, "p and q do not form a Paillier key");
         goto done;
     }
+    k->mp2 = pvg_he_mont_new(k->p2);
+    k->mq2 = pvg_he_mont_new(k->q2);
+    if (!k->mp2 || !k->mq2) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
 done:
     pvg_he_mpz_wipe(prod);
     if (st != PVG_OK) {
@@ -451,37 +462,83 @@ void pvg_he_raw_encrypt_r(const pvg_paillier_pub *pub, const mpz_t m, const mpz_
     pvg_he_mpz_wipe(obf);
 }
 
-/* m_x = L_x(c^(x-1) mod x^2) * h_x mod x */
-static void half_decrypt(const mpz_t c, const mpz_t x, const mpz_t xm1, const mpz_t x2,
-                         const mpz_t h, mpz_t out)
+/* t = c mod x^2 (1 for 0: not in the group; callers check, this keeps the
+ * exponentiation defined) */
+static void half_reduce(const mpz_t c, const mpz_t x2, mpz_t t)
 {
-    mpz_t t;
-    mpz_init(t);
     mpz_mod(t, c, x2);
-    if (mpz_sgn(t) == 0) mpz_set_ui(t, 1); /* not in the group: callers check; keep powm_sec defined */
-    mpz_powm_sec(t, t, xm1, x2);
+    if (mpz_sgn(t) == 0) mpz_set_ui(t, 1);
+}
+
+/* t = t^(x-1) mod x^2, constant-time either way: the IFMA window
+ * exponentiation, else GMP's */
+static void half_powm(mpz_t t, const mpz_t x, const mpz_t xm1, const mpz_t x2,
+                      const pvg_he_mont *mx2)
+{
+    if (!mx2 || !pvg_he_powm_sec(mx2, t, t, xm1, mpz_sizeinbase(x, 2))) mpz_powm_sec(t, t, xm1, x2);
+}
+
+/* out = L_x(t) * h_x mod x */
+static void half_finish(mpz_t t, const mpz_t x, const mpz_t h, mpz_t out)
+{
     mpz_sub_ui(t, t, 1);
     mpz_divexact(t, t, x);
     mpz_mul(t, t, h);
     mpz_mod(out, t, x);
+}
+
+void pvg_he_decrypt_halves(const pvg_paillier_priv *k, const mpz_t c, mpz_t mp, mpz_t mq)
+{
+    mpz_t tp, tq;
+    mpz_inits(tp, tq, NULL);
+    half_reduce(c, k->p2, tp);
+    half_reduce(c, k->q2, tq);
+    size_t eb = mpz_sizeinbase(k->q, 2); /* q > p */
+    /* both halves interleaved on IFMA; else one after the other */
+    if (!k->mp2 || !k->mq2 || !pvg_he_powm2_sec(k->mp2, k->mq2, tp, tq, tp, tq, k->pm1, k->qm1, eb)) {
+        half_powm(tp, k->p, k->pm1, k->p2, k->mp2);
+        half_powm(tq, k->q, k->qm1, k->q2, k->mq2);
+    }
+    half_finish(tp, k->p, k->hp, mp);
+    half_finish(tq, k->q, k->hq, mq);
+    pvg_he_mpz_wipe(tp);
+    pvg_he_mpz_wipe(tq);
+}
+
+void pvg_he_decrypt_half(const pvg_paillier_priv *k, const mpz_t c, int q, mpz_t out)
+{
+    mpz_t t;
+    mpz_init(t);
+    half_reduce(c, q ? k->q2 : k->p2, t);
+    if (q)
+        half_powm(t, k->q, k->qm1, k->q2, k->mq2);
+    else
+        half_powm(t, k->p, k->pm1, k->p2, k->mp2);
+    half_finish(t, q ? k->q : k->p, q ? k->hq : k->hp, out);
     pvg_he_mpz_wipe(t);
 }
 
-void pvg_he_raw_decrypt(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)
+void pvg_he_decrypt_crt(const pvg_paillier_priv *k, const mpz_t mp, const mpz_t mq, mpz_t m)
 {
-    mpz_t mp, mq, u;
-    mpz_inits(mp, mq, u, NULL);
-    half_decrypt(c, k->p, k->pm1, k->p2, k->hp, mp);
-    half_decrypt(c, k->q, k->qm1, k->q2, k->hq, mq);
-    /* CRT: m = mp + ((mq - mp) * p^-1 mod q) * p */
+    /* m = mp + ((mq - mp) * p^-1 mod q) * p */
+    mpz_t u;
+    mpz_init(u);
     mpz_sub(u, mq, mp);
     mpz_mul(u, u, k->pinv);
     mpz_mod(u, u, k->q);
     mpz_mul(u, u, k->p);
     mpz_add(m, mp, u);
+    pvg_he_mpz_wipe(u);
+}
+
+void pvg_he_raw_decrypt(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)
+{
+    mpz_t mp, mq;
+    mpz_inits(mp, mq, NULL);
+    pvg_he_decrypt_halves(k, c, mp, mq);
+    pvg_he_decrypt_crt(k, mp, mq, m);
     pvg_he_mpz_wipe(mp);
     pvg_he_mpz_wipe(mq);
-    pvg_he_mpz_wipe(u);
 }
 
 void pvg_he_raw_decrypt_textbook(const pvg_paillier_priv *k, const mpz_t c, mpz_t m)
@@ -616,7 +673,7 @@ char *pvg_paillier_ct_decimal(const pvg_paillier_ct *ct)
 /* c' = c^(16^d) mod n^2: the plaintext times 16^d, exponent lowered by d.
  * As in python-paillier (which encodes 16^d as an integer scalar), 16^d
  * must not exceed max_int. */
-static pvg_status lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, pvg_error *err)
+pvg_status pvg_he_lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, pvg_error *err)
 {
     if (d <= 0) return PVG_OK;
     if ((size_t)d * 4 + 1 > pub->bits)
@@ -645,7 +702,7 @@ pvg_status pvg_paillier_decrease_exponent(pvg_paillier_ct *ct, int new_exp, pvg_
     if (new_exp < -PVG_HE_EXP_LIMIT)
         return pvg_error_set(err, PVG_ERR_INVALID, "exponent %d is below -%d", new_exp,
                              PVG_HE_EXP_LIMIT);
-    pvg_status st = lower_exponent(ct->pub, ct->c, (long)ct->exponent - new_exp, err);
+    pvg_status st = pvg_he_lower_exponent(ct->pub, ct->c, (long)ct->exponent - new_exp, err);
     if (st == PVG_OK) ct->exponent = new_exp;
     return st;
 }
@@ -658,8 +715,7 @@ pvg_status pvg_paillier_add(pvg_paillier_ct *out, const pvg_paillier_ct *a,
     if (st != PVG_OK) return st;
     const pvg_paillier_pub *pub = a->pub;
     if (a->exponent == b->exponent) {
-        mpz_mul(out->c, a->c, b->c);
-        mpz_mod(out->c, out->c, pub->n2);
+        pvg_he_mulmod(pub, out->c, a->c, b->c);
         out->exponent = a->exponent;
         return PVG_OK;
     }
@@ -668,10 +724,9 @@ pvg_status pvg_paillier_add(pvg_paillier_ct *out, const pvg_paillier_ct *a,
     const pvg_paillier_ct *lo = hi == a ? b : a;
     mpz_t t;
     mpz_init_set(t, hi->c);
-    st = lower_exponent(pub, t, (long)hi->exponent - lo->exponent, err);
+    st = pvg_he_lower_exponent(pub, t, (long)hi->exponent - lo->exponent, err);
     if (st == PVG_OK) {
-        mpz_mul(out->c, t, lo->c);
-        mpz_mod(out->c, out->c, pub->n2);
+        pvg_he_mulmod(pub, out->c, t, lo->c);
         out->exponent = lo->exponent;
     }
     mpz_clear(t);
@@ -691,7 +746,7 @@ pvg_status pvg_paillier_add_text(pvg_paillier_ct *out, const pvg_paillier_ct *a,
     if (st == PVG_OK) {
         int new_exp = (int)exp; /* <= a->exponent */
         mpz_set(t, a->c);
-        st = lower_exponent(pub, t, (long)a->exponent - new_exp, err);
+        st = pvg_he_lower_exponent(pub, t, (long)a->exponent - new_exp, err);
     }
     if (st == PVG_OK) {
         int new_exp = (int)exp;

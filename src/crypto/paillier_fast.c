@@ -26,7 +26,8 @@
  *        used by DJN's generalisation paper (PKC 2010, section 4.1) and
  *        by production libraries.
  *        Fixed-base comb: the exponent is cut into windows of W bits;
- *        table[i][j] = hs^(j * 2^(W*i)); hs^a = prod_i table[i][a_i].
+ *        table[i][j] = hs^(j * 2^(W*i)); hs^a = prod_i table[i][a_i],
+ *        one Montgomery product per window (paillier_mont.c).
  *        Each lookup scans the whole row with masks (constant-time
  *        selection), so memory access does not depend on a.
  *        Shapes: windows = ceil(bits(a)/W), row = 2^W entries of
@@ -56,6 +57,7 @@ struct pvg_paillier_enc {
     mp_limb_t *table;  /* nwin * DJN_ROW * limbs */
     mp_limb_t *sel;    /* limbs: the selected entry */
     mpz_t hs;          /* the fixed base (kept for the reference kernel) */
+    pvg_he_acc *acc;   /* the comb's running product (paillier_mont.c) */
     int has_hs;
     /* POOL */
     unsigned nthreads;
@@ -114,7 +116,9 @@ static pvg_status djn_setup(pvg_paillier_enc *enc, pvg_error *err)
     size_t entries = (size_t)enc->nwin * DJN_ROW;
     enc->table = malloc(entries * enc->limbs * sizeof(mp_limb_t));
     enc->sel = malloc(enc->limbs * sizeof(mp_limb_t));
-    if (!enc->table || !enc->sel) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    enc->acc = pvg_he_acc_new(pub);
+    if (!enc->table || !enc->sel || !enc->acc)
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     mpz_t x, h, base, cur, g;
     mpz_inits(x, h, base, cur, g, NULL);
     do {
@@ -159,9 +163,10 @@ static void djn_select(const mp_limb_t *row, size_t limbs, unsigned idx, mp_limb
  * comb, one constant-time row selection and one product per window. */
 static void djn_comb(pvg_paillier_enc *enc, const unsigned char *a, mpz_t out)
 {
-    const pvg_paillier_pub *pub = enc->pub;
-    mpz_t acc, selz;
-    mpz_init(acc);
+    mpz_t selz;
+    /* one Montgomery product per window (the key's kernel), see
+     * paillier_mont.c */
+    pvg_he_acc_reset(enc->acc);
     for (unsigned i = 0; i < enc->nwin; i++) {
         unsigned idx = 0;
         for (unsigned b = 0; b < DJN_W; b++) {
@@ -170,16 +175,10 @@ static void djn_comb(pvg_paillier_enc *enc, const unsigned char *a, mpz_t out)
         }
         djn_select(enc->table + (size_t)i * DJN_ROW * enc->limbs, enc->limbs, idx, enc->sel);
         mpz_roinit_n(selz, enc->sel, (mp_size_t)enc->limbs);
-        if (i == 0) {
-            mpz_set(acc, selz);
-        } else {
-            mpz_mul(acc, acc, selz);
-            mpz_mod(acc, acc, pub->n2);
-        }
+        pvg_he_acc_mul(enc->acc, selz);
     }
-    mpz_swap(out, acc);
+    pvg_he_acc_get(enc->acc, out);
     sodium_memzero(enc->sel, enc->limbs * sizeof(mp_limb_t));
-    pvg_he_mpz_wipe(acc);
 }
 
 static void djn_obfuscator(pvg_paillier_enc *enc, mpz_t out)
@@ -318,6 +317,7 @@ void pvg_paillier_enc_free(pvg_paillier_enc *enc)
         free(enc->table);
     }
     if (enc->sel) free(enc->sel);
+    pvg_he_acc_free(enc->acc);
     if (enc->has_hs) mpz_clear(enc->hs);
     pvg_rng_free(enc->rng);
     free(enc);

@@ -10,12 +10,21 @@
 
 #include <gmp.h>
 
+/* Products mod n^2 (paillier_mont.c): which kernel a key uses. */
+typedef enum pvg_he_kernel {
+    PVG_HE_KERNEL_NAIVE = 0, /* mpz_mul + mpz_mod (the reference) */
+    PVG_HE_KERNEL_MPN = 1,   /* GMP mpn: mul + division, Montgomery chains */
+    PVG_HE_KERNEL_IFMA = 2   /* AVX-512 IFMA almost-Montgomery, 52-bit digits */
+} pvg_he_kernel;
+typedef struct pvg_he_mont pvg_he_mont;
+
 struct pvg_paillier_pub {
     mpz_t n;         /* modulus, odd, exactly `bits` bits */
     mpz_t n2;        /* n^2 */
     mpz_t max_int;   /* n / 3 - 1 (floor), python-paillier's max_int */
     mpz_t neg_floor; /* n - max_int: encodings >= this are negative */
     unsigned bits;
+    pvg_he_mont *mont; /* per-key precomputation for products mod n^2 (owned) */
 };
 
 struct pvg_paillier_priv {
@@ -25,6 +34,7 @@ struct pvg_paillier_priv {
     mpz_t pm1, qm1;        /* p - 1, q - 1 */
     mpz_t hp, hq;          /* L_p(g^(p-1) mod p^2)^-1 mod p, same for q */
     mpz_t pinv;            /* p^-1 mod q */
+    pvg_he_mont *mp2, *mq2; /* contexts mod p^2 and q^2 (owned; NULL: none) */
 };
 
 struct pvg_paillier_ct {
@@ -56,11 +66,71 @@ void pvg_he_raw_encrypt(const pvg_paillier_pub *pub, const mpz_t m, const mpz_t 
 void pvg_he_raw_encrypt_r(const pvg_paillier_pub *pub, const mpz_t m, const mpz_t r, mpz_t out);
 /* CRT decryption: m = D(c) in [0, n). c must be in [0, n^2). */
 void pvg_he_raw_decrypt(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
+/* The pieces of pvg_he_raw_decrypt (batch decryption shares them out):
+ * both CRT halves m_p = L_p(c^(p-1) mod p^2) * h_p mod p and m_q (on IFMA
+ * the two exponentiations interleaved), one half (q = 0: p, 1: q), and the
+ * recombination m = m_p + ((m_q - m_p) p^-1 mod q) p. */
+void pvg_he_decrypt_halves(const pvg_paillier_priv *k, const mpz_t c, mpz_t mp, mpz_t mq);
+void pvg_he_decrypt_half(const pvg_paillier_priv *k, const mpz_t c, int q, mpz_t out);
+void pvg_he_decrypt_crt(const pvg_paillier_priv *k, const mpz_t mp, const mpz_t mq, mpz_t m);
 /* Textbook decryption m = L(c^lambda mod n^2) * mu mod n: the naive
  * reference for the CRT kernel (tests only; slow). */
 void pvg_he_raw_decrypt_textbook(const pvg_paillier_priv *priv, const mpz_t c, mpz_t m);
 /* 1 when 0 < c < n^2 and gcd(c, n) = 1. */
 int pvg_he_in_group(const pvg_paillier_pub *pub, const mpz_t c);
+
+/* c' = c^(16^d) mod n^2: the plaintext times 16^d (d >= 0; 16^d must not
+ * exceed max_int: PVG_ERR_INVALID). */
+pvg_status pvg_he_lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, pvg_error *err);
+
+/* ---- products mod n^2 (paillier_mont.c) ---- */
+
+/* new: the context for modulus M (odd, at most 2 * PVG_PAILLIER_MAX_BITS
+ * bits): limbs and 52-bit digits of M, -M^-1, R^2 mod M for both radices;
+ * the kernel is IFMA when the CPU has it, else MPN. NULL on out of memory
+ * or a bad M. */
+pvg_he_mont *pvg_he_mont_new(const mpz_t M);
+void pvg_he_mont_free(pvg_he_mont *m); /* NULL ok */
+pvg_he_kernel pvg_he_mont_kernel(const pvg_he_mont *m);
+/* Forces a kernel (tests and benchmarks; not while other threads use the
+ * key). Returns 0 (and changes nothing) for IFMA on a CPU without it. */
+int pvg_he_mont_set_kernel(pvg_he_mont *m, pvg_he_kernel k);
+int pvg_he_cpu_has_ifma(void);
+const char *pvg_he_kernel_name(pvg_he_kernel k);
+
+/* out = base^e mod M for the context's M, constant-time in e (fixed
+ * 5-bit windows over ebits bits, a public bound on bits(e); table entries
+ * read with masks) and in base; IFMA kernel only. Returns 0, doing
+ * nothing, when the kernel is not IFMA, e has more than ebits bits, base is
+ * outside [0, M) or memory runs out: callers then use mpz_powm_sec. */
+int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e,
+                    size_t ebits);
+/* Two such exponentiations (mod p^2 and mod q^2 in decryption), their
+ * products interleaved in one loop; both contexts must have the same digit
+ * count. out1/out2 must not be base or exponent of the other pair. Returns
+ * 0, doing nothing, under the same conditions as pvg_he_powm_sec. */
+int pvg_he_powm2_sec(const pvg_he_mont *m1, const pvg_he_mont *m2, mpz_t out1, mpz_t out2,
+                     const mpz_t base1, const mpz_t base2, const mpz_t e1, const mpz_t e2,
+                     size_t ebits);
+
+/* out = a*b mod n^2 with the key's kernel (out may alias a or b); inputs
+ * outside [0, n^2) take the naive path. */
+void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b);
+/* The naive reference: mpz_mul + mpz_mod. */
+void pvg_he_mulmod_naive(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b);
+
+/* A running product mod n^2: one Montgomery product per factor, the
+ * accumulated power of R removed once in pvg_he_acc_get. Uses the key's kernel as of creation.
+ * One thread at a time. */
+typedef struct pvg_he_acc pvg_he_acc;
+pvg_he_acc *pvg_he_acc_new(const pvg_paillier_pub *pub); /* NULL: out of memory */
+void pvg_he_acc_free(pvg_he_acc *a);                     /* NULL ok; wipes */
+/* Starts a new product (keeps the buffers and the last R^k fix-up). */
+void pvg_he_acc_reset(pvg_he_acc *a);
+/* Multiplies c in (any c >= 0; outside [0, n^2) it is reduced first). */
+void pvg_he_acc_mul(pvg_he_acc *a, const mpz_t c);
+/* out = the product of the factors mod n^2 (1 when none). */
+void pvg_he_acc_get(pvg_he_acc *a, mpz_t out);
 
 /* ---- encoding (paillier_encode.c) ---- */
 

@@ -188,7 +188,7 @@ typedef struct sp_worker {
     sp_ctx *x;
     unsigned idx, nthreads;
     pvg_paillier_enc *enc;     /* own DJN encryptor (own generator) */
-    pvg_paillier_ct **partial; /* per group */
+    pvg_he_acc **partial;      /* per group: running products (paillier_mont.c) */
     pvg_paillier_ct *tmp;
     pvg_status st;
     pvg_error err;
@@ -201,8 +201,7 @@ static void *sp_encrypt_worker(void *arg)
     sp_ctx *x = w->x;
     for (size_t i = w->idx; i < x->cn && w->st == PVG_OK; i += w->nthreads) {
         w->st = pvg_paillier_encrypt_int64(w->enc, x->cv[i], w->tmp, &w->err);
-        if (w->st == PVG_OK)
-            w->st = pvg_paillier_add(w->partial[x->cg[i]], w->partial[x->cg[i]], w->tmp, &w->err);
+        if (w->st == PVG_OK) pvg_he_acc_mul(w->partial[x->cg[i]], w->tmp->c); /* exponent 0 */
     }
     return NULL;
 }
@@ -233,7 +232,7 @@ static pvg_status sp_encrypt_all(sp_ctx *x, unsigned threads, pvg_rng *rng, pvg_
         if (st == PVG_OK && (!w[t].tmp || !w[t].partial))
             st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         for (size_t g = 0; st == PVG_OK && g < x->ng; g++)
-            if (!(w[t].partial[g] = pvg_paillier_ct_new(x->pub)))
+            if (!(w[t].partial[g] = pvg_he_acc_new(x->pub)))
                 st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
     if (st == PVG_OK) {
@@ -255,14 +254,17 @@ static pvg_status sp_encrypt_all(sp_ctx *x, unsigned threads, pvg_rng *rng, pvg_
                 st = w[t].st;
                 break;
             }
-            for (size_t g = 0; g < x->ng && st == PVG_OK; g++)
-                st = pvg_paillier_add(x->groups[g].total, x->groups[g].total, w[t].partial[g], err);
+            for (size_t g = 0; g < x->ng && st == PVG_OK; g++) {
+                pvg_he_acc_get(w[t].partial[g], w[t].tmp->c);
+                w[t].tmp->exponent = 0;
+                st = pvg_paillier_add(x->groups[g].total, x->groups[g].total, w[t].tmp, err);
+            }
         }
     }
     (void)started;
     for (unsigned t = 0; t < made; t++) {
         if (w[t].partial)
-            for (size_t g = 0; g < x->ng; g++) pvg_paillier_ct_free(w[t].partial[g]);
+            for (size_t g = 0; g < x->ng; g++) pvg_he_acc_free(w[t].partial[g]);
         free(w[t].partial);
         pvg_paillier_ct_free(w[t].tmp);
         pvg_paillier_enc_free(w[t].enc);

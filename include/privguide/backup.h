@@ -23,11 +23,11 @@ extern "C" {
 
 /* What a backup or a restore did. */
 typedef struct pvg_backup_info {
-    char store_id[64];       /* the store's id (names its key file) */
-    int files;               /* files in the backup */
-    long long bytes;         /* bytes of file content */
-    long long suppressed;    /* restore: pseudonyms on the backup's suppression list */
-    long long erased_again;  /* restore: of those, users or keys still present, erased again */
+    char store_id[64];      /* the store's id (names its key file) */
+    int files;              /* files in the backup */
+    long long bytes;        /* bytes of file content */
+    long long suppressed;   /* restore: pseudonyms on the backup's suppression list */
+    long long erased_again; /* restore: of those, users or keys still present, erased again */
 } pvg_backup_info;
 
 /* Writes a backup of the store in data_dir to out_path (created 0600; it

@@ -50,8 +50,8 @@ static int name_ok(const char *name)
     if (n == 0 || n > 200 || base[0] == '.') return 0;
     for (size_t i = 0; i < n; i++) {
         char c = base[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
             return 0;
     }
     if (strcmp(base, PVG_LEGACY_KEY_FILE) == 0) return 0;
@@ -71,7 +71,8 @@ static int is_model_file(const char *path, long long *size)
 }
 
 /* Adds the model files of dir (sub: "" or the model sub-directory). */
-static pvg_status add_models(const char *data_dir, const char *sub, bk_file *files, int *n, pvg_error *err)
+static pvg_status add_models(const char *data_dir, const char *sub, bk_file *files, int *n,
+                             pvg_error *err)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s%s%s", data_dir, *sub ? "/" : "", sub);
@@ -87,11 +88,12 @@ static pvg_status add_models(const char *data_dir, const char *sub, bk_file *fil
         /* temporary files of a model being written (*.tmp.XXXXXX) are skipped */
         if (!name_ok(name) || strstr(de->d_name, ".tmp.") || !is_model_file(path, &size)) continue;
         if (*n == BK_MAX_FILES) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, dir, 0, 0, -1, "more than %d files to back up",
-                                  BK_MAX_FILES);
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, dir, 0, 0, -1,
+                                  "more than %d files to back up", BK_MAX_FILES);
             break;
         }
-        if (snprintf(files[*n].name, sizeof files[*n].name, "%s", name) >= (int)sizeof files[*n].name ||
+        if (snprintf(files[*n].name, sizeof files[*n].name, "%s", name) >=
+                (int)sizeof files[*n].name ||
             snprintf(files[*n].src, sizeof files[*n].src, "%s", path) >= (int)sizeof files[*n].src)
             continue; /* longer than name_ok allows: not reached */
         files[*n].size = size;
@@ -109,7 +111,9 @@ static pvg_status write_all(int fd, const void *buf, size_t len, crypto_generich
     while (len > 0) {
         ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s", strerror(errno));
+        if (w <= 0)
+            return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s",
+                                    strerror(errno));
         p += w;
         len -= (size_t)w;
     }
@@ -117,11 +121,13 @@ static pvg_status write_all(int fd, const void *buf, size_t len, crypto_generich
 }
 
 /* Appends the file src (exactly `size` bytes, or an error) to fd. */
-static pvg_status append_file(int fd, const bk_file *f, crypto_generichash_state *h, const char *out,
-                              pvg_error *err)
+static pvg_status append_file(int fd, const bk_file *f, crypto_generichash_state *h,
+                              const char *out, pvg_error *err)
 {
     int in = open(f->src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return pvg_error_set_at(err, PVG_ERR_IO, f->src, 0, 0, -1, "cannot open: %s", strerror(errno));
+    if (in < 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, f->src, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     unsigned char buf[1 << 16];
     long long left = f->size;
     pvg_status st = PVG_OK;
@@ -142,34 +148,41 @@ static pvg_status append_file(int fd, const bk_file *f, crypto_generichash_state
 
 static void put_u64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static uint64_t get_u64(const unsigned char *p)
 {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
-pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_backup_info *info, pvg_error *err)
+pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_backup_info *info,
+                            pvg_error *err)
 {
     if (info) memset(info, 0, sizeof *info);
-    if (!data_dir || !out_path) return pvg_error_set(err, PVG_ERR_INVALID, "backup: NULL data dir or output");
+    if (!data_dir || !out_path)
+        return pvg_error_set(err, PVG_ERR_INVALID, "backup: NULL data dir or output");
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", data_dir, PVG_LEGACY_KEY_FILE);
     if (access(path, F_OK) == 0)
-        return pvg_error_set_at(err, PVG_ERR_STATE, path, 0, 0, -1,
-                                "the keys are inside the data dir and a backup must never hold them: move "
-                                "them out first with `privguide keys move --key-file PATH`");
+        return pvg_error_set_at(
+            err, PVG_ERR_STATE, path, 0, 0, -1,
+            "the keys are inside the data dir and a backup must never hold them: move "
+            "them out first with `privguide keys move --key-file PATH`");
     if (!pvg_sqlite_backend_exists(data_dir))
-        return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, data_dir, 0, 0, -1,
-                                "no SQLite privguide store here (a PostgreSQL store is backed up with "
-                                "pg_dump: docs/deploy.md)");
+        return pvg_error_set_at(
+            err, PVG_ERR_NOT_FOUND, data_dir, 0, 0, -1,
+            "no SQLite privguide store here (a PostgreSQL store is backed up with "
+            "pg_dump: docs/deploy.md)");
     if (access(out_path, F_OK) == 0)
-        return pvg_error_set_at(err, PVG_ERR_EXISTS, out_path, 0, 0, -1, "exists already; give a new file name");
+        return pvg_error_set_at(err, PVG_ERR_EXISTS, out_path, 0, 0, -1,
+                                "exists already; give a new file name");
     char sid[2 * PVG_STORE_ID_BYTES + 1];
     st = pvg_keys_store_id(data_dir, 0, sid, err);
     if (st != PVG_OK) return st;
@@ -179,10 +192,11 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
     if (st != PVG_OK) return st;
     if (!be->ops->snapshot_to) {
         be->ops->close(be);
-        return pvg_error_set_at(err, PVG_ERR_STATE, data_dir, 0, 0, -1,
-                                "the %s backend cannot take snapshots: back its database up with its own "
-                                "tool (for PostgreSQL, pg_dump; docs/deploy.md)",
-                                be->ops->name);
+        return pvg_error_set_at(
+            err, PVG_ERR_STATE, data_dir, 0, 0, -1,
+            "the %s backend cannot take snapshots: back its database up with its own "
+            "tool (for PostgreSQL, pg_dump; docs/deploy.md)",
+            be->ops->name);
     }
     /* the snapshot goes to a private directory next to the output */
     char snap[4096], part[4096];
@@ -193,7 +207,8 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
     }
     if (!mkdtemp(snap)) {
         be->ops->close(be);
-        return pvg_error_set_at(err, PVG_ERR_IO, snap, 0, 0, -1, "cannot create: %s", strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, snap, 0, 0, -1, "cannot create: %s",
+                                strerror(errno));
     }
     st = be->ops->snapshot_to(be, snap, err);
     be->ops->close(be);
@@ -201,13 +216,15 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
     bk_file *files = calloc(BK_MAX_FILES, sizeof *files);
     int n = 0;
     if (!files && st == PVG_OK) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    static const char *const fixed[] = {PVG_STORE_ID_FILE, "policy.json", "privguide.db", "keystore.db"};
+    static const char *const fixed[] = {PVG_STORE_ID_FILE, "policy.json", "privguide.db",
+                                        "keystore.db"};
     for (int i = 0; st == PVG_OK && i < 4; i++) {
         bk_file *f = &files[n++];
         snprintf(f->name, sizeof f->name, "%s", fixed[i]);
         struct stat sb;
         errno = 0;
-        if (snprintf(f->src, sizeof f->src, "%s/%s", i < 2 ? data_dir : snap, fixed[i]) >= (int)sizeof f->src)
+        if (snprintf(f->src, sizeof f->src, "%s/%s", i < 2 ? data_dir : snap, fixed[i]) >=
+            (int)sizeof f->src)
             st = pvg_error_set_at(err, PVG_ERR_INVALID, data_dir, 0, 0, -1, "path too long");
         else if (stat(f->src, &sb) != 0 || !S_ISREG(sb.st_mode))
             st = pvg_error_set_at(err, PVG_ERR_IO, f->src, 0, 0, -1, "cannot read: %s",
@@ -224,11 +241,12 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
         for (int i = 0; i < n; i++)
             json_array_append_new(arr, json_pack("{s:s,s:I}", "name", files[i].name, "size",
                                                  (json_int_t)files[i].size));
-        json_t *m = json_pack("{s:i,s:I,s:s,s:s,s:s,s:o}", "format", 1, "created_at", (json_int_t)time(NULL),
-                              "store_id", sid, "backend", "sqlite", "holds",
-                              "databases (wrapped data keys, sealed events), store.id, policy.json, "
-                              "models; never the key file",
-                              "files", arr);
+        json_t *m =
+            json_pack("{s:i,s:I,s:s,s:s,s:s,s:o}", "format", 1, "created_at",
+                      (json_int_t)time(NULL), "store_id", sid, "backend", "sqlite", "holds",
+                      "databases (wrapped data keys, sealed events), store.id, policy.json, "
+                      "models; never the key file",
+                      "files", arr);
         man = m ? json_dumps(m, JSON_COMPACT) : NULL;
         json_decref(m);
         if (!man) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -238,7 +256,9 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
         mode_t old = umask(077);
         fd = mkstemp(part);
         umask(old);
-        if (fd < 0) st = pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "cannot create: %s", strerror(errno));
+        if (fd < 0)
+            st = pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "cannot create: %s",
+                                  strerror(errno));
     }
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, BK_HASH);
@@ -263,7 +283,8 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
         st = pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "fsync: %s", strerror(errno));
     if (fd >= 0) close(fd);
     if (st == PVG_OK && rename(part, out_path) != 0)
-        st = pvg_error_set_at(err, PVG_ERR_IO, out_path, 0, 0, -1, "cannot rename into place: %s", strerror(errno));
+        st = pvg_error_set_at(err, PVG_ERR_IO, out_path, 0, 0, -1, "cannot rename into place: %s",
+                              strerror(errno));
     if (st != PVG_OK && fd >= 0) unlink(part);
     /* the snapshot directory: its two databases, then itself */
     for (int i = 2; i < 4; i++) {
@@ -282,32 +303,33 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
 
 /* ---- restore ---- */
 
-static pvg_status read_exact(FILE *f, void *buf, size_t len, crypto_generichash_state *h, const char *path,
-                             long long *off, pvg_error *err)
+static pvg_status read_exact(FILE *f, void *buf, size_t len, crypto_generichash_state *h,
+                             const char *path, long long *off, pvg_error *err)
 {
     if (fread(buf, 1, len, f) != len)
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, *off, "truncated backup (wanted %zu more bytes)",
-                                len);
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, *off,
+                                "truncated backup (wanted %zu more bytes)", len);
     if (h) crypto_generichash_update(h, buf, len);
     *off += (long long)len;
     return PVG_OK;
 }
 
 /* Reads the header and manifest; leaves f after the manifest. */
-static pvg_status read_manifest(FILE *f, const char *path, crypto_generichash_state *h, json_t **out,
-                                long long *off, pvg_error *err)
+static pvg_status read_manifest(FILE *f, const char *path, crypto_generichash_state *h,
+                                json_t **out, long long *off, pvg_error *err)
 {
     char magic[BK_MAGIC_LEN];
     unsigned char len8[8];
     pvg_status st = read_exact(f, magic, BK_MAGIC_LEN, h, path, off, err);
     if (st == PVG_OK && memcmp(magic, BK_MAGIC, BK_MAGIC_LEN) != 0)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, 0, "not a privguide backup (expected \"PVGBACKUP1\")");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, 0,
+                                "not a privguide backup (expected \"PVGBACKUP1\")");
     if (st == PVG_OK) st = read_exact(f, len8, 8, h, path, off, err);
     if (st != PVG_OK) return st;
     uint64_t ml = get_u64(len8);
     if (ml == 0 || ml > BK_MANIFEST_MAX)
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, BK_MAGIC_LEN, "manifest length %llu out of range",
-                                (unsigned long long)ml);
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, BK_MAGIC_LEN,
+                                "manifest length %llu out of range", (unsigned long long)ml);
     char *m = malloc(ml + 1);
     if (!m) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     st = read_exact(f, m, ml, h, path, off, err);
@@ -336,7 +358,8 @@ static pvg_status check_manifest(json_t *m, const char *path, size_t *n, pvg_err
         json_t *sz = json_object_get(e, "size");
         if (!name || !name_ok(name) || !json_is_integer(sz) || json_integer_value(sz) < 0)
             return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
-                                    "manifest: files[%zu]: expected a plain file name and a size", i);
+                                    "manifest: files[%zu]: expected a plain file name and a size",
+                                    i);
     }
     return PVG_OK;
 }
@@ -402,11 +425,14 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
                              pvg_backup_info *info, pvg_error *err)
 {
     if (info) memset(info, 0, sizeof *info);
-    if (!backup_path || !new_dir) return pvg_error_set(err, PVG_ERR_INVALID, "restore: NULL backup or data dir");
+    if (!backup_path || !new_dir)
+        return pvg_error_set(err, PVG_ERR_INVALID, "restore: NULL backup or data dir");
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     FILE *f = fopen(backup_path, "rb");
-    if (!f) return pvg_error_set_at(err, PVG_ERR_IO, backup_path, 0, 0, -1, "cannot open: %s", strerror(errno));
+    if (!f)
+        return pvg_error_set_at(err, PVG_ERR_IO, backup_path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     /* pass 1: the integrity hash over the whole file */
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, BK_HASH);
@@ -414,7 +440,8 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
     long long total = fstat(fileno(f), &sb) == 0 ? (long long)sb.st_size : -1;
     if (total < BK_MAGIC_LEN + 8 + BK_HASH) {
         fclose(f);
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, backup_path, 0, 0, -1, "too short for a privguide backup");
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, backup_path, 0, 0, -1,
+                                "too short for a privguide backup");
     }
     unsigned char buf[1 << 16], sum[BK_HASH], want[BK_HASH];
     long long left = total - BK_HASH;
@@ -425,10 +452,12 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
         left -= (long long)r;
     }
     crypto_generichash_final(&h, sum, BK_HASH);
-    if (left != 0 || fread(want, 1, BK_HASH, f) != BK_HASH || sodium_memcmp(sum, want, BK_HASH) != 0) {
+    if (left != 0 || fread(want, 1, BK_HASH, f) != BK_HASH ||
+        sodium_memcmp(sum, want, BK_HASH) != 0) {
         fclose(f);
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, backup_path, 0, 0, total - BK_HASH,
-                                "the integrity hash does not match: the backup is damaged or truncated");
+        return pvg_error_set_at(
+            err, PVG_ERR_CORRUPT, backup_path, 0, 0, total - BK_HASH,
+            "the integrity hash does not match: the backup is damaged or truncated");
     }
     /* pass 2: manifest and files */
     rewind(f);
@@ -462,11 +491,13 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
             char sub[4096];
             snprintf(sub, sizeof sub, "%s/%s", new_dir, PVG_MODEL_SUBDIR);
             if (mkdir(sub, 0700) != 0 && errno != EEXIST)
-                st = pvg_error_set_at(err, PVG_ERR_IO, sub, 0, 0, -1, "cannot create: %s", strerror(errno));
+                st = pvg_error_set_at(err, PVG_ERR_IO, sub, 0, 0, -1, "cannot create: %s",
+                                      strerror(errno));
         }
         int fd = st == PVG_OK ? open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
         if (st == PVG_OK && fd < 0)
-            st = pvg_error_set_at(err, PVG_ERR_IO, out, 0, 0, -1, "cannot create: %s", strerror(errno));
+            st = pvg_error_set_at(err, PVG_ERR_IO, out, 0, 0, -1, "cannot create: %s",
+                                  strerror(errno));
         for (long long l = size; st == PVG_OK && l > 0;) {
             size_t k = l < (long long)sizeof buf ? (size_t)l : sizeof buf;
             st = read_exact(f, buf, k, NULL, backup_path, &off, err);
@@ -479,9 +510,10 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
         bytes += size;
     }
     if (st == PVG_OK && off != total - BK_HASH)
-        st = pvg_error_set_at(err, PVG_ERR_CORRUPT, backup_path, 0, 0, off,
-                              "the manifest's sizes do not add up to the file (%lld bytes of content left over)",
-                              total - BK_HASH - off);
+        st = pvg_error_set_at(
+            err, PVG_ERR_CORRUPT, backup_path, 0, 0, off,
+            "the manifest's sizes do not add up to the file (%lld bytes of content left over)",
+            total - BK_HASH - off);
     fclose(f);
     const char *sid = m ? json_string_value(json_object_get(m, "store_id")) : NULL;
     if (st == PVG_OK && info) {

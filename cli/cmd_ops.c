@@ -7,6 +7,7 @@
 #include <privguide/backup.h>
 #include <privguide/doctor.h>
 
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +67,12 @@ static int run_doctor(cli_ctx *c)
     o.model_path = cli_str(c, "model");
     o.bind = cli_str(c, "bind");
     o.port = cli_bool(c, "no-port") ? -1 : (int)cli_int_range(c, "port", 8080, 1, 65535);
+    const char *user = cli_str(c, "service-user");
+    if (user) {
+        struct passwd *pw = getpwnam(user);
+        if (!pw) cli_usage_error(c, "--service-user: no user \"%s\" on this system", user);
+        o.owner_uid = pw->pw_uid;
+    }
     o.min_free_bytes = cli_int_range(c, "min-free-mb", 1024, 1, 1LL << 40) << 20;
     pvg_doctor_finding *f = NULL;
     size_t n = 0;
@@ -104,6 +111,8 @@ static const cli_flag doctor_flags[] = {
     {"bind", CLI_STR, "ADDR", "the address serve binds (default 127.0.0.1)"},
     {"port", CLI_INT, "N", "the port serve uses: free, or privguide serving there (default 8080)"},
     {"no-port", CLI_BOOL, NULL, "skip the port check"},
+    {"service-user", CLI_STR, "NAME",
+     "the user serve runs as, who must own the data dir (default: this user)"},
     {"min-free-mb", CLI_INT, "N",
      "free space wanted on the data dir's file system (default 1024; and 5%)"},
     {"json", CLI_BOOL, NULL, "print JSON"},

@@ -36,6 +36,9 @@ typedef struct pvg_doctor_options {
     int port;                 /* the port serve uses; 0: 8080; < 0: not checked */
     long long min_free_bytes; /* free space wanted on the data dir's file system;
                                  0: 1 GiB; and at least 5% of it free */
+    long long owner_uid;      /* the uid that must own the data dir and files (the
+                                 service's user); 0 or less: this process's uid.
+                                 (root's own data dir: run doctor as root) */
 } pvg_doctor_options;
 
 /* Runs every check. *out: new array of *n findings (pvg_doctor_free), OK

@@ -32,6 +32,7 @@ typedef struct doc {
     pvg_doctor_finding *f;
     size_t n;
     int problems;
+    uid_t owner; /* who must own the data dir and its files */
 } doc;
 
 static void add(doc *d, const char *check, pvg_doctor_level lv, const char *fix, const char *fmt,
@@ -69,12 +70,12 @@ static void check_data_dir(doc *d, const char *dir)
             (unsigned)(sb.st_mode & 0777));
         bad = 1;
     }
-    if (sb.st_uid != geteuid()) {
+    if (sb.st_uid != d->owner) {
         snprintf(fix, sizeof fix, "chown -R %u %s (the user the service runs as)",
-                 (unsigned)geteuid(), dir);
+                 (unsigned)d->owner, dir);
         add(d, "data_dir", PVG_DOCTOR_PROBLEM, fix,
-            "%s is owned by uid %u, not by this user (uid %u)", dir, (unsigned)sb.st_uid,
-            (unsigned)geteuid());
+            "%s is owned by uid %u, not by the service user (uid %u)", dir, (unsigned)sb.st_uid,
+            (unsigned)d->owner);
         bad = 1;
     }
     if (!bad)
@@ -117,11 +118,11 @@ static void check_files_in(doc *d, const char *dir, int *checked, int *bad)
                 (unsigned)(sb.st_mode & 0777),
                 public_ok ? "others can change it" : "others can read it");
             (*bad)++;
-        } else if (sb.st_uid != geteuid()) {
-            snprintf(fix, sizeof fix, "chown %u %s", (unsigned)geteuid(), path);
+        } else if (sb.st_uid != d->owner) {
+            snprintf(fix, sizeof fix, "chown %u %s", (unsigned)d->owner, path);
             add(d, "data_files", PVG_DOCTOR_PROBLEM, fix,
-                "%s is owned by uid %u, not by this user (uid %u)", path, (unsigned)sb.st_uid,
-                (unsigned)geteuid());
+                "%s is owned by uid %u, not by the service user (uid %u)", path,
+                (unsigned)sb.st_uid, (unsigned)d->owner);
             (*bad)++;
         }
     }
@@ -343,7 +344,8 @@ pvg_status pvg_doctor_run(const pvg_doctor_options *o, pvg_doctor_finding **out,
     if (problems) *problems = 0;
     if (!o || !o->data_dir || !*o->data_dir)
         return pvg_error_set(err, PVG_ERR_INVALID, "doctor: data_dir: required");
-    doc d = {calloc(DOC_MAX, sizeof(pvg_doctor_finding)), 0, 0};
+    doc d = {calloc(DOC_MAX, sizeof(pvg_doctor_finding)), 0, 0,
+             o->owner_uid > 0 ? (uid_t)o->owner_uid : geteuid()};
     if (!d.f) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     check_data_dir(&d, o->data_dir);
     int checked = 0, bad = 0;

@@ -62,6 +62,10 @@ timeout 30 "$PVG" budget set --epsilon 4 --delta 1e-6 --data-dir "$D" >/dev/null
 doctor ""
 # 2. the data dir open to others
 chmod 755 "$D"; doctor data_dir; chmod 700 "$D"
+# 2b. (as root) the data dir owned by another user than the service's
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    chown nobody "$D"; doctor data_dir; chown root "$D"
+fi
 # 3. a database open to others
 chmod 644 "$D/keystore.db"; doctor data_files; chmod 600 "$D/keystore.db"
 # 4. the key file open to others

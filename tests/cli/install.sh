@@ -49,8 +49,8 @@ IP=$T/prefix/bin/privguide
 env -u PVG_WEB_DIR timeout 60 "$IP" init --data-dir "$T/data" >/dev/null || fail "installed init"
 env -u PVG_WEB_DIR "$IP" serve --data-dir "$T/data" --port 0 --port-file "$T/port" >"$T/serve.log" 2>&1 &
 SRV_PID=$!
-for _ in $(seq 1 200); do [ -s "$T/port" ] && break; kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
-[ -s "$T/port" ] || fail "installed serve did not start within 10 s"
+for _ in $(seq 1 600); do [ -s "$T/port" ] && break; kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
+[ -s "$T/port" ] || fail "installed serve did not start within 30 s"
 URL=http://127.0.0.1:$(cat "$T/port")
 for page in shop portal dashboard; do
     code=$(curl -s -m 10 -o "$T/$page.html" -w '%{http_code}' "$URL/$page")

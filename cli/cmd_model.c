@@ -529,7 +529,7 @@ static int run_recommend_batch(cli_ctx *c, const char *path, size_t k)
                                         &err);
     fflush(stdout);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    pvg_store_close(s);
+    pvg_store_free(s);
     pvg_model_free(m);
     free(ids);
     free(idbuf);

@@ -30,8 +30,10 @@ typedef struct pvg_server_options {
     const char *model_path;  /* NULL: <data_dir>/model.pvgm; may not exist yet */
     const char *web_dir;     /* directory of the pages; NULL: pages not served */
     const char *openapi_path;/* the OpenAPI document served at /v1/openapi.json;
-                                NULL: <web_dir>/../../../docs/openapi.json (the
-                                source tree's docs/openapi.json) */
+                                NULL: <web_dir>/../openapi.json when readable (the
+                                installed share/privguide/ layout), else
+                                <web_dir>/../../../docs/openapi.json (the source
+                                tree's docs/openapi.json) */
     int threads;             /* worker threads; 0: 4 */
     size_t max_body_bytes;   /* 0: 1 MiB */
     int max_json_depth;      /* 0: 32 */

@@ -523,7 +523,9 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     srv->dataset = dup_or(opt->dataset, "default");
     if (opt->openapi_path) srv->openapi_path = strdup(opt->openapi_path);
     else if (opt->web_dir) {
-        snprintf(mp, sizeof mp, "%s/../../../docs/openapi.json", opt->web_dir);
+        /* installed layout (share/privguide/{web,openapi.json}) first, then the source tree's */
+        snprintf(mp, sizeof mp, "%s/../openapi.json", opt->web_dir);
+        if (access(mp, R_OK) != 0) snprintf(mp, sizeof mp, "%s/../../../docs/openapi.json", opt->web_dir);
         srv->openapi_path = strdup(mp);
     }
     srv->opt.openapi_path = srv->openapi_path;

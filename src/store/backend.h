@@ -425,6 +425,15 @@ struct pvg_backend_ops {
      * row id, so a copy keeps them). PVG_ERR_EXISTS when the id is taken. */
     pvg_status (*item_insert_at)(pvg_backend *b, int64_t id, const pvg_item *it,
                                  int64_t updated_at, pvg_error *err);
+    /* ---- backups (appended in interface 1; may be NULL: no backups) ---- */
+    /* Writes a consistent copy of the store's databases into the existing
+     * directory dest_dir (file names as in a data dir, 0600; none may exist
+     * yet): one point in time across all of them, with no write
+     * transaction half-applied. Writers are held off only while the
+     * snapshot point is taken, not while the copy runs. The copy holds the
+     * wrapped data keys, never a master key (the backend has none). On
+     * failure the files it made are removed. */
+    pvg_status (*snapshot_to)(pvg_backend *b, const char *dest_dir, pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -14,6 +14,8 @@
  */
 #include "store/backend.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -2046,6 +2048,93 @@ static pvg_status sq_item_insert_at(pvg_backend *b, int64_t id, const pvg_item *
     return rc == SQLITE_DONE ? PVG_OK : fail(SQ(b)->db, rc, "items", err);
 }
 
+/* ---- backups ---- */
+
+static void join(char *out, size_t cap, const char *dir, const char *name);
+
+/* Opens `path` read-only for a snapshot reader (WAL: no writer waits on it). */
+static pvg_status snap_open(const char *path, sqlite3 **out, pvg_error *err)
+{
+    int rc = sqlite3_open_v2(path, out, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open for the snapshot: %s",
+                                         *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        sqlite3_close(*out);
+        *out = NULL;
+        return st;
+    }
+    sqlite3_busy_timeout(*out, 30000);
+    return PVG_OK;
+}
+
+/* Copies the database of `src` (inside its open read transaction, so as of
+ * its snapshot) to a new file `path` with SQLite's online backup API. */
+static pvg_status snap_copy(sqlite3 *src, const char *path, pvg_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s", strerror(errno));
+    close(fd);
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    sqlite3_backup *bk = rc == SQLITE_OK ? sqlite3_backup_init(dst, "main", src, "main") : NULL;
+    if (bk) {
+        rc = sqlite3_backup_step(bk, -1);
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+        int frc = sqlite3_backup_finish(bk);
+        if (rc == SQLITE_OK) rc = frc;
+    } else if (rc == SQLITE_OK) {
+        rc = sqlite3_errcode(dst);
+    }
+    /* the copy is a self-contained file: no -wal next to it */
+    if (rc == SQLITE_OK) rc = exec(dst, "PRAGMA journal_mode=DELETE");
+    pvg_status st = PVG_OK;
+    if (rc != SQLITE_OK)
+        st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "snapshot copy: %s",
+                              dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+    sqlite3_close(dst);
+    if (st != PVG_OK) unlink(path);
+    return st;
+}
+
+static pvg_status sq_snapshot_to(pvg_backend *b, const char *dest_dir, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "snapshot: a transaction is open on this handle");
+    const char *names[2] = {"keystore.db", "privguide.db"};
+    sqlite3 *src[2] = {q->ks, q->db}, *rd[2] = {NULL, NULL};
+    pvg_status st = PVG_OK;
+    for (int i = 0; i < 2 && st == PVG_OK; i++) {
+        const char *f = sqlite3_db_filename(src[i], "main");
+        st = f && *f ? snap_open(f, &rd[i], err)
+                     : pvg_error_set(err, PVG_ERR_STATE, "snapshot: %s has no file name", names[i]);
+    }
+    /* The snapshot point: with the write locks of both databases held (as
+     * txn_begin takes them), no write is half-done; the readers' snapshots
+     * begin there. The locks go at once; the copy runs from the snapshots. */
+    int64_t ignored;
+    if (st == PVG_OK) st = sq_begin(b, &ignored, err);
+    if (st == PVG_OK) {
+        for (int i = 0; i < 2 && st == PVG_OK; i++) {
+            int rc = exec(rd[i], "BEGIN; SELECT count(*) FROM sqlite_master");
+            if (rc != SQLITE_OK) st = fail(rd[i], rc, "snapshot: read transaction", err);
+        }
+        sq_rollback(b);
+    }
+    char path[2][4096];
+    int made[2] = {0, 0};
+    for (int i = 0; i < 2 && st == PVG_OK; i++) {
+        join(path[i], sizeof path[i], dest_dir, names[i]);
+        st = snap_copy(rd[i], path[i], err);
+        made[i] = st == PVG_OK;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (rd[i]) exec(rd[i], "COMMIT");
+        sqlite3_close(rd[i]);
+        if (st != PVG_OK && made[i]) unlink(path[i]);
+    }
+    return st;
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -2116,6 +2205,7 @@ static const pvg_backend_ops SQLITE_OPS = {
     .vacuum = sq_vacuum,
     .creds_foreach = sq_creds_foreach,
     .item_insert_at = sq_item_insert_at,
+    .snapshot_to = sq_snapshot_to,
 };
 
 /* ---- opening and creating ---- */

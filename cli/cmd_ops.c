@@ -16,18 +16,25 @@ static int run_backup(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_backup_info info;
-    const char *out = cli_str_req(c, "out");
-    pvg_status st = pvg_store_backup(cli_data_dir(c), out, &info, &err);
+    const char *out = cli_str(c, "out"), *keys_out = cli_str(c, "keys-out");
+    if (!out && !keys_out) cli_usage_error(c, "--out: give the data backup's file (and --keys-out)");
+    pvg_status st = pvg_store_backup(cli_data_dir(c), out, keys_out, &info, &err);
     if (st != PVG_OK) return cli_fail("backup", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"out\":");
-        cli_json_string(stdout, out);
-        printf(",\"store_id\":\"%s\",\"files\":%d,\"bytes\":%lld,\"key_material\":false}\n",
+        if (out) cli_json_string(stdout, out);
+        else printf("null");
+        printf(",\"keys_out\":");
+        if (keys_out) cli_json_string(stdout, keys_out);
+        else printf("null");
+        printf(",\"store_id\":\"%s\",\"files\":%d,\"bytes\":%lld,\"key_file\":false}\n",
                info.store_id, info.files, info.bytes);
     } else {
-        printf("backup of store %s written to %s (%d files, %lld bytes; no key material)\n"
-               "  Restoring it needs the store's key file, kept apart: back that up separately.\n",
-               info.store_id, out, info.files, info.bytes);
+        printf("backup of store %s: %s%s%s%s (%d files, %lld bytes; never the key file)\n",
+               info.store_id, out ? "data in " : "", out ? out : "", keys_out ? (out ? ", key store in " : "key store in ") : "",
+               keys_out ? keys_out : "", info.files, info.bytes);
+        printf("  The data backup holds no key; the key-store backup holds wrapped keys: keep it no\n"
+               "  longer than your erasure deadline. Restoring needs both and the key file.\n");
     }
     return CLI_EXIT_OK;
 }
@@ -40,7 +47,7 @@ static int run_restore(cli_ctx *c)
     pvg_error_clear(&err);
     pvg_backup_info info;
     pvg_status st =
-        pvg_store_restore(cli_pos(c, 0), cli_data_dir(c), cli_str(c, "key-file"), &info, &err);
+        pvg_store_restore(cli_pos(c, 0), cli_str_req(c, "keys"), cli_data_dir(c), cli_str(c, "key-file"), &info, &err);
     if (st != PVG_OK) return cli_fail("restore", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"data_dir\":");
@@ -51,7 +58,7 @@ static int run_restore(cli_ctx *c)
     } else {
         printf(
             "restored store %s into %s (%d files, %lld bytes)\n"
-            "  suppression list: %lld erased shoppers; %lld found still present and erased again\n",
+            "  suppression list: %lld erased shoppers; %lld found still present (or without a key) and erased again\n",
             info.store_id, cli_data_dir(c), info.files, info.bytes, info.suppressed,
             info.erased_again);
     }
@@ -102,7 +109,7 @@ static int run_doctor(cli_ctx *c)
         }
         printf("%d problem%s\n", problems, problems == 1 ? "" : "s");
     }
-    pvg_doctor_free(f);
+    pvg_doctor_finding_free(f);
     return problems ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
@@ -120,28 +127,34 @@ static const cli_flag doctor_flags[] = {
 };
 
 static const cli_flag backup_flags[] = {
-    {"out", CLI_STR, "FILE", "the backup file to write (must not exist; written 0600)"},
+    {"out", CLI_STR, "FILE", "the data backup to write (must not exist; written 0600; holds no key)"},
+    {"keys-out", CLI_STR, "FILE", "the key-store backup to write (wrapped data keys; 0600)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
 static const cli_flag restore_flags[] = {
+    {"keys", CLI_STR, "FILE", "the key-store backup (backup --keys-out) of the same store"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
 };
 
 const cli_command cli_cmds_ops[] = {
-    {"backup", NULL, 0, 0, "write a consistent backup of the data dir (never the key file)",
+    {"backup", NULL, 0, 0, "write consistent backups of the data and of the key store (never the key file)",
      "The databases are copied as of one point in time while other processes (a running server)\n"
-     "go on writing; store.id, policy.json and the data dir's model files come along. The key\n"
-     "file (pepper, master key) never does: restoring needs it, so keep it backed up apart.\n"
-     "What a backup holds, and when an erasure reaches it: docs/privacy.md. A PostgreSQL store\n"
-     "is backed up with pg_dump (docs/deploy.md).",
+     "go on writing. --out gets the data (sealed events, catalog, ledger, audit, suppression list,\n"
+     "policy.json, the data dir's model files) and no key of any kind; --keys-out gets the key\n"
+     "store (each shopper's data key, wrapped under the master key). Keeping them apart is what\n"
+     "lets an erasure reach backups: a destroyed key shreds the shopper in every data backup, and\n"
+     "only key-store backups older than the erasure still hold it, so keep those no longer than\n"
+     "your erasure deadline. The key file (pepper, master key) is never included. A PostgreSQL\n"
+     "store is backed up with pg_dump (docs/deploy.md). docs/privacy.md, \"Backups\".",
      backup_flags, run_backup},
-    {"restore", "FILE", 1, 1, "restore a backup into a new data dir (needs the store's key file)",
-     "--data-dir names the new data dir (created 0700; an existing one must be empty). The\n"
-     "backup's integrity hash is checked, the store is opened with its key file (--key-file or\n"
-     "the default place for its store id), and the backup's suppression list is applied again:\n"
-     "shoppers erased while the backup was taken do not come back.",
+    {"restore", "FILE", 1, 1, "restore a data backup and a key-store backup into a new data dir",
+     "--data-dir names the new data dir (created 0700; an existing one must be empty), --keys the\n"
+     "key-store backup. Integrity hashes and manifests are checked before anything is written,\n"
+     "the store is opened with its key file (--key-file or the default place for its store id),\n"
+     "the backup's suppression list is applied again, and shoppers whose key the key store does\n"
+     "not hold are removed (their records are shredded). A failed restore removes what it wrote.",
      restore_flags, run_restore},
     {"doctor", NULL, 0, 0, "check a deployment and say what to fix (exit 1 on any problem)",
      "Checks: the data dir (0700, owned by this user) and its files (0600; store.id and\n"

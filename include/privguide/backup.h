@@ -27,29 +27,37 @@ typedef struct pvg_backup_info {
     int files;              /* files in the backup */
     long long bytes;        /* bytes of file content */
     long long suppressed;   /* restore: pseudonyms on the backup's suppression list */
-    long long erased_again; /* restore: of those, users or keys still present, erased again */
+    long long erased_again; /* restore: users or keys erased again (suppressed or keyless) */
 } pvg_backup_info;
 
-/* Writes a backup of the store in data_dir to out_path (created 0600; it
- * must not exist; written to a temporary name and renamed, so a failed
- * backup leaves no file). Needs no key. Refuses (PVG_ERR_STATE) a data dir
- * that still holds a key file (master.key of old versions: `keys move`
- * first) and a store whose backend cannot take snapshots (a PostgreSQL
- * store: back it up with pg_dump). info may be NULL. */
-pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_backup_info *info,
-                            pvg_error *err) PVG_WARN_UNUSED;
+/* Writes a backup of the store in data_dir: the data (sealed events,
+ * catalog, ledger, audit, suppression list, policy, models; no key of any
+ * kind) to out_path, and the key store (each shopper's data key, wrapped
+ * under the master key) to keys_out_path, both from one snapshot; either
+ * may be NULL, not both. Files are created 0600, must not exist, and are
+ * written to temporary names and renamed (a failed backup leaves none).
+ * The key file is never included. Keeping the two apart is what lets an
+ * erasure reach backups: destroying a shopper's data key shreds their
+ * records in every data backup; only key-store backups older than the
+ * erasure still hold it (keep them no longer than the erasure deadline).
+ * Needs no key. Refuses (PVG_ERR_STATE) a data dir that still holds a key
+ * file (master.key of old versions: `keys move` first) and a store whose
+ * backend cannot take snapshots (a PostgreSQL store: pg_dump). info may
+ * be NULL. */
+pvg_status pvg_store_backup(const char *data_dir, const char *out_path, const char *keys_out_path,
+                            pvg_backup_info *info, pvg_error *err) PVG_WARN_UNUSED;
 
-/* Restores the backup in backup_path into new_dir (created 0700; it must
- * not exist, or be an empty directory), checks the file's integrity hash
- * first, then opens the restored store with its key file (key_file, or as
- * pvg_store_open_with finds it; a key file of another store is refused)
- * and re-applies the backup's suppression list: a shopper on it whose user
- * row, data key or model rows are still present (an erasure that was under
- * way when the backup was taken) is erased again. On failure new_dir is
- * left as it is, for inspection; it is not a usable store. info may be
- * NULL. */
-pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const char *key_file,
-                             pvg_backup_info *info, pvg_error *err) PVG_WARN_UNUSED;
+/* Restores a data backup (backup_path) and a key-store backup (keys_path,
+ * of the same store) into new_dir (created 0700; it must not exist, or be
+ * an empty directory). Checks each file's integrity hash and manifest
+ * before writing its files, then opens the restored store with its key
+ * file (key_file, or as pvg_store_open_with finds it; a key file of
+ * another store is refused), re-applies the data backup's suppression
+ * list, and removes the rows of shoppers whose data key the key store does
+ * not hold (erased between the two backups: shredded). On failure what it
+ * wrote is removed again. info may be NULL. */
+pvg_status pvg_store_restore(const char *backup_path, const char *keys_path, const char *new_dir,
+                             const char *key_file, pvg_backup_info *info, pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

@@ -41,14 +41,14 @@ typedef struct pvg_doctor_options {
                                  (root's own data dir: run doctor as root) */
 } pvg_doctor_options;
 
-/* Runs every check. *out: new array of *n findings (pvg_doctor_free), OK
+/* Runs every check. *out: new array of *n findings (pvg_doctor_finding_free), OK
  * ones included, in the order above; *problems: how many are PROBLEM. A
  * check that cannot run is a PROBLEM finding, not an error: the status is
  * PVG_OK unless out of memory or o is invalid. Reads only: it changes
  * nothing, and needs no key beyond reading the key file's mode. */
 pvg_status pvg_doctor_run(const pvg_doctor_options *o, pvg_doctor_finding **out, size_t *n,
                           int *problems, pvg_error *err) PVG_WARN_UNUSED;
-void pvg_doctor_free(pvg_doctor_finding *f);
+void pvg_doctor_finding_free(pvg_doctor_finding *f);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

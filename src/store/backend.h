@@ -417,9 +417,9 @@ struct pvg_backend_ops {
      * inside a transaction. PVG_ERR_BUSY when readers hold old data. */
     pvg_status (*vacuum)(pvg_backend *b, int full, pvg_error *err);
     /* ---- for `store copy` (a store moved between backends) ---- */
-    /* Every credential in key_id order (label set; pointers valid during
-     * the callback; `store copy` and `apikey list` read them so)
-     */
+    /* Every credential in the order they were created (created_at, then
+     * insertion), label set, pointers valid during the callback (`store
+     * copy` and `apikey list` read them so). */
     pvg_status (*creds_foreach)(pvg_backend *b, pvg_backend_cred_fn fn, void *ctx, pvg_error *err);
     /* [txn] item_insert with the row id given (sealed records name items by
      * row id, so a copy keeps them). PVG_ERR_EXISTS when the id is taken. */

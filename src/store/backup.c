@@ -160,12 +160,83 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_backup_info *info,
-                            pvg_error *err)
+/* Writes the files whose kind is `kind` ("data" or "keys") into out_path
+ * (via a temporary name): magic, manifest, contents, integrity hash. */
+static pvg_status write_backup(const char *out_path, const char *kind, const char *sid,
+                               const bk_file *files, const int *is_keys, int n, int *written,
+                               long long *bytes_out, pvg_error *err)
+{
+    int want_keys = strcmp(kind, "keys") == 0;
+    char part[4096];
+    if (snprintf(part, sizeof part, "%s.part.XXXXXX", out_path) >= (int)sizeof part)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, out_path, 0, 0, -1, "path too long");
+    pvg_status st = PVG_OK;
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        if (is_keys[i] == want_keys || strcmp(files[i].name, PVG_STORE_ID_FILE) == 0)
+            json_array_append_new(arr, json_pack("{s:s,s:I}", "name", files[i].name, "size",
+                                                 (json_int_t)files[i].size));
+    json_t *m = json_pack(
+        "{s:i,s:I,s:s,s:s,s:s,s:s,s:o}", "format", 2, "created_at", (json_int_t)time(NULL),
+        "store_id", sid, "backend", "sqlite", "kind", kind, "holds",
+        want_keys ? "the key store: each shopper's data key, wrapped under the master key "
+                    "(never the key file); keep it no longer than the erasure deadline"
+                  : "the data: sealed events, catalog, ledger, audit, suppression list, "
+                    "policy, models; no key of any kind",
+        "files", arr);
+    char *man = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    json_decref(m);
+    if (!man) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    mode_t old = umask(077);
+    int fd = mkstemp(part);
+    umask(old);
+    if (fd < 0) {
+        free(man);
+        return pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "cannot create: %s",
+                                strerror(errno));
+    }
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, BK_HASH);
+    unsigned char len8[8];
+    put_u64(len8, strlen(man));
+    st = write_all(fd, BK_MAGIC, BK_MAGIC_LEN, &h, part, err);
+    if (st == PVG_OK) st = write_all(fd, len8, 8, &h, part, err);
+    if (st == PVG_OK) st = write_all(fd, man, strlen(man), &h, part, err);
+    long long bytes = 0;
+    int count = 0;
+    for (int i = 0; st == PVG_OK && i < n; i++) {
+        if (!(is_keys[i] == want_keys || strcmp(files[i].name, PVG_STORE_ID_FILE) == 0)) continue;
+        st = append_file(fd, &files[i], &h, part, err);
+        bytes += files[i].size;
+        count++;
+    }
+    if (st == PVG_OK) {
+        unsigned char sum[BK_HASH];
+        crypto_generichash_final(&h, sum, BK_HASH);
+        st = write_all(fd, sum, BK_HASH, NULL, part, err);
+    }
+    if (st == PVG_OK && fsync(fd) != 0)
+        st = pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "fsync: %s", strerror(errno));
+    close(fd);
+    if (st == PVG_OK && rename(part, out_path) != 0)
+        st = pvg_error_set_at(err, PVG_ERR_IO, out_path, 0, 0, -1, "cannot rename into place: %s",
+                              strerror(errno));
+    if (st != PVG_OK) unlink(part);
+    free(man);
+    *written = count;
+    *bytes_out = bytes;
+    return st;
+}
+
+pvg_status pvg_store_backup(const char *data_dir, const char *out_path, const char *keys_out_path,
+                            pvg_backup_info *info, pvg_error *err)
 {
     if (info) memset(info, 0, sizeof *info);
-    if (!data_dir || !out_path)
+    if (!data_dir || (!out_path && !keys_out_path))
         return pvg_error_set(err, PVG_ERR_INVALID, "backup: NULL data dir or output");
+    if (out_path && keys_out_path && strcmp(out_path, keys_out_path) == 0)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "backup: the data and the key store go to two different files");
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     char path[4096];
@@ -180,9 +251,11 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
             err, PVG_ERR_NOT_FOUND, data_dir, 0, 0, -1,
             "no SQLite privguide store here (a PostgreSQL store is backed up with "
             "pg_dump: docs/deploy.md)");
-    if (access(out_path, F_OK) == 0)
-        return pvg_error_set_at(err, PVG_ERR_EXISTS, out_path, 0, 0, -1,
-                                "exists already; give a new file name");
+    const char *outs[2] = {out_path, keys_out_path};
+    for (int i = 0; i < 2; i++)
+        if (outs[i] && access(outs[i], F_OK) == 0)
+            return pvg_error_set_at(err, PVG_ERR_EXISTS, outs[i], 0, 0, -1,
+                                    "exists already; give a new file name");
     char sid[2 * PVG_STORE_ID_BYTES + 1];
     st = pvg_keys_store_id(data_dir, 0, sid, err);
     if (st != PVG_OK) return st;
@@ -198,12 +271,13 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
             "tool (for PostgreSQL, pg_dump; docs/deploy.md)",
             be->ops->name);
     }
-    /* the snapshot goes to a private directory next to the output */
-    char snap[4096], part[4096];
-    if (snprintf(snap, sizeof snap, "%s.snap.XXXXXX", out_path) >= (int)sizeof snap ||
-        snprintf(part, sizeof part, "%s.part.XXXXXX", out_path) >= (int)sizeof part) {
+    /* one snapshot (one point in time for data and keys), in a private
+     * directory next to the first output */
+    const char *first = out_path ? out_path : keys_out_path;
+    char snap[4096];
+    if (snprintf(snap, sizeof snap, "%s.snap.XXXXXX", first) >= (int)sizeof snap) {
         be->ops->close(be);
-        return pvg_error_set_at(err, PVG_ERR_INVALID, out_path, 0, 0, -1, "path too long");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, first, 0, 0, -1, "path too long");
     }
     if (!mkdtemp(snap)) {
         be->ops->close(be);
@@ -214,11 +288,13 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
     be->ops->close(be);
 
     bk_file *files = calloc(BK_MAX_FILES, sizeof *files);
+    int *is_keys = calloc(BK_MAX_FILES, sizeof *is_keys);
     int n = 0;
-    if (!files && st == PVG_OK) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if ((!files || !is_keys) && st == PVG_OK) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     static const char *const fixed[] = {PVG_STORE_ID_FILE, "policy.json", "privguide.db",
                                         "keystore.db"};
     for (int i = 0; st == PVG_OK && i < 4; i++) {
+        is_keys[n] = i == 3;
         bk_file *f = &files[n++];
         snprintf(f->name, sizeof f->name, "%s", fixed[i]);
         struct stat sb;
@@ -233,59 +309,14 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
     }
     if (st == PVG_OK) st = add_models(data_dir, "", files, &n, err);
     if (st == PVG_OK) st = add_models(data_dir, PVG_MODEL_SUBDIR, files, &n, err);
-
-    /* the manifest */
-    char *man = NULL;
-    if (st == PVG_OK) {
-        json_t *arr = json_array();
-        for (int i = 0; i < n; i++)
-            json_array_append_new(arr, json_pack("{s:s,s:I}", "name", files[i].name, "size",
-                                                 (json_int_t)files[i].size));
-        json_t *m =
-            json_pack("{s:i,s:I,s:s,s:s,s:s,s:o}", "format", 1, "created_at",
-                      (json_int_t)time(NULL), "store_id", sid, "backend", "sqlite", "holds",
-                      "databases (wrapped data keys, sealed events), store.id, policy.json, "
-                      "models; never the key file",
-                      "files", arr);
-        man = m ? json_dumps(m, JSON_COMPACT) : NULL;
-        json_decref(m);
-        if (!man) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    int written = 0, wk = 0;
+    long long bytes = 0, bk = 0;
+    if (st == PVG_OK && out_path)
+        st = write_backup(out_path, "data", sid, files, is_keys, n, &written, &bytes, err);
+    if (st == PVG_OK && keys_out_path) {
+        st = write_backup(keys_out_path, "keys", sid, files, is_keys, n, &wk, &bk, err);
+        if (st != PVG_OK && out_path) unlink(out_path); /* both or neither */
     }
-    int fd = -1;
-    if (st == PVG_OK) {
-        mode_t old = umask(077);
-        fd = mkstemp(part);
-        umask(old);
-        if (fd < 0)
-            st = pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "cannot create: %s",
-                                  strerror(errno));
-    }
-    crypto_generichash_state h;
-    crypto_generichash_init(&h, NULL, 0, BK_HASH);
-    if (st == PVG_OK) {
-        unsigned char len8[8];
-        put_u64(len8, strlen(man));
-        st = write_all(fd, BK_MAGIC, BK_MAGIC_LEN, &h, part, err);
-        if (st == PVG_OK) st = write_all(fd, len8, 8, &h, part, err);
-        if (st == PVG_OK) st = write_all(fd, man, strlen(man), &h, part, err);
-    }
-    long long bytes = 0;
-    for (int i = 0; st == PVG_OK && i < n; i++) {
-        st = append_file(fd, &files[i], &h, part, err);
-        bytes += files[i].size;
-    }
-    if (st == PVG_OK) {
-        unsigned char sum[BK_HASH];
-        crypto_generichash_final(&h, sum, BK_HASH);
-        st = write_all(fd, sum, BK_HASH, NULL, part, err);
-    }
-    if (st == PVG_OK && fsync(fd) != 0)
-        st = pvg_error_set_at(err, PVG_ERR_IO, part, 0, 0, -1, "fsync: %s", strerror(errno));
-    if (fd >= 0) close(fd);
-    if (st == PVG_OK && rename(part, out_path) != 0)
-        st = pvg_error_set_at(err, PVG_ERR_IO, out_path, 0, 0, -1, "cannot rename into place: %s",
-                              strerror(errno));
-    if (st != PVG_OK && fd >= 0) unlink(part);
     /* the snapshot directory: its two databases, then itself */
     for (int i = 2; i < 4; i++) {
         if (snprintf(path, sizeof path, "%s/%s", snap, fixed[i]) < (int)sizeof path) unlink(path);
@@ -293,11 +324,11 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, pvg_back
     rmdir(snap);
     if (st == PVG_OK && info) {
         snprintf(info->store_id, sizeof info->store_id, "%s", sid);
-        info->files = n;
-        info->bytes = bytes;
+        info->files = written + wk;
+        info->bytes = bytes + bk;
     }
-    free(man);
     free(files);
+    free(is_keys);
     return st;
 }
 
@@ -344,23 +375,54 @@ static pvg_status read_manifest(FILE *f, const char *path, crypto_generichash_st
 }
 
 /* Checks every file entry of the manifest; *n: how many. */
-static pvg_status check_manifest(json_t *m, const char *path, size_t *n, pvg_error *err)
+/* Checks the manifest of a backup of `kind` ("data" or "keys"): format 2,
+ * the kind, a store id, at most BK_MAX_FILES plain names, each once, with
+ * sizes adding up to content_bytes (so nothing is written from a file that
+ * does not hold what it says), and keystore.db only in a key-store backup. */
+static pvg_status check_manifest(json_t *m, const char *path, const char *kind,
+                                 long long content_bytes, size_t *n, pvg_error *err)
 {
     json_t *files = json_object_get(m, "files");
-    if (json_integer_value(json_object_get(m, "format")) != 1 || !json_is_array(files) ||
-        !json_is_string(json_object_get(m, "store_id")))
+    const char *k = json_string_value(json_object_get(m, "kind"));
+    if (json_integer_value(json_object_get(m, "format")) != 2 || !json_is_array(files) ||
+        !json_is_string(json_object_get(m, "store_id")) || !k)
         return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
-                                "manifest: expected format 1 with store_id and files");
+                                "manifest: expected format 2 with kind, store_id and files");
+    if (strcmp(k, kind) != 0)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "a %s backup where a %s backup was expected (the data and the "
+                                "key store are backed up to two files: backup --out / --keys-out)",
+                                k, kind);
     *n = json_array_size(files);
+    if (*n > BK_MAX_FILES)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "manifest: %zu files (at most %d)", *n, BK_MAX_FILES);
+    long long sum = 0;
     for (size_t i = 0; i < *n; i++) {
         json_t *e = json_array_get(files, i);
         const char *name = json_string_value(json_object_get(e, "name"));
         json_t *sz = json_object_get(e, "size");
-        if (!name || !name_ok(name) || !json_is_integer(sz) || json_integer_value(sz) < 0)
+        if (!name || !name_ok(name) || !json_is_integer(sz) || json_integer_value(sz) < 0 ||
+            json_integer_value(sz) > content_bytes)
             return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
                                     "manifest: files[%zu]: expected a plain file name and a size",
                                     i);
+        if ((strcmp(name, "keystore.db") == 0) != (strcmp(kind, "keys") == 0) &&
+            (strcmp(kind, "keys") != 0 || strcmp(name, PVG_STORE_ID_FILE) != 0))
+            return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                    "manifest: files[%zu]: '%s' does not belong in a %s backup",
+                                    i, name, kind);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(name, json_string_value(json_object_get(json_array_get(files, j), "name"))) == 0)
+                return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                        "manifest: files[%zu]: '%s' named twice", i, name);
+        sum += json_integer_value(sz);
     }
+    if (sum != content_bytes)
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, -1,
+                                "manifest: the files' sizes add up to %lld bytes, the file holds "
+                                "%lld",
+                                sum, content_bytes);
     return PVG_OK;
 }
 
@@ -421,18 +483,36 @@ static pvg_status reapply_suppression(pvg_store *s, pvg_backup_info *info, pvg_e
     return st;
 }
 
-pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const char *key_file,
-                             pvg_backup_info *info, pvg_error *err)
+/* Removes what a failed restore wrote into dir (its files, models/, and
+ * dir itself when the restore made it). */
+static void restore_undo(const char *dir, int made_dir)
 {
-    if (info) memset(info, 0, sizeof *info);
-    if (!backup_path || !new_dir)
-        return pvg_error_set(err, PVG_ERR_INVALID, "restore: NULL backup or data dir");
-    pvg_status st = pvg_init();
-    if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
-    FILE *f = fopen(backup_path, "rb");
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s/%s", dir, PVG_MODEL_SUBDIR);
+    const char *dirs[2] = {sub, dir};
+    for (int k = 0; k < 2; k++) {
+        DIR *d = opendir(dirs[k]);
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+            char p[4096];
+            if (snprintf(p, sizeof p, "%s/%s", dirs[k], de->d_name) < (int)sizeof p) unlink(p);
+        }
+        if (d) closedir(d);
+        if (k == 0) rmdir(sub);
+    }
+    if (made_dir) rmdir(dir);
+}
+
+/* Checks the integrity hash of the backup at path, then writes its files
+ * (a backup of `kind`) into new_dir; *sid gets its store id (malloc'd). */
+static pvg_status extract(const char *path, const char *kind, const char *new_dir, char **sid,
+                          int *files_out, long long *bytes_out, pvg_error *err)
+{
+    *sid = NULL;
+    FILE *f = fopen(path, "rb");
     if (!f)
-        return pvg_error_set_at(err, PVG_ERR_IO, backup_path, 0, 0, -1, "cannot open: %s",
-                                strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
     /* pass 1: the integrity hash over the whole file */
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, BK_HASH);
@@ -440,7 +520,7 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
     long long total = fstat(fileno(f), &sb) == 0 ? (long long)sb.st_size : -1;
     if (total < BK_MAGIC_LEN + 8 + BK_HASH) {
         fclose(f);
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, backup_path, 0, 0, -1,
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, -1,
                                 "too short for a privguide backup");
     }
     unsigned char buf[1 << 16], sum[BK_HASH], want[BK_HASH];
@@ -456,7 +536,7 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
         sodium_memcmp(sum, want, BK_HASH) != 0) {
         fclose(f);
         return pvg_error_set_at(
-            err, PVG_ERR_CORRUPT, backup_path, 0, 0, total - BK_HASH,
+            err, PVG_ERR_CORRUPT, path, 0, 0, total - BK_HASH,
             "the integrity hash does not match: the backup is damaged or truncated");
     }
     /* pass 2: manifest and files */
@@ -464,21 +544,8 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
     long long off = 0;
     json_t *m = NULL;
     size_t n = 0;
-    st = read_manifest(f, backup_path, NULL, &m, &off, err);
-    if (st == PVG_OK) st = check_manifest(m, backup_path, &n, err);
-    if (st == PVG_OK && mkdir(new_dir, 0700) != 0) {
-        DIR *d = errno == EEXIST ? opendir(new_dir) : NULL;
-        int empty = d != NULL;
-        struct dirent *de;
-        while (d && (de = readdir(d)) != NULL)
-            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) empty = 0;
-        if (d) closedir(d);
-        if (!empty)
-            st = pvg_error_set_at(err, PVG_ERR_EXISTS, new_dir, 0, 0, -1,
-                                  "exists and is not an empty directory: restore into a new one");
-        else
-            chmod(new_dir, 0700);
-    }
+    pvg_status st = read_manifest(f, path, NULL, &m, &off, err);
+    if (st == PVG_OK) st = check_manifest(m, path, kind, total - BK_HASH - off, &n, err);
     long long bytes = 0;
     json_t *files = m ? json_object_get(m, "files") : NULL;
     for (size_t i = 0; st == PVG_OK && i < n; i++) {
@@ -494,13 +561,22 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
                 st = pvg_error_set_at(err, PVG_ERR_IO, sub, 0, 0, -1, "cannot create: %s",
                                       strerror(errno));
         }
+        /* store.id comes in both backups: the second must match the first */
+        if (st == PVG_OK && strcmp(name, PVG_STORE_ID_FILE) == 0 && access(out, F_OK) == 0) {
+            for (long long l = size; st == PVG_OK && l > 0;) {
+                size_t k = l < (long long)sizeof buf ? (size_t)l : sizeof buf;
+                st = read_exact(f, buf, k, NULL, path, &off, err);
+                l -= (long long)k;
+            }
+            continue;
+        }
         int fd = st == PVG_OK ? open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
         if (st == PVG_OK && fd < 0)
             st = pvg_error_set_at(err, PVG_ERR_IO, out, 0, 0, -1, "cannot create: %s",
                                   strerror(errno));
         for (long long l = size; st == PVG_OK && l > 0;) {
             size_t k = l < (long long)sizeof buf ? (size_t)l : sizeof buf;
-            st = read_exact(f, buf, k, NULL, backup_path, &off, err);
+            st = read_exact(f, buf, k, NULL, path, &off, err);
             if (st == PVG_OK) st = write_all(fd, buf, k, NULL, out, err);
             l -= (long long)k;
         }
@@ -509,25 +585,123 @@ pvg_status pvg_store_restore(const char *backup_path, const char *new_dir, const
         if (fd >= 0) close(fd);
         bytes += size;
     }
-    if (st == PVG_OK && off != total - BK_HASH)
-        st = pvg_error_set_at(
-            err, PVG_ERR_CORRUPT, backup_path, 0, 0, off,
-            "the manifest's sizes do not add up to the file (%lld bytes of content left over)",
-            total - BK_HASH - off);
     fclose(f);
-    const char *sid = m ? json_string_value(json_object_get(m, "store_id")) : NULL;
-    if (st == PVG_OK && info) {
-        snprintf(info->store_id, sizeof info->store_id, "%s", sid ? sid : "");
-        info->files = (int)n;
-        info->bytes = bytes;
-    }
+    const char *id = m ? json_string_value(json_object_get(m, "store_id")) : NULL;
+    if (st == PVG_OK && !(*sid = strdup(id ? id : "")))
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     json_decref(m);
-    if (st != PVG_OK) return st;
+    *files_out = (int)n;
+    *bytes_out = bytes;
+    return st;
+}
+
+/* Users whose data key the key store does not hold (erased after the data
+ * backup was taken, before the key-store backup): their records are
+ * shredded; the rows and model rows go too. */
+typedef struct keyless_ctx {
+    pvg_store *s;
+    unsigned char (*p)[16];
+    int64_t *id;
+    size_t n, cap;
+    pvg_status st;
+    pvg_error *err;
+} keyless_ctx;
+
+static int keyless_take(void *ctx, const pvg_backend_user *u)
+{
+    keyless_ctx *c = ctx;
+    pvg_backend_key k;
+    pvg_status st = PVG_B(c->s, key_get, u->pseudonym, &k, c->err);
+    if (st == PVG_OK) return 0;
+    if (st != PVG_ERR_NOT_FOUND) {
+        c->st = st;
+        return 1;
+    }
+    pvg_error_clear(c->err);
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        void *np = realloc(c->p, cap * sizeof *c->p), *ni = np ? realloc(c->id, cap * sizeof *c->id) : NULL;
+        if (np) c->p = np;
+        if (!np || !ni) {
+            c->st = pvg_error_set(c->err, PVG_ERR_NOMEM, "out of memory");
+            return 1;
+        }
+        c->id = ni;
+        c->cap = cap;
+    }
+    memcpy(c->p[c->n], u->pseudonym, 16);
+    c->id[c->n++] = u->id;
+    return 0;
+}
+
+static pvg_status drop_keyless(pvg_store *s, long long *dropped, pvg_error *err)
+{
+    keyless_ctx c = {s, NULL, NULL, 0, 0, PVG_OK, err};
+    pvg_status st = PVG_B(s, users_foreach, NULL, keyless_take, &c, err);
+    if (st == PVG_ERR_ABORTED) st = c.st;
+    for (size_t i = 0; st == PVG_OK && i < c.n; i++) {
+        st = PVG_B(s, user_delete, c.id[i], c.p[i], err);
+        int rewritten = 0;
+        if (st == PVG_OK) st = pvg_model_dir_erase_user(s->dir, s, c.p[i], &rewritten, err);
+    }
+    *dropped = (long long)c.n;
+    free(c.p);
+    free(c.id);
+    return st;
+}
+
+pvg_status pvg_store_restore(const char *backup_path, const char *keys_path, const char *new_dir,
+                             const char *key_file, pvg_backup_info *info, pvg_error *err)
+{
+    if (info) memset(info, 0, sizeof *info);
+    if (!backup_path || !new_dir)
+        return pvg_error_set(err, PVG_ERR_INVALID, "restore: NULL backup or data dir");
+    if (!keys_path)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "restore: a data backup holds no key: give the key-store backup too "
+                             "(written by backup --keys-out)");
+    pvg_status st = pvg_init();
+    if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
+    int made_dir = 0;
+    if (mkdir(new_dir, 0700) == 0) made_dir = 1;
+    else {
+        DIR *d = errno == EEXIST ? opendir(new_dir) : NULL;
+        int empty = d != NULL;
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL)
+            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) empty = 0;
+        if (d) closedir(d);
+        if (!empty)
+            return pvg_error_set_at(err, PVG_ERR_EXISTS, new_dir, 0, 0, -1,
+                                    "exists and is not an empty directory: restore into a new one");
+        chmod(new_dir, 0700);
+    }
+    char *sid = NULL, *ksid = NULL;
+    int nf = 0, nk = 0;
+    long long bytes = 0, kbytes = 0;
+    st = extract(backup_path, "data", new_dir, &sid, &nf, &bytes, err);
+    if (st == PVG_OK) st = extract(keys_path, "keys", new_dir, &ksid, &nk, &kbytes, err);
+    if (st == PVG_OK && strcmp(sid, ksid) != 0)
+        st = pvg_error_set_at(err, PVG_ERR_INVALID, keys_path, 0, 0, -1,
+                              "the key store of store %s, the data of store %s", ksid, sid);
+    if (st == PVG_OK && info) {
+        snprintf(info->store_id, sizeof info->store_id, "%s", sid);
+        info->files = nf + nk;
+        info->bytes = bytes + kbytes;
+    }
+    free(sid);
+    free(ksid);
     /* the restored store opens with its key file, then erasure sticks */
     pvg_store *s = NULL;
-    pvg_store_open_options o = {.key_file = key_file};
-    st = pvg_store_open_with(new_dir, &o, &s, err);
+    if (st == PVG_OK) {
+        pvg_store_open_options o = {.key_file = key_file};
+        st = pvg_store_open_with(new_dir, &o, &s, err);
+    }
     if (st == PVG_OK) st = reapply_suppression(s, info, err);
+    long long dropped = 0;
+    if (st == PVG_OK) st = drop_keyless(s, &dropped, err);
+    if (st == PVG_OK && info) info->erased_again += dropped;
     pvg_store_free(s);
+    if (st != PVG_OK) restore_undo(new_dir, made_dir);
     return st;
 }

@@ -364,7 +364,7 @@ pvg_status pvg_doctor_run(const pvg_doctor_options *o, pvg_doctor_finding **out,
     return PVG_OK;
 }
 
-void pvg_doctor_free(pvg_doctor_finding *f)
+void pvg_doctor_finding_free(pvg_doctor_finding *f)
 {
     free(f);
 }

@@ -36,15 +36,20 @@ ERASED=17850
 timeout 30 "$PVG" user delete "$ERASED" --data-dir "$D" >/dev/null || fail "user delete"
 
 # ---- backup: needs no key at all ----
-env -u PRIVGUIDE_KEY_FILE XDG_CONFIG_HOME=$T/nowhere timeout 60 "$PVG" backup --data-dir "$D" --out "$T/b1.pvgb" --json >"$T/b1.json" \
+env -u PRIVGUIDE_KEY_FILE XDG_CONFIG_HOME=$T/nowhere timeout 60 "$PVG" backup --data-dir "$D" --out "$T/b1.pvgb" --keys-out "$T/k1.pvgk" --json >"$T/b1.json" \
     || fail "backup (without any key available)"
-grep -q '"key_material":false' "$T/b1.json" || fail "backup --json: $(cat "$T/b1.json")"
+grep -q '"key_file":false' "$T/b1.json" || fail "backup --json: $(cat "$T/b1.json")"
+[ "$(stat -c %a "$T/k1.pvgk")" = 600 ] || fail "the key-store backup is not 0600"
+# the data backup holds no key store (wrapped keys live only in the key-store backup)
+grep -a -q '"name":"keystore.db"' "$T/b1.pvgb" && fail "the data backup holds the key store"
+grep -a -q '"name":"privguide.db"' "$T/k1.pvgk" && fail "the key-store backup holds the data"
 [ "$(stat -c %a "$T/b1.pvgb")" = 600 ] || fail "the backup file is not 0600"
 timeout 60 "$PVG" backup --data-dir "$D" --out "$T/b1.pvgb" >/dev/null 2>&1 && fail "backup over an existing file must be refused"
 ls "$T" | grep -q -e '\.part\.' -e '\.snap\.' && fail "backup left temporary files: $(ls "$T")"
 
 # ---- no key material in it ----
-python3 - "$KEY" "$T/b1.pvgb" <<'PY' || fail "the backup holds key material"
+cat "$T/b1.pvgb" "$T/k1.pvgk" >"$T/both.bin"
+python3 - "$KEY" "$T/both.bin" <<'PY' || fail "the backup holds key material"
 import base64, binascii, sys
 key, bk = open(sys.argv[1]).read().split("\n"), open(sys.argv[2], "rb").read()
 secrets = []
@@ -67,16 +72,18 @@ PY
 grep -a -q "privguide-keys" "$T/b1.pvgb" && fail "the backup holds a key file"
 
 # ---- restore: refused without the right key, refused over a non-empty dir ----
-env -u PRIVGUIDE_KEY_FILE XDG_CONFIG_HOME=$T/nowhere timeout 60 "$PVG" restore "$T/b1.pvgb" --data-dir "$T/nokey" >/dev/null 2>&1 \
+env -u PRIVGUIDE_KEY_FILE XDG_CONFIG_HOME=$T/nowhere timeout 60 "$PVG" restore "$T/b1.pvgb" --keys "$T/k1.pvgk" --data-dir "$T/nokey" >/dev/null 2>&1 \
     && fail "restore without the key file must fail"
 mkdir "$T/full" && touch "$T/full/x"
-timeout 60 "$PVG" restore "$T/b1.pvgb" --data-dir "$T/full" >/dev/null 2>&1 && fail "restore into a non-empty dir must fail"
+timeout 60 "$PVG" restore "$T/b1.pvgb" --keys "$T/k1.pvgk" --data-dir "$T/full" >/dev/null 2>&1 && fail "restore into a non-empty dir must fail"
+timeout 60 "$PVG" restore "$T/b1.pvgb" --keys "$T/b1.pvgb" --data-dir "$T/swapped" >/dev/null 2>&1 && fail "a data backup given as the key store must be refused"
+[ -e "$T/swapped" ] && fail "a failed restore left $T/swapped behind"
 cp "$T/b1.pvgb" "$T/bad.pvgb"
 printf 'X' | dd of="$T/bad.pvgb" bs=1 seek=5000 conv=notrunc 2>/dev/null
-timeout 60 "$PVG" restore "$T/bad.pvgb" --data-dir "$T/badrestore" >"$T/bad.out" 2>&1 && fail "a damaged backup must be refused"
+timeout 60 "$PVG" restore "$T/bad.pvgb" --keys "$T/k1.pvgk" --data-dir "$T/badrestore" >"$T/bad.out" 2>&1 && fail "a damaged backup must be refused"
 grep -q "integrity" "$T/bad.out" || fail "damaged backup message: $(cat "$T/bad.out")"
 R=$T/restored
-timeout 60 "$PVG" restore "$T/b1.pvgb" --data-dir "$R" --key-file "$KEY" --json >"$T/r1.json" || fail "restore"
+timeout 60 "$PVG" restore "$T/b1.pvgb" --keys "$T/k1.pvgk" --data-dir "$R" --key-file "$KEY" --json >"$T/r1.json" || fail "restore"
 grep -q '"suppressed":1' "$T/r1.json" || fail "restore: the suppression list must hold the erased shopper: $(cat "$T/r1.json")"
 [ "$(stat -c %a "$R")" = 700 ] || fail "the restored data dir is not 0700"
 timeout 120 "$PVG" store check --data-dir "$R" >/dev/null || fail "store check of the restored store"
@@ -141,12 +148,25 @@ while time.time() < deadline:
 PY
 WRITER=${PIDS[-1]}
 wait_for 30 grep -s -q -x 3 "$T/writer.log" || fail "the event writer made no progress"
-timeout 120 "$PVG" backup --data-dir "$D" --out "$T/b2.pvgb" >/dev/null || fail "backup while the server writes"
+timeout 120 "$PVG" backup --data-dir "$D" --out "$T/b2.pvgb" --keys-out "$T/k2.pvgk" >/dev/null || fail "backup while the server writes"
 N0=$(tail -1 "$T/writer.log")
 past() { [ "$(tail -1 "$T/writer.log")" -gt "$((N0 + 2))" ]; }
 wait_for 30 past || fail "the writer stalled after the backup"
 kill -TERM "$WRITER" 2>/dev/null
-timeout 60 "$PVG" restore "$T/b2.pvgb" --data-dir "$T/restored2" --key-file "$KEY" >/dev/null || fail "restore of the live backup"
+timeout 60 "$PVG" restore "$T/b2.pvgb" --keys "$T/k2.pvgk" --data-dir "$T/restored2" --key-file "$KEY" >/dev/null || fail "restore of the live backup"
 timeout 120 "$PVG" store check --data-dir "$T/restored2" >"$T/check2.log" 2>&1 || fail "store check of the backup taken under writes"
 echo "backup while serving: taken between batches $N0 and $(tail -1 "$T/writer.log") of 50 events; its restore passes store check"
+
+# ---- an erasure after a data backup reaches it: restored with a newer key store ----
+LATE=$(timeout 30 "$PVG" user export 12583 --data-dir "$D" >/dev/null 2>&1 && echo 12583)
+[ -n "$LATE" ] || fail "shopper 12583 not in the sample store"
+timeout 30 "$PVG" user delete "$LATE" --data-dir "$D" >/dev/null || fail "user delete (after the backup)"
+timeout 120 "$PVG" backup --data-dir "$D" --keys-out "$T/k3.pvgk" >/dev/null || fail "key-store backup after the erasure"
+timeout 60 "$PVG" restore "$T/b1.pvgb" --keys "$T/k3.pvgk" --data-dir "$T/restored3" --key-file "$KEY" --json >"$T/r3.json" \
+    || fail "restore of the old data backup with the newer key store"
+timeout 30 "$PVG" user export "$LATE" --data-dir "$T/restored3" >/dev/null 2>&1 \
+    && fail "a shopper erased after the data backup came back from it"
+grep -q '"erased_again":[1-9]' "$T/r3.json" || fail "restore must report the shredded shopper: $(cat "$T/r3.json")"
+timeout 30 "$PVG" user export 13047 --data-dir "$T/restored3" >/dev/null || fail "another shopper lost in the restore"
+echo "erased after the data backup: gone from its restore with the newer key-store backup"
 echo "backup_restore: ok"

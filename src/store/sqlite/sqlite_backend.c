@@ -387,7 +387,7 @@ static const struct {
                                   " WHERE kind=?1 AND dataset=?2"
                                   " ORDER BY created_at DESC, release_id DESC LIMIT 1"},
     [Q_CREDS_ALL] = {DB_MAIN, "SELECT key_id,kind,role,label,user_pseudonym,secret_hash,rate_per_s,"
-                              "created_at,expires_at,revoked FROM auth_keys ORDER BY key_id"},
+                              "created_at,expires_at,revoked FROM auth_keys ORDER BY created_at, rowid"},
     [Q_ITEM_INSERT_AT] = {DB_MAIN,
                           "INSERT INTO items(ext_id, title, category, price, attrs, updated_at,"
                           " catalog, id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},

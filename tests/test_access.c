@@ -390,10 +390,42 @@ static void test_similar_and_file_model(void **state)
     assert_int_equal(pvg_access_recommend(&none, &rq, out, &ans, &err), PVG_ERR_INVALID);
 }
 
+static int count_deletes(void *ctx, const pvg_access_audit_view *v)
+{
+    int *n = ctx;
+    if (strcmp(v->action, "delete") == 0 || strcmp(v->action, "export") == 0) (*n)++;
+    return 0;
+}
+
+/* A shopper erased with "allow return" who comes back (the same id, so the
+ * same pseudonym) sees only the audit entries of the new account. */
+static void test_audit_of_user_after_return(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "cli");
+    pvg_error err;
+    char *json = NULL;
+    assert_int_equal(pvg_access_export(&g, "u3", &json, &err), PVG_OK);
+    free(json);
+    assert_int_equal(pvg_access_erase_flags(&g, "u3", PVG_ERASE_ALLOW_RETURN, NULL, NULL, &err), PVG_OK);
+    put(f->s, "u3", "i1");
+    int seen = 0;
+    long long total = 0;
+    assert_int_equal(pvg_access_audit_of_user(&g, "u3", 50, count_deletes, &seen, &total, &err), PVG_OK);
+    assert_int_equal(seen, 0); /* neither the old export nor the erasure */
+    assert_int_equal(pvg_access_export(&g, "u3", &json, &err), PVG_OK);
+    free(json);
+    seen = 0;
+    assert_int_equal(pvg_access_audit_of_user(&g, "u3", 50, count_deletes, &seen, &total, &err), PVG_OK);
+    assert_int_equal(seen, 1); /* the new account's export */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_purpose_consent_from_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_of_user_after_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consent_off_denied_and_audited_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failure_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erased_not_found_and_non_personalised, setup,

@@ -963,6 +963,13 @@ static int audit_scan_one(void *ctx, const pvg_audit_entry *e)
 {
     audit_scan *a = ctx;
     if (!e->subject || strcmp(e->subject, a->subject) != 0) return 0;
+    if (e->action && strcmp(e->action, "delete") == 0 && e->detail &&
+        strstr(e->detail, "outcome=allowed")) {
+        /* an erasure ends the account: a shopper who comes back (same id,
+         * so the same pseudonym) sees only what happened since */
+        a->total = 0;
+        return 0;
+    }
     audit_slot *s = &a->ring[(size_t)(a->total % (long long)a->cap)];
     a->total++;
     s->seq = e->seq;

@@ -35,6 +35,31 @@ typedef struct doc {
     uid_t owner; /* who must own the data dir and its files */
 } doc;
 
+/* s quoted for a POSIX shell when it holds anything but safe characters
+ * (a fix is a command an operator may paste: a file name must not run). */
+static const char *shq(const char *s, char *buf, size_t cap)
+{
+    size_t i = 0;
+    int safe = *s != 0;
+    for (const char *p = s; *p && safe; p++)
+        safe = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+               strchr("_./:@%+=,-", *p) != NULL;
+    if (safe) return s;
+    buf[i++] = '\'';
+    for (const char *p = s; *p && i + 5 < cap; p++) {
+        if (*p == '\'') {
+            memcpy(buf + i, "'\\''", 4);
+            i += 4;
+        } else {
+            buf[i++] = *p;
+        }
+    }
+    buf[i++] = '\'';
+    buf[i] = 0;
+    return buf;
+}
+#define SHQ(s) shq((s), (char[8400]){0}, 8400)
+
 static void add(doc *d, const char *check, pvg_doctor_level lv, const char *fix, const char *fmt,
                 ...) PVG_PRINTF(5, 6);
 static void add(doc *d, const char *check, pvg_doctor_level lv, const char *fix, const char *fmt,
@@ -64,7 +89,7 @@ static void check_data_dir(doc *d, const char *dir)
     }
     int bad = 0;
     if ((sb.st_mode & 077) != 0) {
-        snprintf(fix, sizeof fix, "chmod 700 %s", dir);
+        snprintf(fix, sizeof fix, "chmod 700 %s", SHQ(dir));
         add(d, "data_dir", PVG_DOCTOR_PROBLEM, fix,
             "%s is mode %03o: others can list or enter it (want 0700)", dir,
             (unsigned)(sb.st_mode & 0777));
@@ -72,7 +97,7 @@ static void check_data_dir(doc *d, const char *dir)
     }
     if (sb.st_uid != d->owner) {
         snprintf(fix, sizeof fix, "chown -R %u %s (the user the service runs as)",
-                 (unsigned)d->owner, dir);
+                 (unsigned)d->owner, SHQ(dir));
         add(d, "data_dir", PVG_DOCTOR_PROBLEM, fix,
             "%s is owned by uid %u, not by the service user (uid %u)", dir, (unsigned)sb.st_uid,
             (unsigned)d->owner);
@@ -100,7 +125,7 @@ static void check_files_in(doc *d, const char *dir, int *checked, int *bad)
         if (S_ISDIR(sb.st_mode)) {
             if (strcmp(de->d_name, PVG_MODEL_SUBDIR) == 0) check_files_in(d, path, checked, bad);
             if ((sb.st_mode & 077) != 0) {
-                snprintf(fix, sizeof fix, "chmod 700 %s", path);
+                snprintf(fix, sizeof fix, "chmod 700 %s", SHQ(path));
                 add(d, "data_files", PVG_DOCTOR_PROBLEM, fix, "%s is mode %03o (want 0700)", path,
                     (unsigned)(sb.st_mode & 0777));
                 (*bad)++;
@@ -113,13 +138,13 @@ static void check_files_in(doc *d, const char *dir, int *checked, int *bad)
             strcmp(de->d_name, PVG_STORE_ID_FILE) == 0 || strcmp(de->d_name, "policy.json") == 0;
         mode_t forbidden = public_ok ? 022 : 077;
         if ((sb.st_mode & forbidden) != 0) {
-            snprintf(fix, sizeof fix, "chmod 600 %s", path);
+            snprintf(fix, sizeof fix, "chmod 600 %s", SHQ(path));
             add(d, "data_files", PVG_DOCTOR_PROBLEM, fix, "%s is mode %03o: %s (want 0600)", path,
                 (unsigned)(sb.st_mode & 0777),
                 public_ok ? "others can change it" : "others can read it");
             (*bad)++;
         } else if (sb.st_uid != d->owner) {
-            snprintf(fix, sizeof fix, "chown %u %s", (unsigned)d->owner, path);
+            snprintf(fix, sizeof fix, "chown %u %s", (unsigned)d->owner, SHQ(path));
             add(d, "data_files", PVG_DOCTOR_PROBLEM, fix,
                 "%s is owned by uid %u, not by the service user (uid %u)", path,
                 (unsigned)sb.st_uid, (unsigned)d->owner);
@@ -144,7 +169,7 @@ static void check_key_file(doc *d, const char *dir, const char *key_file)
     snprintf(legacy, sizeof legacy, "%s/%s", dir, PVG_LEGACY_KEY_FILE);
     if (access(legacy, F_OK) == 0) {
         snprintf(fix, sizeof fix, "privguide keys move --data-dir %s --key-file PATH-OUTSIDE-IT",
-                 dir);
+                 SHQ(dir));
         add(d, "key_file", PVG_DOCTOR_PROBLEM, fix,
             "%s: the keys are inside the data dir (every copy or backup carries them)", legacy);
         return;
@@ -173,7 +198,7 @@ static void check_key_file(doc *d, const char *dir, const char *key_file)
         return;
     }
     if ((sb.st_mode & 077) != 0) {
-        snprintf(fix, sizeof fix, "chmod 600 %s", path);
+        snprintf(fix, sizeof fix, "chmod 600 %s", SHQ(path));
         add(d, "key_file", PVG_DOCTOR_PROBLEM, fix,
             "%s is mode %03o: others can read the keys (want 0600)", path,
             (unsigned)(sb.st_mode & 0777));
@@ -181,7 +206,7 @@ static void check_key_file(doc *d, const char *dir, const char *key_file)
     }
     if (access(path, R_OK) != 0) {
         snprintf(fix, sizeof fix,
-                 "make %s readable by uid %u (or pass it with systemd LoadCredential=)", path,
+                 "make %s readable by uid %u (or pass it with systemd LoadCredential=)", SHQ(path),
                  (unsigned)geteuid());
         add(d, "key_file", PVG_DOCTOR_PROBLEM, fix, "%s: %s", path, strerror(errno));
         return;
@@ -208,7 +233,7 @@ static void check_budget(doc *d, const char *dir)
 {
     char fix[8400];
     snprintf(fix, sizeof fix,
-             "privguide budget set --epsilon E --delta D --data-dir %s (docs/dp.md)", dir);
+             "privguide budget set --epsilon E --delta D --data-dir %s (docs/dp.md)", SHQ(dir));
     if (!pvg_sqlite_backend_exists(dir)) {
         add(d, "budget", PVG_DOCTOR_PROBLEM, "run `privguide init` first", "%s: no privguide store",
             dir);
@@ -237,7 +262,8 @@ static void check_model(doc *d, const char *dir, const char *model_path)
     const char *path =
         model_path ? model_path : pvg_server_default_model_path(dir, buf, sizeof buf);
     snprintf(fix, sizeof fix,
-             "privguide train --model ials --data-dir %s --out %s (serve reloads it)", dir, path);
+             "privguide train --model ials --data-dir %s --out %s (serve reloads it)", SHQ(dir),
+             SHQ(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         add(d, "model", PVG_DOCTOR_PROBLEM, fix,

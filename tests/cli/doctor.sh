@@ -99,4 +99,11 @@ doctor disk --min-free-mb 100000000
 # text output names the fix too
 "$PVG" doctor --data-dir "$D" --port "$PORT" --min-free-mb 100000000 >"$T/out.txt"; [ $? = 1 ] || fail "text mode exit status"
 grep -q "fix:" "$T/out.txt" || fail "text output without a fix line"
+# a fix is a command to paste: a hostile file name in it is quoted, never run
+mkdir -p "$D/models"
+BAD="$D/models/x;touch \${HOME}pwned;#"
+touch "$BAD" && chmod 644 "$BAD"
+"$PVG" doctor --data-dir "$D" --port "$PORT" >"$T/out.txt" 2>&1
+grep -F -q "chmod 600 '$BAD'" "$T/out.txt" || fail "the fix must quote the file name: $(grep -F 'pwned' "$T/out.txt")"
+rm -f "$BAD"
 echo "doctor: ok (8 misconfigurations found, each alone; healthy and serving deployments pass)"

@@ -206,6 +206,12 @@ static void test_bad_policy(void **state)
     o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5, \"fields\": [\"colour\"]}}}";
     assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, "fields[0]"));
+    /* a purpose's consent switch is null, "personalization" or "analytics":
+     * anything else would open collection the consent page calls gated */
+    o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5}},"
+                    " \"purposes\": [{\"name\": \"p\", \"event_types\": [\"view\"], \"consent\": true}]}";
+    assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "purposes\"[0].consent"));
     rm_rf(root);
     free(dir);
     free(root);

@@ -136,6 +136,26 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
                               "\"purposes\": expected an array of {name, description, event_types, consent}");
         goto out;
     }
+    /* every purpose: a name, and the consent switch that governs it: absent
+     * or null (none: e.g. orders), "personalization" or "analytics" */
+    for (size_t i = 0; purposes && i < json_array_size(purposes); i++) {
+        json_t *pu = json_array_get(purposes, i);
+        json_t *c = json_is_object(pu) ? json_object_get(pu, "consent") : NULL;
+        const char *cs = json_string_value(c);
+        if (!json_is_object(pu) || !json_is_string(json_object_get(pu, "name"))) {
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
+                                  "\"purposes\"[%zu]: expected an object with a string \"name\"", i);
+            goto out;
+        }
+        if (c && !json_is_null(c) &&
+            !(cs && (strcmp(cs, "personalization") == 0 || strcmp(cs, "analytics") == 0))) {
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
+                                  "\"purposes\"[%zu].consent: expected null, \"personalization\" or "
+                                  "\"analytics\"",
+                                  i);
+            goto out;
+        }
+    }
     out->text = strdup(text);
     if (!out->text) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
 out:

@@ -68,7 +68,8 @@ static int item_cb(void *ctx, const pvg_item *it)
         p->item_cat = realloc(p->item_cat, p->cap_items * sizeof *p->item_cat);
     }
     p->item_ids[p->n_items] = it->id; /* row-id order: sorted */
-    p->item_cat[p->n_items++] = find_name(p, it->category && *it->category ? it->category : "(none)");
+    p->item_cat[p->n_items++] =
+        find_name(p, it->category && *it->category ? it->category : "(none)");
     return 0;
 }
 
@@ -77,8 +78,10 @@ static int cat_of(const plain *p, int64_t id)
     size_t lo = 0, hi = p->n_items;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (p->item_ids[mid] < id) lo = mid + 1;
-        else hi = mid;
+        if (p->item_ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < p->n_items && p->item_ids[lo] == id ? p->item_cat[lo] : -1;
 }
@@ -125,7 +128,8 @@ int main(int argc, char **argv)
         found = access(path, R_OK) == 0;
     }
     if (!found) {
-        fprintf(stderr, "bench_dp_query: online-retail/online-retail.csv.gz not found (give the shared data dir)\n");
+        fprintf(stderr, "bench_dp_query: online-retail/online-retail.csv.gz not found (give the "
+                        "shared data dir)\n");
         return 77;
     }
     char tmpl[] = "/tmp/pvg-bench-dp-XXXXXX";
@@ -161,13 +165,15 @@ int main(int argc, char **argv)
         memset(p.sum, 0, p.n_names * sizeof *p.sum);
         p.want_sum = 0;
         t0 = now_s();
-        if (pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, plain_user, &p, &err) != PVG_OK)
+        if (pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, plain_user, &p, &err) !=
+            PVG_OK)
             return die("plain count", &err);
         double d = now_s() - t0;
         if (d < best_pc) best_pc = d;
         p.want_sum = 1;
         t0 = now_s();
-        if (pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, plain_user, &p, &err) != PVG_OK)
+        if (pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, plain_user, &p, &err) !=
+            PVG_OK)
             return die("plain sum", &err);
         d = now_s() - t0;
         if (d < best_ps) best_ps = d;
@@ -205,31 +211,41 @@ int main(int argc, char **argv)
         int c = -1;
         for (size_t k = 0; k < p.n_names; k++)
             if (strcmp(p.names[k], rc->rows[i].group) == 0) c = (int)k;
-        if (c >= 0 && p.count[c] > 0) relc[nrc++] = fabs(rc->rows[i].value - p.count[c]) / p.count[c];
+        if (c >= 0 && p.count[c] > 0)
+            relc[nrc++] = fabs(rc->rows[i].value - p.count[c]) / p.count[c];
     }
     for (size_t i = 1; i < nrc; i++)
         for (size_t j = i; j > 0 && relc[j - 1] > relc[j]; j--) {
-            double t = relc[j]; relc[j] = relc[j - 1]; relc[j - 1] = t;
+            double t = relc[j];
+            relc[j] = relc[j - 1];
+            relc[j - 1] = t;
         }
     double med = nrc ? relc[nrc / 2] : NAN;
     long long plain_groups = 0;
-    for (size_t k = 0; k < p.n_names; k++) plain_groups += p.count[k] > 0;
+    for (size_t k = 0; k < p.n_names; k++)
+        plain_groups += p.count[k] > 0;
     double ratio_c = best_dc / best_pc, ratio_s = best_ds / best_ps;
-    printf("{\"bench\":\"dp_query\",\"dataset\":\"online-retail\",\"rows\":%lld,\"users\":%lld,\"events\":%lld,"
+    printf("{\"bench\":\"dp_query\",\"dataset\":\"online-retail\",\"rows\":%lld,\"users\":%lld,"
+           "\"events\":%lld,"
            "\"ingest_s\":%.3f,\"categories_plain\":%lld,"
            "\"plain_count_s\":%.4f,\"dp_count_s\":%.4f,\"ratio_count\":%.3f,"
-           "\"plain_sum_s\":%.4f,\"dp_sum_s\":%.4f,\"ratio_sum\":%.3f,\"ratio\":%.3f,\"target_ratio\":1.5,"
-           "\"dp_count_groups_released\":%zu,\"dp_sum_groups_released\":%zu,\"selection_threshold\":%ld,"
+           "\"plain_sum_s\":%.4f,\"dp_sum_s\":%.4f,\"ratio_sum\":%.3f,\"ratio\":%.3f,\"target_"
+           "ratio\":1.5,"
+           "\"dp_count_groups_released\":%zu,\"dp_sum_groups_released\":%zu,\"selection_"
+           "threshold\":%ld,"
            "\"count_noise_scale\":%.4g,\"sum_noise_scale\":%.4g,\"count_median_rel_error\":%.4f,"
-           "\"max_groups\":%ld,\"max_contributions\":%ld,\"epsilon_per_query\":1,\"delta_per_query\":1e-6}\n",
-           ist.read, rc->users, ist.events, t_ingest, plain_groups, best_pc, best_dc, ratio_c, best_ps, best_ds,
-           ratio_s, (best_dc + best_ds) / (best_pc + best_ps), rc->n_rows, rs->n_rows, rc->selection_threshold,
-           rc->noise_scale, rs->noise_scale, med, max_groups, max_contrib);
+           "\"max_groups\":%ld,\"max_contributions\":%ld,\"epsilon_per_query\":1,\"delta_per_"
+           "query\":1e-6}\n",
+           ist.read, rc->users, ist.events, t_ingest, plain_groups, best_pc, best_dc, ratio_c,
+           best_ps, best_ds, ratio_s, (best_dc + best_ds) / (best_pc + best_ps), rc->n_rows,
+           rs->n_rows, rc->selection_threshold, rc->noise_scale, rs->noise_scale, med, max_groups,
+           max_contrib);
     free(relc);
     pvg_query_result_free(rc);
     pvg_query_result_free(rs);
     pvg_rng_free(rng);
-    for (size_t k = 0; k < p.n_names; k++) free(p.names[k]);
+    for (size_t k = 0; k < p.n_names; k++)
+        free(p.names[k]);
     free(p.names);
     free(p.item_ids);
     free(p.item_cat);

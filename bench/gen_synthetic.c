@@ -25,7 +25,10 @@ static uint64_t next_u64(void)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
-static double next_double(void) { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static double next_double(void)
+{
+    return (next_u64() >> 11) * (1.0 / 9007199254740992.0);
+}
 
 /* inverse-CDF sampling over a cumulative table */
 static size_t draw(const double *cdf, size_t n)
@@ -60,11 +63,14 @@ int main(int argc, char **argv)
     uint32_t *iperm = malloc(ni * sizeof *iperm);
     if (!ucdf || !icdf || !iperm) return 1;
     double acc = 0;
-    for (size_t u = 0; u < nu; u++) ucdf[u] = (acc += pow((double)u + 50, -0.7));
+    for (size_t u = 0; u < nu; u++)
+        ucdf[u] = (acc += pow((double)u + 50, -0.7));
     acc = 0;
-    for (size_t i = 0; i < ni; i++) icdf[i] = (acc += pow((double)i + 10, -0.9));
+    for (size_t i = 0; i < ni; i++)
+        icdf[i] = (acc += pow((double)i + 10, -0.9));
     /* popularity rank -> item id, shuffled so ids carry no rank */
-    for (size_t i = 0; i < ni; i++) iperm[i] = (uint32_t)i;
+    for (size_t i = 0; i < ni; i++)
+        iperm[i] = (uint32_t)i;
     for (size_t i = ni - 1; i > 0; i--) {
         size_t j = next_u64() % (i + 1);
         uint32_t t = iperm[i];
@@ -99,8 +105,8 @@ int main(int argc, char **argv)
         perror(argv[1]);
         return 1;
     }
-    printf("{\"out\": \"%s\", \"users\": %zu, \"items\": %zu, \"interactions\": %zu}\n", argv[1], nu,
-           ni, nn);
+    printf("{\"out\": \"%s\", \"users\": %zu, \"items\": %zu, \"interactions\": %zu}\n", argv[1],
+           nu, ni, nn);
     free(ucdf);
     free(icdf);
     free(iperm);

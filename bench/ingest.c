@@ -44,7 +44,8 @@ static int decompress(const char *src, const char *dst)
     if (!in || !out) return -1;
     char buf[1 << 16];
     int n;
-    while ((n = gzread(in, buf, sizeof buf)) > 0) fwrite(buf, 1, (size_t)n, out);
+    while ((n = gzread(in, buf, sizeof buf)) > 0)
+        fwrite(buf, 1, (size_t)n, out);
     gzclose(in);
     return fclose(out);
 }
@@ -100,7 +101,8 @@ static int run_parse(const char *csv, run_result *r)
     if (pvg_reader_open(csv, PVG_FORMAT_ONLINE_RETAIL, NULL, &rd, &err) != PVG_OK) return -1;
     pvg_record rec;
     long long n = 0;
-    while (pvg_reader_next(rd, &rec, &err) == 1) n++;
+    while (pvg_reader_next(rd, &rec, &err) == 1)
+        n++;
     pvg_reader_free(rd);
     r->wall = wall_seconds() - w0;
     r->cpu = cpu_seconds() - c0;
@@ -130,11 +132,13 @@ int main(int argc, char **argv)
     char def[1024];
     if (!src) {
         const char *sh = getenv("PVG_SHARED_DIR");
-        snprintf(def, sizeof def, "%s/data/online-retail/online-retail.csv.gz", sh ? sh : "../shared");
+        snprintf(def, sizeof def, "%s/data/online-retail/online-retail.csv.gz",
+                 sh ? sh : "../shared");
         src = def;
     }
     if (access(src, R_OK) != 0) {
-        fprintf(stderr, "bench_ingest: %s not found (pass the Online Retail CSV as argument)\n", src);
+        fprintf(stderr, "bench_ingest: %s not found (pass the Online Retail CSV as argument)\n",
+                src);
         return 77;
     }
     if (repeat < 1 || repeat > 20) repeat = 3;
@@ -179,7 +183,8 @@ int main(int argc, char **argv)
            "\"encrypted_over_plaintext\":%.3f,\"parse_only_rows_per_s\":%.0f,"
            "\"encrypted_cpu_seconds\":%.3f,\"plaintext_cpu_seconds\":%.3f,"
            "\"encrypted_wall_seconds\":%.3f,\"plaintext_wall_seconds\":%.3f,\"peak_rss_mb\":%.1f,"
-           "\"note\":\"rates are per CPU-second of the ingesting thread (one core), best of repeat\"}\n",
+           "\"note\":\"rates are per CPU-second of the ingesting thread (one core), best of "
+           "repeat\"}\n",
            rows, events, repeat, events / enc_cpu[0], rows / enc_cpu[0], events / pla_cpu[0],
            rows / pla_cpu[0], pla_cpu[0] / enc_cpu[0], rows / parse_cpu[0], enc_cpu[0], pla_cpu[0],
            enc_wall[0], pla_wall[0], ru.ru_maxrss / 1024.0);

@@ -37,8 +37,10 @@ static double mask_rate(int ref, size_t d)
     double t0 = now();
     for (int r = 0; r < reps; r++) {
         seed[0] = (uint8_t)r;
-        if (ref) pvg_secagg_mask_add_ref(v, 0, d, 32, seed, 1);
-        else pvg_secagg_mask_add(v, 0, d, 32, seed, 1);
+        if (ref)
+            pvg_secagg_mask_add_ref(v, 0, d, 32, seed, 1);
+        else
+            pvg_secagg_mask_add(v, 0, d, 32, seed, 1);
     }
     double dt = now() - t0;
     volatile uint32_t sink = v[d / 2];

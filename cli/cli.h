@@ -20,7 +20,7 @@
 typedef enum cli_kind { CLI_STR = 1, CLI_INT, CLI_DOUBLE, CLI_BOOL, CLI_LIST } cli_kind;
 
 typedef struct cli_flag {
-    const char *name;    /* long name without dashes, e.g. "data-dir"; "k" allows -k too */
+    const char *name; /* long name without dashes, e.g. "data-dir"; "k" allows -k too */
     cli_kind kind;
     const char *metavar; /* shown in help, e.g. "N" */
     const char *help;
@@ -29,12 +29,12 @@ typedef struct cli_flag {
 typedef struct cli_ctx cli_ctx;
 
 typedef struct cli_command {
-    const char *name;     /* "ingest", or "user export" for a two-word command */
-    const char *synopsis; /* positional arguments, e.g. "FILE" or NULL */
-    int min_pos, max_pos; /* how many positional arguments */
-    const char *summary;  /* one line */
-    const char *details;  /* further help text (may be NULL) */
-    const cli_flag *flags;/* terminated by {0}; --help, --data-dir are implicit */
+    const char *name;      /* "ingest", or "user export" for a two-word command */
+    const char *synopsis;  /* positional arguments, e.g. "FILE" or NULL */
+    int min_pos, max_pos;  /* how many positional arguments */
+    const char *summary;   /* one line */
+    const char *details;   /* further help text (may be NULL) */
+    const cli_flag *flags; /* terminated by {0}; --help, --data-dir are implicit */
     int (*run)(cli_ctx *c);
 } cli_command;
 
@@ -49,14 +49,14 @@ extern const cli_command cli_cmds_ops[]; /* backup, restore, doctor */
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);
-int cli_has(cli_ctx *c, const char *flag);            /* given on the command line */
-const char *cli_str(cli_ctx *c, const char *flag);    /* NULL when absent */
-const char *cli_str_req(cli_ctx *c, const char *flag);/* usage error (exit 2) when absent */
-long long cli_int(cli_ctx *c, const char *flag, long long def);   /* exit 2 when malformed */
+int cli_has(cli_ctx *c, const char *flag);             /* given on the command line */
+const char *cli_str(cli_ctx *c, const char *flag);     /* NULL when absent */
+const char *cli_str_req(cli_ctx *c, const char *flag); /* usage error (exit 2) when absent */
+long long cli_int(cli_ctx *c, const char *flag, long long def); /* exit 2 when malformed */
 long long cli_int_range(cli_ctx *c, const char *flag, long long def, long long lo, long long hi);
-double cli_double(cli_ctx *c, const char *flag, double def);      /* exit 2 when malformed */
+double cli_double(cli_ctx *c, const char *flag, double def); /* exit 2 when malformed */
 double cli_double_req(cli_ctx *c, const char *flag);
-int cli_bool(cli_ctx *c, const char *flag);           /* 1 when given */
+int cli_bool(cli_ctx *c, const char *flag); /* 1 when given */
 int cli_npos(cli_ctx *c);
 const char *cli_pos(cli_ctx *c, int i);
 /* The data dir: --data-dir, else $PRIVGUIDE_DATA, else ./privguide-data. */

@@ -29,9 +29,9 @@
         {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                   \
         {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},           \
         {"alpha0", CLI_DOUBLE, "X",                                                                \
-         "ials: weight of unobserved pairs (default: derived from --alpha)"},                    \
+         "ials: weight of unobserved pairs (default: derived from --alpha)"},                      \
         {"alpha", CLI_DOUBLE, "X",                                                                 \
-         "ials: unobserved pairs' total weight / observed (default 3; alpha0 = X nnz/(U I))"},    \
+         "ials: unobserved pairs' total weight / observed (default 3; alpha0 = X nnz/(U I))"},     \
         {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
         {"confidence", CLI_DOUBLE, "X",                                                            \
          "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
@@ -43,9 +43,9 @@
         {"weights", CLI_STR, "SPEC",                                                               \
          "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
         {"params", CLI_STR, "FILE",                                                                \
-         "hyperparameters chosen by `privguide tune` (flags given override them)"},               \
+         "hyperparameters chosen by `privguide tune` (flags given override them)"},                \
         {"max-memory", CLI_DOUBLE, "MIB",                                                          \
-         "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},     \
+         "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},       \
         {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
     {                                                                                              \
         "format", CLI_STR, "F",                                                                    \
@@ -416,8 +416,8 @@ typedef struct batch_out {
     long long lines, personalised, skipped[5];
 } batch_out;
 
-static const char *const SKIP_REASONS[] = {"unknown_user", "erased", "no_consent",
-                                           "not_in_model", "unknown_item"};
+static const char *const SKIP_REASONS[] = {"unknown_user", "erased", "no_consent", "not_in_model",
+                                           "unknown_item"};
 
 static const char *skip_text(const char *r)
 {
@@ -447,8 +447,7 @@ static int batch_print(void *ctx, const pvg_access_batch_entry *e)
         printf("{\"%s\":", who_key);
         cli_json_string(stdout, who);
         if (e->skipped) {
-            printf(",\"skipped\":\"%s\",\"reason\":\"%s\"}\n", e->skipped,
-                   skip_text(e->skipped));
+            printf(",\"skipped\":\"%s\",\"reason\":\"%s\"}\n", e->skipped, skip_text(e->skipped));
             return 0;
         }
         fputs(",\"items\":[", stdout);
@@ -524,9 +523,9 @@ static int run_recommend_batch(cli_ctx *c, const char *path, size_t k)
         st = pvg_access_similar_batch(&g, m, (const char *const *)ids, n_ids, k, threads,
                                       batch_print, &o, &err);
     else if (st == PVG_OK)
-        st = pvg_access_recommend_batch(&g, m, (const char *const *)ids, n_ids, k,
-                                        cli_bool(c, "include-seen"), threads, batch_print, &o,
-                                        &err);
+        st =
+            pvg_access_recommend_batch(&g, m, (const char *const *)ids, n_ids, k,
+                                       cli_bool(c, "include-seen"), threads, batch_print, &o, &err);
     fflush(stdout);
     setvbuf(stdout, NULL, _IOLBF, 0);
     pvg_store_free(s);
@@ -953,7 +952,8 @@ static int run_tune(cli_ctx *c)
         json_object_set_new(res, "out", json_string(out));
         print_json(res);
     } else {
-        char *pj = json_dumps(json_object_get(res, "params"), JSON_COMPACT | JSON_REAL_PRECISION(4));
+        char *pj =
+            json_dumps(json_object_get(res, "params"), JSON_COMPACT | JSON_REAL_PRECISION(4));
         printf("%s: %ld trials, validation %s %.4f with the defaults, %.4f with %s -> %s (train "
                "--params %s)\n",
                pvg_model_type_name(t), done, key, first, best, pj ? pj : "?", out, out);

@@ -17,24 +17,31 @@ static int run_backup(cli_ctx *c)
     pvg_error_clear(&err);
     pvg_backup_info info;
     const char *out = cli_str(c, "out"), *keys_out = cli_str(c, "keys-out");
-    if (!out && !keys_out) cli_usage_error(c, "--out: give the data backup's file (and --keys-out)");
+    if (!out && !keys_out)
+        cli_usage_error(c, "--out: give the data backup's file (and --keys-out)");
     pvg_status st = pvg_store_backup(cli_data_dir(c), out, keys_out, &info, &err);
     if (st != PVG_OK) return cli_fail("backup", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"out\":");
-        if (out) cli_json_string(stdout, out);
-        else printf("null");
+        if (out)
+            cli_json_string(stdout, out);
+        else
+            printf("null");
         printf(",\"keys_out\":");
-        if (keys_out) cli_json_string(stdout, keys_out);
-        else printf("null");
+        if (keys_out)
+            cli_json_string(stdout, keys_out);
+        else
+            printf("null");
         printf(",\"store_id\":\"%s\",\"files\":%d,\"bytes\":%lld,\"key_file\":false}\n",
                info.store_id, info.files, info.bytes);
     } else {
         printf("backup of store %s: %s%s%s%s (%d files, %lld bytes; never the key file)\n",
-               info.store_id, out ? "data in " : "", out ? out : "", keys_out ? (out ? ", key store in " : "key store in ") : "",
+               info.store_id, out ? "data in " : "", out ? out : "",
+               keys_out ? (out ? ", key store in " : "key store in ") : "",
                keys_out ? keys_out : "", info.files, info.bytes);
-        printf("  The data backup holds no key; the key-store backup holds wrapped keys: keep it no\n"
-               "  longer than your erasure deadline. Restoring needs both and the key file.\n");
+        printf(
+            "  The data backup holds no key; the key-store backup holds wrapped keys: keep it no\n"
+            "  longer than your erasure deadline. Restoring needs both and the key file.\n");
     }
     return CLI_EXIT_OK;
 }
@@ -46,8 +53,8 @@ static int run_restore(cli_ctx *c)
     pvg_error err;
     pvg_error_clear(&err);
     pvg_backup_info info;
-    pvg_status st =
-        pvg_store_restore(cli_pos(c, 0), cli_str_req(c, "keys"), cli_data_dir(c), cli_str(c, "key-file"), &info, &err);
+    pvg_status st = pvg_store_restore(cli_pos(c, 0), cli_str_req(c, "keys"), cli_data_dir(c),
+                                      cli_str(c, "key-file"), &info, &err);
     if (st != PVG_OK) return cli_fail("restore", st, &err);
     if (cli_bool(c, "json")) {
         printf("{\"data_dir\":");
@@ -56,11 +63,11 @@ static int run_restore(cli_ctx *c)
                "again\":%lld}\n",
                info.store_id, info.files, info.bytes, info.suppressed, info.erased_again);
     } else {
-        printf(
-            "restored store %s into %s (%d files, %lld bytes)\n"
-            "  suppression list: %lld erased shoppers; %lld found still present (or without a key) and erased again\n",
-            info.store_id, cli_data_dir(c), info.files, info.bytes, info.suppressed,
-            info.erased_again);
+        printf("restored store %s into %s (%d files, %lld bytes)\n"
+               "  suppression list: %lld erased shoppers; %lld found still present (or without a "
+               "key) and erased again\n",
+               info.store_id, cli_data_dir(c), info.files, info.bytes, info.suppressed,
+               info.erased_again);
     }
     return CLI_EXIT_OK;
 }
@@ -127,7 +134,8 @@ static const cli_flag doctor_flags[] = {
 };
 
 static const cli_flag backup_flags[] = {
-    {"out", CLI_STR, "FILE", "the data backup to write (must not exist; written 0600; holds no key)"},
+    {"out", CLI_STR, "FILE",
+     "the data backup to write (must not exist; written 0600; holds no key)"},
     {"keys-out", CLI_STR, "FILE", "the key-store backup to write (wrapped data keys; 0600)"},
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
@@ -139,9 +147,11 @@ static const cli_flag restore_flags[] = {
 };
 
 const cli_command cli_cmds_ops[] = {
-    {"backup", NULL, 0, 0, "write consistent backups of the data and of the key store (never the key file)",
+    {"backup", NULL, 0, 0,
+     "write consistent backups of the data and of the key store (never the key file)",
      "The databases are copied as of one point in time while other processes (a running server)\n"
-     "go on writing. --out gets the data (sealed events, catalog, ledger, audit, suppression list,\n"
+     "go on writing. --out gets the data (sealed events, catalog, ledger, audit, suppression "
+     "list,\n"
      "policy.json, the data dir's model files) and no key of any kind; --keys-out gets the key\n"
      "store (each shopper's data key, wrapped under the master key). Keeping them apart is what\n"
      "lets an erasure reach backups: a destroyed key shreds the shopper in every data backup, and\n"

@@ -24,7 +24,9 @@ static pvg_status read_inputs(const char *path, uint32_t n, uint32_t d, uint32_t
                               pvg_error *err)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
+    if (!f)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     uint32_t *x = malloc(sizeof(uint32_t) * (size_t)n * d);
     char *line = NULL;
     size_t cap = 0;
@@ -34,7 +36,8 @@ static pvg_status read_inputs(const char *path, uint32_t n, uint32_t d, uint32_t
     while (st == PVG_OK && getline(&line, &cap, f) >= 0) {
         ln++;
         char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
         if (*p == '\n' || *p == '\r' || *p == '\0') {
             st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1,
                                   "empty line: expected %u integers", d);
@@ -46,7 +49,8 @@ static pvg_status read_inputs(const char *path, uint32_t n, uint32_t d, uint32_t
             break;
         }
         for (uint32_t j = 0; j < d; j++) {
-            while (*p == ' ' || *p == '\t') p++;
+            while (*p == ' ' || *p == '\t')
+                p++;
             long col = (long)(p - line) + 1;
             if (*p < '0' || *p > '9') {
                 st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, col, -1,
@@ -57,8 +61,8 @@ static pvg_status read_inputs(const char *path, uint32_t n, uint32_t d, uint32_t
             errno = 0;
             char *end;
             unsigned long long v = strtoull(p, &end, 10);
-            if (errno || v > UINT32_MAX || (*end != ' ' && *end != '\t' && *end != '\n' &&
-                                            *end != '\r' && *end != '\0')) {
+            if (errno || v > UINT32_MAX ||
+                (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end != '\0')) {
                 st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, col, -1,
                                       "value %u: expected an integer in [0, 2^32)", j + 1);
                 break;
@@ -67,7 +71,8 @@ static pvg_status read_inputs(const char *path, uint32_t n, uint32_t d, uint32_t
             p = end;
         }
         if (st != PVG_OK) break;
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
         if (*p)
             st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, (long)(p - line) + 1, -1,
                                   "more than --dim %u values", d);
@@ -101,7 +106,8 @@ static int run_simulate(cli_ctx *c)
         if (kdef & 1) kdef++;
     }
     long long k = cli_int_range(c, "neighbours", kdef, 2, n - 1);
-    if (k != n - 1 && (k & 1)) cli_usage_error(c, "--neighbours: expected n-1 (=%lld) or an even number", n - 1);
+    if (k != n - 1 && (k & 1))
+        cli_usage_error(c, "--neighbours: expected n-1 (=%lld) or an even number", n - 1);
     long long t = cli_int_range(c, "threshold", (k + 1) / 2 + 1, 2, k + 1);
     if (t <= (k + 1) / 2)
         cli_warn("warning: threshold %lld is not a majority of the %lld share holders; a lying "
@@ -123,16 +129,22 @@ static int run_simulate(cli_ctx *c)
     }
     /* --seed: the deterministic test generator (reproducible runs);
      * otherwise the secure generator */
-    pvg_rng *rng = cli_has(c, "seed")
-                       ? pvg_rng_new_INSECURE_deterministic_for_tests((uint64_t)cli_int(c, "seed", 0))
-                       : pvg_rng_new_secure();
+    pvg_rng *rng =
+        cli_has(c, "seed")
+            ? pvg_rng_new_INSECURE_deterministic_for_tests((uint64_t)cli_int(c, "seed", 0))
+            : pvg_rng_new_secure();
     if (!rng) {
         free(inputs);
         return cli_fail("random generator", PVG_ERR_INTERNAL, NULL);
     }
-    pvg_secagg_sim_options o = {.params = {.n = (uint32_t)n, .k = (uint32_t)k, .t = (uint32_t)t,
-                                           .d = (uint32_t)d, .bits = (unsigned)bits},
-                                .dropout = drop, .inputs = inputs, .rng = rng,
+    pvg_secagg_sim_options o = {.params = {.n = (uint32_t)n,
+                                           .k = (uint32_t)k,
+                                           .t = (uint32_t)t,
+                                           .d = (uint32_t)d,
+                                           .bits = (unsigned)bits},
+                                .dropout = drop,
+                                .inputs = inputs,
+                                .rng = rng,
                                 .server_threads = (unsigned)threads,
                                 .allow_insecure_rng = cli_has(c, "seed")};
     pvg_secagg_sim_result r;
@@ -147,7 +159,8 @@ static int run_simulate(cli_ctx *c)
             pvg_error_set(&err, PVG_ERR_IO, "%s: %s", out_path, strerror(errno));
             return cli_fail("out", PVG_ERR_IO, &err);
         }
-        for (long long j = 0; j < d; j++) fprintf(f, "%s%llu", j ? " " : "", (unsigned long long)r.sum[j]);
+        for (long long j = 0; j < d; j++)
+            fprintf(f, "%s%llu", j ? " " : "", (unsigned long long)r.sum[j]);
         fputc('\n', f);
         if (fclose(f) != 0) {
             pvg_secagg_sim_result_clear(&r);
@@ -159,7 +172,8 @@ static int run_simulate(cli_ctx *c)
         json_t *j = json_object();
         json_object_set_new(j, "exact", json_boolean(r.exact));
         json_t *sv = json_array();
-        for (size_t i = 0; i < r.n_survivors; i++) json_array_append_new(sv, json_integer(r.survivors[i]));
+        for (size_t i = 0; i < r.n_survivors; i++)
+            json_array_append_new(sv, json_integer(r.survivors[i]));
         json_object_set_new(j, "survivors", sv);
         json_object_set_new(j, "server_seconds", json_real(r.server_seconds));
         json_object_set_new(j, "client_seconds_p50", json_real(r.client_seconds_p50));
@@ -168,7 +182,8 @@ static int run_simulate(cli_ctx *c)
         json_object_set_new(j, "bytes_down_per_client", json_real(r.bytes_down_per_client));
         json_object_set_new(j, "plain_vector_bytes", json_real(r.plain_vector_bytes));
         json_t *dr = json_array();
-        for (int i = 0; i < 4; i++) json_array_append_new(dr, json_integer((json_int_t)r.dropped_in_round[i]));
+        for (int i = 0; i < 4; i++)
+            json_array_append_new(dr, json_integer((json_int_t)r.dropped_in_round[i]));
         json_object_set_new(j, "dropped_in_round", dr);
         json_object_set_new(j, "clients", json_integer(n));
         json_object_set_new(j, "neighbours", json_integer(k));
@@ -202,10 +217,12 @@ static const cli_flag simulate_flags[] = {
     {"clients", CLI_INT, "N", "number of clients (3..65535), required"},
     {"dim", CLI_INT, "D", "vector length, required"},
     {"dropout", CLI_DOUBLE, "F", "fraction of clients that drop out at random rounds (default 0)"},
-    {"neighbours", CLI_INT, "K", "neighbours per client: N-1 = original protocol, or even K "
-                                 "(SecAgg+); default N-1 up to 64 clients, else ~2 log2 N"},
-    {"threshold", CLI_INT, "T", "shares needed to recover a client's secrets "
-                                "(default (K+1)/2+1, a majority of the K+1 holders)"},
+    {"neighbours", CLI_INT, "K",
+     "neighbours per client: N-1 = original protocol, or even K "
+     "(SecAgg+); default N-1 up to 64 clients, else ~2 log2 N"},
+    {"threshold", CLI_INT, "T",
+     "shares needed to recover a client's secrets "
+     "(default (K+1)/2+1, a majority of the K+1 holders)"},
     {"seed", CLI_INT, "S", "reproducible run with the deterministic TEST generator"},
     {"inputs", CLI_STR, "FILE", "N lines of D unsigned integers (default: random inputs)"},
     {"out", CLI_STR, "FILE", "write the aggregate as one line of D integers (mod 2^32)"},
@@ -221,7 +238,8 @@ static void print_fixed(FILE *f, int64_t v, unsigned dec)
 {
     uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     uint64_t p = 1;
-    for (unsigned i = 0; i < dec; i++) p *= 10;
+    for (unsigned i = 0; i < dec; i++)
+        p *= 10;
     if (dec)
         fprintf(f, "%s%llu.%0*llu", v < 0 ? "-" : "", (unsigned long long)(a / p), (int)dec,
                 (unsigned long long)(a % p));
@@ -247,21 +265,25 @@ static int run_mpc_sum(cli_ctx *c)
 {
     if (!cli_has(c, "parties")) cli_usage_error(c, "missing required flag --parties");
     long long parties = cli_int_range(c, "parties", 0, 3, 64);
-    if (!cli_has(c, "party")) cli_usage_error(c, "missing required flag --party (0..%lld)", parties - 1);
+    if (!cli_has(c, "party"))
+        cli_usage_error(c, "missing required flag --party (0..%lld)", parties - 1);
     long long me = cli_int_range(c, "party", -1, 0, parties - 1);
     const char *input = cli_str_req(c, "input");
     long long port = cli_int_range(c, "port", 47200, 1024, 65535 - parties);
     const char *scheme = cli_str(c, "scheme");
     pvg_mpc_scheme sch = PVG_MPC_ADDITIVE;
-    if (scheme && strcmp(scheme, "shamir") == 0) sch = PVG_MPC_SHAMIR;
+    if (scheme && strcmp(scheme, "shamir") == 0)
+        sch = PVG_MPC_SHAMIR;
     else if (scheme && strcmp(scheme, "additive") != 0)
         cli_usage_error(c, "--scheme: expected 'additive' or 'shamir', got '%s'", scheme);
     long long thr = cli_int_range(c, "threshold", 0, 0, parties);
     if (cli_has(c, "threshold") && sch != PVG_MPC_SHAMIR)
         cli_usage_error(c, "--threshold applies to --scheme shamir");
-    if (cli_has(c, "threshold") && thr < 2) cli_usage_error(c, "--threshold: expected 2..%lld", parties);
+    if (cli_has(c, "threshold") && thr < 2)
+        cli_usage_error(c, "--threshold: expected 2..%lld", parties);
     double timeout = cli_double(c, "timeout", 30.0);
-    if (!(timeout > 0 && timeout <= 3600)) cli_usage_error(c, "--timeout: expected seconds in (0, 3600]");
+    if (!(timeout > 0 && timeout <= 3600))
+        cli_usage_error(c, "--timeout: expected seconds in (0, 3600]");
     long long dec = cli_int_range(c, "decimals", 0, 0, 9);
 
     pvg_error err;
@@ -284,9 +306,14 @@ static int run_mpc_sum(cli_ctx *c)
         pvg_mpc_table_free(groups);
         return cli_fail("random generator", PVG_ERR_INTERNAL, NULL);
     }
-    pvg_mpc_options o = {.parties = (unsigned)parties, .me = (unsigned)me, .port = (unsigned)port,
-                         .scheme = sch, .threshold = (unsigned)thr,
-                         .timeout_ms = (unsigned)(timeout * 1000), .rng = rng, .groups = groups};
+    pvg_mpc_options o = {.parties = (unsigned)parties,
+                         .me = (unsigned)me,
+                         .port = (unsigned)port,
+                         .scheme = sch,
+                         .threshold = (unsigned)thr,
+                         .timeout_ms = (unsigned)(timeout * 1000),
+                         .rng = rng,
+                         .groups = groups};
     st = pvg_mpc_sum(&o, mine, &tot, &err);
     pvg_rng_free(rng);
     pvg_mpc_table_free(mine);
@@ -325,8 +352,9 @@ static const cli_flag mpc_flags[] = {
     {"scheme", CLI_STR, "S", "additive (Z_2^64, default) or shamir (GF(2^61-1))"},
     {"threshold", CLI_INT, "T", "Shamir threshold (default P/2+1)"},
     {"decimals", CLI_INT, "N", "fraction digits allowed in values (default 0)"},
-    {"groups", CLI_STR, "FILE", "group list agreed in advance, one per line: no party's labels "
-                                "are revealed (default: labels are exchanged)"},
+    {"groups", CLI_STR, "FILE",
+     "group list agreed in advance, one per line: no party's labels "
+     "are revealed (default: labels are exchanged)"},
     {"timeout", CLI_DOUBLE, "SECS", "give up after this many seconds (default 30)"},
     {"json", CLI_BOOL, NULL, "print the totals as JSON"},
     {0},

@@ -512,10 +512,10 @@ static int run_store_copy(cli_ctx *c)
                r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries,
                r.chunks_left, r.digests);
     else
-        printf("copied to %s (%s): %lld users, %lld chunks (%lld events), %lld releases, %lld audit "
-               "entries; verified: counts, %lld per-user digests, audit head\n",
-               to, r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries,
-               r.digests);
+        printf(
+            "copied to %s (%s): %lld users, %lld chunks (%lld events), %lld releases, %lld audit "
+            "entries; verified: counts, %lld per-user digests, audit head\n",
+            to, r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries, r.digests);
     return CLI_EXIT_OK;
 }
 

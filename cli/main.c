@@ -32,9 +32,9 @@ static const char *lookup(cli_ctx *c, const char *flag);
 
 static const cli_command *const *all_tables(void)
 {
-    static const cli_command *const tables[] = {cli_cmds_store, cli_cmds_model, cli_cmds_dp,
-                                                cli_cmds_he,    cli_cmds_secagg, cli_cmds_server,
-                                                cli_cmds_ops,   NULL};
+    static const cli_command *const tables[] = {
+        cli_cmds_store,  cli_cmds_model,  cli_cmds_dp,  cli_cmds_he,
+        cli_cmds_secagg, cli_cmds_server, cli_cmds_ops, NULL};
     return tables;
 }
 
@@ -59,10 +59,14 @@ static const cli_flag *find_flag(const cli_command *cmd, const char *name, size_
 static const char *kind_hint(cli_kind k)
 {
     switch (k) {
-    case CLI_INT: return "an integer";
-    case CLI_DOUBLE: return "a number";
-    case CLI_LIST: return "a comma-separated list";
-    default: return "a value";
+    case CLI_INT:
+        return "an integer";
+    case CLI_DOUBLE:
+        return "a number";
+    case CLI_LIST:
+        return "a comma-separated list";
+    default:
+        return "a value";
     }
 }
 
@@ -90,13 +94,15 @@ static void command_help(FILE *f, const cli_command *cmd)
 
 static void main_help(FILE *f)
 {
-    fprintf(f, "privguide %s - privacy-preserving shopping guide\n\n"
-               "usage: privguide <command> [arguments] [flags]\n"
-               "       privguide <command> --help\n"
-               "       privguide --version\n\ncommands:\n",
+    fprintf(f,
+            "privguide %s - privacy-preserving shopping guide\n\n"
+            "usage: privguide <command> [arguments] [flags]\n"
+            "       privguide <command> --help\n"
+            "       privguide --version\n\ncommands:\n",
             pvg_version());
     for (const cli_command *const *t = all_tables(); *t; t++)
-        for (const cli_command *c = *t; c->name; c++) fprintf(f, "  %-22s %s\n", c->name, c->summary);
+        for (const cli_command *c = *t; c->name; c++)
+            fprintf(f, "  %-22s %s\n", c->name, c->summary);
     fprintf(f, "\nExit status: 0 success, 1 runtime error, 2 bad usage.\n");
 }
 
@@ -149,7 +155,8 @@ int main(int argc, char **argv)
         main_help(stderr);
         return CLI_EXIT_USAGE;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         main_help(stdout);
         return CLI_EXIT_OK;
     }
@@ -170,7 +177,8 @@ int main(int argc, char **argv)
         size_t nl = eq ? (size_t)(eq - name) : strlen(name);
         const cli_flag *fl = NULL;
         for (const cli_flag *f = implicit_flags; f->name; f++)
-            if (f->kind != CLI_BOOL && strlen(f->name) == nl && strncmp(f->name, name, nl) == 0) fl = f;
+            if (f->kind != CLI_BOOL && strlen(f->name) == nl && strncmp(f->name, name, nl) == 0)
+                fl = f;
         if (!fl) break;
         if (!eq && g + 1 >= argc) {
             fprintf(stderr, "privguide: flag --%s needs %s\n", fl->name, kind_hint(fl->kind));
@@ -180,7 +188,8 @@ int main(int argc, char **argv)
     }
     if (g > 1) {
         if (g >= argc) {
-            fprintf(stderr, "privguide: missing command after the global options (see privguide --help)\n");
+            fprintf(stderr,
+                    "privguide: missing command after the global options (see privguide --help)\n");
             return CLI_EXIT_USAGE;
         }
         int cmd_used = 0;
@@ -191,9 +200,12 @@ int main(int argc, char **argv)
         if (!moved) return CLI_EXIT_FAIL;
         int m = 0;
         moved[m++] = argv[0];
-        for (int i = 0; i < words; i++) moved[m++] = argv[g + i];
-        for (int i = 1; i < g; i++) moved[m++] = argv[i];
-        for (int i = g + words; i < argc; i++) moved[m++] = argv[i];
+        for (int i = 0; i < words; i++)
+            moved[m++] = argv[g + i];
+        for (int i = 1; i < g; i++)
+            moved[m++] = argv[i];
+        for (int i = g + words; i < argc; i++)
+            moved[m++] = argv[i];
         moved[m] = NULL;
         argv = moved;
     }
@@ -201,7 +213,8 @@ int main(int argc, char **argv)
     const cli_command *cmd = find_command(argc, argv, &used);
     if (!cmd) {
         if (is_group(argv[1])) {
-            int want_help = argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
+            int want_help =
+                argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
             if (!want_help)
                 fprintf(stderr, "privguide: %s: unknown or missing subcommand%s%s\n", argv[1],
                         argc > 2 ? " " : "", argc > 2 ? argv[2] : "");
@@ -221,12 +234,14 @@ int main(int argc, char **argv)
             only_pos = 1;
             continue;
         }
-        if (!only_pos && a[0] == '-' && a[1] != '\0' && !(isdigit((unsigned char)a[1]) || a[1] == '.')) {
+        if (!only_pos && a[0] == '-' && a[1] != '\0' &&
+            !(isdigit((unsigned char)a[1]) || a[1] == '.')) {
             const char *name = a + (a[1] == '-' ? 2 : 1);
             const char *eq = strchr(name, '=');
             size_t nl = eq ? (size_t)(eq - name) : strlen(name);
             if (a[1] != '-' && nl != 1) {
-                fprintf(stderr, "privguide: %s: unknown flag %s (flags are --name)\n", cmd->name, a);
+                fprintf(stderr, "privguide: %s: unknown flag %s (flags are --name)\n", cmd->name,
+                        a);
                 return CLI_EXIT_USAGE;
             }
             const cli_flag *fl = find_flag(cmd, name, nl);
@@ -282,10 +297,13 @@ int main(int argc, char **argv)
     /* A user id coming in (USER_ID argument or --user) takes its one canonical
      * form (pvg_user_id_normalize), as in every reader and the HTTP API. */
     for (int i = 0; i <= ctx.n_flags; i++) {
-        const char **id = i < ctx.n_flags ? (strcmp(ctx.flag_names[i], "user") == 0 ? &ctx.flag_values[i] : NULL)
-                          : (cmd->synopsis && strcmp(cmd->synopsis, "USER_ID") == 0 ? &ctx.pos[0] : NULL);
+        const char **id =
+            i < ctx.n_flags
+                ? (strcmp(ctx.flag_names[i], "user") == 0 ? &ctx.flag_values[i] : NULL)
+                : (cmd->synopsis && strcmp(cmd->synopsis, "USER_ID") == 0 ? &ctx.pos[0] : NULL);
         pvg_error err;
-        if (id && *id && pvg_user_id_normalize(*id, ctx.user_id, sizeof ctx.user_id, NULL, &err) != PVG_OK)
+        if (id && *id &&
+            pvg_user_id_normalize(*id, ctx.user_id, sizeof ctx.user_id, NULL, &err) != PVG_OK)
             cli_usage_error(&ctx, "%s", err.text);
         if (id && *id) *id = ctx.user_id;
     }
@@ -339,7 +357,8 @@ long long cli_int(cli_ctx *c, const char *flag, long long def)
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end) cli_usage_error(c, "--%s: expected an integer, got '%s'", flag, v);
+    if (errno || end == v || *end)
+        cli_usage_error(c, "--%s: expected an integer, got '%s'", flag, v);
     return x;
 }
 
@@ -484,11 +503,21 @@ void cli_json_string(FILE *f, const char *s)
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
         switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (*p < 0x20)
                 fprintf(f, "\\u%04x", *p);

@@ -18,8 +18,9 @@ void t_rawdb_require_sqlite(const char *dir)
     char path[4096];
     snprintf(path, sizeof path, "%s/database", dir);
     if (access(path, F_OK) == 0) {
-        print_message("[  SKIP    ] tampers with the SQLite files of the data dir; this store is in "
-                      "PostgreSQL\n");
+        print_message(
+            "[  SKIP    ] tampers with the SQLite files of the data dir; this store is in "
+            "PostgreSQL\n");
         skip();
     }
 }
@@ -28,8 +29,9 @@ void t_rawdb_require_sqlite_env(void)
 {
     const char *url = getenv("PRIVGUIDE_DATABASE_URL");
     if (url && *url) {
-        print_message("[  SKIP    ] tampers with the SQLite files of a data dir; this run keeps its "
-                      "stores in PostgreSQL\n");
+        print_message(
+            "[  SKIP    ] tampers with the SQLite files of a data dir; this run keeps its "
+            "stores in PostgreSQL\n");
         skip();
     }
 }

@@ -408,16 +408,19 @@ static void test_audit_of_user_after_return(void **state)
     char *json = NULL;
     assert_int_equal(pvg_access_export(&g, "u3", &json, &err), PVG_OK);
     free(json);
-    assert_int_equal(pvg_access_erase_flags(&g, "u3", PVG_ERASE_ALLOW_RETURN, NULL, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_access_erase_flags(&g, "u3", PVG_ERASE_ALLOW_RETURN, NULL, NULL, &err),
+                     PVG_OK);
     put(f->s, "u3", "i1");
     int seen = 0;
     long long total = 0;
-    assert_int_equal(pvg_access_audit_of_user(&g, "u3", 50, count_deletes, &seen, &total, &err), PVG_OK);
+    assert_int_equal(pvg_access_audit_of_user(&g, "u3", 50, count_deletes, &seen, &total, &err),
+                     PVG_OK);
     assert_int_equal(seen, 0); /* neither the old export nor the erasure */
     assert_int_equal(pvg_access_export(&g, "u3", &json, &err), PVG_OK);
     free(json);
     seen = 0;
-    assert_int_equal(pvg_access_audit_of_user(&g, "u3", 50, count_deletes, &seen, &total, &err), PVG_OK);
+    assert_int_equal(pvg_access_audit_of_user(&g, "u3", 50, count_deletes, &seen, &total, &err),
+                     PVG_OK);
     assert_int_equal(seen, 1); /* the new account's export */
 }
 

@@ -76,7 +76,8 @@ static void test_intact(void **state)
     /* grouped append continues the same chain, also after reopening */
     pvg_store_free(f->s);
     assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
-    pvg_audit_record rs[3] = {{0, "a", "delete", "", NULL}, {0, "b", "export", "x", "d"},
+    pvg_audit_record rs[3] = {{0, "a", "delete", "", NULL},
+                              {0, "b", "export", "x", "d"},
                               {0, "c", "consent_change", "y", ""}};
     assert_int_equal(pvg_audit_append_many(f->s, rs, 3, NULL), PVG_OK);
     char head[65];
@@ -188,7 +189,8 @@ static void test_reordered(void **state)
     assert_int_equal(rep.problems[0].kind, PVG_AUDIT_REORDERED);
     assert_int_equal(rep.problems[0].seq, 3);
     assert_int_equal(rep.problems[0].other_seq, 4); /* it links to what now sits at 4 */
-    for (int i = 0; i < rep.n_problems; i++) assert_int_not_equal(rep.problems[i].kind, PVG_AUDIT_EDITED);
+    for (int i = 0; i < rep.n_problems; i++)
+        assert_int_not_equal(rep.problems[i].kind, PVG_AUDIT_EDITED);
 }
 
 /* ---- re-chaining as a forger would ---- */
@@ -232,7 +234,8 @@ static void mac_of(const unsigned char *key, const unsigned char prev[32], const
     crypto_generichash_update(&st, (const unsigned char *)dom, strlen(dom));
     crypto_generichash_update(&st, prev, 32);
     unsigned char tsb[8];
-    for (int k = 0; k < 8; k++) tsb[k] = (unsigned char)((uint64_t)r->ts[i] >> (8 * k));
+    for (int k = 0; k < 8; k++)
+        tsb[k] = (unsigned char)((uint64_t)r->ts[i] >> (8 * k));
     crypto_generichash_update(&st, tsb, 8);
     put(&st, r->actor[i]);
     put(&st, r->action[i]);
@@ -254,9 +257,10 @@ static void rechain(fx *f, const unsigned char *key, int64_t from, unsigned char
         if (r.seq[i] >= from) {
             mac_of(key, prev, &r, i, h);
             sqlite3_stmt *q;
-            assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit_log SET prev_hash=?1, hash=?2 WHERE seq=?3",
-                                                -1, &q, NULL),
-                             SQLITE_OK);
+            assert_int_equal(
+                sqlite3_prepare_v2(db, "UPDATE audit_log SET prev_hash=?1, hash=?2 WHERE seq=?3",
+                                   -1, &q, NULL),
+                SQLITE_OK);
             sqlite3_bind_blob(q, 1, prev, 32, SQLITE_TRANSIENT);
             sqlite3_bind_blob(q, 2, h, 32, SQLITE_TRANSIENT);
             sqlite3_bind_int64(q, 3, r.seq[i]);
@@ -264,8 +268,9 @@ static void rechain(fx *f, const unsigned char *key, int64_t from, unsigned char
             sqlite3_finalize(q);
         } else {
             sqlite3_stmt *q;
-            assert_int_equal(sqlite3_prepare_v2(db, "SELECT hash FROM audit_log WHERE seq=?1", -1, &q, NULL),
-                             SQLITE_OK);
+            assert_int_equal(
+                sqlite3_prepare_v2(db, "SELECT hash FROM audit_log WHERE seq=?1", -1, &q, NULL),
+                SQLITE_OK);
             sqlite3_bind_int64(q, 1, r.seq[i]);
             assert_int_equal(sqlite3_step(q), SQLITE_ROW);
             memcpy(h, sqlite3_column_blob(q, 0), 32);
@@ -346,7 +351,8 @@ static void test_old_unkeyed_log(void **state)
     unsigned char last[32];
     rechain(f, NULL, 1, last);
     pvg_audit_report rep;
-    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_ERR_CORRUPT); /* not accepted unless recorded */
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL),
+                     PVG_ERR_CORRUPT); /* not accepted unless recorded */
     f->s->keys.audit_unkeyed_seq = 10;
     memcpy(f->s->keys.audit_unkeyed_hash, last, 32);
     assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);

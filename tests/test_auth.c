@@ -71,7 +71,8 @@ static void test_apikey_roundtrip(void **state)
     fx *f = *state;
     char *cred = NULL;
     pvg_principal p, got;
-    assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_ANALYST, "ops", 5, &cred, &p, NULL), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(f->s, PVG_ROLE_ANALYST, "ops", 5, &cred, &p, NULL),
+                     PVG_OK);
     assert_int_equal(strlen(cred), 5 + 16 + 1 + 43);
     assert_memory_equal(cred, "pvgk_", 5);
     assert_int_equal(pvg_auth_check(f->s, cred, &got, NULL), PVG_OK);
@@ -106,7 +107,10 @@ static void test_malformed(void **state)
 {
     fx *f = *state;
     pvg_principal got;
-    static const char *bad[] = {"", "pvgk_", "Bearer x", "pvgk_0123456789abcdeX_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    static const char *bad[] = {"",
+                                "pvgk_",
+                                "Bearer x",
+                                "pvgk_0123456789abcdeX_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
                                 "pvgx_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
                                 "pvgk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
                                 "pvgk_0123456789abcdef_AAAA"};
@@ -220,7 +224,8 @@ static void test_rate_limiter(void **state)
     assert_int_equal(pvg_srv_ratelimit_init(&rl), 0);
     double retry = 0;
     /* 2/s, burst 4 */
-    for (int i = 0; i < 4; i++) assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 1);
     assert_int_equal(pvg_srv_ratelimit_take(&rl, "k1", 2, 100.0, &retry), 0);
     assert_true(retry > 0.49 && retry <= 0.5);
     assert_int_equal(pvg_srv_ratelimit_take(&rl, "k2", 2, 100.0, &retry), 1); /* separate bucket */

@@ -25,7 +25,8 @@ static void *trainer(void *arg)
 {
     (void)arg;
     float *V = calloc((size_t)ROWS * F, sizeof *V), *G = malloc(F * F * sizeof *G);
-    for (size_t i = 0; i < (size_t)ROWS * F; i++) V[i] = (float)(i % 7) * 0.25f;
+    for (size_t i = 0; i < (size_t)ROWS * F; i++)
+        V[i] = (float)(i % 7) * 0.25f;
     for (int r = 0; r < ROUNDS; r++) {
         pvg_blas_threaded_begin(2);
         pvg_gramian(V, ROWS, F, G);
@@ -51,8 +52,10 @@ static void test_no_toggle_under_parallel_sections(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, trainer, NULL), 0);
     float V[64 * F], u[F], s[64];
-    for (int i = 0; i < 64 * F; i++) V[i] = 1.0f;
-    for (int i = 0; i < F; i++) u[i] = 1.0f;
+    for (int i = 0; i < 64 * F; i++)
+        V[i] = 1.0f;
+    for (int i = 0; i < F; i++)
+        u[i] = 1.0f;
     long sections = 0;
     while (!atomic_load(&stop)) {
         assert_int_equal(pvg_parallel_for(2, 64, 8, body, NULL), PVG_OK);

@@ -114,8 +114,8 @@ static void gaussian_fine_orders(void **state)
         orders[i] = 0.001 * (double)(1000 + i);
         rdp[i] = pvg_dp_rdp_subsampled_gaussian(1, 4.530877117, orders[i]);
     }
-    near_abs(pvg_dp_rdp_to_epsilon(orders, rdp, n, 1e-6, PVG_DP_CONVERSION_IMPROVED, NULL), 1,
-             5e-8, "gaussian eps");
+    near_abs(pvg_dp_rdp_to_epsilon(orders, rdp, n, 1e-6, PVG_DP_CONVERSION_IMPROVED, NULL), 1, 5e-8,
+             "gaussian eps");
     near_abs(pvg_dp_rdp_to_delta(orders, rdp, n, 1, NULL), 1e-6, 5e-8, "gaussian delta");
     free(orders);
     free(rdp);
@@ -129,26 +129,27 @@ static void tfp_dp_sgd_privacy(void **state)
     double orders[80];
     size_t n = 0;
     const double head[] = {1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5};
-    for (int i = 0; i < 10; i++) orders[n++] = head[i];
-    for (int a = 5; a < 64; a++) orders[n++] = a;
+    for (int i = 0; i < 10; i++)
+        orders[n++] = head[i];
+    for (int a = 5; a < 64; a++)
+        orders[n++] = a;
     orders[n++] = 128;
     orders[n++] = 256;
     orders[n++] = 512;
     struct {
         double n, b, sigma, epochs, delta, eps, order;
     } cases[] = {
-        {60000, 150, 1.3, 15, 1e-5, 0.7242234026109595, 19.0},     /* Test0 */
-        {100000, 100, 1.0, 30, 1e-7, 1.4154988495444842, 13.0},    /* Test1 */
+        {60000, 150, 1.3, 15, 1e-5, 0.7242234026109595, 19.0},      /* Test0 */
+        {100000, 100, 1.0, 30, 1e-7, 1.4154988495444842, 13.0},     /* Test1 */
         {100000000, 1024, 0.1, 10, 1e-7, 5907982.3113978775, 1.25}, /* Test2 */
     };
     for (int c = 0; c < 3; c++) {
         double q = cases[c].b / cases[c].n;
         long long steps = (long long)ceil(cases[c].epochs * cases[c].n / cases[c].b);
         double eps, ord;
-        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(q, cases[c].sigma, steps, cases[c].delta,
-                                                            PVG_DP_ACCOUNTANT_RDP,
-                                                            PVG_DP_CONVERSION_IMPROVED, orders, n,
-                                                            &eps, &ord, NULL),
+        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(
+                             q, cases[c].sigma, steps, cases[c].delta, PVG_DP_ACCOUNTANT_RDP,
+                             PVG_DP_CONVERSION_IMPROVED, orders, n, &eps, &ord, NULL),
                          PVG_OK);
         /* assertAlmostEqual = 7 places; for Test2 (eps ~ 5.9e6) that is 17 digits,
          * beyond double rounding of a sum of 97657 terms, so relative 1e-12 there. */
@@ -171,13 +172,15 @@ static void opacus_rdp_accountant(void **state)
 {
     double orders[160];
     size_t n = 0;
-    for (int x = 1; x < 100; x++) orders[n++] = 1 + x / 10.0;
-    for (int a = 12; a < 64; a++) orders[n++] = a;
+    for (int x = 1; x < 100; x++)
+        orders[n++] = 1 + x / 10.0;
+    for (int a = 12; a < 64; a++)
+        orders[n++] = a;
     double eps;
-    assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(0.04, 1.5, 2250, 1e-5, PVG_DP_ACCOUNTANT_RDP,
-                                                        PVG_DP_CONVERSION_IMPROVED, orders, n, &eps,
-                                                        NULL, NULL),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_dp_epsilon_subsampled_gaussian(0.04, 1.5, 2250, 1e-5, PVG_DP_ACCOUNTANT_RDP,
+                                           PVG_DP_CONVERSION_IMPROVED, orders, n, &eps, NULL, NULL),
+        PVG_OK);
     near_abs(eps, 7.32911117143, 5e-8, "opacus rdp accountant");
 }
 
@@ -187,25 +190,26 @@ static void opacus_rdp_accountant(void **state)
  * at most a hair above the smallest sigma; ours is that smallest sigma. */
 static void opacus_noise_multiplier(void **state)
 {
-    struct { long long steps; double want; } c[] = {{2250, 1.416}, {2000, 1.3562}};
+    struct {
+        long long steps;
+        double want;
+    } c[] = {{2250, 1.416}, {2000, 1.3562}};
     for (int i = 0; i < 2; i++) {
         double s, eps;
-        assert_int_equal(pvg_dp_noise_multiplier(8, 1e-5, 0.04, c[i].steps, PVG_DP_ACCOUNTANT_RDP, &s,
-                                                 NULL),
-                         PVG_OK);
-        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(0.04, s, c[i].steps, 1e-5,
-                                                            PVG_DP_ACCOUNTANT_RDP,
-                                                            PVG_DP_CONVERSION_IMPROVED, NULL, 0,
-                                                            &eps, NULL, NULL),
+        assert_int_equal(
+            pvg_dp_noise_multiplier(8, 1e-5, 0.04, c[i].steps, PVG_DP_ACCOUNTANT_RDP, &s, NULL),
+            PVG_OK);
+        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(
+                             0.04, s, c[i].steps, 1e-5, PVG_DP_ACCOUNTANT_RDP,
+                             PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps, NULL, NULL),
                          PVG_OK);
         assert_true(eps <= 8);
         assert_true(s <= c[i].want + 5e-5);
         assert_true(s > c[i].want - 0.005);
         /* smallest: a slightly smaller sigma exceeds the target */
-        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(0.04, s * (1 - 1e-5), c[i].steps, 1e-5,
-                                                            PVG_DP_ACCOUNTANT_RDP,
-                                                            PVG_DP_CONVERSION_IMPROVED, NULL, 0,
-                                                            &eps, NULL, NULL),
+        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(
+                             0.04, s * (1 - 1e-5), c[i].steps, 1e-5, PVG_DP_ACCOUNTANT_RDP,
+                             PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps, NULL, NULL),
                          PVG_OK);
         assert_true(eps > 8);
     }
@@ -217,18 +221,21 @@ static void opacus_noise_multiplier(void **state)
  * count is ceil(1.2/0.01) = 120, without sampling ceil(1.2) = 2. */
 static void tfp_example_privacy(void **state)
 {
-    struct { double sigma, q; long long steps; double rdp, pld; } c[] = {
-        {0.7, 1.0, 2, 10.8602036, 10.1224946},    /* no_microbatching_no_subsampling */
-        {0.35, 1.0, 2, 26.2880374, 24.7160779},   /* microbatching_no_subsampling */
-        {0.7, 0.01, 120, 3.2392676, 2.4612381},   /* no_microbatching_with_subsampling */
-        {0.35, 0.01, 120, 22.6248601, 18.6977407},/* microbatching_with_subsampling */
+    struct {
+        double sigma, q;
+        long long steps;
+        double rdp, pld;
+    } c[] = {
+        {0.7, 1.0, 2, 10.8602036, 10.1224946},     /* no_microbatching_no_subsampling */
+        {0.35, 1.0, 2, 26.2880374, 24.7160779},    /* microbatching_no_subsampling */
+        {0.7, 0.01, 120, 3.2392676, 2.4612381},    /* no_microbatching_with_subsampling */
+        {0.35, 0.01, 120, 22.6248601, 18.6977407}, /* microbatching_with_subsampling */
     };
     for (int i = 0; i < 4; i++) {
         double eps;
-        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(c[i].q, c[i].sigma, c[i].steps, 1e-5,
-                                                            PVG_DP_ACCOUNTANT_RDP,
-                                                            PVG_DP_CONVERSION_IMPROVED, NULL, 0,
-                                                            &eps, NULL, NULL),
+        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(
+                             c[i].q, c[i].sigma, c[i].steps, 1e-5, PVG_DP_ACCOUNTANT_RDP,
+                             PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps, NULL, NULL),
                          PVG_OK);
         /* reference = dp_accounting, whose optimum here is a fractional order where
          * it sums magnitudes (an upper bound, see dpa_poisson_sampled_gaussian): ours
@@ -241,15 +248,14 @@ static void tfp_example_privacy(void **state)
         /* sigma 0.35 subsampled: the composed loss spans ~25 nats, 2^21-point FFTs,
          * about 15 s; its RDP figure is checked above, its PLD is left to the CLI. */
         if (c[i].sigma < 0.5 && c[i].q < 1) continue;
-        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(c[i].q, c[i].sigma, c[i].steps, 1e-5,
-                                                            PVG_DP_ACCOUNTANT_PLD,
-                                                            PVG_DP_CONVERSION_IMPROVED, NULL, 0,
-                                                            &eps, NULL, NULL),
+        assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(
+                             c[i].q, c[i].sigma, c[i].steps, 1e-5, PVG_DP_ACCOUNTANT_PLD,
+                             PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps, NULL, NULL),
                          PVG_OK);
         /* PLD: connect-the-dots on a 1e-4 grid, the reference's own method: the
          * same figure to the 7 printed decimals. */
-        print_message("pld %g/%g/%lld: %.7f (reference %.7f)\n", c[i].sigma, c[i].q, c[i].steps, eps,
-                      c[i].pld);
+        print_message("pld %g/%g/%lld: %.7f (reference %.7f)\n", c[i].sigma, c[i].q, c[i].steps,
+                      eps, c[i].pld);
         near_abs(eps, c[i].pld, 1e-6, "example privacy pld");
     }
 }
@@ -260,16 +266,16 @@ static void tfp_example_privacy(void **state)
 static void tfp_statement(void **state)
 {
     double eps;
-    assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(0.0064, 1.0, 782, 1e-6, PVG_DP_ACCOUNTANT_RDP,
-                                                        PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps,
-                                                        NULL, NULL),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_dp_epsilon_subsampled_gaussian(0.0064, 1.0, 782, 1e-6, PVG_DP_ACCOUNTANT_RDP,
+                                           PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps, NULL, NULL),
+        PVG_OK);
     near_abs(eps, 1.616, 5e-4, "statement rdp");
     if (getenv("PVG_SANITIZED")) return;
-    assert_int_equal(pvg_dp_epsilon_subsampled_gaussian(0.0064, 1.0, 782, 1e-6, PVG_DP_ACCOUNTANT_PLD,
-                                                        PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps,
-                                                        NULL, NULL),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_dp_epsilon_subsampled_gaussian(0.0064, 1.0, 782, 1e-6, PVG_DP_ACCOUNTANT_PLD,
+                                           PVG_DP_CONVERSION_IMPROVED, NULL, 0, &eps, NULL, NULL),
+        PVG_OK);
     /* Connect-the-dots (1.19865 at h = 1e-4) matches the reference's 1.199 to its
      * three printed decimals; the privacy-buckets rounding used before gave 1.2377.
      * A finer grid moves it by less than 1e-4. */
@@ -293,7 +299,8 @@ static void rdp_fraction_never_gives_up(void **state)
     near_abs(r, 0.21761, 1e-4, "fractional rdp, long series");
     near_rel(r, 0.217611526004205, 1e-9, "fractional rdp vs quad");
     /* neighbouring orders stay finite and ordered (RDP is non-decreasing in alpha) */
-    double lo = pvg_dp_rdp_subsampled_gaussian(0.2, 0.6, 1.4), hi = pvg_dp_rdp_subsampled_gaussian(0.2, 0.6, 1.6);
+    double lo = pvg_dp_rdp_subsampled_gaussian(0.2, 0.6, 1.4),
+           hi = pvg_dp_rdp_subsampled_gaussian(0.2, 0.6, 1.6);
     assert_true(isfinite(lo) && isfinite(hi) && lo <= r && r <= hi);
 }
 
@@ -351,9 +358,11 @@ static void moment_vs_integration(void **state)
 {
     /* The parameter sets of TF Privacy rdp_accountant_test.py / dp_accounting
      * rdp_privacy_accountant_test.py test_compute_log_a_equals_mp (rtol 1e-4). */
-    struct { double q, s, a; } p[] = {
-        {1e-7, .1, 1.01}, {1e-6, .1, 256}, {1e-5, .1, 256.1}, {1e-6, 1, 27}, {1e-4, 1., 1.5},
-        {1e-3, 1., 2}, {.01, 10, 20}, {.1, 100, 20.5}, {.99, .1, 256}, {.999, 100, 256.1},
+    struct {
+        double q, s, a;
+    } p[] = {
+        {1e-7, .1, 1.01}, {1e-6, .1, 256}, {1e-5, .1, 256.1}, {1e-6, 1, 27},  {1e-4, 1., 1.5},
+        {1e-3, 1., 2},    {.01, 10, 20},   {.1, 100, 20.5},   {.99, .1, 256}, {.999, 100, 256.1},
     };
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
         double got = pvg_dp_log_moment_subsampled_gaussian(p[i].q, p[i].s, p[i].a);
@@ -368,11 +377,17 @@ static void moment_vs_integration(void **state)
      * [0.5, 20], alpha integer or fractional in (1, 100]; RDP to 1e-4 relative. */
     unsigned long long x = 88172645463325252ull;
     for (int i = 0; i < 40; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         double u1 = (double)(x % 1000003) / 1000003.0;
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         double u2 = (double)(x % 1000003) / 1000003.0;
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         double u3 = (double)(x % 1000003) / 1000003.0;
         double q = exp(log(1e-4) + u1 * (log(0.9) - log(1e-4)));
         double s = 0.5 + 19.5 * u2;
@@ -460,19 +475,24 @@ static void composition(void **state)
     near_abs(pvg_dp_zcdp_from_pure(0.5), 0.125, 1e-15, "pure to zcdp");
     /* dp_accounting test_epsilon_delta_consistency: delta(eps(delta)) == delta */
     double ords[48];
-    for (int i = 0; i < 48; i++) ords[i] = 2 + i;
+    for (int i = 0; i < 48; i++)
+        ords[i] = 2 + i;
     double qs[] = {0.01, 0.1, 0.8, 1}, ss[] = {0.1, 1, 10, 100};
     double ds[] = {.1, .01, 1e-3, 1e-5, 1e-9};
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < 4; b++) {
             double r[48];
-            for (int i = 0; i < 48; i++) r[i] = pvg_dp_rdp_subsampled_gaussian(qs[a], ss[b], ords[i]);
+            for (int i = 0; i < 48; i++)
+                r[i] = pvg_dp_rdp_subsampled_gaussian(qs[a], ss[b], ords[i]);
             for (int c = 0; c < 5; c++) {
-                double eps = pvg_dp_rdp_to_epsilon(ords, r, 48, ds[c], PVG_DP_CONVERSION_IMPROVED, NULL);
+                double eps =
+                    pvg_dp_rdp_to_epsilon(ords, r, 48, ds[c], PVG_DP_CONVERSION_IMPROVED, NULL);
                 double d2 = pvg_dp_rdp_to_delta(ords, r, 48, eps, NULL);
                 if (isinf(eps)) continue;
-                if (eps == 0) assert_true(d2 <= ds[c]);
-                else near_rel(d2, ds[c], 1e-6, "eps/delta consistency");
+                if (eps == 0)
+                    assert_true(d2 <= ds[c]);
+                else
+                    near_rel(d2, ds[c], 1e-6, "eps/delta consistency");
             }
         }
 }
@@ -525,7 +545,8 @@ static void pld_consistency(void **state)
     /* the PLD noise multiplier of one unsampled step is the analytic Gaussian sigma
      * (a hair above it: the PLD is pessimistic) */
     double s_pld, s_an;
-    assert_int_equal(pvg_dp_noise_multiplier(1.0, 1e-5, 1.0, 1, PVG_DP_ACCOUNTANT_PLD, &s_pld, NULL), PVG_OK);
+    assert_int_equal(
+        pvg_dp_noise_multiplier(1.0, 1e-5, 1.0, 1, PVG_DP_ACCOUNTANT_PLD, &s_pld, NULL), PVG_OK);
     assert_int_equal(pvg_dp_gaussian_sigma(1.0, 1e-5, 1.0, &s_an, NULL), PVG_OK);
     print_message("noise multiplier: pld %.6f, analytic %.6f\n", s_pld, s_an);
     assert_true(s_pld >= s_an * (1 - 1e-5));

@@ -77,7 +77,7 @@ static void audit(const char *what, mech_fn fn, const pvg_dp_noise_info *info, d
         s1 += h1[t];
         for (int dir = 0; dir < 2; dir++) {
             long kp = dir ? n - s0 : s1, kq = dir ? n - s1 : s0; /* P-side and Q-side counts */
-            if (kp < 50 || kq < 50) continue; /* too few to say anything */
+            if (kp < 50 || kq < 50) continue;                    /* too few to say anything */
             double plo, phi, qlo, qhi;
             wilson(kp, n, &plo, &phi);
             wilson(kq, n, &qlo, &qhi);
@@ -104,7 +104,8 @@ static void audit_laplace(void **state)
     for (int k = 0; k < 2; k++) {
         double eps = k ? 0.25 : 1.0;
         assert_int_equal(pvg_dp_laplace_int(rng, 0, 1, eps, 1, &out, &info, NULL), PVG_OK);
-        audit(k ? "laplace count eps=0.25" : "laplace count eps=1", run_laplace, &info, eps, 0, 0.9);
+        audit(k ? "laplace count eps=0.25" : "laplace count eps=1", run_laplace, &info, eps, 0,
+              0.9);
     }
     pvg_rng_free(rng);
 }
@@ -164,8 +165,8 @@ static void audit_real(const char *what, real_case rc, double min_power)
             if (lb > best_lb) best_lb = lb;
         }
     }
-    print_message("%-28s claimed eps %.4f  max estimate %.4f  max lower bound %.4f\n", what, rc.eps, best_hat,
-                  best_lb);
+    print_message("%-28s claimed eps %.4f  max estimate %.4f  max lower bound %.4f\n", what, rc.eps,
+                  best_hat, best_lb);
     assert_true(best_lb <= rc.eps);
     assert_true(best_hat >= min_power * rc.eps);
     free(h0);

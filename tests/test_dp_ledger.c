@@ -71,12 +71,16 @@ static void ledger_basics(void **state)
     assert_non_null(strstr(err.text, "no privacy budget"));
     assert_int_equal(pvg_ledger_set_budget(s, "shop", 1.0, 1e-5, &err), PVG_OK);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(pvg_ledger_charge(s, "shop", "count", "discrete-laplace", 0.3, 2e-6, &id, &err), PVG_OK);
+        assert_int_equal(
+            pvg_ledger_charge(s, "shop", "count", "discrete-laplace", 0.3, 2e-6, &id, &err),
+            PVG_OK);
     assert_true(id == 3);
     /* overspend: refused, says what remains, records nothing */
-    assert_int_equal(pvg_ledger_charge(s, "shop", "sum", "discrete-laplace", 0.3, 0, &id, &err), PVG_ERR_BUDGET);
+    assert_int_equal(pvg_ledger_charge(s, "shop", "sum", "discrete-laplace", 0.3, 0, &id, &err),
+                     PVG_ERR_BUDGET);
     assert_non_null(strstr(err.text, "remaining epsilon=0.1"));
-    assert_int_equal(pvg_ledger_charge(s, "shop", "sum", "g", 0.05, 5e-6, &id, &err), PVG_ERR_BUDGET);
+    assert_int_equal(pvg_ledger_charge(s, "shop", "sum", "g", 0.05, 5e-6, &id, &err),
+                     PVG_ERR_BUDGET);
     assert_non_null(strstr(err.text, "delta"));
     pvg_ledger_summary sum;
     assert_int_equal(pvg_ledger_summary_get(s, "shop", &sum, &err), PVG_OK);
@@ -126,13 +130,16 @@ static void ledger_one_budget_per_store(void **state)
     pvg_error err;
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
     assert_int_equal(pvg_ledger_set_budget(s, "default", 1.0, 1e-6, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_charge(s, "default", "count", "discrete-laplace", 1.0, 0, NULL, &err), PVG_OK);
+    assert_int_equal(
+        pvg_ledger_charge(s, "default", "count", "discrete-laplace", 1.0, 0, NULL, &err), PVG_OK);
     /* the operator "sets a budget" for another label: it is the same store total */
     assert_int_equal(pvg_ledger_set_budget(s, "other", 1.0, 1e-6, &err), PVG_OK);
-    static const char *labels[] = {"other", "popular_list", "similar_items", "spend_totals", "model_builds",
-                                   "federated_training", "he-test"};
+    static const char *labels[] = {"other",        "popular_list", "similar_items",
+                                   "spend_totals", "model_builds", "federated_training",
+                                   "he-test"};
     for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
-        assert_int_equal(pvg_ledger_charge(s, labels[i], "q", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
+        assert_int_equal(pvg_ledger_charge(s, labels[i], "q", "m", 0.1, 0, NULL, &err),
+                         PVG_ERR_BUDGET);
         assert_non_null(strstr(err.text, "store's privacy budget"));
     }
     pvg_ledger_state st;
@@ -144,7 +151,8 @@ static void ledger_one_budget_per_store(void **state)
     assert_int_equal(pvg_ledger_purpose_of_label("similar_items"), PVG_LEDGER_SIMILAR_ITEMS);
     assert_int_equal(pvg_ledger_purpose_of_label("spend_totals"), PVG_LEDGER_SPEND_TOTALS);
     assert_int_equal(pvg_ledger_purpose_of_label("model_builds"), PVG_LEDGER_MODEL_BUILDS);
-    assert_int_equal(pvg_ledger_purpose_of_label("federated_training"), PVG_LEDGER_FEDERATED_TRAINING);
+    assert_int_equal(pvg_ledger_purpose_of_label("federated_training"),
+                     PVG_LEDGER_FEDERATED_TRAINING);
     assert_int_equal(pvg_ledger_purpose_of_label("default"), PVG_LEDGER_QUERIES);
     assert_int_equal(pvg_ledger_purpose_of_label(NULL), PVG_LEDGER_QUERIES);
     assert_string_equal(pvg_ledger_purpose_name(PVG_LEDGER_SPEND_TOTALS), "spend_totals");
@@ -184,7 +192,8 @@ static void ledger_caps_and_changes(void **state)
     pvg_error err;
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
     /* no total: refused, says so */
-    assert_int_equal(pvg_ledger_charge(s, "popular_list", "q", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
+    assert_int_equal(pvg_ledger_charge(s, "popular_list", "q", "m", 0.1, 0, NULL, &err),
+                     PVG_ERR_BUDGET);
     assert_non_null(strstr(err.text, "no privacy budget"));
     assert_int_equal(pvg_ledger_total_set(s, "cli", 2.0, 1e-6, 0, &err), PVG_OK);
     assert_int_equal(audits(s).n, 1);
@@ -193,26 +202,32 @@ static void ledger_caps_and_changes(void **state)
     /* the same values again: not a change */
     assert_int_equal(pvg_ledger_total_set(s, "cli", 2.0, 1e-6, 0, &err), PVG_OK);
     /* a first cap, at most the total */
-    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.5, 0, 0, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.5, 0, 0, &err),
+                     PVG_OK);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err), PVG_ERR_BUDGET);
+        assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err),
+                         PVG_OK);
+    assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.1, 0, NULL, &err),
+                     PVG_ERR_BUDGET);
     assert_non_null(strstr(err.text, "budget cap of purpose popular_list"));
     /* other purposes still have the rest of the total */
     assert_int_equal(pvg_ledger_charge(s, "default", "count", "m", 1.5, 0, NULL, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_charge(s, "spend_totals", "sum", "m", 0.01, 0, NULL, &err), PVG_ERR_BUDGET);
+    assert_int_equal(pvg_ledger_charge(s, "spend_totals", "sum", "m", 0.01, 0, NULL, &err),
+                     PVG_ERR_BUDGET);
     assert_non_null(strstr(err.text, "store's privacy budget"));
     pvg_ledger_state st;
     assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
     assert_true(fabs(st.spent_epsilon - 2.0) < 1e-12 && st.releases == 6);
-    assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].has_cap && st.purposes[PVG_LEDGER_POPULAR_LIST].releases == 5);
+    assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].has_cap &&
+                st.purposes[PVG_LEDGER_POPULAR_LIST].releases == 5);
     assert_true(!st.purposes[PVG_LEDGER_QUERIES].has_cap);
     int before = audits(s).n;
     /* below spent: refused even with force, and audited */
     assert_int_equal(pvg_ledger_total_set(s, "cli", 1.0, 1e-6, 1, &err), PVG_ERR_BUDGET);
     assert_int_equal(audits(s).n, before + 1);
     assert_non_null(strstr(audits(s).last, "outcome=refused:below_spent"));
-    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.3, 0, 1, &err), PVG_ERR_BUDGET);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.3, 0, 1, &err),
+                     PVG_ERR_BUDGET);
     /* raising the total once spent: needs force */
     assert_int_equal(pvg_ledger_total_set(s, "cli", 3.0, 1e-6, 0, &err), PVG_ERR_STATE);
     assert_non_null(strstr(err.text, "--force"));
@@ -223,19 +238,26 @@ static void ledger_caps_and_changes(void **state)
     assert_non_null(strstr(audits(s).last, "key:abc|target=total epsilon=3"));
     assert_non_null(strstr(audits(s).last, "outcome=allowed:forced"));
     /* changing a cap, a cap above the total, removing a cap: force */
-    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.8, 0, 0, &err), PVG_ERR_STATE);
-    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_SIMILAR_ITEMS, 4.0, 0, 0, &err), PVG_ERR_STATE);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_POPULAR_LIST, 0.8, 0, 0, &err),
+                     PVG_ERR_STATE);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_SIMILAR_ITEMS, 4.0, 0, 0, &err),
+                     PVG_ERR_STATE);
     assert_non_null(strstr(err.text, "above the store's total"));
-    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_SIMILAR_ITEMS, 0.4, 0, 0, &err), PVG_OK);
-    assert_int_equal(pvg_ledger_cap_clear(s, "cli", PVG_LEDGER_POPULAR_LIST, 0, &err), PVG_ERR_STATE);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_SIMILAR_ITEMS, 0.4, 0, 0, &err),
+                     PVG_OK);
+    assert_int_equal(pvg_ledger_cap_clear(s, "cli", PVG_LEDGER_POPULAR_LIST, 0, &err),
+                     PVG_ERR_STATE);
     assert_int_equal(pvg_ledger_cap_clear(s, "cli", PVG_LEDGER_POPULAR_LIST, 1, &err), PVG_OK);
     assert_non_null(strstr(audits(s).last, "target=purpose:popular_list clear"));
-    assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.5, 0, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_charge(s, "popular_list", "top-k", "m", 0.5, 0, NULL, &err),
+                     PVG_OK);
     assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
-    assert_true(!st.purposes[PVG_LEDGER_POPULAR_LIST].has_cap && st.purposes[PVG_LEDGER_SIMILAR_ITEMS].has_cap);
+    assert_true(!st.purposes[PVG_LEDGER_POPULAR_LIST].has_cap &&
+                st.purposes[PVG_LEDGER_SIMILAR_ITEMS].has_cap);
     assert_true(fabs(st.purposes[PVG_LEDGER_POPULAR_LIST].spent_epsilon - 1.0) < 1e-12);
     /* bad arguments */
-    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_N_PURPOSES, 1, 0, 1, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_ledger_cap_set(s, "cli", PVG_LEDGER_N_PURPOSES, 1, 0, 1, &err),
+                     PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_total_set(s, "", 1, 0, 1, &err), PVG_ERR_INVALID);
     assert_int_equal(pvg_ledger_total_set(s, "cli", INFINITY, 0, 1, &err), PVG_ERR_INVALID);
     pvg_ledger_purpose p;
@@ -268,11 +290,12 @@ static void ledger_migration(void **state)
 {
     t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     char *dir = make_store();
-    exec_sql(dir, "INSERT INTO dp_budget VALUES('default', 1.0, 1e-6, 1), ('other', 2.0, 0, 1),"
-                  " ('he', 0.5, 1e-5, 1);"
-                  "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta, created_at) VALUES"
-                  " ('default', 'q', 'm', 1.0, 0, 1), ('other', 'q', 'm', 0.5, 0, 1),"
-                  " ('he', 's', 'm', 0.25, 1e-6, 1), ('popular_list', 'p', 'm', 0.1, 0, 1);");
+    exec_sql(dir,
+             "INSERT INTO dp_budget VALUES('default', 1.0, 1e-6, 1), ('other', 2.0, 0, 1),"
+             " ('he', 0.5, 1e-5, 1);"
+             "INSERT INTO dp_release(dataset, what, mechanism, epsilon, delta, created_at) VALUES"
+             " ('default', 'q', 'm', 1.0, 0, 1), ('other', 'q', 'm', 0.5, 0, 1),"
+             " ('he', 's', 'm', 0.25, 1e-6, 1), ('popular_list', 'p', 'm', 0.1, 0, 1);");
     pvg_store *s;
     pvg_error err;
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
@@ -306,7 +329,9 @@ static void race(int mixed)
     pvg_error err;
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_OK);
     assert_int_equal(pvg_ledger_set_budget(s, "race", 1.0, 1e-6, &err), PVG_OK);
-    if (mixed) assert_int_equal(pvg_ledger_cap_set(s, "test", PVG_LEDGER_POPULAR_LIST, 0.2, 1e-6, 0, &err), PVG_OK);
+    if (mixed)
+        assert_int_equal(pvg_ledger_cap_set(s, "test", PVG_LEDGER_POPULAR_LIST, 0.2, 1e-6, 0, &err),
+                         PVG_OK);
     pvg_store_free(s);
     static const char *labels[4] = {"race", "popular_list", "spend_totals", "similar_items"};
     enum { P = 8, TRIES = 40 };
@@ -325,12 +350,15 @@ static void race(int mixed)
             for (int t = 0; t < TRIES; t++) {
                 pvg_status st;
                 do {
-                    st = pvg_ledger_charge(cs, mixed ? labels[(t + p) % 4] : "race", "race", "test", 0.01,
-                                           1e-8, NULL, &ce);
+                    st = pvg_ledger_charge(cs, mixed ? labels[(t + p) % 4] : "race", "race", "test",
+                                           0.01, 1e-8, NULL, &ce);
                 } while (st == PVG_ERR_BUSY);
-                if (st == PVG_OK) ok++;
-                else if (st == PVG_ERR_BUDGET) refused++;
-                else other++;
+                if (st == PVG_OK)
+                    ok++;
+                else if (st == PVG_ERR_BUDGET)
+                    refused++;
+                else
+                    other++;
             }
             pvg_store_free(cs);
             int msg[3] = {ok, refused, other};
@@ -350,7 +378,8 @@ static void race(int mixed)
         total_refused += msg[1];
         total_other += msg[2];
     }
-    print_message("race: %d charged, %d refused, %d other errors\n", total_ok, total_refused, total_other);
+    print_message("race: %d charged, %d refused, %d other errors\n", total_ok, total_refused,
+                  total_other);
     assert_int_equal(total_other, 0);
     assert_int_equal(total_ok, 100);
     assert_int_equal(total_ok + total_refused, P * TRIES);
@@ -364,11 +393,15 @@ static void race(int mixed)
         pvg_ledger_state st;
         assert_int_equal(pvg_ledger_state_get(s, &st, &err), PVG_OK);
         long long n = 0;
-        for (int q = 0; q < PVG_LEDGER_N_PURPOSES; q++) n += st.purposes[q].releases;
+        for (int q = 0; q < PVG_LEDGER_N_PURPOSES; q++)
+            n += st.purposes[q].releases;
         assert_true(n == 100);
-        print_message("race (mixed): popular_list %lld, queries %lld, spend_totals %lld, similar_items %lld\n",
-                      st.purposes[PVG_LEDGER_POPULAR_LIST].releases, st.purposes[PVG_LEDGER_QUERIES].releases,
-                      st.purposes[PVG_LEDGER_SPEND_TOTALS].releases, st.purposes[PVG_LEDGER_SIMILAR_ITEMS].releases);
+        print_message("race (mixed): popular_list %lld, queries %lld, spend_totals %lld, "
+                      "similar_items %lld\n",
+                      st.purposes[PVG_LEDGER_POPULAR_LIST].releases,
+                      st.purposes[PVG_LEDGER_QUERIES].releases,
+                      st.purposes[PVG_LEDGER_SPEND_TOTALS].releases,
+                      st.purposes[PVG_LEDGER_SIMILAR_ITEMS].releases);
         assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].releases <= 20);
         assert_true(st.purposes[PVG_LEDGER_POPULAR_LIST].spent_epsilon <= 0.2 * (1 + 1e-9));
     }
@@ -388,8 +421,8 @@ static void ledger_race_mixed(void **state)
 
 /* ---- queries ---- */
 
-static void put(pvg_store *s, const char *user, const char *item, pvg_event_type t, int64_t ts, double qty,
-                double amount, const char *country)
+static void put(pvg_store *s, const char *user, const char *item, pvg_event_type t, int64_t ts,
+                double qty, double amount, const char *country)
 {
     pvg_event e;
     memset(&e, 0, sizeof e);
@@ -425,11 +458,14 @@ static void queries(void **state)
     pvg_item it;
     memset(&it, 0, sizeof it);
     it.price = -1;
-    it.ext_id = "A"; it.category = "books";
+    it.ext_id = "A";
+    it.category = "books";
     assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
-    it.ext_id = "B"; it.category = "games";
+    it.ext_id = "B";
+    it.category = "games";
     assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
-    it.ext_id = "C"; it.category = "rare";
+    it.ext_id = "C";
+    it.category = "rare";
     assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
     assert_int_equal(pvg_store_begin(s, &err), PVG_OK);
     /* 200 users buy 2 books and 1 game each; one heavy user buys 100 books; one user
@@ -441,7 +477,8 @@ static void queries(void **state)
         put(s, u, "A", PVG_EVENT_PURCHASE, 1300000100 + i, 2, 20, "UK");
         put(s, u, "B", PVG_EVENT_PURCHASE, 1300000200 + i, 1, 30, "FR");
     }
-    for (int j = 0; j < 100; j++) put(s, "heavy", "A", PVG_EVENT_PURCHASE, 1300001000 + j, 1, 10, "UK");
+    for (int j = 0; j < 100; j++)
+        put(s, "heavy", "A", PVG_EVENT_PURCHASE, 1300001000 + j, 1, 10, "UK");
     put(s, "loner", "C", PVG_EVENT_PURCHASE, 1300002000, 1, 5, "UK");
     for (int i = 0; i < 20; i++) {
         snprintf(u, sizeof u, "private%d", i);
@@ -462,7 +499,8 @@ static void queries(void **state)
     /* no budget: refused, no result */
     assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_ERR_BUDGET);
     assert_null(r);
-    assert_int_equal(pvg_ledger_set_budget(s, PVG_LEDGER_DEFAULT_DATASET, 10000, 0.1, &err), PVG_OK);
+    assert_int_equal(pvg_ledger_set_budget(s, PVG_LEDGER_DEFAULT_DATASET, 10000, 0.1, &err),
+                     PVG_OK);
     /* count: 200*3 + min(100, 10) + 1 = 611 (heavy user bounded to 10; no private users) */
     assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_OK);
     assert_int_equal(r->n_rows, 1);
@@ -489,7 +527,8 @@ static void queries(void **state)
     assert_int_equal(r->n_rows, 2);
     assert_string_equal(r->rows[0].group, "books");
     assert_string_equal(r->rows[1].group, "games");
-    print_message("books %g games %g (scale %g)\n", r->rows[0].value, r->rows[1].value, r->noise_scale);
+    print_message("books %g games %g (scale %g)\n", r->rows[0].value, r->rows[1].value,
+                  r->noise_scale);
     assert_true(fabs(r->rows[0].value - 4100) < 30 * r->noise_scale);
     assert_true(fabs(r->rows[1].value - 2000) < 30 * r->noise_scale);
     assert_true(r->selection_threshold > 1);
@@ -504,7 +543,8 @@ static void queries(void **state)
     sp.epsilon = 1000;
     sp.allow_insecure_rng = 1;
     assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_OK);
-    print_message("mean purchases per user %g (ci %g..%g)\n", r->rows[0].value, r->rows[0].ci_lo, r->rows[0].ci_hi);
+    print_message("mean purchases per user %g (ci %g..%g)\n", r->rows[0].value, r->rows[0].ci_lo,
+                  r->rows[0].ci_hi);
     assert_true(fabs(r->rows[0].value - 606.0 / 202.0) < 0.05);
     pvg_query_result_free(r);
     /* top items over the public catalog: the top 2 are A and B, not the
@@ -516,7 +556,8 @@ static void queries(void **state)
     sp.allow_insecure_rng = 1;
     assert_int_equal(pvg_query_run(s, &sp, rng, &r, &err), PVG_OK);
     assert_int_equal(r->n_rows, 2);
-    for (size_t i = 0; i < r->n_rows; i++) assert_true(strcmp(r->rows[i].group, "C") != 0);
+    for (size_t i = 0; i < r->n_rows; i++)
+        assert_true(strcmp(r->rows[i].group, "C") != 0);
     pvg_query_result_free(r);
     /* quantile and histogram of quantity */
     pvg_query_spec_init(&sp);

@@ -32,7 +32,10 @@ static double chi2_stat(const long *obs, const double *p, int m, long n, int *do
     int bins = 0;
     for (int i = 0; i < m; i++) {
         double e = p[i] * (double)n;
-        if (e < 1e-12) { assert_true(obs[i] == 0); continue; }
+        if (e < 1e-12) {
+            assert_true(obs[i] == 0);
+            continue;
+        }
         st += ((double)obs[i] - e) * ((double)obs[i] - e) / e;
         bins++;
     }
@@ -84,7 +87,8 @@ static void laplace_int_law(void **state)
         int64_t z = out - 100;
         obs[z < -K ? 0 : z > K ? M - 1 : (int)(z + K + 1)]++;
     }
-    for (int x = -K; x <= K; x++) p[x + K + 1] = pvg_dp_discrete_laplace_pmf(info.scale, x);
+    for (int x = -K; x <= K; x++)
+        p[x + K + 1] = pvg_dp_discrete_laplace_pmf(info.scale, x);
     p[0] = p[M - 1] = pvg_dp_discrete_laplace_tail(info.scale, K) / 2;
     chi2_ok("laplace_int noise", obs, p, M, n);
     pvg_rng_free(rng);
@@ -125,20 +129,25 @@ static void real_releases_on_grid(void **state)
         double lo = ceil(k * bgrid / 4), hi = ceil((k + 1) * bgrid / 4) - 1;
         double a = exp(-1 / bgrid), c = (1 - a) / (1 + a), s = 0;
         /* sum of c a^|x| for x in [lo, hi] */
-        if (lo >= 0) s = c * (pow(a, lo) - pow(a, hi + 1)) / (1 - a);
-        else if (hi < 0) s = c * (pow(a, -hi) - pow(a, -lo + 1)) / (1 - a);
-        else s = c * ((1 - pow(a, hi + 1)) + (pow(a, 1) - pow(a, -lo + 1))) / (1 - a);
+        if (lo >= 0)
+            s = c * (pow(a, lo) - pow(a, hi + 1)) / (1 - a);
+        else if (hi < 0)
+            s = c * (pow(a, -hi) - pow(a, -lo + 1)) / (1 - a);
+        else
+            s = c * ((1 - pow(a, hi + 1)) + (pow(a, 1) - pow(a, -lo + 1))) / (1 - a);
         p[k + K + 1] = s;
     }
     double tot = 0;
-    for (int i = 1; i < M - 1; i++) tot += p[i];
+    for (int i = 1; i < M - 1; i++)
+        tot += p[i];
     p[0] = p[M - 1] = (1 - tot) / 2;
     chi2_ok("laplace_real noise on grid", obs, p, M, n);
 
     /* Gaussian: the grid follows the sensitivity (g <= sens / 2^8, sigma below
      * 2^16 steps); the discrete Gaussian meets (eps, delta) at the inflated
      * integer sensitivity. */
-    assert_int_equal(pvg_dp_gaussian_real(rng, -77.25, 3.0, 0.5, 1e-6, 1, &out, &info, NULL), PVG_OK);
+    assert_int_equal(pvg_dp_gaussian_real(rng, -77.25, 3.0, 0.5, 1e-6, 1, &out, &info, NULL),
+                     PVG_OK);
     double steps = info.scale / info.granularity;
     assert_true(info.granularity <= 3.0 / 256 && steps < 65536 * 1.01);
     assert_true(fmod(out, info.granularity) == 0);
@@ -166,14 +175,17 @@ static void exponential_law(void **state)
         assert_int_equal(pvg_dp_exponential(rng, u, M, 1, 1.0, 1, &k, NULL), PVG_OK);
         obs[k]++;
     }
-    for (int i = 0; i < M; i++) z += p[i] = exp(0.5 * (double)u[i]);
-    for (int i = 0; i < M; i++) p[i] /= z;
+    for (int i = 0; i < M; i++)
+        z += p[i] = exp(0.5 * (double)u[i]);
+    for (int i = 0; i < M; i++)
+        p[i] /= z;
     chi2_ok("exponential mechanism", obs, p, M, n);
 
     /* permute-and-flip: exact law by enumerating the 24 orders of 4 candidates */
     int64_t v[] = {3, 0, 2, 3};
     double acc[4], pf[4] = {0};
-    for (int i = 0; i < 4; i++) acc[i] = exp(0.5 * 2.0 * (double)(v[i] - 3)); /* eps 2 */
+    for (int i = 0; i < 4; i++)
+        acc[i] = exp(0.5 * 2.0 * (double)(v[i] - 3)); /* eps 2 */
     int perm[4] = {0, 1, 2, 3};
     int c[4] = {0};
     int cnt = 0;
@@ -185,15 +197,19 @@ static void exponential_law(void **state)
             surv *= 1 - acc[perm[j]];
         }
         cnt++;
-        while (iter < 4 && c[iter] >= iter) c[iter++] = 0;
+        while (iter < 4 && c[iter] >= iter)
+            c[iter++] = 0;
         if (iter >= 4) break;
         int sw = iter % 2 ? c[iter] : 0;
-        int t = perm[sw]; perm[sw] = perm[iter]; perm[iter] = t;
+        int t = perm[sw];
+        perm[sw] = perm[iter];
+        perm[iter] = t;
         c[iter]++;
         iter = 0;
     }
     assert_int_equal(cnt, 24);
-    for (int i = 0; i < 4; i++) pf[i] /= 24;
+    for (int i = 0; i < 4; i++)
+        pf[i] /= 24;
     long o2[4] = {0};
     for (long i = 0; i < n; i++) {
         size_t k;
@@ -215,11 +231,13 @@ static void exponential_law(void **state)
 
     /* top-k: distinct indices, a clear winner first most of the time */
     int64_t big[50];
-    for (int i = 0; i < 50; i++) big[i] = i == 17 ? 1000 : i == 3 ? 900 : i;
+    for (int i = 0; i < 50; i++)
+        big[i] = i == 17 ? 1000 : i == 3 ? 900 : i;
     size_t top[5];
     assert_int_equal(pvg_dp_top_k(rng, big, 50, 5, 1, 5.0, 1, top, NULL), PVG_OK);
     for (int i = 0; i < 5; i++)
-        for (int j = i + 1; j < 5; j++) assert_true(top[i] != top[j]);
+        for (int j = i + 1; j < 5; j++)
+            assert_true(top[i] != top[j]);
     assert_true(top[0] == 17 && top[1] == 3);
     pvg_error err;
     assert_int_equal(pvg_dp_top_k(rng, big, 50, 51, 1, 5.0, 1, top, &err), PVG_ERR_INVALID);
@@ -239,8 +257,10 @@ static void partition_selection(void **state)
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(5);
     assert_int_equal(pvg_dp_partition_rule_make(1.0, 0.03, 1, &r, NULL), PVG_OK);
     long n = n_draws() * 2, kept = 0, kept_big = 0;
-    for (long i = 0; i < n; i++) kept += pvg_dp_partition_keep(rng, &r, 1, NULL);
-    for (long i = 0; i < 1000; i++) kept_big += pvg_dp_partition_keep(rng, &r, 1000, NULL);
+    for (long i = 0; i < n; i++)
+        kept += pvg_dp_partition_keep(rng, &r, 1, NULL);
+    for (long i = 0; i < 1000; i++)
+        kept_big += pvg_dp_partition_keep(rng, &r, 1000, NULL);
     double rate = (double)kept / (double)n;
     print_message("one-user group kept %.5f (bound 0.03)\n", rate);
     assert_true(rate <= 0.03 + Z_1E6 * sqrt(0.03 / (double)n));
@@ -262,7 +282,8 @@ static void local_dp(void **state)
         assert_int_equal(pvg_dp_rr_report(rng, v, K, 1.0, &o, NULL), PVG_OK);
         rr[o]++;
         assert_int_equal(pvg_dp_oue_report(rng, v, K, 1.0, bits, NULL), PVG_OK);
-        for (int k = 0; k < K; k++) oue[k] += bits[k];
+        for (int k = 0; k < K; k++)
+            oue[k] += bits[k];
     }
     double est[K], est2[K];
     pvg_dp_rr_estimate(rr, K, 1.0, est);
@@ -293,15 +314,20 @@ static void gaussian_grid_growth(void **state)
         for (int i = 0; i < 7; i++) {
             double out, sc;
             pvg_dp_noise_info info;
-            assert_int_equal(pvg_dp_gaussian_real(rng, 12.5, sens[j], eps[i], 1e-6, 1, &out, &info, NULL), PVG_OK);
+            assert_int_equal(
+                pvg_dp_gaussian_real(rng, 12.5, sens[j], eps[i], 1e-6, 1, &out, &info, NULL),
+                PVG_OK);
             assert_int_equal(pvg_dp_gaussian_sigma(eps[i], 1e-6, sens[j], &sc, NULL), PVG_OK);
             double growth = info.scale / sc - 1;
-            print_message("gaussian real eps %-5g sens %-4g: sigma %.6g analytic %.6g growth %.3f%%\n", eps[i],
-                          sens[j], info.scale, sc, 100 * growth);
+            print_message(
+                "gaussian real eps %-5g sens %-4g: sigma %.6g analytic %.6g growth %.3f%%\n",
+                eps[i], sens[j], info.scale, sc, 100 * growth);
             assert_true(growth < 0.01);
             /* and the release still meets delta at the inflated grid sensitivity */
             double s2 = (double)info.noise_num / (double)info.noise_den;
-            assert_true(pvg_dp_discrete_gaussian_delta(s2, eps[i], (int64_t)llround(info.sensitivity / info.granularity)) <= 1e-6);
+            assert_true(pvg_dp_discrete_gaussian_delta(
+                            s2, eps[i], (int64_t)llround(info.sensitivity / info.granularity)) <=
+                        1e-6);
         }
     pvg_rng_free(rng);
 }
@@ -318,7 +344,8 @@ static double brute_delta(double s2, double eps, int s, int G)
     /* sum over y in [-R, R]^G of (P(y) - e^eps Q(y))_+, Q shifted by s in every coordinate */
     int R = (int)ceil(12 * sqrt(s2)) + s + 2;
     double z = 0;
-    for (int x = -60; x <= 60; x++) z += exp(-(double)x * x / (2 * s2));
+    for (int x = -60; x <= 60; x++)
+        z += exp(-(double)x * x / (2 * s2));
     double d = 0;
     int idx[3] = {-R, -R, -R};
     for (;;) {
@@ -330,7 +357,8 @@ static double brute_delta(double s2, double eps, int s, int G)
         double v = exp(lp) - exp(eps + lq);
         if (v > 0) d += v;
         int j = 0;
-        while (j < G && ++idx[j] > R) idx[j++] = -R;
+        while (j < G && ++idx[j] > R)
+            idx[j++] = -R;
         if (j == G) break;
     }
     return d / pow(z, G);
@@ -339,12 +367,15 @@ static double brute_delta(double s2, double eps, int s, int G)
 static void multivariate_gaussian(void **state)
 {
     (void)state;
-    struct { double s2, eps; int s, G; } c[] = {{0.8, 0.5, 1, 2}, {2.5, 1.0, 2, 3}, {6.0, 0.3, 1, 3}};
+    struct {
+        double s2, eps;
+        int s, G;
+    } c[] = {{0.8, 0.5, 1, 2}, {2.5, 1.0, 2, 3}, {6.0, 0.3, 1, 3}};
     for (int i = 0; i < 3; i++) {
         double a = pvg_dp_discrete_gaussian_delta_multi(c[i].s2, c[i].eps, c[i].s, c[i].G);
         double b = brute_delta(c[i].s2, c[i].eps, c[i].s, c[i].G);
-        print_message("multi delta s2 %g eps %g s %d G %d: %.12g brute %.12g\n", c[i].s2, c[i].eps, c[i].s,
-                      c[i].G, a, b);
+        print_message("multi delta s2 %g eps %g s %d G %d: %.12g brute %.12g\n", c[i].s2, c[i].eps,
+                      c[i].s, c[i].G, a, b);
         assert_true(fabs(a - b) <= 1e-12 + 1e-9 * b);
     }
     /* the large-sigma path (Poisson summation) continues the exact one */
@@ -365,7 +396,8 @@ static void multivariate_gaussian(void **state)
     double so;
     assert_int_equal(pvg_dp_gaussian_sigma(eps, delta, 3, &so, NULL), PVG_OK);
     double o2 = so * so;
-    for (int i = 0; i < 2000 && pvg_dp_discrete_gaussian_delta(o2, eps, 3) > delta; i++) o2 *= 1.001;
+    for (int i = 0; i < 2000 && pvg_dp_discrete_gaussian_delta(o2, eps, 3) > delta; i++)
+        o2 *= 1.001;
     double dold = pvg_dp_discrete_gaussian_delta_multi(o2, eps, 1, G);
     print_message("old sigma^2 %g: multivariate delta %.4g (target %g)\n", o2, dold, delta);
     assert_true(dold > delta); /* the old calibration missed its target */
@@ -375,14 +407,10 @@ static void multivariate_gaussian(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(refuses_test_rng),
-        cmocka_unit_test(laplace_int_law),
-        cmocka_unit_test(real_releases_on_grid),
-        cmocka_unit_test(multivariate_gaussian),
-        cmocka_unit_test(gaussian_grid_growth),
-        cmocka_unit_test(exponential_law),
-        cmocka_unit_test(partition_selection),
-        cmocka_unit_test(local_dp),
+        cmocka_unit_test(refuses_test_rng),      cmocka_unit_test(laplace_int_law),
+        cmocka_unit_test(real_releases_on_grid), cmocka_unit_test(multivariate_gaussian),
+        cmocka_unit_test(gaussian_grid_growth),  cmocka_unit_test(exponential_law),
+        cmocka_unit_test(partition_selection),   cmocka_unit_test(local_dp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

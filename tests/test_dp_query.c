@@ -116,14 +116,16 @@ static pvg_store *make_base(char **dirp)
 
 /* The worst-case shopper: `per_item` purchases of each of the first `items`
  * items, quantity qty[i % nq], amount amt. */
-static void add_shopper(pvg_store *s, int items, int per_item, const double *qty, int nq, double amt)
+static void add_shopper(pvg_store *s, int items, int per_item, const double *qty, int nq,
+                        double amt)
 {
     pvg_error err;
     assert_int_equal(pvg_store_begin(s, &err), PVG_OK);
     for (int c = 0; c < items; c++) {
         char id[16];
         snprintf(id, sizeof id, "I%d", c);
-        for (int k = 0; k < per_item; k++) put(s, "worst", id, qty[c % nq], amt);
+        for (int k = 0; k < per_item; k++)
+            put(s, "worst", id, qty[c % nq], amt);
     }
     assert_int_equal(pvg_store_commit(s, &err), PVG_OK);
 }
@@ -149,8 +151,8 @@ static double stat_of(const pvg_query_spec *sp, const pvg_query_row *row)
 
 /* move of the statistic between two results, matched by group; norm 1 or 2.
  * *cnt_move: the same for the mean's denominator. */
-static double move(const pvg_query_spec *sp, const pvg_query_result *a, const pvg_query_result *b, int norm,
-                   double *cnt_move)
+static double move(const pvg_query_spec *sp, const pvg_query_result *a, const pvg_query_result *b,
+                   int norm, double *cnt_move)
 {
     double acc = 0, cacc = 0;
     assert_int_equal(a->n_rows, b->n_rows);
@@ -172,7 +174,7 @@ typedef struct nb_case {
     double qty[NCAT];
     int nq;
     double amt;
-    double expect; /* the sensitivity derived by hand for this case */
+    double expect;       /* the sensitivity derived by hand for this case */
     double expect_count; /* mean: the denominator's */
 } nb_case;
 
@@ -218,12 +220,14 @@ static void check_case(const nb_case *c)
     double cnt_move = 0;
     double mv = move(&c->sp, a, b, norm, &cnt_move);
     double k = (double)a->n_rows;
-    double tol = gauss ? sqrt(k) * a->noise_scale / 1024 + 1e-9 * used : 2 * 40 * k * a->noise_scale + 1e-9 * used;
-    print_message("%-34s move %-10g sensitivity used %-10g (derived %g) tol %g\n", c->name, mv, used, c->expect, tol);
+    double tol = gauss ? sqrt(k) * a->noise_scale / 1024 + 1e-9 * used
+                       : 2 * 40 * k * a->noise_scale + 1e-9 * used;
+    print_message("%-34s move %-10g sensitivity used %-10g (derived %g) tol %g\n", c->name, mv,
+                  used, c->expect, tol);
     assert_true(tol < 0.01 * used);
     assert_true(fabs(used - c->expect) <= 1e-9 * c->expect);
-    assert_true(mv <= used + tol);          /* the bound holds */
-    assert_true(mv >= 0.99 * used - tol);   /* and is attained */
+    assert_true(mv <= used + tol);        /* the bound holds */
+    assert_true(mv >= 0.99 * used - tol); /* and is attained */
     if (c->sp.kind == PVG_QUERY_MEAN) {
         print_message("%-34s denominator move %g, sensitivity %g\n", "", cnt_move, used_count);
         assert_true(fabs(used_count - c->expect_count) <= 1e-9 * c->expect_count);
@@ -252,15 +256,25 @@ static void nb_count(void **state)
 {
     (void)state;
     nb_case c = {"count", spec(PVG_QUERY_COUNT, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
-                 1, 15, {1}, 1, 10, 10, 0};
+                 1,       15,
+                 {1},     1,
+                 10,      10,
+                 0};
     check_case(&c); /* 15 purchases, at most m = 10 kept */
 }
 
 static void nb_count_grouped(void **state)
 {
     (void)state;
-    nb_case c = {"count by category", spec(PVG_QUERY_COUNT, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_CATEGORY),
-                 NCAT, 12, {1}, 1, 10, 10 * NCAT, 0};
+    nb_case c = {"count by category",
+                 spec(PVG_QUERY_COUNT, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_CATEGORY),
+                 NCAT,
+                 12,
+                 {1},
+                 1,
+                 10,
+                 10 * NCAT,
+                 0};
     check_case(&c); /* G = 5 groups x m = 10 */
 }
 
@@ -268,8 +282,14 @@ static void nb_sum_values(void **state)
 {
     (void)state;
     nb_case c = {"sum amount clamp 0:100 by category",
-                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_AMOUNT, PVG_QUERY_GROUP_CATEGORY), NCAT, 10, {1}, 1, 500,
-                 10 * 100 * NCAT, 0};
+                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_AMOUNT, PVG_QUERY_GROUP_CATEGORY),
+                 NCAT,
+                 10,
+                 {1},
+                 1,
+                 500,
+                 10 * 100 * NCAT,
+                 0};
     c.sp.has_clamp = 1;
     c.sp.clamp_lo = 0;
     c.sp.clamp_hi = 100;
@@ -280,8 +300,15 @@ static void nb_sum_values_negative(void **state)
 {
     (void)state;
     /* clamp -300:100: the farther end is -300 */
-    nb_case c = {"sum amount clamp -300:100", spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_AMOUNT, PVG_QUERY_GROUP_NONE),
-                 1, 10, {1}, 1, -1000, 10 * 300, 0};
+    nb_case c = {"sum amount clamp -300:100",
+                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_AMOUNT, PVG_QUERY_GROUP_NONE),
+                 1,
+                 10,
+                 {1},
+                 1,
+                 -1000,
+                 10 * 300,
+                 0};
     c.sp.has_clamp = 1;
     c.sp.clamp_lo = -300;
     c.sp.clamp_hi = 100;
@@ -293,23 +320,44 @@ static void nb_sum_events(void **state)
     (void)state;
     /* Finding 1: with --clamp 100:200 every shopper adds clamp(c, 100, 200) >= 100;
      * the old sensitivity min(m, hi) = 10 was 10x too small. */
-    nb_case c = {"sum events clamp 100:200 m 10", spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_NONE),
-                 1, 1, {1}, 1, 10, 100, 0};
+    nb_case c = {"sum events clamp 100:200 m 10",
+                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_NONE),
+                 1,
+                 1,
+                 {1},
+                 1,
+                 10,
+                 100,
+                 0};
     c.sp.has_clamp = 1;
     c.sp.clamp_lo = 100;
     c.sp.clamp_hi = 200;
     check_case(&c);
     /* m = 250: a shopper with 250 events adds clamp(250) = 200 */
-    nb_case d = {"sum events clamp 100:200 m 250", spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_NONE),
-                 1, 250, {1}, 1, 10, 200, 0};
+    nb_case d = {"sum events clamp 100:200 m 250",
+                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_NONE),
+                 1,
+                 250,
+                 {1},
+                 1,
+                 10,
+                 200,
+                 0};
     d.sp.has_clamp = 1;
     d.sp.clamp_lo = 100;
     d.sp.clamp_hi = 200;
     d.sp.max_contributions = 250;
     check_case(&d);
     /* default clamp 0:m with m = 10 */
-    nb_case e = {"sum events default clamp", spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_CATEGORY),
-                 NCAT, 30, {1}, 1, 10, 10 * NCAT, 0};
+    nb_case e = {"sum events default clamp",
+                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_CATEGORY),
+                 NCAT,
+                 30,
+                 {1},
+                 1,
+                 10,
+                 10 * NCAT,
+                 0};
     check_case(&e);
 }
 
@@ -317,15 +365,29 @@ static void nb_mean(void **state)
 {
     (void)state;
     /* mean of events per user: sum moves by clamp(c), the user count by 1 */
-    nb_case c = {"mean events clamp 100:200", spec(PVG_QUERY_MEAN, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_NONE),
-                 1, 3, {1}, 1, 10, 100, 1};
+    nb_case c = {"mean events clamp 100:200",
+                 spec(PVG_QUERY_MEAN, PVG_QUERY_VALUE_EVENTS, PVG_QUERY_GROUP_NONE),
+                 1,
+                 3,
+                 {1},
+                 1,
+                 10,
+                 100,
+                 1};
     c.sp.has_clamp = 1;
     c.sp.clamp_lo = 100;
     c.sp.clamp_hi = 200;
     check_case(&c);
     /* mean quantity: sum by m hi, event count by m */
-    nb_case d = {"mean quantity clamp 0:7", spec(PVG_QUERY_MEAN, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
-                 1, 10, {9}, 1, 10, 10 * 7, 10};
+    nb_case d = {"mean quantity clamp 0:7",
+                 spec(PVG_QUERY_MEAN, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
+                 1,
+                 10,
+                 {9},
+                 1,
+                 10,
+                 10 * 7,
+                 10};
     d.sp.has_clamp = 1;
     d.sp.clamp_lo = 0;
     d.sp.clamp_hi = 7;
@@ -336,8 +398,15 @@ static void nb_histogram(void **state)
 {
     (void)state;
     /* bins [0,1), [1,2), ...: the shopper fills 5 bins with 10 events each */
-    nb_case c = {"histogram quantity 0:10", spec(PVG_QUERY_HISTOGRAM, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
-                 NCAT, 10, {0.5, 2.5, 4.5, 6.5, 8.5}, NCAT, 10, 10 * NCAT, 0};
+    nb_case c = {"histogram quantity 0:10",
+                 spec(PVG_QUERY_HISTOGRAM, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
+                 NCAT,
+                 10,
+                 {0.5, 2.5, 4.5, 6.5, 8.5},
+                 NCAT,
+                 10,
+                 10 * NCAT,
+                 0};
     c.sp.has_clamp = 1;
     c.sp.clamp_lo = 0;
     c.sp.clamp_hi = 10;
@@ -347,8 +416,15 @@ static void nb_histogram(void **state)
 static void nb_top_items(void **state)
 {
     (void)state;
-    nb_case c = {"top-items", spec(PVG_QUERY_TOP_ITEMS, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
-                 NCAT, 3, {1}, 1, 10, NCAT, 0};
+    nb_case c = {"top-items",
+                 spec(PVG_QUERY_TOP_ITEMS, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_NONE),
+                 NCAT,
+                 3,
+                 {1},
+                 1,
+                 10,
+                 NCAT,
+                 0};
     check_case(&c); /* user counts: +1 in each of G = 5 items */
 }
 
@@ -356,16 +432,28 @@ static void nb_gaussian(void **state)
 {
     (void)state;
     nb_case c = {"gaussian sum amount by category",
-                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_AMOUNT, PVG_QUERY_GROUP_CATEGORY), NCAT, 10, {1}, 1, 500,
-                 10 * 100 * sqrt(NCAT), 0};
+                 spec(PVG_QUERY_SUM, PVG_QUERY_VALUE_AMOUNT, PVG_QUERY_GROUP_CATEGORY),
+                 NCAT,
+                 10,
+                 {1},
+                 1,
+                 500,
+                 10 * 100 * sqrt(NCAT),
+                 0};
     c.sp.has_clamp = 1;
     c.sp.clamp_lo = 0;
     c.sp.clamp_hi = 100;
     c.sp.noise = PVG_QUERY_NOISE_GAUSSIAN;
     check_case(&c);
     nb_case d = {"gaussian count by category",
-                 spec(PVG_QUERY_COUNT, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_CATEGORY), NCAT, 10, {1}, 1, 10,
-                 10 * sqrt(NCAT), 0};
+                 spec(PVG_QUERY_COUNT, PVG_QUERY_VALUE_QUANTITY, PVG_QUERY_GROUP_CATEGORY),
+                 NCAT,
+                 10,
+                 {1},
+                 1,
+                 10,
+                 10 * sqrt(NCAT),
+                 0};
     d.sp.noise = PVG_QUERY_NOISE_GAUSSIAN;
     check_case(&d);
 }
@@ -430,10 +518,16 @@ static void quantile_bounds_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sens_functions), cmocka_unit_test(nb_count),     cmocka_unit_test(nb_count_grouped),
-        cmocka_unit_test(nb_sum_values),  cmocka_unit_test(nb_sum_values_negative),
-        cmocka_unit_test(nb_sum_events),  cmocka_unit_test(nb_mean),      cmocka_unit_test(nb_histogram),
-        cmocka_unit_test(nb_top_items),   cmocka_unit_test(nb_gaussian),
+        cmocka_unit_test(sens_functions),
+        cmocka_unit_test(nb_count),
+        cmocka_unit_test(nb_count_grouped),
+        cmocka_unit_test(nb_sum_values),
+        cmocka_unit_test(nb_sum_values_negative),
+        cmocka_unit_test(nb_sum_events),
+        cmocka_unit_test(nb_mean),
+        cmocka_unit_test(nb_histogram),
+        cmocka_unit_test(nb_top_items),
+        cmocka_unit_test(nb_gaussian),
         cmocka_unit_test(quantile_bounds_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

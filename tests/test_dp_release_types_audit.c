@@ -703,7 +703,8 @@ static pvg_store *store_of(const dset *d, char **dirp)
         for (size_t i = 0; i < d->users[u].n; i++) {
             const char *it = d->users[u].events[i].item;
             size_t j = 0;
-            while (it && j < nn && strcmp(names[j], it) != 0) j++;
+            while (it && j < nn && strcmp(names[j], it) != 0)
+                j++;
             if (it && j == nn && nn < 256) names[nn++] = it;
         }
     for (size_t i = 1; i < nn; i++)

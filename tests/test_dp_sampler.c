@@ -49,22 +49,37 @@ static void chi2_check(const char *what, const long *obs, const double *p, int m
     int lo = 0, hi = m - 1;
     double plo = 0, phi = 0;
     long olo = 0, ohi = 0;
-    while (lo < hi && (plo + p[lo]) * (double)n < 5) { plo += p[lo]; olo += obs[lo]; lo++; }
-    while (hi > lo && (phi + p[hi]) * (double)n < 5) { phi += p[hi]; ohi += obs[hi]; hi--; }
+    while (lo < hi && (plo + p[lo]) * (double)n < 5) {
+        plo += p[lo];
+        olo += obs[lo];
+        lo++;
+    }
+    while (hi > lo && (phi + p[hi]) * (double)n < 5) {
+        phi += p[hi];
+        ohi += obs[hi];
+        hi--;
+    }
     if (plo > 0 || olo > 0) {
-        plo += p[lo]; olo += obs[lo]; lo++;
+        plo += p[lo];
+        olo += obs[lo];
+        lo++;
         stat += ((double)olo - n * plo) * ((double)olo - n * plo) / (n * plo);
         bins++;
     }
     if (phi > 0 || ohi > 0) {
-        phi += p[hi]; ohi += obs[hi]; hi--;
+        phi += p[hi];
+        ohi += obs[hi];
+        hi--;
         stat += ((double)ohi - n * phi) * ((double)ohi - n * phi) / (n * phi);
         bins++;
     }
     for (int i = lo; i <= hi; i++) {
         double e = n * p[i];
         if (e <= 0) {
-            if (obs[i] != 0) { print_error("%s: impossible value drawn (bin %d)\n", what, i); fail(); }
+            if (obs[i] != 0) {
+                print_error("%s: impossible value drawn (bin %d)\n", what, i);
+                fail();
+            }
             continue;
         }
         stat += ((double)obs[i] - e) * ((double)obs[i] - e) / e;
@@ -79,14 +94,20 @@ static void test_bernoulli(void **state)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(1);
     long n = n_draws();
-    struct { uint64_t num, den; } c[] = {{1, 3}, {999, 1000}, {7, 1ull << 40}};
+    struct {
+        uint64_t num, den;
+    } c[] = {{1, 3}, {999, 1000}, {7, 1ull << 40}};
     for (int k = 0; k < 3; k++) {
         long ones = 0;
-        for (long i = 0; i < n; i++) ones += pvg_dp_bernoulli(rng, c[k].num, c[k].den);
+        for (long i = 0; i < n; i++)
+            ones += pvg_dp_bernoulli(rng, c[k].num, c[k].den);
         double p = (double)c[k].num / (double)c[k].den;
         long obs[2] = {n - ones, ones};
         double pr[2] = {1 - p, p};
-        if (p * n < 5) { assert_true(ones <= 3); continue; } /* 7/2^40: expect none */
+        if (p * n < 5) {
+            assert_true(ones <= 3);
+            continue;
+        } /* 7/2^40: expect none */
         chi2_check("bernoulli(num/den)", obs, pr, 2, n);
     }
     pvg_rng_free(rng);
@@ -96,12 +117,18 @@ static void test_bernoulli_exp(void **state)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(2);
     long n = n_draws();
-    struct { uint64_t num, den; } c[] = {{0, 1}, {3, 10}, {1, 1}, {27, 10}, {5, 1}, {1000001, 1000000}};
+    struct {
+        uint64_t num, den;
+    } c[] = {{0, 1}, {3, 10}, {1, 1}, {27, 10}, {5, 1}, {1000001, 1000000}};
     for (int k = 0; k < 6; k++) {
         long ones = 0;
-        for (long i = 0; i < n; i++) ones += pvg_dp_bernoulli_exp(rng, c[k].num, c[k].den);
+        for (long i = 0; i < n; i++)
+            ones += pvg_dp_bernoulli_exp(rng, c[k].num, c[k].den);
         double p = exp(-(double)c[k].num / (double)c[k].den);
-        if (p == 1) { assert_true(ones == n); continue; }
+        if (p == 1) {
+            assert_true(ones == n);
+            continue;
+        }
         long obs[2] = {n - ones, ones};
         double pr[2] = {1 - p, p};
         char what[64];
@@ -111,13 +138,17 @@ static void test_bernoulli_exp(void **state)
     }
     /* The 128-bit/GMP path of the discrete Gaussian's acceptance test:
      * exp(-diff^2/gden) with diff^2 beyond 128 bits. */
-    struct { u128 diff, gden; double gamma; } b[] = {
+    struct {
+        u128 diff, gden;
+        double gamma;
+    } b[] = {
         {(u128)1 << 64, (u128)1 << 126, 4.0},
         {(u128)1 << 64, (u128)3 << 125, 8.0 / 3.0},
     };
     for (int k = 0; k < 2; k++) {
         long ones = 0, m = n / 4;
-        for (long i = 0; i < m; i++) ones += dp_bern_exp_big(rng, b[k].diff, b[k].gden);
+        for (long i = 0; i < m; i++)
+            ones += dp_bern_exp_big(rng, b[k].diff, b[k].gden);
         double p = exp(-b[k].gamma);
         long obs[2] = {m - ones, ones};
         double pr[2] = {1 - p, p};
@@ -139,7 +170,8 @@ static void test_geometric(void **state)
         uint64_t x = pvg_dp_geometric(rng, 3, 2);
         obs[x < M - 1 ? x : M - 1]++;
     }
-    for (int x = 0; x < M - 1; x++) p[x] = (1 - a) * pow(a, x);
+    for (int x = 0; x < M - 1; x++)
+        p[x] = (1 - a) * pow(a, x);
     p[M - 1] = pow(a, M - 1); /* tail P(X >= M-1) */
     chi2_check("geometric(scale 3/2)", obs, p, M, n);
     pvg_rng_free(rng);
@@ -162,7 +194,8 @@ static void dlap_case(pvg_rng *rng, uint64_t num, uint64_t den, long n)
     double tail = pvg_dp_discrete_laplace_tail(b, K) / 2;
     p[0] = tail;
     p[m - 1] = tail;
-    for (int x = -K; x <= K; x++) p[x + K + 1] = pvg_dp_discrete_laplace_pmf(b, x);
+    for (int x = -K; x <= K; x++)
+        p[x + K + 1] = pvg_dp_discrete_laplace_pmf(b, x);
     char what[64];
     snprintf(what, sizeof what, "discrete_laplace(%llu/%llu)", (unsigned long long)num,
              (unsigned long long)den);
@@ -177,7 +210,7 @@ static void test_discrete_laplace(void **state)
     long n = n_draws();
     dlap_case(rng, 1, 1, n);
     dlap_case(rng, 7, 2, n);
-    dlap_case(rng, 1, 3, n);   /* scale 1/3: mass concentrated at 0 */
+    dlap_case(rng, 1, 3, n); /* scale 1/3: mass concentrated at 0 */
     dlap_case(rng, 100, 3, n);
     pvg_rng_free(rng);
 }
@@ -222,8 +255,8 @@ static void test_discrete_gaussian(void **state)
     long n = n_draws();
     dg_case(rng, 1, 1, n);
     dg_case(rng, 10, 3, n);
-    dg_case(rng, 1, 5, n);      /* sigma^2 = 0.2 */
-    dg_case(rng, 2500, 1, n);   /* sigma = 50 */
+    dg_case(rng, 1, 5, n);             /* sigma^2 = 0.2 */
+    dg_case(rng, 2500, 1, n);          /* sigma = 50 */
     dg_case(rng, 40000001, 16, n / 4); /* sigma ~ 1581, rational with large numerator */
     pvg_rng_free(rng);
 }
@@ -245,12 +278,9 @@ static void test_determinism(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bernoulli),
-        cmocka_unit_test(test_bernoulli_exp),
-        cmocka_unit_test(test_geometric),
-        cmocka_unit_test(test_discrete_laplace),
-        cmocka_unit_test(test_discrete_gaussian),
-        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_bernoulli),         cmocka_unit_test(test_bernoulli_exp),
+        cmocka_unit_test(test_geometric),         cmocka_unit_test(test_discrete_laplace),
+        cmocka_unit_test(test_discrete_gaussian), cmocka_unit_test(test_determinism),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -256,7 +256,7 @@ static void test_temporal(void **state)
     assert_int_equal(pvg_eval_split(ds, &o, role, NULL), PVG_OK);
     for (size_t e = 0; e < ds->n_ev; e++) {
         int64_t t = ds->ev_ts[e];
-        assert_int_equal(role[e], t >= 1000 ? PVG_SPLIT_NONE
+        assert_int_equal(role[e], t >= 1000      ? PVG_SPLIT_NONE
                                   : t < 1000 - 3 ? PVG_SPLIT_TRAIN
                                                  : PVG_SPLIT_TEST);
     }

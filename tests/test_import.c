@@ -44,7 +44,8 @@ typedef struct expect {
 } expect;
 
 /* Reads `text` in `fmt` and checks each record against exp[0..n). */
-static void check(pvg_format fmt, const char *text, const pvg_reader_options *o, const expect *exp, size_t n)
+static void check(pvg_format fmt, const char *text, const pvg_reader_options *o, const expect *exp,
+                  size_t n)
 {
     const char *p = write_tmp(text, strlen(text));
     pvg_reader *r = NULL;
@@ -55,14 +56,18 @@ static void check(pvg_format fmt, const char *text, const pvg_reader_options *o,
     size_t i = 0;
     int rc;
     while ((rc = pvg_reader_next(r, &rec, &err)) == 1) {
-        if (i >= n) fail_msg("unexpected record at line %ld (reason %s)", rec.line, rec.reason ? rec.reason : "-");
+        if (i >= n)
+            fail_msg("unexpected record at line %ld (reason %s)", rec.line,
+                     rec.reason ? rec.reason : "-");
         if ((int)rec.kind != exp[i].kind || rec.line != exp[i].line)
-            fail_msg("record %zu: kind %d line %ld, expected kind %d line %ld (%s: %s)", i, rec.kind, rec.line,
-                     exp[i].kind, exp[i].line, rec.reason ? rec.reason : "-", rec.detail ? rec.detail : "-");
+            fail_msg("record %zu: kind %d line %ld, expected kind %d line %ld (%s: %s)", i,
+                     rec.kind, rec.line, exp[i].kind, exp[i].line, rec.reason ? rec.reason : "-",
+                     rec.detail ? rec.detail : "-");
         if (exp[i].reason) {
             assert_non_null(rec.reason);
             if (strcmp(rec.reason, exp[i].reason) != 0)
-                fail_msg("line %ld: reason %s (%s), expected %s", rec.line, rec.reason, rec.detail, exp[i].reason);
+                fail_msg("line %ld: reason %s (%s), expected %s", rec.line, rec.reason, rec.detail,
+                         exp[i].reason);
             assert_non_null(rec.detail);
             assert_true(strlen(rec.detail) > 5);
         }
@@ -96,31 +101,44 @@ static void test_online_retail(void **state)
 {
     (void)state;
     const char *text =
-        HDR
-        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
-        "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850,United Kingdom\n"
-        "536366,22633,\"HAND WARMER, UNION JACK\",6,2010-12-01 08:28:00,1.85,,United Kingdom\n"
-        "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom\n"
-        "536370,22728,\"BROKEN \"QUOTE\",24,2010-12-01 08:45:00,3.75,12583.0,France\n"
-        "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,3.75\n"
-        "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,3.75,12583.0,France,extra\n"
-        "536370,22727,ALARM CLOCK,two,2010-12-01 08:45:00,3.75,12583.0,France\n"
-        "536370,22727,ALARM CLOCK,24,2010-13-01 08:45:00,3.75,12583.0,France\n"
-        "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,cheap,12583.0,France\n"
-        "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,3.75,12583.5,France\n"
-        "536370,22727,ALARM CLOCK,-3,2010-12-01 08:45:00,3.75,,United Kingdom\n"
-        "A563185,B,Adjust bad debt,1,2011-08-12 14:50:00,11062.06,,United Kingdom\n"
-        "\n"
-        "536370,\"22727\",\"ALARM \"\"BAKELIKE\"\" CLOCK\",24,2010-12-01 08:45:00,3.75,12583.0,France\n"
-        "536371,22086,\"PAPER CHAIN KIT\n 50'S CHRISTMAS \",80,2010-12-01 09:00:00,2.55,13748.0,United Kingdom\n"
-        "536372,22632,\"NEVER CLOSED,1,2010-12-01 09:01:00,1.85,17850.0,United Kingdom\n";
+        HDR "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 "
+            "08:26:00,2.55,17850.0,United Kingdom\n"
+            "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850,United Kingdom\n"
+            "536366,22633,\"HAND WARMER, UNION JACK\",6,2010-12-01 08:28:00,1.85,,United Kingdom\n"
+            "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom\n"
+            "536370,22728,\"BROKEN \"QUOTE\",24,2010-12-01 08:45:00,3.75,12583.0,France\n"
+            "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,3.75\n"
+            "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,3.75,12583.0,France,extra\n"
+            "536370,22727,ALARM CLOCK,two,2010-12-01 08:45:00,3.75,12583.0,France\n"
+            "536370,22727,ALARM CLOCK,24,2010-13-01 08:45:00,3.75,12583.0,France\n"
+            "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,cheap,12583.0,France\n"
+            "536370,22727,ALARM CLOCK,24,2010-12-01 08:45:00,3.75,12583.5,France\n"
+            "536370,22727,ALARM CLOCK,-3,2010-12-01 08:45:00,3.75,,United Kingdom\n"
+            "A563185,B,Adjust bad debt,1,2011-08-12 14:50:00,11062.06,,United Kingdom\n"
+            "\n"
+            "536370,\"22727\",\"ALARM \"\"BAKELIKE\"\" CLOCK\",24,2010-12-01 "
+            "08:45:00,3.75,12583.0,France\n"
+            "536371,22086,\"PAPER CHAIN KIT\n 50'S CHRISTMAS \",80,2010-12-01 "
+            "09:00:00,2.55,13748.0,United Kingdom\n"
+            "536372,22632,\"NEVER CLOSED,1,2010-12-01 09:01:00,1.85,17850.0,United Kingdom\n";
     const expect exp[] = {
-        {2, EV, NULL, "17850"}, {3, EV, NULL, "17850"}, {4, AN, NULL, NULL},
-        {5, EV, NULL, "14527"}, {6, RJ, "bad_quoting", NULL}, {7, RJ, "missing_fields", NULL},
-        {8, RJ, "extra_fields", NULL}, {9, RJ, "bad_quantity", NULL}, {10, RJ, "bad_date", NULL},
-        {11, RJ, "bad_price", NULL}, {12, RJ, "bad_user_id", NULL}, {13, RJ, "negative_quantity", NULL},
-        {14, RJ, "adjustment_invoice", NULL}, {15, RJ, "empty_line", NULL}, {16, EV, NULL, "12583"},
-        {17, EV, NULL, "13748"}, {19, RJ, "bad_quoting", NULL},
+        {2, EV, NULL, "17850"},
+        {3, EV, NULL, "17850"},
+        {4, AN, NULL, NULL},
+        {5, EV, NULL, "14527"},
+        {6, RJ, "bad_quoting", NULL},
+        {7, RJ, "missing_fields", NULL},
+        {8, RJ, "extra_fields", NULL},
+        {9, RJ, "bad_quantity", NULL},
+        {10, RJ, "bad_date", NULL},
+        {11, RJ, "bad_price", NULL},
+        {12, RJ, "bad_user_id", NULL},
+        {13, RJ, "negative_quantity", NULL},
+        {14, RJ, "adjustment_invoice", NULL},
+        {15, RJ, "empty_line", NULL},
+        {16, EV, NULL, "12583"},
+        {17, EV, NULL, "13748"},
+        {19, RJ, "bad_quoting", NULL},
     };
     check(PVG_FORMAT_ONLINE_RETAIL, text, NULL, exp, sizeof exp / sizeof *exp);
 
@@ -160,7 +178,8 @@ static void test_encodings(void **state)
 {
     (void)state;
     /* "£" in Latin-1 is the single byte 0xA3 */
-    const char *text = HDR "536365,G1,GIFT VOUCHER \xA3""10,1,2010-12-01 08:26:00,10,17850.0,United Kingdom\n";
+    const char *text = HDR "536365,G1,GIFT VOUCHER \xA3"
+                           "10,1,2010-12-01 08:26:00,10,17850.0,United Kingdom\n";
     pvg_reader_options o = {0};
     o.encoding = PVG_ENCODING_UTF8;
     check(PVG_FORMAT_ONLINE_RETAIL, text, &o, (const expect[]){{2, RJ, "invalid_utf8", NULL}}, 1);
@@ -171,13 +190,14 @@ static void test_encodings(void **state)
     assert_int_equal(pvg_reader_open(p, PVG_FORMAT_ONLINE_RETAIL, &o, &r, &err), PVG_OK);
     pvg_record rec;
     assert_int_equal(pvg_reader_next(r, &rec, &err), 1);
-    assert_string_equal(rec.item.title, "GIFT VOUCHER \xC2\xA3" "10");
+    assert_string_equal(rec.item.title, "GIFT VOUCHER \xC2\xA3"
+                                        "10");
     pvg_reader_free(r);
     unlink(p);
-    assert_int_equal(pvg_utf8_invalid_at("ok\xC0\x80", 4), 2);          /* overlong */
-    assert_int_equal(pvg_utf8_invalid_at("\xED\xA0\x80", 3), 0);        /* surrogate */
+    assert_int_equal(pvg_utf8_invalid_at("ok\xC0\x80", 4), 2);   /* overlong */
+    assert_int_equal(pvg_utf8_invalid_at("\xED\xA0\x80", 3), 0); /* surrogate */
     assert_int_equal(pvg_utf8_invalid_at("caf\xC3\xA9", 5), -1);
-    assert_int_equal(pvg_utf8_invalid_at("\xF4\x90\x80\x80", 4), 0);    /* > U+10FFFF */
+    assert_int_equal(pvg_utf8_invalid_at("\xF4\x90\x80\x80", 4), 0); /* > U+10FFFF */
 }
 
 static void test_overlong_lines(void **state)
@@ -203,19 +223,27 @@ static void test_overlong_lines(void **state)
 static void test_movielens(void **state)
 {
     (void)state;
-    check(PVG_FORMAT_MOVIELENS, "196\t242\t3\t881250949\n186\t302\t3.5\t891717742\n22\t377\n1\t2\t3\t4\t5\n1\t2\tx\t4\n1\t2\t3\t-4\n",
+    check(PVG_FORMAT_MOVIELENS,
+          "196\t242\t3\t881250949\n186\t302\t3."
+          "5\t891717742\n22\t377\n1\t2\t3\t4\t5\n1\t2\tx\t4\n1\t2\t3\t-4\n",
           NULL,
-          (const expect[]){{1, EV, NULL, "196"}, {2, EV, NULL, "186"}, {3, RJ, "missing_fields", NULL},
-                           {4, RJ, "extra_fields", NULL}, {5, RJ, "bad_rating", NULL},
+          (const expect[]){{1, EV, NULL, "196"},
+                           {2, EV, NULL, "186"},
+                           {3, RJ, "missing_fields", NULL},
+                           {4, RJ, "extra_fields", NULL},
+                           {5, RJ, "bad_rating", NULL},
                            {6, RJ, "bad_timestamp", NULL}},
           6);
     check(PVG_FORMAT_MOVIELENS, "1::1193::5::978300760\n1::661\n", NULL,
           (const expect[]){{1, EV, NULL, "1"}, {2, RJ, "missing_fields", NULL}}, 2);
     check(PVG_FORMAT_MOVIELENS, "", NULL, NULL, 0); /* empty file: no rows */
-    check(PVG_FORMAT_MOVIELENS_ITEMS,
-          "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
-          "2::Jumanji (1995)::Adventure|Children's|Fantasy\n|x\n",
-          NULL, (const expect[]){{1, IT, NULL, NULL}, {2, IT, NULL, NULL}, {3, RJ, "missing_fields", NULL}}, 3);
+    check(
+        PVG_FORMAT_MOVIELENS_ITEMS,
+        "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+        "2::Jumanji (1995)::Adventure|Children's|Fantasy\n|x\n",
+        NULL,
+        (const expect[]){{1, IT, NULL, NULL}, {2, IT, NULL, NULL}, {3, RJ, "missing_fields", NULL}},
+        3);
 }
 
 static void test_retailrocket(void **state)
@@ -230,8 +258,11 @@ static void test_retailrocket(void **state)
           "x,111016,view,187946,\n"
           "1433221999827,111016,view\n",
           NULL,
-          (const expect[]){{2, EV, NULL, "257597"}, {3, EV, NULL, "992329"}, {4, EV, NULL, "111016"},
-                           {5, RJ, "unknown_event_type", NULL}, {6, RJ, "bad_timestamp", NULL},
+          (const expect[]){{2, EV, NULL, "257597"},
+                           {3, EV, NULL, "992329"},
+                           {4, EV, NULL, "111016"},
+                           {5, RJ, "unknown_event_type", NULL},
+                           {6, RJ, "bad_timestamp", NULL},
                            {7, RJ, "missing_fields", NULL}},
           6);
 }
@@ -240,17 +271,22 @@ static void test_amazon(void **state)
 {
     (void)state;
     check(PVG_FORMAT_AMAZON_REVIEWS,
-          "{\"reviewerID\": \"A2IBPI20UZIR0U\", \"asin\": \"1384719342\", \"overall\": 5.0, \"unixReviewTime\": 1393545600}\n"
-          "{\"reviewerID\": \"A2\", \"asin\": \"1\", \"overall\": \"five\", \"unixReviewTime\": 1393545600}\n"
+          "{\"reviewerID\": \"A2IBPI20UZIR0U\", \"asin\": \"1384719342\", \"overall\": 5.0, "
+          "\"unixReviewTime\": 1393545600}\n"
+          "{\"reviewerID\": \"A2\", \"asin\": \"1\", \"overall\": \"five\", \"unixReviewTime\": "
+          "1393545600}\n"
           "{\"reviewerID\": \"A2\", \"asin\": \"1\", \"overall\": 4}\n"
           "{\"reviewerID\": \"A2\", \"asin\": \"1\", \"overall\": 4, \"unixReviewTime\": 1\n"
           "[1,2]\n"
           "{\"reviewerID\": \"A\xff\", \"asin\": \"1\", \"overall\": 4, \"unixReviewTime\": 1}\n"
           "{\"asin\": \"1\", \"overall\": 4, \"unixReviewTime\": 1}\n",
           NULL,
-          (const expect[]){{1, EV, NULL, "A2IBPI20UZIR0U"}, {2, RJ, "bad_rating", NULL},
-                           {3, RJ, "missing_fields", NULL}, {4, RJ, "bad_json", NULL},
-                           {5, RJ, "not_an_object", NULL}, {6, RJ, "invalid_utf8", NULL},
+          (const expect[]){{1, EV, NULL, "A2IBPI20UZIR0U"},
+                           {2, RJ, "bad_rating", NULL},
+                           {3, RJ, "missing_fields", NULL},
+                           {4, RJ, "bad_json", NULL},
+                           {5, RJ, "not_an_object", NULL},
+                           {6, RJ, "invalid_utf8", NULL},
                            {7, RJ, "missing_fields", NULL}},
           7);
 }
@@ -258,36 +294,49 @@ static void test_amazon(void **state)
 static void test_jsonl(void **state)
 {
     (void)state;
-    check(PVG_FORMAT_JSONL,
-          "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1700000000}\n"
-          "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":\"2023-11-14T22:13:20+01:00\"}\n"
-          "{\"type\":\"teleport\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1}\n"
-          "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":\"yesterday\"}\n"
-          "{\"type\":\"purchase\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1,\"quantity\":\"2\"}\n"
-          "{\"type\":\"search\",\"user\":\"u1\",\"ts\":1}\n"
-          "{\"type\":\"view\",\"item\":\"i1\",\"ts\":1}\n"
-          "{\"type\":\"item\",\"item\":\"i1\",\"title\":\"Mug\",\"price\":-1}\n"
-          "{\"type\":\"item\",\"item\":\"i2\",\"title\":\"Cup\",\"attributes\":{\"colour\":\"red\"}}\n"
-          "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1,\"ts\":2}\n"
-          "{\"type\":\"rating\",\"user\":42,\"item\":7,\"ts\":1,\"rating\":4}\n"
-          "{\"type\":\"rating\",\"user\":\"42.0\",\"item\":\"7\",\"ts\":1,\"rating\":4}\n",
-          NULL,
-          (const expect[]){{1, EV, NULL, "u1"}, {2, EV, NULL, "u1"}, {3, RJ, "unknown_event_type", NULL},
-                           {4, RJ, "bad_timestamp", NULL}, {5, RJ, "bad_type", NULL},
-                           {6, RJ, "missing_fields", NULL}, {7, AN, NULL, NULL}, {8, RJ, "bad_price", NULL},
-                           {9, IT, NULL, NULL}, {10, RJ, "bad_json", NULL},
-                           /* ids are JSON strings, as in the API (one parser for both) */
-                           {11, RJ, "bad_type", NULL}, {12, EV, NULL, "42"}},
-          12);
+    check(
+        PVG_FORMAT_JSONL,
+        "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1700000000}\n"
+        "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":\"2023-11-14T22:13:20+01:00\"}\n"
+        "{\"type\":\"teleport\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1}\n"
+        "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":\"yesterday\"}\n"
+        "{\"type\":\"purchase\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1,\"quantity\":\"2\"}\n"
+        "{\"type\":\"search\",\"user\":\"u1\",\"ts\":1}\n"
+        "{\"type\":\"view\",\"item\":\"i1\",\"ts\":1}\n"
+        "{\"type\":\"item\",\"item\":\"i1\",\"title\":\"Mug\",\"price\":-1}\n"
+        "{\"type\":\"item\",\"item\":\"i2\",\"title\":\"Cup\",\"attributes\":{\"colour\":\"red\"}}"
+        "\n"
+        "{\"type\":\"view\",\"user\":\"u1\",\"item\":\"i1\",\"ts\":1,\"ts\":2}\n"
+        "{\"type\":\"rating\",\"user\":42,\"item\":7,\"ts\":1,\"rating\":4}\n"
+        "{\"type\":\"rating\",\"user\":\"42.0\",\"item\":\"7\",\"ts\":1,\"rating\":4}\n",
+        NULL,
+        (const expect[]){{1, EV, NULL, "u1"},
+                         {2, EV, NULL, "u1"},
+                         {3, RJ, "unknown_event_type", NULL},
+                         {4, RJ, "bad_timestamp", NULL},
+                         {5, RJ, "bad_type", NULL},
+                         {6, RJ, "missing_fields", NULL},
+                         {7, AN, NULL, NULL},
+                         {8, RJ, "bad_price", NULL},
+                         {9, IT, NULL, NULL},
+                         {10, RJ, "bad_json", NULL},
+                         /* ids are JSON strings, as in the API (one parser for both) */
+                         {11, RJ, "bad_type", NULL},
+                         {12, EV, NULL, "42"}},
+        12);
 }
 
 static void test_tsv(void **state)
 {
     (void)state;
-    check(PVG_FORMAT_TSV, "u1\ti1\t1.5\nu1\ti2\t2\t1700000000\nu1\ti2\nu1\ti2\theavy\nu1\ti2\t1\tnow\n\ti2\t1\n",
+    check(PVG_FORMAT_TSV,
+          "u1\ti1\t1.5\nu1\ti2\t2\t1700000000\nu1\ti2\nu1\ti2\theavy\nu1\ti2\t1\tnow\n\ti2\t1\n",
           NULL,
-          (const expect[]){{1, EV, NULL, "u1"}, {2, EV, NULL, "u1"}, {3, RJ, "missing_fields", NULL},
-                           {4, RJ, "bad_weight", NULL}, {5, RJ, "bad_timestamp", NULL},
+          (const expect[]){{1, EV, NULL, "u1"},
+                           {2, EV, NULL, "u1"},
+                           {3, RJ, "missing_fields", NULL},
+                           {4, RJ, "bad_weight", NULL},
+                           {5, RJ, "bad_timestamp", NULL},
                            {6, RJ, "bad_user_id", NULL}},
           6);
 }
@@ -310,7 +359,8 @@ static void test_gzip_and_dates(void **state)
     assert_int_equal(pvg_reader_next(r, &rec, &err), 0);
     pvg_reader_free(r);
     unlink(path);
-    assert_int_equal(pvg_reader_open("/nonexistent/file", PVG_FORMAT_TSV, NULL, &r, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_reader_open("/nonexistent/file", PVG_FORMAT_TSV, NULL, &r, &err),
+                     PVG_ERR_NOT_FOUND);
 
     int64_t t;
     assert_int_equal(pvg_parse_datetime("2011-12-09 12:50:00", &t), 0);
@@ -333,10 +383,18 @@ static void test_gzip_and_dates(void **state)
 static void test_user_id_normalize(void **state)
 {
     (void)state;
-    static const char *const cases[][2] = {
-        {"17850", "17850"}, {"17850.0", "17850"}, {"17850.00", "17850"}, {" 17850 ", "17850"},
-        {"\t17850.0\t", "17850"}, {"017850", "017850"}, {"17850.5", "17850.5"}, {"17850.", "17850."},
-        {"c-17850.0", "c-17850.0"}, {"1.0.0", "1.0.0"}, {"u1", "u1"}, {"A2IBPI20UZIR0U", "A2IBPI20UZIR0U"}};
+    static const char *const cases[][2] = {{"17850", "17850"},
+                                           {"17850.0", "17850"},
+                                           {"17850.00", "17850"},
+                                           {" 17850 ", "17850"},
+                                           {"\t17850.0\t", "17850"},
+                                           {"017850", "017850"},
+                                           {"17850.5", "17850.5"},
+                                           {"17850.", "17850."},
+                                           {"c-17850.0", "c-17850.0"},
+                                           {"1.0.0", "1.0.0"},
+                                           {"u1", "u1"},
+                                           {"A2IBPI20UZIR0U", "A2IBPI20UZIR0U"}};
     char out[PVG_ID_MAX + 1];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *why = "x";
@@ -352,13 +410,18 @@ static void test_user_id_normalize(void **state)
     char longid[PVG_ID_MAX + 2];
     memset(longid, 'A', sizeof longid - 1);
     longid[sizeof longid - 1] = '\0';
-    const char *bad[] = {"", "  ", "a\x01" "b", "tab\tinside\n", longid};
-    const char *want[] = {"bad_user_id", "bad_user_id", "bad_user_id", "bad_user_id", "id_too_long"};
+    const char *bad[] = {"", "  ",
+                         "a\x01"
+                         "b",
+                         "tab\tinside\n", longid};
+    const char *want[] = {"bad_user_id", "bad_user_id", "bad_user_id", "bad_user_id",
+                          "id_too_long"};
     for (size_t i = 0; i < 5; i++) {
         const char *why = NULL;
         pvg_error err;
         pvg_error_clear(&err);
-        assert_int_equal(pvg_user_id_normalize(bad[i], out, sizeof out, &why, &err), PVG_ERR_INVALID);
+        assert_int_equal(pvg_user_id_normalize(bad[i], out, sizeof out, &why, &err),
+                         PVG_ERR_INVALID);
         assert_non_null(why);
         assert_string_equal(why, want[i]);
         assert_null(strstr(err.text, "AAAA"));
@@ -414,13 +477,15 @@ static void test_long_ids_never_truncated(void **state)
     char want[1200], got[2000], text[4000];
     snprintf(want, sizeof want, "%s|%s|!id_too_long|!id_too_long|", x, y);
 
-    snprintf(text, sizeof text, "%s\t1\t5\t1\n%s\t1\t5\t1\n%s\t1\t5\t1\nu\t%s\t5\t1\n", x, y, huge, huge);
+    snprintf(text, sizeof text, "%s\t1\t5\t1\n%s\t1\t5\t1\n%s\t1\t5\t1\nu\t%s\t5\t1\n", x, y, huge,
+             huge);
     users_of(PVG_FORMAT_MOVIELENS, text, got, sizeof got);
     assert_string_equal(got, want);
 
     snprintf(text, sizeof text,
              "timestamp,visitorid,event,itemid,transactionid\n1000,%s,view,1,\n1000,%s,view,1,\n"
-             "1000,%s,view,1,\n1000,u,view,%s,\n", x, y, huge, huge);
+             "1000,%s,view,1,\n1000,u,view,%s,\n",
+             x, y, huge, huge);
     users_of(PVG_FORMAT_RETAILROCKET, text, got, sizeof got);
     assert_string_equal(got, want);
 
@@ -428,7 +493,8 @@ static void test_long_ids_never_truncated(void **state)
              "{\"reviewerID\":\"%s\",\"asin\":\"1\",\"overall\":5,\"unixReviewTime\":1}\n"
              "{\"reviewerID\":\"%s\",\"asin\":\"1\",\"overall\":5,\"unixReviewTime\":1}\n"
              "{\"reviewerID\":\"%s\",\"asin\":\"1\",\"overall\":5,\"unixReviewTime\":1}\n"
-             "{\"reviewerID\":\"u\",\"asin\":\"%s\",\"overall\":5,\"unixReviewTime\":1}\n", x, y, huge, huge);
+             "{\"reviewerID\":\"u\",\"asin\":\"%s\",\"overall\":5,\"unixReviewTime\":1}\n",
+             x, y, huge, huge);
     users_of(PVG_FORMAT_AMAZON_REVIEWS, text, got, sizeof got);
     assert_string_equal(got, want);
 
@@ -436,7 +502,8 @@ static void test_long_ids_never_truncated(void **state)
              "{\"type\":\"view\",\"user\":\"%s\",\"item\":\"1\",\"ts\":1}\n"
              "{\"type\":\"view\",\"user\":\"%s\",\"item\":\"1\",\"ts\":1}\n"
              "{\"type\":\"view\",\"user\":\"%s\",\"item\":\"1\",\"ts\":1}\n"
-             "{\"type\":\"view\",\"user\":\"u\",\"item\":\"%s\",\"ts\":1}\n", x, y, huge, huge);
+             "{\"type\":\"view\",\"user\":\"u\",\"item\":\"%s\",\"ts\":1}\n",
+             x, y, huge, huge);
     users_of(PVG_FORMAT_JSONL, text, got, sizeof got);
     assert_string_equal(got, want);
 
@@ -456,7 +523,9 @@ static void test_long_ids_never_truncated(void **state)
     assert_string_equal(got, "!id_too_long|!id_too_long|");
 
     /* movielens items too */
-    snprintf(text, sizeof text, "%s|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n", huge);
+    snprintf(text, sizeof text,
+             "%s|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n",
+             huge);
     users_of(PVG_FORMAT_MOVIELENS_ITEMS, text, got, sizeof got);
     assert_string_equal(got, "!id_too_long|");
 }
@@ -471,26 +540,38 @@ static void test_rejects_hold_no_values(void **state)
         const char *text;
         const char *reason, *field;
     } cases[] = {
-        {PVG_FORMAT_ONLINE_RETAIL, HDR "536365,85123A,MUG,alice.smith@example.com,12/1/2010 8:26,2.55,17850,UK\n",
+        {PVG_FORMAT_ONLINE_RETAIL,
+         HDR "536365,85123A,MUG,alice.smith@example.com,12/1/2010 8:26,2.55,17850,UK\n",
          "bad_quantity", "Quantity"},
-        {PVG_FORMAT_ONLINE_RETAIL, HDR "536365,85123A,MUG,6,alice.smith@example.com,2.55,17850,UK\n", "bad_date",
+        {PVG_FORMAT_ONLINE_RETAIL,
+         HDR "536365,85123A,MUG,6,alice.smith@example.com,2.55,17850,UK\n", "bad_date",
          "InvoiceDate"},
-        {PVG_FORMAT_ONLINE_RETAIL, HDR "536365,85123A,MUG,6,12/1/2010 8:26,alice.smith@example.com,17850,UK\n",
-         "bad_price", "UnitPrice"},
-        {PVG_FORMAT_ONLINE_RETAIL, HDR "536365,85123A,MUG,6,12/1/2010 8:26,2.55,alice.smith@example.com,UK\n",
-         "bad_user_id", "CustomerID"},
-        {PVG_FORMAT_ONLINE_RETAIL, HDR "A563185,B,Adjust bad debt,1,8/12/2011 14:50,-11062.06,alice.smith@example.com,UK\n",
+        {PVG_FORMAT_ONLINE_RETAIL,
+         HDR "536365,85123A,MUG,6,12/1/2010 8:26,alice.smith@example.com,17850,UK\n", "bad_price",
+         "UnitPrice"},
+        {PVG_FORMAT_ONLINE_RETAIL,
+         HDR "536365,85123A,MUG,6,12/1/2010 8:26,2.55,alice.smith@example.com,UK\n", "bad_user_id",
+         "CustomerID"},
+        {PVG_FORMAT_ONLINE_RETAIL,
+         HDR "A563185,B,Adjust bad debt,1,8/12/2011 14:50,-11062.06,alice.smith@example.com,UK\n",
          "adjustment_invoice", "InvoiceNo"},
-        {PVG_FORMAT_ONLINE_RETAIL, HDR "C536379,D,Discount,-1,12/1/2010 9:41,-27.50,alice.smith@example.com,UK\n",
+        {PVG_FORMAT_ONLINE_RETAIL,
+         HDR "C536379,D,Discount,-1,12/1/2010 9:41,-27.50,alice.smith@example.com,UK\n",
          "bad_price", "UnitPrice"},
-        {PVG_FORMAT_JSONL, "{\"type\":\"view\",\"user\":alice.smith@example.com}\n", "bad_json", NULL},
-        {PVG_FORMAT_JSONL, "{\"type\":\"view\",\"user\":\"alice.smith@example.com\",\"user\":\"x\"}\n",
-         "bad_json", NULL},
-        {PVG_FORMAT_JSONL, "{\"type\":\"alice.smith@example.com\",\"user\":\"u\",\"item\":\"i\",\"ts\":1}\n",
+        {PVG_FORMAT_JSONL, "{\"type\":\"view\",\"user\":alice.smith@example.com}\n", "bad_json",
+         NULL},
+        {PVG_FORMAT_JSONL,
+         "{\"type\":\"view\",\"user\":\"alice.smith@example.com\",\"user\":\"x\"}\n", "bad_json",
+         NULL},
+        {PVG_FORMAT_JSONL,
+         "{\"type\":\"alice.smith@example.com\",\"user\":\"u\",\"item\":\"i\",\"ts\":1}\n",
          "unknown_event_type", "type"},
-        {PVG_FORMAT_JSONL, "{\"type\":\"view\",\"user\":\"u\",\"item\":\"i\",\"ts\":\"alice.smith@example.com\"}\n",
+        {PVG_FORMAT_JSONL,
+         "{\"type\":\"view\",\"user\":\"u\",\"item\":\"i\",\"ts\":\"alice.smith@example.com\"}\n",
          "bad_timestamp", "ts"},
-        {PVG_FORMAT_JSONL, "{\"type\":\"view\",\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"alice.smith@example.com\":1}\n",
+        {PVG_FORMAT_JSONL,
+         "{\"type\":\"view\",\"user\":\"u\",\"item\":\"i\",\"ts\":1,\"alice.smith@example.com\":1}"
+         "\n",
          "unknown_field", NULL},
         {PVG_FORMAT_MOVIELENS, "1\t2\talice.smith@example.com\t3\n", "bad_rating", "rating"},
         {PVG_FORMAT_RETAILROCKET,
@@ -507,8 +588,8 @@ static void test_rejects_hold_no_values(void **state)
         pvg_record rec;
         assert_int_equal(pvg_reader_next(r, &rec, &err), 1);
         if (rec.kind != PVG_RECORD_REJECT || strcmp(rec.reason, cases[i].reason) != 0)
-            fail_msg("case %zu: kind %d reason %s, want %s", i, rec.kind, rec.reason ? rec.reason : "-",
-                     cases[i].reason);
+            fail_msg("case %zu: kind %d reason %s, want %s", i, rec.kind,
+                     rec.reason ? rec.reason : "-", cases[i].reason);
         if (cases[i].field)
             assert_string_equal(rec.field, cases[i].field);
         else
@@ -555,9 +636,12 @@ static char *slurp(const char *path)
 }
 
 static const char REJECTY_CSV[] =
-    HDR "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom\n"
-        "536366,22633,HAND WARMER UNION JACK,alice.smith@example.com,12/1/2010 8:28,1.85,17850,United Kingdom\n"
-        "536367,84879,ASSORTED COLOUR BIRD ORNAMENT,32,12/1/2010 8:34,1.69,alice.smith@example.com,United Kingdom\n";
+    HDR "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United "
+        "Kingdom\n"
+        "536366,22633,HAND WARMER UNION JACK,alice.smith@example.com,12/1/2010 "
+        "8:28,1.85,17850,United Kingdom\n"
+        "536367,84879,ASSORTED COLOUR BIRD ORNAMENT,32,12/1/2010 "
+        "8:34,1.69,alice.smith@example.com,United Kingdom\n";
 
 /* Reject files are created 0600, carry line, offset, reason and field but no
  * value, and a later run never overwrites them. */
@@ -614,8 +698,8 @@ static void test_reject_file(void **state)
 static int cli(const char *data, const char *args, const char *out_path)
 {
     char cmd[4096];
-    int len = snprintf(cmd, sizeof cmd, "'%s' %s --data-dir '%s' >'%s' 2>&1", getenv("PVG_CLI"), args,
-                       data, out_path);
+    int len = snprintf(cmd, sizeof cmd, "'%s' %s --data-dir '%s' >'%s' 2>&1", getenv("PVG_CLI"),
+                       args, data, out_path);
     assert_true(len > 0 && (size_t)len < sizeof cmd);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -667,7 +751,8 @@ static void test_cli_ingest(void **state)
     closedir(d);
     assert_int_equal(n, 3); /* the movielens run's rejects, and one per retail run */
     /* an explicit --rejects path is never overwritten */
-    snprintf(args, sizeof args, "ingest --format online-retail --rejects '%s/r.tsv' '%s'", root, csv);
+    snprintf(args, sizeof args, "ingest --format online-retail --rejects '%s/r.tsv' '%s'", root,
+             csv);
     assert_int_equal(cli(dir, args, out), 0);
     assert_int_equal(cli(dir, args, out), 1);
     /* "17850.0" names the shopper ingest stored as 17850 */
@@ -682,10 +767,14 @@ static void test_cli_ingest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_online_retail), cmocka_unit_test(test_encodings),
-        cmocka_unit_test(test_overlong_lines), cmocka_unit_test(test_movielens),
-        cmocka_unit_test(test_retailrocket),   cmocka_unit_test(test_amazon),
-        cmocka_unit_test(test_jsonl),          cmocka_unit_test(test_tsv),
+        cmocka_unit_test(test_online_retail),
+        cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_overlong_lines),
+        cmocka_unit_test(test_movielens),
+        cmocka_unit_test(test_retailrocket),
+        cmocka_unit_test(test_amazon),
+        cmocka_unit_test(test_jsonl),
+        cmocka_unit_test(test_tsv),
         cmocka_unit_test(test_gzip_and_dates),
         cmocka_unit_test(test_user_id_normalize),
         cmocka_unit_test(test_long_ids_never_truncated),

@@ -123,7 +123,8 @@ static void test_topk_vs_naive(void **state)
 
 static void rand_fill(float *a, size_t n, double scale)
 {
-    for (size_t i = 0; i < n; i++) a[i] = (float)((tm_rand() * 2 - 1) * scale);
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)((tm_rand() * 2 - 1) * scale);
 }
 
 static void test_gramian_matvec(void **state)
@@ -135,10 +136,12 @@ static void test_gramian_matvec(void **state)
     rand_fill(u, f, 1);
     pvg_gramian(V, n, f, G1);
     pvg_gramian_naive(V, n, f, G2);
-    for (size_t i = 0; i < f * f; i++) assert_true(fabsf(G1[i] - G2[i]) < 1e-4f);
+    for (size_t i = 0; i < f * f; i++)
+        assert_true(fabsf(G1[i] - G2[i]) < 1e-4f);
     pvg_matvec(V, n, f, u, s1);
     pvg_matvec_naive(V, n, f, u, s2);
-    for (size_t i = 0; i < n; i++) assert_true(fabsf(s1[i] - s2[i]) < 1e-4f);
+    for (size_t i = 0; i < n; i++)
+        assert_true(fabsf(s1[i] - s2[i]) < 1e-4f);
 }
 
 static void test_f16(void **state)
@@ -149,9 +152,9 @@ static void test_f16(void **state)
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
         assert_true(pvg_f16_to_f32(pvg_f32_to_f16(exact[i])) == exact[i]);
     assert_int_equal(pvg_f32_to_f16(1.0f), 0x3c00);
-    assert_int_equal(pvg_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);      /* tie -> even */
-    assert_int_equal(pvg_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);      /* tie -> even */
-    assert_int_equal(pvg_f32_to_f16(1e6f), 0x7c00);                    /* overflow -> inf */
+    assert_int_equal(pvg_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie -> even */
+    assert_int_equal(pvg_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02); /* tie -> even */
+    assert_int_equal(pvg_f32_to_f16(1e6f), 0x7c00);               /* overflow -> inf */
     for (int i = 0; i < 1000; i++) {
         float x = (float)((tm_rand() * 2 - 1) * 4);
         float y = pvg_f16_to_f32(pvg_f32_to_f16(x));
@@ -163,7 +166,8 @@ static void test_f16(void **state)
         for (int b = 0; b < 3; b++) {
             size_t f = fs[a], n = ns[b];
             float *V = malloc(n * f * sizeof *V), *u = malloc(f * sizeof *u);
-            float *s1 = malloc(n * sizeof *s1), *s2 = malloc(n * sizeof *s2), *s3 = malloc(n * sizeof *s3);
+            float *s1 = malloc(n * sizeof *s1), *s2 = malloc(n * sizeof *s2),
+                  *s3 = malloc(n * sizeof *s3);
             uint16_t *P = malloc((n + 7) / 8 * 8 * f * sizeof *P);
             rand_fill(V, n * f, 1);
             rand_fill(u, f, 1);
@@ -211,14 +215,17 @@ static void test_ials_kernels(void **state)
         float reg[30];
         float *X = malloc(nu * f * sizeof *X), *Y1 = malloc(nu * f * sizeof *Y1),
               *Y2 = malloc(nu * f * sizeof *Y2);
-        for (size_t i = 0; i < nu; i++) reg[i] = 0.1f + 0.01f * (float)i;
+        for (size_t i = 0; i < nu; i++)
+            reg[i] = 0.1f + 0.01f * (float)i;
         rand_fill(X, nu * f, 1);
         for (int conf = 0; conf < 2; conf++) {
             pvg_ials_apply(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y1);
             pvg_ials_apply_naive(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y2);
-            for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
+            for (size_t i = 0; i < nu * f; i++)
+                assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
             pvg_ials_apply_portable(&R, 0, nu, H, G, f, 0.3f, reg, conf ? 2.0f : 0.0f, X, Y1);
-            for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
+            for (size_t i = 0; i < nu * f; i++)
+                assert_true(fabsf(Y1[i] - Y2[i]) < 1e-3f);
         }
         /* CG with f + 4 steps from zero reaches the exact solution */
         float *W = calloc(nu * f, sizeof *W),
@@ -227,12 +234,14 @@ static void test_ials_kernels(void **state)
         float *ex = malloc(f * sizeof *ex);
         for (size_t r = 0; r < nu; r++) {
             assert_int_equal(pvg_ials_solve_row_exact(&R, r, H, G, f, 0.3f, reg[r], 1.0f, ex), 0);
-            for (size_t q = 0; q < f; q++) assert_true(fabsf(W[r * f + q] - ex[q]) < 2e-3f);
+            for (size_t q = 0; q < f; q++)
+                assert_true(fabsf(W[r * f + q] - ex[q]) < 2e-3f);
         }
         /* the exact path of solve_block (cg_steps 0) agrees too */
         float *W2 = calloc(nu * f, sizeof *W2);
         pvg_ials_solve_block(&R, 0, nu, H, G, f, 0.3f, reg, 1.0f, 0, W2, scratch);
-        for (size_t i = 0; i < nu * f; i++) assert_true(fabsf(W[i] - W2[i]) < 2e-3f);
+        for (size_t i = 0; i < nu * f; i++)
+            assert_true(fabsf(W[i] - W2[i]) < 2e-3f);
         free(W), free(W2), free(scratch), free(H), free(G), free(X), free(Y1), free(Y2), free(ex);
         pvg_csr_free(&R);
     }
@@ -251,7 +260,8 @@ static void test_knn_ease_kernels(void **state)
     pvg_knn_dense_naive(&R, ni, 3.0f, Sd);
     for (size_t i = 0; i < ni; i++) {
         size_t nz = 0;
-        for (size_t j = 0; j < ni; j++) nz += Sd[i * ni + j] > 0;
+        for (size_t j = 0; j < ni; j++)
+            nz += Sd[i * ni + j] > 0;
         assert_int_equal(S.indptr[i + 1] - S.indptr[i], nz);
         for (uint64_t q = S.indptr[i]; q < S.indptr[i + 1]; q++)
             assert_true(fabsf(S.data[q] - Sd[i * ni + S.indices[q]]) < 1e-5f);
@@ -262,13 +272,16 @@ static void test_knn_ease_kernels(void **state)
     pvg_csr_free(&S);
     /* top-3 keeps the 3 best */
     assert_int_equal(pvg_knn_build(&R, &C, 3, 3.0f, 1, &S), PVG_OK);
-    for (size_t i = 0; i < ni; i++) assert_true(S.indptr[i + 1] - S.indptr[i] <= 3);
+    for (size_t i = 0; i < ni; i++)
+        assert_true(S.indptr[i + 1] - S.indptr[i] <= 3);
     pvg_csr_free(&S);
     float *B1 = malloc(ni * ni * sizeof *B1), *B2 = malloc(ni * ni * sizeof *B2);
     assert_int_equal(pvg_ease_fit(&R, &C, ni, 5.0f, 2, B1, NULL), PVG_OK);
     pvg_ease_fit_naive(&R, ni, 5.0, B2);
-    for (size_t i = 0; i < ni * ni; i++) assert_true(fabsf(B1[i] - B2[i]) < 1e-4f);
-    for (size_t i = 0; i < ni; i++) assert_true(B1[i * ni + i] == 0);
+    for (size_t i = 0; i < ni * ni; i++)
+        assert_true(fabsf(B1[i] - B2[i]) < 1e-4f);
+    for (size_t i = 0; i < ni; i++)
+        assert_true(B1[i * ni + i] == 0);
     pvg_error err;
     assert_int_equal(pvg_ease_fit(&R, &C, PVG_EASE_MAX_ITEMS + 1, 5.0f, 1, B1, &err),
                      PVG_ERR_UNSUPPORTED);
@@ -303,7 +316,8 @@ static pvg_dataset *block_dataset(void)
         }
         /* keep user 0's history fixed: a0..a5 (so a6..a11 are unseen) */
         if (u == 0)
-            for (int j = 0; j < 12; j++) seen[j] = j < 6;
+            for (int j = 0; j < 12; j++)
+                seen[j] = j < 6;
         for (int j = 0; j < 12; j++)
             if (seen[j]) {
                 snprintf(item, sizeof item, "%c%d", blk ? 'b' : 'a', j);
@@ -330,13 +344,15 @@ static void check_block_recs(const pvg_model *m, const pvg_dataset *ds, pvg_mode
         int j = atoi(out[i].item + 1);
         assert_false(out[i].item[0] == 'a' && j < 6);
         if (t != PVG_MODEL_POPULARITY && out[i].item[0] != 'a')
-            fail_msg("%s: user-0 got %s (rank %zu, score %g)", pvg_model_type_name(t), out[i].item, i, out[i].score); /* own block */
+            fail_msg("%s: user-0 got %s (rank %zu, score %g)", pvg_model_type_name(t), out[i].item,
+                     i, out[i].score); /* own block */
         if (i) assert_true(out[i].score <= out[i - 1].score);
     }
     /* include_seen: a0 (seen by the whole block) is among the first */
     assert_int_equal(pvg_model_recommend(m, key, 12, 1, out, &n, NULL), PVG_OK);
     int found = 0;
-    for (size_t i = 0; i < n; i++) found |= strcmp(out[i].item, "a0") == 0;
+    for (size_t i = 0; i < n; i++)
+        found |= strcmp(out[i].item, "a0") == 0;
     assert_true(found);
     /* unknown user */
     unsigned char zero[16] = {0};
@@ -367,7 +383,9 @@ static void check_block_recs(const pvg_model *m, const pvg_dataset *ds, pvg_mode
     assert_int_equal(pvg_model_recommend_history(m, hist, NULL, 3, 4, out, &n, NULL), PVG_OK);
     assert_int_equal(n, 4);
     for (size_t i = 0; i < n; i++) {
-        if (t != PVG_MODEL_POPULARITY && out[i].item[0] != 'b') fail_msg("%s fold-in: %s at %zu (%g)", pvg_model_type_name(t), out[i].item, i, out[i].score);
+        if (t != PVG_MODEL_POPULARITY && out[i].item[0] != 'b')
+            fail_msg("%s fold-in: %s at %zu (%g)", pvg_model_type_name(t), out[i].item, i,
+                     out[i].score);
         assert_true(out[i].item_index != hist[0] && out[i].item_index != hist[1] &&
                     out[i].item_index != hist[2]);
     }
@@ -383,7 +401,8 @@ static void check_block_recs(const pvg_model *m, const pvg_dataset *ds, pvg_mode
     for (int q = 0; q < 3; q += 2) {
         assert_int_equal(pvg_model_recommend(m, keys + 16 * q, 5, 0, out, &n, NULL), PVG_OK);
         assert_int_equal(bn[q], n);
-        for (size_t i = 0; i < n; i++) assert_int_equal(bo[q * 5 + i].item_index, out[i].item_index);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(bo[q * 5 + i].item_index, out[i].item_index);
     }
 }
 
@@ -446,7 +465,8 @@ static void test_ials_loss_decreases(void **state)
         assert_int_equal(st.n_epochs, e);
         pvg_model_free(m);
     }
-    for (int i = 1; i < n; i++) assert_true(losses[i] <= losses[i - 1] * (1 + 1e-4));
+    for (int i = 1; i < n; i++)
+        assert_true(losses[i] <= losses[i - 1] * (1 + 1e-4));
     pvg_dataset_free(ds);
 }
 
@@ -597,11 +617,15 @@ static void test_store_keyed_model(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_weights_and_csr),   cmocka_unit_test(test_topk_vs_naive),
-        cmocka_unit_test(test_gramian_matvec),    cmocka_unit_test(test_ials_kernels),
+        cmocka_unit_test(test_weights_and_csr),
+        cmocka_unit_test(test_topk_vs_naive),
+        cmocka_unit_test(test_gramian_matvec),
+        cmocka_unit_test(test_ials_kernels),
         cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_knn_ease_kernels),  cmocka_unit_test(test_models_block),
-        cmocka_unit_test(test_ials_loss_decreases), cmocka_unit_test(test_model_file),
+        cmocka_unit_test(test_knn_ease_kernels),
+        cmocka_unit_test(test_models_block),
+        cmocka_unit_test(test_ials_loss_decreases),
+        cmocka_unit_test(test_model_file),
         cmocka_unit_test(test_store_keyed_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,10 +88,11 @@ static void test_hyper_out_of_range(void **state)
     } cases[] = {{11, -9.13252e208}, {10, -8.6e279}, {0, 1e300}, {1, NAN}, {13, -1}, {6, INFINITY}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         pvg_error_clear(&err);
-        assert_int_equal(load_patched("ials.pvgm", HDR_HYPER + 8 * (size_t)cases[i].index,
-                                      &cases[i].v, 8, &err),
-                         PVG_ERR_CORRUPT);
-        if (!strstr(err.text, "range") && !strstr(err.text, "finite")) print_error("%s\n", err.text);
+        assert_int_equal(
+            load_patched("ials.pvgm", HDR_HYPER + 8 * (size_t)cases[i].index, &cases[i].v, 8, &err),
+            PVG_ERR_CORRUPT);
+        if (!strstr(err.text, "range") && !strstr(err.text, "finite"))
+            print_error("%s\n", err.text);
         assert_true(strstr(err.text, "range") || strstr(err.text, "finite"));
     }
 }

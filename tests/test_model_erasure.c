@@ -433,8 +433,8 @@ static void test_erasure_reaches_every_model(void **state)
         fail_msg("the victim's directory entry survives in %s", where);
     for (uint64_t off = 0; off + 24 <= vlen; off += 24)
         if (dir_contains(E.dd, old + so + voff + off, 24, where, sizeof where))
-            fail_msg("the victim's sealed row (at %llu) survives in %s",
-                     (unsigned long long)off, where);
+            fail_msg("the victim's sealed row (at %llu) survives in %s", (unsigned long long)off,
+                     where);
     free(old);
     /* no temp file left behind */
     DIR *d = opendir(E.dd);
@@ -576,7 +576,8 @@ static void test_rotation_keeps_models(void **state)
     assert_int_equal(pvg_model_recommend(before, p, 10, 0, a, &na, &err), PVG_OK);
     assert_int_equal(pvg_model_recommend(after, p, 10, 0, b, &nb, &err), PVG_OK);
     assert_int_equal(na, nb);
-    for (size_t i = 0; i < na; i++) assert_true(a[i].item_index == b[i].item_index);
+    for (size_t i = 0; i < na; i++)
+        assert_true(a[i].item_index == b[i].item_index);
     assert_int_equal(pvg_store_user_delete(s, victim, &err), PVG_OK);
     pvg_model_free(after);
     after = open_model(s, mp);

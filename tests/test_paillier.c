@@ -23,9 +23,9 @@
 
 #include "crypto/paillier_internal.h"
 
-static pvg_paillier_pub *g_pub;   /* a 2048-bit key shared by the tests */
+static pvg_paillier_pub *g_pub; /* a 2048-bit key shared by the tests */
 static pvg_paillier_priv *g_priv;
-static pvg_paillier_pub *g_pub2;  /* another key */
+static pvg_paillier_pub *g_pub2; /* another key */
 static pvg_paillier_priv *g_priv2;
 
 static int setup(void **state)
@@ -166,8 +166,7 @@ static void test_keygen_shape(void **state)
 
 /* EncodedNumber vectors: phe's algorithm followed step by step with exact
  * rationals (frexp exponent, floor((e2 - 53) / 4), round half even). */
-static void check_encode(double x, double prec, int has_max, long max_e, const char *mant,
-                         long exp)
+static void check_encode(double x, double prec, int has_max, long max_e, const char *mant, long exp)
 {
     mpz_t out, want;
     mpz_inits(out, want, NULL);
@@ -236,10 +235,17 @@ static void test_repr(void **state)
     struct {
         double x;
         const char *s;
-    } v[] = {{12.35, "12.35"},   {1e16, "1e+16"},  {1e15, "1000000000000000.0"},
-             {1e-5, "1e-05"},    {0.0001, "0.0001"}, {-0.5, "-0.5"},
-             {3.0, "3.0"},       {0.1 + 0.2, "0.30000000000000004"},
-             {123456789.125, "123456789.125"}, {-1.5e-7, "-1.5e-07"}, {2.5e22, "2.5e+22"}};
+    } v[] = {{12.35, "12.35"},
+             {1e16, "1e+16"},
+             {1e15, "1000000000000000.0"},
+             {1e-5, "1e-05"},
+             {0.0001, "0.0001"},
+             {-0.5, "-0.5"},
+             {3.0, "3.0"},
+             {0.1 + 0.2, "0.30000000000000004"},
+             {123456789.125, "123456789.125"},
+             {-1.5e-7, "-1.5e-07"},
+             {2.5e22, "2.5e+22"}};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         pvg_he_double_repr(v[i].x, b, sizeof b);
         assert_string_equal(b, v[i].s);
@@ -440,9 +446,11 @@ static void test_packing(void **state)
     pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(g_pub);
     assert_int_equal(pvg_paillier_encrypt_packed(enc, v1, 40, 32, 16, a, NULL), PVG_OK);
     assert_int_equal(pvg_paillier_encrypt_packed(enc, v2, 40, 32, 16, b, NULL), PVG_OK);
-    for (int k = 0; k < 3; k++) assert_int_equal(pvg_paillier_add(a, a, b, NULL), PVG_OK);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(pvg_paillier_add(a, a, b, NULL), PVG_OK);
     assert_int_equal(pvg_paillier_decrypt_packed(g_priv, a, 40, 32, 16, out, NULL), PVG_OK);
-    for (int i = 0; i < 40; i++) assert_true(out[i] == v1[i] + 3 * v2[i]);
+    for (int i = 0; i < 40; i++)
+        assert_true(out[i] == v1[i] + 3 * v2[i]);
     /* too many slots, value too wide */
     pvg_error err;
     uint64_t many[64] = {0};
@@ -460,7 +468,8 @@ static void test_json_formats(void **state)
     char *pubj = NULL, *privj = NULL;
     assert_int_equal(pvg_paillier_pub_to_jwk(g_pub, NULL, &pubj, &err), PVG_OK);
     assert_int_equal(pvg_paillier_priv_to_jwk(g_priv, "test key", &privj, &err), PVG_OK);
-    assert_non_null(strstr(pubj, "\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"key_ops\": [\"encrypt\"], \"n\": \""));
+    assert_non_null(strstr(
+        pubj, "\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"key_ops\": [\"encrypt\"], \"n\": \""));
     assert_non_null(strstr(privj, "\"kty\": \"DAJ\", \"key_ops\": [\"decrypt\"], \"p\": \""));
     assert_null(strchr(pubj, '=')); /* base64url without padding */
     pvg_paillier_pub *pub = NULL;
@@ -476,8 +485,8 @@ static void test_json_formats(void **state)
     /* an encrypted number round trip, in pheutil's {"v","e"} form */
     pvg_paillier_enc *enc = enc_of(PVG_PAILLIER_OBF_DJN, g_pub);
     pvg_paillier_ct *a = pvg_paillier_ct_new(g_pub), *b = pvg_paillier_ct_new(pub);
-    assert_int_equal(pvg_paillier_encrypt_text(enc, "-7.25", PVG_PAILLIER_PHEUTIL_EXPONENT, a, NULL),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_paillier_encrypt_text(enc, "-7.25", PVG_PAILLIER_PHEUTIL_EXPONENT, a, NULL), PVG_OK);
     char *cj = NULL;
     assert_int_equal(pvg_paillier_ct_to_json(a, &cj, &err), PVG_OK);
     assert_true(strncmp(cj, "{\"v\": \"", 7) == 0);
@@ -523,7 +532,8 @@ static void test_json_formats(void **state)
                      PVG_ERR_INVALID);
     assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"12a\", \"e\": 0}", "in", 1, &err),
                      PVG_ERR_INVALID);
-    assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"5\"}", "in", 1, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_paillier_ct_from_json(b, "{\"v\": \"5\"}", "in", 1, &err),
+                     PVG_ERR_INVALID);
     assert_int_equal(pvg_paillier_ct_from_json(b, "[1,2]", "in", 1, &err), PVG_ERR_INVALID);
     /* c = n^2 (too large), c = p (shares a factor with n), oversized */
     char *n2s = malloc(mpz_sizeinbase(g_pub->n2, 10) + 2);
@@ -541,12 +551,14 @@ static void test_json_formats(void **state)
     pvg_paillier_pub *nopub = NULL;
     assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": \"RSA\"}", "k", &nopub, &err),
                      PVG_ERR_INVALID);
-    assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"@@\"}",
-                                               "k", &nopub, &err),
-                     PVG_ERR_INVALID);
-    assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"AesN\"}",
-                                               "k", &nopub, &err),
-                     PVG_ERR_INVALID); /* 126869: far below 2048 bits */
+    assert_int_equal(
+        pvg_paillier_pub_from_jwk("{\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"@@\"}", "k",
+                                  &nopub, &err),
+        PVG_ERR_INVALID);
+    assert_int_equal(
+        pvg_paillier_pub_from_jwk("{\"kty\": \"DAJ\", \"alg\": \"PAI-GN1\", \"n\": \"AesN\"}", "k",
+                                  &nopub, &err),
+        PVG_ERR_INVALID); /* 126869: far below 2048 bits */
     assert_int_equal(pvg_paillier_pub_from_jwk("{\"kty\": ", "k", &nopub, &err), PVG_ERR_INVALID);
     assert_int_equal(err.line, 1);
     /* a private key whose factors belong to another key */
@@ -634,7 +646,8 @@ static void test_mutated_input(void **state)
     }
     assert_true(ok < rounds); /* the mutations did break documents */
     pvg_rng_free(rng);
-    for (int i = 0; i < 3; i++) free(docs[i]);
+    for (int i = 0; i < 3; i++)
+        free(docs[i]);
     pvg_paillier_ct_free(a);
     pvg_paillier_ct_free(b);
     pvg_paillier_enc_free(enc);
@@ -655,15 +668,22 @@ static void test_mutated_input(void **state)
  * and our reader builds the key from them. */
 static void test_phe_generated_key(void **state)
 {
-    const char *p64 = "yjs7b-IvT_5aeM1P0cQfrPMQ4ZY7NOUhLjOTQU6SuJbEbkbSH8XoxqgDfcfa0YCn9qGOexvCuB1Xc2bYwsxh6FzaQvIOLsohMUP7Xf-2zPlaH5v7aVrmjNCcm6xehoe1WypGPay_ML_89ip1RbLCO39dXTN9AuCHwbVuPZiOqNc";
-    const char *q64 = "0H1G7Ts4tdU8GXyFIxgjy5epddQ_8lxJNx2C5nG2ANmeA8CJUUpE5Y17NMSY4wCwmDem2yKaFf8ZSKatIbXTd7NZbFieFP85V-8xM6CX-SHkzgquBgDX7vkLPUy_VfymJjnVDrAyNhe1ncI9-l1HqRTpgi4GRLz7CnV30y3i2Os";
+    const char *p64 =
+        "yjs7b-IvT_"
+        "5aeM1P0cQfrPMQ4ZY7NOUhLjOTQU6SuJbEbkbSH8XoxqgDfcfa0YCn9qGOexvCuB1Xc2bYwsxh6FzaQvIOLsohMUP7"
+        "Xf-2zPlaH5v7aVrmjNCcm6xehoe1WypGPay_ML_89ip1RbLCO39dXTN9AuCHwbVuPZiOqNc";
+    const char *q64 = "0H1G7Ts4tdU8GXyFIxgjy5epddQ_"
+                      "8lxJNx2C5nG2ANmeA8CJUUpE5Y17NMSY4wCwmDem2yKaFf8ZSKatIbXTd7NZbFieFP85V-"
+                      "8xM6CX-SHkzgquBgDX7vkLPUy_VfymJjnVDrAyNhe1ncI9-l1HqRTpgi4GRLz7CnV30y3i2Os";
     /* n = p*q, written as phe's int_to_base64 would */
     unsigned char pb[256], qb[256];
     size_t pl = 0, ql = 0;
     assert_int_equal(sodium_base642bin(pb, sizeof pb, p64, strlen(p64), NULL, &pl, NULL,
-                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
     assert_int_equal(sodium_base642bin(qb, sizeof qb, q64, strlen(q64), NULL, &ql, NULL,
-                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
     mpz_t p, q, n;
     mpz_inits(p, q, n, NULL);
     mpz_import(p, pl, 1, 1, 1, 0, pb);

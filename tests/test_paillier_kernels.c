@@ -408,7 +408,8 @@ static pvg_paillier_ct *enc_ct(pvg_paillier_enc *enc, const char *text, int max_
 static void test_sum_matches_add(void **state)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(77);
-    pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure_rng = 1};
+    pvg_paillier_enc_options eo = {
+        .mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure_rng = 1};
     pvg_paillier_enc *enc;
     assert_int_equal(pvg_paillier_enc_new(g_pub, &eo, &enc, NULL), PVG_OK);
     enum { N = 40 };
@@ -487,7 +488,8 @@ static void test_sum_matches_add(void **state)
 static void test_decrypt_batch(void **state)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(78);
-    pvg_paillier_enc_options eo = {.mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure_rng = 1};
+    pvg_paillier_enc_options eo = {
+        .mode = PVG_PAILLIER_OBF_DJN, .rng = rng, .allow_insecure_rng = 1};
     pvg_paillier_enc *enc;
     assert_int_equal(pvg_paillier_enc_new(g_pub, &eo, &enc, NULL), PVG_OK);
     static const char *vals[] = {

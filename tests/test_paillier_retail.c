@@ -60,7 +60,8 @@ static int ref_user(void *ctx, const pvg_user_view *u, const pvg_event *ev, size
                             : "(unknown)";
         int g = ref_group(r, c);
         int seen = 0;
-        for (int k = 0; k < no; k++) seen |= order[k] == g;
+        for (int k = 0; k < no; k++)
+            seen |= order[k] == g;
         if (!seen) order[no++] = g;
         sub[g] += llround(ev[i].amount * 100.0);
     }
@@ -83,7 +84,8 @@ static int write_subset(const char *src, const char *dst, int lines)
     FILE *out = fopen(dst, "wb");
     if (!in || !out) return -1;
     char buf[8192];
-    for (int i = 0; i <= lines && gzgets(in, buf, sizeof buf); i++) fputs(buf, out);
+    for (int i = 0; i <= lines && gzgets(in, buf, sizeof buf); i++)
+        fputs(buf, out);
     gzclose(in);
     return fclose(out);
 }
@@ -154,8 +156,8 @@ static void test_country_totals_exact(void **state)
     ref *r = calloc(1, sizeof *r);
     r->clamp = 100000;
     pvg_error err;
-    assert_int_equal(pvg_store_foreach_user(g_store, PVG_FOREACH_REQUIRE_ANALYTICS, ref_user, r, &err),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_store_foreach_user(g_store, PVG_FOREACH_REQUIRE_ANALYTICS, ref_user, r, &err), PVG_OK);
     assert_true(r->n >= 3);
     pvg_spend_options o = {.group_by = PVG_SPEND_BY_COUNTRY, .threads = 3};
     pvg_spend_result *res = NULL;
@@ -167,7 +169,8 @@ static void test_country_totals_exact(void **state)
         int g = ref_group(r, res->groups[i].name);
         long long got = decrypt_cents(res->groups[i].total);
         if (got != r->cents[g])
-            fail_msg("%s: encrypted total %lld cents, plaintext %lld", r->names[g], got, r->cents[g]);
+            fail_msg("%s: encrypted total %lld cents, plaintext %lld", r->names[g], got,
+                     r->cents[g]);
         assert_int_equal(res->groups[i].users, r->users[g]);
         assert_int_equal(pvg_paillier_ct_exponent(res->groups[i].total), 0);
         all += got;
@@ -191,8 +194,8 @@ static void test_dp_totals_charged(void **state)
     ref *r = calloc(1, sizeof *r);
     r->clamp = 100000; /* 1000.00 */
     pvg_error err;
-    assert_int_equal(pvg_store_foreach_user(g_store, PVG_FOREACH_REQUIRE_ANALYTICS, ref_user, r, &err),
-                     PVG_OK);
+    assert_int_equal(
+        pvg_store_foreach_user(g_store, PVG_FOREACH_REQUIRE_ANALYTICS, ref_user, r, &err), PVG_OK);
     assert_int_equal(pvg_ledger_set_budget(g_store, "he-test", 1.0, 1e-5, &err), PVG_OK);
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(11);
     pvg_spend_options o = {.group_by = PVG_SPEND_BY_COUNTRY,

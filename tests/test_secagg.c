@@ -52,7 +52,8 @@ static void test_kdf_kat(void **state)
      * master = blake2b(shared || session || lo || hi, 32),
      * out = blake2b(key=master, salt=purpose LE64 || 0^8, person="PVGSECAG" || 0^8) */
     uint8_t session[16], out[32];
-    for (int i = 0; i < 16; i++) session[i] = (uint8_t)i;
+    for (int i = 0; i < 16; i++)
+        session[i] = (uint8_t)i;
     pvg_secagg_kdf(shared, session, 3, 7, 1, out);
     hex("fc852c8aca922ffed4bb7617b3517699b94887fef0cd64bfb336ce0b47b9ac03", want, 32);
     assert_memory_equal(out, want, 32);
@@ -70,7 +71,8 @@ static void test_mask_kernel(void **state)
 {
     (void)state;
     uint8_t seed[32];
-    for (int i = 0; i < 32; i++) seed[i] = (uint8_t)(i * 7 + 1);
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(i * 7 + 1);
     size_t lens[] = {1, 15, 16, 17, 1000, 2048, 2049, 5000};
     size_t offs[] = {0, 16, 1024, 4096};
     for (int b = 0; b < 2; b++) {
@@ -79,7 +81,8 @@ static void test_mask_kernel(void **state)
             for (size_t oi = 0; oi < sizeof offs / sizeof *offs; oi++) {
                 size_t len = lens[li], off = bits == 64 ? offs[oi] / 2 : offs[oi];
                 uint64_t *a = malloc(len * 8), *r = malloc(len * 8);
-                for (size_t i = 0; i < len * 2; i++) ((uint32_t *)a)[i] = (uint32_t)(i * 2654435761u);
+                for (size_t i = 0; i < len * 2; i++)
+                    ((uint32_t *)a)[i] = (uint32_t)(i * 2654435761u);
                 memcpy(r, a, len * 8);
                 int sign = (li & 1) ? -1 : 1;
                 pvg_secagg_mask_add(a, off, len, bits, seed, sign);
@@ -118,7 +121,8 @@ static void test_graph(void **state)
 {
     (void)state;
     pvg_secagg_params p = {.n = 101, .k = 10, .t = 6, .d = 4, .bits = 32};
-    for (int i = 0; i < 16; i++) p.session[i] = (uint8_t)(i + 9);
+    for (int i = 0; i < 16; i++)
+        p.session[i] = (uint8_t)(i + 9);
     uint32_t nb[10], nb2[10];
     int deg[101] = {0};
     for (uint32_t u = 0; u < p.n; u++) {
@@ -129,12 +133,14 @@ static void test_graph(void **state)
             /* symmetric */
             assert_int_equal(pvg_secagg_neighbours(&p, nb[i], nb2), 10);
             int found = 0;
-            for (int j = 0; j < 10; j++) found |= nb2[j] == u;
+            for (int j = 0; j < 10; j++)
+                found |= nb2[j] == u;
             assert_true(found);
             deg[nb[i]]++;
         }
     }
-    for (uint32_t u = 0; u < p.n; u++) assert_int_equal(deg[u], 10);
+    for (uint32_t u = 0; u < p.n; u++)
+        assert_int_equal(deg[u], 10);
     /* another session gives another graph */
     uint32_t a[10], b[10];
     assert_int_equal(pvg_secagg_neighbours(&p, 0, a), 10);
@@ -179,14 +185,16 @@ static void run_sim(uint32_t n, uint32_t k, uint32_t t, uint32_t d, unsigned bit
     if (st != PVG_OK) fail_msg("n=%u k=%u t=%u drop=%.2f: %s", n, k, t, drop, err.text);
     assert_true(r.exact);
     size_t dropped = 0;
-    for (int i = 0; i < 4; i++) dropped += r.dropped_in_round[i];
+    for (int i = 0; i < 4; i++)
+        dropped += r.dropped_in_round[i];
     /* planned dropouts, plus clients left with too few live neighbours */
     assert_true(dropped >= (size_t)(drop * n + 0.5));
     if (want_every_round)
-        for (int i = 0; i < 4; i++) assert_true(r.dropped_in_round[i] > 0);
+        for (int i = 0; i < 4; i++)
+            assert_true(r.dropped_in_round[i] > 0);
     /* survivors: everyone except those dropping before round 3 */
-    assert_int_equal(r.n_survivors, n - r.dropped_in_round[0] - r.dropped_in_round[1] -
-                                        r.dropped_in_round[2]);
+    assert_int_equal(r.n_survivors,
+                     n - r.dropped_in_round[0] - r.dropped_in_round[1] - r.dropped_in_round[2]);
     pvg_secagg_sim_result_clear(&r);
     pvg_rng_free(rng);
 }
@@ -208,10 +216,10 @@ static void test_exact_dropouts_every_round(void **state)
     (void)state;
     uint32_t n = sanitized() ? 60 : 120, nc = sanitized() ? 40 : 60;
     for (int rep = 0; rep < 2; rep++) {
-        run_sim(nc, nc - 1, nc / 2 + 1, 40, 32, 0.0, 10 + rep, 0);  /* original protocol */
+        run_sim(nc, nc - 1, nc / 2 + 1, 40, 32, 0.0, 10 + rep, 0); /* original protocol */
         run_sim(nc, nc - 1, nc / 2 + 1, 40, 32, 0.1, 20 + rep, 1);
         run_sim(nc, nc - 1, nc / 2 + 1, 40, 64, 0.3, 30 + rep, 1);
-        run_sim(n, 14, 8, 40, 32, 0.0, 40 + rep, 0);                /* SecAgg+ */
+        run_sim(n, 14, 8, 40, 32, 0.0, 40 + rep, 0); /* SecAgg+ */
         run_sim(n, 14, 8, 40, 32, 0.1, 50 + rep, 1);
         run_sim(n, 14, 6, 40, 64, 0.3, 60 + rep, 1);
     }
@@ -255,7 +263,8 @@ static void test_given_inputs(void **state)
     (void)state;
     enum { N = 6, D = 3 };
     uint32_t in[N * D];
-    for (int i = 0; i < N * D; i++) in[i] = (uint32_t)(i * 1000 + 1);
+    for (int i = 0; i < N * D; i++)
+        in[i] = (uint32_t)(i * 1000 + 1);
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(5);
     pvg_secagg_sim_options o = {.params = {.n = N, .k = N - 1, .t = 3, .d = D, .bits = 32},
                                 .inputs = in,
@@ -268,7 +277,8 @@ static void test_given_inputs(void **state)
     assert_int_equal(r.n_survivors, N);
     for (int j = 0; j < D; j++) {
         uint64_t s = 0;
-        for (int i = 0; i < N; i++) s += in[i * D + j];
+        for (int i = 0; i < N; i++)
+            s += in[i * D + j];
         assert_int_equal(r.sum[j], s);
     }
     pvg_secagg_sim_result_clear(&r);
@@ -299,9 +309,9 @@ typedef struct {
     pvg_rng *rng;
     pvg_secagg_server *s;
     pvg_secagg_client **c;
-    uint8_t **msg;   /* last client message per client */
+    uint8_t **msg; /* last client message per client */
     size_t *len;
-    uint32_t *x;     /* inputs n x d */
+    uint32_t *x; /* inputs n x d */
 } session;
 
 static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d, uint64_t seed)
@@ -317,7 +327,8 @@ static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d
     S->x = calloc((size_t)n * d, sizeof *S->x);
     for (uint32_t i = 0; i < n; i++) {
         assert_int_equal(pvg_secagg_client_new_ex(&S->p, i, S->rng, 1, &S->c[i], NULL), PVG_OK);
-        for (uint32_t j = 0; j < d; j++) S->x[(size_t)i * d + j] = i * 100 + j;
+        for (uint32_t j = 0; j < d; j++)
+            S->x[(size_t)i * d + j] = i * 100 + j;
     }
 }
 
@@ -345,18 +356,25 @@ static void sess_round(session *S, int r, const int *live, int deliver)
         uint8_t *in = NULL;
         size_t in_len = 0;
         pvg_error err;
-        if (r > 0) assert_int_equal(pvg_secagg_server_message_for(S->s, i, &in, &in_len, &err), PVG_OK);
+        if (r > 0)
+            assert_int_equal(pvg_secagg_server_message_for(S->s, i, &in, &in_len, &err), PVG_OK);
         free(S->msg[i]);
         S->msg[i] = NULL;
         pvg_status st;
         switch (r) {
-        case 0: st = pvg_secagg_client_advertise(S->c[i], &S->msg[i], &S->len[i], &err); break;
-        case 1: st = pvg_secagg_client_share_keys(S->c[i], in, in_len, &S->msg[i], &S->len[i], &err); break;
+        case 0:
+            st = pvg_secagg_client_advertise(S->c[i], &S->msg[i], &S->len[i], &err);
+            break;
+        case 1:
+            st = pvg_secagg_client_share_keys(S->c[i], in, in_len, &S->msg[i], &S->len[i], &err);
+            break;
         case 2:
             st = pvg_secagg_client_masked_input(S->c[i], in, in_len, S->x + (size_t)i * S->p.d,
                                                 &S->msg[i], &S->len[i], &err);
             break;
-        default: st = pvg_secagg_client_unmask(S->c[i], in, in_len, &S->msg[i], &S->len[i], &err); break;
+        default:
+            st = pvg_secagg_client_unmask(S->c[i], in, in_len, &S->msg[i], &S->len[i], &err);
+            break;
         }
         free(in);
         if (st != PVG_OK) fail_msg("client %u round %d: %s", i, r, err.text);
@@ -395,7 +413,8 @@ static void test_masked_input_uniform(void **state)
         sess_close(&S);
     }
     double e = runs * D / 16.0, chi = 0;
-    for (int b = 0; b < 16; b++) chi += (bins[b] - e) * (bins[b] - e) / e;
+    for (int b = 0; b < 16; b++)
+        chi += (bins[b] - e) * (bins[b] - e) / e;
     assert_true(chi < 37.70);
     /* control: the plain inputs (0..7) all fall in bin 0 */
     double chi_plain = (runs * D - e) * (runs * D - e) / e + 15 * e;
@@ -437,7 +456,8 @@ static void test_t_minus_1_colluders(void **state)
             xs[h - 1] = h + 1;
             for (int j = 0; j < 8; j++) {
                 uint64_t v = 0;
-                for (int b = 7; b >= 0; b--) v = v << 8 | en[5 + 8 * j + b];
+                for (int b = 7; b >= 0; b--)
+                    v = v << 8 | en[5 + 8 * j + b];
                 vals[(h - 1) * 8 + j] = v;
             }
             found = 1;
@@ -469,7 +489,8 @@ static void test_t_minus_1_colluders(void **state)
     assert_int_equal(pvg_secagg_server_result(S.s, sum, NULL), PVG_OK);
     for (int j = 0; j < 4; j++) {
         uint32_t want = 0;
-        for (uint32_t i = 1; i < 8; i++) want += S.x[i * 4 + j];
+        for (uint32_t i = 1; i < 8; i++)
+            want += S.x[i * 4 + j];
         assert_int_equal(sum[j], want);
     }
     sess_close(&S);
@@ -495,24 +516,32 @@ static void test_wire_refusals(void **state)
     bad[len] = 0;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len + 1, &err), PVG_ERR_INVALID);
     /* bad magic, version, reserved, unknown type, other session */
-    memcpy(bad, m, len); bad[0] ^= 1;
+    memcpy(bad, m, len);
+    bad[0] ^= 1;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_INVALID);
-    memcpy(bad, m, len); bad[4] = 9;
+    memcpy(bad, m, len);
+    bad[4] = 9;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_UNSUPPORTED);
-    memcpy(bad, m, len); bad[6] = 1;
+    memcpy(bad, m, len);
+    bad[6] = 1;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_INVALID);
-    memcpy(bad, m, len); bad[5] = 42;
+    memcpy(bad, m, len);
+    bad[5] = 42;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_INVALID);
-    memcpy(bad, m, len); bad[8] ^= 0x80;
+    memcpy(bad, m, len);
+    bad[8] ^= 0x80;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_STATE);
     /* wrong round (a MASKED type now) */
-    memcpy(bad, m, len); bad[5] = 5;
+    memcpy(bad, m, len);
+    bad[5] = 5;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_STATE);
     /* unknown client */
-    memcpy(bad, m, len); bad[24] = 200;
+    memcpy(bad, m, len);
+    bad[24] = 200;
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_NOT_FOUND);
     /* low-order public key */
-    memcpy(bad, m, len); memset(bad + 36, 0, 32);
+    memcpy(bad, m, len);
+    memset(bad + 36, 0, 32);
     assert_int_equal(pvg_secagg_server_receive(S.s, bad, len, &err), PVG_ERR_CRYPTO);
     /* accepted once, then a replay */
     for (uint32_t i = 0; i < 5; i++)
@@ -559,7 +588,8 @@ static void test_wire_refusals(void **state)
     uint8_t *rq = NULL;
     size_t rlen = 0;
     assert_int_equal(pvg_secagg_server_message_for(S.s, 0, &rq, &rlen, &err), PVG_OK);
-    /* layout: total | ns | ids | nd | ids ; rewrite as ns-1 survivors + 1 dropped that is also a survivor */
+    /* layout: total | ns | ids | nd | ids ; rewrite as ns-1 survivors + 1 dropped that is also a
+     * survivor */
     uint8_t *evil = malloc(rlen + 4);
     memcpy(evil, rq, rlen);
     uint32_t ns = evil[36 + 4];
@@ -586,7 +616,8 @@ static void test_wire_refusals(void **state)
     assert_int_equal(pvg_secagg_server_result(S.s, sum, &err), PVG_OK);
     for (int j = 0; j < 6; j++) {
         uint32_t want = 0;
-        for (uint32_t i = 0; i < 5; i++) want += S.x[i * 6 + j];
+        for (uint32_t i = 0; i < 5; i++)
+            want += S.x[i * 6 + j];
         assert_int_equal(sum[j], want);
     }
     assert_int_equal(pvg_secagg_server_receive(S.s, S.msg[1], S.len[1], &err), PVG_ERR_STATE);
@@ -633,7 +664,8 @@ static void test_late_and_forged_shares(void **state)
             assert_int_equal(pvg_secagg_server_result(S.s, sum, &err), PVG_OK);
             for (int j = 0; j < 5; j++) {
                 uint32_t want = 0;
-                for (uint32_t i = 1; i < 6; i++) want += S.x[i * 5 + j];
+                for (uint32_t i = 1; i < 6; i++)
+                    want += S.x[i * 5 + j];
                 assert_int_equal(sum[j], want);
             }
         } else {
@@ -647,12 +679,13 @@ static void test_late_and_forged_shares(void **state)
 }
 
 /* Opens a session and runs rounds 0..r-1 completely. */
-static void sess_to_round(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d,
-                          uint64_t seed, int r)
+static void sess_to_round(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d, uint64_t seed,
+                          int r)
 {
     sess_open(S, n, k, t, d, seed);
     int live[16];
-    for (int i = 0; i < 16; i++) live[i] = 1;
+    for (int i = 0; i < 16; i++)
+        live[i] = 1;
     for (int rd = 0; rd < r; rd++) {
         sess_round(S, rd, live, 1);
         assert_int_equal(pvg_secagg_server_advance(S->s, NULL), PVG_OK);
@@ -663,9 +696,16 @@ static void corrupt(pvg_rng *fz, uint8_t *b, size_t len, size_t *l2, size_t min_
 {
     *l2 = len;
     switch (pvg_rng_uniform(fz, 3)) {
-    case 0: b[min_pos + pvg_rng_uniform(fz, len - min_pos)] ^= (uint8_t)(1 + pvg_rng_uniform(fz, 255)); break;
-    case 1: *l2 = (size_t)pvg_rng_uniform(fz, len); break;
-    default: *l2 = len + 1 + (size_t)pvg_rng_uniform(fz, 7); memset(b + len, 0xAB, 8); break;
+    case 0:
+        b[min_pos + pvg_rng_uniform(fz, len - min_pos)] ^= (uint8_t)(1 + pvg_rng_uniform(fz, 255));
+        break;
+    case 1:
+        *l2 = (size_t)pvg_rng_uniform(fz, len);
+        break;
+    default:
+        *l2 = len + 1 + (size_t)pvg_rng_uniform(fz, 7);
+        memset(b + len, 0xAB, 8);
+        break;
     }
 }
 
@@ -714,7 +754,8 @@ static void test_fuzz_server(void **state)
         assert_int_equal(pvg_secagg_server_result(S.s, sum, NULL), PVG_OK);
         for (int j = 0; j < 7; j++) {
             uint32_t want = 0;
-            for (uint32_t i = 0; i < 6; i++) want += S.x[i * 7 + j];
+            for (uint32_t i = 0; i < 6; i++)
+                want += S.x[i * 7 + j];
             assert_int_equal(sum[j], want);
         }
         sess_close(&S);
@@ -745,10 +786,12 @@ static void test_fuzz_client(void **state)
             free(in);
             corrupt(fz, b, in_len, &l2, 0);
             pvg_status st;
-            if (r == 1) st = pvg_secagg_client_share_keys(S.c[i], b, l2, &out, &ol, NULL);
+            if (r == 1)
+                st = pvg_secagg_client_share_keys(S.c[i], b, l2, &out, &ol, NULL);
             else if (r == 2)
                 st = pvg_secagg_client_masked_input(S.c[i], b, l2, S.x + i * 4, &out, &ol, NULL);
-            else st = pvg_secagg_client_unmask(S.c[i], b, l2, &out, &ol, NULL);
+            else
+                st = pvg_secagg_client_unmask(S.c[i], b, l2, &out, &ol, NULL);
             free(b);
             free(out);
             assert_true(st <= 0 && st > PVG_ERR_INTERNAL);
@@ -767,9 +810,11 @@ static void test_fuzz_client(void **state)
                 assert_int_equal(pvg_secagg_server_message_for(S.s, i, &in, &in_len, NULL), PVG_OK);
                 size_t nbox = (in_len - 40) / (4 + 176);
                 size_t bx = pvg_rng_uniform(fz, nbox);
-                in[40 + bx * 180 + 4 + pvg_rng_uniform(fz, 176)] ^= (uint8_t)(1 + pvg_rng_uniform(fz, 255));
-                assert_int_equal(pvg_secagg_client_masked_input(S.c[i], in, in_len, S.x + i * 4, &out,
-                                                                &ol, NULL), PVG_ERR_CRYPTO);
+                in[40 + bx * 180 + 4 + pvg_rng_uniform(fz, 176)] ^=
+                    (uint8_t)(1 + pvg_rng_uniform(fz, 255));
+                assert_int_equal(pvg_secagg_client_masked_input(S.c[i], in, in_len, S.x + i * 4,
+                                                                &out, &ol, NULL),
+                                 PVG_ERR_CRYPTO);
                 free(in);
             }
         int live[5] = {1, 1, 1, 1, 1};
@@ -781,7 +826,8 @@ static void test_fuzz_client(void **state)
         assert_int_equal(pvg_secagg_server_result(S.s, sum, NULL), PVG_OK);
         for (int j = 0; j < 4; j++) {
             uint32_t want = 0;
-            for (uint32_t i = 0; i < 5; i++) want += S.x[i * 4 + j];
+            for (uint32_t i = 0; i < 5; i++)
+                want += S.x[i * 4 + j];
             assert_int_equal(sum[j], want);
         }
         sess_close(&S);
@@ -821,7 +867,8 @@ static void test_abort_each_round(void **state)
     uint8_t *rq = NULL, *out = NULL;
     size_t rl = 0, ol = 0;
     assert_int_equal(pvg_secagg_server_message_for(S.s, 2, &rq, &rl, NULL), PVG_OK);
-    rq[36] = 3; rq[37] = rq[38] = rq[39] = 0; /* total survivors 3 < t = 4 */
+    rq[36] = 3;
+    rq[37] = rq[38] = rq[39] = 0; /* total survivors 3 < t = 4 */
     pvg_error err;
     assert_int_equal(pvg_secagg_client_unmask(S.c[2], rq, rl, &out, &ol, &err), PVG_ERR_ABORTED);
     assert_null(out);
@@ -844,10 +891,12 @@ static void test_quantized_sum(void **state)
     float x[N][D];
     size_t clipped_total = 0;
     for (int i = 0; i < N; i++) {
-        for (int j = 0; j < D; j++) x[i][j] = (float)(4.0 * pvg_rng_double(q) - 2.0);
+        for (int j = 0; j < D; j++)
+            x[i][j] = (float)(4.0 * pvg_rng_double(q) - 2.0);
         size_t clipped = 0;
-        assert_int_equal(pvg_secagg_quantize(x[i], D, clip, scale, 32, N, q, S.x + i * D, &clipped,
-                                             NULL), PVG_OK);
+        assert_int_equal(
+            pvg_secagg_quantize(x[i], D, clip, scale, 32, N, q, S.x + i * D, &clipped, NULL),
+            PVG_OK);
         clipped_total += clipped;
     }
     assert_true(clipped_total > 0); /* inputs in [-2, 2], clip 1: about half */
@@ -862,7 +911,8 @@ static void test_quantized_sum(void **state)
     assert_int_equal(pvg_secagg_server_result(S.s, sum, NULL), PVG_OK);
     size_t ns = pvg_secagg_server_survivors(S.s, NULL);
     assert_int_equal(ns, N - 1);
-    assert_int_equal(pvg_secagg_dequantize(sum, D, 32, clip, scale, (uint32_t)ns, back, NULL), PVG_OK);
+    assert_int_equal(pvg_secagg_dequantize(sum, D, 32, clip, scale, (uint32_t)ns, back, NULL),
+                     PVG_OK);
     for (int j = 0; j < D; j++) {
         double want = 0;
         for (int i = 0; i < N; i++) {
@@ -884,7 +934,8 @@ static void test_quantize(void **state)
     uint32_t q[6];
     size_t clipped = 99;
     pvg_error err;
-    assert_int_equal(pvg_secagg_quantize(x, 6, 1.0, 1000.0, 32, 100, rng, q, &clipped, &err), PVG_OK);
+    assert_int_equal(pvg_secagg_quantize(x, 6, 1.0, 1000.0, 32, 100, rng, q, &clipped, &err),
+                     PVG_OK);
     assert_int_equal(clipped, 2);
     assert_int_equal(q[0], 1000);
     assert_int_equal(q[1], 1500);
@@ -897,9 +948,11 @@ static void test_quantize(void **state)
                      PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, "modulus"));
     uint64_t q64[6];
-    assert_int_equal(pvg_secagg_quantize(x, 6, 1.0, 1e6, 64, 3000, rng, q64, &clipped, &err), PVG_OK);
+    assert_int_equal(pvg_secagg_quantize(x, 6, 1.0, 1e6, 64, 3000, rng, q64, &clipped, &err),
+                     PVG_OK);
     float nan_in[1] = {0.0f / 0.0f};
-    assert_int_equal(pvg_secagg_quantize(nan_in, 1, 1.0, 10, 32, 1, rng, q, NULL, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_secagg_quantize(nan_in, 1, 1.0, 10, 32, 1, rng, q, NULL, &err),
+                     PVG_ERR_INVALID);
     /* stochastic rounding is unbiased: mean of many roundings of 0.1234 */
     int reps = sanitized() ? 4000 : 20000;
     double acc = 0;

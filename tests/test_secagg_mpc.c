@@ -58,7 +58,8 @@ static void test_csv_reader(void **state)
     (void)state;
     pvg_mpc_table *t = NULL;
     pvg_error err;
-    const char *p = write_file("a.csv", "group,value\nshoes,1.5\n\"x,\"\"y\"\"\",-2\nshoes,0.25\n\nbooks,3\n");
+    const char *p =
+        write_file("a.csv", "group,value\nshoes,1.5\n\"x,\"\"y\"\"\",-2\nshoes,0.25\n\nbooks,3\n");
     assert_int_equal(pvg_mpc_table_read_csv(p, 2, NULL, &t, &err), PVG_OK);
     assert_int_equal(pvg_mpc_table_count(t), 3);
     assert_string_equal(pvg_mpc_table_label(t, 0), "books");
@@ -68,7 +69,10 @@ static void test_csv_reader(void **state)
     assert_string_equal(pvg_mpc_table_label(t, 2), "x,\"y\"");
     assert_int_equal(pvg_mpc_table_value(t, 2), -200);
     pvg_mpc_table_free(t);
-    struct { const char *text; long line, col; } bad[] = {
+    struct {
+        const char *text;
+        long line, col;
+    } bad[] = {
         {"a,1\nb,2\nc,1x\n", 3, 3},
         {"a,1\nnofield\n", 2, 8},
         {"a,1,2\n", 1, 4},
@@ -148,12 +152,14 @@ static void run_parties(party *ps, unsigned P)
             ps[i].out = NULL;
             assert_int_equal(pthread_create(&th[i], NULL, party_main, &ps[i]), 0);
         }
-        for (unsigned i = 0; i < P; i++) pthread_join(th[i], NULL);
+        for (unsigned i = 0; i < P; i++)
+            pthread_join(th[i], NULL);
         int busy = 0;
         for (unsigned i = 0; i < P; i++)
             if (ps[i].st != PVG_OK && strstr(ps[i].err.text, "listening on")) busy = 1;
         if (!busy) return;
-        for (unsigned i = 0; i < P; i++) pvg_mpc_table_free(ps[i].out);
+        for (unsigned i = 0; i < P; i++)
+            pvg_mpc_table_free(ps[i].out);
     }
 }
 
@@ -162,7 +168,8 @@ static void test_joint_totals(void **state)
     (void)state;
     pvg_mpc_table *agreed = pvg_mpc_table_new(0);
     const char *gl[4] = {"g0", "g1", "g2", "zzz-nobody"};
-    for (int i = 0; i < 4; i++) assert_int_equal(pvg_mpc_table_add(agreed, gl[i], 0, NULL), PVG_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pvg_mpc_table_add(agreed, gl[i], 0, NULL), PVG_OK);
     for (int variant = 0; variant < 3; variant++) {
         int scheme = variant == 0 ? 1 : 2;
         enum { P = 4 };
@@ -188,7 +195,8 @@ static void test_joint_totals(void **state)
         for (unsigned i = 0; i < P; i++) {
             if (ps[i].st != PVG_OK) fail_msg("party %u: %s", i, ps[i].err.text);
             assert_int_equal(pvg_mpc_table_count(ps[i].out), variant == 2 ? 4 : 3);
-            for (int g = 0; g < 3; g++) assert_int_equal(pvg_mpc_table_value(ps[i].out, (size_t)g), want[g]);
+            for (int g = 0; g < 3; g++)
+                assert_int_equal(pvg_mpc_table_value(ps[i].out, (size_t)g), want[g]);
             if (variant == 2) assert_int_equal(pvg_mpc_table_value(ps[i].out, 3), 0);
             pvg_mpc_table_free(ps[i].out);
             pvg_mpc_table_free(ps[i].mine);
@@ -219,9 +227,11 @@ static void test_missing_party_times_out(void **state)
             ps[i].o.parties = 3;
             assert_int_equal(pthread_create(&th[i], NULL, party_main, &ps[i]), 0);
         }
-        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
         clock_gettime(CLOCK_MONOTONIC, &b);
-        if (!strstr(ps[0].err.text, "listening on") && !strstr(ps[1].err.text, "listening on")) break;
+        if (!strstr(ps[0].err.text, "listening on") && !strstr(ps[1].err.text, "listening on"))
+            break;
     }
     for (int i = 0; i < 2; i++) {
         assert_int_equal(ps[i].st, PVG_ERR_IO);
@@ -236,8 +246,12 @@ static void test_refuses_test_rng(void **state)
     (void)state;
     pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(3);
     pvg_mpc_table *mine = pvg_mpc_table_new(0), *out = NULL;
-    pvg_mpc_options o = {.parties = 3, .me = 0, .port = 40000, .scheme = PVG_MPC_ADDITIVE,
-                         .timeout_ms = 100, .rng = det};
+    pvg_mpc_options o = {.parties = 3,
+                         .me = 0,
+                         .port = 40000,
+                         .scheme = PVG_MPC_ADDITIVE,
+                         .timeout_ms = 100,
+                         .rng = det};
     pvg_error err;
     assert_int_equal(pvg_mpc_sum(&o, mine, &out, &err), PVG_ERR_POLICY);
     assert_null(out);
@@ -254,7 +268,8 @@ typedef struct {
 static void *rogue_main(void *arg)
 {
     rogue_arg *r = arg;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                              .sin_port = htons((uint16_t)r->port)};
     for (int i = 0; i < 100; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -284,8 +299,13 @@ static void test_rogue_peer(void **state)
     uint8_t bad_id[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 9, 0, 0, 0, 36, 0, 0, 0, 3, 1, 3, 0};
     uint8_t other[52] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 36, 0, 0, 0, 4, 1, 4, 0};
     uint8_t short_hello[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 3, 1, 3, 0};
-    uint8_t huge[20] = {'P', 'V', 'M', 'P', 1, 1, 0, 0, 1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F, 3, 1, 3, 0};
-    struct { const uint8_t *b; size_t n; const char *want; } cases[] = {
+    uint8_t huge[20] = {'P', 'V', 'M',  'P',  1,    1,    0, 0, 1, 0,
+                        0,   0,   0xFF, 0xFF, 0xFF, 0x7F, 3, 1, 3, 0};
+    struct {
+        const uint8_t *b;
+        size_t n;
+        const char *want;
+    } cases[] = {
         {garbage, sizeof garbage, "magic"},
         {bad_id, sizeof bad_id, "party 9"},
         {other, sizeof other, "other settings"},
@@ -308,7 +328,8 @@ static void test_rogue_peer(void **state)
         pthread_join(th, NULL);
         assert_int_not_equal(p.st, PVG_OK);
         if (!strstr(p.err.text, cases[c].want) && !strstr(p.err.text, "listening on"))
-            fail_msg("case %zu: got '%s', expected it to mention '%s'", c, p.err.text, cases[c].want);
+            fail_msg("case %zu: got '%s', expected it to mention '%s'", c, p.err.text,
+                     cases[c].want);
         pvg_mpc_table_free(p.mine);
     }
 }

@@ -114,8 +114,7 @@ static int http_raw(const char *raw, size_t raw_len, resp *out)
     return 0;
 }
 
-static int http(const char *method, const char *path, const char *cred, const char *body,
-                resp *out)
+static int http(const char *method, const char *path, const char *cred, const char *body, resp *out)
 {
     size_t bl = body ? strlen(body) : 0;
     size_t cap = bl + 1024 + strlen(path);
@@ -212,8 +211,9 @@ static int setup(void **state)
     /* a catalog and three taste groups of shoppers */
     static const char *items[] = {"A1", "A2", "A3", "A4", "B1", "B2", "B3", "B4", "C1", "C2"};
     for (int i = 0; i < 10; i++) {
-        pvg_item it = {0, items[i], items[i][0] == 'A' ? "Apple thing" : "Other thing", NULL,
-                       1.5 + i, NULL, 0, -1};
+        pvg_item it = {0,    items[i], items[i][0] == 'A' ? "Apple thing" : "Other thing",
+                       NULL, 1.5 + i,  NULL,
+                       0,    -1};
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
         it.price = 20 + i; /* the last price; the typical stays 1.5 + i (lower median) */
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) return -1;
@@ -222,7 +222,8 @@ static int setup(void **state)
         char user[16];
         snprintf(user, sizeof user, "u%d", u);
         int g = u % 2;
-        for (int j = 0; j < 3; j++) put_event(s, user, items[g * 4 + (u + j) % 4], PVG_EVENT_PURCHASE);
+        for (int j = 0; j < 3; j++)
+            put_event(s, user, items[g * 4 + (u + j) % 4], PVG_EVENT_PURCHASE);
         if (u % 5 == 0) put_event(s, user, "C1", PVG_EVENT_VIEW);
         pvg_consent c = {1, 1};
         assert_int_equal(pvg_store_consent_set(s, user, &c, &err), PVG_OK);
@@ -232,8 +233,10 @@ static int setup(void **state)
     snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
     train_model(s, mp, 8);
     pvg_principal p;
-    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err), PVG_OK);
-    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ANALYST, NULL, 0, &E.analyst, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err),
+                     PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ANALYST, NULL, 0, &E.analyst, &p, &err),
+                     PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "u1", 3600, 0, &E.tok_u1, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "u2", 3600, 0, &E.tok_u2, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "u3", 3600, 1.0, &E.tok_slow, &p, &err), PVG_OK);
@@ -307,8 +310,8 @@ static void test_auth_refusals(void **state)
     char forged[128];
     snprintf(forged, sizeof forged, "%.22sAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", E.admin);
     expect_free("GET", p, forged, NULL, 401);
-    expect_free("GET", p, E.analyst, NULL, 403);      /* analysts see no personal data */
-    expect_free("GET", p, E.tok_u2, NULL, 403);       /* another shopper's token */
+    expect_free("GET", p, E.analyst, NULL, 403); /* analysts see no personal data */
+    expect_free("GET", p, E.tok_u2, NULL, 403);  /* another shopper's token */
     expect_free("GET", "/v1/users/u1/data", E.tok_u2, NULL, 403);
     expect_free("DELETE", "/v1/users/u1", E.tok_u2, NULL, 403);
     expect_free("PUT", "/v1/users/u1/consent", E.tok_u2,
@@ -349,7 +352,8 @@ static void test_role_matrix_allowed(void **state)
     j = expect("GET", "/v1/stats", E.analyst, NULL, 200);
     assert_null(json_object_get(j, "store"));
     assert_null(json_object_get(j, "exact"));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "catalog"), "items")), 10);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "catalog"), "items")),
+                     10);
     json_decref(j);
     j = expect("GET", "/v1/stats", E.admin, NULL, 200);
     assert_int_equal(json_integer_value(json_object_get(
@@ -357,7 +361,8 @@ static void test_role_matrix_allowed(void **state)
                      30);
     json_t *b = json_object_get(json_object_get(j, "budget"), "spent");
     assert_non_null(b);
-    assert_true(json_real_value(json_object_get(b, "epsilon")) > 0.99); /* the popular list */    json_decref(j);
+    assert_true(json_real_value(json_object_get(b, "epsilon")) > 0.99); /* the popular list */
+    json_decref(j);
     for (int who = 0; who < 3; who++) {
         const char *c = who == 0 ? E.admin : who == 1 ? E.analyst : E.tok_u1;
         j = expect("GET", "/v1/items/popular?k=3", c, NULL, 200);
@@ -402,7 +407,8 @@ static void test_recommendations_and_consent(void **state)
      * same, and every access is audited, cached or not */
     for (int round = 0; round < 3; round++) {
         int audited = audit_count("recommend", "u1");
-        j = expect("GET", "/v1/users/u1/recommendations?k=3", round ? E.tok_u1 : E.admin, NULL, 200);
+        j = expect("GET", "/v1/users/u1/recommendations?k=3", round ? E.tok_u1 : E.admin, NULL,
+                   200);
         assert_true(json_is_true(json_object_get(j, "personalized")));
         assert_true(json_equal(j, first));
         json_decref(j);
@@ -453,7 +459,8 @@ static void test_bad_input(void **state)
     /* deep nesting */
     char deep[4096];
     size_t n = 0;
-    for (int i = 0; i < 1000; i++) deep[n++] = '[';
+    for (int i = 0; i < 1000; i++)
+        deep[n++] = '[';
     deep[n] = 0;
     j = expect("POST", "/v1/events", E.admin, deep, 400);
     assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "nesting"));
@@ -467,7 +474,8 @@ static void test_bad_input(void **state)
     free(huge);
     /* binary garbage */
     char bin[256];
-    for (int i = 0; i < 255; i++) bin[i] = (char)(i + 1);
+    for (int i = 0; i < 255; i++)
+        bin[i] = (char)(i + 1);
     bin[255] = 0;
     expect_free("POST", "/v1/events", E.admin, bin, 400);
     /* events: wrong types, one by one */
@@ -484,7 +492,8 @@ static void test_bad_input(void **state)
     json_t *errs = json_object_get(j, "errors");
     assert_int_equal(json_array_size(errs), 6);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(errs, 0), "index")), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(errs, 0), "field")), "user");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errs, 0), "field")),
+                        "user");
     json_decref(j);
     expect_free("POST", "/v1/events", E.admin, "{\"events\":{}}", 400);
     expect_free("POST", "/v1/events", E.admin, "{\"events\":[{\"user\":\"u5\"}]}", 422);
@@ -540,7 +549,8 @@ static void test_events_same_rules_as_jsonl(void **state)
         "{\"user\":\"u5\",\"type\":\"view\",\"item\":9,\"ts\":1300000100}",
         "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":\"yesterday\"}",
         "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":-5}",
-        "{\"user\":\"u5\",\"type\":\"purchase\",\"item\":\"A1\",\"ts\":1300000100,\"quantity\":\"2\"}",
+        "{\"user\":\"u5\",\"type\":\"purchase\",\"item\":\"A1\",\"ts\":1300000100,\"quantity\":"
+        "\"2\"}",
         "{\"user\":\"u5\",\"type\":\"search\",\"ts\":1300000100}",
         "{\"user\":\"u5\",\"type\":\"rating\",\"item\":\"A1\",\"ts\":1300000100}",
         "{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100,\"country\":\"\"}",
@@ -550,7 +560,8 @@ static void test_events_same_rules_as_jsonl(void **state)
         "[1,2]",
     };
     memset(big, 0, sizeof big);
-    snprintf(big, sizeof big, "{\"user\":\"%0257d\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}", 1);
+    snprintf(big, sizeof big,
+             "{\"user\":\"%0257d\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}", 1);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *want = jsonl_reason(bad[i]);
         if (!want) fail_msg("the JSONL reader accepted bad object %zu: %s", i, bad[i]);
@@ -564,9 +575,11 @@ static void test_events_same_rules_as_jsonl(void **state)
         json_decref(j);
     }
     /* and a good object passes both (the API fills a missing ts with now) */
-    assert_null(jsonl_reason("{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}"));
-    json_t *j = expect("POST", "/v1/events", E.admin,
-                       "[{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}]", 200);
+    assert_null(
+        jsonl_reason("{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}"));
+    json_t *j =
+        expect("POST", "/v1/events", E.admin,
+               "[{\"user\":\"u5\",\"type\":\"view\",\"item\":\"A1\",\"ts\":1300000100}]", 200);
     assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
     json_decref(j);
 }
@@ -1010,7 +1023,8 @@ static void test_openapi_matches_routes(void **state)
         api_routes++;
         char m[16];
         size_t k = 0;
-        for (; rt->method[k] && k < sizeof m - 1; k++) m[k] = (char)(rt->method[k] + 32);
+        for (; rt->method[k] && k < sizeof m - 1; k++)
+            m[k] = (char)(rt->method[k] + 32);
         m[k] = 0;
         json_t *op = json_object_get(json_object_get(paths, rt->pattern), m);
         if (!op) fprintf(stderr, "openapi lacks %s %s\n", rt->method, rt->pattern);
@@ -1019,22 +1033,27 @@ static void test_openapi_matches_routes(void **state)
         int public = (rt->access & PVG_SRV_PUBLIC) != 0;
         json_t *sec = json_object_get(op, "security");
         /* public operations say security: []; the others inherit the global bearer scheme */
-        if (public) assert_true(json_is_array(sec) && json_array_size(sec) == 0);
-        else assert_true(sec == NULL || json_array_size(sec) > 0);
+        if (public)
+            assert_true(json_is_array(sec) && json_array_size(sec) == 0);
+        else
+            assert_true(sec == NULL || json_array_size(sec) > 0);
     }
     /* and nothing documented that the server does not route */
     size_t documented = 0;
     const char *path;
     json_t *item;
-    json_object_foreach(paths, path, item) {
+    json_object_foreach(paths, path, item)
+    {
         const char *meth;
         json_t *op;
-        json_object_foreach(item, meth, op) {
+        json_object_foreach(item, meth, op)
+        {
             if (strcmp(meth, "parameters") == 0) continue;
             documented++;
             char upper[16];
             size_t k = 0;
-            for (; meth[k] && k < sizeof upper - 1; k++) upper[k] = (char)(meth[k] - 32);
+            for (; meth[k] && k < sizeof upper - 1; k++)
+                upper[k] = (char)(meth[k] - 32);
             upper[k] = 0;
             int found = 0;
             for (size_t i = 0; i < pvg_srv_routes_count(); i++)
@@ -1179,13 +1198,18 @@ static void test_fuzz(void **state)
 {
     (void)state;
     static const char *methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
-    static const char *segs[] = {"v1", "users", "items", "u1", "u3", "popular", "similar", "data",
-                                 "consent", "recommendations", "events", "%00", "..", "%2e%2e",
-                                 "A1", "", "x%ffy", "metrics", "healthz", "static", "shop.html"};
-    static const char *bodies[] = {"{\"personalization\":true,\"analytics\":false}",
-                                   "{\"events\":[{\"user\":\"u9\",\"type\":\"view\",\"item\":\"A1\"}]}",
-                                   "[{\"user\":\"u9\",\"type\":\"search\",\"query\":\"x\"}]", "null",
-                                   "{\"events\":[[[[]]]]}", "\"\\ud800\"", "1e999"};
+    static const char *segs[] = {
+        "v1",   "users",   "items",           "u1",      "u3",      "popular", "similar",
+        "data", "consent", "recommendations", "events",  "%00",     "..",      "%2e%2e",
+        "A1",   "",        "x%ffy",           "metrics", "healthz", "static",  "shop.html"};
+    static const char *bodies[] = {
+        "{\"personalization\":true,\"analytics\":false}",
+        "{\"events\":[{\"user\":\"u9\",\"type\":\"view\",\"item\":\"A1\"}]}",
+        "[{\"user\":\"u9\",\"type\":\"search\",\"query\":\"x\"}]",
+        "null",
+        "{\"events\":[[[[]]]]}",
+        "\"\\ud800\"",
+        "1e999"};
     int n = getenv("PVG_SANITIZED") ? 150 : 400;
     for (int i = 0; i < n; i++) {
         char path[600] = "";
@@ -1198,10 +1222,17 @@ static void test_fuzz(void **state)
         if (fz() % 4 == 0) strcat(path, fz() % 2 ? "?k=5" : "?k=-1&k=abc");
         const char *cred = NULL;
         switch (fz() % 4) {
-        case 0: cred = E.admin; break;
-        case 1: cred = E.tok_u1; break;
-        case 2: cred = "pvgk_zz"; break;
-        default: break;
+        case 0:
+            cred = E.admin;
+            break;
+        case 1:
+            cred = E.tok_u1;
+            break;
+        case 2:
+            cred = "pvgk_zz";
+            break;
+        default:
+            break;
         }
         char body[1200];
         size_t bl = 0;
@@ -1210,10 +1241,12 @@ static void test_fuzz(void **state)
             bl = strlen(b);
             memcpy(body, b, bl);
             int flips = (int)(fz() % 4);
-            for (int k = 0; k < flips && bl; k++) body[fz() % bl] = (char)(fz() % 255 + 1);
+            for (int k = 0; k < flips && bl; k++)
+                body[fz() % bl] = (char)(fz() % 255 + 1);
         } else {
             bl = fz() % 1000;
-            for (size_t k = 0; k < bl; k++) body[k] = (char)(fz() % 255 + 1);
+            for (size_t k = 0; k < bl; k++)
+                body[k] = (char)(fz() % 255 + 1);
         }
         body[bl] = 0;
         resp r;
@@ -1253,11 +1286,14 @@ static void test_route_role_matrix(void **state)
             static const int order[N_CALLERS] = {NONE, ADMIN, ANALYST, OTHER_USER, OWN_USER};
             for (int ci = 0; ci < N_CALLERS; ci++) {
                 int c = order[ci];
-                const char *cred = c == ADMIN ? E.admin : c == ANALYST ? E.analyst
-                                   : (c == OWN_USER || c == OTHER_USER) ? tok_mx : NULL;
-                const char *id = !user_route ? "A1"
-                                 : c == OTHER_USER ? "u1"
-                                 : (c == ADMIN && pass == 1) ? "ghost" : "mx";
+                const char *cred = c == ADMIN                           ? E.admin
+                                   : c == ANALYST                       ? E.analyst
+                                   : (c == OWN_USER || c == OTHER_USER) ? tok_mx
+                                                                        : NULL;
+                const char *id = !user_route                 ? "A1"
+                                 : c == OTHER_USER           ? "u1"
+                                 : (c == ADMIN && pass == 1) ? "ghost"
+                                                             : "mx";
                 char path[300];
                 const char *brace = strchr(rt->pattern, '{');
                 if (brace) {
@@ -1271,22 +1307,35 @@ static void test_route_role_matrix(void **state)
                                    : strcmp(rt->method, "PUT") == 0
                                        ? "{\"personalization\":true,\"analytics\":true}"
                                        : NULL;
-                unsigned bit = c == ADMIN ? PVG_SRV_ADMIN : c == ANALYST ? PVG_SRV_ANALYST
-                               : c == NONE ? 0 : PVG_SRV_USER;
+                unsigned bit = c == ADMIN     ? PVG_SRV_ADMIN
+                               : c == ANALYST ? PVG_SRV_ANALYST
+                               : c == NONE    ? 0
+                                              : PVG_SRV_USER;
                 int want;
-                if (rt->access & PVG_SRV_PUBLIC) want = 0;
-                else if (c == NONE) want = 401;
-                else if (!(rt->access & bit)) want = 403;
-                else if ((rt->access & PVG_SRV_OWN) && c == OTHER_USER) want = 403;
-                else want = 0;
+                if (rt->access & PVG_SRV_PUBLIC)
+                    want = 0;
+                else if (c == NONE)
+                    want = 401;
+                else if (!(rt->access & bit))
+                    want = 403;
+                else if ((rt->access & PVG_SRV_OWN) && c == OTHER_USER)
+                    want = 403;
+                else
+                    want = 0;
                 resp r;
                 assert_int_equal(http(rt->method, path, cred, body, &r), 0);
                 int refused = r.status == 401 || r.status == 403;
                 if ((want && r.status != want) || (!want && refused))
-                    fprintf(stderr, "%s %s as %s: got %d, want %s: %s\n", rt->method, path, names[c],
-                            r.status, want == 401 ? "401" : want == 403 ? "403" : "allowed", r.body);
-                if (want) assert_int_equal(r.status, want);
-                else assert_false(refused);
+                    fprintf(stderr, "%s %s as %s: got %d, want %s: %s\n", rt->method, path,
+                            names[c], r.status,
+                            want == 401   ? "401"
+                            : want == 403 ? "403"
+                                          : "allowed",
+                            r.body);
+                if (want)
+                    assert_int_equal(r.status, want);
+                else
+                    assert_false(refused);
                 resp_free(&r);
                 checked++;
             }
@@ -1308,7 +1357,7 @@ static void test_auth_failure_limit(void **state)
     o.data_dir = dd;
     o.port = 0;
     o.auth_failure_rate = 1; /* burst 2 */
-    o.popular_k = 5;          /* same build, same list: the DP release is reused, not charged again */
+    o.popular_k = 5; /* same build, same list: the DP release is reused, not charged again */
     o.allow_insecure_rng = 1;
     pvg_server *srv2 = NULL;
     pvg_error err;
@@ -1384,7 +1433,8 @@ static void test_stats_exact_for_admins_only(void **state)
     snprintf(ev, sizeof ev, "%s/data/evaluation.json", E.dir);
     FILE *f = fopen(ev, "w");
     assert_non_null(f);
-    fputs("{\"model\":\"ials\",\"users\":30,\"interactions\":90,\"metrics\":{\"ndcg@10\":0.25}}\n", f);
+    fputs("{\"model\":\"ials\",\"users\":30,\"interactions\":90,\"metrics\":{\"ndcg@10\":0.25}}\n",
+          f);
     fclose(f);
     json_t *before = analyst_view();
     char *mbefore = analyst_metrics();
@@ -1398,7 +1448,8 @@ static void test_stats_exact_for_admins_only(void **state)
     assert_null(json_object_get(m, "items"));
     assert_null(json_object_get(m, "users"));
     assert_non_null(json_object_get(m, "built_at"));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(before, "catalog"), "items")), 10);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(before, "catalog"), "items")), 10);
     assert_null(strstr(mbefore, "privguide_store_"));
     assert_null(strstr(mbefore, "privguide_http_"));
     assert_null(strstr(mbefore, "privguide_recommendations_"));
@@ -1424,7 +1475,8 @@ static void test_stats_exact_for_admins_only(void **state)
     /* the admin sees the exact figures, the evaluation among them */
     json_t *j = expect("GET", "/v1/stats", E.admin, NULL, 200);
     json_t *x = json_object_get(j, "exact");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(x, "evaluation"), "users")), 30);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(x, "evaluation"), "users")),
+                     30);
     assert_true(json_integer_value(json_object_get(json_object_get(x, "model"), "users")) > 0);
     assert_true(json_integer_value(json_object_get(json_object_get(x, "requests"), "total")) > 0);
     json_decref(j);
@@ -1455,8 +1507,10 @@ static void *mixer_main(void *arg)
                                   "/v1/users/u4/data", "/v1/users/u4/recommendations"};
     for (int i = 0; i < 40; i++) {
         resp r;
-        if (http("GET", paths[(i + mx->id) % 5], E.admin, NULL, &r) == 0 && r.status == 200) mx->ok++;
-        else mx->bad++;
+        if (http("GET", paths[(i + mx->id) % 5], E.admin, NULL, &r) == 0 && r.status == 200)
+            mx->ok++;
+        else
+            mx->bad++;
         resp_free(&r);
     }
     return NULL;

@@ -110,8 +110,7 @@ static int http_raw(const char *raw, size_t raw_len, resp *out)
     return 0;
 }
 
-static int http(const char *method, const char *path, const char *cred, const char *body,
-                resp *out)
+static int http(const char *method, const char *path, const char *cred, const char *body, resp *out)
 {
     size_t bl = body ? strlen(body) : 0;
     size_t cap = bl + 1024 + strlen(path);
@@ -266,7 +265,8 @@ static int setup(void **state)
     }
     assert_int_equal(pvg_ledger_total_set(s, "test", 1000.0, 1e-5, 0, &err), PVG_OK);
     pvg_principal p;
-    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "test", 0, &E.admin, &p, &err),
+                     PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "s0", 3600, 0, &E.tok_u0, &p, &err), PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "solo", 3600, 0, &E.tok_solo, &p, &err), PVG_OK);
     pvg_store_free(s);
@@ -276,10 +276,11 @@ static int setup(void **state)
     E.srv = start("default", 100, 1.0, 1);
     if (!E.srv) return -1;
     E.port = pvg_server_port(E.srv);
-    json_t *j = expect("POST", "/v1/events", E.tok_solo,
-                       "{\"events\":[{\"user\":\"solo\",\"type\":\"purchase\",\"item\":\"ZZZ-secret\","
-                       "\"ts\":1700000000}]}",
-                       200);
+    json_t *j =
+        expect("POST", "/v1/events", E.tok_solo,
+               "{\"events\":[{\"user\":\"solo\",\"type\":\"purchase\",\"item\":\"ZZZ-secret\","
+               "\"ts\":1700000000}]}",
+               200);
     json_decref(j);
     if (pvg_store_open(E.dd, &s, &err) != PVG_OK) return -1;
     train_model(s, E.mp);
@@ -388,7 +389,8 @@ static void test_similar_one_buyer(void **state)
     json_t *rel = json_object_get(j, "release");
     assert_non_null(rel);
     long long m = json_integer_value(json_object_get(rel, "max_items_per_user"));
-    assert_true(m >= 6); /* the buyer's basket (6 items) is within the bound: all of it is covered */
+    assert_true(m >=
+                6); /* the buyer's basket (6 items) is within the bound: all of it is covered */
     double l2 = json_real_value(json_object_get(rel, "l2_sensitivity"));
     assert_true(fabs(l2 * l2 - (double)(m * (m + 1) / 2)) < 1e-6);
     assert_true(json_real_value(json_object_get(rel, "epsilon")) <= 1.0 + 1e-9);
@@ -536,7 +538,8 @@ static void test_query_top_items_catalog_only(void **state)
         assert_true(strcmp(r->rows[i].group, "STUB-HOT") != 0);
         assert_true(strcmp(r->rows[i].group, "ZZZ-secret") != 0);
     }
-    assert_true(r->rows[0].group[0] == 'P'); /* the popular family (each shopper bounded to G = 5) */
+    assert_true(r->rows[0].group[0] ==
+                'P'); /* the popular family (each shopper bounded to G = 5) */
     pvg_query_result_free(r);
     pvg_rng_free(rng);
     pvg_store_free(s);

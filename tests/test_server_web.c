@@ -29,12 +29,18 @@
 #include <unistd.h>
 
 static const char *ITEMS[][2] = {
-    {"85123A", "WHITE HANGING HEART T-LIGHT HOLDER"}, {"71053", "WHITE METAL LANTERN"},
-    {"84406B", "CREAM CUPID HEARTS COAT HANGER"},     {"84029G", "KNITTED UNION FLAG HOT WATER BOTTLE"},
-    {"22752", "SET 7 BABUSHKA NESTING BOXES"},        {"21730", "GLASS STAR FROSTED T-LIGHT HOLDER"},
-    {"22633", "HAND WARMER UNION JACK"},              {"22632", "HAND WARMER RED POLKA DOT"},
-    {"84879", "ASSORTED COLOUR BIRD ORNAMENT"},       {"22745", "POPPY'S PLAYHOUSE BEDROOM"},
-    {"22748", "POPPY'S PLAYHOUSE KITCHEN"},           {"22749", "FELTCRAFT PRINCESS CHARLOTTE DOLL"},
+    {"85123A", "WHITE HANGING HEART T-LIGHT HOLDER"},
+    {"71053", "WHITE METAL LANTERN"},
+    {"84406B", "CREAM CUPID HEARTS COAT HANGER"},
+    {"84029G", "KNITTED UNION FLAG HOT WATER BOTTLE"},
+    {"22752", "SET 7 BABUSHKA NESTING BOXES"},
+    {"21730", "GLASS STAR FROSTED T-LIGHT HOLDER"},
+    {"22633", "HAND WARMER UNION JACK"},
+    {"22632", "HAND WARMER RED POLKA DOT"},
+    {"84879", "ASSORTED COLOUR BIRD ORNAMENT"},
+    {"22745", "POPPY'S PLAYHOUSE BEDROOM"},
+    {"22748", "POPPY'S PLAYHOUSE KITCHEN"},
+    {"22749", "FELTCRAFT PRINCESS CHARLOTTE DOLL"},
 };
 #define N_ITEMS (sizeof ITEMS / sizeof ITEMS[0])
 
@@ -56,7 +62,8 @@ static void test_pages_in_browser(void **state)
     if (stat(cmd, &st) != 0) {
         /* one installer at a time: the normal and the sanitizer pass may run together */
         snprintf(cmd, sizeof cmd,
-                 "cd '%s' && flock /tmp/privguide-npm-ci.lock sh -c 'test -f node_modules/playwright-core/package.json "
+                 "cd '%s' && flock /tmp/privguide-npm-ci.lock sh -c 'test -f "
+                 "node_modules/playwright-core/package.json "
                  "|| timeout 300 npm ci --no-audit --no-fund >/dev/null 2>&1'",
                  webtests);
         if (run(cmd) != 0) fail_msg("npm ci in %s failed", webtests);
@@ -106,7 +113,8 @@ static void test_pages_in_browser(void **state)
     pvg_model_free(m);
     pvg_dataset_free(ds);
     char *admin = NULL, *tok = NULL;
-    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "web test", 0, &admin, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "web test", 0, &admin, NULL, &err),
+                     PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "17001", 3600, 0, &tok, NULL, &err), PVG_OK);
     pvg_store_free(s);
     /* the dashboard shows the last evaluation, as `privguide eval --json` writes it */
@@ -161,7 +169,8 @@ int main(void)
     }
     /* playwright-core (pinned in tests/web) needs Node.js 20 or later. */
     if (run("node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)'") != 0) {
-        printf("SKIP: the browser tests need Node.js >= 20 (playwright-core); this node is older\n");
+        printf(
+            "SKIP: the browser tests need Node.js >= 20 (playwright-core); this node is older\n");
         return 77;
     }
     const struct CMUnitTest tests[] = {

@@ -31,7 +31,8 @@ static void test_field_kat(void **state)
     assert_int_equal(pvg_shamir_mul(P - 1, P - 1), 1);
     assert_int_equal(pvg_shamir_add(P - 1, 5), 4);
     assert_int_equal(pvg_shamir_sub(3, 5), P - 2);
-    for (uint64_t a = 1; a < 2000; a += 37) assert_int_equal(pvg_shamir_mul(a, pvg_shamir_inv(a)), 1);
+    for (uint64_t a = 1; a < 2000; a += 37)
+        assert_int_equal(pvg_shamir_mul(a, pvg_shamir_inv(a)), 1);
     assert_int_equal(pvg_shamir_mul(123456789012345ull, pvg_shamir_inv(123456789012345ull)), 1);
 }
 
@@ -67,7 +68,8 @@ static void test_split_any_t(void **state)
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
     enum { N = 7, T = 4, M = 3 };
     uint64_t secret[M] = {0, 42, P - 1}, xs[N], sh[N * M];
-    for (int i = 0; i < N; i++) xs[i] = 100 + 3 * (uint64_t)i;
+    for (int i = 0; i < N; i++)
+        xs[i] = 100 + 3 * (uint64_t)i;
     assert_int_equal(pvg_shamir_split(secret, M, T, N, xs, rng, sh, NULL), PVG_OK);
     /* every 4-subset (and larger) recovers, checked over all subsets */
     for (unsigned mask = 0; mask < (1u << N); mask++) {
@@ -85,7 +87,8 @@ static void test_split_any_t(void **state)
     }
     /* keys */
     uint8_t key[32], back[32];
-    for (int i = 0; i < 32; i++) key[i] = (uint8_t)(0xF0 + i);
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t)(0xF0 + i);
     uint64_t ksh[N * 8];
     assert_int_equal(pvg_shamir_split_key(key, T, N, xs, rng, ksh, NULL), PVG_OK);
     assert_int_equal(pvg_shamir_combine_key(xs + 2, ksh + 2 * 8, T, back, NULL), PVG_OK);
@@ -120,7 +123,8 @@ static void test_t_minus_1_learn_nothing(void **state)
         for (int r = 0; r < runs; r++) {
             uint64_t sh[N];
             assert_int_equal(pvg_shamir_split(&secrets[s], 1, T, N, xs, rng, sh, NULL), PVG_OK);
-            for (int h = 0; h < T - 1; h++) bins[h][sh[h] & 15]++;
+            for (int h = 0; h < T - 1; h++)
+                bins[h][sh[h] & 15]++;
             if (r < 50) {
                 /* any candidate secret c is consistent with the t-1 shares:
                  * the degree-2 polynomial through (0, c), (x0, s0), (x1, s1)
@@ -135,7 +139,8 @@ static void test_t_minus_1_learn_nothing(void **state)
                         num = pvg_shamir_mul(num, pvg_shamir_sub(x2, px[k]));
                         den = pvg_shamir_mul(den, pvg_shamir_sub(px[i], px[k]));
                     }
-                    y2 = pvg_shamir_add(y2, pvg_shamir_mul(py[i], pvg_shamir_mul(num, pvg_shamir_inv(den))));
+                    y2 = pvg_shamir_add(
+                        y2, pvg_shamir_mul(py[i], pvg_shamir_mul(num, pvg_shamir_inv(den))));
                 }
                 uint64_t qx[3] = {xs[0], xs[1], x2}, qy[3] = {sh[0], sh[1], y2};
                 assert_int_equal(pvg_shamir_combine(qx, qy, 3, 1, &back, NULL), PVG_OK);
@@ -144,7 +149,8 @@ static void test_t_minus_1_learn_nothing(void **state)
         }
         for (int h = 0; h < T - 1; h++) {
             double e = runs / 16.0, chi = 0;
-            for (int b = 0; b < 16; b++) chi += (bins[h][b] - e) * (bins[h][b] - e) / e;
+            for (int b = 0; b < 16; b++)
+                chi += (bins[h][b] - e) * (bins[h][b] - e) / e;
             assert_true(chi < 37.70);
         }
     }
@@ -185,7 +191,8 @@ static void test_serialization(void **state)
     uint8_t longer[129];
     memcpy(longer, buf, len);
     longer[len] = 0;
-    assert_int_equal(pvg_shamir_share_decode(longer, len + 1, &x, back, 3, &m, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_shamir_share_decode(longer, len + 1, &x, back, 3, &m, &err),
+                     PVG_ERR_INVALID);
 }
 
 static void test_additive(void **state)
@@ -219,18 +226,20 @@ static void test_additive(void **state)
     assert_int_equal(bits, 32);
     assert_memory_equal(back, sh, 4 * sizeof(uint64_t));
     for (size_t l = 0; l < len; l++)
-        assert_int_not_equal(pvg_additive_share_decode(buf, l, &idx, &bits, back, 4, &m, NULL), PVG_OK);
+        assert_int_not_equal(pvg_additive_share_decode(buf, l, &idx, &bits, back, 4, &m, NULL),
+                             PVG_OK);
     buf[16 + 4] = 1; /* high word of a 32-bit share */
-    assert_int_equal(pvg_additive_share_decode(buf, len, &idx, &bits, back, 4, &m, NULL), PVG_ERR_INVALID);
+    assert_int_equal(pvg_additive_share_decode(buf, len, &idx, &bits, back, 4, &m, NULL),
+                     PVG_ERR_INVALID);
     pvg_rng_free(rng);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_field_kat),      cmocka_unit_test(test_combine_kat),
-        cmocka_unit_test(test_split_any_t),    cmocka_unit_test(test_t_minus_1_learn_nothing),
-        cmocka_unit_test(test_serialization),  cmocka_unit_test(test_additive),
+        cmocka_unit_test(test_field_kat),     cmocka_unit_test(test_combine_kat),
+        cmocka_unit_test(test_split_any_t),   cmocka_unit_test(test_t_minus_1_learn_nothing),
+        cmocka_unit_test(test_serialization), cmocka_unit_test(test_additive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

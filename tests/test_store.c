@@ -91,7 +91,8 @@ static char *key_file_of(const char *dir)
 {
     char buf[4096];
     pvg_error err;
-    if (pvg_store_key_file(dir, NULL, buf, sizeof buf, &err) != PVG_OK) fail_msg("key file: %s", err.text);
+    if (pvg_store_key_file(dir, NULL, buf, sizeof buf, &err) != PVG_OK)
+        fail_msg("key file: %s", err.text);
     return strdup(buf);
 }
 
@@ -160,12 +161,18 @@ static long long reason_count(const pvg_ingest_stats *st, const char *reason)
 }
 
 static const char EVENTS[] =
-    "{\"type\":\"item\",\"item\":\"sku-1\",\"title\":\"Blue mug\",\"category\":\"kitchen\",\"price\":4.5}\n"
-    "{\"type\":\"purchase\",\"user\":\"customer-4242\",\"item\":\"sku-1\",\"ts\":\"2024-03-01T10:00:00Z\",\"quantity\":2,\"amount\":9.0,\"country\":\"Atlantis\"}\n"
-    "{\"type\":\"view\",\"user\":\"customer-4242\",\"item\":\"sku-2\",\"ts\":1709290000,\"quantity\":1}\n"
-    "{\"type\":\"search\",\"user\":\"customer-4242\",\"ts\":1709290100,\"query\":\"zebra-striped teapot\"}\n"
-    "{\"type\":\"purchase\",\"user\":\"shopper-77\",\"item\":\"sku-2\",\"ts\":1709290200,\"quantity\":1,\"amount\":3.25}\n"
-    "{\"type\":\"rating\",\"user\":\"shopper-77\",\"item\":\"sku-1\",\"ts\":1709290300,\"rating\":4}\n";
+    "{\"type\":\"item\",\"item\":\"sku-1\",\"title\":\"Blue "
+    "mug\",\"category\":\"kitchen\",\"price\":4.5}\n"
+    "{\"type\":\"purchase\",\"user\":\"customer-4242\",\"item\":\"sku-1\",\"ts\":\"2024-03-01T10:"
+    "00:00Z\",\"quantity\":2,\"amount\":9.0,\"country\":\"Atlantis\"}\n"
+    "{\"type\":\"view\",\"user\":\"customer-4242\",\"item\":\"sku-2\",\"ts\":1709290000,"
+    "\"quantity\":1}\n"
+    "{\"type\":\"search\",\"user\":\"customer-4242\",\"ts\":1709290100,\"query\":\"zebra-striped "
+    "teapot\"}\n"
+    "{\"type\":\"purchase\",\"user\":\"shopper-77\",\"item\":\"sku-2\",\"ts\":1709290200,"
+    "\"quantity\":1,\"amount\":3.25}\n"
+    "{\"type\":\"rating\",\"user\":\"shopper-77\",\"item\":\"sku-1\",\"ts\":1709290300,\"rating\":"
+    "4}\n";
 
 /* ---- tests ---- */
 
@@ -203,13 +210,15 @@ static void test_bad_policy(void **state)
     o.policy_json = "{\"version\": 1,\n \"events\": {,}}";
     assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
     assert_int_equal(err.line, 2);
-    o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5, \"fields\": [\"colour\"]}}}";
+    o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5, \"fields\": "
+                    "[\"colour\"]}}}";
     assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, "fields[0]"));
     /* a purpose's consent switch is null, "personalization" or "analytics":
      * anything else would open collection the consent page calls gated */
-    o.policy_json = "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5}},"
-                    " \"purposes\": [{\"name\": \"p\", \"event_types\": [\"view\"], \"consent\": true}]}";
+    o.policy_json =
+        "{\"version\": 1, \"events\": {\"view\": {\"retention_days\": 5}},"
+        " \"purposes\": [{\"name\": \"p\", \"event_types\": [\"view\"], \"consent\": true}]}";
     assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, "purposes\"[0].consent"));
     rm_rf(root);
@@ -269,7 +278,8 @@ static void test_roundtrip_and_minimisation(void **state)
 static void test_policy_drops_types(void **state)
 {
     (void)state;
-    char *dir = new_store("{\"version\":1,\"retention_basis\":\"collection_time\",\"events\":{\"purchase\":{\"retention_days\":30,\"fields\":[\"quantity\"]}}}");
+    char *dir = new_store("{\"version\":1,\"retention_basis\":\"collection_time\",\"events\":{"
+                          "\"purchase\":{\"retention_days\":30,\"fields\":[\"quantity\"]}}}");
     pvg_store *s = open_ok(dir);
     pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     assert_int_equal(st.read, st.accepted + st.rejected);
@@ -298,9 +308,10 @@ static void test_duplicates(void **state)
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
-    const char *twice = "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
-                        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
-                        "{\"type\":\"purchase\",\"user\":\"b\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n";
+    const char *twice =
+        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
+        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
+        "{\"type\":\"purchase\",\"user\":\"b\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n";
     pvg_ingest_stats st = ingest_text(s, dir, "a.jsonl", PVG_FORMAT_JSONL, twice);
     assert_int_equal(st.stored, 3); /* a genuine repeat in the source is kept */
     st = ingest_text(s, dir, "a.jsonl", PVG_FORMAT_JSONL, twice);
@@ -308,9 +319,10 @@ static void test_duplicates(void **state)
     assert_int_equal(st.duplicates, 3);
     assert_int_equal(st.events, 3);
     /* a later file overlapping the first: only the new row is stored */
-    st = ingest_text(s, dir, "b.jsonl", PVG_FORMAT_JSONL,
-                     "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
-                     "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"y\",\"ts\":200,\"quantity\":1}\n");
+    st = ingest_text(
+        s, dir, "b.jsonl", PVG_FORMAT_JSONL,
+        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":100,\"quantity\":1}\n"
+        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"y\",\"ts\":200,\"quantity\":1}\n");
     assert_int_equal(st.stored, 1);
     assert_int_equal(st.duplicates, 1);
     /* single events with a client key */
@@ -342,8 +354,12 @@ static void test_duplicates(void **state)
     json_decref(j);
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(n) FROM chunks c JOIN users u ON u.id = c.user_id"
-                                            " WHERE u.id = (SELECT max(id) FROM users)", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT count(*), sum(n) FROM chunks c JOIN users u ON u.id = c.user_id"
+                           " WHERE u.id = (SELECT max(id) FROM users)",
+                           -1, &q, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_true(sqlite3_column_int(q, 0) <= 32);
     assert_int_equal(sqlite3_column_int(q, 1), 100);
@@ -405,14 +421,19 @@ static void grab_secrets(pvg_store *s, const char *user, secrets *out)
     pvg_error err;
     assert_int_equal(pvg_store_user_resolve(s, p, 0, &e, NULL, &err), PVG_OK);
     memcpy(out->key, e->key, PVG_KEY_BYTES);
-    sqlite3 *ks = t_rawdb_open(pvg_store_dir(s), "keystore.db"), *db = t_rawdb_open(pvg_store_dir(s), "privguide.db");
+    sqlite3 *ks = t_rawdb_open(pvg_store_dir(s), "keystore.db"),
+            *db = t_rawdb_open(pvg_store_dir(s), "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(out->wrapped, sqlite3_column_blob(q, 0), PVG_WRAPPED_BYTES);
     sqlite3_finalize(q);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM chunks WHERE user_id = ?1 LIMIT 1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM chunks WHERE user_id = ?1 LIMIT 1",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
     sqlite3_bind_int64(q, 1, e->user_id);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(out->sealed_head, sqlite3_column_blob(q, 0), sizeof out->sealed_head);
@@ -467,7 +488,10 @@ static void test_no_plaintext(void **state)
     const char *needles[] = {"customer-4242", "shopper-77", "zebra-striped", "Atlantis"};
     for (int d = 0; d < 2; d++) {
         sqlite3_stmt *t;
-        assert_int_equal(sqlite3_prepare_v2(dbs[d], "SELECT name FROM sqlite_master WHERE type='table'", -1, &t, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(dbs[d],
+                                            "SELECT name FROM sqlite_master WHERE type='table'", -1,
+                                            &t, NULL),
+                         SQLITE_OK);
         while (sqlite3_step(t) == SQLITE_ROW) {
             char sql[256];
             snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", sqlite3_column_text(t, 0));
@@ -552,7 +576,6 @@ static void test_rotation(void **state)
     drop_store(dir);
 }
 
-
 /* The keys live outside the data dir: no file in it holds the pepper or
  * the master key; a key file inside it is refused; an old data dir with
  * master.key inside is refused until `keys move`, which moves it out. */
@@ -568,7 +591,8 @@ static void test_keys_outside(void **state)
     assert_false(dir_contains(dir, s->keys.pepper, PVG_KEY_BYTES));
     assert_false(dir_contains(dir, s->keys.master, PVG_KEY_BYTES));
     char b64[64];
-    sodium_bin2base64(b64, sizeof b64, s->keys.pepper, PVG_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(b64, sizeof b64, s->keys.pepper, PVG_KEY_BYTES,
+                      sodium_base64_VARIANT_ORIGINAL);
     assert_false(dir_contains(dir, b64, strlen(b64)));
     char *before = NULL;
     pvg_error err;
@@ -680,8 +704,9 @@ static void test_env_master_key(void **state)
 static void test_retention(void **state)
 {
     (void)state;
-    char *dir = new_store("{\"version\":1,\"retention_basis\":\"event_time\",\"events\":{"
-                          "\"view\":{\"retention_days\":10},\"purchase\":{\"retention_days\":100}}}");
+    char *dir =
+        new_store("{\"version\":1,\"retention_basis\":\"event_time\",\"events\":{"
+                  "\"view\":{\"retention_days\":10},\"purchase\":{\"retention_days\":100}}}");
     pvg_store *s = open_ok(dir);
     int64_t now = 1700000000; /* 2023-11-14 */
     pvg_store_set_clock(s, now);
@@ -690,7 +715,8 @@ static void test_retention(void **state)
              "{\"type\":\"view\",\"user\":\"a\",\"item\":\"x\",\"ts\":%lld}\n"
              "{\"type\":\"view\",\"user\":\"a\",\"item\":\"y\",\"ts\":%lld}\n"
              "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"y\",\"ts\":%lld}\n",
-             (long long)(now - 5 * 86400), (long long)(now - 20 * 86400), (long long)(now - 5 * 86400));
+             (long long)(now - 5 * 86400), (long long)(now - 20 * 86400),
+             (long long)(now - 5 * 86400));
     pvg_ingest_stats st = ingest_text(s, dir, "r.jsonl", PVG_FORMAT_JSONL, text);
     assert_int_equal(st.stored, 2);
     assert_int_equal(reason_count(&st, "retention_expired"), 1);
@@ -748,8 +774,10 @@ static void test_tampering(void **state)
     /* a chunk moved to another user fails authentication: it is skipped
      * and counted, every other event stays readable */
     long long moved = raw_int(dir, "SELECT n FROM chunks WHERE id = (SELECT min(id) FROM chunks)");
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET user_id = (SELECT max(user_id) FROM chunks)"
-                                                        " WHERE id = (SELECT min(id) FROM chunks)"), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db",
+                                  "UPDATE chunks SET user_id = (SELECT max(user_id) FROM chunks)"
+                                  " WHERE id = (SELECT min(id) FROM chunks)"),
+                     SQLITE_OK);
     n = 0;
     pvg_store_read_stats_reset(s);
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
@@ -768,14 +796,18 @@ static void test_tampering(void **state)
     s = open_ok(dir);
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     /* one flipped bit in a sealed chunk: the export of its user names it */
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET sealed = substr(sealed, 1, 30) ||"
-                                                        " CAST(X'00' AS BLOB) || substr(sealed, 32) WHERE id = 1"), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db",
+                                  "UPDATE chunks SET sealed = substr(sealed, 1, 30) ||"
+                                  " CAST(X'00' AS BLOB) || substr(sealed, 32) WHERE id = 1"),
+                     SQLITE_OK);
     json_t *a = export_json(s, "customer-4242"), *b = export_json(s, "shopper-77");
     json_t *bad = json_object_get(a, "unreadable_chunks");
     if (!bad) bad = json_object_get(b, "unreadable_chunks");
     assert_int_equal(json_array_size(bad), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(bad, 0), "reason")), "failed authentication");
-    assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(bad, 0), "chunk"))), 32);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(bad, 0), "reason")),
+                        "failed authentication");
+    assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(bad, 0), "chunk"))),
+                     32);
     json_decref(a);
     json_decref(b);
     pvg_store_free(s);
@@ -795,13 +827,17 @@ static void test_chunk_replayed(void **state)
     pvg_error err;
     pvg_store_free(s);
     /* with the index in place the backend refuses the copy */
-    assert_int_not_equal(t_rawdb_exec(dir, "privguide.db", "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
-                                                            " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
-                         SQLITE_OK);
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "DROP INDEX chunks_cid;"
-                                                        "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
-                                                        " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
-                     SQLITE_OK);
+    assert_int_not_equal(
+        t_rawdb_exec(dir, "privguide.db",
+                     "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                     " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
+        SQLITE_OK);
+    assert_int_equal(
+        t_rawdb_exec(dir, "privguide.db",
+                     "DROP INDEX chunks_cid;"
+                     "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                     " SELECT user_id, expires_day, n, cid, sealed FROM chunks WHERE id = 1"),
+        SQLITE_OK);
     s = open_ok(dir); /* the index cannot be rebuilt while the copy is there */
     size_t n = 0;
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
@@ -819,7 +855,8 @@ static void test_chunk_replayed(void **state)
     assert_int_equal(rep.quarantined, 1);
     assert_int_equal(rep.in_quarantine, 1);
     assert_int_equal(rep.cid_index, 1);
-    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NOT NULL"), 1);
+    assert_int_equal(
+        raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NOT NULL"), 1);
     assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
     assert_int_equal(check_problems(&rep), 0);
     /* the quarantined copy goes with its user's erasure */
@@ -829,7 +866,8 @@ static void test_chunk_replayed(void **state)
     pvg_store_pseudonym(s, "shopper-77", p77);
     int64_t id4242;
     assert_int_equal(pvg_store_user_id(s, "customer-4242", &id4242, &err), PVG_OK);
-    assert_int_equal(pvg_store_user_delete(s, uid == id4242 ? "customer-4242" : "shopper-77", &err), PVG_OK);
+    assert_int_equal(pvg_store_user_delete(s, uid == id4242 ? "customer-4242" : "shopper-77", &err),
+                     PVG_OK);
     assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine"), 0);
     pvg_store_free(s);
     drop_store(dir);
@@ -846,8 +884,10 @@ static void test_chunk_expiry_edited(void **state)
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     pvg_error err;
     long long edited = raw_int(dir, "SELECT n FROM chunks WHERE id = 1");
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 3650 WHERE id = 1"),
-                     SQLITE_OK);
+    assert_int_equal(
+        t_rawdb_exec(dir, "privguide.db",
+                     "UPDATE chunks SET expires_day = expires_day + 3650 WHERE id = 1"),
+        SQLITE_OK);
     size_t n = 0;
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
     assert_int_equal(n, 5 - (size_t)edited);
@@ -855,8 +895,10 @@ static void test_chunk_expiry_edited(void **state)
     pvg_store_read_stats_get(s, &rs);
     assert_int_equal(rs.chunks_unreadable, 1);
     /* so is an edited event count */
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day - 3650 WHERE id = 1;"
-                                                        "UPDATE chunks SET n = n + 1 WHERE id = 1"), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(dir, "privguide.db",
+                                  "UPDATE chunks SET expires_day = expires_day - 3650 WHERE id = 1;"
+                                  "UPDATE chunks SET n = n + 1 WHERE id = 1"),
+                     SQLITE_OK);
     pvg_store_read_stats_reset(s);
     n = 0;
     assert_int_equal(pvg_store_foreach_user(s, 0, count_cb, &n, &err), PVG_OK);
@@ -910,7 +952,8 @@ static void test_stale_cache(void **state)
     /* allowed to return: a suppressed id is refused instead (test_erasure_suppresses) */
     assert_int_equal(pvg_store_user_erase(b, "victim", PVG_ERASE_ALLOW_RETURN, &err), PVG_OK);
     put_view(a, "victim", "sku-2"); /* the stale handle writes for the same id */
-    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunks WHERE user_id NOT IN (SELECT id FROM users)"), 0);
+    assert_int_equal(
+        raw_int(dir, "SELECT count(*) FROM chunks WHERE user_id NOT IN (SELECT id FROM users)"), 0);
     int64_t again;
     assert_int_equal(pvg_store_user_id(b, "victim", &again, &err), PVG_OK);
     assert_true(again > victim_id); /* a new row and key, not the destroyed one */
@@ -962,9 +1005,12 @@ static void test_chunk_format1_upgrade(void **state)
     /* re-seal its chunk the way format 1 did */
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, expires_day, n, cid, sealed FROM chunks", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT id, expires_day, n, cid, sealed FROM chunks", -1, &q, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t row = sqlite3_column_int64(q, 0), day = sqlite3_column_int64(q, 1), n = sqlite3_column_int64(q, 2);
+    int64_t row = sqlite3_column_int64(q, 0), day = sqlite3_column_int64(q, 1),
+            n = sqlite3_column_int64(q, 2);
     unsigned char cid[16], sealed[512], plain[512], resealed[512];
     size_t sn = (size_t)sqlite3_column_bytes(q, 4);
     assert_true(sn <= sizeof sealed);
@@ -981,9 +1027,12 @@ static void test_chunk_format1_upgrade(void **state)
     memcpy(ad + 7, p, 16);
     memcpy(ad + 23, cid, 16);
     randombytes_buf(resealed, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(resealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL, plain,
-                                               pn, ad, sizeof ad, NULL, resealed, e->key);
-    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE chunks SET sealed = ?1 WHERE id = ?2", -1, &q, NULL), SQLITE_OK);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(
+        resealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL, plain, pn, ad, sizeof ad,
+        NULL, resealed, e->key);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "UPDATE chunks SET sealed = ?1 WHERE id = ?2", -1, &q, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(q, 1, resealed, (int)sn, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, row);
     assert_int_equal(sqlite3_step(q), SQLITE_DONE);
@@ -1006,7 +1055,9 @@ static void test_chunk_format1_upgrade(void **state)
     assert_int_equal(rep.legacy, 0);
     assert_int_equal(rep.chunks, 1);
     /* now its expiry is bound: an edit fails authentication */
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 1"), SQLITE_OK);
+    assert_int_equal(
+        t_rawdb_exec(dir, "privguide.db", "UPDATE chunks SET expires_day = expires_day + 1"),
+        SQLITE_OK);
     assert_int_equal(pvg_store_check(s, 0, NULL, NULL, &rep, &err), PVG_OK);
     assert_int_equal(rep.unreadable, 1);
     pvg_store_free(s);
@@ -1034,19 +1085,21 @@ static void test_row_ids_not_reused(void **state)
     pvg_store_free(s);
     /* make it an old store: users without AUTOINCREMENT, no sequence, and a
      * chunk left under row id 40 by a stale writer */
-    assert_int_equal(t_rawdb_exec(dir, "privguide.db",
-                                  "ALTER TABLE users RENAME TO users_new;"
-                                  "CREATE TABLE users(id INTEGER PRIMARY KEY, pseudonym BLOB NOT NULL UNIQUE,"
-                                  "  created_at INTEGER NOT NULL, consent_personalization INTEGER NOT NULL,"
-                                  "  consent_analytics INTEGER NOT NULL, consent_updated_at INTEGER);"
-                                  "INSERT INTO users SELECT * FROM users_new; DROP TABLE users_new;"
-                                  "DELETE FROM sqlite_sequence WHERE name = 'users';"
-                                  "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
-                                  " SELECT 40, expires_day, n, randomblob(16), sealed FROM chunks LIMIT 1"),
-                     SQLITE_OK);
+    assert_int_equal(
+        t_rawdb_exec(dir, "privguide.db",
+                     "ALTER TABLE users RENAME TO users_new;"
+                     "CREATE TABLE users(id INTEGER PRIMARY KEY, pseudonym BLOB NOT NULL UNIQUE,"
+                     "  created_at INTEGER NOT NULL, consent_personalization INTEGER NOT NULL,"
+                     "  consent_analytics INTEGER NOT NULL, consent_updated_at INTEGER);"
+                     "INSERT INTO users SELECT * FROM users_new; DROP TABLE users_new;"
+                     "DELETE FROM sqlite_sequence WHERE name = 'users';"
+                     "INSERT INTO chunks(user_id, expires_day, n, cid, sealed)"
+                     " SELECT 40, expires_day, n, randomblob(16), sealed FROM chunks LIMIT 1"),
+        SQLITE_OK);
     s = open_ok(dir);
     assert_int_equal(raw_int(dir, "SELECT count(*) FROM sqlite_master WHERE name = 'users'"
-                                  " AND sql LIKE '%AUTOINCREMENT%'"), 1);
+                                  " AND sql LIKE '%AUTOINCREMENT%'"),
+                     1);
     put_view(s, "u4", "sku-1");
     int64_t id4;
     assert_int_equal(pvg_store_user_id(s, "u4", &id4, &err), PVG_OK);
@@ -1059,7 +1112,8 @@ static void test_row_ids_not_reused(void **state)
     assert_int_equal(pvg_store_check(s, PVG_CHECK_QUARANTINE, NULL, NULL, &rep, &err), PVG_OK);
     assert_int_equal(rep.orphaned, 1);
     assert_int_equal(rep.quarantined, 1);
-    assert_int_equal(raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NULL"), 1);
+    assert_int_equal(
+        raw_int(dir, "SELECT count(*) FROM chunk_quarantine WHERE user_pseudonym IS NULL"), 1);
     pvg_store_free(s);
     drop_store(dir);
 }
@@ -1085,7 +1139,8 @@ static void test_consent(void **state)
     size_t n = 0;
     c.analytics = 0;
     assert_int_equal(pvg_store_consent_set(s, "shopper-77", &c, &err), PVG_OK);
-    assert_int_equal(pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, count_cb, &n, &err), PVG_OK);
+    assert_int_equal(pvg_store_foreach_user(s, PVG_FOREACH_REQUIRE_ANALYTICS, count_cb, &n, &err),
+                     PVG_OK);
     assert_int_equal(n, 3); /* shopper-77's two events are left out */
     pvg_store_free(s);
     drop_store(dir);
@@ -1128,7 +1183,8 @@ static void test_erasure_suppresses(void **state)
     ev.item = "sku-1";
     ev.ts = pvg_store_now(s);
     int outcome = -1;
-    assert_int_equal(pvg_store_event_put(s, "customer-4242", &ev, NULL, &outcome, &err), PVG_ERR_ERASED);
+    assert_int_equal(pvg_store_event_put(s, "customer-4242", &ev, NULL, &outcome, &err),
+                     PVG_ERR_ERASED);
     assert_int_equal(outcome, 0);
     pvg_consent c = {1, 1};
     assert_int_equal(pvg_store_consent_set(s, "customer-4242", &c, &err), PVG_ERR_ERASED);
@@ -1161,8 +1217,9 @@ static void test_events_put_batch(void **state)
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
     pvg_error err;
-    ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL,
-                "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":1709290000,\"quantity\":1}\n");
+    ingest_text(
+        s, dir, "in.jsonl", PVG_FORMAT_JSONL,
+        "{\"type\":\"purchase\",\"user\":\"a\",\"item\":\"x\",\"ts\":1709290000,\"quantity\":1}\n");
     int64_t now = pvg_store_now(s);
     enum { N = 6 };
     pvg_event ev[N];
@@ -1172,14 +1229,15 @@ static void test_events_put_batch(void **state)
         ev[i].item = "x";
         ev[i].ts = now - i;
     }
-    ev[2] = ev[1];                 /* the same content twice in one batch */
+    ev[2] = ev[1];                   /* the same content twice in one batch */
     ev[3].type = PVG_EVENT_PURCHASE; /* the imported event, again */
     ev[3].ts = 1709290000;
     ev[3].quantity = 1;
     ev[3].fields = PVG_FIELD_QUANTITY;
-    ev[4].item = NULL;             /* invalid: a view needs an item */
+    ev[4].item = NULL; /* invalid: a view needs an item */
     pvg_event_in in[N];
-    for (int i = 0; i < N; i++) in[i] = (pvg_event_in){i == 5 ? "b" : "a", &ev[i], NULL, 10 + i};
+    for (int i = 0; i < N; i++)
+        in[i] = (pvg_event_in){i == 5 ? "b" : "a", &ev[i], NULL, 10 + i};
     pvg_event_out out[N];
     long long stored = -1, dups = -1;
     assert_int_equal(pvg_store_events_put(s, in, N, out, &stored, &dups, &err), PVG_OK);
@@ -1213,9 +1271,11 @@ static void test_events_put_batch(void **state)
         bev[i].ts = now - 1000 - (int64_t)i;
     }
     bin[0] = (pvg_event_in){"c", &bev[0], NULL, 0};
-    for (size_t i = 0; i < big; i++) bin[i + 1] = (pvg_event_in){"a", &bev[i], NULL, (long)(i + 1)};
+    for (size_t i = 0; i < big; i++)
+        bin[i + 1] = (pvg_event_in){"a", &bev[i], NULL, (long)(i + 1)};
     pvg_error_clear(&err);
-    assert_int_equal(pvg_store_events_put(s, bin, big + 1, bout, &stored, &dups, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_store_events_put(s, bin, big + 1, bout, &stored, &dups, &err),
+                     PVG_ERR_INVALID);
     char want[32];
     snprintf(want, sizeof want, "events[%zu]", big);
     if (!strstr(err.text, want)) fail_msg("cap error must name %s: %s", want, err.text);
@@ -1250,8 +1310,10 @@ static void test_dup_index_upgrade(void **state)
     ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
     pvg_store_free(s);
     sqlite3 *db = t_rawdb_open(dir, "privguide.db");
-    assert_int_equal(sqlite3_exec(db, "DELETE FROM event_tag_sets; DELETE FROM meta WHERE key = 'dup_index'",
-                                  NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "DELETE FROM event_tag_sets; DELETE FROM meta WHERE key = 'dup_index'",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     s = open_ok(dir);
     pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
@@ -1260,7 +1322,9 @@ static void test_dup_index_upgrade(void **state)
     pvg_store_free(s);
     db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(length(keys)) / 8 FROM event_tag_sets", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT sum(length(keys)) / 8 FROM event_tag_sets", -1, &q, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(q, 0), 5);
     sqlite3_finalize(q);

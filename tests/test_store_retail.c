@@ -41,14 +41,25 @@ static int split_csv(char *line, char **out, int max)
         if (*p == '"') {
             p++;
             for (;;) {
-                if (*p == '"' && p[1] == '"') { *w++ = '"'; p += 2; }
-                else if (*p == '"') { p++; break; }
-                else if (!*p) break;
-                else *w++ = *p++;
+                if (*p == '"' && p[1] == '"') {
+                    *w++ = '"';
+                    p += 2;
+                } else if (*p == '"') {
+                    p++;
+                    break;
+                } else if (!*p)
+                    break;
+                else
+                    *w++ = *p++;
             }
         } else
-            while (*p && *p != ',') *w++ = *p++;
-        if (*p == ',') { *w = '\0'; p++; continue; }
+            while (*p && *p != ',')
+                *w++ = *p++;
+        if (*p == ',') {
+            *w = '\0';
+            p++;
+            continue;
+        }
         *w = '\0';
         break;
     }
@@ -60,7 +71,8 @@ typedef struct customer_rows {
     double quantity, amount;
 } customer_rows;
 
-static void scan_customer(const char *id_with_dot, customer_rows *c, long *rows, long *distinct_stock)
+static void scan_customer(const char *id_with_dot, customer_rows *c, long *rows,
+                          long *distinct_stock)
 {
     memset(c, 0, sizeof *c);
     gzFile gz = gzopen(retail_path, "rb");
@@ -78,9 +90,11 @@ static void scan_customer(const char *id_with_dot, customer_rows *c, long *rows,
         n++;
         if (split_csv(line, f, 8) != 8) continue;
         uint64_t h = 1469598103934665603ull;
-        for (const char *s = f[1]; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+        for (const char *s = f[1]; *s; s++)
+            h = (h ^ (unsigned char)*s) * 1099511628211ull;
         size_t j = h & (cap - 1);
-        while (set[j] && strcmp(set[j], f[1]) != 0) j = (j + 1) & (cap - 1);
+        while (set[j] && strcmp(set[j], f[1]) != 0)
+            j = (j + 1) & (cap - 1);
         if (!set[j]) {
             set[j] = strdup(f[1]);
             distinct++;
@@ -88,13 +102,16 @@ static void scan_customer(const char *id_with_dot, customer_rows *c, long *rows,
         if (strcmp(f[6], id_with_dot) != 0) continue;
         long q = atol(f[3]);
         double price = atof(f[5]);
-        if (f[0][0] == 'C') c->returns++;
-        else c->purchases++;
+        if (f[0][0] == 'C')
+            c->returns++;
+        else
+            c->purchases++;
         c->quantity += (double)q;
         c->amount += round((double)q * price * 100.0) / 100.0;
     }
     gzclose(gz);
-    for (size_t j = 0; j < cap; j++) free(set[j]);
+    for (size_t j = 0; j < cap; j++)
+        free(set[j]);
     free(set);
     *rows = n;
     *distinct_stock = distinct;
@@ -104,9 +121,11 @@ static int setup(void **state)
 {
     (void)state;
     const char *sh = getenv("PVG_SHARED_DIR");
-    snprintf(retail_path, sizeof retail_path, "%s/data/online-retail/online-retail.csv.gz", sh ? sh : "../shared");
+    snprintf(retail_path, sizeof retail_path, "%s/data/online-retail/online-retail.csv.gz",
+             sh ? sh : "../shared");
     if (access(retail_path, R_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not found (the shared datasets are not beside this clone)\n", retail_path);
+        fprintf(stderr, "SKIP: %s not found (the shared datasets are not beside this clone)\n",
+                retail_path);
         exit(77);
     }
     snprintf(root, sizeof root, "/tmp/pvg-test-retail-XXXXXX");
@@ -175,11 +194,12 @@ static void test_retail(void **state)
     assert_int_equal(st.read, rows);
     assert_int_equal(st.read, st.accepted + st.rejected);
     long long by_reason = 0;
-    for (int i = 0; i < st.n_reasons; i++) by_reason += st.reasons[i].count;
+    for (int i = 0; i < st.n_reasons; i++)
+        by_reason += st.reasons[i].count;
     assert_int_equal(by_reason, st.rejected);
     assert_int_equal(st.accepted, st.stored + st.duplicates + st.anonymous);
-    assert_int_equal(st.users, 4372);    /* distinct non-empty CustomerIDs */
-    assert_int_equal(st.items, 4070);    /* distinct StockCodes */
+    assert_int_equal(st.users, 4372); /* distinct non-empty CustomerIDs */
+    assert_int_equal(st.items, 4070); /* distinct StockCodes */
     assert_int_equal(st.items, distinct_stock);
     assert_int_equal(st.events, st.stored);
 
@@ -192,7 +212,8 @@ static void test_retail(void **state)
     double qty = 0, amount = 0;
     size_t i;
     json_t *e;
-    json_array_foreach(ev, i, e) {
+    json_array_foreach(ev, i, e)
+    {
         const char *t = json_string_value(json_object_get(e, "type"));
         if (strcmp(t, "purchase") == 0) purchases++;
         if (strcmp(t, "return") == 0) returns++;
@@ -217,12 +238,16 @@ static void test_retail(void **state)
     memcpy(key, u->key, sizeof key);
     sqlite3 *ks = t_rawdb_open(dir, "keystore.db"), *db = t_rawdb_open(dir, "privguide.db");
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(ks, "SELECT wrapped FROM data_keys WHERE pseudonym = ?1", -1, &q, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(q, 1, p, 16, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(wrapped, sqlite3_column_blob(q, 0), sizeof wrapped);
     sqlite3_finalize(q);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM chunks WHERE user_id = ?1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT sealed FROM chunks WHERE user_id = ?1", -1, &q, NULL),
+        SQLITE_OK);
     sqlite3_bind_int64(q, 1, u->user_id);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     memcpy(sealed, (const unsigned char *)sqlite3_column_blob(q, 0) + 24, sizeof sealed);

@@ -100,7 +100,8 @@ pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
 /* pvg_access_erase with pvg_store_user_erase flags (PVG_ERASE_ALLOW_RETURN:
  * the shopper is not put on the suppression list). */
 pvg_status pvg_access_erase_flags(pvg_access *g, const char *ext_user, unsigned flags,
-                                  pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
+                                  pvg_status (*before_erase)(void *ctx,
+                                                             const unsigned char *pseudonym),
                                   void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Reads the shopper's consent into *out. PVG_ERR_NOT_FOUND when unknown. */
@@ -218,10 +219,9 @@ pvg_status pvg_access_recommend_batch(pvg_access *g, const pvg_model *m,
  * "unknown_item" when the model does not know it. ext_items NULL: every
  * item of the model, in index order. Errors: the audit write's, those of
  * pvg_model_similar other than PVG_ERR_NOT_FOUND, PVG_ERR_ABORTED. */
-pvg_status pvg_access_similar_batch(pvg_access *g, const pvg_model *m,
-                                    const char *const *ext_items, size_t n_items, size_t k,
-                                    int threads, pvg_access_batch_fn fn, void *ctx,
-                                    pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_access_similar_batch(pvg_access *g, const pvg_model *m, const char *const *ext_items,
+                                    size_t n_items, size_t k, int threads, pvg_access_batch_fn fn,
+                                    void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- many shoppers ---- */
 

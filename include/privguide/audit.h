@@ -91,9 +91,9 @@ pvg_status pvg_audit_foreach(pvg_store *s, int64_t from_seq, long long limit,
                              pvg_error *err) PVG_WARN_UNUSED;
 
 typedef enum pvg_audit_problem_kind {
-    PVG_AUDIT_EDITED = 1,    /* an entry's content does not match its own hash */
-    PVG_AUDIT_REMOVED = 2,   /* entries are missing before this one */
-    PVG_AUDIT_REORDERED = 3, /* this entry's predecessor in the chain is elsewhere */
+    PVG_AUDIT_EDITED = 1,        /* an entry's content does not match its own hash */
+    PVG_AUDIT_REMOVED = 2,       /* entries are missing before this one */
+    PVG_AUDIT_REORDERED = 3,     /* this entry's predecessor in the chain is elsewhere */
     PVG_AUDIT_HEAD_MISMATCH = 4, /* the anchored head is not in the log (truncated or edited) */
     PVG_AUDIT_UNKEYED = 5        /* an entry after the unkeyed part has no valid MAC but an
                                     unkeyed hash: written or re-chained without the key */
@@ -109,12 +109,12 @@ typedef struct pvg_audit_problem {
 } pvg_audit_problem;
 
 typedef struct pvg_audit_report {
-    long long entries;     /* entries checked */
+    long long entries; /* entries checked */
     int64_t first_seq, last_seq;
     char head_hex[2 * PVG_AUDIT_HASH_BYTES + 1]; /* MAC of the last entry ("" if empty) */
-    long long unkeyed;     /* entries accepted with an unkeyed hash (older logs, see above) */
-    int64_t unkeyed_upto;  /* the last entry that may be unkeyed (0: none) */
-    int n_problems;        /* problems found (the first PVG_AUDIT_MAX_PROBLEMS are kept) */
+    long long unkeyed;    /* entries accepted with an unkeyed hash (older logs, see above) */
+    int64_t unkeyed_upto; /* the last entry that may be unkeyed (0: none) */
+    int n_problems;       /* problems found (the first PVG_AUDIT_MAX_PROBLEMS are kept) */
     long long problems_total;
     pvg_audit_problem problems[PVG_AUDIT_MAX_PROBLEMS];
 } pvg_audit_report;

@@ -43,8 +43,8 @@ typedef struct pvg_principal {
     pvg_role role;
     char key_id[PVG_AUTH_ID_HEX + 1];
     unsigned char pseudonym[PVG_PSEUDONYM_BYTES]; /* PVG_ROLE_USER only */
-    double rate_per_s;  /* allowed requests per second; 0: unlimited */
-    int64_t expires_at; /* 0: never */
+    double rate_per_s;                            /* allowed requests per second; 0: unlimited */
+    int64_t expires_at;                           /* 0: never */
 } pvg_principal;
 
 /* Creates an operator API key with `role` (admin or analyst), a free label
@@ -53,9 +53,9 @@ typedef struct pvg_principal {
  * the NUL-terminated credential; free it with pvg_auth_credential_free.
  * *principal_out (may be NULL) describes the key. Errors: PVG_ERR_INVALID,
  * PVG_ERR_BUSY, PVG_ERR_IO, PVG_ERR_NOMEM. */
-pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label,
-                                  double rate_per_s, char **credential_out,
-                                  pvg_principal *principal_out, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label, double rate_per_s,
+                                  char **credential_out, pvg_principal *principal_out,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* As pvg_auth_apikey_create, for a key that expires ttl_seconds after
  * pvg_store_now() (1 second to 10 years; 0: never). The server refuses it

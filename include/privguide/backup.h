@@ -57,7 +57,8 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, const ch
  * not hold (erased between the two backups: shredded). On failure what it
  * wrote is removed again. info may be NULL. */
 pvg_status pvg_store_restore(const char *backup_path, const char *keys_path, const char *new_dir,
-                             const char *key_file, pvg_backup_info *info, pvg_error *err) PVG_WARN_UNUSED;
+                             const char *key_file, pvg_backup_info *info,
+                             pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

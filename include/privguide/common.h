@@ -47,22 +47,22 @@ extern "C" {
  * negative so that functions returning a count can share the type. */
 typedef enum pvg_status {
     PVG_OK = 0,
-    PVG_ERR_INVALID = -1,     /* bad argument or malformed input */
-    PVG_ERR_NOMEM = -2,       /* allocation failed */
-    PVG_ERR_IO = -3,          /* file or socket error */
-    PVG_ERR_NOT_FOUND = -4,   /* the named thing does not exist */
-    PVG_ERR_EXISTS = -5,      /* the thing to create exists already */
-    PVG_ERR_CORRUPT = -6,     /* stored data failed a check (format, checksum) */
-    PVG_ERR_CRYPTO = -7,      /* authentication or decryption failed */
-    PVG_ERR_POLICY = -8,      /* refused by the data policy or consent */
-    PVG_ERR_BUDGET = -9,      /* refused: the privacy budget would be overspent */
-    PVG_ERR_PERMISSION = -10, /* not allowed (auth, roles, file modes) */
-    PVG_ERR_UNSUPPORTED = -11,/* valid but not supported (version, size) */
-    PVG_ERR_BUSY = -12,       /* a resource is locked; try again */
-    PVG_ERR_ABORTED = -13,    /* a protocol or operation was aborted */
-    PVG_ERR_STATE = -14,      /* call not valid in the object's current state */
-    PVG_ERR_INTERNAL = -15,   /* a bug: an invariant did not hold */
-    PVG_ERR_ERASED = -16      /* refused: the shopper was erased (suppression list) */
+    PVG_ERR_INVALID = -1,      /* bad argument or malformed input */
+    PVG_ERR_NOMEM = -2,        /* allocation failed */
+    PVG_ERR_IO = -3,           /* file or socket error */
+    PVG_ERR_NOT_FOUND = -4,    /* the named thing does not exist */
+    PVG_ERR_EXISTS = -5,       /* the thing to create exists already */
+    PVG_ERR_CORRUPT = -6,      /* stored data failed a check (format, checksum) */
+    PVG_ERR_CRYPTO = -7,       /* authentication or decryption failed */
+    PVG_ERR_POLICY = -8,       /* refused by the data policy or consent */
+    PVG_ERR_BUDGET = -9,       /* refused: the privacy budget would be overspent */
+    PVG_ERR_PERMISSION = -10,  /* not allowed (auth, roles, file modes) */
+    PVG_ERR_UNSUPPORTED = -11, /* valid but not supported (version, size) */
+    PVG_ERR_BUSY = -12,        /* a resource is locked; try again */
+    PVG_ERR_ABORTED = -13,     /* a protocol or operation was aborted */
+    PVG_ERR_STATE = -14,       /* call not valid in the object's current state */
+    PVG_ERR_INTERNAL = -15,    /* a bug: an invariant did not hold */
+    PVG_ERR_ERASED = -16       /* refused: the shopper was erased (suppression list) */
 } pvg_status;
 
 /* Optional error detail, filled by functions that take a `pvg_error *err`
@@ -94,8 +94,7 @@ pvg_status pvg_error_set(pvg_error *err, pvg_status code, const char *fmt, ...) 
 /* Like pvg_error_set, and records where: source name, 1-based line and
  * column (0 when unknown) and 0-based byte offset (-1 when unknown). */
 pvg_status pvg_error_set_at(pvg_error *err, pvg_status code, const char *source, long line,
-                            long column, long long offset, const char *fmt, ...)
-    PVG_PRINTF(7, 8);
+                            long column, long long offset, const char *fmt, ...) PVG_PRINTF(7, 8);
 
 /* Formats an error as "source:line:column: text" (the parts that are known)
  * into buf. Returns buf. */

@@ -105,18 +105,19 @@ double pvg_dp_discrete_gaussian_delta(double sigma2, double epsilon, int64_t sen
  * Poisson summation (added to the result), and this is CKS Thm 7 with
  * variance groups * sigma2 and sensitivity groups * sens. Returns 1 when the
  * computation would need more than ~10^9 operations. groups >= 1, sens >= 1. */
-double pvg_dp_discrete_gaussian_delta_multi(double sigma2, double epsilon, int64_t sens, long groups);
+double pvg_dp_discrete_gaussian_delta_multi(double sigma2, double epsilon, int64_t sens,
+                                            long groups);
 
 /* ==== mechanisms ======================================================== */
 
 /* How a real or integer value was released. */
 typedef struct pvg_dp_noise_info {
-    const char *mechanism; /* static: "discrete-laplace", "discrete-gaussian" */
-    double scale;          /* Laplace scale b or Gaussian sigma, in value units */
-    double granularity;    /* grid step g (1 for integer releases) */
-    double sensitivity;    /* the sensitivity used, inflated for rounding */
-    double ci95;           /* half-width of the 95% interval of the noise */
-    double epsilon, delta; /* the guarantee of this one release */
+    const char *mechanism;         /* static: "discrete-laplace", "discrete-gaussian" */
+    double scale;                  /* Laplace scale b or Gaussian sigma, in value units */
+    double granularity;            /* grid step g (1 for integer releases) */
+    double sensitivity;            /* the sensitivity used, inflated for rounding */
+    double ci95;                   /* half-width of the 95% interval of the noise */
+    double epsilon, delta;         /* the guarantee of this one release */
     uint64_t noise_num, noise_den; /* the integer sampler's exact parameter: Laplace
                                       scale or Gaussian sigma^2 = num/den grid steps;
                                       further draws of the same mechanism may reuse it

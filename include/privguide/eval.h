@@ -35,13 +35,13 @@ pvg_status pvg_eval_protocol_parse(const char *name, pvg_eval_protocol *out,
 #define PVG_EVAL_MAX_K 8
 typedef struct pvg_eval_options {
     pvg_eval_protocol protocol;
-    double test_fraction;   /* random-split: per user, default 0.25 */
-    long heldout_users;     /* holdout-users: N validation + N test users */
-    int64_t cutoff;         /* temporal: unix seconds; events before train */
-    long min_user_items;    /* temporal: users need this many training items */
+    double test_fraction; /* random-split: per user, default 0.25 */
+    long heldout_users;   /* holdout-users: N validation + N test users */
+    int64_t cutoff;       /* temporal: unix seconds; events before train */
+    long min_user_items;  /* temporal: users need this many training items */
     uint64_t seed;
-    int validation;         /* 1: evaluate on a validation split carved from the
-                               training part (the test part is never touched) */
+    int validation; /* 1: evaluate on a validation split carved from the
+                       training part (the test part is never touched) */
     int n_ks;
     int ks[PVG_EVAL_MAX_K]; /* cut-offs, default 10,20,50,100 */
     int threads;            /* scoring threads */

@@ -38,15 +38,15 @@ enum {
  * the store's iterator) and are valid until that producer's next call. */
 typedef struct pvg_event {
     pvg_event_type type;
-    unsigned fields;      /* PVG_FIELD_* bits of the optional fields present */
-    int64_t ts;           /* seconds since the Unix epoch, UTC */
-    const char *item;     /* external item id; NULL only for a search without item */
-    int64_t item_id;      /* catalog row id when known (store iterators), else 0 */
+    unsigned fields;  /* PVG_FIELD_* bits of the optional fields present */
+    int64_t ts;       /* seconds since the Unix epoch, UTC */
+    const char *item; /* external item id; NULL only for a search without item */
+    int64_t item_id;  /* catalog row id when known (store iterators), else 0 */
     double quantity;
     double amount;
     double rating;
-    const char *query;    /* NUL-terminated UTF-8 or NULL */
-    const char *country;  /* NUL-terminated UTF-8 or NULL */
+    const char *query;   /* NUL-terminated UTF-8 or NULL */
+    const char *country; /* NUL-terminated UTF-8 or NULL */
 } pvg_event;
 
 /* How many of an item's most recent prices the store keeps to give its
@@ -55,10 +55,10 @@ typedef struct pvg_event {
 
 /* A catalog item. Catalog data is not personal and is stored in plaintext. */
 typedef struct pvg_item {
-    int64_t id;             /* catalog row id (store), 0 when not stored yet */
-    const char *ext_id;     /* the shop's item id, e.g. a StockCode */
-    const char *title;      /* may be NULL */
-    const char *category;   /* may be NULL */
+    int64_t id;           /* catalog row id (store), 0 when not stored yet */
+    const char *ext_id;   /* the shop's item id, e.g. a StockCode */
+    const char *title;    /* may be NULL */
+    const char *category; /* may be NULL */
     /* Unit price; negative means unknown. Read from the store: the item's
      * typical price, the median of the last PVG_ITEM_PRICE_WINDOW prices
      * seen for it (the lower of the two middle ones for an even count, so

@@ -8,8 +8,8 @@
  * of the row, as rows may be personal). Readers never skip a row silently.
  * Every reader normalises user ids with pvg_user_id_normalize and checks
  * item ids with pvg_item_id_check (event.h): ids longer than PVG_ID_MAX
- * bytes are refused ("id_too_long"), never truncated. They do not touch the store: the store's ingest (store.h) and
- * the recommenders' file loaders (model.h) both consume them.
+ * bytes are refused ("id_too_long"), never truncated. They do not touch the store: the store's
+ * ingest (store.h) and the recommenders' file loaders (model.h) both consume them.
  *
  * Formats:
  *   online-retail   UCI Online Retail CSV (RFC 4180; UTF-8 or Latin-1;
@@ -52,9 +52,9 @@ const char *pvg_format_name(pvg_format fmt);
 pvg_status pvg_format_parse(const char *name, pvg_format *out) PVG_WARN_UNUSED;
 
 typedef enum pvg_record_kind {
-    PVG_RECORD_EVENT = 1,  /* user + event (and, for some formats, item too) */
-    PVG_RECORD_ITEM = 2,   /* catalog item only */
-    PVG_RECORD_REJECT = 3, /* unusable row: reason + text */
+    PVG_RECORD_EVENT = 1,    /* user + event (and, for some formats, item too) */
+    PVG_RECORD_ITEM = 2,     /* catalog item only */
+    PVG_RECORD_REJECT = 3,   /* unusable row: reason + text */
     PVG_RECORD_ANONYMOUS = 4 /* an event without a user id (kept only as an
                                 anonymous, non-personal count) */
 } pvg_record_kind;
@@ -63,17 +63,17 @@ typedef enum pvg_record_kind {
  * next pvg_reader_next or pvg_reader_free. */
 typedef struct pvg_record {
     pvg_record_kind kind;
-    long line;             /* 1-based line number in the file */
-    long long offset;      /* byte offset of the line's start */
-    const char *user;      /* external user id (EVENT), canonical form */
-    pvg_event event;       /* EVENT and ANONYMOUS */
-    int has_item;          /* 1 when `item` below carries catalog data */
-    pvg_item item;         /* ITEM, and EVENT rows that also describe the item */
-    const char *reason;    /* REJECT: a stable reason code, e.g. "bad_quantity" */
-    const char *field;     /* REJECT: the field at fault, e.g. "Quantity" (its name in the
-                              format), or NULL when the row as a whole is at fault */
-    const char *detail;    /* REJECT: what was expected (names the field or column;
-                              never quotes the row's content) */
+    long line;          /* 1-based line number in the file */
+    long long offset;   /* byte offset of the line's start */
+    const char *user;   /* external user id (EVENT), canonical form */
+    pvg_event event;    /* EVENT and ANONYMOUS */
+    int has_item;       /* 1 when `item` below carries catalog data */
+    pvg_item item;      /* ITEM, and EVENT rows that also describe the item */
+    const char *reason; /* REJECT: a stable reason code, e.g. "bad_quantity" */
+    const char *field;  /* REJECT: the field at fault, e.g. "Quantity" (its name in the
+                           format), or NULL when the row as a whole is at fault */
+    const char *detail; /* REJECT: what was expected (names the field or column;
+                           never quotes the row's content) */
 } pvg_record;
 
 typedef enum pvg_encoding {
@@ -83,8 +83,8 @@ typedef enum pvg_encoding {
 } pvg_encoding;
 
 typedef struct pvg_reader_options {
-    pvg_encoding encoding;   /* online-retail and CSV formats only */
-    size_t max_line_bytes;   /* 0: default 1 MiB; longer lines are rejected */
+    pvg_encoding encoding;     /* online-retail and CSV formats only */
+    size_t max_line_bytes;     /* 0: default 1 MiB; longer lines are rejected */
     double tsv_default_weight; /* unused when 0 */
 } pvg_reader_options;
 

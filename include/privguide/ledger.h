@@ -140,8 +140,8 @@ typedef struct pvg_ledger_account {
 
 /* The store's budget: the total, what all releases spent, and each purpose. */
 typedef struct pvg_ledger_state {
-    int has_total;  /* 0: no total set (every charge is refused) */
-    int migrated;   /* 1: the total is read from a pre-purpose store's per-label budgets */
+    int has_total; /* 0: no total set (every charge is refused) */
+    int migrated;  /* 1: the total is read from a pre-purpose store's per-label budgets */
     double total_epsilon, total_delta; /* valid when has_total */
     double spent_epsilon, spent_delta;
     long long releases;

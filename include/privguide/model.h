@@ -79,8 +79,8 @@ pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w,
 typedef struct pvg_dataset pvg_dataset;
 
 typedef enum pvg_user_keying {
-    PVG_KEY_SALTED_HASH = 1,   /* keyed BLAKE2b-128(salt, external id) */
-    PVG_KEY_STORE_PSEUDONYM = 2/* the store's pseudonym */
+    PVG_KEY_SALTED_HASH = 1,    /* keyed BLAKE2b-128(salt, external id) */
+    PVG_KEY_STORE_PSEUDONYM = 2 /* the store's pseudonym */
 } pvg_user_keying;
 
 /* Creates an empty dataset. weights NULL: defaults. salt NULL: a random
@@ -108,10 +108,9 @@ typedef struct pvg_dataset_load_stats {
 /* Streams a file through pvg_reader_open/next into a new salted-hash
  * dataset. Rejected rows are counted (not fatal). stats may be NULL.
  * Errors: those of the reader; PVG_ERR_INVALID when no event was read. */
-pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt,
-                                 const pvg_reader_options *ropts, const pvg_event_weights *weights,
-                                 pvg_dataset **out, pvg_dataset_load_stats *stats,
-                                 pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt, const pvg_reader_options *ropts,
+                                 const pvg_event_weights *weights, pvg_dataset **out,
+                                 pvg_dataset_load_stats *stats, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Reads every user of the store that consents to personalisation
  * (pvg_store_foreach_user) into a new PVG_KEY_STORE_PSEUDONYM dataset. */
@@ -130,9 +129,9 @@ pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, uns
 /* ---- training ---------------------------------------------------------- */
 
 typedef struct pvg_train_progress {
-    int epoch;          /* 1-based epoch just finished */
-    int epochs;         /* total */
-    double loss;        /* objective (iALS) or mean sample loss (BPR); NAN if none */
+    int epoch;   /* 1-based epoch just finished */
+    int epochs;  /* total */
+    double loss; /* objective (iALS) or mean sample loss (BPR); NAN if none */
     double epoch_seconds;
     double elapsed_seconds;
 } pvg_train_progress;
@@ -142,20 +141,20 @@ typedef struct pvg_train_progress {
  * ignored. */
 typedef struct pvg_train_params {
     pvg_model_type type;
-    int threads;          /* worker threads; 0: 1 */
-    uint64_t seed;        /* initialisation and sampling seed */
+    int threads;   /* worker threads; 0: 1 */
+    uint64_t seed; /* initialisation and sampling seed */
     /* factor models (ials, bpr) */
     int factors;
     int epochs;
-    double reg;           /* iALS lambda; BPR L2 */
+    double reg; /* iALS lambda; BPR L2 */
     /* iALS (Rendle et al. 2021) */
-    double alpha0;        /* weight of unobserved pairs; < 0: alpha * nnz / (|U| |I|) */
-    double alpha;         /* when alpha0 < 0: the unobserved pairs' total weight relative
-                             to the observed ones (scale-free; default 3) */
-    double nu;            /* frequency scaling exponent of the regularisation */
-    double confidence;    /* observed weight 1 + confidence * log1p(w); 0 = binary */
-    int cg_steps;         /* conjugate-gradient steps per solve; 0 = exact Cholesky */
-    double init_std;      /* initial factor std; 0: 0.1 / sqrt(factors) */
+    double alpha0;     /* weight of unobserved pairs; < 0: alpha * nnz / (|U| |I|) */
+    double alpha;      /* when alpha0 < 0: the unobserved pairs' total weight relative
+                          to the observed ones (scale-free; default 3) */
+    double nu;         /* frequency scaling exponent of the regularisation */
+    double confidence; /* observed weight 1 + confidence * log1p(w); 0 = binary */
+    int cg_steps;      /* conjugate-gradient steps per solve; 0 = exact Cholesky */
+    double init_std;   /* initial factor std; 0: 0.1 / sqrt(factors) */
     /* BPR */
     double lr;
     /* EASE */

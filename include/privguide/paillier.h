@@ -87,7 +87,7 @@ pvg_status pvg_paillier_priv_from_pq(const pvg_paillier_pub *pub, const unsigned
                                      size_t p_len, const unsigned char *q, size_t q_len,
                                      pvg_paillier_priv **out, pvg_error *err) PVG_WARN_UNUSED;
 
-void pvg_paillier_pub_free(pvg_paillier_pub *pub);   /* NULL ok */
+void pvg_paillier_pub_free(pvg_paillier_pub *pub);    /* NULL ok */
 void pvg_paillier_priv_free(pvg_paillier_priv *priv); /* wipes; NULL ok */
 
 /* The public half of a private key (borrowed; lives as long as priv). */
@@ -121,8 +121,8 @@ pvg_status pvg_paillier_pub_from_jwk(const char *json, const char *source, pvg_p
  * "decrypt", base64url "p" and "q", and "pub". Also accepts the older
  * pheutil form with "lambda" and "mu" (the factors are then recovered from
  * the totient). p*q must equal pub's n (PVG_ERR_CRYPTO). */
-pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source,
-                                      pvg_paillier_priv **out, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_paillier_priv_from_jwk(const char *json, const char *source, pvg_paillier_priv **out,
+                                      pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- ciphertexts -------------------------------------------------------- */
 
@@ -182,10 +182,10 @@ typedef enum pvg_paillier_obf {
 
 typedef struct pvg_paillier_enc_options {
     pvg_paillier_obf mode;
-    unsigned threads;    /* POOL: worker threads (0: 1) */
-    size_t pool_size;    /* POOL: obfuscators kept ready (0: 256) */
-    pvg_rng *rng;        /* borrowed parent generator; children are split
-                            from it. NULL: fresh secure generators */
+    unsigned threads;       /* POOL: worker threads (0: 1) */
+    size_t pool_size;       /* POOL: obfuscators kept ready (0: 256) */
+    pvg_rng *rng;           /* borrowed parent generator; children are split
+                               from it. NULL: fresh secure generators */
     int allow_insecure_rng; /* 1: accept a deterministic rng (tests only) */
 } pvg_paillier_enc_options;
 
@@ -304,8 +304,8 @@ pvg_status pvg_paillier_decrypt_batch_text(const pvg_paillier_priv *priv,
  * 2^headroom_bits additions without carry), and encrypts it (exponent 0).
  * count * (slot_bits + headroom_bits) must stay below bits(n) - 2.
  * Errors: PVG_ERR_INVALID (value too large, too many slots). */
-pvg_status pvg_paillier_encrypt_packed(pvg_paillier_enc *enc, const uint64_t *values,
-                                       size_t count, unsigned slot_bits, unsigned headroom_bits,
+pvg_status pvg_paillier_encrypt_packed(pvg_paillier_enc *enc, const uint64_t *values, size_t count,
+                                       unsigned slot_bits, unsigned headroom_bits,
                                        pvg_paillier_ct *out, pvg_error *err) PVG_WARN_UNUSED;
 /* How many slots of (slot_bits + headroom_bits) fit in one plaintext. */
 size_t pvg_paillier_packed_capacity(const pvg_paillier_pub *pub, unsigned slot_bits,
@@ -327,15 +327,15 @@ typedef enum pvg_spend_group_by {
 
 typedef struct pvg_spend_options {
     pvg_spend_group_by group_by;
-    int dp;              /* 1: bound contributions, add encrypted noise, charge the ledger */
-    double epsilon;      /* dp: total epsilon of the release (> 0) */
-    double delta;        /* dp with country: delta of the private country selection */
-    double clamp;        /* dp: bound of one user's subtotal per group, currency units */
-    long max_groups;     /* dp: groups one user contributes to (>= 1; 0: 1) */
-    const char *dataset; /* dp: label noted in the release (charged as "spend_totals") */
-    pvg_rng *rng;        /* borrowed; NULL: secure generators */
+    int dp;                 /* 1: bound contributions, add encrypted noise, charge the ledger */
+    double epsilon;         /* dp: total epsilon of the release (> 0) */
+    double delta;           /* dp with country: delta of the private country selection */
+    double clamp;           /* dp: bound of one user's subtotal per group, currency units */
+    long max_groups;        /* dp: groups one user contributes to (>= 1; 0: 1) */
+    const char *dataset;    /* dp: label noted in the release (charged as "spend_totals") */
+    pvg_rng *rng;           /* borrowed; NULL: secure generators */
     int allow_insecure_rng; /* 1: accept a deterministic rng (tests only) */
-    unsigned threads;    /* threads encrypting the users' subtotals (0: 1) */
+    unsigned threads;       /* threads encrypting the users' subtotals (0: 1) */
 } pvg_spend_options;
 
 typedef struct pvg_spend_group {
@@ -346,7 +346,7 @@ typedef struct pvg_spend_group {
 } pvg_spend_group;
 
 typedef struct pvg_spend_result {
-    size_t n;                /* groups, sorted by name */
+    size_t n; /* groups, sorted by name */
     pvg_spend_group *groups;
     long long users, events; /* users and purchase/return lines read (not released) */
     double noise_scale;      /* dp: discrete Laplace scale in cents per group; else 0 */

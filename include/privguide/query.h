@@ -63,22 +63,23 @@ typedef enum pvg_query_noise {
 
 typedef struct pvg_query_spec {
     pvg_query_kind kind;
-    int event_type;          /* pvg_event_type, or -1 for all; default purchase */
+    int event_type; /* pvg_event_type, or -1 for all; default purchase */
     pvg_query_value value;
     pvg_query_group group_by;
     int has_clamp;
     double clamp_lo, clamp_hi;
-    long max_contributions;  /* 0: default */
-    long max_groups;         /* 0: default */
-    double quantile;         /* in (0,1), bounds excluded, for PVG_QUERY_QUANTILE (0 and 1 refused); init: 0.5 */
-    int bins;                /* histogram bins; 0: 10 */
-    int top;                 /* top-items: how many at most; 0: 10 */
+    long max_contributions; /* 0: default */
+    long max_groups;        /* 0: default */
+    double quantile; /* in (0,1), bounds excluded, for PVG_QUERY_QUANTILE (0 and 1 refused); init:
+                        0.5 */
+    int bins;        /* histogram bins; 0: 10 */
+    int top;         /* top-items: how many at most; 0: 10 */
     pvg_query_noise noise;
-    double epsilon;          /* > 0: the whole query's epsilon */
-    double delta;            /* >= 0: the whole query's delta (grouped: > 0) */
-    const char *dataset;     /* ledger; NULL: "default" */
-    const char *what;        /* description for the ledger; NULL: derived */
-    int allow_insecure_rng;  /* tests and benchmarks only */
+    double epsilon;         /* > 0: the whole query's epsilon */
+    double delta;           /* >= 0: the whole query's delta (grouped: > 0) */
+    const char *dataset;    /* ledger; NULL: "default" */
+    const char *what;       /* description for the ledger; NULL: derived */
+    int allow_insecure_rng; /* tests and benchmarks only */
 } pvg_query_spec;
 
 /* Fills a spec with the defaults above (count of purchases, ungrouped). */
@@ -87,22 +88,26 @@ void pvg_query_spec_init(pvg_query_spec *spec);
 typedef struct pvg_query_row {
     const char *group;   /* NULL when ungrouped; "[lo,hi)" for histogram bins */
     double value;        /* the noisy statistic */
-    double ci_lo, ci_hi; /* 95% interval of the noise (mean: approximate; quantile: value range of the rank error bound) */
+    double ci_lo, ci_hi; /* 95% interval of the noise (mean: approximate; quantile: value range of
+                            the rank error bound) */
     double count;        /* mean: the noisy count used; top-items: the noisy user count */
 } pvg_query_row;
 
 typedef struct pvg_query_result {
     size_t n_rows;
     pvg_query_row *rows;
-    const char *mechanism;       /* static string */
-    double noise_scale;          /* value noise: Laplace b or Gaussian sigma */
-    double epsilon, delta;       /* charged */
-    int64_t release_id;          /* ledger id */
-    long long users;             /* users read (with analytics consent); exact, not a DP figure: never printed by the CLI */
-    long long groups_seen;       /* groups before selection (not a DP figure: never printed by the CLI) */
-    long selection_threshold;    /* partition selection: noisy users needed, or 0 */
-    double sensitivity;          /* of the noised statistic (count, sum, user counts): L1 (Laplace) or L2 (Gaussian) over groups */
-    double count_sensitivity;    /* mean: of the noised denominator (events or users), same norm; else 0 */
+    const char *mechanism; /* static string */
+    double noise_scale;    /* value noise: Laplace b or Gaussian sigma */
+    double epsilon, delta; /* charged */
+    int64_t release_id;    /* ledger id */
+    long long users; /* users read (with analytics consent); exact, not a DP figure: never printed
+                        by the CLI */
+    long long groups_seen; /* groups before selection (not a DP figure: never printed by the CLI) */
+    long selection_threshold; /* partition selection: noisy users needed, or 0 */
+    double sensitivity; /* of the noised statistic (count, sum, user counts): L1 (Laplace) or L2
+                           (Gaussian) over groups */
+    double count_sensitivity; /* mean: of the noised denominator (events or users), same norm; else
+                                 0 */
     long max_contributions, max_groups;
     char what[256];
 } pvg_query_result;

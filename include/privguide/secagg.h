@@ -192,9 +192,9 @@ void pvg_secagg_kdf(const uint8_t shared[32], const uint8_t session[16], uint32_
  * rounding (unbiased) with rng. out: uint32_t[d] or uint64_t[d] per bits.
  * Refuses (PVG_ERR_INVALID) when n_clients * (2 * clip * scale + 1) does not
  * fit below 2^bits (the sum would wrap), or clip/scale are not positive. */
-pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double scale,
-                               unsigned bits, uint32_t n_clients, pvg_rng *rng, void *out,
-                               size_t *n_clipped, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double scale, unsigned bits,
+                               uint32_t n_clients, pvg_rng *rng, void *out, size_t *n_clipped,
+                               pvg_error *err) PVG_WARN_UNUSED;
 /* Inverse for a sum of n_summed quantised vectors: out[i] = sum[i] / scale
  * - n_summed * clip. */
 pvg_status pvg_secagg_dequantize(const void *sum, size_t d, unsigned bits, double clip,
@@ -203,24 +203,24 @@ pvg_status pvg_secagg_dequantize(const void *sum, size_t d, unsigned bits, doubl
 
 /* ---- in-process simulation (tests, CLI, benchmarks) ---- */
 typedef struct pvg_secagg_sim_options {
-    pvg_secagg_params params;   /* session is filled by the simulator */
-    double dropout;             /* fraction of clients that drop, 0..1 */
-    const uint32_t *inputs;     /* n * d inputs (bits 32) or NULL for random */
-    pvg_rng *rng;               /* borrowed; drives keys, dropouts, inputs */
-    unsigned server_threads;    /* 1..64 */
-    int allow_insecure_rng;     /* accept the deterministic test generator
-                                   (reproducible runs; privguide/rng.h) */
+    pvg_secagg_params params; /* session is filled by the simulator */
+    double dropout;           /* fraction of clients that drop, 0..1 */
+    const uint32_t *inputs;   /* n * d inputs (bits 32) or NULL for random */
+    pvg_rng *rng;             /* borrowed; drives keys, dropouts, inputs */
+    unsigned server_threads;  /* 1..64 */
+    int allow_insecure_rng;   /* accept the deterministic test generator
+                                 (reproducible runs; privguide/rng.h) */
 } pvg_secagg_sim_options;
 
 typedef struct pvg_secagg_sim_result {
-    int exact;                  /* 1 when the sum equals the plain sum of survivors */
-    uint32_t *survivors;        /* ascending ids in the sum */
+    int exact;           /* 1 when the sum equals the plain sum of survivors */
+    uint32_t *survivors; /* ascending ids in the sum */
     size_t n_survivors;
     uint64_t *sum;              /* d words, each mod 2^bits */
     size_t dropped_in_round[4]; /* clients that dropped before sending round r */
     double server_seconds, client_seconds_p50, client_seconds_max;
     double bytes_up_per_client, bytes_down_per_client; /* mean over survivors */
-    double plain_vector_bytes;  /* d * bits / 8 */
+    double plain_vector_bytes;                         /* d * bits / 8 */
 } pvg_secagg_sim_result;
 
 /* Runs one session with every party in this process. round(dropout * n)
@@ -260,9 +260,8 @@ typedef struct pvg_mpc_table pvg_mpc_table;
  * When `allowed` (borrowed) is not NULL, every group must be in it.
  * Errors: PVG_ERR_IO (cannot read), PVG_ERR_INVALID with err->source =
  * path, err->line and err->column of the offending field. */
-pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
-                                  const pvg_mpc_table *allowed, pvg_mpc_table **out,
-                                  pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals, const pvg_mpc_table *allowed,
+                                  pvg_mpc_table **out, pvg_error *err) PVG_WARN_UNUSED;
 /* new: reads a group list, one label per line (blank lines skipped, no
  * quoting; a repeated label is an error). Values are 0. Errors as for the
  * CSV reader, with file:line. */
@@ -286,14 +285,14 @@ unsigned pvg_mpc_table_decimals(const pvg_mpc_table *t);
 typedef enum pvg_mpc_scheme { PVG_MPC_ADDITIVE = 1, PVG_MPC_SHAMIR = 2 } pvg_mpc_scheme;
 
 typedef struct pvg_mpc_options {
-    unsigned parties;     /* P, 3..64 */
-    unsigned me;          /* this party's index, 0..P-1 */
-    unsigned port;        /* party i listens on 127.0.0.1:(port + i), 1024..65535-P */
+    unsigned parties; /* P, 3..64 */
+    unsigned me;      /* this party's index, 0..P-1 */
+    unsigned port;    /* party i listens on 127.0.0.1:(port + i), 1024..65535-P */
     pvg_mpc_scheme scheme;
-    unsigned threshold;   /* Shamir: 2..P (0 = P/2 + 1); ignored for additive */
-    unsigned timeout_ms;  /* whole-protocol deadline (connects, every read/write) */
-    pvg_rng *rng;         /* borrowed; the secure generator (a deterministic one is
-                             refused with PVG_ERR_POLICY unless allow_insecure_rng) */
+    unsigned threshold;          /* Shamir: 2..P (0 = P/2 + 1); ignored for additive */
+    unsigned timeout_ms;         /* whole-protocol deadline (connects, every read/write) */
+    pvg_rng *rng;                /* borrowed; the secure generator (a deterministic one is
+                                    refused with PVG_ERR_POLICY unless allow_insecure_rng) */
     int allow_insecure_rng;      /* tests only: accept the deterministic generator */
     const pvg_mpc_table *groups; /* borrowed; the group list every party agreed on
                                     in advance (values ignored), or NULL to
@@ -307,8 +306,8 @@ typedef struct pvg_mpc_options {
  * PVG_ERR_CRYPTO (Shamir partials inconsistent), PVG_ERR_POLICY (the
  * deterministic generator without allow_insecure_rng). Never blocks past the
  * deadline. Not thread-safe with respect to the same port. */
-pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine,
-                       pvg_mpc_table **out, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_mpc_table **out,
+                       pvg_error *err) PVG_WARN_UNUSED;
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

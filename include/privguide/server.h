@@ -24,29 +24,29 @@ extern "C" {
 typedef struct pvg_server pvg_server;
 
 typedef struct pvg_server_options {
-    const char *data_dir;    /* required: the store to serve */
-    const char *bind;        /* IPv4 address; NULL: "127.0.0.1" */
-    int port;                /* 0: an ephemeral port (see pvg_server_port) */
-    const char *model_path;  /* NULL: <data_dir>/model.pvgm; may not exist yet */
-    const char *web_dir;     /* directory of the pages; NULL: pages not served */
-    const char *openapi_path;/* the OpenAPI document served at /v1/openapi.json;
-                                NULL: <web_dir>/../openapi.json when readable (the
-                                installed share/privguide/ layout), else
-                                <web_dir>/../../../docs/openapi.json (the source
-                                tree's docs/openapi.json) */
-    int threads;             /* worker threads; 0: 4 */
-    size_t max_body_bytes;   /* 0: 1 MiB */
-    int max_json_depth;      /* 0: 32 */
-    int timeout_seconds;     /* idle connection timeout; 0: 15 */
-    int reload_ms;           /* model file check period; 0: 1000 */
-    const char *dataset;     /* privacy-budget ledger of DP releases; NULL: "default" */
-    double popular_epsilon;  /* epsilon of the DP popular list per model build; 0: 1.0 */
-    int popular_k;           /* length of the DP popular list; 0: 20 */
-    int cache_entries;       /* recommendation cache entries per model; 0: 65536; <0: none */
-    double auth_failure_rate;/* failed authentications allowed per second per client
-                                address (burst: twice that), then 429; 0: 10; <0: no limit */
-    int allow_insecure_rng;  /* tests only: deterministic DP noise */
-    uint64_t insecure_seed;  /* seed when allow_insecure_rng */
+    const char *data_dir;     /* required: the store to serve */
+    const char *bind;         /* IPv4 address; NULL: "127.0.0.1" */
+    int port;                 /* 0: an ephemeral port (see pvg_server_port) */
+    const char *model_path;   /* NULL: <data_dir>/model.pvgm; may not exist yet */
+    const char *web_dir;      /* directory of the pages; NULL: pages not served */
+    const char *openapi_path; /* the OpenAPI document served at /v1/openapi.json;
+                                 NULL: <web_dir>/../openapi.json when readable (the
+                                 installed share/privguide/ layout), else
+                                 <web_dir>/../../../docs/openapi.json (the source
+                                 tree's docs/openapi.json) */
+    int threads;              /* worker threads; 0: 4 */
+    size_t max_body_bytes;    /* 0: 1 MiB */
+    int max_json_depth;       /* 0: 32 */
+    int timeout_seconds;      /* idle connection timeout; 0: 15 */
+    int reload_ms;            /* model file check period; 0: 1000 */
+    const char *dataset;      /* privacy-budget ledger of DP releases; NULL: "default" */
+    double popular_epsilon;   /* epsilon of the DP popular list per model build; 0: 1.0 */
+    int popular_k;            /* length of the DP popular list; 0: 20 */
+    int cache_entries;        /* recommendation cache entries per model; 0: 65536; <0: none */
+    double auth_failure_rate; /* failed authentications allowed per second per client
+                                 address (burst: twice that), then 429; 0: 10; <0: no limit */
+    int allow_insecure_rng;   /* tests only: deterministic DP noise */
+    uint64_t insecure_seed;   /* seed when allow_insecure_rng */
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

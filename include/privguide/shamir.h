@@ -58,8 +58,8 @@ pvg_status pvg_shamir_split(const uint64_t *secret, size_t m, unsigned t, unsign
  * must be >= the threshold used at split time; the result is meaningless
  * otherwise - this cannot be detected without a commitment). Errors:
  * PVG_ERR_INVALID for zero or repeated points or values >= p. */
-pvg_status pvg_shamir_combine(const uint64_t *xs, const uint64_t *shares, size_t count,
-                              size_t m, uint64_t *secret, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_shamir_combine(const uint64_t *xs, const uint64_t *shares, size_t count, size_t m,
+                              uint64_t *secret, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Evaluates, at point x, the polynomial of degree count - 1 through the
  * given shares (Lagrange). Used to check that extra shares are consistent.
@@ -70,9 +70,8 @@ pvg_status pvg_shamir_interpolate_at(const uint64_t *xs, const uint64_t *shares,
 
 /* Splits a 32-byte key into n shares of PVG_SHAMIR_KEY_ELEMS elements each
  * (the key's 8 little-endian 32-bit words). shares: n * 8 words. */
-pvg_status pvg_shamir_split_key(const uint8_t key[32], unsigned t, unsigned n,
-                                const uint64_t *xs, pvg_rng *rng, uint64_t *shares,
-                                pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_shamir_split_key(const uint8_t key[32], unsigned t, unsigned n, const uint64_t *xs,
+                                pvg_rng *rng, uint64_t *shares, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Recovers a 32-byte key from `count` shares of 8 elements. Errors as
  * combine, plus PVG_ERR_CRYPTO when a recovered element is >= 2^32 (a sign

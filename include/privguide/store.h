@@ -51,11 +51,11 @@ typedef struct pvg_store pvg_store;
 #define PVG_ENV_KEYS "PRIVGUIDE_KEYS"                     /* the key file's whole text */
 
 typedef struct pvg_store_init_options {
-    int master_key_in_env; /* 1: do not write the master key into the key file;
-                              it must come from PRIVGUIDE_MASTER_KEY */
-    const char *policy_json; /* policy text to write; NULL: the default policy */
-    const char *key_file;    /* where to create the key file; NULL: $PRIVGUIDE_KEY_FILE
-                                or the per-user default (see above) */
+    int master_key_in_env;    /* 1: do not write the master key into the key file;
+                                 it must come from PRIVGUIDE_MASTER_KEY */
+    const char *policy_json;  /* policy text to write; NULL: the default policy */
+    const char *key_file;     /* where to create the key file; NULL: $PRIVGUIDE_KEY_FILE
+                                 or the per-user default (see above) */
     const char *database_url; /* the PostgreSQL database to keep the store in
                                  (a postgresql:// URL); NULL: $PRIVGUIDE_DATABASE_URL, and
                                  when that is unset or empty, SQLite in the dir */
@@ -133,17 +133,18 @@ typedef struct pvg_reason_count {
 } pvg_reason_count;
 
 typedef struct pvg_ingest_stats {
-    long long read;        /* data rows read = accepted + rejected */
-    long long accepted;    /* valid rows: stored events, items, anonymous counts, duplicates,
-                              suppressed */
-    long long rejected;    /* rows refused (reject file), including policy drops of whole events */
-    long long stored;      /* new events sealed into the store by this run */
-    long long duplicates;  /* events recognised as already held */
-    long long anonymous;   /* rows without a user id kept as anonymous counts */
-    long long suppressed;  /* rows of erased shoppers (suppression list), skipped */
+    long long read;       /* data rows read = accepted + rejected */
+    long long accepted;   /* valid rows: stored events, items, anonymous counts, duplicates,
+                             suppressed */
+    long long rejected;   /* rows refused (reject file), including policy drops of whole events */
+    long long stored;     /* new events sealed into the store by this run */
+    long long duplicates; /* events recognised as already held */
+    long long anonymous;  /* rows without a user id kept as anonymous counts */
+    long long suppressed; /* rows of erased shoppers (suppression list), skipped */
     long long items_upserted;
-    long long dropped_fields[PVG_FIELD_COUNT]; /* fields removed by the policy, per field bit index */
-    long long expired_swept; /* events deleted by the retention sweep run at the end */
+    long long
+        dropped_fields[PVG_FIELD_COUNT]; /* fields removed by the policy, per field bit index */
+    long long expired_swept;             /* events deleted by the retention sweep run at the end */
     int n_reasons;
     pvg_reason_count reasons[PVG_REASON_MAX];
     long long batches_committed;
@@ -156,9 +157,9 @@ typedef struct pvg_ingest_stats {
 
 typedef struct pvg_ingest_options {
     pvg_reader_options reader;
-    const char *reject_path;  /* NULL: no reject file (rejects still counted) */
-    long batch_rows;          /* rows per committed transaction; 0: 50,000 */
-    int no_sweep;             /* 1: skip the retention sweep at the end */
+    const char *reject_path; /* NULL: no reject file (rejects still counted) */
+    long batch_rows;         /* rows per committed transaction; 0: 50,000 */
+    int no_sweep;            /* 1: skip the retention sweep at the end */
     /* progress callback, called after each committed batch; may be NULL */
     void (*on_batch)(void *ctx, const pvg_ingest_stats *so_far);
     void *ctx;
@@ -221,8 +222,8 @@ typedef struct pvg_event_out {
  * *stored / *duplicates (may be NULL) get the counts. Not inside
  * pvg_store_begin/commit (PVG_ERR_STATE). Errors: PVG_ERR_BUSY, PVG_ERR_IO,
  * PVG_ERR_NOMEM (nothing stored). */
-pvg_status pvg_store_events_put(pvg_store *s, const pvg_event_in *in, size_t n,
-                                pvg_event_out *out, long long *stored, long long *duplicates,
+pvg_status pvg_store_events_put(pvg_store *s, const pvg_event_in *in, size_t n, pvg_event_out *out,
+                                long long *stored, long long *duplicates,
                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* Groups many writes into one transaction. */
@@ -256,7 +257,7 @@ pvg_status pvg_store_items_foreach(pvg_store *s, int (*fn)(void *ctx, const pvg_
 
 /* What the iterator shows of a user: never the external id. */
 typedef struct pvg_user_view {
-    int64_t user_id;                               /* stable row id */
+    int64_t user_id; /* stable row id */
     unsigned char pseudonym[PVG_PSEUDONYM_BYTES];
     int consent_personalization;
     int consent_analytics;
@@ -264,8 +265,8 @@ typedef struct pvg_user_view {
 } pvg_user_view;
 
 enum {
-    PVG_FOREACH_REQUIRE_ANALYTICS = 1u << 0,       /* skip users without analytics consent */
-    PVG_FOREACH_REQUIRE_PERSONALIZATION = 1u << 1  /* skip users without personalisation consent */
+    PVG_FOREACH_REQUIRE_ANALYTICS = 1u << 0,      /* skip users without analytics consent */
+    PVG_FOREACH_REQUIRE_PERSONALIZATION = 1u << 1 /* skip users without personalisation consent */
 };
 
 /* Decrypts and hands every user's events to fn, one user at a time, events
@@ -313,16 +314,16 @@ void pvg_store_read_stats_reset(pvg_store *s);
 
 /* What pvg_store_check found (and did). Every chunk row is examined. */
 typedef struct pvg_store_check_report {
-    long long users, chunks;  /* examined */
-    long long unreadable;     /* fails authentication under its user's key, or malformed */
-    long long duplicate;      /* a second row with a chunk id an authentic row has (replayed) */
-    long long orphaned;       /* its user row is gone (e.g. written by a stale writer) */
-    long long keyless;        /* its user row is there but its wrapped key is not */
-    long long legacy;         /* format 1: expiry and count not authenticated */
-    long long quarantined;    /* moved to the quarantine by this run */
-    long long upgraded;       /* format-1 chunks rewritten in the current format by this run */
-    long long in_quarantine;  /* rows in the quarantine after the run */
-    int cid_index;            /* 1: the unique index on chunk ids is in place */
+    long long users, chunks; /* examined */
+    long long unreadable;    /* fails authentication under its user's key, or malformed */
+    long long duplicate;     /* a second row with a chunk id an authentic row has (replayed) */
+    long long orphaned;      /* its user row is gone (e.g. written by a stale writer) */
+    long long keyless;       /* its user row is there but its wrapped key is not */
+    long long legacy;        /* format 1: expiry and count not authenticated */
+    long long quarantined;   /* moved to the quarantine by this run */
+    long long upgraded;      /* format-1 chunks rewritten in the current format by this run */
+    long long in_quarantine; /* rows in the quarantine after the run */
+    int cid_index;           /* 1: the unique index on chunk ids is in place */
 } pvg_store_check_report;
 
 enum {
@@ -364,8 +365,8 @@ pvg_status pvg_store_migrate(const char *dir, int *from, int *to, pvg_error *err
 
 typedef struct pvg_store_copy_report {
     long long users, chunks, events, releases, audit_entries;
-    long long chunks_left; /* chunk rows without a user row (unreadable): not copied */
-    long long digests;     /* users whose digests matched on both sides */
+    long long chunks_left;  /* chunk rows without a user row (unreadable): not copied */
+    long long digests;      /* users whose digests matched on both sides */
     const char *to_backend; /* "sqlite" or "postgresql" (static) */
 } pvg_store_copy_report;
 

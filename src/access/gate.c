@@ -171,7 +171,8 @@ pvg_status pvg_access_erase(pvg_access *g, const char *ext_user,
 }
 
 pvg_status pvg_access_erase_flags(pvg_access *g, const char *ext_user, unsigned flags,
-                                  pvg_status (*before_erase)(void *ctx, const unsigned char *pseudonym),
+                                  pvg_status (*before_erase)(void *ctx,
+                                                             const unsigned char *pseudonym),
                                   void *ctx, pvg_error *err)
 {
     char subject[SUBJECT_LEN];
@@ -179,11 +180,11 @@ pvg_status pvg_access_erase_flags(pvg_access *g, const char *ext_user, unsigned 
     pvg_consent c;
     int known = lookup(g, ext_user, &c, err);
     if (known < 0) return (pvg_status)known;
-    pvg_status st = audit_first(g, "delete", subject, PVG_PURPOSE_ERASURE,
-                                known ? "allowed" : "not_found",
-                                (flags & PVG_ERASE_ALLOW_RETURN) ? "crypto-shredding allow_return"
-                                                                 : "crypto-shredding suppressed",
-                                err);
+    pvg_status st =
+        audit_first(g, "delete", subject, PVG_PURPOSE_ERASURE, known ? "allowed" : "not_found",
+                    (flags & PVG_ERASE_ALLOW_RETURN) ? "crypto-shredding allow_return"
+                                                     : "crypto-shredding suppressed",
+                    err);
     if (st != PVG_OK) return st;
     if (!known) return not_found(err);
     if (before_erase) {
@@ -475,7 +476,8 @@ pvg_status pvg_access_recommend_batch(pvg_access *g, const pvg_model *m,
                                       void *ctx, pvg_error *err)
 {
     if (!m || !fn || k == 0)
-        return pvg_error_set(err, PVG_ERR_INVALID, "recommend: model, callback and k >= 1 are required");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: model, callback and k >= 1 are required");
     int store_model = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM;
     if (!g->store && store_model)
         return pvg_error_set(err, PVG_ERR_INVALID,
@@ -488,9 +490,9 @@ pvg_status pvg_access_recommend_batch(pvg_access *g, const pvg_model *m,
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "recommend: a model trained from a file is not used with a store");
     int np = 0, na = 0;
-    pvg_status st = g->store ? pvg_access_purpose_consent(g->store, PVG_PURPOSE_RECOMMEND, &np,
-                                                          &na, err)
-                             : PVG_OK;
+    pvg_status st = g->store
+                        ? pvg_access_purpose_consent(g->store, PVG_PURPOSE_RECOMMEND, &np, &na, err)
+                        : PVG_OK;
     if (st != PVG_OK) return st;
     user_list all = {0};
     if (!ext_users) {
@@ -614,13 +616,13 @@ static void similar_range(void *ctx, int tid, size_t lo, size_t hi)
     }
 }
 
-pvg_status pvg_access_similar_batch(pvg_access *g, const pvg_model *m,
-                                    const char *const *ext_items, size_t n_items, size_t k,
-                                    int threads, pvg_access_batch_fn fn, void *ctx,
-                                    pvg_error *err)
+pvg_status pvg_access_similar_batch(pvg_access *g, const pvg_model *m, const char *const *ext_items,
+                                    size_t n_items, size_t k, int threads, pvg_access_batch_fn fn,
+                                    void *ctx, pvg_error *err)
 {
     if (!m || !fn || k == 0)
-        return pvg_error_set(err, PVG_ERR_INVALID, "similar: model, callback and k >= 1 are required");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "similar: model, callback and k >= 1 are required");
     if (!ext_items) n_items = pvg_model_n_items(m);
     if (g->store) {
         char extra[64];

@@ -10,23 +10,40 @@
 const char *pvg_strerror(pvg_status code)
 {
     switch (code) {
-    case PVG_OK: return "success";
-    case PVG_ERR_INVALID: return "invalid input";
-    case PVG_ERR_NOMEM: return "out of memory";
-    case PVG_ERR_IO: return "input/output error";
-    case PVG_ERR_NOT_FOUND: return "not found";
-    case PVG_ERR_EXISTS: return "already exists";
-    case PVG_ERR_CORRUPT: return "corrupt data";
-    case PVG_ERR_CRYPTO: return "cryptographic check failed";
-    case PVG_ERR_POLICY: return "refused by policy";
-    case PVG_ERR_BUDGET: return "privacy budget exhausted";
-    case PVG_ERR_PERMISSION: return "permission denied";
-    case PVG_ERR_UNSUPPORTED: return "unsupported";
-    case PVG_ERR_BUSY: return "busy";
-    case PVG_ERR_ABORTED: return "aborted";
-    case PVG_ERR_STATE: return "invalid state";
-    case PVG_ERR_INTERNAL: return "internal error";
-    case PVG_ERR_ERASED: return "erased (on the suppression list)";
+    case PVG_OK:
+        return "success";
+    case PVG_ERR_INVALID:
+        return "invalid input";
+    case PVG_ERR_NOMEM:
+        return "out of memory";
+    case PVG_ERR_IO:
+        return "input/output error";
+    case PVG_ERR_NOT_FOUND:
+        return "not found";
+    case PVG_ERR_EXISTS:
+        return "already exists";
+    case PVG_ERR_CORRUPT:
+        return "corrupt data";
+    case PVG_ERR_CRYPTO:
+        return "cryptographic check failed";
+    case PVG_ERR_POLICY:
+        return "refused by policy";
+    case PVG_ERR_BUDGET:
+        return "privacy budget exhausted";
+    case PVG_ERR_PERMISSION:
+        return "permission denied";
+    case PVG_ERR_UNSUPPORTED:
+        return "unsupported";
+    case PVG_ERR_BUSY:
+        return "busy";
+    case PVG_ERR_ABORTED:
+        return "aborted";
+    case PVG_ERR_STATE:
+        return "invalid state";
+    case PVG_ERR_INTERNAL:
+        return "internal error";
+    case PVG_ERR_ERASED:
+        return "erased (on the suppression list)";
     }
     return "unknown error";
 }

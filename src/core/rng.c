@@ -57,7 +57,8 @@ static void rng_refill(pvg_rng *r)
         r->since_reseed = 0;
     }
     memset(nonce, 0, sizeof nonce);
-    for (int i = 0; i < 8 && i < (int)sizeof nonce; i++) nonce[i] = (unsigned char)(r->counter >> (8 * i));
+    for (int i = 0; i < 8 && i < (int)sizeof nonce; i++)
+        nonce[i] = (unsigned char)(r->counter >> (8 * i));
     r->counter++;
     crypto_stream_chacha20(block, sizeof block, nonce, r->key);
     memcpy(r->key, block, crypto_stream_chacha20_KEYBYTES);
@@ -80,7 +81,8 @@ pvg_rng *pvg_rng_new_INSECURE_deterministic_for_tests(uint64_t seed)
     pvg_rng *r = rng_alloc();
     if (!r) return NULL;
     unsigned char s[8];
-    for (int i = 0; i < 8; i++) s[i] = (unsigned char)(seed >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        s[i] = (unsigned char)(seed >> (8 * i));
     crypto_generichash(r->key, 32, s, sizeof s, (const unsigned char *)"pvg-test-rng", 12);
     r->deterministic = 1;
     return r;
@@ -138,7 +140,8 @@ uint64_t pvg_rng_u64(pvg_rng *r)
     unsigned char b[8];
     pvg_rng_bytes(r, b, 8);
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
     return v;
 }
 

@@ -46,7 +46,8 @@ static const char *mp_type_name(int t)
 
 static void put32(uint8_t *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get32(const uint8_t *p)
 {
@@ -107,7 +108,8 @@ static int set_nonblock(int fd)
 static pvg_status check_header(const uint8_t *h, int want, uint32_t from, pvg_error *err)
 {
     if (memcmp(h, "PVMP", 4) != 0)
-        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: bad magic (not a privguide mpc peer?)", from);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "party %u: bad magic (not a privguide mpc peer?)", from);
     if (h[4] != 1)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED, "party %u: protocol version %u, expected 1",
                              from, h[4]);
@@ -115,13 +117,15 @@ static pvg_status check_header(const uint8_t *h, int want, uint32_t from, pvg_er
         return pvg_error_set(err, PVG_ERR_INVALID, "party %u: got %s, expected %s", from,
                              mp_type_name(h[5]), mp_type_name(want));
     if (h[6] || h[7])
-        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: reserved header bytes not zero", from);
+        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: reserved header bytes not zero",
+                             from);
     if (get32(h + 8) != from)
         return pvg_error_set(err, PVG_ERR_INVALID, "party %u: message claims to come from party %u",
                              from, get32(h + 8));
     if (get32(h + 12) > MP_MAX_PAYLOAD)
-        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: payload of %u bytes exceeds the limit",
-                             from, get32(h + 12));
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "party %u: payload of %u bytes exceeds the limit", from,
+                             get32(h + 12));
     return PVG_OK;
 }
 
@@ -168,7 +172,8 @@ static pvg_status exchange(peer *pe, unsigned P, unsigned me, int want, long lon
             if ((pf[q].revents & POLLOUT) && p->out_off < p->out_len) {
                 ssize_t w = send(p->fd, p->out + p->out_off, p->out_len - p->out_off, MSG_NOSIGNAL);
                 if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                    return pvg_error_set(err, PVG_ERR_IO, "sending to party %u: %s", j, strerror(errno));
+                    return pvg_error_set(err, PVG_ERR_IO, "sending to party %u: %s", j,
+                                         strerror(errno));
                 if (w > 0) p->out_off += (size_t)w;
             }
             if ((pf[q].revents & (POLLIN | POLLHUP | POLLERR)) && !p->in_done) {
@@ -288,12 +293,14 @@ static pvg_status read_hello(int fd, const pvg_mpc_options *o, const uint8_t min
     if (memcmp(m + MP_HDR, mine, 4) != 0)
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "party %u runs with other settings (parties %u/%u, scheme %u/%u, "
-                             "threshold %u/%u, decimals %u/%u)", from, m[MP_HDR], mine[0],
-                             m[MP_HDR + 1], mine[1], m[MP_HDR + 2], mine[2], m[MP_HDR + 3], mine[3]);
+                             "threshold %u/%u, decimals %u/%u)",
+                             from, m[MP_HDR], mine[0], m[MP_HDR + 1], mine[1], m[MP_HDR + 2],
+                             mine[2], m[MP_HDR + 3], mine[3]);
     if (memcmp(m + MP_HDR + 4, mine + 4, 32) != 0)
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "party %u uses another group list (--groups must be the same file "
-                             "for every party, or absent for all)", from);
+                             "for every party, or absent for all)",
+                             from);
     *who = from;
     return PVG_OK;
 }
@@ -362,8 +369,9 @@ static pvg_status connect_mesh(const pvg_mpc_options *o, unsigned t, unsigned de
             }
             close(fd);
             if (remaining(deadline) == 0) {
-                st = pvg_error_set(err, PVG_ERR_IO, "timed out connecting to party %u on 127.0.0.1:%u (%s)",
-                                   j, o->port + j, strerror(soerr));
+                st = pvg_error_set(err, PVG_ERR_IO,
+                                   "timed out connecting to party %u on 127.0.0.1:%u (%s)", j,
+                                   o->port + j, strerror(soerr));
                 break;
             }
             struct timespec ts = {0, 50 * 1000000L};
@@ -378,7 +386,8 @@ static pvg_status connect_mesh(const pvg_mpc_options *o, unsigned t, unsigned de
         if (rc < 0 && errno == EINTR) continue;
         if (rc <= 0) {
             unsigned miss = o->me + 1;
-            while (miss < o->parties && pe[miss].fd >= 0) miss++;
+            while (miss < o->parties && pe[miss].fd >= 0)
+                miss++;
             st = pvg_error_set(err, PVG_ERR_IO, "timed out waiting for party %u to connect", miss);
             break;
         }
@@ -410,15 +419,16 @@ static pvg_status parse_labels(const uint8_t *p, size_t len, unsigned from, char
 {
     if (len < 4) return pvg_error_set(err, PVG_ERR_INVALID, "party %u: LABELS truncated", from);
     uint32_t n = get32(p);
-    if (n > len) return pvg_error_set(err, PVG_ERR_INVALID, "party %u: LABELS count %u too large", from, n);
+    if (n > len)
+        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: LABELS count %u too large", from, n);
     char **l = calloc(n ? n : 1, sizeof *l);
     if (!l) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     size_t off = 4;
     pvg_status st = PVG_OK;
     for (uint32_t i = 0; i < n; i++) {
         if (off >= len || p[off] == 0 || off + 1 + p[off] > len) {
-            st = pvg_error_set(err, PVG_ERR_INVALID, "party %u: LABELS entry %u malformed (byte %zu)",
-                               from, i, off);
+            st = pvg_error_set(err, PVG_ERR_INVALID,
+                               "party %u: LABELS entry %u malformed (byte %zu)", from, i, off);
             break;
         }
         size_t ll = p[off];
@@ -427,12 +437,15 @@ static pvg_status parse_labels(const uint8_t *p, size_t len, unsigned from, char
             break;
         }
         l[i] = malloc(ll + 1);
-        if (!l[i]) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); break; }
+        if (!l[i]) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            break;
+        }
         memcpy(l[i], p + off + 1, ll);
         l[i][ll] = 0;
         if (i && strcmp(l[i - 1], l[i]) >= 0) {
-            st = pvg_error_set(err, PVG_ERR_INVALID, "party %u: labels not strictly ascending at %u",
-                               from, i);
+            st = pvg_error_set(err, PVG_ERR_INVALID,
+                               "party %u: labels not strictly ascending at %u", from, i);
             break;
         }
         off += 1 + ll;
@@ -441,7 +454,8 @@ static pvg_status parse_labels(const uint8_t *p, size_t len, unsigned from, char
         st = pvg_error_set(err, PVG_ERR_INVALID, "party %u: %zu trailing bytes after LABELS", from,
                            len - off);
     if (st != PVG_OK) {
-        for (uint32_t i = 0; i < n; i++) free(l[i]);
+        for (uint32_t i = 0; i < n; i++)
+            free(l[i]);
         free(l);
         return st;
     }
@@ -462,7 +476,8 @@ static pvg_status vec_payload(const uint64_t *v, size_t m, uint8_t **out, size_t
     uint8_t *b = mp_msg(type, me, 4 + 8 * m);
     if (!b) return PVG_ERR_NOMEM;
     put32(b + MP_HDR, (uint32_t)m);
-    for (size_t i = 0; i < m; i++) put64(b + MP_HDR + 4 + 8 * i, v[i]);
+    for (size_t i = 0; i < m; i++)
+        put64(b + MP_HDR + 4 + 8 * i, v[i]);
     *out = b;
     return PVG_OK;
 }
@@ -471,12 +486,13 @@ static pvg_status read_vec(const peer *p, unsigned from, size_t m, int shamir, u
                            pvg_error *err)
 {
     if (p->in_len != 4 + 8 * m || get32(p->in) != m)
-        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: expected %zu values in %zu bytes", from,
-                             m, 4 + 8 * m);
+        return pvg_error_set(err, PVG_ERR_INVALID, "party %u: expected %zu values in %zu bytes",
+                             from, m, 4 + 8 * m);
     for (size_t i = 0; i < m; i++) {
         v[i] = get64(p->in + 4 + 8 * i);
         if (shamir && v[i] >= PVG_SHAMIR_PRIME)
-            return pvg_error_set(err, PVG_ERR_INVALID, "party %u: value %zu outside the field", from, i);
+            return pvg_error_set(err, PVG_ERR_INVALID, "party %u: value %zu outside the field",
+                                 from, i);
     }
     return PVG_OK;
 }
@@ -484,7 +500,8 @@ static pvg_status read_vec(const peer *p, unsigned from, size_t m, int shamir, u
 pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_mpc_table **out,
                        pvg_error *err)
 {
-    if (!o || !mine || !out || !o->rng) return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
+    if (!o || !mine || !out || !o->rng)
+        return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
     *out = NULL;
     if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
     pvg_status rs = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "mpc shares", err);
@@ -494,11 +511,13 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
         return pvg_error_set(err, PVG_ERR_INVALID, "parties must be 3..%d and the index below it",
                              MP_MAX_PARTIES);
     if (o->port < 1024 || o->port + P > 65535)
-        return pvg_error_set(err, PVG_ERR_INVALID, "port %u: expected 1024..%u", o->port, 65535 - P);
+        return pvg_error_set(err, PVG_ERR_INVALID, "port %u: expected 1024..%u", o->port,
+                             65535 - P);
     if (o->scheme != PVG_MPC_ADDITIVE && o->scheme != PVG_MPC_SHAMIR)
         return pvg_error_set(err, PVG_ERR_INVALID, "unknown sharing scheme");
     unsigned t = o->scheme == PVG_MPC_SHAMIR ? (o->threshold ? o->threshold : P / 2 + 1) : P;
-    if (t < 2 || t > P) return pvg_error_set(err, PVG_ERR_INVALID, "threshold %u: expected 2..%u", t, P);
+    if (t < 2 || t > P)
+        return pvg_error_set(err, PVG_ERR_INVALID, "threshold %u: expected 2..%u", t, P);
     int shamir = o->scheme == PVG_MPC_SHAMIR;
     long long deadline = now_ms() + (o->timeout_ms ? o->timeout_ms : 30000);
     size_t nm = pvg_mpc_table_count(mine);
@@ -508,18 +527,23 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
             if (v >= (int64_t)1 << 59 || v <= -((int64_t)1 << 59))
                 return pvg_error_set(err, PVG_ERR_INVALID,
                                      "group '%s': |total| must stay below 2^59 units for Shamir "
-                                     "sharing (use --scheme additive)", pvg_mpc_table_label(mine, i));
+                                     "sharing (use --scheme additive)",
+                                     pvg_mpc_table_label(mine, i));
         }
 
     peer pe[MP_MAX_PARTIES];
     memset(pe, 0, sizeof pe);
-    for (unsigned j = 0; j < P; j++) pe[j].fd = -1;
+    for (unsigned j = 0; j < P; j++)
+        pe[j].fd = -1;
     char **uni = NULL, ***lists = calloc(P, sizeof *lists);
     size_t m = 0, *lcount = calloc(P, sizeof *lcount);
     uint64_t *vec = NULL, *shares = NULL, *partial = NULL, *parts = NULL, *tmp = NULL;
     pvg_mpc_table *res = NULL;
     pvg_status st = PVG_OK;
-    if (!lists || !lcount) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+    if (!lists || !lcount) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     st = connect_mesh(o, t, pvg_mpc_table_decimals(mine), pe, deadline, err);
     if (st != PVG_OK) goto done;
 
@@ -528,21 +552,31 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
     if (o->groups) {
         size_t ng = pvg_mpc_table_count(o->groups);
         uni = calloc(ng ? ng : 1, sizeof *uni);
-        if (!uni) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
-        for (size_t i = 0; i < ng; i++) uni[m++] = (char *)pvg_mpc_table_label(o->groups, i);
+        if (!uni) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < ng; i++)
+            uni[m++] = (char *)pvg_mpc_table_label(o->groups, i);
         for (size_t i = 0, k = 0; i < nm; i++) { /* mine must be a subset */
             const char *l = pvg_mpc_table_label(mine, i);
-            while (k < m && strcmp(uni[k], l) < 0) k++;
+            while (k < m && strcmp(uni[k], l) < 0)
+                k++;
             if (k == m || strcmp(uni[k], l) != 0) {
-                st = pvg_error_set(err, PVG_ERR_INVALID, "group '%s' is not in the agreed group list", l);
+                st = pvg_error_set(err, PVG_ERR_INVALID,
+                                   "group '%s' is not in the agreed group list", l);
                 goto done;
             }
         }
     } else {
         size_t lb = 4;
-        for (size_t i = 0; i < nm; i++) lb += 1 + strlen(pvg_mpc_table_label(mine, i));
+        for (size_t i = 0; i < nm; i++)
+            lb += 1 + strlen(pvg_mpc_table_label(mine, i));
         uint8_t *lm = mp_msg(MP_LABELS, o->me, lb);
-        if (!lm) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        if (!lm) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
         put32(lm + MP_HDR, (uint32_t)nm);
         for (size_t i = 0, off = MP_HDR + 4; i < nm; i++) {
             const char *l = pvg_mpc_table_label(mine, i);
@@ -552,9 +586,13 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
             off += 1 + ll;
         }
         for (unsigned j = 0; j < P; j++)
-            if (j != o->me) { pe[j].out = lm; pe[j].out_len = MP_HDR + lb; }
+            if (j != o->me) {
+                pe[j].out = lm;
+                pe[j].out_len = MP_HDR + lb;
+            }
         st = exchange(pe, P, o->me, MP_LABELS, deadline, err);
-        for (unsigned j = 0; j < P; j++) pe[j].out = NULL;
+        for (unsigned j = 0; j < P; j++)
+            pe[j].out = NULL;
         free(lm);
         if (st != PVG_OK) goto done;
         size_t total = nm;
@@ -565,10 +603,15 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
         }
         if (st != PVG_OK) goto done;
         uni = calloc(total ? total : 1, sizeof *uni);
-        if (!uni) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
-        for (size_t i = 0; i < nm; i++) uni[m++] = (char *)pvg_mpc_table_label(mine, i);
+        if (!uni) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < nm; i++)
+            uni[m++] = (char *)pvg_mpc_table_label(mine, i);
         for (unsigned j = 0; j < P; j++)
-            for (size_t i = 0; j != o->me && i < lcount[j]; i++) uni[m++] = lists[j][i];
+            for (size_t i = 0; j != o->me && i < lcount[j]; i++)
+                uni[m++] = lists[j][i];
         qsort(uni, m, sizeof *uni, cmp_str);
         size_t u = 0;
         for (size_t i = 0; i < m; i++)
@@ -589,19 +632,26 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
     }
     for (size_t i = 0, k = 0; i < m; i++) {
         int64_t v = 0;
-        if (k < nm && strcmp(uni[i], pvg_mpc_table_label(mine, k)) == 0) v = pvg_mpc_table_value(mine, k++);
+        if (k < nm && strcmp(uni[i], pvg_mpc_table_label(mine, k)) == 0)
+            v = pvg_mpc_table_value(mine, k++);
         vec[i] = shamir ? (v >= 0 ? (uint64_t)v : PVG_SHAMIR_PRIME - (uint64_t)(-v)) : (uint64_t)v;
     }
     uint64_t xs[MP_MAX_PARTIES];
-    for (unsigned j = 0; j < P; j++) xs[j] = j + 1;
+    for (unsigned j = 0; j < P; j++)
+        xs[j] = j + 1;
     if (m) {
         st = shamir ? pvg_shamir_split(vec, m, t, P, xs, o->rng, shares, err)
                     : pvg_additive_split(vec, m, P, 64, o->rng, shares, err);
         if (st != PVG_OK) goto done;
     }
     for (unsigned j = 0; j < P && st == PVG_OK; j++)
-        if (j != o->me) st = vec_payload(shares + (size_t)j * m, m, &pe[j].out, &pe[j].out_len, MP_SHARES, o->me);
-    if (st != PVG_OK) { st = pvg_error_set(err, st, "out of memory"); goto done; }
+        if (j != o->me)
+            st = vec_payload(shares + (size_t)j * m, m, &pe[j].out, &pe[j].out_len, MP_SHARES,
+                             o->me);
+    if (st != PVG_OK) {
+        st = pvg_error_set(err, st, "out of memory");
+        goto done;
+    }
     st = exchange(pe, P, o->me, MP_SHARES, deadline, err);
     if (st != PVG_OK) goto done;
     memcpy(partial, shares + (size_t)o->me * m, m * sizeof *partial);
@@ -627,9 +677,13 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
         goto done;
     }
     for (unsigned j = 0; j < P; j++)
-        if (j != o->me) { pe[j].out = pm; pe[j].out_len = pml; }
+        if (j != o->me) {
+            pe[j].out = pm;
+            pe[j].out_len = pml;
+        }
     st = exchange(pe, P, o->me, MP_PARTIAL, deadline, err);
-    for (unsigned j = 0; j < P; j++) pe[j].out = NULL;
+    for (unsigned j = 0; j < P; j++)
+        pe[j].out = NULL;
     free(pm);
     if (st != PVG_OK) goto done;
     memcpy(parts + (size_t)o->me * m, partial, m * sizeof *partial);
@@ -641,7 +695,10 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
      * t partials and checks that every other partial lies on the same
      * polynomial */
     res = pvg_mpc_table_new(pvg_mpc_table_decimals(mine));
-    if (!res) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+    if (!res) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     if (m) {
         if (shamir) {
             st = pvg_shamir_combine(xs, parts, t, m, tmp, err);
@@ -650,7 +707,8 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
                 st = pvg_shamir_interpolate_at(xs, parts, t, m, xs[j], at, err);
                 if (st == PVG_OK && memcmp(at, parts + (size_t)j * m, m * sizeof *at) != 0)
                     st = pvg_error_set(err, PVG_ERR_CRYPTO,
-                                       "party %u's partial sums are inconsistent with the others'", j);
+                                       "party %u's partial sums are inconsistent with the others'",
+                                       j);
             }
         } else {
             st = pvg_additive_combine(parts, P, m, 64, tmp, err);
@@ -659,7 +717,7 @@ pvg_status pvg_mpc_sum(const pvg_mpc_options *o, const pvg_mpc_table *mine, pvg_
     }
     for (size_t i = 0; i < m && st == PVG_OK; i++) {
         int64_t v = shamir ? (tmp[i] > PVG_SHAMIR_PRIME / 2 ? -(int64_t)(PVG_SHAMIR_PRIME - tmp[i])
-                                                             : (int64_t)tmp[i])
+                                                            : (int64_t)tmp[i])
                            : (int64_t)tmp[i];
         st = pvg_mpc_table_add(res, uni[i], v, err);
     }
@@ -678,7 +736,8 @@ done:
     }
     if (lists)
         for (unsigned j = 0; j < P; j++) {
-            for (size_t i = 0; i < lcount[j]; i++) free(lists[j][i]);
+            for (size_t i = 0; i < lcount[j]; i++)
+                free(lists[j][i]);
             free(lists[j]);
         }
     free(lists);

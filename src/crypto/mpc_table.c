@@ -28,29 +28,45 @@ pvg_mpc_table *pvg_mpc_table_new(unsigned decimals)
 void pvg_mpc_table_free(pvg_mpc_table *t)
 {
     if (!t) return;
-    for (size_t i = 0; i < t->n; i++) free(t->labels[i]);
+    for (size_t i = 0; i < t->n; i++)
+        free(t->labels[i]);
     free(t->labels);
     free(t->values);
     free(t);
 }
 
-size_t pvg_mpc_table_count(const pvg_mpc_table *t) { return t ? t->n : 0; }
-const char *pvg_mpc_table_label(const pvg_mpc_table *t, size_t i) { return t && i < t->n ? t->labels[i] : NULL; }
-int64_t pvg_mpc_table_value(const pvg_mpc_table *t, size_t i) { return t && i < t->n ? t->values[i] : 0; }
-unsigned pvg_mpc_table_decimals(const pvg_mpc_table *t) { return t ? t->decimals : 0; }
+size_t pvg_mpc_table_count(const pvg_mpc_table *t)
+{
+    return t ? t->n : 0;
+}
+const char *pvg_mpc_table_label(const pvg_mpc_table *t, size_t i)
+{
+    return t && i < t->n ? t->labels[i] : NULL;
+}
+int64_t pvg_mpc_table_value(const pvg_mpc_table *t, size_t i)
+{
+    return t && i < t->n ? t->values[i] : 0;
+}
+unsigned pvg_mpc_table_decimals(const pvg_mpc_table *t)
+{
+    return t ? t->decimals : 0;
+}
 
 pvg_status pvg_mpc_table_add(pvg_mpc_table *t, const char *label, int64_t value, pvg_error *err)
 {
     if (!t || !label) return pvg_error_set(err, PVG_ERR_INVALID, "mpc table: missing argument");
     size_t len = strlen(label);
     if (len == 0 || len > 255)
-        return pvg_error_set(err, PVG_ERR_INVALID, "group label must be 1..255 bytes, got %zu", len);
+        return pvg_error_set(err, PVG_ERR_INVALID, "group label must be 1..255 bytes, got %zu",
+                             len);
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(t->labels[mid], label);
-        if (c < 0) lo = mid + 1;
-        else if (c > 0) hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else if (c > 0)
+            hi = mid;
         else {
             if (__builtin_add_overflow(t->values[mid], value, &t->values[mid]))
                 return pvg_error_set(err, PVG_ERR_INVALID, "group '%s': total overflows 64 bits",
@@ -84,9 +100,12 @@ static long find_label(const pvg_mpc_table *t, const char *label)
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(t->labels[mid], label);
-        if (c < 0) lo = mid + 1;
-        else if (c > 0) hi = mid;
-        else return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else if (c > 0)
+            hi = mid;
+        else
+            return (long)mid;
     }
     return -1;
 }
@@ -101,7 +120,9 @@ pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out, pvg_
     if (!path || !out) return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
+    if (!f)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     pvg_mpc_table *t = pvg_mpc_table_new(0);
     char *line = NULL;
     size_t cap = 0;
@@ -111,7 +132,8 @@ pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out, pvg_
     while (st == PVG_OK && (got = getline(&line, &cap, f)) >= 0) {
         ln++;
         size_t len = (size_t)got;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
         if (len == 0) continue;
         if (memchr(line, '\0', len) || len > 255) {
             st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1,
@@ -120,7 +142,8 @@ pvg_status pvg_mpc_table_read_groups(const char *path, pvg_mpc_table **out, pvg_
         }
         line[len] = '\0';
         if (find_label(t, line) >= 0) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1, "group '%s' repeated", line);
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 1, -1, "group '%s' repeated",
+                                  line);
             break;
         }
         pvg_error e2;
@@ -149,7 +172,10 @@ static int parse_fixed(const char *s, size_t len, unsigned dec, int64_t *out)
     int dot = 0;
     for (; i < len; i++) {
         char ch = s[i];
-        if (ch == '.' && !dot) { dot = 1; continue; }
+        if (ch == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
         if (ch < '0' || ch > '9') return -1;
         if (dot && ++frac > dec) return -2;
         if (v > (UINT64_MAX - 9) / 10) return -3;
@@ -166,14 +192,16 @@ static int parse_fixed(const char *s, size_t len, unsigned dec, int64_t *out)
     return 0;
 }
 
-pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
-                                  const pvg_mpc_table *allowed, pvg_mpc_table **out, pvg_error *err)
+pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals, const pvg_mpc_table *allowed,
+                                  pvg_mpc_table **out, pvg_error *err)
 {
     if (!path || !out) return pvg_error_set(err, PVG_ERR_INVALID, "mpc: missing argument");
     *out = NULL;
     if (decimals > 9) return pvg_error_set(err, PVG_ERR_INVALID, "decimals must be 0..9");
     FILE *f = fopen(path, "rb");
-    if (!f) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
+    if (!f)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     pvg_mpc_table *t = pvg_mpc_table_new(decimals);
     char *line = NULL, label[256];
     size_t cap = 0;
@@ -184,7 +212,8 @@ pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
     while (st == PVG_OK && (got = getline(&line, &cap, f)) >= 0) {
         ln++;
         size_t len = (size_t)got;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
         if (len == 0) continue;
         if (memchr(line, '\0', len)) {
             st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, 0, -1, "NUL byte in line");
@@ -201,7 +230,12 @@ pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
                     break;
                 }
                 if (line[i] == '"') {
-                    if (i + 1 < len && line[i + 1] == '"') { if (ll < 255) label[ll] = '"'; ll++; i += 2; continue; }
+                    if (i + 1 < len && line[i + 1] == '"') {
+                        if (ll < 255) label[ll] = '"';
+                        ll++;
+                        i += 2;
+                        continue;
+                    }
                     i++;
                     break;
                 }
@@ -243,13 +277,19 @@ pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
         const char *v = line + vstart;
         size_t vlen = len - vstart;
         if (memchr(v, ',', vlen)) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln,
-                                  (long)(vstart + (size_t)((const char *)memchr(v, ',', vlen) - v)) + 1,
-                                  -1, "expected 2 fields (group,value), found more");
+            st = pvg_error_set_at(
+                err, PVG_ERR_INVALID, path, ln,
+                (long)(vstart + (size_t)((const char *)memchr(v, ',', vlen) - v)) + 1, -1,
+                "expected 2 fields (group,value), found more");
             break;
         }
-        while (vlen && (*v == ' ' || *v == '\t')) { v++; vlen--; vstart++; }
-        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
+        while (vlen && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+            vstart++;
+        }
+        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
         if (ln == 1 && strcmp(label, "group") == 0 && vlen == 5 && memcmp(v, "value", 5) == 0)
             continue; /* header */
         if (allowed && !pvg_mpc_table_has(allowed, label)) {
@@ -262,7 +302,7 @@ pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
         if (rc != 0) {
             st = pvg_error_set_at(err, PVG_ERR_INVALID, path, ln, (long)vstart + 1, -1,
                                   "value '%.*s': %s", (int)(vlen > 40 ? 40 : vlen), v,
-                                  rc == -2 ? "more fraction digits than --decimals allows"
+                                  rc == -2   ? "more fraction digits than --decimals allows"
                                   : rc == -3 ? "out of range"
                                              : "expected a decimal number");
             break;
@@ -273,7 +313,8 @@ pvg_status pvg_mpc_table_read_csv(const char *path, unsigned decimals,
             break;
         }
     }
-    if (st == PVG_OK && ferror(f)) st = pvg_error_set_at(err, PVG_ERR_IO, path, ln, 0, -1, "read error");
+    if (st == PVG_OK && ferror(f))
+        st = pvg_error_set_at(err, PVG_ERR_IO, path, ln, 0, -1, "read error");
     free(line);
     fclose(f);
     if (st != PVG_OK) {

@@ -88,7 +88,8 @@ void pvg_paillier_pub_free(pvg_paillier_pub *pub)
     free(pub);
 }
 
-pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pub **out, pvg_error *err)
+pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pub **out,
+                               pvg_error *err)
 {
     *out = NULL;
     if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init failed");
@@ -99,8 +100,9 @@ pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pu
                              "modulus n has %zu bits; at least %u are required",
                              mpz_sgn(n) <= 0 ? (size_t)0 : bits, min_bits);
     if (bits > PVG_PAILLIER_MAX_BITS)
-        return pvg_error_set(err, PVG_ERR_INVALID, "modulus n has %zu bits; at most %d are accepted",
-                             bits, PVG_PAILLIER_MAX_BITS);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "modulus n has %zu bits; at most %d are accepted", bits,
+                             PVG_PAILLIER_MAX_BITS);
     if (mpz_even_p(n)) return pvg_error_set(err, PVG_ERR_INVALID, "modulus n is even");
     pvg_paillier_pub *pub = pub_alloc();
     if (!pub) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -495,7 +497,8 @@ void pvg_he_decrypt_halves(const pvg_paillier_priv *k, const mpz_t c, mpz_t mp, 
     half_reduce(c, k->q2, tq);
     size_t eb = mpz_sizeinbase(k->q, 2); /* q > p */
     /* both halves interleaved on IFMA; else one after the other */
-    if (!k->mp2 || !k->mq2 || !pvg_he_powm2_sec(k->mp2, k->mq2, tp, tq, tp, tq, k->pm1, k->qm1, eb)) {
+    if (!k->mp2 || !k->mq2 ||
+        !pvg_he_powm2_sec(k->mp2, k->mq2, tp, tq, tp, tq, k->pm1, k->qm1, eb)) {
         half_powm(tp, k->p, k->pm1, k->p2, k->mp2);
         half_powm(tq, k->q, k->qm1, k->q2, k->mq2);
     }
@@ -597,7 +600,8 @@ void pvg_paillier_ct_free(pvg_paillier_ct *ct)
 void pvg_paillier_ct_array_free(pvg_paillier_ct **cts, size_t count)
 {
     if (!cts) return;
-    for (size_t i = 0; i < count; i++) pvg_paillier_ct_free(cts[i]);
+    for (size_t i = 0; i < count; i++)
+        pvg_paillier_ct_free(cts[i]);
     free(cts);
 }
 
@@ -635,9 +639,10 @@ pvg_status pvg_paillier_ct_set_decimal(pvg_paillier_ct *ct, const char *v, long 
     size_t len = strlen(v);
     size_t max_digits = mpz_sizeinbase(ct->pub->n2, 10) + 1;
     if (len > max_digits)
-        return pvg_error_set(err, PVG_ERR_INVALID,
-                             "ciphertext has %zu digits; a ciphertext under this key has at most %zu",
-                             len, max_digits - 1);
+        return pvg_error_set(
+            err, PVG_ERR_INVALID,
+            "ciphertext has %zu digits; a ciphertext under this key has at most %zu", len,
+            max_digits - 1);
     for (size_t i = 0; i < len; i++)
         if (v[i] < '0' || v[i] > '9')
             return pvg_error_set(err, PVG_ERR_INVALID,
@@ -678,15 +683,16 @@ pvg_status pvg_he_lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, p
     if (d <= 0) return PVG_OK;
     if ((size_t)d * 4 + 1 > pub->bits)
         return pvg_error_set(err, PVG_ERR_INVALID,
-                             "cannot lower the exponent by %ld: 16^%ld exceeds the key's max_int", d,
-                             d);
+                             "cannot lower the exponent by %ld: 16^%ld exceeds the key's max_int",
+                             d, d);
     mpz_t f;
     mpz_init(f);
     mpz_ui_pow_ui(f, 16, (unsigned long)d);
     pvg_status st = PVG_OK;
     if (mpz_cmp(f, pub->max_int) > 0)
         st = pvg_error_set(err, PVG_ERR_INVALID,
-                           "cannot lower the exponent by %ld: 16^%ld exceeds the key's max_int", d, d);
+                           "cannot lower the exponent by %ld: 16^%ld exceeds the key's max_int", d,
+                           d);
     else
         mpz_powm(c, c, f, pub->n2);
     mpz_clear(f);
@@ -763,8 +769,8 @@ pvg_status pvg_paillier_add_text(pvg_paillier_ct *out, const pvg_paillier_ct *a,
 }
 
 /* out = a^enc with python-paillier's negative shortcut. */
-static pvg_status raw_mul(pvg_paillier_ct *out, const pvg_paillier_ct *a, const mpz_t enc,
-                          long exp, pvg_error *err)
+static pvg_status raw_mul(pvg_paillier_ct *out, const pvg_paillier_ct *a, const mpz_t enc, long exp,
+                          pvg_error *err)
 {
     const pvg_paillier_pub *pub = a->pub;
     long new_exp = (long)a->exponent + exp;

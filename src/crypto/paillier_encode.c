@@ -23,8 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out,
-                             pvg_error *err)
+pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out, pvg_error *err)
 {
     if (mpz_cmpabs(v, pub->max_int) > 0)
         return pvg_error_set(err, PVG_ERR_INVALID,
@@ -46,7 +45,8 @@ pvg_status pvg_he_encode_double(const pvg_paillier_pub *pub, double x, double pr
                                 pvg_error *err)
 {
     if (!isfinite(x))
-        return pvg_error_set(err, PVG_ERR_INVALID, "cannot encode %s", isnan(x) ? "NaN" : "infinity");
+        return pvg_error_set(err, PVG_ERR_INVALID, "cannot encode %s",
+                             isnan(x) ? "NaN" : "infinity");
     long prec_exp;
     if (precision > 0) {
         if (!isfinite(precision))
@@ -112,7 +112,8 @@ static int classify(const char *t, size_t *bad)
     size_t i = 0;
     if (t[i] == '+' || t[i] == '-') i++;
     size_t digits = 0;
-    while (t[i] >= '0' && t[i] <= '9') i++, digits++;
+    while (t[i] >= '0' && t[i] <= '9')
+        i++, digits++;
     if (t[i] == '\0') {
         if (digits) return 1;
         *bad = i;
@@ -122,7 +123,8 @@ static int classify(const char *t, size_t *bad)
     size_t frac = 0;
     if (t[i] == '.') {
         i++;
-        while (t[i] >= '0' && t[i] <= '9') i++, frac++;
+        while (t[i] >= '0' && t[i] <= '9')
+            i++, frac++;
     }
     if (digits + frac == 0) {
         *bad = i;
@@ -132,7 +134,8 @@ static int classify(const char *t, size_t *bad)
         i++;
         if (t[i] == '+' || t[i] == '-') i++;
         size_t ed = 0;
-        while (t[i] >= '0' && t[i] <= '9') i++, ed++;
+        while (t[i] >= '0' && t[i] <= '9')
+            i++, ed++;
         if (!ed) {
             *bad = i;
             return 0;
@@ -210,8 +213,7 @@ pvg_status pvg_he_decode_mantissa(const pvg_paillier_pub *pub, const mpz_t enc, 
                          "the ciphertext was made under another key");
 }
 
-pvg_status pvg_he_mantissa_to_double(const mpz_t mant, long exponent, double *out,
-                                     pvg_error *err)
+pvg_status pvg_he_mantissa_to_double(const mpz_t mant, long exponent, double *out, pvg_error *err)
 {
     *out = 0;
     if (mpz_sgn(mant) == 0) return PVG_OK;
@@ -285,7 +287,8 @@ void pvg_he_double_repr(double x, char *buf, size_t len)
         if (*s >= '0' && *s <= '9') digits[nd++] = *s;
     digits[nd] = '\0';
     int exp10 = atoi(s + 1);
-    while (nd > 1 && digits[nd - 1] == '0') digits[--nd] = '\0';
+    while (nd > 1 && digits[nd - 1] == '0')
+        digits[--nd] = '\0';
     int decpt = exp10 + 1; /* value = 0.digits * 10^decpt */
     char out[64];
     size_t o = 0;
@@ -295,13 +298,17 @@ void pvg_he_double_repr(double x, char *buf, size_t len)
         if (decpt <= 0) {
             out[o++] = '0';
             out[o++] = '.';
-            for (int i = 0; i < -decpt; i++) out[o++] = '0';
-            for (size_t i = 0; i < nd; i++) out[o++] = digits[i];
+            for (int i = 0; i < -decpt; i++)
+                out[o++] = '0';
+            for (size_t i = 0; i < nd; i++)
+                out[o++] = digits[i];
         } else {
-            for (int i = 0; i < decpt; i++) out[o++] = (size_t)i < nd ? digits[i] : '0';
+            for (int i = 0; i < decpt; i++)
+                out[o++] = (size_t)i < nd ? digits[i] : '0';
             out[o++] = '.';
             if ((size_t)decpt < nd)
-                for (size_t i = (size_t)decpt; i < nd; i++) out[o++] = digits[i];
+                for (size_t i = (size_t)decpt; i < nd; i++)
+                    out[o++] = digits[i];
             else
                 out[o++] = '0';
         }
@@ -310,7 +317,8 @@ void pvg_he_double_repr(double x, char *buf, size_t len)
         out[o++] = digits[0];
         if (nd > 1) {
             out[o++] = '.';
-            for (size_t i = 1; i < nd; i++) out[o++] = digits[i];
+            for (size_t i = 1; i < nd; i++)
+                out[o++] = digits[i];
         }
         out[o] = '\0';
         snprintf(out + o, sizeof out - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
@@ -378,7 +386,8 @@ pvg_status pvg_he_mantissa_to_exact(const mpz_t mant, long exponent, char **out,
     if (L <= k4) {
         s[o++] = '0';
         s[o++] = '.';
-        for (size_t i = 0; i < k4 - L; i++) s[o++] = '0';
+        for (size_t i = 0; i < k4 - L; i++)
+            s[o++] = '0';
         memcpy(s + o, digits, L);
         o += L;
     } else {
@@ -391,7 +400,8 @@ pvg_status pvg_he_mantissa_to_exact(const mpz_t mant, long exponent, char **out,
     s[o] = '\0';
     free(digits);
     /* trim trailing zeros of the fraction and a bare point */
-    while (o > 0 && s[o - 1] == '0') s[--o] = '\0';
+    while (o > 0 && s[o - 1] == '0')
+        s[--o] = '\0';
     if (o > 0 && s[o - 1] == '.') s[--o] = '\0';
     if (strcmp(s, "-0") == 0) strcpy(s, "0");
     *out = s;

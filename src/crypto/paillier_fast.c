@@ -53,11 +53,11 @@ struct pvg_paillier_enc {
     pvg_rng *rng; /* owned; used by the calling thread */
     /* DJN */
     unsigned abits, nwin;
-    size_t limbs;      /* limbs of n^2 */
-    mp_limb_t *table;  /* nwin * DJN_ROW * limbs */
-    mp_limb_t *sel;    /* limbs: the selected entry */
-    mpz_t hs;          /* the fixed base (kept for the reference kernel) */
-    pvg_he_acc *acc;   /* the comb's running product (paillier_mont.c) */
+    size_t limbs;     /* limbs of n^2 */
+    mp_limb_t *table; /* nwin * DJN_ROW * limbs */
+    mp_limb_t *sel;   /* limbs: the selected entry */
+    mpz_t hs;         /* the fixed base (kept for the reference kernel) */
+    pvg_he_acc *acc;  /* the comb's running product (paillier_mont.c) */
     int has_hs;
     /* POOL */
     unsigned nthreads;
@@ -104,7 +104,8 @@ static void fresh_obfuscator(const pvg_paillier_pub *pub, pvg_rng *rng, mpz_t ou
 static void limbs_from_mpz(mp_limb_t *dst, size_t limbs, const mpz_t x)
 {
     size_t n = mpz_size(x);
-    for (size_t i = 0; i < limbs; i++) dst[i] = i < n ? mpz_getlimbn(x, (mp_size_t)i) : 0;
+    for (size_t i = 0; i < limbs; i++)
+        dst[i] = i < n ? mpz_getlimbn(x, (mp_size_t)i) : 0;
 }
 
 static pvg_status djn_setup(pvg_paillier_enc *enc, pvg_error *err)
@@ -127,7 +128,7 @@ static pvg_status djn_setup(pvg_paillier_enc *enc, pvg_error *err)
     } while (mpz_cmp_ui(g, 1) != 0);
     mpz_mul(h, x, x);
     mpz_mod(h, h, pub->n);
-    mpz_sub(h, pub->n, h);            /* h = -x^2 mod n */
+    mpz_sub(h, pub->n, h);              /* h = -x^2 mod n */
     mpz_powm(base, h, pub->n, pub->n2); /* hs = h^n mod n^2 */
     mpz_init_set(enc->hs, base);
     enc->has_hs = 1;
@@ -155,7 +156,8 @@ static void djn_select(const mp_limb_t *row, size_t limbs, unsigned idx, mp_limb
         uint64_t diff = (uint64_t)(j ^ idx);
         mp_limb_t mask = (mp_limb_t)0 - (mp_limb_t)((diff - 1) >> 63); /* all ones iff j == idx */
         const mp_limb_t *e = row + (size_t)j * limbs;
-        for (size_t k = 0; k < limbs; k++) sel[k] |= e[k] & mask;
+        for (size_t k = 0; k < limbs; k++)
+            sel[k] |= e[k] & mask;
     }
 }
 
@@ -223,7 +225,8 @@ static void *pool_worker(void *p)
     mpz_init(obf);
     for (;;) {
         pthread_mutex_lock(&enc->mu);
-        while (enc->count == enc->cap && !enc->stop) pthread_cond_wait(&enc->not_full, &enc->mu);
+        while (enc->count == enc->cap && !enc->stop)
+            pthread_cond_wait(&enc->not_full, &enc->mu);
         int stop = enc->stop;
         pthread_mutex_unlock(&enc->mu);
         if (stop) break;
@@ -244,7 +247,8 @@ static void *pool_worker(void *p)
 static void pool_take(pvg_paillier_enc *enc, mpz_t out)
 {
     pthread_mutex_lock(&enc->mu);
-    while (enc->count == 0) pthread_cond_wait(&enc->not_empty, &enc->mu);
+    while (enc->count == 0)
+        pthread_cond_wait(&enc->not_empty, &enc->mu);
     mpz_swap(out, enc->ring[enc->head]);
     enc->head = (enc->head + 1) % enc->cap;
     enc->count--;
@@ -252,8 +256,7 @@ static void pool_take(pvg_paillier_enc *enc, mpz_t out)
     pthread_mutex_unlock(&enc->mu);
 }
 
-static pvg_status pool_start(pvg_paillier_enc *enc, unsigned threads, size_t cap,
-                             pvg_error *err)
+static pvg_status pool_start(pvg_paillier_enc *enc, unsigned threads, size_t cap, pvg_error *err)
 {
     enc->cap = cap ? cap : 256;
     enc->nthreads = 0;
@@ -263,7 +266,8 @@ static pvg_status pool_start(pvg_paillier_enc *enc, unsigned threads, size_t cap
     if (!enc->ring || !enc->threads || !enc->wrng)
         return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     enc->wrng_len = threads;
-    for (size_t i = 0; i < enc->cap; i++) mpz_init(enc->ring[i]);
+    for (size_t i = 0; i < enc->cap; i++)
+        mpz_init(enc->ring[i]);
     pthread_mutex_init(&enc->mu, NULL);
     pthread_cond_init(&enc->not_empty, NULL);
     pthread_cond_init(&enc->not_full, NULL);
@@ -297,23 +301,25 @@ void pvg_paillier_enc_free(pvg_paillier_enc *enc)
         pthread_cond_broadcast(&enc->not_full);
         pthread_cond_broadcast(&enc->not_empty);
         pthread_mutex_unlock(&enc->mu);
-        for (unsigned t = 0; t < enc->nthreads; t++) pthread_join(enc->threads[t], NULL);
+        for (unsigned t = 0; t < enc->nthreads; t++)
+            pthread_join(enc->threads[t], NULL);
         pthread_mutex_destroy(&enc->mu);
         pthread_cond_destroy(&enc->not_empty);
         pthread_cond_destroy(&enc->not_full);
     }
     if (enc->ring) {
-        for (size_t i = 0; i < enc->cap; i++) pvg_he_mpz_wipe(enc->ring[i]);
+        for (size_t i = 0; i < enc->cap; i++)
+            pvg_he_mpz_wipe(enc->ring[i]);
         free(enc->ring);
     }
     if (enc->wrng) {
-        for (unsigned t = 0; t < enc->wrng_len; t++) pvg_rng_free(enc->wrng[t]);
+        for (unsigned t = 0; t < enc->wrng_len; t++)
+            pvg_rng_free(enc->wrng[t]);
         free(enc->wrng);
     }
     free(enc->threads);
     if (enc->table) {
-        sodium_memzero(enc->table,
-                       (size_t)enc->nwin * DJN_ROW * enc->limbs * sizeof(mp_limb_t));
+        sodium_memzero(enc->table, (size_t)enc->nwin * DJN_ROW * enc->limbs * sizeof(mp_limb_t));
         free(enc->table);
     }
     if (enc->sel) free(enc->sel);
@@ -363,9 +369,15 @@ pvg_status pvg_paillier_enc_new(const pvg_paillier_pub *pub, const pvg_paillier_
 pvg_status pvg_he_enc_obfuscator(pvg_paillier_enc *enc, mpz_t out, pvg_error *err)
 {
     switch (enc->mode) {
-    case PVG_PAILLIER_OBF_FRESH: fresh_obfuscator(enc->pub, enc->rng, out); return PVG_OK;
-    case PVG_PAILLIER_OBF_DJN: djn_obfuscator(enc, out); return PVG_OK;
-    case PVG_PAILLIER_OBF_POOL: pool_take(enc, out); return PVG_OK;
+    case PVG_PAILLIER_OBF_FRESH:
+        fresh_obfuscator(enc->pub, enc->rng, out);
+        return PVG_OK;
+    case PVG_PAILLIER_OBF_DJN:
+        djn_obfuscator(enc, out);
+        return PVG_OK;
+    case PVG_PAILLIER_OBF_POOL:
+        pool_take(enc, out);
+        return PVG_OK;
     }
     assert(!"pvg_paillier_enc_new admits only the three modes");
     return pvg_error_set(err, PVG_ERR_INTERNAL, "bad obfuscator mode");
@@ -396,8 +408,8 @@ pvg_status pvg_paillier_encrypt_text(pvg_paillier_enc *enc, const char *text, in
     mpz_t m;
     mpz_init(m);
     long exp = 0;
-    pvg_status st = pvg_he_encode_text(enc->pub, text, max_exponent != INT_MAX, max_exponent, m,
-                                       &exp, err);
+    pvg_status st =
+        pvg_he_encode_text(enc->pub, text, max_exponent != INT_MAX, max_exponent, m, &exp, err);
     if (st == PVG_OK) st = encrypt_encoded(enc, m, exp, out, err);
     pvg_he_mpz_wipe(m);
     return st;
@@ -457,8 +469,8 @@ size_t pvg_paillier_packed_capacity(const pvg_paillier_pub *pub, unsigned slot_b
     return (size_t)(pub->bits - 3) / B;
 }
 
-pvg_status pvg_paillier_encrypt_packed(pvg_paillier_enc *enc, const uint64_t *values,
-                                       size_t count, unsigned slot_bits, unsigned headroom_bits,
+pvg_status pvg_paillier_encrypt_packed(pvg_paillier_enc *enc, const uint64_t *values, size_t count,
+                                       unsigned slot_bits, unsigned headroom_bits,
                                        pvg_paillier_ct *out, pvg_error *err)
 {
     size_t cap = pvg_paillier_packed_capacity(enc->pub, slot_bits, headroom_bits);

@@ -28,12 +28,12 @@ struct pvg_paillier_pub {
 };
 
 struct pvg_paillier_priv {
-    pvg_paillier_pub *pub; /* owned copy */
-    mpz_t p, q;            /* p < q */
-    mpz_t p2, q2;          /* p^2, q^2 */
-    mpz_t pm1, qm1;        /* p - 1, q - 1 */
-    mpz_t hp, hq;          /* L_p(g^(p-1) mod p^2)^-1 mod p, same for q */
-    mpz_t pinv;            /* p^-1 mod q */
+    pvg_paillier_pub *pub;  /* owned copy */
+    mpz_t p, q;             /* p < q */
+    mpz_t p2, q2;           /* p^2, q^2 */
+    mpz_t pm1, qm1;         /* p - 1, q - 1 */
+    mpz_t hp, hq;           /* L_p(g^(p-1) mod p^2)^-1 mod p, same for q */
+    mpz_t pinv;             /* p^-1 mod q */
     pvg_he_mont *mp2, *mq2; /* contexts mod p^2 and q^2 (owned; NULL: none) */
 };
 
@@ -55,7 +55,8 @@ void pvg_he_mpz_wipe(mpz_t x);
 /* pub from an mpz n (copied); validates size (>= min_bits; the public
  * entry points pass PVG_PAILLIER_MIN_BITS, known-answer tests 0) and
  * oddness. */
-pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pub **out, pvg_error *err);
+pvg_status pvg_he_pub_from_mpz(const mpz_t n, unsigned min_bits, pvg_paillier_pub **out,
+                               pvg_error *err);
 /* priv from mpz p, q for pub (copied). */
 pvg_status pvg_he_priv_from_mpz(const pvg_paillier_pub *pub, const mpz_t p, const mpz_t q,
                                 pvg_paillier_priv **out, pvg_error *err);
@@ -103,8 +104,7 @@ const char *pvg_he_kernel_name(pvg_he_kernel k);
  * read with masks) and in base; IFMA kernel only. Returns 0, doing
  * nothing, when the kernel is not IFMA, e has more than ebits bits, base is
  * outside [0, M) or memory runs out: callers then use mpz_powm_sec. */
-int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e,
-                    size_t ebits);
+int pvg_he_powm_sec(const pvg_he_mont *m, mpz_t out, const mpz_t base, const mpz_t e, size_t ebits);
 /* Two such exponentiations (mod p^2 and mod q^2 in decryption), their
  * products interleaved in one loop; both contexts must have the same digit
  * count. out1/out2 must not be base or exponent of the other pair. Returns
@@ -136,8 +136,7 @@ void pvg_he_acc_get(pvg_he_acc *a, mpz_t out);
 
 /* Encodes an integer with exponent `exponent` (the caller already scaled
  * it): checks |v| <= max_int, wraps negatives: out = v mod n. */
-pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out,
-                             pvg_error *err);
+pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out, pvg_error *err);
 /* python-paillier's EncodedNumber.encode for a float. precision <= 0: none.
  * has_max: apply max_exponent. */
 pvg_status pvg_he_encode_double(const pvg_paillier_pub *pub, double x, double precision,
@@ -153,8 +152,7 @@ pvg_status pvg_he_decode_mantissa(const pvg_paillier_pub *pub, const mpz_t enc, 
                                   pvg_error *err);
 /* mantissa * 16^exponent as the nearest double; PVG_ERR_INVALID on
  * overflow to infinity. */
-pvg_status pvg_he_mantissa_to_double(const mpz_t mant, long exponent, double *out,
-                                     pvg_error *err);
+pvg_status pvg_he_mantissa_to_double(const mpz_t mant, long exponent, double *out, pvg_error *err);
 /* Python's text of the decoded value (int for exponent >= 0, else float
  * repr). new string (malloc). */
 pvg_status pvg_he_mantissa_to_text(const mpz_t mant, long exponent, char **out, pvg_error *err);

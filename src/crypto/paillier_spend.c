@@ -35,13 +35,13 @@ typedef struct sp_ctx {
     int closed_domain; /* dp + category/none: no new groups from the data */
     sp_item *items;    /* item row id -> group, open addressing */
     size_t icap;
-    int *ug;           /* per user: groups touched and subtotals */
+    int *ug; /* per user: groups touched and subtotals */
     int64_t *ucents;
     size_t un, ucap;
     int64_t clamp_cents;
     long max_groups;
     pvg_paillier_ct *tmp;
-    int *cg;           /* contributions: group and clamped cents, in read order */
+    int *cg; /* contributions: group and clamped cents, in read order */
     int64_t *cv;
     size_t cn, ccap;
     long long users, events;
@@ -79,7 +79,8 @@ static int item_group(sp_ctx *x, int64_t item_id)
         x->icap = 1 << 16;
         x->items = malloc(x->icap * sizeof *x->items);
         if (!x->items) return -1;
-        for (size_t i = 0; i < x->icap; i++) x->items[i].group = -2;
+        for (size_t i = 0; i < x->icap; i++)
+            x->items[i].group = -2;
     }
     size_t mask = x->icap - 1;
     size_t h = (size_t)(((uint64_t)item_id * 0x9E3779B97F4A7C15ull) >> 20) & mask;
@@ -114,8 +115,7 @@ static int sp_user(void *ctx, const pvg_user_view *user, const pvg_event *ev, si
         if (!isfinite(ev[i].amount) || fabs(ev[i].amount) > 1e13) continue;
         int g;
         if (x->o->group_by == PVG_SPEND_BY_COUNTRY)
-            g = group_index(x, (ev[i].fields & PVG_FIELD_COUNTRY) && ev[i].country &&
-                                       *ev[i].country
+            g = group_index(x, (ev[i].fields & PVG_FIELD_COUNTRY) && ev[i].country && *ev[i].country
                                    ? ev[i].country
                                    : "(unknown)");
         else if (x->o->group_by == PVG_SPEND_BY_CATEGORY)
@@ -187,8 +187,8 @@ static int sp_user(void *ctx, const pvg_user_view *user, const pvg_event *ev, si
 typedef struct sp_worker {
     sp_ctx *x;
     unsigned idx, nthreads;
-    pvg_paillier_enc *enc;     /* own DJN encryptor (own generator) */
-    pvg_he_acc **partial;      /* per group: running products (paillier_mont.c) */
+    pvg_paillier_enc *enc; /* own DJN encryptor (own generator) */
+    pvg_he_acc **partial;  /* per group: running products (paillier_mont.c) */
     pvg_paillier_ct *tmp;
     pvg_status st;
     pvg_error err;
@@ -264,7 +264,8 @@ static pvg_status sp_encrypt_all(sp_ctx *x, unsigned threads, pvg_rng *rng, pvg_
     (void)started;
     for (unsigned t = 0; t < made; t++) {
         if (w[t].partial)
-            for (size_t g = 0; g < x->ng; g++) pvg_he_acc_free(w[t].partial[g]);
+            for (size_t g = 0; g < x->ng; g++)
+                pvg_he_acc_free(w[t].partial[g]);
         free(w[t].partial);
         pvg_paillier_ct_free(w[t].tmp);
         pvg_paillier_enc_free(w[t].enc);
@@ -448,10 +449,8 @@ pvg_status pvg_paillier_spend_total(pvg_store *s, const pvg_paillier_pub *pub,
                  opts->dataset ? opts->dataset : "", opts->dataset ? "]" : "");
         /* One budget per store: spend totals are the purpose "spend_totals"
          * whatever label the caller gives (kept in the description). */
-        st = pvg_ledger_charge(s, "spend_totals", what,
-                               "discrete-laplace", opts->epsilon,
-                               opts->group_by == PVG_SPEND_BY_COUNTRY ? opts->delta : 0, NULL,
-                               err);
+        st = pvg_ledger_charge(s, "spend_totals", what, "discrete-laplace", opts->epsilon,
+                               opts->group_by == PVG_SPEND_BY_COUNTRY ? opts->delta : 0, NULL, err);
         if (st != PVG_OK) goto done;
     }
     /* Re-randomise every total that leaves; move kept groups to the result. */
@@ -502,7 +501,8 @@ done:
 void pvg_he_spend_plain_free(pvg_he_spend_plain *p)
 {
     if (!p) return;
-    for (size_t i = 0; i < p->n; i++) free(p->names[i]);
+    for (size_t i = 0; i < p->n; i++)
+        free(p->names[i]);
     free(p->names);
     free(p->cents);
     free(p);
@@ -573,7 +573,8 @@ pvg_status pvg_he_spend_total_plain(const pvg_he_spend_user *users, size_t n_use
     if ((st = sp_dp_noise(&x, rng, keep, z, &res->noise_scale, err)) != PVG_OK) goto done;
     /* what the encrypted path multiplies into each total: the clamped
      * contributions, then the noise */
-    for (size_t i = 0; i < x.cn; i++) sum[x.cg[i]] += x.cv[i];
+    for (size_t i = 0; i < x.cn; i++)
+        sum[x.cg[i]] += x.cv[i];
     size_t nr = 0;
     for (size_t i = 0; i < x.ng; i++) {
         if (!keep[i]) continue;
@@ -589,7 +590,8 @@ pvg_status pvg_he_spend_total_plain(const pvg_he_spend_user *users, size_t n_use
     }
     res->n = nr;
 done:
-    for (size_t i = 0; i < x.ng; i++) free(x.groups[i].name);
+    for (size_t i = 0; i < x.ng; i++)
+        free(x.groups[i].name);
     free(x.groups);
     free(x.ug);
     free(x.ucents);

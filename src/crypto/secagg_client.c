@@ -19,9 +19,9 @@ typedef struct {
     uint64_t own_s[SA_SHARE_ELEMS], own_b[SA_SHARE_ELEMS]; /* own share (x = id + 1) */
 } client_secrets;
 
-typedef struct {             /* per neighbour, secret part */
-    uint8_t box_key[32];     /* AEAD key of the share boxes with this neighbour */
-    uint8_t mask_seed[32];   /* pairwise mask seed s_uv */
+typedef struct {           /* per neighbour, secret part */
+    uint8_t box_key[32];   /* AEAD key of the share boxes with this neighbour */
+    uint8_t mask_seed[32]; /* pairwise mask seed s_uv */
     uint64_t s_share[SA_SHARE_ELEMS], b_share[SA_SHARE_ELEMS];
 } nb_secret;
 
@@ -30,12 +30,12 @@ struct pvg_secagg_client {
     uint32_t id;
     int state;
     pvg_rng *rng;
-    uint32_t *nb;             /* k neighbours, ascending */
-    uint8_t *alive1;          /* neighbour advertised (in KEYS) */
-    uint8_t *alive2;          /* neighbour's box received (in FORWARD) */
+    uint32_t *nb;    /* k neighbours, ascending */
+    uint8_t *alive1; /* neighbour advertised (in KEYS) */
+    uint8_t *alive2; /* neighbour's box received (in FORWARD) */
     uint8_t c_pk[32], s_pk_own[32];
     client_secrets *sec;
-    nb_secret *nbs;           /* k entries, sodium_malloc */
+    nb_secret *nbs; /* k entries, sodium_malloc */
 };
 
 pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
@@ -95,9 +95,11 @@ void pvg_secagg_client_free(pvg_secagg_client *c)
 pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size_t *out_len,
                                        pvg_error *err)
 {
-    if (!c || !out || !out_len) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    if (!c || !out || !out_len)
+        return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
     if (c->state != C_NEW)
-        return pvg_error_set(err, PVG_ERR_STATE, "secagg client %u: keys already advertised", c->id);
+        return pvg_error_set(err, PVG_ERR_STATE, "secagg client %u: keys already advertised",
+                             c->id);
     pvg_rng_bytes(c->rng, c->sec->c_sk, 32);
     pvg_rng_bytes(c->rng, c->sec->s_sk, 32);
     crypto_scalarmult_base(c->c_pk, c->sec->c_sk);
@@ -115,15 +117,16 @@ pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size
 pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
                                         uint8_t **out, size_t *out_len, pvg_error *err)
 {
-    if (!c || !out || !out_len) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    if (!c || !out || !out_len)
+        return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
     if (c->state != C_ADVERTISED)
         return pvg_error_set(err, PVG_ERR_STATE, "secagg client %u: not expecting KEYS now", c->id);
     const uint8_t *pl;
     size_t plen;
     uint32_t sender;
     int type;
-    pvg_status st = sa_msg_parse(in, in_len, c->p.session, SA_KEYS, c->id, &pl, &plen, &sender,
-                                 &type, err);
+    pvg_status st =
+        sa_msg_parse(in, in_len, c->p.session, SA_KEYS, c->id, &pl, &plen, &sender, &type, err);
     if (st != PVG_OK) return st;
     if (sender != SA_SERVER_ID)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "KEYS", 0, 0, 24, "sender is not the server");
@@ -144,8 +147,9 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
         uint32_t v = sa_get32(e);
         long at = sa_find(c->nb, c->p.k, v);
         if (at < 0 || (long)v <= prev) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, "KEYS", 0, 0, SA_HDR + 4 + 68 * (long long)i,
-                                  "entry %u: client %u is not a neighbour or out of order", i, v);
+            st =
+                pvg_error_set_at(err, PVG_ERR_INVALID, "KEYS", 0, 0, SA_HDR + 4 + 68 * (long long)i,
+                                 "entry %u: client %u is not a neighbour or out of order", i, v);
             break;
         }
         prev = v;
@@ -169,7 +173,8 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
         c->state = C_FAILED;
         return pvg_error_set(err, PVG_ERR_ABORTED,
                              "secagg client %u: only %u of its neighbours are alive, threshold %u "
-                             "needs %u share holders", c->id, cnt, c->p.t, c->p.t);
+                             "needs %u share holders",
+                             c->id, cnt, c->p.t, c->p.t);
     }
     /* keys, self-mask seed, shares */
     pvg_rng_bytes(c->rng, c->sec->b, 32);
@@ -180,12 +185,14 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
     uint8_t plain[SA_BOX_PLAIN]; /* wiped below */
     if (!xs || !sh || !m) {
         sodium_free(kx);
-        free(xs); free(m);
+        free(xs);
+        free(m);
         if (sh) sodium_free(sh);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
     }
     xs[0] = (uint64_t)c->id + 1;
-    for (uint32_t i = 0; i < cnt; i++) xs[i + 1] = (uint64_t)sa_get32(pl + 4 + 68 * (size_t)i) + 1;
+    for (uint32_t i = 0; i < cnt; i++)
+        xs[i + 1] = (uint64_t)sa_get32(pl + 4 + 68 * (size_t)i) + 1;
     uint64_t *s_sh = sh, *b_sh = sh + SA_SHARE_ELEMS * holders;
     st = pvg_shamir_split_key(c->sec->s_sk, c->p.t, holders, xs, c->rng, s_sh, err);
     if (st == PVG_OK) st = pvg_shamir_split_key(c->sec->b, c->p.t, holders, xs, c->rng, b_sh, err);
@@ -208,7 +215,8 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
             sa_put32(plain + 4, v);
             for (int j = 0; j < SA_SHARE_ELEMS; j++) {
                 sa_put64(plain + 8 + 8 * j, s_sh[(size_t)(i + 1) * SA_SHARE_ELEMS + j]);
-                sa_put64(plain + 8 + SA_SHARE_BYTES + 8 * j, b_sh[(size_t)(i + 1) * SA_SHARE_ELEMS + j]);
+                sa_put64(plain + 8 + SA_SHARE_BYTES + 8 * j,
+                         b_sh[(size_t)(i + 1) * SA_SHARE_ELEMS + j]);
             }
             sa_put32(q, v);
             pvg_rng_bytes(c->rng, q + 4, 24);
@@ -240,17 +248,20 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     if (!c || !out || !out_len || !input)
         return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
     if (c->state != C_SHARED)
-        return pvg_error_set(err, PVG_ERR_STATE, "secagg client %u: not expecting FORWARD now", c->id);
+        return pvg_error_set(err, PVG_ERR_STATE, "secagg client %u: not expecting FORWARD now",
+                             c->id);
     const uint8_t *pl;
     size_t plen;
     uint32_t sender;
     int type;
-    pvg_status st = sa_msg_parse(in, in_len, c->p.session, SA_FORWARD, c->id, &pl, &plen, &sender,
-                                 &type, err);
+    pvg_status st =
+        sa_msg_parse(in, in_len, c->p.session, SA_FORWARD, c->id, &pl, &plen, &sender, &type, err);
     if (st != PVG_OK) return st;
     if (sender != SA_SERVER_ID)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, 24, "sender is not the server");
-    if (plen < 4) return pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, SA_HDR, "truncated");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, 24,
+                                "sender is not the server");
+    if (plen < 4)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, SA_HDR, "truncated");
     uint32_t cnt = sa_get32(pl);
     if (cnt > c->p.k || plen != 4 + (size_t)cnt * (4 + SA_BOX_LEN))
         return pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, SA_HDR,
@@ -277,8 +288,9 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
         long at = sa_find(c->nb, c->p.k, u);
         long long off = SA_HDR + 4 + (long long)i * (4 + SA_BOX_LEN);
         if (at < 0 || !c->alive1[at] || (long)u <= prev) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, off,
-                                  "box %u: sender %u is not a live neighbour or out of order", i, u);
+            st =
+                pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, off,
+                                 "box %u: sender %u is not a live neighbour or out of order", i, u);
             break;
         }
         prev = u;
@@ -287,7 +299,8 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
         if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, e + 28, SA_BOX_PLAIN + 16,
                                                        ad, 24, e + 4, c->nbs[at].box_key) != 0) {
             st = pvg_error_set_at(err, PVG_ERR_CRYPTO, "FORWARD", 0, 0, off,
-                                  "box from client %u failed authentication (forged or corrupted)", u);
+                                  "box from client %u failed authentication (forged or corrupted)",
+                                  u);
             break;
         }
         if (sa_get32(plain) != u || sa_get32(plain + 4) != c->id) {
@@ -334,21 +347,26 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     if (c->p.bits == 32) {
         uint32_t *yv = y;
         const uint32_t *xv = input;
-        for (size_t i = 0; i < c->p.d; i++) yv[i] += xv[i];
+        for (size_t i = 0; i < c->p.d; i++)
+            yv[i] += xv[i];
     } else {
         uint64_t *yv = y;
         const uint64_t *xv = input;
-        for (size_t i = 0; i < c->p.d; i++) yv[i] += xv[i];
+        for (size_t i = 0; i < c->p.d; i++)
+            yv[i] += xv[i];
     }
     for (uint32_t a = 0; a < c->p.k; a++)
         if (c->alive2[a])
-            pvg_secagg_mask_add(y, 0, c->p.d, c->p.bits, c->nbs[a].mask_seed, c->id < c->nb[a] ? +1 : -1);
+            pvg_secagg_mask_add(y, 0, c->p.d, c->p.bits, c->nbs[a].mask_seed,
+                                c->id < c->nb[a] ? +1 : -1);
     /* little-endian words on the wire */
     uint8_t *q = m + SA_HDR;
     if (c->p.bits == 32)
-        for (size_t i = 0; i < c->p.d; i++) sa_put32(q + 4 * i, ((uint32_t *)y)[i]);
+        for (size_t i = 0; i < c->p.d; i++)
+            sa_put32(q + 4 * i, ((uint32_t *)y)[i]);
     else
-        for (size_t i = 0; i < c->p.d; i++) sa_put64(q + 8 * i, ((uint64_t *)y)[i]);
+        for (size_t i = 0; i < c->p.d; i++)
+            sa_put64(q + 8 * i, ((uint64_t *)y)[i]);
     free(y);
     *out = m;
     *out_len = SA_HDR + (size_t)c->p.d * w;
@@ -359,7 +377,8 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
 pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
                                     uint8_t **out, size_t *out_len, pvg_error *err)
 {
-    if (!c || !out || !out_len) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    if (!c || !out || !out_len)
+        return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
     if (c->state != C_MASKED)
         return pvg_error_set(err, PVG_ERR_STATE,
                              "secagg client %u: not expecting UNMASK_REQ now (answered already?)",
@@ -375,20 +394,24 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
      * unmasking request, so it can never reveal both shares of a client. */
     c->state = C_FAILED;
     if (sender != SA_SERVER_ID)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, 24, "sender is not the server");
-    if (plen < 12) return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, SA_HDR, "truncated");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, 24,
+                                "sender is not the server");
+    if (plen < 12)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, SA_HDR, "truncated");
     uint32_t total = sa_get32(pl), ns = sa_get32(pl + 4);
     if (ns > c->p.k + 1 || plen < 12 + 4 * (size_t)ns)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, SA_HDR + 4,
                                 "survivor count %u does not fit", ns);
     uint32_t nd = sa_get32(pl + 8 + 4 * (size_t)ns);
     if (nd > c->p.k || plen != 12 + 4 * ((size_t)ns + nd))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, SA_HDR + 8 + 4 * (long long)ns,
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0,
+                                SA_HDR + 8 + 4 * (long long)ns,
                                 "dropped count %u does not fit the %zu-byte payload", nd, plen);
     if (total < c->p.t || total > c->p.n || total < ns)
         return pvg_error_set(err, PVG_ERR_ABORTED,
                              "secagg client %u: server reports %u survivors, threshold is %u; "
-                             "refusing to unmask", c->id, total, c->p.t);
+                             "refusing to unmask",
+                             c->id, total, c->p.t);
     /* mark: 1 survivor, 2 dropped; per neighbour index, self separately */
     uint8_t *mark = calloc(c->p.k, 1);
     if (!mark) return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
@@ -399,7 +422,8 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
         uint32_t v = sa_get32(pl + off);
         if (v == c->id) {
             if (dropped || self_listed)
-                st = pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0, SA_HDR + (long long)off,
+                st = pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK_REQ", 0, 0,
+                                      SA_HDR + (long long)off,
                                       "request lists this client as dropped or twice");
             self_listed = 1;
             continue;
@@ -420,7 +444,8 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
         return st;
     }
     size_t cnt = ns + nd;
-    uint8_t *m = sa_msg_new(SA_UNMASK, c->p.session, c->id, SA_SERVER_ID, 4 + cnt * SA_UNMASK_ENTRY);
+    uint8_t *m =
+        sa_msg_new(SA_UNMASK, c->p.session, c->id, SA_SERVER_ID, 4 + cnt * SA_UNMASK_ENTRY);
     if (!m) {
         free(mark);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
@@ -434,7 +459,8 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
         if (!self_done && (a == c->p.k || c->nb[a] > c->id)) {
             sa_put32(q, c->id);
             q[4] = SA_KIND_SELF;
-            for (int j = 0; j < SA_SHARE_ELEMS; j++) sa_put64(q + 5 + 8 * j, c->sec->own_b[j]);
+            for (int j = 0; j < SA_SHARE_ELEMS; j++)
+                sa_put64(q + 5 + 8 * j, c->sec->own_b[j]);
             q += SA_UNMASK_ENTRY;
             self_done = 1;
         }
@@ -443,7 +469,8 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
         sa_put32(q, c->nb[a]);
         q[4] = mark[a] == 1 ? SA_KIND_SELF : SA_KIND_PAIR;
         const uint64_t *sh = mark[a] == 1 ? c->nbs[a].b_share : c->nbs[a].s_share;
-        for (int j = 0; j < SA_SHARE_ELEMS; j++) sa_put64(q + 5 + 8 * j, sh[j]);
+        for (int j = 0; j < SA_SHARE_ELEMS; j++)
+            sa_put64(q + 5 + 8 * j, sh[j]);
         q += SA_UNMASK_ENTRY;
     }
     free(mark);

@@ -25,7 +25,8 @@ pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err)
     if (p->k != p->n - 1 && (p->k < 2 || p->k >= p->n - 1 || (p->k & 1)))
         return pvg_error_set_at(err, PVG_ERR_INVALID, "k", 0, 0, -1,
                                 "neighbours: expected n-1 (=%u) or an even number in [2, n-1), "
-                                "got %u", p->n - 1, p->k);
+                                "got %u",
+                                p->n - 1, p->k);
     if (p->t < 2 || p->t > p->k + 1)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "t", 0, 0, -1,
                                 "threshold: expected 2..k+1 (=%u), got %u", p->k + 1, p->t);
@@ -71,18 +72,21 @@ void sa_graph_perm(const pvg_secagg_params *p, uint32_t *perm, uint32_t *pos)
     crypto_generichash_final(&h, g.key, 32);
     g.used = sizeof g.buf;
     g.ic = 0;
-    for (uint32_t i = 0; i < p->n; i++) perm[i] = i;
+    for (uint32_t i = 0; i < p->n; i++)
+        perm[i] = i;
     /* Fisher-Yates with unbiased draws (rejection) */
     for (uint32_t i = p->n - 1; i > 0; i--) {
         uint64_t bound = (uint64_t)i + 1, lim = UINT64_MAX - (UINT64_MAX % bound + 1) % bound, r;
-        do r = gs_u64(&g);
+        do
+            r = gs_u64(&g);
         while (r > lim);
         uint32_t j = (uint32_t)(r % bound);
         uint32_t tmp = perm[i];
         perm[i] = perm[j];
         perm[j] = tmp;
     }
-    for (uint32_t i = 0; i < p->n; i++) pos[perm[i]] = i;
+    for (uint32_t i = 0; i < p->n; i++)
+        pos[perm[i]] = i;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -91,8 +95,8 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-uint32_t sa_graph_neighbours(const pvg_secagg_params *p, const uint32_t *perm,
-                             const uint32_t *pos, uint32_t id, uint32_t *out)
+uint32_t sa_graph_neighbours(const pvg_secagg_params *p, const uint32_t *perm, const uint32_t *pos,
+                             uint32_t id, uint32_t *out)
 {
     uint32_t c = 0;
     if (p->k == p->n - 1) {
@@ -125,9 +129,12 @@ long sa_find(const uint32_t *a, size_t n, uint32_t x)
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (a[mid] < x) lo = mid + 1;
-        else if (a[mid] > x) hi = mid;
-        else return (long)mid;
+        if (a[mid] < x)
+            lo = mid + 1;
+        else if (a[mid] > x)
+            hi = mid;
+        else
+            return (long)mid;
     }
     return -1;
 }
@@ -198,15 +205,19 @@ void pvg_secagg_mask_add(void *vec, size_t offset, size_t len, unsigned bits,
             uint32_t *v = (uint32_t *)vec + done;
             const uint32_t *k = (const uint32_t *)block;
             if (sign > 0)
-                for (size_t i = 0; i < cnt; i++) v[i] += k[i];
+                for (size_t i = 0; i < cnt; i++)
+                    v[i] += k[i];
             else
-                for (size_t i = 0; i < cnt; i++) v[i] -= k[i];
+                for (size_t i = 0; i < cnt; i++)
+                    v[i] -= k[i];
         } else {
             uint64_t *v = (uint64_t *)vec + done;
             if (sign > 0)
-                for (size_t i = 0; i < cnt; i++) v[i] += block[i];
+                for (size_t i = 0; i < cnt; i++)
+                    v[i] += block[i];
             else
-                for (size_t i = 0; i < cnt; i++) v[i] -= block[i];
+                for (size_t i = 0; i < cnt; i++)
+                    v[i] -= block[i];
         }
         done += cnt;
         ic += bytes / 64;
@@ -260,8 +271,8 @@ uint8_t *sa_msg_new(int type, const uint8_t session[16], uint32_t sender, uint32
 
 static const char *type_name(int t)
 {
-    static const char *names[] = {"?", "ADVERTISE", "KEYS", "SHARES", "FORWARD", "MASKED",
-                                  "UNMASK_REQ", "UNMASK"};
+    static const char *names[] = {"?",       "ADVERTISE", "KEYS",       "SHARES",
+                                  "FORWARD", "MASKED",    "UNMASK_REQ", "UNMASK"};
     return t >= 1 && t <= 7 ? names[t] : "unknown";
 }
 
@@ -310,9 +321,9 @@ pvg_status sa_msg_parse(const uint8_t *msg, size_t len, const uint8_t session[16
 
 /* ---- quantisation ---- */
 
-pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double scale,
-                               unsigned bits, uint32_t n_clients, pvg_rng *rng, void *out,
-                               size_t *n_clipped, pvg_error *err)
+pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double scale, unsigned bits,
+                               uint32_t n_clients, pvg_rng *rng, void *out, size_t *n_clipped,
+                               pvg_error *err)
 {
     if (!x || !rng || !out || d == 0)
         return pvg_error_set(err, PVG_ERR_INVALID, "quantize: missing argument");
@@ -333,13 +344,20 @@ pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double sca
         if (!isfinite(v))
             return pvg_error_set_at(err, PVG_ERR_INVALID, "vector", 0, 0, (long long)i,
                                     "coordinate %zu is not finite", i);
-        if (v > clip) { v = clip; clipped++; }
-        else if (v < -clip) { v = -clip; clipped++; }
+        if (v > clip) {
+            v = clip;
+            clipped++;
+        } else if (v < -clip) {
+            v = -clip;
+            clipped++;
+        }
         double s = (v + clip) * scale, f = floor(s);
         uint64_t q = (uint64_t)f + (pvg_rng_double(rng) < s - f ? 1 : 0);
         if ((double)q > range) q = (uint64_t)range;
-        if (bits == 32) ((uint32_t *)out)[i] = (uint32_t)q;
-        else ((uint64_t *)out)[i] = q;
+        if (bits == 32)
+            ((uint32_t *)out)[i] = (uint32_t)q;
+        else
+            ((uint64_t *)out)[i] = q;
     }
     if (n_clipped) *n_clipped = clipped;
     return PVG_OK;
@@ -351,7 +369,8 @@ pvg_status pvg_secagg_dequantize(const void *sum, size_t d, unsigned bits, doubl
     if (!sum || !out || (bits != 32 && bits != 64) || !(clip > 0) || !(scale > 0))
         return pvg_error_set(err, PVG_ERR_INVALID, "dequantize: bad arguments");
     for (size_t i = 0; i < d; i++) {
-        double v = bits == 32 ? (double)((const uint32_t *)sum)[i] : (double)((const uint64_t *)sum)[i];
+        double v =
+            bits == 32 ? (double)((const uint32_t *)sum)[i] : (double)((const uint64_t *)sum)[i];
         out[i] = v / scale - (double)n_summed * clip;
     }
     return PVG_OK;

@@ -37,12 +37,15 @@ enum sa_type {
 /* one UNMASK entry: owner u32 | kind u8 | share */
 #define SA_UNMASK_ENTRY (5 + SA_SHARE_BYTES)
 
-#define SA_KIND_SELF 0   /* share of the self-mask seed b_u (owner survived) */
-#define SA_KIND_PAIR 1   /* share of the mask key s_sk_u (owner dropped) */
+#define SA_KIND_SELF 0 /* share of the self-mask seed b_u (owner survived) */
+#define SA_KIND_PAIR 1 /* share of the mask key s_sk_u (owner dropped) */
 
 static inline void sa_put32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 static inline uint32_t sa_get32(const uint8_t *p)
 {
@@ -74,8 +77,8 @@ pvg_status sa_msg_parse(const uint8_t *msg, size_t len, const uint8_t session[16
  * perm/pos: n words each. */
 void sa_graph_perm(const pvg_secagg_params *p, uint32_t *perm, uint32_t *pos);
 /* Neighbours of id given perm/pos, ascending; returns count (= k). */
-uint32_t sa_graph_neighbours(const pvg_secagg_params *p, const uint32_t *perm,
-                             const uint32_t *pos, uint32_t id, uint32_t *out);
+uint32_t sa_graph_neighbours(const pvg_secagg_params *p, const uint32_t *perm, const uint32_t *pos,
+                             uint32_t id, uint32_t *out);
 
 /* Box associated data: session | from | to */
 void sa_box_ad(const uint8_t session[16], uint32_t from, uint32_t to, uint8_t ad[24]);

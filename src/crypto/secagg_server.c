@@ -28,15 +28,15 @@ struct pvg_secagg_server {
     int round;
     unsigned threads;
     uint32_t *perm, *pos;
-    uint8_t *sent;               /* bit r: client sent its round-r message */
+    uint8_t *sent; /* bit r: client sent its round-r message */
     size_t n_sent[4];
     uint8_t (*c_pk)[32], (*s_pk)[32], (*commit)[32];
-    uint8_t **boxes;             /* per sender: nbox entries of (to u32, box) */
+    uint8_t **boxes; /* per sender: nbox entries of (to u32, box) */
     uint32_t *nbox;
-    void *acc;                   /* d words of bits/8 bytes */
-    uint32_t *sh_cnt;            /* per owner: shares received in round 3 */
-    uint64_t *sh_x, *sh_v;       /* per owner: (k+1) points and (k+1)*8 values */
-    uint32_t *scratch;           /* k + 1 ids */
+    void *acc;             /* d words of bits/8 bytes */
+    uint32_t *sh_cnt;      /* per owner: shares received in round 3 */
+    uint64_t *sh_x, *sh_v; /* per owner: (k+1) points and (k+1)*8 values */
+    uint32_t *scratch;     /* k + 1 ids */
 };
 
 static const int round_type[4] = {SA_ADVERTISE, SA_SHARES, SA_MASKED, SA_UNMASK};
@@ -89,7 +89,8 @@ void pvg_secagg_server_free(pvg_secagg_server *s)
 {
     if (!s) return;
     if (s->boxes)
-        for (uint32_t i = 0; i < s->p.n; i++) free(s->boxes[i]);
+        for (uint32_t i = 0; i < s->p.n; i++)
+            free(s->boxes[i]);
     free(s->boxes);
     free(s->nbox);
     free(s->perm);
@@ -128,9 +129,12 @@ static const uint8_t *box_to(const pvg_secagg_server *s, uint32_t u, uint32_t v)
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         uint32_t to = sa_get32(b + mid * (4 + SA_BOX_LEN));
-        if (to < v) lo = mid + 1;
-        else if (to > v) hi = mid;
-        else return b + mid * (4 + SA_BOX_LEN);
+        if (to < v)
+            lo = mid + 1;
+        else if (to > v)
+            hi = mid;
+        else
+            return b + mid * (4 + SA_BOX_LEN);
     }
     return NULL;
 }
@@ -155,8 +159,9 @@ static pvg_status recv_advertise(pvg_secagg_server *s, uint32_t u, const uint8_t
     if (plen != 64)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "ADVERTISE", 0, 0, 32,
                                 "payload of %zu bytes, expected 64", plen);
-    static const uint8_t probe[32] = {9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-                                      16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+    static const uint8_t probe[32] = {9,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+                                      11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+                                      22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
     uint8_t tmp[32];
     for (int i = 0; i < 2; i++)
         if (crypto_scalarmult(tmp, probe, pl + 32 * i) != 0)
@@ -187,7 +192,8 @@ static pvg_status recv_shares(pvg_secagg_server *s, uint32_t u, const uint8_t *p
             return pvg_error_set_at(err, PVG_ERR_INVALID, "SHARES", 0, 0,
                                     SA_HDR + 36 + (long long)i * (4 + SA_BOX_LEN),
                                     "box %u: recipient %u is not a live neighbour of %u or out "
-                                    "of order", i, v, u);
+                                    "of order",
+                                    i, v, u);
         prev = v;
     }
     uint8_t *copy = malloc(cnt ? (size_t)cnt * (4 + SA_BOX_LEN) : 1);
@@ -209,10 +215,12 @@ static pvg_status recv_masked(pvg_secagg_server *s, uint32_t u, const uint8_t *p
                                 (size_t)s->p.d * w);
     if (s->p.bits == 32) {
         uint32_t *a = s->acc;
-        for (size_t i = 0; i < s->p.d; i++) a[i] += sa_get32(pl + 4 * i);
+        for (size_t i = 0; i < s->p.d; i++)
+            a[i] += sa_get32(pl + 4 * i);
     } else {
         uint64_t *a = s->acc;
-        for (size_t i = 0; i < s->p.d; i++) a[i] += sa_get64(pl + 8 * i);
+        for (size_t i = 0; i < s->p.d; i++)
+            a[i] += sa_get64(pl + 8 * i);
     }
     return PVG_OK;
 }
@@ -220,7 +228,8 @@ static pvg_status recv_masked(pvg_secagg_server *s, uint32_t u, const uint8_t *p
 static pvg_status recv_unmask(pvg_secagg_server *s, uint32_t v, const uint8_t *pl, size_t plen,
                               pvg_error *err)
 {
-    if (plen < 4) return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK", 0, 0, SA_HDR, "truncated");
+    if (plen < 4)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK", 0, 0, SA_HDR, "truncated");
     uint32_t cnt = sa_get32(pl);
     if (cnt > s->p.k + 1 || plen != 4 + (size_t)cnt * SA_UNMASK_ENTRY)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK", 0, 0, SA_HDR,
@@ -239,8 +248,8 @@ static pvg_status recv_unmask(pvg_secagg_server *s, uint32_t v, const uint8_t *p
         if (e[4] != want)
             return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK", 0, 0, off + 4,
                                     "entry %u: share kind %u for client %u, expected %d (the "
-                                    "server never takes both secrets of a client)", i, e[4], o,
-                                    want);
+                                    "server never takes both secrets of a client)",
+                                    i, e[4], o, want);
         for (int j = 0; j < SA_SHARE_ELEMS; j++)
             if (sa_get64(e + 5 + 8 * j) >= PVG_SHAMIR_PRIME)
                 return pvg_error_set_at(err, PVG_ERR_INVALID, "UNMASK", 0, 0, off + 5 + 8 * j,
@@ -251,7 +260,8 @@ static pvg_status recv_unmask(pvg_secagg_server *s, uint32_t v, const uint8_t *p
         uint32_t o = sa_get32(e), c = s->sh_cnt[o]++;
         size_t slot = (size_t)o * (s->p.k + 1) + c;
         s->sh_x[slot] = (uint64_t)v + 1;
-        for (int j = 0; j < SA_SHARE_ELEMS; j++) s->sh_v[slot * SA_SHARE_ELEMS + j] = sa_get64(e + 5 + 8 * j);
+        for (int j = 0; j < SA_SHARE_ELEMS; j++)
+            s->sh_v[slot * SA_SHARE_ELEMS + j] = sa_get64(e + 5 + 8 * j);
     }
     return PVG_OK;
 }
@@ -280,10 +290,18 @@ pvg_status pvg_secagg_server_receive(pvg_secagg_server *s, const uint8_t *msg, s
         return pvg_error_set_at(err, PVG_ERR_EXISTS, "secagg message", 0, 0, 24,
                                 "client %u already sent this round (replay)", u);
     switch (r) {
-    case 0: st = recv_advertise(s, u, pl, plen, err); break;
-    case 1: st = recv_shares(s, u, pl, plen, err); break;
-    case 2: st = recv_masked(s, u, pl, plen, err); break;
-    default: st = recv_unmask(s, u, pl, plen, err); break;
+    case 0:
+        st = recv_advertise(s, u, pl, plen, err);
+        break;
+    case 1:
+        st = recv_shares(s, u, pl, plen, err);
+        break;
+    case 2:
+        st = recv_masked(s, u, pl, plen, err);
+        break;
+    default:
+        st = recv_unmask(s, u, pl, plen, err);
+        break;
     }
     if (st == PVG_OK) {
         s->sent[u] |= (uint8_t)(1u << r);
@@ -296,7 +314,7 @@ pvg_status pvg_secagg_server_receive(pvg_secagg_server *s, const uint8_t *msg, s
 
 typedef struct {
     const pvg_secagg_server *s;
-    const uint8_t *seeds;       /* n_items x 32 */
+    const uint8_t *seeds; /* n_items x 32 */
     const signed char *signs;
     size_t n_items, lo, hi;
 } mask_job;
@@ -307,7 +325,8 @@ static void *mask_worker(void *arg)
     size_t w = j->s->p.bits / 8;
     uint8_t *base = (uint8_t *)j->s->acc + j->lo * w;
     for (size_t i = 0; i < j->n_items; i++)
-        pvg_secagg_mask_add(base, j->lo, j->hi - j->lo, j->s->p.bits, j->seeds + 32 * i, j->signs[i]);
+        pvg_secagg_mask_add(base, j->lo, j->hi - j->lo, j->s->p.bits, j->seeds + 32 * i,
+                            j->signs[i]);
     return NULL;
 }
 
@@ -335,12 +354,15 @@ static pvg_status recover(pvg_secagg_server *s, uint32_t o, int self, uint8_t ou
         for (uint32_t i = 0; i < t; i++) {
             size_t slot = base + (start + i) % cnt;
             wx[i] = s->sh_x[slot];
-            memcpy(wv + (size_t)i * SA_SHARE_ELEMS, s->sh_v + slot * SA_SHARE_ELEMS, SA_SHARE_BYTES);
+            memcpy(wv + (size_t)i * SA_SHARE_ELEMS, s->sh_v + slot * SA_SHARE_ELEMS,
+                   SA_SHARE_BYTES);
         }
         if (pvg_shamir_combine_key(wx, wv, t, out, NULL) != PVG_OK) continue;
         uint8_t check[32];
-        if (self) sa_commit(s->p.session, o, out, check);
-        else crypto_scalarmult_base(check, out);
+        if (self)
+            sa_commit(s->p.session, o, out, check);
+        else
+            crypto_scalarmult_base(check, out);
         if (sodium_memcmp(check, self ? s->commit[o] : s->s_pk[o], 32) == 0) st = PVG_OK;
         if (cnt == t) break; /* only one window exists */
     }
@@ -350,7 +372,8 @@ static pvg_status recover(pvg_secagg_server *s, uint32_t o, int self, uint8_t ou
         sodium_memzero(out, 32);
         return pvg_error_set(err, PVG_ERR_CRYPTO,
                              "secagg server: the shares of client %u's %s do not verify "
-                             "(forged shares)", o, self ? "self-mask seed" : "mask key");
+                             "(forged shares)",
+                             o, self ? "self-mask seed" : "mask key");
     }
     return PVG_OK;
 }
@@ -359,8 +382,10 @@ static pvg_status finish(pvg_secagg_server *s, pvg_error *err)
 {
     size_t n_items = 0;
     for (uint32_t o = 0; o < s->p.n; o++) {
-        if (in_round(s, o, 2)) n_items++;
-        else if (in_round(s, o, 1)) n_items += s->nbox[o];
+        if (in_round(s, o, 2))
+            n_items++;
+        else if (in_round(s, o, 1))
+            n_items += s->nbox[o];
     }
     uint8_t *seeds = sodium_malloc(32 * (n_items ? n_items : 1));
     signed char *signs = malloc(n_items ? n_items : 1);
@@ -414,8 +439,10 @@ static pvg_status finish(pvg_secagg_server *s, pvg_error *err)
         /* slices 1.. on worker threads (inline if a thread cannot start),
          * slice 0 on this thread */
         for (unsigned i = 1; i < nj; i++) {
-            if (pthread_create(&tids[i], NULL, mask_worker, &jobs[i]) == 0) joined[i] = 1;
-            else mask_worker(&jobs[i]);
+            if (pthread_create(&tids[i], NULL, mask_worker, &jobs[i]) == 0)
+                joined[i] = 1;
+            else
+                mask_worker(&jobs[i]);
         }
         mask_worker(&jobs[0]);
         for (unsigned i = 1; i < nj; i++)
@@ -436,7 +463,8 @@ pvg_status pvg_secagg_server_advance(pvg_secagg_server *s, pvg_error *err)
     if (s->n_sent[r] < s->p.t) {
         pvg_error_set(err, PVG_ERR_ABORTED,
                       "secagg server: %zu clients completed round %d, threshold %u; aborting "
-                      "without revealing anything", s->n_sent[r], r, s->p.t);
+                      "without revealing anything",
+                      s->n_sent[r], r, s->p.t);
         return abort_session(s);
     }
     if (r == 2) {
@@ -466,19 +494,21 @@ pvg_status pvg_secagg_server_advance(pvg_secagg_server *s, pvg_error *err)
 pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint8_t **out,
                                          size_t *out_len, pvg_error *err)
 {
-    if (!s || !out || !out_len) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    if (!s || !out || !out_len)
+        return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
     if (s->round < 1 || s->round > 3)
         return pvg_error_set(err, PVG_ERR_STATE, "secagg server: no reply due in this state");
     int closed = s->round - 1;
     if (id >= s->p.n || !in_round(s, id, closed))
-        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "secagg server: client %u did not send in round %d",
-                             id, closed);
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND,
+                             "secagg server: client %u did not send in round %d", id, closed);
     uint32_t k = sa_graph_neighbours(&s->p, s->perm, s->pos, id, s->scratch);
     uint8_t *m = NULL;
     size_t len = 0;
     if (closed == 0) { /* KEYS: live neighbours' public keys */
         uint32_t cnt = 0;
-        for (uint32_t i = 0; i < k; i++) cnt += in_round(s, s->scratch[i], 0);
+        for (uint32_t i = 0; i < k; i++)
+            cnt += in_round(s, s->scratch[i], 0);
         len = 4 + (size_t)cnt * 68;
         m = sa_msg_new(SA_KEYS, s->p.session, SA_SERVER_ID, id, len);
         if (m) {
@@ -518,8 +548,10 @@ pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint
         for (uint32_t i = 0; i <= k; i++) {
             uint32_t u = i == k ? id : s->scratch[i];
             if (!holds_share(s, u, id)) continue;
-            if (in_round(s, u, 2)) ns++;
-            else nd++;
+            if (in_round(s, u, 2))
+                ns++;
+            else
+                nd++;
         }
         len = 12 + 4 * ((size_t)ns + nd);
         m = sa_msg_new(SA_UNMASK_REQ, s->p.session, SA_SERVER_ID, id, len);
@@ -532,8 +564,13 @@ pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint
             for (uint32_t i = 0; i <= k; i++) {
                 uint32_t u = i == k ? id : s->scratch[i];
                 if (!holds_share(s, u, id)) continue;
-                if (in_round(s, u, 2)) { sa_put32(qs, u); qs += 4; }
-                else { sa_put32(qd, u); qd += 4; }
+                if (in_round(s, u, 2)) {
+                    sa_put32(qs, u);
+                    qs += 4;
+                } else {
+                    sa_put32(qd, u);
+                    qd += 4;
+                }
             }
         }
     }

@@ -34,8 +34,8 @@ void pvg_secagg_sim_result_clear(pvg_secagg_sim_result *r)
 
 typedef struct {
     pvg_secagg_client *c;
-    int drop_round;       /* 0..3: does not send that round's message; 4: never drops */
-    int alive;            /* still taking part */
+    int drop_round; /* 0..3: does not send that round's message; 4: never drops */
+    int alive;      /* still taking part */
     double secs;
     size_t up, down;
 } sim_client;
@@ -43,7 +43,8 @@ typedef struct {
 pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_result *r,
                                pvg_error *err)
 {
-    if (!o || !r || !o->rng) return pvg_error_set(err, PVG_ERR_INVALID, "simulate: missing argument");
+    if (!o || !r || !o->rng)
+        return pvg_error_set(err, PVG_ERR_INVALID, "simulate: missing argument");
     memset(r, 0, sizeof *r);
     if (!(o->dropout >= 0 && o->dropout <= 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "simulate: dropout must be in [0, 1]");
@@ -69,13 +70,15 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     }
     /* who drops, and when */
     size_t n_drop = (size_t)(o->dropout * n + 0.5);
-    for (uint32_t i = 0; i < n; i++) order[i] = i;
+    for (uint32_t i = 0; i < n; i++)
+        order[i] = i;
     for (uint32_t i = n - 1; i > 0; i--) {
         uint32_t j = (uint32_t)pvg_rng_uniform(o->rng, (uint64_t)i + 1), t = order[i];
         order[i] = order[j];
         order[j] = t;
     }
-    for (uint32_t i = 0; i < n; i++) cl[i].drop_round = 4;
+    for (uint32_t i = 0; i < n; i++)
+        cl[i].drop_round = 4;
     /* the first four (random) dropping clients cover rounds 0..3, so every
      * round sees dropouts when at least four drop; the rest pick uniformly */
     for (size_t i = 0; i < n_drop; i++)
@@ -112,23 +115,35 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
             if (round == 2) { /* the client's input (not timed) */
                 if (o->inputs) {
                     for (size_t j = 0; j < d; j++) {
-                        if (w == 4) ((uint32_t *)x)[j] = o->inputs[(size_t)i * d + j];
-                        else ((uint64_t *)x)[j] = o->inputs[(size_t)i * d + j];
+                        if (w == 4)
+                            ((uint32_t *)x)[j] = o->inputs[(size_t)i * d + j];
+                        else
+                            ((uint64_t *)x)[j] = o->inputs[(size_t)i * d + j];
                     }
                 } else {
                     pvg_rng_bytes(o->rng, xb, d * 4);
                     for (size_t j = 0; j < d; j++) {
-                        if (w == 4) ((uint32_t *)x)[j] = sa_get32(xb + 4 * j);
-                        else ((uint64_t *)x)[j] = sa_get32(xb + 4 * j);
+                        if (w == 4)
+                            ((uint32_t *)x)[j] = sa_get32(xb + 4 * j);
+                        else
+                            ((uint64_t *)x)[j] = sa_get32(xb + 4 * j);
                     }
                 }
             }
             t0 = now();
             switch (round) {
-            case 0: st = pvg_secagg_client_advertise(c->c, &out, &out_len, err); break;
-            case 1: st = pvg_secagg_client_share_keys(c->c, in, in_len, &out, &out_len, err); break;
-            case 2: st = pvg_secagg_client_masked_input(c->c, in, in_len, x, &out, &out_len, err); break;
-            default: st = pvg_secagg_client_unmask(c->c, in, in_len, &out, &out_len, err); break;
+            case 0:
+                st = pvg_secagg_client_advertise(c->c, &out, &out_len, err);
+                break;
+            case 1:
+                st = pvg_secagg_client_share_keys(c->c, in, in_len, &out, &out_len, err);
+                break;
+            case 2:
+                st = pvg_secagg_client_masked_input(c->c, in, in_len, x, &out, &out_len, err);
+                break;
+            default:
+                st = pvg_secagg_client_unmask(c->c, in, in_len, &out, &out_len, err);
+                break;
             }
             c->secs += now() - t0;
             free(in);
@@ -199,7 +214,8 @@ done:
     free(in);
     free(out);
     if (cl)
-        for (uint32_t i = 0; i < n; i++) pvg_secagg_client_free(cl[i].c);
+        for (uint32_t i = 0; i < n; i++)
+            pvg_secagg_client_free(cl[i].c);
     pvg_secagg_server_free(srv);
     free(cl);
     free(order);

@@ -27,7 +27,7 @@ uint64_t pvg_shamir_mul(uint64_t a, uint64_t b)
 {
     __uint128_t z = (__uint128_t)a * b; /* < 2^122 */
     uint64_t lo = (uint64_t)(z & P);
-    uint64_t hi = (uint64_t)(z >> 61);  /* < 2^61 */
+    uint64_t hi = (uint64_t)(z >> 61); /* < 2^61 */
     uint64_t s = lo + hi;
     s = (s & P) + (s >> 61);
     return s >= P ? s - P : s;
@@ -81,11 +81,13 @@ pvg_status pvg_shamir_split(const uint64_t *secret, size_t m, unsigned t, unsign
     if (!coef) return pvg_error_set(err, PVG_ERR_NOMEM, "shamir split: out of memory");
     for (size_t j = 0; j < m; j++) {
         coef[0] = secret[j];
-        for (unsigned c = 1; c < t; c++) coef[c] = pvg_rng_uniform(rng, P);
+        for (unsigned c = 1; c < t; c++)
+            coef[c] = pvg_rng_uniform(rng, P);
         for (unsigned i = 0; i < n; i++) {
             /* Horner: f(x) = coef[0] + x (coef[1] + x (...)) */
             uint64_t y = coef[t - 1];
-            for (unsigned c = t - 1; c-- > 0;) y = pvg_shamir_add(pvg_shamir_mul(y, xs[i]), coef[c]);
+            for (unsigned c = t - 1; c-- > 0;)
+                y = pvg_shamir_add(pvg_shamir_mul(y, xs[i]), coef[c]);
             shares[(size_t)i * m + j] = y;
         }
     }
@@ -106,7 +108,8 @@ pvg_status pvg_shamir_interpolate_at(const uint64_t *xs, const uint64_t *shares,
         if (shares[i] >= P)
             return pvg_error_set(err, PVG_ERR_INVALID, "shamir combine: share %zu value >= p",
                                  i / m);
-    for (size_t j = 0; j < m; j++) out[j] = 0;
+    for (size_t j = 0; j < m; j++)
+        out[j] = 0;
     for (size_t i = 0; i < count; i++) {
         /* Lagrange basis l_i(x) = prod_{k != i} (x - x_k) / (x_i - x_k) */
         uint64_t num = 1, den = 1;
@@ -151,10 +154,12 @@ pvg_status pvg_shamir_combine_key(const uint64_t *xs, const uint64_t *shares, si
             if (elems[j] >> 32) {
                 st = pvg_error_set(err, PVG_ERR_CRYPTO,
                                    "shamir combine: recovered key word %d is not 32-bit "
-                                   "(forged or mismatched shares)", j);
+                                   "(forged or mismatched shares)",
+                                   j);
                 break;
             }
-            for (int b = 0; b < 4; b++) key[4 * j + b] = (uint8_t)(elems[j] >> (8 * b));
+            for (int b = 0; b < 4; b++)
+                key[4 * j + b] = (uint8_t)(elems[j] >> (8 * b));
         }
         if (st != PVG_OK) sodium_memzero(key, 32);
     }
@@ -166,11 +171,13 @@ pvg_status pvg_shamir_combine_key(const uint64_t *xs, const uint64_t *shares, si
 
 static void put32(uint8_t *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static void put64(uint8_t *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get32(const uint8_t *p)
 {
@@ -200,12 +207,12 @@ size_t pvg_shamir_share_encode(uint64_t x, const uint64_t *values, size_t m, uin
     buf[6] = buf[7] = 0;
     put64(buf + 8, x);
     put32(buf + 16, (uint32_t)m);
-    for (size_t j = 0; j < m; j++) put64(buf + 20 + 8 * j, values[j]);
+    for (size_t j = 0; j < m; j++)
+        put64(buf + 20 + 8 * j, values[j]);
     return pvg_shamir_share_size(m);
 }
 
-static pvg_status header_check(const uint8_t *buf, size_t len, size_t hdr, int kind,
-                               pvg_error *err)
+static pvg_status header_check(const uint8_t *buf, size_t len, size_t hdr, int kind, pvg_error *err)
 {
     if (!buf || len < hdr)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "share", 0, 0, (long long)len,

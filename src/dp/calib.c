@@ -85,7 +85,8 @@ static double *dg_sum_pmf(double s2, long k, long *half_out, double *dropped)
     double z = dg_norm(s2);
     double *base = calloc((size_t)(2 * h1 + 1), sizeof *base);
     if (!base) return NULL;
-    for (long x = -h1; x <= h1; x++) base[x + h1] = exp(-(double)x * (double)x / (2 * s2)) / z;
+    for (long x = -h1; x <= h1; x++)
+        base[x + h1] = exp(-(double)x * (double)x / (2 * s2)) / z;
     *dropped = 0;
     double *acc = NULL;
     long ha = 0, hb = h1, nacc = 0, nb = 1;
@@ -94,7 +95,10 @@ static double *dg_sum_pmf(double s2, long k, long *half_out, double *dropped)
         if (k & 1) {
             if (!acc) {
                 acc = malloc((size_t)(2 * hb + 1) * sizeof *acc);
-                if (!acc) { free(base); return NULL; }
+                if (!acc) {
+                    free(base);
+                    return NULL;
+                }
                 memcpy(acc, base, (size_t)(2 * hb + 1) * sizeof *acc);
                 ha = hb;
                 nacc = nb;
@@ -103,15 +107,21 @@ static double *dg_sum_pmf(double s2, long k, long *half_out, double *dropped)
                 long hn = ha + hb, lim = (long)ceil(14 * sd * sqrt((double)nacc)) + 2;
                 long ht = hn < lim ? hn : lim;
                 double *r = calloc((size_t)(2 * ht + 1), sizeof *r);
-                if (!r) { free(acc); free(base); return NULL; }
+                if (!r) {
+                    free(acc);
+                    free(base);
+                    return NULL;
+                }
                 for (long i = -ha; i <= ha; i++) {
                     double a = acc[i + ha];
                     if (a == 0) continue;
                     for (long j = -hb; j <= hb; j++) {
                         long t = i + j;
                         double v = a * base[j + hb];
-                        if (t < -ht || t > ht) *dropped += v;
-                        else r[t + ht] += v;
+                        if (t < -ht || t > ht)
+                            *dropped += v;
+                        else
+                            r[t + ht] += v;
                     }
                 }
                 free(acc);
@@ -125,15 +135,21 @@ static double *dg_sum_pmf(double s2, long k, long *half_out, double *dropped)
             long hn = 2 * hb, lim = (long)ceil(14 * sd * sqrt((double)nb)) + 2;
             long ht = hn < lim ? hn : lim;
             double *r = calloc((size_t)(2 * ht + 1), sizeof *r);
-            if (!r) { free(acc); free(base); return NULL; }
+            if (!r) {
+                free(acc);
+                free(base);
+                return NULL;
+            }
             for (long i = -hb; i <= hb; i++) {
                 double a = base[i + hb];
                 if (a == 0) continue;
                 for (long j = -hb; j <= hb; j++) {
                     long t = i + j;
                     double v = a * base[j + hb];
-                    if (t < -ht || t > ht) *dropped += v;
-                    else r[t + ht] += v;
+                    if (t < -ht || t > ht)
+                        *dropped += v;
+                    else
+                        r[t + ht] += v;
                 }
             }
             free(base);
@@ -146,7 +162,8 @@ static double *dg_sum_pmf(double s2, long k, long *half_out, double *dropped)
     return acc;
 }
 
-double pvg_dp_discrete_gaussian_delta_multi(double sigma2, double epsilon, int64_t sens, long groups)
+double pvg_dp_discrete_gaussian_delta_multi(double sigma2, double epsilon, int64_t sens,
+                                            long groups)
 {
     if (groups <= 1) return pvg_dp_discrete_gaussian_delta(sigma2, epsilon, sens);
     double G = (double)groups, s = (double)sens;
@@ -199,13 +216,17 @@ pvg_status pvg_dp_gaussian_sigma(double epsilon, double delta, double sens, doub
     if (!(sens > 0) || isinf(sens))
         return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", sens);
     double hi = sens, lo;
-    while (pvg_dp_gaussian_delta(hi, epsilon, sens) > delta) hi *= 2;
+    while (pvg_dp_gaussian_delta(hi, epsilon, sens) > delta)
+        hi *= 2;
     lo = hi;
-    while (lo > 1e-300 && pvg_dp_gaussian_delta(lo, epsilon, sens) <= delta) lo /= 2;
+    while (lo > 1e-300 && pvg_dp_gaussian_delta(lo, epsilon, sens) <= delta)
+        lo /= 2;
     for (int i = 0; i < 300 && hi - lo > 1e-13 * hi; i++) {
         double mid = 0.5 * (lo + hi);
-        if (pvg_dp_gaussian_delta(mid, epsilon, sens) <= delta) hi = mid;
-        else lo = mid;
+        if (pvg_dp_gaussian_delta(mid, epsilon, sens) <= delta)
+            hi = mid;
+        else
+            lo = mid;
     }
     *sigma = hi;
     return PVG_OK;

@@ -38,8 +38,7 @@ typedef struct dp_plan {
 pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups, double epsilon,
                         double delta, dp_plan *p, pvg_error *err);
 /* Applies the plan; PVG_ERR_INVALID when the value does not fit the grid. */
-pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
-                         pvg_error *err);
+pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out, pvg_error *err);
 
 /* Half-width of the 95% interval of a discrete Laplace of scale b. */
 double lap_ci95_public(double b);

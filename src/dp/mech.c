@@ -37,8 +37,10 @@ static double lap_ci95(double b)
     double a = exp(-1 / b);
     double k = ceil(b * log(2 / (0.05 * (1 + a)))) - 1;
     if (k < 0) k = 0;
-    while (k > 0 && pvg_dp_discrete_laplace_tail(b, (int64_t)k - 1) <= 0.05) k--;
-    while (pvg_dp_discrete_laplace_tail(b, (int64_t)k) > 0.05) k++;
+    while (k > 0 && pvg_dp_discrete_laplace_tail(b, (int64_t)k - 1) <= 0.05)
+        k--;
+    while (pvg_dp_discrete_laplace_tail(b, (int64_t)k) > 0.05)
+        k++;
     return k;
 }
 
@@ -50,7 +52,8 @@ double lap_ci95_public(double b)
 static pvg_status check_eps(double epsilon, pvg_error *err)
 {
     if (!(epsilon > 0) || isinf(epsilon))
-        return pvg_error_set(err, PVG_ERR_INVALID, "epsilon must be a finite number > 0, got %g", epsilon);
+        return pvg_error_set(err, PVG_ERR_INVALID, "epsilon must be a finite number > 0, got %g",
+                             epsilon);
     return PVG_OK;
 }
 
@@ -66,11 +69,12 @@ static pvg_status check_delta(double delta, pvg_error *err)
  * pvg_dp_discrete_gaussian_delta_multi), as num/den with num < 2^47. Starts
  * from the analytic Gaussian sigma for L2 sensitivity sens sqrt(groups) and
  * raises sigma^2 to the smallest value (1e-6 relative) that meets delta. */
-static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, long groups, uint64_t *num,
-                               uint64_t *den, double *sigma_out, pvg_error *err)
+static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, long groups,
+                               uint64_t *num, uint64_t *den, double *sigma_out, pvg_error *err)
 {
     double s;
-    pvg_status st = pvg_dp_gaussian_sigma(epsilon, delta, (double)sens * sqrt((double)groups), &s, err);
+    pvg_status st =
+        pvg_dp_gaussian_sigma(epsilon, delta, (double)sens * sqrt((double)groups), &s, err);
     if (st != PVG_OK) return st;
     double s2 = s * s;
     if (pvg_dp_discrete_gaussian_delta_multi(s2, epsilon, sens, groups) > delta) {
@@ -79,18 +83,23 @@ static pvg_status dg_calibrate(double epsilon, double delta, int64_t sens, long 
         while (pvg_dp_discrete_gaussian_delta_multi(hi, epsilon, sens, groups) > delta) {
             lo = hi;
             hi *= 1.1;
-            if (++i > 400) return pvg_error_set(err, PVG_ERR_INVALID, "discrete Gaussian calibration failed");
+            if (++i > 400)
+                return pvg_error_set(err, PVG_ERR_INVALID, "discrete Gaussian calibration failed");
         }
         while (hi - lo > 1e-6 * hi) {
             double mid = 0.5 * (lo + hi);
-            if (pvg_dp_discrete_gaussian_delta_multi(mid, epsilon, sens, groups) > delta) lo = mid;
-            else hi = mid;
+            if (pvg_dp_discrete_gaussian_delta_multi(mid, epsilon, sens, groups) > delta)
+                lo = mid;
+            else
+                hi = mid;
         }
         s2 = hi;
     }
-    if (s2 > 1e13) return pvg_error_set(err, PVG_ERR_INVALID, "Gaussian sigma %g too large", sqrt(s2));
+    if (s2 > 1e13)
+        return pvg_error_set(err, PVG_ERR_INVALID, "Gaussian sigma %g too large", sqrt(s2));
     int k = 16;
-    while (k > 0 && s2 * (double)((uint64_t)1 << k) >= 140737488355328.0 /* 2^47 */) k--;
+    while (k > 0 && s2 * (double)((uint64_t)1 << k) >= 140737488355328.0 /* 2^47 */)
+        k--;
     *den = (uint64_t)1 << k;
     *num = (uint64_t)ceil(s2 * (double)*den) + 1;
     *sigma_out = sqrt((double)*num / (double)*den);
@@ -101,7 +110,8 @@ static pvg_status grid_round(double value, double g, int64_t *vi, pvg_error *err
 {
     double r = nearbyint(value / g);
     if (!isfinite(value) || fabs(r) >= 4.6e18)
-        return pvg_error_set(err, PVG_ERR_INVALID, "value %g too large for the noise grid %g", value, g);
+        return pvg_error_set(err, PVG_ERR_INVALID, "value %g too large for the noise grid %g",
+                             value, g);
     *vi = (int64_t)r;
     return PVG_OK;
 }
@@ -120,7 +130,8 @@ pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups
     if (!(per_group > 0) || isinf(per_group))
         return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be > 0, got %g", per_group);
     if (groups < 1 || groups > 100000000)
-        return pvg_error_set(err, PVG_ERR_INVALID, "groups per user must be in [1, 10^8], got %ld", groups);
+        return pvg_error_set(err, PVG_ERR_INVALID, "groups per user must be in [1, 10^8], got %ld",
+                             groups);
     double G = (double)groups;
     /* the norm the noise is calibrated to: L1 for Laplace, L2 for Gaussian */
     double sens = gaussian ? per_group * sqrt(G) : per_group * G;
@@ -151,7 +162,8 @@ pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups
         s_int = floor(per_group / g) + 1;
     }
     /* s_int: the per-coordinate sensitivity on the grid; G coordinates move */
-    if (s_int * G > 4e15) return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity %g too large", sens);
+    if (s_int * G > 4e15)
+        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity %g too large", sens);
     p->g = g;
     pvg_dp_noise_info *in = &p->info;
     in->granularity = g;
@@ -166,7 +178,8 @@ pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups
         in->delta = 0;
     } else {
         double sigma = 0;
-        if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, groups, &p->num, &p->den, &sigma, err)) != PVG_OK)
+        if ((st = dg_calibrate(epsilon, delta, (int64_t)s_int, groups, &p->num, &p->den, &sigma,
+                               err)) != PVG_OK)
             return st;
         in->mechanism = "discrete-gaussian";
         in->scale = sigma * g;
@@ -178,8 +191,7 @@ pvg_status dp_plan_make(int gaussian, int integer, double per_group, long groups
     return PVG_OK;
 }
 
-pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out,
-                         pvg_error *err)
+pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *out, pvg_error *err)
 {
     int64_t vi = 0;
     pvg_status st = grid_round(value, p->g, &vi, err);
@@ -190,17 +202,20 @@ pvg_status dp_plan_apply(pvg_rng *rng, const dp_plan *p, double value, double *o
     return PVG_OK;
 }
 
-static pvg_status release_int(pvg_rng *rng, int gaussian, int64_t value, int64_t sens, double epsilon,
-                              double delta, int allow, int64_t *out, pvg_dp_noise_info *info,
-                              pvg_error *err)
+static pvg_status release_int(pvg_rng *rng, int gaussian, int64_t value, int64_t sens,
+                              double epsilon, double delta, int allow, int64_t *out,
+                              pvg_dp_noise_info *info, pvg_error *err)
 {
     pvg_status st;
     if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
     if (sens < 1)
-        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld", (long long)sens);
+        return pvg_error_set(err, PVG_ERR_INVALID, "sensitivity must be >= 1, got %lld",
+                             (long long)sens);
     dp_plan p;
-    if ((st = dp_plan_make(gaussian, 1, (double)sens, 1, epsilon, delta, &p, err)) != PVG_OK) return st;
-    int64_t z = gaussian ? pvg_dp_discrete_gaussian(rng, p.num, p.den) : pvg_dp_discrete_laplace(rng, p.num, p.den);
+    if ((st = dp_plan_make(gaussian, 1, (double)sens, 1, epsilon, delta, &p, err)) != PVG_OK)
+        return st;
+    int64_t z = gaussian ? pvg_dp_discrete_gaussian(rng, p.num, p.den)
+                         : pvg_dp_discrete_laplace(rng, p.num, p.den);
     *out = value + z;
     if (info) *info = p.info;
     return PVG_OK;
@@ -220,9 +235,9 @@ pvg_status pvg_dp_gaussian_int(pvg_rng *rng, int64_t value, int64_t sens, double
     return release_int(rng, 1, value, sens, epsilon, delta, allow_insecure_rng, out, info, err);
 }
 
-static pvg_status release_real(pvg_rng *rng, int gaussian, double value, double sens, double epsilon,
-                               double delta, int allow, double *out, pvg_dp_noise_info *info,
-                               pvg_error *err)
+static pvg_status release_real(pvg_rng *rng, int gaussian, double value, double sens,
+                               double epsilon, double delta, int allow, double *out,
+                               pvg_dp_noise_info *info, pvg_error *err)
 {
     pvg_status st;
     if ((st = dp_check_rng(rng, allow, err)) != PVG_OK) return st;
@@ -279,8 +294,7 @@ static int sel_accept(pvg_rng *rng, uint64_t en, int64_t umax, int64_t u, int64_
 }
 
 pvg_status pvg_dp_exponential(pvg_rng *rng, const int64_t *u, size_t n, int64_t sens,
-                              double epsilon, int allow_insecure_rng, size_t *index,
-                              pvg_error *err)
+                              double epsilon, int allow_insecure_rng, size_t *index, pvg_error *err)
 {
     int64_t umax;
     pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
@@ -306,7 +320,8 @@ pvg_status pvg_dp_permute_and_flip(pvg_rng *rng, const int64_t *u, size_t n, int
     if (st != PVG_OK) return st;
     size_t *perm = malloc(n * sizeof *perm);
     if (!perm) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
     uint64_t en = (uint64_t)floor(epsilon * 4294967296.0);
     for (size_t i = 0; i < n; i++) {
         size_t j = i + (size_t)pvg_rng_uniform(rng, n - i);
@@ -339,7 +354,8 @@ pvg_status pvg_dp_report_noisy_max(pvg_rng *rng, const int64_t *u, size_t n, int
      * P(Z > t - 1), so the winning probability changes by at most
      * exp((2 sens + 1) / b) = exp(eps) (the discrete Laplace tail is
      * log-concave). */
-    if ((st = lap_rational((2.0 * (double)sens + 1) / epsilon, &num, &den, err)) != PVG_OK) return st;
+    if ((st = lap_rational((2.0 * (double)sens + 1) / epsilon, &num, &den, err)) != PVG_OK)
+        return st;
     int64_t best = 0;
     size_t bi = 0, ties = 0;
     for (size_t i = 0; i < n; i++) {
@@ -363,7 +379,8 @@ pvg_status pvg_dp_top_k(pvg_rng *rng, const int64_t *u, size_t n, size_t k, int6
     int64_t umax;
     pvg_status st = sel_check(rng, u, n, sens, epsilon, allow_insecure_rng, &umax, err);
     if (st != PVG_OK) return st;
-    if (k == 0 || k > n) return pvg_error_set(err, PVG_ERR_INVALID, "k must be in [1, %zu], got %zu", n, k);
+    if (k == 0 || k > n)
+        return pvg_error_set(err, PVG_ERR_INVALID, "k must be in [1, %zu], got %zu", n, k);
     size_t *idx = malloc(n * sizeof *idx);
     int64_t *uu = malloc(n * sizeof *uu);
     if (!idx || !uu) {
@@ -378,7 +395,8 @@ pvg_status pvg_dp_top_k(pvg_rng *rng, const int64_t *u, size_t n, size_t k, int6
     size_t m = n;
     for (size_t r = 0; r < k; r++) {
         size_t pick;
-        st = pvg_dp_exponential(rng, uu, m, sens, epsilon / (double)k, allow_insecure_rng, &pick, err);
+        st = pvg_dp_exponential(rng, uu, m, sens, epsilon / (double)k, allow_insecure_rng, &pick,
+                                err);
         if (st != PVG_OK) break;
         out[r] = idx[pick];
         idx[pick] = idx[m - 1];
@@ -405,7 +423,8 @@ pvg_status pvg_dp_partition_rule_make(double epsilon, double delta, int64_t max_
     /* P(Z >= k) = a^k / (1 + a) <= delta / m  <=>  k >= b log(m / (delta (1 + a))) */
     double k0 = ceil(b * log((double)max_partitions / (delta * (1 + a))));
     if (k0 < 1) k0 = 1;
-    while (exp(-k0 / b) / (1 + a) > delta / (double)max_partitions) k0 += 1;
+    while (exp(-k0 / b) / (1 + a) > delta / (double)max_partitions)
+        k0 += 1;
     rule->epsilon = epsilon;
     rule->delta = delta;
     rule->max_partitions = max_partitions;
@@ -428,12 +447,13 @@ int pvg_dp_partition_keep(pvg_rng *rng, const pvg_dp_partition_rule *rule, int64
 
 #define P53 9007199254740992.0 /* 2^53 */
 
-pvg_status pvg_dp_rr_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon,
-                            uint32_t *out, pvg_error *err)
+pvg_status pvg_dp_rr_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon, uint32_t *out,
+                            pvg_error *err)
 {
     pvg_status st;
     if ((st = check_eps(epsilon, err)) != PVG_OK) return st;
-    if (k < 2 || value >= k) return pvg_error_set(err, PVG_ERR_INVALID, "need k >= 2 and value < k");
+    if (k < 2 || value >= k)
+        return pvg_error_set(err, PVG_ERR_INVALID, "need k >= 2 and value < k");
     double p = 1 / (1 + (double)(k - 1) * exp(-epsilon));
     uint64_t pn = (uint64_t)floor(p * P53);
     if (pvg_dp_bernoulli(rng, pn, (uint64_t)P53)) {
@@ -450,8 +470,10 @@ void pvg_dp_rr_estimate(const long long *counts, uint32_t k, double epsilon, dou
     double p = floor(P53 / (1 + (double)(k - 1) * exp(-epsilon))) / P53;
     double q = (1 - p) / (double)(k - 1);
     double n = 0;
-    for (uint32_t v = 0; v < k; v++) n += (double)counts[v];
-    for (uint32_t v = 0; v < k; v++) est[v] = ((double)counts[v] - n * q) / (p - q);
+    for (uint32_t v = 0; v < k; v++)
+        n += (double)counts[v];
+    for (uint32_t v = 0; v < k; v++)
+        est[v] = ((double)counts[v] - n * q) / (p - q);
 }
 
 pvg_status pvg_dp_oue_report(pvg_rng *rng, uint32_t value, uint32_t k, double epsilon,
@@ -471,5 +493,6 @@ void pvg_dp_oue_estimate(const long long *bit_counts, uint32_t k, long long n, d
                          double *est)
 {
     double q = ceil(P53 / (exp(epsilon) + 1)) / P53;
-    for (uint32_t v = 0; v < k; v++) est[v] = ((double)bit_counts[v] - (double)n * q) / (0.5 - q);
+    for (uint32_t v = 0; v < k; v++)
+        est[v] = ((double)bit_counts[v] - (double)n * q) / (0.5 - q);
 }

@@ -72,9 +72,9 @@ static double delta_single(double q, double s, int add, double eps)
         d = mix_sf(q, s, xs) - exp(eps) * dp_norm_sf(xs / s);
     } else {
         double xs = x_remove(q, s, -eps);
-        if (xs == -INFINITY) return 0; /* eps >= -log(1 - q): no loss exceeds it */
-        double pc = dp_norm_sf(-xs / s);                                     /* P(X < x*) */
-        double qc = (1 - q) * pc + q * dp_norm_sf((1 - xs) / s);              /* mixture */
+        if (xs == -INFINITY) return 0;   /* eps >= -log(1 - q): no loss exceeds it */
+        double pc = dp_norm_sf(-xs / s); /* P(X < x*) */
+        double qc = (1 - q) * pc + q * dp_norm_sf((1 - xs) / s); /* mixture */
         d = pc - exp(eps) * qc;
     }
     return d < 0 ? 0 : d > 1 ? 1 : d;
@@ -118,7 +118,8 @@ static int pld_single(double q, double s, double h, int add, pld *out, pvg_error
         out->p = NULL;
         return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
     }
-    for (long i = 0; i < n; i++) dl[i] = delta_single(q, s, add, (double)(klo + i) * h);
+    for (long i = 0; i < n; i++)
+        dl[i] = delta_single(q, s, add, (double)(klo + i) * h);
     for (long i = 1; i < n; i++) /* non-increasing, as a hockey-stick curve is */
         if (dl[i] > dl[i - 1]) dl[i] = dl[i - 1];
     double em = expm1(h);
@@ -150,7 +151,8 @@ static void fft(double complex *a, size_t n, int inv, const double complex *w)
 {
     for (size_t i = 1, j = 0; i < n; i++) {
         size_t bit = n >> 1;
-        for (; j & bit; bit >>= 1) j ^= bit;
+        for (; j & bit; bit >>= 1)
+            j ^= bit;
         j ^= bit;
         if (i < j) {
             double complex t = a[i];
@@ -169,7 +171,8 @@ static void fft(double complex *a, size_t n, int inv, const double complex *w)
             }
     }
     if (inv)
-        for (size_t i = 0; i < n; i++) a[i] /= (double)n;
+        for (size_t i = 0; i < n; i++)
+            a[i] /= (double)n;
 }
 
 #define PLD_TAIL 1e-15
@@ -178,11 +181,13 @@ static void pld_truncate(pld *a)
 {
     long top = a->n - 1;
     double acc = 0;
-    while (top > 0 && acc + a->p[top] < PLD_TAIL) acc += a->p[top--];
+    while (top > 0 && acc + a->p[top] < PLD_TAIL)
+        acc += a->p[top--];
     a->inf += acc;
     long bot = 0;
     acc = 0;
-    while (bot < top && acc + a->p[bot] < PLD_TAIL) acc += a->p[bot++];
+    while (bot < top && acc + a->p[bot] < PLD_TAIL)
+        acc += a->p[bot++];
     a->p[bot] += acc; /* lower losses rounded up: pessimistic */
     if (bot > 0) memmove(a->p, a->p + bot, (size_t)(top - bot + 1) * sizeof(double));
     a->lo += bot;
@@ -198,7 +203,8 @@ static void rfft(const double *x, long nx, size_t m, const double complex *wf,
 {
     size_t h = m / 2;
     for (size_t k = 0; k < h; k++) {
-        double re = (long)(2 * k) < nx ? x[2 * k] : 0, im = (long)(2 * k + 1) < nx ? x[2 * k + 1] : 0;
+        double re = (long)(2 * k) < nx ? x[2 * k] : 0,
+               im = (long)(2 * k + 1) < nx ? x[2 * k + 1] : 0;
         z[k] = re + I * im;
     }
     fft(z, h, 0, wh);
@@ -210,8 +216,8 @@ static void rfft(const double *x, long nx, size_t m, const double complex *wf,
 }
 
 /* Inverse of rfft for a Hermitian spectrum Y[0..m/2]: y[0..m) real. */
-static void irfft(const double complex *Y, size_t m, const double complex *wf, const double complex *wh,
-                  double complex *z, double *y)
+static void irfft(const double complex *Y, size_t m, const double complex *wf,
+                  const double complex *wh, double complex *z, double *y)
 {
     size_t h = m / 2;
     for (size_t k = 0; k < h; k++) {
@@ -233,7 +239,8 @@ static int pld_conv(const pld *a, const pld *b, pld *out, pvg_error *err)
 {
     long n = a->n + b->n - 1;
     size_t m = 4;
-    while ((long)m < n) m <<= 1;
+    while ((long)m < n)
+        m <<= 1;
     size_t h = m / 2;
     double complex *wf = malloc(h * sizeof *wf), *wh = malloc((h / 2 + 1) * sizeof *wh);
     double complex *z = malloc(h * sizeof *z), *xa = malloc((h + 1) * sizeof *xa), *xb = NULL;
@@ -241,20 +248,33 @@ static int pld_conv(const pld *a, const pld *b, pld *out, pvg_error *err)
     if (!self) xb = malloc((h + 1) * sizeof *xb);
     double *res = malloc(m * sizeof(double));
     if (!wf || !wh || !z || !xa || !res || (!self && !xb)) {
-        free(wf); free(wh); free(z); free(xa); free(xb); free(res);
+        free(wf);
+        free(wh);
+        free(z);
+        free(xa);
+        free(xb);
+        free(res);
         return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
     }
-    for (size_t k = 0; k < h; k++) wf[k] = cexp(-2.0 * M_PI * I * (double)k / (double)m);
-    for (size_t j = 0; j < h / 2; j++) wh[j] = wf[2 * j];
+    for (size_t k = 0; k < h; k++)
+        wf[k] = cexp(-2.0 * M_PI * I * (double)k / (double)m);
+    for (size_t j = 0; j < h / 2; j++)
+        wh[j] = wf[2 * j];
     rfft(a->p, a->n, m, wf, wh, z, xa);
     if (self) {
-        for (size_t k = 0; k <= h; k++) xa[k] *= xa[k];
+        for (size_t k = 0; k <= h; k++)
+            xa[k] *= xa[k];
     } else {
         rfft(b->p, b->n, m, wf, wh, z, xb);
-        for (size_t k = 0; k <= h; k++) xa[k] *= xb[k];
+        for (size_t k = 0; k <= h; k++)
+            xa[k] *= xb[k];
     }
     irfft(xa, m, wf, wh, z, res);
-    free(wf); free(wh); free(z); free(xa); free(xb);
+    free(wf);
+    free(wh);
+    free(z);
+    free(xa);
+    free(xb);
     for (long i = 0; i < n; i++)
         if (!(res[i] > 0)) res[i] = 0;
     out->p = res;
@@ -275,11 +295,16 @@ static int pld_power(pld *base, long long t, pld *out, pvg_error *err)
                 acc.p = malloc((size_t)base->n * sizeof(double));
                 if (!acc.p) return pvg_error_set(err, PVG_ERR_NOMEM, "PLD: out of memory");
                 memcpy(acc.p, base->p, (size_t)base->n * sizeof(double));
-                acc.lo = base->lo; acc.n = base->n; acc.inf = base->inf;
+                acc.lo = base->lo;
+                acc.n = base->n;
+                acc.inf = base->inf;
                 have = 1;
             } else {
                 pld r;
-                if (pld_conv(&acc, base, &r, err)) { pld_free(&acc); return -1; }
+                if (pld_conv(&acc, base, &r, err)) {
+                    pld_free(&acc);
+                    return -1;
+                }
                 pld_free(&acc);
                 acc = r;
             }
@@ -287,7 +312,10 @@ static int pld_power(pld *base, long long t, pld *out, pvg_error *err)
         t >>= 1;
         if (t > 0) {
             pld sq;
-            if (pld_conv(base, base, &sq, err)) { pld_free(&acc); return -1; }
+            if (pld_conv(base, base, &sq, err)) {
+                pld_free(&acc);
+                return -1;
+            }
             pld_free(base);
             *base = sq;
         }
@@ -312,10 +340,12 @@ static pvg_status check_args(double q, double sigma, long long steps, double *h,
     if (!(q >= 0 && q <= 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "sample rate must be in [0, 1], got %g", q);
     if (!(sigma > 0) || isinf(sigma))
-        return pvg_error_set(err, PVG_ERR_INVALID, "PLD needs a noise multiplier > 0, got %g", sigma);
+        return pvg_error_set(err, PVG_ERR_INVALID, "PLD needs a noise multiplier > 0, got %g",
+                             sigma);
     if (steps < 0) return pvg_error_set(err, PVG_ERR_INVALID, "steps must be >= 0");
     if (*h == 0) *h = 1e-4;
-    if (!(*h > 0 && *h < 1)) return pvg_error_set(err, PVG_ERR_INVALID, "PLD interval must be in (0,1)");
+    if (!(*h > 0 && *h < 1))
+        return pvg_error_set(err, PVG_ERR_INVALID, "PLD interval must be in (0,1)");
     return PVG_OK;
 }
 
@@ -344,7 +374,10 @@ pvg_status pvg_dp_pld_delta(double q, double sigma, long long steps, double epsi
 {
     pvg_status st = check_args(q, sigma, steps, &interval, err);
     if (st != PVG_OK) return st;
-    if (steps == 0 || q == 0) { *delta_out = 0; return PVG_OK; }
+    if (steps == 0 || q == 0) {
+        *delta_out = 0;
+        return PVG_OK;
+    }
     pld c[2];
     if ((st = pld_build(q, sigma, steps, interval, c, err)) != PVG_OK) return st;
     double d0 = pld_delta_at(&c[0], interval, epsilon), d1 = pld_delta_at(&c[1], interval, epsilon);
@@ -361,19 +394,27 @@ pvg_status pvg_dp_pld_epsilon(double q, double sigma, long long steps, double de
     if (st != PVG_OK) return st;
     if (!(delta > 0 && delta < 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "delta must be in (0, 1), got %g", delta);
-    if (steps == 0 || q == 0) { *eps_out = 0; return PVG_OK; }
+    if (steps == 0 || q == 0) {
+        *eps_out = 0;
+        return PVG_OK;
+    }
     pld c[2];
     if ((st = pld_build(q, sigma, steps, interval, c, err)) != PVG_OK) return st;
     double best = 0;
     for (int k = 0; k < 2; k++) {
-        if (c[k].inf > delta) { best = INFINITY; break; }
+        if (c[k].inf > delta) {
+            best = INFINITY;
+            break;
+        }
         double lo = 0, hi = (double)(c[k].lo + c[k].n) * interval;
         if (hi < 0) hi = 0;
         if (pld_delta_at(&c[k], interval, 0) <= delta) continue;
         for (int it = 0; it < 200 && hi - lo > 1e-12 * (1 + hi); it++) {
             double mid = 0.5 * (lo + hi);
-            if (pld_delta_at(&c[k], interval, mid) <= delta) hi = mid;
-            else lo = mid;
+            if (pld_delta_at(&c[k], interval, mid) <= delta)
+                hi = mid;
+            else
+                lo = mid;
         }
         if (hi > best) best = hi;
     }

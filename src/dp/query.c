@@ -31,7 +31,8 @@
 
 /* ---- names ---- */
 
-static const char *const kind_names[] = {"count", "sum", "mean", "quantile", "histogram", "top-items"};
+static const char *const kind_names[] = {"count",    "sum",       "mean",
+                                         "quantile", "histogram", "top-items"};
 static const char *const group_names[] = {"none", "category", "item", "country", "day"};
 
 pvg_status pvg_query_kind_parse(const char *name, pvg_query_kind *out)
@@ -132,7 +133,8 @@ pvg_query_sensitivity pvg_query_sensitivity_users(long G)
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
@@ -156,10 +158,12 @@ static int gt_grow(gtable *t)
     size_t ncap = t->cap ? t->cap * 2 : 64;
     int32_t *ns = malloc(ncap * sizeof *ns);
     if (!ns) return -1;
-    for (size_t i = 0; i < ncap; i++) ns[i] = -1;
+    for (size_t i = 0; i < ncap; i++)
+        ns[i] = -1;
     for (size_t i = 0; i < t->n; i++) {
         size_t h = (size_t)hash_str(t->g[i].key) & (ncap - 1);
-        while (ns[h] >= 0) h = (h + 1) & (ncap - 1);
+        while (ns[h] >= 0)
+            h = (h + 1) & (ncap - 1);
         ns[h] = (int32_t)i;
     }
     free(t->slots);
@@ -193,7 +197,8 @@ static long gt_get(gtable *t, const char *key)
 
 static void gt_free(gtable *t)
 {
-    for (size_t i = 0; i < t->n; i++) free(t->g[i].key);
+    for (size_t i = 0; i < t->n; i++)
+        free(t->g[i].key);
     free(t->g);
     free(t->slots);
 }
@@ -212,12 +217,18 @@ static int cm_put(catmap *m, int64_t id, const char *cat)
         size_t nc = m->cap ? m->cap * 2 : 1024;
         int64_t *ni = malloc(nc * sizeof *ni);
         char **nca = calloc(nc, sizeof *nca);
-        if (!ni || !nca) { free(ni); free(nca); return -1; }
-        for (size_t i = 0; i < nc; i++) ni[i] = 0;
+        if (!ni || !nca) {
+            free(ni);
+            free(nca);
+            return -1;
+        }
+        for (size_t i = 0; i < nc; i++)
+            ni[i] = 0;
         for (size_t i = 0; i < m->cap; i++)
             if (m->ids[i]) {
                 size_t h = (size_t)((uint64_t)m->ids[i] * 0x9E3779B97F4A7C15ull) & (nc - 1);
-                while (ni[h]) h = (h + 1) & (nc - 1);
+                while (ni[h])
+                    h = (h + 1) & (nc - 1);
                 ni[h] = m->ids[i];
                 nca[h] = m->cats[i];
             }
@@ -228,9 +239,12 @@ static int cm_put(catmap *m, int64_t id, const char *cat)
         m->cap = nc;
     }
     size_t h = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
-    while (m->ids[h] && m->ids[h] != id) h = (h + 1) & (m->cap - 1);
-    if (!m->ids[h]) m->n++;
-    else free(m->cats[h]);
+    while (m->ids[h] && m->ids[h] != id)
+        h = (h + 1) & (m->cap - 1);
+    if (!m->ids[h])
+        m->n++;
+    else
+        free(m->cats[h]);
     m->ids[h] = id;
     m->cats[h] = strdup(cat ? cat : "(none)");
     return m->cats[h] ? 0 : -1;
@@ -262,7 +276,8 @@ static long cm_slot(const catmap *m, int64_t id)
 static void cm_free(catmap *m)
 {
     free(m->gidx);
-    for (size_t i = 0; i < m->cap; i++) free(m->cats[i]);
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->cats[i]);
     free(m->ids);
     free(m->cats);
 }
@@ -275,11 +290,11 @@ static int cm_item_cb(void *ctx, const pvg_item *it)
 /* ---- the pass over users ---- */
 
 typedef struct uslot {
-    long g;      /* group index */
-    long n;      /* events taken (at most max_contributions) */
-    long total;  /* events seen in the group */
-    long first;  /* order of first appearance */
-    double sum;  /* clamped values taken */
+    long g;     /* group index */
+    long n;     /* events taken (at most max_contributions) */
+    long total; /* events seen in the group */
+    long first; /* order of first appearance */
+    double sum; /* clamped values taken */
 } uslot;
 
 typedef struct qctx {
@@ -313,9 +328,12 @@ static const char *group_key(qctx *q, const pvg_event *e, double v)
         return q->keybuf;
     }
     switch (sp->kind == PVG_QUERY_TOP_ITEMS ? PVG_QUERY_GROUP_ITEM : sp->group_by) {
-    case PVG_QUERY_GROUP_NONE: return "";
-    case PVG_QUERY_GROUP_CATEGORY: return cm_get(&q->cats, e->item_id);
-    case PVG_QUERY_GROUP_ITEM: return e->item ? e->item : "(none)";
+    case PVG_QUERY_GROUP_NONE:
+        return "";
+    case PVG_QUERY_GROUP_CATEGORY:
+        return cm_get(&q->cats, e->item_id);
+    case PVG_QUERY_GROUP_ITEM:
+        return e->item ? e->item : "(none)";
     case PVG_QUERY_GROUP_COUNTRY:
         return (e->fields & PVG_FIELD_COUNTRY) && e->country ? e->country : "(unknown)";
     case PVG_QUERY_GROUP_DAY: {
@@ -357,7 +375,8 @@ static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
         double v = 0;
         if (need_value) {
             if (!(e->fields & field)) continue;
-            v = clampd(field == PVG_FIELD_AMOUNT ? e->amount : e->quantity, sp->clamp_lo, sp->clamp_hi);
+            v = clampd(field == PVG_FIELD_AMOUNT ? e->amount : e->quantity, sp->clamp_lo,
+                       sp->clamp_hi);
         }
         long g;
         long cs = q->cat_fast ? cm_slot(&q->cats, e->item_id) : -1;
@@ -367,13 +386,19 @@ static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
         } else {
             g = gt_get(&q->gt, group_key(q, e, v));
         }
-        if (g < 0) { q->oom = 1; return 1; }
+        if (g < 0) {
+            q->oom = 1;
+            return 1;
+        }
         grp *gg = &q->gt.g[g];
         if (gg->stamp != stamp) {
             if (used == q->slots_cap) {
                 size_t nc = q->slots_cap ? 2 * q->slots_cap : 64;
                 uslot *ns = realloc(q->slots, nc * sizeof *ns);
-                if (!ns) { q->oom = 1; return 1; }
+                if (!ns) {
+                    q->oom = 1;
+                    return 1;
+                }
                 q->slots = ns;
                 q->slots_cap = nc;
             }
@@ -391,7 +416,10 @@ static int user_cb(void *ctx, const pvg_user_view *u, const pvg_event *ev, size_
             if (q->nv == q->vcap) {
                 size_t nc = q->vcap ? q->vcap * 2 : 4096;
                 double *nvv = realloc(q->vals, nc * sizeof *nvv);
-                if (!nvv) { q->oom = 1; return 1; }
+                if (!nvv) {
+                    q->oom = 1;
+                    return 1;
+                }
                 q->vals = nvv;
                 q->vcap = nc;
             }
@@ -439,7 +467,8 @@ static int cmp_row_value_desc(const void *a, const void *b)
 void pvg_query_result_free(pvg_query_result *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->n_rows; i++) free((char *)r->rows[i].group);
+    for (size_t i = 0; i < r->n_rows; i++)
+        free((char *)r->rows[i].group);
     free(r->rows);
     free(r);
 }
@@ -448,39 +477,55 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
 {
     const char *src = "query";
     if (!(sp->epsilon > 0) || isinf(sp->epsilon))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--epsilon must be > 0, got %g", sp->epsilon);
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--epsilon must be > 0, got %g", sp->epsilon);
     if (!(sp->delta >= 0 && sp->delta < 1))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--delta must be in [0, 1), got %g", sp->delta);
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--delta must be in [0, 1), got %g", sp->delta);
     if ((unsigned)sp->kind > PVG_QUERY_TOP_ITEMS || (unsigned)sp->group_by > PVG_QUERY_GROUP_DAY)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "unknown query kind or grouping");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "unknown query kind or grouping");
     if (sp->event_type >= PVG_EVENT_TYPE_COUNT)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "unknown event type %d", sp->event_type);
-    int grouped = sp->kind == PVG_QUERY_TOP_ITEMS || (sp->group_by != PVG_QUERY_GROUP_NONE && sp->kind != PVG_QUERY_HISTOGRAM);
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "unknown event type %d",
+                                sp->event_type);
+    int grouped = sp->kind == PVG_QUERY_TOP_ITEMS ||
+                  (sp->group_by != PVG_QUERY_GROUP_NONE && sp->kind != PVG_QUERY_HISTOGRAM);
     if (sp->max_contributions == 0) sp->max_contributions = 10;
     if (sp->max_groups == 0) sp->max_groups = (grouped || sp->kind == PVG_QUERY_HISTOGRAM) ? 5 : 1;
     if (sp->max_contributions < 1 || sp->max_contributions > 1000000)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--max-contributions must be in [1, 10^6]");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--max-contributions must be in [1, 10^6]");
     if (sp->max_groups < 1 || sp->max_groups > 100000)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--max-groups must be in [1, 10^5]");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--max-groups must be in [1, 10^5]");
     if (!grouped && sp->kind != PVG_QUERY_HISTOGRAM) sp->max_groups = 1;
     if (sp->kind == PVG_QUERY_QUANTILE && sp->group_by != PVG_QUERY_GROUP_NONE)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "quantile does not support --group-by");
-    if (sp->kind == PVG_QUERY_HISTOGRAM && sp->group_by != PVG_QUERY_GROUP_NONE)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "histogram groups by value bins; drop --group-by");
-    if ((sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) && sp->value == PVG_QUERY_VALUE_EVENTS)
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
-                                "%s needs --value quantity or amount", pvg_query_kind_name(sp->kind));
+                                "quantile does not support --group-by");
+    if (sp->kind == PVG_QUERY_HISTOGRAM && sp->group_by != PVG_QUERY_GROUP_NONE)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "histogram groups by value bins; drop --group-by");
+    if ((sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) &&
+        sp->value == PVG_QUERY_VALUE_EVENTS)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "%s needs --value quantity or amount",
+                                pvg_query_kind_name(sp->kind));
     int needs_clamp = (sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN ||
                        sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) &&
                       sp->value != PVG_QUERY_VALUE_EVENTS;
     if (sp->kind == PVG_QUERY_QUANTILE || sp->kind == PVG_QUERY_HISTOGRAM) needs_clamp = 1;
     if (needs_clamp && !sp->has_clamp)
+        return pvg_error_set_at(
+            err, PVG_ERR_INVALID, src, 0, 0, -1,
+            "--clamp LO:HI is required for %s of %s (contributions must be bounded)",
+            pvg_query_kind_name(sp->kind),
+            sp->value == PVG_QUERY_VALUE_AMOUNT   ? "amount"
+            : sp->value == PVG_QUERY_VALUE_EVENTS ? "events"
+                                                  : "quantity");
+    if (sp->has_clamp &&
+        !(sp->clamp_lo < sp->clamp_hi && isfinite(sp->clamp_lo) && isfinite(sp->clamp_hi)))
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
-                                "--clamp LO:HI is required for %s of %s (contributions must be bounded)",
-                                pvg_query_kind_name(sp->kind),
-                                sp->value == PVG_QUERY_VALUE_AMOUNT ? "amount" : sp->value == PVG_QUERY_VALUE_EVENTS ? "events" : "quantity");
-    if (sp->has_clamp && !(sp->clamp_lo < sp->clamp_hi && isfinite(sp->clamp_lo) && isfinite(sp->clamp_hi)))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--clamp needs finite LO < HI");
+                                "--clamp needs finite LO < HI");
     if (sp->value == PVG_QUERY_VALUE_EVENTS && !sp->has_clamp) {
         sp->has_clamp = 1;
         sp->clamp_lo = 0;
@@ -490,17 +535,22 @@ static pvg_status spec_check(pvg_query_spec *sp, pvg_error *err)
      * default", so --quantile 0 became the median) */
     if (sp->kind == PVG_QUERY_QUANTILE && !(sp->quantile > 0 && sp->quantile < 1))
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
-                                "--quantile must be in (0, 1), bounds excluded, got %g", sp->quantile);
+                                "--quantile must be in (0, 1), bounds excluded, got %g",
+                                sp->quantile);
     if (sp->bins == 0) sp->bins = 10;
     if (sp->bins < 1 || sp->bins > 10000)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--bins must be in [1, 10000]");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "--bins must be in [1, 10000]");
     if (sp->top == 0) sp->top = 10;
-    if (sp->top < 1) return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--top must be >= 1");
+    if (sp->top < 1)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "--top must be >= 1");
     if (grouped && sp->kind != PVG_QUERY_TOP_ITEMS && !(sp->delta > 0))
         return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
-                                "grouped queries need --delta > 0 (partition selection releases a group only when enough users support it)");
+                                "grouped queries need --delta > 0 (partition selection releases a "
+                                "group only when enough users support it)");
     if (sp->noise == PVG_QUERY_NOISE_GAUSSIAN && !(sp->delta > 0))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1, "Gaussian noise needs --delta > 0");
+        return pvg_error_set_at(err, PVG_ERR_INVALID, src, 0, 0, -1,
+                                "Gaussian noise needs --delta > 0");
     return PVG_OK;
 }
 
@@ -562,8 +612,10 @@ static long ti_find(const ti_ctx *t, int64_t id)
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t->ids[mid] < id) lo = mid + 1;
-        else hi = mid;
+        if (t->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < t->n && t->ids[lo] == id ? (long)lo : -1;
 }
@@ -620,7 +672,8 @@ static pvg_status ti_mem_domain(ti_ctx *t, const query_mem *mem, pvg_error *err)
             const char *name = mem->users[u].events[i].item;
             if (!name) continue;
             int seen = 0;
-            for (size_t j = 0; j < t->n && !seen; j++) seen = strcmp(t->ext[j], name) == 0;
+            for (size_t j = 0; j < t->n && !seen; j++)
+                seen = strcmp(t->ext[j], name) == 0;
             if (seen) continue;
             pvg_item it = {0};
             it.ext_id = name;
@@ -628,7 +681,8 @@ static pvg_status ti_mem_domain(ti_ctx *t, const query_mem *mem, pvg_error *err)
             if (ti_item(t, &it)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         }
     qsort(t->ext, t->n, sizeof *t->ext, cmp_strp);
-    for (size_t j = 0; j < t->n; j++) t->ids[j] = (int64_t)j + 1;
+    for (size_t j = 0; j < t->n; j++)
+        t->ids[j] = (int64_t)j + 1;
     return PVG_OK;
 }
 
@@ -641,7 +695,8 @@ static pvg_status top_items_run(pvg_store *s, const query_mem *mem, const pvg_qu
     t.rng = rng;
     t.err = err;
     pvg_dp_popular *rel = NULL;
-    pvg_status st = mem ? ti_mem_domain(&t, mem, err) : pvg_store_items_foreach(s, ti_item, &t, err);
+    pvg_status st =
+        mem ? ti_mem_domain(&t, mem, err) : pvg_store_items_foreach(s, ti_item, &t, err);
     if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     if (st == PVG_OK && t.n == 0)
         st = pvg_error_set(err, PVG_ERR_INVALID,
@@ -699,7 +754,8 @@ static pvg_status top_items_run(pvg_store *s, const query_mem *mem, const pvg_qu
     }
     pvg_dp_popular_free(rel);
     pvg_dp_item_counts_free(t.c);
-    for (size_t i = 0; i < t.n; i++) free(t.ext[i]);
+    for (size_t i = 0; i < t.n; i++)
+        free(t.ext[i]);
     free(t.ext);
     free(t.ids);
     free(t.buf);
@@ -713,7 +769,8 @@ static pvg_status src_items(pvg_store *s, const query_mem *mem, catmap *cats, pv
 {
     if (!mem) return pvg_store_items_foreach(s, cm_item_cb, cats, err);
     for (size_t i = 0; i < mem->n_items; i++)
-        if (cm_item_cb(cats, &mem->items[i])) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        if (cm_item_cb(cats, &mem->items[i]))
+            return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     return PVG_OK;
 }
 
@@ -765,17 +822,16 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
         r->max_groups = sp->max_groups;
         st = top_items_run(s, mem, sp, rng, r, err);
         if (st == PVG_OK && !mem) { /* in memory: the caller (the audit) accounts for it */
-            const char *tn = sp->event_type >= 0
-                                 ? pvg_event_type_name((pvg_event_type)sp->event_type)
-                                 : "all";
+            const char *tn =
+                sp->event_type >= 0 ? pvg_event_type_name((pvg_event_type)sp->event_type) : "all";
             if (sp->what)
                 snprintf(r->what, sizeof r->what, "%s", sp->what);
             else
                 snprintf(r->what, sizeof r->what, "query top-items of %s events (catalog items)",
                          tn);
-            st = pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET,
-                                   r->what, r->mechanism, r->epsilon, r->delta, &r->release_id,
-                                   err);
+            st =
+                pvg_ledger_charge(s, sp->dataset ? sp->dataset : PVG_LEDGER_DEFAULT_DATASET,
+                                  r->what, r->mechanism, r->epsilon, r->delta, &r->release_id, err);
         }
         if (st != PVG_OK) {
             pvg_query_result_free(r);
@@ -790,8 +846,12 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
         if (st != PVG_OK) goto done;
         if (q.cats.cap) {
             q.cats.gidx = malloc(q.cats.cap * sizeof *q.cats.gidx);
-            if (!q.cats.gidx) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
-            for (size_t i = 0; i < q.cats.cap; i++) q.cats.gidx[i] = -1;
+            if (!q.cats.gidx) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            for (size_t i = 0; i < q.cats.cap; i++)
+                q.cats.gidx[i] = -1;
             q.cat_fast = 1;
         }
     }
@@ -830,31 +890,47 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
     /* ungrouped event-count mean over all users: zero-event users count too */
     if (!grouped && sp->kind == PVG_QUERY_MEAN && mean_per_user) {
         long g = gt_get(&q.gt, "");
-        if (g < 0) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        if (g < 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
         q.gt.g[g].users = q.users;
     }
-    if (!grouped && sp->kind != PVG_QUERY_HISTOGRAM && sp->kind != PVG_QUERY_QUANTILE && q.gt.n == 0) {
-        if (gt_get(&q.gt, "") < 0) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+    if (!grouped && sp->kind != PVG_QUERY_HISTOGRAM && sp->kind != PVG_QUERY_QUANTILE &&
+        q.gt.n == 0) {
+        if (gt_get(&q.gt, "") < 0) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
     }
     if (sp->kind == PVG_QUERY_HISTOGRAM) {
         /* every bin is public: make sure all exist */
         for (int b = 0; b < sp->bins; b++) {
             char k[16];
             snprintf(k, sizeof k, "%06d", b);
-            if (gt_get(&q.gt, k) < 0) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+            if (gt_get(&q.gt, k) < 0) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                goto done;
+            }
         }
     }
 
     size_t cap = sp->kind == PVG_QUERY_QUANTILE ? 1 : q.gt.n;
     r->rows = calloc(cap ? cap : 1, sizeof *r->rows);
-    if (!r->rows) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+    if (!r->rows) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
 
     if (sp->kind == PVG_QUERY_QUANTILE) {
         /* exponential mechanism over 1001 candidates on the clamp range;
          * k = round(1000 q); sensitivity 1000 m */
         enum { NC = 1001 };
         int64_t *u = malloc(NC * sizeof *u);
-        if (!u) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+        if (!u) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
         qsort(q.vals, q.nv, sizeof *q.vals, cmp_double);
         /* u(c) = -max(0, k N - 1000 #{x <= c}, 1000 #{x < c} - k N): zero exactly
          * at the q-quantiles, each term moves by at most 1000 m per user */
@@ -862,8 +938,10 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
         size_t le = 0, lt = 0;
         for (int i = 0; i < NC; i++) {
             double c = sp->clamp_lo + (sp->clamp_hi - sp->clamp_lo) * i / (NC - 1);
-            while (le < q.nv && q.vals[le] <= c) le++;
-            while (lt < q.nv && q.vals[lt] < c) lt++;
+            while (le < q.nv && q.vals[le] <= c)
+                le++;
+            while (lt < q.nv && q.vals[lt] < c)
+                lt++;
             int64_t a = k * N - 1000 * (int64_t)le, b = 1000 * (int64_t)lt - k * N;
             int64_t pen = a > b ? a : b;
             u[i] = pen > 0 ? -pen : 0;
@@ -885,17 +963,21 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
     } else {
         pvg_dp_partition_rule rule;
         if (grouped) {
-            if ((st = pvg_dp_partition_rule_make(eps_sel, del_sel, q.G, &rule, err)) != PVG_OK) goto done;
+            if ((st = pvg_dp_partition_rule_make(eps_sel, del_sel, q.G, &rule, err)) != PVG_OK)
+                goto done;
             r->selection_threshold = (long)rule.threshold;
         }
         dp_plan pc, ps;
         int need_sum = sp->kind == PVG_QUERY_SUM || sp->kind == PVG_QUERY_MEAN;
-        int need_cnt = sp->kind == PVG_QUERY_COUNT || sp->kind == PVG_QUERY_MEAN || sp->kind == PVG_QUERY_HISTOGRAM;
+        int need_cnt = sp->kind == PVG_QUERY_COUNT || sp->kind == PVG_QUERY_MEAN ||
+                       sp->kind == PVG_QUERY_HISTOGRAM;
         double e_each = sp->kind == PVG_QUERY_MEAN ? eps_val / 2 : eps_val;
         double d_each = sp->kind == PVG_QUERY_MEAN ? del_val / 2 : del_val;
-        if (need_cnt && (st = dp_plan_make(gauss, 1, cnt_sens.per_group, cnt_sens.groups, e_each, d_each, &pc, err)) != PVG_OK)
+        if (need_cnt && (st = dp_plan_make(gauss, 1, cnt_sens.per_group, cnt_sens.groups, e_each,
+                                           d_each, &pc, err)) != PVG_OK)
             goto done;
-        if (need_sum && (st = dp_plan_make(gauss, 0, sum_sens.per_group, sum_sens.groups, e_each, d_each, &ps, err)) != PVG_OK)
+        if (need_sum && (st = dp_plan_make(gauss, 0, sum_sens.per_group, sum_sens.groups, e_each,
+                                           d_each, &ps, err)) != PVG_OK)
             goto done;
         if (sp->kind == PVG_QUERY_TOP_ITEMS) {
             pvg_query_sensitivity us = pvg_query_sensitivity_users(q.G);
@@ -903,12 +985,15 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
         } else {
             const pvg_query_sensitivity *vs = need_sum ? &sum_sens : &cnt_sens;
             r->sensitivity = gauss ? vs->l2 : vs->l1;
-            if (sp->kind == PVG_QUERY_MEAN) r->count_sensitivity = gauss ? cnt_sens.l2 : cnt_sens.l1;
+            if (sp->kind == PVG_QUERY_MEAN)
+                r->count_sensitivity = gauss ? cnt_sens.l2 : cnt_sens.l1;
         }
         r->mechanism = sp->kind == PVG_QUERY_TOP_ITEMS ? "partition-selection/discrete-laplace"
-                       : gauss ? "discrete-gaussian" : "discrete-laplace";
+                       : gauss                         ? "discrete-gaussian"
+                                                       : "discrete-laplace";
         r->noise_scale = sp->kind == PVG_QUERY_TOP_ITEMS ? rule.scale
-                         : need_sum ? ps.info.scale : pc.info.scale;
+                         : need_sum                      ? ps.info.scale
+                                                         : pc.info.scale;
         for (size_t i = 0; i < q.gt.n; i++) {
             grp *g = &q.gt.g[i];
             int64_t noisy_users = 0;
@@ -950,30 +1035,38 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
                 row->count = (double)noisy_users;
                 break;
             }
-            default: break;
+            default:
+                break;
             }
             if (sp->kind == PVG_QUERY_HISTOGRAM) {
                 int b = atoi(g->key);
                 double w = (sp->clamp_hi - sp->clamp_lo) / sp->bins;
                 char lab[96];
-                snprintf(lab, sizeof lab, "[%g,%g%c", sp->clamp_lo + b * w, sp->clamp_lo + (b + 1) * w,
-                         b == sp->bins - 1 ? ']' : ')');
+                snprintf(lab, sizeof lab, "[%g,%g%c", sp->clamp_lo + b * w,
+                         sp->clamp_lo + (b + 1) * w, b == sp->bins - 1 ? ']' : ')');
                 /* "000003|[lo,hi)": the zero-padded bin index keeps the sort order;
                  * the prefix is cut after sorting */
                 char *k2 = malloc(strlen(g->key) + strlen(lab) + 2);
-                if (!k2) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+                if (!k2) {
+                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                    goto done;
+                }
                 sprintf(k2, "%s|%s", g->key, lab);
                 row->group = k2;
             } else {
                 row->group = grouped ? strdup(g->key) : NULL;
-                if (grouped && !row->group) { st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"); goto done; }
+                if (grouped && !row->group) {
+                    st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                    goto done;
+                }
             }
             r->n_rows++;
         }
         if (sp->kind == PVG_QUERY_TOP_ITEMS) {
             qsort(r->rows, r->n_rows, sizeof *r->rows, cmp_row_value_desc);
             if (r->n_rows > (size_t)sp->top) {
-                for (size_t i = (size_t)sp->top; i < r->n_rows; i++) free((char *)r->rows[i].group);
+                for (size_t i = (size_t)sp->top; i < r->n_rows; i++)
+                    free((char *)r->rows[i].group);
                 r->n_rows = (size_t)sp->top;
             }
         } else if (grouped || sp->kind == PVG_QUERY_HISTOGRAM) {
@@ -987,17 +1080,22 @@ static pvg_status query_run_from(pvg_store *s, const query_mem *mem, const pvg_q
     }
 
     /* describe and charge, before anything is returned */
-    const char *tname = sp->event_type >= 0 ? pvg_event_type_name((pvg_event_type)sp->event_type) : "all";
-    const char *vname = sp->value == PVG_QUERY_VALUE_AMOUNT ? "amount" : sp->value == PVG_QUERY_VALUE_EVENTS ? "events per user" : "quantity";
-    if (sp->what) snprintf(r->what, sizeof r->what, "%s", sp->what);
+    const char *tname =
+        sp->event_type >= 0 ? pvg_event_type_name((pvg_event_type)sp->event_type) : "all";
+    const char *vname = sp->value == PVG_QUERY_VALUE_AMOUNT   ? "amount"
+                        : sp->value == PVG_QUERY_VALUE_EVENTS ? "events per user"
+                                                              : "quantity";
+    if (sp->what)
+        snprintf(r->what, sizeof r->what, "%s", sp->what);
     else if (sp->kind == PVG_QUERY_COUNT || sp->kind == PVG_QUERY_TOP_ITEMS)
-        snprintf(r->what, sizeof r->what, "query %s of %s events%s%s", pvg_query_kind_name(sp->kind), tname,
-                 grouped && sp->kind != PVG_QUERY_TOP_ITEMS ? " by " : "",
-                 grouped && sp->kind != PVG_QUERY_TOP_ITEMS ? pvg_query_group_name(sp->group_by) : "");
+        snprintf(
+            r->what, sizeof r->what, "query %s of %s events%s%s", pvg_query_kind_name(sp->kind),
+            tname, grouped && sp->kind != PVG_QUERY_TOP_ITEMS ? " by " : "",
+            grouped && sp->kind != PVG_QUERY_TOP_ITEMS ? pvg_query_group_name(sp->group_by) : "");
     else
-        snprintf(r->what, sizeof r->what, "query %s of %s (%s events, clamp %g:%g)%s%s", pvg_query_kind_name(sp->kind),
-                 vname, tname, sp->clamp_lo, sp->clamp_hi, grouped ? " by " : "",
-                 grouped ? pvg_query_group_name(sp->group_by) : "");
+        snprintf(r->what, sizeof r->what, "query %s of %s (%s events, clamp %g:%g)%s%s",
+                 pvg_query_kind_name(sp->kind), vname, tname, sp->clamp_lo, sp->clamp_hi,
+                 grouped ? " by " : "", grouped ? pvg_query_group_name(sp->group_by) : "");
     r->epsilon = sp->epsilon;
     r->delta = sp->delta;
     if (!mem) /* in memory: the caller (the audit) accounts for the release */

@@ -67,12 +67,16 @@ static double log_sub(double a, double b)
 }
 
 /* A signed quantity kept in log space: value = exp(pos) - exp(neg). */
-typedef struct { double pos, neg; } lsum;
+typedef struct {
+    double pos, neg;
+} lsum;
 
 static void lsum_add(lsum *s, double log_mag, int negative)
 {
-    if (negative) s->neg = log_add(s->neg, log_mag);
-    else s->pos = log_add(s->pos, log_mag);
+    if (negative)
+        s->neg = log_add(s->neg, log_mag);
+    else
+        s->pos = log_add(s->pos, log_mag);
 }
 
 /* log A by numerical integration: the trapezoid rule in log space on
@@ -213,8 +217,10 @@ double pvg_dp_rdp_to_delta(const double *orders, const double *rdp, size_t n, do
     for (size_t i = 0; i < n; i++) {
         double a = orders[i], r = rdp[i], ld;
         if (a <= 1 || isnan(r)) continue;
-        if (r < 0 || r == 0) ld = -INFINITY;
-        else ld = 0.5 * log1p(-exp(-r));
+        if (r < 0 || r == 0)
+            ld = -INFINITY;
+        else
+            ld = 0.5 * log1p(-exp(-r));
         if (a > 1.01) {
             double b = (a - 1) * (r - epsilon + log1p(-1 / a)) - log(a);
             if (b < ld) ld = b;
@@ -233,35 +239,42 @@ size_t pvg_dp_default_orders(double *out, size_t max)
 {
     size_t n = 0;
     for (int i = 11; i <= 109; i++)
-        if (n < max) out[n++] = i / 10.0;
-        else n++;
+        if (n < max)
+            out[n++] = i / 10.0;
+        else
+            n++;
     for (int a = 11; a <= 63; a++)
-        if (n < max) out[n++] = a;
-        else n++;
+        if (n < max)
+            out[n++] = a;
+        else
+            n++;
     static const double big[] = {128, 256, 512, 1024};
     for (int i = 0; i < 4; i++)
-        if (n < max) out[n++] = big[i];
-        else n++;
+        if (n < max)
+            out[n++] = big[i];
+        else
+            n++;
     return n;
 }
 
 #define DP_MAX_ORDERS 512
 
-pvg_status pvg_dp_epsilon_subsampled_gaussian(double q, double sigma, long long steps,
-                                              double delta, pvg_dp_accountant acc,
-                                              pvg_dp_conversion conv, const double *orders,
-                                              size_t n_orders, double *eps_out,
-                                              double *order_out, pvg_error *err)
+pvg_status pvg_dp_epsilon_subsampled_gaussian(double q, double sigma, long long steps, double delta,
+                                              pvg_dp_accountant acc, pvg_dp_conversion conv,
+                                              const double *orders, size_t n_orders,
+                                              double *eps_out, double *order_out, pvg_error *err)
 {
     if (!(q >= 0 && q <= 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "sample rate must be in [0, 1], got %g", q);
     if (!(sigma >= 0) || isinf(sigma))
         return pvg_error_set(err, PVG_ERR_INVALID, "noise multiplier must be >= 0, got %g", sigma);
-    if (steps < 0) return pvg_error_set(err, PVG_ERR_INVALID, "steps must be >= 0, got %lld", steps);
+    if (steps < 0)
+        return pvg_error_set(err, PVG_ERR_INVALID, "steps must be >= 0, got %lld", steps);
     if (!(delta > 0 && delta < 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "delta must be in (0, 1), got %g", delta);
     if (order_out) *order_out = 0;
-    if (acc == PVG_DP_ACCOUNTANT_PLD) return pvg_dp_pld_epsilon(q, sigma, steps, delta, 0, eps_out, err);
+    if (acc == PVG_DP_ACCOUNTANT_PLD)
+        return pvg_dp_pld_epsilon(q, sigma, steps, delta, 0, eps_out, err);
     double def[DP_MAX_ORDERS], rdp[DP_MAX_ORDERS];
     if (!orders || n_orders == 0) {
         n_orders = pvg_dp_default_orders(def, DP_MAX_ORDERS);
@@ -272,7 +285,8 @@ pvg_status pvg_dp_epsilon_subsampled_gaussian(double q, double sigma, long long 
     for (size_t i = 0; i < n_orders; i++) {
         if (!(orders[i] > 1))
             return pvg_error_set(err, PVG_ERR_INVALID, "RDP orders must be > 1, got %g", orders[i]);
-        rdp[i] = steps == 0 ? 0 : (double)steps * pvg_dp_rdp_subsampled_gaussian(q, sigma, orders[i]);
+        rdp[i] =
+            steps == 0 ? 0 : (double)steps * pvg_dp_rdp_subsampled_gaussian(q, sigma, orders[i]);
     }
     *eps_out = pvg_dp_rdp_to_epsilon(orders, rdp, n_orders, delta, conv, order_out);
     return PVG_OK;
@@ -282,16 +296,18 @@ pvg_status pvg_dp_noise_multiplier(double target_eps, double delta, double q, lo
                                    pvg_dp_accountant acc, double *sigma_out, pvg_error *err)
 {
     if (!(target_eps > 0) || isinf(target_eps))
-        return pvg_error_set(err, PVG_ERR_INVALID, "target epsilon must be > 0, got %g", target_eps);
+        return pvg_error_set(err, PVG_ERR_INVALID, "target epsilon must be > 0, got %g",
+                             target_eps);
     if (!(q > 0 && q <= 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "sample rate must be in (0, 1], got %g", q);
-    if (steps < 1) return pvg_error_set(err, PVG_ERR_INVALID, "steps must be >= 1, got %lld", steps);
+    if (steps < 1)
+        return pvg_error_set(err, PVG_ERR_INVALID, "steps must be >= 1, got %lld", steps);
     pvg_status st;
     double lo = 0, hi = 1, e;
     /* find hi with eps(hi) <= target */
     for (;;) {
-        st = pvg_dp_epsilon_subsampled_gaussian(q, hi, steps, delta, acc, PVG_DP_CONVERSION_IMPROVED,
-                                                NULL, 0, &e, NULL, err);
+        st = pvg_dp_epsilon_subsampled_gaussian(q, hi, steps, delta, acc,
+                                                PVG_DP_CONVERSION_IMPROVED, NULL, 0, &e, NULL, err);
         if (st != PVG_OK) return st;
         if (e <= target_eps) break;
         lo = hi;
@@ -304,11 +320,13 @@ pvg_status pvg_dp_noise_multiplier(double target_eps, double delta, double q, lo
     double tol = acc == PVG_DP_ACCOUNTANT_PLD ? 1e-5 : 1e-7;
     while (hi - lo > tol * hi) {
         double mid = 0.5 * (lo + hi);
-        st = pvg_dp_epsilon_subsampled_gaussian(q, mid, steps, delta, acc, PVG_DP_CONVERSION_IMPROVED,
-                                                NULL, 0, &e, NULL, err);
+        st = pvg_dp_epsilon_subsampled_gaussian(q, mid, steps, delta, acc,
+                                                PVG_DP_CONVERSION_IMPROVED, NULL, 0, &e, NULL, err);
         if (st != PVG_OK) return st;
-        if (e <= target_eps) hi = mid;
-        else lo = mid;
+        if (e <= target_eps)
+            hi = mid;
+        else
+            lo = mid;
     }
     *sigma_out = hi;
     return PVG_OK;
@@ -332,8 +350,9 @@ pvg_status pvg_dp_compose_advanced(double eps, double delta, long long k, double
                                    double *eps_out, double *delta_out, pvg_error *err)
 {
     if (!(eps >= 0) || !(delta >= 0 && delta < 1) || k < 0 || !(delta_slack > 0 && delta_slack < 1))
-        return pvg_error_set(err, PVG_ERR_INVALID,
-                             "advanced composition needs eps >= 0, delta in [0,1), k >= 0, slack in (0,1)");
+        return pvg_error_set(
+            err, PVG_ERR_INVALID,
+            "advanced composition needs eps >= 0, delta in [0,1), k >= 0, slack in (0,1)");
     double kk = (double)k;
     *eps_out = eps * sqrt(2 * kk * log(1 / delta_slack)) + kk * eps * expm1(eps);
     *delta_out = kk * delta + delta_slack;
@@ -367,11 +386,15 @@ double pvg_dp_zcdp_to_epsilon(double rho, double delta)
     double f1 = zcdp_eps_at(rho, delta, 1 + exp(x1)), f2 = zcdp_eps_at(rho, delta, 1 + exp(x2));
     for (int it = 0; it < 200; it++) {
         if (f1 < f2) {
-            hi = x2; x2 = x1; f2 = f1;
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
             x1 = hi - gr * (hi - lo);
             f1 = zcdp_eps_at(rho, delta, 1 + exp(x1));
         } else {
-            lo = x1; x1 = x2; f1 = f2;
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
             x2 = lo + gr * (hi - lo);
             f2 = zcdp_eps_at(rho, delta, 1 + exp(x2));
         }

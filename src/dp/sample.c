@@ -17,13 +17,13 @@
 #include <gmp.h>
 #include <stdint.h>
 
-
 /* Uniform in [0, bound) for a 128-bit bound > 0 (rejection on masked bits). */
 static u128 uniform128(pvg_rng *rng, u128 bound)
 {
     if (bound >> 64 == 0) return pvg_rng_uniform(rng, (uint64_t)bound);
     int bits = 128;
-    while (bits > 0 && !((bound - 1) >> (bits - 1) & 1)) bits--;
+    while (bits > 0 && !((bound - 1) >> (bits - 1) & 1))
+        bits--;
     u128 mask = bits >= 128 ? ~(u128)0 : (((u128)1 << bits) - 1);
     for (;;) {
         u128 r = ((u128)pvg_rng_u64(rng) << 64) | pvg_rng_u64(rng);
@@ -86,7 +86,8 @@ static u128 geometric_unit(pvg_rng *rng, uint64_t t)
         uint64_t u = pvg_rng_uniform(rng, t);
         if (!pvg_dp_bernoulli_exp(rng, u, t)) continue;
         uint64_t v = 0;
-        while (bern_exp_le1(rng, 1, 1)) v++;
+        while (bern_exp_le1(rng, 1, 1))
+            v++;
         return (u128)u + (u128)t * v;
     }
 }
@@ -124,8 +125,10 @@ static uint64_t isqrt_ratio(uint64_t num, uint64_t den)
     uint64_t lo = 0, hi = 1u << 25; /* num < 2^48 => sqrt < 2^24 */
     while (lo < hi) {
         uint64_t mid = (lo + hi + 1) / 2;
-        if ((u128)mid * mid * den <= num) lo = mid;
-        else hi = mid - 1;
+        if ((u128)mid * mid * den <= num)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     return lo;
 }
@@ -142,7 +145,7 @@ int64_t pvg_dp_discrete_gaussian(pvg_rng *rng, uint64_t num, uint64_t den)
         int64_t y = pvg_dp_discrete_laplace(rng, t, 1);
         uint64_t ay = (uint64_t)(y < 0 ? -y : y);
         u128 a = (u128)ay * den * t; /* < 2^63 * 2^24 * 2^25: see below */
-        if (ay >> 62) continue;       /* unreachable: P(|Y| >= 2^62) = 0 in 64-bit */
+        if (ay >> 62) continue;      /* unreachable: P(|Y| >= 2^62) = 0 in 64-bit */
         u128 diff = a >= num ? a - num : num - a;
         int ok;
         if (diff >> 64 == 0) {

@@ -47,12 +47,13 @@ pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w, pvg_e
         if (pvg_event_type_parse(buf, &t) != PVG_OK)
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "event weights: unknown event type '%s' (expected view, cart, "
-                                 "purchase, return, rating or search)", buf);
+                                 "purchase, return, rating or search)",
+                                 buf);
         char *end;
         double v = strtod(eq + 1, &end);
         if (end == eq + 1 || *end || v != v)
-            return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "event weights: '%s' for %s is not a number", eq + 1, buf);
+            return pvg_error_set(err, PVG_ERR_INVALID, "event weights: '%s' for %s is not a number",
+                                 eq + 1, buf);
         w->w[t] = v;
         p = comma ? comma + 1 : NULL;
     }
@@ -60,8 +61,7 @@ pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w, pvg_e
 }
 
 pvg_status pvg_dataset_new(pvg_user_keying keying, const pvg_event_weights *weights,
-                           const unsigned char salt_or_null[16], pvg_dataset **out,
-                           pvg_error *err)
+                           const unsigned char salt_or_null[16], pvg_dataset **out, pvg_error *err)
 {
     *out = NULL;
     if (keying != PVG_KEY_SALTED_HASH && keying != PVG_KEY_STORE_PSEUDONYM)
@@ -85,7 +85,8 @@ pvg_status pvg_dataset_new(pvg_user_keying keying, const pvg_event_weights *weig
 void pvg_dataset_free(pvg_dataset *ds)
 {
     if (!ds) return;
-    for (size_t i = 0; i < ds->n_items; i++) free(ds->item_ids[i]);
+    for (size_t i = 0; i < ds->n_items; i++)
+        free(ds->item_ids[i]);
     free(ds->item_ids);
     free(ds->ihash);
     free(ds->user_keys);
@@ -98,16 +99,26 @@ void pvg_dataset_free(pvg_dataset *ds)
     free(ds);
 }
 
-size_t pvg_dataset_n_users(const pvg_dataset *ds) { return ds->n_users; }
-size_t pvg_dataset_n_items(const pvg_dataset *ds) { return ds->n_items; }
-size_t pvg_dataset_n_events(const pvg_dataset *ds) { return ds->n_ev; }
+size_t pvg_dataset_n_users(const pvg_dataset *ds)
+{
+    return ds->n_users;
+}
+size_t pvg_dataset_n_items(const pvg_dataset *ds)
+{
+    return ds->n_items;
+}
+size_t pvg_dataset_n_events(const pvg_dataset *ds)
+{
+    return ds->n_ev;
+}
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
     /* FNV-1a 64; the keys are already uniform (hashes) or short ids. */
     const unsigned char *s = p;
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
     return h ^ (h >> 29);
 }
 
@@ -115,7 +126,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return 0;
     size_t nc = *cap ? *cap : 1024;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *q = realloc(*p, nc * elem);
     if (!q) return -1;
     *p = q;
@@ -132,7 +144,8 @@ static int rehash(uint32_t **tab, size_t *cap, size_t n, const pvg_dataset *ds, 
         uint64_t h = users ? hash_bytes(ds->user_keys + 16 * i, 16)
                            : hash_bytes(ds->item_ids[i], strlen(ds->item_ids[i]));
         size_t s = h & (nc - 1);
-        while (t[s]) s = (s + 1) & (nc - 1);
+        while (t[s])
+            s = (s + 1) & (nc - 1);
         t[s] = (uint32_t)(i + 1);
     }
     free(*tab);
@@ -159,7 +172,8 @@ static long user_index(pvg_dataset *ds, const unsigned char key[16], int create)
     if (grow((void **)&ds->user_keys, &ds->cap_users, ds->n_users + 1, 16)) return -3;
     memcpy(ds->user_keys + 16 * ds->n_users, key, 16);
     size_t s = hash_bytes(key, 16) & (ds->uhash_cap - 1);
-    while (ds->uhash[s]) s = (s + 1) & (ds->uhash_cap - 1);
+    while (ds->uhash[s])
+        s = (s + 1) & (ds->uhash_cap - 1);
     ds->uhash[s] = (uint32_t)(ds->n_users + 1);
     return (long)ds->n_users++;
 }
@@ -189,7 +203,8 @@ static long item_index(pvg_dataset *ds, const char *id, int create)
     memcpy(copy, id, len + 1);
     ds->item_ids[ds->n_items] = copy;
     size_t s = h & (ds->ihash_cap - 1);
-    while (ds->ihash[s]) s = (s + 1) & (ds->ihash_cap - 1);
+    while (ds->ihash[s])
+        s = (s + 1) & (ds->ihash_cap - 1);
     ds->ihash[s] = (uint32_t)(ds->n_items + 1);
     return (long)ds->n_items++;
 }
@@ -246,8 +261,8 @@ pvg_status pvg_dataset_add(pvg_dataset *ds, const unsigned char user_key[16], co
     return PVG_OK;
 }
 
-pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user,
-                                unsigned char key[16], pvg_error *err)
+pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],
+                                pvg_error *err)
 {
     if (ds->keying != PVG_KEY_SALTED_HASH)
         return pvg_error_set(err, PVG_ERR_STATE,
@@ -265,10 +280,9 @@ pvg_status pvg_dataset_add_ext(pvg_dataset *ds, const char *ext_user, const pvg_
     return pvg_dataset_add(ds, key, ev, err);
 }
 
-pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt,
-                                 const pvg_reader_options *ropts, const pvg_event_weights *weights,
-                                 pvg_dataset **out, pvg_dataset_load_stats *stats,
-                                 pvg_error *err)
+pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt, const pvg_reader_options *ropts,
+                                 const pvg_event_weights *weights, pvg_dataset **out,
+                                 pvg_dataset_load_stats *stats, pvg_error *err)
 {
     *out = NULL;
     pvg_dataset_load_stats s = {0};
@@ -365,8 +379,7 @@ int pvg_dataset_store_user_cb(void *vctx, const pvg_user_view *user, const pvg_e
 }
 
 pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *weights,
-                                  pvg_dataset **out, pvg_dataset_load_stats *stats,
-                                  pvg_error *err)
+                                  pvg_dataset **out, pvg_dataset_load_stats *stats, pvg_error *err)
 {
     *out = NULL;
     pvg_dataset_load_stats s = {0};
@@ -426,7 +439,8 @@ pvg_status pvg_csr_build(size_t n_rows, size_t n_cols, size_t n, const uint32_t 
             ptr[rows[i] + 1]++;
             m++;
         }
-    for (size_t r = 0; r < n_rows; r++) ptr[r + 1] += ptr[r];
+    for (size_t r = 0; r < n_rows; r++)
+        ptr[r + 1] += ptr[r];
     cell *cells = malloc((m ? m : 1) * sizeof *cells);
     uint64_t *fill = malloc((n_rows + 1) * sizeof *fill);
     if (!cells || !fill) {
@@ -453,7 +467,8 @@ pvg_status pvg_csr_build(size_t n_rows, size_t n_cols, size_t n, const uint32_t 
         for (uint64_t j = start; j < end;) {
             uint32_t c = cells[j].col;
             double sum = 0;
-            while (j < end && cells[j].col == c) sum += cells[j++].w;
+            while (j < end && cells[j].col == c)
+                sum += cells[j++].w;
             if (sum > 0) {
                 cells[o].col = c;
                 cells[o].w = (float)sum;
@@ -496,8 +511,10 @@ pvg_status pvg_csr_transpose(const pvg_csr *a, pvg_csr *out)
         pvg_csr_free(out);
         return PVG_ERR_NOMEM;
     }
-    for (size_t j = 0; j < a->nnz; j++) out->indptr[a->indices[j] + 1]++;
-    for (size_t c = 0; c < a->n_cols; c++) out->indptr[c + 1] += out->indptr[c];
+    for (size_t j = 0; j < a->nnz; j++)
+        out->indptr[a->indices[j] + 1]++;
+    for (size_t c = 0; c < a->n_cols; c++)
+        out->indptr[c + 1] += out->indptr[c];
     memcpy(fill, out->indptr, (a->n_cols + 1) * sizeof *fill);
     for (size_t r = 0; r < a->n_rows; r++)
         for (uint64_t j = a->indptr[r]; j < a->indptr[r + 1]; j++) {

@@ -23,26 +23,27 @@
 /* The body twice: an AVX2 build and a portable one, chosen at run time
  * (the compiler vectorises both; no ifunc, which not every toolchain of
  * the project's builds provides). */
-#define TILE_ADD_BODY     { \
-        size_t j = 0; \
-        /* 64 sums held in registers over all the rows */ \
-        for (; j + 64 <= t; j += 64) { \
-            float v[64]; \
-            for (size_t q = 0; q < 64; q++) \
-                v[q] = acc[j + q]; \
-            for (size_t a = 0; a < n; a++) { \
-                const float *restrict row = B + (size_t)rows[a] * ni + j0 + j; \
-                for (size_t q = 0; q < 64; q++) \
-                    v[q] += row[q]; \
-            } \
-            for (size_t q = 0; q < 64; q++) \
-                acc[j + q] = v[q]; \
-        } \
-        for (size_t a = 0; a < n && j < t; a++) { \
-            const float *restrict row = B + (size_t)rows[a] * ni + j0; \
-            for (size_t q = j; q < t; q++) \
-                acc[q] += row[q]; \
-        } \
+#define TILE_ADD_BODY                                                                              \
+    {                                                                                              \
+        size_t j = 0;                                                                              \
+        /* 64 sums held in registers over all the rows */                                          \
+        for (; j + 64 <= t; j += 64) {                                                             \
+            float v[64];                                                                           \
+            for (size_t q = 0; q < 64; q++)                                                        \
+                v[q] = acc[j + q];                                                                 \
+            for (size_t a = 0; a < n; a++) {                                                       \
+                const float *restrict row = B + (size_t)rows[a] * ni + j0 + j;                     \
+                for (size_t q = 0; q < 64; q++)                                                    \
+                    v[q] += row[q];                                                                \
+            }                                                                                      \
+            for (size_t q = 0; q < 64; q++)                                                        \
+                acc[j + q] = v[q];                                                                 \
+        }                                                                                          \
+        for (size_t a = 0; a < n && j < t; a++) {                                                  \
+            const float *restrict row = B + (size_t)rows[a] * ni + j0;                             \
+            for (size_t q = j; q < t; q++)                                                         \
+                acc[q] += row[q];                                                                  \
+        }                                                                                          \
     }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -51,11 +52,11 @@ tile_add_avx2(float *restrict acc, const float *restrict B, size_t ni, const uin
               size_t n, size_t j0, size_t t) TILE_ADD_BODY
 #endif
 
-static void tile_add_portable(float *restrict acc, const float *restrict B, size_t ni,
-                              const uint32_t *rows, size_t n, size_t j0, size_t t) TILE_ADD_BODY
+    static void tile_add_portable(float *restrict acc, const float *restrict B, size_t ni,
+                                  const uint32_t *rows, size_t n, size_t j0, size_t t) TILE_ADD_BODY
 
-void pvg_ease_tile_add(float *restrict acc, const float *restrict B, size_t ni,
-                       const uint32_t *rows, size_t n, size_t j0, size_t t)
+    void pvg_ease_tile_add(float *restrict acc, const float *restrict B, size_t ni,
+                           const uint32_t *rows, size_t n, size_t j0, size_t t)
 {
 #if defined(__x86_64__) || defined(__i386__)
     if (__builtin_cpu_supports("avx2")) {

@@ -59,7 +59,10 @@ static uint64_t mix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t below(uint64_t *x, uint64_t n) { return n ? mix(x) % n : 0; }
+static uint64_t below(uint64_t *x, uint64_t n)
+{
+    return n ? mix(x) % n : 0;
+}
 
 /* Marks, in each row of F with at least 2 cells and selected by `rows`
  * (NULL: all), round(frac * n) cells (at least 1, at most n - 1) as `hold`,
@@ -84,7 +87,8 @@ static void split_rows(const pvg_csr *F, const uint8_t *rows, uint8_t row_want, 
             perm = np;
             cap = n;
         }
-        for (uint64_t j = 0; j < n; j++) perm[j] = j;
+        for (uint64_t j = 0; j < n; j++)
+            perm[j] = j;
         uint64_t st = seed ^ (0x5851f42d4c957f2dULL * (u + 1));
         for (uint64_t j = n - 1; j > 0; j--) {
             uint64_t r = below(&st, j + 1), t = perm[j];
@@ -94,7 +98,8 @@ static void split_rows(const pvg_csr *F, const uint8_t *rows, uint8_t row_want, 
         uint64_t nh = (uint64_t)floor(frac * (double)n + 0.5);
         if (nh < 1) nh = 1;
         if (nh > n - 1) nh = n - 1;
-        for (uint64_t j = 0; j < n; j++) cell_role[b + perm[j]] = j < nh ? hold : keep;
+        for (uint64_t j = 0; j < n; j++)
+            cell_role[b + perm[j]] = j < nh ? hold : keep;
     }
     free(perm);
 }
@@ -138,7 +143,8 @@ pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint
         if (!ntr || !nte)
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "temporal split: %zu events before and %zu after the cut-off; "
-                                 "both must be non-empty", ntr, nte);
+                                 "both must be non-empty",
+                                 ntr, nte);
         return PVG_OK;
     }
     pvg_csr F;
@@ -191,7 +197,8 @@ pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint
                 uint64_t nh = (uint64_t)floor(o->test_fraction * (double)m + 0.5);
                 if (nh < 1) nh = 1;
                 if (nh > m - 1) nh = m - 1;
-                for (uint64_t j = 0; j < nh; j++) cell[idx[j]] = PVG_SPLIT_TEST;
+                for (uint64_t j = 0; j < nh; j++)
+                    cell[idx[j]] = PVG_SPLIT_TEST;
             }
             free(idx);
         }
@@ -221,7 +228,8 @@ pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint
             cand[r] = t;
         }
         /* urole: 1 validation user, 2 test user */
-        for (long j = 0; j < 2 * N; j++) urole[cand[j]] = j < N ? 1 : 2;
+        for (long j = 0; j < 2 * N; j++)
+            urole[cand[j]] = j < N ? 1 : 2;
         free(cand);
         uint8_t eval_users = o->validation ? 1 : 2;
         for (size_t u = 0; u < F.n_rows; u++)
@@ -246,8 +254,8 @@ done:
 }
 
 void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,
-                           size_t n_targets, int k, double *recall, double *ndcg,
-                           double *precision, double *ap, double *hr)
+                           size_t n_targets, int k, double *recall, double *ndcg, double *precision,
+                           double *ap, double *hr)
 {
     size_t kk = (size_t)k < n_ranked ? (size_t)k : n_ranked;
     double hits = 0, dcg = 0, sum_prec = 0;
@@ -270,7 +278,8 @@ void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_
     }
     size_t denom = n_targets < (size_t)k ? n_targets : (size_t)k;
     double idcg = 0;
-    for (size_t r = 0; r < denom; r++) idcg += 1.0 / log2((double)r + 2.0);
+    for (size_t r = 0; r < denom; r++)
+        idcg += 1.0 / log2((double)r + 2.0);
     *recall = denom ? hits / (double)denom : 0;
     *ndcg = idcg > 0 ? dcg / idcg : 0;
     *precision = hits / (double)k;
@@ -314,23 +323,26 @@ static void eval_range(void *vctx, int tid, size_t b, size_t e)
         if (m->type == PVG_MODEL_POPULARITY)
             memcpy(scores, m->popularity, ni * sizeof *scores);
         else {
-            const float *uf =
-                (m->U && c->protocol != PVG_EVAL_HOLDOUT_USERS) ? m->U + (size_t)u * m->factors : NULL;
+            const float *uf = (m->U && c->protocol != PVG_EVAL_HOLDOUT_USERS)
+                                  ? m->U + (size_t)u * m->factors
+                                  : NULL;
             pvg_model_score(m, uf, hist, hw, nh, scores, c->scratch[tid]);
         }
-        for (size_t j = 0; j < nh; j++) scores[hist[j]] = -INFINITY;
+        for (size_t j = 0; j < nh; j++)
+            scores[hist[j]] = -INFINITY;
         size_t got = pvg_topk(scores, ni, (size_t)c->maxk, c->idx[tid], c->sc[tid]);
         for (int q = 0; q < c->o->n_ks; q++) {
             double r, nd, p, ap, hr;
-            pvg_eval_user_metrics(c->idx[tid], got, c->tbuf[tid], nt, c->o->ks[q], &r, &nd, &p,
-                                  &ap, &hr);
+            pvg_eval_user_metrics(c->idx[tid], got, c->tbuf[tid], nt, c->o->ks[q], &r, &nd, &p, &ap,
+                                  &hr);
             c->sum[tid][q][0] += r;
             c->sum[tid][q][1] += nd;
             c->sum[tid][q][2] += p;
             c->sum[tid][q][3] += ap;
             c->sum[tid][q][4] += hr;
             size_t kk = (size_t)c->o->ks[q] < got ? (size_t)c->o->ks[q] : got;
-            for (size_t j = 0; j < kk; j++) c->covered[tid][(size_t)q * ni + c->idx[tid][j]] = 1;
+            for (size_t j = 0; j < kk; j++)
+                c->covered[tid][(size_t)q * ni + c->idx[tid][j]] = 1;
         }
     }
 }
@@ -360,11 +372,14 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
     pvg_csr Rt = {0}, T = {0}, Fi = {0};
     int bad = !keep;
     if (!bad) {
-        for (size_t e = 0; e < n; e++) keep[e] = role[e] == PVG_SPLIT_TRAIN;
+        for (size_t e = 0; e < n; e++)
+            keep[e] = role[e] == PVG_SPLIT_TRAIN;
         bad |= pvg_csr_build(nu, ni, n, ds->ev_user, ds->ev_item, ds->ev_w, keep, &Rt) != PVG_OK;
-        for (size_t e = 0; e < n; e++) keep[e] = role[e] == PVG_SPLIT_TEST;
+        for (size_t e = 0; e < n; e++)
+            keep[e] = role[e] == PVG_SPLIT_TEST;
         bad |= pvg_csr_build(nu, ni, n, ds->ev_user, ds->ev_item, ds->ev_w, keep, &T) != PVG_OK;
-        for (size_t e = 0; e < n; e++) keep[e] = role[e] == PVG_SPLIT_FOLDIN;
+        for (size_t e = 0; e < n; e++)
+            keep[e] = role[e] == PVG_SPLIT_FOLDIN;
         bad |= pvg_csr_build(nu, ni, n, ds->ev_user, ds->ev_item, ds->ev_w, keep, &Fi) != PVG_OK;
     }
     free(keep);
@@ -386,7 +401,8 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         goto done;
     }
     size_t ne = 0;
-    long min_items = o->protocol == PVG_EVAL_TEMPORAL ? (o->min_user_items > 0 ? o->min_user_items : 1) : 1;
+    long min_items =
+        o->protocol == PVG_EVAL_TEMPORAL ? (o->min_user_items > 0 ? o->min_user_items : 1) : 1;
     for (size_t u = 0; u < nu; u++) {
         const pvg_csr *H = o->protocol == PVG_EVAL_HOLDOUT_USERS ? &Fi : &Rt;
         uint64_t nh = H->indptr[u + 1] - H->indptr[u];
@@ -403,7 +419,8 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         goto done;
     }
     res->train_users = 0;
-    for (size_t u = 0; u < nu; u++) res->train_users += Rt.indptr[u + 1] > Rt.indptr[u];
+    for (size_t u = 0; u < nu; u++)
+        res->train_users += Rt.indptr[u + 1] > Rt.indptr[u];
     res->train_items = ni;
     res->train_interactions = Rt.nnz;
     res->test_interactions = T.nnz;
@@ -438,8 +455,7 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         c.idx[t] = malloc((size_t)maxk * sizeof(int64_t));
         c.tbuf[t] = malloc((ni ? ni : 1) * sizeof(uint32_t));
         c.covered[t] = calloc((size_t)o->n_ks * (ni ? ni : 1), 1);
-        if (!c.scores[t] || !c.scratch[t] || !c.sc[t] || !c.idx[t] || !c.tbuf[t] ||
-            !c.covered[t]) {
+        if (!c.scores[t] || !c.scratch[t] || !c.sc[t] || !c.idx[t] || !c.tbuf[t] || !c.covered[t]) {
             st = pvg_error_set(err, PVG_ERR_NOMEM, "eval: out of memory");
             goto done;
         }
@@ -450,11 +466,13 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
     for (int q = 0; q < o->n_ks; q++) {
         double s[5] = {0};
         for (int t = 0; t < threads; t++)
-            for (int z = 0; z < 5; z++) s[z] += c.sum[t][q][z];
+            for (int z = 0; z < 5; z++)
+                s[z] += c.sum[t][q][z];
         size_t cov = 0;
         for (size_t i = 0; i < ni; i++) {
             int any = 0;
-            for (int t = 0; t < threads; t++) any |= c.covered[t][(size_t)q * ni + i];
+            for (int t = 0; t < threads; t++)
+                any |= c.covered[t][(size_t)q * ni + i];
             cov += any;
         }
         pvg_eval_at_k *a = &res->at[q];

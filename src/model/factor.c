@@ -38,10 +38,14 @@ static uint64_t splitmix(uint64_t *x)
 
 static void xrng_seed(xrng *r, uint64_t seed)
 {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix(&seed);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 static inline uint64_t xrng_next(xrng *r)
 {
@@ -56,7 +60,10 @@ static inline uint64_t xrng_next(xrng *r)
     return res;
 }
 
-static inline double xrng_double(xrng *r) { return (xrng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+static inline double xrng_double(xrng *r)
+{
+    return (xrng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 /* bound < 2^32: Lemire's multiply-shift (bias < 2^-32, fine for sampling) */
 static inline uint32_t xrng_below(xrng *r, uint32_t bound)
@@ -77,7 +84,8 @@ static float *init_factors(size_t n, size_t f, double std, uint64_t seed)
     if (!W) return NULL;
     xrng r;
     xrng_seed(&r, seed);
-    for (size_t i = 0; i < n * f; i++) W[i] = (float)(std * xrng_normal(&r));
+    for (size_t i = 0; i < n * f; i++)
+        W[i] = (float)(std * xrng_normal(&r));
     return W;
 }
 
@@ -92,8 +100,8 @@ typedef struct ials_ctx {
     size_t f;
     float alpha0, conf;
     int cg_steps;
-    const float *reg;   /* per row */
-    float **scratch;    /* per thread */
+    const float *reg; /* per row */
+    float **scratch;  /* per thread */
 } ials_ctx;
 
 static void ials_range(void *vctx, int tid, size_t b, size_t e)
@@ -119,7 +127,8 @@ static void loss_range(void *vctx, int tid, size_t b, size_t e)
         for (uint64_t j = c->M->indptr[r]; j < c->M->indptr[r + 1]; j++) {
             const float *w = c->W + r * c->f, *h = c->H + (size_t)c->M->indices[j] * c->f;
             double y = 0;
-            for (size_t q = 0; q < c->f; q++) y += (double)w[q] * h[q];
+            for (size_t q = 0; q < c->f; q++)
+                y += (double)w[q] * h[q];
             double cw = c->conf > 0 ? 1.0 + c->conf * log1p(c->M->data[j]) : 1.0;
             s += cw * (y - 1) * (y - 1);
         }
@@ -131,8 +140,8 @@ static float *row_regs(const pvg_csr *M, double lambda, double alpha0, double n_
     float *reg = malloc((M->n_rows ? M->n_rows : 1) * sizeof *reg);
     if (!reg) return NULL;
     for (size_t r = 0; r < M->n_rows; r++)
-        reg[r] = (float)(lambda * pow((double)(M->indptr[r + 1] - M->indptr[r]) + alpha0 * n_other,
-                                      nu));
+        reg[r] =
+            (float)(lambda * pow((double)(M->indptr[r + 1] - M->indptr[r]) + alpha0 * n_other, nu));
     return reg;
 }
 
@@ -168,15 +177,15 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
         pvg_blas_threaded_begin(threads);
         pvg_gramian(V, ni, f, G);
         pvg_blas_threaded_end();
-        ials_ctx cu = {R, V, G, U, f, (float)p->alpha0, (float)p->confidence, p->cg_steps, reg_u,
-                       scratch};
+        ials_ctx cu = {R,           V,     G,      U, f, (float)p->alpha0, (float)p->confidence,
+                       p->cg_steps, reg_u, scratch};
         pvg_parallel_for(threads, nu_, IALS_BLOCK, ials_range, &cu);
         /* items given users */
         pvg_blas_threaded_begin(threads);
         pvg_gramian(U, nu_, f, G2);
         pvg_blas_threaded_end();
-        ials_ctx ci = {C, U, G2, V, f, (float)p->alpha0, (float)p->confidence, p->cg_steps, reg_i,
-                       scratch};
+        ials_ctx ci = {C,           U,     G2,     V, f, (float)p->alpha0, (float)p->confidence,
+                       p->cg_steps, reg_i, scratch};
         pvg_parallel_for(threads, ni, IALS_BLOCK, ials_range, &ci);
         double secs = pvg_now_seconds() - te, cpu = pvg_cpu_seconds() - ce;
         /* objective (not timed as part of the epoch) */
@@ -186,21 +195,25 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
             loss_ctx lc = {R, U, V, f, (float)p->confidence, part};
             pvg_parallel_for(threads, nu_, 256, loss_range, &lc);
             double obs = 0;
-            for (int t = 0; t < threads; t++) obs += part[t];
+            for (int t = 0; t < threads; t++)
+                obs += part[t];
             pvg_blas_threaded_begin(threads);
             pvg_gramian(V, ni, f, G);
             pvg_blas_threaded_end();
             double all = 0; /* trace(Gu Gv) = sum_{u,i} (w_u.h_i)^2 */
-            for (size_t q = 0; q < f * f; q++) all += (double)G[q] * G2[q];
+            for (size_t q = 0; q < f * f; q++)
+                all += (double)G[q] * G2[q];
             double rg = 0;
             for (size_t u = 0; u < nu_; u++) {
                 double s = 0;
-                for (size_t q = 0; q < f; q++) s += (double)U[u * f + q] * U[u * f + q];
+                for (size_t q = 0; q < f; q++)
+                    s += (double)U[u * f + q] * U[u * f + q];
                 rg += reg_u[u] * s;
             }
             for (size_t i = 0; i < ni; i++) {
                 double s = 0;
-                for (size_t q = 0; q < f; q++) s += (double)V[i * f + q] * V[i * f + q];
+                for (size_t q = 0; q < f; q++)
+                    s += (double)V[i * f + q] * V[i * f + q];
                 rg += reg_i[i] * s;
             }
             loss = obs + p->alpha0 * all + rg;
@@ -219,7 +232,8 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
     }
 done:
     if (scratch)
-        for (int t = 0; t < threads; t++) free(scratch[t]);
+        for (int t = 0; t < threads; t++)
+            free(scratch[t]);
     free(scratch);
     free(part);
     free(G);
@@ -246,7 +260,7 @@ typedef struct bpr_ctx {
     float lr, reg;
     uint64_t seed;
     int epoch;
-    double *loss;     /* per thread */
+    double *loss; /* per thread */
 } bpr_ctx;
 
 static int row_has(const pvg_csr *R, uint32_t u, uint32_t j)
@@ -274,12 +288,14 @@ static void bpr_range(void *vctx, int tid, size_t b, size_t e)
         uint64_t q = ((xrng_next(&r) >> 11) % c->R->nnz);
         uint32_t u = c->row_of[q], i = c->R->indices[q], j = 0;
         int tries = 0;
-        do j = xrng_below(&r, ni);
+        do
+            j = xrng_below(&r, ni);
         while (row_has(c->R, u, j) && ++tries < 32);
         if (tries >= 32) continue;
         float *wu = c->U + (size_t)u * F, *hi = c->V + (size_t)i * F, *hj = c->V + (size_t)j * F;
         float x = 0;
-        for (size_t k = 0; k < F; k++) x += wu[k] * (hi[k] - hj[k]);
+        for (size_t k = 0; k < F; k++)
+            x += wu[k] * (hi[k] - hj[k]);
         float sg = 1.0f / (1.0f + expf(x)); /* sigmoid(-x) */
         loss += x > 0 ? log1p(exp(-(double)x)) : -(double)x + log1p(exp((double)x));
         for (size_t k = 0; k < f; k++) {
@@ -294,8 +310,8 @@ static void bpr_range(void *vctx, int tid, size_t b, size_t e)
     c->loss[tid] += loss;
 }
 
-pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_out,
-                         float **V_out, pvg_train_stats *st, pvg_error *err)
+pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_out, float **V_out,
+                         pvg_train_stats *st, pvg_error *err)
 {
     size_t f = (size_t)p->factors, F = f + 1, nu_ = R->n_rows, ni = R->n_cols;
     int threads = p->threads < 1 ? 1 : p->threads;
@@ -313,9 +329,11 @@ pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_
     }
     for (size_t u = 0; u < nu_; u++) {
         U[u * F + f] = 1.0f;
-        for (uint64_t j = R->indptr[u]; j < R->indptr[u + 1]; j++) row_of[j] = (uint32_t)u;
+        for (uint64_t j = R->indptr[u]; j < R->indptr[u + 1]; j++)
+            row_of[j] = (uint32_t)u;
     }
-    for (size_t i = 0; i < ni; i++) V[i * F + f] = 0.0f;
+    for (size_t i = 0; i < ni; i++)
+        V[i * F + f] = 0.0f;
     double t0 = pvg_now_seconds();
     for (int ep = 0; ep < p->epochs; ep++) {
         double te = pvg_now_seconds(), ce = pvg_cpu_seconds();
@@ -323,7 +341,8 @@ pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_
         bpr_ctx c = {R, row_of, U, V, f, F, (float)p->lr, (float)p->reg, p->seed, ep, lossv};
         pvg_parallel_for(threads, R->nnz, 4096, bpr_range, &c);
         double secs = pvg_now_seconds() - te, cpu = pvg_cpu_seconds() - ce, loss = 0;
-        for (int t = 0; t < threads; t++) loss += lossv[t];
+        for (int t = 0; t < threads; t++)
+            loss += lossv[t];
         loss /= (double)(R->nnz ? R->nnz : 1);
         if (st) {
             if (st->n_epochs < PVG_TRAIN_MAX_EPOCHS) {

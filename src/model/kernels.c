@@ -42,7 +42,10 @@ static pthread_rwlock_t blas_lock = PTHREAD_RWLOCK_INITIALIZER; /* guards OpenBL
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static _Thread_local int blas_shared_depth;
 
-static void blas_single(void) { openblas_set_num_threads(1); }
+static void blas_single(void)
+{
+    openblas_set_num_threads(1);
+}
 
 void pvg_blas_threaded_begin(int n)
 {
@@ -105,7 +108,8 @@ pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn 
     if (grain == 0) grain = 1;
     pvg_blas_shared_begin(); /* workers may call BLAS: keep its thread count at 1 */
     if (n_threads <= 1 || n <= grain) {
-        for (size_t b = 0; b < n; b += grain) fn(ctx, 0, b, b + grain < n ? b + grain : n);
+        for (size_t b = 0; b < n; b += grain)
+            fn(ctx, 0, b, b + grain < n ? b + grain : n);
         pvg_blas_shared_end();
         return PVG_OK;
     }
@@ -128,7 +132,8 @@ pvg_status pvg_parallel_for(int n_threads, size_t n, size_t grain, pvg_range_fn 
     args[0].sh = &sh;
     args[0].tid = 0;
     pf_worker(&args[0]);
-    for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+    for (int t = 1; t <= started; t++)
+        pthread_join(th[t], NULL);
     pvg_blas_shared_end();
     return PVG_OK;
 }
@@ -232,7 +237,8 @@ size_t pvg_topk_naive(const float *scores, size_t n, size_t k, int64_t *idx, flo
     if (!p) return 0;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (scores[i] != -INFINITY && scores[i] == scores[i]) p[m++] = (si_pair){scores[i], (int64_t)i};
+        if (scores[i] != -INFINITY && scores[i] == scores[i])
+            p[m++] = (si_pair){scores[i], (int64_t)i};
     qsort(p, m, sizeof *p, si_cmp);
     if (m > k) m = k;
     for (size_t i = 0; i < m; i++) {
@@ -251,7 +257,8 @@ void pvg_gramian(const float *V, size_t n, size_t f, float *G)
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)f, (int)n, 1.0f, V, (int)f, 0.0f, G,
                 (int)f);
     for (size_t i = 0; i < f; i++)
-        for (size_t j = 0; j < i; j++) G[i * f + j] = G[j * f + i];
+        for (size_t j = 0; j < i; j++)
+            G[i * f + j] = G[j * f + i];
 }
 
 void pvg_gramian_naive(const float *V, size_t n, size_t f, float *G)
@@ -259,7 +266,8 @@ void pvg_gramian_naive(const float *V, size_t n, size_t f, float *G)
     for (size_t a = 0; a < f; a++)
         for (size_t b = 0; b < f; b++) {
             double s = 0;
-            for (size_t r = 0; r < n; r++) s += (double)V[r * f + a] * V[r * f + b];
+            for (size_t r = 0; r < n; r++)
+                s += (double)V[r * f + a] * V[r * f + b];
             G[a * f + b] = (float)s;
         }
 }
@@ -277,7 +285,8 @@ void pvg_matvec_naive(const float *V, size_t n, size_t f, const float *u, float 
 {
     for (size_t i = 0; i < n; i++) {
         double s = 0;
-        for (size_t j = 0; j < f; j++) s += (double)V[i * f + j] * u[j];
+        for (size_t j = 0; j < f; j++)
+            s += (double)V[i * f + j] * u[j];
         scores[i] = (float)s;
     }
 }
@@ -345,7 +354,8 @@ void pvg_matvec_f16_naive(const uint16_t *Vp, size_t n, size_t f, const float *u
     for (size_t i = 0; i < n; i++) {
         size_t b = i / 8, j = i % 8;
         double s = 0;
-        for (size_t k = 0; k < f; k++) s += (double)pvg_f16_to_f32(Vp[(b * f + k) * 8 + j]) * u[k];
+        for (size_t k = 0; k < f; k++)
+            s += (double)pvg_f16_to_f32(Vp[(b * f + k) * 8 + j]) * u[k];
         scores[i] = (float)s;
     }
 }
@@ -383,7 +393,8 @@ matvec_f16_avx2(const uint16_t *Vp, size_t n, size_t f, const float *u, float *s
         } else {
             float tmp[8];
             _mm256_storeu_ps(tmp, a0);
-            for (size_t j = 0; 8 * b + j < n; j++) scores[8 * b + j] = tmp[j];
+            for (size_t j = 0; 8 * b + j < n; j++)
+                scores[8 * b + j] = tmp[j];
         }
     }
 }
@@ -401,10 +412,13 @@ void pvg_matvec_f16(const uint16_t *Vp, size_t n, size_t f, const float *u, floa
     float acc[8];
     for (size_t b = 0; b < nb; b++) {
         const uint16_t *blk = Vp + b * f * 8;
-        for (size_t j = 0; j < 8; j++) acc[j] = 0;
+        for (size_t j = 0; j < 8; j++)
+            acc[j] = 0;
         for (size_t k = 0; k < f; k++)
-            for (size_t j = 0; j < 8; j++) acc[j] += pvg_f16_to_f32(blk[k * 8 + j]) * u[k];
-        for (size_t j = 0; j < 8 && 8 * b + j < n; j++) scores[8 * b + j] = acc[j];
+            for (size_t j = 0; j < 8; j++)
+                acc[j] += pvg_f16_to_f32(blk[k * 8 + j]) * u[k];
+        for (size_t j = 0; j < 8 && 8 * b + j < n; j++)
+            scores[8 * b + j] = acc[j];
     }
 }
 
@@ -424,22 +438,26 @@ static inline float dotf(const float *a, const float *b, size_t f)
         s6 += a[j + 6] * b[j + 6];
         s7 += a[j + 7] * b[j + 7];
     }
-    for (; j < f; j++) s0 += a[j] * b[j];
+    for (; j < f; j++)
+        s0 += a[j] * b[j];
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
 }
 
 static inline void axpyf(float a, const float *x, float *y, size_t f)
 {
-    for (size_t j = 0; j < f; j++) y[j] += a * x[j];
+    for (size_t j = 0; j < f; j++)
+        y[j] += a * x[j];
 }
 
-static inline float conf_of(float conf, float w) { return conf > 0 ? 1.0f + conf * log1pf(w) : 1.0f; }
+static inline float conf_of(float conf, float w)
+{
+    return conf > 0 ? 1.0f + conf * log1pf(w) : 1.0f;
+}
 
 /* The sparse part of the operator, Y[r] += reg_r X[r] + sum_j c_rj h_j (h_j . X[r]),
  * portable version. */
 static void sparse_part_generic(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f,
-                                const float *reg, float conf, float shift, const float *X,
-                                float *Y)
+                                const float *reg, float conf, float shift, const float *X, float *Y)
 {
     for (size_t r = 0; r < b; r++) {
         const float *x = X + r * f;
@@ -459,8 +477,8 @@ static void sparse_part_generic(const pvg_csr *M, size_t r0, size_t b, const flo
 /* Same as sparse_part_generic with AVX2/FMA (8 floats a lane); the tail
  * (f % 8) is scalar. Chosen at run time when the CPU has AVX2 and FMA. */
 __attribute__((target("avx2,fma"))) static void
-sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f,
-                 const float *reg, float conf, float shift, const float *X, float *Y)
+sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f, const float *reg,
+                 float conf, float shift, const float *X, float *Y)
 {
     size_t f8 = f & ~(size_t)7;
     for (size_t r = 0; r < b; r++) {
@@ -468,15 +486,18 @@ sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f
         float *y = Y + r * f;
         __m256 vr = _mm256_set1_ps(reg[r]);
         for (size_t q = 0; q < f8; q += 8)
-            _mm256_storeu_ps(y + q, _mm256_fmadd_ps(vr, _mm256_loadu_ps(x + q), _mm256_loadu_ps(y + q)));
-        for (size_t q = f8; q < f; q++) y[q] += reg[r] * x[q];
+            _mm256_storeu_ps(y + q,
+                             _mm256_fmadd_ps(vr, _mm256_loadu_ps(x + q), _mm256_loadu_ps(y + q)));
+        for (size_t q = f8; q < f; q++)
+            y[q] += reg[r] * x[q];
         uint64_t jend = M->indptr[r0 + r + 1];
         for (uint64_t j = M->indptr[r0 + r]; j < jend; j++) {
             const float *h = H + (size_t)M->indices[j] * f;
             /* the factor rows are gathered at random: prefetch a few ahead */
             if (j + 6 < jend) {
                 const char *pf = (const char *)(H + (size_t)M->indices[j + 6] * f);
-                for (size_t q = 0; q < f * sizeof(float); q += 64) _mm_prefetch(pf + q, _MM_HINT_T0);
+                for (size_t q = 0; q < f * sizeof(float); q += 64)
+                    _mm_prefetch(pf + q, _MM_HINT_T0);
             }
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
             size_t q = 0;
@@ -492,12 +513,15 @@ sparse_part_avx2(const pvg_csr *M, size_t r0, size_t b, const float *H, size_t f
             lo = _mm_hadd_ps(lo, lo);
             lo = _mm_hadd_ps(lo, lo);
             float d = _mm_cvtss_f32(lo);
-            for (size_t t = f8; t < f; t++) d += h[t] * x[t];
+            for (size_t t = f8; t < f; t++)
+                d += h[t] * x[t];
             float t = conf_of(conf, M->data[j]) * (d - shift);
             __m256 vt = _mm256_set1_ps(t);
             for (q = 0; q < f8; q += 8)
-                _mm256_storeu_ps(y + q, _mm256_fmadd_ps(vt, _mm256_loadu_ps(h + q), _mm256_loadu_ps(y + q)));
-            for (size_t u = f8; u < f; u++) y[u] += t * h[u];
+                _mm256_storeu_ps(
+                    y + q, _mm256_fmadd_ps(vt, _mm256_loadu_ps(h + q), _mm256_loadu_ps(y + q)));
+            for (size_t u = f8; u < f; u++)
+                y[u] += t * h[u];
         }
     }
 }
@@ -510,9 +534,9 @@ static int cpu_has_avx2_fma(void)
 
 /* Y = A X - shift * B: the operator, or (shift 1) the negated residual,
  * in one pass over the rows' nonzeros. */
-static void ials_apply_shift(const pvg_csr *M, size_t r0, size_t b, const float *H,
-                             const float *G, size_t f, float alpha0, const float *reg, float conf,
-                             float shift, const float *X, float *Y)
+static void ials_apply_shift(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                             size_t f, float alpha0, const float *reg, float conf, float shift,
+                             const float *X, float *Y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)f, (int)f, alpha0, X,
                 (int)f, G, (int)f, 0.0f, Y, (int)f);
@@ -526,9 +550,9 @@ static void ials_apply_shift(const pvg_csr *M, size_t r0, size_t b, const float 
 }
 
 /* The portable path of pvg_ials_apply regardless of the CPU (tests). */
-void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float *H,
-                             const float *G, size_t f, float alpha0, const float *reg, float conf,
-                             const float *X, float *Y)
+void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                             size_t f, float alpha0, const float *reg, float conf, const float *X,
+                             float *Y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)f, (int)f, alpha0, X,
                 (int)f, G, (int)f, 0.0f, Y, (int)f);
@@ -536,8 +560,8 @@ void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float 
 }
 
 /* Y[b x f] = alpha0 X G + diag(reg) X + per-row sum c h h^T x */
-void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
-                    size_t f, float alpha0, const float *reg, float conf, const float *X, float *Y)
+void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G, size_t f,
+                    float alpha0, const float *reg, float conf, const float *X, float *Y)
 {
     ials_apply_shift(M, r0, b, H, G, f, alpha0, reg, conf, 0.0f, X, Y);
 }
@@ -556,11 +580,13 @@ void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H,
             const float *h = H + (size_t)M->indices[j] * f;
             double cw = conf_of(conf, M->data[j]);
             for (size_t a = 0; a < f; a++)
-                for (size_t c = 0; c < f; c++) A[a * f + c] += cw * h[a] * h[c];
+                for (size_t c = 0; c < f; c++)
+                    A[a * f + c] += cw * h[a] * h[c];
         }
         for (size_t a = 0; a < f; a++) {
             double s = 0;
-            for (size_t c = 0; c < f; c++) s += A[a * f + c] * X[r * f + c];
+            for (size_t c = 0; c < f; c++)
+                s += A[a * f + c] * X[r * f + c];
             Y[r * f + a] = (float)s;
         }
     }
@@ -572,31 +598,35 @@ static int chol_solve(double *A, size_t f, double *x)
 {
     for (size_t j = 0; j < f; j++) {
         double d = A[j * f + j];
-        for (size_t k = 0; k < j; k++) d -= A[j * f + k] * A[j * f + k];
+        for (size_t k = 0; k < j; k++)
+            d -= A[j * f + k] * A[j * f + k];
         if (!(d > 0)) return -1;
         d = sqrt(d);
         A[j * f + j] = d;
         for (size_t i = j + 1; i < f; i++) {
             double s = A[i * f + j];
-            for (size_t k = 0; k < j; k++) s -= A[i * f + k] * A[j * f + k];
+            for (size_t k = 0; k < j; k++)
+                s -= A[i * f + k] * A[j * f + k];
             A[i * f + j] = s / d;
         }
     }
     for (size_t i = 0; i < f; i++) {
         double s = x[i];
-        for (size_t k = 0; k < i; k++) s -= A[i * f + k] * x[k];
+        for (size_t k = 0; k < i; k++)
+            s -= A[i * f + k] * x[k];
         x[i] = s / A[i * f + i];
     }
     for (size_t i = f; i-- > 0;) {
         double s = x[i];
-        for (size_t k = i + 1; k < f; k++) s -= A[k * f + i] * x[k];
+        for (size_t k = i + 1; k < f; k++)
+            s -= A[k * f + i] * x[k];
         x[i] = s / A[i * f + i];
     }
     return 0;
 }
 
-int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G,
-                             size_t f, float alpha0, float reg, float conf, float *w_out)
+int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G, size_t f,
+                             float alpha0, float reg, float conf, float *w_out)
 {
     double *A = malloc(f * f * sizeof *A);
     double *x = malloc(f * sizeof *x);
@@ -615,14 +645,17 @@ int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const f
         double cw = conf_of(conf, M->data[j]);
         for (size_t a = 0; a < f; a++) {
             x[a] += cw * h[a];
-            for (size_t c = 0; c <= a; c++) A[a * f + c] += cw * h[a] * h[c];
+            for (size_t c = 0; c <= a; c++)
+                A[a * f + c] += cw * h[a] * h[c];
         }
     }
     for (size_t a = 0; a < f; a++)
-        for (size_t c = a + 1; c < f; c++) A[a * f + c] = A[c * f + a];
+        for (size_t c = a + 1; c < f; c++)
+            A[a * f + c] = A[c * f + a];
     int rc = chol_solve(A, f, x);
     if (rc == 0)
-        for (size_t a = 0; a < f; a++) w_out[a] = (float)x[a];
+        for (size_t a = 0; a < f; a++)
+            w_out[a] = (float)x[a];
     free(A);
     free(x);
     return rc;
@@ -645,7 +678,8 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
             if (nz > cap) {
                 float *nh = realloc(Hc, nz * f * sizeof *nh);
                 if (!nh) { /* fall back to the reference solve */
-                    if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf, Wb + r * f))
+                    if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf,
+                                                 Wb + r * f))
                         memset(Wb + r * f, 0, f * sizeof(float));
                     continue;
                 }
@@ -661,12 +695,15 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
                     rhs[k] += c * h[k];
                 }
             }
-            for (size_t k = 0; k < f * f; k++) A[k] = alpha0 * G[k];
-            for (size_t k = 0; k < f; k++) A[k * f + k] += reg[r];
+            for (size_t k = 0; k < f * f; k++)
+                A[k] = alpha0 * G[k];
+            for (size_t k = 0; k < f; k++)
+                A[k * f + k] += reg[r];
             if (nz)
                 cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)f, (int)nz, 1.0f, Hc,
                             (int)f, 1.0f, A, (int)f);
-            if (LAPACKE_sposv(LAPACK_ROW_MAJOR, 'L', (lapack_int)f, 1, A, (lapack_int)f, rhs, 1) == 0)
+            if (LAPACKE_sposv(LAPACK_ROW_MAJOR, 'L', (lapack_int)f, 1, A, (lapack_int)f, rhs, 1) ==
+                0)
                 memcpy(Wb + r * f, rhs, f * sizeof(float));
             else if (pvg_ials_solve_row_exact(M, r0 + r, H, G, f, alpha0, reg[r], conf, Wb + r * f))
                 memset(Wb + r * f, 0, f * sizeof(float));
@@ -678,7 +715,8 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
     /* residual R = b - A W, in one pass: AP = A W - b */
     ials_apply_shift(M, r0, b, H, G, f, alpha0, reg, conf, 1.0f, Wb, AP);
     for (size_t r = 0; r < b; r++) {
-        for (size_t j = 0; j < f; j++) R[r * f + j] = -AP[r * f + j];
+        for (size_t j = 0; j < f; j++)
+            R[r * f + j] = -AP[r * f + j];
         memcpy(P + r * f, R + r * f, f * sizeof(float));
         rs[r] = dotf(R + r * f, R + r * f, f);
     }
@@ -697,7 +735,8 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
             axpyf(-a, ap, rr, f);
             float rn = dotf(rr, rr, f);
             float beta = rn / rs[r];
-            for (size_t j = 0; j < f; j++) p[j] = rr[j] + beta * p[j];
+            for (size_t j = 0; j < f; j++)
+                p[j] = rr[j] + beta * p[j];
             rs[r] = rn;
         }
     }

@@ -68,11 +68,26 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
     }
 }
 
-pvg_model_type pvg_model_type_of(const pvg_model *m) { return m->type; }
-size_t pvg_model_n_items(const pvg_model *m) { return (size_t)m->n_items; }
-size_t pvg_model_n_users(const pvg_model *m) { return (size_t)m->n_users; }
-pvg_user_keying pvg_model_keying(const pvg_model *m) { return m->keying; }
-const unsigned char *pvg_model_fingerprint(const pvg_model *m) { return m->fingerprint; }
+pvg_model_type pvg_model_type_of(const pvg_model *m)
+{
+    return m->type;
+}
+size_t pvg_model_n_items(const pvg_model *m)
+{
+    return (size_t)m->n_items;
+}
+size_t pvg_model_n_users(const pvg_model *m)
+{
+    return (size_t)m->n_users;
+}
+pvg_user_keying pvg_model_keying(const pvg_model *m)
+{
+    return m->keying;
+}
+const unsigned char *pvg_model_fingerprint(const pvg_model *m)
+{
+    return m->fingerprint;
+}
 
 void pvg_model_set_section(pvg_model *m, int sec, void *buf, uint64_t len)
 {
@@ -106,13 +121,14 @@ void pvg_model_bind(pvg_model *m)
 void pvg_model_free(pvg_model *m)
 {
     if (!m) return;
-    for (int s = 0; s < PVG_SEC_COUNT; s++) free(m->owned[s]);
+    for (int s = 0; s < PVG_SEC_COUNT; s++)
+        free(m->owned[s]);
     if (m->map) {
         extern void pvg_model_unmap(void *p, size_t len);
         pvg_model_unmap(m->map, m->map_len);
     }
     if (m->users_mem) sodium_free(m->users_mem); /* wipes the per-shopper sections */
-    if (m->row_keys) sodium_free(m->row_keys); /* wipes the row keys */
+    if (m->row_keys) sodium_free(m->row_keys);   /* wipes the row keys */
     if (m->dir_key) sodium_free(m->dir_key);
     free(m->row_ok);
     free(m->data_dir);
@@ -126,7 +142,10 @@ typedef struct key_idx {
     uint32_t idx;
 } key_idx;
 
-static int key_idx_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+static int key_idx_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
 
 typedef struct str_idx {
     const char *s;
@@ -156,8 +175,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
         size_t nu0 = R->n_rows;
         if (nu0 != ds->n_users) {
             free(m);
-            return pvg_error_set(err, PVG_ERR_INTERNAL, "model: %zu matrix rows for %zu users",
-                                 nu0, ds->n_users);
+            return pvg_error_set(err, PVG_ERR_INTERNAL, "model: %zu matrix rows for %zu users", nu0,
+                                 ds->n_users);
         }
         randombytes_buf(m->seal_id, sizeof m->seal_id);
         m->row_keys = sodium_malloc(32 * (nu0 ? nu0 : 1));
@@ -196,7 +215,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     uint32_t *iorder = malloc((ni ? ni : 1) * sizeof *iorder);
     float *pop = calloc(ni ? ni : 1, sizeof *pop);
     size_t slen = 0;
-    for (size_t i = 0; i < ni; i++) slen += strlen(ds->item_ids[i]) + 1;
+    for (size_t i = 0; i < ni; i++)
+        slen += strlen(ds->item_ids[i]) + 1;
     char *str = malloc(slen ? slen : 1);
     if (!ki || !keys || !uorder || !indptr || !hitems || !hw || !ioff || !si || !iorder || !pop ||
         !str) {
@@ -218,7 +238,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     memcpy(indptr, R->indptr, (nu + 1) * sizeof *indptr);
     memcpy(hitems, R->indices, nnz * sizeof *hitems);
     memcpy(hw, R->data, nnz * sizeof *hw);
-    for (size_t j = 0; j < nnz; j++) pop[R->indices[j]] += 1.0f;
+    for (size_t j = 0; j < nnz; j++)
+        pop[R->indices[j]] += 1.0f;
     size_t o = 0;
     for (size_t i = 0; i < ni; i++) {
         size_t l = strlen(ds->item_ids[i]) + 1;
@@ -230,7 +251,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     }
     ioff[ni] = o;
     qsort(si, ni, sizeof *si, str_idx_cmp);
-    for (size_t i = 0; i < ni; i++) iorder[i] = si[i].idx;
+    for (size_t i = 0; i < ni; i++)
+        iorder[i] = si[i].idx;
     free(si);
     m->item_str_len = slen;
     pvg_model_set_section(m, PVG_SEC_USER_KEYS, keys, 16 * nu);
@@ -299,8 +321,8 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                  PVG_TRAIN_MAX_EPOCHS, p->epochs);
         if (!(p->reg >= 0))
             return pvg_error_set(err, PVG_ERR_INVALID, "reg must be >= 0 (got %g)", p->reg);
-        if (p->type == PVG_MODEL_IALS && (!(p->alpha0 >= 0) || !(p->nu >= 0) ||
-                                          p->cg_steps < 0 || !(p->confidence >= 0)))
+        if (p->type == PVG_MODEL_IALS &&
+            (!(p->alpha0 >= 0) || !(p->nu >= 0) || p->cg_steps < 0 || !(p->confidence >= 0)))
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "ials: alpha0, nu, confidence and cg-steps must be >= 0");
         if (p->type == PVG_MODEL_BPR && !(p->lr > 0))
@@ -535,9 +557,11 @@ static void bpr_fold_in(const pvg_model *m, const uint32_t *items, size_t n, flo
         if (tries >= 32) continue;
         const float *hi = m->V + (size_t)i * F, *hj = m->V + (size_t)j * F;
         float d = 0;
-        for (size_t k = 0; k < F; k++) d += u[k] * (hi[k] - hj[k]);
+        for (size_t k = 0; k < F; k++)
+            d += u[k] * (hi[k] - hj[k]);
         float sg = 1.0f / (1.0f + expf(d));
-        for (size_t k = 0; k < f; k++) u[k] += lr * (sg * (hi[k] - hj[k]) - reg * u[k]);
+        for (size_t k = 0; k < f; k++)
+            u[k] += lr * (sg * (hi[k] - hj[k]) - reg * u[k]);
     }
     free(in);
 }
@@ -557,7 +581,8 @@ void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w
             memset(u, 0, F * sizeof *u);
             return;
         }
-        for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+        for (size_t i = 0; i < n; i++)
+            ones[i] = 1.0f;
     }
     uint64_t ptr[2] = {0, n};
     pvg_csr h = {1, m->n_items, n, ptr, (uint32_t *)items, (float *)(w ? w : ones)};
@@ -595,7 +620,8 @@ void pvg_model_score(const pvg_model *m, const float *u, const uint32_t *items, 
         memset(scores, 0, ni * sizeof *scores);
         for (size_t a = 0; a < n; a++) {
             const float *row = m->ease_B + (size_t)items[a] * ni;
-            for (size_t j = 0; j < ni; j++) scores[j] += row[j];
+            for (size_t j = 0; j < ni; j++)
+                scores[j] += row[j];
         }
         break;
     case PVG_MODEL_ITEMKNN:
@@ -624,7 +650,8 @@ static void fill_out(const pvg_model *m, const int64_t *idx, const float *sc, si
 static size_t select_top(const pvg_model *m, float *scores, const uint32_t *excl, size_t n_excl,
                          size_t k, int64_t *idx, float *sc, pvg_scored_item *out)
 {
-    for (size_t a = 0; a < n_excl; a++) scores[excl[a]] = -INFINITY;
+    for (size_t a = 0; a < n_excl; a++)
+        scores[excl[a]] = -INFINITY;
     size_t got = pvg_topk(scores, m->n_items, k, idx, sc);
     fill_out(m, idx, sc, got, out);
     return got;
@@ -687,8 +714,8 @@ pvg_status pvg_model_recommend(const pvg_model *m, const unsigned char user_key[
     if (k == 0) return PVG_OK;
     serve_buf b;
     if (serve_buf_init(&b, m, k)) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    pvg_status st = recommend_one(m, u, k, include_seen, out, n_out, b.scores, b.idx, b.sc,
-                                  b.scratch);
+    pvg_status st =
+        recommend_one(m, u, k, include_seen, out, n_out, b.scores, b.idx, b.sc, b.scratch);
     serve_buf_free(&b);
     return st;
 }
@@ -726,7 +753,6 @@ static void batch_range(void *vctx, int tid, size_t b, size_t e)
 #define EASE_GROUP 32
 #define EASE_TILE 512
 
-
 static void batch_range_ease(void *vctx, int tid, size_t b, size_t e)
 {
     batch_ctx *c = vctx;
@@ -748,7 +774,7 @@ static void batch_range_ease(void *vctx, int tid, size_t b, size_t e)
                 if (us[q] < 0) continue;
                 uint64_t h0 = m->hist_indptr[us[q]], h1 = m->hist_indptr[us[q] + 1];
                 pvg_ease_tile_add(acc + q * ni + j0, m->ease_B, ni, m->hist_items + h0,
-                              (size_t)(h1 - h0), j0, t);
+                                  (size_t)(h1 - h0), j0, t);
             }
         }
         for (size_t q = 0; q < ng; q++) {
@@ -764,23 +790,26 @@ static void batch_range_ease(void *vctx, int tid, size_t b, size_t e)
 }
 
 pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *user_keys, size_t n,
-                                     size_t k, int include_seen, int threads,
-                                     pvg_scored_item *out, size_t *n_out, pvg_error *err)
+                                     size_t k, int include_seen, int threads, pvg_scored_item *out,
+                                     size_t *n_out, pvg_error *err)
 {
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
     if (m->users_locked) {
-        for (size_t i = 0; i < n; i++) n_out[i] = 0;
+        for (size_t i = 0; i < n; i++)
+            n_out[i] = 0;
         return users_locked_error(err);
     }
     if (k == 0) {
-        for (size_t i = 0; i < n; i++) n_out[i] = 0;
+        for (size_t i = 0; i < n; i++)
+            n_out[i] = 0;
         return PVG_OK;
     }
     serve_buf bufs[64];
     for (int t = 0; t < threads; t++)
         if (serve_buf_init(&bufs[t], m, k)) {
-            for (int q = 0; q < t; q++) serve_buf_free(&bufs[q]);
+            for (int q = 0; q < t; q++)
+                serve_buf_free(&bufs[q]);
             return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         }
     float *group[64] = {0};
@@ -851,7 +880,8 @@ pvg_status pvg_model_similar(const pvg_model *m, const char *ext_item, size_t k,
         size_t F = m->factors, Fd = m->type == PVG_MODEL_BPR ? F - 1 : F;
         const float *vi = m->V + (size_t)i * F;
         double ni2 = 0;
-        for (size_t q = 0; q < Fd; q++) ni2 += (double)vi[q] * vi[q];
+        for (size_t q = 0; q < Fd; q++)
+            ni2 += (double)vi[q] * vi[q];
         for (size_t j = 0; j < ni; j++) {
             const float *vj = m->V + j * F;
             double d = 0, nj2 = 0;
@@ -862,9 +892,11 @@ pvg_status pvg_model_similar(const pvg_model *m, const char *ext_item, size_t k,
             b.scores[j] = (ni2 > 0 && nj2 > 0) ? (float)(d / sqrt(ni2 * nj2)) : 0.0f;
         }
     } else if (m->type == PVG_MODEL_EASE) {
-        for (size_t j = 0; j < ni; j++) b.scores[j] = m->ease_B[(size_t)i * ni + j];
+        for (size_t j = 0; j < ni; j++)
+            b.scores[j] = m->ease_B[(size_t)i * ni + j];
     } else {
-        for (size_t j = 0; j < ni; j++) b.scores[j] = -INFINITY;
+        for (size_t j = 0; j < ni; j++)
+            b.scores[j] = -INFINITY;
         for (uint64_t q = m->knn_indptr[i]; q < m->knn_indptr[i + 1]; q++)
             b.scores[m->knn_idx[q]] = m->knn_sim[q];
     }

@@ -90,7 +90,10 @@ _Static_assert(sizeof(file_header) <= HEADER_BYTES, "header too large");
 #define CHECKSUM_OFFSET offsetof(file_header, checksum)
 
 void pvg_model_unmap(void *p, size_t len);
-void pvg_model_unmap(void *p, size_t len) { munmap(p, len); }
+void pvg_model_unmap(void *p, size_t len)
+{
+    munmap(p, len);
+}
 
 int pvg_model_section_is_user(int sec)
 {
@@ -100,9 +103,9 @@ int pvg_model_section_is_user(int sec)
 
 static void hyper_pack(const pvg_train_params *p, double *h)
 {
-    double v[N_HYPER] = {p->factors,  p->epochs,   p->reg,         p->alpha0, p->nu,
-                         p->confidence, p->cg_steps, p->lr,        p->ease_lambda,
-                         p->neighbors, p->shrink,   (double)p->seed, p->init_std, p->threads};
+    double v[N_HYPER] = {p->factors,    p->epochs,       p->reg,      p->alpha0,      p->nu,
+                         p->confidence, p->cg_steps,     p->lr,       p->ease_lambda, p->neighbors,
+                         p->shrink,     (double)p->seed, p->init_std, p->threads};
     memcpy(h, v, sizeof v);
 }
 
@@ -134,8 +137,8 @@ static const char *hyper_unpack(const double *h, pvg_model_type type, pvg_train_
     /* weights, rates and scales are never negative */
     static const int nonneg[] = {2, 3, 5, 7, 8, 10, 12};
     static const char *const nonneg_name[] = {
-        "reg out of range (negative)",    "alpha0 out of range (negative)",
-        "confidence out of range (negative)", "lr out of range (negative)",
+        "reg out of range (negative)",         "alpha0 out of range (negative)",
+        "confidence out of range (negative)",  "lr out of range (negative)",
         "ease_lambda out of range (negative)", "shrink out of range (negative)",
         "init_std out of range (negative)"};
     for (size_t i = 0; i < sizeof nonneg / sizeof *nonneg; i++)
@@ -151,7 +154,10 @@ static const char *hyper_unpack(const double *h, pvg_model_type type, pvg_train_
     return NULL;
 }
 
-static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
+static uint64_t align64(uint64_t x)
+{
+    return (x + 63) & ~(uint64_t)63;
+}
 
 /* Columns of user factors in a row: the model's factors for factor models. */
 static uint64_t row_factors(uint32_t type, uint64_t F)
@@ -160,7 +166,10 @@ static uint64_t row_factors(uint32_t type, uint64_t F)
 }
 
 /* Bytes of a sealed row with a history of n items. */
-static uint64_t row_bytes(uint64_t n, uint64_t Fu) { return ROW_OVERHEAD + 8 * n + 4 * Fu; }
+static uint64_t row_bytes(uint64_t n, uint64_t Fu)
+{
+    return ROW_OVERHEAD + 8 * n + 4 * Fu;
+}
 
 /* The associated data of one row: it binds the row to the model (seal
  * id), the shopper and the shapes its plaintext is read with. */
@@ -405,8 +414,8 @@ static pvg_status model_write(const pvg_model *m, const char *path, const rows_b
     memcpy(tmp + plen, ".tmp.XXXXXX", 12);
     int fd = mkstemp(tmp); /* 0600, a name no concurrent writer shares */
     if (fd < 0) {
-        pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, tmp, 0, 0, -1, "cannot create: %s",
-                                         strerror(errno));
+        pvg_status st =
+            pvg_error_set_at(err, PVG_ERR_IO, tmp, 0, 0, -1, "cannot create: %s", strerror(errno));
         free(tmp);
         return st;
     }
@@ -427,8 +436,8 @@ static pvg_status model_write(const pvg_model *m, const char *path, const rows_b
     if (!bad) bad = fsync(fd);
     if (close(fd) != 0) bad = 1;
     if (bad || rename(tmp, path) != 0) {
-        pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot write: %s",
-                                         strerror(errno));
+        pvg_status st =
+            pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot write: %s", strerror(errno));
         unlink(tmp);
         free(tmp);
         return st;
@@ -450,7 +459,10 @@ typedef struct tag_idx {
     uint32_t pos;
 } tag_idx;
 
-static int tag_idx_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+static int tag_idx_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
 
 /* Seals each shopper's rows of an open store-linked model under their own
  * row key into a new rows region (users whose key was already gone at
@@ -592,8 +604,8 @@ pvg_status pvg_model_path_check_store(const char *path, const char *data_dir, pv
         return pvg_error_set_at(err, PVG_ERR_IO, data_dir, 0, 0, -1, "data dir: %s",
                                 strerror(errno));
     if (resolved_dir_of(path, d) != 0)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
-                                "the model file's directory: %s", strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "the model file's directory: %s",
+                                strerror(errno));
     snprintf(sub, sizeof sub, "%s/%s", dd, PVG_MODEL_SUBDIR);
     if (strcmp(d, dd) != 0 && strcmp(d, sub) != 0)
         return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
@@ -674,8 +686,7 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot map: %s",
-                                strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot map: %s", strerror(errno));
     const unsigned char *base = map;
     file_header h;
     memcpy(&h, base, sizeof h);
@@ -848,8 +859,8 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     else if (check_indptr(m->item_off, ni, h.item_str_len) ||
              (h.item_str_len && m->item_str[h.item_str_len - 1] != 0))
         bad = "item id table malformed";
-    else if (knn && (check_indptr(m->knn_indptr, ni, h.knn_nnz) ||
-                     check_below(m->knn_idx, h.knn_nnz, ni)))
+    else if (knn &&
+             (check_indptr(m->knn_indptr, ni, h.knn_nnz) || check_below(m->knn_idx, h.knn_nnz, ni)))
         bad = "neighbour lists out of range";
     if (!bad)
         for (uint64_t i = 0; i < ni; i++)
@@ -899,9 +910,15 @@ typedef struct key_pos {
     uint32_t idx;
 } key_pos;
 
-static int key_pos_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+static int key_pos_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
 
-size_t pvg_model_n_shredded(const pvg_model *m) { return m ? (size_t)m->shredded : 0; }
+size_t pvg_model_n_shredded(const pvg_model *m)
+{
+    return m ? (size_t)m->shredded : 0;
+}
 
 pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err)
 {
@@ -960,8 +977,8 @@ pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err)
         if (h > row_max) row_max = h;
     }
     uint64_t want[PVG_SEC_COUNT], uoff[PVG_SEC_COUNT];
-    section_lengths(m->type, n_found, m->n_items, m->factors, nnz_max, m->knn_nnz,
-                    m->item_str_len, want);
+    section_lengths(m->type, n_found, m->n_items, m->factors, nnz_max, m->knn_nnz, m->item_str_len,
+                    want);
     uint64_t plain_len = user_layout(want, uoff);
     unsigned char *mem = sodium_malloc(plain_len ? plain_len : 64);
     unsigned char *plain = sodium_malloc(8 * row_max + 4 * Fu + 8);
@@ -995,9 +1012,9 @@ pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err)
         const unsigned char *row = m->sealed + rd64(e + DE_OFF);
         unsigned char ad[ROW_AD_BYTES];
         row_ad(ad, m->seal_id, psd + 16 * i, (uint32_t)m->type, h, m->n_items, m->factors);
-        if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-                plain, NULL, NULL, row + NONCE_BYTES, row_bytes(h, Fu) - NONCE_BYTES, ad,
-                sizeof ad, row, keys + 32 * i) != 0)
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, row + NONCE_BYTES,
+                                                       row_bytes(h, Fu) - NONCE_BYTES, ad,
+                                                       sizeof ad, row, keys + 32 * i) != 0)
             continue; /* another key of the same pseudonym (a re-created shopper), or edited */
         memcpy(kp[q].key, psd + 16 * i, 16);
         kp[q].idx = (uint32_t)q;
@@ -1060,8 +1077,7 @@ pvg_status pvg_model_unseal(pvg_model *m, pvg_store *store, pvg_error *err)
     return PVG_OK;
 }
 
-pvg_status pvg_model_load_store(const char *path, pvg_store *store, pvg_model **out,
-                                pvg_error *err)
+pvg_status pvg_model_load_store(const char *path, pvg_store *store, pvg_model **out, pvg_error *err)
 {
     pvg_status st = pvg_model_load(path, out, err);
     if (st != PVG_OK) return st;

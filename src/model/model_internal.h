@@ -89,8 +89,7 @@ long pvg_peak_rss_kb(void);
 /* Top-k of scores[n] (entries equal to -INFINITY are skipped), best first;
  * ties broken by lower index. idx_out[k], score_out[k]; returns the count. */
 size_t pvg_topk(const float *scores, size_t n, size_t k, int64_t *idx_out, float *score_out);
-size_t pvg_topk_naive(const float *scores, size_t n, size_t k, int64_t *idx_out,
-                      float *score_out);
+size_t pvg_topk_naive(const float *scores, size_t n, size_t k, int64_t *idx_out, float *score_out);
 
 /* G[f x f] = V^T V for V[n x f] (row-major). Fast: cblas_ssyrk. */
 void pvg_gramian(const float *V, size_t n, size_t f, float *G);
@@ -109,21 +108,19 @@ void pvg_f16_pack(const float *V, size_t n, size_t f, uint16_t *out);
 /* scores[n] = V u from the packed half-precision blocks. Fast: F16C + FMA
  * when the CPU has them (8 items per vector, no horizontal sums). */
 void pvg_matvec_f16(const uint16_t *Vp, size_t n, size_t f, const float *u, float *scores);
-void pvg_matvec_f16_naive(const uint16_t *Vp, size_t n, size_t f, const float *u,
-                          float *scores);
+void pvg_matvec_f16_naive(const uint16_t *Vp, size_t n, size_t f, const float *u, float *scores);
 
 /* The iALS normal-equation operator for a block of rows:
  *   A_r = alpha0 * G + reg_r * I + sum_{j in row r} c_rj h_j h_j^T
  * with c_rj = 1 + conf * log1p(w_rj), right-hand side b_r = sum_j c_rj h_j.
  * ials_apply computes Y[b x f] = A_r X_r for the rows [r0, r0+b) of M.
  * Shapes: G[f x f], H[n_cols x f], X,Y[b x f], reg[b]. */
-void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
-                    size_t f, float alpha0, const float *reg, float conf, const float *X,
-                    float *Y);
+void pvg_ials_apply(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G, size_t f,
+                    float alpha0, const float *reg, float conf, const float *X, float *Y);
 /* pvg_ials_apply without the AVX2 path (so tests cover both). */
-void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float *H,
-                             const float *G, size_t f, float alpha0, const float *reg, float conf,
-                             const float *X, float *Y);
+void pvg_ials_apply_portable(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
+                             size_t f, float alpha0, const float *reg, float conf, const float *X,
+                             float *Y);
 void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H, const float *G,
                           size_t f, float alpha0, const float *reg, float conf, const float *X,
                           float *Y);
@@ -134,8 +131,8 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
                           size_t f, float alpha0, const float *reg, float conf, int cg_steps,
                           float *W, float *scratch);
 /* Exact solve of one row by a dense Cholesky (reference for the above). */
-int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G,
-                             size_t f, float alpha0, float reg, float conf, float *w_out);
+int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G, size_t f,
+                             float alpha0, float reg, float conf, float *w_out);
 
 /* Cosine item-item similarity with shrinkage from the item-user matrix C
  * (rows = items) and the user-item matrix R:
@@ -158,12 +155,16 @@ pvg_status pvg_ease_fit(const pvg_csr *R, const pvg_csr *C, size_t n_items, floa
  * B_ij = M_ij / (1 - M_jj), M = X^T (X X^T + lambda I)^-1 X. Both run over
  * the items with interactions (and the users with any) only; the other
  * rows and columns of B are 0. AUTO: dual when users < items. */
-typedef enum pvg_ease_form { PVG_EASE_AUTO = 0, PVG_EASE_PRIMAL = 1, PVG_EASE_DUAL = 2 } pvg_ease_form;
+typedef enum pvg_ease_form {
+    PVG_EASE_AUTO = 0,
+    PVG_EASE_PRIMAL = 1,
+    PVG_EASE_DUAL = 2
+} pvg_ease_form;
 
 typedef struct pvg_ease_plan {
-    size_t users, items;      /* with interactions */
-    pvg_ease_form form;       /* the one AUTO picks */
-    double bytes;             /* peak memory estimate of the fit, B included */
+    size_t users, items; /* with interactions */
+    pvg_ease_form form;  /* the one AUTO picks */
+    double bytes;        /* peak memory estimate of the fit, B included */
 } pvg_ease_plan;
 
 void pvg_ease_plan_of(const pvg_csr *R, pvg_ease_form form, pvg_ease_plan *plan);
@@ -180,24 +181,24 @@ void pvg_ease_fit_naive(const pvg_csr *R, size_t n_items, double lambda, float *
 /* ---- model --------------------------------------------------------------- */
 
 enum {
-    PVG_SEC_USER_KEYS = 1,   /* n_users * 16 bytes, sorted */
-    PVG_SEC_USER_ORDER,      /* uint32[n_users]: user index of each sorted key */
-    PVG_SEC_HIST_INDPTR,     /* uint64[n_users+1] */
-    PVG_SEC_HIST_ITEMS,      /* uint32[nnz] */
-    PVG_SEC_HIST_W,          /* float[nnz] */
-    PVG_SEC_ITEM_OFF,        /* uint64[n_items+1] offsets into ITEM_STR */
-    PVG_SEC_ITEM_STR,        /* NUL-terminated ids */
-    PVG_SEC_ITEM_ORDER,      /* uint32[n_items]: items sorted by id */
-    PVG_SEC_POPULARITY,      /* float[n_items]: distinct users */
-    PVG_SEC_USER_F,          /* float[n_users * f] */
-    PVG_SEC_ITEM_F,          /* float[n_items * f] */
-    PVG_SEC_GRAM,            /* float[f * f] item Gramian (fold-in) */
-    PVG_SEC_EASE_B,          /* float[n_items * n_items] */
-    PVG_SEC_KNN_INDPTR,      /* uint64[n_items+1] */
-    PVG_SEC_KNN_IDX,         /* uint32[nnz] */
-    PVG_SEC_KNN_SIM,         /* float[nnz] */
-    PVG_SEC_ITEM_F16,        /* uint16[ceil(n_items/8) * f * 8]: half-precision item
-                                factors for serving, blocks of 8 items, [block][k][8] */
+    PVG_SEC_USER_KEYS = 1, /* n_users * 16 bytes, sorted */
+    PVG_SEC_USER_ORDER,    /* uint32[n_users]: user index of each sorted key */
+    PVG_SEC_HIST_INDPTR,   /* uint64[n_users+1] */
+    PVG_SEC_HIST_ITEMS,    /* uint32[nnz] */
+    PVG_SEC_HIST_W,        /* float[nnz] */
+    PVG_SEC_ITEM_OFF,      /* uint64[n_items+1] offsets into ITEM_STR */
+    PVG_SEC_ITEM_STR,      /* NUL-terminated ids */
+    PVG_SEC_ITEM_ORDER,    /* uint32[n_items]: items sorted by id */
+    PVG_SEC_POPULARITY,    /* float[n_items]: distinct users */
+    PVG_SEC_USER_F,        /* float[n_users * f] */
+    PVG_SEC_ITEM_F,        /* float[n_items * f] */
+    PVG_SEC_GRAM,          /* float[f * f] item Gramian (fold-in) */
+    PVG_SEC_EASE_B,        /* float[n_items * n_items] */
+    PVG_SEC_KNN_INDPTR,    /* uint64[n_items+1] */
+    PVG_SEC_KNN_IDX,       /* uint32[nnz] */
+    PVG_SEC_KNN_SIM,       /* float[nnz] */
+    PVG_SEC_ITEM_F16,      /* uint16[ceil(n_items/8) * f * 8]: half-precision item
+                              factors for serving, blocks of 8 items, [block][k][8] */
     PVG_SEC_COUNT
 };
 
@@ -282,8 +283,8 @@ void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w
 /* ---- training entry points ------------------------------------------------ */
 pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_params *p,
                           float **U_out, float **V_out, pvg_train_stats *st, pvg_error *err);
-pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_out,
-                         float **V_out, pvg_train_stats *st, pvg_error *err);
+pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_out, float **V_out,
+                         pvg_train_stats *st, pvg_error *err);
 
 /* ---- evaluation splits ----------------------------------------------------- */
 
@@ -295,8 +296,8 @@ pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint
 
 /* Per-user metrics for one ranked list (for tests). */
 void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,
-                           size_t n_targets, int k, double *recall, double *ndcg,
-                           double *precision, double *ap, double *hr);
+                           size_t n_targets, int k, double *recall, double *ndcg, double *precision,
+                           double *ap, double *hr);
 
 /* dataset.c: what pvg_dataset_load_store and the access gate's training
  * selection share. A new store-keyed dataset linked to the store (it

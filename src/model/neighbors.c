@@ -17,9 +17,9 @@ typedef struct knn_ctx {
     const float *norm;
     int nbrs;
     float shrink;
-    float **acc;       /* per thread [n_items] */
-    uint32_t **touched;/* per thread [n_items] */
-    int64_t **tidx;    /* per thread [nbrs] */
+    float **acc;        /* per thread [n_items] */
+    uint32_t **touched; /* per thread [n_items] */
+    int64_t **tidx;     /* per thread [nbrs] */
     float **tsc;
     float **cand;      /* per thread [n_items] compacted candidate scores */
     uint32_t *cnt;     /* neighbours kept per item */
@@ -89,12 +89,14 @@ pvg_status pvg_knn_build(const pvg_csr *R, const pvg_csr *C, int nbrs, float shr
         if (!c.acc[t] || !c.touched[t] || !c.cand[t] || !c.tidx[t] || !c.tsc[t]) goto done;
     }
     /* binary vectors: |x_i| = sqrt(#users of i) */
-    for (size_t i = 0; i < n; i++) norm[i] = sqrtf((float)(C->indptr[i + 1] - C->indptr[i]));
+    for (size_t i = 0; i < n; i++)
+        norm[i] = sqrtf((float)(C->indptr[i + 1] - C->indptr[i]));
     c.norm = norm;
     pvg_parallel_for(threads, n, 64, knn_range, &c);
     S->indptr = calloc(n + 1, sizeof *S->indptr);
     if (!S->indptr) goto done;
-    for (size_t i = 0; i < n; i++) S->indptr[i + 1] = S->indptr[i] + c.cnt[i];
+    for (size_t i = 0; i < n; i++)
+        S->indptr[i + 1] = S->indptr[i] + c.cnt[i];
     size_t nnz = S->indptr[n];
     S->indices = malloc((nnz ? nnz : 1) * sizeof *S->indices);
     S->data = malloc((nnz ? nnz : 1) * sizeof *S->data);
@@ -103,7 +105,8 @@ pvg_status pvg_knn_build(const pvg_csr *R, const pvg_csr *C, int nbrs, float shr
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        memcpy(S->indices + S->indptr[i], c.idx_all + i * (size_t)nbrs, c.cnt[i] * sizeof(uint32_t));
+        memcpy(S->indices + S->indptr[i], c.idx_all + i * (size_t)nbrs,
+               c.cnt[i] * sizeof(uint32_t));
         memcpy(S->data + S->indptr[i], c.sim_all + i * (size_t)nbrs, c.cnt[i] * sizeof(float));
     }
     S->n_rows = n;
@@ -141,9 +144,10 @@ void pvg_knn_dense_naive(const pvg_csr *R, size_t n, float shrink, float *Sd)
                 co[(size_t)R->indices[a] * n + R->indices[b]] += 1.0;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
-            Sd[i * n + j] = i == j ? 0.0f
-                                   : (float)(co[i * n + j] /
-                                             (sqrt(co[i * n + i]) * sqrt(co[j * n + j]) + shrink));
+            Sd[i * n + j] =
+                i == j
+                    ? 0.0f
+                    : (float)(co[i * n + j] / (sqrt(co[i * n + i]) * sqrt(co[j * n + j]) + shrink));
     free(co);
 }
 
@@ -176,7 +180,8 @@ pvg_status pvg_ease_primal(const pvg_csr *R, const pvg_csr *C, size_t n, float l
     memset(B, 0, n * n * sizeof *B);
     gram_ctx g = {R, C, n, B};
     pvg_parallel_for(threads, n, 16, gram_range, &g);
-    for (size_t i = 0; i < n; i++) B[i * n + i] += lambda;
+    for (size_t i = 0; i < n; i++)
+        B[i * n + i] += lambda;
     pvg_blas_threaded_begin(threads);
     lapack_int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, B, (lapack_int)n);
     if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, B, (lapack_int)n);
@@ -187,13 +192,16 @@ pvg_status pvg_ease_primal(const pvg_csr *R, const pvg_csr *C, size_t n, float l
                              (int)rc);
     /* P lower triangle -> full; B_ij = -P_ij / P_jj, diag 0 */
     for (size_t i = 0; i < n; i++)
-        for (size_t j = i + 1; j < n; j++) B[i * n + j] = B[j * n + i];
+        for (size_t j = i + 1; j < n; j++)
+            B[i * n + j] = B[j * n + i];
     float *dinv = malloc((n ? n : 1) * sizeof *dinv);
     if (!dinv) return pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");
-    for (size_t j = 0; j < n; j++) dinv[j] = 1.0f / B[j * n + j];
+    for (size_t j = 0; j < n; j++)
+        dinv[j] = 1.0f / B[j * n + j];
     for (size_t i = 0; i < n; i++) {
         float *row = B + i * n;
-        for (size_t j = 0; j < n; j++) row[j] = -row[j] * dinv[j];
+        for (size_t j = 0; j < n; j++)
+            row[j] = -row[j] * dinv[j];
         row[i] = 0;
     }
     free(dinv);

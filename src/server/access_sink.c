@@ -9,8 +9,8 @@
 static pvg_status srv_sink(void *ctx, const pvg_audit_record *rec, pvg_error *err)
 {
     pvg_srv_req *r = ctx;
-    pvg_status st = pvg_srv_audit_log(&r->srv->audit, rec->actor, rec->action, rec->subject,
-                                      rec->detail);
+    pvg_status st =
+        pvg_srv_audit_log(&r->srv->audit, rec->actor, rec->action, rec->subject, rec->detail);
     if (st != PVG_OK) {
         r->gate_audit_failed = 1;
         return pvg_error_set(err, st, "audit writer: %s", pvg_strerror(st));

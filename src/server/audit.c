@@ -38,7 +38,8 @@ static void entry_mac(const unsigned char *key, const unsigned char prev[PVG_AUD
     crypto_generichash_update(&st, prev, PVG_AUDIT_HASH_BYTES);
     unsigned char tsb[8];
     uint64_t u = (uint64_t)ts;
-    for (int i = 0; i < 8; i++) tsb[i] = (unsigned char)(u >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        tsb[i] = (unsigned char)(u >> (8 * i));
     crypto_generichash_update(&st, tsb, 8);
     put_field(&st, actor);
     put_field(&st, action);
@@ -51,15 +52,14 @@ static void entry_mac(const unsigned char *key, const unsigned char prev[PVG_AUD
 static pvg_status check_record(const pvg_audit_record *r, size_t i, pvg_error *err)
 {
     if (!r->actor || !r->actor[0] || !r->action || !r->action[0])
-        return pvg_error_set(err, PVG_ERR_INVALID, "audit record %zu: actor and action are required",
-                             i);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "audit record %zu: actor and action are required", i);
     const char *f[4] = {r->actor, r->action, r->subject, r->detail};
     static const char *names[4] = {"actor", "action", "subject", "detail"};
     for (int k = 0; k < 4; k++)
         if (f[k] && strlen(f[k]) > PVG_AUDIT_FIELD_MAX)
-            return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "audit record %zu: %s longer than %d bytes", i, names[k],
-                                 PVG_AUDIT_FIELD_MAX);
+            return pvg_error_set(err, PVG_ERR_INVALID, "audit record %zu: %s longer than %d bytes",
+                                 i, names[k], PVG_AUDIT_FIELD_MAX);
     return PVG_OK;
 }
 
@@ -73,7 +73,8 @@ static void chain_one(void *ctx, const unsigned char prev[PVG_BACKEND_HASH_BYTES
 static pvg_status append(pvg_store *s, const pvg_audit_record *recs, size_t n, int64_t *last_seq,
                          pvg_error *err)
 {
-    if (!s || (!recs && n)) return pvg_error_set(err, PVG_ERR_INVALID, "audit append: NULL argument");
+    if (!s || (!recs && n))
+        return pvg_error_set(err, PVG_ERR_INVALID, "audit append: NULL argument");
     for (size_t i = 0; i < n; i++) {
         pvg_status st = check_record(&recs[i], i, err);
         if (st != PVG_OK) return st;
@@ -205,8 +206,9 @@ static pvg_status parse_anchor(const char *a, int64_t *seq, unsigned char mac[PV
         char *end = NULL;
         long long v = strtoll(a, &end, 10);
         if (end != colon || v <= 0)
-            return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "anchor: want SEQ:MAC (as `audit head` prints) or the MAC, got \"%.80s\"", a);
+            return pvg_error_set(
+                err, PVG_ERR_INVALID,
+                "anchor: want SEQ:MAC (as `audit head` prints) or the MAC, got \"%.80s\"", a);
         *seq = v;
         hex = colon + 1;
     }
@@ -214,7 +216,8 @@ static pvg_status parse_anchor(const char *a, int64_t *seq, unsigned char mac[PV
     if (strlen(hex) != 2 * PVG_AUDIT_HASH_BYTES ||
         sodium_hex2bin(mac, PVG_AUDIT_HASH_BYTES, hex, strlen(hex), NULL, &bin_len, NULL) != 0 ||
         bin_len != PVG_AUDIT_HASH_BYTES)
-        return pvg_error_set(err, PVG_ERR_INVALID, "anchor: want %d hex digits for the MAC, got \"%.80s\"",
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "anchor: want %d hex digits for the MAC, got \"%.80s\"",
                              2 * PVG_AUDIT_HASH_BYTES, a);
     return PVG_OK;
 }
@@ -224,8 +227,10 @@ static const vrow *row_of_seq(const vload *L, int64_t seq)
     size_t lo = 0, hi = L->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (L->rows[mid].seq < seq) lo = mid + 1;
-        else hi = mid;
+        if (L->rows[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < L->n && L->rows[lo].seq == seq ? &L->rows[lo] : NULL;
 }
@@ -371,9 +376,11 @@ pvg_status pvg_audit_head(pvg_store *s, pvg_audit_head_info *out, pvg_error *err
     vload L = {0};
     L.key = pvg_store_audit_key(s);
     st = b->ops->audit_foreach(b, seq, 1, load_row, &L, err);
-    if (st == PVG_OK && L.nomem) st = pvg_error_set(err, PVG_ERR_NOMEM, "audit head: out of memory");
+    if (st == PVG_OK && L.nomem)
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "audit head: out of memory");
     if (st == PVG_OK && (L.n != 1 || L.rows[0].seq != seq))
-        st = pvg_error_set(err, PVG_ERR_IO, "audit head: entry %lld vanished while reading it", (long long)seq);
+        st = pvg_error_set(err, PVG_ERR_IO, "audit head: entry %lld vanished while reading it",
+                           (long long)seq);
     if (st == PVG_OK) {
         out->seq = seq;
         out->ts = L.rows[0].ts;

@@ -12,7 +12,7 @@
 struct pvg_srv_audit_item {
     pvg_srv_audit_item *next;
     long long ticket;
-    int *done;          /* the waiting thread's flags, set under the mutex */
+    int *done; /* the waiting thread's flags, set under the mutex */
     pvg_status *result;
     void (*wake)(void *); /* async: called after done is set, outside the lock */
     void *wake_ctx;
@@ -33,7 +33,8 @@ static void *writer_main(void *arg)
     pvg_srv_audit_writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->head && !w->stop) pthread_cond_wait(&w->cv_work, &w->mu);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->cv_work, &w->mu);
         if (!w->head && w->stop) break;
         pvg_srv_audit_item *batch = w->head;
         w->head = w->tail = NULL;
@@ -61,8 +62,10 @@ static void *writer_main(void *arg)
             }
             free(recs);
         }
-        if (st == PVG_OK) atomic_fetch_add(&w->metrics->audit_entries, (long long)n);
-        else atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
+        if (st == PVG_OK)
+            atomic_fetch_add(&w->metrics->audit_entries, (long long)n);
+        else
+            atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
 
         pthread_mutex_lock(&w->mu);
         pvg_srv_audit_item *wakes = NULL;
@@ -108,7 +111,7 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
 }
 
 static pvg_srv_audit_item *item_new(const char *actor, const char *action, const char *subject,
-                                const char *detail)
+                                    const char *detail)
 {
     pvg_srv_audit_item *it = calloc(1, sizeof *it);
     if (!it) return NULL;
@@ -124,8 +127,8 @@ static pvg_srv_audit_item *item_new(const char *actor, const char *action, const
 }
 
 pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, const char *action,
-                               const char *subject, const char *detail, int *done,
-                               pvg_status *result, void (*wake)(void *), void *wake_ctx)
+                                   const char *subject, const char *detail, int *done,
+                                   pvg_status *result, void (*wake)(void *), void *wake_ctx)
 {
     pvg_srv_audit_item *it = item_new(actor, action, subject, detail);
     if (!it) return PVG_ERR_NOMEM;
@@ -140,8 +143,10 @@ pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, c
         return PVG_ERR_STATE;
     }
     it->ticket = ++w->enqueued;
-    if (w->tail) w->tail->next = it;
-    else w->head = it;
+    if (w->tail)
+        w->tail->next = it;
+    else
+        w->head = it;
     w->tail = it;
     pthread_cond_signal(&w->cv_work);
     pthread_mutex_unlock(&w->mu);
@@ -149,7 +154,7 @@ pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, c
 }
 
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
-                         const char *subject, const char *detail)
+                             const char *subject, const char *detail)
 {
     pvg_srv_audit_item *it = calloc(1, sizeof *it);
     if (!it) return PVG_ERR_NOMEM;
@@ -172,11 +177,14 @@ pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const c
     it->done = &done;
     it->result = &result;
     it->ticket = ++w->enqueued;
-    if (w->tail) w->tail->next = it;
-    else w->head = it;
+    if (w->tail)
+        w->tail->next = it;
+    else
+        w->head = it;
     w->tail = it;
     pthread_cond_signal(&w->cv_work);
-    while (!done) pthread_cond_wait(&w->cv_done, &w->mu);
+    while (!done)
+        pthread_cond_wait(&w->cv_done, &w->mu);
     pthread_mutex_unlock(&w->mu);
     return result;
 }

@@ -18,18 +18,25 @@
 const char *pvg_role_name(pvg_role r)
 {
     switch (r) {
-    case PVG_ROLE_ADMIN: return "admin";
-    case PVG_ROLE_ANALYST: return "analyst";
-    case PVG_ROLE_USER: return "user";
-    default: return "none";
+    case PVG_ROLE_ADMIN:
+        return "admin";
+    case PVG_ROLE_ANALYST:
+        return "analyst";
+    case PVG_ROLE_USER:
+        return "user";
+    default:
+        return "none";
     }
 }
 
 pvg_status pvg_role_parse_operator(const char *name, pvg_role *out)
 {
-    if (name && strcmp(name, "admin") == 0) *out = PVG_ROLE_ADMIN;
-    else if (name && strcmp(name, "analyst") == 0) *out = PVG_ROLE_ANALYST;
-    else return PVG_ERR_INVALID;
+    if (name && strcmp(name, "admin") == 0)
+        *out = PVG_ROLE_ADMIN;
+    else if (name && strcmp(name, "analyst") == 0)
+        *out = PVG_ROLE_ANALYST;
+    else
+        return PVG_ERR_INVALID;
     return PVG_OK;
 }
 
@@ -61,8 +68,9 @@ static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, con
     if (!s || !out) return pvg_error_set(err, PVG_ERR_INVALID, "credential: NULL argument");
     *out = NULL;
     if (!(rate >= 0) || rate > 1e9)
-        return pvg_error_set(err, PVG_ERR_INVALID, "rate: want 0 (unlimited) or a positive number "
-                                                   "of requests per second");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "rate: want 0 (unlimited) or a positive number "
+                             "of requests per second");
     if (label && strlen(label) > 200)
         return pvg_error_set(err, PVG_ERR_INVALID, "label: longer than 200 bytes");
     unsigned char idb[PVG_AUTH_ID_HEX / 2];
@@ -78,8 +86,8 @@ static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, con
         return pvg_error_set(err, PVG_ERR_NOMEM, "credential: out of secure memory");
     }
     randombytes_buf(raw, SECRET_BYTES);
-    int n = snprintf(cred, PVG_AUTH_SECRET_MAX, "%s_%s_", strcmp(kind, "key") == 0 ? "pvgk" : "pvgt",
-                     id);
+    int n = snprintf(cred, PVG_AUTH_SECRET_MAX, "%s_%s_",
+                     strcmp(kind, "key") == 0 ? "pvgk" : "pvgt", id);
     sodium_bin2base64(cred + n, PVG_AUTH_SECRET_MAX - (size_t)n, raw, SECRET_BYTES,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_free(raw);
@@ -119,9 +127,9 @@ static pvg_status create_cred(pvg_store *s, const char *kind, pvg_role role, con
     return PVG_OK;
 }
 
-pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label,
-                                  double rate_per_s, char **credential_out,
-                                  pvg_principal *principal_out, pvg_error *err)
+pvg_status pvg_auth_apikey_create(pvg_store *s, pvg_role role, const char *label, double rate_per_s,
+                                  char **credential_out, pvg_principal *principal_out,
+                                  pvg_error *err)
 {
     return pvg_auth_apikey_create_ttl(s, role, label, rate_per_s, 0, credential_out, principal_out,
                                       err);
@@ -211,8 +219,9 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     const size_t want = 5 + PVG_AUTH_ID_HEX + 1 + SECRET_B64;
     if (len != want || (strncmp(cred, "pvgk_", 5) != 0 && strncmp(cred, "pvgt_", 5) != 0) ||
         !is_hex(cred + 5, PVG_AUTH_ID_HEX) || cred[5 + PVG_AUTH_ID_HEX] != '_')
-        return pvg_error_set(err, PVG_ERR_PERMISSION,
-                             "malformed credential (want pvgk_<id>_<secret> or pvgt_<id>_<secret>)");
+        return pvg_error_set(
+            err, PVG_ERR_PERMISSION,
+            "malformed credential (want pvgk_<id>_<secret> or pvgt_<id>_<secret>)");
     char id[PVG_AUTH_ID_HEX + 1];
     memcpy(id, cred + 5, PVG_AUTH_ID_HEX);
     id[PVG_AUTH_ID_HEX] = 0;
@@ -221,7 +230,8 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     pvg_backend *b = pvg_store_backend(s);
     pvg_backend_cred c;
     pvg_status st = b->ops->cred_get(b, id, &c, err);
-    if (st == PVG_ERR_NOT_FOUND) return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
+    if (st == PVG_ERR_NOT_FOUND)
+        return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
     if (st != PVG_OK) return st;
     unsigned char h[HASH_BYTES];
     secret_hash(cred, len, h);

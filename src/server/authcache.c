@@ -58,12 +58,13 @@ static size_t slot_of(const char *cred)
 {
     /* the id part of pvgk_/pvgt_<16 hex>: already uniformly random */
     size_t h = 0;
-    for (int i = 5; i < 5 + 8 && cred[i]; i++) h = h * 16 + (size_t)(cred[i] & 0x0f);
+    for (int i = 5; i < 5 + 8 && cred[i]; i++)
+        h = h * 16 + (size_t)(cred[i] & 0x0f);
     return h % SLOTS;
 }
 
 pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
-                          pvg_error *err)
+                              pvg_error *err)
 {
     pvg_srv_authcache *c = srv->authcache;
     size_t len = cred ? strnlen(cred, PVG_AUTH_SECRET_MAX) : 0;

@@ -39,7 +39,8 @@ const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_
 pvg_store *pvg_srv_store_get(pvg_server *srv)
 {
     pthread_mutex_lock(&srv->pool_mu);
-    while (srv->n_free == 0) pthread_cond_wait(&srv->pool_cv, &srv->pool_mu);
+    while (srv->n_free == 0)
+        pthread_cond_wait(&srv->pool_cv, &srv->pool_mu);
     pvg_store *s = srv->stores[srv->free_idx[--srv->n_free]];
     pthread_mutex_unlock(&srv->pool_mu);
     return s;
@@ -96,23 +97,41 @@ void pvg_srv_reply_error(pvg_srv_req *r, int status, const char *code, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    pvg_srv_reply_json(r, status, json_pack("{s:s, s:s, s:i}", "error", code, "message", msg,
-                                        "status", status));
+    pvg_srv_reply_json(
+        r, status, json_pack("{s:s, s:s, s:i}", "error", code, "message", msg, "status", status));
 }
 
 void pvg_srv_reply_status(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err)
 {
     const char *why = err && err->code != PVG_OK && err->text[0] ? err->text : pvg_strerror(st);
     switch (st) {
-    case PVG_ERR_INVALID: pvg_srv_reply_error(r, 400, "invalid", "%s: %s", what, why); break;
-    case PVG_ERR_NOT_FOUND: pvg_srv_reply_error(r, 404, "not_found", "%s: %s", what, why); break;
-    case PVG_ERR_POLICY: pvg_srv_reply_error(r, 422, "policy", "%s: %s", what, why); break;
-    case PVG_ERR_PERMISSION: pvg_srv_reply_error(r, 403, "forbidden", "%s: %s", what, why); break;
-    case PVG_ERR_BUDGET: pvg_srv_reply_error(r, 409, "budget", "%s: %s", what, why); break;
-    case PVG_ERR_BUSY: pvg_srv_reply_error(r, 503, "busy", "%s: %s", what, why); break;
-    case PVG_ERR_EXISTS: pvg_srv_reply_error(r, 409, "exists", "%s: %s", what, why); break;
-    case PVG_ERR_ERASED: pvg_srv_reply_error(r, 410, "erased", "%s: %s", what, why); break;
-    default: pvg_srv_reply_error(r, 500, "internal", "%s: %s", what, why); break;
+    case PVG_ERR_INVALID:
+        pvg_srv_reply_error(r, 400, "invalid", "%s: %s", what, why);
+        break;
+    case PVG_ERR_NOT_FOUND:
+        pvg_srv_reply_error(r, 404, "not_found", "%s: %s", what, why);
+        break;
+    case PVG_ERR_POLICY:
+        pvg_srv_reply_error(r, 422, "policy", "%s: %s", what, why);
+        break;
+    case PVG_ERR_PERMISSION:
+        pvg_srv_reply_error(r, 403, "forbidden", "%s: %s", what, why);
+        break;
+    case PVG_ERR_BUDGET:
+        pvg_srv_reply_error(r, 409, "budget", "%s: %s", what, why);
+        break;
+    case PVG_ERR_BUSY:
+        pvg_srv_reply_error(r, 503, "busy", "%s: %s", what, why);
+        break;
+    case PVG_ERR_EXISTS:
+        pvg_srv_reply_error(r, 409, "exists", "%s: %s", what, why);
+        break;
+    case PVG_ERR_ERASED:
+        pvg_srv_reply_error(r, 410, "erased", "%s: %s", what, why);
+        break;
+    default:
+        pvg_srv_reply_error(r, 500, "internal", "%s: %s", what, why);
+        break;
     }
 }
 
@@ -122,14 +141,18 @@ long long pvg_srv_json_depth_exceeded(const char *t, size_t n, int max_depth)
     for (size_t i = 0; i < n; i++) {
         char c = t[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
             continue;
         }
-        if (c == '"') in_str = 1;
+        if (c == '"')
+            in_str = 1;
         else if (c == '[' || c == '{') {
             if (++depth > max_depth) return (long long)i;
-        } else if (c == ']' || c == '}') depth--;
+        } else if (c == ']' || c == '}')
+            depth--;
     }
     return -1;
 }
@@ -143,17 +166,18 @@ json_t *pvg_srv_req_json(pvg_srv_req *r)
     long long at = pvg_srv_json_depth_exceeded(r->body, r->body_len, r->srv->opt.max_json_depth);
     if (at >= 0) {
         pvg_srv_reply_error(r, 400, "bad_json",
-                        "request body: byte %lld: nesting deeper than %d levels", at,
-                        r->srv->opt.max_json_depth);
+                            "request body: byte %lld: nesting deeper than %d levels", at,
+                            r->srv->opt.max_json_depth);
         return NULL;
     }
     json_error_t je;
     json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
         pvg_srv_reply_json(r, 400,
-                       json_pack("{s:s, s:s, s:i, s:I, s:i, s:i}", "error", "bad_json", "message",
-                                 je.text, "status", 400, "position", (json_int_t)je.position,
-                                 "line", je.line, "column", je.column));
+                           json_pack("{s:s, s:s, s:i, s:I, s:i, s:i}", "error", "bad_json",
+                                     "message", je.text, "status", 400, "position",
+                                     (json_int_t)je.position, "line", je.line, "column",
+                                     je.column));
         /* also say where in the message */
         char msg[400];
         snprintf(msg, sizeof msg, "request body: byte %d (line %d, column %d): %s", je.position,
@@ -173,10 +197,14 @@ json_t *pvg_srv_req_json(pvg_srv_req *r)
 static unsigned role_bit(pvg_role role)
 {
     switch (role) {
-    case PVG_ROLE_ADMIN: return PVG_SRV_ADMIN;
-    case PVG_ROLE_ANALYST: return PVG_SRV_ANALYST;
-    case PVG_ROLE_USER: return PVG_SRV_USER;
-    default: return 0;
+    case PVG_ROLE_ADMIN:
+        return PVG_SRV_ADMIN;
+    case PVG_ROLE_ANALYST:
+        return PVG_SRV_ANALYST;
+    case PVG_ROLE_USER:
+        return PVG_SRV_USER;
+    default:
+        return 0;
     }
 }
 
@@ -193,12 +221,14 @@ static int auth_failure_limited(pvg_srv_req *r)
         snprintf(key, sizeof key, "ip%08x", (unsigned)ntohl(sin->sin_addr.s_addr));
     }
     double retry = 0;
-    if (pvg_srv_ratelimit_take(&r->srv->rl, key, r->srv->opt.auth_failure_rate, pvg_srv_now(), &retry))
+    if (pvg_srv_ratelimit_take(&r->srv->rl, key, r->srv->opt.auth_failure_rate, pvg_srv_now(),
+                               &retry))
         return 0;
     atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
     snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
     pvg_srv_reply_error(r, 429, "rate_limited",
-                    "too many failed authentications from this address; retry after %.3f s", retry);
+                        "too many failed authentications from this address; retry after %.3f s",
+                        retry);
     return 1;
 }
 
@@ -211,20 +241,22 @@ static void authenticate_and_run(pvg_srv_req *r)
         if (!h || !*h) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
             if (auth_failure_limited(r)) return;
-            pvg_srv_reply_error(r, 401, "unauthorized",
-                            "a credential is required: send \"Authorization: Bearer <API key or "
-                            "user token>\"");
+            pvg_srv_reply_error(
+                r, 401, "unauthorized",
+                "a credential is required: send \"Authorization: Bearer <API key or "
+                "user token>\"");
             return;
         }
         if (strncasecmp(h, "Bearer ", 7) != 0) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
             if (auth_failure_limited(r)) return;
             pvg_srv_reply_error(r, 401, "unauthorized",
-                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
+                                "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
             return;
         }
         const char *cred = h + 7;
-        while (*cred == ' ') cred++;
+        while (*cred == ' ')
+            cred++;
         pvg_error e;
         pvg_error_clear(&e);
         pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
@@ -238,26 +270,27 @@ static void authenticate_and_run(pvg_srv_req *r)
             pvg_srv_reply_status(r, "authentication", st, &e);
             return;
         }
-        snprintf(r->actor, sizeof r->actor, "%s:%s",
-                 r->who.role == PVG_ROLE_USER ? "token" : "key", r->who.key_id);
+        snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
+                 r->who.key_id);
         if (!(rt->access & role_bit(r->who.role))) {
             pvg_srv_reply_error(r, 403, "forbidden", "role %s may not call %s %s",
-                            pvg_role_name(r->who.role), rt->method, rt->pattern);
+                                pvg_role_name(r->who.role), rt->method, rt->pattern);
             return;
         }
         if ((rt->access & PVG_SRV_OWN) && r->who.role == PVG_ROLE_USER &&
             !pvg_auth_may_access_user(pvg_srv_req_store(r), &r->who, r->params[0])) {
             pvg_srv_reply_error(r, 403, "forbidden",
-                            "this token reaches only its own user's resources");
+                                "this token reaches only its own user's resources");
             return;
         }
         double retry = 0;
-        if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, r->who.rate_per_s, pvg_srv_now(), &retry)) {
+        if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, r->who.rate_per_s, pvg_srv_now(),
+                                    &retry)) {
             atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
             snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
             pvg_srv_reply_error(r, 429, "rate_limited",
-                            "rate limit of %.3g requests/s exceeded; retry after %.3f s",
-                            r->who.rate_per_s, retry);
+                                "rate limit of %.3g requests/s exceeded; retry after %.3f s",
+                                r->who.rate_per_s, retry);
             return;
         }
     }
@@ -315,8 +348,8 @@ static void compute_allow(pvg_srv_req *r, const char *path)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     pvg_server *srv = cls;
     pvg_srv_req *r = *con_cls;
@@ -340,7 +373,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->method = method;
             r->url = url;
             pvg_srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
-                            srv->opt.max_body_bytes);
+                                srv->opt.max_body_bytes);
             return send_answer(r);
         }
         return MHD_YES;
@@ -357,7 +390,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             } else {
                 if (r->body_len + *upload_size + 1 > r->body_cap) {
                     size_t cap = r->body_cap ? r->body_cap : 4096;
-                    while (cap < r->body_len + *upload_size + 1) cap *= 2;
+                    while (cap < r->body_len + *upload_size + 1)
+                        cap *= 2;
                     char *b = realloc(r->body, cap);
                     if (!b) return MHD_NO;
                     r->body = b;
@@ -374,7 +408,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* the whole request is here */
     if (r->too_large) {
         pvg_srv_reply_error(r, 413, "too_large", "request body larger than %zu bytes",
-                        srv->opt.max_body_bytes);
+                            srv->opt.max_body_bytes);
     } else if (strlen(url) > 2048) {
         pvg_srv_reply_error(r, 414, "uri_too_long", "request path longer than 2048 bytes");
     } else {
@@ -383,11 +417,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             pvg_srv_reply_error(r, 404, "not_found", "no route %s %s", method, url);
         } else if (r->route == -2) {
             compute_allow(r, url);
-            pvg_srv_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
-                            method, url, r->allow);
+            pvg_srv_reply_error(r, 405, "method_not_allowed",
+                                "%s is not allowed on %s (allowed: %s)", method, url, r->allow);
         } else if (strncmp(pvg_srv_routes()[r->route].pattern, "/v1/users/{id}", 14) == 0 &&
-                   pvg_user_id_normalize(r->params[0], r->params[0], sizeof r->params[0], NULL, NULL) != PVG_OK) {
-            pvg_srv_reply_error(r, 400, "bad_user_id", "the user id in the path is empty, too long or has control characters");
+                   pvg_user_id_normalize(r->params[0], r->params[0], sizeof r->params[0], NULL,
+                                         NULL) != PVG_OK) {
+            pvg_srv_reply_error(
+                r, 400, "bad_user_id",
+                "the user id in the path is empty, too long or has control characters");
         } else {
             authenticate_and_run(r);
         }
@@ -432,7 +469,8 @@ static void server_destroy(pvg_server *srv)
     pvg_srv_model_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_authcache_free(srv->authcache);
-    for (int i = 0; i < srv->n_stores; i++) pvg_store_free(srv->stores[i]);
+    for (int i = 0; i < srv->n_stores; i++)
+        pvg_store_free(srv->stores[i]);
     pvg_store_free(srv->audit_store);
     pvg_store_free(srv->reload_store);
     free(srv->stores);
@@ -521,11 +559,13 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         dup_or(opt->model_path, pvg_server_default_model_path(opt->data_dir, mp, sizeof mp));
     srv->web_dir = dup_or(opt->web_dir, NULL);
     srv->dataset = dup_or(opt->dataset, "default");
-    if (opt->openapi_path) srv->openapi_path = strdup(opt->openapi_path);
+    if (opt->openapi_path)
+        srv->openapi_path = strdup(opt->openapi_path);
     else if (opt->web_dir) {
         /* installed layout (share/privguide/{web,openapi.json}) first, then the source tree's */
         snprintf(mp, sizeof mp, "%s/../openapi.json", opt->web_dir);
-        if (access(mp, R_OK) != 0) snprintf(mp, sizeof mp, "%s/../../../docs/openapi.json", opt->web_dir);
+        if (access(mp, R_OK) != 0)
+            snprintf(mp, sizeof mp, "%s/../../../docs/openapi.json", opt->web_dir);
         srv->openapi_path = strdup(mp);
     }
     srv->opt.openapi_path = srv->openapi_path;
@@ -542,7 +582,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_cond_init(&srv->stop_cv, NULL);
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
-        (opt->web_dir && !srv->web_dir) || pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
+        (opt->web_dir && !srv->web_dir) ||
+        pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
         pvg_srv_ratelimit_init(&srv->rl) || !(srv->authcache = pvg_srv_authcache_new(1.0))) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
@@ -616,13 +657,14 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         int e = errno;
         if (fcntl(lfd, F_GETFD) != -1) close(lfd); /* unless libmicrohttpd closed it */
         server_destroy(srv);
-        return pvg_error_set(err, PVG_ERR_IO, "cannot listen on %s:%d: %s", opt->bind ? opt->bind : "127.0.0.1",
-                             opt->port, e ? strerror(e) : "libmicrohttpd refused to start");
+        return pvg_error_set(err, PVG_ERR_IO, "cannot listen on %s:%d: %s",
+                             opt->bind ? opt->bind : "127.0.0.1", opt->port,
+                             e ? strerror(e) : "libmicrohttpd refused to start");
     }
     struct sockaddr_in bound;
     socklen_t bl = sizeof bound;
     srv->port = getsockname(lfd, (struct sockaddr *)&bound, &bl) == 0 ? ntohs(bound.sin_port)
-                                                                       : srv->opt.port;
+                                                                      : srv->opt.port;
     *out = srv;
     return PVG_OK;
 }
@@ -666,7 +708,8 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
             const union MHD_DaemonInfo *di =
                 MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
             unsigned open_conns = di ? di->num_connections : 0;
-            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || pvg_srv_now() >= until) break;
+            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || pvg_srv_now() >= until)
+                break;
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-const double pvg_srv_lat_bounds[PVG_SRV_LAT_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
-                                                0.1,    0.25,  0.5,   1.0,   2.5,   10.0};
+const double pvg_srv_lat_bounds[PVG_SRV_LAT_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0};
 
 int pvg_srv_metrics_init(pvg_srv_metrics *m, size_t n_routes)
 {
@@ -43,7 +43,8 @@ void pvg_srv_metrics_observe(pvg_srv_metrics *m, int route, int status, double s
     if (cls < 0 || cls > 5) cls = 0;
     atomic_fetch_add(&rm->by_class[cls], 1);
     int b = 0;
-    while (b < PVG_SRV_LAT_BUCKETS && seconds > pvg_srv_lat_bounds[b]) b++;
+    while (b < PVG_SRV_LAT_BUCKETS && seconds > pvg_srv_lat_bounds[b])
+        b++;
     atomic_fetch_add(&rm->lat[b], 1);
     atomic_fetch_add(&rm->lat_sum_us, (long long)(seconds * 1e6));
 }
@@ -113,7 +114,8 @@ static void budget_gauges(buf *b, pvg_store *s)
     for (int p = 0; p < PVG_LEDGER_N_PURPOSES; p++) {
         const pvg_ledger_account *a = &st.purposes[p];
         const char *name = pvg_ledger_purpose_name(p);
-        bprintf(b, "privguide_budget_epsilon_spent{purpose=\"%s\"} %.17g\n", name, a->spent_epsilon);
+        bprintf(b, "privguide_budget_epsilon_spent{purpose=\"%s\"} %.17g\n", name,
+                a->spent_epsilon);
         bprintf(b, "privguide_budget_delta_spent{purpose=\"%s\"} %.17g\n", name, a->spent_delta);
         bprintf(b, "privguide_budget_releases{purpose=\"%s\"} %lld\n", name, a->releases);
         if (a->has_cap)
@@ -130,24 +132,30 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
     if (!b.p) return NULL;
     b.p[0] = 0;
     pvg_srv_metrics *m = &srv->metrics;
-    bprintf(&b, "# HELP privguide_uptime_seconds Seconds since start.\n"
-                "# TYPE privguide_uptime_seconds gauge\nprivguide_uptime_seconds %lld\n",
+    bprintf(&b,
+            "# HELP privguide_uptime_seconds Seconds since start.\n"
+            "# TYPE privguide_uptime_seconds gauge\nprivguide_uptime_seconds %lld\n",
             (long long)(time(NULL) - srv->started_at));
-    bprintf(&b, "# HELP privguide_model_generation Model generation in service.\n"
-                "# TYPE privguide_model_generation gauge\nprivguide_model_generation %ld\n",
+    bprintf(&b,
+            "# HELP privguide_model_generation Model generation in service.\n"
+            "# TYPE privguide_model_generation gauge\nprivguide_model_generation %ld\n",
             pvg_server_model_generation(srv));
     pvg_srv_model *mod = pvg_srv_model_acquire(srv);
     if (mod) {
-        bprintf(&b, "# HELP privguide_model_built_seconds When the model in service was built (file time).\n"
-                    "# TYPE privguide_model_built_seconds gauge\nprivguide_model_built_seconds %lld\n",
+        bprintf(&b,
+                "# HELP privguide_model_built_seconds When the model in service was built (file "
+                "time).\n"
+                "# TYPE privguide_model_built_seconds gauge\nprivguide_model_built_seconds %lld\n",
                 (long long)(mod->mtime_ns / 1000000000));
         pvg_srv_model_release(mod);
     }
     long long catalog = pvg_srv_catalog_items(s);
     if (catalog >= 0)
-        bprintf(&b, "# HELP privguide_catalog_items Items of the operator's catalog (not event stubs).\n"
-                    "# TYPE privguide_catalog_items gauge\nprivguide_catalog_items %lld\n",
-                catalog);
+        bprintf(
+            &b,
+            "# HELP privguide_catalog_items Items of the operator's catalog (not event stubs).\n"
+            "# TYPE privguide_catalog_items gauge\nprivguide_catalog_items %lld\n",
+            catalog);
     budget_gauges(&b, s);
     if (!admin) goto out; /* the rest moves with what shoppers do: exact, admin only */
     const pvg_srv_route *rt = pvg_srv_routes();
@@ -172,7 +180,8 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
         const char *method = i < pvg_srv_routes_count() ? rt[i].method : "ANY";
         const char *path = i < pvg_srv_routes_count() ? rt[i].pattern : "unmatched";
         long long cum = 0;
-        for (int k = 0; k <= PVG_SRV_LAT_BUCKETS; k++) cum += atomic_load(&m->routes[i].lat[k]);
+        for (int k = 0; k <= PVG_SRV_LAT_BUCKETS; k++)
+            cum += atomic_load(&m->routes[i].lat[k]);
         if (!cum) continue;
         long long acc = 0;
         for (int k = 0; k < PVG_SRV_LAT_BUCKETS; k++) {
@@ -217,21 +226,24 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         bprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", counters[i].name,
-                counters[i].help, counters[i].name, counters[i].name,
-                atomic_load(counters[i].v));
-    bprintf(&b, "# HELP privguide_http_inflight Requests in progress.\n"
-                "# TYPE privguide_http_inflight gauge\nprivguide_http_inflight %ld\n",
+                counters[i].help, counters[i].name, counters[i].name, atomic_load(counters[i].v));
+    bprintf(&b,
+            "# HELP privguide_http_inflight Requests in progress.\n"
+            "# TYPE privguide_http_inflight gauge\nprivguide_http_inflight %ld\n",
             atomic_load(&srv->inflight));
     pvg_store_counts c;
     if (pvg_store_counts_get(s, &c, NULL) == PVG_OK) {
-        bprintf(&b, "# HELP privguide_store_users Users held.\n# TYPE privguide_store_users gauge\n"
-                    "privguide_store_users %lld\n",
+        bprintf(&b,
+                "# HELP privguide_store_users Users held.\n# TYPE privguide_store_users gauge\n"
+                "privguide_store_users %lld\n",
                 c.users);
-        bprintf(&b, "# HELP privguide_store_events Events held.\n"
-                    "# TYPE privguide_store_events gauge\nprivguide_store_events %lld\n",
+        bprintf(&b,
+                "# HELP privguide_store_events Events held.\n"
+                "# TYPE privguide_store_events gauge\nprivguide_store_events %lld\n",
                 c.events);
-        bprintf(&b, "# HELP privguide_store_items Catalog items.\n"
-                    "# TYPE privguide_store_items gauge\nprivguide_store_items %lld\n",
+        bprintf(&b,
+                "# HELP privguide_store_items Catalog items.\n"
+                "# TYPE privguide_store_items gauge\nprivguide_store_items %lld\n",
                 c.items);
     }
 out:

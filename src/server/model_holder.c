@@ -52,7 +52,8 @@ pvg_srv_cache *pvg_srv_cache_new(size_t entries)
         return NULL;
     }
     c->n = entries;
-    for (int i = 0; i < CACHE_STRIPES; i++) pthread_mutex_init(&c->mu[i], NULL);
+    for (int i = 0; i < CACHE_STRIPES; i++)
+        pthread_mutex_init(&c->mu[i], NULL);
     return c;
 }
 
@@ -64,7 +65,8 @@ void pvg_srv_cache_free(pvg_srv_cache *c)
         free(c->slots[i].score);
         free(c->slots[i].body);
     }
-    for (int i = 0; i < CACHE_STRIPES; i++) pthread_mutex_destroy(&c->mu[i]);
+    for (int i = 0; i < CACHE_STRIPES; i++)
+        pthread_mutex_destroy(&c->mu[i]);
     free(c->slots);
     free(c);
 }
@@ -79,7 +81,7 @@ static size_t cache_slot_of(const pvg_srv_cache *c, const unsigned char key[16],
 }
 
 int pvg_srv_cache_get(pvg_srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
-                  size_t *n)
+                      size_t *n)
 {
     if (!c) return 0;
     size_t i = cache_slot_of(c, key, k);
@@ -100,8 +102,8 @@ int pvg_srv_cache_get(pvg_srv_cache *c, const unsigned char key[16], size_t k, p
     return hit;
 }
 
-void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
-                   size_t n)
+void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k,
+                       const pvg_scored_item *in, size_t n)
 {
     if (!c || n > k) return;
     size_t i = cache_slot_of(c, key, k);
@@ -154,8 +156,8 @@ int pvg_srv_cache_get_body(pvg_srv_cache *c, const unsigned char key[16], size_t
     return hit;
 }
 
-void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, const char *body,
-                            size_t len)
+void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_t k,
+                            const char *body, size_t len)
 {
     if (!c || !body) return;
     size_t i = cache_slot_of(c, key, k);
@@ -183,7 +185,8 @@ static void model_destroy(pvg_srv_model *m)
     if (!m) return;
     if (m->catalog) {
         size_t n = pvg_model_n_items(m->model);
-        for (size_t i = 0; i < n; i++) free(m->catalog[i].title);
+        for (size_t i = 0; i < n; i++)
+            free(m->catalog[i].title);
         free(m->catalog);
     }
     for (pvg_srv_popular *p = atomic_load(&m->popular), *next; p; p = next) {
@@ -220,10 +223,10 @@ static void check_model_file(pvg_server *srv)
     if (stat(srv->model_path, &sb) != 0) return;
     pthread_mutex_lock(&srv->model_mu);
     pvg_srv_model *m = srv->model;
-    int changed = m && (m->dev != sb.st_dev || m->ino != sb.st_ino ||
-                        m->mtime_ns != (int64_t)sb.st_mtim.tv_sec * 1000000000LL +
-                                           sb.st_mtim.tv_nsec ||
-                        m->size != sb.st_size);
+    int changed =
+        m && (m->dev != sb.st_dev || m->ino != sb.st_ino ||
+              m->mtime_ns != (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec ||
+              m->size != sb.st_size);
     pthread_mutex_unlock(&srv->model_mu);
     if (!changed) return;
     pvg_error e;
@@ -333,11 +336,11 @@ static json_t *items_to_json(const pvg_srv_popular_item *it, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; a && i < n; i++)
-        json_array_append_new(
-            a, json_pack("[s, I, o, o, I]", it[i].ext_id, (json_int_t)it[i].noisy_count,
-                         it[i].title ? json_string(it[i].title) : json_null(),
-                         it[i].price >= 0 ? json_real(it[i].price) : json_null(),
-                         (json_int_t)it[i].row_id));
+        json_array_append_new(a, json_pack("[s, I, o, o, I]", it[i].ext_id,
+                                           (json_int_t)it[i].noisy_count,
+                                           it[i].title ? json_string(it[i].title) : json_null(),
+                                           it[i].price >= 0 ? json_real(it[i].price) : json_null(),
+                                           (json_int_t)it[i].row_id));
     return a;
 }
 
@@ -478,7 +481,7 @@ typedef struct domain {
 static int domain_item(void *ctx, const pvg_item *it)
 {
     domain *d = ctx;
-    if (!it->catalog) return 0; /* an event's stub: not public */
+    if (!it->catalog) return 0;     /* an event's stub: not public */
     if ((d->n & (d->n - 1)) == 0) { /* grow at powers of two */
         pvg_srv_popular_item *ni = realloc(d->items, (d->n ? 2 * d->n : 1) * sizeof *ni);
         if (!ni) return 1;
@@ -500,8 +503,10 @@ static long domain_find(const domain *d, int64_t row_id)
     size_t lo = 0, hi = d->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (d->items[mid].row_id < row_id) lo = mid + 1;
-        else hi = mid;
+        if (d->items[mid].row_id < row_id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < d->n && d->items[lo].row_id == row_id ? (long)lo : -1;
 }
@@ -604,8 +609,10 @@ static void audit_release(pvg_server *srv, pvg_store *s, const char *what, const
     pvg_status ast = PVG_ERR_BUSY;
     for (int tries = 0; ast != PVG_OK && tries < 5; tries++)
         ast = pvg_audit_append(s, &ar, NULL, NULL);
-    if (ast == PVG_OK) atomic_fetch_add(&srv->metrics.audit_entries, 1);
-    else atomic_fetch_add(&srv->metrics.audit_failures, 1);
+    if (ast == PVG_OK)
+        atomic_fetch_add(&srv->metrics.audit_entries, 1);
+    else
+        atomic_fetch_add(&srv->metrics.audit_failures, 1);
 }
 
 typedef struct release_job {
@@ -646,12 +653,14 @@ static pvg_status popular_make(release_job *j, size_t k, double eps, pvg_srv_pop
 {
     *out = NULL;
     pvg_server *srv = j->srv;
-    if (!budget_allows(j->s, PVG_LEDGER_POPULAR_LIST, eps, POPULAR_DELTA, err)) return PVG_ERR_BUDGET;
+    if (!budget_allows(j->s, PVG_LEDGER_POPULAR_LIST, eps, POPULAR_DELTA, err))
+        return PVG_ERR_BUDGET;
     pvg_status st = job_read(j, err);
     if (st != PVG_OK) return st;
     int64_t *ids = malloc(j->d.n * sizeof *ids);
     if (!ids) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < j->d.n; i++) ids[i] = j->d.items[i].row_id;
+    for (size_t i = 0; i < j->d.n; i++)
+        ids[i] = j->d.items[i].row_id;
     pvg_dp_item_counts *c = NULL;
     st = pvg_dp_item_counts_new(ids, j->d.n, pvg_dp_popular_default_m(PVG_DP_RELEASE_DEFAULT), &c,
                                 err);
@@ -720,7 +729,8 @@ static pvg_status similar_make(release_job *j, const pvg_srv_popular *pop, doubl
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "the popular list has fewer than two items: no domain for similar "
                              "items");
-    if (!budget_allows(j->s, PVG_LEDGER_SIMILAR_ITEMS, eps, SIMILAR_DELTA, err)) return PVG_ERR_BUDGET;
+    if (!budget_allows(j->s, PVG_LEDGER_SIMILAR_ITEMS, eps, SIMILAR_DELTA, err))
+        return PVG_ERR_BUDGET;
     pvg_status st = job_read(j, err);
     if (st != PVG_OK) return st;
     pvg_srv_similar *x = calloc(1, sizeof *x);
@@ -867,9 +877,8 @@ static void popular_try(pvg_server *srv, pvg_srv_model *m)
                 char *text = NULL;
                 if (similar_to_body(newsim, &text, NULL) == PVG_OK)
                     (void)b->ops->release_cache_put(b, "similar", j.fp, 32, srv->dataset, sparams,
-                                                    newsim->rel->info.mechanism,
-                                                    newsim->release_id, text, newsim->released_at,
-                                                    NULL);
+                                                    newsim->rel->info.mechanism, newsim->release_id,
+                                                    text, newsim->released_at, NULL);
                 free(text);
             }
         }

@@ -25,7 +25,8 @@ int pvg_srv_ratelimit_init(pvg_srv_ratelimit *rl)
 void pvg_srv_ratelimit_free(pvg_srv_ratelimit *rl)
 {
     if (!rl->table) return;
-    for (size_t i = 0; i < rl->cap; i++) free(rl->table[i]);
+    for (size_t i = 0; i < rl->cap; i++)
+        free(rl->table[i]);
     free(rl->table);
     rl->table = NULL;
     pthread_mutex_destroy(&rl->mu);
@@ -34,14 +35,16 @@ void pvg_srv_ratelimit_free(pvg_srv_ratelimit *rl)
 static size_t slot_hash(const char *k)
 {
     size_t h = 1469598103934665603ull;
-    for (; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ull;
     return h;
 }
 
 static pvg_srv_bucket **find_slot(pvg_srv_bucket **t, size_t cap, const char *key)
 {
     size_t i = slot_hash(key) & (cap - 1);
-    while (t[i] && strcmp(t[i]->key, key) != 0) i = (i + 1) & (cap - 1);
+    while (t[i] && strcmp(t[i]->key, key) != 0)
+        i = (i + 1) & (cap - 1);
     return &t[i];
 }
 
@@ -59,7 +62,7 @@ static int grow(pvg_srv_ratelimit *rl)
 }
 
 int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rate, double now,
-                       double *retry_after_s)
+                           double *retry_after_s)
 {
     *retry_after_s = 0;
     if (rate <= 0) return 1;
@@ -68,7 +71,8 @@ int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rat
     pthread_mutex_lock(&rl->mu);
     pvg_srv_bucket **slot = find_slot(rl->table, rl->cap, key_id);
     if (!*slot) {
-        if ((rl->n + 1) * 2 > rl->cap && grow(rl) == 0) slot = find_slot(rl->table, rl->cap, key_id);
+        if ((rl->n + 1) * 2 > rl->cap && grow(rl) == 0)
+            slot = find_slot(rl->table, rl->cap, key_id);
         pvg_srv_bucket *b = calloc(1, sizeof *b);
         if (b) {
             strncpy(b->key, key_id, PVG_AUTH_ID_HEX);

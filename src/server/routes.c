@@ -110,8 +110,10 @@ int pvg_srv_route_match(const char *method, const char *path, char params[PVG_SR
         int ok = 1, nparam = 0;
         for (int s = 0; s < nr && ok; s++) {
             if (rs[s][0] == '{') {
-                if (!ps[s][0] || nparam == PVG_SRV_MAX_PARAMS) ok = 0;
-                else memcpy(params[nparam++], ps[s], 256);
+                if (!ps[s][0] || nparam == PVG_SRV_MAX_PARAMS)
+                    ok = 0;
+                else
+                    memcpy(params[nparam++], ps[s], 256);
             } else if (strcmp(rs[s], ps[s]) != 0) {
                 ok = 0;
             }
@@ -134,8 +136,8 @@ static int query_k(pvg_srv_req *r, size_t *k)
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < 1 || x > K_MAX) {
-        pvg_srv_reply_error(r, 400, "invalid", "query parameter k: want an integer 1..%d, got \"%.40s\"",
-                        K_MAX, v);
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "query parameter k: want an integer 1..%d, got \"%.40s\"", K_MAX, v);
         return -1;
     }
     *k = (size_t)x;
@@ -161,8 +163,8 @@ static pvg_srv_model *need_model(pvg_srv_req *r)
     pvg_srv_model *m = pvg_srv_model_acquire(r->srv);
     if (!m)
         pvg_srv_reply_error(r, 503, "no_model",
-                        "no model in service yet: train one (privguide train) to %s",
-                        r->srv->model_path);
+                            "no model in service yet: train one (privguide train) to %s",
+                            r->srv->model_path);
     return m;
 }
 
@@ -179,7 +181,8 @@ static void h_healthz(pvg_srv_req *r)
 
 static void h_metrics(pvg_srv_req *r)
 {
-    char *text = pvg_srv_metrics_render(r->srv, pvg_srv_req_store(r), r->who.role == PVG_ROLE_ADMIN);
+    char *text =
+        pvg_srv_metrics_render(r->srv, pvg_srv_req_store(r), r->who.role == PVG_ROLE_ADMIN);
     if (!text) {
         pvg_srv_reply_error(r, 500, "internal", "cannot render metrics");
         return;
@@ -213,7 +216,7 @@ static void h_openapi(pvg_srv_req *r)
     char *t = r->srv->openapi_path ? read_file(r->srv->openapi_path, 1 << 20, &len) : NULL;
     if (!t) {
         pvg_srv_reply_error(r, 404, "not_found", "the OpenAPI document is not installed (%s)",
-                        r->srv->openapi_path ? r->srv->openapi_path : "no path configured");
+                            r->srv->openapi_path ? r->srv->openapi_path : "no path configured");
         return;
     }
     free(r->out);
@@ -226,9 +229,9 @@ static void h_openapi(pvg_srv_req *r)
 static void h_whoami(pvg_srv_req *r)
 {
     pvg_srv_reply_json(r, 200,
-                   json_pack("{s:s, s:s, s:f, s:I}", "role", pvg_role_name(r->who.role), "key_id",
-                             r->who.key_id, "rate_per_s", r->who.rate_per_s, "expires_at",
-                             (json_int_t)r->who.expires_at));
+                       json_pack("{s:s, s:s, s:f, s:I}", "role", pvg_role_name(r->who.role),
+                                 "key_id", r->who.key_id, "rate_per_s", r->who.rate_per_s,
+                                 "expires_at", (json_int_t)r->who.expires_at));
 }
 
 /* The store's budget state (not personal: what the operator chose to
@@ -240,24 +243,24 @@ static json_t *budget_json(pvg_store *s)
     json_t *purposes = json_array();
     for (int p = 0; p < PVG_LEDGER_N_PURPOSES; p++) {
         const pvg_ledger_account *a = &st.purposes[p];
-        json_t *cap = a->has_cap ? json_pack("{s:f, s:f}", "epsilon", a->cap_epsilon, "delta",
-                                             a->cap_delta)
-                                 : json_null();
-        json_array_append_new(purposes,
-                              json_pack("{s:s, s:o, s:f, s:f, s:I}", "purpose",
-                                        pvg_ledger_purpose_name(p), "cap", cap, "spent_epsilon",
-                                        a->spent_epsilon, "spent_delta", a->spent_delta, "releases",
-                                        (json_int_t)a->releases));
-    }
-    json_t *total = st.has_total ? json_pack("{s:f, s:f}", "epsilon", st.total_epsilon, "delta",
-                                             st.total_delta)
-                                 : json_null();
-    json_t *left = st.has_total
-                       ? json_pack("{s:f, s:f}", "epsilon",
-                                   st.total_epsilon > st.spent_epsilon ? st.total_epsilon - st.spent_epsilon : 0.0,
-                                   "delta",
-                                   st.total_delta > st.spent_delta ? st.total_delta - st.spent_delta : 0.0)
+        json_t *cap =
+            a->has_cap ? json_pack("{s:f, s:f}", "epsilon", a->cap_epsilon, "delta", a->cap_delta)
                        : json_null();
+        json_array_append_new(
+            purposes, json_pack("{s:s, s:o, s:f, s:f, s:I}", "purpose", pvg_ledger_purpose_name(p),
+                                "cap", cap, "spent_epsilon", a->spent_epsilon, "spent_delta",
+                                a->spent_delta, "releases", (json_int_t)a->releases));
+    }
+    json_t *total =
+        st.has_total ? json_pack("{s:f, s:f}", "epsilon", st.total_epsilon, "delta", st.total_delta)
+                     : json_null();
+    json_t *left =
+        st.has_total
+            ? json_pack(
+                  "{s:f, s:f}", "epsilon",
+                  st.total_epsilon > st.spent_epsilon ? st.total_epsilon - st.spent_epsilon : 0.0,
+                  "delta", st.total_delta > st.spent_delta ? st.total_delta - st.spent_delta : 0.0)
+            : json_null();
     return json_pack("{s:o, s:{s:f, s:f}, s:o, s:I, s:o}", "total", total, "spent", "epsilon",
                      st.spent_epsilon, "delta", st.spent_delta, "remaining", left, "releases",
                      (json_int_t)st.releases, "purposes", purposes);
@@ -310,7 +313,8 @@ static void h_stats(pvg_srv_req *r)
         json_object_set_new(o, "model", json_null());
     }
     pvg_srv_model_release(m);
-    json_object_set_new(o, "uptime_seconds", json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
+    json_object_set_new(o, "uptime_seconds",
+                        json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
     json_object_set_new(o, "now", json_integer((json_int_t)time(NULL)));
     if (!exact) {
         pvg_srv_reply_json(r, 200, o);
@@ -330,7 +334,8 @@ static void h_stats(pvg_srv_req *r)
                         json_pack("{s:I, s:I, s:I, s:I}", "users", (json_int_t)c.users, "items",
                                   (json_int_t)c.items, "events", (json_int_t)c.events,
                                   "anonymous_rows", (json_int_t)c.anonymous_rows));
-    /* the last evaluation, as written by `privguide eval ... --json > <data_dir>/evaluation.json` */
+    /* the last evaluation, as written by `privguide eval ... --json > <data_dir>/evaluation.json`
+     */
     char path[4096];
     snprintf(path, sizeof path, "%s/evaluation.json", r->srv->data_dir);
     json_t *ev = json_load_file(path, 0, NULL);
@@ -338,15 +343,16 @@ static void h_stats(pvg_srv_req *r)
     pvg_srv_metrics *mt = &r->srv->metrics;
     long long by[6] = {0};
     for (size_t i = 0; i < mt->n_routes; i++)
-        for (int k = 0; k < 6; k++) by[k] += atomic_load(&mt->routes[i].by_class[k]);
-    json_object_set_new(
-        exact, "requests",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "total",
-                  (json_int_t)(by[1] + by[2] + by[3] + by[4] + by[5]), "ok", (json_int_t)by[2],
-                  "client_errors", (json_int_t)by[4], "server_errors", (json_int_t)by[5],
-                  "personalized", (json_int_t)atomic_load(&mt->recs_personal), "popular",
-                  (json_int_t)atomic_load(&mt->recs_popular), "rate_limited",
-                  (json_int_t)atomic_load(&mt->rate_limited)));
+        for (int k = 0; k < 6; k++)
+            by[k] += atomic_load(&mt->routes[i].by_class[k]);
+    json_object_set_new(exact, "requests",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "total",
+                                  (json_int_t)(by[1] + by[2] + by[3] + by[4] + by[5]), "ok",
+                                  (json_int_t)by[2], "client_errors", (json_int_t)by[4],
+                                  "server_errors", (json_int_t)by[5], "personalized",
+                                  (json_int_t)atomic_load(&mt->recs_personal), "popular",
+                                  (json_int_t)atomic_load(&mt->recs_popular), "rate_limited",
+                                  (json_int_t)atomic_load(&mt->rate_limited)));
     json_object_set_new(o, "exact", exact);
     pvg_srv_reply_json(r, 200, o);
 }
@@ -378,14 +384,14 @@ static void h_events(pvg_srv_req *r)
     if (!json_is_array(arr)) {
         json_decref(doc);
         pvg_srv_reply_error(r, 400, "invalid",
-                        "request body: want {\"events\": [...]} or an array of events");
+                            "request body: want {\"events\": [...]} or an array of events");
         return;
     }
     size_t n = json_array_size(arr);
     if (n > EVENTS_MAX) {
         json_decref(doc);
-        pvg_srv_reply_error(r, 413, "too_many", "request body: at most %d events per batch, got %zu",
-                        EVENTS_MAX, n);
+        pvg_srv_reply_error(r, 413, "too_many",
+                            "request body: at most %d events per batch, got %zu", EVENTS_MAX, n);
         return;
     }
     if (n == 0) { /* nothing accepted: 422, as for a batch whose every event is refused */
@@ -496,14 +502,14 @@ static void popular_answer(pvg_srv_req *r, const pvg_srv_popular *p, size_t k, j
     size_t n = p->n < k ? p->n : k;
     for (size_t i = 0; i < n; i++) {
         json_t *it = popular_item_json(&p->items[i], (double)(p->n - i) / (double)p->n);
-        json_object_set_new(it, "noisy_count", p->items[i].noisy_count >= 0
-                                                   ? json_integer(p->items[i].noisy_count)
-                                                   : json_null());
+        json_object_set_new(it, "noisy_count",
+                            p->items[i].noisy_count >= 0 ? json_integer(p->items[i].noisy_count)
+                                                         : json_null());
         json_array_append_new(items, it);
     }
     json_object_set_new(o, "items", items);
-    json_t *rel = release_json(r, p->mechanism, p->epsilon, p->delta, p->release_id,
-                               p->released_at, p->stale);
+    json_t *rel = release_json(r, p->mechanism, p->epsilon, p->delta, p->release_id, p->released_at,
+                               p->stale);
     json_object_set_new(o, "released_at", json_incref(json_object_get(rel, "released_at")));
     json_object_set_new(o, "age_s", json_incref(json_object_get(rel, "age_s")));
     json_object_set_new(o, "release", rel);
@@ -518,8 +524,7 @@ static const pvg_srv_popular *need_popular(pvg_srv_req *r, pvg_srv_model *m)
         char why[PVG_ERROR_TEXT_LEN + 8];
         pvg_srv_model_popular_error(m, why, sizeof why);
         pvg_srv_reply_error(r, 503, "no_popular_list",
-                            "no public popular list exists yet (none was ever released): %s",
-                            why);
+                            "no public popular list exists yet (none was ever released): %s", why);
     }
     return p;
 }
@@ -660,18 +665,19 @@ static void similar_released(pvg_srv_req *r, pvg_srv_model *m, size_t k)
         const pvg_srv_popular_item *it = pvg_srv_similar_item(x, sim[i].item);
         if (it) json_array_append_new(items, popular_item_json(it, sim[i].score));
     }
-    json_t *o = json_pack("{s:s, s:o, s:s}", "item", r->params[0], "items", items, "source",
-                          "dp_release");
-    json_t *rel = release_json(r, x->rel->info.mechanism, x->rel->info.epsilon,
-                               x->rel->info.delta, x->release_id, x->released_at, x->stale);
+    json_t *o =
+        json_pack("{s:s, s:o, s:s}", "item", r->params[0], "items", items, "source", "dp_release");
+    json_t *rel = release_json(r, x->rel->info.mechanism, x->rel->info.epsilon, x->rel->info.delta,
+                               x->release_id, x->released_at, x->stale);
     json_object_set_new(rel, "max_items_per_user", json_integer(x->rel->info.max_items_per_user));
     json_object_set_new(rel, "l2_sensitivity", json_real(x->rel->info.l2_sensitivity));
     json_object_set_new(rel, "noise_scale", json_real(x->rel->info.noise_scale));
     json_object_set_new(rel, "domain_items", json_integer((json_int_t)x->n));
     json_object_set_new(o, "release", rel);
     if (!row)
-        json_object_set_new(o, "note", json_string("only the items of the DP popular list have "
-                                                   "public similar items"));
+        json_object_set_new(o, "note",
+                            json_string("only the items of the DP popular list have "
+                                        "public similar items"));
     pvg_srv_reply_json(r, 200, o);
 }
 
@@ -695,18 +701,20 @@ static void h_similar(pvg_srv_req *r)
     pvg_srv_access_init(r, &g);
     pvg_status st = pvg_access_similar(&g, m->model, r->params[0], NULL, k, out, &n, &e);
     if (st == PVG_ERR_NOT_FOUND && !r->gate_audit_failed) {
-        pvg_srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model", r->params[0]);
+        pvg_srv_reply_error(r, 404, "not_found", "item \"%.100s\" is not in the model",
+                            r->params[0]);
     } else if (st == PVG_ERR_UNSUPPORTED) {
         pvg_srv_reply_error(r, 422, "unsupported", "the %s model keeps no item similarity",
-                        pvg_model_type_name(pvg_model_type_of(m->model)));
+                            pvg_model_type_name(pvg_model_type_of(m->model)));
     } else if (st != PVG_OK) {
         pvg_srv_reply_access(r, "similar", st, &e);
     } else {
         json_t *items = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
-        pvg_srv_reply_json(r, 200, json_pack("{s:s, s:o, s:s}", "item", r->params[0], "items",
-                                             items, "source", "model"));
+        pvg_srv_reply_json(
+            r, 200,
+            json_pack("{s:s, s:o, s:s}", "item", r->params[0], "items", items, "source", "model"));
     }
     pvg_srv_model_release(m);
 }
@@ -781,8 +789,9 @@ static void h_delete(pvg_srv_req *r)
         pvg_srv_reply_access(r, "delete", st, &e);
         return;
     }
-    pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1,
-                                     "tokens_revoked", (json_int_t)rc.revoked));
+    pvg_srv_reply_json(r, 200,
+                       json_pack("{s:s, s:b, s:I}", "user", user, "deleted", 1, "tokens_revoked",
+                                 (json_int_t)rc.revoked));
 }
 
 /* The purposes of the store's policy (name, description, event types, the
@@ -994,8 +1003,8 @@ static void h_audit(pvg_srv_req *r)
 static void h_page(pvg_srv_req *r)
 {
     const char *p = pvg_srv_routes()[r->route].pattern;
-    const char *name = strcmp(p, "/") == 0 ? "index.html"
-                       : strcmp(p, "/shop") == 0 ? "shop.html"
+    const char *name = strcmp(p, "/") == 0         ? "index.html"
+                       : strcmp(p, "/shop") == 0   ? "shop.html"
                        : strcmp(p, "/portal") == 0 ? "portal.html"
                                                    : "dashboard.html";
     pvg_srv_serve_static(r, name);

@@ -24,11 +24,11 @@ struct MHD_Connection;
 
 /* ---- access rules of a route ---- */
 enum {
-    PVG_SRV_PUBLIC = 1u << 0,  /* no credential needed */
+    PVG_SRV_PUBLIC = 1u << 0, /* no credential needed */
     PVG_SRV_ADMIN = 1u << 1,
     PVG_SRV_ANALYST = 1u << 2,
-    PVG_SRV_USER = 1u << 3,    /* a user token; with PVG_SRV_OWN only for its own {id} */
-    PVG_SRV_OWN = 1u << 4      /* {id} must be the token's user (admins pass) */
+    PVG_SRV_USER = 1u << 3, /* a user token; with PVG_SRV_OWN only for its own {id} */
+    PVG_SRV_OWN = 1u << 4   /* {id} must be the token's user (admins pass) */
 };
 
 #define PVG_SRV_MAX_PARAMS 2
@@ -36,9 +36,9 @@ typedef struct pvg_srv_req pvg_srv_req;
 typedef void (*pvg_srv_handler)(pvg_srv_req *r);
 
 typedef struct pvg_srv_route {
-    const char *method;   /* "GET", "POST", "PUT", "PATCH", "DELETE" */
-    const char *pattern;  /* "/v1/users/{id}/consent" */
-    unsigned access;      /* SRV_* bits */
+    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern; /* "/v1/users/{id}/consent" */
+    unsigned access;     /* SRV_* bits */
     pvg_srv_handler handler;
     const char *summary;
 } pvg_srv_route;
@@ -54,13 +54,13 @@ int pvg_srv_route_match(const char *method, const char *path, char params[PVG_SR
 /* ---- metrics ---- */
 #define PVG_SRV_LAT_BUCKETS 13
 typedef struct pvg_srv_route_metrics {
-    atomic_llong by_class[6];  /* index status/100 */
+    atomic_llong by_class[6];                  /* index status/100 */
     atomic_llong lat[PVG_SRV_LAT_BUCKETS + 1]; /* last: +Inf */
     atomic_llong lat_sum_us;
 } pvg_srv_route_metrics;
 
 typedef struct pvg_srv_metrics {
-    size_t n_routes;           /* routes + 1 (unmatched) */
+    size_t n_routes; /* routes + 1 (unmatched) */
     pvg_srv_route_metrics *routes;
     atomic_llong auth_failures, rate_limited, audit_entries, audit_failures;
     atomic_llong recs_personal, recs_popular, cache_hits, events_accepted, events_rejected;
@@ -92,7 +92,7 @@ int pvg_srv_ratelimit_init(pvg_srv_ratelimit *rl);
 void pvg_srv_ratelimit_free(pvg_srv_ratelimit *rl);
 /* 1 allowed; 0 refused with *retry_after_s set. rate 0: unlimited. */
 int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rate, double now,
-                       double *retry_after_s);
+                           double *retry_after_s);
 
 /* ---- the model in service ---- */
 typedef struct pvg_srv_catalog_entry {
@@ -105,9 +105,9 @@ typedef struct pvg_srv_catalog_entry {
  * released noisy count (-1 when the mechanism releases none). */
 typedef struct pvg_srv_popular_item {
     char *ext_id, *title;
-    double price;       /* < 0: unknown */
+    double price; /* < 0: unknown */
     int64_t noisy_count;
-    int64_t row_id;     /* catalog row id (the co-occurrence domain) */
+    int64_t row_id; /* catalog row id (the co-occurrence domain) */
 } pvg_srv_popular_item;
 
 /* A DP popular list as served: released for this model build, or (stale)
@@ -117,11 +117,11 @@ typedef struct pvg_srv_popular {
     size_t n;
     pvg_srv_popular_item *items; /* best first */
     size_t n_fallback;
-    int64_t *item_index;         /* model item indices of the entries in the model, best first */
+    int64_t *item_index; /* model item indices of the entries in the model, best first */
     double epsilon, delta;
     int64_t release_id;
-    int64_t released_at;         /* seconds since the epoch */
-    int stale;                   /* 1: an earlier release (this build's could not be made) */
+    int64_t released_at; /* seconds since the epoch */
+    int stale;           /* 1: an earlier release (this build's could not be made) */
     char mechanism[48];
     struct pvg_srv_popular *retired; /* the list this one replaced (requests may hold it) */
 } pvg_srv_popular;
@@ -149,10 +149,10 @@ typedef struct pvg_srv_model {
     ino_t ino;
     int64_t mtime_ns;
     off_t size;
-    pvg_srv_catalog_entry *catalog; /* per model item index */
+    pvg_srv_catalog_entry *catalog;     /* per model item index */
     _Atomic(pvg_srv_popular *) popular; /* NULL until released; then immutable */
     _Atomic(pvg_srv_similar *) similar; /* NULL until released; then immutable */
-    pthread_mutex_t popular_mu;          /* guards popular_error, similar_error, popular_tried */
+    pthread_mutex_t popular_mu;         /* guards popular_error, similar_error, popular_tried */
     char popular_error[PVG_ERROR_TEXT_LEN + 8];
     char similar_error[PVG_ERROR_TEXT_LEN + 8];
     double popular_tried;
@@ -174,16 +174,16 @@ pvg_srv_cache *pvg_srv_cache_new(size_t entries);
 void pvg_srv_cache_free(pvg_srv_cache *c);
 /* 1 hit (copies up to k into out, *n), 0 miss. */
 int pvg_srv_cache_get(pvg_srv_cache *c, const unsigned char key[16], size_t k, pvg_scored_item *out,
-                  size_t *n);
-void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k, const pvg_scored_item *in,
-                   size_t n);
+                      size_t *n);
+void pvg_srv_cache_put(pvg_srv_cache *c, const unsigned char key[16], size_t k,
+                       const pvg_scored_item *in, size_t n);
 /* The serialised answer for (key, k), kept beside the cached items: get
  * returns 1 with a new copy in *body (caller frees), 0 when none; put keeps
  * a copy when the slot holds the items of that (key, k). */
 int pvg_srv_cache_get_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, char **body,
                            size_t *len);
-void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_t k, const char *body,
-                            size_t len);
+void pvg_srv_cache_put_body(pvg_srv_cache *c, const unsigned char key[16], size_t k,
+                            const char *body, size_t len);
 
 /* ---- audit writer (group commit) ---- */
 typedef struct pvg_srv_audit_item pvg_srv_audit_item;
@@ -201,13 +201,13 @@ typedef struct pvg_srv_audit_writer {
 int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_srv_metrics *m);
 /* Appends and waits until committed. PVG_OK or the append error. */
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
-                         const char *subject, const char *detail);
+                             const char *subject, const char *detail);
 /* Appends without waiting: when the batch is committed (or failed), the
  * writer stores the result in *result, sets *done and calls
  * wake(wake_ctx) (outside its lock). Returns PVG_OK when queued. */
 pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, const char *action,
-                               const char *subject, const char *detail, int *done,
-                               pvg_status *result, void (*wake)(void *), void *wake_ctx);
+                                   const char *subject, const char *detail, int *done,
+                                   pvg_status *result, void (*wake)(void *), void *wake_ctx);
 void pvg_srv_audit_writer_stop(pvg_srv_audit_writer *w);
 
 /* ---- the server ---- */
@@ -226,16 +226,16 @@ struct pvg_server {
     int *free_idx;
 
     /* model */
-    pthread_mutex_t model_mu;   /* guards `model` pointer swaps */
-    pthread_mutex_t reload_mu;  /* one reload at a time */
+    pthread_mutex_t model_mu;  /* guards `model` pointer swaps */
+    pthread_mutex_t reload_mu; /* one reload at a time */
     pvg_srv_model *model;
     long generation;
-    pvg_store *reload_store;    /* the reload thread's own connection */
+    pvg_store *reload_store; /* the reload thread's own connection */
     pthread_t reload_thread;
     int reload_started;
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
-    int stopping;               /* guarded by stop_mu */
+    int stopping; /* guarded by stop_mu */
     int stopped;
     char last_reload_error[320];
     atomic_llong model_checked_ns; /* CLOCK_MONOTONIC of the last on-request file check */
@@ -264,17 +264,17 @@ struct pvg_srv_req {
     int route;
     char params[PVG_SRV_MAX_PARAMS][256];
     pvg_principal who;
-    char actor[48];            /* "key:<id>", "token:<id>" or "public" */
-    pvg_store *store;          /* checked out lazily by pvg_srv_req_store */
+    char actor[48];   /* "key:<id>", "token:<id>" or "public" */
+    pvg_store *store; /* checked out lazily by pvg_srv_req_store */
     double t0;
     /* the answer */
     int status;
-    char *out;                 /* body, malloc'd */
+    char *out; /* body, malloc'd */
     size_t out_len;
     const char *ctype;
     char retry_after[16];
     char allow[64];
-    int gate_audit_failed;     /* the access gate's audit entry could not be written */
+    int gate_audit_failed; /* the access gate's audit entry could not be written */
 };
 
 /* ---- the access gate (access_sink.c) ---- */
@@ -285,7 +285,6 @@ void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);
  * not found, 403 no consent, else as pvg_srv_reply_status. */
 void pvg_srv_reply_access(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err);
 
-
 /* ---- credential cache (auth results for a short time, keyed by id) ---- */
 typedef struct pvg_srv_authcache pvg_srv_authcache;
 pvg_srv_authcache *pvg_srv_authcache_new(double ttl_s);
@@ -293,7 +292,7 @@ void pvg_srv_authcache_free(pvg_srv_authcache *c);
 void pvg_srv_authcache_clear(pvg_srv_authcache *c);
 /* pvg_auth_check through the cache. */
 pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, pvg_principal *out,
-                          pvg_error *err);
+                              pvg_error *err);
 
 pvg_store *pvg_srv_req_store(pvg_srv_req *r);
 const char *pvg_srv_req_query(pvg_srv_req *r, const char *name);

@@ -23,7 +23,8 @@ static const struct {
 void pvg_srv_serve_static(pvg_srv_req *r, const char *name)
 {
     if (!r->srv->web_dir) {
-        pvg_srv_reply_error(r, 404, "not_found", "pages are not served (no web directory configured)");
+        pvg_srv_reply_error(r, 404, "not_found",
+                            "pages are not served (no web directory configured)");
         return;
     }
     size_t len = strlen(name);

@@ -97,7 +97,7 @@ typedef struct pvg_backend_ingest_run {
 typedef int (*pvg_backend_user_fn)(void *ctx, const pvg_backend_user *u);
 /* A chunk row as stored (pointers valid during the callback only). */
 typedef struct pvg_backend_chunk {
-    int64_t row;         /* the backend's row id of the chunk */
+    int64_t row; /* the backend's row id of the chunk */
     int64_t user_id;
     int64_t expires_day;
     int64_t n_events;
@@ -423,8 +423,8 @@ struct pvg_backend_ops {
     pvg_status (*creds_foreach)(pvg_backend *b, pvg_backend_cred_fn fn, void *ctx, pvg_error *err);
     /* [txn] item_insert with the row id given (sealed records name items by
      * row id, so a copy keeps them). PVG_ERR_EXISTS when the id is taken. */
-    pvg_status (*item_insert_at)(pvg_backend *b, int64_t id, const pvg_item *it,
-                                 int64_t updated_at, pvg_error *err);
+    pvg_status (*item_insert_at)(pvg_backend *b, int64_t id, const pvg_item *it, int64_t updated_at,
+                                 pvg_error *err);
     /* ---- backups (appended in interface 1; may be NULL: no backups) ---- */
     /* Writes a consistent copy of the store's databases into the existing
      * directory dest_dir (file names as in a data dir, 0600; none may exist

@@ -290,7 +290,8 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, const ch
     bk_file *files = calloc(BK_MAX_FILES, sizeof *files);
     int *is_keys = calloc(BK_MAX_FILES, sizeof *is_keys);
     int n = 0;
-    if ((!files || !is_keys) && st == PVG_OK) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    if ((!files || !is_keys) && st == PVG_OK)
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     static const char *const fixed[] = {PVG_STORE_ID_FILE, "policy.json", "privguide.db",
                                         "keystore.db"};
     for (int i = 0; st == PVG_OK && i < 4; i++) {
@@ -410,10 +411,11 @@ static pvg_status check_manifest(json_t *m, const char *path, const char *kind,
         if ((strcmp(name, "keystore.db") == 0) != (strcmp(kind, "keys") == 0) &&
             (strcmp(kind, "keys") != 0 || strcmp(name, PVG_STORE_ID_FILE) != 0))
             return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
-                                    "manifest: files[%zu]: '%s' does not belong in a %s backup",
-                                    i, name, kind);
+                                    "manifest: files[%zu]: '%s' does not belong in a %s backup", i,
+                                    name, kind);
         for (size_t j = 0; j < i; j++)
-            if (strcmp(name, json_string_value(json_object_get(json_array_get(files, j), "name"))) == 0)
+            if (strcmp(name,
+                       json_string_value(json_object_get(json_array_get(files, j), "name"))) == 0)
                 return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
                                         "manifest: files[%zu]: '%s' named twice", i, name);
         sum += json_integer_value(sz);
@@ -512,7 +514,8 @@ static pvg_status extract(const char *path, const char *kind, const char *new_di
     *sid = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     /* pass 1: the integrity hash over the whole file */
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, BK_HASH);
@@ -620,7 +623,8 @@ static int keyless_take(void *ctx, const pvg_backend_user *u)
     pvg_error_clear(c->err);
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
-        void *np = realloc(c->p, cap * sizeof *c->p), *ni = np ? realloc(c->id, cap * sizeof *c->id) : NULL;
+        void *np = realloc(c->p, cap * sizeof *c->p),
+             *ni = np ? realloc(c->id, cap * sizeof *c->id) : NULL;
         if (np) c->p = np;
         if (!np || !ni) {
             c->st = pvg_error_set(c->err, PVG_ERR_NOMEM, "out of memory");
@@ -663,7 +667,8 @@ pvg_status pvg_store_restore(const char *backup_path, const char *keys_path, con
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     int made_dir = 0;
-    if (mkdir(new_dir, 0700) == 0) made_dir = 1;
+    if (mkdir(new_dir, 0700) == 0)
+        made_dir = 1;
     else {
         DIR *d = errno == EEXIST ? opendir(new_dir) : NULL;
         int empty = d != NULL;

@@ -26,7 +26,8 @@ static int grow_slots(pvg_chunk_set *cs)
     if (!ns) return -1;
     for (size_t i = 0; i < cs->n; i++) {
         size_t j = slot_hash(cs->v[i].user_id, cs->v[i].expires_day, ncap);
-        while (ns[j]) j = (j + 1) & (ncap - 1);
+        while (ns[j])
+            j = (j + 1) & (ncap - 1);
         ns[j] = i + 1;
     }
     free(cs->slots);
@@ -88,7 +89,8 @@ pvg_status pvg_chunks_add(pvg_chunk_set *cs, int64_t user_id, int64_t expires_da
     size_t need = b->len + 1 + PVG_RID_BYTES + 10 + n;
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < need) cap *= 2;
+        while (cap < need)
+            cap *= 2;
         unsigned char *nb = malloc(cap);
         if (!nb) return PVG_ERR_NOMEM;
         if (b->buf) {
@@ -130,10 +132,11 @@ static pvg_status check_user_live(pvg_store *s, pvg_keycache_entry *u, int64_t u
         }
     }
     if (st != PVG_OK && st != PVG_ERR_NOT_FOUND) return st;
-    return pvg_error_set(err, PVG_ERR_BUSY,
-                         "user row %lld was deleted or replaced by another writer during this write; "
-                         "nothing was stored (retry)",
-                         (long long)user_id);
+    return pvg_error_set(
+        err, PVG_ERR_BUSY,
+        "user row %lld was deleted or replaced by another writer during this write; "
+        "nothing was stored (retry)",
+        (long long)user_id);
 }
 
 pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err)
@@ -165,8 +168,8 @@ pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err)
         } else
             pvg_chunk_seal(s, u->key, b->pseudonym, cid, b->expires_day, (int64_t)b->n, b->buf,
                            b->len, sealed);
-        st = PVG_B(s, chunk_insert, b->user_id, b->expires_day, (int64_t)b->n, cid, sizeof cid, sealed, sn,
-                   err);
+        st = PVG_B(s, chunk_insert, b->user_id, b->expires_day, (int64_t)b->n, cid, sizeof cid,
+                   sealed, sn, err);
     }
     free(sealed);
     clear(cs, 0);
@@ -204,7 +207,8 @@ static int cid_set_grow(pvg_cid_set *c)
     for (size_t i = 0; i < c->cap; i++) {
         if (c->stamp[i] != c->cur) continue;
         size_t j = cid_slot(c->cid[i], ncap);
-        while (nst[j] == c->cur) j = (j + 1) & (ncap - 1);
+        while (nst[j] == c->cur)
+            j = (j + 1) & (ncap - 1);
         memcpy(ncid[j], c->cid[i], 16);
         nst[j] = c->cur;
     }
@@ -424,8 +428,8 @@ pvg_status pvg_store_user_rewrite(pvg_store *s, int64_t user_id, const unsigned 
     memset(&cs, 0, sizeof cs);
     regroup g = {&cs, user_id, pseudonym};
     long long skipped = 0, legacy = 0;
-    pvg_status st =
-        pvg_store_user_chunks_foreach(s, user_id, pseudonym, key, add_entry, &g, &skipped, &legacy, err);
+    pvg_status st = pvg_store_user_chunks_foreach(s, user_id, pseudonym, key, add_entry, &g,
+                                                  &skipped, &legacy, err);
     /* min_chunks 0: an upgrade, worth it only for format-1 chunks. A user
      * with a damaged chunk is left alone: replacing their chunks would
      * delete it before anyone looked (`store check --quarantine` first). */
@@ -445,5 +449,6 @@ pvg_status pvg_store_user_compact(pvg_store *s, int64_t user_id, const unsigned 
                                   const unsigned char key[PVG_KEY_BYTES], size_t min_chunks,
                                   pvg_error *err)
 {
-    return pvg_store_user_rewrite(s, user_id, pseudonym, key, min_chunks ? min_chunks : 1, NULL, err);
+    return pvg_store_user_rewrite(s, user_id, pseudonym, key, min_chunks ? min_chunks : 1, NULL,
+                                  err);
 }

@@ -64,7 +64,8 @@ typedef struct item_map {
 static uint64_t str_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
-    while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
     return h;
 }
 
@@ -90,7 +91,8 @@ static item_ent *item_map_get(item_map *m, const char *ext, int insert)
         for (size_t i = 0; i < m->cap; i++)
             if (m->slots[i].ext) {
                 size_t j = str_hash(m->slots[i].ext) & (ncap - 1);
-                while (ns[j].ext) j = (j + 1) & (ncap - 1);
+                while (ns[j].ext)
+                    j = (j + 1) & (ncap - 1);
                 ns[j] = m->slots[i];
             }
         free(m->slots);
@@ -166,7 +168,8 @@ static long occ_next(occ_map *m, const unsigned char d[16])
         for (size_t i = 0; i < m->cap; i++)
             if (m->slots[i]) {
                 size_t j = (m->slots[i] >> 8) & (ncap - 1);
-                while (ns[j]) j = (j + 1) & (ncap - 1);
+                while (ns[j])
+                    j = (j + 1) & (ncap - 1);
                 ns[j] = m->slots[i];
             }
         free(m->slots);
@@ -212,7 +215,8 @@ static void content_digest(const pvg_store *s, const unsigned char *prefix, size
     crypto_generichash_state st = *s->dedup_state; /* keyed once at open */
     crypto_generichash_update(&st, prefix, prefix_len);
     crypto_generichash_update(&st, plain, n);
-    if (ev->item) crypto_generichash_update(&st, (const unsigned char *)ev->item, strlen(ev->item) + 1);
+    if (ev->item)
+        crypto_generichash_update(&st, (const unsigned char *)ev->item, strlen(ev->item) + 1);
     crypto_generichash_final(&st, out, 16);
 }
 
@@ -221,7 +225,8 @@ static void record_id(const pvg_store *s, const unsigned char digest[16], uint32
 {
     unsigned char in[20];
     memcpy(in, digest, 16);
-    for (int i = 0; i < 4; i++) in[16 + i] = (unsigned char)(occurrence >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        in[16 + i] = (unsigned char)(occurrence >> (8 * i));
     crypto_generichash_state st = *s->dedup_state;
     crypto_generichash_update(&st, in, sizeof in);
     crypto_generichash_final(&st, rid, PVG_RID_BYTES);
@@ -232,8 +237,8 @@ static void record_id(const pvg_store *s, const unsigned char digest[16], uint32
 
 static int64_t expires_day(const pvg_store *s, const pvg_event *ev)
 {
-    int64_t basis = s->policy.basis_collection ? pvg_store_today(s)
-                                               : (ev->ts >= 0 ? ev->ts / 86400 : 0);
+    int64_t basis =
+        s->policy.basis_collection ? pvg_store_today(s) : (ev->ts >= 0 ? ev->ts / 86400 : 0);
     return basis + s->policy.retention_days[ev->type];
 }
 
@@ -245,8 +250,8 @@ static pvg_status queue_event(pvg_chunk_set *cs, pvg_keycache_entry *u, const pv
     unsigned char plain[PLAIN_MAX];
     size_t n = pvg_record_encode(ev, item_id, plain, sizeof plain);
     if (n == 0)
-        return pvg_error_set(err, PVG_ERR_INVALID, "event too large (query or country over %d bytes)",
-                             PLAIN_MAX / 2);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "event too large (query or country over %d bytes)", PLAIN_MAX / 2);
     pvg_status st = pvg_chunks_add(cs, u->user_id, exp, u->pseudonym, rid, plain, n);
     sodium_memzero(plain, n);
     return st == PVG_OK ? PVG_OK : pvg_error_set(err, st, "out of memory");
@@ -265,10 +270,12 @@ static pvg_status validate_event(const pvg_event *ev, pvg_error *err)
     for (int i = 0; i < 2; i++)
         if (strs[i]) {
             size_t n = strlen(strs[i]);
-            if (n > 1024) return pvg_error_set(err, PVG_ERR_INVALID, "%s: longer than 1024 bytes", names[i]);
+            if (n > 1024)
+                return pvg_error_set(err, PVG_ERR_INVALID, "%s: longer than 1024 bytes", names[i]);
             long long bad = pvg_utf8_invalid_at(strs[i], n);
             if (bad >= 0)
-                return pvg_error_set(err, PVG_ERR_INVALID, "%s: invalid UTF-8 at byte %lld", names[i], bad);
+                return pvg_error_set(err, PVG_ERR_INVALID, "%s: invalid UTF-8 at byte %lld",
+                                     names[i], bad);
         }
     return PVG_OK;
 }
@@ -309,7 +316,8 @@ static int p16_set_add(p16_set *m, const unsigned char p[16])
         for (size_t i = 0; i < m->cap; i++)
             if (m->used[i]) {
                 size_t j = p16_slot(m->v[i], ncap);
-                while (nu[j]) j = (j + 1) & (ncap - 1);
+                while (nu[j])
+                    j = (j + 1) & (ncap - 1);
                 memcpy(nv[j], m->v[i], 16);
                 nu[j] = 1;
             }
@@ -432,8 +440,8 @@ static int tag_build_user(void *ctx, const pvg_backend_user *u)
     }
     t->user_id = u->id;
     if (st == PVG_OK)
-        st = pvg_store_user_chunks_foreach(t->s, u->id, u->pseudonym, t->key, tag_build_rid, t, NULL,
-                                           NULL, t->err);
+        st = pvg_store_user_chunks_foreach(t->s, u->id, u->pseudonym, t->key, tag_build_rid, t,
+                                           NULL, NULL, t->err);
     if (st == PVG_OK && t->n >= 65536) st = tags_flush(t->s, t->tags, &t->n, t->err);
     if (st != PVG_OK) {
         t->st = st;
@@ -509,7 +517,8 @@ static pvg_status tag_keys_load(pvg_store *s, tag_keys *t, int64_t user_id, pvg_
     pvg_status st = PVG_B(s, tags_of_user, user_id, &v, &n, err);
     if (st != PVG_OK) return st;
     size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
+    while (cap < 2 * n)
+        cap *= 2;
     t->slot = calloc(cap, sizeof *t->slot);
     if (!t->slot) {
         free(v);
@@ -523,7 +532,8 @@ static pvg_status tag_keys_load(pvg_store *s, tag_keys *t, int64_t user_id, pvg_
             continue;
         }
         size_t j = (size_t)(k >> 7) & (cap - 1);
-        while (t->slot[j] && t->slot[j] != k) j = (j + 1) & (cap - 1);
+        while (t->slot[j] && t->slot[j] != k)
+            j = (j + 1) & (cap - 1);
         t->slot[j] = k;
     }
     free(v);
@@ -545,16 +555,16 @@ typedef struct put_user {
     int64_t user_id;  /* 0: new, created at the commit */
     int64_t stale_id; /* a row whose key is gone (an interrupted deletion): removed at the commit */
     int suppressed;
-    int count;        /* events of the request naming the user */
-    unsigned char *key;                      /* sodium_malloc'd, PVG_KEY_BYTES */
+    int count;                                /* events of the request naming the user */
+    unsigned char *key;                       /* sodium_malloc'd, PVG_KEY_BYTES */
     unsigned char wrapped[PVG_WRAPPED_BYTES]; /* new users: their key, wrapped */
     unsigned char kid[PVG_KID_BYTES];
     tag_keys held; /* their keys of the duplicate index (read when first needed) */
 } put_user;
 
 typedef struct put_ev {
-    size_t user; /* index into the users */
-    int ok;      /* passed validation and policy */
+    size_t user;  /* index into the users */
+    int ok;       /* passed validation and policy */
     pvg_event ev; /* minimised (strings borrowed from the input) */
     int64_t item_id, exp;
     unsigned char rid[PVG_RID_BYTES];
@@ -613,7 +623,8 @@ static void put_reset(put_batch *b)
     pvg_chunks_free(&b->cs);
     memset(&b->cs, 0, sizeof b->cs);
     b->n_tags = 0;
-    for (size_t i = 0; i < b->n_users; i++) tag_keys_clear(&b->users[i].held);
+    for (size_t i = 0; i < b->n_users; i++)
+        tag_keys_clear(&b->users[i].held);
 }
 
 static void put_free(put_batch *b)
@@ -837,10 +848,11 @@ static pvg_status put_prepare(put_batch *b, pvg_error *err)
         }
         size_t n = pvg_record_encode(&pe->ev, pe->item_id, plain, sizeof plain);
         /* the chunk set keys on a user number: the batch's user index + 1 */
-        pvg_status cs = pvg_chunks_add(&b->cs, (int64_t)pe->user + 1, pe->exp, u->p, pe->rid, plain, n);
+        pvg_status cs =
+            pvg_chunks_add(&b->cs, (int64_t)pe->user + 1, pe->exp, u->p, pe->rid, plain, n);
         sodium_memzero(plain, n);
-        if (cs != PVG_OK || tag_push(&b->tags, &b->n_tags, &b->cap_tags, (int64_t)pe->user + 1, pe->exp,
-                                     pe->rid) != 0) {
+        if (cs != PVG_OK || tag_push(&b->tags, &b->n_tags, &b->cap_tags, (int64_t)pe->user + 1,
+                                     pe->exp, pe->rid) != 0) {
             st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
             break;
         }
@@ -886,7 +898,8 @@ static pvg_status put_apply(put_batch *b, pvg_error *err)
         put_user *u = &b->users[i];
         if (u->suppressed || u->user_id) continue;
         int used = 0;
-        for (size_t k = 0; k < b->n_chunks && !used; k++) used = b->chunks[k].user == i;
+        for (size_t k = 0; k < b->n_chunks && !used; k++)
+            used = b->chunks[k].user == i;
         if (!used) continue; /* only duplicates or refusals: no user is created */
         if (u->stale_id) {
             pvg_keycache_remove(&s->cache, u->p);
@@ -898,7 +911,8 @@ static pvg_status put_apply(put_batch *b, pvg_error *err)
         if (st == PVG_OK) st = PVG_B(s, key_put, u->p, u->kid, u->wrapped, sizeof u->wrapped, err);
     }
     if (st != PVG_OK) return st;
-    for (size_t i = 0; i < b->n_tags; i++) b->tags[i].user_id = b->users[b->tags[i].user_id - 1].user_id;
+    for (size_t i = 0; i < b->n_tags; i++)
+        b->tags[i].user_id = b->users[b->tags[i].user_id - 1].user_id;
     if ((st = tags_flush(s, b->tags, &b->n_tags, err)) != PVG_OK) return st;
     for (size_t i = 0; i < b->n_chunks && st == PVG_OK; i++) {
         put_chunk *c = &b->chunks[i];
@@ -951,7 +965,8 @@ static pvg_status put_run(pvg_store *s, const pvg_event_in *in, size_t n, pvg_ev
     b.ev = calloc(n ? n : 1, sizeof *b.ev);
     b.users = calloc(n ? n : 1, sizeof *b.users);
     b.slot_cap = 16;
-    while (b.slot_cap < 2 * n) b.slot_cap *= 2;
+    while (b.slot_cap < 2 * n)
+        b.slot_cap *= 2;
     b.slots = calloc(b.slot_cap, sizeof *b.slots);
     pvg_status st = PVG_OK;
     if (!b.ev || !b.users || !b.slots) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -1070,17 +1085,17 @@ enum { RUN_HELD_SLOTS = 64 };
 typedef struct ingest_run {
     pvg_store *s;
     pvg_chunk_set chunks;
-    occ_map occ;          /* content digest -> occurrences in this run */
-    id_set fresh;         /* users this run created: no record of theirs is held yet */
+    occ_map occ;  /* content digest -> occurrences in this run */
+    id_set fresh; /* users this run created: no record of theirs is held yet */
     /* keys of the duplicate index of users who had events before the run,
      * by user row modulo the slot count (a re-import meets a user again
      * per invoice); a run's own records never match them (occurrences) */
     tag_keys held[RUN_HELD_SLOTS];
-    p16_set suppressed;   /* the suppression list */
+    p16_set suppressed;    /* the suppression list */
     pvg_backend_tag *tags; /* this batch's new rows of the duplicate index */
     size_t n_tags, cap_tags;
     long long foreign_seen;
-    anon_ent *anon;       /* open addressing over (item_id, type); count 0 = empty */
+    anon_ent *anon; /* open addressing over (item_id, type); count 0 = empty */
     size_t anon_n, anon_cap;
     crypto_generichash_state anon_fp; /* fingerprint of the run's anonymous rows */
     item_map items;
@@ -1100,7 +1115,8 @@ static int id_set_add(id_set *m, int64_t id)
         for (size_t i = 0; i < m->cap; i++)
             if (m->v[i]) {
                 size_t j = (size_t)((uint64_t)m->v[i] * 0x9E3779B97F4A7C15ull >> 17) & (ncap - 1);
-                while (nv[j]) j = (j + 1) & (ncap - 1);
+                while (nv[j])
+                    j = (j + 1) & (ncap - 1);
                 nv[j] = m->v[i];
             }
         free(m->v);
@@ -1244,15 +1260,19 @@ static int anon_add(ingest_run *run, int64_t item_id, int type, double quantity)
         for (size_t i = 0; i < run->anon_cap; i++)
             if (run->anon[i].count) {
                 anon_ent *a = &run->anon[i];
-                size_t j = ((uint64_t)a->item_id * 8 + (uint64_t)a->type) * 0x9E3779B97F4A7C15ull >> 20 & (ncap - 1);
-                while (na[j].count) j = (j + 1) & (ncap - 1);
+                size_t j =
+                    ((uint64_t)a->item_id * 8 + (uint64_t)a->type) * 0x9E3779B97F4A7C15ull >> 20 &
+                    (ncap - 1);
+                while (na[j].count)
+                    j = (j + 1) & (ncap - 1);
                 na[j] = *a;
             }
         free(run->anon);
         run->anon = na;
         run->anon_cap = ncap;
     }
-    size_t j = ((uint64_t)item_id * 8 + (uint64_t)type) * 0x9E3779B97F4A7C15ull >> 20 & (run->anon_cap - 1);
+    size_t j = ((uint64_t)item_id * 8 + (uint64_t)type) * 0x9E3779B97F4A7C15ull >> 20 &
+               (run->anon_cap - 1);
     while (run->anon[j].count && (run->anon[j].item_id != item_id || run->anon[j].type != type))
         j = (j + 1) & (run->anon_cap - 1);
     anon_ent *a = &run->anon[j];
@@ -1304,7 +1324,8 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
         return PVG_OK;
     }
     int64_t item_id = 0;
-    if (ev.item && (st = item_seen(run, ev.item, rec->has_item ? &rec->item : NULL, &item_id, err)) != PVG_OK)
+    if (ev.item &&
+        (st = item_seen(run, ev.item, rec->has_item ? &rec->item : NULL, &item_id, err)) != PVG_OK)
         return st;
     unsigned dropped = ev.fields & ~s->policy.fields[ev.type];
     int64_t exp = expires_day(s, &ev);
@@ -1337,7 +1358,8 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
     if (s->foreign_writes != run->foreign_seen) { /* another writer: trust nothing cached */
         free(run->fresh.v);
         memset(&run->fresh, 0, sizeof run->fresh);
-        for (size_t i = 0; i < RUN_HELD_SLOTS; i++) tag_keys_clear(&run->held[i]);
+        for (size_t i = 0; i < RUN_HELD_SLOTS; i++)
+            tag_keys_clear(&run->held[i]);
         if ((st = suppressed_load(s, &run->suppressed, err)) != PVG_OK) return st;
         run->foreign_seen = s->foreign_writes;
     }
@@ -1430,11 +1452,12 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
             int e = errno;
             pvg_reader_free(r);
             if (e == EEXIST)
-                return pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1,
-                                        "the reject file exists already (an earlier run's rejects are "
-                                        "never overwritten): move it or name another file");
-            return pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1, "cannot create the reject file: %s",
-                                    strerror(e));
+                return pvg_error_set_at(
+                    err, PVG_ERR_IO, o.reject_path, 0, 0, -1,
+                    "the reject file exists already (an earlier run's rejects are "
+                    "never overwritten): move it or name another file");
+            return pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1,
+                                    "cannot create the reject file: %s", strerror(e));
         }
         const char *base = strrchr(path, '/');
         fprintf(run.rejects, "# line\toffset\treason\tfield\tdetail  (rejects of %s, format %s)\n",
@@ -1486,21 +1509,30 @@ pvg_status pvg_store_ingest_file(pvg_store *s, const char *path, pvg_format fmt,
     if (st == PVG_OK && !o.no_sweep) st = pvg_store_retention_sweep(s, &stats->expired_swept, err);
     if (st == PVG_OK) {
         const char *base = strrchr(path, '/');
-        pvg_backend_ingest_run ir = {pvg_store_now(s) - (int64_t)(now_seconds() - t0), pvg_store_now(s),
-                                     pvg_format_name(fmt), base ? base + 1 : path, stats->read,
-                                     stats->accepted, stats->rejected, stats->stored, stats->duplicates,
+        pvg_backend_ingest_run ir = {pvg_store_now(s) - (int64_t)(now_seconds() - t0),
+                                     pvg_store_now(s),
+                                     pvg_format_name(fmt),
+                                     base ? base + 1 : path,
+                                     stats->read,
+                                     stats->accepted,
+                                     stats->rejected,
+                                     stats->stored,
+                                     stats->duplicates,
                                      stats->anonymous};
-        (void)PVG_B(s, ingest_run_insert, &ir, NULL); /* the log is informative: a failure loses no data */
+        (void)PVG_B(s, ingest_run_insert, &ir,
+                    NULL); /* the log is informative: a failure loses no data */
     }
 done:
     if (run.rejects && fclose(run.rejects) != 0 && st == PVG_OK)
-        st = pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1, "write failed: %s", strerror(errno));
+        st = pvg_error_set_at(err, PVG_ERR_IO, o.reject_path, 0, 0, -1, "write failed: %s",
+                              strerror(errno));
     pvg_reader_free(r);
     item_map_free(&run.items);
     pvg_chunks_free(&run.chunks);
     occ_clear(&run.occ);
     free(run.fresh.v);
-    for (size_t i = 0; i < RUN_HELD_SLOTS; i++) tag_keys_clear(&run.held[i]);
+    for (size_t i = 0; i < RUN_HELD_SLOTS; i++)
+        tag_keys_clear(&run.held[i]);
     p16_set_free(&run.suppressed);
     free(run.tags);
     free(run.anon);

@@ -38,7 +38,8 @@ void pvg_kid_of(const unsigned char key[PVG_KEY_BYTES], unsigned char kid[PVG_KI
 static int decode_key(const char *txt, unsigned char out[PVG_KEY_BYTES])
 {
     size_t n = strlen(txt), bin_len = 0;
-    while (n > 0 && (txt[n - 1] == '\n' || txt[n - 1] == '\r' || txt[n - 1] == ' ')) n--;
+    while (n > 0 && (txt[n - 1] == '\n' || txt[n - 1] == '\r' || txt[n - 1] == ' '))
+        n--;
     if (n == 64 && sodium_hex2bin(out, PVG_KEY_BYTES, txt, n, NULL, &bin_len, NULL) == 0 &&
         bin_len == PVG_KEY_BYTES)
         return 0;
@@ -59,11 +60,11 @@ static void encode_key(const unsigned char key[PVG_KEY_BYTES], char *out, size_t
 
 /* What a key file holds, for write_keyfile. */
 typedef struct keyfile_content {
-    const char *store_id;         /* may be NULL or "" */
+    const char *store_id; /* may be NULL or "" */
     const unsigned char *pepper;
-    const unsigned char *master;  /* NULL: "master env" */
-    const unsigned char *next;    /* may be NULL */
-    int64_t audit_unkeyed_seq;    /* 0: no audit-unkeyed line */
+    const unsigned char *master; /* NULL: "master env" */
+    const unsigned char *next;   /* may be NULL */
+    int64_t audit_unkeyed_seq;   /* 0: no audit-unkeyed line */
     const unsigned char *audit_unkeyed_hash;
 } keyfile_content;
 
@@ -72,9 +73,12 @@ static void fsync_parent(const char *path)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash == dir) dir[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
@@ -93,9 +97,10 @@ static pvg_status write_keyfile(const char *path, const keyfile_content *kc, int
     char b64[64];
     if (!buf) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     size_t len = 0;
-    len += (size_t)snprintf(buf + len, 1024 - len,
-                            "# privguide key file. Keep it secret, outside the data dir, and backed up\n"
-                            "# apart from the data: without it no user's records can be read.\n" KEYFILE_MAGIC "\n");
+    len += (size_t)snprintf(
+        buf + len, 1024 - len,
+        "# privguide key file. Keep it secret, outside the data dir, and backed up\n"
+        "# apart from the data: without it no user's records can be read.\n" KEYFILE_MAGIC "\n");
     if (kc->store_id && *kc->store_id)
         len += (size_t)snprintf(buf + len, 1024 - len, "store %s\n", kc->store_id);
     encode_key(kc->pepper, b64, sizeof b64);
@@ -131,7 +136,9 @@ static pvg_status write_secret_file(const char *path, const char *buf, size_t le
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return pvg_error_set_at(err, PVG_ERR_IO, tmp, 0, 0, -1, "cannot create: %s", strerror(errno));
+    if (fd < 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, tmp, 0, 0, -1, "cannot create: %s",
+                                strerror(errno));
     ssize_t w = write(fd, buf, len);
     if (w != (ssize_t)len || fsync(fd) != 0) {
         int e = errno;
@@ -146,7 +153,9 @@ static pvg_status write_secret_file(const char *path, const char *buf, size_t le
         if (rc != 0 && e == EEXIST)
             return pvg_error_set_at(err, PVG_ERR_EXISTS, path, 0, 0, -1,
                                     "a key file exists already; refusing to overwrite it");
-        if (rc != 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s", strerror(e));
+        if (rc != 0)
+            return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s",
+                                    strerror(e));
     } else if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
@@ -207,9 +216,10 @@ static pvg_status parse_keys(char *buf, const char *source, pvg_keyring *kr, pvg
         }
         char *sp = strchr(line, ' ');
         if (!sp) {
-            return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, 1, -1,
-                                    "expected 'store ID', 'pepper KEY', 'master KEY|env', 'next KEY' "
-                                    "or 'audit-unkeyed SEQ HASH'");
+            return pvg_error_set_at(
+                err, PVG_ERR_CORRUPT, source, lineno, 1, -1,
+                "expected 'store ID', 'pepper KEY', 'master KEY|env', 'next KEY' "
+                "or 'audit-unkeyed SEQ HASH'");
         }
         *sp = '\0';
         const char *val = sp + 1;
@@ -218,7 +228,8 @@ static pvg_status parse_keys(char *buf, const char *source, pvg_keyring *kr, pvg
             unsigned char id[PVG_STORE_ID_BYTES];
             size_t bl = 0;
             if (strlen(val) != 2 * PVG_STORE_ID_BYTES ||
-                sodium_hex2bin(id, sizeof id, val, strlen(val), NULL, &bl, NULL) != 0 || bl != sizeof id)
+                sodium_hex2bin(id, sizeof id, val, strlen(val), NULL, &bl, NULL) != 0 ||
+                bl != sizeof id)
                 return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, 7, -1,
                                         "store: expected %d hex digits", 2 * PVG_STORE_ID_BYTES);
             snprintf(kr->store_id, sizeof kr->store_id, "%s", val);
@@ -230,9 +241,11 @@ static pvg_status parse_keys(char *buf, const char *source, pvg_keyring *kr, pvg
             long long seq = strtoll(val, &end, 10);
             size_t bl = 0;
             if (errno || end == val || seq <= 0 || *end != ' ' || strlen(end + 1) != 64 ||
-                sodium_hex2bin(kr->audit_unkeyed_hash, 32, end + 1, 64, NULL, &bl, NULL) != 0 || bl != 32)
-                return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, 15, -1,
-                                        "audit-unkeyed: expected a sequence number and 64 hex digits");
+                sodium_hex2bin(kr->audit_unkeyed_hash, 32, end + 1, 64, NULL, &bl, NULL) != 0 ||
+                bl != 32)
+                return pvg_error_set_at(
+                    err, PVG_ERR_CORRUPT, source, lineno, 15, -1,
+                    "audit-unkeyed: expected a sequence number and 64 hex digits");
             kr->audit_unkeyed_seq = seq;
             continue;
         }
@@ -250,25 +263,28 @@ static pvg_status parse_keys(char *buf, const char *source, pvg_keyring *kr, pvg
             dst = kr->next;
             kr->has_next = 1;
         } else {
-            return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, 1, -1, "unknown entry '%.20s'", line);
+            return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, 1, -1,
+                                    "unknown entry '%.20s'", line);
         }
         if (decode_key(val, dst) != 0)
-            return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, (long)(val - line) + 1, -1,
-                                    "%s: expected a 32-byte key in base64", line);
+            return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, lineno, (long)(val - line) + 1,
+                                    -1, "%s: expected a 32-byte key in base64", line);
     }
     if (!have_magic || !have_pepper || (!have_master && !master_env))
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, 0, 0, -1,
-                                "not a complete privguide key file (needs '%s', pepper and master lines)",
-                                KEYFILE_MAGIC);
+        return pvg_error_set_at(
+            err, PVG_ERR_CORRUPT, source, 0, 0, -1,
+            "not a complete privguide key file (needs '%s', pepper and master lines)",
+            KEYFILE_MAGIC);
     const char *env = getenv(PVG_ENV_MASTER_KEY);
     if (env && *env) {
         if (decode_key(env, kr->master) != 0)
-            return pvg_error_set(err, PVG_ERR_INVALID, "%s: expected a 32-byte key in base64 or hex",
-                                 PVG_ENV_MASTER_KEY);
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "%s: expected a 32-byte key in base64 or hex", PVG_ENV_MASTER_KEY);
         kr->master_from_env = 1;
     } else if (master_env) {
         return pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                "the master key is kept outside the key file: set %s", PVG_ENV_MASTER_KEY);
+                                "the master key is kept outside the key file: set %s",
+                                PVG_ENV_MASTER_KEY);
     }
     (void)st;
     return PVG_OK;
@@ -281,7 +297,8 @@ static pvg_status finish_keys(pvg_keyring *kr, pvg_error *err)
     const char *nenv = getenv(PVG_ENV_NEW_MASTER_KEY);
     if ((kr->master_from_env || kr->file_from_env) && nenv && *nenv && !kr->has_next) {
         if (decode_key(nenv, kr->next) != 0)
-            return pvg_error_set(err, PVG_ERR_INVALID, "%s: expected a 32-byte key in base64 or hex",
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "%s: expected a 32-byte key in base64 or hex",
                                  PVG_ENV_NEW_MASTER_KEY);
         kr->has_next = 1;
     }
@@ -300,7 +317,8 @@ pvg_status pvg_keys_load_text(const char *text, const char *source, pvg_keyring 
     size_t n = strlen(text);
     if (n > 4095) {
         pvg_keys_free(kr);
-        return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, 0, 0, -1, "longer than 4095 bytes: not a key file");
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, source, 0, 0, -1,
+                                "longer than 4095 bytes: not a key file");
     }
     char *buf = sodium_malloc(n + 1);
     if (!buf) {
@@ -321,8 +339,9 @@ pvg_status pvg_keys_load(const char *path, pvg_keyring *kr, pvg_error *err)
     if (keyring_alloc(kr) != PVG_OK) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        pvg_status st = pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path,
-                                         0, 0, -1, "cannot open the key file: %s", strerror(errno));
+        pvg_status st =
+            pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0, -1,
+                             "cannot open the key file: %s", strerror(errno));
         pvg_keys_free(kr);
         return st;
     }
@@ -330,10 +349,11 @@ pvg_status pvg_keys_load(const char *path, pvg_keyring *kr, pvg_error *err)
     if (fstat(fd, &sb) != 0 || (sb.st_mode & 077) != 0) {
         close(fd);
         pvg_keys_free(kr);
-        return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
-                                "the key file is readable or writable by group or others (mode %03o); "
-                                "run chmod 600 on it",
-                                (unsigned)(sb.st_mode & 0777));
+        return pvg_error_set_at(
+            err, PVG_ERR_PERMISSION, path, 0, 0, -1,
+            "the key file is readable or writable by group or others (mode %03o); "
+            "run chmod 600 on it",
+            (unsigned)(sb.st_mode & 0777));
     }
     char *buf = sodium_malloc(4096);
     if (!buf) {
@@ -369,8 +389,9 @@ void pvg_keys_wrap(pvg_store *s, const unsigned char *master, const unsigned cha
     unsigned char ad[23];
     wrap_ad(pseudonym, ad);
     pvg_rng_bytes(s->rng, out, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL,
-                                               key, PVG_KEY_BYTES, ad, sizeof ad, NULL, out, master);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                                               NULL, key, PVG_KEY_BYTES, ad, sizeof ad, NULL, out,
+                                               master);
 }
 
 pvg_status pvg_keys_unwrap(const pvg_keyring *kr, const unsigned char *kid,
@@ -388,8 +409,8 @@ pvg_status pvg_keys_unwrap(const pvg_keyring *kr, const unsigned char *kid,
     unsigned long long outlen;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(
             key, &outlen, NULL, wrapped + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-            PVG_WRAPPED_BYTES - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, ad, sizeof ad, wrapped,
-            mk) != 0 ||
+            PVG_WRAPPED_BYTES - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, ad, sizeof ad,
+            wrapped, mk) != 0 ||
         outlen != PVG_KEY_BYTES)
         return PVG_ERR_CRYPTO;
     return PVG_OK;
@@ -437,7 +458,8 @@ pvg_keycache_entry *pvg_keycache_insert(pvg_keycache *c, const unsigned char p[1
         c->n = 0;
     }
     size_t i = slot_of(c, p);
-    while (c->slots[i].used) i = (i + 1) & (c->cap - 1);
+    while (c->slots[i].used)
+        i = (i + 1) & (c->cap - 1);
     c->slots[i].used = 1;
     memcpy(c->slots[i].pseudonym, p, 16);
     c->n++;
@@ -469,8 +491,9 @@ static pvg_status rewrap_one(void *vctx, const unsigned char p[16], const pvg_ba
     const pvg_keyring *kr = &c->s->keys;
     if (old->kid_len != PVG_KID_BYTES || old->wrapped_len > sizeof old->wrapped ||
         pvg_keys_unwrap(kr, old->kid, p, old->wrapped, old->wrapped_len, c->key) != PVG_OK)
-        return pvg_error_set(err, PVG_ERR_CRYPTO,
-                             "a wrapped key cannot be opened with the current or the next master key");
+        return pvg_error_set(
+            err, PVG_ERR_CRYPTO,
+            "a wrapped key cannot be opened with the current or the next master key");
     pvg_keys_wrap(c->s, kr->next, p, c->key, out);
     sodium_memzero(c->key, PVG_KEY_BYTES);
     *out_len = PVG_WRAPPED_BYTES;
@@ -482,14 +505,15 @@ pvg_status pvg_store_keys_rotate(pvg_store *s, long long *rewrapped, pvg_error *
     if (rewrapped) *rewrapped = 0;
     const char *path = s->key_path;
     pvg_keyring *kr = &s->keys;
-    keyfile_content kc = {kr->store_id, kr->pepper, kr->master, kr->next, kr->audit_unkeyed_seq,
-                          kr->audit_unkeyed_hash};
+    keyfile_content kc = {
+        kr->store_id,          kr->pepper, kr->master, kr->next, kr->audit_unkeyed_seq,
+        kr->audit_unkeyed_hash};
     if (!kr->has_next) {
         if (kr->master_from_env || !path)
-            return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "the master key comes from %s: put the new key in %s and run again",
-                                 kr->master_from_env ? PVG_ENV_MASTER_KEY : PVG_ENV_KEYS,
-                                 PVG_ENV_NEW_MASTER_KEY);
+            return pvg_error_set(
+                err, PVG_ERR_INVALID,
+                "the master key comes from %s: put the new key in %s and run again",
+                kr->master_from_env ? PVG_ENV_MASTER_KEY : PVG_ENV_KEYS, PVG_ENV_NEW_MASTER_KEY);
         /* Step 1: record the next key beside the current one. */
         randombytes_buf(kr->next, PVG_KEY_BYTES);
         pvg_status st = write_keyfile(path, &kc, 0, err);
@@ -548,27 +572,36 @@ pvg_status pvg_keys_store_id(const char *dir, int create, char out[2 * PVG_STORE
         fclose(f);
         line[strcspn(line, "\r\n")] = '\0';
         if (!ok || strlen(line) != 2 * PVG_STORE_ID_BYTES ||
-            sodium_hex2bin(bin, sizeof bin, line, strlen(line), NULL, &bl, NULL) != 0 || bl != sizeof bin)
-            return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 1, 1, -1, "expected the store id: %d hex digits",
-                                    2 * PVG_STORE_ID_BYTES);
+            sodium_hex2bin(bin, sizeof bin, line, strlen(line), NULL, &bl, NULL) != 0 ||
+            bl != sizeof bin)
+            return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 1, 1, -1,
+                                    "expected the store id: %d hex digits", 2 * PVG_STORE_ID_BYTES);
         memcpy(out, line, 2 * PVG_STORE_ID_BYTES + 1);
         return PVG_OK;
     }
-    if (errno != ENOENT) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
-    if (!create) return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, path, 0, 0, -1, "the data dir has no store id");
+    if (errno != ENOENT)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
+    if (!create)
+        return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, path, 0, 0, -1,
+                                "the data dir has no store id");
     unsigned char bin[PVG_STORE_ID_BYTES];
     randombytes_buf(bin, sizeof bin);
     char txt[2 * PVG_STORE_ID_BYTES + 2];
     sodium_bin2hex(txt, sizeof txt, bin, sizeof bin);
-    if (create == 2 && strlen(want) == 2 * PVG_STORE_ID_BYTES) memcpy(txt, want, 2 * PVG_STORE_ID_BYTES);
+    if (create == 2 && strlen(want) == 2 * PVG_STORE_ID_BYTES)
+        memcpy(txt, want, 2 * PVG_STORE_ID_BYTES);
     memcpy(out, txt, 2 * PVG_STORE_ID_BYTES + 1);
     strcat(txt, "\n");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s", strerror(errno));
+    if (fd < 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s",
+                                strerror(errno));
     ssize_t w = write(fd, txt, strlen(txt));
     int bad = w != (ssize_t)strlen(txt) || fsync(fd) != 0, e = errno;
     close(fd);
-    if (bad) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s", strerror(e));
+    if (bad)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s", strerror(e));
     fsync_parent(path);
     return PVG_OK;
 }
@@ -593,8 +626,8 @@ static int is_below(const char *dir, const char *p)
     return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
 }
 
-pvg_status pvg_keys_locate(const char *dir, const char *store_id, const char *key_file, int make_dirs,
-                           char *out, size_t cap, pvg_error *err)
+pvg_status pvg_keys_locate(const char *dir, const char *store_id, const char *key_file,
+                           int make_dirs, char *out, size_t cap, pvg_error *err)
 {
     char want[4096];
     int is_default = 0;
@@ -603,52 +636,63 @@ pvg_status pvg_keys_locate(const char *dir, const char *store_id, const char *ke
         snprintf(want, sizeof want, "%s", key_file);
     } else {
         if (!store_id || !*store_id)
-            return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, dir, 0, 0, -1,
-                                    "the data dir has no %s, so its key file cannot be found by default: "
-                                    "give --key-file or %s",
-                                    PVG_STORE_ID_FILE, PVG_ENV_KEY_FILE);
+            return pvg_error_set_at(
+                err, PVG_ERR_NOT_FOUND, dir, 0, 0, -1,
+                "the data dir has no %s, so its key file cannot be found by default: "
+                "give --key-file or %s",
+                PVG_STORE_ID_FILE, PVG_ENV_KEY_FILE);
         const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
         if (xdg && xdg[0] == '/')
             snprintf(want, sizeof want, "%s/privguide/%s.key", xdg, store_id);
         else if (home && home[0] == '/')
             snprintf(want, sizeof want, "%s/.config/privguide/%s.key", home, store_id);
         else
-            return pvg_error_set(err, PVG_ERR_NOT_FOUND,
-                                 "neither XDG_CONFIG_HOME nor HOME is set, so there is no default place "
-                                 "for the key file: give --key-file or %s",
-                                 PVG_ENV_KEY_FILE);
+            return pvg_error_set(
+                err, PVG_ERR_NOT_FOUND,
+                "neither XDG_CONFIG_HOME nor HOME is set, so there is no default place "
+                "for the key file: give --key-file or %s",
+                PVG_ENV_KEY_FILE);
         is_default = 1;
     }
     char parent[4096];
     snprintf(parent, sizeof parent, "%s", want);
     char *slash = strrchr(parent, '/');
     const char *base = slash ? slash + 1 : want;
-    if (!*base) return pvg_error_set_at(err, PVG_ERR_INVALID, want, 0, 0, -1, "the key file path names a directory");
-    if (slash == parent) parent[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(parent, sizeof parent, ".");
+    if (!*base)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, want, 0, 0, -1,
+                                "the key file path names a directory");
+    if (slash == parent)
+        parent[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof parent, ".");
     if (is_default && make_dirs && mkdir_p(parent, 0700) != 0)
-        return pvg_error_set_at(err, PVG_ERR_IO, parent, 0, 0, -1, "cannot create the key file's directory: %s",
-                                strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, parent, 0, 0, -1,
+                                "cannot create the key file's directory: %s", strerror(errno));
     char rdir[PATH_MAX], rparent[PATH_MAX], rfile[PATH_MAX];
     if (!realpath(dir, rdir))
-        return pvg_error_set_at(err, PVG_ERR_IO, dir, 0, 0, -1, "cannot resolve the data dir: %s", strerror(errno));
+        return pvg_error_set_at(err, PVG_ERR_IO, dir, 0, 0, -1, "cannot resolve the data dir: %s",
+                                strerror(errno));
     if (!realpath(parent, rparent))
-        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, parent, 0, 0, -1,
-                                "the key file's directory: %s", strerror(errno));
+        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, parent, 0, 0,
+                                -1, "the key file's directory: %s", strerror(errno));
     int n = snprintf(out, cap, "%s%s%s", rparent, strcmp(rparent, "/") == 0 ? "" : "/", base);
-    if (n < 0 || (size_t)n >= cap) return pvg_error_set_at(err, PVG_ERR_INVALID, want, 0, 0, -1, "path too long");
+    if (n < 0 || (size_t)n >= cap)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, want, 0, 0, -1, "path too long");
     /* A key file inside the data dir would travel with every copy of it. */
     if (is_below(rdir, out) || (realpath(out, rfile) && is_below(rdir, rfile)))
-        return pvg_error_set_at(err, PVG_ERR_INVALID, want, 0, 0, -1,
-                                "the key file must not be inside the data dir %s: every copy or backup of "
-                                "the data would carry the keys; put it elsewhere (for instance the default, "
-                                "$XDG_CONFIG_HOME/privguide/ or ~/.config/privguide/)",
-                                rdir);
+        return pvg_error_set_at(
+            err, PVG_ERR_INVALID, want, 0, 0, -1,
+            "the key file must not be inside the data dir %s: every copy or backup of "
+            "the data would carry the keys; put it elsewhere (for instance the default, "
+            "$XDG_CONFIG_HOME/privguide/ or ~/.config/privguide/)",
+            rdir);
     return PVG_OK;
 }
 
-pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, size_t cap, pvg_error *err)
+pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, size_t cap,
+                              pvg_error *err)
 {
     char sid[2 * PVG_STORE_ID_BYTES + 1];
     pvg_status st = pvg_keys_store_id(dir, 0, sid, err);
@@ -667,22 +711,31 @@ pvg_status pvg_store_key_file(const char *dir, const char *key_file, char *out, 
 static pvg_status shred_file(const char *path, pvg_error *err)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(errno));
+    if (fd < 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
     struct stat sb;
     unsigned char junk[512];
     int ok = fstat(fd, &sb) == 0;
     for (off_t done = 0; ok && done < sb.st_size;) {
-        size_t k = (size_t)(sb.st_size - done) < sizeof junk ? (size_t)(sb.st_size - done) : sizeof junk;
+        size_t k =
+            (size_t)(sb.st_size - done) < sizeof junk ? (size_t)(sb.st_size - done) : sizeof junk;
         randombytes_buf(junk, k);
         ssize_t w = write(fd, junk, k);
-        if (w <= 0) ok = 0;
-        else done += w;
+        if (w <= 0)
+            ok = 0;
+        else
+            done += w;
     }
     if (ok && fsync(fd) != 0) ok = 0;
     int e = errno;
     close(fd);
-    if (!ok) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot overwrite: %s", strerror(e));
-    if (unlink(path) != 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot remove: %s", strerror(errno));
+    if (!ok)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot overwrite: %s",
+                                strerror(e));
+    if (unlink(path) != 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot remove: %s",
+                                strerror(errno));
     fsync_parent(path);
     return PVG_OK;
 }
@@ -725,7 +778,8 @@ pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *move
     st = pvg_keys_store_id(dir, 2, sid, err);
     if (st == PVG_OK && named[0] && strcmp(named, sid) != 0)
         st = pvg_error_set_at(err, PVG_ERR_INVALID, old, 0, 0, -1,
-                              "this key file belongs to store %s, but the data dir is store %s", named, sid);
+                              "this key file belongs to store %s, but the data dir is store %s",
+                              named, sid);
     if (st == PVG_OK) st = pvg_keys_locate(dir, sid, key_file, 1, path, sizeof path, err);
     if (st == PVG_OK) st = pvg_backend_open(dir, &be, err);
     int64_t seq = 0;
@@ -740,7 +794,8 @@ pvg_status pvg_store_keys_move(const char *dir, const char *key_file, char *move
     if (found && seq > 0 && !strstr(text, "\naudit-unkeyed ")) {
         char hex[65];
         sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
-        len += (size_t)snprintf(text + len, 8192 - len, "audit-unkeyed %lld %s\n", (long long)seq, hex);
+        len += (size_t)snprintf(text + len, 8192 - len, "audit-unkeyed %lld %s\n", (long long)seq,
+                                hex);
     }
     st = write_secret_file(path, text, len, 1, err);
     if (st == PVG_ERR_EXISTS) {

@@ -30,7 +30,8 @@ pvg_status pvg_store_model_row_keys(pvg_store *s, const unsigned char seal_id[16
     if (n_found) *n_found = 0;
     if (!s || !seal_id || (n && (!pseudonyms || !keys_out || !found)))
         return pvg_error_set(err, PVG_ERR_INVALID, "model row keys: NULL argument");
-    if (!s->keys.master) return pvg_error_set(err, PVG_ERR_STATE, "the store has no master key loaded");
+    if (!s->keys.master)
+        return pvg_error_set(err, PVG_ERR_STATE, "the store has no master key loaded");
     unsigned char *dk = sodium_malloc(PVG_KEY_BYTES);
     if (!dk) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     unsigned char msg[32];

@@ -16,8 +16,10 @@ static const char DEFAULT_POLICY[] =
     "  \"events\": {\n"
     "    \"view\":     {\"retention_days\": 180,  \"fields\": []},\n"
     "    \"cart\":     {\"retention_days\": 180,  \"fields\": [\"quantity\"]},\n"
-    "    \"purchase\": {\"retention_days\": 1095, \"fields\": [\"quantity\", \"amount\", \"country\"]},\n"
-    "    \"return\":   {\"retention_days\": 1095, \"fields\": [\"quantity\", \"amount\", \"country\"]},\n"
+    "    \"purchase\": {\"retention_days\": 1095, \"fields\": [\"quantity\", \"amount\", "
+    "\"country\"]},\n"
+    "    \"return\":   {\"retention_days\": 1095, \"fields\": [\"quantity\", \"amount\", "
+    "\"country\"]},\n"
     "    \"rating\":   {\"retention_days\": 1095, \"fields\": [\"rating\"]},\n"
     "    \"search\":   {\"retention_days\": 30,   \"fields\": [\"query\"]}\n"
     "  },\n"
@@ -25,7 +27,8 @@ static const char DEFAULT_POLICY[] =
     "  \"purposes\": [\n"
     "    {\"name\": \"personalization\", \"consent\": \"personalization\",\n"
     "     \"description\": \"recommendations and search ranked for you\",\n"
-    "     \"event_types\": [\"view\", \"cart\", \"purchase\", \"return\", \"rating\", \"search\"]},\n"
+    "     \"event_types\": [\"view\", \"cart\", \"purchase\", \"return\", \"rating\", "
+    "\"search\"]},\n"
     "    {\"name\": \"analytics\", \"consent\": \"analytics\",\n"
     "     \"description\": \"aggregate statistics released only with differential privacy\",\n"
     "     \"event_types\": [\"view\", \"cart\", \"purchase\", \"return\", \"rating\"]},\n"
@@ -63,25 +66,30 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
         goto out;
     }
     if (!json_is_object(events)) {
-        st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                              "\"events\": expected an object of event type -> {retention_days, fields}");
+        st = pvg_error_set_at(
+            err, PVG_ERR_INVALID, source, 0, 0, -1,
+            "\"events\": expected an object of event type -> {retention_days, fields}");
         goto out;
     }
     const char *tname;
     json_t *tv;
-    json_object_foreach(events, tname, tv) {
+    json_object_foreach(events, tname, tv)
+    {
         pvg_event_type t;
         if (pvg_event_type_parse(tname, &t) != PVG_OK) {
             st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                  "events.%s: unknown event type (expected view, cart, purchase, return, rating or search)",
+                                  "events.%s: unknown event type (expected view, cart, purchase, "
+                                  "return, rating or search)",
                                   tname);
             goto out;
         }
         json_t *days = json_object_get(tv, "retention_days");
         json_t *fields = json_object_get(tv, "fields");
-        if (!json_is_integer(days) || json_integer_value(days) < 1 || json_integer_value(days) > 36500) {
+        if (!json_is_integer(days) || json_integer_value(days) < 1 ||
+            json_integer_value(days) > 36500) {
             st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                  "events.%s.retention_days: expected an integer from 1 to 36500", tname);
+                                  "events.%s.retention_days: expected an integer from 1 to 36500",
+                                  tname);
             goto out;
         }
         if (fields && !json_is_array(fields)) {
@@ -92,11 +100,13 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
         size_t i;
         json_t *f;
         unsigned mask = 0;
-        json_array_foreach(fields, i, f) {
+        json_array_foreach(fields, i, f)
+        {
             unsigned bit = json_is_string(f) ? pvg_event_field_parse(json_string_value(f)) : 0;
             if (!bit) {
                 st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                      "events.%s.fields[%zu]: expected one of quantity, amount, rating, query, country",
+                                      "events.%s.fields[%zu]: expected one of quantity, amount, "
+                                      "rating, query, country",
                                       tname, i);
                 goto out;
             }
@@ -112,8 +122,9 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
         if (strcmp(b, "collection_time") == 0)
             out->basis_collection = 1;
         else if (strcmp(b, "event_time") != 0) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                  "\"retention_basis\": expected \"event_time\" or \"collection_time\"");
+            st = pvg_error_set_at(
+                err, PVG_ERR_INVALID, source, 0, 0, -1,
+                "\"retention_basis\": expected \"event_time\" or \"collection_time\"");
             goto out;
         }
     }
@@ -123,8 +134,9 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
     if (cd) {
         json_t *p = json_object_get(cd, "personalization"), *a = json_object_get(cd, "analytics");
         if (!json_is_object(cd) || (p && !json_is_boolean(p)) || (a && !json_is_boolean(a))) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                  "\"consent_defaults\": expected {\"personalization\": bool, \"analytics\": bool}");
+            st = pvg_error_set_at(
+                err, PVG_ERR_INVALID, source, 0, 0, -1,
+                "\"consent_defaults\": expected {\"personalization\": bool, \"analytics\": bool}");
             goto out;
         }
         if (p) out->default_personalization = json_is_true(p);
@@ -132,8 +144,9 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
     }
     json_t *purposes = json_object_get(root, "purposes");
     if (purposes && !json_is_array(purposes)) {
-        st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                              "\"purposes\": expected an array of {name, description, event_types, consent}");
+        st = pvg_error_set_at(
+            err, PVG_ERR_INVALID, source, 0, 0, -1,
+            "\"purposes\": expected an array of {name, description, event_types, consent}");
         goto out;
     }
     /* every purpose: a name, and the consent switch that governs it: absent
@@ -143,16 +156,18 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
         json_t *c = json_is_object(pu) ? json_object_get(pu, "consent") : NULL;
         const char *cs = json_string_value(c);
         if (!json_is_object(pu) || !json_is_string(json_object_get(pu, "name"))) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                  "\"purposes\"[%zu]: expected an object with a string \"name\"", i);
+            st =
+                pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
+                                 "\"purposes\"[%zu]: expected an object with a string \"name\"", i);
             goto out;
         }
         if (c && !json_is_null(c) &&
             !(cs && (strcmp(cs, "personalization") == 0 || strcmp(cs, "analytics") == 0))) {
-            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
-                                  "\"purposes\"[%zu].consent: expected null, \"personalization\" or "
-                                  "\"analytics\"",
-                                  i);
+            st =
+                pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
+                                 "\"purposes\"[%zu].consent: expected null, \"personalization\" or "
+                                 "\"analytics\"",
+                                 i);
             goto out;
         }
     }

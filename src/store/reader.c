@@ -32,8 +32,8 @@
 #define MAX_FIELDS 64
 
 static const char *const format_names[PVG_FORMAT_COUNT] = {
-    "online-retail", "movielens", "movielens-items", "retailrocket",
-    "amazon-reviews", "jsonl",    "tsv"};
+    "online-retail", "movielens", "movielens-items", "retailrocket", "amazon-reviews",
+    "jsonl",         "tsv"};
 
 const char *pvg_format_name(pvg_format fmt)
 {
@@ -62,10 +62,10 @@ struct pvg_reader {
     int eof;
     long long consumed; /* bytes of the stream before buf[start] */
     /* current record */
-    char *rec;          /* record text (NUL-terminated, newline stripped) */
+    char *rec; /* record text (NUL-terminated, newline stripped) */
     size_t rec_cap, rec_len;
-    long line;          /* 1-based line number of the current record's first line */
-    long next_line;     /* line number of the next line to read */
+    long line;      /* 1-based line number of the current record's first line */
+    long next_line; /* line number of the next line to read */
     long long rec_offset;
     int too_long;
     /* field splitting */
@@ -76,13 +76,13 @@ struct pvg_reader {
     /* scratch strings for records */
     char user[PVG_ID_MAX + 1];
     char detail[400];
-    char *conv;         /* Latin-1 -> UTF-8 conversion buffer */
+    char *conv; /* Latin-1 -> UTF-8 conversion buffer */
     size_t conv_cap;
     char category[64];
     json_t *json;       /* JSON record kept alive until the next call */
     pvg_event_json jev; /* the event parsed from it (jsonl) */
     char ts_text[32];
-    int ml_sep;         /* movielens: '\t', ':' (for "::") or '|' */
+    int ml_sep; /* movielens: '\t', ':' (for "::") or '|' */
     long data_lines;
 };
 
@@ -153,7 +153,8 @@ static int rec_append(pvg_reader *r, const char *s, size_t n, int with_newline)
     size_t need = r->rec_len + n + 2;
     if (need > r->rec_cap) {
         size_t cap = r->rec_cap ? r->rec_cap : 4096;
-        while (cap < need) cap *= 2;
+        while (cap < need)
+            cap *= 2;
         char *p = realloc(r->rec, cap);
         if (!p) return -1;
         r->rec = p;
@@ -231,7 +232,8 @@ static int csv_split(pvg_reader *r, char sep, pvg_error *err)
                 if (open_quote) break;
                 if (i < n && s[i] != sep) {
                     snprintf(r->detail, sizeof r->detail,
-                             "field %d (column %zu): text after the closing quote (expected '%c' or end of line)",
+                             "field %d (column %zu): text after the closing quote (expected '%c' "
+                             "or end of line)",
                              r->nfields, col, sep == '\t' ? 't' : sep);
                     return 0;
                 }
@@ -239,9 +241,10 @@ static int csv_split(pvg_reader *r, char sep, pvg_error *err)
                 size_t col = i + 1;
                 while (i < n && s[i] != sep) {
                     if (s[i] == '"') {
-                        snprintf(r->detail, sizeof r->detail,
-                                 "field %d (column %zu): a quote inside an unquoted field (column %zu)",
-                                 r->nfields, col, i + 1);
+                        snprintf(
+                            r->detail, sizeof r->detail,
+                            "field %d (column %zu): a quote inside an unquoted field (column %zu)",
+                            r->nfields, col, i + 1);
                         return 0;
                     }
                     *o++ = s[i++];
@@ -249,7 +252,7 @@ static int csv_split(pvg_reader *r, char sep, pvg_error *err)
             }
             *o++ = '\0';
             if (i >= n) break;
-            i++; /* separator */
+            i++;          /* separator */
             if (i == n) { /* trailing separator: one more empty field */
                 r->fields[r->nfields++] = o;
                 *o++ = '\0';
@@ -352,12 +355,13 @@ static int fix_encoding(pvg_reader *r, pvg_record *rec, pvg_encoding enc)
         }
         size_t n = pvg_latin1_to_utf8(r->rec, r->rec_len, r->conv);
         r->rec_len = 0;
-        if (rec_append(r, r->conv, n, 0) < 0) return reject(r, rec, "out_of_memory", NULL, "out of memory"), 0;
+        if (rec_append(r, r->conv, n, 0) < 0)
+            return reject(r, rec, "out_of_memory", NULL, "out of memory"), 0;
         return 1;
     }
     if (bad >= 0) {
-        reject(r, rec, "invalid_utf8", NULL, "invalid UTF-8 at byte %lld of the line (column %lld)", bad,
-               bad + 1);
+        reject(r, rec, "invalid_utf8", NULL, "invalid UTF-8 at byte %lld of the line (column %lld)",
+               bad, bad + 1);
         return 0;
     }
     return 1;
@@ -365,9 +369,11 @@ static int fix_encoding(pvg_reader *r, pvg_record *rec, pvg_encoding enc)
 
 static const char *trim(char *s)
 {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
     return s;
 }
 
@@ -418,9 +424,11 @@ static const char *derive_category(pvg_reader *r, const char *title)
     const char *best_s = NULL, *best_e = NULL;
     const char *p = end;
     while (p > title) {
-        while (p > title && !((p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= 'a' && p[-1] <= 'z'))) p--;
+        while (p > title && !((p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= 'a' && p[-1] <= 'z')))
+            p--;
         const char *e = p;
-        while (p > title && ((p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= 'a' && p[-1] <= 'z'))) p--;
+        while (p > title && ((p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= 'a' && p[-1] <= 'z')))
+            p--;
         if (e - p >= 3) {
             best_s = p;
             best_e = e;
@@ -463,16 +471,19 @@ static int parse_online_retail(pvg_reader *r, pvg_record *rec, pvg_error *err)
     long long qty;
     double price;
     int64_t ts;
-    if (!*invoice) return reject(r, rec, "missing_invoice", "InvoiceNo", "field 1 InvoiceNo is empty"), 1;
+    if (!*invoice)
+        return reject(r, rec, "missing_invoice", "InvoiceNo", "field 1 InvoiceNo is empty"), 1;
     if (!check_item(r, rec, stock, "StockCode")) return 1;
     if (!parse_i64(qty_s, &qty))
-        return reject(r, rec, "bad_quantity", "Quantity", "field 4 Quantity: expected an integer"), 1;
+        return reject(r, rec, "bad_quantity", "Quantity", "field 4 Quantity: expected an integer"),
+               1;
     if (pvg_parse_datetime(date_s, &ts) != 0)
         return reject(r, rec, "bad_date", "InvoiceDate",
                       "field 5 InvoiceDate: expected 'YYYY-MM-DD HH:MM[:SS]' or 'M/D/YYYY H:MM'"),
                1;
     if (!parse_double(price_s, &price))
-        return reject(r, rec, "bad_price", "UnitPrice", "field 6 UnitPrice: expected a decimal number"),
+        return reject(r, rec, "bad_price", "UnitPrice",
+                      "field 6 UnitPrice: expected a decimal number"),
                1;
     /* Rows that are not shopping events still name a real catalog item:
      * they are rejected, but their StockCode enters the catalog. */
@@ -496,7 +507,8 @@ static int parse_online_retail(pvg_reader *r, pvg_record *rec, pvg_error *err)
     } else if (is_return && qty > 0) {
         why = "positive_return_quantity";
         why_field = "Quantity";
-        snprintf(r->detail, sizeof r->detail, "field 4 Quantity is positive on a cancellation invoice");
+        snprintf(r->detail, sizeof r->detail,
+                 "field 4 Quantity is positive on a cancellation invoice");
     } else if (price < 0) {
         why = "bad_price";
         why_field = "UnitPrice";
@@ -564,7 +576,9 @@ static int parse_movielens(pvg_reader *r, pvg_record *rec, pvg_error *err)
                       sep, nf),
                1;
     if (nf > 4)
-        return reject(r, rec, "extra_fields", NULL, "expected 4 fields separated by %s, found more", sep), 1;
+        return reject(r, rec, "extra_fields", NULL, "expected 4 fields separated by %s, found more",
+                      sep),
+               1;
     double rating;
     long long ts;
     const char *user = trim(f[0]), *item = trim(f[1]);
@@ -573,7 +587,9 @@ static int parse_movielens(pvg_reader *r, pvg_record *rec, pvg_error *err)
     if (!parse_double(trim(f[2]), &rating))
         return reject(r, rec, "bad_rating", "rating", "field 3 rating: expected a number"), 1;
     if (!parse_i64(trim(f[3]), &ts) || ts < 0)
-        return reject(r, rec, "bad_timestamp", "timestamp", "field 4 timestamp: expected Unix seconds"), 1;
+        return reject(r, rec, "bad_timestamp", "timestamp",
+                      "field 4 timestamp: expected Unix seconds"),
+               1;
     start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
@@ -585,9 +601,9 @@ static int parse_movielens(pvg_reader *r, pvg_record *rec, pvg_error *err)
 }
 
 static const char *const ml_genres[19] = {
-    "unknown", "Action",  "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-    "Romance", "Sci-Fi", "Thriller", "War", "Western"};
+    "unknown",     "Action", "Adventure", "Animation", "Children's", "Comedy",  "Crime",
+    "Documentary", "Drama",  "Fantasy",   "Film-Noir", "Horror",     "Musical", "Mystery",
+    "Romance",     "Sci-Fi", "Thriller",  "War",       "Western"};
 
 /* u.item "id|title|date|video|url|19 flags" or movies.dat "id::title::genres" */
 static int parse_movielens_items(pvg_reader *r, pvg_record *rec, pvg_error *err)
@@ -646,13 +662,16 @@ static int parse_retailrocket(pvg_reader *r, pvg_record *rec, pvg_error *err)
     if (rc < 0) return -1;
     if (rc == 0) return reject_kept(r, rec, "bad_quoting", NULL), 1;
     if (r->nfields != 5)
-        return reject(r, rec, r->nfields < 5 ? "missing_fields" : "extra_fields", NULL,
-                      "expected 5 fields (timestamp,visitorid,event,itemid,transactionid), found %d",
-                      r->nfields),
+        return reject(
+                   r, rec, r->nfields < 5 ? "missing_fields" : "extra_fields", NULL,
+                   "expected 5 fields (timestamp,visitorid,event,itemid,transactionid), found %d",
+                   r->nfields),
                1;
     long long ms;
     if (!parse_i64(trim(r->fields[0]), &ms) || ms < 0)
-        return reject(r, rec, "bad_timestamp", "timestamp", "field 1 timestamp: expected Unix milliseconds"), 1;
+        return reject(r, rec, "bad_timestamp", "timestamp",
+                      "field 1 timestamp: expected Unix milliseconds"),
+               1;
     const char *visitor = trim(r->fields[1]), *ev = trim(r->fields[2]), *item = trim(r->fields[3]);
     start_record(r, rec, PVG_RECORD_EVENT);
     pvg_event_type t;
@@ -684,13 +703,21 @@ static int parse_retailrocket(pvg_reader *r, pvg_record *rec, pvg_error *err)
 static const char *json_type_word(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE: case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -699,21 +726,36 @@ static const char *json_type_word(const json_t *v)
 static const char *json_error_words(const json_error_t *e)
 {
     switch (json_error_code(e)) {
-    case json_error_premature_end_of_input: return "the JSON text ends too early";
-    case json_error_end_of_input_expected: return "text after the JSON value";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_invalid_syntax: return "invalid JSON syntax";
-    case json_error_invalid_format: return "invalid JSON";
-    case json_error_wrong_type: return "wrong JSON type";
-    case json_error_null_character: return "a NUL character";
-    case json_error_null_value: return "a null value";
-    case json_error_null_byte_in_key: return "a NUL byte in a member name";
-    case json_error_duplicate_key: return "a member name appears twice";
-    case json_error_numeric_overflow: return "a number out of range";
-    case json_error_item_not_found: return "a required member is missing";
-    case json_error_index_out_of_range: return "an index out of range";
-    case json_error_out_of_memory: return "out of memory";
-    default: return "invalid JSON";
+    case json_error_premature_end_of_input:
+        return "the JSON text ends too early";
+    case json_error_end_of_input_expected:
+        return "text after the JSON value";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_invalid_syntax:
+        return "invalid JSON syntax";
+    case json_error_invalid_format:
+        return "invalid JSON";
+    case json_error_wrong_type:
+        return "wrong JSON type";
+    case json_error_null_character:
+        return "a NUL character";
+    case json_error_null_value:
+        return "a null value";
+    case json_error_null_byte_in_key:
+        return "a NUL byte in a member name";
+    case json_error_duplicate_key:
+        return "a member name appears twice";
+    case json_error_numeric_overflow:
+        return "a number out of range";
+    case json_error_item_not_found:
+        return "a required member is missing";
+    case json_error_index_out_of_range:
+        return "an index out of range";
+    case json_error_out_of_memory:
+        return "out of memory";
+    default:
+        return "invalid JSON";
     }
 }
 
@@ -727,12 +769,14 @@ static int load_json_line(pvg_reader *r, pvg_record *rec)
     }
     long long bad = pvg_utf8_invalid_at(r->rec, r->rec_len);
     if (bad >= 0)
-        return reject(r, rec, "invalid_utf8", NULL, "invalid UTF-8 at byte %lld of the line (column %lld)",
-                      bad, bad + 1),
+        return reject(r, rec, "invalid_utf8", NULL,
+                      "invalid UTF-8 at byte %lld of the line (column %lld)", bad, bad + 1),
                0;
     r->json = json_loadb(r->rec, r->rec_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!r->json)
-        return reject(r, rec, "bad_json", NULL, "column %d: %s", jerr.column, json_error_words(&jerr)), 0;
+        return reject(r, rec, "bad_json", NULL, "column %d: %s", jerr.column,
+                      json_error_words(&jerr)),
+               0;
     if (!json_is_object(r->json))
         return reject(r, rec, "not_an_object", NULL, "expected a JSON object, got %s",
                       json_type_word(r->json)),
@@ -760,10 +804,13 @@ static int parse_amazon(pvg_reader *r, pvg_record *rec, pvg_error *err)
                1;
     if (!json_is_integer(t) || json_integer_value(t) < 0)
         return reject(r, rec, t ? "bad_timestamp" : "missing_fields", "unixReviewTime",
-                      "field \"unixReviewTime\": expected Unix seconds (integer)%s", t ? "" : " (missing)"),
+                      "field \"unixReviewTime\": expected Unix seconds (integer)%s",
+                      t ? "" : " (missing)"),
                1;
     if (strlen(json_string_value(u)) != json_string_length(u))
-        return reject(r, rec, "bad_user_id", "reviewerID", "field \"reviewerID\": contains a NUL character"), 1;
+        return reject(r, rec, "bad_user_id", "reviewerID",
+                      "field \"reviewerID\": contains a NUL character"),
+               1;
     if (strlen(json_string_value(a)) != json_string_length(a))
         return reject(r, rec, "bad_item_id", "asin", "field \"asin\": contains a NUL character"), 1;
     if (!take_user(r, rec, json_string_value(u), "reviewerID")) return 1;
@@ -799,8 +846,8 @@ static int parse_jsonl_item(pvg_reader *r, pvg_record *rec)
     for (int i = 0; i < 2; i++) {
         json_t *v = json_object_get(o, strs[i]);
         if (v && !json_is_string(v) && !json_is_null(v))
-            return reject(r, rec, "bad_type", strs[i], "field \"%s\": expected a string, got %s", strs[i],
-                          json_type_word(v)),
+            return reject(r, rec, "bad_type", strs[i], "field \"%s\": expected a string, got %s",
+                          strs[i], json_type_word(v)),
                    1;
         if (json_is_string(v)) {
             if (i == 0)
@@ -812,13 +859,15 @@ static int parse_jsonl_item(pvg_reader *r, pvg_record *rec)
     json_t *pr = json_object_get(o, "price");
     if (pr && !json_is_null(pr)) {
         if (!json_is_number(pr) || json_number_value(pr) < 0)
-            return reject(r, rec, "bad_price", "price", "field \"price\": expected a number >= 0"), 1;
+            return reject(r, rec, "bad_price", "price", "field \"price\": expected a number >= 0"),
+                   1;
         rec->item.price = json_number_value(pr);
     }
     json_t *attrs = json_object_get(o, "attributes");
     if (attrs && !json_is_null(attrs)) {
         if (!json_is_object(attrs))
-            return reject(r, rec, "bad_type", "attributes", "field \"attributes\": expected an object, got %s",
+            return reject(r, rec, "bad_type", "attributes",
+                          "field \"attributes\": expected an object, got %s",
                           json_type_word(attrs)),
                    1;
         /* Kept as compact JSON; the text lives in r->conv. */
@@ -879,7 +928,8 @@ static int parse_tsv(pvg_reader *r, pvg_record *rec, pvg_error *err)
         return reject(r, rec, "missing_fields", NULL,
                       "expected user<TAB>item<TAB>weight[<TAB>unix_ts], found %d fields", nf),
                1;
-    if (nf > 4) return reject(r, rec, "extra_fields", NULL, "expected at most 4 tab-separated fields"), 1;
+    if (nf > 4)
+        return reject(r, rec, "extra_fields", NULL, "expected at most 4 tab-separated fields"), 1;
     double w;
     long long ts = 0;
     if (!take_user(r, rec, f[0], "user")) return 1;
@@ -887,7 +937,9 @@ static int parse_tsv(pvg_reader *r, pvg_record *rec, pvg_error *err)
     if (!parse_double(f[2], &w))
         return reject(r, rec, "bad_weight", "weight", "field 3 weight: expected a number"), 1;
     if (nf == 4 && (!parse_i64(f[3], &ts) || ts < 0))
-        return reject(r, rec, "bad_timestamp", "unix_ts", "field 4 timestamp: expected Unix seconds"), 1;
+        return reject(r, rec, "bad_timestamp", "unix_ts",
+                      "field 4 timestamp: expected Unix seconds"),
+               1;
     start_record(r, rec, PVG_RECORD_EVENT);
     rec->user = r->user;
     rec->event.type = PVG_EVENT_RATING;
@@ -904,7 +956,8 @@ static int check_header(pvg_reader *r, pvg_error *err)
 {
     const char *expect = NULL;
     if (r->fmt == PVG_FORMAT_ONLINE_RETAIL) expect = ONLINE_RETAIL_HEADER;
-    if (r->fmt == PVG_FORMAT_RETAILROCKET) expect = "timestamp,visitorid,event,itemid,transactionid";
+    if (r->fmt == PVG_FORMAT_RETAILROCKET)
+        expect = "timestamp,visitorid,event,itemid,transactionid";
     if (!expect) return 0;
     char *line;
     size_t len;
@@ -951,8 +1004,9 @@ pvg_status pvg_reader_open(const char *path, pvg_format fmt, const pvg_reader_op
     }
     r->gz = gzopen(path, "rb");
     if (!r->gz) {
-        pvg_status st = pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path,
-                                         0, 0, -1, "cannot open: %s", strerror(errno ? errno : EIO));
+        pvg_status st =
+            pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0, -1,
+                             "cannot open: %s", strerror(errno ? errno : EIO));
         pvg_reader_free(r);
         return st;
     }
@@ -973,7 +1027,8 @@ int pvg_reader_next(pvg_reader *r, pvg_record *rec, pvg_error *err)
         if (rc <= 0) return rc < 0 ? (err ? err->code : PVG_ERR_IO) : 0;
         r->data_lines++;
         if (r->rec_len == 0 && !r->too_long) {
-            reject(r, rec, "empty_line", NULL, "empty line (expected a %s row)", pvg_format_name(r->fmt));
+            reject(r, rec, "empty_line", NULL, "empty line (expected a %s row)",
+                   pvg_format_name(r->fmt));
             return 1;
         }
         if (r->too_long) {
@@ -981,13 +1036,27 @@ int pvg_reader_next(pvg_reader *r, pvg_record *rec, pvg_error *err)
             return 1;
         }
         switch (r->fmt) {
-        case PVG_FORMAT_ONLINE_RETAIL: rc = parse_online_retail(r, rec, err); break;
-        case PVG_FORMAT_MOVIELENS: rc = parse_movielens(r, rec, err); break;
-        case PVG_FORMAT_MOVIELENS_ITEMS: rc = parse_movielens_items(r, rec, err); break;
-        case PVG_FORMAT_RETAILROCKET: rc = parse_retailrocket(r, rec, err); break;
-        case PVG_FORMAT_AMAZON_REVIEWS: rc = parse_amazon(r, rec, err); break;
-        case PVG_FORMAT_JSONL: rc = parse_jsonl(r, rec, err); break;
-        case PVG_FORMAT_TSV: rc = parse_tsv(r, rec, err); break;
+        case PVG_FORMAT_ONLINE_RETAIL:
+            rc = parse_online_retail(r, rec, err);
+            break;
+        case PVG_FORMAT_MOVIELENS:
+            rc = parse_movielens(r, rec, err);
+            break;
+        case PVG_FORMAT_MOVIELENS_ITEMS:
+            rc = parse_movielens_items(r, rec, err);
+            break;
+        case PVG_FORMAT_RETAILROCKET:
+            rc = parse_retailrocket(r, rec, err);
+            break;
+        case PVG_FORMAT_AMAZON_REVIEWS:
+            rc = parse_amazon(r, rec, err);
+            break;
+        case PVG_FORMAT_JSONL:
+            rc = parse_jsonl(r, rec, err);
+            break;
+        case PVG_FORMAT_TSV:
+            rc = parse_tsv(r, rec, err);
+            break;
         default: /* pvg_reader_open admits only the formats above */
             assert(!"reader of an unknown format");
             return pvg_error_set(err, PVG_ERR_INTERNAL, "bad format");

@@ -66,7 +66,8 @@ size_t pvg_record_encode(const pvg_event *ev, int64_t item_id, unsigned char *ou
     out[n++] = (unsigned char)ev->type;
     out[n++] = (unsigned char)fields;
     uint64_t ts = (uint64_t)ev->ts;
-    for (int i = 0; i < 8; i++) out[n++] = (unsigned char)(ts >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        out[n++] = (unsigned char)(ts >> (8 * i));
     n += pvg_varint_put(out + n, (uint64_t)item_id);
     if (fields & PVG_FIELD_QUANTITY) n += put_f64(out + n, ev->quantity);
     if (fields & PVG_FIELD_AMOUNT) n += put_f64(out + n, ev->amount);
@@ -107,7 +108,8 @@ pvg_status pvg_record_decode(const unsigned char *in, size_t n, pvg_event *ev, i
     ev->type = (pvg_event_type)in[1];
     ev->fields = in[2];
     uint64_t ts = 0;
-    for (int i = 0; i < 8; i++) ts |= (uint64_t)in[3 + i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        ts |= (uint64_t)in[3 + i] << (8 * i);
     ev->ts = (int64_t)ts;
     size_t pos = 11, used = 0;
     uint64_t id;
@@ -136,7 +138,8 @@ pvg_status pvg_record_decode(const unsigned char *in, size_t n, pvg_event *ev, i
 static void put_i64(unsigned char *p, int64_t v)
 {
     uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(u >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
 }
 
 /* Builds the associated data of chunk format `version`; returns its length. */

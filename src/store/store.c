@@ -87,10 +87,12 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
                                 strerror(errno));
     if (pvg_backend_exists(dir))
         return pvg_error_set_at(err, PVG_ERR_EXISTS, dir, 0, 0, -1, "a store exists here already");
-    const char *db_url = opts && opts->database_url ? opts->database_url : getenv(PVG_ENV_DATABASE_URL);
+    const char *db_url =
+        opts && opts->database_url ? opts->database_url : getenv(PVG_ENV_DATABASE_URL);
     int in_env = opts && opts->master_key_in_env;
     if (in_env && !(getenv(PVG_ENV_MASTER_KEY) && *getenv(PVG_ENV_MASTER_KEY)))
-        return pvg_error_set(err, PVG_ERR_INVALID, "the master key is to come from %s, which is not set",
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "the master key is to come from %s, which is not set",
                              PVG_ENV_MASTER_KEY);
     const char *policy = opts && opts->policy_json ? opts->policy_json : pvg_policy_default_text();
     pvg_policy pol;
@@ -101,10 +103,11 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
 
     /* The keys go outside the data dir, to a file named after a new store id. */
     if (getenv(PVG_ENV_KEYS) && *getenv(PVG_ENV_KEYS))
-        return pvg_error_set(err, PVG_ERR_INVALID,
-                             "%s is set: init writes a new key file; unset it, and put the new file's "
-                             "text into it afterwards if the keys are to come from the environment",
-                             PVG_ENV_KEYS);
+        return pvg_error_set(
+            err, PVG_ERR_INVALID,
+            "%s is set: init writes a new key file; unset it, and put the new file's "
+            "text into it afterwards if the keys are to come from the environment",
+            PVG_ENV_KEYS);
     char sid[2 * PVG_STORE_ID_BYTES + 1];
     unsigned char sidb[PVG_STORE_ID_BYTES];
     randombytes_buf(sidb, sizeof sidb);
@@ -128,7 +131,8 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
     if (f) {
         fputs(policy, f);
         if (fclose(f) != 0)
-            return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s", strerror(errno));
+            return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "write failed: %s",
+                                    strerror(errno));
     }
 
     return pvg_backend_create(dir, db_url, sid, err);
@@ -138,8 +142,8 @@ static pvg_status read_file(const char *path, char **out, pvg_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0, -1,
-                                "cannot open: %s", strerror(errno));
+        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0,
+                                -1, "cannot open: %s", strerror(errno));
     size_t cap = 8192, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -149,7 +153,8 @@ static pvg_status read_file(const char *path, char **out, pvg_error *err)
         if (cap > (16u << 20)) {
             free(buf);
             fclose(f);
-            return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1, "file larger than 16 MiB");
+            return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                    "file larger than 16 MiB");
         }
         char *p = realloc(buf, cap * 2);
         if (!p) {
@@ -173,15 +178,17 @@ pvg_status pvg_store_open(const char *dir, pvg_store **out, pvg_error *err)
 }
 
 /* Loads the keyring as pvg_store_open_with finds it (store.h). */
-static pvg_status load_keys(pvg_store *s, const char *dir, const pvg_store_open_options *opts, pvg_error *err)
+static pvg_status load_keys(pvg_store *s, const char *dir, const pvg_store_open_options *opts,
+                            pvg_error *err)
 {
     char path[4096];
     join(path, sizeof path, dir, PVG_LEGACY_KEY_FILE);
     if (access(path, F_OK) == 0)
-        return pvg_error_set_at(err, PVG_ERR_STATE, path, 0, 0, -1,
-                                "the keys are inside the data dir, so anyone with a copy or backup of "
-                                "it can read every shopper's data: move them out with `privguide keys "
-                                "move --key-file PATH` (docs/store.md)");
+        return pvg_error_set_at(
+            err, PVG_ERR_STATE, path, 0, 0, -1,
+            "the keys are inside the data dir, so anyone with a copy or backup of "
+            "it can read every shopper's data: move them out with `privguide keys "
+            "move --key-file PATH` (docs/store.md)");
     char sid[2 * PVG_STORE_ID_BYTES + 1];
     pvg_status st = pvg_keys_store_id(dir, 0, sid, err);
     if (st == PVG_ERR_NOT_FOUND) {
@@ -252,8 +259,8 @@ pvg_status pvg_store_open_with(const char *dir, const pvg_store_open_options *op
     /* The master key must be the one (or, mid-rotation, one of the two)
      * that wraps the stored data keys. */
     int other = 0;
-    st = PVG_B(s, key_other_kid_exists, s->keys.kid, s->keys.has_next ? s->keys.next_kid : s->keys.kid,
-               &other, err);
+    st = PVG_B(s, key_other_kid_exists, s->keys.kid,
+               s->keys.has_next ? s->keys.next_kid : s->keys.kid, &other, err);
     if (st != PVG_OK) goto fail;
     if (other) {
         st = pvg_error_set_at(err, PVG_ERR_CRYPTO, dir, 0, 0, -1,
@@ -342,7 +349,8 @@ pvg_status pvg_store_begin(pvg_store *s, pvg_error *err)
     if (st == PVG_OK && found &&
         memcmp(kid, s->keys.has_next ? s->keys.next_kid : s->keys.kid, PVG_KID_BYTES) != 0 &&
         memcmp(kid, s->keys.kid, PVG_KID_BYTES) != 0)
-        st = pvg_error_set(err, PVG_ERR_BUSY, "the master key was rotated by another process; reopen the store");
+        st = pvg_error_set(err, PVG_ERR_BUSY,
+                           "the master key was rotated by another process; reopen the store");
     if (st != PVG_OK) pvg_store_rollback(s);
     return st;
 }
@@ -381,22 +389,24 @@ pvg_status pvg_store_checkpoint(pvg_store *s, pvg_error *err)
 /* ---- users ---- */
 
 /* Unwraps a stored key with the keyring; PVG_ERR_CRYPTO when it cannot be. */
-static pvg_status unwrap_stored(const pvg_keyring *kr, const unsigned char p[16], const pvg_backend_key *k,
-                                unsigned char key[PVG_KEY_BYTES])
+static pvg_status unwrap_stored(const pvg_keyring *kr, const unsigned char p[16],
+                                const pvg_backend_key *k, unsigned char key[PVG_KEY_BYTES])
 {
     if (k->kid_len != PVG_KID_BYTES || k->wrapped_len > sizeof k->wrapped) return PVG_ERR_CRYPTO;
     return pvg_keys_unwrap(kr, k->kid, p, k->wrapped, k->wrapped_len, key);
 }
 
-pvg_status pvg_store_user_key(pvg_store *s, const unsigned char p[16], unsigned char key[PVG_KEY_BYTES],
-                              pvg_error *err)
+pvg_status pvg_store_user_key(pvg_store *s, const unsigned char p[16],
+                              unsigned char key[PVG_KEY_BYTES], pvg_error *err)
 {
     pvg_backend_key k;
     pvg_status st = PVG_B(s, key_get, p, &k, err);
     if (st != PVG_OK) return st;
     st = unwrap_stored(&s->keys, p, &k, key);
     sodium_memzero(&k, sizeof k);
-    if (st != PVG_OK) return pvg_error_set(err, PVG_ERR_CRYPTO, "a data key cannot be unwrapped with the master key");
+    if (st != PVG_OK)
+        return pvg_error_set(err, PVG_ERR_CRYPTO,
+                             "a data key cannot be unwrapped with the master key");
     return PVG_OK;
 }
 
@@ -430,9 +440,10 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char p[16], int c
             sodium_memzero(&k, sizeof k);
             if (st != PVG_OK) {
                 pvg_keycache_remove(&s->cache, p);
-                return pvg_error_set(err, PVG_ERR_CRYPTO,
-                                     "user row %lld: the data key cannot be unwrapped with the master key",
-                                     (long long)uid);
+                return pvg_error_set(
+                    err, PVG_ERR_CRYPTO,
+                    "user row %lld: the data key cannot be unwrapped with the master key",
+                    (long long)uid);
             }
             *out = e;
             return PVG_OK;
@@ -577,7 +588,9 @@ pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price
         return pvg_error_set(err, PVG_ERR_INVALID, "item: ext_id is required");
     if (it->attrs_json) {
         long long bad = pvg_utf8_invalid_at(it->attrs_json, strlen(it->attrs_json));
-        if (bad >= 0) return pvg_error_set(err, PVG_ERR_INVALID, "item attributes: invalid UTF-8 at byte %lld", bad);
+        if (bad >= 0)
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "item attributes: invalid UTF-8 at byte %lld", bad);
     }
     /* catalog data from the operator makes a catalog item; a bare id (an
      * event's stub) does not */

@@ -15,17 +15,18 @@
 #define PVG_RID_BYTES 16
 #define PVG_STORE_ID_BYTES 16
 #define PVG_RECORD_VERSION 1
-#define PVG_WRAPPED_BYTES (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + PVG_KEY_BYTES + \
-                           crypto_aead_xchacha20poly1305_ietf_ABYTES)
+#define PVG_WRAPPED_BYTES                                                                          \
+    (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + PVG_KEY_BYTES +                                \
+     crypto_aead_xchacha20poly1305_ietf_ABYTES)
 
 /* ---- policy ---- */
 typedef struct pvg_policy {
     int allowed[PVG_EVENT_TYPE_COUNT];
     unsigned fields[PVG_EVENT_TYPE_COUNT]; /* PVG_FIELD_* kept per type */
     int retention_days[PVG_EVENT_TYPE_COUNT];
-    int basis_collection;                  /* 1: retention counts from collection time */
+    int basis_collection; /* 1: retention counts from collection time */
     int default_personalization, default_analytics;
-    char *text;                            /* the file's text */
+    char *text; /* the file's text */
 } pvg_policy;
 
 pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *out, pvg_error *err);
@@ -38,12 +39,12 @@ typedef struct pvg_keyring {
     unsigned char *pepper; /* pseudonym key */
     unsigned char *dedup;  /* record-id key, derived from the pepper */
     unsigned char *master;
-    unsigned char *next;   /* valid when has_next */
-    unsigned char *audit;  /* audit-chain MAC key, derived from the pepper */
+    unsigned char *next;  /* valid when has_next */
+    unsigned char *audit; /* audit-chain MAC key, derived from the pepper */
     unsigned char kid[PVG_KID_BYTES], next_kid[PVG_KID_BYTES];
     int has_next;
     int master_from_env;
-    int file_from_env;     /* the whole key file came from PRIVGUIDE_KEYS */
+    int file_from_env;                         /* the whole key file came from PRIVGUIDE_KEYS */
     char store_id[2 * PVG_STORE_ID_BYTES + 1]; /* "" when the file names no store */
     /* Set in a key file moved out of an old data dir: audit entries up to
      * this one were chained without a key (audit.c). */
@@ -95,7 +96,7 @@ struct pvg_store {
     char *key_path; /* the key file (NULL: the keys came from PRIVGUIDE_KEYS) */
     int64_t fixed_now;
     int in_txn;
-    int plaintext_control; /* benchmarks only: skip sealing (see ingest.c) */
+    int plaintext_control;    /* benchmarks only: skip sealing (see ingest.c) */
     long long write_gen;      /* the change counter as of our last transaction */
     long long foreign_writes; /* bumped when another writer changed the store since then */
     /* The cache rule (store.c): `cache` holds what the store was at change
@@ -122,7 +123,7 @@ typedef struct pvg_chunk_builder {
     unsigned char pseudonym[16];
     unsigned char *buf; /* plaintext: wiped before free */
     size_t len, cap;
-    size_t n;           /* records in the chunk */
+    size_t n; /* records in the chunk */
 } pvg_chunk_builder;
 
 typedef struct pvg_chunk_set {
@@ -146,9 +147,8 @@ pvg_status pvg_chunks_flush(pvg_store *s, pvg_chunk_set *cs, pvg_error *err);
  * says how many this call skipped, *legacy how many format-1 chunks it
  * read. Errors: PVG_ERR_CORRUPT (an authenticated record that does not
  * decode), PVG_ERR_NOMEM, fn's status (err says which user row). */
-typedef pvg_status (*pvg_chunk_entry_fn)(void *ctx, int64_t expires_day,
-                                         const unsigned char *rid, const unsigned char *rec,
-                                         size_t len);
+typedef pvg_status (*pvg_chunk_entry_fn)(void *ctx, int64_t expires_day, const unsigned char *rid,
+                                         const unsigned char *rec, size_t len);
 pvg_status pvg_store_user_chunks_foreach(pvg_store *s, int64_t user_id,
                                          const unsigned char pseudonym[16],
                                          const unsigned char key[PVG_KEY_BYTES],
@@ -197,8 +197,8 @@ pvg_status pvg_keys_store_id(const char *dir, int create, char out[2 * PVG_STORE
  * $PRIVGUIDE_KEY_FILE, else the per-user default named after store_id
  * (its directories created 0700 when make_dirs). The absolute path goes to
  * out. PVG_ERR_INVALID when it would be inside the data dir. */
-pvg_status pvg_keys_locate(const char *dir, const char *store_id, const char *key_file, int make_dirs,
-                           char *out, size_t cap, pvg_error *err);
+pvg_status pvg_keys_locate(const char *dir, const char *store_id, const char *key_file,
+                           int make_dirs, char *out, size_t cap, pvg_error *err);
 pvg_status pvg_keys_load_text(const char *text, const char *source, pvg_keyring *kr,
                               pvg_error *err);
 void pvg_keys_free(pvg_keyring *kr);
@@ -228,8 +228,8 @@ pvg_status pvg_store_user_resolve(pvg_store *s, const unsigned char pseudonym[16
 /* seal.c: record serialisation and sealing */
 size_t pvg_varint_put(unsigned char *p, uint64_t v);
 int pvg_varint_get(const unsigned char *p, size_t n, size_t *pos, uint64_t *v);
-#define PVG_SEAL_OVERHEAD (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + \
-                           crypto_aead_xchacha20poly1305_ietf_ABYTES)
+#define PVG_SEAL_OVERHEAD                                                                          \
+    (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
 size_t pvg_record_encode(const pvg_event *ev, int64_t item_id, unsigned char *out, size_t cap);
 pvg_status pvg_record_decode(const unsigned char *in, size_t n, pvg_event *ev, int64_t *item_id,
                              char *strbuf, size_t strcap);

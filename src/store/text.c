@@ -155,7 +155,8 @@ int pvg_parse_datetime(const char *s, int64_t *out)
     if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (unsigned)mo) ||
         h > 23 || mi > 59 || sec > 60)
         return -1;
-    *out = pvg_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    *out =
+        pvg_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - off;
     return 0;
 }
 

@@ -51,9 +51,9 @@ typedef struct pvg_event_json_rules {
 } pvg_event_json_rules;
 
 typedef struct pvg_event_json {
-    pvg_event event;     /* strings borrowed from the JSON object */
-    const char *user;    /* canonical user id (in user_buf), NULL when anonymous */
-    const char *dedup;   /* the "id" member (deduplication key) or NULL */
+    pvg_event event;   /* strings borrowed from the JSON object */
+    const char *user;  /* canonical user id (in user_buf), NULL when anonymous */
+    const char *dedup; /* the "id" member (deduplication key) or NULL */
     char user_buf[PVG_ID_MAX + 1];
 } pvg_event_json;
 

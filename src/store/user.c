@@ -23,7 +23,8 @@ typedef struct ext_ids {
 
 static void ext_ids_free(ext_ids *x)
 {
-    for (int64_t i = 0; i < x->n; i++) free(x->ids[i]);
+    for (int64_t i = 0; i < x->n; i++)
+        free(x->ids[i]);
     free(x->ids);
     x->ids = NULL;
     x->n = 0;
@@ -41,7 +42,8 @@ static int ext_id_take(void *vctx, const pvg_item *it)
     if (it->id < 0 || !it->ext_id) return 0;
     if (it->id >= x->n) {
         int64_t n = x->n ? x->n : 1024;
-        while (n <= it->id) n *= 2;
+        while (n <= it->id)
+            n *= 2;
         char **ni = realloc(x->ids, (size_t)n * sizeof *ni);
         if (!ni) {
             c->nomem = 1;
@@ -122,7 +124,8 @@ static pvg_status take_record(void *ctx, int64_t expires_day, const unsigned cha
     if (b->n == b->cap && grow_batch(b) != 0) return PVG_ERR_NOMEM;
     pvg_event *ev = &b->ev[b->n];
     int64_t item_id;
-    if (pvg_record_decode(rec, len, ev, &item_id, strbuf, sizeof strbuf) != PVG_OK) return PVG_ERR_CORRUPT;
+    if (pvg_record_decode(rec, len, ev, &item_id, strbuf, sizeof strbuf) != PVG_OK)
+        return PVG_ERR_CORRUPT;
     ev->item = item_id > 0 && item_id < b->items->n ? b->items->ids[item_id] : NULL;
     const char *strs[2] = {ev->query, ev->country};
     size_t *offs[2] = {&b->qoff[b->n], &b->coff[b->n]};
@@ -132,7 +135,8 @@ static pvg_status take_record(void *ctx, int64_t expires_day, const unsigned cha
         size_t n = strlen(strs[i]) + 1;
         if (b->used + n > b->arena_cap) {
             size_t cap = b->arena_cap ? b->arena_cap * 2 : 4096;
-            while (cap < b->used + n) cap *= 2;
+            while (cap < b->used + n)
+                cap *= 2;
             char *na = realloc(b->arena, cap);
             if (!na) return PVG_ERR_NOMEM;
             b->arena = na;
@@ -195,7 +199,8 @@ static int iterate_user(void *vctx, const pvg_backend_user *u)
         pvg_error_clear(c->err);
         return 0;
     }
-    if (st == PVG_OK) st = load_user_events(c->s, v.user_id, v.pseudonym, c->key, c->items, c->b, 1, c->err);
+    if (st == PVG_OK)
+        st = load_user_events(c->s, v.user_id, v.pseudonym, c->key, c->items, c->b, 1, c->err);
     if (st != PVG_OK) {
         c->st = st;
         return 1;
@@ -280,9 +285,12 @@ static int export_cb(void *vctx, const pvg_user_view *u, const pvg_event *ev, si
         json_object_set_new(e, "type", json_string(pvg_event_type_name(ev[i].type)));
         json_object_set_new(e, "ts", iso_time(ev[i].ts));
         if (ev[i].item) json_object_set_new(e, "item", json_string(ev[i].item));
-        if (ev[i].fields & PVG_FIELD_QUANTITY) json_object_set_new(e, "quantity", json_real(ev[i].quantity));
-        if (ev[i].fields & PVG_FIELD_AMOUNT) json_object_set_new(e, "amount", json_real(ev[i].amount));
-        if (ev[i].fields & PVG_FIELD_RATING) json_object_set_new(e, "rating", json_real(ev[i].rating));
+        if (ev[i].fields & PVG_FIELD_QUANTITY)
+            json_object_set_new(e, "quantity", json_real(ev[i].quantity));
+        if (ev[i].fields & PVG_FIELD_AMOUNT)
+            json_object_set_new(e, "amount", json_real(ev[i].amount));
+        if (ev[i].fields & PVG_FIELD_RATING)
+            json_object_set_new(e, "rating", json_real(ev[i].rating));
         if (ev[i].query) json_object_set_new(e, "query", json_string(ev[i].query));
         if (ev[i].country) json_object_set_new(e, "country", json_string(ev[i].country));
         json_array_append_new(arr, e);
@@ -292,7 +300,8 @@ static int export_cb(void *vctx, const pvg_user_view *u, const pvg_event *ev, si
     return 0;
 }
 
-pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json_out, pvg_error *err)
+pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json_out,
+                                 pvg_error *err)
 {
     *json_out = NULL;
     export_ctx x = {json_object(), s};
@@ -325,23 +334,28 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
         json_t *purposes = json_array();
         size_t i;
         json_t *pv;
-        json_array_foreach(json_object_get(pol, "purposes"), i, pv) {
+        json_array_foreach(json_object_get(pol, "purposes"), i, pv)
+        {
             json_t *p = json_deep_copy(pv);
             json_t *c = json_object_get(pv, "consent");
-            int active = !json_is_string(c) || json_is_true(json_object_get(consent, json_string_value(c)));
+            int active =
+                !json_is_string(c) || json_is_true(json_object_get(consent, json_string_value(c)));
             json_object_set_new(p, "active", json_boolean(active));
             json_array_append_new(purposes, p);
         }
         json_object_set_new(x.root, "purposes", purposes);
         json_t *ret = json_object();
         for (int t = 0; t < PVG_EVENT_TYPE_COUNT; t++)
-            if (s->policy.allowed[t]) json_object_set_new(ret, pvg_event_type_name((pvg_event_type)t),
-                                                          json_integer(s->policy.retention_days[t]));
+            if (s->policy.allowed[t])
+                json_object_set_new(ret, pvg_event_type_name((pvg_event_type)t),
+                                    json_integer(s->policy.retention_days[t]));
         json_object_set_new(x.root, "retention_days", ret);
-        json_object_set_new(x.root, "retention_basis",
-                            json_string(s->policy.basis_collection ? "collection_time" : "event_time"));
+        json_object_set_new(
+            x.root, "retention_basis",
+            json_string(s->policy.basis_collection ? "collection_time" : "event_time"));
         json_decref(pol);
-        *json_out = json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+        *json_out =
+            json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         if (!*json_out) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
     }
     json_decref(x.root);
@@ -447,19 +461,22 @@ pvg_status pvg_store_consent_get_pseudonym(pvg_store *s, const unsigned char pse
 
 /* ---- consent ---- */
 
-pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent *out, pvg_error *err)
+pvg_status pvg_store_consent_get(pvg_store *s, const char *ext_user, pvg_consent *out,
+                                 pvg_error *err)
 {
     unsigned char p[16];
     pvg_store_pseudonym(s, ext_user, p);
     pvg_backend_user u;
-    pvg_status st = PVG_B(s, user_get, p, &u, err); /* on the server's request path: a prepared lookup */
+    pvg_status st =
+        PVG_B(s, user_get, p, &u, err); /* on the server's request path: a prepared lookup */
     if (st != PVG_OK) return st;
     out->personalization = u.consent_personalization;
     out->analytics = u.consent_analytics;
     return PVG_OK;
 }
 
-pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_consent *c, pvg_error *err)
+pvg_status pvg_store_consent_set(pvg_store *s, const char *ext_user, const pvg_consent *c,
+                                 pvg_error *err)
 {
     if (!ext_user || !*ext_user) return pvg_error_set(err, PVG_ERR_INVALID, "user: required");
     int own = !s->in_txn;

@@ -42,8 +42,7 @@ static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, ext_id TEXT NOT NULL UNIQUE,"
     "  title TEXT, category TEXT, price REAL, attrs TEXT, updated_at INTEGER NOT NULL,"
     "  catalog INTEGER NOT NULL DEFAULT 0, recent_prices TEXT, typical_price REAL);"
-    "CREATE INDEX IF NOT EXISTS items_category ON items(category);"
-    USERS_TABLE("users")
+    "CREATE INDEX IF NOT EXISTS items_category ON items(category);" USERS_TABLE("users")
     /* A user's events are sealed in chunks (chunk.c). Besides the user's
      * row id, the plaintext is the day on which a chunk expires and the
      * number of events in it (which its length shows anyway). */
@@ -284,19 +283,19 @@ static const struct {
     [Q_CHUNKS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM chunks WHERE expires_day <= ?1"},
     [Q_CHUNKS_SCAN] = {DB_MAIN, "SELECT id, user_id, expires_day, n, cid, sealed FROM chunks"
                                 " ORDER BY user_id, id"},
-    [Q_QUARANTINE_INSERT] = {DB_MAIN,
-                             "INSERT INTO chunk_quarantine(user_id, user_pseudonym, expires_day, n,"
-                             " cid, sealed, reason, quarantined_at) SELECT user_id, ?2, expires_day,"
-                             " n, cid, sealed, ?3, ?4 FROM chunks WHERE id = ?1"},
+    [Q_QUARANTINE_INSERT] =
+        {DB_MAIN, "INSERT INTO chunk_quarantine(user_id, user_pseudonym, expires_day, n,"
+                  " cid, sealed, reason, quarantined_at) SELECT user_id, ?2, expires_day,"
+                  " n, cid, sealed, ?3, ?4 FROM chunks WHERE id = ?1"},
     [Q_CHUNK_DELETE_ROW] = {DB_MAIN, "DELETE FROM chunks WHERE id = ?1"},
     [Q_QUARANTINE_COUNT] = {DB_MAIN, "SELECT count(*) FROM chunk_quarantine"},
     [Q_USER_DELETE] = {DB_MAIN, "DELETE FROM users WHERE id = ?1"},
     [Q_LINKED_TABLES] = {DB_MAIN, "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
                                   " WHERE m.type = 'table' AND c.name = 'user_pseudonym'"},
     [Q_ITEM_FIND] = {DB_MAIN, "SELECT id FROM items WHERE ext_id = ?1"},
-    [Q_ITEM_INSERT] = {DB_MAIN,
-                       "INSERT INTO items(ext_id, title, category, price, attrs, updated_at, catalog)"
-                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+    [Q_ITEM_INSERT] =
+        {DB_MAIN, "INSERT INTO items(ext_id, title, category, price, attrs, updated_at, catalog)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
     [Q_ITEM_UPDATE] =
         {DB_MAIN, "UPDATE items SET title = coalesce(?2, title), category = coalesce(?3, category),"
                   " price = coalesce(?4, price), attrs = coalesce(?5, attrs), updated_at = ?6,"
@@ -340,10 +339,10 @@ static const struct {
                                 " ORDER BY purpose"},
     [Q_LEDGER_SPENT] = {DB_MAIN, "SELECT dataset, COUNT(*), TOTAL(epsilon), TOTAL(delta)"
                                  " FROM dp_release GROUP BY dataset ORDER BY dataset"},
-    [Q_LEDGER_TOTAL_SET] = {DB_MAIN,
-                            "INSERT INTO dp_store_budget(id, total_epsilon, total_delta, updated_at)"
-                            " VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE"
-                            " SET total_epsilon = ?1, total_delta = ?2, updated_at = ?3"},
+    [Q_LEDGER_TOTAL_SET] =
+        {DB_MAIN, "INSERT INTO dp_store_budget(id, total_epsilon, total_delta, updated_at)"
+                  " VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE"
+                  " SET total_epsilon = ?1, total_delta = ?2, updated_at = ?3"},
     [Q_LEDGER_CAP_SET] = {DB_MAIN,
                           "INSERT INTO dp_purpose_cap(purpose, cap_epsilon, cap_delta, updated_at)"
                           " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(purpose) DO UPDATE"
@@ -386,8 +385,9 @@ static const struct {
     [Q_RCACHE_LATEST] = {DB_MAIN, "SELECT body, release_id, created_at FROM dp_release_cache"
                                   " WHERE kind=?1 AND dataset=?2"
                                   " ORDER BY created_at DESC, release_id DESC LIMIT 1"},
-    [Q_CREDS_ALL] = {DB_MAIN, "SELECT key_id,kind,role,label,user_pseudonym,secret_hash,rate_per_s,"
-                              "created_at,expires_at,revoked FROM auth_keys ORDER BY created_at, rowid"},
+    [Q_CREDS_ALL] = {DB_MAIN,
+                     "SELECT key_id,kind,role,label,user_pseudonym,secret_hash,rate_per_s,"
+                     "created_at,expires_at,revoked FROM auth_keys ORDER BY created_at, rowid"},
     [Q_ITEM_INSERT_AT] = {DB_MAIN,
                           "INSERT INTO items(ext_id, title, category, price, attrs, updated_at,"
                           " catalog, id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
@@ -998,8 +998,7 @@ static pvg_status sq_chunks_foreach_user(pvg_backend *b, int64_t uid, pvg_backen
     return st;
 }
 
-static pvg_status sq_chunks_scan(pvg_backend *b, pvg_backend_chunk_fn fn, void *ctx,
-                                 pvg_error *err)
+static pvg_status sq_chunks_scan(pvg_backend *b, pvg_backend_chunk_fn fn, void *ctx, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     sqlite3_stmt *s;
@@ -1020,7 +1019,8 @@ static pvg_status sq_chunk_quarantine(pvg_backend *b, int64_t row, const unsigne
     bindv v[] = {BI(row), BB(p, 16), BT(reason), BI(at)};
     long long n = 0;
     st = run(q, Q_QUARANTINE_INSERT, v, 4, &n, "quarantine", err);
-    if (st == PVG_OK && n == 0) st = pvg_error_set(err, PVG_ERR_NOT_FOUND, "no chunk row %lld", (long long)row);
+    if (st == PVG_OK && n == 0)
+        st = pvg_error_set(err, PVG_ERR_NOT_FOUND, "no chunk row %lld", (long long)row);
     if (st == PVG_OK) st = run(q, Q_CHUNK_DELETE_ROW, v, 1, NULL, "quarantine", err);
     if (st == PVG_OK) st = bump(q, err);
     return unit_end(q, q->db, st, "quarantine: commit", err);
@@ -1047,11 +1047,13 @@ static pvg_status sq_chunks_cid_index(pvg_backend *b, int create, int *present, 
         /* Two rows sharing an id (a replayed row) keep it from being built:
          * readers still skip the copies; `store check --quarantine` moves
          * them away, after which the index builds. */
-        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_CONSTRAINT) return fail(q->db, rc, "chunks", err);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_CONSTRAINT)
+            return fail(q->db, rc, "chunks", err);
     }
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(q->db, "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'chunks_cid'",
-                                -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(
+        q->db, "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'chunks_cid'", -1, &s,
+        NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(s);
         *present = rc == SQLITE_ROW;
@@ -1722,8 +1724,10 @@ static int tag_set_has(const unsigned char *keys, size_t n, const unsigned char 
         size_t mid = lo + (hi - lo) / 2;
         uint64_t m = tag_num(keys + mid * TAG_KEY);
         if (m == k) return 1;
-        if (m < k) lo = mid + 1;
-        else hi = mid;
+        if (m < k)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return 0;
 }
@@ -1753,7 +1757,8 @@ static pvg_status sq_tag_has(pvg_backend *b, int64_t uid, const unsigned char ta
             break;
         }
     }
-    if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) st = fail(q->db, rc, "duplicate index", err);
+    if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = fail(q->db, rc, "duplicate index", err);
     give(s, own);
     return st;
 }
@@ -1796,7 +1801,8 @@ static pvg_status sq_tags_of_user(pvg_backend *b, int64_t uid, unsigned char **k
         len += m;
         runs++;
     }
-    if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) st = fail(q->db, rc, "duplicate index", err);
+    if (st == PVG_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = fail(q->db, rc, "duplicate index", err);
     give(s, own);
     if (st != PVG_OK) {
         free(v);
@@ -1842,7 +1848,8 @@ static pvg_status tag_set_merge(sq_backend *q, int64_t uid, int64_t day, const u
         size_t need = (n_old + n) * TAG_KEY;
         if (need > *cap) {
             unsigned char *nb = realloc(*buf, need);
-            if (!nb) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+            if (!nb)
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
             else {
                 *buf = nb;
                 *cap = need;
@@ -1852,9 +1859,12 @@ static pvg_status tag_set_merge(sq_backend *q, int64_t uid, int64_t day, const u
         unsigned char *w = *buf;
         while (st == PVG_OK && i < n_old && j < n) {
             uint64_t x = tag_num(old + i * TAG_KEY), y = tag_num(add + j * TAG_KEY);
-            if (x == y) st = PVG_ERR_EXISTS;
-            else if (x < y) memcpy(w + k++ * TAG_KEY, old + i++ * TAG_KEY, TAG_KEY);
-            else memcpy(w + k++ * TAG_KEY, add + j++ * TAG_KEY, TAG_KEY);
+            if (x == y)
+                st = PVG_ERR_EXISTS;
+            else if (x < y)
+                memcpy(w + k++ * TAG_KEY, old + i++ * TAG_KEY, TAG_KEY);
+            else
+                memcpy(w + k++ * TAG_KEY, add + j++ * TAG_KEY, TAG_KEY);
         }
         if (st == PVG_OK) {
             memcpy(w + k * TAG_KEY, old + i * TAG_KEY, (n_old - i) * TAG_KEY);
@@ -1868,7 +1878,8 @@ static pvg_status tag_set_merge(sq_backend *q, int64_t uid, int64_t day, const u
     give(s, own); /* old is not read past here */
     if (st == PVG_ERR_EXISTS)
         return pvg_error_set(err, PVG_ERR_EXISTS,
-                             "duplicate index: user row %lld holds the record already", (long long)uid);
+                             "duplicate index: user row %lld holds the record already",
+                             (long long)uid);
     if (st != PVG_OK) return st;
     if ((st = take(q, Q_TAG_SET_PUT, &s, &own, err)) != PVG_OK) return st;
     sqlite3_bind_int64(s, 1, uid);
@@ -1882,8 +1893,7 @@ static pvg_status tag_set_merge(sq_backend *q, int64_t uid, int64_t day, const u
     return rc == SQLITE_DONE ? PVG_OK : fail(q->db, rc, "duplicate index", err);
 }
 
-static pvg_status sq_tags_insert(pvg_backend *b, const pvg_backend_tag *t, size_t n,
-                                 pvg_error *err)
+static pvg_status sq_tags_insert(pvg_backend *b, const pvg_backend_tag *t, size_t n, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     unsigned char *keys = NULL, *buf = NULL;
@@ -1891,7 +1901,8 @@ static pvg_status sq_tags_insert(pvg_backend *b, const pvg_backend_tag *t, size_
     pvg_status st = PVG_OK;
     for (size_t i = 0; i < n && st == PVG_OK;) {
         size_t j = i + 1; /* the run of (user row, expiry day) starting at i */
-        while (j < n && t[j].user_id == t[i].user_id && t[j].expires_day == t[i].expires_day) j++;
+        while (j < n && t[j].user_id == t[i].user_id && t[j].expires_day == t[i].expires_day)
+            j++;
         size_t m = j - i;
         if (m * TAG_KEY > cap_keys) {
             size_t nc = m * TAG_KEY * 2;
@@ -1957,9 +1968,8 @@ static pvg_status rcache_row(sq_backend *q, int id, const bindv *v, int n, char 
 }
 
 static pvg_status sq_rcache_get(pvg_backend *b, const char *kind, const unsigned char *fp,
-                                size_t fp_len, const char *dataset, const char *params,
-                                char **body, int64_t *release_id, int64_t *created_at,
-                                pvg_error *err)
+                                size_t fp_len, const char *dataset, const char *params, char **body,
+                                int64_t *release_id, int64_t *created_at, pvg_error *err)
 {
     bindv v[] = {BT(kind), BB(fp, fp_len), BT(dataset), BT(params)};
     return rcache_row(SQ(b), Q_RCACHE_GET, v, 4, body, release_id, created_at, err);
@@ -2044,7 +2054,8 @@ static pvg_status sq_item_insert_at(pvg_backend *b, int64_t id, const pvg_item *
     int rc = sqlite3_step(s);
     give(s, own);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
-        return pvg_error_set(err, PVG_ERR_EXISTS, "items: row %lld or its ext_id is taken", (long long)id);
+        return pvg_error_set(err, PVG_ERR_EXISTS, "items: row %lld or its ext_id is taken",
+                             (long long)id);
     return rc == SQLITE_DONE ? PVG_OK : fail(SQ(b)->db, rc, "items", err);
 }
 
@@ -2057,8 +2068,9 @@ static pvg_status snap_open(const char *path, sqlite3 **out, pvg_error *err)
 {
     int rc = sqlite3_open_v2(path, out, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open for the snapshot: %s",
-                                         *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        pvg_status st =
+            pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open for the snapshot: %s",
+                             *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
         sqlite3_close(*out);
         *out = NULL;
         return st;
@@ -2072,7 +2084,9 @@ static pvg_status snap_open(const char *path, sqlite3 **out, pvg_error *err)
 static pvg_status snap_copy(sqlite3 *src, const char *path, pvg_error *err)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s", strerror(errno));
+    if (fd < 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s",
+                                strerror(errno));
     close(fd);
     sqlite3 *dst = NULL;
     int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -2099,7 +2113,8 @@ static pvg_status snap_copy(sqlite3 *src, const char *path, pvg_error *err)
 static pvg_status sq_snapshot_to(pvg_backend *b, const char *dest_dir, pvg_error *err)
 {
     sq_backend *q = SQ(b);
-    if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "snapshot: a transaction is open on this handle");
+    if (q->in_txn)
+        return pvg_error_set(err, PVG_ERR_STATE, "snapshot: a transaction is open on this handle");
     const char *names[2] = {"keystore.db", "privguide.db"};
     sqlite3 *src[2] = {q->ks, q->db}, *rd[2] = {NULL, NULL};
     pvg_status st = PVG_OK;
@@ -2286,7 +2301,8 @@ static pvg_status migrate_item_catalog(sqlite3 *db, pvg_error *err)
  * at the next open with keys (pvg_store_dup_index_ensure). Atomic. */
 static pvg_status migrate_tag_sets(sqlite3 *db, pvg_error *err)
 {
-    static const char HAS[] = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_tags'";
+    static const char HAS[] =
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_tags'";
     sqlite3_stmt *s = NULL;
     int has = 0;
     if (sqlite3_prepare_v2(db, HAS, -1, &s, NULL) == SQLITE_OK) has = sqlite3_step(s) == SQLITE_ROW;
@@ -2344,37 +2360,43 @@ static pvg_status migrate_item_prices(sqlite3 *db, pvg_error *err)
  * Atomic, and a no-op once done (another process may have done it). */
 static pvg_status migrate_users(sqlite3 *db, const char *path, pvg_error *err)
 {
-    static const char check[] = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'"
-                                " AND sql LIKE '%AUTOINCREMENT%'";
+    static const char check[] =
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'"
+        " AND sql LIKE '%AUTOINCREMENT%'";
     sqlite3_stmt *s = NULL;
     int done = 0;
-    if (sqlite3_prepare_v2(db, check, -1, &s, NULL) == SQLITE_OK) done = sqlite3_step(s) == SQLITE_ROW;
+    if (sqlite3_prepare_v2(db, check, -1, &s, NULL) == SQLITE_OK)
+        done = sqlite3_step(s) == SQLITE_ROW;
     sqlite3_finalize(s);
     if (done) return PVG_OK;
     int rc = exec(db, "BEGIN IMMEDIATE");
     if (rc != SQLITE_OK) return fail(db, rc, "users: migration", err);
     s = NULL;
-    if (sqlite3_prepare_v2(db, check, -1, &s, NULL) == SQLITE_OK) done = sqlite3_step(s) == SQLITE_ROW;
+    if (sqlite3_prepare_v2(db, check, -1, &s, NULL) == SQLITE_OK)
+        done = sqlite3_step(s) == SQLITE_ROW;
     sqlite3_finalize(s);
     if (done) {
         exec(db, "ROLLBACK");
         return PVG_OK;
     }
-    rc = exec(db,
-              USERS_TABLE("users_v2")
-              "INSERT INTO users_v2(id, pseudonym, created_at, consent_personalization,"
-              " consent_analytics, consent_updated_at) SELECT id, pseudonym, created_at,"
-              " consent_personalization, consent_analytics, consent_updated_at FROM users;"
-              "DROP TABLE users;"
-              "ALTER TABLE users_v2 RENAME TO users;"
-              "DELETE FROM sqlite_sequence WHERE name = 'users';"
-              "INSERT INTO sqlite_sequence(name, seq) VALUES('users', max("
-              " coalesce((SELECT max(id) FROM users), 0),"
-              " coalesce((SELECT max(user_id) FROM chunks), 0)));"
-              "COMMIT");
+    rc = exec(
+        db,
+        USERS_TABLE(
+            "users_v2") "INSERT INTO users_v2(id, pseudonym, created_at, consent_personalization,"
+                        " consent_analytics, consent_updated_at) SELECT id, pseudonym, created_at,"
+                        " consent_personalization, consent_analytics, consent_updated_at FROM "
+                        "users;"
+                        "DROP TABLE users;"
+                        "ALTER TABLE users_v2 RENAME TO users;"
+                        "DELETE FROM sqlite_sequence WHERE name = 'users';"
+                        "INSERT INTO sqlite_sequence(name, seq) VALUES('users', max("
+                        " coalesce((SELECT max(id) FROM users), 0),"
+                        " coalesce((SELECT max(user_id) FROM chunks), 0)));"
+                        "COMMIT");
     if (rc != SQLITE_OK) {
-        pvg_status st = pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
-                                         "users: migration to never-reused row ids: %s", sqlite3_errmsg(db));
+        pvg_status st =
+            pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
+                             "users: migration to never-reused row ids: %s", sqlite3_errmsg(db));
         exec(db, "ROLLBACK");
         return st;
     }
@@ -2405,12 +2427,11 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err)
     if (st != PVG_OK) return st;
     st = apply_schema(db, MAIN_SCHEMA, path, PVG_ERR_IO, err);
     if (st == PVG_OK)
-        st = apply_schema(
-            db,
-            "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "'),"
-            " ('dup_index', '1')",
-            path,
-            PVG_ERR_IO, err);
+        st = apply_schema(db,
+                          "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION
+                          "'),"
+                          " ('dup_index', '1')",
+                          path, PVG_ERR_IO, err);
     sqlite3_close(db);
     return st;
 }

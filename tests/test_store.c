@@ -1337,6 +1337,7 @@ static void test_dup_index_upgrade(void **state)
  * the older one-row-per-event index table is migrated at open. */
 static void test_dup_index_parts(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);
@@ -1438,6 +1439,7 @@ static void put_price(pvg_store *s, const char *ext, double price)
  * shows its last price and starts a window with the next price. */
 static void test_typical_price(void **state)
 {
+    t_rawdb_require_sqlite_env(); /* tampers with the SQLite files */
     (void)state;
     char *dir = new_store(NULL);
     pvg_store *s = open_ok(dir);

@@ -726,21 +726,32 @@ static void eval_options(cli_ctx *c, pvg_eval_protocol proto, const pvg_train_pa
     *out = o;
 }
 
-static int run_eval(cli_ctx *c)
+/* What eval and tune share: the model type, the protocol, the training
+ * parameters and the evaluation options, from the flags (usage errors
+ * exit). */
+static void eval_setup(cli_ctx *c, const char *verb, pvg_model_type *t, pvg_eval_protocol *proto,
+                       pvg_train_params *p, pvg_eval_options *o)
 {
     const char *ms = cli_str_req(c, "model");
     const char *ps = cli_str_req(c, "protocol");
-    if (!cli_has(c, "input")) cli_usage_error(c, "eval needs --input FILE --format F");
+    if (!cli_has(c, "input")) cli_usage_error(c, "%s needs --input FILE --format F", verb);
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (pvg_model_type_parse(ms, t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    if (pvg_eval_protocol_parse(ps, proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    parse_params(c, *t, p, &err);
+    eval_options(c, *proto, p, o);
+}
+
+static int run_eval(cli_ctx *c)
+{
     pvg_error err;
     pvg_error_clear(&err);
     pvg_model_type t;
-    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
     pvg_eval_protocol proto;
-    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
     pvg_train_params p;
-    parse_params(c, t, &p, &err);
     pvg_eval_options o;
-    eval_options(c, proto, &p, &o);
+    eval_setup(c, "eval", &t, &proto, &p, &o);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     pvg_dataset *ds;
@@ -808,8 +819,8 @@ static int run_eval(cli_ctx *c)
     if (json) {
         print_json(j);
     } else {
-        printf("%s %s: %ld users evaluated, trained in %.2fs\n", pvg_model_type_name(t), ps,
-               r.users_evaluated, r.train_seconds);
+        printf("%s %s: %ld users evaluated, trained in %.2fs\n", pvg_model_type_name(t),
+               pvg_eval_protocol_name(proto), r.users_evaluated, r.train_seconds);
         for (int q = 0; q < r.n_ks; q++)
             printf("  k=%-4d recall %.4f  ndcg %.4f  precision %.4f  map %.4f  hr %.4f  coverage "
                    "%.4f\n",
@@ -846,20 +857,14 @@ static json_t *params_json(const pvg_train_params *p, pvg_model_type t)
 
 static int run_tune(cli_ctx *c)
 {
-    const char *ms = cli_str_req(c, "model");
-    const char *ps = cli_str_req(c, "protocol");
     const char *out = cli_str(c, "out");
-    if (!cli_has(c, "input")) cli_usage_error(c, "tune needs --input FILE --format F");
     pvg_error err;
     pvg_error_clear(&err);
     pvg_model_type t;
-    if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
     pvg_eval_protocol proto;
-    if (pvg_eval_protocol_parse(ps, &proto, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
     pvg_train_params base;
-    parse_params(c, t, &base, &err);
     pvg_eval_options o;
-    eval_options(c, proto, &base, &o);
+    eval_setup(c, "tune", &t, &proto, &base, &o);
     o.validation = 1; /* the test part is never looked at */
     int K = (int)cli_int_range(c, "metric-k", 20, 1, 100000);
     o.n_ks = 1;

@@ -165,6 +165,15 @@ typedef struct pvg_train_params {
     /* EASE: refuse to start (PVG_ERR_UNSUPPORTED) when the memory estimate
      * (pvg_model_memory_estimate) exceeds this many MiB; 0: no limit */
     double max_memory_mb;
+    /* differential privacy at the shopper level (one shopper added or removed
+     * with all their events; docs/models.md "DP training"). dp_epsilon > 0
+     * trains with (dp_epsilon, dp_delta)-DP; 0: not private. */
+    double dp_epsilon;
+    double dp_delta;
+    int dp_max_items;           /* contribution bound m: items kept per shopper; 0: the
+                                   model's default */
+    double dp_noise_multiplier; /* experts: noise std / sensitivity; 0: calibrated from
+                                   dp_epsilon and dp_delta */
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);
     void *progress_ctx;

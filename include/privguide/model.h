@@ -30,6 +30,7 @@
 #include <privguide/common.h>
 #include <privguide/event.h>
 #include <privguide/import.h>
+#include <privguide/rng.h>
 #include <privguide/store.h>
 
 #ifdef __cplusplus
@@ -174,6 +175,10 @@ typedef struct pvg_train_params {
                                    model's default */
     double dp_noise_multiplier; /* experts: noise std / sensitivity; 0: calibrated from
                                    dp_epsilon and dp_delta */
+    pvg_rng *dp_rng;            /* borrowed: the noise source; NULL: a new CSPRNG for
+                                   the run. A deterministic generator is refused
+                                   unless dp_allow_insecure_rng (tests only). */
+    int dp_allow_insecure_rng;
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);
     void *progress_ctx;

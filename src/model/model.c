@@ -169,6 +169,7 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     m->params = *p;
     m->params.progress = NULL;
     m->params.progress_ctx = NULL;
+    m->params.dp_rng = NULL;
     if (ds->store) {
         /* trained from the store: each shopper's rows will be sealed under a
          * key derived from their data key (src/store/model_key.c) */

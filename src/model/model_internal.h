@@ -202,6 +202,17 @@ enum {
     PVG_SEC_COUNT
 };
 
+/* What a DP trainer proved about its run (all zero: not DP). Filled by the
+ * trainer, kept in struct pvg_model and its file's header. */
+typedef struct pvg_dp_report {
+    double epsilon, delta;   /* the guarantee the run's accountant proves */
+    double noise_multiplier; /* noise std / sensitivity actually used */
+    double sensitivity;      /* the sensitivity the noise was calibrated to */
+    int max_items;           /* contribution bound m (items kept per shopper) */
+    double clip;             /* other clipping bound of the method (0: none) */
+    const char *mechanism;   /* static name, e.g. "dp-ease/gaussian-gram" */
+} pvg_dp_report;
+
 struct pvg_model {
     pvg_model_type type;
     pvg_user_keying keying;
@@ -209,6 +220,7 @@ struct pvg_model {
     unsigned char fingerprint[32];
     uint64_t n_users, n_items, factors, hist_nnz, knn_nnz, item_str_len;
     pvg_train_params params; /* callbacks cleared */
+    pvg_dp_report dp;        /* the DP guarantee of its training (zero: not DP) */
     const void *sec[PVG_SEC_COUNT];
     uint64_t sec_len[PVG_SEC_COUNT];
     /* typed views of sec[] */

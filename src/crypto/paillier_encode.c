@@ -25,11 +25,19 @@
 
 pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out, pvg_error *err)
 {
-    if (mpz_cmpabs(v, pub->max_int) > 0)
+    /* Decryption refuses a mantissa of more than bits/2 bits (the sign of a
+     * ciphertext made under another key: paillier.c, decrypt_mantissa), so
+     * a number is accepted only when it, and a sum of up to 2^32 numbers
+     * like it, stays below that: nothing encrypted here fails to decrypt. */
+    size_t limit = pub->bits / 2 > PVG_HE_SUM_HEADROOM_BITS + 1
+                       ? pub->bits / 2 - PVG_HE_SUM_HEADROOM_BITS
+                       : 1;
+    if (mpz_cmpabs(v, pub->max_int) > 0 || mpz_sizeinbase(v, 2) > limit)
         return pvg_error_set(err, PVG_ERR_INVALID,
-                             "number out of range: its mantissa has %zu bits; this key holds at "
-                             "most +-max_int (%zu bits)",
-                             mpz_sizeinbase(v, 2), mpz_sizeinbase(pub->max_int, 2));
+                             "number out of range: its mantissa has %zu bits; this %u-bit key "
+                             "encrypts mantissas of at most %zu bits (so that sums of up to 2^%d "
+                             "of them still decrypt)",
+                             mpz_sizeinbase(v, 2), pub->bits, limit, PVG_HE_SUM_HEADROOM_BITS);
     mpz_mod(out, v, pub->n);
     return PVG_OK;
 }

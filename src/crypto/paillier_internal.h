@@ -136,6 +136,8 @@ void pvg_he_acc_get(pvg_he_acc *a, mpz_t out);
 
 /* Encodes an integer with exponent `exponent` (the caller already scaled
  * it): checks |v| <= max_int, wraps negatives: out = v mod n. */
+/* Headroom kept below the decryptable range (bits/2) for sums. */
+#define PVG_HE_SUM_HEADROOM_BITS 32
 pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t out, pvg_error *err);
 /* python-paillier's EncodedNumber.encode for a float. precision <= 0: none.
  * has_max: apply max_exponent. */

@@ -35,6 +35,13 @@ int=$(printf -- '-42\n7\n' | "$P" he encrypt --pub "$T/k/public.json" --exponent
 # errors
 printf '1\n12,5\n' | "$P" he encrypt --pub "$T/k/public.json" >/dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 1 ] && grep -q 'stdin:2' "$T/err" || fail "bad number: rc $rc, $(cat "$T/err")"
+# a number whose sums could not decrypt is refused at encryption, not at decryption
+big=$(python3 -c 'print(2**1000)')
+echo "$big" | "$P" he encrypt --pub "$T/k/public.json" --exponent 0 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q 'at most 992 bits' "$T/err" || fail "huge number: rc $rc, $(cat "$T/err")"
+ok=$(python3 -c 'print(2**990)')
+[ "$(echo "$ok" | "$P" he encrypt --pub "$T/k/public.json" --exponent 0 |
+     "$P" he decrypt --priv "$T/k/private.json")" = "$ok" ] || fail "largest range round trip"
 printf '5\n6\n' | "$P" he encrypt --pub "$T/k/public.json" --list >"$T/list" || fail "encrypt --list"
 grep -q '^{"public_key": {"g": [0-9]*, "n": [0-9]*}, "values": \[\["[0-9]*", -32\], \["' "$T/list" || fail "list form"
 [ "$("$P" he add <"$T/list" | "$P" he decrypt --priv "$T/k/private.json")" = "11.0" ] || fail "list sum"

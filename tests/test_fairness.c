@@ -143,10 +143,12 @@ static void test_hand_example(void **state)
     json_t *gap = json_object_get(json_object_get(j, "gaps"), "recall");
     assert_true(fabs(num(gap, "max_minus_min") - 0.25) < 1e-6);
     assert_string_equal(json_string_value(json_object_get(gap, "max_group")), "g1");
-    /* the normal interval of g2's recall: values {1, 0.5}, sd 0.25, se 0.25/sqrt 2 */
+    /* the normal interval of g2's recall: values {1, 0.5}, sd 0.25, se 0.25/sqrt 2;
+     * its upper end is cut at 1, the metric's range (6 significant digits kept) */
     json_t *ci = json_object_get(g2, "recall_ci");
-    assert_true(fabs(json_number_value(json_array_get(ci, 1)) - (0.75 + 1.96 * 0.25 / sqrt(2))) <
-                1e-4); /* the report keeps 6 significant digits */
+    assert_true(fabs(json_number_value(json_array_get(ci, 0)) - (0.75 - 1.96 * 0.25 / sqrt(2))) <
+                1e-4);
+    assert_true(json_number_value(json_array_get(ci, 1)) == 1.0);
     /* exposure by popularity tier: head = A (its 3 of 6 interactions: the
      * first 20%), mid B (3 before it), tail C and D (5 of 6 before C: past 80%):
      * g1 lists B,C,C,D */

@@ -1265,7 +1265,12 @@ static json_t *group_json(const char *name, const est *x, const pvg_fair_eval *e
         json_object_set_new(o, M_NAMES[m], json_real(x->mean[m]));
         char key[64];
         snprintf(key, sizeof key, "%s_ci", M_NAMES[m]);
-        json_object_set_new(o, key, ci_json(x->lo[m], x->hi[m]));
+        /* an interval of the metric's own range (post-processing) */
+        double lo = x->lo[m], hi = x->hi[m];
+        double rlo = m == M_POPBIAS ? -1 : 0, rhi = m == M_MISCAL ? INFINITY : 1;
+        if (lo < rlo) lo = rlo;
+        if (hi > rhi) hi = rhi;
+        json_object_set_new(o, key, ci_json(lo, hi));
     }
     json_object_set_new(o, "popularity_recommended", json_real(x->pop_rec));
     if (isfinite(x->pop_hist)) json_object_set_new(o, "popularity_history", json_real(x->pop_hist));

@@ -1231,7 +1231,8 @@ static json_t *gap_json(const est *G, int ng, const est *rest, int m, const char
 
 /* Estimates from sums: S[m], S2[m] (S2 NAN: no variance), n, and the noise
  * variance of S (value units) and of n. */
-static void est_from(est *x, double n, const double *S, const double *S2, const double *varS)
+static void est_from(est *x, double n, const double *S, const double *S2, const double *varS,
+                     double varN)
 {
     x->n = n;
     double nn = n > 1 ? n : 1;
@@ -1243,7 +1244,9 @@ static void est_from(est *x, double n, const double *S, const double *S2, const 
         if (!x->has[m] || !isfinite(S2[m])) continue;
         double var = S2[m] / nn - x->mean[m] * x->mean[m];
         if (var < 0) var = 0;
-        double se2 = var / nn + (varS ? varS[m] / (nn * nn) : 0);
+        /* sampling, the noise of the sum, and (delta method) of the count */
+        double se2 = var / nn + (varS ? varS[m] / (nn * nn) : 0) +
+                     x->mean[m] * x->mean[m] * varN / (nn * nn);
         x->se[m] = sqrt(se2);
         x->lo[m] = x->mean[m] - 1.96 * x->se[m];
         x->hi[m] = x->mean[m] + 1.96 * x->se[m];
@@ -1379,7 +1382,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
     /* ---- estimates per group and phase (index p * (G + 1) + g; g == G: all) ---- */
     double nQ = PVG_FAIR_Q;
     for (int p = 0; p < P; p++) {
-        double tot_S[N_M] = {0}, tot_S2[N_M] = {0}, tot_n = 0, tot_v[N_M] = {0};
+        double tot_S[N_M] = {0}, tot_S2[N_M] = {0}, tot_n = 0, tot_v[N_M] = {0}, tot_vn = 0;
         double tot_pr = 0, tot_ph = 0;
         for (int g = 0; g <= G; g++) {
             double S[N_M], S2[N_M], vS[N_M] = {0}, n;
@@ -1389,7 +1392,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                 memcpy(S, tot_S, sizeof S);
                 memcpy(S2, tot_S2, sizeof S2);
                 memcpy(vS, tot_v, sizeof vS);
-                est_from(x, n, S, S2, dp ? vS : NULL);
+                est_from(x, n, S, S2, dp ? vS : NULL, dp ? tot_vn : 0);
                 x->pop_rec = tot_pr / (n > 1 ? n : 1);
                 x->pop_hist = tot_ph / (n > 1 ? n : 1);
             } else if (dp) {
@@ -1407,7 +1410,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                 S2[M_MISCAL] = NAN;
                 vS[M_RECALL] = noise_var[oo] / (nQ * nQ);
                 vS[M_NDCG] = noise_var[oo + 2] / (nQ * nQ);
-                est_from(x, n, S, S2, vS);
+                est_from(x, n, S, S2, vS, noise_var[0]);
                 for (int m = 0; m < N_M; m++) /* clamp to the metric's range */
                     if (x->has[m] && m != M_POPBIAS) {
                         x->mean[m] = x->mean[m] < 0 ? 0 : x->mean[m] > 1 ? 1 : x->mean[m];
@@ -1442,7 +1445,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                         for (int c = 0; c < nc; c++)
                             hist[(size_t)g * nc + c] += hs[c] / n;
                 }
-                est_from(x, n, S, S2, NULL);
+                est_from(x, n, S, S2, NULL, 0);
                 x->pop_rec = pr / n;
                 x->pop_hist = ph / n;
                 const int64_t *o = stats + (size_t)g * len + 2 + (size_t)p * (6 + (size_t)nc);
@@ -1457,6 +1460,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
             }
             if (g < G) {
                 tot_n += n;
+                tot_vn += dp ? noise_var[0] : 0;
                 for (int m = 0; m < N_M; m++) {
                     tot_S[m] += x->has[m] ? S[m] : NAN;
                     tot_S2[m] += S2[m];
@@ -1482,7 +1486,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                     vS[m] += 0;
                 }
             }
-            est_from(&re[p * (G + 1) + g], n, S, S2, NULL);
+            est_from(&re[p * (G + 1) + g], n, S, S2, NULL, 0);
         }
         /* the whole population's coverage */
         {

@@ -47,7 +47,6 @@ extern const cli_command cli_cmds_he[];
 extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
 extern const cli_command cli_cmds_ops[]; /* backup, restore, doctor */
-extern const cli_command cli_cmds_fairness[]; /* audit fairness */
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);
@@ -130,5 +129,9 @@ int cli_load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int qu
  * need_input: --input is required. */
 void cli_eval_setup(cli_ctx *c, const char *verb, int need_input, pvg_model_type *t,
                     pvg_eval_protocol *proto, pvg_train_params *p, pvg_eval_options *o);
+/* `audit fairness` (cmd_fairness.c), listed in the model table. */
+extern const cli_flag cli_fairness_flags[];
+extern const char cli_fairness_help[];
+int cli_run_audit_fairness(cli_ctx *c);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * cmd_fairness.c - `privguide audit fairness` (table cli_cmds_fairness):
+ * cmd_fairness.c - `privguide audit fairness` (listed in the model table):
  * compares recommendation quality and exposure across groups of shoppers
  * (privguide/fairness.h), optionally with calibrated re-ranking and as a DP
  * release; prints the report, writes it (--out) or keeps it in the data dir
@@ -100,7 +100,7 @@ static void print_report(json_t *r)
     }
 }
 
-static int run_fairness(cli_ctx *c)
+int cli_run_audit_fairness(cli_ctx *c)
 {
     pvg_error err;
     pvg_error_clear(&err);
@@ -232,7 +232,7 @@ fail:
     return cli_fail("audit fairness", st, &err);
 }
 
-static const cli_flag fairness_flags[] = {
+const cli_flag cli_fairness_flags[] = {
     {"groups", CLI_STR, "FILE",
      "shopper attributes: user,group (CSV/TSV), a file with a header (with --group-by COLUMN), "
      "or ML-100K u.user[.gz] (--group-by gender|age-band|age|occupation)"},
@@ -262,17 +262,12 @@ static const cli_flag fairness_flags[] = {
     {0},
 };
 
-const cli_command cli_cmds_fairness[] = {
-    {"audit fairness", NULL, 0, 0,
-     "compare recommendation quality and exposure across groups of shoppers",
-     "Splits the events (--input FILE --format F, or the store's consenting shoppers) by "
-     "--protocol, trains --model on the training part and, per group: Recall@k and NDCG@k with "
-     "95% intervals (bootstrap over shoppers), exposure per item category, popularity bias, "
-     "coverage, miscalibration; the gaps between groups (max - min and each group vs the rest). "
-     "--mitigate calibration re-ranks the top --candidates (Steck 2018) and reports both. "
-     "--epsilon E releases only noisy group sums (discrete Laplace), charged to the store's "
-     "ledger under \"fairness_audit\" (purpose queries). Here --lambda is the calibration "
-     "trade-off (EASE's L2 goes in --params). docs/fairness.md has the method.",
-     fairness_flags, run_fairness},
-    {0},
-};
+const char cli_fairness_help[] =
+    "Splits the events (--input FILE --format F, or the store's consenting shoppers) by "
+    "--protocol, trains --model on the training part and, per group: Recall@k and NDCG@k with "
+    "95% intervals (bootstrap over shoppers), exposure per item category, popularity bias, "
+    "coverage, miscalibration; the gaps between groups (max - min and each group vs the rest). "
+    "--mitigate calibration re-ranks the top --candidates (Steck 2018) and reports both. "
+    "--epsilon E releases only noisy group sums (discrete Laplace), charged to the store's "
+    "ledger under \"fairness_audit\" (purpose queries). Here --lambda is the calibration "
+    "trade-off (EASE's L2 goes in --params). docs/fairness.md has the method.";

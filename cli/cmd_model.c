@@ -1015,5 +1015,8 @@ const cli_command cli_cmds_model[] = {
      "defaults. Writes {\"model\", \"params\", ...} to --out, which train and eval read with "
      "--params FILE. Hyperparameter flags given are kept fixed.",
      tune_flags, run_tune},
+    {"audit fairness", NULL, 0, 0,
+     "compare recommendation quality and exposure across groups of shoppers", cli_fairness_help,
+     cli_fairness_flags, cli_run_audit_fairness},
     {0},
 };

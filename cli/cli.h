@@ -11,6 +11,7 @@
 #define PVG_CLI_H
 
 #include <privguide/common.h>
+#include <privguide/eval.h>
 #include <stdio.h>
 
 #define CLI_EXIT_OK 0
@@ -84,5 +85,53 @@ void cli_json_string(FILE *f, const char *s);
 /* Unix time t as ISO-8601 UTC ("2010-12-01T08:26:00Z") into buf (at least
  * 21 bytes; "?" when out of range). Returns buf. */
 char *cli_utc_time(long long t, char *buf, size_t len);
+
+/* ---- what the model commands share (cmd_model.c) ---- */
+/* The training flags of train, eval, tune and audit fairness. */
+#define CLI_HYPER_FLAGS                                                                            \
+    {"threads", CLI_INT, "N", "worker threads (default 1)"},                                       \
+        {"seed", CLI_INT, "S", "seed of initialisation, sampling and splits (default 42)"},        \
+        {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                        \
+        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                   \
+        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},           \
+        {"alpha0", CLI_DOUBLE, "X",                                                                \
+         "ials: weight of unobserved pairs (default: derived from --alpha)"},                      \
+        {"alpha", CLI_DOUBLE, "X",                                                                 \
+         "ials: unobserved pairs' total weight / observed (default 3; alpha0 = X nnz/(U I))"},     \
+        {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
+        {"confidence", CLI_DOUBLE, "X",                                                            \
+         "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
+        {"cg-steps", CLI_INT, "N", "ials: conjugate-gradient steps, 0 = exact solve (default 3)"}, \
+        {"lr", CLI_DOUBLE, "X", "bpr: learning rate (default 0.05)"},                              \
+        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 500)"},                                     \
+        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 400)"},            \
+        {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                     \
+        {"weights", CLI_STR, "SPEC",                                                               \
+         "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
+        {"params", CLI_STR, "FILE",                                                                \
+         "hyperparameters chosen by `privguide tune` (flags given override them)"},                \
+        {"max-memory", CLI_DOUBLE, "MIB",                                                          \
+         "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},       \
+        {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
+    {                                                                                              \
+        "format", CLI_STR, "F",                                                                    \
+            "format of --input: online-retail, movielens, amazon-reviews, retailrocket, jsonl, "   \
+            "tsv"                                                                                  \
+    }
+
+/* Loads the dataset from --input/--format or, without --input, from the
+ * store through the access gate (consenting shoppers only). *store_out (may
+ * be NULL) receives the open store when the store was used. 0 or an exit
+ * status (the failure printed). */
+int cli_load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int quiet);
+/* The model type (--model), the protocol (--protocol), the training
+ * parameters and the evaluation options from the flags (usage errors exit);
+ * need_input: --input is required. */
+void cli_eval_setup(cli_ctx *c, const char *verb, int need_input, pvg_model_type *t,
+                    pvg_eval_protocol *proto, pvg_train_params *p, pvg_eval_options *o);
+/* `audit fairness` (cmd_fairness.c), listed in the model table. */
+extern const cli_flag cli_fairness_flags[];
+extern const char cli_fairness_help[];
+int cli_run_audit_fairness(cli_ctx *c);
 
 #endif

@@ -22,37 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HYPER_FLAGS                                                                                \
-    {"threads", CLI_INT, "N", "worker threads (default 1)"},                                       \
-        {"seed", CLI_INT, "S", "seed of initialisation, sampling and splits (default 42)"},        \
-        {"factors", CLI_INT, "N", "ials/bpr: latent factors (default 64)"},                        \
-        {"epochs", CLI_INT, "N", "ials/bpr: epochs (default ials 16, bpr 200)"},                   \
-        {"reg", CLI_DOUBLE, "X", "ials: lambda (default 0.03); bpr: L2 (default 0.03)"},           \
-        {"alpha0", CLI_DOUBLE, "X",                                                                \
-         "ials: weight of unobserved pairs (default: derived from --alpha)"},                      \
-        {"alpha", CLI_DOUBLE, "X",                                                                 \
-         "ials: unobserved pairs' total weight / observed (default 3; alpha0 = X nnz/(U I))"},     \
-        {"nu", CLI_DOUBLE, "X", "ials: frequency exponent of the regularisation (default 1)"},     \
-        {"confidence", CLI_DOUBLE, "X",                                                            \
-         "ials: observed weight 1 + X*log1p(event weight) (default 0 = binary)"},                  \
-        {"cg-steps", CLI_INT, "N", "ials: conjugate-gradient steps, 0 = exact solve (default 3)"}, \
-        {"lr", CLI_DOUBLE, "X", "bpr: learning rate (default 0.05)"},                              \
-        {"lambda", CLI_DOUBLE, "X", "ease: L2 (default 500)"},                                     \
-        {"neighbors", CLI_INT, "N", "itemknn: neighbours kept per item (default 400)"},            \
-        {"shrink", CLI_DOUBLE, "X", "itemknn: cosine shrinkage (default 10)"},                     \
-        {"weights", CLI_STR, "SPEC",                                                               \
-         "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
-        {"params", CLI_STR, "FILE",                                                                \
-         "hyperparameters chosen by `privguide tune` (flags given override them)"},                \
-        {"max-memory", CLI_DOUBLE, "MIB",                                                          \
-         "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},       \
-        {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
-    {                                                                                              \
-        "format", CLI_STR, "F",                                                                    \
-            "format of --input: online-retail, movielens, amazon-reviews, retailrocket, jsonl, "   \
-            "tsv"                                                                                  \
-    }
-
 static const char model_help[] =
     "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
     "Rendle et al. 2021 recipe), ease (Steck 2019, up to 30000 items), bpr (BPR-MF, lock-free "
@@ -173,7 +142,7 @@ static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p
 
 /* Loads the dataset from --input/--format or from the store. *store_out
  * (may be NULL) receives the open store when the store was used. */
-static int load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int quiet)
+int cli_load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int quiet)
 {
     pvg_error err;
     pvg_error_clear(&err);
@@ -301,7 +270,7 @@ static int run_train(cli_ctx *c)
     }
     pvg_dataset *ds;
     pvg_store *store = NULL; /* open until the model is trained: its shoppers' keys */
-    int rc = load_dataset(c, &ds, cli_str(c, "input") ? NULL : &store, json);
+    int rc = cli_load_dataset(c, &ds, cli_str(c, "input") ? NULL : &store, json);
     if (rc) return rc;
     say_estimate(ds, &p, "");
     pvg_model *m;
@@ -729,12 +698,13 @@ static void eval_options(cli_ctx *c, pvg_eval_protocol proto, const pvg_train_pa
 /* What eval and tune share: the model type, the protocol, the training
  * parameters and the evaluation options, from the flags (usage errors
  * exit). */
-static void eval_setup(cli_ctx *c, const char *verb, pvg_model_type *t, pvg_eval_protocol *proto,
-                       pvg_train_params *p, pvg_eval_options *o)
+void cli_eval_setup(cli_ctx *c, const char *verb, int need_input, pvg_model_type *t,
+                    pvg_eval_protocol *proto, pvg_train_params *p, pvg_eval_options *o)
 {
     const char *ms = cli_str_req(c, "model");
     const char *ps = cli_str_req(c, "protocol");
-    if (!cli_has(c, "input")) cli_usage_error(c, "%s needs --input FILE --format F", verb);
+    if (need_input && !cli_has(c, "input"))
+        cli_usage_error(c, "%s needs --input FILE --format F", verb);
     pvg_error err;
     pvg_error_clear(&err);
     if (pvg_model_type_parse(ms, t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
@@ -751,11 +721,11 @@ static int run_eval(cli_ctx *c)
     pvg_eval_protocol proto;
     pvg_train_params p;
     pvg_eval_options o;
-    eval_setup(c, "eval", &t, &proto, &p, &o);
+    cli_eval_setup(c, "eval", 1, &t, &proto, &p, &o);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     pvg_dataset *ds;
-    int rc = load_dataset(c, &ds, NULL, json);
+    int rc = cli_load_dataset(c, &ds, NULL, json);
     if (rc) return rc;
     say_estimate(ds, &p, " (the whole file; its training part needs at most this)");
     pvg_eval_result r;
@@ -864,7 +834,7 @@ static int run_tune(cli_ctx *c)
     pvg_eval_protocol proto;
     pvg_train_params base;
     pvg_eval_options o;
-    eval_setup(c, "tune", &t, &proto, &base, &o);
+    cli_eval_setup(c, "tune", 1, &t, &proto, &base, &o);
     o.validation = 1; /* the test part is never looked at */
     int K = (int)cli_int_range(c, "metric-k", 20, 1, 100000);
     o.n_ks = 1;
@@ -879,7 +849,7 @@ static int run_tune(cli_ctx *c)
     }
     int json = cli_bool(c, "json"), bar = cli_interactive(c);
     pvg_dataset *ds;
-    int rc = load_dataset(c, &ds, NULL, json);
+    int rc = cli_load_dataset(c, &ds, NULL, json);
     if (rc) return rc;
     uint64_t rs = base.seed ^ 0x74756e65ULL;
     double t0 = now_seconds(), best = -1, first = -1;
@@ -972,7 +942,7 @@ static const cli_flag train_flags[] = {
     {"model", CLI_STR, "M", "popularity, itemknn, ials, ease or bpr"},
     {"out", CLI_STR, "FILE", "where to write the model file"},
     {"json", CLI_BOOL, NULL, "print a JSON summary (no progress bar)"},
-    HYPER_FLAGS,
+    CLI_HYPER_FLAGS,
     {0},
 };
 
@@ -1005,7 +975,7 @@ static const cli_flag eval_flags[] = {
      "never used)"},
     {"k", CLI_LIST, "K,...", "cut-offs (default 10,20,50,100)"},
     {"json", CLI_BOOL, NULL, "JSON output"},
-    HYPER_FLAGS,
+    CLI_HYPER_FLAGS,
     {0},
 };
 
@@ -1021,7 +991,7 @@ static const cli_flag tune_flags[] = {
     {"cutoff", CLI_STR, "YYYY-MM-DD", "temporal: events before this day (UTC) train"},
     {"min-user-items", CLI_INT, "N", "temporal: users need N training items (default 1)"},
     {"json", CLI_BOOL, NULL, "JSON summary (no progress bar)"},
-    HYPER_FLAGS,
+    CLI_HYPER_FLAGS,
     {0},
 };
 
@@ -1045,5 +1015,8 @@ const cli_command cli_cmds_model[] = {
      "defaults. Writes {\"model\", \"params\", ...} to --out, which train and eval read with "
      "--params FILE. Hyperparameter flags given are kept fixed.",
      tune_flags, run_tune},
+    {"audit fairness", NULL, 0, 0,
+     "compare recommendation quality and exposure across groups of shoppers", cli_fairness_help,
+     cli_fairness_flags, cli_run_audit_fairness},
     {0},
 };

@@ -37,6 +37,7 @@ static void h_consent_put(pvg_srv_req *r);
 static void h_audit(pvg_srv_req *r);
 static void h_page(pvg_srv_req *r);
 static void h_static(pvg_srv_req *r);
+void pvg_srv_h_fairness(pvg_srv_req *r); /* fairness_route.c */
 
 #define OPS (PVG_SRV_ADMIN | PVG_SRV_ANALYST)
 #define ANYONE (PVG_SRV_ADMIN | PVG_SRV_ANALYST | PVG_SRV_USER)
@@ -62,6 +63,8 @@ static const pvg_srv_route ROUTES[] = {
     /* the shopper's own view of the audit log: entries about them only */
     {"GET", "/v1/users/{id}/audit", PVG_SRV_USER | PVG_SRV_OWN, h_audit,
      "the audit entries about the token's own user"},
+    {"GET", "/v1/admin/fairness", PVG_SRV_ADMIN, pvg_srv_h_fairness,
+     "the last saved fairness audit report (aggregates)"},
     {"GET", "/", PVG_SRV_PUBLIC, h_page, "page index"},
     {"GET", "/shop", PVG_SRV_PUBLIC, h_page, "shop demo page"},
     {"GET", "/portal", PVG_SRV_PUBLIC, h_page, "privacy portal page"},

@@ -62,6 +62,14 @@ static const pvg_srv_route ROUTES[] = {
     /* the shopper's own view of the audit log: entries about them only */
     {"GET", "/v1/users/{id}/audit", PVG_SRV_USER | PVG_SRV_OWN, h_audit,
      "the audit entries about the token's own user"},
+    /* access monitoring (alerts.c, docs/monitor.md) */
+    {"GET", "/v1/admin/alerts", PVG_SRV_ADMIN, pvg_srv_h_alerts, "access-monitoring alerts"},
+    {"POST", "/v1/admin/alerts/{id}/ack", PVG_SRV_ADMIN, pvg_srv_h_alert_ack,
+     "acknowledge an alert"},
+    {"POST", "/v1/admin/credentials/{id}/suspend", PVG_SRV_ADMIN, pvg_srv_h_cred_suspend,
+     "suspend a credential"},
+    {"POST", "/v1/admin/credentials/{id}/resume", PVG_SRV_ADMIN, pvg_srv_h_cred_resume,
+     "resume a suspended credential"},
     {"GET", "/", PVG_SRV_PUBLIC, h_page, "page index"},
     {"GET", "/shop", PVG_SRV_PUBLIC, h_page, "shop demo page"},
     {"GET", "/portal", PVG_SRV_PUBLIC, h_page, "privacy portal page"},

@@ -109,8 +109,8 @@ static int run_scan(cli_ctx *c)
             json_object_set_new(by, pvg_monitor_rule_name((pvg_monitor_rule)r),
                                 json_integer(rep.by_rule[r]));
         json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:o}", "entries", (json_int_t)rep.entries,
-                              "charges", (json_int_t)rep.charges, "raised",
-                              (json_int_t)rep.raised, "new", (json_int_t)rep.stored, "by_rule", by);
+                              "charges", (json_int_t)rep.charges, "raised", (json_int_t)rep.raised,
+                              "new", (json_int_t)rep.stored, "by_rule", by);
         char *t = json_dumps(o, JSON_COMPACT);
         printf("%s\n", t ? t : "{}");
         free(t);
@@ -136,9 +136,9 @@ static int run_suspend_resume(cli_ctx *c, int suspend)
     pvg_error_clear(&err);
     const char *id = cli_pos(c, 0);
     const char *reason = cli_str(c, "reason");
-    pvg_status st = suspend ? pvg_monitor_suspend(s, id, "cli", reason ? reason : "by an admin",
-                                                  &err)
-                            : pvg_monitor_resume(s, id, "cli", &err);
+    pvg_status st = suspend
+                        ? pvg_monitor_suspend(s, id, "cli", reason ? reason : "by an admin", &err)
+                        : pvg_monitor_resume(s, id, "cli", &err);
     pvg_store_free(s);
     if (st != PVG_OK) return cli_fail(suspend ? "monitor suspend" : "monitor resume", st, &err);
     printf("credential %s %s\n", id, suspend ? "suspended" : "resumed");
@@ -188,7 +188,7 @@ const cli_command cli_cmds_monitor[] = {
     {"monitor suspend", "ID", 1, 1, "suspend a credential (API key or token id; audited)",
      "Every server on this data dir refuses it (403) until `monitor resume ID`.", suspend_flags,
      run_suspend},
-    {"monitor resume", "ID", 1, 1, "lift the suspension of a credential (audited)", NULL,
-     no_flags, run_resume},
+    {"monitor resume", "ID", 1, 1, "lift the suspension of a credential (audited)", NULL, no_flags,
+     run_resume},
     {0},
 };

@@ -202,9 +202,9 @@ pvg_status pvg_monitor_is_suspended(pvg_store *s, const char *key_id, int *suspe
 /* What an offline scan saw. */
 typedef struct pvg_monitor_scan_report {
     long long entries, charges;
-    long long raised;                     /* alerts raised by the scan */
-    long long stored;                     /* of which new in the store (not seen before) */
-    long long by_rule[PVG_MON_N_RULES];   /* raised per rule */
+    long long raised;                   /* alerts raised by the scan */
+    long long stored;                   /* of which new in the store (not seen before) */
+    long long by_rule[PVG_MON_N_RULES]; /* raised per rule */
 } pvg_monitor_scan_report;
 
 /* Evaluates the rules over the whole stored audit log and ledger, in time

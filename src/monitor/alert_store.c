@@ -147,10 +147,10 @@ static pvg_status do_store(void *ctx, json_t *doc, int *dirty, pvg_error *err)
         const char *r = json_string_value(json_object_get(o, "rule"));
         const char *cr = json_string_value(json_object_get(o, "credential"));
         int same_first =
-            a->n_evidence ? json_array_size(ev) &&
-                                json_integer_value(json_array_get(ev, 0)) == a->evidence[0]
-                          : json_array_size(ev) == 0 &&
-                                json_integer_value(json_object_get(o, "opened")) == a->opened;
+            a->n_evidence
+                ? json_array_size(ev) && json_integer_value(json_array_get(ev, 0)) == a->evidence[0]
+                : json_array_size(ev) == 0 &&
+                      json_integer_value(json_object_get(o, "opened")) == a->opened;
         if (r && cr && strcmp(r, rule) == 0 && strcmp(cr, a->credential) == 0 && same_first) {
             a->id = (int64_t)json_integer_value(json_object_get(o, "id"));
             c->is_new = 0;
@@ -252,10 +252,11 @@ pvg_status pvg_monitor_alert_ack(pvg_store *s, int64_t id, const char *actor, pv
     int found = 0;
     size_t i;
     json_t *o;
-    json_array_foreach(json_object_get(doc, "alerts"), i, o) if (
-        json_integer_value(json_object_get(o, "id")) == id) found = 1;
+    json_array_foreach(json_object_get(doc, "alerts"), i,
+                       o) if (json_integer_value(json_object_get(o, "id")) == id) found = 1;
     json_decref(doc);
-    if (!found) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no alert with id %lld", (long long)id);
+    if (!found)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no alert with id %lld", (long long)id);
     char detail[64];
     snprintf(detail, sizeof detail, "alert=%lld", (long long)id);
     st = audit_note(s, actor, "alert_ack", detail, err);
@@ -269,12 +270,14 @@ pvg_status pvg_monitor_alert_ack(pvg_store *s, int64_t id, const char *actor, pv
 static pvg_status check_id(pvg_store *s, const char *key_id, pvg_error *err)
 {
     if (!key_id || strlen(key_id) != PVG_AUTH_ID_HEX)
-        return pvg_error_set(err, PVG_ERR_INVALID, "credential id: want %d hex digits, got \"%.40s\"",
-                             PVG_AUTH_ID_HEX, key_id ? key_id : "");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "credential id: want %d hex digits, got \"%.40s\"", PVG_AUTH_ID_HEX,
+                             key_id ? key_id : "");
     for (const char *p = key_id; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
             return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "credential id: want lower-case hex digits, got \"%.40s\"", key_id);
+                                 "credential id: want lower-case hex digits, got \"%.40s\"",
+                                 key_id);
     pvg_backend *b = pvg_store_backend(s);
     pvg_backend_cred c;
     pvg_status st = b->ops->cred_get(b, key_id, &c, err);

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #define SLOTS 8
-#define HBUCKETS 32
+#define HBUCKETS 96 /* quarter octaves: 1 .. 2^23.75 */
 #define MAX_STATES 100000
 #define DSET_MAX (1u << 18)
 
@@ -50,7 +50,8 @@ typedef struct kstate {
     double slot_val[SLOTS];
     int64_t win_epoch;
     double win_val;
-    int win_alerted;
+    int win_alerted; /* the window's count passed the threshold (live) */
+    double win_thr;  /* the threshold it passed */
     hist own[2];
     int64_t ev[PVG_MON_EVIDENCE_MAX];
     unsigned ev_n, ev_pos;
@@ -114,7 +115,7 @@ void pvg_monitor_config_init(pvg_monitor_config *c)
     c->rules[PVG_MON_AUTH_FAILURES] =
         (pvg_monitor_rule_config){1, 60, 30, 3, PVG_MON_ACT_NONE, "warning"};
     c->rules[PVG_MON_BUDGET_DRAIN] =
-        (pvg_monitor_rule_config){1, 3600, 0.1, 3, PVG_MON_ACT_NONE, "critical"};
+        (pvg_monitor_rule_config){1, 3600, 0.02, 3, PVG_MON_ACT_NONE, "critical"};
     c->rules[PVG_MON_OFF_HOURS] =
         (pvg_monitor_rule_config){1, 3600, 0, 0, PVG_MON_ACT_NONE, "warning"};
     c->history_s = 7 * 86400.0;
@@ -212,17 +213,20 @@ static uint64_t key_hash(int rule, const char *a, const char *b)
     return h ? h : 1;
 }
 
+/* Bucket 0 holds 0; bucket b >= 1 holds [2^((b-1)/4), 2^(b/4)) (values
+ * below 1 go to bucket 1): a quantile read back as its bucket's upper edge
+ * is at most 19% above the true value. */
 static int hbucket(double v)
 {
     if (!(v > 0)) return 0;
-    int b = 1 + (int)floor(log2(v));
+    int b = 1 + (int)floor(4 * log2(v));
     if (b < 1) b = 1;
     return b >= HBUCKETS ? HBUCKETS - 1 : b;
 }
 
 static double hedge(int b) /* upper edge of bucket b */
 {
-    return b == 0 ? 0 : ldexp(1.0, b);
+    return b == 0 ? 0 : exp2(b / 4.0);
 }
 
 static double rule_scale(int rule)
@@ -410,17 +414,21 @@ static int64_t floor_div(int64_t a, int64_t b)
 }
 
 /* Closes the tumbling window when ts is past it: its count goes into the
- * key's and its class's history (unless it raised an alert: attacks are not
- * learnt). */
+ * key's and its class's history. A window that passed its threshold while
+ * live is learnt as the threshold it passed, not its count: a credential's
+ * legitimate heavier use is learnt within a few windows (each alerting),
+ * while an attack raises the baseline by at most `factor` per window (and
+ * its first alert has acted). While learning, history counts as it is. */
 static void window_roll(pvg_monitor *m, kstate *s, int64_t ts)
 {
     const pvg_monitor_rule_config *rc = &m->cfg.rules[s->rule];
     int64_t w = (int64_t)ceil(rc->window_s);
     int64_t e = floor_div(ts, w > 0 ? w : 1);
     if (e == s->win_epoch) return;
-    if (s->win_epoch != INT64_MIN && s->win_val > 0 && !s->win_alerted) {
+    if (s->win_epoch != INT64_MIN && s->win_val > 0) {
         int64_t gen = floor_div(s->win_epoch * w, (int64_t)m->cfg.history_s);
-        double v = s->win_val * rule_scale(s->rule);
+        double v = (s->win_alerted && s->win_thr < s->win_val ? s->win_thr : s->win_val) *
+                   rule_scale(s->rule);
         hist_add(s->own, gen, v);
         hist_add(m->pop[s->rule][s->cls], gen, v);
     }
@@ -458,7 +466,7 @@ static double threshold_of(pvg_monitor *m, kstate *s, int64_t ts, double *baseli
         base = hist_max(b);
     } else {
         hist_view(m->pop[s->rule][s->cls], gen, b, &n);
-        if (n >= (uint32_t)m->cfg.min_windows) base = hist_quantile(b, n, 0.99);
+        if (n >= (uint32_t)m->cfg.min_windows) base = hist_quantile(b, n, 0.5);
     }
     base /= rule_scale(s->rule);
     double fl = rc->floor;
@@ -496,8 +504,8 @@ int pvg_monitor_next_alert(pvg_monitor *m, pvg_monitor_alert *out)
     return 1;
 }
 
-static void summary_of(const pvg_monitor *m, const kstate *s, double count, double thr,
-                       double base, char *buf, size_t len)
+static void summary_of(const pvg_monitor *m, const kstate *s, double count, double thr, double base,
+                       char *buf, size_t len)
 {
     double w = m->cfg.rules[s->rule].window_s;
     switch (s->rule) {
@@ -540,8 +548,8 @@ static void summary_of(const pvg_monitor *m, const kstate *s, double count, doub
     }
 }
 
-static int raise_alert(pvg_monitor *m, kstate *s, int64_t ts, double count, double thr,
-                       double base, const char *summary)
+static int raise_alert(pvg_monitor *m, kstate *s, int64_t ts, double count, double thr, double base,
+                       const char *summary)
 {
     const pvg_monitor_rule_config *rc = &m->cfg.rules[s->rule];
     pvg_monitor_alert a;
@@ -578,8 +586,10 @@ static int count_and_check(pvg_monitor *m, kstate *s, int64_t ts, double v)
     if (!(count > fl)) return 0;
     double base = 0, thr = threshold_of(m, s, ts, &base);
     if (!(count > thr)) return 0;
+    if (m->learning) return 0;
+    if (!s->win_alerted || thr < s->win_thr) s->win_thr = thr;
     s->win_alerted = 1;
-    if (m->learning || ts < s->cooldown_until) return 0;
+    if (ts < s->cooldown_until) return 0;
     s->cooldown_until = ts + (int64_t)ceil(rc->window_s);
     return raise_alert(m, s, ts, count, thr, base, NULL);
 }
@@ -634,11 +644,11 @@ static void dp_signature(const char *action, const char *detail, char *out, size
     for (p = detail ? detail : ""; *p && o + 1 < len;) {
         if (strncmp(p, "outcome=", 8) == 0) {
             p += strcspn(p, " ");
+            if (*p == ' ') p++;
             continue;
         }
         if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) {
-            while (isdigit((unsigned char)*p) || *p == '.' || *p == 'e' || *p == '-' ||
-                   *p == '+')
+            while (isdigit((unsigned char)*p) || *p == '.' || *p == 'e' || *p == '-' || *p == '+')
                 p++;
             out[o++] = '#';
             continue;
@@ -686,8 +696,8 @@ int pvg_monitor_feed_audit(pvg_monitor *m, const pvg_audit_entry *e)
     static const char *const dp[] = {"dp_query", "he_spend_total", NULL};
     const pvg_monitor_rule_config *R = m->cfg.rules;
 
-    if (R[PVG_MON_MANY_SHOPPERS].enabled && is_pseudonym(subject) &&
-        is_action(action, personal)) {
+    if (R[PVG_MON_MANY_SHOPPERS].enabled && class_of(actor) != CLASS_OTHER &&
+        is_pseudonym(subject) && is_action(action, personal)) {
         kstate *s = state_of(m, PVG_MON_MANY_SHOPPERS, actor, NULL);
         if (!s) {
             oom = 1;

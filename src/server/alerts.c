@@ -29,7 +29,7 @@
 
 #define OBS_RING 4096
 #define THROTTLE_MAX 64
-#define MIN_PASS_S 0.05     /* at most 20 passes a second under load */
+#define MIN_PASS_S 0.05        /* at most 20 passes a second under load */
 #define HISTORY_ENTRIES 200000 /* replayed at start to learn the baselines */
 
 typedef struct obs {
@@ -190,8 +190,8 @@ static int webhook_post(pvg_srv_monitor *mo, const char *body)
             struct pollfd p = {fd, POLLOUT, 0};
             int soerr = 0;
             socklen_t sl = sizeof soerr;
-            c = poll(&p, 1, 2000) == 1 &&
-                        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0
+            c = poll(&p, 1, 2000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+                        soerr == 0
                     ? 0
                     : -1;
         }
@@ -290,7 +290,8 @@ static void *monitor_main(void *arg)
     if (pvg_audit_head(mo->store, &head, NULL) == PVG_OK && head.seq > 0) {
         pvg_monitor_set_learning(mo->m, 1);
         int64_t from = head.seq > HISTORY_ENTRIES ? head.seq - HISTORY_ENTRIES : 1;
-        pvg_status st = pvg_audit_foreach(mo->store, from, head.seq - from + 1, feed_entry, mo, NULL);
+        pvg_status st =
+            pvg_audit_foreach(mo->store, from, head.seq - from + 1, feed_entry, mo, NULL);
         (void)st; /* a read error: the baselines start from less history */
         tail_ledger(mo);
         pvg_monitor_set_learning(mo->m, 0);
@@ -328,12 +329,12 @@ static void *monitor_main(void *arg)
 
         last_pass = pvg_srv_now();
         for (size_t i = 0; i < n; i++) {
-            pvg_monitor_request q = {batch[i].ts, batch[i].actor, batch[i].addr[0] ? batch[i].addr : NULL,
-                                     batch[i].failed};
+            pvg_monitor_request q = {batch[i].ts, batch[i].actor,
+                                     batch[i].addr[0] ? batch[i].addr : NULL, batch[i].failed};
             (void)pvg_monitor_feed_request(mo->m, &q);
         }
-        pvg_status st = pvg_audit_foreach(mo->store, pvg_monitor_last_seq(mo->m) + 1, 0,
-                                          feed_entry, mo, NULL);
+        pvg_status st =
+            pvg_audit_foreach(mo->store, pvg_monitor_last_seq(mo->m) + 1, 0, feed_entry, mo, NULL);
         (void)st; /* a read error (busy): the next pass reads from the same place */
         if (last_pass - last_ledger >= 1.0) {
             tail_ledger(mo);
@@ -436,8 +437,9 @@ void pvg_srv_monitor_metrics(pvg_server *srv, char *buf, size_t len)
             "# HELP privguide_monitor_store_failures_total Alerts that could not be stored.\n"
             "# TYPE privguide_monitor_store_failures_total counter\n"
             "privguide_monitor_store_failures_total %lld\n",
-            (long long)atomic_load(&mo->webhook_sent), (long long)atomic_load(&mo->webhook_failures),
-            (long long)atomic_load(&mo->dropped), (long long)atomic_load(&mo->store_failures));
+            (long long)atomic_load(&mo->webhook_sent),
+            (long long)atomic_load(&mo->webhook_failures), (long long)atomic_load(&mo->dropped),
+            (long long)atomic_load(&mo->store_failures));
 }
 
 /* ---- the admin routes ---------------------------------------------------------- */
@@ -463,7 +465,8 @@ void pvg_srv_h_alerts(pvg_srv_req *r)
         all = 1;
     else if (state && strcmp(state, "open") != 0) {
         pvg_srv_reply_error(r, 400, "invalid",
-                            "query parameter state: want \"open\" or \"all\", got \"%.40s\"", state);
+                            "query parameter state: want \"open\" or \"all\", got \"%.40s\"",
+                            state);
         return;
     }
     json_t *arr = json_array();
@@ -504,9 +507,9 @@ static void cred_action(pvg_srv_req *r, int suspend)
     const char *id = r->params[0];
     pvg_error e;
     pvg_error_clear(&e);
-    pvg_status st = suspend ? pvg_monitor_suspend(pvg_srv_req_store(r), id, r->actor,
-                                                  "by an admin", &e)
-                            : pvg_monitor_resume(pvg_srv_req_store(r), id, r->actor, &e);
+    pvg_status st = suspend
+                        ? pvg_monitor_suspend(pvg_srv_req_store(r), id, r->actor, "by an admin", &e)
+                        : pvg_monitor_resume(pvg_srv_req_store(r), id, r->actor, &e);
     if (st == PVG_ERR_STATE) {
         pvg_srv_reply_error(r, 409, "conflict", "%s", e.text);
         return;
@@ -517,9 +520,9 @@ static void cred_action(pvg_srv_req *r, int suspend)
     }
     pvg_srv_authcache_clear(r->srv->authcache);
     if (!suspend && r->srv->monitor) throttle_clear(r->srv->monitor, id);
-    pvg_srv_reply_json(r, 200,
-                       json_pack("{s:s, s:s}", "credential", id, "state",
-                                 suspend ? "suspended" : "active"));
+    pvg_srv_reply_json(
+        r, 200,
+        json_pack("{s:s, s:s}", "credential", id, "state", suspend ? "suspended" : "active"));
 }
 
 void pvg_srv_h_cred_suspend(pvg_srv_req *r)

@@ -57,6 +57,7 @@ struct pvg_srv_monitor {
     pvg_store *store; /* the thread's own connection */
     long long counts[PVG_MON_N_RULES];
     atomic_llong dropped, webhook_sent, webhook_failures, store_failures;
+    atomic_llong cpu_ns; /* the monitor thread's CPU time */
     char *wh_host, *wh_port, *wh_path;
     /* throttles: key id -> rate, until (monotonic seconds) */
     pthread_mutex_t tmu;
@@ -301,6 +302,8 @@ static void *monitor_main(void *arg)
         pvg_monitor_set_learning(mo->m, 0);
     }
     obs *batch = malloc(OBS_RING * sizeof *batch);
+    struct timespec cpu0;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
     double last_ledger = pvg_srv_now(), last_pass = 0;
     pthread_mutex_lock(&mo->mu);
     while (!mo->stop && batch) {
@@ -345,6 +348,10 @@ static void *monitor_main(void *arg)
             handle_alert(mo, &a);
         long long counts[PVG_MON_N_RULES];
         pvg_monitor_counts(mo->m, counts);
+        struct timespec cpu1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+        atomic_store(&mo->cpu_ns, (long long)(cpu1.tv_sec - cpu0.tv_sec) * 1000000000LL +
+                                      (cpu1.tv_nsec - cpu0.tv_nsec));
         pthread_mutex_lock(&mo->mu);
         memcpy(mo->counts, counts, sizeof counts);
     }
@@ -436,10 +443,13 @@ void pvg_srv_monitor_metrics(pvg_server *srv, char *buf, size_t len)
             "%lld\n"
             "# HELP privguide_monitor_store_failures_total Alerts that could not be stored.\n"
             "# TYPE privguide_monitor_store_failures_total counter\n"
-            "privguide_monitor_store_failures_total %lld\n",
+            "privguide_monitor_store_failures_total %lld\n"
+            "# HELP privguide_monitor_cpu_seconds_total CPU time of the monitor thread.\n"
+            "# TYPE privguide_monitor_cpu_seconds_total counter\n"
+            "privguide_monitor_cpu_seconds_total %.6f\n",
             (long long)atomic_load(&mo->webhook_sent),
             (long long)atomic_load(&mo->webhook_failures), (long long)atomic_load(&mo->dropped),
-            (long long)atomic_load(&mo->store_failures));
+            (long long)atomic_load(&mo->store_failures), (double)atomic_load(&mo->cpu_ns) / 1e9);
 }
 
 /* ---- the admin routes ---------------------------------------------------------- */

@@ -333,8 +333,8 @@ int main(int argc, char **argv)
                  "],\"median_on\":%.1f,\"median_off\":%.1f,\"cost_pct\":%.2f,"
                  "\"monitor_cpu_s\":%.3f,\"server_cpu_s\":%.3f,\"monitor_cpu_pct\":%.2f,"
                  "\"alerts\":%lld}",
-                 mon_on, mon_off, mon_off > 0 ? 100.0 * (mon_off - mon_on) / mon_off : 0.0,
-                 mon_cpu, proc_cpu, proc_cpu > 0 ? 100.0 * mon_cpu / proc_cpu : 0.0, alerts);
+                 mon_on, mon_off, mon_off > 0 ? 100.0 * (mon_off - mon_on) / mon_off : 0.0, mon_cpu,
+                 proc_cpu, proc_cpu > 0 ? 100.0 * mon_cpu / proc_cpu : 0.0, alerts);
     }
     printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","
            "\"items\":%zu,\"factors\":%d,\"model_users\":%zu,\"request_users\":%ld,"

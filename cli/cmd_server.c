@@ -77,7 +77,7 @@ static int run_serve(cli_ctx *c)
     o.popular_k = (int)cli_int_range(c, "popular-k", 20, 1, 1000);
     o.cache_entries = cli_bool(c, "no-cache") ? -1 : 0;
     o.auth_failure_rate = cli_double(c, "auth-failure-rate", 10);
-    o.alert_webhook = cli_str(c, "alert-webhook");
+    o.alert_url = cli_str(c, "alert-webhook");
     o.monitor_off = cli_bool(c, "no-monitor");
     if (o.auth_failure_rate == 0) o.auth_failure_rate = -1; /* 0 on the command line: no limit */
     if (!(o.popular_epsilon > 0)) cli_usage_error(c, "--popular-epsilon: want a number > 0");

@@ -45,11 +45,14 @@ typedef struct pvg_server_options {
     int cache_entries;        /* recommendation cache entries per model; 0: 65536; <0: none */
     double auth_failure_rate; /* failed authentications allowed per second per client
                                  address (burst: twice that), then 429; 0: 10; <0: no limit */
-    const char *alert_webhook; /* access monitoring: POST each alert's JSON to this
-                                  http://host[:port]/path (NULL: none) */
-    int monitor_off;           /* 1: no access monitoring (measurements only) */
     int allow_insecure_rng;   /* tests only: deterministic DP noise */
     uint64_t insecure_seed;   /* seed when allow_insecure_rng */
+
+    /* Access monitoring (monitor.h, docs/monitor.md). alert_url: POST each
+     * alert's JSON to this http://host[:port]/path (NULL: none).
+     * monitor_off: 1 for no monitoring (tests and measurements). */
+    const char *alert_url;
+    int monitor_off;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

@@ -371,10 +371,10 @@ pvg_status pvg_srv_monitor_start(pvg_server *srv, pvg_error *err)
     srv->monitor = mo;
     mo->ring = calloc(OBS_RING, sizeof *mo->ring);
     if (!mo->ring) return pvg_error_set(err, PVG_ERR_NOMEM, "monitor: out of memory");
-    if (srv->opt.alert_webhook && webhook_parse(mo, srv->opt.alert_webhook))
+    if (srv->opt.alert_url && webhook_parse(mo, srv->opt.alert_url))
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "alert webhook: want http://host[:port]/path, got \"%.100s\"",
-                             srv->opt.alert_webhook);
+                             srv->opt.alert_url);
     pvg_status st = pvg_store_open(srv->data_dir, &mo->store, err);
     if (st != PVG_OK) return st;
     st = pvg_monitor_new(NULL, &mo->m, err);

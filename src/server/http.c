@@ -321,8 +321,8 @@ static void authenticate_and_run(pvg_srv_req *r)
             atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
             snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
             pvg_srv_reply_error(r, 429, "rate_limited",
-                                "rate limit of %.3g requests/s exceeded; retry after %.3f s",
-                                rate, retry);
+                                "rate limit of %.3g requests/s exceeded; retry after %.3f s", rate,
+                                retry);
             return;
         }
     }

@@ -156,7 +156,8 @@ static int run_resume(cli_ctx *c)
 }
 
 static const cli_flag alerts_flags[] = {
-    {"json", CLI_BOOL, NULL, "print JSON: {\"alerts\": [...]} as GET /v1/admin/alerts"},
+    {"json", CLI_BOOL, NULL,
+     "print JSON: {\"alerts\": [...]} as GET /v1/admin/alerts, with count and threshold"},
     {"all", CLI_BOOL, NULL, "acknowledged alerts too"},
     {0},
 };

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #define SLOTS 8
-#define HBUCKETS 96 /* quarter octaves: 1 .. 2^23.75 */
+#define HBUCKETS 64 /* quarter octaves: 1 .. 2^15.75 (larger counts share the last) */
 #define MAX_STATES 100000
 #define DSET_MAX (1u << 18)
 
@@ -607,8 +607,8 @@ static int off_hours(pvg_monitor *m, const char *actor, int64_t ts, int64_t seq)
     int64_t day = floor_div(ts, 86400);
     int usual = s->hour_days[hour] + s->hour_days[(hour + 1) % 24] + s->hour_days[(hour + 23) % 24];
     int learnt = s->days >= (uint32_t)m->cfg.off_hours_min_days;
-    if (learnt && !usual) {
-        if (m->learning || s->alerted_hour_mark == mark) return 0;
+    if (learnt && !usual && !m->learning) { /* while learning, history counts as usual */
+        if (s->alerted_hour_mark == mark) return 0;
         s->alerted_hour_mark = mark;
         /* the evidence: this hour's entries only */
         s->ev_n = 0;

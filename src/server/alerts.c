@@ -258,7 +258,10 @@ static void handle_alert(pvg_srv_monitor *mo, pvg_monitor_alert *a)
     if (a->action == PVG_MON_ACT_SUSPEND && id) {
         char why[120];
         snprintf(why, sizeof why, "access monitoring, rule %s", pvg_monitor_rule_name(a->rule));
-        if (pvg_monitor_suspend(mo->store, id, "monitor", why, NULL) == PVG_OK)
+        pvg_status st = PVG_ERR_BUSY;
+        for (int attempt = 0; attempt < 5 && st == PVG_ERR_BUSY; attempt++)
+            st = pvg_monitor_suspend(mo->store, id, "monitor", why, NULL);
+        if (st == PVG_OK)
             pvg_srv_authcache_clear(mo->srv->authcache); /* at once, in this server */
         else
             a->action = PVG_MON_ACT_NONE;

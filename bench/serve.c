@@ -3,13 +3,20 @@
  * iALS model trained from the store (synthetic purchases put through
  * pvg_store_event_put) served by an in-process privguide server on 127.0.0.1, loaded
  * with wrk (2 threads, 64 connections) on GET /v1/users/{id}/recommendations
- * ?k=10, cycling over consenting users known to the model. Every answer is
+ * ?k=10, cycling over consenting users known to the model, each request with
+ * that shopper's own token (an operator key reading a thousand shoppers'
+ * lists is what access monitoring flags as scraping). Every answer is
  * personalised and audited (group-committed hash-chained log). Two runs:
  * with the per-model recommendation cache (after a warm-up pass) and
- * without it (every request scores all 100k items). Prints one JSON object.
+ * without it (every request scores all 100k items). With monitor_reps > 0,
+ * then that many pairs of cached runs with access monitoring on and off
+ * (alternating; a fresh server and warm-up each): the median requests/s of
+ * each and the cost in percent, and the alerts the traffic raised (0: the
+ * bench's traffic is normal). Prints one JSON object.
  *
  * Usage: bench_serve [seconds=10] [items=100000] [factors=64] [users=20000]
  *                    [request_users=1000] [server_threads=4] [warmup_seconds=10]
+ *                    [monitor_reps=0]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  */
 #include "server/server_internal.h"
@@ -61,6 +68,38 @@ static uint64_t rnd(void)
         exit(1);                                                                                   \
     } while (0)
 
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+    double t[16];
+    memcpy(t, v, (size_t)n * sizeof *t);
+    qsort(t, (size_t)n, sizeof *t, dbl_cmp);
+    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+/* CPU seconds of this process (the server's threads: wrk runs apart). */
+static double process_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the server's monitor thread (its /metrics line). */
+static double monitor_cpu(pvg_server *srv)
+{
+    char metrics[4096];
+    pvg_srv_monitor_metrics(srv, metrics, sizeof metrics);
+    static const char name[] = "\nprivguide_monitor_cpu_seconds_total ";
+    const char *q = strstr(metrics, name);
+    return q ? atof(q + sizeof name - 1) : 0;
+}
+
 /* Runs wrk; the Lua script's done() prints one JSON line, copied to out. */
 static int run_wrk(const char *lua, int port, int seconds, char *out, size_t len)
 {
@@ -88,6 +127,7 @@ int main(int argc, char **argv)
     long req_users = argc > 5 ? atol(argv[5]) : 1000;
     int server_threads = argc > 6 ? atoi(argv[6]) : 4;
     int warm_s = argc > 7 ? atoi(argv[7]) : 10;
+    int mon_reps = argc > 8 ? atoi(argv[8]) : 0;
     if (warm_s < 1 || server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 ||
         factors < 1 || n_users < 10 || req_users < 1 || req_users > n_users)
         DIE("usage: bench_serve [seconds] [items] [factors] [users] [request_users]");
@@ -178,24 +218,30 @@ int main(int argc, char **argv)
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
     if (pvg_ledger_set_budget(s, "default", 10.0, 1e-6, &err) != PVG_OK)
         DIE("budget: %s", err.text);
-    char *key = NULL;
-    if (pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "bench", 0, &key, NULL, &err) != PVG_OK)
-        DIE("apikey: %s", err.text);
-    pvg_store_free(s);
-    double setup_s = now_s() - t0;
-
     FILE *f = fopen(lua, "w");
     if (!f) DIE("cannot write %s", lua);
+    fprintf(f, "local tok = {\n");
+    for (long u = 0; u < req_users; u++) { /* each shopper's own token, a day long */
+        char user[32], *tok = NULL;
+        snprintf(user, sizeof user, "U%ld", u);
+        if (pvg_auth_token_issue(s, user, 86400, 0, &tok, NULL, &err) != PVG_OK)
+            DIE("token: %s", err.text);
+        fprintf(f, "  \"Bearer %s\",\n", tok);
+        pvg_auth_credential_free(tok);
+    }
+    fprintf(f, "}\n");
+    pvg_store_free(s);
+    double setup_s = now_s() - t0;
     fprintf(
         f,
         "local n = %ld\n"
         "local i = 0\n"
-        "local hdr = { [\"Authorization\"] = \"Bearer %s\" }\n"
         "function setup(thread) thread:set(\"id\", 0) end\n"
         "function init(args) i = math.random(0, n - 1) end\n"
         "function request()\n"
         "  i = (i + 1) %% n\n"
-        "  return wrk.format(\"GET\", \"/v1/users/U\" .. i .. \"/recommendations?k=10\", hdr)\n"
+        "  return wrk.format(\"GET\", \"/v1/users/U\" .. i .. \"/recommendations?k=10\",\n"
+        "                    { [\"Authorization\"] = tok[i + 1] })\n"
         "end\n"
         "function done(summary, latency, requests)\n"
         "  local errs = summary.errors.connect + summary.errors.read + summary.errors.write +\n"
@@ -208,9 +254,8 @@ int main(int argc, char **argv)
         "    latency:percentile(50) / 1000, latency:percentile(90) / 1000,\n"
         "    latency:percentile(99) / 1000, latency.max / 1000, errs, summary.errors.status))\n"
         "end\n",
-        req_users, key);
+        req_users);
     fclose(f);
-    pvg_auth_credential_free(key);
 
     char cached[512] = "", uncached[512] = "";
     for (int pass = 0; pass < 2; pass++) {
@@ -238,14 +283,67 @@ int main(int argc, char **argv)
                      pers, hits);
         pvg_server_free(srv);
     }
+    /* access monitoring's cost: cached runs with it on and off, alternating */
+    char mon[1024] = "null";
+    if (mon_reps > 0) {
+        double on[16], off[16];
+        long long alerts = 0;
+        double mon_cpu = 0, proc_cpu = 0;
+        if (mon_reps > 16) mon_reps = 16;
+        for (int rep = 0; rep < mon_reps; rep++)
+            for (int monitor = 1; monitor >= 0; monitor--) {
+                pvg_server_options o;
+                memset(&o, 0, sizeof o);
+                o.data_dir = dd;
+                o.threads = server_threads;
+                o.monitor_off = !monitor;
+                pvg_server *srv = NULL;
+                if (pvg_server_start(&o, &srv, &err) != PVG_OK) DIE("start: %s", err.text);
+                int port = pvg_server_port(srv);
+                char line[512];
+                if (run_wrk(lua, port, warm_s, line, sizeof line) != 0) DIE("wrk warm-up failed");
+                double mcpu0 = monitor_cpu(srv), pcpu0 = process_cpu();
+                if (run_wrk(lua, port, seconds, line, sizeof line) != 0) DIE("wrk failed");
+                if (monitor) {
+                    mon_cpu += monitor_cpu(srv) - mcpu0;
+                    proc_cpu += process_cpu() - pcpu0;
+                }
+                const char *rps = strstr(line, "\"requests_per_s\":");
+                double v = rps ? atof(rps + 17) : 0;
+                if (strstr(line, "\"non_2xx\":0}") == NULL) DIE("monitor run: errors: %s", line);
+                (monitor ? on : off)[rep] = v;
+                if (monitor) {
+                    char metrics[4096];
+                    pvg_srv_monitor_metrics(srv, metrics, sizeof metrics);
+                    for (const char *q = metrics; (q = strstr(q, "privguide_alerts_total{"));) {
+                        q = strchr(q, '}');
+                        alerts += atoll(q + 2);
+                    }
+                }
+                pvg_server_free(srv);
+            }
+        double mon_on = median(on, mon_reps), mon_off = median(off, mon_reps);
+        int k = snprintf(mon, sizeof mon, "{\"reps\":%d,\"on\":[", mon_reps);
+        for (int i = 0; i < mon_reps; i++)
+            k += snprintf(mon + k, sizeof mon - (size_t)k, "%s%.1f", i ? "," : "", on[i]);
+        k += snprintf(mon + k, sizeof mon - (size_t)k, "],\"off\":[");
+        for (int i = 0; i < mon_reps; i++)
+            k += snprintf(mon + k, sizeof mon - (size_t)k, "%s%.1f", i ? "," : "", off[i]);
+        snprintf(mon + k, sizeof mon - (size_t)k,
+                 "],\"median_on\":%.1f,\"median_off\":%.1f,\"cost_pct\":%.2f,"
+                 "\"monitor_cpu_s\":%.3f,\"server_cpu_s\":%.3f,\"monitor_cpu_pct\":%.2f,"
+                 "\"alerts\":%lld}",
+                 mon_on, mon_off, mon_off > 0 ? 100.0 * (mon_off - mon_on) / mon_off : 0.0, mon_cpu,
+                 proc_cpu, proc_cpu > 0 ? 100.0 * mon_cpu / proc_cpu : 0.0, alerts);
+    }
     printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","
            "\"items\":%zu,\"factors\":%d,\"model_users\":%zu,\"request_users\":%ld,"
            "\"wrk\":{\"threads\":2,\"connections\":64,\"seconds\":%d},\"server_threads\":%d,"
            "\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
-           " \"cached\":%s,\n \"uncached\":%s,\n"
+           " \"cached\":%s,\n \"uncached\":%s,\n \"monitor_cached\":%s,\n"
            " \"targets\":{\"requests_per_s\":15000,\"p99_ms\":10}}\n",
            model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s,
-           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), cached, uncached);
+           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), cached, uncached, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);
     return 0;

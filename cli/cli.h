@@ -47,6 +47,8 @@ extern const cli_command cli_cmds_he[];
 extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
 extern const cli_command cli_cmds_ops[]; /* backup, restore, doctor */
+/* monitor alerts, ack, scan, suspend, resume */
+extern const cli_command cli_cmds_monitor[];
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);

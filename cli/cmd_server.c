@@ -77,6 +77,8 @@ static int run_serve(cli_ctx *c)
     o.popular_k = (int)cli_int_range(c, "popular-k", 20, 1, 1000);
     o.cache_entries = cli_bool(c, "no-cache") ? -1 : 0;
     o.auth_failure_rate = cli_double(c, "auth-failure-rate", 10);
+    o.alert_url = cli_str(c, "alert-webhook");
+    o.monitor_off = cli_bool(c, "no-monitor");
     if (o.auth_failure_rate == 0) o.auth_failure_rate = -1; /* 0 on the command line: no limit */
     if (!(o.popular_epsilon > 0)) cli_usage_error(c, "--popular-epsilon: want a number > 0");
     int drain_ms = (int)cli_int_range(c, "drain-ms", 10000, 0, 600000);
@@ -163,6 +165,9 @@ static const cli_flag serve_flags[] = {
     {"auth-failure-rate", CLI_DOUBLE, "N",
      "failed authentications per second per client address "
      "before 429 (default 10; 0: no limit)"},
+    {"alert-webhook", CLI_STR, "URL",
+     "access monitoring: POST each alert as JSON to http://host[:port]/path"},
+    {"no-monitor", CLI_BOOL, NULL, "no access monitoring (for measuring its cost)"},
     {"drain-ms", CLI_INT, "MS",
      "on SIGTERM, wait this long for requests in flight (default "
      "10000)"},

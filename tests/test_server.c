@@ -256,6 +256,9 @@ static int setup(void **state)
     o.max_body_bytes = 64 * 1024;
     o.reload_ms = 100;
     o.popular_k = 5;
+    /* its traffic (hundreds of exports and reads from one admin key within seconds) is
+     * what access monitoring suspends a key for; tests/test_monitor.c covers the monitor */
+    o.monitor_off = 1;
     o.allow_insecure_rng = 1;
     o.insecure_seed = 1;
     o.auth_failure_rate = -1; /* these tests fail authentication on purpose, often */

@@ -96,7 +96,9 @@ void pvg_auth_credential_free(char *credential);
 /* Checks a presented credential (borrowed; any bytes). On success fills
  * *out. Errors: PVG_ERR_PERMISSION (malformed, unknown, wrong secret,
  * revoked or expired; err says which of malformed/unknown/expired/revoked
- * without revealing secrets), PVG_ERR_IO. Not thread-safe on one store. */
+ * without revealing secrets), PVG_ERR_STATE (a valid credential that access
+ * monitoring suspended: monitor.h, pvg_monitor_resume lifts it), PVG_ERR_IO.
+ * Not thread-safe on one store. */
 pvg_status pvg_auth_check(pvg_store *s, const char *credential, pvg_principal *out,
                           pvg_error *err) PVG_WARN_UNUSED;
 

@@ -47,6 +47,12 @@ typedef struct pvg_server_options {
                                  address (burst: twice that), then 429; 0: 10; <0: no limit */
     int allow_insecure_rng;   /* tests only: deterministic DP noise */
     uint64_t insecure_seed;   /* seed when allow_insecure_rng */
+
+    /* Access monitoring (monitor.h, docs/monitor.md). alert_url: POST each
+     * alert's JSON to this http://host[:port]/path (NULL: none).
+     * monitor_off: 1 for no monitoring (tests and measurements). */
+    const char *alert_url;
+    int monitor_off;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

@@ -740,9 +740,18 @@ pvg_status pvg_access_dp_query(pvg_access *g, const pvg_query_spec *spec, pvg_rn
     *out = NULL;
     pvg_status st = dp_release_consent_check(g, "the query engine", err);
     if (st != PVG_OK) return st;
-    char extra[96];
-    snprintf(extra, sizeof extra, "query=%s dataset=%s", pvg_query_kind_name(spec->kind),
-             spec->dataset ? spec->dataset : "default");
+    /* the query's shape and parameters: access monitoring (monitor.h) finds
+     * near-identical queries repeated to average their noise away */
+    char extra[200];
+    snprintf(extra, sizeof extra,
+             "query=%s dataset=%s type=%s value=%s group=%s clamp=%g:%g q=%g bins=%d eps=%g",
+             pvg_query_kind_name(spec->kind), spec->dataset ? spec->dataset : "default",
+             spec->event_type >= 0 ? pvg_event_type_name((pvg_event_type)spec->event_type) : "all",
+             spec->value == PVG_QUERY_VALUE_AMOUNT   ? "amount"
+             : spec->value == PVG_QUERY_VALUE_EVENTS ? "events"
+                                                     : "quantity",
+             pvg_query_group_name(spec->group_by), spec->has_clamp ? spec->clamp_lo : 0.0,
+             spec->has_clamp ? spec->clamp_hi : 0.0, spec->quantile, spec->bins, spec->epsilon);
     st = audit_first(g, "dp_query", "*", PVG_PURPOSE_DP_RELEASE, "allowed", extra, err);
     if (st != PVG_OK) return st;
     return pvg_query_run(g->store, spec, rng, out, err);

@@ -37,6 +37,8 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&w->cv_work, &w->mu);
         if (!w->head && w->stop) break;
         pvg_srv_audit_item *batch = w->head;
+        void (*on_commit)(void *) = w->on_commit;
+        void *on_commit_ctx = w->on_commit_ctx;
         w->head = w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
 
@@ -62,9 +64,10 @@ static void *writer_main(void *arg)
             }
             free(recs);
         }
-        if (st == PVG_OK)
+        if (st == PVG_OK) {
             atomic_fetch_add(&w->metrics->audit_entries, (long long)n);
-        else
+            if (on_commit) on_commit(on_commit_ctx);
+        } else
             atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
 
         pthread_mutex_lock(&w->mu);

@@ -3,6 +3,7 @@
  * hashed storage in table auth_keys, constant-time checks, revocation.
  */
 #include <privguide/auth.h>
+#include <privguide/monitor.h>
 
 #include "store/store_internal.h"
 
@@ -241,6 +242,15 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     ok = ok && strcmp(c.kind, want_kind) == 0;
     if (!ok) return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
     if (c.revoked) return pvg_error_set(err, PVG_ERR_PERMISSION, "credential revoked");
+    int suspended = 0; /* access monitoring (monitor.h): kept in the store for every process */
+    char why[200];
+    st = pvg_monitor_is_suspended(s, id, &suspended, why, sizeof why, err);
+    if (st != PVG_OK) return st;
+    if (suspended)
+        return pvg_error_set(err, PVG_ERR_STATE,
+                             "credential %s is suspended (%s); an admin may resume it "
+                             "(privguide monitor resume %s)",
+                             id, why, id);
     int64_t exp = c.expires_at;
     if (exp && pvg_store_now(s) >= exp) {
         char when[32] = "?";

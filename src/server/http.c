@@ -232,6 +232,26 @@ static int auth_failure_limited(pvg_srv_req *r)
     return 1;
 }
 
+/* The client's address as text ("" when unknown). */
+static void client_addr(pvg_srv_req *r, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    buf[0] = 0;
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, buf,
+                  (socklen_t)len);
+}
+
+/* Tells access monitoring of a failed authentication. */
+static void observe_failure(pvg_srv_req *r)
+{
+    if (!r->srv->monitor) return;
+    char addr[64];
+    client_addr(r, addr, sizeof addr);
+    pvg_srv_monitor_observe(r->srv, NULL, addr, 1);
+}
+
 static void authenticate_and_run(pvg_srv_req *r)
 {
     const pvg_srv_route *rt = &pvg_srv_routes()[r->route];
@@ -240,6 +260,7 @@ static void authenticate_and_run(pvg_srv_req *r)
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
         if (!h || !*h) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            observe_failure(r);
             if (auth_failure_limited(r)) return;
             pvg_srv_reply_error(
                 r, 401, "unauthorized",
@@ -249,6 +270,7 @@ static void authenticate_and_run(pvg_srv_req *r)
         }
         if (strncasecmp(h, "Bearer ", 7) != 0) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            observe_failure(r);
             if (auth_failure_limited(r)) return;
             pvg_srv_reply_error(r, 401, "unauthorized",
                                 "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
@@ -262,8 +284,13 @@ static void authenticate_and_run(pvg_srv_req *r)
         pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
         if (st == PVG_ERR_PERMISSION) {
             atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+            observe_failure(r);
             if (auth_failure_limited(r)) return;
             pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
+            return;
+        }
+        if (st == PVG_ERR_STATE) { /* suspended by access monitoring or an admin */
+            pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
             return;
         }
         if (st != PVG_OK) {
@@ -272,6 +299,11 @@ static void authenticate_and_run(pvg_srv_req *r)
         }
         snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
                  r->who.key_id);
+        if (r->srv->monitor) {
+            char addr[64];
+            client_addr(r, addr, sizeof addr);
+            pvg_srv_monitor_observe(r->srv, r->actor, addr, 0);
+        }
         if (!(rt->access & role_bit(r->who.role))) {
             pvg_srv_reply_error(r, 403, "forbidden", "role %s may not call %s %s",
                                 pvg_role_name(r->who.role), rt->method, rt->pattern);
@@ -284,13 +316,13 @@ static void authenticate_and_run(pvg_srv_req *r)
             return;
         }
         double retry = 0;
-        if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, r->who.rate_per_s, pvg_srv_now(),
-                                    &retry)) {
+        double rate = pvg_srv_monitor_rate(r->srv, r->who.key_id, r->who.rate_per_s);
+        if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, rate, pvg_srv_now(), &retry)) {
             atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
             snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
             pvg_srv_reply_error(r, 429, "rate_limited",
-                                "rate limit of %.3g requests/s exceeded; retry after %.3f s",
-                                r->who.rate_per_s, retry);
+                                "rate limit of %.3g requests/s exceeded; retry after %.3f s", rate,
+                                retry);
             return;
         }
     }
@@ -468,6 +500,7 @@ static void server_destroy(pvg_server *srv)
     if (!srv) return;
     pvg_srv_model_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
+    pvg_srv_monitor_free(srv);
     pvg_srv_authcache_free(srv->authcache);
     for (int i = 0; i < srv->n_stores; i++)
         pvg_store_free(srv->stores[i]);
@@ -625,6 +658,17 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");
     }
+    if (!srv->opt.monitor_off) { /* access monitoring (alerts.c), fed after each commit */
+        st = pvg_srv_monitor_start(srv, err);
+        if (st != PVG_OK) {
+            server_destroy(srv);
+            return st;
+        }
+        pthread_mutex_lock(&srv->audit.mu);
+        srv->audit.on_commit_ctx = srv->monitor;
+        srv->audit.on_commit = pvg_srv_monitor_kick;
+        pthread_mutex_unlock(&srv->audit.mu);
+    }
     st = pvg_srv_model_init(srv, err);
     if (st != PVG_OK) {
         server_destroy(srv);
@@ -718,6 +762,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
     }
     pvg_srv_model_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
+    pvg_srv_monitor_stop(srv);
     (void)err;
     return PVG_OK;
 }

@@ -157,6 +157,9 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
             "# TYPE privguide_catalog_items gauge\nprivguide_catalog_items %lld\n",
             catalog);
     budget_gauges(&b, s);
+    char mon[2048]; /* access monitoring: alerts per rule, webhook outcomes */
+    pvg_srv_monitor_metrics(srv, mon, sizeof mon);
+    bprintf(&b, "%s", mon);
     if (!admin) goto out; /* the rest moves with what shoppers do: exact, admin only */
     const pvg_srv_route *rt = pvg_srv_routes();
     static const char *classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};

@@ -197,6 +197,8 @@ typedef struct pvg_srv_audit_writer {
     int started;
     pvg_store *store;
     pvg_srv_metrics *metrics;
+    void (*on_commit)(void *ctx); /* called by the writer thread after each committed batch */
+    void *on_commit_ctx;
 } pvg_srv_audit_writer;
 int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_srv_metrics *m);
 /* Appends and waits until committed. PVG_OK or the append error. */
@@ -209,6 +211,29 @@ pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, c
                                    const char *subject, const char *detail, int *done,
                                    pvg_status *result, void (*wake)(void *), void *wake_ctx);
 void pvg_srv_audit_writer_stop(pvg_srv_audit_writer *w);
+
+/* ---- access monitoring (alerts.c) ---- */
+typedef struct pvg_srv_monitor pvg_srv_monitor;
+/* Starts the monitor thread (srv->monitor; freed by pvg_srv_monitor_free
+ * even when the start failed). */
+pvg_status pvg_srv_monitor_start(pvg_server *srv, pvg_error *err);
+void pvg_srv_monitor_stop(pvg_server *srv);
+void pvg_srv_monitor_free(pvg_server *srv);
+/* Queues a request observation (no-op without a monitor): the actor of an
+ * authenticated request, or failed = 1 for a failed authentication; addr is
+ * the client address (borrowed). */
+void pvg_srv_monitor_observe(pvg_server *srv, const char *actor, const char *addr, int failed);
+/* The audit writer's commit hook (ctx: the pvg_srv_monitor). */
+void pvg_srv_monitor_kick(void *ctx);
+/* The rate a credential may use: `rate`, or less while the monitor
+ * throttles it. */
+double pvg_srv_monitor_rate(pvg_server *srv, const char *key_id, double rate);
+/* The monitor's /metrics lines into buf ("" without a monitor). */
+void pvg_srv_monitor_metrics(pvg_server *srv, char *buf, size_t len);
+void pvg_srv_h_alerts(pvg_srv_req *r);
+void pvg_srv_h_alert_ack(pvg_srv_req *r);
+void pvg_srv_h_cred_suspend(pvg_srv_req *r);
+void pvg_srv_h_cred_resume(pvg_srv_req *r);
 
 /* ---- the server ---- */
 struct pvg_server {
@@ -247,6 +272,7 @@ struct pvg_server {
     pvg_srv_ratelimit rl;
     atomic_long inflight;
     atomic_int draining;
+    pvg_srv_monitor *monitor; /* NULL when monitoring is off */
 };
 
 pvg_store *pvg_srv_store_get(pvg_server *srv);

@@ -17,6 +17,7 @@
 
 /* BM25F parameters (docs/search.md) */
 static const double FIELD_B[PVG_F_COUNT] = {0.75, 0.3, 0.75};
+static const double FIELD_W[PVG_F_COUNT] = {3.0, 2.0, 1.0}; /* title, category, attributes */
 
 typedef struct pvg_build_row {
     uint32_t term, doc;
@@ -266,8 +267,9 @@ void pvg_search_index_free(pvg_search_index *ix)
         free(ix->docs[i].title);
     }
     free(ix->docs);
+    free(ix->dprice);
+    free(ix->dcat);
     free(ix->flen);
-    free(ix->fnorm);
     pvg_smap_free(&ix->terms);
     pvg_smap_free(&ix->words);
     for (size_t i = 0; i < ix->cats.n; i++)
@@ -590,11 +592,25 @@ pvg_status pvg_search_index_finish(pvg_search_index *ix, pvg_error *err)
     ix->post_off = calloc(nt + 1, sizeof *ix->post_off);
     ix->post = malloc((ix->n_rows + 1) * sizeof *ix->post);
     ix->term_idf = malloc((nt + 1) * sizeof *ix->term_idf);
-    ix->fnorm = malloc((nd + 1) * sizeof *ix->fnorm);
     ix->words_sorted = malloc((nw + 1) * sizeof *ix->words_sorted);
-    if (!ix->term_df || !ix->post_off || !ix->post || !ix->term_idf || !ix->fnorm ||
-        !ix->words_sorted)
+    if (!ix->term_df || !ix->post_off || !ix->post || !ix->term_idf || !ix->words_sorted)
         return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
+    /* field norms: 1 / (1 - b + b len / avg) per doc and field */
+    float(*fnorm)[PVG_F_COUNT] = malloc((nd + 1) * sizeof *fnorm);
+    if (!fnorm) return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
+    double avg[PVG_F_COUNT] = {0};
+    for (size_t d = 0; d < nd; d++)
+        for (int f = 0; f < PVG_F_COUNT; f++)
+            avg[f] += ix->flen[d][f];
+    for (int f = 0; f < PVG_F_COUNT; f++)
+        avg[f] = nd ? avg[f] / (double)nd : 0;
+    for (size_t d = 0; d < nd; d++)
+        for (int f = 0; f < PVG_F_COUNT; f++) {
+            double norm = avg[f] > 0 ? 1.0 - FIELD_B[f] + FIELD_B[f] * ix->flen[d][f] / avg[f] : 1;
+            fnorm[d][f] = (float)(1.0 / norm);
+        }
+    free(ix->flen);
+    ix->flen = NULL;
     /* postings: counting sort of the rows by term (rows are in doc order) */
     for (size_t i = 0; i < ix->n_rows; i++)
         ix->term_df[ix->rows[i].term]++;
@@ -605,16 +621,22 @@ pvg_status pvg_search_index_finish(pvg_search_index *ix, pvg_error *err)
     }
     ix->post_off[nt] = acc;
     size_t *fill = malloc((nt + 1) * sizeof *fill);
-    if (!fill) return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
+    if (!fill) {
+        free(fnorm);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
+    }
     memcpy(fill, ix->post_off, (nt + 1) * sizeof *fill);
     for (size_t i = 0; i < ix->n_rows; i++) {
         const pvg_build_row *r = &ix->rows[i];
         pvg_posting *p = &ix->post[fill[r->term]++];
         p->doc = r->doc;
-        memcpy(p->tf, r->tf, sizeof p->tf);
-        p->pad = 0;
+        double tf = 0;
+        for (int f = 0; f < PVG_F_COUNT; f++)
+            tf += FIELD_W[f] * r->tf[f] * fnorm[r->doc][f];
+        p->sat = (float)(tf * (PVG_BM25_K1 + 1) / (PVG_BM25_K1 + tf));
     }
     free(fill);
+    free(fnorm);
     free(ix->rows);
     ix->rows = NULL;
     ix->rows_cap = 0;
@@ -624,20 +646,6 @@ pvg_status pvg_search_index_finish(pvg_search_index *ix, pvg_error *err)
         double df = ix->term_df[t];
         ix->term_idf[t] = (float)log(1.0 + ((double)nd - df + 0.5) / (df + 0.5));
     }
-    /* field norms */
-    double avg[PVG_F_COUNT] = {0};
-    for (size_t d = 0; d < nd; d++)
-        for (int f = 0; f < PVG_F_COUNT; f++)
-            avg[f] += ix->flen[d][f];
-    for (int f = 0; f < PVG_F_COUNT; f++)
-        avg[f] = nd ? avg[f] / (double)nd : 0;
-    for (size_t d = 0; d < nd; d++)
-        for (int f = 0; f < PVG_F_COUNT; f++) {
-            double norm = avg[f] > 0 ? 1.0 - FIELD_B[f] + FIELD_B[f] * ix->flen[d][f] / avg[f] : 1;
-            ix->fnorm[d][f] = (float)(1.0 / norm);
-        }
-    free(ix->flen);
-    ix->flen = NULL;
     /* sorted words (prefix ranges) */
     uint32_t *tmp = malloc((nw + 1) * sizeof *tmp);
     if (!tmp) return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
@@ -679,6 +687,14 @@ pvg_status pvg_search_index_finish(pvg_search_index *ix, pvg_error *err)
         ix->syn[i].syn_term =
             pvg_smap_find(&ix->terms, ix->syn[i].syn_stem, strlen(ix->syn[i].syn_stem));
         if (ix->syn[i].syn_term >= 0) ix->syn_resolved++;
+    }
+    ix->dprice = malloc((nd + 1) * sizeof *ix->dprice);
+    ix->dcat = malloc((nd + 1) * sizeof *ix->dcat);
+    if (!ix->dprice || !ix->dcat)
+        return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
+    for (size_t d = 0; d < nd; d++) {
+        ix->dprice[d] = ix->docs[d].price;
+        ix->dcat[d] = ix->docs[d].cat;
     }
     /* the build stemmer is not thread-safe: queries make their own */
     pvg_search_stemmer_free(ix->stemmer);
@@ -732,7 +748,7 @@ void pvg_search_index_stats_get(const pvg_search_index *ix, pvg_search_index_sta
     out->postings = ix->post_off[ix->terms.n];
     out->categories = ix->cats.n;
     out->synonyms = ix->syn_resolved;
-    size_t b = sizeof *ix + ix->docs_cap * sizeof *ix->docs + ix->n_docs * sizeof *ix->fnorm;
+    size_t b = sizeof *ix + ix->docs_cap * sizeof *ix->docs;
     for (size_t i = 0; i < ix->n_docs; i++)
         b += strlen(ix->docs[i].ext_id) + 1 +
              (ix->docs[i].title ? strlen(ix->docs[i].title) + 1 : 0);

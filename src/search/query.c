@@ -24,9 +24,6 @@
 #define STOP_MAX 16
 #define CAT_FACETS 50
 
-static const double FIELD_W[PVG_F_COUNT] = {3.0, 2.0, 1.0};
-static const double K1 = 1.2;
-
 static const double PRICE_EDGES[] = {0, 1, 2, 5, 10, 20, 50, 100, 200, 500};
 #define N_BUCKETS (sizeof PRICE_EDGES / sizeof PRICE_EDGES[0])
 
@@ -518,10 +515,10 @@ static void topk_push(topk *t, cand c)
 
 static int passes(const pvg_search_index *ix, const pvg_search_query *q, long cat, uint32_t d)
 {
-    const pvg_search_doc *doc = &ix->docs[d];
-    if (cat != -2 && doc->cat != cat) return 0;
-    if (q->price_min >= 0 && !(doc->price >= 0 && doc->price >= q->price_min)) return 0;
-    if (q->price_max >= 0 && !(doc->price >= 0 && doc->price <= q->price_max)) return 0;
+    if (cat != -2 && ix->dcat[d] != cat) return 0;
+    double price = ix->dprice[d];
+    if (q->price_min >= 0 && !(price >= 0 && price >= q->price_min)) return 0;
+    if (q->price_max >= 0 && !(price >= 0 && price <= q->price_max)) return 0;
     return 1;
 }
 
@@ -533,6 +530,152 @@ static int popcount32(uint32_t x)
         n++;
     }
     return n;
+}
+
+static size_t bucket_of(double price)
+{
+    size_t b = N_BUCKETS - 1;
+    while (b > 0 && price < PRICE_EDGES[b])
+        b--;
+    return b;
+}
+
+/* Postings a word's variants hold together. */
+static size_t term_cost(const pvg_search_index *ix, const rterm *t)
+{
+    size_t c = 0;
+    for (size_t v = 0; v < t->pub.n_variants; v++)
+        c += ix->term_df[t->var_term[v]];
+    return c;
+}
+
+static void scratch_reset(pvg_search_scratch *s)
+{
+    for (size_t i = 0; i < s->n_touched; i++) {
+        uint32_t d = s->touched[i];
+        s->acc[d] = 0;
+        s->mask[d] = 0;
+    }
+    s->n_touched = 0;
+}
+
+/* Adds the per-document best variant scores of the current word (listed
+ * in s->tt[0..ntt)) as word `bit`. */
+static void score_commit(pvg_search_scratch *s, size_t ntt, size_t bit)
+{
+    for (size_t j = 0; j < ntt; j++) {
+        uint32_t d = s->tt[j];
+        if (!s->mask[d]) s->touched[s->n_touched++] = d;
+        s->mask[d] |= 1u << bit;
+        s->acc[d] += s->cur[d];
+        s->cur[d] = 0;
+    }
+}
+
+/* Word `bit` over its whole posting lists; only_known: only documents
+ * already touched (mask != 0). */
+static void score_scan(const pvg_search_index *ix, const rterm *t, size_t bit,
+                       pvg_search_scratch *s, int only_known)
+{
+    size_t ntt = 0;
+    for (size_t v = 0; v < t->pub.n_variants; v++) {
+        uint32_t term = t->var_term[v];
+        float fw = (float)(ix->term_idf[term] * t->var[v].weight);
+        const pvg_posting *pp = ix->post + ix->post_off[term];
+        const pvg_posting *pe = ix->post + ix->post_off[term + 1];
+        for (; pp < pe; pp++) {
+            uint32_t d = pp->doc;
+            if (only_known && !s->mask[d]) continue;
+            float sc = fw * pp->sat;
+            if (s->cur[d] == 0) s->tt[ntt++] = d;
+            if (sc > s->cur[d]) s->cur[d] = sc;
+        }
+    }
+    score_commit(s, ntt, bit);
+}
+
+/* Word `bit` looked up for the touched documents only (s->touched sorted):
+ * a galloping search through each variant's posting list. */
+static void score_gallop(const pvg_search_index *ix, const rterm *t, size_t bit,
+                         pvg_search_scratch *s)
+{
+    size_t ntt = 0;
+    for (size_t v = 0; v < t->pub.n_variants; v++) {
+        uint32_t term = t->var_term[v];
+        float fw = (float)(ix->term_idf[term] * t->var[v].weight);
+        const pvg_posting *p = ix->post + ix->post_off[term];
+        size_t n = ix->post_off[term + 1] - ix->post_off[term], pos = 0;
+        for (size_t j = 0; j < s->n_touched && pos < n; j++) {
+            uint32_t d = s->touched[j];
+            if (p[pos].doc < d) {
+                size_t step = 1, lo = pos, hi = pos + 1;
+                while (hi < n && p[hi].doc < d) {
+                    lo = hi;
+                    step *= 2;
+                    hi = pos + step;
+                }
+                if (hi > n) hi = n;
+                while (lo < hi) { /* first index in [lo, hi) with doc >= d */
+                    size_t mid = lo + (hi - lo) / 2;
+                    if (p[mid].doc < d)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                pos = lo;
+            }
+            if (pos < n && p[pos].doc == d) {
+                float sc = fw * p[pos].sat;
+                if (s->cur[d] == 0) s->tt[ntt++] = d;
+                if (sc > s->cur[d]) s->cur[d] = sc;
+            }
+        }
+    }
+    score_commit(s, ntt, bit);
+}
+
+/* Keeps the touched documents that have word `bit` (the others are reset). */
+static void keep_with(pvg_search_scratch *s, size_t bit)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_touched; i++) {
+        uint32_t d = s->touched[i];
+        if (s->mask[d] & (1u << bit))
+            s->touched[k++] = d;
+        else
+            s->acc[d] = 0, s->mask[d] = 0;
+    }
+    s->n_touched = k;
+}
+
+/* The documents with every word: 1 when one of them passes the filters
+ * (the scratch then holds exactly those documents with all words), 0 when
+ * none does. */
+static int score_all(const pvg_search_index *ix, const pvg_search_result *r, const size_t *order,
+                     pvg_search_scratch *s, const pvg_search_query *q, long cat)
+{
+    int sorted = 0;
+    for (size_t o = 0; o < r->n_terms; o++) {
+        size_t i = order[o];
+        const rterm *t = &r->terms[i];
+        if (o == 0) {
+            score_scan(ix, t, i, s, 0);
+        } else {
+            size_t cost = term_cost(ix, t);
+            if ((double)s->n_touched * (double)t->pub.n_variants * 8.0 < (double)cost) {
+                if (!sorted) qsort(s->touched, s->n_touched, sizeof *s->touched, u32_cmp);
+                sorted = 1;
+                score_gallop(ix, t, i, s);
+            } else {
+                score_scan(ix, t, i, s, 1);
+            }
+        }
+        keep_with(s, i); /* stays sorted: a filter of a sorted list */
+        if (!s->n_touched) return 0;
+    }
+    for (size_t j = 0; j < s->n_touched; j++)
+        if (passes(ix, q, cat, s->touched[j])) return 1;
+    return 0;
 }
 
 static pvg_status validate(const pvg_search_index *ix, const pvg_search_query *q, pvg_error *err)
@@ -668,38 +811,30 @@ pvg_status pvg_search_run(const pvg_search_index *ix, const pvg_search_query *q,
         pvg_search_result_free(r);
         return pvg_error_set(err, PVG_ERR_NOMEM, "search: out of memory");
     }
-    /* scoring: per word, the best variant's BM25F score per document */
-    for (size_t i = 0; i < r->n_terms; i++) {
-        const rterm *t = &r->terms[i];
-        size_t ntt = 0;
-        for (size_t v = 0; v < t->pub.n_variants; v++) {
-            uint32_t term = t->var_term[v];
-            double idfw = ix->term_idf[term] * t->var[v].weight;
-            const pvg_posting *pp = ix->post + ix->post_off[term];
-            const pvg_posting *pe = ix->post + ix->post_off[term + 1];
-            for (; pp < pe; pp++) {
-                uint32_t d = pp->doc;
-                const float *nrm = ix->fnorm[d];
-                double tf = FIELD_W[0] * pp->tf[0] * nrm[0] + FIELD_W[1] * pp->tf[1] * nrm[1] +
-                            FIELD_W[2] * pp->tf[2] * nrm[2];
-                float sc = (float)(idfw * tf * (K1 + 1) / (K1 + tf));
-                if (s->cur[d] == 0) s->tt[ntt++] = d;
-                if (sc > s->cur[d]) s->cur[d] = sc;
-            }
-        }
-        for (size_t j = 0; j < ntt; j++) {
-            uint32_t d = s->tt[j];
-            if (!s->mask[d]) s->touched[s->n_touched++] = d;
-            s->mask[d] |= 1u << i;
-            s->acc[d] += s->cur[d];
-            s->cur[d] = 0;
-        }
-    }
-    /* the result set: documents passing the filters that match the most words */
     topk tk = {heap, 0, k + q->offset, ix, q->sort};
     size_t counts[N_BUCKETS] = {0};
-    int need = 0;
     if (r->n_terms) {
+        /* all words first (cheapest word first, the others only over its
+         * documents); when no document passing the filters has them all,
+         * every word over every document and the most words matched win */
+        size_t order[PVG_SEARCH_TERMS_MAX];
+        for (size_t i = 0; i < r->n_terms; i++)
+            order[i] = i;
+        for (size_t i = 1; i < r->n_terms; i++) {
+            size_t x = order[i], j = i;
+            while (j > 0 && term_cost(ix, &r->terms[order[j - 1]]) > term_cost(ix, &r->terms[x])) {
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = x;
+        }
+        int found = score_all(ix, r, order, s, q, cat);
+        if (!found) {
+            scratch_reset(s);
+            for (size_t i = 0; i < r->n_terms; i++)
+                score_scan(ix, &r->terms[i], i, s, 0);
+        }
+        int need = 0;
         for (size_t j = 0; j < s->n_touched; j++) {
             uint32_t d = s->touched[j];
             if (!passes(ix, q, cat, d)) continue;
@@ -712,28 +847,16 @@ pvg_status pvg_search_run(const pvg_search_index *ix, const pvg_search_query *q,
             if (popcount32(s->mask[d]) < need || !passes(ix, q, cat, d)) continue;
             r->total++;
             topk_push(&tk, (cand){d, s->acc[d], s->mask[d]});
-            const pvg_search_doc *doc = &ix->docs[d];
-            if (doc->cat >= 0) cat_count[doc->cat]++;
-            if (doc->price >= 0) {
-                size_t b = N_BUCKETS - 1;
-                while (b > 0 && doc->price < PRICE_EDGES[b])
-                    b--;
-                counts[b]++;
-            }
+            if (ix->dcat[d] >= 0) cat_count[ix->dcat[d]]++;
+            if (ix->dprice[d] >= 0) counts[bucket_of(ix->dprice[d])]++;
         }
     } else {
         for (uint32_t d = 0; d < ix->n_docs; d++) {
             if (!passes(ix, q, cat, d)) continue;
             r->total++;
             topk_push(&tk, (cand){d, 0, 0});
-            const pvg_search_doc *doc = &ix->docs[d];
-            if (doc->cat >= 0) cat_count[doc->cat]++;
-            if (doc->price >= 0) {
-                size_t b = N_BUCKETS - 1;
-                while (b > 0 && doc->price < PRICE_EDGES[b])
-                    b--;
-                counts[b]++;
-            }
+            if (ix->dcat[d] >= 0) cat_count[ix->dcat[d]]++;
+            if (ix->dprice[d] >= 0) counts[bucket_of(ix->dprice[d])]++;
         }
     }
     scratch_give(ix, s);

@@ -71,11 +71,17 @@ size_t pvg_smap_bytes(const pvg_smap *m);
 
 enum { PVG_F_TITLE = 0, PVG_F_CATEGORY = 1, PVG_F_ATTRS = 2, PVG_F_COUNT = 3 };
 
+/* One (term, doc) pair: the BM25F term-frequency part, which does not
+ * depend on the query: tf' (k1 + 1) / (k1 + tf') with tf' the field-weighted,
+ * length-normalised frequency. A query multiplies it by idf and the
+ * variant's weight. */
 typedef struct pvg_posting {
     uint32_t doc;
-    uint8_t tf[PVG_F_COUNT]; /* saturating */
-    uint8_t pad;
+    float sat;
 } pvg_posting;
+
+/* BM25F parameters (docs/search.md) */
+#define PVG_BM25_K1 1.2
 
 typedef struct pvg_search_doc {
     char *ext_id, *title, *category;
@@ -100,8 +106,9 @@ struct pvg_search_index {
 
     size_t n_docs, docs_cap;
     pvg_search_doc *docs;
+    double *dprice; /* after finish: docs[].price and docs[].cat, compact for filters */
+    int32_t *dcat;
     uint16_t (*flen)[PVG_F_COUNT]; /* field lengths per doc */
-    float (*fnorm)[PVG_F_COUNT];   /* per doc: 1 / (1 - b + b len / avg) */
 
     pvg_smap terms;   /* stems */
     pvg_smap words;   /* surface words */

@@ -45,12 +45,12 @@ typedef struct pvg_server_options {
     int cache_entries;        /* recommendation cache entries per model; 0: 65536; <0: none */
     double auth_failure_rate; /* failed authentications allowed per second per client
                                  address (burst: twice that), then 429; 0: 10; <0: no limit */
-    const char *synonyms_path; /* the search synonyms file (docs/search.md); NULL:
-                                  <web_dir>/../synonyms.txt when readable (installed),
-                                  else <web_dir>/../../../data/synonyms.txt (source
-                                  tree), else none; "": none */
     int allow_insecure_rng;   /* tests only: deterministic DP noise */
     uint64_t insecure_seed;   /* seed when allow_insecure_rng */
+    /* The search synonyms file (docs/search.md). NULL: <web_dir>/../synonyms.txt
+     * when readable (installed), else <web_dir>/../../../data/synonyms.txt (the
+     * source tree's), else none; "": none. */
+    const char *synonyms_path;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

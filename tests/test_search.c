@@ -577,6 +577,9 @@ static void test_hostile_queries(void **state)
     memset(&item, 0, sizeof item);
     assert_int_equal(pvg_search_index_add(u, &item, &e), PVG_ERR_INVALID); /* no ext_id */
     item.ext_id = "x";
+    item.title = "!!! -- the of \xff"; /* no word to index */
+    item.price = -1;
+    assert_int_equal(pvg_search_index_add(u, &item, &e), PVG_OK);
     assert_int_equal(pvg_search_index_finish(u, &e), PVG_OK);
     assert_int_equal(pvg_search_index_add(u, &item, &e), PVG_ERR_STATE);
     assert_int_equal(pvg_search_index_finish(u, &e), PVG_ERR_STATE);

@@ -482,7 +482,7 @@ pvg_status pvg_search_index_add(pvg_search_index *ix, const pvg_item *item, pvg_
         free(c.toks);
         return pvg_error_set(err, PVG_ERR_NOMEM, "search index: out of memory");
     }
-    qsort(c.toks, c.n, sizeof *c.toks, tok_cmp);
+    if (c.n) qsort(c.toks, c.n, sizeof *c.toks, tok_cmp);
     for (size_t i = 0; i < c.n;) {
         size_t j = i;
         pvg_build_row row = {.term = c.toks[i].term, .doc = doc};

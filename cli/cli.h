@@ -46,7 +46,8 @@ extern const cli_command cli_cmds_dp[];
 extern const cli_command cli_cmds_he[];
 extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
-extern const cli_command cli_cmds_ops[]; /* backup, restore, doctor */
+extern const cli_command cli_cmds_ops[];    /* backup, restore, doctor */
+extern const cli_command cli_cmds_search[]; /* search */
 /* monitor alerts, ack, scan, suspend, resume */
 extern const cli_command cli_cmds_monitor[];
 

@@ -53,6 +53,10 @@ typedef struct pvg_server_options {
      * monitor_off: 1 for no monitoring (tests and measurements). */
     const char *alert_url;
     int monitor_off;
+    /* The search synonyms file (docs/search.md). NULL: <web_dir>/../synonyms.txt
+     * when readable (installed), else <web_dir>/../../../data/synonyms.txt (the
+     * source tree's), else none; "": none. */
+    const char *synonyms_path;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

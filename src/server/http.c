@@ -499,6 +499,7 @@ static void server_destroy(pvg_server *srv)
 {
     if (!srv) return;
     pvg_srv_model_shutdown(srv);
+    pvg_srv_search_free(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_monitor_free(srv);
     pvg_srv_authcache_free(srv->authcache);
@@ -670,6 +671,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         pthread_mutex_unlock(&srv->audit.mu);
     }
     st = pvg_srv_model_init(srv, err);
+    if (st == PVG_OK) st = pvg_srv_search_init(srv, err);
     if (st != PVG_OK) {
         server_destroy(srv);
         return st;
@@ -761,6 +763,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
         srv->daemon = NULL;
     }
     pvg_srv_model_shutdown(srv);
+    pvg_srv_search_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_monitor_stop(srv);
     (void)err;

@@ -441,7 +441,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     finish(r);
     int route = r->route >= 0 ? r->route : (int)pvg_srv_routes_count();
-    if (r->status) pvg_srv_metrics_observe(&srv->metrics, route, r->status, pvg_srv_now() - r->t0);
+    if (r->status) {
+        double took = pvg_srv_now() - r->t0;
+        pvg_srv_metrics_observe(&srv->metrics, route, r->status, took);
+        pvg_srv_ts_observe(&srv->ts, r->status, took);
+    }
     free(r->body);
     free(r->out);
     free(r);
@@ -476,6 +480,7 @@ static void server_destroy(pvg_server *srv)
     free(srv->stores);
     free(srv->free_idx);
     pvg_srv_metrics_free(&srv->metrics);
+    pvg_srv_ts_free(&srv->ts);
     pvg_srv_ratelimit_free(&srv->rl);
     pthread_mutex_destroy(&srv->pool_mu);
     pthread_cond_destroy(&srv->pool_cv);
@@ -584,7 +589,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) ||
         pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
-        pvg_srv_ratelimit_init(&srv->rl) || !(srv->authcache = pvg_srv_authcache_new(1.0))) {
+        pvg_srv_ts_init(&srv->ts) || pvg_srv_ratelimit_init(&srv->rl) ||
+        !(srv->authcache = pvg_srv_authcache_new(1.0))) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     }

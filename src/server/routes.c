@@ -38,6 +38,7 @@ static void h_audit(pvg_srv_req *r);
 static void h_timeseries(pvg_srv_req *r);
 static void h_keys_list(pvg_srv_req *r);
 static void h_credential_revoke(pvg_srv_req *r);
+static void h_keys_rotate(pvg_srv_req *r);
 static void h_page(pvg_srv_req *r);
 static void h_static(pvg_srv_req *r);
 
@@ -71,6 +72,8 @@ static const pvg_srv_route ROUTES[] = {
     {"GET", "/v1/admin/keys", PVG_SRV_ADMIN, h_keys_list, "the API keys (never their secrets)"},
     {"POST", "/v1/admin/credentials/{id}/revoke", PVG_SRV_ADMIN, h_credential_revoke,
      "revoke an API key or user token by its id"},
+    {"POST", "/v1/admin/keys/rotate", PVG_SRV_ADMIN, h_keys_rotate,
+     "rotate the master key (rewrap every data key)"},
     {"GET", "/", PVG_SRV_PUBLIC, h_page, "page index"},
     {"GET", "/shop", PVG_SRV_PUBLIC, h_page, "shop demo page"},
     {"GET", "/portal", PVG_SRV_PUBLIC, h_page, "privacy portal page"},
@@ -1099,6 +1102,35 @@ static void h_credential_revoke(pvg_srv_req *r)
         return;
     }
     pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
+}
+
+/* Rotates the master key as `privguide keys rotate` does, from inside the
+ * running server (pvg_srv_keys_rotate), and audits it (action
+ * "master_key_rotate"). */
+static void h_keys_rotate(pvg_srv_req *r)
+{
+    long long n = 0;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_srv_keys_rotate(r->srv, pvg_srv_req_store(r), &n, &e);
+    if (st == PVG_ERR_BUSY) {
+        pvg_srv_reply_error(r, 409, "busy", "keys rotate: %s", e.text);
+        return;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "keys rotate", st, &e);
+        return;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "master key rotated: %lld data keys rewrapped", n);
+    st = pvg_srv_audit_log(&r->srv->audit, r->actor, "master_key_rotate", "", detail);
+    if (st != PVG_OK) {
+        pvg_srv_reply_error(r, 503, "audit_unavailable",
+                            "the master key is rotated, but the audit log could not record it (%s)",
+                            pvg_strerror(st));
+        return;
+    }
+    pvg_srv_reply_json(r, 200, json_pack("{s:b, s:I}", "rotated", 1, "rewrapped", (json_int_t)n));
 }
 
 /* ---- pages ---- */

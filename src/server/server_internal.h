@@ -302,6 +302,7 @@ struct pvg_server {
     pvg_store *audit_store;
     pvg_srv_metrics metrics;
     pvg_srv_timeseries ts;
+    pthread_mutex_t rotate_mu; /* one master-key rotation at a time */
     pvg_srv_ratelimit rl;
     atomic_long inflight;
     atomic_int draining;
@@ -309,6 +310,14 @@ struct pvg_server {
 
 pvg_store *pvg_srv_store_get(pvg_server *srv);
 void pvg_srv_store_put(pvg_server *srv, pvg_store *s);
+/* Rotates the store's master key (pvg_store_keys_rotate) from inside the
+ * running server: waits until it holds every other connection of the pool,
+ * the model loader's and an idle audit writer's (requests meanwhile wait for
+ * a connection), rotates on `mine` (the request's connection, borrowed),
+ * then reopens every other connection so all hold the new key. One at a
+ * time: PVG_ERR_BUSY when another rotation is under way. */
+pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewrapped,
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- request context ---- */
 struct pvg_srv_req {

@@ -149,7 +149,8 @@ const PVGCharts = (() => {
   }
 
   // series: [{name, values: [number|null], color?}], x: [number] (seconds
-  // since the epoch when opt.time). Missing values (null) break the line.
+  // since the epoch when opt.time). Missing values (null) break the line;
+  // opt.step draws steps (a value holds until the next point).
   function lineChart(container, opt) {
     const series = opt.series.map((s, i) => ({ ...s, color: s.color || PALETTE[i % PALETTE.length] }));
     const x = opt.x;
@@ -181,7 +182,9 @@ const PVGCharts = (() => {
         const prevOk = i > 0 && s.values[i - 1] !== null && s.values[i - 1] !== undefined;
         const nextOk = i + 1 < s.values.length && s.values[i + 1] !== null && s.values[i + 1] !== undefined;
         if (!prevOk && !nextOk) lonely.push(i);
-        d += (pen ? 'L' : 'M') + xs(x[i]).toFixed(1) + ' ' + y(v).toFixed(1);
+        const px = xs(x[i]).toFixed(1), py = y(v).toFixed(1);
+        // opt.step: a value holds until the next point (cumulative series)
+        d += !pen ? 'M' + px + ' ' + py : opt.step ? 'H' + px + 'V' + py : 'L' + px + ' ' + py;
         pen = true;
       });
       const g = svgEl('g', { class: 'series', 'data-series': s.name });
@@ -251,7 +254,7 @@ const PVGCharts = (() => {
         if (typeof v !== 'number' || !isFinite(v)) return;
         const cx = f.m.left + band * i + (band - bw * series.length) / 2 + bw * si;
         const top = y(Math.max(0, v)), bot = y(Math.min(0, v));
-        const bar = svgEl('rect', { x: cx.toFixed(1), y: top.toFixed(1), width: (bw - 1).toFixed(1), height: Math.max(0.5, bot - top).toFixed(1), fill: s.color, class: 'bar', 'data-category': cats[i] });
+        const bar = svgEl('rect', { x: cx.toFixed(1), y: top.toFixed(1), width: (bw - 1).toFixed(1), height: Math.max(0.5, bot - top).toFixed(1), fill: s.color, class: 'chart-bar', 'data-category': cats[i] });
         const c = s.ci && s.ci[i];
         const lines = [String(cats[i]), s.name + ': ' + formatNumber(v) + (opt.unit ? ' ' + opt.unit : '')];
         if (c) lines.push('interval: [' + formatNumber(c[0]) + ', ' + formatNumber(c[1]) + ']');

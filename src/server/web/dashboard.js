@@ -120,7 +120,7 @@
     if (B && B.epsilon_spent) {
       const used = Object.entries(B.epsilon_spent).filter(([, v]) => v.some((e) => e > 0));
       C.lineChart($('chart-budget'), { title: 'ε spent per purpose (cumulative' + (B.total_epsilon !== null ? ', store total ' + C.formatNumber(B.total_epsilon) : '') + ')',
-        x: t, time: true, legend: true, emptyText: 'no release charged yet', series: used.map(([name, v]) => ({ name, values: v })) });
+        x: t, time: true, step: true, legend: true, emptyText: 'no release charged yet', series: used.map(([name, v]) => ({ name, values: v })) });
     } else {
       note($('chart-budget'), 'the ledger could not be read');
     }
@@ -210,12 +210,14 @@
     try {
       const all = await PVG.api('GET', '/v1/admin/alerts?state=all', key());
       alertsAll = all.alerts || [];
+      $('chart-alerts').parentNode.hidden = false;
       renderAlertsChart(alertsAll);
       renderAlerts($('alerts-state').value === 'open' ? alertsAll.filter((a) => a.state === 'open') : alertsAll);
       $('alerts-section').dataset.state = 'ok';
     } catch (e) {
       alertsAll = null;
       const why = e.status === 404 ? 'access monitoring is not available on this server (no /v1/admin/alerts)' : adminOnly(e) ? 'alerts: admin only' : e.message;
+      $('chart-alerts').parentNode.hidden = e.status === 404;
       note($('chart-alerts'), why);
       $('alerts').replaceChildren(PVG.el('tr', {}, PVG.el('td', { class: 'muted', 'data-empty': 'alerts' }, why)));
       $('alerts-section').dataset.state = e.status === 404 ? 'unavailable' : 'error';
@@ -251,11 +253,12 @@
   async function pollFairness() {
     try {
       renderFairness(await PVG.api('GET', '/v1/admin/fairness', key()));
+      $('chart-fairness').parentNode.hidden = false;
       PVG.status('fairness-status', '');
     } catch (e) {
       const why = e.status === 404 ? 'no fairness report saved (run privguide audit fairness --save)'
         : adminOnly(e) ? 'fairness report: admin only' : e.message;
-      for (const id of ['chart-fairness', 'chart-exposure']) note($(id), why);
+      $('chart-fairness').parentNode.hidden = true;
       $('fairness').replaceChildren();
       $('fairness-meta').textContent = '';
       PVG.status('fairness-status', why, e.status === 404 || adminOnly(e) ? '' : 'error');
@@ -290,6 +293,17 @@
   }
 
   $('revoke').addEventListener('click', () => revoke($('revoke-id').value.trim()));
+  $('rotate').addEventListener('click', async () => {
+    if (!confirm('Rotate the master key? Every shopper\'s data key is rewrapped under a new master key; requests wait meanwhile. ' +
+      'Other processes using this store (privguide commands) must reopen it afterwards. Back up the key file after the rotation.')) return;
+    PVG.status('keys-status', 'rotating the master key…');
+    try {
+      const x = await PVG.api('POST', '/v1/admin/keys/rotate', key());
+      PVG.status('keys-status', 'master key rotated: ' + x.rewrapped + ' data keys rewrapped (back up the key file now)', 'ok');
+    } catch (e) {
+      PVG.status('keys-status', 'rotate: ' + (e.status === 404 ? 'not available on this server' : e.message), 'error');
+    }
+  });
 
   async function poll() {
     try {

@@ -1,13 +1,15 @@
 /*
- * test_server_timeseries.c - the dashboard's server side: the latency
+ * test_server_dashboard.c - the dashboard's server side: the latency
  * buckets and quantiles of the time series, the rings counting requests,
  * error classes and events, GET /v1/admin/timeseries on a live server (the
  * requests made, the events accepted, the budget spent per purpose from the
  * ledger, the model build with the quality of evaluation.json), and the
  * operator's key actions: GET /v1/admin/keys and POST
  * /v1/admin/credentials/{id}/revoke (roles, bad ids, the own key, the
- * revoked key refused at once, the audit entry). Every wait loop is
- * bounded.
+ * revoked key refused at once, the audit entry), and POST
+ * /v1/admin/keys/rotate (the master key rotated while the server runs:
+ * every pooled connection, the audit writer's and the loader's go on
+ * working with the new key). Every wait loop is bounded.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +30,8 @@
 #include <jansson.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,10 +431,26 @@ static void test_timeseries_route(void **state)
     json_decref(o);
 }
 
+typedef struct audit_find {
+    const char *action;
+    int n;
+} audit_find;
+
 static int audit_action(void *ctx, const pvg_audit_entry *e)
 {
-    if (strcmp(e->action, "credential_revoke") == 0) (*(int *)ctx)++;
+    audit_find *f = ctx;
+    if (strcmp(e->action, f->action) == 0) f->n++;
     return 0;
+}
+
+static int audit_count(const char *action)
+{
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
+    audit_find f = {action, 0};
+    assert_int_equal(pvg_audit_foreach(s, 0, 0, audit_action, &f, NULL), PVG_OK);
+    pvg_store_free(s);
+    return f.n;
 }
 
 static const char *state_of(json_t *list, const char *id)
@@ -475,12 +495,99 @@ static void test_keys_and_revoke(void **state)
     assert_string_equal(state_of(l, E.admin2_id), "revoked");
     json_decref(l);
     /* and the audit log says so (written before the answer left) */
+    assert_int_equal(audit_count("credential_revoke"), 1);
+}
+
+/* Reads each shopper's export (their records open with data keys under the
+ * master key; each read is audited through the writer's connection) over
+ * both pooled connections, and records an event for a new shopper (a new
+ * data key, wrapped under the current master key). */
+static void personal_data_works(const char *newbie)
+{
+    for (int u = 0; u < 8; u++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/users/u%d/data", u);
+        json_t *j = expect("GET", path, E.admin, NULL, 200);
+        assert_true(json_array_size(json_object_get(j, "events")) >= 3);
+        json_decref(j);
+    }
+    char body[200];
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"user\":\"%s\",\"type\":\"view\",\"item\":\"A1\"}]}", newbie);
+    json_t *j = expect("POST", "/v1/events", E.admin, body, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
+    json_decref(j);
+}
+
+typedef struct hammer {
+    atomic_int stop, ok, bad, last_bad;
+} hammer;
+
+/* Reads a shopper's export until told to stop, counting the answers. */
+static void *hammer_main(void *arg)
+{
+    hammer *h = arg;
+    for (int i = 0; i < 2000 && !atomic_load(&h->stop); i++) {
+        resp r;
+        if (http("GET", "/v1/users/u5/data", E.admin, NULL, &r) != 0) {
+            atomic_fetch_add(&h->bad, 1);
+            continue;
+        }
+        if (r.status == 200) {
+            atomic_fetch_add(&h->ok, 1);
+        } else {
+            atomic_fetch_add(&h->bad, 1);
+            atomic_store(&h->last_bad, r.status);
+        }
+        free(r.body);
+    }
+    return NULL;
+}
+
+static void test_rotate_master_key(void **state)
+{
+    (void)state;
+    personal_data_works("n1");
+    expect_free("POST", "/v1/admin/keys/rotate", E.analyst, NULL, 403);
+    expect_free("POST", "/v1/admin/keys/rotate", E.tok, NULL, 403);
+    json_t *j = expect("POST", "/v1/admin/keys/rotate", E.admin, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "rotated")));
+    assert_true(json_integer_value(json_object_get(j, "rewrapped")) >= 25); /* 24 + n1 */
+    json_decref(j);
+    personal_data_works("n2");
+    /* again, under load: the reopened connections rotate and follow as
+     * well, and no request in flight meanwhile fails */
+    hammer h;
+    atomic_init(&h.stop, 0);
+    atomic_init(&h.ok, 0);
+    atomic_init(&h.bad, 0);
+    atomic_init(&h.last_bad, 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, hammer_main, &h), 0);
+    for (int i = 0; i < 50 && atomic_load(&h.ok) < 10; i++)
+        short_wait();
+    json_decref(expect("POST", "/v1/admin/keys/rotate", E.admin, NULL, 200));
+    int seen = atomic_load(&h.ok);
+    for (int i = 0; i < 100 && atomic_load(&h.ok) < seen + 10; i++)
+        short_wait();
+    atomic_store(&h.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    if (h.bad)
+        fprintf(stderr, "%d of %d reads failed (last %d)\n", h.bad, h.ok + h.bad, h.last_bad);
+    assert_int_equal(h.bad, 0);
+    assert_true(h.ok >= 10);
+    personal_data_works("n3");
+    assert_int_equal(audit_count("master_key_rotate"), 2);
+    /* another process opening the store now reads the shoppers' records */
     pvg_store *s = NULL;
     assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
-    int n = 0;
-    assert_int_equal(pvg_audit_foreach(s, 0, 0, audit_action, &n, NULL), PVG_OK);
+    char *exp = NULL;
+    assert_int_equal(pvg_store_user_export(s, "n2", &exp, NULL), PVG_OK);
+    assert_non_null(strstr(exp, "\"A1\""));
+    pvg_free(exp);
     pvg_store_free(s);
-    assert_int_equal(n, 1);
 }
 
 int main(void)
@@ -488,7 +595,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latency_buckets), cmocka_unit_test(test_quantiles),
         cmocka_unit_test(test_rings),           cmocka_unit_test(test_timeseries_route),
-        cmocka_unit_test(test_keys_and_revoke),
+        cmocka_unit_test(test_keys_and_revoke), cmocka_unit_test(test_rotate_master_key),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -320,6 +320,60 @@ async function main() {
     check(r.status === 200 && r.body.events.length > 0, 'after the rotation a shopper\'s records still open (' + r.body.events.length + ' events)');
     await page.close();
 
+    // ---- the alerts and fairness panels against their HTTP contracts ----
+    // (answers of the contract's shape served to this page by the browser,
+    // whether or not this server has the routes; the actions' requests are
+    // caught and checked)
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const alerts = [
+      { id: 7, rule: 'many_shoppers_read', severity: 'high', credential: '00aa11bb22cc33dd', opened: now, state: 'open',
+        summary: 'one key read 480 shoppers in 5 min (baseline 12)', evidence: [101, 102, 103], action: 'rate_limited' },
+      { id: 6, rule: 'auth_failure_storm', severity: 'warning', credential: '44ee55ff66aa77bb', opened: now, state: 'acknowledged',
+        summary: '300 failed authentications in 1 min', evidence: [90], action: 'suspended' },
+    ];
+    const fairness = { generated: now, group_by: 'gender', k: 20, model: 'ials',
+      groups: [{ group: 'F', users: 273, recall: 0.21, recall_ci: [0.18, 0.24], ndcg: 0.17, ndcg_ci: [0.15, 0.19], coverage: 0.31, popularity_bias: 0.62 },
+        { group: 'M', users: 670, recall: 0.25, recall_ci: [0.23, 0.27], ndcg: 0.2, ndcg_ci: [0.19, 0.21], coverage: 0.44, popularity_bias: 0.58 }],
+      gaps: { recall: 0.04, recall_ci: [0.0, 0.08] }, mitigation: { method: 'calibrated re-ranking', recall_gap_after: 0.01 }, dp: null };
+    const actions = [];
+    page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    await page.route(/\/v1\/admin\/(alerts|fairness|credentials\/[0-9a-f]{16}\/(suspend|resume))/, (route) => {
+      const u = new URL(route.request().url());
+      if (route.request().method() === 'POST') actions.push(u.pathname);
+      const body = u.pathname === '/v1/admin/fairness' ? fairness : u.pathname === '/v1/admin/alerts' ? { alerts } : { ok: true };
+      route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
+    });
+    await page.goto(BASE + '/dashboard#key=' + ADMIN);
+    await page.waitForSelector('#alerts tr[data-alert]');
+    check((await page.$$('#alerts tr[data-alert]')).length === 1, 'the alerts panel lists the open alert');
+    check((await page.textContent('#alerts tr[data-alert="7"]')).includes('480 shoppers') &&
+      (await page.textContent('#alerts tr[data-alert="7"]')).includes('101, 102, 103'), 'an alert shows its summary and evidence');
+    await page.waitForSelector('#chart-alerts .series[data-series="high"]');
+    check((await page.$$eval('#chart-alerts .series', (gs) => gs.map((g) => g.dataset.series))).join() === 'high,warning',
+      'alerts over time are drawn per severity');
+    page.once('dialog', (d) => d.accept());
+    await page.click('#alerts button[data-ack="7"]');
+    await page.waitForFunction(() => document.getElementById('alerts-status').textContent.includes('done'));
+    page.once('dialog', (d) => d.accept());
+    await page.click('#alerts button[data-suspend="00aa11bb22cc33dd"]');
+    await page.waitForFunction(() => /suspend 00aa11bb22cc33dd: done/.test(document.getElementById('alerts-status').textContent));
+    await page.selectOption('#alerts-state', 'all');
+    await page.waitForSelector('#alerts tr[data-alert="6"]');
+    page.once('dialog', (d) => d.accept());
+    await page.click('#alerts button[data-resume="44ee55ff66aa77bb"]');
+    await page.waitForFunction(() => /resume 44ee55ff66aa77bb: done/.test(document.getElementById('alerts-status').textContent));
+    check(actions.join() === '/v1/admin/alerts/7/ack,/v1/admin/credentials/00aa11bb22cc33dd/suspend,/v1/admin/credentials/44ee55ff66aa77bb/resume',
+      'acknowledge, suspend and resume call their routes: ' + actions.join(', '));
+    await page.waitForSelector('#fairness-section[data-state="ok"]');
+    check((await page.$$('#chart-fairness rect.chart-bar')).length === 4 && (await page.$$('#chart-fairness .whisker')).length === 4,
+      'the fairness chart draws recall and NDCG per group with their intervals');
+    check((await page.$$('#fairness tr[data-group]')).length === 2 && (await page.textContent('#fairness tr[data-group="F"]')).includes('[0.180, 0.240]'),
+      'the fairness table lists each group with its intervals');
+    check((await page.textContent('#fairness tr[data-row="mitigation"]')).includes('calibrated re-ranking'), 'the mitigation is shown');
+    await shot(page, 'dashboard-alerts-fairness');
+    await page.close();
+
     check(foreign.length === 0, 'no request left the server (no CDN): ' + foreign.join(', '));
     check(consoleErrors.length === 0, 'no console errors: ' + consoleErrors.join(' | '));
   } finally {

@@ -119,8 +119,8 @@ static void test_pages_in_browser(void **state)
     /* a second admin key, which the dashboard test revokes from the page */
     char *spare = NULL;
     pvg_principal spare_p;
-    assert_int_equal(
-        pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "spare", 0, &spare, &spare_p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "spare", 0, &spare, &spare_p, &err),
+                     PVG_OK);
     pvg_store_free(s);
     /* the dashboard shows the last evaluation, as `privguide eval --json` writes it */
     char evp[200];

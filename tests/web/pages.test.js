@@ -328,7 +328,7 @@ async function main() {
     const alerts = [
       { id: 7, rule: 'many_shoppers_read', severity: 'high', credential: '00aa11bb22cc33dd', opened: now, state: 'open',
         summary: 'one key read 480 shoppers in 5 min (baseline 12)', evidence: [101, 102, 103], action: 'rate_limited' },
-      { id: 6, rule: 'auth_failure_storm', severity: 'warning', credential: '44ee55ff66aa77bb', opened: now, state: 'acknowledged',
+      { id: 6, rule: 'auth_failure_storm', severity: 'warning', credential: 'key:44ee55ff66aa77bb', opened: now, state: 'acknowledged',
         summary: '300 failed authentications in 1 min', evidence: [90], action: 'suspended' },
     ];
     const fairness = { generated: now, group_by: 'gender', k: 20, model: 'ials',

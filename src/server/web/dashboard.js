@@ -189,10 +189,12 @@
           if (confirm('Acknowledge alert #' + a.id + ' (' + a.rule + ')?')) act('POST', '/v1/admin/alerts/' + encodeURIComponent(a.id) + '/ack', 'acknowledge alert #' + a.id, 'alerts-status', pollAlerts);
         } }, 'Acknowledge'));
       if (a.credential) {
+        // the credential may be named as the audit log's actor ("key:<id>", "token:<id>")
+        const cred = String(a.credential).replace(/^(key|token):/, '');
         const suspended = a.action === 'suspended';
         const verb = suspended ? 'resume' : 'suspend';
-        buttons.append(PVG.el('button', { class: suspended ? 'secondary' : 'danger', ['data-' + verb]: a.credential, onclick: () => {
-          if (confirm((suspended ? 'Resume' : 'Suspend') + ' credential ' + a.credential + '?')) act('POST', '/v1/admin/credentials/' + encodeURIComponent(a.credential) + '/' + verb, verb + ' ' + a.credential, 'alerts-status', pollAlerts);
+        buttons.append(PVG.el('button', { class: suspended ? 'secondary' : 'danger', ['data-' + verb]: cred, onclick: () => {
+          if (confirm((suspended ? 'Resume' : 'Suspend') + ' credential ' + cred + '?')) act('POST', '/v1/admin/credentials/' + encodeURIComponent(cred) + '/' + verb, verb + ' ' + cred, 'alerts-status', pollAlerts);
         } }, suspended ? 'Resume' : 'Suspend'));
       }
       const evid = Array.isArray(a.evidence) ? a.evidence : [];

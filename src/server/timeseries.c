@@ -33,21 +33,34 @@
 #define COARSE_SLOTS 1440 /* one day */
 #define LAT_BASE 5e-5     /* upper bound of the first latency bucket: 50 us */
 
+/* The finite upper bounds, 50 us x 2^(b/2) (a constant table: the request
+ * path computes no power). */
+#define EVEN(k) (LAT_BASE * (double)(1u << (k)))
+#define ODD(k) (LAT_BASE * (double)(1u << (k)) * 1.41421356237309504880)
+#define PAIR(k) EVEN(k), ODD(k)
+static const double LAT_BOUNDS[PVG_SRV_TS_LAT_BUCKETS - 1] = {
+    PAIR(0),  PAIR(1),  PAIR(2),  PAIR(3),  PAIR(4),  PAIR(5),  PAIR(6),
+    PAIR(7),  PAIR(8),  PAIR(9),  PAIR(10), PAIR(11), PAIR(12), PAIR(13),
+    PAIR(14), PAIR(15), PAIR(16), PAIR(17), EVEN(18), ODD(18),  EVEN(19)};
+_Static_assert(PVG_SRV_TS_LAT_BUCKETS == 40, "the bounds table has 39 entries");
+
 double pvg_srv_ts_lat_bound(int b)
 {
+    if (b < 0) b = 0;
     if (b >= PVG_SRV_TS_LAT_BUCKETS - 1) return INFINITY;
-    return LAT_BASE * pow(2.0, b / 2.0);
+    return LAT_BOUNDS[b];
 }
 
 int pvg_srv_ts_lat_bucket(double seconds)
 {
     double x = seconds / LAT_BASE;
     if (!(x > 1.0)) return 0; /* also NaN and negatives */
-    double b = ceil(2.0 * log2(x));
-    if (b >= PVG_SRV_TS_LAT_BUCKETS - 1) return PVG_SRV_TS_LAT_BUCKETS - 1;
-    int i = (int)b;
-    /* log2 rounding may put an exact bound one bucket high */
-    if (i > 0 && seconds <= pvg_srv_ts_lat_bound(i - 1)) i--;
+    if (seconds > LAT_BOUNDS[PVG_SRV_TS_LAT_BUCKETS - 2]) return PVG_SRV_TS_LAT_BUCKETS - 1;
+    int i = (int)ceil(2.0 * log2(x));
+    if (i > PVG_SRV_TS_LAT_BUCKETS - 2) i = PVG_SRV_TS_LAT_BUCKETS - 2;
+    /* log2 rounding may land one bucket off an exact bound */
+    if (i > 0 && seconds <= LAT_BOUNDS[i - 1]) i--;
+    if (seconds > LAT_BOUNDS[i]) i++;
     return i;
 }
 

@@ -263,9 +263,11 @@ async function main() {
     // the charts are redrawn every 10 s (a redraw drops the tooltip): hover again if one came between
     const hoverTip = async (chart, target, right, want) => {
       for (let i = 0; i < 3; i++) {
+        // away first, and a little elsewhere each time: a hover where the mouse already is moves nothing
+        await page.mouse.move(0, 0);
         const el = await page.$(chart + ' ' + target);
         const bb = await el.boundingBox();
-        await el.hover({ position: { x: right ? bb.width - 3 : bb.width / 2, y: bb.height / 2 } });
+        await el.hover({ position: { x: right ? bb.width - 3 - 2 * i : bb.width / 2 + i, y: bb.height / 2 + i } });
         const text = await page.waitForFunction(([sel, re]) => {
           const t = document.querySelector(sel + ' .chart-tip');
           return t && !t.hidden && new RegExp(re).test(t.textContent) ? t.textContent : null;

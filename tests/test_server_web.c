@@ -116,6 +116,11 @@ static void test_pages_in_browser(void **state)
     assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "web test", 0, &admin, NULL, &err),
                      PVG_OK);
     assert_int_equal(pvg_auth_token_issue(s, "17001", 3600, 0, &tok, NULL, &err), PVG_OK);
+    /* a second admin key, which the dashboard test revokes from the page */
+    char *spare = NULL;
+    pvg_principal spare_p;
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "spare", 0, &spare, &spare_p, &err),
+                     PVG_OK);
     pvg_store_free(s);
     /* the dashboard shows the last evaluation, as `privguide eval --json` writes it */
     char evp[200];
@@ -145,13 +150,15 @@ static void test_pages_in_browser(void **state)
     if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, "/tmp");
     snprintf(cmd, sizeof cmd,
              "cd '%s' && PVG_BASE_URL=http://127.0.0.1:%d PVG_ADMIN_KEY=%s PVG_USER_TOKEN=%s "
-             "PVG_USER_ID=17001 PVG_SCREENSHOT_DIR='%s/web-screenshots' ASAN_OPTIONS= "
-             "LD_PRELOAD= timeout 180 node pages.test.js",
-             webtests, pvg_server_port(srv), admin, tok, cwd);
+             "PVG_USER_ID=17001 PVG_SPARE_KEY=%s PVG_SPARE_KEY_ID=%s "
+             "PVG_SCREENSHOT_DIR='%s/web-screenshots' ASAN_OPTIONS= "
+             "LD_PRELOAD= timeout 240 node pages.test.js",
+             webtests, pvg_server_port(srv), admin, tok, spare, spare_p.key_id, cwd);
     int rc = run(cmd);
     pvg_server_free(srv);
     pvg_auth_credential_free(admin);
     pvg_auth_credential_free(tok);
+    pvg_auth_credential_free(spare);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     (void)run(cmd);
     assert_int_equal(rc, 0);

@@ -59,6 +59,67 @@ void pvg_srv_store_put(pvg_server *srv, pvg_store *s)
     pthread_mutex_unlock(&srv->pool_mu);
 }
 
+/* A fresh connection in place of *s (closed) when it opens; else *s stays. */
+static pvg_status reopen(pvg_server *srv, pvg_store **s, int relaxed, pvg_error *err)
+{
+    pvg_store *n = NULL;
+    pvg_status st = pvg_store_open(srv->data_dir, &n, err);
+    if (st != PVG_OK) return st;
+    if (relaxed) (void)pvg_store_relax_durability(n, NULL);
+    pvg_store_free(*s);
+    *s = n;
+    return PVG_OK;
+}
+
+pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewrapped,
+                               pvg_error *err)
+{
+    if (pthread_mutex_trylock(&srv->rotate_mu) != 0)
+        return pvg_error_set(err, PVG_ERR_BUSY, "a master-key rotation is under way already");
+    /* every other pool connection: the requests holding them finish first
+     * (a request holds at most one, and none waits for the writer's lock or
+     * the loader while it waits for a connection) */
+    int others = srv->n_stores - 1;
+    for (int i = 0; i < others; i++)
+        (void)pvg_srv_store_get(srv);
+    pthread_mutex_lock(&srv->reload_mu);
+    pvg_srv_audit_writer *w = &srv->audit;
+    pthread_mutex_lock(&w->mu); /* new entries wait; the writer finishes its batch */
+    while (w->committed_upto != w->enqueued)
+        pthread_cond_wait(&w->cv_done, &w->mu);
+    pvg_status st = pvg_store_keys_rotate(mine, rewrapped, err);
+    /* every other connection still holds the old key (or, after a failure
+     * midway, not the next one): reopen them all, whatever the outcome */
+    pvg_error e2;
+    pvg_status st2 = PVG_OK;
+    for (int i = 0; i < srv->n_stores; i++)
+        if (srv->stores[i] != mine) {
+            pvg_status x = reopen(srv, &srv->stores[i], 0, &e2);
+            if (x != PVG_OK && st2 == PVG_OK) st2 = x;
+        }
+    pvg_status x = reopen(srv, &srv->audit_store, 1, &e2);
+    if (x != PVG_OK && st2 == PVG_OK) st2 = x;
+    w->store = srv->audit_store;
+    x = reopen(srv, &srv->reload_store, 0, &e2);
+    if (x != PVG_OK && st2 == PVG_OK) st2 = x;
+    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&srv->reload_mu);
+    /* give the connections back (the pool's free list names indices) */
+    pthread_mutex_lock(&srv->pool_mu);
+    srv->n_free = 0;
+    for (int i = 0; i < srv->n_stores; i++)
+        if (srv->stores[i] != mine) srv->free_idx[srv->n_free++] = i;
+    pthread_cond_broadcast(&srv->pool_cv);
+    pthread_mutex_unlock(&srv->pool_mu);
+    pthread_mutex_unlock(&srv->rotate_mu);
+    if (st == PVG_OK && st2 != PVG_OK)
+        return pvg_error_set(err, st2,
+                             "the master key was rotated, but a server connection could not be "
+                             "reopened with the new key (%s): restart the server",
+                             e2.text);
+    return st;
+}
+
 pvg_store *pvg_srv_req_store(pvg_srv_req *r)
 {
     if (!r->store) r->store = pvg_srv_store_get(r->srv);
@@ -473,7 +534,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     finish(r);
     int route = r->route >= 0 ? r->route : (int)pvg_srv_routes_count();
-    if (r->status) pvg_srv_metrics_observe(&srv->metrics, route, r->status, pvg_srv_now() - r->t0);
+    if (r->status) {
+        double took = pvg_srv_now() - r->t0;
+        pvg_srv_metrics_observe(&srv->metrics, route, r->status, took);
+        pvg_srv_ts_observe(&srv->ts, r->status, took);
+    }
     free(r->body);
     free(r->out);
     free(r);
@@ -510,12 +575,14 @@ static void server_destroy(pvg_server *srv)
     free(srv->stores);
     free(srv->free_idx);
     pvg_srv_metrics_free(&srv->metrics);
+    pvg_srv_ts_free(&srv->ts);
     pvg_srv_ratelimit_free(&srv->rl);
     pthread_mutex_destroy(&srv->pool_mu);
     pthread_cond_destroy(&srv->pool_cv);
     pthread_mutex_destroy(&srv->model_mu);
     pthread_mutex_destroy(&srv->reload_mu);
     pthread_mutex_destroy(&srv->stop_mu);
+    pthread_mutex_destroy(&srv->rotate_mu);
     pthread_cond_destroy(&srv->stop_cv);
     free(srv->data_dir);
     free(srv->bind);
@@ -614,11 +681,13 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_mutex_init(&srv->reload_mu, NULL);
     pthread_mutex_init(&srv->stop_mu, NULL);
     pthread_cond_init(&srv->stop_cv, NULL);
+    pthread_mutex_init(&srv->rotate_mu, NULL);
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) ||
         pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
-        pvg_srv_ratelimit_init(&srv->rl) || !(srv->authcache = pvg_srv_authcache_new(1.0))) {
+        pvg_srv_ts_init(&srv->ts) || pvg_srv_ratelimit_init(&srv->rl) ||
+        !(srv->authcache = pvg_srv_authcache_new(1.0))) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     }

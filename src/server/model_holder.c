@@ -1042,6 +1042,7 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     pthread_mutex_unlock(&srv->model_mu);
     pvg_srv_model_release(old);
     atomic_fetch_add(&srv->metrics.model_reloads, 1);
+    pvg_srv_ts_model_loaded(&srv->ts, m, srv->data_dir);
     srv->last_reload_error[0] = 0;
     pthread_mutex_unlock(&srv->reload_mu);
     return PVG_OK;

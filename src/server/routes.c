@@ -35,6 +35,10 @@ static void h_delete(pvg_srv_req *r);
 static void h_consent_get(pvg_srv_req *r);
 static void h_consent_put(pvg_srv_req *r);
 static void h_audit(pvg_srv_req *r);
+static void h_timeseries(pvg_srv_req *r);
+static void h_keys_list(pvg_srv_req *r);
+static void h_credential_revoke(pvg_srv_req *r);
+static void h_keys_rotate(pvg_srv_req *r);
 static void h_page(pvg_srv_req *r);
 static void h_static(pvg_srv_req *r);
 void pvg_srv_h_fairness(pvg_srv_req *r); /* fairness_route.c */
@@ -74,6 +78,14 @@ static const pvg_srv_route ROUTES[] = {
      "suspend a credential"},
     {"POST", "/v1/admin/credentials/{id}/resume", PVG_SRV_ADMIN, pvg_srv_h_cred_resume,
      "resume a suspended credential"},
+    /* the dashboard's charts and the operator's actions */
+    {"GET", "/v1/admin/timeseries", PVG_SRV_ADMIN, h_timeseries,
+     "requests, errors, latency, ingest, budget and model builds over time"},
+    {"GET", "/v1/admin/keys", PVG_SRV_ADMIN, h_keys_list, "the API keys (never their secrets)"},
+    {"POST", "/v1/admin/credentials/{id}/revoke", PVG_SRV_ADMIN, h_credential_revoke,
+     "revoke an API key or user token by its id"},
+    {"POST", "/v1/admin/keys/rotate", PVG_SRV_ADMIN, h_keys_rotate,
+     "rotate the master key (rewrap every data key)"},
     {"GET", "/", PVG_SRV_PUBLIC, h_page, "page index"},
     {"GET", "/shop", PVG_SRV_PUBLIC, h_page, "shop demo page"},
     {"GET", "/portal", PVG_SRV_PUBLIC, h_page, "privacy portal page"},
@@ -469,6 +481,7 @@ static void h_events(pvg_srv_req *r)
         return;
     }
     atomic_fetch_add(&r->srv->metrics.events_accepted, stored + dup);
+    pvg_srv_ts_events(&r->srv->ts, stored + dup);
     atomic_fetch_add(&r->srv->metrics.events_rejected, rejected);
     if ((stored + dup) == 0 && rejected > 0) {
         json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:o}", "error", "rejected", "message",
@@ -1008,6 +1021,128 @@ static void h_audit(pvg_srv_req *r)
                        json_pack("{s:s, s:I, s:I, s:o}", "user", user, "total", (json_int_t)total,
                                  "shown", (json_int_t)json_array_size(entries), "entries",
                                  entries));
+}
+
+/* ---- the dashboard: time series and operator actions ---- */
+
+static void h_timeseries(pvg_srv_req *r)
+{
+    const char *w = pvg_srv_req_query(r, "window");
+    int day = 0;
+    if (w && strcmp(w, "24h") == 0)
+        day = 1;
+    else if (w && strcmp(w, "1h") != 0) {
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "query parameter window: want \"1h\" or \"24h\", got \"%.40s\"", w);
+        return;
+    }
+    json_t *o = pvg_srv_ts_json(&r->srv->ts, pvg_srv_req_store(r), day, r->srv->started_at);
+    if (!o) {
+        pvg_srv_reply_error(r, 500, "internal", "cannot build the time series");
+        return;
+    }
+    pvg_srv_reply_json(r, 200, o);
+}
+
+static int key_json(void *ctx, const pvg_auth_key_info *k)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:I, s:s}", "id", k->key_id, "role",
+                          pvg_role_name(k->role), "label", k->label ? k->label : "", "rate_per_s",
+                          k->rate_per_s, "created_at", (json_int_t)k->created_at, "state",
+                          k->revoked   ? "revoked"
+                          : k->expired ? "expired"
+                                       : "active");
+    json_object_set_new(o, "expires_at",
+                        k->expires_at ? json_integer((json_int_t)k->expires_at) : json_null());
+    json_array_append_new(ctx, o);
+    return 0;
+}
+
+static void h_keys_list(pvg_srv_req *r)
+{
+    json_t *keys = json_array();
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_auth_apikey_foreach(pvg_srv_req_store(r), key_json, keys, &e);
+    if (st != PVG_OK) {
+        json_decref(keys);
+        pvg_srv_reply_status(r, "api keys", st, &e);
+        return;
+    }
+    pvg_srv_reply_json(r, 200, json_pack("{s:o, s:s}", "keys", keys, "you", r->who.key_id));
+}
+
+/* Revokes a credential (API key or user token) by id, as `privguide apikey
+ * revoke` does, and audits it (action "credential_revoke"). The key of the
+ * request itself is refused (409): the page would lock itself out. */
+static void h_credential_revoke(pvg_srv_req *r)
+{
+    const char *id = r->params[0];
+    size_t n = strlen(id);
+    int hex = n == PVG_AUTH_ID_HEX;
+    for (size_t i = 0; hex && i < n; i++)
+        hex = isxdigit((unsigned char)id[i]) != 0;
+    if (!hex) {
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "credential id: want %d hex digits (the part after pvgk_ or pvgt_), "
+                            "got \"%.40s\"",
+                            PVG_AUTH_ID_HEX, id);
+        return;
+    }
+    if (strcmp(id, r->who.key_id) == 0) {
+        pvg_srv_reply_error(r, 409, "own_key",
+                            "this is the key of the request: revoke it with another admin key or "
+                            "with privguide apikey revoke %s",
+                            id);
+        return;
+    }
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_auth_revoke(pvg_srv_req_store(r), id, &e);
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "revoke", st, &e);
+        return;
+    }
+    pvg_srv_authcache_clear(r->srv->authcache); /* refused from the next request on */
+    char detail[96];
+    snprintf(detail, sizeof detail, "credential %.20s revoked", id);
+    st = pvg_srv_audit_log(&r->srv->audit, r->actor, "credential_revoke", "", detail);
+    if (st != PVG_OK) {
+        pvg_srv_reply_error(r, 503, "audit_unavailable",
+                            "credential %s is revoked, but the audit log could not record it (%s)",
+                            id, pvg_strerror(st));
+        return;
+    }
+    pvg_srv_reply_json(r, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
+}
+
+/* Rotates the master key as `privguide keys rotate` does, from inside the
+ * running server (pvg_srv_keys_rotate), and audits it (action
+ * "master_key_rotate"). */
+static void h_keys_rotate(pvg_srv_req *r)
+{
+    long long n = 0;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_srv_keys_rotate(r->srv, pvg_srv_req_store(r), &n, &e);
+    if (st == PVG_ERR_BUSY) {
+        pvg_srv_reply_error(r, 409, "busy", "keys rotate: %s", e.text);
+        return;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "keys rotate", st, &e);
+        return;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "master key rotated: %lld data keys rewrapped", n);
+    st = pvg_srv_audit_log(&r->srv->audit, r->actor, "master_key_rotate", "", detail);
+    if (st != PVG_OK) {
+        pvg_srv_reply_error(r, 503, "audit_unavailable",
+                            "the master key is rotated, but the audit log could not record it (%s)",
+                            pvg_strerror(st));
+        return;
+    }
+    pvg_srv_reply_json(r, 200, json_pack("{s:b, s:I}", "rotated", 1, "rewrapped", (json_int_t)n));
 }
 
 /* ---- pages ---- */

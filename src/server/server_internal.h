@@ -235,6 +235,62 @@ void pvg_srv_h_alerts(pvg_srv_req *r);
 void pvg_srv_h_alert_ack(pvg_srv_req *r);
 void pvg_srv_h_cred_suspend(pvg_srv_req *r);
 void pvg_srv_h_cred_resume(pvg_srv_req *r);
+/* ---- time series of the dashboard (timeseries.c) ---- */
+#define PVG_SRV_TS_LAT_BUCKETS 40 /* 50 us * 2^(b/2), b < 39; the last: beyond */
+#define PVG_SRV_TS_BUILDS 64      /* model builds remembered */
+
+/* One time bucket of a ring: its bucket number (seconds since the epoch /
+ * step; -1 never used) and what happened in it. */
+typedef struct pvg_srv_ts_slot {
+    atomic_llong bucket;
+    atomic_llong requests, client_errors, server_errors, events;
+    atomic_llong lat[PVG_SRV_TS_LAT_BUCKETS];
+} pvg_srv_ts_slot;
+
+typedef struct pvg_srv_ts_ring {
+    int step; /* seconds per slot */
+    size_t n;
+    pvg_srv_ts_slot *slots;
+} pvg_srv_ts_ring;
+
+/* A model build the server loaded, with the quality recorded for it. */
+typedef struct pvg_srv_ts_build {
+    long generation;
+    int64_t built_at, loaded_at, evaluated_at;
+    char type[24];
+    long long items, users;
+    int has_quality, k;
+    double recall, ndcg;
+} pvg_srv_ts_build;
+
+typedef struct pvg_srv_timeseries {
+    int ready;
+    pvg_srv_ts_ring fine;   /* 10 s slots: the last hour */
+    pvg_srv_ts_ring coarse; /* 1 min slots: the last day */
+    pthread_mutex_t builds_mu;
+    pvg_srv_ts_build builds[PVG_SRV_TS_BUILDS]; /* a ring of the last builds */
+    size_t n_builds;                            /* builds recorded in all */
+} pvg_srv_timeseries;
+
+/* 0, or -1 out of memory. */
+int pvg_srv_ts_init(pvg_srv_timeseries *ts);
+void pvg_srv_ts_free(pvg_srv_timeseries *ts);
+/* The request path: one answered request (status, seconds taken); events
+ * accepted. Atomic increments only. */
+void pvg_srv_ts_observe(pvg_srv_timeseries *ts, int status, double seconds);
+void pvg_srv_ts_events(pvg_srv_timeseries *ts, long long n);
+/* Records a model put in service (borrowed), with the quality of
+ * <data_dir>/evaluation.json when that file is not older than the model. */
+void pvg_srv_ts_model_loaded(pvg_srv_timeseries *ts, const pvg_srv_model *m, const char *data_dir);
+/* The series of the last hour (day 0: 10 s points) or day (1 min points),
+ * the budget spent per purpose at each point (from the ledger of s,
+ * borrowed) and the model builds; new JSON object. */
+json_t *pvg_srv_ts_json(pvg_srv_timeseries *ts, pvg_store *s, int day, int64_t started_at);
+/* Latency bucket of a duration, a bucket's upper bound (INFINITY for the
+ * last), and the q-quantile of a histogram in seconds (-1 when empty). */
+int pvg_srv_ts_lat_bucket(double seconds);
+double pvg_srv_ts_lat_bound(int b);
+double pvg_srv_ts_quantile(const long long *h, double q);
 
 /* ---- the server ---- */
 struct pvg_server {
@@ -270,6 +326,8 @@ struct pvg_server {
     struct pvg_srv_authcache *authcache;
     pvg_store *audit_store;
     pvg_srv_metrics metrics;
+    pvg_srv_timeseries ts;
+    pthread_mutex_t rotate_mu; /* one master-key rotation at a time */
     pvg_srv_ratelimit rl;
     atomic_long inflight;
     atomic_int draining;
@@ -279,6 +337,14 @@ struct pvg_server {
 
 pvg_store *pvg_srv_store_get(pvg_server *srv);
 void pvg_srv_store_put(pvg_server *srv, pvg_store *s);
+/* Rotates the store's master key (pvg_store_keys_rotate) from inside the
+ * running server: waits until it holds every other connection of the pool,
+ * the model loader's and an idle audit writer's (requests meanwhile wait for
+ * a connection), rotates on `mine` (the request's connection, borrowed),
+ * then reopens every other connection so all hold the new key. One at a
+ * time: PVG_ERR_BUSY when another rotation is under way. */
+pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewrapped,
+                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- request context ---- */
 struct pvg_srv_req {

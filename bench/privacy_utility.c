@@ -3,7 +3,7 @@
  * Recall@20 and NDCG@20 of each DP trainer against epsilon, beside the best
  * non-private model. Prints one JSON object on stdout and writes an SVG plot.
  *
- * Usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE]
+ * Usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] [--table FILE]
  *          [--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail]
  *          [--seeds N] [--threads T] [--no-bpr]
  *   SHARED_DATA_DIR holds ml-100k/u.data.gz and online-retail/online-retail.csv.gz;
@@ -24,6 +24,11 @@
  * is the best non-private model of {popularity, itemknn, ials, ease, bpr}
  * (default hyperparameters; --no-bpr leaves BPR out, the slowest) by mean
  * Recall@20.
+ *
+ * --table writes the markdown tables of docs/models.md ("Privacy-utility
+ * frontier"): each metric per method and epsilon with its share of the best
+ * non-private model, the smallest epsilon reaching 80/90/95% of it, and
+ * the training time at epsilon 8 beside the same method without DP.
  *
  * The SVG (one panel per dataset: Recall@20 against epsilon on a log axis,
  * one line per method with min-max bars, inf drawn apart at the right, the
@@ -297,6 +302,70 @@ static void write_json(FILE *f, const ds_res *res, int n_ds, int n_seeds)
     fprintf(f, "]}\n");
 }
 
+/* ---- the markdown table (docs/models.md) --------------------------------- */
+
+static void table_metric(FILE *f, const ds_res *r, int ndcg)
+{
+    double best = ndcg ? r->np_ndcg[r->best] : r->np_recall[r->best];
+    fprintf(f,
+            "\n%s, %s: %s (mean ± std over the seeds; %% of the best non-private, %s "
+            "%.4f)\n\n",
+            r->def->name, r->def->protocol_text, ndcg ? "NDCG@20" : "Recall@20",
+            pvg_model_type_name(r->best), best);
+    fprintf(f, "| DP method | ε = 0.5 | 1 | 2 | 4 | 8 | 16 | ∞ (no DP) |\n");
+    fprintf(f, "|---|---|---|---|---|---|---|---|\n");
+    for (int m = 0; m < r->n_methods; m++) {
+        const method_res *mr = &r->methods[m];
+        if (!mr->available) continue;
+        fprintf(f, "| %s |", pvg_model_type_name(mr->type));
+        for (int e = 0; e < N_EPS; e++) {
+            const point *pt = &mr->pts[e];
+            if (!pt->ok) {
+                fprintf(f, " failed |");
+                continue;
+            }
+            const stat4 *s = ndcg ? &pt->ndcg : &pt->recall;
+            fprintf(f, " %.4f ± %.4f (%.0f%%) |", s->mean, s->std,
+                    best > 0 ? 100 * s->mean / best : 0);
+        }
+        fprintf(f, "\n");
+    }
+}
+
+static void write_table(FILE *f, const ds_res *res, int n_ds)
+{
+    for (int d = 0; d < n_ds; d++) {
+        const ds_res *r = &res[d];
+        table_metric(f, r, 0);
+        table_metric(f, r, 1);
+        double best = r->np_recall[r->best];
+        fprintf(f,
+                "\n%s: smallest ε of the sweep reaching 80%% / 90%% / 95%% of the best "
+                "non-private Recall@20, and training time (s, mean) at ε = 8 beside the "
+                "same method without DP:\n\n",
+                r->def->name);
+        fprintf(f, "| DP method | mechanism | 80%% | 90%% | 95%% | train s, DP (ε = 8) | train s, "
+                   "no DP |\n|---|---|---|---|---|---|---|\n");
+        for (int m = 0; m < r->n_methods; m++) {
+            const method_res *mr = &r->methods[m];
+            if (!mr->available) continue;
+            fprintf(f, "| %s | %s |", pvg_model_type_name(mr->type), mr->mechanism);
+            const double frac[3] = {0.8, 0.9, 0.95};
+            for (int q = 0; q < 3; q++) {
+                int hit = -1;
+                for (int e = 0; e < N_EPS - 1 && hit < 0; e++)
+                    if (mr->pts[e].ok && mr->pts[e].recall.mean >= frac[q] * best) hit = e;
+                if (hit >= 0)
+                    fprintf(f, " %g |", EPS[hit]);
+                else
+                    fprintf(f, " > 16 |");
+            }
+            fprintf(f, " %.2f | %.2f |\n", mr->pts[4].ok ? mr->pts[4].train_seconds : NAN,
+                    mr->pts[N_EPS - 1].ok ? mr->pts[N_EPS - 1].train_seconds : NAN);
+        }
+    }
+}
+
 /* ---- the SVG ---------------------------------------------------------------- */
 
 static const char *COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
@@ -433,13 +502,16 @@ static int in_list(const char *list, const char *name)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *svg = NULL, *json = NULL, *methods = NULL, *datasets = NULL;
+    const char *dir = NULL, *svg = NULL, *json = NULL, *table = NULL, *methods = NULL,
+               *datasets = NULL;
     int n_seeds = 3, threads = 2, bpr = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc)
             svg = argv[++i];
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
             json = argv[++i];
+        else if (strcmp(argv[i], "--table") == 0 && i + 1 < argc)
+            table = argv[++i];
         else if (strcmp(argv[i], "--methods") == 0 && i + 1 < argc)
             methods = argv[++i];
         else if (strcmp(argv[i], "--datasets") == 0 && i + 1 < argc)
@@ -455,6 +527,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] "
+                    "[--table FILE] "
                     "[--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail] "
                     "[--seeds N] [--threads T] [--no-bpr]\n");
             return 2;
@@ -576,6 +649,15 @@ int main(int argc, char **argv)
             return 1;
         }
         write_json(f, res, n_ds, n_seeds);
+        if (fclose(f) != 0) return 1;
+    }
+    if (table) {
+        FILE *f = fopen(table, "w");
+        if (!f) {
+            perror(table);
+            return 1;
+        }
+        write_table(f, res, n_ds);
         if (fclose(f) != 0) return 1;
     }
     if (svg) {

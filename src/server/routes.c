@@ -714,6 +714,7 @@ static void h_recommend(pvg_srv_req *r)
     json_object_set_new(o, "user", json_string(user));
     if (ans.personalized) {
         json_object_set_new(o, "personalized", json_true());
+        json_object_set_new(o, "source", json_string("model")); /* the shopper's own data */
         json_t *items = json_array();
         for (size_t i = 0; i < ans.n; i++)
             json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));

@@ -13,6 +13,11 @@
  * Protocols (as docs/models.md's quality tables):
  *   ml-100k        random-split, test fraction 0.25, split seed 42
  *   online-retail  temporal, cut-off 2011-11-01, shoppers with >= 5 training items
+ * The DP trainers' public item vocabulary is the file's whole item list,
+ * standing for the operator's catalog (ML-100K's u.item lists the same
+ * 1682 films; Online Retail's StockCodes are its catalog), as the store's
+ * catalog is in serving (docs/models.md "DP training"); no budget goes to
+ * partition selection.
  * For each method whose trainer supports DP (a probe training on a tiny
  * dataset must record its (epsilon, delta) in the model; a method that does
  * not is reported as unavailable, never measured without DP), epsilon
@@ -39,7 +44,7 @@
 #include <privguide/eval.h>
 #include <privguide/model.h>
 
-#include "model/model_internal.h"
+#include "model/model_internal.h" /* the dataset's item ids: the catalog stand-in */
 
 #include <math.h>
 #include <stdio.h>
@@ -69,7 +74,7 @@ typedef struct method_res {
     pvg_model_type type;
     int available;
     char why[PVG_ERROR_TEXT_LEN + 32];
-    const char *mechanism;
+    char mechanism[PVG_DP_MECHANISM_MAX];
     point pts[N_EPS];
 } method_res;
 
@@ -120,7 +125,7 @@ static void eval_options(const dataset_def *d, int threads, pvg_eval_options *o)
 
 /* Trains `type` with DP on a tiny dataset: 1 when the model records its
  * (epsilon, delta), with the mechanism's name; else why not. */
-static int dp_probe(pvg_model_type type, const char **mechanism, char *why, size_t len)
+static int dp_probe(pvg_model_type type, char *mechanism, char *why, size_t len)
 {
     pvg_dataset *ds = NULL;
     pvg_error err;
@@ -157,11 +162,14 @@ static int dp_probe(pvg_model_type type, const char **mechanism, char *why, size
     int ok = 0;
     if (st != PVG_OK) {
         snprintf(why, len, "DP training: %s", err.text[0] ? err.text : pvg_strerror(st));
-    } else if (!(m->dp.epsilon > 0)) {
-        snprintf(why, len, "the trainer ignores dp_epsilon (the model records no DP training)");
     } else {
-        ok = 1;
-        *mechanism = m->dp.mechanism ? m->dp.mechanism : "?";
+        pvg_model_dp_info di;
+        if (pvg_model_dp_info_get(m, &di, NULL) != PVG_OK || !di.is_dp || !(di.epsilon > 0)) {
+            snprintf(why, len, "the trainer ignores dp_epsilon (the model records no DP training)");
+        } else {
+            ok = 1;
+            snprintf(mechanism, PVG_DP_MECHANISM_MAX, "%s", di.mechanism);
+        }
     }
     pvg_model_free(m);
     return ok;
@@ -170,6 +178,7 @@ static int dp_probe(pvg_model_type type, const char **mechanism, char *why, size
 /* One (method, epsilon) point over the seeds. eps inf: no DP. */
 static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_type type, double eps,
                       int n_seeds, int threads, point *pt)
+
 {
     double rec[MAX_SEEDS], nd[MAX_SEEDS], secs = 0;
     int n = 0;
@@ -181,6 +190,10 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
         if (isfinite(eps)) {
             p.dp_epsilon = eps;
             p.dp_delta = DELTA;
+            /* the public vocabulary: the file's item list stands for the
+             * operator's catalog (as the store's catalog does in serving) */
+            p.dp_items = (const char *const *)ds->item_ids;
+            p.dp_n_items = ds->n_items;
         }
         pvg_eval_options o;
         eval_options(d, threads, &o);
@@ -576,7 +589,7 @@ int main(int argc, char **argv)
         if (!in_list(methods, pvg_model_type_name(DP_TYPES[m]))) continue;
         method_res *mr = &probe[n_methods++];
         mr->type = DP_TYPES[m];
-        mr->available = dp_probe(mr->type, &mr->mechanism, mr->why, sizeof mr->why);
+        mr->available = dp_probe(mr->type, mr->mechanism, mr->why, sizeof mr->why);
         if (!mr->available)
             fprintf(stderr, "bench_privacy_utility: DP %s unavailable: %s\n",
                     pvg_model_type_name(mr->type), mr->why);

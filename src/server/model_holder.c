@@ -7,7 +7,6 @@
  */
 #include "server/server_internal.h"
 
-#include "model/model_internal.h"
 #include "store/store_internal.h"
 
 #include <privguide/dp.h>
@@ -296,13 +295,15 @@ long pvg_server_dp_model_generation(const pvg_server *srv)
 int pvg_srv_model_dp_info(const pvg_srv_model *m, pvg_srv_dp_info *out)
 {
     memset(out, 0, sizeof *out);
-    const pvg_dp_report *d = &m->model->dp;
-    if (!(d->epsilon > 0)) return 0;
-    out->epsilon = d->epsilon;
-    out->delta = d->delta;
-    out->noise_multiplier = d->noise_multiplier;
-    out->max_items = d->max_items;
-    out->mechanism = d->mechanism ? d->mechanism : "?";
+    pvg_model_dp_info d;
+    if (pvg_model_dp_info_get(m->model, &d, NULL) != PVG_OK || !d.is_dp || !(d.epsilon > 0))
+        return 0;
+    out->epsilon = d.epsilon;
+    out->delta = d.delta;
+    out->noise_multiplier = d.noise_multiplier;
+    out->max_items = d.max_items;
+    snprintf(out->mechanism, sizeof out->mechanism, "%s", d.mechanism[0] ? d.mechanism : "?");
+    out->vocabulary = pvg_dp_vocabulary_name(d.vocabulary);
     return 1;
 }
 

@@ -173,7 +173,8 @@ typedef struct pvg_srv_model {
 typedef struct pvg_srv_dp_info {
     double epsilon, delta, noise_multiplier;
     int max_items;
-    const char *mechanism; /* static */
+    char mechanism[PVG_DP_MECHANISM_MAX];
+    const char *vocabulary; /* static: "catalog", "list", "selected" */
 } pvg_srv_dp_info;
 int pvg_srv_model_dp_info(const pvg_srv_model *m, pvg_srv_dp_info *out);
 

@@ -155,10 +155,11 @@ static int dp_probe(pvg_model_type type, char *mechanism, char *why, size_t len)
     pvg_train_params_default(type, &p);
     p.dp_epsilon = 1;
     p.dp_delta = DELTA;
+    p.dp_items = (const char *const *)ds->item_ids; /* as in the runs: a public list */
+    p.dp_n_items = ds->n_items;
     if (type == PVG_MODEL_IALS || type == PVG_MODEL_BPR) p.epochs = 2;
     pvg_model *m = NULL;
     pvg_status st = pvg_model_train(ds, &p, &m, NULL, &err);
-    pvg_dataset_free(ds);
     int ok = 0;
     if (st != PVG_OK) {
         snprintf(why, len, "DP training: %s", err.text[0] ? err.text : pvg_strerror(st));
@@ -172,6 +173,7 @@ static int dp_probe(pvg_model_type type, char *mechanism, char *why, size_t len)
         }
     }
     pvg_model_free(m);
+    pvg_dataset_free(ds);
     return ok;
 }
 

@@ -306,7 +306,8 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
         if (pe.alpha0 < 0 && !(pe.alpha > 0))
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "ials: give alpha0 >= 0, or alpha > 0 (alpha0 derived from it)");
-        pe.alpha0 = pvg_ials_alpha0_of(&pe, R->n_rows, R->n_cols, R->nnz);
+        pe.alpha0 = pe.dp_epsilon > 0 ? pvg_dp_ials_alpha0(&pe, R->n_cols)
+                                       : pvg_ials_alpha0_of(&pe, R->n_rows, R->n_cols, R->nnz);
     }
     if (stats) memset(stats, 0, sizeof *stats);
     int threads = p->threads < 1 ? 1 : p->threads;
@@ -356,8 +357,11 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
     case PVG_MODEL_IALS:
     case PVG_MODEL_BPR: {
         float *U, *V;
-        st = p->type == PVG_MODEL_IALS ? pvg_train_ials(R, &C, p, &U, &V, stats, err)
-                                       : pvg_train_bpr(R, p, &U, &V, stats, err);
+        if (p->type == PVG_MODEL_IALS && p->dp_epsilon > 0)
+            st = pvg_train_dp_ials(R, &C, p, p->dp_rng, &U, &V, &m->dp, stats, err);
+        else
+            st = p->type == PVG_MODEL_IALS ? pvg_train_ials(R, &C, p, &U, &V, stats, err)
+                                           : pvg_train_bpr(R, p, &U, &V, stats, err);
         if (st != PVG_OK) break;
         size_t F = (size_t)p->factors + (p->type == PVG_MODEL_BPR ? 1 : 0);
         m->factors = F;

@@ -14,6 +14,8 @@
 #include <privguide/eval.h>
 #include <privguide/model.h>
 
+#include "model/model_internal.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +107,9 @@ int main(int argc, char **argv)
             tp.dp_epsilon = atof(tok);
             tp.dp_delta = atof(arg(argc, argv, "delta", "1e-6"));
             tp.dp_max_items = atoi(arg(argc, argv, "m", "0"));
+            /* the catalogue is public: every item is in the vocabulary */
+            tp.dp_items = (const char *const *)ds->item_ids;
+            tp.dp_n_items = pvg_dataset_n_items(ds);
             rc |= run(ds, &tp, &o, name, "dp-ials", tp.dp_epsilon);
         }
     }

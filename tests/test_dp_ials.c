@@ -429,14 +429,20 @@ static void test_dispatch_and_quality(void **state)
     p.dp_rng = rng;
     p.dp_allow_insecure_rng = 1;
     p.dp_epsilon = 4;
+    /* the catalogue is public: the vocabulary is every item (no selection) */
+    p.dp_items = (const char *const *)ds->item_ids;
+    p.dp_n_items = pvg_dataset_n_items(ds);
     pvg_model *m;
     pvg_error err;
-    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    pvg_status tst = pvg_model_train(ds, &p, &m, NULL, &err);
+    if (tst != PVG_OK) fprintf(stderr, "train: %s\n", err.text);
+    assert_int_equal(tst, PVG_OK);
     assert_true(m->dp.epsilon > 3.99 && m->dp.epsilon <= 4);
     assert_true(m->dp.delta == 1e-6);
+    assert_int_equal(m->n_items, pvg_dataset_n_items(ds));
     assert_int_equal(m->dp.max_items, PVG_DP_IALS_DEFAULT_M);
     assert_int_equal(strncmp(m->dp.mechanism, "dp-ials/", 8), 0);
-    assert_true(m->params.alpha0 == 3.0 * PVG_DP_IALS_DEFAULT_M / (double)pvg_dataset_n_items(ds));
+    assert_true(m->params.alpha0 == 3.0 * PVG_DP_IALS_DEFAULT_M / (double)m->n_items);
     pvg_model_free(m);
     p.dp_epsilon = 1e6;
     double large = ndcg_of(ds, &p);

@@ -557,3 +557,60 @@ done:
     *V_out = V;
     return PVG_OK;
 }
+
+/* ---- the DP training framework's method (dp_train.c) ----------------------- */
+
+pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_stats *stats,
+                                    pvg_error *err)
+{
+    *out = NULL;
+    const pvg_csr *R = t->R;
+    size_t ni = R->n_cols, nu = R->n_rows;
+    pvg_train_params pp = *t->p;
+    pp.dp_epsilon = t->epsilon;
+    pp.dp_delta = t->delta;
+    pp.dp_max_items = t->max_items;
+    pp.threads = t->threads;
+    if (pp.alpha0 < 0 && !(pp.alpha > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ials: give alpha0 >= 0, or alpha > 0 (alpha0 derived from it)");
+    pp.alpha0 = pvg_dp_ials_alpha0(&pp, ni);
+    if (pp.dp_noise_multiplier > 0 &&
+        !(pvg_dp_ials_epsilon(pp.dp_noise_multiplier, pp.epochs, pp.dp_delta) <=
+          t->epsilon * (1 + 1e-9)))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp-ials: noise multiplier %g over %d iterations gives epsilon %g at "
+                             "delta %g, above the epsilon %g available to the method",
+                             pp.dp_noise_multiplier, pp.epochs,
+                             pvg_dp_ials_epsilon(pp.dp_noise_multiplier, pp.epochs, pp.dp_delta),
+                             pp.dp_delta, t->epsilon);
+    float *U, *V;
+    pvg_status st = pvg_train_dp_ials(R, NULL, &pp, t->rng, &U, &V, &t->rep, stats, err);
+    if (st != PVG_OK) return st;
+    pvg_model *m;
+    st = pvg_dp_model_new(t, &m, err);
+    if (st != PVG_OK) {
+        free(U);
+        free(V);
+        return st;
+    }
+    size_t f = (size_t)pp.factors, n16 = (ni + 7) / 8 * 8 * f;
+    m->params.alpha0 = pp.alpha0; /* the fold-in solves with the weight training used */
+    m->factors = f;
+    pvg_model_set_section(m, PVG_SEC_USER_F, U, 4 * nu * f);
+    pvg_model_set_section(m, PVG_SEC_ITEM_F, V, 4 * ni * f);
+    float *G = malloc(f * f * sizeof *G);
+    uint16_t *V16 = malloc(n16 * sizeof *V16);
+    if (!G || !V16) {
+        free(G);
+        free(V16);
+        pvg_model_free(m);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp-ials: out of memory");
+    }
+    pvg_gramian(V, ni, f, G);
+    pvg_model_set_section(m, PVG_SEC_GRAM, G, 4 * f * f);
+    pvg_f16_pack(V, ni, f, V16);
+    pvg_model_set_section(m, PVG_SEC_ITEM_F16, V16, 2 * n16);
+    *out = m;
+    return PVG_OK;
+}

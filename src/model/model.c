@@ -170,6 +170,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     m->params.progress = NULL;
     m->params.progress_ctx = NULL;
     m->params.dp_rng = NULL;
+    m->params.dp_items = NULL; /* borrowed by the caller */
+    m->params.dp_n_items = 0;
     if (ds->store) {
         /* trained from the store: each shopper's rows will be sealed under a
          * key derived from their data key (src/store/model_key.c) */
@@ -300,14 +302,21 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   pvg_train_stats *stats, pvg_error *err)
 {
     *out = NULL;
+    /* differential privacy: the DP trainer of the type (dp_train.c) */
+    if (p_in->dp_epsilon > 0) return pvg_train_dp(ds, R, p_in, out, stats, err);
+    if (p_in->dp_epsilon < 0 || p_in->dp_noise_multiplier != 0 || p_in->dp_max_items != 0 ||
+        p_in->dp_items)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: a noise multiplier, contribution bound or item list needs "
+                             "dp_epsilon > 0 (got %g)",
+                             p_in->dp_epsilon);
     pvg_train_params pe = *p_in;
     const pvg_train_params *p = &pe;
     if (pe.type == PVG_MODEL_IALS) {
         if (pe.alpha0 < 0 && !(pe.alpha > 0))
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "ials: give alpha0 >= 0, or alpha > 0 (alpha0 derived from it)");
-        pe.alpha0 = pe.dp_epsilon > 0 ? pvg_dp_ials_alpha0(&pe, R->n_cols)
-                                       : pvg_ials_alpha0_of(&pe, R->n_rows, R->n_cols, R->nnz);
+        pe.alpha0 = pvg_ials_alpha0_of(&pe, R->n_rows, R->n_cols, R->nnz);
     }
     if (stats) memset(stats, 0, sizeof *stats);
     int threads = p->threads < 1 ? 1 : p->threads;
@@ -357,11 +366,8 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
     case PVG_MODEL_IALS:
     case PVG_MODEL_BPR: {
         float *U, *V;
-        if (p->type == PVG_MODEL_IALS && p->dp_epsilon > 0)
-            st = pvg_train_dp_ials(R, &C, p, p->dp_rng, &U, &V, &m->dp, stats, err);
-        else
-            st = p->type == PVG_MODEL_IALS ? pvg_train_ials(R, &C, p, &U, &V, stats, err)
-                                           : pvg_train_bpr(R, p, &U, &V, stats, err);
+        st = p->type == PVG_MODEL_IALS ? pvg_train_ials(R, &C, p, &U, &V, stats, err)
+                                       : pvg_train_bpr(R, p, &U, &V, stats, err);
         if (st != PVG_OK) break;
         size_t F = (size_t)p->factors + (p->type == PVG_MODEL_BPR ? 1 : 0);
         m->factors = F;

@@ -221,6 +221,8 @@ struct pvg_model {
     uint64_t n_users, n_items, factors, hist_nnz, knn_nnz, item_str_len;
     pvg_train_params params; /* callbacks cleared */
     pvg_dp_report dp;        /* the DP guarantee of its training (zero: not DP) */
+    pvg_dp_vocabulary dp_vocab;             /* how a DP model's items were chosen */
+    char dp_mech[PVG_DP_MECHANISM_MAX];     /* dp.mechanism of a loaded file points here */
     const void *sec[PVG_SEC_COUNT];
     uint64_t sec_len[PVG_SEC_COUNT];
     /* typed views of sec[] */
@@ -347,6 +349,51 @@ void pvg_dp_ials_unit_rows(const float *U, size_t n, size_t f, double *Ub);
  * rows of Ub; gather: scratch of (users of j) x f doubles. */
 void pvg_dp_ials_item_stats(const pvg_csr *Cc, size_t j, const double *Ub, size_t f,
                             double *gather, double *A, double *b);
+/* ---- DP training (dp_train.c; docs/models.md "DP training") ------------- */
+
+/* One DP training run, as the framework hands it to a method's trainer:
+ * the vocabulary is chosen and its share of the budget taken off. */
+typedef struct pvg_dp_train {
+    const pvg_dataset *ds;       /* users (keys, store link) */
+    pvg_dataset vds;             /* shallow copy of *ds whose items are the vocabulary:
+                                    for pvg_model_new_common */
+    const pvg_csr *R;            /* users x vocabulary: each shopper's full weighted
+                                    history restricted to the vocabulary (their own
+                                    rows of the model; never released) */
+    const pvg_train_params *p;
+    pvg_rng *rng;                /* the noise and sampling source (borrowed) */
+    double epsilon, delta;       /* what the method may spend */
+    int max_items;               /* m, the contribution bound */
+    int threads;
+    pvg_dp_report rep;           /* the method fills it for its part */
+} pvg_dp_train;
+
+/* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses
+ * the vocabulary, runs the method, fills m->dp with the whole run's
+ * guarantee. */
+pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
+                        pvg_model **out, pvg_train_stats *stats, pvg_error *err);
+/* Contribution bounding: X (new, users x vocabulary) keeps of each row of
+ * t->R at most t->max_items items (a uniformly random subset drawn from
+ * t->rng when there are more), every kept cell weighing 1. */
+pvg_status pvg_dp_bound_rows(const pvg_dp_train *t, pvg_csr *X, pvg_error *err);
+/* The model's common parts over the vocabulary (histories from t->R). */
+pvg_status pvg_dp_model_new(const pvg_dp_train *t, pvg_model **out, pvg_error *err);
+/* The method trainers. DP-iALS (the dpials work) adds its own here. */
+pvg_status pvg_train_dp_popularity(pvg_dp_train *t, pvg_model **out, pvg_error *err);
+pvg_status pvg_train_dp_itemknn(pvg_dp_train *t, pvg_model **out, pvg_error *err);
+pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err);
+/* DP-iALS (dp_ials.c): pvg_train_dp_ials on t->R with t's budget, bound and
+ * generator; the model's factor sections as the non-DP iALS has them. */
+pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_stats *stats,
+                                    pvg_error *err);
+/* The statistic a method adds its noise to, exactly as its trainer computes
+ * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
+ * popularity the bounded item counts (n), itemknn and ease the upper
+ * triangle, diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by
+ * row). *sens gets the L2 sensitivity the trainer calibrates to. */
+pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
+                            double *sens, pvg_error *err);
 
 /* ---- evaluation splits ----------------------------------------------------- */
 

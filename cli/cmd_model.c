@@ -330,7 +330,7 @@ static void print_json(json_t *o)
  * file, an upper bound of the training split). */
 static void say_estimate(const pvg_dataset *ds, const pvg_train_params *p, const char *what)
 {
-    if (p->type != PVG_MODEL_EASE) return;
+    if (p->type != PVG_MODEL_EASE || p->dp_epsilon > 0) return;
     pvg_train_estimate e;
     pvg_error err;
     pvg_error_clear(&err);

@@ -25,7 +25,6 @@
 #include <privguide/release.h>
 #include <privguide/store.h>
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <sodium.h>
@@ -37,14 +36,17 @@
  * validation split (docs/models.md "DP training"). */
 #define DP_DEFAULT_M_POPULARITY 32
 #define DP_DEFAULT_M_ITEMKNN 16
-#define DP_DEFAULT_M_EASE 16
+#define DP_DEFAULT_M_EASE 32
 #define DP_MAX_M 1024
 #define DP_SELECT_SHARE 0.1
 #define DP_KNN_MAX_ITEMS 5000
 /* DP-EASE: the ridge grows with the noise, lambda_dp = lambda + kappa *
  * sigma * sqrt(n) (the noise matrix's spectral norm is about 2 sigma
  * sqrt(n)); kappa chosen on the validation split. */
-#define DP_EASE_KAPPA 1.0
+#define DP_EASE_KAPPA 0.25
+/* DP-EASE solves over the items of largest noisy count (post-processing):
+ * a smaller noise matrix to invert; chosen on the validation split */
+#define DP_EASE_TOP_ITEMS 1000
 
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v)
 {
@@ -86,6 +88,8 @@ int pvg_dp_default_max_items(pvg_model_type t)
         return DP_DEFAULT_M_ITEMKNN;
     case PVG_MODEL_EASE:
         return DP_DEFAULT_M_EASE;
+    case PVG_MODEL_IALS:
+        return PVG_DP_IALS_DEFAULT_M;
     default:
         return 0;
     }
@@ -397,8 +401,7 @@ pvg_status pvg_dp_model_new(const pvg_dp_train *t, pvg_model **out, pvg_error *e
  * noise multiplier s (noise std = s x sensitivity), the epsilon that noise
  * gives at t->delta (Gaussian: the zCDP bound rho = 1/(2 s^2); Laplace:
  * 1/s), refused when above t->epsilon. */
-static pvg_status method_epsilon(const pvg_dp_train *t, int gaussian, double *eps,
-                                 pvg_error *err)
+static pvg_status method_epsilon(const pvg_dp_train *t, int gaussian, double *eps, pvg_error *err)
 {
     *eps = t->epsilon;
     double s = t->p->dp_noise_multiplier;
@@ -558,8 +561,8 @@ pvg_status pvg_train_dp_itemknn(pvg_dp_train *t, pvg_model **out, pvg_error *err
         pop[i] = r->noisy_pop[i] > 0 ? (float)r->noisy_pop[i] : 0.0f;
         for (size_t a = 0; a < r->n_similar[i]; a++) {
             const pvg_dp_similar *s = &r->similar[i * r->k + a];
-            double cj = (double)r->noisy_pop[s->item] > floor_ ? (double)r->noisy_pop[s->item]
-                                                               : floor_;
+            double cj =
+                (double)r->noisy_pop[s->item] > floor_ ? (double)r->noisy_pop[s->item] : floor_;
             double d = sqrt(ci * cj);
             idx[o] = (uint32_t)s->item;
             sim[o] = (float)((double)s->noisy_cooc / (d + shrink));
@@ -601,27 +604,16 @@ static void gram_upper(const pvg_csr *X, float *G)
         }
 }
 
-static double env_or(const char *name, double def)
-{
-    const char *v = getenv(name);
-    return v && *v ? atof(v) : def;
-}
-static double dp_ease_kappa(void)
-{
-    return env_or("PVG_DP_KAPPA", DP_EASE_KAPPA);
-}
-static size_t dp_ease_top_items(size_t n)
-{
-    double k = env_or("PVG_DP_TOPN", 0);
-    return k > 0 && (size_t)k < n ? (size_t)k : n;
-}
-static const float *sort_pop;
+/* items by noisy count, descending (ties: lower index first) */
+typedef struct pop_idx {
+    float pop;
+    uint32_t i;
+} pop_idx;
 static int cmp_pop_desc(const void *a, const void *b)
 {
-    float x = sort_pop[*(const uint32_t *)a], y = sort_pop[*(const uint32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    return i < j ? -1 : i > j;
+    const pop_idx *x = a, *y = b;
+    if (x->pop != y->pop) return x->pop > y->pop ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 typedef struct noise_ctx {
@@ -675,65 +667,35 @@ static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const
     return st;
 }
 
-/* P = (G + lambda I)^-1 in place (G symmetric): Cholesky; when the noisy
- * G + lambda I is not positive definite, the projection of G onto the
- * positive semi-definite cone (eigenvalues clipped at 0) instead:
- * P = Q diag(1 / (max(l, 0) + lambda)) Q^T. Both are post-processing. */
-static pvg_status ease_inverse(float *G, size_t n, float lambda, int threads, int *projected,
+/* P = (G + lambda' I)^-1 in place (G symmetric) by Cholesky, lambda' the
+ * first of lambda, 2 lambda, 4 lambda, ... for which the noisy G + lambda' I
+ * is positive definite (post-processing); *used gets lambda'. */
+static pvg_status ease_inverse(float *G, size_t n, double lambda, int threads, double *used,
                                pvg_error *err)
 {
-    *projected = 0;
-    float *A = malloc(n * n * sizeof *A);
+    float *A = malloc((n ? n * n : 1) * sizeof *A);
     if (!A) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
-    memcpy(A, G, n * n * sizeof *A);
-    for (size_t i = 0; i < n; i++)
-        A[i * n + i] += lambda;
-    pvg_blas_threaded_begin(threads);
-    lapack_int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-    if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-    if (rc == 0) {
-        pvg_blas_threaded_end();
+    if (!(lambda > 0)) lambda = 1;
+    lapack_int rc = -1;
+    for (int tries = 0; tries < 40 && rc != 0; tries++, lambda *= 2) {
+        memcpy(A, G, n * n * sizeof *A);
         for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j <= i; j++)
-                G[i * n + j] = G[j * n + i] = A[i * n + j];
-        free(A);
-        return PVG_OK;
-    }
-    *projected = 1;
-    float *w = malloc(n * sizeof *w);
-    if (!w) {
+            A[i * n + i] += (float)lambda;
+        pvg_blas_threaded_begin(threads);
+        rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
+        if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
         pvg_blas_threaded_end();
+        if (rc == 0) *used = lambda;
+    }
+    if (rc != 0) {
         free(A);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
-    }
-    memcpy(A, G, n * n * sizeof *A);
-    rc = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'L', (lapack_int)n, A, (lapack_int)n, w);
-    if (rc == 0) {
-        /* G <- Q diag(d) Q^T with d = 1/(max(w,0)+lambda): scale the columns
-         * of a copy by sqrt(d), then one syrk */
-        float *Qs = malloc(n * n * sizeof *Qs);
-        if (!Qs) {
-            rc = -1;
-        } else {
-            for (size_t i = 0; i < n; i++)
-                for (size_t k = 0; k < n; k++) {
-                    float l = w[k] > 0 ? w[k] : 0;
-                    Qs[i * n + k] = A[i * n + k] / sqrtf(l + lambda);
-                }
-            cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)n, (int)n, 1.0f, Qs, (int)n,
-                        0.0f, G, (int)n);
-            for (size_t i = 0; i < n; i++)
-                for (size_t j = 0; j < i; j++)
-                    G[j * n + i] = G[i * n + j];
-            free(Qs);
-        }
-    }
-    pvg_blas_threaded_end();
-    free(w);
-    free(A);
-    if (rc != 0)
         return pvg_error_set(err, PVG_ERR_INTERNAL,
-                             "dp ease: the eigen-decomposition failed (LAPACK info %d)", (int)rc);
+                             "dp ease: the noisy Gram stays indefinite (LAPACK info %d)", (int)rc);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j <= i; j++)
+            G[i * n + j] = G[j * n + i] = A[i * n + j];
+    free(A);
     return PVG_OK;
 }
 
@@ -749,9 +711,9 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                              "dp ease: the vocabulary has %zu items; EASE keeps a dense item-item "
                              "matrix of at most %d",
                              n, PVG_EASE_MAX_ITEMS);
-    /* the noisy Gram, its factor or eigenvectors, the copy for the scaled
-     * eigenvectors, B: 4 x n^2 floats at the peak */
-    double bytes = 16.0 * (double)n * (double)n;
+    /* the noisy Gram (then B), the solved block and its factor */
+    double bytes =
+        4.0 * (double)n * (double)n + 8.0 * (double)DP_EASE_TOP_ITEMS * (double)DP_EASE_TOP_ITEMS;
     if (t->p->max_memory_mb > 0 && bytes > t->p->max_memory_mb * 1048576.0)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
                              "dp ease: %zu items need about %.0f MiB, above the limit of %.0f MiB "
@@ -787,26 +749,32 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     /* post-processing: EASE over the ns items of largest noisy count (the
      * others' rows and columns of B stay 0), a smaller noise matrix to
      * invert */
-    size_t ns = dp_ease_top_items(n);
+    size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
     uint32_t *sel = malloc((n ? n : 1) * sizeof *sel);
+    pop_idx *pi = malloc((n ? n : 1) * sizeof *pi);
     float *Gs = ns < n ? malloc(ns * ns * sizeof *Gs) : G;
-    if (!sel || !Gs) {
-        free(sel), free(G), free(pop);
+    if (!sel || !pi || !Gs) {
+        if (Gs != G) free(Gs);
+        free(sel), free(pi), free(G), free(pop);
         return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
     }
+    for (size_t i = 0; i < n; i++) {
+        pi[i].pop = pop[i];
+        pi[i].i = (uint32_t)i;
+    }
+    qsort(pi, n, sizeof *pi, cmp_pop_desc);
     for (size_t i = 0; i < n; i++)
-        sel[i] = (uint32_t)i;
+        sel[i] = pi[i].i;
+    free(pi);
+    qsort(sel, ns, sizeof *sel, cmp_u32);
     if (ns < n) {
-        sort_pop = pop;
-        qsort(sel, n, sizeof *sel, cmp_pop_desc);
-        qsort(sel, ns, sizeof *sel, cmp_u32);
         for (size_t a = 0; a < ns; a++)
             for (size_t b = 0; b < ns; b++)
                 Gs[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
     }
-    double lambda = t->p->ease_lambda + dp_ease_kappa() * nz.scale * sqrt((double)ns);
-    int projected;
-    st = ease_inverse(Gs, ns, (float)lambda, t->threads, &projected, err);
+    double lambda = t->p->ease_lambda + DP_EASE_KAPPA * nz.scale * sqrt((double)ns);
+    double lambda_used = lambda;
+    st = ease_inverse(Gs, ns, lambda, t->threads, &lambda_used, err);
     pvg_model *md = NULL;
     if (st == PVG_OK) st = pvg_dp_model_new(t, &md, err);
     if (st != PVG_OK) {
@@ -902,8 +870,7 @@ static void public_fingerprint(pvg_model *m)
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, (const unsigned char *)"pvg-dp-model", 12, 32);
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++)
-        if (m->sec[secs[i]])
-            crypto_generichash_update(&hs, m->sec[secs[i]], m->sec_len[secs[i]]);
+        if (m->sec[secs[i]]) crypto_generichash_update(&hs, m->sec[secs[i]], m->sec_len[secs[i]]);
     crypto_generichash_final(&hs, m->fingerprint, 32);
 }
 
@@ -917,17 +884,17 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
     case PVG_MODEL_POPULARITY:
     case PVG_MODEL_ITEMKNN:
     case PVG_MODEL_EASE:
+    case PVG_MODEL_IALS: /* DP-iALS (Chien et al. 2021), dp_ials.c */
         break;
-    /* DP-iALS (Chien et al. 2021): case PVG_MODEL_IALS, pvg_train_dp_ials */
     default:
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
                              "dp training of %s is not available (DP trainers: popularity, "
-                             "itemknn, ease)",
+                             "itemknn, ease, ials)",
                              pvg_model_type_name(p->type));
     }
     if (!(p->dp_epsilon > 0) || isinf(p->dp_epsilon))
-        return pvg_error_set(err, PVG_ERR_INVALID, "dp: epsilon must be a finite number > 0, got %g",
-                             p->dp_epsilon);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: epsilon must be a finite number > 0, got %g", p->dp_epsilon);
     if (!(p->dp_delta >= 0 && p->dp_delta < 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "dp: delta must be in [0, 1), got %g",
                              p->dp_delta);
@@ -941,10 +908,12 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
     int m = p->dp_max_items ? p->dp_max_items : pvg_dp_default_max_items(p->type);
     int m_lo = p->type == PVG_MODEL_ITEMKNN ? 2 : 1;
     if (m < m_lo || m > DP_MAX_M)
-        return pvg_error_set(err, PVG_ERR_INVALID, "dp: max items per shopper must be in %d..%d, got %d",
-                             m_lo, DP_MAX_M, m);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: max items per shopper must be in %d..%d, got %d", m_lo, DP_MAX_M,
+                             m);
     if (p->type == PVG_MODEL_ITEMKNN && (p->neighbors < 1 || !(p->shrink >= 0)))
-        return pvg_error_set(err, PVG_ERR_INVALID, "itemknn: neighbors must be >= 1 and shrink >= 0");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "itemknn: neighbors must be >= 1 and shrink >= 0");
     if (p->type == PVG_MODEL_EASE && !(p->ease_lambda >= 0))
         return pvg_error_set(err, PVG_ERR_INVALID, "ease: lambda must be >= 0");
     if (R->nnz == 0) return pvg_error_set(err, PVG_ERR_INVALID, "no interactions to train on");
@@ -980,6 +949,9 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
             break;
         case PVG_MODEL_ITEMKNN:
             st = pvg_train_dp_itemknn(&t, &md, err);
+            break;
+        case PVG_MODEL_IALS:
+            st = pvg_train_dp_ials_method(&t, &md, stats, err);
             break;
         default:
             st = pvg_train_dp_ease(&t, &md, err);

@@ -30,6 +30,9 @@
  * (default hyperparameters; --no-bpr leaves BPR out, the slowest) by mean
  * Recall@20.
  *
+ * --combine A.json [--combine B.json] reads runs this program wrote (e.g.
+ * one per dataset, run side by side) and writes the outputs from them.
+ *
  * --table writes the markdown tables of docs/models.md ("Privacy-utility
  * frontier"): each metric per method and epsilon with its share of the best
  * non-private model, the smallest epsilon reaching 80/90/95% of it, and
@@ -46,6 +49,7 @@
 
 #include "model/model_internal.h" /* the dataset's item ids: the catalog stand-in */
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,7 +391,7 @@ static const char *COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7
 
 static void write_svg(FILE *f, const ds_res *res, int n_ds)
 {
-    const double pw = 430, ph = 300, ml = 60, mr = 20, mt = 40, mb = 90;
+    const double pw = 430, ph = 300, ml = 60, mr = 20, mt = 40, mb = 130;
     const double W = n_ds * (ml + pw + mr), H = mt + ph + mb;
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
@@ -490,7 +494,7 @@ static void write_svg(FILE *f, const ds_res *res, int n_ds)
                         pt->recall.max, pt->ndcg.mean);
             }
             /* legend below the panel */
-            double lx = ox + (li % 2) * (pw / 2), ly = oy + ph + 52 + (li / 2) * 16;
+            double lx = ox, ly = oy + ph + 56 + li * 17;
             fprintf(f,
                     "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                     "stroke-width=\"2\"/><text x=\"%.1f\" y=\"%.1f\">DP %s (%s)</text>\n",
@@ -502,6 +506,112 @@ static void write_svg(FILE *f, const ds_res *res, int n_ds)
 #undef PY
     }
     fprintf(f, "</svg>\n");
+}
+
+/* ---- --combine: the outputs from earlier runs' JSON ------------------------- */
+
+static void stat_from(json_t *o, stat4 *s)
+{
+    s->mean = json_number_value(json_object_get(o, "mean"));
+    s->std = json_number_value(json_object_get(o, "std"));
+    s->min = json_number_value(json_object_get(o, "min"));
+    s->max = json_number_value(json_object_get(o, "max"));
+}
+
+/* Reads the datasets of a JSON this program wrote into res[*n_ds...]. */
+static int combine_file(const char *path, ds_res *res, int *n_ds, int *n_seeds)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) {
+        fprintf(stderr, "%s:%d: %s\n", path, je.line, je.text);
+        return -1;
+    }
+    *n_seeds = (int)json_integer_value(json_object_get(root, "seeds"));
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(root, "datasets"), i, d)
+    {
+        const char *name = json_string_value(json_object_get(d, "dataset"));
+        const dataset_def *def = NULL;
+        for (int k = 0; k < N_DATASETS; k++)
+            if (name && strcmp(name, DATASETS[k].name) == 0) def = &DATASETS[k];
+        if (!def) {
+            fprintf(stderr, "%s: dataset %s: unknown\n", path, name ? name : "?");
+            json_decref(root);
+            return -1;
+        }
+        /* a dataset seen in an earlier file (another run's methods): merged */
+        ds_res *r = NULL;
+        for (int k = 0; k < *n_ds; k++)
+            if (res[k].def == def) r = &res[k];
+        if (!r) {
+            r = &res[(*n_ds)++];
+            memset(r, 0, sizeof *r);
+            r->def = def;
+            r->users = (size_t)json_integer_value(json_object_get(d, "users"));
+            r->items = (size_t)json_integer_value(json_object_get(d, "items"));
+            for (int t = 0; t < 6; t++)
+                r->np_recall[t] = r->np_ndcg[t] = r->np_seconds[t] = -1;
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(d, "non_private"), key, v)
+        {
+            pvg_model_type t;
+            if (pvg_model_type_parse(key, &t, NULL) != PVG_OK || r->np_recall[t] >= 0) continue;
+            r->np_recall[t] = json_number_value(json_object_get(v, "recall@20"));
+            r->np_ndcg[t] = json_number_value(json_object_get(v, "ndcg@20"));
+            r->np_seconds[t] = json_number_value(json_object_get(v, "train_seconds"));
+        }
+        r->best = PVG_MODEL_POPULARITY;
+        for (int t = 1; t <= 5; t++)
+            if (r->np_recall[t] > r->np_recall[r->best]) r->best = (pvg_model_type)t;
+        size_t j;
+        json_t *m;
+        json_array_foreach(json_object_get(d, "methods"), j, m)
+        {
+            pvg_model_type mt;
+            if (pvg_model_type_parse(json_string_value(json_object_get(m, "method")), &mt, NULL) !=
+                PVG_OK)
+                continue;
+            /* a method measured in an earlier file keeps that file's figures */
+            int seen = 0;
+            for (int k = 0; k < r->n_methods; k++)
+                seen |= r->methods[k].type == mt && r->methods[k].available;
+            if (seen || r->n_methods == 4) continue;
+            method_res *mr = &r->methods[r->n_methods++];
+            memset(mr, 0, sizeof *mr);
+            mr->type = mt;
+            mr->available = json_is_true(json_object_get(m, "available"));
+            snprintf(mr->why, sizeof mr->why, "%s",
+                     json_string_value(json_object_get(m, "why"))
+                         ? json_string_value(json_object_get(m, "why"))
+                         : "");
+            snprintf(mr->mechanism, sizeof mr->mechanism, "%s",
+                     json_string_value(json_object_get(m, "mechanism"))
+                         ? json_string_value(json_object_get(m, "mechanism"))
+                         : "");
+            size_t e;
+            json_t *pt;
+            json_array_foreach(json_object_get(m, "points"), e, pt)
+            {
+                if (e >= N_EPS) break;
+                point *q = &mr->pts[e];
+                if (json_object_get(pt, "error")) {
+                    snprintf(q->error, sizeof q->error, "%s",
+                             json_string_value(json_object_get(pt, "error")));
+                    continue;
+                }
+                q->ok = 1;
+                stat_from(json_object_get(pt, "recall@20"), &q->recall);
+                stat_from(json_object_get(pt, "ndcg@20"), &q->ndcg);
+                q->train_seconds = json_number_value(json_object_get(pt, "train_seconds"));
+            }
+        }
+    }
+    json_decref(root);
+    return 0;
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -520,6 +630,8 @@ int main(int argc, char **argv)
     const char *dir = NULL, *svg = NULL, *json = NULL, *table = NULL, *methods = NULL,
                *datasets = NULL;
     int n_seeds = 3, threads = 2, bpr = 1;
+    const char *combine[8];
+    int n_combine = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc)
             svg = argv[++i];
@@ -537,6 +649,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-bpr") == 0)
             bpr = 0;
+        else if (strcmp(argv[i], "--combine") == 0 && i + 1 < argc && n_combine < 8)
+            combine[n_combine++] = argv[++i];
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
@@ -544,7 +658,7 @@ int main(int argc, char **argv)
                     "usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] "
                     "[--table FILE] "
                     "[--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail] "
-                    "[--seeds N] [--threads T] [--no-bpr]\n");
+                    "[--seeds N] [--threads T] [--no-bpr] [--combine RUN.json ...]\n");
             return 2;
         }
     }
@@ -553,6 +667,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (pvg_init() != PVG_OK) return 1;
+    ds_res res[N_DATASETS];
+    memset(res, 0, sizeof res);
+    int n_ds = 0;
+    if (n_combine) /* the outputs from earlier runs (e.g. one per dataset) */
+        for (int i = 0; i < n_combine; i++)
+            if (combine_file(combine[i], res, &n_ds, &n_seeds)) return 1;
+    if (n_combine) goto outputs;
     /* the data dir */
     char path[4096];
     const char *cands[4];
@@ -596,9 +717,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_privacy_utility: DP %s unavailable: %s\n",
                     pvg_model_type_name(mr->type), mr->why);
     }
-    ds_res res[N_DATASETS];
-    memset(res, 0, sizeof res);
-    int n_ds = 0;
     for (int d = 0; d < N_DATASETS; d++) {
         const dataset_def *def = &DATASETS[d];
         if (!in_list(datasets, def->name)) continue;
@@ -656,6 +774,7 @@ int main(int argc, char **argv)
             if (r->np_recall[t] > r->np_recall[r->best]) r->best = (pvg_model_type)t;
         pvg_dataset_free(ds);
     }
+outputs:
     write_json(stdout, res, n_ds, n_seeds);
     if (json) {
         FILE *f = fopen(json, "w");

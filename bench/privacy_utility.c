@@ -28,7 +28,9 @@
  * NDCG@20 over the seeds, and the mean training time. The reference line
  * is the best non-private model of {popularity, itemknn, ials, ease, bpr}
  * (default hyperparameters; --no-bpr leaves BPR out, the slowest) by mean
- * Recall@20.
+ * Recall@20; --no-reference leaves out the models that are not among the
+ * methods (a run to be joined with --combine to one that has them). --json
+ * is rewritten after each method, so an interrupted run keeps its figures.
  *
  * --combine A.json [--combine B.json] reads runs this program wrote (e.g.
  * one per dataset, run side by side) and writes the outputs from them.
@@ -254,10 +256,25 @@ static void json_text(FILE *f, const char *s)
     }
 }
 
+/* A negative std, min or max is unknown (a figure recovered from a run's
+ * log line): null. */
+static void json_num(FILE *f, const char *name, double v)
+{
+    if (v < 0)
+        fprintf(f, "\"%s\": null", name);
+    else
+        fprintf(f, "\"%s\": %.5f", name, v);
+}
+
 static void json_stat(FILE *f, const char *name, const stat4 *s)
 {
-    fprintf(f, "\"%s\": {\"mean\": %.5f, \"std\": %.5f, \"min\": %.5f, \"max\": %.5f}", name,
-            s->mean, s->std, s->min, s->max);
+    fprintf(f, "\"%s\": {\"mean\": %.5f, ", name, s->mean);
+    json_num(f, "std", s->std);
+    fprintf(f, ", ");
+    json_num(f, "min", s->min);
+    fprintf(f, ", ");
+    json_num(f, "max", s->max);
+    fprintf(f, "}");
 }
 
 static void write_json(FILE *f, const ds_res *res, int n_ds, int n_seeds)
@@ -327,7 +344,7 @@ static void table_metric(FILE *f, const ds_res *r, int ndcg)
 {
     double best = ndcg ? r->np_ndcg[r->best] : r->np_recall[r->best];
     fprintf(f,
-            "\n%s, %s: %s (mean ± std over the seeds; %% of the best non-private, %s "
+            "\n%s, %s: %s (mean [min, max] over the seeds; %% of the best non-private, %s "
             "%.4f)\n\n",
             r->def->name, r->def->protocol_text, ndcg ? "NDCG@20" : "Recall@20",
             pvg_model_type_name(r->best), best);
@@ -344,8 +361,9 @@ static void table_metric(FILE *f, const ds_res *r, int ndcg)
                 continue;
             }
             const stat4 *s = ndcg ? &pt->ndcg : &pt->recall;
-            fprintf(f, " %.4f ± %.4f (%.0f%%) |", s->mean, s->std,
-                    best > 0 ? 100 * s->mean / best : 0);
+            fprintf(f, " %.4f", s->mean);
+            if (s->min >= 0 && s->max >= 0) fprintf(f, " [%.4f, %.4f]", s->min, s->max);
+            fprintf(f, " (%.0f%%) |", best > 0 ? 100 * s->mean / best : 0);
         }
         fprintf(f, "\n");
     }
@@ -510,12 +528,17 @@ static void write_svg(FILE *f, const ds_res *res, int n_ds)
 
 /* ---- --combine: the outputs from earlier runs' JSON ------------------------- */
 
+static double num_or_unknown(json_t *v)
+{
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
 static void stat_from(json_t *o, stat4 *s)
 {
     s->mean = json_number_value(json_object_get(o, "mean"));
-    s->std = json_number_value(json_object_get(o, "std"));
-    s->min = json_number_value(json_object_get(o, "min"));
-    s->max = json_number_value(json_object_get(o, "max"));
+    s->std = num_or_unknown(json_object_get(o, "std"));
+    s->min = num_or_unknown(json_object_get(o, "min"));
+    s->max = num_or_unknown(json_object_get(o, "max"));
 }
 
 /* Reads the datasets of a JSON this program wrote into res[*n_ds...]. */
@@ -629,7 +652,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *svg = NULL, *json = NULL, *table = NULL, *methods = NULL,
                *datasets = NULL;
-    int n_seeds = 3, threads = 2, bpr = 1;
+    int n_seeds = 3, threads = 2, bpr = 1, reference = 1;
     const char *combine[8];
     int n_combine = 0;
     for (int i = 1; i < argc; i++) {
@@ -649,16 +672,19 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-bpr") == 0)
             bpr = 0;
+        else if (strcmp(argv[i], "--no-reference") == 0)
+            reference = 0;
         else if (strcmp(argv[i], "--combine") == 0 && i + 1 < argc && n_combine < 8)
             combine[n_combine++] = argv[++i];
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
-            fprintf(stderr,
-                    "usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] "
-                    "[--table FILE] "
-                    "[--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail] "
-                    "[--seeds N] [--threads T] [--no-bpr] [--combine RUN.json ...]\n");
+            fprintf(
+                stderr,
+                "usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] "
+                "[--table FILE] "
+                "[--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail] "
+                "[--seeds N] [--threads T] [--no-bpr] [--no-reference] [--combine RUN.json ...]\n");
             return 2;
         }
     }
@@ -756,10 +782,22 @@ int main(int argc, char **argv)
                 }
                 if (mr->available) mr->pts[e] = pt;
             }
+            /* the figures so far, so that an interrupted run keeps them */
+            r->best = PVG_MODEL_POPULARITY;
+            for (int t = 1; t <= 5; t++)
+                if (r->np_recall[t] > r->np_recall[r->best]) r->best = (pvg_model_type)t;
+            int saved = r->n_methods;
+            r->n_methods = m + 1;
+            FILE *f = json ? fopen(json, "w") : NULL;
+            if (f) {
+                write_json(f, res, n_ds, n_seeds);
+                fclose(f);
+            }
+            r->n_methods = saved;
         }
         /* the other non-private models of the reference */
         for (int t = 1; t <= 5; t++) {
-            if (r->np_recall[t] >= 0 || (t == PVG_MODEL_BPR && !bpr)) continue;
+            if (!reference || r->np_recall[t] >= 0 || (t == PVG_MODEL_BPR && !bpr)) continue;
             point pt;
             memset(&pt, 0, sizeof pt);
             run_point(ds, def, (pvg_model_type)t, INFINITY, n_seeds, threads, &pt);

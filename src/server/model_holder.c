@@ -1063,6 +1063,16 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
         return pvg_error_set(err, PVG_ERR_IO, "%s: %s", path, strerror(e));
     }
     if (!file_changed(srv, slot, &sb)) return PVG_OK;
+    if (dp && srv->dp_refused && srv->dp_refused_dev == sb.st_dev &&
+        srv->dp_refused_ino == sb.st_ino && srv->dp_refused_mtime_ns == stat_mtime_ns(&sb) &&
+        srv->dp_refused_size == sb.st_size) {
+        /* the file refused already: not loaded again until it changes */
+        pthread_mutex_lock(&srv->model_mu);
+        pvg_status rst =
+            pvg_error_set(err, srv->dp_refused_status, "%s", srv->last_dp_reload_error);
+        pthread_mutex_unlock(&srv->model_mu);
+        return rst;
+    }
     pvg_srv_model *m = calloc(1, sizeof *m);
     if (!m) return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
     atomic_init(&m->refs, 1);
@@ -1109,10 +1119,18 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
     if (st != PVG_OK) {
         atomic_fetch_add(&srv->metrics.model_reload_failures, 1);
         pthread_mutex_lock(&srv->model_mu);
-        if (dp)
+        if (dp) {
             snprintf(srv->last_dp_reload_error, sizeof srv->last_dp_reload_error, "%s",
                      err && err->text[0] ? err->text : pvg_strerror(st));
-        else
+            /* what the file holds (not a passing failure) is not retried */
+            srv->dp_refused =
+                st == PVG_ERR_INVALID || st == PVG_ERR_CORRUPT || st == PVG_ERR_UNSUPPORTED;
+            srv->dp_refused_status = st;
+            srv->dp_refused_dev = sb.st_dev;
+            srv->dp_refused_ino = sb.st_ino;
+            srv->dp_refused_mtime_ns = stat_mtime_ns(&sb);
+            srv->dp_refused_size = sb.st_size;
+        } else
             snprintf(srv->last_reload_error, sizeof srv->last_reload_error, "%s",
                      err && err->text[0] ? err->text : pvg_strerror(st));
         pthread_mutex_unlock(&srv->model_mu);
@@ -1124,9 +1142,10 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
     pvg_srv_model *old = *slot;
     m->generation = dp ? ++srv->dp_generation : ++srv->generation;
     *slot = m;
-    if (dp)
+    if (dp) {
         srv->last_dp_reload_error[0] = 0;
-    else
+        srv->dp_refused = 0;
+    } else
         srv->last_reload_error[0] = 0;
     pthread_mutex_unlock(&srv->model_mu);
     pvg_srv_model_release(old);

@@ -265,6 +265,13 @@ struct pvg_server {
     pvg_srv_model *dp_model;
     long dp_generation;
     char last_dp_reload_error[PVG_ERROR_TEXT_LEN + 64]; /* guarded by model_mu */
+    /* the DP model file last refused (not retried until it changes) */
+    int dp_refused;
+    pvg_status dp_refused_status;
+    dev_t dp_refused_dev;
+    ino_t dp_refused_ino;
+    int64_t dp_refused_mtime_ns;
+    off_t dp_refused_size;
 
     pvg_srv_audit_writer audit;
     struct pvg_srv_authcache *authcache;

@@ -357,7 +357,7 @@ static void table_metric(FILE *f, const ds_res *r, int ndcg)
         for (int e = 0; e < N_EPS; e++) {
             const point *pt = &mr->pts[e];
             if (!pt->ok) {
-                fprintf(f, " failed |");
+                fprintf(f, " %s |", strncmp(pt->error, "not run", 7) == 0 ? "not run" : "failed");
                 continue;
             }
             const stat4 *s = ndcg ? &pt->ndcg : &pt->recall;
@@ -397,8 +397,12 @@ static void write_table(FILE *f, const ds_res *res, int n_ds)
                 else
                     fprintf(f, " > 16 |");
             }
-            fprintf(f, " %.2f | %.2f |\n", mr->pts[4].ok ? mr->pts[4].train_seconds : NAN,
-                    mr->pts[N_EPS - 1].ok ? mr->pts[N_EPS - 1].train_seconds : NAN);
+            for (int e = 4; e < N_EPS; e += N_EPS - 1 - 4)
+                if (mr->pts[e].ok)
+                    fprintf(f, " %.2f |", mr->pts[e].train_seconds);
+                else
+                    fprintf(f, " — |");
+            fprintf(f, "\n");
         }
     }
 }

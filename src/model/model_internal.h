@@ -347,8 +347,8 @@ void pvg_dp_ials_unit_rows(const float *U, size_t n, size_t f, double *Ub);
 /* The noiseless statistics of item j over the clipped item-user matrix Cc:
  * A[f x f] (upper triangle) = sum u u^T, b[f] = sum u over its users'
  * rows of Ub; gather: scratch of (users of j) x f doubles. */
-void pvg_dp_ials_item_stats(const pvg_csr *Cc, size_t j, const double *Ub, size_t f,
-                            double *gather, double *A, double *b);
+void pvg_dp_ials_item_stats(const pvg_csr *Cc, size_t j, const double *Ub, size_t f, double *gather,
+                            double *A, double *b);
 /* ---- DP training (dp_train.c; docs/models.md "DP training") ------------- */
 
 /* One DP training run, as the framework hands it to a method's trainer:

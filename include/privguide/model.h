@@ -311,7 +311,7 @@ pvg_status pvg_model_path_check_store(const char *path, const char *data_dir,
 /* 1 when path's directory, or any directory above it, holds a store. */
 int pvg_model_path_in_data_dir(const char *path);
 
-/* Maps and validates a model file: magic, version (1 to 3), section
+/* Maps and validates a model file: magic, version (1 to 4), section
  * bounds, checksum, the rows directory of a sealed file. A file with sealed
  * rows loads its item side only: similar, popular and history-based
  * recommendations work, per-user recommendations answer PVG_ERR_STATE

@@ -265,7 +265,8 @@ typedef struct pvg_model_dp_info {
     double sensitivity;
     int max_items;
     double clip;
-    char mechanism[PVG_DP_MECHANISM_MAX]; /* e.g. "dp-ease/discrete-gaussian-gram"; "" when not DP */
+    char
+        mechanism[PVG_DP_MECHANISM_MAX]; /* e.g. "dp-ease/discrete-gaussian-gram"; "" when not DP */
     pvg_dp_vocabulary vocabulary;
 } pvg_model_dp_info;
 

@@ -37,14 +37,19 @@
  * validation split (docs/models.md "DP training"). */
 #define DP_DEFAULT_M_POPULARITY 32
 #define DP_DEFAULT_M_ITEMKNN 16
-#define DP_DEFAULT_M_EASE 16
+#define DP_DEFAULT_M_EASE 32
 #define DP_MAX_M 1024
 #define DP_SELECT_SHARE 0.1
 #define DP_KNN_MAX_ITEMS 5000
-/* DP-EASE: the ridge grows with the noise, lambda_dp = lambda + kappa *
- * sigma * sqrt(n) (the noise matrix's spectral norm is about 2 sigma
- * sqrt(n)); kappa chosen on the validation split. */
-#define DP_EASE_KAPPA 1.0
+/* DP-EASE: the noisy Gram's eigenvalues below DP_EASE_THETA sigma sqrt(n)
+ * are dropped (the noise matrix's spectral norm is about 2 sigma sqrt(n)),
+ * and every row of B gets a popularity prior of DP_EASE_POP_PRIOR times its
+ * rms; both chosen on the validation split. */
+#define DP_EASE_THETA 2.0
+#define DP_EASE_POP_PRIOR 1.0
+/* DP-EASE solves over the items of largest noisy count (post-processing):
+ * a smaller noise matrix to invert; chosen on the validation split */
+#define DP_EASE_TOP_ITEMS 1000
 
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v)
 {
@@ -399,8 +404,7 @@ pvg_status pvg_dp_model_new(const pvg_dp_train *t, pvg_model **out, pvg_error *e
  * noise multiplier s (noise std = s x sensitivity), the epsilon that noise
  * gives at t->delta (Gaussian: the zCDP bound rho = 1/(2 s^2); Laplace:
  * 1/s), refused when above t->epsilon. */
-static pvg_status method_epsilon(const pvg_dp_train *t, int gaussian, double *eps,
-                                 pvg_error *err)
+static pvg_status method_epsilon(const pvg_dp_train *t, int gaussian, double *eps, pvg_error *err)
 {
     *eps = t->epsilon;
     double s = t->p->dp_noise_multiplier;
@@ -560,8 +564,8 @@ pvg_status pvg_train_dp_itemknn(pvg_dp_train *t, pvg_model **out, pvg_error *err
         pop[i] = r->noisy_pop[i] > 0 ? (float)r->noisy_pop[i] : 0.0f;
         for (size_t a = 0; a < r->n_similar[i]; a++) {
             const pvg_dp_similar *s = &r->similar[i * r->k + a];
-            double cj = (double)r->noisy_pop[s->item] > floor_ ? (double)r->noisy_pop[s->item]
-                                                               : floor_;
+            double cj =
+                (double)r->noisy_pop[s->item] > floor_ ? (double)r->noisy_pop[s->item] : floor_;
             double d = sqrt(ci * cj);
             idx[o] = (uint32_t)s->item;
             sim[o] = (float)((double)s->noisy_cooc / (d + shrink));
@@ -603,27 +607,16 @@ static void gram_upper(const pvg_csr *X, float *G)
         }
 }
 
-static double env_or(const char *name, double def)
-{
-    const char *v = getenv(name);
-    return v && *v ? atof(v) : def;
-}
-static double dp_ease_kappa(void)
-{
-    return env_or("PVG_DP_KAPPA", DP_EASE_KAPPA);
-}
-static size_t dp_ease_top_items(size_t n)
-{
-    double k = env_or("PVG_DP_TOPN", 0);
-    return k > 0 && (size_t)k < n ? (size_t)k : n;
-}
-static const float *sort_pop;
+/* items by noisy count, descending (ties: lower index first) */
+typedef struct pop_idx {
+    float pop;
+    uint32_t i;
+} pop_idx;
 static int cmp_pop_desc(const void *a, const void *b)
 {
-    float x = sort_pop[*(const uint32_t *)a], y = sort_pop[*(const uint32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    return i < j ? -1 : i > j;
+    const pop_idx *x = a, *y = b;
+    if (x->pop != y->pop) return x->pop > y->pop ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 typedef struct noise_ctx {
@@ -641,7 +634,7 @@ static void noise_range(void *vctx, int tid, size_t b, size_t e)
         pvg_rng *rng = c->rngs[blk];
         size_t i1 = (blk + 1) * c->block < c->n ? (blk + 1) * c->block : c->n;
         for (size_t i = blk * c->block; i < i1; i++)
-            for (size_t j = i; j < c->n; j++) {
+            for (size_t j = i + 1; j < c->n; j++) {
                 float v = c->G[i * c->n + j] + (float)rel_noise_draw(rng, c->nz);
                 c->G[i * c->n + j] = v;
                 c->G[j * c->n + i] = v;
@@ -651,7 +644,8 @@ static void noise_range(void *vctx, int tid, size_t b, size_t e)
 
 #define NOISE_BLOCK 32
 
-/* Symmetric noise on G's upper triangle (mirrored), rows in blocks, each
+/* Symmetric noise on G's strict upper triangle (mirrored; the diagonal has
+ * its noise already), rows in blocks, each
  * block with its own child generator split from t->rng in block order (so
  * the draws do not depend on the threads). */
 static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const rel_noise *nz,
@@ -677,62 +671,40 @@ static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const
     return st;
 }
 
-/* P = (G + lambda I)^-1 in place (G symmetric): Cholesky; when the noisy
- * G + lambda I is not positive definite, the projection of G onto the
- * positive semi-definite cone (eigenvalues clipped at 0) instead:
- * P = Q diag(1 / (max(l, 0) + lambda)) Q^T. Both are post-processing. */
-static pvg_status ease_inverse(float *G, size_t n, float lambda, int threads, int *projected,
-                               pvg_error *err)
+/* Spectral denoising (post-processing): G = Q diag(l) Q^T, the eigenvalues
+ * below tau (the noise's spectral edge is about 2 sigma sqrt(n)) dropped, and
+ * P = Q diag(1 / (l' + lambda)) Q^T, l' = l when l >= tau, else 0, written
+ * over G. */
+static pvg_status ease_inverse_spectral(float *G, size_t n, double lambda, double tau, int threads,
+                                        size_t *kept, pvg_error *err)
 {
-    *projected = 0;
-    float *A = malloc(n * n * sizeof *A);
-    if (!A) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    float *A = malloc((n ? n * n : 1) * sizeof *A), *w = malloc((n ? n : 1) * sizeof *w);
+    float *Qs = malloc((n ? n * n : 1) * sizeof *Qs);
+    if (!A || !w || !Qs) {
+        free(A), free(w), free(Qs);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    }
     memcpy(A, G, n * n * sizeof *A);
-    for (size_t i = 0; i < n; i++)
-        A[i * n + i] += lambda;
     pvg_blas_threaded_begin(threads);
-    lapack_int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-    if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
+    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, A, (lapack_int)n, w);
     if (rc == 0) {
-        pvg_blas_threaded_end();
+        /* G <- Q diag(d) Q^T, d = 1/(l' + lambda): columns scaled by sqrt(d) */
+        *kept = 0;
+        for (size_t k = 0; k < n; k++)
+            *kept += w[k] >= tau;
         for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j <= i; j++)
-                G[i * n + j] = G[j * n + i] = A[i * n + j];
-        free(A);
-        return PVG_OK;
-    }
-    *projected = 1;
-    float *w = malloc(n * sizeof *w);
-    if (!w) {
-        pvg_blas_threaded_end();
-        free(A);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
-    }
-    memcpy(A, G, n * n * sizeof *A);
-    rc = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'L', (lapack_int)n, A, (lapack_int)n, w);
-    if (rc == 0) {
-        /* G <- Q diag(d) Q^T with d = 1/(max(w,0)+lambda): scale the columns
-         * of a copy by sqrt(d), then one syrk */
-        float *Qs = malloc(n * n * sizeof *Qs);
-        if (!Qs) {
-            rc = -1;
-        } else {
-            for (size_t i = 0; i < n; i++)
-                for (size_t k = 0; k < n; k++) {
-                    float l = w[k] > 0 ? w[k] : 0;
-                    Qs[i * n + k] = A[i * n + k] / sqrtf(l + lambda);
-                }
-            cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)n, (int)n, 1.0f, Qs, (int)n,
-                        0.0f, G, (int)n);
-            for (size_t i = 0; i < n; i++)
-                for (size_t j = 0; j < i; j++)
-                    G[j * n + i] = G[i * n + j];
-            free(Qs);
-        }
+            for (size_t k = 0; k < n; k++) {
+                double l = w[k] >= tau ? w[k] : 0;
+                Qs[i * n + k] = (float)(A[i * n + k] / sqrt(l + lambda));
+            }
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)n, (int)n, 1.0f, Qs, (int)n, 0.0f,
+                    G, (int)n);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                G[j * n + i] = G[i * n + j];
     }
     pvg_blas_threaded_end();
-    free(w);
-    free(A);
+    free(A), free(w), free(Qs);
     if (rc != 0)
         return pvg_error_set(err, PVG_ERR_INTERNAL,
                              "dp ease: the eigen-decomposition failed (LAPACK info %d)", (int)rc);
@@ -751,9 +723,9 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                              "dp ease: the vocabulary has %zu items; EASE keeps a dense item-item "
                              "matrix of at most %d",
                              n, PVG_EASE_MAX_ITEMS);
-    /* the noisy Gram, its factor or eigenvectors, the copy for the scaled
-     * eigenvectors, B: 4 x n^2 floats at the peak */
-    double bytes = 16.0 * (double)n * (double)n;
+    /* the noisy Gram (then B); the solved block, its eigenvectors and their scaled copy */
+    double bytes =
+        4.0 * (double)n * (double)n + 12.0 * (double)DP_EASE_TOP_ITEMS * (double)DP_EASE_TOP_ITEMS;
     if (t->p->max_memory_mb > 0 && bytes > t->p->max_memory_mb * 1048576.0)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
                              "dp ease: %zu items need about %.0f MiB, above the limit of %.0f MiB "
@@ -779,36 +751,49 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     }
     gram_upper(&X, G);
     pvg_csr_free(&X);
-    st = add_sym_noise(t, G, n, &nz, err);
-    if (st != PVG_OK) {
-        free(G), free(pop);
-        return st;
-    }
-    for (size_t i = 0; i < n; i++) /* the noisy diagonal: bounded buyer counts */
+    /* Noise is drawn for the coordinates the output uses: the diagonal (the
+     * bounded buyer counts), then the upper triangle of the block of the
+     * items chosen by it. Drawing every other coordinate too and discarding
+     * it would give the same output distribution. */
+    for (size_t i = 0; i < n; i++) {
+        G[i * n + i] += (float)rel_noise_draw(t->rng, &nz);
         pop[i] = G[i * n + i] > 0 ? G[i * n + i] : 0.0f;
+    }
     /* post-processing: EASE over the ns items of largest noisy count (the
      * others' rows and columns of B stay 0), a smaller noise matrix to
      * invert */
-    size_t ns = dp_ease_top_items(n);
+    size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
     uint32_t *sel = malloc((n ? n : 1) * sizeof *sel);
+    pop_idx *pi = malloc((n ? n : 1) * sizeof *pi);
     float *Gs = ns < n ? malloc(ns * ns * sizeof *Gs) : G;
-    if (!sel || !Gs) {
-        free(sel), free(G), free(pop);
+    if (!sel || !pi || !Gs) {
+        if (Gs != G) free(Gs);
+        free(sel), free(pi), free(G), free(pop);
         return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
     }
+    for (size_t i = 0; i < n; i++) {
+        pi[i].pop = pop[i];
+        pi[i].i = (uint32_t)i;
+    }
+    qsort(pi, n, sizeof *pi, cmp_pop_desc);
     for (size_t i = 0; i < n; i++)
-        sel[i] = (uint32_t)i;
+        sel[i] = pi[i].i;
+    free(pi);
+    qsort(sel, ns, sizeof *sel, cmp_u32);
     if (ns < n) {
-        sort_pop = pop;
-        qsort(sel, n, sizeof *sel, cmp_pop_desc);
-        qsort(sel, ns, sizeof *sel, cmp_u32);
         for (size_t a = 0; a < ns; a++)
-            for (size_t b = 0; b < ns; b++)
+            for (size_t b = a; b < ns; b++) /* sel ascending: G's upper triangle */
                 Gs[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
     }
-    double lambda = t->p->ease_lambda + dp_ease_kappa() * nz.scale * sqrt((double)ns);
-    int projected;
-    st = ease_inverse(Gs, ns, (float)lambda, t->threads, &projected, err);
+    st = add_sym_noise(t, Gs, ns, &nz, err);
+    if (st != PVG_OK) {
+        if (Gs != G) free(Gs);
+        free(sel), free(G), free(pop);
+        return st;
+    }
+    size_t kept = 0;
+    st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda,
+                               DP_EASE_THETA * nz.scale * sqrt((double)ns), t->threads, &kept, err);
     pvg_model *md = NULL;
     if (st == PVG_OK) st = pvg_dp_model_new(t, &md, err);
     if (st != PVG_OK) {
@@ -832,6 +817,27 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         free(Gs);
     }
     free(sel);
+    /* a popularity prior (post-processing): every row of B gets
+     * beta * rms(B) * pop_j / max(pop), so a history of h items adds h times
+     * that to item j's score: where the noisy Gram says little, the noisy
+     * popularity ranks */
+    double beta = DP_EASE_POP_PRIOR;
+    if (beta > 0) {
+        double ss = 0, pmax = 0;
+        size_t nz_b = 0;
+        for (size_t q = 0; q < n * n; q++)
+            if (G[q] != 0) {
+                ss += (double)G[q] * G[q];
+                nz_b++;
+            }
+        for (size_t j = 0; j < n; j++)
+            if (pop[j] > pmax) pmax = pop[j];
+        double rms = nz_b ? sqrt(ss / (double)nz_b) : 0;
+        if (pmax > 0 && rms > 0)
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++)
+                    if (j != i) G[i * n + j] += (float)(beta * rms * pop[j] / pmax);
+    }
     pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
     pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
     report_fill(t, &nz, sqrt(s2), "dp-ease/discrete-gaussian-gram");
@@ -904,8 +910,7 @@ static void public_fingerprint(pvg_model *m)
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, (const unsigned char *)"pvg-dp-model", 12, 32);
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++)
-        if (m->sec[secs[i]])
-            crypto_generichash_update(&hs, m->sec[secs[i]], m->sec_len[secs[i]]);
+        if (m->sec[secs[i]]) crypto_generichash_update(&hs, m->sec[secs[i]], m->sec_len[secs[i]]);
     crypto_generichash_final(&hs, m->fingerprint, 32);
 }
 
@@ -928,8 +933,8 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
                              pvg_model_type_name(p->type));
     }
     if (!(p->dp_epsilon > 0) || isinf(p->dp_epsilon))
-        return pvg_error_set(err, PVG_ERR_INVALID, "dp: epsilon must be a finite number > 0, got %g",
-                             p->dp_epsilon);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: epsilon must be a finite number > 0, got %g", p->dp_epsilon);
     if (!(p->dp_delta >= 0 && p->dp_delta < 1))
         return pvg_error_set(err, PVG_ERR_INVALID, "dp: delta must be in [0, 1), got %g",
                              p->dp_delta);
@@ -943,10 +948,12 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
     int m = p->dp_max_items ? p->dp_max_items : pvg_dp_default_max_items(p->type);
     int m_lo = p->type == PVG_MODEL_ITEMKNN ? 2 : 1;
     if (m < m_lo || m > DP_MAX_M)
-        return pvg_error_set(err, PVG_ERR_INVALID, "dp: max items per shopper must be in %d..%d, got %d",
-                             m_lo, DP_MAX_M, m);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: max items per shopper must be in %d..%d, got %d", m_lo, DP_MAX_M,
+                             m);
     if (p->type == PVG_MODEL_ITEMKNN && (p->neighbors < 1 || !(p->shrink >= 0)))
-        return pvg_error_set(err, PVG_ERR_INVALID, "itemknn: neighbors must be >= 1 and shrink >= 0");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "itemknn: neighbors must be >= 1 and shrink >= 0");
     if (p->type == PVG_MODEL_EASE && !(p->ease_lambda >= 0))
         return pvg_error_set(err, PVG_ERR_INVALID, "ease: lambda must be >= 0");
     if (R->nnz == 0) return pvg_error_set(err, PVG_ERR_INVALID, "no interactions to train on");

@@ -57,12 +57,12 @@
 #define DP_FLAGS                                                                                   \
     {"epsilon", CLI_DOUBLE, "E",                                                                   \
      "train with shopper-level (E, --delta)-DP (popularity, itemknn, ease; docs/models.md \"DP "   \
-     "training\"); from the store, E is charged to its budget before the model is written"},     \
+     "training\"); from the store, E is charged to its budget before the model is written"},       \
         {"delta", CLI_DOUBLE, "D",                                                                 \
          "DP delta (default 1e-6; 0: pure DP by Laplace noise, popularity and itemknn only)"},     \
         {"max-items", CLI_INT, "M", "DP: items kept per shopper (default: the model's)"},          \
         {"noise-multiplier", CLI_DOUBLE, "S",                                                      \
-         "DP, experts: noise std / sensitivity (the epsilon it gives must fit --epsilon)"},       \
+         "DP, experts: noise std / sensitivity (the epsilon it gives must fit --epsilon)"},        \
     {                                                                                              \
         "dp-items", CLI_STR, "FILE",                                                               \
             "DP on --input: the public item vocabulary, one id a line (default: DP partition "     \
@@ -392,8 +392,8 @@ static int run_train(cli_ctx *c)
     if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
     if (dpi.is_dp && store) {
         char what[200];
-        snprintf(what, sizeof what, "train %s model (m=%d, %s vocabulary)",
-                 pvg_model_type_name(t), dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary));
+        snprintf(what, sizeof what, "train %s model (m=%d, %s vocabulary)", pvg_model_type_name(t),
+                 dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary));
         s = pvg_ledger_charge(store, pvg_ledger_purpose_name(PVG_LEDGER_MODEL_BUILDS), what,
                               dpi.mechanism, dpi.epsilon, dpi.delta, &release_id, &err);
         if (s != PVG_OK) {
@@ -439,8 +439,7 @@ static int run_train(cli_ctx *c)
                pvg_model_n_users(m), pvg_model_n_items(m), st.train_seconds, out);
         if (dpi.is_dp)
             printf("DP: epsilon %g, delta %g (%s, m = %d, %s vocabulary)%s\n", dpi.epsilon,
-                   dpi.delta, dpi.mechanism, dpi.max_items,
-                   pvg_dp_vocabulary_name(dpi.vocabulary),
+                   dpi.delta, dpi.mechanism, dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary),
                    release_id ? ", charged to the store's budget (model_builds)"
                               : "; trained from a file: no ledger charged");
     }
@@ -1134,15 +1133,16 @@ static int run_model_info(cli_ctx *c)
         print_json(o);
     } else {
         printf("model        %s\n", pvg_model_type_name(pvg_model_type_of(m)));
-        printf("trained from %s%s\n", src, pvg_model_is_sealed(m) ? " (per-shopper rows sealed)" : "");
+        printf("trained from %s%s\n", src,
+               pvg_model_is_sealed(m) ? " (per-shopper rows sealed)" : "");
         printf("users        %zu\n", pvg_model_n_users(m));
         printf("items        %zu\n", pvg_model_n_items(m));
         printf("fingerprint  %s\n", fp);
         if (d.is_dp)
             printf("dp           epsilon %g, delta %g, %s, m = %d, sensitivity %g, noise "
                    "multiplier %g, %s vocabulary\n",
-                   d.epsilon, d.delta, d.mechanism, d.max_items, d.sensitivity,
-                   d.noise_multiplier, pvg_dp_vocabulary_name(d.vocabulary));
+                   d.epsilon, d.delta, d.mechanism, d.max_items, d.sensitivity, d.noise_multiplier,
+                   pvg_dp_vocabulary_name(d.vocabulary));
         else
             printf("dp           none (trained without differential privacy)\n");
     }

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t st;
 static double urand(void)
@@ -443,6 +444,21 @@ static void test_dispatch_and_quality(void **state)
     assert_int_equal(m->dp.max_items, PVG_DP_IALS_DEFAULT_M);
     assert_int_equal(strncmp(m->dp.mechanism, "dp-ials/", 8), 0);
     assert_true(m->params.alpha0 == 3.0 * PVG_DP_IALS_DEFAULT_M / (double)m->n_items);
+    /* the file keeps the record and the factors */
+    char path[] = "/tmp/pvg-dp-ials-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model *l;
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_OK);
+    unlink(path);
+    assert_true(l->dp.epsilon == m->dp.epsilon && l->dp.delta == m->dp.delta);
+    assert_int_equal(l->dp.max_items, m->dp.max_items);
+    assert_string_equal(l->dp.mechanism, m->dp.mechanism);
+    assert_int_equal(l->factors, 16);
+    assert_memory_equal(l->V, m->V, m->n_items * 16 * sizeof(float));
+    pvg_model_free(l);
     pvg_model_free(m);
     p.dp_epsilon = 1e6;
     double large = ndcg_of(ds, &p);

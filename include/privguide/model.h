@@ -265,7 +265,8 @@ typedef struct pvg_model_dp_info {
     double sensitivity;
     int max_items;
     double clip;
-    char mechanism[PVG_DP_MECHANISM_MAX]; /* e.g. "dp-ease/discrete-gaussian-gram"; "" when not DP */
+    char
+        mechanism[PVG_DP_MECHANISM_MAX]; /* e.g. "dp-ease/discrete-gaussian-gram"; "" when not DP */
     pvg_dp_vocabulary vocabulary;
 } pvg_model_dp_info;
 
@@ -311,7 +312,7 @@ pvg_status pvg_model_path_check_store(const char *path, const char *data_dir,
 /* 1 when path's directory, or any directory above it, holds a store. */
 int pvg_model_path_in_data_dir(const char *path);
 
-/* Maps and validates a model file: magic, version (1 to 3), section
+/* Maps and validates a model file: magic, version (1 to 4), section
  * bounds, checksum, the rows directory of a sealed file. A file with sealed
  * rows loads its item side only: similar, popular and history-based
  * recommendations work, per-user recommendations answer PVG_ERR_STATE

@@ -25,6 +25,7 @@
 #include <privguide/release.h>
 #include <privguide/store.h>
 
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <sodium.h>
@@ -40,10 +41,12 @@
 #define DP_MAX_M 1024
 #define DP_SELECT_SHARE 0.1
 #define DP_KNN_MAX_ITEMS 5000
-/* DP-EASE: the ridge grows with the noise, lambda_dp = lambda + kappa *
- * sigma * sqrt(n) (the noise matrix's spectral norm is about 2 sigma
- * sqrt(n)); kappa chosen on the validation split. */
-#define DP_EASE_KAPPA 0.25
+/* DP-EASE: the noisy Gram's eigenvalues below DP_EASE_THETA sigma sqrt(n)
+ * are dropped (the noise matrix's spectral norm is about 2 sigma sqrt(n)),
+ * and every row of B gets a popularity prior of DP_EASE_POP_PRIOR times its
+ * rms; both chosen on the validation split. */
+#define DP_EASE_THETA 2.0
+#define DP_EASE_POP_PRIOR 1.0
 /* DP-EASE solves over the items of largest noisy count (post-processing):
  * a smaller noise matrix to invert; chosen on the validation split */
 #define DP_EASE_TOP_ITEMS 1000
@@ -631,7 +634,7 @@ static void noise_range(void *vctx, int tid, size_t b, size_t e)
         pvg_rng *rng = c->rngs[blk];
         size_t i1 = (blk + 1) * c->block < c->n ? (blk + 1) * c->block : c->n;
         for (size_t i = blk * c->block; i < i1; i++)
-            for (size_t j = i; j < c->n; j++) {
+            for (size_t j = i + 1; j < c->n; j++) {
                 float v = c->G[i * c->n + j] + (float)rel_noise_draw(rng, c->nz);
                 c->G[i * c->n + j] = v;
                 c->G[j * c->n + i] = v;
@@ -641,7 +644,8 @@ static void noise_range(void *vctx, int tid, size_t b, size_t e)
 
 #define NOISE_BLOCK 32
 
-/* Symmetric noise on G's upper triangle (mirrored), rows in blocks, each
+/* Symmetric noise on G's strict upper triangle (mirrored; the diagonal has
+ * its noise already), rows in blocks, each
  * block with its own child generator split from t->rng in block order (so
  * the draws do not depend on the threads). */
 static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const rel_noise *nz,
@@ -667,35 +671,43 @@ static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const
     return st;
 }
 
-/* P = (G + lambda' I)^-1 in place (G symmetric) by Cholesky, lambda' the
- * first of lambda, 2 lambda, 4 lambda, ... for which the noisy G + lambda' I
- * is positive definite (post-processing); *used gets lambda'. */
-static pvg_status ease_inverse(float *G, size_t n, double lambda, int threads, double *used,
-                               pvg_error *err)
+/* Spectral denoising (post-processing): G = Q diag(l) Q^T, the eigenvalues
+ * below tau (the noise's spectral edge is about 2 sigma sqrt(n)) dropped, and
+ * P = Q diag(1 / (l' + lambda)) Q^T, l' = l when l >= tau, else 0, written
+ * over G. */
+static pvg_status ease_inverse_spectral(float *G, size_t n, double lambda, double tau, int threads,
+                                        size_t *kept, pvg_error *err)
 {
-    float *A = malloc((n ? n * n : 1) * sizeof *A);
-    if (!A) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
-    if (!(lambda > 0)) lambda = 1;
-    lapack_int rc = -1;
-    for (int tries = 0; tries < 40 && rc != 0; tries++, lambda *= 2) {
-        memcpy(A, G, n * n * sizeof *A);
+    float *A = malloc((n ? n * n : 1) * sizeof *A), *w = malloc((n ? n : 1) * sizeof *w);
+    float *Qs = malloc((n ? n * n : 1) * sizeof *Qs);
+    if (!A || !w || !Qs) {
+        free(A), free(w), free(Qs);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    }
+    memcpy(A, G, n * n * sizeof *A);
+    pvg_blas_threaded_begin(threads);
+    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, A, (lapack_int)n, w);
+    if (rc == 0) {
+        /* G <- Q diag(d) Q^T, d = 1/(l' + lambda): columns scaled by sqrt(d) */
+        *kept = 0;
+        for (size_t k = 0; k < n; k++)
+            *kept += w[k] >= tau;
         for (size_t i = 0; i < n; i++)
-            A[i * n + i] += (float)lambda;
-        pvg_blas_threaded_begin(threads);
-        rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-        if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-        pvg_blas_threaded_end();
-        if (rc == 0) *used = lambda;
+            for (size_t k = 0; k < n; k++) {
+                double l = w[k] >= tau ? w[k] : 0;
+                Qs[i * n + k] = (float)(A[i * n + k] / sqrt(l + lambda));
+            }
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)n, (int)n, 1.0f, Qs, (int)n, 0.0f,
+                    G, (int)n);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                G[j * n + i] = G[i * n + j];
     }
-    if (rc != 0) {
-        free(A);
+    pvg_blas_threaded_end();
+    free(A), free(w), free(Qs);
+    if (rc != 0)
         return pvg_error_set(err, PVG_ERR_INTERNAL,
-                             "dp ease: the noisy Gram stays indefinite (LAPACK info %d)", (int)rc);
-    }
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j <= i; j++)
-            G[i * n + j] = G[j * n + i] = A[i * n + j];
-    free(A);
+                             "dp ease: the eigen-decomposition failed (LAPACK info %d)", (int)rc);
     return PVG_OK;
 }
 
@@ -711,9 +723,9 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                              "dp ease: the vocabulary has %zu items; EASE keeps a dense item-item "
                              "matrix of at most %d",
                              n, PVG_EASE_MAX_ITEMS);
-    /* the noisy Gram (then B), the solved block and its factor */
+    /* the noisy Gram (then B); the solved block, its eigenvectors and their scaled copy */
     double bytes =
-        4.0 * (double)n * (double)n + 8.0 * (double)DP_EASE_TOP_ITEMS * (double)DP_EASE_TOP_ITEMS;
+        4.0 * (double)n * (double)n + 12.0 * (double)DP_EASE_TOP_ITEMS * (double)DP_EASE_TOP_ITEMS;
     if (t->p->max_memory_mb > 0 && bytes > t->p->max_memory_mb * 1048576.0)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
                              "dp ease: %zu items need about %.0f MiB, above the limit of %.0f MiB "
@@ -739,13 +751,14 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     }
     gram_upper(&X, G);
     pvg_csr_free(&X);
-    st = add_sym_noise(t, G, n, &nz, err);
-    if (st != PVG_OK) {
-        free(G), free(pop);
-        return st;
-    }
-    for (size_t i = 0; i < n; i++) /* the noisy diagonal: bounded buyer counts */
+    /* Noise is drawn for the coordinates the output uses: the diagonal (the
+     * bounded buyer counts), then the upper triangle of the block of the
+     * items chosen by it. Drawing every other coordinate too and discarding
+     * it would give the same output distribution. */
+    for (size_t i = 0; i < n; i++) {
+        G[i * n + i] += (float)rel_noise_draw(t->rng, &nz);
         pop[i] = G[i * n + i] > 0 ? G[i * n + i] : 0.0f;
+    }
     /* post-processing: EASE over the ns items of largest noisy count (the
      * others' rows and columns of B stay 0), a smaller noise matrix to
      * invert */
@@ -769,12 +782,18 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     qsort(sel, ns, sizeof *sel, cmp_u32);
     if (ns < n) {
         for (size_t a = 0; a < ns; a++)
-            for (size_t b = 0; b < ns; b++)
+            for (size_t b = a; b < ns; b++) /* sel ascending: G's upper triangle */
                 Gs[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
     }
-    double lambda = t->p->ease_lambda + DP_EASE_KAPPA * nz.scale * sqrt((double)ns);
-    double lambda_used = lambda;
-    st = ease_inverse(Gs, ns, lambda, t->threads, &lambda_used, err);
+    st = add_sym_noise(t, Gs, ns, &nz, err);
+    if (st != PVG_OK) {
+        if (Gs != G) free(Gs);
+        free(sel), free(G), free(pop);
+        return st;
+    }
+    size_t kept = 0;
+    st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda,
+                               DP_EASE_THETA * nz.scale * sqrt((double)ns), t->threads, &kept, err);
     pvg_model *md = NULL;
     if (st == PVG_OK) st = pvg_dp_model_new(t, &md, err);
     if (st != PVG_OK) {
@@ -798,6 +817,27 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         free(Gs);
     }
     free(sel);
+    /* a popularity prior (post-processing): every row of B gets
+     * beta * rms(B) * pop_j / max(pop), so a history of h items adds h times
+     * that to item j's score: where the noisy Gram says little, the noisy
+     * popularity ranks */
+    double beta = DP_EASE_POP_PRIOR;
+    if (beta > 0) {
+        double ss = 0, pmax = 0;
+        size_t nz_b = 0;
+        for (size_t q = 0; q < n * n; q++)
+            if (G[q] != 0) {
+                ss += (double)G[q] * G[q];
+                nz_b++;
+            }
+        for (size_t j = 0; j < n; j++)
+            if (pop[j] > pmax) pmax = pop[j];
+        double rms = nz_b ? sqrt(ss / (double)nz_b) : 0;
+        if (pmax > 0 && rms > 0)
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++)
+                    if (j != i) G[i * n + j] += (float)(beta * rms * pop[j] / pmax);
+    }
     pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
     pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
     report_fill(t, &nz, sqrt(s2), "dp-ease/discrete-gaussian-gram");

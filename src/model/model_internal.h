@@ -219,10 +219,10 @@ struct pvg_model {
     unsigned char salt[16];
     unsigned char fingerprint[32];
     uint64_t n_users, n_items, factors, hist_nnz, knn_nnz, item_str_len;
-    pvg_train_params params; /* callbacks cleared */
-    pvg_dp_report dp;        /* the DP guarantee of its training (zero: not DP) */
-    pvg_dp_vocabulary dp_vocab;             /* how a DP model's items were chosen */
-    char dp_mech[PVG_DP_MECHANISM_MAX];     /* dp.mechanism of a loaded file points here */
+    pvg_train_params params;            /* callbacks cleared */
+    pvg_dp_report dp;                   /* the DP guarantee of its training (zero: not DP) */
+    pvg_dp_vocabulary dp_vocab;         /* how a DP model's items were chosen */
+    char dp_mech[PVG_DP_MECHANISM_MAX]; /* dp.mechanism of a loaded file points here */
     const void *sec[PVG_SEC_COUNT];
     uint64_t sec_len[PVG_SEC_COUNT];
     /* typed views of sec[] */
@@ -347,25 +347,25 @@ void pvg_dp_ials_unit_rows(const float *U, size_t n, size_t f, double *Ub);
 /* The noiseless statistics of item j over the clipped item-user matrix Cc:
  * A[f x f] (upper triangle) = sum u u^T, b[f] = sum u over its users'
  * rows of Ub; gather: scratch of (users of j) x f doubles. */
-void pvg_dp_ials_item_stats(const pvg_csr *Cc, size_t j, const double *Ub, size_t f,
-                            double *gather, double *A, double *b);
+void pvg_dp_ials_item_stats(const pvg_csr *Cc, size_t j, const double *Ub, size_t f, double *gather,
+                            double *A, double *b);
 /* ---- DP training (dp_train.c; docs/models.md "DP training") ------------- */
 
 /* One DP training run, as the framework hands it to a method's trainer:
  * the vocabulary is chosen and its share of the budget taken off. */
 typedef struct pvg_dp_train {
-    const pvg_dataset *ds;       /* users (keys, store link) */
-    pvg_dataset vds;             /* shallow copy of *ds whose items are the vocabulary:
-                                    for pvg_model_new_common */
-    const pvg_csr *R;            /* users x vocabulary: each shopper's full weighted
-                                    history restricted to the vocabulary (their own
-                                    rows of the model; never released) */
+    const pvg_dataset *ds; /* users (keys, store link) */
+    pvg_dataset vds;       /* shallow copy of *ds whose items are the vocabulary:
+                              for pvg_model_new_common */
+    const pvg_csr *R;      /* users x vocabulary: each shopper's full weighted
+                              history restricted to the vocabulary (their own
+                              rows of the model; never released) */
     const pvg_train_params *p;
-    pvg_rng *rng;                /* the noise and sampling source (borrowed) */
-    double epsilon, delta;       /* what the method may spend */
-    int max_items;               /* m, the contribution bound */
+    pvg_rng *rng;          /* the noise and sampling source (borrowed) */
+    double epsilon, delta; /* what the method may spend */
+    int max_items;         /* m, the contribution bound */
     int threads;
-    pvg_dp_report rep;           /* the method fills it for its part */
+    pvg_dp_report rep; /* the method fills it for its part */
 } pvg_dp_train;
 
 /* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses

@@ -8,6 +8,7 @@
 
 #include <privguide/access.h>
 #include <privguide/eval.h>
+#include <privguide/ledger.h>
 #include <privguide/model.h>
 #include <privguide/store.h>
 
@@ -21,6 +22,73 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+#define DP_FLAGS                                                                                   \
+    {"epsilon", CLI_DOUBLE, "E",                                                                   \
+     "train with shopper-level (E, --delta)-DP (popularity, itemknn, ease; docs/models.md \"DP "   \
+     "training\"); from the store, E is charged to its budget before the model is written"},       \
+        {"delta", CLI_DOUBLE, "D",                                                                 \
+         "DP delta (default 1e-6; 0: pure DP by Laplace noise, popularity and itemknn only)"},     \
+        {"max-items", CLI_INT, "M", "DP: items kept per shopper (default: the model's)"},          \
+        {"noise-multiplier", CLI_DOUBLE, "S",                                                      \
+         "DP, experts: noise std / sensitivity (the epsilon it gives must fit --epsilon)"},        \
+    {                                                                                              \
+        "dp-items", CLI_STR, "FILE",                                                               \
+            "DP on --input: the public item vocabulary, one id a line (default: DP partition "     \
+            "selection over the file's items, a tenth of epsilon)"                                 \
+    }
+
+static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n_out,
+                        char **buf_out);
+static long long int_opt(cli_ctx *c, const char *flag, long long def, long long lo, long long hi);
+
+/* The DP flags into p (usage errors exit); *ids / *buf own a --dp-items
+ * list (free both after training). */
+static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
+{
+    *ids = NULL;
+    *buf = NULL;
+    if (!cli_has(c, "epsilon")) {
+        if (cli_has(c, "delta") || cli_has(c, "max-items") || cli_has(c, "noise-multiplier") ||
+            cli_has(c, "dp-items"))
+            cli_usage_error(c, "--delta, --max-items, --noise-multiplier and --dp-items need "
+                               "--epsilon");
+        return;
+    }
+    p->dp_epsilon = cli_double(c, "epsilon", 0);
+    if (!(p->dp_epsilon > 0) || isinf(p->dp_epsilon))
+        cli_usage_error(c, "--epsilon must be a finite number > 0");
+    p->dp_delta = cli_double(c, "delta", 1e-6);
+    if (!(p->dp_delta >= 0 && p->dp_delta < 1)) cli_usage_error(c, "--delta must be in [0, 1)");
+    p->dp_max_items = (int)int_opt(c, "max-items", 0, 1, 1024);
+    p->dp_noise_multiplier = cli_double(c, "noise-multiplier", 0);
+    if (!(p->dp_noise_multiplier >= 0) || isinf(p->dp_noise_multiplier))
+        cli_usage_error(c, "--noise-multiplier must be >= 0");
+    const char *items = cli_str(c, "dp-items");
+    if (items && !cli_has(c, "input"))
+        cli_usage_error(c, "--dp-items is for --input: from the store, the catalog is the "
+                           "vocabulary");
+    if (items) {
+        size_t n;
+        if (read_id_list(c, items, ids, &n, buf)) exit(CLI_EXIT_FAIL);
+        p->dp_items = (const char *const *)*ids;
+        p->dp_n_items = n;
+    }
+}
+
+static json_t *dp_json(const pvg_model_dp_info *d)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "epsilon", json_real(d->epsilon));
+    json_object_set_new(o, "delta", json_real(d->delta));
+    json_object_set_new(o, "mechanism", json_string(d->mechanism));
+    json_object_set_new(o, "max_items", json_integer(d->max_items));
+    json_object_set_new(o, "sensitivity", json_real(d->sensitivity));
+    json_object_set_new(o, "noise_multiplier", json_real(d->noise_multiplier));
+    if (d->clip > 0) json_object_set_new(o, "clip", json_real(d->clip));
+    json_object_set_new(o, "vocabulary", json_string(pvg_dp_vocabulary_name(d->vocabulary)));
+    return o;
+}
 
 static const char model_help[] =
     "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
@@ -231,7 +299,7 @@ static void print_json(json_t *o)
  * file, an upper bound of the training split). */
 static void say_estimate(const pvg_dataset *ds, const pvg_train_params *p, const char *what)
 {
-    if (p->type != PVG_MODEL_EASE) return;
+    if (p->type != PVG_MODEL_EASE || p->dp_epsilon > 0) return;
     pvg_train_estimate e;
     pvg_error err;
     pvg_error_clear(&err);
@@ -253,6 +321,8 @@ static int run_train(cli_ctx *c)
     if (pvg_model_type_parse(ms, &t, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
     pvg_train_params p;
     parse_params(c, t, &p, &err);
+    char **dp_ids, *dp_buf;
+    dp_setup(c, &p, &dp_ids, &dp_buf);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     /* where the model may go is checked before any work (pvg_model_save
@@ -276,11 +346,33 @@ static int run_train(cli_ctx *c)
     pvg_model *m;
     pvg_train_stats st;
     pvg_status s = pvg_model_train(ds, &p, &m, &st, &err);
-    pvg_store_free(store);
+    free(dp_ids);
+    free(dp_buf);
     if (s != PVG_OK) {
+        pvg_store_free(store);
         pvg_dataset_free(ds);
         return cli_fail("train", s, &err);
     }
+    /* a DP model from the store: its (epsilon, delta) is charged to the
+     * store's budget before the file is written (no charge, no file; a
+     * refusal leaves the old file in place) */
+    pvg_model_dp_info dpi;
+    int64_t release_id = 0;
+    if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
+    if (dpi.is_dp && store) {
+        char what[200];
+        snprintf(what, sizeof what, "train %s model (m=%d, %s vocabulary)", pvg_model_type_name(t),
+                 dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary));
+        s = pvg_ledger_charge(store, pvg_ledger_purpose_name(PVG_LEDGER_MODEL_BUILDS), what,
+                              dpi.mechanism, dpi.epsilon, dpi.delta, &release_id, &err);
+        if (s != PVG_OK) {
+            pvg_store_free(store);
+            pvg_model_free(m);
+            pvg_dataset_free(ds);
+            return cli_fail("budget", s, &err);
+        }
+    }
+    pvg_store_free(store);
     s = pvg_model_save(m, out, &err);
     if (s != PVG_OK) {
         pvg_model_free(m);
@@ -304,10 +396,21 @@ static int run_train(cli_ctx *c)
         if (st.n_epochs) json_object_set_new(o, "final_loss", json_real(st.final_loss));
         json_object_set_new(o, "peak_rss_mb", json_real(peak_rss_mb()));
         json_object_set_new(o, "fingerprint", json_string(fp));
+        if (dpi.is_dp) {
+            json_t *d = dp_json(&dpi);
+            if (release_id) json_object_set_new(d, "release_id", json_integer(release_id));
+            json_object_set_new(d, "charged", json_boolean(release_id != 0));
+            json_object_set_new(o, "dp", d);
+        }
         print_json(o);
     } else {
         printf("trained %s on %zu users x %zu items in %.2fs -> %s\n", pvg_model_type_name(t),
                pvg_model_n_users(m), pvg_model_n_items(m), st.train_seconds, out);
+        if (dpi.is_dp)
+            printf("DP: epsilon %g, delta %g (%s, m = %d, %s vocabulary)%s\n", dpi.epsilon,
+                   dpi.delta, dpi.mechanism, dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary),
+                   release_id ? ", charged to the store's budget (model_builds)"
+                              : "; trained from a file: no ledger charged");
     }
     pvg_model_free(m);
     pvg_dataset_free(ds);
@@ -722,6 +825,8 @@ static int run_eval(cli_ctx *c)
     pvg_train_params p;
     pvg_eval_options o;
     cli_eval_setup(c, "eval", 1, &t, &proto, &p, &o);
+    char **dp_ids, *dp_buf;
+    dp_setup(c, &p, &dp_ids, &dp_buf); /* files only: no ledger */
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     pvg_dataset *ds;
@@ -730,11 +835,25 @@ static int run_eval(cli_ctx *c)
     say_estimate(ds, &p, " (the whole file; its training part needs at most this)");
     pvg_eval_result r;
     pvg_status st = pvg_eval_run(ds, &p, &o, &r, &err);
+    free(dp_ids);
+    free(dp_buf);
     if (st != PVG_OK) {
         pvg_dataset_free(ds);
         return cli_fail("eval", st, &err);
     }
     json_t *j = json_object();
+    if (p.dp_epsilon > 0) {
+        json_t *d = json_object();
+        json_object_set_new(d, "epsilon", json_real(p.dp_epsilon));
+        json_object_set_new(d, "delta", json_real(p.dp_delta));
+        json_object_set_new(
+            d, "max_items",
+            json_integer(p.dp_max_items ? p.dp_max_items : pvg_dp_default_max_items(t)));
+        if (p.dp_noise_multiplier > 0)
+            json_object_set_new(d, "noise_multiplier", json_real(p.dp_noise_multiplier));
+        json_object_set_new(d, "vocabulary", json_string(p.dp_items ? "list" : "selected"));
+        json_object_set_new(j, "dp", d);
+    }
     json_object_set_new(j, "model", json_string(pvg_model_type_name(t)));
     json_object_set_new(j, "protocol", json_string(pvg_eval_protocol_name(proto)));
     json_object_set_new(j, "split", json_string(o.validation ? "validation" : "test"));
@@ -943,8 +1062,63 @@ static const cli_flag train_flags[] = {
     {"out", CLI_STR, "FILE", "where to write the model file"},
     {"json", CLI_BOOL, NULL, "print a JSON summary (no progress bar)"},
     CLI_HYPER_FLAGS,
+    DP_FLAGS,
     {0},
 };
+
+static const cli_flag model_info_flags[] = {
+    {"model", CLI_STR, "FILE", "model file"},
+    {"json", CLI_BOOL, NULL, "JSON output"},
+    {0},
+};
+
+/* model info: the header of a model file, its DP record included */
+static int run_model_info(cli_ctx *c)
+{
+    const char *path = cli_str_req(c, "model");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_model *m;
+    pvg_status st = pvg_model_load(path, &m, &err);
+    if (st != PVG_OK) return cli_fail("model", st, &err);
+    pvg_model_dp_info d;
+    if ((st = pvg_model_dp_info_get(m, &d, &err)) != PVG_OK) {
+        pvg_model_free(m);
+        return cli_fail("model", st, &err);
+    }
+    char fp[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(fp + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
+    const char *src = pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM ? "store" : "file";
+    if (cli_bool(c, "json")) {
+        json_t *o = json_object();
+        json_object_set_new(o, "model", json_string(pvg_model_type_name(pvg_model_type_of(m))));
+        json_object_set_new(o, "path", json_string(path));
+        json_object_set_new(o, "source", json_string(src));
+        json_object_set_new(o, "sealed", json_boolean(pvg_model_is_sealed(m)));
+        json_object_set_new(o, "users", json_integer((json_int_t)pvg_model_n_users(m)));
+        json_object_set_new(o, "items", json_integer((json_int_t)pvg_model_n_items(m)));
+        json_object_set_new(o, "fingerprint", json_string(fp));
+        json_object_set_new(o, "dp", d.is_dp ? dp_json(&d) : json_null());
+        print_json(o);
+    } else {
+        printf("model        %s\n", pvg_model_type_name(pvg_model_type_of(m)));
+        printf("trained from %s%s\n", src,
+               pvg_model_is_sealed(m) ? " (per-shopper rows sealed)" : "");
+        printf("users        %zu\n", pvg_model_n_users(m));
+        printf("items        %zu\n", pvg_model_n_items(m));
+        printf("fingerprint  %s\n", fp);
+        if (d.is_dp)
+            printf("dp           epsilon %g, delta %g, %s, m = %d, sensitivity %g, noise "
+                   "multiplier %g, %s vocabulary\n",
+                   d.epsilon, d.delta, d.mechanism, d.max_items, d.sensitivity, d.noise_multiplier,
+                   pvg_dp_vocabulary_name(d.vocabulary));
+        else
+            printf("dp           none (trained without differential privacy)\n");
+    }
+    pvg_model_free(m);
+    return 0;
+}
 
 static const cli_flag recommend_flags[] = {
     {"model", CLI_STR, "FILE", "model file (from privguide train)"},
@@ -976,6 +1150,7 @@ static const cli_flag eval_flags[] = {
     {"k", CLI_LIST, "K,...", "cut-offs (default 10,20,50,100)"},
     {"json", CLI_BOOL, NULL, "JSON output"},
     CLI_HYPER_FLAGS,
+    DP_FLAGS,
     {0},
 };
 
@@ -1009,6 +1184,11 @@ const cli_command cli_cmds_model[] = {
      "binary gains; map@k divides by min(k, |targets|); coverage@k = distinct recommended items / "
      "catalog.",
      eval_flags, run_eval},
+    {"model info", NULL, 0, 0, "show a model file's header, its DP record included",
+     "The model type, where it was trained from, its shapes, fingerprint and, for a model "
+     "trained with --epsilon, its (epsilon, delta), mechanism, contribution bound and "
+     "vocabulary.",
+     model_info_flags, run_model_info},
     {"tune", NULL, 0, 0, "search hyperparameters on a validation split (random search)",
      "Random search (log-uniform ranges) maximising ndcg@K on a validation split carved from the "
      "training part of --protocol (the test part is never looked at); the first trial is the "

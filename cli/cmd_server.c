@@ -65,6 +65,7 @@ static int run_serve(cli_ctx *c)
     o.bind = cli_str(c, "bind");
     o.port = (int)cli_int_range(c, "port", 8080, 0, 65535);
     o.model_path = cli_str(c, "model");
+    o.dp_model_path = cli_str(c, "dp-model");
     char wbuf[PATH_MAX];
     o.web_dir = find_web_dir(c, wbuf, sizeof wbuf);
     o.synonyms_path = cli_str(c, "synonyms"); /* NULL: next to the pages; "": none */
@@ -89,6 +90,8 @@ static int run_serve(cli_ctx *c)
     pvg_error_clear(&perr);
     if (o.model_path && pvg_model_path_check_store(o.model_path, o.data_dir, &perr) != PVG_OK)
         cli_usage_error(c, "--model: %s", perr.text);
+    if (o.dp_model_path && pvg_model_path_check_store(o.dp_model_path, o.data_dir, &perr) != PVG_OK)
+        cli_usage_error(c, "--dp-model: %s", perr.text);
 
     /* Block the stop signals before any thread starts, so every thread
      * inherits the mask and only sigwait below receives them. */
@@ -108,6 +111,9 @@ static int run_serve(cli_ctx *c)
     const char *host = o.bind ? o.bind : "127.0.0.1";
     printf("privguide: serving %s on http://%s:%d (model generation %ld)\n", o.data_dir, host, port,
            pvg_server_model_generation(srv));
+    if (pvg_server_dp_model_generation(srv))
+        printf(
+            "  DP model in service: similar items, popular and non-personal lists come from it\n");
     if (o.web_dir)
         printf("  shop demo:          http://%s:%d/shop\n"
                "  privacy portal:     http://%s:%d/portal\n"
@@ -146,6 +152,10 @@ static const cli_flag serve_flags[] = {
     {"model", CLI_STR, "FILE",
      "model file trained from the store, in the data dir or its models/ (default "
      "<data-dir>/model.pvgm)"},
+    {"dp-model", CLI_STR, "FILE",
+     "DP-trained model (train --epsilon) for everything shown to others: similar items, "
+     "popular, the list of a shopper without personalisation consent (default "
+     "<data-dir>/model-dp.pvgm when it exists; a model trained without DP is refused)"},
     {"web-dir", CLI_STR, "DIR",
      "directory of the pages (default $PVG_WEB_DIR, else found "
      "beside the executable)"},

@@ -179,6 +179,15 @@ typedef struct pvg_train_params {
                                    the run. A deterministic generator is refused
                                    unless dp_allow_insecure_rng (tests only). */
     int dp_allow_insecure_rng;
+    /* the public item vocabulary of a DP run (docs/models.md "DP training"):
+     * from a store dataset, its catalog items (pvg_item.catalog); from a file
+     * dataset, dp_items[0..dp_n_items) (borrowed ids of a catalog or domain
+     * list the caller names) or, when NULL, DP partition selection over the
+     * file's items at dp_select_share of dp_epsilon (0: 0.1) and half of
+     * dp_delta, accounted in the model's (epsilon, delta) */
+    const char *const *dp_items;
+    size_t dp_n_items;
+    double dp_select_share;
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);
     void *progress_ctx;
@@ -204,10 +213,18 @@ typedef struct pvg_scored_item {
 } pvg_scored_item;
 
 /* Trains a model of p->type on ds (all of its interactions). stats may be
- * NULL. *out is new (pvg_model_free). Errors: PVG_ERR_INVALID (bad
- * hyperparameter, empty dataset), PVG_ERR_UNSUPPORTED (EASE on a catalog
- * larger than PVG_EASE_MAX_ITEMS, or whose memory estimate exceeds
- * p->max_memory_mb), PVG_ERR_NOMEM. */
+ * NULL. *out is new (pvg_model_free). With p->dp_epsilon > 0 the model is
+ * trained with shopper-level (dp_epsilon, dp_delta)-DP by the DP trainer of
+ * its type (popularity, itemknn, ease; docs/models.md "DP training") over
+ * the public vocabulary (above): each shopper's contribution bounded to
+ * dp_max_items items, noise from dp_rng (NULL: a new CSPRNG), the record in
+ * the model (pvg_model_dp_info_get); the caller charges that record's
+ * (epsilon, delta) to the store's ledger before the model leaves. Errors:
+ * PVG_ERR_INVALID (bad hyperparameter or DP parameter, empty dataset),
+ * PVG_ERR_UNSUPPORTED (EASE on a catalog larger than PVG_EASE_MAX_ITEMS, or
+ * whose memory estimate exceeds p->max_memory_mb; a model type without a DP
+ * trainer), PVG_ERR_POLICY (a deterministic dp_rng without
+ * dp_allow_insecure_rng), PVG_ERR_NOMEM. */
 #define PVG_EASE_MAX_ITEMS 30000
 pvg_status pvg_model_train(const pvg_dataset *ds, const pvg_train_params *p, pvg_model **out,
                            pvg_train_stats *stats, pvg_error *err) PVG_WARN_UNUSED;
@@ -225,6 +242,43 @@ typedef struct pvg_train_estimate {
 } pvg_train_estimate;
 pvg_status pvg_model_memory_estimate(const pvg_dataset *ds, const pvg_train_params *p,
                                      pvg_train_estimate *out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The DP record of a model (docs/models.md "DP training"): is_dp 0 for a
+ * model trained without DP (all other fields zero). epsilon and delta are
+ * the guarantee at the shopper level of the whole run, vocabulary selection
+ * included (what the ledger is charged); sensitivity the L2 (Laplace: L1)
+ * sensitivity of the noisy statistic, noise_multiplier its noise std (or
+ * Laplace scale) / sensitivity; max_items the contribution bound m; clip the
+ * method's other clipping bound (0: none); vocabulary how the item set was
+ * chosen. */
+#define PVG_DP_MECHANISM_MAX 48
+typedef enum pvg_dp_vocabulary {
+    PVG_DP_VOCAB_NONE = 0,     /* not DP */
+    PVG_DP_VOCAB_CATALOG = 1,  /* the store's catalog items */
+    PVG_DP_VOCAB_LIST = 2,     /* a domain list the caller named (pvg_train_params.dp_items) */
+    PVG_DP_VOCAB_SELECTED = 3, /* DP partition selection over the data's items */
+} pvg_dp_vocabulary;
+typedef struct pvg_model_dp_info {
+    int is_dp;
+    double epsilon, delta;
+    double noise_multiplier;
+    double sensitivity;
+    int max_items;
+    double clip;
+    char
+        mechanism[PVG_DP_MECHANISM_MAX]; /* e.g. "dp-ease/discrete-gaussian-gram"; "" when not DP */
+    pvg_dp_vocabulary vocabulary;
+} pvg_model_dp_info;
+
+/* Fills *out from the model (trained or loaded; files of format 1 to 3
+ * were never DP). Errors: PVG_ERR_INVALID (NULL argument). */
+pvg_status pvg_model_dp_info_get(const pvg_model *m, pvg_model_dp_info *out,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+/* The contribution bound m a DP trainer of type t uses when
+ * pvg_train_params.dp_max_items is 0; 0 for a type without a DP trainer. */
+int pvg_dp_default_max_items(pvg_model_type t);
+/* "catalog", "list", "selected"; "" for PVG_DP_VOCAB_NONE. */
+const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v);
 
 /* Writes the model file: to a temp file beside path (0600), fsynced,
  * renamed over path, the directory fsynced; writers of one directory
@@ -258,7 +312,7 @@ pvg_status pvg_model_path_check_store(const char *path, const char *data_dir,
 /* 1 when path's directory, or any directory above it, holds a store. */
 int pvg_model_path_in_data_dir(const char *path);
 
-/* Maps and validates a model file: magic, version (1 to 3), section
+/* Maps and validates a model file: magic, version (1 to 4), section
  * bounds, checksum, the rows directory of a sealed file. A file with sealed
  * rows loads its item side only: similar, popular and history-based
  * recommendations work, per-user recommendations answer PVG_ERR_STATE

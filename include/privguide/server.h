@@ -24,29 +24,35 @@ extern "C" {
 typedef struct pvg_server pvg_server;
 
 typedef struct pvg_server_options {
-    const char *data_dir;     /* required: the store to serve */
-    const char *bind;         /* IPv4 address; NULL: "127.0.0.1" */
-    int port;                 /* 0: an ephemeral port (see pvg_server_port) */
-    const char *model_path;   /* NULL: <data_dir>/model.pvgm; may not exist yet */
-    const char *web_dir;      /* directory of the pages; NULL: pages not served */
-    const char *openapi_path; /* the OpenAPI document served at /v1/openapi.json;
-                                 NULL: <web_dir>/../openapi.json when readable (the
-                                 installed share/privguide/ layout), else
-                                 <web_dir>/../../../docs/openapi.json (the source
-                                 tree's docs/openapi.json) */
-    int threads;              /* worker threads; 0: 4 */
-    size_t max_body_bytes;    /* 0: 1 MiB */
-    int max_json_depth;       /* 0: 32 */
-    int timeout_seconds;      /* idle connection timeout; 0: 15 */
-    int reload_ms;            /* model file check period; 0: 1000 */
-    const char *dataset;      /* privacy-budget ledger of DP releases; NULL: "default" */
-    double popular_epsilon;   /* epsilon of the DP popular list per model build; 0: 1.0 */
-    int popular_k;            /* length of the DP popular list; 0: 20 */
-    int cache_entries;        /* recommendation cache entries per model; 0: 65536; <0: none */
-    double auth_failure_rate; /* failed authentications allowed per second per client
-                                 address (burst: twice that), then 429; 0: 10; <0: no limit */
-    int allow_insecure_rng;   /* tests only: deterministic DP noise */
-    uint64_t insecure_seed;   /* seed when allow_insecure_rng */
+    const char *data_dir;      /* required: the store to serve */
+    const char *bind;          /* IPv4 address; NULL: "127.0.0.1" */
+    int port;                  /* 0: an ephemeral port (see pvg_server_port) */
+    const char *model_path;    /* NULL: <data_dir>/model.pvgm; may not exist yet */
+    const char *dp_model_path; /* the DP-trained model that serves people other than the
+                                  shopper themself (similar items, popular, the list of a
+                                  shopper without personalisation consent); NULL:
+                                  <data_dir>/model-dp.pvgm. May not exist (then the DP
+                                  releases serve); a file whose header records no DP
+                                  training is refused (PVG_ERR_INVALID) */
+    const char *web_dir;       /* directory of the pages; NULL: pages not served */
+    const char *openapi_path;  /* the OpenAPI document served at /v1/openapi.json;
+                                  NULL: <web_dir>/../openapi.json when readable (the
+                                  installed share/privguide/ layout), else
+                                  <web_dir>/../../../docs/openapi.json (the source
+                                  tree's docs/openapi.json) */
+    int threads;               /* worker threads; 0: 4 */
+    size_t max_body_bytes;     /* 0: 1 MiB */
+    int max_json_depth;        /* 0: 32 */
+    int timeout_seconds;       /* idle connection timeout; 0: 15 */
+    int reload_ms;             /* model file check period; 0: 1000 */
+    const char *dataset;       /* privacy-budget ledger of DP releases; NULL: "default" */
+    double popular_epsilon;    /* epsilon of the DP popular list per model build; 0: 1.0 */
+    int popular_k;             /* length of the DP popular list; 0: 20 */
+    int cache_entries;         /* recommendation cache entries per model; 0: 65536; <0: none */
+    double auth_failure_rate;  /* failed authentications allowed per second per client
+                                  address (burst: twice that), then 429; 0: 10; <0: no limit */
+    int allow_insecure_rng;    /* tests only: deterministic DP noise */
+    uint64_t insecure_seed;    /* seed when allow_insecure_rng */
 
     /* Access monitoring (monitor.h, docs/monitor.md). alert_url: POST each
      * alert's JSON to this http://host[:port]/path (NULL: none).
@@ -79,9 +85,11 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err) PVG_WA
 /* Stops (if needed, with a 5 s drain) and frees. NULL ok. */
 void pvg_server_free(pvg_server *srv);
 
-/* Checks the model file now and reloads it when it changed (the reload
- * thread does this every reload_ms). Returns PVG_OK when the current model
- * is up to date, or the load error (the previous model stays in service). */
+/* Checks the model file and the DP model file now and reloads each that
+ * changed (the reload thread does this every reload_ms). Returns PVG_OK
+ * when both are up to date, or the first load error (the previous model of
+ * that path stays in service). A DP model file whose header records no DP
+ * training is refused with PVG_ERR_INVALID. */
 pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err) PVG_WARN_UNUSED;
 
 /* The model generation in service (0: none; +1 on every reload). */
@@ -89,6 +97,14 @@ long pvg_server_model_generation(const pvg_server *srv);
 
 /* The default model path of a data dir: "<data_dir>/model.pvgm" into buf. */
 const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_t len);
+
+/* The DP model generation in service (0: none; +1 on every reload of the
+ * DP model file). */
+long pvg_server_dp_model_generation(const pvg_server *srv);
+
+/* The default DP model path of a data dir: "<data_dir>/model-dp.pvgm" into
+ * buf. */
+const char *pvg_server_default_dp_model_path(const char *data_dir, char *buf, size_t len);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

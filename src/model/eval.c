@@ -300,13 +300,21 @@ typedef struct eval_ctx {
     uint32_t **tbuf;
     double (*sum)[PVG_EVAL_MAX_K][5];
     uint8_t **covered; /* [n_ks][n_items] per thread */
+    /* a model over another item set than the dataset's (a DP model's public
+     * vocabulary): imap[i] = model index of dataset item i, or -1; scores
+     * are computed in the model's space and mapped back (items outside it
+     * are never recommended) */
+    const int64_t *imap;
+    float **mscores;
+    uint32_t **mhist;
+    float **mw;
 } eval_ctx;
 
 static void eval_range(void *vctx, int tid, size_t b, size_t e)
 {
     eval_ctx *c = vctx;
     const pvg_model *m = c->m;
-    size_t ni = m->n_items;
+    size_t ni = c->imap ? c->Rt->n_cols : m->n_items;
     for (size_t a = b; a < e; a++) {
         uint32_t u = c->users[a];
         const pvg_csr *H = c->protocol == PVG_EVAL_HOLDOUT_USERS ? c->Fi : c->Rt;
@@ -320,14 +328,32 @@ static void eval_range(void *vctx, int tid, size_t b, size_t e)
             if (find_cell(H, u, it) < 0) c->tbuf[tid][nt++] = it;
         }
         float *scores = c->scores[tid];
+        const uint32_t *mh = hist;
+        const float *mw = hw;
+        size_t mn = nh;
+        float *ms = scores;
+        if (c->imap) {
+            ms = c->mscores[tid];
+            mn = 0;
+            for (size_t j = 0; j < nh; j++)
+                if (c->imap[hist[j]] >= 0) {
+                    c->mhist[tid][mn] = (uint32_t)c->imap[hist[j]];
+                    c->mw[tid][mn++] = hw[j];
+                }
+            mh = c->mhist[tid];
+            mw = c->mw[tid];
+        }
         if (m->type == PVG_MODEL_POPULARITY)
-            memcpy(scores, m->popularity, ni * sizeof *scores);
+            memcpy(ms, m->popularity, m->n_items * sizeof *ms);
         else {
             const float *uf = (m->U && c->protocol != PVG_EVAL_HOLDOUT_USERS)
                                   ? m->U + (size_t)u * m->factors
                                   : NULL;
-            pvg_model_score(m, uf, hist, hw, nh, scores, c->scratch[tid]);
+            pvg_model_score(m, uf, mh, mw, mn, ms, c->scratch[tid]);
         }
+        if (c->imap)
+            for (size_t i = 0; i < ni; i++)
+                scores[i] = c->imap[i] >= 0 ? ms[c->imap[i]] : -INFINITY;
         for (size_t j = 0; j < nh; j++)
             scores[hist[j]] = -INFINITY;
         size_t got = pvg_topk(scores, ni, (size_t)c->maxk, c->idx[tid], c->sc[tid]);
@@ -448,6 +474,27 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         goto done;
     }
     size_t F = m->factors ? m->factors : 1;
+    int64_t *imap = NULL;
+    if (m->n_items != ni || m->dp.epsilon > 0) {
+        if (!(imap = malloc((ni ? ni : 1) * sizeof *imap)) ||
+            !(c.mscores = calloc((size_t)threads, sizeof *c.mscores)) ||
+            !(c.mhist = calloc((size_t)threads, sizeof *c.mhist)) ||
+            !(c.mw = calloc((size_t)threads, sizeof *c.mw))) {
+            free(imap);
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "eval: out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < ni; i++)
+            imap[i] = pvg_model_item_index(m, ds->item_ids[i]);
+        c.imap = imap;
+        for (int t = 0; t < threads; t++)
+            if (!(c.mscores[t] = malloc((m->n_items ? m->n_items : 1) * sizeof(float))) ||
+                !(c.mhist[t] = malloc((ni ? ni : 1) * sizeof(uint32_t))) ||
+                !(c.mw[t] = malloc((ni ? ni : 1) * sizeof(float)))) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "eval: out of memory");
+                goto done;
+            }
+    }
     for (int t = 0; t < threads; t++) {
         c.scores[t] = malloc((ni ? ni : 1) * sizeof(float));
         c.scratch[t] = malloc((F * F + 2 * F) * sizeof(float));
@@ -501,6 +548,15 @@ done:
     free(c.tbuf);
     free(c.covered);
     free(c.sum);
+    for (int t = 0; c.imap && t < threads; t++) {
+        free(c.mscores[t]);
+        free(c.mhist[t]);
+        free(c.mw[t]);
+    }
+    free(c.mscores);
+    free(c.mhist);
+    free(c.mw);
+    free((void *)c.imap);
     free(users);
     pvg_model_free(m);
     pvg_csr_free(&Rt);

@@ -170,6 +170,8 @@ pvg_status pvg_model_new_common(const pvg_dataset *ds, const pvg_csr *R, const p
     m->params.progress = NULL;
     m->params.progress_ctx = NULL;
     m->params.dp_rng = NULL;
+    m->params.dp_items = NULL; /* borrowed by the caller */
+    m->params.dp_n_items = 0;
     if (ds->store) {
         /* trained from the store: each shopper's rows will be sealed under a
          * key derived from their data key (src/store/model_key.c) */
@@ -300,6 +302,14 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   pvg_train_stats *stats, pvg_error *err)
 {
     *out = NULL;
+    /* differential privacy: the DP trainer of the type (dp_train.c) */
+    if (p_in->dp_epsilon > 0) return pvg_train_dp(ds, R, p_in, out, stats, err);
+    if (p_in->dp_epsilon < 0 || p_in->dp_noise_multiplier != 0 || p_in->dp_max_items != 0 ||
+        p_in->dp_items)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: a noise multiplier, contribution bound or item list needs "
+                             "dp_epsilon > 0 (got %g)",
+                             p_in->dp_epsilon);
     pvg_train_params pe = *p_in;
     const pvg_train_params *p = &pe;
     if (pe.type == PVG_MODEL_IALS) {

@@ -10,7 +10,8 @@
  *               training-data fingerprint, hyperparameters, BLAKE2b-256
  *               checksum of the whole file (computed with the checksum
  *               field zeroed); version 2 adds flags, a seal id and the
- *               place of the sealed rows region
+ *               place of the sealed rows region; version 4 the DP record
+ *               (zero: trained without DP)
  *   [512, 1024) section table: PVG_SEC_COUNT x {offset, length} (uint64)
  *   then the sections, each aligned to 64 bytes. In a sealed file (version
  *   3, a model trained from the store) the per-shopper sections have no
@@ -51,7 +52,7 @@
 #include <unistd.h>
 
 #define MODEL_MAGIC "PVGMODL"
-#define MODEL_VERSION 3u
+#define MODEL_VERSION 4u
 #define HEADER_BYTES 512u
 #define TABLE_BYTES 512u
 #define DATA_START (HEADER_BYTES + TABLE_BYTES)
@@ -85,6 +86,12 @@ typedef struct file_header {
     unsigned char reserved2[16]; /* version 2: the id of a store-wide model key; 0 since 3 */
     unsigned char seal_id[16];   /* names the row keys: random per trained model */
     uint64_t sealed_off, sealed_len;
+    /* version 4: the DP record (all zero: trained without DP; older files
+     * read as zero) */
+    double dp_epsilon, dp_delta, dp_noise_multiplier, dp_sensitivity, dp_clip;
+    int32_t dp_max_items;
+    uint32_t dp_vocab;
+    char dp_mechanism[PVG_DP_MECHANISM_MAX];
 } file_header;
 _Static_assert(sizeof(file_header) <= HEADER_BYTES, "header too large");
 #define CHECKSUM_OFFSET offsetof(file_header, checksum)
@@ -151,6 +158,38 @@ static const char *hyper_unpack(const double *h, pvg_model_type type, pvg_train_
     p->ease_lambda = h[8];
     p->shrink = h[10];
     p->init_std = h[12];
+    return NULL;
+}
+
+/* The DP record of a version-4 header into m (NULL), or what is wrong. */
+static const char *dp_unpack(const file_header *h, pvg_model *m)
+{
+    if (h->dp_epsilon == 0) {
+        if (h->dp_delta != 0 || h->dp_noise_multiplier != 0 || h->dp_sensitivity != 0 ||
+            h->dp_clip != 0 || h->dp_max_items != 0 || h->dp_vocab != 0 || h->dp_mechanism[0])
+            return "DP record without an epsilon";
+        return NULL;
+    }
+    if (!(h->dp_epsilon > 0) || isinf(h->dp_epsilon) || !(h->dp_delta >= 0 && h->dp_delta < 1) ||
+        !(h->dp_noise_multiplier >= 0) || isinf(h->dp_noise_multiplier) ||
+        !(h->dp_sensitivity > 0) || isinf(h->dp_sensitivity) || !(h->dp_clip >= 0) ||
+        isinf(h->dp_clip) || h->dp_max_items < 1 || h->dp_vocab < PVG_DP_VOCAB_CATALOG ||
+        h->dp_vocab > PVG_DP_VOCAB_SELECTED)
+        return "DP record out of range";
+    size_t l = strnlen(h->dp_mechanism, sizeof h->dp_mechanism);
+    if (l == 0 || l == sizeof h->dp_mechanism) return "DP mechanism name missing or unterminated";
+    for (size_t i = 0; i < l; i++)
+        if (h->dp_mechanism[i] < 0x21 || h->dp_mechanism[i] > 0x7e)
+            return "DP mechanism name not printable";
+    memcpy(m->dp_mech, h->dp_mechanism, l + 1);
+    m->dp.epsilon = h->dp_epsilon;
+    m->dp.delta = h->dp_delta;
+    m->dp.noise_multiplier = h->dp_noise_multiplier;
+    m->dp.sensitivity = h->dp_sensitivity;
+    m->dp.clip = h->dp_clip;
+    m->dp.max_items = h->dp_max_items;
+    m->dp.mechanism = m->dp_mech;
+    m->dp_vocab = (pvg_dp_vocabulary)h->dp_vocab;
     return NULL;
 }
 
@@ -360,6 +399,17 @@ static pvg_status model_write(const pvg_model *m, const char *path, const rows_b
     memcpy(h.salt, m->salt, 16);
     memcpy(h.fingerprint, m->fingerprint, 32);
     hyper_pack(&m->params, h.hyper);
+    if (m->dp.epsilon > 0) {
+        h.dp_epsilon = m->dp.epsilon;
+        h.dp_delta = m->dp.delta;
+        h.dp_noise_multiplier = m->dp.noise_multiplier;
+        h.dp_sensitivity = m->dp.sensitivity;
+        h.dp_clip = m->dp.clip;
+        h.dp_max_items = m->dp.max_items;
+        h.dp_vocab = (uint32_t)m->dp_vocab;
+        snprintf(h.dp_mechanism, sizeof h.dp_mechanism, "%s",
+                 m->dp.mechanism ? m->dp.mechanism : "");
+    }
     if (sealed) {
         h.flags = FLAG_SEALED;
         memcpy(h.seal_id, m->seal_id, 16);
@@ -772,11 +822,16 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     m->knn_nnz = h.knn_nnz;
     m->item_str_len = h.item_str_len;
     const char *bad_hyper = hyper_unpack(h.hyper, m->type, &m->params);
+    if (!bad_hyper && h.version >= 4) bad_hyper = dp_unpack(&h, m);
     m->map = map;
     m->map_len = size;
     if (bad_hyper) {
         pvg_model_free(m);
-        return corrupt(err, path, (long long)offsetof(file_header, hyper), bad_hyper);
+        return corrupt(err, path,
+                       (long long)(strncmp(bad_hyper, "DP", 2) == 0
+                                       ? offsetof(file_header, dp_epsilon)
+                                       : offsetof(file_header, hyper)),
+                       bad_hyper);
     }
     /* expected section sizes */
     uint64_t nu = h.n_users, ni = h.n_items, F = h.factors;

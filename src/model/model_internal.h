@@ -219,8 +219,10 @@ struct pvg_model {
     unsigned char salt[16];
     unsigned char fingerprint[32];
     uint64_t n_users, n_items, factors, hist_nnz, knn_nnz, item_str_len;
-    pvg_train_params params; /* callbacks cleared */
-    pvg_dp_report dp;        /* the DP guarantee of its training (zero: not DP) */
+    pvg_train_params params;            /* callbacks cleared */
+    pvg_dp_report dp;                   /* the DP guarantee of its training (zero: not DP) */
+    pvg_dp_vocabulary dp_vocab;         /* how a DP model's items were chosen */
+    char dp_mech[PVG_DP_MECHANISM_MAX]; /* dp.mechanism of a loaded file points here */
     const void *sec[PVG_SEC_COUNT];
     uint64_t sec_len[PVG_SEC_COUNT];
     /* typed views of sec[] */
@@ -297,6 +299,101 @@ pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_pa
                           float **U_out, float **V_out, pvg_train_stats *st, pvg_error *err);
 pvg_status pvg_train_bpr(const pvg_csr *R, const pvg_train_params *p, float **U_out, float **V_out,
                          pvg_train_stats *st, pvg_error *err);
+
+/* DP-iALS (dp_ials.c; docs/models.md "DP-iALS"): iALS with (epsilon,
+ * delta)-DP at the shopper level for the item factors V (the published
+ * artefact); U is each shopper's own solve (joint DP). Contribution bound:
+ * p->dp_max_items items per shopper (0: PVG_DP_IALS_DEFAULT_M) kept
+ * uniformly at random from rng, binary; user factors enter the item
+ * statistics at unit norm. p->epochs noisy item updates, accounted with
+ * RDP; the noise meets (p->dp_epsilon, p->dp_delta), or is
+ * p->dp_noise_multiplier when > 0 (rep then holds the resulting epsilon).
+ * rng borrowed (NULL: a new CSPRNG); the deterministic generator is refused
+ * unless p->dp_allow_insecure_rng. p->alpha0 must be resolved (>= 0; see
+ * pvg_dp_ials_alpha0). C is unused (the item side runs over the clipped
+ * matrix). *U, *V new; rep filled on success. */
+#define PVG_DP_IALS_DEFAULT_M 128
+pvg_status pvg_train_dp_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_params *p,
+                             pvg_rng *rng, float **U, float **V, pvg_dp_report *rep,
+                             pvg_train_stats *stats, pvg_error *err) PVG_WARN_UNUSED;
+/* The method's fixed choices (tests and experiments vary them): the share
+ * of each iteration's privacy (1/z^2) given to the noisy A_j, b_j and G
+ * (shares sum to 1; share_A 0: A_j is not released and the item solve
+ * uses alpha0 G~ + reg I only), the positive-definiteness shift in units of
+ * the noise's spectral norm 2 sqrt(f) sigma, and the strength of the
+ * James-Stein shrinkage of each item (0: none). */
+typedef struct pvg_dp_ials_knobs {
+    double share_A, share_b, share_G;
+    double shift, js;
+} pvg_dp_ials_knobs;
+void pvg_dp_ials_knobs_default(pvg_dp_ials_knobs *k);
+/* pvg_train_dp_ials with knobs k (NULL: the defaults). */
+pvg_status pvg_train_dp_ials_knobs(const pvg_csr *R, const pvg_csr *C, const pvg_train_params *p,
+                                   const pvg_dp_ials_knobs *k, pvg_rng *rng, float **U, float **V,
+                                   pvg_dp_report *rep, pvg_train_stats *stats,
+                                   pvg_error *err) PVG_WARN_UNUSED;
+/* The unobserved weight DP-iALS uses: p->alpha0 when >= 0, else alpha * m /
+ * |I| (the contribution bound m stands in for the mean history length,
+ * which is data; |I| is the public catalogue). */
+double pvg_dp_ials_alpha0(const pvg_train_params *p, size_t n_items);
+/* epsilon at delta of `iterations` Gaussian releases of noise multiplier z
+ * (RDP, default orders, improved conversion): DP-iALS's accountant. */
+double pvg_dp_ials_epsilon(double z, int iterations, double delta);
+/* The contribution bound alone (for tests): out = R with every row of more
+ * than m items cut to a uniformly random m-subset, all weights 1. */
+pvg_status pvg_dp_ials_clip(const pvg_csr *R, int m, pvg_rng *rng, pvg_csr *out);
+/* Ub[n x f] = the rows of U scaled to unit norm (zero rows stay zero). */
+void pvg_dp_ials_unit_rows(const float *U, size_t n, size_t f, double *Ub);
+/* The noiseless statistics of item j over the clipped item-user matrix Cc:
+ * A[f x f] (upper triangle) = sum u u^T, b[f] = sum u over its users'
+ * rows of Ub; gather: scratch of (users of j) x f doubles. */
+void pvg_dp_ials_item_stats(const pvg_csr *Cc, size_t j, const double *Ub, size_t f, double *gather,
+                            double *A, double *b);
+/* ---- DP training (dp_train.c; docs/models.md "DP training") ------------- */
+
+/* One DP training run, as the framework hands it to a method's trainer:
+ * the vocabulary is chosen and its share of the budget taken off. */
+typedef struct pvg_dp_train {
+    const pvg_dataset *ds; /* users (keys, store link) */
+    pvg_dataset vds;       /* shallow copy of *ds whose items are the vocabulary:
+                              for pvg_model_new_common */
+    const pvg_csr *R;      /* users x vocabulary: each shopper's full weighted
+                              history restricted to the vocabulary (their own
+                              rows of the model; never released) */
+    const pvg_train_params *p;
+    pvg_rng *rng;          /* the noise and sampling source (borrowed) */
+    double epsilon, delta; /* what the method may spend */
+    int max_items;         /* m, the contribution bound */
+    int threads;
+    pvg_dp_report rep; /* the method fills it for its part */
+} pvg_dp_train;
+
+/* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses
+ * the vocabulary, runs the method, fills m->dp with the whole run's
+ * guarantee. */
+pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
+                        pvg_model **out, pvg_train_stats *stats, pvg_error *err);
+/* Contribution bounding: X (new, users x vocabulary) keeps of each row of
+ * t->R at most t->max_items items (a uniformly random subset drawn from
+ * t->rng when there are more), every kept cell weighing 1. */
+pvg_status pvg_dp_bound_rows(const pvg_dp_train *t, pvg_csr *X, pvg_error *err);
+/* The model's common parts over the vocabulary (histories from t->R). */
+pvg_status pvg_dp_model_new(const pvg_dp_train *t, pvg_model **out, pvg_error *err);
+/* The method trainers. DP-iALS (the dpials work) adds its own here. */
+pvg_status pvg_train_dp_popularity(pvg_dp_train *t, pvg_model **out, pvg_error *err);
+pvg_status pvg_train_dp_itemknn(pvg_dp_train *t, pvg_model **out, pvg_error *err);
+pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err);
+/* DP-iALS (dp_ials.c): pvg_train_dp_ials on t->R with t's budget, bound and
+ * generator; the model's factor sections as the non-DP iALS has them. */
+pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_stats *stats,
+                                    pvg_error *err);
+/* The statistic a method adds its noise to, exactly as its trainer computes
+ * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
+ * popularity the bounded item counts (n), itemknn and ease the upper
+ * triangle, diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by
+ * row). *sens gets the L2 sensitivity the trainer calibrates to. */
+pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
+                            double *sens, pvg_error *err);
 
 /* ---- evaluation splits ----------------------------------------------------- */
 

@@ -34,6 +34,12 @@ const char *pvg_server_default_model_path(const char *data_dir, char *buf, size_
     return buf;
 }
 
+const char *pvg_server_default_dp_model_path(const char *data_dir, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/model-dp.pvgm", data_dir ? data_dir : ".");
+    return buf;
+}
+
 /* ---- store pool ------------------------------------------------------- */
 
 pvg_store *pvg_srv_store_get(pvg_server *srv)
@@ -587,6 +593,7 @@ static void server_destroy(pvg_server *srv)
     free(srv->data_dir);
     free(srv->bind);
     free(srv->model_path);
+    free(srv->dp_model_path);
     free(srv->web_dir);
     free(srv->dataset);
     free(srv->openapi_path);
@@ -658,6 +665,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     srv->bind = dup_or(opt->bind, "127.0.0.1");
     srv->model_path =
         dup_or(opt->model_path, pvg_server_default_model_path(opt->data_dir, mp, sizeof mp));
+    srv->dp_model_path =
+        dup_or(opt->dp_model_path, pvg_server_default_dp_model_path(opt->data_dir, mp, sizeof mp));
     srv->web_dir = dup_or(opt->web_dir, NULL);
     srv->dataset = dup_or(opt->dataset, "default");
     if (opt->openapi_path)
@@ -673,6 +682,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     srv->opt.data_dir = srv->data_dir;
     srv->opt.bind = srv->bind;
     srv->opt.model_path = srv->model_path;
+    srv->opt.dp_model_path = srv->dp_model_path;
     srv->opt.web_dir = srv->web_dir;
     srv->opt.dataset = srv->dataset;
     pthread_mutex_init(&srv->pool_mu, NULL);
@@ -683,7 +693,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_cond_init(&srv->stop_cv, NULL);
     pthread_mutex_init(&srv->rotate_mu, NULL);
     srv->started_at = (int64_t)time(NULL);
-    if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dataset ||
+    if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dp_model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) ||
         pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
         pvg_srv_ts_init(&srv->ts) || pvg_srv_ratelimit_init(&srv->rl) ||

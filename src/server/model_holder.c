@@ -198,6 +198,8 @@ static void model_destroy(pvg_srv_model *m)
         similar_free(x);
     }
     pthread_mutex_destroy(&m->popular_mu);
+    free(m->dp_popular);
+    free(m->dp_popular_score);
     pvg_srv_cache_free(m->cache);
     pvg_model_free(m->model);
     free(m);
@@ -211,6 +213,23 @@ static void model_destroy(pvg_srv_model *m)
  * others go on with the model in service). */
 #define MODEL_CHECK_NS 250000000LL
 
+static int64_t stat_mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+/* 1 when the file of `slot` (srv->model or srv->dp_model) differs from the
+ * one loaded, or none is loaded. */
+static int file_changed(pvg_server *srv, pvg_srv_model *const *slot, const struct stat *st)
+{
+    pthread_mutex_lock(&srv->model_mu);
+    pvg_srv_model *m = *slot;
+    int changed = !m || m->dev != st->st_dev || m->ino != st->st_ino ||
+                  m->mtime_ns != stat_mtime_ns(st) || m->size != st->st_size;
+    pthread_mutex_unlock(&srv->model_mu);
+    return changed;
+}
+
 static void check_model_file(pvg_server *srv)
 {
     struct timespec ts;
@@ -220,14 +239,21 @@ static void check_model_file(pvg_server *srv)
     if (now - last < MODEL_CHECK_NS) return;
     if (!atomic_compare_exchange_strong(&srv->model_checked_ns, &last, now)) return;
     struct stat sb;
-    if (stat(srv->model_path, &sb) != 0) return;
-    pthread_mutex_lock(&srv->model_mu);
-    pvg_srv_model *m = srv->model;
-    int changed =
-        m && (m->dev != sb.st_dev || m->ino != sb.st_ino ||
-              m->mtime_ns != (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec ||
-              m->size != sb.st_size);
-    pthread_mutex_unlock(&srv->model_mu);
+    int changed = 0;
+    /* a loaded model whose file changed (a file that appears is the reload
+     * thread's to load) */
+    if (stat(srv->model_path, &sb) == 0) {
+        pthread_mutex_lock(&srv->model_mu);
+        int loaded = srv->model != NULL;
+        pthread_mutex_unlock(&srv->model_mu);
+        changed |= loaded && file_changed(srv, &srv->model, &sb);
+    }
+    if (stat(srv->dp_model_path, &sb) == 0) {
+        pthread_mutex_lock(&srv->model_mu);
+        int loaded = srv->dp_model != NULL;
+        pthread_mutex_unlock(&srv->model_mu);
+        changed |= loaded && file_changed(srv, &srv->dp_model, &sb);
+    }
     if (!changed) return;
     pvg_error e;
     pvg_error_clear(&e);
@@ -245,6 +271,40 @@ pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv)
     if (m) atomic_fetch_add(&m->refs, 1);
     pthread_mutex_unlock(&srv->model_mu);
     return m;
+}
+
+pvg_srv_model *pvg_srv_dp_model_acquire(pvg_server *srv)
+{
+    check_model_file(srv);
+    pthread_mutex_lock(&srv->model_mu);
+    pvg_srv_model *m = srv->dp_model;
+    if (m) atomic_fetch_add(&m->refs, 1);
+    pthread_mutex_unlock(&srv->model_mu);
+    return m;
+}
+
+long pvg_server_dp_model_generation(const pvg_server *srv)
+{
+    pvg_server *s = (pvg_server *)srv;
+    pthread_mutex_lock(&s->model_mu);
+    long g = s->dp_model ? s->dp_model->generation : 0;
+    pthread_mutex_unlock(&s->model_mu);
+    return g;
+}
+
+int pvg_srv_model_dp_info(const pvg_srv_model *m, pvg_srv_dp_info *out)
+{
+    memset(out, 0, sizeof *out);
+    pvg_model_dp_info d;
+    if (pvg_model_dp_info_get(m->model, &d, NULL) != PVG_OK || !d.is_dp || !(d.epsilon > 0))
+        return 0;
+    out->epsilon = d.epsilon;
+    out->delta = d.delta;
+    out->noise_multiplier = d.noise_multiplier;
+    out->max_items = d.max_items;
+    snprintf(out->mechanism, sizeof out->mechanism, "%s", d.mechanism[0] ? d.mechanism : "?");
+    out->vocabulary = pvg_dp_vocabulary_name(d.vocabulary);
+    return 1;
 }
 
 void pvg_srv_model_release(pvg_srv_model *m)
@@ -272,6 +332,7 @@ static int catalog_item(void *ctx, const pvg_item *it)
     if (i < 0) return 0;
     free(c->m->catalog[i].title);
     c->m->catalog[i].title = it->title ? strdup(it->title) : NULL;
+    c->m->catalog[i].in_catalog = it->catalog;
     c->m->catalog[i].price = it->price;
     c->m->catalog[i].last_price = it->last_price;
     return 0;
@@ -962,42 +1023,58 @@ void pvg_srv_model_similar_error(pvg_srv_model *m, char *buf, size_t len)
 
 /* ---- loading and reloading ------------------------------------------------- */
 
-static int64_t stat_mtime_ns(const struct stat *st)
+/* The DP model's popular items among the operator's catalog (public items
+ * only: an item outside the catalog is never shown to others, whatever the
+ * trainer's vocabulary), best first. */
+static pvg_status dp_popular_make(pvg_srv_model *m, pvg_error *err)
 {
-    return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    size_t n = pvg_model_n_items(m->model);
+    pvg_scored_item *all = malloc((n ? n : 1) * sizeof *all);
+    m->dp_popular = malloc((n ? n : 1) * sizeof *m->dp_popular);
+    m->dp_popular_score = malloc((n ? n : 1) * sizeof *m->dp_popular_score);
+    if (!all || !m->dp_popular || !m->dp_popular_score) {
+        free(all);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "DP model: out of memory");
+    }
+    size_t got = 0;
+    pvg_status st = n ? pvg_model_popular(m->model, n, all, &got, err) : PVG_OK;
+    for (size_t i = 0; st == PVG_OK && i < got && m->n_dp_popular < PVG_SRV_DP_POPULAR; i++) {
+        if (!m->catalog[all[i].item_index].in_catalog) continue;
+        m->dp_popular[m->n_dp_popular] = all[i].item_index;
+        m->dp_popular_score[m->n_dp_popular++] = all[i].score;
+    }
+    free(all);
+    return st;
 }
 
-static int file_changed(pvg_server *srv, const struct stat *st)
+/* Loads the file of the main model (dp 0: srv->model_path, opened with the
+ * store) or of the DP model (dp 1: srv->dp_model_path, its item side only:
+ * the server never opens a shopper's rows of the DP model) when it changed,
+ * and swaps it in. */
+static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
 {
-    pthread_mutex_lock(&srv->model_mu);
-    pvg_srv_model *m = srv->model;
-    int changed = !m || m->dev != st->st_dev || m->ino != st->st_ino ||
-                  m->mtime_ns != stat_mtime_ns(st) || m->size != st->st_size;
-    pthread_mutex_unlock(&srv->model_mu);
-    return changed;
-}
-
-pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
-{
-    if (!srv) return pvg_error_set(err, PVG_ERR_INVALID, "reload: NULL server");
-    pthread_mutex_lock(&srv->reload_mu);
+    const char *path = dp ? srv->dp_model_path : srv->model_path;
+    pvg_srv_model **slot = dp ? &srv->dp_model : &srv->model;
     struct stat sb;
     pvg_status st = PVG_OK;
-    if (stat(srv->model_path, &sb) != 0) {
+    if (stat(path, &sb) != 0) {
         int e = errno;
-        pthread_mutex_unlock(&srv->reload_mu);
-        if (e == ENOENT) return PVG_OK; /* no model yet: nothing to serve personalised */
-        return pvg_error_set(err, PVG_ERR_IO, "%s: %s", srv->model_path, strerror(e));
+        if (e == ENOENT) return PVG_OK; /* no model yet: nothing to serve from it */
+        return pvg_error_set(err, PVG_ERR_IO, "%s: %s", path, strerror(e));
     }
-    if (!file_changed(srv, &sb)) {
-        pthread_mutex_unlock(&srv->reload_mu);
-        return PVG_OK;
+    if (!file_changed(srv, slot, &sb)) return PVG_OK;
+    if (dp && srv->dp_refused && srv->dp_refused_dev == sb.st_dev &&
+        srv->dp_refused_ino == sb.st_ino && srv->dp_refused_mtime_ns == stat_mtime_ns(&sb) &&
+        srv->dp_refused_size == sb.st_size) {
+        /* the file refused already: not loaded again until it changes */
+        pthread_mutex_lock(&srv->model_mu);
+        pvg_status rst =
+            pvg_error_set(err, srv->dp_refused_status, "%s", srv->last_dp_reload_error);
+        pthread_mutex_unlock(&srv->model_mu);
+        return rst;
     }
     pvg_srv_model *m = calloc(1, sizeof *m);
-    if (!m) {
-        pthread_mutex_unlock(&srv->reload_mu);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
-    }
+    if (!m) return pvg_error_set(err, PVG_ERR_NOMEM, "model: out of memory");
     atomic_init(&m->refs, 1);
     atomic_init(&m->popular, NULL);
     atomic_init(&m->similar, NULL);
@@ -1006,9 +1083,21 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
     m->ino = sb.st_ino;
     m->mtime_ns = stat_mtime_ns(&sb);
     m->size = sb.st_size;
-    /* a model trained from the store opens its sealed per-shopper section
-     * with the store's model key (decrypted once, into locked memory) */
-    st = pvg_model_load_store(srv->model_path, srv->reload_store, &m->model, err);
+    if (dp) {
+        st = pvg_model_load(path, &m->model, err);
+        pvg_srv_dp_info info;
+        if (st == PVG_OK && !pvg_srv_model_dp_info(m, &info))
+            st = pvg_error_set(err, PVG_ERR_INVALID,
+                               "%s: the DP model path takes only a model trained with differential "
+                               "privacy (privguide train --epsilon E --delta D), and this %s "
+                               "model's header records no DP training; it would show other "
+                               "shoppers' baskets: refused (the DP releases serve instead)",
+                               path, pvg_model_type_name(pvg_model_type_of(m->model)));
+    } else {
+        /* a model trained from the store opens its sealed per-shopper section
+         * with the store's model key (decrypted once, into locked memory) */
+        st = pvg_model_load_store(path, srv->reload_store, &m->model, err);
+    }
     if (st == PVG_OK) {
         size_t n = pvg_model_n_items(m->model);
         m->catalog = calloc(n ? n : 1, sizeof *m->catalog);
@@ -1021,31 +1110,62 @@ pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
         catalog_ctx cc = {m};
         st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
     }
-    if (st == PVG_OK && srv->opt.cache_entries > 0) {
+    if (st == PVG_OK && dp) st = dp_popular_make(m, err);
+    if (st == PVG_OK && !dp && srv->opt.cache_entries > 0) {
         m->cache = pvg_srv_cache_new((size_t)srv->opt.cache_entries);
         if (!m->cache) st = pvg_error_set(err, PVG_ERR_NOMEM, "model cache: out of memory");
     }
-    if (st == PVG_OK) popular_try(srv, m);
+    if (st == PVG_OK && !dp) popular_try(srv, m);
     if (st != PVG_OK) {
         atomic_fetch_add(&srv->metrics.model_reload_failures, 1);
-        snprintf(srv->last_reload_error, sizeof srv->last_reload_error, "%s",
-                 err && err->text[0] ? err->text : pvg_strerror(st));
+        pthread_mutex_lock(&srv->model_mu);
+        if (dp) {
+            snprintf(srv->last_dp_reload_error, sizeof srv->last_dp_reload_error, "%s",
+                     err && err->text[0] ? err->text : pvg_strerror(st));
+            /* what the file holds (not a passing failure) is not retried */
+            srv->dp_refused =
+                st == PVG_ERR_INVALID || st == PVG_ERR_CORRUPT || st == PVG_ERR_UNSUPPORTED;
+            srv->dp_refused_status = st;
+            srv->dp_refused_dev = sb.st_dev;
+            srv->dp_refused_ino = sb.st_ino;
+            srv->dp_refused_mtime_ns = stat_mtime_ns(&sb);
+            srv->dp_refused_size = sb.st_size;
+        } else
+            snprintf(srv->last_reload_error, sizeof srv->last_reload_error, "%s",
+                     err && err->text[0] ? err->text : pvg_strerror(st));
+        pthread_mutex_unlock(&srv->model_mu);
         model_destroy(m);
-        pthread_mutex_unlock(&srv->reload_mu);
         return st;
     }
     m->loaded_at = (int64_t)time(NULL);
     pthread_mutex_lock(&srv->model_mu);
-    pvg_srv_model *old = srv->model;
-    m->generation = ++srv->generation;
-    srv->model = m;
+    pvg_srv_model *old = *slot;
+    m->generation = dp ? ++srv->dp_generation : ++srv->generation;
+    *slot = m;
+    if (dp) {
+        srv->last_dp_reload_error[0] = 0;
+        srv->dp_refused = 0;
+    } else
+        srv->last_reload_error[0] = 0;
     pthread_mutex_unlock(&srv->model_mu);
     pvg_srv_model_release(old);
     atomic_fetch_add(&srv->metrics.model_reloads, 1);
-    pvg_srv_ts_model_loaded(&srv->ts, m, srv->data_dir);
-    srv->last_reload_error[0] = 0;
-    pthread_mutex_unlock(&srv->reload_mu);
+    if (!dp) pvg_srv_ts_model_loaded(&srv->ts, m, srv->data_dir);
     return PVG_OK;
+}
+
+pvg_status pvg_server_reload_model(pvg_server *srv, pvg_error *err)
+{
+    if (!srv) return pvg_error_set(err, PVG_ERR_INVALID, "reload: NULL server");
+    pthread_mutex_lock(&srv->reload_mu);
+    pvg_status st = load_one(srv, 0, err);
+    pvg_error dperr;
+    pvg_error_clear(&dperr);
+    pvg_status dst = load_one(srv, 1, &dperr);
+    pthread_mutex_unlock(&srv->reload_mu);
+    if (st != PVG_OK) return st;
+    if (dst != PVG_OK && err) *err = dperr;
+    return dst;
 }
 
 static void *reload_main(void *arg)
@@ -1108,8 +1228,10 @@ void pvg_srv_model_shutdown(pvg_server *srv)
         srv->reload_started = 0;
     }
     pthread_mutex_lock(&srv->model_mu);
-    pvg_srv_model *m = srv->model;
+    pvg_srv_model *m = srv->model, *dm = srv->dp_model;
     srv->model = NULL;
+    srv->dp_model = NULL;
     pthread_mutex_unlock(&srv->model_mu);
     pvg_srv_model_release(m);
+    pvg_srv_model_release(dm);
 }

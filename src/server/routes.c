@@ -192,6 +192,26 @@ static pvg_srv_model *need_model(pvg_srv_req *r)
     return m;
 }
 
+/* The DP-trained model as shown to anyone: its type, build and what its
+ * header records of its training (epsilon, delta, mechanism, bound). */
+static json_t *dp_model_json(const pvg_srv_model *dm)
+{
+    pvg_srv_dp_info d;
+    (void)pvg_srv_model_dp_info(dm, &d); /* only DP models are loaded there */
+    return json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:s, s:f, s:i}", "type",
+                     pvg_model_type_name(pvg_model_type_of(dm->model)), "generation",
+                     (json_int_t)dm->generation, "loaded_at", (json_int_t)dm->loaded_at, "built_at",
+                     (json_int_t)(dm->mtime_ns / 1000000000), "epsilon", d.epsilon, "delta",
+                     d.delta, "mechanism", d.mechanism, "noise_multiplier", d.noise_multiplier,
+                     "max_items_per_user", d.max_items);
+}
+
+/* 1 when the DP model keeps item similarities (popularity keeps none). */
+static int dp_model_has_similar(const pvg_srv_model *dm)
+{
+    return dm && pvg_model_type_of(dm->model) != PVG_MODEL_POPULARITY;
+}
+
 /* ---- handlers ---- */
 
 static void h_healthz(pvg_srv_req *r)
@@ -336,6 +356,57 @@ static void h_stats(pvg_srv_req *r)
     } else {
         json_object_set_new(o, "model", json_null());
     }
+    /* which model serves what, with its (epsilon, delta) */
+    pvg_srv_model *dm = pvg_srv_dp_model_acquire(r->srv);
+    json_t *serving = json_object();
+    json_t *dpj = dm ? dp_model_json(dm) : json_null();
+    pthread_mutex_lock(&r->srv->model_mu);
+    if (r->srv->last_dp_reload_error[0])
+        json_object_set_new(o, "dp_model_error", json_string(r->srv->last_dp_reload_error));
+    pthread_mutex_unlock(&r->srv->model_mu);
+    json_object_set_new(o, "dp_model", dpj);
+    json_object_set_new(
+        serving, "own_list",
+        m ? json_pack("{s:s, s:s, s:b, s:s}", "source", "model", "type",
+                      pvg_model_type_name(pvg_model_type_of(m->model)), "dp", 0, "requires",
+                      "the shopper's own token (or the operator) and personalization consent")
+          : json_null());
+    pvg_srv_popular *pop = m ? atomic_load(&m->popular) : NULL;
+    const pvg_srv_similar *sim = m ? atomic_load(&m->similar) : NULL;
+    json_t *pop_src = NULL;
+    if (dm && dm->n_dp_popular) {
+        pop_src = json_pack("{s:s, s:O, s:O, s:O}", "source", "dp_model", "epsilon",
+                            json_object_get(dpj, "epsilon"), "delta", json_object_get(dpj, "delta"),
+                            "mechanism", json_object_get(dpj, "mechanism"));
+    } else if (pop) {
+        pop_src = json_pack("{s:s, s:f, s:f, s:s, s:I, s:b}", "source", "dp_release", "epsilon",
+                            pop->epsilon, "delta", pop->delta, "mechanism", pop->mechanism,
+                            "release_id", (json_int_t)pop->release_id, "stale", pop->stale);
+    }
+    json_object_set_new(serving, "popular", pop_src ? pop_src : json_null());
+    json_object_set_new(serving, "non_personal_list",
+                        pop_src ? json_deep_copy(pop_src) : json_null());
+    json_t *sim_src = NULL;
+    if (dp_model_has_similar(dm)) {
+        sim_src = json_pack("{s:s, s:O, s:O, s:O}", "source", "dp_model", "epsilon",
+                            json_object_get(dpj, "epsilon"), "delta", json_object_get(dpj, "delta"),
+                            "mechanism", json_object_get(dpj, "mechanism"));
+    } else if (sim) {
+        sim_src = json_pack("{s:s, s:f, s:f, s:s, s:I, s:b}", "source", "dp_release", "epsilon",
+                            sim->rel->info.epsilon, "delta", sim->rel->info.delta, "mechanism",
+                            sim->rel->info.mechanism, "release_id", (json_int_t)sim->release_id,
+                            "stale", sim->stale);
+    }
+    json_object_set_new(serving, "similar", sim_src ? sim_src : json_null());
+    json_object_set_new(serving, "similar_for_operator",
+                        m ? json_pack("{s:s, s:b}", "source", "model", "dp", 0) : json_null());
+    json_object_set_new(o, "serving", serving);
+    if (exact && dm)
+        json_object_set_new(exact, "dp_model",
+                            json_pack("{s:I, s:s}", "items",
+                                      (json_int_t)pvg_model_n_items(dm->model), "path",
+                                      r->srv->dp_model_path));
+    pvg_srv_model_release(dm);
     pvg_srv_model_release(m);
     json_object_set_new(o, "uptime_seconds",
                         json_integer((json_int_t)(time(NULL) - r->srv->started_at)));
@@ -554,6 +625,20 @@ static const pvg_srv_popular *need_popular(pvg_srv_req *r, pvg_srv_model *m)
     return p;
 }
 
+/* The DP model's popular list (catalog items only), with the model's DP
+ * record. */
+static void dp_popular_answer(pvg_srv_req *r, const pvg_srv_model *dm, size_t k, json_t *o)
+{
+    (void)r;
+    json_t *items = json_array();
+    size_t n = dm->n_dp_popular < k ? dm->n_dp_popular : k;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, item_json(dm, dm->dp_popular[i], dm->dp_popular_score[i]));
+    json_object_set_new(o, "items", items);
+    json_object_set_new(o, "source", json_string("dp_model"));
+    json_object_set_new(o, "model", dp_model_json(dm));
+}
+
 /* The model holder's recommendation cache as the gate's memo (asked only
  * after the gate's consent check and audit entry). */
 typedef struct memo_ctx {
@@ -588,13 +673,32 @@ static void h_recommend(pvg_srv_req *r)
      * released yet the gate gets an empty list and we answer 503 below */
     static const int64_t no_items[1] = {0};
     const pvg_srv_popular *pop = atomic_load(&m->popular);
+    /* with a DP-trained model in service, the non-personalised list is its
+     * popular list (mapped onto this model's items for the gate) */
+    pvg_srv_model *dm = pvg_srv_dp_model_acquire(r->srv);
+    if (dm && !dm->n_dp_popular) {
+        pvg_srv_model_release(dm);
+        dm = NULL;
+    }
+    int64_t dp_fallback[K_MAX];
+    size_t n_dp_fallback = 0;
+    for (size_t i = 0; dm && i < dm->n_dp_popular && n_dp_fallback < k; i++) {
+        int64_t ix =
+            pvg_model_item_index(m->model, pvg_model_item_id(dm->model, dm->dp_popular[i]));
+        if (ix >= 0) dp_fallback[n_dp_fallback++] = ix;
+    }
     memo_ctx mc = {r, m};
     pvg_access_rec_request rq = {0};
     rq.model = m->model;
     rq.ext_user = user;
     rq.k = k;
-    rq.fallback_items = pop && pop->n_fallback ? pop->item_index : no_items;
-    rq.n_fallback = pop ? pop->n_fallback : 0;
+    if (dm) {
+        rq.fallback_items = n_dp_fallback ? dp_fallback : no_items;
+        rq.n_fallback = n_dp_fallback;
+    } else {
+        rq.fallback_items = pop && pop->n_fallback ? pop->item_index : no_items;
+        rq.n_fallback = pop ? pop->n_fallback : 0;
+    }
     rq.memo_get = memo_get;
     rq.memo_put = memo_put;
     rq.memo_ctx = &mc;
@@ -606,6 +710,7 @@ static void h_recommend(pvg_srv_req *r)
     pvg_error_clear(&e);
     pvg_status st = pvg_access_recommend(&g, &rq, out, &ans, &e);
     if (st != PVG_OK) {
+        pvg_srv_model_release(dm);
         pvg_srv_model_release(m);
         pvg_srv_reply_access(r, "recommend", st, &e);
         return;
@@ -616,6 +721,7 @@ static void h_recommend(pvg_srv_req *r)
         if (pvg_srv_cache_get_body(m->cache, ans.user_key, k, &body, &body_len)) {
             /* the same answer as last time for this user, model and k */
             atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
+            pvg_srv_model_release(dm);
             pvg_srv_model_release(m);
             free(r->out);
             r->out = body;
@@ -624,7 +730,7 @@ static void h_recommend(pvg_srv_req *r)
             r->ctype = "application/json";
             return;
         }
-    } else if (!pop) {
+    } else if (!pop && !dm) {
         (void)need_popular(r, m);
         pvg_srv_model_release(m);
         return;
@@ -633,6 +739,7 @@ static void h_recommend(pvg_srv_req *r)
     json_object_set_new(o, "user", json_string(user));
     if (ans.personalized) {
         json_object_set_new(o, "personalized", json_true());
+        json_object_set_new(o, "source", json_string("model")); /* the shopper's own data */
         json_t *items = json_array();
         for (size_t i = 0; i < ans.n; i++)
             json_array_append_new(items, item_json(m, out[i].item_index, out[i].score));
@@ -641,13 +748,19 @@ static void h_recommend(pvg_srv_req *r)
     } else {
         json_object_set_new(o, "personalized", json_false());
         json_object_set_new(o, "reason", json_string(ans.reason));
-        popular_answer(r, pop, k, o);
+        if (dm) {
+            dp_popular_answer(r, dm, k, o);
+        } else {
+            popular_answer(r, pop, k, o);
+            json_object_set_new(o, "source", json_string("dp_release"));
+        }
         atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
     pvg_srv_reply_json(r, 200, o);
     if (ans.personalized && r->status == 200)
         pvg_srv_cache_put_body(m->cache, ans.user_key, k, r->out, r->out_len);
+    pvg_srv_model_release(dm);
     pvg_srv_model_release(m);
 }
 
@@ -706,10 +819,56 @@ static void similar_released(pvg_srv_req *r, pvg_srv_model *m, size_t k)
     pvg_srv_reply_json(r, 200, o);
 }
 
+/* Similar items for shoppers and analysts from the DP-trained model
+ * (catalog items only: an item outside the operator's catalog neither asks
+ * nor appears), audited like the operator's similar items. */
+static void similar_dp_model(pvg_srv_req *r, pvg_srv_model *dm, size_t k)
+{
+    pvg_scored_item out[K_MAX];
+    size_t n = 0;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    int64_t ix = pvg_model_item_index(dm->model, r->params[0]);
+    int public_item = ix >= 0 && dm->catalog[ix].in_catalog;
+    pvg_status st = pvg_access_similar(&g, dm->model, r->params[0],
+                                       r->who.role == PVG_ROLE_USER ? r->who.pseudonym : NULL,
+                                       K_MAX, out, &n, &e);
+    if (st == PVG_ERR_NOT_FOUND && !r->gate_audit_failed) {
+        st = PVG_OK; /* outside the DP model's (public) items: no public neighbours */
+        n = 0;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_access(r, "similar", st, &e);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; public_item && i < n && json_array_size(items) < k; i++)
+        if (dm->catalog[out[i].item_index].in_catalog)
+            json_array_append_new(items, item_json(dm, out[i].item_index, out[i].score));
+    json_t *o = json_pack("{s:s, s:o, s:s, s:o}", "item", r->params[0], "items", items, "source",
+                          "dp_model", "model", dp_model_json(dm));
+    if (!public_item)
+        json_object_set_new(o, "note",
+                            json_string("only the catalog items of the DP-trained model have "
+                                        "public similar items"));
+    pvg_srv_reply_json(r, 200, o);
+}
+
 static void h_similar(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
+    if (r->who.role != PVG_ROLE_ADMIN) {
+        pvg_srv_model *dm = pvg_srv_dp_model_acquire(r->srv);
+        if (dp_model_has_similar(dm)) {
+            similar_dp_model(r, dm, k);
+            pvg_srv_model_release(dm);
+            return;
+        }
+        pvg_srv_model_release(dm);
+    }
     pvg_srv_model *m = need_model(r);
     if (!m) return;
     if (r->who.role != PVG_ROLE_ADMIN) {
@@ -748,12 +907,22 @@ static void h_popular(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
+    pvg_srv_model *dm = pvg_srv_dp_model_acquire(r->srv);
+    if (dm && dm->n_dp_popular) {
+        json_t *o = json_object();
+        dp_popular_answer(r, dm, k, o);
+        pvg_srv_model_release(dm);
+        pvg_srv_reply_json(r, 200, o);
+        return;
+    }
+    pvg_srv_model_release(dm);
     pvg_srv_model *m = need_model(r);
     if (!m) return;
     const pvg_srv_popular *pop = need_popular(r, m);
     if (pop) {
         json_t *o = json_object();
         popular_answer(r, pop, k, o);
+        json_object_set_new(o, "source", json_string("dp_release"));
         pvg_srv_reply_json(r, 200, o);
     }
     pvg_srv_model_release(m);

@@ -96,6 +96,7 @@ int pvg_srv_ratelimit_take(pvg_srv_ratelimit *rl, const char *key_id, double rat
 
 /* ---- the model in service ---- */
 typedef struct pvg_srv_catalog_entry {
+    int in_catalog; /* the operator's catalog holds it (pvg_item.catalog): a public item */
     char *title;
     double price;      /* typical: the median of the recent prices (pvg_item); < 0: unknown */
     double last_price; /* < 0: unknown */
@@ -158,9 +159,30 @@ typedef struct pvg_srv_model {
     char similar_error[PVG_ERROR_TEXT_LEN + 8];
     double popular_tried;
     pvg_srv_cache *cache;
+    /* a DP-trained model (the server's DP model path) only: its popular
+     * items that are in the operator's catalog (model item indices, best
+     * first, at most PVG_SRV_DP_POPULAR) with their scores */
+    int64_t *dp_popular;
+    float *dp_popular_score;
+    size_t n_dp_popular;
 } pvg_srv_model;
 
+#define PVG_SRV_DP_POPULAR 1000
+
+/* What the DP-trained model's header records about its training: 1 and
+ * *out filled when it is DP-trained, else 0. */
+typedef struct pvg_srv_dp_info {
+    double epsilon, delta, noise_multiplier;
+    int max_items;
+    char mechanism[PVG_DP_MECHANISM_MAX];
+    const char *vocabulary; /* static: "catalog", "list", "selected" */
+} pvg_srv_dp_info;
+int pvg_srv_model_dp_info(const pvg_srv_model *m, pvg_srv_dp_info *out);
+
 pvg_srv_model *pvg_srv_model_acquire(pvg_server *srv); /* NULL when none; release after */
+/* The DP-trained model in service (the DP model path), NULL when none;
+ * release after. */
+pvg_srv_model *pvg_srv_dp_model_acquire(pvg_server *srv);
 /* Why the model has no (fresh) popular list yet (copied into buf). */
 void pvg_srv_model_popular_error(pvg_srv_model *m, char *buf, size_t len);
 /* Why the model has no (fresh) DP similar items yet (copied into buf). */
@@ -295,7 +317,7 @@ double pvg_srv_ts_quantile(const long long *h, double q);
 /* ---- the server ---- */
 struct pvg_server {
     pvg_server_options opt;
-    char *data_dir, *bind, *model_path, *web_dir, *dataset, *openapi_path;
+    char *data_dir, *bind, *model_path, *dp_model_path, *web_dir, *dataset, *openapi_path;
     struct MHD_Daemon *daemon;
     int port;
     int64_t started_at;
@@ -321,6 +343,17 @@ struct pvg_server {
     int stopped;
     char last_reload_error[320];
     atomic_llong model_checked_ns; /* CLOCK_MONOTONIC of the last on-request file check */
+    /* the DP-trained model (guarded like `model`; its reloads under reload_mu) */
+    pvg_srv_model *dp_model;
+    long dp_generation;
+    char last_dp_reload_error[PVG_ERROR_TEXT_LEN + 64]; /* guarded by model_mu */
+    /* the DP model file last refused (not retried until it changes) */
+    int dp_refused;
+    pvg_status dp_refused_status;
+    dev_t dp_refused_dev;
+    ino_t dp_refused_ino;
+    int64_t dp_refused_mtime_ns;
+    off_t dp_refused_size;
 
     pvg_srv_audit_writer audit;
     struct pvg_srv_authcache *authcache;

@@ -1,0 +1,1018 @@
+/*
+ * dp_train.c - training with differential privacy at the shopper level
+ * (one shopper added or removed with all their events): the framework
+ * (validation, the noise source, the public item vocabulary, contribution
+ * bounding, the DP record of the model) and three methods:
+ *
+ *   popularity  noisy bounded item counts;
+ *   itemknn     noisy bounded item and pair counts (the co-occurrence
+ *               release of src/dp/cooc.c), then the similarity on them;
+ *   ease        the bounded Gram X^T X with symmetric discrete Gaussian
+ *               noise, then the EASE closed form on it.
+ *
+ * Every method first bounds each shopper's contribution to at most m items
+ * of the vocabulary (a uniformly random subset drawn from the CSPRNG when
+ * they have more), each kept item weighing 1 (weights binarised), then adds
+ * noise calibrated to the sensitivity of that bounded statistic; what comes
+ * after the noise is post-processing. docs/models.md "DP training" derives
+ * each sensitivity.
+ */
+#include "model/model_internal.h"
+
+#include "dp/release_internal.h"
+
+#include <privguide/dp.h>
+#include <privguide/release.h>
+#include <privguide/store.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Default contribution bounds m, chosen on the Online Retail temporal
+ * validation split (docs/models.md "DP training"). */
+#define DP_DEFAULT_M_POPULARITY 32
+#define DP_DEFAULT_M_ITEMKNN 16
+#define DP_DEFAULT_M_EASE 32
+#define DP_MAX_M 1024
+#define DP_SELECT_SHARE 0.1
+#define DP_KNN_MAX_ITEMS 5000
+/* DP-EASE: the noisy Gram's eigenvalues below DP_EASE_THETA sigma sqrt(n)
+ * are dropped (the noise matrix's spectral norm is about 2 sigma sqrt(n)),
+ * and every row of B gets a popularity prior of DP_EASE_POP_PRIOR times its
+ * rms; both chosen on the validation split. */
+#define DP_EASE_THETA 2.0
+#define DP_EASE_POP_PRIOR 1.0
+/* DP-EASE solves over the items of largest noisy count (post-processing):
+ * a smaller noise matrix to invert; chosen on the validation split */
+#define DP_EASE_TOP_ITEMS 1000
+
+const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v)
+{
+    switch (v) {
+    case PVG_DP_VOCAB_CATALOG:
+        return "catalog";
+    case PVG_DP_VOCAB_LIST:
+        return "list";
+    case PVG_DP_VOCAB_SELECTED:
+        return "selected";
+    default:
+        return "";
+    }
+}
+
+pvg_status pvg_model_dp_info_get(const pvg_model *m, pvg_model_dp_info *out, pvg_error *err)
+{
+    if (!m || !out) return pvg_error_set(err, PVG_ERR_INVALID, "model dp info: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!(m->dp.epsilon > 0)) return PVG_OK;
+    out->is_dp = 1;
+    out->epsilon = m->dp.epsilon;
+    out->delta = m->dp.delta;
+    out->noise_multiplier = m->dp.noise_multiplier;
+    out->sensitivity = m->dp.sensitivity;
+    out->max_items = m->dp.max_items;
+    out->clip = m->dp.clip;
+    snprintf(out->mechanism, sizeof out->mechanism, "%s", m->dp.mechanism ? m->dp.mechanism : "");
+    out->vocabulary = m->dp_vocab;
+    return PVG_OK;
+}
+
+int pvg_dp_default_max_items(pvg_model_type t)
+{
+    switch (t) {
+    case PVG_MODEL_POPULARITY:
+        return DP_DEFAULT_M_POPULARITY;
+    case PVG_MODEL_ITEMKNN:
+        return DP_DEFAULT_M_ITEMKNN;
+    case PVG_MODEL_EASE:
+        return DP_DEFAULT_M_EASE;
+    case PVG_MODEL_IALS:
+        return PVG_DP_IALS_DEFAULT_M;
+    default:
+        return 0;
+    }
+}
+
+/* ---- the vocabulary ------------------------------------------------------ */
+
+typedef struct vocab {
+    char **ids;
+    size_t n, cap;
+    pvg_dp_vocabulary kind;
+    double epsilon, delta; /* spent choosing it */
+} vocab;
+
+static void vocab_free(vocab *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        free(v->ids[i]);
+    free(v->ids);
+    memset(v, 0, sizeof *v);
+}
+
+static int vocab_push(vocab *v, const char *id)
+{
+    if (v->n == v->cap) {
+        size_t nc = v->cap ? 2 * v->cap : 1024;
+        char **ni = realloc(v->ids, nc * sizeof *ni);
+        if (!ni) return -1;
+        v->ids = ni;
+        v->cap = nc;
+    }
+    if (!(v->ids[v->n] = strdup(id))) return -1;
+    v->n++;
+    return 0;
+}
+
+static int catalog_cb(void *ctx, const pvg_item *it)
+{
+    if (!it->catalog || !it->ext_id) return 0;
+    return vocab_push(ctx, it->ext_id) ? 1 : 0;
+}
+
+/* ids with their positions, sorted by id (binary search) */
+typedef struct id_ref {
+    const char *s;
+    uint32_t i;
+} id_ref;
+static int cmp_ref(const void *a, const void *b)
+{
+    return strcmp(((const id_ref *)a)->s, ((const id_ref *)b)->s);
+}
+
+static id_ref *sorted_refs(char *const *ids, size_t n)
+{
+    id_ref *r = malloc((n ? n : 1) * sizeof *r);
+    if (!r) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        r[i].s = ids[i];
+        r[i].i = (uint32_t)i;
+    }
+    qsort(r, n, sizeof *r, cmp_ref);
+    return r;
+}
+
+static long find_ref(const id_ref *r, size_t n, const char *s)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(r[mid].s, s);
+        if (c == 0) return (long)r[mid].i;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* A uniformly random subset of min(m, n) of the n entries of a[] (partial
+ * Fisher-Yates: the first k slots), then sorted ascending. Returns k. */
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static size_t bound_subset(pvg_rng *rng, uint32_t *a, size_t n, size_t m)
+{
+    if (n <= m) return n;
+    for (size_t j = 0; j < m; j++) {
+        size_t r = j + (size_t)pvg_rng_uniform(rng, (uint64_t)(n - j));
+        uint32_t t = a[j];
+        a[j] = a[r];
+        a[r] = t;
+    }
+    qsort(a, m, sizeof *a, cmp_u32);
+    return m;
+}
+
+/* DP partition selection over the dataset's items: each shopper's distinct
+ * items bounded to m, a distinct-shopper count per item, kept when its
+ * Laplace-noised count clears the threshold (pvg_dp_partition_rule). */
+static pvg_status vocab_select(const pvg_dataset *ds, const pvg_csr *R, pvg_rng *rng, int m,
+                               double eps, double delta, vocab *v, pvg_error *err)
+{
+    pvg_dp_partition_rule rule;
+    pvg_status st = pvg_dp_partition_rule_make(eps, delta, m, &rule, err);
+    if (st != PVG_OK) return st;
+    int64_t *cnt = calloc(R->n_cols ? R->n_cols : 1, sizeof *cnt);
+    uint32_t *buf = malloc((R->n_cols ? R->n_cols : 1) * sizeof *buf);
+    if (!cnt || !buf) {
+        free(cnt);
+        free(buf);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    }
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t n = (size_t)(R->indptr[u + 1] - R->indptr[u]);
+        memcpy(buf, R->indices + R->indptr[u], n * sizeof *buf);
+        size_t k = bound_subset(rng, buf, n, (size_t)m);
+        for (size_t j = 0; j < k; j++)
+            cnt[buf[j]]++;
+    }
+    free(buf);
+    for (size_t i = 0; i < R->n_cols; i++)
+        if (pvg_dp_partition_keep(rng, &rule, cnt[i], NULL) && vocab_push(v, ds->item_ids[i])) {
+            free(cnt);
+            return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        }
+    free(cnt);
+    v->kind = PVG_DP_VOCAB_SELECTED;
+    v->epsilon = eps;
+    v->delta = delta;
+    if (v->n == 0)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: partition selection kept no item (epsilon %g, delta %g, m %d: "
+                             "threshold %lld shoppers); name a public item list instead",
+                             eps, delta, m, (long long)rule.threshold);
+    return PVG_OK;
+}
+
+static pvg_status vocab_choose(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
+                               pvg_rng *rng, int m, vocab *v, pvg_error *err)
+{
+    memset(v, 0, sizeof *v);
+    pvg_status st = PVG_OK;
+    if (ds->store) {
+        v->kind = PVG_DP_VOCAB_CATALOG;
+        st = pvg_store_items_foreach(ds->store, catalog_cb, v, err);
+        if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        if (st == PVG_OK && v->n == 0)
+            st = pvg_error_set(err, PVG_ERR_INVALID,
+                               "dp: the store has no catalog items (the public vocabulary of a DP "
+                               "model); import the catalog first");
+    } else if (p->dp_items) {
+        v->kind = PVG_DP_VOCAB_LIST;
+        for (size_t i = 0; i < p->dp_n_items && st == PVG_OK; i++) {
+            if (!p->dp_items[i] || !p->dp_items[i][0])
+                st = pvg_error_set(err, PVG_ERR_INVALID, "dp: item list entry %zu is empty", i);
+            else if (vocab_push(v, p->dp_items[i]))
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        }
+        if (st == PVG_OK && v->n == 0)
+            st = pvg_error_set(err, PVG_ERR_INVALID, "dp: the item list is empty");
+    } else {
+        double share = p->dp_select_share > 0 ? p->dp_select_share : DP_SELECT_SHARE;
+        if (!(share < 1))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "dp: dp_select_share must be in (0, 1), got %g", share);
+        if (!(p->dp_delta > 0))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "dp: without a public item list, the items are chosen by DP "
+                                 "partition selection, which needs delta > 0");
+        st = vocab_select(ds, R, rng, m, share * p->dp_epsilon, p->dp_delta / 2, v, err);
+    }
+    if (st == PVG_OK && v->kind != PVG_DP_VOCAB_SELECTED) {
+        /* a public list: no duplicates */
+        id_ref *r = sorted_refs(v->ids, v->n);
+        if (!r) return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        for (size_t i = 1; i < v->n && st == PVG_OK; i++)
+            if (strcmp(r[i - 1].s, r[i].s) == 0)
+                st = pvg_error_set(err, PVG_ERR_INVALID, "dp: item '%s' is listed twice", r[i].s);
+        free(r);
+    }
+    if (st == PVG_OK && v->n >= 0x7fffffffu)
+        st = pvg_error_set(err, PVG_ERR_INVALID, "dp: %zu items in the vocabulary", v->n);
+    return st;
+}
+
+/* R restricted to the vocabulary: column of ds item i is col_of[i] (or
+ * none); rows sorted by the new columns. */
+typedef struct col_w {
+    uint32_t c;
+    float w;
+} col_w;
+static int cmp_col_w(const void *a, const void *b)
+{
+    uint32_t x = ((const col_w *)a)->c, y = ((const col_w *)b)->c;
+    return x < y ? -1 : x > y;
+}
+
+static pvg_status restrict_matrix(const pvg_csr *R, const vocab *v, char *const *ds_ids,
+                                  pvg_csr *out, pvg_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t ni = R->n_cols;
+    uint32_t *col_of = malloc((ni ? ni : 1) * sizeof *col_of);
+    id_ref *vr = sorted_refs(v->ids, v->n);
+    if (!col_of || !vr) {
+        free(col_of);
+        free(vr);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    }
+    for (size_t i = 0; i < ni; i++) {
+        long c = find_ref(vr, v->n, ds_ids[i]);
+        col_of[i] = c < 0 ? UINT32_MAX : (uint32_t)c;
+    }
+    free(vr);
+    size_t nnz = 0;
+    for (size_t q = 0; q < R->nnz; q++)
+        nnz += col_of[R->indices[q]] != UINT32_MAX;
+    out->n_rows = R->n_rows;
+    out->n_cols = v->n;
+    out->nnz = nnz;
+    out->indptr = malloc((R->n_rows + 1) * sizeof *out->indptr);
+    out->indices = malloc((nnz ? nnz : 1) * sizeof *out->indices);
+    out->data = malloc((nnz ? nnz : 1) * sizeof *out->data);
+    col_w *row = malloc((ni ? ni : 1) * sizeof *row);
+    if (!out->indptr || !out->indices || !out->data || !row) {
+        free(col_of);
+        free(row);
+        pvg_csr_free(out);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    }
+    size_t o = 0;
+    out->indptr[0] = 0;
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t k = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++) {
+            uint32_t c = col_of[R->indices[q]];
+            if (c == UINT32_MAX) continue;
+            row[k].c = c;
+            row[k].w = R->data[q];
+            k++;
+        }
+        qsort(row, k, sizeof *row, cmp_col_w);
+        for (size_t j = 0; j < k; j++) {
+            out->indices[o] = row[j].c;
+            out->data[o] = row[j].w;
+            o++;
+        }
+        out->indptr[u + 1] = o;
+    }
+    free(row);
+    free(col_of);
+    return PVG_OK;
+}
+
+/* ---- shared pieces --------------------------------------------------------- */
+
+pvg_status pvg_dp_bound_rows(const pvg_dp_train *t, pvg_csr *X, pvg_error *err)
+{
+    memset(X, 0, sizeof *X);
+    const pvg_csr *R = t->R;
+    size_t m = (size_t)t->max_items, nnz = 0;
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t n = (size_t)(R->indptr[u + 1] - R->indptr[u]);
+        nnz += n < m ? n : m;
+    }
+    X->n_rows = R->n_rows;
+    X->n_cols = R->n_cols;
+    X->nnz = nnz;
+    X->indptr = malloc((R->n_rows + 1) * sizeof *X->indptr);
+    X->indices = malloc((nnz ? nnz : 1) * sizeof *X->indices);
+    X->data = malloc((nnz ? nnz : 1) * sizeof *X->data);
+    uint32_t *buf = malloc((R->n_cols ? R->n_cols : 1) * sizeof *buf);
+    if (!X->indptr || !X->indices || !X->data || !buf) {
+        free(buf);
+        pvg_csr_free(X);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    }
+    size_t o = 0;
+    X->indptr[0] = 0;
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t n = (size_t)(R->indptr[u + 1] - R->indptr[u]);
+        memcpy(buf, R->indices + R->indptr[u], n * sizeof *buf);
+        size_t k = bound_subset(t->rng, buf, n, m);
+        for (size_t j = 0; j < k; j++) {
+            X->indices[o] = buf[j];
+            X->data[o] = 1.0f;
+            o++;
+        }
+        X->indptr[u + 1] = o;
+    }
+    free(buf);
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_model_new(const pvg_dp_train *t, pvg_model **out, pvg_error *err)
+{
+    pvg_status st = pvg_model_new_common(&t->vds, t->R, t->p, out, err);
+    if (st != PVG_OK) return st;
+    (*out)->params.dp_items = NULL;
+    (*out)->params.dp_n_items = 0;
+    return PVG_OK;
+}
+
+/* The epsilon the method calibrates to: t->epsilon, or, with an expert
+ * noise multiplier s (noise std = s x sensitivity), the epsilon that noise
+ * gives at t->delta (Gaussian: the zCDP bound rho = 1/(2 s^2); Laplace:
+ * 1/s), refused when above t->epsilon. */
+static pvg_status method_epsilon(const pvg_dp_train *t, int gaussian, double *eps, pvg_error *err)
+{
+    *eps = t->epsilon;
+    double s = t->p->dp_noise_multiplier;
+    if (!(s > 0)) return PVG_OK;
+    double e = gaussian ? pvg_dp_zcdp_to_epsilon(1.0 / (2 * s * s), t->delta) : 1.0 / s;
+    if (!(e <= t->epsilon * (1 + 1e-9)))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: noise multiplier %g gives epsilon %g at delta %g, above the "
+                             "epsilon %g available to the method",
+                             s, e, t->delta, t->epsilon);
+    *eps = e < t->epsilon ? e : t->epsilon;
+    return PVG_OK;
+}
+
+static void report_fill(pvg_dp_train *t, const rel_noise *nz, double sens, const char *mech)
+{
+    t->rep.epsilon = nz->epsilon;
+    t->rep.delta = nz->delta;
+    t->rep.sensitivity = sens;
+    t->rep.noise_multiplier = nz->scale / sens;
+    t->rep.max_items = t->max_items;
+    t->rep.clip = 0;
+    t->rep.mechanism = mech;
+}
+
+/* ---- DP popularity ------------------------------------------------------------ */
+
+static pvg_status pop_counts(pvg_dp_train *t, double **cnt, pvg_error *err)
+{
+    pvg_csr X;
+    pvg_status st = pvg_dp_bound_rows(t, &X, err);
+    if (st != PVG_OK) return st;
+    *cnt = calloc(X.n_cols ? X.n_cols : 1, sizeof **cnt);
+    if (!*cnt) {
+        pvg_csr_free(&X);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    }
+    for (size_t q = 0; q < X.nnz; q++)
+        (*cnt)[X.indices[q]] += 1.0;
+    pvg_csr_free(&X);
+    return PVG_OK;
+}
+
+pvg_status pvg_train_dp_popularity(pvg_dp_train *t, pvg_model **out, pvg_error *err)
+{
+    *out = NULL;
+    int gaussian = t->delta > 0;
+    double m = t->max_items, eps;
+    pvg_status st = method_epsilon(t, gaussian, &eps, err);
+    if (st != PVG_OK) return st;
+    /* one shopper moves at most m counts, each by 1: L1 = m, L2^2 = m */
+    rel_noise nz;
+    st = rel_noise_make(gaussian, m, m, eps, gaussian ? t->delta : 0, &nz, err);
+    if (st != PVG_OK) return st;
+    double *cnt;
+    if ((st = pop_counts(t, &cnt, err)) != PVG_OK) return st;
+    size_t n = t->R->n_cols;
+    float *pop = malloc((n ? n : 1) * sizeof *pop);
+    if (!pop) {
+        free(cnt);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = cnt[i] + (double)rel_noise_draw(t->rng, &nz);
+        pop[i] = v > 0 ? (float)v : 0.0f; /* post-processing */
+    }
+    free(cnt);
+    pvg_model *md;
+    if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) {
+        free(pop);
+        return st;
+    }
+    pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
+    report_fill(t, &nz, gaussian ? sqrt(m) : m,
+                gaussian ? "dp-popularity/discrete-gaussian" : "dp-popularity/discrete-laplace");
+    *out = md;
+    return PVG_OK;
+}
+
+/* ---- DP item-kNN --------------------------------------------------------------- */
+
+/* The bounded item and pair counts (the co-occurrence release's counting:
+ * each shopper's distinct items reduced to a uniformly random m). */
+static pvg_status knn_counts(pvg_dp_train *t, pvg_dp_cooc_counts **cc, pvg_error *err)
+{
+    size_t n = t->R->n_cols;
+    if (n < 2 || n > DP_KNN_MAX_ITEMS)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp itemknn: the vocabulary has %zu items; the noisy co-occurrences "
+                             "cover 2 to %d (name a smaller item list)",
+                             n, DP_KNN_MAX_ITEMS);
+    int64_t *ids = malloc(n * sizeof *ids);
+    if (!ids) return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (int64_t)i;
+    pvg_status st = pvg_dp_cooc_counts_new(ids, n, t->max_items, cc, err);
+    for (size_t u = 0; st == PVG_OK && u < t->R->n_rows; u++) {
+        uint64_t b = t->R->indptr[u], e = t->R->indptr[u + 1];
+        for (uint64_t q = b; q < e; q++)
+            ids[q - b] = t->R->indices[q];
+        st = pvg_dp_cooc_counts_add_user(*cc, t->rng, ids, (size_t)(e - b), err);
+    }
+    free(ids);
+    if (st != PVG_OK) {
+        pvg_dp_cooc_counts_free(*cc);
+        *cc = NULL;
+    }
+    return st;
+}
+
+pvg_status pvg_train_dp_itemknn(pvg_dp_train *t, pvg_model **out, pvg_error *err)
+{
+    *out = NULL;
+    int gaussian = t->delta > 0;
+    double eps, m = t->max_items;
+    pvg_status st = method_epsilon(t, gaussian, &eps, err);
+    if (st != PVG_OK) return st;
+    pvg_dp_cooc_counts *cc;
+    if ((st = knn_counts(t, &cc, err)) != PVG_OK) return st;
+    size_t n = t->R->n_cols;
+    pvg_dp_cooc_params cp;
+    pvg_dp_cooc_params_init(&cp);
+    cp.epsilon = eps;
+    cp.delta = gaussian ? t->delta : 0;
+    cp.mechanism = gaussian ? PVG_DP_RELEASE_GAUSSIAN : PVG_DP_RELEASE_LAPLACE;
+    cp.k = (size_t)t->p->neighbors < n - 1 ? (size_t)t->p->neighbors : n - 1;
+    cp.allow_insecure_rng = t->p->dp_allow_insecure_rng;
+    pvg_dp_cooc *r;
+    st = pvg_dp_cooc_release(cc, t->rng, &cp, &r, err);
+    pvg_dp_cooc_counts_free(cc);
+    if (st != PVG_OK) return st;
+    /* rows of the release are the ids ascending: row i is vocabulary item i */
+    size_t nnz = 0;
+    for (size_t i = 0; i < n; i++)
+        nnz += r->n_similar[i];
+    uint64_t *ptr = malloc((n + 1) * sizeof *ptr);
+    uint32_t *idx = malloc((nnz ? nnz : 1) * sizeof *idx);
+    float *sim = malloc((nnz ? nnz : 1) * sizeof *sim);
+    float *pop = malloc(n * sizeof *pop);
+    pvg_model *md = NULL;
+    if (!ptr || !idx || !sim || !pop) st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    if (st == PVG_OK) st = pvg_dp_model_new(t, &md, err);
+    if (st != PVG_OK) {
+        free(ptr), free(idx), free(sim), free(pop);
+        pvg_dp_cooc_free(r);
+        return st;
+    }
+    /* the non-private kNN's shrinkage on the noisy normalised counts:
+     * score * s / (s + shrink) with s = sqrt of the floored noisy counts'
+     * product, i.e. cooc / (sqrt(c_i c_j) + shrink) (post-processing) */
+    double shrink = t->p->shrink, floor_ = 3 * r->info.noise_scale;
+    if (floor_ < 1) floor_ = 1;
+    size_t o = 0;
+    ptr[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        double ci = (double)r->noisy_pop[i] > floor_ ? (double)r->noisy_pop[i] : floor_;
+        pop[i] = r->noisy_pop[i] > 0 ? (float)r->noisy_pop[i] : 0.0f;
+        for (size_t a = 0; a < r->n_similar[i]; a++) {
+            const pvg_dp_similar *s = &r->similar[i * r->k + a];
+            double cj =
+                (double)r->noisy_pop[s->item] > floor_ ? (double)r->noisy_pop[s->item] : floor_;
+            double d = sqrt(ci * cj);
+            idx[o] = (uint32_t)s->item;
+            sim[o] = (float)((double)s->noisy_cooc / (d + shrink));
+            o++;
+        }
+        ptr[i + 1] = o;
+    }
+    md->knn_nnz = nnz;
+    pvg_model_set_section(md, PVG_SEC_KNN_INDPTR, ptr, 8 * (n + 1));
+    pvg_model_set_section(md, PVG_SEC_KNN_IDX, idx, 4 * nnz);
+    pvg_model_set_section(md, PVG_SEC_KNN_SIM, sim, 4 * nnz);
+    pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
+    /* m item counts + m(m-1)/2 pair counts move by 1: L1 = L2^2 = m(m+1)/2 */
+    double s2 = m * (m + 1) / 2;
+    t->rep.epsilon = r->info.epsilon;
+    t->rep.delta = r->info.delta;
+    t->rep.sensitivity = gaussian ? sqrt(s2) : s2;
+    t->rep.noise_multiplier = r->info.noise_scale / t->rep.sensitivity;
+    t->rep.max_items = t->max_items;
+    t->rep.clip = 0;
+    t->rep.mechanism =
+        gaussian ? "dp-itemknn/discrete-gaussian-cooc" : "dp-itemknn/discrete-laplace-cooc";
+    pvg_dp_cooc_free(r);
+    *out = md;
+    return PVG_OK;
+}
+
+/* ---- DP-EASE --------------------------------------------------------------------- */
+
+/* G (n x n, row-major) gets the upper triangle (i <= j) of X^T X. */
+static void gram_upper(const pvg_csr *X, float *G)
+{
+    size_t n = X->n_cols;
+    for (size_t u = 0; u < X->n_rows; u++)
+        for (uint64_t a = X->indptr[u]; a < X->indptr[u + 1]; a++) {
+            float *row = G + (size_t)X->indices[a] * n;
+            for (uint64_t b = a; b < X->indptr[u + 1]; b++)
+                row[X->indices[b]] += 1.0f;
+        }
+}
+
+/* items by noisy count, descending (ties: lower index first) */
+typedef struct pop_idx {
+    float pop;
+    uint32_t i;
+} pop_idx;
+static int cmp_pop_desc(const void *a, const void *b)
+{
+    const pop_idx *x = a, *y = b;
+    if (x->pop != y->pop) return x->pop > y->pop ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+typedef struct noise_ctx {
+    float *G;
+    size_t n, block;
+    pvg_rng **rngs;
+    const rel_noise *nz;
+} noise_ctx;
+
+static void noise_range(void *vctx, int tid, size_t b, size_t e)
+{
+    (void)tid;
+    noise_ctx *c = vctx;
+    for (size_t blk = b; blk < e; blk++) {
+        pvg_rng *rng = c->rngs[blk];
+        size_t i1 = (blk + 1) * c->block < c->n ? (blk + 1) * c->block : c->n;
+        for (size_t i = blk * c->block; i < i1; i++)
+            for (size_t j = i + 1; j < c->n; j++) {
+                float v = c->G[i * c->n + j] + (float)rel_noise_draw(rng, c->nz);
+                c->G[i * c->n + j] = v;
+                c->G[j * c->n + i] = v;
+            }
+    }
+}
+
+#define NOISE_BLOCK 32
+
+/* Symmetric noise on G's strict upper triangle (mirrored; the diagonal has
+ * its noise already), rows in blocks, each
+ * block with its own child generator split from t->rng in block order (so
+ * the draws do not depend on the threads). */
+static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const rel_noise *nz,
+                                pvg_error *err)
+{
+    size_t nb = (n + NOISE_BLOCK - 1) / NOISE_BLOCK;
+    pvg_rng **rngs = calloc(nb ? nb : 1, sizeof *rngs);
+    if (!rngs) return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    pvg_status st = PVG_OK;
+    for (size_t b = 0; b < nb; b++)
+        if (!(rngs[b] = pvg_rng_split(t->rng))) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+            break;
+        }
+    if (st == PVG_OK) {
+        noise_ctx c = {G, n, NOISE_BLOCK, rngs, nz};
+        st = pvg_parallel_for(t->threads, nb, 1, noise_range, &c);
+        if (st != PVG_OK) st = pvg_error_set(err, st, "dp: cannot start the noise threads");
+    }
+    for (size_t b = 0; b < nb; b++)
+        pvg_rng_free(rngs[b]);
+    free(rngs);
+    return st;
+}
+
+/* Spectral denoising (post-processing): G = Q diag(l) Q^T, the eigenvalues
+ * below tau (the noise's spectral edge is about 2 sigma sqrt(n)) dropped, and
+ * P = Q diag(1 / (l' + lambda)) Q^T, l' = l when l >= tau, else 0, written
+ * over G. */
+static pvg_status ease_inverse_spectral(float *G, size_t n, double lambda, double tau, int threads,
+                                        size_t *kept, pvg_error *err)
+{
+    float *A = malloc((n ? n * n : 1) * sizeof *A), *w = malloc((n ? n : 1) * sizeof *w);
+    float *Qs = malloc((n ? n * n : 1) * sizeof *Qs);
+    if (!A || !w || !Qs) {
+        free(A), free(w), free(Qs);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    }
+    memcpy(A, G, n * n * sizeof *A);
+    pvg_blas_threaded_begin(threads);
+    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, A, (lapack_int)n, w);
+    if (rc == 0) {
+        /* G <- Q diag(d) Q^T, d = 1/(l' + lambda): columns scaled by sqrt(d) */
+        *kept = 0;
+        for (size_t k = 0; k < n; k++)
+            *kept += w[k] >= tau;
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; k < n; k++) {
+                double l = w[k] >= tau ? w[k] : 0;
+                Qs[i * n + k] = (float)(A[i * n + k] / sqrt(l + lambda));
+            }
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)n, (int)n, 1.0f, Qs, (int)n, 0.0f,
+                    G, (int)n);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                G[j * n + i] = G[i * n + j];
+    }
+    pvg_blas_threaded_end();
+    free(A), free(w), free(Qs);
+    if (rc != 0)
+        return pvg_error_set(err, PVG_ERR_INTERNAL,
+                             "dp ease: the eigen-decomposition failed (LAPACK info %d)", (int)rc);
+    return PVG_OK;
+}
+
+pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
+{
+    *out = NULL;
+    size_t n = t->R->n_cols;
+    if (!(t->delta > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp ease: the Gaussian mechanism needs delta in (0, 1)");
+    if (n > PVG_EASE_MAX_ITEMS)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp ease: the vocabulary has %zu items; EASE keeps a dense item-item "
+                             "matrix of at most %d",
+                             n, PVG_EASE_MAX_ITEMS);
+    /* the noisy Gram (then B); the solved block, its eigenvectors and their scaled copy */
+    double bytes =
+        4.0 * (double)n * (double)n + 12.0 * (double)DP_EASE_TOP_ITEMS * (double)DP_EASE_TOP_ITEMS;
+    if (t->p->max_memory_mb > 0 && bytes > t->p->max_memory_mb * 1048576.0)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp ease: %zu items need about %.0f MiB, above the limit of %.0f MiB "
+                             "(--max-memory)",
+                             n, bytes / 1048576.0, t->p->max_memory_mb);
+    double eps, m = t->max_items;
+    pvg_status st = method_epsilon(t, 1, &eps, err);
+    if (st != PVG_OK) return st;
+    /* one shopper adds x x^T, x binary with <= m ones: m diagonal and
+     * m(m-1)/2 upper entries move by 1; L2^2 of the upper triangle is
+     * m(m+1)/2 (the full symmetric matrix moves by m in Frobenius norm) */
+    double s2 = m * (m + 1) / 2;
+    rel_noise nz;
+    if ((st = rel_noise_make(1, s2, s2, eps, t->delta, &nz, err)) != PVG_OK) return st;
+    pvg_csr X;
+    if ((st = pvg_dp_bound_rows(t, &X, err)) != PVG_OK) return st;
+    float *G = calloc(n ? n * n : 1, sizeof *G);
+    float *pop = malloc((n ? n : 1) * sizeof *pop);
+    if (!G || !pop) {
+        free(G), free(pop);
+        pvg_csr_free(&X);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    }
+    gram_upper(&X, G);
+    pvg_csr_free(&X);
+    /* Noise is drawn for the coordinates the output uses: the diagonal (the
+     * bounded buyer counts), then the upper triangle of the block of the
+     * items chosen by it. Drawing every other coordinate too and discarding
+     * it would give the same output distribution. */
+    for (size_t i = 0; i < n; i++) {
+        G[i * n + i] += (float)rel_noise_draw(t->rng, &nz);
+        pop[i] = G[i * n + i] > 0 ? G[i * n + i] : 0.0f;
+    }
+    /* post-processing: EASE over the ns items of largest noisy count (the
+     * others' rows and columns of B stay 0), a smaller noise matrix to
+     * invert */
+    size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
+    uint32_t *sel = malloc((n ? n : 1) * sizeof *sel);
+    pop_idx *pi = malloc((n ? n : 1) * sizeof *pi);
+    float *Gs = ns < n ? malloc(ns * ns * sizeof *Gs) : G;
+    if (!sel || !pi || !Gs) {
+        if (Gs != G) free(Gs);
+        free(sel), free(pi), free(G), free(pop);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        pi[i].pop = pop[i];
+        pi[i].i = (uint32_t)i;
+    }
+    qsort(pi, n, sizeof *pi, cmp_pop_desc);
+    for (size_t i = 0; i < n; i++)
+        sel[i] = pi[i].i;
+    free(pi);
+    qsort(sel, ns, sizeof *sel, cmp_u32);
+    if (ns < n) {
+        for (size_t a = 0; a < ns; a++)
+            for (size_t b = a; b < ns; b++) /* sel ascending: G's upper triangle */
+                Gs[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
+    }
+    st = add_sym_noise(t, Gs, ns, &nz, err);
+    if (st != PVG_OK) {
+        if (Gs != G) free(Gs);
+        free(sel), free(G), free(pop);
+        return st;
+    }
+    size_t kept = 0;
+    st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda,
+                               DP_EASE_THETA * nz.scale * sqrt((double)ns), t->threads, &kept, err);
+    pvg_model *md = NULL;
+    if (st == PVG_OK) st = pvg_dp_model_new(t, &md, err);
+    if (st != PVG_OK) {
+        if (Gs != G) free(Gs);
+        free(sel), free(G), free(pop);
+        return st;
+    }
+    /* B_ij = -P_ij / P_jj, diag 0 */
+    for (size_t i = 0; i < ns; i++) {
+        float *row = Gs + i * ns;
+        for (size_t j = 0; j < ns; j++)
+            if (j != i) row[j] = -row[j] / Gs[j * ns + j];
+    }
+    for (size_t i = 0; i < ns; i++)
+        Gs[i * ns + i] = 0;
+    if (Gs != G) {
+        memset(G, 0, n * n * sizeof *G);
+        for (size_t a = 0; a < ns; a++)
+            for (size_t b = 0; b < ns; b++)
+                G[(size_t)sel[a] * n + sel[b]] = Gs[a * ns + b];
+        free(Gs);
+    }
+    free(sel);
+    /* a popularity prior (post-processing): every row of B gets
+     * beta * rms(B) * pop_j / max(pop), so a history of h items adds h times
+     * that to item j's score: where the noisy Gram says little, the noisy
+     * popularity ranks */
+    double beta = DP_EASE_POP_PRIOR;
+    if (beta > 0) {
+        double ss = 0, pmax = 0;
+        size_t nz_b = 0;
+        for (size_t q = 0; q < n * n; q++)
+            if (G[q] != 0) {
+                ss += (double)G[q] * G[q];
+                nz_b++;
+            }
+        for (size_t j = 0; j < n; j++)
+            if (pop[j] > pmax) pmax = pop[j];
+        double rms = nz_b ? sqrt(ss / (double)nz_b) : 0;
+        if (pmax > 0 && rms > 0)
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++)
+                    if (j != i) G[i * n + j] += (float)(beta * rms * pop[j] / pmax);
+    }
+    pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
+    pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
+    report_fill(t, &nz, sqrt(s2), "dp-ease/discrete-gaussian-gram");
+    *out = md;
+    return PVG_OK;
+}
+
+/* ---- the statistic before its noise (tests) -------------------------------------- */
+
+pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
+                            double *sens, pvg_error *err)
+{
+    *vec = NULL;
+    *len = 0;
+    double m = t->max_items;
+    size_t n = t->R->n_cols;
+    pvg_status st;
+    if (type == PVG_MODEL_POPULARITY) {
+        if ((st = pop_counts(t, vec, err)) != PVG_OK) return st;
+        *len = n;
+        *sens = sqrt(m);
+        return PVG_OK;
+    }
+    if (type != PVG_MODEL_ITEMKNN && type != PVG_MODEL_EASE)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED, "dp statistic of %s",
+                             pvg_model_type_name(type));
+    double *v = malloc((n ? n * (n + 1) / 2 : 1) * sizeof *v);
+    if (!v) return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    size_t o = 0;
+    if (type == PVG_MODEL_ITEMKNN) {
+        pvg_dp_cooc_counts *cc;
+        if ((st = knn_counts(t, &cc, err)) != PVG_OK) {
+            free(v);
+            return st;
+        }
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i; j < n; j++)
+                v[o++] = (double)pvg_dp_cooc_counts_exact(cc, i, j);
+        pvg_dp_cooc_counts_free(cc);
+    } else {
+        pvg_csr X;
+        float *G = calloc(n ? n * n : 1, sizeof *G);
+        if (!G || (st = pvg_dp_bound_rows(t, &X, err)) != PVG_OK) {
+            free(G);
+            free(v);
+            return G ? st : pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        }
+        gram_upper(&X, G);
+        pvg_csr_free(&X);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i; j < n; j++)
+                v[o++] = G[i * n + j];
+        free(G);
+    }
+    *vec = v;
+    *len = o;
+    *sens = sqrt(m * (m + 1) / 2);
+    return PVG_OK;
+}
+
+/* ---- the framework ------------------------------------------------------------------ */
+
+/* A fingerprint of what a DP model releases (its item sections), never of
+ * the raw data. */
+static void public_fingerprint(pvg_model *m)
+{
+    static const int secs[] = {PVG_SEC_ITEM_STR, PVG_SEC_POPULARITY, PVG_SEC_ITEM_F,
+                               PVG_SEC_EASE_B,   PVG_SEC_KNN_INDPTR, PVG_SEC_KNN_IDX,
+                               PVG_SEC_KNN_SIM};
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, (const unsigned char *)"pvg-dp-model", 12, 32);
+    for (size_t i = 0; i < sizeof secs / sizeof *secs; i++)
+        if (m->sec[secs[i]]) crypto_generichash_update(&hs, m->sec[secs[i]], m->sec_len[secs[i]]);
+    crypto_generichash_final(&hs, m->fingerprint, 32);
+}
+
+pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
+                        pvg_model **out, pvg_train_stats *stats, pvg_error *err)
+{
+    *out = NULL;
+    if (stats) memset(stats, 0, sizeof *stats);
+    double t0 = pvg_now_seconds();
+    switch (p->type) {
+    case PVG_MODEL_POPULARITY:
+    case PVG_MODEL_ITEMKNN:
+    case PVG_MODEL_EASE:
+    case PVG_MODEL_IALS: /* DP-iALS (Chien et al. 2021), dp_ials.c */
+        break;
+    default:
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp training of %s is not available (DP trainers: popularity, "
+                             "itemknn, ease, ials)",
+                             pvg_model_type_name(p->type));
+    }
+    if (!(p->dp_epsilon > 0) || isinf(p->dp_epsilon))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: epsilon must be a finite number > 0, got %g", p->dp_epsilon);
+    if (!(p->dp_delta >= 0 && p->dp_delta < 1))
+        return pvg_error_set(err, PVG_ERR_INVALID, "dp: delta must be in [0, 1), got %g",
+                             p->dp_delta);
+    if (p->type == PVG_MODEL_EASE && !(p->dp_delta > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp ease: the Gaussian mechanism needs delta in (0, 1), got %g",
+                             p->dp_delta);
+    if (!(p->dp_noise_multiplier >= 0) || isinf(p->dp_noise_multiplier))
+        return pvg_error_set(err, PVG_ERR_INVALID, "dp: noise multiplier must be >= 0, got %g",
+                             p->dp_noise_multiplier);
+    int m = p->dp_max_items ? p->dp_max_items : pvg_dp_default_max_items(p->type);
+    int m_lo = p->type == PVG_MODEL_ITEMKNN ? 2 : 1;
+    if (m < m_lo || m > DP_MAX_M)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp: max items per shopper must be in %d..%d, got %d", m_lo, DP_MAX_M,
+                             m);
+    if (p->type == PVG_MODEL_ITEMKNN && (p->neighbors < 1 || !(p->shrink >= 0)))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "itemknn: neighbors must be >= 1 and shrink >= 0");
+    if (p->type == PVG_MODEL_EASE && !(p->ease_lambda >= 0))
+        return pvg_error_set(err, PVG_ERR_INVALID, "ease: lambda must be >= 0");
+    if (R->nnz == 0) return pvg_error_set(err, PVG_ERR_INVALID, "no interactions to train on");
+    pvg_rng *rng = p->dp_rng, *own = NULL;
+    if (rng) {
+        pvg_status st = pvg_rng_require_secure(rng, p->dp_allow_insecure_rng, "DP training", err);
+        if (st != PVG_OK) return st;
+    } else if (!(rng = own = pvg_rng_new_secure())) {
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp: cannot create the noise generator");
+    }
+    vocab v;
+    pvg_status st = vocab_choose(ds, R, p, rng, m, &v, err);
+    pvg_csr Rv = {0};
+    if (st == PVG_OK) st = restrict_matrix(R, &v, ds->item_ids, &Rv, err);
+    pvg_model *md = NULL;
+    if (st == PVG_OK) {
+        pvg_dp_train t;
+        memset(&t, 0, sizeof t);
+        t.ds = ds;
+        t.vds = *ds;
+        t.vds.item_ids = v.ids;
+        t.vds.n_items = v.n;
+        t.R = &Rv;
+        t.p = p;
+        t.rng = rng;
+        t.epsilon = p->dp_epsilon - v.epsilon;
+        t.delta = p->dp_delta - v.delta;
+        t.max_items = m;
+        t.threads = p->threads < 1 ? 1 : p->threads;
+        switch (p->type) {
+        case PVG_MODEL_POPULARITY:
+            st = pvg_train_dp_popularity(&t, &md, err);
+            break;
+        case PVG_MODEL_ITEMKNN:
+            st = pvg_train_dp_itemknn(&t, &md, err);
+            break;
+        case PVG_MODEL_IALS:
+            st = pvg_train_dp_ials_method(&t, &md, stats, err);
+            break;
+        default:
+            st = pvg_train_dp_ease(&t, &md, err);
+            break;
+        }
+        if (st == PVG_OK) {
+            pvg_model_bind(md);
+            md->dp = t.rep;
+            /* the whole run: the vocabulary's selection and the method
+             * compose (basic composition) */
+            md->dp.epsilon = t.rep.epsilon + v.epsilon;
+            md->dp.delta = t.rep.delta + v.delta;
+            md->dp_vocab = v.kind;
+            public_fingerprint(md);
+        }
+    }
+    pvg_csr_free(&Rv);
+    vocab_free(&v);
+    pvg_rng_free(own);
+    if (st != PVG_OK) return st;
+    if (stats) stats->train_seconds = pvg_now_seconds() - t0;
+    *out = md;
+    return PVG_OK;
+}

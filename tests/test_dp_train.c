@@ -1,0 +1,437 @@
+/*
+ * test_dp_train.c - DP training (src/model/dp_train.c): for each method the
+ * neighbouring-dataset check of its sensitivity (one shopper with 10 m items
+ * added: the statistic the noise is added to moves by exactly the
+ * sensitivity the trainer calibrates to, which clipping to m makes finite),
+ * the DP record of the model and of its file (old files read as not DP),
+ * the public vocabulary, the refusal of the deterministic generator without
+ * the opt-in, and the refusal of types without a DP trainer.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define N_ITEMS 30
+#define N_USERS 40
+#define M 3
+
+static const char *item_name(int i)
+{
+    static char names[N_ITEMS + 1][8];
+    snprintf(names[i], sizeof names[i], "i%d", i);
+    return names[i];
+}
+
+/* N_USERS shoppers with 2 to 11 items each (deterministic); heavy: one more
+ * shopper holding all N_ITEMS = 10 m items, added last. */
+static pvg_dataset *fixture(int heavy)
+{
+    pvg_dataset *ds;
+    unsigned char salt[16] = {1};
+    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, salt, &ds, NULL), PVG_OK);
+    uint64_t x = 99;
+    for (int u = 0; u < N_USERS; u++) {
+        char name[16];
+        snprintf(name, sizeof name, "u%d", u);
+        int k = 2 + u % 10;
+        for (int a = 0; a < k; a++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            pvg_event e;
+            memset(&e, 0, sizeof e);
+            e.type = PVG_EVENT_PURCHASE;
+            e.item = item_name((int)((x >> 33) % N_ITEMS));
+            e.ts = 1000 + a;
+            assert_int_equal(pvg_dataset_add_ext(ds, name, &e, NULL), PVG_OK);
+        }
+    }
+    if (heavy)
+        for (int i = 0; i < N_ITEMS; i++) {
+            pvg_event e;
+            memset(&e, 0, sizeof e);
+            e.type = PVG_EVENT_PURCHASE;
+            e.item = item_name(i);
+            e.ts = 2000;
+            assert_int_equal(pvg_dataset_add_ext(ds, "heavy", &e, NULL), PVG_OK);
+        }
+    return ds;
+}
+
+static void params(pvg_model_type t, pvg_train_params *p, pvg_rng *rng)
+{
+    pvg_train_params_default(t, p);
+    p->dp_epsilon = 2;
+    p->dp_delta = 1e-6;
+    p->dp_max_items = M;
+    p->dp_rng = rng;
+    p->dp_allow_insecure_rng = 1;
+    p->ease_lambda = 5;
+    p->neighbors = 10;
+}
+
+/* The statistic before noise of ds under a fresh generator of this seed. */
+static double *statistic(const pvg_dataset *ds, pvg_model_type type, int m, size_t *len,
+                         double *sens)
+{
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
+    pvg_train_params p;
+    params(type, &p, rng);
+    pvg_dp_train t;
+    memset(&t, 0, sizeof t);
+    t.ds = ds;
+    t.vds = *ds;
+    t.R = &R;
+    t.p = &p;
+    t.rng = rng;
+    t.epsilon = p.dp_epsilon;
+    t.delta = p.dp_delta;
+    t.max_items = m;
+    t.threads = 1;
+    double *v;
+    pvg_error err;
+    assert_int_equal(pvg_dp_statistic(&t, type, &v, len, sens, &err), PVG_OK);
+    pvg_rng_free(rng);
+    pvg_csr_free(&R);
+    return v;
+}
+
+/* Neighbouring datasets: the heavy shopper's 30 items are clipped to m, so
+ * the statistic moves by exactly the worst case the code calibrates to
+ * (sqrt(m) for the item counts, sqrt(m(m+1)/2) for the Gram's upper
+ * triangle); without the clipping it would move by sqrt(30) or sqrt(465). */
+static void neighbours(pvg_model_type type, double want)
+{
+    pvg_dataset *a = fixture(0), *b = fixture(1);
+    assert_int_equal(a->n_items, N_ITEMS);
+    assert_int_equal(b->n_items, N_ITEMS);
+    size_t la, lb;
+    double sa, sb;
+    double *va = statistic(a, type, M, &la, &sa), *vb = statistic(b, type, M, &lb, &sb);
+    assert_int_equal(la, lb);
+    assert_true(fabs(sa - want) < 1e-12 && fabs(sb - want) < 1e-12);
+    double d2 = 0, l1 = 0;
+    for (size_t i = 0; i < la; i++) {
+        double d = vb[i] - va[i];
+        assert_true(d == 0 || d == 1); /* one shopper adds, by 1 at most */
+        d2 += d * d;
+        l1 += fabs(d);
+    }
+    assert_true(sqrt(d2) <= sa + 1e-12);
+    assert_true(fabs(sqrt(d2) - sa) < 1e-12); /* the worst case is reached */
+    /* the trainer calibrates to the same figure */
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(3);
+    pvg_train_params p;
+    params(type, &p, rng);
+    const char *ids[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++)
+        ids[i] = item_name(i);
+    p.dp_items = ids;
+    p.dp_n_items = N_ITEMS;
+    pvg_model *m;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(b, &p, &m, NULL, &err), PVG_OK);
+    assert_true(fabs(m->dp.sensitivity - sa) < 1e-12);
+    assert_int_equal(m->dp.max_items, M);
+    assert_true(m->dp.epsilon > 0 && m->dp.epsilon <= 2 + 1e-12);
+    assert_true(fabs(m->dp.delta - 1e-6) < 1e-18);
+    assert_true(m->dp.noise_multiplier > 0.5);
+    pvg_model_free(m);
+    pvg_rng_free(rng);
+    free(va);
+    free(vb);
+    pvg_dataset_free(a);
+    pvg_dataset_free(b);
+}
+
+static void test_popularity_sensitivity(void **s)
+{
+    (void)s;
+    neighbours(PVG_MODEL_POPULARITY, sqrt(M));
+}
+
+static void test_itemknn_sensitivity(void **s)
+{
+    (void)s;
+    neighbours(PVG_MODEL_ITEMKNN, sqrt(M * (M + 1) / 2.0));
+}
+
+static void test_ease_sensitivity(void **s)
+{
+    (void)s;
+    neighbours(PVG_MODEL_EASE, sqrt(M * (M + 1) / 2.0));
+}
+
+/* Clipping draws a uniformly random m-subset: every item of the heavy
+ * shopper is kept sometimes, never more than m at once. */
+static void test_bounding_uniform(void **s)
+{
+    (void)s;
+    pvg_dataset *b = fixture(1);
+    int seen[N_ITEMS] = {0};
+    for (int rep = 0; rep < 200; rep++) {
+        pvg_csr R, X;
+        assert_int_equal(pvg_csr_build(b->n_users, b->n_items, b->n_ev, b->ev_user, b->ev_item,
+                                       b->ev_w, NULL, &R),
+                         PVG_OK);
+        pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(100 + (uint64_t)rep);
+        pvg_dp_train t;
+        memset(&t, 0, sizeof t);
+        t.R = &R;
+        t.rng = rng;
+        t.max_items = M;
+        pvg_error err;
+        assert_int_equal(pvg_dp_bound_rows(&t, &X, &err), PVG_OK);
+        for (size_t u = 0; u < X.n_rows; u++) {
+            assert_true(X.indptr[u + 1] - X.indptr[u] <= M);
+            for (uint64_t q = X.indptr[u]; q < X.indptr[u + 1]; q++)
+                assert_true(X.data[q] == 1.0f);
+        }
+        size_t h = X.n_rows - 1;
+        assert_int_equal(X.indptr[h + 1] - X.indptr[h], M);
+        for (uint64_t q = X.indptr[h]; q < X.indptr[h + 1]; q++)
+            seen[X.indices[q]]++;
+        pvg_csr_free(&X);
+        pvg_csr_free(&R);
+        pvg_rng_free(rng);
+    }
+    for (int i = 0; i < N_ITEMS; i++)
+        assert_true(seen[i] > 3 && seen[i] < 45); /* mean 20 */
+    pvg_dataset_free(b);
+}
+
+static void test_rng_and_parameters(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(0);
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(1);
+    pvg_train_params p;
+    params(PVG_MODEL_POPULARITY, &p, det);
+    const char *ids[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++)
+        ids[i] = item_name(i);
+    p.dp_items = ids;
+    p.dp_n_items = N_ITEMS;
+    pvg_model *m = NULL;
+    pvg_error err;
+    p.dp_allow_insecure_rng = 0; /* the deterministic generator without the opt-in */
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_POLICY);
+    assert_null(m);
+    p.dp_allow_insecure_rng = 1;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    pvg_model_free(m);
+    p.dp_rng = NULL; /* a CSPRNG of its own */
+    p.dp_allow_insecure_rng = 0;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    pvg_model_free(m);
+    /* types without a DP trainer are refused by name */
+    pvg_train_params q = p;
+    q.type = PVG_MODEL_BPR;
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.text, "bpr"));
+    /* parameters */
+    q = p;
+    q.type = PVG_MODEL_EASE;
+    q.dp_delta = 0; /* Gaussian: delta in (0,1) */
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_ERR_INVALID);
+    q = p;
+    q.dp_delta = 1;
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_ERR_INVALID);
+    q = p;
+    q.dp_epsilon = 0;
+    q.dp_noise_multiplier = 2; /* DP knobs without epsilon */
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_ERR_INVALID);
+    q = p;
+    q.dp_noise_multiplier = 0.01; /* gives far more epsilon than asked */
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_ERR_INVALID);
+    q = p;
+    q.dp_noise_multiplier = 20; /* less: the record says what it gives */
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_OK);
+    assert_true(m->dp.epsilon < 2 && m->dp.epsilon > 0);
+    assert_true(fabs(m->dp.noise_multiplier - 20) < 0.5);
+    pvg_model_free(m);
+    /* pure DP (delta 0): Laplace */
+    q = p;
+    q.dp_rng = det;
+    q.dp_allow_insecure_rng = 1;
+    q.dp_delta = 0;
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_OK);
+    assert_non_null(strstr(m->dp.mechanism, "laplace"));
+    assert_true(m->dp.delta == 0 && fabs(m->dp.sensitivity - M) < 1e-12);
+    pvg_model_free(m);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+/* The vocabulary is the public list, never the data's item set; without a
+ * list, DP partition selection (its share accounted) - on 40 shoppers it
+ * keeps nothing, and says so instead of falling back to the raw items. */
+static void test_vocabulary(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(0);
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(5);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, det);
+    const char *ids[] = {"i0", "i1", "i2", "i3", "public-only"};
+    p.dp_items = ids;
+    p.dp_n_items = 5;
+    pvg_model *m;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_n_items(m), 5);
+    assert_true(pvg_model_item_index(m, "public-only") >= 0);
+    assert_true(pvg_model_item_index(m, "i7") < 0);
+    pvg_model_dp_info d;
+    assert_int_equal(pvg_model_dp_info_get(m, &d, &err), PVG_OK);
+    assert_int_equal(d.vocabulary, PVG_DP_VOCAB_LIST);
+    pvg_model_free(m);
+    const char *dup[] = {"i0", "i0"};
+    p.dp_items = dup;
+    p.dp_n_items = 2;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_INVALID);
+    p.dp_items = NULL;
+    p.dp_n_items = 0;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "partition selection"));
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+/* The record survives the file; files of format 3 read as not DP. */
+static void test_file_record(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(0);
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(9);
+    pvg_train_params p;
+    params(PVG_MODEL_ITEMKNN, &p, det);
+    const char *ids[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++)
+        ids[i] = item_name(i);
+    p.dp_items = ids;
+    p.dp_n_items = N_ITEMS;
+    pvg_model *m, *l;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    char path[] = "/tmp/pvg_dp_train_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_OK);
+    pvg_model_dp_info a, b;
+    assert_int_equal(pvg_model_dp_info_get(m, &a, &err), PVG_OK);
+    assert_int_equal(pvg_model_dp_info_get(l, &b, &err), PVG_OK);
+    assert_int_equal(b.is_dp, 1);
+    assert_true(a.epsilon == b.epsilon && a.delta == b.delta && a.sensitivity == b.sensitivity &&
+                a.noise_multiplier == b.noise_multiplier && a.max_items == b.max_items);
+    assert_string_equal(a.mechanism, b.mechanism);
+    assert_string_equal(b.mechanism, "dp-itemknn/discrete-gaussian-cooc");
+    assert_int_equal(b.vocabulary, PVG_DP_VOCAB_LIST);
+    pvg_model_free(l);
+    pvg_model_free(m);
+    /* a non-DP model written as format 3 (no DP record): loads, not DP */
+    pvg_train_params q;
+    pvg_train_params_default(PVG_MODEL_POPULARITY, &q);
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    unsigned char *buf = malloc((size_t)len);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    uint32_t v3 = 3;
+    memcpy(buf + 8, &v3, 4);
+    memset(buf + 240, 0, 32); /* the checksum field */
+    unsigned char sum[32];
+    crypto_generichash(sum, 32, buf, (unsigned long long)len, NULL, 0);
+    memcpy(buf + 240, sum, 32);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fwrite(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_OK);
+    assert_int_equal(pvg_model_dp_info_get(l, &b, &err), PVG_OK);
+    assert_int_equal(b.is_dp, 0);
+    pvg_model_free(l);
+    /* a DP record with a bad value is refused */
+    params(PVG_MODEL_POPULARITY, &p, det);
+    p.dp_items = ids;
+    p.dp_n_items = N_ITEMS;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    f = fopen(path, "r+b");
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    size_t dp_off = 328; /* version 4: the DP record after the sealed region's place */
+    double bad = -1;
+    memcpy(buf + dp_off + 8, &bad, 8); /* delta */
+    memset(buf + 240, 0, 32);
+    crypto_generichash(sum, 32, buf, (unsigned long long)len, NULL, 0);
+    memcpy(buf + 240, sum, 32);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fwrite(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_ERR_CORRUPT);
+    assert_non_null(strstr(err.text, "DP"));
+    free(buf);
+    unlink(path);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+/* eval on a DP model over a public vocabulary: runs, scores in the
+ * dataset's item space */
+static void test_eval_dp(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(11);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, det);
+    const char *ids[N_ITEMS - 5];
+    for (int i = 0; i < N_ITEMS - 5; i++)
+        ids[i] = item_name(i + 5);
+    p.dp_items = ids;
+    p.dp_n_items = N_ITEMS - 5;
+    pvg_eval_options o;
+    pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
+    pvg_eval_result r;
+    pvg_error err;
+    assert_int_equal(pvg_eval_run(ds, &p, &o, &r, &err), PVG_OK);
+    assert_true(r.users_evaluated > 0);
+    assert_true(r.at[0].recall >= 0 && r.at[0].recall <= 1);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_popularity_sensitivity),
+        cmocka_unit_test(test_itemknn_sensitivity),
+        cmocka_unit_test(test_ease_sensitivity),
+        cmocka_unit_test(test_bounding_uniform),
+        cmocka_unit_test(test_rng_and_parameters),
+        cmocka_unit_test(test_vocabulary),
+        cmocka_unit_test(test_file_record),
+        cmocka_unit_test(test_eval_dp),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

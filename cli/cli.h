@@ -46,6 +46,7 @@ extern const cli_command cli_cmds_he[];
 extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
 extern const cli_command cli_cmds_ops[]; /* backup, restore, doctor */
+extern const cli_command cli_cmds_assist[]; /* assist */
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);

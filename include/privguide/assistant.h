@@ -129,8 +129,10 @@ typedef struct pvg_assistant_options {
     int64_t catalog_refresh_s; /* the catalog snapshot is rebuilt when older; 0: 300 s */
 } pvg_assistant_options;
 
-/* A new assistant (no store is held: each ask borrows one). opts may be
- * NULL. *out is new (pvg_assistant_free). Use from one thread at a time. */
+/* A new assistant (no store is held: each ask borrows one; the catalog
+ * index is rebuilt when older than catalog_refresh_s or asked with another
+ * store's directory). opts may be NULL. *out is new (pvg_assistant_free).
+ * Calls are serialised by a lock inside: any thread may ask. */
 pvg_status pvg_assistant_new(const pvg_assistant_options *opts, pvg_assistant **out,
                              pvg_error *err) PVG_WARN_UNUSED;
 void pvg_assistant_free(pvg_assistant *a); /* NULL ok; wipes anonymous conversations */
@@ -140,6 +142,11 @@ typedef struct pvg_assist_request {
     const char *conversation; /* NULL or "": a new conversation; else its id (32 hex) */
     const char *ext_user;     /* NULL: anonymous; else the shopper (their token's user) */
     size_t k;                 /* items wanted, 1..50 (0: 5) */
+    /* A differentially private popular list (item ids, most popular first:
+     * public once released), for the "popularity" evidence and a small
+     * ranking bonus, the same for every caller. NULL: none. */
+    const char *const *popular;
+    size_t n_popular;
 } pvg_assist_request;
 
 /* Answers one message. g: the access gate over the store the answer is

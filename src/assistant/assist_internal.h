@@ -24,8 +24,15 @@ int pvg_assist_words_contain(const char *text, const char *stem);
 long pvg_assist_vocab_word_count(const pvg_assist_vocab *v, const char *stem);
 int pvg_assist_vocab_is_category(const pvg_assist_vocab *v, const char *stem);
 int pvg_assist_vocab_has_id(const pvg_assist_vocab *v, const char *id);
+/* The catalog's spelling of an id matched without case into out (may be
+ * id itself); 1 when found. */
+int pvg_assist_vocab_canonical_id(const pvg_assist_vocab *v, const char *id, char *out,
+                                  size_t cap);
 
 /* The constraints as a JSON object (new reference). */
 json_t *pvg_assist_constraints_to_json(const pvg_assist_constraints *c);
+/* The inverse (the fields a conversation's state keeps; a missing field
+ * reads as "none"). */
+void pvg_assist_constraints_from_json(json_t *o, pvg_assist_constraints *c);
 
 #endif

@@ -38,7 +38,7 @@ void pvg_assist_stem(const char *in, char *out, size_t cap)
                          strcmp(out + n - 3, "xes") == 0 || strcmp(out + n - 4, "sses") == 0)) {
         out[n - 2] = '\0';
     } else if (n > 3 && out[n - 1] == 's' && out[n - 2] != 's' && out[n - 2] != 'u' &&
-               out[n - 2] != 'i') {
+               out[n - 2] != 'i' && !(n >= 4 && strcmp(out + n - 3, "mas") == 0)) {
         out[n - 1] = '\0';
     }
 }
@@ -133,7 +133,7 @@ static void push(toks *t, int kind, const char *s, size_t n, double value)
     k->kind = kind;
     if (n >= sizeof k->text) n = sizeof k->text - 1;
     for (size_t i = 0; i < n; i++)
-        k->text[i] = (char)tolower((unsigned char)s[i]);
+        k->text[i] = kind == T_CUR ? s[i] : (char)tolower((unsigned char)s[i]);
     k->value = value;
 }
 
@@ -605,7 +605,9 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
             snprintf(c->occasion, sizeof c->occasion, "%s", OCCASIONS[o].name);
             int n = OCCASIONS[o].w2 ? 2 : 1;
             /* an occasion the catalog's titles name ("CHRISTMAS") is also a word to match */
-            if (n == 1 && v && pvg_assist_vocab_word_count(v, OCCASIONS[o].name) >= 3)
+            char ost[PVG_ASSIST_WORD_MAX];
+            pvg_assist_stem(OCCASIONS[o].name, ost, sizeof ost);
+            if (n == 1 && v && pvg_assist_vocab_word_count(v, ost) >= 3)
                 add_word(c->terms, &c->n_terms, OCCASIONS[o].name);
             use(t, i, n);
             if (is_word(t, i - 1, "for")) use(t, i - 1, 1);
@@ -792,14 +794,17 @@ static void parse_similar(toks *t, const pvg_assist_vocab *v, pvg_assist_constra
         if (!pl) continue;
         /* an item id: one token the catalog knows (ids are matched without case) */
         int is_id = 0;
-        if (j - start == 1 && v && pvg_assist_vocab_has_id(v, phrase)) is_id = 1;
+        if (j - start == 1 && v && pvg_assist_vocab_has_id(v, phrase)) {
+            is_id = 1;
+            pvg_assist_vocab_canonical_id(v, phrase, phrase, sizeof phrase);
+        }
         if (j - start == 2 && v && t->v[start].kind == T_NUM && t->v[start + 1].kind == T_WORD) {
             /* "85123A" tokenised as 85123 + a */
             char id[64];
             snprintf(id, sizeof id, "%s%s", t->v[start].text, t->v[start + 1].text);
             if (pvg_assist_vocab_has_id(v, id)) {
                 is_id = 1;
-                snprintf(phrase, sizeof phrase, "%s", id);
+                pvg_assist_vocab_canonical_id(v, id, phrase, sizeof phrase);
             }
         }
         if (bare_like && !is_id && !(j - start >= 2)) continue; /* "I like tea": not a reference */
@@ -903,13 +908,11 @@ static void parse_terms(toks *t, const pvg_assist_vocab *v, pvg_assist_constrain
         tok *k = &t->v[i];
         if (k->used || k->noterm || k->kind != T_WORD || strlen(k->text) < 2 || is_stop(k->text))
             continue;
-        if (in_list(k->text, COLOURS) && is_word(t, i - 1, "in")) {
-            /* "in red": an attribute word */
-        }
         add_word(c->terms, &c->n_terms, k->text);
         char st[PVG_ASSIST_WORD_MAX];
         pvg_assist_stem(k->text, st, sizeof st);
-        if (v && pvg_assist_vocab_is_category(v, st)) cat_tok = i;
+        /* colours describe a product, never name its category ("in red") */
+        if (v && pvg_assist_vocab_is_category(v, st) && !in_list(k->text, COLOURS)) cat_tok = i;
     }
     /* The category: the last content word that is a catalog category (the
      * product noun, as titles put it last); earlier category words stay
@@ -1087,4 +1090,51 @@ char *pvg_assist_constraints_json(const pvg_assist_constraints *c)
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(o);
     return s;
+}
+
+static void words_from_json(json_t *a, pvg_assist_word *w, int *n)
+{
+    size_t i;
+    json_t *v;
+    *n = 0;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v) || *n == PVG_ASSIST_LIST_MAX) continue;
+        snprintf(w[(*n)++], PVG_ASSIST_WORD_MAX, "%s", json_string_value(v));
+    }
+}
+
+static void str_from_json(json_t *v, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+void pvg_assist_constraints_from_json(json_t *o, pvg_assist_constraints *c)
+{
+    memset(c, 0, sizeof *c);
+    c->price_min = c->price_max = -1;
+    c->ref_index = -1;
+    json_t *price = json_object_get(o, "price");
+    json_t *mn = json_object_get(price, "min"), *mx = json_object_get(price, "max");
+    if (json_is_number(mn)) c->price_min = json_number_value(mn);
+    if (json_is_number(mx)) c->price_max = json_number_value(mx);
+    str_from_json(json_object_get(price, "currency"), c->currency, sizeof c->currency);
+    const char *rel = json_string_value(json_object_get(price, "relative"));
+    if (rel && strcmp(rel, "cheap") == 0) c->cheap = 1;
+    if (rel && strcmp(rel, "expensive") == 0) c->expensive = 1;
+    words_from_json(json_object_get(o, "categories"), c->categories, &c->n_categories);
+    words_from_json(json_object_get(o, "terms"), c->terms, &c->n_terms);
+    words_from_json(json_object_get(o, "attributes"), c->attributes, &c->n_attributes);
+    words_from_json(json_object_get(o, "exclusions"), c->exclusions, &c->n_exclusions);
+    str_from_json(json_object_get(o, "recipient"), c->recipient, sizeof c->recipient);
+    str_from_json(json_object_get(o, "occasion"), c->occasion, sizeof c->occasion);
+    json_t *q = json_object_get(o, "quantity");
+    if (json_is_integer(q)) c->quantity = (long)json_integer_value(q);
+    json_t *sim = json_object_get(o, "similar_to");
+    if (json_is_object(sim)) {
+        json_t *id = json_object_get(sim, "item");
+        c->similar_is_id = json_is_string(id);
+        str_from_json(id ? id : json_object_get(sim, "title"), c->similar_to,
+                      sizeof c->similar_to);
+    }
 }

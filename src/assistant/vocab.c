@@ -90,7 +90,9 @@ typedef struct prices {
 struct pvg_assist_vocab {
     smap words;      /* stem -> titles holding it */
     smap cats;       /* stem -> index into cat_prices */
-    smap ids;        /* upper-case id -> 1 */
+    smap ids;        /* upper-case id -> index + 1 into id_text */
+    char **id_text;  /* ids as the catalog spells them */
+    size_t n_ids, cap_ids;
     prices *cat_prices;
     size_t n_cats, cap_cats;
     prices all;
@@ -146,7 +148,18 @@ static int add_item(pvg_assist_vocab *v, const pvg_item *it)
         id[n] = '\0';
         smap_entry *e = smap_get(&v->ids, id, 1);
         if (!e) return -1;
-        e->value = 1;
+        if (!e->value) { /* the first spelling seen is the canonical one */
+            if (v->n_ids == v->cap_ids) {
+                size_t cap = v->cap_ids ? v->cap_ids * 2 : 256;
+                char **a = realloc(v->id_text, cap * sizeof *a);
+                if (!a) return -1;
+                v->id_text = a;
+                v->cap_ids = cap;
+            }
+            v->id_text[v->n_ids] = strdup(it->ext_id);
+            if (!v->id_text[v->n_ids]) return -1;
+            e->value = (long)++v->n_ids;
+        }
     }
     if (it->title) {
         /* each distinct word of the title once ("T-LIGHT" -> "tlight") */
@@ -221,6 +234,9 @@ void pvg_assist_vocab_free(pvg_assist_vocab *v)
     smap_free(&v->words);
     smap_free(&v->cats);
     smap_free(&v->ids);
+    for (size_t i = 0; i < v->n_ids; i++)
+        free(v->id_text[i]);
+    free(v->id_text);
     for (size_t i = 0; i < v->n_cats; i++)
         free(v->cat_prices[i].v);
     free(v->cat_prices);
@@ -308,4 +324,18 @@ int pvg_assist_vocab_has_id(const pvg_assist_vocab *v, const char *id)
         up[i] = (char)toupper((unsigned char)id[i]);
     up[n] = '\0';
     return smap_find(&v->ids, up) != NULL;
+}
+
+int pvg_assist_vocab_canonical_id(const pvg_assist_vocab *v, const char *id, char *out, size_t cap)
+{
+    char up[96];
+    size_t n = strlen(id);
+    if (n >= sizeof up) return 0;
+    for (size_t i = 0; i < n; i++)
+        up[i] = (char)toupper((unsigned char)id[i]);
+    up[n] = '\0';
+    const smap_entry *e = smap_find(&v->ids, up);
+    if (!e) return 0;
+    snprintf(out, cap, "%s", v->id_text[e->value - 1]);
+    return 1;
 }

@@ -45,7 +45,7 @@ extern const cli_command cli_cmds_dp[];
 extern const cli_command cli_cmds_he[];
 extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
-extern const cli_command cli_cmds_ops[]; /* backup, restore, doctor */
+extern const cli_command cli_cmds_ops[];    /* backup, restore, doctor */
 extern const cli_command cli_cmds_assist[]; /* assist */
 
 /* ---- accessors (valid inside run) ---- */

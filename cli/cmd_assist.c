@@ -38,8 +38,7 @@ static void print_answer(const char *text)
            json_is_true(json_object_get(o, "followup")) ? " (follow-up)" : "");
     printf("understood: %s\n", cs ? cs : "?");
     free(cs);
-    printf("personalization: %s\n",
-           json_string_value(json_object_get(o, "personalization")));
+    printf("personalization: %s\n", json_string_value(json_object_get(o, "personalization")));
     json_t *items = json_object_get(o, "items");
     if (!json_array_size(items)) printf("no item satisfies these constraints\n");
     size_t i;
@@ -96,7 +95,8 @@ static int run_assist(cli_ctx *c)
 
 const cli_command cli_cmds_assist[] = {
     {"assist", "MESSAGE", 1, 1, "ask the shopping assistant (constraints, items, reasons)",
-     "Understands prices (\"under \xC2\xA3" "10\", \"between 5 and 20 dollars\", \"cheap\"), "
+     "Understands prices (\"under \xC2\xA3"
+     "10\", \"between 5 and 20 dollars\", \"cheap\"), "
      "categories and\n"
      "attribute words, recipient and occasion, quantity, exclusions (\"not X\", \"without X\"),\n"
      "\"similar to <item>\" and, with --conversation, follow-ups (\"cheaper\", \"more like the "

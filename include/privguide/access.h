@@ -46,12 +46,12 @@ extern "C" {
 /* Why personal data is used. Each purpose names the policy purpose whose
  * "consent" field says which switch it needs (docs/privacy.md). */
 typedef enum pvg_purpose {
-    PVG_PURPOSE_EXPORT = 1,    /* the shopper's right of access: no consent needed */
-    PVG_PURPOSE_ERASURE = 2,   /* the shopper's right to erasure: no consent needed */
-    PVG_PURPOSE_CONSENT = 3,   /* reading or changing consent: no consent needed */
-    PVG_PURPOSE_RECOMMEND = 4, /* a personalised list: policy purpose "personalization" */
-    PVG_PURPOSE_SIMILAR = 5,   /* similar items asked by a shopper: item-side, no consent */
-    PVG_PURPOSE_TRAINING = 6,  /* training/evaluation data: "personalization" */
+    PVG_PURPOSE_EXPORT = 1,     /* the shopper's right of access: no consent needed */
+    PVG_PURPOSE_ERASURE = 2,    /* the shopper's right to erasure: no consent needed */
+    PVG_PURPOSE_CONSENT = 3,    /* reading or changing consent: no consent needed */
+    PVG_PURPOSE_RECOMMEND = 4,  /* a personalised list: policy purpose "personalization" */
+    PVG_PURPOSE_SIMILAR = 5,    /* similar items asked by a shopper: item-side, no consent */
+    PVG_PURPOSE_TRAINING = 6,   /* training/evaluation data: "personalization" */
     PVG_PURPOSE_DP_RELEASE = 7, /* data read of a DP release: "analytics" */
     /* the shopper's own assistant conversation, kept to continue it: no
      * consent needed (the service they asked for; docs/assistant.md) */

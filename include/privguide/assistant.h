@@ -70,12 +70,12 @@ typedef struct pvg_assist_constraints {
     char recipient[PVG_ASSIST_WORD_MAX]; /* "mum", "tea lover", "" */
     char occasion[PVG_ASSIST_WORD_MAX];  /* "christmas", "birthday", "" */
     long quantity;                       /* 0: none said */
-    char similar_to[96]; /* an item id or a title phrase ("similar to <..>"), "" */
-    int similar_is_id;   /* 1: similar_to is an item id of the catalog */
+    char similar_to[96];                 /* an item id or a title phrase ("similar to <..>"), "" */
+    int similar_is_id;                   /* 1: similar_to is an item id of the catalog */
     pvg_assist_ref ref;
-    int ref_index;                           /* 0-based item of the previous answer; -1: none */
-    int replace;                             /* "instead", "something else": a new request */
-    char notes[160];                         /* what was ignored and why ("" when nothing) */
+    int ref_index;   /* 0-based item of the previous answer; -1: none */
+    int replace;     /* "instead", "something else": a new request */
+    char notes[160]; /* what was ignored and why ("" when nothing) */
 } pvg_assist_constraints;
 
 /* What the parser knows of the catalog: category names with their price
@@ -116,7 +116,9 @@ char *pvg_assist_constraints_json(const pvg_assist_constraints *c);
 /* 1 when an item (title, category, price) satisfies the hard constraints
  * of c: price within [price_min, price_max] (an item without a price fails
  * any price bound), category among c's categories (when any), and no
- * exclusion word in its title or category words. */
+ * exclusion word in its title or category words (a word that is the
+ * exclusion, its plural, or a longer word starting with it: "spot"
+ * excludes "SPOTTY"). */
 int pvg_assist_item_satisfies(const pvg_assist_constraints *c, const pvg_item *item);
 
 /* ---- the assistant ---- */
@@ -124,8 +126,8 @@ int pvg_assist_item_satisfies(const pvg_assist_constraints *c, const pvg_item *i
 typedef struct pvg_assistant pvg_assistant;
 
 typedef struct pvg_assistant_options {
-    int64_t anon_ttl_s; /* anonymous conversations expire after; 0: 1800 s */
-    size_t anon_max;    /* anonymous conversations kept at most (oldest go); 0: 1000 */
+    int64_t anon_ttl_s;        /* anonymous conversations expire after; 0: 1800 s */
+    size_t anon_max;           /* anonymous conversations kept at most (oldest go); 0: 1000 */
     int64_t catalog_refresh_s; /* the catalog snapshot is rebuilt when older; 0: 300 s */
 } pvg_assistant_options;
 

@@ -486,10 +486,10 @@ pvg_status pvg_store_conversation_put(pvg_store *s, const char *ext_user, const 
 
 /* One conversation as read back; strings borrowed for the callback. */
 typedef struct pvg_conversation_view {
-    const char *id;   /* 32 hex digits */
+    const char *id; /* 32 hex digits */
     int64_t created_at, updated_at;
     int64_t expires_at; /* seconds since the epoch: the start of its expiry day */
-    const char *json; /* the state text */
+    const char *json;   /* the state text */
 } pvg_conversation_view;
 
 /* Hands conversation id_hex of ext_user to fn. PVG_ERR_NOT_FOUND when the

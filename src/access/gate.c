@@ -14,9 +14,9 @@
 
 #define SUBJECT_LEN (2 * PVG_PSEUDONYM_BYTES + 1)
 
-static const char *const PURPOSE_NAMES[] = {
-    "?",        "export",     "erasure", "consent", "recommend", "similar",
-    "training", "dp_release", "?",       "conversation"};
+static const char *const PURPOSE_NAMES[] = {"?",         "export",      "erasure",  "consent",
+                                            "recommend", "similar",     "training", "dp_release",
+                                            "?",         "conversation"};
 
 const char *pvg_purpose_name(pvg_purpose p)
 {

@@ -21,10 +21,10 @@
 #define K_MAX 50
 #define CANDIDATES_MAX 200 /* candidates re-ranked per answer */
 #define SEARCH_PAGE 250
-#define SEARCH_PAGES 8     /* at most 2,000 search hits examined for the hard filters */
-#define RESULTS_MAX 64     /* search result pages held by one answer */
-#define TURNS_MAX 20       /* turns a conversation keeps */
-#define HISTORY_MAX 100    /* a shopper's items compared for the personal re-rank */
+#define SEARCH_PAGES 8  /* at most 2,000 search hits examined for the hard filters */
+#define RESULTS_MAX 64  /* search result pages held by one answer */
+#define TURNS_MAX 20    /* turns a conversation keeps */
+#define HISTORY_MAX 100 /* a shopper's items compared for the personal re-rank */
 #define PERSONAL_WEIGHT 0.5
 #define POPULAR_WEIGHT 0.1
 
@@ -54,8 +54,7 @@ static void anon_drop(pvg_assistant *a, size_t i)
     a->anon[i] = a->anon[--a->n_anon];
 }
 
-pvg_status pvg_assistant_new(const pvg_assistant_options *opts, pvg_assistant **out,
-                             pvg_error *err)
+pvg_status pvg_assistant_new(const pvg_assistant_options *opts, pvg_assistant **out, pvg_error *err)
 {
     *out = NULL;
     pvg_assistant *a = calloc(1, sizeof *a);
@@ -347,8 +346,7 @@ static int collect_history(void *ctx, const pvg_user_view *u, const pvg_event *e
     for (size_t i = n; i-- > 0 && h->n < HISTORY_MAX;) {
         if (!ev[i].item || ev[i].type == PVG_EVENT_RETURN || ev[i].type == PVG_EVENT_SEARCH)
             continue;
-        if (ev[i].type == PVG_EVENT_RATING && (ev[i].fields & PVG_FIELD_RATING) &&
-            ev[i].rating < 3)
+        if (ev[i].type == PVG_EVENT_RATING && (ev[i].fields & PVG_FIELD_RATING) && ev[i].rating < 3)
             continue;
         int dup = 0;
         for (size_t j = 0; j < h->n && !dup; j++)
@@ -633,7 +631,7 @@ static json_t *item_answer(ask_ctx *x, const cand *k)
     size_t rl = 0;
 #define R(...)                                                                                     \
     do {                                                                                           \
-        int n_ = snprintf(reason + rl, sizeof reason - rl, __VA_ARGS__);                          \
+        int n_ = snprintf(reason + rl, sizeof reason - rl, __VA_ARGS__);                           \
         if (n_ > 0 && (size_t)n_ < sizeof reason - rl) rl += (size_t)n_;                           \
     } while (0)
     if (json_array_size(matched)) {
@@ -669,9 +667,9 @@ static json_t *item_answer(ask_ctx *x, const cand *k)
     }
     json_object_set_new(why, "constraints_satisfied", sat);
     if (k->popular_rank) {
-        json_object_set_new(why, "popularity",
-                            json_pack("{s:i, s:s}", "rank", k->popular_rank, "source",
-                                      "dp_popular_list"));
+        json_object_set_new(
+            why, "popularity",
+            json_pack("{s:i, s:s}", "rank", k->popular_rank, "source", "dp_popular_list"));
         R("%spopular (#%d)", rl ? ", " : "", k->popular_rank);
     } else
         json_object_set_new(why, "popularity", json_null());
@@ -680,10 +678,11 @@ static json_t *item_answer(ask_ctx *x, const cand *k)
         json_t *sim = json_array();
         if (k->personal_item >= 0 && k->personal > 0) {
             const char *t = x->h.titles[k->personal_item];
-            json_array_append_new(sim, json_pack("{s:s, s:s?, s:f}", "item",
-                                                 x->h.ids[k->personal_item], "title", t,
-                                                 "overlap", k->personal));
-            R("%slike '%s' you interacted with", rl ? ", " : "", t ? t : x->h.ids[k->personal_item]);
+            json_array_append_new(sim,
+                                  json_pack("{s:s, s:s?, s:f}", "item", x->h.ids[k->personal_item],
+                                            "title", t, "overlap", k->personal));
+            R("%slike '%s' you interacted with", rl ? ", " : "",
+              t ? t : x->h.ids[k->personal_item]);
         }
         json_object_set_new(why, "similar_interacted", sim);
     }
@@ -716,9 +715,9 @@ static pvg_status save_turn(ask_ctx *x, json_t *constraints, json_t *items, pvg_
         json_array_append_new(kept, json_pack("{s:O, s:O}", "item", json_object_get(it, "item"),
                                               "price", json_object_get(it, "price")));
     }
-    json_array_append_new(turns, json_pack("{s:I, s:s, s:O, s:o}", "at", (json_int_t)now,
-                                           "message", x->req->message, "constraints",
-                                           constraints, "items", kept));
+    json_array_append_new(turns,
+                          json_pack("{s:I, s:s, s:O, s:o}", "at", (json_int_t)now, "message",
+                                    x->req->message, "constraints", constraints, "items", kept));
     char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(root);
     if (!text) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -745,15 +744,15 @@ static pvg_status ask_locked(ask_ctx *x, char **json_out, pvg_error *err)
         size_t bl = 0;
         unsigned char bin[PVG_CONVERSATION_ID_BYTES];
         if (strlen(req->conversation) != 2 * PVG_CONVERSATION_ID_BYTES ||
-            sodium_hex2bin(bin, sizeof bin, req->conversation, strlen(req->conversation), NULL,
-                           &bl, NULL) != 0 ||
+            sodium_hex2bin(bin, sizeof bin, req->conversation, strlen(req->conversation), NULL, &bl,
+                           NULL) != 0 ||
             bl != sizeof bin)
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "conversation: expected an id of 32 hexadecimal digits");
         sodium_bin2hex(x->id, sizeof x->id, bin, sizeof bin); /* lower case */
         if (req->ext_user) {
-            st = pvg_access_conversation_read(x->g, req->ext_user, x->id, on_conversation,
-                                              &x->st, err);
+            st = pvg_access_conversation_read(x->g, req->ext_user, x->id, on_conversation, &x->st,
+                                              err);
             if (st == PVG_ERR_NOT_FOUND)
                 return pvg_error_set(err, st,
                                      "conversation %s: not found for this caller (never "

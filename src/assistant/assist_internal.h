@@ -15,8 +15,9 @@
 void pvg_assist_stem(const char *in, char *out, size_t cap);
 
 /* 1 when one of the words of text (split at non-alphanumerics, lower-cased,
- * stemmed) is stem. */
-int pvg_assist_words_contain(const char *text, const char *stem);
+ * stemmed) is stem, or, with prefix and a stem of 3 letters or more, starts
+ * with it. */
+int pvg_assist_words_contain(const char *text, const char *stem, int prefix);
 
 /* Vocabulary look-ups (vocab.c): items whose title holds the (stemmed)
  * word; 1 when a stem names a category of at least 3 items; 1 when an item
@@ -26,8 +27,7 @@ int pvg_assist_vocab_is_category(const pvg_assist_vocab *v, const char *stem);
 int pvg_assist_vocab_has_id(const pvg_assist_vocab *v, const char *id);
 /* The catalog's spelling of an id matched without case into out (may be
  * id itself); 1 when found. */
-int pvg_assist_vocab_canonical_id(const pvg_assist_vocab *v, const char *id, char *out,
-                                  size_t cap);
+int pvg_assist_vocab_canonical_id(const pvg_assist_vocab *v, const char *id, char *out, size_t cap);
 
 /* The constraints as a JSON object (new reference). */
 json_t *pvg_assist_constraints_to_json(const pvg_assist_constraints *c);

@@ -44,33 +44,46 @@ void pvg_assist_stem(const char *in, char *out, size_t cap)
 }
 
 static const char *const STOP[] = {
-    "a", "an", "the", "i", "im", "me", "my", "we", "our", "us", "you", "your", "for", "of", "to",
-    "in", "on", "at", "and", "or", "with", "is", "are", "be", "some", "any", "something",
-    "anything", "thing", "things", "stuff", "item", "items", "product", "products", "gift",
-    "gifts", "present", "presents", "idea", "ideas", "please", "pls", "want", "wanted", "need",
-    "needs", "looking", "look", "find", "show", "give", "get", "buy", "got", "would", "could",
-    "can", "should", "that", "this", "these", "those", "it", "its", "one", "ones", "what",
-    "which", "who", "good", "nice", "great", "lovely", "best", "perfect", "really", "very", "too",
-    "also", "just", "only", "more", "less", "than", "recommend", "suggest", "suggestion",
-    "suggestions", "help", "maybe", "them", "they", "she", "he", "him", "her", "his", "someone",
-    "somebody", "so", "as", "by", "from", "up", "into", "out", "all", "much", "many", "there",
-    "here", "have", "has", "had", "do", "does", "did", "am", "was", "were", "been", "if", "then",
-    "else", "way", "kind", "sort", "type", "set", "how", "about", "what", "other", "others",
-    "again", "same", "version", "options", "option", "choice", "instead", "different", "new",
-    "lot", "lots", "bit", "little", "each", "per", "pack", "pieces", "piece", "x", "ok", "okay",
-    "hi", "hello", "hey", "thanks", "thank", "let", "lets", "see", "now", "which", "will", "go",
-    "going", "loves", "likes", "love", "like", "lover", "lovers", "fan", "fans", "addict",
-    "around", "under", "over", "below", "above", "between", "within", "upto", "cost", "costs",
-    "costing", "price", "priced", "prices", "pay", "spend", "money", "cheap", "cheaper",
-    "cheapest", "expensive", "pricey", "one", "two", "three", "four", "five", "six", "seven",
-    "eight", "nine", "ten", "eleven", "twelve", "dozen", "pair", "couple", "first", "second",
-    "third", "fourth", "fifth", "last", "1st", "2nd", "3rd", "4th", "5th", "both", "either",
-    "not", "no", "without", "except", "excluding", "but", "don", "dont", "doesn", "doesnt",
-    "isnt", "am", "buying", "shopping", "shop", "gifting", "give", "giving", "send", "sending",
-    "similar", "alternative", "alternatives", "suitable", "ideal", "something", "year", "old",
-    "olds", "least", "most", "max", "maximum", "min", "minimum", "budget", "quid", "pounds",
-    "pound", "dollars", "dollar", "bucks", "euros", "euro", "gbp", "usd", "eur", "pence",
-    NULL};
+    "a",       "an",        "the",       "i",          "im",          "me",           "my",
+    "we",      "our",       "us",        "you",        "your",        "for",          "of",
+    "to",      "in",        "on",        "at",         "and",         "or",           "with",
+    "is",      "are",       "be",        "some",       "any",         "something",    "anything",
+    "thing",   "things",    "stuff",     "item",       "items",       "product",      "products",
+    "gift",    "gifts",     "present",   "presents",   "idea",        "ideas",        "please",
+    "pls",     "want",      "wanted",    "need",       "needs",       "looking",      "look",
+    "find",    "show",      "give",      "get",        "buy",         "got",          "would",
+    "could",   "can",       "should",    "that",       "this",        "these",        "those",
+    "it",      "its",       "one",       "ones",       "what",        "which",        "who",
+    "good",    "nice",      "great",     "lovely",     "best",        "perfect",      "really",
+    "very",    "too",       "also",      "just",       "only",        "more",         "less",
+    "than",    "recommend", "suggest",   "suggestion", "suggestions", "help",         "maybe",
+    "them",    "they",      "she",       "he",         "him",         "her",          "his",
+    "someone", "somebody",  "so",        "as",         "by",          "from",         "up",
+    "into",    "out",       "all",       "much",       "many",        "there",        "here",
+    "have",    "has",       "had",       "do",         "does",        "did",          "am",
+    "was",     "were",      "been",      "if",         "then",        "else",         "way",
+    "kind",    "sort",      "type",      "set",        "how",         "about",        "what",
+    "other",   "others",    "again",     "same",       "version",     "options",      "option",
+    "choice",  "instead",   "different", "new",        "lot",         "lots",         "bit",
+    "little",  "each",      "per",       "pack",       "pieces",      "piece",        "x",
+    "ok",      "okay",      "hi",        "hello",      "hey",         "thanks",       "thank",
+    "let",     "lets",      "see",       "now",        "which",       "will",         "go",
+    "going",   "loves",     "likes",     "love",       "like",        "lover",        "lovers",
+    "fan",     "fans",      "addict",    "around",     "under",       "over",         "below",
+    "above",   "between",   "within",    "upto",       "cost",        "costs",        "costing",
+    "price",   "priced",    "prices",    "pay",        "spend",       "money",        "cheap",
+    "cheaper", "cheapest",  "expensive", "pricey",     "one",         "two",          "three",
+    "four",    "five",      "six",       "seven",      "eight",       "nine",         "ten",
+    "eleven",  "twelve",    "dozen",     "pair",       "couple",      "first",        "second",
+    "third",   "fourth",    "fifth",     "last",       "1st",         "2nd",          "3rd",
+    "4th",     "5th",       "both",      "either",     "not",         "no",           "without",
+    "except",  "excluding", "but",       "don",        "dont",        "doesn",        "doesnt",
+    "isnt",    "am",        "buying",    "shopping",   "shop",        "gifting",      "give",
+    "giving",  "send",      "sending",   "similar",    "alternative", "alternatives", "suitable",
+    "ideal",   "something", "year",      "old",        "olds",        "least",        "most",
+    "max",     "maximum",   "min",       "minimum",    "budget",      "quid",         "pounds",
+    "pound",   "dollars",   "dollar",    "bucks",      "euros",       "euro",         "gbp",
+    "usd",     "eur",       "pence",     NULL};
 
 static int is_stop(const char *w)
 {
@@ -157,10 +170,10 @@ static void tokenize(const char *msg, size_t len, toks *t)
             char buf[64];
             size_t b = 0, digits = 0;
             int dot = 0;
-            while (i < len && (isdigit(p[i]) || (p[i] == '.' && !dot && i + 1 < len &&
-                                                  isdigit(p[i + 1])) ||
-                               (p[i] == ',' && i + 3 < len && isdigit(p[i + 1]) &&
-                                isdigit(p[i + 2]) && isdigit(p[i + 3]) && !dot))) {
+            while (i < len &&
+                   (isdigit(p[i]) || (p[i] == '.' && !dot && i + 1 < len && isdigit(p[i + 1])) ||
+                    (p[i] == ',' && i + 3 < len && isdigit(p[i + 1]) && isdigit(p[i + 2]) &&
+                     isdigit(p[i + 3]) && !dot))) {
                 if (p[i] == '.') dot = 1;
                 if (p[i] != ',') {
                     if (isdigit(p[i]) && !dot) digits++;
@@ -253,8 +266,7 @@ static const char *cur_word(const char *w)
 /* A money amount at token i: [cur] NUM [cur | currency word | p/pence].
  * Returns the number of tokens (0 when no number there); *explicit_cur: a
  * currency was written. */
-static int money_at(toks *t, int i, double *value, const char **cur, int *explicit_cur,
-                    int *huge)
+static int money_at(toks *t, int i, double *value, const char **cur, int *explicit_cur, int *huge)
 {
     int s = i;
     *cur = NULL;
@@ -330,45 +342,43 @@ static int cue(const toks *t, int i, const char *const *phrase)
     return k;
 }
 
-static const char *const *MAX_CUES[] = {
-    (const char *const[]){"under", NULL},
-    (const char *const[]){"below", NULL},
-    (const char *const[]){"less", "than", NULL},
-    (const char *const[]){"cheaper", "than", NULL},
-    (const char *const[]){"lower", "than", NULL},
-    (const char *const[]){"up", "to", NULL},
-    (const char *const[]){"upto", NULL},
-    (const char *const[]){"max", NULL},
-    (const char *const[]){"maximum", NULL},
-    (const char *const[]){"at", "most", NULL},
-    (const char *const[]){"no", "more", "than", NULL},
-    (const char *const[]){"not", "more", "than", NULL},
-    (const char *const[]){"within", NULL},
-    (const char *const[]){"budget", "of", NULL},
-    (const char *const[]){"budget", "is", NULL},
-    (const char *const[]){"budget", NULL},
-    (const char *const[]){"no", "over", NULL},
-    (const char *const[]){"nothing", "over", NULL},
-    (const char *const[]){"nothing", "above", NULL},
-    (const char *const[]){"not", "over", NULL},
-    (const char *const[]){"for", "less", "than", NULL},
-    NULL};
-static const char *const *MIN_CUES[] = {
-    (const char *const[]){"over", NULL},
-    (const char *const[]){"above", NULL},
-    (const char *const[]){"more", "than", NULL},
-    (const char *const[]){"at", "least", NULL},
-    (const char *const[]){"min", NULL},
-    (const char *const[]){"minimum", NULL},
-    (const char *const[]){"upwards", "of", NULL},
-    (const char *const[]){"from", NULL},
-    (const char *const[]){"starting", "at", NULL},
-    NULL};
+static const char *const *MAX_CUES[] = {(const char *const[]){"under", NULL},
+                                        (const char *const[]){"below", NULL},
+                                        (const char *const[]){"less", "than", NULL},
+                                        (const char *const[]){"cheaper", "than", NULL},
+                                        (const char *const[]){"lower", "than", NULL},
+                                        (const char *const[]){"up", "to", NULL},
+                                        (const char *const[]){"upto", NULL},
+                                        (const char *const[]){"max", NULL},
+                                        (const char *const[]){"maximum", NULL},
+                                        (const char *const[]){"at", "most", NULL},
+                                        (const char *const[]){"no", "more", "than", NULL},
+                                        (const char *const[]){"not", "more", "than", NULL},
+                                        (const char *const[]){"within", NULL},
+                                        (const char *const[]){"budget", "of", NULL},
+                                        (const char *const[]){"budget", "is", NULL},
+                                        (const char *const[]){"budget", NULL},
+                                        (const char *const[]){"no", "over", NULL},
+                                        (const char *const[]){"nothing", "over", NULL},
+                                        (const char *const[]){"nothing", "above", NULL},
+                                        (const char *const[]){"not", "over", NULL},
+                                        (const char *const[]){"for", "less", "than", NULL},
+                                        NULL};
+static const char *const *MIN_CUES[] = {(const char *const[]){"over", NULL},
+                                        (const char *const[]){"above", NULL},
+                                        (const char *const[]){"more", "than", NULL},
+                                        (const char *const[]){"at", "least", NULL},
+                                        (const char *const[]){"min", NULL},
+                                        (const char *const[]){"minimum", NULL},
+                                        (const char *const[]){"upwards", "of", NULL},
+                                        (const char *const[]){"from", NULL},
+                                        (const char *const[]){"starting", "at", NULL},
+                                        NULL};
 static const char *const *ABOUT_CUES[] = {
-    (const char *const[]){"around", NULL},   (const char *const[]){"about", NULL},
-    (const char *const[]){"roughly", NULL},  (const char *const[]){"approximately", NULL},
-    (const char *const[]){"approx", NULL},   (const char *const[]){"circa", NULL},
-    (const char *const[]){"ish", NULL},      NULL};
+    (const char *const[]){"around", NULL},  (const char *const[]){"about", NULL},
+    (const char *const[]){"roughly", NULL}, (const char *const[]){"approximately", NULL},
+    (const char *const[]){"approx", NULL},  (const char *const[]){"circa", NULL},
+    (const char *const[]){"ish", NULL},     NULL};
 
 static int cue_any(const toks *t, int i, const char *const *const *cues)
 {
@@ -493,8 +503,8 @@ static void parse_prices(toks *t, pvg_assist_constraints *c)
 static const struct {
     const char *w;
     int v;
-} NUMBER_WORDS[] = {{"two", 2},   {"three", 3}, {"four", 4},  {"five", 5},     {"six", 6},
-                    {"seven", 7}, {"eight", 8}, {"nine", 9},  {"ten", 10},     {"eleven", 11},
+} NUMBER_WORDS[] = {{"two", 2},     {"three", 3},   {"four", 4},   {"five", 5},      {"six", 6},
+                    {"seven", 7},   {"eight", 8},   {"nine", 9},   {"ten", 10},      {"eleven", 11},
                     {"twelve", 12}, {"twenty", 20}, {"dozen", 12}, {"hundred", 100}, {NULL, 0}};
 
 static int number_word(const char *w)
@@ -517,6 +527,8 @@ static void parse_quantity(toks *t, pvg_assist_constraints *c)
         else if (is_word(t, i, "a") && (is_word(t, i + 1, "pair") || is_word(t, i + 1, "couple")) &&
                  is_word(t, i + 2, "of"))
             q = 2, n = 3;
+        else if ((is_word(t, i, "pair") || is_word(t, i, "couple")) && is_word(t, i + 1, "of"))
+            q = 2, n = 2;
         else if ((is_word(t, i, "set") || is_word(t, i, "pack") || is_word(t, i, "box")) &&
                  is_word(t, i + 1, "of") && i + 2 < t->n && t->v[i + 2].kind == T_NUM &&
                  !t->v[i + 2].used)
@@ -544,43 +556,32 @@ static void parse_quantity(toks *t, pvg_assist_constraints *c)
 /* ---- recipient and occasion ---- */
 
 static const char *const RECIPIENTS[] = {
-    "mum", "mom", "mother", "mummy", "dad", "father", "daddy", "wife", "husband", "sister",
-    "brother", "friend", "friends", "boss", "teacher", "teachers", "kid", "kids", "child",
-    "children", "son", "daughter", "grandma", "granny", "grandmother", "nan", "nana", "grandad",
-    "grandpa", "grandfather", "baby", "girlfriend", "boyfriend", "partner", "colleague",
-    "colleagues", "neighbour", "neighbor", "niece", "nephew", "aunt", "auntie", "uncle",
-    "toddler", "girl", "girls", "boy", "boys", "gardener", "cook", "baker", "man", "woman", "men",
-    "women", "him", "her", "family", "host", "hostess", "grandparents", "parents", "couple",
-    "students", "student", "nurse", "bride", "groom", NULL};
+    "mum",        "mom",         "mother",   "mummy",       "dad",          "father",   "daddy",
+    "wife",       "husband",     "sister",   "brother",     "friend",       "friends",  "boss",
+    "teacher",    "teachers",    "kid",      "kids",        "child",        "children", "son",
+    "daughter",   "grandma",     "granny",   "grandmother", "nan",          "nana",     "grandad",
+    "grandpa",    "grandfather", "baby",     "girlfriend",  "boyfriend",    "partner",  "colleague",
+    "colleagues", "neighbour",   "neighbor", "niece",       "nephew",       "aunt",     "auntie",
+    "uncle",      "toddler",     "girl",     "girls",       "boy",          "boys",     "gardener",
+    "cook",       "baker",       "man",      "woman",       "men",          "women",    "him",
+    "her",        "family",      "host",     "hostess",     "grandparents", "parents",  "couple",
+    "students",   "student",     "nurse",    "bride",       "groom",        NULL};
 
 static const struct {
     const char *w, *w2, *name;
-} OCCASIONS[] = {{"christmas", NULL, "christmas"},
-                 {"xmas", NULL, "christmas"},
-                 {"birthday", NULL, "birthday"},
-                 {"wedding", NULL, "wedding"},
-                 {"anniversary", NULL, "anniversary"},
-                 {"easter", NULL, "easter"},
-                 {"valentine", NULL, "valentine's day"},
-                 {"valentines", NULL, "valentine's day"},
-                 {"halloween", NULL, "halloween"},
-                 {"mother", "day", "mother's day"},
-                 {"mothers", "day", "mother's day"},
-                 {"father", "day", "father's day"},
-                 {"fathers", "day", "father's day"},
-                 {"baby", "shower", "baby shower"},
-                 {"housewarming", NULL, "housewarming"},
-                 {"retirement", NULL, "retirement"},
-                 {"graduation", NULL, "graduation"},
-                 {"party", NULL, "party"},
-                 {"secret", "santa", "secret santa"},
-                 {"new", "year", "new year"},
-                 {"thanksgiving", NULL, "thanksgiving"},
-                 {"diwali", NULL, "diwali"},
-                 {"hanukkah", NULL, "hanukkah"},
-                 {"eid", NULL, "eid"},
-                 {"christening", NULL, "christening"},
-                 {NULL, NULL, NULL}};
+} OCCASIONS[] = {{"christmas", NULL, "christmas"},       {"xmas", NULL, "christmas"},
+                 {"birthday", NULL, "birthday"},         {"wedding", NULL, "wedding"},
+                 {"anniversary", NULL, "anniversary"},   {"easter", NULL, "easter"},
+                 {"valentine", NULL, "valentine's day"}, {"valentines", NULL, "valentine's day"},
+                 {"halloween", NULL, "halloween"},       {"mother", "day", "mother's day"},
+                 {"mothers", "day", "mother's day"},     {"father", "day", "father's day"},
+                 {"fathers", "day", "father's day"},     {"baby", "shower", "baby shower"},
+                 {"housewarming", NULL, "housewarming"}, {"retirement", NULL, "retirement"},
+                 {"graduation", NULL, "graduation"},     {"party", NULL, "party"},
+                 {"secret", "santa", "secret santa"},    {"new", "year", "new year"},
+                 {"thanksgiving", NULL, "thanksgiving"}, {"diwali", NULL, "diwali"},
+                 {"hanukkah", NULL, "hanukkah"},         {"eid", NULL, "eid"},
+                 {"christening", NULL, "christening"},   {NULL, NULL, NULL}};
 
 /* Adds a content word (stemmed) to terms unless there already. */
 static void add_word(pvg_assist_word *list, int *n, const char *w)
@@ -640,9 +641,9 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
             int j = i + 1;
             if (is_word(t, j, "my") || is_word(t, j, "a") || is_word(t, j, "an") ||
                 is_word(t, j, "the") || is_word(t, j, "his") || is_word(t, j, "our") ||
-                is_word(t, j, "your") || (is_word(t, j, "her") && j + 1 < t->n &&
-                                          t->v[j + 1].kind == T_WORD &&
-                                          in_list(t->v[j + 1].text, RECIPIENTS)))
+                is_word(t, j, "your") ||
+                (is_word(t, j, "her") && j + 1 < t->n && t->v[j + 1].kind == T_WORD &&
+                 in_list(t->v[j + 1].text, RECIPIENTS)))
                 j++;
             /* "for my little sister": one adjective between */
             if (j + 1 < t->n && t->v[j].kind == T_WORD && !in_list(t->v[j].text, RECIPIENTS) &&
@@ -651,7 +652,8 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
                  is_word(t, j, "old") || is_word(t, j, "young") || is_word(t, j, "new") ||
                  is_word(t, j, "elderly")))
                 j++;
-            if (j < t->n && t->v[j].kind == T_WORD && in_list(t->v[j].text, RECIPIENTS)) {
+            if (j < t->n && t->v[j].kind == T_WORD && in_list(t->v[j].text, RECIPIENTS) &&
+                !is_word(t, j + 1, "day")) { /* "for father's day": an occasion */
                 snprintf(c->recipient, sizeof c->recipient, "%s", t->v[j].text);
                 use(t, i, j - i + 1);
                 continue;
@@ -659,7 +661,7 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
         }
         /* "my mum", "mum's birthday" without "for" */
         if (!c->recipient[0] && (is_word(t, i - 1, "my") || is_word(t, i - 1, "our")) &&
-            in_list(t->v[i].text, RECIPIENTS)) {
+            in_list(t->v[i].text, RECIPIENTS) && !is_word(t, i + 1, "day")) {
             snprintf(c->recipient, sizeof c->recipient, "%s", t->v[i].text);
             use(t, i - 1, 2);
         }
@@ -668,11 +670,11 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
 
 /* ---- exclusions ---- */
 
-static const char *const NEG[] = {"not", "no", "without", "except", "excluding", "exclude",
-                                  "avoid", "nothing", "non", "minus", NULL};
-static const char *const SKIP_AFTER_NEG[] = {"a", "an", "the", "any", "too", "with", "more",
-                                             "made", "of", "in", "containing", "that", "is",
-                                             "are", "so", NULL};
+static const char *const NEG[] = {"not",   "no",      "without", "except", "excluding", "exclude",
+                                  "avoid", "nothing", "non",     "minus",  NULL};
+static const char *const SKIP_AFTER_NEG[] = {"a",    "an",   "the", "any", "too",        "with",
+                                             "more", "made", "of",  "in",  "containing", "that",
+                                             "is",   "are",  "so",  NULL};
 static const char *const EXPENSIVE[] = {"expensive", "pricey", "costly", "dear", NULL};
 
 static void parse_exclusions(toks *t, pvg_assist_constraints *c)
@@ -723,9 +725,9 @@ static void parse_exclusions(toks *t, pvg_assist_constraints *c)
 static const struct {
     const char *w;
     int index;
-} ORDINALS[] = {{"first", 0}, {"1st", 0},  {"second", 1}, {"2nd", 1}, {"third", 2},
-                {"3rd", 2},   {"fourth", 3}, {"4th", 3},   {"fifth", 4}, {"5th", 4},
-                {"last", -2}, {"top", 0},  {NULL, 0}};
+} ORDINALS[] = {{"first", 0}, {"1st", 0},    {"second", 1}, {"2nd", 1},   {"third", 2},
+                {"3rd", 2},   {"fourth", 3}, {"4th", 3},    {"fifth", 4}, {"5th", 4},
+                {"last", -2}, {"top", 0},    {NULL, 0}};
 
 static int ordinal_at(const toks *t, int i)
 {
@@ -734,23 +736,22 @@ static int ordinal_at(const toks *t, int i)
     return -1;
 }
 
-static const char *const PHRASE_STOP[] = {"under",   "below", "less",   "over", "above",
-                                          "between", "for",   "without", "not", "but",
-                                          "no",      "except", "around", "in",  "cheaper",
-                                          "from",    "max",   "within", "that", "which", NULL};
+static const char *const PHRASE_STOP[] = {
+    "under",   "below", "less", "over",   "above",  "between", "for",
+    "without", "not",   "but",  "no",     "except", "around",  "in",
+    "cheaper", "from",  "max",  "within", "that",   "which",   NULL};
 
-static const char *const *SIMILAR_CUES[] = {
-    (const char *const[]){"similar", "to", NULL},
-    (const char *const[]){"something", "like", NULL},
-    (const char *const[]){"things", "like", NULL},
-    (const char *const[]){"items", "like", NULL},
-    (const char *const[]){"more", "like", NULL},
-    (const char *const[]){"same", "as", NULL},
-    (const char *const[]){"alternative", "to", NULL},
-    (const char *const[]){"alternatives", "to", NULL},
-    (const char *const[]){"similar", NULL},
-    (const char *const[]){"like", NULL},
-    NULL};
+static const char *const *SIMILAR_CUES[] = {(const char *const[]){"similar", "to", NULL},
+                                            (const char *const[]){"something", "like", NULL},
+                                            (const char *const[]){"things", "like", NULL},
+                                            (const char *const[]){"items", "like", NULL},
+                                            (const char *const[]){"more", "like", NULL},
+                                            (const char *const[]){"same", "as", NULL},
+                                            (const char *const[]){"alternative", "to", NULL},
+                                            (const char *const[]){"alternatives", "to", NULL},
+                                            (const char *const[]){"similar", NULL},
+                                            (const char *const[]){"like", NULL},
+                                            NULL};
 
 static void parse_similar(toks *t, const pvg_assist_vocab *v, pvg_assist_constraints *c)
 {
@@ -824,9 +825,9 @@ static void parse_similar(toks *t, const pvg_assist_vocab *v, pvg_assist_constra
 }
 
 static const char *const COLOURS[] = {
-    "red", "blue", "green", "pink", "white", "black", "yellow", "orange", "purple", "gold",
-    "silver", "grey", "gray", "cream", "ivory", "brown", "turquoise", "lilac", "navy", "teal",
-    "blush", "copper", "natural", "beige", NULL};
+    "red",  "blue",   "green", "pink",   "white",   "black", "yellow", "orange",    "purple",
+    "gold", "silver", "grey",  "gray",   "cream",   "ivory", "brown",  "turquoise", "lilac",
+    "navy", "teal",   "blush", "copper", "natural", "beige", NULL};
 
 static void parse_refs(toks *t, pvg_assist_constraints *c)
 {
@@ -873,10 +874,10 @@ static void parse_refs(toks *t, pvg_assist_constraints *c)
     }
 }
 
-static const char *const CHEAP[] = {"cheap", "cheapest", "inexpensive", "budget", "affordable",
-                                    "bargain", "bargains", "lowcost", NULL};
-static const char *const LUXURY[] = {"luxury", "luxurious", "premium", "posh", "fancy",
-                                     "splurge", "highend", "upmarket", NULL};
+static const char *const CHEAP[] = {"cheap",   "cheapest", "inexpensive", "budget", "affordable",
+                                    "bargain", "bargains", "lowcost",     NULL};
+static const char *const LUXURY[] = {"luxury",  "luxurious", "premium",  "posh", "fancy",
+                                     "splurge", "highend",   "upmarket", NULL};
 
 static void parse_price_words(toks *t, pvg_assist_constraints *c)
 {
@@ -888,9 +889,9 @@ static void parse_price_words(toks *t, pvg_assist_constraints *c)
             (is_word(t, i, "stocking") &&
              (is_word(t, i + 1, "filler") || is_word(t, i + 1, "fillers")))) {
             c->cheap = 1;
-            use(t, i, is_word(t, i, "low") || is_word(t, i, "pocket") || is_word(t, i, "stocking")
-                          ? 2
-                          : 1);
+            use(t, i,
+                is_word(t, i, "low") || is_word(t, i, "pocket") || is_word(t, i, "stocking") ? 2
+                                                                                             : 1);
         } else if (in_list(t->v[i].text, LUXURY) || in_list(t->v[i].text, EXPENSIVE) ||
                    (is_word(t, i, "high") && is_word(t, i + 1, "end"))) {
             c->expensive = 1;
@@ -922,7 +923,8 @@ static void parse_terms(toks *t, const pvg_assist_vocab *v, pvg_assist_constrain
         pvg_assist_stem(t->v[cat_tok].text, st, sizeof st);
         add_word(c->categories, &c->n_categories, st);
         int j = cat_tok - 1;
-        while (j >= 1 && (is_word(t, j, "or") || (t->v[j].kind == T_PUNCT && t->v[j].text[0] == ','))) {
+        while (j >= 1 &&
+               (is_word(t, j, "or") || (t->v[j].kind == T_PUNCT && t->v[j].text[0] == ','))) {
             char s2[PVG_ASSIST_WORD_MAX];
             pvg_assist_stem(t->v[j - 1].text, s2, sizeof s2);
             if (t->v[j - 1].kind != T_WORD || !pvg_assist_vocab_is_category(v, s2)) break;
@@ -967,8 +969,8 @@ pvg_status pvg_assist_parse(const pvg_assist_vocab *v, const char *message,
     parse_prices(t, out);
     parse_similar(t, v, out);
     parse_refs(t, out);
+    parse_exclusions(t, out); /* before occasions: "no christmas designs" */
     parse_people(t, v, out);
-    parse_exclusions(t, out);
     parse_price_words(t, out);
     parse_quantity(t, out);
     parse_terms(t, v, out);
@@ -987,7 +989,7 @@ pvg_status pvg_assist_parse(const pvg_assist_vocab *v, const char *message,
 
 /* ---- hard constraints ---- */
 
-int pvg_assist_words_contain(const char *text, const char *stem)
+int pvg_assist_words_contain(const char *text, const char *stem, int prefix)
 {
     if (!text) return 0;
     char w[PVG_ASSIST_WORD_MAX], st[PVG_ASSIST_WORD_MAX];
@@ -1002,6 +1004,9 @@ int pvg_assist_words_contain(const char *text, const char *stem)
             w[n] = '\0';
             pvg_assist_stem(w, st, sizeof st);
             if (strcmp(st, stem) == 0 || strcmp(w, stem) == 0) return 1;
+            /* a longer word made on it: "spot" excludes "SPOTTY", "heart" "HEARTS" */
+            size_t sl = strlen(stem);
+            if (prefix && sl >= 3 && strncmp(w, stem, sl) == 0) return 1;
             n = 0;
         }
         if (!*p) break;
@@ -1030,8 +1035,8 @@ int pvg_assist_item_satisfies(const pvg_assist_constraints *c, const pvg_item *i
         if (!ok) return 0;
     }
     for (int i = 0; i < c->n_exclusions; i++)
-        if (pvg_assist_words_contain(item->title, c->exclusions[i]) ||
-            pvg_assist_words_contain(item->category, c->exclusions[i]))
+        if (pvg_assist_words_contain(item->title, c->exclusions[i], 1) ||
+            pvg_assist_words_contain(item->category, c->exclusions[i], 1))
             return 0;
     return 1;
 }
@@ -1074,7 +1079,7 @@ json_t *pvg_assist_constraints_to_json(const pvg_assist_constraints *c)
     json_t *ref = json_object();
     json_object_set_new(ref, "kind", json_string(REFS[c->ref]));
     json_object_set_new(ref, "index",
-                        c->ref_index == -2   ? json_string("last")
+                        c->ref_index == -2  ? json_string("last")
                         : c->ref_index >= 0 ? json_integer(c->ref_index)
                                             : json_null());
     json_object_set_new(o, "reference", ref);
@@ -1134,7 +1139,6 @@ void pvg_assist_constraints_from_json(json_t *o, pvg_assist_constraints *c)
     if (json_is_object(sim)) {
         json_t *id = json_object_get(sim, "item");
         c->similar_is_id = json_is_string(id);
-        str_from_json(id ? id : json_object_get(sim, "title"), c->similar_to,
-                      sizeof c->similar_to);
+        str_from_json(id ? id : json_object_get(sim, "title"), c->similar_to, sizeof c->similar_to);
     }
 }

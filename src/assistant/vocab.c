@@ -88,10 +88,10 @@ typedef struct prices {
 } prices;
 
 struct pvg_assist_vocab {
-    smap words;      /* stem -> titles holding it */
-    smap cats;       /* stem -> index into cat_prices */
-    smap ids;        /* upper-case id -> index + 1 into id_text */
-    char **id_text;  /* ids as the catalog spells them */
+    smap words;     /* stem -> titles holding it */
+    smap cats;      /* stem -> index into cat_prices */
+    smap ids;       /* upper-case id -> index + 1 into id_text */
+    char **id_text; /* ids as the catalog spells them */
     size_t n_ids, cap_ids;
     prices *cat_prices;
     size_t n_cats, cap_cats;
@@ -171,7 +171,8 @@ static int add_item(pvg_assist_vocab *v, const pvg_item *it)
             size_t n = 0;
             while (*p && !isalnum((unsigned char)*p))
                 p++;
-            while (*p && (isalnum((unsigned char)*p) || (*p == '-' && n && isalpha((unsigned char)p[1])))) {
+            while (*p && (isalnum((unsigned char)*p) ||
+                          (*p == '-' && n && isalpha((unsigned char)p[1])))) {
                 if (*p != '-' && n + 1 < sizeof raw) raw[n++] = *p;
                 p++;
             }

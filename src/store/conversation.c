@@ -43,8 +43,7 @@ static pvg_status parse_id(const char *id_hex, unsigned char cid[16], pvg_error 
 {
     size_t bin_len = 0;
     if (!id_hex || strlen(id_hex) != 2 * PVG_CONVERSATION_ID_BYTES ||
-        sodium_hex2bin(cid, 16, id_hex, strlen(id_hex), NULL, &bin_len, NULL) != 0 ||
-        bin_len != 16)
+        sodium_hex2bin(cid, 16, id_hex, strlen(id_hex), NULL, &bin_len, NULL) != 0 || bin_len != 16)
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "conversation: expected an id of 32 hexadecimal digits");
     return PVG_OK;
@@ -186,10 +185,8 @@ pvg_status pvg_store_conversation_get(pvg_store *s, const char *ext_user, const 
     }
     if (o.unreadable)
         return pvg_error_set(err, PVG_ERR_CRYPTO,
-                             "conversation %s: fails authentication under the user's key",
-                             id_hex);
-    if (!o.handed)
-        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "conversation %s: expired", id_hex);
+                             "conversation %s: fails authentication under the user's key", id_hex);
+    if (!o.handed) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "conversation %s: expired", id_hex);
     return PVG_OK;
 }
 

@@ -27,7 +27,7 @@ typedef struct pvg_policy {
     int basis_collection; /* 1: retention counts from collection time */
     int default_personalization, default_analytics;
     int conversation_days; /* "conversations": {"retention_days"}: default 30 */
-    char *text; /* the file's text */
+    char *text;            /* the file's text */
 } pvg_policy;
 
 pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *out, pvg_error *err);

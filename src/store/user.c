@@ -378,8 +378,8 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
         if (bad) json_object_set_new(x.root, "unreadable_conversations", json_integer(bad));
         json_decref(pol);
         if (st == PVG_OK) {
-            *json_out = json_dumps(x.root,
-                                   JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+            *json_out =
+                json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
             if (!*json_out) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         }
     }

@@ -1983,7 +1983,7 @@ static pvg_status pg_item_insert_at(pvg_backend *b, int64_t id, const pvg_item *
 static pvg_status pg_conv_put(pvg_backend *b, const unsigned char p[16], const pvg_backend_conv *c,
                               pvg_error *err)
 {
-    bindv v[] = {BB(p, 16),          BB(c->cid, 16),      BI(c->created_at),
+    bindv v[] = {BB(p, 16),         BB(c->cid, 16),     BI(c->created_at),
                  BI(c->updated_at), BI(c->expires_day), BB(c->sealed, c->sealed_len)};
     return run(PG(b), Q_CONV_PUT, v, 6, NULL, "conversations", err);
 }

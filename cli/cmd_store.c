@@ -103,11 +103,11 @@ static void print_ingest_json(const pvg_ingest_stats *s, const char *reject_path
             first = 0;
             printf("\"%s\":%lld", pvg_event_field_name(1u << b), s->dropped_fields[b]);
         }
-    printf("},\"stored\":%lld,\"duplicates\":%lld,\"suppressed\":%lld,\"anonymous\":%lld,"
-           "\"items_upserted\":%lld,"
+    printf("},\"stored\":%lld,\"duplicates\":%lld,\"suppressed\":%lld,\"no_consent\":%lld,"
+           "\"anonymous\":%lld,\"items_upserted\":%lld,"
            "\"expired_swept\":%lld,\"batches_committed\":%lld,\"users\":%lld,\"items\":%lld,"
            "\"events\":%lld,\"seconds\":%.3f,\"reject_file\":",
-           s->stored, s->duplicates, s->suppressed, s->anonymous, s->items_upserted,
+           s->stored, s->duplicates, s->suppressed, s->no_consent, s->anonymous, s->items_upserted,
            s->expired_swept, s->batches_committed, s->users, s->items, s->events, s->seconds);
     if (reject_path)
         cli_json_string(stdout, reject_path);
@@ -199,6 +199,9 @@ static int run_ingest(cli_ctx *c)
                stats.rejected);
         if (stats.suppressed)
             printf("  skipped %lld rows of erased users (suppression list)\n", stats.suppressed);
+        if (stats.no_consent)
+            printf("  skipped %lld events the shoppers' consent does not allow collecting\n",
+                   stats.no_consent);
         for (int i = 0; i < stats.n_reasons; i++)
             printf("  rejected %-28s %lld\n", stats.reasons[i].reason, stats.reasons[i].count);
         for (int b = 0; b < PVG_FIELD_COUNT; b++)

@@ -1146,6 +1146,53 @@ static void test_consent(void **state)
     drop_store(dir);
 }
 
+/* Purpose limitation at collection applies to every writer: file ingest
+ * skips (and counts) the events a shopper's consent does not allow, as the
+ * batch put refuses them. Default policy: view/cart/rating under
+ * personalization or analytics, search under personalization only,
+ * purchase/return under "orders" (no switch). */
+static void test_collect_consent(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir);
+    pvg_error err;
+    pvg_consent off = {0, 0};
+    assert_int_equal(pvg_store_consent_set(s, "customer-4242", &off, &err), PVG_OK);
+    pvg_ingest_stats st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.no_consent, 2); /* customer-4242's view and search */
+    assert_int_equal(st.stored, 3);     /* their purchase (orders), shopper-77's two */
+    json_t *j = export_json(s, "customer-4242");
+    assert_int_equal(json_integer_value(json_object_get(j, "event_count")), 1);
+    json_decref(j);
+    /* analytics on: the view is collected now, the search still is not */
+    pvg_consent anal = {0, 1};
+    assert_int_equal(pvg_store_consent_set(s, "customer-4242", &anal, &err), PVG_OK);
+    st = ingest_text(s, dir, "in.jsonl", PVG_FORMAT_JSONL, EVENTS);
+    assert_int_equal(st.no_consent, 1);
+    assert_int_equal(st.stored, 1);
+    /* the batch put: the same rule, refused with reason "no_consent" */
+    pvg_event ev = {0};
+    ev.type = PVG_EVENT_SEARCH;
+    ev.ts = 1709290500;
+    ev.query = "tea";
+    ev.fields = PVG_FIELD_QUERY;
+    pvg_event_in in = {"customer-4242", &ev, NULL, 0};
+    pvg_event_out out;
+    long long stored = -1;
+    assert_int_equal(pvg_store_events_put(s, &in, 1, &out, &stored, NULL, &err), PVG_OK);
+    assert_int_equal(stored, 0);
+    assert_int_equal(out.status, PVG_ERR_POLICY);
+    assert_string_equal(out.reason, "no_consent");
+    assert_non_null(strstr(out.message, "personalization"));
+    /* a shopper not yet known starts from the policy's defaults (on) */
+    in.user = "newcomer-1";
+    assert_int_equal(pvg_store_events_put(s, &in, 1, &out, &stored, NULL, &err), PVG_OK);
+    assert_int_equal(stored, 1);
+    pvg_store_free(s);
+    drop_store(dir);
+}
+
 /* Erasure sticks: a deleted shopper's rows are skipped by a re-import and
  * counted; events, consent and (elsewhere) tokens for them are refused;
  * --allow-return leaves no entry and the shopper may come back. The
@@ -1528,6 +1575,7 @@ int main(void)
         cmocka_unit_test(test_row_ids_not_reused),
         cmocka_unit_test(test_chunk_format1_upgrade),
         cmocka_unit_test(test_consent),
+        cmocka_unit_test(test_collect_consent),
         cmocka_unit_test(test_change_counter),
         cmocka_unit_test(test_erasure_suppresses),
         cmocka_unit_test(test_events_put_batch),

@@ -298,15 +298,10 @@ pvg_status pvg_access_conversations(pvg_access *g, const char *ext_user,
 
 /* ---- collection and the shopper's view of the audit log ---- */
 
-/* Records a batch of events (pvg_store_events_put) after checking each
- * against its shopper's consent (purpose limitation at collection): an
- * event whose type some purpose of the store's policy uses is taken only
- * when one of those purposes is active for its shopper (a purpose with
- * "consent": null is always active; a shopper not yet known starts from
- * the policy's consent_defaults). A refused event gets out[i].status
- * PVG_ERR_POLICY, reason "no_consent", and never reaches the store. Types
- * no purpose names, and every type under a policy without "purposes", are
- * governed by the policy's allow-list alone. Collection reads nothing that
+/* Records a batch of events for the shopper-facing front-ends: exactly
+ * pvg_store_events_put, which applies the policy and its purpose
+ * limitation at collection (a refused event gets PVG_ERR_POLICY, reason
+ * "no_consent", and never reaches the store). Collection reads nothing that
  * is held, so it writes no audit entry (the events show in the export).
  * Counts and errors as pvg_store_events_put. */
 pvg_status pvg_access_events_record(pvg_access *g, const pvg_event_in *in, size_t n,

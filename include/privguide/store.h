@@ -135,12 +135,14 @@ typedef struct pvg_reason_count {
 typedef struct pvg_ingest_stats {
     long long read;       /* data rows read = accepted + rejected */
     long long accepted;   /* valid rows: stored events, items, anonymous counts, duplicates,
-                             suppressed */
+                             suppressed, no_consent */
     long long rejected;   /* rows refused (reject file), including policy drops of whole events */
     long long stored;     /* new events sealed into the store by this run */
     long long duplicates; /* events recognised as already held */
     long long anonymous;  /* rows without a user id kept as anonymous counts */
     long long suppressed; /* rows of erased shoppers (suppression list), skipped */
+    long long no_consent; /* events of a type the policy's purposes collect only under a
+                             consent switch the shopper has off, skipped */
     long long items_upserted;
     long long
         dropped_fields[PVG_FIELD_COUNT]; /* fields removed by the policy, per field bit index */
@@ -166,7 +168,10 @@ typedef struct pvg_ingest_options {
 } pvg_ingest_options;
 
 /* Streams `path` in format `fmt` into the store: pseudonymises users,
- * applies the policy, seals events, upserts catalog items, commits in
+ * applies the policy (its allow-list, fields and retention, and its
+ * purposes' consent rule for collection, as pvg_store_events_put: events
+ * the shopper's consent does not allow are skipped, counted in
+ * stats->no_consent), seals events, upserts catalog items, commits in
  * batches (a batch reported by on_batch is durable), then sweeps expired
  * events. Re-running the same file stores nothing twice: an event's record
  * id is a keyed hash of its user, its content and the occurrence number of
@@ -205,12 +210,19 @@ typedef struct pvg_event_out {
                            PVG_ERR_INVALID, PVG_ERR_POLICY, PVG_ERR_ERASED */
     int stored;         /* 1 stored, 0 duplicate (status PVG_OK) */
     const char *reason; /* static; NULL when taken, else "invalid", "policy",
-                           "erased" */
+                           "no_consent" (status PVG_ERR_POLICY), "erased" */
     char message[200];  /* why, when refused (never quotes field values) */
 } pvg_event_out;
 
 /* Adds a batch of events (validated and minimised as pvg_store_event_put
- * does), each refused or taken on its own in out[i]; the taken ones are
+ * does), each refused or taken on its own in out[i]. Purpose limitation at
+ * collection: an event whose type some purpose of the store's policy uses
+ * is taken only when one of those purposes is active for its shopper (a
+ * purpose with "consent": null is always active; a shopper not yet known
+ * starts from the policy's consent_defaults); else it is refused with
+ * PVG_ERR_POLICY, reason "no_consent". Types no purpose names, and every
+ * type under a policy without "purposes", are governed by the allow-list
+ * alone. The taken ones are the taken ones are
  * committed together. The work (policy, pseudonyms, duplicate look-ups in
  * the duplicate index, sealing) is done before the write transaction,
  * which then only re-checks that the store did not change meanwhile (the

@@ -851,128 +851,13 @@ pvg_status pvg_access_similar_released(pvg_access *g, const pvg_dp_cooc *r, int6
 
 /* ---- collection ---- */
 
-/* How the policy's purposes govern the collection of one event type. */
-typedef struct collect_rule {
-    int named;   /* some purpose uses the type */
-    int always;  /* a purpose without a consent switch uses it */
-    int by_pers; /* a purpose under the personalization switch uses it */
-    int by_anal; /* a purpose under the analytics switch uses it */
-} collect_rule;
-
-/* The switch a policy purpose entry is under: its "consent" field (null:
- * none), or, when absent, the switch named like the purpose (the default
- * rule of pvg_access_purpose_consent), else none. 0 none, 1
- * personalization, 2 analytics, -1 an unknown switch. */
-static int purpose_switch(json_t *entry)
-{
-    json_t *c = json_object_get(entry, "consent");
-    const char *v = NULL;
-    if (json_is_string(c))
-        v = json_string_value(c);
-    else if (!c && json_is_string(json_object_get(entry, "name")))
-        v = json_string_value(json_object_get(entry, "name"));
-    if (!v) return 0;
-    if (strcmp(v, "personalization") == 0) return 1;
-    if (strcmp(v, "analytics") == 0) return 2;
-    return c ? -1 : 0;
-}
-
-static void collect_rules(const pvg_store *s, collect_rule rules[PVG_EVENT_TYPE_COUNT])
-{
-    memset(rules, 0, PVG_EVENT_TYPE_COUNT * sizeof *rules);
-    json_t *root = json_loads(pvg_store_policy_json(s), 0, NULL);
-    size_t i, k;
-    json_t *e, *t;
-    json_array_foreach(json_object_get(root, "purposes"), i, e)
-    {
-        int sw = purpose_switch(e);
-        json_array_foreach(json_object_get(e, "event_types"), k, t)
-        {
-            pvg_event_type type;
-            if (!json_is_string(t) || pvg_event_type_parse(json_string_value(t), &type) != PVG_OK)
-                continue;
-            collect_rule *r = &rules[type];
-            r->named = 1;
-            if (sw == 0) r->always = 1;
-            if (sw == 1) r->by_pers = 1;
-            if (sw == 2) r->by_anal = 1;
-        }
-    }
-    json_decref(root);
-}
-
-static int collect_allowed(const collect_rule *r, const pvg_consent *c)
-{
-    return !r->named || r->always || (r->by_pers && c->personalization) ||
-           (r->by_anal && c->analytics);
-}
-
-/* One shopper's consent as the batch needs it (looked up once per batch). */
-typedef struct collect_user {
-    const char *user;
-    pvg_consent c;
-} collect_user;
-
 pvg_status pvg_access_events_record(pvg_access *g, const pvg_event_in *in, size_t n,
                                     pvg_event_out *out, long long *stored, long long *duplicates,
                                     pvg_error *err)
 {
-    if (stored) *stored = 0;
-    if (duplicates) *duplicates = 0;
-    if (n == 0) return PVG_OK;
-    collect_rule rules[PVG_EVENT_TYPE_COUNT];
-    collect_rules(g->store, rules);
-    collect_user *users = calloc(n, sizeof *users);
-    pvg_event_in *take = calloc(n, sizeof *take);
-    size_t *where = calloc(n, sizeof *where);
-    pvg_event_out *tout = calloc(n, sizeof *tout);
-    pvg_status st = PVG_OK;
-    if (!users || !take || !where || !tout) {
-        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    size_t n_users = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        memset(&out[i], 0, sizeof out[i]);
-        const pvg_event_type type = in[i].event->type;
-        const collect_rule *rule = (unsigned)type < PVG_EVENT_TYPE_COUNT ? &rules[type] : NULL;
-        if (rule && rule->named && !rule->always) {
-            size_t u = 0;
-            while (u < n_users && strcmp(users[u].user, in[i].user) != 0)
-                u++;
-            if (u == n_users) {
-                users[u].user = in[i].user;
-                int known = lookup(g, in[i].user, &users[u].c, err);
-                if (known < 0) {
-                    st = (pvg_status)known;
-                    goto out;
-                }
-                if (!known) policy_consent_defaults(g->store, &users[u].c);
-                n_users++;
-            }
-            if (!collect_allowed(rule, &users[u].c)) {
-                out[i].status = PVG_ERR_POLICY;
-                out[i].reason = "no_consent";
-                snprintf(out[i].message, sizeof out[i].message,
-                         "the shopper does not consent to any purpose that uses %s events (%s%s%s)",
-                         pvg_event_type_name(type), rule->by_pers ? "personalization" : "",
-                         rule->by_pers && rule->by_anal ? " or " : "",
-                         rule->by_anal ? "analytics" : "");
-                continue;
-            }
-        }
-        where[m] = i;
-        take[m++] = in[i];
-    }
-    if (m) st = pvg_store_events_put(g->store, take, m, tout, stored, duplicates, err);
-    for (size_t k = 0; st == PVG_OK && k < m; k++)
-        out[where[k]] = tout[k];
-out:
-    free(users);
-    free(take);
-    free(where);
-    free(tout);
-    return st;
+    /* the consent rule of collection lives in the store (every writer
+     * applies it: this route, file ingest, the CLI) */
+    return pvg_store_events_put(g->store, in, n, out, stored, duplicates, err);
 }
 
 /* ---- the shopper's view of the audit log ---- */

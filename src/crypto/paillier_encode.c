@@ -29,9 +29,8 @@ pvg_status pvg_he_encode_mpz(const pvg_paillier_pub *pub, const mpz_t v, mpz_t o
      * ciphertext made under another key: paillier.c, decrypt_mantissa), so
      * a number is accepted only when it, and a sum of up to 2^32 numbers
      * like it, stays below that: nothing encrypted here fails to decrypt. */
-    size_t limit = pub->bits / 2 > PVG_HE_SUM_HEADROOM_BITS + 1
-                       ? pub->bits / 2 - PVG_HE_SUM_HEADROOM_BITS
-                       : 1;
+    size_t limit =
+        pub->bits / 2 > PVG_HE_SUM_HEADROOM_BITS + 1 ? pub->bits / 2 - PVG_HE_SUM_HEADROOM_BITS : 1;
     if (mpz_cmpabs(v, pub->max_int) > 0 || mpz_sizeinbase(v, 2) > limit)
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "number out of range: its mantissa has %zu bits; this %u-bit key "

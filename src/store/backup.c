@@ -600,7 +600,8 @@ static pvg_status extract(const char *path, const char *kind, const char *new_di
 
 /* Users whose data key the key store does not hold (erased after the data
  * backup was taken, before the key-store backup): their records are
- * shredded; the rows and model rows go too. */
+ * shredded; they join the suppression list, and their rows and model rows
+ * go. */
 typedef struct keyless_ctx {
     pvg_store *s;
     unsigned char (*p)[16];
@@ -644,7 +645,11 @@ static pvg_status drop_keyless(pvg_store *s, long long *dropped, pvg_error *err)
     pvg_status st = PVG_B(s, users_foreach, NULL, keyless_take, &c, err);
     if (st == PVG_ERR_ABORTED) st = c.st;
     for (size_t i = 0; st == PVG_OK && i < c.n; i++) {
-        st = PVG_B(s, user_delete, c.id[i], c.p[i], err);
+        /* an erasure the data backup predates: it goes on the suppression
+         * list first, as pvg_store_user_delete does, so that an old import
+         * cannot bring the shopper back into the restored store */
+        st = PVG_B(s, suppress_add, c.p[i], err);
+        if (st == PVG_OK) st = PVG_B(s, user_delete, c.id[i], c.p[i], err);
         int rewritten = 0;
         if (st == PVG_OK) st = pvg_model_dir_erase_user(s->dir, s, c.p[i], &rewritten, err);
     }

@@ -555,6 +555,7 @@ typedef struct put_user {
     int64_t user_id;  /* 0: new, created at the commit */
     int64_t stale_id; /* a row whose key is gone (an interrupted deletion): removed at the commit */
     int suppressed;
+    int pers, anal;                           /* consent switches (row, or the defaults) */
     int count;                                /* events of the request naming the user */
     unsigned char *key;                       /* sodium_malloc'd, PVG_KEY_BYTES */
     unsigned char wrapped[PVG_WRAPPED_BYTES]; /* new users: their key, wrapped */
@@ -781,11 +782,15 @@ static pvg_status put_prepare(put_batch *b, pvg_error *err)
         if ((st = PVG_B(s, suppress_has, u->p, &u->suppressed, err)) != PVG_OK) break;
         if (u->suppressed) continue;
         pvg_backend_user row;
+        u->pers = s->policy.default_personalization;
+        u->anal = s->policy.default_analytics;
         st = PVG_B(s, user_get, u->p, &row, err);
         if (st == PVG_ERR_NOT_FOUND) {
             pvg_error_clear(err);
             st = PVG_OK;
         } else if (st == PVG_OK) {
+            u->pers = row.consent_personalization;
+            u->anal = row.consent_analytics;
             st = pvg_store_user_key(s, u->p, u->key, err);
             if (st == PVG_OK)
                 u->user_id = row.id;
@@ -834,6 +839,13 @@ static pvg_status put_prepare(put_batch *b, pvg_error *err)
             refuse(o, PVG_ERR_ERASED,
                    "user: erased at their request (suppression list); their events are not "
                    "recorded");
+            continue;
+        }
+        if (!pvg_policy_collect_allowed(&s->policy, pe->ev.type, u->pers, u->anal)) {
+            o->status = PVG_ERR_POLICY;
+            o->stored = 0;
+            o->reason = "no_consent";
+            pvg_policy_collect_refusal(&s->policy, pe->ev.type, o->message, sizeof o->message);
             continue;
         }
         int held = dup[i];
@@ -1103,6 +1115,7 @@ typedef struct ingest_run {
     char last_user[128];
     unsigned char last_p[16];
     int have_last;
+    int consent_known, consent_pers, consent_anal; /* last_p's switches, once looked up */
 } ingest_run;
 
 /* Returns 1 if id was in the set, 0 if added, -1 on out of memory. */
@@ -1354,8 +1367,10 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
         pvg_store_pseudonym(s, rec->user, run->last_p);
         snprintf(run->last_user, sizeof run->last_user, "%s", rec->user);
         run->have_last = 1;
+        run->consent_known = 0;
     }
     if (s->foreign_writes != run->foreign_seen) { /* another writer: trust nothing cached */
+        run->consent_known = 0;
         free(run->fresh.v);
         memset(&run->fresh, 0, sizeof run->fresh);
         for (size_t i = 0; i < RUN_HELD_SLOTS; i++)
@@ -1370,6 +1385,27 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
     if (p16_set_has(&run->suppressed, run->last_p)) { /* erased: never brought back */
         stats->suppressed++;
         return PVG_OK;
+    }
+    if (pvg_policy_collect_gated(&s->policy, ev.type)) {
+        if (!run->consent_known) {
+            pvg_backend_user row;
+            run->consent_pers = s->policy.default_personalization;
+            run->consent_anal = s->policy.default_analytics;
+            st = PVG_B(s, user_get, run->last_p, &row, err);
+            if (st == PVG_OK) {
+                run->consent_pers = row.consent_personalization;
+                run->consent_anal = row.consent_analytics;
+            } else if (st == PVG_ERR_NOT_FOUND)
+                pvg_error_clear(err);
+            else
+                return st;
+            run->consent_known = 1;
+        }
+        if (!pvg_policy_collect_allowed(&s->policy, ev.type, run->consent_pers,
+                                        run->consent_anal)) {
+            stats->no_consent++;
+            return PVG_OK;
+        }
     }
     pvg_keycache_entry *u;
     int created;

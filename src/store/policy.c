@@ -6,6 +6,7 @@
 #include "store/store_priv.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +186,20 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
                                  i);
             goto out;
         }
+        /* the switch: "consent" when present (null: none); absent, the
+         * switch named like the purpose, if any */
+        const char *sw = c ? cs : json_string_value(json_object_get(pu, "name"));
+        unsigned char bit = PVG_COLLECT_ALWAYS;
+        if (sw && strcmp(sw, "personalization") == 0) bit = PVG_COLLECT_PERS;
+        if (sw && strcmp(sw, "analytics") == 0) bit = PVG_COLLECT_ANAL;
+        size_t k;
+        json_t *et;
+        json_array_foreach(json_object_get(pu, "event_types"), k, et)
+        {
+            pvg_event_type t;
+            if (json_is_string(et) && pvg_event_type_parse(json_string_value(et), &t) == PVG_OK)
+                out->collect[t] |= (unsigned char)(PVG_COLLECT_NAMED | bit);
+        }
     }
     out->text = strdup(text);
     if (!out->text) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
@@ -201,4 +216,28 @@ const char *pvg_store_policy_json(const pvg_store *s)
 int pvg_store_policy_allows(const pvg_store *s, pvg_event_type type)
 {
     return (unsigned)type < PVG_EVENT_TYPE_COUNT && s->policy.allowed[type];
+}
+
+int pvg_policy_collect_gated(const pvg_policy *p, pvg_event_type t)
+{
+    if ((unsigned)t >= PVG_EVENT_TYPE_COUNT) return 0;
+    unsigned char c = p->collect[t];
+    return (c & PVG_COLLECT_NAMED) && !(c & PVG_COLLECT_ALWAYS);
+}
+
+int pvg_policy_collect_allowed(const pvg_policy *p, pvg_event_type t, int personalization,
+                               int analytics)
+{
+    if (!pvg_policy_collect_gated(p, t)) return 1;
+    unsigned char c = p->collect[t];
+    return ((c & PVG_COLLECT_PERS) && personalization) || ((c & PVG_COLLECT_ANAL) && analytics);
+}
+
+void pvg_policy_collect_refusal(const pvg_policy *p, pvg_event_type t, char *buf, size_t cap)
+{
+    unsigned char c = (unsigned)t < PVG_EVENT_TYPE_COUNT ? p->collect[t] : 0;
+    int pers = (c & PVG_COLLECT_PERS) != 0, anal = (c & PVG_COLLECT_ANAL) != 0;
+    snprintf(buf, cap, "the shopper does not consent to any purpose that uses %s events (%s%s%s)",
+             pvg_event_type_name(t), pers ? "personalization" : "", pers && anal ? " or " : "",
+             anal ? "analytics" : "");
 }

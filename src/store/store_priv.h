@@ -27,8 +27,29 @@ typedef struct pvg_policy {
     int basis_collection; /* 1: retention counts from collection time */
     int default_personalization, default_analytics;
     int conversation_days; /* "conversations": {"retention_days"}: default 30 */
-    char *text;            /* the file's text */
+    /* how the purposes govern collecting each event type: PVG_COLLECT_* bits */
+    unsigned char collect[PVG_EVENT_TYPE_COUNT];
+    char *text; /* the file's text */
 } pvg_policy;
+
+enum {
+    PVG_COLLECT_NAMED = 1,  /* some purpose uses the type */
+    PVG_COLLECT_ALWAYS = 2, /* a purpose without a consent switch uses it */
+    PVG_COLLECT_PERS = 4,   /* a purpose under the personalization switch uses it */
+    PVG_COLLECT_ANAL = 8    /* a purpose under the analytics switch uses it */
+};
+
+/* 1 when collecting events of type t depends on the shopper's consent (some
+ * purpose names the type, and every purpose that does is under a switch). */
+int pvg_policy_collect_gated(const pvg_policy *p, pvg_event_type t);
+/* 1 when a shopper with these consent switches may have events of type t
+ * collected: a type no purpose names is governed by the events allow-list
+ * alone; else some purpose using it must be switch-free or switched on. */
+int pvg_policy_collect_allowed(const pvg_policy *p, pvg_event_type t, int personalization,
+                               int analytics);
+/* The refusal text for an event of type t the shopper's consent does not
+ * allow, into buf. */
+void pvg_policy_collect_refusal(const pvg_policy *p, pvg_event_type t, char *buf, size_t cap);
 
 pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *out, pvg_error *err);
 void pvg_policy_free(pvg_policy *p);

@@ -168,5 +168,9 @@ timeout 30 "$PVG" user export "$LATE" --data-dir "$T/restored3" >/dev/null 2>&1 
     && fail "a shopper erased after the data backup came back from it"
 grep -q '"erased_again":[1-9]' "$T/r3.json" || fail "restore must report the shredded shopper: $(cat "$T/r3.json")"
 timeout 30 "$PVG" user export 13047 --data-dir "$T/restored3" >/dev/null || fail "another shopper lost in the restore"
+# erasure sticks there too: the old import brings the shopper back no more
+timeout 120 "$PVG" ingest --data-dir "$T/restored3" --format online-retail "$SAMPLE" >/dev/null 2>&1 || fail "re-import into the restored store"
+timeout 30 "$PVG" user export "$LATE" --data-dir "$T/restored3" >/dev/null 2>&1 \
+    && fail "re-importing the sample brought back the shopper erased after the data backup"
 echo "erased after the data backup: gone from its restore with the newer key-store backup"
 echo "backup_restore: ok"

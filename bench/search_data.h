@@ -136,7 +136,7 @@ static int sd_text_add(sd_text *t, const char *s)
     return 0;
 }
 
-__attribute__((unused)) static int sd_load_amazon(const char *path, sd_catalog *c)
+static int sd_load_amazon(const char *path, sd_catalog *c)
 {
     gzFile f = gzopen(path, "rb");
     if (!f) return -1;

@@ -47,6 +47,7 @@ extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
 extern const cli_command cli_cmds_ops[];    /* backup, restore, doctor */
 extern const cli_command cli_cmds_assist[]; /* assist */
+extern const cli_command cli_cmds_search[]; /* search */
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);

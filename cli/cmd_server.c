@@ -67,6 +67,7 @@ static int run_serve(cli_ctx *c)
     o.model_path = cli_str(c, "model");
     char wbuf[PATH_MAX];
     o.web_dir = find_web_dir(c, wbuf, sizeof wbuf);
+    o.synonyms_path = cli_str(c, "synonyms"); /* NULL: next to the pages; "": none */
     o.openapi_path = cli_str(c, "openapi");
     o.threads = (int)cli_int_range(c, "threads", 4, 1, 256);
     o.max_body_bytes = (size_t)cli_int_range(c, "max-body", 1 << 20, 1024, 64LL << 20);
@@ -139,6 +140,7 @@ static int run_serve(cli_ctx *c)
 static const cli_flag serve_flags[] = {
     {"port", CLI_INT, "N", "TCP port (default 8080; 0: an ephemeral port)"},
     {"bind", CLI_STR, "ADDR", "IPv4 address to listen on (default 127.0.0.1)"},
+    {"synonyms", CLI_STR, "FILE", "search synonyms file (default: the installed one; \"\": none)"},
     {"model", CLI_STR, "FILE",
      "model file trained from the store, in the data dir or its models/ (default "
      "<data-dir>/model.pvgm)"},

@@ -57,6 +57,6 @@ for n in "${names[@]}"; do
     fi
     # shellcheck disable=SC2086
     "$CC" -std=c11 -g -O1 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-        -D_GNU_SOURCE -fsanitize=fuzzer $SAN $INC "$src" -o "$bin.tmp" "$LIB" $DEPS -lgmp -lm -lpthread
+        -D_GNU_SOURCE -fsanitize=fuzzer $SAN $INC "$src" -o "$bin.tmp" "$LIB" $DEPS -lgmp -lstemmer -lm -lpthread
     mv "$bin.tmp" "$bin"
 done

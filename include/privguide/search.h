@@ -15,7 +15,10 @@
  *   - synonyms from the synonyms file (`word: syn1, syn2`, one direction);
  *   - when the word is not in the catalog's vocabulary: the words within
  *     edit distance 1 (words of 4-7 letters) or 2 (8 or more), found
- *     through a deletion neighbourhood of the vocabulary;
+ *     through a deletion neighbourhood of the vocabulary (the 3 most
+ *     frequent at the smallest distance); when it is, but rarely (a
+ *     misspelling the catalog itself holds, e.g. in review text): those
+ *     of them at least 20 times as frequent as the word;
  *   - for the last word of a query that does not end in a space (search as
  *     you type): every vocabulary word it is a prefix of (the most frequent
  *     PVG_SEARCH_PREFIX_MAX).

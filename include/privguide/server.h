@@ -47,6 +47,10 @@ typedef struct pvg_server_options {
                                  address (burst: twice that), then 429; 0: 10; <0: no limit */
     int allow_insecure_rng;   /* tests only: deterministic DP noise */
     uint64_t insecure_seed;   /* seed when allow_insecure_rng */
+    /* The search synonyms file (docs/search.md). NULL: <web_dir>/../synonyms.txt
+     * when readable (installed), else <web_dir>/../../../data/synonyms.txt (the
+     * source tree's), else none; "": none. */
+    const char *synonyms_path;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

@@ -363,7 +363,11 @@ static int u32_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void add_typos(const pvg_search_index *ix, rterm *t)
+/* Corrections of a word: min_df 0 for an unknown word; for a rare known
+ * word (a misspelling the catalog itself holds), only words at least
+ * RARE_RATIO times as frequent. */
+#define RARE_RATIO 20
+static void add_typos(const pvg_search_index *ix, rterm *t, uint32_t min_df)
 {
     size_t len = strlen(t->word);
     int maxd = len >= 8 ? 2 : len >= 4 ? 1 : 0;
@@ -415,7 +419,7 @@ static void add_typos(const pvg_search_index *ix, rterm *t)
         if (i && cand[i] == cand[i - 1]) continue;
         uint32_t c = cand[i];
         int d = pvg_search_osa(w, len, ix->words.keys[c], ix->words.lens[c], maxd);
-        if (d > maxd || d == 0) continue;
+        if (d > maxd || d == 0 || ix->word_df[c] < min_df) continue;
         if (d < bestd) {
             bestd = d;
             nb = 0;
@@ -764,8 +768,13 @@ pvg_status pvg_search_run(const pvg_search_index *ix, const pvg_search_query *q,
         size_t before_prefix = t->pub.n_variants;
         if (as_prefix) add_prefix(ix, t, term >= 0 ? (uint32_t)term : 0, term >= 0);
         int completed = t->pub.n_variants > before_prefix;
-        if (!stop && !t->pub.known && !completed && !(q->flags & PVG_SEARCH_NO_TYPO))
-            add_typos(ix, t);
+        if (!stop && !completed && !(q->flags & PVG_SEARCH_NO_TYPO)) {
+            long wid = pvg_smap_find(&ix->words, w->w, w->len);
+            if (!t->pub.known)
+                add_typos(ix, t, 0);
+            else if (wid >= 0)
+                add_typos(ix, t, ix->word_df[wid] * RARE_RATIO + 1);
+        }
         if (stop && !t->pub.n_variants) { /* a stop word typed last that completes to nothing */
             if (r->n_stop < STOP_MAX && w->len < sizeof r->stop[0]) {
                 memcpy(r->stop[r->n_stop], w->w, w->len + 1);

@@ -469,6 +469,7 @@ static void server_destroy(pvg_server *srv)
 {
     if (!srv) return;
     pvg_srv_model_shutdown(srv);
+    pvg_srv_search_free(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_authcache_free(srv->authcache);
     pvg_assistant_free(srv->assistant);
@@ -630,6 +631,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");
     }
     st = pvg_srv_model_init(srv, err);
+    if (st == PVG_OK) st = pvg_srv_search_init(srv, err);
     if (st != PVG_OK) {
         server_destroy(srv);
         return st;
@@ -721,6 +723,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
         srv->daemon = NULL;
     }
     pvg_srv_model_shutdown(srv);
+    pvg_srv_search_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
     (void)err;
     return PVG_OK;

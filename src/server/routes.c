@@ -54,6 +54,7 @@ static const pvg_srv_route ROUTES[] = {
      * the operator (admin key) the non-DP model */
     {"GET", "/v1/items/{id}/similar", ANYONE, h_similar, "items similar to an item"},
     {"GET", "/v1/items/popular", ANYONE, h_popular, "the DP popular list"},
+    {"GET", "/v1/search", PVG_SRV_PUBLIC, pvg_srv_h_search, "search the catalog (public data)"},
     {"GET", "/v1/users/{id}/data", OWN, h_export, "export everything held about a user"},
     {"DELETE", "/v1/users/{id}", OWN, h_delete, "erase a user (crypto-shredding)"},
     {"GET", "/v1/users/{id}/consent", OWN, h_consent_get, "a user's consent"},

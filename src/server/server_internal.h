@@ -139,6 +139,7 @@ typedef struct pvg_srv_similar {
 } pvg_srv_similar;
 
 typedef struct pvg_srv_cache pvg_srv_cache;
+typedef struct pvg_srv_search pvg_srv_search; /* the search index in service (search_route.c) */
 
 typedef struct pvg_srv_model {
     atomic_long refs;
@@ -248,6 +249,7 @@ struct pvg_server {
     struct pvg_assistant *assistant; /* the shopping assistant (assist_route.c) */
     atomic_long inflight;
     atomic_int draining;
+    pvg_srv_search *search;
 };
 
 pvg_store *pvg_srv_store_get(pvg_server *srv);
@@ -321,6 +323,15 @@ void pvg_srv_h_conversations(pvg_srv_req *r);
 
 /* Handlers (routes.c) and static pages (web.c). */
 void pvg_srv_serve_static(pvg_srv_req *r, const char *name);
+
+/* search_route.c: the index built from the catalog at start and kept
+ * current by its own thread (init), stopped (shutdown; idempotent) and
+ * freed (free); the GET /v1/search handler; builds so far. */
+pvg_status pvg_srv_search_init(pvg_server *srv, pvg_error *err);
+void pvg_srv_search_shutdown(pvg_server *srv);
+void pvg_srv_search_free(pvg_server *srv);
+void pvg_srv_h_search(pvg_srv_req *r);
+long long pvg_srv_search_builds(const pvg_server *srv);
 
 /* model_holder.c */
 pvg_status pvg_srv_model_init(pvg_server *srv, pvg_error *err);

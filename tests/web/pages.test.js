@@ -91,6 +91,19 @@ async function main() {
     await page.waitForSelector('#similar .card');
     check((await page.$$('#similar .card')).length > 0, 'clicking an item shows similar items');
     await shot(page, 'shop');
+
+    // ---- the search box: typed with two misspellings, corrected, a price facet ----
+    await page.fill('#search-q', 'hart holdr');
+    await page.waitForSelector('#search-results .card');
+    const hits = await page.$$eval('#search-results .card', (cs) => cs.map((c) => c.getAttribute('data-item')));
+    check(hits.includes('85123A'), 'search finds 85123A for "hart holdr": ' + hits);
+    check((await page.textContent('#search-note')).includes('"hart" read as "heart"'), 'search shows the correction');
+    await page.fill('#search-q', 'holder ');
+    await page.waitForFunction(() => document.querySelectorAll('#search-results .card').length === 2);
+    await page.click('#search-facets button[data-facet]');
+    await page.waitForFunction(() => document.querySelectorAll('#search-results .card').length === 1);
+    check((await page.$$('#search-results .card')).length === 1, 'a price facet narrows the search');
+    await shot(page, 'shop-search');
     await page.close();
 
     // ---- shop demo as the shopper (their token): views and cart additions are recorded ----

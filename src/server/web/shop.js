@@ -5,7 +5,10 @@
 // they add to the cart, as that shopper, through POST /v1/events: the server
 // takes an event only for a purpose the shopper consents to, so with their
 // switches off nothing is recorded and the page says why. With an operator
-// key nothing is recorded (the page does not act as the shopper).
+// key nothing is recorded (the page does not act as the shopper). The search
+// box asks the public GET /v1/search as the shopper types (no credential; the
+// last word is completed), shows the corrections and completions it applied,
+// category and price facets, and pages of results.
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -122,6 +125,81 @@
       PVG.status('status', 'loaded', 'ok');
     } catch (e) { PVG.status('status', e.message, 'error'); }
   }
+
+  // ---- search: as you type (the last word is completed), facets, pages ----
+  // GET /v1/search is public: no credential is sent and nothing is kept.
+  const search = { category: '', price_min: '', price_max: '', offset: 0, seq: 0 };
+  const PAGE = 8;
+
+  function facetButton(label, active, onclick) {
+    return PVG.el('button', { class: active ? '' : 'secondary', 'data-facet': label, onclick }, label);
+  }
+
+  async function runSearch() {
+    const q = $('search-q').value;
+    const seq = ++search.seq;
+    if (!q.trim() && !search.category) {
+      ['search-results', 'search-facets', 'search-pages'].forEach((id) => $(id).replaceChildren());
+      $('search-note').textContent = '';
+      return;
+    }
+    const params = new URLSearchParams({ q, k: String(PAGE), offset: String(search.offset),
+                                         sort: $('search-sort').value });
+    if (search.category) params.set('category', search.category);
+    if (search.price_min !== '') params.set('price_min', search.price_min);
+    if (search.price_max !== '') params.set('price_max', search.price_max);
+    let r;
+    try {
+      r = await PVG.api('GET', '/v1/search?' + params.toString(), '');
+    } catch (e) {
+      if (seq === search.seq) $('search-note').textContent = 'search: ' + e.message;
+      return;
+    }
+    if (seq !== search.seq) return; /* a newer key press answered first */
+    const items = r.items.map((it) => ({ item: it.id, title: it.title, price: it.price }));
+    fill('search-results', items, similar);
+    const notes = [r.total + ' item' + (r.total === 1 ? '' : 's')];
+    for (const c of r.query.corrections)
+      notes.push('"' + c.word + '" read as ' + c.to.map((w) => '"' + w + '"').join(' or '));
+    const pe = r.query.prefix_expansion;
+    if (pe && pe.completions.length)
+      notes.push('"' + pe.word + '…": ' + pe.completions.slice(0, 5).join(', '));
+    if (r.query.terms.length && r.query.matched_terms < r.query.terms.length)
+      notes.push('no item has every word: these match ' + r.query.matched_terms);
+    $('search-note').textContent = notes.join(' · ');
+    const facets = [];
+    for (const c of r.facets.categories.slice(0, 8))
+      facets.push(facetButton(c.category + ' (' + c.count + ')', search.category === c.category, () => {
+        search.category = search.category === c.category ? '' : c.category;
+        search.offset = 0;
+        runSearch();
+      }));
+    for (const b of r.facets.price) {
+      if (!b.count) continue;
+      const on = search.price_min === String(b.min);
+      facets.push(facetButton('£' + b.range + ' (' + b.count + ')', on, () => {
+        search.price_min = on ? '' : String(b.min);
+        search.price_max = on || b.max === null ? '' : String(b.max);
+        search.offset = 0;
+        runSearch();
+      }));
+    }
+    $('search-facets').replaceChildren(...facets);
+    const pages = [];
+    if (search.offset > 0)
+      pages.push(facetButton('previous', false, () => { search.offset = Math.max(0, search.offset - PAGE); runSearch(); }));
+    if (search.offset + PAGE < r.total)
+      pages.push(facetButton('next', false, () => { search.offset += PAGE; runSearch(); }));
+    $('search-pages').replaceChildren(...pages);
+  }
+
+  let searchTimer = null;
+  $('search-q').addEventListener('input', () => {
+    search.offset = 0;
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(runSearch, 120);
+  });
+  $('search-sort').addEventListener('change', () => { search.offset = 0; runSearch(); });
 
   $('go').addEventListener('click', show);
   $('shopper').addEventListener('keydown', (e) => { if (e.key === 'Enter') show(); });

@@ -1,0 +1,315 @@
+/*
+ * test_server_search.c - GET /v1/search on a running server: public (no
+ * credential), ranked items with the parsed query (terms, corrections,
+ * prefix completions, stop words), filters, sorting, facets, parameter
+ * errors naming the parameter, hostile query text (invalid UTF-8, over
+ * the size limit), and the index following the catalog: an item added to
+ * the store is found without a restart.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <privguide/server.h>
+#include <privguide/store.h>
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct env {
+    char dir[256], dd[300];
+    pvg_server *srv;
+    int port;
+} env;
+
+static env E;
+
+/* ---- a tiny HTTP/1.1 client (Connection: close, 10 s timeouts) ---- */
+
+typedef struct resp {
+    int status;
+    char *body;
+    char headers[4096];
+} resp;
+
+static void resp_free(resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+static int http_raw(const char *raw, size_t raw_len, resp *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)E.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    size_t off = 0;
+    while (off < raw_len) {
+        ssize_t k = send(fd, raw + off, raw_len - off, MSG_NOSIGNAL);
+        if (k <= 0) break; /* the server may answer early (413) and close */
+        off += (size_t)k;
+    }
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    close(fd);
+    buf[n] = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1) {
+        free(buf);
+        return -1;
+    }
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (sep) {
+        size_t hl = (size_t)(sep - buf);
+        if (hl >= sizeof out->headers) hl = sizeof out->headers - 1;
+        memcpy(out->headers, buf, hl);
+        out->headers[hl] = 0;
+        out->body = strdup(sep + 4);
+    } else {
+        out->body = strdup("");
+    }
+    free(buf);
+    return 0;
+}
+
+static int http(const char *method, const char *path, const char *cred, const char *body, resp *out)
+{
+    size_t bl = body ? strlen(body) : 0;
+    size_t cap = bl + 1024 + strlen(path);
+    char *raw = malloc(cap);
+    int n = snprintf(raw, cap,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, cred ? "Authorization: Bearer " : "", cred ? cred : "",
+                     cred ? "\r\n" : "", bl);
+    if (bl) memcpy(raw + n, body, bl);
+    int rc = http_raw(raw, (size_t)n + bl, out);
+    free(raw);
+    return rc;
+}
+
+/* Asserts the status and that a refusal carries a JSON message. */
+static json_t *expect(const char *method, const char *path, const char *cred, const char *body,
+                      int status)
+{
+    resp r;
+    assert_int_equal(http(method, path, cred, body, &r), 0);
+    if (r.status != status)
+        fprintf(stderr, "%s %s: got %d, want %d: %s\n", method, path, r.status, status, r.body);
+    assert_int_equal(r.status, status);
+    json_t *j = json_loads(r.body, 0, NULL);
+    if (status >= 400) {
+        if (!j || !json_is_string(json_object_get(j, "message")))
+            fprintf(stderr, "%s %s: no JSON message in: %.300s\n", method, path, r.body);
+        assert_non_null(j);
+        assert_true(json_is_string(json_object_get(j, "message")));
+        assert_true(strlen(json_string_value(json_object_get(j, "message"))) > 0);
+    }
+    resp_free(&r);
+    return j;
+}
+
+static void item_put(pvg_store *s, const char *id, const char *title, const char *cat, double price)
+{
+    pvg_item it;
+    memset(&it, 0, sizeof it);
+    it.ext_id = id;
+    it.title = title;
+    it.category = cat;
+    it.price = price;
+    assert_int_equal(pvg_store_item_put(s, &it, NULL, NULL), PVG_OK);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(E.dir, sizeof E.dir, "/tmp/pvg_test_srvsearch_XXXXXX");
+    if (!mkdtemp(E.dir)) return -1;
+    snprintf(E.dd, sizeof E.dd, "%s/data", E.dir);
+    pvg_error err;
+    if (pvg_store_init(E.dd, NULL, &err) != PVG_OK) return -1;
+    pvg_store *s = NULL;
+    if (pvg_store_open(E.dd, &s, &err) != PVG_OK) return -1;
+    item_put(s, "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "Home", 2.55);
+    item_put(s, "21733", "RED HANGING HEART T-LIGHT HOLDER", "Home", 2.95);
+    item_put(s, "22086", "PAPER CHAIN KIT 50'S CHRISTMAS", "Christmas", 2.95);
+    item_put(s, "22910", "PAPER CHAIN KIT VINTAGE CHRISTMAS", "Christmas", 2.95);
+    item_put(s, "21216", "SET 3 RETROSPOT TEA/COFFEE/SUGAR", "Kitchen", 4.95);
+    item_put(s, "22197", "SMALL POPCORN HOLDER", "Kitchen", 0.85);
+    item_put(s, "84879", "ASSORTED COLOUR BIRD ORNAMENT", "Home", 1.69);
+    pvg_store_free(s);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = E.dd;
+    o.threads = 2;
+    o.reload_ms = 50;
+    o.auth_failure_rate = -1;
+    o.synonyms_path = "";
+    if (pvg_server_start(&o, &E.srv, &err) != PVG_OK) {
+        fprintf(stderr, "start: %s\n", err.text);
+        return -1;
+    }
+    E.port = pvg_server_port(E.srv);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pvg_server_free(E.srv);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", E.dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *id_at(json_t *j, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(json_object_get(j, "items"), i), "id"));
+}
+
+static void test_search_public(void **state)
+{
+    (void)state;
+    /* no credential needed; a misspelt word is corrected and reported */
+    json_t *j = expect("GET", "/v1/search?q=red+hart+holder", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 1);
+    assert_string_equal(id_at(j, 0), "21733");
+    json_t *it = json_array_get(json_object_get(j, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(it, "title")),
+                        "RED HANGING HEART T-LIGHT HOLDER");
+    assert_string_equal(json_string_value(json_object_get(it, "category")), "Home");
+    assert_true(json_real_value(json_object_get(it, "score")) > 0);
+    json_t *q = json_object_get(j, "query");
+    json_t *corr = json_array_get(json_object_get(q, "corrections"), 0);
+    assert_string_equal(json_string_value(json_object_get(corr, "word")), "hart");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(corr, "to"), 0)), "heart");
+    assert_int_equal(json_array_size(json_object_get(q, "terms")), 3);
+    json_decref(j);
+    /* search as you type: the last word completes */
+    j = expect("GET", "/v1/search?q=paper+chain+chri", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 2);
+    json_t *pe = json_object_get(json_object_get(j, "query"), "prefix_expansion");
+    assert_string_equal(json_string_value(json_object_get(pe, "word")), "chri");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(pe, "completions"), 0)),
+                        "christmas");
+    json_decref(j);
+    /* filters, sort by price, facets */
+    j = expect("GET", "/v1/search?q=holder&sort=price&price_max=2.9", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 2);
+    assert_string_equal(id_at(j, 0), "22197");
+    assert_string_equal(id_at(j, 1), "85123A");
+    json_t *cats = json_object_get(json_object_get(j, "facets"), "categories");
+    assert_int_equal(json_array_size(cats), 2);
+    json_t *price = json_object_get(json_object_get(j, "facets"), "price");
+    assert_true(json_array_size(price) > 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(price, 0), "count")), 1);
+    json_decref(j);
+    j = expect("GET", "/v1/search?q=holder&category=kitchen", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 1);
+    json_decref(j);
+    /* pages */
+    j = expect("GET", "/v1/search?k=2&offset=6", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 7);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
+    json_decref(j);
+}
+
+static void test_search_bad_input(void **state)
+{
+    (void)state;
+    static const char *bad[][2] = {
+        {"/v1/search?q=x&k=0", "k"},
+        {"/v1/search?q=x&k=abc", "k"},
+        {"/v1/search?q=x&offset=-1", "offset"},
+        {"/v1/search?q=x&price_min=cheap", "price_min"},
+        {"/v1/search?q=x&price_min=5&price_max=1", "price_min"},
+        {"/v1/search?q=x&price_max=nan", "price_max"},
+        {"/v1/search?q=x&sort=popular", "sort"},
+        {"/v1/search?q=x&prefix=2", "prefix"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *j = expect("GET", bad[i][0], NULL, NULL, 400);
+        assert_non_null(strstr(json_string_value(json_object_get(j, "message")), bad[i][1]));
+        json_decref(j);
+    }
+    /* invalid UTF-8 in q: an answer, valid JSON */
+    json_t *j = expect("GET", "/v1/search?q=%ff%fe%80heart", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 2);
+    json_decref(j);
+    /* too long */
+    char path[1400];
+    int n = snprintf(path, sizeof path, "/v1/search?q=");
+    memset(path + n, 'a', 1100);
+    path[n + 1100] = 0;
+    j = expect("GET", path, NULL, NULL, 400);
+    json_decref(j);
+    /* other methods */
+    resp r;
+    assert_int_equal(http("POST", "/v1/search?q=x", NULL, "{}", &r), 0);
+    assert_int_equal(r.status, 405);
+    resp_free(&r);
+}
+
+/* An item put into the store is found without a restart. */
+static void test_search_follows_catalog(void **state)
+{
+    (void)state;
+    json_t *j = expect("GET", "/v1/search?q=lantern", NULL, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 0);
+    json_decref(j);
+    pvg_store *s = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_store_open(E.dd, &s, &err), PVG_OK);
+    item_put(s, "71053", "WHITE METAL LANTERN", "Home", 3.39);
+    pvg_store_free(s);
+    long long total = 0;
+    for (int i = 0; i < 400 && total == 0; i++) {
+        j = expect("GET", "/v1/search?q=lantern", NULL, NULL, 200);
+        total = json_integer_value(json_object_get(j, "total"));
+        json_decref(j);
+        if (!total) {
+            struct timespec ts = {0, 25 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_int_equal(total, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_search_public),
+        cmocka_unit_test(test_search_bad_input),
+        cmocka_unit_test(test_search_follows_catalog),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -47,6 +47,7 @@ extern const cli_command cli_cmds_he[];
 extern const cli_command cli_cmds_secagg[];
 extern const cli_command cli_cmds_server[];
 extern const cli_command cli_cmds_ops[];    /* backup, restore, doctor */
+extern const cli_command cli_cmds_assist[]; /* assist */
 extern const cli_command cli_cmds_search[]; /* search */
 /* monitor alerts, ack, scan, suspend, resume */
 extern const cli_command cli_cmds_monitor[];

@@ -46,13 +46,16 @@ extern "C" {
 /* Why personal data is used. Each purpose names the policy purpose whose
  * "consent" field says which switch it needs (docs/privacy.md). */
 typedef enum pvg_purpose {
-    PVG_PURPOSE_EXPORT = 1,    /* the shopper's right of access: no consent needed */
-    PVG_PURPOSE_ERASURE = 2,   /* the shopper's right to erasure: no consent needed */
-    PVG_PURPOSE_CONSENT = 3,   /* reading or changing consent: no consent needed */
-    PVG_PURPOSE_RECOMMEND = 4, /* a personalised list: policy purpose "personalization" */
-    PVG_PURPOSE_SIMILAR = 5,   /* similar items asked by a shopper: item-side, no consent */
-    PVG_PURPOSE_TRAINING = 6,  /* training/evaluation data: "personalization" */
-    PVG_PURPOSE_DP_RELEASE = 7 /* data read of a DP release: "analytics" */
+    PVG_PURPOSE_EXPORT = 1,     /* the shopper's right of access: no consent needed */
+    PVG_PURPOSE_ERASURE = 2,    /* the shopper's right to erasure: no consent needed */
+    PVG_PURPOSE_CONSENT = 3,    /* reading or changing consent: no consent needed */
+    PVG_PURPOSE_RECOMMEND = 4,  /* a personalised list: policy purpose "personalization" */
+    PVG_PURPOSE_SIMILAR = 5,    /* similar items asked by a shopper: item-side, no consent */
+    PVG_PURPOSE_TRAINING = 6,   /* training/evaluation data: "personalization" */
+    PVG_PURPOSE_DP_RELEASE = 7, /* data read of a DP release: "analytics" */
+    /* the shopper's own assistant conversation, kept to continue it: no
+     * consent needed (the service they asked for; docs/assistant.md) */
+    PVG_PURPOSE_CONVERSATION = 9
 } pvg_purpose;
 
 /* "export", "erasure", "consent", "recommend", "similar", "training",
@@ -268,6 +271,30 @@ pvg_status pvg_access_similar_released(pvg_access *g, const pvg_dp_cooc *r, int6
                                        const unsigned char *asking_pseudonym_or_null,
                                        const pvg_dp_similar **out, size_t *n_out,
                                        pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- assistant conversations (docs/assistant.md) ---- */
+
+/* Reads conversation id_hex of the shopper (pvg_store_conversation_get),
+ * audited first (action "conversation_read", purpose conversation).
+ * PVG_ERR_NOT_FOUND when the shopper or the conversation is unknown. */
+pvg_status pvg_access_conversation_read(pvg_access *g, const char *ext_user, const char *id_hex,
+                                        void (*fn)(void *ctx, const pvg_conversation_view *c),
+                                        void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Writes the shopper's conversation (pvg_store_conversation_put), audited
+ * first (action "conversation_write", purpose conversation). An erased
+ * shopper: PVG_ERR_ERASED, audited as denied:erased. */
+pvg_status pvg_access_conversation_write(pvg_access *g, const char *ext_user, const char *id_hex,
+                                         int64_t created_at, const char *json,
+                                         pvg_error *err) PVG_WARN_UNUSED;
+
+/* Every conversation of the shopper, newest first (the privacy portal's
+ * list; pvg_store_conversations_foreach), audited first (action
+ * "conversations_read", purpose export). PVG_ERR_NOT_FOUND when the
+ * shopper is unknown or erased. */
+pvg_status pvg_access_conversations(pvg_access *g, const char *ext_user,
+                                    void (*fn)(void *ctx, const pvg_conversation_view *c),
+                                    void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- collection and the shopper's view of the audit log ---- */
 

@@ -473,6 +473,52 @@ const char *pvg_store_policy_json(const pvg_store *s);
 /* 1 if the policy keeps events of this type. */
 int pvg_store_policy_allows(const pvg_store *s, pvg_event_type type);
 
+/* ---- assistant conversations (src/store/conversation.c) ----
+ * A conversation of an identified shopper is personal data: its state (a
+ * JSON text the assistant writes) is sealed under the shopper's data key
+ * with XChaCha20-Poly1305, the associated data binding (pseudonym,
+ * conversation id, created_at, expiry day); it goes with the shopper's
+ * erasure (and their key: crypto-shredding), is in their export, and
+ * expires `conversations.retention_days` after its last turn (policy file;
+ * default 30), deleted by pvg_store_retention_sweep. */
+
+#define PVG_CONVERSATION_ID_BYTES 16 /* ids are shown as 32 lower-case hex digits */
+
+/* The days a conversation is kept after its last turn (policy). */
+int pvg_store_conversation_retention_days(const pvg_store *s);
+
+/* Writes (creates or replaces) conversation id_hex of ext_user with the
+ * state text json, created at created_at (kept from the first write), now
+ * as its update time. Creates the shopper when unknown (their first
+ * contact may be a question). Errors: PVG_ERR_INVALID (id not 32 hex
+ * digits, empty user), PVG_ERR_ERASED (suppression list), the store's. */
+pvg_status pvg_store_conversation_put(pvg_store *s, const char *ext_user, const char *id_hex,
+                                      int64_t created_at, const char *json,
+                                      pvg_error *err) PVG_WARN_UNUSED;
+
+/* One conversation as read back; strings borrowed for the callback. */
+typedef struct pvg_conversation_view {
+    const char *id; /* 32 hex digits */
+    int64_t created_at, updated_at;
+    int64_t expires_at; /* seconds since the epoch: the start of its expiry day */
+    const char *json;   /* the state text */
+} pvg_conversation_view;
+
+/* Hands conversation id_hex of ext_user to fn. PVG_ERR_NOT_FOUND when the
+ * shopper or the conversation is unknown (or expired: its expiry day has
+ * come), PVG_ERR_CRYPTO when it fails authentication. */
+pvg_status pvg_store_conversation_get(pvg_store *s, const char *ext_user, const char *id_hex,
+                                      void (*fn)(void *ctx, const pvg_conversation_view *c),
+                                      void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Hands every readable conversation of ext_user to fn, newest first (one
+ * that fails authentication is skipped and counted in *unreadable, may be
+ * NULL). PVG_ERR_NOT_FOUND when the shopper is unknown. */
+pvg_status pvg_store_conversations_foreach(pvg_store *s, const char *ext_user,
+                                           void (*fn)(void *ctx, const pvg_conversation_view *c),
+                                           void *ctx, long long *unreadable,
+                                           pvg_error *err) PVG_WARN_UNUSED;
+
 /* Frees memory returned by the library (strings, buffers). NULL ok. */
 void pvg_free(void *p);
 

@@ -14,12 +14,13 @@
 
 #define SUBJECT_LEN (2 * PVG_PSEUDONYM_BYTES + 1)
 
-static const char *const PURPOSE_NAMES[] = {"?",         "export",  "erasure",  "consent",
-                                            "recommend", "similar", "training", "dp_release"};
+static const char *const PURPOSE_NAMES[] = {"?",         "export",      "erasure",  "consent",
+                                            "recommend", "similar",     "training", "dp_release",
+                                            "?",         "conversation"};
 
 const char *pvg_purpose_name(pvg_purpose p)
 {
-    return (p >= PVG_PURPOSE_EXPORT && p <= PVG_PURPOSE_DP_RELEASE) ? PURPOSE_NAMES[p] : "?";
+    return (p >= PVG_PURPOSE_EXPORT && p <= PVG_PURPOSE_CONVERSATION) ? PURPOSE_NAMES[p] : "?";
 }
 
 void pvg_access_init(pvg_access *g, pvg_store *store, const char *actor)
@@ -49,8 +50,9 @@ pvg_status pvg_access_purpose_consent(const pvg_store *s, pvg_purpose purpose,
                                       pvg_error *err)
 {
     *needs_personalization = *needs_analytics = 0;
-    if (purpose < PVG_PURPOSE_EXPORT || purpose > PVG_PURPOSE_DP_RELEASE)
-        return pvg_error_set(err, PVG_ERR_INVALID, "access: purpose %d: expected 1..7",
+    if (purpose < PVG_PURPOSE_EXPORT ||
+        (purpose > PVG_PURPOSE_DP_RELEASE && purpose != PVG_PURPOSE_CONVERSATION))
+        return pvg_error_set(err, PVG_ERR_INVALID, "access: purpose %d: expected 1..7 or 9",
                              (int)purpose);
     const char *name = policy_purpose_of(purpose);
     if (!name) return PVG_OK;
@@ -275,6 +277,58 @@ pvg_status pvg_access_user_events(pvg_access *g, pvg_purpose purpose, const char
         return pvg_error_set(err, PVG_ERR_POLICY, "the user does not consent to the purpose %s",
                              pvg_purpose_name(purpose));
     return pvg_store_user_events(g->store, ext_user, fn, ctx, err);
+}
+
+/* ---- assistant conversations ---- */
+
+pvg_status pvg_access_conversation_read(pvg_access *g, const char *ext_user, const char *id_hex,
+                                        void (*fn)(void *ctx, const pvg_conversation_view *c),
+                                        void *ctx, pvg_error *err)
+{
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    pvg_status st = audit_first(g, "conversation_read", subject, PVG_PURPOSE_CONVERSATION,
+                                known ? "allowed" : "not_found", NULL, err);
+    if (st != PVG_OK) return st;
+    if (!known) return not_found(err);
+    return pvg_store_conversation_get(g->store, ext_user, id_hex, fn, ctx, err);
+}
+
+pvg_status pvg_access_conversation_write(pvg_access *g, const char *ext_user, const char *id_hex,
+                                         int64_t created_at, const char *json, pvg_error *err)
+{
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    int gone = 0;
+    pvg_status st = pvg_store_user_suppressed(g->store, ext_user, &gone, err);
+    if (st != PVG_OK) return st;
+    st = audit_first(g, "conversation_write", subject, PVG_PURPOSE_CONVERSATION,
+                     gone ? "denied:erased" : "allowed", NULL, err);
+    if (st != PVG_OK) return st;
+    if (gone)
+        return pvg_error_set(err, PVG_ERR_ERASED,
+                             "the user was erased (suppression list); nothing is recorded about "
+                             "them");
+    return pvg_store_conversation_put(g->store, ext_user, id_hex, created_at, json, err);
+}
+
+pvg_status pvg_access_conversations(pvg_access *g, const char *ext_user,
+                                    void (*fn)(void *ctx, const pvg_conversation_view *c),
+                                    void *ctx, pvg_error *err)
+{
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    pvg_status st = audit_first(g, "conversations_read", subject, PVG_PURPOSE_EXPORT,
+                                known ? "allowed" : "not_found", NULL, err);
+    if (st != PVG_OK) return st;
+    if (!known) return not_found(err);
+    return pvg_store_conversations_foreach(g->store, ext_user, fn, ctx, NULL, err);
 }
 
 /* ---- recommendations ---- */

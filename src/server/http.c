@@ -6,6 +6,8 @@
  */
 #include "server/server_internal.h"
 
+#include <privguide/assistant.h>
+
 #include "store/store_internal.h"
 
 #include <arpa/inet.h>
@@ -574,6 +576,7 @@ static void server_destroy(pvg_server *srv)
     pvg_srv_audit_writer_stop(&srv->audit);
     pvg_srv_monitor_free(srv);
     pvg_srv_authcache_free(srv->authcache);
+    pvg_assistant_free(srv->assistant);
     for (int i = 0; i < srv->n_stores; i++)
         pvg_store_free(srv->stores[i]);
     pvg_store_free(srv->audit_store);
@@ -697,7 +700,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         (opt->web_dir && !srv->web_dir) ||
         pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
         pvg_srv_ts_init(&srv->ts) || pvg_srv_ratelimit_init(&srv->rl) ||
-        !(srv->authcache = pvg_srv_authcache_new(1.0))) {
+        !(srv->authcache = pvg_srv_authcache_new(1.0)) ||
+        pvg_assistant_new(NULL, &srv->assistant, NULL) != PVG_OK) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     }

@@ -65,6 +65,12 @@ static const pvg_srv_route ROUTES[] = {
     {"GET", "/v1/users/{id}/consent", OWN, h_consent_get, "a user's consent"},
     {"PUT", "/v1/users/{id}/consent", OWN, h_consent_put, "change a user's consent"},
     {"PATCH", "/v1/users/{id}/consent", OWN, h_consent_put, "change a user's consent"},
+    /* the shopping assistant: anonymous, or as the shopper (conversation kept sealed) */
+    {"POST", "/v1/assist", PVG_SRV_PUBLIC, pvg_srv_h_assist, "ask the shopping assistant"},
+    {"POST", "/v1/users/{id}/assist", OWN, pvg_srv_h_user_assist,
+     "ask the shopping assistant as a shopper"},
+    {"GET", "/v1/users/{id}/conversations", OWN, pvg_srv_h_conversations,
+     "a user's assistant conversations"},
     /* the shopper's own view of the audit log: entries about them only */
     {"GET", "/v1/users/{id}/audit", PVG_SRV_USER | PVG_SRV_OWN, h_audit,
      "the audit entries about the token's own user"},

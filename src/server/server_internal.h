@@ -362,6 +362,7 @@ struct pvg_server {
     pvg_srv_timeseries ts;
     pthread_mutex_t rotate_mu; /* one master-key rotation at a time */
     pvg_srv_ratelimit rl;
+    struct pvg_assistant *assistant; /* the shopping assistant (assist_route.c) */
     atomic_long inflight;
     atomic_int draining;
     pvg_srv_monitor *monitor; /* NULL when monitoring is off */
@@ -438,6 +439,12 @@ json_t *pvg_srv_req_json(pvg_srv_req *r);
 long long pvg_srv_json_depth_exceeded(const char *text, size_t len, int max_depth);
 
 double pvg_srv_now(void);
+
+/* The assistant's handlers (assist_route.c): POST /v1/assist (anonymous),
+ * POST /v1/users/{id}/assist (the shopper), GET /v1/users/{id}/conversations. */
+void pvg_srv_h_assist(pvg_srv_req *r);
+void pvg_srv_h_user_assist(pvg_srv_req *r);
+void pvg_srv_h_conversations(pvg_srv_req *r);
 
 /* Handlers (routes.c) and static pages (web.c). */
 void pvg_srv_serve_static(pvg_srv_req *r, const char *name);

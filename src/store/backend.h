@@ -138,6 +138,15 @@ typedef void (*pvg_backend_chain_fn)(void *ctx, const unsigned char prev[PVG_BAC
                                      unsigned char out[PVG_BACKEND_HASH_BYTES]);
 typedef int (*pvg_backend_audit_fn)(void *ctx, const pvg_audit_entry *e);
 typedef int (*pvg_backend_pseudonym_fn)(void *ctx, const unsigned char pseudonym[16]);
+/* An assistant conversation as stored (conversation.c): its id, times and
+ * the sealed state (pointers valid during the callback only). */
+typedef struct pvg_backend_conv {
+    unsigned char cid[16];
+    int64_t created_at, updated_at, expires_day;
+    const unsigned char *sealed;
+    size_t sealed_len;
+} pvg_backend_conv;
+typedef int (*pvg_backend_conv_fn)(void *ctx, const pvg_backend_conv *c);
 
 /* The bytes of a tag the duplicate index compares (tags_of_user). */
 #define PVG_BACKEND_TAG_KEY 8
@@ -434,6 +443,22 @@ struct pvg_backend_ops {
      * wrapped data keys, never a master key (the backend has none). On
      * failure the files it made are removed. */
     pvg_status (*snapshot_to)(pvg_backend *b, const char *dest_dir, pvg_error *err);
+    /* ---- assistant conversations (appended in interface 1) ----
+     * Table conversations(user_pseudonym, cid, created_at, updated_at,
+     * expires_day, sealed): the column user_pseudonym makes user_delete
+     * remove them with the shopper. [txn] */
+    /* Inserts or replaces the conversation (pseudonym, c->cid). */
+    pvg_status (*conv_put)(pvg_backend *b, const unsigned char pseudonym[16],
+                           const pvg_backend_conv *c, pvg_error *err);
+    /* Hands the one conversation (pseudonym, cid) to fn; NOT_FOUND. */
+    pvg_status (*conv_get)(pvg_backend *b, const unsigned char pseudonym[16],
+                           const unsigned char cid[16], pvg_backend_conv_fn fn, void *ctx,
+                           pvg_error *err);
+    /* Every conversation of pseudonym, newest update first. */
+    pvg_status (*convs_foreach_user)(pvg_backend *b, const unsigned char pseudonym[16],
+                                     pvg_backend_conv_fn fn, void *ctx, pvg_error *err);
+    /* Deletes every conversation with expires_day <= day; *n: how many. */
+    pvg_status (*convs_sweep)(pvg_backend *b, int64_t day, long long *n, pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

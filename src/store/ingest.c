@@ -1585,6 +1585,11 @@ pvg_status pvg_store_retention_sweep(pvg_store *s, long long *deleted, pvg_error
     pvg_status st = PVG_B(s, chunks_sweep, today, &n, err);
     if (st != PVG_OK) return st;
     if (deleted) *deleted = n;
+    /* the assistant's conversations past their retention (conversation.c) */
+    long long nc = 0;
+    st = PVG_B(s, convs_sweep, today, &nc, err);
+    if (st != PVG_OK) return st;
+    n += nc;
     /* Users left with no events keep their row and key (consent; they may
      * come back). Expired records leave the write-ahead log too (best
      * effort: a busy reader only delays it). */

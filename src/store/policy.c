@@ -24,6 +24,7 @@ static const char DEFAULT_POLICY[] =
     "    \"rating\":   {\"retention_days\": 1095, \"fields\": [\"rating\"]},\n"
     "    \"search\":   {\"retention_days\": 30,   \"fields\": [\"query\"]}\n"
     "  },\n"
+    "  \"conversations\": {\"retention_days\": 30},\n"
     "  \"consent_defaults\": {\"personalization\": true, \"analytics\": true},\n"
     "  \"purposes\": [\n"
     "    {\"name\": \"personalization\", \"consent\": \"personalization\",\n"
@@ -142,6 +143,20 @@ pvg_status pvg_policy_parse(const char *text, const char *source, pvg_policy *ou
         }
         if (p) out->default_personalization = json_is_true(p);
         if (a) out->default_analytics = json_is_true(a);
+    }
+    /* the assistant's conversations: {"retention_days": N}, default 30 */
+    out->conversation_days = 30;
+    json_t *conv = json_object_get(root, "conversations");
+    if (conv) {
+        json_t *cd = json_object_get(conv, "retention_days");
+        if (!json_is_object(conv) || !json_is_integer(cd) || json_integer_value(cd) < 1 ||
+            json_integer_value(cd) > 36500) {
+            st = pvg_error_set_at(err, PVG_ERR_INVALID, source, 0, 0, -1,
+                                  "\"conversations\".retention_days: expected an integer from 1 "
+                                  "to 36500");
+            goto out;
+        }
+        out->conversation_days = (int)json_integer_value(cd);
     }
     json_t *purposes = json_object_get(root, "purposes");
     if (purposes && !json_is_array(purposes)) {

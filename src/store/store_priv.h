@@ -26,6 +26,7 @@ typedef struct pvg_policy {
     int retention_days[PVG_EVENT_TYPE_COUNT];
     int basis_collection; /* 1: retention counts from collection time */
     int default_personalization, default_analytics;
+    int conversation_days; /* "conversations": {"retention_days"}: default 30 */
     /* how the purposes govern collecting each event type: PVG_COLLECT_* bits */
     unsigned char collect[PVG_EVENT_TYPE_COUNT];
     char *text; /* the file's text */

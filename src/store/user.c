@@ -300,6 +300,18 @@ static int export_cb(void *vctx, const pvg_user_view *u, const pvg_event *ev, si
     return 0;
 }
 
+static void export_conversation(void *ctx, const pvg_conversation_view *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(c->id));
+    json_object_set_new(o, "created_at", iso_time(c->created_at));
+    json_object_set_new(o, "updated_at", iso_time(c->updated_at));
+    json_object_set_new(o, "expires_at", iso_time(c->expires_at));
+    json_t *state = json_loads(c->json, 0, NULL);
+    json_object_set_new(o, "state", state ? state : json_string(c->json));
+    json_array_append_new(ctx, o);
+}
+
 pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json_out,
                                  pvg_error *err)
 {
@@ -353,10 +365,23 @@ pvg_status pvg_store_user_export(pvg_store *s, const char *ext_user, char **json
         json_object_set_new(
             x.root, "retention_basis",
             json_string(s->policy.basis_collection ? "collection_time" : "event_time"));
+        json_object_set_new(x.root, "conversation_retention_days",
+                            json_integer(pvg_store_conversation_retention_days(s)));
+        /* the assistant's conversations (sealed under the same key) */
+        json_t *convs = json_array();
+        long long bad = 0;
+        pvg_status cs =
+            pvg_store_conversations_foreach(s, ext_user, export_conversation, convs, &bad, err);
+        if (cs != PVG_OK && cs != PVG_ERR_NOT_FOUND) st = cs;
+        if (cs == PVG_ERR_NOT_FOUND) pvg_error_clear(err);
+        json_object_set_new(x.root, "conversations", convs);
+        if (bad) json_object_set_new(x.root, "unreadable_conversations", json_integer(bad));
         json_decref(pol);
-        *json_out =
-            json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-        if (!*json_out) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        if (st == PVG_OK) {
+            *json_out =
+                json_dumps(x.root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+            if (!*json_out) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+        }
     }
     json_decref(x.root);
     return st;

@@ -112,6 +112,12 @@ static const char SCHEMA_SQL[] =
     "  PRIMARY KEY(kind, fingerprint, dataset, params));"
     "CREATE INDEX IF NOT EXISTS dp_release_cache_latest ON dp_release_cache(kind, dataset,"
     "  created_at);"
+    /* the assistant's conversations of identified shoppers, sealed under
+     * the shopper's data key; user_pseudonym makes them go with the user */
+    "CREATE TABLE IF NOT EXISTS conversations(user_pseudonym bytea NOT NULL, cid bytea NOT NULL,"
+    "  created_at bigint NOT NULL, updated_at bigint NOT NULL, expires_day bigint NOT NULL,"
+    "  sealed bytea NOT NULL, PRIMARY KEY(user_pseudonym, cid));"
+    "CREATE INDEX IF NOT EXISTS conversations_expiry ON conversations(expires_day);"
     /* the key store: in the same schema (one commit makes keys and data
      * durable together); a backup tool can leave these two tables out */
     "CREATE TABLE IF NOT EXISTS ks_meta(key text PRIMARY KEY, value text NOT NULL);"
@@ -193,6 +199,10 @@ enum {
     Q_ITEM_PRICES_GET,
     Q_ITEM_PRICES_SET,
     Q_TAGS_OF_USER,
+    Q_CONV_PUT,
+    Q_CONV_GET,
+    Q_CONVS_USER,
+    Q_CONVS_EXPIRED_DELETE,
     Q_COUNT
 };
 
@@ -353,6 +363,18 @@ static const struct {
                           " greatest(i.id, (SELECT coalesce(max(id), 1) FROM items))) FROM i"},
     [Q_CID_INDEX] = {"", "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema()"
                          " AND indexname = 'chunks_cid'"},
+    [Q_CONV_PUT] = {"bbiiib", "INSERT INTO conversations(user_pseudonym, cid, created_at,"
+                              " updated_at, expires_day, sealed) VALUES($1, $2, $3, $4, $5, $6)"
+                              " ON CONFLICT(user_pseudonym, cid) DO UPDATE SET"
+                              " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
+                              " expires_day = EXCLUDED.expires_day, sealed = EXCLUDED.sealed"},
+    [Q_CONV_GET] = {"bb", "SELECT cid, created_at, updated_at, expires_day, sealed"
+                          " FROM conversations WHERE user_pseudonym = $1 AND cid = $2"},
+    [Q_CONVS_USER] = {"b", "SELECT cid, created_at, updated_at, expires_day, sealed"
+                           " FROM conversations WHERE user_pseudonym = $1"
+                           " ORDER BY updated_at DESC, cid"},
+    [Q_CONVS_EXPIRED_DELETE] = {"i", "WITH d AS (DELETE FROM conversations WHERE expires_day <= $1"
+                                     " RETURNING 1) SELECT count(*) FROM d"},
 };
 
 /* A buffered row of a COPY batch. */
@@ -1956,6 +1978,72 @@ static pvg_status pg_item_insert_at(pvg_backend *b, int64_t id, const pvg_item *
     return run(PG(b), Q_ITEM_INSERT_AT, v, 8, NULL, "items", err);
 }
 
+/* ---- assistant conversations ---- */
+
+static pvg_status pg_conv_put(pvg_backend *b, const unsigned char p[16], const pvg_backend_conv *c,
+                              pvg_error *err)
+{
+    bindv v[] = {BB(p, 16),         BB(c->cid, 16),     BI(c->created_at),
+                 BI(c->updated_at), BI(c->expires_day), BB(c->sealed, c->sealed_len)};
+    return run(PG(b), Q_CONV_PUT, v, 6, NULL, "conversations", err);
+}
+
+static pvg_status conv_rows(PGresult *r, pvg_backend_conv_fn fn, void *ctx)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        pvg_backend_conv c;
+        size_t n = 0;
+        copy_blob(r, i, 0, c.cid, sizeof c.cid, &n);
+        if (n != sizeof c.cid) continue;
+        c.created_at = col_i64(r, i, 1);
+        c.updated_at = col_i64(r, i, 2);
+        c.expires_day = col_i64(r, i, 3);
+        c.sealed = (const unsigned char *)PQgetvalue(r, i, 4);
+        c.sealed_len = (size_t)PQgetlength(r, i, 4);
+        if (fn(ctx, &c)) return PVG_ERR_ABORTED;
+    }
+    return PVG_OK;
+}
+
+static pvg_status pg_conv_get(pvg_backend *b, const unsigned char p[16],
+                              const unsigned char cid[16], pvg_backend_conv_fn fn, void *ctx,
+                              pvg_error *err)
+{
+    PGresult *r;
+    bindv v[] = {BB(p, 16), BB(cid, 16)};
+    pvg_status st = exec_q(PG(b), Q_CONV_GET, v, 2, &r, "conversations", err);
+    if (st != PVG_OK) return st;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "conversation: no such conversation");
+    }
+    st = conv_rows(r, fn, ctx);
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_convs_foreach_user(pvg_backend *b, const unsigned char p[16],
+                                        pvg_backend_conv_fn fn, void *ctx, pvg_error *err)
+{
+    PGresult *r;
+    bindv v[] = {BB(p, 16)};
+    pvg_status st = exec_q(PG(b), Q_CONVS_USER, v, 1, &r, "conversations", err);
+    if (st != PVG_OK) return st;
+    st = conv_rows(r, fn, ctx);
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_convs_sweep(pvg_backend *b, int64_t day, long long *n, pvg_error *err)
+{
+    bindv v[] = {BI(day)};
+    int64_t c = 0;
+    *n = 0;
+    pvg_status st = one_i64(PG(b), Q_CONVS_EXPIRED_DELETE, v, 1, &c, NULL, "conversations", err);
+    if (st == PVG_OK) *n = c;
+    return st;
+}
+
 static const pvg_backend_ops PG_OPS = {
     .version = 1,
     .name = "postgresql",
@@ -2026,6 +2114,10 @@ static const pvg_backend_ops PG_OPS = {
     .vacuum = pg_vacuum,
     .creds_foreach = pg_creds_foreach,
     .item_insert_at = pg_item_insert_at,
+    .conv_put = pg_conv_put,
+    .conv_get = pg_conv_get,
+    .convs_foreach_user = pg_convs_foreach_user,
+    .convs_sweep = pg_convs_sweep,
 };
 
 /* ---- connecting, creating, migrating ---- */

@@ -146,7 +146,14 @@ static const char MAIN_SCHEMA[] =
     " created_at INTEGER NOT NULL,"
     " PRIMARY KEY (kind, fingerprint, dataset, params));"
     "CREATE INDEX IF NOT EXISTS dp_release_cache_latest ON dp_release_cache(kind, dataset,"
-    " created_at);";
+    " created_at);"
+    /* The assistant's conversations of identified shoppers, sealed under the
+     * shopper's data key (src/store/conversation.c); user_pseudonym makes
+     * them go with the user. */
+    "CREATE TABLE IF NOT EXISTS conversations(user_pseudonym BLOB NOT NULL, cid BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, expires_day INTEGER NOT NULL,"
+    "  sealed BLOB NOT NULL, PRIMARY KEY(user_pseudonym, cid)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS conversations_expiry ON conversations(expires_day);";
 
 static const char KS_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS ks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -239,6 +246,11 @@ enum {
     Q_RCACHE_LATEST,
     Q_CREDS_ALL,
     Q_ITEM_INSERT_AT,
+    Q_CONV_PUT,
+    Q_CONV_GET,
+    Q_CONVS_USER,
+    Q_CONVS_EXPIRED_COUNT,
+    Q_CONVS_EXPIRED_DELETE,
     Q_COUNT
 };
 
@@ -391,6 +403,16 @@ static const struct {
     [Q_ITEM_INSERT_AT] = {DB_MAIN,
                           "INSERT INTO items(ext_id, title, category, price, attrs, updated_at,"
                           " catalog, id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    [Q_CONV_PUT] = {DB_MAIN, "INSERT OR REPLACE INTO conversations(user_pseudonym, cid, created_at,"
+                             " updated_at, expires_day, sealed) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+    [Q_CONV_GET] = {DB_MAIN, "SELECT cid, created_at, updated_at, expires_day, sealed"
+                             " FROM conversations WHERE user_pseudonym = ?1 AND cid = ?2"},
+    [Q_CONVS_USER] = {DB_MAIN, "SELECT cid, created_at, updated_at, expires_day, sealed"
+                               " FROM conversations WHERE user_pseudonym = ?1"
+                               " ORDER BY updated_at DESC, cid"},
+    [Q_CONVS_EXPIRED_COUNT] = {DB_MAIN,
+                               "SELECT count(*) FROM conversations WHERE expires_day <= ?1"},
+    [Q_CONVS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM conversations WHERE expires_day <= ?1"},
 };
 
 typedef struct sq_backend {
@@ -2150,6 +2172,97 @@ static pvg_status sq_snapshot_to(pvg_backend *b, const char *dest_dir, pvg_error
     return st;
 }
 
+/* ---- assistant conversations ---- */
+
+static pvg_status sq_conv_put(pvg_backend *b, const unsigned char p[16], const pvg_backend_conv *c,
+                              pvg_error *err)
+{
+    bindv v[] = {BB(p, 16),         BB(c->cid, 16),     BI(c->created_at),
+                 BI(c->updated_at), BI(c->expires_day), BB(c->sealed, c->sealed_len)};
+    return run(SQ(b), Q_CONV_PUT, v, 6, NULL, "conversations", err);
+}
+
+/* Steps the conversation rows of s into fn; *rows: how many. */
+static pvg_status conv_rows(sq_backend *q, sqlite3_stmt *s, pvg_backend_conv_fn fn, void *ctx,
+                            long long *rows, pvg_error *err)
+{
+    int rc;
+    pvg_status st = PVG_OK;
+    *rows = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_conv c;
+        size_t n = 0;
+        copy_blob(s, 0, c.cid, sizeof c.cid, &n);
+        if (n != sizeof c.cid) continue;
+        c.created_at = sqlite3_column_int64(s, 1);
+        c.updated_at = sqlite3_column_int64(s, 2);
+        c.expires_day = sqlite3_column_int64(s, 3);
+        c.sealed = sqlite3_column_blob(s, 4);
+        c.sealed_len = (size_t)sqlite3_column_bytes(s, 4);
+        (*rows)++;
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "conversations", err);
+    return st;
+}
+
+static pvg_status sq_conv_get(pvg_backend *b, const unsigned char p[16],
+                              const unsigned char cid[16], pvg_backend_conv_fn fn, void *ctx,
+                              pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CONV_GET, &s, &own, err);
+    if (st != PVG_OK) return st;
+    bindv v[] = {BB(p, 16), BB(cid, 16)};
+    bind_all(s, v, 2);
+    long long rows = 0;
+    st = conv_rows(q, s, fn, ctx, &rows, err);
+    give(s, own);
+    if (st == PVG_OK && !rows)
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "conversation: no such conversation");
+    return st;
+}
+
+static pvg_status sq_convs_foreach_user(pvg_backend *b, const unsigned char p[16],
+                                        pvg_backend_conv_fn fn, void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_CONVS_USER, &s, &own, err);
+    if (st != PVG_OK) return st;
+    bindv v[] = {BB(p, 16)};
+    bind_all(s, v, 1);
+    long long rows = 0;
+    st = conv_rows(q, s, fn, ctx, &rows, err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_convs_sweep(pvg_backend *b, int64_t day, long long *n, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    *n = 0;
+    sqlite3_stmt *s;
+    int own, row;
+    bindv v[] = {BI(day)};
+    pvg_status st = one(q, Q_CONVS_EXPIRED_COUNT, v, 1, &s, &own, &row, "conversations", err);
+    if (st != PVG_OK) return st;
+    long long c = 0;
+    if (row) {
+        c = sqlite3_column_int64(s, 0);
+        give(s, own);
+    }
+    if (c > 0) st = run(q, Q_CONVS_EXPIRED_DELETE, v, 1, NULL, "conversations", err);
+    if (st == PVG_OK) *n = c;
+    return st;
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -2221,6 +2334,10 @@ static const pvg_backend_ops SQLITE_OPS = {
     .creds_foreach = sq_creds_foreach,
     .item_insert_at = sq_item_insert_at,
     .snapshot_to = sq_snapshot_to,
+    .conv_put = sq_conv_put,
+    .conv_get = sq_conv_get,
+    .convs_foreach_user = sq_convs_foreach_user,
+    .convs_sweep = sq_convs_sweep,
 };
 
 /* ---- opening and creating ---- */

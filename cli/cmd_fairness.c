@@ -141,6 +141,16 @@ int cli_run_audit_fairness(cli_ctx *c)
     fo.epsilon = cli_double(c, "epsilon", 0);
     if (!(fo.epsilon >= 0) || !isfinite(fo.epsilon))
         cli_usage_error(c, "--epsilon must be a finite number > 0 (0: no DP release)");
+    if (cli_has(c, "model-epsilon")) {
+        p.dp_epsilon = cli_double(c, "model-epsilon", 0);
+        if (!(p.dp_epsilon > 0) || !isfinite(p.dp_epsilon))
+            cli_usage_error(c, "--model-epsilon must be a finite number > 0");
+        p.dp_delta = cli_double(c, "model-delta", 1e-6);
+        if (!(p.dp_delta >= 0 && p.dp_delta < 1))
+            cli_usage_error(c, "--model-delta must be in [0, 1)");
+    } else if (cli_has(c, "model-delta")) {
+        cli_usage_error(c, "--model-delta goes with --model-epsilon");
+    }
     if (fo.epsilon > 0 && cli_has(c, "bootstrap"))
         cli_usage_error(c, "--bootstrap resamples shoppers: not with --epsilon (the DP report's "
                            "intervals use the normal approximation)");
@@ -255,6 +265,10 @@ const cli_flag cli_fairness_flags[] = {
     {"candidates", CLI_INT, "N", "calibration: candidates re-ranked (default 100)"},
     {"epsilon", CLI_DOUBLE, "E",
      "release the group statistics with epsilon-DP (charged to the store's ledger)"},
+    {"model-epsilon", CLI_DOUBLE, "E",
+     "train the audited model with shopper-level (E, --model-delta)-DP (docs/models.md \"DP "
+     "training\"); required with --epsilon on the store, where it is charged too"},
+    {"model-delta", CLI_DOUBLE, "D", "delta of the model's DP training (default 1e-6)"},
     {"out", CLI_STR, "FILE", "also write the report (JSON) to FILE"},
     {"save", CLI_BOOL, NULL, "keep the report in the data dir (GET /v1/admin/fairness)"},
     {"json", CLI_BOOL, NULL, "print the report as JSON"},

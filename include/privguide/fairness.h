@@ -47,9 +47,11 @@
  * given the trained model. The model is trained on the same shoppers; a
  * shopper's training data moves the model and so other shoppers' metrics,
  * which only a DP-trained model (its own epsilon added by composition)
- * bounds. docs/fairness.md says this. With a store, the release is charged
- * to its ledger (label PVG_FAIR_LEDGER_LABEL, purpose "queries") before the
- * report is returned; an overspend refuses it.
+ * bounds. So with a store (fo->ledger), tp->dp_epsilon must be > 0
+ * (PVG_ERR_POLICY otherwise): the model's recorded (epsilon, delta) and the
+ * sums' epsilon are charged to its ledger in one transaction (label
+ * PVG_FAIR_LEDGER_LABEL, purpose "queries") before the report is returned;
+ * an overspend refuses both. docs/fairness.md says this.
  *
  * Group labels: shoppers without a label are not evaluated (counted);
  * groups with fewer than min_group_users shoppers, and all but the

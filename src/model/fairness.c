@@ -826,6 +826,15 @@ pvg_status pvg_fair_audit(const pvg_dataset *ds, const pvg_train_params *tp,
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fairness: bootstrap in 0..100000, min_group_users >= 1 and a finite "
                              "epsilon >= 0 are needed");
+    /* A release charged to a store's ledger leaves the operator: the model
+     * it evaluates is trained on the same shoppers, so it must itself be
+     * DP-trained (its (epsilon, delta) is charged too), or the sums' noise
+     * would cover only the evaluation half of each shopper's data. */
+    if (fo->epsilon > 0 && fo->ledger && !(tp->dp_epsilon > 0))
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "fairness: a DP release from the store needs a DP-trained model "
+                             "(train parameters dp_epsilon > 0; CLI --model-epsilon): the model "
+                             "is trained on the same shoppers whose metrics are released");
     size_t n = ds->n_ev, ni = ds->n_items, nu = ds->n_users;
     uint8_t *role = malloc(n ? n : 1), *keep = malloc(n ? n : 1);
     pvg_csr Rt = {0}, T = {0}, Fi = {0};
@@ -995,6 +1004,8 @@ pvg_status pvg_fair_audit(const pvg_dataset *ds, const pvg_train_params *tp,
         st = pvg_error_set(err, st, "fairness: cannot start the scoring threads");
         goto done;
     }
+    st = pvg_model_dp_info_get(m, &e.model_dp, err);
+    if (st != PVG_OK) goto done;
     st = pvg_fair_report_build(&e, fo, pvg_model_type_name(tp->type),
                                pvg_eval_protocol_name(eo->protocol),
                                categories_or_null ? "file"
@@ -1673,9 +1684,38 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
         snprintf(what, sizeof what, "fairness audit by %s (%d groups, k=%d)",
                  fo->group_by ? fo->group_by : "group", G, e->k);
         int64_t rid;
-        st = pvg_ledger_charge(fo->ledger, PVG_FAIR_LEDGER_LABEL, what, "discrete-laplace",
-                               fo->epsilon, 0, &rid, err);
+        /* the model's own guarantee first, then the sums' (sequential
+         * composition: a refusal of either releases nothing) */
+        const pvg_model_dp_info mi = e->model_dp;
+        if (!mi.is_dp)
+            st = pvg_error_set(err, PVG_ERR_POLICY, "fairness: the model is not DP-trained");
+        int own_txn = st == PVG_OK && pvg_store_begin(fo->ledger, err) == PVG_OK;
+        if (st == PVG_OK && !own_txn) st = err ? err->code : PVG_ERR_IO;
+        int64_t mrid = 0;
+        char mwhat[200];
+        snprintf(mwhat, sizeof mwhat, "model of the %s", what);
+        if (st == PVG_OK)
+            st = pvg_ledger_charge(fo->ledger, PVG_FAIR_LEDGER_LABEL, mwhat, mi.mechanism,
+                                   mi.epsilon, mi.delta, &mrid, err);
+        if (st == PVG_OK)
+            st = pvg_ledger_charge(fo->ledger, PVG_FAIR_LEDGER_LABEL, what, "discrete-laplace",
+                                   fo->epsilon, 0, &rid, err);
+        if (own_txn) {
+            if (st == PVG_OK)
+                st = pvg_store_commit(fo->ledger, err);
+            else
+                pvg_store_rollback(fo->ledger);
+        }
         if (st != PVG_OK) goto done;
+        json_t *dj = json_object_get(root, "dp");
+        json_object_set_new(dj, "model_release_id", json_integer(mrid));
+        json_object_set_new(dj, "model_epsilon", json_real(mi.epsilon));
+        json_object_set_new(dj, "model_delta", json_real(mi.delta));
+        json_object_set_new(dj, "model_mechanism", json_string(mi.mechanism));
+        json_object_set_new(dj, "scope",
+                            json_string("each shopper's events: the model DP-trained "
+                                        "(model_epsilon, model_delta), the evaluation sums "
+                                        "(epsilon); the total is their sum (docs/fairness.md)"));
         json_object_set_new(json_object_get(root, "dp"), "release_id", json_integer(rid));
     }
     *out = malloc(sizeof **out);

@@ -22,10 +22,11 @@ typedef struct pvg_fair_user {
 
 /* The per-shopper results of one audit run. */
 typedef struct pvg_fair_eval {
-    size_t n;     /* evaluated shoppers */
-    int k;        /* list length */
-    int phases;   /* 1, or 2 with mitigation */
-    int n_groups; /* group g's name: group_names[g] */
+    pvg_model_dp_info model_dp; /* the evaluated model's DP record (is_dp 0: not DP) */
+    size_t n;                   /* evaluated shoppers */
+    int k;                      /* list length */
+    int phases;                 /* 1, or 2 with mitigation */
+    int n_groups;               /* group g's name: group_names[g] */
     char **group_names;
     int n_cats;
     char **cat_names;

@@ -8,7 +8,9 @@
  * attributes) and, when the fingerprint differs, builds a new index and
  * swaps it in. Requests hold a reference to the index they started with,
  * so a swap never waits for them and they never wait for a build. The
- * index holds only catalog data (not personal); queries are not kept.
+ * index holds only catalog data (not personal). An anonymous query is not
+ * kept; a shopper's own search (their token and user=<their id>) is
+ * recorded as a `search` event through the access gate (docs/search.md).
  */
 #include "server/server_internal.h"
 #include "store/store_internal.h"
@@ -16,7 +18,10 @@
 
 #include <privguide/search.h>
 
+#include <microhttpd.h>
+
 #include <math.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -331,6 +336,104 @@ static json_t *query_json(const pvg_search_result *res, const char *text)
                      (json_int_t)pvg_search_result_min_matched(res));
 }
 
+/* ---- the shopper behind a search ------------------------------------------ */
+
+/* The route is public: a credential is read only when one is presented.
+ * A shopper token with user=<its own user> makes the search theirs
+ * (*user set); no credential, an operator key, or a token without user=
+ * leaves *user NULL. Returns -1 after replying (bad credential, another
+ * shopper's id, user= without a shopper token). */
+static int search_shopper(pvg_srv_req *r, const char **user)
+{
+    *user = NULL;
+    const char *want = pvg_srv_req_query(r, "user");
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || !*h) {
+        if (want) {
+            pvg_srv_reply_error(r, 401, "unauthorized",
+                                "query parameter user: needs that shopper's token "
+                                "(\"Authorization: Bearer <token>\")");
+            return -1;
+        }
+        return 0;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        pvg_srv_reply_error(r, 401, "unauthorized",
+                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
+        return -1;
+    }
+    const char *cred = h + 7;
+    while (*cred == ' ')
+        cred++;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
+    if (st == PVG_ERR_PERMISSION) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
+        return -1;
+    }
+    if (st == PVG_ERR_STATE) {
+        pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
+        return -1;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "authentication", st, &e);
+        return -1;
+    }
+    snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
+             r->who.key_id);
+    if (!want || !*want || r->who.role != PVG_ROLE_USER) return 0; /* operators: nothing kept */
+    if (!pvg_auth_may_access_user(pvg_srv_req_store(r), &r->who, want)) {
+        pvg_srv_reply_error(r, 403, "forbidden",
+                            "query parameter user: this token may search "
+                            "only as its own user");
+        return -1;
+    }
+    *user = want;
+    return 0;
+}
+
+/* Records the shopper's query as one `search` event (the query text cut
+ * to PVG_SEARCH_EVENT_QUERY_MAX bytes at a character boundary) through
+ * the gate, which applies the policy and the consent rule for collection.
+ * Never fails the search: a refused event is dropped silently; a store
+ * error is counted (privguide_search_event_failures_total). */
+static void search_record(pvg_srv_req *r, const char *user, const char *text)
+{
+    if (!text || !*text) return; /* browsing without words is not a search */
+    char q[PVG_SEARCH_EVENT_QUERY_MAX + 1];
+    size_t n = strlen(text);
+    if (n > PVG_SEARCH_EVENT_QUERY_MAX) {
+        n = PVG_SEARCH_EVENT_QUERY_MAX;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--; /* do not split a UTF-8 sequence */
+    }
+    memcpy(q, text, n);
+    q[n] = 0;
+    pvg_store *s = pvg_srv_req_store(r);
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = PVG_EVENT_SEARCH;
+    ev.fields = PVG_FIELD_QUERY;
+    ev.ts = pvg_store_now(s);
+    ev.query = q;
+    pvg_event_in in = {user, &ev, NULL, 0};
+    pvg_event_out out;
+    memset(&out, 0, sizeof out);
+    long long stored = 0, dup = 0;
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_access_events_record(&g, &in, 1, &out, &stored, &dup, &e);
+    if (st != PVG_OK)
+        atomic_fetch_add(&r->srv->metrics.search_event_failures, 1);
+    else if (stored + dup > 0)
+        atomic_fetch_add(&r->srv->metrics.search_events, 1);
+}
+
 void pvg_srv_h_search(pvg_srv_req *r)
 {
     pvg_search_query q;
@@ -371,6 +474,8 @@ void pvg_srv_h_search(pvg_srv_req *r)
                             prefix);
         return;
     }
+    const char *user = NULL;
+    if (search_shopper(r, &user)) return;
     srv_search_ix *x = r->srv->search ? ix_acquire(r->srv->search) : NULL;
     if (!x) {
         pvg_srv_reply_error(r, 503, "no_index", "the search index is not built yet");
@@ -426,6 +531,7 @@ void pvg_srv_h_search(pvg_srv_req *r)
         (json_int_t)x->built_at);
     pvg_search_result_free(res);
     ix_release(x);
+    if (user && q.offset == 0) search_record(r, user, q.text); /* page 2+ is the same search */
     if (!o) {
         pvg_srv_reply_error(r, 500, "internal", "cannot encode the answer");
         return;

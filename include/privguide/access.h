@@ -176,6 +176,25 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
                               const unsigned char *asking_pseudonym_or_null, size_t k,
                               pvg_scored_item *out, size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- personal re-rank of search results ---- */
+
+/* The shopper's model scores for n search candidates (ext_items, catalog
+ * item ids, borrowed): scores_out[i] is the model's score of ext_items[i]
+ * for the shopper, NAN when the model does not know that item. Done as
+ * pvg_access_recommend does: the shopper is looked up and the consent the
+ * purpose "recommend" needs (personalization) checked, then ONE audit
+ * entry (action "search_rerank", purpose recommend, outcome allowed /
+ * denied:no_consent / not_found, detail "... candidates=N"), and only then
+ * the model is asked. *personalized_out is 1 when scores_out was filled;
+ * else 0 with *reason_out (static) "unknown_user", "no_consent",
+ * "no_model" (m NULL) or "not_in_model", and scores_out untouched
+ * (PVG_OK either way). Needs g->store. Errors: PVG_ERR_INVALID, the audit
+ * write's (nothing scored), PVG_ERR_NOMEM, the model's. */
+pvg_status pvg_access_search_rerank(pvg_access *g, const pvg_model *m, const char *ext_user,
+                                    const char *const *ext_items, size_t n, double *scores_out,
+                                    int *personalized_out, const char **reason_out,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
 /* ---- batch recommendations (an operator's run over many shoppers) ---- */
 
 /* One shopper's outcome in a batch, handed to the caller's callback. */

@@ -58,6 +58,10 @@ typedef struct pvg_search_result pvg_search_result;
 #define PVG_SEARCH_PREFIX_MAX 50        /* most completions of the last word */
 #define PVG_SEARCH_WORD_MAX 48          /* longer words are cut to this many bytes */
 
+/* A shopper's query kept as a `search` event is cut to this many bytes
+ * (at a UTF-8 character boundary). */
+#define PVG_SEARCH_EVENT_QUERY_MAX 256
+
 typedef struct pvg_search_options {
     int no_stemming;           /* 1: index and match whole words (evaluation baselines) */
     const char *synonyms_path; /* synonyms file to load; NULL: none */

@@ -8,6 +8,7 @@
 #include "store/store_internal.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +438,81 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
     pvg_status st = audit_first(g, "similar", subject, PVG_PURPOSE_SIMILAR, "allowed", extra, err);
     if (st != PVG_OK) return st;
     return pvg_model_similar(m, ext_item, k, out, n_out, err);
+}
+
+/* ---- personal re-rank of search results ---- */
+
+pvg_status pvg_access_search_rerank(pvg_access *g, const pvg_model *m, const char *ext_user,
+                                    const char *const *ext_items, size_t n, double *scores_out,
+                                    int *personalized_out, const char **reason_out, pvg_error *err)
+{
+    *personalized_out = 0;
+    *reason_out = NULL;
+    if (!g->store || !ext_user || (n && (!ext_items || !scores_out)))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "search_rerank: store, user and the candidate arrays are required");
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    int ok = 0;
+    pvg_status st = known ? allowed(g, PVG_PURPOSE_RECOMMEND, &c, &ok, err) : PVG_OK;
+    if (st != PVG_OK) return st;
+    const char *reason = !known ? "unknown_user" : !ok ? "no_consent" : !m ? "no_model" : NULL;
+    unsigned char key[PVG_MODEL_KEY_BYTES];
+    if (!reason) {
+        st = pvg_model_user_key(m, g->store, ext_user, key, err);
+        if (st != PVG_OK) return st;
+    }
+    char extra[64];
+    snprintf(extra, sizeof extra, "candidates=%zu%s", n, reason ? " answer=non_personalised" : "");
+    st = audit_first(g, "search_rerank", subject, PVG_PURPOSE_RECOMMEND,
+                     !known ? "not_found"
+                     : !ok  ? "denied:no_consent"
+                            : "allowed",
+                     extra, err);
+    if (st != PVG_OK) return st;
+    if (reason) {
+        *reason_out = reason;
+        return PVG_OK;
+    }
+    /* one scoring pass over every item (seen ones included: a shopper may
+     * search for what they bought before), then the candidates' scores */
+    size_t ni = pvg_model_n_items(m), got = 0;
+    pvg_scored_item *all = malloc((ni ? ni : 1) * sizeof *all);
+    double *by_index = malloc((ni ? ni : 1) * sizeof *by_index);
+    if (!all || !by_index) {
+        free(all);
+        free(by_index);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "search_rerank: out of memory");
+    }
+    st = ni ? pvg_model_recommend(m, key, ni, 1, all, &got, err) : PVG_OK;
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(err);
+        free(all);
+        free(by_index);
+        *reason_out = "not_in_model";
+        return PVG_OK;
+    }
+    if (st != PVG_OK) {
+        free(all);
+        free(by_index);
+        return st;
+    }
+    for (size_t i = 0; i < ni; i++)
+        by_index[i] = NAN;
+    for (size_t i = 0; i < got; i++)
+        if (all[i].item_index >= 0 && (size_t)all[i].item_index < ni)
+            by_index[all[i].item_index] = all[i].score;
+    for (size_t i = 0; i < n; i++) {
+        int64_t ix = ext_items[i] ? pvg_model_item_index(m, ext_items[i]) : -1;
+        scores_out[i] = ix >= 0 && (size_t)ix < ni ? by_index[ix] : NAN;
+    }
+    free(all);
+    free(by_index);
+    *personalized_out = 1;
+    return PVG_OK;
 }
 
 /* ---- batch recommendations ---- */

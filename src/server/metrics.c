@@ -226,6 +226,11 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
         {"privguide_model_reloads_total", "Model (re)loads.", &m->model_reloads},
         {"privguide_model_reload_failures_total", "Model loads that failed.",
          &m->model_reload_failures},
+        {"privguide_search_events_total", "Search events recorded for shoppers.",
+         &m->search_events},
+        {"privguide_search_event_failures_total",
+         "Search events not recorded for a store error (the search still answered).",
+         &m->search_event_failures},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         bprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", counters[i].name,

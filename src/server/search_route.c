@@ -8,7 +8,9 @@
  * attributes) and, when the fingerprint differs, builds a new index and
  * swaps it in. Requests hold a reference to the index they started with,
  * so a swap never waits for them and they never wait for a build. The
- * index holds only catalog data (not personal); queries are not kept.
+ * index holds only catalog data (not personal). An anonymous query is not
+ * kept; a shopper's own search (their token and user=<their id>) is
+ * recorded as a `search` event through the access gate (docs/search.md).
  */
 #include "server/server_internal.h"
 #include "store/store_internal.h"
@@ -16,7 +18,10 @@
 
 #include <privguide/search.h>
 
+#include <microhttpd.h>
+
 #include <math.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -331,6 +336,206 @@ static json_t *query_json(const pvg_search_result *res, const char *text)
                      (json_int_t)pvg_search_result_min_matched(res));
 }
 
+/* ---- the shopper behind a search ------------------------------------------ */
+
+/* The route is public: a credential is read only when one is presented.
+ * A shopper token with user=<its own user> makes the search theirs
+ * (*user set); no credential, an operator key, or a token without user=
+ * leaves *user NULL. Returns -1 after replying (bad credential, another
+ * shopper's id, user= without a shopper token). */
+static int search_shopper(pvg_srv_req *r, const char **user)
+{
+    *user = NULL;
+    const char *want = pvg_srv_req_query(r, "user");
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || !*h) {
+        if (want) {
+            pvg_srv_reply_error(r, 401, "unauthorized",
+                                "query parameter user: needs that shopper's token "
+                                "(\"Authorization: Bearer <token>\")");
+            return -1;
+        }
+        return 0;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        pvg_srv_reply_error(r, 401, "unauthorized",
+                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
+        return -1;
+    }
+    const char *cred = h + 7;
+    while (*cred == ' ')
+        cred++;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
+    if (st == PVG_ERR_PERMISSION) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
+        return -1;
+    }
+    if (st == PVG_ERR_STATE) {
+        pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
+        return -1;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "authentication", st, &e);
+        return -1;
+    }
+    snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
+             r->who.key_id);
+    if (!want || !*want || r->who.role != PVG_ROLE_USER) return 0; /* operators: nothing kept */
+    if (!pvg_auth_may_access_user(pvg_srv_req_store(r), &r->who, want)) {
+        pvg_srv_reply_error(r, 403, "forbidden",
+                            "query parameter user: this token may search "
+                            "only as its own user");
+        return -1;
+    }
+    *user = want;
+    return 0;
+}
+
+/* Records the shopper's query as one `search` event (the query text cut
+ * to PVG_SEARCH_EVENT_QUERY_MAX bytes at a character boundary) through
+ * the gate, which applies the policy and the consent rule for collection.
+ * Never fails the search: a refused event is dropped silently; a store
+ * error is counted (privguide_search_event_failures_total). */
+static void search_record(pvg_srv_req *r, const char *user, const char *text)
+{
+    if (!text || !*text) return; /* browsing without words is not a search */
+    char q[PVG_SEARCH_EVENT_QUERY_MAX + 1];
+    size_t n = strlen(text);
+    if (n > PVG_SEARCH_EVENT_QUERY_MAX) {
+        n = PVG_SEARCH_EVENT_QUERY_MAX;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--; /* do not split a UTF-8 sequence */
+    }
+    memcpy(q, text, n);
+    q[n] = 0;
+    pvg_store *s = pvg_srv_req_store(r);
+    pvg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = PVG_EVENT_SEARCH;
+    ev.fields = PVG_FIELD_QUERY;
+    ev.ts = pvg_store_now(s);
+    ev.query = q;
+    pvg_event_in in = {user, &ev, NULL, 0};
+    pvg_event_out out;
+    memset(&out, 0, sizeof out);
+    long long stored = 0, dup = 0;
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_access_events_record(&g, &in, 1, &out, &stored, &dup, &e);
+    if (st != PVG_OK)
+        atomic_fetch_add(&r->srv->metrics.search_event_failures, 1);
+    else if (stored + dup > 0)
+        atomic_fetch_add(&r->srv->metrics.search_events, 1);
+}
+
+static json_t *hit_json(const pvg_search_hit *h, double score)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:f}", "id", str_or_null(h->ext_id), "title",
+                     str_or_null(h->title), "category", str_or_null(h->category), "price",
+                     h->price >= 0 ? json_real(h->price) : json_null(), "score",
+                     isfinite(score) ? score : 0.0);
+}
+
+typedef struct blended {
+    size_t hit;   /* index in the candidate result */
+    double score; /* the blend */
+} blended;
+
+static int blended_cmp(const void *a, const void *b)
+{
+    const blended *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->hit < y->hit ? -1 : x->hit > y->hit;
+}
+
+/* The shopper's re-ranked page, or NULL (with *why) for the non-personal
+ * answer. The first SEARCH_RERANK_CANDIDATES hits by BM25 are re-scored
+ * through the gate (pvg_access_search_rerank: consent, audit entry, then
+ * the model) as
+ *     score = bm25 / max bm25 + SEARCH_RERANK_BETA * norm(model score),
+ * norm = (s - min) / (max - min) over the candidates the model knows (0 for
+ * the others, and for all when every known score is equal). Only relevance
+ * order within the candidate window is re-ranked; a page beyond it, or a
+ * price sort, is the non-personal answer. */
+#define SEARCH_RERANK_CANDIDATES 100
+#define SEARCH_RERANK_BETA 0.5
+static json_t *personal_items(pvg_srv_req *r, srv_search_ix *x, const pvg_search_query *q0,
+                              const char *user, const char **why)
+{
+    if (q0->sort != PVG_SEARCH_SORT_RELEVANCE || !q0->text || !*q0->text) {
+        *why = "not_relevance_order";
+        return NULL;
+    }
+    if (q0->offset + q0->k > SEARCH_RERANK_CANDIDATES) {
+        *why = "beyond_rerank_window";
+        return NULL;
+    }
+    pvg_search_query q = *q0;
+    q.k = SEARCH_RERANK_CANDIDATES;
+    q.offset = 0;
+    pvg_search_result *res = NULL;
+    pvg_error e;
+    pvg_error_clear(&e);
+    if (pvg_search_run(x->ix, &q, &res, &e) != PVG_OK) {
+        *why = "error";
+        return NULL;
+    }
+    size_t n = pvg_search_result_count(res);
+    const char **ids = calloc(n ? n : 1, sizeof *ids);
+    double *ms = calloc(n ? n : 1, sizeof *ms);
+    blended *b = calloc(n ? n : 1, sizeof *b);
+    json_t *items = NULL;
+    if (!ids || !ms || !b) {
+        *why = "error";
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        ids[i] = pvg_search_result_hit(res, i)->ext_id;
+    pvg_srv_model *m = pvg_srv_model_acquire(r->srv);
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    int personal = 0;
+    pvg_status st =
+        pvg_access_search_rerank(&g, m ? m->model : NULL, user, ids, n, ms, &personal, why, &e);
+    pvg_srv_model_release(m);
+    if (st != PVG_OK || !personal) {
+        if (st != PVG_OK) *why = "error"; /* e.g. the audit log: never personal unaudited */
+        goto done;
+    }
+    double bmax = 0, mmin = INFINITY, mmax = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        double s = pvg_search_result_hit(res, i)->score;
+        if (isfinite(s) && s > bmax) bmax = s;
+        if (isfinite(ms[i])) {
+            if (ms[i] < mmin) mmin = ms[i];
+            if (ms[i] > mmax) mmax = ms[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        double s = pvg_search_result_hit(res, i)->score;
+        double bn = bmax > 0 && isfinite(s) ? s / bmax : 0;
+        double mn = isfinite(ms[i]) && mmax > mmin ? (ms[i] - mmin) / (mmax - mmin) : 0;
+        b[i] = (blended){i, bn + SEARCH_RERANK_BETA * mn};
+    }
+    qsort(b, n, sizeof *b, blended_cmp);
+    items = json_array();
+    for (size_t i = q0->offset; i < n && i < q0->offset + q0->k; i++)
+        json_array_append_new(items, hit_json(pvg_search_result_hit(res, b[i].hit), b[i].score));
+    *why = NULL;
+done:
+    free(ids);
+    free(ms);
+    free(b);
+    pvg_search_result_free(res);
+    return items;
+}
+
 void pvg_srv_h_search(pvg_srv_req *r)
 {
     pvg_search_query q;
@@ -371,6 +576,8 @@ void pvg_srv_h_search(pvg_srv_req *r)
                             prefix);
         return;
     }
+    const char *user = NULL;
+    if (search_shopper(r, &user)) return;
     srv_search_ix *x = r->srv->search ? ix_acquire(r->srv->search) : NULL;
     if (!x) {
         pvg_srv_reply_error(r, 503, "no_index", "the search index is not built yet");
@@ -388,14 +595,14 @@ void pvg_srv_h_search(pvg_srv_req *r)
             pvg_srv_reply_status(r, "search", st, &e);
         return;
     }
-    json_t *items = json_array();
-    for (size_t i = 0; i < pvg_search_result_count(res); i++) {
-        const pvg_search_hit *h = pvg_search_result_hit(res, i);
-        json_array_append_new(
-            items, json_pack("{s:o, s:o, s:o, s:o, s:f}", "id", str_or_null(h->ext_id), "title",
-                             str_or_null(h->title), "category", str_or_null(h->category), "price",
-                             h->price >= 0 ? json_real(h->price) : json_null(), "score",
-                             isfinite(h->score) ? h->score : 0.0));
+    const char *why = user ? NULL : "anonymous";
+    json_t *items = user ? personal_items(r, x, &q, user, &why) : NULL;
+    if (!items) {
+        items = json_array();
+        for (size_t i = 0; i < pvg_search_result_count(res); i++) {
+            const pvg_search_hit *h = pvg_search_result_hit(res, i);
+            json_array_append_new(items, hit_json(h, h->score));
+        }
     }
     const pvg_search_facet *f;
     size_t nf = pvg_search_result_categories(res, &f);
@@ -424,8 +631,13 @@ void pvg_srv_h_search(pvg_srv_req *r)
         (json_int_t)pvg_search_result_total(res), "items", items, "facets", "categories", cats,
         "price", prices, "index", "items", (json_int_t)stats.items, "built_at",
         (json_int_t)x->built_at);
+    if (o) {
+        json_object_set_new(o, "personalized", json_boolean(!why));
+        if (why) json_object_set_new(o, "reason", json_string(why));
+    }
     pvg_search_result_free(res);
     ix_release(x);
+    if (user && q.offset == 0) search_record(r, user, q.text); /* page 2+ is the same search */
     if (!o) {
         pvg_srv_reply_error(r, 500, "internal", "cannot encode the answer");
         return;

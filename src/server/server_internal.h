@@ -65,6 +65,7 @@ typedef struct pvg_srv_metrics {
     atomic_llong auth_failures, rate_limited, audit_entries, audit_failures;
     atomic_llong recs_personal, recs_popular, cache_hits, events_accepted, events_rejected;
     atomic_llong model_reloads, model_reload_failures;
+    atomic_llong search_events, search_event_failures; /* GET /v1/search by a shopper */
 } pvg_srv_metrics;
 
 int pvg_srv_metrics_init(pvg_srv_metrics *m, size_t n_routes);

@@ -444,6 +444,24 @@ static void test_dispatch_and_quality(void **state)
     assert_int_equal(m->dp.max_items, PVG_DP_IALS_DEFAULT_M);
     assert_int_equal(strncmp(m->dp.mechanism, "dp-ials/", 8), 0);
     assert_true(m->params.alpha0 == 3.0 * PVG_DP_IALS_DEFAULT_M / (double)m->n_items);
+    /* the popularity section (the DP model's public popular list) is
+     * post-processing of the DP item factors, |V_j|, never the exact buyer
+     * counts pvg_model_new_common puts there */
+    {
+        int differs_from_exact = 0;
+        for (size_t j = 0; j < m->n_items; j++) {
+            double s = 0;
+            for (size_t k = 0; k < 16; k++)
+                s += (double)m->V[j * 16 + k] * m->V[j * 16 + k];
+            assert_float_equal(m->popularity[j], (float)sqrt(s), 1e-6);
+            size_t buyers = 0;
+            for (size_t u = 0; u < m->n_users; u++)
+                for (uint64_t q = m->hist_indptr[u]; q < m->hist_indptr[u + 1]; q++)
+                    buyers += m->hist_items[q] == j;
+            differs_from_exact |= m->popularity[j] != (float)buyers;
+        }
+        assert_true(differs_from_exact);
+    }
     /* the file keeps the record and the factors */
     char path[] = "/tmp/pvg-dp-ials-XXXXXX";
     int fd = mkstemp(path);
@@ -458,6 +476,7 @@ static void test_dispatch_and_quality(void **state)
     assert_string_equal(l->dp.mechanism, m->dp.mechanism);
     assert_int_equal(l->factors, 16);
     assert_memory_equal(l->V, m->V, m->n_items * 16 * sizeof(float));
+    assert_memory_equal(l->popularity, m->popularity, m->n_items * sizeof(float));
     pvg_model_free(l);
     pvg_model_free(m);
     p.dp_epsilon = 1e6;

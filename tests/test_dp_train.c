@@ -390,6 +390,44 @@ static void test_file_record(void **s)
     fclose(f);
     assert_int_equal(pvg_model_load(path, &l, &err), PVG_ERR_CORRUPT);
     assert_non_null(strstr(err.text, "DP"));
+    /* a well-formed but edited DP record (epsilon understated), checksum
+     * recomputed: the fingerprint covers the record, so it is refused */
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    f = fopen(path, "r+b");
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    double eps_lie = 0.01;
+    memcpy(buf + dp_off, &eps_lie, 8);
+    memset(buf + 240, 0, 32);
+    crypto_generichash(sum, 32, buf, (unsigned long long)len, NULL, 0);
+    memcpy(buf + 240, sum, 32);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fwrite(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_ERR_CORRUPT);
+    assert_non_null(strstr(err.text, "fingerprint"));
+    /* a non-DP model given a DP record (to be served at the DP path) */
+    assert_int_equal(pvg_model_train(ds, &q, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    f = fopen(path, "r+b");
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    double rec[5] = {1.0, 1e-6, 1.0, 5.0, 0};
+    int32_t mi = 32;
+    uint32_t voc = PVG_DP_VOCAB_LIST;
+    memcpy(buf + dp_off, rec, sizeof rec);
+    memcpy(buf + dp_off + 40, &mi, 4);
+    memcpy(buf + dp_off + 44, &voc, 4);
+    memcpy(buf + dp_off + 48, "dp-popularity/discrete-gaussian", 32);
+    memset(buf + 240, 0, 32);
+    crypto_generichash(sum, 32, buf, (unsigned long long)len, NULL, 0);
+    memcpy(buf + 240, sum, 32);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fwrite(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_ERR_CORRUPT);
+    assert_non_null(strstr(err.text, "fingerprint"));
     free(buf);
     unlink(path);
     pvg_rng_free(det);

@@ -601,12 +601,25 @@ pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_
     pvg_model_set_section(m, PVG_SEC_ITEM_F, V, 4 * ni * f);
     float *G = malloc(f * f * sizeof *G);
     uint16_t *V16 = malloc(n16 * sizeof *V16);
-    if (!G || !V16) {
+    float *pop = malloc((ni ? ni : 1) * sizeof *pop);
+    if (!G || !V16 || !pop) {
         free(G);
         free(V16);
+        free(pop);
         pvg_model_free(m);
         return pvg_error_set(err, PVG_ERR_NOMEM, "dp-ials: out of memory");
     }
+    /* the popularity section (the DP model's public popular list and cold
+     * start) replaces the exact buyer counts pvg_model_new_common put there:
+     * |V_j|, post-processing of the DP item factors (the James-Stein
+     * shrinkage sends an item whose few buyers drown in the noise to 0) */
+    for (size_t j = 0; j < ni; j++) {
+        double s = 0;
+        for (size_t k = 0; k < f; k++)
+            s += (double)V[j * f + k] * V[j * f + k];
+        pop[j] = (float)sqrt(s);
+    }
+    pvg_model_set_section(m, PVG_SEC_POPULARITY, pop, 4 * ni);
     pvg_gramian(V, ni, f, G);
     pvg_model_set_section(m, PVG_SEC_GRAM, G, 4 * f * f);
     pvg_f16_pack(V, ni, f, V16);

@@ -900,18 +900,29 @@ pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, 
 
 /* ---- the framework ------------------------------------------------------------------ */
 
-/* A fingerprint of what a DP model releases (its item sections), never of
- * the raw data. */
-static void public_fingerprint(pvg_model *m)
+void pvg_dp_public_fingerprint(const pvg_model *m, unsigned char out[32])
 {
     static const int secs[] = {PVG_SEC_ITEM_STR, PVG_SEC_POPULARITY, PVG_SEC_ITEM_F,
                                PVG_SEC_EASE_B,   PVG_SEC_KNN_INDPTR, PVG_SEC_KNN_IDX,
                                PVG_SEC_KNN_SIM};
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, (const unsigned char *)"pvg-dp-model", 12, 32);
-    for (size_t i = 0; i < sizeof secs / sizeof *secs; i++)
-        if (m->sec[secs[i]]) crypto_generichash_update(&hs, m->sec[secs[i]], m->sec_len[secs[i]]);
-    crypto_generichash_final(&hs, m->fingerprint, 32);
+    /* the DP record and the type: editing the claim changes the fingerprint */
+    double rec[5] = {m->dp.epsilon, m->dp.delta, m->dp.noise_multiplier, m->dp.sensitivity,
+                     m->dp.clip};
+    int32_t ints[3] = {(int32_t)m->type, m->dp.max_items, (int32_t)m->dp_vocab};
+    char mech[PVG_DP_MECHANISM_MAX];
+    memset(mech, 0, sizeof mech);
+    snprintf(mech, sizeof mech, "%s", m->dp.mechanism ? m->dp.mechanism : "");
+    crypto_generichash_update(&hs, (const unsigned char *)rec, sizeof rec);
+    crypto_generichash_update(&hs, (const unsigned char *)ints, sizeof ints);
+    crypto_generichash_update(&hs, (const unsigned char *)mech, sizeof mech);
+    for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
+        uint64_t len = m->sec[secs[i]] ? m->sec_len[secs[i]] : 0;
+        crypto_generichash_update(&hs, (const unsigned char *)&len, sizeof len);
+        if (len) crypto_generichash_update(&hs, m->sec[secs[i]], len);
+    }
+    crypto_generichash_final(&hs, out, 32);
 }
 
 pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
@@ -1005,7 +1016,7 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
             md->dp.epsilon = t.rep.epsilon + v.epsilon;
             md->dp.delta = t.rep.delta + v.delta;
             md->dp_vocab = v.kind;
-            public_fingerprint(md);
+            pvg_dp_public_fingerprint(md, md->fingerprint);
         }
     }
     pvg_csr_free(&Rv);

@@ -932,6 +932,14 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
                 bad = "item order does not sort the item ids";
                 break;
             }
+    if (!bad && m->dp.epsilon > 0) {
+        /* a DP record is believed only with the item sections it was
+         * released with: the fingerprint covers both */
+        unsigned char fp[32];
+        pvg_dp_public_fingerprint(m, fp);
+        if (sodium_memcmp(fp, m->fingerprint, 32) != 0)
+            bad = "DP record or item sections do not match the DP model's fingerprint";
+    }
     if (bad) {
         pvg_model_free(m);
         return corrupt(err, path, -1, bad);

@@ -373,6 +373,12 @@ typedef struct pvg_dp_train {
  * guarantee. */
 pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train_params *p,
                         pvg_model **out, pvg_train_stats *stats, pvg_error *err);
+/* The fingerprint of a DP model (m->dp.epsilon > 0): BLAKE2b-256 of its
+ * type, its DP record and its item sections (what it releases), never of
+ * the raw data; the loader checks a DP file's header fingerprint against
+ * it, so the DP record cannot be edited (or added to another model) while
+ * keeping the fingerprint the trainer reported and the ledger recorded. */
+void pvg_dp_public_fingerprint(const pvg_model *m, unsigned char out[32]);
 /* Contribution bounding: X (new, users x vocabulary) keeps of each row of
  * t->R at most t->max_items items (a uniformly random subset drawn from
  * t->rng when there are more), every kept cell weighing 1. */

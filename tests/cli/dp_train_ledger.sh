@@ -47,6 +47,12 @@ for run in "ease 2 1e-6" "popularity 1 1e-6" "itemknn 1.5 1e-7"; do
   near "$se" "$sum_e" 1e-9 || fail "after $n runs the ledger has epsilon $se, the runs' records sum to $sum_e"
   near "$sd" "$sum_d" 1e-15 || fail "after $n runs the ledger has delta $sd, the runs' records sum to $sum_d"
   [ "$sr" = "$n" ] || fail "after $n runs the ledger counts $sr model_builds releases"
+  # the release names the file's fingerprint (which covers its DP record)
+  fp=$("$P" model info --model "$D/model-dp.pvgm" --json | jq -r .fingerprint)
+  rid=$(jq -r .dp.release_id <<<"$r")
+  "$P" budget show --json --data-dir "$D" |
+    jq -e --arg fp "$fp" --argjson id "$rid" '.releases[] | select(.id == $id) | .what | contains($fp)' \
+      >/dev/null || fail "train $1: the ledger release $rid does not name the fingerprint $fp"
 done
 
 # overspending: refused before the model is written, nothing charged

@@ -360,16 +360,9 @@ static int run_train(cli_ctx *c)
     int64_t release_id = 0;
     if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
     if (dpi.is_dp && store) {
-        /* the fingerprint (of the DP record and the item sections) names
-         * the released file: `model info` shows it, the loader checks it */
-        char what[300], fph[65];
-        for (int i = 0; i < 32; i++)
-            snprintf(fph + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
-        snprintf(what, sizeof what, "train %s model (m=%d, %s vocabulary, fingerprint %s)",
-                 pvg_model_type_name(t), dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary),
-                 fph);
-        s = pvg_ledger_charge(store, pvg_ledger_purpose_name(PVG_LEDGER_MODEL_BUILDS), what,
-                              dpi.mechanism, dpi.epsilon, dpi.delta, &release_id, &err);
+        /* the release names the fingerprint (of the DP record and the item
+         * sections): `model info` shows it, the server checks it */
+        s = pvg_model_dp_charge(store, m, &release_id, &err);
         if (s != PVG_OK) {
             pvg_store_free(store);
             pvg_model_free(m);

@@ -181,6 +181,8 @@ static void item_put(pvg_store *s, const char *id, const char *title, double pri
 
 /* Trains `type` from the store (eps 0: without DP) and writes it to path
  * (a temp file renamed over it). */
+static int g_no_charge; /* 1: write the DP model without charging the ledger */
+
 static void train_to(pvg_model_type type, double eps, const char *path)
 {
     pvg_store *s = NULL;
@@ -200,6 +202,11 @@ static void train_to(pvg_model_type type, double eps, const char *path)
     st = pvg_model_train(ds, &p, &m, NULL, &err);
     if (st != PVG_OK) fprintf(stderr, "train: %s\n", err.text);
     assert_int_equal(st, PVG_OK);
+    if (eps > 0 && !g_no_charge) { /* what train --epsilon does: charged before it leaves */
+        st = pvg_model_dp_charge(s, m, NULL, &err);
+        if (st != PVG_OK) fprintf(stderr, "charge: %s\n", err.text);
+        assert_int_equal(st, PVG_OK);
+    }
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     st = pvg_model_save(m, tmp, &err);
@@ -363,6 +370,26 @@ static void test_nondp_model_refused(void **state)
     assert_int_equal(unlink(E.dp), 0);
 }
 
+/* A DP model whose (epsilon, delta) no model_builds release of this store
+ * names (trained elsewhere, or with a huge epsilon never charged) is refused
+ * at the DP path: what others see must be in the ledger. */
+static void test_uncharged_dp_model_refused(void **state)
+{
+    (void)state;
+    g_no_charge = 1;
+    train_to(PVG_MODEL_POPULARITY, 1e6, E.dp);
+    g_no_charge = 0;
+    pvg_error err;
+    pvg_error_clear(&err);
+    assert_int_equal(pvg_server_reload_model(E.srv, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "never charged"));
+    assert_int_equal(pvg_server_dp_model_generation(E.srv), 0);
+    json_t *j = expect("GET", "/v1/items/P01/similar?k=5", E.tok_u0, NULL, 200);
+    assert_string_equal(src_of(j), "dp_release");
+    json_decref(j);
+    assert_int_equal(unlink(E.dp), 0);
+}
+
 /* A DP-trained model at the DP path serves similar items, popular and the
  * non-personalised list; /v1/stats reports its (epsilon, delta) and
  * mechanism. The non-DP model keeps the consenting shopper's own list and
@@ -492,6 +519,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fallback_releases),
         cmocka_unit_test(test_nondp_model_refused),
+        cmocka_unit_test(test_uncharged_dp_model_refused),
         cmocka_unit_test(test_dp_model_serves),
         cmocka_unit_test(test_dp_popularity_and_bad_replacement),
     };

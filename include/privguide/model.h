@@ -274,6 +274,21 @@ typedef struct pvg_model_dp_info {
  * were never DP). Errors: PVG_ERR_INVALID (NULL argument). */
 pvg_status pvg_model_dp_info_get(const pvg_model *m, pvg_model_dp_info *out,
                                  pvg_error *err) PVG_WARN_UNUSED;
+
+/* Charges a DP-trained model's recorded (epsilon, delta) to the store's
+ * budget (purpose model_builds), the release naming the model's type, bound,
+ * vocabulary and fingerprint (which covers the DP record and the item
+ * sections). Call it before the model leaves (is saved where it is
+ * served). *release_id (may be NULL) gets the ledger's id. Errors:
+ * PVG_ERR_INVALID (not a DP model), those of pvg_ledger_charge
+ * (PVG_ERR_BUDGET: nothing charged). */
+pvg_status pvg_model_dp_charge(pvg_store *s, const pvg_model *m, int64_t *release_id,
+                               pvg_error *err) PVG_WARN_UNUSED;
+/* *charged = 1 when the store's ledger holds a model_builds release naming
+ * this model's fingerprint with at least its recorded (epsilon, delta): the
+ * check a server makes before it shows a DP model's output to anyone. */
+pvg_status pvg_model_dp_charged(pvg_store *s, const pvg_model *m, int *charged,
+                                pvg_error *err) PVG_WARN_UNUSED;
 /* The contribution bound m a DP trainer of type t uses when
  * pvg_train_params.dp_max_items is 0; 0 for a type without a DP trainer. */
 int pvg_dp_default_max_items(pvg_model_type t);

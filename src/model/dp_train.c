@@ -22,6 +22,7 @@
 #include "dp/release_internal.h"
 
 #include <privguide/dp.h>
+#include <privguide/ledger.h>
 #include <privguide/release.h>
 #include <privguide/store.h>
 
@@ -1026,4 +1027,68 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
     if (stats) stats->train_seconds = pvg_now_seconds() - t0;
     *out = md;
     return PVG_OK;
+}
+
+/* ---- the ledger: a DP model is charged, and served only when charged ---- */
+
+static void fingerprint_hex(const pvg_model *m, char hex[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", pvg_model_fingerprint(m)[i]);
+}
+
+pvg_status pvg_model_dp_charge(pvg_store *s, const pvg_model *m, int64_t *release_id,
+                               pvg_error *err)
+{
+    pvg_model_dp_info d;
+    pvg_status st = pvg_model_dp_info_get(m, &d, err);
+    if (st != PVG_OK) return st;
+    if (!d.is_dp) return pvg_error_set(err, PVG_ERR_INVALID, "charge: the model is not DP-trained");
+    char what[300], fph[65];
+    fingerprint_hex(m, fph);
+    snprintf(what, sizeof what, "train %s model (m=%d, %s vocabulary, fingerprint %s)",
+             pvg_model_type_name(pvg_model_type_of(m)), d.max_items,
+             pvg_dp_vocabulary_name(d.vocabulary), fph);
+    return pvg_ledger_charge(s, pvg_ledger_purpose_name(PVG_LEDGER_MODEL_BUILDS), what,
+                             d.mechanism[0] ? d.mechanism : "?", d.epsilon, d.delta, release_id,
+                             err);
+}
+
+typedef struct charged_ctx {
+    char needle[80];
+    double epsilon, delta;
+    int found;
+} charged_ctx;
+
+static int charged_take(void *ctx, const pvg_ledger_release *r)
+{
+    charged_ctx *c = ctx;
+    if (r->purpose == PVG_LEDGER_MODEL_BUILDS && r->what && strstr(r->what, c->needle) &&
+        r->epsilon >= c->epsilon * (1 - 1e-9) && r->delta >= c->delta * (1 - 1e-9)) {
+        c->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+pvg_status pvg_model_dp_charged(pvg_store *s, const pvg_model *m, int *charged, pvg_error *err)
+{
+    *charged = 0;
+    pvg_model_dp_info d;
+    pvg_status st = pvg_model_dp_info_get(m, &d, err);
+    if (st != PVG_OK || !d.is_dp) return st;
+    charged_ctx c;
+    memset(&c, 0, sizeof c);
+    char fph[65];
+    fingerprint_hex(m, fph);
+    snprintf(c.needle, sizeof c.needle, "fingerprint %s", fph);
+    c.epsilon = d.epsilon;
+    c.delta = d.delta;
+    st = pvg_ledger_releases_foreach(s, NULL, charged_take, &c, err);
+    if (st == PVG_ERR_ABORTED) {
+        pvg_error_clear(err);
+        st = PVG_OK;
+    }
+    if (st == PVG_OK) *charged = c.found;
+    return st;
 }

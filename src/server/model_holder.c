@@ -1093,6 +1093,15 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
                                "model's header records no DP training; it would show other "
                                "shoppers' baskets: refused (the DP releases serve instead)",
                                path, pvg_model_type_name(pvg_model_type_of(m->model)));
+        int charged = 0;
+        if (st == PVG_OK) st = pvg_model_dp_charged(srv->reload_store, m->model, &charged, err);
+        if (st == PVG_OK && !charged)
+            st = pvg_error_set(err, PVG_ERR_INVALID,
+                               "%s: this DP model's (epsilon, delta) was never charged to this "
+                               "store's budget (no model_builds release names its fingerprint): "
+                               "train it with privguide train --epsilon from the store; refused "
+                               "(the DP releases serve instead)",
+                               path);
     } else {
         /* a model trained from the store opens its sealed per-shopper section
          * with the store's model key (decrypted once, into locked memory) */

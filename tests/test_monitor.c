@@ -613,6 +613,38 @@ static void test_attack_off_hours(void **state)
 
 /* The engine's contract: learning raises nothing, old seqs are ignored, bad
  * configurations are refused, the alert JSON has the contract's fields. */
+/* A shop's many shopper tokens (one state each) cannot fill the engine's
+ * state map so that a key's export burst afterwards goes unseen. */
+static void test_tokens_leave_room_for_keys(void **state)
+{
+    (void)state;
+    pvg_monitor *m = NULL;
+    assert_int_equal(pvg_monitor_new(NULL, &m, NULL), PVG_OK);
+    int64_t t = 1800000000;
+    char actor[64];
+    for (int i = 0; i < 120000; i++) {
+        snprintf(actor, sizeof actor, "token:%016x", i);
+        pvg_monitor_request q = {t, actor, "10.0.0.1", 0};
+        (void)pvg_monitor_feed_request(m, &q);
+    }
+    int raised = 0;
+    for (int i = 0; i < 200; i++) {
+        pvg_audit_entry a;
+        memset(&a, 0, sizeof a);
+        a.seq = i + 1;
+        a.ts = t + 10 + i;
+        a.actor = "key:00000000deadbeef";
+        a.action = "export";
+        a.subject = "00112233445566778899aabbccddeeff";
+        a.detail = "";
+        int r = pvg_monitor_feed_audit(m, &a);
+        assert_true(r >= 0);
+        raised += r;
+    }
+    assert_true(raised >= 1);
+    pvg_monitor_free(m);
+}
+
 static void test_engine_contract(void **state)
 {
     (void)state;
@@ -965,6 +997,7 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_contract),
+        cmocka_unit_test(test_tokens_leave_room_for_keys),
         cmocka_unit_test(test_normal_week_no_false_alarms),
         cmocka_unit_test(test_attack_scraping_key),
         cmocka_unit_test(test_attack_scraping_known_key),

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "server/server_internal.h"
+#include "store/store_priv.h"
 
 #include <privguide/audit.h>
 #include <privguide/auth.h>
@@ -216,6 +217,9 @@ static int setup(void **state)
      * which access monitoring rightly suspends as an export burst */
     o.monitor_off = 1;
     o.auth_failure_rate = -1;
+    /* the rotation under load exports one shopper thousands of times: access
+     * monitoring would rightly suspend the key (export_burst) */
+    o.monitor_off = 1;
     if (pvg_server_start(&o, &E.srv, &err) != PVG_OK) {
         fprintf(stderr, "start: %s\n", err.text);
         return -1;
@@ -593,12 +597,53 @@ static void test_rotate_master_key(void **state)
     pvg_store_free(s);
 }
 
+/* A rotation reopens the connections of the server's own threads too (the
+ * access monitor's, the search index builder's): none of them keeps the
+ * retired master key in memory. A second server with monitoring on, on the
+ * same data dir (last: the first server's connections keep the old key). */
+static void test_rotate_reopens_thread_connections(void **state)
+{
+    (void)state;
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = E.dd;
+    o.threads = 2;
+    o.allow_insecure_rng = 1;
+    o.insecure_seed = 1;
+    o.auth_failure_rate = -1;
+    pvg_server *srv = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_server_start(&o, &srv, &err), PVG_OK);
+    int port = E.port;
+    E.port = pvg_server_port(srv);
+    json_decref(expect("POST", "/v1/admin/keys/rotate", E.admin, NULL, 200));
+    E.port = port;
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
+    pvg_store **ms = pvg_srv_monitor_hold(srv);
+    assert_non_null(ms);
+    int same = memcmp((*ms)->keys.kid, s->keys.kid, PVG_KID_BYTES) == 0;
+    pvg_srv_monitor_release(srv);
+    assert_true(same);
+    pvg_store **ss = pvg_srv_search_hold(srv);
+    assert_non_null(ss);
+    same = memcmp((*ss)->keys.kid, s->keys.kid, PVG_KID_BYTES) == 0;
+    pvg_srv_search_release(srv);
+    assert_true(same);
+    pvg_store_free(s);
+    pvg_server_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_latency_buckets), cmocka_unit_test(test_quantiles),
-        cmocka_unit_test(test_rings),           cmocka_unit_test(test_timeseries_route),
-        cmocka_unit_test(test_keys_and_revoke), cmocka_unit_test(test_rotate_master_key),
+        cmocka_unit_test(test_latency_buckets),
+        cmocka_unit_test(test_quantiles),
+        cmocka_unit_test(test_rings),
+        cmocka_unit_test(test_timeseries_route),
+        cmocka_unit_test(test_keys_and_revoke),
+        cmocka_unit_test(test_rotate_master_key),
+        cmocka_unit_test(test_rotate_reopens_thread_connections),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

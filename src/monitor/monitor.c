@@ -21,6 +21,9 @@
 #define SLOTS 8
 #define HBUCKETS 64 /* quarter octaves: 1 .. 2^15.75 (larger counts share the last) */
 #define MAX_STATES 100000
+/* shopper tokens' states stop here: a shop's many shoppers cannot fill the
+ * map and leave the API keys (and the global rules) unwatched */
+#define MAX_TOKEN_STATES (MAX_STATES - MAX_STATES / 10)
 #define DSET_MAX (1u << 18)
 
 enum { CLASS_KEY = 0, CLASS_TOKEN = 1, CLASS_OTHER = 2, N_CLASSES = 3 };
@@ -69,7 +72,7 @@ struct pvg_monitor {
     pvg_monitor_config cfg;
     int learning;
     kstate **map;
-    size_t cap, n;
+    size_t cap, n, n_tok; /* states in the map; of them, shopper tokens' */
     hist pop[PVG_MON_N_RULES][N_CLASSES][2];
     pvg_monitor_alert *q;
     size_t q_head, q_n, q_cap;
@@ -314,7 +317,8 @@ static kstate *state_of(pvg_monitor *m, int rule, const char *cred, const char *
         if (m->map[i]->h == h && m->map[i]->rule == rule) return m->map[i];
         i = (i + 1) & (m->cap - 1);
     }
-    if (m->n >= MAX_STATES) return NULL;
+    int cls = class_of(cred);
+    if (m->n >= MAX_STATES || (cls == CLASS_TOKEN && m->n_tok >= MAX_TOKEN_STATES)) return NULL;
     if ((m->n + 1) * 2 > m->cap) {
         if (map_grow(m)) return NULL;
         i = h & (m->cap - 1);
@@ -325,7 +329,7 @@ static kstate *state_of(pvg_monitor *m, int rule, const char *cred, const char *
     if (!s) return NULL;
     s->h = h;
     s->rule = rule;
-    s->cls = class_of(cred);
+    s->cls = cls;
     snprintf(s->cred, sizeof s->cred, "%s", cred ? cred : "");
     snprintf(s->sig, sizeof s->sig, "%s", sig ? sig : "");
     s->win_epoch = INT64_MIN;
@@ -334,6 +338,7 @@ static kstate *state_of(pvg_monitor *m, int rule, const char *cred, const char *
     s->last_day = -1;
     m->map[i] = s;
     m->n++;
+    if (cls == CLASS_TOKEN) m->n_tok++;
     return s;
 }
 

@@ -54,7 +54,8 @@ struct pvg_srv_monitor {
     pthread_t thread;
     int started;
     pvg_monitor *m;
-    pvg_store *store; /* the thread's own connection */
+    pvg_store *store;    /* the thread's own connection */
+    pthread_mutex_t smu; /* held while the thread uses store (a key rotation reopens it) */
     long long counts[PVG_MON_N_RULES];
     atomic_llong dropped, webhook_sent, webhook_failures, store_failures;
     atomic_llong cpu_ns; /* the monitor thread's CPU time */
@@ -290,6 +291,7 @@ static void *monitor_main(void *arg)
 {
     pvg_srv_monitor *mo = arg;
     /* learn from the recent history without raising anything */
+    pthread_mutex_lock(&mo->smu);
     pvg_audit_head_info head;
     if (pvg_audit_head(mo->store, &head, NULL) == PVG_OK && head.seq > 0) {
         pvg_monitor_set_learning(mo->m, 1);
@@ -304,6 +306,7 @@ static void *monitor_main(void *arg)
         tail_ledger(mo);
         pvg_monitor_set_learning(mo->m, 0);
     }
+    pthread_mutex_unlock(&mo->smu);
     obs *batch = malloc(OBS_RING * sizeof *batch);
     struct timespec cpu0;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
@@ -334,6 +337,7 @@ static void *monitor_main(void *arg)
         pthread_mutex_unlock(&mo->mu);
 
         last_pass = pvg_srv_now();
+        pthread_mutex_lock(&mo->smu);
         for (size_t i = 0; i < n; i++) {
             pvg_monitor_request q = {batch[i].ts, batch[i].actor,
                                      batch[i].addr[0] ? batch[i].addr : NULL, batch[i].failed};
@@ -349,6 +353,7 @@ static void *monitor_main(void *arg)
         pvg_monitor_alert a;
         while (pvg_monitor_next_alert(mo->m, &a))
             handle_alert(mo, &a);
+        pthread_mutex_unlock(&mo->smu);
         long long counts[PVG_MON_N_RULES];
         pvg_monitor_counts(mo->m, counts);
         struct timespec cpu1;
@@ -370,6 +375,7 @@ pvg_status pvg_srv_monitor_start(pvg_server *srv, pvg_error *err)
     mo->srv = srv;
     pthread_mutex_init(&mo->mu, NULL);
     pthread_mutex_init(&mo->tmu, NULL);
+    pthread_mutex_init(&mo->smu, NULL);
     pthread_cond_init(&mo->cv, NULL);
     srv->monitor = mo;
     mo->ring = calloc(OBS_RING, sizeof *mo->ring);
@@ -413,9 +419,23 @@ void pvg_srv_monitor_free(pvg_server *srv)
     free(mo->wh_path);
     pthread_mutex_destroy(&mo->mu);
     pthread_mutex_destroy(&mo->tmu);
+    pthread_mutex_destroy(&mo->smu);
     pthread_cond_destroy(&mo->cv);
     free(mo);
     srv->monitor = NULL;
+}
+
+pvg_store **pvg_srv_monitor_hold(pvg_server *srv)
+{
+    pvg_srv_monitor *mo = srv->monitor;
+    if (!mo || !mo->store) return NULL;
+    pthread_mutex_lock(&mo->smu);
+    return &mo->store;
+}
+
+void pvg_srv_monitor_release(pvg_server *srv)
+{
+    pthread_mutex_unlock(&srv->monitor->smu);
 }
 
 void pvg_srv_monitor_metrics(pvg_server *srv, char *buf, size_t len)

@@ -95,6 +95,9 @@ pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewr
     pthread_mutex_lock(&w->mu); /* new entries wait; the writer finishes its batch */
     while (w->committed_upto != w->enqueued)
         pthread_cond_wait(&w->cv_done, &w->mu);
+    /* the monitor's and the index builder's connections: their threads
+     * finish their pass and wait */
+    pvg_store **mon = pvg_srv_monitor_hold(srv), **six = pvg_srv_search_hold(srv);
     pvg_status st = pvg_store_keys_rotate(mine, rewrapped, err);
     /* every other connection still holds the old key (or, after a failure
      * midway, not the next one): reopen them all, whatever the outcome */
@@ -110,6 +113,16 @@ pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewr
     w->store = srv->audit_store;
     x = reopen(srv, &srv->reload_store, 0, &e2);
     if (x != PVG_OK && st2 == PVG_OK) st2 = x;
+    if (mon) {
+        x = reopen(srv, mon, 0, &e2);
+        if (x != PVG_OK && st2 == PVG_OK) st2 = x;
+        pvg_srv_monitor_release(srv);
+    }
+    if (six) {
+        x = reopen(srv, six, 0, &e2);
+        if (x != PVG_OK && st2 == PVG_OK) st2 = x;
+        pvg_srv_search_release(srv);
+    }
     pthread_mutex_unlock(&w->mu);
     pthread_mutex_unlock(&srv->reload_mu);
     /* give the connections back (the pool's free list names indices) */

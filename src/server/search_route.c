@@ -40,8 +40,9 @@ struct pvg_srv_search {
     srv_search_ix *cur;
     char *synonyms;
     char error[PVG_ERROR_TEXT_LEN + 32];
-    pvg_store *store; /* the builder thread's own connection */
-    int64_t changes;  /* the counter at the last fingerprint */
+    pvg_store *store;         /* the builder thread's own connection */
+    pthread_mutex_t store_mu; /* held while the thread uses store (a key rotation reopens it) */
+    int64_t changes;          /* the counter at the last fingerprint */
     pthread_t thread;
     int started;
     atomic_llong builds;
@@ -154,7 +155,10 @@ static void *search_main(void *arg)
         pvg_error e;
         pvg_error_clear(&e);
         /* a failed build keeps the index in service; its reason is kept */
-        if (rebuild(srv, 0, &e) != PVG_OK) {
+        pthread_mutex_lock(&ss->store_mu);
+        pvg_status st = rebuild(srv, 0, &e);
+        pthread_mutex_unlock(&ss->store_mu);
+        if (st != PVG_OK) {
             pthread_mutex_lock(&ss->mu);
             snprintf(ss->error, sizeof ss->error, "%s", e.text);
             pthread_mutex_unlock(&ss->mu);
@@ -170,6 +174,7 @@ pvg_status pvg_srv_search_init(pvg_server *srv, pvg_error *err)
     pvg_srv_search *ss = calloc(1, sizeof *ss);
     if (!ss) return pvg_error_set(err, PVG_ERR_NOMEM, "search: out of memory");
     pthread_mutex_init(&ss->mu, NULL);
+    pthread_mutex_init(&ss->store_mu, NULL);
     srv->search = ss;
     const char *syn = srv->opt.synonyms_path;
     char buf[4096];
@@ -214,8 +219,22 @@ void pvg_srv_search_free(pvg_server *srv)
     pvg_store_free(ss->store);
     free(ss->synonyms);
     pthread_mutex_destroy(&ss->mu);
+    pthread_mutex_destroy(&ss->store_mu);
     free(ss);
     srv->search = NULL;
+}
+
+pvg_store **pvg_srv_search_hold(pvg_server *srv)
+{
+    pvg_srv_search *ss = srv->search;
+    if (!ss || !ss->store) return NULL;
+    pthread_mutex_lock(&ss->store_mu);
+    return &ss->store;
+}
+
+void pvg_srv_search_release(pvg_server *srv)
+{
+    pthread_mutex_unlock(&srv->search->store_mu);
 }
 
 long long pvg_srv_search_builds(const pvg_server *srv)

@@ -254,6 +254,11 @@ void pvg_srv_monitor_kick(void *ctx);
 double pvg_srv_monitor_rate(pvg_server *srv, const char *key_id, double rate);
 /* The monitor's /metrics lines into buf ("" without a monitor). */
 void pvg_srv_monitor_metrics(pvg_server *srv, char *buf, size_t len);
+/* The monitor thread's store connection, borrowed, with the thread kept off
+ * it until pvg_srv_monitor_release (a key rotation reopens it); NULL (and
+ * nothing held) without a monitor. */
+pvg_store **pvg_srv_monitor_hold(pvg_server *srv);
+void pvg_srv_monitor_release(pvg_server *srv);
 void pvg_srv_h_alerts(pvg_srv_req *r);
 void pvg_srv_h_alert_ack(pvg_srv_req *r);
 void pvg_srv_h_cred_suspend(pvg_srv_req *r);
@@ -458,6 +463,11 @@ void pvg_srv_search_shutdown(pvg_server *srv);
 void pvg_srv_search_free(pvg_server *srv);
 void pvg_srv_h_search(pvg_srv_req *r);
 long long pvg_srv_search_builds(const pvg_server *srv);
+/* The index builder's store connection, borrowed, with the builder kept off
+ * it until pvg_srv_search_release (a key rotation reopens it); NULL (and
+ * nothing held) without a search index. */
+pvg_store **pvg_srv_search_hold(pvg_server *srv);
+void pvg_srv_search_release(pvg_server *srv);
 
 /* model_holder.c */
 pvg_status pvg_srv_model_init(pvg_server *srv, pvg_error *err);

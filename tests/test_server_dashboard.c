@@ -213,9 +213,6 @@ static int setup(void **state)
     o.popular_k = 4;
     o.allow_insecure_rng = 1;
     o.insecure_seed = 1;
-    /* the rotation test reads exports with one admin key from two threads,
-     * which access monitoring rightly suspends as an export burst */
-    o.monitor_off = 1;
     o.auth_failure_rate = -1;
     /* the rotation under load exports one shopper thousands of times: access
      * monitoring would rightly suspend the key (export_burst) */

@@ -51,7 +51,10 @@
  * (PVG_ERR_POLICY otherwise): the model's recorded (epsilon, delta) and the
  * sums' epsilon are charged to its ledger in one transaction (label
  * PVG_FAIR_LEDGER_LABEL, purpose "queries") before the report is returned;
- * an overspend refuses both. docs/fairness.md says this.
+ * an overspend refuses both. Such a release also needs categories_or_null
+ * (the popularity tiers use exact counts; PVG_ERR_POLICY), shows no
+ * popularity-bias figures, and keeps every label of the attribute file as a
+ * group (no merging by exact size). docs/fairness.md says this.
  *
  * Group labels: shoppers without a label are not evaluated (counted);
  * groups with fewer than min_group_users shoppers, and all but the

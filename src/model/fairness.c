@@ -676,15 +676,19 @@ static pvg_status assign_groups(const pvg_dataset *ds, const uint32_t *cand, siz
         else
             cnt[lab[a]]++;
     }
-    /* keep: large enough, the largest max_groups; ties by name */
+    /* keep: large enough, the largest max_groups; ties by name. A DP
+     * release from the store decides nothing by the exact sizes: every
+     * label of the operator's attribute file is a group (its declared
+     * domain), in name order, none merged. */
+    const int fixed = fo->epsilon > 0 && fo->ledger;
     size_t no = 0;
     for (size_t l = 0; l < nl; l++)
-        if (cnt[l] > 0) order[no++] = l;
+        if (cnt[l] > 0 || fixed) order[no++] = l;
     for (size_t i = 1; i < no; i++) { /* insertion sort: users desc, name asc */
         size_t x = order[i], j = i;
-        while (j > 0 &&
-               (cnt[order[j - 1]] < cnt[x] ||
-                (cnt[order[j - 1]] == cnt[x] && strcmp(L->names[order[j - 1]], L->names[x]) > 0))) {
+        while (j > 0 && ((!fixed && cnt[order[j - 1]] < cnt[x]) ||
+                         ((fixed || cnt[order[j - 1]] == cnt[x]) &&
+                          strcmp(L->names[order[j - 1]], L->names[x]) > 0))) {
             order[j] = order[j - 1];
             j--;
         }
@@ -696,8 +700,9 @@ static pvg_status assign_groups(const pvg_dataset *ds, const uint32_t *cand, siz
         map[l] = -1;
     for (size_t i = 0; i < no; i++) {
         size_t l = order[i];
-        int keep = cnt[l] >= fo->min_group_users && (fo->max_groups <= 0 || ng < fo->max_groups) &&
-                   strcmp(L->names[l], "other") != 0;
+        int keep = fixed ||
+                   (cnt[l] >= fo->min_group_users && (fo->max_groups <= 0 || ng < fo->max_groups) &&
+                    strcmp(L->names[l], "other") != 0);
         if (keep)
             map[l] = ng++;
         else
@@ -830,6 +835,11 @@ pvg_status pvg_fair_audit(const pvg_dataset *ds, const pvg_train_params *tp,
      * it evaluates is trained on the same shoppers, so it must itself be
      * DP-trained (its (epsilon, delta) is charged too), or the sums' noise
      * would cover only the evaluation half of each shopper's data. */
+    if (fo->epsilon > 0 && fo->ledger && !categories_or_null)
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "fairness: a DP release from the store needs the item categories "
+                             "(--item-categories FILE): the default popularity tiers come from "
+                             "exact training counts");
     if (fo->epsilon > 0 && fo->ledger && !(tp->dp_epsilon > 0))
         return pvg_error_set(err, PVG_ERR_POLICY,
                              "fairness: a DP release from the store needs a DP-trained model "
@@ -946,6 +956,13 @@ pvg_status pvg_fair_audit(const pvg_dataset *ds, const pvg_train_params *tp,
             pct[i] = ni > 1 ? (float)((below + ties / 2) / (double)(ni - 1)) : 1.0f;
         }
         free(sorted);
+    }
+    if (fo->epsilon > 0 && fo->ledger) {
+        /* the percentiles come from exact training counts: a DP release
+         * from the store neither uses nor shows them */
+        for (size_t i = 0; i < ni; i++)
+            pct[i] = 0.5f;
+        e.no_popularity = 1;
     }
     st = item_categories(ds, categories_or_null, cnt, &e, cat_of, err);
     if (st != PVG_OK) goto done;
@@ -1404,8 +1421,8 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                 memcpy(S2, tot_S2, sizeof S2);
                 memcpy(vS, tot_v, sizeof vS);
                 est_from(x, n, S, S2, dp ? vS : NULL, dp ? tot_vn : 0);
-                x->pop_rec = tot_pr / (n > 1 ? n : 1);
-                x->pop_hist = tot_ph / (n > 1 ? n : 1);
+                x->pop_rec = e->no_popularity ? NAN : tot_pr / (n > 1 ? n : 1);
+                x->pop_hist = e->no_popularity ? NAN : tot_ph / (n > 1 ? n : 1);
             } else if (dp) {
                 const double *s = noisy + (size_t)g * len;
                 const double *o = s + 2 + (size_t)p * (6 + (size_t)nc);
@@ -1415,7 +1432,7 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                 S2[M_RECALL] = o[1] / nQ;
                 S[M_NDCG] = o[2] / nQ;
                 S2[M_NDCG] = o[3] / nQ;
-                S[M_POPBIAS] = (o[4] - s[1]) / nQ;
+                S[M_POPBIAS] = e->no_popularity ? NAN : (o[4] - s[1]) / nQ;
                 S2[M_POPBIAS] = NAN;
                 S[M_MISCAL] = NAN;
                 S2[M_MISCAL] = NAN;
@@ -1426,8 +1443,8 @@ pvg_status pvg_fair_report_build(const pvg_fair_eval *e, const pvg_fair_options 
                     if (x->has[m] && m != M_POPBIAS) {
                         x->mean[m] = x->mean[m] < 0 ? 0 : x->mean[m] > 1 ? 1 : x->mean[m];
                     }
-                x->pop_rec = o[4] / nQ / n;
-                x->pop_hist = s[1] / nQ / n;
+                x->pop_rec = e->no_popularity ? NAN : o[4] / nQ / n;
+                x->pop_hist = e->no_popularity ? NAN : s[1] / nQ / n;
                 x->coverage = e->n_items ? (o[5] > 0 ? o[5] : 0) / (double)e->n_items : 0;
                 double slots = 0;
                 for (int c = 0; c < nc; c++)

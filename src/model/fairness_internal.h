@@ -23,6 +23,7 @@ typedef struct pvg_fair_user {
 /* The per-shopper results of one audit run. */
 typedef struct pvg_fair_eval {
     pvg_model_dp_info model_dp; /* the evaluated model's DP record (is_dp 0: not DP) */
+    int no_popularity;          /* 1: popularity figures neither computed nor shown */
     size_t n;                   /* evaluated shoppers */
     int k;                      /* list length */
     int phases;                 /* 1, or 2 with mitigation */

@@ -61,15 +61,24 @@ for it in p0 p1 p2 p3 p4 $(seq -f 't%g' 0 29); do
   printf '{"type":"item","item":"%s","title":"item %s","category":"c"}\n' "$it" "$it"
 done > "$T/items.jsonl"
 timeout 60 "$PVG" ingest --data-dir "$D" --format jsonl "$T/items.jsonl" >/dev/null || fail "ingest the catalog"
+for it in p0 p1 p2 p3 p4; do echo "$it,kitchen"; done > "$T/cats.csv"
+for it in $(seq -f 't%g' 0 29); do echo "$it,garden"; done >> "$T/cats.csv"
 timeout 30 "$PVG" budget set --data-dir "$D" --epsilon 1 --delta 1e-6 >/dev/null || fail "budget set"
 # a DP release from the store needs a DP-trained model (the model sees the same shoppers)
 "$PVG" audit fairness --data-dir "$D" --groups "$T/groups.csv" --model popularity \
-  --protocol random-split -k 5 --min-group-users 5 --epsilon 0.4 --json >/dev/null 2>"$T/err" \
-  && fail "a DP release over a non-DP model was not refused"
+  --protocol random-split -k 5 --min-group-users 5 --epsilon 0.4 --item-categories "$T/cats.csv" \
+  --json >/dev/null 2>"$T/err" && fail "a DP release over a non-DP model was not refused"
 grep -q "DP-trained model" "$T/err" || fail "refusal: $(cat "$T/err")"
+# and the item categories (the default popularity tiers come from exact counts)
+"$PVG" audit fairness --data-dir "$D" --groups "$T/groups.csv" --model popularity \
+  --protocol random-split -k 5 --epsilon 0.4 --model-epsilon 0.2 --json >/dev/null 2>"$T/err" \
+  && fail "a DP release over popularity tiers was not refused"
+grep -q "item categories" "$T/err" || fail "tiers refusal: $(cat "$T/err")"
 dp=$("$PVG" audit fairness --data-dir "$D" --groups "$T/groups.csv" --model popularity \
-  --protocol random-split -k 5 --min-group-users 5 --epsilon 0.4 --model-epsilon 0.2 --json) \
+  --protocol random-split -k 5 --min-group-users 5 --epsilon 0.4 --model-epsilon 0.2 --item-categories "$T/cats.csv" --json) \
   || fail "DP run on the store"
+echo "$dp" | grep -q '"popularity_recommended"' && fail "exact-count popularity in a DP report: $dp"
+echo "$dp" | grep -q '"garden"' || fail "categories not used: $dp"
 echo "$dp" | grep -q '"epsilon": 0.4' || fail "dp epsilon: $dp"
 echo "$dp" | grep -q '"model_epsilon": 0.2' || fail "model epsilon: $dp"
 echo "$dp" | grep -q '"release_id"' || fail "no ledger release: $dp"
@@ -80,7 +89,8 @@ echo "$b" | grep -q '"label":"fairness_audit","purpose":"queries"' || fail "rele
 echo "$b" | grep -q '"spent":{"epsilon":0.6[0-9]*,"delta":1e-06}' || fail "spent not 0.6 (model 0.2 + sums 0.4): $b"
 echo "$b" | grep -q '"what":"model of the fairness audit[^}]*"epsilon":0.2,"delta":1e-06' || fail "model release: $b"
 "$PVG" audit fairness --data-dir "$D" --groups "$T/groups.csv" --model popularity \
-  --protocol random-split -k 5 --min-group-users 5 --epsilon 0.4 --model-epsilon 0.2 --json >/dev/null 2>"$T/err"
+  --protocol random-split -k 5 --min-group-users 5 --epsilon 0.4 --model-epsilon 0.2 \
+  --item-categories "$T/cats.csv" --json >/dev/null 2>"$T/err"
 rc=$?
 [ $rc -eq 1 ] || fail "overspending release not refused (exit $rc)"
 grep -qi "budget" "$T/err" || fail "refusal does not name the budget: $(cat "$T/err")"

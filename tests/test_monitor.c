@@ -645,6 +645,41 @@ static void test_tokens_leave_room_for_keys(void **state)
     pvg_monitor_free(m);
 }
 
+/* States idle for two history periods are dropped when the map is full:
+ * a shopper token first seen after 120,000 others went quiet is watched
+ * (its many-addresses alert is raised), where it was ignored until a
+ * restart before. */
+static void test_idle_states_evicted(void **state)
+{
+    (void)state;
+    pvg_monitor *m = NULL;
+    assert_int_equal(pvg_monitor_new(NULL, &m, NULL), PVG_OK);
+    int64_t t = 1800000000;
+    char actor[64];
+    for (int i = 0; i < 120000; i++) {
+        snprintf(actor, sizeof actor, "token:%016x", i);
+        pvg_monitor_request q = {t, actor, "10.0.0.1", 0};
+        (void)pvg_monitor_feed_request(m, &q);
+    }
+    /* fifteen days later (history: 7 days), one new token from many addresses */
+    int64_t later = t + 15 * 86400;
+    int raised = 0;
+    char addr[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(addr, sizeof addr, "10.1.%d.%d", i / 200, i % 200 + 1);
+        pvg_monitor_request q = {later + i, "token:00000000feedface", addr, 0};
+        int r = pvg_monitor_feed_request(m, &q);
+        assert_true(r >= 0);
+        raised += r;
+    }
+    long long counts[PVG_MON_N_RULES];
+    pvg_monitor_counts(m, counts);
+    fprintf(stderr, "after eviction: %d alerts raised, token_addresses %lld\n", raised,
+            counts[PVG_MON_TOKEN_ADDRESSES]);
+    assert_true(counts[PVG_MON_TOKEN_ADDRESSES] >= 1);
+    pvg_monitor_free(m);
+}
+
 static void test_engine_contract(void **state)
 {
     (void)state;
@@ -998,6 +1033,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_contract),
         cmocka_unit_test(test_tokens_leave_room_for_keys),
+        cmocka_unit_test(test_idle_states_evicted),
         cmocka_unit_test(test_normal_week_no_false_alarms),
         cmocka_unit_test(test_attack_scraping_key),
         cmocka_unit_test(test_attack_scraping_known_key),

@@ -66,6 +66,7 @@ typedef struct kstate {
     int64_t last_day;
     uint32_t days;
     int64_t alerted_hour_mark;
+    int64_t last_ts; /* the latest event time that touched it */
 } kstate;
 
 struct pvg_monitor {
@@ -73,6 +74,8 @@ struct pvg_monitor {
     int learning;
     kstate **map;
     size_t cap, n, n_tok; /* states in the map; of them, shopper tokens' */
+    int64_t now;          /* the latest event time fed */
+    int64_t next_sweep;   /* no eviction sweep before this time */
     hist pop[PVG_MON_N_RULES][N_CLASSES][2];
     pvg_monitor_alert *q;
     size_t q_head, q_n, q_cap;
@@ -307,18 +310,60 @@ static int map_grow(pvg_monitor *m)
     return 0;
 }
 
+/* Drops the states nothing touched for two history periods: their own
+ * histograms are out of reach (hist_view) and their windows closed, so
+ * nothing is lost but off_hours' hour counts of a key idle that long. At
+ * most one sweep per hundredth of a history period. */
+static void evict_idle(pvg_monitor *m)
+{
+    if (m->now < m->next_sweep) return;
+    m->next_sweep = m->now + (int64_t)(m->cfg.history_s / 100) + 1;
+    int64_t before = m->now - (int64_t)(2 * m->cfg.history_s);
+    kstate **t = calloc(m->cap, sizeof *t);
+    if (!t) return;
+    size_t n = 0, n_tok = 0;
+    for (size_t i = 0; i < m->cap; i++) {
+        kstate *x = m->map[i];
+        if (!x) continue;
+        if (x->last_ts < before) {
+            free(x->set.t);
+            free(x);
+            continue;
+        }
+        size_t j = x->h & (m->cap - 1);
+        while (t[j])
+            j = (j + 1) & (m->cap - 1);
+        t[j] = x;
+        n++;
+        if (x->cls == CLASS_TOKEN) n_tok++;
+    }
+    free(m->map);
+    m->map = t;
+    m->n = n;
+    m->n_tok = n_tok;
+}
+
 /* The state of (rule, a|b); created when absent (NULL: out of memory or the
- * map is full). */
+ * map is full even after dropping idle states). */
 static kstate *state_of(pvg_monitor *m, int rule, const char *cred, const char *sig)
 {
     uint64_t h = key_hash(rule, cred, sig);
     size_t i = h & (m->cap - 1);
     while (m->map[i]) {
-        if (m->map[i]->h == h && m->map[i]->rule == rule) return m->map[i];
+        if (m->map[i]->h == h && m->map[i]->rule == rule) {
+            if (m->now > m->map[i]->last_ts) m->map[i]->last_ts = m->now;
+            return m->map[i];
+        }
         i = (i + 1) & (m->cap - 1);
     }
     int cls = class_of(cred);
-    if (m->n >= MAX_STATES || (cls == CLASS_TOKEN && m->n_tok >= MAX_TOKEN_STATES)) return NULL;
+    if (m->n >= MAX_STATES || (cls == CLASS_TOKEN && m->n_tok >= MAX_TOKEN_STATES)) {
+        evict_idle(m);
+        if (m->n >= MAX_STATES || (cls == CLASS_TOKEN && m->n_tok >= MAX_TOKEN_STATES)) return NULL;
+        i = h & (m->cap - 1);
+        while (m->map[i])
+            i = (i + 1) & (m->cap - 1);
+    }
     if ((m->n + 1) * 2 > m->cap) {
         if (map_grow(m)) return NULL;
         i = h & (m->cap - 1);
@@ -334,6 +379,7 @@ static kstate *state_of(pvg_monitor *m, int rule, const char *cred, const char *
     snprintf(s->sig, sizeof s->sig, "%s", sig ? sig : "");
     s->win_epoch = INT64_MIN;
     s->alerted_hour_mark = -1;
+    s->last_ts = m->now;
     s->last_hour_mark = -1;
     s->last_day = -1;
     m->map[i] = s;
@@ -691,6 +737,7 @@ int pvg_monitor_feed_audit(pvg_monitor *m, const pvg_audit_entry *e)
 {
     if (!m || !e || e->seq <= m->last_seq) return 0;
     m->last_seq = e->seq;
+    if (e->ts > m->now) m->now = e->ts;
     const char *actor = e->actor ? e->actor : "";
     const char *action = e->action ? e->action : "";
     const char *subject = e->subject ? e->subject : "";
@@ -750,6 +797,7 @@ int pvg_monitor_feed_audit(pvg_monitor *m, const pvg_audit_entry *e)
 int pvg_monitor_feed_request(pvg_monitor *m, const pvg_monitor_request *q)
 {
     if (!m || !q) return 0;
+    if (q->ts > m->now) m->now = q->ts;
     int raised = 0, oom = 0;
     const pvg_monitor_rule_config *R = m->cfg.rules;
     const char *actor = q->actor ? q->actor : "";
@@ -791,6 +839,7 @@ int pvg_monitor_feed_charge(pvg_monitor *m, int64_t release_id, int64_t ts, doub
 {
     if (!m || release_id <= m->last_release) return 0;
     m->last_release = release_id;
+    if (ts > m->now) m->now = ts;
     if (!m->cfg.rules[PVG_MON_BUDGET_DRAIN].enabled || !(epsilon > 0)) return 0;
     kstate *s = state_of(m, PVG_MON_BUDGET_DRAIN, "", "budget");
     if (!s) return -1;

@@ -323,14 +323,19 @@ pvg_status pvg_monitor_suspend(pvg_store *s, const char *key_id, const char *act
     char detail[300];
     snprintf(detail, sizeof detail, "credential=%s reason=%.200s", key_id,
              reason && reason[0] ? reason : "by an admin");
-    st = audit_note(s, actor, "credential_suspend", detail, err);
-    if (st != PVG_OK) return st;
     char key[64], val[300];
     snprintf(key, sizeof key, SUSPEND_PREFIX "%s", key_id);
     snprintf(val, sizeof val, "%lld %.200s", (long long)pvg_store_now(s),
              reason && reason[0] ? reason : "by an admin");
     pvg_backend *b = pvg_store_backend(s);
-    return b->ops->meta_set(b, key, val, err);
+    /* the audit entry and the suspension in one transaction: the log never
+     * names a suspension that was not made */
+    if ((st = pvg_store_begin(s, err)) != PVG_OK) return st;
+    st = audit_note(s, actor, "credential_suspend", detail, err);
+    if (st == PVG_OK) st = b->ops->meta_set(b, key, val, err);
+    if (st == PVG_OK) return pvg_store_commit(s, err);
+    pvg_store_rollback(s);
+    return st;
 }
 
 pvg_status pvg_monitor_resume(pvg_store *s, const char *key_id, const char *actor, pvg_error *err)
@@ -344,12 +349,15 @@ pvg_status pvg_monitor_resume(pvg_store *s, const char *key_id, const char *acto
     if (!sus) return pvg_error_set(err, PVG_ERR_STATE, "credential %s is not suspended", key_id);
     char detail[64];
     snprintf(detail, sizeof detail, "credential=%s", key_id);
-    st = audit_note(s, actor, "credential_resume", detail, err);
-    if (st != PVG_OK) return st;
     char key[64];
     snprintf(key, sizeof key, SUSPEND_PREFIX "%s", key_id);
     pvg_backend *b = pvg_store_backend(s);
-    return b->ops->meta_set(b, key, "", err);
+    if ((st = pvg_store_begin(s, err)) != PVG_OK) return st;
+    st = audit_note(s, actor, "credential_resume", detail, err);
+    if (st == PVG_OK) st = b->ops->meta_set(b, key, "", err);
+    if (st == PVG_OK) return pvg_store_commit(s, err);
+    pvg_store_rollback(s);
+    return st;
 }
 
 /* ---- the offline scan --------------------------------------------------------- */

@@ -334,58 +334,73 @@ static void observe_failure(pvg_srv_req *r)
     pvg_srv_monitor_observe(r->srv, NULL, addr, 1);
 }
 
+int pvg_srv_authenticate(pvg_srv_req *r)
+{
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || !*h) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        observe_failure(r);
+        if (auth_failure_limited(r)) return -1;
+        pvg_srv_reply_error(r, 401, "unauthorized",
+                            "a credential is required: send \"Authorization: Bearer <API key or "
+                            "user token>\"");
+        return -1;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        observe_failure(r);
+        if (auth_failure_limited(r)) return -1;
+        pvg_srv_reply_error(r, 401, "unauthorized",
+                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
+        return -1;
+    }
+    const char *cred = h + 7;
+    while (*cred == ' ')
+        cred++;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
+    if (st == PVG_ERR_PERMISSION) {
+        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+        observe_failure(r);
+        if (auth_failure_limited(r)) return -1;
+        pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
+        return -1;
+    }
+    if (st == PVG_ERR_STATE) { /* suspended by access monitoring or an admin */
+        pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
+        return -1;
+    }
+    if (st != PVG_OK) {
+        pvg_srv_reply_status(r, "authentication", st, &e);
+        return -1;
+    }
+    snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
+             r->who.key_id);
+    if (r->srv->monitor) {
+        char addr[64];
+        client_addr(r, addr, sizeof addr);
+        pvg_srv_monitor_observe(r->srv, r->actor, addr, 0);
+    }
+    double retry = 0;
+    double rate = pvg_srv_monitor_rate(r->srv, r->who.key_id, r->who.rate_per_s);
+    if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, rate, pvg_srv_now(), &retry)) {
+        atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
+        snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
+        pvg_srv_reply_error(r, 429, "rate_limited",
+                            "rate limit of %.3g requests/s exceeded; retry after %.3f s", rate,
+                            retry);
+        return -1;
+    }
+    return 0;
+}
+
 static void authenticate_and_run(pvg_srv_req *r)
 {
     const pvg_srv_route *rt = &pvg_srv_routes()[r->route];
     snprintf(r->actor, sizeof r->actor, "public");
     if (!(rt->access & PVG_SRV_PUBLIC)) {
-        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-        if (!h || !*h) {
-            atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-            observe_failure(r);
-            if (auth_failure_limited(r)) return;
-            pvg_srv_reply_error(
-                r, 401, "unauthorized",
-                "a credential is required: send \"Authorization: Bearer <API key or "
-                "user token>\"");
-            return;
-        }
-        if (strncasecmp(h, "Bearer ", 7) != 0) {
-            atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-            observe_failure(r);
-            if (auth_failure_limited(r)) return;
-            pvg_srv_reply_error(r, 401, "unauthorized",
-                                "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
-            return;
-        }
-        const char *cred = h + 7;
-        while (*cred == ' ')
-            cred++;
-        pvg_error e;
-        pvg_error_clear(&e);
-        pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
-        if (st == PVG_ERR_PERMISSION) {
-            atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-            observe_failure(r);
-            if (auth_failure_limited(r)) return;
-            pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
-            return;
-        }
-        if (st == PVG_ERR_STATE) { /* suspended by access monitoring or an admin */
-            pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
-            return;
-        }
-        if (st != PVG_OK) {
-            pvg_srv_reply_status(r, "authentication", st, &e);
-            return;
-        }
-        snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
-                 r->who.key_id);
-        if (r->srv->monitor) {
-            char addr[64];
-            client_addr(r, addr, sizeof addr);
-            pvg_srv_monitor_observe(r->srv, r->actor, addr, 0);
-        }
+        if (pvg_srv_authenticate(r) != 0) return;
         if (!(rt->access & role_bit(r->who.role))) {
             pvg_srv_reply_error(r, 403, "forbidden", "role %s may not call %s %s",
                                 pvg_role_name(r->who.role), rt->method, rt->pattern);
@@ -395,16 +410,6 @@ static void authenticate_and_run(pvg_srv_req *r)
             !pvg_auth_may_access_user(pvg_srv_req_store(r), &r->who, r->params[0])) {
             pvg_srv_reply_error(r, 403, "forbidden",
                                 "this token reaches only its own user's resources");
-            return;
-        }
-        double retry = 0;
-        double rate = pvg_srv_monitor_rate(r->srv, r->who.key_id, r->who.rate_per_s);
-        if (!pvg_srv_ratelimit_take(&r->srv->rl, r->who.key_id, rate, pvg_srv_now(), &retry)) {
-            atomic_fetch_add(&r->srv->metrics.rate_limited, 1);
-            snprintf(r->retry_after, sizeof r->retry_after, "%d", (int)(retry + 0.999));
-            pvg_srv_reply_error(r, 429, "rate_limited",
-                                "rate limit of %.3g requests/s exceeded; retry after %.3f s", rate,
-                                retry);
             return;
         }
     }

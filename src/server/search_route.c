@@ -376,33 +376,9 @@ static int search_shopper(pvg_srv_req *r, const char **user)
         }
         return 0;
     }
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
-        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-        pvg_srv_reply_error(r, 401, "unauthorized",
-                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
-        return -1;
-    }
-    const char *cred = h + 7;
-    while (*cred == ' ')
-        cred++;
-    pvg_error e;
-    pvg_error_clear(&e);
-    pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
-    if (st == PVG_ERR_PERMISSION) {
-        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-        pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
-        return -1;
-    }
-    if (st == PVG_ERR_STATE) {
-        pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
-        return -1;
-    }
-    if (st != PVG_OK) {
-        pvg_srv_reply_status(r, "authentication", st, &e);
-        return -1;
-    }
-    snprintf(r->actor, sizeof r->actor, "%s:%s", r->who.role == PVG_ROLE_USER ? "token" : "key",
-             r->who.key_id);
+    /* a presented credential is checked as on every other route (failures
+     * counted and limited per address, access monitoring, the key's rate) */
+    if (pvg_srv_authenticate(r) != 0) return -1;
     if (!want || !*want || r->who.role != PVG_ROLE_USER) return 0; /* operators: nothing kept */
     if (!pvg_auth_may_access_user(pvg_srv_req_store(r), &r->who, want)) {
         pvg_srv_reply_error(r, 403, "forbidden",

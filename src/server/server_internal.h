@@ -259,6 +259,12 @@ void pvg_srv_monitor_metrics(pvg_server *srv, char *buf, size_t len);
  * nothing held) without a monitor. */
 pvg_store **pvg_srv_monitor_hold(pvg_server *srv);
 void pvg_srv_monitor_release(pvg_server *srv);
+/* Authenticates the request's Authorization: Bearer credential as every
+ * non-public route does: failures counted, limited per client address and
+ * observed by access monitoring; a suspended credential gets 403; then the
+ * credential's own rate. 0: r->who and r->actor set; -1: an answer was
+ * sent. Public routes that take an optional credential call it too. */
+int pvg_srv_authenticate(pvg_srv_req *r);
 void pvg_srv_h_alerts(pvg_srv_req *r);
 void pvg_srv_h_alert_ack(pvg_srv_req *r);
 void pvg_srv_h_cred_suspend(pvg_srv_req *r);

@@ -595,6 +595,32 @@ static void add_word(pvg_assist_word *list, int *n, const char *w)
     snprintf(list[(*n)++], PVG_ASSIST_WORD_MAX, "%s", st);
 }
 
+/* dst = a sep b, cut to cap - 1 bytes at a UTF-8 character boundary. */
+static void join_words(char *dst, size_t cap, const char *a, const char *sep, const char *b)
+{
+    size_t n = 0;
+    const char *parts[3] = {a, sep, b};
+    int cut = 0;
+    for (int k = 0; k < 3 && !cut; k++)
+        for (const char *p = parts[k]; *p; p++) {
+            if (n + 1 >= cap) {
+                cut = 1;
+                break;
+            }
+            dst[n++] = *p;
+        }
+    if (cut) { /* drop a character the cut split */
+        size_t m = n;
+        while (m > 0 && ((unsigned char)dst[m - 1] & 0xC0) == 0x80)
+            m--;
+        if (m > 0 && ((unsigned char)dst[m - 1] & 0x80)) {
+            unsigned char lead = (unsigned char)dst[m - 1];
+            size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+            if (n - (m - 1) < want) n = m - 1;
+        }
+    }
+    dst[n] = 0;
+}
 static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constraints *c)
 {
     for (int i = 0; i < t->n; i++) {
@@ -620,7 +646,7 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
              is_word(t, i + 1, "fan") || is_word(t, i + 1, "addict") ||
              is_word(t, i + 1, "enthusiast")) &&
             !is_stop(t->v[i].text)) {
-            snprintf(c->recipient, sizeof c->recipient, "%s %s", t->v[i].text, t->v[i + 1].text);
+            join_words(c->recipient, sizeof c->recipient, t->v[i].text, " ", t->v[i + 1].text);
             add_word(c->terms, &c->n_terms, t->v[i].text);
             t->v[i].noterm = 1;
             use(t, i, 2);
@@ -631,7 +657,7 @@ static void parse_people(toks *t, const pvg_assist_vocab *v, pvg_assist_constrai
             (is_word(t, i - 1, "who") || is_word(t, i - 1, "that") || is_word(t, i - 1, "she") ||
              is_word(t, i - 1, "he") || is_word(t, i - 1, "mum") || is_word(t, i - 1, "dad")) &&
             i + 1 < t->n && t->v[i + 1].kind == T_WORD && !is_stop(t->v[i + 1].text)) {
-            snprintf(c->recipient, sizeof c->recipient, "%s lover", t->v[i + 1].text);
+            join_words(c->recipient, sizeof c->recipient, t->v[i + 1].text, " lover", "");
             add_word(c->terms, &c->n_terms, t->v[i + 1].text);
             use(t, i, 2);
             continue;

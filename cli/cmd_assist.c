@@ -22,8 +22,20 @@ static const cli_flag assist_flags[] = {
      "anonymous conversation lives only in a server's memory)"},
     {"k", CLI_INT, "N", "items in the answer, 1..50 (default 5)"},
     {"json", CLI_BOOL, NULL, "print the whole answer as JSON"},
+    CLI_LLM_FLAGS,
     {0},
 };
+
+void cli_assist_llm_options(cli_ctx *c, pvg_assist_llm_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->url = cli_str(c, "llm-url");
+    o->model = cli_str(c, "llm-model");
+    o->key_file = cli_str(c, "llm-key-file");
+    o->timeout_ms = (long)cli_int_range(c, "llm-timeout-ms", 5000, 1, 120000);
+    if (!o->url && (o->model || o->key_file || cli_has(c, "llm-timeout-ms")))
+        cli_usage_error(c, "--llm-model, --llm-key-file and --llm-timeout-ms need --llm-url");
+}
 
 static void print_answer(const char *text)
 {
@@ -39,6 +51,13 @@ static void print_answer(const char *text)
     printf("understood: %s\n", cs ? cs : "?");
     free(cs);
     printf("personalization: %s\n", json_string_value(json_object_get(o, "personalization")));
+    json_t *ph = json_object_get(o, "phrasing");
+    printf("answer (%s): %s\n", json_string_value(json_object_get(ph, "by")),
+           json_string_value(json_object_get(o, "answer")));
+    if (json_string_value(json_object_get(ph, "reason")) &&
+        strcmp(json_string_value(json_object_get(ph, "by")), "builtin") == 0 &&
+        strncmp(json_string_value(json_object_get(ph, "reason")), "no language", 11) != 0)
+        printf("  (%s)\n", json_string_value(json_object_get(ph, "reason")));
     json_t *items = json_object_get(o, "items");
     if (!json_array_size(items)) printf("no item satisfies these constraints\n");
     size_t i;
@@ -70,7 +89,9 @@ static int run_assist(cli_ctx *c)
     pvg_assistant *a = NULL;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = pvg_assistant_new(NULL, &a, &err);
+    pvg_assistant_options ao = {0};
+    cli_assist_llm_options(c, &ao.llm);
+    pvg_status st = pvg_assistant_new(&ao, &a, &err);
     char *out = NULL;
     if (st == PVG_OK) {
         pvg_access g;

@@ -4,6 +4,8 @@
  */
 #include "cli.h"
 
+#include <privguide/assistant.h>
+
 #include <privguide/audit.h>
 #include <privguide/auth.h>
 #include <privguide/model.h>
@@ -69,6 +71,9 @@ static int run_serve(cli_ctx *c)
     char wbuf[PATH_MAX];
     o.web_dir = find_web_dir(c, wbuf, sizeof wbuf);
     o.synonyms_path = cli_str(c, "synonyms"); /* NULL: next to the pages; "": none */
+    pvg_assist_llm_options llm;
+    cli_assist_llm_options(c, &llm);
+    o.assist_llm = &llm;
     o.openapi_path = cli_str(c, "openapi");
     o.threads = (int)cli_int_range(c, "threads", 4, 1, 256);
     o.max_body_bytes = (size_t)cli_int_range(c, "max-body", 1 << 20, 1024, 64LL << 20);
@@ -149,6 +154,7 @@ static const cli_flag serve_flags[] = {
     {"port", CLI_INT, "N", "TCP port (default 8080; 0: an ephemeral port)"},
     {"bind", CLI_STR, "ADDR", "IPv4 address to listen on (default 127.0.0.1)"},
     {"synonyms", CLI_STR, "FILE", "search synonyms file (default: the installed one; \"\": none)"},
+    CLI_LLM_FLAGS,
     {"model", CLI_STR, "FILE",
      "model file trained from the store, in the data dir or its models/ (default "
      "<data-dir>/model.pvgm)"},

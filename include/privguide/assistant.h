@@ -125,16 +125,41 @@ int pvg_assist_item_satisfies(const pvg_assist_constraints *c, const pvg_item *i
 
 typedef struct pvg_assistant pvg_assistant;
 
+/* An optional OpenAI-compatible chat-completions endpoint that phrases the
+ * answer's text (docs/assistant.md, "Language model"). It only phrases:
+ * the items and the constraints always come from the built-in retrieval.
+ * What is sent is the current message and the answered items' public
+ * catalog fields (title, price, category) - never a shopper id, token,
+ * pseudonym, history or earlier turn; a personalised answer is never sent.
+ * Any failure (connection, timeout, HTTP status, malformed or empty reply)
+ * keeps the built-in text and says why. */
+typedef struct pvg_assist_llm_options {
+    const char *url;      /* e.g. "https://host/v1/chat/completions" (http or https);
+                           * NULL or "": no language model (the default) */
+    const char *model;    /* the "model" field; NULL: "gpt-4o-mini" */
+    const char *key_file; /* the API key (first line; Authorization: Bearer); the file
+                           * must not be readable by group or others. NULL: no key */
+    long timeout_ms;      /* whole request; 0: 5000; at most 120000 */
+} pvg_assist_llm_options;
+
+#define PVG_ASSIST_LLM_REPLY_MAX 2000 /* bytes of phrased text kept; longer is malformed */
+
 typedef struct pvg_assistant_options {
     int64_t anon_ttl_s;        /* anonymous conversations expire after; 0: 1800 s */
     size_t anon_max;           /* anonymous conversations kept at most (oldest go); 0: 1000 */
     int64_t catalog_refresh_s; /* the catalog snapshot is rebuilt when older; 0: 300 s */
+    pvg_assist_llm_options llm; /* all zero: no language model */
 } pvg_assistant_options;
 
 /* A new assistant (no store is held: each ask borrows one; the catalog
  * index is rebuilt when older than catalog_refresh_s or asked with another
  * store's directory). opts may be NULL. *out is new (pvg_assistant_free).
- * Calls are serialised by a lock inside: any thread may ask. */
+ * Calls are serialised by a lock inside (a language model is asked after
+ * it is released): any thread may ask. With opts->llm.url, the key file
+ * is read here into locked memory (wiped by pvg_assistant_free);
+ * PVG_ERR_INVALID for a URL that is not http(s), a timeout out of range,
+ * a key file that is unreadable, empty, group/world-readable or holds
+ * control characters (the error names the file, never its content). */
 pvg_status pvg_assistant_new(const pvg_assistant_options *opts, pvg_assistant **out,
                              pvg_error *err) PVG_WARN_UNUSED;
 void pvg_assistant_free(pvg_assistant *a); /* NULL ok; wipes anonymous conversations */
@@ -162,7 +187,9 @@ typedef struct pvg_assist_request {
  * "conversation_write"; anonymous: in memory). *json_out (new string,
  * pvg_free): {"conversation", "message", "constraints", "items":[{"item",
  * "title", "category", "price", "reason", "why":{...}}], "personalized",
- * "personalization", "followup", "candidates"}. Errors: PVG_ERR_INVALID
+ * "personalization", "followup", "candidates", "answer" (a sentence or
+ * two: the built-in text or the language model's), "phrasing":{"by":
+ * "builtin"|"llm", "reason"}}. Errors: PVG_ERR_INVALID
  * (message, k, conversation id malformed), PVG_ERR_NOT_FOUND (no such
  * conversation for this caller, or it expired), PVG_ERR_ERASED (the
  * shopper was erased), the store's and the gate's errors. */

@@ -63,6 +63,9 @@ typedef struct pvg_server_options {
      * when readable (installed), else <web_dir>/../../../data/synonyms.txt (the
      * source tree's), else none; "": none. */
     const char *synonyms_path;
+    /* The assistant's optional language model (assistant.h,
+     * pvg_assist_llm_options; borrowed for the call). NULL: none. */
+    const struct pvg_assist_llm_options *assist_llm;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

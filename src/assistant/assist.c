@@ -43,6 +43,7 @@ struct pvg_assistant {
     char *built_dir;
     anon_conv *anon;
     size_t n_anon, cap_anon;
+    pvg_assist_llm *llm; /* NULL: answers are phrased by the built-in text only */
 };
 
 static void anon_drop(pvg_assistant *a, size_t i)
@@ -63,7 +64,14 @@ pvg_status pvg_assistant_new(const pvg_assistant_options *opts, pvg_assistant **
     if (a->o.anon_ttl_s <= 0) a->o.anon_ttl_s = 1800;
     if (!a->o.anon_max) a->o.anon_max = 1000;
     if (a->o.catalog_refresh_s <= 0) a->o.catalog_refresh_s = 300;
+    memset(&a->o.llm, 0, sizeof a->o.llm); /* borrowed strings: not kept */
+    pvg_status st = pvg_assist_llm_new(opts ? &opts->llm : NULL, &a->llm, err);
+    if (st != PVG_OK) {
+        free(a);
+        return st;
+    }
     if (pthread_mutex_init(&a->mu, NULL) != 0) {
+        pvg_assist_llm_free(a->llm);
         free(a);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "assistant: cannot create its lock");
     }
@@ -80,6 +88,7 @@ void pvg_assistant_free(pvg_assistant *a)
     pvg_search_index_free(a->ix);
     pvg_assist_vocab_free(a->vocab);
     free(a->built_dir);
+    pvg_assist_llm_free(a->llm);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -434,6 +443,7 @@ typedef struct ask_ctx {
     int relaxed; /* leading words dropped to find candidates */
     pvg_assist_word query_words[PVG_SEARCH_TERMS_MAX];
     int n_query_words;
+    json_t *answer; /* the answer object, phrased after the lock is released */
 } ask_ctx;
 
 /* One search over words[from..n) (pages until CANDIDATES_MAX candidates
@@ -731,6 +741,55 @@ static pvg_status save_turn(ask_ctx *x, json_t *constraints, json_t *items, pvg_
     return st;
 }
 
+/* The built-in phrasing of an answer: one sentence naming the items. */
+static char *builtin_text(const ask_ctx *x, json_t *items)
+{
+    const pvg_assist_constraints *c = &x->c;
+    size_t n = json_array_size(items);
+    char t[1024];
+    size_t l = 0;
+#define T(...)                                                                                     \
+    do {                                                                                           \
+        int n_ = snprintf(t + l, sizeof t - l, __VA_ARGS__);                                       \
+        if (n_ > 0 && (size_t)n_ < sizeof t - l) l += (size_t)n_;                                  \
+    } while (0)
+    if (!n)
+        T("No item of the catalog satisfies this request");
+    else
+        T("Here %s %zu item%s", n == 1 ? "is" : "are", n, n == 1 ? "" : "s");
+    if (x->n_query_words) {
+        T(" for '");
+        for (int i = 0; i < x->n_query_words; i++)
+            T("%s%s", i ? " " : "", x->query_words[i]);
+        T("'");
+    }
+    const char *sym = cur_symbol(c->currency);
+    if (c->price_min >= 0 && c->price_max >= 0)
+        T(" between %s%.2f and %s%.2f", sym, c->price_min, sym, c->price_max);
+    else if (c->price_max >= 0)
+        T(" under %s%.2f", sym, c->price_max);
+    else if (c->price_min >= 0)
+        T(" over %s%.2f", sym, c->price_min);
+    if (c->n_exclusions) T(" without '%s'", c->exclusions[0]);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        if (i == 3) {
+            T(" and %zu more", n - 3);
+            break;
+        }
+        const char *title = json_string_value(json_object_get(it, "title"));
+        json_t *p = json_object_get(it, "price");
+        T("%s%s", i == 0 ? ": " : (i + 1 == n ? " and " : ", "),
+          title ? title : json_string_value(json_object_get(it, "item")));
+        if (json_is_number(p)) T(" (%s%.2f)", sym, json_number_value(p));
+    }
+    T(".");
+#undef T
+    return strdup(t);
+}
+
 static pvg_status ask_locked(ask_ctx *x, char **json_out, pvg_error *err)
 {
     pvg_assistant *a = x->a;
@@ -805,10 +864,52 @@ static pvg_status ask_locked(ask_ctx *x, char **json_out, pvg_error *err)
     json_object_set_new(o, "candidates", json_integer((json_int_t)x->n_cands));
     if (x->relaxed) json_object_set_new(o, "relaxed_words", json_integer(x->relaxed));
     json_object_set_new(o, "items", items);
-    *json_out = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-    json_decref(o);
-    if (!*json_out) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    char *text = builtin_text(x, items);
+    if (!text) {
+        json_decref(o);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    json_object_set_new(o, "answer", json_string(text));
+    free(text);
+    x->answer = o;
+    (void)json_out;
     return PVG_OK;
+}
+
+/* The language model's phrasing, when one is configured (outside the
+ * assistant's lock: a slow endpoint delays only this answer). Only the
+ * message and the answered items' title, price and category are sent; a
+ * personalised answer (its items reflect the shopper's history) is not. */
+static void phrase(const pvg_assistant *a, const ask_ctx *x, json_t *o)
+{
+    json_t *items = json_object_get(o, "items");
+    char reason[256] = "", failed[320];
+    const char *by = "builtin";
+    if (!a->llm)
+        snprintf(reason, sizeof reason, "no language model configured");
+    else if (json_is_true(json_object_get(o, "personalized")))
+        snprintf(reason, sizeof reason,
+                 "a personalised answer is not sent to the language model");
+    else if (!json_array_size(items))
+        snprintf(reason, sizeof reason, "no items to phrase");
+    else {
+        char *text = NULL;
+        if (pvg_assist_llm_phrase(a->llm, x->req->message, items, &text, reason, sizeof reason)) {
+            json_object_set_new(o, "answer", json_string(text));
+            free(text);
+            by = "llm";
+            reason[0] = '\0';
+        } else {
+            snprintf(failed, sizeof failed, "language model failed (%s): the built-in answer",
+                     reason);
+            json_object_set_new(o, "phrasing",
+                                json_pack("{s:s, s:s}", "by", by, "reason", failed));
+            return;
+        }
+    }
+    json_object_set_new(o, "phrasing",
+                        reason[0] ? json_pack("{s:s, s:s}", "by", by, "reason", reason)
+                                  : json_pack("{s:s, s:n}", "by", by, "reason"));
 }
 
 pvg_status pvg_assistant_ask(pvg_assistant *a, pvg_access *g, const pvg_assist_request *req,
@@ -830,6 +931,13 @@ pvg_status pvg_assistant_ask(pvg_assistant *a, pvg_access *g, const pvg_assist_r
     for (size_t i = 0; i < x->n_results; i++) /* they borrow the index: before it can change */
         pvg_search_result_free(x->results[i]);
     pthread_mutex_unlock(&a->mu);
+    if (st == PVG_OK) {
+        phrase(a, x, x->answer);
+        *json_out =
+            json_dumps(x->answer, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+        if (!*json_out) st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    }
+    json_decref(x->answer);
     json_decref(x->st.root);
     free(x->cands);
     free(x->hist_words);

@@ -35,4 +35,21 @@ json_t *pvg_assist_constraints_to_json(const pvg_assist_constraints *c);
  * reads as "none"). */
 void pvg_assist_constraints_from_json(json_t *o, pvg_assist_constraints *c);
 
+/* The optional language model (llm.c; docs/assistant.md "Language
+ * model"). new reads the key file into sodium_malloc memory; a NULL or
+ * empty url gives *out = NULL (none configured) and PVG_OK. */
+typedef struct pvg_assist_llm pvg_assist_llm;
+pvg_status pvg_assist_llm_new(const pvg_assist_llm_options *o, pvg_assist_llm **out,
+                              pvg_error *err) PVG_WARN_UNUSED;
+void pvg_assist_llm_free(pvg_assist_llm *l); /* NULL ok; wipes the key */
+/* The request body (new string, free()): the model, the fixed instruction,
+ * the message and, per item of items (the answer's array), its title,
+ * price and category only. NULL when out of memory. */
+char *pvg_assist_llm_body(const pvg_assist_llm *l, const char *message, json_t *items);
+/* Asks the endpoint to phrase the answer. 1: *text is the phrased text
+ * (new, free()); 0: it failed, reason (cap bytes) says why in words
+ * (never the key). Thread-safe: one libcurl handle per call. */
+int pvg_assist_llm_phrase(const pvg_assist_llm *l, const char *message, json_t *items, char **text,
+                          char *reason, size_t cap);
+
 #endif

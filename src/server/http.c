@@ -718,10 +718,16 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         (opt->web_dir && !srv->web_dir) ||
         pvg_srv_metrics_init(&srv->metrics, pvg_srv_routes_count() + 1) ||
         pvg_srv_ts_init(&srv->ts) || pvg_srv_ratelimit_init(&srv->rl) ||
-        !(srv->authcache = pvg_srv_authcache_new(1.0)) ||
-        pvg_assistant_new(NULL, &srv->assistant, NULL) != PVG_OK) {
+        !(srv->authcache = pvg_srv_authcache_new(1.0))) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
+    }
+    pvg_assistant_options ao = {0};
+    if (opt->assist_llm) ao.llm = *opt->assist_llm;
+    pvg_status ast = pvg_assistant_new(&ao, &srv->assistant, err);
+    if (ast != PVG_OK) {
+        server_destroy(srv);
+        return ast;
     }
     struct in_addr addr;
     if (inet_pton(AF_INET, srv->bind, &addr) != 1) {

@@ -218,6 +218,11 @@ int cli_load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int qu
     pvg_event_weights_default(&w);
     const char *ws = cli_str(c, "weights");
     if (ws && pvg_event_weights_parse(ws, &w, &err) != PVG_OK) cli_usage_error(c, "%s", err.text);
+    if (cli_has(c, "search-weight")) {
+        w.w[PVG_EVENT_SEARCH] = cli_double(c, "search-weight", PVG_SEARCH_WEIGHT_DEFAULT);
+        if (!(w.w[PVG_EVENT_SEARCH] >= 0) || w.w[PVG_EVENT_SEARCH] > 100)
+            cli_usage_error(c, "--search-weight: want a number 0..100");
+    }
     const char *input = cli_str(c, "input");
     pvg_dataset_load_stats ls;
     pvg_status st;

@@ -42,7 +42,11 @@ static void test_weights_and_csr(void **state)
 {
     (void)state;
     pvg_dataset *ds;
-    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
+    pvg_event_weights w0;
+    pvg_event_weights_default(&w0);
+    assert_true(fabs(w0.w[PVG_EVENT_SEARCH] - PVG_SEARCH_WEIGHT_DEFAULT) < 1e-12);
+    w0.w[PVG_EVENT_SEARCH] = 0; /* searches off */
+    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, &w0, NULL, &ds, NULL), PVG_OK);
     pvg_event e = tm_ev(PVG_EVENT_PURCHASE, "A");
     assert_int_equal(pvg_dataset_add_ext(ds, "u1", &e, NULL), PVG_OK);
     assert_int_equal(pvg_dataset_add_ext(ds, "u1", &e, NULL), PVG_OK); /* repeat: 8 */

@@ -63,7 +63,13 @@ pvg_status pvg_model_type_parse(const char *name, pvg_model_type *out,
  * weighs w[RATING] x the value (the tsv format's weight column arrives as a
  * rating, so a negative tsv weight subtracts). Defaults (pvg_event_weights_default):
  * view 1, cart 2, purchase 4, return -4 (applied as -purchase), rating 1,
- * search 0 (ignored). */
+ * search PVG_SEARCH_WEIGHT_DEFAULT. A search event names the item a shopper
+ * clicked, or, in a dataset read from a store, its query leads to the top
+ * PVG_SEARCH_FEED_TOP results over the store's catalog (an anonymous
+ * search's ranking, no synonyms), each getting w[SEARCH] (docs/search.md,
+ * "Search events in training"); search=0 ignores them. */
+#define PVG_SEARCH_WEIGHT_DEFAULT 0.25
+#define PVG_SEARCH_FEED_TOP 3
 typedef struct pvg_event_weights {
     double w[PVG_EVENT_TYPE_COUNT];
 } pvg_event_weights;

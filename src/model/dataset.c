@@ -8,6 +8,7 @@
 #include "store/store_internal.h"
 
 #include <privguide/rng.h>
+#include <privguide/search.h>
 
 #include <math.h>
 #include <sodium.h>
@@ -23,7 +24,7 @@ void pvg_event_weights_default(pvg_event_weights *w)
     w->w[PVG_EVENT_PURCHASE] = 4.0;
     w->w[PVG_EVENT_RETURN] = -4.0;
     w->w[PVG_EVENT_RATING] = 1.0;
-    w->w[PVG_EVENT_SEARCH] = 0.0;
+    w->w[PVG_EVENT_SEARCH] = PVG_SEARCH_WEIGHT_DEFAULT;
 }
 
 pvg_status pvg_event_weights_parse(const char *spec, pvg_event_weights *w, pvg_error *err)
@@ -95,6 +96,7 @@ void pvg_dataset_free(pvg_dataset *ds)
     free(ds->ev_item);
     free(ds->ev_w);
     free(ds->ev_ts);
+    pvg_search_index_free(ds->search_ix);
     sodium_memzero(ds->salt, sizeof ds->salt);
     free(ds);
 }
@@ -228,7 +230,23 @@ static double event_weight(const pvg_event_weights *w, const pvg_event *ev)
     return w->w[ev->type];
 }
 
+static pvg_status add_search(pvg_dataset *ds, const unsigned char user_key[16],
+                             const pvg_event *ev, pvg_error *err);
+static pvg_status add_cell(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
+                           pvg_error *err);
+
 pvg_status pvg_dataset_add(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
+                           pvg_error *err)
+{
+    if (ev->type == PVG_EVENT_SEARCH && (!ev->item || !ev->item[0]))
+        return add_search(ds, user_key, ev, err);
+    size_t before = ds->n_ev;
+    pvg_status st = add_cell(ds, user_key, ev, err);
+    if (st == PVG_OK && ev->type == PVG_EVENT_SEARCH && ds->n_ev > before) ds->search_events++;
+    return st;
+}
+
+static pvg_status add_cell(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
                            pvg_error *err)
 {
     if (!ev->item || !ev->item[0]) return PVG_OK;
@@ -259,6 +277,44 @@ pvg_status pvg_dataset_add(pvg_dataset *ds, const unsigned char user_key[16], co
     ds->ev_ts[ds->n_ev] = ev->ts;
     ds->n_ev++;
     return PVG_OK;
+}
+
+/* A search event without an item, in a dataset read from a store: each of
+ * the top PVG_SEARCH_FEED_TOP results of its query over the store's catalog
+ * (relevance order, no filters, whole words - no prefix completion - and
+ * no synonyms; typos corrected; public and deterministic) gets the event as if it named that item, weighing
+ * w[SEARCH]. A query with no word that matches, or none of the catalog's
+ * words, gives nothing. */
+static pvg_status add_search(pvg_dataset *ds, const unsigned char user_key[16],
+                             const pvg_event *ev, pvg_error *err)
+{
+    if (!ds->search_ix || ds->w.w[PVG_EVENT_SEARCH] == 0 || !(ev->fields & PVG_FIELD_QUERY) ||
+        !ev->query || !ev->query[0])
+        return PVG_OK;
+    pvg_search_query q;
+    pvg_search_query_init(&q);
+    q.text = ev->query;
+    q.k = PVG_SEARCH_FEED_TOP;
+    q.flags = PVG_SEARCH_NO_PREFIX; /* a recorded query is a finished one */
+    pvg_search_result *r = NULL;
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_search_run(ds->search_ix, &q, &r, &e);
+    if (st == PVG_ERR_NOMEM) return pvg_error_set(err, st, "dataset: out of memory");
+    if (st != PVG_OK) return PVG_OK; /* a query the search refuses (too long): no signal */
+    const pvg_search_term *terms;
+    size_t n = pvg_search_result_terms(r, &terms) ? pvg_search_result_count(r) : 0;
+    size_t before = ds->n_ev;
+    for (size_t i = 0; i < n && st == PVG_OK; i++) {
+        const pvg_search_hit *h = pvg_search_result_hit(r, i);
+        if (!h || !(h->score > 0)) continue;
+        pvg_event one = *ev;
+        one.item = h->ext_id;
+        st = add_cell(ds, user_key, &one, err);
+    }
+    pvg_search_result_free(r);
+    if (st == PVG_OK && ds->n_ev > before) ds->search_events++;
+    return st;
 }
 
 pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],
@@ -357,6 +413,17 @@ pvg_status pvg_dataset_new_store_linked(pvg_store *store, const pvg_event_weight
     /* the store link: models trained on this dataset seal each shopper's
      * rows under a key derived from that shopper's data key */
     ds->store = store;
+    if (ds->w.w[PVG_EVENT_SEARCH] != 0) {
+        /* the catalog index search events are run against, built before the
+         * shoppers are read (no store call inside their iteration) */
+        pvg_search_options o = {0};
+        o.synonyms_text = ""; /* none: the ranking depends on the catalog only */
+        st = pvg_search_index_build(store, &o, &ds->search_ix, err);
+        if (st != PVG_OK) {
+            pvg_dataset_free(ds);
+            return st;
+        }
+    }
     *out = ds;
     return PVG_OK;
 }

@@ -38,6 +38,11 @@ struct pvg_dataset {
      * row key from the shopper's data key (the store must stay open until
      * the model is trained) and are saved with those rows sealed */
     pvg_store *store;
+    /* search events without an item (docs/search.md, "Search events in
+     * training"): the store's catalog index, built with the dataset when
+     * search events weigh anything; NULL for a file dataset */
+    struct pvg_search_index *search_ix;
+    long long search_events; /* search events that gave the dataset an item */
 };
 
 /* ---- sparse matrices ---------------------------------------------------- */

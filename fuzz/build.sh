@@ -43,7 +43,7 @@ cmake --build "$OUT" --target privguide_static -j "${FUZZ_JOBS:-2}" >"$OUT/build
 }
 
 LIB="$OUT/libprivguide.a"
-DEPS=$(pkg-config --libs libsodium sqlite3 libpq jansson libmicrohttpd openblas lapacke zlib)
+DEPS=$(pkg-config --libs libsodium sqlite3 libpq jansson libmicrohttpd openblas lapacke zlib libcurl)
 INC="-I$ROOT/include -I$ROOT/src -I$OUT/generated $(pkg-config --cflags libsodium jansson libmicrohttpd)"
 if [ $# -gt 0 ]; then names=("$@"); else
     names=()

@@ -89,6 +89,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     pthread_mutex_lock(&f->mu);
     f->requests++;
+    pthread_cond_broadcast(&f->cv); /* a test may wait for requests to arrive */
     free(f->body);
     f->body = b->p ? strdup(b->p) : strdup("");
     snprintf(f->auth, sizeof f->auth, "%s", auth ? auth : "");
@@ -422,6 +423,75 @@ static void test_fallbacks(void **state)
     json_decref(p);
 }
 
+typedef struct asker {
+    fx *x;
+    pvg_assistant *a;
+    char *out;
+    pvg_status st;
+} asker;
+
+static void *ask_thread(void *p)
+{
+    asker *t = p;
+    pvg_access g;
+    pvg_access_init(&g, t->x->s, "test");
+    pvg_assist_request rq = {0};
+    rq.message = "lanterns";
+    pvg_error err;
+    pvg_error_clear(&err);
+    t->st = pvg_assistant_ask(t->a, &g, &rq, &t->out, &err);
+    return NULL;
+}
+
+/* Two requests stalled at the endpoint: a third answer does not wait for
+ * them (the built-in text at once, "busy"), so a stalled endpoint cannot
+ * hold every server worker. */
+static void test_inflight_cap(void **state)
+{
+    fx *x = *state;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", x->f.port);
+    pvg_assistant_options o = {0};
+    o.llm.url = url;
+    o.llm.timeout_ms = 60000;
+    pvg_assistant *a = NULL;
+    assert_int_equal(pvg_assistant_new(&o, &a, NULL), PVG_OK);
+    fake_set(&x->f, SLOW);
+    pthread_mutex_lock(&x->f.mu);
+    int before = x->f.requests;
+    pthread_mutex_unlock(&x->f.mu);
+    asker t[2] = {{x, a, NULL, PVG_OK}, {x, a, NULL, PVG_OK}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, ask_thread, &t[i]), 0);
+    pthread_mutex_lock(&x->f.mu);
+    while (x->f.requests < before + 2)
+        pthread_cond_wait(&x->f.cv, &x->f.mu);
+    pthread_mutex_unlock(&x->f.mu);
+    json_t *r = ask(x, a, NULL, NULL, "lanterns");
+    assert_string_equal(phrasing(r, "by"), "builtin");
+    assert_non_null(strstr(phrasing(r, "reason"), "busy"));
+    json_decref(r);
+    pthread_mutex_lock(&x->f.mu);
+    assert_int_equal(x->f.requests, before + 2);
+    pthread_mutex_unlock(&x->f.mu);
+    fake_release(&x->f);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].st, PVG_OK);
+        json_t *o2 = json_loads(t[i].out, 0, NULL);
+        assert_string_equal(phrasing(o2, "by"), "llm");
+        json_decref(o2);
+        pvg_free(t[i].out);
+    }
+    /* the slots are free again */
+    fake_set(&x->f, OK);
+    r = ask(x, a, NULL, NULL, "lanterns");
+    assert_string_equal(phrasing(r, "by"), "llm");
+    json_decref(r);
+    pvg_assistant_free(a);
+}
+
 static void test_unreachable(void **state)
 {
     fx *x = *state;
@@ -499,11 +569,9 @@ static void test_key_file_and_options(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_minimised),
-        cmocka_unit_test(test_personal_answer_not_sent),
-        cmocka_unit_test(test_fallbacks),
-        cmocka_unit_test(test_unreachable),
-        cmocka_unit_test(test_key_file_and_options),
+        cmocka_unit_test(test_request_minimised), cmocka_unit_test(test_personal_answer_not_sent),
+        cmocka_unit_test(test_fallbacks),         cmocka_unit_test(test_inflight_cap),
+        cmocka_unit_test(test_unreachable),       cmocka_unit_test(test_key_file_and_options),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -27,6 +28,9 @@
 #define LLM_REPLY_BYTES_MAX (256 * 1024) /* the HTTP reply read at most */
 #define LLM_URL_MAX 2048
 #define LLM_MODEL_MAX 200
+/* requests in flight at once; more answers keep the built-in text, so a
+ * slow endpoint cannot hold every server worker for its timeout */
+#define LLM_INFLIGHT_MAX 2
 
 /* The instruction sent with every request (docs/assistant.md quotes it). */
 static const char LLM_SYSTEM[] =
@@ -40,6 +44,7 @@ struct pvg_assist_llm {
     char *model;
     char *auth; /* "Authorization: Bearer <key>" in sodium_malloc memory; NULL: no key */
     long timeout_ms;
+    atomic_int inflight;
 };
 
 void pvg_assist_llm_free(pvg_assist_llm *l)
@@ -291,8 +296,15 @@ int pvg_assist_llm_phrase(const pvg_assist_llm *l, const char *message, json_t *
                           char *reason, size_t cap)
 {
     *text = NULL;
+    pvg_assist_llm *lm = (pvg_assist_llm *)l; /* the in-flight counter only */
+    if (atomic_fetch_add(&lm->inflight, 1) >= LLM_INFLIGHT_MAX) {
+        atomic_fetch_sub(&lm->inflight, 1);
+        snprintf(reason, cap, "busy: %d requests already in flight", LLM_INFLIGHT_MAX);
+        return 0;
+    }
     char *body = pvg_assist_llm_body(l, message, items);
     if (!body) {
+        atomic_fetch_sub(&lm->inflight, 1);
         snprintf(reason, cap, "out of memory");
         return 0;
     }
@@ -346,5 +358,6 @@ done:
     if (h) curl_easy_cleanup(h);
     free(b.p);
     free(body);
+    atomic_fetch_sub(&lm->inflight, 1);
     return ok;
 }

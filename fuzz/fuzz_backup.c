@@ -38,9 +38,15 @@ static size_t entries(const char *dir)
     return n;
 }
 
+static char root[64], keys[96], target[96];
+
+static void cleanup(void)
+{
+    nftw(root, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char root[64], keys[96], target[96];
     if (!root[0]) {
         if (pvg_init() != PVG_OK) abort();
         snprintf(root, sizeof root, "/tmp/pvg-fuzz-backup-XXXXXX");
@@ -50,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!f) abort();
         fclose(f);
         snprintf(target, sizeof target, "%s/new", root);
+        atexit(cleanup);
     }
     uint8_t *buf = malloc(size + 32);
     if (!buf) return 0;

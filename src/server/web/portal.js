@@ -30,7 +30,7 @@
       s.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
       const days = retention.search;
       $('searches-summary').textContent =
-          (s.length ? s.length + (s.length === 1 ? ' search' : ' searches') + ' kept'
+          (s.length ? s.length + (s.length === 1 ? ' search' : ' searches') + ' kept.'
                     : 'No search of yours is kept.') +
           (days ? ' Each is kept ' + days + ' days.' : '');
       const rows = s.length ? [ PVG.el('tr', {}, PVG.el('th', {}, 'When (UTC)'), PVG.el('th', {}, 'You searched for')) ] : [];
@@ -48,7 +48,7 @@
   {
       const cs = a.conversations || [];
       $('conversations-summary').textContent =
-          (cs.length ? cs.length + (cs.length === 1 ? ' conversation' : ' conversations') + ' kept'
+          (cs.length ? cs.length + (cs.length === 1 ? ' conversation' : ' conversations') + ' kept.'
                      : 'No conversation with the assistant is kept.') +
           ' A conversation is kept ' + a.retention_days + ' days after its last message.';
       $('conversations').replaceChildren(...cs.map((c) => {

@@ -90,7 +90,8 @@ static void test_pages_in_browser(void **state)
     pvg_store *s = NULL;
     assert_int_equal(pvg_store_open(dd, &s, &err), PVG_OK);
     for (size_t i = 0; i < N_ITEMS; i++) {
-        pvg_item it = {0, ITEMS[i].id, ITEMS[i].title, ITEMS[i].category, ITEMS[i].price, NULL, 0, -1};
+        pvg_item it = {0, ITEMS[i].id, ITEMS[i].title, ITEMS[i].category, ITEMS[i].price, NULL,
+                       0, -1};
         assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
     }
     for (int u = 0; u < 40; u++) {

@@ -678,8 +678,8 @@ static void h_recommend(pvg_srv_req *r)
     /* ?explain=1: a `why` per item (explain_route.c; never from the body cache) */
     const char *xp = pvg_srv_req_query(r, "explain");
     if (xp && strcmp(xp, "0") != 0 && strcmp(xp, "1") != 0) {
-        pvg_srv_reply_error(r, 400, "invalid", "query parameter explain: want 0 or 1, got \"%.40s\"",
-                            xp);
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "query parameter explain: want 0 or 1, got \"%.40s\"", xp);
         return;
     }
     int explain = xp && strcmp(xp, "1") == 0;

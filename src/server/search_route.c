@@ -527,7 +527,8 @@ static json_t *personal_items(pvg_srv_req *r, srv_search_ix *x, const pvg_search
     qsort(b, n, sizeof *b, blended_cmp);
     items = json_array();
     for (size_t i = q0->offset; i < n && i < q0->offset + q0->k; i++)
-        json_array_append_new(items, hit_json(res, pvg_search_result_hit(res, b[i].hit), b[i].score));
+        json_array_append_new(items,
+                              hit_json(res, pvg_search_result_hit(res, b[i].hit), b[i].score));
     *why = NULL;
 done:
     free(ids);

@@ -176,6 +176,29 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
                               const unsigned char *asking_pseudonym_or_null, size_t k,
                               pvg_scored_item *out, size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- "why this?" for a shopper's own recommendations ---- */
+
+/* The evidence from the shopper's own history for n items (model indices)
+ * of their list (pvg_model_explain: at most k history items per item into
+ * out[i*k ..], n_out[i], info[i] may be NULL). The history is personal
+ * data shown back to its owner only: g->actor must be a shopper token
+ * ("token:<id>", which the front-end has checked belongs to ext_user);
+ * any other actor is refused. Done as pvg_access_recommend does: the
+ * shopper is looked up and the consent "recommend" needs
+ * (personalization) checked, then ONE audit entry (action "explain",
+ * purpose recommend, outcome allowed / denied:no_consent /
+ * denied:not_own_token / not_found, detail "... items=N"), and only then
+ * the model is asked. *allowed_out 1 when out was filled; else 0 with
+ * *reason_out (static) "unknown_user", "no_consent", "not_own_token",
+ * "no_model" (m NULL) or "not_in_model", n_out all 0 (PVG_OK either way).
+ * Needs g->store. Errors: PVG_ERR_INVALID, the audit write's (nothing
+ * handed over), the model's (PVG_ERR_INVALID for an index out of range,
+ * PVG_ERR_NOMEM). */
+pvg_status pvg_access_explain(pvg_access *g, const pvg_model *m, const char *ext_user,
+                              const int64_t *items, size_t n, size_t k, pvg_explain_term *out,
+                              size_t *n_out, pvg_explain_info *info, int *allowed_out,
+                              const char **reason_out, pvg_error *err) PVG_WARN_UNUSED;
+
 /* ---- personal re-rank of search results ---- */
 
 /* The shopper's model scores for n search candidates (ext_items, catalog

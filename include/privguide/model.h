@@ -435,6 +435,43 @@ pvg_status pvg_model_recommend_history(const pvg_model *m, const int64_t *items,
                                        pvg_scored_item *out, size_t *n_out,
                                        pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- explanations ("why this?"; docs/models.md "Explanations") ---- */
+
+/* One history item's part in an item's score. */
+typedef struct pvg_explain_term {
+    int64_t item_index;  /* the shopper's history item (model index) */
+    const char *item;    /* its external id, borrowed from the model */
+    float weight;        /* the history cell's weight (pvg_event_weights sum) */
+    double contribution; /* its term of the score (> 0) */
+} pvg_explain_term;
+
+typedef struct pvg_explain_info {
+    double score;       /* the sum of every history item's term (popularity: the count) */
+    size_t n_history;   /* the shopper's history items in the model */
+    size_t n_positive;  /* history items with a term > 0 */
+    int exact;          /* 1: the terms sum to the served score (EASE, itemknn) */
+    const char *method; /* static: "ease-weights", "itemknn-similarities", "ials-fold-in",
+                           "bpr-ridge-surrogate", "popularity" */
+} pvg_explain_info;
+
+/* Why the model scores items[t] (model indices, n_items of them) for the
+ * user with this model key: the shopper's own history items whose terms
+ * of the score are largest, at most k per item, best first (ties: lower
+ * index), only terms > 0, into out[t*k .. t*k+n_out[t]). EASE: the weights
+ * B[i][j]; itemknn: the kept similarities S[i -> j] (both exact); iALS:
+ * c_i v_j^T A^-1 v_i, the terms of the closed-form fold-in of the history
+ * (A = alpha0 G + reg I + sum c_i v_i v_i^T), which sum to the fold-in's
+ * score, not exactly the trained user factors' (an approximation); BPR:
+ * the same ridge terms over its item factors (a surrogate); popularity:
+ * no terms. info (n_items, may be NULL) gets the totals and the method.
+ * The history is personal data: call it only through the access gate
+ * (pvg_access_explain). Thread-safe. Errors: PVG_ERR_INVALID (NULL
+ * argument, an index out of range), PVG_ERR_NOT_FOUND (unknown user),
+ * PVG_ERR_STATE (rows still sealed), PVG_ERR_NOMEM, PVG_ERR_INTERNAL. */
+pvg_status pvg_model_explain(const pvg_model *m, const unsigned char user_key[16],
+                             const int64_t *items, size_t n_items, size_t k, pvg_explain_term *out,
+                             size_t *n_out, pvg_explain_info *info, pvg_error *err) PVG_WARN_UNUSED;
+
 /* Items most similar to ext_item (cosine of factors; the kNN neighbour
  * list; EASE's column; for popularity, co-occurrence is not kept and the
  * call returns PVG_ERR_UNSUPPORTED). PVG_ERR_NOT_FOUND for an unknown item. */

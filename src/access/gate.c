@@ -440,6 +440,64 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
     return pvg_model_similar(m, ext_item, k, out, n_out, err);
 }
 
+/* ---- "why this?" ---- */
+
+pvg_status pvg_access_explain(pvg_access *g, const pvg_model *m, const char *ext_user,
+                              const int64_t *items, size_t n, size_t k, pvg_explain_term *out,
+                              size_t *n_out, pvg_explain_info *info, int *allowed_out,
+                              const char **reason_out, pvg_error *err)
+{
+    *allowed_out = 0;
+    *reason_out = NULL;
+    if (!g->store || !ext_user || (n && (!items || !n_out || (k && !out))))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "explain: store, user, items and the output arrays are required");
+    for (size_t i = 0; i < n; i++)
+        n_out[i] = 0;
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    pvg_consent c;
+    int known = lookup(g, ext_user, &c, err);
+    if (known < 0) return (pvg_status)known;
+    int ok = 0;
+    pvg_status st = known ? allowed(g, PVG_PURPOSE_RECOMMEND, &c, &ok, err) : PVG_OK;
+    if (st != PVG_OK) return st;
+    /* the evidence is the shopper's history: shown to the shopper only */
+    int own = g->actor && strncmp(g->actor, "token:", 6) == 0;
+    const char *reason = !known ? "unknown_user"
+                         : !ok  ? "no_consent"
+                         : !own ? "not_own_token"
+                         : !m   ? "no_model"
+                                : NULL;
+    unsigned char key[PVG_MODEL_KEY_BYTES];
+    if (!reason) {
+        st = pvg_model_user_key(m, g->store, ext_user, key, err);
+        if (st != PVG_OK) return st;
+    }
+    char extra[64];
+    snprintf(extra, sizeof extra, "items=%zu%s", n, reason ? " answer=none" : "");
+    st = audit_first(g, "explain", subject, PVG_PURPOSE_RECOMMEND,
+                     !known ? "not_found"
+                     : !ok  ? "denied:no_consent"
+                     : !own ? "denied:not_own_token"
+                            : "allowed",
+                     extra, err);
+    if (st != PVG_OK) return st;
+    if (reason) {
+        *reason_out = reason;
+        return PVG_OK;
+    }
+    st = pvg_model_explain(m, key, items, n, k, out, n_out, info, err);
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(err);
+        *reason_out = "not_in_model";
+        return PVG_OK;
+    }
+    if (st != PVG_OK) return st;
+    *allowed_out = 1;
+    return PVG_OK;
+}
+
 /* ---- personal re-rank of search results ---- */
 
 pvg_status pvg_access_search_rerank(pvg_access *g, const pvg_model *m, const char *ext_user,

@@ -42,6 +42,9 @@ static void h_keys_rotate(pvg_srv_req *r);
 static void h_page(pvg_srv_req *r);
 static void h_static(pvg_srv_req *r);
 void pvg_srv_h_fairness(pvg_srv_req *r); /* fairness_route.c */
+void pvg_srv_recommend_why(pvg_srv_req *r, pvg_srv_model *m, pvg_srv_model *dm,
+                           const pvg_srv_popular *pop, const char *user, int personalized,
+                           json_t *answer); /* explain_route.c */
 
 #define OPS (PVG_SRV_ADMIN | PVG_SRV_ANALYST)
 #define ANYONE (PVG_SRV_ADMIN | PVG_SRV_ANALYST | PVG_SRV_USER)
@@ -672,6 +675,14 @@ static void h_recommend(pvg_srv_req *r)
 {
     size_t k;
     if (query_k(r, &k)) return;
+    /* ?explain=1: a `why` per item (explain_route.c; never from the body cache) */
+    const char *xp = pvg_srv_req_query(r, "explain");
+    if (xp && strcmp(xp, "0") != 0 && strcmp(xp, "1") != 0) {
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "query parameter explain: want 0 or 1, got \"%.40s\"", xp);
+        return;
+    }
+    int explain = xp && strcmp(xp, "1") == 0;
     pvg_srv_model *m = need_model(r);
     if (!m) return;
     const char *user = r->params[0];
@@ -721,7 +732,7 @@ static void h_recommend(pvg_srv_req *r)
         pvg_srv_reply_access(r, "recommend", st, &e);
         return;
     }
-    if (ans.personalized) {
+    if (ans.personalized && !explain) {
         char *body = NULL;
         size_t body_len = 0;
         if (pvg_srv_cache_get_body(m->cache, ans.user_key, k, &body, &body_len)) {
@@ -763,8 +774,9 @@ static void h_recommend(pvg_srv_req *r)
         atomic_fetch_add(&r->srv->metrics.recs_popular, 1);
     }
     json_object_set_new(o, "model_generation", json_integer(m->generation));
+    if (explain) pvg_srv_recommend_why(r, m, dm, pop, user, ans.personalized, o);
     pvg_srv_reply_json(r, 200, o);
-    if (ans.personalized && r->status == 200)
+    if (ans.personalized && !explain && r->status == 200)
         pvg_srv_cache_put_body(m->cache, ans.user_key, k, r->out, r->out_len);
     pvg_srv_model_release(dm);
     pvg_srv_model_release(m);

@@ -429,12 +429,18 @@ static void search_record(pvg_srv_req *r, const char *user, const char *text)
         atomic_fetch_add(&r->srv->metrics.search_events, 1);
 }
 
-static json_t *hit_json(const pvg_search_hit *h, double score)
+/* A hit with its evidence ("why this?"): the query words it matched. */
+static json_t *hit_json(const pvg_search_result *res, const pvg_search_hit *h, double score)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:f}", "id", str_or_null(h->ext_id), "title",
+    const pvg_search_term *terms;
+    size_t nt = pvg_search_result_terms(res, &terms);
+    json_t *words = json_array();
+    for (size_t i = 0; i < nt && i < 8 * sizeof h->matched; i++)
+        if (h->matched >> i & 1u) json_array_append_new(words, json_string(terms[i].word));
+    return json_pack("{s:o, s:o, s:o, s:o, s:f, s:{s:o}}", "id", str_or_null(h->ext_id), "title",
                      str_or_null(h->title), "category", str_or_null(h->category), "price",
                      h->price >= 0 ? json_real(h->price) : json_null(), "score",
-                     isfinite(score) ? score : 0.0);
+                     isfinite(score) ? score : 0.0, "why", "matched_words", words);
 }
 
 typedef struct blended {
@@ -521,7 +527,8 @@ static json_t *personal_items(pvg_srv_req *r, srv_search_ix *x, const pvg_search
     qsort(b, n, sizeof *b, blended_cmp);
     items = json_array();
     for (size_t i = q0->offset; i < n && i < q0->offset + q0->k; i++)
-        json_array_append_new(items, hit_json(pvg_search_result_hit(res, b[i].hit), b[i].score));
+        json_array_append_new(items,
+                              hit_json(res, pvg_search_result_hit(res, b[i].hit), b[i].score));
     *why = NULL;
 done:
     free(ids);
@@ -596,7 +603,7 @@ void pvg_srv_h_search(pvg_srv_req *r)
         items = json_array();
         for (size_t i = 0; i < pvg_search_result_count(res); i++) {
             const pvg_search_hit *h = pvg_search_result_hit(res, i);
-            json_array_append_new(items, hit_json(h, h->score));
+            json_array_append_new(items, hit_json(res, h, h->score));
         }
     }
     const pvg_search_facet *f;

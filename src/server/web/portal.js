@@ -2,8 +2,10 @@
 // what is held about them (with the times of their events), the purposes
 // it is used for and the switches that govern them (both as the API states
 // them: the store's policy, no copy of its texts here), who accessed their
-// data (their audit entries), downloads their export and deletes their
-// account.
+// data (their audit entries), their searches (the export's search events)
+// and assistant conversations (GET /v1/users/{id}/conversations), downloads
+// their export and deletes their account (one click and a confirmation,
+// from either button).
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -18,6 +20,60 @@
           b.disabled = !on;
       $('download').disabled = !on;
       $('delete').disabled = !on;
+      $('delete-all').disabled = !on;
+  }
+
+  // The shopper's searches: the search events of their export, newest first.
+  function renderSearches(exp)
+  {
+      const s = (exp.events || []).filter((e) => e.type === 'search');
+      s.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
+      const days = retention.search;
+      $('searches-summary').textContent =
+          (s.length ? s.length + (s.length === 1 ? ' search' : ' searches') + ' kept.'
+                    : 'No search of yours is kept.') +
+          (days ? ' Each is kept ' + days + ' days.' : '');
+      const rows = s.length ? [ PVG.el('tr', {}, PVG.el('th', {}, 'When (UTC)'), PVG.el('th', {}, 'You searched for')) ] : [];
+      for (const e of s)
+          rows.push(PVG.el('tr', {'data-search' : e.query || ''}, PVG.el('td', {}, e.ts || ''),
+                           PVG.el('td', {}, e.query || '')));
+      $('searches').replaceChildren(...rows);
+  }
+
+  const when = (t) => new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 16);
+
+  // The shopper's assistant conversations, newest first, each turn with its
+  // message and the constraints understood.
+  function renderConversations(a)
+  {
+      const cs = a.conversations || [];
+      $('conversations-summary').textContent =
+          (cs.length ? cs.length + (cs.length === 1 ? ' conversation' : ' conversations') + ' kept.'
+                     : 'No conversation with the assistant is kept.') +
+          ' A conversation is kept ' + a.retention_days + ' days after its last message.';
+      $('conversations').replaceChildren(...cs.map((c) => {
+          const turns = c.turns || [];
+          return PVG.el('div', {class : 'conv', 'data-conv' : c.id},
+                        PVG.el('div', {class : 'muted'},
+                               'started ' + when(c.created_at) + ' UTC, last message ' + when(c.updated_at) +
+                                   ', erased by ' + when(c.expires_at) + ' at the latest'),
+                        PVG.el('ol', {}, ...turns.map((t) => PVG.el(
+                            'li', {'data-turn' : ''}, PVG.el('span', {class : 'you'}, t.message),
+                            PVG.el('span', {class : 'muted'},
+                                   ' (' + (t.items || []).length + ' items shown)'),
+                            PVG.el('div', {class : 'chips'}, ...PVG.constraintChips(t.constraints))))));
+      }));
+  }
+
+  async function refreshHistory(exp)
+  {
+      renderSearches(exp);
+      try {
+          renderConversations(await PVG.api('GET', path() + '/conversations', tok()));
+          PVG.status('history-status', '');
+      } catch (e) {
+          PVG.status('history-status', 'conversations: ' + e.message, 'error');
+      }
   }
 
   // The earliest and latest time of the shopper's own events (ISO strings
@@ -121,8 +177,10 @@
   async function load() {
     PVG.set('user', $('user').value.trim());
     PVG.set('token', tok());
+    let exp;
     try {
-        renderHeld(await PVG.api('GET', path() + '/data', tok()));
+        exp = await PVG.api('GET', path() + '/data', tok());
+        renderHeld(exp);
         renderConsent(await PVG.api('GET', path() + '/consent', tok()));
         enable(true);
         PVG.status('status', 'account open', 'ok');
@@ -131,6 +189,7 @@
       PVG.status('status', e.message, 'error');
       return;
     }
+    await refreshHistory(exp);
     await refreshAudit();
   }
 
@@ -168,6 +227,10 @@
       $('purposes').replaceChildren();
       $('audit').replaceChildren();
       $('audit-summary').textContent = '';
+      $('searches').replaceChildren();
+      $('conversations').replaceChildren();
+      $('searches-summary').textContent = 'Deleted with your account.';
+      $('conversations-summary').textContent = 'Deleted with your account.';
       PVG.status('data-status', 'account deleted', 'ok');
       PVG.set('token', '');
     } catch (e) { PVG.status('data-status', e.message, 'error'); }
@@ -176,5 +239,6 @@
   $('load').addEventListener('click', load);
   $('download').addEventListener('click', download);
   $('delete').addEventListener('click', del);
+  $('delete-all').addEventListener('click', del);
   if ($('user').value && tok()) load();
 })();

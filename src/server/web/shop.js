@@ -8,7 +8,16 @@
 // key nothing is recorded (the page does not act as the shopper). The search
 // box asks the public GET /v1/search as the shopper types (no credential; the
 // last word is completed), shows the corrections and completions it applied,
-// category and price facets, and pages of results.
+// category and price facets, and pages of results; pressing Enter or picking
+// a suggestion makes it a search of the signed-in shopper (their token and
+// user=: kept in their history, under their consent). The assistant panel
+// asks POST /v1/assist (anonymous) or /v1/users/{id}/assist (the shopper's
+// token: the conversation is kept sealed under their key); follow-up turns
+// refine the last answer, and its parsed constraints show as chips. Every
+// item has a "why this?" disclosure with the evidence the API gave for it:
+// for the shopper's own recommendations (?explain=1, their own token) the
+// items of their history that made it rank, the public DP popular rank,
+// the query words a search hit matched, the assistant's reasons.
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -60,6 +69,50 @@
       return c;
   }
 
+  // ---- "why this?": the API's evidence as lines ----
+  const quote = (w) => '"' + w + '"';
+
+  function recWhy(it, r) {
+    const lines = [];
+    for (const w of it.why || []) {
+      if (w.kind === 'history')
+        lines.push('you bought or looked at ' + quote(w.title || w.item) + ' (weight ' + w.contribution.toFixed(3) + ')');
+      else if (w.kind === 'popular')
+        lines.push('#' + w.rank + ' of ' + w.of + ' in the popular list (released with differential privacy)');
+    }
+    const ex = r.explain || {};
+    if (r.personalized && !ex.history)
+      lines.push(ex.reason === 'not_own_token'
+        ? 'picked from this shopper\'s history by the model: the history behind it is shown only to the shopper (their own token)'
+        : 'picked by the model from this shopper\'s history (' + (ex.reason || 'no evidence') + ')');
+    else if (r.personalized && ex.method)
+      lines.push(ex.exact ? 'these are the exact terms of the model\'s score (' + ex.method + ')'
+                          : 'the model\'s score split over your history (' + ex.method + ', an approximation)');
+    if (!r.personalized && !lines.length) lines.push('popular with shoppers (you get no personal list: ' + (r.reason || '') + ')');
+    return lines;
+  }
+
+  function searchWhy(it, r) {
+    const lines = [];
+    const words = (it.why && it.why.matched_words) || [];
+    if (words.length) lines.push('matches ' + words.map(quote).join(', '));
+    else if (!r.query.terms.length) lines.push('in the catalog (no words to match)');
+    if (r.personalized) lines.push('re-ranked for you by your own model scores (your consent)');
+    if (r.sort !== 'relevance') lines.push('ordered by ' + r.sort.replace('_', ', '));
+    return lines;
+  }
+
+  function assistWhy(it) {
+    const w = it.why || {};
+    const lines = [];
+    if ((w.matched_words || []).length) lines.push('matches ' + w.matched_words.map(quote).join(', '));
+    for (const c of w.constraints_satisfied || []) lines.push('satisfies ' + c);
+    if (w.popularity) lines.push('#' + w.popularity.rank + ' in the popular list (differentially private)');
+    if (w.similar_to) lines.push('similar to ' + w.similar_to);
+    for (const s of w.similar_interacted || []) lines.push('like ' + quote(s.title || s.item) + ', which you interacted with');
+    return lines;
+  }
+
   function fill(id, items, onclick) {
     const box = $(id);
     box.replaceChildren(...items.map((it) => card(it, onclick)));
@@ -82,7 +135,10 @@
     $('similar-to').textContent = it.title || it.item;
     try {
       const r = await PVG.api('GET', '/v1/items/' + encodeURIComponent(it.item) + '/similar?k=8', cred());
-      fill('similar', r.items, similar);
+      const src = r.source === 'dp_release' ? 'bought together, from a differentially private release'
+                : r.source === 'dp_model' ? 'from a model trained with differential privacy' : 'from the model (operator view)';
+      fill('similar', r.items.map((x) => Object.assign({}, x, {
+        why_lines: ['similar to ' + quote(it.title || it.item) + ' (' + src + ')'] })), similar);
       if (r.source === 'dp_release' && r.release)
         note('similar', 'from a differentially private release (ε ' + r.release.epsilon + ', released ' +
              age(r.release.age_s) + ' ago)' + (r.note ? '; ' + r.note : ''));
@@ -96,7 +152,9 @@
   async function popular() {
     try {
       const pop = await PVG.api('GET', '/v1/items/popular?k=8', cred());
-      fill('popular', pop.items, similar);
+      fill('popular', pop.items.map((x, i) => Object.assign({}, x, {
+        why_lines: ['#' + (i + 1) + ' in the popular list, released with differential privacy (ε ' +
+                    (pop.release ? pop.release.epsilon : (pop.model || {}).epsilon) + ')'] })), similar);
       if (pop.release && pop.release.stale)
         note('popular', 'the last public list, released ' + age(pop.age_s) + ' ago (no newer release: privacy budget)');
     } catch (e) {
@@ -116,11 +174,11 @@
     popular();
     try {
       if (user) {
-        const r = await PVG.api('GET', '/v1/users/' + encodeURIComponent(user) + '/recommendations?k=8', cred());
+        const r = await PVG.api('GET', '/v1/users/' + encodeURIComponent(user) + '/recommendations?k=8&explain=1', cred());
         $('recs-user').textContent = user;
         $('recs-kind').textContent = r.personalized ? 'personalised' : 'popular (no personalisation: ' + (r.reason || '') + ')';
         $('recs-kind').className = r.personalized ? 'badge' : 'badge dp';
-        fill('recs', r.items, similar);
+        fill('recs', r.items.map((x) => Object.assign({}, x, { why_lines: recWhy(x, r) })), similar);
       }
       PVG.status('status', 'loaded', 'ok');
     } catch (e) { PVG.status('status', e.message, 'error'); }
@@ -135,11 +193,30 @@
     return PVG.el('button', { class: active ? '' : 'secondary', 'data-facet': label, onclick }, label);
   }
 
-  async function runSearch() {
+  // Suggestions as you type: the completions of the last word.
+  function suggest(r, q) {
+    const pe = r.query.prefix_expansion;
+    const box = $('search-suggest');
+    if (!pe || !pe.completions.length || /\s$/.test(q)) { box.replaceChildren(); return; }
+    box.replaceChildren(...pe.completions.slice(0, 6).map((w) => {
+      const text = (q.replace(/\S+$/, '') + w).trim();
+      return PVG.el('li', {}, PVG.el('button', { class: 'secondary', 'data-suggest': text, onclick: () => {
+        $('search-q').value = text + ' ';
+        box.replaceChildren();
+        search.offset = 0;
+        runSearch(true);
+      } }, text));
+    }));
+  }
+
+  // committed: Enter, a suggestion, a facet or a page on a committed query;
+  // as the signed-in shopper such a search is theirs (kept, with consent)
+  async function runSearch(committed) {
     const q = $('search-q').value;
     const seq = ++search.seq;
+    if (committed === true) search.committed = q;
     if (!q.trim() && !search.category) {
-      ['search-results', 'search-facets', 'search-pages'].forEach((id) => $(id).replaceChildren());
+      ['search-results', 'search-facets', 'search-pages', 'search-suggest'].forEach((id) => $(id).replaceChildren());
       $('search-note').textContent = '';
       return;
     }
@@ -148,17 +225,22 @@
     if (search.category) params.set('category', search.category);
     if (search.price_min !== '') params.set('price_min', search.price_min);
     if (search.price_max !== '') params.set('price_max', search.price_max);
+    const user = $('shopper').value.trim();
+    const mine = asShopper() && user && search.committed === q && q.trim() !== '';
+    if (mine) params.set('user', user);
     let r;
     try {
-      r = await PVG.api('GET', '/v1/search?' + params.toString(), '');
+      r = await PVG.api('GET', '/v1/search?' + params.toString(), mine ? cred() : '');
     } catch (e) {
       if (seq === search.seq) $('search-note').textContent = 'search: ' + e.message;
       return;
     }
     if (seq !== search.seq) return; /* a newer key press answered first */
-    const items = r.items.map((it) => ({ item: it.id, title: it.title, price: it.price }));
+    if (!mine) suggest(r, q); else $('search-suggest').replaceChildren();
+    const items = r.items.map((it) => ({ item: it.id, title: it.title, price: it.price, why_lines: searchWhy(it, r) }));
     fill('search-results', items, similar);
     const notes = [r.total + ' item' + (r.total === 1 ? '' : 's')];
+    if (mine) notes.push('searched as you (kept in your history if you consent)' + (r.personalized ? ', re-ranked for you' : ''));
     for (const c of r.query.corrections)
       notes.push('"' + c.word + '" read as ' + c.to.map((w) => '"' + w + '"').join(' or '));
     const pe = r.query.prefix_expansion;
@@ -198,6 +280,69 @@
     search.offset = 0;
     clearTimeout(searchTimer);
     searchTimer = setTimeout(runSearch, 120);
+  });
+  $('search-q').addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter') return;
+    clearTimeout(searchTimer);
+    search.offset = 0;
+    runSearch(true);
+  });
+
+  // ---- the assistant: a conversation of turns ----
+  const assist = { conversation: null, turns: 0 };
+
+  function assistTurn(msg, r) {
+    const box = PVG.el('div', { class: 'turn', 'data-turn': String(assist.turns) });
+    box.append(PVG.el('div', { class: 'you' }, msg));
+    box.append(PVG.el('div', { class: 'chips', 'data-chips': '' }, ...PVG.constraintChips(r.constraints)));
+    const notes = [];
+    notes.push(r.items.length + ' item' + (r.items.length === 1 ? '' : 's'));
+    if (r.followup) notes.push('refining your last answer');
+    if (r.relaxed_words) notes.push(r.relaxed_words + ' word(s) dropped to find anything');
+    if (r.personalization) notes.push('personal ranking: ' + r.personalization);
+    if (r.constraints && r.constraints.notes) notes.push(r.constraints.notes);
+    box.append(PVG.el('div', { class: 'muted' }, notes.join(' · ')));
+    const grid = PVG.el('div', { class: 'grid' });
+    for (const it of r.items) {
+      const c = card(Object.assign({}, it, { why_lines: assistWhy(it) }), similar);
+      c.insertBefore(PVG.el('div', { class: 'reason' }, it.reason || ''), c.querySelector('details'));
+      grid.append(c);
+    }
+    if (!r.items.length) grid.append(PVG.el('div', { class: 'muted' }, 'nothing in the catalog satisfies all of that'));
+    box.append(grid);
+    $('assist-log').prepend(box);
+  }
+
+  async function ask() {
+    const msg = $('assist-msg').value.trim();
+    if (!msg) return;
+    const user = $('shopper').value.trim();
+    const mine = asShopper() && user;
+    const body = { message: msg, k: 6 };
+    if (assist.conversation) body.conversation = assist.conversation;
+    try {
+      PVG.status('assist-status', 'asking…');
+      const r = await PVG.api('POST', mine ? '/v1/users/' + encodeURIComponent(user) + '/assist' : '/v1/assist',
+                              mine ? cred() : '', body);
+      assist.conversation = r.conversation;
+      assist.turns++;
+      assistTurn(msg, r);
+      $('assist-kind').textContent = r.stored === 'sealed' ? 'kept sealed in your history' : 'anonymous, not kept';
+      $('assist-msg').value = '';
+      PVG.status('assist-status', 'answered', 'ok');
+    } catch (e) {
+      if (e.status === 404 && assist.conversation) assist.conversation = null; /* expired: start afresh */
+      PVG.status('assist-status', e.message, 'error');
+    }
+  }
+
+  $('assist-send').addEventListener('click', ask);
+  $('assist-msg').addEventListener('keydown', (e) => { if (e.key === 'Enter') ask(); });
+  $('assist-new').addEventListener('click', () => {
+    assist.conversation = null;
+    assist.turns = 0;
+    $('assist-log').replaceChildren();
+    PVG.status('assist-status', 'new conversation');
   });
   $('search-sort').addEventListener('change', () => { search.offset = 0; runSearch(); });
 

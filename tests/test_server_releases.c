@@ -23,16 +23,12 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "t_http.h"
+
 #include <privguide/audit.h>
 #include <privguide/auth.h>
 #include <privguide/ledger.h>
@@ -27,14 +29,10 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
-#include <arpa/inet.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -859,48 +857,17 @@ static void test_scan_stored_log(void **state)
 
 static int PORT;
 
-static int http(const char *method, const char *path, const char *cred, char **body)
+static int http_status(const char *method, const char *path, const char *cred, char **body)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)PORT);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    char req[1024];
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Authorization: Bearer %s\r\nContent-Length: 0\r\n\r\n",
-                     method, path, cred);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, got = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (got + 1 >= cap) buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + got, cap - got - 1, 0);
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
-    close(fd);
-    buf[got] = 0;
-    int status = 0;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) status = -1;
+    t_http_connect_to(&PORT);
+    t_http_resp r;
+    if (t_http(method, path, cred, NULL, &r) != 0) return -1;
     if (body) {
-        char *sep = strstr(buf, "\r\n\r\n");
-        *body = strdup(sep ? sep + 4 : "");
+        *body = r.body;
+        r.body = NULL;
     }
-    free(buf);
-    return status;
+    t_http_resp_free(&r);
+    return r.status;
 }
 
 static void test_server_burst_suspends(void **state)
@@ -941,26 +908,26 @@ static void test_server_burst_suspends(void **state)
 
     /* an admin suspends the analyst key: 403 on its next request; resume restores it */
     snprintf(path, sizeof path, "/v1/admin/credentials/%s/suspend", po.key_id);
-    assert_int_equal(http("POST", path, other, NULL), 403); /* not an admin */
-    assert_int_equal(http("POST", path, admin, NULL), 200);
-    assert_int_equal(http("GET", "/v1/whoami", other, &body), 403);
+    assert_int_equal(http_status("POST", path, other, NULL), 403); /* not an admin */
+    assert_int_equal(http_status("POST", path, admin, NULL), 200);
+    assert_int_equal(http_status("GET", "/v1/whoami", other, &body), 403);
     assert_non_null(strstr(body, "suspended"));
     free(body);
     snprintf(path, sizeof path, "/v1/admin/credentials/%s/resume", po.key_id);
-    assert_int_equal(http("POST", path, admin, NULL), 200);
-    assert_int_equal(http("GET", "/v1/whoami", other, NULL), 200);
-    assert_int_equal(http("POST", path, admin, NULL), 409); /* not suspended any more */
+    assert_int_equal(http_status("POST", path, admin, NULL), 200);
+    assert_int_equal(http_status("GET", "/v1/whoami", other, NULL), 200);
+    assert_int_equal(http_status("POST", path, admin, NULL), 409); /* not suspended any more */
 
     /* the rogue admin key exports 25 shoppers: the monitor suspends it */
     int status = 0, exported = 0;
     for (int u = 0; u < 25 && status != 403; u++) {
         snprintf(path, sizeof path, "/v1/users/s%d/data", u);
-        status = http("GET", path, rogue, NULL);
+        status = http_status("GET", path, rogue, NULL);
         if (status == 200) exported++;
     }
     /* the monitor thread acts within a pass (<= 1 s); poll with a bound */
     double waited = 0;
-    while ((status = http("GET", "/v1/whoami", rogue, NULL)) != 403 && waited < 10) {
+    while ((status = http_status("GET", "/v1/whoami", rogue, NULL)) != 403 && waited < 10) {
         struct timespec d = {0, 20 * 1000 * 1000};
         nanosleep(&d, NULL);
         waited += 0.02;
@@ -973,7 +940,7 @@ static void test_server_burst_suspends(void **state)
     json_t *j = NULL, *al = NULL;
     for (int k = 0; k < 500; k++) {
         json_decref(j);
-        assert_int_equal(http("GET", "/v1/admin/alerts", admin, &body), 200);
+        assert_int_equal(http_status("GET", "/v1/admin/alerts", admin, &body), 200);
         j = json_loads(body, 0, NULL);
         al = json_object_get(j, "alerts");
         if (json_array_size(al) >= 1) break;
@@ -985,7 +952,7 @@ static void test_server_burst_suspends(void **state)
     if (json_array_size(al) < 1) {
         fprintf(stderr, "alerts: %s\n", body);
         char *mb = NULL;
-        http("GET", "/metrics", admin, &mb);
+        http_status("GET", "/metrics", admin, &mb);
         fprintf(stderr, "metrics: %s\n", mb ? strstr(mb, "privguide_alerts") : "");
         free(mb);
     }
@@ -1001,23 +968,23 @@ static void test_server_burst_suspends(void **state)
     assert_true(json_array_size(json_object_get(a0, "evidence")) >= 20);
     json_int_t aid = json_integer_value(json_object_get(a0, "id"));
     json_decref(j);
-    assert_int_equal(http("GET", "/v1/admin/alerts?state=bogus", admin, NULL), 400);
-    assert_int_equal(http("GET", "/metrics", admin, &body), 200);
+    assert_int_equal(http_status("GET", "/v1/admin/alerts?state=bogus", admin, NULL), 400);
+    assert_int_equal(http_status("GET", "/metrics", admin, &body), 200);
     assert_non_null(strstr(body, "privguide_alerts_total{rule=\"export_burst\"} 1"));
     free(body);
     snprintf(path, sizeof path, "/v1/admin/alerts/%lld/ack", (long long)aid);
-    assert_int_equal(http("POST", path, admin, NULL), 200);
-    assert_int_equal(http("POST", "/v1/admin/alerts/999/ack", admin, NULL), 404);
-    assert_int_equal(http("GET", "/v1/admin/alerts", admin, &body), 200);
+    assert_int_equal(http_status("POST", path, admin, NULL), 200);
+    assert_int_equal(http_status("POST", "/v1/admin/alerts/999/ack", admin, NULL), 404);
+    assert_int_equal(http_status("GET", "/v1/admin/alerts", admin, &body), 200);
     assert_non_null(strstr(body, "{\"alerts\":[]}"));
     free(body);
-    assert_int_equal(http("GET", "/v1/admin/alerts?state=all", admin, &body), 200);
+    assert_int_equal(http_status("GET", "/v1/admin/alerts?state=all", admin, &body), 200);
     assert_non_null(strstr(body, "\"acknowledged\""));
     free(body);
     /* the admin override */
     snprintf(path, sizeof path, "/v1/admin/credentials/%s/resume", pr.key_id);
-    assert_int_equal(http("POST", path, admin, NULL), 200);
-    assert_int_equal(http("GET", "/v1/whoami", rogue, NULL), 200);
+    assert_int_equal(http_status("POST", path, admin, NULL), 200);
+    assert_int_equal(http_status("GET", "/v1/whoami", rogue, NULL), 200);
     assert_int_equal(pvg_server_stop(srv, 1000, &err), PVG_OK);
     pvg_server_free(srv);
     pvg_auth_credential_free(admin);

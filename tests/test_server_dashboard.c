@@ -19,6 +19,7 @@
 
 #include "server/server_internal.h"
 #include "store/store_priv.h"
+#include "t_http.h"
 
 #include <privguide/audit.h>
 #include <privguide/auth.h>
@@ -27,17 +28,13 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,89 +47,6 @@ typedef struct env {
 } env;
 
 static env E;
-
-/* ---- a tiny HTTP/1.1 client (Connection: close, 10 s timeouts) ---- */
-
-typedef struct resp {
-    int status;
-    char *body;
-} resp;
-
-static int http(const char *method, const char *path, const char *cred, const char *body, resp *out)
-{
-    memset(out, 0, sizeof *out);
-    size_t bl = body ? strlen(body) : 0;
-    char *raw = malloc(bl + 1024 + strlen(path));
-    int n = sprintf(raw,
-                    "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
-                    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                    method, path, cred ? "Authorization: Bearer " : "", cred ? cred : "",
-                    cred ? "\r\n" : "", bl);
-    if (bl) memcpy(raw + n, body, bl);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        free(raw);
-        return -1;
-    }
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)E.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        free(raw);
-        return -1;
-    }
-    size_t len = (size_t)n + bl, off = 0;
-    while (off < len) {
-        ssize_t k = send(fd, raw + off, len - off, MSG_NOSIGNAL);
-        if (k <= 0) break;
-        off += (size_t)k;
-    }
-    free(raw);
-    size_t cap = 1 << 16, got = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (got + 1 >= cap) buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + got, cap - got - 1, 0);
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
-    close(fd);
-    buf[got] = 0;
-    if (sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1) {
-        free(buf);
-        return -1;
-    }
-    char *sep = strstr(buf, "\r\n\r\n");
-    out->body = strdup(sep ? sep + 4 : "");
-    free(buf);
-    return 0;
-}
-
-static json_t *expect(const char *method, const char *path, const char *cred, const char *body,
-                      int status)
-{
-    resp r;
-    assert_int_equal(http(method, path, cred, body, &r), 0);
-    if (r.status != status)
-        fprintf(stderr, "%s %s: got %d, want %d: %s\n", method, path, r.status, status, r.body);
-    assert_int_equal(r.status, status);
-    json_t *j = json_loads(r.body, 0, NULL);
-    free(r.body);
-    assert_non_null(j);
-    if (status >= 400) assert_true(json_is_string(json_object_get(j, "message")));
-    return j;
-}
-
-static void expect_free(const char *method, const char *path, const char *cred, const char *body,
-                        int status)
-{
-    json_decref(expect(method, path, cred, body, status));
-}
 
 static void short_wait(void)
 {
@@ -222,6 +136,7 @@ static int setup(void **state)
         return -1;
     }
     E.port = pvg_server_port(E.srv);
+    t_http_connect_to(&E.port);
     return E.port > 0 ? 0 : -1;
 }
 

@@ -355,7 +355,10 @@ pvg_status pvg_access_events_record(pvg_access *g, const pvg_event_in *in, size_
  * no detail text beyond purpose and outcome). Strings are static or
  * borrowed for the callback. */
 typedef struct pvg_access_audit_view {
-    int64_t seq;
+    int64_t seq;            /* the entry's number among the shopper's own entries: 1 for the
+                               first since the account began (or came back after an erasure),
+                               total for the newest; not the log's global sequence number,
+                               whose gaps would count the accesses to everyone else */
     int64_t ts;             /* seconds since the epoch */
     const char *actor_kind; /* "you" (the shopper's own token), "operator" (an API key or the
                                command line), "service" (the server itself), "other" */
@@ -365,7 +368,8 @@ typedef struct pvg_access_audit_view {
 } pvg_access_audit_view;
 
 /* The audit entries whose subject is ext_user's pseudonym (never another
- * shopper's, never the bulk entries with subject "*"), newest first: at
+ * shopper's, never the bulk entries with subject "*"), read through the
+ * log's index by subject (pvg_audit_foreach_subject), newest first: at
  * most `limit` (1..10000) handed to fn, *total (may be NULL) gets how many
  * there are. The read itself is audited first (action "audit_read",
  * purpose export) and is the newest entry shown. PVG_ERR_NOT_FOUND when the

@@ -90,6 +90,15 @@ pvg_status pvg_audit_foreach(pvg_store *s, int64_t from_seq, long long limit,
                              int (*fn)(void *ctx, const pvg_audit_entry *e), void *ctx,
                              pvg_error *err) PVG_WARN_UNUSED;
 
+/* Calls fn for every entry whose subject is `subject` (borrowed; e.g. from
+ * pvg_audit_subject_of_user) in seq order, read through the log's index by
+ * subject: the cost follows that subject's entries, not the length of the
+ * log. fn as for pvg_audit_foreach. Errors: PVG_ERR_INVALID (NULL
+ * argument), PVG_ERR_IO. */
+pvg_status pvg_audit_foreach_subject(pvg_store *s, const char *subject,
+                                     int (*fn)(void *ctx, const pvg_audit_entry *e), void *ctx,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+
 typedef enum pvg_audit_problem_kind {
     PVG_AUDIT_EDITED = 1,        /* an entry's content does not match its own hash */
     PVG_AUDIT_REMOVED = 2,       /* entries are missing before this one */

@@ -1006,7 +1006,7 @@ pvg_status pvg_access_events_record(pvg_access *g, const pvg_event_in *in, size_
 /* ---- the shopper's view of the audit log ---- */
 
 typedef struct audit_slot {
-    int64_t seq, ts;
+    int64_t ts;
     const char *actor_kind;
     char action[48], purpose[24], outcome[48];
 } audit_slot;
@@ -1056,7 +1056,6 @@ static int audit_scan_one(void *ctx, const pvg_audit_entry *e)
     }
     audit_slot *s = &a->ring[(size_t)(a->total % (long long)a->cap)];
     a->total++;
-    s->seq = e->seq;
     s->ts = e->ts;
     s->actor_kind = actor_kind_of(e->actor ? e->actor : "");
     snprintf(s->action, sizeof s->action, "%s", e->action ? e->action : "");
@@ -1086,15 +1085,18 @@ pvg_status pvg_access_audit_of_user(pvg_access *g, const char *ext_user, size_t 
     if (!known) return not_found(err);
     audit_scan a = {subject, calloc(limit, sizeof(audit_slot)), limit, 0};
     if (!a.ring) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
-    st = pvg_audit_foreach(g->store, 0, 0, audit_scan_one, &a, err);
+    st = pvg_audit_foreach_subject(g->store, subject, audit_scan_one, &a, err);
     if (st == PVG_OK) {
         if (total) *total = a.total;
         size_t shown = a.total < (long long)limit ? (size_t)a.total : limit;
         for (size_t i = 0; i < shown; i++) {
             const audit_slot *s =
                 &a.ring[(size_t)((a.total - 1 - (long long)i) % (long long)limit)];
-            pvg_access_audit_view v = {s->seq,    s->ts,      s->actor_kind,
-                                       s->action, s->purpose, s->outcome};
+            /* numbered among the shopper's own entries, never by the log's
+             * global sequence: the gaps between those would tell the
+             * shopper how many audited accesses others made in between */
+            pvg_access_audit_view v = {
+                a.total - (long long)i, s->ts, s->actor_kind, s->action, s->purpose, s->outcome};
             if (fn(ctx, &v)) break;
         }
     }

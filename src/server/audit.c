@@ -115,6 +115,16 @@ pvg_status pvg_audit_foreach(pvg_store *s, int64_t from_seq, long long limit,
     return b->ops->audit_foreach(b, from_seq, limit, fn, ctx, err);
 }
 
+pvg_status pvg_audit_foreach_subject(pvg_store *s, const char *subject,
+                                     int (*fn)(void *ctx, const pvg_audit_entry *e), void *ctx,
+                                     pvg_error *err)
+{
+    if (!s || !subject || !fn)
+        return pvg_error_set(err, PVG_ERR_INVALID, "audit foreach subject: NULL argument");
+    pvg_backend *b = pvg_store_backend(s);
+    return b->ops->audit_of_subject(b, subject, fn, ctx, err);
+}
+
 /* ---- verification --------------------------------------------------- */
 
 typedef struct vrow {

@@ -334,39 +334,34 @@ static void observe_failure(pvg_srv_req *r)
     pvg_srv_monitor_observe(r->srv, NULL, addr, 1);
 }
 
+/* A refused credential (none, another scheme, or not valid): counted,
+ * told to access monitoring, and answered 401 with msg, or 429 when the
+ * client's address is over its failure limit. Returns -1. */
+static int refuse_credential(pvg_srv_req *r, const char *msg)
+{
+    atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
+    observe_failure(r);
+    if (auth_failure_limited(r)) return -1;
+    pvg_srv_reply_error(r, 401, "unauthorized", "%s", msg);
+    return -1;
+}
+
 int pvg_srv_authenticate(pvg_srv_req *r)
 {
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || !*h) {
-        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-        observe_failure(r);
-        if (auth_failure_limited(r)) return -1;
-        pvg_srv_reply_error(r, 401, "unauthorized",
-                            "a credential is required: send \"Authorization: Bearer <API key or "
-                            "user token>\"");
-        return -1;
-    }
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
-        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-        observe_failure(r);
-        if (auth_failure_limited(r)) return -1;
-        pvg_srv_reply_error(r, 401, "unauthorized",
-                            "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
-        return -1;
-    }
+    if (!h || !*h)
+        return refuse_credential(r, "a credential is required: send \"Authorization: Bearer "
+                                    "<API key or user token>\"");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return refuse_credential(r,
+                                 "Authorization: want the Bearer scheme (\"Bearer <credential>\")");
     const char *cred = h + 7;
     while (*cred == ' ')
         cred++;
     pvg_error e;
     pvg_error_clear(&e);
     pvg_status st = pvg_srv_auth_check(r->srv, pvg_srv_req_store(r), cred, &r->who, &e);
-    if (st == PVG_ERR_PERMISSION) {
-        atomic_fetch_add(&r->srv->metrics.auth_failures, 1);
-        observe_failure(r);
-        if (auth_failure_limited(r)) return -1;
-        pvg_srv_reply_error(r, 401, "unauthorized", "%s", e.text);
-        return -1;
-    }
+    if (st == PVG_ERR_PERMISSION) return refuse_credential(r, e.text);
     if (st == PVG_ERR_STATE) { /* suspended by access monitoring or an admin */
         pvg_srv_reply_error(r, 403, "suspended", "%s", e.text);
         return -1;

@@ -337,6 +337,11 @@ struct pvg_backend_ops {
     /* Entries with seq >= from_seq in seq order, at most limit (> 0). */
     pvg_status (*audit_foreach)(pvg_backend *b, int64_t from_seq, long long limit,
                                 pvg_backend_audit_fn fn, void *ctx, pvg_error *err);
+    /* Entries whose subject is `subject` in seq order, read through an
+     * index by subject: the cost follows that subject's entries, not the
+     * length of the log. */
+    pvg_status (*audit_of_subject)(pvg_backend *b, const char *subject, pvg_backend_audit_fn fn,
+                                   void *ctx, pvg_error *err);
     /* The last entry (found = 0 when the log is empty). */
     pvg_status (*audit_head)(pvg_backend *b, int64_t *seq, unsigned char hash[32], int *found,
                              pvg_error *err);

@@ -33,7 +33,7 @@
 
 /* The schema this code creates and reads; `privguide migrate` refuses a
  * store whose schema_version is larger. */
-#define PG_SCHEMA_VERSION 2 /* 2: items keep their recent prices */
+#define PG_SCHEMA_VERSION 3 /* 2: items keep their recent prices; 3: audit_log_subject */
 
 /* Type oids (pg_type.h is not part of libpq-dev's client headers). */
 #define OID_BOOL 16
@@ -98,6 +98,7 @@ static const char SCHEMA_SQL[] =
     "CREATE TABLE IF NOT EXISTS audit_log(seq bigint PRIMARY KEY, ts bigint NOT NULL,"
     "  actor text NOT NULL, action text NOT NULL, subject text NOT NULL, detail text NOT NULL,"
     "  prev_hash bytea NOT NULL, hash bytea NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log(subject, seq);"
     "CREATE TABLE IF NOT EXISTS server_popular_release(fingerprint bytea NOT NULL,"
     "  dataset text NOT NULL, k bigint NOT NULL, epsilon float8 NOT NULL, mechanism text NOT NULL,"
     "  release_id bigint NOT NULL, items text NOT NULL, created_at bigint NOT NULL,"
@@ -181,6 +182,7 @@ enum {
     Q_AUDIT_HEAD,
     Q_AUDIT_INSERT,
     Q_AUDIT_FROM,
+    Q_AUDIT_OF_SUBJECT,
     Q_POPULAR_GET,
     Q_POPULAR_PUT,
     Q_SUPPRESS_ADD,
@@ -322,6 +324,9 @@ static const struct {
                         " prev_hash, hash, seq) VALUES($1, $2, $3, $4, $5, $6, $7, $8)"},
     [Q_AUDIT_FROM] = {"ii", "SELECT seq, ts, actor, action, subject, detail, prev_hash, hash"
                             " FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2"},
+    [Q_AUDIT_OF_SUBJECT] = {"iit", "SELECT seq, ts, actor, action, subject, detail, prev_hash,"
+                                   " hash FROM audit_log WHERE seq >= $1 AND subject = $3"
+                                   " ORDER BY subject, seq LIMIT $2"},
     [Q_POPULAR_GET] = {"btid", "SELECT items, release_id FROM server_popular_release WHERE"
                                " fingerprint = $1 AND dataset = $2 AND k = $3 AND epsilon = $4"},
     [Q_POPULAR_PUT] = {"btidtiti",
@@ -1713,17 +1718,22 @@ static pvg_status pg_audit_append(pvg_backend *b, const pvg_audit_record *recs, 
     return st;
 }
 
-static pvg_status pg_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit,
-                                   pvg_backend_audit_fn fn, void *ctx, pvg_error *err)
+/* Entries with seq >= from_seq (of `subject` only, when not NULL) in seq
+ * order, at most limit (> 0), in pages of at most 5000 entries, so a long
+ * log is never held at once. */
+static pvg_status audit_pages(pvg_backend *b, int64_t from_seq, long long limit,
+                              const char *subject, pvg_backend_audit_fn fn, void *ctx,
+                              pvg_error *err)
 {
-    /* pages of at most 5000 entries, so a long log is never held at once */
     long long left = limit > 0 ? limit : -1;
     int64_t from = from_seq;
     for (;;) {
         long long want = left < 0 || left > 5000 ? 5000 : left;
         PGresult *r;
-        bindv v[] = {BI(from), BI(want)};
-        pvg_status st = exec_q(PG(b), Q_AUDIT_FROM, v, 2, &r, "audit foreach", err);
+        bindv v[] = {BI(from), BI(want), BT(subject)};
+        pvg_status st = subject
+                            ? exec_q(PG(b), Q_AUDIT_OF_SUBJECT, v, 3, &r, "audit of subject", err)
+                            : exec_q(PG(b), Q_AUDIT_FROM, v, 2, &r, "audit foreach", err);
         if (st != PVG_OK) return st;
         int n = PQntuples(r);
         for (int i = 0; i < n; i++) {
@@ -1746,6 +1756,18 @@ static pvg_status pg_audit_foreach(pvg_backend *b, int64_t from_seq, long long l
         if (left > 0) left -= n;
         if (n < want || left == 0) return PVG_OK;
     }
+}
+
+static pvg_status pg_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit,
+                                   pvg_backend_audit_fn fn, void *ctx, pvg_error *err)
+{
+    return audit_pages(b, from_seq, limit, NULL, fn, ctx, err);
+}
+
+static pvg_status pg_audit_of_subject(pvg_backend *b, const char *subject, pvg_backend_audit_fn fn,
+                                      void *ctx, pvg_error *err)
+{
+    return audit_pages(b, 0, -1, subject, fn, ctx, err);
 }
 
 /* ---- release caches ---- */
@@ -2094,6 +2116,7 @@ static const pvg_backend_ops PG_OPS = {
     .releases_foreach = pg_releases_foreach,
     .audit_append = pg_audit_append,
     .audit_foreach = pg_audit_foreach,
+    .audit_of_subject = pg_audit_of_subject,
     .audit_head = pg_audit_head,
     .release_get = pg_release_get,
     .release_put = pg_release_put,

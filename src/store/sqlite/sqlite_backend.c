@@ -111,6 +111,8 @@ static const char MAIN_SCHEMA[] =
     " detail TEXT NOT NULL,"
     " prev_hash BLOB NOT NULL,"
     " hash BLOB NOT NULL);"
+    /* a shopper's own entries (GET /v1/users/{id}/audit) without a scan */
+    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log(subject, seq);"
     /* The server's DP popular lists, one per model build and parameters. */
     "CREATE TABLE IF NOT EXISTS server_popular_release ("
     " fingerprint BLOB NOT NULL,"
@@ -230,6 +232,7 @@ enum {
     Q_AUDIT_HEAD,
     Q_AUDIT_INSERT,
     Q_AUDIT_FROM,
+    Q_AUDIT_OF_SUBJECT,
     Q_POPULAR_GET,
     Q_POPULAR_PUT,
     Q_SUPPRESS_ADD,
@@ -371,6 +374,8 @@ static const struct {
                         " VALUES(?1,?2,?3,?4,?5,?6,?7)"},
     [Q_AUDIT_FROM] = {DB_MAIN, "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
                                " FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2"},
+    [Q_AUDIT_OF_SUBJECT] = {DB_MAIN, "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
+                                     " FROM audit_log WHERE subject = ?1 ORDER BY seq"},
     [Q_POPULAR_GET] = {DB_MAIN, "SELECT items, release_id FROM server_popular_release WHERE"
                                 " fingerprint=?1 AND dataset=?2 AND k=?3 AND epsilon=?4"},
     [Q_POPULAR_PUT] =
@@ -1606,16 +1611,11 @@ static const char *col_text(sqlite3_stmt *s, int i)
     return t ? (const char *)t : "";
 }
 
-static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit,
-                                   pvg_backend_audit_fn fn, void *ctx, pvg_error *err)
+/* Hands each row of the bound audit query s to fn; gives s back. */
+static pvg_status audit_rows(sq_backend *q, sqlite3_stmt *s, int own, pvg_backend_audit_fn fn,
+                             void *ctx, const char *what, pvg_error *err)
 {
-    sq_backend *q = SQ(b);
-    sqlite3_stmt *s;
-    int own;
-    pvg_status st = take(q, Q_AUDIT_FROM, &s, &own, err);
-    if (st != PVG_OK) return st;
-    sqlite3_bind_int64(s, 1, from_seq);
-    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    pvg_status st = PVG_OK;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         pvg_audit_entry e;
@@ -1632,9 +1632,34 @@ static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long l
             break;
         }
     }
-    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "audit foreach", err);
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, what, err);
     give(s, own);
     return st;
+}
+
+static pvg_status sq_audit_foreach(pvg_backend *b, int64_t from_seq, long long limit,
+                                   pvg_backend_audit_fn fn, void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_AUDIT_FROM, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_int64(s, 1, from_seq);
+    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    return audit_rows(q, s, own, fn, ctx, "audit foreach", err);
+}
+
+static pvg_status sq_audit_of_subject(pvg_backend *b, const char *subject, pvg_backend_audit_fn fn,
+                                      void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own;
+    pvg_status st = take(q, Q_AUDIT_OF_SUBJECT, &s, &own, err);
+    if (st != PVG_OK) return st;
+    sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
+    return audit_rows(q, s, own, fn, ctx, "audit of subject", err);
 }
 
 /* ---- release cache ---- */
@@ -2315,6 +2340,7 @@ static const pvg_backend_ops SQLITE_OPS = {
     .releases_foreach = sq_releases_foreach,
     .audit_append = sq_audit_append,
     .audit_foreach = sq_audit_foreach,
+    .audit_of_subject = sq_audit_of_subject,
     .audit_head = sq_audit_head,
     .release_get = sq_release_get,
     .release_put = sq_release_put,

@@ -202,6 +202,12 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
              * operator's catalog (as the store's catalog does in serving) */
             p.dp_items = (const char *const *)ds->item_ids;
             p.dp_n_items = ds->n_items;
+            /* DP-iALS's documented settings (docs/models.md "DP-iALS"): few,
+             * small iterations, the noise growing with sqrt(iterations) */
+            if (type == PVG_MODEL_IALS) {
+                p.factors = 16;
+                p.epochs = 2;
+            }
         }
         pvg_eval_options o;
         eval_options(d, threads, &o);

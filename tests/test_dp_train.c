@@ -289,6 +289,39 @@ static void test_rng_and_parameters(void **s)
     pvg_dataset_free(ds);
 }
 
+/* DP-EASE releases two Gaussian mechanisms (the popularity, then the
+ * weighted Gram) composed in zCDP: the model records the composed epsilon,
+ * which spends the budget (a record of only one of them would be below it)
+ * and never exceeds it, on both sides of the small-epsilon switch of the
+ * budget split. */
+static void test_ease_composition(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++)
+        ids[i] = item_name(i);
+    const double eps[] = {0.5, 1, 2, 8};
+    for (size_t k = 0; k < sizeof eps / sizeof *eps; k++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(21 + k);
+        pvg_train_params p;
+        params(PVG_MODEL_EASE, &p, det);
+        p.dp_epsilon = eps[k];
+        p.dp_items = ids;
+        p.dp_n_items = N_ITEMS;
+        pvg_model *m;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_true(m->dp.epsilon <= eps[k] * (1 + 1e-9));
+        assert_true(m->dp.epsilon >= eps[k] * 0.995);
+        assert_true(fabs(m->dp.delta - 1e-6) < 1e-18);
+        assert_non_null(strstr(m->dp.mechanism, "dp-ease/"));
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    pvg_dataset_free(ds);
+}
+
 /* The vocabulary is the public list, never the data's item set; without a
  * list, DP partition selection (its share accounted) - on 40 shoppers it
  * keeps nothing, and says so instead of falling back to the raw items. */
@@ -478,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_popularity_sensitivity),
         cmocka_unit_test(test_itemknn_sensitivity),
         cmocka_unit_test(test_ease_sensitivity),
+        cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),
         cmocka_unit_test(test_vocabulary),

@@ -7,12 +7,16 @@
  *   popularity  noisy bounded item counts;
  *   itemknn     noisy bounded item and pair counts (the co-occurrence
  *               release of src/dp/cooc.c), then the similarity on them;
- *   ease        the bounded Gram X^T X with symmetric discrete Gaussian
- *               noise, then the EASE closed form on it.
+ *   ease        noisy bounded item counts, and the weighted Gram
+ *               sum_u w_u x_u x_u^T (each shopper's weight caps their
+ *               term's norm at that of m items) with symmetric discrete
+ *               Gaussian noise, composed in zCDP; then the EASE closed
+ *               form on it.
  *
  * Every method first bounds each shopper's contribution to at most m items
  * of the vocabulary (a uniformly random subset drawn from the CSPRNG when
- * they have more), each kept item weighing 1 (weights binarised), then adds
+ * they have more), each kept item weighing 1 (weights binarised; DP-EASE's
+ * Gram keeps every item at a weight instead), then adds
  * noise calibrated to the sensitivity of that bounded statistic; what comes
  * after the noise is post-processing. docs/models.md "DP training" derives
  * each sensitivity.

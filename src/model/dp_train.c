@@ -654,8 +654,8 @@ typedef struct ease_noise {
 
 #define DP_EASE_GRID_BITS 20
 
-static pvg_status ease_noise_make(double C, double eps, double delta, double coords,
-                                  ease_noise *en, pvg_error *err)
+static pvg_status ease_noise_make(double C, double eps, double delta, double coords, ease_noise *en,
+                                  pvg_error *err)
 {
     rel_noise r;
     pvg_status st = rel_noise_make(1, C * C, C * C, eps, delta, &r, err);
@@ -884,8 +884,8 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     free(Gd);
     Gd = NULL;
     size_t kept = 0;
-    st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda, DP_EASE_THETA * en.sigma * sqrt((double)ns),
-                               t->threads, &kept, err);
+    st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda,
+                               DP_EASE_THETA * en.sigma * sqrt((double)ns), t->threads, &kept, err);
     if (st != PVG_OK) goto done;
     if (!(G = calloc(n * n, sizeof *G))) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);

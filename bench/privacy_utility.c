@@ -17,7 +17,9 @@
  * standing for the operator's catalog (ML-100K's u.item lists the same
  * 1682 films; Online Retail's StockCodes are its catalog), as the store's
  * catalog is in serving (docs/models.md "DP training"); no budget goes to
- * partition selection.
+ * partition selection. DP-iALS runs with its documented 16 factors and 2
+ * iterations (docs/models.md "DP-iALS"), every other trainer with its
+ * defaults.
  * For each method whose trainer supports DP (a probe training on a tiny
  * dataset must record its (epsilon, delta) in the model; a method that does
  * not is reported as unavailable, never measured without DP), epsilon
@@ -202,6 +204,12 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
              * operator's catalog (as the store's catalog does in serving) */
             p.dp_items = (const char *const *)ds->item_ids;
             p.dp_n_items = ds->n_items;
+            /* DP-iALS's documented settings (docs/models.md "DP-iALS"): few,
+             * small iterations, the noise growing with sqrt(iterations) */
+            if (type == PVG_MODEL_IALS) {
+                p.factors = 16;
+                p.epochs = 2;
+            }
         }
         pvg_eval_options o;
         eval_options(d, threads, &o);

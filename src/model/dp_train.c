@@ -7,12 +7,16 @@
  *   popularity  noisy bounded item counts;
  *   itemknn     noisy bounded item and pair counts (the co-occurrence
  *               release of src/dp/cooc.c), then the similarity on them;
- *   ease        the bounded Gram X^T X with symmetric discrete Gaussian
- *               noise, then the EASE closed form on it.
+ *   ease        noisy bounded item counts, and the weighted Gram
+ *               sum_u w_u x_u x_u^T (each shopper's weight caps their
+ *               term's norm at that of m items) with symmetric discrete
+ *               Gaussian noise, composed in zCDP; then the EASE closed
+ *               form on it.
  *
  * Every method first bounds each shopper's contribution to at most m items
  * of the vocabulary (a uniformly random subset drawn from the CSPRNG when
- * they have more), each kept item weighing 1 (weights binarised), then adds
+ * they have more), each kept item weighing 1 (weights binarised; DP-EASE's
+ * Gram keeps every item at a weight instead), then adds
  * noise calibrated to the sensitivity of that bounded statistic; what comes
  * after the noise is post-processing. docs/models.md "DP training" derives
  * each sensitivity.
@@ -38,7 +42,7 @@
  * validation split (docs/models.md "DP training"). */
 #define DP_DEFAULT_M_POPULARITY 32
 #define DP_DEFAULT_M_ITEMKNN 16
-#define DP_DEFAULT_M_EASE 32
+#define DP_DEFAULT_M_EASE 16
 #define DP_MAX_M 1024
 #define DP_SELECT_SHARE 0.1
 #define DP_KNN_MAX_ITEMS 5000
@@ -48,6 +52,14 @@
  * rms; both chosen on the validation split. */
 #define DP_EASE_THETA 2.0
 #define DP_EASE_POP_PRIOR 1.0
+/* DP-EASE: the share of its zCDP budget (rho) spent on the popularity, and
+ * the prior's weight; below epsilon DP_EASE_SMALL_EPS the noisy Gram keeps
+ * two or three directions and the popularity gets most of the budget and
+ * the larger weight (chosen on the validation split) */
+#define DP_EASE_POP_SHARE 0.1
+#define DP_EASE_POP_SHARE_SMALL 0.9
+#define DP_EASE_POP_PRIOR_SMALL 10.0
+#define DP_EASE_SMALL_EPS 2.0
 /* DP-EASE solves over the items of largest noisy count (post-processing):
  * a smaller noise matrix to invert; chosen on the validation split */
 #define DP_EASE_TOP_ITEMS 1000
@@ -596,16 +608,69 @@ pvg_status pvg_train_dp_itemknn(pvg_dp_train *t, pvg_model **out, pvg_error *err
 
 /* ---- DP-EASE --------------------------------------------------------------------- */
 
-/* G (n x n, row-major) gets the upper triangle (i <= j) of X^T X. */
-static void gram_upper(const pvg_csr *X, float *G)
+/* Each shopper's weight: a shopper with h items adds w x x^T to the Gram,
+ * whose upper triangle (diagonal included) has norm w sqrt(h(h+1)/2); w =
+ * min(1, sqrt(m(m+1) / (h(h+1)))) caps it at C = sqrt(m(m+1)/2), the norm of
+ * m items at weight 1. Unlike a random m-subset, every item of a long
+ * history is kept, at a lower weight. */
+static double ease_weight(size_t h, double m)
 {
-    size_t n = X->n_cols;
-    for (size_t u = 0; u < X->n_rows; u++)
-        for (uint64_t a = X->indptr[u]; a < X->indptr[u + 1]; a++) {
-            float *row = G + (size_t)X->indices[a] * n;
-            for (uint64_t b = a; b < X->indptr[u + 1]; b++)
-                row[X->indices[b]] += 1.0f;
+    double hh = (double)h;
+    return h <= (size_t)m ? 1.0 : sqrt(m * (m + 1) / (hh * (hh + 1)));
+}
+
+/* The weighted Gram's upper triangle (i <= j) over the items of col (col[i]
+ * < ns: item i's position among the ns chosen; UINT32_MAX: not chosen),
+ * in double, into G (ns x ns, zeroed by the caller). */
+static void gram_upper_w(const pvg_csr *R, double m, const uint32_t *col, size_t ns, double *G,
+                         uint32_t *buf)
+{
+    for (size_t u = 0; u < R->n_rows; u++) {
+        uint64_t b = R->indptr[u], e = R->indptr[u + 1];
+        double w = ease_weight((size_t)(e - b), m);
+        size_t k = 0;
+        for (uint64_t q = b; q < e; q++)
+            if (col[R->indices[q]] != UINT32_MAX) buf[k++] = col[R->indices[q]];
+        qsort(buf, k, sizeof *buf, cmp_u32);
+        for (size_t a = 0; a < k; a++) {
+            double *row = G + (size_t)buf[a] * ns;
+            for (size_t c = a; c < k; c++)
+                row[buf[c]] += w;
         }
+    }
+}
+
+/* The noise of DP-EASE: the weighted Gram is real-valued, so each released
+ * coordinate is rounded to a power-of-two grid g (2^20 to 2^21 steps per
+ * noise std) and gets a discrete Gaussian on it; rounding moves a
+ * coordinate a shopper touches by at most g more (the double sums' own
+ * error, below 2^-40 of the shoppers' count, is inside another g), and one
+ * touching none not at all, so the L2 sensitivity in grid steps is (C + 2 g
+ * sqrt(coords)) / g, coords the number of released coordinates. */
+typedef struct ease_noise {
+    rel_noise nz; /* in grid steps */
+    double g, sens, sigma;
+} ease_noise;
+
+#define DP_EASE_GRID_BITS 20
+
+static pvg_status ease_noise_make(double C, double eps, double delta, double coords, ease_noise *en,
+                                  pvg_error *err)
+{
+    rel_noise r;
+    pvg_status st = rel_noise_make(1, C * C, C * C, eps, delta, &r, err);
+    if (st != PVG_OK) return st;
+    en->g = ldexp(1.0, (int)floor(log2(r.scale)) - DP_EASE_GRID_BITS);
+    en->sens = C + 2.0 * en->g * sqrt(coords);
+    double s = en->sens / en->g;
+    if ((st = rel_noise_make(1, s * s, s * s, eps, delta, &en->nz, err)) != PVG_OK) return st;
+    en->sigma = en->nz.scale * en->g;
+    return PVG_OK;
+}
+
+static inline double ease_noisy(pvg_rng *rng, const ease_noise *en, double x)
+{
+    return (nearbyint(x / en->g) + (double)rel_noise_draw(rng, &en->nz)) * en->g;
 }
 
 /* items by noisy count, descending (ties: lower index first) */
@@ -621,10 +686,10 @@ static int cmp_pop_desc(const void *a, const void *b)
 }
 
 typedef struct noise_ctx {
-    float *G;
+    double *G;
     size_t n, block;
     pvg_rng **rngs;
-    const rel_noise *nz;
+    const ease_noise *en;
 } noise_ctx;
 
 static void noise_range(void *vctx, int tid, size_t b, size_t e)
@@ -636,7 +701,7 @@ static void noise_range(void *vctx, int tid, size_t b, size_t e)
         size_t i1 = (blk + 1) * c->block < c->n ? (blk + 1) * c->block : c->n;
         for (size_t i = blk * c->block; i < i1; i++)
             for (size_t j = i + 1; j < c->n; j++) {
-                float v = c->G[i * c->n + j] + (float)rel_noise_draw(rng, c->nz);
+                double v = ease_noisy(rng, c->en, c->G[i * c->n + j]);
                 c->G[i * c->n + j] = v;
                 c->G[j * c->n + i] = v;
             }
@@ -649,7 +714,7 @@ static void noise_range(void *vctx, int tid, size_t b, size_t e)
  * its noise already), rows in blocks, each
  * block with its own child generator split from t->rng in block order (so
  * the draws do not depend on the threads). */
-static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const rel_noise *nz,
+static pvg_status add_sym_noise(const pvg_dp_train *t, double *G, size_t n, const ease_noise *en,
                                 pvg_error *err)
 {
     size_t nb = (n + NOISE_BLOCK - 1) / NOISE_BLOCK;
@@ -662,7 +727,7 @@ static pvg_status add_sym_noise(const pvg_dp_train *t, float *G, size_t n, const
             break;
         }
     if (st == PVG_OK) {
-        noise_ctx c = {G, n, NOISE_BLOCK, rngs, nz};
+        noise_ctx c = {G, n, NOISE_BLOCK, rngs, en};
         st = pvg_parallel_for(t->threads, nb, 1, noise_range, &c);
         if (st != PVG_OK) st = pvg_error_set(err, st, "dp: cannot start the noise threads");
     }
@@ -724,54 +789,80 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                              "dp ease: the vocabulary has %zu items; EASE keeps a dense item-item "
                              "matrix of at most %d",
                              n, PVG_EASE_MAX_ITEMS);
-    /* the noisy Gram (then B); the solved block, its eigenvectors and their scaled copy */
-    double bytes =
-        4.0 * (double)n * (double)n + 12.0 * (double)DP_EASE_TOP_ITEMS * (double)DP_EASE_TOP_ITEMS;
+    size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
+    /* B; the solved block (double, then float), its eigenvectors and their
+     * scaled copy */
+    double bytes = 4.0 * (double)n * (double)n + 12.0 * (double)ns * (double)ns;
     if (t->p->max_memory_mb > 0 && bytes > t->p->max_memory_mb * 1048576.0)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
                              "dp ease: %zu items need about %.0f MiB, above the limit of %.0f MiB "
                              "(--max-memory)",
                              n, bytes / 1048576.0, t->p->max_memory_mb);
+    if (n == 0) return pvg_error_set(err, PVG_ERR_INVALID, "dp ease: the vocabulary is empty");
     double eps, m = t->max_items;
     pvg_status st = method_epsilon(t, 1, &eps, err);
     if (st != PVG_OK) return st;
-    /* one shopper adds x x^T, x binary with <= m ones: m diagonal and
-     * m(m-1)/2 upper entries move by 1; L2^2 of the upper triangle is
-     * m(m+1)/2 (the full symmetric matrix moves by m in Frobenius norm) */
-    double s2 = m * (m + 1) / 2;
-    rel_noise nz;
-    if ((st = rel_noise_make(1, s2, s2, eps, t->delta, &nz, err)) != PVG_OK) return st;
-    pvg_csr X;
-    if ((st = pvg_dp_bound_rows(t, &X, err)) != PVG_OK) return st;
-    float *G = calloc(n ? n * n : 1, sizeof *G);
-    float *pop = malloc((n ? n : 1) * sizeof *pop);
-    if (!G || !pop) {
-        free(G), free(pop);
-        pvg_csr_free(&X);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    /* one shopper adds w x x^T: its upper triangle, diagonal included, has
+     * norm at most C = sqrt(m(m+1)/2) (ease_weight); the released
+     * coordinates are the diagonal and the chosen block's upper triangle */
+    double C = sqrt(m * (m + 1) / 2);
+    double coords = (double)n + (double)ns * (double)(ns - 1) / 2;
+    /* two Gaussian mechanisms composed in zCDP: a share of rho for the
+     * popularity (bounded buyer counts, L2 sensitivity sqrt(m)), the rest
+     * for the Gram */
+    int small = eps < DP_EASE_SMALL_EPS;
+    double share = small ? DP_EASE_POP_SHARE_SMALL : DP_EASE_POP_SHARE;
+    double beta = small ? DP_EASE_POP_PRIOR_SMALL : DP_EASE_POP_PRIOR;
+    double rho = rel_zcdp_rho_for(eps, t->delta);
+    if (!(rho > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID, "dp ease: epsilon %g too small for delta %g",
+                             eps, t->delta);
+    rel_noise pz;
+    ease_noise en;
+    if ((st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share * rho, t->delta), t->delta, &pz,
+                             err)) != PVG_OK ||
+        (st = ease_noise_make(C, pvg_dp_zcdp_to_epsilon((1 - share) * rho, t->delta), t->delta,
+                              coords, &en, err)) != PVG_OK)
+        return st;
+    double sg = en.sens / en.g;
+    double rho_run = m / (2 * pz.scale * pz.scale) + sg * sg / (2 * en.nz.scale * en.nz.scale);
+    double eps_run = pvg_dp_zcdp_to_epsilon(rho_run, t->delta);
+    if (!(eps_run <= eps * (1 + 1e-9)))
+        return pvg_error_set(err, PVG_ERR_INTERNAL,
+                             "dp ease: the composed epsilon %.17g exceeds %.17g", eps_run, eps);
+    double *cnt = NULL;
+    if ((st = pop_counts(t, &cnt, err)) != PVG_OK) return st;
+    const pvg_csr *R = t->R;
+    double *d = calloc(n, sizeof *d), *Gd = calloc(ns * ns, sizeof *Gd);
+    float *pop = malloc(n * sizeof *pop), *Gs = malloc(ns * ns * sizeof *Gs);
+    uint32_t *sel = malloc(n * sizeof *sel), *col = malloc(n * sizeof *col);
+    uint32_t *buf = malloc(n * sizeof *buf);
+    pop_idx *pi = malloc(n * sizeof *pi);
+    float *G = NULL;
+    pvg_model *md = NULL;
+    if (!d || !Gd || !pop || !Gs || !sel || !col || !buf || !pi) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+        goto done;
     }
-    gram_upper(&X, G);
-    pvg_csr_free(&X);
-    /* Noise is drawn for the coordinates the output uses: the diagonal (the
-     * bounded buyer counts), then the upper triangle of the block of the
-     * items chosen by it. Drawing every other coordinate too and discarding
-     * it would give the same output distribution. */
+    /* the noisy popularity, then the diagonal (the weighted buyer counts)
+     * with its noise */
+    for (size_t u = 0; u < R->n_rows; u++) {
+        double w = ease_weight((size_t)(R->indptr[u + 1] - R->indptr[u]), m);
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+            d[R->indices[q]] += w;
+    }
     for (size_t i = 0; i < n; i++) {
-        G[i * n + i] += (float)rel_noise_draw(t->rng, &nz);
-        pop[i] = G[i * n + i] > 0 ? G[i * n + i] : 0.0f;
+        double v = cnt[i] + (double)rel_noise_draw(t->rng, &pz);
+        pop[i] = v > 0 ? (float)v : 0.0f;
     }
-    /* post-processing: EASE over the ns items of largest noisy count (the
-     * others' rows and columns of B stay 0), a smaller noise matrix to
-     * invert */
-    size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
-    uint32_t *sel = malloc((n ? n : 1) * sizeof *sel);
-    pop_idx *pi = malloc((n ? n : 1) * sizeof *pi);
-    float *Gs = ns < n ? malloc(ns * ns * sizeof *Gs) : G;
-    if (!sel || !pi || !Gs) {
-        if (Gs != G) free(Gs);
-        free(sel), free(pi), free(G), free(pop);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
-    }
+    for (size_t i = 0; i < n; i++)
+        d[i] = ease_noisy(t->rng, &en, d[i]);
+    /* Post-processing of the noisy popularity: EASE over the ns items of
+     * largest noisy count (the others' rows and columns of B stay 0), a
+     * smaller noise matrix to invert. Noise is drawn for the coordinates
+     * the output uses, the upper triangle of that block: drawing every
+     * other coordinate too and discarding it would give the same output
+     * distribution. */
     for (size_t i = 0; i < n; i++) {
         pi[i].pop = pop[i];
         pi[i].i = (uint32_t)i;
@@ -779,50 +870,36 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     qsort(pi, n, sizeof *pi, cmp_pop_desc);
     for (size_t i = 0; i < n; i++)
         sel[i] = pi[i].i;
-    free(pi);
     qsort(sel, ns, sizeof *sel, cmp_u32);
-    if (ns < n) {
-        for (size_t a = 0; a < ns; a++)
-            for (size_t b = a; b < ns; b++) /* sel ascending: G's upper triangle */
-                Gs[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
-    }
-    st = add_sym_noise(t, Gs, ns, &nz, err);
-    if (st != PVG_OK) {
-        if (Gs != G) free(Gs);
-        free(sel), free(G), free(pop);
-        return st;
-    }
+    for (size_t i = 0; i < n; i++)
+        col[i] = UINT32_MAX;
+    for (size_t a = 0; a < ns; a++)
+        col[sel[a]] = (uint32_t)a;
+    gram_upper_w(R, m, col, ns, Gd, buf);
+    for (size_t a = 0; a < ns; a++)
+        Gd[a * ns + a] = d[sel[a]];
+    if ((st = add_sym_noise(t, Gd, ns, &en, err)) != PVG_OK) goto done;
+    for (size_t q = 0; q < ns * ns; q++)
+        Gs[q] = (float)Gd[q];
+    free(Gd);
+    Gd = NULL;
     size_t kept = 0;
     st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda,
-                               DP_EASE_THETA * nz.scale * sqrt((double)ns), t->threads, &kept, err);
-    pvg_model *md = NULL;
-    if (st == PVG_OK) st = pvg_dp_model_new(t, &md, err);
-    if (st != PVG_OK) {
-        if (Gs != G) free(Gs);
-        free(sel), free(G), free(pop);
-        return st;
+                               DP_EASE_THETA * en.sigma * sqrt((double)ns), t->threads, &kept, err);
+    if (st != PVG_OK) goto done;
+    if (!(G = calloc(n * n, sizeof *G))) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+        goto done;
     }
+    if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
     /* B_ij = -P_ij / P_jj, diag 0 */
-    for (size_t i = 0; i < ns; i++) {
-        float *row = Gs + i * ns;
-        for (size_t j = 0; j < ns; j++)
-            if (j != i) row[j] = -row[j] / Gs[j * ns + j];
-    }
-    for (size_t i = 0; i < ns; i++)
-        Gs[i * ns + i] = 0;
-    if (Gs != G) {
-        memset(G, 0, n * n * sizeof *G);
-        for (size_t a = 0; a < ns; a++)
-            for (size_t b = 0; b < ns; b++)
-                G[(size_t)sel[a] * n + sel[b]] = Gs[a * ns + b];
-        free(Gs);
-    }
-    free(sel);
+    for (size_t a = 0; a < ns; a++)
+        for (size_t b = 0; b < ns; b++)
+            if (b != a) G[(size_t)sel[a] * n + sel[b]] = -Gs[a * ns + b] / Gs[b * ns + b];
     /* a popularity prior (post-processing): every row of B gets
      * beta * rms(B) * pop_j / max(pop), so a history of h items adds h times
      * that to item j's score: where the noisy Gram says little, the noisy
      * popularity ranks */
-    double beta = DP_EASE_POP_PRIOR;
     if (beta > 0) {
         double ss = 0, pmax = 0;
         size_t nz_b = 0;
@@ -841,9 +918,22 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     }
     pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
     pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
-    report_fill(t, &nz, sqrt(s2), "dp-ease/discrete-gaussian-gram");
+    G = NULL;
+    pop = NULL;
+    t->rep.epsilon = eps_run;
+    t->rep.delta = t->delta;
+    t->rep.sensitivity = en.sens;
+    t->rep.noise_multiplier = en.sigma / en.sens;
+    t->rep.max_items = t->max_items;
+    t->rep.clip = 0;
+    t->rep.mechanism = "dp-ease/discrete-gaussian-weighted-gram";
     *out = md;
-    return PVG_OK;
+    md = NULL;
+done:
+    pvg_model_free(md);
+    free(cnt), free(d), free(Gd), free(pop), free(Gs), free(sel), free(col), free(buf), free(pi),
+        free(G);
+    return st;
 }
 
 /* ---- the statistic before its noise (tests) -------------------------------------- */
@@ -879,19 +969,19 @@ pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, 
                 v[o++] = (double)pvg_dp_cooc_counts_exact(cc, i, j);
         pvg_dp_cooc_counts_free(cc);
     } else {
-        pvg_csr X;
-        float *G = calloc(n ? n * n : 1, sizeof *G);
-        if (!G || (st = pvg_dp_bound_rows(t, &X, err)) != PVG_OK) {
-            free(G);
-            free(v);
-            return G ? st : pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        double *G = calloc(n ? n * n : 1, sizeof *G);
+        uint32_t *col = calloc(n ? n : 1, sizeof *col), *buf = calloc(n ? n : 1, sizeof *buf);
+        if (!G || !col || !buf) {
+            free(G), free(col), free(buf), free(v);
+            return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
         }
-        gram_upper(&X, G);
-        pvg_csr_free(&X);
+        for (size_t i = 0; i < n; i++)
+            col[i] = (uint32_t)i;
+        gram_upper_w(t->R, m, col, n, G, buf);
         for (size_t i = 0; i < n; i++)
             for (size_t j = i; j < n; j++)
                 v[o++] = G[i * n + j];
-        free(G);
+        free(G), free(col), free(buf);
     }
     *vec = v;
     *len = o;

@@ -400,9 +400,11 @@ pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_
                                     pvg_error *err);
 /* The statistic a method adds its noise to, exactly as its trainer computes
  * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
- * popularity the bounded item counts (n), itemknn and ease the upper
- * triangle, diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by
- * row). *sens gets the L2 sensitivity the trainer calibrates to. */
+ * popularity the bounded item counts (n), itemknn the upper triangle,
+ * diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by row), ease
+ * that of its weighted Gram (its second release). *sens gets the L2
+ * sensitivity the trainer calibrates to (DP-EASE's before its grid's
+ * inflation). */
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
                             double *sens, pvg_error *err);
 

@@ -56,7 +56,7 @@ s.serve_forever()
 PY
 python3 "$T/hook.py" "$T/hook.log" "$T/hook.port" &
 HOOK_PID=$!
-poll 10 test -s "$T/hook.port" || fail "webhook receiver did not start"
+poll 60 test -s "$T/hook.port" || fail "webhook receiver did not start within 60 s"
 HPORT=$(cat "$T/hook.port")
 
 timeout 10 "$PVG" serve --data-dir "$D" --port 0 --alert-webhook "ftp://127.0.0.1/x" >/dev/null 2>"$T/bad.err"

@@ -203,6 +203,13 @@ enum {
     Q_CONV_GET,
     Q_CONVS_USER,
     Q_CONVS_EXPIRED_DELETE,
+    Q_META_ALL,
+    Q_ANON_BY_SOURCE,
+    Q_INGEST_RUNS_ALL,
+    Q_QUARANTINE_PAGE,
+    Q_QUARANTINE_PUT,
+    Q_RCACHE_ALL,
+    Q_CONVS_PAGE,
     Q_COUNT
 };
 
@@ -375,6 +382,27 @@ static const struct {
                            " ORDER BY updated_at DESC, cid"},
     [Q_CONVS_EXPIRED_DELETE] = {"i", "WITH d AS (DELETE FROM conversations WHERE expires_day <= $1"
                                      " RETURNING 1) SELECT count(*) FROM d"},
+    /* store copy: every table read back whole (large ones in keyset pages) */
+    [Q_META_ALL] = {"", "SELECT key, value FROM meta ORDER BY key"},
+    [Q_ANON_BY_SOURCE] = {"", "SELECT source, item_id, type, count, quantity FROM anon_counts"
+                              " ORDER BY source, item_id, type"},
+    [Q_INGEST_RUNS_ALL] = {"", "SELECT started_at, finished_at, format, source, read, accepted,"
+                               " rejected, stored, duplicates, anonymous FROM ingest_runs"
+                               " ORDER BY id"},
+    [Q_QUARANTINE_PAGE] = {"i", "SELECT id, user_id, user_pseudonym, expires_day, n, cid, sealed,"
+                                " reason, quarantined_at FROM chunk_quarantine WHERE id > $1"
+                                " ORDER BY id LIMIT 500"},
+    [Q_QUARANTINE_PUT] = {"ibiibbti",
+                          "INSERT INTO chunk_quarantine(user_id, user_pseudonym, expires_day, n,"
+                          " cid, sealed, reason, quarantined_at)"
+                          " VALUES($1, $2, $3, $4, $5, $6, $7, $8)"},
+    [Q_RCACHE_ALL] = {"", "SELECT kind, fingerprint, dataset, params, mechanism, release_id, body,"
+                          " created_at FROM dp_release_cache"
+                          " ORDER BY kind, fingerprint, dataset, params"},
+    [Q_CONVS_PAGE] = {"bb", "SELECT cid, created_at, updated_at, expires_day, sealed,"
+                            " user_pseudonym FROM conversations"
+                            " WHERE (user_pseudonym, cid) > ($1, $2)"
+                            " ORDER BY user_pseudonym, cid LIMIT 100"},
 };
 
 /* A buffered row of a COPY batch. */
@@ -2044,6 +2072,190 @@ static pvg_status pg_convs_sweep(pvg_backend *b, int64_t day, long long *n, pvg_
     return st;
 }
 
+/* ---- store copy: every table read back whole ---- */
+
+static pvg_status pg_meta_foreach(pvg_backend *b, pvg_backend_kv_fn fn, void *ctx, pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_META_ALL, NULL, 0, &r, "meta", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (fn(ctx, col_text0(r, i, 0), col_text0(r, i, 1))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_anon_foreach_source(pvg_backend *b, pvg_backend_anon_source_fn fn, void *ctx,
+                                         pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_ANON_BY_SOURCE, NULL, 0, &r, "anonymous counts", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        unsigned char src[16];
+        size_t n = 0;
+        copy_blob(r, i, 0, src, sizeof src, &n);
+        if (n != sizeof src) continue; /* a damaged row: anon_put could not write it back */
+        if (fn(ctx, src, col_i64(r, i, 1), (int)col_i64(r, i, 2), col_i64(r, i, 3),
+               col_f64(r, i, 4))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_ingest_runs_foreach(pvg_backend *b, pvg_backend_ingest_fn fn, void *ctx,
+                                         pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_INGEST_RUNS_ALL, NULL, 0, &r, "ingest log", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        pvg_backend_ingest_run run_row = {
+            .started_at = col_i64(r, i, 0),
+            .finished_at = col_i64(r, i, 1),
+            .format = col_text0(r, i, 2),
+            .source = col_text0(r, i, 3),
+            .read = col_i64(r, i, 4),
+            .accepted = col_i64(r, i, 5),
+            .rejected = col_i64(r, i, 6),
+            .stored = col_i64(r, i, 7),
+            .duplicates = col_i64(r, i, 8),
+            .anonymous = col_i64(r, i, 9),
+        };
+        if (fn(ctx, &run_row)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_quarantine_foreach(pvg_backend *b, pvg_backend_quarantined_fn fn, void *ctx,
+                                        pvg_error *err)
+{
+    int64_t after = 0;
+    for (;;) {
+        PGresult *r;
+        bindv v[] = {BI(after)};
+        pvg_status st = exec_q(PG(b), Q_QUARANTINE_PAGE, v, 1, &r, "quarantine", err);
+        if (st != PVG_OK) return st;
+        int n = PQntuples(r);
+        for (int i = 0; i < n; i++) {
+            pvg_backend_quarantined row = {
+                .row = col_i64(r, i, 0),
+                .user_id = col_i64(r, i, 1),
+                .expires_day = col_i64(r, i, 3),
+                .n_events = col_i64(r, i, 4),
+                .cid = (const unsigned char *)PQgetvalue(r, i, 5),
+                .cid_len = (size_t)PQgetlength(r, i, 5),
+                .sealed = (const unsigned char *)PQgetvalue(r, i, 6),
+                .sealed_len = (size_t)PQgetlength(r, i, 6),
+                .reason = col_text0(r, i, 7),
+                .quarantined_at = col_i64(r, i, 8),
+            };
+            /* a pseudonym of another length cannot be a user's: kept as none */
+            if (!PQgetisnull(r, i, 2) && PQgetlength(r, i, 2) == 16)
+                row.pseudonym = (const unsigned char *)PQgetvalue(r, i, 2);
+            after = row.row;
+            if (fn(ctx, &row)) {
+                PQclear(r);
+                return PVG_ERR_ABORTED;
+            }
+        }
+        PQclear(r);
+        if (n < 500) return PVG_OK;
+    }
+}
+
+static pvg_status pg_quarantine_insert(pvg_backend *b, const pvg_backend_quarantined *qr,
+                                       pvg_error *err)
+{
+    bindv v[] = {BI(qr->user_id),
+                 BB(qr->pseudonym, qr->pseudonym ? 16 : 0),
+                 BI(qr->expires_day),
+                 BI(qr->n_events),
+                 BB(qr->cid, qr->cid_len),
+                 BB(qr->sealed, qr->sealed_len),
+                 BT(qr->reason),
+                 BI(qr->quarantined_at)};
+    return run(PG(b), Q_QUARANTINE_PUT, v, 8, NULL, "quarantine", err);
+}
+
+static pvg_status pg_release_cache_foreach(pvg_backend *b, pvg_backend_cached_fn fn, void *ctx,
+                                           pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_RCACHE_ALL, NULL, 0, &r, "release cache", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        pvg_backend_cached c = {
+            .kind = col_text0(r, i, 0),
+            .fingerprint = (const unsigned char *)PQgetvalue(r, i, 1),
+            .fp_len = (size_t)PQgetlength(r, i, 1),
+            .dataset = col_text0(r, i, 2),
+            .params = col_text0(r, i, 3),
+            .mechanism = col_text0(r, i, 4),
+            .release_id = col_i64(r, i, 5),
+            .body = col_text0(r, i, 6),
+            .created_at = col_i64(r, i, 7),
+        };
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_convs_scan(pvg_backend *b, pvg_backend_conv_scan_fn fn, void *ctx,
+                                pvg_error *err)
+{
+    unsigned char after_p[16], after_c[16];
+    size_t pl = 0, cl = 0; /* the first page starts after ('', '') */
+    for (;;) {
+        PGresult *r;
+        bindv v[] = {BB(pl ? after_p : (const unsigned char *)"", pl),
+                     BB(cl ? after_c : (const unsigned char *)"", cl)};
+        pvg_status st = exec_q(PG(b), Q_CONVS_PAGE, v, 2, &r, "conversations", err);
+        if (st != PVG_OK) return st;
+        int n = PQntuples(r);
+        for (int i = 0; i < n; i++) {
+            pvg_backend_conv c;
+            size_t len = 0, plen = 0;
+            copy_blob(r, i, 0, c.cid, sizeof c.cid, &len);
+            copy_blob(r, i, 5, after_p, sizeof after_p, &plen);
+            memcpy(after_c, c.cid, sizeof after_c);
+            pl = cl = 16;
+            if (len != sizeof c.cid || plen != sizeof after_p) {
+                /* not a row conv_put writes; its key may be longer than 16
+                 * bytes, so the page key above would be wrong: stop here */
+                PQclear(r);
+                return pvg_error_set(err, PVG_ERR_CORRUPT,
+                                     "conversations: a row whose pseudonym or id is not 16 bytes");
+            }
+            c.created_at = col_i64(r, i, 1);
+            c.updated_at = col_i64(r, i, 2);
+            c.expires_day = col_i64(r, i, 3);
+            c.sealed = (const unsigned char *)PQgetvalue(r, i, 4);
+            c.sealed_len = (size_t)PQgetlength(r, i, 4);
+            if (fn(ctx, after_p, &c)) {
+                PQclear(r);
+                return PVG_ERR_ABORTED;
+            }
+        }
+        PQclear(r);
+        if (n < 100) return PVG_OK;
+    }
+}
+
 static const pvg_backend_ops PG_OPS = {
     .version = 1,
     .name = "postgresql",
@@ -2118,6 +2330,13 @@ static const pvg_backend_ops PG_OPS = {
     .conv_get = pg_conv_get,
     .convs_foreach_user = pg_convs_foreach_user,
     .convs_sweep = pg_convs_sweep,
+    .meta_foreach = pg_meta_foreach,
+    .anon_foreach_source = pg_anon_foreach_source,
+    .ingest_runs_foreach = pg_ingest_runs_foreach,
+    .quarantine_foreach = pg_quarantine_foreach,
+    .quarantine_insert = pg_quarantine_insert,
+    .release_cache_foreach = pg_release_cache_foreach,
+    .convs_scan = pg_convs_scan,
 };
 
 /* ---- connecting, creating, migrating ---- */

@@ -159,8 +159,8 @@ typedef int (*pvg_backend_anon_source_fn)(void *ctx, const unsigned char source[
 typedef int (*pvg_backend_ingest_fn)(void *ctx, const pvg_backend_ingest_run *r);
 /* A quarantined chunk row (store copy). */
 typedef struct pvg_backend_quarantined {
-    int64_t row;     /* the backend's row id (ignored by quarantine_insert) */
-    int64_t user_id; /* the user row id it had (a number of the source backend) */
+    int64_t row;                    /* the backend's row id (ignored by quarantine_insert) */
+    int64_t user_id;                /* the user row id it had (a number of the source backend) */
     const unsigned char *pseudonym; /* 16 bytes, or NULL: its user row was gone */
     int64_t expires_day, n_events;
     const unsigned char *cid;

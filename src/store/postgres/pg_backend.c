@@ -2177,14 +2177,10 @@ static pvg_status pg_quarantine_foreach(pvg_backend *b, pvg_backend_quarantined_
 static pvg_status pg_quarantine_insert(pvg_backend *b, const pvg_backend_quarantined *qr,
                                        pvg_error *err)
 {
-    bindv v[] = {BI(qr->user_id),
-                 BB(qr->pseudonym, qr->pseudonym ? 16 : 0),
-                 BI(qr->expires_day),
-                 BI(qr->n_events),
-                 BB(qr->cid, qr->cid_len),
-                 BB(qr->sealed, qr->sealed_len),
-                 BT(qr->reason),
-                 BI(qr->quarantined_at)};
+    bindv v[] = {BI(qr->user_id),          BB(qr->pseudonym, qr->pseudonym ? 16 : 0),
+                 BI(qr->expires_day),      BI(qr->n_events),
+                 BB(qr->cid, qr->cid_len), BB(qr->sealed, qr->sealed_len),
+                 BT(qr->reason),           BI(qr->quarantined_at)};
     return run(PG(b), Q_QUARANTINE_PUT, v, 8, NULL, "quarantine", err);
 }
 

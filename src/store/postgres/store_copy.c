@@ -790,9 +790,9 @@ static pvg_status verify(copier *c, pvg_error *err)
     pvg_status st = c->a->ops->counts(c->a, &ca, err);
     if (st == PVG_OK) st = c->b->ops->counts(c->b, &cb, err);
     if (st != PVG_OK) return st;
-    if (c->r->chunks_left == 0 && (ca.users != cb.users || ca.items != cb.items ||
-                                   ca.events != cb.events || ca.wrapped_keys != cb.wrapped_keys ||
-                                   ca.anonymous_rows != cb.anonymous_rows))
+    if (c->r->chunks_left == 0 &&
+        (ca.users != cb.users || ca.items != cb.items || ca.events != cb.events ||
+         ca.wrapped_keys != cb.wrapped_keys || ca.anonymous_rows != cb.anonymous_rows))
         return pvg_error_set(err, PVG_ERR_CORRUPT,
                              "copy verification: counts differ (users %lld/%lld, items %lld/%lld, "
                              "events %lld/%lld, keys %lld/%lld, anonymous %lld/%lld)",
@@ -809,9 +809,8 @@ static pvg_status verify(copier *c, pvg_error *err)
     c->r->events = cb.events;
     digest_run da, db;
     st = digests(c->a, &da, err);
+    memset(&db, 0, sizeof db);
     if (st == PVG_OK) st = digests(c->b, &db, err);
-    else
-        memset(&db, 0, sizeof db);
     if (st == PVG_OK) {
         if (da.n != db.n)
             st = pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: %zu users, %zu copied",
@@ -824,20 +823,21 @@ static pvg_status verify(copier *c, pvg_error *err)
         if (st == PVG_OK) c->r->digests = (long long)da.n;
     }
     /* every other table, counted and digested by table */
-    static const char *names[] = {"conversations",  "quarantine",  "meta",
-                                  "ingest log",     "release cache", "anonymous counts",
-                                  "credentials",    "ledger",      "ledger releases",
+    static const char *names[] = {"conversations",    "quarantine",    "meta",
+                                  "ingest log",       "release cache", "anonymous counts",
+                                  "credentials",      "ledger",        "ledger releases",
                                   "suppression list", "catalog"};
-    long long *na[] = {&da.n_convs,  &da.n_quarantine, &da.n_meta,     &da.n_ingest,
-                       &da.n_cached, &da.n_anon,       &da.n_creds,    &da.n_ledger,
+    long long *na[] = {&da.n_convs,    &da.n_quarantine, &da.n_meta,  &da.n_ingest,
+                       &da.n_cached,   &da.n_anon,       &da.n_creds, &da.n_ledger,
                        &da.n_releases, &da.n_suppressed, &da.n_items};
-    long long *nb[] = {&db.n_convs,  &db.n_quarantine, &db.n_meta,     &db.n_ingest,
-                       &db.n_cached, &db.n_anon,       &db.n_creds,    &db.n_ledger,
+    long long *nb[] = {&db.n_convs,    &db.n_quarantine, &db.n_meta,  &db.n_ingest,
+                       &db.n_cached,   &db.n_anon,       &db.n_creds, &db.n_ledger,
                        &db.n_releases, &db.n_suppressed, &db.n_items};
     for (size_t i = 0; st == PVG_OK && i < sizeof names / sizeof *names; i++)
         if (*na[i] != *nb[i])
-            st = pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: %s: %lld rows, %lld copied",
-                               names[i], *na[i], *nb[i]);
+            st =
+                pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: %s: %lld rows, %lld copied",
+                              names[i], *na[i], *nb[i]);
     if (st == PVG_OK) {
         unsigned char ha[32], hb[32];
         rowset *sa[] = {&da.convs, &da.quarantine, &da.tables};

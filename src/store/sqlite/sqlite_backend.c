@@ -2408,14 +2408,10 @@ static pvg_status sq_quarantine_foreach(pvg_backend *b, pvg_backend_quarantined_
 static pvg_status sq_quarantine_insert(pvg_backend *b, const pvg_backend_quarantined *r,
                                        pvg_error *err)
 {
-    bindv v[] = {BI(r->user_id),
-                 r->pseudonym ? BB(r->pseudonym, 16) : BN,
-                 BI(r->expires_day),
-                 BI(r->n_events),
-                 BB(r->cid, r->cid_len),
-                 BB(r->sealed, r->sealed_len),
-                 BT(r->reason),
-                 BI(r->quarantined_at)};
+    bindv v[] = {BI(r->user_id),         r->pseudonym ? BB(r->pseudonym, 16) : BN,
+                 BI(r->expires_day),     BI(r->n_events),
+                 BB(r->cid, r->cid_len), BB(r->sealed, r->sealed_len),
+                 BT(r->reason),          BI(r->quarantined_at)};
     return run(SQ(b), Q_QUARANTINE_PUT, v, 8, NULL, "quarantine", err);
 }
 

@@ -699,7 +699,7 @@ static int digest_user(void *ctx, const pvg_backend_user *u)
     pvg_status st = d->be->ops->chunks_foreach_user(d->be, u->id, digest_chunk, d, d->err);
     if (st == PVG_ERR_ABORTED) st = d->st;
     if ((d->st = st) != PVG_OK) return 1;
-    qsort(d->hashes, d->hn, 32, cmp32);
+    if (d->hn) qsort(d->hashes, d->hn, 32, cmp32);
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, 32);
     unsigned char head[24] = {0};

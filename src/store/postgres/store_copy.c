@@ -842,9 +842,9 @@ static pvg_status verify(copier *c, pvg_error *err)
         unsigned char ha[32], hb[32];
         rowset *sa[] = {&da.convs, &da.quarantine, &da.tables};
         rowset *sb[] = {&db.convs, &db.quarantine, &db.tables};
-        static const char *what[] = {"conversations", "quarantine",
-                                     "the catalog, counts, credentials, ledger, meta, ingest log "
-                                     "or release cache"};
+#define OTHER_TABLES "the catalog, counts, credentials, ledger, meta, ingest log or release cache"
+        static const char *what[] = {"conversations", "quarantine", OTHER_TABLES};
+#undef OTHER_TABLES
         for (int i = 0; st == PVG_OK && i < 3; i++) {
             rs_digest(sa[i], ha);
             rs_digest(sb[i], hb);

@@ -511,14 +511,20 @@ static int run_store_copy(cli_ctx *c)
     if (cli_bool(c, "json"))
         printf("{\"backend\":\"%s\",\"users\":%lld,\"chunks\":%lld,\"events\":%lld,"
                "\"releases\":%lld,\"audit_entries\":%lld,\"orphan_chunks\":%lld,"
-               "\"verified_users\":%lld}\n",
+               "\"verified_users\":%lld,\"conversations\":%lld,\"quarantined\":%lld,"
+               "\"ingest_runs\":%lld,\"cached_releases\":%lld,\"meta_rows\":%lld}\n",
                r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries,
-               r.chunks_left, r.digests);
+               r.chunks_left, r.digests, r.conversations, r.quarantined, r.ingest_runs,
+               r.cached_releases, r.meta_rows);
     else
         printf(
             "copied to %s (%s): %lld users, %lld chunks (%lld events), %lld releases, %lld audit "
-            "entries; verified: counts, %lld per-user digests, audit head\n",
-            to, r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries, r.digests);
+            "entries, %lld conversations, %lld quarantined chunks, %lld ingest runs, %lld cached "
+            "releases, %lld settings; verified: counts, %lld per-user digests, table digests, "
+            "audit head\n",
+            to, r.to_backend, r.users, r.chunks, r.events, r.releases, r.audit_entries,
+            r.conversations, r.quarantined, r.ingest_runs, r.cached_releases, r.meta_rows,
+            r.digests);
     return CLI_EXIT_OK;
 }
 

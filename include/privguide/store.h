@@ -380,18 +380,25 @@ typedef struct pvg_store_copy_report {
     long long chunks_left;  /* chunk rows without a user row (unreadable): not copied */
     long long digests;      /* users whose digests matched on both sides */
     const char *to_backend; /* "sqlite" or "postgresql" (static) */
+    long long conversations, quarantined, ingest_runs, cached_releases;
+    long long meta_rows; /* store-wide settings: monitor alerts, suspensions... */
 } pvg_store_copy_report;
 
 /* Copies the store of from_dir into a new data dir to_dir: to the
  * PostgreSQL database at to_url, or SQLite when to_url is NULL. The store
- * id and policy go along, so the same key file opens the copy. Copied: users
- * (new row ids), wrapped keys, sealed chunks, catalog (same row ids),
- * anonymous counts (summed over sources), suppression list, credentials,
- * ledger and audit log (same sequence and MACs); not the release caches
- * (rebuilt on demand) nor the ingest log or quarantine. Verified before
- * returning: counts, a digest per user (consent, key, sealed chunks) and
- * the audit head equal on both sides; PVG_ERR_CORRUPT otherwise. No key is
- * needed. The target rebuilds its duplicate index on its first open. */
+ * id and policy go along, so the same key file opens the copy. Copied: every
+ * table the store holds (docs/store.md, "Moving a store"): users (new row
+ * ids), wrapped keys, sealed chunks, catalog (same row ids), anonymous
+ * counts (per source), suppression list, credentials, ledger and audit log
+ * (same sequence and MACs), the assistant's conversations, the quarantine,
+ * the ingest log, the DP release cache and the meta settings (access
+ * monitoring's alerts and suspensions); not the duplicate index (rebuilt
+ * on the target's first open), the change counter (the target's own) nor
+ * files of the data dir besides store.id and policy.json. Verified before
+ * returning: counts, a digest per user (consent, key, sealed chunks,
+ * conversations, quarantined rows), a digest per table of everything else
+ * and the audit head equal on both sides; PVG_ERR_CORRUPT otherwise. No key
+ * is needed. */
 pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *to_url,
                           pvg_store_copy_report *r, pvg_error *err) PVG_WARN_UNUSED;
 

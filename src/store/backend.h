@@ -147,6 +147,39 @@ typedef struct pvg_backend_conv {
     size_t sealed_len;
 } pvg_backend_conv;
 typedef int (*pvg_backend_conv_fn)(void *ctx, const pvg_backend_conv *c);
+typedef int (*pvg_backend_conv_scan_fn)(void *ctx, const unsigned char pseudonym[16],
+                                        const pvg_backend_conv *c);
+/* A meta row (store copy). */
+typedef int (*pvg_backend_kv_fn)(void *ctx, const char *key, const char *value);
+/* An anonymous count of one source (store copy). */
+typedef int (*pvg_backend_anon_source_fn)(void *ctx, const unsigned char source[16],
+                                          int64_t item_id, int type, long long count,
+                                          double quantity);
+/* A row of the ingest log (store copy); format/source never NULL. */
+typedef int (*pvg_backend_ingest_fn)(void *ctx, const pvg_backend_ingest_run *r);
+/* A quarantined chunk row (store copy). */
+typedef struct pvg_backend_quarantined {
+    int64_t row;                    /* the backend's row id (ignored by quarantine_insert) */
+    int64_t user_id;                /* the user row id it had (a number of the source backend) */
+    const unsigned char *pseudonym; /* 16 bytes, or NULL: its user row was gone */
+    int64_t expires_day, n_events;
+    const unsigned char *cid;
+    size_t cid_len;
+    const unsigned char *sealed;
+    size_t sealed_len;
+    const char *reason;
+    int64_t quarantined_at;
+} pvg_backend_quarantined;
+typedef int (*pvg_backend_quarantined_fn)(void *ctx, const pvg_backend_quarantined *qr);
+/* A cached DP release as stored (store copy). */
+typedef struct pvg_backend_cached {
+    const char *kind;
+    const unsigned char *fingerprint;
+    size_t fp_len;
+    const char *dataset, *params, *mechanism, *body;
+    int64_t release_id, created_at;
+} pvg_backend_cached;
+typedef int (*pvg_backend_cached_fn)(void *ctx, const pvg_backend_cached *c);
 
 /* The bytes of a tag the duplicate index compares (tags_of_user). */
 #define PVG_BACKEND_TAG_KEY 8
@@ -464,6 +497,34 @@ struct pvg_backend_ops {
                                      pvg_backend_conv_fn fn, void *ctx, pvg_error *err);
     /* Deletes every conversation with expires_day <= day; *n: how many. */
     pvg_status (*convs_sweep)(pvg_backend *b, int64_t day, long long *n, pvg_error *err);
+    /* ---- for `store copy`, continued (appended in interface 1): every
+     * table a store holds is read back whole, so a copy leaves nothing
+     * behind (docs/store.md, "Moving a store"). Iterations hand out
+     * pointers valid during the callback only; a callback may call read
+     * ops of the same backend. ---- */
+    /* Every meta row in key order. */
+    pvg_status (*meta_foreach)(pvg_backend *b, pvg_backend_kv_fn fn, void *ctx, pvg_error *err);
+    /* Every anonymous count per source (not summed), in (source, item,
+     * type) order; anon_put writes one back. */
+    pvg_status (*anon_foreach_source)(pvg_backend *b, pvg_backend_anon_source_fn fn, void *ctx,
+                                      pvg_error *err);
+    /* Every ingest run in the order they were logged (ingest_run_insert
+     * writes one back). */
+    pvg_status (*ingest_runs_foreach)(pvg_backend *b, pvg_backend_ingest_fn fn, void *ctx,
+                                      pvg_error *err);
+    /* Every quarantined chunk row in the order it was quarantined. */
+    pvg_status (*quarantine_foreach)(pvg_backend *b, pvg_backend_quarantined_fn fn, void *ctx,
+                                     pvg_error *err);
+    /* [txn] Adds a quarantined row as given (q->row ignored). */
+    pvg_status (*quarantine_insert)(pvg_backend *b, const pvg_backend_quarantined *qr,
+                                    pvg_error *err);
+    /* Every cached DP release (release_cache_put writes one back), in
+     * (kind, fingerprint, dataset, params) order. */
+    pvg_status (*release_cache_foreach)(pvg_backend *b, pvg_backend_cached_fn fn, void *ctx,
+                                        pvg_error *err);
+    /* Every conversation of every shopper, in (pseudonym, cid) order. */
+    pvg_status (*convs_scan)(pvg_backend *b, pvg_backend_conv_scan_fn fn, void *ctx,
+                             pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

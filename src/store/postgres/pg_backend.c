@@ -205,6 +205,13 @@ enum {
     Q_CONV_GET,
     Q_CONVS_USER,
     Q_CONVS_EXPIRED_DELETE,
+    Q_META_ALL,
+    Q_ANON_BY_SOURCE,
+    Q_INGEST_RUNS_ALL,
+    Q_QUARANTINE_PAGE,
+    Q_QUARANTINE_PUT,
+    Q_RCACHE_ALL,
+    Q_CONVS_PAGE,
     Q_COUNT
 };
 
@@ -380,6 +387,27 @@ static const struct {
                            " ORDER BY updated_at DESC, cid"},
     [Q_CONVS_EXPIRED_DELETE] = {"i", "WITH d AS (DELETE FROM conversations WHERE expires_day <= $1"
                                      " RETURNING 1) SELECT count(*) FROM d"},
+    /* store copy: every table read back whole (large ones in keyset pages) */
+    [Q_META_ALL] = {"", "SELECT key, value FROM meta ORDER BY key"},
+    [Q_ANON_BY_SOURCE] = {"", "SELECT source, item_id, type, count, quantity FROM anon_counts"
+                              " ORDER BY source, item_id, type"},
+    [Q_INGEST_RUNS_ALL] = {"", "SELECT started_at, finished_at, format, source, read, accepted,"
+                               " rejected, stored, duplicates, anonymous FROM ingest_runs"
+                               " ORDER BY id"},
+    [Q_QUARANTINE_PAGE] = {"i", "SELECT id, user_id, user_pseudonym, expires_day, n, cid, sealed,"
+                                " reason, quarantined_at FROM chunk_quarantine WHERE id > $1"
+                                " ORDER BY id LIMIT 500"},
+    [Q_QUARANTINE_PUT] = {"ibiibbti",
+                          "INSERT INTO chunk_quarantine(user_id, user_pseudonym, expires_day, n,"
+                          " cid, sealed, reason, quarantined_at)"
+                          " VALUES($1, $2, $3, $4, $5, $6, $7, $8)"},
+    [Q_RCACHE_ALL] = {"", "SELECT kind, fingerprint, dataset, params, mechanism, release_id, body,"
+                          " created_at FROM dp_release_cache"
+                          " ORDER BY kind, fingerprint, dataset, params"},
+    [Q_CONVS_PAGE] = {"bb", "SELECT cid, created_at, updated_at, expires_day, sealed,"
+                            " user_pseudonym FROM conversations"
+                            " WHERE (user_pseudonym, cid) > ($1, $2)"
+                            " ORDER BY user_pseudonym, cid LIMIT 100"},
 };
 
 /* A buffered row of a COPY batch. */
@@ -549,18 +577,18 @@ static pvg_status prepare(pg_backend *q, int id, pvg_error *err)
     return st;
 }
 
-/* Executes prepared statement id with values v (binary in and out). *out:
- * the result (PQclear it) when the statement succeeded. */
-static pvg_status exec_q(pg_backend *q, int id, const bindv *v, int n, PGresult **out,
-                         const char *what, pvg_error *err)
-{
-    *out = NULL;
-    pvg_status st = flush(q, err);
-    if (st == PVG_OK) st = prepare(q, id, err);
-    if (st != PVG_OK) return st;
+/* Binary parameter values of a statement (numbers in network order). */
+typedef struct params {
     const char *vals[16];
     int lens[16], fmts[16];
     unsigned char nums[16][8];
+} params;
+
+static void params_set(params *pp, const bindv *v, int n)
+{
+    const char **vals = pp->vals;
+    int *lens = pp->lens, *fmts = pp->fmts;
+    unsigned char(*nums)[8] = pp->nums;
     for (int i = 0; i < n; i++) {
         fmts[i] = 1;
         switch (v[i].t) {
@@ -591,9 +619,22 @@ static pvg_status exec_q(pg_backend *q, int id, const bindv *v, int n, PGresult 
             break;
         }
     }
+}
+
+/* Executes prepared statement id with values v (binary in and out). *out:
+ * the result (PQclear it) when the statement succeeded. */
+static pvg_status exec_q(pg_backend *q, int id, const bindv *v, int n, PGresult **out,
+                         const char *what, pvg_error *err)
+{
+    *out = NULL;
+    pvg_status st = flush(q, err);
+    if (st == PVG_OK) st = prepare(q, id, err);
+    if (st != PVG_OK) return st;
+    params pp;
+    params_set(&pp, v, n);
     char name[16];
     snprintf(name, sizeof name, "pvg%d", id);
-    PGresult *r = PQexecPrepared(q->c, name, n, vals, lens, fmts, 1);
+    PGresult *r = PQexecPrepared(q->c, name, n, pp.vals, pp.lens, pp.fmts, 1);
     ExecStatusType rs = PQresultStatus(r);
     if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
         st = fail(q, r, what, err);
@@ -1685,11 +1726,120 @@ static pvg_status pg_audit_head(pvg_backend *b, int64_t *seq, unsigned char hash
 
 /* Under the write lock: whichever server appends, the log stays one chain
  * with consecutive sequence numbers. */
+/* ---- pipelined audit appends ----
+ * An append outside a transaction (the server's group-commit writer, one
+ * per audited request batch) is two round trips instead of 4 + n: BEGIN,
+ * the write lock and the head in one pipeline, then every INSERT and the
+ * COMMIT in a second. The lock is held for one round trip and the hashing
+ * in between, so servers sharing the store wait less for each other. */
+
+#define PIPE_MAX_INSERTS 256 /* larger batches take the plain path */
+
+static int pipe_send(pg_backend *q, int id, const bindv *v, int n)
+{
+    params pp;
+    params_set(&pp, v, n);
+    char name[16];
+    snprintf(name, sizeof name, "pvg%d", id);
+    return PQsendQueryPrepared(q->c, name, n, pp.vals, pp.lens, pp.fmts, 1);
+}
+
+/* Reads the results of `count` queries and the sync that ends them. *keep
+ * (may be NULL): the result of query number keep_at, when it succeeded. */
+static pvg_status pipe_collect(pg_backend *q, int count, int keep_at, PGresult **keep,
+                               const char *what, pvg_error *err)
+{
+    pvg_status st = PVG_OK;
+    if (keep) *keep = NULL;
+    for (int i = 0; i < count; i++) {
+        PGresult *r;
+        while ((r = PQgetResult(q->c)) != NULL) {
+            ExecStatusType rs = PQresultStatus(r);
+            if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
+                if (keep && i == keep_at && !*keep) {
+                    *keep = r;
+                    continue;
+                }
+            } else if (st == PVG_OK && rs != PGRES_PIPELINE_ABORTED) {
+                st = fail(q, r, what, err);
+            } else if (st == PVG_OK) {
+                st = pvg_error_set(err, PVG_ERR_IO, "%s: PostgreSQL: pipeline aborted", what);
+            }
+            PQclear(r);
+        }
+    }
+    PGresult *r = PQgetResult(q->c); /* the sync */
+    if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        if (st == PVG_OK) st = fail(q, r, what, err);
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status audit_append_pipelined(pg_backend *q, const pvg_audit_record *recs, size_t n,
+                                         int64_t now, pvg_backend_chain_fn chain, void *ctx,
+                                         int64_t *last_seq, pvg_error *err)
+{
+    pvg_status st = prepare(q, Q_LOCK, err);
+    if (st == PVG_OK) st = prepare(q, Q_AUDIT_HEAD, err);
+    if (st == PVG_OK) st = prepare(q, Q_AUDIT_INSERT, err);
+    if (st != PVG_OK) return st;
+    if (!PQenterPipelineMode(q->c)) return fail(q, NULL, "audit append: pipeline", err);
+    bindv lock[] = {BT(q->schema)};
+    PGresult *head = NULL;
+    int sent = PQsendQueryParams(q->c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+               pipe_send(q, Q_LOCK, lock, 1) && pipe_send(q, Q_AUDIT_HEAD, NULL, 0) &&
+               PQpipelineSync(q->c);
+    st = sent ? pipe_collect(q, 3, 2, &head, "audit append: begin", err)
+              : fail(q, NULL, "audit append: begin", err);
+    int64_t seq = 0;
+    unsigned char prev[PVG_BACKEND_HASH_BYTES] = {0};
+    if (st == PVG_OK && head && PQntuples(head) > 0) {
+        seq = col_i64(head, 0, 0);
+        copy_blob(head, 0, 1, prev, sizeof prev, NULL);
+    }
+    PQclear(head);
+    if (st == PVG_OK) {
+        sent = 1;
+        for (size_t i = 0; sent && i < n; i++) {
+            const pvg_audit_record *r = &recs[i];
+            int64_t ts = r->ts ? r->ts : now;
+            unsigned char h[PVG_BACKEND_HASH_BYTES];
+            chain(ctx, prev, ts, r, h);
+            seq++;
+            bindv v[] = {BI(ts),
+                         BT(r->actor),
+                         BT(r->action),
+                         BT(r->subject ? r->subject : ""),
+                         BT(r->detail ? r->detail : ""),
+                         BB(prev, sizeof prev),
+                         BB(h, sizeof h),
+                         BI(seq)};
+            sent = pipe_send(q, Q_AUDIT_INSERT, v, 8);
+            memcpy(prev, h, sizeof prev);
+        }
+        sent = sent && PQsendQueryParams(q->c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+               PQpipelineSync(q->c);
+        st = sent ? pipe_collect(q, (int)n + 1, -1, NULL, "audit append", err)
+                  : fail(q, NULL, "audit append", err);
+    }
+    if (!PQexitPipelineMode(q->c) && st == PVG_OK)
+        st = fail(q, NULL, "audit append: pipeline", err);
+    /* a failed statement leaves the transaction open and aborted (the
+     * COMMIT after it was skipped): end it */
+    if (st != PVG_OK && PQtransactionStatus(q->c) != PQTRANS_IDLE)
+        (void)cmd(q, "ROLLBACK", "audit append", NULL);
+    if (st == PVG_OK && last_seq) *last_seq = seq;
+    return st;
+}
+
 static pvg_status pg_audit_append(pvg_backend *b, const pvg_audit_record *recs, size_t n,
                                   int64_t now, pvg_backend_chain_fn chain, void *ctx,
                                   int64_t *last_seq, pvg_error *err)
 {
     pg_backend *q = PG(b);
+    if (!q->in_txn && n > 0 && n <= PIPE_MAX_INSERTS)
+        return audit_append_pipelined(q, recs, n, now, chain, ctx, last_seq, err);
     pvg_status st = unit_begin(q, "audit append: begin", err);
     if (st != PVG_OK) return st;
     unsigned char prev[PVG_BACKEND_HASH_BYTES];
@@ -2066,6 +2216,186 @@ static pvg_status pg_convs_sweep(pvg_backend *b, int64_t day, long long *n, pvg_
     return st;
 }
 
+/* ---- store copy: every table read back whole ---- */
+
+static pvg_status pg_meta_foreach(pvg_backend *b, pvg_backend_kv_fn fn, void *ctx, pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_META_ALL, NULL, 0, &r, "meta", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (fn(ctx, col_text0(r, i, 0), col_text0(r, i, 1))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_anon_foreach_source(pvg_backend *b, pvg_backend_anon_source_fn fn, void *ctx,
+                                         pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_ANON_BY_SOURCE, NULL, 0, &r, "anonymous counts", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        unsigned char src[16];
+        size_t n = 0;
+        copy_blob(r, i, 0, src, sizeof src, &n);
+        if (n != sizeof src) continue; /* a damaged row: anon_put could not write it back */
+        if (fn(ctx, src, col_i64(r, i, 1), (int)col_i64(r, i, 2), col_i64(r, i, 3),
+               col_f64(r, i, 4))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_ingest_runs_foreach(pvg_backend *b, pvg_backend_ingest_fn fn, void *ctx,
+                                         pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_INGEST_RUNS_ALL, NULL, 0, &r, "ingest log", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        pvg_backend_ingest_run run_row = {
+            .started_at = col_i64(r, i, 0),
+            .finished_at = col_i64(r, i, 1),
+            .format = col_text0(r, i, 2),
+            .source = col_text0(r, i, 3),
+            .read = col_i64(r, i, 4),
+            .accepted = col_i64(r, i, 5),
+            .rejected = col_i64(r, i, 6),
+            .stored = col_i64(r, i, 7),
+            .duplicates = col_i64(r, i, 8),
+            .anonymous = col_i64(r, i, 9),
+        };
+        if (fn(ctx, &run_row)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_quarantine_foreach(pvg_backend *b, pvg_backend_quarantined_fn fn, void *ctx,
+                                        pvg_error *err)
+{
+    int64_t after = 0;
+    for (;;) {
+        PGresult *r;
+        bindv v[] = {BI(after)};
+        pvg_status st = exec_q(PG(b), Q_QUARANTINE_PAGE, v, 1, &r, "quarantine", err);
+        if (st != PVG_OK) return st;
+        int n = PQntuples(r);
+        for (int i = 0; i < n; i++) {
+            pvg_backend_quarantined row = {
+                .row = col_i64(r, i, 0),
+                .user_id = col_i64(r, i, 1),
+                .expires_day = col_i64(r, i, 3),
+                .n_events = col_i64(r, i, 4),
+                .cid = (const unsigned char *)PQgetvalue(r, i, 5),
+                .cid_len = (size_t)PQgetlength(r, i, 5),
+                .sealed = (const unsigned char *)PQgetvalue(r, i, 6),
+                .sealed_len = (size_t)PQgetlength(r, i, 6),
+                .reason = col_text0(r, i, 7),
+                .quarantined_at = col_i64(r, i, 8),
+            };
+            /* a pseudonym of another length cannot be a user's: kept as none */
+            if (!PQgetisnull(r, i, 2) && PQgetlength(r, i, 2) == 16)
+                row.pseudonym = (const unsigned char *)PQgetvalue(r, i, 2);
+            after = row.row;
+            if (fn(ctx, &row)) {
+                PQclear(r);
+                return PVG_ERR_ABORTED;
+            }
+        }
+        PQclear(r);
+        if (n < 500) return PVG_OK;
+    }
+}
+
+static pvg_status pg_quarantine_insert(pvg_backend *b, const pvg_backend_quarantined *qr,
+                                       pvg_error *err)
+{
+    bindv v[] = {BI(qr->user_id),          BB(qr->pseudonym, qr->pseudonym ? 16 : 0),
+                 BI(qr->expires_day),      BI(qr->n_events),
+                 BB(qr->cid, qr->cid_len), BB(qr->sealed, qr->sealed_len),
+                 BT(qr->reason),           BI(qr->quarantined_at)};
+    return run(PG(b), Q_QUARANTINE_PUT, v, 8, NULL, "quarantine", err);
+}
+
+static pvg_status pg_release_cache_foreach(pvg_backend *b, pvg_backend_cached_fn fn, void *ctx,
+                                           pvg_error *err)
+{
+    PGresult *r;
+    pvg_status st = exec_q(PG(b), Q_RCACHE_ALL, NULL, 0, &r, "release cache", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < PQntuples(r); i++) {
+        pvg_backend_cached c = {
+            .kind = col_text0(r, i, 0),
+            .fingerprint = (const unsigned char *)PQgetvalue(r, i, 1),
+            .fp_len = (size_t)PQgetlength(r, i, 1),
+            .dataset = col_text0(r, i, 2),
+            .params = col_text0(r, i, 3),
+            .mechanism = col_text0(r, i, 4),
+            .release_id = col_i64(r, i, 5),
+            .body = col_text0(r, i, 6),
+            .created_at = col_i64(r, i, 7),
+        };
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static pvg_status pg_convs_scan(pvg_backend *b, pvg_backend_conv_scan_fn fn, void *ctx,
+                                pvg_error *err)
+{
+    unsigned char after_p[16], after_c[16];
+    size_t pl = 0, cl = 0; /* the first page starts after ('', '') */
+    for (;;) {
+        PGresult *r;
+        bindv v[] = {BB(pl ? after_p : (const unsigned char *)"", pl),
+                     BB(cl ? after_c : (const unsigned char *)"", cl)};
+        pvg_status st = exec_q(PG(b), Q_CONVS_PAGE, v, 2, &r, "conversations", err);
+        if (st != PVG_OK) return st;
+        int n = PQntuples(r);
+        for (int i = 0; i < n; i++) {
+            pvg_backend_conv c;
+            size_t len = 0, plen = 0;
+            copy_blob(r, i, 0, c.cid, sizeof c.cid, &len);
+            copy_blob(r, i, 5, after_p, sizeof after_p, &plen);
+            memcpy(after_c, c.cid, sizeof after_c);
+            pl = cl = 16;
+            if (len != sizeof c.cid || plen != sizeof after_p) {
+                /* not a row conv_put writes; its key may be longer than 16
+                 * bytes, so the page key above would be wrong: stop here */
+                PQclear(r);
+                return pvg_error_set(err, PVG_ERR_CORRUPT,
+                                     "conversations: a row whose pseudonym or id is not 16 bytes");
+            }
+            c.created_at = col_i64(r, i, 1);
+            c.updated_at = col_i64(r, i, 2);
+            c.expires_day = col_i64(r, i, 3);
+            c.sealed = (const unsigned char *)PQgetvalue(r, i, 4);
+            c.sealed_len = (size_t)PQgetlength(r, i, 4);
+            if (fn(ctx, after_p, &c)) {
+                PQclear(r);
+                return PVG_ERR_ABORTED;
+            }
+        }
+        PQclear(r);
+        if (n < 100) return PVG_OK;
+    }
+}
+
 static const pvg_backend_ops PG_OPS = {
     .version = 1,
     .name = "postgresql",
@@ -2141,6 +2471,13 @@ static const pvg_backend_ops PG_OPS = {
     .conv_get = pg_conv_get,
     .convs_foreach_user = pg_convs_foreach_user,
     .convs_sweep = pg_convs_sweep,
+    .meta_foreach = pg_meta_foreach,
+    .anon_foreach_source = pg_anon_foreach_source,
+    .ingest_runs_foreach = pg_ingest_runs_foreach,
+    .quarantine_foreach = pg_quarantine_foreach,
+    .quarantine_insert = pg_quarantine_insert,
+    .release_cache_foreach = pg_release_cache_foreach,
+    .convs_scan = pg_convs_scan,
 };
 
 /* ---- connecting, creating, migrating ---- */

@@ -98,6 +98,14 @@ static int64_t idmap_get(const idmap *m, int64_t from)
     return lo < m->n && m->from[lo] == from ? m->to[lo] : 0;
 }
 
+/* Meta rows that belong to one backend's copy of a store, not to the store:
+ * the schema version (each backend records its own) and the duplicate
+ * index's state (the target rebuilds the index on its first open). */
+static int meta_is_local(const char *key)
+{
+    return strcmp(key, "schema_version") == 0 || strcmp(key, "dup_index") == 0;
+}
+
 typedef struct copier {
     pvg_backend *a, *b;
     idmap users;
@@ -165,11 +173,60 @@ static int copy_item(void *ctx, const pvg_item *it)
     return 0;
 }
 
-static int copy_anon(void *ctx, int64_t item_id, pvg_event_type type, long long count, double qty)
+static int copy_anon(void *ctx, const unsigned char source[16], int64_t item_id, int type,
+                     long long count, double qty)
 {
     copier *c = ctx;
-    static const unsigned char source[16] = {'s', 't', 'o', 'r', 'e', ' ', 'c', 'o', 'p', 'y'};
-    CB_FAIL(c, c->b->ops->anon_put(c->b, source, item_id, (int)type, count, qty, c->err));
+    /* per source, so a later import of the same rows replaces its counts
+     * in the copy as it would have in the original */
+    CB_FAIL(c, c->b->ops->anon_put(c->b, source, item_id, type, count, qty, c->err));
+    return 0;
+}
+
+static int copy_meta(void *ctx, const char *key, const char *value)
+{
+    copier *c = ctx;
+    if (meta_is_local(key)) return 0;
+    CB_FAIL(c, c->b->ops->meta_set(c->b, key, value, c->err));
+    c->r->meta_rows++;
+    return 0;
+}
+
+static int copy_ingest_run(void *ctx, const pvg_backend_ingest_run *run)
+{
+    copier *c = ctx;
+    CB_FAIL(c, c->b->ops->ingest_run_insert(c->b, run, c->err));
+    c->r->ingest_runs++;
+    return 0;
+}
+
+static int copy_quarantined(void *ctx, const pvg_backend_quarantined *qr)
+{
+    copier *c = ctx;
+    pvg_backend_quarantined row = *qr;
+    /* the user row id it had is a number of the source; the copy's user
+     * row (when there is one) has another */
+    row.user_id = idmap_get(&c->users, qr->user_id);
+    CB_FAIL(c, c->b->ops->quarantine_insert(c->b, &row, c->err));
+    c->r->quarantined++;
+    return 0;
+}
+
+static int copy_cached(void *ctx, const pvg_backend_cached *rc)
+{
+    copier *c = ctx;
+    CB_FAIL(c, c->b->ops->release_cache_put(c->b, rc->kind, rc->fingerprint, rc->fp_len,
+                                            rc->dataset, rc->params, rc->mechanism, rc->release_id,
+                                            rc->body, rc->created_at, c->err));
+    c->r->cached_releases++;
+    return 0;
+}
+
+static int copy_conv(void *ctx, const unsigned char pseudonym[16], const pvg_backend_conv *cv)
+{
+    copier *c = ctx;
+    CB_FAIL(c, c->b->ops->conv_put(c->b, pseudonym, cv, c->err));
+    c->r->conversations++;
     return 0;
 }
 
@@ -267,17 +324,133 @@ static int copy_audit(void *ctx, const pvg_audit_entry *e)
     return 0;
 }
 
-/* ---- per-user digests ---- */
+/* ---- digests ---- */
 
+/* A row's hash: every field length-prefixed (a NULL string differs from an
+ * empty one), so no two different rows hash alike by shifting bytes. */
+typedef struct rowh {
+    crypto_generichash_state h;
+} rowh;
+
+static void rh_init(rowh *r, const char *table)
+{
+    crypto_generichash_init(&r->h, NULL, 0, 32);
+    crypto_generichash_update(&r->h, (const unsigned char *)table, strlen(table) + 1);
+}
+
+static void rh_i64(rowh *r, int64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)v >> (8 * i));
+    crypto_generichash_update(&r->h, b, 8);
+}
+
+static void rh_f64(rowh *r, double d)
+{
+    int64_t v;
+    memcpy(&v, &d, 8);
+    rh_i64(r, v);
+}
+
+static void rh_bytes(rowh *r, const void *p, size_t n)
+{
+    rh_i64(r, p ? (int64_t)n : -1);
+    if (p && n) crypto_generichash_update(&r->h, p, n);
+}
+
+static void rh_str(rowh *r, const char *t)
+{
+    rh_bytes(r, t, t ? strlen(t) : 0);
+}
+
+/* A multiset of row hashes (order-independent: the backends may order text
+ * differently), optionally tagged with a pseudonym (16 bytes) each. */
+typedef struct rowset {
+    unsigned char *e; /* entries of 16 + 32 bytes: pseudonym (or zeros), hash */
+    size_t n, cap;
+} rowset;
+
+#define RS_ENTRY 48
+
+static int rs_add(rowset *s, const unsigned char *pseudonym, rowh *r)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        unsigned char *p = realloc(s->e, cap * RS_ENTRY);
+        if (!p) return -1;
+        s->e = p;
+        s->cap = cap;
+    }
+    unsigned char *o = s->e + s->n++ * RS_ENTRY;
+    if (pseudonym)
+        memcpy(o, pseudonym, 16);
+    else
+        memset(o, 0, 16);
+    crypto_generichash_final(&r->h, o + 16, 32);
+    return 0;
+}
+
+static int cmp_entry48(const void *a, const void *b)
+{
+    return memcmp(a, b, RS_ENTRY);
+}
+
+static void rs_sort(rowset *s)
+{
+    if (s->n) qsort(s->e, s->n, RS_ENTRY, cmp_entry48);
+}
+
+/* The digest of the whole set (sorted first). */
+static void rs_digest(rowset *s, unsigned char out[32])
+{
+    rs_sort(s);
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, 32);
+    if (s->n) crypto_generichash_update(&h, s->e, s->n * RS_ENTRY);
+    crypto_generichash_final(&h, out, 32);
+}
+
+/* The sorted entries of one pseudonym. */
+static const unsigned char *rs_range(const rowset *s, const unsigned char p[16], size_t *count)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (memcmp(s->e + mid * RS_ENTRY, p, 16) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < s->n && memcmp(s->e + end * RS_ENTRY, p, 16) == 0)
+        end++;
+    *count = end - lo;
+    return s->e + lo * RS_ENTRY;
+}
+
+/* Everything of one backend that a digest covers. */
 typedef struct digest_run {
     pvg_backend *be;
     unsigned char (*out)[16 + 32]; /* pseudonym, digest; sorted by pseudonym after */
     size_t n, cap;
     unsigned char *hashes; /* per-chunk hashes of the user being digested */
     size_t hn, hcap;
+    rowset convs, quarantine; /* by pseudonym (quarantined rows without one: zeros) */
+    rowset tables;            /* every other row of the store, tagged by nothing */
+    long long n_convs, n_quarantine, n_meta, n_ingest, n_cached, n_anon, n_creds, n_ledger,
+        n_releases, n_suppressed, n_items;
     pvg_status st;
     pvg_error *err;
 } digest_run;
+
+#define DR_ADD(d, set, p, rh)                                                                      \
+    do {                                                                                           \
+        if (rs_add(&(d)->set, (p), (rh)) != 0) {                                                   \
+            (d)->st = pvg_error_set((d)->err, PVG_ERR_NOMEM, "out of memory");                     \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
 
 static int digest_chunk(void *ctx, const pvg_backend_chunk *ch)
 {
@@ -316,9 +489,199 @@ static int cmp_entry(const void *a, const void *b)
     return memcmp(a, b, 16);
 }
 
-/* A user's digest: BLAKE2b over consent, creation time, the wrapped key and
- * the sorted hashes of their chunks (row ids and user row ids excluded:
- * they differ between backends). */
+static int dg_conv(void *ctx, const unsigned char p[16], const pvg_backend_conv *cv)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "conversations");
+    rh_bytes(&r, cv->cid, 16);
+    rh_i64(&r, cv->created_at);
+    rh_i64(&r, cv->updated_at);
+    rh_i64(&r, cv->expires_day);
+    rh_bytes(&r, cv->sealed, cv->sealed_len);
+    DR_ADD(d, convs, p, &r);
+    d->n_convs++;
+    return 0;
+}
+
+/* Row ids and user row ids are the backend's own numbers: left out. */
+static int dg_quarantined(void *ctx, const pvg_backend_quarantined *qr)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "chunk_quarantine");
+    rh_bytes(&r, qr->pseudonym, qr->pseudonym ? 16 : 0);
+    rh_i64(&r, qr->expires_day);
+    rh_i64(&r, qr->n_events);
+    rh_bytes(&r, qr->cid, qr->cid_len);
+    rh_bytes(&r, qr->sealed, qr->sealed_len);
+    rh_str(&r, qr->reason);
+    rh_i64(&r, qr->quarantined_at);
+    DR_ADD(d, quarantine, qr->pseudonym, &r);
+    d->n_quarantine++;
+    return 0;
+}
+
+static int dg_meta(void *ctx, const char *key, const char *value)
+{
+    digest_run *d = ctx;
+    if (meta_is_local(key)) return 0;
+    rowh r;
+    rh_init(&r, "meta");
+    rh_str(&r, key);
+    rh_str(&r, value);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_meta++;
+    return 0;
+}
+
+static int dg_ingest(void *ctx, const pvg_backend_ingest_run *run)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "ingest_runs");
+    rh_i64(&r, run->started_at);
+    rh_i64(&r, run->finished_at);
+    rh_str(&r, run->format);
+    rh_str(&r, run->source);
+    rh_i64(&r, run->read);
+    rh_i64(&r, run->accepted);
+    rh_i64(&r, run->rejected);
+    rh_i64(&r, run->stored);
+    rh_i64(&r, run->duplicates);
+    rh_i64(&r, run->anonymous);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_ingest++;
+    return 0;
+}
+
+static int dg_cached(void *ctx, const pvg_backend_cached *rc)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "dp_release_cache");
+    rh_str(&r, rc->kind);
+    rh_bytes(&r, rc->fingerprint, rc->fp_len);
+    rh_str(&r, rc->dataset);
+    rh_str(&r, rc->params);
+    rh_str(&r, rc->mechanism);
+    rh_i64(&r, rc->release_id);
+    rh_str(&r, rc->body);
+    rh_i64(&r, rc->created_at);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_cached++;
+    return 0;
+}
+
+static int dg_anon(void *ctx, const unsigned char source[16], int64_t item_id, int type,
+                   long long count, double qty)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "anon_counts");
+    rh_bytes(&r, source, 16);
+    rh_i64(&r, item_id);
+    rh_i64(&r, type);
+    rh_i64(&r, count);
+    rh_f64(&r, qty);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_anon++;
+    return 0;
+}
+
+static int dg_cred(void *ctx, const pvg_backend_cred *cr)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "auth_keys");
+    rh_str(&r, cr->key_id);
+    rh_str(&r, cr->kind);
+    rh_str(&r, cr->role);
+    rh_str(&r, cr->label ? cr->label : "");
+    rh_bytes(&r, cr->has_pseudonym ? cr->pseudonym : NULL, cr->has_pseudonym ? 16 : 0);
+    rh_bytes(&r, cr->secret_hash, cr->secret_hash_len);
+    rh_f64(&r, cr->rate_per_s);
+    rh_i64(&r, cr->created_at);
+    rh_i64(&r, cr->expires_at);
+    rh_i64(&r, cr->revoked);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_creds++;
+    return 0;
+}
+
+static int dg_ledger(void *ctx, const pvg_backend_ledger_row *row)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "ledger");
+    rh_i64(&r, row->kind);
+    rh_str(&r, row->name);
+    rh_f64(&r, row->epsilon);
+    rh_f64(&r, row->delta);
+    rh_i64(&r, row->releases);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_ledger++;
+    return 0;
+}
+
+static int dg_release(void *ctx, const pvg_ledger_release *rel)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "dp_release");
+    rh_i64(&r, rel->id);
+    rh_str(&r, rel->dataset);
+    rh_str(&r, rel->what);
+    rh_str(&r, rel->mechanism);
+    rh_f64(&r, rel->epsilon);
+    rh_f64(&r, rel->delta);
+    rh_i64(&r, rel->created_at);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_releases++;
+    return 0;
+}
+
+static int dg_suppressed(void *ctx, const unsigned char p[16])
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "suppressed");
+    rh_bytes(&r, p, 16);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_suppressed++;
+    return 0;
+}
+
+static int dg_item(void *ctx, const pvg_item *it)
+{
+    digest_run *d = ctx;
+    char *window = NULL;
+    pvg_status st = d->be->ops->item_prices_get(d->be, it->id, &window, d->err);
+    if (st != PVG_OK) {
+        d->st = st;
+        return 1;
+    }
+    rowh r;
+    rh_init(&r, "items");
+    rh_i64(&r, it->id);
+    rh_str(&r, it->ext_id);
+    rh_str(&r, it->title);
+    rh_str(&r, it->category);
+    rh_f64(&r, it->price);
+    rh_f64(&r, it->last_price);
+    rh_str(&r, it->attrs_json);
+    rh_i64(&r, it->catalog);
+    rh_str(&r, window);
+    free(window);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_items++;
+    return 0;
+}
+
+/* A user's digest: BLAKE2b over consent, creation time, the wrapped key,
+ * the sorted hashes of their chunks, their conversations and their
+ * quarantined rows (row ids and user row ids excluded: they differ between
+ * backends). */
 static int digest_user(void *ctx, const pvg_backend_user *u)
 {
     digest_run *d = ctx;
@@ -336,7 +699,7 @@ static int digest_user(void *ctx, const pvg_backend_user *u)
     pvg_status st = d->be->ops->chunks_foreach_user(d->be, u->id, digest_chunk, d, d->err);
     if (st == PVG_ERR_ABORTED) st = d->st;
     if ((d->st = st) != PVG_OK) return 1;
-    qsort(d->hashes, d->hn, 32, cmp32);
+    if (d->hn) qsort(d->hashes, d->hn, 32, cmp32);
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, 32);
     unsigned char head[24] = {0};
@@ -358,10 +721,31 @@ static int digest_user(void *ctx, const pvg_backend_user *u)
         return 1;
     }
     if (d->hn) crypto_generichash_update(&h, d->hashes, 32 * d->hn);
+    size_t nc = 0, nq = 0;
+    const unsigned char *conv = rs_range(&d->convs, u->pseudonym, &nc);
+    const unsigned char *quar = rs_range(&d->quarantine, u->pseudonym, &nq);
+    unsigned char counts[16];
+    for (int i = 0; i < 8; i++) {
+        counts[i] = (unsigned char)((uint64_t)nc >> (8 * i));
+        counts[8 + i] = (unsigned char)((uint64_t)nq >> (8 * i));
+    }
+    crypto_generichash_update(&h, counts, sizeof counts);
+    if (nc) crypto_generichash_update(&h, conv, nc * RS_ENTRY);
+    if (nq) crypto_generichash_update(&h, quar, nq * RS_ENTRY);
     memcpy(d->out[d->n], u->pseudonym, 16);
     crypto_generichash_final(&h, d->out[d->n] + 16, 32);
     d->n++;
     return 0;
+}
+
+static void digests_free(digest_run *d)
+{
+    free(d->out);
+    free(d->hashes);
+    free(d->convs.e);
+    free(d->quarantine.e);
+    free(d->tables.e);
+    memset(d, 0, sizeof *d);
 }
 
 static pvg_status digests(pvg_backend *be, digest_run *d, pvg_error *err)
@@ -369,8 +753,31 @@ static pvg_status digests(pvg_backend *be, digest_run *d, pvg_error *err)
     memset(d, 0, sizeof *d);
     d->be = be;
     d->err = err;
-    pvg_status st = be->ops->users_foreach(be, NULL, digest_user, d, err);
-    if (st == PVG_ERR_ABORTED) st = d->st;
+    pvg_status st = PVG_OK;
+#define DSTEP(call)                                                                                \
+    do {                                                                                           \
+        if (st == PVG_OK) {                                                                        \
+            st = (call);                                                                           \
+            if (st == PVG_ERR_ABORTED) st = d->st;                                                 \
+        }                                                                                          \
+    } while (0)
+    DSTEP(be->ops->convs_scan(be, dg_conv, d, err));
+    DSTEP(be->ops->quarantine_foreach(be, dg_quarantined, d, err));
+    if (st == PVG_OK) {
+        rs_sort(&d->convs);
+        rs_sort(&d->quarantine);
+    }
+    DSTEP(be->ops->users_foreach(be, NULL, digest_user, d, err));
+    DSTEP(be->ops->meta_foreach(be, dg_meta, d, err));
+    DSTEP(be->ops->ingest_runs_foreach(be, dg_ingest, d, err));
+    DSTEP(be->ops->release_cache_foreach(be, dg_cached, d, err));
+    DSTEP(be->ops->anon_foreach_source(be, dg_anon, d, err));
+    DSTEP(be->ops->creds_foreach(be, dg_cred, d, err));
+    DSTEP(be->ops->ledger_read(be, dg_ledger, d, err));
+    DSTEP(be->ops->releases_foreach(be, NULL, dg_release, d, err));
+    DSTEP(be->ops->suppress_foreach(be, dg_suppressed, d, err));
+    DSTEP(be->ops->items_foreach(be, dg_item, d, err));
+#undef DSTEP
     free(d->hashes);
     d->hashes = NULL;
     if (st == PVG_OK && d->n) qsort(d->out, d->n, sizeof *d->out, cmp_entry);
@@ -383,16 +790,26 @@ static pvg_status verify(copier *c, pvg_error *err)
     pvg_status st = c->a->ops->counts(c->a, &ca, err);
     if (st == PVG_OK) st = c->b->ops->counts(c->b, &cb, err);
     if (st != PVG_OK) return st;
-    if (c->r->chunks_left == 0 && (ca.users != cb.users || ca.items != cb.items ||
-                                   ca.events != cb.events || ca.wrapped_keys != cb.wrapped_keys))
+    if (c->r->chunks_left == 0 &&
+        (ca.users != cb.users || ca.items != cb.items || ca.events != cb.events ||
+         ca.wrapped_keys != cb.wrapped_keys || ca.anonymous_rows != cb.anonymous_rows))
         return pvg_error_set(err, PVG_ERR_CORRUPT,
                              "copy verification: counts differ (users %lld/%lld, items %lld/%lld, "
-                             "events %lld/%lld, keys %lld/%lld)",
+                             "events %lld/%lld, keys %lld/%lld, anonymous %lld/%lld)",
                              ca.users, cb.users, ca.items, cb.items, ca.events, cb.events,
-                             ca.wrapped_keys, cb.wrapped_keys);
+                             ca.wrapped_keys, cb.wrapped_keys, ca.anonymous_rows,
+                             cb.anonymous_rows);
+    long long qa = 0, qb = 0;
+    st = c->a->ops->quarantine_count(c->a, &qa, err);
+    if (st == PVG_OK) st = c->b->ops->quarantine_count(c->b, &qb, err);
+    if (st == PVG_OK && qa != qb)
+        st = pvg_error_set(err, PVG_ERR_CORRUPT,
+                           "copy verification: %lld quarantined rows, %lld copied", qa, qb);
+    if (st != PVG_OK) return st;
     c->r->events = cb.events;
     digest_run da, db;
     st = digests(c->a, &da, err);
+    memset(&db, 0, sizeof db);
     if (st == PVG_OK) st = digests(c->b, &db, err);
     if (st == PVG_OK) {
         if (da.n != db.n)
@@ -405,8 +822,38 @@ static pvg_status verify(copier *c, pvg_error *err)
                                    i + 1, da.n);
         if (st == PVG_OK) c->r->digests = (long long)da.n;
     }
-    free(da.out);
-    free(db.out);
+    /* every other table, counted and digested by table */
+    static const char *names[] = {"conversations",    "quarantine",    "meta",
+                                  "ingest log",       "release cache", "anonymous counts",
+                                  "credentials",      "ledger",        "ledger releases",
+                                  "suppression list", "catalog"};
+    long long *na[] = {&da.n_convs,    &da.n_quarantine, &da.n_meta,  &da.n_ingest,
+                       &da.n_cached,   &da.n_anon,       &da.n_creds, &da.n_ledger,
+                       &da.n_releases, &da.n_suppressed, &da.n_items};
+    long long *nb[] = {&db.n_convs,    &db.n_quarantine, &db.n_meta,  &db.n_ingest,
+                       &db.n_cached,   &db.n_anon,       &db.n_creds, &db.n_ledger,
+                       &db.n_releases, &db.n_suppressed, &db.n_items};
+    for (size_t i = 0; st == PVG_OK && i < sizeof names / sizeof *names; i++)
+        if (*na[i] != *nb[i])
+            st =
+                pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: %s: %lld rows, %lld copied",
+                              names[i], *na[i], *nb[i]);
+    if (st == PVG_OK) {
+        unsigned char ha[32], hb[32];
+        rowset *sa[] = {&da.convs, &da.quarantine, &da.tables};
+        rowset *sb[] = {&db.convs, &db.quarantine, &db.tables};
+#define OTHER_TABLES "the catalog, counts, credentials, ledger, meta, ingest log or release cache"
+        static const char *what[] = {"conversations", "quarantine", OTHER_TABLES};
+#undef OTHER_TABLES
+        for (int i = 0; st == PVG_OK && i < 3; i++) {
+            rs_digest(sa[i], ha);
+            rs_digest(sb[i], hb);
+            if (memcmp(ha, hb, 32) != 0)
+                st = pvg_error_set(err, PVG_ERR_CORRUPT, "copy verification: %s differ", what[i]);
+        }
+    }
+    digests_free(&da);
+    digests_free(&db);
     /* the audit heads, too */
     int64_t sa = 0, sb = 0;
     unsigned char ha[32], hb[32];
@@ -472,8 +919,13 @@ pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *
     STEP(c.a->ops->items_foreach(c.a, copy_item, &c, err));
     STEP(c.a->ops->users_foreach(c.a, NULL, copy_user, &c, err));
     STEP(c.a->ops->chunks_scan(c.a, copy_chunk, &c, err));
-    STEP(c.a->ops->anon_foreach(c.a, copy_anon, &c, err));
+    STEP(c.a->ops->anon_foreach_source(c.a, copy_anon, &c, err));
     STEP(c.a->ops->suppress_foreach(c.a, copy_suppressed, &c, err));
+    STEP(c.a->ops->quarantine_foreach(c.a, copy_quarantined, &c, err));
+    STEP(c.a->ops->convs_scan(c.a, copy_conv, &c, err));
+    STEP(c.a->ops->ingest_runs_foreach(c.a, copy_ingest_run, &c, err));
+    STEP(c.a->ops->release_cache_foreach(c.a, copy_cached, &c, err));
+    STEP(c.a->ops->meta_foreach(c.a, copy_meta, &c, err));
     /* the target rebuilds its duplicate index (from the copied chunks) on
      * its first open with the keys */
     STEP(c.b->ops->meta_set(c.b, "dup_index", "0", err));

@@ -254,6 +254,13 @@ enum {
     Q_CONVS_USER,
     Q_CONVS_EXPIRED_COUNT,
     Q_CONVS_EXPIRED_DELETE,
+    Q_META_ALL,
+    Q_ANON_BY_SOURCE,
+    Q_INGEST_RUNS_ALL,
+    Q_QUARANTINE_ALL,
+    Q_QUARANTINE_PUT,
+    Q_RCACHE_ALL,
+    Q_CONVS_ALL,
     Q_COUNT
 };
 
@@ -418,6 +425,25 @@ static const struct {
     [Q_CONVS_EXPIRED_COUNT] = {DB_MAIN,
                                "SELECT count(*) FROM conversations WHERE expires_day <= ?1"},
     [Q_CONVS_EXPIRED_DELETE] = {DB_MAIN, "DELETE FROM conversations WHERE expires_day <= ?1"},
+    /* store copy: every table read back whole */
+    [Q_META_ALL] = {DB_MAIN, "SELECT key, value FROM meta ORDER BY key"},
+    [Q_ANON_BY_SOURCE] = {DB_MAIN, "SELECT source, item_id, type, count, quantity FROM anon_counts"
+                                   " ORDER BY source, item_id, type"},
+    [Q_INGEST_RUNS_ALL] = {DB_MAIN, "SELECT started_at, finished_at, format, source, read,"
+                                    " accepted, rejected, stored, duplicates, anonymous"
+                                    " FROM ingest_runs ORDER BY id"},
+    [Q_QUARANTINE_ALL] = {DB_MAIN, "SELECT id, user_id, user_pseudonym, expires_day, n, cid,"
+                                   " sealed, reason, quarantined_at FROM chunk_quarantine"
+                                   " ORDER BY id"},
+    [Q_QUARANTINE_PUT] = {DB_MAIN,
+                          "INSERT INTO chunk_quarantine(user_id, user_pseudonym, expires_day, n,"
+                          " cid, sealed, reason, quarantined_at)"
+                          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    [Q_RCACHE_ALL] = {DB_MAIN, "SELECT kind, fingerprint, dataset, params, mechanism, release_id,"
+                               " body, created_at FROM dp_release_cache"
+                               " ORDER BY kind, fingerprint, dataset, params"},
+    [Q_CONVS_ALL] = {DB_MAIN, "SELECT cid, created_at, updated_at, expires_day, sealed,"
+                              " user_pseudonym FROM conversations ORDER BY user_pseudonym, cid"},
 };
 
 typedef struct sq_backend {
@@ -2288,6 +2314,198 @@ static pvg_status sq_convs_sweep(pvg_backend *b, int64_t day, long long *n, pvg_
     return st;
 }
 
+/* ---- store copy: every table read back whole ---- */
+
+static const char *col_text_or(sqlite3_stmt *s, int col, const char *dflt)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    return t ? t : dflt;
+}
+
+static pvg_status sq_meta_foreach(pvg_backend *b, pvg_backend_kv_fn fn, void *ctx, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_META_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (fn(ctx, col_text_or(s, 0, ""), col_text_or(s, 1, ""))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "meta", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_anon_foreach_source(pvg_backend *b, pvg_backend_anon_source_fn fn, void *ctx,
+                                         pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_ANON_BY_SOURCE, &s, &own, err);
+    if (st != PVG_OK) return st;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        unsigned char src[16];
+        size_t n = 0;
+        copy_blob(s, 0, src, sizeof src, &n);
+        if (n != sizeof src) continue; /* a damaged row: anon_put could not write it back */
+        if (fn(ctx, src, sqlite3_column_int64(s, 1), sqlite3_column_int(s, 2),
+               sqlite3_column_int64(s, 3), sqlite3_column_double(s, 4))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "anonymous counts", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_ingest_runs_foreach(pvg_backend *b, pvg_backend_ingest_fn fn, void *ctx,
+                                         pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_INGEST_RUNS_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_ingest_run r = {
+            .started_at = sqlite3_column_int64(s, 0),
+            .finished_at = sqlite3_column_int64(s, 1),
+            .format = col_text_or(s, 2, ""),
+            .source = col_text_or(s, 3, ""),
+            .read = sqlite3_column_int64(s, 4),
+            .accepted = sqlite3_column_int64(s, 5),
+            .rejected = sqlite3_column_int64(s, 6),
+            .stored = sqlite3_column_int64(s, 7),
+            .duplicates = sqlite3_column_int64(s, 8),
+            .anonymous = sqlite3_column_int64(s, 9),
+        };
+        if (fn(ctx, &r)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "ingest log", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_quarantine_foreach(pvg_backend *b, pvg_backend_quarantined_fn fn, void *ctx,
+                                        pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_QUARANTINE_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_quarantined r = {
+            .row = sqlite3_column_int64(s, 0),
+            .user_id = sqlite3_column_int64(s, 1),
+            .expires_day = sqlite3_column_int64(s, 3),
+            .n_events = sqlite3_column_int64(s, 4),
+            .reason = col_text_or(s, 7, ""),
+            .quarantined_at = sqlite3_column_int64(s, 8),
+        };
+        /* a pseudonym of another length cannot be a user's: kept as none */
+        if (sqlite3_column_bytes(s, 2) == 16) r.pseudonym = sqlite3_column_blob(s, 2);
+        r.cid = sqlite3_column_blob(s, 5);
+        r.cid_len = (size_t)sqlite3_column_bytes(s, 5);
+        r.sealed = sqlite3_column_blob(s, 6);
+        r.sealed_len = (size_t)sqlite3_column_bytes(s, 6);
+        static const unsigned char none[1] = {0};
+        if (!r.cid) r.cid = none;
+        if (!r.sealed) r.sealed = none;
+        if (fn(ctx, &r)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "quarantine", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_quarantine_insert(pvg_backend *b, const pvg_backend_quarantined *r,
+                                       pvg_error *err)
+{
+    bindv v[] = {BI(r->user_id),         r->pseudonym ? BB(r->pseudonym, 16) : BN,
+                 BI(r->expires_day),     BI(r->n_events),
+                 BB(r->cid, r->cid_len), BB(r->sealed, r->sealed_len),
+                 BT(r->reason),          BI(r->quarantined_at)};
+    return run(SQ(b), Q_QUARANTINE_PUT, v, 8, NULL, "quarantine", err);
+}
+
+static pvg_status sq_release_cache_foreach(pvg_backend *b, pvg_backend_cached_fn fn, void *ctx,
+                                           pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_RCACHE_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        static const unsigned char none[1] = {0};
+        pvg_backend_cached c = {
+            .kind = col_text_or(s, 0, ""),
+            .dataset = col_text_or(s, 2, ""),
+            .params = col_text_or(s, 3, ""),
+            .mechanism = col_text_or(s, 4, ""),
+            .release_id = sqlite3_column_int64(s, 5),
+            .body = col_text_or(s, 6, ""),
+            .created_at = sqlite3_column_int64(s, 7),
+        };
+        c.fingerprint = sqlite3_column_blob(s, 1);
+        c.fp_len = (size_t)sqlite3_column_bytes(s, 1);
+        if (!c.fingerprint) c.fingerprint = none;
+        if (fn(ctx, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "release cache", err);
+    give(s, own);
+    return st;
+}
+
+static pvg_status sq_convs_scan(pvg_backend *b, pvg_backend_conv_scan_fn fn, void *ctx,
+                                pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3_stmt *s;
+    int own, rc;
+    pvg_status st = take(q, Q_CONVS_ALL, &s, &own, err);
+    if (st != PVG_OK) return st;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        pvg_backend_conv c;
+        unsigned char p[16];
+        size_t n = 0, pn = 0;
+        copy_blob(s, 0, c.cid, sizeof c.cid, &n);
+        copy_blob(s, 5, p, sizeof p, &pn);
+        if (n != sizeof c.cid || pn != sizeof p) { /* not a row conv_put writes */
+            st = pvg_error_set(err, PVG_ERR_CORRUPT,
+                               "conversations: a row whose pseudonym or id is not 16 bytes");
+            break;
+        }
+        c.created_at = sqlite3_column_int64(s, 1);
+        c.updated_at = sqlite3_column_int64(s, 2);
+        c.expires_day = sqlite3_column_int64(s, 3);
+        c.sealed = sqlite3_column_blob(s, 4);
+        c.sealed_len = (size_t)sqlite3_column_bytes(s, 4);
+        if (fn(ctx, p, &c)) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(q->db, rc, "conversations", err);
+    give(s, own);
+    return st;
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -2364,6 +2582,13 @@ static const pvg_backend_ops SQLITE_OPS = {
     .conv_get = sq_conv_get,
     .convs_foreach_user = sq_convs_foreach_user,
     .convs_sweep = sq_convs_sweep,
+    .meta_foreach = sq_meta_foreach,
+    .anon_foreach_source = sq_anon_foreach_source,
+    .ingest_runs_foreach = sq_ingest_runs_foreach,
+    .quarantine_foreach = sq_quarantine_foreach,
+    .quarantine_insert = sq_quarantine_insert,
+    .release_cache_foreach = sq_release_cache_foreach,
+    .convs_scan = sq_convs_scan,
 };
 
 /* ---- opening and creating ---- */

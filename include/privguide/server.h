@@ -63,6 +63,10 @@ typedef struct pvg_server_options {
      * when readable (installed), else <web_dir>/../../../data/synonyms.txt (the
      * source tree's), else none; "": none. */
     const char *synonyms_path;
+    /* Federated training (fl_net.h, docs/fl-protocol.md): the round
+     * coordinator behind /v1/fl/ (borrowed; it must outlive the server).
+     * NULL: those routes answer 404. */
+    struct pvg_fl_coord *fl;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

@@ -29,7 +29,7 @@ extern "C" {
 
 #define PVG_FL_NET_VERSION 1
 #define PVG_FL_NET_NO_ID 0xFFFFFFFFu
-#define PVG_FL_NET_KEY_BYTES 32         /* a client's identity on the coordinator */
+#define PVG_FL_NET_KEY_BYTES 32          /* a client's identity on the coordinator */
 #define PVG_FL_NET_MAX_REGISTERED 100000 /* registered clients */
 #define PVG_FL_NET_STATE_MIN 80          /* bytes of a STATE message without its tail */
 
@@ -50,26 +50,26 @@ const char *pvg_fl_phase_name(int phase);
 
 /* The broadcast of round `round` (1-based): new bytes in *out (free()).
  * Called by the coordinator thread when a round starts. */
-typedef pvg_status (*pvg_fl_broadcast_fn)(void *ctx, uint64_t round, uint8_t **out,
-                                          size_t *out_len, pvg_error *err);
+typedef pvg_status (*pvg_fl_broadcast_fn)(void *ctx, uint64_t round, uint8_t **out, size_t *out_len,
+                                          pvg_error *err);
 /* The unmasked sum of `survivors` clients' vectors (d words mod 2^32,
  * borrowed for the call) of round `round`. */
 typedef pvg_status (*pvg_fl_apply_fn)(void *ctx, uint64_t round, const uint32_t *sum, size_t d,
                                       uint32_t survivors, pvg_error *err);
 
 typedef struct pvg_fl_coord_options {
-    uint32_t d;              /* words per client vector, 1..PVG_SECAGG_MAX_DIM */
-    double sample_rate;      /* Poisson sampling rate q of each registered client, (0, 1] */
-    uint32_t min_clients;    /* a round starts once this many are registered (>= 3; 0: 3) */
-    uint32_t min_cohort;     /* a sampled cohort smaller than this is resampled at the next
-                                start (>= 3; 0: 3) */
-    uint32_t k;              /* SecAgg+ neighbours; 0: 100. A cohort of n <= k + 1 uses the
-                                complete graph (k = n - 1); else k rounded down to even */
-    double phase_seconds[4]; /* deadlines of advertise, share, masked input, unmask from the
-                                phase's start; 0: 30 s each */
-    double start_delay;      /* seconds between rounds (and after min_clients is reached) */
-    uint32_t max_rounds;     /* stop after this many rounds (done or aborted); 0: unlimited */
-    unsigned server_threads; /* SecAgg unmasking threads, 1..64 (0: 1) */
+    uint32_t d;                    /* words per client vector, 1..PVG_SECAGG_MAX_DIM */
+    double sample_rate;            /* Poisson sampling rate q of each registered client, (0, 1] */
+    uint32_t min_clients;          /* a round starts once this many are registered (>= 3; 0: 3) */
+    uint32_t min_cohort;           /* a sampled cohort smaller than this is resampled at the next
+                                      start (>= 3; 0: 3) */
+    uint32_t k;                    /* SecAgg+ neighbours; 0: 100. A cohort of n <= k + 1 uses the
+                                      complete graph (k = n - 1); else k rounded down to even */
+    double phase_seconds[4];       /* deadlines of advertise, share, masked input, unmask from the
+                                      phase's start; 0: 30 s each */
+    double start_delay;            /* seconds between rounds (and after min_clients is reached) */
+    uint32_t max_rounds;           /* stop after this many rounds (done or aborted); 0: unlimited */
+    unsigned server_threads;       /* SecAgg unmasking threads, 1..64 (0: 1) */
     pvg_fl_broadcast_fn broadcast; /* NULL: an empty broadcast */
     pvg_fl_apply_fn apply;         /* NULL: the sum is wiped unused */
     void *ctx;                     /* passed to both */
@@ -129,8 +129,8 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
 
 /* A copy of round `round`'s broadcast (new, free()). Errors:
  * PVG_ERR_NOT_FOUND (not the current round). */
-pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out,
-                                  size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out, size_t *out_len,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* Waits until round `round` has ended (done or aborted), at most
  * timeout_s seconds; fills *st. Errors: PVG_ERR_BUSY (timed out),
@@ -145,10 +145,12 @@ uint32_t pvg_fl_coord_registered(pvg_fl_coord *c);
 
 /* ---- the STATE message (docs/fl-protocol.md) ---- */
 typedef struct pvg_fl_state {
-    uint64_t round;  /* 0: none started yet */
-    int phase;       /* pvg_fl_phase */
-    int submitted;   /* 1: this client's message of the phase was accepted */
-    uint32_t id;     /* the client's id in the cohort, PVG_FL_NET_NO_ID when not sampled */
+    uint64_t round;           /* 0: none started yet */
+    int phase;                /* pvg_fl_phase */
+    int submitted;            /* 1: this client's message of the phase was accepted */
+    int applied;              /* 1 (done and finished phases): round `round` ended with its sum
+                                 applied, not aborted */
+    uint32_t id;              /* the client's id in the cohort, PVG_FL_NET_NO_ID when not sampled */
     pvg_secagg_params params; /* n, k, t, d, bits, session (zero outside a round) */
     uint32_t deadline_ms;     /* time left in the phase */
     uint32_t retry_ms;        /* when to ask again */
@@ -195,15 +197,15 @@ void pvg_fl_peer_free(pvg_fl_peer *p);
  * (a survivor named dropped or the reverse, a count that differs, fewer
  * than t survivors, this client not among them); PVG_ERR_STATE a STATE of
  * another round or session. */
-pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out,
-                            size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out, size_t *out_len,
+                            pvg_error *err) PVG_WARN_UNUSED;
 /* 1 after the unmask message was produced. */
 int pvg_fl_peer_done(const pvg_fl_peer *p);
 
 /* What a client run measured. */
 typedef struct pvg_fl_client_stats {
-    uint32_t rounds;        /* rounds it took part in to the end */
-    uint32_t refused;       /* rounds it refused (client rules) */
+    uint32_t rounds;                         /* rounds it took part in to the end */
+    uint32_t refused;                        /* rounds it refused (client rules) */
     unsigned long long bytes_up, bytes_down; /* HTTP bodies sent and received */
     unsigned long long requests;
     double compute_seconds; /* update + SecAgg work, transport excluded */
@@ -211,12 +213,12 @@ typedef struct pvg_fl_client_stats {
 } pvg_fl_client_stats;
 
 typedef struct pvg_fl_client_options {
-    const char *server;     /* "http://host:port" */
-    const char *token;      /* the shopper token (borrowed; sent as Bearer) */
-    uint32_t rounds;        /* rounds to take part in, then return; 0: until FINISHED */
-    double timeout_s;       /* give up after this long (0: 600) */
-    int drop_phase;         /* simulations: stop answering at this phase (1..4) of the first
-                               round it is sampled for, and return; 0: never */
+    const char *server; /* "http://host:port" */
+    const char *token;  /* the shopper token (borrowed; sent as Bearer) */
+    uint32_t rounds;    /* rounds to take part in, then return; 0: until FINISHED */
+    double timeout_s;   /* give up after this long (0: 600) */
+    int drop_phase;     /* simulations: stop answering at this phase (1..4) of the first
+                           round it is sampled for, and return; 0: never */
     pvg_fl_update_fn update;
     void *ctx;
     pvg_rng *rng; /* borrowed; the secure generator unless allow_insecure_rng */

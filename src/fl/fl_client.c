@@ -52,8 +52,11 @@ pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st, p
     st->round = get64(in + 8);
     st->phase = in[16];
     if (st->phase > PVG_FL_PHASE_FINISHED) return BAD(16, "phase %d: 0..7 was expected", st->phase);
-    if (in[17] > 1) return BAD(17, "flags 0x%02x: only bit 0 (submitted) is defined", in[17]);
-    st->submitted = in[17];
+    if (in[17] > 3) return BAD(17, "flags 0x%02x: only bits 0 and 1 are defined", in[17]);
+    st->submitted = in[17] & 1;
+    st->applied = in[17] >> 1;
+    if (st->applied && st->phase != PVG_FL_PHASE_DONE && st->phase != PVG_FL_PHASE_FINISHED)
+        return BAD(17, "flag 'applied' outside the done and finished phases");
     st->id = get32(in + 20);
     int in_round = st->phase >= PVG_FL_PHASE_ADVERTISE && st->phase <= PVG_FL_PHASE_UNMASK;
     if (in[19]) return BAD(19, "reserved byte must be zero");
@@ -81,7 +84,8 @@ pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st, p
     }
     st->deadline_ms = get32(in + 56);
     st->retry_ms = get32(in + 60);
-    if (st->retry_ms > 60000) return BAD(60, "retry_ms %u: at most 60000 was expected", st->retry_ms);
+    if (st->retry_ms > 60000)
+        return BAD(60, "retry_ms %u: at most 60000 was expected", st->retry_ms);
     st->broadcast_len = get32(in + 64);
     st->n_survivors = get32(in + 68);
     uint32_t rl = get32(in + 72);
@@ -208,8 +212,9 @@ static pvg_status check_unmask_req(const pvg_fl_peer *p, const pvg_fl_state *st,
     if (total < p->params.t)
         return REQ_BAD(36, "%u survivors is below the threshold t = %u", total, p->params.t);
     if (!in_list(st->survivors, st->n_survivors, p->id))
-        return REQ_BAD(68, "this client (id %u) sent its masked input but is not listed as a "
-                           "survivor",
+        return REQ_BAD(68,
+                       "this client (id %u) sent its masked input but is not listed as a "
+                       "survivor",
                        p->id);
     const uint8_t *sv = m + 44, *dr = m + 48 + 4 * (size_t)ns;
     for (uint32_t i = 0; i < ns; i++) {
@@ -236,8 +241,8 @@ static pvg_status check_unmask_req(const pvg_fl_peer *p, const pvg_fl_state *st,
     return PVG_OK;
 }
 
-pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out,
-                            size_t *out_len, pvg_error *err)
+pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out, size_t *out_len,
+                            pvg_error *err)
 {
     pvg_error_clear(err);
     *out = NULL;
@@ -260,7 +265,8 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
         if (s == PVG_OK) sodium_memzero(p->vec, sizeof *p->vec * p->d);
     } else if (st->phase == PVG_FL_PHASE_UNMASK && p->step == 3 && st->reply) {
         s = check_unmask_req(p, st, err);
-        if (s == PVG_OK) s = pvg_secagg_client_unmask(p->sa, st->reply, st->reply_len, out, out_len, err);
+        if (s == PVG_OK)
+            s = pvg_secagg_client_unmask(p->sa, st->reply, st->reply_len, out, out_len, err);
     } else {
         return PVG_OK; /* nothing due */
     }
@@ -449,15 +455,14 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
         }
         s = pvg_fl_state_parse(c.resp.p, c.resp.n, &fs, err);
         if (s != PVG_OK) break;
-        if (fs.phase == PVG_FL_PHASE_FINISHED) break;
         if (peer && (fs.round != peer->round || fs.phase == PVG_FL_PHASE_DONE ||
-                     fs.phase == PVG_FL_PHASE_ABORTED)) {
-            if (fs.round == peer->round && fs.phase == PVG_FL_PHASE_DONE && pvg_fl_peer_done(peer))
-                st->rounds++;
+                     fs.phase == PVG_FL_PHASE_ABORTED || fs.phase == PVG_FL_PHASE_FINISHED)) {
+            if (fs.round == peer->round && fs.applied && pvg_fl_peer_done(peer)) st->rounds++;
             pvg_fl_peer_free(peer);
             peer = NULL;
             if (o->rounds && st->rounds >= o->rounds) break;
         }
+        if (fs.phase == PVG_FL_PHASE_FINISHED) break;
         int in_round = fs.phase >= PVG_FL_PHASE_ADVERTISE && fs.phase <= PVG_FL_PHASE_UNMASK;
         if (!peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != skip_round &&
             fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {

@@ -32,7 +32,7 @@ typedef struct fl_client {
 struct pvg_fl_coord {
     pvg_fl_coord_options o;
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* the thread: a message arrived, a client joined, stop */
+    pthread_cond_t wake;  /* the thread: a message arrived, a client joined, stop */
     pthread_cond_t ended; /* a round ended */
     pthread_t thread;
     int thread_started, stop;
@@ -78,8 +78,8 @@ static void put64(uint8_t *p, uint64_t v)
 
 const char *pvg_fl_phase_name(int phase)
 {
-    static const char *names[] = {"idle", "advertise", "share", "masked",
-                                  "unmask", "done", "aborted", "finished"};
+    static const char *names[] = {"idle",   "advertise", "share",   "masked",
+                                  "unmask", "done",      "aborted", "finished"};
     return phase >= 0 && phase <= 7 ? names[phase] : "unknown";
 }
 
@@ -130,8 +130,7 @@ static int round_start(pvg_fl_coord *c)
     if (!cohort) return 1;
     uint32_t n = 0;
     for (uint32_t i = 0; i < c->n_clients; i++)
-        if (c->o.sample_rate >= 1.0 || pvg_rng_double(c->o.rng) < c->o.sample_rate)
-            cohort[n++] = i;
+        if (c->o.sample_rate >= 1.0 || pvg_rng_double(c->o.rng) < c->o.sample_rate) cohort[n++] = i;
     if (n < c->o.min_cohort || n > PVG_SECAGG_MAX_CLIENTS) {
         free(cohort);
         c->next_start = mono() + (c->o.start_delay > 0.05 ? c->o.start_delay : 0.05);
@@ -231,8 +230,7 @@ static void phase_close(pvg_fl_coord *c)
         if (st == PVG_OK) st = pvg_secagg_server_result(c->sa, sum, &e);
         if (st == PVG_OK) {
             n_u3 = (uint32_t)pvg_secagg_server_survivors(c->sa, NULL);
-            if (c->o.apply)
-                st = c->o.apply(c->o.ctx, c->round, sum, c->params.d, n_u3, &e);
+            if (c->o.apply) st = c->o.apply(c->o.ctx, c->round, sum, c->params.d, n_u3, &e);
         }
         if (sum) {
             sodium_memzero(sum, sizeof *sum * c->params.d);
@@ -338,8 +336,7 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
     pvg_status st = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "fl coordinator", err);
     if (st != PVG_OK) return st;
     for (int i = 0; i < 4; i++)
-        if (o->phase_seconds[i] < 0 || o->phase_seconds[i] > 86400 ||
-            isnan(o->phase_seconds[i]))
+        if (o->phase_seconds[i] < 0 || o->phase_seconds[i] > 86400 || isnan(o->phase_seconds[i]))
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "fl coordinator: phase_seconds[%d] = %g, want 0..86400", i,
                                  o->phase_seconds[i]);
@@ -495,6 +492,9 @@ pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_
     put64(b + 8, c->round);
     b[16] = (uint8_t)c->phase;
     b[17] = (uint8_t)(id != PVG_FL_NET_NO_ID && cl->submitted);
+    if ((c->phase == PVG_FL_PHASE_DONE || c->phase == PVG_FL_PHASE_FINISHED) && c->have_last &&
+        c->last.round == c->round && c->last.phase == PVG_FL_PHASE_DONE)
+        b[17] |= 2; /* round `round` ended with its sum applied */
     double now = mono();
     if (in_round) {
         b[18] = 32;
@@ -573,8 +573,8 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
     return st;
 }
 
-pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out,
-                                  size_t *out_len, pvg_error *err)
+pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out, size_t *out_len,
+                                  pvg_error *err)
 {
     pvg_error_clear(err);
     *out = NULL;
@@ -583,9 +583,9 @@ pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out
     pvg_status st = PVG_OK;
     int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
     if (!in_round || round != c->round) {
-        st = pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: round %llu is not under way (current %llu, %s)",
-                           (unsigned long long)round, (unsigned long long)c->round,
-                           pvg_fl_phase_name(c->phase));
+        st = pvg_error_set(
+            err, PVG_ERR_NOT_FOUND, "fl: round %llu is not under way (current %llu, %s)",
+            (unsigned long long)round, (unsigned long long)c->round, pvg_fl_phase_name(c->phase));
     } else {
         *out = malloc(c->bcast_len ? c->bcast_len : 1);
         if (!*out) {
@@ -622,7 +622,8 @@ pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
             break;
         }
         if (c->phase == PVG_FL_PHASE_FINISHED) {
-            r = pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: the coordinator finished before round %llu",
+            r = pvg_error_set(err, PVG_ERR_NOT_FOUND,
+                              "fl: the coordinator finished before round %llu",
                               (unsigned long long)round);
             break;
         }

@@ -56,11 +56,11 @@ typedef struct pvg_fl_config {
     double expected_cohort;  /* q * N: the cohort size the noise is split over (distributed DDG) */
     unsigned bits;           /* modulus bits of the SecAgg sum: 32 (16..32) */
     /* Added fields (after the FL-API ones): */
-    double granularity;      /* quantisation step gamma of the encoding (0: chosen from clip,
-                                noise and bits, see pvg_fl_config_default) */
-    uint64_t seed;           /* public per-model seed of the random rotation (DDG) */
-    int allow_insecure_rng;  /* accept the deterministic test generator for noise (tests,
-                                benchmarks only; privguide/rng.h) */
+    double granularity;     /* quantisation step gamma of the encoding (0: chosen from clip,
+                               noise and bits, see pvg_fl_config_default) */
+    uint64_t seed;          /* public per-model seed of the random rotation (DDG) */
+    int allow_insecure_rng; /* accept the deterministic test generator for noise (tests,
+                               benchmarks only; privguide/rng.h) */
 } pvg_fl_config;
 
 /* Fills cfg with defaults: k = 32, reg = 0.1, alpha = 1, alpha0 = 0.1,
@@ -103,6 +103,15 @@ pvg_status pvg_fl_client_update(const uint8_t *broadcast, size_t len, const uint
                                 const float *weights, size_t n, pvg_rng *rng, uint32_t *vec,
                                 size_t d, float *user_factor, pvg_error *err) PVG_WARN_UNUSED;
 
+/* As pvg_fl_client_update; allow_insecure_rng non-zero accepts the
+ * deterministic test generator for the noise share (tests, simulations and
+ * reproducible benchmarks only; privguide/rng.h). The broadcast cannot
+ * grant this: its own flag is ignored. */
+pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                   const float *weights, size_t n, pvg_rng *rng,
+                                   int allow_insecure_rng, uint32_t *vec, size_t d,
+                                   float *user_factor, pvg_error *err) PVG_WARN_UNUSED;
+
 /* Server: applies the unmasked SecAgg sum of `survivors` clients (central
  * DP noise added here when cfg.dp == PVG_FL_DP_CENTRAL), advances the round.
  * rng: central noise (deterministic generator refused unless
@@ -115,7 +124,8 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
  * out_scores have room for k; *n_out gets the count (<= k). */
 pvg_status pvg_fl_client_recommend(const uint8_t *broadcast, size_t len, const uint32_t *items,
                                    const float *weights, size_t n, size_t k, uint32_t *out_items,
-                                   float *out_scores, size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
+                                   float *out_scores, size_t *n_out,
+                                   pvg_error *err) PVG_WARN_UNUSED;
 
 /* Accounting: the (epsilon, delta) of `rounds` rounds at Poisson sampling
  * rate q with cfg's noise (RDP of the subsampled Gaussian, improved

@@ -51,6 +51,7 @@ extern const cli_command cli_cmds_assist[]; /* assist */
 extern const cli_command cli_cmds_search[]; /* search */
 /* monitor alerts, ack, scan, suspend, resume */
 extern const cli_command cli_cmds_monitor[];
+extern const cli_command cli_cmds_fl[]; /* fl serve, client, simulate */
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);

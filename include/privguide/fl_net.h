@@ -206,7 +206,10 @@ int pvg_fl_peer_done(const pvg_fl_peer *p);
 typedef struct pvg_fl_client_stats {
     uint32_t rounds;                         /* rounds it took part in to the end */
     uint32_t refused;                        /* rounds it refused (client rules) */
-    unsigned long long bytes_up, bytes_down; /* HTTP bodies sent and received */
+    unsigned long long bytes_up, bytes_down; /* HTTP bytes sent and received: bodies and
+                                                headers, polls included */
+    unsigned long long body_up, body_down;   /* the bodies alone (protocol messages, STATEs,
+                                                the broadcast) */
     unsigned long long requests;
     double compute_seconds; /* update + SecAgg work, transport excluded */
     double seconds;         /* wall time of the run */

@@ -354,6 +354,8 @@ static pvg_status request(conn *c, const char *method, const char *path, const u
     curl_easy_getinfo(c->h, CURLINFO_HEADER_SIZE, &hsize);
     c->st->bytes_up += (unsigned long long)up + (unsigned long long)rsize;
     c->st->bytes_down += (unsigned long long)down + (unsigned long long)hsize;
+    c->st->body_up += (unsigned long long)up;
+    c->st->body_down += (unsigned long long)down;
     if (rc != CURLE_OK)
         return pvg_error_set(err, PVG_ERR_IO, "%s %s: %s%s", method, url, curl_easy_strerror(rc),
                              c->resp.over ? " (answer too large)" : "");

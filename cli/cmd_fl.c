@@ -382,11 +382,20 @@ typedef struct fl_setup {
     pvg_rng *rng;
 } fl_setup;
 
-static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients)
+/* The flag `name`, or `fl-name` under `privguide serve` (pre = "fl-"). */
+static const char *fname(const char *pre, const char *name, char *buf, size_t len)
 {
+    snprintf(buf, len, "%s%s", pre, name);
+    return buf;
+}
+
+static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
+                       const char *pre)
+{
+    char b[64];
     memset(s, 0, sizeof *s);
     pvg_fl_config_default(&s->cfg);
-    s->cfg.factors = (uint32_t)cli_int_range(cx, "factors", 32, 1, 256);
+    s->cfg.factors = (uint32_t)cli_int_range(cx, fname(pre, "factors", b, sizeof b), 32, 1, 256);
     s->n_items = n_items;
     s->rng = pvg_rng_new_secure();
     s->tr.rng = s->rng;
@@ -396,14 +405,15 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     pvg_fl_coord_options co;
     memset(&co, 0, sizeof co);
     co.d = (uint32_t)pvg_fl_update_dim(&s->cfg, n_items);
-    co.sample_rate = cli_double(cx, "sample-rate", 1.0);
+    co.sample_rate = cli_double(cx, fname(pre, "sample-rate", b, sizeof b), 1.0);
     co.min_clients = min_clients;
-    co.k = (uint32_t)cli_int_range(cx, "k", 100, 2, 65534);
-    double ps = cli_double(cx, "phase-seconds", 30);
+    co.k = (uint32_t)cli_int_range(cx, fname(pre, "k", b, sizeof b), 100, 2, 65534);
+    double ps = cli_double(cx, fname(pre, "phase-seconds", b, sizeof b), 30);
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = ps;
-    co.max_rounds = (uint32_t)cli_int_range(cx, "rounds", 1, 0, 1000000);
-    co.server_threads = (unsigned)cli_int_range(cx, "server-threads", 2, 1, 64);
+    co.max_rounds = (uint32_t)cli_int_range(cx, fname(pre, "rounds", b, sizeof b), 1, 0, 1000000);
+    co.server_threads =
+        (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
     co.broadcast = tr_broadcast;
     co.apply = tr_apply;
     co.ctx = &s->tr;
@@ -459,7 +469,8 @@ static int run_fl_serve(cli_ctx *cx)
     items it;
     if (items_read(cli_str_req(cx, "items"), &it) != 0) return CLI_EXIT_FAIL;
     fl_setup s;
-    int rc = setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000));
+    int rc =
+        setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "");
     items_free(&it);
     if (rc) {
         setup_free(&s);
@@ -492,6 +503,39 @@ static int run_fl_serve(cli_ctx *cx)
     pvg_server_free(srv);
     setup_free(&s);
     return CLI_EXIT_OK;
+}
+
+/* ---- privguide serve --fl-items FILE: the same coordinator inside serve ---- */
+int cli_fl_attach(cli_ctx *cx, pvg_server_options *o, void **state)
+{
+    *state = NULL;
+    items it;
+    if (items_read(cli_str(cx, "fl-items"), &it) != 0) return CLI_EXIT_FAIL;
+    fl_setup *s = malloc(sizeof *s);
+    if (!s) {
+        items_free(&it);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = setup_coord(cx, s, it.n, (uint32_t)cli_int_range(cx, "fl-min-clients", 3, 3, 100000),
+                         "fl-");
+    items_free(&it);
+    if (rc) {
+        setup_free(s);
+        free(s);
+        return rc;
+    }
+    size_t need = pvg_fl_coord_max_message(s->coord) + 4096;
+    if (o->max_body_bytes < need) o->max_body_bytes = need;
+    o->fl = s->coord;
+    *state = s;
+    return CLI_EXIT_OK;
+}
+
+void cli_fl_detach(void *state)
+{
+    if (!state) return;
+    setup_free(state);
+    free(state);
 }
 
 /* ---- simulate ---- */
@@ -645,7 +689,7 @@ static int run_fl_simulate(cli_ctx *cx)
             goto out;
         }
         fl_setup s;
-        if ((rc = setup_coord(cx, &s, n_items, nu)) != 0) {
+        if ((rc = setup_coord(cx, &s, n_items, nu, "")) != 0) {
             setup_free(&s);
             goto out;
         }

@@ -328,6 +328,20 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
     return 0;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void nap(uint32_t ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 /* One request; the body of the answer in c->resp, status in c->code. */
 static pvg_status request(conn *c, const char *method, const char *path, const uint8_t *body,
                           size_t len, pvg_error *err)
@@ -344,8 +358,21 @@ static pvg_status request(conn *c, const char *method, const char *path, const u
     } else {
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
     }
-    CURLcode rc = curl_easy_perform(c->h);
-    c->st->requests++;
+    CURLcode rc = CURLE_OK;
+    /* a connection refused, reset or closed without an answer (a server
+     * under a burst of connections) is tried again, 5 times at most; a POST
+     * that did reach the server is then refused as a replay, which is
+     * harmless: the next STATE says whether it was accepted */
+    for (int attempt = 0;; attempt++) {
+        c->resp.n = 0;
+        c->resp.over = 0;
+        rc = curl_easy_perform(c->h);
+        c->st->requests++;
+        if (attempt >= 5 || (rc != CURLE_GOT_NOTHING && rc != CURLE_COULDNT_CONNECT &&
+                             rc != CURLE_RECV_ERROR && rc != CURLE_SEND_ERROR))
+            break;
+        nap(50u << attempt);
+    }
     curl_off_t up = 0, down = 0;
     long hsize = 0, rsize = 0;
     curl_easy_getinfo(c->h, CURLINFO_SIZE_UPLOAD_T, &up);
@@ -369,20 +396,6 @@ static pvg_status http_error(conn *c, const char *what, pvg_error *err)
     pvg_status s = c->code == 401 || c->code == 403 ? PVG_ERR_PERMISSION : PVG_ERR_IO;
     return pvg_error_set(err, s, "%s: HTTP %ld: %.*s", what, c->code, n,
                          c->resp.p ? (const char *)c->resp.p : "");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void nap(uint32_t ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats *st,
@@ -532,11 +545,9 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
                 sodium_memzero(msg, msg_len);
                 pvg_free(msg);
                 if (s != PVG_OK) break;
-                if (c.code != 200) { /* late or refused: this round is lost to us */
-                    skip_round = peer->round;
-                    pvg_fl_peer_free(peer);
-                    peer = NULL;
-                }
+                /* refused (late, a replay of a retried POST): the next STATE's
+                 * submitted flag says whether the server holds it; the peer
+                 * sends nothing twice */
                 continue; /* ask for the next state at once */
             }
         }

@@ -13,7 +13,7 @@
  * surviving client (bodies and headers) against the plain quantised update
  * (d words of 4 bytes), the machine's load average.
  *
- * usage: bench_fl [clients [items [dropout [phase_seconds]]]]
+ * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -76,7 +76,7 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
     o.server = url;
     o.token = token;
     o.rounds = 1;
-    o.timeout_s = 900;
+    o.timeout_s = 400;
     o.drop_phase = drop;
     o.update = child_update;
     o.ctx = &c;
@@ -131,7 +131,11 @@ int main(int argc, char **argv)
     uint32_t n = argc > 1 ? (uint32_t)atoi(argv[1]) : 1000;
     uint32_t n_items = argc > 2 ? (uint32_t)atoi(argv[2]) : 4000;
     double dropout = argc > 3 ? atof(argv[3]) : 0.3;
-    double phase_s = argc > 4 ? atof(argv[4]) : 0;
+    double def[4] = {15, 40, 60, 15}; /* the deadlines; argv[4]: "a,b,c,d" or one for all */
+    if (argc > 4) {
+        int got = sscanf(argv[4], "%lf,%lf,%lf,%lf", &def[0], &def[1], &def[2], &def[3]);
+        if (got == 1) def[1] = def[2] = def[3] = def[0];
+    }
     if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1) {
         fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds]]]]\n");
         return 2;
@@ -215,10 +219,10 @@ int main(int argc, char **argv)
     co.k = 100;
     co.max_rounds = 1;
     co.server_threads = 2;
-    /* deadlines: the masked-input phase carries the clients' mask expansion */
-    double def[4] = {12, 10, 25, 10};
+    /* deadlines: the share phase carries the clients' updates, the masked-input
+     * phase their mask expansion */
     for (int i = 0; i < 4; i++)
-        co.phase_seconds[i] = phase_s > 0 ? phase_s : def[i];
+        co.phase_seconds[i] = def[i];
     co.broadcast = tr_broadcast;
     co.apply = tr_apply;
     co.ctx = &tr;
@@ -248,7 +252,10 @@ int main(int argc, char **argv)
     close(port_pipe[1]);
 
     pvg_fl_round_stats rs;
-    pvg_status st = pvg_fl_coord_wait(coord, 1, 1800, &rs, &err);
+    pvg_status st = pvg_fl_coord_wait(coord, 1, 400, &rs, &err);
+    if (st != PVG_OK)
+        fprintf(stderr, "round 1: %s (registered %u of %u)\n", err.text,
+                pvg_fl_coord_registered(coord), n);
     result *res = calloc(n, sizeof *res);
     uint32_t got = 0;
     while (got < n) {

@@ -180,14 +180,20 @@ typedef struct pvg_fl_peer pvg_fl_peer;
 
 /* new: a peer for the round described by st (copied: params and id), with
  * the client's vector vec[0..d) (copied into sodium_malloc memory, wiped by
- * free). Refuses (PVG_ERR_POLICY, nothing sent) parameters that break the
- * client's rules: the threshold must be a strict majority of each
+ * free; vec NULL: set it later with pvg_fl_peer_set_input). Refuses (PVG_ERR_POLICY, nothing sent)
+ * parameters that break the client's rules: the threshold must be a strict majority of each
  * neighbourhood, t > (k + 1) / 2, and bits 32. rng: borrowed, the secure
  * generator unless allow_insecure_rng. */
 pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d, pvg_rng *rng,
                            int allow_insecure_rng, pvg_fl_peer **out,
                            pvg_error *err) PVG_WARN_UNUSED;
 void pvg_fl_peer_free(pvg_fl_peer *p);
+/* Sets (or replaces) the peer's vector vec[0..d) (copied) before its masked
+ * input is due, so a client can advertise first and compute its update
+ * while the keys are exchanged. PVG_ERR_STATE after the masked input was
+ * made; PVG_ERR_INVALID when d is not the session's. */
+pvg_status pvg_fl_peer_set_input(pvg_fl_peer *p, const uint32_t *vec, size_t d,
+                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* Feeds a STATE of the peer's round. *out (new, pvg_free) is the message
  * to POST, or NULL when none is due. Refuses (PVG_ERR_ABORTED, and the

@@ -118,6 +118,7 @@ struct pvg_fl_peer {
     uint32_t *vec; /* sodium_malloc */
     size_t d;
     int step; /* 0 new, 1 advertised, 2 shared, 3 masked, 4 unmasked, -1 refused */
+    int has_input;
 };
 
 pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d, pvg_rng *rng,
@@ -152,7 +153,10 @@ pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d
         free(p);
         return pvg_error_set(err, PVG_ERR_NOMEM, "fl peer: vector");
     }
-    memcpy(p->vec, vec, sizeof *p->vec * d);
+    if (vec) {
+        memcpy(p->vec, vec, sizeof *p->vec * d);
+        p->has_input = 1;
+    }
     pvg_status s =
         pvg_secagg_client_new_ex(&p->params, p->id, rng, allow_insecure_rng, &p->sa, err);
     if (s != PVG_OK) {
@@ -172,6 +176,19 @@ void pvg_fl_peer_free(pvg_fl_peer *p)
         sodium_free(p->vec);
     }
     free(p);
+}
+
+pvg_status pvg_fl_peer_set_input(pvg_fl_peer *p, const uint32_t *vec, size_t d, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (p->step < 0 || p->step > 2)
+        return pvg_error_set(err, PVG_ERR_STATE, "fl peer: the masked input was made already");
+    if (d != p->d)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl peer: vector of %zu words, session d = %zu",
+                             d, p->d);
+    memcpy(p->vec, vec, sizeof *p->vec * d);
+    p->has_input = 1;
+    return PVG_OK;
 }
 
 int pvg_fl_peer_done(const pvg_fl_peer *p)
@@ -260,6 +277,9 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
     } else if (st->phase == PVG_FL_PHASE_SHARE && p->step == 1 && st->reply) {
         s = pvg_secagg_client_share_keys(p->sa, st->reply, st->reply_len, out, out_len, err);
     } else if (st->phase == PVG_FL_PHASE_MASKED && p->step == 2 && st->reply) {
+        if (!p->has_input)
+            return pvg_error_set(err, PVG_ERR_STATE,
+                                 "fl peer: no input set (pvg_fl_peer_set_input)");
         s = pvg_secagg_client_masked_input(p->sa, st->reply, st->reply_len, p->vec, out, out_len,
                                            err);
         if (s == PVG_OK) sodium_memzero(p->vec, sizeof *p->vec * p->d);
@@ -450,6 +470,7 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
     uint32_t *vec = NULL;
     size_t vec_d = 0;
     uint64_t skip_round = 0; /* a round refused or lost: wait for the next */
+    int need_update = 0;     /* the peer advertised; its update is still to compute */
     pvg_fl_state fs;
     s = request(&c, "POST", "/v1/fl/join", NULL, 0, err);
     if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join", err);
@@ -482,6 +503,18 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
         if (!peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != skip_round &&
             fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
             if (o->drop_phase == PVG_FL_PHASE_ADVERTISE) break;
+            pvg_error e;
+            pvg_status ps =
+                pvg_fl_peer_new(&fs, NULL, fs.params.d, o->rng, o->allow_insecure_rng, &peer, &e);
+            if (ps != PVG_OK) {
+                st->refused++;
+                skip_round = fs.round;
+                continue;
+            }
+            need_update = 1; /* after the advertisement: the update is due at the masked phase */
+        }
+        if (peer && need_update && fs.round == peer->round && peer->step >= 1) {
+            need_update = 0;
             uint64_t round = fs.round;
             uint32_t d = fs.params.d;
             char path[96];
@@ -490,6 +523,8 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
             if (s != PVG_OK) break;
             if (c.code == 404) { /* the round moved on meanwhile */
                 skip_round = round;
+                pvg_fl_peer_free(peer);
+                peer = NULL;
                 continue;
             }
             if (c.code != 200) {
@@ -514,16 +549,11 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
             memset(vec, 0, sizeof *vec * d);
             double t0 = now_s();
             s = o->update(o->ctx, round, c.resp.p, c.resp.n, vec, d, err);
-            if (s != PVG_OK) break;
-            pvg_error e;
-            pvg_status ps = pvg_fl_peer_new(&fs, vec, d, o->rng, o->allow_insecure_rng, &peer, &e);
+            if (s == PVG_OK) s = pvg_fl_peer_set_input(peer, vec, d, err);
             sodium_memzero(vec, sizeof *vec * d);
             st->compute_seconds += now_s() - t0;
-            if (ps != PVG_OK) {
-                st->refused++;
-                skip_round = round;
-                continue;
-            }
+            if (s != PVG_OK) break;
+            continue;
         }
         if (peer && fs.round == peer->round && in_round) {
             if (o->drop_phase && fs.phase >= o->drop_phase) break;

@@ -500,10 +500,7 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
     }
     st = solve_user(c, bc.V, bc.G, bc.n_items, h, nh, x, err);
     if (st != PVG_OK) goto out;
-    double xx = 0;
-    for (size_t a = 0; a < k; a++)
-        xx += x[a] * x[a];
-    double *R = u, *N = u + ni * k, *Q = N + ni, *T = Q + ni;
+    double *R = u, *N = u + ni * k, *T = N + ni;
     for (size_t i = 0; i < nh; i++) {
         size_t j = h[i].item;
         const float *v = bc.V + j * k;
@@ -514,7 +511,6 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
         for (size_t a = 0; a < k; a++)
             R[j * k + a] = s * x[a];
         N[j] = PVG_FL_STAT_SCALE;
-        Q[j] = PVG_FL_STAT_SCALE * (cw - c->alpha0) * xx;
     }
     size_t t = 0;
     for (size_t a = 0; a < k; a++)
@@ -558,7 +554,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     }
     st = fl_decode(c, &m->code, m->round, sum, c->dp == PVG_FL_DP_CENTRAL, rng, S, err);
     if (st != PVG_OK) goto out;
-    const double *R = S, *N = S + ni * k, *Q = N + ni, *T = Q + ni;
+    const double *R = S, *N = S + ni * k, *T = N + ni;
     const double is = 1.0 / PVG_FL_STAT_SCALE;
     size_t i = 0;
     for (size_t a = 0; a < k; a++)
@@ -575,20 +571,19 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
                            "fl apply: the summed Gramian has no eigen-decomposition");
         goto out;
     }
-    double tr = 0;
-    for (size_t a = 0; a < k; a++) {
+    for (size_t a = 0; a < k; a++)
         if (!(lam[a] > 0)) lam[a] = 0;
-        tr += lam[a];
-    }
     /* per item: g = alpha0 Gx v + reg_j v + R_j (the gradient of the loss
-     * over the cohort, halved); P = (alpha0 + Q_j/tr) Gx + reg_j I
-     * approximates its Hessian, the observed part by its trace times the
-     * cohort's normalised Gramian; step = P^-1 g in the eigenbasis */
+     * over the cohort, halved); P = (alpha0 + (1 - alpha0) N_j / W) Gx +
+     * reg_j I approximates its Hessian, the observed part by the item's
+     * count times the cohort's mean x x^T (exact in expectation for binary
+     * confidence); step = P^-1 g in the eigenbasis */
+    double obs = c->alpha0 < 1 ? 1 - c->alpha0 : 0;
     for (size_t j = 0; j < ni; j++) {
         float *v = m->V + j * k;
-        double nj = N[j] > 0 ? is * N[j] : 0, qj = Q[j] > 0 ? is * Q[j] : 0;
+        double nj = N[j] > 0 ? is * N[j] : 0;
         double regj = c->reg * (nj + c->alpha0 * W) + 1e-9;
-        double c1 = c->alpha0 + (tr > 0 ? qj / tr : 0);
+        double c1 = c->alpha0 + (W > 0 ? obs * nj / W : 0);
         /* t = U^T v, g in the eigenbasis: (alpha0 lam + reg) t + U^T R_j */
         for (size_t a = 0; a < k; a++) {
             double sv = 0, sr = 0;

@@ -59,7 +59,7 @@ pvg_status fl_config_check(const pvg_fl_config *c, pvg_error *err)
 
 size_t fl_dim_raw(uint32_t k, uint32_t n_items)
 {
-    uint64_t d = (uint64_t)n_items * (k + 2u) + (uint64_t)k * (k + 1u) / 2u + 1u;
+    uint64_t d = (uint64_t)n_items * (k + 1u) + (uint64_t)k * (k + 1u) / 2u + 1u;
     return d > (1u << 28) ? 0 : (size_t)d;
 }
 

@@ -7,8 +7,7 @@
  * The update vector of one client, before encoding (docs/federated.md):
  *   [0, n*k)          R: rows j of its items: ((c_uj - alpha0)(x_u.v_j) - c_uj) x_u
  *   [n*k, n*k+n)      N: s for each of its items (the per-item count)
- *   [n*k+n, n*k+2n)   Q: s (c_uj - alpha0) |x_u|^2 for each of its items
- *   [n*k+2n, +k(k+1)/2) s times the upper triangle of x_u x_u^T, row by row
+ *   [n*k+n, +k(k+1)/2) s times the upper triangle of x_u x_u^T, row by row
  *   [.., +1)          W: s (the client count)
  * with the public block scale s = PVG_FL_STAT_SCALE (so that the item rows
  * R carry most of a clipped vector's norm);

@@ -112,6 +112,16 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
                                    int allow_insecure_rng, uint32_t *vec, size_t d,
                                    float *user_factor, pvg_error *err) PVG_WARN_UNUSED;
 
+/* Client or transport: parses a broadcast strictly (as pvg_fl_client_update
+ * does) and returns its public config (granularity resolved,
+ * allow_insecure_rng 0), round and catalog size, so that a client can check
+ * the server's choices (DP mode, noise multiplier, clip, expected cohort)
+ * against its own policy before it takes part: a malicious server could
+ * otherwise ask for no noise. Errors as pvg_fl_client_update's parse. */
+pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                                 uint32_t *round, uint32_t *n_items,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
 /* Server: applies the unmasked SecAgg sum of `survivors` clients (central
  * DP noise added here when cfg.dp == PVG_FL_DP_CENTRAL), advances the round.
  * rng: central noise (deterministic generator refused unless

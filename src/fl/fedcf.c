@@ -334,6 +334,21 @@ static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *
     return PVG_OK;
 }
 
+pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                                 uint32_t *round, uint32_t *n_items, pvg_error *err)
+{
+    if (!cfg || !round || !n_items)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl broadcast info: NULL output");
+    fl_bc bc;
+    pvg_status st = bc_parse(broadcast, len, &bc, err);
+    if (st != PVG_OK) return st;
+    *cfg = bc.cfg;
+    *round = bc.round;
+    *n_items = bc.n_items;
+    bc_free(&bc);
+    return PVG_OK;
+}
+
 /* ---- client ---- */
 
 typedef struct fl_hist {
@@ -510,13 +525,13 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
         double s = (cw - c->alpha0) * xv - cw;
         for (size_t a = 0; a < k; a++)
             R[j * k + a] = s * x[a];
-        N[j] = PVG_FL_STAT_SCALE;
+        N[j] = PVG_FL_SCALE_N;
     }
     size_t t = 0;
     for (size_t a = 0; a < k; a++)
         for (size_t b = a; b < k; b++)
-            T[t++] = PVG_FL_STAT_SCALE * x[a] * x[b];
-    T[t] = PVG_FL_STAT_SCALE; /* W: this client */
+            T[t++] = PVG_FL_SCALE_T * x[a] * x[b];
+    T[t] = PVG_FL_SCALE_T; /* W: this client */
     if (user_factor)
         for (size_t a = 0; a < k; a++)
             user_factor[a] = (float)x[a];
@@ -555,7 +570,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     st = fl_decode(c, &m->code, m->round, sum, c->dp == PVG_FL_DP_CENTRAL, rng, S, err);
     if (st != PVG_OK) goto out;
     const double *R = S, *N = S + ni * k, *T = N + ni;
-    const double is = 1.0 / PVG_FL_STAT_SCALE;
+    const double is = 1.0 / PVG_FL_SCALE_T, isn = 1.0 / PVG_FL_SCALE_N;
     size_t i = 0;
     for (size_t a = 0; a < k; a++)
         for (size_t b = a; b < k; b++, i++)
@@ -581,7 +596,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     double obs = c->alpha0 < 1 ? 1 - c->alpha0 : 0;
     for (size_t j = 0; j < ni; j++) {
         float *v = m->V + j * k;
-        double nj = N[j] > 0 ? is * N[j] : 0;
+        double nj = N[j] > 0 ? isn * N[j] : 0;
         double regj = c->reg * (nj + c->alpha0 * W) + 1e-9;
         double c1 = c->alpha0 + (W > 0 ? obs * nj / W : 0);
         /* t = U^T v, g in the eigenbasis: (alpha0 lam + reg) t + U^T R_j */

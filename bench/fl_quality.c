@@ -12,7 +12,8 @@
  *
  *   bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE]
  *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
- *       [--eps 1,2,4,8,16] [--dp-rounds N] [--dp-q Q] [--clip C] [--ddg-eps E]
+ *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
+ *       [--adam-lr LR] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
  * --json), progress on stderr.
@@ -247,7 +248,7 @@ static void json_dp(FILE *f, const dp_point *p, int n)
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16";
-    int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1;
+    int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1, dp_factors = 0, adam = 1;
     double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -262,6 +263,8 @@ int main(int argc, char **argv)
             rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--factors") && i + 1 < argc)
             factors = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-factors") && i + 1 < argc)
+            dp_factors = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dp-rounds") && i + 1 < argc)
             dp_rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dp-q") && i + 1 < argc)
@@ -272,6 +275,8 @@ int main(int argc, char **argv)
             adam_lr = atof(argv[++i]);
         else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
             ddg_eps = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--no-fedadam"))
+            adam = 0;
         else if (!strcmp(argv[i], "--no-ddg"))
             ddg = 0;
         else if (argv[i][0] != '-' && !dir)
@@ -280,13 +285,15 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
-                    "[--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] [--ddg-eps E] "
-                    "[--no-ddg]\n");
+                    "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
+                    "[--ddg-eps E] "
+                    "[--no-ddg] [--no-fedadam]\n");
             return 2;
         }
     }
-    if (rounds < 1 || rounds > MAX_ROUNDS || dp_rounds < 1 || factors < 1 || factors > 256 ||
-        !(dp_q > 0 && dp_q <= 1)) {
+    if (dp_factors == 0) dp_factors = factors;
+    if (dp_factors < 1 || dp_factors > 256 || rounds < 1 || rounds > MAX_ROUNDS || dp_rounds < 1 ||
+        factors < 1 || factors > 256 || !(dp_q > 0 && dp_q <= 1)) {
         fprintf(stderr, "bench_fl_quality: --rounds 1..%d, --factors 1..256, --dp-q (0,1]\n",
                 MAX_ROUNDS);
         return 2;
@@ -395,15 +402,16 @@ int main(int argc, char **argv)
         ca.optimizer = PVG_FL_FEDADAM;
         ca.server_lr = adam_lr;
         fprintf(stderr, "  FedAdam (lr %g), all clients every round, no DP\n", adam_lr);
-        if (run_fl(&s, &ca, 1.0, rounds, 1, r->adam_r, r->adam_n, &rr, &nn, &r->adam_secs))
+        if (adam && run_fl(&s, &ca, 1.0, rounds, 1, r->adam_r, r->adam_n, &rr, &nn, &r->adam_secs))
             return 1;
         /* client-level DP: Poisson sampling at rate dp_q, dp_rounds rounds */
         r->n_eps = n_eps;
         double C = clip > 0 ? clip : 1.0;
         for (int e = 0; e < n_eps; e++) {
-            for (int opt = 0; opt < 2; opt++) {
+            for (int opt = 0; opt < 1 + adam; opt++) {
                 dp_point *p = opt ? &r->dp_adam[e] : &r->dp_avg[e];
                 pvg_fl_config c = opt ? ca : cfg;
+                c.factors = (uint32_t)dp_factors;
                 c.dp = PVG_FL_DP_CENTRAL;
                 c.clip = C;
                 c.expected_cohort = dp_q * (double)r->users;
@@ -422,6 +430,7 @@ int main(int argc, char **argv)
         }
         if (ddg) {
             pvg_fl_config c = cfg;
+            c.factors = (uint32_t)dp_factors;
             c.dp = PVG_FL_DP_DISTRIBUTED;
             c.clip = C;
             c.expected_cohort = dp_q * (double)r->users;
@@ -444,9 +453,9 @@ int main(int argc, char **argv)
     FILE *f = json ? fopen(json, "w") : stdout;
     if (!f) return 1;
     fprintf(f,
-            "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_q\": %g, \"dp_rounds\": %d, "
-            "\"clip\": %g, \"adam_lr\": %g, \"datasets\": [",
-            factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr);
+            "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
+            "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"datasets\": [",
+            factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

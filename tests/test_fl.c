@@ -203,7 +203,7 @@ static void test_sum_of_encoded_updates(void **state)
     /* and the sum is not trivial: the item-count block holds the history sizes */
     double cnt = 0;
     for (size_t j = 0; j < t.n_items; j++)
-        cnt += all[(size_t)t.n_items * c.factors + j] / PVG_FL_STAT_SCALE;
+        cnt += all[(size_t)t.n_items * c.factors + j] / PVG_FL_SCALE_N;
     assert_true(fabs(cnt - (double)t.indptr[t.n_users]) < 1e-3);
     free(take);
     free(all);
@@ -391,6 +391,25 @@ static void test_broadcast_parser(void **state)
     assert_int_equal(pvg_fl_client_update(big, bl, items, NULL, 2, rng, vec, d, NULL, &err),
                      PVG_ERR_CORRUPT);
     assert_int_equal(err.offset, PVG_FL_HEADER + 4 * 10);
+    /* a granularity so fine that a clipped coordinate would not fit the
+     * modulus (or a 64-bit integer) */
+    memcpy(big, bc, bl);
+    double tiny = 1e-300;
+    memcpy(big + 80, &tiny, 8);
+    assert_int_equal(pvg_fl_client_update(big, bl, items, NULL, 2, rng, vec, d, NULL, &err),
+                     PVG_ERR_CORRUPT);
+    assert_int_equal(err.offset, 8);
+    /* the header as the transport checks it against the client's policy */
+    pvg_fl_config got;
+    uint32_t rnd, nit;
+    assert_int_equal(pvg_fl_broadcast_info(bc, bl, &got, &rnd, &nit, NULL), PVG_OK);
+    assert_int_equal(got.factors, c.factors);
+    assert_int_equal(got.dp, c.dp);
+    assert_int_equal(got.allow_insecure_rng, 0);
+    assert_true(got.clip == c.clip);
+    assert_int_equal(rnd, 0);
+    assert_int_equal(nit, 25);
+    assert_int_equal(pvg_fl_broadcast_info(bc, bl - 1, &got, &rnd, &nit, &err), PVG_ERR_CORRUPT);
     /* n_items claiming a huge catalog: refused before any allocation */
     memcpy(big, bc, bl);
     big[12] = big[13] = big[14] = 0xff;

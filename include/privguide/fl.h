@@ -45,8 +45,9 @@ extern "C" {
  * broadcast. pvg_fl_config_default fills sensible values. */
 typedef struct pvg_fl_config {
     uint32_t factors;        /* k, 1..256 */
-    double reg, alpha;       /* user solve: (V^T C_u V + reg I) x_u = V^T C_u p_u, iALS-style
-                                confidence c = 1 + alpha * weight */
+    double reg, alpha;       /* user solve: (alpha0 G + V^T C_u V + reg_u I) x_u = V^T C_u p_u
+                                with reg_u = reg (|I_u| + alpha0 |I|) (items alike),
+                                confidence c = 1 + alpha * log1p(weight), 0: binary */
     double alpha0;           /* unobserved weight, as iALS (see docs/models.md) */
     double clip;             /* C: L2 bound of one client's item-update vector */
     int optimizer;           /* PVG_FL_FEDAVG or PVG_FL_FEDADAM */
@@ -63,9 +64,11 @@ typedef struct pvg_fl_config {
                                benchmarks only; privguide/rng.h) */
 } pvg_fl_config;
 
-/* Fills cfg with defaults: k = 32, reg = 0.1, alpha = 1, alpha0 = 0.1,
- * clip = 1e3 (effectively no clipping), FedAvg with server_lr = 1, no DP,
- * bits = 32, granularity 0 (automatic), seed 0. */
+/* Fills cfg with defaults: k = 32, reg = 0.1, alpha = 0 (binary), alpha0 =
+ * 0.1, clip = 1e3 (effectively no clipping), FedAvg with server_lr = 1, no
+ * DP, expected_cohort = 100, bits = 32, granularity 0 (automatic), seed 0,
+ * allow_insecure_rng 0. reg and alpha0 should match the centralised model
+ * they replace (alpha0 = alpha_c nnz / (|U| |I|), docs/models.md). */
 void pvg_fl_config_default(pvg_fl_config *cfg);
 
 typedef struct pvg_fl_model pvg_fl_model; /* server side: item factors + optimiser state + round */
@@ -111,6 +114,16 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
                                    const float *weights, size_t n, pvg_rng *rng,
                                    int allow_insecure_rng, uint32_t *vec, size_t d,
                                    float *user_factor, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Client or transport: parses a broadcast strictly (as pvg_fl_client_update
+ * does) and returns its public config (granularity resolved,
+ * allow_insecure_rng 0), round and catalog size, so that a client can check
+ * the server's choices (DP mode, noise multiplier, clip, expected cohort)
+ * against its own policy before it takes part: a malicious server could
+ * otherwise ask for no noise. Errors as pvg_fl_client_update's parse. */
+pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                                 uint32_t *round, uint32_t *n_items,
+                                 pvg_error *err) PVG_WARN_UNUSED;
 
 /* Server: applies the unmasked SecAgg sum of `survivors` clients (central
  * DP noise added here when cfg.dp == PVG_FL_DP_CENTRAL), advances the round.

@@ -334,6 +334,21 @@ static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *
     return PVG_OK;
 }
 
+pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                                 uint32_t *round, uint32_t *n_items, pvg_error *err)
+{
+    if (!cfg || !round || !n_items)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl broadcast info: NULL output");
+    fl_bc bc;
+    pvg_status st = bc_parse(broadcast, len, &bc, err);
+    if (st != PVG_OK) return st;
+    *cfg = bc.cfg;
+    *round = bc.round;
+    *n_items = bc.n_items;
+    bc_free(&bc);
+    return PVG_OK;
+}
+
 /* ---- client ---- */
 
 typedef struct fl_hist {
@@ -500,10 +515,7 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
     }
     st = solve_user(c, bc.V, bc.G, bc.n_items, h, nh, x, err);
     if (st != PVG_OK) goto out;
-    double xx = 0;
-    for (size_t a = 0; a < k; a++)
-        xx += x[a] * x[a];
-    double *R = u, *N = u + ni * k, *Q = N + ni, *T = Q + ni;
+    double *R = u, *N = u + ni * k, *T = N + ni;
     for (size_t i = 0; i < nh; i++) {
         size_t j = h[i].item;
         const float *v = bc.V + j * k;
@@ -513,14 +525,13 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
         double s = (cw - c->alpha0) * xv - cw;
         for (size_t a = 0; a < k; a++)
             R[j * k + a] = s * x[a];
-        N[j] = PVG_FL_STAT_SCALE;
-        Q[j] = PVG_FL_STAT_SCALE * (cw - c->alpha0) * xx;
+        N[j] = PVG_FL_SCALE_N;
     }
     size_t t = 0;
     for (size_t a = 0; a < k; a++)
         for (size_t b = a; b < k; b++)
-            T[t++] = PVG_FL_STAT_SCALE * x[a] * x[b];
-    T[t] = PVG_FL_STAT_SCALE; /* W: this client */
+            T[t++] = PVG_FL_SCALE_T * x[a] * x[b];
+    T[t] = PVG_FL_SCALE_T; /* W: this client */
     if (user_factor)
         for (size_t a = 0; a < k; a++)
             user_factor[a] = (float)x[a];
@@ -558,8 +569,8 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     }
     st = fl_decode(c, &m->code, m->round, sum, c->dp == PVG_FL_DP_CENTRAL, rng, S, err);
     if (st != PVG_OK) goto out;
-    const double *R = S, *N = S + ni * k, *Q = N + ni, *T = Q + ni;
-    const double is = 1.0 / PVG_FL_STAT_SCALE;
+    const double *R = S, *N = S + ni * k, *T = N + ni;
+    const double is = 1.0 / PVG_FL_SCALE_T, isn = 1.0 / PVG_FL_SCALE_N;
     size_t i = 0;
     for (size_t a = 0; a < k; a++)
         for (size_t b = a; b < k; b++, i++)
@@ -575,20 +586,19 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
                            "fl apply: the summed Gramian has no eigen-decomposition");
         goto out;
     }
-    double tr = 0;
-    for (size_t a = 0; a < k; a++) {
+    for (size_t a = 0; a < k; a++)
         if (!(lam[a] > 0)) lam[a] = 0;
-        tr += lam[a];
-    }
     /* per item: g = alpha0 Gx v + reg_j v + R_j (the gradient of the loss
-     * over the cohort, halved); P = (alpha0 + Q_j/tr) Gx + reg_j I
-     * approximates its Hessian, the observed part by its trace times the
-     * cohort's normalised Gramian; step = P^-1 g in the eigenbasis */
+     * over the cohort, halved); P = (alpha0 + (1 - alpha0) N_j / W) Gx +
+     * reg_j I approximates its Hessian, the observed part by the item's
+     * count times the cohort's mean x x^T (exact in expectation for binary
+     * confidence); step = P^-1 g in the eigenbasis */
+    double obs = c->alpha0 < 1 ? 1 - c->alpha0 : 0;
     for (size_t j = 0; j < ni; j++) {
         float *v = m->V + j * k;
-        double nj = N[j] > 0 ? is * N[j] : 0, qj = Q[j] > 0 ? is * Q[j] : 0;
+        double nj = N[j] > 0 ? isn * N[j] : 0;
         double regj = c->reg * (nj + c->alpha0 * W) + 1e-9;
-        double c1 = c->alpha0 + (tr > 0 ? qj / tr : 0);
+        double c1 = c->alpha0 + (W > 0 ? obs * nj / W : 0);
         /* t = U^T v, g in the eigenbasis: (alpha0 lam + reg) t + U^T R_j */
         for (size_t a = 0; a < k; a++) {
             double sv = 0, sr = 0;

@@ -59,7 +59,7 @@ pvg_status fl_config_check(const pvg_fl_config *c, pvg_error *err)
 
 size_t fl_dim_raw(uint32_t k, uint32_t n_items)
 {
-    uint64_t d = (uint64_t)n_items * (k + 2u) + (uint64_t)k * (k + 1u) / 2u + 1u;
+    uint64_t d = (uint64_t)n_items * (k + 1u) + (uint64_t)k * (k + 1u) / 2u + 1u;
     return d > (1u << 28) ? 0 : (size_t)d;
 }
 
@@ -111,6 +111,11 @@ pvg_status fl_code_of(const pvg_fl_config *cfg, uint32_t n_items, fl_code *out, 
             cint *= 0.9;
         }
     }
+    if (!(cint <= half / 4))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl: granularity %.3g puts the clip bound at %.3g steps, beyond a "
+                             "quarter of the %u-bit modulus",
+                             cfg->granularity, cint, cfg->bits);
     if (!(cint >= 8))
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fl: %u modulus bits leave %.3g quantisation steps for the clip "

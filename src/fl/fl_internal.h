@@ -7,12 +7,11 @@
  * The update vector of one client, before encoding (docs/federated.md):
  *   [0, n*k)          R: rows j of its items: ((c_uj - alpha0)(x_u.v_j) - c_uj) x_u
  *   [n*k, n*k+n)      N: s for each of its items (the per-item count)
- *   [n*k+n, n*k+2n)   Q: s (c_uj - alpha0) |x_u|^2 for each of its items
- *   [n*k+2n, +k(k+1)/2) s times the upper triangle of x_u x_u^T, row by row
+ *   [n*k+n, +k(k+1)/2) s times the upper triangle of x_u x_u^T, row by row
  *   [.., +1)          W: s (the client count)
- * with the public block scale s = PVG_FL_STAT_SCALE (so that the item rows
- * R carry most of a clipped vector's norm);
- * padded with zeros to a multiple of the rotation block.
+ * with public block scales s = PVG_FL_SCALE_N for N, PVG_FL_SCALE_T for T and W (so that the item
+ * rows R carry most of a clipped vector's norm); padded with zeros to a multiple of the rotation
+ * block.
  */
 #ifndef PVG_FL_INTERNAL_H
 #define PVG_FL_INTERNAL_H
@@ -26,7 +25,8 @@
 #define PVG_FL_HEADER 88 /* bytes before the item factors */
 #define PVG_FL_MAX_FACTORS 256
 #define PVG_FL_BLOCK_MAX 4096 /* randomised Walsh-Hadamard block */
-#define PVG_FL_STAT_SCALE 0.25
+#define PVG_FL_SCALE_N 0.1    /* block scales (public): item counts */
+#define PVG_FL_SCALE_T 0.1    /* the user Gramian and the client count */
 
 /* The encoding parameters every party derives from the public config and d. */
 typedef struct fl_code {

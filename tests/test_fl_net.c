@@ -224,7 +224,7 @@ static void test_sum_of_survivors_with_dropouts(void **state)
     co.min_clients = N_CLIENTS;
     co.max_rounds = 1;
     for (int i = 0; i < 4; i++)
-        co.phase_seconds[i] = 2.0; /* the phases with a dropout end at their deadline */
+        co.phase_seconds[i] = 4.0; /* the phases with a dropout end at their deadline */
     co.broadcast = bc_fn;
     co.apply = apply_fn;
     co.ctx = &a;

@@ -28,7 +28,7 @@ awk 'BEGIN { srand(11); for (u = 0; u < 12; u++) for (e = 0; e < 8; e++)
 
 # 25% dropouts (3 clients, each in a random phase): the round ends with the others
 "$P" fl simulate --clients 12 --processes 2 --dataset "$T/ev.jsonl" --rounds 1 --factors 8 \
-  --dropout 0.25 --phase-seconds 3 >"$T/res2.json" 2>"$T/err" || { cat "$T/err" >&2; fail "simulate dropout"; }
+  --dropout 0.25 --phase-seconds 8 >"$T/res2.json" 2>"$T/err" || { cat "$T/err" >&2; fail "simulate dropout"; }
 [ "$(jq -r '.rounds[0].phase' "$T/res2.json")" = done ] || fail "dropout round: $(cat "$T/res2.json")"
 s=$(jq '.rounds[0].survivors' "$T/res2.json")
 [ "$s" -ge 9 ] && [ "$s" -le 12 ] || fail "survivors $s"

@@ -65,6 +65,13 @@ void cli_assist_llm_options(cli_ctx *c, struct pvg_assist_llm_options *o);
 extern const cli_command cli_cmds_search[]; /* search */
 /* monitor alerts, ack, scan, suspend, resume */
 extern const cli_command cli_cmds_monitor[];
+extern const cli_command cli_cmds_fl[]; /* fl serve, client, simulate */
+/* serve --fl-items: starts the federated-training coordinator (cmd_fl.c) and
+ * sets o->fl (raising o->max_body_bytes to a MASKED vector when needed);
+ * detach after the server stopped. */
+struct pvg_server_options;
+int cli_fl_attach(cli_ctx *c, struct pvg_server_options *o, void **state);
+void cli_fl_detach(void *state);
 
 /* ---- accessors (valid inside run) ---- */
 const cli_command *cli_command_of(cli_ctx *c);

@@ -107,11 +107,19 @@ static int run_serve(cli_ctx *c)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    void *fl = NULL; /* federated training (cmd_fl.c, docs/fl-protocol.md) */
+    if (cli_has(c, "fl-items")) {
+        int rc = cli_fl_attach(c, &o, &fl);
+        if (rc != CLI_EXIT_OK) return rc;
+    }
     pvg_server *srv = NULL;
     pvg_error err;
     pvg_error_clear(&err);
     pvg_status st = pvg_server_start(&o, &srv, &err);
-    if (st != PVG_OK) return cli_fail("serve", st, &err);
+    if (st != PVG_OK) {
+        cli_fl_detach(fl);
+        return cli_fail("serve", st, &err);
+    }
     int port = pvg_server_port(srv);
     const char *host = o.bind ? o.bind : "127.0.0.1";
     printf("privguide: serving %s on http://%s:%d (model generation %ld)\n", o.data_dir, host, port,
@@ -136,6 +144,7 @@ static int run_serve(cli_ctx *c)
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
             cli_warn("cannot write the port file %s", port_file);
             pvg_server_free(srv);
+            cli_fl_detach(fl);
             return CLI_EXIT_FAIL;
         }
     }
@@ -145,6 +154,7 @@ static int run_serve(cli_ctx *c)
             sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_ms);
     st = pvg_server_stop(srv, drain_ms, &err);
     pvg_server_free(srv);
+    cli_fl_detach(fl);
     if (st != PVG_OK) return cli_fail("serve: stop", st, &err);
     fprintf(stderr, "privguide: stopped cleanly\n");
     return CLI_EXIT_OK;
@@ -186,6 +196,15 @@ static const cli_flag serve_flags[] = {
     {"alert-webhook", CLI_STR, "URL",
      "access monitoring: POST each alert as JSON to http://host[:port]/path"},
     {"no-monitor", CLI_BOOL, NULL, "no access monitoring (for measuring its cost)"},
+    /* federated training under /v1/fl/ (docs/fl-protocol.md) */
+    {"fl-items", CLI_STR, "FILE", "serve federated training over this public item list"},
+    {"fl-factors", CLI_INT, "K", "federated training: factors (default 32)"},
+    {"fl-rounds", CLI_INT, "N", "federated training: rounds, 0 unlimited (default 1)"},
+    {"fl-sample-rate", CLI_DOUBLE, "Q", "federated training: Poisson sampling rate (default 1)"},
+    {"fl-min-clients", CLI_INT, "N", "federated training: clients before a round (default 3)"},
+    {"fl-k", CLI_INT, "K", "federated training: SecAgg+ neighbours (default 100)"},
+    {"fl-phase-seconds", CLI_DOUBLE, "S", "federated training: deadline per phase (default 30)"},
+    {"fl-server-threads", CLI_INT, "N", "federated training: unmasking threads (default 2)"},
     {"drain-ms", CLI_INT, "MS",
      "on SIGTERM, wait this long for requests in flight (default "
      "10000)"},

@@ -32,10 +32,10 @@ static const char *lookup(cli_ctx *c, const char *flag);
 
 static const cli_command *const *all_tables(void)
 {
-    static const cli_command *const tables[] = {
-        cli_cmds_store,   cli_cmds_model,  cli_cmds_dp,  cli_cmds_he,
-        cli_cmds_secagg,  cli_cmds_server, cli_cmds_ops, cli_cmds_search,
-        cli_cmds_monitor, cli_cmds_assist, NULL};
+    static const cli_command *const tables[] = {cli_cmds_store,  cli_cmds_model,  cli_cmds_dp,
+                                                cli_cmds_he,     cli_cmds_secagg, cli_cmds_server,
+                                                cli_cmds_ops,    cli_cmds_search, cli_cmds_monitor,
+                                                cli_cmds_assist, cli_cmds_fl,     NULL};
     return tables;
 }
 

@@ -66,6 +66,10 @@ typedef struct pvg_server_options {
     /* The assistant's optional language model (assistant.h,
      * pvg_assist_llm_options; borrowed for the call). NULL: none. */
     const struct pvg_assist_llm_options *assist_llm;
+    /* Federated training (fl_net.h, docs/fl-protocol.md): the round
+     * coordinator behind /v1/fl/ (borrowed; it must outlive the server).
+     * NULL: those routes answer 404. */
+    struct pvg_fl_coord *fl;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

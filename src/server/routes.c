@@ -45,6 +45,10 @@ void pvg_srv_h_fairness(pvg_srv_req *r); /* fairness_route.c */
 void pvg_srv_recommend_why(pvg_srv_req *r, pvg_srv_model *m, pvg_srv_model *dm,
                            const pvg_srv_popular *pop, const char *user, int personalized,
                            json_t *answer); /* explain_route.c */
+void pvg_srv_h_fl_join(pvg_srv_req *r);  /* fl_route.c */
+void pvg_srv_h_fl_state(pvg_srv_req *r);
+void pvg_srv_h_fl_broadcast(pvg_srv_req *r);
+void pvg_srv_h_fl_message(pvg_srv_req *r);
 
 #define OPS (PVG_SRV_ADMIN | PVG_SRV_ANALYST)
 #define ANYONE (PVG_SRV_ADMIN | PVG_SRV_ANALYST | PVG_SRV_USER)
@@ -77,6 +81,12 @@ static const pvg_srv_route ROUTES[] = {
     /* the shopper's own view of the audit log: entries about them only */
     {"GET", "/v1/users/{id}/audit", PVG_SRV_USER | PVG_SRV_OWN, h_audit,
      "the audit entries about the token's own user"},
+    /* federated training: a shopper's client and the round coordinator (fl_route.c) */
+    {"POST", "/v1/fl/join", PVG_SRV_USER, pvg_srv_h_fl_join, "join federated training"},
+    {"GET", "/v1/fl/state", PVG_SRV_USER, pvg_srv_h_fl_state, "the round's state for this client"},
+    {"GET", "/v1/fl/broadcast", PVG_SRV_USER, pvg_srv_h_fl_broadcast, "the round's broadcast"},
+    {"POST", "/v1/fl/messages", PVG_SRV_USER, pvg_srv_h_fl_message,
+     "a SecAgg message of the current phase"},
     {"GET", "/v1/admin/fairness", PVG_SRV_ADMIN, pvg_srv_h_fairness,
      "the last saved fairness audit report (aggregates)"},
     /* access monitoring (alerts.c, docs/monitor.md) */

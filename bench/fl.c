@@ -1,0 +1,327 @@
+/*
+ * bench/fl.c - one round of federated training over HTTP on loopback with
+ * real client processes: N (default 1,000) forked clients, each a shopper
+ * with its own token and a synthetic history of 20 items, take part in one
+ * round of federated iALS (32 factors) through SecAgg+ (k = 100, t = 51);
+ * a fraction (default 30%) drops, each in a random phase (advertise, share,
+ * masked input, unmask). The server (libmicrohttpd, the coordinator and the
+ * model) runs in this process.
+ *
+ * Prints JSON: the round's wall seconds and per-phase seconds (phases with a
+ * dropout end at their deadline), the server's CPU-bound seconds, client
+ * compute seconds (p50, max) and wall seconds, HTTP bytes up and down per
+ * surviving client (bodies and headers) against the plain quantised update
+ * (d words of 4 bytes), the machine's load average.
+ *
+ * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds]]]]
+ */
+#include <privguide/auth.h>
+#include <privguide/fl.h>
+#include <privguide/fl_net.h>
+#include <privguide/rng.h>
+#include <privguide/server.h>
+#include <privguide/store.h>
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct result {
+    uint32_t index;
+    int32_t status;
+    int32_t drop_phase;
+    uint32_t rounds;
+    double compute_seconds, seconds;
+    unsigned long long bytes_up, bytes_down, body_up, body_down;
+} result;
+
+typedef struct child_ctx {
+    uint32_t items[20];
+    float w[20];
+    size_t n;
+    pvg_rng *rng;
+} child_ctx;
+
+static pvg_status child_update(void *ctx, uint64_t round, const uint8_t *bc, size_t len,
+                               uint32_t *vec, size_t d, pvg_error *err)
+{
+    child_ctx *c = ctx;
+    (void)round;
+    float factor[32];
+    return pvg_fl_client_update(bc, len, c->items, c->w, c->n, c->rng, vec, d, factor, err);
+}
+
+static void child(uint32_t index, const char *token, int drop, uint32_t n_items, int port_fd,
+                  int res_fd)
+{
+    int port = 0;
+    if (read(port_fd, &port, sizeof port) != sizeof port) _exit(3);
+    child_ctx c;
+    c.rng = pvg_rng_new_secure();
+    c.n = 20;
+    for (size_t i = 0; i < c.n; i++) {
+        c.items[i] = (uint32_t)pvg_rng_uniform(c.rng, n_items);
+        c.w[i] = 1.0f;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    pvg_fl_client_options o;
+    memset(&o, 0, sizeof o);
+    o.server = url;
+    o.token = token;
+    o.rounds = 1;
+    o.timeout_s = 400;
+    o.drop_phase = drop;
+    o.update = child_update;
+    o.ctx = &c;
+    o.rng = c.rng;
+    pvg_fl_client_stats st;
+    pvg_error err;
+    result r;
+    memset(&r, 0, sizeof r);
+    r.index = index;
+    r.drop_phase = drop;
+    r.status = pvg_fl_client_run(&o, &st, &err);
+    if (r.status != PVG_OK) fprintf(stderr, "client %u: %s\n", index, err.text);
+    r.rounds = st.rounds;
+    r.compute_seconds = st.compute_seconds;
+    r.seconds = st.seconds;
+    r.bytes_up = st.bytes_up;
+    r.bytes_down = st.bytes_down;
+    r.body_up = st.body_up;
+    r.body_down = st.body_down;
+    if (write(res_fd, &r, sizeof r) != sizeof r) _exit(4);
+    _exit(0);
+}
+
+typedef struct trainer {
+    pvg_fl_model *m;
+    pvg_rng *rng;
+} trainer;
+
+static pvg_status tr_broadcast(void *ctx, uint64_t round, uint8_t **out, size_t *len,
+                               pvg_error *err)
+{
+    (void)round;
+    return pvg_fl_model_broadcast(((trainer *)ctx)->m, out, len, err);
+}
+
+static pvg_status tr_apply(void *ctx, uint64_t round, const uint32_t *sum, size_t d,
+                           uint32_t survivors, pvg_error *err)
+{
+    trainer *t = ctx;
+    (void)round;
+    return pvg_fl_model_apply(t->m, sum, d, survivors, t->rng, err);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    uint32_t n = argc > 1 ? (uint32_t)atoi(argv[1]) : 1000;
+    uint32_t n_items = argc > 2 ? (uint32_t)atoi(argv[2]) : 4000;
+    double dropout = argc > 3 ? atof(argv[3]) : 0.3;
+    double def[4] = {15, 40, 60, 15}; /* the deadlines; argv[4]: "a,b,c,d" or one for all */
+    if (argc > 4) {
+        int got = sscanf(argv[4], "%lf,%lf,%lf,%lf", &def[0], &def[1], &def[2], &def[3]);
+        if (got == 1) def[1] = def[2] = def[3] = def[0];
+    }
+    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1) {
+        fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds]]]]\n");
+        return 2;
+    }
+    char dir[] = "/tmp/pvg-bench-fl-XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char dd[128], keyf[128];
+    snprintf(dd, sizeof dd, "%s/data", dir);
+    snprintf(keyf, sizeof keyf, "%s/keys", dir);
+    setenv(PVG_ENV_KEY_FILE, keyf, 1);
+    pvg_error err;
+    pvg_store_init_options io;
+    memset(&io, 0, sizeof io);
+    io.key_file = keyf;
+    pvg_store *s = NULL;
+    if (pvg_store_init(dd, &io, &err) != PVG_OK || pvg_store_open(dd, &s, &err) != PVG_OK) {
+        fprintf(stderr, "store: %s\n", err.text);
+        return 1;
+    }
+    char **tok = calloc(n, sizeof *tok);
+    for (uint32_t i = 0; i < n; i++) {
+        char user[32];
+        pvg_principal p;
+        snprintf(user, sizeof user, "bench-shopper-%u", i);
+        if (pvg_auth_token_issue(s, user, 86400, 0, &tok[i], &p, &err) != PVG_OK) {
+            fprintf(stderr, "token: %s\n", err.text);
+            return 1;
+        }
+    }
+    pvg_store_free(s);
+
+    /* dropouts: round(dropout * n) clients, the first four one per phase, the
+     * others in a random phase */
+    pvg_rng *rng = pvg_rng_new_secure();
+    int *drop = calloc(n, sizeof *drop);
+    uint32_t n_drop = (uint32_t)lround(dropout * n);
+    for (uint32_t j = 0; j < n_drop; j++) {
+        uint32_t i;
+        do
+            i = (uint32_t)pvg_rng_uniform(rng, n);
+        while (drop[i]);
+        drop[i] = j < 4 ? (int)j + 1 : 1 + (int)pvg_rng_uniform(rng, 4);
+    }
+
+    /* fork every client before any thread starts here */
+    int port_pipe[2], res_pipe[2];
+    if (pipe(port_pipe) != 0 || pipe(res_pipe) != 0) return 1;
+    pid_t *pid = calloc(n, sizeof *pid);
+    for (uint32_t i = 0; i < n; i++) {
+        pid[i] = fork();
+        if (pid[i] == 0) {
+            close(port_pipe[1]);
+            close(res_pipe[0]);
+            child(i, tok[i], drop[i], n_items, port_pipe[0], res_pipe[1]);
+        }
+        if (pid[i] < 0) {
+            fprintf(stderr, "fork %u: %s (ran %u clients)\n", i, strerror(errno), i);
+            return 1;
+        }
+    }
+    close(port_pipe[0]);
+    close(res_pipe[1]);
+    for (uint32_t i = 0; i < n; i++)
+        pvg_auth_credential_free(tok[i]);
+    free(tok);
+
+    pvg_fl_config cfg;
+    pvg_fl_config_default(&cfg);
+    cfg.factors = 32;
+    trainer tr = {NULL, rng};
+    if (pvg_fl_model_new(&cfg, n_items, rng, &tr.m, &err) != PVG_OK) {
+        fprintf(stderr, "model: %s\n", err.text);
+        return 1;
+    }
+    size_t d = pvg_fl_update_dim(&cfg, n_items);
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = (uint32_t)d;
+    co.sample_rate = 1.0;
+    co.min_clients = n;
+    co.k = 100;
+    co.max_rounds = 1;
+    co.server_threads = 2;
+    /* deadlines: the share phase carries the clients' updates, the masked-input
+     * phase their mask expansion */
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = def[i];
+    co.broadcast = tr_broadcast;
+    co.apply = tr_apply;
+    co.ctx = &tr;
+    co.rng = rng;
+    pvg_fl_coord *coord = NULL;
+    if (pvg_fl_coord_new(&co, &coord, &err) != PVG_OK) {
+        fprintf(stderr, "coordinator: %s\n", err.text);
+        return 1;
+    }
+    pvg_server_options so;
+    memset(&so, 0, sizeof so);
+    so.data_dir = dd;
+    so.threads = 4;
+    so.monitor_off = 1;
+    so.synonyms_path = "";
+    so.auth_failure_rate = -1;
+    so.fl = coord;
+    so.max_body_bytes = pvg_fl_coord_max_message(coord) + 4096;
+    pvg_server *srv = NULL;
+    if (pvg_server_start(&so, &srv, &err) != PVG_OK) {
+        fprintf(stderr, "server: %s\n", err.text);
+        return 1;
+    }
+    int port = pvg_server_port(srv);
+    for (uint32_t i = 0; i < n; i++)
+        if (write(port_pipe[1], &port, sizeof port) != sizeof port) return 1;
+    close(port_pipe[1]);
+
+    pvg_fl_round_stats rs;
+    pvg_status st = pvg_fl_coord_wait(coord, 1, 400, &rs, &err);
+    if (st != PVG_OK)
+        fprintf(stderr, "round 1: %s (registered %u of %u)\n", err.text,
+                pvg_fl_coord_registered(coord), n);
+    result *res = calloc(n, sizeof *res);
+    uint32_t got = 0;
+    while (got < n) {
+        ssize_t r = read(res_pipe[0], &res[got], sizeof *res);
+        if (r != (ssize_t)sizeof *res) break;
+        got++;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        waitpid(pid[i], NULL, 0);
+    double *cs = calloc(n, sizeof *cs), *ws = calloc(n, sizeof *ws);
+    double up = 0, down = 0, bup = 0, bdown = 0;
+    uint32_t m = 0, failed = 0, done = 0;
+    for (uint32_t i = 0; i < got; i++) {
+        if (res[i].status != 0) failed++;
+        if (res[i].drop_phase) continue;
+        cs[m] = res[i].compute_seconds;
+        ws[m] = res[i].seconds;
+        up += (double)res[i].bytes_up;
+        down += (double)res[i].bytes_down;
+        bup += (double)res[i].body_up;
+        bdown += (double)res[i].body_down;
+        done += res[i].rounds;
+        m++;
+    }
+    qsort(cs, m, sizeof *cs, cmp_d);
+    qsort(ws, m, sizeof *ws, cmp_d);
+    double la[3] = {0, 0, 0};
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = -1;
+        fclose(lf);
+    }
+    double plain = (double)d * 4;
+    printf("{\"bench\":\"fl\",\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
+           "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
+           "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
+           "\"round_seconds\":%.3f,\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"server_seconds\":%.3f,"
+           "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
+           "\"client_wall_seconds_p50\":%.3f,\"client_wall_seconds_max\":%.3f,"
+           "\"bytes_up_per_client\":%.0f,\"bytes_down_per_client\":%.0f,"
+           "\"body_up_per_client\":%.0f,\"body_down_per_client\":%.0f,"
+           "\"plain_update_bytes\":%.0f,\"upload_ratio\":%.4f,\"body_upload_ratio\":%.4f,"
+           "\"clients_reporting\":%u,\"clients_failed\":%u,\"clients_done\":%u,"
+           "\"loadavg\":[%.2f,%.2f,%.2f],\"cores\":%ld}\n",
+           n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
+           st == PVG_OK ? pvg_fl_phase_name(rs.phase) : "timeout",
+           st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
+           rs.arrived[2], rs.arrived[3], rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1],
+           rs.phase_seconds[2], rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1],
+           co.phase_seconds[2], co.phase_seconds[3], rs.server_seconds, m ? cs[m / 2] : 0,
+           m ? cs[m - 1] : 0, m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? up / m : 0,
+           m ? down / m : 0, m ? bup / m : 0, m ? bdown / m : 0, plain, m ? up / m / plain : 0,
+           m ? bup / m / plain : 0, got, failed, done, la[0], la[1], la[2],
+           sysconf(_SC_NPROCESSORS_ONLN));
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    pvg_fl_model_free(tr.m);
+    pvg_rng_free(rng);
+    free(res);
+    free(cs);
+    free(ws);
+    free(pid);
+    free(drop);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) return 1;
+    return st == PVG_OK && rs.phase == PVG_FL_PHASE_DONE ? 0 : 1;
+}

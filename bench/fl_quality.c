@@ -1,0 +1,557 @@
+/*
+ * bench_fl_quality - quality of federated iALS (privguide/fl.h) against
+ * centralised iALS with the same factors, on ML-100K (random-split 0.25,
+ * split seed 42) and Online Retail (temporal, cut-off 2011-11-01, >= 5
+ * training items): Recall@20 and NDCG@20 per round without DP (FedAvg and
+ * FedAdam), and at the end of training with client-level DP (central and
+ * distributed discrete Gaussian noise) at several epsilons, delta =
+ * 1/n^1.1. Every shopper is one client; rounds run in process through
+ * pvg_fl_client_update / pvg_fl_model_apply with the plain modular sum
+ * standing in for secure aggregation (tests/test_fl.c checks that SecAgg's
+ * sum equals it).
+ *
+ *   bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE]
+ *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
+ *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
+ *       [--adam-lr LR] [--ddg-eps E] [--no-ddg] [--no-fedadam]
+ *
+ * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
+ * --json), progress on stderr.
+ */
+#include "bench_svg.h"
+#include "fl/fl_internal.h"
+#include "model/model_internal.h"
+
+#include <privguide/eval.h>
+#include <privguide/fl.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define K_AT 20
+#define MAX_ROUNDS 200
+#define MAX_EPS 8
+
+typedef struct dataset_def {
+    const char *name, *file, *protocol_text;
+    pvg_format fmt;
+    pvg_eval_protocol protocol;
+} dataset_def;
+
+static const dataset_def DATASETS[] = {
+    {"ml-100k", "ml-100k/u.data.gz", "random-split 0.25, split seed 42", PVG_FORMAT_MOVIELENS,
+     PVG_EVAL_RANDOM_SPLIT},
+    {"online-retail", "online-retail/online-retail.csv.gz",
+     "temporal, cut-off 2011-11-01, >= 5 training items", PVG_FORMAT_ONLINE_RETAIL,
+     PVG_EVAL_TEMPORAL},
+};
+#define N_DATASETS 2
+
+static void eval_options(const dataset_def *d, pvg_eval_options *o)
+{
+    pvg_eval_options_default(d->protocol, o);
+    o->seed = 42;
+    o->threads = 1;
+    o->n_ks = 1;
+    o->ks[0] = K_AT;
+    if (d->protocol == PVG_EVAL_RANDOM_SPLIT) o->test_fraction = 0.25;
+    if (d->protocol == PVG_EVAL_TEMPORAL) {
+        o->cutoff = 1320105600; /* 2011-11-01T00:00:00Z */
+        o->min_user_items = 5;
+    }
+}
+
+/* The split as CSRs and the evaluated users, as src/model/eval.c does. */
+typedef struct split {
+    pvg_csr Rt, T;
+    uint32_t *users;
+    size_t n_eval;
+} split;
+
+static int find_in(const pvg_csr *M, uint32_t u, uint32_t it)
+{
+    for (uint64_t j = M->indptr[u]; j < M->indptr[u + 1]; j++)
+        if (M->indices[j] == it) return 1;
+    return 0;
+}
+
+static int make_split(const pvg_dataset *ds, const pvg_eval_options *o, split *s)
+{
+    memset(s, 0, sizeof *s);
+    size_t n = ds->n_ev;
+    uint8_t *role = malloc(n), *keep = malloc(n);
+    pvg_error err;
+    if (!role || !keep || pvg_eval_split(ds, o, role, &err) != PVG_OK) return -1;
+    for (size_t e = 0; e < n; e++)
+        keep[e] = role[e] == PVG_SPLIT_TRAIN;
+    if (pvg_csr_build(ds->n_users, ds->n_items, n, ds->ev_user, ds->ev_item, ds->ev_w, keep,
+                      &s->Rt) != PVG_OK)
+        return -1;
+    for (size_t e = 0; e < n; e++)
+        keep[e] = role[e] == PVG_SPLIT_TEST;
+    if (pvg_csr_build(ds->n_users, ds->n_items, n, ds->ev_user, ds->ev_item, ds->ev_w, keep,
+                      &s->T) != PVG_OK)
+        return -1;
+    free(role);
+    free(keep);
+    long min_items = o->protocol == PVG_EVAL_TEMPORAL ? o->min_user_items : 1;
+    s->users = malloc(ds->n_users * sizeof *s->users);
+    for (size_t u = 0; u < ds->n_users; u++) {
+        if ((long)(s->Rt.indptr[u + 1] - s->Rt.indptr[u]) < min_items) continue;
+        size_t nt = 0;
+        for (uint64_t j = s->T.indptr[u]; j < s->T.indptr[u + 1]; j++)
+            nt += !find_in(&s->Rt, (uint32_t)u, s->T.indices[j]);
+        if (nt) s->users[s->n_eval++] = (uint32_t)u;
+    }
+    return 0;
+}
+
+/* Recall@20 and NDCG@20 of the model's item factors: each evaluated user
+ * solves its factor from its training items as a client does. */
+static void evaluate(const pvg_fl_model *m, const split *s, double *recall, double *ndcg)
+{
+    const float *V;
+    uint32_t ni, k;
+    if (pvg_fl_model_item_factors(m, &V, &ni, &k, NULL) != PVG_OK) return;
+    float *x = malloc(k * sizeof *x), *sc = malloc(ni * sizeof *sc), *tsc = malloc(K_AT * 4);
+    int64_t idx[K_AT];
+    uint32_t *tg = malloc(ni * sizeof *tg);
+    double sr = 0, sn = 0;
+    for (size_t a = 0; a < s->n_eval; a++) {
+        uint32_t u = s->users[a];
+        const uint32_t *h = s->Rt.indices + s->Rt.indptr[u];
+        size_t nh = (size_t)(s->Rt.indptr[u + 1] - s->Rt.indptr[u]);
+        if (fl_model_user_factor(m, h, s->Rt.data + s->Rt.indptr[u], nh, x, NULL) != PVG_OK)
+            continue;
+        pvg_matvec(V, ni, k, x, sc);
+        for (size_t i = 0; i < nh; i++)
+            sc[h[i]] = -INFINITY;
+        size_t got = pvg_topk(sc, ni, K_AT, idx, tsc);
+        size_t nt = 0;
+        for (uint64_t j = s->T.indptr[u]; j < s->T.indptr[u + 1]; j++)
+            if (!find_in(&s->Rt, u, s->T.indices[j])) tg[nt++] = s->T.indices[j];
+        double r, nd, p, ap, hr;
+        pvg_eval_user_metrics(idx, got, tg, nt, K_AT, &r, &nd, &p, &ap, &hr);
+        sr += r;
+        sn += nd;
+    }
+    *recall = sr / (double)s->n_eval;
+    *ndcg = sn / (double)s->n_eval;
+    free(x);
+    free(sc);
+    free(tsc);
+    free(tg);
+}
+
+/* One federated training run; curve_r/curve_n (may be NULL) get the
+ * metrics after every round. Returns 0 ok. */
+static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds, uint64_t seed,
+                  double *curve_r, double *curve_n, double *recall, double *ndcg, double *secs)
+{
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
+    pvg_fl_model *m = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    if (pvg_fl_model_new(cfg, (uint32_t)s->Rt.n_cols, rng, &m, &err) != PVG_OK) {
+        fprintf(stderr, "fl model: %s\n", err.text);
+        pvg_rng_free(rng);
+        return -1;
+    }
+    fl_clients cl = {s->Rt.n_rows, (uint32_t)s->Rt.n_cols, s->Rt.indptr, s->Rt.indices, s->Rt.data};
+    double t0 = pvg_now_seconds();
+    for (int r = 0; r < rounds; r++) {
+        fl_round_stats st;
+        if (fl_sim_round(m, &cl, q, rng, &st, &err) != PVG_OK) {
+            fprintf(stderr, "fl round %d: %s\n", r, err.text);
+            pvg_fl_model_free(m);
+            pvg_rng_free(rng);
+            return -1;
+        }
+        if (curve_r) {
+            evaluate(m, s, &curve_r[r], &curve_n[r]);
+            fprintf(stderr, "    round %2d cohort %u recall@20 %.4f ndcg@20 %.4f\n", r + 1,
+                    st.cohort, curve_r[r], curve_n[r]);
+        }
+    }
+    *secs = pvg_now_seconds() - t0;
+    evaluate(m, s, recall, ndcg);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+    return 0;
+}
+
+/* The smallest noise multiplier z (to 0.1%) with epsilon(z) <= eps. */
+static double z_for(const pvg_fl_config *base, double q, int rounds, double delta, double eps)
+{
+    pvg_fl_config c = *base;
+    double lo = 0.05, hi = 200;
+    for (int it = 0; it < 60 && hi / lo > 1.001; it++) {
+        c.noise_multiplier = sqrt(lo * hi);
+        double e = INFINITY;
+        if (pvg_fl_epsilon(&c, q, (uint32_t)rounds, delta, &e, NULL) == PVG_OK && e <= eps)
+            hi = c.noise_multiplier;
+        else
+            lo = c.noise_multiplier;
+    }
+    return hi;
+}
+
+typedef struct dp_point {
+    int ok;
+    double eps, z, recall, ndcg;
+} dp_point;
+
+typedef struct ds_res {
+    const dataset_def *def;
+    size_t users, items, train, n_eval;
+    double alpha0, delta;
+    double c_recall, c_ndcg, c_secs; /* centralised iALS */
+    int rounds;
+    double avg_r[MAX_ROUNDS], avg_n[MAX_ROUNDS], adam_r[MAX_ROUNDS], adam_n[MAX_ROUNDS];
+    double avg_secs, adam_secs;
+    int n_eps;
+    dp_point dp_avg[MAX_EPS], dp_adam[MAX_EPS];
+    dp_point ddg; /* distributed discrete Gaussian, FedAvg */
+} ds_res;
+
+static int in_list(const char *list, const char *name)
+{
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
+    return 0;
+}
+
+static void json_curve(FILE *f, const char *name, const double *v, int n)
+{
+    fprintf(f, "\"%s\": [", name);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%.5f", i ? ", " : "", v[i]);
+    fprintf(f, "]");
+}
+
+static void json_dp(FILE *f, const dp_point *p, int n)
+{
+    fprintf(f, "[");
+    for (int i = 0; i < n; i++)
+        fprintf(f,
+                "%s{\"epsilon\": %g, \"noise_multiplier\": %.4f, \"ok\": %d, \"recall\": %.5f, "
+                "\"ndcg\": %.5f}",
+                i ? ", " : "", p[i].eps, p[i].z, p[i].ok, p[i].recall, p[i].ndcg);
+    fprintf(f, "]");
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16";
+    int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1, dp_factors = 0, adam = 1;
+    double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json = argv[++i];
+        else if (!strcmp(argv[i], "--svg") && i + 1 < argc)
+            svg = argv[++i];
+        else if (!strcmp(argv[i], "--datasets") && i + 1 < argc)
+            datasets = argv[++i];
+        else if (!strcmp(argv[i], "--eps") && i + 1 < argc)
+            eps_list = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--factors") && i + 1 < argc)
+            factors = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-factors") && i + 1 < argc)
+            dp_factors = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-rounds") && i + 1 < argc)
+            dp_rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-q") && i + 1 < argc)
+            dp_q = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--clip") && i + 1 < argc)
+            clip = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--adam-lr") && i + 1 < argc)
+            adam_lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
+            ddg_eps = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--no-fedadam"))
+            adam = 0;
+        else if (!strcmp(argv[i], "--no-ddg"))
+            ddg = 0;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else {
+            fprintf(stderr,
+                    "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
+                    "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
+                    "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
+                    "[--ddg-eps E] "
+                    "[--no-ddg] [--no-fedadam]\n");
+            return 2;
+        }
+    }
+    if (dp_factors == 0) dp_factors = factors;
+    if (dp_factors < 1 || dp_factors > 256 || rounds < 1 || rounds > MAX_ROUNDS || dp_rounds < 1 ||
+        factors < 1 || factors > 256 || !(dp_q > 0 && dp_q <= 1)) {
+        fprintf(stderr, "bench_fl_quality: --rounds 1..%d, --factors 1..256, --dp-q (0,1]\n",
+                MAX_ROUNDS);
+        return 2;
+    }
+    double eps[MAX_EPS];
+    int n_eps = 0;
+    for (const char *p = eps_list; *p && n_eps < MAX_EPS;) {
+        eps[n_eps++] = strtod(p, (char **)&p);
+        if (*p == ',')
+            p++;
+        else if (*p)
+            break;
+    }
+    if (pvg_init() != PVG_OK) return 1;
+    char path[4096], envd[4096];
+    const char *cands[4];
+    int nc = 0;
+    if (dir) cands[nc++] = dir;
+    const char *sh = getenv("PVG_SHARED_DIR");
+    if (!dir && sh && *sh) {
+        snprintf(envd, sizeof envd, "%s/data", sh);
+        cands[nc++] = envd;
+    }
+    if (!dir) {
+        cands[nc++] = "../shared/data";
+        cands[nc++] = "../../shared/data";
+    }
+    const char *data = NULL;
+    for (int i = 0; i < nc && !data; i++)
+        for (int d = 0; d < N_DATASETS && !data; d++) {
+            snprintf(path, sizeof path, "%s/%s", cands[i], DATASETS[d].file);
+            if (access(path, R_OK) == 0) data = cands[i];
+        }
+    if (!data) {
+        fprintf(stderr,
+                "bench_fl_quality: skipped: no data set found (looked for %s and %s under the "
+                "given dir, $PVG_SHARED_DIR/data, ../shared/data, ../../shared/data)\n",
+                DATASETS[0].file, DATASETS[1].file);
+        return 77;
+    }
+    static ds_res res[N_DATASETS];
+    int n_ds = 0;
+    for (int d = 0; d < N_DATASETS; d++) {
+        const dataset_def *def = &DATASETS[d];
+        if (!in_list(datasets, def->name)) continue;
+        snprintf(path, sizeof path, "%s/%s", data, def->file);
+        if (access(path, R_OK) != 0) {
+            fprintf(stderr, "bench_fl_quality: %s skipped: %s is absent\n", def->name, path);
+            continue;
+        }
+        pvg_dataset *ds = NULL;
+        pvg_error err;
+        pvg_error_clear(&err);
+        if (pvg_dataset_load_file(path, def->fmt, NULL, NULL, &ds, NULL, &err) != PVG_OK) {
+            fprintf(stderr, "bench_fl_quality: %s: %s\n", path, err.text);
+            return 1;
+        }
+        ds_res *r = &res[n_ds++];
+        memset(r, 0, sizeof *r);
+        r->def = def;
+        pvg_eval_options o;
+        eval_options(def, &o);
+        split s;
+        if (make_split(ds, &o, &s) != 0) {
+            fprintf(stderr, "bench_fl_quality: %s: split failed\n", def->name);
+            return 1;
+        }
+        r->users = s.Rt.n_rows;
+        r->items = s.Rt.n_cols;
+        r->train = s.Rt.nnz;
+        r->n_eval = s.n_eval;
+        r->delta = 1.0 / pow((double)r->users, 1.1);
+        /* centralised iALS, the repository's defaults at the same factors */
+        pvg_train_params tp;
+        pvg_train_params_default(PVG_MODEL_IALS, &tp);
+        tp.factors = factors;
+        r->alpha0 = pvg_ials_alpha0_of(&tp, s.Rt.n_rows, s.Rt.n_cols, s.Rt.nnz);
+        pvg_eval_result er;
+        if (pvg_eval_run(ds, &tp, &o, &er, &err) != PVG_OK) {
+            fprintf(stderr, "bench_fl_quality: centralised iALS: %s\n", err.text);
+            return 1;
+        }
+        r->c_recall = er.at[0].recall;
+        r->c_ndcg = er.at[0].ndcg;
+        r->c_secs = er.train_seconds;
+        fprintf(stderr,
+                "%s: %zu users, %zu items, %zu training interactions, %zu evaluated; "
+                "centralised iALS k=%d recall@20 %.4f ndcg@20 %.4f\n",
+                def->name, r->users, r->items, r->train, r->n_eval, factors, r->c_recall,
+                r->c_ndcg);
+        pvg_fl_config cfg;
+        pvg_fl_config_default(&cfg);
+        cfg.factors = (uint32_t)factors;
+        cfg.reg = tp.reg;
+        cfg.alpha = 0; /* binary, as the centralised default (confidence 0) */
+        cfg.alpha0 = r->alpha0;
+        cfg.clip = 1e4; /* no clipping without DP */
+        cfg.expected_cohort = (double)r->users;
+        cfg.seed = 42;
+        cfg.allow_insecure_rng = 1;
+        r->rounds = rounds;
+        double rr, nn;
+        fprintf(stderr, "  FedAvg, all clients every round, no DP\n");
+        if (run_fl(&s, &cfg, 1.0, rounds, 1, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs)) return 1;
+        pvg_fl_config ca = cfg;
+        ca.optimizer = PVG_FL_FEDADAM;
+        ca.server_lr = adam_lr;
+        fprintf(stderr, "  FedAdam (lr %g), all clients every round, no DP\n", adam_lr);
+        if (adam && run_fl(&s, &ca, 1.0, rounds, 1, r->adam_r, r->adam_n, &rr, &nn, &r->adam_secs))
+            return 1;
+        /* client-level DP: Poisson sampling at rate dp_q, dp_rounds rounds */
+        r->n_eps = n_eps;
+        double C = clip > 0 ? clip : 1.0;
+        for (int e = 0; e < n_eps; e++) {
+            for (int opt = 0; opt < 1 + adam; opt++) {
+                dp_point *p = opt ? &r->dp_adam[e] : &r->dp_avg[e];
+                pvg_fl_config c = opt ? ca : cfg;
+                c.factors = (uint32_t)dp_factors;
+                c.dp = PVG_FL_DP_CENTRAL;
+                c.clip = C;
+                c.expected_cohort = dp_q * (double)r->users;
+                p->eps = eps[e];
+                p->z = z_for(&c, dp_q, dp_rounds, r->delta, eps[e]);
+                c.noise_multiplier = p->z;
+                double secs;
+                p->ok = run_fl(&s, &c, dp_q, dp_rounds, 7, NULL, NULL, &p->recall, &p->ndcg,
+                               &secs) == 0;
+                fprintf(stderr,
+                        "  %s central DP eps %g (z %.3f, C %g, q %g, %d rounds): "
+                        "recall@20 %.4f ndcg@20 %.4f (%.1f s)\n",
+                        opt ? "FedAdam" : "FedAvg", eps[e], p->z, C, dp_q, dp_rounds, p->recall,
+                        p->ndcg, secs);
+            }
+        }
+        if (ddg) {
+            pvg_fl_config c = cfg;
+            c.factors = (uint32_t)dp_factors;
+            c.dp = PVG_FL_DP_DISTRIBUTED;
+            c.clip = C;
+            c.expected_cohort = dp_q * (double)r->users;
+            r->ddg.eps = ddg_eps;
+            r->ddg.z = z_for(&c, dp_q, dp_rounds, r->delta, ddg_eps);
+            c.noise_multiplier = r->ddg.z;
+            double secs;
+            r->ddg.ok = run_fl(&s, &c, dp_q, dp_rounds, 7, NULL, NULL, &r->ddg.recall, &r->ddg.ndcg,
+                               &secs) == 0;
+            fprintf(stderr,
+                    "  FedAvg distributed DDG eps %g (z %.3f): recall@20 %.4f ndcg@20 "
+                    "%.4f (%.1f s)\n",
+                    ddg_eps, r->ddg.z, r->ddg.recall, r->ddg.ndcg, secs);
+        }
+        pvg_csr_free(&s.Rt);
+        pvg_csr_free(&s.T);
+        free(s.users);
+        pvg_dataset_free(ds);
+    }
+    FILE *f = json ? fopen(json, "w") : stdout;
+    if (!f) return 1;
+    fprintf(f,
+            "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
+            "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"datasets\": [",
+            factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr);
+    for (int d = 0; d < n_ds; d++) {
+        ds_res *r = &res[d];
+        fprintf(f,
+                "%s\n {\"name\": \"%s\", \"protocol\": \"%s\", \"users\": %zu, \"items\": %zu, "
+                "\"train_interactions\": %zu, \"users_evaluated\": %zu, \"alpha0\": %.6g, "
+                "\"delta\": %.3g,\n  \"centralised_ials\": {\"recall\": %.5f, \"ndcg\": %.5f, "
+                "\"seconds\": %.2f},\n  \"rounds\": %d, \"fedavg_seconds\": %.2f, "
+                "\"fedadam_seconds\": %.2f,\n  ",
+                d ? "," : "", r->def->name, r->def->protocol_text, r->users, r->items, r->train,
+                r->n_eval, r->alpha0, r->delta, r->c_recall, r->c_ndcg, r->c_secs, r->rounds,
+                r->avg_secs, r->adam_secs);
+        json_curve(f, "fedavg_recall", r->avg_r, r->rounds);
+        fprintf(f, ",\n  ");
+        json_curve(f, "fedavg_ndcg", r->avg_n, r->rounds);
+        fprintf(f, ",\n  ");
+        json_curve(f, "fedadam_recall", r->adam_r, r->rounds);
+        fprintf(f, ",\n  ");
+        json_curve(f, "fedadam_ndcg", r->adam_n, r->rounds);
+        fprintf(f, ",\n  \"dp_central_fedavg\": ");
+        json_dp(f, r->dp_avg, r->n_eps);
+        fprintf(f, ",\n  \"dp_central_fedadam\": ");
+        json_dp(f, r->dp_adam, r->n_eps);
+        fprintf(f, ",\n  \"dp_distributed_fedavg\": ");
+        json_dp(f, &r->ddg, ddg ? 1 : 0);
+        fprintf(f, "}");
+    }
+    fprintf(f, "]}\n");
+    if (json) fclose(f);
+    if (svg) {
+        FILE *g = fopen(svg, "w");
+        if (!g) return 1;
+        static svg_panel pan[2 * N_DATASETS];
+        int np = 0;
+        static char titles[2 * N_DATASETS][128], refl[2 * N_DATASETS][2][96];
+        for (int d = 0; d < n_ds; d++) {
+            ds_res *r = &res[d];
+            svg_panel *p = &pan[np];
+            memset(p, 0, sizeof *p);
+            snprintf(titles[np], 128, "%s: no DP, per round", r->def->name);
+            p->title = titles[np];
+            p->xlabel = "round (all clients)";
+            p->ylabel = "Recall@20";
+            p->n_series = 2;
+            p->s[0].label = "FedAvg";
+            p->s[1].label = "FedAdam";
+            for (int i = 0; i < r->rounds && i < SVG_MAX_POINTS; i++) {
+                p->s[0].x[i] = p->s[1].x[i] = i + 1;
+                p->s[0].y[i] = r->avg_r[i];
+                p->s[1].y[i] = r->adam_r[i];
+                p->s[0].n = p->s[1].n = i + 1;
+            }
+            p->n_refs = 2;
+            p->ref_y[0] = r->c_recall;
+            snprintf(refl[np][0], 96, "centralised iALS %.4f", r->c_recall);
+            p->ref_label[0] = refl[np][0];
+            p->ref_y[1] = 0.95 * r->c_recall;
+            snprintf(refl[np][1], 96, "95%%");
+            p->ref_label[1] = refl[np][1];
+            np++;
+            p = &pan[np];
+            memset(p, 0, sizeof *p);
+            snprintf(titles[np], 128, "%s: client-level DP", r->def->name);
+            p->title = titles[np];
+            p->xlabel = "epsilon (delta = 1/n^1.1; log scale)";
+            p->ylabel = "Recall@20";
+            p->log2x = 1;
+            p->n_series = ddg ? 3 : 2;
+            p->s[0].label = "central Gaussian, FedAvg";
+            p->s[1].label = "central Gaussian, FedAdam";
+            for (int e = 0; e < r->n_eps; e++) {
+                if (r->dp_avg[e].ok) {
+                    p->s[0].x[p->s[0].n] = r->dp_avg[e].eps;
+                    p->s[0].y[p->s[0].n++] = r->dp_avg[e].recall;
+                }
+                if (r->dp_adam[e].ok) {
+                    p->s[1].x[p->s[1].n] = r->dp_adam[e].eps;
+                    p->s[1].y[p->s[1].n++] = r->dp_adam[e].recall;
+                }
+            }
+            if (ddg && r->ddg.ok) {
+                p->s[2].label = "distributed discrete Gaussian, FedAvg";
+                p->s[2].x[0] = r->ddg.eps;
+                p->s[2].y[0] = r->ddg.recall;
+                p->s[2].n = 1;
+            }
+            p->n_refs = 2;
+            p->ref_y[0] = r->c_recall;
+            snprintf(refl[np][0], 96, "centralised iALS, no DP %.4f", r->c_recall);
+            p->ref_label[0] = refl[np][0];
+            p->ref_y[1] = 0.85 * r->c_recall;
+            snprintf(refl[np][1], 96, "85%%");
+            p->ref_label[1] = refl[np][1];
+            np++;
+        }
+        svg_write(g, pan, np);
+        fclose(g);
+    }
+    return 0;
+}

@@ -1,0 +1,852 @@
+/*
+ * cmd_fl.c - federated training over HTTP: `fl serve` (the privguide server
+ * with the round coordinator behind /v1/fl/), `fl client` (one shopper's
+ * client, or several in threads, over libcurl) and `fl simulate` (a server
+ * in-process and real client processes on loopback).
+ */
+#include "cli.h"
+
+#include <privguide/auth.h>
+#include <privguide/fl.h>
+#include <privguide/fl_net.h>
+#include <privguide/rng.h>
+#include <privguide/server.h>
+#include <privguide/store.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- the public item list (catalog): index = line number ---- */
+typedef struct items {
+    char **id;
+    uint32_t *order; /* indices sorted by id */
+    uint32_t n;
+} items;
+
+static void items_free(items *it)
+{
+    for (uint32_t i = 0; i < it->n; i++)
+        free(it->id[i]);
+    free(it->id);
+    free(it->order);
+    memset(it, 0, sizeof *it);
+}
+
+static const items *g_sort_items;
+static int cmp_order(const void *a, const void *b)
+{
+    return strcmp(g_sort_items->id[*(const uint32_t *)a], g_sort_items->id[*(const uint32_t *)b]);
+}
+
+static int items_index(items *it)
+{
+    it->order = malloc(sizeof *it->order * (it->n ? it->n : 1));
+    if (!it->order) return -1;
+    for (uint32_t i = 0; i < it->n; i++)
+        it->order[i] = i;
+    g_sort_items = it;
+    qsort(it->order, it->n, sizeof *it->order, cmp_order);
+    for (uint32_t i = 1; i < it->n; i++)
+        if (strcmp(it->id[it->order[i]], it->id[it->order[i - 1]]) == 0) return -2;
+    return 0;
+}
+
+static int items_find(const items *it, const char *id, uint32_t *out)
+{
+    uint32_t lo = 0, hi = it->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(it->id[it->order[mid]], id);
+        if (c == 0) {
+            *out = it->order[mid];
+            return 1;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+static int items_read(const char *path, items *it)
+{
+    memset(it, 0, sizeof *it);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "privguide: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    uint32_t cap = 0;
+    long ln = 0;
+    while (fgets(line, sizeof line, f)) {
+        ln++;
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0]) continue;
+        if (it->n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            char **n = realloc(it->id, sizeof *n * cap);
+            if (!n) break;
+            it->id = n;
+        }
+        it->id[it->n++] = strdup(line);
+    }
+    fclose(f);
+    int r = items_index(it);
+    if (r != 0 || it->n == 0) {
+        fprintf(stderr, "privguide: %s: %s\n", path,
+                it->n == 0 ? "no items" : "an item id is listed twice");
+        items_free(it);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- a shopper's events (native JSONL) -> item indices and weights ---- */
+typedef struct history {
+    uint32_t *item;
+    float *w;
+    size_t n;
+    long skipped; /* events of items outside the list */
+} history;
+
+static int history_add(history *h, size_t *cap, uint32_t idx)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->item[i] == idx) {
+            h->w[i] += 1;
+            return 0;
+        }
+    if (h->n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        uint32_t *a = realloc(h->item, sizeof *a * *cap);
+        if (!a) return -1;
+        h->item = a;
+        float *b = realloc(h->w, sizeof *b * *cap);
+        if (!b) return -1;
+        h->w = b;
+    }
+    h->item[h->n] = idx;
+    h->w[h->n++] = 1;
+    return 0;
+}
+
+static int history_read(const char *path, const items *it, history *h)
+{
+    memset(h, 0, sizeof *h);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "privguide: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    long ln = 0;
+    ssize_t got;
+    int rc = 0;
+    while ((got = getline(&line, &lcap, f)) > 0) {
+        ln++;
+        if (got > 65536) {
+            fprintf(stderr, "privguide: %s:%ld: line longer than 65536 bytes\n", path, ln);
+            rc = -1;
+            break;
+        }
+        if (strspn(line, " \t\r\n") == (size_t)got) continue;
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        if (!j || !json_is_object(j)) {
+            fprintf(stderr, "privguide: %s:%ld:%d: %s\n", path, ln, je.column,
+                    j ? "a JSON object was expected" : je.text);
+            json_decref(j);
+            rc = -1;
+            break;
+        }
+        const char *item = json_string_value(json_object_get(j, "item"));
+        const char *type = json_string_value(json_object_get(j, "type"));
+        uint32_t idx;
+        if (item && (!type || strcmp(type, "item") != 0)) {
+            if (items_find(it, item, &idx)) {
+                if (history_add(h, &cap, idx) != 0) rc = -1;
+            } else {
+                h->skipped++;
+            }
+        }
+        json_decref(j);
+        if (rc) break;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static void history_free(history *h)
+{
+    if (h->item) sodium_memzero(h->item, sizeof *h->item * h->n);
+    if (h->w) sodium_memzero(h->w, sizeof *h->w * h->n);
+    free(h->item);
+    free(h->w);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---- client ---- */
+typedef struct one_client {
+    char token[600];
+    char data[512];
+    int drop_phase;
+    history h;
+    pvg_rng *rng;
+    const char *server;
+    uint32_t rounds;
+    double timeout;
+    pvg_fl_client_stats st;
+    pvg_status status;
+    pvg_error err;
+} one_client;
+
+static pvg_status client_update(void *ctx, uint64_t round, const uint8_t *bc, size_t len,
+                                uint32_t *vec, size_t d, pvg_error *err)
+{
+    one_client *c = ctx;
+    (void)round;
+    /* the user factor stays here, wiped after the call */
+    float *factor = sodium_malloc(sizeof(float) * 256);
+    if (!factor) return pvg_error_set(err, PVG_ERR_NOMEM, "user factor");
+    pvg_status s =
+        pvg_fl_client_update(bc, len, c->h.item, c->h.w, c->h.n, c->rng, vec, d, factor, err);
+    sodium_memzero(factor, sizeof(float) * 256);
+    sodium_free(factor);
+    return s;
+}
+
+static void *client_main(void *arg)
+{
+    one_client *c = arg;
+    pvg_fl_client_options o;
+    memset(&o, 0, sizeof o);
+    o.server = c->server;
+    o.token = c->token;
+    o.rounds = c->rounds;
+    o.timeout_s = c->timeout;
+    o.drop_phase = c->drop_phase;
+    o.update = client_update;
+    o.ctx = c;
+    o.rng = c->rng;
+    c->status = pvg_fl_client_run(&o, &c->st, &c->err);
+    return NULL;
+}
+
+static int run_fl_client(cli_ctx *cx)
+{
+    const char *server = cli_str_req(cx, "server");
+    const char *items_path = cli_str_req(cx, "items");
+    uint32_t rounds = (uint32_t)cli_int_range(cx, "rounds", 0, 0, 1000000);
+    double timeout = cli_double(cx, "timeout", 600);
+    const char *cf = cli_str(cx, "clients-file");
+    if (!cf && (!cli_has(cx, "token") || !cli_has(cx, "data"))) {
+        fprintf(stderr, "privguide: fl client: --token and --data (or --clients-file) are "
+                        "required\n");
+        return CLI_EXIT_USAGE;
+    }
+    items it;
+    if (items_read(items_path, &it) != 0) return CLI_EXIT_FAIL;
+    one_client *cl = NULL;
+    size_t n = 0;
+    if (cf) {
+        FILE *f = fopen(cf, "r");
+        if (!f) {
+            fprintf(stderr, "privguide: %s: %s\n", cf, strerror(errno));
+            items_free(&it);
+            return CLI_EXIT_FAIL;
+        }
+        char line[1200];
+        size_t cap = 0;
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = 0;
+            if (!line[0]) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                cl = realloc(cl, sizeof *cl * cap);
+            }
+            one_client *c = &cl[n];
+            memset(c, 0, sizeof *c);
+            char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+            if (!t1 || (size_t)(t1 - line) >= sizeof c->token) {
+                fprintf(stderr, "privguide: %s: want TOKEN<TAB>DATAFILE[<TAB>DROP-PHASE]\n", cf);
+                fclose(f);
+                free(cl);
+                items_free(&it);
+                return CLI_EXIT_USAGE;
+            }
+            memcpy(c->token, line, (size_t)(t1 - line));
+            if (t2) {
+                *t2 = 0;
+                c->drop_phase = atoi(t2 + 1);
+            }
+            snprintf(c->data, sizeof c->data, "%s", t1 + 1);
+            n++;
+        }
+        sodium_memzero(line, sizeof line);
+        fclose(f);
+    } else {
+        cl = calloc(1, sizeof *cl);
+        n = 1;
+        snprintf(cl->token, sizeof cl->token, "%s", cli_str(cx, "token"));
+        snprintf(cl->data, sizeof cl->data, "%s", cli_str(cx, "data"));
+        cl->drop_phase = (int)cli_int_range(cx, "drop-phase", 0, 0, 4);
+    }
+    int rc = CLI_EXIT_OK;
+    pthread_t *th = calloc(n ? n : 1, sizeof *th);
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        if (history_read(cl[i].data, &it, &cl[i].h) != 0) rc = CLI_EXIT_FAIL;
+        cl[i].rng = pvg_rng_new_secure();
+        cl[i].server = server;
+        cl[i].rounds = rounds;
+        cl[i].timeout = timeout;
+    }
+    size_t started = 0;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++, started++)
+        if (pthread_create(&th[i], NULL, client_main, &cl[i]) != 0) rc = CLI_EXIT_FAIL;
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < started; i++) {
+        one_client *c = &cl[i];
+        json_t *o =
+            json_pack("{s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:s}", "rounds", (int)c->st.rounds,
+                      "refused", (int)c->st.refused, "bytes_up", (json_int_t)c->st.bytes_up,
+                      "bytes_down", (json_int_t)c->st.bytes_down, "requests",
+                      (json_int_t)c->st.requests, "compute_seconds", c->st.compute_seconds,
+                      "seconds", c->st.seconds, "status", c->status == PVG_OK ? "ok" : c->err.text);
+        json_array_append_new(arr, o);
+        if (c->status != PVG_OK) rc = CLI_EXIT_FAIL;
+    }
+    char *s = json_dumps(arr, JSON_COMPACT);
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(arr);
+    for (size_t i = 0; i < n; i++) {
+        history_free(&cl[i].h);
+        pvg_rng_free(cl[i].rng);
+        sodium_memzero(cl[i].token, sizeof cl[i].token);
+    }
+    free(th);
+    free(cl);
+    items_free(&it);
+    return rc;
+}
+
+/* ---- server side: the model behind the coordinator ---- */
+typedef struct trainer {
+    pvg_fl_model *m;
+    pvg_rng *rng;
+    FILE *log; /* one JSON line per round (aggregates only) */
+} trainer;
+
+static pvg_status tr_broadcast(void *ctx, uint64_t round, uint8_t **out, size_t *len,
+                               pvg_error *err)
+{
+    trainer *t = ctx;
+    (void)round;
+    return pvg_fl_model_broadcast(t->m, out, len, err);
+}
+
+static pvg_status tr_apply(void *ctx, uint64_t round, const uint32_t *sum, size_t d,
+                           uint32_t survivors, pvg_error *err)
+{
+    trainer *t = ctx;
+    (void)round;
+    return pvg_fl_model_apply(t->m, sum, d, survivors, t->rng, err);
+}
+
+typedef struct fl_setup {
+    pvg_fl_config cfg;
+    uint32_t n_items;
+    trainer tr;
+    pvg_fl_coord *coord;
+    pvg_rng *rng;
+} fl_setup;
+
+/* The flag `name`, or `fl-name` under `privguide serve` (pre = "fl-"). */
+static const char *fname(const char *pre, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s", pre, name);
+    return buf;
+}
+
+static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
+                       const char *pre)
+{
+    char b[64];
+    memset(s, 0, sizeof *s);
+    pvg_fl_config_default(&s->cfg);
+    s->cfg.factors = (uint32_t)cli_int_range(cx, fname(pre, "factors", b, sizeof b), 32, 1, 256);
+    s->n_items = n_items;
+    s->rng = pvg_rng_new_secure();
+    s->tr.rng = s->rng;
+    pvg_error err;
+    pvg_status st = pvg_fl_model_new(&s->cfg, n_items, s->rng, &s->tr.m, &err);
+    if (st != PVG_OK) return cli_fail("fl model", st, &err);
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = (uint32_t)pvg_fl_update_dim(&s->cfg, n_items);
+    co.sample_rate = cli_double(cx, fname(pre, "sample-rate", b, sizeof b), 1.0);
+    co.min_clients = min_clients;
+    co.k = (uint32_t)cli_int_range(cx, fname(pre, "k", b, sizeof b), 100, 2, 65534);
+    double ps = cli_double(cx, fname(pre, "phase-seconds", b, sizeof b), 30);
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = ps;
+    co.max_rounds = (uint32_t)cli_int_range(cx, fname(pre, "rounds", b, sizeof b), 1, 0, 1000000);
+    co.server_threads =
+        (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
+    co.broadcast = tr_broadcast;
+    co.apply = tr_apply;
+    co.ctx = &s->tr;
+    co.rng = s->rng;
+    st = pvg_fl_coord_new(&co, &s->coord, &err);
+    if (st != PVG_OK) return cli_fail("fl coordinator", st, &err);
+    return 0;
+}
+
+static void setup_free(fl_setup *s)
+{
+    pvg_fl_coord_free(s->coord);
+    pvg_fl_model_free(s->tr.m);
+    pvg_rng_free(s->rng);
+}
+
+static json_t *round_json(const pvg_fl_round_stats *r)
+{
+    return json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:[i,i,i,i], s:i, s:f, s:f, s:[f,f,f,f], "
+                     "s:I, s:I, s:s}",
+                     "round", (json_int_t)r->round, "phase", pvg_fl_phase_name(r->phase),
+                     "registered", (int)r->registered, "cohort", (int)r->cohort, "k", (int)r->k,
+                     "t", (int)r->t, "arrived", (int)r->arrived[0], (int)r->arrived[1],
+                     (int)r->arrived[2], (int)r->arrived[3], "survivors", (int)r->survivors,
+                     "seconds", r->seconds, "server_seconds", r->server_seconds, "phase_seconds",
+                     r->phase_seconds[0], r->phase_seconds[1], r->phase_seconds[2],
+                     r->phase_seconds[3], "bytes_in", (json_int_t)r->bytes_in, "bytes_out",
+                     (json_int_t)r->bytes_out, "error", r->error);
+}
+
+static int start_server(cli_ctx *cx, const char *dd, pvg_fl_coord *coord, int port,
+                        pvg_server **out)
+{
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.bind = cli_str(cx, "bind");
+    o.port = port;
+    o.threads = (int)cli_int_range(cx, "threads", 4, 1, 256);
+    o.monitor_off = 1;
+    o.synonyms_path = "";
+    o.auth_failure_rate = 0;
+    o.fl = coord;
+    o.max_body_bytes = pvg_fl_coord_max_message(coord) + 4096;
+    pvg_error err;
+    pvg_status st = pvg_server_start(&o, out, &err);
+    if (st != PVG_OK) return cli_fail("server", st, &err);
+    return 0;
+}
+
+static int run_fl_serve(cli_ctx *cx)
+{
+    items it;
+    if (items_read(cli_str_req(cx, "items"), &it) != 0) return CLI_EXIT_FAIL;
+    fl_setup s;
+    int rc =
+        setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "");
+    items_free(&it);
+    if (rc) {
+        setup_free(&s);
+        return rc;
+    }
+    pvg_server *srv = NULL;
+    rc = start_server(cx, cli_data_dir(cx), s.coord, (int)cli_int_range(cx, "port", 8080, 0, 65535),
+                      &srv);
+    if (rc) {
+        setup_free(&s);
+        return rc;
+    }
+    fprintf(stderr, "privguide: federated training on http://%s:%d/v1/fl/\n",
+            cli_str(cx, "bind") ? cli_str(cx, "bind") : "127.0.0.1", pvg_server_port(srv));
+    uint32_t max_rounds = (uint32_t)cli_int_range(cx, "rounds", 1, 0, 1000000);
+    for (uint64_t r = 1; !max_rounds || r <= max_rounds; r++) {
+        pvg_fl_round_stats rs;
+        pvg_error err;
+        pvg_status st;
+        while ((st = pvg_fl_coord_wait(s.coord, r, 3600, &rs, &err)) == PVG_ERR_BUSY) {
+        }
+        if (st != PVG_OK) break;
+        json_t *j = round_json(&rs);
+        char *t = json_dumps(j, JSON_COMPACT);
+        printf("%s\n", t ? t : "{}");
+        fflush(stdout);
+        free(t);
+        json_decref(j);
+    }
+    pvg_server_free(srv);
+    setup_free(&s);
+    return CLI_EXIT_OK;
+}
+
+/* ---- privguide serve --fl-items FILE: the same coordinator inside serve ---- */
+int cli_fl_attach(cli_ctx *cx, pvg_server_options *o, void **state)
+{
+    *state = NULL;
+    items it;
+    if (items_read(cli_str(cx, "fl-items"), &it) != 0) return CLI_EXIT_FAIL;
+    fl_setup *s = malloc(sizeof *s);
+    if (!s) {
+        items_free(&it);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = setup_coord(cx, s, it.n, (uint32_t)cli_int_range(cx, "fl-min-clients", 3, 3, 100000),
+                         "fl-");
+    items_free(&it);
+    if (rc) {
+        setup_free(s);
+        free(s);
+        return rc;
+    }
+    size_t need = pvg_fl_coord_max_message(s->coord) + 4096;
+    if (o->max_body_bytes < need) o->max_body_bytes = need;
+    o->fl = s->coord;
+    *state = s;
+    return CLI_EXIT_OK;
+}
+
+void cli_fl_detach(void *state)
+{
+    if (!state) return;
+    setup_free(state);
+    free(state);
+}
+
+/* ---- simulate ---- */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct sim_user {
+    char *id;
+    FILE *f;
+    long events;
+} sim_user;
+
+static int run_fl_simulate(cli_ctx *cx)
+{
+    uint32_t n_clients = (uint32_t)cli_int_range(cx, "clients", 10, 3, 65535);
+    uint32_t procs = (uint32_t)cli_int_range(cx, "processes", 2, 1, 4096);
+    const char *dataset = cli_str_req(cx, "dataset");
+    double dropout = cli_double(cx, "dropout", 0);
+    uint32_t rounds = (uint32_t)cli_int_range(cx, "rounds", 1, 1, 1000000);
+    if (procs > n_clients) procs = n_clients;
+    if (dropout < 0 || dropout >= 1) {
+        fprintf(stderr, "privguide: fl simulate: --dropout wants 0 <= p < 1\n");
+        return CLI_EXIT_USAGE;
+    }
+    char dir[] = "/tmp/privguide-fl-XXXXXX";
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "privguide: mkdtemp: %s\n", strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    char path[1024], dd[512], keyf[512];
+    snprintf(dd, sizeof dd, "%s/data", dir);
+    snprintf(keyf, sizeof keyf, "%s/keys", dir);
+    int rc = CLI_EXIT_FAIL;
+    /* split the dataset: the first n_clients users, each their own file */
+    FILE *in = fopen(dataset, "r");
+    if (!in) {
+        fprintf(stderr, "privguide: %s: %s\n", dataset, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    sim_user *u = calloc(n_clients, sizeof *u);
+    uint32_t nu = 0;
+    char **iid = NULL;
+    size_t n_iid = 0, cap_iid = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    long ln = 0;
+    while (getline(&line, &lcap, in) > 0) {
+        ln++;
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        if (!j) {
+            fprintf(stderr, "privguide: %s:%ld:%d: %s\n", dataset, ln, je.column, je.text);
+            fclose(in);
+            goto out;
+        }
+        const char *user = json_string_value(json_object_get(j, "user"));
+        const char *item = json_string_value(json_object_get(j, "item"));
+        if (user && item) {
+            uint32_t k = 0;
+            while (k < nu && strcmp(u[k].id, user) != 0)
+                k++;
+            if (k == nu && nu < n_clients) {
+                u[nu].id = strdup(user);
+                snprintf(path, sizeof path, "%s/client-%u.jsonl", dir, nu);
+                u[nu].f = fopen(path, "w");
+                nu++;
+            }
+            if (k < nu) {
+                fputs(line, u[k].f);
+                u[k].events++;
+                if (n_iid == cap_iid) {
+                    cap_iid = cap_iid ? cap_iid * 2 : 1024;
+                    iid = realloc(iid, sizeof *iid * cap_iid);
+                }
+                iid[n_iid++] = strdup(item);
+            }
+        }
+        json_decref(j);
+    }
+    fclose(in);
+    for (uint32_t k = 0; k < nu; k++)
+        fclose(u[k].f);
+    if (nu < 3) {
+        fprintf(stderr, "privguide: %s: fewer than 3 users with item events\n", dataset);
+        goto out;
+    }
+    {
+        /* the item list of the simulation: the distinct items of its clients */
+        items it;
+        memset(&it, 0, sizeof it);
+        qsort(iid, n_iid, sizeof *iid, cmp_str);
+        snprintf(path, sizeof path, "%s/items.txt", dir);
+        FILE *f = fopen(path, "w");
+        for (size_t i = 0; i < n_iid; i++)
+            if (i == 0 || strcmp(iid[i], iid[i - 1]) != 0) {
+                fprintf(f, "%s\n", iid[i]);
+                it.n++;
+            }
+        fclose(f);
+        (void)it;
+    }
+    {
+        items it;
+        if (items_read(path, &it) != 0) goto out;
+        uint32_t n_items = it.n;
+        items_free(&it);
+        pvg_store_init_options io;
+        memset(&io, 0, sizeof io);
+        io.key_file = keyf;
+        pvg_error err;
+        pvg_status st = pvg_store_init(dd, &io, &err);
+        pvg_store *store = NULL;
+        pvg_store_open_options oo = {keyf};
+        if (st == PVG_OK) st = pvg_store_open_with(dd, &oo, &store, &err);
+        if (st != PVG_OK) {
+            rc = cli_fail("store", st, &err);
+            goto out;
+        }
+        pvg_rng *drng = pvg_rng_new_secure();
+        FILE **cf = calloc(procs, sizeof *cf);
+        for (uint32_t p = 0; p < procs; p++) {
+            snprintf(path, sizeof path, "%s/clients-%u.tsv", dir, p);
+            cf[p] = fopen(path, "w");
+            fchmod(fileno(cf[p]), 0600);
+        }
+        uint32_t n_drop = (uint32_t)(dropout * nu + 0.5);
+        for (uint32_t k = 0; k < nu && st == PVG_OK; k++) {
+            char *tok = NULL;
+            pvg_principal pr;
+            st = pvg_auth_token_issue(store, u[k].id, 86400, 0, &tok, &pr, &err);
+            if (st != PVG_OK) break;
+            int drop = k < n_drop ? 1 + (int)pvg_rng_uniform(drng, 4) : 0;
+            fprintf(cf[k % procs], "%s\t%s/client-%u.jsonl\t%d\n", tok, dir, k, drop);
+            pvg_auth_credential_free(tok);
+        }
+        for (uint32_t p = 0; p < procs; p++)
+            fclose(cf[p]);
+        free(cf);
+        pvg_rng_free(drng);
+        pvg_store_free(store);
+        if (st != PVG_OK) {
+            rc = cli_fail("token", st, &err);
+            goto out;
+        }
+        fl_setup s;
+        if ((rc = setup_coord(cx, &s, n_items, nu, "")) != 0) {
+            setup_free(&s);
+            goto out;
+        }
+        setenv(PVG_ENV_KEY_FILE, keyf, 1);
+        pvg_server *srv = NULL;
+        if ((rc = start_server(cx, dd, s.coord, 0, &srv)) != 0) {
+            setup_free(&s);
+            goto out;
+        }
+        char url[64], rs_[16], items_path[1024];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", pvg_server_port(srv));
+        snprintf(rs_, sizeof rs_, "%u", rounds);
+        snprintf(items_path, sizeof items_path, "%s/items.txt", dir);
+        pid_t *pid = calloc(procs, sizeof *pid);
+        char self[4096];
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[sl > 0 ? sl : 0] = 0;
+        for (uint32_t p = 0; p < procs; p++) {
+            char cfp[1024];
+            snprintf(cfp, sizeof cfp, "%s/clients-%u.tsv", dir, p);
+            char *argv[] = {self, "fl",       "client",   "--server",
+                            url,  "--items",  items_path, "--clients-file",
+                            cfp,  "--rounds", rs_,        NULL};
+            char outp[1100];
+            snprintf(outp, sizeof outp, "%s/proc-%u.json", dir, p);
+            posix_spawn_file_actions_t fa;
+            posix_spawn_file_actions_init(&fa);
+            posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (posix_spawn(&pid[p], self, &fa, NULL, argv, environ) != 0) pid[p] = 0;
+            posix_spawn_file_actions_destroy(&fa);
+        }
+        json_t *out = json_object(), *rarr = json_array();
+        rc = CLI_EXIT_OK;
+        for (uint64_t r = 1; r <= rounds; r++) {
+            pvg_fl_round_stats rst;
+            if (pvg_fl_coord_wait(s.coord, r, 3600, &rst, &err) != PVG_OK) {
+                rc = cli_fail("round", PVG_ERR_BUSY, &err);
+                break;
+            }
+            json_array_append_new(rarr, round_json(&rst));
+        }
+        for (uint32_t p = 0; p < procs; p++) {
+            int ws = 0;
+            if (pid[p] && waitpid(pid[p], &ws, 0) == pid[p] && WIFEXITED(ws) &&
+                WEXITSTATUS(ws) == 0)
+                continue;
+            /* clients that dropped on purpose still exit 0; anything else fails */
+            rc = CLI_EXIT_FAIL;
+            fprintf(stderr, "privguide: client process %u failed\n", p);
+        }
+        free(pid);
+        /* the clients' own figures (each process printed a JSON array) */
+        double *secs = calloc(nu, sizeof *secs);
+        double up = 0, down = 0;
+        uint32_t ns = 0, done = 0;
+        for (uint32_t p = 0; p < procs && secs; p++) {
+            snprintf(path, sizeof path, "%s/proc-%u.json", dir, p);
+            json_t *a = json_load_file(path, 0, NULL);
+            size_t i;
+            json_t *v;
+            json_array_foreach(a, i, v)
+            {
+                if (ns >= nu) break;
+                secs[ns++] = json_real_value(json_object_get(v, "compute_seconds"));
+                up += (double)json_integer_value(json_object_get(v, "bytes_up"));
+                down += (double)json_integer_value(json_object_get(v, "bytes_down"));
+                done += (uint32_t)json_integer_value(json_object_get(v, "rounds"));
+            }
+            json_decref(a);
+        }
+        if (secs && ns) {
+            qsort(secs, ns, sizeof *secs, cmp_double);
+            json_object_set_new(out, "client_compute_seconds_p50", json_real(secs[ns / 2]));
+            json_object_set_new(out, "client_compute_seconds_max", json_real(secs[ns - 1]));
+            json_object_set_new(out, "bytes_up_per_client", json_real(up / ns));
+            json_object_set_new(out, "bytes_down_per_client", json_real(down / ns));
+            json_object_set_new(out, "client_rounds_done", json_integer(done));
+        }
+        free(secs);
+        json_object_set_new(out, "clients", json_integer(nu));
+        json_object_set_new(out, "processes", json_integer(procs));
+        json_object_set_new(out, "items", json_integer(n_items));
+        json_object_set_new(out, "factors", json_integer(s.cfg.factors));
+        json_object_set_new(out, "d", json_integer((json_int_t)pvg_fl_update_dim(&s.cfg, n_items)));
+        json_object_set_new(out, "rounds", rarr);
+        char *t = json_dumps(out, JSON_COMPACT);
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(out);
+        pvg_server_free(srv);
+        setup_free(&s);
+    }
+out:
+    free(line);
+    for (size_t i = 0; i < n_iid; i++)
+        free(iid[i]);
+    free(iid);
+    for (uint32_t k = 0; k < nu; k++)
+        free(u[k].id);
+    free(u);
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    if (system(path) != 0) fprintf(stderr, "privguide: could not remove %s\n", dir);
+    return rc;
+}
+
+static const cli_flag serve_flags[] = {
+    {"items", CLI_STR, "FILE", "the public item list, one id a line (index = line)"},
+    {"port", CLI_INT, "N", "TCP port (default 8080; 0: ephemeral)"},
+    {"bind", CLI_STR, "ADDR", "IPv4 address (default 127.0.0.1)"},
+    {"threads", CLI_INT, "N", "HTTP worker threads (default 4)"},
+    {"factors", CLI_INT, "K", "factors (default 32)"},
+    {"rounds", CLI_INT, "N", "rounds to run, 0 unlimited (default 1)"},
+    {"sample-rate", CLI_DOUBLE, "Q", "Poisson sampling rate per round (default 1)"},
+    {"min-clients", CLI_INT, "N", "registered clients before the first round (default 3)"},
+    {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
+    {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
+    {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
+    {0}};
+
+static const cli_flag client_flags[] = {
+    {"server", CLI_STR, "URL", "the server, http://host:port"},
+    {"token", CLI_STR, "T", "the shopper token"},
+    {"data", CLI_STR, "FILE", "the shopper's events (native JSONL); stays on this machine"},
+    {"items", CLI_STR, "FILE", "the public item list the server trains (index = line)"},
+    {"clients-file", CLI_STR, "FILE", "many clients in threads: TOKEN<TAB>DATA[<TAB>DROP] lines"},
+    {"rounds", CLI_INT, "N", "rounds to take part in, 0 until the server finishes"},
+    {"drop-phase", CLI_INT, "P", "simulation: stop before phase P (1..4) of the first round"},
+    {"timeout", CLI_DOUBLE, "S", "give up after S seconds (default 600)"},
+    {0}};
+
+static const cli_flag sim_flags[] = {
+    {"clients", CLI_INT, "N", "clients: the first N users of the dataset (default 10)"},
+    {"processes", CLI_INT, "P", "client processes (default 2)"},
+    {"dataset", CLI_STR, "FILE", "events in the native JSONL"},
+    {"dropout", CLI_DOUBLE, "P", "fraction of clients that drop (each in a random phase)"},
+    {"factors", CLI_INT, "K", "factors (default 32)"},
+    {"rounds", CLI_INT, "N", "rounds (default 1)"},
+    {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
+    {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
+    {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
+    {"threads", CLI_INT, "N", "HTTP worker threads (default 4)"},
+    {"bind", CLI_STR, "ADDR", "IPv4 address (default 127.0.0.1)"},
+    {"sample-rate", CLI_DOUBLE, "Q", "Poisson sampling rate per round (default 1)"},
+    {0}};
+
+const cli_command cli_cmds_fl[] = {
+    {"fl serve", NULL, 0, 0, "serve federated training rounds under /v1/fl/",
+     "The privguide server of the data dir (shopper tokens authenticate the clients) with the "
+     "round coordinator behind /v1/fl/. Prints one JSON line per round (aggregates only). "
+     "Protocol: docs/fl-protocol.md.",
+     serve_flags, run_fl_serve},
+    {"fl client", NULL, 0, 0, "take part in federated training as a shopper's client",
+     "Joins with the shopper token, computes its update from its own events and sends it "
+     "only through SecAgg+; its user factor and events never leave this process.",
+     client_flags, run_fl_client},
+    {"fl simulate", NULL, 0, 0, "federated training with real client processes on loopback",
+     "Splits the dataset's first N users into N clients, issues them tokens in a temporary "
+     "store, runs the server in this process and P client processes; prints JSON.",
+     sim_flags, run_fl_simulate},
+    {0}};

@@ -1,0 +1,161 @@
+/*
+ * privguide/fl.h - federated training of the implicit-feedback recommender
+ * (iALS) with secure aggregation and client-level differential privacy.
+ *
+ * The server holds the item factors V (n_items x k). Each round it
+ * broadcasts the configuration, the round number, V and the Gramian V^T V
+ * (pvg_fl_model_broadcast). A client holding one shopper's interactions
+ * parses the broadcast, solves its own user factor x_u in closed form as
+ * iALS does (the Gramian makes the unobserved-weight term free), computes
+ * its contribution to the item update, clips it to L2 norm <= clip,
+ * quantises it to integers modulo 2^bits and (with distributed DP) adds
+ * its share of discrete Gaussian noise (pvg_fl_client_update). The
+ * transport sums the clients' vectors through secure aggregation; the
+ * server decodes the sum and takes a step on V (pvg_fl_model_apply).
+ * The user factor and the shopper's events never leave the client.
+ * docs/federated.md derives the update and states the privacy guarantee.
+ *
+ * Thread-safety: a model is used by one thread at a time; the client
+ * functions are reentrant.
+ */
+#ifndef PRIVGUIDE_FL_H
+#define PRIVGUIDE_FL_H
+
+#include <privguide/common.h>
+#include <privguide/rng.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
+
+/* Server optimisers. */
+#define PVG_FL_FEDAVG 0  /* v <- v - server_lr * (preconditioned mean step) */
+#define PVG_FL_FEDADAM 1 /* Adam on the (preconditioned) pseudo-gradient */
+
+/* Client-level DP modes. */
+#define PVG_FL_DP_NONE 0
+#define PVG_FL_DP_CENTRAL 1     /* the server adds Gaussian noise to the unmasked sum */
+#define PVG_FL_DP_DISTRIBUTED 2 /* each client adds a discrete Gaussian share (DDG) */
+
+/* The version byte of the broadcast wire format. */
+#define PVG_FL_WIRE_VERSION 1
+
+/* One training configuration, public, sent to every client in the round's
+ * broadcast. pvg_fl_config_default fills sensible values. */
+typedef struct pvg_fl_config {
+    uint32_t factors;        /* k, 1..256 */
+    double reg, alpha;       /* user solve: (alpha0 G + V^T C_u V + reg_u I) x_u = V^T C_u p_u
+                                with reg_u = reg (|I_u| + alpha0 |I|) (items alike),
+                                confidence c = 1 + alpha * log1p(weight), 0: binary */
+    double alpha0;           /* unobserved weight, as iALS (see docs/models.md) */
+    double clip;             /* C: L2 bound of one client's item-update vector */
+    int optimizer;           /* PVG_FL_FEDAVG or PVG_FL_FEDADAM */
+    double server_lr;        /* server step size (FedAvg: 1 applies the mean) */
+    int dp;                  /* PVG_FL_DP_NONE, PVG_FL_DP_CENTRAL, PVG_FL_DP_DISTRIBUTED */
+    double noise_multiplier; /* z: noise std = z * C on the sum */
+    double expected_cohort;  /* q * N: the cohort size the noise is split over (distributed DDG) */
+    unsigned bits;           /* modulus bits of the SecAgg sum: 32 (16..32) */
+    /* Added fields (after the FL-API ones): */
+    double granularity;     /* quantisation step gamma of the encoding (0: chosen from clip,
+                               noise and bits, see pvg_fl_config_default) */
+    uint64_t seed;          /* public per-model seed of the random rotation (DDG) */
+    int allow_insecure_rng; /* accept the deterministic test generator for noise (tests,
+                               benchmarks only; privguide/rng.h) */
+} pvg_fl_config;
+
+/* Fills cfg with defaults: k = 32, reg = 0.1, alpha = 0 (binary), alpha0 =
+ * 0.1, clip = 1e3 (effectively no clipping), FedAvg with server_lr = 1, no
+ * DP, expected_cohort = 100, bits = 32, granularity 0 (automatic), seed 0,
+ * allow_insecure_rng 0. reg and alpha0 should match the centralised model
+ * they replace (alpha0 = alpha_c nnz / (|U| |I|), docs/models.md). */
+void pvg_fl_config_default(pvg_fl_config *cfg);
+
+typedef struct pvg_fl_model pvg_fl_model; /* server side: item factors + optimiser state + round */
+
+/* new: a model with item factors drawn N(0, 0.1^2/k) from rng (the
+ * deterministic generator is fine: initialisation is not private).
+ * Errors: PVG_ERR_INVALID (config out of range, n_items 0 or too large for
+ * the update dimension to fit in 2^31 words), PVG_ERR_NOMEM. */
+pvg_status pvg_fl_model_new(const pvg_fl_config *cfg, uint32_t n_items, pvg_rng *rng,
+                            pvg_fl_model **out, pvg_error *err) PVG_WARN_UNUSED;
+void pvg_fl_model_free(pvg_fl_model *m);
+
+/* Versioned wire bytes of what every client of the round receives: config,
+ * round number, item factors and the Gramian (little-endian, format in
+ * docs/federated.md). new: *out (free with free()). */
+pvg_status pvg_fl_model_broadcast(const pvg_fl_model *m, uint8_t **out, size_t *out_len,
+                                  pvg_error *err) PVG_WARN_UNUSED;
+
+/* Length d of the integer vector each client submits through SecAgg
+ * (uint32 words, each holding a value mod 2^bits). 0 if out of range. */
+size_t pvg_fl_update_dim(const pvg_fl_config *cfg, uint32_t n_items);
+
+/* Client: parses the broadcast strictly, solves its own user factor,
+ * computes its item update, clips, encodes (and, for DP_DISTRIBUTED, adds
+ * its discrete Gaussian share) into vec[d] mod 2^bits. items[0..n) are the
+ * shopper's distinct item indices (< n_items; duplicates are merged),
+ * weights[0..n) their non-negative weights (NULL: all 1). rng: randomised
+ * rounding and noise (the deterministic generator is refused for
+ * DP_DISTRIBUTED unless cfg.allow_insecure_rng). user_factor (k floats)
+ * may be NULL; it never leaves the client.
+ * Errors: PVG_ERR_CORRUPT / PVG_ERR_UNSUPPORTED (broadcast, with byte
+ * offset), PVG_ERR_INVALID (d mismatch, item out of range, bad weight),
+ * PVG_ERR_POLICY, PVG_ERR_NOMEM. */
+pvg_status pvg_fl_client_update(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                const float *weights, size_t n, pvg_rng *rng, uint32_t *vec,
+                                size_t d, float *user_factor, pvg_error *err) PVG_WARN_UNUSED;
+
+/* As pvg_fl_client_update; allow_insecure_rng non-zero accepts the
+ * deterministic test generator for the noise share (tests, simulations and
+ * reproducible benchmarks only; privguide/rng.h). The broadcast cannot
+ * grant this: its own flag is ignored. */
+pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                   const float *weights, size_t n, pvg_rng *rng,
+                                   int allow_insecure_rng, uint32_t *vec, size_t d,
+                                   float *user_factor, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Client or transport: parses a broadcast strictly (as pvg_fl_client_update
+ * does) and returns its public config (granularity resolved,
+ * allow_insecure_rng 0), round and catalog size, so that a client can check
+ * the server's choices (DP mode, noise multiplier, clip, expected cohort)
+ * against its own policy before it takes part: a malicious server could
+ * otherwise ask for no noise. Errors as pvg_fl_client_update's parse. */
+pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                                 uint32_t *round, uint32_t *n_items,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Server: applies the unmasked SecAgg sum of `survivors` clients (central
+ * DP noise added here when cfg.dp == PVG_FL_DP_CENTRAL), advances the round.
+ * rng: central noise (deterministic generator refused unless
+ * cfg.allow_insecure_rng); may be NULL otherwise. */
+pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, uint32_t survivors,
+                              pvg_rng *rng, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Client, on device: top-k items for its own history from a broadcast (no
+ * server involved); the shopper's own items are excluded. out_items /
+ * out_scores have room for k; *n_out gets the count (<= k). */
+pvg_status pvg_fl_client_recommend(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                   const float *weights, size_t n, size_t k, uint32_t *out_items,
+                                   float *out_scores, size_t *n_out,
+                                   pvg_error *err) PVG_WARN_UNUSED;
+
+/* Accounting: the (epsilon, delta) of `rounds` rounds at Poisson sampling
+ * rate q with cfg's noise (RDP of the subsampled Gaussian, improved
+ * conversion). DP_NONE gives INFINITY. */
+pvg_status pvg_fl_epsilon(const pvg_fl_config *cfg, double q, uint32_t rounds, double delta,
+                          double *epsilon, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Item factors after training (n_items x k, row-major), borrowed from m,
+ * for saving as a model / ranking. */
+pvg_status pvg_fl_model_item_factors(const pvg_fl_model *m, const float **v, uint32_t *n_items,
+                                     uint32_t *k, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The round the model is at (0 before the first apply). */
+uint32_t pvg_fl_model_round(const pvg_fl_model *m);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,254 @@
+/*
+ * privguide/fl_net.h - federated training as a client-server system: the
+ * server-side round coordinator (registered clients, a Poisson-sampled
+ * cohort per round, one SecAgg+ session per round with deadlines per
+ * phase) and the client (a state machine fed with the server's STATE
+ * messages, and a libcurl loop that drives it over HTTP).
+ *
+ * The coordinator moves any client vector of d uint32 words through
+ * secure aggregation (secagg.h) and hands only the unmasked SUM of the
+ * surviving clients to a callback; it never holds one client's unmasked
+ * vector. What the vector means (a federated-training update, fl.h) is the
+ * callbacks' business. Wire messages and phases: docs/fl-protocol.md.
+ *
+ * Thread-safety: a coordinator is shared by the HTTP workers (every
+ * function takes its lock) and runs its own thread for the deadlines. A
+ * peer or client run is one thread's.
+ */
+#ifndef PRIVGUIDE_FL_NET_H
+#define PRIVGUIDE_FL_NET_H
+
+#include <privguide/common.h>
+#include <privguide/rng.h>
+#include <privguide/secagg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default) /* the API; everything else is hidden */
+
+#define PVG_FL_NET_VERSION 1
+#define PVG_FL_NET_NO_ID 0xFFFFFFFFu
+#define PVG_FL_NET_KEY_BYTES 32          /* a client's identity on the coordinator */
+#define PVG_FL_NET_MAX_REGISTERED 100000 /* registered clients */
+#define PVG_FL_NET_STATE_MIN 80          /* bytes of a STATE message without its tail */
+
+/* Phases of a round (the STATE message's phase byte). */
+typedef enum pvg_fl_phase {
+    PVG_FL_PHASE_IDLE = 0,      /* no round under way: waiting for clients */
+    PVG_FL_PHASE_ADVERTISE = 1, /* SecAgg round 0 */
+    PVG_FL_PHASE_SHARE = 2,     /* SecAgg round 1 */
+    PVG_FL_PHASE_MASKED = 3,    /* SecAgg round 2 */
+    PVG_FL_PHASE_UNMASK = 4,    /* SecAgg round 3 */
+    PVG_FL_PHASE_DONE = 5,      /* the round's sum was applied */
+    PVG_FL_PHASE_ABORTED = 6,   /* the round aborted: nothing was revealed */
+    PVG_FL_PHASE_FINISHED = 7   /* the coordinator ran its last round */
+} pvg_fl_phase;
+
+/* Static name of a phase ("advertise", ...). */
+const char *pvg_fl_phase_name(int phase);
+
+/* The broadcast of round `round` (1-based): new bytes in *out (free()).
+ * Called by the coordinator thread when a round starts. */
+typedef pvg_status (*pvg_fl_broadcast_fn)(void *ctx, uint64_t round, uint8_t **out, size_t *out_len,
+                                          pvg_error *err);
+/* The unmasked sum of `survivors` clients' vectors (d words mod 2^32,
+ * borrowed for the call) of round `round`. */
+typedef pvg_status (*pvg_fl_apply_fn)(void *ctx, uint64_t round, const uint32_t *sum, size_t d,
+                                      uint32_t survivors, pvg_error *err);
+
+typedef struct pvg_fl_coord_options {
+    uint32_t d;                    /* words per client vector, 1..PVG_SECAGG_MAX_DIM */
+    double sample_rate;            /* Poisson sampling rate q of each registered client, (0, 1] */
+    uint32_t min_clients;          /* a round starts once this many are registered (>= 3; 0: 3) */
+    uint32_t min_cohort;           /* a sampled cohort smaller than this is resampled at the next
+                                      start (>= 3; 0: 3) */
+    uint32_t k;                    /* SecAgg+ neighbours; 0: 100. A cohort of n <= k + 1 uses the
+                                      complete graph (k = n - 1); else k rounded down to even */
+    double phase_seconds[4];       /* deadlines of advertise, share, masked input, unmask from the
+                                      phase's start; 0: 30 s each */
+    double start_delay;            /* seconds between rounds (and after min_clients is reached) */
+    uint32_t max_rounds;           /* stop after this many rounds (done or aborted); 0: unlimited */
+    unsigned server_threads;       /* SecAgg unmasking threads, 1..64 (0: 1) */
+    pvg_fl_broadcast_fn broadcast; /* NULL: an empty broadcast */
+    pvg_fl_apply_fn apply;         /* NULL: the sum is wiped unused */
+    void *ctx;                     /* passed to both */
+    pvg_rng *rng; /* borrowed for the coordinator's life: sampling and session ids; the
+                     secure generator unless allow_insecure_rng */
+    int allow_insecure_rng;
+} pvg_fl_coord_options;
+
+/* What happened in one round (pvg_fl_coord_wait). */
+typedef struct pvg_fl_round_stats {
+    uint64_t round;
+    int phase;             /* PVG_FL_PHASE_DONE or PVG_FL_PHASE_ABORTED */
+    uint32_t registered;   /* registered clients when the round started */
+    uint32_t cohort;       /* n: sampled clients */
+    uint32_t k, t;         /* the session's neighbours and threshold */
+    uint32_t arrived[4];   /* messages accepted in each phase */
+    uint32_t survivors;    /* clients whose vectors are in the sum */
+    double seconds;        /* from the round's start to its end */
+    double server_seconds; /* CPU-bound work of the coordinator (receive, advance, apply) */
+    double phase_seconds[4];
+    unsigned long long bytes_in, bytes_out; /* message bytes of the round's protocol */
+    char error[PVG_ERROR_TEXT_LEN];         /* why it aborted */
+} pvg_fl_round_stats;
+
+typedef struct pvg_fl_coord pvg_fl_coord;
+
+/* new: a coordinator (copies the options; rng, callbacks and ctx are
+ * borrowed) with its deadline thread running. Errors: PVG_ERR_INVALID
+ * naming the option, PVG_ERR_POLICY (the deterministic generator without
+ * allow_insecure_rng), NOMEM, INTERNAL (thread). */
+pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out,
+                            pvg_error *err) PVG_WARN_UNUSED;
+/* Stops the thread, wipes and frees. NULL ok. */
+void pvg_fl_coord_free(pvg_fl_coord *c);
+
+/* Registers a client by its identity (the shopper's pseudonym, zero-padded
+ * to 32 bytes); idempotent. Errors: PVG_ERR_BUSY (registry full). */
+pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                             pvg_error *err) PVG_WARN_UNUSED;
+
+/* The STATE message for client `key` (new, free()): the round, phase,
+ * session parameters, the client's id in the cohort, time left, and the
+ * SecAgg reply due to it in this phase (when it has not answered yet).
+ * Errors: PVG_ERR_NOT_FOUND (not registered). */
+pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                              uint8_t **out, size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Accepts one SecAgg message from client `key` for the current phase: the
+ * message's sender must be that client's id in the cohort and its session
+ * and type those of the phase. Errors: PVG_ERR_NOT_FOUND (not registered
+ * or not in the cohort), PVG_ERR_STATE (no phase takes it now, or late),
+ * PVG_ERR_PERMISSION (sender id of another client), those of
+ * pvg_secagg_server_receive (INVALID with the byte offset, EXISTS replay,
+ * CRYPTO). */
+pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                               const uint8_t *msg, size_t len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* A copy of round `round`'s broadcast (new, free()). Errors:
+ * PVG_ERR_NOT_FOUND (not the current round). */
+pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out, size_t *out_len,
+                                  pvg_error *err) PVG_WARN_UNUSED;
+
+/* Waits until round `round` has ended (done or aborted), at most
+ * timeout_s seconds; fills *st. Errors: PVG_ERR_BUSY (timed out),
+ * PVG_ERR_NOT_FOUND (that round is older than the last one kept). */
+pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
+                             pvg_fl_round_stats *st, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The largest message a client may POST (the body cap of the routes). */
+size_t pvg_fl_coord_max_message(const pvg_fl_coord *c);
+/* Registered clients. */
+uint32_t pvg_fl_coord_registered(pvg_fl_coord *c);
+
+/* ---- the STATE message (docs/fl-protocol.md) ---- */
+typedef struct pvg_fl_state {
+    uint64_t round;           /* 0: none started yet */
+    int phase;                /* pvg_fl_phase */
+    int submitted;            /* 1: this client's message of the phase was accepted */
+    int applied;              /* 1 (done and finished phases): round `round` ended with its sum
+                                 applied, not aborted */
+    uint32_t id;              /* the client's id in the cohort, PVG_FL_NET_NO_ID when not sampled */
+    pvg_secagg_params params; /* n, k, t, d, bits, session (zero outside a round) */
+    uint32_t deadline_ms;     /* time left in the phase */
+    uint32_t retry_ms;        /* when to ask again */
+    uint32_t broadcast_len;   /* bytes of the round's broadcast */
+    uint32_t n_survivors;     /* unmask phase: |U3|, with the ids below */
+    const uint8_t *survivors; /* n_survivors LE u32 ids, ascending (borrowed from the input) */
+    const uint8_t *reply;     /* the SecAgg reply due (borrowed), or NULL */
+    size_t reply_len;
+} pvg_fl_state;
+
+/* Parses a STATE message strictly (exact lengths, reserved bytes zero,
+ * phase and parameter ranges, survivors ascending). Errors:
+ * PVG_ERR_INVALID with err->offset and the field, UNSUPPORTED (version). */
+pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st,
+                              pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- the client ---- */
+
+/* Computes the client's vector for a round from the broadcast: fills
+ * vec[0..d). Runs on the client only. */
+typedef pvg_status (*pvg_fl_update_fn)(void *ctx, uint64_t round, const uint8_t *broadcast,
+                                       size_t len, uint32_t *vec, size_t d, pvg_error *err);
+
+/* One client's part in one round, transport-free: fed the server's STATE
+ * messages, it answers with the SecAgg message to POST, if any. */
+typedef struct pvg_fl_peer pvg_fl_peer;
+
+/* new: a peer for the round described by st (copied: params and id), with
+ * the client's vector vec[0..d) (copied into sodium_malloc memory, wiped by
+ * free; vec NULL: set it later with pvg_fl_peer_set_input). Refuses (PVG_ERR_POLICY, nothing sent)
+ * parameters that break the client's rules: the threshold must be a strict majority of each
+ * neighbourhood, t > (k + 1) / 2, and bits 32. rng: borrowed, the secure
+ * generator unless allow_insecure_rng. */
+pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d, pvg_rng *rng,
+                           int allow_insecure_rng, pvg_fl_peer **out,
+                           pvg_error *err) PVG_WARN_UNUSED;
+void pvg_fl_peer_free(pvg_fl_peer *p);
+/* Sets (or replaces) the peer's vector vec[0..d) (copied) before its masked
+ * input is due, so a client can advertise first and compute its update
+ * while the keys are exchanged. PVG_ERR_STATE after the masked input was
+ * made; PVG_ERR_INVALID when d is not the session's. */
+pvg_status pvg_fl_peer_set_input(pvg_fl_peer *p, const uint32_t *vec, size_t d,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Feeds a STATE of the peer's round. *out (new, pvg_free) is the message
+ * to POST, or NULL when none is due. Refuses (PVG_ERR_ABORTED, and the
+ * peer answers nothing more) an unmask request that asks for the self-mask
+ * share of a client it also names dropped, or a pairwise share of one it
+ * names survived, or that disagrees with the survivor list of the STATE
+ * (a survivor named dropped or the reverse, a count that differs, fewer
+ * than t survivors, this client not among them); PVG_ERR_STATE a STATE of
+ * another round or session. */
+pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out, size_t *out_len,
+                            pvg_error *err) PVG_WARN_UNUSED;
+/* 1 after the unmask message was produced. */
+int pvg_fl_peer_done(const pvg_fl_peer *p);
+
+/* What a client run measured. */
+typedef struct pvg_fl_client_stats {
+    uint32_t rounds;                         /* rounds it took part in to the end */
+    uint32_t refused;                        /* rounds it refused (client rules) */
+    unsigned long long bytes_up, bytes_down; /* HTTP bytes sent and received: bodies and
+                                                headers, polls included */
+    unsigned long long body_up, body_down;   /* the bodies alone (protocol messages, STATEs,
+                                                the broadcast) */
+    unsigned long long requests;
+    double compute_seconds; /* update + SecAgg work, transport excluded */
+    double seconds;         /* wall time of the run */
+} pvg_fl_client_stats;
+
+typedef struct pvg_fl_client_options {
+    const char *server; /* "http://host:port" */
+    const char *token;  /* the shopper token (borrowed; sent as Bearer) */
+    uint32_t rounds;    /* rounds to take part in, then return; 0: until FINISHED */
+    double timeout_s;   /* give up after this long (0: 600) */
+    int drop_phase;     /* simulations: stop answering at this phase (1..4) of the first
+                           round it is sampled for, and return; 0: never */
+    pvg_fl_update_fn update;
+    void *ctx;
+    pvg_rng *rng; /* borrowed; the secure generator unless allow_insecure_rng */
+    int allow_insecure_rng;
+    /* Tests: every byte the client puts on or takes off the wire (HTTP
+     * headers and bodies, as libcurl passes them), out = 1 for sent. */
+    void (*wire_tap)(void *tap_ctx, int out, const uint8_t *data, size_t len);
+    void *tap_ctx;
+} pvg_fl_client_options;
+
+/* Joins the server and takes part in rounds until o->rounds were done, the
+ * server FINISHED, drop_phase was reached or the timeout passed. Errors:
+ * PVG_ERR_IO (transport, with the URL), PVG_ERR_PERMISSION (the server
+ * refused the token), PVG_ERR_BUSY (timed out), PVG_ERR_INVALID (a
+ * malformed server message, with the offset). A round refused under the
+ * client's rules is counted in st->refused, not an error. */
+pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats *st,
+                             pvg_error *err) PVG_WARN_UNUSED;
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,777 @@
+/*
+ * fedcf.c - federated iALS (docs/federated.md): the server's model and
+ * step, the broadcast and its strict parser, the client's closed-form user
+ * solve and item update, on-device recommendations, and the in-process
+ * trainer of tests and benchmarks.
+ *
+ * Loss (as src/model/factor.c with nu = 1 and c_uj = 1 + alpha log1p(w)):
+ *   sum_{(u,j) obs} c_uj (x_u.v_j - 1)^2 + alpha0 sum_{u,j} (x_u.v_j)^2
+ *   + reg sum_u (|I_u| + alpha0 |I|) |x_u|^2 + reg sum_j (|U_j| + alpha0 |U|) |v_j|^2
+ * Each round the clients solve x_u exactly; the server takes one
+ * preconditioned (quasi-Newton) step on every v_j from the summed
+ * sufficient statistics (fl_internal.h lists the update vector).
+ */
+#include "fl/fl_internal.h"
+#include "model/model_internal.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADAM_B1 0.9
+#define ADAM_B2 0.99
+#define ADAM_TAU 1e-3
+
+struct pvg_fl_model {
+    pvg_fl_config cfg; /* granularity resolved */
+    fl_code code;
+    uint32_t n_items, k, round;
+    float *V;        /* n_items x k */
+    double *m1, *m2; /* FedAdam moments, n_items x k */
+};
+
+void pvg_fl_config_default(pvg_fl_config *cfg)
+{
+    *cfg = (pvg_fl_config){.factors = 32,
+                           .reg = 0.1,
+                           .alpha = 0,
+                           .alpha0 = 0.1,
+                           .clip = 1e3,
+                           .optimizer = PVG_FL_FEDAVG,
+                           .server_lr = 1.0,
+                           .dp = PVG_FL_DP_NONE,
+                           .noise_multiplier = 0,
+                           .expected_cohort = 100,
+                           .bits = 32};
+}
+
+size_t pvg_fl_update_dim(const pvg_fl_config *cfg, uint32_t n_items)
+{
+    fl_code c;
+    if (!cfg || fl_code_of(cfg, n_items, &c, NULL) != PVG_OK) return 0;
+    return c.d;
+}
+
+pvg_status pvg_fl_model_new(const pvg_fl_config *cfg, uint32_t n_items, pvg_rng *rng,
+                            pvg_fl_model **out, pvg_error *err)
+{
+    *out = NULL;
+    if (!rng) return pvg_error_set(err, PVG_ERR_INVALID, "fl model: rng is NULL");
+    fl_code code;
+    pvg_status st = fl_code_of(cfg, n_items, &code, err);
+    if (st != PVG_OK) return st;
+    pvg_fl_model *m = calloc(1, sizeof *m);
+    size_t nk = (size_t)n_items * cfg->factors;
+    if (m) m->V = malloc(nk * sizeof *m->V);
+    if (m && cfg->optimizer == PVG_FL_FEDADAM) {
+        m->m1 = calloc(nk, sizeof *m->m1);
+        m->m2 = calloc(nk, sizeof *m->m2);
+    }
+    if (!m || !m->V || (cfg->optimizer == PVG_FL_FEDADAM && (!m->m1 || !m->m2))) {
+        pvg_fl_model_free(m);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl model: out of memory");
+    }
+    m->cfg = *cfg;
+    m->cfg.granularity = code.gamma;
+    m->code = code;
+    m->n_items = n_items;
+    m->k = cfg->factors;
+    double sd = 0.1 / sqrt((double)cfg->factors);
+    for (size_t i = 0; i < nk; i++)
+        m->V[i] = (float)(sd * pvg_rng_normal(rng));
+    *out = m;
+    return PVG_OK;
+}
+
+void pvg_fl_model_free(pvg_fl_model *m)
+{
+    if (!m) return;
+    free(m->V);
+    free(m->m1);
+    free(m->m2);
+    free(m);
+}
+
+uint32_t pvg_fl_model_round(const pvg_fl_model *m)
+{
+    return m ? m->round : 0;
+}
+const pvg_fl_config *fl_model_config(const pvg_fl_model *m)
+{
+    return &m->cfg;
+}
+
+pvg_status pvg_fl_model_item_factors(const pvg_fl_model *m, const float **v, uint32_t *n_items,
+                                     uint32_t *k, pvg_error *err)
+{
+    if (!m || !v || !n_items || !k)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl item factors: NULL argument");
+    *v = m->V;
+    *n_items = m->n_items;
+    *k = m->k;
+    return PVG_OK;
+}
+
+/* ---- wire ---- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_f64(uint8_t *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    put_u64(p, v);
+}
+static void put_f32(uint8_t *p, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    put_u32(p, v);
+}
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    return get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+static double get_f64(const uint8_t *p)
+{
+    uint64_t v = get_u64(p);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+static float get_f32(const uint8_t *p)
+{
+    uint32_t v = get_u32(p);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+/* G = V^T V in double (k x k). */
+static void gram_of(const float *V, size_t n, size_t k, double *G)
+{
+    memset(G, 0, k * k * sizeof *G);
+    for (size_t i = 0; i < n; i++) {
+        const float *v = V + i * k;
+        for (size_t a = 0; a < k; a++)
+            for (size_t b = 0; b <= a; b++)
+                G[a * k + b] += (double)v[a] * v[b];
+    }
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = a + 1; b < k; b++)
+            G[a * k + b] = G[b * k + a];
+}
+
+pvg_status pvg_fl_model_broadcast(const pvg_fl_model *m, uint8_t **out, size_t *out_len,
+                                  pvg_error *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (!m) return pvg_error_set(err, PVG_ERR_INVALID, "fl broadcast: model is NULL");
+    size_t k = m->k, nk = (size_t)m->n_items * k;
+    size_t len = PVG_FL_HEADER + 4 * (nk + k * k);
+    uint8_t *b = malloc(len);
+    double *G = malloc(k * k * sizeof *G);
+    if (!b || !G) {
+        free(b);
+        free(G);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl broadcast: out of memory");
+    }
+    const pvg_fl_config *c = &m->cfg;
+    memcpy(b, PVG_FL_MAGIC, 4);
+    b[4] = PVG_FL_WIRE_VERSION;
+    b[5] = (uint8_t)c->dp;
+    b[6] = (uint8_t)c->optimizer;
+    b[7] = 0;
+    put_u32(b + 8, c->factors);
+    put_u32(b + 12, m->n_items);
+    put_u32(b + 16, m->round);
+    put_u32(b + 20, c->bits);
+    put_u64(b + 24, c->seed);
+    put_f64(b + 32, c->reg);
+    put_f64(b + 40, c->alpha);
+    put_f64(b + 48, c->alpha0);
+    put_f64(b + 56, c->clip);
+    put_f64(b + 64, c->noise_multiplier);
+    put_f64(b + 72, c->expected_cohort);
+    put_f64(b + 80, c->granularity);
+    uint8_t *p = b + PVG_FL_HEADER;
+    for (size_t i = 0; i < nk; i++, p += 4)
+        put_f32(p, m->V[i]);
+    gram_of(m->V, m->n_items, k, G);
+    for (size_t i = 0; i < k * k; i++, p += 4)
+        put_f32(p, (float)G[i]);
+    free(G);
+    *out = b;
+    *out_len = len;
+    return PVG_OK;
+}
+
+/* A parsed broadcast. */
+typedef struct fl_bc {
+    pvg_fl_config cfg;
+    fl_code code;
+    uint32_t n_items, k, round;
+    float *V; /* n_items x k */
+    double *G;
+} fl_bc;
+
+static void bc_free(fl_bc *b)
+{
+    free(b->V);
+    free(b->G);
+    b->V = NULL;
+    b->G = NULL;
+}
+
+#define BAD(code, off, ...)                                                                        \
+    pvg_error_set_at(err, code, "fl broadcast", 0, 0, (long long)(off), __VA_ARGS__)
+
+static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!b) return BAD(PVG_ERR_INVALID, 0, "fl broadcast: NULL");
+    if (len < 8)
+        return BAD(PVG_ERR_CORRUPT, len,
+                   "fl broadcast: truncated at byte %zu of the 88-byte header", len);
+    if (memcmp(b, PVG_FL_MAGIC, 4) != 0)
+        return BAD(PVG_ERR_CORRUPT, 0, "fl broadcast: bad magic (expected \"PGFL\")");
+    if (b[4] != PVG_FL_WIRE_VERSION)
+        return BAD(PVG_ERR_UNSUPPORTED, 4, "fl broadcast: version %u (expected %u)", b[4],
+                   PVG_FL_WIRE_VERSION);
+    if (len < PVG_FL_HEADER)
+        return BAD(PVG_ERR_CORRUPT, len,
+                   "fl broadcast: truncated at byte %zu of the 88-byte header", len);
+    if (b[5] > PVG_FL_DP_DISTRIBUTED)
+        return BAD(PVG_ERR_CORRUPT, 5, "fl broadcast: dp mode %u (expected 0..2)", b[5]);
+    if (b[6] > PVG_FL_FEDADAM)
+        return BAD(PVG_ERR_CORRUPT, 6, "fl broadcast: optimizer %u (expected 0..1)", b[6]);
+    if (b[7] != 0)
+        return BAD(PVG_ERR_CORRUPT, 7, "fl broadcast: reserved byte is %u (expected 0)", b[7]);
+    pvg_fl_config *c = &out->cfg;
+    pvg_fl_config_default(c);
+    c->dp = b[5];
+    c->optimizer = b[6];
+    c->factors = get_u32(b + 8);
+    out->n_items = get_u32(b + 12);
+    out->round = get_u32(b + 16);
+    c->bits = get_u32(b + 20);
+    c->seed = get_u64(b + 24);
+    c->reg = get_f64(b + 32);
+    c->alpha = get_f64(b + 40);
+    c->alpha0 = get_f64(b + 48);
+    c->clip = get_f64(b + 56);
+    c->noise_multiplier = get_f64(b + 64);
+    c->expected_cohort = get_f64(b + 72);
+    c->granularity = get_f64(b + 80);
+    c->allow_insecure_rng = 0;
+    if (c->factors < 1 || c->factors > PVG_FL_MAX_FACTORS)
+        return BAD(PVG_ERR_CORRUPT, 8, "fl broadcast: factors %u (expected 1..256)", c->factors);
+    if (out->n_items < 1) return BAD(PVG_ERR_CORRUPT, 12, "fl broadcast: 0 items");
+    if (!(c->granularity > 0)) return BAD(PVG_ERR_CORRUPT, 80, "fl broadcast: granularity not > 0");
+    pvg_error e2;
+    pvg_error_clear(&e2);
+    if (fl_code_of(c, out->n_items, &out->code, &e2) != PVG_OK)
+        return BAD(PVG_ERR_CORRUPT, 8, "fl broadcast: header fields (bytes 8..87) rejected: %s",
+                   e2.text);
+    out->k = c->factors;
+    size_t nk = (size_t)out->n_items * out->k, kk = (size_t)out->k * out->k;
+    size_t want = PVG_FL_HEADER + 4 * (nk + kk);
+    if (len < want)
+        return BAD(PVG_ERR_CORRUPT, len,
+                   "fl broadcast: truncated: %zu bytes, %zu expected for %u items x %u factors",
+                   len, want, out->n_items, out->k);
+    if (len > want)
+        return BAD(PVG_ERR_CORRUPT, want, "fl broadcast: %zu trailing bytes after byte %zu",
+                   len - want, want);
+    out->V = malloc(nk * sizeof *out->V);
+    out->G = malloc(kk * sizeof *out->G);
+    if (!out->V || !out->G) {
+        bc_free(out);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl broadcast: out of memory");
+    }
+    const uint8_t *p = b + PVG_FL_HEADER;
+    for (size_t i = 0; i < nk; i++, p += 4) {
+        float f = get_f32(p);
+        if (!isfinite(f) || fabsf(f) > 1e6f) {
+            bc_free(out);
+            return BAD(PVG_ERR_CORRUPT, p - b,
+                       "fl broadcast: item factor %zu is not a finite value of magnitude <= 1e6",
+                       i);
+        }
+        out->V[i] = f;
+    }
+    for (size_t i = 0; i < kk; i++, p += 4) {
+        float f = get_f32(p);
+        if (!isfinite(f)) {
+            bc_free(out);
+            return BAD(PVG_ERR_CORRUPT, p - b, "fl broadcast: Gramian entry %zu is not finite", i);
+        }
+        out->G[i] = f;
+    }
+    for (size_t a = 0; a < out->k; a++)
+        for (size_t bb = 0; bb < a; bb++)
+            if (out->G[a * out->k + bb] != out->G[bb * out->k + a]) {
+                long long off = PVG_FL_HEADER + 4 * (long long)(nk + a * out->k + bb);
+                bc_free(out);
+                return BAD(PVG_ERR_CORRUPT, off, "fl broadcast: Gramian not symmetric at (%zu,%zu)",
+                           a, bb);
+            }
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                                 uint32_t *round, uint32_t *n_items, pvg_error *err)
+{
+    if (!cfg || !round || !n_items)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl broadcast info: NULL output");
+    fl_bc bc;
+    pvg_status st = bc_parse(broadcast, len, &bc, err);
+    if (st != PVG_OK) return st;
+    *cfg = bc.cfg;
+    *round = bc.round;
+    *n_items = bc.n_items;
+    bc_free(&bc);
+    return PVG_OK;
+}
+
+/* ---- client ---- */
+
+typedef struct fl_hist {
+    uint32_t item;
+    float w;
+} fl_hist;
+
+static int hist_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const fl_hist *)a)->item, y = ((const fl_hist *)b)->item;
+    return x < y ? -1 : x > y;
+}
+
+/* Copies, validates, sorts and merges the shopper's items. *out new (free). */
+static pvg_status hist_of(const uint32_t *items, const float *weights, size_t n, uint32_t n_items,
+                          fl_hist **out, size_t *n_out, pvg_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (n && !items) return pvg_error_set(err, PVG_ERR_INVALID, "fl client: items is NULL");
+    fl_hist *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) return pvg_error_set(err, PVG_ERR_NOMEM, "fl client: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        float w = weights ? weights[i] : 1.0f;
+        if (items[i] >= n_items) {
+            free(h);
+            return pvg_error_set_at(
+                err, PVG_ERR_INVALID, "items", 0, 0, (long long)i,
+                "fl client: item %u at index %zu is outside the catalog of %u items", items[i], i,
+                n_items);
+        }
+        if (!(w >= 0) || !isfinite(w) || w > 1e9f) {
+            free(h);
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "weights", 0, 0, (long long)i,
+                                    "fl client: weight at index %zu is not in [0, 1e9]", i);
+        }
+        h[i] = (fl_hist){items[i], w};
+    }
+    qsort(h, n, sizeof *h, hist_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && h[m - 1].item == h[i].item)
+            h[m - 1].w += h[i].w;
+        else
+            h[m++] = h[i];
+    }
+    *out = h;
+    *n_out = m;
+    return PVG_OK;
+}
+
+static double conf_of(const pvg_fl_config *c, float w)
+{
+    return 1.0 + c->alpha * log1p((double)w);
+}
+
+/* Cholesky solve A x = b (A k x k, overwritten). 0 ok. */
+static int chol(double *A, size_t f, double *x)
+{
+    for (size_t j = 0; j < f; j++) {
+        double d = A[j * f + j];
+        for (size_t q = 0; q < j; q++)
+            d -= A[j * f + q] * A[j * f + q];
+        if (!(d > 0)) return -1;
+        d = sqrt(d);
+        A[j * f + j] = d;
+        for (size_t i = j + 1; i < f; i++) {
+            double s = A[i * f + j];
+            for (size_t q = 0; q < j; q++)
+                s -= A[i * f + q] * A[j * f + q];
+            A[i * f + j] = s / d;
+        }
+    }
+    for (size_t i = 0; i < f; i++) {
+        double s = x[i];
+        for (size_t q = 0; q < i; q++)
+            s -= A[i * f + q] * x[q];
+        x[i] = s / A[i * f + i];
+    }
+    for (size_t i = f; i-- > 0;) {
+        double s = x[i];
+        for (size_t q = i + 1; q < f; q++)
+            s -= A[q * f + i] * x[q];
+        x[i] = s / A[i * f + i];
+    }
+    return 0;
+}
+
+/* The user's closed-form iALS solve:
+ * (alpha0 G + reg (|I_u| + alpha0 |I|) I + sum c v v^T) x = sum c v. */
+static pvg_status solve_user(const pvg_fl_config *c, const float *V, const double *G,
+                             uint32_t n_items, const fl_hist *h, size_t n, double *x,
+                             pvg_error *err)
+{
+    size_t k = c->factors;
+    double *A = malloc(k * k * sizeof *A);
+    if (!A) return pvg_error_set(err, PVG_ERR_NOMEM, "fl client: out of memory");
+    double reg = c->reg * ((double)n + c->alpha0 * (double)n_items);
+    for (size_t a = 0; a < k; a++) {
+        x[a] = 0;
+        for (size_t b = 0; b < k; b++)
+            A[a * k + b] = c->alpha0 * G[a * k + b] + (a == b ? reg : 0.0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const float *v = V + (size_t)h[i].item * k;
+        double cw = conf_of(c, h[i].w);
+        for (size_t a = 0; a < k; a++) {
+            x[a] += cw * v[a];
+            for (size_t b = 0; b <= a; b++)
+                A[a * k + b] += cw * (double)v[a] * v[b];
+        }
+    }
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = a + 1; b < k; b++)
+            A[a * k + b] = A[b * k + a];
+    int rc = chol(A, k, x);
+    sodium_memzero(A, k * k * sizeof *A);
+    free(A);
+    if (rc != 0) {
+        sodium_memzero(x, k * sizeof *x);
+        return pvg_error_set(
+            err, PVG_ERR_CORRUPT,
+            "fl client: the broadcast's Gramian is not positive semi-definite (user solve failed)");
+    }
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_client_update(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                const float *weights, size_t n, pvg_rng *rng, uint32_t *vec,
+                                size_t d, float *user_factor, pvg_error *err)
+{
+    return pvg_fl_client_update_ex(broadcast, len, items, weights, n, rng, 0, vec, d, user_factor,
+                                   err);
+}
+
+pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                   const float *weights, size_t n, pvg_rng *rng,
+                                   int allow_insecure_rng, uint32_t *vec, size_t d,
+                                   float *user_factor, pvg_error *err)
+{
+    if (!rng || !vec) return pvg_error_set(err, PVG_ERR_INVALID, "fl client: rng or vec is NULL");
+    fl_bc bc;
+    pvg_status st = bc_parse(broadcast, len, &bc, err);
+    if (st != PVG_OK) return st;
+    /* the client's own opt-in decides, never the broadcast */
+    bc.cfg.allow_insecure_rng = allow_insecure_rng;
+    fl_hist *h = NULL;
+    size_t nh = 0;
+    double *x = NULL, *u = NULL;
+    const pvg_fl_config *c = &bc.cfg;
+    size_t k = bc.k, ni = bc.n_items;
+    if (d != bc.code.d) {
+        st = pvg_error_set(err, PVG_ERR_INVALID,
+                           "fl client: vector of %zu words, the round needs %zu", d, bc.code.d);
+        goto out;
+    }
+    st = hist_of(items, weights, n, bc.n_items, &h, &nh, err);
+    if (st != PVG_OK) goto out;
+    x = malloc(k * sizeof *x);
+    u = calloc(bc.code.d, sizeof *u);
+    if (!x || !u) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl client: out of memory");
+        goto out;
+    }
+    st = solve_user(c, bc.V, bc.G, bc.n_items, h, nh, x, err);
+    if (st != PVG_OK) goto out;
+    double *R = u, *N = u + ni * k, *T = N + ni;
+    for (size_t i = 0; i < nh; i++) {
+        size_t j = h[i].item;
+        const float *v = bc.V + j * k;
+        double cw = conf_of(c, h[i].w), xv = 0;
+        for (size_t a = 0; a < k; a++)
+            xv += x[a] * v[a];
+        double s = (cw - c->alpha0) * xv - cw;
+        for (size_t a = 0; a < k; a++)
+            R[j * k + a] = s * x[a];
+        N[j] = PVG_FL_SCALE_N;
+    }
+    size_t t = 0;
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = a; b < k; b++)
+            T[t++] = PVG_FL_SCALE_T * x[a] * x[b];
+    T[t] = PVG_FL_SCALE_T; /* W: this client */
+    if (user_factor)
+        for (size_t a = 0; a < k; a++)
+            user_factor[a] = (float)x[a];
+    st = fl_encode(c, &bc.code, bc.round, u, rng, vec, err);
+out:
+    if (h) sodium_memzero(h, (nh ? nh : 1) * sizeof *h);
+    if (x) sodium_memzero(x, k * sizeof *x);
+    if (u) sodium_memzero(u, bc.code.d * sizeof *u);
+    free(h);
+    free(x);
+    free(u);
+    bc_free(&bc);
+    return st;
+}
+
+/* ---- server step ---- */
+
+pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, uint32_t survivors,
+                              pvg_rng *rng, pvg_error *err)
+{
+    if (!m || !sum) return pvg_error_set(err, PVG_ERR_INVALID, "fl apply: NULL argument");
+    if (d != m->code.d)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl apply: sum of %zu words, the round needs %zu", d, m->code.d);
+    if (survivors < 1) return pvg_error_set(err, PVG_ERR_INVALID, "fl apply: no survivors");
+    const pvg_fl_config *c = &m->cfg;
+    size_t k = m->k, ni = m->n_items;
+    double *S = malloc(d * sizeof *S);
+    double *G = malloc(k * k * sizeof *G), *lam = malloc(k * sizeof *lam);
+    double *g = malloc(k * sizeof *g), *t = malloc(k * sizeof *t);
+    pvg_status st = PVG_OK;
+    if (!S || !G || !lam || !g || !t) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl apply: out of memory");
+        goto out;
+    }
+    st = fl_decode(c, &m->code, m->round, sum, c->dp == PVG_FL_DP_CENTRAL, rng, S, err);
+    if (st != PVG_OK) goto out;
+    const double *R = S, *N = S + ni * k, *T = N + ni;
+    const double is = 1.0 / PVG_FL_SCALE_T, isn = 1.0 / PVG_FL_SCALE_N;
+    size_t i = 0;
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = a; b < k; b++, i++)
+            G[a * k + b] = G[b * k + a] = is * T[i];
+    /* the clients' total weight: clipping scales a client's whole vector by
+     * w_u = min(1, C/|u|), so every statistic is a w-weighted sum and the
+     * server minimises the w-weighted loss consistently */
+    double W = is * T[i];
+    if (!(W > 0)) W = 0;
+    /* G = U diag(lam) U^T; the noisy sum may be indefinite: clamp at 0 */
+    if (LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)k, G, (lapack_int)k, lam) != 0) {
+        st = pvg_error_set(err, PVG_ERR_INVALID,
+                           "fl apply: the summed Gramian has no eigen-decomposition");
+        goto out;
+    }
+    for (size_t a = 0; a < k; a++)
+        if (!(lam[a] > 0)) lam[a] = 0;
+    /* per item: g = alpha0 Gx v + reg_j v + R_j (the gradient of the loss
+     * over the cohort, halved); P = (alpha0 + (1 - alpha0) N_j / W) Gx +
+     * reg_j I approximates its Hessian, the observed part by the item's
+     * count times the cohort's mean x x^T (exact in expectation for binary
+     * confidence); step = P^-1 g in the eigenbasis */
+    double obs = c->alpha0 < 1 ? 1 - c->alpha0 : 0;
+    for (size_t j = 0; j < ni; j++) {
+        float *v = m->V + j * k;
+        double nj = N[j] > 0 ? isn * N[j] : 0;
+        double regj = c->reg * (nj + c->alpha0 * W) + 1e-9;
+        double c1 = c->alpha0 + (W > 0 ? obs * nj / W : 0);
+        /* t = U^T v, g in the eigenbasis: (alpha0 lam + reg) t + U^T R_j */
+        for (size_t a = 0; a < k; a++) {
+            double sv = 0, sr = 0;
+            for (size_t b = 0; b < k; b++) {
+                sv += G[b * k + a] * v[b];
+                sr += G[b * k + a] * R[j * k + b];
+            }
+            double ga = (c->alpha0 * lam[a] + regj) * sv + sr;
+            t[a] = ga / (c1 * lam[a] + regj);
+        }
+        for (size_t b = 0; b < k; b++) {
+            double s = 0;
+            for (size_t a = 0; a < k; a++)
+                s += G[b * k + a] * t[a];
+            g[b] = s;
+        }
+        if (c->optimizer == PVG_FL_FEDAVG) {
+            for (size_t b = 0; b < k; b++)
+                v[b] = (float)(v[b] - c->server_lr * g[b]);
+        } else {
+            double *m1 = m->m1 + j * k, *m2 = m->m2 + j * k;
+            for (size_t b = 0; b < k; b++) {
+                m1[b] = ADAM_B1 * m1[b] + (1 - ADAM_B1) * g[b];
+                m2[b] = ADAM_B2 * m2[b] + (1 - ADAM_B2) * g[b] * g[b];
+                v[b] = (float)(v[b] - c->server_lr * m1[b] / (sqrt(m2[b]) + ADAM_TAU));
+            }
+        }
+        for (size_t b = 0; b < k; b++)
+            if (!isfinite(v[b]) || fabsf(v[b]) > 1e6f)
+                v[b] = v[b] > 0 ? 1e6f : v[b] < 0 ? -1e6f : 0;
+    }
+    m->round++;
+out:
+    if (S) sodium_memzero(S, d * sizeof *S);
+    free(S);
+    free(G);
+    free(lam);
+    free(g);
+    free(t);
+    return st;
+}
+
+/* ---- on-device recommendations ---- */
+
+pvg_status pvg_fl_client_recommend(const uint8_t *broadcast, size_t len, const uint32_t *items,
+                                   const float *weights, size_t n, size_t k, uint32_t *out_items,
+                                   float *out_scores, size_t *n_out, pvg_error *err)
+{
+    if (n_out) *n_out = 0;
+    if (!n_out || (k && (!out_items || !out_scores)))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl recommend: NULL output");
+    fl_bc bc;
+    pvg_status st = bc_parse(broadcast, len, &bc, err);
+    if (st != PVG_OK) return st;
+    fl_hist *h = NULL;
+    size_t nh = 0, f = bc.k, ni = bc.n_items;
+    double *x = malloc(f * sizeof *x);
+    float *sc = malloc(ni * sizeof *sc), *xs = malloc(f * sizeof *xs), *top_s = NULL;
+    int64_t *top_i = NULL;
+    if (!x || !sc || !xs) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl recommend: out of memory");
+        goto out;
+    }
+    st = hist_of(items, weights, n, bc.n_items, &h, &nh, err);
+    if (st != PVG_OK) goto out;
+    st = solve_user(&bc.cfg, bc.V, bc.G, bc.n_items, h, nh, x, err);
+    if (st != PVG_OK) goto out;
+    for (size_t a = 0; a < f; a++)
+        xs[a] = (float)x[a];
+    pvg_matvec(bc.V, ni, f, xs, sc);
+    for (size_t i = 0; i < nh; i++)
+        sc[h[i].item] = -INFINITY;
+    size_t want = k < ni - nh ? k : ni - nh;
+    top_i = malloc((want ? want : 1) * sizeof *top_i);
+    top_s = malloc((want ? want : 1) * sizeof *top_s);
+    if (!top_i || !top_s) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl recommend: out of memory");
+        goto out;
+    }
+    size_t got = want ? pvg_topk(sc, ni, want, top_i, top_s) : 0;
+    for (size_t i = 0; i < got; i++) {
+        out_items[i] = (uint32_t)top_i[i];
+        out_scores[i] = top_s[i];
+    }
+    *n_out = got;
+out:
+    if (h) sodium_memzero(h, (nh ? nh : 1) * sizeof *h);
+    if (x) sodium_memzero(x, f * sizeof *x);
+    if (xs) sodium_memzero(xs, f * sizeof *xs);
+    if (sc) sodium_memzero(sc, ni * sizeof *sc);
+    free(h);
+    free(x);
+    free(xs);
+    free(sc);
+    free(top_i);
+    free(top_s);
+    bc_free(&bc);
+    return st;
+}
+
+/* ---- in-process trainer ---- */
+
+pvg_status fl_model_user_factor(const pvg_fl_model *m, const uint32_t *items, const float *weights,
+                                size_t n, float *x, pvg_error *err)
+{
+    size_t k = m->k;
+    double *G = malloc(k * k * sizeof *G), *xd = malloc(k * sizeof *xd);
+    fl_hist *h = NULL;
+    size_t nh = 0;
+    pvg_status st = PVG_OK;
+    if (!G || !xd) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl: out of memory");
+        goto out;
+    }
+    gram_of(m->V, m->n_items, k, G);
+    st = hist_of(items, weights, n, m->n_items, &h, &nh, err);
+    if (st == PVG_OK) st = solve_user(&m->cfg, m->V, G, m->n_items, h, nh, xd, err);
+    if (st == PVG_OK)
+        for (size_t a = 0; a < k; a++)
+            x[a] = (float)xd[a];
+out:
+    free(G);
+    free(xd);
+    free(h);
+    return st;
+}
+
+pvg_status fl_sim_round(pvg_fl_model *m, const fl_clients *cl, double q, pvg_rng *rng,
+                        fl_round_stats *rs, pvg_error *err)
+{
+    if (cl->n_items != m->n_items)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl sim: clients over %u items, model %u",
+                             cl->n_items, m->n_items);
+    uint8_t *bc = NULL;
+    size_t bl = 0, d = m->code.d;
+    pvg_status st = pvg_fl_model_broadcast(m, &bc, &bl, err);
+    if (st != PVG_OK) return st;
+    uint32_t *sum = calloc(d, sizeof *sum), *vec = malloc(d * sizeof *vec);
+    if (!sum || !vec) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl sim: out of memory");
+        goto out;
+    }
+    uint32_t cohort = 0;
+    double t0 = pvg_now_seconds();
+    for (size_t u = 0; u < cl->n_users; u++) {
+        if (q < 1 && !(pvg_rng_double(rng) < q)) continue;
+        uint64_t b = cl->indptr[u], e = cl->indptr[u + 1];
+        st = pvg_fl_client_update_ex(bc, bl, cl->items + b, cl->weights ? cl->weights + b : NULL,
+                                     (size_t)(e - b), rng, m->cfg.allow_insecure_rng, vec, d, NULL,
+                                     err);
+        if (st != PVG_OK) goto out;
+        for (size_t i = 0; i < d; i++)
+            sum[i] += vec[i];
+        cohort++;
+    }
+    double t1 = pvg_now_seconds();
+    if (m->cfg.bits < 32)
+        for (size_t i = 0; i < d; i++)
+            sum[i] &= (1u << m->cfg.bits) - 1u;
+    if (cohort == 0) { /* an empty cohort: nothing to apply, the round still passes */
+        m->round++;
+    } else {
+        st = pvg_fl_model_apply(m, sum, d, cohort, rng, err);
+        if (st != PVG_OK) goto out;
+    }
+    if (rs) {
+        rs->cohort = cohort;
+        rs->client_seconds = t1 - t0;
+        rs->server_seconds = pvg_now_seconds() - t1;
+    }
+out:
+    free(bc);
+    free(sum);
+    free(vec);
+    return st;
+}

@@ -1,0 +1,595 @@
+/*
+ * fl_client.c - the client of federated training: the STATE message
+ * parser, the transport-free peer (one round's SecAgg+ client with the
+ * client's own rules on top) and the libcurl loop that joins a server,
+ * polls its state and posts the peer's messages.
+ *
+ * The client's rules, checked before it answers: the threshold must be a
+ * strict majority of every neighbourhood (t > (k + 1) / 2), so a server
+ * that tells some holders a client survived and others that it dropped can
+ * never collect t shares of both its secrets; and an unmask request must
+ * agree with itself and with the survivor list of the same STATE. The
+ * client's vector (its update) and whatever produced it (its events, its
+ * user factor) never leave this file except masked.
+ */
+#include <privguide/fl_net.h>
+#include <privguide/store.h>
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+#define BAD(off, ...) pvg_error_set_at(err, PVG_ERR_INVALID, "fl STATE", 0, 0, (off), __VA_ARGS__)
+
+pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st, pvg_error *err)
+{
+    pvg_error_clear(err);
+    memset(st, 0, sizeof *st);
+    if (!in || len < PVG_FL_NET_STATE_MIN)
+        return BAD((long long)len, "a STATE message of at least %d bytes was expected, got %zu",
+                   PVG_FL_NET_STATE_MIN, len);
+    if (memcmp(in, "PVFL", 4) != 0) return BAD(0, "magic: \"PVFL\" was expected");
+    if (in[4] != PVG_FL_NET_VERSION)
+        return pvg_error_set_at(err, PVG_ERR_UNSUPPORTED, "fl STATE", 0, 0, 4,
+                                "version %u; this client speaks version %d", in[4],
+                                PVG_FL_NET_VERSION);
+    if (in[5] != 1) return BAD(5, "type %u: 1 (STATE) was expected", in[5]);
+    if (in[6] || in[7]) return BAD(6, "reserved bytes must be zero");
+    st->round = get64(in + 8);
+    st->phase = in[16];
+    if (st->phase > PVG_FL_PHASE_FINISHED) return BAD(16, "phase %d: 0..7 was expected", st->phase);
+    if (in[17] > 3) return BAD(17, "flags 0x%02x: only bits 0 and 1 are defined", in[17]);
+    st->submitted = in[17] & 1;
+    st->applied = in[17] >> 1;
+    if (st->applied && st->phase != PVG_FL_PHASE_DONE && st->phase != PVG_FL_PHASE_FINISHED)
+        return BAD(17, "flag 'applied' outside the done and finished phases");
+    st->id = get32(in + 20);
+    int in_round = st->phase >= PVG_FL_PHASE_ADVERTISE && st->phase <= PVG_FL_PHASE_UNMASK;
+    if (in[19]) return BAD(19, "reserved byte must be zero");
+    if (get32(in + 76)) return BAD(76, "reserved word must be zero");
+    st->params.n = get32(in + 24);
+    st->params.k = get32(in + 28);
+    st->params.t = get32(in + 32);
+    st->params.d = get32(in + 36);
+    st->params.bits = in[18];
+    memcpy(st->params.session, in + 40, 16);
+    if (in_round) {
+        if (st->params.bits != 32) return BAD(18, "bits %u: 32 was expected", in[18]);
+        pvg_error e;
+        if (pvg_secagg_params_check(&st->params, &e) != PVG_OK)
+            return BAD(24, "session parameters: %s", e.text);
+        if (st->id != PVG_FL_NET_NO_ID && st->id >= st->params.n)
+            return BAD(20, "id %u: below n = %u or 0xFFFFFFFF was expected", st->id, st->params.n);
+        if (st->round == 0) return BAD(8, "round 0 cannot be under way");
+    } else {
+        static const uint8_t zero[36];
+        if (st->id != PVG_FL_NET_NO_ID) return BAD(20, "id outside a round: 0xFFFFFFFF expected");
+        if (memcmp(in + 18, zero, 1) || memcmp(in + 24, zero, 36) || get32(in + 56) ||
+            get32(in + 64))
+            return BAD(18, "session fields outside a round must be zero");
+    }
+    st->deadline_ms = get32(in + 56);
+    st->retry_ms = get32(in + 60);
+    if (st->retry_ms > 60000)
+        return BAD(60, "retry_ms %u: at most 60000 was expected", st->retry_ms);
+    st->broadcast_len = get32(in + 64);
+    st->n_survivors = get32(in + 68);
+    uint32_t rl = get32(in + 72);
+    if (st->n_survivors && (st->phase != PVG_FL_PHASE_UNMASK || st->n_survivors > st->params.n))
+        return BAD(68, "%u survivors: only in the unmask phase and at most n", st->n_survivors);
+    if (rl && (!in_round || st->phase == PVG_FL_PHASE_ADVERTISE || st->id == PVG_FL_NET_NO_ID))
+        return BAD(72, "a reply of %u bytes where none is due", rl);
+    size_t want = PVG_FL_NET_STATE_MIN + (size_t)st->n_survivors * 4 + rl;
+    if (len != want)
+        return BAD((long long)(len < want ? len : want),
+                   "length %zu: %zu was expected (80 + 4 x survivors + reply)", len, want);
+    st->survivors = st->n_survivors ? in + PVG_FL_NET_STATE_MIN : NULL;
+    for (uint32_t i = 1; i < st->n_survivors; i++)
+        if (get32(st->survivors + 4 * (size_t)i) <= get32(st->survivors + 4 * (size_t)(i - 1)))
+            return BAD(PVG_FL_NET_STATE_MIN + 4 * (long long)i, "survivor ids must ascend");
+    if (st->n_survivors && get32(st->survivors + 4 * (size_t)(st->n_survivors - 1)) >= st->params.n)
+        return BAD(PVG_FL_NET_STATE_MIN, "survivor id beyond n");
+    st->reply = rl ? in + want - rl : NULL;
+    st->reply_len = rl;
+    return PVG_OK;
+}
+
+/* ---- the peer ---- */
+
+struct pvg_fl_peer {
+    uint64_t round;
+    uint32_t id;
+    pvg_secagg_params params;
+    pvg_secagg_client *sa;
+    uint32_t *vec; /* sodium_malloc */
+    size_t d;
+    int step; /* 0 new, 1 advertised, 2 shared, 3 masked, 4 unmasked, -1 refused */
+    int has_input;
+};
+
+pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d, pvg_rng *rng,
+                           int allow_insecure_rng, pvg_fl_peer **out, pvg_error *err)
+{
+    pvg_error_clear(err);
+    *out = NULL;
+    if (st->phase < PVG_FL_PHASE_ADVERTISE || st->phase > PVG_FL_PHASE_UNMASK ||
+        st->id == PVG_FL_NET_NO_ID)
+        return pvg_error_set(err, PVG_ERR_STATE, "fl peer: this client is in no round");
+    if (st->params.bits != 32)
+        return pvg_error_set(err, PVG_ERR_POLICY, "fl peer: bits %u; this client sums mod 2^32",
+                             st->params.bits);
+    /* the client's own rule: a strict majority of the k + 1 holders */
+    if (2ull * st->params.t <= (unsigned long long)st->params.k + 1)
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "fl peer: threshold t = %u is not a strict majority of the %u "
+                             "holders of each secret (t > (k + 1) / 2 is required): a server "
+                             "could then collect both secrets of one client",
+                             st->params.t, st->params.k + 1);
+    if (d != st->params.d)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl peer: vector of %zu words, session d = %u",
+                             d, st->params.d);
+    pvg_fl_peer *p = calloc(1, sizeof *p);
+    if (!p) return pvg_error_set(err, PVG_ERR_NOMEM, "fl peer");
+    p->round = st->round;
+    p->id = st->id;
+    p->params = st->params;
+    p->d = d;
+    p->vec = sodium_malloc(sizeof *p->vec * d);
+    if (!p->vec) {
+        free(p);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl peer: vector");
+    }
+    if (vec) {
+        memcpy(p->vec, vec, sizeof *p->vec * d);
+        p->has_input = 1;
+    }
+    pvg_status s =
+        pvg_secagg_client_new_ex(&p->params, p->id, rng, allow_insecure_rng, &p->sa, err);
+    if (s != PVG_OK) {
+        pvg_fl_peer_free(p);
+        return s;
+    }
+    *out = p;
+    return PVG_OK;
+}
+
+void pvg_fl_peer_free(pvg_fl_peer *p)
+{
+    if (!p) return;
+    pvg_secagg_client_free(p->sa);
+    if (p->vec) {
+        sodium_memzero(p->vec, sizeof *p->vec * p->d);
+        sodium_free(p->vec);
+    }
+    free(p);
+}
+
+pvg_status pvg_fl_peer_set_input(pvg_fl_peer *p, const uint32_t *vec, size_t d, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (p->step < 0 || p->step > 2)
+        return pvg_error_set(err, PVG_ERR_STATE, "fl peer: the masked input was made already");
+    if (d != p->d)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl peer: vector of %zu words, session d = %zu",
+                             d, p->d);
+    memcpy(p->vec, vec, sizeof *p->vec * d);
+    p->has_input = 1;
+    return PVG_OK;
+}
+
+int pvg_fl_peer_done(const pvg_fl_peer *p)
+{
+    return p && p->step == 4;
+}
+
+static int in_list(const uint8_t *ids, uint32_t n, uint32_t id)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2, v = get32(ids + 4 * (size_t)mid);
+        if (v == id) return 1;
+        if (v < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* The unmask request against the STATE's survivor list (docs/fl-protocol.md). */
+static pvg_status check_unmask_req(const pvg_fl_peer *p, const pvg_fl_state *st, pvg_error *err)
+{
+    const uint8_t *m = st->reply;
+    size_t len = st->reply_len;
+#define REQ_BAD(off, ...)                                                                          \
+    pvg_error_set_at(err, PVG_ERR_ABORTED, "fl UNMASK_REQ", 0, 0, (off), __VA_ARGS__)
+    if (len < 36 + 12 || m[5] != 6)
+        return REQ_BAD(5, "an UNMASK_REQ (type 6) of at least 48 bytes was expected");
+    uint32_t total = get32(m + 36), ns = get32(m + 40);
+    if ((size_t)ns > (len - 48) / 4) return REQ_BAD(40, "survivor count %u beyond the message", ns);
+    uint32_t nd = get32(m + 44 + 4 * (size_t)ns);
+    if (len != 48 + 4 * ((size_t)ns + nd)) return REQ_BAD(44 + 4 * (long long)ns, "length");
+    if (total != st->n_survivors)
+        return REQ_BAD(36, "the request claims %u survivors, the STATE lists %u", total,
+                       st->n_survivors);
+    if (total < p->params.t)
+        return REQ_BAD(36, "%u survivors is below the threshold t = %u", total, p->params.t);
+    if (!in_list(st->survivors, st->n_survivors, p->id))
+        return REQ_BAD(68,
+                       "this client (id %u) sent its masked input but is not listed as a "
+                       "survivor",
+                       p->id);
+    const uint8_t *sv = m + 44, *dr = m + 48 + 4 * (size_t)ns;
+    for (uint32_t i = 0; i < ns; i++) {
+        uint32_t id = get32(sv + 4 * (size_t)i);
+        if (!in_list(st->survivors, st->n_survivors, id))
+            return REQ_BAD(44 + 4 * (long long)i,
+                           "the self-mask share of client %u is asked although the survivor list "
+                           "says it dropped",
+                           id);
+        for (uint32_t j = 0; j < nd; j++)
+            if (get32(dr + 4 * (size_t)j) == id)
+                return REQ_BAD(48 + 4 * ((long long)ns + j),
+                               "client %u is named both survived and dropped", id);
+    }
+    for (uint32_t j = 0; j < nd; j++) {
+        uint32_t id = get32(dr + 4 * (size_t)j);
+        if (in_list(st->survivors, st->n_survivors, id))
+            return REQ_BAD(48 + 4 * ((long long)ns + j),
+                           "the mask-key share of client %u is asked although the survivor list "
+                           "says it survived",
+                           id);
+    }
+#undef REQ_BAD
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out, size_t *out_len,
+                            pvg_error *err)
+{
+    pvg_error_clear(err);
+    *out = NULL;
+    *out_len = 0;
+    if (p->step < 0) return pvg_error_set(err, PVG_ERR_ABORTED, "fl peer: refused this round");
+    if (st->round != p->round || st->id != p->id ||
+        memcmp(st->params.session, p->params.session, 16) != 0 || st->params.n != p->params.n ||
+        st->params.k != p->params.k || st->params.t != p->params.t || st->params.d != p->params.d)
+        return pvg_error_set(err, PVG_ERR_STATE,
+                             "fl peer: a STATE of another round, session or parameters");
+    if (st->submitted) return PVG_OK;
+    pvg_status s = PVG_OK;
+    if (st->phase == PVG_FL_PHASE_ADVERTISE && p->step == 0) {
+        s = pvg_secagg_client_advertise(p->sa, out, out_len, err);
+    } else if (st->phase == PVG_FL_PHASE_SHARE && p->step == 1 && st->reply) {
+        s = pvg_secagg_client_share_keys(p->sa, st->reply, st->reply_len, out, out_len, err);
+    } else if (st->phase == PVG_FL_PHASE_MASKED && p->step == 2 && st->reply) {
+        if (!p->has_input)
+            return pvg_error_set(err, PVG_ERR_STATE,
+                                 "fl peer: no input set (pvg_fl_peer_set_input)");
+        s = pvg_secagg_client_masked_input(p->sa, st->reply, st->reply_len, p->vec, out, out_len,
+                                           err);
+        if (s == PVG_OK) sodium_memzero(p->vec, sizeof *p->vec * p->d);
+    } else if (st->phase == PVG_FL_PHASE_UNMASK && p->step == 3 && st->reply) {
+        s = check_unmask_req(p, st, err);
+        if (s == PVG_OK)
+            s = pvg_secagg_client_unmask(p->sa, st->reply, st->reply_len, out, out_len, err);
+    } else {
+        return PVG_OK; /* nothing due */
+    }
+    if (s != PVG_OK) {
+        p->step = -1;
+        return s;
+    }
+    p->step++;
+    return PVG_OK;
+}
+
+/* ---- the HTTP loop ---- */
+
+typedef struct buf {
+    uint8_t *p;
+    size_t n, cap, max;
+    int over;
+} buf;
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    buf *b = ud;
+    size_t n = size * nmemb;
+    if (b->n + n > b->max) {
+        b->over = 1;
+        return 0;
+    }
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n)
+            cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) return 0;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+    return n;
+}
+
+typedef struct conn {
+    CURL *h;
+    struct curl_slist *hdr;
+    const pvg_fl_client_options *o;
+    pvg_fl_client_stats *st;
+    buf resp;
+    long code;
+} conn;
+
+static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud)
+{
+    (void)h;
+    const conn *c = ud;
+    if (type == CURLINFO_HEADER_OUT || type == CURLINFO_DATA_OUT)
+        c->o->wire_tap(c->o->tap_ctx, 1, (const uint8_t *)data, size);
+    else if (type == CURLINFO_HEADER_IN || type == CURLINFO_DATA_IN)
+        c->o->wire_tap(c->o->tap_ctx, 0, (const uint8_t *)data, size);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void nap(uint32_t ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* One request; the body of the answer in c->resp, status in c->code. */
+static pvg_status request(conn *c, const char *method, const char *path, const uint8_t *body,
+                          size_t len, pvg_error *err)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", c->o->server, path);
+    c->resp.n = 0;
+    c->resp.over = 0;
+    curl_easy_setopt(c->h, CURLOPT_URL, url);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c->h, CURLOPT_POST, 1L);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else {
+        curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+    }
+    CURLcode rc = CURLE_OK;
+    /* a connection refused, reset or closed without an answer (a server
+     * under a burst of connections) is tried again, 5 times at most; a POST
+     * that did reach the server is then refused as a replay, which is
+     * harmless: the next STATE says whether it was accepted */
+    for (int attempt = 0;; attempt++) {
+        c->resp.n = 0;
+        c->resp.over = 0;
+        rc = curl_easy_perform(c->h);
+        c->st->requests++;
+        if (attempt >= 5 || (rc != CURLE_GOT_NOTHING && rc != CURLE_COULDNT_CONNECT &&
+                             rc != CURLE_RECV_ERROR && rc != CURLE_SEND_ERROR))
+            break;
+        nap(50u << attempt);
+    }
+    curl_off_t up = 0, down = 0;
+    long hsize = 0, rsize = 0;
+    curl_easy_getinfo(c->h, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(c->h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    curl_easy_getinfo(c->h, CURLINFO_REQUEST_SIZE, &rsize);
+    curl_easy_getinfo(c->h, CURLINFO_HEADER_SIZE, &hsize);
+    c->st->bytes_up += (unsigned long long)up + (unsigned long long)rsize;
+    c->st->bytes_down += (unsigned long long)down + (unsigned long long)hsize;
+    c->st->body_up += (unsigned long long)up;
+    c->st->body_down += (unsigned long long)down;
+    if (rc != CURLE_OK)
+        return pvg_error_set(err, PVG_ERR_IO, "%s %s: %s%s", method, url, curl_easy_strerror(rc),
+                             c->resp.over ? " (answer too large)" : "");
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->code);
+    return PVG_OK;
+}
+
+static pvg_status http_error(conn *c, const char *what, pvg_error *err)
+{
+    int n = (int)(c->resp.n > 200 ? 200 : c->resp.n);
+    pvg_status s = c->code == 401 || c->code == 403 ? PVG_ERR_PERMISSION : PVG_ERR_IO;
+    return pvg_error_set(err, s, "%s: HTTP %ld: %.*s", what, c->code, n,
+                         c->resp.p ? (const char *)c->resp.p : "");
+}
+
+pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats *st,
+                             pvg_error *err)
+{
+    pvg_error_clear(err);
+    pvg_fl_client_stats dummy;
+    if (!st) st = &dummy;
+    memset(st, 0, sizeof *st);
+    if (!o || !o->server || !o->token || !o->update || !o->rng)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl client: server, token, update and rng are required");
+    if (strncmp(o->server, "http://", 7) != 0 && strncmp(o->server, "https://", 8) != 0)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl client: server %s: want http(s)://host:port",
+                             o->server);
+    if (strlen(o->token) > 512 || strpbrk(o->token, "\r\n"))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl client: malformed token");
+    pvg_status s = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "fl client", err);
+    if (s != PVG_OK) return s;
+    double t_start = now_s(), timeout = o->timeout_s > 0 ? o->timeout_s : 600;
+    conn c;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    c.st = st;
+    c.resp.max = (size_t)PVG_SECAGG_MAX_DIM * 4 + (1u << 22);
+    c.h = curl_easy_init();
+    if (!c.h) return pvg_error_set(err, PVG_ERR_INTERNAL, "fl client: curl_easy_init");
+    char *auth = malloc(strlen(o->token) + 32);
+    if (!auth) {
+        curl_easy_cleanup(c.h);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl client");
+    }
+    sprintf(auth, "Authorization: Bearer %s", o->token);
+    c.hdr = curl_slist_append(NULL, auth);
+    sodium_memzero(auth, strlen(auth));
+    free(auth);
+    c.hdr = curl_slist_append(c.hdr, "Content-Type: application/octet-stream");
+    c.hdr = curl_slist_append(c.hdr, "Expect:");
+    curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.hdr);
+    curl_easy_setopt(c.h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c.h, CURLOPT_WRITEDATA, &c.resp);
+    curl_easy_setopt(c.h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c.h, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c.h, CURLOPT_CONNECTTIMEOUT, 30L);
+    if (o->wire_tap) {
+        curl_easy_setopt(c.h, CURLOPT_DEBUGFUNCTION, on_debug);
+        curl_easy_setopt(c.h, CURLOPT_DEBUGDATA, &c);
+        curl_easy_setopt(c.h, CURLOPT_VERBOSE, 1L);
+    }
+
+    pvg_fl_peer *peer = NULL;
+    uint32_t *vec = NULL;
+    size_t vec_d = 0;
+    uint64_t skip_round = 0; /* a round refused or lost: wait for the next */
+    int need_update = 0;     /* the peer advertised; its update is still to compute */
+    pvg_fl_state fs;
+    s = request(&c, "POST", "/v1/fl/join", NULL, 0, err);
+    if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join", err);
+    while (s == PVG_OK) {
+        if (now_s() - t_start > timeout) {
+            s = pvg_error_set(err, PVG_ERR_BUSY, "fl client: timed out after %g s", timeout);
+            break;
+        }
+        s = request(&c, "GET", "/v1/fl/state", NULL, 0, err);
+        if (s != PVG_OK) break;
+        if (c.code == 429 || c.code == 503) {
+            nap(200);
+            continue;
+        }
+        if (c.code != 200) {
+            s = http_error(&c, "GET /v1/fl/state", err);
+            break;
+        }
+        s = pvg_fl_state_parse(c.resp.p, c.resp.n, &fs, err);
+        if (s != PVG_OK) break;
+        if (peer && (fs.round != peer->round || fs.phase == PVG_FL_PHASE_DONE ||
+                     fs.phase == PVG_FL_PHASE_ABORTED || fs.phase == PVG_FL_PHASE_FINISHED)) {
+            if (fs.round == peer->round && fs.applied && pvg_fl_peer_done(peer)) st->rounds++;
+            pvg_fl_peer_free(peer);
+            peer = NULL;
+            if (o->rounds && st->rounds >= o->rounds) break;
+        }
+        if (fs.phase == PVG_FL_PHASE_FINISHED) break;
+        int in_round = fs.phase >= PVG_FL_PHASE_ADVERTISE && fs.phase <= PVG_FL_PHASE_UNMASK;
+        if (!peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != skip_round &&
+            fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
+            if (o->drop_phase == PVG_FL_PHASE_ADVERTISE) break;
+            pvg_error e;
+            pvg_status ps =
+                pvg_fl_peer_new(&fs, NULL, fs.params.d, o->rng, o->allow_insecure_rng, &peer, &e);
+            if (ps != PVG_OK) {
+                st->refused++;
+                skip_round = fs.round;
+                continue;
+            }
+            need_update = 1; /* after the advertisement: the update is due at the masked phase */
+        }
+        if (peer && need_update && fs.round == peer->round && peer->step >= 1) {
+            need_update = 0;
+            uint64_t round = fs.round;
+            uint32_t d = fs.params.d;
+            char path[96];
+            snprintf(path, sizeof path, "/v1/fl/broadcast?round=%llu", (unsigned long long)round);
+            s = request(&c, "GET", path, NULL, 0, err);
+            if (s != PVG_OK) break;
+            if (c.code == 404) { /* the round moved on meanwhile */
+                skip_round = round;
+                pvg_fl_peer_free(peer);
+                peer = NULL;
+                continue;
+            }
+            if (c.code != 200) {
+                s = http_error(&c, "GET /v1/fl/broadcast", err);
+                break;
+            }
+            if (fs.broadcast_len != c.resp.n) {
+                s = pvg_error_set(err, PVG_ERR_INVALID,
+                                  "fl client: broadcast of %zu bytes, the STATE announced %u",
+                                  c.resp.n, fs.broadcast_len);
+                break;
+            }
+            if (vec_d != d) {
+                if (vec) sodium_free(vec);
+                vec = sodium_malloc(sizeof *vec * d);
+                vec_d = vec ? d : 0;
+                if (!vec) {
+                    s = pvg_error_set(err, PVG_ERR_NOMEM, "fl client: vector");
+                    break;
+                }
+            }
+            memset(vec, 0, sizeof *vec * d);
+            double t0 = now_s();
+            s = o->update(o->ctx, round, c.resp.p, c.resp.n, vec, d, err);
+            if (s == PVG_OK) s = pvg_fl_peer_set_input(peer, vec, d, err);
+            sodium_memzero(vec, sizeof *vec * d);
+            st->compute_seconds += now_s() - t0;
+            if (s != PVG_OK) break;
+            continue;
+        }
+        if (peer && fs.round == peer->round && in_round) {
+            if (o->drop_phase && fs.phase >= o->drop_phase) break;
+            uint8_t *msg = NULL;
+            size_t msg_len = 0;
+            pvg_error e;
+            double t0 = now_s();
+            pvg_status ps = pvg_fl_peer_step(peer, &fs, &msg, &msg_len, &e);
+            st->compute_seconds += now_s() - t0;
+            if (ps != PVG_OK) {
+                st->refused++;
+                skip_round = peer->round;
+                pvg_fl_peer_free(peer);
+                peer = NULL;
+                continue;
+            }
+            if (msg) {
+                s = request(&c, "POST", "/v1/fl/messages", msg, msg_len, err);
+                sodium_memzero(msg, msg_len);
+                pvg_free(msg);
+                if (s != PVG_OK) break;
+                /* refused (late, a replay of a retried POST): the next STATE's
+                 * submitted flag says whether the server holds it; the peer
+                 * sends nothing twice */
+                continue; /* ask for the next state at once */
+            }
+        }
+        uint32_t wait = fs.retry_ms ? fs.retry_ms : 100;
+        if (in_round && fs.deadline_ms + 5 < wait) wait = fs.deadline_ms + 5;
+        nap(wait);
+    }
+    pvg_fl_peer_free(peer);
+    if (vec) sodium_free(vec);
+    curl_slist_free_all(c.hdr);
+    curl_easy_cleanup(c.h);
+    free(c.resp.p);
+    st->seconds = now_s() - t_start;
+    return s;
+}

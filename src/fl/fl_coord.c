@@ -1,0 +1,639 @@
+/*
+ * fl_coord.c - the server-side round coordinator of federated training:
+ * registered clients, a Poisson-sampled cohort per round, one SecAgg+
+ * session per round (secagg.h) whose four phases close when every expected
+ * message arrived or at the phase's deadline (this coordinator's monotonic
+ * clock), then the unmasked sum goes to the apply callback and the next
+ * round starts.
+ *
+ * What it holds of a client: its identity (a pseudonym), its id in the
+ * current cohort, and what the SecAgg server keeps (public keys, share
+ * boxes it cannot open, the running sum of masked inputs). Never one
+ * client's unmasked vector: the only unmasked vector is the sum, handed to
+ * the callback and wiped.
+ */
+#include <privguide/fl_net.h>
+#include <privguide/store.h>
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct fl_client {
+    uint8_t key[PVG_FL_NET_KEY_BYTES];
+    uint32_t cohort_id; /* PVG_FL_NET_NO_ID when not in the current cohort */
+    uint8_t submitted;  /* its message of the current phase was accepted */
+} fl_client;
+
+struct pvg_fl_coord {
+    pvg_fl_coord_options o;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;  /* the thread: a message arrived, a client joined, stop */
+    pthread_cond_t ended; /* a round ended */
+    pthread_t thread;
+    int thread_started, stop;
+
+    fl_client *clients;
+    uint32_t n_clients, cap_clients;
+
+    uint64_t round;
+    int phase, closing;
+    double phase_started, deadline, next_start, round_started;
+    uint32_t *cohort; /* registry index per cohort id */
+    uint32_t arrived, expected;
+    pvg_secagg_params params;
+    pvg_secagg_server *sa;
+    uint8_t *bcast;
+    size_t bcast_len;
+    uint8_t **reply; /* per cohort id: the SecAgg reply of the phase (or NULL) */
+    size_t *reply_len;
+    uint32_t *u3; /* survivors (ids in the sum), ascending, in the unmask phase */
+    uint32_t n_u3;
+    pvg_fl_round_stats cur, last;
+    int have_last;
+};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+const char *pvg_fl_phase_name(int phase)
+{
+    static const char *names[] = {"idle",   "advertise", "share",   "masked",
+                                  "unmask", "done",      "aborted", "finished"};
+    return phase >= 0 && phase <= 7 ? names[phase] : "unknown";
+}
+
+/* Frees the round's SecAgg state and replies (lock held or thread-only). */
+static void round_clear(pvg_fl_coord *c)
+{
+    pvg_secagg_server_free(c->sa);
+    c->sa = NULL;
+    if (c->reply) {
+        for (uint32_t i = 0; i < c->params.n; i++)
+            free(c->reply[i]);
+    }
+    free(c->reply);
+    free(c->reply_len);
+    c->reply = NULL;
+    c->reply_len = NULL;
+    free(c->u3);
+    c->u3 = NULL;
+    c->n_u3 = 0;
+    for (uint32_t i = 0; i < c->n_clients; i++) {
+        c->clients[i].cohort_id = PVG_FL_NET_NO_ID;
+        c->clients[i].submitted = 0;
+    }
+    free(c->cohort);
+    c->cohort = NULL;
+}
+
+static void round_end(pvg_fl_coord *c, int phase, const char *why)
+{
+    double now = mono();
+    c->cur.phase = phase;
+    c->cur.seconds = now - c->round_started;
+    if (why) snprintf(c->cur.error, sizeof c->cur.error, "%s", why);
+    c->last = c->cur;
+    c->have_last = 1;
+    round_clear(c);
+    c->phase = phase;
+    c->next_start = now + c->o.start_delay;
+    pthread_cond_broadcast(&c->ended);
+}
+
+/* Starts a round (lock held): samples the cohort, opens the SecAgg session.
+ * Returns 0 started, 1 the cohort was too small (retry later), -1 error
+ * (recorded as an aborted round). */
+static int round_start(pvg_fl_coord *c)
+{
+    uint32_t *cohort = malloc(sizeof *cohort * (c->n_clients ? c->n_clients : 1));
+    if (!cohort) return 1;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->n_clients; i++)
+        if (c->o.sample_rate >= 1.0 || pvg_rng_double(c->o.rng) < c->o.sample_rate) cohort[n++] = i;
+    if (n < c->o.min_cohort || n > PVG_SECAGG_MAX_CLIENTS) {
+        free(cohort);
+        c->next_start = mono() + (c->o.start_delay > 0.05 ? c->o.start_delay : 0.05);
+        return 1;
+    }
+    memset(&c->cur, 0, sizeof c->cur);
+    c->round++;
+    c->cur.round = c->round;
+    c->cur.registered = c->n_clients;
+    c->cur.cohort = n;
+    c->round_started = mono();
+    pvg_secagg_params p;
+    memset(&p, 0, sizeof p);
+    p.n = n;
+    p.k = n <= c->o.k + 1 ? n - 1 : (c->o.k & ~1u);
+    p.t = (p.k + 1) / 2 + 1; /* a strict majority of every neighbourhood of k + 1 holders */
+    p.d = c->o.d;
+    p.bits = 32;
+    pvg_rng_bytes(c->o.rng, p.session, sizeof p.session);
+    c->cur.k = p.k;
+    c->cur.t = p.t;
+    c->params = p;
+    c->cohort = cohort;
+    for (uint32_t i = 0; i < n; i++)
+        c->clients[cohort[i]].cohort_id = i;
+    pvg_error e;
+    pvg_error_clear(&e);
+    double t0 = mono();
+    c->reply = calloc(n, sizeof *c->reply);
+    c->reply_len = calloc(n, sizeof *c->reply_len);
+    if (!c->reply || !c->reply_len) {
+        round_end(c, PVG_FL_PHASE_ABORTED, "out of memory");
+        return -1;
+    }
+    if (pvg_secagg_server_new(&p, &c->sa, &e) != PVG_OK) {
+        round_end(c, PVG_FL_PHASE_ABORTED, e.text);
+        return -1;
+    }
+    pvg_secagg_server_set_threads(c->sa, c->o.server_threads);
+    free(c->bcast);
+    c->bcast = NULL;
+    c->bcast_len = 0;
+    if (c->o.broadcast &&
+        c->o.broadcast(c->o.ctx, c->round, &c->bcast, &c->bcast_len, &e) != PVG_OK) {
+        round_end(c, PVG_FL_PHASE_ABORTED, e.text);
+        return -1;
+    }
+    c->cur.server_seconds += mono() - t0;
+    c->phase = PVG_FL_PHASE_ADVERTISE;
+    c->phase_started = mono();
+    c->deadline = c->phase_started + c->o.phase_seconds[0];
+    c->arrived = 0;
+    c->expected = n;
+    return 0;
+}
+
+/* Closes the current phase (lock held on entry and exit; released while the
+ * SecAgg server works, with `closing` set so no message is taken). */
+static void phase_close(pvg_fl_coord *c)
+{
+    int ph = c->phase;
+    c->cur.arrived[ph - 1] = c->arrived;
+    c->cur.phase_seconds[ph - 1] = mono() - c->phase_started;
+    c->closing = 1;
+    pthread_mutex_unlock(&c->mu);
+
+    double t0 = mono();
+    pvg_error e;
+    pvg_error_clear(&e);
+    pvg_status st = pvg_secagg_server_advance(c->sa, &e);
+    uint8_t **reply = NULL;
+    size_t *reply_len = NULL;
+    uint32_t *u3 = NULL, n_u3 = 0, expected = 0;
+    uint32_t *sum = NULL;
+    if (st == PVG_OK && ph < PVG_FL_PHASE_UNMASK) {
+        reply = calloc(c->params.n, sizeof *reply);
+        reply_len = calloc(c->params.n, sizeof *reply_len);
+        if (!reply || !reply_len) st = pvg_error_set(&e, PVG_ERR_NOMEM, "replies");
+        for (uint32_t i = 0; st == PVG_OK && i < c->params.n; i++) {
+            pvg_error e2;
+            pvg_status s2 = pvg_secagg_server_message_for(c->sa, i, &reply[i], &reply_len[i], &e2);
+            if (s2 == PVG_OK)
+                expected++;
+            else if (s2 != PVG_ERR_NOT_FOUND)
+                st = pvg_error_set(&e, s2, "reply for client %u: %s", i, e2.text);
+        }
+        if (st == PVG_OK && ph == PVG_FL_PHASE_MASKED) {
+            u3 = malloc(sizeof *u3 * c->params.n);
+            if (!u3)
+                st = pvg_error_set(&e, PVG_ERR_NOMEM, "survivors");
+            else
+                n_u3 = (uint32_t)pvg_secagg_server_survivors(c->sa, u3);
+        }
+    } else if (st == PVG_OK) {
+        sum = sodium_malloc(sizeof *sum * c->params.d);
+        if (!sum) st = pvg_error_set(&e, PVG_ERR_NOMEM, "sum");
+        if (st == PVG_OK) st = pvg_secagg_server_result(c->sa, sum, &e);
+        if (st == PVG_OK) {
+            n_u3 = (uint32_t)pvg_secagg_server_survivors(c->sa, NULL);
+            if (c->o.apply) st = c->o.apply(c->o.ctx, c->round, sum, c->params.d, n_u3, &e);
+        }
+        if (sum) {
+            sodium_memzero(sum, sizeof *sum * c->params.d);
+            sodium_free(sum);
+        }
+    }
+    double spent = mono() - t0;
+
+    pthread_mutex_lock(&c->mu);
+    c->closing = 0;
+    c->cur.server_seconds += spent;
+    if (st != PVG_OK) {
+        if (reply)
+            for (uint32_t i = 0; i < c->params.n; i++)
+                free(reply[i]);
+        free(reply);
+        free(reply_len);
+        free(u3);
+        char why[PVG_ERROR_TEXT_LEN + 32];
+        snprintf(why, sizeof why, "%s phase: %.280s", pvg_fl_phase_name(ph), e.text);
+        round_end(c, PVG_FL_PHASE_ABORTED, why);
+        return;
+    }
+    if (ph == PVG_FL_PHASE_UNMASK) {
+        c->cur.survivors = n_u3;
+        round_end(c, PVG_FL_PHASE_DONE, NULL);
+        return;
+    }
+    for (uint32_t i = 0; i < c->params.n; i++)
+        free(c->reply[i]);
+    free(c->reply);
+    free(c->reply_len);
+    c->reply = reply;
+    c->reply_len = reply_len;
+    if (u3) {
+        free(c->u3);
+        c->u3 = u3;
+        c->n_u3 = n_u3;
+        c->cur.survivors = n_u3;
+    }
+    for (uint32_t i = 0; i < c->params.n; i++)
+        c->clients[c->cohort[i]].submitted = 0;
+    c->phase = ph + 1;
+    c->phase_started = mono();
+    c->deadline = c->phase_started + c->o.phase_seconds[ph];
+    c->arrived = 0;
+    c->expected = expected;
+}
+
+static void *coord_thread(void *arg)
+{
+    pvg_fl_coord *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        double now = mono(), wake_at = now + 1.0;
+        if (c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK) {
+            if (c->arrived >= c->expected || now >= c->deadline) {
+                phase_close(c);
+                continue;
+            }
+            wake_at = c->deadline;
+        } else if (c->phase != PVG_FL_PHASE_FINISHED) {
+            if (c->o.max_rounds && c->round >= c->o.max_rounds) {
+                c->phase = PVG_FL_PHASE_FINISHED;
+                pthread_cond_broadcast(&c->ended);
+                continue;
+            }
+            if (c->n_clients >= c->o.min_clients) {
+                if (now >= c->next_start) {
+                    (void)round_start(c);
+                    continue;
+                }
+                wake_at = c->next_start;
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double d = wake_at - now;
+        if (d < 0) d = 0;
+        if (d > 1.0) d = 1.0;
+        long long ns = ts.tv_nsec + (long long)(d * 1e9);
+        ts.tv_sec += ns / 1000000000LL;
+        ts.tv_nsec = ns % 1000000000LL;
+        pthread_cond_timedwait(&c->wake, &c->mu, &ts);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (!o || !out) return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: NULL argument");
+    *out = NULL;
+    if (pvg_init() != PVG_OK) return pvg_error_set(err, PVG_ERR_INTERNAL, "libsodium init");
+    if (o->d < 1 || o->d > PVG_SECAGG_MAX_DIM)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: d = %u, want 1..%u", o->d,
+                             PVG_SECAGG_MAX_DIM);
+    if (!(o->sample_rate > 0 && o->sample_rate <= 1))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: sample_rate %g, want (0, 1]",
+                             o->sample_rate);
+    if (!o->rng) return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: rng is NULL");
+    pvg_status st = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "fl coordinator", err);
+    if (st != PVG_OK) return st;
+    for (int i = 0; i < 4; i++)
+        if (o->phase_seconds[i] < 0 || o->phase_seconds[i] > 86400 || isnan(o->phase_seconds[i]))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "fl coordinator: phase_seconds[%d] = %g, want 0..86400", i,
+                                 o->phase_seconds[i]);
+    if (o->start_delay < 0 || o->start_delay > 86400 || isnan(o->start_delay))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: start_delay %g, want 0..86400",
+                             o->start_delay);
+    if (o->server_threads > 64)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: server_threads %u, want 1..64",
+                             o->server_threads);
+    pvg_fl_coord *c = calloc(1, sizeof *c);
+    if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "fl coordinator");
+    c->o = *o;
+    if (!c->o.min_clients) c->o.min_clients = 3;
+    if (!c->o.min_cohort) c->o.min_cohort = 3;
+    if (c->o.min_clients < 3 || c->o.min_cohort < 3) {
+        free(c);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl coordinator: min_clients and min_cohort must be >= 3");
+    }
+    if (!c->o.k) c->o.k = 100;
+    if (c->o.k < 2 || c->o.k >= PVG_SECAGG_MAX_CLIENTS) {
+        free(c);
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: k = %u, want 2..65534", o->k);
+    }
+    for (int i = 0; i < 4; i++)
+        if (c->o.phase_seconds[i] == 0) c->o.phase_seconds[i] = 30;
+    if (!c->o.server_threads) c->o.server_threads = 1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->wake, &ca);
+    pthread_cond_init(&c->ended, &ca);
+    pthread_condattr_destroy(&ca);
+    c->phase = PVG_FL_PHASE_IDLE;
+    c->next_start = mono() + c->o.start_delay;
+    if (pthread_create(&c->thread, NULL, coord_thread, c) != 0) {
+        pvg_fl_coord_free(c);
+        return pvg_error_set(err, PVG_ERR_INTERNAL, "fl coordinator: cannot start its thread");
+    }
+    c->thread_started = 1;
+    *out = c;
+    return PVG_OK;
+}
+
+void pvg_fl_coord_free(pvg_fl_coord *c)
+{
+    if (!c) return;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_broadcast(&c->wake);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    round_clear(c);
+    free(c->bcast);
+    if (c->clients) sodium_memzero(c->clients, sizeof *c->clients * c->cap_clients);
+    free(c->clients);
+    pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->ended);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static fl_client *find_client(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES])
+{
+    for (uint32_t i = 0; i < c->n_clients; i++)
+        if (memcmp(c->clients[i].key, key, PVG_FL_NET_KEY_BYTES) == 0) return &c->clients[i];
+    return NULL;
+}
+
+pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                             pvg_error *err)
+{
+    pvg_error_clear(err);
+    pthread_mutex_lock(&c->mu);
+    pvg_status st = PVG_OK;
+    if (!find_client(c, key)) {
+        if (c->n_clients >= PVG_FL_NET_MAX_REGISTERED) {
+            st = pvg_error_set(err, PVG_ERR_BUSY, "fl: the registry is full (%u clients)",
+                               c->n_clients);
+        } else {
+            if (c->n_clients == c->cap_clients) {
+                uint32_t cap = c->cap_clients ? c->cap_clients * 2 : 64;
+                fl_client *n = realloc(c->clients, sizeof *n * cap);
+                if (!n) {
+                    pthread_mutex_unlock(&c->mu);
+                    return pvg_error_set(err, PVG_ERR_NOMEM, "fl: registry");
+                }
+                c->clients = n;
+                c->cap_clients = cap;
+            }
+            fl_client *cl = &c->clients[c->n_clients++];
+            memcpy(cl->key, key, PVG_FL_NET_KEY_BYTES);
+            cl->cohort_id = PVG_FL_NET_NO_ID; /* joins from the next round on */
+            cl->submitted = 0;
+            pthread_cond_broadcast(&c->wake);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+uint32_t pvg_fl_coord_registered(pvg_fl_coord *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint32_t n = c->n_clients;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+size_t pvg_fl_coord_max_message(const pvg_fl_coord *c)
+{
+    /* MASKED: the 36-byte header and d words; SHARES: 36 + 36 + k * 180 */
+    size_t masked = 36 + (size_t)c->o.d * 4;
+    size_t shares = 72 + (size_t)(c->o.k + 1) * 180;
+    return masked > shares ? masked : shares;
+}
+
+pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                              uint8_t **out, size_t *out_len, pvg_error *err)
+{
+    pvg_error_clear(err);
+    *out = NULL;
+    *out_len = 0;
+    pthread_mutex_lock(&c->mu);
+    fl_client *cl = find_client(c, key);
+    if (!cl) {
+        pthread_mutex_unlock(&c->mu);
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: not registered (POST /v1/fl/join)");
+    }
+    int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
+    uint32_t id = in_round ? cl->cohort_id : PVG_FL_NET_NO_ID;
+    const uint8_t *reply = NULL;
+    size_t reply_len = 0;
+    uint32_t ns = 0;
+    if (id != PVG_FL_NET_NO_ID && !cl->submitted && !c->closing && c->phase > 1 && c->reply &&
+        c->reply[id]) {
+        reply = c->reply[id];
+        reply_len = c->reply_len[id];
+        if (c->phase == PVG_FL_PHASE_UNMASK) ns = c->n_u3;
+    }
+    size_t len = PVG_FL_NET_STATE_MIN + (size_t)ns * 4 + reply_len;
+    uint8_t *b = calloc(1, len);
+    if (!b) {
+        pthread_mutex_unlock(&c->mu);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl: state");
+    }
+    memcpy(b, "PVFL", 4);
+    b[4] = PVG_FL_NET_VERSION;
+    b[5] = 1; /* STATE */
+    put64(b + 8, c->round);
+    b[16] = (uint8_t)c->phase;
+    b[17] = (uint8_t)(id != PVG_FL_NET_NO_ID && cl->submitted);
+    if ((c->phase == PVG_FL_PHASE_DONE || c->phase == PVG_FL_PHASE_FINISHED) && c->have_last &&
+        c->last.round == c->round && c->last.phase == PVG_FL_PHASE_DONE)
+        b[17] |= 2; /* round `round` ended with its sum applied */
+    double now = mono();
+    if (in_round) {
+        b[18] = 32;
+        put32(b + 24, c->params.n);
+        put32(b + 28, c->params.k);
+        put32(b + 32, c->params.t);
+        put32(b + 36, c->params.d);
+        memcpy(b + 40, c->params.session, 16);
+        double left = c->deadline - now;
+        put32(b + 56, left > 0 ? (uint32_t)(left * 1000) : 0);
+    }
+    put32(b + 20, id);
+    uint32_t retry = c->n_clients / 2;
+    if (retry < 10) retry = 10;
+    if (retry > 1000) retry = 1000;
+    put32(b + 60, retry);
+    put32(b + 64, in_round ? (uint32_t)c->bcast_len : 0);
+    put32(b + 68, ns);
+    put32(b + 72, (uint32_t)reply_len);
+    for (uint32_t i = 0; i < ns; i++)
+        put32(b + PVG_FL_NET_STATE_MIN + 4 * (size_t)i, c->u3[i]);
+    if (reply_len) memcpy(b + PVG_FL_NET_STATE_MIN + (size_t)ns * 4, reply, reply_len);
+    c->cur.bytes_out += len;
+    pthread_mutex_unlock(&c->mu);
+    *out = b;
+    *out_len = len;
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                               const uint8_t *msg, size_t len, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (len < 36)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "request body", 0, 0, (long long)len,
+                                "a SecAgg message of at least 36 bytes (its header) was expected, "
+                                "got %zu",
+                                len);
+    pthread_mutex_lock(&c->mu);
+    pvg_status st = PVG_OK;
+    fl_client *cl = find_client(c, key);
+    int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
+    uint32_t sender = (uint32_t)msg[24] | (uint32_t)msg[25] << 8 | (uint32_t)msg[26] << 16 |
+                      (uint32_t)msg[27] << 24;
+    if (!cl) {
+        st = pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: not registered (POST /v1/fl/join)");
+    } else if (!in_round || c->closing) {
+        st = pvg_error_set(err, PVG_ERR_STATE, "fl: no phase takes messages now (%s%s)",
+                           pvg_fl_phase_name(c->phase), c->closing ? ", closing" : "");
+    } else if (cl->cohort_id == PVG_FL_NET_NO_ID) {
+        st = pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: this client is not in round %llu's cohort",
+                           (unsigned long long)c->round);
+    } else if (sender != cl->cohort_id) {
+        st = pvg_error_set_at(err, PVG_ERR_PERMISSION, "request body", 0, 0, 24,
+                              "sender id %u is not this client's id %u in the cohort", sender,
+                              cl->cohort_id);
+    } else if (msg[5] != (uint8_t)(c->phase == PVG_FL_PHASE_ADVERTISE ? 1
+                                   : c->phase == PVG_FL_PHASE_SHARE   ? 3
+                                   : c->phase == PVG_FL_PHASE_MASKED  ? 5
+                                                                      : 7)) {
+        st = pvg_error_set_at(err, PVG_ERR_STATE, "request body", 0, 0, 5,
+                              "message type %u is not the one of the %s phase", msg[5],
+                              pvg_fl_phase_name(c->phase));
+    } else {
+        double t0 = mono();
+        st = pvg_secagg_server_receive(c->sa, msg, len, err);
+        c->cur.server_seconds += mono() - t0;
+        if (st == PVG_OK) {
+            cl->submitted = 1;
+            c->arrived++;
+            c->cur.bytes_in += len;
+            if (c->arrived >= c->expected) pthread_cond_broadcast(&c->wake);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out, size_t *out_len,
+                                  pvg_error *err)
+{
+    pvg_error_clear(err);
+    *out = NULL;
+    *out_len = 0;
+    pthread_mutex_lock(&c->mu);
+    pvg_status st = PVG_OK;
+    int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
+    if (!in_round || round != c->round) {
+        st = pvg_error_set(
+            err, PVG_ERR_NOT_FOUND, "fl: round %llu is not under way (current %llu, %s)",
+            (unsigned long long)round, (unsigned long long)c->round, pvg_fl_phase_name(c->phase));
+    } else {
+        *out = malloc(c->bcast_len ? c->bcast_len : 1);
+        if (!*out) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "fl: broadcast");
+        } else {
+            if (c->bcast_len) memcpy(*out, c->bcast, c->bcast_len);
+            *out_len = c->bcast_len;
+            c->cur.bytes_out += c->bcast_len;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
+                             pvg_fl_round_stats *st, pvg_error *err)
+{
+    pvg_error_clear(err);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = ts.tv_nsec + (long long)(timeout_s * 1e9);
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    pthread_mutex_lock(&c->mu);
+    pvg_status r = PVG_OK;
+    for (;;) {
+        if (c->have_last && c->last.round == round) {
+            if (st) *st = c->last;
+            break;
+        }
+        if (c->have_last && c->last.round > round) {
+            r = pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: round %llu ended before the last kept",
+                              (unsigned long long)round);
+            break;
+        }
+        if (c->phase == PVG_FL_PHASE_FINISHED) {
+            r = pvg_error_set(err, PVG_ERR_NOT_FOUND,
+                              "fl: the coordinator finished before round %llu",
+                              (unsigned long long)round);
+            break;
+        }
+        if (pthread_cond_timedwait(&c->ended, &c->mu, &ts) == ETIMEDOUT) {
+            if (c->have_last && c->last.round == round) continue;
+            r = pvg_error_set(err, PVG_ERR_BUSY, "fl: round %llu did not end within %g s (%s)",
+                              (unsigned long long)round, timeout_s, pvg_fl_phase_name(c->phase));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}

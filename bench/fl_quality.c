@@ -14,6 +14,7 @@
  *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
  *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
  *       [--adam-lr LR] [--ddg-eps E] [--no-ddg] [--no-fedadam]
+ *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
  * --json), progress on stderr.
@@ -25,6 +26,7 @@
 #include <privguide/eval.h>
 #include <privguide/fl.h>
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,9 +247,77 @@ static void json_dp(FILE *f, const dp_point *p, int n)
     fprintf(f, "]");
 }
 
+static double jnum(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void dp_from(json_t *a, dp_point *p, int *n)
+{
+    *n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (*n >= MAX_EPS) break;
+        dp_point *q = &p[(*n)++];
+        q->eps = jnum(e, "epsilon");
+        q->z = jnum(e, "noise_multiplier");
+        q->ok = (int)jnum(e, "ok");
+        q->recall = jnum(e, "recall");
+        q->ndcg = jnum(e, "ndcg");
+    }
+}
+
+/* --from-json: the results of an earlier run (this program's JSON), for
+ * redrawing the SVG. Returns the number of data sets, -1 on error. */
+static int load_results(const char *path, ds_res *res, int *ddg)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) {
+        fprintf(stderr, "bench_fl_quality: %s:%d: %s\n", path, je.line, je.text);
+        return -1;
+    }
+    json_t *a = json_object_get(root, "datasets"), *d;
+    size_t i;
+    int n = 0;
+    *ddg = 0;
+    json_array_foreach(a, i, d)
+    {
+        if (n >= N_DATASETS) break;
+        ds_res *r = &res[n];
+        memset(r, 0, sizeof *r);
+        const char *name = json_string_value(json_object_get(d, "name"));
+        for (int k = 0; k < N_DATASETS; k++)
+            if (name && !strcmp(name, DATASETS[k].name)) r->def = &DATASETS[k];
+        if (!r->def) continue;
+        json_t *c = json_object_get(d, "centralised_ials");
+        r->c_recall = jnum(c, "recall");
+        r->c_ndcg = jnum(c, "ndcg");
+        json_t *ar = json_object_get(d, "fedavg_recall"),
+               *ad = json_object_get(d, "fedadam_recall");
+        size_t j;
+        json_t *v;
+        json_array_foreach(ar, j, v) if (j < MAX_ROUNDS) r->avg_r[j] = json_number_value(v);
+        json_array_foreach(ad, j, v) if (j < MAX_ROUNDS) r->adam_r[j] = json_number_value(v);
+        r->rounds = (int)json_array_size(ar);
+        int m;
+        dp_from(json_object_get(d, "dp_central_fedavg"), r->dp_avg, &r->n_eps);
+        dp_from(json_object_get(d, "dp_central_fedadam"), r->dp_adam, &m);
+        dp_from(json_object_get(d, "dp_distributed_fedavg"), &r->ddg, &m);
+        if (m) *ddg = 1;
+        n++;
+    }
+    json_decref(root);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16";
+    const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16",
+               *from = NULL;
     int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1, dp_factors = 0, adam = 1;
     double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02;
     for (int i = 1; i < argc; i++) {
@@ -275,6 +345,8 @@ int main(int argc, char **argv)
             adam_lr = atof(argv[++i]);
         else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
             ddg_eps = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--from-json") && i + 1 < argc)
+            from = argv[++i];
         else if (!strcmp(argv[i], "--no-fedadam"))
             adam = 0;
         else if (!strcmp(argv[i], "--no-ddg"))
@@ -287,7 +359,7 @@ int main(int argc, char **argv)
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
                     "[--ddg-eps E] "
-                    "[--no-ddg] [--no-fedadam]\n");
+                    "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
     }
@@ -308,6 +380,13 @@ int main(int argc, char **argv)
             break;
     }
     if (pvg_init() != PVG_OK) return 1;
+    static ds_res res[N_DATASETS];
+    int n_ds = 0;
+    if (from) { /* redraw from an earlier run's results */
+        n_ds = load_results(from, res, &ddg);
+        if (n_ds < 0) return 1;
+        goto outputs;
+    }
     char path[4096], envd[4096];
     const char *cands[4];
     int nc = 0;
@@ -334,8 +413,6 @@ int main(int argc, char **argv)
                 DATASETS[0].file, DATASETS[1].file);
         return 77;
     }
-    static ds_res res[N_DATASETS];
-    int n_ds = 0;
     for (int d = 0; d < N_DATASETS; d++) {
         const dataset_def *def = &DATASETS[d];
         if (!in_list(datasets, def->name)) continue;
@@ -450,6 +527,7 @@ int main(int argc, char **argv)
         free(s.users);
         pvg_dataset_free(ds);
     }
+outputs:;
     FILE *f = json ? fopen(json, "w") : stdout;
     if (!f) return 1;
     fprintf(f,
@@ -507,6 +585,10 @@ int main(int argc, char **argv)
                 p->s[1].y[i] = r->adam_r[i];
                 p->s[0].n = p->s[1].n = i + 1;
             }
+            int any_adam = 0; /* FedAdam not run (--no-fedadam): no series */
+            for (int i = 0; i < r->rounds; i++)
+                any_adam |= r->adam_r[i] != 0;
+            if (!any_adam) p->n_series = 1;
             p->n_refs = 2;
             p->ref_y[0] = r->c_recall;
             snprintf(refl[np][0], 96, "centralised iALS %.4f", r->c_recall);
@@ -515,6 +597,7 @@ int main(int argc, char **argv)
             snprintf(refl[np][1], 96, "95%%");
             p->ref_label[1] = refl[np][1];
             np++;
+            if (r->n_eps == 0 && !r->ddg.ok) continue; /* no DP points: no panel */
             p = &pan[np];
             memset(p, 0, sizeof *p);
             snprintf(titles[np], 128, "%s: client-level DP", r->def->name);

@@ -150,11 +150,13 @@ vnni_block(const int8_t *blk, size_t f4, const uint8_t *uq, size_t ustride, cons
            const int32_t *corr, const float *scale, float *out, size_t ld, const int G)
 {
     __m512i acc[8];
+#pragma GCC unroll 8
     for (int a = 0; a < G; a++)
         acc[a] = _mm512_setzero_si512();
     for (size_t c = 0; c < f4; c++) {
         __m512i w = _mm512_load_si512((const void *)(blk + c * 64));
-        for (int a = 0; a < G; a++) {
+    #pragma GCC unroll 8
+    for (int a = 0; a < G; a++) {
             int32_t word;
             memcpy(&word, uq + a * ustride + 4 * c, 4);
             acc[a] = _mm512_dpbusd_epi32(acc[a], _mm512_set1_epi32(word), w);
@@ -162,6 +164,7 @@ vnni_block(const int8_t *blk, size_t f4, const uint8_t *uq, size_t ustride, cons
     }
     __m512i cr = _mm512_load_si512((const void *)corr);
     __m512 sc = _mm512_load_ps(scale);
+#pragma GCC unroll 8
     for (int a = 0; a < G; a++) {
         __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[a], cr));
         _mm512_storeu_ps(out + a * ld, _mm512_mul_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(us[a]))));

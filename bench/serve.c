@@ -447,12 +447,15 @@ int main(int argc, char **argv)
      * cache off, every request scored: int8 micro-batches), the same with
      * the reference scoring path (every item from the f16 copy, one request
      * at a time), and the cached route after a warm-up pass */
-    char cached[640] = "", uncached[640] = "", uncached_ref[640] = "";
-    for (int pass = 0; pass < 3; pass++) {
+    char cached[640] = "", uncached[640] = "", uncached_ref[640] = "", uncached_wide[640] = "";
+    int wide_threads = server_threads * 4 > 256 ? 256 : server_threads * 4;
+    for (int pass = 0; pass < 4; pass++) {
         pvg_server_options o;
         memset(&o, 0, sizeof o);
         o.data_dir = dd;
-        o.threads = server_threads;
+        /* pass 3: the uncached route with 4x the server threads (more
+         * requests in flight at once: larger batches) */
+        o.threads = pass == 3 ? wide_threads : server_threads;
         o.cache_entries = pass == 2 ? 0 : -1;
         pvg_server *srv = NULL;
         if (pvg_server_start(&o, &srv, &err) != PVG_OK) DIE("start: %s", err.text);
@@ -466,7 +469,10 @@ int main(int argc, char **argv)
         /* warm-up: long enough for every requesting user to be scored once */
         if (pass == 2 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0)
             DIE("wrk warm-up failed");
-        char *out = pass == 0 ? uncached : pass == 1 ? uncached_ref : cached;
+        char *out = pass == 0   ? uncached
+                    : pass == 1 ? uncached_ref
+                    : pass == 2 ? cached
+                                : uncached_wide;
         long long h0 = atomic_load(&srv->metrics.cache_hits);
         long long p0 = atomic_load(&srv->metrics.recs_personal);
         if (run_wrk(lua, port, seconds, out, 400) != 0) DIE("wrk failed");
@@ -542,10 +548,12 @@ int main(int argc, char **argv)
            "\"wrk\":{\"threads\":2,\"connections\":64,\"seconds\":%d},\"server_threads\":%d,"
            "\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
            " \"uncached\":%s,\n \"uncached_reference\":%s,\n \"cached\":%s,\n"
+           " \"uncached_wide\":{\"server_threads\":%d,\"run\":%s},\n"
            " \"uncached_speedup\":%.2f,\n \"scoring\":%s,\n \"monitor_cached\":%s,\n"
            " \"targets\":{\"uncached_requests_per_s\":10000,\"uncached_p99_ms\":20}}\n",
            model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s,
-           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached,
+           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
+           uncached_wide,
            rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0, scoring, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);

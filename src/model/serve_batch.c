@@ -317,7 +317,7 @@ void pvg_topc_scan(pvg_topc *h, const float *s, size_t t, int64_t base)
 
 size_t pvg_serve_candidates(size_t k)
 {
-    return 4 * k + 64;
+    return 2 * k + 32;
 }
 
 static int u32_cmp(const void *a, const void *b)

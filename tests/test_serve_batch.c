@@ -203,6 +203,9 @@ static void test_serve_recall(void **state)
     size_t n = 30000, f = 64, nu = 60, k = 10;
     float *V = synth_factors(n, f, 40);
     float *U = synth_factors(nu, f, 40);
+    /* a broken item (a NaN factor, scale 0 in int8) is never returned, as
+     * the exact path skips NaN scores */
+    V[7 * f + 3] = NAN;
     pvg_i8_items Q;
     assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
     pvg_serve_job jobs[60], one[60];
@@ -247,6 +250,7 @@ static void test_serve_recall(void **state)
         size_t want = exact_topk(V, n, f, U + a * f, ex[a], jobs[a].n_excl, k, ri, rs);
         assert_int_equal(jobs[a].n_out, want);
         for (size_t q = 0; q < jobs[a].n_out; q++) {
+            assert_int_not_equal(idx[a][q], 7);
             for (size_t r = 0; r < jobs[a].n_excl; r++)
                 assert_true((uint32_t)idx[a][q] != ex[a][r]);
             /* the score returned is the exact float score of that item */
@@ -268,6 +272,40 @@ static void test_serve_recall(void **state)
     pvg_i8_items_free(&Q);
     free(V);
     free(U);
+}
+
+/* A catalogue smaller than the candidate count: every item is re-ranked,
+ * and an item whose factors hold a NaN is skipped as the exact path does. */
+static void test_serve_nan_item(void **state)
+{
+    (void)state;
+    size_t n = 40, f = 8;
+    float *V = synth_factors(n, f, 3), u[8];
+    for (size_t j = 0; j < f; j++)
+        u[j] = ts_gauss();
+    V[7 * f + 3] = NAN;
+    pvg_i8_items Q;
+    assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
+    int64_t idx[10];
+    float sc[10];
+    pvg_serve_job j;
+    memset(&j, 0, sizeof j);
+    j.u = u;
+    j.k = 10;
+    j.idx = idx;
+    j.sc = sc;
+    pvg_serve_job *jp = &j;
+    assert_int_equal(pvg_serve_score(&Q, V, (const pvg_serve_job *const *)&jp, 1), 0);
+    int64_t ri[10];
+    float rs[10];
+    size_t want = exact_topk(V, n, f, u, NULL, 0, 10, ri, rs);
+    assert_int_equal(j.n_out, want);
+    for (size_t q = 0; q < want; q++) {
+        assert_int_equal(idx[q], ri[q]);
+        assert_true(sc[q] == rs[q]);
+    }
+    pvg_i8_items_free(&Q);
+    free(V);
 }
 
 /* Many threads through pvg_model_recommend at once (the combining queue):
@@ -372,9 +410,8 @@ static void test_serve_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_i8_kernels),
-        cmocka_unit_test(test_topc_scan),
-        cmocka_unit_test(test_serve_recall),
+        cmocka_unit_test(test_i8_kernels),    cmocka_unit_test(test_topc_scan),
+        cmocka_unit_test(test_serve_recall),  cmocka_unit_test(test_serve_nan_item),
         cmocka_unit_test(test_serve_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

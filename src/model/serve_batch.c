@@ -61,9 +61,14 @@ int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q)
         if (i >= n) continue;
         const float *v = V + i * f;
         float mx = 0;
-        for (size_t j = 0; j < f; j++)
+        int finite = 1;
+        for (size_t j = 0; j < f; j++) {
+            finite &= isfinite(v[j]) != 0;
             if (fabsf(v[j]) > mx) mx = fabsf(v[j]);
-        if (!(mx > 0) || !isfinite(mx)) continue; /* zero (or broken) row: scores 0 */
+        }
+        /* zero or broken (NaN, inf) row: int8 scores 0; the exact re-rank
+         * skips a NaN score */
+        if (!(mx > 0) || !finite) continue;
         float s = mx / 127.0f;
         int32_t sum = 0;
         int8_t *blk = Q->q + (i / PVG_I8_BLOCK) * Q->f4 * PVG_I8_BLOCK * 4;
@@ -155,8 +160,8 @@ vnni_block(const int8_t *blk, size_t f4, const uint8_t *uq, size_t ustride, cons
         acc[a] = _mm512_setzero_si512();
     for (size_t c = 0; c < f4; c++) {
         __m512i w = _mm512_load_si512((const void *)(blk + c * 64));
-    #pragma GCC unroll 8
-    for (int a = 0; a < G; a++) {
+#pragma GCC unroll 8
+        for (int a = 0; a < G; a++) {
             int32_t word;
             memcpy(&word, uq + a * ustride + 4 * c, 4);
             acc[a] = _mm512_dpbusd_epi32(acc[a], _mm512_set1_epi32(word), w);
@@ -355,8 +360,10 @@ static float exact_score(const float *V, size_t f, int64_t i, const float *u)
 static void rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, cand *c)
 {
     size_t n = 0;
-    for (size_t q = 0; q < h->n; q++)
-        c[n++] = (cand){exact_score(V, f, h->idx[q], j->u), h->idx[q]};
+    for (size_t q = 0; q < h->n; q++) {
+        float e = exact_score(V, f, h->idx[q], j->u);
+        if (e == e && e != -INFINITY) c[n++] = (cand){e, h->idx[q]}; /* as pvg_topk: skipped */
+    }
     qsort(c, n, sizeof *c, cand_cmp);
     if (n > j->k) n = j->k;
     for (size_t q = 0; q < n; q++) {

@@ -223,16 +223,16 @@ static void scoring_json(const float *V, const uint16_t *V16, size_t n, size_t f
                 hit += jidx[0][q] == idx[r];
         total += want;
     }
-    snprintf(out, len,
-             "{\"items\":%zu,\"factors\":%zu,\"timing\":\"thread_cpu\",\"reference_us_per_user\":%.1f,"
-             "\"int8_us_per_user\":{\"batch1\":%.1f,\"batch4\":%.1f,\"batch16\":%.1f,"
-             "\"batch32\":%.1f},\"speedup_batch1\":%.2f,\"speedup_batch16\":%.2f,"
-             "\"recall_at_10_vs_exact\":%.4f,\"recall_users\":%zu,\"candidates\":%zu,"
-             "\"vnni\":%d}",
-             n, f, ref_us, fast_us[0], fast_us[1], fast_us[2], fast_us[3], ref_us / fast_us[0],
-             ref_us / fast_us[2], total ? (double)hit / (double)total : 0.0, nr,
-             pvg_serve_candidates(k),
-             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"));
+    snprintf(
+        out, len,
+        "{\"items\":%zu,\"factors\":%zu,\"timing\":\"thread_cpu\",\"reference_us_per_user\":%.1f,"
+        "\"int8_us_per_user\":{\"batch1\":%.1f,\"batch4\":%.1f,\"batch16\":%.1f,"
+        "\"batch32\":%.1f},\"speedup_batch1\":%.2f,\"speedup_batch16\":%.2f,"
+        "\"recall_at_10_vs_exact\":%.4f,\"recall_users\":%zu,\"candidates\":%zu,"
+        "\"vnni\":%d}",
+        n, f, ref_us, fast_us[0], fast_us[1], fast_us[2], fast_us[3], ref_us / fast_us[0],
+        ref_us / fast_us[2], total ? (double)hit / (double)total : 0.0, nr, pvg_serve_candidates(k),
+        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"));
     pvg_i8_items_free(&Q);
     free(scores);
 }
@@ -244,7 +244,8 @@ static int scoring_main(int argc, char **argv)
     size_t n = argc > 2 ? (size_t)atol(argv[2]) : 1000000;
     size_t f = argc > 3 ? (size_t)atol(argv[3]) : 64;
     size_t nu = argc > 4 ? (size_t)atol(argv[4]) : 256;
-    if (n < 16 || f < 1 || f > 1024 || nu < 32) DIE("usage: bench_serve scoring [items] [factors] [users>=32]");
+    if (n < 16 || f < 1 || f > 1024 || nu < 32)
+        DIE("usage: bench_serve scoring [items] [factors] [users>=32]");
     size_t nc = 64;
     float *C = malloc(nc * f * sizeof *C), *V = malloc(n * f * sizeof *V),
           *U = malloc(nu * f * sizeof *U);
@@ -553,8 +554,8 @@ int main(int argc, char **argv)
            " \"targets\":{\"uncached_requests_per_s\":10000,\"uncached_p99_ms\":20}}\n",
            model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s,
            loadavg(), sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
-           uncached_wide,
-           rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0, scoring, mon);
+           uncached_wide, rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0,
+           scoring, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);
     return 0;

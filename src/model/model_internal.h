@@ -299,7 +299,6 @@ void pvg_model_score(const pvg_model *m, const float *u_factors, const uint32_t 
 void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w, size_t n,
                        float *u, float *scratch);
 
-
 /* ---- fast serving of factor models (serve_batch.c) ------------------------ */
 
 /* Item factors in int8 with a per-item scale, for AVX-512 VNNI: blocks of

@@ -19,6 +19,7 @@
  *                    [monitor_reps=0]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  */
+#include "model/model_internal.h"
 #include "server/server_internal.h"
 
 #include <privguide/auth.h>
@@ -27,6 +28,7 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +120,163 @@ static int run_wrk(const char *lua, int port, int seconds, char *out, size_t len
     return (rc == 0 && n) ? 0 : -1;
 }
 
+static double rps_of(const char *line)
+{
+    const char *q = strstr(line, "\"requests_per_s\":");
+    return q ? atof(q + 17) : 0;
+}
+
+/* CPU seconds of the calling thread (the machine may be shared: wall time
+ * would count other processes' turns) */
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- scoring alone (no HTTP): the reference path against the fast one ---- */
+
+/* Per-user time of the reference path (every item scored from the f16
+ * copy, heap top-k: what served before the int8 path) and of the int8
+ * batch path at batch sizes 1..32, and recall@10 of the fast answer
+ * against exact float scoring, over nu users U[nu x f] (histories excluded
+ * when hist_indptr is given). Writes a JSON object into out. */
+static void scoring_json(const float *V, const uint16_t *V16, size_t n, size_t f, const float *U,
+                         size_t nu, const uint64_t *hist_indptr, const uint32_t *hist_items,
+                         char *out, size_t len)
+{
+    size_t k = 10;
+    float *scores = malloc(n * sizeof *scores);
+    int64_t idx[10];
+    float sc[10];
+    if (!scores) DIE("out of memory");
+    /* reference */
+    double t0 = thread_cpu();
+    size_t reps = 0;
+    do {
+        for (size_t a = 0; a < nu && a < 64; a++, reps++) {
+            if (V16)
+                pvg_matvec_f16(V16, n, f, U + a * f, scores);
+            else
+                pvg_matvec(V, n, f, U + a * f, scores);
+            if (hist_indptr)
+                for (uint64_t q = hist_indptr[a]; q < hist_indptr[a + 1]; q++)
+                    scores[hist_items[q]] = -INFINITY;
+            pvg_topk(scores, n, k, idx, sc);
+        }
+    } while (thread_cpu() - t0 < 1.0);
+    double ref_us = (thread_cpu() - t0) / (double)reps * 1e6;
+    pvg_i8_items Q;
+    if (pvg_i8_items_build(V, n, f, &Q)) DIE("out of memory");
+    pvg_serve_job jobs[32];
+    pvg_serve_job *jp[32];
+    int64_t jidx[32][10];
+    float jsc[32][10];
+    size_t bs[] = {1, 4, 16, 32};
+    double fast_us[4];
+    for (int b = 0; b < 4; b++) {
+        size_t nb = bs[b];
+        double t1 = thread_cpu();
+        size_t done = 0;
+        do {
+            for (size_t a0 = 0; a0 + nb <= nu && a0 < 64; a0 += nb) {
+                for (size_t a = 0; a < nb; a++) {
+                    size_t u = a0 + a;
+                    memset(&jobs[a], 0, sizeof jobs[a]);
+                    jobs[a].u = U + u * f;
+                    if (hist_indptr) {
+                        jobs[a].excl = hist_items + hist_indptr[u];
+                        jobs[a].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
+                    }
+                    jobs[a].k = k;
+                    jobs[a].idx = jidx[a];
+                    jobs[a].sc = jsc[a];
+                    jp[a] = &jobs[a];
+                }
+                if (pvg_serve_score(&Q, V, (const pvg_serve_job *const *)jp, nb)) DIE("score");
+                done += nb;
+            }
+        } while (thread_cpu() - t1 < 1.0);
+        fast_us[b] = (thread_cpu() - t1) / (double)done * 1e6;
+    }
+    /* recall against exact float scores */
+    size_t hit = 0, total = 0, nr = nu < 200 ? nu : 200;
+    for (size_t u = 0; u < nr; u++) {
+        memset(&jobs[0], 0, sizeof jobs[0]);
+        jobs[0].u = U + u * f;
+        if (hist_indptr) {
+            jobs[0].excl = hist_items + hist_indptr[u];
+            jobs[0].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
+        }
+        jobs[0].k = k;
+        jobs[0].idx = jidx[0];
+        jobs[0].sc = jsc[0];
+        jp[0] = &jobs[0];
+        if (pvg_serve_score(&Q, V, (const pvg_serve_job *const *)jp, 1)) DIE("score");
+        pvg_matvec_naive(V, n, f, U + u * f, scores);
+        for (size_t q = 0; q < jobs[0].n_excl; q++)
+            scores[jobs[0].excl[q]] = -INFINITY;
+        size_t want = pvg_topk(scores, n, k, idx, sc);
+        for (size_t q = 0; q < jobs[0].n_out; q++)
+            for (size_t r = 0; r < want; r++)
+                hit += jidx[0][q] == idx[r];
+        total += want;
+    }
+    snprintf(
+        out, len,
+        "{\"items\":%zu,\"factors\":%zu,\"timing\":\"thread_cpu\",\"reference_us_per_user\":%.1f,"
+        "\"int8_us_per_user\":{\"batch1\":%.1f,\"batch4\":%.1f,\"batch16\":%.1f,"
+        "\"batch32\":%.1f},\"speedup_batch1\":%.2f,\"speedup_batch16\":%.2f,"
+        "\"recall_at_10_vs_exact\":%.4f,\"recall_users\":%zu,\"candidates\":%zu,"
+        "\"vnni\":%d}",
+        n, f, ref_us, fast_us[0], fast_us[1], fast_us[2], fast_us[3], ref_us / fast_us[0],
+        ref_us / fast_us[2], total ? (double)hit / (double)total : 0.0, nr, pvg_serve_candidates(k),
+        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"));
+    pvg_i8_items_free(&Q);
+    free(scores);
+}
+
+/* bench_serve scoring [items] [factors] [users]: scoring alone on synthetic
+ * factors (clustered tastes, varied item norms), no store or HTTP. */
+static int scoring_main(int argc, char **argv)
+{
+    size_t n = argc > 2 ? (size_t)atol(argv[2]) : 1000000;
+    size_t f = argc > 3 ? (size_t)atol(argv[3]) : 64;
+    size_t nu = argc > 4 ? (size_t)atol(argv[4]) : 256;
+    if (n < 16 || f < 1 || f > 1024 || nu < 32)
+        DIE("usage: bench_serve scoring [items] [factors] [users>=32]");
+    size_t nc = 64;
+    float *C = malloc(nc * f * sizeof *C), *V = malloc(n * f * sizeof *V),
+          *U = malloc(nu * f * sizeof *U);
+    uint16_t *V16 = malloc(((n + 7) / 8 * 8) * f * sizeof *V16);
+    if (!C || !V || !U || !V16) DIE("out of memory");
+    for (size_t i = 0; i < nc * f; i++)
+        C[i] = (float)((double)(rnd() >> 11) / 9007199254740992.0 - 0.5);
+    for (size_t i = 0; i < n + nu; i++) {
+        size_t c = (size_t)(rnd() % nc);
+        float norm = (float)(0.2 + 1.5 * ((double)(rnd() >> 11) / 9007199254740992.0));
+        float *row = i < n ? V + i * f : U + (i - n) * f;
+        for (size_t j = 0; j < f; j++)
+            row[j] = norm * (C[c * f + j] +
+                             0.5f * (float)((double)(rnd() >> 11) / 9007199254740992.0 - 0.5));
+    }
+    pvg_f16_pack(V, n, f, V16);
+    char out[1024];
+    scoring_json(V, V16, n, f, U, nu, NULL, NULL, out, sizeof out);
+    printf("{\"bench\":\"serve_scoring\",\"factors_source\":\"synthetic\",\"loadavg\":%.2f,"
+           "\"nproc\":%ld,\"scoring\":%s}\n",
+           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), out);
+    free(C);
+    free(V);
+    free(U);
+    free(V16);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "scoring") == 0) return scoring_main(argc, argv);
     int seconds = argc > 1 ? atoi(argv[1]) : 10;
     long n_items = argc > 2 ? atol(argv[2]) : 100000;
     int factors = argc > 3 ? atoi(argv[3]) : 64;
@@ -203,6 +360,36 @@ int main(int argc, char **argv)
     if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK) DIE("train: %s", err.text);
     double train_s = now_s() - t1;
     if (pvg_model_save(m, mp, &err) != PVG_OK) DIE("save: %s", err.text);
+    /* scoring alone on the trained model: the requesting shoppers' rows */
+    char scoring[1024];
+    {
+        size_t nu = req_users < 256 ? (size_t)req_users : 256, f = m->factors;
+        float *U = malloc(nu * f * sizeof *U);
+        uint64_t *ip = malloc((nu + 1) * sizeof *ip);
+        uint32_t *hi = NULL;
+        size_t nh = 0;
+        if (!U || !ip) DIE("out of memory");
+        ip[0] = 0;
+        for (size_t a = 0; a < nu; a++) {
+            char user[32];
+            unsigned char key[16];
+            snprintf(user, sizeof user, "U%zu", a);
+            if (pvg_model_user_key(m, s, user, key, &err) != PVG_OK) DIE("key: %s", err.text);
+            int64_t row = pvg_model_find_user(m, key);
+            if (row < 0) DIE("user %s not in the model", user);
+            memcpy(U + a * f, m->U + (size_t)row * f, f * sizeof *U);
+            uint64_t h0 = m->hist_indptr[row], h1 = m->hist_indptr[row + 1];
+            hi = realloc(hi, (nh + (size_t)(h1 - h0) + 1) * sizeof *hi);
+            if (!hi) DIE("out of memory");
+            memcpy(hi + nh, m->hist_items + h0, (size_t)(h1 - h0) * sizeof *hi);
+            nh += (size_t)(h1 - h0);
+            ip[a + 1] = nh;
+        }
+        scoring_json(m->V, m->V16, m->n_items, f, U, nu, ip, hi, scoring, sizeof scoring);
+        free(U);
+        free(ip);
+        free(hi);
+    }
     size_t model_items = pvg_model_n_items(m), model_users = pvg_model_n_users(m);
     pvg_model_free(m);
     pvg_dataset_free(ds);
@@ -257,30 +444,51 @@ int main(int argc, char **argv)
         req_users);
     fclose(f);
 
-    char cached[512] = "", uncached[512] = "";
-    for (int pass = 0; pass < 2; pass++) {
+    /* three servers, one after another: the headline uncached route (the
+     * cache off, every request scored: int8 micro-batches), the same with
+     * the reference scoring path (every item from the f16 copy, one request
+     * at a time), and the cached route after a warm-up pass */
+    char cached[640] = "", uncached[640] = "", uncached_ref[640] = "", uncached_wide[640] = "";
+    int wide_threads = server_threads * 4 > 256 ? 256 : server_threads * 4;
+    for (int pass = 0; pass < 4; pass++) {
         pvg_server_options o;
         memset(&o, 0, sizeof o);
         o.data_dir = dd;
-        o.threads = server_threads;
-        o.cache_entries = pass == 0 ? 0 : -1;
+        /* pass 3: the uncached route with 4x the server threads (more
+         * requests in flight at once: larger batches) */
+        o.threads = pass == 3 ? wide_threads : server_threads;
+        o.cache_entries = pass == 2 ? 0 : -1;
         pvg_server *srv = NULL;
         if (pvg_server_start(&o, &srv, &err) != PVG_OK) DIE("start: %s", err.text);
         int port = pvg_server_port(srv);
+        pvg_srv_model *sm = pvg_srv_model_acquire(srv);
+        if (!sm) DIE("no model in service");
+        sm->model->no_fast_serve = pass == 1;
+        long long b0, j0, mb0;
+        pvg_serve_stats(sm->model, &b0, &j0, &mb0);
         char warm[512];
         /* warm-up: long enough for every requesting user to be scored once */
-        if (pass == 0 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0)
+        if (pass == 2 && run_wrk(lua, port, warm_s, warm, sizeof warm) != 0)
             DIE("wrk warm-up failed");
-        char *out = pass == 0 ? cached : uncached;
+        char *out = pass == 0   ? uncached
+                    : pass == 1 ? uncached_ref
+                    : pass == 2 ? cached
+                                : uncached_wide;
         long long h0 = atomic_load(&srv->metrics.cache_hits);
         long long p0 = atomic_load(&srv->metrics.recs_personal);
         if (run_wrk(lua, port, seconds, out, 400) != 0) DIE("wrk failed");
         long long hits = atomic_load(&srv->metrics.cache_hits) - h0;
         long long pers = atomic_load(&srv->metrics.recs_personal) - p0;
+        long long b1, j1, mb1;
+        pvg_serve_stats(sm->model, &b1, &j1, &mb1);
         size_t ol = strlen(out);
         if (ol && out[ol - 1] == '}')
-            snprintf(out + ol - 1, 512 - (ol - 1), ",\"personalized\":%lld,\"cache_hits\":%lld}",
-                     pers, hits);
+            snprintf(out + ol - 1, 640 - (ol - 1),
+                     ",\"personalized\":%lld,\"cache_hits\":%lld,\"batches\":%lld,"
+                     "\"mean_batch\":%.2f,\"max_batch\":%lld}",
+                     pers, hits, b1 - b0, b1 > b0 ? (double)(j1 - j0) / (double)(b1 - b0) : 0.0,
+                     mb1);
+        pvg_srv_model_release(sm);
         pvg_server_free(srv);
     }
     /* access monitoring's cost: cached runs with it on and off, alternating */
@@ -340,10 +548,14 @@ int main(int argc, char **argv)
            "\"items\":%zu,\"factors\":%d,\"model_users\":%zu,\"request_users\":%ld,"
            "\"wrk\":{\"threads\":2,\"connections\":64,\"seconds\":%d},\"server_threads\":%d,"
            "\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
-           " \"cached\":%s,\n \"uncached\":%s,\n \"monitor_cached\":%s,\n"
-           " \"targets\":{\"requests_per_s\":15000,\"p99_ms\":10}}\n",
+           " \"uncached\":%s,\n \"uncached_reference\":%s,\n \"cached\":%s,\n"
+           " \"uncached_wide\":{\"server_threads\":%d,\"run\":%s},\n"
+           " \"uncached_speedup\":%.2f,\n \"scoring\":%s,\n \"monitor_cached\":%s,\n"
+           " \"targets\":{\"uncached_requests_per_s\":10000,\"uncached_p99_ms\":20}}\n",
            model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s,
-           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), cached, uncached, mon);
+           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
+           uncached_wide, rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0,
+           scoring, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);
     return 0;

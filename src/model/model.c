@@ -127,6 +127,7 @@ void pvg_model_free(pvg_model *m)
         extern void pvg_model_unmap(void *p, size_t len);
         pvg_model_unmap(m->map, m->map_len);
     }
+    pvg_serve_free(atomic_load(&m->serve));
     if (m->users_mem) sodium_free(m->users_mem); /* wipes the per-shopper sections */
     if (m->row_keys) sodium_free(m->row_keys);   /* wipes the row keys */
     if (m->dir_key) sodium_free(m->dir_key);
@@ -675,6 +676,25 @@ static pvg_status recommend_one(const pvg_model *m, int64_t u, size_t k, int inc
     const uint32_t *items = m->hist_items + m->hist_indptr[u];
     size_t n = (size_t)(m->hist_indptr[u + 1] - m->hist_indptr[u]);
     const float *w = m->hist_w + m->hist_indptr[u];
+    pvg_serve *fast = n && m->U && !m->no_fast_serve ? pvg_model_serve(m) : NULL;
+    if (fast) {
+        /* factor models: int8 scores of every item, the best candidates
+         * re-ranked with the float factors (serve_batch.c), combined with
+         * other threads' requests of the same moment */
+        pvg_serve_job j;
+        memset(&j, 0, sizeof j);
+        j.u = m->U + (size_t)u * m->factors;
+        j.excl = include_seen ? NULL : items;
+        j.n_excl = include_seen ? 0 : n;
+        j.k = k;
+        j.idx = idx;
+        j.sc = sc;
+        if (pvg_serve_run(fast, &j) == 0) {
+            fill_out(m, idx, sc, j.n_out, out);
+            *n_out = j.n_out;
+            return PVG_OK;
+        }
+    }
     if (n == 0 || m->type == PVG_MODEL_POPULARITY) {
         memcpy(scores, m->popularity, m->n_items * sizeof *scores);
     } else {

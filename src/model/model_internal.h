@@ -10,6 +10,7 @@
 #include <privguide/eval.h>
 #include <privguide/model.h>
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* ---- dataset ---------------------------------------------------------- */
@@ -267,6 +268,10 @@ struct pvg_model {
     void *users_mem;
     size_t users_mem_len;
     char *path; /* of a loaded file, for messages */
+    /* serving state (serve_batch.c): int8 item factors and the combining
+     * queue, made on first use (pvg_model_serve), freed with the model */
+    struct pvg_serve *_Atomic serve;
+    int no_fast_serve; /* 1: score every item in float/f16 (reference; tests, bench) */
 };
 
 /* 1 for the sections that hold per-shopper data (user keys and order,
@@ -298,6 +303,82 @@ void pvg_model_score(const pvg_model *m, const float *u_factors, const uint32_t 
  * projection). */
 void pvg_model_fold_in(const pvg_model *m, const uint32_t *items, const float *w, size_t n,
                        float *u, float *scratch);
+
+/* ---- fast serving of factor models (serve_batch.c) ------------------------ */
+
+/* Item factors in int8 with a per-item scale, for AVX-512 VNNI: blocks of
+ * PVG_I8_BLOCK items, q[((b * f4) + c) * 64 + l * 4 + r] = item 16b+l,
+ * factor 4c+r (zero past f and n). corr[i] = 128 * sum of item i's q (the
+ * shopper's factors enter as q + 128, unsigned). */
+#define PVG_I8_BLOCK 16
+typedef struct pvg_i8_items {
+    size_t n, n_pad, f, f4;
+    int8_t *q;
+    float *scale;
+    int32_t *corr;
+} pvg_i8_items;
+/* 0, or -1 out of memory (Q left empty). */
+int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q);
+void pvg_i8_items_free(pvg_i8_items *Q);
+/* A shopper's factors u[f] as uq[f4 * 4] (q + 128); returns the scale. */
+float pvg_i8_user(const float *u, size_t f, size_t f4, uint8_t *uq);
+/* Approximate scores of items [j0, j0 + t) (j0, t multiples of 16, within
+ * n_pad) for nu shoppers (uq[a * f4 * 4], scale us[a]):
+ * out[a * ld + j - j0] = (uq_a . q_j - corr_j) * (scale_j * us_a). Fast:
+ * AVX-512 VNNI (up to 8 shoppers per block of items); the portable and
+ * naive versions give the same floats bit for bit. */
+void pvg_i8_scores(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t j0,
+                   size_t t, float *out, size_t ld);
+void pvg_i8_scores_portable(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                            size_t j0, size_t t, float *out, size_t ld);
+void pvg_i8_scores_naive(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                         size_t j0, size_t t, float *out, size_t ld);
+
+/* The best `cap` (score, index) pairs seen (pvg_topk's order: higher score,
+ * then lower index; -inf and NaN skipped), in a min-heap; scan offers
+ * s[0..t) as indices base.. and touches only entries >= the current worst
+ * (AVX-512 compare masks when the CPU has them). */
+typedef struct pvg_topc {
+    size_t cap, n;
+    int64_t *idx;
+    float *sc, thr;
+} pvg_topc;
+void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc);
+void pvg_topc_scan(pvg_topc *h, const float *s, size_t t, int64_t base);
+void pvg_topc_scan_portable(pvg_topc *h, const float *s, size_t t, int64_t base);
+
+/* One shopper's request: factors u[f] (borrowed), items never to return
+ * (borrowed, any order), k; the answer in idx[k], sc[k] (exact float
+ * scores, best first), n_out. */
+typedef struct pvg_serve_job {
+    const float *u;
+    const uint32_t *excl;
+    size_t n_excl, k;
+    int64_t *idx;
+    float *sc;
+    size_t n_out;
+    int done, failed;
+    struct pvg_serve_job *next;
+} pvg_serve_job;
+/* Candidates kept per shopper from the int8 scores for the exact re-rank. */
+size_t pvg_serve_candidates(size_t k);
+/* Scores nj jobs as one batch: int8 scores tile by tile, the top
+ * pvg_serve_candidates(k) of each, re-ranked exactly with V. 0, or -1 out
+ * of memory (no job answered). */
+int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *const *jobs,
+                    size_t nj);
+
+typedef struct pvg_serve pvg_serve;
+/* The model's serving state, made on first use (NULL: not a factor model,
+ * or out of memory: the caller scores the plain way). Borrowed; lives as
+ * long as the model. */
+pvg_serve *pvg_model_serve(const pvg_model *m);
+void pvg_serve_free(pvg_serve *s);
+/* Runs one job, combined with the requests of other threads queued at the
+ * same time (never waits when a scoring slot is free). 0, or -1. */
+int pvg_serve_run(pvg_serve *s, pvg_serve_job *job);
+/* Batches scored so far, jobs in them and the largest batch. */
+void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, long long *max_batch);
 
 /* ---- training entry points ------------------------------------------------ */
 pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_params *p,

@@ -7,6 +7,7 @@
  */
 #include "server/server_internal.h"
 
+#include "model/model_internal.h"
 #include "store/store_internal.h"
 
 #include <privguide/dp.h>
@@ -1125,6 +1126,9 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
         if (!m->cache) st = pvg_error_set(err, PVG_ERR_NOMEM, "model cache: out of memory");
     }
     if (st == PVG_OK && !dp) popular_try(srv, m);
+    /* the fast serving state (int8 item factors) is built before the model
+     * is in service, so no request pays for it (NULL: the plain path) */
+    if (st == PVG_OK && !dp) (void)pvg_model_serve(m->model);
     if (st != PVG_OK) {
         atomic_fetch_add(&srv->metrics.model_reload_failures, 1);
         pthread_mutex_lock(&srv->model_mu);

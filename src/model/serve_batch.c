@@ -1,0 +1,546 @@
+/*
+ * serve_batch.c - fast serving of factor models (iALS, BPR): item factors
+ * in int8 (per-item scale), scored for several shoppers at once against the
+ * same tile of items (AVX-512 VNNI when the CPU has it), a threshold-
+ * filtered top-C candidate selection per shopper, and an exact float
+ * re-rank of the candidates, so the k items returned carry exact scores.
+ *
+ * Concurrent single requests are combined into micro-batches (flat
+ * combining): a request that finds a scoring slot free scores at once with
+ * whatever else is queued (a lone request never waits); requests arriving
+ * while every slot is busy queue, and the next free slot takes them all as
+ * one batch. Every shopper's answer goes back to that shopper's request
+ * only; nothing here decides who may be scored (the access gate has done
+ * that, and written its audit entry, before the model is asked).
+ */
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PVG_X86 1
+#endif
+
+/* ---- int8 item factors ---------------------------------------------------- */
+
+void pvg_i8_items_free(pvg_i8_items *Q)
+{
+    if (!Q) return;
+    free(Q->q);
+    free(Q->scale);
+    free(Q->corr);
+    memset(Q, 0, sizeof *Q);
+}
+
+int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q)
+{
+    memset(Q, 0, sizeof *Q);
+    Q->n = n;
+    Q->f = f;
+    Q->f4 = (f + 3) / 4;
+    Q->n_pad = (n + PVG_I8_BLOCK - 1) / PVG_I8_BLOCK * PVG_I8_BLOCK;
+    if (!Q->n_pad) Q->n_pad = PVG_I8_BLOCK;
+    size_t bytes = Q->n_pad * Q->f4 * 4;
+    Q->q = aligned_alloc(64, bytes);
+    Q->scale = aligned_alloc(64, Q->n_pad * sizeof *Q->scale);
+    Q->corr = aligned_alloc(64, Q->n_pad * sizeof *Q->corr);
+    if (!Q->q || !Q->scale || !Q->corr) {
+        pvg_i8_items_free(Q);
+        return -1;
+    }
+    memset(Q->q, 0, bytes);
+    for (size_t i = 0; i < Q->n_pad; i++) {
+        Q->scale[i] = 0;
+        Q->corr[i] = 0;
+        if (i >= n) continue;
+        const float *v = V + i * f;
+        float mx = 0;
+        int finite = 1;
+        for (size_t j = 0; j < f; j++) {
+            finite &= isfinite(v[j]) != 0;
+            if (fabsf(v[j]) > mx) mx = fabsf(v[j]);
+        }
+        /* zero or broken (NaN, inf) row: int8 scores 0; the exact re-rank
+         * skips a NaN score */
+        if (!(mx > 0) || !finite) continue;
+        float s = mx / 127.0f;
+        int32_t sum = 0;
+        int8_t *blk = Q->q + (i / PVG_I8_BLOCK) * Q->f4 * PVG_I8_BLOCK * 4;
+        for (size_t j = 0; j < f; j++) {
+            long r = lrintf(v[j] / s);
+            if (r > 127) r = 127;
+            if (r < -127) r = -127;
+            blk[(j / 4) * PVG_I8_BLOCK * 4 + (i % PVG_I8_BLOCK) * 4 + j % 4] = (int8_t)r;
+            sum += (int32_t)r;
+        }
+        Q->scale[i] = s;
+        Q->corr[i] = 128 * sum;
+    }
+    return 0;
+}
+
+float pvg_i8_user(const float *u, size_t f, size_t f4, uint8_t *uq)
+{
+    float mx = 0;
+    for (size_t j = 0; j < f; j++)
+        if (fabsf(u[j]) > mx) mx = fabsf(u[j]);
+    memset(uq, 128, f4 * 4);
+    if (!(mx > 0) || !isfinite(mx)) return 0;
+    float s = mx / 127.0f;
+    for (size_t j = 0; j < f; j++) {
+        long r = lrintf(u[j] / s);
+        if (r > 127) r = 127;
+        if (r < -127) r = -127;
+        uq[j] = (uint8_t)(r + 128);
+    }
+    return s;
+}
+
+void pvg_i8_scores_naive(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                         size_t j0, size_t t, float *out, size_t ld)
+{
+    for (size_t a = 0; a < nu; a++)
+        for (size_t j = j0; j < j0 + t; j++) {
+            const int8_t *blk = Q->q + (j / PVG_I8_BLOCK) * Q->f4 * PVG_I8_BLOCK * 4;
+            int32_t dot = 0;
+            for (size_t c = 0; c < Q->f4 * 4; c++)
+                dot += (int32_t)uq[a * Q->f4 * 4 + c] *
+                       blk[(c / 4) * PVG_I8_BLOCK * 4 + (j % PVG_I8_BLOCK) * 4 + c % 4];
+            out[a * ld + (j - j0)] = (float)(dot - Q->corr[j]) * (Q->scale[j] * us[a]);
+        }
+}
+
+void pvg_i8_scores_portable(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                            size_t j0, size_t t, float *out, size_t ld)
+{
+    size_t f4 = Q->f4;
+    for (size_t j = j0; j < j0 + t; j += PVG_I8_BLOCK) {
+        const int8_t *blk = Q->q + (j / PVG_I8_BLOCK) * f4 * PVG_I8_BLOCK * 4;
+        for (size_t a = 0; a < nu; a++) {
+            int32_t acc[PVG_I8_BLOCK] = {0};
+            const uint8_t *ua = uq + a * f4 * 4;
+            for (size_t c = 0; c < f4; c++) {
+                const int8_t *w = blk + c * PVG_I8_BLOCK * 4;
+                for (size_t l = 0; l < PVG_I8_BLOCK; l++)
+                    acc[l] += ua[4 * c] * w[4 * l] + ua[4 * c + 1] * w[4 * l + 1] +
+                              ua[4 * c + 2] * w[4 * l + 2] + ua[4 * c + 3] * w[4 * l + 3];
+            }
+            for (size_t l = 0; l < PVG_I8_BLOCK; l++)
+                out[a * ld + (j - j0) + l] =
+                    (float)(acc[l] - Q->corr[j + l]) * (Q->scale[j + l] * us[a]);
+        }
+    }
+}
+
+#ifdef PVG_X86
+static int cpu_has_vnni512(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vnni");
+    return v;
+}
+
+/* G shoppers (a compile-time constant after inlining) against one block of
+ * 16 items: the block's factors are loaded once and kept for all G. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+vnni_block(const int8_t *blk, size_t f4, const uint8_t *uq, size_t ustride, const float *us,
+           const int32_t *corr, const float *scale, float *out, size_t ld, const int G)
+{
+    __m512i acc[8];
+#pragma GCC unroll 8
+    for (int a = 0; a < G; a++)
+        acc[a] = _mm512_setzero_si512();
+    for (size_t c = 0; c < f4; c++) {
+        __m512i w = _mm512_load_si512((const void *)(blk + c * 64));
+#pragma GCC unroll 8
+        for (int a = 0; a < G; a++) {
+            int32_t word;
+            memcpy(&word, uq + a * ustride + 4 * c, 4);
+            acc[a] = _mm512_dpbusd_epi32(acc[a], _mm512_set1_epi32(word), w);
+        }
+    }
+    __m512i cr = _mm512_load_si512((const void *)corr);
+    __m512 sc = _mm512_load_ps(scale);
+#pragma GCC unroll 8
+    for (int a = 0; a < G; a++) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[a], cr));
+        _mm512_storeu_ps(out + a * ld, _mm512_mul_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(us[a]))));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+i8_scores_vnni(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t j0,
+               size_t t, float *out, size_t ld)
+{
+    size_t f4 = Q->f4, us4 = f4 * 4;
+    for (size_t j = j0; j < j0 + t; j += PVG_I8_BLOCK) {
+        const int8_t *blk = Q->q + (j / PVG_I8_BLOCK) * f4 * PVG_I8_BLOCK * 4;
+        for (size_t a0 = 0; a0 < nu; a0 += 8) {
+            size_t g = nu - a0 < 8 ? nu - a0 : 8;
+            const uint8_t *ua = uq + a0 * us4;
+            float *o = out + a0 * ld + (j - j0);
+            switch (g) {
+#define G_CASE(n)                                                                                  \
+    case n:                                                                                        \
+        vnni_block(blk, f4, ua, us4, us + a0, Q->corr + j, Q->scale + j, o, ld, n);                \
+        break;
+                G_CASE(1)
+                G_CASE(2)
+                G_CASE(3)
+                G_CASE(4)
+                G_CASE(5)
+                G_CASE(6)
+                G_CASE(7)
+                G_CASE(8)
+#undef G_CASE
+            }
+        }
+    }
+}
+#endif
+
+void pvg_i8_scores(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t j0,
+                   size_t t, float *out, size_t ld)
+{
+#ifdef PVG_X86
+    if (cpu_has_vnni512()) {
+        i8_scores_vnni(Q, uq, us, nu, j0, t, out, ld);
+        return;
+    }
+#endif
+    pvg_i8_scores_portable(Q, uq, us, nu, j0, t, out, ld);
+}
+
+/* ---- threshold-filtered top-C ---------------------------------------------- */
+
+static inline int before(float sa, int64_t ia, float sb, int64_t ib)
+{
+    return sa > sb || (sa == sb && ia < ib);
+}
+
+/* Offers (s, i) to a min-heap (worst at the root) of at most cap. */
+static inline void topc_offer(pvg_topc *h, float s, int64_t i)
+{
+    if (h->n < h->cap) {
+        size_t c = h->n++;
+        while (c > 0) {
+            size_t p = (c - 1) / 2;
+            if (!before(h->sc[p], h->idx[p], s, i)) break;
+            h->sc[c] = h->sc[p];
+            h->idx[c] = h->idx[p];
+            c = p;
+        }
+        h->sc[c] = s;
+        h->idx[c] = i;
+        if (h->n == h->cap) h->thr = h->sc[0];
+        return;
+    }
+    if (!before(s, i, h->sc[0], h->idx[0])) return;
+    size_t c = 0, m = h->n;
+    for (;;) {
+        size_t l = 2 * c + 1, r = l + 1, w = c;
+        float ws = s;
+        int64_t wi = i;
+        if (l < m && before(ws, wi, h->sc[l], h->idx[l])) {
+            w = l;
+            ws = h->sc[l];
+            wi = h->idx[l];
+        }
+        if (r < m && before(ws, wi, h->sc[r], h->idx[r])) w = r;
+        if (w == c) break;
+        h->sc[c] = h->sc[w];
+        h->idx[c] = h->idx[w];
+        c = w;
+    }
+    h->sc[c] = s;
+    h->idx[c] = i;
+    h->thr = h->sc[0];
+}
+
+void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc)
+{
+    h->cap = cap;
+    h->n = 0;
+    h->idx = idx;
+    h->sc = sc;
+    h->thr = -INFINITY;
+}
+
+void pvg_topc_scan_portable(pvg_topc *h, const float *s, size_t t, int64_t base)
+{
+    if (!h->cap) return;
+    for (size_t i = 0; i < t; i++)
+        if (s[i] >= h->thr && s[i] != -INFINITY && s[i] == s[i])
+            topc_offer(h, s[i], base + (int64_t)i);
+}
+
+#ifdef PVG_X86
+__attribute__((target("avx512f"))) static void topc_scan_avx512(pvg_topc *h, const float *s,
+                                                                size_t t, int64_t base)
+{
+    size_t i = 0;
+    for (; i + 16 <= t; i += 16) {
+        /* >= keeps an equal score (a lower index may win the tie); -inf
+         * and NaN never pass (ordered compare against a finite or -inf
+         * threshold: -inf >= -inf passes and is dropped in the loop) */
+        __mmask16 mk =
+            _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), _mm512_set1_ps(h->thr), _CMP_GE_OQ);
+        while (mk) {
+            unsigned b = (unsigned)__builtin_ctz(mk);
+            mk &= mk - 1;
+            float v = s[i + b];
+            if (v != -INFINITY) topc_offer(h, v, base + (int64_t)(i + b));
+        }
+    }
+    if (i < t) pvg_topc_scan_portable(h, s + i, t - i, base + (int64_t)i);
+}
+#endif
+
+void pvg_topc_scan(pvg_topc *h, const float *s, size_t t, int64_t base)
+{
+    if (!h->cap) return;
+#ifdef PVG_X86
+    if (cpu_has_vnni512()) {
+        topc_scan_avx512(h, s, t, base);
+        return;
+    }
+#endif
+    pvg_topc_scan_portable(h, s, t, base);
+}
+
+/* ---- one batch: int8 scores, candidates, exact re-rank --------------------- */
+
+#define TILE 1024 /* items per tile: 64 KB of int8 factors at f = 64 */
+
+size_t pvg_serve_candidates(size_t k)
+{
+    return 2 * k + 32;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct cand {
+    float s;
+    int64_t i;
+} cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (before(x->s, x->i, y->s, y->i)) return -1;
+    if (before(y->s, y->i, x->s, x->i)) return 1;
+    return 0;
+}
+
+/* The exact score of item i for u: the float factors, summed in double in
+ * index order (pvg_matvec_naive's sum, bit for bit). */
+static float exact_score(const float *V, size_t f, int64_t i, const float *u)
+{
+    const float *v = V + (size_t)i * f;
+    double s = 0;
+    for (size_t j = 0; j < f; j++)
+        s += (double)v[j] * u[j];
+    return (float)s;
+}
+
+/* Exact re-rank of the candidates h of job j into the job's answer (c:
+ * h->n entries of scratch). */
+static void rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, cand *c)
+{
+    size_t n = 0;
+    for (size_t q = 0; q < h->n; q++) {
+        float e = exact_score(V, f, h->idx[q], j->u);
+        if (e == e && e != -INFINITY) c[n++] = (cand){e, h->idx[q]}; /* as pvg_topk: skipped */
+    }
+    qsort(c, n, sizeof *c, cand_cmp);
+    if (n > j->k) n = j->k;
+    for (size_t q = 0; q < n; q++) {
+        j->idx[q] = c[q].i;
+        j->sc[q] = c[q].s;
+    }
+    j->n_out = n;
+}
+
+int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *const *jobs_in,
+                    size_t nj)
+{
+    pvg_serve_job *const *jobs = (pvg_serve_job *const *)jobs_in;
+    if (!nj) return 0;
+    size_t f = Q->f, us4 = Q->f4 * 4, cap = 0;
+    for (size_t a = 0; a < nj; a++) {
+        size_t c = pvg_serve_candidates(jobs[a]->k);
+        if (c > cap) cap = c;
+    }
+    uint8_t *uq = malloc(nj * us4);
+    float *us = malloc(nj * sizeof *us);
+    float *tile = aligned_alloc(64, nj * TILE * sizeof *tile);
+    int64_t *hidx = malloc(nj * cap * sizeof *hidx);
+    float *hsc = malloc(nj * cap * sizeof *hsc);
+    pvg_topc *heaps = malloc(nj * sizeof *heaps);
+    uint32_t **ex = calloc(nj, sizeof *ex);
+    size_t *expos = calloc(nj, sizeof *expos);
+    cand *cbuf = malloc(cap * sizeof *cbuf);
+    int rc = -1;
+    if (!uq || !us || !tile || !hidx || !hsc || !heaps || !ex || !expos || !cbuf) goto done;
+    for (size_t a = 0; a < nj; a++) {
+        pvg_serve_job *j = jobs[a];
+        us[a] = pvg_i8_user(j->u, f, Q->f4, uq + a * us4);
+        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * cap, hsc + a * cap);
+        if (j->n_excl) {
+            if (!(ex[a] = malloc(j->n_excl * sizeof *ex[a]))) goto done;
+            memcpy(ex[a], j->excl, j->n_excl * sizeof *ex[a]);
+            qsort(ex[a], j->n_excl, sizeof *ex[a], u32_cmp);
+        }
+    }
+    for (size_t j0 = 0; j0 < Q->n; j0 += TILE) {
+        size_t t = Q->n_pad - j0 < TILE ? Q->n_pad - j0 : TILE;
+        size_t live = Q->n - j0 < t ? Q->n - j0 : t;
+        pvg_i8_scores(Q, uq, us, nj, j0, t, tile, TILE);
+        for (size_t a = 0; a < nj; a++) {
+            float *s = tile + a * TILE;
+            pvg_serve_job *j = jobs[a];
+            while (expos[a] < j->n_excl && ex[a][expos[a]] < j0 + live)
+                s[ex[a][expos[a]++] - j0] = -INFINITY;
+            pvg_topc_scan(&heaps[a], s, live, (int64_t)j0);
+        }
+    }
+    for (size_t a = 0; a < nj; a++)
+        rerank(V, f, &heaps[a], jobs[a], cbuf);
+    rc = 0;
+done:
+    for (size_t a = 0; ex && a < nj; a++)
+        free(ex[a]);
+    free(ex);
+    free(expos);
+    free(uq);
+    free(us);
+    free(tile);
+    free(hidx);
+    free(hsc);
+    free(heaps);
+    free(cbuf);
+    return rc;
+}
+
+/* ---- the serving state of one model and its combining queue ---------------- */
+
+struct pvg_serve {
+    pvg_i8_items q;
+    const float *V; /* borrowed from the model */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pvg_serve_job *head, *tail;
+    int busy, slots;
+    _Atomic long long batches, jobs, max_batch;
+};
+
+#define MAX_BATCH 32
+
+static pvg_serve *serve_new(const pvg_model *m)
+{
+    pvg_serve *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    if (pvg_i8_items_build(m->V, m->n_items, m->factors, &s->q)) {
+        free(s);
+        return NULL;
+    }
+    s->V = m->V;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    s->slots = nc < 1 ? 1 : nc > 64 ? 64 : (int)nc;
+    return s;
+}
+
+void pvg_serve_free(pvg_serve *s)
+{
+    if (!s) return;
+    pvg_i8_items_free(&s->q);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+pvg_serve *pvg_model_serve(const pvg_model *m)
+{
+    if ((m->type != PVG_MODEL_IALS && m->type != PVG_MODEL_BPR) || !m->V || !m->factors ||
+        !m->n_items)
+        return NULL;
+    pvg_model *mm = (pvg_model *)m; /* the serving state is a cache beside the model */
+    pvg_serve *s = atomic_load(&mm->serve);
+    if (s) return s;
+    pvg_serve *fresh = serve_new(m);
+    if (!fresh) return NULL;
+    pvg_serve *expect = NULL;
+    if (!atomic_compare_exchange_strong(&mm->serve, &expect, fresh)) {
+        pvg_serve_free(fresh);
+        return expect;
+    }
+    return fresh;
+}
+
+int pvg_serve_run(pvg_serve *s, pvg_serve_job *job)
+{
+    int rc = 0;
+    job->done = 0;
+    job->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    while (!job->done) {
+        if (s->busy < s->slots && s->head) {
+            /* a free slot: take every queued request (ours among them unless
+             * more than MAX_BATCH wait) and score them as one batch */
+            pvg_serve_job *batch[MAX_BATCH];
+            size_t nb = 0;
+            while (s->head && nb < MAX_BATCH) {
+                batch[nb++] = s->head;
+                s->head = s->head->next;
+            }
+            if (!s->head) s->tail = NULL;
+            s->busy++;
+            pthread_mutex_unlock(&s->mu);
+            int r = pvg_serve_score(&s->q, s->V, (const pvg_serve_job *const *)batch, nb);
+            atomic_fetch_add(&s->batches, 1);
+            atomic_fetch_add(&s->jobs, (long long)nb);
+            long long mb = atomic_load(&s->max_batch);
+            while ((long long)nb > mb && !atomic_compare_exchange_weak(&s->max_batch, &mb, nb))
+                ;
+            pthread_mutex_lock(&s->mu);
+            for (size_t a = 0; a < nb; a++) {
+                batch[a]->failed = r != 0;
+                batch[a]->done = 1;
+            }
+            s->busy--;
+            pthread_cond_broadcast(&s->cv);
+        } else {
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+    }
+    rc = job->failed ? -1 : 0;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, long long *max_batch)
+{
+    pvg_serve *s = atomic_load(&((pvg_model *)m)->serve);
+    *batches = s ? atomic_load(&s->batches) : 0;
+    *jobs = s ? atomic_load(&s->jobs) : 0;
+    *max_batch = s ? atomic_load(&s->max_batch) : 0;
+}

@@ -1,0 +1,418 @@
+/*
+ * test_serve_batch.c - the fast serving path of factor models: the int8
+ * scoring kernel (AVX-512 VNNI where the CPU has it) against its portable
+ * and naive versions bit for bit, the threshold-filtered top-C against the
+ * naive top-k, the batch answer (int8 candidates re-ranked exactly) against
+ * exact float scoring (recall@10 >= 0.99, the returned scores exact), a
+ * batch of many shoppers against one at a time, and many threads through
+ * the combining queue each getting their own shopper's answer.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t ts_state = 777;
+static double ts_rand(void)
+{
+    ts_state = ts_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(ts_state >> 11) / 9007199254740992.0;
+}
+static float ts_gauss(void)
+{
+    double a = ts_rand() + 1e-12, b = ts_rand();
+    return (float)(sqrt(-2 * log(a)) * cos(6.283185307179586 * b));
+}
+
+/* Factors with the structure of trained ones: a few taste clusters, item
+ * norms that vary (popular items longer). */
+static float *synth_factors(size_t n, size_t f, size_t clusters)
+{
+    float *C = malloc(clusters * f * sizeof *C), *V = malloc(n * f * sizeof *V);
+    assert_non_null(C);
+    assert_non_null(V);
+    for (size_t i = 0; i < clusters * f; i++)
+        C[i] = ts_gauss();
+    for (size_t i = 0; i < n; i++) {
+        size_t c = (size_t)(ts_rand() * (double)clusters) % clusters;
+        float norm = (float)(0.2 + 1.5 * ts_rand() * ts_rand());
+        for (size_t j = 0; j < f; j++)
+            V[i * f + j] = norm * (0.7f * C[c * f + j] + 0.5f * ts_gauss()) / sqrtf((float)f);
+    }
+    free(C);
+    return V;
+}
+
+static void test_i8_kernels(void **state)
+{
+    (void)state;
+    size_t shapes[][2] = {{1005, 64}, {333, 13}, {64, 1}, {2000, 128}};
+    for (size_t sh = 0; sh < 4; sh++) {
+        size_t n = shapes[sh][0], f = shapes[sh][1];
+        float *V = synth_factors(n, f, 7);
+        for (size_t j = 0; j < f; j++) { /* a zero row and a row with one non-zero */
+            V[3 * f + j] = 0;
+            V[5 * f + j] = j == 0 ? -2.5f : 0;
+        }
+        pvg_i8_items Q;
+        assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
+        size_t nu = 11, us4 = Q.f4 * 4;
+        uint8_t *uq = malloc(nu * us4);
+        float us[11];
+        for (size_t a = 0; a < nu; a++) {
+            float u[128];
+            for (size_t j = 0; j < f; j++)
+                u[j] = ts_gauss();
+            us[a] = pvg_i8_user(u, f, Q.f4, uq + a * us4);
+            for (size_t j = f; j < us4; j++)
+                assert_int_equal(uq[a * us4 + j], 128); /* padding is q = 0 */
+        }
+        size_t ld = Q.n_pad + 16;
+        float *fast = malloc(nu * ld * sizeof *fast), *port = malloc(nu * ld * sizeof *port),
+              *naive = malloc(nu * ld * sizeof *naive);
+        /* whole range, and a middle window */
+        size_t ranges[][2] = {{0, Q.n_pad}, {16, Q.n_pad > 48 ? 32 : 0}};
+        for (int r = 0; r < 2; r++) {
+            size_t j0 = ranges[r][0], t = ranges[r][1];
+            if (!t) continue;
+            memset(fast, 0, nu * ld * sizeof *fast);
+            pvg_i8_scores(&Q, uq, us, nu, j0, t, fast, ld);
+            pvg_i8_scores_portable(&Q, uq, us, nu, j0, t, port, ld);
+            pvg_i8_scores_naive(&Q, uq, us, nu, j0, t, naive, ld);
+            for (size_t a = 0; a < nu; a++)
+                for (size_t j = 0; j < t; j++) {
+                    assert_memory_equal(&fast[a * ld + j], &naive[a * ld + j], sizeof(float));
+                    assert_memory_equal(&port[a * ld + j], &naive[a * ld + j], sizeof(float));
+                }
+        }
+        /* the int8 score is close to the float one */
+        float u[128];
+        for (size_t j = 0; j < f; j++)
+            u[j] = ts_gauss();
+        float s1 = pvg_i8_user(u, f, Q.f4, uq);
+        pvg_i8_scores_naive(&Q, uq, &s1, 1, 0, Q.n_pad, naive, ld);
+        float *exact = malloc(n * sizeof *exact);
+        pvg_matvec_naive(V, n, f, u, exact);
+        double err = 0, mag = 0;
+        for (size_t i = 0; i < n; i++) {
+            err += fabs(naive[i] - exact[i]);
+            mag += fabs(exact[i]);
+        }
+        assert_true(err <= 0.03 * mag);
+        assert_true(naive[3] == 0.0f);
+        /* one factor: only the shopper's rounding (half a step) is off */
+        float umax = 0;
+        for (size_t j = 0; j < f; j++)
+            umax = fabsf(u[j]) > umax ? fabsf(u[j]) : umax;
+        assert_true(fabsf(naive[5] - exact[5]) <= 2.5f * umax / 254.0f * 1.001f + 1e-6f);
+        for (size_t i = n; i < Q.n_pad; i++)
+            assert_true(naive[i] == 0.0f);
+        free(exact);
+        free(fast);
+        free(port);
+        free(naive);
+        free(uq);
+        pvg_i8_items_free(&Q);
+        free(V);
+    }
+}
+
+static void test_topc_scan(void **state)
+{
+    (void)state;
+    size_t n = 5000;
+    float *s = malloc(n * sizeof *s);
+    for (size_t i = 0; i < n; i++) {
+        double x = ts_rand();
+        s[i] = x < 0.05 ? -INFINITY : x < 0.06 ? NAN : (float)floor(ts_rand() * 300) / 7.0f;
+    }
+    size_t caps[] = {1, 10, 37, 64, 4990};
+    for (size_t c = 0; c < 5; c++) {
+        size_t cap = caps[c];
+        int64_t *ri = malloc(cap * sizeof *ri);
+        float *rs = malloc(cap * sizeof *rs);
+        size_t want = pvg_topk_naive(s, n, cap, ri, rs);
+        for (int v = 0; v < 2; v++) {
+            int64_t *hi = malloc(cap * sizeof *hi);
+            float *hs = malloc(cap * sizeof *hs);
+            pvg_topc h;
+            pvg_topc_init(&h, cap, hi, hs);
+            /* offered in uneven pieces, as tiles */
+            for (size_t b = 0; b < n;) {
+                size_t t = 1 + (size_t)(ts_rand() * 700);
+                if (t > n - b) t = n - b;
+                if (v)
+                    pvg_topc_scan(&h, s + b, t, (int64_t)b);
+                else
+                    pvg_topc_scan_portable(&h, s + b, t, (int64_t)b);
+                b += t;
+            }
+            assert_int_equal(h.n, want);
+            int64_t *si = malloc(cap * sizeof *si);
+            float *ss = malloc(cap * sizeof *ss);
+            /* the heap's set, in order */
+            float *tmp = malloc(n * sizeof *tmp);
+            for (size_t i = 0; i < n; i++)
+                tmp[i] = -INFINITY;
+            for (size_t q = 0; q < h.n; q++)
+                tmp[h.idx[q]] = h.sc[q];
+            size_t got = pvg_topk_naive(tmp, n, cap, si, ss);
+            assert_int_equal(got, want);
+            for (size_t q = 0; q < got; q++) {
+                assert_int_equal(si[q], ri[q]);
+                assert_true(ss[q] == rs[q]);
+            }
+            free(tmp);
+            free(si);
+            free(ss);
+            free(hi);
+            free(hs);
+        }
+        free(ri);
+        free(rs);
+    }
+    free(s);
+}
+
+/* exact answer: float scores of every item (pvg_matvec_naive), exclusions,
+ * pvg_topk_naive */
+static size_t exact_topk(const float *V, size_t n, size_t f, const float *u, const uint32_t *ex,
+                         size_t nex, size_t k, int64_t *idx, float *sc)
+{
+    float *s = malloc(n * sizeof *s);
+    pvg_matvec_naive(V, n, f, u, s);
+    for (size_t q = 0; q < nex; q++)
+        s[ex[q]] = -INFINITY;
+    size_t got = pvg_topk_naive(s, n, k, idx, sc);
+    free(s);
+    return got;
+}
+
+static void test_serve_recall(void **state)
+{
+    (void)state;
+    size_t n = 30000, f = 64, nu = 60, k = 10;
+    float *V = synth_factors(n, f, 40);
+    float *U = synth_factors(nu, f, 40);
+    /* a broken item (a NaN factor, scale 0 in int8) is never returned, as
+     * the exact path skips NaN scores */
+    V[7 * f + 3] = NAN;
+    pvg_i8_items Q;
+    assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
+    pvg_serve_job jobs[60], one[60];
+    pvg_serve_job *jp[60];
+    uint32_t ex[60][20];
+    int64_t idx[60][10], idx1[60][10];
+    float sc[60][10], sc1[60][10];
+    for (size_t a = 0; a < nu; a++) {
+        size_t nex = a % 20;
+        /* exclude some of the shopper's best items (what iALS ranks first
+         * are often the items already bought) */
+        int64_t top[20];
+        float tsc[20];
+        exact_topk(V, n, f, U + a * f, NULL, 0, 20, top, tsc);
+        for (size_t q = 0; q < nex; q++)
+            ex[a][q] = q % 2 ? (uint32_t)top[q] : (uint32_t)(ts_rand() * (double)n);
+        memset(&jobs[a], 0, sizeof jobs[a]);
+        jobs[a].u = U + a * f;
+        jobs[a].excl = ex[a];
+        jobs[a].n_excl = nex;
+        jobs[a].k = k;
+        jobs[a].idx = idx[a];
+        jobs[a].sc = sc[a];
+        jp[a] = &jobs[a];
+        one[a] = jobs[a];
+        one[a].idx = idx1[a];
+        one[a].sc = sc1[a];
+    }
+    assert_int_equal(pvg_serve_score(&Q, V, (const pvg_serve_job *const *)jp, nu), 0);
+    size_t hit = 0, total = 0;
+    for (size_t a = 0; a < nu; a++) {
+        pvg_serve_job *p1 = &one[a];
+        assert_int_equal(pvg_serve_score(&Q, V, (const pvg_serve_job *const *)&p1, 1), 0);
+        /* alone or in a batch: the same answer */
+        assert_int_equal(one[a].n_out, jobs[a].n_out);
+        for (size_t q = 0; q < jobs[a].n_out; q++) {
+            assert_int_equal(idx1[a][q], idx[a][q]);
+            assert_true(sc1[a][q] == sc[a][q]);
+        }
+        int64_t ri[10];
+        float rs[10];
+        size_t want = exact_topk(V, n, f, U + a * f, ex[a], jobs[a].n_excl, k, ri, rs);
+        assert_int_equal(jobs[a].n_out, want);
+        for (size_t q = 0; q < jobs[a].n_out; q++) {
+            assert_int_not_equal(idx[a][q], 7);
+            for (size_t r = 0; r < jobs[a].n_excl; r++)
+                assert_true((uint32_t)idx[a][q] != ex[a][r]);
+            /* the score returned is the exact float score of that item */
+            float e = 0;
+            float *tmp = malloc(n * sizeof *tmp);
+            pvg_matvec_naive(V, n, f, U + a * f, tmp);
+            e = tmp[idx[a][q]];
+            free(tmp);
+            assert_true(sc[a][q] == e);
+            if (q) assert_true(sc[a][q] <= sc[a][q - 1]);
+            for (size_t r = 0; r < want; r++)
+                if (ri[r] == idx[a][q]) hit++;
+        }
+        total += want;
+    }
+    double recall = (double)hit / (double)total;
+    printf("# recall@10 of the int8 path against exact: %.4f (%zu/%zu)\n", recall, hit, total);
+    assert_true(recall >= 0.99);
+    pvg_i8_items_free(&Q);
+    free(V);
+    free(U);
+}
+
+/* A catalogue smaller than the candidate count: every item is re-ranked,
+ * and an item whose factors hold a NaN is skipped as the exact path does. */
+static void test_serve_nan_item(void **state)
+{
+    (void)state;
+    size_t n = 40, f = 8;
+    float *V = synth_factors(n, f, 3), u[8];
+    for (size_t j = 0; j < f; j++)
+        u[j] = ts_gauss();
+    V[7 * f + 3] = NAN;
+    pvg_i8_items Q;
+    assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
+    int64_t idx[10];
+    float sc[10];
+    pvg_serve_job j;
+    memset(&j, 0, sizeof j);
+    j.u = u;
+    j.k = 10;
+    j.idx = idx;
+    j.sc = sc;
+    pvg_serve_job *jp = &j;
+    assert_int_equal(pvg_serve_score(&Q, V, (const pvg_serve_job *const *)&jp, 1), 0);
+    int64_t ri[10];
+    float rs[10];
+    size_t want = exact_topk(V, n, f, u, NULL, 0, 10, ri, rs);
+    assert_int_equal(j.n_out, want);
+    for (size_t q = 0; q < want; q++) {
+        assert_int_equal(idx[q], ri[q]);
+        assert_true(sc[q] == rs[q]);
+    }
+    pvg_i8_items_free(&Q);
+    free(V);
+}
+
+/* Many threads through pvg_model_recommend at once (the combining queue):
+ * each gets its own shopper's list, the one it gets alone. */
+typedef struct th_arg {
+    const pvg_model *m;
+    const unsigned char *keys;
+    size_t n_users, k;
+    int64_t *want; /* n_users x k, -1 padded */
+    int bad;
+} th_arg;
+
+static void *th_main(void *p)
+{
+    th_arg *a = p;
+    for (int rep = 0; rep < 3; rep++)
+        for (size_t u = 0; u < a->n_users; u++) {
+            pvg_scored_item out[10];
+            size_t n = 0;
+            if (pvg_model_recommend(a->m, a->keys + 16 * u, a->k, 0, out, &n, NULL) != PVG_OK) {
+                a->bad++;
+                continue;
+            }
+            for (size_t q = 0; q < a->k; q++)
+                if ((q < n ? out[q].item_index : -1) != a->want[u * a->k + q]) a->bad++;
+        }
+    return NULL;
+}
+
+static void test_serve_threads(void **state)
+{
+    (void)state;
+    pvg_dataset *ds = NULL;
+    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
+    size_t n_users = 300, n_items = 2000;
+    char uid[32], iid[32];
+    for (size_t u = 0; u < n_users; u++)
+        for (int e = 0; e < 12; e++) {
+            size_t it = (size_t)(ts_rand() * ts_rand() * (double)n_items);
+            if (e < 6) it = (u * 7 + (size_t)e) % n_items;
+            snprintf(uid, sizeof uid, "u%zu", u);
+            snprintf(iid, sizeof iid, "i%zu", it);
+            pvg_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.type = PVG_EVENT_PURCHASE;
+            ev.item = iid;
+            ev.ts = 1000;
+            assert_int_equal(pvg_dataset_add_ext(ds, uid, &ev, NULL), PVG_OK);
+        }
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_IALS, &p);
+    p.factors = 32;
+    p.epochs = 3;
+    p.threads = 1;
+    pvg_model *m = NULL;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, NULL), PVG_OK);
+    size_t nu = pvg_model_n_users(m), k = 10;
+    unsigned char *keys = malloc(16 * nu);
+    for (size_t u = 0; u < nu; u++) {
+        snprintf(uid, sizeof uid, "u%zu", u);
+        assert_int_equal(pvg_model_user_key(m, NULL, uid, keys + 16 * u, NULL), PVG_OK);
+    }
+    int64_t *want = malloc(nu * k * sizeof *want);
+    size_t hit = 0, total = 0;
+    for (size_t u = 0; u < nu; u++) {
+        pvg_scored_item out[10], ref[10];
+        size_t n = 0, nr = 0;
+        assert_int_equal(pvg_model_recommend(m, keys + 16 * u, k, 0, out, &n, NULL), PVG_OK);
+        for (size_t q = 0; q < k; q++)
+            want[u * k + q] = q < n ? out[q].item_index : -1;
+        /* the reference path (every item scored, f16 or float) agrees */
+        m->no_fast_serve = 1;
+        assert_int_equal(pvg_model_recommend(m, keys + 16 * u, k, 0, ref, &nr, NULL), PVG_OK);
+        m->no_fast_serve = 0;
+        assert_int_equal(n, nr);
+        for (size_t q = 0; q < n; q++)
+            for (size_t r = 0; r < nr; r++)
+                hit += out[q].item_index == ref[r].item_index;
+        total += nr;
+    }
+    assert_true((double)hit >= 0.99 * (double)total);
+    pthread_t th[8];
+    th_arg args[8];
+    for (int t = 0; t < 8; t++) {
+        args[t] = (th_arg){m, keys, nu, k, want, 0};
+        assert_int_equal(pthread_create(&th[t], NULL, th_main, &args[t]), 0);
+    }
+    for (int t = 0; t < 8; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(args[t].bad, 0);
+    }
+    long long batches, jobs, maxb;
+    pvg_serve_stats(m, &batches, &jobs, &maxb);
+    assert_true(jobs >= (long long)(nu * 25));
+    assert_true(maxb >= 1);
+    free(want);
+    free(keys);
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_i8_kernels),    cmocka_unit_test(test_topc_scan),
+        cmocka_unit_test(test_serve_recall),  cmocka_unit_test(test_serve_nan_item),
+        cmocka_unit_test(test_serve_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

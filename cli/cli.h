@@ -52,13 +52,13 @@ extern const cli_command cli_cmds_assist[]; /* assist */
  * --llm-url, --llm-model, --llm-key-file, --llm-timeout-ms. */
 #define CLI_LLM_FLAGS                                                                              \
     {"llm-url", CLI_STR, "URL",                                                                    \
-     "OpenAI-compatible chat-completions endpoint that phrases the assistant's answers (off by "  \
+     "OpenAI-compatible chat-completions endpoint that phrases the assistant's answers (off by "   \
      "default; sends only the message and the items' title, price, category: docs/assistant.md)"}, \
         {"llm-model", CLI_STR, "NAME", "the model named in the request (default gpt-4o-mini)"},    \
         {"llm-key-file", CLI_STR, "FILE", "the endpoint's API key, first line (mode 0600)"},       \
     {                                                                                              \
         "llm-timeout-ms", CLI_INT, "N",                                                            \
-            "the endpoint's time limit per answer (default 5000; the built-in answer after)"      \
+            "the endpoint's time limit per answer (default 5000; the built-in answer after)"       \
     }
 struct pvg_assist_llm_options;
 void cli_assist_llm_options(cli_ctx *c, struct pvg_assist_llm_options *o);
@@ -134,7 +134,7 @@ char *cli_utc_time(long long t, char *buf, size_t len);
         {"weights", CLI_STR, "SPEC",                                                               \
          "event weights, e.g. view=1,cart=2,purchase=4,rating=1 (defaults as shown)"},             \
         {"search-weight", CLI_DOUBLE, "W",                                                         \
-         "from the store: each of a search's top 3 results weighs W (default 0.25; 0: ignore)"},  \
+         "from the store: each of a search's top 3 results weighs W (default 0.25; 0: ignore)"},   \
         {"params", CLI_STR, "FILE",                                                                \
          "hyperparameters chosen by `privguide tune` (flags given override them)"},                \
         {"max-memory", CLI_DOUBLE, "MIB",                                                          \

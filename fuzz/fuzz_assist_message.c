@@ -126,8 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_t *answer = json_array();
         for (size_t i = 0; i < 3; i++)
             json_array_append_new(answer, json_pack("{s:s, s:s, s:s, s:f}", "item", ITEMS[i][0],
-                                                    "title", i == 2 ? msg : ITEMS[i][1],
-                                                    "category", ITEMS[i][2], "price", 1.5));
+                                                    "title", i == 2 ? msg : ITEMS[i][1], "category",
+                                                    ITEMS[i][2], "price", 1.5));
         char *body = pvg_assist_llm_body(llm, msg, answer);
         if (!body) abort();
         json_t *b = json_loads(body, 0, NULL);

@@ -110,8 +110,7 @@ static void check_info(const pvg_model_dp_info *d)
         return;
     }
     if (!(d->epsilon > 0) || isinf(d->epsilon) || !(d->delta >= 0 && d->delta < 1) ||
-        d->max_items < 1 || !(d->sensitivity > 0) || !(d->noise_multiplier >= 0) ||
-        !(d->clip >= 0))
+        d->max_items < 1 || !(d->sensitivity > 0) || !(d->noise_multiplier >= 0) || !(d->clip >= 0))
         abort();
     size_t l = strnlen(d->mechanism, sizeof d->mechanism);
     if (l == 0 || l == sizeof d->mechanism) abort();

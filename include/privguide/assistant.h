@@ -145,9 +145,9 @@ typedef struct pvg_assist_llm_options {
 #define PVG_ASSIST_LLM_REPLY_MAX 2000 /* bytes of phrased text kept; longer is malformed */
 
 typedef struct pvg_assistant_options {
-    int64_t anon_ttl_s;        /* anonymous conversations expire after; 0: 1800 s */
-    size_t anon_max;           /* anonymous conversations kept at most (oldest go); 0: 1000 */
-    int64_t catalog_refresh_s; /* the catalog snapshot is rebuilt when older; 0: 300 s */
+    int64_t anon_ttl_s;         /* anonymous conversations expire after; 0: 1800 s */
+    size_t anon_max;            /* anonymous conversations kept at most (oldest go); 0: 1000 */
+    int64_t catalog_refresh_s;  /* the catalog snapshot is rebuilt when older; 0: 300 s */
     pvg_assist_llm_options llm; /* all zero: no language model */
 } pvg_assistant_options;
 

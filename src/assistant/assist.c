@@ -888,8 +888,7 @@ static void phrase(const pvg_assistant *a, const ask_ctx *x, json_t *o)
     if (!a->llm)
         snprintf(reason, sizeof reason, "no language model configured");
     else if (json_is_true(json_object_get(o, "personalized")))
-        snprintf(reason, sizeof reason,
-                 "a personalised answer is not sent to the language model");
+        snprintf(reason, sizeof reason, "a personalised answer is not sent to the language model");
     else if (!json_array_size(items))
         snprintf(reason, sizeof reason, "no items to phrase");
     else {
@@ -902,8 +901,7 @@ static void phrase(const pvg_assistant *a, const ask_ctx *x, json_t *o)
         } else {
             snprintf(failed, sizeof failed, "language model failed (%s): the built-in answer",
                      reason);
-            json_object_set_new(o, "phrasing",
-                                json_pack("{s:s, s:s}", "by", by, "reason", failed));
+            json_object_set_new(o, "phrasing", json_pack("{s:s, s:s}", "by", by, "reason", failed));
             return;
         }
     }

@@ -230,8 +230,8 @@ static double event_weight(const pvg_event_weights *w, const pvg_event *ev)
     return w->w[ev->type];
 }
 
-static pvg_status add_search(pvg_dataset *ds, const unsigned char user_key[16],
-                             const pvg_event *ev, pvg_error *err);
+static pvg_status add_search(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
+                             pvg_error *err);
 static pvg_status add_cell(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
                            pvg_error *err);
 
@@ -282,11 +282,11 @@ static pvg_status add_cell(pvg_dataset *ds, const unsigned char user_key[16], co
 /* A search event without an item, in a dataset read from a store: each of
  * the top PVG_SEARCH_FEED_TOP results of its query over the store's catalog
  * (relevance order, no filters, whole words - no prefix completion - and
- * no synonyms; typos corrected; public and deterministic) gets the event as if it named that item, weighing
- * w[SEARCH]. A query with no word that matches, or none of the catalog's
- * words, gives nothing. */
-static pvg_status add_search(pvg_dataset *ds, const unsigned char user_key[16],
-                             const pvg_event *ev, pvg_error *err)
+ * no synonyms; typos corrected; public and deterministic) gets the event as if it named that item,
+ * weighing w[SEARCH]. A query with no word that matches, or none of the catalog's words, gives
+ * nothing. */
+static pvg_status add_search(pvg_dataset *ds, const unsigned char user_key[16], const pvg_event *ev,
+                             pvg_error *err)
 {
     if (!ds->search_ix || ds->w.w[PVG_EVENT_SEARCH] == 0 || !(ev->fields & PVG_FIELD_QUERY) ||
         !ev->query || !ev->query[0])

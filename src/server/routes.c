@@ -45,7 +45,7 @@ void pvg_srv_h_fairness(pvg_srv_req *r); /* fairness_route.c */
 void pvg_srv_recommend_why(pvg_srv_req *r, pvg_srv_model *m, pvg_srv_model *dm,
                            const pvg_srv_popular *pop, const char *user, int personalized,
                            json_t *answer); /* explain_route.c */
-void pvg_srv_h_fl_join(pvg_srv_req *r);  /* fl_route.c */
+void pvg_srv_h_fl_join(pvg_srv_req *r);     /* fl_route.c */
 void pvg_srv_h_fl_state(pvg_srv_req *r);
 void pvg_srv_h_fl_broadcast(pvg_srv_req *r);
 void pvg_srv_h_fl_message(pvg_srv_req *r);

@@ -744,7 +744,8 @@ int pvg_monitor_feed_audit(pvg_monitor *m, const pvg_audit_entry *e)
     int raised = 0, oom = 0;
     static const char *const personal[] = {"export",         "read_events", "recommend",
                                            "consent_read",   "audit_read",  "delete",
-                                           "consent_change", "similar",     NULL};
+                                           "consent_change", "similar",     "explain",
+                                           "search_rerank",  NULL};
     static const char *const dp[] = {"dp_query", "he_spend_total", NULL};
     const pvg_monitor_rule_config *R = m->cfg.rules;
 

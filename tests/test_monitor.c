@@ -678,6 +678,33 @@ static void test_idle_states_evicted(void **state)
     pvg_monitor_free(m);
 }
 
+/* "Why this?" explanations and search re-ranking read a shopper's history:
+ * a key walking many shoppers through either is the many-shoppers pattern. */
+static void test_explain_and_rerank_are_personal_reads(void **state)
+{
+    (void)state;
+    static const char *const actions[] = {"explain", "search_rerank"};
+    for (size_t k = 0; k < 2; k++) {
+        pvg_monitor *m = new_monitor();
+        pvg_audit_entry e = {0};
+        char subj[40];
+        e.actor = "key:00000000000000ee";
+        e.action = actions[k];
+        e.detail = "purpose=recommend outcome=allowed";
+        for (int i = 1; i <= 400; i++) {
+            shopper_subject(i, subj);
+            e.subject = subj;
+            e.seq = i;
+            e.ts = T0 + i;
+            assert_true(pvg_monitor_feed_audit(m, &e) >= 0);
+        }
+        long long counts[PVG_MON_N_RULES];
+        pvg_monitor_counts(m, counts);
+        assert_true(counts[PVG_MON_MANY_SHOPPERS] >= 1);
+        pvg_monitor_free(m);
+    }
+}
+
 static void test_engine_contract(void **state)
 {
     (void)state;
@@ -1013,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_store_alerts_and_suspension),
         cmocka_unit_test(test_scan_stored_log),
         cmocka_unit_test(test_server_burst_suspends),
+        cmocka_unit_test(test_explain_and_rerank_are_personal_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -742,9 +742,9 @@ int pvg_monitor_feed_audit(pvg_monitor *m, const pvg_audit_entry *e)
     const char *action = e->action ? e->action : "";
     const char *subject = e->subject ? e->subject : "";
     int raised = 0, oom = 0;
-    static const char *const personal[] = {"export",         "read_events", "recommend",
-                                           "consent_read",   "audit_read",  "delete",
-                                           "consent_change", "similar",     NULL};
+    static const char *const personal[] = {
+        "export",         "read_events", "recommend", "consent_read",  "audit_read", "delete",
+        "consent_change", "similar",     "explain",   "search_rerank", NULL};
     static const char *const dp[] = {"dp_query", "he_spend_total", NULL};
     const pvg_monitor_rule_config *R = m->cfg.rules;
 

@@ -154,6 +154,8 @@ async function main() {
     // ---- an operator key: the shopper's history is not shown ----
     page = await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    const opUrls = [];
+    page.on('request', (q) => opUrls.push(q.url()));
     await page.goto(BASE + '/shop#key=' + ADMIN + '&users=' + encodeURIComponent(USER));
     await page.waitForSelector('#recs .card details.why');
     const opWhy = page.locator('#recs .card details.why').first();
@@ -161,6 +163,11 @@ async function main() {
     const opText = await opWhy.textContent();
     check(!opText.includes('you bought') && opText.includes('shown only to the shopper'),
       'an operator key gets no history evidence: ' + opText.replace(/\s+/g, ' ').slice(0, 120));
+    check(opUrls.some((u) => u.includes('/recommendations')) && !opUrls.some((u) => u.includes('explain=1')),
+      'with an operator key the page does not ask for the shopper\'s explanations');
+    const opAudit = await api('GET', '/v1/users/' + USER + '/audit', TOKEN);
+    check(opAudit.status === 200 && !JSON.stringify(opAudit.body).includes('not_own_token'),
+      'an operator\'s view adds no denied explain entry to the shopper\'s audit log');
     await page.close();
 
     // ---- the portal: the search and the conversation ----

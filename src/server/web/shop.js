@@ -82,7 +82,7 @@
     }
     const ex = r.explain || {};
     if (r.personalized && !ex.history)
-      lines.push(ex.reason === 'not_own_token'
+      lines.push(ex.reason === 'not_own_token' || !asShopper()
         ? 'picked from this shopper\'s history by the model: the history behind it is shown only to the shopper (their own token)'
         : 'picked by the model from this shopper\'s history (' + (ex.reason || 'no evidence') + ')');
     else if (r.personalized && ex.method)
@@ -174,7 +174,11 @@
     popular();
     try {
       if (user) {
-        const r = await PVG.api('GET', '/v1/users/' + encodeURIComponent(user) + '/recommendations?k=8&explain=1', cred());
+        // The history evidence is the shopper's alone: asked for only with a
+        // shopper token (an operator key's request would be refused and
+        // logged in the shopper's audit trail as a denied access).
+        const q = asShopper() ? '?k=8&explain=1' : '?k=8';
+        const r = await PVG.api('GET', '/v1/users/' + encodeURIComponent(user) + '/recommendations' + q, cred());
         $('recs-user').textContent = user;
         $('recs-kind').textContent = r.personalized ? 'personalised' : 'popular (no personalisation: ' + (r.reason || '') + ')';
         $('recs-kind').className = r.personalized ? 'badge' : 'badge dp';

@@ -899,8 +899,16 @@ static void phrase(const pvg_assistant *a, const ask_ctx *x, json_t *o)
             by = "llm";
             reason[0] = '\0';
         } else {
+            /* The answer may go to an anonymous caller: name the kind of failure, not
+             * libcurl's text (the endpoint's host and port) nor the HTTP status (a 401
+             * would tell anyone the operator's key is refused). */
+            const char *shown = reason;
+            if (!strncmp(reason, "request failed", 14))
+                shown = "request failed: no connection or TLS";
+            else if (!strncmp(reason, "HTTP status", 11))
+                shown = "HTTP error status";
             snprintf(failed, sizeof failed, "language model failed (%s): the built-in answer",
-                     reason);
+                     shown);
             json_object_set_new(o, "phrasing", json_pack("{s:s, s:s}", "by", by, "reason", failed));
             return;
         }

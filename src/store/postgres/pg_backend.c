@@ -817,7 +817,7 @@ static pvg_status unit_begin(pg_backend *q, const char *what, pvg_error *err)
         pvg_status st = flush(q, err);
         return st == PVG_OK ? cmd(q, "SAVEPOINT pvg_unit", what, err) : st;
     }
-    pvg_status st = cmd(q, "BEGIN", what, err);
+    pvg_status st = cmd(q, "BEGIN ISOLATION LEVEL READ COMMITTED", what, err);
     if (st == PVG_OK) st = take_lock(q, err);
     if (st != PVG_OK) (void)cmd(q, "ROLLBACK", what, NULL);
     return st;
@@ -907,7 +907,7 @@ static pvg_status pg_begin(pvg_backend *b, int64_t *changes, pvg_error *err)
 {
     pg_backend *q = PG(b);
     if (q->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "a transaction is open already");
-    pvg_status st = cmd(q, "BEGIN", "begin", err);
+    pvg_status st = cmd(q, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin", err);
     if (st == PVG_OK) st = take_lock(q, err);
     int64_t c = 0;
     if (st == PVG_OK) st = pg_changes_get(b, &c, err);
@@ -1787,7 +1787,8 @@ static pvg_status audit_append_pipelined(pg_backend *q, const pvg_audit_record *
     if (!PQenterPipelineMode(q->c)) return fail(q, NULL, "audit append: pipeline", err);
     bindv lock[] = {BT(q->schema)};
     PGresult *head = NULL;
-    int sent = PQsendQueryParams(q->c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+    int sent = PQsendQueryParams(q->c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, NULL,
+                                 NULL, 0) &&
                pipe_send(q, Q_LOCK, lock, 1) && pipe_send(q, Q_AUDIT_HEAD, NULL, 0) &&
                PQpipelineSync(q->c);
     st = sent ? pipe_collect(q, 3, 2, &head, "audit append: begin", err)

@@ -25,11 +25,14 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
+#include "t_http.h"
+
 #define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen);
 
@@ -600,12 +603,78 @@ static void test_routes_refuse(void **state)
     pvg_rng_free(rng);
 }
 
+/* ---- the broadcast goes only to the round's cohort ---- */
+static void test_broadcast_only_to_cohort(void **state)
+{
+    (void)state;
+    apply_ctx a;
+    memset(&a, 0, sizeof a);
+    pthread_mutex_init(&a.mu, NULL);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = 4;
+    co.sample_rate = 1.0;
+    co.min_clients = 3;
+    co.max_rounds = 1;
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = 600; /* round 1 stays in its advertise phase */
+    co.broadcast = bc_fn;
+    co.apply = apply_fn;
+    co.ctx = &a;
+    co.rng = rng;
+    pvg_fl_coord *coord = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
+    pvg_server *srv = start_server(coord);
+    t_http_connect_to(&E.port);
+    t_http_resp r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(t_http("POST", "/v1/fl/join", E.tok[i], NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        t_http_resp_free(&r);
+    }
+    /* a member of the cohort gets it once round 1 is under way */
+    struct timespec t0, now, nap = {0, 10 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[0], NULL, &r), 0);
+        int status = r.status;
+        if (status == 200) assert_memory_equal(r.body, "model", 5);
+        t_http_resp_free(&r);
+        if (status == 200) break;
+        assert_int_equal(status, 404);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > 20) fail_msg("round 1 did not start");
+        nanosleep(&nap, NULL);
+    }
+    /* a shopper who never joined, and one who joined after the sampling */
+    assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[3], NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    t_http_resp_free(&r);
+    assert_int_equal(t_http("POST", "/v1/fl/join", E.tok[4], NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    t_http_resp_free(&r);
+    assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[4], NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    t_http_resp_free(&r);
+    /* the member, still */
+    assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[1], NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    t_http_resp_free(&r);
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    pvg_rng_free(rng);
+    pthread_mutex_destroy(&a.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_parse_strict),
         cmocka_unit_test(test_lying_server_gets_nothing),
         cmocka_unit_test(test_routes_refuse),
+        cmocka_unit_test(test_broadcast_only_to_cohort),
         cmocka_unit_test(test_sum_of_survivors_with_dropouts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -123,8 +123,7 @@ void pvg_srv_h_fl_broadcast(pvg_srv_req *r)
     b = NULL;
     if (st != PVG_OK || fs.id == PVG_FL_NET_NO_ID || fs.round != round) {
         pvg_srv_reply_error(r, 404, "not_found",
-                            "fl broadcast: this client is not in round %llu's cohort",
-                            round);
+                            "fl broadcast: this client is not in round %llu's cohort", round);
         return;
     }
     len = 0;

@@ -25,11 +25,14 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
+#include "t_http.h"
+
 #define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen);
 
@@ -600,12 +603,160 @@ static void test_routes_refuse(void **state)
     pvg_rng_free(rng);
 }
 
+/* ---- the broadcast goes only to the round's cohort ---- */
+static void test_broadcast_only_to_cohort(void **state)
+{
+    (void)state;
+    apply_ctx a;
+    memset(&a, 0, sizeof a);
+    pthread_mutex_init(&a.mu, NULL);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = 4;
+    co.sample_rate = 1.0;
+    co.min_clients = 3;
+    co.max_rounds = 1;
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = 600; /* round 1 stays in its advertise phase */
+    co.broadcast = bc_fn;
+    co.apply = apply_fn;
+    co.ctx = &a;
+    co.rng = rng;
+    pvg_fl_coord *coord = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
+    pvg_server *srv = start_server(coord);
+    t_http_connect_to(&E.port);
+    t_http_resp r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(t_http("POST", "/v1/fl/join", E.tok[i], NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        t_http_resp_free(&r);
+    }
+    /* a member of the cohort gets it once round 1 is under way */
+    struct timespec t0, now, nap = {0, 10 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[0], NULL, &r), 0);
+        int status = r.status;
+        if (status == 200) assert_memory_equal(r.body, "model", 5);
+        t_http_resp_free(&r);
+        if (status == 200) break;
+        assert_int_equal(status, 404);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > 20) fail_msg("round 1 did not start");
+        nanosleep(&nap, NULL);
+    }
+    /* a shopper who never joined, and one who joined after the sampling */
+    assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[3], NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    t_http_resp_free(&r);
+    assert_int_equal(t_http("POST", "/v1/fl/join", E.tok[4], NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    t_http_resp_free(&r);
+    assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[4], NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    t_http_resp_free(&r);
+    /* the member, still */
+    assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[1], NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    t_http_resp_free(&r);
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    pvg_rng_free(rng);
+    pthread_mutex_destroy(&a.mu);
+}
+
+/* ---- a live round's messages: another's sender, replays, wrong types ---- */
+static void test_submit_refusals_in_round(void **state)
+{
+    (void)state;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = 4;
+    co.sample_rate = 1.0;
+    co.min_clients = 3;
+    co.max_rounds = 1;
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = 600;
+    co.rng = rng;
+    pvg_fl_coord *coord = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
+    uint8_t key[4][32];
+    for (int i = 0; i < 4; i++) {
+        memset(key[i], 0, sizeof key[i]);
+        key[i][0] = (uint8_t)(i + 1);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pvg_fl_coord_join(coord, key[i], &err), PVG_OK);
+    pvg_fl_state st[3];
+    uint8_t *sb[3] = {NULL, NULL, NULL};
+    struct timespec t0, now, nap = {0, 5 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 3; i++) {
+        for (;;) {
+            size_t n = 0;
+            free(sb[i]);
+            assert_int_equal(pvg_fl_coord_state(coord, key[i], &sb[i], &n, &err), PVG_OK);
+            assert_int_equal(pvg_fl_state_parse(sb[i], n, &st[i], &err), PVG_OK);
+            if (st[i].phase == PVG_FL_PHASE_ADVERTISE) break;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - t0.tv_sec > 20) fail_msg("round 1 did not start");
+            nanosleep(&nap, NULL);
+        }
+        assert_true(st[i].id < 3);
+    }
+    pvg_fl_peer *p[2];
+    uint8_t *m[2];
+    size_t ml[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pvg_fl_peer_new(&st[i], NULL, 4, rng, 0, &p[i], &err), PVG_OK);
+        assert_int_equal(pvg_fl_peer_step(p[i], &st[i], &m[i], &ml[i], &err), PVG_OK);
+        assert_non_null(m[i]);
+    }
+    /* client 0 speaks for client 1: refused at the sender field */
+    assert_int_equal(pvg_fl_coord_submit(coord, key[0], m[1], ml[1], &err), PVG_ERR_PERMISSION);
+    assert_int_equal(err.offset, 24);
+    /* a client that never joined */
+    assert_int_equal(pvg_fl_coord_submit(coord, key[3], m[0], ml[0], &err), PVG_ERR_NOT_FOUND);
+    /* the type of another phase */
+    m[0][5] = 5;
+    assert_int_equal(pvg_fl_coord_submit(coord, key[0], m[0], ml[0], &err), PVG_ERR_STATE);
+    m[0][5] = 1;
+    /* truncated, then with a trailing byte */
+    assert_int_equal(pvg_fl_coord_submit(coord, key[0], m[0], ml[0] - 1, &err), PVG_ERR_INVALID);
+    uint8_t *longer = malloc(ml[0] + 1);
+    assert_non_null(longer);
+    memcpy(longer, m[0], ml[0]);
+    longer[ml[0]] = 0;
+    assert_int_equal(pvg_fl_coord_submit(coord, key[0], longer, ml[0] + 1, &err), PVG_ERR_INVALID);
+    free(longer);
+    /* accepted once; the replay is refused and the flag says it is held */
+    assert_int_equal(pvg_fl_coord_submit(coord, key[0], m[0], ml[0], &err), PVG_OK);
+    assert_int_equal(pvg_fl_coord_submit(coord, key[0], m[0], ml[0], &err), PVG_ERR_EXISTS);
+    /* and client 1's own message still goes through */
+    assert_int_equal(pvg_fl_coord_submit(coord, key[1], m[1], ml[1], &err), PVG_OK);
+    for (int i = 0; i < 2; i++) {
+        pvg_free(m[i]);
+        pvg_fl_peer_free(p[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(sb[i]);
+    pvg_fl_coord_free(coord);
+    pvg_rng_free(rng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_parse_strict),
         cmocka_unit_test(test_lying_server_gets_nothing),
         cmocka_unit_test(test_routes_refuse),
+        cmocka_unit_test(test_broadcast_only_to_cohort),
+        cmocka_unit_test(test_submit_refusals_in_round),
         cmocka_unit_test(test_sum_of_survivors_with_dropouts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -107,10 +107,27 @@ void pvg_srv_h_fl_broadcast(pvg_srv_req *r)
                             v ? v : "");
         return;
     }
+    /* only a member of round `round`'s cohort gets its broadcast: the model
+     * goes to the clients that train it, not to every shopper token */
     uint8_t *b = NULL;
     size_t len = 0;
     pvg_error e;
-    pvg_status st = pvg_fl_coord_broadcast(c, round, &b, &len, &e);
+    pvg_status st = pvg_fl_coord_state(c, key, &b, &len, &e);
+    if (st != PVG_OK) {
+        reply_fl_error(r, "fl broadcast", st, &e);
+        return;
+    }
+    pvg_fl_state fs;
+    st = pvg_fl_state_parse(b, len, &fs, &e);
+    free(b);
+    b = NULL;
+    if (st != PVG_OK || fs.id == PVG_FL_NET_NO_ID || fs.round != round) {
+        pvg_srv_reply_error(r, 404, "not_found",
+                            "fl broadcast: this client is not in round %llu's cohort", round);
+        return;
+    }
+    len = 0;
+    st = pvg_fl_coord_broadcast(c, round, &b, &len, &e);
     if (st != PVG_OK) {
         reply_fl_error(r, "fl broadcast", st, &e);
         return;

@@ -241,19 +241,25 @@ static pvg_status client_update(void *ctx, uint64_t round, const uint8_t *bc, si
     pvg_status ps = pvg_fl_broadcast_info(bc, len, &bcfg, &br, &bn, err);
     if (ps != PVG_OK) return ps;
     if (bcfg.dp == PVG_FL_DP_NONE) {
-        if (!c->pol->allow_no_dp)
-            return pvg_error_set(err, PVG_ERR_POLICY,
-                                 "fl client: the server asks for no DP noise (--allow-no-dp)");
+        if (!c->pol->allow_no_dp) {
+            ps = pvg_error_set(err, PVG_ERR_POLICY,
+                               "fl client: the server asks for no DP noise (--allow-no-dp)");
+            fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
+            return ps;
+        }
     } else {
         double eps = INFINITY;
         uint32_t r = c->pol->rounds > br ? c->pol->rounds : br;
         ps = pvg_fl_epsilon(&bcfg, c->pol->q, r, c->pol->delta, &eps, err);
-        if (ps != PVG_OK || !(eps <= c->pol->max_epsilon))
-            return pvg_error_set(err, PVG_ERR_POLICY,
-                                 "fl client: the server's noise (z=%g, expected cohort %g) gives "
-                                 "epsilon %g over %u rounds at q=%g, delta=%g; the limit is %g",
-                                 bcfg.noise_multiplier, bcfg.expected_cohort, eps, r, c->pol->q,
-                                 c->pol->delta, c->pol->max_epsilon);
+        if (ps != PVG_OK || !(eps <= c->pol->max_epsilon)) {
+            ps = pvg_error_set(err, PVG_ERR_POLICY,
+                               "fl client: the server's noise (z=%g, expected cohort %g) gives "
+                               "epsilon %g over %u rounds at q=%g, delta=%g; the limit is %g",
+                               bcfg.noise_multiplier, bcfg.expected_cohort, eps, r, c->pol->q,
+                               c->pol->delta, c->pol->max_epsilon);
+            fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
+            return ps;
+        }
     }
     /* the user factor stays here, wiped after the call */
     float *factor = sodium_malloc(sizeof(float) * 256);
@@ -262,6 +268,8 @@ static pvg_status client_update(void *ctx, uint64_t round, const uint8_t *bc, si
         pvg_fl_client_update(bc, len, c->h.item, c->h.w, c->h.n, c->rng, vec, d, factor, err);
     sodium_memzero(factor, sizeof(float) * 256);
     sodium_free(factor);
+    if (s == PVG_ERR_POLICY)
+        fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
     return s;
 }
 
@@ -441,7 +449,7 @@ static int calibrate(pvg_fl_config *cfg, double target, double delta, double q, 
                      double *eps)
 {
     pvg_error err;
-    double lo = 1e-3, hi = 1e4, e = INFINITY;
+    double lo = 1e-3, hi = 5e3, e = INFINITY;
     cfg->noise_multiplier = hi;
     if (pvg_fl_epsilon(cfg, q, rounds, delta, &e, &err) != PVG_OK || e > target) {
         fprintf(stderr, "privguide: fl: epsilon %g is out of reach at delta %g, q %g, %u rounds\n",
@@ -537,8 +545,8 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
             fprintf(stderr, "privguide: --%s wants central or distributed\n", b);
             return CLI_EXIT_USAGE;
         }
-        s->delta = cli_double(cx, fname(pre, "delta", b, sizeof b),
-                              1.0 / pow((double)min_clients, 1.1));
+        s->delta =
+            cli_double(cx, fname(pre, "delta", b, sizeof b), 1.0 / pow((double)min_clients, 1.1));
         if (!(target > 0 && target <= 100) || !(s->delta > 0 && s->delta < 1) ||
             !(s->q > 0 && s->q <= 1) || s->rounds == 0) {
             fprintf(stderr, "privguide: fl: DP wants 0 < epsilon <= 100, 0 < delta < 1, "
@@ -634,9 +642,8 @@ static int run_fl_serve(cli_ctx *cx)
     items it;
     if (items_read(cli_str_req(cx, "items"), &it) != 0) return CLI_EXIT_FAIL;
     fl_setup s;
-    int rc =
-        setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "",
-                    cli_data_dir(cx));
+    int rc = setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "",
+                         cli_data_dir(cx));
     items_free(&it);
     if (rc) {
         setup_free(&s);
@@ -878,7 +885,8 @@ static int run_fl_simulate(cli_ctx *cx)
             snprintf(cfp, sizeof cfp, "%s/clients-%u.tsv", dir, p);
             char *argv[] = {self, "fl",       "client",   "--server",
                             url,  "--items",  items_path, "--clients-file",
-                            cfp,  "--rounds", rs_,        "--allow-no-dp", NULL};
+                            cfp,  "--rounds", rs_,        "--allow-no-dp",
+                            NULL};
             char outp[1100];
             snprintf(outp, sizeof outp, "%s/proc-%u.json", dir, p);
             posix_spawn_file_actions_t fa;
@@ -973,12 +981,14 @@ static const cli_flag serve_flags[] = {
     {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
     {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
     {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
-    {"epsilon", CLI_DOUBLE, "E", "client-level DP for the whole run, charged once (default: no DP)"},
+    {"epsilon", CLI_DOUBLE, "E",
+     "client-level DP for the whole run, charged once (default: no DP)"},
     {"delta", CLI_DOUBLE, "D", "DP delta (default 1/n^1.1, n = --min-clients)"},
     {"noise", CLI_STR, "MODE", "distributed (default) or central"},
     {"clip", CLI_DOUBLE, "C", "L2 bound of one client's update (default 1000)"},
-    {"min-survivors", CLI_INT, "N", "survivor floor: fewer masked inputs abort the round "
-                                    "(default max(3, half the expected cohort))"},
+    {"min-survivors", CLI_INT, "N",
+     "survivor floor: fewer masked inputs abort the round "
+     "(default max(3, half the expected cohort))"},
     {0}};
 
 static const cli_flag client_flags[] = {

@@ -577,7 +577,8 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
         }
         if (peer && fs.round == peer->round && in_round) {
             if (o->drop_phase && fs.phase >= o->drop_phase) break;
-            if (fs.phase == PVG_FL_PHASE_UNMASK && fs.n_survivors < floor_n) {
+            if (fs.phase == PVG_FL_PHASE_UNMASK && fs.reply && !pvg_fl_peer_done(peer) &&
+                fs.n_survivors < floor_n) {
                 st->refused++; /* below the noise floor: send no shares */
                 skip_round = peer->round;
                 pvg_fl_peer_free(peer);

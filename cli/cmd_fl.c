@@ -9,12 +9,14 @@
 #include <privguide/auth.h>
 #include <privguide/fl.h>
 #include <privguide/fl_net.h>
+#include <privguide/ledger.h>
 #include <privguide/rng.h>
 #include <privguide/server.h>
 #include <privguide/store.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -205,7 +207,16 @@ static void history_free(history *h)
 }
 
 /* ---- client ---- */
+/* What a client accepts of a server (its own flags, never the server's). */
+typedef struct dp_policy {
+    int allow_no_dp;    /* take part in rounds without DP noise */
+    double max_epsilon; /* refuse noise whose epsilon over the rounds exceeds this */
+    double delta, q;    /* the delta and sampling rate the client assumes */
+    uint32_t rounds;    /* rounds assumed (at least the broadcast's round number) */
+} dp_policy;
+
 typedef struct one_client {
+    const dp_policy *pol;
     char token[600];
     char data[512];
     int drop_phase;
@@ -224,6 +235,32 @@ static pvg_status client_update(void *ctx, uint64_t round, const uint8_t *bc, si
 {
     one_client *c = ctx;
     (void)round;
+    /* the client's DP policy, checked on the broadcast before any update is made */
+    pvg_fl_config bcfg;
+    uint32_t br, bn;
+    pvg_status ps = pvg_fl_broadcast_info(bc, len, &bcfg, &br, &bn, err);
+    if (ps != PVG_OK) return ps;
+    if (bcfg.dp == PVG_FL_DP_NONE) {
+        if (!c->pol->allow_no_dp) {
+            ps = pvg_error_set(err, PVG_ERR_POLICY,
+                               "fl client: the server asks for no DP noise (--allow-no-dp)");
+            fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
+            return ps;
+        }
+    } else {
+        double eps = INFINITY;
+        uint32_t r = c->pol->rounds > br ? c->pol->rounds : br;
+        ps = pvg_fl_epsilon(&bcfg, c->pol->q, r, c->pol->delta, &eps, err);
+        if (ps != PVG_OK || !(eps <= c->pol->max_epsilon)) {
+            ps = pvg_error_set(err, PVG_ERR_POLICY,
+                               "fl client: the server's noise (z=%g, expected cohort %g) gives "
+                               "epsilon %g over %u rounds at q=%g, delta=%g; the limit is %g",
+                               bcfg.noise_multiplier, bcfg.expected_cohort, eps, r, c->pol->q,
+                               c->pol->delta, c->pol->max_epsilon);
+            fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
+            return ps;
+        }
+    }
     /* the user factor stays here, wiped after the call */
     float *factor = sodium_malloc(sizeof(float) * 256);
     if (!factor) return pvg_error_set(err, PVG_ERR_NOMEM, "user factor");
@@ -231,6 +268,8 @@ static pvg_status client_update(void *ctx, uint64_t round, const uint8_t *bc, si
         pvg_fl_client_update(bc, len, c->h.item, c->h.w, c->h.n, c->rng, vec, d, factor, err);
     sodium_memzero(factor, sizeof(float) * 256);
     sodium_free(factor);
+    if (s == PVG_ERR_POLICY)
+        fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
     return s;
 }
 
@@ -310,11 +349,23 @@ static int run_fl_client(cli_ctx *cx)
         snprintf(cl->data, sizeof cl->data, "%s", cli_str(cx, "data"));
         cl->drop_phase = (int)cli_int_range(cx, "drop-phase", 0, 0, 4);
     }
+    dp_policy pol;
+    pol.allow_no_dp = cli_has(cx, "allow-no-dp");
+    pol.max_epsilon = cli_double(cx, "max-epsilon", 10);
+    pol.delta = cli_double(cx, "dp-delta", 1e-5);
+    pol.q = cli_double(cx, "dp-sample-rate", 1);
+    pol.rounds = (uint32_t)cli_int_range(cx, "dp-rounds", 1, 1, 1000000);
     int rc = CLI_EXIT_OK;
+    if (!(pol.max_epsilon > 0) || !(pol.delta > 0 && pol.delta < 1) || !(pol.q > 0 && pol.q <= 1)) {
+        fprintf(stderr, "privguide: fl client: want --max-epsilon > 0, 0 < --dp-delta < 1, "
+                        "0 < --dp-sample-rate <= 1\n");
+        rc = CLI_EXIT_USAGE;
+    }
     pthread_t *th = calloc(n ? n : 1, sizeof *th);
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
         if (history_read(cl[i].data, &it, &cl[i].h) != 0) rc = CLI_EXIT_FAIL;
         cl[i].rng = pvg_rng_new_secure();
+        cl[i].pol = &pol;
         cl[i].server = server;
         cl[i].rounds = rounds;
         cl[i].timeout = timeout;
@@ -377,6 +428,8 @@ static pvg_status tr_apply(void *ctx, uint64_t round, const uint32_t *sum, size_
 typedef struct fl_setup {
     pvg_fl_config cfg;
     uint32_t n_items;
+    double epsilon, delta, q; /* the accounted (epsilon, delta) of the whole run; 0: no DP */
+    uint32_t rounds, n_min;
     trainer tr;
     pvg_fl_coord *coord;
     pvg_rng *rng;
@@ -389,14 +442,133 @@ static const char *fname(const char *pre, const char *name, char *buf, size_t le
     return buf;
 }
 
+/* The noise multiplier z whose (epsilon, delta) over `rounds` rounds at rate
+ * q is at most `target`: binary search on the decreasing pvg_fl_epsilon.
+ * cfg->noise_multiplier gets z, *eps the accounted epsilon. 0, or -1. */
+static int calibrate(pvg_fl_config *cfg, double target, double delta, double q, uint32_t rounds,
+                     double *eps)
+{
+    pvg_error err;
+    double lo = 1e-3, hi = 5e3, e = INFINITY;
+    cfg->noise_multiplier = hi;
+    if (pvg_fl_epsilon(cfg, q, rounds, delta, &e, &err) != PVG_OK || e > target) {
+        fprintf(stderr, "privguide: fl: epsilon %g is out of reach at delta %g, q %g, %u rounds\n",
+                target, delta, q, rounds);
+        return -1;
+    }
+    for (int i = 0; i < 100 && hi - lo > 1e-6 * hi; i++) {
+        double mid = 0.5 * (lo + hi);
+        cfg->noise_multiplier = mid;
+        if (pvg_fl_epsilon(cfg, q, rounds, delta, &e, &err) == PVG_OK && e <= target)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    cfg->noise_multiplier = hi;
+    if (pvg_fl_epsilon(cfg, q, rounds, delta, eps, &err) != PVG_OK) return -1;
+    return 0;
+}
+
+/* Charges the run's (epsilon, delta) once, under purpose federated_training,
+ * to the store of data dir dd, before any round. 0 or a CLI exit code. */
+static int charge_run(const char *dd, const fl_setup *s)
+{
+    pvg_store *store = NULL;
+    pvg_error err;
+    pvg_status st = pvg_store_open(dd, &store, &err);
+    if (st != PVG_OK) return cli_fail("fl: store", st, &err);
+    char what[256];
+    snprintf(what, sizeof what,
+             "federated iALS: %u rounds, q=%g, clip=%g, z=%.6g, %s noise, survivor floor %u",
+             s->rounds, s->q, s->cfg.clip, s->cfg.noise_multiplier,
+             s->cfg.dp == PVG_FL_DP_CENTRAL ? "central" : "distributed", s->n_min);
+    int64_t id = 0;
+    st = pvg_ledger_charge(store, pvg_ledger_purpose_name(PVG_LEDGER_FEDERATED_TRAINING), what,
+                           s->cfg.dp == PVG_FL_DP_CENTRAL ? "gaussian" : "discrete-gaussian",
+                           s->epsilon, s->delta, &id, &err);
+    pvg_store_free(store);
+    if (st != PVG_OK) return cli_fail("fl: privacy budget (no round was run)", st, &err);
+    return 0;
+}
+
+/* The start-up words about DP (the broadcast carries the same config). */
+static void print_dp(const fl_setup *s)
+{
+    if (s->cfg.dp == PVG_FL_DP_NONE)
+        fprintf(stderr, "privguide: federated training WITHOUT differential privacy (no "
+                        "--epsilon): the broadcast announces dp=none\n");
+    else
+        fprintf(stderr,
+                "privguide: federated training with client-level DP: %s noise, epsilon=%.6g "
+                "delta=%.6g over %u rounds at q=%g, clip=%g, noise multiplier=%.6g, survivor "
+                "floor %u (charged to federated_training)\n",
+                s->cfg.dp == PVG_FL_DP_CENTRAL ? "central" : "distributed", s->epsilon, s->delta,
+                s->rounds, s->q, s->cfg.clip, s->cfg.noise_multiplier, s->n_min);
+}
+
+/* dd: the data dir whose budget a DP run is charged to (NULL: DP flags refused). */
 static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
-                       const char *pre)
+                       const char *pre, const char *dd)
 {
     char b[64];
     memset(s, 0, sizeof *s);
     pvg_fl_config_default(&s->cfg);
     s->cfg.factors = (uint32_t)cli_int_range(cx, fname(pre, "factors", b, sizeof b), 32, 1, 256);
     s->n_items = n_items;
+    s->q = cli_double(cx, fname(pre, "sample-rate", b, sizeof b), 1.0);
+    s->rounds = (uint32_t)cli_int_range(cx, fname(pre, "rounds", b, sizeof b), 1, 0, 1000000);
+    if (cli_has(cx, fname(pre, "clip", b, sizeof b))) {
+        s->cfg.clip = cli_double(cx, b, 1.0);
+        if (!(s->cfg.clip > 0 && s->cfg.clip <= 1e6)) {
+            fprintf(stderr, "privguide: --%s wants 0 < C <= 1e6\n", b);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    /* the survivor floor: default half the expected cohort, at least 3 */
+    double expect = s->q * (double)min_clients;
+    uint32_t n_min_def = (uint32_t)ceil(0.5 * expect);
+    if (n_min_def < 3) n_min_def = 3;
+    s->n_min = (uint32_t)cli_int_range(cx, fname(pre, "min-survivors", b, sizeof b), n_min_def, 3,
+                                       PVG_SECAGG_MAX_CLIENTS);
+    if (cli_has(cx, fname(pre, "epsilon", b, sizeof b))) {
+        if (!dd) {
+            fprintf(stderr, "privguide: --%s needs a data dir whose budget it is charged to\n", b);
+            return CLI_EXIT_USAGE;
+        }
+        double target = cli_double(cx, b, 0);
+        const char *noise = cli_str(cx, fname(pre, "noise", b, sizeof b));
+        if (!noise || strcmp(noise, "distributed") == 0)
+            s->cfg.dp = PVG_FL_DP_DISTRIBUTED;
+        else if (strcmp(noise, "central") == 0)
+            s->cfg.dp = PVG_FL_DP_CENTRAL;
+        else {
+            fprintf(stderr, "privguide: --%s wants central or distributed\n", b);
+            return CLI_EXIT_USAGE;
+        }
+        s->delta =
+            cli_double(cx, fname(pre, "delta", b, sizeof b), 1.0 / pow((double)min_clients, 1.1));
+        if (!(target > 0 && target <= 100) || !(s->delta > 0 && s->delta < 1) ||
+            !(s->q > 0 && s->q <= 1) || s->rounds == 0) {
+            fprintf(stderr, "privguide: fl: DP wants 0 < epsilon <= 100, 0 < delta < 1, "
+                            "0 < sample rate <= 1 and a finite number of rounds\n");
+            return CLI_EXIT_USAGE;
+        }
+        /* distributed: each client adds sigma^2 / n_min, and the coordinator never unmasks a
+           sum of fewer than n_min inputs, so each revealed sum has noise >= sigma^2 */
+        s->cfg.expected_cohort = s->n_min;
+        if (calibrate(&s->cfg, target, s->delta, s->q, s->rounds, &s->epsilon) != 0)
+            return CLI_EXIT_USAGE;
+        int rc = charge_run(dd, s);
+        if (rc) return rc;
+    } else {
+        const char *dpf[] = {"delta", "noise"};
+        for (int i = 0; i < 2; i++)
+            if (cli_has(cx, fname(pre, dpf[i], b, sizeof b))) {
+                fprintf(stderr, "privguide: --%s needs --%sepsilon\n", b, pre);
+                return CLI_EXIT_USAGE;
+            }
+    }
+    print_dp(s);
     s->rng = pvg_rng_new_secure();
     s->tr.rng = s->rng;
     pvg_error err;
@@ -405,13 +577,14 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     pvg_fl_coord_options co;
     memset(&co, 0, sizeof co);
     co.d = (uint32_t)pvg_fl_update_dim(&s->cfg, n_items);
-    co.sample_rate = cli_double(cx, fname(pre, "sample-rate", b, sizeof b), 1.0);
+    co.sample_rate = s->q;
     co.min_clients = min_clients;
+    co.min_survivors = s->n_min;
     co.k = (uint32_t)cli_int_range(cx, fname(pre, "k", b, sizeof b), 100, 2, 65534);
     double ps = cli_double(cx, fname(pre, "phase-seconds", b, sizeof b), 30);
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = ps;
-    co.max_rounds = (uint32_t)cli_int_range(cx, fname(pre, "rounds", b, sizeof b), 1, 0, 1000000);
+    co.max_rounds = s->rounds;
     co.server_threads =
         (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
     co.broadcast = tr_broadcast;
@@ -469,8 +642,8 @@ static int run_fl_serve(cli_ctx *cx)
     items it;
     if (items_read(cli_str_req(cx, "items"), &it) != 0) return CLI_EXIT_FAIL;
     fl_setup s;
-    int rc =
-        setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "");
+    int rc = setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "",
+                         cli_data_dir(cx));
     items_free(&it);
     if (rc) {
         setup_free(&s);
@@ -517,7 +690,7 @@ int cli_fl_attach(cli_ctx *cx, pvg_server_options *o, void **state)
         return CLI_EXIT_FAIL;
     }
     int rc = setup_coord(cx, s, it.n, (uint32_t)cli_int_range(cx, "fl-min-clients", 3, 3, 100000),
-                         "fl-");
+                         "fl-", cli_data_dir(cx));
     items_free(&it);
     if (rc) {
         setup_free(s);
@@ -689,7 +862,7 @@ static int run_fl_simulate(cli_ctx *cx)
             goto out;
         }
         fl_setup s;
-        if ((rc = setup_coord(cx, &s, n_items, nu, "")) != 0) {
+        if ((rc = setup_coord(cx, &s, n_items, nu, "", NULL)) != 0) {
             setup_free(&s);
             goto out;
         }
@@ -712,7 +885,8 @@ static int run_fl_simulate(cli_ctx *cx)
             snprintf(cfp, sizeof cfp, "%s/clients-%u.tsv", dir, p);
             char *argv[] = {self, "fl",       "client",   "--server",
                             url,  "--items",  items_path, "--clients-file",
-                            cfp,  "--rounds", rs_,        NULL};
+                            cfp,  "--rounds", rs_,        "--allow-no-dp",
+                            NULL};
             char outp[1100];
             snprintf(outp, sizeof outp, "%s/proc-%u.json", dir, p);
             posix_spawn_file_actions_t fa;
@@ -807,6 +981,14 @@ static const cli_flag serve_flags[] = {
     {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
     {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
     {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
+    {"epsilon", CLI_DOUBLE, "E",
+     "client-level DP for the whole run, charged once (default: no DP)"},
+    {"delta", CLI_DOUBLE, "D", "DP delta (default 1/n^1.1, n = --min-clients)"},
+    {"noise", CLI_STR, "MODE", "distributed (default) or central"},
+    {"clip", CLI_DOUBLE, "C", "L2 bound of one client's update (default 1000)"},
+    {"min-survivors", CLI_INT, "N",
+     "survivor floor: fewer masked inputs abort the round "
+     "(default max(3, half the expected cohort))"},
     {0}};
 
 static const cli_flag client_flags[] = {
@@ -818,6 +1000,11 @@ static const cli_flag client_flags[] = {
     {"rounds", CLI_INT, "N", "rounds to take part in, 0 until the server finishes"},
     {"drop-phase", CLI_INT, "P", "simulation: stop before phase P (1..4) of the first round"},
     {"timeout", CLI_DOUBLE, "S", "give up after S seconds (default 600)"},
+    {"allow-no-dp", CLI_BOOL, NULL, "take part in rounds whose broadcast asks for no DP noise"},
+    {"max-epsilon", CLI_DOUBLE, "E", "refuse noise whose epsilon exceeds E (default 10)"},
+    {"dp-delta", CLI_DOUBLE, "D", "the delta of that check (default 1e-5)"},
+    {"dp-sample-rate", CLI_DOUBLE, "Q", "the sampling rate assumed (default 1: no amplification)"},
+    {"dp-rounds", CLI_INT, "R", "rounds assumed, at least the current round (default 1)"},
     {0}};
 
 static const cli_flag sim_flags[] = {

@@ -204,6 +204,11 @@ static const cli_flag serve_flags[] = {
     {"fl-min-clients", CLI_INT, "N", "federated training: clients before a round (default 3)"},
     {"fl-k", CLI_INT, "K", "federated training: SecAgg+ neighbours (default 100)"},
     {"fl-phase-seconds", CLI_DOUBLE, "S", "federated training: deadline per phase (default 30)"},
+    {"fl-epsilon", CLI_DOUBLE, "E", "federated training: client-level DP, charged once"},
+    {"fl-delta", CLI_DOUBLE, "D", "federated training: DP delta (default 1/n^1.1)"},
+    {"fl-noise", CLI_STR, "MODE", "federated training: distributed (default) or central"},
+    {"fl-clip", CLI_DOUBLE, "C", "federated training: L2 bound of one client's update"},
+    {"fl-min-survivors", CLI_INT, "N", "federated training: survivor floor of a round"},
     {"fl-server-threads", CLI_INT, "N", "federated training: unmasking threads (default 2)"},
     {"drain-ms", CLI_INT, "MS",
      "on SIGTERM, wait this long for requests in flight (default "

@@ -76,6 +76,11 @@ typedef struct pvg_fl_coord_options {
     pvg_rng *rng; /* borrowed for the coordinator's life: sampling and session ids; the
                      secure generator unless allow_insecure_rng */
     int allow_insecure_rng;
+    uint32_t min_survivors; /* the survivor floor n_min: a round whose masked inputs come from
+                               fewer clients aborts before unmasking (nothing is revealed), and a
+                               cohort smaller than it is resampled; 0: no floor beyond SecAgg's
+                               threshold. With distributed DP noise each client adds
+                               sigma^2 / n_min, so every revealed sum carries >= sigma^2. */
 } pvg_fl_coord_options;
 
 /* What happened in one round (pvg_fl_coord_wait). */

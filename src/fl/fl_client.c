@@ -12,11 +12,13 @@
  * client's vector (its update) and whatever produced it (its events, its
  * user factor) never leave this file except masked.
  */
+#include <privguide/fl.h>
 #include <privguide/fl_net.h>
 #include <privguide/store.h>
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,6 +473,7 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
     size_t vec_d = 0;
     uint64_t skip_round = 0; /* a round refused or lost: wait for the next */
     int need_update = 0;     /* the peer advertised; its update is still to compute */
+    uint32_t floor_n = 0;    /* distributed DP: the least survivors the noise was split over */
     pvg_fl_state fs;
     s = request(&c, "POST", "/v1/fl/join", NULL, 0, err);
     if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join", err);
@@ -552,11 +555,36 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
             if (s == PVG_OK) s = pvg_fl_peer_set_input(peer, vec, d, err);
             sodium_memzero(vec, sizeof *vec * d);
             st->compute_seconds += now_s() - t0;
+            if (s == PVG_ERR_POLICY) { /* the update refused the server's choices: no input */
+                st->refused++;
+                skip_round = round;
+                pvg_fl_peer_free(peer);
+                peer = NULL;
+                s = PVG_OK;
+                continue;
+            }
             if (s != PVG_OK) break;
+            /* distributed noise is split over expected_cohort clients: never help unmask a
+               sum of fewer (it would carry less noise than the server announced) */
+            pvg_fl_config bc;
+            pvg_error be;
+            uint32_t br, bn;
+            floor_n = 0;
+            if (pvg_fl_broadcast_info(c.resp.p, c.resp.n, &bc, &br, &bn, &be) == PVG_OK &&
+                bc.dp == PVG_FL_DP_DISTRIBUTED)
+                floor_n = (uint32_t)ceil(bc.expected_cohort);
             continue;
         }
         if (peer && fs.round == peer->round && in_round) {
             if (o->drop_phase && fs.phase >= o->drop_phase) break;
+            if (fs.phase == PVG_FL_PHASE_UNMASK && fs.reply && !pvg_fl_peer_done(peer) &&
+                fs.n_survivors < floor_n) {
+                st->refused++; /* below the noise floor: send no shares */
+                skip_round = peer->round;
+                pvg_fl_peer_free(peer);
+                peer = NULL;
+                continue;
+            }
             uint8_t *msg = NULL;
             size_t msg_len = 0;
             pvg_error e;

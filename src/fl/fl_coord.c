@@ -131,7 +131,7 @@ static int round_start(pvg_fl_coord *c)
     uint32_t n = 0;
     for (uint32_t i = 0; i < c->n_clients; i++)
         if (c->o.sample_rate >= 1.0 || pvg_rng_double(c->o.rng) < c->o.sample_rate) cohort[n++] = i;
-    if (n < c->o.min_cohort || n > PVG_SECAGG_MAX_CLIENTS) {
+    if (n < c->o.min_cohort || n < c->o.min_survivors || n > PVG_SECAGG_MAX_CLIENTS) {
         free(cohort);
         c->next_start = mono() + (c->o.start_delay > 0.05 ? c->o.start_delay : 0.05);
         return 1;
@@ -223,6 +223,13 @@ static void phase_close(pvg_fl_coord *c)
                 st = pvg_error_set(&e, PVG_ERR_NOMEM, "survivors");
             else
                 n_u3 = (uint32_t)pvg_secagg_server_survivors(c->sa, u3);
+            /* the survivor floor: fewer masked inputs than n_min would reveal a sum
+               with less noise than was accounted; abort before any unmask request */
+            if (st == PVG_OK && n_u3 < c->o.min_survivors)
+                st = pvg_error_set(&e, PVG_ERR_ABORTED,
+                                   "%u masked inputs, fewer than the survivor floor %u: "
+                                   "nothing unmasked",
+                                   n_u3, c->o.min_survivors);
         }
     } else if (st == PVG_OK) {
         sum = sodium_malloc(sizeof *sum * c->params.d);
@@ -355,6 +362,11 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         free(c);
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fl coordinator: min_clients and min_cohort must be >= 3");
+    }
+    if (c->o.min_survivors > PVG_SECAGG_MAX_CLIENTS) {
+        free(c);
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: min_survivors %u, want <= %u",
+                             o->min_survivors, PVG_SECAGG_MAX_CLIENTS);
     }
     if (!c->o.k) c->o.k = 100;
     if (c->o.k < 2 || c->o.k >= PVG_SECAGG_MAX_CLIENTS) {

@@ -33,7 +33,7 @@ serve() {
     >"$T/rounds.jsonl" 2>"$T/serve.log" &
   SRV_PID=$!
   URL=
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do
     URL=$(sed -n 's|.*federated training on \(http://[0-9.:]*\)/v1/fl/.*|\1|p' "$T/serve.log")
     [ -n "$URL" ] && return 0
     kill -0 "$SRV_PID" 2>/dev/null || break
@@ -53,7 +53,7 @@ clients() {
 stop() { wait "$SRV_PID" || fail "server exit"; SRV_PID=; }
 
 # 1. DP run: one charge of the accounted epsilon, default clients take part
-serve --epsilon 4 --delta 1e-5 --rounds 1 --phase-seconds 20
+serve --epsilon 4 --delta 1e-5 --rounds 1 --phase-seconds 120
 grep -q "client-level DP: distributed noise" "$T/serve.log" || fail "start-up line: $(cat "$T/serve.log")"
 R=$(releases)
 [ "$(jq length <<<"$R")" -eq 1 ] || fail "want one federated_training charge before the round: $R"
@@ -99,7 +99,7 @@ jq -e '.phase == "aborted" and .arrived[2] == 0 and .survivors == 0' "$T/rounds.
 
 # 4. the survivor floor: one client drops before its masked input; two inputs
 #    are enough for SecAgg (t = 2) but below the floor of 3: nothing unmasked
-serve --epsilon 1 --delta 1e-5 --rounds 1 --phase-seconds 4 --min-survivors 3
+serve --epsilon 1 --delta 1e-5 --rounds 1 --phase-seconds 10 --min-survivors 3
 for u in 0 1; do
   "$P" fl client --server "$URL" --token "${TOKS[$u]}" --data "$T/u$u.jsonl" --items "$T/items.txt" \
     --rounds 1 --timeout 120 >"$T/c$u.json" 2>"$T/c$u.err" &

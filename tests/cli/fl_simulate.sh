@@ -20,7 +20,7 @@ awk 'BEGIN { srand(11); for (u = 0; u < 12; u++) for (e = 0; e < 8; e++)
   printf "{\"type\":\"purchase\",\"user\":\"u%d\",\"item\":\"i%d\",\"ts\":%d}\n", u, int(rand() * 40), 1000 + e }' >"$T/ev.jsonl"
 
 "$P" fl simulate --clients 12 --processes 3 --dataset "$T/ev.jsonl" --rounds 2 --factors 8 \
-  --phase-seconds 20 >"$T/res.json" 2>"$T/err" || { cat "$T/err" >&2; fail "simulate"; }
+  --phase-seconds 90 >"$T/res.json" 2>"$T/err" || { cat "$T/err" >&2; fail "simulate"; }
 [ "$(jq '.rounds | length' "$T/res.json")" -eq 2 ] || fail "want 2 rounds: $(cat "$T/res.json")"
 [ "$(jq -r '[.rounds[].phase] | unique | join(",")' "$T/res.json")" = done ] || fail "rounds not done"
 [ "$(jq '[.rounds[].survivors] | min' "$T/res.json")" -eq 12 ] || fail "all 12 should be in the sum"
@@ -28,7 +28,7 @@ awk 'BEGIN { srand(11); for (u = 0; u < 12; u++) for (e = 0; e < 8; e++)
 
 # 25% dropouts (3 clients, each in a random phase): the round ends with the others
 "$P" fl simulate --clients 12 --processes 2 --dataset "$T/ev.jsonl" --rounds 1 --factors 8 \
-  --dropout 0.25 --phase-seconds 8 >"$T/res2.json" 2>"$T/err" || { cat "$T/err" >&2; fail "simulate dropout"; }
+  --dropout 0.25 --phase-seconds 15 >"$T/res2.json" 2>"$T/err" || { cat "$T/err" >&2; fail "simulate dropout"; }
 [ "$(jq -r '.rounds[0].phase' "$T/res2.json")" = done ] || fail "dropout round: $(cat "$T/res2.json")"
 s=$(jq '.rounds[0].survivors' "$T/res2.json")
 [ "$s" -ge 9 ] && [ "$s" -le 12 ] || fail "survivors $s"
@@ -50,10 +50,10 @@ for u in 0 1 2; do
   grep "\"u$u\"" "$T/ev.jsonl" >"$T/u$u.jsonl"
 done
 "$P" serve --data-dir "$D" --port 0 --port-file "$T/port" --no-monitor --fl-items "$T/items40.txt" \
-  --fl-factors 4 --fl-rounds 1 --fl-min-clients 3 --fl-phase-seconds 20 --drain-ms 2000 \
+  --fl-factors 4 --fl-rounds 1 --fl-min-clients 3 --fl-phase-seconds 90 --drain-ms 2000 \
   >"$T/serve.log" 2>&1 &
 SRV_PID=$!
-for _ in $(seq 1 100); do [ -s "$T/port" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -s "$T/port" ] && break; sleep 0.1; done
 [ -s "$T/port" ] || fail "server did not start"
 URL=http://127.0.0.1:$(cat "$T/port")
 C="curl -s -m 10"

@@ -23,6 +23,8 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
+#include "t_fl_server.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,40 +33,18 @@
 #define N_CLIENTS 4
 #define N_ITEMS 12
 
-static struct {
-    char dir[64], dd[96];
-    char *tok[N_CLIENTS];
-    int port;
-} E;
+static t_fl_env E;
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(E.dir, sizeof E.dir, "/tmp/pvg_test_fldp_XXXXXX");
-    if (!mkdtemp(E.dir)) return -1;
-    snprintf(E.dd, sizeof E.dd, "%s/data", E.dir);
-    pvg_error err;
-    if (pvg_store_init(E.dd, NULL, &err) != PVG_OK) return -1;
-    pvg_store *s = NULL;
-    if (pvg_store_open(E.dd, &s, &err) != PVG_OK) return -1;
-    for (int i = 0; i < N_CLIENTS; i++) {
-        char user[32];
-        snprintf(user, sizeof user, "shopper-%d", i);
-        pvg_principal p;
-        if (pvg_auth_token_issue(s, user, 3600, 0, &E.tok[i], &p, &err) != PVG_OK) return -1;
-    }
-    pvg_store_free(s);
-    return 0;
+    return t_fl_env_setup(&E, "pvg_test_fldp", N_CLIENTS);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < N_CLIENTS; i++)
-        pvg_auth_credential_free(E.tok[i]);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", E.dir);
-    return system(cmd) != 0 ? -1 : 0;
+    return t_fl_env_teardown(&E);
 }
 
 typedef struct client_ctx {
@@ -160,18 +140,7 @@ static int run_round(uint32_t floor, int drop, pvg_fl_round_stats *rs, client_ct
     co.rng = mc.rng;
     pvg_fl_coord *coord = NULL;
     assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
-    pvg_server_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = E.dd;
-    o.threads = 4;
-    o.auth_failure_rate = -1;
-    o.synonyms_path = "";
-    o.monitor_off = 1;
-    o.fl = coord;
-    o.max_body_bytes = pvg_fl_coord_max_message(coord) + 1024;
-    pvg_server *srv = NULL;
-    if (pvg_server_start(&o, &srv, &err) != PVG_OK) fail_msg("server: %s", err.text);
-    E.port = pvg_server_port(srv);
+    pvg_server *srv = t_fl_server_start(&E, coord);
     pthread_t th[N_CLIENTS];
     for (int i = 0; i < N_CLIENTS; i++) {
         memset(&cl[i], 0, sizeof cl[i]);

@@ -25,6 +25,7 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
+#include "t_fl_server.h"
 #include "t_http.h"
 
 #define _GNU_SOURCE 1
@@ -39,60 +40,18 @@ void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_
 #define N_CLIENTS 12
 #define D 64 /* N_CLIENTS indicator words, then the payload */
 
-static struct {
-    char dir[64], dd[96];
-    char *tok[N_CLIENTS];
-    pvg_server *srv;
-    int port;
-} E;
+static t_fl_env E;
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(E.dir, sizeof E.dir, "/tmp/pvg_test_flnet_XXXXXX");
-    if (!mkdtemp(E.dir)) return -1;
-    snprintf(E.dd, sizeof E.dd, "%s/data", E.dir);
-    pvg_error err;
-    if (pvg_store_init(E.dd, NULL, &err) != PVG_OK) return -1;
-    pvg_store *s = NULL;
-    if (pvg_store_open(E.dd, &s, &err) != PVG_OK) return -1;
-    for (int i = 0; i < N_CLIENTS; i++) {
-        char user[32];
-        snprintf(user, sizeof user, "shopper-%d", i);
-        pvg_principal p;
-        if (pvg_auth_token_issue(s, user, 3600, 0, &E.tok[i], &p, &err) != PVG_OK) return -1;
-    }
-    pvg_store_free(s);
-    return 0;
+    return t_fl_env_setup(&E, "pvg_test_flnet", N_CLIENTS);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < N_CLIENTS; i++)
-        pvg_auth_credential_free(E.tok[i]);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", E.dir);
-    if (system(cmd) != 0) return -1;
-    return 0;
-}
-
-static pvg_server *start_server(pvg_fl_coord *c)
-{
-    pvg_server_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = E.dd;
-    o.threads = 4;
-    o.auth_failure_rate = -1;
-    o.synonyms_path = "";
-    o.monitor_off = 1;
-    o.fl = c;
-    o.max_body_bytes = pvg_fl_coord_max_message(c) + 1024;
-    pvg_server *srv = NULL;
-    pvg_error err;
-    if (pvg_server_start(&o, &srv, &err) != PVG_OK) fail_msg("server: %s", err.text);
-    E.port = pvg_server_port(srv);
-    return srv;
+    return t_fl_env_teardown(&E);
 }
 
 /* ---- a client's data: its "raw events", its "user factor", its vector ---- */
@@ -235,7 +194,7 @@ static void test_sum_of_survivors_with_dropouts(void **state)
     pvg_fl_coord *coord = NULL;
     pvg_error err;
     assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
-    pvg_server *srv = start_server(coord);
+    pvg_server *srv = t_fl_server_start(&E, coord);
 
     static client_ctx cl[N_CLIENTS];
     pthread_t th[N_CLIENTS];
@@ -626,7 +585,7 @@ static void test_broadcast_only_to_cohort(void **state)
     pvg_fl_coord *coord = NULL;
     pvg_error err;
     assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
-    pvg_server *srv = start_server(coord);
+    pvg_server *srv = t_fl_server_start(&E, coord);
     t_http_connect_to(&E.port);
     t_http_resp r;
     for (int i = 0; i < 3; i++) {

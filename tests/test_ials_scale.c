@@ -6,6 +6,12 @@
  * ranking quality above the popularity baseline and its lists spread over
  * many items, while a fixed alpha0 (the former default, 0.1) collapses onto
  * the popular items once alpha0 |I| dwarfs a user's history.
+ *
+ * Under the sanitizers (PVG_SANITIZED=1) only the 1,000 and 10,000 item
+ * catalogues run: they go through the same training, scoring and
+ * evaluation code as the 100,000 one (only the sizes differ), which is what
+ * ASan and UBSan check; the quality at 100,000 is a property of the
+ * arithmetic, checked by the normal pass.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -92,6 +98,7 @@ static void test_catalogue_sizes(void **state)
     (void)state;
     size_t sizes[] = {1000, 10000, 100000, 1000000};
     int n = getenv("PVG_TEST_1M") && strcmp(getenv("PVG_TEST_1M"), "1") == 0 ? 4 : 3;
+    if (getenv("PVG_SANITIZED") && n == 3) n = 2;
     for (int s = 0; s < n; s++) {
         size_t ni = sizes[s], nu = ni / 10 < 2000 ? 2000 : ni / 10;
         pvg_dataset *ds = make(ni, nu);

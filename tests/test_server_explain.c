@@ -20,15 +20,12 @@
 #include <privguide/server.h>
 #include <privguide/store.h>
 
-#include <arpa/inet.h>
+#include "t_http.h"
+
 #include <jansson.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct env {
@@ -39,110 +36,6 @@ typedef struct env {
 } env;
 
 static env E;
-
-/* ---- a tiny HTTP/1.1 client (Connection: close, 10 s timeouts) ---- */
-
-typedef struct resp {
-    int status;
-    char *body;
-    char headers[4096];
-} resp;
-
-static void resp_free(resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
-
-static int http_raw(const char *raw, size_t raw_len, resp *out)
-{
-    memset(out, 0, sizeof *out);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)E.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    size_t off = 0;
-    while (off < raw_len) {
-        ssize_t k = send(fd, raw + off, raw_len - off, MSG_NOSIGNAL);
-        if (k <= 0) break; /* the server may answer early (413) and close */
-        off += (size_t)k;
-    }
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
-        if (k <= 0) break;
-        n += (size_t)k;
-    }
-    close(fd);
-    buf[n] = 0;
-    if (sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1) {
-        free(buf);
-        return -1;
-    }
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (sep) {
-        size_t hl = (size_t)(sep - buf);
-        if (hl >= sizeof out->headers) hl = sizeof out->headers - 1;
-        memcpy(out->headers, buf, hl);
-        out->headers[hl] = 0;
-        out->body = strdup(sep + 4);
-    } else {
-        out->body = strdup("");
-    }
-    free(buf);
-    return 0;
-}
-
-static int http(const char *method, const char *path, const char *cred, const char *body, resp *out)
-{
-    size_t bl = body ? strlen(body) : 0;
-    size_t cap = bl + 1024 + strlen(path);
-    char *raw = malloc(cap);
-    int n = snprintf(raw, cap,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, cred ? "Authorization: Bearer " : "", cred ? cred : "",
-                     cred ? "\r\n" : "", bl);
-    if (bl) memcpy(raw + n, body, bl);
-    int rc = http_raw(raw, (size_t)n + bl, out);
-    free(raw);
-    return rc;
-}
-
-/* Asserts the status and that a refusal carries a JSON message. */
-static json_t *expect(const char *method, const char *path, const char *cred, const char *body,
-                      int status)
-{
-    resp r;
-    assert_int_equal(http(method, path, cred, body, &r), 0);
-    if (r.status != status)
-        fprintf(stderr, "%s %s: got %d, want %d: %s\n", method, path, r.status, status, r.body);
-    assert_int_equal(r.status, status);
-    json_t *j = json_loads(r.body, 0, NULL);
-    if (status >= 400) {
-        if (!j || !json_is_string(json_object_get(j, "message")))
-            fprintf(stderr, "%s %s: no JSON message in: %.300s\n", method, path, r.body);
-        assert_non_null(j);
-        assert_true(json_is_string(json_object_get(j, "message")));
-        assert_true(strlen(json_string_value(json_object_get(j, "message"))) > 0);
-    }
-    resp_free(&r);
-    return j;
-}
 
 static void item_put(pvg_store *s, const char *id, const char *title, double price)
 {
@@ -244,6 +137,7 @@ static int setup(void **state)
         return -1;
     }
     E.port = pvg_server_port(E.srv);
+    t_http_connect_to(&E.port);
     return 0;
 }
 

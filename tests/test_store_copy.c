@@ -347,7 +347,8 @@ static pager scan(pvg_backend *b, int convs, int stop_at, pvg_status want)
     pager pg = {.stop_at = stop_at, .last_row = 0, .ordered = 1};
     pvg_status st = convs ? b->ops->convs_scan(b, page_conv, &pg, &err)
                           : b->ops->quarantine_foreach(b, page_q, &pg, &err);
-    if (st != want) fail_msg("%s: status %d, %d expected", convs ? "convs" : "quarantine", st, want);
+    if (st != want)
+        fail_msg("%s: status %d, %d expected", convs ? "convs" : "quarantine", st, want);
     assert_true(pg.ordered);
     return pg;
 }

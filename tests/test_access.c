@@ -12,6 +12,7 @@
 
 #include <privguide/access.h>
 #include <privguide/audit.h>
+#include <privguide/auth.h>
 #include <privguide/model.h>
 #include <privguide/store.h>
 
@@ -390,6 +391,69 @@ static void test_similar_and_file_model(void **state)
     assert_int_equal(pvg_access_recommend(&none, &rq, out, &ans, &err), PVG_ERR_INVALID);
 }
 
+/* Explains item "A3" for `user` as `actor`: *allowed, the reason. */
+static const char *explain_as(fx *f, const char *actor, const char *user, int *allowed)
+{
+    pvg_access g;
+    pvg_access_init(&g, f->s, actor);
+    int64_t items[1] = {pvg_model_item_index(f->m, "A3")};
+    assert_true(items[0] >= 0);
+    pvg_explain_term out[3];
+    size_t n_out[1] = {99};
+    const char *reason = NULL;
+    pvg_error err;
+    if (pvg_access_explain(&g, f->m, user, items, 1, 3, out, n_out, NULL, allowed, &reason, &err) !=
+        PVG_OK)
+        fail_msg("explain: %s", err.text);
+    if (!*allowed) assert_int_equal(n_out[0], 0);
+    return reason ? reason : "";
+}
+
+/* The gate, not only the front-end, checks that a shopper token is the
+ * shopper's: a token bound to u0 gets no explanation of another shopper's
+ * history through the library call, nor learns whether they exist. */
+static void test_explain_token_bound_to_shopper(void **state)
+{
+    fx *f = *state;
+    pvg_error err;
+    char *cred = NULL, *cred2 = NULL;
+    pvg_principal p, p2;
+    assert_int_equal(pvg_auth_token_issue(f->s, "u0", 3600, 0, &cred, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_token_issue(f->s, "u0", 3600, 0, &cred2, &p2, &err), PVG_OK);
+    char actor[64], revoked[64];
+    snprintf(actor, sizeof actor, "token:%s", p.key_id);
+    snprintf(revoked, sizeof revoked, "token:%s", p2.key_id);
+    assert_int_equal(pvg_auth_revoke(f->s, p2.key_id, &err), PVG_OK);
+    int allowed = -1;
+    /* the shopper's own token: the evidence */
+    assert_string_equal(explain_as(f, actor, "u0", &allowed), "");
+    assert_int_equal(allowed, 1);
+    last_entry l = last_audit(f->s);
+    assert_string_equal(l.action, "explain");
+    assert_string_equal(l.actor, actor);
+    assert_non_null(strstr(l.detail, "outcome=allowed"));
+    /* u0's token asking for u1 (known, consenting): refused and audited */
+    assert_string_equal(explain_as(f, actor, "u1", &allowed), "not_own_token");
+    assert_int_equal(allowed, 0);
+    l = last_audit(f->s);
+    char subj[2 * PVG_PSEUDONYM_BYTES + 1];
+    pvg_audit_subject_of_user(f->s, "u1", subj);
+    assert_string_equal(l.action, "explain");
+    assert_string_equal(l.subject, subj);
+    assert_non_null(strstr(l.detail, "outcome=denied:not_own_token"));
+    assert_non_null(strstr(l.detail, "answer=none"));
+    /* ... and for an unknown shopper the same answer (no existence oracle) */
+    assert_string_equal(explain_as(f, actor, "nobody", &allowed), "not_own_token");
+    /* a token id the store does not know, a revoked token of u0, an
+     * operator: refused */
+    assert_string_equal(explain_as(f, "token:00000000deadbeef", "u0", &allowed), "not_own_token");
+    assert_string_equal(explain_as(f, revoked, "u0", &allowed), "not_own_token");
+    assert_string_equal(explain_as(f, "cli", "u0", &allowed), "not_own_token");
+    assert_int_equal(allowed, 0);
+    pvg_auth_credential_free(cred);
+    pvg_auth_credential_free(cred2);
+}
+
 static int count_deletes(void *ctx, const pvg_access_audit_view *v)
 {
     int *n = ctx;
@@ -435,6 +499,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_training_selects_by_consent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_similar_and_file_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_explain_token_bound_to_shopper, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,6 +251,110 @@ static void test_ials_kernels(void **state)
     }
 }
 
+/* The naive reference of the Cholesky solve: Gaussian elimination with
+ * partial pivoting on the full matrix, in long double. */
+static void gauss_solve_naive(const double *A, size_t f, const double *b, double *x)
+{
+    long double *M = malloc(f * (f + 1) * sizeof *M);
+    for (size_t i = 0; i < f; i++) {
+        for (size_t j = 0; j < f; j++)
+            M[i * (f + 1) + j] = A[i * f + j];
+        M[i * (f + 1) + f] = b[i];
+    }
+    for (size_t c = 0; c < f; c++) {
+        size_t p = c;
+        for (size_t i = c + 1; i < f; i++)
+            if (fabsl(M[i * (f + 1) + c]) > fabsl(M[p * (f + 1) + c])) p = i;
+        for (size_t j = 0; j <= f; j++) {
+            long double t = M[c * (f + 1) + j];
+            M[c * (f + 1) + j] = M[p * (f + 1) + j];
+            M[p * (f + 1) + j] = t;
+        }
+        for (size_t i = c + 1; i < f; i++) {
+            long double m = M[i * (f + 1) + c] / M[c * (f + 1) + c];
+            for (size_t j = c; j <= f; j++)
+                M[i * (f + 1) + j] -= m * M[c * (f + 1) + j];
+        }
+    }
+    for (size_t i = f; i-- > 0;) {
+        long double s = M[i * (f + 1) + f];
+        for (size_t j = i + 1; j < f; j++)
+            s -= M[i * (f + 1) + j] * x[j];
+        x[i] = (double)(s / M[i * (f + 1) + i]);
+    }
+    free(M);
+}
+
+static double chol_rand(uint64_t *st)
+{
+    *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*st >> 11) / 9007199254740992.0;
+}
+
+static void test_cholesky_solve(void **state)
+{
+    (void)state;
+    uint64_t rs = 99; /* its own stream: the other tests' draws stay as they were */
+    size_t fs[] = {1, 2, 7, 21, 40};
+    for (size_t fi = 0; fi < sizeof fs / sizeof *fs; fi++) {
+        size_t f = fs[fi], n = f + 3;
+        /* A = B^T B + 0.1 I, B[n x f] random: symmetric positive definite */
+        double *B = malloc(n * f * sizeof *B), *A = malloc(f * f * sizeof *A),
+               *L = malloc(f * f * sizeof *L), *b = malloc(f * sizeof *b),
+               *x = malloc(f * sizeof *x), *ref = malloc(f * sizeof *ref);
+        for (size_t i = 0; i < n * f; i++)
+            B[i] = chol_rand(&rs) - 0.5;
+        for (size_t i = 0; i < f; i++) {
+            b[i] = 2 * chol_rand(&rs) - 1;
+            for (size_t j = 0; j < f; j++) {
+                double s = i == j ? 0.1 : 0;
+                for (size_t r = 0; r < n; r++)
+                    s += B[r * f + i] * B[r * f + j];
+                A[i * f + j] = s;
+            }
+        }
+        gauss_solve_naive(A, f, b, ref);
+        /* only the lower triangle is read: poison the upper one */
+        for (size_t i = 0; i < f; i++)
+            for (size_t j = 0; j < f; j++)
+                L[i * f + j] = j > i ? NAN : A[i * f + j];
+        memcpy(x, b, f * sizeof *x);
+        assert_int_equal(pvg_cholesky_solve(L, f, x), 0);
+        double scale = 0;
+        for (size_t i = 0; i < f; i++)
+            scale = fmax(scale, fabs(ref[i]));
+        for (size_t i = 0; i < f; i++)
+            assert_true(fabs(x[i] - ref[i]) <= 1e-9 * (1 + scale));
+        /* L L^T reproduces A */
+        for (size_t i = 0; i < f; i++)
+            for (size_t j = 0; j <= i; j++) {
+                double s = 0;
+                for (size_t q = 0; q <= j; q++)
+                    s += L[i * f + q] * L[j * f + q];
+                assert_true(fabs(s - A[i * f + j]) <= 1e-9 * (1 + fabs(A[i * f + j])));
+            }
+        /* not positive definite: -1 and x as on entry */
+        for (int bad = 0; bad < 3; bad++) {
+            memcpy(L, A, f * f * sizeof *L);
+            size_t p = f / 2;
+            if (bad == 0) { /* indefinite: a negative direction */
+                for (size_t j = 0; j < f; j++)
+                    L[p * f + j] = L[j * f + p] = 0;
+                L[p * f + p] = -1;
+            } else if (bad == 1) { /* singular: a zero row and column */
+                for (size_t j = 0; j < f; j++)
+                    L[p * f + j] = L[j * f + p] = 0;
+            } else { /* NaN in the lower triangle */
+                L[(f - 1) * f] = NAN;
+            }
+            memcpy(x, b, f * sizeof *x);
+            assert_int_equal(pvg_cholesky_solve(L, f, x), -1);
+            assert_memory_equal(x, b, f * sizeof *x);
+        }
+        free(B), free(A), free(L), free(b), free(x), free(ref);
+    }
+}
+
 static void test_knn_ease_kernels(void **state)
 {
     (void)state;
@@ -625,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_topk_vs_naive),
         cmocka_unit_test(test_gramian_matvec),
         cmocka_unit_test(test_ials_kernels),
+        cmocka_unit_test(test_cholesky_solve),
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_knn_ease_kernels),
         cmocka_unit_test(test_models_block),

@@ -256,10 +256,156 @@ static void test_copy_round_trip(void **state)
     rm_rf(root);
 }
 
+/* ---- the iteration ops read every row across their pages ---- */
+
+typedef struct pager {
+    int n, stop_at; /* calls so far; return 1 at call stop_at (0: never) */
+    int64_t last_row;
+    unsigned char last_key[32];
+    int ordered;
+} pager;
+
+static int page_q(void *ctx, const pvg_backend_quarantined *qr)
+{
+    pager *pg = ctx;
+    if (qr->row <= pg->last_row || qr->n_events != pg->n || qr->sealed_len != 3 ||
+        memcmp(qr->sealed, "abc", 3) != 0 || strcmp(qr->reason, "paged") != 0)
+        pg->ordered = 0;
+    /* odd rows carry a pseudonym starting with n % 7, even ones none */
+    if (qr->pseudonym ? pg->n % 2 == 0 || qr->pseudonym[0] != (unsigned char)(pg->n % 7)
+                      : pg->n % 2 == 1)
+        pg->ordered = 0;
+    pg->last_row = qr->row;
+    return ++pg->n == pg->stop_at;
+}
+
+static int page_conv(void *ctx, const unsigned char pseudonym[16], const pvg_backend_conv *c)
+{
+    pager *pg = ctx;
+    unsigned char key[32];
+    memcpy(key, pseudonym, 16);
+    memcpy(key + 16, c->cid, 16);
+    if (pg->n > 0 && memcmp(key, pg->last_key, sizeof key) <= 0) pg->ordered = 0;
+    if (c->sealed_len != 5 || memcmp(c->sealed, "state", 5) != 0 || c->created_at != c->cid[15])
+        pg->ordered = 0;
+    memcpy(pg->last_key, key, sizeof key);
+    return ++pg->n == pg->stop_at;
+}
+
+static int page_kv(void *ctx, const char *key, const char *value)
+{
+    (void)key;
+    (void)value;
+    pager *pg = ctx;
+    return ++pg->n == pg->stop_at;
+}
+
+static void add_quarantined(pvg_backend *b, int from, int to)
+{
+    pvg_error err;
+    int64_t changes = 0;
+    assert_int_equal(b->ops->txn_begin(b, &changes, &err), PVG_OK);
+    for (int i = from; i < to; i++) {
+        unsigned char p[16] = {(unsigned char)(i % 7)};
+        pvg_backend_quarantined qr = {.user_id = 1000 + i,
+                                      .pseudonym = i % 2 ? p : NULL,
+                                      .expires_day = 20000,
+                                      .n_events = i,
+                                      .cid = (const unsigned char *)"cid",
+                                      .cid_len = 3,
+                                      .sealed = (const unsigned char *)"abc",
+                                      .sealed_len = 3,
+                                      .reason = "paged",
+                                      .quarantined_at = 1700000000 + i};
+        if (b->ops->quarantine_insert(b, &qr, &err) != PVG_OK)
+            fail_msg("quarantine insert: %s", err.text);
+    }
+    assert_int_equal(b->ops->txn_commit(b, &changes, &err), PVG_OK);
+}
+
+/* Conversations [from, to): pseudonym k % 3, cid ending in k. */
+static void add_convs(pvg_backend *b, int from, int to)
+{
+    pvg_error err;
+    for (int k = from; k < to; k++) {
+        unsigned char p[16] = {0x70, (unsigned char)(k % 3)};
+        pvg_backend_conv c = {.created_at = (unsigned char)k,
+                              .updated_at = 1,
+                              .expires_day = 30000,
+                              .sealed = (const unsigned char *)"state",
+                              .sealed_len = 5};
+        memset(c.cid, 0x11, sizeof c.cid);
+        c.cid[14] = (unsigned char)(k >> 8);
+        c.cid[15] = (unsigned char)k;
+        if (b->ops->conv_put(b, p, &c, &err) != PVG_OK) fail_msg("conv put: %s", err.text);
+    }
+}
+
+static pager scan(pvg_backend *b, int convs, int stop_at, pvg_status want)
+{
+    pvg_error err;
+    pager pg = {.stop_at = stop_at, .last_row = 0, .ordered = 1};
+    pvg_status st = convs ? b->ops->convs_scan(b, page_conv, &pg, &err)
+                          : b->ops->quarantine_foreach(b, page_q, &pg, &err);
+    if (st != want)
+        fail_msg("%s: status %d, %d expected", convs ? "convs" : "quarantine", st, want);
+    assert_true(pg.ordered);
+    return pg;
+}
+
+static void test_paged_reads(void **state)
+{
+    (void)state;
+    const char *url = getenv("PVG_TEST_DATABASE_URL");
+    if (url && !*url) url = NULL;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/pvg-test-pages-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char sd[128];
+    snprintf(sd, sizeof sd, "%s/s", dir);
+    pvg_store_init_options o = {.database_url = url};
+    pvg_error err;
+    if (pvg_store_init(sd, &o, &err) != PVG_OK) fail_msg("init: %s", err.text);
+    pvg_store *s = open_ok(sd);
+    pvg_backend *b = pvg_store_backend(s);
+
+    /* the quarantine (pages of 500 in PostgreSQL): exactly two full pages,
+     * then one row more; a stop on the second page */
+    add_quarantined(b, 0, 1000);
+    assert_int_equal(scan(b, 0, 0, PVG_OK).n, 1000);
+    add_quarantined(b, 1000, 1001);
+    assert_int_equal(scan(b, 0, 0, PVG_OK).n, 1001);
+    assert_int_equal(scan(b, 0, 501, PVG_ERR_ABORTED).n, 501);
+    assert_int_equal(scan(b, 0, 1001, PVG_ERR_ABORTED).n, 1001);
+
+    /* every conversation (pages of 100) in (pseudonym, cid) order */
+    add_convs(b, 0, 200);
+    assert_int_equal(scan(b, 1, 0, PVG_OK).n, 200);
+    add_convs(b, 200, 201);
+    assert_int_equal(scan(b, 1, 0, PVG_OK).n, 201);
+    assert_int_equal(scan(b, 1, 150, PVG_ERR_ABORTED).n, 150);
+
+    /* a one-query read stops when its callback says so */
+    assert_int_equal(b->ops->meta_set(b, "paged.a", "1", &err), PVG_OK);
+    assert_int_equal(b->ops->meta_set(b, "paged.b", "2", &err), PVG_OK);
+    pager kv = {.stop_at = 0};
+    assert_int_equal(b->ops->meta_foreach(b, page_kv, &kv, &err), PVG_OK);
+    assert_true(kv.n >= 2);
+    kv = (pager){.stop_at = 2};
+    assert_int_equal(b->ops->meta_foreach(b, page_kv, &kv, &err), PVG_ERR_ABORTED);
+    assert_int_equal(kv.n, 2);
+    pvg_store_free(s);
+
+    char kf[4096];
+    if (pvg_store_key_file(sd, NULL, kf, sizeof kf, &err) == PVG_OK) unlink(kf);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_round_trip),
+        cmocka_unit_test(test_paged_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

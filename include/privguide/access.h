@@ -181,15 +181,17 @@ pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext
 /* The evidence from the shopper's own history for n items (model indices)
  * of their list (pvg_model_explain: at most k history items per item into
  * out[i*k ..], n_out[i], info[i] may be NULL). The history is personal
- * data shown back to its owner only: g->actor must be a shopper token
- * ("token:<id>", which the front-end has checked belongs to ext_user);
- * any other actor is refused. Done as pvg_access_recommend does: the
- * shopper is looked up and the consent "recommend" needs
- * (personalization) checked, then ONE audit entry (action "explain",
- * purpose recommend, outcome allowed / denied:no_consent /
- * denied:not_own_token / not_found, detail "... items=N"), and only then
- * the model is asked. *allowed_out 1 when out was filled; else 0 with
- * *reason_out (static) "unknown_user", "no_consent", "not_own_token",
+ * data shown back to its owner only: g->actor must be the shopper's own
+ * token ("token:<id>"; the gate finds the credential in g->store and
+ * checks that it is bound to ext_user, not revoked, not expired); any
+ * other actor is refused before the shopper is looked up, so it learns
+ * nothing of them. Then as pvg_access_recommend: the shopper is looked up
+ * and the consent "recommend" needs (personalization) checked, then ONE
+ * audit entry (action "explain", purpose recommend, outcome allowed /
+ * denied:no_consent / denied:not_own_token / not_found, detail
+ * "... items=N"), and only then the model is asked. *allowed_out 1 when
+ * out was filled; else 0 with
+ * *reason_out (static) "not_own_token", "unknown_user", "no_consent",
  * "no_model" (m NULL) or "not_in_model", n_out all 0 (PVG_OK either way).
  * Needs g->store. Errors: PVG_ERR_INVALID, the audit write's (nothing
  * handed over), the model's (PVG_ERR_INVALID for an index out of range,

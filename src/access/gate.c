@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,80 @@ static pvg_status allowed(pvg_access *g, pvg_purpose purpose, const pvg_consent 
     if (st != PVG_OK) return st;
     *ok = (!np || c->personalization) && (!na || c->analytics);
     return PVG_OK;
+}
+
+/* Whether the actor may see ext_user's own data: a shopper token
+ * ("token:<id>") whose credential in the store is bound to ext_user, and
+ * neither revoked nor expired. Operator keys and the CLI are not. */
+static pvg_status actor_owns(pvg_access *g, const char *ext_user, int *own, pvg_error *err)
+{
+    *own = 0;
+    if (!g->actor || strncmp(g->actor, "token:", 6) != 0) return PVG_OK;
+    pvg_backend *b = pvg_store_backend(g->store);
+    pvg_backend_cred c;
+    pvg_status st = b->ops->cred_get(b, g->actor + 6, &c, err);
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(err);
+        return PVG_OK;
+    }
+    if (st != PVG_OK) return st;
+    sodium_memzero(c.secret_hash, sizeof c.secret_hash);
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(g->store, ext_user, ps);
+    *own = strcmp(c.kind, "token") == 0 && c.has_pseudonym &&
+           sodium_memcmp(ps, c.pseudonym, PVG_PSEUDONYM_BYTES) == 0 && !c.revoked &&
+           (!c.expires_at || pvg_store_now(g->store) < c.expires_at);
+    return PVG_OK;
+}
+
+/* The preamble of a gated read of one shopper's personal data, in this
+ * order: (1) the actor, when only the shopper's own token may read
+ * (own_only; another actor is refused without the shopper being looked
+ * up); (2) the shopper, looked up; (3) the consent `purpose` needs; (4) ONE
+ * audit entry (action, purpose, the outcome, detail `extra` plus
+ * " answer=<refused_answer>" when refused), before anything personal is
+ * read. With no refusal, key gets the shopper's key in m first (the model
+ * itself is asked only after the entry). *reason: NULL to go on, else
+ * (static) "not_own_token", "unknown_user", "no_consent" or "no_model" (m
+ * NULL, audited as allowed: nothing is read). Errors: the credential's or
+ * the shopper's lookup, the key derivation, the audit write. */
+static pvg_status personal_read_begin(pvg_access *g, const char *action, pvg_purpose purpose,
+                                      const char *ext_user, const pvg_model *m, int own_only,
+                                      const char *extra, const char *refused_answer,
+                                      unsigned char key[PVG_MODEL_KEY_BYTES], const char **reason,
+                                      pvg_error *err)
+{
+    *reason = NULL;
+    char subject[SUBJECT_LEN];
+    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    int own = 1, known = 0, ok = 0;
+    pvg_status st = own_only ? actor_owns(g, ext_user, &own, err) : PVG_OK;
+    if (st != PVG_OK) return st;
+    if (own) {
+        pvg_consent c;
+        known = lookup(g, ext_user, &c, err);
+        if (known < 0) return (pvg_status)known;
+        st = known ? allowed(g, purpose, &c, &ok, err) : PVG_OK;
+        if (st != PVG_OK) return st;
+    }
+    *reason = !own     ? "not_own_token"
+              : !known ? "unknown_user"
+              : !ok    ? "no_consent"
+              : !m     ? "no_model"
+                       : NULL;
+    if (!*reason) {
+        st = pvg_model_user_key(m, g->store, ext_user, key, err);
+        if (st != PVG_OK) return st;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "%s%s%s", extra, *reason ? " answer=" : "",
+             *reason ? refused_answer : "");
+    return audit_first(g, action, subject, purpose,
+                       !own     ? "denied:not_own_token"
+                       : !known ? "not_found"
+                       : !ok    ? "denied:no_consent"
+                                : "allowed",
+                       detail, err);
 }
 
 pvg_status pvg_access_export(pvg_access *g, const char *ext_user, char **json_out, pvg_error *err)
@@ -372,29 +447,15 @@ pvg_status pvg_access_recommend(pvg_access *g, const pvg_access_rec_request *req
         ans->n = fn;
         return PVG_OK;
     }
-    char subject[SUBJECT_LEN];
-    pvg_audit_subject_of_user(g->store, req->ext_user, subject);
-    pvg_consent c;
-    int known = lookup(g, req->ext_user, &c, err);
-    if (known < 0) return (pvg_status)known;
-    int ok = 0;
-    pvg_status st = known ? allowed(g, PVG_PURPOSE_RECOMMEND, &c, &ok, err) : PVG_OK;
-    if (st != PVG_OK) return st;
-    unsigned char key[PVG_MODEL_KEY_BYTES];
-    const char *reason = !known ? "unknown_user" : !ok ? "no_consent" : NULL;
-    if (!reason) {
-        st = pvg_model_user_key(req->model, g->store, req->ext_user, key, err);
-        if (st != PVG_OK) return st;
-    }
     /* whether the model knows the shopper is learnt only by asking it,
      * after the entry: "allowed" then means the model was asked */
-    char extra[64];
-    snprintf(extra, sizeof extra, "k=%zu%s", req->k, reason ? " answer=non_personalised" : "");
-    st = audit_first(g, "recommend", subject, PVG_PURPOSE_RECOMMEND,
-                     !known ? "not_found"
-                     : !ok  ? "denied:no_consent"
-                            : "allowed",
-                     extra, err);
+    char extra[32];
+    snprintf(extra, sizeof extra, "k=%zu", req->k);
+    unsigned char key[PVG_MODEL_KEY_BYTES];
+    const char *reason;
+    pvg_status st =
+        personal_read_begin(g, "recommend", PVG_PURPOSE_RECOMMEND, req->ext_user, req->model, 0,
+                            extra, "non_personalised", key, &reason, err);
     if (st != PVG_OK) return st;
     size_t n = 0;
     if (!reason) {
@@ -454,34 +515,14 @@ pvg_status pvg_access_explain(pvg_access *g, const pvg_model *m, const char *ext
                              "explain: store, user, items and the output arrays are required");
     for (size_t i = 0; i < n; i++)
         n_out[i] = 0;
-    char subject[SUBJECT_LEN];
-    pvg_audit_subject_of_user(g->store, ext_user, subject);
-    pvg_consent c;
-    int known = lookup(g, ext_user, &c, err);
-    if (known < 0) return (pvg_status)known;
-    int ok = 0;
-    pvg_status st = known ? allowed(g, PVG_PURPOSE_RECOMMEND, &c, &ok, err) : PVG_OK;
-    if (st != PVG_OK) return st;
-    /* the evidence is the shopper's history: shown to the shopper only */
-    int own = g->actor && strncmp(g->actor, "token:", 6) == 0;
-    const char *reason = !known ? "unknown_user"
-                         : !ok  ? "no_consent"
-                         : !own ? "not_own_token"
-                         : !m   ? "no_model"
-                                : NULL;
+    /* the evidence is the shopper's history: shown to the shopper's own
+     * token only (checked here, whatever the front-end checked) */
+    char extra[32];
+    snprintf(extra, sizeof extra, "items=%zu", n);
     unsigned char key[PVG_MODEL_KEY_BYTES];
-    if (!reason) {
-        st = pvg_model_user_key(m, g->store, ext_user, key, err);
-        if (st != PVG_OK) return st;
-    }
-    char extra[64];
-    snprintf(extra, sizeof extra, "items=%zu%s", n, reason ? " answer=none" : "");
-    st = audit_first(g, "explain", subject, PVG_PURPOSE_RECOMMEND,
-                     !known ? "not_found"
-                     : !ok  ? "denied:no_consent"
-                     : !own ? "denied:not_own_token"
-                            : "allowed",
-                     extra, err);
+    const char *reason;
+    pvg_status st = personal_read_begin(g, "explain", PVG_PURPOSE_RECOMMEND, ext_user, m, 1, extra,
+                                        "none", key, &reason, err);
     if (st != PVG_OK) return st;
     if (reason) {
         *reason_out = reason;
@@ -509,27 +550,12 @@ pvg_status pvg_access_search_rerank(pvg_access *g, const pvg_model *m, const cha
     if (!g->store || !ext_user || (n && (!ext_items || !scores_out)))
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "search_rerank: store, user and the candidate arrays are required");
-    char subject[SUBJECT_LEN];
-    pvg_audit_subject_of_user(g->store, ext_user, subject);
-    pvg_consent c;
-    int known = lookup(g, ext_user, &c, err);
-    if (known < 0) return (pvg_status)known;
-    int ok = 0;
-    pvg_status st = known ? allowed(g, PVG_PURPOSE_RECOMMEND, &c, &ok, err) : PVG_OK;
-    if (st != PVG_OK) return st;
-    const char *reason = !known ? "unknown_user" : !ok ? "no_consent" : !m ? "no_model" : NULL;
+    char extra[40];
+    snprintf(extra, sizeof extra, "candidates=%zu", n);
     unsigned char key[PVG_MODEL_KEY_BYTES];
-    if (!reason) {
-        st = pvg_model_user_key(m, g->store, ext_user, key, err);
-        if (st != PVG_OK) return st;
-    }
-    char extra[64];
-    snprintf(extra, sizeof extra, "candidates=%zu%s", n, reason ? " answer=non_personalised" : "");
-    st = audit_first(g, "search_rerank", subject, PVG_PURPOSE_RECOMMEND,
-                     !known ? "not_found"
-                     : !ok  ? "denied:no_consent"
-                            : "allowed",
-                     extra, err);
+    const char *reason;
+    pvg_status st = personal_read_begin(g, "search_rerank", PVG_PURPOSE_RECOMMEND, ext_user, m, 0,
+                                        extra, "non_personalised", key, &reason, err);
     if (st != PVG_OK) return st;
     if (reason) {
         *reason_out = reason;

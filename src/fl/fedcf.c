@@ -405,38 +405,6 @@ static double conf_of(const pvg_fl_config *c, float w)
     return 1.0 + c->alpha * log1p((double)w);
 }
 
-/* Cholesky solve A x = b (A k x k, overwritten). 0 ok. */
-static int chol(double *A, size_t f, double *x)
-{
-    for (size_t j = 0; j < f; j++) {
-        double d = A[j * f + j];
-        for (size_t q = 0; q < j; q++)
-            d -= A[j * f + q] * A[j * f + q];
-        if (!(d > 0)) return -1;
-        d = sqrt(d);
-        A[j * f + j] = d;
-        for (size_t i = j + 1; i < f; i++) {
-            double s = A[i * f + j];
-            for (size_t q = 0; q < j; q++)
-                s -= A[i * f + q] * A[j * f + q];
-            A[i * f + j] = s / d;
-        }
-    }
-    for (size_t i = 0; i < f; i++) {
-        double s = x[i];
-        for (size_t q = 0; q < i; q++)
-            s -= A[i * f + q] * x[q];
-        x[i] = s / A[i * f + i];
-    }
-    for (size_t i = f; i-- > 0;) {
-        double s = x[i];
-        for (size_t q = i + 1; q < f; q++)
-            s -= A[q * f + i] * x[q];
-        x[i] = s / A[i * f + i];
-    }
-    return 0;
-}
-
 /* The user's closed-form iALS solve:
  * (alpha0 G + reg (|I_u| + alpha0 |I|) I + sum c v v^T) x = sum c v. */
 static pvg_status solve_user(const pvg_fl_config *c, const float *V, const double *G,
@@ -461,10 +429,7 @@ static pvg_status solve_user(const pvg_fl_config *c, const float *V, const doubl
                 A[a * k + b] += cw * (double)v[a] * v[b];
         }
     }
-    for (size_t a = 0; a < k; a++)
-        for (size_t b = a + 1; b < k; b++)
-            A[a * k + b] = A[b * k + a];
-    int rc = chol(A, k, x);
+    int rc = pvg_cholesky_solve(A, k, x); /* reads the lower triangle */
     sodium_memzero(A, k * k * sizeof *A);
     free(A);
     if (rc != 0) {

@@ -593,8 +593,9 @@ void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H,
     free(A);
 }
 
-/* Cholesky solve of A x = b in double, A[f x f] overwritten. Returns 0 ok. */
-static int chol_solve(double *A, size_t f, double *x)
+/* A x = b in double; A's lower triangle read and overwritten by L. 0 ok,
+ * -1 when A is not positive definite (x untouched). */
+int pvg_cholesky_solve(double *A, size_t f, double *x)
 {
     for (size_t j = 0; j < f; j++) {
         double d = A[j * f + j];
@@ -649,10 +650,7 @@ int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const f
                 A[a * f + c] += cw * h[a] * h[c];
         }
     }
-    for (size_t a = 0; a < f; a++)
-        for (size_t c = a + 1; c < f; c++)
-            A[a * f + c] = A[c * f + a];
-    int rc = chol_solve(A, f, x);
+    int rc = pvg_cholesky_solve(A, f, x);
     if (rc == 0)
         for (size_t a = 0; a < f; a++)
             w_out[a] = (float)x[a];

@@ -139,6 +139,13 @@ void pvg_ials_solve_block(const pvg_csr *M, size_t r0, size_t b, const float *H,
 /* Exact solve of one row by a dense Cholesky (reference for the above). */
 int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G, size_t f,
                              float alpha0, float reg, float conf, float *w_out);
+/* Solves A x = b in double by a dense Cholesky factorisation. A[f x f]
+ * (row-major, symmetric): only its lower triangle is read, and that triangle
+ * is overwritten by the factor L (A = L L^T); the upper one is left as is.
+ * x[f] holds b on entry and the solution on return. Returns 0, or -1 when A
+ * is not positive definite (a pivot is not > 0, NaN included), x then as
+ * on entry. */
+int pvg_cholesky_solve(double *A, size_t f, double *x);
 
 /* Cosine item-item similarity with shrinkage from the item-user matrix C
  * (rows = items) and the user-item matrix R:

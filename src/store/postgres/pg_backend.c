@@ -671,6 +671,63 @@ static pvg_status cmd(pg_backend *q, const char *sql, const char *what, pvg_erro
     return st;
 }
 
+/* A read of a table row by row, for the iteration ops. page 0: one query,
+ * all its rows. page > 0: the query is keyset-paged (WHERE key > the
+ * parameters, ORDER BY key, LIMIT page); the caller sets the first key in
+ * v before the first rows_next and moves it to each row it is handed, and a
+ * full page is followed by the next one. The row is (r, i), valid until the
+ * next rows_next or rows_stop. */
+typedef struct pg_rows {
+    pg_backend *q;
+    int id, page;
+    const char *what;
+    bindv v[2]; /* the page key: the query's parameters */
+    PGresult *r;
+    int i, n, done;
+} pg_rows;
+
+static pg_rows rows_of(pg_backend *q, int id, int page, const char *what)
+{
+    return (pg_rows){.q = q, .id = id, .page = page, .what = what};
+}
+
+/* Moves to the next row: 1 when there is one, 0 at the end (*st PVG_OK)
+ * or when a query failed (*st and err set). Each result is cleared once
+ * its rows are handed out. */
+static int rows_next(pg_rows *rs, pvg_status *st, pvg_error *err)
+{
+    *st = PVG_OK;
+    if (rs->r) {
+        if (++rs->i < rs->n) return 1;
+        PQclear(rs->r);
+        rs->r = NULL;
+        if (rs->page <= 0 || rs->n < rs->page) rs->done = 1;
+    }
+    if (rs->done) return 0;
+    *st = exec_q(rs->q, rs->id, rs->v, (int)strlen(SQL[rs->id].sig), &rs->r, rs->what, err);
+    if (*st != PVG_OK) {
+        rs->done = 1;
+        return 0;
+    }
+    rs->n = PQntuples(rs->r);
+    rs->i = 0;
+    if (rs->n > 0) return 1;
+    PQclear(rs->r);
+    rs->r = NULL;
+    rs->done = 1;
+    return 0;
+}
+
+/* Ends a read before its end (a callback stopped it, a row was refused);
+ * returns st. */
+static pvg_status rows_stop(pg_rows *rs, pvg_status st)
+{
+    PQclear(rs->r);
+    rs->r = NULL;
+    rs->done = 1;
+    return st;
+}
+
 /* A query whose first row's first column is an integer; *found. */
 static pvg_status one_i64(pg_backend *q, int id, const bindv *v, int n, int64_t *out, int *found,
                           const char *what, pvg_error *err)
@@ -2221,46 +2278,41 @@ static pvg_status pg_convs_sweep(pvg_backend *b, int64_t day, long long *n, pvg_
 
 static pvg_status pg_meta_foreach(pvg_backend *b, pvg_backend_kv_fn fn, void *ctx, pvg_error *err)
 {
-    PGresult *r;
-    pvg_status st = exec_q(PG(b), Q_META_ALL, NULL, 0, &r, "meta", err);
-    if (st != PVG_OK) return st;
-    for (int i = 0; i < PQntuples(r); i++)
-        if (fn(ctx, col_text0(r, i, 0), col_text0(r, i, 1))) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
-    PQclear(r);
+    pg_rows rs = rows_of(PG(b), Q_META_ALL, 0, "meta");
+    pvg_status st;
+    while (rows_next(&rs, &st, err))
+        if (fn(ctx, col_text0(rs.r, rs.i, 0), col_text0(rs.r, rs.i, 1)))
+            return rows_stop(&rs, PVG_ERR_ABORTED);
     return st;
 }
 
 static pvg_status pg_anon_foreach_source(pvg_backend *b, pvg_backend_anon_source_fn fn, void *ctx,
                                          pvg_error *err)
 {
-    PGresult *r;
-    pvg_status st = exec_q(PG(b), Q_ANON_BY_SOURCE, NULL, 0, &r, "anonymous counts", err);
-    if (st != PVG_OK) return st;
-    for (int i = 0; i < PQntuples(r); i++) {
+    pg_rows rs = rows_of(PG(b), Q_ANON_BY_SOURCE, 0, "anonymous counts");
+    pvg_status st;
+    while (rows_next(&rs, &st, err)) {
+        const PGresult *r = rs.r;
+        int i = rs.i;
         unsigned char src[16];
         size_t n = 0;
         copy_blob(r, i, 0, src, sizeof src, &n);
         if (n != sizeof src) continue; /* a damaged row: anon_put could not write it back */
         if (fn(ctx, src, col_i64(r, i, 1), (int)col_i64(r, i, 2), col_i64(r, i, 3),
-               col_f64(r, i, 4))) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
+               col_f64(r, i, 4)))
+            return rows_stop(&rs, PVG_ERR_ABORTED);
     }
-    PQclear(r);
     return st;
 }
 
 static pvg_status pg_ingest_runs_foreach(pvg_backend *b, pvg_backend_ingest_fn fn, void *ctx,
                                          pvg_error *err)
 {
-    PGresult *r;
-    pvg_status st = exec_q(PG(b), Q_INGEST_RUNS_ALL, NULL, 0, &r, "ingest log", err);
-    if (st != PVG_OK) return st;
-    for (int i = 0; i < PQntuples(r); i++) {
+    pg_rows rs = rows_of(PG(b), Q_INGEST_RUNS_ALL, 0, "ingest log");
+    pvg_status st;
+    while (rows_next(&rs, &st, err)) {
+        const PGresult *r = rs.r;
+        int i = rs.i;
         pvg_backend_ingest_run run_row = {
             .started_at = col_i64(r, i, 0),
             .finished_at = col_i64(r, i, 1),
@@ -2273,50 +2325,39 @@ static pvg_status pg_ingest_runs_foreach(pvg_backend *b, pvg_backend_ingest_fn f
             .duplicates = col_i64(r, i, 8),
             .anonymous = col_i64(r, i, 9),
         };
-        if (fn(ctx, &run_row)) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
+        if (fn(ctx, &run_row)) return rows_stop(&rs, PVG_ERR_ABORTED);
     }
-    PQclear(r);
     return st;
 }
 
 static pvg_status pg_quarantine_foreach(pvg_backend *b, pvg_backend_quarantined_fn fn, void *ctx,
                                         pvg_error *err)
 {
-    int64_t after = 0;
-    for (;;) {
-        PGresult *r;
-        bindv v[] = {BI(after)};
-        pvg_status st = exec_q(PG(b), Q_QUARANTINE_PAGE, v, 1, &r, "quarantine", err);
-        if (st != PVG_OK) return st;
-        int n = PQntuples(r);
-        for (int i = 0; i < n; i++) {
-            pvg_backend_quarantined row = {
-                .row = col_i64(r, i, 0),
-                .user_id = col_i64(r, i, 1),
-                .expires_day = col_i64(r, i, 3),
-                .n_events = col_i64(r, i, 4),
-                .cid = (const unsigned char *)PQgetvalue(r, i, 5),
-                .cid_len = (size_t)PQgetlength(r, i, 5),
-                .sealed = (const unsigned char *)PQgetvalue(r, i, 6),
-                .sealed_len = (size_t)PQgetlength(r, i, 6),
-                .reason = col_text0(r, i, 7),
-                .quarantined_at = col_i64(r, i, 8),
-            };
-            /* a pseudonym of another length cannot be a user's: kept as none */
-            if (!PQgetisnull(r, i, 2) && PQgetlength(r, i, 2) == 16)
-                row.pseudonym = (const unsigned char *)PQgetvalue(r, i, 2);
-            after = row.row;
-            if (fn(ctx, &row)) {
-                PQclear(r);
-                return PVG_ERR_ABORTED;
-            }
-        }
-        PQclear(r);
-        if (n < 500) return PVG_OK;
+    pg_rows rs = rows_of(PG(b), Q_QUARANTINE_PAGE, 500, "quarantine");
+    rs.v[0] = BI(0); /* WHERE id > $1 */
+    pvg_status st;
+    while (rows_next(&rs, &st, err)) {
+        const PGresult *r = rs.r;
+        int i = rs.i;
+        pvg_backend_quarantined row = {
+            .row = col_i64(r, i, 0),
+            .user_id = col_i64(r, i, 1),
+            .expires_day = col_i64(r, i, 3),
+            .n_events = col_i64(r, i, 4),
+            .cid = (const unsigned char *)PQgetvalue(r, i, 5),
+            .cid_len = (size_t)PQgetlength(r, i, 5),
+            .sealed = (const unsigned char *)PQgetvalue(r, i, 6),
+            .sealed_len = (size_t)PQgetlength(r, i, 6),
+            .reason = col_text0(r, i, 7),
+            .quarantined_at = col_i64(r, i, 8),
+        };
+        /* a pseudonym of another length cannot be a user's: kept as none */
+        if (!PQgetisnull(r, i, 2) && PQgetlength(r, i, 2) == 16)
+            row.pseudonym = (const unsigned char *)PQgetvalue(r, i, 2);
+        rs.v[0] = BI(row.row);
+        if (fn(ctx, &row)) return rows_stop(&rs, PVG_ERR_ABORTED);
     }
+    return st;
 }
 
 static pvg_status pg_quarantine_insert(pvg_backend *b, const pvg_backend_quarantined *qr,
@@ -2332,10 +2373,11 @@ static pvg_status pg_quarantine_insert(pvg_backend *b, const pvg_backend_quarant
 static pvg_status pg_release_cache_foreach(pvg_backend *b, pvg_backend_cached_fn fn, void *ctx,
                                            pvg_error *err)
 {
-    PGresult *r;
-    pvg_status st = exec_q(PG(b), Q_RCACHE_ALL, NULL, 0, &r, "release cache", err);
-    if (st != PVG_OK) return st;
-    for (int i = 0; i < PQntuples(r); i++) {
+    pg_rows rs = rows_of(PG(b), Q_RCACHE_ALL, 0, "release cache");
+    pvg_status st;
+    while (rows_next(&rs, &st, err)) {
+        const PGresult *r = rs.r;
+        int i = rs.i;
         pvg_backend_cached c = {
             .kind = col_text0(r, i, 0),
             .fingerprint = (const unsigned char *)PQgetvalue(r, i, 1),
@@ -2347,12 +2389,8 @@ static pvg_status pg_release_cache_foreach(pvg_backend *b, pvg_backend_cached_fn
             .body = col_text0(r, i, 6),
             .created_at = col_i64(r, i, 7),
         };
-        if (fn(ctx, &c)) {
-            st = PVG_ERR_ABORTED;
-            break;
-        }
+        if (fn(ctx, &c)) return rows_stop(&rs, PVG_ERR_ABORTED);
     }
-    PQclear(r);
     return st;
 }
 
@@ -2360,41 +2398,35 @@ static pvg_status pg_convs_scan(pvg_backend *b, pvg_backend_conv_scan_fn fn, voi
                                 pvg_error *err)
 {
     unsigned char after_p[16], after_c[16];
-    size_t pl = 0, cl = 0; /* the first page starts after ('', '') */
-    for (;;) {
-        PGresult *r;
-        bindv v[] = {BB(pl ? after_p : (const unsigned char *)"", pl),
-                     BB(cl ? after_c : (const unsigned char *)"", cl)};
-        pvg_status st = exec_q(PG(b), Q_CONVS_PAGE, v, 2, &r, "conversations", err);
-        if (st != PVG_OK) return st;
-        int n = PQntuples(r);
-        for (int i = 0; i < n; i++) {
-            pvg_backend_conv c;
-            size_t len = 0, plen = 0;
-            copy_blob(r, i, 0, c.cid, sizeof c.cid, &len);
-            copy_blob(r, i, 5, after_p, sizeof after_p, &plen);
-            memcpy(after_c, c.cid, sizeof after_c);
-            pl = cl = 16;
-            if (len != sizeof c.cid || plen != sizeof after_p) {
-                /* not a row conv_put writes; its key may be longer than 16
-                 * bytes, so the page key above would be wrong: stop here */
-                PQclear(r);
-                return pvg_error_set(err, PVG_ERR_CORRUPT,
-                                     "conversations: a row whose pseudonym or id is not 16 bytes");
-            }
-            c.created_at = col_i64(r, i, 1);
-            c.updated_at = col_i64(r, i, 2);
-            c.expires_day = col_i64(r, i, 3);
-            c.sealed = (const unsigned char *)PQgetvalue(r, i, 4);
-            c.sealed_len = (size_t)PQgetlength(r, i, 4);
-            if (fn(ctx, after_p, &c)) {
-                PQclear(r);
-                return PVG_ERR_ABORTED;
-            }
+    pg_rows rs = rows_of(PG(b), Q_CONVS_PAGE, 100, "conversations");
+    rs.v[0] = BB("", 0); /* WHERE (user_pseudonym, cid) > ('', '') */
+    rs.v[1] = BB("", 0);
+    pvg_status st;
+    while (rows_next(&rs, &st, err)) {
+        const PGresult *r = rs.r;
+        int i = rs.i;
+        pvg_backend_conv c;
+        size_t len = 0, plen = 0;
+        copy_blob(r, i, 0, c.cid, sizeof c.cid, &len);
+        copy_blob(r, i, 5, after_p, sizeof after_p, &plen);
+        if (len != sizeof c.cid || plen != sizeof after_p) {
+            /* not a row conv_put writes; its key may be longer than 16
+             * bytes, so a page key from it would be wrong: stop here */
+            st = pvg_error_set(err, PVG_ERR_CORRUPT,
+                               "conversations: a row whose pseudonym or id is not 16 bytes");
+            return rows_stop(&rs, st);
         }
-        PQclear(r);
-        if (n < 100) return PVG_OK;
+        memcpy(after_c, c.cid, sizeof after_c);
+        rs.v[0] = BB(after_p, sizeof after_p);
+        rs.v[1] = BB(after_c, sizeof after_c);
+        c.created_at = col_i64(r, i, 1);
+        c.updated_at = col_i64(r, i, 2);
+        c.expires_day = col_i64(r, i, 3);
+        c.sealed = (const unsigned char *)PQgetvalue(r, i, 4);
+        c.sealed_len = (size_t)PQgetlength(r, i, 4);
+        if (fn(ctx, after_p, &c)) return rows_stop(&rs, PVG_ERR_ABORTED);
     }
+    return st;
 }
 
 static const pvg_backend_ops PG_OPS = {

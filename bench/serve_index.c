@@ -8,7 +8,7 @@
  * thread's CPU time (the machine may be shared; the JSON has the load).
  *
  * Usage: bench_serve_index [items=1000000] [factors=64] [users=256]
- *                          [kind=clustered|isotropic] [nlist=0 (default)]
+ *                          [kind=clustered|mixed|isotropic] [nlist=0 (default)]
  *                          [nprobe list, e.g. 8,16,32; 0 = the default]
  * Prints one JSON object.
  */
@@ -148,10 +148,10 @@ int main(int argc, char **argv)
     const char *kind = argc > 4 ? argv[4] : "clustered";
     size_t nlist = argc > 5 ? (size_t)atol(argv[5]) : 0;
     const char *probes = argc > 6 ? argv[6] : "0";
-    int iso = strcmp(kind, "isotropic") == 0;
-    if (n < 1000 || f < 1 || f > 1024 || nu < 32 || (!iso && strcmp(kind, "clustered")))
+    int iso = strcmp(kind, "isotropic") == 0, mixed = strcmp(kind, "mixed") == 0;
+    if (n < 1000 || f < 1 || f > 1024 || nu < 32 || (!iso && !mixed && strcmp(kind, "clustered")))
         DIE("usage: bench_serve_index [items>=1000] [factors] [users>=32] "
-            "[clustered|isotropic] [nlist] [nprobe,...]");
+            "[clustered|mixed|isotropic] [nlist] [nprobe,...]");
     /* U: nu evaluation shoppers, then NCAL others for the calibration */
     float *V = malloc(n * f * sizeof *V), *U = malloc((nu + NCAL) * f * sizeof *U);
     uint32_t *seen = malloc(nu * SEEN * sizeof *seen);
@@ -159,7 +159,8 @@ int main(int argc, char **argv)
     float *scores = malloc(n * sizeof *scores);
     if (!V || !U || !seen || !truth || !scores) DIE("out of memory");
     /* clustered: bench_serve scoring's factors (64 taste clusters, item
-     * norms 0.2..1.7); isotropic: N(0, 1/f) in every coordinate */
+     * norms 0.2..1.7, tight); mixed: the same centres, wide gaussian
+     * spread; isotropic: N(0, 1/f) in every coordinate */
     size_t nc = 64;
     float *C = malloc(nc * f * sizeof *C);
     if (!C) DIE("out of memory");
@@ -173,6 +174,14 @@ int main(int argc, char **argv)
             continue;
         }
         size_t c = (size_t)(rnd() % nc);
+        if (mixed) {
+            /* tests/test_serve_index.c's: gaussian spread about the
+             * centre as wide as the centres' own, skewed norms */
+            float nm = (float)(0.2 + 1.5 * unif() * unif());
+            for (size_t j = 0; j < f; j++)
+                row[j] = nm * (1.4f * C[c * f + j] + 0.5f * gauss()) / sqrtf((float)f);
+            continue;
+        }
         float norm = (float)(0.2 + 1.5 * unif());
         for (size_t j = 0; j < f; j++)
             row[j] = norm * (C[c * f + j] + 0.5f * (float)(unif() - 0.5));

@@ -309,6 +309,79 @@ static void test_serve_threshold(void **state)
     assert_int_equal(serves_by_index(PVG_IVF_MIN_ITEMS, 16, 1, 1), 0); /* never */
 }
 
+/* A DP model's index depends on its released item factors only: its
+ * nprobe is not measured on the shoppers' own factors (joint DP), so
+ * changing them changes nothing; a non-DP model's is measured on them. */
+static size_t nprobe_of(const float *V, size_t n, const float *U, size_t nu, size_t f, double eps)
+{
+    struct pvg_model *m = calloc(1, sizeof *m);
+    assert_non_null(m);
+    m->type = PVG_MODEL_IALS;
+    m->n_items = n;
+    m->n_users = nu;
+    m->factors = f;
+    m->V = V;
+    m->U = U;
+    m->dp.epsilon = eps;
+    m->serve_index = 2;
+    pvg_serve *s = pvg_model_serve(m);
+    assert_non_null(s);
+    size_t np = pvg_serve_nprobe(s);
+    pvg_serve_free(s);
+    free(m);
+    return np;
+}
+
+static void test_serve_dp_calibration(void **state)
+{
+    (void)state;
+    size_t n = 8000, f = 16, nu = 400;
+    float *V = synth(n, f, 1), *U = synth(nu, f, 1), *W = synth(nu, f, 0);
+    /* the same shoppers' factors pointing elsewhere */
+    for (size_t i = 0; i < nu * f; i++)
+        W[i] *= 5.0f;
+    size_t dp_u = nprobe_of(V, n, U, nu, f, 1.0), dp_w = nprobe_of(V, n, W, nu, f, 1.0);
+    size_t dp_none = nprobe_of(V, n, NULL, 0, f, 1.0);
+    assert_int_equal(dp_u, dp_w);
+    assert_int_equal(dp_u, dp_none);
+    assert_true(dp_u >= 1);
+    size_t pl_u = nprobe_of(V, n, U, nu, f, 0), pl_w = nprobe_of(V, n, W, nu, f, 0);
+    printf("# nprobe: DP %zu; non-DP on clustered shoppers %zu, on isotropic %zu\n", dp_u, pl_u,
+           pl_w);
+    assert_true(pl_u != pl_w);
+    free(V);
+    free(U);
+    free(W);
+}
+
+/* An index of items that are all non-finite or all zero still builds and
+ * answers (nothing, or zero-scored items). */
+static void test_ivf_degenerate(void **state)
+{
+    (void)state;
+    size_t n = 100, f = 8;
+    float *V = malloc(n * f * sizeof *V), u[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (size_t i = 0; i < n * f; i++)
+        V[i] = NAN;
+    pvg_ivf ix;
+    assert_int_equal(pvg_ivf_build(V, n, f, 0, NULL, 0, NULL, NULL, &ix), 0);
+    int64_t idx[10];
+    float sc[10];
+    pvg_serve_job j, *jp = &j;
+    job_init(&j, u, NULL, 0, 10, idx, sc);
+    assert_int_equal(pvg_ivf_score(&ix, V, 0, (const pvg_serve_job *const *)&jp, 1), 0);
+    assert_int_equal(j.n_out, 0);
+    pvg_ivf_free(&ix);
+    memset(V, 0, n * f * sizeof *V);
+    assert_int_equal(pvg_ivf_build(V, n, f, 0, NULL, 0, NULL, NULL, &ix), 0);
+    assert_int_equal(pvg_ivf_score(&ix, V, 0, (const pvg_serve_job *const *)&jp, 1), 0);
+    assert_int_equal(j.n_out, 10);
+    for (size_t q = 0; q < 10; q++)
+        assert_true(sc[q] == 0.0f);
+    pvg_ivf_free(&ix);
+    free(V);
+}
+
 /* A trained model served through the index (forced: its catalogue is
  * small): recommendations agree with scoring every item, never a seen one. */
 static void test_serve_model_index(void **state)
@@ -377,7 +450,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ivf_recall_clustered), cmocka_unit_test(test_ivf_recall_isotropic),
         cmocka_unit_test(test_ivf_exclusions),       cmocka_unit_test(test_ivf_batch_equals_single),
-        cmocka_unit_test(test_serve_threshold),      cmocka_unit_test(test_serve_model_index),
+        cmocka_unit_test(test_serve_threshold),      cmocka_unit_test(test_serve_dp_calibration),
+        cmocka_unit_test(test_ivf_degenerate),       cmocka_unit_test(test_serve_model_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -455,6 +455,8 @@ int pvg_serve_uses_index(const pvg_serve *s);
 /* The lists the index probes from now on (0: its default); no effect on
  * the exact scan. */
 void pvg_serve_set_nprobe(pvg_serve *s, size_t nprobe);
+/* The lists the index probes per shopper now (0: s scans every item). */
+size_t pvg_serve_nprobe(const pvg_serve *s);
 /* Batches scored so far, jobs in them and the largest batch. */
 void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, long long *max_batch);
 

@@ -476,7 +476,10 @@ static pvg_serve *serve_new(const pvg_model *m)
      * cluster structure) the exact scan is as fast: it serves instead. */
     s->use_ix = m->serve_index == 2 || (m->serve_index == 0 && m->n_items >= PVG_IVF_MIN_ITEMS);
     if (s->use_ix) {
-        int users = m->U && m->n_users && !m->users_locked;
+        /* a DP model's shopper factors and histories are each shopper's
+         * own (joint DP): what one shopper is served may depend on the
+         * released item factors only, so its nprobe is measured on those */
+        int users = m->U && m->n_users && !m->users_locked && !(m->dp.epsilon > 0);
         if (pvg_ivf_build(m->V, m->n_items, m->factors, 0, users ? m->U : NULL,
                           users ? m->n_users : 0, users ? m->hist_indptr : NULL, m->hist_items,
                           &s->ix)) {
@@ -589,6 +592,14 @@ void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, lo
 int pvg_serve_uses_index(const pvg_serve *s)
 {
     return s->use_ix;
+}
+
+size_t pvg_serve_nprobe(const pvg_serve *s)
+{
+    if (!s->use_ix) return 0;
+    size_t np = atomic_load(&((pvg_serve *)s)->nprobe);
+    if (!np) np = pvg_ivf_default_nprobe(&s->ix);
+    return np < s->ix.nlist ? np : s->ix.nlist;
 }
 
 void pvg_serve_set_nprobe(pvg_serve *s, size_t nprobe)

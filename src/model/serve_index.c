@@ -194,14 +194,14 @@ int pvg_ivf_build(const float *V, size_t n, size_t f, size_t nlist, const float 
             ca[l] = 1;
         }
     }
-    for (int it = 0; it <= KM_ITERS && S; it++) {
+    for (int it = 0; it <= KM_ITERS; it++) {
         for (size_t l = 0; l < nlist; l++) {
             double s2 = (double)ca[l] * ca[l];
             for (size_t j = 0; j < f; j++)
                 s2 += (double)C[l * f + j] * C[l * f + j];
             cn[l] = (float)s2;
         }
-        if (it == KM_ITERS) break;
+        if (it == KM_ITERS || !S) break;
         for (size_t r0 = 0; r0 < S; r0 += ASSIGN_ROWS) {
             size_t b = S - r0 < ASSIGN_ROWS ? S - r0 : ASSIGN_ROWS;
             assign_rows(Xs + r0 * f, as + r0, NULL, b, f, invM, C, ca, cn, nlist, G, lab + r0);
@@ -266,6 +266,7 @@ int pvg_ivf_build(const float *V, size_t n, size_t f, size_t nlist, const float 
         ix->start[l + 1] =
             ix->start[l] + (ix->count[l] + PVG_I8_BLOCK - 1) / PVG_I8_BLOCK * PVG_I8_BLOCK;
     size_t npos = ix->start[nlist + 1];
+    if (npos >= UINT32_MAX) goto done; /* positions are uint32 */
     ix->item = malloc((npos ? npos : 1) * sizeof *ix->item);
     if (!ix->item) goto done;
     for (size_t p = 0; p < npos; p++)

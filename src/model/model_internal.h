@@ -381,8 +381,7 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
  * j's answer (best k, NaN and -inf scores skipped); scratch of
  * pvg_serve_rerank_scratch(h->n) bytes. */
 size_t pvg_serve_rerank_scratch(size_t n);
-void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j,
-                      void *scratch);
+void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch);
 
 /* ---- approximate index for large catalogues (serve_index.c) ---------------- */
 

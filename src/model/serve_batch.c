@@ -368,8 +368,7 @@ size_t pvg_serve_rerank_scratch(size_t n)
 
 /* Exact re-rank of the candidates h (item indices) of job j into the job's
  * answer (scratch: pvg_serve_rerank_scratch(h->n) bytes). */
-void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j,
-                      void *scratch)
+void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch)
 {
     cand *c = scratch;
     size_t n = 0;
@@ -450,11 +449,11 @@ done:
 /* ---- the serving state of one model and its combining queue ---------------- */
 
 struct pvg_serve {
-    pvg_i8_items q;  /* the exact scan's int8 items (empty when the index serves) */
-    pvg_ivf ix;      /* the approximate index (serve_index.c), when use_ix */
+    pvg_i8_items q; /* the exact scan's int8 items (empty when the index serves) */
+    pvg_ivf ix;     /* the approximate index (serve_index.c), when use_ix */
     int use_ix;
     _Atomic size_t nprobe; /* 0: the index's default */
-    const float *V; /* borrowed from the model */
+    const float *V;        /* borrowed from the model */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pvg_serve_job *head, *tail;
@@ -557,9 +556,10 @@ int pvg_serve_run(pvg_serve *s, pvg_serve_job *job)
             if (!s->head) s->tail = NULL;
             s->busy++;
             pthread_mutex_unlock(&s->mu);
-            int r = s->use_ix ? pvg_ivf_score(&s->ix, s->V, atomic_load(&s->nprobe),
-                                              (const pvg_serve_job *const *)batch, nb)
-                              : pvg_serve_score(&s->q, s->V, (const pvg_serve_job *const *)batch, nb);
+            int r = s->use_ix
+                        ? pvg_ivf_score(&s->ix, s->V, atomic_load(&s->nprobe),
+                                        (const pvg_serve_job *const *)batch, nb)
+                        : pvg_serve_score(&s->q, s->V, (const pvg_serve_job *const *)batch, nb);
             atomic_fetch_add(&s->batches, 1);
             atomic_fetch_add(&s->jobs, (long long)nb);
             long long mb = atomic_load(&s->max_batch);

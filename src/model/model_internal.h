@@ -279,6 +279,11 @@ struct pvg_model {
      * queue, made on first use (pvg_model_serve), freed with the model */
     struct pvg_serve *_Atomic serve;
     int no_fast_serve; /* 1: score every item in float/f16 (reference; tests, bench) */
+    /* the serving state's approximate index (serve_index.c): 0 auto (from
+     * PVG_IVF_MIN_ITEMS items), 1 never, 2 always; read when the state is
+     * made. serve_nprobe: lists probed (0: pvg_ivf_default_nprobe) */
+    int serve_index;
+    size_t serve_nprobe;
 };
 
 /* 1 for the sections that hold per-shopper data (user keys and order,
@@ -326,6 +331,10 @@ typedef struct pvg_i8_items {
 } pvg_i8_items;
 /* 0, or -1 out of memory (Q left empty). */
 int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q);
+/* The same with item i of Q holding row rows[i] of V (UINT32_MAX: a zero
+ * row, scale 0); rows NULL: row i. */
+int pvg_i8_items_build_rows(const float *V, const uint32_t *rows, size_t n, size_t f,
+                            pvg_i8_items *Q);
 void pvg_i8_items_free(pvg_i8_items *Q);
 /* A shopper's factors u[f] as uq[f4 * 4] (q + 128); returns the scale. */
 float pvg_i8_user(const float *u, size_t f, size_t f4, uint8_t *uq);
@@ -375,6 +384,69 @@ size_t pvg_serve_candidates(size_t k);
 int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *const *jobs,
                     size_t nj);
 
+/* The exact float re-rank of the candidates h (item indices of V) into
+ * j's answer (best k, NaN and -inf scores skipped); scratch of
+ * pvg_serve_rerank_scratch(h->n) bytes. */
+size_t pvg_serve_rerank_scratch(size_t n);
+void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch);
+
+/* ---- approximate index for large catalogues (serve_index.c) ---------------- */
+
+/* An inverted-file index for maximum inner product (docs/scale.md,
+ * "Approximate index"): k-means (deterministic seeding from the item count,
+ * no random source) over the item factors augmented to equal norm
+ * (x' = [x, sqrt(M^2 - |x|^2)] / M, M the largest item norm), so that the
+ * lists nearest a shopper's direction are the lists of the highest inner
+ * products; each list's items stored contiguously in int8 (q, positions
+ * padded to blocks of 16). Items whose factors are not finite sit in one
+ * extra list every shopper probes (the int8 scan scores them 0, as the
+ * exact path does). */
+typedef struct pvg_ivf {
+    size_t n, f, nlist;
+    float *cent_t;   /* [f][nlist]: list centroids (scaled item part), transposed */
+    float *bias;     /* [nlist]: -|c'|^2 / 2 of each augmented centroid */
+    uint64_t *start; /* [nlist + 2]: first position of each list (multiples of 16);
+                        list nlist holds the non-finite items */
+    uint64_t *count; /* [nlist + 1]: items in each list */
+    uint32_t *item;  /* [q.n]: the item at each position (UINT32_MAX: padding) */
+    uint32_t *pos;   /* [n]: the position of each item */
+    pvg_i8_items q;  /* int8 factors by position */
+    size_t nprobe;   /* the measured default (pvg_ivf_default_nprobe) */
+    double build_seconds, build_cpu_seconds; /* wall and process CPU time of the build */
+} pvg_ivf;
+/* Catalogues of at least this many items are served through the index
+ * (below it the exact int8 scan is as fast; docs/scale.md). */
+#define PVG_IVF_MIN_ITEMS 50000
+/* ... unless its measured nprobe covers more than this share of the lists
+ * (then the exact scan is as fast and serves instead). */
+#define PVG_IVF_MAX_SHARE 0.2
+/* Builds the index of V[n x f] with nlist lists (0: the default for n) and
+ * measures its default nprobe: the fewest lists holding
+ * PVG_IVF_CALIB_RECALL of the exact top-10 items of up to
+ * PVG_IVF_CALIB_QUERIES calibration queries, evenly spaced among Uq[nq x f]
+ * (the model's shopper factors; NULL: its item factors), query r excluding
+ * ex_items[ex_ptr[r] .. ex_ptr[r+1]) when ex_ptr (their seen items, as
+ * serving excludes them). 0, or -1 out of memory (ix left empty).
+ * Deterministic: the same inputs give the same index on the same machine. */
+#define PVG_IVF_CALIB_RECALL 0.997
+#define PVG_IVF_CALIB_QUERIES 1024
+int pvg_ivf_build(const float *V, size_t n, size_t f, size_t nlist, const float *Uq, size_t nq,
+                  const uint64_t *ex_ptr, const uint32_t *ex_items, pvg_ivf *ix);
+void pvg_ivf_free(pvg_ivf *ix);
+size_t pvg_ivf_default_nlist(size_t n);
+/* The lists probed per shopper when the caller does not choose (recall@10
+ * >= 0.99 against exact on the bench's catalogues; docs/scale.md). */
+size_t pvg_ivf_default_nprobe(const pvg_ivf *ix);
+/* Bytes the index holds. */
+size_t pvg_ivf_bytes(const pvg_ivf *ix);
+/* pvg_serve_score through the index: for each job the nprobe lists (0: the
+ * default) whose centroids score highest for its factors, the int8 scores
+ * of their items (excluded items never kept), the best
+ * pvg_serve_candidates(k) re-ranked exactly with V. Each job's answer does
+ * not depend on the others in the batch. 0, or -1 out of memory. */
+int pvg_ivf_score(const pvg_ivf *ix, const float *V, size_t nprobe,
+                  const pvg_serve_job *const *jobs, size_t nj);
+
 typedef struct pvg_serve pvg_serve;
 /* The model's serving state, made on first use (NULL: not a factor model,
  * or out of memory: the caller scores the plain way). Borrowed; lives as
@@ -384,6 +456,13 @@ void pvg_serve_free(pvg_serve *s);
 /* Runs one job, combined with the requests of other threads queued at the
  * same time (never waits when a scoring slot is free). 0, or -1. */
 int pvg_serve_run(pvg_serve *s, pvg_serve_job *job);
+/* 1 when s serves through the approximate index (pvg_ivf). */
+int pvg_serve_uses_index(const pvg_serve *s);
+/* The lists the index probes from now on (0: its default); no effect on
+ * the exact scan. */
+void pvg_serve_set_nprobe(pvg_serve *s, size_t nprobe);
+/* The lists the index probes per shopper now (0: s scans every item). */
+size_t pvg_serve_nprobe(const pvg_serve *s);
 /* Batches scored so far, jobs in them and the largest batch. */
 void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, long long *max_batch);
 

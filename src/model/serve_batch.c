@@ -40,6 +40,12 @@ void pvg_i8_items_free(pvg_i8_items *Q)
 
 int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q)
 {
+    return pvg_i8_items_build_rows(V, NULL, n, f, Q);
+}
+
+int pvg_i8_items_build_rows(const float *V, const uint32_t *rows, size_t n, size_t f,
+                            pvg_i8_items *Q)
+{
     memset(Q, 0, sizeof *Q);
     Q->n = n;
     Q->f = f;
@@ -58,8 +64,8 @@ int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q)
     for (size_t i = 0; i < Q->n_pad; i++) {
         Q->scale[i] = 0;
         Q->corr[i] = 0;
-        if (i >= n) continue;
-        const float *v = V + i * f;
+        if (i >= n || (rows && rows[i] == UINT32_MAX)) continue;
+        const float *v = V + (rows ? (size_t)rows[i] : i) * f;
         float mx = 0;
         int finite = 1;
         for (size_t j = 0; j < f; j++) {
@@ -355,10 +361,16 @@ static float exact_score(const float *V, size_t f, int64_t i, const float *u)
     return (float)s;
 }
 
-/* Exact re-rank of the candidates h of job j into the job's answer (c:
- * h->n entries of scratch). */
-static void rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, cand *c)
+size_t pvg_serve_rerank_scratch(size_t n)
 {
+    return n * sizeof(cand);
+}
+
+/* Exact re-rank of the candidates h (item indices) of job j into the job's
+ * answer (scratch: pvg_serve_rerank_scratch(h->n) bytes). */
+void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch)
+{
+    cand *c = scratch;
     size_t n = 0;
     for (size_t q = 0; q < h->n; q++) {
         float e = exact_score(V, f, h->idx[q], j->u);
@@ -417,7 +429,7 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
         }
     }
     for (size_t a = 0; a < nj; a++)
-        rerank(V, f, &heaps[a], jobs[a], cbuf);
+        pvg_serve_rerank(V, f, &heaps[a], jobs[a], cbuf);
     rc = 0;
 done:
     for (size_t a = 0; ex && a < nj; a++)
@@ -437,8 +449,11 @@ done:
 /* ---- the serving state of one model and its combining queue ---------------- */
 
 struct pvg_serve {
-    pvg_i8_items q;
-    const float *V; /* borrowed from the model */
+    pvg_i8_items q; /* the exact scan's int8 items (empty when the index serves) */
+    pvg_ivf ix;     /* the approximate index (serve_index.c), when use_ix */
+    int use_ix;
+    _Atomic size_t nprobe; /* 0: the index's default */
+    const float *V;        /* borrowed from the model */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pvg_serve_job *head, *tail;
@@ -452,10 +467,35 @@ static pvg_serve *serve_new(const pvg_model *m)
 {
     pvg_serve *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (pvg_i8_items_build(m->V, m->n_items, m->factors, &s->q)) {
+    /* large catalogues: the approximate index, built here from the model's
+     * factors (derived data, rebuilt with every model and never stored),
+     * its default nprobe measured on the model's own shoppers (their item
+     * factors while the shoppers' rows are sealed). When the lists it must
+     * probe hold more than PVG_IVF_MAX_SHARE of the items (factors without
+     * cluster structure) the exact scan is as fast: it serves instead. */
+    s->use_ix = m->serve_index == 2 || (m->serve_index == 0 && m->n_items >= PVG_IVF_MIN_ITEMS);
+    if (s->use_ix) {
+        /* a DP model's shopper factors and histories are each shopper's
+         * own (joint DP): what one shopper is served may depend on the
+         * released item factors only, so its nprobe is measured on those */
+        int users = m->U && m->n_users && !m->users_locked && !(m->dp.epsilon > 0);
+        if (pvg_ivf_build(m->V, m->n_items, m->factors, 0, users ? m->U : NULL,
+                          users ? m->n_users : 0, users ? m->hist_indptr : NULL, m->hist_items,
+                          &s->ix)) {
+            free(s);
+            return NULL;
+        }
+        if (m->serve_index == 0 &&
+            (double)pvg_ivf_default_nprobe(&s->ix) > PVG_IVF_MAX_SHARE * (double)s->ix.nlist) {
+            pvg_ivf_free(&s->ix);
+            s->use_ix = 0;
+        }
+    }
+    if (!s->use_ix && pvg_i8_items_build(m->V, m->n_items, m->factors, &s->q)) {
         free(s);
         return NULL;
     }
+    atomic_store(&s->nprobe, m->serve_nprobe);
     s->V = m->V;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -468,6 +508,7 @@ void pvg_serve_free(pvg_serve *s)
 {
     if (!s) return;
     pvg_i8_items_free(&s->q);
+    pvg_ivf_free(&s->ix);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -515,7 +556,10 @@ int pvg_serve_run(pvg_serve *s, pvg_serve_job *job)
             if (!s->head) s->tail = NULL;
             s->busy++;
             pthread_mutex_unlock(&s->mu);
-            int r = pvg_serve_score(&s->q, s->V, (const pvg_serve_job *const *)batch, nb);
+            int r = s->use_ix
+                        ? pvg_ivf_score(&s->ix, s->V, atomic_load(&s->nprobe),
+                                        (const pvg_serve_job *const *)batch, nb)
+                        : pvg_serve_score(&s->q, s->V, (const pvg_serve_job *const *)batch, nb);
             atomic_fetch_add(&s->batches, 1);
             atomic_fetch_add(&s->jobs, (long long)nb);
             long long mb = atomic_load(&s->max_batch);
@@ -543,4 +587,22 @@ void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, lo
     *batches = s ? atomic_load(&s->batches) : 0;
     *jobs = s ? atomic_load(&s->jobs) : 0;
     *max_batch = s ? atomic_load(&s->max_batch) : 0;
+}
+
+int pvg_serve_uses_index(const pvg_serve *s)
+{
+    return s->use_ix;
+}
+
+size_t pvg_serve_nprobe(const pvg_serve *s)
+{
+    if (!s->use_ix) return 0;
+    size_t np = atomic_load(&((pvg_serve *)s)->nprobe);
+    if (!np) np = pvg_ivf_default_nprobe(&s->ix);
+    return np < s->ix.nlist ? np : s->ix.nlist;
+}
+
+void pvg_serve_set_nprobe(pvg_serve *s, size_t nprobe)
+{
+    atomic_store(&s->nprobe, nprobe);
 }

@@ -63,6 +63,7 @@ typedef struct pvg_srv_metrics {
     size_t n_routes; /* routes + 1 (unmatched) */
     pvg_srv_route_metrics *routes;
     atomic_llong auth_failures, rate_limited, audit_entries, audit_failures;
+    atomic_llong audit_commits; /* group commits: entries / commits = mean batch */
     atomic_llong recs_personal, recs_popular, cache_hits, events_accepted, events_rejected;
     atomic_llong model_reloads, model_reload_failures;
     atomic_llong search_events, search_event_failures; /* GET /v1/search by a shopper */

@@ -419,6 +419,15 @@ struct pvg_srv_req {
 };
 
 /* ---- the access gate (access_sink.c) ---- */
+/* The personalised recommendation answer for user (items[0..n) of m,
+ * m's generation) as one JSON text, byte for byte what h_recommend built
+ * with jansson (json_dumps, JSON_COMPACT | JSON_REAL_PRECISION(9)); new
+ * (free), *len its length. NULL when out of memory or when a string is not
+ * valid UTF-8 or a price not finite (jansson leaves such a key out: the
+ * caller builds the answer with jansson then). */
+char *pvg_srv_recs_json(const pvg_srv_model *m, const char *user, const pvg_scored_item *items,
+                        size_t n, size_t *len);
+
 /* Fills g for request r: its store, its actor, audit entries through the
  * group-commit writer (waiting for the commit). */
 void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +425,65 @@ static void test_recs_json_same_bytes(void **state)
         m->catalog[i].last_price = save_l[i];
     }
     pvg_srv_model_release(m);
+}
+
+/* Audit first under concurrency: with the audit writer stopped (every
+ * append fails), concurrent recommendation requests for a consenting
+ * shopper all get 503 audit_unavailable and none carries an item. */
+typedef struct audit_off_arg {
+    int ok, n;
+} audit_off_arg;
+
+static void *audit_off_client(void *p)
+{
+    audit_off_arg *a = p;
+    for (int i = 0; i < 8; i++) {
+        t_http_resp resp = {0};
+        if (t_http("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, &resp) != 0) continue;
+        a->n++;
+        if (resp.status == 503 && resp.body && strstr(resp.body, "audit_unavailable") &&
+            !strstr(resp.body, "\"items\""))
+            a->ok++;
+        t_http_resp_free(&resp);
+    }
+    return NULL;
+}
+
+static void test_audit_failure_concurrent_no_data(void **state)
+{
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.threads = 4;
+    o.monitor_off = 1;
+    o.auth_failure_rate = -1;
+    pvg_server *srv = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_server_start(&o, &srv, &err), PVG_OK);
+    int main_port = E.port;
+    /* the writer leaves its loop; every later append answers PVG_ERR_STATE */
+    pthread_mutex_lock(&srv->audit.mu);
+    srv->audit.stop = 1;
+    pthread_cond_signal(&srv->audit.cv_work);
+    pthread_mutex_unlock(&srv->audit.mu);
+    E.port = pvg_server_port(srv);
+    pthread_t th[4];
+    audit_off_arg a[4];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, audit_off_client, &a[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    E.port = main_port;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a[i].n, 8);
+        assert_int_equal(a[i].ok, 8);
+    }
+    assert_int_equal(atomic_load(&srv->metrics.recs_personal), 0);
+    pvg_server_free(srv);
 }
 
 static void test_bad_input(void **state)
@@ -1544,6 +1604,8 @@ int main(void)
         cmocka_unit_test(test_model_reload),
         cmocka_unit_test(test_stats_exact_for_admins_only),
         cmocka_unit_test(test_audit_chain_and_tamper),
+        /* late: its second server on the same store releases its own popular list */
+        cmocka_unit_test(test_audit_failure_concurrent_no_data),
         cmocka_unit_test(test_fuzz), /* last: it may erase users */
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,6 +18,8 @@
  *                    [request_users=1000] [server_threads=4] [warmup_seconds=10]
  *                    [monitor_reps=0]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
+ * PVG_BENCH_SERVE_DIR=DIR keeps the store, model and wrk script in DIR and
+ * reuses them when the sizes match (setup_s then 0).
  */
 #include "model/model_internal.h"
 #include "server/server_internal.h"
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -293,19 +296,51 @@ int main(int argc, char **argv)
             "{\"bench\":\"serve\",\"skipped\":\"wrk is not installed (apt-get install wrk)\"}\n");
         return 0;
     }
-    char dir[] = "/tmp/pvg_bench_serve_XXXXXX";
-    if (!mkdtemp(dir)) DIE("mkdtemp failed");
-    char dd[128], mp[160], lua[160], cmd[300];
+    /* PVG_BENCH_SERVE_DIR=DIR keeps the store, model and wrk script in DIR
+     * and reuses them on the next run with the same sizes (setup takes
+     * minutes; the runs themselves seconds) */
+    const char *keep = getenv("PVG_BENCH_SERVE_DIR");
+    char dir[256] = "/tmp/pvg_bench_serve_XXXXXX";
+    if (keep && *keep) {
+        if (strlen(keep) >= 128) DIE("PVG_BENCH_SERVE_DIR: longer than 127 bytes");
+        snprintf(dir, sizeof dir, "%s", keep);
+        (void)mkdir(dir, 0700);
+    } else if (!mkdtemp(dir)) {
+        DIE("mkdtemp failed");
+    }
+    char dd[300], mp[320], lua[300], ready[300], sizes[128], cmd[1024];
     snprintf(dd, sizeof dd, "%s/data", dir);
     snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
     snprintf(lua, sizeof lua, "%s/recs.lua", dir);
+    snprintf(ready, sizeof ready, "%s/ready", dir);
+    snprintf(sizes, sizeof sizes, "%ld %d %ld %ld\n", n_items, factors, n_users, req_users);
+    int reuse = 0;
+    if (keep && *keep) {
+        char have[128] = "";
+        FILE *rf = fopen(ready, "r");
+        if (rf) {
+            if (!fgets(have, sizeof have, rf)) have[0] = 0;
+            fclose(rf);
+        }
+        reuse = strcmp(have, sizes) == 0;
+        if (!reuse) {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s'", dd, lua, ready);
+            if (system(cmd) != 0) DIE("cannot clear %s", dir);
+        }
+    }
     pvg_error err;
-    if (pvg_store_init(dd, NULL, &err) != PVG_OK) DIE("init: %s", err.text);
+    if (!reuse && pvg_store_init(dd, NULL, &err) != PVG_OK) DIE("init: %s", err.text);
     pvg_store *s = NULL;
     if (pvg_store_open(dd, &s, &err) != PVG_OK) DIE("open: %s", err.text);
+    double t0 = now_s(), train_s = 0, setup_s = 0;
+    pvg_model *m = NULL;
+    pvg_dataset *ds = NULL;
+    if (reuse) {
+        if (pvg_model_load_store(mp, s, &m, &err) != PVG_OK) DIE("model: %s", err.text);
+        goto scoring;
+    }
 
     /* catalog */
-    double t0 = now_s();
     if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
     for (long i = 0; i < n_items; i++) {
         char id[32], title[64];
@@ -348,18 +383,17 @@ int main(int argc, char **argv)
             DIE("commit: %s", err.text);
     }
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
-    pvg_dataset *ds = NULL;
     if (pvg_dataset_load_store(s, NULL, &ds, NULL, &err) != PVG_OK) DIE("dataset: %s", err.text);
     pvg_train_params p;
     pvg_train_params_default(PVG_MODEL_IALS, &p);
     p.factors = factors;
     p.epochs = 2;
     p.threads = 2;
-    pvg_model *m = NULL;
     double t1 = now_s();
     if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK) DIE("train: %s", err.text);
-    double train_s = now_s() - t1;
+    train_s = now_s() - t1;
     if (pvg_model_save(m, mp, &err) != PVG_OK) DIE("save: %s", err.text);
+scoring:
     /* scoring alone on the trained model: the requesting shoppers' rows */
     char scoring[1024];
     {
@@ -393,6 +427,10 @@ int main(int argc, char **argv)
     size_t model_items = pvg_model_n_items(m), model_users = pvg_model_n_users(m);
     pvg_model_free(m);
     pvg_dataset_free(ds);
+    if (reuse) {
+        pvg_store_free(s);
+        goto serve;
+    }
 
     /* the requesting users consent to personalisation */
     if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
@@ -418,7 +456,7 @@ int main(int argc, char **argv)
     }
     fprintf(f, "}\n");
     pvg_store_free(s);
-    double setup_s = now_s() - t0;
+    setup_s = now_s() - t0;
     fprintf(
         f,
         "local n = %ld\n"
@@ -443,14 +481,31 @@ int main(int argc, char **argv)
         "end\n",
         req_users);
     fclose(f);
+    if (keep && *keep) {
+        FILE *rf = fopen(ready, "w");
+        if (!rf || fputs(sizes, rf) < 0 || fclose(rf) != 0) DIE("cannot write %s", ready);
+    }
+serve:;
 
     /* three servers, one after another: the headline uncached route (the
      * cache off, every request scored: int8 micro-batches), the same with
      * the reference scoring path (every item from the f16 copy, one request
      * at a time), and the cached route after a warm-up pass */
-    char cached[640] = "", uncached[640] = "", uncached_ref[640] = "", uncached_wide[640] = "";
+    char cached[1024] = "", uncached[1024] = "", uncached_ref[1024] = "", uncached_wide[1024] = "";
     int wide_threads = server_threads * 4 > 256 ? 256 : server_threads * 4;
+    /* PVG_BENCH_SERVE_PASSES: which of the four runs (e.g. "0" or "0,2";
+     * default all), to profile one; the others print null */
+    const char *passes = getenv("PVG_BENCH_SERVE_PASSES");
     for (int pass = 0; pass < 4; pass++) {
+        char pc[2] = {(char)('0' + pass), 0};
+        if (passes && *passes && !strstr(passes, pc)) {
+            snprintf(pass == 0   ? uncached
+                     : pass == 1 ? uncached_ref
+                     : pass == 2 ? cached
+                                 : uncached_wide,
+                     1024, "null");
+            continue;
+        }
         pvg_server_options o;
         memset(&o, 0, sizeof o);
         o.data_dir = dd;
@@ -474,20 +529,29 @@ int main(int argc, char **argv)
                     : pass == 1 ? uncached_ref
                     : pass == 2 ? cached
                                 : uncached_wide;
+        long long ae0 = atomic_load(&srv->metrics.audit_entries),
+                  ac0 = atomic_load(&srv->metrics.audit_commits);
+        double cpu0 = process_cpu();
         long long h0 = atomic_load(&srv->metrics.cache_hits);
         long long p0 = atomic_load(&srv->metrics.recs_personal);
         if (run_wrk(lua, port, seconds, out, 400) != 0) DIE("wrk failed");
+        double cpu = process_cpu() - cpu0;
+        long long ae = atomic_load(&srv->metrics.audit_entries) - ae0,
+                  ac = atomic_load(&srv->metrics.audit_commits) - ac0;
         long long hits = atomic_load(&srv->metrics.cache_hits) - h0;
         long long pers = atomic_load(&srv->metrics.recs_personal) - p0;
         long long b1, j1, mb1;
         pvg_serve_stats(sm->model, &b1, &j1, &mb1);
         size_t ol = strlen(out);
         if (ol && out[ol - 1] == '}')
-            snprintf(out + ol - 1, 640 - (ol - 1),
+            snprintf(out + ol - 1, 1024 - (ol - 1),
                      ",\"personalized\":%lld,\"cache_hits\":%lld,\"batches\":%lld,"
-                     "\"mean_batch\":%.2f,\"max_batch\":%lld}",
+                     "\"mean_batch\":%.2f,\"max_batch\":%lld,\"audit_commits\":%lld,"
+                     "\"mean_audit_batch\":%.2f,\"server_cpu_us_per_request\":%.1f,"
+                     "\"loadavg\":%.2f}",
                      pers, hits, b1 - b0, b1 > b0 ? (double)(j1 - j0) / (double)(b1 - b0) : 0.0,
-                     mb1);
+                     mb1, ac, ac ? (double)ae / (double)ac : 0.0,
+                     pers > 0 ? cpu * 1e6 / (double)pers : 0.0, loadavg());
         pvg_srv_model_release(sm);
         pvg_server_free(srv);
     }
@@ -557,6 +621,7 @@ int main(int argc, char **argv)
            uncached_wide, rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0,
            scoring, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "bench_serve: could not remove %s\n", dir);
+    if (!(keep && *keep) && system(cmd) != 0)
+        fprintf(stderr, "bench_serve: could not remove %s\n", dir);
     return 0;
 }

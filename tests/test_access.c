@@ -153,6 +153,38 @@ static void test_purpose_consent_from_policy(void **state)
                      PVG_ERR_INVALID);
 }
 
+/* The answer per purpose is kept beside each store handle's policy: asked
+ * again it is the same, and another store's policy keeps its own. */
+static void test_purpose_consent_kept_per_store(void **state)
+{
+    fx *f = *state;
+    int np = -1, na = -1;
+    for (int rep = 0; rep < 2; rep++) {
+        assert_int_equal(pvg_access_purpose_consent(f->s, PVG_PURPOSE_RECOMMEND, &np, &na, NULL),
+                         PVG_OK);
+        assert_true(np == 1 && na == 0);
+    }
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s2", f->dir);
+    pvg_store_init_options o = {0};
+    o.policy_json = "{\"version\": 1, \"events\": {\"purchase\": {\"retention_days\": 30, "
+                    "\"fields\": []}}, \"purposes\": [{\"name\": \"personalization\", "
+                    "\"consent\": \"analytics\", \"event_types\": [\"purchase\"]}]}";
+    pvg_error err;
+    assert_int_equal(pvg_store_init(dir, &o, &err), PVG_OK);
+    pvg_store *s2 = NULL;
+    assert_int_equal(pvg_store_open(dir, &s2, &err), PVG_OK);
+    for (int rep = 0; rep < 2; rep++) {
+        assert_int_equal(pvg_access_purpose_consent(s2, PVG_PURPOSE_RECOMMEND, &np, &na, NULL),
+                         PVG_OK);
+        assert_true(np == 0 && na == 1);
+        assert_int_equal(pvg_access_purpose_consent(f->s, PVG_PURPOSE_RECOMMEND, &np, &na, NULL),
+                         PVG_OK);
+        assert_true(np == 1 && na == 0);
+    }
+    pvg_store_free(s2); /* its dir goes with the fixture's */
+}
+
 static void test_consent_off_denied_and_audited_first(void **state)
 {
     fx *f = *state;
@@ -492,6 +524,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_purpose_consent_from_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purpose_consent_kept_per_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_of_user_after_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consent_off_denied_and_audited_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failure_fails_closed, setup, teardown),

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,157 @@ static void test_recommendations_and_consent(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "reason")), "unknown_user");
     json_decref(j);
     expect_free("GET", "/v1/users/nobody/consent", E.admin, NULL, 404);
+}
+
+/* The personalised answer written directly (recs_json.c) is the same
+ * bytes as the jansson one it replaced: strings with quotes, backslashes,
+ * control characters and UTF-8, reals of every form; a title jansson would
+ * refuse (not UTF-8) makes the direct writer decline. */
+static void test_recs_json_same_bytes(void **state)
+{
+    (void)state;
+    pvg_srv_model *m = pvg_srv_model_acquire(E.srv);
+    assert_non_null(m);
+    size_t ni = pvg_model_n_items(m->model);
+    assert_true(ni >= 8);
+    static const char *titles[] = {"plain",
+                                   "quote \" and \\ back",
+                                   "tab\tnl\ncr\r\b\f",
+                                   "ctl \x01\x1f end",
+                                   "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8d\x8e /slash",
+                                   NULL,
+                                   "",
+                                   "x"};
+    static const double prices[] = {1.5, 3, 0, 123456789012.0, 1e-7, -1, 2.5e21, 0.1};
+    static const float scores[] = {0.5f, 3.0f, -0.25f, 1e-8f, 12345678.0f, NAN, INFINITY, 0};
+    char *save_t[8];
+    double save_p[8], save_l[8];
+    pvg_scored_item it[8];
+    for (int i = 0; i < 8; i++) {
+        pvg_srv_catalog_entry *c = &m->catalog[i];
+        save_t[i] = c->title;
+        save_p[i] = c->price;
+        save_l[i] = c->last_price;
+        c->title = (char *)titles[i];
+        c->price = prices[i];
+        c->last_price = prices[7 - i];
+        it[i].item_index = i;
+        it[i].item = NULL;
+        it[i].score = scores[i];
+    }
+    const char *users[] = {"u1", "we\"ird\\user\u00e9"};
+    for (int u = 0; u < 2; u++)
+        for (size_t n = 0; n <= 8; n += 4) {
+            json_t *o = json_object();
+            json_object_set_new(o, "user", json_string(users[u]));
+            json_object_set_new(o, "personalized", json_true());
+            json_object_set_new(o, "source", json_string("model"));
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++) {
+                const pvg_srv_catalog_entry *c = &m->catalog[i];
+                const char *id = pvg_model_item_id(m->model, (int64_t)i);
+                json_t *x = json_object();
+                json_object_set_new(x, "item", json_string(id ? id : ""));
+                json_object_set_new(x, "title", c->title ? json_string(c->title) : json_null());
+                json_object_set_new(x, "price", c->price >= 0 ? json_real(c->price) : json_null());
+                json_object_set_new(x, "last_price",
+                                    c->last_price >= 0 ? json_real(c->last_price) : json_null());
+                json_object_set_new(x, "score",
+                                    json_real(isfinite(it[i].score) ? it[i].score : 0.0));
+                json_array_append_new(arr, x);
+            }
+            json_object_set_new(o, "items", arr);
+            json_object_set_new(o, "model_generation", json_integer(m->generation));
+            char *want = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+            json_decref(o);
+            size_t len = 0;
+            char *got = pvg_srv_recs_json(m, users[u], it, n, &len);
+            assert_non_null(got);
+            assert_string_equal(got, want);
+            assert_int_equal(len, strlen(want));
+            free(got);
+            free(want);
+        }
+    /* not UTF-8 (a lone continuation byte, an overlong form, a surrogate) */
+    static const char *bad[] = {"a\x80"
+                                "b",
+                                "\xc0\xaf", "\xed\xa0\x80"};
+    for (int b = 0; b < 3; b++) {
+        m->catalog[1].title = (char *)bad[b];
+        size_t len = 1;
+        assert_null(pvg_srv_recs_json(m, "u1", it, 2, &len));
+        assert_int_equal(len, 0);
+        assert_null(json_string(bad[b])); /* jansson refuses it too */
+    }
+    m->catalog[1].title = (char *)titles[1];
+    m->catalog[2].price = INFINITY;
+    size_t len = 0;
+    assert_null(pvg_srv_recs_json(m, "u1", it, 3, &len));
+    for (int i = 0; i < 8; i++) {
+        m->catalog[i].title = save_t[i];
+        m->catalog[i].price = save_p[i];
+        m->catalog[i].last_price = save_l[i];
+    }
+    pvg_srv_model_release(m);
+}
+
+/* Audit first under concurrency: with the audit writer stopped (every
+ * append fails), concurrent recommendation requests for a consenting
+ * shopper all get 503 audit_unavailable and none carries an item. */
+typedef struct audit_off_arg {
+    int ok, n;
+} audit_off_arg;
+
+static void *audit_off_client(void *p)
+{
+    audit_off_arg *a = p;
+    for (int i = 0; i < 8; i++) {
+        t_http_resp resp = {0};
+        if (t_http("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, &resp) != 0) continue;
+        a->n++;
+        if (resp.status == 503 && resp.body && strstr(resp.body, "audit_unavailable") &&
+            !strstr(resp.body, "\"items\""))
+            a->ok++;
+        t_http_resp_free(&resp);
+    }
+    return NULL;
+}
+
+static void test_audit_failure_concurrent_no_data(void **state)
+{
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.threads = 4;
+    o.monitor_off = 1;
+    o.auth_failure_rate = -1;
+    pvg_server *srv = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_server_start(&o, &srv, &err), PVG_OK);
+    int main_port = E.port;
+    /* the writer leaves its loop; every later append answers PVG_ERR_STATE */
+    pthread_mutex_lock(&srv->audit.mu);
+    srv->audit.stop = 1;
+    pthread_cond_signal(&srv->audit.cv_work);
+    pthread_mutex_unlock(&srv->audit.mu);
+    E.port = pvg_server_port(srv);
+    pthread_t th[4];
+    audit_off_arg a[4];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, audit_off_client, &a[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    E.port = main_port;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a[i].n, 8);
+        assert_int_equal(a[i].ok, 8);
+    }
+    assert_int_equal(atomic_load(&srv->metrics.recs_personal), 0);
+    pvg_server_free(srv);
 }
 
 static void test_bad_input(void **state)
@@ -1434,6 +1586,7 @@ int main(void)
         cmocka_unit_test(test_role_matrix_allowed),
         cmocka_unit_test(test_route_role_matrix),
         cmocka_unit_test(test_recommendations_and_consent),
+        cmocka_unit_test(test_recs_json_same_bytes),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_events_same_rules_as_jsonl),
         cmocka_unit_test(test_events_empty_batch),
@@ -1451,6 +1604,8 @@ int main(void)
         cmocka_unit_test(test_model_reload),
         cmocka_unit_test(test_stats_exact_for_admins_only),
         cmocka_unit_test(test_audit_chain_and_tamper),
+        /* late: its second server on the same store releases its own popular list */
+        cmocka_unit_test(test_audit_failure_concurrent_no_data),
         cmocka_unit_test(test_fuzz), /* last: it may erase users */
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -58,6 +58,15 @@ pvg_status pvg_access_purpose_consent(const pvg_store *s, pvg_purpose purpose,
                              (int)purpose);
     const char *name = policy_purpose_of(purpose);
     if (!name) return PVG_OK;
+    /* the policy's text is fixed while the store is open: its answer per
+     * purpose is kept beside it (bit 0: known, 1: personalization, 2: analytics) */
+    unsigned char *memo = pvg_store_policy_memo(s);
+    unsigned char known = __atomic_load_n(&memo[purpose], __ATOMIC_ACQUIRE);
+    if (known & 1) {
+        *needs_personalization = (known >> 1) & 1;
+        *needs_analytics = (known >> 2) & 1;
+        return PVG_OK;
+    }
     /* the default rule: a policy purpose is governed by the switch of its name */
     const char *consent = name;
     json_t *root = json_loads(pvg_store_policy_json(s), 0, NULL);
@@ -90,6 +99,9 @@ pvg_status pvg_access_purpose_consent(const pvg_store *s, pvg_purpose purpose,
     json_decref(root);
     if (consent && strcmp(consent, "personalization") == 0) *needs_personalization = 1;
     if (consent && strcmp(consent, "analytics") == 0) *needs_analytics = 1;
+    __atomic_store_n(&memo[purpose],
+                     (unsigned char)(1 | *needs_personalization << 1 | *needs_analytics << 2),
+                     __ATOMIC_RELEASE);
     return PVG_OK;
 }
 

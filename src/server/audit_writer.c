@@ -66,6 +66,7 @@ static void *writer_main(void *arg)
         }
         if (st == PVG_OK) {
             atomic_fetch_add(&w->metrics->audit_entries, (long long)n);
+            atomic_fetch_add(&w->metrics->audit_commits, 1);
             if (on_commit) on_commit(on_commit_ctx);
         } else
             atomic_fetch_add(&w->metrics->audit_failures, (long long)n);

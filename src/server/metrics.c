@@ -214,6 +214,8 @@ char *pvg_srv_metrics_render(pvg_server *srv, pvg_store *s, int admin)
         {"privguide_rate_limited_total", "Requests refused by a rate limit.", &m->rate_limited},
         {"privguide_audit_entries_total", "Audit log entries written.", &m->audit_entries},
         {"privguide_audit_failures_total", "Audit log appends that failed.", &m->audit_failures},
+        {"privguide_audit_commits_total",
+         "Audit group commits (entries / commits: entries per transaction).", &m->audit_commits},
         {"privguide_recommendations_personalized_total", "Personalised recommendation answers.",
          &m->recs_personal},
         {"privguide_recommendations_popular_total", "Non-personalised (DP popular) answers.",

@@ -762,6 +762,23 @@ static void h_recommend(pvg_srv_req *r)
         pvg_srv_model_release(m);
         return;
     }
+    if (ans.personalized && !explain) {
+        /* the answer written directly (recs_json.c), the same bytes */
+        size_t len = 0;
+        char *body = pvg_srv_recs_json(m, user, out, ans.n, &len);
+        if (body) {
+            atomic_fetch_add(&r->srv->metrics.recs_personal, 1);
+            free(r->out);
+            r->out = body;
+            r->out_len = len;
+            r->status = 200;
+            r->ctype = "application/json";
+            pvg_srv_cache_put_body(m->cache, ans.user_key, k, r->out, r->out_len);
+            pvg_srv_model_release(dm);
+            pvg_srv_model_release(m);
+            return;
+        }
+    }
     json_t *o = json_object();
     json_object_set_new(o, "user", json_string(user));
     if (ans.personalized) {

@@ -63,6 +63,7 @@ typedef struct pvg_srv_metrics {
     size_t n_routes; /* routes + 1 (unmatched) */
     pvg_srv_route_metrics *routes;
     atomic_llong auth_failures, rate_limited, audit_entries, audit_failures;
+    atomic_llong audit_commits; /* group commits: entries / commits = mean batch */
     atomic_llong recs_personal, recs_popular, cache_hits, events_accepted, events_rejected;
     atomic_llong model_reloads, model_reload_failures;
     atomic_llong search_events, search_event_failures; /* GET /v1/search by a shopper */
@@ -418,6 +419,15 @@ struct pvg_srv_req {
 };
 
 /* ---- the access gate (access_sink.c) ---- */
+/* The personalised recommendation answer for user (items[0..n) of m,
+ * m's generation) as one JSON text, byte for byte what h_recommend built
+ * with jansson (json_dumps, JSON_COMPACT | JSON_REAL_PRECISION(9)); new
+ * (free), *len its length. NULL when out of memory or when a string is not
+ * valid UTF-8 or a price not finite (jansson leaves such a key out: the
+ * caller builds the answer with jansson then). */
+char *pvg_srv_recs_json(const pvg_srv_model *m, const char *user, const pvg_scored_item *items,
+                        size_t n, size_t *len);
+
 /* Fills g for request r: its store, its actor, audit entries through the
  * group-commit writer (waiting for the commit). */
 void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);

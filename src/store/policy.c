@@ -213,6 +213,11 @@ const char *pvg_store_policy_json(const pvg_store *s)
     return s->policy.text;
 }
 
+unsigned char *pvg_store_policy_memo(const pvg_store *s)
+{
+    return ((pvg_store *)s)->policy.memo; /* a cache beside the immutable text */
+}
+
 int pvg_store_policy_allows(const pvg_store *s, pvg_event_type type)
 {
     return (unsigned)type < PVG_EVENT_TYPE_COUNT && s->policy.allowed[type];

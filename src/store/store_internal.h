@@ -40,6 +40,12 @@ pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_i
  * last entry chained without a key (its seq, and its hash into hash; 0 when
  * every entry must carry a MAC). */
 const unsigned char *pvg_store_audit_key(const pvg_store *s);
+
+/* 16 memo slots beside the store's policy (parsed once at open; it never
+ * changes while the handle is open) for what the access gate derives from
+ * its text per purpose, so a request need not parse the policy again; read
+ * and written with __atomic builtins. Borrowed; all 0 at open. */
+unsigned char *pvg_store_policy_memo(const pvg_store *s);
 int64_t pvg_store_audit_unkeyed(const pvg_store *s, unsigned char hash[32]);
 
 /* The keys sealing each shopper's rows in a store-trained model file

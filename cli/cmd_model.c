@@ -900,8 +900,8 @@ static int run_eval(cli_ctx *c)
         if (p.reg < 0 || (p.alpha0 < 0 && p.alpha < 0))
             json_object_set_new(hp, "derived_from_degrees",
                                 json_string(p.reg < 0 && p.alpha0 < 0 && p.alpha < 0 ? "reg, alpha"
-                                            : p.reg < 0                               ? "reg"
-                                                                                      : "alpha"));
+                                            : p.reg < 0                              ? "reg"
+                                                                                     : "alpha"));
         json_object_set_new(hp, "nu", json_real(p.nu));
         json_object_set_new(hp, "cg_steps", json_integer(p.cg_steps));
         json_object_set_new(hp, "confidence", json_real(p.confidence));

@@ -129,11 +129,11 @@ static void test_sparse(void **state)
         double pop, popc, def, defc, best = 0, v, c;
         eval_one(ds, PVG_MODEL_POPULARITY, -1, -1, &pop, &popc);
         eval_one(ds, PVG_MODEL_IALS, -1, -1, &def, &defc);
-        double regs[] = {0.01, 0.03, 0.1, 0.3, 1};
+        double regs[] = {0.03, 0.1, 0.3};
         printf("{\"catalogue\": %zu, \"per_user\": 5, \"ndcg@20\": {\"popularity\": %.4f, "
                "\"ials_default\": %.4f",
                sizes[s], pop, def);
-        for (int r = 0; r < 5; r++) {
+        for (int r = 0; r < 3; r++) {
             eval_one(ds, PVG_MODEL_IALS, -1, regs[r], &v, &c);
             printf(", \"reg_%g\": %.4f", regs[r], v);
             if (v > best) best = v;

@@ -200,7 +200,7 @@ static pvg_status parse_params(cli_ctx *c, pvg_model_type t, pvg_train_params *p
     double ram_mb = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1048576.0 : 0;
     p->max_memory_mb = cli_double(c, "max-memory", 0.8 * ram_mb);
     if (!(p->max_memory_mb >= 0)) cli_usage_error(c, "--max-memory must be >= 0 (0: no limit)");
-    if (p->reg < 0 || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
+    if ((cli_has(c, "reg") && !(p->reg >= 0)) || p->nu < 0 || p->confidence < 0 || p->shrink < 0)
         cli_usage_error(c, "--reg, --nu, --confidence and --shrink must be >= 0");
     if ((cli_has(c, "lr") && !(p->lr > 0)) || (cli_has(c, "lambda") && !(p->ease_lambda > 0)))
         cli_usage_error(c, "--lr and --lambda must be > 0");
@@ -890,13 +890,18 @@ static int run_eval(cli_ctx *c)
     if (t == PVG_MODEL_IALS || t == PVG_MODEL_BPR) {
         json_object_set_new(hp, "factors", json_integer(p.factors));
         json_object_set_new(hp, "epochs", json_integer(p.epochs));
-        json_object_set_new(hp, "reg", json_real(p.reg));
+        if (p.reg >= 0) json_object_set_new(hp, "reg", json_real(p.reg));
     }
     if (t == PVG_MODEL_IALS) {
         if (p.alpha0 >= 0)
             json_object_set_new(hp, "alpha0", json_real(p.alpha0));
-        else
+        else if (p.alpha > 0)
             json_object_set_new(hp, "alpha", json_real(p.alpha));
+        if (p.reg < 0 || (p.alpha0 < 0 && p.alpha < 0))
+            json_object_set_new(hp, "derived_from_degrees",
+                                json_string(p.reg < 0 && p.alpha0 < 0 && p.alpha < 0 ? "reg, alpha"
+                                            : p.reg < 0                              ? "reg"
+                                                                                     : "alpha"));
         json_object_set_new(hp, "nu", json_real(p.nu));
         json_object_set_new(hp, "cg_steps", json_integer(p.cg_steps));
         json_object_set_new(hp, "confidence", json_real(p.confidence));
@@ -941,7 +946,11 @@ static json_t *params_json(const pvg_train_params *p, pvg_model_type t)
         const hyper_def *h = &HYPERS[i];
         if (h->model != t) continue;
         double v = hyper_get(p, h);
-        if (t == PVG_MODEL_IALS && strcmp(h->name, "alpha0") == 0 && v < 0) continue;
+        /* iALS alpha0, alpha and reg below 0: derived from the data */
+        if (t == PVG_MODEL_IALS && v < 0 &&
+            (strcmp(h->name, "alpha0") == 0 || strcmp(h->name, "alpha") == 0 ||
+             strcmp(h->name, "reg") == 0))
+            continue;
         json_object_set_new(o, h->name, h->is_int ? json_integer((json_int_t)v) : json_real(v));
     }
     return o;

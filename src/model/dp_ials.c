@@ -64,7 +64,8 @@ double pvg_dp_ials_alpha0(const pvg_train_params *p, size_t n_items)
 {
     if (p->alpha0 >= 0) return p->alpha0;
     int m = p->dp_max_items > 0 ? p->dp_max_items : PVG_DP_IALS_DEFAULT_M;
-    return n_items > 0 ? p->alpha * (double)m / (double)n_items : 0;
+    double alpha = p->alpha < 0 ? PVG_IALS_DP_ALPHA : p->alpha; /* never data-derived */
+    return n_items > 0 ? alpha * (double)m / (double)n_items : 0;
 }
 
 double pvg_dp_ials_epsilon(double z, int iterations, double delta)
@@ -371,6 +372,11 @@ pvg_status pvg_train_dp_ials_knobs(const pvg_csr *R, const pvg_csr *C, const pvg
     *U_out = NULL;
     *V_out = NULL;
     memset(rep, 0, sizeof *rep);
+    /* iALS's data-derived defaults read the private degrees: fixed ones here */
+    pvg_train_params pfix = *p;
+    if (pfix.reg < 0) pfix.reg = PVG_IALS_DP_REG;
+    if (pfix.alpha < 0) pfix.alpha = PVG_IALS_DP_ALPHA;
+    p = &pfix;
     size_t f = (size_t)p->factors, nu = R->n_rows, ni = R->n_cols;
     int T = p->epochs, threads = p->threads < 1 ? 1 : p->threads;
     int m = p->dp_max_items > 0 ? p->dp_max_items : PVG_DP_IALS_DEFAULT_M;

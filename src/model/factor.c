@@ -145,6 +145,47 @@ static float *row_regs(const pvg_csr *M, double lambda, double alpha0, double n_
     return reg;
 }
 
+/* The data-derived defaults (docs/models.md "Defaults that travel"). With
+ * the frequency-scaled regularisation (nu = 1) the alternating solves are,
+ * to first order, power iterations on the degree-normalised matrix
+ * D_u^-1/2 Y D_i^-1/2 (top singular value 1) that soft-threshold its
+ * singular values by lambda; the noise of a sparse matrix reaches singular
+ * values of the order of 1 / sqrt(mean user degree x mean item degree), so
+ * lambda = 1 / g with g that geometric mean of the degrees (over the users
+ * and items with training interactions) puts the threshold at the noise
+ * whatever the catalogue's size or density. The unobserved pairs' relative
+ * weight alpha is 1 for sparse data (g <= 15: most absent items are unseen,
+ * not rejected) rising to 3 for dense data (g >= 45). */
+void pvg_ials_resolve_defaults(pvg_train_params *p, const pvg_csr *R)
+{
+    double g = pvg_ials_effective_degree(R);
+    if (p->reg < 0) p->reg = g > 0 ? PVG_IALS_REG_SCALE / g : PVG_IALS_DP_REG;
+    if (p->alpha0 < 0 && p->alpha < 0) {
+        double a = g / PVG_IALS_ALPHA_DEGREE;
+        p->alpha = a < 1 ? 1 : a > 3 ? 3 : a;
+    }
+}
+
+double pvg_ials_effective_degree(const pvg_csr *R)
+{
+    if (!R->nnz) return 0;
+    size_t au = 0, ai = 0;
+    for (size_t u = 0; u < R->n_rows; u++)
+        au += R->indptr[u + 1] > R->indptr[u];
+    unsigned char *seen = calloc(R->n_cols ? R->n_cols : 1, 1);
+    if (seen) {
+        for (size_t j = 0; j < R->nnz; j++)
+            seen[R->indices[j]] = 1;
+        for (size_t i = 0; i < R->n_cols; i++)
+            ai += seen[i];
+        free(seen);
+    } else {
+        ai = R->n_cols; /* out of memory: the catalogue bounds the active items */
+    }
+    /* sqrt((nnz / au) (nnz / ai)) */
+    return (double)R->nnz / sqrt((double)au * (double)ai);
+}
+
 pvg_status pvg_train_ials(const pvg_csr *R, const pvg_csr *C, const pvg_train_params *p,
                           float **U_out, float **V_out, pvg_train_stats *st, pvg_error *err)
 {

@@ -45,9 +45,9 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
     case PVG_MODEL_IALS:
         p->factors = 64;
         p->epochs = 16;
-        p->reg = 0.03;
+        p->reg = -1;    /* derived from the data's degrees (pvg_ials_resolve_defaults) */
         p->alpha0 = -1; /* derived from alpha and the data's density */
-        p->alpha = 3.0;
+        p->alpha = -1;  /* derived from the data's degrees */
         p->nu = 1.0;
         break;
     case PVG_MODEL_BPR:
@@ -303,8 +303,17 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   pvg_train_stats *stats, pvg_error *err)
 {
     *out = NULL;
-    /* differential privacy: the DP trainer of the type (dp_train.c) */
-    if (p_in->dp_epsilon > 0) return pvg_train_dp(ds, R, p_in, out, stats, err);
+    /* differential privacy: the DP trainer of the type (dp_train.c); the
+     * data-derived iALS defaults would read the private degrees, so a DP
+     * run takes fixed ones */
+    if (p_in->dp_epsilon > 0) {
+        pvg_train_params pd = *p_in;
+        if (pd.type == PVG_MODEL_IALS) {
+            if (pd.reg < 0) pd.reg = PVG_IALS_DP_REG;
+            if (pd.alpha < 0) pd.alpha = PVG_IALS_DP_ALPHA;
+        }
+        return pvg_train_dp(ds, R, &pd, out, stats, err);
+    }
     if (p_in->dp_epsilon < 0 || p_in->dp_noise_multiplier != 0 || p_in->dp_max_items != 0 ||
         p_in->dp_items)
         return pvg_error_set(err, PVG_ERR_INVALID,
@@ -314,9 +323,10 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
     pvg_train_params pe = *p_in;
     const pvg_train_params *p = &pe;
     if (pe.type == PVG_MODEL_IALS) {
-        if (pe.alpha0 < 0 && !(pe.alpha > 0))
+        if (pe.alpha0 < 0 && !(pe.alpha > 0) && !(pe.alpha < 0))
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "ials: give alpha0 >= 0, or alpha > 0 (alpha0 derived from it)");
+        if (!isnan(pe.reg)) pvg_ials_resolve_defaults(&pe, R);
         pe.alpha0 = pvg_ials_alpha0_of(&pe, R->n_rows, R->n_cols, R->nnz);
     }
     if (stats) memset(stats, 0, sizeof *stats);

@@ -302,6 +302,20 @@ void pvg_model_bind(pvg_model *m);
 /* The iALS unobserved weight for a training matrix of these shapes:
  * p->alpha0 when >= 0, else p->alpha * nnz / (n_users n_items). */
 double pvg_ials_alpha0_of(const pvg_train_params *p, size_t n_users, size_t n_items, size_t nnz);
+/* iALS's data-derived defaults (factor.c; docs/models.md "Defaults that
+ * travel"): with g = pvg_ials_effective_degree(R), reg < 0 becomes
+ * PVG_IALS_REG_SCALE / g, and alpha < 0 (when alpha0 < 0 too) becomes
+ * g / PVG_IALS_ALPHA_DEGREE clamped to [1, 3]. Values >= 0 stay. Never for
+ * DP training (the degrees are private): pvg_ials_fixed_defaults there. */
+#define PVG_IALS_REG_SCALE 1.0
+#define PVG_IALS_ALPHA_DEGREE 15.0
+#define PVG_IALS_DP_REG 0.03
+#define PVG_IALS_DP_ALPHA 3.0
+void pvg_ials_resolve_defaults(pvg_train_params *p, const pvg_csr *R);
+/* sqrt(mean user degree x mean item degree) over the rows and columns of R
+ * with at least one entry = nnz / sqrt(active users x active items); 0 when
+ * R is empty. */
+double pvg_ials_effective_degree(const pvg_csr *R);
 
 /* Row of the user with this model key, or -1 (also while the rows are
  * sealed). */

@@ -213,6 +213,8 @@ int main(int argc, char **argv)
     }
     close(port_pipe[0]);
     close(res_pipe[1]);
+    struct timespec tf;
+    clock_gettime(CLOCK_MONOTONIC, &tf);
     for (uint32_t i = 0; i < n; i++)
         pvg_auth_credential_free(tok[i]);
     free(tok);
@@ -263,9 +265,17 @@ int main(int argc, char **argv)
         return 1;
     }
     int port = pvg_server_port(srv);
+    struct timespec ts_srv, ts_joined;
+    clock_gettime(CLOCK_MONOTONIC, &ts_srv);
     for (uint32_t i = 0; i < n; i++)
         if (write(port_pipe[1], &port, sizeof port) != sizeof port) return 1;
     close(port_pipe[1]);
+    for (int i = 0; i < 40000 && pvg_fl_coord_registered(coord) < n; i++) {
+        struct timespec nap = {0, 10000000L};
+        nanosleep(&nap, NULL);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts_joined);
+#define SEC(a, b) ((double)((b).tv_sec - (a).tv_sec) + (double)((b).tv_nsec - (a).tv_nsec) * 1e-9)
 
     pvg_fl_round_stats rs;
     pvg_status st = pvg_fl_coord_wait(coord, 1, 400, &rs, &err);
@@ -315,6 +325,7 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"fl\",\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
            "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
+           "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
            "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
            "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"grace\":%.2f,\"server_seconds\":%.3f,"
            "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
@@ -329,7 +340,8 @@ int main(int argc, char **argv)
            n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
            st == PVG_OK ? pvg_fl_phase_name(rs.phase) : "timeout",
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
-           rs.arrived[2], rs.arrived[3], wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1],
+           rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),
+           wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1],
            rs.phase_seconds[2], rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1],
            co.phase_seconds[2], co.phase_seconds[3], grace, rs.server_seconds, m ? cs[m / 2] : 0,
            m ? cs[m - 1] : 0, m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? cpu[m / 2] : 0,

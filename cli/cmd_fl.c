@@ -225,6 +225,8 @@ typedef struct one_client {
     const char *server;
     uint32_t rounds;
     double timeout;
+    uint32_t max_d;       /* the longest update its catalogue can need (256 factors) */
+    size_t max_broadcast; /* the largest broadcast of its catalogue */
     pvg_fl_client_stats st;
     pvg_status status;
     pvg_error err;
@@ -283,6 +285,8 @@ static void *client_main(void *arg)
     o.rounds = c->rounds;
     o.timeout_s = c->timeout;
     o.drop_phase = c->drop_phase;
+    o.max_d = c->max_d;
+    o.max_broadcast = c->max_broadcast;
     o.update = client_update;
     o.ctx = c;
     o.rng = c->rng;
@@ -369,6 +373,14 @@ static int run_fl_client(cli_ctx *cx)
         cl[i].server = server;
         cl[i].rounds = rounds;
         cl[i].timeout = timeout;
+        /* the largest session this catalogue can need (factors <= 256): a server that asks
+           for more is refused before anything is allocated or fetched */
+        pvg_fl_config big;
+        pvg_fl_config_default(&big);
+        big.factors = 256;
+        size_t dm = pvg_fl_update_dim(&big, it.n);
+        cl[i].max_d = dm && dm < UINT32_MAX ? (uint32_t)dm : 0;
+        cl[i].max_broadcast = 88 + 4 * ((size_t)it.n * 256 + 65536);
     }
     size_t started = 0;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++, started++)

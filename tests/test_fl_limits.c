@@ -323,11 +323,11 @@ static void test_grace_closes_a_phase(void **state)
 
 #define STATE_MAX_T ((size_t)80 + 4 * 65535 + 40 + 180 * (size_t)65535)
 
-enum { BIG_STATE, BIG_ANNOUNCED, BIG_BROADCAST, BIG_ERROR };
+enum { BIG_STATE, BIG_ANNOUNCED, BIG_BROADCAST, BIG_ERROR, BIG_D };
 
 static struct fake {
     int lfd, port, mode;
-    atomic_int stop, broadcast_asked;
+    atomic_int stop, broadcast_asked, posted;
     pthread_t th;
 } F;
 
@@ -352,7 +352,7 @@ static void send_answer(int fd, int status, const uint8_t *body, size_t len)
     send_all(fd, body, len);
 }
 
-static size_t advertise_state(uint8_t *b, uint32_t broadcast_len)
+static size_t advertise_state(uint8_t *b, uint32_t broadcast_len, uint32_t d)
 {
     memset(b, 0, 80);
     memcpy(b, "PVFL", 4);
@@ -361,7 +361,7 @@ static size_t advertise_state(uint8_t *b, uint32_t broadcast_len)
     b[8] = 1;  /* round 1 */
     b[16] = 1; /* advertise */
     b[18] = 32;
-    uint32_t f[] = {0, 3, 2, 2, GD}; /* id, n, k, t, d */
+    uint32_t f[] = {0, 3, 2, 2, d}; /* id, n, k, t, d */
     for (int i = 0; i < 5; i++)
         for (int j = 0; j < 4; j++)
             b[20 + 4 * i + j] = (uint8_t)(f[i] >> (8 * j));
@@ -399,7 +399,7 @@ static void *fake_main(void *arg)
         req[n] = 0;
         uint8_t st[80];
         if (F.mode == BIG_STATE) {
-            memcpy(junk, st, advertise_state(st, 0)); /* a valid head, then far too much */
+            memcpy(junk, st, advertise_state(st, 0, GD)); /* a valid head, then far too much */
             send_answer(fd, 200, junk, big);
         } else if (F.mode == BIG_ERROR) {
             send_answer(fd, 500, junk, (size_t)1 << 20);
@@ -407,7 +407,9 @@ static void *fake_main(void *arg)
             atomic_store(&F.broadcast_asked, 1);
             send_answer(fd, 200, junk, (size_t)5 << 20); /* 5 MiB, 1000 bytes announced */
         } else {
-            size_t l = advertise_state(st, F.mode == BIG_ANNOUNCED ? 0x40000000u : 1000);
+            if (strncmp(req, "POST /v1/fl/messages", 20) == 0) atomic_fetch_add(&F.posted, 1);
+            size_t l = advertise_state(st, F.mode == BIG_ANNOUNCED ? 0x40000000u : 1000,
+                                       F.mode == BIG_D ? (1u << 28) : GD);
             send_answer(fd, 200, st, l);
         }
         close(fd);
@@ -453,7 +455,7 @@ static pvg_status never_update(void *ctx, uint64_t round, const uint8_t *bc, siz
     return pvg_error_set(err, PVG_ERR_INTERNAL, "the update must not be reached");
 }
 
-static pvg_status run_against_fake(int mode, pvg_error *err)
+static pvg_status run_against_fake(int mode, pvg_error *err, pvg_fl_client_stats *out)
 {
     fake_start(mode);
     char url[64];
@@ -464,7 +466,8 @@ static pvg_status run_against_fake(int mode, pvg_error *err)
     o.server = url;
     o.token = "fake-token";
     o.rounds = 1;
-    o.timeout_s = 60;
+    o.timeout_s = mode == BIG_D ? 1 : 60; /* BIG_D: refused rounds until the timeout */
+    o.max_d = 64;
     o.update = never_update;
     o.rng = rng;
     pvg_fl_client_stats st;
@@ -473,6 +476,7 @@ static pvg_status run_against_fake(int mode, pvg_error *err)
     pvg_rng_free(rng);
     /* nothing close to the oversized answers was taken in */
     assert_true(st.body_down < STATE_MAX_T + 65536);
+    if (out) *out = st;
     return s;
 }
 
@@ -480,24 +484,31 @@ static void test_client_reads_no_oversized_answer(void **state)
 {
     (void)state;
     pvg_error err;
-    assert_int_equal(run_against_fake(BIG_STATE, &err), PVG_ERR_INVALID);
+    assert_int_equal(run_against_fake(BIG_STATE, &err, NULL), PVG_ERR_INVALID);
     assert_int_equal(err.offset, (long long)STATE_MAX_T);
     assert_non_null(strstr(err.text, "/v1/fl/join"));
 
-    assert_int_equal(run_against_fake(BIG_ERROR, &err), PVG_ERR_INVALID);
+    assert_int_equal(run_against_fake(BIG_ERROR, &err, NULL), PVG_ERR_INVALID);
     assert_int_equal(err.offset, 65536);
 
     /* a STATE announcing a broadcast larger than any for d = 8 words: refused unfetched */
-    assert_int_equal(run_against_fake(BIG_ANNOUNCED, &err), PVG_ERR_INVALID);
+    assert_int_equal(run_against_fake(BIG_ANNOUNCED, &err, NULL), PVG_ERR_INVALID);
     assert_int_equal(err.offset, 64);
     assert_non_null(strstr(err.text, "broadcast_len"));
     assert_int_equal(atomic_load(&F.broadcast_asked), 0);
 
     /* 1000 bytes announced, 5 MiB sent: the client stops at byte 1000 */
-    assert_int_equal(run_against_fake(BIG_BROADCAST, &err), PVG_ERR_INVALID);
+    assert_int_equal(run_against_fake(BIG_BROADCAST, &err, NULL), PVG_ERR_INVALID);
     assert_int_equal(atomic_load(&F.broadcast_asked), 1);
     assert_int_equal(err.offset, 1000);
     assert_non_null(strstr(err.text, "/v1/fl/broadcast"));
+
+    /* a session of 2^28 words (1 GiB a vector) to a client whose catalogue needs 64: the
+       round is refused before anything is allocated or sent */
+    pvg_fl_client_stats st;
+    assert_int_equal(run_against_fake(BIG_D, &err, &st), PVG_ERR_BUSY);
+    assert_true(st.refused >= 1);
+    assert_int_equal(atomic_load(&F.posted), 0);
 }
 
 int main(void)

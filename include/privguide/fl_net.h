@@ -264,6 +264,10 @@ typedef struct pvg_fl_client_options {
     size_t max_broadcast; /* the largest broadcast accepted, in bytes; 0 (and never more than):
                              88 + 4 (d + 65536), the largest federated-iALS broadcast whose
                              update fits the session's d words */
+    uint32_t max_d;       /* refuse (a refused round, nothing sent or allocated) a session whose
+                             vector is longer than this many words; 0: PVG_SECAGG_MAX_DIM. A
+                             client that knows its catalogue sets the update dimension at the
+                             largest factors (pvg_fl_update_dim) */
 } pvg_fl_client_options;
 
 /* Joins the server and takes part in rounds until o->rounds were done, the

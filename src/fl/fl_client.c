@@ -539,6 +539,11 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
         if (!peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != skip_round &&
             fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
             if (o->drop_phase == PVG_FL_PHASE_ADVERTISE) break;
+            if (o->max_d && fs.params.d > o->max_d) { /* more than its catalogue can need */
+                st->refused++;
+                skip_round = fs.round;
+                continue;
+            }
             pvg_error e;
             pvg_status ps =
                 pvg_fl_peer_new(&fs, NULL, fs.params.d, o->rng, o->allow_insecure_rng, &peer, &e);

@@ -83,10 +83,12 @@ typedef struct pvg_fl_coord_options {
                                threshold. With distributed DP noise each client adds
                                sigma^2 / n_min, so every revealed sum carries >= sigma^2. */
     double phase_grace; /* > 0: a phase also closes when at least max(t, min_survivors) messages
-                           are in and none arrived for this many seconds (a client that stopped
-                           mid-round no longer holds every phase to its deadline; a slower
-                           client is then counted as dropped). 0: only when all expected
-                           messages are in, or at the deadline */
+                           are in and every client still expected in it has been silent (no
+                           poll, no message) for this many seconds: a client that stopped
+                           mid-round no longer holds every phase to its deadline, and one that
+                           is alive polls (retry_ms <= 1 s). A client computing for longer than
+                           the grace is counted as dropped. 0: only when all expected messages
+                           are in, or at the deadline */
     double expire_seconds; /* a registered client not seen (join, state, message) for this long is
                               dropped from the registry between rounds; it may join again.
                               0: 600 s */

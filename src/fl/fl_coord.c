@@ -52,7 +52,6 @@ struct pvg_fl_coord {
     double phase_started, deadline, next_start, round_started;
     uint32_t *cohort; /* registry index per cohort id */
     uint32_t arrived, expected;
-    double last_arrival; /* the clock at the phase's last accepted message */
     pvg_secagg_params params;
     pvg_secagg_server *sa;
     uint8_t *bcast;
@@ -263,7 +262,6 @@ static int round_start(pvg_fl_coord *c)
     c->phase_started = now_of(c);
     c->deadline = c->phase_started + c->o.phase_seconds[0];
     c->arrived = 0;
-    c->last_arrival = c->phase_started;
     c->expected = n;
     return 0;
 }
@@ -365,7 +363,6 @@ static void phase_close(pvg_fl_coord *c)
     c->phase_started = now_of(c);
     c->deadline = c->phase_started + c->o.phase_seconds[ph];
     c->arrived = 0;
-    c->last_arrival = c->phase_started;
     c->expected = expected;
 }
 
@@ -376,6 +373,21 @@ static uint32_t quorum_of(const pvg_fl_coord *c)
     return c->params.t > c->o.min_survivors ? c->params.t : c->o.min_survivors;
 }
 
+/* The latest time any client still expected in the phase (no message yet)
+ * was seen; -INFINITY when none is missing (lock held). A live client polls
+ * every retry_ms, so one silent for the grace has stopped (or computes for
+ * longer than the grace). */
+static double missing_seen(const pvg_fl_coord *c)
+{
+    double newest = -INFINITY;
+    for (uint32_t i = 0; i < c->params.n; i++) {
+        const fl_client *cl = &c->clients[c->cohort[i]];
+        int expected = c->phase == PVG_FL_PHASE_ADVERTISE || (c->reply && c->reply[i]);
+        if (expected && !cl->submitted && cl->last_seen > newest) newest = cl->last_seen;
+    }
+    return newest;
+}
+
 static void *coord_thread(void *arg)
 {
     pvg_fl_coord *c = arg;
@@ -383,15 +395,18 @@ static void *coord_thread(void *arg)
     while (!c->stop) {
         double now = now_of(c), wake_at = now + 1.0;
         if (c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK) {
-            int quiet = c->o.phase_grace > 0 && c->arrived >= quorum_of(c);
-            if (c->arrived >= c->expected || now >= c->deadline ||
-                (quiet && now >= c->last_arrival + c->o.phase_grace)) {
+            /* the grace: the quorum is in and every client still expected has been silent
+               (no poll, no message) for phase_grace seconds */
+            double quiet_at = INFINITY;
+            if (c->o.phase_grace > 0 && c->arrived >= quorum_of(c)) {
+                double seen = missing_seen(c);
+                quiet_at = (seen > c->phase_started ? seen : c->phase_started) + c->o.phase_grace;
+            }
+            if (c->arrived >= c->expected || now >= c->deadline || now >= quiet_at) {
                 phase_close(c);
                 continue;
             }
-            wake_at = c->deadline;
-            if (quiet && c->last_arrival + c->o.phase_grace < wake_at)
-                wake_at = c->last_arrival + c->o.phase_grace;
+            wake_at = c->deadline < quiet_at ? c->deadline : quiet_at;
         } else if (c->phase != PVG_FL_PHASE_FINISHED) {
             if (c->o.max_rounds && c->round >= c->o.max_rounds) {
                 c->phase = PVG_FL_PHASE_FINISHED;
@@ -720,7 +735,6 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
         if (st == PVG_OK) {
             cl->submitted = 1;
             c->arrived++;
-            c->last_arrival = now_of(c);
             c->cur.bytes_in += len;
             if (c->arrived >= c->expected || c->arrived == quorum_of(c))
                 pthread_cond_broadcast(&c->wake);

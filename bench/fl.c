@@ -326,7 +326,8 @@ int main(int argc, char **argv)
            "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
            "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
-           "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,"
+           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
            "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"grace\":%.2f,\"server_seconds\":%.3f,"
            "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
            "\"client_wall_seconds_p50\":%.3f,\"client_wall_seconds_max\":%.3f,"
@@ -341,14 +342,13 @@ int main(int argc, char **argv)
            st == PVG_OK ? pvg_fl_phase_name(rs.phase) : "timeout",
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
            rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),
-           wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1],
-           rs.phase_seconds[2], rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1],
-           co.phase_seconds[2], co.phase_seconds[3], grace, rs.server_seconds, m ? cs[m / 2] : 0,
-           m ? cs[m - 1] : 0, m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? cpu[m / 2] : 0,
-           m ? cpu[m - 1] : 0, cpu_all, got ? req_all / got : 0, m ? up / m : 0,
-           m ? down / m : 0, m ? bup / m : 0, m ? bdown / m : 0, plain, m ? up / m / plain : 0,
-           m ? bup / m / plain : 0, got, failed, done, la[0], la[1], la[2],
-           sysconf(_SC_NPROCESSORS_ONLN));
+           wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1], rs.phase_seconds[2],
+           rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1], co.phase_seconds[2],
+           co.phase_seconds[3], grace, rs.server_seconds, m ? cs[m / 2] : 0, m ? cs[m - 1] : 0,
+           m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? cpu[m / 2] : 0, m ? cpu[m - 1] : 0, cpu_all,
+           got ? req_all / got : 0, m ? up / m : 0, m ? down / m : 0, m ? bup / m : 0,
+           m ? bdown / m : 0, plain, m ? up / m / plain : 0, m ? bup / m / plain : 0, got, failed,
+           done, la[0], la[1], la[2], sysconf(_SC_NPROCESSORS_ONLN));
     pvg_server_free(srv);
     pvg_fl_coord_free(coord);
     pvg_fl_model_free(tr.m);

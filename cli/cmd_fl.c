@@ -600,8 +600,10 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     co.expire_seconds = cli_double(cx, fname(pre, "expire-seconds", b, sizeof b), 600);
     if (!(co.phase_grace >= 0 && co.phase_grace <= 86400) ||
         !(co.expire_seconds > 0 && co.expire_seconds <= 1e9)) {
-        fprintf(stderr, "privguide: fl: want 0 <= --%sphase-grace <= 86400 and "
-                        "--%sexpire-seconds > 0\n", pre, pre);
+        fprintf(stderr,
+                "privguide: fl: want 0 <= --%sphase-grace <= 86400 and "
+                "--%sexpire-seconds > 0\n",
+                pre, pre);
         return CLI_EXIT_USAGE;
     }
     co.max_rounds = s->rounds;

@@ -43,8 +43,8 @@ struct pvg_fl_coord {
 
     fl_client *clients;
     uint32_t n_clients, cap_clients, capacity;
-    uint32_t *bucket; /* hash index of the registry: head client per bucket */
-    uint32_t n_bucket;  /* a power of two, >= 2 cap_clients */
+    uint32_t *bucket;  /* hash index of the registry: head client per bucket */
+    uint32_t n_bucket; /* a power of two, >= 2 cap_clients */
     uint8_t hash_key[16];
 
     uint64_t round;
@@ -52,6 +52,7 @@ struct pvg_fl_coord {
     double phase_started, deadline, next_start, round_started;
     uint32_t *cohort; /* registry index per cohort id */
     uint32_t arrived, expected;
+    double last_arrival; /* the clock at the phase's last accepted message */
     pvg_secagg_params params;
     pvg_secagg_server *sa;
     uint8_t *bcast;
@@ -262,6 +263,7 @@ static int round_start(pvg_fl_coord *c)
     c->phase_started = now_of(c);
     c->deadline = c->phase_started + c->o.phase_seconds[0];
     c->arrived = 0;
+    c->last_arrival = c->phase_started;
     c->expected = n;
     return 0;
 }
@@ -363,6 +365,7 @@ static void phase_close(pvg_fl_coord *c)
     c->phase_started = now_of(c);
     c->deadline = c->phase_started + c->o.phase_seconds[ph];
     c->arrived = 0;
+    c->last_arrival = c->phase_started;
     c->expected = expected;
 }
 
@@ -395,12 +398,12 @@ static void *coord_thread(void *arg)
     while (!c->stop) {
         double now = now_of(c), wake_at = now + 1.0;
         if (c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK) {
-            /* the grace: the quorum is in and every client still expected has been silent
-               (no poll, no message) for phase_grace seconds */
+            /* the grace: the quorum is in, no message arrived and every client still
+               expected has been silent (no poll, no message) for phase_grace seconds */
             double quiet_at = INFINITY;
             if (c->o.phase_grace > 0 && c->arrived >= quorum_of(c)) {
                 double seen = missing_seen(c);
-                quiet_at = (seen > c->phase_started ? seen : c->phase_started) + c->o.phase_grace;
+                quiet_at = (seen > c->last_arrival ? seen : c->last_arrival) + c->o.phase_grace;
             }
             if (c->arrived >= c->expected || now >= c->deadline || now >= quiet_at) {
                 phase_close(c);
@@ -735,6 +738,7 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
         if (st == PVG_OK) {
             cl->submitted = 1;
             c->arrived++;
+            c->last_arrival = now_of(c);
             c->cur.bytes_in += len;
             if (c->arrived >= c->expected || c->arrived == quorum_of(c))
                 pthread_cond_broadcast(&c->wake);

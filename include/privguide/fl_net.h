@@ -30,9 +30,8 @@ extern "C" {
 #define PVG_FL_NET_VERSION 1
 #define PVG_FL_NET_NO_ID 0xFFFFFFFFu
 #define PVG_FL_NET_KEY_BYTES 32          /* a client's identity on the coordinator */
-#define PVG_FL_NET_MAX_REGISTERED                                                                  \
-    100000                               /* registered clients, at most (see                       \
-                                            pvg_fl_coord_capacity: fewer at high sampling rates) */
+/* registered clients, at most (pvg_fl_coord_capacity: fewer at high sampling rates) */
+#define PVG_FL_NET_MAX_REGISTERED 100000
 #define PVG_FL_NET_STATE_MIN 80          /* bytes of a STATE message without its tail */
 
 /* Phases of a round (the STATE message's phase byte). */
@@ -83,15 +82,15 @@ typedef struct pvg_fl_coord_options {
                                cohort smaller than it is resampled; 0: no floor beyond SecAgg's
                                threshold. With distributed DP noise each client adds
                                sigma^2 / n_min, so every revealed sum carries >= sigma^2. */
-    double phase_grace;     /* > 0: a phase also closes when at least max(t, min_survivors) messages
-                               are in, none arrived and every client still expected in it has been
-                               silent (no poll, no message) for this many seconds: a client that stopped
-                               mid-round no longer holds every phase to its deadline, and one that
-                               is alive polls (retry_ms <= 1 s). A client computing for longer than
-                               the grace is counted as dropped. 0: only when all expected messages
-                               are in, or at the deadline */
-    double expire_seconds;  /* a registered client not seen (join, state, message) for this long is
-                               dropped from the registry between rounds; it may join again.
+    double phase_grace;     /* > 0: a phase also closes when at least max(t, min_survivors)
+                               messages are in, none arrived and every client still expected in
+                               it has been silent (no poll, no message) for this many seconds: a
+                               client that stopped mid-round no longer holds every phase to its
+                               deadline, and one that is alive polls (retry_ms <= 1 s). A client
+                               computing for longer than the grace is counted as dropped. 0: only
+                               when all expected messages are in, or at the deadline */
+    double expire_seconds;  /* a registered client not seen (join, state, message) for this long
+                               is dropped from the registry between rounds; it may join again.
                                0: 600 s */
     double (*clock)(void *clock_ctx); /* tests: the coordinator's clock in seconds (deadlines,
                                          expiry); NULL: CLOCK_MONOTONIC */

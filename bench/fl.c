@@ -82,7 +82,7 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
     o.server = url;
     o.token = token;
     o.rounds = 1;
-    o.timeout_s = 400;
+    o.timeout_s = 900;
     o.drop_phase = drop;
     o.update = child_update;
     o.ctx = &c;
@@ -278,7 +278,7 @@ int main(int argc, char **argv)
 #define SEC(a, b) ((double)((b).tv_sec - (a).tv_sec) + (double)((b).tv_nsec - (a).tv_nsec) * 1e-9)
 
     pvg_fl_round_stats rs;
-    pvg_status st = pvg_fl_coord_wait(coord, 1, 400, &rs, &err);
+    pvg_status st = pvg_fl_coord_wait(coord, 1, 900, &rs, &err);
     clock_gettime(CLOCK_MONOTONIC, &tw1);
     double wall = (double)(tw1.tv_sec - tw0.tv_sec) + (double)(tw1.tv_nsec - tw0.tv_nsec) * 1e-9;
     if (st != PVG_OK)

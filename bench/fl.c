@@ -13,7 +13,12 @@
  * surviving client (bodies and headers) against the plain quantised update
  * (d words of 4 bytes), the machine's load average.
  *
- * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds]]]]
+ * A phase closes when every expected message is in, at its deadline, or once
+ * max(t, survivor floor) messages are in and none came for the grace (a
+ * dropout that stopped mid-round does not hold every phase to its deadline).
+ *
+ * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds
+ *                 [grace seconds (default 2; 0: off) [k (default 100)]]]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -37,7 +42,8 @@ typedef struct result {
     int32_t status;
     int32_t drop_phase;
     uint32_t rounds;
-    double compute_seconds, seconds;
+    double compute_seconds, seconds, cpu_seconds;
+    unsigned long long requests;
     unsigned long long bytes_up, bytes_down, body_up, body_down;
 } result;
 
@@ -76,7 +82,7 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
     o.server = url;
     o.token = token;
     o.rounds = 1;
-    o.timeout_s = 400;
+    o.timeout_s = 900;
     o.drop_phase = drop;
     o.update = child_update;
     o.ctx = &c;
@@ -96,6 +102,10 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
     r.bytes_down = st.bytes_down;
     r.body_up = st.body_up;
     r.body_down = st.body_down;
+    r.requests = st.requests;
+    struct timespec cpu;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    r.cpu_seconds = (double)cpu.tv_sec + (double)cpu.tv_nsec * 1e-9;
     if (write(res_fd, &r, sizeof r) != sizeof r) _exit(4);
     _exit(0);
 }
@@ -136,8 +146,11 @@ int main(int argc, char **argv)
         int got = sscanf(argv[4], "%lf,%lf,%lf,%lf", &def[0], &def[1], &def[2], &def[3]);
         if (got == 1) def[1] = def[2] = def[3] = def[0];
     }
-    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1) {
-        fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds]]]]\n");
+    double grace = argc > 5 ? atof(argv[5]) : 2;
+    uint32_t kk = argc > 6 ? (uint32_t)atoi(argv[6]) : 100;
+    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk < 2) {
+        fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds [grace "
+                        "[k]]]]]]\n");
         return 2;
     }
     char dir[] = "/tmp/pvg-bench-fl-XXXXXX";
@@ -184,6 +197,8 @@ int main(int argc, char **argv)
     int port_pipe[2], res_pipe[2];
     if (pipe(port_pipe) != 0 || pipe(res_pipe) != 0) return 1;
     pid_t *pid = calloc(n, sizeof *pid);
+    struct timespec tw0, tw1;
+    clock_gettime(CLOCK_MONOTONIC, &tw0);
     for (uint32_t i = 0; i < n; i++) {
         pid[i] = fork();
         if (pid[i] == 0) {
@@ -198,6 +213,8 @@ int main(int argc, char **argv)
     }
     close(port_pipe[0]);
     close(res_pipe[1]);
+    struct timespec tf;
+    clock_gettime(CLOCK_MONOTONIC, &tf);
     for (uint32_t i = 0; i < n; i++)
         pvg_auth_credential_free(tok[i]);
     free(tok);
@@ -216,7 +233,8 @@ int main(int argc, char **argv)
     co.d = (uint32_t)d;
     co.sample_rate = 1.0;
     co.min_clients = n;
-    co.k = 100;
+    co.k = kk;
+    co.phase_grace = grace;
     co.max_rounds = 1;
     co.server_threads = 2;
     /* deadlines: the share phase carries the clients' updates, the masked-input
@@ -247,12 +265,22 @@ int main(int argc, char **argv)
         return 1;
     }
     int port = pvg_server_port(srv);
+    struct timespec ts_srv, ts_joined;
+    clock_gettime(CLOCK_MONOTONIC, &ts_srv);
     for (uint32_t i = 0; i < n; i++)
         if (write(port_pipe[1], &port, sizeof port) != sizeof port) return 1;
     close(port_pipe[1]);
+    for (int i = 0; i < 40000 && pvg_fl_coord_registered(coord) < n; i++) {
+        struct timespec nap = {0, 10000000L};
+        nanosleep(&nap, NULL);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts_joined);
+#define SEC(a, b) ((double)((b).tv_sec - (a).tv_sec) + (double)((b).tv_nsec - (a).tv_nsec) * 1e-9)
 
     pvg_fl_round_stats rs;
-    pvg_status st = pvg_fl_coord_wait(coord, 1, 400, &rs, &err);
+    pvg_status st = pvg_fl_coord_wait(coord, 1, 900, &rs, &err);
+    clock_gettime(CLOCK_MONOTONIC, &tw1);
+    double wall = (double)(tw1.tv_sec - tw0.tv_sec) + (double)(tw1.tv_nsec - tw0.tv_nsec) * 1e-9;
     if (st != PVG_OK)
         fprintf(stderr, "round 1: %s (registered %u of %u)\n", err.text,
                 pvg_fl_coord_registered(coord), n);
@@ -265,12 +293,16 @@ int main(int argc, char **argv)
     }
     for (uint32_t i = 0; i < n; i++)
         waitpid(pid[i], NULL, 0);
-    double *cs = calloc(n, sizeof *cs), *ws = calloc(n, sizeof *ws);
+    double *cs = calloc(n, sizeof *cs), *ws = calloc(n, sizeof *ws), *cpu = calloc(n, sizeof *cpu);
+    double cpu_all = 0, req_all = 0;
     double up = 0, down = 0, bup = 0, bdown = 0;
     uint32_t m = 0, failed = 0, done = 0;
     for (uint32_t i = 0; i < got; i++) {
         if (res[i].status != 0) failed++;
+        cpu_all += res[i].cpu_seconds;
+        req_all += (double)res[i].requests;
         if (res[i].drop_phase) continue;
+        cpu[m] = res[i].cpu_seconds;
         cs[m] = res[i].compute_seconds;
         ws[m] = res[i].seconds;
         up += (double)res[i].bytes_up;
@@ -282,6 +314,7 @@ int main(int argc, char **argv)
     }
     qsort(cs, m, sizeof *cs, cmp_d);
     qsort(ws, m, sizeof *ws, cmp_d);
+    qsort(cpu, m, sizeof *cpu, cmp_d);
     double la[3] = {0, 0, 0};
     FILE *lf = fopen("/proc/loadavg", "r");
     if (lf) {
@@ -292,10 +325,14 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"fl\",\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
            "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
-           "\"round_seconds\":%.3f,\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
-           "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"server_seconds\":%.3f,"
+           "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
+           "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,"
+           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"grace\":%.2f,\"server_seconds\":%.3f,"
            "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
            "\"client_wall_seconds_p50\":%.3f,\"client_wall_seconds_max\":%.3f,"
+           "\"client_cpu_seconds_p50\":%.4f,\"client_cpu_seconds_max\":%.4f,"
+           "\"clients_cpu_seconds_total\":%.2f,\"requests_per_client\":%.1f,"
            "\"bytes_up_per_client\":%.0f,\"bytes_down_per_client\":%.0f,"
            "\"body_up_per_client\":%.0f,\"body_down_per_client\":%.0f,"
            "\"plain_update_bytes\":%.0f,\"upload_ratio\":%.4f,\"body_upload_ratio\":%.4f,"
@@ -304,13 +341,14 @@ int main(int argc, char **argv)
            n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
            st == PVG_OK ? pvg_fl_phase_name(rs.phase) : "timeout",
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
-           rs.arrived[2], rs.arrived[3], rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1],
-           rs.phase_seconds[2], rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1],
-           co.phase_seconds[2], co.phase_seconds[3], rs.server_seconds, m ? cs[m / 2] : 0,
-           m ? cs[m - 1] : 0, m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? up / m : 0,
-           m ? down / m : 0, m ? bup / m : 0, m ? bdown / m : 0, plain, m ? up / m / plain : 0,
-           m ? bup / m / plain : 0, got, failed, done, la[0], la[1], la[2],
-           sysconf(_SC_NPROCESSORS_ONLN));
+           rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),
+           wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1], rs.phase_seconds[2],
+           rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1], co.phase_seconds[2],
+           co.phase_seconds[3], grace, rs.server_seconds, m ? cs[m / 2] : 0, m ? cs[m - 1] : 0,
+           m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? cpu[m / 2] : 0, m ? cpu[m - 1] : 0, cpu_all,
+           got ? req_all / got : 0, m ? up / m : 0, m ? down / m : 0, m ? bup / m : 0,
+           m ? bdown / m : 0, plain, m ? up / m / plain : 0, m ? bup / m / plain : 0, got, failed,
+           done, la[0], la[1], la[2], sysconf(_SC_NPROCESSORS_ONLN));
     pvg_server_free(srv);
     pvg_fl_coord_free(coord);
     pvg_fl_model_free(tr.m);
@@ -318,6 +356,7 @@ int main(int argc, char **argv)
     free(res);
     free(cs);
     free(ws);
+    free(cpu);
     free(pid);
     free(drop);
     char cmd[160];

@@ -225,6 +225,8 @@ typedef struct one_client {
     const char *server;
     uint32_t rounds;
     double timeout;
+    uint32_t max_d;       /* the longest update its catalogue can need (256 factors) */
+    size_t max_broadcast; /* the largest broadcast of its catalogue */
     pvg_fl_client_stats st;
     pvg_status status;
     pvg_error err;
@@ -283,6 +285,8 @@ static void *client_main(void *arg)
     o.rounds = c->rounds;
     o.timeout_s = c->timeout;
     o.drop_phase = c->drop_phase;
+    o.max_d = c->max_d;
+    o.max_broadcast = c->max_broadcast;
     o.update = client_update;
     o.ctx = c;
     o.rng = c->rng;
@@ -369,6 +373,14 @@ static int run_fl_client(cli_ctx *cx)
         cl[i].server = server;
         cl[i].rounds = rounds;
         cl[i].timeout = timeout;
+        /* the largest session this catalogue can need (factors <= 256): a server that asks
+           for more is refused before anything is allocated or fetched */
+        pvg_fl_config big;
+        pvg_fl_config_default(&big);
+        big.factors = 256;
+        size_t dm = pvg_fl_update_dim(&big, it.n);
+        cl[i].max_d = dm && dm < UINT32_MAX ? (uint32_t)dm : 0;
+        cl[i].max_broadcast = 88 + 4 * ((size_t)it.n * 256 + 65536);
     }
     size_t started = 0;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++, started++)
@@ -584,6 +596,16 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     double ps = cli_double(cx, fname(pre, "phase-seconds", b, sizeof b), 30);
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = ps;
+    co.phase_grace = cli_double(cx, fname(pre, "phase-grace", b, sizeof b), 0);
+    co.expire_seconds = cli_double(cx, fname(pre, "expire-seconds", b, sizeof b), 600);
+    if (!(co.phase_grace >= 0 && co.phase_grace <= 86400) ||
+        !(co.expire_seconds > 0 && co.expire_seconds <= 1e9)) {
+        fprintf(stderr,
+                "privguide: fl: want 0 <= --%sphase-grace <= 86400 and "
+                "--%sexpire-seconds > 0\n",
+                pre, pre);
+        return CLI_EXIT_USAGE;
+    }
     co.max_rounds = s->rounds;
     co.server_threads =
         (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
@@ -980,6 +1002,9 @@ static const cli_flag serve_flags[] = {
     {"min-clients", CLI_INT, "N", "registered clients before the first round (default 3)"},
     {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
     {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
+    {"phase-grace", CLI_DOUBLE, "S",
+     "close a phase once its quorum is in and no message came for S s (default 0: off)"},
+    {"expire-seconds", CLI_DOUBLE, "S", "forget a client not seen for S s (default 600)"},
     {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
     {"epsilon", CLI_DOUBLE, "E",
      "client-level DP for the whole run, charged once (default: no DP)"},
@@ -1016,6 +1041,8 @@ static const cli_flag sim_flags[] = {
     {"rounds", CLI_INT, "N", "rounds (default 1)"},
     {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
     {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
+    {"phase-grace", CLI_DOUBLE, "S",
+     "close a phase once its quorum is in and no message came for S s (default 0: off)"},
     {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
     {"threads", CLI_INT, "N", "HTTP worker threads (default 4)"},
     {"bind", CLI_STR, "ADDR", "IPv4 address (default 127.0.0.1)"},

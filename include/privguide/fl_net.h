@@ -30,7 +30,8 @@ extern "C" {
 #define PVG_FL_NET_VERSION 1
 #define PVG_FL_NET_NO_ID 0xFFFFFFFFu
 #define PVG_FL_NET_KEY_BYTES 32          /* a client's identity on the coordinator */
-#define PVG_FL_NET_MAX_REGISTERED 100000 /* registered clients */
+/* registered clients, at most (pvg_fl_coord_capacity: fewer at high sampling rates) */
+#define PVG_FL_NET_MAX_REGISTERED 100000
 #define PVG_FL_NET_STATE_MIN 80          /* bytes of a STATE message without its tail */
 
 /* Phases of a round (the STATE message's phase byte). */
@@ -81,6 +82,19 @@ typedef struct pvg_fl_coord_options {
                                cohort smaller than it is resampled; 0: no floor beyond SecAgg's
                                threshold. With distributed DP noise each client adds
                                sigma^2 / n_min, so every revealed sum carries >= sigma^2. */
+    double phase_grace;     /* > 0: a phase also closes when at least max(t, min_survivors)
+                               messages are in, none arrived and every client still expected in
+                               it has been silent (no poll, no message) for this many seconds: a
+                               client that stopped mid-round no longer holds every phase to its
+                               deadline, and one that is alive polls (retry_ms <= 1 s). A client
+                               computing for longer than the grace is counted as dropped. 0: only
+                               when all expected messages are in, or at the deadline */
+    double expire_seconds;  /* a registered client not seen (join, state, message) for this long
+                               is dropped from the registry between rounds; it may join again.
+                               0: 600 s */
+    double (*clock)(void *clock_ctx); /* tests: the coordinator's clock in seconds (deadlines,
+                                         expiry); NULL: CLOCK_MONOTONIC */
+    void *clock_ctx;
 } pvg_fl_coord_options;
 
 /* What happened in one round (pvg_fl_coord_wait). */
@@ -111,7 +125,8 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out,
 void pvg_fl_coord_free(pvg_fl_coord *c);
 
 /* Registers a client by its identity (the shopper's pseudonym, zero-padded
- * to 32 bytes); idempotent. Errors: PVG_ERR_BUSY (registry full). */
+ * to 32 bytes); idempotent (a registered client is marked seen). Errors:
+ * PVG_ERR_BUSY (registry full: pvg_fl_coord_capacity clients). */
 pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
                              pvg_error *err) PVG_WARN_UNUSED;
 
@@ -145,8 +160,15 @@ pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
 
 /* The largest message a client may POST (the body cap of the routes). */
 size_t pvg_fl_coord_max_message(const pvg_fl_coord *c);
-/* Registered clients. */
+/* Registered clients (expired registrations dropped first, between rounds). */
 uint32_t pvg_fl_coord_registered(pvg_fl_coord *c);
+/* The most clients the registry takes: PVG_FL_NET_MAX_REGISTERED, or fewer
+ * when the sampling rate q would let a Poisson cohort exceed SecAgg's wire
+ * limit of PVG_SECAGG_MAX_CLIENTS: the largest N with
+ * N q + 10 sqrt(N q (1 - q)) <= 65535 (N = 65535 at q = 1), so a cohort
+ * above the limit has probability below 1e-23 (if one is drawn anyway, the
+ * round is recorded as aborted with that reason and the next one resamples). */
+uint32_t pvg_fl_coord_capacity(const pvg_fl_coord *c);
 
 /* ---- the STATE message (docs/fl-protocol.md) ---- */
 typedef struct pvg_fl_state {
@@ -241,13 +263,25 @@ typedef struct pvg_fl_client_options {
      * headers and bodies, as libcurl passes them), out = 1 for sent. */
     void (*wire_tap)(void *tap_ctx, int out, const uint8_t *data, size_t len);
     void *tap_ctx;
+    size_t max_broadcast; /* the largest broadcast accepted, in bytes; 0 (and never more than):
+                             88 + 4 (d + 65536), the largest federated-iALS broadcast whose
+                             update fits the session's d words */
+    uint32_t max_d;       /* refuse (a refused round, nothing sent or allocated) a session whose
+                             vector is longer than this many words; 0: PVG_SECAGG_MAX_DIM. A
+                             client that knows its catalogue sets the update dimension at the
+                             largest factors (pvg_fl_update_dim) */
 } pvg_fl_client_options;
 
 /* Joins the server and takes part in rounds until o->rounds were done, the
- * server FINISHED, drop_phase was reached or the timeout passed. Errors:
+ * server FINISHED, drop_phase was reached or the timeout passed. It joins
+ * again when the server forgot it (an expired registration). No answer is
+ * read beyond the largest legal one: a STATE of 80 + 4 x 65535 + 40 +
+ * 180 x 65535 bytes (any session), an error body of 64 KiB, and the
+ * broadcast the STATE announced, which must not exceed max_broadcast.
+ * Errors:
  * PVG_ERR_IO (transport, with the URL), PVG_ERR_PERMISSION (the server
  * refused the token), PVG_ERR_BUSY (timed out), PVG_ERR_INVALID (a
- * malformed server message, with the offset). A round refused under the
+ * malformed or oversized server message, with the offset). A round refused under the
  * client's rules is counted in st->refused, not an error. */
 pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats *st,
                              pvg_error *err) PVG_WARN_UNUSED;

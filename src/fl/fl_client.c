@@ -16,6 +16,8 @@
 #include <privguide/fl_net.h>
 #include <privguide/store.h>
 
+#include "fl/fl_internal.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
@@ -302,17 +304,32 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
 
 /* ---- the HTTP loop ---- */
 
+/* The largest answers a client reads (fl_net.h): any legal STATE (80 bytes,
+ * a survivor list of n <= 65535 ids, a reply of at most a FORWARD of k + 1 <=
+ * 65535 boxes of 180 bytes after its 40-byte head), an error body. */
+#define STATE_MAX                                                                                  \
+    ((size_t)PVG_FL_NET_STATE_MIN + 4 * (size_t)PVG_SECAGG_MAX_CLIENTS + 40 +                      \
+     180 * (size_t)PVG_SECAGG_MAX_CLIENTS)
+#define ERROR_MAX ((size_t)64 * 1024)
+
 typedef struct buf {
     uint8_t *p;
     size_t n, cap, max;
-    int over;
+    int over, checked;
+    CURL *h;
 } buf;
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 {
     buf *b = ud;
     size_t n = size * nmemb;
-    if (b->n + n > b->max) {
+    if (!b->checked) { /* an error's body is small, whatever the route */
+        long code = 0;
+        b->checked = 1;
+        curl_easy_getinfo(b->h, CURLINFO_RESPONSE_CODE, &code);
+        if (code != 200 && b->max > ERROR_MAX) b->max = ERROR_MAX;
+    }
+    if (n > b->max - b->n) {
         b->over = 1;
         return 0;
     }
@@ -364,14 +381,17 @@ static void nap(uint32_t ms)
     }
 }
 
-/* One request; the body of the answer in c->resp, status in c->code. */
+/* One request; the body of the answer (at most max bytes) in c->resp, status
+ * in c->code. An answer longer than max is an error naming the byte offset
+ * where it went past, with nothing more read. */
 static pvg_status request(conn *c, const char *method, const char *path, const uint8_t *body,
-                          size_t len, pvg_error *err)
+                          size_t len, size_t max, pvg_error *err)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", c->o->server, path);
     c->resp.n = 0;
     c->resp.over = 0;
+    c->resp.h = c->h;
     curl_easy_setopt(c->h, CURLOPT_URL, url);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(c->h, CURLOPT_POST, 1L);
@@ -388,6 +408,8 @@ static pvg_status request(conn *c, const char *method, const char *path, const u
     for (int attempt = 0;; attempt++) {
         c->resp.n = 0;
         c->resp.over = 0;
+        c->resp.checked = 0;
+        c->resp.max = max;
         rc = curl_easy_perform(c->h);
         c->st->requests++;
         if (attempt >= 5 || (rc != CURLE_GOT_NOTHING && rc != CURLE_COULDNT_CONNECT &&
@@ -405,9 +427,13 @@ static pvg_status request(conn *c, const char *method, const char *path, const u
     c->st->bytes_down += (unsigned long long)down + (unsigned long long)hsize;
     c->st->body_up += (unsigned long long)up;
     c->st->body_down += (unsigned long long)down;
+    if (c->resp.over) /* the server sent more than any legal answer: read no further */
+        return pvg_error_set_at(err, PVG_ERR_INVALID, url, 0, 0, (long long)c->resp.max,
+                                "%s %s: the answer goes past byte offset %zu; at most %zu bytes "
+                                "were expected",
+                                method, path, c->resp.max, c->resp.max);
     if (rc != CURLE_OK)
-        return pvg_error_set(err, PVG_ERR_IO, "%s %s: %s%s", method, url, curl_easy_strerror(rc),
-                             c->resp.over ? " (answer too large)" : "");
+        return pvg_error_set(err, PVG_ERR_IO, "%s %s: %s", method, url, curl_easy_strerror(rc));
     curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->code);
     return PVG_OK;
 }
@@ -442,7 +468,6 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
     memset(&c, 0, sizeof c);
     c.o = o;
     c.st = st;
-    c.resp.max = (size_t)PVG_SECAGG_MAX_DIM * 4 + (1u << 22);
     c.h = curl_easy_init();
     if (!c.h) return pvg_error_set(err, PVG_ERR_INTERNAL, "fl client: curl_easy_init");
     char *auth = malloc(strlen(o->token) + 32);
@@ -475,19 +500,27 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
     int need_update = 0;     /* the peer advertised; its update is still to compute */
     uint32_t floor_n = 0;    /* distributed DP: the least survivors the noise was split over */
     pvg_fl_state fs;
-    s = request(&c, "POST", "/v1/fl/join", NULL, 0, err);
+    s = request(&c, "POST", "/v1/fl/join", NULL, 0, STATE_MAX, err);
     if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join", err);
+    int rejoined = 0; /* joins again once when the server forgot this client (expired) */
     while (s == PVG_OK) {
         if (now_s() - t_start > timeout) {
             s = pvg_error_set(err, PVG_ERR_BUSY, "fl client: timed out after %g s", timeout);
             break;
         }
-        s = request(&c, "GET", "/v1/fl/state", NULL, 0, err);
+        s = request(&c, "GET", "/v1/fl/state", NULL, 0, STATE_MAX, err);
         if (s != PVG_OK) break;
         if (c.code == 429 || c.code == 503) {
             nap(200);
             continue;
         }
+        if (c.code == 404 && !rejoined) {
+            rejoined = 1;
+            s = request(&c, "POST", "/v1/fl/join", NULL, 0, STATE_MAX, err);
+            if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join (again)", err);
+            continue;
+        }
+        if (c.code == 200) rejoined = 0;
         if (c.code != 200) {
             s = http_error(&c, "GET /v1/fl/state", err);
             break;
@@ -506,6 +539,11 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
         if (!peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != skip_round &&
             fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
             if (o->drop_phase == PVG_FL_PHASE_ADVERTISE) break;
+            if (o->max_d && fs.params.d > o->max_d) { /* more than its catalogue can need */
+                st->refused++;
+                skip_round = fs.round;
+                continue;
+            }
             pvg_error e;
             pvg_status ps =
                 pvg_fl_peer_new(&fs, NULL, fs.params.d, o->rng, o->allow_insecure_rng, &peer, &e);
@@ -520,9 +558,21 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
             need_update = 0;
             uint64_t round = fs.round;
             uint32_t d = fs.params.d;
+            /* the largest legal broadcast for the announced shape: the item factors
+               and the Gramian of an update of d words (88 + 4 (n_items k + k^2), with
+               n_items k <= d and k <= 256), or less when the caller knows its catalogue */
+            size_t bmax = PVG_FL_HEADER + 4 * ((size_t)d + 65536);
+            if (o->max_broadcast && o->max_broadcast < bmax) bmax = o->max_broadcast;
+            if (fs.broadcast_len > bmax) {
+                s = pvg_error_set_at(err, PVG_ERR_INVALID, "fl STATE", 0, 0, 64,
+                                     "broadcast_len %u: at most %zu bytes was expected for an "
+                                     "update of d = %u words",
+                                     fs.broadcast_len, bmax, d);
+                break;
+            }
             char path[96];
             snprintf(path, sizeof path, "/v1/fl/broadcast?round=%llu", (unsigned long long)round);
-            s = request(&c, "GET", path, NULL, 0, err);
+            s = request(&c, "GET", path, NULL, 0, fs.broadcast_len, err);
             if (s != PVG_OK) break;
             if (c.code == 404) { /* the round moved on meanwhile */
                 skip_round = round;
@@ -599,7 +649,7 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
                 continue;
             }
             if (msg) {
-                s = request(&c, "POST", "/v1/fl/messages", msg, msg_len, err);
+                s = request(&c, "POST", "/v1/fl/messages", msg, msg_len, STATE_MAX, err);
                 sodium_memzero(msg, msg_len);
                 pvg_free(msg);
                 if (s != PVG_OK) break;

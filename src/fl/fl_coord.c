@@ -26,8 +26,12 @@
 typedef struct fl_client {
     uint8_t key[PVG_FL_NET_KEY_BYTES];
     uint32_t cohort_id; /* PVG_FL_NET_NO_ID when not in the current cohort */
+    uint32_t next;      /* the next client in its hash bucket, or NONE */
+    double last_seen;   /* the coordinator's clock at its last join, state or message */
     uint8_t submitted;  /* its message of the current phase was accepted */
 } fl_client;
+
+#define NONE 0xFFFFFFFFu
 
 struct pvg_fl_coord {
     pvg_fl_coord_options o;
@@ -38,13 +42,17 @@ struct pvg_fl_coord {
     int thread_started, stop;
 
     fl_client *clients;
-    uint32_t n_clients, cap_clients;
+    uint32_t n_clients, cap_clients, capacity;
+    uint32_t *bucket;  /* hash index of the registry: head client per bucket */
+    uint32_t n_bucket; /* a power of two, >= 2 cap_clients */
+    uint8_t hash_key[16];
 
     uint64_t round;
     int phase, closing;
     double phase_started, deadline, next_start, round_started;
     uint32_t *cohort; /* registry index per cohort id */
     uint32_t arrived, expected;
+    double last_arrival; /* the clock at the phase's last accepted message */
     pvg_secagg_params params;
     pvg_secagg_server *sa;
     uint8_t *bcast;
@@ -57,11 +65,17 @@ struct pvg_fl_coord {
     int have_last;
 };
 
-static double mono(void)
+static double mono_real(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The coordinator's clock: deadlines, expiry (injectable for tests). */
+static double now_of(const pvg_fl_coord *c)
+{
+    return c->o.clock ? c->o.clock(c->o.clock_ctx) : mono_real();
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -81,6 +95,59 @@ const char *pvg_fl_phase_name(int phase)
     static const char *names[] = {"idle",   "advertise", "share",   "masked",
                                   "unmask", "done",      "aborted", "finished"};
     return phase >= 0 && phase <= 7 ? names[phase] : "unknown";
+}
+
+/* The registry's capacity at sampling rate q (fl_net.h). */
+static uint32_t capacity_of(double q)
+{
+    if (q >= 1) return PVG_SECAGG_MAX_CLIENTS;
+    /* the largest N with N q + 10 sqrt(N q (1 - q)) <= L: a quadratic in sqrt(N) */
+    double L = PVG_SECAGG_MAX_CLIENTS, b = 10 * sqrt(q * (1 - q));
+    double x = (-b + sqrt(b * b + 4 * q * L)) / (2 * q);
+    double n = floor(x * x);
+    while (n > 0 && n * q + 10 * sqrt(n * q * (1 - q)) > L)
+        n -= 1;
+    return n >= PVG_FL_NET_MAX_REGISTERED ? PVG_FL_NET_MAX_REGISTERED : (uint32_t)n;
+}
+
+static uint32_t bucket_of(const pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES])
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key, PVG_FL_NET_KEY_BYTES, c->hash_key);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)h[i] << (8 * i);
+    return (uint32_t)(v & (c->n_bucket - 1));
+}
+
+/* Rebuilds the hash index over clients[0..n_clients) (lock held). */
+static void index_rebuild(pvg_fl_coord *c)
+{
+    for (uint32_t b = 0; b < c->n_bucket; b++)
+        c->bucket[b] = NONE;
+    for (uint32_t i = 0; i < c->n_clients; i++) {
+        uint32_t b = bucket_of(c, c->clients[i].key);
+        c->clients[i].next = c->bucket[b];
+        c->bucket[b] = i;
+    }
+}
+
+/* Drops registrations not seen for expire_seconds (lock held, between rounds
+ * only: the cohort refers to registry indices). */
+static void expire_clients(pvg_fl_coord *c, double now)
+{
+    if ((c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK) || c->closing)
+        return;
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < c->n_clients; i++) {
+        if (now - c->clients[i].last_seen > c->o.expire_seconds) continue;
+        if (w != i) c->clients[w] = c->clients[i];
+        w++;
+    }
+    if (w == c->n_clients) return;
+    sodium_memzero(c->clients + w, sizeof *c->clients * (c->n_clients - w));
+    c->n_clients = w;
+    index_rebuild(c);
 }
 
 /* Frees the round's SecAgg state and replies (lock held or thread-only). */
@@ -109,7 +176,7 @@ static void round_clear(pvg_fl_coord *c)
 
 static void round_end(pvg_fl_coord *c, int phase, const char *why)
 {
-    double now = mono();
+    double now = now_of(c);
     c->cur.phase = phase;
     c->cur.seconds = now - c->round_started;
     if (why) snprintf(c->cur.error, sizeof c->cur.error, "%s", why);
@@ -126,14 +193,16 @@ static void round_end(pvg_fl_coord *c, int phase, const char *why)
  * (recorded as an aborted round). */
 static int round_start(pvg_fl_coord *c)
 {
+    expire_clients(c, now_of(c));
+    if (c->n_clients < c->o.min_clients) return 1;
     uint32_t *cohort = malloc(sizeof *cohort * (c->n_clients ? c->n_clients : 1));
     if (!cohort) return 1;
     uint32_t n = 0;
     for (uint32_t i = 0; i < c->n_clients; i++)
         if (c->o.sample_rate >= 1.0 || pvg_rng_double(c->o.rng) < c->o.sample_rate) cohort[n++] = i;
-    if (n < c->o.min_cohort || n < c->o.min_survivors || n > PVG_SECAGG_MAX_CLIENTS) {
+    if (n < c->o.min_cohort || n < c->o.min_survivors) {
         free(cohort);
-        c->next_start = mono() + (c->o.start_delay > 0.05 ? c->o.start_delay : 0.05);
+        c->next_start = now_of(c) + (c->o.start_delay > 0.05 ? c->o.start_delay : 0.05);
         return 1;
     }
     memset(&c->cur, 0, sizeof c->cur);
@@ -141,7 +210,18 @@ static int round_start(pvg_fl_coord *c)
     c->cur.round = c->round;
     c->cur.registered = c->n_clients;
     c->cur.cohort = n;
-    c->round_started = mono();
+    c->round_started = now_of(c);
+    if (n > PVG_SECAGG_MAX_CLIENTS) {
+        /* the registry's capacity makes this improbable (< 1e-23 a round); never retried
+           silently: the round is recorded as aborted and the next one resamples */
+        free(cohort);
+        char why[PVG_ERROR_TEXT_LEN];
+        snprintf(why, sizeof why,
+                 "sampled cohort of %u clients exceeds SecAgg's limit of %u: nothing was run", n,
+                 PVG_SECAGG_MAX_CLIENTS);
+        round_end(c, PVG_FL_PHASE_ABORTED, why);
+        return -1;
+    }
     pvg_secagg_params p;
     memset(&p, 0, sizeof p);
     p.n = n;
@@ -158,7 +238,7 @@ static int round_start(pvg_fl_coord *c)
         c->clients[cohort[i]].cohort_id = i;
     pvg_error e;
     pvg_error_clear(&e);
-    double t0 = mono();
+    double t0 = mono_real();
     c->reply = calloc(n, sizeof *c->reply);
     c->reply_len = calloc(n, sizeof *c->reply_len);
     if (!c->reply || !c->reply_len) {
@@ -178,11 +258,12 @@ static int round_start(pvg_fl_coord *c)
         round_end(c, PVG_FL_PHASE_ABORTED, e.text);
         return -1;
     }
-    c->cur.server_seconds += mono() - t0;
+    c->cur.server_seconds += mono_real() - t0;
     c->phase = PVG_FL_PHASE_ADVERTISE;
-    c->phase_started = mono();
+    c->phase_started = now_of(c);
     c->deadline = c->phase_started + c->o.phase_seconds[0];
     c->arrived = 0;
+    c->last_arrival = c->phase_started;
     c->expected = n;
     return 0;
 }
@@ -193,11 +274,11 @@ static void phase_close(pvg_fl_coord *c)
 {
     int ph = c->phase;
     c->cur.arrived[ph - 1] = c->arrived;
-    c->cur.phase_seconds[ph - 1] = mono() - c->phase_started;
+    c->cur.phase_seconds[ph - 1] = now_of(c) - c->phase_started;
     c->closing = 1;
     pthread_mutex_unlock(&c->mu);
 
-    double t0 = mono();
+    double t0 = mono_real();
     pvg_error e;
     pvg_error_clear(&e);
     pvg_status st = pvg_secagg_server_advance(c->sa, &e);
@@ -244,7 +325,7 @@ static void phase_close(pvg_fl_coord *c)
             sodium_free(sum);
         }
     }
-    double spent = mono() - t0;
+    double spent = mono_real() - t0;
 
     pthread_mutex_lock(&c->mu);
     c->closing = 0;
@@ -281,10 +362,33 @@ static void phase_close(pvg_fl_coord *c)
     for (uint32_t i = 0; i < c->params.n; i++)
         c->clients[c->cohort[i]].submitted = 0;
     c->phase = ph + 1;
-    c->phase_started = mono();
+    c->phase_started = now_of(c);
     c->deadline = c->phase_started + c->o.phase_seconds[ph];
     c->arrived = 0;
+    c->last_arrival = c->phase_started;
     c->expected = expected;
+}
+
+/* The messages a phase needs before the grace rule may close it: SecAgg's
+ * threshold and the survivor floor (fewer would abort the round anyway). */
+static uint32_t quorum_of(const pvg_fl_coord *c)
+{
+    return c->params.t > c->o.min_survivors ? c->params.t : c->o.min_survivors;
+}
+
+/* The latest time any client still expected in the phase (no message yet)
+ * was seen; -INFINITY when none is missing (lock held). A live client polls
+ * every retry_ms, so one silent for the grace has stopped (or computes for
+ * longer than the grace). */
+static double missing_seen(const pvg_fl_coord *c)
+{
+    double newest = -INFINITY;
+    for (uint32_t i = 0; i < c->params.n; i++) {
+        const fl_client *cl = &c->clients[c->cohort[i]];
+        int expected = c->phase == PVG_FL_PHASE_ADVERTISE || (c->reply && c->reply[i]);
+        if (expected && !cl->submitted && cl->last_seen > newest) newest = cl->last_seen;
+    }
+    return newest;
 }
 
 static void *coord_thread(void *arg)
@@ -292,13 +396,20 @@ static void *coord_thread(void *arg)
     pvg_fl_coord *c = arg;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
-        double now = mono(), wake_at = now + 1.0;
+        double now = now_of(c), wake_at = now + 1.0;
         if (c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK) {
-            if (c->arrived >= c->expected || now >= c->deadline) {
+            /* the grace: the quorum is in, no message arrived and every client still
+               expected has been silent (no poll, no message) for phase_grace seconds */
+            double quiet_at = INFINITY;
+            if (c->o.phase_grace > 0 && c->arrived >= quorum_of(c)) {
+                double seen = missing_seen(c);
+                quiet_at = (seen > c->last_arrival ? seen : c->last_arrival) + c->o.phase_grace;
+            }
+            if (c->arrived >= c->expected || now >= c->deadline || now >= quiet_at) {
                 phase_close(c);
                 continue;
             }
-            wake_at = c->deadline;
+            wake_at = c->deadline < quiet_at ? c->deadline : quiet_at;
         } else if (c->phase != PVG_FL_PHASE_FINISHED) {
             if (c->o.max_rounds && c->round >= c->o.max_rounds) {
                 c->phase = PVG_FL_PHASE_FINISHED;
@@ -306,7 +417,7 @@ static void *coord_thread(void *arg)
                 continue;
             }
             if (c->n_clients >= c->o.min_clients) {
-                if (now >= c->next_start) {
+                if (now >= c->next_start) { /* expires registrations, then samples */
                     (void)round_start(c);
                     continue;
                 }
@@ -350,6 +461,13 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
     if (o->start_delay < 0 || o->start_delay > 86400 || isnan(o->start_delay))
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: start_delay %g, want 0..86400",
                              o->start_delay);
+    if (o->phase_grace < 0 || o->phase_grace > 86400 || isnan(o->phase_grace))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: phase_grace %g, want 0..86400",
+                             o->phase_grace);
+    if (o->expire_seconds < 0 || isnan(o->expire_seconds))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl coordinator: expire_seconds %g, want >= 0 (0: 600)",
+                             o->expire_seconds);
     if (o->server_threads > 64)
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: server_threads %u, want 1..64",
                              o->server_threads);
@@ -373,9 +491,23 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         free(c);
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: k = %u, want 2..65534", o->k);
     }
+    c->capacity = capacity_of(c->o.sample_rate);
+    if (c->o.min_clients > c->capacity || c->o.min_cohort > c->capacity ||
+        c->o.min_survivors > c->capacity) {
+        pvg_status r = pvg_error_set(
+            err, PVG_ERR_INVALID,
+            "fl coordinator: min_clients %u, min_cohort %u, min_survivors %u: at sampling rate %g "
+            "the registry takes at most %u clients (a cohort must fit SecAgg's %u)",
+            c->o.min_clients, c->o.min_cohort, c->o.min_survivors, c->o.sample_rate, c->capacity,
+            PVG_SECAGG_MAX_CLIENTS);
+        free(c);
+        return r;
+    }
     for (int i = 0; i < 4; i++)
         if (c->o.phase_seconds[i] == 0) c->o.phase_seconds[i] = 30;
+    if (c->o.expire_seconds == 0) c->o.expire_seconds = 600;
     if (!c->o.server_threads) c->o.server_threads = 1;
+    randombytes_buf(c->hash_key, sizeof c->hash_key);
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -384,7 +516,7 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
     pthread_cond_init(&c->ended, &ca);
     pthread_condattr_destroy(&ca);
     c->phase = PVG_FL_PHASE_IDLE;
-    c->next_start = mono() + c->o.start_delay;
+    c->next_start = now_of(c) + c->o.start_delay;
     if (pthread_create(&c->thread, NULL, coord_thread, c) != 0) {
         pvg_fl_coord_free(c);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "fl coordinator: cannot start its thread");
@@ -408,16 +540,22 @@ void pvg_fl_coord_free(pvg_fl_coord *c)
     free(c->bcast);
     if (c->clients) sodium_memzero(c->clients, sizeof *c->clients * c->cap_clients);
     free(c->clients);
+    free(c->bucket);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->ended);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
+/* The registered client with this key, marked seen now; NULL when none. */
 static fl_client *find_client(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES])
 {
-    for (uint32_t i = 0; i < c->n_clients; i++)
-        if (memcmp(c->clients[i].key, key, PVG_FL_NET_KEY_BYTES) == 0) return &c->clients[i];
+    if (!c->n_bucket) return NULL;
+    for (uint32_t i = c->bucket[bucket_of(c, key)]; i != NONE; i = c->clients[i].next)
+        if (sodium_memcmp(c->clients[i].key, key, PVG_FL_NET_KEY_BYTES) == 0) {
+            c->clients[i].last_seen = now_of(c);
+            return &c->clients[i];
+        }
     return NULL;
 }
 
@@ -428,24 +566,41 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
     pthread_mutex_lock(&c->mu);
     pvg_status st = PVG_OK;
     if (!find_client(c, key)) {
-        if (c->n_clients >= PVG_FL_NET_MAX_REGISTERED) {
-            st = pvg_error_set(err, PVG_ERR_BUSY, "fl: the registry is full (%u clients)",
-                               c->n_clients);
+        if (c->n_clients >= c->capacity) expire_clients(c, now_of(c));
+        if (c->n_clients >= c->capacity) {
+            st = pvg_error_set(err, PVG_ERR_BUSY,
+                               "fl: the registry is full: %u clients, the most a round at "
+                               "sampling rate %g can take (SecAgg's limit is %u per cohort)",
+                               c->n_clients, c->o.sample_rate, PVG_SECAGG_MAX_CLIENTS);
         } else {
             if (c->n_clients == c->cap_clients) {
                 uint32_t cap = c->cap_clients ? c->cap_clients * 2 : 64;
+                uint32_t nb = c->n_bucket ? c->n_bucket : 128;
+                while (nb < 2 * cap)
+                    nb *= 2;
                 fl_client *n = realloc(c->clients, sizeof *n * cap);
-                if (!n) {
+                if (n) c->clients = n;
+                uint32_t *b = nb != c->n_bucket ? malloc(sizeof *b * nb) : c->bucket;
+                if (!n || !b) {
                     pthread_mutex_unlock(&c->mu);
                     return pvg_error_set(err, PVG_ERR_NOMEM, "fl: registry");
                 }
-                c->clients = n;
                 c->cap_clients = cap;
+                if (b != c->bucket) {
+                    free(c->bucket);
+                    c->bucket = b;
+                    c->n_bucket = nb;
+                    index_rebuild(c);
+                }
             }
-            fl_client *cl = &c->clients[c->n_clients++];
+            fl_client *cl = &c->clients[c->n_clients];
             memcpy(cl->key, key, PVG_FL_NET_KEY_BYTES);
             cl->cohort_id = PVG_FL_NET_NO_ID; /* joins from the next round on */
             cl->submitted = 0;
+            cl->last_seen = now_of(c);
+            uint32_t b = bucket_of(c, key);
+            cl->next = c->bucket[b];
+            c->bucket[b] = c->n_clients++;
             pthread_cond_broadcast(&c->wake);
         }
     }
@@ -456,9 +611,15 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
 uint32_t pvg_fl_coord_registered(pvg_fl_coord *c)
 {
     pthread_mutex_lock(&c->mu);
+    expire_clients(c, now_of(c));
     uint32_t n = c->n_clients;
     pthread_mutex_unlock(&c->mu);
     return n;
+}
+
+uint32_t pvg_fl_coord_capacity(const pvg_fl_coord *c)
+{
+    return c->capacity;
 }
 
 size_t pvg_fl_coord_max_message(const pvg_fl_coord *c)
@@ -507,7 +668,7 @@ pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_
     if ((c->phase == PVG_FL_PHASE_DONE || c->phase == PVG_FL_PHASE_FINISHED) && c->have_last &&
         c->last.round == c->round && c->last.phase == PVG_FL_PHASE_DONE)
         b[17] |= 2; /* round `round` ended with its sum applied */
-    double now = mono();
+    double now = now_of(c);
     if (in_round) {
         b[18] = 32;
         put32(b + 24, c->params.n);
@@ -571,14 +732,16 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
                               "message type %u is not the one of the %s phase", msg[5],
                               pvg_fl_phase_name(c->phase));
     } else {
-        double t0 = mono();
+        double t0 = mono_real();
         st = pvg_secagg_server_receive(c->sa, msg, len, err);
-        c->cur.server_seconds += mono() - t0;
+        c->cur.server_seconds += mono_real() - t0;
         if (st == PVG_OK) {
             cl->submitted = 1;
             c->arrived++;
+            c->last_arrival = now_of(c);
             c->cur.bytes_in += len;
-            if (c->arrived >= c->expected) pthread_cond_broadcast(&c->wake);
+            if (c->arrived >= c->expected || c->arrived == quorum_of(c))
+                pthread_cond_broadcast(&c->wake);
         }
     }
     pthread_mutex_unlock(&c->mu);

@@ -16,7 +16,9 @@
 #include <privguide/fl_net.h>
 #include <privguide/store.h>
 
+#ifndef PVG_FL_CLIENT_NO_HTTP /* the WebAssembly build: JavaScript does the requests */
 #include <curl/curl.h>
+#endif
 #include <errno.h>
 #include <math.h>
 #include <sodium.h>
@@ -301,6 +303,7 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
 }
 
 /* ---- the HTTP loop ---- */
+#ifndef PVG_FL_CLIENT_NO_HTTP
 
 typedef struct buf {
     uint8_t *p;
@@ -621,3 +624,4 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
     st->seconds = now_s() - t_start;
     return s;
 }
+#endif /* PVG_FL_CLIENT_NO_HTTP */

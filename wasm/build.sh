@@ -45,7 +45,7 @@ fetch() { # name sha url
         cp "$PVG_WASM_DEPS_DIR/$1" "$f"
     fi
     if [ ! -f "$f" ]; then
-        curl -fsS -m 120 -o "$f.part" "$3" || { rm -f "$f.part"; unavailable "cannot fetch $3"; }
+        curl -fsS --connect-timeout 10 -m 120 -o "$f.part" "$3" || { rm -f "$f.part"; unavailable "cannot fetch $3"; }
         mv "$f.part" "$f"
     fi
     echo "$2  $f" | sha256sum -c --quiet - >/dev/null 2>&1 || {

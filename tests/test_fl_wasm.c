@@ -19,8 +19,12 @@
  * - nothing a page sent holds its items' ids or any 16 bytes of its
  *   unmasked update, and its token went only in the Authorization header.
  *
- * Skips (77) when the WebAssembly client was not built (emcc missing: the
- * reason in <build>/wasm/UNAVAILABLE), or chromium, node or npm is absent.
+ * The browser test skips (cmocka skip, with the reason) when the WebAssembly
+ * client was not built (emcc missing: the reason in <build>/wasm/UNAVAILABLE),
+ * or chromium, node or npm is absent. test_core_rules runs the client core
+ * natively (the same C): it advertises, fetches the broadcast and takes part
+ * or refuses by its own DP policy, refuses a non-majority threshold and a
+ * wrong-length broadcast, and rejects every truncation of a STATE.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,8 +35,11 @@
 #include <privguide/auth.h>
 #include <privguide/fl.h>
 #include <privguide/fl_net.h>
+#include <privguide/rng.h>
 #include <privguide/server.h>
 #include <privguide/store.h>
+
+#include "fl/fl_client_core.h"
 
 #define _GNU_SOURCE 1
 #include <jansson.h>
@@ -430,43 +437,196 @@ static void test_browser_clients_exact_sum(void **state)
     (void)run(cmd);
 }
 
-int main(void)
+/* ---- the client core without a transport (native build of the same C) ---- */
+
+static size_t state_of(uint8_t *b, const pvg_secagg_params *p, int phase, int submitted,
+                       uint32_t bc_len)
 {
-    g_wasm_dir = getenv("PVG_WASM_DIR");
+    memset(b, 0, 80);
+    memcpy(b, "PVFL", 4);
+    b[4] = 1;
+    b[5] = 1;
+    b[8] = 1; /* round 1 */
+    b[16] = (uint8_t)phase;
+    b[17] = (uint8_t)(submitted ? 1 : 0);
+    b[18] = 32;
+    uint32_t f[] = {0, p->n, p->k, p->t, p->d, 0, 0, 0, 0, 1000, 10, bc_len, 0, 0};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 4; j++)
+            b[20 + 4 * i + j] = (uint8_t)(f[i] >> (8 * j));
+    memcpy(b + 40, p->session, 16);
+    for (int i = 9; i < 12; i++)
+        for (int j = 0; j < 4; j++)
+            b[56 + 4 * (i - 9) + j] = (uint8_t)(f[i] >> (8 * j));
+    return 80;
+}
+
+/* Advertises, asks for the broadcast, and then takes part or refuses by its
+ * own DP policy; a wrong-length broadcast, a non-majority threshold and every
+ * truncation of a STATE are refused without reading past the end. */
+static void test_core_rules(void **state)
+{
+    (void)state;
+    assert_int_equal(pvg_init(), PVG_OK);
+    pvg_error err;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_config cfg;
+    pvg_fl_config_default(&cfg);
+    cfg.factors = K;
+    pvg_fl_model *m = NULL;
+    assert_int_equal(pvg_fl_model_new(&cfg, N_ITEMS, rng, &m, &err), PVG_OK);
+    uint8_t *bc = NULL;
+    size_t bl = 0;
+    assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, &err), PVG_OK);
+    pvg_secagg_params p = {5, 4, 3, (uint32_t)pvg_fl_update_dim(&cfg, N_ITEMS), 32, {0}};
+    randombytes_buf(p.session, sizeof p.session);
+    uint32_t hist[HIST];
+    history_of(0, hist);
+    uint8_t st[80];
+    for (int allow = 0; allow <= 1; allow++) {
+        pvg_fl_core_policy pol = {allow, 10, 1e-5, 1, 0};
+        pvg_fl_core *c = NULL;
+        assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 1, &c, &err), PVG_OK);
+        int action;
+        uint32_t wait;
+        uint64_t round;
+        const uint8_t *msg;
+        size_t ml;
+        size_t n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 0, (uint32_t)bl);
+        assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                         PVG_OK);
+        assert_int_equal(action, PVG_FL_CORE_SEND);
+        assert_true(ml > 4 && memcmp(msg, "PVSA", 4) == 0);
+        n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 1, (uint32_t)bl);
+        assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                         PVG_OK);
+        assert_int_equal(action, PVG_FL_CORE_BROADCAST);
+        assert_int_equal(round, 1);
+        /* a broadcast of another length than the STATE announced */
+        if (allow) {
+            assert_int_equal(pvg_fl_core_broadcast(c, 1, bc, bl - 1, &err), PVG_ERR_INVALID);
+            pvg_fl_core_free(c);
+            assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 1, &c, &err),
+                             PVG_OK);
+            n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 0, (uint32_t)bl);
+            assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                             PVG_OK);
+            n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 1, (uint32_t)bl);
+            assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                             PVG_OK);
+            assert_int_equal(action, PVG_FL_CORE_BROADCAST);
+        }
+        assert_int_equal(pvg_fl_core_broadcast(c, 1, bc, bl, &err), PVG_OK);
+        uint32_t rounds, refused;
+        const char *why;
+        pvg_fl_core_stats(c, &rounds, &refused, &why);
+        size_t d = 0;
+        const uint32_t *u = pvg_fl_core_last_update(c, &d);
+        if (allow) {
+            assert_int_equal(refused, 0);
+            assert_non_null(u);
+            assert_int_equal(d, p.d);
+        } else { /* the server asked for no noise: no update is made */
+            assert_int_equal(refused, 1);
+            assert_non_null(strstr(why, "no DP noise"));
+            assert_null(u);
+            /* and nothing more is sent in that round */
+            n = state_of(st, &p, PVG_FL_PHASE_SHARE, 0, (uint32_t)bl);
+            assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                             PVG_OK);
+            assert_int_equal(action, PVG_FL_CORE_WAIT);
+        }
+        /* recommendations on device from the broadcast it received */
+        uint32_t top[5];
+        float sc[5];
+        size_t nt = 0;
+        pvg_status rs = pvg_fl_core_recommend(c, 5, top, sc, &nt, &err);
+        assert_int_equal(rs, allow ? PVG_OK : PVG_ERR_STATE);
+        if (allow) assert_int_equal(nt, 5);
+        pvg_fl_core_free(c);
+    }
+    /* a threshold that is not a strict majority: refused before advertising */
+    {
+        pvg_fl_core_policy pol = {1, 10, 1e-5, 1, 0};
+        pvg_fl_core *c = NULL;
+        assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 0, &c, &err), PVG_OK);
+        pvg_secagg_params q = p;
+        q.t = 2;
+        int action;
+        uint32_t wait, refused;
+        uint64_t round;
+        const uint8_t *msg;
+        size_t ml, n = state_of(st, &q, PVG_FL_PHASE_ADVERTISE, 0, (uint32_t)bl);
+        assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                         PVG_OK);
+        assert_int_equal(action, PVG_FL_CORE_WAIT);
+        assert_null(msg);
+        pvg_fl_core_stats(c, NULL, &refused, NULL);
+        assert_int_equal(refused, 1);
+        /* every truncation of a STATE is an error, read within its length */
+        for (size_t len = 0; len < 80; len++) {
+            uint8_t *t = malloc(len ? len : 1);
+            memcpy(t, st, len);
+            assert_int_equal(pvg_fl_core_state(c, t, len, &action, &wait, &round, &msg, &ml, &err),
+                             PVG_ERR_INVALID);
+            free(t);
+        }
+        pvg_fl_core_free(c);
+    }
+    pvg_free(bc);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+}
+
+static char g_skip[600];
+
+static void test_browser_clients(void **state)
+{
+    if (g_skip[0]) {
+        printf("SKIP: %s\n", g_skip);
+        skip();
+    }
+    test_browser_clients_exact_sum(state);
+}
+
+static void why_skip(void)
+{
     char p[PATH_MAX];
+    g_wasm_dir = getenv("PVG_WASM_DIR");
     if (!g_wasm_dir) {
-        printf("SKIP: PVG_WASM_DIR is not set (run through ctest)\n");
-        return 77;
+        snprintf(g_skip, sizeof g_skip, "PVG_WASM_DIR is not set (run through ctest)");
+        return;
     }
     snprintf(p, sizeof p, "%s/pvg_fl_client.wasm", g_wasm_dir);
     if (access(p, R_OK) != 0) {
-        char why[512] =
-            "the WebAssembly client was not built (cmake found no emcc: apt-get install "
-            "emscripten, then reconfigure)";
+        snprintf(g_skip, sizeof g_skip,
+                 "the WebAssembly client was not built (cmake found no emcc: apt-get install "
+                 "emscripten, then reconfigure)");
         snprintf(p, sizeof p, "%s/UNAVAILABLE", g_wasm_dir);
         FILE *f = fopen(p, "r");
         if (f) {
-            if (!fgets(why, sizeof why, f)) why[0] = 0;
+            if (!fgets(g_skip, sizeof g_skip, f)) g_skip[0] = 0;
             fclose(f);
-            why[strcspn(why, "\n")] = 0;
+            g_skip[strcspn(g_skip, "\n")] = 0;
+            if (!g_skip[0]) snprintf(g_skip, sizeof g_skip, "the WebAssembly client is not built");
         }
-        printf("SKIP: %s\n", why);
-        return 77;
+        return;
     }
-    if (access("/usr/bin/chromium", X_OK) != 0) {
-        printf("SKIP: /usr/bin/chromium is not installed (apt-get install chromium)\n");
-        return 77;
-    }
-    if (run("command -v node >/dev/null && command -v npm >/dev/null") != 0) {
-        printf("SKIP: node and npm are needed for the browser tests\n");
-        return 77;
-    }
-    if (run("node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)'") != 0) {
-        printf("SKIP: the browser tests need Node.js >= 20 (playwright-core)\n");
-        return 77;
-    }
+    if (access("/usr/bin/chromium", X_OK) != 0)
+        snprintf(g_skip, sizeof g_skip,
+                 "/usr/bin/chromium is not installed (apt-get install chromium)");
+    else if (run("command -v node >/dev/null && command -v npm >/dev/null") != 0)
+        snprintf(g_skip, sizeof g_skip, "node and npm are needed for the browser tests");
+    else if (run("node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)'") != 0)
+        snprintf(g_skip, sizeof g_skip, "the browser tests need Node.js >= 20 (playwright-core)");
+}
+
+int main(void)
+{
+    why_skip();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_browser_clients_exact_sum),
+        cmocka_unit_test(test_core_rules),
+        cmocka_unit_test(test_browser_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * test_fl_wasm.c - the browser client of federated training passes the C
  * client's exactness test. One round of federated iALS (a real model and
- * broadcast, pvg_fl_client_update's vectors) with 3 C clients (libcurl,
+ * broadcast, pvg_fl_client_update's vectors, distributed discrete Gaussian
+ * noise that each client, the pages too, accepts by its own DP policy and
+ * draws with the exact sampler) with 3 C clients (libcurl,
  * pvg_fl_client_run) and 2 browser clients (the WebAssembly client core
  * of wasm/ in headless Chromium, on the server's page /static/fl.html,
  * driven by tests/web/fl_wasm.test.js) in one SecAgg+ session:
@@ -235,7 +237,13 @@ static void test_browser_clients_exact_sum(void **state)
     pvg_fl_config cfg;
     pvg_fl_config_default(&cfg);
     cfg.factors = K;
-    cfg.dp = PVG_FL_DP_NONE;
+    /* distributed discrete Gaussian noise: every client (the pages too) adds
+     * its share with the exact sampler, after checking the server's noise
+     * against its own policy (epsilon <= 10 over the round) */
+    cfg.dp = PVG_FL_DP_DISTRIBUTED;
+    cfg.noise_multiplier = 1.0;
+    cfg.expected_cohort = N_ALL;
+    cfg.clip = 1.0;
     assert_int_equal(pvg_fl_model_new(&cfg, N_ITEMS, rng, &g.model, &err), PVG_OK);
     pvg_fl_coord_options co;
     memset(&co, 0, sizeof co);
@@ -243,6 +251,7 @@ static void test_browser_clients_exact_sum(void **state)
     co.sample_rate = 1.0;
     co.min_clients = N_ALL;
     co.max_rounds = 1;
+    co.min_survivors = N_ALL;
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = 120; /* closes as soon as every message is in */
     co.broadcast = bc_fn;

@@ -59,7 +59,7 @@ const watchdog = setTimeout(() => { console.error('FAIL: browser clients exceede
       try {
         res = await page.evaluate(async (a) => {
           const r = await window.PvgFl.run({ token: a.token, items: a.items, events: a.events,
-            rounds: 1, allowNoDp: true, keepUpdate: true, topK: 10, timeoutMs: 150000 });
+            rounds: 1, keepUpdate: true, topK: 10, timeoutMs: 150000 });
           return { rounds: r.rounds, refused: r.refused, lastRefusal: r.lastRefusal,
             recommendations: r.recommendations,
             update: r.update ? Array.from(r.update) : null };

@@ -13,6 +13,9 @@
 'use strict';
 (function (global) {
   const ACTION = ['wait', 'broadcast', 'send', 'finished'];
+  // the native client's cap on an answer: 4 PVG_SECAGG_MAX_DIM + 4 MiB (a
+  // broadcast's item factors are fewer words than the update dimension)
+  const MAX_BROADCAST = 4 * 2 ** 28 + 2 ** 22;
 
   function loadModule(base) {
     if (typeof global.PvgFlWasm === 'function') {
@@ -94,6 +97,11 @@
           if (b.status === 404) {
             if (M._pvgw_broadcast(h, round, 0, 0) < 0) throw err();
           } else if (b.status === 200) {
+            // the core checks the exact length the STATE announced; refuse a
+            // body far beyond any broadcast before reading it into memory
+            if (Number(b.headers.get('content-length') || 0) > MAX_BROADCAST) {
+              throw new Error('GET /v1/fl/broadcast: body larger than ' + MAX_BROADCAST + ' bytes');
+            }
             const bc = new Uint8Array(await b.arrayBuffer());
             if (withBytes(bc, (p, len) => M._pvgw_broadcast(h, round, p, len)) < 0) throw err();
             if (o.keepUpdate) {

@@ -161,21 +161,26 @@ int64_t pvg_dp_discrete_gaussian(pvg_rng *rng, uint64_t num, uint64_t den)
     }
 }
 
+/* In 32-bit pieces: unsigned long is 32 bits on some targets (wasm32). */
 static void mpz_set_u128(mpz_t z, u128 v)
 {
-    mpz_set_ui(z, (unsigned long)(uint64_t)(v >> 64));
-    mpz_mul_2exp(z, z, 64);
-    mpz_add_ui(z, z, (unsigned long)(uint64_t)v);
+    mpz_set_ui(z, 0);
+    for (int s = 96; s >= 0; s -= 32) {
+        mpz_mul_2exp(z, z, 32);
+        mpz_add_ui(z, z, (unsigned long)(uint32_t)(v >> s));
+    }
 }
 
 static u128 mpz_get_u128(const mpz_t z)
 {
     mpz_t t;
     mpz_init(t);
-    mpz_tdiv_q_2exp(t, z, 64);
-    u128 hi = (u128)mpz_get_ui(t);
-    mpz_tdiv_r_2exp(t, z, 64);
-    u128 v = (hi << 64) | (u128)mpz_get_ui(t);
+    u128 v = 0;
+    for (int s = 96; s >= 0; s -= 32) {
+        mpz_tdiv_q_2exp(t, z, (unsigned long)s);
+        mpz_tdiv_r_2exp(t, t, 32);
+        v |= (u128)(uint32_t)mpz_get_ui(t) << s;
+    }
     mpz_clear(t);
     return v;
 }

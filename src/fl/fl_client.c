@@ -18,7 +18,9 @@
 
 #include "fl/fl_internal.h"
 
+#ifndef PVG_FL_CLIENT_NO_HTTP /* the WebAssembly build: JavaScript does the requests */
 #include <curl/curl.h>
+#endif
 #include <errno.h>
 #include <math.h>
 #include <sodium.h>
@@ -303,6 +305,7 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
 }
 
 /* ---- the HTTP loop ---- */
+#ifndef PVG_FL_CLIENT_NO_HTTP
 
 /* The largest answers a client reads (fl_net.h): any legal STATE (80 bytes,
  * a survivor list of n <= 65535 ids, a reply of at most a FORWARD of k + 1 <=
@@ -671,3 +674,4 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
     st->seconds = now_s() - t_start;
     return s;
 }
+#endif /* PVG_FL_CLIENT_NO_HTTP */

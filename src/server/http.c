@@ -424,7 +424,8 @@ static enum MHD_Result send_answer(pvg_srv_req *r)
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     if (r->ctype && strncmp(r->ctype, "text/html", 9) == 0)
         MHD_add_response_header(resp, "Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+                                "img-src 'self' data:; object-src 'none'; "
                                 "frame-ancestors 'none'");
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);

@@ -18,6 +18,7 @@ static const struct {
     {".svg", "image/svg+xml"},
     {".png", "image/png"},
     {".ico", "image/x-icon"},
+    {".wasm", "application/wasm"}, /* the browser federated client (wasm/) */
 };
 
 void pvg_srv_serve_static(pvg_srv_req *r, const char *name)

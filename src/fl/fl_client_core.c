@@ -1,0 +1,332 @@
+/*
+ * fl_client_core.c - the transport-free federated client (fl_client_core.h):
+ * the decisions of pvg_fl_client_run's loop (join, advertise, fetch the
+ * broadcast, compute the update, post each SecAgg message, refuse what the
+ * client's rules refuse) driven by the bytes of the server's answers, so
+ * that JavaScript in a browser (wasm/) can make the requests.
+ */
+#include "fl/fl_client_core.h"
+
+#include <privguide/rng.h>
+#include <privguide/store.h>
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pvg_fl_core {
+    uint32_t *items; /* the shopper's history: sodium_malloc */
+    float *weights;  /* sodium_malloc, or NULL */
+    size_t n;
+    pvg_fl_core_policy pol;
+    uint32_t want_rounds;
+    pvg_rng *rng;
+    int allow_insecure_rng;
+    int keep_update;
+
+    pvg_fl_peer *peer;
+    uint64_t peer_round;
+    int advertised;  /* the peer's ADVERTISE was handed out */
+    int need_update; /* advertised; the broadcast and update are still to come */
+    uint64_t skip_round;
+    uint32_t floor_n; /* distributed DP: the least survivors the noise was split over */
+    uint32_t bc_len;  /* the STATE's announced broadcast length */
+    uint32_t d;
+
+    uint8_t *msg; /* the last message handed out (pvg_malloc'd by SecAgg) */
+    size_t msg_len;
+    uint8_t *bc; /* the last broadcast (public), for recommendations */
+    size_t bc_n;
+    uint32_t *kept; /* keep_update: the last update */
+    size_t kept_d;
+
+    uint32_t rounds, refused;
+    char last_refusal[400];
+};
+
+static void drop_msg(pvg_fl_core *c)
+{
+    if (c->msg) {
+        sodium_memzero(c->msg, c->msg_len);
+        pvg_free(c->msg);
+    }
+    c->msg = NULL;
+    c->msg_len = 0;
+}
+
+static void drop_peer(pvg_fl_core *c)
+{
+    pvg_fl_peer_free(c->peer);
+    c->peer = NULL;
+    c->advertised = 0;
+    c->need_update = 0;
+}
+
+static void refuse(pvg_fl_core *c, uint64_t round, const char *why)
+{
+    c->refused++;
+    c->skip_round = round;
+    snprintf(c->last_refusal, sizeof c->last_refusal, "round %llu: %.320s",
+             (unsigned long long)round, why);
+    drop_peer(c);
+}
+
+pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n,
+                           const pvg_fl_core_policy *pol, uint32_t rounds, pvg_rng *rng,
+                           int allow_insecure_rng, int keep_update, pvg_fl_core **out,
+                           pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (out) *out = NULL;
+    if (!out || !pol || !rng || (n && !items))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl core: items, policy, rng and out needed");
+    if (!(pol->max_epsilon > 0) || !(pol->delta > 0 && pol->delta < 1) ||
+        !(pol->q > 0 && pol->q <= 1))
+        return pvg_error_set(
+            err, PVG_ERR_INVALID,
+            "fl core: policy: max_epsilon > 0, 0 < delta < 1, 0 < q <= 1 expected");
+    pvg_status s = pvg_rng_require_secure(rng, allow_insecure_rng, "fl core", err);
+    if (s != PVG_OK) return s;
+    pvg_fl_core *c = calloc(1, sizeof *c);
+    if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core");
+    c->items = sodium_malloc(sizeof *c->items * (n ? n : 1));
+    c->weights = weights ? sodium_malloc(sizeof *c->weights * (n ? n : 1)) : NULL;
+    if (!c->items || (weights && !c->weights)) {
+        pvg_fl_core_free(c);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: history");
+    }
+    if (n) memcpy(c->items, items, sizeof *c->items * n);
+    if (weights && n) memcpy(c->weights, weights, sizeof *c->weights * n);
+    c->n = n;
+    c->pol = *pol;
+    c->want_rounds = rounds;
+    c->rng = rng;
+    c->allow_insecure_rng = allow_insecure_rng;
+    c->keep_update = keep_update;
+    *out = c;
+    return PVG_OK;
+}
+
+void pvg_fl_core_free(pvg_fl_core *c)
+{
+    if (!c) return;
+    drop_peer(c);
+    drop_msg(c);
+    if (c->items) {
+        sodium_memzero(c->items, sizeof *c->items * (c->n ? c->n : 1));
+        sodium_free(c->items);
+    }
+    if (c->weights) {
+        sodium_memzero(c->weights, sizeof *c->weights * (c->n ? c->n : 1));
+        sodium_free(c->weights);
+    }
+    if (c->kept) {
+        sodium_memzero(c->kept, sizeof *c->kept * c->kept_d);
+        sodium_free(c->kept);
+    }
+    free(c->bc);
+    free(c);
+}
+
+pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, int *action,
+                             uint32_t *wait_ms, uint64_t *round, const uint8_t **msg,
+                             size_t *msg_len, pvg_error *err)
+{
+    pvg_error_clear(err);
+    *action = PVG_FL_CORE_WAIT;
+    *wait_ms = 100;
+    *round = 0;
+    *msg = NULL;
+    *msg_len = 0;
+    drop_msg(c);
+    pvg_fl_state fs;
+    pvg_status s = pvg_fl_state_parse(state, len, &fs, err);
+    if (s != PVG_OK) return s;
+    if (c->peer && (fs.round != c->peer_round || fs.phase == PVG_FL_PHASE_DONE ||
+                    fs.phase == PVG_FL_PHASE_ABORTED || fs.phase == PVG_FL_PHASE_FINISHED)) {
+        if (fs.round == c->peer_round && fs.applied && pvg_fl_peer_done(c->peer)) c->rounds++;
+        drop_peer(c);
+        if (c->want_rounds && c->rounds >= c->want_rounds) {
+            *action = PVG_FL_CORE_FINISHED;
+            return PVG_OK;
+        }
+    }
+    if (fs.phase == PVG_FL_PHASE_FINISHED) {
+        *action = PVG_FL_CORE_FINISHED;
+        return PVG_OK;
+    }
+    int in_round = fs.phase >= PVG_FL_PHASE_ADVERTISE && fs.phase <= PVG_FL_PHASE_UNMASK;
+    if (!c->peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != c->skip_round &&
+        fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
+        pvg_error e;
+        if (pvg_fl_peer_new(&fs, NULL, fs.params.d, c->rng, c->allow_insecure_rng, &c->peer, &e) !=
+            PVG_OK) {
+            refuse(c, fs.round, e.text);
+        } else {
+            c->peer_round = fs.round;
+            c->need_update = 1; /* after the advertisement: due at the masked phase */
+            c->floor_n = 0;
+        }
+    }
+    if (c->peer && c->need_update && fs.round == c->peer_round && c->advertised) {
+        c->bc_len = fs.broadcast_len;
+        c->d = fs.params.d;
+        *action = PVG_FL_CORE_BROADCAST;
+        *round = fs.round;
+        *wait_ms = 0;
+        return PVG_OK;
+    }
+    if (c->peer && fs.round == c->peer_round && in_round) {
+        if (fs.phase == PVG_FL_PHASE_UNMASK && fs.reply && !pvg_fl_peer_done(c->peer) &&
+            fs.n_survivors < c->floor_n) {
+            char why[128];
+            snprintf(why, sizeof why,
+                     "%u survivors, below the %u the distributed noise was split over",
+                     fs.n_survivors, c->floor_n);
+            refuse(c, c->peer_round, why);
+        } else {
+            uint8_t *m = NULL;
+            size_t ml = 0;
+            pvg_error e;
+            if (pvg_fl_peer_step(c->peer, &fs, &m, &ml, &e) != PVG_OK) {
+                refuse(c, c->peer_round, e.text);
+            } else if (m) {
+                if (fs.phase == PVG_FL_PHASE_ADVERTISE) c->advertised = 1;
+                c->msg = m;
+                c->msg_len = ml;
+                *action = PVG_FL_CORE_SEND;
+                *msg = m;
+                *msg_len = ml;
+                *wait_ms = 0;
+                return PVG_OK;
+            }
+        }
+    }
+    uint32_t wait = fs.retry_ms ? fs.retry_ms : 100;
+    if (in_round && fs.deadline_ms + 5 < wait) wait = fs.deadline_ms + 5;
+    *wait_ms = wait;
+    return PVG_OK;
+}
+
+/* The client's DP policy on the broadcast (as `privguide fl client`). */
+static pvg_status check_policy(const pvg_fl_core *c, const uint8_t *bc, size_t len,
+                               pvg_fl_config *cfg, pvg_error *err)
+{
+    uint32_t br, bn;
+    pvg_status s = pvg_fl_broadcast_info(bc, len, cfg, &br, &bn, err);
+    if (s != PVG_OK) return s;
+    if (cfg->dp == PVG_FL_DP_NONE) {
+        if (!c->pol.allow_no_dp)
+            return pvg_error_set(err, PVG_ERR_POLICY,
+                                 "fl client: the server asks for no DP noise (allow_no_dp)");
+        return PVG_OK;
+    }
+    double eps = INFINITY;
+    uint32_t r = c->pol.rounds > br ? c->pol.rounds : br;
+    s = pvg_fl_epsilon(cfg, c->pol.q, r, c->pol.delta, &eps, err);
+    if (s != PVG_OK || !(eps <= c->pol.max_epsilon))
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "fl client: the server's noise (z=%g, expected cohort %g) gives "
+                             "epsilon %g over %u rounds at q=%g, delta=%g; the limit is %g",
+                             cfg->noise_multiplier, cfg->expected_cohort, eps, r, c->pol.q,
+                             c->pol.delta, c->pol.max_epsilon);
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *bc, size_t len,
+                                 pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (!c->peer || !c->need_update || round != c->peer_round)
+        return pvg_error_set(err, PVG_ERR_STATE, "fl core: no broadcast of round %llu is due",
+                             (unsigned long long)round);
+    c->need_update = 0;
+    if (!bc) { /* 404: the round moved on meanwhile */
+        c->skip_round = round;
+        drop_peer(c);
+        return PVG_OK;
+    }
+    if (len != c->bc_len)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl client: broadcast of %zu bytes, the STATE announced %u", len,
+                             c->bc_len);
+    pvg_fl_config cfg;
+    pvg_error pe;
+    pvg_status s = check_policy(c, bc, len, &cfg, &pe);
+    if (s == PVG_ERR_POLICY) {
+        refuse(c, round, pe.text);
+        return PVG_OK;
+    }
+    if (s != PVG_OK) {
+        *err = pe;
+        return s;
+    }
+    uint8_t *copy = malloc(len);
+    if (!copy) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: broadcast");
+    memcpy(copy, bc, len);
+    free(c->bc);
+    c->bc = copy;
+    c->bc_n = len;
+
+    uint32_t *vec = sodium_malloc(sizeof *vec * (c->d ? c->d : 1));
+    float *factor = sodium_malloc(sizeof(float) * 256);
+    if (!vec || !factor) {
+        if (vec) sodium_free(vec);
+        if (factor) sodium_free(factor);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: update");
+    }
+    memset(vec, 0, sizeof *vec * c->d);
+    s = pvg_fl_client_update_ex(bc, len, c->items, c->weights, c->n, c->rng, c->allow_insecure_rng,
+                                vec, c->d, factor, &pe);
+    sodium_memzero(factor, sizeof(float) * 256);
+    sodium_free(factor);
+    if (s == PVG_OK && c->keep_update) {
+        if (c->kept_d != c->d) {
+            if (c->kept) sodium_free(c->kept);
+            c->kept = sodium_malloc(sizeof *c->kept * (c->d ? c->d : 1));
+            c->kept_d = c->kept ? c->d : 0;
+        }
+        if (c->kept) memcpy(c->kept, vec, sizeof *vec * c->d);
+    }
+    if (s == PVG_OK) s = pvg_fl_peer_set_input(c->peer, vec, c->d, &pe);
+    sodium_memzero(vec, sizeof *vec * c->d);
+    sodium_free(vec);
+    if (s == PVG_ERR_POLICY) {
+        refuse(c, round, pe.text);
+        return PVG_OK;
+    }
+    if (s != PVG_OK) {
+        *err = pe;
+        return s;
+    }
+    /* distributed noise is split over expected_cohort clients: never help
+     * unmask a sum of fewer */
+    c->floor_n = cfg.dp == PVG_FL_DP_DISTRIBUTED ? (uint32_t)ceil(cfg.expected_cohort) : 0;
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_core_recommend(const pvg_fl_core *c, size_t k, uint32_t *items, float *scores,
+                                 size_t *n_out, pvg_error *err)
+{
+    pvg_error_clear(err);
+    *n_out = 0;
+    if (!c->bc) return pvg_error_set(err, PVG_ERR_STATE, "fl core: no broadcast received yet");
+    return pvg_fl_client_recommend(c->bc, c->bc_n, c->items, c->weights, c->n, k, items, scores,
+                                   n_out, err);
+}
+
+void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused,
+                       const char **last_refusal)
+{
+    if (rounds) *rounds = c->rounds;
+    if (refused) *refused = c->refused;
+    if (last_refusal) *last_refusal = c->last_refusal;
+}
+
+const uint32_t *pvg_fl_core_last_update(const pvg_fl_core *c, size_t *d)
+{
+    *d = c->kept ? c->kept_d : 0;
+    return c->keep_update ? c->kept : NULL;
+}

@@ -1,0 +1,82 @@
+/*
+ * fl_client_core.h - the federated client without a transport: it is fed
+ * the server's answers (STATE bodies and the broadcast) as bytes and hands
+ * back what to do next (wait, fetch the broadcast, post a message) with the
+ * message's bytes. The same C runs natively and, compiled to WebAssembly
+ * (wasm/), in a browser, where JavaScript makes the requests of
+ * docs/fl-protocol.md. It applies the client's rules of that page (the
+ * majority threshold and the unmask checks through pvg_fl_peer, the DP
+ * policy on the broadcast, the survivor floor) as `privguide fl client`
+ * does, and keeps the shopper's events, user factor and unmasked vector in
+ * its own memory: only the SecAgg messages leave it.
+ */
+#ifndef PVG_FL_CLIENT_CORE_H
+#define PVG_FL_CLIENT_CORE_H
+
+#include <privguide/fl.h>
+#include <privguide/fl_net.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the client accepts of a server (its own settings, never the server's;
+ * the flags of `privguide fl client`). */
+typedef struct pvg_fl_core_policy {
+    int allow_no_dp;    /* take part in rounds without DP noise */
+    double max_epsilon; /* refuse noise whose epsilon over the rounds exceeds this (> 0) */
+    double delta, q;    /* the delta and sampling rate the client assumes */
+    uint32_t rounds;    /* rounds assumed (at least the broadcast's round number) */
+} pvg_fl_core_policy;
+
+typedef enum pvg_fl_core_action {
+    PVG_FL_CORE_WAIT = 0,      /* ask GET /v1/fl/state again after wait_ms */
+    PVG_FL_CORE_BROADCAST = 1, /* GET /v1/fl/broadcast?round=R, then pvg_fl_core_broadcast */
+    PVG_FL_CORE_SEND = 2,      /* POST the message to /v1/fl/messages, then ask the state at once */
+    PVG_FL_CORE_FINISHED = 3   /* the rounds asked for are done, or the server finished */
+} pvg_fl_core_action;
+
+typedef struct pvg_fl_core pvg_fl_core;
+
+/* A client over the shopper's history (item indices into the server's item
+ * list, weights may be NULL; both copied), taking part in `rounds` rounds (0:
+ * until the server finishes). rng borrowed (must outlive the core; secure
+ * unless allow_insecure_rng). keep_update non-zero keeps a copy of each
+ * update vector for pvg_fl_core_last_update (tests of the aggregate only).
+ * The new core is freed with pvg_fl_core_free. */
+pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n,
+                           const pvg_fl_core_policy *pol, uint32_t rounds, pvg_rng *rng,
+                           int allow_insecure_rng, int keep_update, pvg_fl_core **out,
+                           pvg_error *err) PVG_WARN_UNUSED;
+void pvg_fl_core_free(pvg_fl_core *c);
+
+/* Feeds the body of an answer to POST /v1/fl/join or GET /v1/fl/state.
+ * *action says what to do; *wait_ms how long to wait (WAIT); *round the
+ * broadcast's round (BROADCAST); *msg / *msg_len the message to post (SEND;
+ * borrowed from the core until the next call). A malformed STATE is an error
+ * (PVG_ERR_INVALID with its byte offset); a round the client refuses is not
+ * (it is counted in pvg_fl_core_stats' refused, and the client waits for the
+ * next round). */
+pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, int *action,
+                             uint32_t *wait_ms, uint64_t *round, const uint8_t **msg,
+                             size_t *msg_len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Feeds the broadcast of `round` (bc NULL: the server answered 404, the round
+ * moved on). Checks it against the STATE's announced length and the DP
+ * policy, then computes the update (the user factor is wiped after it). */
+pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *bc, size_t len,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* On device: the top k items (own items excluded) from the last broadcast
+ * the client received and its own history; nothing goes to the server. */
+pvg_status pvg_fl_core_recommend(const pvg_fl_core *c, size_t k, uint32_t *items, float *scores,
+                                 size_t *n_out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Rounds completed with the sum applied, rounds refused; the reason of the
+ * last refusal ("" if none; borrowed). */
+void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused,
+                       const char **last_refusal);
+
+/* keep_update only: the last update vector (d words, borrowed), else NULL. */
+const uint32_t *pvg_fl_core_last_update(const pvg_fl_core *c, size_t *d);
+
+#endif

@@ -108,7 +108,7 @@ mkdir -p "$GEN"
 sed -e 's/@PROJECT_VERSION@/wasm/' "$SRC/src/core/version.h.in" >"$GEN/pvg_version.h.new"
 cmp -s "$GEN/pvg_version.h.new" "$GEN/pvg_version.h" || mv "$GEN/pvg_version.h.new" "$GEN/pvg_version.h"
 PVG_FILES="src/core/error.c src/core/init.c src/core/rng.c src/dp/sample.c src/dp/rdp.c
-  src/dp/pld.c src/fl/fedcf.c src/fl/fl_dp.c src/fl/fl_client.c src/fl/fl_client_core.c
+  src/dp/pld.c src/model/cholesky.c src/fl/fedcf.c src/fl/fl_dp.c src/fl/fl_client.c src/fl/fl_client_core.c
   src/crypto/secagg_client.c src/crypto/secagg_common.c src/crypto/shamir.c
   wasm/support.c wasm/fl_wasm.c"
 objs=()

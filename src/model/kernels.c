@@ -593,39 +593,6 @@ void pvg_ials_apply_naive(const pvg_csr *M, size_t r0, size_t b, const float *H,
     free(A);
 }
 
-/* A x = b in double; A's lower triangle read and overwritten by L. 0 ok,
- * -1 when A is not positive definite (x untouched). */
-int pvg_cholesky_solve(double *A, size_t f, double *x)
-{
-    for (size_t j = 0; j < f; j++) {
-        double d = A[j * f + j];
-        for (size_t k = 0; k < j; k++)
-            d -= A[j * f + k] * A[j * f + k];
-        if (!(d > 0)) return -1;
-        d = sqrt(d);
-        A[j * f + j] = d;
-        for (size_t i = j + 1; i < f; i++) {
-            double s = A[i * f + j];
-            for (size_t k = 0; k < j; k++)
-                s -= A[i * f + k] * A[j * f + k];
-            A[i * f + j] = s / d;
-        }
-    }
-    for (size_t i = 0; i < f; i++) {
-        double s = x[i];
-        for (size_t k = 0; k < i; k++)
-            s -= A[i * f + k] * x[k];
-        x[i] = s / A[i * f + i];
-    }
-    for (size_t i = f; i-- > 0;) {
-        double s = x[i];
-        for (size_t k = i + 1; k < f; k++)
-            s -= A[k * f + i] * x[k];
-        x[i] = s / A[i * f + i];
-    }
-    return 0;
-}
-
 int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const float *G, size_t f,
                              float alpha0, float reg, float conf, float *w_out)
 {

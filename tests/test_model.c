@@ -725,16 +725,11 @@ static void test_store_keyed_model(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_weights_and_csr),
-        cmocka_unit_test(test_topk_vs_naive),
-        cmocka_unit_test(test_gramian_matvec),
-        cmocka_unit_test(test_ials_kernels),
-        cmocka_unit_test(test_cholesky_solve),
-        cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_knn_ease_kernels),
-        cmocka_unit_test(test_models_block),
-        cmocka_unit_test(test_ials_loss_decreases),
-        cmocka_unit_test(test_model_file),
+        cmocka_unit_test(test_weights_and_csr),     cmocka_unit_test(test_topk_vs_naive),
+        cmocka_unit_test(test_gramian_matvec),      cmocka_unit_test(test_ials_kernels),
+        cmocka_unit_test(test_cholesky_solve),      cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_knn_ease_kernels),    cmocka_unit_test(test_models_block),
+        cmocka_unit_test(test_ials_loss_decreases), cmocka_unit_test(test_model_file),
         cmocka_unit_test(test_store_keyed_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

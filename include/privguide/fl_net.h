@@ -29,10 +29,10 @@ extern "C" {
 
 #define PVG_FL_NET_VERSION 1
 #define PVG_FL_NET_NO_ID 0xFFFFFFFFu
-#define PVG_FL_NET_KEY_BYTES 32          /* a client's identity on the coordinator */
+#define PVG_FL_NET_KEY_BYTES 32 /* a client's identity on the coordinator */
 /* registered clients, at most (pvg_fl_coord_capacity: fewer at high sampling rates) */
 #define PVG_FL_NET_MAX_REGISTERED 100000
-#define PVG_FL_NET_STATE_MIN 80          /* bytes of a STATE message without its tail */
+#define PVG_FL_NET_STATE_MIN 80 /* bytes of a STATE message without its tail */
 
 /* Phases of a round (the STATE message's phase byte). */
 typedef enum pvg_fl_phase {

@@ -29,7 +29,7 @@ typedef struct pvg_policy {
     int conversation_days; /* "conversations": {"retention_days"}: default 30 */
     /* how the purposes govern collecting each event type: PVG_COLLECT_* bits */
     unsigned char collect[PVG_EVENT_TYPE_COUNT];
-    char *text; /* the file's text */
+    char *text;             /* the file's text */
     unsigned char memo[16]; /* pvg_store_policy_memo */
 } pvg_policy;
 

@@ -9,11 +9,13 @@
 # cryptography is libsodium 1.0.18 and the exact sampler's integers are
 # mini-gmp (GMP 6.2.1), both built from Debian's source tarballs (the same
 # versions as Debian's libsodium-dev and libgmp-dev, so the primitives are
-# the same code as the native client's). The tarballs are fetched once from
-# deb.debian.org into OUT_DIR/deps, checked against the SHA-256 of Debian's
-# .dsc files, and the dependency objects are cached there: a rebuild
-# compiles only privguide's files. Set PVG_WASM_DEPS_DIR to a directory that
-# holds the two tarballs to build offline.
+# the same code as the native client's). The build downloads nothing: the
+# set-up step (`PVG_WASM=1 scripts/install-deps`, which runs
+# scripts/fetch-wasm-sources) puts the tarballs of wasm/deps.txt in
+# $PVG_WASM_DEPS_DIR (default ~/.cache/privguide/wasm-sources); they are
+# checked against the SHA-256 of Debian's .dsc files, and the dependency
+# objects are cached in OUT_DIR/deps: a rebuild compiles only privguide's
+# files.
 #
 # Exit 0 with OUT_DIR/UNAVAILABLE (the reason) when emcc or the tarballs
 # cannot be had: the browser test then skips with that reason.
@@ -34,30 +36,28 @@ export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
 command -v emcc >/dev/null 2>&1 || unavailable "emcc is not installed (apt-get install emscripten)"
 
 SODIUM_TGZ=libsodium_1.0.18.orig.tar.gz
-SODIUM_SHA=d59323c6b712a1519a5daf710b68f5e7fde57040845ffec53850911f10a5d4f4
 GMP_TXZ=gmp_6.2.1+dfsg1.orig.tar.xz
-GMP_SHA=471b9e463e04362a0124f215afc5f0a4b99caedeeb62634c61bbc12988efa64c
-POOL=http://deb.debian.org/debian/pool/main
+SOURCES=${PVG_WASM_DEPS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/privguide/wasm-sources}
 
-fetch() { # name sha url
-    local f=$OUT/deps/$1
-    if [ ! -f "$f" ] && [ -n "${PVG_WASM_DEPS_DIR:-}" ] && [ -f "$PVG_WASM_DEPS_DIR/$1" ]; then
-        cp "$PVG_WASM_DEPS_DIR/$1" "$f"
-    fi
+# the tarballs come from the set-up step (scripts/fetch-wasm-sources, run by
+# `PVG_WASM=1 scripts/install-deps`); the build only copies and checks them
+fetch() { # name
+    local f=$OUT/deps/$1 sha
+    sha=$(awk -v n="$1" '$1 == n { print $2 }' "$SRC/wasm/deps.txt")
     if [ ! -f "$f" ]; then
-        curl -fsS --connect-timeout 10 -m 120 -o "$f.part" "$3" || { rm -f "$f.part"; unavailable "cannot fetch $3"; }
-        mv "$f.part" "$f"
+        [ -f "$SOURCES/$1" ] || unavailable "$1 is not in $SOURCES (run: PVG_WASM=1 scripts/install-deps)"
+        cp "$SOURCES/$1" "$f"
     fi
-    echo "$2  $f" | sha256sum -c --quiet - >/dev/null 2>&1 || {
+    echo "$sha  $f" | sha256sum -c --quiet - >/dev/null 2>&1 || {
         rm -f "$f"
-        unavailable "$1: SHA-256 differs from Debian's .dsc"
+        unavailable "$1: SHA-256 is not the one wasm/deps.txt gives"
     }
 }
 
 DEPS=$OUT/deps
 if [ ! -f "$DEPS/deps.stamp" ]; then
-    fetch "$SODIUM_TGZ" "$SODIUM_SHA" "$POOL/libs/libsodium/$SODIUM_TGZ"
-    fetch "$GMP_TXZ" "$GMP_SHA" "$POOL/g/gmp/$GMP_TXZ"
+    fetch "$SODIUM_TGZ"
+    fetch "$GMP_TXZ"
     rm -rf "$DEPS/libsodium-1.0.18" "$DEPS/gmp-6.2.1" "$DEPS/obj"
     tar -xzf "$DEPS/$SODIUM_TGZ" -C "$DEPS"
     tar -xJf "$DEPS/$GMP_TXZ" -C "$DEPS" gmp-6.2.1/mini-gmp/mini-gmp.c gmp-6.2.1/mini-gmp/mini-gmp.h
@@ -107,10 +107,7 @@ GEN=$OUT/gen
 mkdir -p "$GEN"
 sed -e 's/@PROJECT_VERSION@/wasm/' "$SRC/src/core/version.h.in" >"$GEN/pvg_version.h.new"
 cmp -s "$GEN/pvg_version.h.new" "$GEN/pvg_version.h" || mv "$GEN/pvg_version.h.new" "$GEN/pvg_version.h"
-PVG_FILES="src/core/error.c src/core/init.c src/core/rng.c src/dp/sample.c src/dp/rdp.c
-  src/dp/pld.c src/model/cholesky.c src/fl/fedcf.c src/fl/fl_dp.c src/fl/fl_client.c src/fl/fl_client_core.c
-  src/crypto/secagg_client.c src/crypto/secagg_common.c src/crypto/shamir.c
-  wasm/support.c wasm/fl_wasm.c"
+PVG_FILES=$(grep -v '^#' "$SRC/wasm/sources.txt")
 objs=()
 for f in $PVG_FILES; do objs+=("$SRC/$f"); done
 emcc -O2 -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -D_POSIX_C_SOURCE=200809L \

@@ -153,11 +153,14 @@ typedef struct pvg_train_params {
     /* factor models (ials, bpr) */
     int factors;
     int epochs;
-    double reg; /* iALS lambda; BPR L2 */
+    double reg; /* iALS lambda (< 0, the iALS default: 1 / g from the data's degrees,
+                   g = nnz / sqrt(active users x active items); docs/models.md); BPR L2 */
     /* iALS (Rendle et al. 2021) */
     double alpha0;     /* weight of unobserved pairs; < 0: alpha * nnz / (|U| |I|) */
     double alpha;      /* when alpha0 < 0: the unobserved pairs' total weight relative
-                          to the observed ones (scale-free; default 3) */
+                          to the observed ones (scale-free; < 0, the default: clamp(g / 15,
+                          1, 3) from the data's degrees). DP training never derives reg or
+                          alpha from the data (fixed 0.03 and 3). */
     double nu;         /* frequency scaling exponent of the regularisation */
     double confidence; /* observed weight 1 + confidence * log1p(w); 0 = binary */
     int cg_steps;      /* conjugate-gradient steps per solve; 0 = exact Cholesky */

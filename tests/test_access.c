@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <privguide/access.h>
+#include <privguide/monitor.h>
 #include <privguide/audit.h>
 #include <privguide/auth.h>
 #include <privguide/model.h>
@@ -482,6 +483,15 @@ static void test_explain_token_bound_to_shopper(void **state)
     assert_string_equal(explain_as(f, revoked, "u0", &allowed), "not_own_token");
     assert_string_equal(explain_as(f, "cli", "u0", &allowed), "not_own_token");
     assert_int_equal(allowed, 0);
+    /* u0's own token, suspended by access monitoring: refused as well
+     * (another front-end than the server, whose authentication refuses it
+     * first, gets the same answer from the gate) */
+    assert_int_equal(pvg_monitor_suspend(f->s, p.key_id, "cli", "test", &err), PVG_OK);
+    assert_string_equal(explain_as(f, actor, "u0", &allowed), "not_own_token");
+    assert_int_equal(allowed, 0);
+    assert_int_equal(pvg_monitor_resume(f->s, p.key_id, "cli", &err), PVG_OK);
+    assert_string_equal(explain_as(f, actor, "u0", &allowed), "");
+    assert_int_equal(allowed, 1);
     pvg_auth_credential_free(cred);
     pvg_auth_credential_free(cred2);
 }

@@ -3,6 +3,7 @@
  * purpose, the audit entry first (failing closed), then the data.
  */
 #include <privguide/access.h>
+#include <privguide/monitor.h>
 
 #include "model/model_internal.h"
 #include "store/store_internal.h"
@@ -166,7 +167,8 @@ static pvg_status allowed(pvg_access *g, pvg_purpose purpose, const pvg_consent 
 
 /* Whether the actor may see ext_user's own data: a shopper token
  * ("token:<id>") whose credential in the store is bound to ext_user, and
- * neither revoked nor expired. Operator keys and the CLI are not. */
+ * neither revoked, expired nor suspended by access monitoring (the same
+ * rules as pvg_auth_check). Operator keys and the CLI are not. */
 static pvg_status actor_owns(pvg_access *g, const char *ext_user, int *own, pvg_error *err)
 {
     *own = 0;
@@ -185,6 +187,14 @@ static pvg_status actor_owns(pvg_access *g, const char *ext_user, int *own, pvg_
     *own = strcmp(c.kind, "token") == 0 && c.has_pseudonym &&
            sodium_memcmp(ps, c.pseudonym, PVG_PSEUDONYM_BYTES) == 0 && !c.revoked &&
            (!c.expires_at || pvg_store_now(g->store) < c.expires_at);
+    if (!*own) return PVG_OK;
+    int suspended = 0;
+    st = pvg_monitor_is_suspended(g->store, g->actor + 6, &suspended, NULL, 0, err);
+    if (st != PVG_OK) {
+        *own = 0;
+        return st;
+    }
+    *own = !suspended;
     return PVG_OK;
 }
 

@@ -493,7 +493,7 @@ static void test_core_rules(void **state)
     history_of(0, hist);
     uint8_t st[80];
     for (int allow = 0; allow <= 1; allow++) {
-        pvg_fl_core_policy pol = {allow, 10, 1e-5, 1, 0};
+        pvg_fl_core_policy pol = {allow, 10, 1e-5, 1, 0, 0};
         pvg_fl_core *c = NULL;
         assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 1, &c, &err), PVG_OK);
         int action;
@@ -556,7 +556,7 @@ static void test_core_rules(void **state)
     }
     /* a threshold that is not a strict majority: refused before advertising */
     {
-        pvg_fl_core_policy pol = {1, 10, 1e-5, 1, 0};
+        pvg_fl_core_policy pol = {1, 10, 1e-5, 1, 0, 0};
         pvg_fl_core *c = NULL;
         assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 0, &c, &err), PVG_OK);
         pvg_secagg_params q = p;
@@ -581,6 +581,45 @@ static void test_core_rules(void **state)
             free(t);
         }
         pvg_fl_core_free(c);
+    }
+    /* a client that knows its catalogue (N_ITEMS) refuses a session longer than that
+       catalogue can need before allocating it, and any client refuses a broadcast
+       announced beyond the largest legal one for the session, before fetching it */
+    {
+        pvg_fl_core_policy pol = {1, 10, 1e-5, 1, 0, N_ITEMS};
+        pvg_fl_core *c = NULL;
+        assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 0, &c, &err), PVG_OK);
+        pvg_secagg_params q = p;
+        q.d = 1u << 28;
+        int action;
+        uint32_t wait, refused;
+        uint64_t round;
+        const uint8_t *msg;
+        size_t ml, n = state_of(st, &q, PVG_FL_PHASE_ADVERTISE, 0, 0xffffffffu);
+        assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                         PVG_OK);
+        assert_int_equal(action, PVG_FL_CORE_WAIT);
+        assert_null(msg);
+        const char *why;
+        pvg_fl_core_stats(c, NULL, &refused, &why);
+        assert_int_equal(refused, 1);
+        assert_non_null(strstr(why, "catalogue can need"));
+        pvg_fl_core_free(c);
+        /* the session's own d, a broadcast announced far beyond its largest */
+        for (int know = 0; know <= 1; know++) {
+            pol.catalogue_items = know ? N_ITEMS : 0;
+            assert_int_equal(pvg_fl_core_new(hist, NULL, HIST, &pol, 1, rng, 0, 0, &c, &err),
+                             PVG_OK);
+            n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 0, 0xffffffffu);
+            assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                             PVG_OK);
+            assert_int_equal(action, PVG_FL_CORE_SEND);
+            n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 1, 0xffffffffu);
+            assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err),
+                             PVG_ERR_INVALID);
+            assert_non_null(strstr(err.text, "broadcast_len"));
+            pvg_fl_core_free(c);
+        }
     }
     pvg_free(bc);
     pvg_fl_model_free(m);

@@ -28,7 +28,7 @@ static pvg_error g_err; /* errors of pvgw_new only (no handle yet); the browser'
 EMSCRIPTEN_KEEPALIVE
 pvgw *pvgw_new(const uint32_t *items, const float *weights, uint32_t n, int allow_no_dp,
                double max_epsilon, double delta, double q, uint32_t assumed_rounds, uint32_t rounds,
-               int keep_update)
+               int keep_update, uint32_t catalogue_items)
 {
     pvgw *w = calloc(1, sizeof *w);
     if (!w) return NULL;
@@ -43,7 +43,7 @@ pvgw *pvgw_new(const uint32_t *items, const float *weights, uint32_t n, int allo
         free(w);
         return NULL;
     }
-    pvg_fl_core_policy pol = {allow_no_dp, max_epsilon, delta, q, assumed_rounds};
+    pvg_fl_core_policy pol = {allow_no_dp, max_epsilon, delta, q, assumed_rounds, catalogue_items};
     if (pvg_fl_core_new(items, weights, n, &pol, rounds, w->rng, 0, keep_update, &w->core,
                         &g_err) != PVG_OK) {
         pvg_rng_free(w->rng);

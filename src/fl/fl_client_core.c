@@ -6,6 +6,7 @@
  * that JavaScript in a browser (wasm/) can make the requests.
  */
 #include "fl/fl_client_core.h"
+#include "fl/fl_internal.h"
 
 #include <privguide/rng.h>
 #include <privguide/store.h>
@@ -21,6 +22,8 @@ struct pvg_fl_core {
     float *weights;  /* sodium_malloc, or NULL */
     size_t n;
     pvg_fl_core_policy pol;
+    uint32_t max_d;       /* 0: no catalogue bound */
+    size_t max_broadcast; /* 0: no catalogue bound */
     uint32_t want_rounds;
     pvg_rng *rng;
     int allow_insecure_rng;
@@ -101,6 +104,14 @@ pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n
     if (weights && n) memcpy(c->weights, weights, sizeof *c->weights * n);
     c->n = n;
     c->pol = *pol;
+    if (pol->catalogue_items) { /* the largest session this catalogue can need */
+        pvg_fl_config big;
+        pvg_fl_config_default(&big);
+        big.factors = 256;
+        size_t dm = pvg_fl_update_dim(&big, pol->catalogue_items);
+        c->max_d = dm && dm < UINT32_MAX ? (uint32_t)dm : 0;
+        c->max_broadcast = PVG_FL_HEADER + 4 * ((size_t)pol->catalogue_items * 256 + 65536);
+    }
     c->want_rounds = rounds;
     c->rng = rng;
     c->allow_insecure_rng = allow_insecure_rng;
@@ -161,8 +172,14 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
     if (!c->peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != c->skip_round &&
         fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
         pvg_error e;
-        if (pvg_fl_peer_new(&fs, NULL, fs.params.d, c->rng, c->allow_insecure_rng, &c->peer, &e) !=
-            PVG_OK) {
+        if (c->max_d && fs.params.d > c->max_d) {
+            char why[128];
+            snprintf(why, sizeof why,
+                     "an update of d = %u words, more than the %u its catalogue can need",
+                     fs.params.d, c->max_d);
+            refuse(c, fs.round, why);
+        } else if (pvg_fl_peer_new(&fs, NULL, fs.params.d, c->rng, c->allow_insecure_rng, &c->peer,
+                                   &e) != PVG_OK) {
             refuse(c, fs.round, e.text);
         } else {
             c->peer_round = fs.round;
@@ -171,6 +188,16 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
         }
     }
     if (c->peer && c->need_update && fs.round == c->peer_round && c->advertised) {
+        /* the largest legal broadcast for the announced shape: the item factors and the
+           Gramian of an update of d words (88 + 4 (n_items k + k^2), n_items k <= d, k <= 256),
+           or less when the client knows its catalogue */
+        size_t bmax = PVG_FL_HEADER + 4 * ((size_t)fs.params.d + 65536);
+        if (c->max_broadcast && c->max_broadcast < bmax) bmax = c->max_broadcast;
+        if (fs.broadcast_len > bmax)
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "fl STATE", 0, 0, 64,
+                                    "broadcast_len %u: at most %zu bytes was expected for an "
+                                    "update of d = %u words",
+                                    fs.broadcast_len, bmax, fs.params.d);
         c->bc_len = fs.broadcast_len;
         c->d = fs.params.d;
         *action = PVG_FL_CORE_BROADCAST;

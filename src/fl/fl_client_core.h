@@ -22,10 +22,15 @@
 /* What the client accepts of a server (its own settings, never the server's;
  * the flags of `privguide fl client`). */
 typedef struct pvg_fl_core_policy {
-    int allow_no_dp;    /* take part in rounds without DP noise */
-    double max_epsilon; /* refuse noise whose epsilon over the rounds exceeds this (> 0) */
-    double delta, q;    /* the delta and sampling rate the client assumes */
-    uint32_t rounds;    /* rounds assumed (at least the broadcast's round number) */
+    int allow_no_dp;          /* take part in rounds without DP noise */
+    double max_epsilon;       /* refuse noise whose epsilon over the rounds exceeds this (> 0) */
+    double delta, q;          /* the delta and sampling rate the client assumes */
+    uint32_t rounds;          /* rounds assumed (at least the broadcast's round number) */
+    uint32_t catalogue_items; /* the items the client knows the server lists; > 0: a
+                                 session whose update is longer than that catalogue can need
+                                 (256 factors) is refused before anything is allocated, and a
+                                 broadcast announced beyond its largest before it is fetched
+                                 (as `fl client` does); 0: only the protocol's own limits */
 } pvg_fl_core_policy;
 
 typedef enum pvg_fl_core_action {

@@ -39,6 +39,28 @@
   // topK (10), server ('' = this origin), base (where the module is;
   // default: next to this script), timeoutMs (600000), onStatus(text),
   // keepUpdate (tests of the aggregate only: returns the update vector).
+  // the body of r, refused once more than cap bytes have arrived (a
+  // Content-Length may be absent, or the compressed size)
+  async function readCapped(r, cap) {
+    const reader = r.body.getReader();
+    const parts = [];
+    let n = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.length;
+      if (n > cap) {
+        await reader.cancel();
+        throw new Error('GET /v1/fl/broadcast: body larger than ' + cap + ' bytes');
+      }
+      parts.push(value);
+    }
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (const p of parts) { out.set(p, o); o += p.length; }
+    return out;
+  }
+
   async function run(opts) {
     const o = Object.assign({ rounds: 1, allowNoDp: false, maxEpsilon: 10, delta: 1e-5, q: 1,
       assumedRounds: 0, topK: 10, server: '', timeoutMs: 600000, keepUpdate: false,
@@ -59,7 +81,7 @@
     new Uint32Array(M.HEAPU32.buffer, pItems, n).set(hist);
     new Float32Array(M.HEAPF32.buffer, pW, n).fill(1);
     const h = M._pvgw_new(pItems, pW, n, o.allowNoDp ? 1 : 0, o.maxEpsilon, o.delta, o.q,
-      o.assumedRounds, o.rounds, o.keepUpdate ? 1 : 0);
+      o.assumedRounds, o.rounds, o.keepUpdate ? 1 : 0, o.items.length);
     M._free(pItems);
     M._free(pW);
     hist.fill(0);
@@ -97,12 +119,10 @@
           if (b.status === 404) {
             if (M._pvgw_broadcast(h, round, 0, 0) < 0) throw err();
           } else if (b.status === 200) {
-            // the core checks the exact length the STATE announced; refuse a
-            // body far beyond any broadcast before reading it into memory
-            if (Number(b.headers.get('content-length') || 0) > MAX_BROADCAST) {
-              throw new Error('GET /v1/fl/broadcast: body larger than ' + MAX_BROADCAST + ' bytes');
-            }
-            const bc = new Uint8Array(await b.arrayBuffer());
+            // the core checks the exact length the STATE announced (and that
+            // announcement against the catalogue); the body is read as a
+            // stream and refused once it passes the cap, whatever its headers say
+            const bc = await readCapped(b, MAX_BROADCAST);
             if (withBytes(bc, (p, len) => M._pvgw_broadcast(h, round, p, len)) < 0) throw err();
             if (o.keepUpdate) {
               const pd = M._malloc(4);

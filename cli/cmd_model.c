@@ -887,6 +887,10 @@ static int run_eval(cli_ctx *c)
     json_object_set_new(j, "epoch_seconds", epochs_json(&r.train));
     json_object_set_new(j, "peak_rss_mb", json_real(peak_rss_mb()));
     json_t *hp = json_object();
+    if (t == PVG_MODEL_IALS && p.dp_epsilon > 0) { /* what DP training used: never data-derived */
+        if (p.reg < 0) p.reg = PVG_IALS_DP_REG;
+        if (p.alpha0 < 0 && p.alpha < 0) p.alpha = PVG_IALS_DP_ALPHA;
+    }
     if (t == PVG_MODEL_IALS || t == PVG_MODEL_BPR) {
         json_object_set_new(hp, "factors", json_integer(p.factors));
         json_object_set_new(hp, "epochs", json_integer(p.epochs));

@@ -146,6 +146,11 @@ typedef struct pvg_train_progress {
 /* Hyperparameters. pvg_train_params_default fills the documented defaults
  * for a model type (docs/models.md); fields irrelevant to a type are
  * ignored. */
+/* iALS's reg and alpha in DP training when the caller leaves them at their
+ * data-derived default (< 0): fixed, since the data's degrees are private. */
+#define PVG_IALS_DP_REG 0.03
+#define PVG_IALS_DP_ALPHA 3.0
+
 typedef struct pvg_train_params {
     pvg_model_type type;
     int threads;   /* worker threads; 0: 1 */

@@ -309,8 +309,6 @@ double pvg_ials_alpha0_of(const pvg_train_params *p, size_t n_users, size_t n_it
  * DP training (the degrees are private): pvg_ials_fixed_defaults there. */
 #define PVG_IALS_REG_SCALE 1.0
 #define PVG_IALS_ALPHA_DEGREE 15.0
-#define PVG_IALS_DP_REG 0.03
-#define PVG_IALS_DP_ALPHA 3.0
 void pvg_ials_resolve_defaults(pvg_train_params *p, const pvg_csr *R);
 /* sqrt(mean user degree x mean item degree) over the rows and columns of R
  * with at least one entry = nnz / sqrt(active users x active items); 0 when

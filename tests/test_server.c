@@ -1121,9 +1121,16 @@ static void test_pages(void **state)
         assert_int_equal(r.status, 200);
         assert_non_null(strstr(r.headers, "text/html"));
         assert_non_null(strstr(r.headers, "Content-Security-Policy"));
+        assert_null(strstr(r.headers, "wasm-unsafe-eval")); /* only the federated page */
         assert_non_null(strstr(r.body, "<html"));
         resp_free(&r);
     }
+    /* the browser federated client's page: WebAssembly may compile there */
+    resp fl;
+    assert_int_equal(http("GET", "/static/fl.html", NULL, NULL, &fl), 0);
+    assert_int_equal(fl.status, 200);
+    assert_non_null(strstr(fl.headers, "'wasm-unsafe-eval'"));
+    resp_free(&fl);
     expect_free("GET", "/static/nothing.js", NULL, NULL, 404);
     expect_free("GET", "/static/app.css", NULL, NULL, 200);
 }

@@ -422,11 +422,20 @@ static enum MHD_Result send_answer(pvg_srv_req *r)
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    if (r->ctype && strncmp(r->ctype, "text/html", 9) == 0)
+    if (r->ctype && strncmp(r->ctype, "text/html", 9) == 0) {
+        /* WebAssembly compilation only on the page of the browser federated
+           client; every other page keeps script-src 'self' alone */
+        const char *q = r->url ? strchr(r->url, '?') : NULL;
+        size_t ul = r->url ? (q ? (size_t)(q - r->url) : strlen(r->url)) : 0;
+        int wasm = ul == strlen(PVG_SRV_WASM_PAGE) && memcmp(r->url, PVG_SRV_WASM_PAGE, ul) == 0;
         MHD_add_response_header(resp, "Content-Security-Policy",
-                                "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
-                                "img-src 'self' data:; object-src 'none'; "
-                                "frame-ancestors 'none'");
+                                wasm ? "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+                                       "img-src 'self' data:; object-src 'none'; "
+                                       "frame-ancestors 'none'"
+                                     : "default-src 'self'; script-src 'self'; "
+                                       "img-src 'self' data:; object-src 'none'; "
+                                       "frame-ancestors 'none'");
+    }
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);
     if (r->allow[0]) MHD_add_response_header(resp, "Allow", r->allow);

@@ -393,6 +393,10 @@ void pvg_srv_store_put(pvg_server *srv, pvg_store *s);
 pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewrapped,
                                pvg_error *err) PVG_WARN_UNUSED;
 
+/* The page of the browser federated client (web/fl.html): the one page whose
+ * Content-Security-Policy allows WebAssembly compilation ('wasm-unsafe-eval'). */
+#define PVG_SRV_WASM_PAGE "/static/fl.html"
+
 /* ---- request context ---- */
 struct pvg_srv_req {
     pvg_server *srv;

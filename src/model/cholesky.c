@@ -1,16 +1,15 @@
 /*
- * cholesky.c - the dense Cholesky solve shared by the exact iALS row solve
- * (kernels.c) and the federated client's user solve (src/fl/fedcf.c). It
- * has no dependency beyond libm, so the WebAssembly client (wasm/build.sh)
- * compiles the same file.
+ * cholesky.c - the dense Cholesky factorisation and solve shared by the
+ * exact iALS row solve (kernels.c), the closed-form fold-in behind "why
+ * this?" (explain.c: one factor, many right-hand sides) and the federated
+ * client's user solve (src/fl/fedcf.c). It has no dependency beyond libm, so
+ * the WebAssembly client (wasm/build.sh) compiles the same file.
  */
 #include "model/model_internal.h"
 
 #include <math.h>
 
-/* A x = b in double; A's lower triangle read and overwritten by L. 0 ok,
- * -1 when A is not positive definite (x untouched). */
-int pvg_cholesky_solve(double *A, size_t f, double *x)
+int pvg_cholesky_factor(double *A, size_t f)
 {
     for (size_t j = 0; j < f; j++) {
         double d = A[j * f + j];
@@ -26,17 +25,28 @@ int pvg_cholesky_solve(double *A, size_t f, double *x)
             A[i * f + j] = s / d;
         }
     }
+    return 0;
+}
+
+void pvg_cholesky_solve_factored(const double *L, size_t f, double *x)
+{
     for (size_t i = 0; i < f; i++) {
         double s = x[i];
         for (size_t k = 0; k < i; k++)
-            s -= A[i * f + k] * x[k];
-        x[i] = s / A[i * f + i];
+            s -= L[i * f + k] * x[k];
+        x[i] = s / L[i * f + i];
     }
     for (size_t i = f; i-- > 0;) {
         double s = x[i];
         for (size_t k = i + 1; k < f; k++)
-            s -= A[k * f + i] * x[k];
-        x[i] = s / A[i * f + i];
+            s -= L[k * f + i] * x[k];
+        x[i] = s / L[i * f + i];
     }
+}
+
+int pvg_cholesky_solve(double *A, size_t f, double *x)
+{
+    if (pvg_cholesky_factor(A, f) != 0) return -1;
+    pvg_cholesky_solve_factored(A, f, x);
     return 0;
 }

@@ -28,44 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* In-place Cholesky of the SPD f x f matrix A (row-major, lower part
- * used): A = L L^T, L in the lower triangle. 0 ok, -1 not positive. */
-static int chol(double *A, size_t f)
-{
-    for (size_t j = 0; j < f; j++) {
-        double d = A[j * f + j];
-        for (size_t k = 0; k < j; k++)
-            d -= A[j * f + k] * A[j * f + k];
-        if (!(d > 0)) return -1;
-        d = sqrt(d);
-        A[j * f + j] = d;
-        for (size_t i = j + 1; i < f; i++) {
-            double s = A[i * f + j];
-            for (size_t k = 0; k < j; k++)
-                s -= A[i * f + k] * A[j * f + k];
-            A[i * f + j] = s / d;
-        }
-    }
-    return 0;
-}
-
-/* Solves L L^T x = x in place. */
-static void chol_solve_in(const double *L, size_t f, double *x)
-{
-    for (size_t i = 0; i < f; i++) {
-        double s = x[i];
-        for (size_t k = 0; k < i; k++)
-            s -= L[i * f + k] * x[k];
-        x[i] = s / L[i * f + i];
-    }
-    for (size_t i = f; i-- > 0;) {
-        double s = x[i];
-        for (size_t k = i + 1; k < f; k++)
-            s -= L[k * f + i] * x[k];
-        x[i] = s / L[i * f + i];
-    }
-}
-
 typedef struct term {
     uint32_t item;
     float w;
@@ -119,7 +81,7 @@ static int factor_sys_build(const pvg_model *m, const uint32_t *hist, const floa
             for (size_t c = 0; c <= a; c++)
                 s->L[a * f + c] += cw * h[a] * h[c];
     }
-    return chol(s->L, f);
+    return pvg_cholesky_factor(s->L, f);
 }
 
 static void factor_sys_free(factor_sys *s)
@@ -220,7 +182,7 @@ pvg_status pvg_model_explain(const pvg_model *m, const unsigned char user_key[16
             const float *vj = m->V + (size_t)j * fs.F;
             for (size_t a = 0; a < fs.f; a++)
                 x[a] = vj[a];
-            chol_solve_in(fs.L, fs.f, x); /* x = A^-1 v_j */
+            pvg_cholesky_solve_factored(fs.L, fs.f, x); /* x = A^-1 v_j */
             for (size_t q = 0; q < n; q++) {
                 const float *vi = m->V + (size_t)hist[q] * fs.F;
                 double d = 0;

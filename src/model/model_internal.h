@@ -146,6 +146,13 @@ int pvg_ials_solve_row_exact(const pvg_csr *M, size_t r, const float *H, const f
  * is not positive definite (a pivot is not > 0, NaN included), x then as
  * on entry. */
 int pvg_cholesky_solve(double *A, size_t f, double *x);
+/* The two halves of pvg_cholesky_solve, for one factor and many right-hand
+ * sides: pvg_cholesky_factor overwrites A's lower triangle by L (A = L L^T;
+ * 0, or -1 when A is not positive definite, A's lower triangle then partly
+ * overwritten); pvg_cholesky_solve_factored solves L L^T x = b in place (x[f]
+ * holds b on entry), reading only L's lower triangle. */
+int pvg_cholesky_factor(double *A, size_t f);
+void pvg_cholesky_solve_factored(const double *L, size_t f, double *x);
 
 /* Cosine item-item similarity with shrinkage from the item-user matrix C
  * (rows = items) and the user-item matrix R:

@@ -492,6 +492,40 @@ static void test_explain_token_bound_to_shopper(void **state)
     assert_int_equal(pvg_monitor_resume(f->s, p.key_id, "cli", &err), PVG_OK);
     assert_string_equal(explain_as(f, actor, "u0", &allowed), "");
     assert_int_equal(allowed, 1);
+    /* recommend and search re-rank: u0's token asking for u1 gets the
+       non-personalised list and no scores, audited as refused */
+    pvg_access g;
+    pvg_access_init(&g, f->s, actor);
+    pvg_scored_item out[4];
+    pvg_access_rec_answer ans;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.ext_user = "u1";
+    rq.k = 4;
+    assert_int_equal(pvg_access_recommend(&g, &rq, out, &ans, &err), PVG_OK);
+    assert_int_equal(ans.personalized, 0);
+    assert_string_equal(ans.reason, "not_own_token");
+    l = last_audit(f->s);
+    assert_string_equal(l.action, "recommend");
+    assert_non_null(strstr(l.detail, "outcome=denied:not_own_token"));
+    rq.ext_user = "u0"; /* its own shopper: personalised */
+    assert_int_equal(pvg_access_recommend(&g, &rq, out, &ans, &err), PVG_OK);
+    assert_int_equal(ans.personalized, 1);
+    const char *items[1] = {"A3"};
+    double sc[1] = {-1};
+    int pers = -1;
+    const char *why = NULL;
+    assert_int_equal(pvg_access_search_rerank(&g, f->m, "u1", items, 1, sc, &pers, &why, &err),
+                     PVG_OK);
+    assert_int_equal(pers, 0);
+    assert_string_equal(why, "not_own_token");
+    assert_true(sc[0] == -1); /* untouched */
+    /* an operator (the CLI) still reaches any consenting shopper */
+    pvg_access op;
+    pvg_access_init(&op, f->s, "cli");
+    rq.ext_user = "u1";
+    assert_int_equal(pvg_access_recommend(&op, &rq, out, &ans, &err), PVG_OK);
+    assert_int_equal(ans.personalized, 1);
     pvg_auth_credential_free(cred);
     pvg_auth_credential_free(cred2);
 }

@@ -151,7 +151,8 @@ typedef struct pvg_access_rec_request {
 
 typedef struct pvg_access_rec_answer {
     int personalized;   /* 1: the shopper's own list */
-    const char *reason; /* static; NULL when personalised, else "unknown_user",
+    const char *reason; /* static; NULL when personalised, else "not_own_token" (a
+                           shopper token asking for another shopper), "unknown_user",
                            "no_consent" or "not_in_model" */
     unsigned char user_key[PVG_MODEL_KEY_BYTES]; /* the model key (personalised only) */
     size_t n;                                    /* items written to out */
@@ -211,8 +212,9 @@ pvg_status pvg_access_explain(pvg_access *g, const pvg_model *m, const char *ext
  * entry (action "search_rerank", purpose recommend, outcome allowed /
  * denied:no_consent / not_found, detail "... candidates=N"), and only then
  * the model is asked. *personalized_out is 1 when scores_out was filled;
- * else 0 with *reason_out (static) "unknown_user", "no_consent",
- * "no_model" (m NULL) or "not_in_model", and scores_out untouched
+ * else 0 with *reason_out (static) "not_own_token" (a shopper token asking
+ * for another shopper), "unknown_user", "no_consent", "no_model" (m NULL) or
+ * "not_in_model", and scores_out untouched
  * (PVG_OK either way). Needs g->store. Errors: PVG_ERR_INVALID, the audit
  * write's (nothing scored), PVG_ERR_NOMEM, the model's. */
 pvg_status pvg_access_search_rerank(pvg_access *g, const pvg_model *m, const char *ext_user,

@@ -18,6 +18,7 @@
 #include <privguide/store.h>
 
 #include "model/model_internal.h"
+#include "t_sample_store.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -25,43 +26,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct fx {
-    char dir[256];
-    pvg_store *s;
-} fx;
+typedef t_sample_store fx;
 
 static int setup(void **state)
 {
-    const char *src = getenv("PVG_SOURCE_DIR");
-    char path[512];
-    snprintf(path, sizeof path, "%s/data/online-retail-sample.csv.gz", src ? src : ".");
-    fx *x = calloc(1, sizeof *x);
-    snprintf(x->dir, sizeof x->dir, "/tmp/pvg_test_feed_XXXXXX");
-    if (!mkdtemp(x->dir)) return -1;
-    strcat(x->dir, "/d");
-    pvg_error err;
-    pvg_error_clear(&err);
-    if (pvg_store_init(x->dir, NULL, &err) != PVG_OK) return -1;
-    if (pvg_store_open(x->dir, &x->s, &err) != PVG_OK) return -1;
-    pvg_ingest_options io = {0};
-    pvg_ingest_stats stats;
-    if (pvg_store_ingest_file(x->s, path, PVG_FORMAT_ONLINE_RETAIL, &io, &stats, &err) != PVG_OK) {
-        fprintf(stderr, "ingest %s: %s\n", path, err.text);
-        return -1;
-    }
+    fx *x = t_sample_store_new("pvg_test_feed");
     *state = x;
-    return 0;
+    return x ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    fx *x = *state;
-    pvg_store_free(x->s);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(x->dir) - 2), x->dir);
-    if (system(cmd) != 0) return -1;
-    free(x);
-    return 0;
+    return t_sample_store_free(*state);
 }
 
 static void put(pvg_store *s, const char *user, pvg_event_type t, const char *item,

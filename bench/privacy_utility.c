@@ -192,6 +192,15 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
 {
     double rec[MAX_SEEDS], nd[MAX_SEEDS], secs = 0;
     int n = 0;
+    /* the catalogue's text beside its ids: Online Retail's Descriptions
+     * (ML-100K's u.data has none) */
+    const char **titles = calloc(ds->n_items ? ds->n_items : 1, sizeof *titles);
+    if (!titles) {
+        fprintf(stderr, "bench_privacy_utility: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < ds->n_items; i++)
+        titles[i] = pvg_dataset_item_title(ds, i);
     for (int s = 0; s < n_seeds; s++) {
         pvg_train_params p;
         pvg_train_params_default(type, &p);
@@ -204,6 +213,7 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
              * operator's catalog (as the store's catalog does in serving) */
             p.dp_items = (const char *const *)ds->item_ids;
             p.dp_n_items = ds->n_items;
+            p.dp_item_titles = titles;
             /* DP-iALS's documented settings (docs/models.md "DP-iALS"): few,
              * small iterations, the noise growing with sqrt(iterations) */
             if (type == PVG_MODEL_IALS) {
@@ -221,6 +231,7 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
             snprintf(pt->error, sizeof pt->error, "%s", err.text[0] ? err.text : pvg_strerror(st));
             fprintf(stderr, "  %s %s eps %g seed %d: %s\n", d->name, pvg_model_type_name(type), eps,
                     s + 1, pt->error);
+            free(titles);
             return;
         }
         rec[n] = r.at[0].recall;
@@ -228,6 +239,7 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
         secs += r.train_seconds;
         n++;
     }
+    free(titles);
     pt->ok = 1;
     pt->recall = stats_of(rec, n);
     pt->ndcg = stats_of(nd, n);

@@ -34,8 +34,9 @@
          "DP, experts: noise std / sensitivity (the epsilon it gives must fit --epsilon)"},        \
     {                                                                                              \
         "dp-items", CLI_STR, "FILE",                                                               \
-            "DP on --input: the public item vocabulary, one id a line (default: DP partition "     \
-            "selection over the file's items, a tenth of epsilon)"                                 \
+            "DP on --input: the public item vocabulary, one id a line, optionally followed by a "  \
+            "TAB and the item's catalogue title (ease uses the titles as a prior; default: DP "    \
+            "partition selection over the file's items, a tenth of epsilon)"                       \
     }
 
 static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n_out,
@@ -71,8 +72,24 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
     if (items) {
         size_t n;
         if (read_id_list(c, items, ids, &n, buf)) exit(CLI_EXIT_FAIL);
-        p->dp_items = (const char *const *)*ids;
+        /* "id<TAB>title": the item's public catalogue text beside it; the
+         * titles live after the n ids in the same array (freed with it) */
+        char **both = realloc(*ids, (2 * n + 1) * sizeof *both);
+        if (!both) exit(cli_fail("list", PVG_ERR_NOMEM, NULL));
+        *ids = both;
+        int any = 0;
+        for (size_t i = 0; i < n; i++) {
+            char *tab = strchr(both[i], '\t');
+            both[n + i] = NULL;
+            if (!tab) continue;
+            *tab++ = 0;
+            while (*tab == ' ' || *tab == '\t')
+                tab++;
+            if (*tab) both[n + i] = tab, any = 1;
+        }
+        p->dp_items = (const char *const *)both;
         p->dp_n_items = n;
+        if (any) p->dp_item_titles = (const char *const *)(both + n);
     }
 }
 

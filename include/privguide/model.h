@@ -201,6 +201,13 @@ typedef struct pvg_train_params {
      * dp_delta, accounted in the model's (epsilon, delta) */
     const char *const *dp_items;
     size_t dp_n_items;
+    /* optional, parallel to dp_items: each listed item's public catalogue
+     * text (its title; NULL entries: none), borrowed. From a store the
+     * catalog's titles are used. Never taken from the events' rows: text
+     * that only a shopper's rows carry would depend on that shopper.
+     * DP-EASE uses the text as a prior (docs/models.md "A prior from the
+     * catalogue's text"). */
+    const char *const *dp_item_titles;
     double dp_select_share;
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);

@@ -89,6 +89,10 @@ void pvg_dataset_free(pvg_dataset *ds)
     for (size_t i = 0; i < ds->n_items; i++)
         free(ds->item_ids[i]);
     free(ds->item_ids);
+    if (ds->item_titles)
+        for (size_t i = 0; i < ds->n_items && i < ds->cap_titles; i++)
+            free(ds->item_titles[i]);
+    free(ds->item_titles);
     free(ds->ihash);
     free(ds->user_keys);
     free(ds->uhash);
@@ -211,7 +215,28 @@ static long item_index(pvg_dataset *ds, const char *id, int create)
     return (long)ds->n_items++;
 }
 
-long pvg_dataset_find_item(const pvg_dataset *ds, const char *id);
+int pvg_dataset_set_item_title(pvg_dataset *ds, size_t i, const char *title)
+{
+    if (!title || !title[0] || i >= ds->n_items) return 0;
+    if (i >= ds->cap_titles) {
+        size_t nc = ds->cap_titles ? ds->cap_titles : 1024;
+        while (nc <= i)
+            nc *= 2;
+        char **nt = realloc(ds->item_titles, nc * sizeof *nt);
+        if (!nt) return -1;
+        memset(nt + ds->cap_titles, 0, (nc - ds->cap_titles) * sizeof *nt);
+        ds->item_titles = nt;
+        ds->cap_titles = nc;
+    }
+    if (ds->item_titles[i]) return 0;
+    return (ds->item_titles[i] = strdup(title)) ? 0 : -1;
+}
+
+const char *pvg_dataset_item_title(const pvg_dataset *ds, size_t i)
+{
+    return ds->item_titles && i < ds->cap_titles && i < ds->n_items ? ds->item_titles[i] : NULL;
+}
+
 long pvg_dataset_find_item(const pvg_dataset *ds, const char *id)
 {
     return item_index((pvg_dataset *)ds, id, 0);
@@ -380,6 +405,13 @@ pvg_status pvg_dataset_load_file(const char *path, pvg_format fmt, const pvg_rea
             pvg_dataset_free(ds);
             if (stats) *stats = s;
             return st;
+        }
+        if (ds->n_ev > before && rec.has_item && rec.item.title &&
+            pvg_dataset_set_item_title(ds, ds->ev_item[ds->n_ev - 1], rec.item.title)) {
+            pvg_reader_free(r);
+            pvg_dataset_free(ds);
+            if (stats) *stats = s;
+            return pvg_error_set(err, PVG_ERR_NOMEM, "dataset: out of memory");
         }
         if (ds->n_ev > before)
             s.events++;

@@ -63,6 +63,16 @@
 /* DP-EASE solves over the items of largest noisy count (post-processing):
  * a smaller noise matrix to invert; chosen on the validation split */
 #define DP_EASE_TOP_ITEMS 1000
+/* DP-EASE with the catalogue's text (docs/models.md "A prior from the
+ * catalogue's text"): the prior B0_ij = DP_EASE_TEXT_PRIOR * S_ij *
+ * ((pop_j + 1) / (max pop + 1))^DP_EASE_TEXT_POP_POW, S the squared cosine
+ * of the titles (content.c), pop the noisy popularity; below
+ * DP_EASE_TEXT_ONLY_EPS the popularity gets the whole budget and B = B0;
+ * from it on, the noisy Gram corrects B0 on its block. Chosen on the Online
+ * Retail validation split. */
+#define DP_EASE_TEXT_PRIOR 0.2
+#define DP_EASE_TEXT_POP_POW 0.25
+#define DP_EASE_TEXT_ONLY_EPS 3.0
 
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v)
 {
@@ -115,6 +125,7 @@ int pvg_dp_default_max_items(pvg_model_type t)
 
 typedef struct vocab {
     char **ids;
+    char **titles; /* parallel to ids: public catalogue text or NULL */
     size_t n, cap;
     pvg_dp_vocabulary kind;
     double epsilon, delta; /* spent choosing it */
@@ -122,22 +133,34 @@ typedef struct vocab {
 
 static void vocab_free(vocab *v)
 {
-    for (size_t i = 0; i < v->n; i++)
+    for (size_t i = 0; i < v->n; i++) {
         free(v->ids[i]);
+        free(v->titles[i]);
+    }
     free(v->ids);
+    free(v->titles);
     memset(v, 0, sizeof *v);
 }
 
-static int vocab_push(vocab *v, const char *id)
+/* Appends id with its catalogue text (NULL: none). -1 on NOMEM. */
+static int vocab_push(vocab *v, const char *id, const char *title)
 {
     if (v->n == v->cap) {
         size_t nc = v->cap ? 2 * v->cap : 1024;
         char **ni = realloc(v->ids, nc * sizeof *ni);
         if (!ni) return -1;
         v->ids = ni;
+        char **nt = realloc(v->titles, nc * sizeof *nt);
+        if (!nt) return -1;
+        v->titles = nt;
         v->cap = nc;
     }
+    v->titles[v->n] = NULL;
     if (!(v->ids[v->n] = strdup(id))) return -1;
+    if (title && title[0] && !(v->titles[v->n] = strdup(title))) {
+        free(v->ids[v->n]);
+        return -1;
+    }
     v->n++;
     return 0;
 }
@@ -145,7 +168,7 @@ static int vocab_push(vocab *v, const char *id)
 static int catalog_cb(void *ctx, const pvg_item *it)
 {
     if (!it->catalog || !it->ext_id) return 0;
-    return vocab_push(ctx, it->ext_id) ? 1 : 0;
+    return vocab_push(ctx, it->ext_id, it->title) ? 1 : 0;
 }
 
 /* ids with their positions, sorted by id (binary search) */
@@ -231,7 +254,8 @@ static pvg_status vocab_select(const pvg_dataset *ds, const pvg_csr *R, pvg_rng 
     }
     free(buf);
     for (size_t i = 0; i < R->n_cols; i++)
-        if (pvg_dp_partition_keep(rng, &rule, cnt[i], NULL) && vocab_push(v, ds->item_ids[i])) {
+        if (pvg_dp_partition_keep(rng, &rule, cnt[i], NULL) &&
+            vocab_push(v, ds->item_ids[i], NULL)) {
             free(cnt);
             return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
         }
@@ -265,7 +289,7 @@ static pvg_status vocab_choose(const pvg_dataset *ds, const pvg_csr *R, const pv
         for (size_t i = 0; i < p->dp_n_items && st == PVG_OK; i++) {
             if (!p->dp_items[i] || !p->dp_items[i][0])
                 st = pvg_error_set(err, PVG_ERR_INVALID, "dp: item list entry %zu is empty", i);
-            else if (vocab_push(v, p->dp_items[i]))
+            else if (vocab_push(v, p->dp_items[i], p->dp_item_titles ? p->dp_item_titles[i] : NULL))
                 st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
         }
         if (st == PVG_OK && v->n == 0)
@@ -777,6 +801,77 @@ static pvg_status ease_inverse_spectral(float *G, size_t n, double lambda, doubl
     return PVG_OK;
 }
 
+/* The text prior into G (n x n, overwritten): B0_ij = c S_ij w_j, w_j =
+ * ((pop_j + 1) / (max pop + 1))^q. *n_text gets the items with text. */
+static pvg_status text_prior(const pvg_dp_train *t, const float *pop, float *G, size_t *n_text,
+                             pvg_error *err)
+{
+    size_t n = t->R->n_cols;
+    pvg_status st = pvg_content_similarity(t->titles, n, G, n_text, err);
+    if (st != PVG_OK) return st;
+    double pmax = 0;
+    for (size_t j = 0; j < n; j++)
+        if (pop[j] > pmax) pmax = pop[j];
+    float *w = malloc((n ? n : 1) * sizeof *w);
+    if (!w) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    for (size_t j = 0; j < n; j++)
+        w[j] = (float)(DP_EASE_TEXT_PRIOR *
+                       pow(((double)pop[j] + 1) / (pmax + 1), DP_EASE_TEXT_POP_POW));
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            G[i * n + j] *= w[j];
+    free(w);
+    return PVG_OK;
+}
+
+/* DP-EASE below DP_EASE_TEXT_ONLY_EPS with catalogue text: the whole budget on
+ * the bounded buyer counts (one Gaussian release, L2 sensitivity sqrt(m)),
+ * B the text prior over that noisy popularity; no Gram is released. */
+static pvg_status ease_text_only(pvg_dp_train *t, double eps, pvg_model **out, pvg_error *err)
+{
+    size_t n = t->R->n_cols;
+    double m = t->max_items;
+    rel_noise pz;
+    pvg_status st = rel_noise_make(1, m, m, eps, t->delta, &pz, err);
+    if (st != PVG_OK) return st;
+    double eps_run = pvg_dp_zcdp_to_epsilon(m / (2 * pz.scale * pz.scale), t->delta);
+    if (!(eps_run <= eps * (1 + 1e-9)))
+        return pvg_error_set(err, PVG_ERR_INTERNAL,
+                             "dp ease: the popularity's epsilon %.17g exceeds %.17g", eps_run, eps);
+    double *cnt = NULL;
+    if ((st = pop_counts(t, &cnt, err)) != PVG_OK) return st;
+    float *pop = malloc((n ? n : 1) * sizeof *pop), *G = malloc((n ? n * n : 1) * sizeof *G);
+    pvg_model *md = NULL;
+    size_t n_text = 0;
+    if (!pop || !G) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = cnt[i] + (double)rel_noise_draw(t->rng, &pz);
+        pop[i] = v > 0 ? (float)v : 0.0f;
+    }
+    if ((st = text_prior(t, pop, G, &n_text, err)) != PVG_OK) goto done;
+    if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
+    pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
+    pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
+    G = NULL;
+    pop = NULL;
+    t->rep.epsilon = eps_run;
+    t->rep.delta = t->delta;
+    t->rep.sensitivity = sqrt(m);
+    t->rep.noise_multiplier = pz.scale / sqrt(m);
+    t->rep.max_items = t->max_items;
+    t->rep.clip = 0;
+    t->rep.mechanism = "dp-ease/discrete-gaussian-popularity+text";
+    *out = md;
+    md = NULL;
+done:
+    pvg_model_free(md);
+    free(cnt), free(pop), free(G);
+    return st;
+}
+
 pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
 {
     *out = NULL;
@@ -811,6 +906,12 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
      * popularity (bounded buyer counts, L2 sensitivity sqrt(m)), the rest
      * for the Gram */
     int small = eps < DP_EASE_SMALL_EPS;
+    if (eps < DP_EASE_TEXT_ONLY_EPS && t->titles) {
+        int any = 0;
+        for (size_t i = 0; i < n && any < 2; i++)
+            any += t->titles[i] && t->titles[i][0];
+        if (any >= 2) return ease_text_only(t, eps, out, err);
+    }
     double share = small ? DP_EASE_POP_SHARE_SMALL : DP_EASE_POP_SHARE;
     double beta = small ? DP_EASE_POP_PRIOR_SMALL : DP_EASE_POP_PRIOR;
     double rho = rel_zcdp_rho_for(eps, t->delta);
@@ -892,8 +993,40 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         goto done;
     }
     if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
+    size_t n_text = 0;
+    if (t->titles && (st = text_prior(t, pop, G, &n_text, err)) != PVG_OK) goto done;
+    if (n_text >= 2) {
+        /* B = B0 + M (I - B0) on the block, M = I - lambda P the denoised
+         * ridge regression of each item on the others (P (G~ + lambda I)
+         * = I): EASE fitted to what the prior leaves unexplained */
+        float *B0 = malloc(ns * ns * sizeof *B0), *D = malloc(ns * ns * sizeof *D);
+        if (!B0 || !D) {
+            free(B0), free(D);
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+            goto done;
+        }
+        float lam = (float)t->p->ease_lambda;
+        for (size_t a = 0; a < ns; a++)
+            for (size_t b = 0; b < ns; b++) {
+                Gs[a * ns + b] = (a == b ? 1.0f : 0.0f) - lam * Gs[a * ns + b];
+                B0[a * ns + b] = (a == b ? 1.0f : 0.0f) - G[(size_t)sel[a] * n + sel[b]];
+            }
+        pvg_blas_threaded_begin(t->threads);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)ns, (int)ns, 1.0f, Gs,
+                    (int)ns, B0, (int)ns, 0.0f, D, (int)ns);
+        pvg_blas_threaded_end();
+        for (size_t a = 0; a < ns; a++)
+            for (size_t b = 0; b < ns; b++)
+                G[(size_t)sel[a] * n + sel[b]] += D[a * ns + b];
+        for (size_t i = 0; i < n; i++)
+            G[i * n + i] = 0;
+        free(B0), free(D);
+        beta = 0;
+    } else {
+        memset(G, 0, n * n * sizeof *G);
+    }
     /* B_ij = -P_ij / P_jj, diag 0 */
-    for (size_t a = 0; a < ns; a++)
+    for (size_t a = 0; a < ns && n_text < 2; a++)
         for (size_t b = 0; b < ns; b++)
             if (b != a) G[(size_t)sel[a] * n + sel[b]] = -Gs[a * ns + b] / Gs[b * ns + b];
     /* a popularity prior (post-processing): every row of B gets
@@ -926,7 +1059,8 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     t->rep.noise_multiplier = en.sigma / en.sens;
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = "dp-ease/discrete-gaussian-weighted-gram";
+    t->rep.mechanism = n_text >= 2 ? "dp-ease/discrete-gaussian-weighted-gram+text"
+                                   : "dp-ease/discrete-gaussian-weighted-gram";
     *out = md;
     md = NULL;
 done:
@@ -1078,6 +1212,9 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
         t.vds = *ds;
         t.vds.item_ids = v.ids;
         t.vds.n_items = v.n;
+        t.vds.item_titles = NULL; /* indexed by the dataset's items, not the vocabulary's */
+        t.vds.cap_titles = 0;
+        t.titles = (const char *const *)v.titles;
         t.R = &Rv;
         t.p = p;
         t.rng = rng;

@@ -27,6 +27,13 @@ struct pvg_dataset {
     /* items: external ids */
     size_t n_items, cap_items;
     char **item_ids;
+    /* each item's title as the file's rows name it (Online Retail's
+     * Description), NULL entries for none; NULL when the source carried
+     * none (pvg_dataset_set_item_title). Read from events, so never a DP
+     * trainer's public text by itself: a caller who holds the file as its
+     * catalogue passes them as pvg_train_params.dp_item_titles */
+    char **item_titles;
+    size_t cap_titles;
     uint32_t *ihash;
     size_t ihash_cap;
     /* events, after weighting (one weighted contribution each) */
@@ -45,6 +52,26 @@ struct pvg_dataset {
     struct pvg_search_index *search_ix;
     long long search_events; /* search events that gave the dataset an item */
 };
+
+/* Records title as item i's catalogue text unless it has one already (the
+ * first non-empty title wins). -1 on NOMEM. */
+int pvg_dataset_set_item_title(pvg_dataset *ds, size_t i, const char *title);
+/* Item i's title from the file's rows (borrowed), or NULL. */
+const char *pvg_dataset_item_title(const pvg_dataset *ds, size_t i);
+/* Index of the item with external id `id`, or -1. */
+long pvg_dataset_find_item(const pvg_dataset *ds, const char *id);
+
+/* ---- content similarity (content.c) -------------------------------------- */
+
+/* Item-item similarity from public catalogue text: S (n x n, row-major,
+ * caller-allocated) gets the squared cosine of the items' IDF-weighted
+ * term vectors (terms cut, folded, stop-worded and stemmed as the search
+ * index does), 0 on the diagonal and for items without text. titles
+ * (borrowed; NULL or NULL entries: no text). *n_text gets the number of
+ * items with at least one term. Deterministic; costs no privacy budget
+ * (the catalogue is public). */
+pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_text,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- sparse matrices ---------------------------------------------------- */
 
@@ -552,9 +579,11 @@ typedef struct pvg_dp_train {
                               history restricted to the vocabulary (their own
                               rows of the model; never released) */
     const pvg_train_params *p;
-    pvg_rng *rng;          /* the noise and sampling source (borrowed) */
-    double epsilon, delta; /* what the method may spend */
-    int max_items;         /* m, the contribution bound */
+    pvg_rng *rng;              /* the noise and sampling source (borrowed) */
+    const char *const *titles; /* the vocabulary's public catalogue text
+                                  (NULL or NULL entries: none) */
+    double epsilon, delta;     /* what the method may spend */
+    int max_items;             /* m, the contribution bound */
     int threads;
     pvg_dp_report rep; /* the method fills it for its part */
 } pvg_dp_train;

@@ -1,0 +1,140 @@
+/*
+ * content.c - item-item similarity from public catalogue text: each item's
+ * title cut into words as the search index cuts them (folded, stop words
+ * dropped, Snowball stems), weighed by inverse document frequency, the
+ * vectors normalised, and the squared cosine of every pair. DP models use
+ * it as a prior (docs/models.md "A prior from the catalogue's text"): the
+ * text is the operator's catalogue, not any shopper's data, so what is
+ * derived from it costs no privacy budget.
+ */
+#include "model/model_internal.h"
+#include "search/search_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct words_ctx {
+    pvg_smap *terms;
+    struct sb_stemmer *stemmer;
+    uint32_t *buf; /* the item's term ids */
+    size_t n, cap;
+    int nomem;
+} words_ctx;
+
+static int add_word(void *vctx, const char *word, size_t len, unsigned flags)
+{
+    (void)flags;
+    words_ctx *c = vctx;
+    if (pvg_search_is_stopword(word, len)) return 0;
+    char stem[PVG_SEARCH_WORD_MAX + 1];
+    size_t sl = pvg_search_stem(c->stemmer, word, len, stem, sizeof stem);
+    if (sl == 0) return 0;
+    int added;
+    long id = pvg_smap_intern(c->terms, stem, sl, &added);
+    if (id < 0) return c->nomem = 1;
+    for (size_t k = 0; k < c->n; k++)
+        if (c->buf[k] == (uint32_t)id) return 0; /* binary term frequency */
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? 2 * c->cap : 16;
+        uint32_t *nb = realloc(c->buf, nc * sizeof *nb);
+        if (!nb) return c->nomem = 1;
+        c->buf = nb;
+        c->cap = nc;
+    }
+    c->buf[c->n++] = (uint32_t)id;
+    return 0;
+}
+
+/* one (item, weight) entry of a term's posting list */
+typedef struct post {
+    uint32_t item;
+    float w;
+} post;
+
+pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_text,
+                                  pvg_error *err)
+{
+    *n_text = 0;
+    if (n == 0) return PVG_OK;
+    memset(S, 0, n * n * sizeof *S);
+    if (!titles) return PVG_OK;
+    pvg_smap terms = {0};
+    words_ctx c = {.terms = &terms, .stemmer = pvg_search_stemmer_new()};
+    /* item i's terms: tix[tptr[i] .. tptr[i+1]) */
+    uint64_t *tptr = calloc(n + 1, sizeof *tptr);
+    uint32_t *tix = NULL;
+    size_t tcap = 0, tn = 0;
+    uint32_t *df = NULL;
+    uint64_t *pptr = NULL;
+    post *posts = NULL;
+    float *norm = NULL, *tw = NULL;
+    pvg_status st = PVG_OK;
+    if (!tptr || !c.stemmer) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        c.n = 0;
+        if (titles[i] && titles[i][0]) pvg_search_words(titles[i], strlen(titles[i]), add_word, &c);
+        if (c.nomem) goto nomem;
+        if (tn + c.n > tcap) {
+            size_t nc = tcap ? 2 * tcap : 4096;
+            while (nc < tn + c.n)
+                nc *= 2;
+            uint32_t *nt = realloc(tix, nc * sizeof *nt);
+            if (!nt) goto nomem;
+            tix = nt;
+            tcap = nc;
+        }
+        memcpy(tix + tn, c.buf, c.n * sizeof *tix);
+        tn += c.n;
+        tptr[i + 1] = tn;
+        *n_text += c.n > 0;
+    }
+    size_t nt = terms.n;
+    if (!(df = calloc(nt + 1, sizeof *df)) || !(pptr = calloc(nt + 1, sizeof *pptr)) ||
+        !(posts = malloc((tn ? tn : 1) * sizeof *posts)) || !(norm = calloc(n, sizeof *norm)) ||
+        !(tw = malloc((tn ? tn : 1) * sizeof *tw)))
+        goto nomem;
+    for (size_t q = 0; q < tn; q++)
+        df[tix[q]]++;
+    /* inverse document frequency over the items that have text; a term in
+     * every such item weighs 0 */
+    for (size_t i = 0; i < n; i++) {
+        double ss = 0;
+        for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++) {
+            double w = log((double)*n_text / (double)df[tix[q]]);
+            ss += w * w;
+        }
+        norm[i] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    }
+    for (size_t t = 0; t < nt; t++)
+        pptr[t + 1] = pptr[t] + df[t];
+    memset(df, 0, nt * sizeof *df); /* reused as fill counters */
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++) {
+            uint32_t t = tix[q];
+            tw[q] = (float)(log((double)*n_text / (double)(pptr[t + 1] - pptr[t])) * norm[i]);
+            posts[pptr[t] + df[t]++] = (post){(uint32_t)i, tw[q]};
+        }
+    /* S[i][j] = sum over shared terms of w_it w_jt: the cosine */
+    for (size_t i = 0; i < n; i++) {
+        float *row = S + i * n;
+        for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++) {
+            uint32_t t = tix[q];
+            float wi = tw[q];
+            if (wi == 0) continue;
+            for (uint64_t p = pptr[t]; p < pptr[t + 1]; p++)
+                row[posts[p].item] += wi * posts[p].w;
+        }
+        for (size_t j = 0; j < n; j++)
+            row[j] = row[j] * row[j];
+        row[i] = 0;
+    }
+    goto done;
+nomem:
+    st = pvg_error_set(err, PVG_ERR_NOMEM, "content similarity: out of memory (%zu items)", n);
+done:
+    pvg_search_stemmer_free(c.stemmer);
+    pvg_smap_free(&terms);
+    free(c.buf), free(tptr), free(tix), free(df), free(pptr), free(posts), free(norm), free(tw);
+    return st;
+}

@@ -39,7 +39,7 @@
             "partition selection over the file's items, a tenth of epsilon)"                       \
     }
 
-static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n_out,
+static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids_out, size_t *n_out,
                         char **buf_out);
 static long long int_opt(cli_ctx *c, const char *flag, long long def, long long lo, long long hi);
 
@@ -71,7 +71,7 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
                            "vocabulary");
     if (items) {
         size_t n;
-        if (read_id_list(c, items, ids, &n, buf)) exit(CLI_EXIT_FAIL);
+        if (read_id_list(c, items, 1, ids, &n, buf)) exit(CLI_EXIT_FAIL);
         /* "id<TAB>title": the item's public catalogue text beside it; the
          * titles live after the n ids in the same array (freed with it) */
         char **both = realloc(*ids, (2 * n + 1) * sizeof *both);
@@ -79,13 +79,26 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
         *ids = both;
         int any = 0;
         for (size_t i = 0; i < n; i++) {
-            char *tab = strchr(both[i], '\t');
-            both[n + i] = NULL;
-            if (!tab) continue;
-            *tab++ = 0;
-            while (*tab == ' ' || *tab == '\t')
-                tab++;
-            if (*tab) both[n + i] = tab, any = 1;
+            char *id = both[i], *tab = strchr(id, '\t'), *title = NULL;
+            if (tab) {
+                *tab = 0;
+                for (title = tab + 1; *title == ' ' || *title == '\t'; title++)
+                    ;
+                size_t tl = strlen(title);
+                while (tl && (title[tl - 1] == ' ' || title[tl - 1] == '\t'))
+                    title[--tl] = 0;
+            }
+            size_t il = strlen(id); /* the id without the spaces around it */
+            while (il && id[il - 1] == ' ')
+                id[--il] = 0;
+            if (!il) {
+                cli_warn("%s: entry %zu: an empty item id before its TAB (expected id<TAB>title)",
+                         items, i + 1);
+                exit(CLI_EXIT_FAIL);
+            }
+            both[i] = id;
+            both[n + i] = title && *title ? title : NULL;
+            any |= both[n + i] != NULL;
         }
         p->dp_items = (const char *const *)both;
         p->dp_n_items = n;
@@ -441,7 +454,9 @@ static int run_train(cli_ctx *c)
 
 /* The ids of a list file (one a line; blank lines and #-comments skipped;
  * "-" is stdin). *buf_out owns the strings. */
-static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n_out,
+/* keep_tabs: a TAB is not trimmed from a line's ends (an "id<TAB>title"
+ * line with an empty id stays visible as such) */
+static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids_out, size_t *n_out,
                         char **buf_out)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -476,9 +491,10 @@ static int read_id_list(cli_ctx *c, const char *path, char ***ids_out, size_t *n
         next = strchr(line, '\n');
         if (next) *next++ = 0;
         size_t l = strlen(line);
-        while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+        while (l &&
+               (line[l - 1] == '\r' || line[l - 1] == ' ' || (!keep_tabs && line[l - 1] == '\t')))
             line[--l] = 0;
-        while (*line == ' ' || *line == '\t')
+        while (*line == ' ' || (!keep_tabs && *line == '\t'))
             line++;
         if (!*line || *line == '#') continue;
         if (n == ncap) {
@@ -577,7 +593,7 @@ static int run_recommend_batch(cli_ctx *c, const char *path, size_t k)
     char **ids = NULL, *idbuf = NULL;
     size_t n_ids = 0;
     if (list) {
-        int rc = read_id_list(c, list, &ids, &n_ids, &idbuf);
+        int rc = read_id_list(c, list, 0, &ids, &n_ids, &idbuf);
         if (rc) return rc;
     }
     pvg_error err;

@@ -196,13 +196,35 @@ static void test_row_titles_not_public(void **s)
     pvg_dataset_free(ds);
 }
 
+/* Titles that link no two items (every title its own words, or one word
+ * shared by all, which weighs 0) give no prior: DP-EASE runs as without
+ * text instead of releasing a zero B labelled "+text". */
+static void test_unlinked_titles(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = shop();
+    static char own[N_ITEMS][16];
+    const char *distinct[N_ITEMS], *same[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++) {
+        snprintf(own[i], sizeof own[i], "word%c%c", 'a' + i % 26, 'a' + i / 26);
+        distinct[i] = own[i];
+        same[i] = "lantern";
+    }
+    pvg_model *m = train(ds, 1, distinct, 13);
+    assert_null(strstr(m->dp.mechanism, "+text"));
+    pvg_model_free(m);
+    m = train(ds, 8, same, 13);
+    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-weighted-gram");
+    pvg_model_free(m);
+    pvg_dataset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_similarity_values),
-        cmocka_unit_test(test_ease_small_eps),
-        cmocka_unit_test(test_ease_large_eps),
-        cmocka_unit_test(test_row_titles_not_public),
+        cmocka_unit_test(test_similarity_values), cmocka_unit_test(test_ease_small_eps),
+        cmocka_unit_test(test_ease_large_eps),    cmocka_unit_test(test_row_titles_not_public),
+        cmocka_unit_test(test_unlinked_titles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

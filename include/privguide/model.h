@@ -202,9 +202,10 @@ typedef struct pvg_train_params {
     const char *const *dp_items;
     size_t dp_n_items;
     /* optional, parallel to dp_items: each listed item's public catalogue
-     * text (its title; NULL entries: none), borrowed. From a store the
-     * catalog's titles are used. Never taken from the events' rows: text
-     * that only a shopper's rows carry would depend on that shopper.
+     * text (its title; NULL entries: none), borrowed. Never taken from the
+     * events' rows (text that only a shopper's rows carry would depend on
+     * that shopper), so not from a store either, whose titles may come
+     * from sale rows (docs/store.md).
      * DP-EASE uses the text as a prior (docs/models.md "A prior from the
      * catalogue's text"). */
     const char *const *dp_item_titles;

@@ -14,6 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bounds on what one title contributes (a catalogue's titles are short;
+ * these keep a crafted one from costing more than a normal one): its first
+ * CONTENT_MAX_BYTES bytes, its first CONTENT_MAX_TERMS distinct terms. A
+ * term in more than a quarter of the titled items is dropped: its weight
+ * ln(T / df) is small, and the pairs it would link cost df^2. */
+#define CONTENT_MAX_BYTES 4096
+#define CONTENT_MAX_TERMS 64
+
 typedef struct words_ctx {
     pvg_smap *terms;
     struct sb_stemmer *stemmer;
@@ -26,14 +34,14 @@ static int add_word(void *vctx, const char *word, size_t len, unsigned flags)
 {
     (void)flags;
     words_ctx *c = vctx;
-    if (pvg_search_is_stopword(word, len)) return 0;
+    if (c->n >= CONTENT_MAX_TERMS || pvg_search_is_stopword(word, len)) return 0;
     char stem[PVG_SEARCH_WORD_MAX + 1];
     size_t sl = pvg_search_stem(c->stemmer, word, len, stem, sizeof stem);
     if (sl == 0) return 0;
     int added;
     long id = pvg_smap_intern(c->terms, stem, sl, &added);
     if (id < 0) return c->nomem = 1;
-    for (size_t k = 0; k < c->n; k++)
+    for (size_t k = 0; k < c->n; k++)            /* at most CONTENT_MAX_TERMS */
         if (c->buf[k] == (uint32_t)id) return 0; /* binary term frequency */
     if (c->n == c->cap) {
         size_t nc = c->cap ? 2 * c->cap : 16;
@@ -52,10 +60,11 @@ typedef struct post {
     float w;
 } post;
 
-pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_text,
+pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
                                   pvg_error *err)
 {
-    *n_text = 0;
+    *n_linked = 0;
+    size_t n_text = 0;
     if (n == 0) return PVG_OK;
     memset(S, 0, n * n * sizeof *S);
     if (!titles) return PVG_OK;
@@ -68,12 +77,13 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
     uint32_t *df = NULL;
     uint64_t *pptr = NULL;
     post *posts = NULL;
-    float *norm = NULL, *tw = NULL;
+    float *norm = NULL, *tw = NULL, *idf = NULL;
     pvg_status st = PVG_OK;
     if (!tptr || !c.stemmer) goto nomem;
     for (size_t i = 0; i < n; i++) {
         c.n = 0;
-        if (titles[i] && titles[i][0]) pvg_search_words(titles[i], strlen(titles[i]), add_word, &c);
+        if (titles[i] && titles[i][0])
+            pvg_search_words(titles[i], strnlen(titles[i], CONTENT_MAX_BYTES), add_word, &c);
         if (c.nomem) goto nomem;
         if (tn + c.n > tcap) {
             size_t nc = tcap ? 2 * tcap : 4096;
@@ -84,26 +94,31 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
             tix = nt;
             tcap = nc;
         }
-        memcpy(tix + tn, c.buf, c.n * sizeof *tix);
+        if (c.n) memcpy(tix + tn, c.buf, c.n * sizeof *tix);
         tn += c.n;
         tptr[i + 1] = tn;
-        *n_text += c.n > 0;
+        n_text += c.n > 0;
     }
     size_t nt = terms.n;
     if (!(df = calloc(nt + 1, sizeof *df)) || !(pptr = calloc(nt + 1, sizeof *pptr)) ||
         !(posts = malloc((tn ? tn : 1) * sizeof *posts)) || !(norm = calloc(n, sizeof *norm)) ||
-        !(tw = malloc((tn ? tn : 1) * sizeof *tw)))
+        !(tw = malloc((tn ? tn : 1) * sizeof *tw)) || !(idf = malloc((nt + 1) * sizeof *idf)))
         goto nomem;
     for (size_t q = 0; q < tn; q++)
         df[tix[q]]++;
-    /* inverse document frequency over the items that have text; a term in
-     * every such item weighs 0 */
+    /* each term's weight: its inverse document frequency over the items
+     * that have text (0 for a term in every such item, and for a dropped
+     * one); df becomes the posting count (0 for a weightless term) */
+    size_t df_max = n_text / 4 > 64 ? n_text / 4 : 64;
+    for (size_t t = 0; t < nt; t++) {
+        double w = df[t] <= df_max ? log((double)n_text / (double)df[t]) : 0;
+        idf[t] = (float)w;
+        if (!(w > 0)) df[t] = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         double ss = 0;
-        for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++) {
-            double w = log((double)*n_text / (double)df[tix[q]]);
-            ss += w * w;
-        }
+        for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++)
+            ss += (double)idf[tix[q]] * idf[tix[q]];
         norm[i] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
     }
     for (size_t t = 0; t < nt; t++)
@@ -112,8 +127,8 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
     for (size_t i = 0; i < n; i++)
         for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++) {
             uint32_t t = tix[q];
-            tw[q] = (float)(log((double)*n_text / (double)(pptr[t + 1] - pptr[t])) * norm[i]);
-            posts[pptr[t] + df[t]++] = (post){(uint32_t)i, tw[q]};
+            tw[q] = idf[t] * norm[i];
+            if (tw[q] > 0) posts[pptr[t] + df[t]++] = (post){(uint32_t)i, tw[q]};
         }
     /* S[i][j] = sum over shared terms of w_it w_jt: the cosine */
     for (size_t i = 0; i < n; i++) {
@@ -125,9 +140,13 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
             for (uint64_t p = pptr[t]; p < pptr[t + 1]; p++)
                 row[posts[p].item] += wi * posts[p].w;
         }
-        for (size_t j = 0; j < n; j++)
-            row[j] = row[j] * row[j];
         row[i] = 0;
+        int linked = 0;
+        for (size_t j = 0; j < n; j++) {
+            row[j] = row[j] * row[j];
+            linked |= row[j] > 0;
+        }
+        *n_linked += linked;
     }
     goto done;
 nomem:
@@ -135,6 +154,7 @@ nomem:
 done:
     pvg_search_stemmer_free(c.stemmer);
     pvg_smap_free(&terms);
-    free(c.buf), free(tptr), free(tix), free(df), free(pptr), free(posts), free(norm), free(tw);
+    free(c.buf), free(tptr), free(tix), free(df), free(pptr), free(posts), free(norm), free(tw),
+        free(idf);
     return st;
 }

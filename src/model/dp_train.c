@@ -165,10 +165,15 @@ static int vocab_push(vocab *v, const char *id, const char *title)
     return 0;
 }
 
+/* The store's catalog items, without their titles: a store's title may
+ * have come from a sale row (an import of transactions names each item
+ * with its row's description, docs/store.md), and one shopper's row would
+ * then shape the text prior; the store does not yet keep the operator's
+ * own catalogue text apart. */
 static int catalog_cb(void *ctx, const pvg_item *it)
 {
     if (!it->catalog || !it->ext_id) return 0;
-    return vocab_push(ctx, it->ext_id, it->title) ? 1 : 0;
+    return vocab_push(ctx, it->ext_id, NULL) ? 1 : 0;
 }
 
 /* ids with their positions, sorted by id (binary search) */
@@ -801,14 +806,30 @@ static pvg_status ease_inverse_spectral(float *G, size_t n, double lambda, doubl
     return PVG_OK;
 }
 
-/* The text prior into G (n x n, overwritten): B0_ij = c S_ij w_j, w_j =
- * ((pop_j + 1) / (max pop + 1))^q. *n_text gets the items with text. */
-static pvg_status text_prior(const pvg_dp_train *t, const float *pop, float *G, size_t *n_text,
-                             pvg_error *err)
+/* The titles' similarity (public: computed before any noise), new in *S
+ * (n x n), or *S = NULL when fewer than two items are similar to another
+ * (no titles, or no shared term): then DP-EASE runs without the prior. */
+static pvg_status text_similarity(const pvg_dp_train *t, float **S, pvg_error *err)
+{
+    *S = NULL;
+    size_t n = t->R->n_cols, linked;
+    if (!t->titles || n < 2) return PVG_OK;
+    float *m = malloc(n * n * sizeof *m);
+    if (!m) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    pvg_status st = pvg_content_similarity(t->titles, n, m, &linked, err);
+    if (st != PVG_OK || linked < 2) {
+        free(m);
+        return st;
+    }
+    *S = m;
+    return PVG_OK;
+}
+
+/* The text prior in place of S (n x n): B0_ij = c S_ij w_j, w_j =
+ * ((pop_j + 1) / (max pop + 1))^q, pop the noisy popularity. */
+static pvg_status text_prior(const pvg_dp_train *t, const float *pop, float *G, pvg_error *err)
 {
     size_t n = t->R->n_cols;
-    pvg_status st = pvg_content_similarity(t->titles, n, G, n_text, err);
-    if (st != PVG_OK) return st;
     double pmax = 0;
     for (size_t j = 0; j < n; j++)
         if (pop[j] > pmax) pmax = pop[j];
@@ -826,24 +847,29 @@ static pvg_status text_prior(const pvg_dp_train *t, const float *pop, float *G, 
 
 /* DP-EASE below DP_EASE_TEXT_ONLY_EPS with catalogue text: the whole budget on
  * the bounded buyer counts (one Gaussian release, L2 sensitivity sqrt(m)),
- * B the text prior over that noisy popularity; no Gram is released. */
-static pvg_status ease_text_only(pvg_dp_train *t, double eps, pvg_model **out, pvg_error *err)
+ * B the text prior over that noisy popularity; no Gram is released. Steals
+ * G, the titles' similarity (n x n), which becomes B. */
+static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_model **out,
+                                 pvg_error *err)
 {
     size_t n = t->R->n_cols;
     double m = t->max_items;
     rel_noise pz;
     pvg_status st = rel_noise_make(1, m, m, eps, t->delta, &pz, err);
-    if (st != PVG_OK) return st;
-    double eps_run = pvg_dp_zcdp_to_epsilon(m / (2 * pz.scale * pz.scale), t->delta);
-    if (!(eps_run <= eps * (1 + 1e-9)))
-        return pvg_error_set(err, PVG_ERR_INTERNAL,
-                             "dp ease: the popularity's epsilon %.17g exceeds %.17g", eps_run, eps);
+    double eps_run =
+        st == PVG_OK ? pvg_dp_zcdp_to_epsilon(m / (2 * pz.scale * pz.scale), t->delta) : 0;
+    if (st == PVG_OK && !(eps_run <= eps * (1 + 1e-9)))
+        st = pvg_error_set(err, PVG_ERR_INTERNAL,
+                           "dp ease: the popularity's epsilon %.17g exceeds %.17g", eps_run, eps);
     double *cnt = NULL;
-    if ((st = pop_counts(t, &cnt, err)) != PVG_OK) return st;
-    float *pop = malloc((n ? n : 1) * sizeof *pop), *G = malloc((n ? n * n : 1) * sizeof *G);
+    if (st == PVG_OK) st = pop_counts(t, &cnt, err);
+    if (st != PVG_OK) {
+        free(G);
+        return st;
+    }
+    float *pop = malloc((n ? n : 1) * sizeof *pop);
     pvg_model *md = NULL;
-    size_t n_text = 0;
-    if (!pop || !G) {
+    if (!pop) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
         goto done;
     }
@@ -851,7 +877,7 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, pvg_model **out, p
         double v = cnt[i] + (double)rel_noise_draw(t->rng, &pz);
         pop[i] = v > 0 ? (float)v : 0.0f;
     }
-    if ((st = text_prior(t, pop, G, &n_text, err)) != PVG_OK) goto done;
+    if ((st = text_prior(t, pop, G, err)) != PVG_OK) goto done;
     if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
     pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
     pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
@@ -906,40 +932,46 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
      * popularity (bounded buyer counts, L2 sensitivity sqrt(m)), the rest
      * for the Gram */
     int small = eps < DP_EASE_SMALL_EPS;
-    if (eps < DP_EASE_TEXT_ONLY_EPS && t->titles) {
-        int any = 0;
-        for (size_t i = 0; i < n && any < 2; i++)
-            any += t->titles[i] && t->titles[i][0];
-        if (any >= 2) return ease_text_only(t, eps, out, err);
-    }
+    float *S = NULL; /* the titles' similarity, then the prior, then B */
+    if ((st = text_similarity(t, &S, err)) != PVG_OK) return st;
+    if (S && eps < DP_EASE_TEXT_ONLY_EPS) return ease_text_only(t, eps, S, out, err);
     double share = small ? DP_EASE_POP_SHARE_SMALL : DP_EASE_POP_SHARE;
     double beta = small ? DP_EASE_POP_PRIOR_SMALL : DP_EASE_POP_PRIOR;
     double rho = rel_zcdp_rho_for(eps, t->delta);
-    if (!(rho > 0))
+    if (!(rho > 0)) {
+        free(S);
         return pvg_error_set(err, PVG_ERR_INVALID, "dp ease: epsilon %g too small for delta %g",
                              eps, t->delta);
+    }
     rel_noise pz;
     ease_noise en;
     if ((st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share * rho, t->delta), t->delta, &pz,
                              err)) != PVG_OK ||
         (st = ease_noise_make(C, pvg_dp_zcdp_to_epsilon((1 - share) * rho, t->delta), t->delta,
-                              coords, &en, err)) != PVG_OK)
+                              coords, &en, err)) != PVG_OK) {
+        free(S);
         return st;
+    }
     double sg = en.sens / en.g;
     double rho_run = m / (2 * pz.scale * pz.scale) + sg * sg / (2 * en.nz.scale * en.nz.scale);
     double eps_run = pvg_dp_zcdp_to_epsilon(rho_run, t->delta);
-    if (!(eps_run <= eps * (1 + 1e-9)))
+    if (!(eps_run <= eps * (1 + 1e-9))) {
+        free(S);
         return pvg_error_set(err, PVG_ERR_INTERNAL,
                              "dp ease: the composed epsilon %.17g exceeds %.17g", eps_run, eps);
+    }
     double *cnt = NULL;
-    if ((st = pop_counts(t, &cnt, err)) != PVG_OK) return st;
+    if ((st = pop_counts(t, &cnt, err)) != PVG_OK) {
+        free(S);
+        return st;
+    }
     const pvg_csr *R = t->R;
     double *d = calloc(n, sizeof *d), *Gd = calloc(ns * ns, sizeof *Gd);
     float *pop = malloc(n * sizeof *pop), *Gs = malloc(ns * ns * sizeof *Gs);
     uint32_t *sel = malloc(n * sizeof *sel), *col = malloc(n * sizeof *col);
     uint32_t *buf = malloc(n * sizeof *buf);
     pop_idx *pi = malloc(n * sizeof *pi);
-    float *G = NULL;
+    float *G = S; /* B */
     pvg_model *md = NULL;
     if (!d || !Gd || !pop || !Gs || !sel || !col || !buf || !pi) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
@@ -988,45 +1020,48 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda,
                                DP_EASE_THETA * en.sigma * sqrt((double)ns), t->threads, &kept, err);
     if (st != PVG_OK) goto done;
-    if (!(G = calloc(n * n, sizeof *G))) {
+    int text = G != NULL;
+    if (!text && !(G = calloc(n * n, sizeof *G))) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
         goto done;
     }
     if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
-    size_t n_text = 0;
-    if (t->titles && (st = text_prior(t, pop, G, &n_text, err)) != PVG_OK) goto done;
-    if (n_text >= 2) {
-        /* B = B0 + M (I - B0) on the block, M = I - lambda P the denoised
-         * ridge regression of each item on the others (P (G~ + lambda I)
-         * = I): EASE fitted to what the prior leaves unexplained */
-        float *B0 = malloc(ns * ns * sizeof *B0), *D = malloc(ns * ns * sizeof *D);
-        if (!B0 || !D) {
-            free(B0), free(D);
+    if (text) {
+        /* EASE around the prior, on the block: B = argmin |X - XB|^2 +
+         * lambda |B - B0|^2 with diag(B) = 0, whose solution is
+         * B = U - P diag(U_jj / P_jj), U = I - lambda P (I - B0) = B0 +
+         * M (I - B0), M = I - lambda P the denoised ridge regression of each
+         * item on the others; B0 = 0 gives EASE's -P_ij / P_jj. */
+        if ((st = text_prior(t, pop, G, err)) != PVG_OK) goto done;
+        float *W = malloc(ns * ns * sizeof *W), *D = malloc(ns * ns * sizeof *D);
+        if (!W || !D) {
+            free(W), free(D);
             st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
             goto done;
         }
         float lam = (float)t->p->ease_lambda;
         for (size_t a = 0; a < ns; a++)
-            for (size_t b = 0; b < ns; b++) {
-                Gs[a * ns + b] = (a == b ? 1.0f : 0.0f) - lam * Gs[a * ns + b];
-                B0[a * ns + b] = (a == b ? 1.0f : 0.0f) - G[(size_t)sel[a] * n + sel[b]];
-            }
+            for (size_t b = 0; b < ns; b++)
+                W[a * ns + b] = (a == b ? 1.0f : 0.0f) - G[(size_t)sel[a] * n + sel[b]];
+        /* D = -lambda P (I - B0); U = I + D on the block */
         pvg_blas_threaded_begin(t->threads);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)ns, (int)ns, 1.0f, Gs,
-                    (int)ns, B0, (int)ns, 0.0f, D, (int)ns);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)ns, (int)ns, -lam, Gs,
+                    (int)ns, W, (int)ns, 0.0f, D, (int)ns);
         pvg_blas_threaded_end();
+        for (size_t b = 0; b < ns; b++) {
+            double ubb = 1.0 + (double)D[b * ns + b], pbb = Gs[b * ns + b];
+            W[b] = pbb > 0 ? (float)(ubb / pbb) : 0.0f; /* mu_b, reusing W's first row */
+        }
         for (size_t a = 0; a < ns; a++)
             for (size_t b = 0; b < ns; b++)
-                G[(size_t)sel[a] * n + sel[b]] += D[a * ns + b];
+                if (a != b) G[(size_t)sel[a] * n + sel[b]] = D[a * ns + b] - Gs[a * ns + b] * W[b];
         for (size_t i = 0; i < n; i++)
             G[i * n + i] = 0;
-        free(B0), free(D);
+        free(W), free(D);
         beta = 0;
-    } else {
-        memset(G, 0, n * n * sizeof *G);
     }
     /* B_ij = -P_ij / P_jj, diag 0 */
-    for (size_t a = 0; a < ns && n_text < 2; a++)
+    for (size_t a = 0; a < ns && !text; a++)
         for (size_t b = 0; b < ns; b++)
             if (b != a) G[(size_t)sel[a] * n + sel[b]] = -Gs[a * ns + b] / Gs[b * ns + b];
     /* a popularity prior (post-processing): every row of B gets
@@ -1059,8 +1094,8 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     t->rep.noise_multiplier = en.sigma / en.sens;
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = n_text >= 2 ? "dp-ease/discrete-gaussian-weighted-gram+text"
-                                   : "dp-ease/discrete-gaussian-weighted-gram";
+    t->rep.mechanism = text ? "dp-ease/discrete-gaussian-weighted-gram+text"
+                            : "dp-ease/discrete-gaussian-weighted-gram";
     *out = md;
     md = NULL;
 done:

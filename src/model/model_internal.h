@@ -67,10 +67,12 @@ long pvg_dataset_find_item(const pvg_dataset *ds, const char *id);
  * caller-allocated) gets the squared cosine of the items' IDF-weighted
  * term vectors (terms cut, folded, stop-worded and stemmed as the search
  * index does), 0 on the diagonal and for items without text. titles
- * (borrowed; NULL or NULL entries: no text). *n_text gets the number of
- * items with at least one term. Deterministic; costs no privacy budget
- * (the catalogue is public). */
-pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_text,
+ * (borrowed; NULL or NULL entries: no text); each title counts up to its
+ * first 4096 bytes and 64 distinct terms, and a term in more than
+ * max(64, a quarter) of the titled items weighs 0. *n_linked gets the
+ * number of items similar to at least one other. Deterministic; costs no
+ * privacy budget when the titles are the public catalogue's. */
+pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
                                   pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- sparse matrices ---------------------------------------------------- */

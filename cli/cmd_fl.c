@@ -397,7 +397,10 @@ static int run_fl_client(cli_ctx *cx)
                       (json_int_t)c->st.requests, "compute_seconds", c->st.compute_seconds,
                       "seconds", c->st.seconds, "status", c->status == PVG_OK ? "ok" : c->err.text);
         json_array_append_new(arr, o);
-        if (c->status != PVG_OK) rc = CLI_EXIT_FAIL;
+        if (c->status != PVG_OK) {
+            fprintf(stderr, "privguide: fl client: %s\n", c->err.text);
+            rc = CLI_EXIT_FAIL;
+        }
     }
     char *s = json_dumps(arr, JSON_COMPACT);
     if (s) printf("%s\n", s);
@@ -695,6 +698,14 @@ static int run_fl_serve(cli_ctx *cx)
         free(t);
         json_decref(j);
     }
+    /* the last round is over: the clients still polling are told so (a FINISHED state) before
+       the server goes; one silent for 5 s (they poll every <= 1 s) has left, and 30 s at most */
+    uint32_t told = 0, waiting = 0;
+    pvg_error err;
+    pvg_status st = pvg_fl_coord_wait_told(s.coord, 5, 30, &told, &waiting, &err);
+    if (st == PVG_OK || st == PVG_ERR_BUSY)
+        fprintf(stderr, "privguide: fl serve: finished; %u clients told, %u still polling\n", told,
+                waiting);
     pvg_server_free(srv);
     setup_free(&s);
     return CLI_EXIT_OK;
@@ -1053,11 +1064,17 @@ const cli_command cli_cmds_fl[] = {
     {"fl serve", NULL, 0, 0, "serve federated training rounds under /v1/fl/",
      "The privguide server of the data dir (shopper tokens authenticate the clients) with the "
      "round coordinator behind /v1/fl/. Prints one JSON line per round (aggregates only). "
-     "Protocol: docs/fl-protocol.md.",
+     "After its last round it stays until every client still polling was told it finished "
+     "(one silent for 5 s has left; 30 s at most). Protocol: docs/fl-protocol.md.",
      serve_flags, run_fl_serve},
     {"fl client", NULL, 0, 0, "take part in federated training as a shopper's client",
      "Joins with the shopper token, computes its update from its own events and sends it "
-     "only through SecAgg+; its user factor and events never leave this process.",
+     "only through SecAgg+; its user factor and events never leave this process. Prints one "
+     "JSON object per client (rounds, refused, status). Exit status 0 when every "
+     "client ran its --rounds or saw the server finish, rounds it refused under its own rules "
+     "included (refused > 0, the reason on stderr: refusing is the client "
+     "working, not failing); 1 when a client failed (the server unreachable or gone before it "
+     "said it finished, a malformed answer, the token refused, --timeout); 2 bad usage.",
      client_flags, run_fl_client},
     {"fl simulate", NULL, 0, 0, "federated training with real client processes on loopback",
      "Splits the dataset's first N users into N clients, issues them tokens in a temporary "

@@ -231,8 +231,8 @@ static void *client_main(void *arg)
 {
     one_client *c = arg;
     pvg_fl_core *core = NULL;
-    c->status = pvg_fl_core_new(c->h.item, c->h.w, c->h.n, c->pol, c->rounds, c->rng, 0, 0, &core,
-                                &c->err);
+    c->status =
+        pvg_fl_core_new(c->h.item, c->h.w, c->h.n, c->pol, c->rounds, c->rng, 0, 0, &core, &c->err);
     history_free(&c->h); /* the core holds its own copy, in sodium memory */
     if (c->status != PVG_OK) return NULL;
     pvg_fl_core_set_drop_phase(core, c->drop_phase);

@@ -124,19 +124,25 @@ static double fake_clock(void *ctx)
     return atomic_load(&g_now);
 }
 
+/* Options of a coordinator at sampling rate 1 on the injected clock. */
+static void clocked_options(pvg_fl_coord_options *o, uint32_t d, uint32_t min_clients, pvg_rng *rng)
+{
+    memset(o, 0, sizeof *o);
+    o->d = d;
+    o->sample_rate = 1.0;
+    o->min_clients = min_clients;
+    o->clock = fake_clock;
+    o->rng = rng;
+}
+
 static void test_registrations_expire(void **state)
 {
     (void)state;
     atomic_store(&g_now, 1000.0);
     pvg_rng *rng = pvg_rng_new_secure();
     pvg_fl_coord_options o;
-    memset(&o, 0, sizeof o);
-    o.d = 16;
-    o.sample_rate = 1.0;
-    o.min_clients = 1000; /* no round: expiry between rounds only */
+    clocked_options(&o, 16, 1000, rng); /* no round: expiry between rounds only */
     o.expire_seconds = 10;
-    o.clock = fake_clock;
-    o.rng = rng;
     pvg_fl_coord *c = NULL;
     pvg_error err;
     assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
@@ -229,18 +235,13 @@ static void test_grace_closes_a_phase(void **state)
     grace_ctx g;
     memset(&g, 0, sizeof g);
     pvg_fl_coord_options o;
-    memset(&o, 0, sizeof o);
-    o.d = GD;
-    o.sample_rate = 1.0;
-    o.min_clients = GN;
+    clocked_options(&o, GD, GN, rng);
     o.max_rounds = 1;
     for (int i = 0; i < 4; i++)
         o.phase_seconds[i] = 3600; /* on the injected clock: never reached here */
     o.phase_grace = 2;
-    o.clock = fake_clock;
     o.apply = grace_apply;
     o.ctx = &g;
-    o.rng = rng;
     o.allow_insecure_rng = 1;
     pvg_fl_coord *c = NULL;
     pvg_error err;
@@ -349,15 +350,10 @@ static void test_finished_is_told_before_stop(void **state)
     atomic_store(&g_now, 7000.0);
     pvg_rng *rng = pvg_rng_new_secure();
     pvg_fl_coord_options o;
-    memset(&o, 0, sizeof o);
-    o.d = 8;
-    o.sample_rate = 1.0;
-    o.min_clients = 3;
+    clocked_options(&o, 8, 3, rng);
     o.max_rounds = 1;
     for (int i = 0; i < 4; i++)
         o.phase_seconds[i] = 1; /* on the injected clock */
-    o.clock = fake_clock;
-    o.rng = rng;
     pvg_fl_coord *c = NULL;
     pvg_error err;
     assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);

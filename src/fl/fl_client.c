@@ -460,7 +460,8 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
     if (!st) st = &dummy;
     memset(st, 0, sizeof *st);
     if (!o || !o->server || !o->token || !core)
-        return pvg_error_set(err, PVG_ERR_INVALID, "fl client: server, token and core are required");
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl client: server, token and core are required");
     if (strncmp(o->server, "http://", 7) != 0 && strncmp(o->server, "https://", 8) != 0)
         return pvg_error_set(err, PVG_ERR_INVALID, "fl client: server %s: want http(s)://host:port",
                              o->server);

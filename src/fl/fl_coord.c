@@ -73,6 +73,17 @@ static double mono_real(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The CLOCK_MONOTONIC time `seconds` from now, for pthread_cond_timedwait. */
+static struct timespec mono_in(double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = ts.tv_nsec + (long long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    return ts;
+}
+
 /* The coordinator's clock: deadlines, expiry (injectable for tests). */
 static double now_of(const pvg_fl_coord *c)
 {
@@ -425,14 +436,10 @@ static void *coord_thread(void *arg)
                 wake_at = c->next_start;
             }
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         double d = wake_at - now;
         if (d < 0) d = 0;
         if (d > 1.0) d = 1.0;
-        long long ns = ts.tv_nsec + (long long)(d * 1e9);
-        ts.tv_sec += ns / 1000000000LL;
-        ts.tv_nsec = ns % 1000000000LL;
+        struct timespec ts = mono_in(d);
         pthread_cond_timedwait(&c->wake, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);
@@ -784,11 +791,7 @@ pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
                              pvg_fl_round_stats *st, pvg_error *err)
 {
     pvg_error_clear(err);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long ns = ts.tv_nsec + (long long)(timeout_s * 1e9);
-    ts.tv_sec += ns / 1000000000LL;
-    ts.tv_nsec = ns % 1000000000LL;
+    struct timespec ts = mono_in(timeout_s);
     pthread_mutex_lock(&c->mu);
     pvg_status r = PVG_OK;
     for (;;) {
@@ -818,8 +821,8 @@ pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
     return r;
 }
 
-pvg_status pvg_fl_coord_wait_told(pvg_fl_coord *c, double quiet_s, double timeout_s,
-                                  uint32_t *told, uint32_t *waiting, pvg_error *err)
+pvg_status pvg_fl_coord_wait_told(pvg_fl_coord *c, double quiet_s, double timeout_s, uint32_t *told,
+                                  uint32_t *waiting, pvg_error *err)
 {
     pvg_error_clear(err);
     if (told) *told = 0;
@@ -867,11 +870,7 @@ pvg_status pvg_fl_coord_wait_told(pvg_fl_coord *c, double quiet_s, double timeou
         if (c->o.clock && d > 0.05) d = 0.05;
         if (d > left) d = left;
         if (d < 0.001) d = 0.001;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long long ns = ts.tv_nsec + (long long)(d * 1e9);
-        ts.tv_sec += ns / 1000000000LL;
-        ts.tv_nsec = ns % 1000000000LL;
+        struct timespec ts = mono_in(d);
         pthread_cond_timedwait(&c->ended, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);

@@ -1024,9 +1024,9 @@ const cli_command cli_cmds_fl[] = {
     {"fl client", NULL, 0, 0, "take part in federated training as a shopper's client",
      "Joins with the shopper token, computes its update from its own events and sends it "
      "only through SecAgg+; its user factor and events never leave this process. Prints one "
-     "JSON object per client (rounds, refused, status). Exit status 0 when every "
+     "JSON object per client (rounds, refused, refusal, status). Exit status 0 when every "
      "client ran its --rounds or saw the server finish, rounds it refused under its own rules "
-     "included (refused > 0, the reason on stderr: refusing is the client "
+     "included (refused > 0, the last reason on stderr and in `refusal`: refusing is the client "
      "working, not failing); 1 when a client failed (the server unreachable or gone before it "
      "said it finished, a malformed answer, the token refused, --timeout); 2 bad usage.",
      client_flags, run_fl_client},

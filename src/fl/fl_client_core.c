@@ -80,7 +80,7 @@ static void refuse(pvg_fl_core *c, uint64_t round, const char *why)
     drop_peer(c);
 }
 
-/* The part of both constructors: a core with no history (lock-free fields zero). */
+/* The part of both constructors: a core with no history, policy or bounds yet. */
 static pvg_status core_alloc(uint32_t rounds, pvg_rng *rng, int allow_insecure_rng,
                              pvg_fl_core **out, pvg_error *err)
 {
@@ -298,7 +298,8 @@ static pvg_status check_policy(const pvg_fl_core *c, const uint8_t *bc, size_t l
     if (cfg->dp == PVG_FL_DP_NONE) {
         if (!c->pol.allow_no_dp)
             return pvg_error_set(err, PVG_ERR_POLICY,
-                                 "fl client: the server asks for no DP noise (allow_no_dp)");
+                                 "fl client: the server asks for no DP noise (refused unless "
+                                 "allow_no_dp, `fl client --allow-no-dp`)");
         return PVG_OK;
     }
     double eps = INFINITY;

@@ -96,8 +96,10 @@ clients
 stop
 told 3
 for u in 0 1 2; do
-  jq -e '.[0].rounds == 0 and .[0].refused == 1 and .[0].status == "ok"' "$T/c$u.json" >/dev/null ||
+  jq -e '.[0].rounds == 0 and .[0].refused == 1 and .[0].status == "ok" and
+    (.[0].refusal | test("^round 1: .*no DP noise"))' "$T/c$u.json" >/dev/null ||
     fail "client $u took part: $(cat "$T/c$u.json")"
+  grep -q "refused 1 round(s); the last: round 1: " "$T/c$u.err" || fail "client $u: no reason on stderr"
 done
 jq -e '.phase == "aborted" and .arrived[2] == 0 and .survivors == 0' "$T/rounds.jsonl" >/dev/null ||
   fail "no-DP round: $(cat "$T/rounds.jsonl")"

@@ -605,6 +605,7 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
             memcpy(cl->key, key, PVG_FL_NET_KEY_BYTES);
             cl->cohort_id = PVG_FL_NET_NO_ID; /* joins from the next round on */
             cl->submitted = 0;
+            cl->told = 0;
             cl->last_seen = now_of(c);
             uint32_t b = bucket_of(c, key);
             cl->next = c->bucket[b];

@@ -5,6 +5,7 @@
  * in-process and real client processes on loopback).
  */
 #include "cli.h"
+#include "fl/fl_client_core.h"
 
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -207,16 +208,11 @@ static void history_free(history *h)
 }
 
 /* ---- client ---- */
-/* What a client accepts of a server (its own flags, never the server's). */
-typedef struct dp_policy {
-    int allow_no_dp;    /* take part in rounds without DP noise */
-    double max_epsilon; /* refuse noise whose epsilon over the rounds exceeds this */
-    double delta, q;    /* the delta and sampling rate the client assumes */
-    uint32_t rounds;    /* rounds assumed (at least the broadcast's round number) */
-} dp_policy;
-
+/* One shopper's client: its history goes into a client core (fl_client_core.h,
+ * sodium memory), which makes every decision under the client's own policy;
+ * pvg_fl_client_run_core is its transport. */
 typedef struct one_client {
-    const dp_policy *pol;
+    const pvg_fl_core_policy *pol;
     char token[600];
     char data[512];
     int drop_phase;
@@ -225,72 +221,31 @@ typedef struct one_client {
     const char *server;
     uint32_t rounds;
     double timeout;
-    uint32_t max_d;       /* the longest update its catalogue can need (256 factors) */
-    size_t max_broadcast; /* the largest broadcast of its catalogue */
     pvg_fl_client_stats st;
+    char refusal[400]; /* the reason of its last refused round, "" if none */
     pvg_status status;
     pvg_error err;
 } one_client;
 
-static pvg_status client_update(void *ctx, uint64_t round, const uint8_t *bc, size_t len,
-                                uint32_t *vec, size_t d, pvg_error *err)
-{
-    one_client *c = ctx;
-    (void)round;
-    /* the client's DP policy, checked on the broadcast before any update is made */
-    pvg_fl_config bcfg;
-    uint32_t br, bn;
-    pvg_status ps = pvg_fl_broadcast_info(bc, len, &bcfg, &br, &bn, err);
-    if (ps != PVG_OK) return ps;
-    if (bcfg.dp == PVG_FL_DP_NONE) {
-        if (!c->pol->allow_no_dp) {
-            ps = pvg_error_set(err, PVG_ERR_POLICY,
-                               "fl client: the server asks for no DP noise (--allow-no-dp)");
-            fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
-            return ps;
-        }
-    } else {
-        double eps = INFINITY;
-        uint32_t r = c->pol->rounds > br ? c->pol->rounds : br;
-        ps = pvg_fl_epsilon(&bcfg, c->pol->q, r, c->pol->delta, &eps, err);
-        if (ps != PVG_OK || !(eps <= c->pol->max_epsilon)) {
-            ps = pvg_error_set(err, PVG_ERR_POLICY,
-                               "fl client: the server's noise (z=%g, expected cohort %g) gives "
-                               "epsilon %g over %u rounds at q=%g, delta=%g; the limit is %g",
-                               bcfg.noise_multiplier, bcfg.expected_cohort, eps, r, c->pol->q,
-                               c->pol->delta, c->pol->max_epsilon);
-            fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
-            return ps;
-        }
-    }
-    /* the user factor stays here, wiped after the call */
-    float *factor = sodium_malloc(sizeof(float) * 256);
-    if (!factor) return pvg_error_set(err, PVG_ERR_NOMEM, "user factor");
-    pvg_status s =
-        pvg_fl_client_update(bc, len, c->h.item, c->h.w, c->h.n, c->rng, vec, d, factor, err);
-    sodium_memzero(factor, sizeof(float) * 256);
-    sodium_free(factor);
-    if (s == PVG_ERR_POLICY)
-        fprintf(stderr, "privguide: fl client: round %u refused: %s\n", br, err->text);
-    return s;
-}
-
 static void *client_main(void *arg)
 {
     one_client *c = arg;
+    pvg_fl_core *core = NULL;
+    c->status =
+        pvg_fl_core_new(c->h.item, c->h.w, c->h.n, c->pol, c->rounds, c->rng, 0, 0, &core, &c->err);
+    history_free(&c->h); /* the core holds its own copy, in sodium memory */
+    if (c->status != PVG_OK) return NULL;
+    pvg_fl_core_set_drop_phase(core, c->drop_phase);
     pvg_fl_client_options o;
     memset(&o, 0, sizeof o);
     o.server = c->server;
     o.token = c->token;
-    o.rounds = c->rounds;
     o.timeout_s = c->timeout;
-    o.drop_phase = c->drop_phase;
-    o.max_d = c->max_d;
-    o.max_broadcast = c->max_broadcast;
-    o.update = client_update;
-    o.ctx = c;
-    o.rng = c->rng;
-    c->status = pvg_fl_client_run(&o, &c->st, &c->err);
+    c->status = pvg_fl_client_run_core(&o, core, &c->st, &c->err);
+    const char *why = NULL;
+    pvg_fl_core_stats(core, NULL, NULL, &why);
+    snprintf(c->refusal, sizeof c->refusal, "%s", why ? why : "");
+    pvg_fl_core_free(core);
     return NULL;
 }
 
@@ -353,12 +308,16 @@ static int run_fl_client(cli_ctx *cx)
         snprintf(cl->data, sizeof cl->data, "%s", cli_str(cx, "data"));
         cl->drop_phase = (int)cli_int_range(cx, "drop-phase", 0, 0, 4);
     }
-    dp_policy pol;
+    pvg_fl_core_policy pol;
+    memset(&pol, 0, sizeof pol);
     pol.allow_no_dp = cli_has(cx, "allow-no-dp");
     pol.max_epsilon = cli_double(cx, "max-epsilon", 10);
     pol.delta = cli_double(cx, "dp-delta", 1e-5);
     pol.q = cli_double(cx, "dp-sample-rate", 1);
     pol.rounds = (uint32_t)cli_int_range(cx, "dp-rounds", 1, 1, 1000000);
+    /* the largest session this catalogue can need (factors <= 256): a server that asks for
+       more is refused before anything is allocated or fetched */
+    pol.catalogue_items = it.n;
     int rc = CLI_EXIT_OK;
     if (!(pol.max_epsilon > 0) || !(pol.delta > 0 && pol.delta < 1) || !(pol.q > 0 && pol.q <= 1)) {
         fprintf(stderr, "privguide: fl client: want --max-epsilon > 0, 0 < --dp-delta < 1, "
@@ -373,14 +332,6 @@ static int run_fl_client(cli_ctx *cx)
         cl[i].server = server;
         cl[i].rounds = rounds;
         cl[i].timeout = timeout;
-        /* the largest session this catalogue can need (factors <= 256): a server that asks
-           for more is refused before anything is allocated or fetched */
-        pvg_fl_config big;
-        pvg_fl_config_default(&big);
-        big.factors = 256;
-        size_t dm = pvg_fl_update_dim(&big, it.n);
-        cl[i].max_d = dm && dm < UINT32_MAX ? (uint32_t)dm : 0;
-        cl[i].max_broadcast = 88 + 4 * ((size_t)it.n * 256 + 65536);
     }
     size_t started = 0;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++, started++)
@@ -390,14 +341,20 @@ static int run_fl_client(cli_ctx *cx)
     json_t *arr = json_array();
     for (size_t i = 0; i < started; i++) {
         one_client *c = &cl[i];
-        json_t *o =
-            json_pack("{s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:s}", "rounds", (int)c->st.rounds,
-                      "refused", (int)c->st.refused, "bytes_up", (json_int_t)c->st.bytes_up,
-                      "bytes_down", (json_int_t)c->st.bytes_down, "requests",
-                      (json_int_t)c->st.requests, "compute_seconds", c->st.compute_seconds,
-                      "seconds", c->st.seconds, "status", c->status == PVG_OK ? "ok" : c->err.text);
+        json_t *o = json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:f, s:f, s:s}", "rounds",
+                              (int)c->st.rounds, "refused", (int)c->st.refused, "refusal",
+                              c->refusal, "bytes_up", (json_int_t)c->st.bytes_up, "bytes_down",
+                              (json_int_t)c->st.bytes_down, "requests", (json_int_t)c->st.requests,
+                              "compute_seconds", c->st.compute_seconds, "seconds", c->st.seconds,
+                              "status", c->status == PVG_OK ? "ok" : c->err.text);
         json_array_append_new(arr, o);
-        if (c->status != PVG_OK) rc = CLI_EXIT_FAIL;
+        if (c->st.refused)
+            fprintf(stderr, "privguide: fl client: refused %u round(s); the last: %s\n",
+                    c->st.refused, c->refusal);
+        if (c->status != PVG_OK) {
+            fprintf(stderr, "privguide: fl client: %s\n", c->err.text);
+            rc = CLI_EXIT_FAIL;
+        }
     }
     char *s = json_dumps(arr, JSON_COMPACT);
     if (s) printf("%s\n", s);
@@ -695,6 +652,14 @@ static int run_fl_serve(cli_ctx *cx)
         free(t);
         json_decref(j);
     }
+    /* the last round is over: the clients still polling are told so (a FINISHED state) before
+       the server goes; one silent for 5 s (they poll every <= 1 s) has left, and 30 s at most */
+    uint32_t told = 0, waiting = 0;
+    pvg_error err;
+    pvg_status st = pvg_fl_coord_wait_told(s.coord, 5, 30, &told, &waiting, &err);
+    if (st == PVG_OK || st == PVG_ERR_BUSY)
+        fprintf(stderr, "privguide: fl serve: finished; %u clients told, %u still polling\n", told,
+                waiting);
     pvg_server_free(srv);
     setup_free(&s);
     return CLI_EXIT_OK;
@@ -1053,11 +1018,17 @@ const cli_command cli_cmds_fl[] = {
     {"fl serve", NULL, 0, 0, "serve federated training rounds under /v1/fl/",
      "The privguide server of the data dir (shopper tokens authenticate the clients) with the "
      "round coordinator behind /v1/fl/. Prints one JSON line per round (aggregates only). "
-     "Protocol: docs/fl-protocol.md.",
+     "After its last round it stays until every client still polling was told it finished "
+     "(one silent for 5 s has left; 30 s at most). Protocol: docs/fl-protocol.md.",
      serve_flags, run_fl_serve},
     {"fl client", NULL, 0, 0, "take part in federated training as a shopper's client",
      "Joins with the shopper token, computes its update from its own events and sends it "
-     "only through SecAgg+; its user factor and events never leave this process.",
+     "only through SecAgg+; its user factor and events never leave this process. Prints one "
+     "JSON object per client (rounds, refused, refusal, status). Exit status 0 when every "
+     "client ran its --rounds or saw the server finish, rounds it refused under its own rules "
+     "included (refused > 0, the last reason on stderr and in `refusal`: refusing is the client "
+     "working, not failing); 1 when a client failed (the server unreachable or gone before it "
+     "said it finished, a malformed answer, the token refused, --timeout); 2 bad usage.",
      client_flags, run_fl_client},
     {"fl simulate", NULL, 0, 0, "federated training with real client processes on loopback",
      "Splits the dataset's first N users into N clients, issues them tokens in a temporary "

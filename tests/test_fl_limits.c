@@ -10,6 +10,11 @@
  *   (an injected clock, no sleeps) and may join again;
  * - a phase with a silent client closes after the grace once its quorum is
  *   in, instead of at its deadline, and the round's sum is the survivors';
+ * - a finished coordinator tells every client still polling that it
+ *   finished before its server may stop (pvg_fl_coord_wait_told): `fl
+ *   serve` used to exit right after its last round, and a client that polled
+ *   a moment later found the server gone and failed; a client that left
+ *   (silent for quiet_s) is not waited for;
  * - the client reads no answer past the largest legal one: an oversized
  *   STATE, an announced broadcast beyond the session's shape, a broadcast
  *   longer than announced and a long error body each stop the client with
@@ -119,19 +124,25 @@ static double fake_clock(void *ctx)
     return atomic_load(&g_now);
 }
 
+/* Options of a coordinator at sampling rate 1 on the injected clock. */
+static void clocked_options(pvg_fl_coord_options *o, uint32_t d, uint32_t min_clients, pvg_rng *rng)
+{
+    memset(o, 0, sizeof *o);
+    o->d = d;
+    o->sample_rate = 1.0;
+    o->min_clients = min_clients;
+    o->clock = fake_clock;
+    o->rng = rng;
+}
+
 static void test_registrations_expire(void **state)
 {
     (void)state;
     atomic_store(&g_now, 1000.0);
     pvg_rng *rng = pvg_rng_new_secure();
     pvg_fl_coord_options o;
-    memset(&o, 0, sizeof o);
-    o.d = 16;
-    o.sample_rate = 1.0;
-    o.min_clients = 1000; /* no round: expiry between rounds only */
+    clocked_options(&o, 16, 1000, rng); /* no round: expiry between rounds only */
     o.expire_seconds = 10;
-    o.clock = fake_clock;
-    o.rng = rng;
     pvg_fl_coord *c = NULL;
     pvg_error err;
     assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
@@ -224,18 +235,13 @@ static void test_grace_closes_a_phase(void **state)
     grace_ctx g;
     memset(&g, 0, sizeof g);
     pvg_fl_coord_options o;
-    memset(&o, 0, sizeof o);
-    o.d = GD;
-    o.sample_rate = 1.0;
-    o.min_clients = GN;
+    clocked_options(&o, GD, GN, rng);
     o.max_rounds = 1;
     for (int i = 0; i < 4; i++)
         o.phase_seconds[i] = 3600; /* on the injected clock: never reached here */
     o.phase_grace = 2;
-    o.clock = fake_clock;
     o.apply = grace_apply;
     o.ctx = &g;
-    o.rng = rng;
     o.allow_insecure_rng = 1;
     pvg_fl_coord *c = NULL;
     pvg_error err;
@@ -317,6 +323,89 @@ static void test_grace_closes_a_phase(void **state)
     pvg_fl_coord_free(c);
     pvg_rng_free(rng);
     pvg_rng_free(prng);
+}
+
+/* ---- the last round: clients still polling are told before the server stops ---- */
+
+typedef struct late_poll {
+    pvg_fl_coord *c;
+    const uint8_t *key;
+    int phase;
+} late_poll;
+
+static void *late_poller(void *arg)
+{
+    late_poll *lp = arg;
+    nap_ms(20);
+    uint8_t *buf = NULL;
+    pvg_fl_state fs;
+    lp->phase = state_of(lp->c, lp->key, &buf, &fs) == 0 ? fs.phase : -1;
+    free(buf);
+    return NULL;
+}
+
+static void test_finished_is_told_before_stop(void **state)
+{
+    (void)state;
+    atomic_store(&g_now, 7000.0);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options o;
+    clocked_options(&o, 8, 3, rng);
+    o.max_rounds = 1;
+    for (int i = 0; i < 4; i++)
+        o.phase_seconds[i] = 1; /* on the injected clock */
+    pvg_fl_coord *c = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    uint8_t key[3][PVG_FL_NET_KEY_BYTES];
+    for (uint32_t i = 0; i < 3; i++) {
+        key_of(300 + i, key[i]);
+        assert_int_equal(pvg_fl_coord_join(c, key[i], &err), PVG_OK);
+    }
+    uint32_t told = 99, waiting = 99;
+    /* not finished yet: nothing to wait for */
+    assert_int_equal(pvg_fl_coord_wait_told(c, 5, 0, &told, &waiting, &err), PVG_ERR_STATE);
+    wait_phase(c, key[0], PVG_FL_PHASE_ADVERTISE);
+    /* nobody advertises (every client refused): the deadline passes, the round aborts and it
+       was the last */
+    atomic_store(&g_now, 7002.0);
+    pvg_fl_round_stats rs;
+    assert_int_equal(pvg_fl_coord_wait(c, 1, 60, &rs, &err), PVG_OK);
+    assert_int_equal(rs.phase, PVG_FL_PHASE_ABORTED);
+
+    /* all three polled within the quiet time and none was told: the old `fl serve` stopped
+       here, under them */
+    assert_int_equal(pvg_fl_coord_wait_told(c, 5, 0.05, &told, &waiting, &err), PVG_ERR_BUSY);
+    assert_int_equal(told, 0);
+    assert_int_equal(waiting, 3);
+    uint8_t *buf = NULL;
+    pvg_fl_state fs;
+    assert_int_equal(state_of(c, key[0], &buf, &fs), 0);
+    assert_int_equal(fs.phase, PVG_FL_PHASE_FINISHED);
+    assert_int_equal(fs.applied, 0);
+    assert_int_equal(pvg_fl_coord_wait_told(c, 5, 0.05, &told, &waiting, &err), PVG_ERR_BUSY);
+    assert_int_equal(told, 1);
+    assert_int_equal(waiting, 2);
+    /* client 1 is still about (seen at 7004); client 2 left after its last poll at 7000 and
+       is quiet from 7005 on: the server waits for client 1 alone, and its poll from another
+       thread wakes it */
+    atomic_store(&g_now, 7004.0);
+    assert_int_equal(pvg_fl_coord_join(c, key[1], &err), PVG_OK);
+    atomic_store(&g_now, 7005.5);
+    assert_int_equal(pvg_fl_coord_wait_told(c, 5, 0.01, &told, &waiting, &err), PVG_ERR_BUSY);
+    assert_int_equal(waiting, 1);
+    late_poll lp = {c, key[1], -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, late_poller, &lp), 0);
+    assert_int_equal(pvg_fl_coord_wait_told(c, 5, 60, &told, &waiting, &err), PVG_OK);
+    pthread_join(th, NULL);
+    assert_int_equal(lp.phase, PVG_FL_PHASE_FINISHED);
+    assert_int_equal(told, 2);
+    assert_int_equal(waiting, 0);
+    assert_int_equal(pvg_fl_coord_wait_told(c, -1, 1, &told, &waiting, &err), PVG_ERR_INVALID);
+    free(buf);
+    pvg_fl_coord_free(c);
+    pvg_rng_free(rng);
 }
 
 /* ---- a server that sends too much ---- */
@@ -517,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_registry_capacity),
         cmocka_unit_test(test_registrations_expire),
         cmocka_unit_test(test_grace_closes_a_phase),
+        cmocka_unit_test(test_finished_is_told_before_stop),
         cmocka_unit_test(test_client_reads_no_oversized_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

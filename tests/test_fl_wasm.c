@@ -27,6 +27,10 @@
  * natively (the same C): it advertises, fetches the broadcast and takes part
  * or refuses by its own DP policy, refuses a non-majority threshold and a
  * wrong-length broadcast, and rejects every truncation of a STATE.
+ * test_core_callback runs the core as pvg_fl_client_run drives it (the
+ * native client's vector from a callback): the callback's PVG_ERR_POLICY is
+ * a refused round with its reason and nothing more sent, any other error
+ * stops the client, and a simulated drop stops it at its phase.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -626,6 +630,111 @@ static void test_core_rules(void **state)
     pvg_rng_free(rng);
 }
 
+/* pvg_fl_client_run's vectors: a callback (ctx: what it answers) */
+static pvg_status cb_update(void *ctx, uint64_t round, const uint8_t *bc, size_t len, uint32_t *vec,
+                            size_t d, pvg_error *err)
+{
+    (void)round;
+    (void)bc;
+    (void)len;
+    pvg_status want = *(const pvg_status *)ctx;
+    if (want != PVG_OK) return pvg_error_set(err, want, "the callback says no (%d)", (int)want);
+    for (size_t i = 0; i < d; i++)
+        vec[i] = (uint32_t)i;
+    return PVG_OK;
+}
+
+/* Advertise, then the broadcast of round 1 (bl bytes) is due. */
+static void core_to_broadcast(pvg_fl_core *c, const pvg_secagg_params *p, uint32_t bl)
+{
+    uint8_t st[80];
+    int action;
+    uint32_t wait;
+    uint64_t round;
+    const uint8_t *msg;
+    size_t ml;
+    pvg_error err;
+    size_t n = state_of(st, p, PVG_FL_PHASE_ADVERTISE, 0, bl);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_SEND);
+    assert_int_equal(pvg_fl_core_broadcast_len(c), 0); /* none due yet */
+    n = state_of(st, p, PVG_FL_PHASE_ADVERTISE, 1, bl);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_BROADCAST);
+    assert_int_equal(round, 1);
+    assert_int_equal(pvg_fl_core_broadcast_len(c), bl);
+}
+
+static void test_core_callback(void **state)
+{
+    (void)state;
+    assert_int_equal(pvg_init(), PVG_OK);
+    pvg_error err;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_secagg_params p = {5, 4, 3, 16, 32, {0}};
+    randombytes_buf(p.session, sizeof p.session);
+    const uint8_t bc[40] = {1, 2, 3}; /* any bytes: the callback's business */
+    uint8_t st[80];
+    int action;
+    uint32_t wait, rounds, refused;
+    uint64_t round;
+    const uint8_t *msg;
+    size_t ml, n;
+    const char *why;
+    pvg_status answer = PVG_ERR_POLICY;
+    pvg_fl_core *c = NULL;
+    assert_int_equal(pvg_fl_core_new_fn(NULL, NULL, 1, 0, 0, rng, 0, &c, &err), PVG_ERR_INVALID);
+    /* the callback refuses: a refused round with its reason, nothing more sent */
+    assert_int_equal(pvg_fl_core_new_fn(cb_update, &answer, 1, 0, 0, rng, 0, &c, &err), PVG_OK);
+    core_to_broadcast(c, &p, sizeof bc);
+    assert_int_equal(pvg_fl_core_broadcast(c, 1, bc, sizeof bc, &err), PVG_OK);
+    pvg_fl_core_stats(c, &rounds, &refused, &why);
+    assert_int_equal(rounds, 0);
+    assert_int_equal(refused, 1);
+    assert_non_null(strstr(why, "round 1: the callback says no"));
+    n = state_of(st, &p, PVG_FL_PHASE_SHARE, 0, sizeof bc);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_WAIT);
+    assert_null(msg);
+    pvg_fl_core_free(c);
+    /* any other error of the callback stops the client */
+    answer = PVG_ERR_INTERNAL;
+    assert_int_equal(pvg_fl_core_new_fn(cb_update, &answer, 1, 0, 0, rng, 0, &c, &err), PVG_OK);
+    core_to_broadcast(c, &p, sizeof bc);
+    assert_int_equal(pvg_fl_core_broadcast(c, 1, bc, sizeof bc, &err), PVG_ERR_INTERNAL);
+    assert_non_null(strstr(err.text, "the callback says no"));
+    pvg_fl_core_free(c);
+    /* simulated drops: before advertising, and at the share phase after the update */
+    answer = PVG_OK;
+    assert_int_equal(pvg_fl_core_new_fn(cb_update, &answer, 1, 0, 0, rng, 0, &c, &err), PVG_OK);
+    pvg_fl_core_set_drop_phase(c, PVG_FL_PHASE_ADVERTISE);
+    n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 0, sizeof bc);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_FINISHED);
+    assert_null(msg);
+    pvg_fl_core_free(c);
+    assert_int_equal(pvg_fl_core_new_fn(cb_update, &answer, 1, 0, 0, rng, 0, &c, &err), PVG_OK);
+    pvg_fl_core_set_drop_phase(c, PVG_FL_PHASE_SHARE);
+    core_to_broadcast(c, &p, sizeof bc);
+    assert_int_equal(pvg_fl_core_broadcast(c, 1, bc, sizeof bc, &err), PVG_OK);
+    n = state_of(st, &p, PVG_FL_PHASE_SHARE, 0, sizeof bc);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_FINISHED);
+    pvg_fl_core_stats(c, &rounds, &refused, NULL);
+    assert_int_equal(refused, 0);
+    pvg_fl_core_free(c);
+    /* a session longer than the caller's max_d: refused before anything is allocated */
+    assert_int_equal(pvg_fl_core_new_fn(cb_update, &answer, 1, 8, 0, rng, 0, &c, &err), PVG_OK);
+    n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 0, sizeof bc);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_WAIT);
+    pvg_fl_core_stats(c, NULL, &refused, &why);
+    assert_int_equal(refused, 1);
+    assert_non_null(strstr(why, "d = 16"));
+    pvg_fl_core_free(c);
+    pvg_rng_free(rng);
+}
+
 static char g_skip[600];
 
 static void test_browser_clients(void **state)
@@ -674,6 +783,7 @@ int main(void)
     why_skip();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_core_rules),
+        cmocka_unit_test(test_core_callback),
         cmocka_unit_test(test_browser_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

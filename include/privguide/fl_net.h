@@ -158,6 +158,20 @@ pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out
 pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
                              pvg_fl_round_stats *st, pvg_error *err) PVG_WARN_UNUSED;
 
+/* After the last round (the coordinator finished, max_rounds ran): waits
+ * until no client is left that still polls without having been sent a STATE
+ * of the finished phase. A client counts as still polling when it was seen
+ * (join, poll, message) within the last quiet_s seconds of the
+ * coordinator's clock; a client that left (it ran the rounds it wanted, or
+ * dropped) turns quiet. A server stops only after this, so a waiting client
+ * learns that training is over instead of finding the server gone. Waits
+ * at most timeout_s seconds (real time). *told: clients sent the finished
+ * state; *waiting: clients still polling untold at return (both may be
+ * NULL). Errors: PVG_ERR_STATE (not finished), PVG_ERR_BUSY (timed out
+ * with *waiting > 0), PVG_ERR_INVALID (negative times). */
+pvg_status pvg_fl_coord_wait_told(pvg_fl_coord *c, double quiet_s, double timeout_s, uint32_t *told,
+                                  uint32_t *waiting, pvg_error *err) PVG_WARN_UNUSED;
+
 /* The largest message a client may POST (the body cap of the routes). */
 size_t pvg_fl_coord_max_message(const pvg_fl_coord *c);
 /* Registered clients (expired registrations dropped first, between rounds). */
@@ -273,7 +287,10 @@ typedef struct pvg_fl_client_options {
 } pvg_fl_client_options;
 
 /* Joins the server and takes part in rounds until o->rounds were done, the
- * server FINISHED, drop_phase was reached or the timeout passed. It joins
+ * server FINISHED, drop_phase was reached or the timeout passed. The
+ * client's decisions are those of the client core the browser client runs
+ * (src/fl/fl_client_core.c, with o->update computing the vector); this
+ * function is its libcurl transport. It joins
  * again when the server forgot it (an expired registration). No answer is
  * read beyond the largest legal one: a STATE of 80 + 4 x 65535 + 40 +
  * 180 x 65535 bytes (any session), an error body of 64 KiB, and the

@@ -1,8 +1,10 @@
 /*
  * fl_client.c - the client of federated training: the STATE message
  * parser, the transport-free peer (one round's SecAgg+ client with the
- * client's own rules on top) and the libcurl loop that joins a server,
- * polls its state and posts the peer's messages.
+ * client's own rules on top) and the native transport: a libcurl loop that
+ * joins a server, polls its state, fetches the broadcast and posts the
+ * messages the client core (fl_client_core.c, which makes every decision)
+ * asks for.
  *
  * The client's rules, checked before it answers: the threshold must be a
  * strict majority of every neighbourhood (t > (k + 1) / 2), so a server
@@ -16,6 +18,7 @@
 #include <privguide/fl_net.h>
 #include <privguide/store.h>
 
+#include "fl/fl_client_core.h"
 #include "fl/fl_internal.h"
 
 #ifndef PVG_FL_CLIENT_NO_HTTP /* the WebAssembly build: JavaScript does the requests */
@@ -449,23 +452,21 @@ static pvg_status http_error(conn *c, const char *what, pvg_error *err)
                          c->resp.p ? (const char *)c->resp.p : "");
 }
 
-pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats *st,
-                             pvg_error *err)
+pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *core,
+                                  pvg_fl_client_stats *st, pvg_error *err)
 {
     pvg_error_clear(err);
     pvg_fl_client_stats dummy;
     if (!st) st = &dummy;
     memset(st, 0, sizeof *st);
-    if (!o || !o->server || !o->token || !o->update || !o->rng)
+    if (!o || !o->server || !o->token || !core)
         return pvg_error_set(err, PVG_ERR_INVALID,
-                             "fl client: server, token, update and rng are required");
+                             "fl client: server, token and core are required");
     if (strncmp(o->server, "http://", 7) != 0 && strncmp(o->server, "https://", 8) != 0)
         return pvg_error_set(err, PVG_ERR_INVALID, "fl client: server %s: want http(s)://host:port",
                              o->server);
     if (strlen(o->token) > 512 || strpbrk(o->token, "\r\n"))
         return pvg_error_set(err, PVG_ERR_INVALID, "fl client: malformed token");
-    pvg_status s = pvg_rng_require_secure(o->rng, o->allow_insecure_rng, "fl client", err);
-    if (s != PVG_OK) return s;
     double t_start = now_s(), timeout = o->timeout_s > 0 ? o->timeout_s : 600;
     conn c;
     memset(&c, 0, sizeof c);
@@ -496,182 +497,97 @@ pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats
         curl_easy_setopt(c.h, CURLOPT_VERBOSE, 1L);
     }
 
-    pvg_fl_peer *peer = NULL;
-    uint32_t *vec = NULL;
-    size_t vec_d = 0;
-    uint64_t skip_round = 0; /* a round refused or lost: wait for the next */
-    int need_update = 0;     /* the peer advertised; its update is still to compute */
-    uint32_t floor_n = 0;    /* distributed DP: the least survivors the noise was split over */
-    pvg_fl_state fs;
-    s = request(&c, "POST", "/v1/fl/join", NULL, 0, STATE_MAX, err);
+    /* the transport only: every decision (take part, refuse, what to send, when to stop)
+       is the core's; this loop makes the request it asks for and hands it the answer */
+    pvg_status s = request(&c, "POST", "/v1/fl/join", NULL, 0, STATE_MAX, err);
     if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join", err);
-    int rejoined = 0; /* joins again once when the server forgot this client (expired) */
+    int have = s == PVG_OK; /* c.resp holds a STATE not yet fed to the core */
+    int rejoined = 0;       /* joins again once when the server forgot this client (expired) */
     while (s == PVG_OK) {
-        if (now_s() - t_start > timeout) {
-            s = pvg_error_set(err, PVG_ERR_BUSY, "fl client: timed out after %g s", timeout);
-            break;
-        }
-        s = request(&c, "GET", "/v1/fl/state", NULL, 0, STATE_MAX, err);
-        if (s != PVG_OK) break;
-        if (c.code == 429 || c.code == 503) {
-            nap(200);
-            continue;
-        }
-        if (c.code == 404 && !rejoined) {
-            rejoined = 1;
-            s = request(&c, "POST", "/v1/fl/join", NULL, 0, STATE_MAX, err);
-            if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join (again)", err);
-            continue;
-        }
-        if (c.code == 200) rejoined = 0;
-        if (c.code != 200) {
-            s = http_error(&c, "GET /v1/fl/state", err);
-            break;
-        }
-        s = pvg_fl_state_parse(c.resp.p, c.resp.n, &fs, err);
-        if (s != PVG_OK) break;
-        if (peer && (fs.round != peer->round || fs.phase == PVG_FL_PHASE_DONE ||
-                     fs.phase == PVG_FL_PHASE_ABORTED || fs.phase == PVG_FL_PHASE_FINISHED)) {
-            if (fs.round == peer->round && fs.applied && pvg_fl_peer_done(peer)) st->rounds++;
-            pvg_fl_peer_free(peer);
-            peer = NULL;
-            if (o->rounds && st->rounds >= o->rounds) break;
-        }
-        if (fs.phase == PVG_FL_PHASE_FINISHED) break;
-        int in_round = fs.phase >= PVG_FL_PHASE_ADVERTISE && fs.phase <= PVG_FL_PHASE_UNMASK;
-        if (!peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != skip_round &&
-            fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
-            if (o->drop_phase == PVG_FL_PHASE_ADVERTISE) break;
-            if (o->max_d && fs.params.d > o->max_d) { /* more than its catalogue can need */
-                st->refused++;
-                skip_round = fs.round;
-                continue;
-            }
-            pvg_error e;
-            pvg_status ps =
-                pvg_fl_peer_new(&fs, NULL, fs.params.d, o->rng, o->allow_insecure_rng, &peer, &e);
-            if (ps != PVG_OK) {
-                st->refused++;
-                skip_round = fs.round;
-                continue;
-            }
-            need_update = 1; /* after the advertisement: the update is due at the masked phase */
-        }
-        if (peer && need_update && fs.round == peer->round && peer->step >= 1) {
-            need_update = 0;
-            uint64_t round = fs.round;
-            uint32_t d = fs.params.d;
-            /* the largest legal broadcast for the announced shape: the item factors
-               and the Gramian of an update of d words (88 + 4 (n_items k + k^2), with
-               n_items k <= d and k <= 256), or less when the caller knows its catalogue */
-            size_t bmax = PVG_FL_HEADER + 4 * ((size_t)d + 65536);
-            if (o->max_broadcast && o->max_broadcast < bmax) bmax = o->max_broadcast;
-            if (fs.broadcast_len > bmax) {
-                s = pvg_error_set_at(err, PVG_ERR_INVALID, "fl STATE", 0, 0, 64,
-                                     "broadcast_len %u: at most %zu bytes was expected for an "
-                                     "update of d = %u words",
-                                     fs.broadcast_len, bmax, d);
+        if (!have) {
+            if (now_s() - t_start > timeout) {
+                s = pvg_error_set(err, PVG_ERR_BUSY, "fl client: timed out after %g s", timeout);
                 break;
             }
-            char path[96];
-            snprintf(path, sizeof path, "/v1/fl/broadcast?round=%llu", (unsigned long long)round);
-            s = request(&c, "GET", path, NULL, 0, fs.broadcast_len, err);
+            s = request(&c, "GET", "/v1/fl/state", NULL, 0, STATE_MAX, err);
             if (s != PVG_OK) break;
-            if (c.code == 404) { /* the round moved on meanwhile */
-                skip_round = round;
-                pvg_fl_peer_free(peer);
-                peer = NULL;
+            if (c.code == 429 || c.code == 503) {
+                nap(200);
+                continue;
+            }
+            if (c.code == 404 && !rejoined) {
+                rejoined = 1;
+                s = request(&c, "POST", "/v1/fl/join", NULL, 0, STATE_MAX, err);
+                if (s == PVG_OK && c.code != 200)
+                    s = http_error(&c, "POST /v1/fl/join (again)", err);
+                have = s == PVG_OK;
                 continue;
             }
             if (c.code != 200) {
+                s = http_error(&c, "GET /v1/fl/state", err);
+                break;
+            }
+            rejoined = 0;
+        }
+        have = 0;
+        int action = PVG_FL_CORE_WAIT;
+        uint32_t wait_ms = 0;
+        uint64_t round = 0;
+        const uint8_t *msg = NULL;
+        size_t msg_len = 0;
+        double t0 = now_s();
+        s = pvg_fl_core_state(core, c.resp.p, c.resp.n, &action, &wait_ms, &round, &msg, &msg_len,
+                              err);
+        st->compute_seconds += now_s() - t0;
+        if (s != PVG_OK || action == PVG_FL_CORE_FINISHED) break;
+        if (action == PVG_FL_CORE_SEND) {
+            /* refused (late, a replay of a retried POST): the next STATE's submitted flag
+             * says whether the server holds it; the core sends nothing twice */
+            s = request(&c, "POST", "/v1/fl/messages", msg, msg_len, STATE_MAX, err);
+            continue; /* ask for the next state at once */
+        }
+        if (action == PVG_FL_CORE_BROADCAST) {
+            char path[96];
+            snprintf(path, sizeof path, "/v1/fl/broadcast?round=%llu", (unsigned long long)round);
+            s = request(&c, "GET", path, NULL, 0, pvg_fl_core_broadcast_len(core), err);
+            if (s != PVG_OK) break;
+            if (c.code != 200 && c.code != 404) {
                 s = http_error(&c, "GET /v1/fl/broadcast", err);
                 break;
             }
-            if (fs.broadcast_len != c.resp.n) {
-                s = pvg_error_set(err, PVG_ERR_INVALID,
-                                  "fl client: broadcast of %zu bytes, the STATE announced %u",
-                                  c.resp.n, fs.broadcast_len);
-                break;
-            }
-            if (vec_d != d) {
-                if (vec) sodium_free(vec);
-                vec = sodium_malloc(sizeof *vec * d);
-                vec_d = vec ? d : 0;
-                if (!vec) {
-                    s = pvg_error_set(err, PVG_ERR_NOMEM, "fl client: vector");
-                    break;
-                }
-            }
-            memset(vec, 0, sizeof *vec * d);
-            double t0 = now_s();
-            s = o->update(o->ctx, round, c.resp.p, c.resp.n, vec, d, err);
-            if (s == PVG_OK) s = pvg_fl_peer_set_input(peer, vec, d, err);
-            sodium_memzero(vec, sizeof *vec * d);
+            t0 = now_s();
+            /* 404: the round moved on meanwhile (NULL); an empty body is not NULL */
+            const uint8_t *bc = c.code == 200 ? (c.resp.p ? c.resp.p : (const uint8_t *)"") : NULL;
+            s = pvg_fl_core_broadcast(core, round, bc, c.code == 200 ? c.resp.n : 0, err);
             st->compute_seconds += now_s() - t0;
-            if (s == PVG_ERR_POLICY) { /* the update refused the server's choices: no input */
-                st->refused++;
-                skip_round = round;
-                pvg_fl_peer_free(peer);
-                peer = NULL;
-                s = PVG_OK;
-                continue;
-            }
-            if (s != PVG_OK) break;
-            /* distributed noise is split over expected_cohort clients: never help unmask a
-               sum of fewer (it would carry less noise than the server announced) */
-            pvg_fl_config bc;
-            pvg_error be;
-            uint32_t br, bn;
-            floor_n = 0;
-            if (pvg_fl_broadcast_info(c.resp.p, c.resp.n, &bc, &br, &bn, &be) == PVG_OK &&
-                bc.dp == PVG_FL_DP_DISTRIBUTED)
-                floor_n = (uint32_t)ceil(bc.expected_cohort);
             continue;
         }
-        if (peer && fs.round == peer->round && in_round) {
-            if (o->drop_phase && fs.phase >= o->drop_phase) break;
-            if (fs.phase == PVG_FL_PHASE_UNMASK && fs.reply && !pvg_fl_peer_done(peer) &&
-                fs.n_survivors < floor_n) {
-                st->refused++; /* below the noise floor: send no shares */
-                skip_round = peer->round;
-                pvg_fl_peer_free(peer);
-                peer = NULL;
-                continue;
-            }
-            uint8_t *msg = NULL;
-            size_t msg_len = 0;
-            pvg_error e;
-            double t0 = now_s();
-            pvg_status ps = pvg_fl_peer_step(peer, &fs, &msg, &msg_len, &e);
-            st->compute_seconds += now_s() - t0;
-            if (ps != PVG_OK) {
-                st->refused++;
-                skip_round = peer->round;
-                pvg_fl_peer_free(peer);
-                peer = NULL;
-                continue;
-            }
-            if (msg) {
-                s = request(&c, "POST", "/v1/fl/messages", msg, msg_len, STATE_MAX, err);
-                sodium_memzero(msg, msg_len);
-                pvg_free(msg);
-                if (s != PVG_OK) break;
-                /* refused (late, a replay of a retried POST): the next STATE's
-                 * submitted flag says whether the server holds it; the peer
-                 * sends nothing twice */
-                continue; /* ask for the next state at once */
-            }
-        }
-        uint32_t wait = fs.retry_ms ? fs.retry_ms : 100;
-        if (in_round && fs.deadline_ms + 5 < wait) wait = fs.deadline_ms + 5;
-        nap(wait);
+        nap(wait_ms);
     }
-    pvg_fl_peer_free(peer);
-    if (vec) sodium_free(vec);
+    pvg_fl_core_stats(core, &st->rounds, &st->refused, NULL);
     curl_slist_free_all(c.hdr);
     curl_easy_cleanup(c.h);
+    if (c.resp.p) sodium_memzero(c.resp.p, c.resp.cap);
     free(c.resp.p);
     st->seconds = now_s() - t_start;
+    return s;
+}
+
+pvg_status pvg_fl_client_run(const pvg_fl_client_options *o, pvg_fl_client_stats *st,
+                             pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (st) memset(st, 0, sizeof *st);
+    if (!o || !o->server || !o->token || !o->update || !o->rng)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl client: server, token, update and rng are required");
+    pvg_fl_core *core = NULL;
+    pvg_status s = pvg_fl_core_new_fn(o->update, o->ctx, o->rounds, o->max_d, o->max_broadcast,
+                                      o->rng, o->allow_insecure_rng, &core, err);
+    if (s != PVG_OK) return s;
+    pvg_fl_core_set_drop_phase(core, o->drop_phase);
+    s = pvg_fl_client_run_core(o, core, st, err);
+    pvg_fl_core_free(core);
     return s;
 }
 #endif /* PVG_FL_CLIENT_NO_HTTP */

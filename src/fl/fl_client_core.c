@@ -1,9 +1,10 @@
 /*
  * fl_client_core.c - the transport-free federated client (fl_client_core.h):
- * the decisions of pvg_fl_client_run's loop (join, advertise, fetch the
- * broadcast, compute the update, post each SecAgg message, refuse what the
- * client's rules refuse) driven by the bytes of the server's answers, so
- * that JavaScript in a browser (wasm/) can make the requests.
+ * every decision of a client (advertise, fetch the broadcast, compute the
+ * update, post each SecAgg message, refuse what the client's rules refuse,
+ * stop) driven by the bytes of the server's answers. Its transports only
+ * make the requests it asks for: libcurl in fl_client.c (pvg_fl_client_run,
+ * `privguide fl client`) and JavaScript in a browser (wasm/).
  */
 #include "fl/fl_client_core.h"
 #include "fl/fl_internal.h"
@@ -28,6 +29,9 @@ struct pvg_fl_core {
     pvg_rng *rng;
     int allow_insecure_rng;
     int keep_update;
+    int drop_phase;          /* simulations: stop at this phase (1..4); 0 never */
+    pvg_fl_update_fn update; /* NULL: federated iALS over the history, under pol */
+    void *update_ctx;
 
     pvg_fl_peer *peer;
     uint64_t peer_round;
@@ -76,6 +80,21 @@ static void refuse(pvg_fl_core *c, uint64_t round, const char *why)
     drop_peer(c);
 }
 
+/* The part of both constructors: a core with no history, policy or bounds yet. */
+static pvg_status core_alloc(uint32_t rounds, pvg_rng *rng, int allow_insecure_rng,
+                             pvg_fl_core **out, pvg_error *err)
+{
+    pvg_status s = pvg_rng_require_secure(rng, allow_insecure_rng, "fl core", err);
+    if (s != PVG_OK) return s;
+    pvg_fl_core *c = calloc(1, sizeof *c);
+    if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core");
+    c->want_rounds = rounds;
+    c->rng = rng;
+    c->allow_insecure_rng = allow_insecure_rng;
+    *out = c;
+    return PVG_OK;
+}
+
 pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n,
                            const pvg_fl_core_policy *pol, uint32_t rounds, pvg_rng *rng,
                            int allow_insecure_rng, int keep_update, pvg_fl_core **out,
@@ -90,10 +109,9 @@ pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n
         return pvg_error_set(
             err, PVG_ERR_INVALID,
             "fl core: policy: max_epsilon > 0, 0 < delta < 1, 0 < q <= 1 expected");
-    pvg_status s = pvg_rng_require_secure(rng, allow_insecure_rng, "fl core", err);
+    pvg_fl_core *c = NULL;
+    pvg_status s = core_alloc(rounds, rng, allow_insecure_rng, &c, err);
     if (s != PVG_OK) return s;
-    pvg_fl_core *c = calloc(1, sizeof *c);
-    if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core");
     c->items = sodium_malloc(sizeof *c->items * (n ? n : 1));
     c->weights = weights ? sodium_malloc(sizeof *c->weights * (n ? n : 1)) : NULL;
     if (!c->items || (weights && !c->weights)) {
@@ -112,12 +130,36 @@ pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n
         c->max_d = dm && dm < UINT32_MAX ? (uint32_t)dm : 0;
         c->max_broadcast = PVG_FL_HEADER + 4 * ((size_t)pol->catalogue_items * 256 + 65536);
     }
-    c->want_rounds = rounds;
-    c->rng = rng;
-    c->allow_insecure_rng = allow_insecure_rng;
     c->keep_update = keep_update;
     *out = c;
     return PVG_OK;
+}
+
+pvg_status pvg_fl_core_new_fn(pvg_fl_update_fn update, void *ctx, uint32_t rounds, uint32_t max_d,
+                              size_t max_broadcast, pvg_rng *rng, int allow_insecure_rng,
+                              pvg_fl_core **out, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (out) *out = NULL;
+    if (!out || !update || !rng)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl core: update, rng and out needed");
+    pvg_status s = core_alloc(rounds, rng, allow_insecure_rng, out, err);
+    if (s != PVG_OK) return s;
+    (*out)->update = update;
+    (*out)->update_ctx = ctx;
+    (*out)->max_d = max_d;
+    (*out)->max_broadcast = max_broadcast;
+    return PVG_OK;
+}
+
+void pvg_fl_core_set_drop_phase(pvg_fl_core *c, int phase)
+{
+    c->drop_phase = phase >= PVG_FL_PHASE_ADVERTISE && phase <= PVG_FL_PHASE_UNMASK ? phase : 0;
+}
+
+size_t pvg_fl_core_broadcast_len(const pvg_fl_core *c)
+{
+    return c->peer && c->need_update ? c->bc_len : 0;
 }
 
 void pvg_fl_core_free(pvg_fl_core *c)
@@ -172,6 +214,10 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
     if (!c->peer && in_round && fs.id != PVG_FL_NET_NO_ID && fs.round != c->skip_round &&
         fs.phase == PVG_FL_PHASE_ADVERTISE && !fs.submitted) {
         pvg_error e;
+        if (c->drop_phase == PVG_FL_PHASE_ADVERTISE) { /* simulations: drop before advertising */
+            *action = PVG_FL_CORE_FINISHED;
+            return PVG_OK;
+        }
         if (c->max_d && fs.params.d > c->max_d) {
             char why[128];
             snprintf(why, sizeof why,
@@ -206,6 +252,11 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
         return PVG_OK;
     }
     if (c->peer && fs.round == c->peer_round && in_round) {
+        if (c->drop_phase && fs.phase >= c->drop_phase) { /* simulations: drop here */
+            drop_peer(c);
+            *action = PVG_FL_CORE_FINISHED;
+            return PVG_OK;
+        }
         if (fs.phase == PVG_FL_PHASE_UNMASK && fs.reply && !pvg_fl_peer_done(c->peer) &&
             fs.n_survivors < c->floor_n) {
             char why[128];
@@ -247,7 +298,8 @@ static pvg_status check_policy(const pvg_fl_core *c, const uint8_t *bc, size_t l
     if (cfg->dp == PVG_FL_DP_NONE) {
         if (!c->pol.allow_no_dp)
             return pvg_error_set(err, PVG_ERR_POLICY,
-                                 "fl client: the server asks for no DP noise (allow_no_dp)");
+                                 "fl client: the server asks for no DP noise (refused unless "
+                                 "allow_no_dp, `fl client --allow-no-dp`)");
         return PVG_OK;
     }
     double eps = INFINITY;
@@ -260,6 +312,38 @@ static pvg_status check_policy(const pvg_fl_core *c, const uint8_t *bc, size_t l
                              cfg->noise_multiplier, cfg->expected_cohort, eps, r, c->pol.q,
                              c->pol.delta, c->pol.max_epsilon);
     return PVG_OK;
+}
+
+/* The update of a core over a shopper's history (pvg_fl_core_new): the DP
+ * policy on the broadcast (PVG_ERR_POLICY: refused), then federated iALS;
+ * the user factor is wiped after it. vec: c->d words, zeroed. */
+static pvg_status history_update(pvg_fl_core *c, const uint8_t *bc, size_t len, uint32_t *vec,
+                                 pvg_error *err)
+{
+    pvg_fl_config cfg;
+    pvg_status s = check_policy(c, bc, len, &cfg, err);
+    if (s != PVG_OK) return s;
+    uint8_t *copy = malloc(len); /* public: for on-device recommendations */
+    if (!copy) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: broadcast");
+    memcpy(copy, bc, len);
+    free(c->bc);
+    c->bc = copy;
+    c->bc_n = len;
+    float *factor = sodium_malloc(sizeof(float) * 256);
+    if (!factor) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: user factor");
+    s = pvg_fl_client_update_ex(bc, len, c->items, c->weights, c->n, c->rng, c->allow_insecure_rng,
+                                vec, c->d, factor, err);
+    sodium_memzero(factor, sizeof(float) * 256);
+    sodium_free(factor);
+    if (s == PVG_OK && c->keep_update) {
+        if (c->kept_d != c->d) {
+            if (c->kept) sodium_free(c->kept);
+            c->kept = sodium_malloc(sizeof *c->kept * (c->d ? c->d : 1));
+            c->kept_d = c->kept ? c->d : 0;
+        }
+        if (c->kept) memcpy(c->kept, vec, sizeof *vec * c->d);
+    }
+    return s;
 }
 
 pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *bc, size_t len,
@@ -279,48 +363,17 @@ pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fl client: broadcast of %zu bytes, the STATE announced %u", len,
                              c->bc_len);
-    pvg_fl_config cfg;
-    pvg_error pe;
-    pvg_status s = check_policy(c, bc, len, &cfg, &pe);
-    if (s == PVG_ERR_POLICY) {
-        refuse(c, round, pe.text);
-        return PVG_OK;
-    }
-    if (s != PVG_OK) {
-        *err = pe;
-        return s;
-    }
-    uint8_t *copy = malloc(len);
-    if (!copy) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: broadcast");
-    memcpy(copy, bc, len);
-    free(c->bc);
-    c->bc = copy;
-    c->bc_n = len;
-
     uint32_t *vec = sodium_malloc(sizeof *vec * (c->d ? c->d : 1));
-    float *factor = sodium_malloc(sizeof(float) * 256);
-    if (!vec || !factor) {
-        if (vec) sodium_free(vec);
-        if (factor) sodium_free(factor);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: update");
-    }
+    if (!vec) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: update");
     memset(vec, 0, sizeof *vec * c->d);
-    s = pvg_fl_client_update_ex(bc, len, c->items, c->weights, c->n, c->rng, c->allow_insecure_rng,
-                                vec, c->d, factor, &pe);
-    sodium_memzero(factor, sizeof(float) * 256);
-    sodium_free(factor);
-    if (s == PVG_OK && c->keep_update) {
-        if (c->kept_d != c->d) {
-            if (c->kept) sodium_free(c->kept);
-            c->kept = sodium_malloc(sizeof *c->kept * (c->d ? c->d : 1));
-            c->kept_d = c->kept ? c->d : 0;
-        }
-        if (c->kept) memcpy(c->kept, vec, sizeof *vec * c->d);
-    }
+    pvg_error pe;
+    pvg_error_clear(&pe);
+    pvg_status s = c->update ? c->update(c->update_ctx, round, bc, len, vec, c->d, &pe)
+                             : history_update(c, bc, len, vec, &pe);
     if (s == PVG_OK) s = pvg_fl_peer_set_input(c->peer, vec, c->d, &pe);
     sodium_memzero(vec, sizeof *vec * c->d);
     sodium_free(vec);
-    if (s == PVG_ERR_POLICY) {
+    if (s == PVG_ERR_POLICY) { /* the client's rules refused the server's choices: no input */
         refuse(c, round, pe.text);
         return PVG_OK;
     }
@@ -329,8 +382,14 @@ pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *
         return s;
     }
     /* distributed noise is split over expected_cohort clients: never help
-     * unmask a sum of fewer */
-    c->floor_n = cfg.dp == PVG_FL_DP_DISTRIBUTED ? (uint32_t)ceil(cfg.expected_cohort) : 0;
+     * unmask a sum of fewer (it would carry less noise than announced) */
+    pvg_fl_config cfg;
+    uint32_t br, bn;
+    pvg_error be;
+    c->floor_n = pvg_fl_broadcast_info(bc, len, &cfg, &br, &bn, &be) == PVG_OK &&
+                         cfg.dp == PVG_FL_DP_DISTRIBUTED
+                     ? (uint32_t)ceil(cfg.expected_cohort)
+                     : 0;
     return PVG_OK;
 }
 

@@ -1,14 +1,16 @@
 /*
  * fl_client_core.h - the federated client without a transport: it is fed
  * the server's answers (STATE bodies and the broadcast) as bytes and hands
- * back what to do next (wait, fetch the broadcast, post a message) with the
- * message's bytes. The same C runs natively and, compiled to WebAssembly
- * (wasm/), in a browser, where JavaScript makes the requests of
- * docs/fl-protocol.md. It applies the client's rules of that page (the
- * majority threshold and the unmask checks through pvg_fl_peer, the DP
- * policy on the broadcast, the survivor floor) as `privguide fl client`
- * does, and keeps the shopper's events, user factor and unmasked vector in
- * its own memory: only the SecAgg messages leave it.
+ * back what to do next (wait, fetch the broadcast, post a message, stop)
+ * with the message's bytes. It makes every decision of a client; its two
+ * transports only make the requests of docs/fl-protocol.md: libcurl natively
+ * (pvg_fl_client_run_core below, under pvg_fl_client_run and `privguide fl
+ * client`) and JavaScript in a browser (the same C compiled to WebAssembly,
+ * wasm/). It applies the client's rules of that page (the majority
+ * threshold and the unmask checks through pvg_fl_peer, the DP policy on the
+ * broadcast, the survivor floor, the catalogue bounds) and keeps the
+ * shopper's events, user factor and unmasked vector in its own memory: only
+ * the SecAgg messages leave it.
  */
 #ifndef PVG_FL_CLIENT_CORE_H
 #define PVG_FL_CLIENT_CORE_H
@@ -54,6 +56,28 @@ pvg_status pvg_fl_core_new(const uint32_t *items, const float *weights, size_t n
                            pvg_error *err) PVG_WARN_UNUSED;
 void pvg_fl_core_free(pvg_fl_core *c);
 
+/* A client whose vector is computed by update(ctx, ...) from each broadcast
+ * (pvg_fl_client_run's generic vector: no history, no DP policy of its own;
+ * the callback returns PVG_ERR_POLICY to refuse a round, any other error
+ * stops the client). The survivor floor still applies when the broadcast is
+ * a federated-iALS one with distributed noise. max_d > 0: a session of a
+ * longer vector is refused before anything is allocated; max_broadcast > 0:
+ * a larger announced broadcast is an error before the fetch (0: only the
+ * protocol's limits). rng borrowed. Freed with pvg_fl_core_free. */
+pvg_status pvg_fl_core_new_fn(pvg_fl_update_fn update, void *ctx, uint32_t rounds, uint32_t max_d,
+                              size_t max_broadcast, pvg_rng *rng, int allow_insecure_rng,
+                              pvg_fl_core **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Simulations: the client stops (PVG_FL_CORE_FINISHED) on reaching phase
+ * `phase` (1..4) of the first round it is sampled for, as a client that
+ * dropped; 0 (or out of range): never. */
+void pvg_fl_core_set_drop_phase(pvg_fl_core *c, int phase);
+
+/* After PVG_FL_CORE_BROADCAST: the broadcast's length the STATE announced
+ * (already checked against the client's bound); a transport reads no more
+ * than this. 0 when no broadcast is due. */
+size_t pvg_fl_core_broadcast_len(const pvg_fl_core *c);
+
 /* Feeds the body of an answer to POST /v1/fl/join or GET /v1/fl/state.
  * *action says what to do; *wait_ms how long to wait (WAIT); *round the
  * broadcast's round (BROADCAST); *msg / *msg_len the message to post (SEND;
@@ -83,5 +107,18 @@ void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused
 
 /* keep_update only: the last update vector (d words, borrowed), else NULL. */
 const uint32_t *pvg_fl_core_last_update(const pvg_fl_core *c, size_t *d);
+
+#ifndef PVG_FL_CLIENT_NO_HTTP
+/* The native transport: joins o->server with o->token and makes the
+ * requests `core` (borrowed) asks for over libcurl until it says FINISHED,
+ * o->timeout_s passed or a request failed. Of o it reads only server,
+ * token, timeout_s and wire_tap (the client's choices are the core's).
+ * st (may be NULL) gets the transport's figures and the core's rounds and
+ * refusals. It joins again once when the server forgot the client (404),
+ * waits on 429/503, and reads no answer beyond the largest legal one
+ * (fl_net.h, pvg_fl_client_run). Errors as pvg_fl_client_run. */
+pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *core,
+                                  pvg_fl_client_stats *st, pvg_error *err) PVG_WARN_UNUSED;
+#endif
 
 #endif

@@ -29,6 +29,7 @@ typedef struct fl_client {
     uint32_t next;      /* the next client in its hash bucket, or NONE */
     double last_seen;   /* the coordinator's clock at its last join, state or message */
     uint8_t submitted;  /* its message of the current phase was accepted */
+    uint8_t told;       /* it was sent a STATE of the finished phase */
 } fl_client;
 
 #define NONE 0xFFFFFFFFu
@@ -70,6 +71,17 @@ static double mono_real(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The CLOCK_MONOTONIC time `seconds` from now, for pthread_cond_timedwait. */
+static struct timespec mono_in(double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = ts.tv_nsec + (long long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    return ts;
 }
 
 /* The coordinator's clock: deadlines, expiry (injectable for tests). */
@@ -424,14 +436,10 @@ static void *coord_thread(void *arg)
                 wake_at = c->next_start;
             }
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         double d = wake_at - now;
         if (d < 0) d = 0;
         if (d > 1.0) d = 1.0;
-        long long ns = ts.tv_nsec + (long long)(d * 1e9);
-        ts.tv_sec += ns / 1000000000LL;
-        ts.tv_nsec = ns % 1000000000LL;
+        struct timespec ts = mono_in(d);
         pthread_cond_timedwait(&c->wake, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);
@@ -597,6 +605,7 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
             memcpy(cl->key, key, PVG_FL_NET_KEY_BYTES);
             cl->cohort_id = PVG_FL_NET_NO_ID; /* joins from the next round on */
             cl->submitted = 0;
+            cl->told = 0;
             cl->last_seen = now_of(c);
             uint32_t b = bucket_of(c, key);
             cl->next = c->bucket[b];
@@ -664,6 +673,10 @@ pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_
     b[5] = 1; /* STATE */
     put64(b + 8, c->round);
     b[16] = (uint8_t)c->phase;
+    if (c->phase == PVG_FL_PHASE_FINISHED && !cl->told) {
+        cl->told = 1;
+        pthread_cond_broadcast(&c->ended); /* pvg_fl_coord_wait_told */
+    }
     b[17] = (uint8_t)(id != PVG_FL_NET_NO_ID && cl->submitted);
     if ((c->phase == PVG_FL_PHASE_DONE || c->phase == PVG_FL_PHASE_FINISHED) && c->have_last &&
         c->last.round == c->round && c->last.phase == PVG_FL_PHASE_DONE)
@@ -779,11 +792,7 @@ pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
                              pvg_fl_round_stats *st, pvg_error *err)
 {
     pvg_error_clear(err);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long ns = ts.tv_nsec + (long long)(timeout_s * 1e9);
-    ts.tv_sec += ns / 1000000000LL;
-    ts.tv_nsec = ns % 1000000000LL;
+    struct timespec ts = mono_in(timeout_s);
     pthread_mutex_lock(&c->mu);
     pvg_status r = PVG_OK;
     for (;;) {
@@ -808,6 +817,62 @@ pvg_status pvg_fl_coord_wait(pvg_fl_coord *c, uint64_t round, double timeout_s,
                               (unsigned long long)round, timeout_s, pvg_fl_phase_name(c->phase));
             break;
         }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+pvg_status pvg_fl_coord_wait_told(pvg_fl_coord *c, double quiet_s, double timeout_s, uint32_t *told,
+                                  uint32_t *waiting, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (told) *told = 0;
+    if (waiting) *waiting = 0;
+    if (!(quiet_s >= 0) || !(timeout_s >= 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl: quiet_s %g and timeout_s %g: both >= 0 were expected", quiet_s,
+                             timeout_s);
+    double until = mono_real() + timeout_s;
+    pthread_mutex_lock(&c->mu);
+    pvg_status r = PVG_OK;
+    for (;;) {
+        if (c->phase != PVG_FL_PHASE_FINISHED) {
+            r = pvg_error_set(err, PVG_ERR_STATE, "fl: the coordinator has not finished (%s)",
+                              pvg_fl_phase_name(c->phase));
+            break;
+        }
+        /* a client still waited for: not told, and seen within quiet_s (it polls every
+           retry_ms <= 1 s while it waits); the next time one of them turns quiet */
+        double now = now_of(c), next_quiet = INFINITY;
+        uint32_t n_told = 0, n_wait = 0;
+        for (uint32_t i = 0; i < c->n_clients; i++) {
+            const fl_client *cl = &c->clients[i];
+            if (cl->told) {
+                n_told++;
+            } else if (now - cl->last_seen < quiet_s) {
+                n_wait++;
+                if (cl->last_seen + quiet_s < next_quiet) next_quiet = cl->last_seen + quiet_s;
+            }
+        }
+        if (told) *told = n_told;
+        if (waiting) *waiting = n_wait;
+        if (n_wait == 0) break;
+        double left = until - mono_real();
+        if (left <= 0) {
+            r = pvg_error_set(err, PVG_ERR_BUSY,
+                              "fl: %u clients still polling were not told the coordinator "
+                              "finished within %g s",
+                              n_wait, timeout_s);
+            break;
+        }
+        /* wake on a client told (the ended condition), when the next one turns quiet (on
+           an injected clock at least every 50 ms), or at the timeout */
+        double d = next_quiet - now;
+        if (c->o.clock && d > 0.05) d = 0.05;
+        if (d > left) d = left;
+        if (d < 0.001) d = 0.001;
+        struct timespec ts = mono_in(d);
+        pthread_cond_timedwait(&c->ended, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);
     return r;

@@ -48,9 +48,12 @@ clients() {
       --rounds 1 --timeout 120 "$@" >"$T/c$u.json" 2>"$T/c$u.err" &
     CP[$u]=$!
   done
-  for u in 0 1 2; do wait "${CP[$u]}" || { cat "$T/c$u.err" >&2; fail "client $u"; }; done
+  for u in 0 1 2; do wait "${CP[$u]}" || { cat "$T/c$u.err" "$T/c$u.json" >&2; fail "client $u"; }; done
 }
 stop() { wait "$SRV_PID" || fail "server exit"; SRV_PID=; }
+# told N: the server told N clients that it finished and stopped under none still polling
+# (it used to exit right after its last round, and a client polling a moment later failed)
+told() { grep -q "fl serve: finished; $1 clients told, 0 still polling" "$T/serve.log" || fail "told $1"; }
 
 # 1. DP run: one charge of the accounted epsilon, default clients take part
 serve --epsilon 4 --delta 1e-5 --rounds 1 --phase-seconds 120
@@ -59,6 +62,7 @@ R=$(releases)
 [ "$(jq length <<<"$R")" -eq 1 ] || fail "want one federated_training charge before the round: $R"
 clients
 stop
+told 3
 [ "$(jq -r .phase "$T/rounds.jsonl")" = done ] || fail "DP round: $(cat "$T/rounds.jsonl")"
 [ "$(jq .survivors "$T/rounds.jsonl")" -eq 3 ] || fail "survivors: $(cat "$T/rounds.jsonl")"
 for u in 0 1 2; do [ "$(jq '.[0].rounds' "$T/c$u.json")" -eq 1 ] || fail "client $u: $(cat "$T/c$u.json" "$T/c$u.err")"; done
@@ -90,8 +94,12 @@ serve --rounds 1 --phase-seconds 2
 grep -q "WITHOUT differential privacy" "$T/serve.log" || fail "no-DP start-up line: $(cat "$T/serve.log")"
 clients
 stop
+told 3
 for u in 0 1 2; do
-  jq -e '.[0].rounds == 0 and .[0].refused == 1' "$T/c$u.json" >/dev/null || fail "client $u took part: $(cat "$T/c$u.json")"
+  jq -e '.[0].rounds == 0 and .[0].refused == 1 and .[0].status == "ok" and
+    (.[0].refusal | test("^round 1: .*no DP noise"))' "$T/c$u.json" >/dev/null ||
+    fail "client $u took part: $(cat "$T/c$u.json")"
+  grep -q "refused 1 round(s); the last: round 1: " "$T/c$u.err" || fail "client $u: no reason on stderr"
 done
 jq -e '.phase == "aborted" and .arrived[2] == 0 and .survivors == 0' "$T/rounds.jsonl" >/dev/null ||
   fail "no-DP round: $(cat "$T/rounds.jsonl")"
@@ -109,6 +117,7 @@ done
   --rounds 1 --timeout 120 --drop-phase 3 >"$T/c2.json" 2>"$T/c2.err" || fail "dropping client"
 for u in 0 1; do wait "${CP[$u]}" || { cat "$T/c$u.err" >&2; fail "client $u"; }; done
 stop
+told 2
 jq -e '.phase == "aborted" and .arrived[2] == 2 and .arrived[3] == 0' "$T/rounds.jsonl" >/dev/null ||
   fail "floor round: $(cat "$T/rounds.jsonl")"
 jq -r .error "$T/rounds.jsonl" | grep -q "survivor floor 3" || fail "floor error: $(cat "$T/rounds.jsonl")"

@@ -70,12 +70,15 @@ for c in 1 2 3; do
     >"$T/c$c.json" 2>"$T/c$c.err" &
   CP[$c]=$!
 done
-for c in 1 2 3; do wait "${CP[$c]}" || { cat "$T/c$c.err" >&2; fail "client $c"; }; done
+for c in 1 2 3; do wait "${CP[$c]}" || { cat "$T/c$c.err" "$T/c$c.json" >&2; fail "client $c"; }; done
 for c in 1 2 3; do
   [ "$(jq '.[0].rounds' "$T/c$c.json")" -eq 1 ] || fail "client $c rounds: $(cat "$T/c$c.json")"
 done
 wait "$SRV_PID" || fail "fl serve exit status"
 SRV_PID=
+# every client saw the finished state before the server stopped (none found it gone)
+grep -q "fl serve: finished; 3 clients told, 0 still polling" "$T/serve.err" ||
+  fail "the server stopped under polling clients: $(cat "$T/serve.err")"
 R=$(head -1 "$T/rounds.jsonl")
 [ "$(echo "$R" | jq -r .phase)" = done ] || fail "round not done: $R"
 [ "$(echo "$R" | jq .survivors)" -eq 3 ] || fail "all 3 should be in the sum: $R"

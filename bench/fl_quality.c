@@ -319,7 +319,8 @@ int main(int argc, char **argv)
     const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16",
                *from = NULL;
     int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1, dp_factors = 0, adam = 1;
-    double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02;
+    double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5;
+    int validation = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
             json = argv[++i];
@@ -343,6 +344,10 @@ int main(int argc, char **argv)
             clip = atof(argv[++i]);
         else if (!strcmp(argv[i], "--adam-lr") && i + 1 < argc)
             adam_lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--server-lr") && i + 1 < argc)
+            server_lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--validation"))
+            validation = 1;
         else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
             ddg_eps = atof(argv[++i]);
         else if (!strcmp(argv[i], "--from-json") && i + 1 < argc)
@@ -358,7 +363,7 @@ int main(int argc, char **argv)
                     "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
-                    "[--ddg-eps E] "
+                    "[--server-lr LR] [--validation] [--ddg-eps E] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
@@ -433,6 +438,7 @@ int main(int argc, char **argv)
         r->def = def;
         pvg_eval_options o;
         eval_options(def, &o);
+        o.validation = validation; /* choices on the validation split, never the test part */
         split s;
         if (make_split(ds, &o, &s) != 0) {
             fprintf(stderr, "bench_fl_quality: %s: split failed\n", def->name);
@@ -447,6 +453,7 @@ int main(int argc, char **argv)
         pvg_train_params tp;
         pvg_train_params_default(PVG_MODEL_IALS, &tp);
         tp.factors = factors;
+        pvg_ials_resolve_defaults(&tp, &s.Rt); /* reg and alpha from the degrees, as training */
         r->alpha0 = pvg_ials_alpha0_of(&tp, s.Rt.n_rows, s.Rt.n_cols, s.Rt.nnz);
         pvg_eval_result er;
         if (pvg_eval_run(ds, &tp, &o, &er, &err) != PVG_OK) {
@@ -468,12 +475,13 @@ int main(int argc, char **argv)
         cfg.alpha = 0; /* binary, as the centralised default (confidence 0) */
         cfg.alpha0 = r->alpha0;
         cfg.clip = 1e4; /* no clipping without DP */
+        cfg.server_lr = server_lr;
         cfg.expected_cohort = (double)r->users;
         cfg.seed = 42;
         cfg.allow_insecure_rng = 1;
         r->rounds = rounds;
         double rr, nn;
-        fprintf(stderr, "  FedAvg, all clients every round, no DP\n");
+        fprintf(stderr, "  FedAvg (lr %g), all clients every round, no DP\n", server_lr);
         if (run_fl(&s, &cfg, 1.0, rounds, 1, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs)) return 1;
         pvg_fl_config ca = cfg;
         ca.optimizer = PVG_FL_FEDADAM;
@@ -532,8 +540,10 @@ outputs:;
     if (!f) return 1;
     fprintf(f,
             "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
-            "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"datasets\": [",
-            factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr);
+            "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
+            "\"datasets\": [",
+            factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
+            validation ? "validation" : "test");
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

@@ -13,7 +13,8 @@
  *   bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE]
  *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
  *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
- *       [--adam-lr LR] [--ddg-eps E] [--no-ddg] [--no-fedadam]
+ *       [--adam-lr LR] [--server-lr LR] [--dp-update stats|gradient]
+ *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
@@ -318,8 +319,9 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16",
                *from = NULL;
-    int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1, dp_factors = 0, adam = 1;
-    double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5;
+    int rounds = 20, factors = 32, dp_rounds = 2, ddg = 1, dp_factors = 16, adam = 1;
+    int dp_update = PVG_FL_UPDATE_STATS;
+    double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
     int validation = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -346,6 +348,11 @@ int main(int argc, char **argv)
             adam_lr = atof(argv[++i]);
         else if (!strcmp(argv[i], "--server-lr") && i + 1 < argc)
             server_lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-update") && i + 1 < argc) {
+            i++;
+            dp_update = !strcmp(argv[i], "gradient") ? PVG_FL_UPDATE_GRADIENT : PVG_FL_UPDATE_STATS;
+        } else if (!strcmp(argv[i], "--dp-ridge") && i + 1 < argc)
+            dp_ridge = atof(argv[++i]);
         else if (!strcmp(argv[i], "--validation"))
             validation = 1;
         else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
@@ -363,12 +370,12 @@ int main(int argc, char **argv)
                     "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
-                    "[--server-lr LR] [--validation] [--ddg-eps E] "
+                    "[--server-lr LR] [--dp-update stats|gradient] [--dp-ridge KAPPA] [--validation] "
+                    "[--ddg-eps E] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
     }
-    if (dp_factors == 0) dp_factors = factors;
     if (dp_factors < 1 || dp_factors > 256 || rounds < 1 || rounds > MAX_ROUNDS || dp_rounds < 1 ||
         factors < 1 || factors > 256 || !(dp_q > 0 && dp_q <= 1)) {
         fprintf(stderr, "bench_fl_quality: --rounds 1..%d, --factors 1..256, --dp-q (0,1]\n",
@@ -497,6 +504,9 @@ int main(int argc, char **argv)
                 dp_point *p = opt ? &r->dp_adam[e] : &r->dp_avg[e];
                 pvg_fl_config c = opt ? ca : cfg;
                 c.factors = (uint32_t)dp_factors;
+                c.update = dp_update;
+                c.noise_ridge = dp_ridge;
+                if (!opt && dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1; /* a fresh solve */
                 c.dp = PVG_FL_DP_CENTRAL;
                 c.clip = C;
                 c.expected_cohort = dp_q * (double)r->users;
@@ -516,6 +526,9 @@ int main(int argc, char **argv)
         if (ddg) {
             pvg_fl_config c = cfg;
             c.factors = (uint32_t)dp_factors;
+            c.update = dp_update;
+            c.noise_ridge = dp_ridge;
+            if (dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1;
             c.dp = PVG_FL_DP_DISTRIBUTED;
             c.clip = C;
             c.expected_cohort = dp_q * (double)r->users;
@@ -541,9 +554,10 @@ outputs:;
     fprintf(f,
             "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
             "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
-            "\"datasets\": [",
+            "\"dp_update\": \"%s\", \"dp_ridge\": %g, \"datasets\": [",
             factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
-            validation ? "validation" : "test");
+            validation ? "validation" : "test",
+            dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

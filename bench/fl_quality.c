@@ -13,7 +13,8 @@
  *   bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE]
  *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
  *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
- *       [--adam-lr LR] [--server-lr LR] [--seed S] [--dp-update stats|gradient]
+ *       [--adam-lr LR] [--server-lr LR] [--seed S] [--update stats|gradient]
+ *       [--dp-update stats|gradient]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
@@ -323,7 +324,7 @@ int main(int argc, char **argv)
     const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16",
                *from = NULL;
     int rounds = 20, factors = 32, dp_rounds = 2, ddg = 1, dp_factors = 16, adam = 1;
-    int dp_update = PVG_FL_UPDATE_STATS;
+    int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
     int validation = 0;
     unsigned long long seed_off = 0;
@@ -355,6 +356,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--dp-update") && i + 1 < argc) {
             i++;
             dp_update = !strcmp(argv[i], "gradient") ? PVG_FL_UPDATE_GRADIENT : PVG_FL_UPDATE_STATS;
+        } else if (!strcmp(argv[i], "--update") && i + 1 < argc) {
+            i++;
+            update = !strcmp(argv[i], "stats") ? PVG_FL_UPDATE_STATS : PVG_FL_UPDATE_GRADIENT;
         } else if (!strcmp(argv[i], "--dp-ridge") && i + 1 < argc)
             dp_ridge = atof(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
@@ -376,7 +380,7 @@ int main(int argc, char **argv)
                     "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
-                    "[--server-lr LR] [--seed S] [--dp-update stats|gradient] [--dp-ridge KAPPA] [--validation] "
+                    "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update stats|gradient] [--dp-ridge KAPPA] [--validation] "
                     "[--ddg-eps E] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
@@ -489,6 +493,7 @@ int main(int argc, char **argv)
         cfg.alpha0 = r->alpha0;
         cfg.clip = 1e4; /* no clipping without DP */
         cfg.server_lr = server_lr;
+        cfg.update = update; /* the no-DP runs' form (--update) */
         cfg.expected_cohort = (double)r->users;
         cfg.seed = 42;
         cfg.allow_insecure_rng = 1;
@@ -584,9 +589,11 @@ outputs:;
     fprintf(f,
             "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
             "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
-            "\"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": %llu, \"datasets\": [",
+            "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": %llu, "
+            "\"datasets\": [",
             factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
             validation ? "validation" : "test",
+            update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
             dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];

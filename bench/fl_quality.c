@@ -218,7 +218,7 @@ typedef struct ds_res {
     double avg_secs, adam_secs;
     int n_eps;
     dp_point dp_avg[MAX_EPS], dp_adam[MAX_EPS];
-    dp_point ddg; /* distributed discrete Gaussian, FedAvg */
+    dp_point ddg;             /* distributed discrete Gaussian, FedAvg */
     dp_point dpials[MAX_EPS]; /* centralised DP-iALS (src/model/dp_ials.c) at the same
                                  epsilon, delta, factors and iterations */
 } ds_res;
@@ -380,7 +380,8 @@ int main(int argc, char **argv)
                     "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
-                    "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update stats|gradient] [--dp-ridge KAPPA] [--validation] "
+                    "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
+                    "stats|gradient] [--dp-ridge KAPPA] [--validation] "
                     "[--ddg-eps E] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
@@ -500,12 +501,14 @@ int main(int argc, char **argv)
         r->rounds = rounds;
         double rr, nn;
         fprintf(stderr, "  FedAvg (lr %g), all clients every round, no DP\n", server_lr);
-        if (run_fl(&s, &cfg, 1.0, rounds, 1 + seed_off, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs)) return 1;
+        if (run_fl(&s, &cfg, 1.0, rounds, 1 + seed_off, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs))
+            return 1;
         pvg_fl_config ca = cfg;
         ca.optimizer = PVG_FL_FEDADAM;
         ca.server_lr = adam_lr;
         fprintf(stderr, "  FedAdam (lr %g), all clients every round, no DP\n", adam_lr);
-        if (adam && run_fl(&s, &ca, 1.0, rounds, 1 + seed_off, r->adam_r, r->adam_n, &rr, &nn, &r->adam_secs))
+        if (adam && run_fl(&s, &ca, 1.0, rounds, 1 + seed_off, r->adam_r, r->adam_n, &rr, &nn,
+                           &r->adam_secs))
             return 1;
         /* client-level DP: Poisson sampling at rate dp_q, dp_rounds rounds */
         r->n_eps = n_eps;
@@ -527,7 +530,8 @@ int main(int argc, char **argv)
                 p->recall = de.at[0].recall;
                 p->ndcg = de.at[0].ndcg;
             }
-            fprintf(stderr, "  centralised DP-iALS eps %g (k %d, %d iterations): recall@20 %.4f%s\n",
+            fprintf(stderr,
+                    "  centralised DP-iALS eps %g (k %d, %d iterations): recall@20 %.4f%s\n",
                     eps[e], dp_factors, dp_rounds, p->recall, p->ok ? "" : " (failed)");
         }
         double C = clip > 0 ? clip : 1.0;
@@ -549,8 +553,8 @@ int main(int argc, char **argv)
                 p->z = z_for(&c, dp_q, dp_rounds, r->delta, eps[e]);
                 c.noise_multiplier = p->z;
                 double secs;
-                p->ok = run_fl(&s, &c, dp_q, dp_rounds, 7 + seed_off, NULL, NULL, &p->recall, &p->ndcg,
-                               &secs) == 0;
+                p->ok = run_fl(&s, &c, dp_q, dp_rounds, 7 + seed_off, NULL, NULL, &p->recall,
+                               &p->ndcg, &secs) == 0;
                 fprintf(stderr,
                         "  %s central DP eps %g (z %.3f, C %g, q %g, %d rounds): "
                         "recall@20 %.4f ndcg@20 %.4f (%.1f s)\n",
@@ -571,8 +575,8 @@ int main(int argc, char **argv)
             r->ddg.z = z_for(&c, dp_q, dp_rounds, r->delta, ddg_eps);
             c.noise_multiplier = r->ddg.z;
             double secs;
-            r->ddg.ok = run_fl(&s, &c, dp_q, dp_rounds, 7 + seed_off, NULL, NULL, &r->ddg.recall, &r->ddg.ndcg,
-                               &secs) == 0;
+            r->ddg.ok = run_fl(&s, &c, dp_q, dp_rounds, 7 + seed_off, NULL, NULL, &r->ddg.recall,
+                               &r->ddg.ndcg, &secs) == 0;
             fprintf(stderr,
                     "  FedAvg distributed DDG eps %g (z %.3f): recall@20 %.4f ndcg@20 "
                     "%.4f (%.1f s)\n",
@@ -586,15 +590,15 @@ int main(int argc, char **argv)
 outputs:;
     FILE *f = json ? fopen(json, "w") : stdout;
     if (!f) return 1;
-    fprintf(f,
-            "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
-            "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
-            "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": %llu, "
-            "\"datasets\": [",
-            factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
-            validation ? "validation" : "test",
-            update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
-            dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, seed_off);
+    fprintf(
+        f,
+        "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
+        "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
+        "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": %llu, "
+        "\"datasets\": [",
+        factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
+        validation ? "validation" : "test", update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
+        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

@@ -39,8 +39,8 @@ extern "C" {
 #define PVG_FL_DP_DISTRIBUTED 2 /* each client adds a discrete Gaussian share (DDG) */
 
 /* What a client sends for the item update (the broadcast's byte 7;
- * docs/federated.md "Which update"). */
-/* gradient: the item rows' loss gradient; the server takes a preconditioned
+ * docs/federated.md "Which update" and "The sufficient-statistics form").
+ * gradient: the item rows' loss gradient; the server takes a preconditioned
  * step from the current factors. stats: DP-iALS's sufficient statistics,
  * rows c_uj x_u/|x_u|; the server solves every item afresh. */
 #define PVG_FL_UPDATE_GRADIENT 0

@@ -13,7 +13,9 @@
  *   bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE]
  *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
  *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
- *       [--adam-lr LR] [--ddg-eps E] [--no-ddg] [--no-fedadam]
+ *       [--adam-lr LR] [--server-lr LR] [--seed S] [--update stats|gradient]
+ *       [--dp-update stats|gradient]
+ *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
@@ -216,7 +218,9 @@ typedef struct ds_res {
     double avg_secs, adam_secs;
     int n_eps;
     dp_point dp_avg[MAX_EPS], dp_adam[MAX_EPS];
-    dp_point ddg; /* distributed discrete Gaussian, FedAvg */
+    dp_point ddg;             /* distributed discrete Gaussian, FedAvg */
+    dp_point dpials[MAX_EPS]; /* centralised DP-iALS (src/model/dp_ials.c) at the same
+                                 epsilon, delta, factors and iterations */
 } ds_res;
 
 static int in_list(const char *list, const char *name)
@@ -306,6 +310,7 @@ static int load_results(const char *path, ds_res *res, int *ddg)
         int m;
         dp_from(json_object_get(d, "dp_central_fedavg"), r->dp_avg, &r->n_eps);
         dp_from(json_object_get(d, "dp_central_fedadam"), r->dp_adam, &m);
+        dp_from(json_object_get(d, "dp_ials_centralised"), r->dpials, &m);
         dp_from(json_object_get(d, "dp_distributed_fedavg"), &r->ddg, &m);
         if (m) *ddg = 1;
         n++;
@@ -318,8 +323,11 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *json = NULL, *svg = NULL, *datasets = NULL, *eps_list = "1,2,4,8,16",
                *from = NULL;
-    int rounds = 20, factors = 32, dp_rounds = 20, ddg = 1, dp_factors = 0, adam = 1;
-    double dp_q = 0.5, clip = 0, ddg_eps = 8, adam_lr = 0.02;
+    int rounds = 20, factors = 32, dp_rounds = 2, ddg = 1, dp_factors = 16, adam = 1;
+    int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
+    double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
+    int validation = 0;
+    unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
             json = argv[++i];
@@ -343,6 +351,20 @@ int main(int argc, char **argv)
             clip = atof(argv[++i]);
         else if (!strcmp(argv[i], "--adam-lr") && i + 1 < argc)
             adam_lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--server-lr") && i + 1 < argc)
+            server_lr = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-update") && i + 1 < argc) {
+            i++;
+            dp_update = !strcmp(argv[i], "gradient") ? PVG_FL_UPDATE_GRADIENT : PVG_FL_UPDATE_STATS;
+        } else if (!strcmp(argv[i], "--update") && i + 1 < argc) {
+            i++;
+            update = !strcmp(argv[i], "stats") ? PVG_FL_UPDATE_STATS : PVG_FL_UPDATE_GRADIENT;
+        } else if (!strcmp(argv[i], "--dp-ridge") && i + 1 < argc)
+            dp_ridge = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed_off = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--validation"))
+            validation = 1;
         else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
             ddg_eps = atof(argv[++i]);
         else if (!strcmp(argv[i], "--from-json") && i + 1 < argc)
@@ -358,12 +380,13 @@ int main(int argc, char **argv)
                     "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
                     "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
+                    "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
+                    "stats|gradient] [--dp-ridge KAPPA] [--validation] "
                     "[--ddg-eps E] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
     }
-    if (dp_factors == 0) dp_factors = factors;
     if (dp_factors < 1 || dp_factors > 256 || rounds < 1 || rounds > MAX_ROUNDS || dp_rounds < 1 ||
         factors < 1 || factors > 256 || !(dp_q > 0 && dp_q <= 1)) {
         fprintf(stderr, "bench_fl_quality: --rounds 1..%d, --factors 1..256, --dp-q (0,1]\n",
@@ -433,6 +456,7 @@ int main(int argc, char **argv)
         r->def = def;
         pvg_eval_options o;
         eval_options(def, &o);
+        o.validation = validation; /* choices on the validation split, never the test part */
         split s;
         if (make_split(ds, &o, &s) != 0) {
             fprintf(stderr, "bench_fl_quality: %s: split failed\n", def->name);
@@ -447,6 +471,7 @@ int main(int argc, char **argv)
         pvg_train_params tp;
         pvg_train_params_default(PVG_MODEL_IALS, &tp);
         tp.factors = factors;
+        pvg_ials_resolve_defaults(&tp, &s.Rt); /* reg and alpha from the degrees, as training */
         r->alpha0 = pvg_ials_alpha0_of(&tp, s.Rt.n_rows, s.Rt.n_cols, s.Rt.nnz);
         pvg_eval_result er;
         if (pvg_eval_run(ds, &tp, &o, &er, &err) != PVG_OK) {
@@ -468,27 +493,59 @@ int main(int argc, char **argv)
         cfg.alpha = 0; /* binary, as the centralised default (confidence 0) */
         cfg.alpha0 = r->alpha0;
         cfg.clip = 1e4; /* no clipping without DP */
+        cfg.server_lr = server_lr;
+        cfg.update = update; /* the no-DP runs' form (--update) */
         cfg.expected_cohort = (double)r->users;
         cfg.seed = 42;
         cfg.allow_insecure_rng = 1;
         r->rounds = rounds;
         double rr, nn;
-        fprintf(stderr, "  FedAvg, all clients every round, no DP\n");
-        if (run_fl(&s, &cfg, 1.0, rounds, 1, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs)) return 1;
+        fprintf(stderr, "  FedAvg (lr %g), all clients every round, no DP\n", server_lr);
+        if (run_fl(&s, &cfg, 1.0, rounds, 1 + seed_off, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs))
+            return 1;
         pvg_fl_config ca = cfg;
         ca.optimizer = PVG_FL_FEDADAM;
         ca.server_lr = adam_lr;
         fprintf(stderr, "  FedAdam (lr %g), all clients every round, no DP\n", adam_lr);
-        if (adam && run_fl(&s, &ca, 1.0, rounds, 1, r->adam_r, r->adam_n, &rr, &nn, &r->adam_secs))
+        if (adam && run_fl(&s, &ca, 1.0, rounds, 1 + seed_off, r->adam_r, r->adam_n, &rr, &nn,
+                           &r->adam_secs))
             return 1;
         /* client-level DP: Poisson sampling at rate dp_q, dp_rounds rounds */
         r->n_eps = n_eps;
+        for (int e = 0; e < n_eps; e++) { /* the centralised DP baseline */
+            pvg_train_params dt;
+            pvg_train_params_default(PVG_MODEL_IALS, &dt);
+            dt.factors = dp_factors;
+            dt.epochs = dp_rounds;
+            dt.seed = 42 + seed_off;
+            dt.dp_epsilon = eps[e];
+            dt.dp_delta = r->delta;
+            dt.dp_items = (const char *const *)ds->item_ids; /* the catalogue is public */
+            dt.dp_n_items = pvg_dataset_n_items(ds);
+            dp_point *p = &r->dpials[e];
+            p->eps = eps[e];
+            pvg_eval_result de;
+            p->ok = pvg_eval_run(ds, &dt, &o, &de, &err) == PVG_OK;
+            if (p->ok) {
+                p->recall = de.at[0].recall;
+                p->ndcg = de.at[0].ndcg;
+            }
+            fprintf(stderr,
+                    "  centralised DP-iALS eps %g (k %d, %d iterations): recall@20 %.4f%s\n",
+                    eps[e], dp_factors, dp_rounds, p->recall, p->ok ? "" : " (failed)");
+        }
         double C = clip > 0 ? clip : 1.0;
         for (int e = 0; e < n_eps; e++) {
-            for (int opt = 0; opt < 1 + adam; opt++) {
+            /* FedAdam's first-order step on a fresh item solve (the
+             * statistics form) has no meaning: FedAvg only there */
+            int dp_adam = adam && dp_update == PVG_FL_UPDATE_GRADIENT;
+            for (int opt = 0; opt < 1 + dp_adam; opt++) {
                 dp_point *p = opt ? &r->dp_adam[e] : &r->dp_avg[e];
                 pvg_fl_config c = opt ? ca : cfg;
                 c.factors = (uint32_t)dp_factors;
+                c.update = dp_update;
+                c.noise_ridge = dp_ridge;
+                if (!opt && dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1; /* a fresh solve */
                 c.dp = PVG_FL_DP_CENTRAL;
                 c.clip = C;
                 c.expected_cohort = dp_q * (double)r->users;
@@ -496,8 +553,8 @@ int main(int argc, char **argv)
                 p->z = z_for(&c, dp_q, dp_rounds, r->delta, eps[e]);
                 c.noise_multiplier = p->z;
                 double secs;
-                p->ok = run_fl(&s, &c, dp_q, dp_rounds, 7, NULL, NULL, &p->recall, &p->ndcg,
-                               &secs) == 0;
+                p->ok = run_fl(&s, &c, dp_q, dp_rounds, 7 + seed_off, NULL, NULL, &p->recall,
+                               &p->ndcg, &secs) == 0;
                 fprintf(stderr,
                         "  %s central DP eps %g (z %.3f, C %g, q %g, %d rounds): "
                         "recall@20 %.4f ndcg@20 %.4f (%.1f s)\n",
@@ -508,6 +565,9 @@ int main(int argc, char **argv)
         if (ddg) {
             pvg_fl_config c = cfg;
             c.factors = (uint32_t)dp_factors;
+            c.update = dp_update;
+            c.noise_ridge = dp_ridge;
+            if (dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1;
             c.dp = PVG_FL_DP_DISTRIBUTED;
             c.clip = C;
             c.expected_cohort = dp_q * (double)r->users;
@@ -515,8 +575,8 @@ int main(int argc, char **argv)
             r->ddg.z = z_for(&c, dp_q, dp_rounds, r->delta, ddg_eps);
             c.noise_multiplier = r->ddg.z;
             double secs;
-            r->ddg.ok = run_fl(&s, &c, dp_q, dp_rounds, 7, NULL, NULL, &r->ddg.recall, &r->ddg.ndcg,
-                               &secs) == 0;
+            r->ddg.ok = run_fl(&s, &c, dp_q, dp_rounds, 7 + seed_off, NULL, NULL, &r->ddg.recall,
+                               &r->ddg.ndcg, &secs) == 0;
             fprintf(stderr,
                     "  FedAvg distributed DDG eps %g (z %.3f): recall@20 %.4f ndcg@20 "
                     "%.4f (%.1f s)\n",
@@ -530,10 +590,15 @@ int main(int argc, char **argv)
 outputs:;
     FILE *f = json ? fopen(json, "w") : stdout;
     if (!f) return 1;
-    fprintf(f,
-            "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
-            "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"datasets\": [",
-            factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr);
+    fprintf(
+        f,
+        "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
+        "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
+        "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": %llu, "
+        "\"datasets\": [",
+        factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
+        validation ? "validation" : "test", update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
+        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,
@@ -556,6 +621,8 @@ outputs:;
         json_dp(f, r->dp_avg, r->n_eps);
         fprintf(f, ",\n  \"dp_central_fedadam\": ");
         json_dp(f, r->dp_adam, r->n_eps);
+        fprintf(f, ",\n  \"dp_ials_centralised\": ");
+        json_dp(f, r->dpials, r->n_eps);
         fprintf(f, ",\n  \"dp_distributed_fedavg\": ");
         json_dp(f, &r->ddg, ddg ? 1 : 0);
         fprintf(f, "}");
@@ -605,24 +672,23 @@ outputs:;
             p->xlabel = "epsilon (delta = 1/n^1.1; log scale)";
             p->ylabel = "Recall@20";
             p->log2x = 1;
-            p->n_series = ddg ? 3 : 2;
-            p->s[0].label = "central Gaussian, FedAvg";
-            p->s[1].label = "central Gaussian, FedAdam";
-            for (int e = 0; e < r->n_eps; e++) {
-                if (r->dp_avg[e].ok) {
-                    p->s[0].x[p->s[0].n] = r->dp_avg[e].eps;
-                    p->s[0].y[p->s[0].n++] = r->dp_avg[e].recall;
-                }
-                if (r->dp_adam[e].ok) {
-                    p->s[1].x[p->s[1].n] = r->dp_adam[e].eps;
-                    p->s[1].y[p->s[1].n++] = r->dp_adam[e].recall;
-                }
-            }
-            if (ddg && r->ddg.ok) {
-                p->s[2].label = "distributed discrete Gaussian, FedAvg";
-                p->s[2].x[0] = r->ddg.eps;
-                p->s[2].y[0] = r->ddg.recall;
-                p->s[2].n = 1;
+            /* one series per kind that has points */
+            const dp_point *kinds[4] = {r->dp_avg, r->dp_adam, &r->ddg, r->dpials};
+            const int counts[4] = {r->n_eps, r->n_eps, ddg ? 1 : 0, r->n_eps};
+            static const char *const names[4] = {
+                "central Gaussian, FedAvg", "central Gaussian, FedAdam",
+                "distributed discrete Gaussian, FedAvg", "centralised DP-iALS"};
+            p->n_series = 0;
+            for (int kd = 0; kd < 4; kd++) {
+                svg_series *se = &p->s[p->n_series];
+                se->label = names[kd];
+                se->n = 0;
+                for (int e = 0; e < counts[kd]; e++)
+                    if (kinds[kd][e].ok) {
+                        se->x[se->n] = kinds[kd][e].eps;
+                        se->y[se->n++] = kinds[kd][e].recall;
+                    }
+                if (se->n) p->n_series++;
             }
             p->n_refs = 2;
             p->ref_y[0] = r->c_recall;

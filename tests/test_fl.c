@@ -376,7 +376,7 @@ static void test_broadcast_parser(void **state)
     assert_int_equal(pvg_fl_client_update(big, bl, items, NULL, 2, rng, vec, d, NULL, &err),
                      PVG_ERR_CORRUPT);
     memcpy(big, bc, bl);
-    big[7] = 1;
+    big[7] = 2; /* the update form: 0 or 1 */
     assert_int_equal(pvg_fl_client_update(big, bl, items, NULL, 2, rng, vec, d, NULL, &err),
                      PVG_ERR_CORRUPT);
     assert_int_equal(err.offset, 7);

@@ -38,6 +38,14 @@ extern "C" {
 #define PVG_FL_DP_CENTRAL 1     /* the server adds Gaussian noise to the unmasked sum */
 #define PVG_FL_DP_DISTRIBUTED 2 /* each client adds a discrete Gaussian share (DDG) */
 
+/* What a client sends for the item update (the broadcast's byte 7;
+ * docs/federated.md "Which update" and "The sufficient-statistics form").
+ * gradient: the item rows' loss gradient; the server takes a preconditioned
+ * step from the current factors. stats: DP-iALS's sufficient statistics,
+ * rows c_uj x_u/|x_u|; the server solves every item afresh. */
+#define PVG_FL_UPDATE_GRADIENT 0
+#define PVG_FL_UPDATE_STATS 1
+
 /* The version byte of the broadcast wire format. */
 #define PVG_FL_WIRE_VERSION 1
 
@@ -62,13 +70,17 @@ typedef struct pvg_fl_config {
     uint64_t seed;          /* public per-model seed of the random rotation (DDG) */
     int allow_insecure_rng; /* accept the deterministic test generator for noise (tests,
                                benchmarks only; privguide/rng.h) */
+    int update;             /* PVG_FL_UPDATE_GRADIENT (default) or PVG_FL_UPDATE_STATS; sent in
+                               the broadcast */
+    double noise_ridge;     /* server only, not sent: kappa >= 0 adds kappa * z * clip to every
+                               item's ridge (post-processing of the noisy sum; 0: none) */
 } pvg_fl_config;
 
 /* Fills cfg with defaults: k = 32, reg = 0.1, alpha = 0 (binary), alpha0 =
  * 0.1, clip = 1e3 (effectively no clipping), FedAvg with server_lr = 1, no
  * DP, expected_cohort = 100, bits = 32, granularity 0 (automatic), seed 0,
- * allow_insecure_rng 0. reg and alpha0 should match the centralised model
- * they replace (alpha0 = alpha_c nnz / (|U| |I|), docs/models.md). */
+ * allow_insecure_rng 0, update PVG_FL_UPDATE_GRADIENT, noise_ridge 0. reg and alpha0 should match
+ * the centralised model they replace (alpha0 = alpha_c nnz / (|U| |I|), docs/models.md). */
 void pvg_fl_config_default(pvg_fl_config *cfg);
 
 typedef struct pvg_fl_model pvg_fl_model; /* server side: item factors + optimiser state + round */

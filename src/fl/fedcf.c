@@ -44,7 +44,9 @@ void pvg_fl_config_default(pvg_fl_config *cfg)
                            .dp = PVG_FL_DP_NONE,
                            .noise_multiplier = 0,
                            .expected_cohort = 100,
-                           .bits = 32};
+                           .bits = 32,
+                           .update = PVG_FL_UPDATE_GRADIENT,
+                           .noise_ridge = 0};
 }
 
 size_t pvg_fl_update_dim(const pvg_fl_config *cfg, uint32_t n_items)
@@ -196,7 +198,7 @@ pvg_status pvg_fl_model_broadcast(const pvg_fl_model *m, uint8_t **out, size_t *
     b[4] = PVG_FL_WIRE_VERSION;
     b[5] = (uint8_t)c->dp;
     b[6] = (uint8_t)c->optimizer;
-    b[7] = 0;
+    b[7] = (uint8_t)c->update;
     put_u32(b + 8, c->factors);
     put_u32(b + 12, m->n_items);
     put_u32(b + 16, m->round);
@@ -260,12 +262,13 @@ static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *
         return BAD(PVG_ERR_CORRUPT, 5, "fl broadcast: dp mode %u (expected 0..2)", b[5]);
     if (b[6] > PVG_FL_FEDADAM)
         return BAD(PVG_ERR_CORRUPT, 6, "fl broadcast: optimizer %u (expected 0..1)", b[6]);
-    if (b[7] != 0)
-        return BAD(PVG_ERR_CORRUPT, 7, "fl broadcast: reserved byte is %u (expected 0)", b[7]);
+    if (b[7] > PVG_FL_UPDATE_STATS)
+        return BAD(PVG_ERR_CORRUPT, 7, "fl broadcast: update form %u (expected 0..1)", b[7]);
     pvg_fl_config *c = &out->cfg;
     pvg_fl_config_default(c);
     c->dp = b[5];
     c->optimizer = b[6];
+    c->update = b[7];
     c->factors = get_u32(b + 8);
     out->n_items = get_u32(b + 12);
     out->round = get_u32(b + 16);
@@ -480,14 +483,28 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
     }
     st = solve_user(c, bc.V, bc.G, bc.n_items, h, nh, x, err);
     if (st != PVG_OK) goto out;
+    if (user_factor)
+        for (size_t a = 0; a < k; a++)
+            user_factor[a] = (float)x[a];
     double *R = u, *N = u + ni * k, *T = N + ni;
+    /* the sufficient-statistics form (DP-iALS) sends the unit direction
+     * x/|x|: every row has norm c_uj, and the statistics T are those of
+     * unit vectors (a zero factor stays zero) */
+    if (c->update == PVG_FL_UPDATE_STATS) {
+        double nx = 0;
+        for (size_t a = 0; a < k; a++)
+            nx += x[a] * x[a];
+        nx = sqrt(nx);
+        for (size_t a = 0; a < k; a++)
+            x[a] = nx > 0 ? x[a] / nx : 0;
+    }
     for (size_t i = 0; i < nh; i++) {
         size_t j = h[i].item;
         const float *v = bc.V + j * k;
         double cw = conf_of(c, h[i].w), xv = 0;
         for (size_t a = 0; a < k; a++)
             xv += x[a] * v[a];
-        double s = (cw - c->alpha0) * xv - cw;
+        double s = c->update == PVG_FL_UPDATE_STATS ? cw : (cw - c->alpha0) * xv - cw;
         for (size_t a = 0; a < k; a++)
             R[j * k + a] = s * x[a];
         N[j] = PVG_FL_SCALE_N;
@@ -497,9 +514,6 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
         for (size_t b = a; b < k; b++)
             T[t++] = PVG_FL_SCALE_T * x[a] * x[b];
     T[t] = PVG_FL_SCALE_T; /* W: this client */
-    if (user_factor)
-        for (size_t a = 0; a < k; a++)
-            user_factor[a] = (float)x[a];
     st = fl_encode(c, &bc.code, bc.round, u, rng, vec, err);
 out:
     if (h) sodium_memzero(h, (nh ? nh : 1) * sizeof *h);
@@ -559,20 +573,30 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
      * count times the cohort's mean x x^T (exact in expectation for binary
      * confidence); step = P^-1 g in the eigenbasis */
     double obs = c->alpha0 < 1 ? 1 - c->alpha0 : 0;
+    /* noise_ridge: kappa times the noise std of a coordinate of the sum */
+    double ridge = c->dp != PVG_FL_DP_NONE ? c->noise_ridge * m->code.sigma * m->code.gamma : 0;
+    int stats = c->update == PVG_FL_UPDATE_STATS;
     for (size_t j = 0; j < ni; j++) {
         float *v = m->V + j * k;
         double nj = N[j] > 0 ? isn * N[j] : 0;
-        double regj = c->reg * (nj + c->alpha0 * W) + 1e-9;
+        double regj = c->reg * (nj + c->alpha0 * W) + ridge + 1e-9;
         double c1 = c->alpha0 + (W > 0 ? obs * nj / W : 0);
-        /* t = U^T v, g in the eigenbasis: (alpha0 lam + reg) t + U^T R_j */
+        /* gradient form: t = U^T v, g in the eigenbasis: (alpha0 lam + reg)
+         * t + U^T R_j. Sufficient statistics (DP-iALS's item solve without
+         * the per-item Gram): v* = (alpha0 T + reg_j I)^-1 b_j, and the
+         * direction is v - v* */
         for (size_t a = 0; a < k; a++) {
             double sv = 0, sr = 0;
             for (size_t b = 0; b < k; b++) {
                 sv += G[b * k + a] * v[b];
                 sr += G[b * k + a] * R[j * k + b];
             }
-            double ga = (c->alpha0 * lam[a] + regj) * sv + sr;
-            t[a] = ga / (c1 * lam[a] + regj);
+            if (stats) {
+                t[a] = sv - sr / (c->alpha0 * lam[a] + regj);
+            } else {
+                double ga = (c->alpha0 * lam[a] + regj) * sv + sr;
+                t[a] = ga / (c1 * lam[a] + regj);
+            }
         }
         for (size_t b = 0; b < k; b++) {
             double s = 0;

@@ -53,6 +53,10 @@ pvg_status fl_config_check(const pvg_fl_config *c, pvg_error *err)
         field = "bits (16..32)";
     else if (!(c->granularity >= 0) || !isfinite(c->granularity))
         field = "granularity (>= 0)";
+    else if (c->update != PVG_FL_UPDATE_GRADIENT && c->update != PVG_FL_UPDATE_STATS)
+        field = "update (PVG_FL_UPDATE_GRADIENT or PVG_FL_UPDATE_STATS)";
+    else if (!(c->noise_ridge >= 0) || !(c->noise_ridge <= 1e6))
+        field = "noise_ridge (0..1e6)";
     if (field) return pvg_error_set(err, PVG_ERR_INVALID, "fl config: bad %s", field);
     return PVG_OK;
 }

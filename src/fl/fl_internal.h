@@ -11,7 +11,8 @@
  *   [.., +1)          W: s (the client count)
  * with public block scales s = PVG_FL_SCALE_N for N, PVG_FL_SCALE_T for T and W (so that the item
  * rows R carry most of a clipped vector's norm); padded with zeros to a multiple of the rotation
- * block.
+ * block. With cfg.update == PVG_FL_UPDATE_STATS the R rows are c_uj x_u/|x_u| and T holds the
+ * unit direction's x x^T (same dimension; the server solves the items afresh).
  */
 #ifndef PVG_FL_INTERNAL_H
 #define PVG_FL_INTERNAL_H

@@ -1,0 +1,337 @@
+/*
+ * test_fedcf_stats.c - the sufficient-statistics item update of federated
+ * iALS (PVG_FL_UPDATE_STATS, docs/federated.md): what one client sends,
+ * the neighbouring bound of one worst-case client, the server's item solve
+ * against the closed form, the broadcast's update byte, and the server-only
+ * noise ridge.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fl/fl_internal.h"
+#include "model/model_internal.h"
+
+#include <privguide/fl.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NI 40
+#define NU 30
+#define K 4
+
+static pvg_fl_config stats_cfg(void)
+{
+    pvg_fl_config c;
+    pvg_fl_config_default(&c);
+    c.factors = K;
+    c.reg = 0.05;
+    c.alpha0 = 0.1;
+    c.clip = 10; /* above every toy client's norm (< 4): no clipping */
+    c.expected_cohort = NU;
+    c.seed = 11;
+    c.allow_insecure_rng = 1;
+    c.update = PVG_FL_UPDATE_STATS;
+    return c;
+}
+
+/* NU users with 3..12 distinct ascending items each: CSR in indptr/items. */
+static void toy(uint64_t *indptr, uint32_t *items)
+{
+    pvg_rng *r = pvg_rng_new_INSECURE_deterministic_for_tests(5);
+    size_t m = 0;
+    indptr[0] = 0;
+    for (size_t u = 0; u < NU; u++) {
+        uint8_t seen[NI] = {0};
+        size_t want = 3 + (size_t)pvg_rng_uniform(r, 10);
+        uint32_t lo = (u % 2) ? NI / 2 : 0;
+        for (size_t i = 0; i < want; i++)
+            seen[lo + pvg_rng_uniform(r, NI / 2)] = 1;
+        for (uint32_t j = 0; j < NI; j++)
+            if (seen[j]) items[m++] = j;
+        indptr[u + 1] = m;
+    }
+    pvg_rng_free(r);
+}
+
+/* The decoded sum of the given clients' vectors (no noise). users: NULL =
+ * all; extra: one more client's items (may be NULL). */
+static void decoded(const pvg_fl_model *m, const uint64_t *indptr, const uint32_t *items,
+                    const uint32_t *extra, size_t n_extra, double *out, float *factors)
+{
+    const pvg_fl_config *c = fl_model_config(m);
+    fl_code code;
+    assert_int_equal(fl_code_of(c, NI, &code, NULL), PVG_OK);
+    uint8_t *bc;
+    size_t bl;
+    assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, NULL), PVG_OK);
+    uint32_t *sum = calloc(code.d, sizeof *sum), *vec = calloc(code.d, sizeof *vec);
+    pvg_rng *r = pvg_rng_new_INSECURE_deterministic_for_tests(9);
+    for (size_t u = 0; indptr && u < NU; u++) {
+        assert_int_equal(pvg_fl_client_update_ex(bc, bl, items + indptr[u], NULL,
+                                                 (size_t)(indptr[u + 1] - indptr[u]), r, 1, vec,
+                                                 code.d, factors ? factors + u * K : NULL, NULL),
+                         PVG_OK);
+        for (size_t i = 0; i < code.d; i++)
+            sum[i] += vec[i];
+    }
+    if (extra) {
+        assert_int_equal(
+            pvg_fl_client_update_ex(bc, bl, extra, NULL, n_extra, r, 1, vec, code.d, NULL, NULL),
+            PVG_OK);
+        for (size_t i = 0; i < code.d; i++)
+            sum[i] += vec[i];
+    }
+    assert_int_equal(fl_decode(c, &code, pvg_fl_model_round(m), sum, 0, NULL, out, NULL), PVG_OK);
+    free(sum);
+    free(vec);
+    free(bc);
+    pvg_rng_free(r);
+}
+
+/* One client's vector: its rows are its unit factor direction (binary
+ * confidence: norm 1), the counts and Gram are scaled as documented, every
+ * other row is zero. */
+static void test_client_sends_unit_rows(void **state)
+{
+    (void)state;
+    pvg_fl_config c = stats_cfg();
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(1);
+    pvg_fl_model *m;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &m, NULL), PVG_OK);
+    fl_code code;
+    assert_int_equal(fl_code_of(&c, NI, &code, NULL), PVG_OK);
+    double *out = calloc(code.d, sizeof *out);
+    uint32_t mine[] = {3, 7, 21};
+    float x[NU * K];
+    uint8_t *bc;
+    size_t bl;
+    assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, NULL), PVG_OK);
+    uint32_t *vec = calloc(code.d, sizeof *vec);
+    assert_int_equal(pvg_fl_client_update_ex(bc, bl, mine, NULL, 3, rng, 1, vec, code.d, x, NULL),
+                     PVG_OK);
+    assert_int_equal(fl_decode(&c, &code, 0, vec, 0, NULL, out, NULL), PVG_OK);
+    double nx = 0;
+    for (size_t a = 0; a < K; a++)
+        nx += (double)x[a] * x[a];
+    nx = sqrt(nx);
+    assert_true(nx > 0);
+    double tol = 1e-5;
+    for (uint32_t j = 0; j < NI; j++) {
+        int own = j == 3 || j == 7 || j == 21;
+        for (size_t a = 0; a < K; a++)
+            assert_true(fabs(out[j * K + a] - (own ? x[a] / nx : 0.0)) < tol);
+        assert_true(fabs(out[NI * K + j] - (own ? PVG_FL_SCALE_N : 0.0)) < tol);
+    }
+    const double *T = out + NI * K + NI;
+    size_t t = 0;
+    for (size_t a = 0; a < K; a++)
+        for (size_t b = a; b < K; b++, t++)
+            assert_true(fabs(T[t] - PVG_FL_SCALE_T * x[a] * x[b] / (nx * nx)) < tol);
+    assert_true(fabs(T[t] - PVG_FL_SCALE_T) < tol);
+    free(vec);
+    free(bc);
+    free(out);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+}
+
+/* Neighbouring datasets: adding one client whose history is the whole
+ * catalog (its unclipped vector has norm > sqrt(NI)) moves the decoded sum
+ * by at most the clip bound (plus the others' rounding, which differs
+ * between the two runs). */
+static void test_one_client_moves_sum_by_at_most_clip(void **state)
+{
+    (void)state;
+    pvg_fl_config c = stats_cfg();
+    c.clip = 0.5;
+    uint64_t indptr[NU + 1];
+    uint32_t items[NU * 16];
+    toy(indptr, items);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(2);
+    pvg_fl_model *m;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &m, NULL), PVG_OK);
+    fl_clients cl = {NU, NI, indptr, items, NULL};
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(fl_sim_round(m, &cl, 1.0, rng, NULL, NULL), PVG_OK);
+    fl_code code;
+    assert_int_equal(fl_code_of(&c, NI, &code, NULL), PVG_OK);
+    uint32_t all[NI];
+    for (uint32_t i = 0; i < NI; i++)
+        all[i] = i;
+    double *with = calloc(code.d, sizeof *with), *without = calloc(code.d, sizeof *without);
+    decoded(m, indptr, items, all, NI, with, NULL);
+    decoded(m, indptr, items, NULL, 0, without, NULL);
+    double e = 0;
+    for (size_t i = 0; i < code.d; i++)
+        e += (with[i] - without[i]) * (with[i] - without[i]);
+    double diff = sqrt(e);
+    /* the client was clipped: its unclipped rows alone have norm sqrt(NI) */
+    assert_true(diff > 0.9 * c.clip);
+    assert_true(diff <= code.gamma * code.bound + 2.0 * NU * code.gamma * sqrt((double)code.d));
+    assert_true(code.gamma * code.bound <= c.clip * 1.01);
+    free(with);
+    free(without);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+}
+
+/* Without DP and with every client, one round sets every item to the
+ * closed form (alpha0 T + reg (N_j + alpha0 W) I)^-1 b_j over the clients'
+ * unit factors, whatever the item factors were before. */
+static void test_server_solves_items_exactly(void **state)
+{
+    (void)state;
+    pvg_fl_config c = stats_cfg();
+    uint64_t indptr[NU + 1];
+    uint32_t items[NU * 16];
+    toy(indptr, items);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(3);
+    pvg_fl_model *m;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &m, NULL), PVG_OK);
+    fl_clients cl = {NU, NI, indptr, items, NULL};
+    assert_int_equal(fl_sim_round(m, &cl, 1.0, rng, NULL, NULL), PVG_OK);
+    /* the clients' factors against the round-1 broadcast */
+    float x[NU * K];
+    fl_code code;
+    assert_int_equal(fl_code_of(&c, NI, &code, NULL), PVG_OK);
+    double *scratch = calloc(code.d, sizeof *scratch);
+    decoded(m, indptr, items, NULL, 0, scratch, x);
+    free(scratch);
+    double T[K * K] = {0}, W = NU;
+    for (size_t u = 0; u < NU; u++) {
+        double nx = 0;
+        for (size_t a = 0; a < K; a++)
+            nx += (double)x[u * K + a] * x[u * K + a];
+        nx = sqrt(nx);
+        for (size_t a = 0; a < K; a++)
+            x[u * K + a] = (float)(x[u * K + a] / nx);
+        for (size_t a = 0; a < K; a++)
+            for (size_t b = 0; b < K; b++)
+                T[a * K + b] += (double)x[u * K + a] * x[u * K + b];
+    }
+    assert_int_equal(fl_sim_round(m, &cl, 1.0, rng, NULL, NULL), PVG_OK);
+    const float *V;
+    uint32_t ni, k;
+    assert_int_equal(pvg_fl_model_item_factors(m, &V, &ni, &k, NULL), PVG_OK);
+    double worst = 0, scale = 0;
+    for (uint32_t j = 0; j < NI; j++) {
+        double A[K * K], b[K] = {0}, n = 0;
+        for (size_t u = 0; u < NU; u++)
+            for (uint64_t e = indptr[u]; e < indptr[u + 1]; e++)
+                if (items[e] == j) {
+                    n++;
+                    for (size_t a = 0; a < K; a++)
+                        b[a] += x[u * K + a];
+                }
+        double regj = c.reg * (n + c.alpha0 * W);
+        for (size_t a = 0; a < K; a++)
+            for (size_t bb = 0; bb < K; bb++)
+                A[a * K + bb] = c.alpha0 * T[a * K + bb] + (a == bb ? regj : 0);
+        assert_int_equal(pvg_cholesky_solve(A, K, b), 0);
+        for (size_t a = 0; a < K; a++) {
+            double d = fabs(V[j * K + a] - b[a]);
+            if (d > worst) worst = d;
+            if (fabs(b[a]) > scale) scale = fabs(b[a]);
+        }
+    }
+    assert_true(scale > 0.1);
+    assert_true(worst < 1e-3 * scale);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+}
+
+/* The broadcast carries the update form in byte 7; other values are
+ * refused with that offset; the config check refuses bad forms and a
+ * negative noise ridge, which never reaches the broadcast. */
+static void test_update_byte_and_config(void **state)
+{
+    (void)state;
+    pvg_fl_config c = stats_cfg();
+    c.noise_ridge = 2.5;
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(4);
+    pvg_fl_model *m;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &m, NULL), PVG_OK);
+    uint8_t *bc;
+    size_t bl;
+    assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, NULL), PVG_OK);
+    assert_int_equal(bc[7], PVG_FL_UPDATE_STATS);
+    pvg_fl_config got;
+    uint32_t round, n;
+    assert_int_equal(pvg_fl_broadcast_info(bc, bl, &got, &round, &n, NULL), PVG_OK);
+    assert_int_equal(got.update, PVG_FL_UPDATE_STATS);
+    assert_true(got.noise_ridge == 0); /* server-only: not sent */
+    pvg_error err;
+    bc[7] = 2;
+    assert_int_equal(pvg_fl_broadcast_info(bc, bl, &got, &round, &n, &err), PVG_ERR_CORRUPT);
+    assert_int_equal(err.offset, 7);
+    free(bc);
+    pvg_fl_model *bad = NULL;
+    pvg_fl_config cb = stats_cfg();
+    cb.update = 2;
+    assert_int_equal(pvg_fl_model_new(&cb, NI, rng, &bad, NULL), PVG_ERR_INVALID);
+    cb = stats_cfg();
+    cb.noise_ridge = -1;
+    assert_int_equal(pvg_fl_model_new(&cb, NI, rng, &bad, NULL), PVG_ERR_INVALID);
+    cb.noise_ridge = NAN;
+    assert_int_equal(pvg_fl_model_new(&cb, NI, rng, &bad, NULL), PVG_ERR_INVALID);
+    assert_null(bad);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+}
+
+/* The noise ridge is post-processing of a noisy sum: without DP it has no
+ * effect; with central DP it shrinks the items (a larger ridge, smaller
+ * factors on the same noisy sum). */
+static double run_norm(double ridge, int dp)
+{
+    pvg_fl_config c = stats_cfg();
+    c.noise_ridge = ridge;
+    c.clip = 1;
+    if (dp) {
+        c.dp = PVG_FL_DP_CENTRAL;
+        c.noise_multiplier = 0.5;
+    }
+    uint64_t indptr[NU + 1];
+    uint32_t items[NU * 16];
+    toy(indptr, items);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(6);
+    pvg_fl_model *m;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &m, NULL), PVG_OK);
+    fl_clients cl = {NU, NI, indptr, items, NULL};
+    assert_int_equal(fl_sim_round(m, &cl, 1.0, rng, NULL, NULL), PVG_OK);
+    const float *V;
+    uint32_t ni, k;
+    assert_int_equal(pvg_fl_model_item_factors(m, &V, &ni, &k, NULL), PVG_OK);
+    double s = 0;
+    for (size_t i = 0; i < (size_t)NI * K; i++)
+        s += (double)V[i] * V[i];
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+    return sqrt(s);
+}
+
+static void test_noise_ridge_only_with_dp(void **state)
+{
+    (void)state;
+    assert_true(run_norm(0, 0) == run_norm(5, 0));
+    double plain = run_norm(0, 1), ridged = run_norm(5, 1);
+    assert_true(ridged < 0.8 * plain);
+}
+
+int main(void)
+{
+    if (pvg_init() != PVG_OK) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_client_sends_unit_rows),
+        cmocka_unit_test(test_one_client_moves_sum_by_at_most_clip),
+        cmocka_unit_test(test_server_solves_items_exactly),
+        cmocka_unit_test(test_update_byte_and_config),
+        cmocka_unit_test(test_noise_ridge_only_with_dp),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

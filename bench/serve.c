@@ -256,7 +256,7 @@ static void index_json(const pvg_model *m, const float *U, size_t nu, const uint
     if (pvg_ivf_build(m->V, n, f, 0, m->U, m->n_users, m->hist_indptr, m->hist_items, &ix))
         DIE("out of memory");
     float *scores = malloc(n * sizeof *scores);
-    int64_t (*want)[10] = malloc(nu * sizeof *want);
+    int64_t(*want)[10] = malloc(nu * sizeof *want);
     size_t *nwant = malloc(nu * sizeof *nwant);
     if (!scores || !want || !nwant) DIE("out of memory");
     float sc[10];
@@ -665,9 +665,11 @@ serve:;
                      pers, hits, b1 - b0, b1 > b0 ? (double)(j1 - j0) / (double)(b1 - b0) : 0.0,
                      mb1, ac, ac ? (double)ae / (double)ac : 0.0,
                      pers > 0 ? cpu * 1e6 / (double)pers : 0.0,
-                     !ss ? "reference" : use_ix ? "ivf" : "int8_scan",
-                     use_ix ? pvg_serve_nprobe(ss) : 0, use_ix ? pvg_ivf_default_nlist(pvg_model_n_items(sm->model)) : 0,
-                     loadavg());
+                     !ss      ? "reference"
+                     : use_ix ? "ivf"
+                              : "int8_scan",
+                     use_ix ? pvg_serve_nprobe(ss) : 0,
+                     use_ix ? pvg_ivf_default_nlist(pvg_model_n_items(sm->model)) : 0, loadavg());
         pvg_srv_model_release(sm);
         pvg_server_free(srv);
     }
@@ -734,8 +736,8 @@ serve:;
            " \"monitor_cached\":%s,\n"
            " \"targets\":{\"uncached_requests_per_s\":10000,\"uncached_p99_ms\":20}}\n",
            model_items, factors, model_users, req_users, seconds, server_threads,
-           categories ? "categories" : "cyclic", setup_s, train_s,
-           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
+           categories ? "categories" : "cyclic", setup_s, train_s, loadavg(),
+           sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
            uncached_wide, rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0,
            scoring, index, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

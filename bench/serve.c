@@ -240,6 +240,85 @@ static void scoring_json(const float *V, const uint16_t *V16, size_t n, size_t f
     free(scores);
 }
 
+/* The approximate index (src/model/serve_index.c) on the served model's
+ * factors, built as the server builds it (calibrated on up to 1,024 of the
+ * model's shoppers, their histories excluded): its lists, the measured
+ * nprobe and the share of lists that is (over PVG_IVF_MAX_SHARE the server
+ * scans every item instead), and at the measured nprobe and at 5%, 10% and
+ * 20% of the lists, recall@10 against exact float scoring and thread CPU
+ * per shopper (batches of 1 and 8) over the nu shoppers U (histories
+ * excluded). Writes a JSON object into out. */
+static void index_json(const pvg_model *m, const float *U, size_t nu, const uint64_t *hist_indptr,
+                       const uint32_t *hist_items, char *out, size_t len)
+{
+    size_t n = m->n_items, f = m->factors, k = 10;
+    pvg_ivf ix;
+    if (pvg_ivf_build(m->V, n, f, 0, m->U, m->n_users, m->hist_indptr, m->hist_items, &ix))
+        DIE("out of memory");
+    float *scores = malloc(n * sizeof *scores);
+    int64_t(*want)[10] = malloc(nu * sizeof *want);
+    size_t *nwant = malloc(nu * sizeof *nwant);
+    if (!scores || !want || !nwant) DIE("out of memory");
+    float sc[10];
+    for (size_t u = 0; u < nu; u++) {
+        pvg_matvec_naive(m->V, n, f, U + u * f, scores);
+        for (uint64_t q = hist_indptr[u]; q < hist_indptr[u + 1]; q++)
+            scores[hist_items[q]] = -INFINITY;
+        nwant[u] = pvg_topk(scores, n, k, want[u], sc);
+    }
+    size_t probes[4] = {pvg_ivf_default_nprobe(&ix), (ix.nlist + 19) / 20, (ix.nlist + 9) / 10,
+                        (ix.nlist + 4) / 5};
+    int o = snprintf(out, len,
+                     "{\"nlist\":%zu,\"nprobe_measured\":%zu,\"share\":%.3f,\"max_share\":%.2f,"
+                     "\"build_cpu_s\":%.2f,\"calibrated_on\":\"model shoppers\",\"at\":[",
+                     ix.nlist, probes[0], (double)probes[0] / (double)ix.nlist, PVG_IVF_MAX_SHARE,
+                     ix.build_cpu_seconds);
+    pvg_serve_job jobs[8];
+    pvg_serve_job *jp[8];
+    int64_t jidx[8][10];
+    float jsc[8][10];
+    for (int pi = 0; pi < 4; pi++) {
+        size_t np = probes[pi], hit = 0, total = 0;
+        double us[2];
+        for (int b = 0; b < 2; b++) {
+            size_t nb = b ? 8 : 1, done = 0;
+            double t0 = thread_cpu();
+            for (size_t a0 = 0; a0 + nb <= nu; a0 += nb) {
+                for (size_t a = 0; a < nb; a++) {
+                    size_t u = a0 + a;
+                    memset(&jobs[a], 0, sizeof jobs[a]);
+                    jobs[a].u = U + u * f;
+                    jobs[a].excl = hist_items + hist_indptr[u];
+                    jobs[a].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
+                    jobs[a].k = k;
+                    jobs[a].idx = jidx[a];
+                    jobs[a].sc = jsc[a];
+                    jp[a] = &jobs[a];
+                }
+                if (pvg_ivf_score(&ix, m->V, np, (const pvg_serve_job *const *)jp, nb))
+                    DIE("score");
+                done += nb;
+                if (b == 0) {
+                    for (size_t q = 0; q < jobs[0].n_out; q++)
+                        for (size_t r = 0; r < nwant[a0]; r++)
+                            hit += jidx[0][q] == want[a0][r];
+                    total += nwant[a0];
+                }
+            }
+            us[b] = done ? (thread_cpu() - t0) / (double)done * 1e6 : 0;
+        }
+        o += snprintf(out + o, len - (size_t)o,
+                      "%s{\"nprobe\":%zu,\"recall_at_10_vs_exact\":%.4f,\"us_per_user\":"
+                      "{\"batch1\":%.1f,\"batch8\":%.1f}}",
+                      pi ? "," : "", np, total ? (double)hit / (double)total : 0.0, us[0], us[1]);
+    }
+    snprintf(out + o, len - (size_t)o, "],\"recall_users\":%zu}", nu);
+    pvg_ivf_free(&ix);
+    free(scores);
+    free(want);
+    free(nwant);
+}
+
 /* bench_serve scoring [items] [factors] [users]: scoring alone on synthetic
  * factors (clustered tastes, varied item norms), no store or HTTP. */
 static int scoring_main(int argc, char **argv)
@@ -313,7 +392,17 @@ int main(int argc, char **argv)
     snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
     snprintf(lua, sizeof lua, "%s/recs.lua", dir);
     snprintf(ready, sizeof ready, "%s/ready", dir);
-    snprintf(sizes, sizeof sizes, "%ld %d %ld %ld\n", n_items, factors, n_users, req_users);
+    /* PVG_BENCH_SERVE_DATA: "cyclic" (default: each shopper buys a run of
+     * consecutive items plus popular ones; the trained factors have little
+     * cluster structure) or "categories" (items in categories of 500, each
+     * shopper keen on two of them, popularity skewed within each: the
+     * structure of a real shop's catalogue) */
+    const char *data_env = getenv("PVG_BENCH_SERVE_DATA");
+    int categories = data_env && strcmp(data_env, "categories") == 0;
+    if (data_env && *data_env && !categories && strcmp(data_env, "cyclic") != 0)
+        DIE("PVG_BENCH_SERVE_DATA: want cyclic or categories, got \"%.40s\"", data_env);
+    snprintf(sizes, sizeof sizes, "%ld %d %ld %ld%s\n", n_items, factors, n_users, req_users,
+             categories ? " categories" : "");
     int reuse = 0;
     if (keep && *keep) {
         char have[128] = "";
@@ -362,7 +451,26 @@ int main(int argc, char **argv)
         snprintf(user, sizeof user, "U%ld", u);
         for (long j = 0; j < per_user; j++) {
             long item;
-            if (j < per_user - 8)
+            if (categories) {
+                /* categories of CAT consecutive items; shopper u's own
+                 * category u % n_cat (its runs of consecutive items cover
+                 * every item), a second one, and now and then anything */
+                const long CAT = 500;
+                long n_cat = (n_items + CAT - 1) / CAT, run = per_user - 8;
+                long c1 = u % n_cat, c2 = (u * 7919 + 13) % n_cat;
+                long size1 = c1 == n_cat - 1 ? n_items - c1 * CAT : CAT;
+                double x = (double)(rnd() >> 11) / 9007199254740992.0,
+                       y = (double)(rnd() >> 11) / 9007199254740992.0;
+                if (j < run)
+                    item = c1 * CAT + ((u / n_cat) * run + j) % size1;
+                else if (y < 0.6)
+                    item = c1 * CAT + (long)((double)size1 * x * x * x);
+                else if (y < 0.85) {
+                    long size2 = c2 == n_cat - 1 ? n_items - c2 * CAT : CAT;
+                    item = c2 * CAT + (long)((double)size2 * x * x * x);
+                } else
+                    item = (long)((double)n_items * x * x * x);
+            } else if (j < per_user - 8)
                 item = (u * (per_user - 8) + j) % n_items;
             else {
                 double x = (double)(rnd() >> 11) / 9007199254740992.0;
@@ -395,7 +503,7 @@ int main(int argc, char **argv)
     if (pvg_model_save(m, mp, &err) != PVG_OK) DIE("save: %s", err.text);
 scoring:
     /* scoring alone on the trained model: the requesting shoppers' rows */
-    char scoring[1024];
+    char scoring[1024], index[1536];
     {
         size_t nu = req_users < 256 ? (size_t)req_users : 256, f = m->factors;
         float *U = malloc(nu * f * sizeof *U);
@@ -420,6 +528,7 @@ scoring:
             ip[a + 1] = nh;
         }
         scoring_json(m->V, m->V16, m->n_items, f, U, nu, ip, hi, scoring, sizeof scoring);
+        index_json(m, U, nu, ip, hi, index, sizeof index);
         free(U);
         free(ip);
         free(hi);
@@ -542,16 +651,25 @@ serve:;
         long long pers = atomic_load(&srv->metrics.recs_personal) - p0;
         long long b1, j1, mb1;
         pvg_serve_stats(sm->model, &b1, &j1, &mb1);
+        /* what scored: the approximate index (lists probed of all) or the
+         * exact int8 scan of every item */
+        pvg_serve *ss = sm->model->no_fast_serve ? NULL : pvg_model_serve(sm->model);
+        int use_ix = ss && pvg_serve_uses_index(ss);
         size_t ol = strlen(out);
         if (ol && out[ol - 1] == '}')
             snprintf(out + ol - 1, 1024 - (ol - 1),
                      ",\"personalized\":%lld,\"cache_hits\":%lld,\"batches\":%lld,"
                      "\"mean_batch\":%.2f,\"max_batch\":%lld,\"audit_commits\":%lld,"
                      "\"mean_audit_batch\":%.2f,\"server_cpu_us_per_request\":%.1f,"
-                     "\"loadavg\":%.2f}",
+                     "\"scorer\":\"%s\",\"nprobe\":%zu,\"nlist\":%zu,\"loadavg\":%.2f}",
                      pers, hits, b1 - b0, b1 > b0 ? (double)(j1 - j0) / (double)(b1 - b0) : 0.0,
                      mb1, ac, ac ? (double)ae / (double)ac : 0.0,
-                     pers > 0 ? cpu * 1e6 / (double)pers : 0.0, loadavg());
+                     pers > 0 ? cpu * 1e6 / (double)pers : 0.0,
+                     !ss      ? "reference"
+                     : use_ix ? "ivf"
+                              : "int8_scan",
+                     use_ix ? pvg_serve_nprobe(ss) : 0,
+                     use_ix ? pvg_ivf_default_nlist(pvg_model_n_items(sm->model)) : 0, loadavg());
         pvg_srv_model_release(sm);
         pvg_server_free(srv);
     }
@@ -611,15 +729,17 @@ serve:;
     printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","
            "\"items\":%zu,\"factors\":%d,\"model_users\":%zu,\"request_users\":%ld,"
            "\"wrk\":{\"threads\":2,\"connections\":64,\"seconds\":%d},\"server_threads\":%d,"
-           "\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
+           "\"data\":\"%s\",\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
            " \"uncached\":%s,\n \"uncached_reference\":%s,\n \"cached\":%s,\n"
            " \"uncached_wide\":{\"server_threads\":%d,\"run\":%s},\n"
-           " \"uncached_speedup\":%.2f,\n \"scoring\":%s,\n \"monitor_cached\":%s,\n"
+           " \"uncached_speedup\":%.2f,\n \"scoring\":%s,\n \"index\":%s,\n"
+           " \"monitor_cached\":%s,\n"
            " \"targets\":{\"uncached_requests_per_s\":10000,\"uncached_p99_ms\":20}}\n",
-           model_items, factors, model_users, req_users, seconds, server_threads, setup_s, train_s,
-           loadavg(), sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
+           model_items, factors, model_users, req_users, seconds, server_threads,
+           categories ? "categories" : "cyclic", setup_s, train_s, loadavg(),
+           sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
            uncached_wide, rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0,
-           scoring, mon);
+           scoring, index, mon);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (!(keep && *keep) && system(cmd) != 0)
         fprintf(stderr, "bench_serve: could not remove %s\n", dir);

@@ -159,6 +159,54 @@ static void test_token_scope_and_expiry(void **state)
     assert_int_equal(pvg_auth_token_issue(f->s, "x", 0, 0, &tok, NULL, NULL), PVG_ERR_INVALID);
 }
 
+/* The server's credential cache keeps every one of more shoppers than it
+ * has home slots (a direct-mapped table of 1,024 slots evicted one of two
+ * credentials whose ids shared a slot, so those missed on every request):
+ * after one check each, all 1,100 are answered from the cache (no store
+ * given the second time: a miss would fail). */
+static void test_authcache_keeps_colliding_credentials(void **state)
+{
+    fx *f = *state;
+    enum { N = 1100 };
+    char **tok = calloc(N, sizeof *tok);
+    assert_non_null(tok);
+    pvg_server *srv = calloc(1, sizeof *srv);
+    assert_non_null(srv);
+    srv->authcache = pvg_srv_authcache_new(3600);
+    assert_non_null(srv->authcache);
+    assert_int_equal(pvg_store_begin(f->s, NULL), PVG_OK);
+    for (int i = 0; i < N; i++) {
+        char user[16];
+        snprintf(user, sizeof user, "u%d", i);
+        assert_int_equal(pvg_auth_token_issue(f->s, user, 3600, 0, &tok[i], NULL, NULL), PVG_OK);
+    }
+    assert_int_equal(pvg_store_commit(f->s, NULL), PVG_OK);
+    pvg_principal p;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pvg_srv_auth_check(srv, f->s, tok[i], &p, NULL), PVG_OK);
+    int hits = 0;
+    for (int i = 0; i < N; i++) {
+        pvg_error e;
+        hits += pvg_srv_auth_check(srv, NULL, tok[i], &p, &e) == PVG_OK;
+        assert_int_equal(p.role, PVG_ROLE_USER);
+    }
+    assert_int_equal(hits, N);
+    /* a wrong secret under a cached id is never a hit */
+    char bad[PVG_AUTH_SECRET_MAX];
+    snprintf(bad, sizeof bad, "%s", tok[0]);
+    size_t bl = strlen(bad);
+    bad[bl - 1] = bad[bl - 1] == 'A' ? 'B' : 'A';
+    assert_int_equal(pvg_srv_auth_check(srv, f->s, bad, &p, NULL), PVG_ERR_PERMISSION);
+    /* cleared: every one goes back to the store */
+    pvg_srv_authcache_clear(srv->authcache);
+    assert_int_not_equal(pvg_srv_auth_check(srv, NULL, tok[1], &p, NULL), PVG_OK);
+    for (int i = 0; i < N; i++)
+        pvg_auth_credential_free(tok[i]);
+    free(tok);
+    pvg_srv_authcache_free(srv->authcache);
+    free(srv);
+}
+
 typedef struct seen_keys {
     int n, expired, revoked, never;
     char first_label[32];
@@ -250,6 +298,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_scope_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apikey_expiry_and_list, setup, teardown),
         cmocka_unit_test(test_rate_limiter),
+        cmocka_unit_test_setup_teardown(test_authcache_keeps_colliding_credentials, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,18 +327,19 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     uint8_t *m = sa_msg_new(SA_MASKED, c->p.session, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
     /* 32-bit words are masked in place in the message (its payload is
      * 4-byte aligned: 36-byte header); 64-bit ones in an aligned buffer */
+    int inplace = c->p.bits == 32;
     void *y = NULL;
     uint8_t *seeds = NULL;
     signed char *signs = NULL;
     if (m)
-        y = c->p.bits == 32 ? (void *)(m + SA_HDR)
-                            : aligned_alloc(64, ((size_t)c->p.d * w + 63) & ~(size_t)63);
+        y = inplace ? (void *)(m + SA_HDR)
+                    : aligned_alloc(64, ((size_t)c->p.d * w + 63) & ~(size_t)63);
     if (y) seeds = sodium_malloc(32 * ((size_t)cnt + 1));
     if (seeds) signs = malloc((size_t)cnt + 1);
     if (!m || !y || !seeds || !signs) {
         sodium_free(tmp);
         free(idx);
-        if (y != (void *)(m + SA_HDR)) free(y);
+        if (!inplace) free(y);
         free(m);
         if (seeds) sodium_free(seeds);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
@@ -367,7 +368,7 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     free(signs);
     /* little-endian words on the wire (the host is little-endian,
      * secagg_common.c checks) */
-    if (y != (void *)(m + SA_HDR)) {
+    if (!inplace) {
         memcpy(m + SA_HDR, y, (size_t)c->p.d * w);
         free(y);
     }

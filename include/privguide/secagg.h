@@ -94,13 +94,13 @@ int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out
  * The bounds are union bounds over the n clients of exact hypergeometric
  * tails. k grows like log n (for fixed fractions). */
 typedef struct pvg_secagg_plan_options {
-    uint32_t n;      /* clients in the session, 2..65535 */
-    double dropout;  /* delta: fraction of the n clients that may drop, [0, 1) */
-    double corrupt;  /* gamma: fraction colluding with the server, [0, 1);
-                        ceil(dropout n) + ceil(corrupt n) < n */
-    unsigned sigma;  /* security parameter in bits, 1..128 (0: 40) */
-    unsigned eta;    /* correctness parameter in bits, 1..64 (0: 20) */
-    int active;      /* non-zero: corrupt holders must stay below 2t - (k + 1), not only below t */
+    uint32_t n;     /* clients in the session, 2..65535 */
+    double dropout; /* delta: fraction of the n clients that may drop, [0, 1) */
+    double corrupt; /* gamma: fraction colluding with the server, [0, 1);
+                       ceil(dropout n) + ceil(corrupt n) < n */
+    unsigned sigma; /* security parameter in bits, 1..128 (0: 40) */
+    unsigned eta;   /* correctness parameter in bits, 1..64 (0: 20) */
+    int active;     /* non-zero: corrupt holders must stay below 2t - (k + 1), not only below t */
 } pvg_secagg_plan_options;
 
 typedef struct pvg_secagg_plan {

@@ -43,8 +43,8 @@ struct pvg_fl_coord {
 
     fl_client *clients;
     uint32_t n_clients, cap_clients, capacity;
-    int k_auto;     /* o.k was 0: k and t come from pvg_secagg_plan_params each round */
-    uint32_t k_cap; /* the largest k a round may use (the message size limit) */
+    int k_auto;        /* o.k was 0: k and t come from pvg_secagg_plan_params each round */
+    uint32_t k_cap;    /* the largest k a round may use (the message size limit) */
     uint32_t *bucket;  /* hash index of the registry: head client per bucket */
     uint32_t n_bucket; /* a power of two, >= 2 cap_clients */
     uint8_t hash_key[16];

@@ -2,7 +2,9 @@
  * bench/fl.c - one round of federated training over HTTP on loopback with
  * real client processes: N (default 1,000) forked clients, each a shopper
  * with its own token and a synthetic history of 20 items, take part in one
- * round of federated iALS (32 factors) through SecAgg+ (k = 100, t = 51);
+ * round of federated iALS (32 factors) through SecAgg+ (k and t from the
+ * coordinator's default plan, pvg_secagg_plan_params: 30% dropout, 5%
+ * corrupt, sigma 40, eta 20; k = 174, t = 88 at n = 1,000);
  * a fraction (default 30%) drops, each in a random phase (advertise, share,
  * masked input, unmask). The server (libmicrohttpd, the coordinator and the
  * model) runs in this process.
@@ -18,7 +20,8 @@
  * dropout that stopped mid-round does not hold every phase to its deadline).
  *
  * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds
- *                 [grace seconds (default 2; 0: off) [k (default 100)]]]]]]
+ *                 [grace seconds (default 2; 0: off) [k (default 0: the plan; else
+ *                 the neighbours, t a majority)]]]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -147,8 +150,8 @@ int main(int argc, char **argv)
         if (got == 1) def[1] = def[2] = def[3] = def[0];
     }
     double grace = argc > 5 ? atof(argv[5]) : 2;
-    uint32_t kk = argc > 6 ? (uint32_t)atoi(argv[6]) : 100;
-    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk < 2) {
+    uint32_t kk = argc > 6 ? (uint32_t)atoi(argv[6]) : 0;
+    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk == 1) {
         fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds [grace "
                         "[k]]]]]]\n");
         return 2;
@@ -233,7 +236,7 @@ int main(int argc, char **argv)
     co.d = (uint32_t)d;
     co.sample_rate = 1.0;
     co.min_clients = n;
-    co.k = kk;
+    co.k = kk; /* 0: the coordinator's plan for the cohort */
     co.phase_grace = grace;
     co.max_rounds = 1;
     co.server_threads = 2;

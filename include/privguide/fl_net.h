@@ -64,8 +64,11 @@ typedef struct pvg_fl_coord_options {
     uint32_t min_clients;          /* a round starts once this many are registered (>= 3; 0: 3) */
     uint32_t min_cohort;           /* a sampled cohort smaller than this is resampled at the next
                                       start (>= 3; 0: 3) */
-    uint32_t k;                    /* SecAgg+ neighbours; 0: 100. A cohort of n <= k + 1 uses the
-                                      complete graph (k = n - 1); else k rounded down to even */
+    uint32_t k;                    /* SecAgg+ neighbours. 0: k and t from pvg_secagg_plan_params
+                                      for each cohort (30% dropout, 5% corrupt, sigma 40, eta 20).
+                                      Else a cohort of n <= k + 1 uses the complete graph
+                                      (k = n - 1), a larger one k rounded down to even, with t a
+                                      strict majority of k + 1 */
     double phase_seconds[4];       /* deadlines of advertise, share, masked input, unmask from the
                                       phase's start; 0: 30 s each */
     double start_delay;            /* seconds between rounds (and after min_clients is reached) */

@@ -73,6 +73,56 @@ pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err) P
  * count (p->k) or a negative status. */
 int pvg_secagg_neighbours(const pvg_secagg_params *p, uint32_t id, uint32_t *out) PVG_WARN_UNUSED;
 
+/* ---- choosing k and t (docs/secagg.md, "Choosing k and t") ----
+ *
+ * The SecAgg+ analysis of Bell et al. (CCS 2020) for this library's graph
+ * (a Harary graph on a random order of the ids): the smallest even k, and
+ * with it the smallest t, such that, with at most ceil(dropout * n) clients
+ * dropping and ceil(corrupt * n) colluding with the server, all chosen
+ * independently of the session's graph:
+ *   security (each event <= 2^-(sigma+1), so <= 2^-sigma together):
+ *     - the mask graph of the honest clients that send a masked input is
+ *       connected (else the server learns the sums of its parts);
+ *     - no honest client has more than corrupt_max corrupt neighbours, and
+ *       t is above corrupt_max (corrupt holders cannot rebuild a mask key on
+ *       their own) or, with `active`, 2t - (k + 1) is above it (a server that
+ *       tells some holders "u survived" and others "u dropped" still cannot
+ *       collect t shares of both of u's secrets);
+ *     - t > (k + 1) / 2 (the rule the clients enforce);
+ *   correctness (<= 2^-eta): every client keeps at least t live holders, so
+ *   the session does not abort for want of shares.
+ * The bounds are union bounds over the n clients of exact hypergeometric
+ * tails. k grows like log n (for fixed fractions). */
+typedef struct pvg_secagg_plan_options {
+    uint32_t n;     /* clients in the session, 2..65535 */
+    double dropout; /* delta: fraction of the n clients that may drop, [0, 1) */
+    double corrupt; /* gamma: fraction colluding with the server, [0, 1);
+                       ceil(dropout n) + ceil(corrupt n) < n */
+    unsigned sigma; /* security parameter in bits, 1..128 (0: 40) */
+    unsigned eta;   /* correctness parameter in bits, 1..64 (0: 20) */
+    int active;     /* non-zero: corrupt holders must stay below 2t - (k + 1), not only below t */
+} pvg_secagg_plan_options;
+
+typedef struct pvg_secagg_plan {
+    uint32_t k, t;          /* for pvg_secagg_params */
+    int met;                /* 1: every bound holds. 0: no k does (too many dropouts or
+                               corrupt clients for this n): k = n - 1 (the complete graph)
+                               and t = floor(n / 2) + 1, and the bounds say what holds */
+    uint32_t corrupt_max;   /* every honest client has at most this many corrupt neighbours,
+                               except with probability <= 2^-(sigma+1) */
+    double log2_disconnect; /* log2 of the bounds (-inf: impossible): honest senders'
+                               mask graph not connected; */
+    double log2_corrupt;    /* some honest client's corrupt holders reach t (2t - k - 1
+                               with active); */
+    double log2_abort;      /* some client keeps fewer than t live holders */
+} pvg_secagg_plan;
+
+/* Computes the plan for o into *out. Errors: PVG_ERR_INVALID naming the
+ * field (n out of range, a fraction outside [0, 1), dropped plus corrupt
+ * clients not below n, sigma or eta out of range). */
+pvg_status pvg_secagg_plan_params(const pvg_secagg_plan_options *o, pvg_secagg_plan *out,
+                                  pvg_error *err) PVG_WARN_UNUSED;
+
 /* ---- client ---- */
 typedef struct pvg_secagg_client pvg_secagg_client;
 

@@ -325,12 +325,23 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     }
     size_t w = c->p.bits / 8;
     uint8_t *m = sa_msg_new(SA_MASKED, c->p.session, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
+    /* 32-bit words are masked in place in the message (its payload is
+     * 4-byte aligned: 36-byte header); 64-bit ones in an aligned buffer */
+    int inplace = c->p.bits == 32;
     void *y = NULL;
-    if (m) y = aligned_alloc(64, ((size_t)c->p.d * w + 63) & ~(size_t)63);
-    if (!m || !y) {
+    uint8_t *seeds = NULL;
+    signed char *signs = NULL;
+    if (m)
+        y = inplace ? (void *)(m + SA_HDR)
+                    : aligned_alloc(64, ((size_t)c->p.d * w + 63) & ~(size_t)63);
+    if (y) seeds = sodium_malloc(32 * ((size_t)cnt + 1));
+    if (seeds) signs = malloc((size_t)cnt + 1);
+    if (!m || !y || !seeds || !signs) {
         sodium_free(tmp);
         free(idx);
+        if (!inplace) free(y);
         free(m);
+        if (seeds) sodium_free(seeds);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
     }
     for (uint32_t i = 0; i < cnt; i++) {
@@ -340,34 +351,27 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     }
     sodium_free(tmp);
     free(idx);
-    /* y = PRG(b) + x + sum_v sign(u, v) PRG(s_uv): the self mask is
-     * generated straight into y, then the input and the pairwise masks are
-     * added (each in L1-sized blocks) */
-    pvg_secagg_mask_set(y, c->p.d, c->p.bits, c->sec->b);
-    if (c->p.bits == 32) {
-        uint32_t *yv = y;
-        const uint32_t *xv = input;
-        for (size_t i = 0; i < c->p.d; i++)
-            yv[i] += xv[i];
-    } else {
-        uint64_t *yv = y;
-        const uint64_t *xv = input;
-        for (size_t i = 0; i < c->p.d; i++)
-            yv[i] += xv[i];
-    }
+    /* y = x + PRG(b) + sum_v sign(u, v) PRG(s_uv): the input is copied
+     * once, then every mask is added in one pass over y (the kernel walks y
+     * in L1-sized chunks and adds all the masks of a chunk before the next) */
+    size_t ms = 0;
+    memcpy(seeds, c->sec->b, 32);
+    signs[ms++] = 1;
     for (uint32_t a = 0; a < c->p.k; a++)
-        if (c->alive2[a])
-            pvg_secagg_mask_add(y, 0, c->p.d, c->p.bits, c->nbs[a].mask_seed,
-                                c->id < c->nb[a] ? +1 : -1);
-    /* little-endian words on the wire */
-    uint8_t *q = m + SA_HDR;
-    if (c->p.bits == 32)
-        for (size_t i = 0; i < c->p.d; i++)
-            sa_put32(q + 4 * i, ((uint32_t *)y)[i]);
-    else
-        for (size_t i = 0; i < c->p.d; i++)
-            sa_put64(q + 8 * i, ((uint64_t *)y)[i]);
-    free(y);
+        if (c->alive2[a]) {
+            memcpy(seeds + 32 * ms, c->nbs[a].mask_seed, 32);
+            signs[ms++] = c->id < c->nb[a] ? 1 : -1;
+        }
+    memcpy(y, input, (size_t)c->p.d * w);
+    sa_mask_accumulate(y, 0, c->p.d, c->p.bits, seeds, signs, ms);
+    sodium_free(seeds);
+    free(signs);
+    /* little-endian words on the wire (the host is little-endian,
+     * secagg_common.c checks) */
+    if (!inplace) {
+        memcpy(m + SA_HDR, y, (size_t)c->p.d * w);
+        free(y);
+    }
     *out = m;
     *out_len = SA_HDR + (size_t)c->p.d * w;
     c->state = C_MASKED;

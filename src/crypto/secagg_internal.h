@@ -85,6 +85,18 @@ void sa_box_ad(const uint8_t session[16], uint32_t from, uint32_t to, uint8_t ad
 /* Self-mask seed commitment: BLAKE2b-256("PVSA-commit" | session | id | b) */
 void sa_commit(const uint8_t session[16], uint32_t id, const uint8_t b[32], uint8_t out[32]);
 
+/* Masks of many seeds at once: vec[0..len) (+/-)= the keystream words
+ * offset..offset+len of every seeds[32 i] with signs[i] (+1 or -1), i < m,
+ * mod 2^bits. offset: a multiple of 16 (bits 32) or 8 (bits 64). The same
+ * result as m calls of pvg_secagg_mask_add, in one pass over vec. */
+void sa_mask_accumulate(void *vec, size_t offset, size_t len, unsigned bits, const uint8_t *seeds,
+                        const signed char *signs, size_t m);
+/* The kernels behind it (tests compare each with the reference). */
+enum { SA_KERNEL_GENERIC = 0, SA_KERNEL_AVX512 = 1 };
+int sa_mask_kernel_available(int kernel);
+void sa_mask_accumulate_with(int kernel, void *vec, size_t offset, size_t len, unsigned bits,
+                             const uint8_t *seeds, const signed char *signs, size_t m);
+
 /* Binary search in a sorted array; index or -1. */
 long sa_find(const uint32_t *a, size_t n, uint32_t x);
 

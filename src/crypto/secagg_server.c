@@ -324,9 +324,8 @@ static void *mask_worker(void *arg)
     mask_job *j = arg;
     size_t w = j->s->p.bits / 8;
     uint8_t *base = (uint8_t *)j->s->acc + j->lo * w;
-    for (size_t i = 0; i < j->n_items; i++)
-        pvg_secagg_mask_add(base, j->lo, j->hi - j->lo, j->s->p.bits, j->seeds + 32 * i,
-                            j->signs[i]);
+    /* every mask's slice in one pass over the accumulator's slice */
+    sa_mask_accumulate(base, j->lo, j->hi - j->lo, j->s->p.bits, j->seeds, j->signs, j->n_items);
     return NULL;
 }
 

@@ -44,6 +44,8 @@ struct pvg_fl_coord {
 
     fl_client *clients;
     uint32_t n_clients, cap_clients, capacity;
+    int k_auto;        /* o.k was 0: k and t come from pvg_secagg_plan_params each round */
+    uint32_t k_cap;    /* the largest k a round may use (the message size limit) */
     uint32_t *bucket;  /* hash index of the registry: head client per bucket */
     uint32_t n_bucket; /* a power of two, >= 2 cap_clients */
     uint8_t hash_key[16];
@@ -107,6 +109,23 @@ const char *pvg_fl_phase_name(int phase)
     static const char *names[] = {"idle",   "advertise", "share",   "masked",
                                   "unmask", "done",      "aborted", "finished"};
     return phase >= 0 && phase <= 7 ? names[phase] : "unknown";
+}
+
+/* The assumptions behind the default k and t (docs/fl-protocol.md): up to
+ * 30% of a cohort drops, up to 5% colludes with a server that follows the
+ * protocol, 40 bits of security and a session that aborts for want of shares
+ * with probability at most 2^-20. The clients' own majority rule (t > (k +
+ * 1) / 2) guards against a server that lies about who dropped. */
+static pvg_secagg_plan_options plan_options(uint32_t n)
+{
+    pvg_secagg_plan_options po;
+    memset(&po, 0, sizeof po);
+    po.n = n;
+    po.dropout = 0.30;
+    po.corrupt = 0.05;
+    po.sigma = 40;
+    po.eta = 20;
+    return po;
 }
 
 /* The registry's capacity at sampling rate q (fl_net.h). */
@@ -237,8 +256,21 @@ static int round_start(pvg_fl_coord *c)
     pvg_secagg_params p;
     memset(&p, 0, sizeof p);
     p.n = n;
-    p.k = n <= c->o.k + 1 ? n - 1 : (c->o.k & ~1u);
-    p.t = (p.k + 1) / 2 + 1; /* a strict majority of every neighbourhood of k + 1 holders */
+    if (c->k_auto) {
+        /* k and t from the SecAgg+ analysis for this cohort (see plan_options) */
+        pvg_secagg_plan_options po = plan_options(n);
+        pvg_secagg_plan plan;
+        if (pvg_secagg_plan_params(&po, &plan, NULL) == PVG_OK && plan.k <= c->k_cap) {
+            p.k = plan.k;
+            p.t = plan.t;
+        } else {
+            p.k = n <= c->k_cap + 1 ? n - 1 : (c->k_cap & ~1u);
+            p.t = (p.k + 1) / 2 + 1;
+        }
+    } else {
+        p.k = n <= c->o.k + 1 ? n - 1 : (c->o.k & ~1u);
+        p.t = (p.k + 1) / 2 + 1; /* a strict majority of every neighbourhood of k + 1 holders */
+    }
     p.d = c->o.d;
     p.bits = 32;
     pvg_rng_bytes(c->o.rng, p.session, sizeof p.session);
@@ -494,12 +526,23 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: min_survivors %u, want <= %u",
                              o->min_survivors, PVG_SECAGG_MAX_CLIENTS);
     }
-    if (!c->o.k) c->o.k = 100;
-    if (c->o.k < 2 || c->o.k >= PVG_SECAGG_MAX_CLIENTS) {
+    c->capacity = capacity_of(c->o.sample_rate);
+    if (!c->o.k) {
+        /* the largest cohort's plan bounds every round's k (the message limit) */
+        c->k_auto = 1;
+        uint32_t nmax = c->capacity < PVG_SECAGG_MAX_CLIENTS ? c->capacity : PVG_SECAGG_MAX_CLIENTS;
+        pvg_secagg_plan_options po = plan_options(nmax < 3 ? 3 : nmax);
+        pvg_secagg_plan plan;
+        pvg_status pst = pvg_secagg_plan_params(&po, &plan, err);
+        if (pst != PVG_OK) {
+            free(c);
+            return pst;
+        }
+        c->k_cap = plan.k;
+    } else if (c->o.k < 2 || c->o.k >= PVG_SECAGG_MAX_CLIENTS) {
         free(c);
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: k = %u, want 2..65534", o->k);
     }
-    c->capacity = capacity_of(c->o.sample_rate);
     if (c->o.min_clients > c->capacity || c->o.min_cohort > c->capacity ||
         c->o.min_survivors > c->capacity) {
         pvg_status r = pvg_error_set(
@@ -635,7 +678,7 @@ size_t pvg_fl_coord_max_message(const pvg_fl_coord *c)
 {
     /* MASKED: the 36-byte header and d words; SHARES: 36 + 36 + k * 180 */
     size_t masked = 36 + (size_t)c->o.d * 4;
-    size_t shares = 72 + (size_t)(c->o.k + 1) * 180;
+    size_t shares = 72 + (size_t)((c->k_auto ? c->k_cap : c->o.k) + 1) * 180;
     return masked > shares ? masked : shares;
 }
 

@@ -665,6 +665,44 @@ static void core_to_broadcast(pvg_fl_core *c, const pvg_secagg_params *p, uint32
     assert_int_equal(pvg_fl_core_broadcast_len(c), bl);
 }
 
+/* A server that advertises a small update and then, within the round,
+ * announces a larger one (to make the client allocate past its catalogue's
+ * bound before the broadcast is read) gets the round refused, not a
+ * broadcast request. */
+static void test_core_d_fixed_in_round(void **state)
+{
+    (void)state;
+    assert_int_equal(pvg_init(), PVG_OK);
+    pvg_error err;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_secagg_params p = {5, 4, 3, 16, 32, {0}};
+    randombytes_buf(p.session, sizeof p.session);
+    pvg_status answer = PVG_OK;
+    pvg_fl_core *c = NULL;
+    assert_int_equal(pvg_fl_core_new_fn(cb_update, &answer, 1, 0, 0, rng, 0, &c, &err), PVG_OK);
+    uint8_t st[80];
+    int action;
+    uint32_t wait, rounds, refused;
+    uint64_t round;
+    const uint8_t *msg;
+    size_t ml;
+    const char *why;
+    size_t n = state_of(st, &p, PVG_FL_PHASE_ADVERTISE, 0, 40);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_equal(action, PVG_FL_CORE_SEND);
+    pvg_secagg_params big = p;
+    big.d = 1u << 28;
+    n = state_of(st, &big, PVG_FL_PHASE_ADVERTISE, 1, 88);
+    assert_int_equal(pvg_fl_core_state(c, st, n, &action, &wait, &round, &msg, &ml, &err), PVG_OK);
+    assert_int_not_equal(action, PVG_FL_CORE_BROADCAST);
+    assert_int_equal(pvg_fl_core_broadcast_len(c), 0);
+    pvg_fl_core_stats(c, &rounds, &refused, &why);
+    assert_int_equal(refused, 1);
+    assert_non_null(strstr(why, "changed the update"));
+    pvg_fl_core_free(c);
+    pvg_rng_free(rng);
+}
+
 static void test_core_callback(void **state)
 {
     (void)state;
@@ -784,6 +822,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_core_rules),
         cmocka_unit_test(test_core_callback),
+        cmocka_unit_test(test_core_d_fixed_in_round),
         cmocka_unit_test(test_browser_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -229,9 +229,21 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
             refuse(c, fs.round, e.text);
         } else {
             c->peer_round = fs.round;
+            c->d = fs.params.d; /* the round's shape, fixed with its peer */
             c->need_update = 1; /* after the advertisement: due at the masked phase */
             c->floor_n = 0;
         }
+    }
+    if (c->peer && fs.round == c->peer_round && in_round && fs.params.d != c->d) {
+        /* a server that changes the update's size within a round (to make the
+           client allocate past its catalogue's bound before the broadcast is
+           read) gets no update */
+        char why[128];
+        snprintf(why, sizeof why,
+                 "the STATE changed the update from d = %u to %u words within the "
+                 "round",
+                 c->d, fs.params.d);
+        refuse(c, fs.round, why);
     }
     if (c->peer && c->need_update && fs.round == c->peer_round && c->advertised) {
         /* the largest legal broadcast for the announced shape: the item factors and the
@@ -245,7 +257,6 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
                                     "update of d = %u words",
                                     fs.broadcast_len, bmax, fs.params.d);
         c->bc_len = fs.broadcast_len;
-        c->d = fs.params.d;
         *action = PVG_FL_CORE_BROADCAST;
         *round = fs.round;
         *wait_ms = 0;

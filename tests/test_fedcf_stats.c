@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "fl/fl_internal.h"
+#include "t_fl_decode.h"
 #include "model/model_internal.h"
 
 #include <privguide/fl.h>
@@ -63,34 +64,7 @@ static void toy(uint64_t *indptr, uint32_t *items)
 static void decoded(const pvg_fl_model *m, const uint64_t *indptr, const uint32_t *items,
                     const uint32_t *extra, size_t n_extra, double *out, float *factors)
 {
-    const pvg_fl_config *c = fl_model_config(m);
-    fl_code code;
-    assert_int_equal(fl_code_of(c, NI, &code, NULL), PVG_OK);
-    uint8_t *bc;
-    size_t bl;
-    assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, NULL), PVG_OK);
-    uint32_t *sum = calloc(code.d, sizeof *sum), *vec = calloc(code.d, sizeof *vec);
-    pvg_rng *r = pvg_rng_new_INSECURE_deterministic_for_tests(9);
-    for (size_t u = 0; indptr && u < NU; u++) {
-        assert_int_equal(pvg_fl_client_update_ex(bc, bl, items + indptr[u], NULL,
-                                                 (size_t)(indptr[u + 1] - indptr[u]), r, 1, vec,
-                                                 code.d, factors ? factors + u * K : NULL, NULL),
-                         PVG_OK);
-        for (size_t i = 0; i < code.d; i++)
-            sum[i] += vec[i];
-    }
-    if (extra) {
-        assert_int_equal(
-            pvg_fl_client_update_ex(bc, bl, extra, NULL, n_extra, r, 1, vec, code.d, NULL, NULL),
-            PVG_OK);
-        for (size_t i = 0; i < code.d; i++)
-            sum[i] += vec[i];
-    }
-    assert_int_equal(fl_decode(c, &code, pvg_fl_model_round(m), sum, 0, NULL, out, NULL), PVG_OK);
-    free(sum);
-    free(vec);
-    free(bc);
-    pvg_rng_free(r);
+    t_fl_decoded_sum(m, NI, indptr, items, NU, NULL, extra, n_extra, out, factors, K, 9);
 }
 
 /* One client's vector: its rows are its unit factor direction (binary

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "fl/fl_internal.h"
+#include "t_fl_decode.h"
 
 #include <privguide/dp.h>
 #include <privguide/fl.h>
@@ -138,36 +139,8 @@ static void toy_free(toy *t)
 static void decoded_sum(pvg_fl_model *m, const toy *t, const uint8_t *take, const uint32_t *extra,
                         size_t n_extra, double *out, uint64_t seed)
 {
-    const pvg_fl_config *c = fl_model_config(m);
-    fl_code code;
-    assert_int_equal(fl_code_of(c, t->n_items, &code, NULL), PVG_OK);
-    uint8_t *bc;
-    size_t bl;
-    assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, NULL), PVG_OK);
-    uint32_t *sum = calloc(code.d, sizeof *sum), *vec = calloc(code.d, sizeof *vec);
-    pvg_rng *r = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
-    for (size_t u = 0; u < t->n_users; u++) {
-        if (take && !take[u]) continue;
-        uint64_t b = t->indptr[u];
-        assert_int_equal(pvg_fl_client_update_ex(bc, bl, t->items + b, NULL,
-                                                 (size_t)(t->indptr[u + 1] - b), r, 1, vec, code.d,
-                                                 NULL, NULL),
-                         PVG_OK);
-        for (size_t i = 0; i < code.d; i++)
-            sum[i] += vec[i];
-    }
-    if (extra) {
-        assert_int_equal(
-            pvg_fl_client_update_ex(bc, bl, extra, NULL, n_extra, r, 1, vec, code.d, NULL, NULL),
-            PVG_OK);
-        for (size_t i = 0; i < code.d; i++)
-            sum[i] += vec[i];
-    }
-    assert_int_equal(fl_decode(c, &code, pvg_fl_model_round(m), sum, 0, NULL, out, NULL), PVG_OK);
-    free(sum);
-    free(vec);
-    free(bc);
-    pvg_rng_free(r);
+    t_fl_decoded_sum(m, t->n_items, t->indptr, t->items, t->n_users, take, extra, n_extra, out,
+                     NULL, 0, seed);
 }
 
 /* The sum of the encoded updates decodes to the sum of the clients'

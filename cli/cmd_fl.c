@@ -493,6 +493,30 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
             return CLI_EXIT_USAGE;
         }
     }
+    /* the item update and the server's step (docs/federated.md): the sufficient statistics
+       under DP, the damped gradient step without; chosen on the validation splits */
+    int dp_run = cli_has(cx, fname(pre, "epsilon", b, sizeof b));
+    const char *upd = cli_str(cx, fname(pre, "update", b, sizeof b));
+    if (!upd)
+        s->cfg.update = dp_run ? PVG_FL_UPDATE_STATS : PVG_FL_UPDATE_GRADIENT;
+    else if (strcmp(upd, "stats") == 0)
+        s->cfg.update = PVG_FL_UPDATE_STATS;
+    else if (strcmp(upd, "gradient") == 0)
+        s->cfg.update = PVG_FL_UPDATE_GRADIENT;
+    else {
+        fprintf(stderr, "privguide: --%s wants gradient or stats, got '%s'\n", b, upd);
+        return CLI_EXIT_USAGE;
+    }
+    s->cfg.server_lr = cli_double(cx, fname(pre, "server-lr", b, sizeof b), 0.5);
+    if (!(s->cfg.server_lr > 0 && s->cfg.server_lr <= 10)) {
+        fprintf(stderr, "privguide: --%s wants 0 < lr <= 10\n", b);
+        return CLI_EXIT_USAGE;
+    }
+    s->cfg.noise_ridge = cli_double(cx, fname(pre, "noise-ridge", b, sizeof b), dp_run ? 3 : 0);
+    if (!(s->cfg.noise_ridge >= 0 && s->cfg.noise_ridge <= 1e6)) {
+        fprintf(stderr, "privguide: --%s wants 0 <= kappa <= 1e6\n", b);
+        return CLI_EXIT_USAGE;
+    }
     /* the survivor floor: default half the expected cohort, at least 3 */
     double expect = s->q * (double)min_clients;
     uint32_t n_min_def = (uint32_t)ceil(0.5 * expect);
@@ -549,7 +573,12 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     co.sample_rate = s->q;
     co.min_clients = min_clients;
     co.min_survivors = s->n_min;
-    co.k = (uint32_t)cli_int_range(cx, fname(pre, "k", b, sizeof b), 100, 2, 65534);
+    /* 0: the SecAgg+ plan for the largest cohort (pvg_secagg_plan_params, docs/secagg.md) */
+    co.k = (uint32_t)cli_int_range(cx, fname(pre, "k", b, sizeof b), 0, 0, 65534);
+    if (co.k == 1) {
+        fprintf(stderr, "privguide: --%s wants 0 (the plan) or 2..65534\n", b);
+        return CLI_EXIT_USAGE;
+    }
     double ps = cli_double(cx, fname(pre, "phase-seconds", b, sizeof b), 30);
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = ps;
@@ -965,7 +994,7 @@ static const cli_flag serve_flags[] = {
     {"rounds", CLI_INT, "N", "rounds to run, 0 unlimited (default 1)"},
     {"sample-rate", CLI_DOUBLE, "Q", "Poisson sampling rate per round (default 1)"},
     {"min-clients", CLI_INT, "N", "registered clients before the first round (default 3)"},
-    {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
+    {"k", CLI_INT, "K", "SecAgg+ neighbours (default 0: planned from the cohort, docs/secagg.md)"},
     {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
     {"phase-grace", CLI_DOUBLE, "S",
      "close a phase once its quorum is in and no message came for S s (default 0: off)"},
@@ -976,6 +1005,11 @@ static const cli_flag serve_flags[] = {
     {"delta", CLI_DOUBLE, "D", "DP delta (default 1/n^1.1, n = --min-clients)"},
     {"noise", CLI_STR, "MODE", "distributed (default) or central"},
     {"clip", CLI_DOUBLE, "C", "L2 bound of one client's update (default 1000)"},
+    {"update", CLI_STR, "FORM",
+     "item update: stats (default with DP) or gradient (default without)"},
+    {"server-lr", CLI_DOUBLE, "LR", "server step of the gradient form (default 0.5)"},
+    {"noise-ridge", CLI_DOUBLE, "KAPPA",
+     "DP: each item's ridge gains KAPPA noise stds (default 3; server only)"},
     {"min-survivors", CLI_INT, "N",
      "survivor floor: fewer masked inputs abort the round "
      "(default max(3, half the expected cohort))"},
@@ -1004,7 +1038,7 @@ static const cli_flag sim_flags[] = {
     {"dropout", CLI_DOUBLE, "P", "fraction of clients that drop (each in a random phase)"},
     {"factors", CLI_INT, "K", "factors (default 32)"},
     {"rounds", CLI_INT, "N", "rounds (default 1)"},
-    {"k", CLI_INT, "K", "SecAgg+ neighbours (default 100)"},
+    {"k", CLI_INT, "K", "SecAgg+ neighbours (default 0: planned from the cohort, docs/secagg.md)"},
     {"phase-seconds", CLI_DOUBLE, "S", "deadline of each phase (default 30)"},
     {"phase-grace", CLI_DOUBLE, "S",
      "close a phase once its quorum is in and no message came for S s (default 0: off)"},

@@ -344,6 +344,42 @@ static void *late_poller(void *arg)
     return NULL;
 }
 
+/* A client that only POSTs messages after the last round (409 each) is not
+ * polling: fl serve does not wait for it to be told. */
+static void test_junk_after_finish_is_not_polling(void **state)
+{
+    (void)state;
+    atomic_store(&g_now, 9000.0);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options o;
+    clocked_options(&o, 8, 3, rng);
+    o.max_rounds = 1;
+    for (int i = 0; i < 4; i++)
+        o.phase_seconds[i] = 1;
+    pvg_fl_coord *c = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    uint8_t key[3][PVG_FL_NET_KEY_BYTES];
+    for (uint32_t i = 0; i < 3; i++) {
+        key_of(500 + i, key[i]);
+        assert_int_equal(pvg_fl_coord_join(c, key[i], &err), PVG_OK);
+    }
+    wait_phase(c, key[0], PVG_FL_PHASE_ADVERTISE);
+    atomic_store(&g_now, 9002.0);
+    pvg_fl_round_stats rs;
+    assert_int_equal(pvg_fl_coord_wait(c, 1, 60, &rs, &err), PVG_OK);
+    uint32_t told, waiting;
+    uint8_t junk[36] = {0};
+    for (int i = 0; i < 5; i++) {
+        atomic_store(&g_now, 9010.0 + i * 4);
+        assert_int_equal(pvg_fl_coord_submit(c, key[0], junk, sizeof junk, &err), PVG_ERR_STATE);
+        assert_int_equal(pvg_fl_coord_wait_told(c, 5, 0.01, &told, &waiting, &err), PVG_OK);
+        assert_int_equal(waiting, 0);
+    }
+    pvg_fl_coord_free(c);
+    pvg_rng_free(rng);
+}
+
 static void test_finished_is_told_before_stop(void **state)
 {
     (void)state;
@@ -606,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_registry_capacity),
         cmocka_unit_test(test_registrations_expire),
         cmocka_unit_test(test_grace_closes_a_phase),
+        cmocka_unit_test(test_junk_after_finish_is_not_polling),
         cmocka_unit_test(test_finished_is_told_before_stop),
         cmocka_unit_test(test_client_reads_no_oversized_answer),
     };

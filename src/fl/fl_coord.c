@@ -598,13 +598,14 @@ void pvg_fl_coord_free(pvg_fl_coord *c)
     free(c);
 }
 
-/* The registered client with this key, marked seen now; NULL when none. */
-static fl_client *find_client(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES])
+/* The registered client with this key, marked seen now when touch; NULL
+ * when none. */
+static fl_client *find_client(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES], int touch)
 {
     if (!c->n_bucket) return NULL;
     for (uint32_t i = c->bucket[bucket_of(c, key)]; i != NONE; i = c->clients[i].next)
         if (sodium_memcmp(c->clients[i].key, key, PVG_FL_NET_KEY_BYTES) == 0) {
-            c->clients[i].last_seen = now_of(c);
+            if (touch) c->clients[i].last_seen = now_of(c);
             return &c->clients[i];
         }
     return NULL;
@@ -616,7 +617,7 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
     pvg_error_clear(err);
     pthread_mutex_lock(&c->mu);
     pvg_status st = PVG_OK;
-    if (!find_client(c, key)) {
+    if (!find_client(c, key, 1)) {
         if (c->n_clients >= c->capacity) expire_clients(c, now_of(c));
         if (c->n_clients >= c->capacity) {
             st = pvg_error_set(err, PVG_ERR_BUSY,
@@ -689,7 +690,7 @@ pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_
     *out = NULL;
     *out_len = 0;
     pthread_mutex_lock(&c->mu);
-    fl_client *cl = find_client(c, key);
+    fl_client *cl = find_client(c, key, 1);
     if (!cl) {
         pthread_mutex_unlock(&c->mu);
         return pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: not registered (POST /v1/fl/join)");
@@ -764,7 +765,9 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
                                 len);
     pthread_mutex_lock(&c->mu);
     pvg_status st = PVG_OK;
-    fl_client *cl = find_client(c, key);
+    /* a message after the last round (409) does not count as polling:
+       pvg_fl_coord_wait_told waits only for clients that still ask for the state */
+    fl_client *cl = find_client(c, key, c->phase != PVG_FL_PHASE_FINISHED);
     int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
     uint32_t sender = (uint32_t)msg[24] | (uint32_t)msg[25] << 8 | (uint32_t)msg[26] << 16 |
                       (uint32_t)msg[27] << 24;

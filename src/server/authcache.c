@@ -27,6 +27,9 @@ typedef struct entry {
 struct pvg_srv_authcache {
     pthread_mutex_t mu;
     double ttl;
+    uint64_t generation; /* bumped by every clear: a store check that began
+                            before a clear (a revocation, erasure or
+                            suspension) is not written back after it */
     entry slots[SLOTS];
 };
 
@@ -52,6 +55,7 @@ void pvg_srv_authcache_clear(pvg_srv_authcache *c)
     if (!c) return;
     pthread_mutex_lock(&c->mu);
     sodium_memzero(c->slots, sizeof c->slots);
+    c->generation++;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -95,6 +99,7 @@ pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, p
     int64_t wall = (int64_t)time(NULL);
     size_t home = home_of(cred);
     pthread_mutex_lock(&c->mu);
+    uint64_t gen = c->generation;
     for (size_t w = 0; w < WINDOW; w++) {
         entry *e = &c->slots[(home + w) & (SLOTS - 1)];
         if (!id_is(e, cred)) continue;
@@ -114,6 +119,11 @@ pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, p
         return st;
     }
     pthread_mutex_lock(&c->mu);
+    if (c->generation != gen) { /* cleared meanwhile: the answer may predate it */
+        pthread_mutex_unlock(&c->mu);
+        sodium_memzero(h, sizeof h);
+        return PVG_OK;
+    }
     /* the credential's own slot, else a free or expired one, else the
      * window's oldest */
     entry *e = NULL;

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "fl/fl_internal.h"
+#include "model/model_internal.h"
 #include "t_fl_decode.h"
 
 #include <privguide/dp.h>
@@ -445,38 +446,7 @@ static void test_accountant(void **state)
 }
 
 /* Exact centralised iALS with the same loss (the reference): alternating
- * Cholesky solves. */
-static int chol_solve(double *A, size_t f, double *x)
-{
-    for (size_t j = 0; j < f; j++) {
-        double d = A[j * f + j];
-        for (size_t k = 0; k < j; k++)
-            d -= A[j * f + k] * A[j * f + k];
-        if (!(d > 0)) return -1;
-        d = sqrt(d);
-        A[j * f + j] = d;
-        for (size_t i = j + 1; i < f; i++) {
-            double s = A[i * f + j];
-            for (size_t k = 0; k < j; k++)
-                s -= A[i * f + k] * A[j * f + k];
-            A[i * f + j] = s / d;
-        }
-    }
-    for (size_t i = 0; i < f; i++) {
-        double s = x[i];
-        for (size_t k = 0; k < i; k++)
-            s -= A[i * f + k] * x[k];
-        x[i] = s / A[i * f + i];
-    }
-    for (size_t i = f; i-- > 0;) {
-        double s = x[i];
-        for (size_t k = i + 1; k < f; k++)
-            s -= A[k * f + i] * x[k];
-        x[i] = s / A[i * f + i];
-    }
-    return 0;
-}
-
+ * Cholesky solves (pvg_cholesky_solve, tested in test_model). */
 /* Solves rows of X (n_rows) given Y (n_cols) over a row-major 0/1 matrix. */
 static void als_half(const uint8_t *M, size_t nr, size_t ncl, int by_col, const double *Y,
                      double *X, size_t f, double reg, double a0)
@@ -504,7 +474,7 @@ static void als_half(const uint8_t *M, size_t nr, size_t ncl, int by_col, const 
         }
         for (size_t p = 0; p < f; p++)
             A[p * f + p] += reg * ((double)cnt + a0 * (double)ncl);
-        assert_int_equal(chol_solve(A, f, b), 0);
+        assert_int_equal(pvg_cholesky_solve(A, f, b), 0);
         memcpy(X + r * f, b, f * sizeof *b);
     }
     free(G);

@@ -140,6 +140,28 @@ static double thread_cpu(void)
 
 /* ---- scoring alone (no HTTP): the reference path against the fast one ---- */
 
+/* Scoring jobs a = 0..nb-1 for shoppers first + a: their factor row of U
+ * (f wide), their history excluded (when hist_indptr), top k into
+ * idx[a] / sc[a]; jp[a] points at jobs[a]. */
+static void fill_jobs(pvg_serve_job *jobs, pvg_serve_job **jp, int64_t (*idx)[10], float (*sc)[10],
+                      size_t nb, size_t first, const float *U, size_t f, const uint32_t *hist_items,
+                      const uint64_t *hist_indptr, size_t k)
+{
+    for (size_t a = 0; a < nb; a++) {
+        size_t u = first + a;
+        memset(&jobs[a], 0, sizeof jobs[a]);
+        jobs[a].u = U + u * f;
+        if (hist_indptr) {
+            jobs[a].excl = hist_items + hist_indptr[u];
+            jobs[a].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
+        }
+        jobs[a].k = k;
+        jobs[a].idx = idx[a];
+        jobs[a].sc = sc[a];
+        jp[a] = &jobs[a];
+    }
+}
+
 /* Per-user time of the reference path (every item scored from the f16
  * copy, heap top-k: what served before the int8 path) and of the int8
  * batch path at batch sizes 1..32, and recall@10 of the fast answer
@@ -184,19 +206,7 @@ static void scoring_json(const float *V, const uint16_t *V16, size_t n, size_t f
         size_t done = 0;
         do {
             for (size_t a0 = 0; a0 + nb <= nu && a0 < 64; a0 += nb) {
-                for (size_t a = 0; a < nb; a++) {
-                    size_t u = a0 + a;
-                    memset(&jobs[a], 0, sizeof jobs[a]);
-                    jobs[a].u = U + u * f;
-                    if (hist_indptr) {
-                        jobs[a].excl = hist_items + hist_indptr[u];
-                        jobs[a].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
-                    }
-                    jobs[a].k = k;
-                    jobs[a].idx = jidx[a];
-                    jobs[a].sc = jsc[a];
-                    jp[a] = &jobs[a];
-                }
+                fill_jobs(jobs, jp, jidx, jsc, nb, a0, U, f, hist_items, hist_indptr, k);
                 if (pvg_serve_score(&Q, V, (const pvg_serve_job *const *)jp, nb)) DIE("score");
                 done += nb;
             }
@@ -206,16 +216,7 @@ static void scoring_json(const float *V, const uint16_t *V16, size_t n, size_t f
     /* recall against exact float scores */
     size_t hit = 0, total = 0, nr = nu < 200 ? nu : 200;
     for (size_t u = 0; u < nr; u++) {
-        memset(&jobs[0], 0, sizeof jobs[0]);
-        jobs[0].u = U + u * f;
-        if (hist_indptr) {
-            jobs[0].excl = hist_items + hist_indptr[u];
-            jobs[0].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
-        }
-        jobs[0].k = k;
-        jobs[0].idx = jidx[0];
-        jobs[0].sc = jsc[0];
-        jp[0] = &jobs[0];
+        fill_jobs(jobs, jp, jidx, jsc, 1, u, U, f, hist_items, hist_indptr, k);
         if (pvg_serve_score(&Q, V, (const pvg_serve_job *const *)jp, 1)) DIE("score");
         pvg_matvec_naive(V, n, f, U + u * f, scores);
         for (size_t q = 0; q < jobs[0].n_excl; q++)
@@ -284,17 +285,7 @@ static void index_json(const pvg_model *m, const float *U, size_t nu, const uint
             size_t nb = b ? 8 : 1, done = 0;
             double t0 = thread_cpu();
             for (size_t a0 = 0; a0 + nb <= nu; a0 += nb) {
-                for (size_t a = 0; a < nb; a++) {
-                    size_t u = a0 + a;
-                    memset(&jobs[a], 0, sizeof jobs[a]);
-                    jobs[a].u = U + u * f;
-                    jobs[a].excl = hist_items + hist_indptr[u];
-                    jobs[a].n_excl = (size_t)(hist_indptr[u + 1] - hist_indptr[u]);
-                    jobs[a].k = k;
-                    jobs[a].idx = jidx[a];
-                    jobs[a].sc = jsc[a];
-                    jp[a] = &jobs[a];
-                }
+                fill_jobs(jobs, jp, jidx, jsc, nb, a0, U, f, hist_items, hist_indptr, k);
                 if (pvg_ivf_score(&ix, m->V, np, (const pvg_serve_job *const *)jp, nb))
                     DIE("score");
                 done += nb;

@@ -19,7 +19,17 @@
  *                    [monitor_reps=0]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  * PVG_BENCH_SERVE_DIR=DIR keeps the store, model and wrk script in DIR and
- * reuses them when the sizes match (setup_s then 0).
+ * reuses them when the sizes match (setup_s then 0; setup_reused has the
+ * figures of the run that made them).
+ * PVG_BENCH_SERVE_DATA=cyclic|categories|departments: how the purchases are
+ * drawn (pick_item); departments trains with the product's iALS defaults,
+ * and its factors cluster (the index serves at 200,000 and 1,000,000 items), e.g.
+ * PVG_BENCH_SERVE_DATA=departments build/bench_serve 5 1000000 64 20000 1000 4 3 0
+ * (setup about 2 minutes: the catalogue, 1.16M purchases through the bulk
+ * events route, 16 iALS epochs). After each run the server is asked for the
+ * lists of the first 256 requesting shoppers over HTTP with their own
+ * tokens and those are compared with exact float scoring of every item
+ * (served_recall_at_10_vs_exact): the recall of what the server served.
  */
 #include "model/model_internal.h"
 #include "server/server_internal.h"
@@ -34,7 +44,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -250,30 +265,21 @@ static void scoring_json(const float *V, const uint16_t *V16, size_t n, size_t f
  * per shopper (batches of 1 and 8) over the nu shoppers U (histories
  * excluded). Writes a JSON object into out. */
 static void index_json(const pvg_model *m, const float *U, size_t nu, const uint64_t *hist_indptr,
-                       const uint32_t *hist_items, char *out, size_t len)
+                       const uint32_t *hist_items, const int64_t (*want)[10], const size_t *nwant,
+                       char *out, size_t len)
 {
     size_t n = m->n_items, f = m->factors, k = 10;
     pvg_ivf ix;
     if (pvg_ivf_build(m->V, n, f, 0, m->U, m->n_users, m->hist_indptr, m->hist_items, &ix))
         DIE("out of memory");
-    float *scores = malloc(n * sizeof *scores);
-    int64_t(*want)[10] = malloc(nu * sizeof *want);
-    size_t *nwant = malloc(nu * sizeof *nwant);
-    if (!scores || !want || !nwant) DIE("out of memory");
-    float sc[10];
-    for (size_t u = 0; u < nu; u++) {
-        pvg_matvec_naive(m->V, n, f, U + u * f, scores);
-        for (uint64_t q = hist_indptr[u]; q < hist_indptr[u + 1]; q++)
-            scores[hist_items[q]] = -INFINITY;
-        nwant[u] = pvg_topk(scores, n, k, want[u], sc);
-    }
     size_t probes[4] = {pvg_ivf_default_nprobe(&ix), (ix.nlist + 19) / 20, (ix.nlist + 9) / 10,
                         (ix.nlist + 4) / 5};
     int o = snprintf(out, len,
                      "{\"nlist\":%zu,\"nprobe_measured\":%zu,\"share\":%.3f,\"max_share\":%.2f,"
-                     "\"build_cpu_s\":%.2f,\"calibrated_on\":\"model shoppers\",\"at\":[",
+                     "\"build_s\":%.2f,\"build_cpu_s\":%.2f,\"bytes\":%zu,"
+                     "\"calibrated_on\":\"model shoppers\",\"at\":[",
                      ix.nlist, probes[0], (double)probes[0] / (double)ix.nlist, PVG_IVF_MAX_SHARE,
-                     ix.build_cpu_seconds);
+                     ix.build_seconds, ix.build_cpu_seconds, pvg_ivf_bytes(&ix));
     pvg_serve_job jobs[8];
     pvg_serve_job *jp[8];
     int64_t jidx[8][10];
@@ -305,9 +311,24 @@ static void index_json(const pvg_model *m, const float *U, size_t nu, const uint
     }
     snprintf(out + o, len - (size_t)o, "],\"recall_users\":%zu}", nu);
     pvg_ivf_free(&ix);
+}
+
+/* Exact top-10 (float scores of every item, the shopper's history
+ * excluded, as serving excludes it) of the nu shoppers U[nu x f] into
+ * want / nwant. */
+static void exact_top10(const pvg_model *m, const float *U, size_t nu, const uint64_t *hist_indptr,
+                        const uint32_t *hist_items, int64_t (*want)[10], size_t *nwant)
+{
+    size_t n = m->n_items, f = m->factors;
+    float *scores = malloc(n * sizeof *scores), sc[10];
+    if (!scores) DIE("out of memory");
+    for (size_t u = 0; u < nu; u++) {
+        pvg_matvec_naive(m->V, n, f, U + u * f, scores);
+        for (uint64_t q = hist_indptr[u]; q < hist_indptr[u + 1]; q++)
+            scores[hist_items[q]] = -INFINITY;
+        nwant[u] = pvg_topk(scores, n, 10, want[u], sc);
+    }
     free(scores);
-    free(want);
-    free(nwant);
 }
 
 /* bench_serve scoring [items] [factors] [users]: scoring alone on synthetic
@@ -345,6 +366,204 @@ static int scoring_main(int argc, char **argv)
     free(U);
     free(V16);
     return 0;
+}
+
+/* ---- the served lists against exact scoring ---- */
+
+/* kB of the process's resident set now (field "VmRSS:") or at its peak
+ * ("VmHWM:"), from /proc/self/status; -1 when unknown */
+static long status_kb(const char *field)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, strlen(field)) == 0) {
+            kb = atol(line + strlen(field));
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/* GET path on 127.0.0.1:port with the Authorization header auth (HTTP/1.1,
+ * Connection: close); the body into buf (NUL-terminated). Returns the HTTP
+ * status, or -1. */
+static int http_get(int port, const char *path, const char *auth, char *buf, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {10, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char req[2048];
+    int rl = snprintf(req, sizeof req,
+                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\n"
+                      "Connection: close\r\n\r\n",
+                      path, auth);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || rl <= 0 ||
+        (size_t)rl >= sizeof req || write(fd, req, (size_t)rl) != rl) {
+        close(fd);
+        return -1;
+    }
+    size_t got = 0;
+    long want = -1; /* header bytes + Content-Length, once known */
+    while (got + 1 < cap && (want < 0 || (long)got < want)) {
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+        buf[got] = 0;
+        char *he = strstr(buf, "\r\n\r\n");
+        if (he && want < 0) {
+            for (char *q = buf; q < he; q++)
+                if (strncasecmp(q, "\r\ncontent-length:", 17) == 0) {
+                    want = (long)(he + 4 - buf) + atol(q + 17);
+                    break;
+                }
+        }
+    }
+    close(fd);
+    buf[got] = 0;
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
+    char *he = strstr(buf, "\r\n\r\n");
+    if (!he) return -1;
+    memmove(buf, he + 4, strlen(he + 4) + 1);
+    return status;
+}
+
+/* The Authorization values of the wrk script (shopper U<i> at i). */
+static char **read_tokens(const char *lua, long n)
+{
+    FILE *f = fopen(lua, "r");
+    if (!f) DIE("cannot read %s", lua);
+    char **tok = calloc((size_t)n, sizeof *tok), line[1024];
+    long i = 0;
+    if (!tok) DIE("out of memory");
+    while (i < n && fgets(line, sizeof line, f)) {
+        char *b = strstr(line, "\"Bearer "), *e = b ? strchr(b + 1, '"') : NULL;
+        if (!e) continue;
+        *e = 0;
+        if (!(tok[i++] = strdup(b + 1))) DIE("out of memory");
+    }
+    fclose(f);
+    if (i < n) DIE("%s: %ld tokens, want %ld", lua, i, n);
+    return tok;
+}
+
+/* recall@10 of the lists the server at port answers (GET
+ * /v1/users/U<a>/recommendations?k=10 with shopper a's own token) against
+ * the exact lists ids[a] of the first nu shoppers; appends a JSON fragment
+ * to out. */
+static void served_recall(int port, char **tok, size_t nu, char (*ids)[10][24], const size_t *n_ids,
+                          char *out, size_t len)
+{
+    size_t hit = 0, total = 0, bad = 0, distinct = 0;
+    char *body = malloc(1 << 16), path[64];
+    char(*seen)[24] = calloc(nu * 10, sizeof *seen);
+    if (!body || !seen) DIE("out of memory");
+    for (size_t a = 0; a < nu; a++) {
+        snprintf(path, sizeof path, "/v1/users/U%zu/recommendations?k=10", a);
+        if (http_get(port, path, tok[a], body, 1 << 16) != 200) {
+            bad++;
+            continue;
+        }
+        total += n_ids[a];
+        const char *q = strstr(body, "\"items\"");
+        for (int got = 0; q && got < 10 && (q = strstr(q, "\"item\":\"")); got++) {
+            q += 8;
+            const char *e = strchr(q, '"');
+            if (!e) break;
+            char id[24];
+            snprintf(id, sizeof id, "%.*s", (int)(e - q < 23 ? e - q : 23), q);
+            for (size_t r = 0; r < n_ids[a]; r++)
+                hit += strcmp(id, ids[a][r]) == 0;
+            size_t d = 0;
+            while (d < distinct && strcmp(seen[d], id) != 0)
+                d++;
+            if (d == distinct) memcpy(seen[distinct++], id, sizeof id);
+            q = e;
+        }
+    }
+    size_t ol = strlen(out);
+    if (ol && out[ol - 1] == '}')
+        snprintf(out + ol - 1, len - (ol - 1),
+                 ",\"served_recall_at_10_vs_exact\":%.4f,\"recall_shoppers\":%zu,"
+                 "\"recall_failed\":%zu,\"distinct_items_in_lists\":%zu}",
+                 total ? (double)hit / (double)total : 0.0, nu - bad, bad, distinct);
+    free(body);
+    free(seen);
+}
+
+/* ---- the synthetic shop ---- */
+
+/* How the synthetic purchases are drawn (PVG_BENCH_SERVE_DATA). */
+enum { DATA_CYCLIC, DATA_CATEGORIES, DATA_DEPARTMENTS };
+
+static double unit(void)
+{
+    return (double)(rnd() >> 11) / 9007199254740992.0;
+}
+
+/* The item of shopper u's purchase j of per_user (the first per_user - 8
+ * are runs of consecutive items, so that every item is bought at least
+ * once; the rest skewed to popular items), over n items. */
+static long pick_item(int kind, long u, long j, long per_user, long n)
+{
+    const long CAT = 500; /* items per category */
+    long run = per_user - 8;
+    if (kind == DATA_CYCLIC) {
+        if (j < run) return (u * run + j) % n;
+        double x = unit();
+        return (long)((double)n * x * x * x); /* skew */
+    }
+    long n_cat = (n + CAT - 1) / CAT, c1 = u % n_cat;
+#define CAT_SIZE(c) ((c) == n_cat - 1 ? n - (c)*CAT : CAT)
+    /* categories of CAT consecutive items; shopper u's own category
+     * u % n_cat (its runs of consecutive items cover every item), a second
+     * one, and now and then anything */
+    if (kind == DATA_CATEGORIES) {
+        long c2 = (u * 7919 + 13) % n_cat;
+        double x = unit(), y = unit();
+        if (j < run) return c1 * CAT + ((u / n_cat) * run + j) % CAT_SIZE(c1);
+        if (y < 0.6) return c1 * CAT + (long)((double)CAT_SIZE(c1) * x * x * x);
+        if (y < 0.85) return c2 * CAT + (long)((double)CAT_SIZE(c2) * x * x * x);
+        return (long)((double)n * x * x * x);
+    }
+    /* departments of DEPT categories: the shopper's second category is in
+     * the department of the first, some purchases anywhere in that
+     * department, a few anywhere in the shop */
+    const long DEPT = 20;
+    long d0 = c1 / DEPT * DEPT, dn = n_cat - d0 < DEPT ? n_cat - d0 : DEPT;
+    long c2 = dn > 1 ? d0 + (c1 - d0 + 1 + (u / n_cat) % (dn - 1)) % dn : c1;
+    double x = unit(), y = unit();
+    if (j < run) return c1 * CAT + ((u / n_cat) * run + j) % CAT_SIZE(c1);
+    if (y < 0.5) return c1 * CAT + (long)((double)CAT_SIZE(c1) * x * x * x);
+    if (y < 0.75) return c2 * CAT + (long)((double)CAT_SIZE(c2) * x * x * x);
+    if (y < 0.9) {
+        long c = d0 + (long)(rnd() % (uint64_t)dn);
+        return c * CAT + (long)((double)CAT_SIZE(c) * x * x * x);
+    }
+    return (long)((double)n * x * x * x);
+#undef CAT_SIZE
+}
+
+/* Puts n prepared events through the store's bulk route (one transaction);
+ * every one must be taken. */
+static void put_events(pvg_store *s, const pvg_event_in *in, pvg_event_out *out, size_t n)
+{
+    pvg_error err;
+    long long stored = 0, dup = 0;
+    if (n == 0) return;
+    if (pvg_store_events_put(s, in, n, out, &stored, &dup, &err) != PVG_OK)
+        DIE("events put: %s", err.text);
+    for (size_t i = 0; i < n; i++)
+        if (out[i].status != PVG_OK) DIE("event %zu refused: %s", i, out[i].message);
 }
 
 int main(int argc, char **argv)
@@ -385,16 +604,25 @@ int main(int argc, char **argv)
     snprintf(ready, sizeof ready, "%s/ready", dir);
     /* PVG_BENCH_SERVE_DATA: "cyclic" (default: each shopper buys a run of
      * consecutive items plus popular ones; the trained factors have little
-     * cluster structure) or "categories" (items in categories of 500, each
+     * cluster structure), "categories" (items in categories of 500, each
      * shopper keen on two of them, popularity skewed within each: the
-     * structure of a real shop's catalogue) */
+     * structure of a real shop's catalogue) or "departments" (the same
+     * categories grouped 20 to a department, a shopper's two categories and
+     * a share of their purchases in one department) */
     const char *data_env = getenv("PVG_BENCH_SERVE_DATA");
-    int categories = data_env && strcmp(data_env, "categories") == 0;
-    if (data_env && *data_env && !categories && strcmp(data_env, "cyclic") != 0)
-        DIE("PVG_BENCH_SERVE_DATA: want cyclic or categories, got \"%.40s\"", data_env);
-    snprintf(sizes, sizeof sizes, "%ld %d %ld %ld%s\n", n_items, factors, n_users, req_users,
-             categories ? " categories" : "");
+    static const char *const kinds[] = {"cyclic", "categories", "departments"};
+    int kind = DATA_CYCLIC;
+    if (data_env && *data_env) {
+        for (kind = 0; kind < 3 && strcmp(data_env, kinds[kind]) != 0; kind++)
+            ;
+        if (kind == 3)
+            DIE("PVG_BENCH_SERVE_DATA: want cyclic, categories or departments, got \"%.40s\"",
+                data_env);
+    }
+    snprintf(sizes, sizeof sizes, "%ld %d %ld %ld%s%s\n", n_items, factors, n_users, req_users,
+             kind ? " " : "", kind ? kinds[kind] : "");
     int reuse = 0;
+    char setup_js[512] = "";
     if (keep && *keep) {
         char have[128] = "";
         FILE *rf = fopen(ready, "r");
@@ -403,6 +631,20 @@ int main(int argc, char **argv)
             fclose(rf);
         }
         reuse = strcmp(have, sizes) == 0;
+        /* the second line: the setup's figures when it was made */
+        char made[400] = "";
+        if (reuse && (rf = fopen(ready, "r"))) {
+            if (!fgets(have, sizeof have, rf) || !fgets(made, sizeof made, rf)) made[0] = 0;
+            fclose(rf);
+        }
+        size_t ml = strlen(made);
+        while (ml && made[ml - 1] == '\n')
+            made[--ml] = 0;
+        int made_ok = strncmp(made, "\"setup_s\":", 10) == 0 && ml && made[ml - 1] == '}';
+        if (reuse)
+            snprintf(setup_js, sizeof setup_js,
+                     "\"setup_s\":0,\"train_s\":0,\"setup_reused\":%s%s%s", made_ok ? "{" : "",
+                     made_ok ? made : "null", made_ok ? "}" : "");
         if (!reuse) {
             snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s'", dd, lua, ready);
             if (system(cmd) != 0) DIE("cannot clear %s", dir);
@@ -412,9 +654,15 @@ int main(int argc, char **argv)
     if (!reuse && pvg_store_init(dd, NULL, &err) != PVG_OK) DIE("init: %s", err.text);
     pvg_store *s = NULL;
     if (pvg_store_open(dd, &s, &err) != PVG_OK) DIE("open: %s", err.text);
-    double t0 = now_s(), train_s = 0, setup_s = 0;
+    long long n_events = 0;
+    int train_epochs = 0;
+    double t0 = now_s(), train_s = 0, setup_s = 0, catalog_s = 0, events_s = 0, dataset_s = 0;
     pvg_model *m = NULL;
     pvg_dataset *ds = NULL;
+    /* the exact top-10 of the first n_exact requesting shoppers */
+    static char exact_ids[256][10][24];
+    static size_t exact_n[256];
+    size_t n_exact = 0;
     if (reuse) {
         if (pvg_model_load_store(mp, s, &m, &err) != PVG_OK) DIE("model: %s", err.text);
         goto scoring;
@@ -430,68 +678,68 @@ int main(int argc, char **argv)
         if (pvg_store_item_put(s, &it, NULL, &err) != PVG_OK) DIE("item: %s", err.text);
     }
     if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
+    catalog_s = now_s() - t0;
 
     /* interactions through the store (the server serves only models trained
      * from its store): every item at least once, the rest skewed to popular
-     * items */
+     * items; put as the API's bulk route does (pvg_store_events_put: the
+     * events prepared and sealed outside the write transaction, then one
+     * commit per batch of EVENTS_BATCH) */
+    double t_cat = now_s();
     long per_user = (n_items + n_users - 1) / n_users + 8;
     int64_t ts = (int64_t)time(NULL) - 86400;
-    if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
+    enum { EVENTS_BATCH = 16384 };
+    pvg_event *evs = calloc(EVENTS_BATCH, sizeof *evs);
+    pvg_event_in *ein = calloc(EVENTS_BATCH, sizeof *ein);
+    pvg_event_out *eout = calloc(EVENTS_BATCH, sizeof *eout);
+    char(*eitem)[24] = calloc(EVENTS_BATCH, sizeof *eitem);
+    char(*euser)[24] = calloc(EVENTS_BATCH, sizeof *euser);
+    if (!evs || !ein || !eout || !eitem || !euser) DIE("out of memory");
+    size_t nb = 0;
     for (long u = 0; u < n_users; u++) {
-        char user[32];
-        snprintf(user, sizeof user, "U%ld", u);
-        for (long j = 0; j < per_user; j++) {
-            long item;
-            if (categories) {
-                /* categories of CAT consecutive items; shopper u's own
-                 * category u % n_cat (its runs of consecutive items cover
-                 * every item), a second one, and now and then anything */
-                const long CAT = 500;
-                long n_cat = (n_items + CAT - 1) / CAT, run = per_user - 8;
-                long c1 = u % n_cat, c2 = (u * 7919 + 13) % n_cat;
-                long size1 = c1 == n_cat - 1 ? n_items - c1 * CAT : CAT;
-                double x = (double)(rnd() >> 11) / 9007199254740992.0,
-                       y = (double)(rnd() >> 11) / 9007199254740992.0;
-                if (j < run)
-                    item = c1 * CAT + ((u / n_cat) * run + j) % size1;
-                else if (y < 0.6)
-                    item = c1 * CAT + (long)((double)size1 * x * x * x);
-                else if (y < 0.85) {
-                    long size2 = c2 == n_cat - 1 ? n_items - c2 * CAT : CAT;
-                    item = c2 * CAT + (long)((double)size2 * x * x * x);
-                } else
-                    item = (long)((double)n_items * x * x * x);
-            } else if (j < per_user - 8)
-                item = (u * (per_user - 8) + j) % n_items;
-            else {
-                double x = (double)(rnd() >> 11) / 9007199254740992.0;
-                item = (long)((double)n_items * x * x * x); /* skew */
-            }
-            char id[32];
-            snprintf(id, sizeof id, "I%06ld", item);
-            pvg_event e = {0};
-            e.type = PVG_EVENT_PURCHASE;
-            e.item = id;
-            e.ts = ts + j;
-            int outcome;
-            if (pvg_store_event_put(s, user, &e, NULL, &outcome, &err) != PVG_OK)
-                DIE("event: %s", err.text);
+        if (nb + (size_t)per_user > EVENTS_BATCH) {
+            put_events(s, ein, eout, nb);
+            n_events += (long long)nb;
+            nb = 0;
         }
-        if (u % 5000 == 4999 &&
-            (pvg_store_commit(s, &err) != PVG_OK || pvg_store_begin(s, &err) != PVG_OK))
-            DIE("commit: %s", err.text);
+        for (long j = 0; j < per_user; j++, nb++) {
+            long item = pick_item(kind, u, j, per_user, n_items);
+            snprintf(eitem[nb], sizeof eitem[nb], "I%06ld", item);
+            snprintf(euser[nb], sizeof euser[nb], "U%ld", u);
+            memset(&evs[nb], 0, sizeof evs[nb]);
+            evs[nb].type = PVG_EVENT_PURCHASE;
+            evs[nb].item = eitem[nb];
+            evs[nb].ts = ts + j;
+            ein[nb].user = euser[nb];
+            ein[nb].event = &evs[nb];
+            ein[nb].dedup_key = NULL;
+            ein[nb].index = (long)nb;
+        }
     }
-    if (pvg_store_commit(s, &err) != PVG_OK) DIE("commit: %s", err.text);
+    put_events(s, ein, eout, nb);
+    n_events += (long long)nb;
+    free(evs);
+    free(ein);
+    free(eout);
+    free(eitem);
+    free(euser);
+    events_s = now_s() - t_cat;
+    double t_ds = now_s();
     if (pvg_dataset_load_store(s, NULL, &ds, NULL, &err) != PVG_OK) DIE("dataset: %s", err.text);
+    dataset_s = now_s() - t_ds;
     pvg_train_params p;
     pvg_train_params_default(PVG_MODEL_IALS, &p);
     p.factors = factors;
-    p.epochs = 2;
+    /* cyclic and categories: 2 epochs (the figures in docs/models.md were
+     * taken so); departments: the product's default (16) */
+    if (kind != DATA_DEPARTMENTS) p.epochs = 2;
+    train_epochs = p.epochs;
     p.threads = 2;
     double t1 = now_s();
     if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK) DIE("train: %s", err.text);
     train_s = now_s() - t1;
     if (pvg_model_save(m, mp, &err) != PVG_OK) DIE("save: %s", err.text);
+    setup_s = now_s() - t0;
 scoring:
     /* scoring alone on the trained model: the requesting shoppers' rows */
     char scoring[1024], index[1536];
@@ -519,7 +767,23 @@ scoring:
             ip[a + 1] = nh;
         }
         scoring_json(m->V, m->V16, m->n_items, f, U, nu, ip, hi, scoring, sizeof scoring);
-        index_json(m, U, nu, ip, hi, index, sizeof index);
+        /* the exact lists of the first nu requesting shoppers: for the
+         * index's recall here and the served lists' recall after each run */
+        n_exact = nu;
+        int64_t(*want)[10] = malloc(nu * sizeof *want);
+        size_t *nwant = malloc(nu * sizeof *nwant);
+        if (!want || !nwant) DIE("out of memory");
+        exact_top10(m, U, nu, ip, hi, want, nwant);
+        for (size_t a = 0; a < nu; a++) {
+            exact_n[a] = nwant[a];
+            for (size_t r = 0; r < nwant[a]; r++) {
+                const char *id = pvg_model_item_id(m, want[a][r]);
+                snprintf(exact_ids[a][r], sizeof exact_ids[a][r], "%s", id ? id : "");
+            }
+        }
+        index_json(m, U, nu, ip, hi, (const int64_t(*)[10])want, nwant, index, sizeof index);
+        free(want);
+        free(nwant);
         free(U);
         free(ip);
         free(hi);
@@ -533,6 +797,7 @@ scoring:
     }
 
     /* the requesting users consent to personalisation */
+    double t_tok = now_s();
     if (pvg_store_begin(s, &err) != PVG_OK) DIE("begin: %s", err.text);
     for (long u = 0; u < req_users; u++) {
         char user[32];
@@ -556,7 +821,12 @@ scoring:
     }
     fprintf(f, "}\n");
     pvg_store_free(s);
-    setup_s = now_s() - t0;
+    setup_s += now_s() - t_tok;
+    snprintf(setup_js, sizeof setup_js,
+             "\"setup_s\":%.1f,\"train_s\":%.1f,\"setup\":{\"catalog_s\":%.1f,\"events\":%lld,"
+             "\"events_s\":%.1f,\"dataset_s\":%.1f,\"epochs\":%d,\"peak_rss_mb\":%.0f}",
+             setup_s, train_s, catalog_s, n_events, events_s, dataset_s, train_epochs,
+             (double)status_kb("VmHWM:") / 1024.0);
     fprintf(
         f,
         "local n = %ld\n"
@@ -583,7 +853,8 @@ scoring:
     fclose(f);
     if (keep && *keep) {
         FILE *rf = fopen(ready, "w");
-        if (!rf || fputs(sizes, rf) < 0 || fclose(rf) != 0) DIE("cannot write %s", ready);
+        if (!rf || fputs(sizes, rf) < 0 || fprintf(rf, "%s\n", setup_js) < 0 || fclose(rf) != 0)
+            DIE("cannot write %s", ready);
     }
 serve:;
 
@@ -596,6 +867,7 @@ serve:;
     /* PVG_BENCH_SERVE_PASSES: which of the four runs (e.g. "0" or "0,2";
      * default all), to profile one; the others print null */
     const char *passes = getenv("PVG_BENCH_SERVE_PASSES");
+    char **tok = n_exact ? read_tokens(lua, (long)n_exact) : NULL;
     for (int pass = 0; pass < 4; pass++) {
         char pc[2] = {(char)('0' + pass), 0};
         if (passes && *passes && !strstr(passes, pc)) {
@@ -614,7 +886,11 @@ serve:;
         o.threads = pass == 3 ? wide_threads : server_threads;
         o.cache_entries = pass == 2 ? 0 : -1;
         pvg_server *srv = NULL;
+        /* the server loads the model and makes its serving state (the int8
+         * copy, or the index: built and calibrated) before it answers */
+        double st0 = now_s();
         if (pvg_server_start(&o, &srv, &err) != PVG_OK) DIE("start: %s", err.text);
+        double start_s = now_s() - st0;
         int port = pvg_server_port(srv);
         pvg_srv_model *sm = pvg_srv_model_acquire(srv);
         if (!sm) DIE("no model in service");
@@ -652,7 +928,8 @@ serve:;
                      ",\"personalized\":%lld,\"cache_hits\":%lld,\"batches\":%lld,"
                      "\"mean_batch\":%.2f,\"max_batch\":%lld,\"audit_commits\":%lld,"
                      "\"mean_audit_batch\":%.2f,\"server_cpu_us_per_request\":%.1f,"
-                     "\"scorer\":\"%s\",\"nprobe\":%zu,\"nlist\":%zu,\"loadavg\":%.2f}",
+                     "\"scorer\":\"%s\",\"nprobe\":%zu,\"nlist\":%zu,\"loadavg\":%.2f,"
+                     "\"server_start_s\":%.1f,\"rss_mb\":%.0f}",
                      pers, hits, b1 - b0, b1 > b0 ? (double)(j1 - j0) / (double)(b1 - b0) : 0.0,
                      mb1, ac, ac ? (double)ae / (double)ac : 0.0,
                      pers > 0 ? cpu * 1e6 / (double)pers : 0.0,
@@ -660,7 +937,11 @@ serve:;
                      : use_ix ? "ivf"
                               : "int8_scan",
                      use_ix ? pvg_serve_nprobe(ss) : 0,
-                     use_ix ? pvg_ivf_default_nlist(pvg_model_n_items(sm->model)) : 0, loadavg());
+                     use_ix ? pvg_ivf_default_nlist(pvg_model_n_items(sm->model)) : 0, loadavg(),
+                     start_s, (double)status_kb("VmRSS:") / 1024.0);
+        /* what the server answered the first n_exact requesting shoppers,
+         * against exact scoring of every item */
+        if (n_exact) served_recall(port, tok, n_exact, exact_ids, exact_n, out, 1024);
         pvg_srv_model_release(sm);
         pvg_server_free(srv);
     }
@@ -720,17 +1001,20 @@ serve:;
     printf("{\"bench\":\"serve\",\"route\":\"GET /v1/users/{id}/recommendations?k=10\","
            "\"items\":%zu,\"factors\":%d,\"model_users\":%zu,\"request_users\":%ld,"
            "\"wrk\":{\"threads\":2,\"connections\":64,\"seconds\":%d},\"server_threads\":%d,"
-           "\"data\":\"%s\",\"setup_s\":%.1f,\"train_s\":%.1f,\"loadavg\":%.2f,\"nproc\":%ld,\n"
+           "\"data\":\"%s\",\"peak_rss_mb\":%.0f,%s,\"loadavg\":%.2f,\"nproc\":%ld,\n"
            " \"uncached\":%s,\n \"uncached_reference\":%s,\n \"cached\":%s,\n"
            " \"uncached_wide\":{\"server_threads\":%d,\"run\":%s},\n"
            " \"uncached_speedup\":%.2f,\n \"scoring\":%s,\n \"index\":%s,\n"
            " \"monitor_cached\":%s,\n"
            " \"targets\":{\"uncached_requests_per_s\":10000,\"uncached_p99_ms\":20}}\n",
-           model_items, factors, model_users, req_users, seconds, server_threads,
-           categories ? "categories" : "cyclic", setup_s, train_s, loadavg(),
-           sysconf(_SC_NPROCESSORS_ONLN), uncached, uncached_ref, cached, wide_threads,
-           uncached_wide, rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0,
-           scoring, index, mon);
+           model_items, factors, model_users, req_users, seconds, server_threads, kinds[kind],
+           (double)status_kb("VmHWM:") / 1024.0, setup_js, loadavg(), sysconf(_SC_NPROCESSORS_ONLN),
+           uncached, uncached_ref, cached, wide_threads, uncached_wide,
+           rps_of(uncached_ref) > 0 ? rps_of(uncached) / rps_of(uncached_ref) : 0.0, scoring, index,
+           mon);
+    for (size_t a = 0; tok && a < n_exact; a++)
+        free(tok[a]);
+    free(tok);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (!(keep && *keep) && system(cmd) != 0)
         fprintf(stderr, "bench_serve: could not remove %s\n", dir);

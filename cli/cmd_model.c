@@ -36,7 +36,8 @@
         "dp-items", CLI_STR, "FILE",                                                               \
             "DP on --input: the public item vocabulary, one id a line, optionally followed by a "  \
             "TAB and the item's catalogue title (ease uses the titles as a prior; default: DP "    \
-            "partition selection over the file's items, a tenth of epsilon)"                       \
+            "partition selection over the file's items, a tenth of epsilon); from the store the "  \
+            "declared catalogue is the list (catalog import)"                                      \
     }
 
 static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids_out, size_t *n_out,
@@ -126,7 +127,10 @@ static const char model_help[] =
     "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
     "Rendle et al. 2021 recipe), ease (Steck 2019, up to 30000 items), bpr (BPR-MF, lock-free "
     "SGD).\nEach event adds its type's weight to its (user, item) cell; repeats sum, returns "
-    "subtract, cells <= 0 are dropped. docs/models.md has the details.";
+    "subtract, cells <= 0 are dropped. docs/models.md has the details.\n"
+    "With --epsilon from the store, the items and the titles of DP-EASE's text prior come from "
+    "the declared catalogue (privguide catalog import FILE); without one, the store's catalog "
+    "items and no text.";
 
 /* A flag's value when given (range-checked, exit 2 otherwise), else def. */
 static long long int_opt(cli_ctx *c, const char *flag, long long def, long long lo, long long hi)

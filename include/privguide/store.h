@@ -341,7 +341,7 @@ typedef struct pvg_catalog_import_stats {
     long long declared; /* entries declared (committed; an id given twice counts twice) */
 } pvg_catalog_import_stats;
 
-/* Reads a catalogue file (docs/formats.md "Catalogue files") and declares
+/* Reads a catalogue file (docs/store.md "The declared catalogue") and declares
  * its entries, committed in batches of 1000 lines. Blank lines are
  * skipped; ids and titles are trimmed of surrounding spaces. The first bad
  * line stops the import: what was accepted before it is committed (and

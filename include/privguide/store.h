@@ -342,7 +342,8 @@ typedef struct pvg_catalog_import_stats {
 } pvg_catalog_import_stats;
 
 /* Reads a catalogue file (docs/store.md "The declared catalogue") and declares
- * its entries, committed in batches of 1000 lines. Blank lines are
+ * its entries, committed in batches of 1000 lines (fewer when
+ * they hold more than 8 MiB). Blank lines are
  * skipped; ids and titles are trimmed of surrounding spaces. The first bad
  * line stops the import: what was accepted before it is committed (and
  * stays: a rerun after the fix declares the same text again), and err

@@ -15,6 +15,9 @@
 #include <string.h>
 
 #define CATALOG_BATCH 1000
+/* ... or fewer when their lines hold more than this many bytes (a line of
+ * padding around valid fields could otherwise keep 1000 x 141 KB) */
+#define CATALOG_BATCH_BYTES (8u << 20)
 #define STR_(x) #x
 #define STR(x) STR_(x)
 /* The longest line a catalogue file may have: an id, a title and a
@@ -144,6 +147,7 @@ typedef struct pending {
     json_t **json; /* parallel to e: the line's JSON value, or NULL */
     char **text;   /* parallel to e: the line's copy (TSV), or NULL */
     size_t n;
+    size_t bytes; /* of the lines held */
 } pending;
 
 static void pending_clear(pending *p)
@@ -153,6 +157,7 @@ static void pending_clear(pending *p)
         free(p->text[i]);
     }
     p->n = 0;
+    p->bytes = 0;
 }
 
 static char *trim(char *s)
@@ -381,7 +386,8 @@ pvg_status pvg_store_catalog_import(pvg_store *s, const char *path, pvg_catalog_
         p.json[p.n] = js;
         p.text[p.n] = text;
         p.n++;
-        if (p.n == CATALOG_BATCH) {
+        p.bytes += len;
+        if (p.n == CATALOG_BATCH || p.bytes > CATALOG_BATCH_BYTES) {
             st = declare_batch(s, p.e, p.n, err);
             if (st != PVG_OK) break;
             stats->declared += (long long)p.n;

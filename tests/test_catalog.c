@@ -203,9 +203,11 @@ static void test_import_files(void **state)
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     pvg_catalog_import_stats st;
     pvg_error err;
-    /* TSV: blank lines skipped, spaces trimmed, CRLF, an optional description */
+    /* TSV: a byte order mark dropped, blank lines skipped, spaces trimmed, CRLF, an optional
+     * description */
     snprintf(path, sizeof path, "%s/c.tsv", base);
-    write_file(path, "85123A\t WHITE HANGING HEART T-LIGHT HOLDER \r\n"
+    write_file(path, "\xef\xbb\xbf"
+                     "85123A\t WHITE HANGING HEART T-LIGHT HOLDER \r\n"
                      "\n"
                      "71053\tWHITE METAL LANTERN\tlantern, metal\n"
                      "   \n"

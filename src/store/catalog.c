@@ -316,6 +316,11 @@ pvg_status pvg_store_catalog_import(pvg_store *s, const char *path, pvg_catalog_
         if (r == 0) break;
         line_no++;
         stats->lines = line_no;
+        if (line_no == 1 && len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+            /* a UTF-8 byte order mark is not part of the first id */
+            memmove(buf, buf + 3, len - 2);
+            len -= 3;
+        }
         line_fault lf = {0};
         if (r == -3) {
             st = pvg_error_set_at(err, PVG_ERR_IO, path, line_no, 0, -1, "read error");

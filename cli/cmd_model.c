@@ -36,11 +36,12 @@
         "dp-items", CLI_STR, "FILE",                                                               \
             "DP on --input: the public item vocabulary, one id a line, optionally followed by a "  \
             "TAB and the item's catalogue title (ease uses the titles as a prior; default: DP "    \
-            "partition selection over the file's items, a tenth of epsilon)"                       \
+            "partition selection over the file's items, a tenth of epsilon); from the store the "  \
+            "declared catalogue is the list (catalog import)"                                      \
     }
 
 static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids_out, size_t *n_out,
-                        char **buf_out);
+                        char **buf_out, long **lines_out);
 static long long int_opt(cli_ctx *c, const char *flag, long long def, long long lo, long long hi);
 
 /* The DP flags into p (usage errors exit); *ids / *buf own a --dp-items
@@ -67,11 +68,12 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
         cli_usage_error(c, "--noise-multiplier must be >= 0");
     const char *items = cli_str(c, "dp-items");
     if (items && !cli_has(c, "input"))
-        cli_usage_error(c, "--dp-items is for --input: from the store, the catalog is the "
-                           "vocabulary");
+        cli_usage_error(c, "--dp-items is for --input: from the store, the vocabulary and its "
+                           "titles are the declared catalogue (privguide catalog import FILE)");
     if (items) {
         size_t n;
-        if (read_id_list(c, items, 1, ids, &n, buf)) exit(CLI_EXIT_FAIL);
+        long *lines = NULL; /* each entry's line in the file, for messages */
+        if (read_id_list(c, items, 1, ids, &n, buf, &lines)) exit(CLI_EXIT_FAIL);
         /* "id<TAB>title": the item's public catalogue text beside it; the
          * titles live after the n ids in the same array (freed with it) */
         char **both = realloc(*ids, (2 * n + 1) * sizeof *both);
@@ -92,14 +94,15 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
             while (il && id[il - 1] == ' ')
                 id[--il] = 0;
             if (!il) {
-                cli_warn("%s: entry %zu: an empty item id before its TAB (expected id<TAB>title)",
-                         items, i + 1);
+                cli_warn("%s:%ld: id: an empty item id before its TAB (expected id<TAB>title)",
+                         items, lines[i]);
                 exit(CLI_EXIT_FAIL);
             }
             both[i] = id;
             both[n + i] = title && *title ? title : NULL;
             any |= both[n + i] != NULL;
         }
+        free(lines);
         p->dp_items = (const char *const *)both;
         p->dp_n_items = n;
         if (any) p->dp_item_titles = (const char *const *)(both + n);
@@ -124,7 +127,10 @@ static const char model_help[] =
     "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
     "Rendle et al. 2021 recipe), ease (Steck 2019, up to 30000 items), bpr (BPR-MF, lock-free "
     "SGD).\nEach event adds its type's weight to its (user, item) cell; repeats sum, returns "
-    "subtract, cells <= 0 are dropped. docs/models.md has the details.";
+    "subtract, cells <= 0 are dropped. docs/models.md has the details.\n"
+    "With --epsilon from the store, the items and the titles of DP-EASE's text prior come from "
+    "the declared catalogue (privguide catalog import FILE); without one, the store's catalog "
+    "items and no text.";
 
 /* A flag's value when given (range-checked, exit 2 otherwise), else def. */
 static long long int_opt(cli_ctx *c, const char *flag, long long def, long long lo, long long hi)
@@ -457,7 +463,7 @@ static int run_train(cli_ctx *c)
 /* keep_tabs: a TAB is not trimmed from a line's ends (an "id<TAB>title"
  * line with an empty id stays visible as such) */
 static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids_out, size_t *n_out,
-                        char **buf_out)
+                        char **buf_out, long **lines_out)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!f) {
@@ -487,7 +493,13 @@ static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids
     buf[len] = 0;
     size_t n = 0, ncap = 1024;
     char **ids = malloc(ncap * sizeof *ids);
+    long *lines = lines_out ? malloc(ncap * sizeof *lines) : NULL, line_no = 0;
+    if (lines_out && !lines) {
+        free(ids);
+        ids = NULL;
+    }
     for (char *line = buf, *next; ids && line && *line; line = next) {
+        line_no++;
         next = strchr(line, '\n');
         if (next) *next++ = 0;
         size_t l = strlen(line);
@@ -499,20 +511,25 @@ static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids
         if (!*line || *line == '#') continue;
         if (n == ncap) {
             char **ni = realloc(ids, 2 * ncap * sizeof *ids);
-            if (!ni) {
-                free(ids);
+            long *nl = lines ? realloc(lines, 2 * ncap * sizeof *lines) : NULL;
+            if (nl) lines = nl;
+            if (!ni || (lines_out && !nl)) {
+                free(ni ? ni : ids);
                 ids = NULL;
                 break;
             }
             ids = ni;
             ncap *= 2;
         }
+        if (lines) lines[n] = line_no;
         ids[n++] = line;
     }
     if (!ids) {
+        free(lines);
         free(buf);
         return cli_fail("list", PVG_ERR_NOMEM, NULL);
     }
+    if (lines_out) *lines_out = lines;
     *ids_out = ids;
     *n_out = n;
     *buf_out = buf;
@@ -593,7 +610,7 @@ static int run_recommend_batch(cli_ctx *c, const char *path, size_t k)
     char **ids = NULL, *idbuf = NULL;
     size_t n_ids = 0;
     if (list) {
-        int rc = read_id_list(c, list, 0, &ids, &n_ids, &idbuf);
+        int rc = read_id_list(c, list, 0, &ids, &n_ids, &idbuf, NULL);
         if (rc) return rc;
     }
     pvg_error err;

@@ -68,6 +68,78 @@ static int run_init(cli_ctx *c)
     return CLI_EXIT_OK;
 }
 
+/* ---- catalog import ---- */
+
+static int run_catalog_import(cli_ctx *c)
+{
+    const char *fname = cli_str(c, "format");
+    pvg_catalog_format fmt = PVG_CATALOG_AUTO;
+    if (fname && strcmp(fname, "tsv") == 0)
+        fmt = PVG_CATALOG_TSV;
+    else if (fname && strcmp(fname, "jsonl") == 0)
+        fmt = PVG_CATALOG_JSONL;
+    else if (fname && strcmp(fname, "auto") != 0)
+        cli_usage_error(c, "--format must be auto, tsv or jsonl");
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
+    pvg_catalog_import_stats stats;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_catalog_import(s, cli_pos(c, 0), fmt, &stats, &err);
+    pvg_store_free(s);
+    if (cli_bool(c, "json"))
+        printf("{\"lines\":%lld,\"declared\":%lld,\"ok\":%s}\n", stats.lines, stats.declared,
+               st == PVG_OK ? "true" : "false");
+    else if (st == PVG_OK || stats.declared)
+        printf("declared %lld catalogue entries (%lld lines read)%s\n", stats.declared, stats.lines,
+               st == PVG_OK ? "" : "; stopped at the line below, the rest not read");
+    if (st != PVG_OK) return cli_fail("catalog import", st, &err);
+    return CLI_EXIT_OK;
+}
+
+typedef struct catalog_print {
+    int json, first;
+} catalog_print;
+
+static int catalog_line(void *ctx, const pvg_catalog_entry *e)
+{
+    catalog_print *p = ctx;
+    if (p->json) {
+        printf("%s{\"id\":", p->first ? "" : ",");
+        cli_json_string(stdout, e->ext_id);
+        printf(",\"title\":");
+        cli_json_string(stdout, e->title);
+        if (e->description) {
+            printf(",\"description\":");
+            cli_json_string(stdout, e->description);
+        }
+        printf("}");
+    } else {
+        /* the import's own format: id<TAB>title[<TAB>description] */
+        printf("%s\t%s%s%s\n", e->ext_id, e->title, e->description ? "\t" : "",
+               e->description ? e->description : "");
+    }
+    p->first = 0;
+    return 0;
+}
+
+static int run_catalog_list(cli_ctx *c)
+{
+    int rc = 0;
+    pvg_store *s = cli_open_store(c, &rc);
+    if (!s) return rc;
+    catalog_print p = {cli_bool(c, "json"), 1};
+    if (p.json) printf("[");
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_store_catalog_foreach(s, catalog_line, &p, &err);
+    pvg_store_free(s);
+    if (p.json) printf("]\n");
+    if (st != PVG_OK) return cli_fail("catalog list", st, &err);
+    return CLI_EXIT_OK;
+}
+
 /* ---- ingest ---- */
 
 static void progress(void *ctx, const pvg_ingest_stats *s)
@@ -568,6 +640,12 @@ static const cli_flag ingest_flags[] = {
     {"json", CLI_BOOL, NULL, "print one JSON object of counts"},
     {0},
 };
+static const cli_flag catalog_flags[] = {
+    {"format", CLI_STR, "F",
+     "auto (default: jsonl when the first line starts with '{'), tsv or jsonl"},
+    {"json", CLI_BOOL, NULL, "print one JSON object of counts"},
+    {0},
+};
 static const cli_flag json_only[] = {
     {"json", CLI_BOOL, NULL, "print JSON"},
     {0},
@@ -600,6 +678,20 @@ const cli_command cli_cmds_store[] = {
      "the row's values). A .gz file is read directly. Re-running the same import stores nothing\n"
      "twice. Exits 1 when no row was accepted (e.g. the wrong --format).",
      ingest_flags, run_ingest},
+    {"catalog import", "FILE", 1, 1,
+     "declare the shop's catalogue text (item id and title): the public text DP training uses",
+     "Lines id<TAB>title[<TAB>description], or JSONL {\"id\": .., \"title\": .., "
+     "\"description\": ..}.\n"
+     "Only this command sets the declared text: imports of sales and the events API never do\n"
+     "(their rows may rename an item's display title, not its declared one). A store-trained DP\n"
+     "model takes its items and their titles from the declared catalogue (docs/store.md). The\n"
+     "first bad line stops the import with FILE:LINE and the field; the lines before it stay\n"
+     "declared. Rerunning a file declares the same text again.",
+     catalog_flags, run_catalog_import},
+    {"catalog list", NULL, 0, 0, "print the declared catalogue (id<TAB>title[<TAB>description])",
+     "In id byte order; --json prints an array of {\"id\", \"title\", \"description\"}. Only\n"
+     "declared text: titles sale rows gave items are not listed.",
+     json_only, run_catalog_list},
     {"user export", "USER_ID", 1, 1, "print as JSON everything held about a user", NULL, json_only,
      run_user_export},
     {"user delete", "USER_ID", 1, 1, "crypto-shred a user: destroy their data key and records",

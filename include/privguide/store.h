@@ -298,6 +298,79 @@ pvg_status pvg_store_foreach_user(pvg_store *s, unsigned flags, pvg_user_events_
 pvg_status pvg_store_user_events(pvg_store *s, const char *ext_user, pvg_user_events_fn fn,
                                  void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- the declared catalogue (docs/store.md "The declared catalogue") ----
+ * The operator's own catalogue text, kept apart from the items' titles:
+ * an import of transactions (Online Retail's Description) writes each sale
+ * row's text into the item's title, so one shopper's row can rename an
+ * item, and that title is data that depends on shoppers. The declared text
+ * is set only by a catalogue load (these calls, `privguide catalog
+ * import`); imports of events, pvg_store_event(s)_put and
+ * pvg_store_item_put never write it. It is public (not personal; erasure
+ * leaves it) and is what DP training uses as public text (docs/models.md
+ * "A prior from the catalogue's text"). */
+
+#define PVG_CATALOG_TITLE_MAX 1024        /* bytes of a declared title */
+#define PVG_CATALOG_DESCRIPTION_MAX 16384 /* bytes of a declared description */
+
+typedef struct pvg_catalog_entry {
+    const char *ext_id;      /* the shop's item id: 1..PVG_ID_MAX bytes, no control characters */
+    const char *title;       /* 1..PVG_CATALOG_TITLE_MAX bytes of UTF-8, no control characters */
+    const char *description; /* NULL, or up to PVG_CATALOG_DESCRIPTION_MAX bytes of UTF-8
+                                without control characters other than tab */
+} pvg_catalog_entry;
+
+/* Declares n entries (borrowed) in one transaction: each replaces the
+ * declared text of its id (the last one wins when an id repeats) and
+ * upserts the item as a catalog item with that title (items.title is the
+ * display title, which a later sale row may overwrite; the declared text
+ * stays). Every entry is checked first: an invalid one declares nothing
+ * (PVG_ERR_INVALID, err names the entry's index and field). Not inside
+ * pvg_store_begin/commit (PVG_ERR_STATE). Errors: PVG_ERR_BUSY, PVG_ERR_IO,
+ * PVG_ERR_NOMEM. */
+pvg_status pvg_store_catalog_declare(pvg_store *s, const pvg_catalog_entry *entries, size_t n,
+                                     pvg_error *err) PVG_WARN_UNUSED;
+
+typedef enum pvg_catalog_format {
+    PVG_CATALOG_AUTO = 0, /* JSONL when the first non-blank line starts with '{', else TSV */
+    PVG_CATALOG_TSV,      /* id<TAB>title[<TAB>description] per line */
+    PVG_CATALOG_JSONL     /* {"id": "..", "title": "..", "description": ".."} per line */
+} pvg_catalog_format;
+
+typedef struct pvg_catalog_import_stats {
+    long long lines;    /* lines read, blank ones included */
+    long long declared; /* entries declared (committed; an id given twice counts twice) */
+} pvg_catalog_import_stats;
+
+/* Reads a catalogue file (docs/store.md "The declared catalogue") and declares
+ * its entries, committed in batches of 1000 lines (fewer when
+ * they hold more than 8 MiB). Blank lines are
+ * skipped; ids and titles are trimmed of surrounding spaces. The first bad
+ * line stops the import: what was accepted before it is committed (and
+ * stays: a rerun after the fix declares the same text again), and err
+ * says path:line and the field ("id", "title", "description", or "line")
+ * and what was expected, never quoting the line's text. stats (may be
+ * NULL) is filled even on failure. Errors: PVG_ERR_INVALID (a bad line),
+ * PVG_ERR_NOT_FOUND / PVG_ERR_IO (the file), PVG_ERR_STATE (inside
+ * pvg_store_begin/commit), PVG_ERR_BUSY, PVG_ERR_NOMEM. */
+pvg_status pvg_store_catalog_import(pvg_store *s, const char *path, pvg_catalog_format fmt,
+                                    pvg_catalog_import_stats *stats,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
+/* Calls fn for every declared entry in id byte order (memcmp); the entry is
+ * borrowed for the call. fn returns 0 to go on, non-zero to stop (returned
+ * as PVG_ERR_ABORTED). */
+pvg_status pvg_store_catalog_foreach(pvg_store *s,
+                                     int (*fn)(void *ctx, const pvg_catalog_entry *entry),
+                                     void *ctx, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The declared titles of ids[0..n) (borrowed): on success *titles is a new
+ * array of n strings (pvg_catalog_titles_free), titles[i] new or NULL when
+ * ids[i] has no declared text; *n_found (may be NULL) counts the non-NULL
+ * ones. Only declared text is returned, never a title a sale row set. */
+pvg_status pvg_store_catalog_titles(pvg_store *s, const char *const *ids, size_t n, char ***titles,
+                                    size_t *n_found, pvg_error *err) PVG_WARN_UNUSED;
+void pvg_catalog_titles_free(char **titles, size_t n);
+
 /* Non-personal anonymous counts per item and event type (rows of sources
  * without a user id). fn gets (item row id, type, count, quantity sum). */
 pvg_status pvg_store_anonymous_foreach(pvg_store *s,

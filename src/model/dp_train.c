@@ -165,11 +165,19 @@ static int vocab_push(vocab *v, const char *id, const char *title)
     return 0;
 }
 
-/* The store's catalog items, without their titles: a store's title may
- * have come from a sale row (an import of transactions names each item
- * with its row's description, docs/store.md), and one shopper's row would
- * then shape the text prior; the store does not yet keep the operator's
- * own catalogue text apart. */
+/* The store's declared catalogue (pvg_store_catalog_import): its ids and
+ * their declared titles, set only by the operator's catalogue load, never
+ * by a sale row, so neither the vocabulary nor the text prior depends on
+ * any shopper. */
+static int declared_cb(void *ctx, const pvg_catalog_entry *e)
+{
+    return vocab_push(ctx, e->ext_id, e->title) ? 1 : 0;
+}
+
+/* A store without a declared catalogue: its catalog items, without their
+ * titles: a store's item title may have come from a sale row (an import of
+ * transactions names each item with its row's description, docs/store.md),
+ * and one shopper's row would then shape the text prior. */
 static int catalog_cb(void *ctx, const pvg_item *it)
 {
     if (!it->catalog || !it->ext_id) return 0;
@@ -283,7 +291,8 @@ static pvg_status vocab_choose(const pvg_dataset *ds, const pvg_csr *R, const pv
     pvg_status st = PVG_OK;
     if (ds->store) {
         v->kind = PVG_DP_VOCAB_CATALOG;
-        st = pvg_store_items_foreach(ds->store, catalog_cb, v, err);
+        st = pvg_store_catalog_foreach(ds->store, declared_cb, v, err);
+        if (st == PVG_OK && v->n == 0) st = pvg_store_items_foreach(ds->store, catalog_cb, v, err);
         if (st == PVG_ERR_ABORTED) st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
         if (st == PVG_OK && v->n == 0)
             st = pvg_error_set(err, PVG_ERR_INVALID,

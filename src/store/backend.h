@@ -180,6 +180,10 @@ typedef struct pvg_backend_cached {
     int64_t release_id, created_at;
 } pvg_backend_cached;
 typedef int (*pvg_backend_cached_fn)(void *ctx, const pvg_backend_cached *c);
+/* One entry of the declared catalogue (catalog_text_foreach); description
+ * may be NULL. */
+typedef int (*pvg_backend_catalog_fn)(void *ctx, const char *ext_id, const char *title,
+                                      const char *description, int64_t updated_at);
 
 /* The bytes of a tag the duplicate index compares (tags_of_user). */
 #define PVG_BACKEND_TAG_KEY 8
@@ -525,6 +529,21 @@ struct pvg_backend_ops {
     /* Every conversation of every shopper, in (pseudonym, cid) order. */
     pvg_status (*convs_scan)(pvg_backend *b, pvg_backend_conv_scan_fn fn, void *ctx,
                              pvg_error *err);
+    /* ---- the declared catalogue (appended in interface 1; docs/store.md
+     * "The declared catalogue") ----
+     * Table catalog_text(ext_id PRIMARY KEY, title NOT NULL, description,
+     * updated_at): the operator's catalogue text, apart from items (whose
+     * title a sale row may set). Only a catalogue load writes it
+     * (src/store/catalog.c); imports of events, the events API and
+     * item_insert/item_update never do. Not personal: erasure leaves it. */
+    /* [txn] Inserts or replaces the entry of ext_id (description may be
+     * NULL). */
+    pvg_status (*catalog_text_put)(pvg_backend *b, const char *ext_id, const char *title,
+                                   const char *description, int64_t updated_at, pvg_error *err);
+    /* Every entry in ext_id byte order (memcmp of the UTF-8 bytes, whatever
+     * the database's collation); pointers valid during the callback. */
+    pvg_status (*catalog_text_foreach)(pvg_backend *b, pvg_backend_catalog_fn fn, void *ctx,
+                                       pvg_error *err);
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -72,23 +72,25 @@ fi
 
 # migrate: current, and refuses a newer schema
 OUT=$(timeout 30 "$PVG" migrate --data-dir "$B" --json) || fail "migrate: $OUT"
-[ "$OUT" = '{"from":3,"to":3}' ] || fail "migrate output: $OUT"
+[ "$OUT" = '{"from":4,"to":4}' ] || fail "migrate output: $OUT"
 SCHEMA=$(sed -n 's/^schema //p' "$B/database")
 # a version-1 schema (items without their recent prices): refused until migrated
 "$PSQL" -q "$PGURL" -c "ALTER TABLE \"$SCHEMA\".items DROP COLUMN recent_prices, DROP COLUMN typical_price;
-    DROP INDEX \"$SCHEMA\".audit_log_subject;
+    DROP INDEX \"$SCHEMA\".audit_log_subject; DROP TABLE \"$SCHEMA\".catalog_text;
     UPDATE \"$SCHEMA\".meta SET value = '1' WHERE key = 'schema_version'" >/dev/null || fail "psql"
 if OUT=$(timeout 30 "$PVG" stats --data-dir "$B" 2>&1); then fail "an older schema was opened: $OUT"; fi
-OUT=$(timeout 30 "$PVG" migrate --data-dir "$B" --json) || fail "migrate 1 -> 3: $OUT"
-[ "$OUT" = '{"from":1,"to":3}' ] || fail "migrate 1 -> 3 output: $OUT"
+OUT=$(timeout 30 "$PVG" migrate --data-dir "$B" --json) || fail "migrate 1 -> 4: $OUT"
+[ "$OUT" = '{"from":1,"to":4}' ] || fail "migrate 1 -> 4 output: $OUT"
 timeout 30 "$PVG" stats --data-dir "$B" >/dev/null || fail "stats after the migration"
 N=$("$PSQL" -qtA "$PGURL" -c "SELECT count(*) FROM pg_indexes WHERE schemaname = '$SCHEMA' AND indexname = 'audit_log_subject'") || fail "psql"
 [ "$N" = 1 ] || fail "the migration did not index the audit log by subject"
+N=$("$PSQL" -qtA "$PGURL" -c "SELECT count(*) FROM pg_tables WHERE schemaname = '$SCHEMA' AND tablename = 'catalog_text'") || fail "psql"
+[ "$N" = 1 ] || fail "the migration did not create the declared catalogue's table"
 "$PSQL" -q "$PGURL" -c "UPDATE \"$SCHEMA\".meta SET value = '99' WHERE key = 'schema_version'" >/dev/null || fail "psql"
 if OUT=$(timeout 30 "$PVG" migrate --data-dir "$B" 2>&1); then fail "migrate accepted a newer schema: $OUT"; fi
 echo "$OUT" | grep -q "newer" || fail "migrate refusal: $OUT"
 if OUT=$(timeout 30 "$PVG" stats --data-dir "$B" 2>&1); then fail "a newer schema was opened: $OUT"; fi
-"$PSQL" -q "$PGURL" -c "UPDATE \"$SCHEMA\".meta SET value = '3' WHERE key = 'schema_version'" >/dev/null || fail "psql"
+"$PSQL" -q "$PGURL" -c "UPDATE \"$SCHEMA\".meta SET value = '4' WHERE key = 'schema_version'" >/dev/null || fail "psql"
 
 # erasure on PostgreSQL with --vacuum-full: gone, and no dead tuples left in chunks
 OUT=$(timeout 120 "$PVG" user delete 17850 --vacuum-full --data-dir "$B" --json) || fail "delete: $OUT"

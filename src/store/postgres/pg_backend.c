@@ -32,8 +32,9 @@
 #include <string.h>
 
 /* The schema this code creates and reads; `privguide migrate` refuses a
- * store whose schema_version is larger. */
-#define PG_SCHEMA_VERSION 3 /* 2: items keep their recent prices; 3: audit_log_subject */
+ * store whose schema_version is larger. 2: items keep their recent prices;
+ * 3: audit_log_subject; 4: catalog_text, the declared catalogue. */
+#define PG_SCHEMA_VERSION 4
 
 /* Type oids (pg_type.h is not part of libpq-dev's client headers). */
 #define OID_BOOL 16
@@ -119,6 +120,10 @@ static const char SCHEMA_SQL[] =
     "  created_at bigint NOT NULL, updated_at bigint NOT NULL, expires_day bigint NOT NULL,"
     "  sealed bytea NOT NULL, PRIMARY KEY(user_pseudonym, cid));"
     "CREATE INDEX IF NOT EXISTS conversations_expiry ON conversations(expires_day);"
+    /* version 4: the operator's declared catalogue text (src/store/catalog.c),
+     * apart from items.title; ids in byte order (COLLATE "C") */
+    "CREATE TABLE IF NOT EXISTS catalog_text(ext_id text COLLATE \"C\" PRIMARY KEY,"
+    "  title text NOT NULL, description text, updated_at bigint NOT NULL);"
     /* the key store: in the same schema (one commit makes keys and data
      * durable together); a backup tool can leave these two tables out */
     "CREATE TABLE IF NOT EXISTS ks_meta(key text PRIMARY KEY, value text NOT NULL);"
@@ -212,6 +217,8 @@ enum {
     Q_QUARANTINE_PUT,
     Q_RCACHE_ALL,
     Q_CONVS_PAGE,
+    Q_CATALOG_TEXT_PUT,
+    Q_CATALOG_TEXT_PAGE,
     Q_COUNT
 };
 
@@ -388,6 +395,13 @@ static const struct {
     [Q_CONVS_EXPIRED_DELETE] = {"i", "WITH d AS (DELETE FROM conversations WHERE expires_day <= $1"
                                      " RETURNING 1) SELECT count(*) FROM d"},
     /* store copy: every table read back whole (large ones in keyset pages) */
+    [Q_CATALOG_TEXT_PUT] = {"ttti",
+                            "INSERT INTO catalog_text(ext_id, title, description, updated_at)"
+                            " VALUES($1, $2, $3, $4) ON CONFLICT(ext_id) DO UPDATE SET"
+                            " title = EXCLUDED.title, description = EXCLUDED.description,"
+                            " updated_at = EXCLUDED.updated_at"},
+    [Q_CATALOG_TEXT_PAGE] = {"t", "SELECT ext_id, title, description, updated_at FROM catalog_text"
+                                  " WHERE ext_id > $1 ORDER BY ext_id LIMIT 2000"},
     [Q_META_ALL] = {"", "SELECT key, value FROM meta ORDER BY key"},
     [Q_ANON_BY_SOURCE] = {"", "SELECT source, item_id, type, count, quantity FROM anon_counts"
                               " ORDER BY source, item_id, type"},
@@ -2429,6 +2443,49 @@ static pvg_status pg_convs_scan(pvg_backend *b, pvg_backend_conv_scan_fn fn, voi
     return st;
 }
 
+/* ---- the declared catalogue ---- */
+
+static pvg_status pg_catalog_text_put(pvg_backend *b, const char *ext_id, const char *title,
+                                      const char *description, int64_t at, pvg_error *err)
+{
+    bindv v[] = {BT(ext_id), BT(title), BT(description), BI(at)};
+    return run(PG(b), Q_CATALOG_TEXT_PUT, v, 4, NULL, "catalog text", err);
+}
+
+static pvg_status pg_catalog_text_foreach(pvg_backend *b, pvg_backend_catalog_fn fn, void *ctx,
+                                          pvg_error *err)
+{
+    char *after = strdup(""); /* the page key: the last id handed out */
+    if (!after) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    pg_rows rs = rows_of(PG(b), Q_CATALOG_TEXT_PAGE, PAGE, "catalog text");
+    rs.v[0] = BT(after);
+    pvg_status st;
+    while (rows_next(&rs, &st, err)) {
+        const PGresult *r = rs.r;
+        int i = rs.i;
+        const char *id = col_text(r, i, 0), *title = col_text(r, i, 1);
+        if (!id || !title) {
+            free(after);
+            return rows_stop(&rs, pvg_error_set(err, PVG_ERR_CORRUPT,
+                                                "catalog text: a row without id or title"));
+        }
+        char *next = strdup(id);
+        if (!next) {
+            free(after);
+            return rows_stop(&rs, pvg_error_set(err, PVG_ERR_NOMEM, "out of memory"));
+        }
+        free(after);
+        after = next;
+        rs.v[0] = BT(after);
+        if (fn(ctx, id, title, col_text(r, i, 2), col_i64(r, i, 3))) {
+            free(after);
+            return rows_stop(&rs, PVG_ERR_ABORTED);
+        }
+    }
+    free(after);
+    return st;
+}
+
 static const pvg_backend_ops PG_OPS = {
     .version = 1,
     .name = "postgresql",
@@ -2511,6 +2568,8 @@ static const pvg_backend_ops PG_OPS = {
     .quarantine_insert = pg_quarantine_insert,
     .release_cache_foreach = pg_release_cache_foreach,
     .convs_scan = pg_convs_scan,
+    .catalog_text_put = pg_catalog_text_put,
+    .catalog_text_foreach = pg_catalog_text_foreach,
 };
 
 /* ---- connecting, creating, migrating ---- */

@@ -173,6 +173,14 @@ static int copy_item(void *ctx, const pvg_item *it)
     return 0;
 }
 
+static int copy_catalog_text(void *ctx, const char *ext_id, const char *title,
+                             const char *description, int64_t at)
+{
+    copier *c = ctx;
+    CB_FAIL(c, c->b->ops->catalog_text_put(c->b, ext_id, title, description, at, c->err));
+    return 0;
+}
+
 static int copy_anon(void *ctx, const unsigned char source[16], int64_t item_id, int type,
                      long long count, double qty)
 {
@@ -439,7 +447,7 @@ typedef struct digest_run {
     rowset convs, quarantine; /* by pseudonym (quarantined rows without one: zeros) */
     rowset tables;            /* every other row of the store, tagged by nothing */
     long long n_convs, n_quarantine, n_meta, n_ingest, n_cached, n_anon, n_creds, n_ledger,
-        n_releases, n_suppressed, n_items;
+        n_releases, n_suppressed, n_items, n_catalog_text;
     pvg_status st;
     pvg_error *err;
 } digest_run;
@@ -678,6 +686,21 @@ static int dg_item(void *ctx, const pvg_item *it)
     return 0;
 }
 
+static int dg_catalog_text(void *ctx, const char *ext_id, const char *title,
+                           const char *description, int64_t at)
+{
+    digest_run *d = ctx;
+    rowh r;
+    rh_init(&r, "catalog_text");
+    rh_str(&r, ext_id);
+    rh_str(&r, title);
+    rh_str(&r, description);
+    rh_i64(&r, at);
+    DR_ADD(d, tables, NULL, &r);
+    d->n_catalog_text++;
+    return 0;
+}
+
 /* A user's digest: BLAKE2b over consent, creation time, the wrapped key,
  * the sorted hashes of their chunks, their conversations and their
  * quarantined rows (row ids and user row ids excluded: they differ between
@@ -777,6 +800,7 @@ static pvg_status digests(pvg_backend *be, digest_run *d, pvg_error *err)
     DSTEP(be->ops->releases_foreach(be, NULL, dg_release, d, err));
     DSTEP(be->ops->suppress_foreach(be, dg_suppressed, d, err));
     DSTEP(be->ops->items_foreach(be, dg_item, d, err));
+    DSTEP(be->ops->catalog_text_foreach(be, dg_catalog_text, d, err));
 #undef DSTEP
     free(d->hashes);
     d->hashes = NULL;
@@ -826,13 +850,13 @@ static pvg_status verify(copier *c, pvg_error *err)
     static const char *names[] = {"conversations",    "quarantine",    "meta",
                                   "ingest log",       "release cache", "anonymous counts",
                                   "credentials",      "ledger",        "ledger releases",
-                                  "suppression list", "catalog"};
+                                  "suppression list", "catalog",       "declared catalogue"};
     long long *na[] = {&da.n_convs,    &da.n_quarantine, &da.n_meta,  &da.n_ingest,
                        &da.n_cached,   &da.n_anon,       &da.n_creds, &da.n_ledger,
-                       &da.n_releases, &da.n_suppressed, &da.n_items};
+                       &da.n_releases, &da.n_suppressed, &da.n_items, &da.n_catalog_text};
     long long *nb[] = {&db.n_convs,    &db.n_quarantine, &db.n_meta,  &db.n_ingest,
                        &db.n_cached,   &db.n_anon,       &db.n_creds, &db.n_ledger,
-                       &db.n_releases, &db.n_suppressed, &db.n_items};
+                       &db.n_releases, &db.n_suppressed, &db.n_items, &db.n_catalog_text};
     for (size_t i = 0; st == PVG_OK && i < sizeof names / sizeof *names; i++)
         if (*na[i] != *nb[i])
             st =
@@ -917,6 +941,7 @@ pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *
         }                                                                                          \
     } while (0)
     STEP(c.a->ops->items_foreach(c.a, copy_item, &c, err));
+    STEP(c.a->ops->catalog_text_foreach(c.a, copy_catalog_text, &c, err));
     STEP(c.a->ops->users_foreach(c.a, NULL, copy_user, &c, err));
     STEP(c.a->ops->chunks_scan(c.a, copy_chunk, &c, err));
     STEP(c.a->ops->anon_foreach_source(c.a, copy_anon, &c, err));

@@ -155,7 +155,12 @@ static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS conversations(user_pseudonym BLOB NOT NULL, cid BLOB NOT NULL,"
     "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, expires_day INTEGER NOT NULL,"
     "  sealed BLOB NOT NULL, PRIMARY KEY(user_pseudonym, cid)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS conversations_expiry ON conversations(expires_day);";
+    "CREATE INDEX IF NOT EXISTS conversations_expiry ON conversations(expires_day);"
+    /* The operator's declared catalogue text (src/store/catalog.c), apart
+     * from items.title, which a sale row may set; older stores get it on
+     * open. */
+    "CREATE TABLE IF NOT EXISTS catalog_text(ext_id TEXT PRIMARY KEY, title TEXT NOT NULL,"
+    "  description TEXT, updated_at INTEGER NOT NULL) WITHOUT ROWID;";
 
 static const char KS_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS ks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -2506,6 +2511,66 @@ static pvg_status sq_convs_scan(pvg_backend *b, pvg_backend_conv_scan_fn fn, voi
     return st;
 }
 
+/* ---- the declared catalogue (statements prepared per call: a catalogue
+ * load is rare and its table apart from the hot paths) ---- */
+
+static pvg_status sq_catalog_text_put(pvg_backend *b, const char *ext_id, const char *title,
+                                      const char *description, int64_t at, pvg_error *err)
+{
+    sqlite3 *db = SQ(b)->db;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO catalog_text(ext_id, title, description, updated_at)"
+                                " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(ext_id) DO UPDATE SET"
+                                " title = excluded.title, description = excluded.description,"
+                                " updated_at = excluded.updated_at",
+                                -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ext_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, title, -1, SQLITE_STATIC);
+        if (description)
+            sqlite3_bind_text(s, 3, description, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 3);
+        sqlite3_bind_int64(s, 4, at);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    pvg_status st = rc == SQLITE_OK ? PVG_OK : fail(db, rc, "catalog text", err);
+    sqlite3_finalize(s);
+    return st;
+}
+
+static pvg_status sq_catalog_text_foreach(pvg_backend *b, pvg_backend_catalog_fn fn, void *ctx,
+                                          pvg_error *err)
+{
+    sqlite3 *db = SQ(b)->db;
+    sqlite3_stmt *s = NULL;
+    /* BINARY collation: memcmp order of the UTF-8 bytes */
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT ext_id, title, description, updated_at FROM catalog_text"
+                                " ORDER BY ext_id COLLATE BINARY",
+                                -1, &s, NULL);
+    pvg_status st = PVG_OK;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        const char *title = (const char *)sqlite3_column_text(s, 1);
+        if (!id || !title) {
+            st = pvg_error_set(err, PVG_ERR_CORRUPT, "catalog text: a row without id or title");
+            break;
+        }
+        if (fn(ctx, id, title, (const char *)sqlite3_column_text(s, 2),
+               sqlite3_column_int64(s, 3))) {
+            st = PVG_ERR_ABORTED;
+            break;
+        }
+        rc = SQLITE_OK;
+    }
+    if (st == PVG_OK && rc != SQLITE_DONE) st = fail(db, rc, "catalog text", err);
+    sqlite3_finalize(s);
+    return st;
+}
+
 static const pvg_backend_ops SQLITE_OPS = {
     .version = 1,
     .name = "sqlite",
@@ -2589,6 +2654,8 @@ static const pvg_backend_ops SQLITE_OPS = {
     .quarantine_insert = sq_quarantine_insert,
     .release_cache_foreach = sq_release_cache_foreach,
     .convs_scan = sq_convs_scan,
+    .catalog_text_put = sq_catalog_text_put,
+    .catalog_text_foreach = sq_catalog_text_foreach,
 };
 
 /* ---- opening and creating ---- */

@@ -175,24 +175,31 @@ void pvg_srv_req_resume_now(pvg_srv_req *r)
 
 void pvg_srv_req_ready(pvg_srv_req *r)
 {
+    /* the writer thread only: the group is staged, then queued whole */
     pvg_server *srv = r->srv;
-    pthread_mutex_lock(&srv->fin_mu);
     r->ready_next = NULL;
-    if (srv->ready_tail)
-        srv->ready_tail->ready_next = r;
+    if (srv->group_tail)
+        srv->group_tail->ready_next = r;
     else
-        srv->ready_head = r;
-    srv->ready_tail = r;
-    pthread_mutex_unlock(&srv->fin_mu);
+        srv->group_head = r;
+    srv->group_tail = r;
 }
 
-/* The audit writer's on_group: a group's requests are all in the queue. */
+/* The audit writer's on_group: the group's requests join the queue at once
+ * (a finisher never takes part of a group), and a finisher is woken. */
 static void fin_kick(void *ctx)
 {
     pvg_server *srv = ctx;
+    if (!srv->group_head) return;
     pthread_mutex_lock(&srv->fin_mu);
+    if (srv->ready_tail)
+        srv->ready_tail->ready_next = srv->group_head;
+    else
+        srv->ready_head = srv->group_head;
+    srv->ready_tail = srv->group_tail;
     pthread_cond_signal(&srv->fin_cv);
     pthread_mutex_unlock(&srv->fin_mu);
+    srv->group_head = srv->group_tail = NULL;
 }
 
 /* A finisher: takes everything ready (one commit group or more, up to

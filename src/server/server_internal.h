@@ -393,6 +393,7 @@ struct pvg_server {
     pthread_mutex_t fin_mu;
     pthread_cond_t fin_cv, fin_idle_cv;
     struct pvg_srv_req *ready_head, *ready_tail;
+    struct pvg_srv_req *group_head, *group_tail; /* the writer thread's group being woken */
     long fin_suspended; /* suspended, or resumed and not yet answered */
     int fin_closed;     /* stopping: no new suspension */
     int fin_stop, n_fin, fin_init;
@@ -424,8 +425,9 @@ int pvg_srv_req_suspend(pvg_srv_req *r);
 /* From the handler that suspended r, when it answered r itself after all:
  * resumes the connection at once (the answer in r leaves). */
 void pvg_srv_req_resume_now(pvg_srv_req *r);
-/* From the audit writer's wake: r's entry is committed (or failed); r joins
- * the finishers' queue (they start at the group's end, on_group). */
+/* From the audit writer's wake (its thread only): r's entry is committed
+ * (or failed); r joins its commit group, which the writer's on_group then
+ * hands to the finishers whole. */
 void pvg_srv_req_ready(pvg_srv_req *r);
 /* The answers of n ready requests (routes.c): one call of the gate's
  * finish (allowed shoppers scored as one batch), each answer set in its

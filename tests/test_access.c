@@ -381,8 +381,8 @@ static void test_deferred_recommend_computes_only_committed(void **state)
         assert_int_equal(l.seq, before + 1 + i); /* one entry each, at begin */
         assert_string_equal(l.action, "recommend");
         assert_non_null(strstr(l.detail, i == 3   ? "outcome=denied:no_consent"
-                                          : i == 4 ? "outcome=not_found"
-                                                   : "outcome=allowed"));
+                                         : i == 4 ? "outcome=not_found"
+                                                  : "outcome=allowed"));
     }
     assert_int_equal(g_data_calls, 0); /* nothing computed yet */
     /* the writer's word: u1 committed, u2 failed, u5 never answered, the

@@ -95,8 +95,7 @@ static int setup(void **state)
     snprintf(mp, sizeof mp, "%s/model.pvgm", E.dd);
     train_model(s, mp, 7);
     pvg_principal p;
-    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "t", 0, &E.admin, &p, NULL),
-                     PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(s, PVG_ROLE_ADMIN, "t", 0, &E.admin, &p, NULL), PVG_OK);
     for (int u = 0; u < N_TOK; u++) {
         snprintf(user, sizeof user, "u%d", u);
         assert_int_equal(pvg_auth_token_issue(s, user, 3600, 0, &E.tok[u], &p, NULL), PVG_OK);
@@ -338,8 +337,7 @@ static void test_model_swap_while_suspended(void **state)
     long long q0 = enqueued(srv);
     client c[6];
     for (int i = 0; i < 6; i++)
-        client_start(&c[i], (const char[][4]){"u1", "u2", "u3", "u4", "u5", "u6"}[i],
-                     E.tok[i + 1]);
+        client_start(&c[i], (const char[][4]){"u1", "u2", "u3", "u4", "u5", "u6"}[i], E.tok[i + 1]);
     int all_queued = wait_enqueued(srv, q0 + 6);
     /* a new model file, put in service now */
     char mp[340], tmp[360];

@@ -1254,8 +1254,8 @@ void pvg_access_rec_pending_free(pvg_access_rec_pending *p)
 /* The answers of the allowed pendings sel[0..n) (same model, k and
  * include_seen), scored in one call. */
 static void finish_scored(pvg_access_rec_pending *const *p, const size_t *sel, size_t n,
-                          pvg_scored_item *const *outs, pvg_access_rec_answer *ans,
-                          pvg_status *st, pvg_error *errs)
+                          pvg_scored_item *const *outs, pvg_access_rec_answer *ans, pvg_status *st,
+                          pvg_error *errs)
 {
     const pvg_access_rec_request *r0 = &p[sel[0]]->req;
     size_t k = r0->k;

@@ -876,8 +876,8 @@ pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *us
 }
 
 pvg_status pvg_model_recommend_many(const pvg_model *m, const unsigned char *user_keys, size_t n,
-                                    size_t k, int include_seen, pvg_scored_item *out,
-                                    size_t *n_out, pvg_status *sts, pvg_error *err)
+                                    size_t k, int include_seen, pvg_scored_item *out, size_t *n_out,
+                                    pvg_status *sts, pvg_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         n_out[i] = 0;

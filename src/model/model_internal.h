@@ -518,8 +518,8 @@ int pvg_serve_run_many(pvg_serve *s, pvg_serve_job *const *jobs, size_t n);
  * the others. Errors: sealed shoppers' sections (PVG_ERR_STATE, every
  * sts[i] NOT_FOUND), out of memory (the shoppers not answered get it). */
 pvg_status pvg_model_recommend_many(const pvg_model *m, const unsigned char *user_keys, size_t n,
-                                    size_t k, int include_seen, pvg_scored_item *out,
-                                    size_t *n_out, pvg_status *sts, pvg_error *err);
+                                    size_t k, int include_seen, pvg_scored_item *out, size_t *n_out,
+                                    pvg_status *sts, pvg_error *err);
 /* 1 when s serves through the approximate index (pvg_ivf). */
 int pvg_serve_uses_index(const pvg_serve *s);
 /* The lists the index probes from now on (0: its default); no effect on

@@ -29,8 +29,8 @@ static void srv_committed(void *ctx)
     pvg_srv_req_ready(r);
 }
 
-pvg_status pvg_srv_access_enqueue(void *ctx, const pvg_audit_record *rec,
-                                  pvg_access_rec_pending *p, pvg_error *err)
+pvg_status pvg_srv_access_enqueue(void *ctx, const pvg_audit_record *rec, pvg_access_rec_pending *p,
+                                  pvg_error *err)
 {
     pvg_srv_req *r = ctx;
     r->pend = p; /* before the entry is queued: the wake may come at once */

@@ -394,8 +394,8 @@ struct pvg_server {
     pthread_cond_t fin_cv, fin_idle_cv;
     struct pvg_srv_req *ready_head, *ready_tail;
     struct pvg_srv_req *group_head, *group_tail; /* the writer thread's group being woken */
-    long fin_suspended; /* suspended, or resumed and not yet answered */
-    int fin_closed;     /* stopping: no new suspension */
+    long fin_suspended;                          /* suspended, or resumed and not yet answered */
+    int fin_closed;                              /* stopping: no new suspension */
     int fin_stop, n_fin, fin_init;
     pthread_t fin_threads[PVG_SRV_FINISHERS_MAX];
     pvg_srv_search *search;
@@ -459,9 +459,9 @@ struct pvg_srv_req {
     int gate_audit_failed; /* the access gate's audit entry could not be written */
     /* a recommendation through the deferred gate (routes.c, http.c) */
     int async; /* the connection's thread only: 1 from the suspension until the answer leaves */
-    struct pvg_srv_rec_async *rec;  /* what the request holds meanwhile (routes.c) */
-    pvg_access_rec_pending *pend;   /* the gate's pending answer, until finished */
-    int audit_done;                 /* the writer's flags for the entry */
+    struct pvg_srv_rec_async *rec; /* what the request holds meanwhile (routes.c) */
+    pvg_access_rec_pending *pend;  /* the gate's pending answer, until finished */
+    int audit_done;                /* the writer's flags for the entry */
     pvg_status audit_result;
     struct pvg_srv_req *ready_next; /* the finishers' queue */
 };
@@ -484,8 +484,8 @@ void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);
  * entry on the group-commit writer; after the commit the writer tells the
  * gate (pvg_access_rec_committed), marks a failure for the 503 answer and
  * hands the request to the finishers (pvg_srv_req_ready). */
-pvg_status pvg_srv_access_enqueue(void *ctx, const pvg_audit_record *rec,
-                                  pvg_access_rec_pending *p, pvg_error *err);
+pvg_status pvg_srv_access_enqueue(void *ctx, const pvg_audit_record *rec, pvg_access_rec_pending *p,
+                                  pvg_error *err);
 /* Answers a gate failure: 503 when the audit log could not be written, 404
  * not found, 403 no consent, else as pvg_srv_reply_status. */
 void pvg_srv_reply_access(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err);

@@ -318,6 +318,137 @@ static void test_audit_failure_fails_closed(void **state)
     free(big);
 }
 
+/* The deferred gate's writer for the tests: appends the entry at once
+ * (so its content can be checked) but leaves the commit report to the
+ * test, which plays the writer; fails on demand. */
+typedef struct dsink {
+    pvg_store *s;
+    int fail, calls;
+    pvg_access_rec_pending *last;
+} dsink;
+
+static pvg_status dsink_fn(void *ctx, const pvg_audit_record *rec, pvg_access_rec_pending *p,
+                           pvg_error *err)
+{
+    dsink *k = ctx;
+    k->calls++;
+    if (k->fail) return pvg_error_set(err, PVG_ERR_IO, "disk full (test)");
+    k->last = p;
+    return pvg_audit_append(k->s, rec, NULL, err);
+}
+
+/* pvg_access_recommend_begin / _finish: the checks and the entry first,
+ * nothing computed (not even the memo asked) for an entry not reported
+ * committed or failed; in one finish each shopper gets exactly their own
+ * answer or their own error. */
+static void test_deferred_recommend_computes_only_committed(void **state)
+{
+    fx *f = *state;
+    pvg_access g;
+    pvg_access_init(&g, f->s, "key:t1");
+    pvg_error err;
+    assert_int_equal(pvg_access_consent_change(&g, "u3", 0, -1, NULL, &err), PVG_OK);
+    /* the synchronous answers to compare with */
+    pvg_scored_item want1[4], want2[4];
+    pvg_access_rec_answer a1, a2;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.k = 4;
+    rq.ext_user = "u1";
+    assert_int_equal(pvg_access_recommend(&g, &rq, want1, &a1, &err), PVG_OK);
+    rq.ext_user = "u2";
+    assert_int_equal(pvg_access_recommend(&g, &rq, want2, &a2, &err), PVG_OK);
+    assert_int_equal(a1.personalized, 1);
+
+    dsink k = {f->s, 0, 0, NULL};
+    const char *users[] = {"u1", "u2", "u5", "u3", "nobody", "u1"};
+    pvg_access_rec_request rqs[6];
+    pvg_access_rec_pending *p[6];
+    long long before = last_audit(f->s).seq;
+    g_data_calls = 0;
+    for (int i = 0; i < 6; i++) {
+        memset(&rqs[i], 0, sizeof rqs[i]);
+        rqs[i].model = f->m;
+        rqs[i].ext_user = users[i];
+        rqs[i].k = 4;
+        rqs[i].memo_get = memo_get;
+        p[i] = NULL;
+        assert_int_equal(pvg_access_recommend_begin(&g, &rqs[i], dsink_fn, &k, &p[i], &err),
+                         PVG_OK);
+        assert_non_null(p[i]);
+        assert_ptr_equal(k.last, p[i]); /* the entry was handed over with its pending */
+        last_entry l = last_audit(f->s);
+        assert_int_equal(l.seq, before + 1 + i); /* one entry each, at begin */
+        assert_string_equal(l.action, "recommend");
+        assert_non_null(strstr(l.detail, i == 3   ? "outcome=denied:no_consent"
+                                         : i == 4 ? "outcome=not_found"
+                                                  : "outcome=allowed"));
+    }
+    assert_int_equal(g_data_calls, 0); /* nothing computed yet */
+    /* the writer's word: u1 committed, u2 failed, u5 never answered, the
+     * refused ones committed; the last (u1 again) committed */
+    pvg_access_rec_committed(p[0], PVG_OK);
+    pvg_access_rec_committed(p[1], PVG_ERR_IO);
+    pvg_access_rec_committed(p[3], PVG_OK);
+    pvg_access_rec_committed(p[4], PVG_OK);
+    pvg_access_rec_committed(p[5], PVG_OK);
+    assert_int_equal(pvg_access_rec_audit_failed(p[1]), 1);
+    assert_int_equal(pvg_access_rec_audit_failed(p[0]), 0);
+    assert_int_equal(pvg_access_rec_audit_failed(p[2]), 0);
+    pvg_scored_item outs[6][4];
+    pvg_scored_item *op[6];
+    pvg_access_rec_answer ans[6];
+    pvg_status st[6];
+    pvg_error errs[6];
+    memset(outs, 0xab, sizeof outs);
+    for (int i = 0; i < 6; i++)
+        op[i] = outs[i];
+    pvg_access_recommend_finish(p, 6, op, ans, st, errs);
+    assert_int_equal(g_data_calls, 2); /* the memo was asked for the two committed u1 only */
+    for (int i = 0; i < 6; i += 5) {
+        assert_int_equal(st[i], PVG_OK);
+        assert_int_equal(ans[i].personalized, 1);
+        assert_int_equal(ans[i].n, a1.n);
+        for (size_t q = 0; q < a1.n; q++)
+            assert_int_equal(outs[i][q].item_index, want1[q].item_index);
+    }
+    /* failed and never reported: an error, nothing written to their items */
+    assert_int_equal(st[1], PVG_ERR_IO);
+    assert_int_equal(ans[1].personalized, 0);
+    assert_int_equal(ans[1].n, 0);
+    assert_non_null(strstr(errs[1].text, "audit log cannot be written"));
+    assert_int_equal(st[2], PVG_ERR_STATE);
+    assert_int_equal(ans[2].n, 0);
+    unsigned char untouched[sizeof outs[1]];
+    memset(untouched, 0xab, sizeof untouched);
+    assert_memory_equal(outs[1], untouched, sizeof untouched);
+    assert_memory_equal(outs[2], untouched, sizeof untouched);
+    /* refused: the non-personalised list, with the reason */
+    assert_int_equal(st[3], PVG_OK);
+    assert_int_equal(ans[3].personalized, 0);
+    assert_string_equal(ans[3].reason, "no_consent");
+    assert_int_equal(st[4], PVG_OK);
+    assert_string_equal(ans[4].reason, "unknown_user");
+
+    /* an entry the writer refused to queue: an error, no pending */
+    k.fail = 1;
+    pvg_access_rec_pending *none = (pvg_access_rec_pending *)&k;
+    assert_int_equal(pvg_access_recommend_begin(&g, &rqs[0], dsink_fn, &k, &none, &err),
+                     PVG_ERR_IO);
+    assert_null(none);
+    assert_int_equal(g_data_calls, 2);
+    /* a shopper token reaches only its own shopper, here too */
+    pvg_access_init(&g, f->s, "token:nosuch");
+    k.fail = 0;
+    assert_int_equal(pvg_access_recommend_begin(&g, &rqs[0], dsink_fn, &k, &none, &err), PVG_OK);
+    pvg_access_rec_committed(none, PVG_OK);
+    pvg_access_rec_pending *one[1] = {none};
+    pvg_access_recommend_finish(one, 1, op, ans, st, errs);
+    assert_int_equal(st[0], PVG_OK);
+    assert_int_equal(ans[0].personalized, 0);
+    assert_string_equal(ans[0].reason, "not_own_token");
+}
+
 static void test_erased_not_found_and_non_personalised(void **state)
 {
     fx *f = *state;
@@ -572,6 +703,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_of_user_after_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consent_off_denied_and_audited_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failure_fails_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_recommend_computes_only_committed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_erased_not_found_and_non_personalised, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_training_selects_by_consent, setup, teardown),

@@ -382,6 +382,68 @@ pvg_status pvg_access_audit_of_user(pvg_access *g, const char *ext_user, size_t 
                                     int (*fn)(void *ctx, const pvg_access_audit_view *v), void *ctx,
                                     long long *total, pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- recommendations whose audit entry commits later (servers) ---- */
+
+/* A recommendation between its gate checks and its answer: the shopper was
+ * checked and the audit entry handed to the caller's writer, which has not
+ * committed it yet. Opaque; made by pvg_access_recommend_begin, freed by
+ * pvg_access_recommend_finish (or pvg_access_rec_pending_free). */
+typedef struct pvg_access_rec_pending pvg_access_rec_pending;
+
+/* Queues rec (borrowed for the call: copy it) for a durable append and
+ * returns at once: PVG_OK when queued, else the reason nothing was queued.
+ * When queued, the writer later calls pvg_access_rec_committed(p, status)
+ * exactly once, with PVG_OK only after the entry is committed. */
+typedef pvg_status (*pvg_access_audit_async_fn)(void *ctx, const pvg_audit_record *rec,
+                                                pvg_access_rec_pending *p, pvg_error *err);
+
+/* pvg_access_recommend in two halves, so that a server can keep many
+ * requests in flight and score those of one audit commit as one batch.
+ * begin does step 1 and hands step 2 over: the actor (a shopper token
+ * reaches only its own shopper), the shopper's lookup and consent, the
+ * model key (only when allowed), then the ONE audit entry (the same entry
+ * pvg_access_recommend writes) to enqueue(ctx, ...). Nothing personal is
+ * computed: the model is not asked. *out (new) is then pending until the
+ * writer calls pvg_access_rec_committed; only pvg_access_recommend_finish
+ * computes anything, and only for entries committed with PVG_OK.
+ * req and every pointer in it (model, ext_user, fallback_items, memo_ctx)
+ * are borrowed until the finish. Needs g->store (a model trained from a
+ * file: use pvg_access_recommend); g's audit sink is not used. Errors (no
+ * *out, nothing queued): PVG_ERR_INVALID, the lookups', the key's, the
+ * enqueue's (then the audit log cannot be written: answer as an audit
+ * failure). */
+pvg_status pvg_access_recommend_begin(pvg_access *g, const pvg_access_rec_request *req,
+                                      pvg_access_audit_async_fn enqueue, void *ctx,
+                                      pvg_access_rec_pending **out, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The writer's word on p's entry: PVG_OK committed, else the append's
+ * error (the answer will then be that error, with nothing computed).
+ * Thread-safe against a concurrent finish of other pendings; call once. */
+void pvg_access_rec_committed(pvg_access_rec_pending *p, pvg_status status);
+
+/* 1 when p's entry failed to commit (the caller answers "audit log
+ * unavailable"), 0 otherwise. */
+int pvg_access_rec_audit_failed(const pvg_access_rec_pending *p);
+
+/* The answers of n pendings (each its own shopper, model and k), freed
+ * here (steals p[0..n)). The allowed shoppers whose entries are committed
+ * and who miss the memo are scored together per (model, k) in one batched
+ * call (pvg_model's serving queue); every other one gets its
+ * non-personalised list or its error. For each i: st[i] PVG_OK with
+ * ans[i] and outs[i][0..ans[i].n) (outs[i] holds the request's k items;
+ * items borrowed from the model), else the error in errs[i] and nothing
+ * in outs[i]: an entry not (yet) committed gives its audit error (or
+ * PVG_ERR_STATE when the writer never answered) and nothing computed. One
+ * shopper's failure never changes another's answer. */
+void pvg_access_recommend_finish(pvg_access_rec_pending *const *p, size_t n,
+                                 pvg_scored_item *const *outs, pvg_access_rec_answer *ans,
+                                 pvg_status *st, pvg_error *errs);
+
+/* Frees a pending whose answer is not wanted (nothing is computed); NULL
+ * is a no-op. The writer must not call pvg_access_rec_committed on it
+ * afterwards. */
+void pvg_access_rec_pending_free(pvg_access_rec_pending *p);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

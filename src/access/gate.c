@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1154,4 +1155,221 @@ pvg_status pvg_access_audit_of_user(pvg_access *g, const char *ext_user, size_t 
     }
     free(a.ring);
     return st;
+}
+
+/* ---- recommendations whose audit entry commits later ---- */
+
+/* The contract (access.h): begin checks and enqueues, nothing personal is
+ * computed; the writer's pvg_access_rec_committed moves `state` from
+ * QUEUED to COMMITTED only with PVG_OK; finish computes only for
+ * COMMITTED. */
+enum { REC_QUEUED = 0, REC_COMMITTED = 1, REC_FAILED = 2 };
+
+struct pvg_access_rec_pending {
+    pvg_access_rec_request req; /* pointers borrowed until the finish */
+    const char *reason;         /* static; NULL: allowed (key set) */
+    unsigned char key[PVG_MODEL_KEY_BYTES];
+    pvg_status audit_st; /* written before state (release) */
+    _Atomic int state;
+};
+
+typedef struct begin_sink {
+    pvg_access_audit_async_fn fn;
+    void *ctx;
+    pvg_access_rec_pending *p;
+    int queued;
+} begin_sink;
+
+/* The gate's audit sink during begin: the entry goes to the caller's
+ * writer with the pending it belongs to. */
+static pvg_status begin_enqueue(void *ctx, const pvg_audit_record *rec, pvg_error *err)
+{
+    begin_sink *b = ctx;
+    if (b->queued) /* one entry per request, never a second */
+        return pvg_error_set(err, PVG_ERR_INTERNAL, "access: a second audit entry");
+    pvg_status st = b->fn(b->ctx, rec, b->p, err);
+    if (st == PVG_OK) b->queued = 1;
+    return st;
+}
+
+pvg_status pvg_access_recommend_begin(pvg_access *g, const pvg_access_rec_request *req,
+                                      pvg_access_audit_async_fn enqueue, void *ctx,
+                                      pvg_access_rec_pending **out, pvg_error *err)
+{
+    *out = NULL;
+    if (!req || !req->model || !req->ext_user || req->k == 0 || !enqueue)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: model, user, k >= 1 and an audit writer are required");
+    if (!g->store)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recommend: the deferred gate needs a store (a model trained from a "
+                             "file: pvg_access_recommend)");
+    pvg_access_rec_pending *p = calloc(1, sizeof *p);
+    if (!p) return pvg_error_set(err, PVG_ERR_NOMEM, "recommend: out of memory");
+    p->req = *req;
+    atomic_init(&p->state, REC_QUEUED);
+    begin_sink b = {enqueue, ctx, p, 0};
+    pvg_access g2 = *g;
+    g2.audit = begin_enqueue;
+    g2.audit_ctx = &b;
+    char extra[32];
+    snprintf(extra, sizeof extra, "k=%zu", req->k);
+    /* the same checks and the same entry as pvg_access_recommend; the key
+     * and the reason are in p before the entry is queued */
+    pvg_status st =
+        personal_read_begin(&g2, "recommend", PVG_PURPOSE_RECOMMEND, req->ext_user, req->model, 0,
+                            extra, "non_personalised", p->key, &p->reason, err);
+    if (st != PVG_OK) {
+        if (b.queued) /* cannot happen (the entry is the last step); never free what the
+                         writer holds */
+            return st;
+        sodium_memzero(p->key, sizeof p->key);
+        free(p);
+        return st;
+    }
+    *out = p;
+    return PVG_OK;
+}
+
+void pvg_access_rec_committed(pvg_access_rec_pending *p, pvg_status status)
+{
+    p->audit_st = status;
+    atomic_store_explicit(&p->state, status == PVG_OK ? REC_COMMITTED : REC_FAILED,
+                          memory_order_release);
+}
+
+int pvg_access_rec_audit_failed(const pvg_access_rec_pending *p)
+{
+    return atomic_load_explicit(&((pvg_access_rec_pending *)p)->state, memory_order_acquire) ==
+           REC_FAILED;
+}
+
+void pvg_access_rec_pending_free(pvg_access_rec_pending *p)
+{
+    if (!p) return;
+    sodium_memzero(p->key, sizeof p->key);
+    free(p);
+}
+
+/* The answers of the allowed pendings sel[0..n) (same model, k and
+ * include_seen), scored in one call. */
+static void finish_scored(pvg_access_rec_pending *const *p, const size_t *sel, size_t n,
+                          pvg_scored_item *const *outs, pvg_access_rec_answer *ans, pvg_status *st,
+                          pvg_error *errs)
+{
+    const pvg_access_rec_request *r0 = &p[sel[0]]->req;
+    size_t k = r0->k;
+    unsigned char *keys = malloc(n * PVG_MODEL_KEY_BYTES);
+    pvg_scored_item *buf = malloc(n * k * sizeof *buf);
+    size_t *nout = malloc(n * sizeof *nout);
+    pvg_status *sts = malloc(n * sizeof *sts);
+    pvg_error e;
+    pvg_error_clear(&e);
+    if (!keys || !buf || !nout || !sts) {
+        for (size_t q = 0; q < n; q++)
+            st[sel[q]] = pvg_error_set(&errs[sel[q]], PVG_ERR_NOMEM, "recommend: out of memory");
+        goto done;
+    }
+    for (size_t q = 0; q < n; q++)
+        memcpy(keys + q * PVG_MODEL_KEY_BYTES, p[sel[q]]->key, PVG_MODEL_KEY_BYTES);
+    (void)pvg_model_recommend_many(r0->model, keys, n, k, r0->include_seen, buf, nout, sts, &e);
+    for (size_t q = 0; q < n; q++) {
+        size_t i = sel[q];
+        const pvg_access_rec_request *rq = &p[i]->req;
+        if (sts[q] == PVG_OK) {
+            memcpy(outs[i], buf + q * k, nout[q] * sizeof *buf);
+            ans[i].personalized = 1;
+            memcpy(ans[i].user_key, p[i]->key, PVG_MODEL_KEY_BYTES);
+            ans[i].n = nout[q];
+            if (rq->memo_put) rq->memo_put(rq->memo_ctx, p[i]->key, k, outs[i], nout[q]);
+            st[i] = PVG_OK;
+        } else if (sts[q] == PVG_ERR_NOT_FOUND) {
+            size_t nn = 0;
+            st[i] = fallback_list(rq, outs[i], &nn, &errs[i]);
+            if (st[i] == PVG_OK) {
+                ans[i].reason = "not_in_model";
+                ans[i].n = nn;
+            }
+        } else {
+            st[i] = sts[q];
+            errs[i] = e;
+            if (errs[i].code == PVG_OK)
+                (void)pvg_error_set(&errs[i], sts[q], "recommend: %s", pvg_strerror(sts[q]));
+        }
+    }
+done:
+    if (keys) sodium_memzero(keys, n * PVG_MODEL_KEY_BYTES);
+    free(keys);
+    free(buf);
+    free(nout);
+    free(sts);
+}
+
+void pvg_access_recommend_finish(pvg_access_rec_pending *const *p, size_t n,
+                                 pvg_scored_item *const *outs, pvg_access_rec_answer *ans,
+                                 pvg_status *st, pvg_error *errs)
+{
+    size_t *todo = malloc((n ? n : 1) * sizeof *todo), *sel = malloc((n ? n : 1) * sizeof *sel);
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&ans[i], 0, sizeof ans[i]);
+        pvg_error_clear(&errs[i]);
+        st[i] = PVG_ERR_INTERNAL;
+        const pvg_access_rec_request *rq = &p[i]->req;
+        int state = atomic_load_explicit(&p[i]->state, memory_order_acquire);
+        if (state != REC_COMMITTED) {
+            /* no committed entry: nothing is computed */
+            pvg_status a = state == REC_FAILED ? p[i]->audit_st : PVG_ERR_STATE;
+            if (a == PVG_OK) a = PVG_ERR_STATE;
+            st[i] = pvg_error_set(&errs[i], a,
+                                  "access: the audit log cannot be written (%s); recommend is "
+                                  "refused",
+                                  state == REC_FAILED ? pvg_strerror(a)
+                                                      : "the entry was not committed");
+            continue;
+        }
+        if (p[i]->reason) {
+            size_t nn = 0;
+            st[i] = fallback_list(rq, outs[i], &nn, &errs[i]);
+            if (st[i] == PVG_OK) {
+                ans[i].reason = p[i]->reason;
+                ans[i].n = nn;
+            }
+            continue;
+        }
+        size_t nn = 0;
+        if (rq->memo_get && rq->memo_get(rq->memo_ctx, p[i]->key, rq->k, outs[i], &nn)) {
+            ans[i].personalized = 1;
+            memcpy(ans[i].user_key, p[i]->key, PVG_MODEL_KEY_BYTES);
+            ans[i].n = nn;
+            st[i] = PVG_OK;
+            continue;
+        }
+        if (!todo || !sel) {
+            st[i] = pvg_error_set(&errs[i], PVG_ERR_NOMEM, "recommend: out of memory");
+            continue;
+        }
+        todo[nt++] = i;
+    }
+    /* the rest in groups of the same model, k and include_seen: one
+     * batched call each */
+    for (size_t a = 0; a < nt; a++) {
+        if (todo[a] == SIZE_MAX) continue;
+        const pvg_access_rec_request *ra = &p[todo[a]]->req;
+        size_t ns = 0;
+        for (size_t b = a; b < nt; b++) {
+            if (todo[b] == SIZE_MAX) continue;
+            const pvg_access_rec_request *rb = &p[todo[b]]->req;
+            if (rb->model != ra->model || rb->k != ra->k || rb->include_seen != ra->include_seen)
+                continue;
+            sel[ns++] = todo[b];
+            if (b != a) todo[b] = SIZE_MAX;
+        }
+        todo[a] = SIZE_MAX;
+        finish_scored(p, sel, ns, outs, ans, st, errs);
+    }
+    free(todo);
+    free(sel);
+    for (size_t i = 0; i < n; i++)
+        pvg_access_rec_pending_free(p[i]);
 }

@@ -875,6 +875,89 @@ pvg_status pvg_model_recommend_batch(const pvg_model *m, const unsigned char *us
     return PVG_OK;
 }
 
+pvg_status pvg_model_recommend_many(const pvg_model *m, const unsigned char *user_keys, size_t n,
+                                    size_t k, int include_seen, pvg_scored_item *out, size_t *n_out,
+                                    pvg_status *sts, pvg_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        n_out[i] = 0;
+        sts[i] = PVG_ERR_NOT_FOUND;
+    }
+    if (m->users_locked) {
+        for (size_t i = 0; i < n; i++)
+            sts[i] = PVG_ERR_STATE;
+        return users_locked_error(err);
+    }
+    if (n == 0) return PVG_OK;
+    if (k == 0) {
+        for (size_t i = 0; i < n; i++)
+            sts[i] = find_user(m, user_keys + 16 * i) < 0 ? PVG_ERR_NOT_FOUND : PVG_OK;
+        return PVG_OK;
+    }
+    pvg_serve *fast = m->U && !m->no_fast_serve ? pvg_model_serve(m) : NULL;
+    pvg_serve_job *jobs = calloc(n, sizeof *jobs);
+    pvg_serve_job **jp = malloc(n * sizeof *jp);
+    int64_t *idx = malloc(n * k * sizeof *idx), *us = malloc(n * sizeof *us);
+    float *sc = malloc(n * k * sizeof *sc);
+    serve_buf b;
+    int have_b = 0;
+    pvg_status st = PVG_OK;
+    if (!jobs || !jp || !idx || !us || !sc) {
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory for %zu shoppers", n);
+        for (size_t i = 0; i < n; i++)
+            sts[i] = PVG_ERR_NOMEM;
+        goto done;
+    }
+    /* the fast path's jobs, submitted together: one batch (or a few) */
+    size_t nj = 0;
+    for (size_t i = 0; i < n; i++) {
+        us[i] = find_user(m, user_keys + 16 * i);
+        if (us[i] < 0) continue;
+        sts[i] = PVG_OK;
+        size_t nh = (size_t)(m->hist_indptr[us[i] + 1] - m->hist_indptr[us[i]]);
+        if (!fast || !nh) continue; /* the plain way, below */
+        pvg_serve_job *j = &jobs[i];
+        j->u = m->U + (size_t)us[i] * m->factors;
+        j->excl = include_seen ? NULL : m->hist_items + m->hist_indptr[us[i]];
+        j->n_excl = include_seen ? 0 : nh;
+        j->k = k;
+        j->idx = idx + i * k;
+        j->sc = sc + i * k;
+        jp[nj++] = j;
+    }
+    if (nj) (void)pvg_serve_run_many(fast, jp, nj);
+    for (size_t i = 0; i < n; i++) {
+        if (us[i] < 0) continue;
+        pvg_serve_job *j = &jobs[i];
+        if (j->u && j->done && !j->failed) {
+            fill_out(m, j->idx, j->sc, j->n_out, out + i * k);
+            n_out[i] = j->n_out;
+            continue;
+        }
+        /* no fast path for this shopper (or its batch failed): alone */
+        if (!have_b) {
+            if (serve_buf_init(&b, m, k)) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+                for (size_t q = i; q < n; q++)
+                    if (us[q] >= 0 && !(jobs[q].u && jobs[q].done && !jobs[q].failed))
+                        sts[q] = PVG_ERR_NOMEM;
+                goto done;
+            }
+            have_b = 1;
+        }
+        sts[i] = recommend_one(m, us[i], k, include_seen, out + i * k, &n_out[i], b.scores, b.idx,
+                               b.sc, b.scratch);
+    }
+done:
+    if (have_b) serve_buf_free(&b);
+    free(jobs);
+    free(jp);
+    free(idx);
+    free(us);
+    free(sc);
+    return st;
+}
+
 pvg_status pvg_model_recommend_history(const pvg_model *m, const int64_t *items,
                                        const float *weights, size_t n, size_t k,
                                        pvg_scored_item *out, size_t *n_out, pvg_error *err)

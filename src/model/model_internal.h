@@ -504,6 +504,22 @@ void pvg_serve_free(pvg_serve *s);
 /* Runs one job, combined with the requests of other threads queued at the
  * same time (never waits when a scoring slot is free). 0, or -1. */
 int pvg_serve_run(pvg_serve *s, pvg_serve_job *job);
+/* Runs n jobs submitted together: queued at once, so they are scored in
+ * batches of up to 32 (with other threads' jobs of the same moment) rather
+ * than one by one. Each job's answer does not depend on the others; a job
+ * whose batch could not be scored (out of memory) has failed = 1. 0 when
+ * every job was scored, else -1. */
+int pvg_serve_run_many(pvg_serve *s, pvg_serve_job *const *jobs, size_t n);
+/* Top-k of n shoppers (16-byte model keys) into out[i*k ..], n_out[i],
+ * sts[i] (PVG_OK, or PVG_ERR_NOT_FOUND when the model does not know the
+ * shopper): as pvg_model_recommend for each, but the factor models' fast
+ * path submits them to the serving queue together (pvg_serve_run_many), so
+ * they are scored as one batch. Each shopper's answer does not depend on
+ * the others. Errors: sealed shoppers' sections (PVG_ERR_STATE, every
+ * sts[i] NOT_FOUND), out of memory (the shoppers not answered get it). */
+pvg_status pvg_model_recommend_many(const pvg_model *m, const unsigned char *user_keys, size_t n,
+                                    size_t k, int include_seen, pvg_scored_item *out, size_t *n_out,
+                                    pvg_status *sts, pvg_error *err);
 /* 1 when s serves through the approximate index (pvg_ivf). */
 int pvg_serve_uses_index(const pvg_serve *s);
 /* The lists the index probes from now on (0: its default); no effect on

@@ -532,18 +532,31 @@ pvg_serve *pvg_model_serve(const pvg_model *m)
     return fresh;
 }
 
-int pvg_serve_run(pvg_serve *s, pvg_serve_job *job)
+/* 1 when every job of jobs[0..n) is done (under s->mu). */
+static int all_done(pvg_serve_job *const *jobs, size_t n)
 {
-    int rc = 0;
-    job->done = 0;
-    job->next = NULL;
+    for (size_t a = 0; a < n; a++)
+        if (!jobs[a]->done) return 0;
+    return 1;
+}
+
+int pvg_serve_run_many(pvg_serve *s, pvg_serve_job *const *jobs, size_t n)
+{
+    if (!n) return 0;
+    for (size_t a = 0; a < n; a++) {
+        jobs[a]->done = 0;
+        jobs[a]->failed = 0;
+        jobs[a]->next = a + 1 < n ? jobs[a + 1] : NULL;
+    }
     pthread_mutex_lock(&s->mu);
+    /* all of them at once: they are taken together (MAX_BATCH at a time),
+     * with whatever other threads queued meanwhile */
     if (s->tail)
-        s->tail->next = job;
+        s->tail->next = jobs[0];
     else
-        s->head = job;
-    s->tail = job;
-    while (!job->done) {
+        s->head = jobs[0];
+    s->tail = jobs[n - 1];
+    while (!all_done(jobs, n)) {
         if (s->busy < s->slots && s->head) {
             /* a free slot: take every queued request (ours among them unless
              * more than MAX_BATCH wait) and score them as one batch */
@@ -576,9 +589,16 @@ int pvg_serve_run(pvg_serve *s, pvg_serve_job *job)
             pthread_cond_wait(&s->cv, &s->mu);
         }
     }
-    rc = job->failed ? -1 : 0;
+    int rc = 0;
+    for (size_t a = 0; a < n; a++)
+        if (jobs[a]->failed) rc = -1;
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+int pvg_serve_run(pvg_serve *s, pvg_serve_job *job)
+{
+    return pvg_serve_run_many(s, &job, 1);
 }
 
 void pvg_serve_stats(const pvg_model *m, long long *batches, long long *jobs, long long *max_batch)

@@ -1,8 +1,9 @@
 /*
  * access_sink.c - the server's side of the access gate: a gate for one
  * request whose audit entries go through the server's group-commit audit
- * writer (the request waits until its entry is committed), and the answer
- * when the gate refused because the log could not be written.
+ * writer (the request waits until its entry is committed, or, through the
+ * deferred gate, is suspended until then), and the answer when the gate
+ * refused because the log could not be written.
  */
 #include "server/server_internal.h"
 
@@ -12,6 +13,34 @@ static pvg_status srv_sink(void *ctx, const pvg_audit_record *rec, pvg_error *er
     pvg_status st =
         pvg_srv_audit_log(&r->srv->audit, rec->actor, rec->action, rec->subject, rec->detail);
     if (st != PVG_OK) {
+        r->gate_audit_failed = 1;
+        return pvg_error_set(err, st, "audit writer: %s", pvg_strerror(st));
+    }
+    return PVG_OK;
+}
+
+/* The writer's wake of a deferred entry (the writer thread, after the
+ * commit or its failure): the gate learns the outcome first. */
+static void srv_committed(void *ctx)
+{
+    pvg_srv_req *r = ctx;
+    if (r->audit_result != PVG_OK) r->gate_audit_failed = 1;
+    pvg_access_rec_committed(r->pend, r->audit_result);
+    pvg_srv_req_ready(r);
+}
+
+pvg_status pvg_srv_access_enqueue(void *ctx, const pvg_audit_record *rec, pvg_access_rec_pending *p,
+                                  pvg_error *err)
+{
+    pvg_srv_req *r = ctx;
+    r->pend = p; /* before the entry is queued: the wake may come at once */
+    r->audit_done = 0;
+    r->audit_result = PVG_ERR_INTERNAL;
+    pvg_status st =
+        pvg_srv_audit_log_async(&r->srv->audit, rec->actor, rec->action, rec->subject, rec->detail,
+                                &r->audit_done, &r->audit_result, srv_committed, r);
+    if (st != PVG_OK) {
+        r->pend = NULL;
         r->gate_audit_failed = 1;
         return pvg_error_set(err, st, "audit writer: %s", pvg_strerror(st));
     }

@@ -3,6 +3,9 @@
  * threads enqueue an entry and wait; one writer thread appends everything
  * queued in one transaction (pvg_audit_append_many) and wakes them, so an
  * answer with personal data leaves only after its entry is committed.
+ * Asynchronous entries (pvg_srv_audit_log_async) wake their requests one by
+ * one after the commit, then on_group tells that a whole group is ready
+ * (the server scores a group's recommendations as one batch).
  */
 #include "server/server_internal.h"
 
@@ -39,6 +42,8 @@ static void *writer_main(void *arg)
         pvg_srv_audit_item *batch = w->head;
         void (*on_commit)(void *) = w->on_commit;
         void *on_commit_ctx = w->on_commit_ctx;
+        void (*on_group)(void *) = w->on_group;
+        void *on_group_ctx = w->on_group_ctx;
         w->head = w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
 
@@ -89,12 +94,23 @@ static void *writer_main(void *arg)
         (void)lo;
         pthread_cond_broadcast(&w->cv_done);
         pthread_mutex_unlock(&w->mu);
+        int woke = wakes != NULL;
+        /* in queue order (the list is reversed) */
+        pvg_srv_audit_item *fwd = NULL;
         while (wakes) {
             pvg_srv_audit_item *next = wakes->next;
-            wakes->wake(wakes->wake_ctx);
-            item_free(wakes);
+            wakes->next = fwd;
+            fwd = wakes;
             wakes = next;
         }
+        while (fwd) {
+            pvg_srv_audit_item *next = fwd->next;
+            fwd->wake(fwd->wake_ctx);
+            item_free(fwd);
+            fwd = next;
+        }
+        /* the whole group is woken: its requests can go on together */
+        if (woke && on_group) on_group(on_group_ctx);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);

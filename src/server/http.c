@@ -152,6 +152,142 @@ const char *pvg_srv_req_query(pvg_srv_req *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* ---- deferred recommendations ------------------------------------------ */
+
+int pvg_srv_req_suspend(pvg_srv_req *r)
+{
+    pvg_server *srv = r->srv;
+    pthread_mutex_lock(&srv->fin_mu);
+    int ok = srv->n_fin > 0 && !srv->fin_closed;
+    if (ok) srv->fin_suspended++;
+    pthread_mutex_unlock(&srv->fin_mu);
+    if (!ok) return -1;
+    /* suspended before the entry is queued: a resume can only follow */
+    MHD_suspend_connection(r->conn);
+    r->async = 1;
+    return 0;
+}
+
+void pvg_srv_req_resume_now(pvg_srv_req *r)
+{
+    MHD_resume_connection(r->conn);
+}
+
+void pvg_srv_req_ready(pvg_srv_req *r)
+{
+    /* the writer thread only: the group is staged, then queued whole */
+    pvg_server *srv = r->srv;
+    r->ready_next = NULL;
+    if (srv->group_tail)
+        srv->group_tail->ready_next = r;
+    else
+        srv->group_head = r;
+    srv->group_tail = r;
+}
+
+/* The audit writer's on_group: the group's requests join the queue at once
+ * (a finisher never takes part of a group), and a finisher is woken. */
+static void fin_kick(void *ctx)
+{
+    pvg_server *srv = ctx;
+    if (!srv->group_head) return;
+    pthread_mutex_lock(&srv->fin_mu);
+    if (srv->ready_tail)
+        srv->ready_tail->ready_next = srv->group_head;
+    else
+        srv->ready_head = srv->group_head;
+    srv->ready_tail = srv->group_tail;
+    pthread_cond_signal(&srv->fin_cv);
+    pthread_mutex_unlock(&srv->fin_mu);
+    srv->group_head = srv->group_tail = NULL;
+}
+
+/* A finisher: takes everything ready (one commit group or more, up to
+ * PVG_SRV_FINISH_MAX), answers it through the gate's finish (one batch of
+ * scoring) and resumes the connections. */
+static void *fin_main(void *arg)
+{
+    pvg_server *srv = arg;
+    pvg_srv_req *batch[PVG_SRV_FINISH_MAX];
+    pthread_mutex_lock(&srv->fin_mu);
+    for (;;) {
+        while (!srv->ready_head && !srv->fin_stop)
+            pthread_cond_wait(&srv->fin_cv, &srv->fin_mu);
+        if (!srv->ready_head) break; /* stopping, nothing left */
+        size_t n = 0;
+        while (srv->ready_head && n < PVG_SRV_FINISH_MAX) {
+            batch[n++] = srv->ready_head;
+            srv->ready_head = srv->ready_head->ready_next;
+        }
+        if (!srv->ready_head)
+            srv->ready_tail = NULL;
+        else
+            pthread_cond_signal(&srv->fin_cv); /* the rest to another finisher */
+        pthread_mutex_unlock(&srv->fin_mu);
+        pvg_srv_recommend_finish(batch, n);
+        for (size_t i = 0; i < n; i++)
+            MHD_resume_connection(batch[i]->conn); /* the connection's thread sends it */
+        pthread_mutex_lock(&srv->fin_mu);
+    }
+    pthread_mutex_unlock(&srv->fin_mu);
+    return NULL;
+}
+
+static int fin_start(pvg_server *srv)
+{
+    pthread_mutex_init(&srv->fin_mu, NULL);
+    pthread_cond_init(&srv->fin_cv, NULL);
+    pthread_cond_init(&srv->fin_idle_cv, NULL);
+    srv->fin_init = 1;
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = nc < 1 ? 1 : nc > PVG_SRV_FINISHERS_MAX ? PVG_SRV_FINISHERS_MAX : (int)nc;
+    for (int i = 0; i < want; i++) {
+        if (pthread_create(&srv->fin_threads[i], NULL, fin_main, srv) != 0) break;
+        pthread_mutex_lock(&srv->fin_mu);
+        srv->n_fin++;
+        pthread_mutex_unlock(&srv->fin_mu);
+    }
+    return srv->n_fin > 0 ? 0 : -1;
+}
+
+/* No new suspension; waits until every suspended request was answered and
+ * its connection resumed and served (the audit writer and the finishers
+ * still run: each is bounded by a commit and a scoring pass). */
+static void fin_close(pvg_server *srv)
+{
+    if (!srv->fin_init) return;
+    pthread_mutex_lock(&srv->fin_mu);
+    srv->fin_closed = 1;
+    while (srv->fin_suspended > 0)
+        pthread_cond_wait(&srv->fin_idle_cv, &srv->fin_mu);
+    pthread_mutex_unlock(&srv->fin_mu);
+}
+
+/* The connection's thread: r's deferred answer left (or its connection
+ * closed): one suspended request fewer. */
+static void fin_left(pvg_srv_req *r)
+{
+    pvg_server *srv = r->srv;
+    r->async = 0;
+    pthread_mutex_lock(&srv->fin_mu);
+    if (--srv->fin_suspended == 0) pthread_cond_broadcast(&srv->fin_idle_cv);
+    pthread_mutex_unlock(&srv->fin_mu);
+}
+
+static void fin_stop(pvg_server *srv)
+{
+    if (!srv->fin_init) return;
+    pthread_mutex_lock(&srv->fin_mu);
+    srv->fin_closed = 1;
+    srv->fin_stop = 1;
+    pthread_cond_broadcast(&srv->fin_cv);
+    int n = srv->n_fin;
+    srv->n_fin = 0;
+    pthread_mutex_unlock(&srv->fin_mu);
+    for (int i = 0; i < n; i++)
+        pthread_join(srv->fin_threads[i], NULL);
+}
+
 /* ---- answers ------------------------------------------------------------ */
 
 void pvg_srv_reply_json(pvg_srv_req *r, int status, json_t *j)
@@ -502,6 +638,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
+    if (r->async) {
+        /* resumed: the deferred answer is in r */
+        fin_left(r);
+        finish(r);
+        return send_answer(r);
+    }
     r->method = method;
     r->url = url;
     if (*upload_size) {
@@ -554,6 +696,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
     }
     finish(r);
+    if (r->async) return MHD_YES; /* suspended: the answer comes after the audit commit */
     return send_answer(r);
 }
 
@@ -563,6 +706,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pvg_server *srv = cls;
     pvg_srv_req *r = *con_cls;
     if (!r) return;
+    if (r->async) {
+        if (r->rec || r->pend) {
+            /* still with the writer or a finisher (cannot happen: a suspended
+             * connection is neither served nor closed before its resume,
+             * and the server stops only when none is suspended); never
+             * free what they hold */
+            *con_cls = NULL;
+            return;
+        }
+        fin_left(r); /* resumed, closed before its answer could leave */
+    }
     finish(r);
     int route = r->route >= 0 ? r->route : (int)pvg_srv_routes_count();
     if (r->status) {
@@ -597,6 +751,12 @@ static void server_destroy(pvg_server *srv)
     pvg_srv_model_shutdown(srv);
     pvg_srv_search_free(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
+    fin_stop(srv);
+    if (srv->fin_init) {
+        pthread_mutex_destroy(&srv->fin_mu);
+        pthread_cond_destroy(&srv->fin_cv);
+        pthread_cond_destroy(&srv->fin_idle_cv);
+    }
     pvg_srv_monitor_free(srv);
     pvg_srv_authcache_free(srv->authcache);
     pvg_assistant_free(srv->assistant);
@@ -771,6 +931,16 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");
     }
+    /* deferred recommendations: finisher threads, started at each commit
+     * group's end */
+    if (fin_start(srv)) {
+        server_destroy(srv);
+        return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the finisher threads");
+    }
+    pthread_mutex_lock(&srv->audit.mu);
+    srv->audit.on_group_ctx = srv;
+    srv->audit.on_group = fin_kick;
+    pthread_mutex_unlock(&srv->audit.mu);
     if (!srv->opt.monitor_off) { /* access monitoring (alerts.c), fed after each commit */
         st = pvg_srv_monitor_start(srv, err);
         if (st != PVG_OK) {
@@ -871,12 +1041,17 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
+        /* no connection may stay suspended when the daemon stops: the
+         * deferred answers are given first (the writer and the finishers
+         * still run) */
+        fin_close(srv);
         MHD_stop_daemon(srv->daemon);
         srv->daemon = NULL;
     }
     pvg_srv_model_shutdown(srv);
     pvg_srv_search_shutdown(srv);
     pvg_srv_audit_writer_stop(&srv->audit);
+    fin_stop(srv);
     pvg_srv_monitor_stop(srv);
     (void)err;
     return PVG_OK;

@@ -681,67 +681,39 @@ static void memo_put(void *ctx, const unsigned char key[16], size_t k, const pvg
     pvg_srv_cache_put(mc->m->cache, key, k, in, n);
 }
 
-static void h_recommend(pvg_srv_req *r)
-{
+/* A recommendation between its gate checks and its answer: what the
+ * request holds while its audit entry commits (the models stay acquired,
+ * so a model swap meanwhile frees nothing it uses). */
+struct pvg_srv_rec_async {
+    pvg_srv_model *m, *dm;
+    const pvg_srv_popular *pop;
     size_t k;
-    if (query_k(r, &k)) return;
-    /* ?explain=1: a `why` per item (explain_route.c; never from the body cache) */
-    const char *xp = pvg_srv_req_query(r, "explain");
-    if (xp && strcmp(xp, "0") != 0 && strcmp(xp, "1") != 0) {
-        pvg_srv_reply_error(r, 400, "invalid",
-                            "query parameter explain: want 0 or 1, got \"%.40s\"", xp);
-        return;
-    }
-    int explain = xp && strcmp(xp, "1") == 0;
-    pvg_srv_model *m = need_model(r);
-    if (!m) return;
-    const char *user = r->params[0];
-    /* the non-personalised answer is the DP popular list only: with none
-     * released yet the gate gets an empty list and we answer 503 below */
-    static const int64_t no_items[1] = {0};
-    const pvg_srv_popular *pop = atomic_load(&m->popular);
-    /* with a DP-trained model in service, the non-personalised list is its
-     * popular list (mapped onto this model's items for the gate) */
-    pvg_srv_model *dm = pvg_srv_dp_model_acquire(r->srv);
-    if (dm && !dm->n_dp_popular) {
-        pvg_srv_model_release(dm);
-        dm = NULL;
-    }
+    int explain;
     int64_t dp_fallback[K_MAX];
-    size_t n_dp_fallback = 0;
-    for (size_t i = 0; dm && i < dm->n_dp_popular && n_dp_fallback < k; i++) {
-        int64_t ix =
-            pvg_model_item_index(m->model, pvg_model_item_id(dm->model, dm->dp_popular[i]));
-        if (ix >= 0) dp_fallback[n_dp_fallback++] = ix;
-    }
-    memo_ctx mc = {r, m};
-    pvg_access_rec_request rq = {0};
-    rq.model = m->model;
-    rq.ext_user = user;
-    rq.k = k;
-    if (dm) {
-        rq.fallback_items = n_dp_fallback ? dp_fallback : no_items;
-        rq.n_fallback = n_dp_fallback;
-    } else {
-        rq.fallback_items = pop && pop->n_fallback ? pop->item_index : no_items;
-        rq.n_fallback = pop ? pop->n_fallback : 0;
-    }
-    rq.memo_get = memo_get;
-    rq.memo_put = memo_put;
-    rq.memo_ctx = &mc;
-    pvg_access g;
-    pvg_srv_access_init(r, &g);
+    memo_ctx mc;
+    pvg_access_rec_request rq;
     pvg_scored_item out[K_MAX];
-    pvg_access_rec_answer ans;
-    pvg_error e;
-    pvg_error_clear(&e);
-    pvg_status st = pvg_access_recommend(&g, &rq, out, &ans, &e);
+};
+
+/* The answer of a gated recommendation (st, ans, out from the gate);
+ * releases a->m and a->dm. */
+static void recommend_reply(pvg_srv_req *r, pvg_srv_rec_async *a, pvg_status st,
+                            const pvg_access_rec_answer *ansp, const pvg_error *e)
+{
+    pvg_srv_model *m = a->m, *dm = a->dm;
+    const pvg_srv_popular *pop = a->pop;
+    const char *user = r->params[0];
+    size_t k = a->k;
+    int explain = a->explain;
+    const pvg_scored_item *out = a->out;
+    a->m = a->dm = NULL;
     if (st != PVG_OK) {
         pvg_srv_model_release(dm);
         pvg_srv_model_release(m);
-        pvg_srv_reply_access(r, "recommend", st, &e);
+        pvg_srv_reply_access(r, "recommend", st, e);
         return;
     }
+    pvg_access_rec_answer ans = *ansp;
     if (ans.personalized && !explain) {
         char *body = NULL;
         size_t body_len = 0;
@@ -807,6 +779,116 @@ static void h_recommend(pvg_srv_req *r)
         pvg_srv_cache_put_body(m->cache, ans.user_key, k, r->out, r->out_len);
     pvg_srv_model_release(dm);
     pvg_srv_model_release(m);
+}
+
+void pvg_srv_recommend_finish(pvg_srv_req *const *rs, size_t n)
+{
+    pvg_access_rec_pending *p[PVG_SRV_FINISH_MAX] = {0};
+    pvg_scored_item *outs[PVG_SRV_FINISH_MAX] = {0};
+    pvg_access_rec_answer ans[PVG_SRV_FINISH_MAX];
+    pvg_status st[PVG_SRV_FINISH_MAX];
+    pvg_error errs[PVG_SRV_FINISH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        p[i] = rs[i]->pend;
+        outs[i] = rs[i]->rec->out;
+        rs[i]->pend = NULL;
+    }
+    /* the gate computes only for entries committed: every shopper of the
+     * group allowed and committed is scored in one batch */
+    pvg_access_recommend_finish(p, n, outs, ans, st, errs);
+    for (size_t i = 0; i < n; i++) {
+        recommend_reply(rs[i], rs[i]->rec, st[i], &ans[i], &errs[i]);
+        free(rs[i]->rec);
+        rs[i]->rec = NULL;
+    }
+}
+
+static void h_recommend(pvg_srv_req *r)
+{
+    size_t k;
+    if (query_k(r, &k)) return;
+    /* ?explain=1: a `why` per item (explain_route.c; never from the body cache) */
+    const char *xp = pvg_srv_req_query(r, "explain");
+    if (xp && strcmp(xp, "0") != 0 && strcmp(xp, "1") != 0) {
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "query parameter explain: want 0 or 1, got \"%.40s\"", xp);
+        return;
+    }
+    int explain = xp && strcmp(xp, "1") == 0;
+    pvg_srv_rec_async *a = calloc(1, sizeof *a);
+    if (!a) {
+        pvg_srv_reply_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    pvg_srv_model *m = need_model(r);
+    if (!m) {
+        free(a);
+        return;
+    }
+    const char *user = r->params[0];
+    /* the non-personalised answer is the DP popular list only: with none
+     * released yet the gate gets an empty list and we answer 503 below */
+    static const int64_t no_items[1] = {0};
+    const pvg_srv_popular *pop = atomic_load(&m->popular);
+    /* with a DP-trained model in service, the non-personalised list is its
+     * popular list (mapped onto this model's items for the gate) */
+    pvg_srv_model *dm = pvg_srv_dp_model_acquire(r->srv);
+    if (dm && !dm->n_dp_popular) {
+        pvg_srv_model_release(dm);
+        dm = NULL;
+    }
+    size_t n_dp_fallback = 0;
+    for (size_t i = 0; dm && i < dm->n_dp_popular && n_dp_fallback < k; i++) {
+        int64_t ix =
+            pvg_model_item_index(m->model, pvg_model_item_id(dm->model, dm->dp_popular[i]));
+        if (ix >= 0) a->dp_fallback[n_dp_fallback++] = ix;
+    }
+    a->m = m;
+    a->dm = dm;
+    a->pop = pop;
+    a->k = k;
+    a->explain = explain;
+    a->mc = (memo_ctx){r, m};
+    pvg_access_rec_request *rq = &a->rq;
+    rq->model = m->model;
+    rq->ext_user = user;
+    rq->k = k;
+    if (dm) {
+        rq->fallback_items = n_dp_fallback ? a->dp_fallback : no_items;
+        rq->n_fallback = n_dp_fallback;
+    } else {
+        rq->fallback_items = pop && pop->n_fallback ? pop->item_index : no_items;
+        rq->n_fallback = pop ? pop->n_fallback : 0;
+    }
+    rq->memo_get = memo_get;
+    rq->memo_put = memo_put;
+    rq->memo_ctx = &a->mc;
+    pvg_access g;
+    pvg_srv_access_init(r, &g);
+    pvg_access_rec_answer ans;
+    memset(&ans, 0, sizeof ans);
+    pvg_error e;
+    pvg_error_clear(&e);
+    /* the deferred gate: the connection waits suspended (no thread blocked)
+     * while the audit entry commits; the committed group is then answered
+     * and scored as one batch by pvg_srv_recommend_finish. ?explain=1 and a
+     * server that is stopping take the synchronous gate. */
+    if (!explain && pvg_srv_req_suspend(r) == 0) {
+        r->rec = a;
+        pvg_access_rec_pending *pend = NULL;
+        pvg_status st = pvg_access_recommend_begin(&g, rq, pvg_srv_access_enqueue, r, &pend, &e);
+        if (st == PVG_OK) return; /* r belongs to the writer and the finisher now */
+        /* nothing was queued: answered here, the connection resumed at once */
+        r->rec = NULL;
+        r->pend = NULL;
+        recommend_reply(r, a, st, &ans, &e);
+        free(a);
+        pvg_srv_req_resume_now(r);
+        return;
+    }
+    pvg_status st = pvg_access_recommend(&g, rq, a->out, &ans, &e);
+    recommend_reply(r, a, st, &ans, &e);
+    free(a);
 }
 
 /* Similar items for shoppers and analysts: from the DP co-occurrence

@@ -224,6 +224,10 @@ typedef struct pvg_srv_audit_writer {
     pvg_srv_metrics *metrics;
     void (*on_commit)(void *ctx); /* called by the writer thread after each committed batch */
     void *on_commit_ctx;
+    /* called by the writer thread after it woke the asynchronous entries of
+     * a batch (committed or failed), outside its lock */
+    void (*on_group)(void *ctx);
+    void *on_group_ctx;
 } pvg_srv_audit_writer;
 int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_srv_metrics *m);
 /* Appends and waits until committed. PVG_OK or the append error. */
@@ -327,6 +331,11 @@ int pvg_srv_ts_lat_bucket(double seconds);
 double pvg_srv_ts_lat_bound(int b);
 double pvg_srv_ts_quantile(const long long *h, double q);
 
+/* Requests answered by one finisher pass at most (the rest wait for the
+ * next pass); finisher threads at most. */
+#define PVG_SRV_FINISH_MAX 256
+#define PVG_SRV_FINISHERS_MAX 8
+
 /* ---- the server ---- */
 struct pvg_server {
     pvg_server_options opt;
@@ -379,6 +388,16 @@ struct pvg_server {
     atomic_long inflight;
     atomic_int draining;
     pvg_srv_monitor *monitor; /* NULL when monitoring is off */
+    /* deferred recommendations: suspended requests whose entries are
+     * committed wait in the ready queue for a finisher thread */
+    pthread_mutex_t fin_mu;
+    pthread_cond_t fin_cv, fin_idle_cv;
+    struct pvg_srv_req *ready_head, *ready_tail;
+    struct pvg_srv_req *group_head, *group_tail; /* the writer thread's group being woken */
+    long fin_suspended;                          /* suspended, or resumed and not yet answered */
+    int fin_closed;                              /* stopping: no new suspension */
+    int fin_stop, n_fin, fin_init;
+    pthread_t fin_threads[PVG_SRV_FINISHERS_MAX];
     pvg_srv_search *search;
 };
 
@@ -396,6 +415,24 @@ pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewr
 /* The page of the browser federated client (web/fl.html): the one page whose
  * Content-Security-Policy allows WebAssembly compilation ('wasm-unsafe-eval'). */
 #define PVG_SRV_WASM_PAGE "/static/fl.html"
+
+/* ---- deferred recommendations (http.c, routes.c) ---- */
+typedef struct pvg_srv_rec_async pvg_srv_rec_async;
+/* From a handler (the connection's thread): suspends r's connection so its
+ * answer can be given later by a finisher; 0, or -1 when the server is
+ * stopping (nothing suspended: answer synchronously). */
+int pvg_srv_req_suspend(pvg_srv_req *r);
+/* From the handler that suspended r, when it answered r itself after all:
+ * resumes the connection at once (the answer in r leaves). */
+void pvg_srv_req_resume_now(pvg_srv_req *r);
+/* From the audit writer's wake (its thread only): r's entry is committed
+ * (or failed); r joins its commit group, which the writer's on_group then
+ * hands to the finishers whole. */
+void pvg_srv_req_ready(pvg_srv_req *r);
+/* The answers of n ready requests (routes.c): one call of the gate's
+ * finish (allowed shoppers scored as one batch), each answer set in its
+ * request; n <= PVG_SRV_FINISH_MAX. The caller resumes them. */
+void pvg_srv_recommend_finish(pvg_srv_req *const *rs, size_t n);
 
 /* ---- request context ---- */
 struct pvg_srv_req {
@@ -420,6 +457,13 @@ struct pvg_srv_req {
     char retry_after[16];
     char allow[64];
     int gate_audit_failed; /* the access gate's audit entry could not be written */
+    /* a recommendation through the deferred gate (routes.c, http.c) */
+    int async; /* the connection's thread only: 1 from the suspension until the answer leaves */
+    struct pvg_srv_rec_async *rec; /* what the request holds meanwhile (routes.c) */
+    pvg_access_rec_pending *pend;  /* the gate's pending answer, until finished */
+    int audit_done;                /* the writer's flags for the entry */
+    pvg_status audit_result;
+    struct pvg_srv_req *ready_next; /* the finishers' queue */
 };
 
 /* ---- the access gate (access_sink.c) ---- */
@@ -435,6 +479,13 @@ char *pvg_srv_recs_json(const pvg_srv_model *m, const char *user, const pvg_scor
 /* Fills g for request r: its store, its actor, audit entries through the
  * group-commit writer (waiting for the commit). */
 void pvg_srv_access_init(pvg_srv_req *r, pvg_access *g);
+/* The deferred gate's audit writer (pvg_access_audit_async_fn; ctx: the
+ * pvg_srv_req, which must be suspended by pvg_srv_req_suspend): queues the
+ * entry on the group-commit writer; after the commit the writer tells the
+ * gate (pvg_access_rec_committed), marks a failure for the 503 answer and
+ * hands the request to the finishers (pvg_srv_req_ready). */
+pvg_status pvg_srv_access_enqueue(void *ctx, const pvg_audit_record *rec, pvg_access_rec_pending *p,
+                                  pvg_error *err);
 /* Answers a gate failure: 503 when the audit log could not be written, 404
  * not found, 403 no consent, else as pvg_srv_reply_status. */
 void pvg_srv_reply_access(pvg_srv_req *r, const char *what, pvg_status st, const pvg_error *err);

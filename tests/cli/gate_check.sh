@@ -25,6 +25,7 @@ GATED = """
   pvg_store_user_delete pvg_store_user_exists pvg_store_consent_get pvg_store_consent_set
   pvg_dataset_load_store
   pvg_model_recommend pvg_model_recommend_batch pvg_model_recommend_history pvg_model_user_key
+  pvg_model_recommend_many
   pvg_model_explain
   pvg_query_run pvg_paillier_spend_total
   pvg_audit_append pvg_audit_append_many

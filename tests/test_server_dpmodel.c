@@ -409,6 +409,63 @@ static void test_dp_popularity_and_bad_replacement(void **state)
     json_decref(j);
 }
 
+static const char *title_of(json_t *items, const char *id)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(items, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "item")), id) == 0)
+            return json_string_value(json_object_get(e, "title"));
+    }
+    return NULL;
+}
+
+/* Answers show the operator's declared title, not the display title the
+ * last sale row wrote (data that depends on shoppers). */
+static void test_declared_title_shown(void **state)
+{
+    (void)state;
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
+    /* every item but P02 declared (the DP model's vocabulary), P01 under a
+     * title of its own */
+    pvg_catalog_entry e[N_P];
+    char ids[N_P][8];
+    size_t ne = 0;
+    for (int i = 0; i < N_P; i++) {
+        if (i == 2) continue;
+        snprintf(ids[i], sizeof ids[i], "P%02d", i);
+        e[ne].ext_id = ids[i];
+        e[ne].title = i == 1 ? "Declared lantern" : "Popular thing";
+        e[ne++].description = NULL;
+    }
+    pvg_error err;
+    assert_int_equal(pvg_store_catalog_declare(s, e, ne, &err), PVG_OK);
+    item_put(s, "P01", "FOR JANE DOE 12 ELM ST", 2.0); /* a later row renames the item */
+    pvg_store_free(s);
+    train_to(PVG_MODEL_ITEMKNN, 2.0, E.dp);
+    train_to(PVG_MODEL_ITEMKNN, 0, E.mp);
+    pvg_error_clear(&err);
+    pvg_status st = pvg_server_reload_model(E.srv, &err);
+    if (st != PVG_OK) fprintf(stderr, "reload: %s\n", err.text);
+    assert_int_equal(st, PVG_OK);
+    const char *creds[] = {E.tok_u0, E.admin}; /* the DP model's list, the model's list */
+    for (int i = 0; i < 2; i++) {
+        json_t *j = expect("GET", "/v1/items/P00/similar?k=20", creds[i], NULL, 200);
+        const char *t = title_of(json_object_get(j, "items"), "P01");
+        assert_non_null(t);
+        assert_string_equal(t, "Declared lantern");
+        json_decref(j);
+    }
+    /* an item without declared text keeps its display title */
+    json_t *j = expect("GET", "/v1/items/P00/similar?k=20", E.admin, NULL, 200);
+    const char *t = title_of(json_object_get(j, "items"), "P02");
+    assert_non_null(t);
+    assert_string_equal(t, "Popular thing");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_uncharged_dp_model_refused),
         cmocka_unit_test(test_dp_model_serves),
         cmocka_unit_test(test_dp_popularity_and_bad_replacement),
+        cmocka_unit_test(test_declared_title_shown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

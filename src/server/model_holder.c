@@ -339,6 +339,33 @@ static int catalog_item(void *ctx, const pvg_item *it)
     return 0;
 }
 
+/* The operator's declared catalogue text (pvg_store_catalog_declare) is the
+ * title every answer shows where it exists: an item's display title is
+ * whatever the last sale row carried, which is data that depends on
+ * shoppers, while the declared text is the operator's alone. Items without
+ * declared text keep their display title. */
+static pvg_status declared_titles(pvg_srv_model *m, pvg_store *store, pvg_error *err)
+{
+    size_t n = pvg_model_n_items(m->model), found = 0;
+    if (!n) return PVG_OK;
+    const char **ids = malloc(n * sizeof *ids);
+    if (!ids) return pvg_error_set(err, PVG_ERR_NOMEM, "model catalog: out of memory");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = pvg_model_item_id(m->model, (int64_t)i);
+    char **titles = NULL;
+    pvg_status st = pvg_store_catalog_titles(store, ids, n, &titles, &found, err);
+    free(ids);
+    if (st != PVG_OK) return st;
+    for (size_t i = 0; i < n && found; i++) {
+        if (!titles[i]) continue;
+        free(m->catalog[i].title);
+        m->catalog[i].title = titles[i]; /* stolen */
+        titles[i] = NULL;
+    }
+    pvg_catalog_titles_free(titles, n);
+    return PVG_OK;
+}
+
 /* ---- the DP popular list and DP similar items ------------------------------ */
 /*
  * Both are DP releases over a PUBLIC domain (release.h): the popular list
@@ -1119,6 +1146,7 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
             m->catalog[i].price = m->catalog[i].last_price = -1;
         catalog_ctx cc = {m};
         st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
+        if (st == PVG_OK) st = declared_titles(m, srv->reload_store, err);
     }
     if (st == PVG_OK && dp) st = dp_popular_make(m, err);
     if (st == PVG_OK && !dp && srv->opt.cache_entries > 0) {

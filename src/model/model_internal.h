@@ -410,19 +410,28 @@ void pvg_i8_scores_naive(const pvg_i8_items *Q, const uint8_t *uq, const float *
                          size_t j0, size_t t, float *out, size_t ld);
 
 /* The best `cap` (score, index) pairs seen (pvg_topk's order: higher score,
- * then lower index; -inf and NaN skipped, and the indices in the exclusion
- * list), in a min-heap; thr is the worst kept once full (-inf before; +inf
- * when cap is 0): nothing below it can enter. scan offers s[0..t) as
- * indices base.. and touches only entries >= the current worst (AVX-512
+ * then lower index; indices distinct, below 2^32; -0 reported as +0; -inf
+ * and NaN skipped, and the
+ * indices in the exclusion list): offers at or above thr are appended to a
+ * buffer of room entries, compacted to the best cap (excluded ones
+ * dropped) when it fills; thr is then the worst kept (-inf before; +inf
+ * when cap is 0): nothing below it can enter. pvg_topc_finish, once after
+ * the last offer, leaves the best min(cap, offered) in idx/sc[0..n), in no
+ * order. scan offers
+ * s[0..t) as indices base.. and touches only entries >= thr (AVX-512
  * compare masks when the CPU has them). */
 typedef struct pvg_topc {
-    size_t cap, n;
+    size_t cap, room, n, chk; /* room: buffer entries; chk: entries checked against ex */
     int64_t *idx;
     float *sc, thr;
     const uint32_t *ex; /* borrowed, ascending: indices never kept */
     size_t n_ex;
 } pvg_topc;
+/* Entries of idx and sc a pvg_topc of cap needs. */
+size_t pvg_topc_room(size_t cap);
+/* idx, sc: pvg_topc_room(cap) entries each, borrowed. */
 void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc);
+void pvg_topc_finish(pvg_topc *h);
 /* Sets h's exclusion list (ascending, borrowed for h's life). */
 void pvg_topc_exclude(pvg_topc *h, const uint32_t *ex, size_t n_ex);
 void pvg_topc_scan(pvg_topc *h, const float *s, size_t t, int64_t base);
@@ -465,8 +474,8 @@ size_t pvg_serve_candidates(size_t k);
 int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *const *jobs,
                     size_t nj);
 
-/* The exact float re-rank of the candidates h (item indices of V) into
- * j's answer (best k, NaN and -inf scores skipped); scratch of
+/* The exact float re-rank of the candidates h (item indices of V, after
+ * pvg_topc_finish) into j's answer (best k, NaN and -inf scores skipped); scratch of
  * pvg_serve_rerank_scratch(h->n) bytes. */
 size_t pvg_serve_rerank_scratch(size_t n);
 void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch);

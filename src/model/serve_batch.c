@@ -323,56 +323,120 @@ static int is_excluded(const pvg_topc *h, int64_t i)
     return lo < h->n_ex && (int64_t)h->ex[lo] == i;
 }
 
-/* Offers (s, i) to a min-heap (worst at the root) of at most cap (cap > 0);
- * an excluded i is dropped (looked up only when (s, i) would enter). */
+/* While buffered, each candidate is one key in idx (read as uint64): the
+ * score's bits made to sort as unsigned (-0 taken as +0) above the
+ * complement of the index, so a larger key is pvg_topk's "before" (higher
+ * score, then lower index) and a comparison is one integer compare. */
+static inline uint64_t cand_key(float s, int64_t i)
+{
+    uint32_t b;
+    s += 0.0f; /* -0 -> +0: equal scores tie on the index */
+    memcpy(&b, &s, 4);
+    b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | (uint32_t)~(uint32_t)i;
+}
+
+static inline float key_score(uint64_t k)
+{
+    uint32_t b = (uint32_t)(k >> 32);
+    b = (b & 0x80000000u) ? b & 0x7fffffffu : ~b;
+    float s;
+    memcpy(&s, &b, 4);
+    return s;
+}
+
+static inline int64_t key_index(uint64_t k)
+{
+    return (int64_t)(uint32_t)~(uint32_t)k;
+}
+
+/* Moves the k largest of keys K[0, n) (distinct) to [0, k): quickselect,
+ * median-of-three pivots, each partition branch-free and out of place (the
+ * larger keys packed forward in K, the smaller ones through T[n]). */
+static void keys_select(uint64_t *K, uint64_t *T, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        uint64_t x = K[lo], y = K[lo + (hi - lo) / 2], z = K[hi - 1];
+        if (x < y) {
+            uint64_t t = x;
+            x = y;
+            y = t;
+        } /* x >= y */
+        uint64_t med = z > x ? x : z < y ? y : z;
+        size_t nh = lo, nl = 0;
+        for (size_t q = lo; q < hi; q++) {
+            uint64_t kq = K[q];
+            K[nh] = kq; /* nh <= q: K[q..] not yet read is untouched */
+            T[nl] = kq;
+            nh += kq > med;
+            nl += kq < med;
+        }
+        K[nh] = med;
+        memcpy(K + nh + 1, T, nl * sizeof *T);
+        /* [lo, nh) above the pivot at nh, (nh, hi) below */
+        if (nh == k || nh + 1 == k) return;
+        if (nh > k)
+            hi = nh;
+        else
+            lo = nh + 1;
+    }
+}
+
+/* Drops the excluded entries appended since the last compaction, keeps the
+ * best cap and sets thr to the worst of them once there are cap. */
+static void topc_compact(pvg_topc *h)
+{
+    uint64_t *K = (uint64_t *)h->idx;
+    size_t n = h->chk;
+    for (size_t q = h->chk; q < h->n; q++)
+        if (!h->n_ex || !is_excluded(h, key_index(K[q]))) K[n++] = K[q];
+    if (n >= h->cap && h->cap) {
+        keys_select(K, K + h->room, n, h->cap);
+        n = h->cap;
+        uint64_t w = K[0];
+        for (size_t q = 1; q < n; q++)
+            w = K[q] < w ? K[q] : w;
+        h->thr = key_score(w);
+    }
+    h->n = h->chk = n;
+}
+
+/* Offers (s, i) (cap > 0, s >= thr, 0 <= i < 2^32): appended to the
+ * buffer, which is compacted to the best cap when it fills. */
 static inline void topc_offer(pvg_topc *h, float s, int64_t i)
 {
-    if (h->n == h->cap && !before(s, i, h->sc[0], h->idx[0])) return;
-    if (h->n_ex && is_excluded(h, i)) return;
-    if (h->n < h->cap) {
-        size_t c = h->n++;
-        while (c > 0) {
-            size_t p = (c - 1) / 2;
-            if (!before(h->sc[p], h->idx[p], s, i)) break;
-            h->sc[c] = h->sc[p];
-            h->idx[c] = h->idx[p];
-            c = p;
-        }
-        h->sc[c] = s;
-        h->idx[c] = i;
-        if (h->n == h->cap) h->thr = h->sc[0];
-        return;
-    }
-    size_t c = 0, m = h->n;
-    for (;;) {
-        size_t l = 2 * c + 1, r = l + 1, w = c;
-        float ws = s;
-        int64_t wi = i;
-        if (l < m && before(ws, wi, h->sc[l], h->idx[l])) {
-            w = l;
-            ws = h->sc[l];
-            wi = h->idx[l];
-        }
-        if (r < m && before(ws, wi, h->sc[r], h->idx[r])) w = r;
-        if (w == c) break;
-        h->sc[c] = h->sc[w];
-        h->idx[c] = h->idx[w];
-        c = w;
-    }
-    h->sc[c] = s;
-    h->idx[c] = i;
-    h->thr = h->sc[0];
+    if (h->n == h->room) topc_compact(h);
+    ((uint64_t *)h->idx)[h->n++] = cand_key(s, i);
+}
+
+/* the buffer, then as much scratch for the selection */
+size_t pvg_topc_room(size_t cap)
+{
+    return 2 * (2 * cap + 16);
 }
 
 void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc)
 {
     h->cap = cap;
-    h->n = 0;
+    h->room = pvg_topc_room(cap) / 2;
+    h->n = h->chk = 0;
     h->idx = idx;
     h->sc = sc;
     h->thr = cap ? -INFINITY : INFINITY;
     h->ex = NULL;
     h->n_ex = 0;
+}
+
+void pvg_topc_finish(pvg_topc *h)
+{
+    topc_compact(h);
+    uint64_t *K = (uint64_t *)h->idx;
+    for (size_t q = 0; q < h->n; q++) {
+        uint64_t k = K[q];
+        h->sc[q] = key_score(k);
+        h->idx[q] = key_index(k);
+    }
 }
 
 void pvg_topc_exclude(pvg_topc *h, const uint32_t *ex, size_t n_ex)
@@ -646,15 +710,25 @@ static int cand_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* The exact score of item i for u: the float factors, summed in double in
- * index order (pvg_matvec_naive's sum, bit for bit). */
-static float exact_score(const float *V, size_t f, int64_t i, const float *u)
+/* The exact scores of items i[0..m) (m <= 8) for u: the float factors,
+ * each summed in double in index order (pvg_matvec_naive's sum, bit for
+ * bit: a product of two floats is exact in double), the m sums interleaved
+ * so they do not wait on each other. */
+static void exact_scores8(const float *V, size_t f, const int64_t *i, size_t m, const float *u,
+                          float *out)
 {
-    const float *v = V + (size_t)i * f;
-    double s = 0;
-    for (size_t j = 0; j < f; j++)
-        s += (double)v[j] * u[j];
-    return (float)s;
+    const float *v[8];
+    double s[8] = {0};
+    for (size_t l = 0; l < 8; l++)
+        v[l] = V + (size_t)i[l < m ? l : 0] * f;
+    for (size_t j = 0; j < f; j++) {
+        double uj = u[j];
+#pragma GCC unroll 8
+        for (size_t l = 0; l < 8; l++)
+            s[l] += (double)v[l][j] * uj;
+    }
+    for (size_t l = 0; l < m; l++)
+        out[l] = (float)s[l];
 }
 
 size_t pvg_serve_rerank_scratch(size_t n)
@@ -668,9 +742,13 @@ void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job
 {
     cand *c = scratch;
     size_t n = 0;
-    for (size_t q = 0; q < h->n; q++) {
-        float e = exact_score(V, f, h->idx[q], j->u);
-        if (e == e && e != -INFINITY) c[n++] = (cand){e, h->idx[q]}; /* as pvg_topk: skipped */
+    for (size_t q0 = 0; q0 < h->n; q0 += 8) {
+        size_t m = h->n - q0 < 8 ? h->n - q0 : 8;
+        float e[8];
+        exact_scores8(V, f, h->idx + q0, m, j->u, e);
+        for (size_t q = 0; q < m; q++)
+            if (e[q] == e[q] && e[q] != -INFINITY) /* as pvg_topk: skipped */
+                c[n++] = (cand){e[q], h->idx[q0 + q]};
     }
     qsort(c, n, sizeof *c, cand_cmp);
     if (n > j->k) n = j->k;
@@ -697,8 +775,9 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
     float *us = malloc(nj * sizeof *us), *usg = malloc(nj * sizeof *usg);
     double *ub = malloc(nj * sizeof *ub);
     size_t *act = malloc(nj * sizeof *act);
-    int64_t *hidx = malloc(nj * cap * sizeof *hidx);
-    float *hsc = malloc(nj * cap * sizeof *hsc);
+    size_t room = pvg_topc_room(cap);
+    int64_t *hidx = malloc(nj * room * sizeof *hidx);
+    float *hsc = malloc(nj * room * sizeof *hsc);
     pvg_topc *heaps = malloc(nj * sizeof *heaps);
     pvg_topc **hp = malloc(nj * sizeof *hp);
     uint32_t **ex = calloc(nj, sizeof *ex);
@@ -711,7 +790,7 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, f, Q->f4, uq + a * us4);
         ub[a] = pvg_i8_user_bound(uq + a * us4, Q->f4, us[a]);
-        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * cap, hsc + a * cap);
+        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * room, hsc + a * room);
         if (j->n_excl) {
             /* excluded items, looked up only for a score that would enter */
             if (!(ex[a] = malloc(j->n_excl * sizeof *ex[a]))) goto done;
@@ -734,7 +813,7 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
             size_t w = 0;
             for (size_t x = 0; x < g; x++) {
                 size_t a = act[x];
-                if (heaps[a].n == heaps[a].cap && ub[a] * b < (double)heaps[a].thr) continue;
+                if (ub[a] * b < (double)heaps[a].thr) continue; /* -inf until cap are kept */
                 act[w++] = a;
             }
             if (w < g) {
@@ -750,8 +829,10 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
         size_t e = Q->n - p < STOP_STEP ? Q->n : p + STOP_STEP;
         pvg_i8_scan(Q, uqg, usg, g, p, e, Q->item, hp);
     }
-    for (size_t a = 0; a < nj; a++)
+    for (size_t a = 0; a < nj; a++) {
+        pvg_topc_finish(&heaps[a]);
         pvg_serve_rerank(V, f, &heaps[a], jobs[a], cbuf);
+    }
     rc = 0;
 done:
     for (size_t a = 0; ex && a < nj; a++)

@@ -372,8 +372,9 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     float *ls = malloc(L * sizeof *ls), *psc = malloc(nprobe * sizeof *psc);
     int64_t *pidx = malloc(nprobe * sizeof *pidx);
     uint64_t *mask = calloc(L + 1, sizeof *mask);
-    int64_t *hidx = malloc(nj * cap * sizeof *hidx);
-    float *hsc = malloc(nj * cap * sizeof *hsc);
+    size_t room = pvg_topc_room(cap);
+    int64_t *hidx = malloc(nj * room * sizeof *hidx);
+    float *hsc = malloc(nj * room * sizeof *hsc);
     pvg_topc *heaps = malloc(nj * sizeof *heaps);
     uint32_t **ex = calloc(nj, sizeof *ex);
     size_t *expos = calloc(nj, sizeof *expos), grp[MAX_GROUP];
@@ -388,7 +389,7 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, ix->f, Q->f4, uq + a * us4);
-        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * cap, hsc + a * cap);
+        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * room, hsc + a * room);
         list_scores(ix, j->u, ls, vec);
         size_t got = pvg_topk(ls, L, nprobe, pidx, psc);
         for (size_t q = 0; q < got; q++)
@@ -432,6 +433,7 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     }
     for (size_t a = 0; a < nj; a++) {
         pvg_topc *h = &heaps[a];
+        pvg_topc_finish(h);
         for (size_t q = 0; q < h->n; q++)
             h->idx[q] = ix->item[h->idx[q]];
         pvg_serve_rerank(V, ix->f, h, jobs[a], cbuf);

@@ -631,6 +631,19 @@ static void test_serve_batches(void **state)
         assert_int_equal(bi[q], ri[q]);
         assert_true(bs[q] == rs[q]);
     }
+    /* k near SIZE_MAX (a caller's k unchecked): the candidates are capped
+     * at the catalogue, no size overflows, the same full list */
+    int64_t hi2[37];
+    float hs2[37];
+    j.k = SIZE_MAX / 4;
+    j.idx = hi2;
+    j.sc = hs2;
+    assert_int_equal(pvg_serve_score(&T, V, (const pvg_serve_job *const *)&jp1, 1), 0);
+    assert_int_equal(j.n_out, got);
+    for (size_t q = 0; q < got; q++) {
+        assert_int_equal(hi2[q], ri[q]);
+        assert_true(hs2[q] == rs[q]);
+    }
     pvg_i8_items_free(&T);
     free(uq);
     free(hi);
@@ -800,10 +813,10 @@ static void test_serve_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_i8_kernels),    cmocka_unit_test(test_topc_scan),
-        cmocka_unit_test(test_serve_recall),  cmocka_unit_test(test_serve_nan_item),
-        cmocka_unit_test(test_serve_threads), cmocka_unit_test(test_i8_sorted_build),
-        cmocka_unit_test(test_scan_fused),    cmocka_unit_test(test_serve_batches),
+        cmocka_unit_test(test_i8_kernels),       cmocka_unit_test(test_topc_scan),
+        cmocka_unit_test(test_serve_recall),     cmocka_unit_test(test_serve_nan_item),
+        cmocka_unit_test(test_serve_threads),    cmocka_unit_test(test_i8_sorted_build),
+        cmocka_unit_test(test_scan_fused),       cmocka_unit_test(test_serve_batches),
         cmocka_unit_test(test_serve_stop_tight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

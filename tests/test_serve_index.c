@@ -495,10 +495,14 @@ static void test_serve_model_index(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ivf_recall_clustered), cmocka_unit_test(test_ivf_recall_isotropic),
-        cmocka_unit_test(test_ivf_exclusions),       cmocka_unit_test(test_ivf_batch_equals_single),
-        cmocka_unit_test(test_serve_threshold),      cmocka_unit_test(test_serve_dp_calibration),
-        cmocka_unit_test(test_ivf_degenerate),       cmocka_unit_test(test_serve_model_index),
+        cmocka_unit_test(test_ivf_recall_clustered),
+        cmocka_unit_test(test_ivf_recall_isotropic),
+        cmocka_unit_test(test_ivf_exclusions),
+        cmocka_unit_test(test_ivf_batch_equals_single),
+        cmocka_unit_test(test_serve_threshold),
+        cmocka_unit_test(test_serve_dp_calibration),
+        cmocka_unit_test(test_ivf_degenerate),
+        cmocka_unit_test(test_serve_model_index),
         cmocka_unit_test(test_ivf_full_probe_equals_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

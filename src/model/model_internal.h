@@ -464,8 +464,10 @@ typedef struct pvg_serve_job {
     int done, failed;
     struct pvg_serve_job *next;
 } pvg_serve_job;
-/* Candidates kept per shopper from the int8 scores for the exact re-rank. */
+/* Candidates kept per shopper from the int8 scores for the exact re-rank
+ * (2k + 32, saturating); pvg_serve_job_cap: that, at most n (the items). */
 size_t pvg_serve_candidates(size_t k);
+size_t pvg_serve_job_cap(size_t k, size_t n);
 /* Scores nj jobs as one batch: the fused int8 scan (pvg_i8_scan), the top
  * pvg_serve_candidates(k) of each, re-ranked exactly with V; on a sorted Q
  * a shopper's scan stops where the bound of the remaining items falls

@@ -333,7 +333,7 @@ static inline uint64_t cand_key(float s, int64_t i)
     s += 0.0f; /* -0 -> +0: equal scores tie on the index */
     memcpy(&b, &s, 4);
     b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
-    return (uint64_t)b << 32 | (uint32_t)~(uint32_t)i;
+    return (uint64_t)b << 32 | (uint32_t) ~(uint32_t)i;
 }
 
 static inline float key_score(uint64_t k)
@@ -347,7 +347,7 @@ static inline float key_score(uint64_t k)
 
 static inline int64_t key_index(uint64_t k)
 {
-    return (int64_t)(uint32_t)~(uint32_t)k;
+    return (int64_t)(uint32_t) ~(uint32_t)k;
 }
 
 /* Moves the k largest of keys K[0, n) (distinct) to [0, k): quickselect,
@@ -688,7 +688,15 @@ void pvg_i8_scan(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size
 
 size_t pvg_serve_candidates(size_t k)
 {
-    return 2 * k + 32;
+    return k > (SIZE_MAX - 32) / 2 ? SIZE_MAX : 2 * k + 32;
+}
+
+/* Candidates kept for a job of k over n items: never more than the items
+ * (the same answer; the buffers stay within the catalogue's size). */
+size_t pvg_serve_job_cap(size_t k, size_t n)
+{
+    size_t c = pvg_serve_candidates(k);
+    return c < n ? c : n;
 }
 
 static int u32_cmp(const void *a, const void *b)
@@ -768,7 +776,7 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
     if (!nj) return 0;
     size_t f = Q->f, us4 = Q->f4 * 4, cap = 0;
     for (size_t a = 0; a < nj; a++) {
-        size_t c = pvg_serve_candidates(jobs[a]->k);
+        size_t c = pvg_serve_job_cap(jobs[a]->k, Q->n);
         if (c > cap) cap = c;
     }
     uint8_t *uq = malloc(nj * us4), *uqg = malloc(nj * us4);
@@ -783,14 +791,13 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
     uint32_t **ex = calloc(nj, sizeof *ex);
     cand *cbuf = malloc(cap * sizeof *cbuf);
     int rc = -1;
-    if (!uq || !uqg || !us || !usg || !ub || !act || !hidx || !hsc || !heaps || !hp || !ex ||
-        !cbuf)
+    if (!uq || !uqg || !us || !usg || !ub || !act || !hidx || !hsc || !heaps || !hp || !ex || !cbuf)
         goto done;
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, f, Q->f4, uq + a * us4);
         ub[a] = pvg_i8_user_bound(uq + a * us4, Q->f4, us[a]);
-        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * room, hsc + a * room);
+        pvg_topc_init(&heaps[a], pvg_serve_job_cap(j->k, Q->n), hidx + a * room, hsc + a * room);
         if (j->n_excl) {
             /* excluded items, looked up only for a score that would enter */
             if (!(ex[a] = malloc(j->n_excl * sizeof *ex[a]))) goto done;

@@ -362,7 +362,7 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     const pvg_i8_items *Q = &ix->q;
     size_t L = ix->nlist, us4 = Q->f4 * 4, cap = 0;
     for (size_t a = 0; a < nj; a++) {
-        size_t c = pvg_serve_candidates(jobs[a]->k);
+        size_t c = pvg_serve_job_cap(jobs[a]->k, Q->n);
         if (c > cap) cap = c;
     }
     uint8_t *uq = malloc(nj * us4), *uqg = malloc(nj * us4);
@@ -387,7 +387,7 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, ix->f, Q->f4, uq + a * us4);
-        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * room, hsc + a * room);
+        pvg_topc_init(&heaps[a], pvg_serve_job_cap(j->k, Q->n), hidx + a * room, hsc + a * room);
         list_scores(ix, j->u, ls, vec);
         size_t got = pvg_topk(ls, L, nprobe, pidx, psc);
         for (size_t q = 0; q < got; q++)

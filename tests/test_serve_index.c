@@ -273,6 +273,53 @@ static void test_ivf_batch_equals_single(void **state)
     free(U);
 }
 
+/* Every list probed, the index gives the exact scan's answers (the same
+ * int8 scores, the same candidates by score then item, exclusions by
+ * item): batches of 1, 7 and 33 shoppers, repeated rows (ties across
+ * lists), seen items at the top of each list. */
+static void test_ivf_full_probe_equals_exact(void **state)
+{
+    (void)state;
+    size_t n = 5000, f = 16, nu = 33, k = 10;
+    float *V = synth(n, f, 1), *U = synth(nu, f, 1);
+    for (size_t r = 300; r < 4000; r += 377)
+        memcpy(V + r * f, V + 299 * f, f * sizeof *V);
+    memcpy(U, V + 299 * f, f * sizeof *V);
+    pvg_ivf ix;
+    pvg_i8_items Q;
+    assert_int_equal(pvg_ivf_build(V, n, f, 0, NULL, 0, NULL, NULL, &ix), 0);
+    assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
+    uint32_t ex[33][6];
+    for (size_t u = 0; u < nu; u++)
+        for (size_t q = 0; q < 6; q++) /* first positions of lists, and random */
+            ex[u][q] = q < 3 ? ix.item[ix.start[(u + q * 5) % ix.nlist]]
+                             : (uint32_t)(ts_rand() * (double)n) % (uint32_t)n;
+    size_t sizes[] = {1, 7, 33};
+    for (size_t si = 0; si < 3; si++) {
+        size_t nb = sizes[si];
+        pvg_serve_job a[33], b[33], *pa[33], *pb[33];
+        int64_t ia[33][10], ib[33][10];
+        float sa[33][10], sb[33][10];
+        for (size_t u = 0; u < nb; u++) {
+            job_init(&a[u], U + u * f, ex[u], u % 4 ? 6 : 0, k, ia[u], sa[u]);
+            job_init(&b[u], U + u * f, ex[u], u % 4 ? 6 : 0, k, ib[u], sb[u]);
+            pa[u] = &a[u];
+            pb[u] = &b[u];
+        }
+        assert_int_equal(pvg_ivf_score(&ix, V, ix.nlist, (const pvg_serve_job *const *)pa, nb), 0);
+        assert_int_equal(pvg_serve_score(&Q, V, (const pvg_serve_job *const *)pb, nb), 0);
+        for (size_t u = 0; u < nb; u++) {
+            assert_int_equal(a[u].n_out, b[u].n_out);
+            assert_memory_equal(ia[u], ib[u], a[u].n_out * sizeof ia[u][0]);
+            assert_memory_equal(sa[u], sb[u], a[u].n_out * sizeof sa[u][0]);
+        }
+    }
+    pvg_i8_items_free(&Q);
+    pvg_ivf_free(&ix);
+    free(V);
+    free(U);
+}
+
 /* The serving state: below PVG_IVF_MIN_ITEMS the exact scan; above it the
  * index for factors it prunes, the exact scan for factors it cannot (its
  * measured nprobe over PVG_IVF_MAX_SHARE of the lists). A bare model with
@@ -448,10 +495,15 @@ static void test_serve_model_index(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ivf_recall_clustered), cmocka_unit_test(test_ivf_recall_isotropic),
-        cmocka_unit_test(test_ivf_exclusions),       cmocka_unit_test(test_ivf_batch_equals_single),
-        cmocka_unit_test(test_serve_threshold),      cmocka_unit_test(test_serve_dp_calibration),
-        cmocka_unit_test(test_ivf_degenerate),       cmocka_unit_test(test_serve_model_index),
+        cmocka_unit_test(test_ivf_recall_clustered),
+        cmocka_unit_test(test_ivf_recall_isotropic),
+        cmocka_unit_test(test_ivf_exclusions),
+        cmocka_unit_test(test_ivf_batch_equals_single),
+        cmocka_unit_test(test_serve_threshold),
+        cmocka_unit_test(test_serve_dp_calibration),
+        cmocka_unit_test(test_ivf_degenerate),
+        cmocka_unit_test(test_serve_model_index),
+        cmocka_unit_test(test_ivf_full_probe_equals_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

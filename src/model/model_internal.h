@@ -376,16 +376,27 @@ typedef struct pvg_i8_items {
     int8_t *q;
     float *scale;
     int32_t *corr;
+    /* bound[p] = scale * |q_p| (rounded up): the int8 score of position p
+     * for a shopper is at most bound[p] * pvg_i8_user_bound(...) in size */
+    float *bound;
+    uint32_t *item; /* [n]: the row of V at each position (NULL: position = row) */
+    int sorted;     /* 1: bound[] does not increase with the position */
 } pvg_i8_items;
-/* 0, or -1 out of memory (Q left empty). */
+/* Items of V[n x f], positions in descending order of bound (ties: lower
+ * row first; Q->item maps back, Q->sorted set). 0, or -1 out of memory (Q
+ * left empty). */
 int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q);
-/* The same with item i of Q holding row rows[i] of V (UINT32_MAX: a zero
- * row, scale 0); rows NULL: row i. */
+/* Position i of Q holding row rows[i] of V (UINT32_MAX: a zero row, scale
+ * 0); rows NULL: row i. Q->item stays NULL (the caller keeps its map) and
+ * Q->sorted 0. */
 int pvg_i8_items_build_rows(const float *V, const uint32_t *rows, size_t n, size_t f,
                             pvg_i8_items *Q);
 void pvg_i8_items_free(pvg_i8_items *Q);
 /* A shopper's factors u[f] as uq[f4 * 4] (q + 128); returns the scale. */
 float pvg_i8_user(const float *u, size_t f, size_t f4, uint8_t *uq);
+/* us * |uq - 128| (rounded up): with Q->bound[p], a bound on the size of
+ * every int8 score of position p for this shopper. */
+double pvg_i8_user_bound(const uint8_t *uq, size_t f4, float us);
 /* Approximate scores of items [j0, j0 + t) (j0, t multiples of 16, within
  * n_pad) for nu shoppers (uq[a * f4 * 4], scale us[a]):
  * out[a * ld + j - j0] = (uq_a . q_j - corr_j) * (scale_j * us_a). Fast:
@@ -399,17 +410,46 @@ void pvg_i8_scores_naive(const pvg_i8_items *Q, const uint8_t *uq, const float *
                          size_t j0, size_t t, float *out, size_t ld);
 
 /* The best `cap` (score, index) pairs seen (pvg_topk's order: higher score,
- * then lower index; -inf and NaN skipped), in a min-heap; scan offers
- * s[0..t) as indices base.. and touches only entries >= the current worst
- * (AVX-512 compare masks when the CPU has them). */
+ * then lower index; indices distinct, below 2^32; -0 reported as +0; -inf
+ * and NaN skipped, and the
+ * indices in the exclusion list): offers at or above thr are appended to a
+ * buffer of room entries, compacted to the best cap (excluded ones
+ * dropped) when it fills; thr is then the worst kept (-inf before; +inf
+ * when cap is 0): nothing below it can enter. pvg_topc_finish, once after
+ * the last offer, leaves the best min(cap, offered) in idx/sc[0..n), in no
+ * order. scan offers
+ * s[0..t) as indices base.. and touches only entries >= thr (AVX-512
+ * compare masks when the CPU has them). */
 typedef struct pvg_topc {
-    size_t cap, n;
+    size_t cap, room, n, chk; /* room: buffer entries; chk: entries checked against ex */
     int64_t *idx;
     float *sc, thr;
+    const uint32_t *ex; /* borrowed, ascending: indices never kept */
+    size_t n_ex;
 } pvg_topc;
+/* Entries of idx and sc a pvg_topc of cap needs. */
+size_t pvg_topc_room(size_t cap);
+/* idx, sc: pvg_topc_room(cap) entries each, borrowed. */
 void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc);
+void pvg_topc_finish(pvg_topc *h);
+/* Sets h's exclusion list (ascending, borrowed for h's life). */
+void pvg_topc_exclude(pvg_topc *h, const uint32_t *ex, size_t n_ex);
 void pvg_topc_scan(pvg_topc *h, const float *s, size_t t, int64_t base);
 void pvg_topc_scan_portable(pvg_topc *h, const float *s, size_t t, int64_t base);
+
+/* The fused scan: the int8 scores (pvg_i8_scores' floats) of positions
+ * [p0, p1) (p0 a multiple of 16, p1 <= n_pad) for nu shoppers (uq[a * f4 *
+ * 4], us[a]), each offered to *h[a] as index ids[p] (ids NULL: p), block by
+ * block in registers: only a block holding a score >= a shopper's
+ * threshold reaches its heap. Leaves every heap as pvg_i8_scan_naive does
+ * (scores into a tile, then each offered in turn). Fast: AVX-512 VNNI,
+ * up to 16 shoppers per pass over a block. */
+void pvg_i8_scan(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t p0,
+                 size_t p1, const uint32_t *ids, pvg_topc *const *h);
+void pvg_i8_scan_portable(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                          size_t p0, size_t p1, const uint32_t *ids, pvg_topc *const *h);
+void pvg_i8_scan_naive(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                       size_t p0, size_t p1, const uint32_t *ids, pvg_topc *const *h);
 
 /* One shopper's request: factors u[f] (borrowed), items never to return
  * (borrowed, any order), k; the answer in idx[k], sc[k] (exact float
@@ -424,16 +464,20 @@ typedef struct pvg_serve_job {
     int done, failed;
     struct pvg_serve_job *next;
 } pvg_serve_job;
-/* Candidates kept per shopper from the int8 scores for the exact re-rank. */
+/* Candidates kept per shopper from the int8 scores for the exact re-rank
+ * (2k + 32, saturating); pvg_serve_job_cap: that, at most n (the items). */
 size_t pvg_serve_candidates(size_t k);
-/* Scores nj jobs as one batch: int8 scores tile by tile, the top
- * pvg_serve_candidates(k) of each, re-ranked exactly with V. 0, or -1 out
- * of memory (no job answered). */
+size_t pvg_serve_job_cap(size_t k, size_t n);
+/* Scores nj jobs as one batch: the fused int8 scan (pvg_i8_scan), the top
+ * pvg_serve_candidates(k) of each, re-ranked exactly with V; on a sorted Q
+ * a shopper's scan stops where the bound of the remaining items falls
+ * below its threshold (the same candidates). 0, or -1 out of memory (no
+ * job answered). */
 int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *const *jobs,
                     size_t nj);
 
-/* The exact float re-rank of the candidates h (item indices of V) into
- * j's answer (best k, NaN and -inf scores skipped); scratch of
+/* The exact float re-rank of the candidates h (item indices of V, after
+ * pvg_topc_finish) into j's answer (best k, NaN and -inf scores skipped); scratch of
  * pvg_serve_rerank_scratch(h->n) bytes. */
 size_t pvg_serve_rerank_scratch(size_t n);
 void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch);

@@ -1,9 +1,14 @@
 /*
  * serve_batch.c - fast serving of factor models (iALS, BPR): item factors
  * in int8 (per-item scale), scored for several shoppers at once against the
- * same tile of items (AVX-512 VNNI when the CPU has it), a threshold-
- * filtered top-C candidate selection per shopper, and an exact float
- * re-rank of the candidates, so the k items returned carry exact scores.
+ * same block of 16 items (AVX-512 VNNI when the CPU has it) and compared
+ * with each shopper's top-C threshold in registers (only a block holding a
+ * candidate reaches the heap; excluded items are looked up then), and an
+ * exact float re-rank of the candidates, so the k items returned carry
+ * exact scores. The items are stored in descending order of a bound on
+ * their scores (scale * |q|, Cauchy-Schwarz): a shopper's scan stops once
+ * its threshold is above the bound of every item left, which drops no
+ * candidate.
  *
  * Concurrent single requests are combined into micro-batches (flat
  * combining): a request that finds a scoring slot free scores at once with
@@ -35,12 +40,91 @@ void pvg_i8_items_free(pvg_i8_items *Q)
     free(Q->q);
     free(Q->scale);
     free(Q->corr);
+    free(Q->bound);
+    free(Q->item);
     memset(Q, 0, sizeof *Q);
+}
+
+/* Item row v[f] in int8: r[f] and the scale (0 for a zero or non-finite
+ * row, r all 0). */
+static float quant_row(const float *v, size_t f, int8_t *r)
+{
+    float mx = 0;
+    int finite = 1;
+    memset(r, 0, f);
+    for (size_t j = 0; j < f; j++) {
+        finite &= isfinite(v[j]) != 0;
+        if (fabsf(v[j]) > mx) mx = fabsf(v[j]);
+    }
+    /* zero or broken (NaN, inf) row: int8 scores 0; the exact re-rank
+     * skips a NaN score */
+    if (!(mx > 0) || !finite) return 0;
+    float s = mx / 127.0f;
+    for (size_t j = 0; j < f; j++) {
+        long x = lrintf(v[j] / s);
+        if (x > 127) x = 127;
+        if (x < -127) x = -127;
+        r[j] = (int8_t)x;
+    }
+    return s;
+}
+
+typedef struct {
+    float b;
+    uint32_t i;
+} bound_ord;
+
+static int ord_cmp(const void *a, const void *b)
+{
+    const bound_ord *x = a, *y = b;
+    if (x->b != y->b) return x->b > y->b ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* scale * |r|, rounded up: no int8 score of the item exceeds this times
+ * the shopper's bound (Cauchy-Schwarz on the integer vectors) */
+static float row_bound(const int8_t *r, size_t f, float s)
+{
+    double n2 = 0;
+    for (size_t j = 0; j < f; j++)
+        n2 += (double)r[j] * r[j];
+    return (float)((double)s * sqrt(n2) * (1 + 1e-6));
 }
 
 int pvg_i8_items_build(const float *V, size_t n, size_t f, pvg_i8_items *Q)
 {
-    return pvg_i8_items_build_rows(V, NULL, n, f, Q);
+    memset(Q, 0, sizeof *Q);
+    if (n >= UINT32_MAX) return -1;
+    /* positions in descending order of the items' bounds (ties: lower
+     * item first), so a scan can stop for a shopper once the bound of the
+     * remaining items is below its threshold */
+    bound_ord *o = malloc((n ? n : 1) * sizeof *o);
+    int8_t *r = malloc(f ? f : 1);
+    uint32_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    if (!o || !r || !rows) {
+        free(o);
+        free(r);
+        free(rows);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float s = quant_row(V + i * f, f, r);
+        o[i].b = row_bound(r, f, s);
+        o[i].i = (uint32_t)i;
+    }
+    qsort(o, n, sizeof *o, ord_cmp);
+    for (size_t i = 0; i < n; i++)
+        rows[i] = o[i].i;
+    free(o);
+    free(r);
+    int rc = pvg_i8_items_build_rows(V, rows, n, f, Q);
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    Q->item = rows;
+    Q->sorted = 1;
+    return 0;
 }
 
 int pvg_i8_items_build_rows(const float *V, const uint32_t *rows, size_t n, size_t f,
@@ -56,7 +140,10 @@ int pvg_i8_items_build_rows(const float *V, const uint32_t *rows, size_t n, size
     Q->q = aligned_alloc(64, bytes);
     Q->scale = aligned_alloc(64, Q->n_pad * sizeof *Q->scale);
     Q->corr = aligned_alloc(64, Q->n_pad * sizeof *Q->corr);
-    if (!Q->q || !Q->scale || !Q->corr) {
+    Q->bound = aligned_alloc(64, Q->n_pad * sizeof *Q->bound);
+    int8_t *r = malloc(f ? f : 1);
+    if (!Q->q || !Q->scale || !Q->corr || !Q->bound || !r) {
+        free(r);
         pvg_i8_items_free(Q);
         return -1;
     }
@@ -64,30 +151,21 @@ int pvg_i8_items_build_rows(const float *V, const uint32_t *rows, size_t n, size
     for (size_t i = 0; i < Q->n_pad; i++) {
         Q->scale[i] = 0;
         Q->corr[i] = 0;
+        Q->bound[i] = 0;
         if (i >= n || (rows && rows[i] == UINT32_MAX)) continue;
-        const float *v = V + (rows ? (size_t)rows[i] : i) * f;
-        float mx = 0;
-        int finite = 1;
-        for (size_t j = 0; j < f; j++) {
-            finite &= isfinite(v[j]) != 0;
-            if (fabsf(v[j]) > mx) mx = fabsf(v[j]);
-        }
-        /* zero or broken (NaN, inf) row: int8 scores 0; the exact re-rank
-         * skips a NaN score */
-        if (!(mx > 0) || !finite) continue;
-        float s = mx / 127.0f;
+        float s = quant_row(V + (rows ? (size_t)rows[i] : i) * f, f, r);
+        if (!(s > 0)) continue;
         int32_t sum = 0;
         int8_t *blk = Q->q + (i / PVG_I8_BLOCK) * Q->f4 * PVG_I8_BLOCK * 4;
         for (size_t j = 0; j < f; j++) {
-            long r = lrintf(v[j] / s);
-            if (r > 127) r = 127;
-            if (r < -127) r = -127;
-            blk[(j / 4) * PVG_I8_BLOCK * 4 + (i % PVG_I8_BLOCK) * 4 + j % 4] = (int8_t)r;
-            sum += (int32_t)r;
+            blk[(j / 4) * PVG_I8_BLOCK * 4 + (i % PVG_I8_BLOCK) * 4 + j % 4] = r[j];
+            sum += (int32_t)r[j];
         }
         Q->scale[i] = s;
         Q->corr[i] = 128 * sum;
+        Q->bound[i] = row_bound(r, f, s);
     }
+    free(r);
     return 0;
 }
 
@@ -232,52 +310,139 @@ static inline int before(float sa, int64_t ia, float sb, int64_t ib)
     return sa > sb || (sa == sb && ia < ib);
 }
 
-/* Offers (s, i) to a min-heap (worst at the root) of at most cap. */
+static int is_excluded(const pvg_topc *h, int64_t i)
+{
+    size_t lo = 0, hi = h->n_ex;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)h->ex[mid] < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < h->n_ex && (int64_t)h->ex[lo] == i;
+}
+
+/* While buffered, each candidate is one key in idx (read as uint64): the
+ * score's bits made to sort as unsigned (-0 taken as +0) above the
+ * complement of the index, so a larger key is pvg_topk's "before" (higher
+ * score, then lower index) and a comparison is one integer compare. */
+static inline uint64_t cand_key(float s, int64_t i)
+{
+    uint32_t b;
+    s += 0.0f; /* -0 -> +0: equal scores tie on the index */
+    memcpy(&b, &s, 4);
+    b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | (uint32_t) ~(uint32_t)i;
+}
+
+static inline float key_score(uint64_t k)
+{
+    uint32_t b = (uint32_t)(k >> 32);
+    b = (b & 0x80000000u) ? b & 0x7fffffffu : ~b;
+    float s;
+    memcpy(&s, &b, 4);
+    return s;
+}
+
+static inline int64_t key_index(uint64_t k)
+{
+    return (int64_t)(uint32_t) ~(uint32_t)k;
+}
+
+/* Moves the k largest of keys K[0, n) (distinct) to [0, k): quickselect,
+ * median-of-three pivots, each partition branch-free and out of place (the
+ * larger keys packed forward in K, the smaller ones through T[n]). */
+static void keys_select(uint64_t *K, uint64_t *T, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        uint64_t x = K[lo], y = K[lo + (hi - lo) / 2], z = K[hi - 1];
+        if (x < y) {
+            uint64_t t = x;
+            x = y;
+            y = t;
+        } /* x >= y */
+        uint64_t med = z > x ? x : z < y ? y : z;
+        size_t nh = lo, nl = 0;
+        for (size_t q = lo; q < hi; q++) {
+            uint64_t kq = K[q];
+            K[nh] = kq; /* nh <= q: K[q..] not yet read is untouched */
+            T[nl] = kq;
+            nh += kq > med;
+            nl += kq < med;
+        }
+        K[nh] = med;
+        memcpy(K + nh + 1, T, nl * sizeof *T);
+        /* [lo, nh) above the pivot at nh, (nh, hi) below */
+        if (nh == k || nh + 1 == k) return;
+        if (nh > k)
+            hi = nh;
+        else
+            lo = nh + 1;
+    }
+}
+
+/* Drops the excluded entries appended since the last compaction, keeps the
+ * best cap and sets thr to the worst of them once there are cap. */
+static void topc_compact(pvg_topc *h)
+{
+    uint64_t *K = (uint64_t *)h->idx;
+    size_t n = h->chk;
+    for (size_t q = h->chk; q < h->n; q++)
+        if (!h->n_ex || !is_excluded(h, key_index(K[q]))) K[n++] = K[q];
+    if (n >= h->cap && h->cap) {
+        keys_select(K, K + h->room, n, h->cap);
+        n = h->cap;
+        uint64_t w = K[0];
+        for (size_t q = 1; q < n; q++)
+            w = K[q] < w ? K[q] : w;
+        h->thr = key_score(w);
+    }
+    h->n = h->chk = n;
+}
+
+/* Offers (s, i) (cap > 0, s >= thr, 0 <= i < 2^32): appended to the
+ * buffer, which is compacted to the best cap when it fills. */
 static inline void topc_offer(pvg_topc *h, float s, int64_t i)
 {
-    if (h->n < h->cap) {
-        size_t c = h->n++;
-        while (c > 0) {
-            size_t p = (c - 1) / 2;
-            if (!before(h->sc[p], h->idx[p], s, i)) break;
-            h->sc[c] = h->sc[p];
-            h->idx[c] = h->idx[p];
-            c = p;
-        }
-        h->sc[c] = s;
-        h->idx[c] = i;
-        if (h->n == h->cap) h->thr = h->sc[0];
-        return;
-    }
-    if (!before(s, i, h->sc[0], h->idx[0])) return;
-    size_t c = 0, m = h->n;
-    for (;;) {
-        size_t l = 2 * c + 1, r = l + 1, w = c;
-        float ws = s;
-        int64_t wi = i;
-        if (l < m && before(ws, wi, h->sc[l], h->idx[l])) {
-            w = l;
-            ws = h->sc[l];
-            wi = h->idx[l];
-        }
-        if (r < m && before(ws, wi, h->sc[r], h->idx[r])) w = r;
-        if (w == c) break;
-        h->sc[c] = h->sc[w];
-        h->idx[c] = h->idx[w];
-        c = w;
-    }
-    h->sc[c] = s;
-    h->idx[c] = i;
-    h->thr = h->sc[0];
+    if (h->n == h->room) topc_compact(h);
+    ((uint64_t *)h->idx)[h->n++] = cand_key(s, i);
+}
+
+/* the buffer, then as much scratch for the selection */
+size_t pvg_topc_room(size_t cap)
+{
+    return 2 * (2 * cap + 16);
 }
 
 void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc)
 {
     h->cap = cap;
-    h->n = 0;
+    h->room = pvg_topc_room(cap) / 2;
+    h->n = h->chk = 0;
     h->idx = idx;
     h->sc = sc;
-    h->thr = -INFINITY;
+    h->thr = cap ? -INFINITY : INFINITY;
+    h->ex = NULL;
+    h->n_ex = 0;
+}
+
+void pvg_topc_finish(pvg_topc *h)
+{
+    topc_compact(h);
+    uint64_t *K = (uint64_t *)h->idx;
+    for (size_t q = 0; q < h->n; q++) {
+        uint64_t k = K[q];
+        h->sc[q] = key_score(k);
+        h->idx[q] = key_index(k);
+    }
+}
+
+void pvg_topc_exclude(pvg_topc *h, const uint32_t *ex, size_t n_ex)
+{
+    h->ex = ex;
+    h->n_ex = n_ex;
 }
 
 void pvg_topc_scan_portable(pvg_topc *h, const float *s, size_t t, int64_t base)
@@ -322,13 +487,216 @@ void pvg_topc_scan(pvg_topc *h, const float *s, size_t t, int64_t base)
     pvg_topc_scan_portable(h, s, t, base);
 }
 
-/* ---- one batch: int8 scores, candidates, exact re-rank --------------------- */
+/* ---- the fused scan: int8 scores to candidates, no tile ------------------- */
 
-#define TILE 1024 /* items per tile: 64 KB of int8 factors at f = 64 */
+static inline int64_t pos_id(const uint32_t *ids, size_t p)
+{
+    return ids ? (int64_t)ids[p] : (int64_t)p;
+}
+
+double pvg_i8_user_bound(const uint8_t *uq, size_t f4, float us)
+{
+    double n2 = 0;
+    for (size_t c = 0; c < f4 * 4; c++) {
+        double x = (double)uq[c] - 128;
+        n2 += x * x;
+    }
+    return (double)us * sqrt(n2) * (1 + 1e-6);
+}
+
+void pvg_i8_scan_naive(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                       size_t p0, size_t p1, const uint32_t *ids, pvg_topc *const *h)
+{
+    float s[PVG_I8_BLOCK];
+    size_t us4 = Q->f4 * 4;
+    for (size_t p = p0; p < p1; p += PVG_I8_BLOCK)
+        for (size_t a = 0; a < nu; a++) {
+            pvg_i8_scores_naive(Q, uq + a * us4, us + a, 1, p, PVG_I8_BLOCK, s, PVG_I8_BLOCK);
+            for (size_t l = 0; l < PVG_I8_BLOCK && p + l < p1; l++)
+                if (h[a]->cap && s[l] >= h[a]->thr && s[l] != -INFINITY && s[l] == s[l])
+                    topc_offer(h[a], s[l], pos_id(ids, p + l));
+        }
+}
+
+void pvg_i8_scan_portable(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu,
+                          size_t p0, size_t p1, const uint32_t *ids, pvg_topc *const *h)
+{
+    size_t f4 = Q->f4;
+    for (size_t p = p0; p < p1; p += PVG_I8_BLOCK) {
+        const int8_t *blk = Q->q + (p / PVG_I8_BLOCK) * f4 * PVG_I8_BLOCK * 4;
+        size_t live = p1 - p < PVG_I8_BLOCK ? p1 - p : PVG_I8_BLOCK;
+        for (size_t a = 0; a < nu; a++) {
+            int32_t acc[PVG_I8_BLOCK] = {0};
+            const uint8_t *ua = uq + a * f4 * 4;
+            for (size_t c = 0; c < f4; c++) {
+                const int8_t *w = blk + c * PVG_I8_BLOCK * 4;
+                for (size_t l = 0; l < PVG_I8_BLOCK; l++)
+                    acc[l] += ua[4 * c] * w[4 * l] + ua[4 * c + 1] * w[4 * l + 1] +
+                              ua[4 * c + 2] * w[4 * l + 2] + ua[4 * c + 3] * w[4 * l + 3];
+            }
+            pvg_topc *ha = h[a];
+            if (!ha->cap) continue;
+            for (size_t l = 0; l < live; l++) {
+                float v = (float)(acc[l] - Q->corr[p + l]) * (Q->scale[p + l] * us[a]);
+                if (v >= ha->thr && v != -INFINITY) topc_offer(ha, v, pos_id(ids, p + l));
+            }
+        }
+    }
+}
+
+#ifdef PVG_X86
+/* the rare path: a block with scores at or above the shopper's threshold */
+__attribute__((noinline)) static void offer_masked(pvg_topc *h, const float *v, unsigned m,
+                                                   size_t p, const uint32_t *ids)
+{
+    while (m) {
+        unsigned b = (unsigned)__builtin_ctz(m);
+        m &= m - 1;
+        topc_offer(h, v[b], pos_id(ids, p + b));
+    }
+}
+
+/* G shoppers (a compile-time constant after inlining) over the blocks of
+ * [p0, p1): each block's factors loaded once for all G, the G rows of 16
+ * scores made and compared with the thresholds in registers. Few shoppers
+ * split the factor sum over NA accumulators each (the VNNI latency). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+vnni_scan_group(const pvg_i8_items *Q, const uint8_t *uq, size_t us4, const float *us, size_t p0,
+                size_t p1, const uint32_t *ids, pvg_topc *const *h, const int G)
+{
+    const int NA = G == 1 ? 4 : G < 4 ? 2 : 1;
+    size_t f4 = Q->f4;
+    float thr[16];
+    for (int a = 0; a < G; a++)
+        thr[a] = h[a]->thr;
+    for (size_t p = p0; p < p1; p += PVG_I8_BLOCK) {
+        const int8_t *blk = Q->q + (p / PVG_I8_BLOCK) * f4 * 64;
+        __m512i acc[16][4];
+#pragma GCC unroll 16
+        for (int a = 0; a < G; a++)
+#pragma GCC unroll 4
+            for (int k = 0; k < NA; k++)
+                acc[a][k] = _mm512_setzero_si512();
+        size_t c = 0;
+        for (; c + (size_t)NA <= f4; c += (size_t)NA) {
+#pragma GCC unroll 4
+            for (int k = 0; k < NA; k++) {
+                __m512i w = _mm512_load_si512((const void *)(blk + (c + (size_t)k) * 64));
+#pragma GCC unroll 16
+                for (int a = 0; a < G; a++) {
+                    int32_t word;
+                    memcpy(&word, uq + (size_t)a * us4 + 4 * (c + (size_t)k), 4);
+                    acc[a][k] = _mm512_dpbusd_epi32(acc[a][k], _mm512_set1_epi32(word), w);
+                }
+            }
+        }
+        for (; c < f4; c++) {
+            __m512i w = _mm512_load_si512((const void *)(blk + c * 64));
+#pragma GCC unroll 16
+            for (int a = 0; a < G; a++) {
+                int32_t word;
+                memcpy(&word, uq + (size_t)a * us4 + 4 * c, 4);
+                acc[a][0] = _mm512_dpbusd_epi32(acc[a][0], _mm512_set1_epi32(word), w);
+            }
+        }
+        __m512i cr = _mm512_load_si512((const void *)(Q->corr + p));
+        __m512 sc = _mm512_load_ps(Q->scale + p);
+        __mmask16 live =
+            p1 - p >= PVG_I8_BLOCK ? (__mmask16)0xFFFF : (__mmask16)((1u << (p1 - p)) - 1);
+        __m512 v[16];
+        __mmask16 m[16];
+        unsigned any = 0;
+#pragma GCC unroll 16
+        for (int a = 0; a < G; a++) {
+            __m512i t = acc[a][0];
+#pragma GCC unroll 4
+            for (int k = 1; k < NA; k++)
+                t = _mm512_add_epi32(t, acc[a][k]);
+            v[a] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(t, cr)),
+                                 _mm512_mul_ps(sc, _mm512_set1_ps(us[a])));
+            m[a] = _mm512_mask_cmp_ps_mask(live, v[a], _mm512_set1_ps(thr[a]), _CMP_GE_OQ);
+            any |= m[a];
+        }
+        if (__builtin_expect(any != 0, 0)) {
+            float buf[16][16] __attribute__((aligned(64)));
+#pragma GCC unroll 16
+            for (int a = 0; a < G; a++)
+                _mm512_store_ps(buf[a], v[a]);
+            for (int a = 0; a < G; a++)
+                if (m[a]) {
+                    offer_masked(h[a], buf[a], m[a], p, ids);
+                    thr[a] = h[a]->thr;
+                }
+        }
+    }
+}
+
+#define SCAN_CHUNK 256 /* positions per group pass: 16 KB at f = 64, in L1 for the next group */
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+i8_scan_vnni(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t p0,
+             size_t p1, const uint32_t *ids, pvg_topc *const *h)
+{
+    size_t us4 = Q->f4 * 4, ng = (nu + 15) / 16, gs = (nu + ng - 1) / ng;
+    for (size_t c0 = p0; c0 < p1; c0 += SCAN_CHUNK) {
+        size_t c1 = p1 - c0 < SCAN_CHUNK ? p1 : c0 + SCAN_CHUNK;
+        for (size_t a0 = 0; a0 < nu; a0 += gs) {
+            size_t g = nu - a0 < gs ? nu - a0 : gs;
+            const uint8_t *ua = uq + a0 * us4;
+            switch (g) {
+#define G_CASE(n)                                                                                  \
+    case n:                                                                                        \
+        vnni_scan_group(Q, ua, us4, us + a0, c0, c1, ids, h + a0, n);                              \
+        break;
+                G_CASE(1)
+                G_CASE(2)
+                G_CASE(3)
+                G_CASE(4)
+                G_CASE(5)
+                G_CASE(6)
+                G_CASE(7)
+                G_CASE(8)
+                G_CASE(9)
+                G_CASE(10)
+                G_CASE(11)
+                G_CASE(12)
+                G_CASE(13)
+                G_CASE(14)
+                G_CASE(15)
+                G_CASE(16)
+#undef G_CASE
+            }
+        }
+    }
+}
+#endif
+
+void pvg_i8_scan(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t p0,
+                 size_t p1, const uint32_t *ids, pvg_topc *const *h)
+{
+    if (p1 <= p0 || !nu) return;
+#ifdef PVG_X86
+    if (cpu_has_vnni512()) {
+        i8_scan_vnni(Q, uq, us, nu, p0, p1, ids, h);
+        return;
+    }
+#endif
+    pvg_i8_scan_portable(Q, uq, us, nu, p0, p1, ids, h);
+}
+
+/* ---- one batch: int8 scores, candidates, exact re-rank --------------------- */
 
 size_t pvg_serve_candidates(size_t k)
 {
-    return 2 * k + 32;
+    return k > (SIZE_MAX - 32) / 2 ? SIZE_MAX : 2 * k + 32;
+}
+
+/* Candidates kept for a job of k over n items: never more than the items
+ * (the same answer; the buffers stay within the catalogue's size). */
+size_t pvg_serve_job_cap(size_t k, size_t n)
+{
+    size_t c = pvg_serve_candidates(k);
+    return c < n ? c : n;
 }
 
 static int u32_cmp(const void *a, const void *b)
@@ -350,15 +718,25 @@ static int cand_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* The exact score of item i for u: the float factors, summed in double in
- * index order (pvg_matvec_naive's sum, bit for bit). */
-static float exact_score(const float *V, size_t f, int64_t i, const float *u)
+/* The exact scores of items i[0..m) (m <= 8) for u: the float factors,
+ * each summed in double in index order (pvg_matvec_naive's sum, bit for
+ * bit: a product of two floats is exact in double), the m sums interleaved
+ * so they do not wait on each other. */
+static void exact_scores8(const float *V, size_t f, const int64_t *i, size_t m, const float *u,
+                          float *out)
 {
-    const float *v = V + (size_t)i * f;
-    double s = 0;
-    for (size_t j = 0; j < f; j++)
-        s += (double)v[j] * u[j];
-    return (float)s;
+    const float *v[8];
+    double s[8] = {0};
+    for (size_t l = 0; l < 8; l++)
+        v[l] = V + (size_t)i[l < m ? l : 0] * f;
+    for (size_t j = 0; j < f; j++) {
+        double uj = u[j];
+#pragma GCC unroll 8
+        for (size_t l = 0; l < 8; l++)
+            s[l] += (double)v[l][j] * uj;
+    }
+    for (size_t l = 0; l < m; l++)
+        out[l] = (float)s[l];
 }
 
 size_t pvg_serve_rerank_scratch(size_t n)
@@ -372,9 +750,13 @@ void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job
 {
     cand *c = scratch;
     size_t n = 0;
-    for (size_t q = 0; q < h->n; q++) {
-        float e = exact_score(V, f, h->idx[q], j->u);
-        if (e == e && e != -INFINITY) c[n++] = (cand){e, h->idx[q]}; /* as pvg_topk: skipped */
+    for (size_t q0 = 0; q0 < h->n; q0 += 8) {
+        size_t m = h->n - q0 < 8 ? h->n - q0 : 8;
+        float e[8];
+        exact_scores8(V, f, h->idx + q0, m, j->u, e);
+        for (size_t q = 0; q < m; q++)
+            if (e[q] == e[q] && e[q] != -INFINITY) /* as pvg_topk: skipped */
+                c[n++] = (cand){e[q], h->idx[q0 + q]};
     }
     qsort(c, n, sizeof *c, cand_cmp);
     if (n > j->k) n = j->k;
@@ -385,6 +767,8 @@ void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job
     j->n_out = n;
 }
 
+#define STOP_STEP 256 /* positions between the early-stop checks of a sorted scan */
+
 int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *const *jobs_in,
                     size_t nj)
 {
@@ -392,56 +776,85 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
     if (!nj) return 0;
     size_t f = Q->f, us4 = Q->f4 * 4, cap = 0;
     for (size_t a = 0; a < nj; a++) {
-        size_t c = pvg_serve_candidates(jobs[a]->k);
+        size_t c = pvg_serve_job_cap(jobs[a]->k, Q->n);
         if (c > cap) cap = c;
     }
-    uint8_t *uq = malloc(nj * us4);
-    float *us = malloc(nj * sizeof *us);
-    float *tile = aligned_alloc(64, nj * TILE * sizeof *tile);
-    int64_t *hidx = malloc(nj * cap * sizeof *hidx);
-    float *hsc = malloc(nj * cap * sizeof *hsc);
+    uint8_t *uq = malloc(nj * us4), *uqg = malloc(nj * us4);
+    float *us = malloc(nj * sizeof *us), *usg = malloc(nj * sizeof *usg);
+    double *ub = malloc(nj * sizeof *ub);
+    size_t *act = malloc(nj * sizeof *act);
+    size_t room = pvg_topc_room(cap);
+    int64_t *hidx = malloc(nj * room * sizeof *hidx);
+    float *hsc = malloc(nj * room * sizeof *hsc);
     pvg_topc *heaps = malloc(nj * sizeof *heaps);
+    pvg_topc **hp = malloc(nj * sizeof *hp);
     uint32_t **ex = calloc(nj, sizeof *ex);
-    size_t *expos = calloc(nj, sizeof *expos);
     cand *cbuf = malloc(cap * sizeof *cbuf);
     int rc = -1;
-    if (!uq || !us || !tile || !hidx || !hsc || !heaps || !ex || !expos || !cbuf) goto done;
+    if (!uq || !uqg || !us || !usg || !ub || !act || !hidx || !hsc || !heaps || !hp || !ex || !cbuf)
+        goto done;
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, f, Q->f4, uq + a * us4);
-        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * cap, hsc + a * cap);
+        ub[a] = pvg_i8_user_bound(uq + a * us4, Q->f4, us[a]);
+        pvg_topc_init(&heaps[a], pvg_serve_job_cap(j->k, Q->n), hidx + a * room, hsc + a * room);
         if (j->n_excl) {
+            /* excluded items, looked up only for a score that would enter */
             if (!(ex[a] = malloc(j->n_excl * sizeof *ex[a]))) goto done;
             memcpy(ex[a], j->excl, j->n_excl * sizeof *ex[a]);
             qsort(ex[a], j->n_excl, sizeof *ex[a], u32_cmp);
+            pvg_topc_exclude(&heaps[a], ex[a], j->n_excl);
         }
+        act[a] = a;
+        memcpy(uqg + a * us4, uq + a * us4, us4);
+        usg[a] = us[a];
+        hp[a] = &heaps[a];
     }
-    for (size_t j0 = 0; j0 < Q->n; j0 += TILE) {
-        size_t t = Q->n_pad - j0 < TILE ? Q->n_pad - j0 : TILE;
-        size_t live = Q->n - j0 < t ? Q->n - j0 : t;
-        pvg_i8_scores(Q, uq, us, nj, j0, t, tile, TILE);
-        for (size_t a = 0; a < nj; a++) {
-            float *s = tile + a * TILE;
-            pvg_serve_job *j = jobs[a];
-            while (expos[a] < j->n_excl && ex[a][expos[a]] < j0 + live)
-                s[ex[a][expos[a]++] - j0] = -INFINITY;
-            pvg_topc_scan(&heaps[a], s, live, (int64_t)j0);
+    size_t g = nj;
+    for (size_t p = 0; p < Q->n; p += STOP_STEP) {
+        if (Q->sorted) {
+            /* a shopper whose threshold is above the bound of every item
+             * left (bound[p] is their largest) has its candidates: no later
+             * score can enter its heap */
+            double b = (double)Q->bound[p] * (1 + 1e-5);
+            size_t w = 0;
+            for (size_t x = 0; x < g; x++) {
+                size_t a = act[x];
+                if (ub[a] * b < (double)heaps[a].thr) continue; /* -inf until cap are kept */
+                act[w++] = a;
+            }
+            if (w < g) {
+                g = w;
+                for (size_t x = 0; x < g; x++) {
+                    memcpy(uqg + x * us4, uq + act[x] * us4, us4);
+                    usg[x] = us[act[x]];
+                    hp[x] = &heaps[act[x]];
+                }
+            }
+            if (!g) break;
         }
+        size_t e = Q->n - p < STOP_STEP ? Q->n : p + STOP_STEP;
+        pvg_i8_scan(Q, uqg, usg, g, p, e, Q->item, hp);
     }
-    for (size_t a = 0; a < nj; a++)
+    for (size_t a = 0; a < nj; a++) {
+        pvg_topc_finish(&heaps[a]);
         pvg_serve_rerank(V, f, &heaps[a], jobs[a], cbuf);
+    }
     rc = 0;
 done:
     for (size_t a = 0; ex && a < nj; a++)
         free(ex[a]);
     free(ex);
-    free(expos);
     free(uq);
+    free(uqg);
     free(us);
-    free(tile);
+    free(usg);
+    free(ub);
+    free(act);
     free(hidx);
     free(hsc);
     free(heaps);
+    free(hp);
     free(cbuf);
     return rc;
 }

@@ -18,8 +18,8 @@
  * Query: a shopper's factors u give each list the score u.c / |u| -
  * |c'|^2 / 2 (minus half the squared distance of u / |u| to the augmented
  * centroid, up to a constant), the nprobe best lists are scanned with the
- * int8 kernel (several shoppers at once when they probe the same list),
- * excluded items set to -inf before the top-C selection, and the
+ * fused int8 scan (several shoppers at once when they probe the same list;
+ * excluded items never kept as candidates), and the
  * candidates re-ranked with the float factors: every returned item has its
  * exact score, and an item the exact path would never return (excluded,
  * padding, NaN) is never returned here either.
@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TILE 1024        /* positions per scoring call (as serve_batch.c) */
 #define KM_ITERS 10      /* Lloyd iterations on the sample */
 #define KM_PER_LIST 64   /* sample points per list */
 #define ASSIGN_ROWS 1024 /* rows per sgemm block in the assignment */
@@ -363,44 +362,44 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     const pvg_i8_items *Q = &ix->q;
     size_t L = ix->nlist, us4 = Q->f4 * 4, cap = 0;
     for (size_t a = 0; a < nj; a++) {
-        size_t c = pvg_serve_candidates(jobs[a]->k);
+        size_t c = pvg_serve_job_cap(jobs[a]->k, Q->n);
         if (c > cap) cap = c;
     }
     uint8_t *uq = malloc(nj * us4), *uqg = malloc(nj * us4);
     float *us = malloc(nj * sizeof *us), *usg = malloc(nj * sizeof *usg);
-    float *tile = aligned_alloc(64, nj * TILE * sizeof *tile);
+    pvg_topc **hg = malloc(nj * sizeof *hg);
     float *ls = malloc(L * sizeof *ls), *psc = malloc(nprobe * sizeof *psc);
     int64_t *pidx = malloc(nprobe * sizeof *pidx);
     uint64_t *mask = calloc(L + 1, sizeof *mask);
-    int64_t *hidx = malloc(nj * cap * sizeof *hidx);
-    float *hsc = malloc(nj * cap * sizeof *hsc);
+    size_t room = pvg_topc_room(cap);
+    int64_t *hidx = malloc(nj * room * sizeof *hidx);
+    float *hsc = malloc(nj * room * sizeof *hsc);
     pvg_topc *heaps = malloc(nj * sizeof *heaps);
     uint32_t **ex = calloc(nj, sizeof *ex);
-    size_t *expos = calloc(nj, sizeof *expos), grp[MAX_GROUP];
     void *cbuf = malloc(pvg_serve_rerank_scratch(cap));
     int rc = -1, vec = 0;
 #if defined(__x86_64__) || defined(__i386__)
     vec = __builtin_cpu_supports("avx512f");
 #endif
-    if (!uq || !uqg || !us || !usg || !tile || !ls || !psc || !pidx || !mask || !hidx || !hsc ||
-        !heaps || !ex || !expos || !cbuf)
+    if (!uq || !uqg || !us || !usg || !hg || !ls || !psc || !pidx || !mask || !hidx || !hsc ||
+        !heaps || !ex || !cbuf)
         goto done;
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, ix->f, Q->f4, uq + a * us4);
-        pvg_topc_init(&heaps[a], pvg_serve_candidates(j->k), hidx + a * cap, hsc + a * cap);
+        pvg_topc_init(&heaps[a], pvg_serve_job_cap(j->k, Q->n), hidx + a * room, hsc + a * room);
         list_scores(ix, j->u, ls, vec);
         size_t got = pvg_topk(ls, L, nprobe, pidx, psc);
         for (size_t q = 0; q < got; q++)
             mask[pidx[q]] |= 1ull << a;
         mask[L] |= 1ull << a; /* the non-finite items: always (scored 0 as in the scan) */
         if (j->n_excl) {
-            /* excluded items by position, ascending: positions are visited
-             * in ascending order */
+            /* excluded items, ascending: looked up only for a score that
+             * would enter (the scan offers item ids, through ix->item) */
             if (!(ex[a] = malloc(j->n_excl * sizeof *ex[a]))) goto done;
-            for (size_t q = 0; q < j->n_excl; q++)
-                ex[a][q] = j->excl[q] < ix->n ? ix->pos[j->excl[q]] : UINT32_MAX;
+            memcpy(ex[a], j->excl, j->n_excl * sizeof *ex[a]);
             qsort(ex[a], j->n_excl, sizeof *ex[a], u32_cmp);
+            pvg_topc_exclude(&heaps[a], ex[a], j->n_excl);
         }
     }
     for (size_t l = 0; l <= L; l++) {
@@ -408,45 +407,30 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
         size_t g = 0;
         for (uint64_t m = mask[l]; m; m &= m - 1) {
             size_t a = (size_t)__builtin_ctzll(m);
-            grp[g] = a;
             memcpy(uqg + g * us4, uq + a * us4, us4);
             usg[g] = us[a];
+            hg[g] = &heaps[a];
             g++;
         }
-        uint64_t end = ix->start[l] + ix->count[l];
-        for (uint64_t p0 = ix->start[l]; p0 < end; p0 += TILE) {
-            size_t t = ix->start[l + 1] - p0 < TILE ? (size_t)(ix->start[l + 1] - p0) : TILE;
-            size_t live = end - p0 < t ? (size_t)(end - p0) : t;
-            pvg_i8_scores(Q, uqg, usg, g, (size_t)p0, t, tile, TILE);
-            for (size_t b = 0; b < g; b++) {
-                size_t a = grp[b];
-                float *s = tile + b * TILE;
-                pvg_serve_job *j = jobs[a];
-                while (expos[a] < j->n_excl && ex[a][expos[a]] < p0)
-                    expos[a]++;
-                while (expos[a] < j->n_excl && ex[a][expos[a]] < p0 + live)
-                    s[ex[a][expos[a]++] - p0] = -INFINITY;
-                pvg_topc_scan(&heaps[a], s, live, (int64_t)p0);
-            }
-        }
+        /* the fused scan: scores compared with each shopper's threshold in
+         * registers, offered as item ids (padding past count never) */
+        pvg_i8_scan(Q, uqg, usg, g, (size_t)ix->start[l], (size_t)(ix->start[l] + ix->count[l]),
+                    ix->item, hg);
     }
     for (size_t a = 0; a < nj; a++) {
-        pvg_topc *h = &heaps[a];
-        for (size_t q = 0; q < h->n; q++)
-            h->idx[q] = ix->item[h->idx[q]];
-        pvg_serve_rerank(V, ix->f, h, jobs[a], cbuf);
+        pvg_topc_finish(&heaps[a]);
+        pvg_serve_rerank(V, ix->f, &heaps[a], jobs[a], cbuf);
     }
     rc = 0;
 done:
     for (size_t a = 0; ex && a < nj; a++)
         free(ex[a]);
     free(ex);
-    free(expos);
     free(uq);
     free(uqg);
     free(us);
     free(usg);
-    free(tile);
+    free(hg);
     free(ls);
     free(psc);
     free(pidx);

@@ -250,9 +250,11 @@ static int fin_start(pvg_server *srv)
     return srv->n_fin > 0 ? 0 : -1;
 }
 
-/* No new suspension; waits until every suspended request was answered and
- * its connection resumed and served (the audit writer and the finishers
- * still run: each is bounded by a commit and a scoring pass). */
+/* No new suspension; waits until every suspended request was answered, its
+ * connection resumed and its answer sent or its connection closed
+ * (on_completed; the audit writer, the finishers and the daemon's threads
+ * still run: each is bounded by a commit, a scoring pass and the
+ * connection timeout). */
 static void fin_close(pvg_server *srv)
 {
     if (!srv->fin_init) return;
@@ -263,8 +265,8 @@ static void fin_close(pvg_server *srv)
     pthread_mutex_unlock(&srv->fin_mu);
 }
 
-/* The connection's thread: r's deferred answer left (or its connection
- * closed): one suspended request fewer. */
+/* on_completed: r's deferred answer left (or its connection closed): one
+ * suspended request fewer. */
 static void fin_left(pvg_srv_req *r)
 {
     pvg_server *srv = r->srv;
@@ -639,8 +641,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->async) {
-        /* resumed: the deferred answer is in r */
-        fin_left(r);
+        /* resumed: the deferred answer is in r. It counts as suspended
+         * until it has left (on_completed), so a stop waiting in fin_close
+         * cannot close the connection while the answer is still queued */
+        r->async = 2;
         finish(r);
         return send_answer(r);
     }
@@ -715,7 +719,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             *con_cls = NULL;
             return;
         }
-        fin_left(r); /* resumed, closed before its answer could leave */
+        fin_left(r); /* resumed: its answer left, or its connection closed */
     }
     finish(r);
     int route = r->route >= 0 ? r->route : (int)pvg_srv_routes_count();

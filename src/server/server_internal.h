@@ -458,7 +458,8 @@ struct pvg_srv_req {
     char allow[64];
     int gate_audit_failed; /* the access gate's audit entry could not be written */
     /* a recommendation through the deferred gate (routes.c, http.c) */
-    int async; /* the connection's thread only: 1 from the suspension until the answer leaves */
+    int async; /* the connection's thread only: 1 while suspended, 2 from the resume until
+                  the answer has left (on_completed) */
     struct pvg_srv_rec_async *rec; /* what the request holds meanwhile (routes.c) */
     pvg_access_rec_pending *pend;  /* the gate's pending answer, until finished */
     int audit_done;                /* the writer's flags for the entry */

@@ -19,7 +19,9 @@ root = sys.argv[1]
 # per-user answers and pseudonym lookups, training selection, DP data reads,
 # encrypted spend totals), every audit write about such an access, and the
 # raw storage backend (its ops table reaches every table). Only src/access/
-# and the library parts below use them on a front-end's behalf.
+# and the library parts below use them on a front-end's behalf. The deferred
+# gate's commit report (pvg_access_rec_committed) says an audit entry is
+# durable: only the audit writer's sink may say it.
 GATED = """
   pvg_store_user_export pvg_store_user_events pvg_store_foreach_user
   pvg_store_user_delete pvg_store_user_exists pvg_store_consent_get pvg_store_consent_set
@@ -30,6 +32,7 @@ GATED = """
   pvg_query_run pvg_paillier_spend_total
   pvg_audit_append pvg_audit_append_many
   pvg_srv_audit_log pvg_srv_audit_log_async
+  pvg_access_rec_committed
   pvg_store_backend
 """.split()
 

@@ -50,6 +50,16 @@ pvg_status pvg_store_changes(pvg_store *s, int64_t *changes, pvg_error *err)
     return PVG_B(s, changes_get, changes, err);
 }
 
+pvg_status pvg_store_read_begin(pvg_store *s, pvg_error *err)
+{
+    return s->be->ops->read_begin ? PVG_B(s, read_begin, err) : PVG_OK;
+}
+
+void pvg_store_read_end(pvg_store *s)
+{
+    if (s->be->ops->read_end) s->be->ops->read_end(s->be);
+}
+
 const char *pvg_store_dir(const pvg_store *s)
 {
     return s->dir;

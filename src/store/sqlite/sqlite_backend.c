@@ -263,6 +263,7 @@ enum {
     Q_CONVS_ALL,
     Q_READ_BEGIN,
     Q_READ_END,
+    Q_UNIT_BEGIN,
     Q_COUNT
 };
 
@@ -448,7 +449,10 @@ static const struct {
                               " user_pseudonym FROM conversations ORDER BY user_pseudonym, cid"},
     /* a read snapshot (read_begin): deferred, so it takes no write lock */
     [Q_READ_BEGIN] = {DB_MAIN, "BEGIN"},
-    [Q_READ_END] = {DB_MAIN, "COMMIT"},
+    [Q_READ_END] = {DB_MAIN, "COMMIT"}, /* also a unit's commit */
+    /* a unit of its own (unit_begin): prepared once, as the audit writer
+     * begins one per group commit */
+    [Q_UNIT_BEGIN] = {DB_MAIN, "BEGIN IMMEDIATE"},
 };
 
 /* ---- the read memo: answers of user_get, cred_get and meta_get kept
@@ -687,6 +691,7 @@ static pvg_status unit_begin(sq_backend *q, sqlite3 *db, const char *what, pvg_e
     if (q->snap_memo)
         return pvg_error_set(err, PVG_ERR_STATE, "%s: a read snapshot is open (no writes in it)",
                              what);
+    if (!q->in_txn && db == q->db) return run(q, Q_UNIT_BEGIN, NULL, 0, NULL, what, err);
     int rc = exec(db, q->in_txn ? "SAVEPOINT pvg_unit" : "BEGIN IMMEDIATE");
     if (rc != SQLITE_OK) return fail(db, rc, what, err);
     return PVG_OK;
@@ -702,6 +707,11 @@ static pvg_status unit_end(sq_backend *q, sqlite3 *db, pvg_status st, const char
     }
     if (st != PVG_OK) {
         exec(db, "ROLLBACK");
+        return st;
+    }
+    if (db == q->db) {
+        st = run(q, Q_READ_END, NULL, 0, NULL, what, err);
+        if (st != PVG_OK || sqlite3_get_autocommit(db) == 0) exec(db, "ROLLBACK");
         return st;
     }
     int rc = exec(db, "COMMIT");

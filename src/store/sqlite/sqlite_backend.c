@@ -2937,6 +2937,9 @@ static pvg_status migrate_tag_sets(sqlite3 *db, pvg_error *err)
                       "DROP TABLE IF EXISTS event_tags;"
                       "DELETE FROM event_tag_sets;"
                       "DELETE FROM meta WHERE key = 'dup_index';"
+                      /* a meta write: the read memo follows the counter */
+                      "INSERT INTO change_counter(id, value) VALUES(1, 1)"
+                      " ON CONFLICT(id) DO UPDATE SET value = value + 1;"
                       "COMMIT");
     if (rc != SQLITE_OK) {
         pvg_status st = fail(db, rc, "duplicate index migration", err);

@@ -661,6 +661,76 @@ static void test_explain_token_bound_to_shopper(void **state)
     pvg_auth_credential_free(cred2);
 }
 
+/* A recommend through gate g for user: the refusal reason ("" when
+ * personalised). */
+static const char *recommend_reason(fx *f, pvg_access *g, const char *user)
+{
+    pvg_scored_item out[4];
+    pvg_access_rec_answer ans;
+    pvg_access_rec_request rq = {0};
+    rq.model = f->m;
+    rq.ext_user = user;
+    rq.k = 4;
+    pvg_error err;
+    assert_int_equal(pvg_access_recommend(g, &rq, out, &ans, &err), PVG_OK);
+    return ans.personalized ? "" : ans.reason;
+}
+
+/* The gate's lookups may come from the store's memo of earlier requests;
+ * a change made through another handle (another process: the CLI beside a
+ * server) holds from the very next request on this one: consent off and on,
+ * a suspension and its resumption, a revocation, an erasure, a shopper who
+ * was unknown and now is known. */
+static void test_changes_by_another_handle_hold_at_once(void **state)
+{
+    fx *f = *state;
+    pvg_error err;
+    pvg_store *o = NULL; /* the other process */
+    assert_int_equal(pvg_store_open(f->dir, &o, &err), PVG_OK);
+    char *cred = NULL;
+    pvg_principal p;
+    assert_int_equal(pvg_auth_token_issue(f->s, "u2", 3600, 0, &cred, &p, &err), PVG_OK);
+    char actor[64];
+    snprintf(actor, sizeof actor, "token:%s", p.key_id);
+    pvg_access g, op;
+    pvg_access_init(&g, f->s, actor);
+    pvg_access_init(&op, f->s, "cli");
+    pvg_principal who;
+    for (int i = 0; i < 2; i++) { /* the second time from the memo */
+        assert_string_equal(recommend_reason(f, &g, "u2"), "");
+        assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_OK);
+    }
+    /* consent */
+    pvg_consent off = {0, 1}, on = {1, 1};
+    assert_int_equal(pvg_store_consent_set(o, "u2", &off, &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &g, "u2"), "no_consent");
+    assert_int_equal(pvg_store_consent_set(o, "u2", &on, &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &g, "u2"), "");
+    /* suspension (the authentication and the gate) */
+    assert_int_equal(pvg_monitor_suspend(o, p.key_id, "cli", "test", &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &g, "u2"), "not_own_token");
+    assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_ERR_STATE);
+    assert_int_equal(pvg_monitor_resume(o, p.key_id, "cli", &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &g, "u2"), "");
+    assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_OK);
+    /* revocation */
+    assert_int_equal(pvg_auth_revoke(o, p.key_id, &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &g, "u2"), "not_own_token");
+    assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_ERR_PERMISSION);
+    /* erasure */
+    assert_string_equal(recommend_reason(f, &op, "u3"), "");
+    pvg_access og;
+    pvg_access_init(&og, o, "cli");
+    assert_int_equal(pvg_access_erase(&og, "u3", NULL, NULL, &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &op, "u3"), "unknown_user");
+    /* unknown, then known (not to the model) */
+    assert_string_equal(recommend_reason(f, &op, "newcomer"), "unknown_user");
+    assert_int_equal(pvg_store_consent_set(o, "newcomer", &on, &err), PVG_OK);
+    assert_string_equal(recommend_reason(f, &op, "newcomer"), "not_in_model");
+    pvg_store_free(o);
+    pvg_auth_credential_free(cred);
+}
+
 static int count_deletes(void *ctx, const pvg_access_audit_view *v)
 {
     int *n = ctx;
@@ -710,6 +780,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_training_selects_by_consent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_similar_and_file_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explain_token_bound_to_shopper, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_by_another_handle_hold_at_once, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

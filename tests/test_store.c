@@ -1146,6 +1146,56 @@ static void test_consent(void **state)
     drop_store(dir);
 }
 
+/* Read snapshots (store_internal.h): the memo answers inside one only what
+ * the database holds (a change by another handle shows at the next one;
+ * inside a write transaction the transaction's own rows); no write may run
+ * in one; they nest. */
+static void test_read_snapshot(void **state)
+{
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir), *o = open_ok(dir);
+    pvg_error err;
+    pvg_consent on = {1, 1}, off = {0, 1}, c;
+    assert_int_equal(pvg_store_consent_set(s, "z", &on, &err), PVG_OK);
+    for (int i = 0; i < 2; i++) { /* read, then from the memo */
+        assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+        assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+        assert_int_equal(pvg_store_consent_get(s, "nobody", &c, &err), PVG_ERR_NOT_FOUND);
+        pvg_store_read_end(s);
+    }
+    assert_int_equal(c.personalization, 1);
+    assert_int_equal(pvg_store_consent_set(o, "z", &off, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_set(o, "nobody", &off, &err), PVG_OK);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK); /* nested: counts only */
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 0);
+    assert_int_equal(pvg_store_consent_get(s, "nobody", &c, &err), PVG_OK);
+    /* no write inside a snapshot */
+    assert_int_equal(pvg_store_consent_set(s, "z", &on, &err), PVG_ERR_STATE);
+    pvg_store_read_end(s);
+    assert_int_equal(pvg_store_consent_set(s, "z", &on, &err), PVG_ERR_STATE);
+    pvg_store_read_end(s);
+    pvg_store_read_end(s); /* unmatched: nothing */
+    assert_int_equal(pvg_store_consent_set(s, "z", &on, &err), PVG_OK);
+    /* inside a write transaction: its own rows, not the memo */
+    assert_int_equal(pvg_store_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_set(s, "z", &off, &err), PVG_OK);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 0);
+    pvg_store_read_end(s);
+    pvg_store_rollback(s);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 1);
+    pvg_store_read_end(s);
+    pvg_store_free(o);
+    pvg_store_free(s);
+    drop_store(dir);
+}
+
 /* Purpose limitation at collection applies to every writer: file ingest
  * skips (and counts) the events a shopper's consent does not allow, as the
  * batch put refuses them. Default policy: view/cart/rating under
@@ -1558,6 +1608,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_and_open),
+        cmocka_unit_test(test_read_snapshot),
         cmocka_unit_test(test_bad_policy),
         cmocka_unit_test(test_roundtrip_and_minimisation),
         cmocka_unit_test(test_policy_drops_types),

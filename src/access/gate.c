@@ -170,7 +170,8 @@ static pvg_status allowed(pvg_access *g, pvg_purpose purpose, const pvg_consent 
  * ("token:<id>") whose credential in the store is bound to ext_user, and
  * neither revoked, expired nor suspended by access monitoring (the same
  * rules as pvg_auth_check). Operator keys and the CLI are not. */
-static pvg_status actor_owns(pvg_access *g, const char *ext_user, int *own, pvg_error *err)
+static pvg_status actor_owns(pvg_access *g, const unsigned char ps[PVG_PSEUDONYM_BYTES], int *own,
+                             pvg_error *err)
 {
     *own = 0;
     if (!g->actor || strncmp(g->actor, "token:", 6) != 0) return PVG_OK;
@@ -183,8 +184,6 @@ static pvg_status actor_owns(pvg_access *g, const char *ext_user, int *own, pvg_
     }
     if (st != PVG_OK) return st;
     sodium_memzero(c.secret_hash, sizeof c.secret_hash);
-    unsigned char ps[PVG_PSEUDONYM_BYTES];
-    pvg_store_pseudonym(g->store, ext_user, ps);
     *own = strcmp(c.kind, "token") == 0 && c.has_pseudonym &&
            sodium_memcmp(ps, c.pseudonym, PVG_PSEUDONYM_BYTES) == 0 && !c.revoked &&
            (!c.expires_at || pvg_store_now(g->store) < c.expires_at);
@@ -218,28 +217,43 @@ static pvg_status personal_read_begin(pvg_access *g, const char *action, pvg_pur
                                       pvg_error *err)
 {
     *reason = NULL;
+    /* the shopper's pseudonym once: the audit subject, the token's owner
+       and the consent row are all keyed by it */
+    unsigned char ps[PVG_PSEUDONYM_BYTES];
+    pvg_store_pseudonym(g->store, ext_user, ps);
     char subject[SUBJECT_LEN];
-    pvg_audit_subject_of_user(g->store, ext_user, subject);
+    sodium_bin2hex(subject, sizeof subject, ps, sizeof ps);
     int own = 1, known = 0, ok = 0;
     /* a shopper token reaches only its own shopper, on every path (the
        front-end's routes need not be trusted to check it) */
     int token = g->actor && strncmp(g->actor, "token:", 6) == 0;
-    pvg_status st = own_only || token ? actor_owns(g, ext_user, &own, err) : PVG_OK;
+    /* the credential, its suspension and the consent from one snapshot of
+       the store (which may answer from its memo while nothing changed) */
+    pvg_status st = pvg_store_read_begin(g->store, err);
     if (st != PVG_OK) return st;
-    if (own) {
+    st = own_only || token ? actor_owns(g, ps, &own, err) : PVG_OK;
+    if (st == PVG_OK && own) {
         pvg_consent c;
-        known = lookup(g, ext_user, &c, err);
-        if (known < 0) return (pvg_status)known;
-        st = known ? allowed(g, purpose, &c, &ok, err) : PVG_OK;
-        if (st != PVG_OK) return st;
+        st = pvg_store_consent_get_pseudonym(g->store, ps, &c, err);
+        known = st == PVG_OK;
+        if (st == PVG_ERR_NOT_FOUND) {
+            pvg_error_clear(err);
+            st = PVG_OK;
+        }
+        if (st == PVG_OK && known) st = allowed(g, purpose, &c, &ok, err);
     }
+    pvg_store_read_end(g->store);
+    if (st != PVG_OK) return st;
     *reason = !own     ? "not_own_token"
               : !known ? "unknown_user"
               : !ok    ? "no_consent"
               : !m     ? "no_model"
                        : NULL;
     if (!*reason) {
-        st = pvg_model_user_key(m, g->store, ext_user, key, err);
+        if (pvg_model_keying(m) == PVG_KEY_STORE_PSEUDONYM) /* the same key, not derived again */
+            memcpy(key, ps, PVG_MODEL_KEY_BYTES);
+        else
+            st = pvg_model_user_key(m, g->store, ext_user, key, err);
         if (st != PVG_OK) return st;
     }
     char detail[96];

@@ -228,9 +228,18 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     id[PVG_AUTH_ID_HEX] = 0;
     const char *want_kind = cred[3] == 'k' ? "key" : "token";
 
+    /* the credential and its suspension from one snapshot of the store
+     * (which may answer from its memo while neither was written) */
+    pvg_status st = pvg_store_read_begin(s, err);
+    if (st != PVG_OK) return st;
     pvg_backend *b = pvg_store_backend(s);
     pvg_backend_cred c;
-    pvg_status st = b->ops->cred_get(b, id, &c, err);
+    st = b->ops->cred_get(b, id, &c, err);
+    int suspended = 0; /* access monitoring (monitor.h): kept in the store for every process */
+    char why[200];
+    if (st == PVG_OK) st = pvg_monitor_is_suspended(s, id, &suspended, why, sizeof why, err);
+    pvg_store_read_end(s);
+    if (st != PVG_OK) sodium_memzero(c.secret_hash, sizeof c.secret_hash);
     if (st == PVG_ERR_NOT_FOUND)
         return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
     if (st != PVG_OK) return st;
@@ -242,10 +251,6 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     ok = ok && strcmp(c.kind, want_kind) == 0;
     if (!ok) return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");
     if (c.revoked) return pvg_error_set(err, PVG_ERR_PERMISSION, "credential revoked");
-    int suspended = 0; /* access monitoring (monitor.h): kept in the store for every process */
-    char why[200];
-    st = pvg_monitor_is_suspended(s, id, &suspended, why, sizeof why, err);
-    if (st != PVG_OK) return st;
     if (suspended)
         return pvg_error_set(err, PVG_ERR_STATE,
                              "credential %s is suspended (%s); an admin may resume it "

@@ -220,7 +220,9 @@ struct pvg_backend_ops {
     void (*txn_rollback)(pvg_backend *b); /* no-op when none is open */
     /* The store-wide change counter: monotonic, bumped by every committed
      * write transaction that changes users, keys, consent or chunks (and by
-     * the [unit] ops that do). Cheap; outside or inside a transaction. */
+     * the [unit] ops that do), and by every write of credentials or meta
+     * (autocommitted ones in the same atomic unit as the write). Cheap;
+     * outside or inside a transaction. */
     pvg_status (*changes_get)(pvg_backend *b, int64_t *changes, pvg_error *err);
 
     /* ---- users [txn] ---- */
@@ -544,6 +546,18 @@ struct pvg_backend_ops {
      * the database's collation); pointers valid during the callback. */
     pvg_status (*catalog_text_foreach)(pvg_backend *b, pvg_backend_catalog_fn fn, void *ctx,
                                        pvg_error *err);
+
+    /* ---- read snapshots (appended in interface 1; both may be NULL: the
+     * backend has none, and every read sees the latest commit) ---- */
+    /* Opens a read snapshot: until read_end, reads see one committed state,
+     * and user_get, cred_get and meta_get may answer from this handle's
+     * memo of earlier answers read under the same change counter (so only
+     * while nothing they depend on was written, by any handle). Calls nest
+     * (only the outermost counts); inside a write transaction it opens
+     * nothing. No write, txn_begin or [unit] op until read_end
+     * (PVG_ERR_STATE). */
+    pvg_status (*read_begin)(pvg_backend *b, pvg_error *err);
+    void (*read_end)(pvg_backend *b); /* no-op without a matching read_begin */
 };
 
 /* ---- the SQLite backend (src/store/sqlite/) ---- */

@@ -50,6 +50,20 @@ pvg_status pvg_store_changes(pvg_store *s, int64_t *changes, pvg_error *err)
     return PVG_B(s, changes_get, changes, err);
 }
 
+pvg_status pvg_store_read_begin(pvg_store *s, pvg_error *err)
+{
+    pvg_status st = s->be->ops->read_begin ? PVG_B(s, read_begin, err) : PVG_OK;
+    if (st == PVG_OK) s->read_depth++;
+    return st;
+}
+
+void pvg_store_read_end(pvg_store *s)
+{
+    if (s->read_depth == 0) return;
+    s->read_depth--;
+    if (s->be->ops->read_end) s->be->ops->read_end(s->be);
+}
+
 const char *pvg_store_dir(const pvg_store *s)
 {
     return s->dir;
@@ -332,6 +346,8 @@ static void cache_validate(pvg_store *s, int64_t gen)
 pvg_status pvg_store_begin(pvg_store *s, pvg_error *err)
 {
     if (s->in_txn) return pvg_error_set(err, PVG_ERR_STATE, "a transaction is open already");
+    if (s->read_depth) /* every backend alike (SQLite's refuses it too) */
+        return pvg_error_set(err, PVG_ERR_STATE, "a read snapshot is open (no writes in it)");
     int64_t gen = 0;
     pvg_status st = PVG_B(s, txn_begin, &gen, err);
     if (st != PVG_OK) return st;

@@ -24,6 +24,15 @@ pvg_status pvg_store_relax_durability(pvg_store *s, pvg_error *err);
  * Caches of per-user state compare it to the value they were filled at. */
 pvg_status pvg_store_changes(pvg_store *s, int64_t *changes, pvg_error *err);
 
+/* A read snapshot around a few lookups (backend.h, read_begin): until
+ * pvg_store_read_end the reads see one committed state, and the backend may
+ * answer user, credential and meta lookups from its memo of earlier
+ * snapshots while the change counter says nothing was written since
+ * (SQLite; a backend without snapshots reads as usual). Nests; no writes
+ * in between. Every read_begin that returned PVG_OK needs its read_end. */
+pvg_status pvg_store_read_begin(pvg_store *s, pvg_error *err) PVG_WARN_UNUSED;
+void pvg_store_read_end(pvg_store *s);
+
 /* Looks up the user row id for an external id without creating it;
  * PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_id, pvg_error *err);

@@ -119,6 +119,8 @@ struct pvg_store {
     char *key_path; /* the key file (NULL: the keys came from PRIVGUIDE_KEYS) */
     int64_t fixed_now;
     int in_txn;
+    /* open read snapshots (pvg_store_read_begin): no transaction in one */
+    int read_depth;
     int plaintext_control;    /* benchmarks only: skip sealing (see ingest.c) */
     long long write_gen;      /* the change counter as of our last transaction */
     long long foreign_writes; /* bumped when another writer changed the store since then */

@@ -1588,7 +1588,8 @@ static pvg_status pg_meta_get(pvg_backend *b, const char *key, char **value, pvg
 static pvg_status pg_meta_set(pvg_backend *b, const char *key, const char *value, pvg_error *err)
 {
     bindv v[] = {BT(key), BT(value)};
-    return run(PG(b), Q_META_SET, v, 2, NULL, "meta", err);
+    pvg_status st = run(PG(b), Q_META_SET, v, 2, NULL, "meta", err);
+    return st == PVG_OK ? bump_if_autocommit(PG(b), err) : st;
 }
 
 /* ---- counts ---- */
@@ -1620,7 +1621,8 @@ static pvg_status pg_cred_insert(pvg_backend *b, const pvg_backend_cred *c, pvg_
                  BD(c->rate_per_s),
                  BI(c->created_at),
                  BI(c->expires_at)};
-    return run(PG(b), Q_CRED_INSERT, v, 9, NULL, "credential: insert", err);
+    pvg_status st = run(PG(b), Q_CRED_INSERT, v, 9, NULL, "credential: insert", err);
+    return st == PVG_OK ? bump_if_autocommit(PG(b), err) : st;
 }
 
 static pvg_status pg_cred_get(pvg_backend *b, const char *key_id, pvg_backend_cred *out,
@@ -1654,14 +1656,16 @@ static pvg_status pg_cred_revoke(pvg_backend *b, const char *key_id, long long *
                                  pvg_error *err)
 {
     bindv v[] = {BT(key_id)};
-    return run(PG(b), Q_CRED_REVOKE, v, 1, changed, "revoke", err);
+    pvg_status st = run(PG(b), Q_CRED_REVOKE, v, 1, changed, "revoke", err);
+    return st == PVG_OK ? bump_if_autocommit(PG(b), err) : st;
 }
 
 static pvg_status pg_cred_revoke_user(pvg_backend *b, const unsigned char p[16], long long *changed,
                                       pvg_error *err)
 {
     bindv v[] = {BB(p, 16)};
-    return run(PG(b), Q_CRED_REVOKE_USER, v, 1, changed, "revoke user tokens", err);
+    pvg_status st = run(PG(b), Q_CRED_REVOKE_USER, v, 1, changed, "revoke user tokens", err);
+    return st == PVG_OK ? bump_if_autocommit(PG(b), err) : st;
 }
 
 /* ---- ledger ---- */

@@ -7,7 +7,10 @@
  * text; a store-trained DP-EASE taking its vocabulary and text prior from
  * it, identical between neighbouring stores that differ by one shopper
  * whose rows carry odd descriptions; erasure leaving it; a store copy
- * carrying it. Runs on SQLite and (test_catalog_pg) on PostgreSQL.
+ * carrying it. The public domain of DP releases (catalog items): sale rows
+ * and events never add to it (a store with transactions alone has no
+ * candidate: the top-items query and DP training refuse), catalogue loads
+ * do. Runs on SQLite and (test_catalog_pg) on PostgreSQL.
  */
 #include <stdarg.h>
 #include <stddef.h>

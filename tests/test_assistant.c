@@ -26,6 +26,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "t_sample_store.h"
+
 /* ---- the parser on a small catalog ---- */
 
 static pvg_assist_vocab *small_vocab(void)
@@ -235,6 +237,8 @@ static int group_setup(void **state)
     pvg_error_clear(&err);
     if (pvg_store_init(f->dir, NULL, &err) != PVG_OK) return -1;
     if (pvg_store_open(f->dir, &f->s, &err) != PVG_OK) return -1;
+    /* the shop's catalogue first: sale rows make no catalog item */
+    if (t_sample_catalogue_declare(f->s) != 0) return -1;
     pvg_ingest_options io = {0};
     pvg_ingest_stats stats;
     if (pvg_store_ingest_file(f->s, path, PVG_FORMAT_ONLINE_RETAIL, &io, &stats, &err) != PVG_OK) {

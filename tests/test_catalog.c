@@ -7,7 +7,10 @@
  * text; a store-trained DP-EASE taking its vocabulary and text prior from
  * it, identical between neighbouring stores that differ by one shopper
  * whose rows carry odd descriptions; erasure leaving it; a store copy
- * carrying it. Runs on SQLite and (test_catalog_pg) on PostgreSQL.
+ * carrying it. The public domain of DP releases (catalog items): sale rows
+ * and events never add to it (a store with transactions alone has no
+ * candidate: the top-items query and DP training refuse), catalogue loads
+ * do. Runs on SQLite and (test_catalog_pg) on PostgreSQL.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +18,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <privguide/ledger.h>
 #include <privguide/model.h>
+#include <privguide/query.h>
 #include <privguide/rng.h>
 #include <privguide/store.h>
 
@@ -533,7 +538,8 @@ static void test_dp_prior_neighbours(void **state)
 }
 
 /* Without a declared catalogue a store-trained DP-EASE has no text, even
- * though its items have titles (from the sale rows). */
+ * though its items have titles (from the sale rows); its vocabulary is the
+ * items the operator put with catalogue data (here a price). */
 static void test_dp_without_declared(void **state)
 {
     (void)state;
@@ -542,12 +548,208 @@ static void test_dp_without_declared(void **state)
     shop_sales(sales, sizeof sales);
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     ingest(s, base, "sales.csv", sales);
+    for (int i = 0; i < N_ITEMS; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "i%02d", i);
+        pvg_item it;
+        memset(&it, 0, sizeof it);
+        it.ext_id = id;
+        it.price = 2.5;
+        assert_int_equal(pvg_store_item_put(s, &it, NULL, NULL), PVG_OK);
+    }
     char *t = item_title(s, "i03");
     assert_string_equal(t, "lantern MODEL D");
     free(t);
     pvg_model *m = train_store(s, 1, 23);
     assert_null(strstr(m->dp.mechanism, "+text"));
     pvg_model_free(m);
+    pvg_store_free(s);
+    rm_rf(base);
+    free(base);
+}
+
+/* ---- the public domain of DP releases: catalogue loads only ---- */
+
+static int count_flagged_cb(void *ctx, const pvg_item *it)
+{
+    size_t *n = ctx;
+    if (it->catalog) n[0]++;
+    if (it->catalog && strcmp(it->ext_id, "NEW1") == 0) n[1]++;
+    return 0;
+}
+
+/* n[0]: catalog items, n[1]: of them NEW1 (the odd shopper's own item) */
+static void count_flagged(pvg_store *s, size_t n[2])
+{
+    n[0] = n[1] = 0;
+    pvg_error err;
+    assert_int_equal(pvg_store_items_foreach(s, count_flagged_cb, n, &err), PVG_OK);
+}
+
+static pvg_status top_items(pvg_store *s, pvg_query_result **r, pvg_error *err)
+{
+    pvg_query_spec sp;
+    pvg_query_spec_init(&sp);
+    sp.kind = PVG_QUERY_TOP_ITEMS;
+    sp.top = 100; /* more than the candidates: every candidate is released */
+    sp.epsilon = 1;
+    sp.delta = 1e-6;
+    sp.allow_insecure_rng = 1;
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(31);
+    *r = NULL;
+    pvg_status st = pvg_query_run(s, &sp, rng, r, err);
+    pvg_rng_free(rng);
+    return st;
+}
+
+static pvg_status train_dp(pvg_store *s, pvg_model **m, pvg_error *err)
+{
+    pvg_dataset *ds = NULL;
+    *m = NULL;
+    pvg_status st = pvg_dataset_load_store(s, NULL, &ds, NULL, err);
+    if (st != PVG_OK) return st;
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(32);
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    p.dp_epsilon = 1;
+    p.dp_delta = 1e-6;
+    p.dp_max_items = 4;
+    p.dp_rng = rng;
+    p.dp_allow_insecure_rng = 1;
+    p.ease_lambda = 5;
+    st = pvg_model_train(ds, &p, m, NULL, err);
+    pvg_rng_free(rng);
+    pvg_dataset_free(ds);
+    return st;
+}
+
+/* A store whose items come only from transactions (sale rows with a
+ * Description and a price, one shopper buying an item nobody else has):
+ * no item is a catalog item, so no DP release has a candidate at all - the
+ * top-items query and DP training refuse, telling the operator to import
+ * the catalogue - although every item keeps its display title and price.
+ * (Before, a sale row's Description made its item a catalog item, and the
+ * odd shopper's NEW1 was a candidate of every release: its presence told
+ * that someone bought it.) Once the operator declares the catalogue, its
+ * items alone are the candidates, NEW1 still not among them. */
+static void test_sales_make_no_domain(void **state)
+{
+    (void)state;
+    char *base = make_tmpdir(), dir[512];
+    static char cat[4096], sales[65536];
+    shop_catalogue(cat, sizeof cat);
+    shop_sales(sales, sizeof sales);
+    pvg_store *s = new_store(base, "d", dir, sizeof dir);
+    ingest(s, base, "sales.csv", sales);
+    ingest(s, base, "odd.csv", ODD_SALES);
+    pvg_error err;
+    assert_int_equal(pvg_ledger_total_set(s, "test", 10, 1e-5, 0, &err), PVG_OK);
+    /* the events API's stub neither */
+    pvg_event e;
+    memset(&e, 0, sizeof e);
+    e.type = PVG_EVENT_PURCHASE;
+    e.item = "EV1";
+    e.ts = 1291200000;
+    pvg_event_in in = {"88888", &e, NULL, 0};
+    pvg_event_out out;
+    assert_int_equal(pvg_store_events_put(s, &in, 1, &out, NULL, NULL, &err), PVG_OK);
+    assert_int_equal(out.status, PVG_OK);
+    pvg_query_result *r = NULL;
+    assert_int_equal(top_items(s, &r, &err), PVG_ERR_INVALID);
+    assert_null(r);
+    assert_non_null(strstr(err.text, "import the catalog"));
+    pvg_model *m = NULL;
+    assert_int_not_equal(train_dp(s, &m, &err), PVG_OK);
+    assert_null(m);
+    assert_non_null(strstr(err.text, "import the catalog"));
+    /* the root: no item is a catalog item, though each has its row's title and price */
+    pvg_item *it = NULL;
+    assert_int_equal(pvg_store_item_get(s, "NEW1", &it, &err), PVG_OK);
+    assert_string_equal(it->title, "CANDLE LANTERN TEACUP DOORMAT MODEL");
+    assert_true(fabs(it->price - 9.99) < 1e-9);
+    assert_int_equal(it->catalog, 0);
+    pvg_item_free(it);
+    size_t n[2];
+    count_flagged(s, n);
+    assert_int_equal(n[0], 0);
+    /* the operator declares the catalogue (without NEW1) */
+    declare_file(s, base, cat);
+    count_flagged(s, n);
+    assert_int_equal(n[0], N_ITEMS);
+    assert_int_equal(n[1], 0);
+    /* a later sale row of NEW1 does not flag it either */
+    ingest(s, base, "odd2.csv", ODD_SALES);
+    count_flagged(s, n);
+    assert_int_equal(n[0], N_ITEMS);
+    pvg_status qs = top_items(s, &r, &err);
+    if (qs != PVG_OK) fprintf(stderr, "top-items: %s\n", err.text);
+    assert_int_equal(qs, PVG_OK);
+    assert_int_equal(r->n_rows, N_ITEMS);
+    for (size_t i = 0; i < r->n_rows; i++) {
+        assert_string_not_equal(r->rows[i].group, "NEW1");
+        assert_string_not_equal(r->rows[i].group, "EV1");
+    }
+    pvg_query_result_free(r);
+    pvg_status st = train_dp(s, &m, &err);
+    if (st != PVG_OK) fprintf(stderr, "train: %s\n", err.text);
+    assert_int_equal(st, PVG_OK);
+    assert_int_equal(pvg_model_n_items(m), N_ITEMS);
+    assert_true(pvg_model_item_index(m, "NEW1") < 0);
+    pvg_model_free(m);
+    pvg_store_free(s);
+    rm_rf(base);
+    free(base);
+}
+
+/* The operator's catalogue loads flag their items: a MovieLens u.item, the
+ * native JSONL's item records, pvg_store_item_put with catalogue data;
+ * a bare put and the ratings that name an unknown movie do not. */
+static void test_catalogue_loads_flag(void **state)
+{
+    (void)state;
+    char *base = make_tmpdir(), dir[512], path[600];
+    pvg_store *s = new_store(base, "d", dir, sizeof dir);
+    pvg_ingest_options o;
+    memset(&o, 0, sizeof o);
+    pvg_ingest_stats st;
+    pvg_error err;
+    snprintf(path, sizeof path, "%s/u.item", base);
+    write_file(path,
+               "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+               "2|GoldenEye (1995)|01-Jan-1995||http://x|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0\n");
+    assert_int_equal(pvg_store_ingest_file(s, path, PVG_FORMAT_MOVIELENS_ITEMS, &o, &st, &err),
+                     PVG_OK);
+    snprintf(path, sizeof path, "%s/u.data", base);
+    write_file(path, "196\t1\t3\t881250949\n186\t3\t3\t891717742\n");
+    assert_int_equal(pvg_store_ingest_file(s, path, PVG_FORMAT_MOVIELENS, &o, &st, &err), PVG_OK);
+    snprintf(path, sizeof path, "%s/native.jsonl", base);
+    write_file(path, "{\"type\":\"purchase\",\"user\":\"u1\",\"item\":\"j2\",\"ts\":1291200000}\n"
+                     "{\"type\":\"item\",\"item\":\"j1\",\"title\":\"Jar\"}\n"
+                     "{\"type\":\"item\",\"item\":\"j2\"}\n");
+    pvg_status rc = pvg_store_ingest_file(s, path, PVG_FORMAT_JSONL, &o, &st, &err);
+    if (rc != PVG_OK) fprintf(stderr, "ingest: %s\n", err.text);
+    assert_int_equal(rc, PVG_OK);
+    assert_int_equal(st.rejected, 0);
+    pvg_item put;
+    memset(&put, 0, sizeof put);
+    put.ext_id = "p1";
+    put.title = "Pot";
+    put.price = -1;
+    assert_int_equal(pvg_store_item_put(s, &put, NULL, &err), PVG_OK);
+    put.ext_id = "p2";
+    put.title = NULL;
+    assert_int_equal(pvg_store_item_put(s, &put, NULL, &err), PVG_OK);
+    static const struct {
+        const char *id;
+        int catalog;
+    } want[] = {{"1", 1}, {"2", 1}, {"3", 0}, {"j1", 1}, {"j2", 1}, {"p1", 1}, {"p2", 0}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        pvg_item *it = NULL;
+        assert_int_equal(pvg_store_item_get(s, want[i].id, &it, &err), PVG_OK);
+        if (it->catalog != want[i].catalog) fprintf(stderr, "item %s\n", want[i].id);
+        assert_int_equal(it->catalog, want[i].catalog);
+        pvg_item_free(it);
+    }
     pvg_store_free(s);
     rm_rf(base);
     free(base);
@@ -609,7 +811,8 @@ int main(void)
         cmocka_unit_test(test_declare_foreach_titles), cmocka_unit_test(test_import_files),
         cmocka_unit_test(test_sales_never_declare),    cmocka_unit_test(test_dp_prior_neighbours),
         cmocka_unit_test(test_dp_without_declared),    cmocka_unit_test(test_copy),
-        cmocka_unit_test(test_sqlite_older_store),
+        cmocka_unit_test(test_sqlite_older_store),     cmocka_unit_test(test_sales_make_no_domain),
+        cmocka_unit_test(test_catalogue_loads_flag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

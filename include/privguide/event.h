@@ -67,12 +67,15 @@ typedef struct pvg_item {
      * kept as its last price. */
     double price;
     const char *attrs_json; /* a JSON object of free attributes, or NULL */
-    /* 1: a catalog item, from the operator's data (an import row or a
-     * pvg_store_item_put that carried title, category, price or attributes);
-     * 0: a stub that exists only because an event named it. Only catalog
-     * items form the public domain of DP releases (release.h). Read from
-     * the store; on put, 1 here or any catalog field makes the item catalog
-     * (and it stays so). */
+    /* 1: a catalog item, from the operator's catalogue (a catalogue load:
+     * pvg_store_catalog_declare/import, a catalogue row of an import such
+     * as MovieLens u.item, or a pvg_store_item_put that carried title,
+     * category, price or attributes); 0: an item that exists only because
+     * an event or a sale row named it (even when the row gave it a title
+     * and a price). Only catalog items form the public domain of DP
+     * releases (release.h, docs/store.md "Catalog items and the DP
+     * domain"). Read from the store; on pvg_store_item_put, 1 here or any
+     * catalog field makes the item catalog (and it stays so). */
     int catalog;
     /* Read from the store: the last price seen (negative: unknown). Ignored
      * on put. */

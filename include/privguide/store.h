@@ -171,7 +171,11 @@ typedef struct pvg_ingest_options {
  * applies the policy (its allow-list, fields and retention, and its
  * purposes' consent rule for collection, as pvg_store_events_put: events
  * the shopper's consent does not allow are skipped, counted in
- * stats->no_consent), seals events, upserts catalog items, commits in
+ * stats->no_consent), seals events, upserts items (a sale row's title,
+ * category and price are kept for display, but only the format's
+ * catalogue rows - records that are items, not events: MovieLens u.item,
+ * JSONL "item" records - make catalog items: docs/store.md "Catalog items and the DP
+ * domain"), commits in
  * batches (a batch reported by on_batch is durable), then sweeps expired
  * events. Re-running the same file stores nothing twice: an event's record
  * id is a keyed hash of its user, its content and the occurrence number of
@@ -243,10 +247,17 @@ pvg_status pvg_store_begin(pvg_store *s, pvg_error *err) PVG_WARN_UNUSED;
 pvg_status pvg_store_commit(pvg_store *s, pvg_error *err) PVG_WARN_UNUSED;
 void pvg_store_rollback(pvg_store *s);
 
-/* Inserts or updates a catalog item by ext_id; *id_out (may be NULL) gets
- * its row id. A price >= 0 is a price seen for the item: it becomes the
- * last price and joins the item's window of recent prices, whose median is
- * the typical price the readers show (pvg_item.price). */
+/* The operator's own put of an item (a catalogue load): inserts or updates
+ * it by ext_id; *id_out (may be NULL) gets its row id. A title, category,
+ * price >= 0 or attributes (or item->catalog 1) make it a catalog item, a
+ * member of the public domain of DP releases (docs/store.md "Catalog items
+ * and the DP domain"); a bare id does not. Call it only with the
+ * operator's catalogue data, never with what a shopper's event or sale row
+ * carries: ingestion (pvg_store_ingest_file's event rows,
+ * pvg_store_event(s)_put) writes items through a put that never sets the
+ * flag. A price >= 0 is a price seen for the item: it becomes the last
+ * price and joins the item's window of recent prices, whose median is the
+ * typical price the readers show (pvg_item.price). */
 pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *item, int64_t *id_out,
                               pvg_error *err) PVG_WARN_UNUSED;
 

@@ -96,7 +96,7 @@ static pvg_status declare_in_txn(pvg_store *s, const pvg_catalog_entry *e, size_
         it.title = e[i].title;
         it.price = -1;
         it.catalog = 1;
-        st = pvg_store_item_put_ex(s, &it, 0, NULL, err);
+        st = pvg_store_item_put_ex(s, &it, 0, 1, NULL, err);
         if (st != PVG_OK) return st;
     }
     return PVG_OK;

@@ -50,6 +50,7 @@ typedef struct item_ent {
     char *title;
     char *category;
     int dirty;
+    int catalog; /* 1: a catalogue row of the file named it (flag it on flush) */
     /* prices seen in this run after the first, oldest first, at most the
      * last PVG_ITEM_PRICE_WINDOW (allocated on the first) */
     double *pend;
@@ -1178,11 +1179,16 @@ static int replace_str(char **dst, const char *src)
     return 1;
 }
 
-/* Finds or creates the catalog row of an item; records newer catalog data
- * (title, category, price) to be written at the end of the import (a new
- * item is written at once). */
-static pvg_status item_seen(ingest_run *run, const char *ext, const pvg_item *data, int64_t *id,
-                            pvg_error *err)
+/* Finds or creates the row of an item; records newer item data (title,
+ * category, price) to be written at the end of the import (a new item is
+ * written at once). catalog 1: data is a catalogue row of the file (a
+ * PVG_RECORD_ITEM: the operator's catalogue, no shopper in it), which
+ * makes the item a catalog item; 0: the data came with an event or a
+ * rejected row (a sale row's Description and price), which never does: a
+ * shopper's row must not put an item into the public domain of DP
+ * releases (docs/store.md "Catalog items and the DP domain"). */
+static pvg_status item_seen(ingest_run *run, const char *ext, const pvg_item *data, int catalog,
+                            int64_t *id, pvg_error *err)
 {
     item_ent *e = item_map_get(&run->items, ext, 0);
     if (!e) {
@@ -1193,11 +1199,12 @@ static pvg_status item_seen(ingest_run *run, const char *ext, const pvg_item *da
             it.price = -1;
         it.ext_id = ext;
         int64_t rid;
-        pvg_status st = pvg_store_item_put(run->s, &it, &rid, err);
+        pvg_status st = pvg_store_item_put_ex(run->s, &it, 1, catalog, &rid, err);
         if (st != PVG_OK) return st;
         e = item_map_get(&run->items, ext, 1);
         if (!e) return pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
         e->id = rid;
+        e->catalog = catalog;
         e->price = it.price;
         e->title = it.title ? strdup(it.title) : NULL;
         e->category = it.category ? strdup(it.category) : NULL;
@@ -1205,6 +1212,7 @@ static pvg_status item_seen(ingest_run *run, const char *ext, const pvg_item *da
         return PVG_OK;
     }
     if (data) {
+        if (catalog && !e->catalog) e->catalog = e->dirty = 1;
         if (data->title && replace_str(&e->title, data->title)) e->dirty = 1;
         if (data->category && replace_str(&e->category, data->category)) e->dirty = 1;
         if (data->price >= 0) { /* every price joins the typical price's window */
@@ -1231,7 +1239,7 @@ static pvg_status flush_items(ingest_run *run, pvg_error *err)
         it.title = e->title;
         it.category = e->category;
         it.price = e->price;
-        pvg_status st = pvg_store_item_put_ex(run->s, &it, 0, NULL, err);
+        pvg_status st = pvg_store_item_put_ex(run->s, &it, 0, e->catalog, NULL, err);
         if (st == PVG_OK) st = pvg_store_item_prices_add(run->s, e->id, e->pend, e->npend, err);
         if (st != PVG_OK) return st;
         e->dirty = 0;
@@ -1313,7 +1321,7 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
             st = pvg_store_item_id_for(s, rec->item.ext_id, 0, &id, err);
             if (st == PVG_ERR_NOT_FOUND) {
                 pvg_error_clear(err);
-                st = item_seen(run, rec->item.ext_id, &rec->item, &id, err);
+                st = item_seen(run, rec->item.ext_id, &rec->item, 0, &id, err);
             }
             if (st != PVG_OK) return st;
         }
@@ -1324,7 +1332,7 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
     }
     if (rec->kind == PVG_RECORD_ITEM) {
         int64_t id;
-        if ((st = item_seen(run, rec->item.ext_id, &rec->item, &id, err)) != PVG_OK) return st;
+        if ((st = item_seen(run, rec->item.ext_id, &rec->item, 1, &id, err)) != PVG_OK) return st;
         stats->accepted++;
         stats->items_upserted++;
         return PVG_OK;
@@ -1337,8 +1345,8 @@ static pvg_status ingest_record(ingest_run *run, pvg_record *rec, pvg_ingest_sta
         return PVG_OK;
     }
     int64_t item_id = 0;
-    if (ev.item &&
-        (st = item_seen(run, ev.item, rec->has_item ? &rec->item : NULL, &item_id, err)) != PVG_OK)
+    if (ev.item && (st = item_seen(run, ev.item, rec->has_item ? &rec->item : NULL, 0, &item_id,
+                                   err)) != PVG_OK)
         return st;
     unsigned dropped = ev.fields & ~s->policy.fields[ev.type];
     int64_t exp = expires_day(s, &ev);

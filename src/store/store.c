@@ -597,8 +597,8 @@ pvg_status pvg_store_item_prices_add(pvg_store *s, int64_t id, const double *pri
     return st;
 }
 
-pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price, int64_t *id_out,
-                                 pvg_error *err)
+pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price, int catalog,
+                                 int64_t *id_out, pvg_error *err)
 {
     if (!it || !it->ext_id || !*it->ext_id)
         return pvg_error_set(err, PVG_ERR_INVALID, "item: ext_id is required");
@@ -608,10 +608,12 @@ pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price
             return pvg_error_set(err, PVG_ERR_INVALID,
                                  "item attributes: invalid UTF-8 at byte %lld", bad);
     }
-    /* catalog data from the operator makes a catalog item; a bare id (an
-     * event's stub) does not */
+    /* Only the caller decides whether this put is a catalogue load: the
+     * fields do not (a sale row carries a title and a price too, and one
+     * shopper's row must not put an item into the public domain). 0 never
+     * sets the flag and never clears it. */
     pvg_item flagged = *it;
-    flagged.catalog = it->catalog || it->title || it->category || it->price >= 0 || it->attrs_json;
+    flagged.catalog = catalog ? 1 : 0;
     it = &flagged;
     int64_t id = 0;
     pvg_status st = PVG_B(s, item_find, it->ext_id, &id, err);
@@ -629,7 +631,11 @@ pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price
 
 pvg_status pvg_store_item_put(pvg_store *s, const pvg_item *it, int64_t *id_out, pvg_error *err)
 {
-    return pvg_store_item_put_ex(s, it, 1, id_out, err);
+    /* the operator's own put: catalogue data (or it->catalog) makes a
+     * catalog item; a bare id does not */
+    int catalog =
+        it && (it->catalog || it->title || it->category || it->price >= 0 || it->attrs_json);
+    return pvg_store_item_put_ex(s, it, 1, catalog, id_out, err);
 }
 
 pvg_status pvg_store_item_id_for(pvg_store *s, const char *ext_id, int create, int64_t *id,
@@ -641,7 +647,7 @@ pvg_status pvg_store_item_id_for(pvg_store *s, const char *ext_id, int create, i
     pvg_item it = {0};
     it.ext_id = ext_id;
     it.price = -1;
-    return pvg_store_item_put(s, &it, id, err);
+    return pvg_store_item_put_ex(s, &it, 0, 0, id, err);
 }
 
 pvg_status pvg_store_item_get(pvg_store *s, const char *ext_id, pvg_item **out, pvg_error *err)

@@ -284,9 +284,16 @@ pvg_status pvg_store_item_id_for(pvg_store *s, const char *ext_id, int create, i
                                  pvg_error *err);
 /* pvg_store_item_put; add_price 0: it->price (>= 0) is written as the last
  * price only, not added to the window (the caller adds its prices with
- * pvg_store_item_prices_add). */
-pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price, int64_t *id_out,
-                                 pvg_error *err) PVG_WARN_UNUSED;
+ * pvg_store_item_prices_add). catalog 1: the put is a catalogue load (the
+ * operator's catalogue: pvg_store_item_put with catalogue data, a
+ * catalogue format's item row, pvg_store_catalog_declare) and makes the
+ * item a catalog item; 0: it never sets the flag (nor clears it), whatever
+ * title, category, price or attributes it carries. Every put made by
+ * event or transaction ingestion (a sale row's Description and price, an
+ * event's stub) passes 0 (docs/store.md "Catalog items and the DP domain";
+ * it->catalog is ignored). */
+pvg_status pvg_store_item_put_ex(pvg_store *s, const pvg_item *it, int add_price, int catalog,
+                                 int64_t *id_out, pvg_error *err) PVG_WARN_UNUSED;
 /* Appends prices[0..n) (oldest first; negative ones skipped) to item row
  * id's window of recent prices, keeps its last PVG_ITEM_PRICE_WINDOW and
  * stores their median as the typical price; in one transaction (the open

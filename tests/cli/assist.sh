@@ -17,6 +17,9 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$T/serve.log" ] && sed 's/^/  serve: /' "$T/serve.log"; exit 1; }
 D=$T/data
 timeout 60 "$PVG" init --data-dir "$D" >/dev/null || fail "init"
+# the shop's catalogue: the assistant's items (sale rows make no catalog item)
+gzip -dc "$SRC/data/online-retail-catalogue.tsv.gz" >"$T/catalogue.tsv" || fail "gunzip"
+timeout 60 "$PVG" catalog import "$T/catalogue.tsv" --data-dir "$D" >/dev/null || fail "catalog import"
 timeout 120 "$PVG" ingest --data-dir "$D" --format online-retail \
     "$SRC/data/online-retail-sample.csv.gz" >/dev/null 2>&1 || fail "ingest"
 

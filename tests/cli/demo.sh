@@ -5,7 +5,8 @@
 # each run leaves exactly one live admin key, which expires; the earlier
 # run's key is revoked, and no never-expiring key is ever made. The README
 # says how to choose the port, and `make demo` logs the build instead of
-# printing it.
+# printing it. The demo declares the shop's catalogue, so a DP release
+# (top-items) runs over the demo store.
 set -u
 PVG=${PVG_CLI:?PVG_CLI is not set}
 SRC=${PVG_SOURCE_DIR:?PVG_SOURCE_DIR is not set}
@@ -32,6 +33,10 @@ echo "$first" | grep -q '"label":"demo","state":"revoked"' || fail "the first ru
 key=$(sed -n 's/.*#key=\(pvgk_[^&]*\)&.*/\1/p' "$T/out2" | head -n 1)
 id=$(echo "$key" | cut -d_ -f2)
 grep '"state":"active"' "$T/keys2" | grep -q "\"id\":\"$id\"" || fail "the live key is not the one printed"
+# the demo declared the shop's catalogue: DP releases have their public domain
+out=$(timeout 60 "$PVG" query top-items --data-dir "$D" --epsilon 0.1 --delta 1e-7 --json 2>&1) ||
+    fail "top-items over the demo store: $out"
+echo "$out" | grep -q '"rows":\[{"group":' || fail "top-items over the demo store shows nothing: $out"
 # the docs
 grep -q 'make demo PORT=' "$SRC/README.md" || fail "README does not say how to choose the demo's port"
 sed -n '/^demo:/,/^$/p' "$SRC/Makefile" | grep -q 'cmake --build .*>.*demo-build.log' ||

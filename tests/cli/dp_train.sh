@@ -15,6 +15,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 D=$T/d
 S=$SRC/data/online-retail-sample.csv.gz
 timeout 60 "$PVG" init --data-dir "$D" >/dev/null || fail init
+# the shop's catalogue: the public domain of DP releases (sale rows make no catalog item)
+gzip -dc "$SRC/data/online-retail-catalogue.tsv.gz" >"$T/catalogue.tsv" || fail "gunzip"
+timeout 60 "$PVG" catalog import "$T/catalogue.tsv" --data-dir "$D" >/dev/null || fail "catalog import"
 timeout 120 "$PVG" ingest --data-dir "$D" --format online-retail "$S" >/dev/null 2>&1 || fail ingest
 spent() { "$PVG" budget show --json --data-dir "$D" | jq -r "$1"; }
 # no budget: refused, no file

@@ -26,6 +26,9 @@ V=17850  # the shopper who asks for erasure
 B=13047  # a shopper erased with --allow-return
 
 timeout 60 "$PVG" init --data-dir "$D" >/dev/null || fail "init"
+# the shop's catalogue: the public domain of DP releases (sale rows make no catalog item)
+gzip -dc "$SRC/data/online-retail-catalogue.tsv.gz" >"$T/catalogue.tsv" || fail "gunzip"
+timeout 60 "$PVG" catalog import "$T/catalogue.tsv" --data-dir "$D" >/dev/null || fail "catalog import"
 # the non-personalised list is a DP release: it needs a budget
 timeout 30 "$PVG" budget set --data-dir "$D" --epsilon 10 --delta 1e-6 >/dev/null || fail "budget set"
 OUT=$(timeout 300 "$PVG" ingest --data-dir "$D" --format online-retail --rejects none --json "$SAMPLE") ||

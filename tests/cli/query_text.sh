@@ -15,6 +15,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 export PRIVGUIDE_KEY_FILE="$T/key"
 cd "$T" || fail cd
 timeout 60 "$PVG" init --data-dir shop >/dev/null || fail init
+# the shop's catalogue, as the README does: DP releases take their candidates from it alone
+gzip -dc "$SRC/data/online-retail-catalogue.tsv.gz" >catalogue.tsv || fail gunzip
+timeout 60 "$PVG" catalog import catalogue.tsv --data-dir shop >/dev/null || fail "catalog import"
 timeout 120 "$PVG" ingest --data-dir shop --format online-retail "$SRC/data/online-retail-sample.csv.gz" \
     >/dev/null 2>&1 || fail ingest
 

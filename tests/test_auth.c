@@ -265,6 +265,29 @@ static void test_apikey_expiry_and_list(void **state)
     pvg_auth_credential_free(tok);
 }
 
+/* A writer that does not bump the change counter itself (an older binary
+ * on the same store, a hand-made SQL edit) still invalidates a handle's
+ * memo: the database bumps it on every write to the credential, user and
+ * meta tables. The handle memoised the credential first. */
+static void test_foreign_revoke_seen_by_memo(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* writes the SQLite file directly */
+    fx *f = *state;
+    pvg_consent on = {1, 1};
+    pvg_error err;
+    assert_int_equal(pvg_store_consent_set(f->s, "alice", &on, &err), PVG_OK);
+    char *cred = NULL;
+    pvg_principal p, who;
+    assert_int_equal(pvg_auth_token_issue(f->s, "alice", 3600, 0, &cred, &p, &err), PVG_OK);
+    assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_OK); /* memoised */
+    assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_OK);
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE auth_keys SET revoked = 1 WHERE key_id = '%s'", p.key_id);
+    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", sql), SQLITE_OK);
+    assert_int_equal(pvg_auth_check(f->s, cred, &who, &err), PVG_ERR_PERMISSION);
+    pvg_auth_credential_free(cred);
+}
+
 static void test_rate_limiter(void **state)
 {
     (void)state;
@@ -298,6 +321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_scope_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apikey_expiry_and_list, setup, teardown),
         cmocka_unit_test(test_rate_limiter),
+        cmocka_unit_test_setup_teardown(test_foreign_revoke_seen_by_memo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authcache_keeps_colliding_credentials, setup,
                                         teardown),
     };

@@ -162,6 +162,36 @@ static const char MAIN_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS catalog_text(ext_id TEXT PRIMARY KEY, title TEXT NOT NULL,"
     "  description TEXT, updated_at INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* The change counter is bumped by the database itself on every write to
+ * the tables whose answers a handle's memo keeps (users, auth_keys, meta):
+ * the backend's own writes bump it too (in the same unit), but a writer
+ * that does not (an older binary on the same store, a hand-made SQL edit)
+ * must not leave a memo answering with a revoked credential or a withdrawn
+ * consent. Applied on every open, after the migrations that rebuild
+ * tables. */
+#define BUMP_SQL                                                                                   \
+    "INSERT INTO change_counter(id, value) VALUES(1, 1) ON CONFLICT(id) DO UPDATE SET value = "    \
+    "value + 1"
+static const char CHANGE_TRIGGERS[] =
+    "CREATE TRIGGER IF NOT EXISTS users_insert_bumps AFTER INSERT ON users BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS users_update_bumps AFTER UPDATE ON users BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS users_delete_bumps AFTER DELETE ON users BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS auth_keys_insert_bumps AFTER INSERT ON auth_keys BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS auth_keys_update_bumps AFTER UPDATE ON auth_keys BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS auth_keys_delete_bumps AFTER DELETE ON auth_keys BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS meta_insert_bumps AFTER INSERT ON meta BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS meta_update_bumps AFTER UPDATE ON meta BEGIN"
+    "  " BUMP_SQL "; END;"
+    "CREATE TRIGGER IF NOT EXISTS meta_delete_bumps AFTER DELETE ON meta BEGIN"
+    "  " BUMP_SQL "; END;";
+
 static const char KS_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS ks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS data_keys(pseudonym BLOB PRIMARY KEY, kid BLOB NOT NULL,"
@@ -3154,6 +3184,8 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     if (st == PVG_OK) st = migrate_item_prices(q->db, err);
     if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);
     if (st == PVG_OK) st = migrate_tag_sets(q->db, err);
+    if (st == PVG_OK)
+        st = apply_schema(q->db, CHANGE_TRIGGERS, "privguide.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) {
         int present;
         st = sq_chunks_cid_index(&q->base, 1, &present, err);

@@ -220,9 +220,11 @@ struct pvg_backend_ops {
     void (*txn_rollback)(pvg_backend *b); /* no-op when none is open */
     /* The store-wide change counter: monotonic, bumped by every committed
      * write transaction that changes users, keys, consent or chunks (and by
-     * the [unit] ops that do), and by every write of credentials or meta
-     * (autocommitted ones in the same atomic unit as the write). Cheap;
-     * outside or inside a transaction. */
+     * the [unit] ops that do), and by every write of credentials or meta.
+     * A backend with a read memo (SQLite) bumps in the same atomic unit as
+     * an autocommitted write, and its database bumps on writes it did not
+     * make (triggers); one without (PostgreSQL) may bump in a statement of
+     * its own after the write. Cheap; outside or inside a transaction. */
     pvg_status (*changes_get)(pvg_backend *b, int64_t *changes, pvg_error *err);
 
     /* ---- users [txn] ---- */

@@ -464,6 +464,18 @@ static pvg_status fallback_list(const pvg_access_rec_request *req, pvg_scored_it
     return PVG_OK;
 }
 
+/* The synchronous writer of pvg_access_recommend: the gate's own sink (or
+ * the store's log) has committed the entry when it returns. */
+static pvg_status sync_enqueue(void *ctx, const pvg_audit_record *rec, pvg_access_rec_pending *p,
+                               pvg_error *err)
+{
+    pvg_access *g = ctx;
+    pvg_status st =
+        g->audit ? g->audit(g->audit_ctx, rec, err) : pvg_audit_append(g->store, rec, NULL, err);
+    if (st == PVG_OK) pvg_access_rec_committed(p, PVG_OK);
+    return st;
+}
+
 pvg_status pvg_access_recommend(pvg_access *g, const pvg_access_rec_request *req,
                                 pvg_scored_item *out, pvg_access_rec_answer *ans, pvg_error *err)
 {
@@ -488,42 +500,16 @@ pvg_status pvg_access_recommend(pvg_access *g, const pvg_access_rec_request *req
         ans->n = fn;
         return PVG_OK;
     }
-    /* whether the model knows the shopper is learnt only by asking it,
-     * after the entry: "allowed" then means the model was asked */
-    char extra[32];
-    snprintf(extra, sizeof extra, "k=%zu", req->k);
-    unsigned char key[PVG_MODEL_KEY_BYTES];
-    const char *reason;
-    pvg_status st =
-        personal_read_begin(g, "recommend", PVG_PURPOSE_RECOMMEND, req->ext_user, req->model, 0,
-                            extra, "non_personalised", key, &reason, err);
+    /* the deferred gate's two halves with a writer that has committed the
+     * entry when it returns: one path decides for both front-ends */
+    pvg_access_rec_pending *p = NULL;
+    pvg_status st = pvg_access_recommend_begin(g, req, sync_enqueue, g, &p, err);
     if (st != PVG_OK) return st;
-    size_t n = 0;
-    if (!reason) {
-        if (req->memo_get && req->memo_get(req->memo_ctx, key, req->k, out, &n)) {
-            /* hit */
-        } else {
-            st = pvg_model_recommend(req->model, key, req->k, req->include_seen, out, &n, err);
-            if (st == PVG_ERR_NOT_FOUND) {
-                pvg_error_clear(err);
-                reason = "not_in_model";
-            } else if (st != PVG_OK) {
-                return st;
-            } else if (req->memo_put) {
-                req->memo_put(req->memo_ctx, key, req->k, out, n);
-            }
-        }
-    }
-    if (reason) {
-        st = fallback_list(req, out, &n, err);
-        if (st != PVG_OK) return st;
-        ans->reason = reason;
-    } else {
-        ans->personalized = 1;
-        memcpy(ans->user_key, key, sizeof key);
-    }
-    ans->n = n;
-    return PVG_OK;
+    pvg_status fst;
+    pvg_error fe;
+    pvg_access_recommend_finish(&p, 1, &out, ans, &fst, &fe);
+    if (fst != PVG_OK && err) *err = fe;
+    return fst;
 }
 
 pvg_status pvg_access_similar(pvg_access *g, const pvg_model *m, const char *ext_item,

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "t_files.h"
+
 #include <privguide/ledger.h>
 #include <privguide/model.h>
 #include <privguide/query.h>
@@ -34,28 +36,6 @@
 #include <unistd.h>
 
 /* ---- helpers ---- */
-
-static char *make_tmpdir(void)
-{
-    char *d = strdup("/tmp/pvg-test-catalog-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-}
 
 /* A new store in base/name, open. */
 static pvg_store *new_store(const char *base, const char *name, char *dir, size_t cap)
@@ -118,7 +98,7 @@ static char *item_title(pvg_store *s, const char *id)
 static void test_declare_foreach_titles(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512];
+    char *base = t_tmpdir("catalog"), dir[512];
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     pvg_catalog_entry e[] = {
         {"b2", "Blue mug", NULL},
@@ -177,7 +157,7 @@ static void test_declare_foreach_titles(void **state)
     assert_int_equal(n, 3);
     free(t);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -204,19 +184,19 @@ static void expect_import_error(pvg_store *s, const char *path, pvg_catalog_form
 static void test_import_files(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512], path[600];
+    char *base = t_tmpdir("catalog"), dir[512], path[600];
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     pvg_catalog_import_stats st;
     pvg_error err;
     /* TSV: a byte order mark dropped, blank lines skipped, spaces trimmed, CRLF, an optional
      * description */
     snprintf(path, sizeof path, "%s/c.tsv", base);
-    write_file(path, "\xef\xbb\xbf"
-                     "85123A\t WHITE HANGING HEART T-LIGHT HOLDER \r\n"
-                     "\n"
-                     "71053\tWHITE METAL LANTERN\tlantern, metal\n"
-                     "   \n"
-                     "84406B\tCREAM CUPID HEARTS COAT HANGER");
+    t_write_file(path, "\xef\xbb\xbf"
+                       "85123A\t WHITE HANGING HEART T-LIGHT HOLDER \r\n"
+                       "\n"
+                       "71053\tWHITE METAL LANTERN\tlantern, metal\n"
+                       "   \n"
+                       "84406B\tCREAM CUPID HEARTS COAT HANGER");
     assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_AUTO, &st, &err), PVG_OK);
     assert_int_equal(st.lines, 5);
     assert_int_equal(st.declared, 3);
@@ -228,10 +208,10 @@ static void test_import_files(void **state)
     free(t);
     /* JSONL, detected */
     snprintf(path, sizeof path, "%s/c.jsonl", base);
-    write_file(path, "\n{\"id\": \"22423\", \"title\": \"REGENCY CAKESTAND 3 TIER\"}\n"
-                     "{\"id\": \"47566\", \"title\": \"PARTY BUNTING\", \"description\": null}\n"
-                     "{\"title\": \"SET OF 3 CAKE TINS\", \"id\": \"22720\", \"description\": "
-                     "\"tins\"}\n");
+    t_write_file(path, "\n{\"id\": \"22423\", \"title\": \"REGENCY CAKESTAND 3 TIER\"}\n"
+                       "{\"id\": \"47566\", \"title\": \"PARTY BUNTING\", \"description\": null}\n"
+                       "{\"title\": \"SET OF 3 CAKE TINS\", \"id\": \"22720\", \"description\": "
+                       "\"tins\"}\n");
     assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_AUTO, &st, &err), PVG_OK);
     assert_int_equal(st.declared, 3);
     t = declared(s, &n);
@@ -241,17 +221,17 @@ static void test_import_files(void **state)
 
     /* errors: path:line and the field; the lines before are declared */
     snprintf(path, sizeof path, "%s/bad1.tsv", base);
-    write_file(path, "t1\tOne\n\nt2\tTwo\n\tno id here\nt3\tThree\n");
+    t_write_file(path, "t1\tOne\n\nt2\tTwo\n\tno id here\nt3\tThree\n");
     expect_import_error(s, path, PVG_CATALOG_AUTO, 4, "id:", 2);
     t = declared(s, &n);
     assert_non_null(strstr(t, "t1\tOne\t-\nt2\tTwo\t-\n"));
     assert_null(strstr(t, "t3"));
     free(t);
-    write_file(path, "u1\tOne\nu2 no tab\n");
+    t_write_file(path, "u1\tOne\nu2 no tab\n");
     expect_import_error(s, path, PVG_CATALOG_TSV, 2, "line:", 1);
-    write_file(path, "v1\t   \n");
+    t_write_file(path, "v1\t   \n");
     expect_import_error(s, path, PVG_CATALOG_TSV, 1, "title:", 0);
-    write_file(path, "w1\tcaf\xe9 au lait\n"); /* Latin-1, not UTF-8: the column of the byte */
+    t_write_file(path, "w1\tcaf\xe9 au lait\n"); /* Latin-1, not UTF-8: the column of the byte */
     expect_import_error(s, path, PVG_CATALOG_TSV, 1, "title:", 0);
     pvg_catalog_import_stats st2;
     assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_TSV, &st2, &err),
@@ -265,7 +245,7 @@ static void test_import_files(void **state)
         memcpy(line, "x1\t", 3);
         memset(line + 3, 'a', big);
         strcpy(line + 3 + big, "\n");
-        write_file(path, line);
+        t_write_file(path, line);
         expect_import_error(s, path, PVG_CATALOG_TSV, 1, "title:", 0);
         free(line);
         FILE *f = fopen(path, "w");
@@ -278,19 +258,19 @@ static void test_import_files(void **state)
         expect_import_error(s, path, PVG_CATALOG_TSV, 2, "line:", 1);
     }
     snprintf(path, sizeof path, "%s/bad.jsonl", base);
-    write_file(path, "{\"id\": \"j1\", \"title\": \"One\"}\n{\"id\": \"j2\", \"title\": 5}\n");
+    t_write_file(path, "{\"id\": \"j1\", \"title\": \"One\"}\n{\"id\": \"j2\", \"title\": 5}\n");
     expect_import_error(s, path, PVG_CATALOG_AUTO, 2, "title:", 1);
-    write_file(path, "{\"id\": \"j3\", \"title\": \"x\", \"price\": 2}\n");
+    t_write_file(path, "{\"id\": \"j3\", \"title\": \"x\", \"price\": 2}\n");
     expect_import_error(s, path, PVG_CATALOG_JSONL, 1, "line:", 0);
-    write_file(path, "{\"id\": \"j4\", \"title\": \"x\"}\n\n{\"id\": \"j5\", \"title\": \"x\"\n");
+    t_write_file(path, "{\"id\": \"j4\", \"title\": \"x\"}\n\n{\"id\": \"j5\", \"title\": \"x\"\n");
     expect_import_error(s, path, PVG_CATALOG_JSONL, 3, "line:", 1);
-    write_file(path, "{\"title\": \"no id\"}\n");
+    t_write_file(path, "{\"title\": \"no id\"}\n");
     expect_import_error(s, path, PVG_CATALOG_JSONL, 1, "id:", 0);
-    write_file(path, "[\"j6\", \"x\"]\n");
+    t_write_file(path, "[\"j6\", \"x\"]\n");
     expect_import_error(s, path, PVG_CATALOG_JSONL, 1, "line:", 0);
-    write_file(path, "{\"id\": \"j7\", \"title\": \"a\\u0000b\"}\n"); /* jansson refuses \u0000 */
+    t_write_file(path, "{\"id\": \"j7\", \"title\": \"a\\u0000b\"}\n"); /* jansson refuses \u0000 */
     expect_import_error(s, path, PVG_CATALOG_JSONL, 1, "line:", 0);
-    write_file(path, "{\"id\": \"j8\", \"title\": \"a\\nb\"}\n");
+    t_write_file(path, "{\"id\": \"j8\", \"title\": \"a\\nb\"}\n");
     expect_import_error(s, path, PVG_CATALOG_JSONL, 1, "title:", 0);
     t = declared(s, &n);
     assert_non_null(strstr(t, "j1\tOne"));
@@ -302,11 +282,11 @@ static void test_import_files(void **state)
     assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_AUTO, &st, &err),
                      PVG_ERR_NOT_FOUND);
     /* an empty file declares nothing */
-    write_file(path, "");
+    t_write_file(path, "");
     assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_AUTO, &st, &err), PVG_OK);
     assert_int_equal(st.declared, 0);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -361,7 +341,7 @@ static void ingest(pvg_store *s, const char *base, const char *name, const char 
 {
     char path[600];
     snprintf(path, sizeof path, "%s/%s", base, name);
-    write_file(path, text);
+    t_write_file(path, text);
     pvg_ingest_options o;
     memset(&o, 0, sizeof o);
     pvg_ingest_stats st;
@@ -376,7 +356,7 @@ static void declare_file(pvg_store *s, const char *base, const char *text)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/catalogue.tsv", base);
-    write_file(path, text);
+    t_write_file(path, text);
     pvg_catalog_import_stats st;
     pvg_error err;
     assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_TSV, &st, &err), PVG_OK);
@@ -386,7 +366,7 @@ static void declare_file(pvg_store *s, const char *base, const char *text)
 static void test_sales_never_declare(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512];
+    char *base = t_tmpdir("catalog"), dir[512];
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     static char cat[4096], sales[65536];
     shop_catalogue(cat, sizeof cat);
@@ -428,7 +408,7 @@ static void test_sales_never_declare(void **state)
     free(after);
     free(before);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -482,7 +462,7 @@ static void text_prior_of(const pvg_model *m, float *S)
 static void test_dp_prior_neighbours(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), da[512], db[512];
+    char *base = t_tmpdir("catalog"), da[512], db[512];
     static char cat[4096], sales[65536];
     shop_catalogue(cat, sizeof cat);
     shop_sales(sales, sizeof sales);
@@ -533,7 +513,7 @@ static void test_dp_prior_neighbours(void **state)
     pvg_model_free(ma);
     pvg_store_free(a);
     pvg_store_free(b);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -543,7 +523,7 @@ static void test_dp_prior_neighbours(void **state)
 static void test_dp_without_declared(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512];
+    char *base = t_tmpdir("catalog"), dir[512];
     static char sales[65536];
     shop_sales(sales, sizeof sales);
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
@@ -564,7 +544,7 @@ static void test_dp_without_declared(void **state)
     assert_null(strstr(m->dp.mechanism, "+text"));
     pvg_model_free(m);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -635,7 +615,7 @@ static pvg_status train_dp(pvg_store *s, pvg_model **m, pvg_error *err)
 static void test_sales_make_no_domain(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512];
+    char *base = t_tmpdir("catalog"), dir[512];
     static char cat[4096], sales[65536];
     shop_catalogue(cat, sizeof cat);
     shop_sales(sales, sizeof sales);
@@ -697,7 +677,7 @@ static void test_sales_make_no_domain(void **state)
     assert_true(pvg_model_item_index(m, "NEW1") < 0);
     pvg_model_free(m);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -707,25 +687,25 @@ static void test_sales_make_no_domain(void **state)
 static void test_catalogue_loads_flag(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512], path[600];
+    char *base = t_tmpdir("catalog"), dir[512], path[600];
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     pvg_ingest_options o;
     memset(&o, 0, sizeof o);
     pvg_ingest_stats st;
     pvg_error err;
     snprintf(path, sizeof path, "%s/u.item", base);
-    write_file(path,
-               "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
-               "2|GoldenEye (1995)|01-Jan-1995||http://x|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0\n");
+    t_write_file(
+        path, "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+              "2|GoldenEye (1995)|01-Jan-1995||http://x|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0\n");
     assert_int_equal(pvg_store_ingest_file(s, path, PVG_FORMAT_MOVIELENS_ITEMS, &o, &st, &err),
                      PVG_OK);
     snprintf(path, sizeof path, "%s/u.data", base);
-    write_file(path, "196\t1\t3\t881250949\n186\t3\t3\t891717742\n");
+    t_write_file(path, "196\t1\t3\t881250949\n186\t3\t3\t891717742\n");
     assert_int_equal(pvg_store_ingest_file(s, path, PVG_FORMAT_MOVIELENS, &o, &st, &err), PVG_OK);
     snprintf(path, sizeof path, "%s/native.jsonl", base);
-    write_file(path, "{\"type\":\"purchase\",\"user\":\"u1\",\"item\":\"j2\",\"ts\":1291200000}\n"
-                     "{\"type\":\"item\",\"item\":\"j1\",\"title\":\"Jar\"}\n"
-                     "{\"type\":\"item\",\"item\":\"j2\"}\n");
+    t_write_file(path, "{\"type\":\"purchase\",\"user\":\"u1\",\"item\":\"j2\",\"ts\":1291200000}\n"
+                       "{\"type\":\"item\",\"item\":\"j1\",\"title\":\"Jar\"}\n"
+                       "{\"type\":\"item\",\"item\":\"j2\"}\n");
     pvg_status rc = pvg_store_ingest_file(s, path, PVG_FORMAT_JSONL, &o, &st, &err);
     if (rc != PVG_OK) fprintf(stderr, "ingest: %s\n", err.text);
     assert_int_equal(rc, PVG_OK);
@@ -751,7 +731,7 @@ static void test_catalogue_loads_flag(void **state)
         pvg_item_free(it);
     }
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -760,7 +740,7 @@ static void test_catalogue_loads_flag(void **state)
 static void test_copy(void **state)
 {
     (void)state;
-    char *base = make_tmpdir(), dir[512], to[600];
+    char *base = t_tmpdir("catalog"), dir[512], to[600];
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     pvg_catalog_entry e[] = {{"k1", "Kettle", "steel"}, {"k2", "Kitchen scale", NULL}};
     pvg_error err;
@@ -778,7 +758,7 @@ static void test_copy(void **state)
     free(after);
     free(before);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 
@@ -788,7 +768,7 @@ static void test_sqlite_older_store(void **state)
 {
     (void)state;
     t_rawdb_require_sqlite_env();
-    char *base = make_tmpdir(), dir[512];
+    char *base = t_tmpdir("catalog"), dir[512];
     pvg_store *s = new_store(base, "d", dir, sizeof dir);
     pvg_store_free(s);
     assert_int_equal(t_rawdb_exec(dir, "privguide.db", "DROP TABLE catalog_text"), SQLITE_OK);
@@ -801,7 +781,7 @@ static void test_sqlite_older_store(void **state)
     pvg_catalog_entry e[] = {{"m1", "Mat", NULL}};
     assert_int_equal(pvg_store_catalog_declare(s, e, 1, &err), PVG_OK);
     pvg_store_free(s);
-    rm_rf(base);
+    t_rm_rf(base);
     free(base);
 }
 

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "t_files.h"
+
 #include <privguide/store.h>
 
 #include "store/store_priv.h"
@@ -28,28 +30,6 @@
 #include <unistd.h>
 
 /* ---- helpers ---- */
-
-static char *make_tmpdir(void)
-{
-    char *d = strdup("/tmp/pvg-test-store-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-}
 
 static char *path_in(const char *dir, const char *name)
 {
@@ -107,7 +87,7 @@ static pvg_store *open_ok(const char *dir)
 
 static char *new_store(const char *policy)
 {
-    char *root = make_tmpdir();
+    char *root = t_tmpdir("store");
     char *dir = path_in(root, "data");
     pvg_store_init_options o = {0};
     o.policy_json = policy;
@@ -122,7 +102,7 @@ static void drop_store(char *dir)
 {
     char *root = strdup(dir);
     *strrchr(root, '/') = '\0';
-    rm_rf(root);
+    t_rm_rf(root);
     free(root);
     free(dir);
 }
@@ -131,7 +111,7 @@ static pvg_ingest_stats ingest_text(pvg_store *s, const char *dir, const char *n
                                     const char *text)
 {
     char *p = path_in(dir, name);
-    write_file(p, text);
+    t_write_file(p, text);
     pvg_ingest_stats st;
     pvg_error err;
     pvg_ingest_options o = {0};
@@ -200,7 +180,7 @@ static void test_init_and_open(void **state)
 static void test_bad_policy(void **state)
 {
     (void)state;
-    char *root = make_tmpdir();
+    char *root = t_tmpdir("store");
     char *dir = path_in(root, "data");
     pvg_store_init_options o = {0};
     pvg_error err;
@@ -221,7 +201,7 @@ static void test_bad_policy(void **state)
         " \"purposes\": [{\"name\": \"p\", \"event_types\": [\"view\"], \"consent\": true}]}";
     assert_int_equal(pvg_store_init(dir, &o, &err), PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, "purposes\"[0].consent"));
-    rm_rf(root);
+    t_rm_rf(root);
     free(dir);
     free(root);
 }
@@ -608,7 +588,7 @@ static void test_keys_outside(void **state)
     *strrchr(root, '/') = '\0';
     char *link = path_in(root, "link.key");
     assert_int_equal(symlink(inside, link), 0);
-    write_file(inside, "x");
+    t_write_file(inside, "x");
     oo.key_file = link;
     assert_int_equal(pvg_store_open_with(dir, &oo, &s, &err), PVG_ERR_INVALID);
     unlink(inside);
@@ -678,7 +658,7 @@ static void test_env_master_key(void **state)
     randombytes_buf(raw, sizeof raw);
     sodium_bin2hex(key, sizeof key, raw, sizeof raw);
     setenv(PVG_ENV_MASTER_KEY, key, 1);
-    char *root = make_tmpdir();
+    char *root = t_tmpdir("store");
     char *dir = path_in(root, "data");
     pvg_store_init_options o = {0};
     o.master_key_in_env = 1;
@@ -696,7 +676,7 @@ static void test_env_master_key(void **state)
     unsetenv(PVG_ENV_MASTER_KEY);
     assert_int_equal(pvg_store_open(dir, &s, &err), PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, PVG_ENV_MASTER_KEY));
-    rm_rf(root);
+    t_rm_rf(root);
     free(dir);
     free(root);
 }

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "t_files.h"
+
 #include <privguide/monitor.h>
 #include <privguide/store.h>
 
@@ -34,13 +36,6 @@
 #define FP_BYTES 32
 
 static char root[64];
-
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
 
 static pvg_store *open_ok(const char *dir)
 {
@@ -253,7 +248,7 @@ static void test_copy_round_trip(void **state)
     /* a key file per store id: the three dirs share one; remove it */
     char kf[4096];
     if (pvg_store_key_file(a, NULL, kf, sizeof kf, &err) == PVG_OK) unlink(kf);
-    rm_rf(root);
+    t_rm_rf(root);
 }
 
 /* ---- the iteration ops read every row across their pages ---- */
@@ -398,7 +393,7 @@ static void test_paged_reads(void **state)
 
     char kf[4096];
     if (pvg_store_key_file(sd, NULL, kf, sizeof kf, &err) == PVG_OK) unlink(kf);
-    rm_rf(dir);
+    t_rm_rf(dir);
 }
 
 int main(void)

@@ -238,6 +238,33 @@ static void test_import_files(void **state)
                      PVG_ERR_INVALID);
     assert_int_equal(err.column, 7);
     assert_null(strstr(err.text, "caf")); /* the line's text is not quoted */
+    /* after a byte order mark the column is the file's: 3 bytes of mark, "w1\tcaf" */
+    t_write_file(path, "\xef\xbb\xbfw1\tcaf\xe9 au lait\n");
+    assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_TSV, &st2, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(err.column, 10);
+    /* C1 controls and bidirectional overrides / isolates are control characters; the
+     * right-to-left mark is text */
+    static const char *const refused[] = {"c1\tNEXT\xc2\x85LINE\n",
+                                          "c2\tCSI\xc2\x9b\n",
+                                          "c3\tRLO \xe2\x80\xae"
+                                          "DLOH\n",
+                                          "c4\tLRE \xe2\x80\xaa"
+                                          "x\n",
+                                          "c5\tRLI \xe2\x81\xa7"
+                                          "x\n",
+                                          "c6\tPDI \xe2\x81\xa9\n",
+                                          "c\xe2\x80\xae"
+                                          "7\tid with RLO\n"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        t_write_file(path, refused[i]);
+        expect_import_error(s, path, PVG_CATALOG_TSV, 1,
+                            i + 1 < sizeof refused / sizeof *refused ? "title:" : "id:", 0);
+    }
+    t_write_file(path, "c8\t\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d \xe2\x80\x8f"
+                       "x \xc2\xa0 \xe2\x80\x94 y\n");
+    assert_int_equal(pvg_store_catalog_import(s, path, PVG_CATALOG_TSV, &st2, &err), PVG_OK);
+    assert_int_equal(st2.declared, 1);
     {
         /* an over-long title; then a line longer than the reader takes */
         size_t big = PVG_CATALOG_TITLE_MAX + 1;

@@ -30,12 +30,23 @@ _Static_assert(CATALOG_LINE_MAX >=
 
 /* ---- checking an entry ---------------------------------------------------- */
 
-/* 1 when s[0..n) has a control character (tab allowed when tab_ok). */
+/* 1 when s[0..n) has a control character (tab allowed when tab_ok): C0,
+ * DEL, the C1 controls U+0080..U+009F (UTF-8 C2 80..C2 9F), and the
+ * bidirectional embeddings, overrides and isolates U+202A..U+202E and
+ * U+2066..U+2069 (E2 80 AA..AE, E2 81 A6..A9), which would let a title
+ * shown in a page or a terminal display in another order than it reads.
+ * The marks U+200E/U+200F, which right-to-left text uses, are allowed. */
 static int has_control(const char *s, size_t n, int tab_ok)
 {
+    const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = u[i];
         if ((c < 0x20 && !(tab_ok && c == '\t')) || c == 0x7f) return 1;
+        if (c == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f) return 1;
+        if (c == 0xe2 && i + 2 < n &&
+            ((u[i + 1] == 0x80 && u[i + 2] >= 0xaa && u[i + 2] <= 0xae) ||
+             (u[i + 1] == 0x81 && u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9)))
+            return 1;
     }
     return 0;
 }
@@ -316,10 +327,12 @@ pvg_status pvg_store_catalog_import(pvg_store *s, const char *path, pvg_catalog_
         if (r == 0) break;
         line_no++;
         stats->lines = line_no;
+        long long bom = 0; /* bytes before buf[0] on this line */
         if (line_no == 1 && len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
             /* a UTF-8 byte order mark is not part of the first id */
             memmove(buf, buf + 3, len - 2);
             len -= 3;
+            bom = 3;
         }
         line_fault lf = {0};
         if (r == -3) {
@@ -366,6 +379,7 @@ pvg_status pvg_store_catalog_import(pvg_store *s, const char *path, pvg_catalog_
             }
         }
         if (lf.why) {
+            if (lf.column > 0) lf.column += bom; /* a column of the file's line */
             json_decref(js);
             free(text);
             /* what came before the bad line is declared: nothing accepted is lost */

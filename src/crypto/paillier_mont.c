@@ -12,8 +12,8 @@
  * Chains: x = c_1, then x = x * c_i / R for each later factor (one
  * Montgomery product each; the factors are never converted), so after k
  * factors x = prod / R^(k-1); one product by R^k mod M (a short powm)
- * gives the result. A single product a*b is a*b/R followed by a product
- * with R^2 mod M (IFMA) or a plain product and division (MPN).
+ * gives the result. A single product a*b is Barrett (IFMA: three plain
+ * products, see barrett_mulmod) or a plain product and division (MPN).
  *   IFMA  AVX-512 IFMA almost-Montgomery multiplication (AMM) on 52-bit
  *         digits held in 64-bit lanes, D digits (a multiple of 8, with
  *         2^(52 D) > 4 n^2), R = 2^(52 D). Word-by-word: per digit a_i of
@@ -21,15 +21,20 @@
  *         vector is shifted down one digit and the high halves added.
  *         Lanes are normalised only at the end. Inputs below 2M give an
  *         output below 2M (since 4M < R), so chains never subtract;
- *         the last step reduces fully. Selected when the CPU
- *         reports avx512ifma (and the OS saves zmm state) at run time.
+ *         the last step reduces fully. A single product is Barrett
+ *         reduction with mu = floor(2^(104 k) / M) per key (k digits of
+ *         M), on plain products in blocks of 8 digits (mul_blocks).
+ *         Selected when the CPU reports avx512ifma (and the OS saves zmm
+ *         state) at run time.
  *   NAIVE mpz_mul + mpz_mod: the reference the tests compare both with.
  *
  * Ciphertexts are public: these kernels need not be constant-time (the
- * final subtractions are branch-free all the same).
+ * Montgomery final subtractions are branch-free all the same; Barrett's
+ * take as many as needed, at most three). The decryption exponentiation,
+ * whose exponents are secret, uses only the AMM with masked table reads.
  *
  * Shapes at a 2048-bit n: M = n^2 has 4096 bits, L = 64 limbs, D = 80
- * digits (10 zmm vectors).
+ * digits (10 zmm vectors); Barrett: k = 79 digits, vectors of bD = 80.
  */
 #include "crypto/paillier_internal.h"
 

@@ -535,9 +535,9 @@ static void digits_out(const pvg_he_mont *m, mp_limb_t *x, const uint64_t *d, mp
  *   q3 = floor(q1*mu / b^(k+1))                   (high part only)
  *   r  = x - q3*M, computed mod b^(k+1)           (low part only)
  * The exact q3 satisfies q - 2 <= q3 <= q for q = floor(x / M) (HAC
- * 14.43). The high part leaves out everything that lands in a column
- * below k - 1 (mul_loop, HE_MUL_HIGH): the low or high half of a digit
- * product, each below 2^52, so below b^(k-1) in value; q1 and mu have at
+ * 14.43). The high part leaves out what lands in a column below
+ * 8 floor((k-1)/8) <= k - 1 (mul_blocks, HE_MUL_HIGH): halves of digit
+ * products, each below 2^52, so below b^(k-1) in value; q1 and mu have at
  * most k + 1 digits each, so there are fewer than 2 (k+1)^2 < 2^20 such
  * halves (k <= 632) and their sum is below 2^20 b^(k-1) < b^k < b^(k+1):
  * q3 drops by at most 1 more, q - 3 <= q3 <= q. Hence

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Paillier: privguide's addition and decryption rates beside python-paillier's.
+"""Paillier: privguide's addition, encryption and decryption rates beside python-paillier's.
 
 Runs python-paillier (phe, with gmpy2) and build/bench_paillier in one run on
 the same machine and prints one JSON object with both sets of figures and
-the ratios (privguide / phe; > 1 means privguide is faster).
+the ratios (privguide / phe; > 1 means privguide is faster): addition,
+sums, encryption (phe's fresh r^n against privguide's DJN short exponent and
+its fresh r^n) and decryption.
 
   /usr/bin/python3 bench/bench_paillier.py --phe DIR [--bin build/bench_paillier]
                    [--bits 2048] [--seconds 1] [--count 256] [--decrypt 64]
@@ -81,6 +83,9 @@ def bench_phe(phe_dir, bits, seconds, count, ndec):
         for a, b in raw_pairs:
             util.mulmod(a, b, nsq)
 
+    def encrypt_one():
+        pub.encrypt(12345)
+
     dec = cts[:ndec]
 
     def decrypt_all():
@@ -94,6 +99,7 @@ def bench_phe(phe_dir, bits, seconds, count, ndec):
         "add_per_s": best_rate(add_all, len(pairs), seconds, pc),
         "sum_terms_per_s": best_rate(sum_all, len(cts), seconds, pc),
         "mulmod_per_s": best_rate(mulmod_all, len(raw_pairs), seconds, pc),
+        "encrypt_per_s": best_rate(encrypt_one, 1, seconds, pc),
         "decrypt_per_s": best_rate(decrypt_all, len(dec), seconds, pc),
         "decrypt_per_s_wall": best_rate(decrypt_all, len(dec), seconds, time.monotonic),
     }
@@ -139,6 +145,8 @@ def main():
             "sum": ratio(ours["sum_terms_per_s"], phe_res["sum_terms_per_s"]),
             "add_mpn": ratio(ours["add_per_s_mpn"], phe_res["add_per_s"]),
             "sum_mpn": ratio(ours["sum_terms_per_s_mpn"], phe_res["sum_terms_per_s"]),
+            "encrypt_djn": ratio(ours["encrypt_djn_per_s"], phe_res["encrypt_per_s"]),
+            "encrypt_fresh": ratio(ours["encrypt_fresh_per_s"], phe_res["encrypt_per_s"]),
             "decrypt_1thread_cpu": ratio(ours["decrypt_per_s"], phe_res["decrypt_per_s"]),
             "decrypt_batch_wall": ratio(ours["decrypt_batch_per_s_wall"],
                                         phe_res["decrypt_per_s_wall"]),

@@ -7,6 +7,8 @@
  * add:     pvg_paillier_add(out, a, b) over pairs of fresh ciphertexts
  * sum:     pvg_paillier_sum over `count` ciphertexts, terms per second
  * naive:   the reference product mpz_mul + mpz_mod
+ * encrypt: pvg_paillier_encrypt_int64 with the DJN encryptor (tables
+ *          built before timing) and with a fresh r^n each time
  * decrypt: pvg_paillier_decrypt_double one at a time, and
  *          pvg_paillier_decrypt_batch_double with 1 and `threads` threads
  * Single-threaded figures use this thread's CPU time (the machine is shared;
@@ -105,6 +107,32 @@ static double rate_naive(ctx *c)
     return best;
 }
 
+/* encryptions per CPU-second with an encryptor of the given mode */
+static double rate_encrypt(ctx *c, pvg_paillier_obf mode)
+{
+    pvg_error err;
+    pvg_paillier_enc *enc;
+    pvg_paillier_enc_options eo = {.mode = mode};
+    pvg_status st = pvg_paillier_enc_new(c->pub, &eo, &enc, &err);
+    if (st != PVG_OK) die("encryptor", st, &err);
+    pvg_paillier_ct *out = pvg_paillier_ct_new(c->pub);
+    double best = 0;
+    for (int round = 0; round < 5; round++) {
+        double t0 = clk(CLOCK_THREAD_CPUTIME_ID), t1;
+        size_t ops = 0;
+        do {
+            st = pvg_paillier_encrypt_int64(enc, (int64_t)(ops * 7919 % 100000) - 50000, out, &err);
+            if (st != PVG_OK) die("encrypt", st, &err);
+            ops++;
+            t1 = clk(CLOCK_THREAD_CPUTIME_ID);
+        } while (t1 - t0 < c->seconds / 5);
+        if (ops / (t1 - t0) > best) best = (double)ops / (t1 - t0);
+    }
+    pvg_paillier_ct_free(out);
+    pvg_paillier_enc_free(enc);
+    return best;
+}
+
 static double rate_decrypt_one(ctx *c, size_t n)
 {
     pvg_error err;
@@ -194,6 +222,8 @@ int main(int argc, char **argv)
     naive = rate_naive(&c);
     pvg_he_mont_set_kernel(m, ifma ? PVG_HE_KERNEL_IFMA : PVG_HE_KERNEL_MPN);
 
+    double enc_djn = rate_encrypt(&c, PVG_PAILLIER_OBF_DJN);
+    double enc_fresh = rate_encrypt(&c, PVG_PAILLIER_OBF_FRESH);
     double dec_one = rate_decrypt_one(&c, ndec), cpu1, cpuT;
     double dec_b1 = rate_decrypt_batch(&c, ndec, 1, &cpu1);
     double dec_bt = rate_decrypt_batch(&c, ndec, threads, &cpuT);
@@ -204,13 +234,14 @@ int main(int argc, char **argv)
            "\"add_per_s_ifma\":%.0f,\"sum_terms_per_s_ifma\":%.0f,"
            "\"add_per_s_mpn\":%.0f,\"sum_terms_per_s_mpn\":%.0f,"
            "\"mulmod_naive_per_s\":%.0f,"
+           "\"encrypt_djn_per_s\":%.1f,\"encrypt_fresh_per_s\":%.1f,"
            "\"decrypt_per_s\":%.1f,\"decrypt_batch\":%zu,"
            "\"decrypt_batch_1thread_per_s_wall\":%.1f,"
            "\"decrypt_batch_threads\":%u,\"decrypt_batch_per_s_wall\":%.1f,"
            "\"decrypt_batch_cpu_s_per_ct\":%.6f}\n",
            bits, ifma ? "true" : "false", pvg_paillier_kernel(c.pub), count,
            ifma ? add_ifma : add_mpn, ifma ? sum_ifma : sum_mpn, add_ifma, sum_ifma, add_mpn,
-           sum_mpn, naive, dec_one, ndec, dec_b1, threads, dec_bt, cpuT);
+           sum_mpn, naive, enc_djn, enc_fresh, dec_one, ndec, dec_b1, threads, dec_bt, cpuT);
     for (size_t i = 0; i < count; i++)
         pvg_paillier_ct_free(c.cts[i]);
     free(c.cts);

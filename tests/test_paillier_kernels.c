@@ -1,7 +1,8 @@
 /*
  * test_paillier_kernels.c - the products mod n^2 behind homomorphic
- * addition (MPN and, when this CPU has it, AVX-512 IFMA) against the naive
- * mpz_mul + mpz_mod reference on random and edge inputs, the Montgomery
+ * addition (MPN and, when this CPU has it, AVX-512 IFMA: Barrett for one
+ * product, Montgomery for chains) against the naive mpz_mul + mpz_mod
+ * reference on random and edge inputs (the Barrett extremes too), the Montgomery
  * accumulator and pvg_paillier_sum against chained naive products and
  * pvg_paillier_add, the IFMA constant-time exponentiation of decryption
  * against mpz_powm_sec, and batch decryption against one-at-a-time and
@@ -131,7 +132,9 @@ static pvg_paillier_pub *pub_of(const mpz_t n)
 
 /* pvg_he_mulmod and the accumulator with each kernel against the naive
  * product, for moduli n^2 of several sizes (the 80-digit specialised IFMA
- * path at 2048 bits, the generic one at the others). */
+ * paths at 2048 bits, the generic ones at the others; Barrett's digit
+ * count k + 1 exactly a multiple of 8 at 2048 bits, 7 short of one at 1024
+ * and 1040). */
 static void check_modulus(pvg_paillier_pub *pub, gmp_randstate_t rs, int rounds)
 {
     pvg_he_kernel ks[2];
@@ -161,6 +164,39 @@ static void check_modulus(pvg_paillier_pub *pub, gmp_randstate_t rs, int rounds)
             if (mpz_cmp(a, ref) != 0)
                 fail_msg("kernel %s, %zu-bit modulus: random product %d differs",
                          pvg_he_kernel_name(ks[k]), mpz_sizeinbase(*M, 2), r);
+        }
+        /* the extremes of the single product's Barrett reduction (IFMA):
+         * the largest remainder M-1 (a = -b^-1) with quotients of any
+         * size, remainder 0 with a large quotient (multiples of n, their
+         * product a multiple of n^2), and operands just below M (the
+         * largest quotients, q1's top digits all ones) */
+        for (int r = 0; r < rounds / 2 + 6; r++) {
+            mpz_urandomm(b, rs, *M);
+            if (r % 3 == 0) {
+                if (!mpz_invert(a, b, *M)) continue;
+                mpz_sub(a, *M, a);
+            } else if (r % 3 == 1) {
+                mpz_urandomm(a, rs, pub->n);
+                mpz_mul(a, a, pub->n);
+                mpz_urandomm(b, rs, pub->n);
+                mpz_mul(b, b, pub->n);
+            } else {
+                mpz_fdiv_q_2exp(prod, *M, mpz_sizeinbase(*M, 2) / 2);
+                mpz_urandomm(a, rs, prod);
+                mpz_sub(a, *M, a);
+                mpz_sub_ui(a, a, 1);
+                mpz_urandomm(b, rs, prod);
+                mpz_sub(b, *M, b);
+                mpz_sub_ui(b, b, 1);
+            }
+            pvg_he_mulmod(pub, fast, a, b);
+            pvg_he_mulmod_naive(pub, ref, a, b);
+            if (mpz_cmp(fast, ref) != 0)
+                fail_msg("kernel %s, %zu-bit modulus: Barrett extreme %d (case %d) differs",
+                         pvg_he_kernel_name(ks[k]), mpz_sizeinbase(*M, 2), r, r % 3);
+            mpz_add_ui(prod, ref, 1);
+            if (r % 3 == 0) assert_true(mpz_cmp(prod, *M) == 0); /* remainder M-1 */
+            if (r % 3 == 1) assert_true(mpz_sgn(ref) == 0);
         }
         /* a chain in Montgomery form: random factors with edges mixed in */
         pvg_he_acc *acc = pvg_he_acc_new(pub);
@@ -221,8 +257,9 @@ static void test_kernels_match_naive(void **state)
     gmp_randseed_ui(rs, 20261204);
     /* the real key (n^2 of 4096 bits: 64 limbs, 80 digits) */
     check_modulus(g_pub, rs, 400);
-    /* odd moduli n of other sizes, including limb/digit boundaries */
-    static const unsigned sizes[] = {5, 31, 64, 100, 1024, 1040, 1560, 2047, 3072, 4096};
+    /* odd moduli n of other sizes, including limb/digit boundaries, up to
+     * the largest accepted (16384 bits: the kernels' largest buffers) */
+    static const unsigned sizes[] = {5, 31, 64, 100, 1024, 1040, 1560, 2047, 3072, 4096, 16384};
     mpz_t n;
     mpz_init(n);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -236,7 +273,25 @@ static void test_kernels_match_naive(void **state)
                 mpz_sub_ui(n, n, 1);
             }
             pvg_paillier_pub *pub = pub_of(n);
-            check_modulus(pub, rs, sizes[i] > 2048 ? 40 : 120);
+            check_modulus(pub, rs, sizes[i] > 4096 ? 8 : sizes[i] > 2048 ? 40 : 120);
+            pvg_paillier_pub_free(pub);
+        }
+    }
+    /* n^2 just below and just above a power of the digit radix b = 2^52
+     * (n = 2^(26 j) -+ 1): where Barrett's quotient estimate is furthest
+     * off (M near b^k, or near b^(k-1)), so its result needs more than one
+     * final subtraction; j = 79 is the specialised 80-digit path */
+    static const unsigned digits[] = {1, 2, 7, 8, 16, 40, 79};
+    for (size_t i = 0; i < sizeof digits / sizeof digits[0]; i++) {
+        for (int above = 0; above < 2; above++) {
+            mpz_set_ui(n, 0);
+            mpz_setbit(n, 26 * digits[i]);
+            if (above)
+                mpz_add_ui(n, n, 1);
+            else
+                mpz_sub_ui(n, n, 1);
+            pvg_paillier_pub *pub = pub_of(n);
+            check_modulus(pub, rs, 400);
             pvg_paillier_pub_free(pub);
         }
     }

@@ -87,7 +87,8 @@ pvg_status pvg_he_lower_exponent(const pvg_paillier_pub *pub, mpz_t c, long d, p
 /* ---- products mod n^2 (paillier_mont.c) ---- */
 
 /* new: the context for modulus M (odd, at most 2 * PVG_PAILLIER_MAX_BITS
- * bits): limbs and 52-bit digits of M, -M^-1, R^2 mod M for both radices;
+ * bits): limbs and 52-bit digits of M, -M^-1, R^2 mod M for both radices,
+ * Barrett's mu in 52-bit digits;
  * the kernel is IFMA when the CPU has it, else MPN. NULL on out of memory
  * or a bad M. */
 pvg_he_mont *pvg_he_mont_new(const mpz_t M);
@@ -113,8 +114,9 @@ int pvg_he_powm2_sec(const pvg_he_mont *m1, const pvg_he_mont *m2, mpz_t out1, m
                      const mpz_t base1, const mpz_t base2, const mpz_t e1, const mpz_t e2,
                      size_t ebits);
 
-/* out = a*b mod n^2 with the key's kernel (out may alias a or b); inputs
- * outside [0, n^2) take the naive path. */
+/* out = a*b mod n^2 with the key's kernel (out may alias a or b): IFMA
+ * Barrett, MPN mul + division; inputs outside [0, n^2) take the naive
+ * path. Not constant-time (ciphertexts are public). */
 void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b);
 /* The naive reference: mpz_mul + mpz_mod. */
 void pvg_he_mulmod_naive(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const mpz_t b);

@@ -12,8 +12,8 @@
  * Chains: x = c_1, then x = x * c_i / R for each later factor (one
  * Montgomery product each; the factors are never converted), so after k
  * factors x = prod / R^(k-1); one product by R^k mod M (a short powm)
- * gives the result. A single product a*b is a*b/R followed by a product
- * with R^2 mod M (IFMA) or a plain product and division (MPN).
+ * gives the result. A single product a*b is Barrett (IFMA: three plain
+ * products, see barrett_mulmod) or a plain product and division (MPN).
  *   IFMA  AVX-512 IFMA almost-Montgomery multiplication (AMM) on 52-bit
  *         digits held in 64-bit lanes, D digits (a multiple of 8, with
  *         2^(52 D) > 4 n^2), R = 2^(52 D). Word-by-word: per digit a_i of
@@ -21,15 +21,20 @@
  *         vector is shifted down one digit and the high halves added.
  *         Lanes are normalised only at the end. Inputs below 2M give an
  *         output below 2M (since 4M < R), so chains never subtract;
- *         the last step reduces fully. Selected when the CPU
- *         reports avx512ifma (and the OS saves zmm state) at run time.
+ *         the last step reduces fully. A single product is Barrett
+ *         reduction with mu = floor(2^(104 k) / M) per key (k digits of
+ *         M), on plain products in blocks of 8 digits (mul_blocks).
+ *         Selected when the CPU reports avx512ifma (and the OS saves zmm
+ *         state) at run time.
  *   NAIVE mpz_mul + mpz_mod: the reference the tests compare both with.
  *
  * Ciphertexts are public: these kernels need not be constant-time (the
- * final subtractions are branch-free all the same).
+ * Montgomery final subtractions are branch-free all the same; Barrett's
+ * take as many as needed, at most three). The decryption exponentiation,
+ * whose exponents are secret, uses only the AMM with masked table reads.
  *
  * Shapes at a 2048-bit n: M = n^2 has 4096 bits, L = 64 limbs, D = 80
- * digits (10 zmm vectors).
+ * digits (10 zmm vectors); Barrett: k = 79 digits, vectors of bD = 80.
  */
 #include "crypto/paillier_internal.h"
 
@@ -61,6 +66,10 @@ struct pvg_he_mont {
     uint64_t *Md;         /* M in digits */
     uint64_t *r2d;        /* (2^(52 D))^2 mod M in digits */
     uint64_t k0;          /* -M^-1 mod 2^52 */
+    size_t bk;            /* Barrett: digits of M, 2^(52(bk-1)) <= M < 2^(52 bk) */
+    size_t bD;            /* Barrett vectors' digits: bk + 1 rounded up to 8 */
+    uint64_t *Mbdz;       /* M in bD digits, 8 zero digits either side */
+    uint64_t *mudz;       /* mu = floor(2^(104 bk) / M), the same layout */
 };
 
 /* ---- conversions ---------------------------------------------------------------- */
@@ -340,6 +349,130 @@ static HE_IFMA_TARGET void amm2_ifma_any(uint64_t *r1, const uint64_t *a1, const
     amm2_loop(r1, a1, b1, mod1, k01, r2, a2, b2, mod2, k02, V, X1, T1, X2, T2);
 }
 
+/* The plain products for Barrett (no reduction, so no serial dependency
+ * on a quotient digit: half the multiply-adds of an AMM). Blocks of 8
+ * digits of a: within block s, accumulator v holds the fixed columns
+ * 8(s + v) .. 8(s + v) + 7 (v = 0..V: the product reaches one vector past
+ * b), so nothing shifts inside a block: a_(8s+t) * b_j lands in column
+ * 8s + t + j, lane l of accumulator v for j = 8v + l - t, which is an
+ * unaligned load of b at 8v - t (b has 8 zero digits on each side); the
+ * high half lands one column up, at load 8v - t - 1, the same load as the
+ * low half of the next digit. Low halves go to X, high halves to Y (two
+ * independent chains). After the block, accumulator 0 is final: its 8
+ * columns leave through a scalar carry chain and the accumulators are
+ * renamed down by one. (Shifting the accumulators one lane per digit, as
+ * the AMM does, puts a multiply-add, a lane shift and an add on the
+ * critical path of every digit and runs at the same speed with two
+ * vectors as with ten.) Column sums stay below 2 * 8 (V + 1) * 2^52 <
+ * 2^64, so lanes never overflow.
+ *
+ * Windows leave out accumulators (absolute column blocks c = s + v) whose
+ * columns are not wanted, with all their multiply-adds:
+ *   HE_MUL_FULL  every column: r[0, 8 (nblk + V + 1)) (a's digits beyond
+ *                8 nblk are zero, so nothing lies above).
+ *   HE_MUL_HIGH  only blocks c >= w/8, so every column >= w: r[8 (w/8),
+ *                8 (nblk + V + 1)); below that unspecified. Exactly the
+ *                digit-product halves landing in a column below 8 (w/8)
+ *                <= w are dropped.
+ *   HE_MUL_LOW   only blocks c <= w/8 (nblk = w/8 + 1), so every column
+ *                <= w: r[0, 8 nblk). */
+enum { HE_MUL_FULL, HE_MUL_HIGH, HE_MUL_LOW };
+
+static inline __attribute__((always_inline)) HE_IFMA_TARGET void
+mul_blocks(uint64_t *r, const uint64_t *a, const uint64_t *bz, size_t V, size_t nblk, int mode,
+           size_t w, __m512i *X, __m512i *Y)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const uint64_t *b = bz + 8;
+    const size_t cw = w / 8;
+#pragma GCC unroll 17
+    for (size_t v = 0; v <= V; v++)
+        X[v] = Y[v] = zero;
+    uint64_t carry = 0;
+    for (size_t s = 0; s < nblk; s++) {
+        /* accumulators vlo..vhi run in this block (constant within it) */
+        const size_t vlo = mode == HE_MUL_HIGH && cw > s ? cw - s : 0;
+        const size_t vhi = mode == HE_MUL_LOW ? cw - s : V;
+        const uint64_t *as = a + 8 * s;
+        const __m512i a0 = _mm512_set1_epi64((long long)as[0]);
+#pragma GCC unroll 17
+        for (size_t v = 0; v <= V; v++)
+            if (v >= vlo && v <= vhi)
+                X[v] = _mm512_madd52lo_epu64(X[v], a0, _mm512_loadu_si512(b + 8 * v));
+#pragma GCC unroll 8
+        for (size_t t = 1; t <= 8; t++) {
+            const __m512i ap = _mm512_set1_epi64((long long)as[t - 1]);
+            const __m512i ac = _mm512_set1_epi64((long long)(t < 8 ? as[t] : 0));
+#pragma GCC unroll 17
+            for (size_t v = 0; v <= V; v++) {
+                if (v >= vlo && v <= vhi) {
+                    __m512i l = _mm512_loadu_si512(b + 8 * v - t);
+                    /* one (line-splitting) load for both products: keep
+                     * the compiler from folding it into each */
+                    __asm__("" : "+v"(l));
+                    Y[v] = _mm512_madd52hi_epu64(Y[v], ap, l);
+                    if (t < 8) X[v] = _mm512_madd52lo_epu64(X[v], ac, l);
+                }
+            }
+        }
+        if (vlo == 0) { /* block s ran: its columns are wanted and final */
+            uint64_t o[8];
+            _mm512_storeu_si512(o, _mm512_add_epi64(X[0], Y[0]));
+            for (size_t l = 0; l < 8; l++) {
+                const uint64_t t = o[l] + carry;
+                r[8 * s + l] = t & MASK52;
+                carry = t >> 52;
+            }
+        }
+#pragma GCC unroll 17
+        for (size_t v = 0; v < V; v++) {
+            X[v] = X[v + 1];
+            Y[v] = Y[v + 1];
+        }
+        X[V] = Y[V] = zero;
+    }
+    if (mode == HE_MUL_LOW) return;
+    uint64_t out[HE_MAX_D + 8];
+#pragma GCC unroll 17
+    for (size_t v = 0; v <= V; v++)
+        _mm512_storeu_si512(out + 8 * v, _mm512_add_epi64(X[v], Y[v]));
+    for (size_t j = 0; j < 8 * (V + 1); j++) {
+        const uint64_t t = out[j] + carry;
+        r[8 * nblk + j] = t & MASK52;
+        carry = t >> 52;
+    }
+}
+
+/* The three products of a Barrett reduction (barrett_mulmod), V = 10
+ * (2048-bit keys) with the accumulators in registers. */
+static HE_IFMA_TARGET void mul_full_10(uint64_t *r, const uint64_t *a, const uint64_t *bz,
+                                       size_t nblk)
+{
+    __m512i X[11], Y[11];
+    mul_blocks(r, a, bz, 10, nblk, HE_MUL_FULL, 0, X, Y);
+}
+
+static HE_IFMA_TARGET void mul_high_10(uint64_t *r, const uint64_t *a, const uint64_t *bz,
+                                       size_t nblk, size_t w)
+{
+    __m512i X[11], Y[11];
+    mul_blocks(r, a, bz, 10, nblk, HE_MUL_HIGH, w, X, Y);
+}
+
+static HE_IFMA_TARGET void mul_low_10(uint64_t *r, const uint64_t *a, const uint64_t *bz,
+                                      size_t nblk, size_t w)
+{
+    __m512i X[11], Y[11];
+    mul_blocks(r, a, bz, 10, nblk, HE_MUL_LOW, w, X, Y);
+}
+
+static HE_IFMA_TARGET void mul_blocks_any(uint64_t *r, const uint64_t *a, const uint64_t *bz,
+                                          size_t V, size_t nblk, int mode, size_t w)
+{
+    __m512i X[HE_MAX_V + 1], Y[HE_MAX_V + 1];
+    mul_blocks(r, a, bz, V, nblk, mode, w, X, Y);
+}
+
 static int cpu_has_ifma(void)
 {
     __builtin_cpu_init();
@@ -394,6 +527,60 @@ static void digits_out(const pvg_he_mont *m, mp_limb_t *x, const uint64_t *d, mp
     final_sub(x, wide[m->L], m->M, m->L, tmp);
 }
 
+/* out = a*b mod M (L limbs, reduced) for digit vectors a, b < M of bD
+ * digits: Barrett reduction (HAC 14.42) in base b = 2^52 with k = bk,
+ * mu = floor(b^(2k) / M) precomputed per key:
+ *   x  = a*b < M^2 < b^(2k)                       (full product)
+ *   q1 = floor(x / b^(k-1)) < b^(k+1)
+ *   q3 = floor(q1*mu / b^(k+1))                   (high part only)
+ *   r  = x - q3*M, computed mod b^(k+1)           (low part only)
+ * The exact q3 satisfies q - 2 <= q3 <= q for q = floor(x / M) (HAC
+ * 14.43). The high part leaves out what lands in a column below
+ * 8 floor((k-1)/8) <= k - 1 (mul_blocks, HE_MUL_HIGH): halves of digit
+ * products, each below 2^52, so below b^(k-1) in value; q1 and mu have at
+ * most k + 1 digits each, so there are fewer than 2 (k+1)^2 < 2^20 such
+ * halves (k <= 632) and their sum is below 2^20 b^(k-1) < b^k < b^(k+1):
+ * q3 drops by at most 1 more, q - 3 <= q3 <= q. Hence
+ * 0 <= r = x - q3 M < 4M < 4 b^k <= b^(k+1), exact mod b^(k+1), and at
+ * most three subtractions of M reduce it (ciphertexts are public: the
+ * number taken may show). About the multiply-adds of one AMM, against two
+ * AMMs for a*b/R then *R^2. */
+static void barrett_mulmod(const pvg_he_mont *m, mp_limb_t *out, const uint64_t *ad,
+                           const uint64_t *bdz)
+{
+#if HE_HAVE_IFMA_BUILD
+    const size_t k = m->bk, D = m->bD, V = D / 8, L = m->L;
+    uint64_t x[2 * HE_MAX_D + 8], q2[2 * HE_MAX_D + 8], p[HE_MAX_D + 8], rd[HE_MAX_D];
+    /* a < M < b^k: k digits (blocks of 8); q1 and q3 have at most k + 1
+     * digits (q3 <= q < b^k in fact); x and q2 are written up to
+     * 8 (blocks + V + 1) >= 2k + 10, past every digit read from them */
+    const size_t nk = (k + 7) / 8, nk1 = (k + 1 + 7) / 8;
+    if (V == 10) {
+        mul_full_10(x, ad, bdz, nk);
+        mul_high_10(q2, x + k - 1, m->mudz, nk1, k - 1);
+        mul_low_10(p, q2 + k + 1, m->Mbdz, k / 8 + 1, k);
+    } else {
+        mul_blocks_any(x, ad, bdz, V, nk, HE_MUL_FULL, 0);
+        mul_blocks_any(q2, x + k - 1, m->mudz, V, nk1, HE_MUL_HIGH, k - 1);
+        mul_blocks_any(p, q2 + k + 1, m->Mbdz, V, k / 8 + 1, HE_MUL_LOW, k);
+    }
+    uint64_t borrow = 0;
+    for (size_t j = 0; j <= k; j++) {
+        const uint64_t t = x[j] - p[j] - borrow; /* in (-2^53, 2^52) */
+        rd[j] = t & MASK52;
+        borrow = t >> 63;
+    }
+    memset(rd + k + 1, 0, (D - k - 1) * sizeof *rd);
+    mp_limb_t w[HE_MAX_L + 1];
+    from_digits(w, L + 1, rd, D); /* r < 4M: fits L limbs and 2 bits */
+    for (int s = 0; s < 3 && (w[L] || mpn_cmp(w, m->M, (mp_size_t)L) >= 0); s++)
+        w[L] -= mpn_sub_n(w, w, m->M, (mp_size_t)L);
+    memcpy(out, w, L * sizeof *out);
+#else
+    (void)m, (void)out, (void)ad, (void)bdz;
+#endif
+}
+
 /* ---- context ------------------------------------------------------------------- */
 
 static mp_limb_t limb_inverse(mp_limb_t a0)
@@ -412,12 +599,16 @@ void pvg_he_mont_free(pvg_he_mont *m)
     if (m->r2) sodium_memzero(m->r2, m->L * sizeof *m->r2);
     if (m->Md) sodium_memzero(m->Md, m->D * sizeof *m->Md);
     if (m->r2d) sodium_memzero(m->r2d, m->D * sizeof *m->r2d);
+    if (m->Mbdz) sodium_memzero(m->Mbdz, (m->bD + 16) * sizeof *m->Mbdz);
+    if (m->mudz) sodium_memzero(m->mudz, (m->bD + 16) * sizeof *m->mudz);
     m->ninv = 0;
     m->k0 = 0;
     free(m->M);
     free(m->r2);
     free(m->Md);
     free(m->r2d);
+    free(m->Mbdz);
+    free(m->mudz);
     free(m);
 }
 
@@ -433,9 +624,14 @@ pvg_he_mont *pvg_he_mont_new(const mpz_t M)
     m->r2 = malloc(m->L * sizeof *m->r2);
     m->Md = malloc(m->D * sizeof *m->Md);
     m->r2d = malloc(m->D * sizeof *m->r2d);
+    m->bk = (bits + 51) / 52;
+    m->bD = (m->bk + 1 + 7) / 8 * 8;
+    m->Mbdz = calloc(m->bD + 16, sizeof *m->Mbdz);
+    m->mudz = calloc(m->bD + 16, sizeof *m->mudz);
     mpz_t t;
     mpz_init(t);
-    if (!m->M || !m->r2 || !m->Md || !m->r2d || m->D > HE_MAX_D) {
+    if (!m->M || !m->r2 || !m->Md || !m->r2d || !m->Mbdz || !m->mudz || m->D > HE_MAX_D ||
+        m->bD > HE_MAX_D) {
         mpz_clear(t);
         pvg_he_mont_free(m);
         return NULL;
@@ -453,6 +649,11 @@ pvg_he_mont *pvg_he_mont_new(const mpz_t M)
     limbs_of(tl, m->L, t);
     to_digits(m->r2d, m->D, tl, m->L);
     m->k0 = (uint64_t)m->ninv & MASK52;
+    to_digits(m->Mbdz + 8, m->bD, m->M, m->L);
+    mpz_set_ui(t, 0);
+    mpz_setbit(t, 2 * 52 * m->bk);
+    mpz_fdiv_q(t, t, M); /* mu < 2^(52 (bk + 1)): bD digits */
+    to_digits(m->mudz + 8, m->bD, mpz_limbs_read(t), mpz_size(t));
     mpz_clear(t);
     m->ifma_ok = cpu_has_ifma();
     m->kernel = m->ifma_ok ? PVG_HE_KERNEL_IFMA : PVG_HE_KERNEL_MPN;
@@ -509,13 +710,13 @@ void pvg_he_mulmod(const pvg_paillier_pub *pub, mpz_t out, const mpz_t a, const 
     size_t L = m->L;
     mp_limb_t al[HE_MAX_L], bl[HE_MAX_L], t[2 * HE_MAX_L], q[HE_MAX_L + 1];
     if (m->kernel == PVG_HE_KERNEL_IFMA) {
-        uint64_t ad[HE_MAX_D], bd[HE_MAX_D];
-        to_digits(ad, m->D, mpz_limbs_read(a), mpz_size(a));
-        to_digits(bd, m->D, mpz_limbs_read(b), mpz_size(b));
-        amm(m, ad, ad, bd);     /* a*b/R */
-        amm(m, ad, ad, m->r2d); /* a*b */
+        uint64_t ad[HE_MAX_D], bdz[HE_MAX_D + 16];
+        to_digits(ad, m->bD, mpz_limbs_read(a), mpz_size(a));
+        memset(bdz, 0, 8 * sizeof *bdz); /* b with 8 zero digits either side */
+        to_digits(bdz + 8, m->bD, mpz_limbs_read(b), mpz_size(b));
+        memset(bdz + 8 + m->bD, 0, 8 * sizeof *bdz);
         mp_limb_t *w = mpz_limbs_write(out, (mp_size_t)L);
-        digits_out(m, w, ad, t);
+        barrett_mulmod(m, w, ad, bdz);
         mpz_limbs_finish(out, (mp_size_t)L);
         return;
     } else {

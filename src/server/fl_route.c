@@ -124,7 +124,7 @@ static int wait_field(const char *v, size_t *i, unsigned long long max, char sep
     while (v[*i] >= '0' && v[*i] <= '9') {
         if (*i > s && v[s] == '0') return -1; /* a leading zero */
         unsigned d = (unsigned)(v[*i] - '0');
-        if (x > (max - d) / 10) return -1; /* beyond max */
+        if (d > max || x > (max - d) / 10) return -1; /* beyond max */
         x = x * 10 + d;
         (*i)++;
     }
@@ -151,8 +151,9 @@ static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase
     size_t i = 0;
     for (int k = 0; k < 4; k++) {
         size_t at = i;
-        if (wait_field(v, &i, f[k].max, f[k].sep, &x[k]) != 0 || (k == 0 && x[0] != 1)) {
-            if (k == 0 && i > at && x[0] != 1 && v[i] == '.') i = at;
+        int ok = wait_field(v, &i, f[k].max, f[k].sep, &x[k]) == 0;
+        if (!ok || (k == 0 && x[0] != 1)) {
+            if (ok) i = at; /* a well-formed version other than 1 */
             pvg_srv_reply_error(r, 400, "invalid",
                                 "query parameter wait: byte %zu: %s was expected, then %s "
                                 "(\"VERSION.ROUND.PHASE.MS\", e.g. \"1.3.2.30000\")",

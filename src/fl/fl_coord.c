@@ -187,8 +187,7 @@ static void expire_clients(pvg_fl_coord *c, double now)
         return;
     uint32_t w = 0;
     for (uint32_t i = 0; i < c->n_clients; i++) {
-        if (!c->clients[i].parked && now - c->clients[i].last_seen > c->o.expire_seconds)
-            continue;
+        if (!c->clients[i].parked && now - c->clients[i].last_seen > c->o.expire_seconds) continue;
         if (w != i) c->clients[w] = c->clients[i];
         w++;
     }

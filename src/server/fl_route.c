@@ -142,11 +142,11 @@ static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase
         const char *what;
         unsigned long long max;
         char sep;
-    } f[4] = {{"the version 1", 1, '.'},
-              {"the round of the STATE seen (0..2^64-1, decimal)", UINT64_MAX, '.'},
-              {"the phase of the STATE seen (0..7)", 7, '.'},
-              {"the longest wait in ms (0..4294967295; the server waits at most 30000)",
-               UINT32_MAX, 0}};
+    } f[4] = {
+        {"the version 1", 1, '.'},
+        {"the round of the STATE seen (0..2^64-1, decimal)", UINT64_MAX, '.'},
+        {"the phase of the STATE seen (0..7)", 7, '.'},
+        {"the longest wait in ms (0..4294967295; the server waits at most 30000)", UINT32_MAX, 0}};
     unsigned long long x[4];
     size_t i = 0;
     for (int k = 0; k < 4; k++) {

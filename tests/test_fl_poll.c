@@ -12,7 +12,9 @@
  * - a server stopping with parked polls answers them and stops promptly;
  * - a malformed wait field: 400 naming the field and the byte offset;
  * - the liveness rule: a cohort client parked in a long poll is not silent,
- *   so the grace does not close a phase under it; once it stops, it does.
+ *   so the grace does not close a phase under it; once it stops, it does;
+ * - the C client long-polls (a handful of requests through an idle second
+ *   and a round) beside a plain-polling one in the same round.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -540,6 +542,100 @@ static void test_parked_client_is_not_silent(void **state)
     pvg_rng_free(rng);
 }
 
+/* ---- the C client long-polls ---- */
+typedef struct cl_job {
+    int index, plain;
+    pthread_t th;
+    pvg_status status;
+    pvg_fl_client_stats stats;
+    char error[PVG_ERROR_TEXT_LEN];
+} cl_job;
+
+static pvg_status ones(void *ctx, uint64_t round, const uint8_t *bc, size_t len, uint32_t *vec,
+                       size_t d, pvg_error *err)
+{
+    (void)ctx;
+    (void)round;
+    (void)bc;
+    (void)len;
+    (void)err;
+    for (size_t i = 0; i < d; i++)
+        vec[i] = 1;
+    return PVG_OK;
+}
+
+static void *cl_main(void *arg)
+{
+    cl_job *j = arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", E.port);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_client_options o;
+    memset(&o, 0, sizeof o);
+    o.server = url;
+    o.token = E.tok[j->index];
+    o.rounds = 1;
+    o.timeout_s = 60;
+    o.update = ones;
+    o.rng = rng;
+    o.plain_poll = j->plain;
+    pvg_error err;
+    j->status = pvg_fl_client_run(&o, &j->stats, &err);
+    snprintf(j->error, sizeof j->error, "%s", err.text);
+    pvg_rng_free(rng);
+    return NULL;
+}
+
+static void test_client_long_polls(void **state)
+{
+    (void)state;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = 4;
+    co.sample_rate = 1.0;
+    co.min_clients = 3;
+    co.max_rounds = 1;
+    co.start_delay = 1.0; /* a second between the joins and the round: the clients wait */
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = 60;
+    co.rng = rng;
+    pvg_fl_coord *coord = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
+    pvg_server *srv = t_fl_server_start(&E, coord);
+    /* clients 0 and 1 long-poll, client 2 polls at retry_ms (10 ms here): both kinds
+       take part in the same round */
+    cl_job j[3];
+    for (int i = 0; i < 3; i++) {
+        memset(&j[i], 0, sizeof j[i]);
+        j[i].index = i;
+        j[i].plain = i == 2;
+        assert_int_equal(pthread_create(&j[i].th, NULL, cl_main, &j[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_join(j[i].th, NULL), 0);
+    pvg_fl_round_stats rs;
+    assert_int_equal(pvg_fl_coord_wait(coord, 1, 30, &rs, &err), PVG_OK);
+    assert_int_equal(rs.phase, PVG_FL_PHASE_DONE);
+    assert_int_equal(rs.survivors, 3);
+    for (int i = 0; i < 3; i++) {
+        if (j[i].status != PVG_OK) fail_msg("client %d: %s", i, j[i].error);
+        assert_int_equal(j[i].stats.rounds, 1);
+    }
+    /* the long-polling clients waited at the server through the idle second and each
+       phase: a handful of requests (join, a wait per change, the messages, the
+       broadcast); polling every 10 ms through that second takes about a hundred */
+    for (int i = 0; i < 2; i++)
+        if (j[i].stats.requests > 30)
+            fail_msg("client %d made %llu requests in one round", i, j[i].stats.requests);
+    assert_true(j[2].stats.requests > j[0].stats.requests);
+    assert_true(j[2].stats.requests > j[1].stats.requests);
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    pvg_rng_free(rng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_stop_answers_parked_polls),
         cmocka_unit_test(test_wait_field_malformed),
         cmocka_unit_test(test_parked_client_is_not_silent),
+        cmocka_unit_test(test_client_long_polls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

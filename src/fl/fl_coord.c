@@ -816,7 +816,7 @@ static pvg_status state_make(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
     b[17] = (uint8_t)(id != PVG_FL_NET_NO_ID && cl->submitted);
     if ((c->phase == PVG_FL_PHASE_DONE || c->phase == PVG_FL_PHASE_FINISHED) && c->have_last &&
         c->last.round == c->round && c->last.phase == PVG_FL_PHASE_DONE)
-        b[17] |= 2; /* round `round` ended with its sum applied */
+        b[17] |= 2;         /* round `round` ended with its sum applied */
     if (waited) b[17] |= 4; /* the answer to a long poll */
     double now = now_of(c);
     if (in_round) {

@@ -19,9 +19,16 @@
  * max(t, survivor floor) messages are in and none came for the grace (a
  * dropout that stopped mid-round does not hold every phase to its deadline).
  *
+ * The clients long-poll the round's STATE (GET /v1/fl/state?wait=..., the
+ * server answers on a change of round or phase); with the seventh argument
+ * "plain" they poll at the retry_ms the server gives instead (the protocol
+ * before long polling), for a side-by-side comparison. The server process's
+ * CPU seconds (all its threads: HTTP workers, coordinator; the clients are
+ * other processes) are reported from the last join to the round's end.
+ *
  * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds
  *                 [grace seconds (default 2; 0: off) [k (default 0: the plan; else
- *                 the neighbours, t a majority)]]]]]]
+ *                 the neighbours, t a majority) [long|plain (default long)]]]]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -36,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,8 +74,8 @@ static pvg_status child_update(void *ctx, uint64_t round, const uint8_t *bc, siz
     return pvg_fl_client_update(bc, len, c->items, c->w, c->n, c->rng, vec, d, factor, err);
 }
 
-static void child(uint32_t index, const char *token, int drop, uint32_t n_items, int port_fd,
-                  int res_fd)
+static void child(uint32_t index, const char *token, int drop, uint32_t n_items, int plain,
+                  int port_fd, int res_fd)
 {
     int port = 0;
     if (read(port_fd, &port, sizeof port) != sizeof port) _exit(3);
@@ -90,6 +98,7 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
     o.update = child_update;
     o.ctx = &c;
     o.rng = c.rng;
+    o.plain_poll = plain;
     pvg_fl_client_stats st;
     pvg_error err;
     result r;
@@ -151,9 +160,12 @@ int main(int argc, char **argv)
     }
     double grace = argc > 5 ? atof(argv[5]) : 2;
     uint32_t kk = argc > 6 ? (uint32_t)atoi(argv[6]) : 0;
-    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk == 1) {
+    const char *mode = argc > 7 ? argv[7] : "long";
+    int plain_poll = strcmp(mode, "plain") == 0;
+    if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk == 1 ||
+        (!plain_poll && strcmp(mode, "long") != 0)) {
         fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds [grace "
-                        "[k]]]]]]\n");
+                        "[k [long|plain]]]]]]]\n");
         return 2;
     }
     char dir[] = "/tmp/pvg-bench-fl-XXXXXX";
@@ -207,7 +219,7 @@ int main(int argc, char **argv)
         if (pid[i] == 0) {
             close(port_pipe[1]);
             close(res_pipe[0]);
-            child(i, tok[i], drop[i], n_items, port_pipe[0], res_pipe[1]);
+            child(i, tok[i], drop[i], n_items, plain_poll, port_pipe[0], res_pipe[1]);
         }
         if (pid[i] < 0) {
             fprintf(stderr, "fork %u: %s (ran %u clients)\n", i, strerror(errno), i);
@@ -278,11 +290,16 @@ int main(int argc, char **argv)
         nanosleep(&nap, NULL);
     }
     clock_gettime(CLOCK_MONOTONIC, &ts_joined);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
 #define SEC(a, b) ((double)((b).tv_sec - (a).tv_sec) + (double)((b).tv_nsec - (a).tv_nsec) * 1e-9)
 
     pvg_fl_round_stats rs;
     pvg_status st = pvg_fl_coord_wait(coord, 1, 900, &rs, &err);
     clock_gettime(CLOCK_MONOTONIC, &tw1);
+    getrusage(RUSAGE_SELF, &ru1);
+#define TV(t) ((double)(t).tv_sec + (double)(t).tv_usec * 1e-6)
+    double server_cpu = TV(ru1.ru_utime) + TV(ru1.ru_stime) - TV(ru0.ru_utime) - TV(ru0.ru_stime);
     double wall = (double)(tw1.tv_sec - tw0.tv_sec) + (double)(tw1.tv_nsec - tw0.tv_nsec) * 1e-9;
     if (st != PVG_OK)
         fprintf(stderr, "round 1: %s (registered %u of %u)\n", err.text,
@@ -325,7 +342,8 @@ int main(int argc, char **argv)
         fclose(lf);
     }
     double plain = (double)d * 4;
-    printf("{\"bench\":\"fl\",\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
+    printf("{\"bench\":\"fl\",\"poll\":\"%s\",\"server_cpu_seconds\":%.3f,"
+           "\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
            "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
            "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
@@ -341,7 +359,7 @@ int main(int argc, char **argv)
            "\"plain_update_bytes\":%.0f,\"upload_ratio\":%.4f,\"body_upload_ratio\":%.4f,"
            "\"clients_reporting\":%u,\"clients_failed\":%u,\"clients_done\":%u,"
            "\"loadavg\":[%.2f,%.2f,%.2f],\"cores\":%ld}\n",
-           n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
+           mode, server_cpu, n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
            st == PVG_OK ? pvg_fl_phase_name(rs.phase) : "timeout",
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
            rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),

@@ -33,6 +33,11 @@ extern "C" {
 /* registered clients, at most (pvg_fl_coord_capacity: fewer at high sampling rates) */
 #define PVG_FL_NET_MAX_REGISTERED 100000
 #define PVG_FL_NET_STATE_MIN 80 /* bytes of a STATE message without its tail */
+/* A long poll (pvg_fl_coord_park) waits at most this long; a client may ask less. */
+#define PVG_FL_NET_MAX_WAIT_MS 30000
+/* Parked long polls a coordinator holds by default (pvg_fl_coord_options.max_waits): half
+   the HTTP server's 4,096 connections, so parked polls never take them all. */
+#define PVG_FL_NET_MAX_WAITS 2048
 
 /* Phases of a round (the STATE message's phase byte). */
 typedef enum pvg_fl_phase {
@@ -98,6 +103,8 @@ typedef struct pvg_fl_coord_options {
     double (*clock)(void *clock_ctx); /* tests: the coordinator's clock in seconds (deadlines,
                                          expiry); NULL: CLOCK_MONOTONIC */
     void *clock_ctx;
+    uint32_t max_waits; /* long polls parked at once (pvg_fl_coord_park), at most; one more is
+                           refused with PVG_ERR_BUSY. 0: PVG_FL_NET_MAX_WAITS */
 } pvg_fl_coord_options;
 
 /* What happened in one round (pvg_fl_coord_wait). */
@@ -139,6 +146,47 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
  * Errors: PVG_ERR_NOT_FOUND (not registered). */
 pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
                               uint8_t **out, size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* ---- long polling ---- */
+
+/* Called once for each parked wait, with the waiter given to
+ * pvg_fl_coord_park, from whichever thread ends the wait (the
+ * coordinator's, or the caller of pvg_fl_coord_park or
+ * pvg_fl_coord_wake_all), never with the coordinator's lock held: the
+ * callee may call pvg_fl_coord_wait_answer. After it the coordinator holds
+ * no reference to waiter. */
+typedef void (*pvg_fl_wake_fn)(void *waiter);
+
+/* A long poll of client `key`, which saw round seen_round in phase
+ * seen_phase: when the coordinator's (round, phase) already differs, or
+ * wait_ms is 0, *parked = 0 and the caller answers at once
+ * (pvg_fl_coord_wait_answer). Otherwise *parked = 1 and wake(waiter) is
+ * called when the (round, phase) changes, when the wait ends or when
+ * pvg_fl_coord_wake_all is called. The wait lasts at most min(wait_ms,
+ * PVG_FL_NET_MAX_WAIT_MS) and, in a round with a phase grace, at most the
+ * grace (real time). A parked client counts as seen for as long as it is
+ * parked (the grace rule, expiry, pvg_fl_coord_wait_told): it is not silent.
+ * One wait per client: a second wait of the same client ends its first (its
+ * wake is called before this returns). Errors: PVG_ERR_NOT_FOUND (not
+ * registered), PVG_ERR_BUSY (max_waits waits are parked), PVG_ERR_INVALID
+ * (NULL wake, phase out of range). */
+pvg_status pvg_fl_coord_park(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                             uint64_t seen_round, int seen_phase, uint32_t wait_ms,
+                             pvg_fl_wake_fn wake, void *waiter, int *parked,
+                             pvg_error *err) PVG_WARN_UNUSED;
+
+/* The STATE answering a long poll (new, free()): pvg_fl_coord_state's, with
+ * flag bit 2 ("waited": the server honoured the wait) set. Errors as
+ * pvg_fl_coord_state. */
+pvg_status pvg_fl_coord_wait_answer(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                                    uint8_t **out, size_t *out_len, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Ends every parked wait now (a server that stops answers its parked
+ * polls): their wakes are called before this returns. */
+void pvg_fl_coord_wake_all(pvg_fl_coord *c);
+
+/* Long polls parked now. */
+uint32_t pvg_fl_coord_parked(pvg_fl_coord *c);
 
 /* Accepts one SecAgg message from client `key` for the current phase: the
  * message's sender must be that client's id in the cohort and its session
@@ -194,6 +242,8 @@ typedef struct pvg_fl_state {
     int submitted;            /* 1: this client's message of the phase was accepted */
     int applied;              /* 1 (done and finished phases): round `round` ended with its sum
                                  applied, not aborted */
+    int waited;               /* 1: the answer to a long poll (GET /v1/fl/state?wait=...) by a
+                                 server that honours it (flag bit 2) */
     uint32_t id;              /* the client's id in the cohort, PVG_FL_NET_NO_ID when not sampled */
     pvg_secagg_params params; /* n, k, t, d, bits, session (zero outside a round) */
     uint32_t deadline_ms;     /* time left in the phase */
@@ -287,6 +337,11 @@ typedef struct pvg_fl_client_options {
                              vector is longer than this many words; 0: PVG_SECAGG_MAX_DIM. A
                              client that knows its catalogue sets the update dimension at the
                              largest factors (pvg_fl_update_dim) */
+    int plain_poll;       /* 1: poll at the retry_ms the server gives (the protocol before long
+                             polling); 0: while it waits for the round, the client long-polls
+                             (GET /v1/fl/state?wait=..., answered when the round's state
+                             changes), and falls back to plain polling against a server
+                             that does not honour the wait */
 } pvg_fl_client_options;
 
 /* Joins the server and takes part in rounds until o->rounds were done, the

@@ -61,9 +61,10 @@ pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st, p
     st->round = get64(in + 8);
     st->phase = in[16];
     if (st->phase > PVG_FL_PHASE_FINISHED) return BAD(16, "phase %d: 0..7 was expected", st->phase);
-    if (in[17] > 3) return BAD(17, "flags 0x%02x: only bits 0 and 1 are defined", in[17]);
+    if (in[17] > 7) return BAD(17, "flags 0x%02x: only bits 0, 1 and 2 are defined", in[17]);
     st->submitted = in[17] & 1;
-    st->applied = in[17] >> 1;
+    st->applied = (in[17] >> 1) & 1;
+    st->waited = (in[17] >> 2) & 1;
     if (st->applied && st->phase != PVG_FL_PHASE_DONE && st->phase != PVG_FL_PHASE_FINISHED)
         return BAD(17, "flag 'applied' outside the done and finished phases");
     st->id = get32(in + 20);
@@ -505,13 +506,27 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
     if (s == PVG_OK && c.code != 200) s = http_error(&c, "POST /v1/fl/join", err);
     int have = s == PVG_OK; /* c.resp holds a STATE not yet fed to the core */
     int rejoined = 0;       /* joins again once when the server forgot this client (expired) */
+    int long_poll = !o->plain_poll; /* 0 once a server answered a wait without honouring it */
+    int waiting = 0;                /* the next STATE request is a long poll */
+    int asked_wait = 0;             /* the STATE in c.resp answers a long poll */
     while (s == PVG_OK) {
         if (!have) {
             if (now_s() - t_start > timeout) {
                 s = pvg_error_set(err, PVG_ERR_BUSY, "fl client: timed out after %g s", timeout);
                 break;
             }
-            s = request(&c, "GET", "/v1/fl/state", NULL, 0, STATE_MAX, err);
+            char path[96] = "/v1/fl/state";
+            int asked = 0;
+            if (waiting) {
+                char q[64];
+                if (pvg_fl_core_wait_query(core, PVG_FL_NET_MAX_WAIT_MS, q, sizeof q)) {
+                    snprintf(path, sizeof path, "/v1/fl/state?%s", q);
+                    asked = 1;
+                }
+            }
+            waiting = 0;
+            asked_wait = 0;
+            s = request(&c, "GET", path, NULL, 0, STATE_MAX, err);
             if (s != PVG_OK) break;
             if (c.code == 429 || c.code == 503) {
                 nap(200);
@@ -530,8 +545,11 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
                 break;
             }
             rejoined = 0;
+            asked_wait = asked;
         }
         have = 0;
+        int answered_wait = asked_wait;
+        asked_wait = 0;
         int action = PVG_FL_CORE_WAIT;
         uint32_t wait_ms = 0;
         uint64_t round = 0;
@@ -562,6 +580,17 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
             const uint8_t *bc = c.code == 200 ? (c.resp.p ? c.resp.p : (const uint8_t *)"") : NULL;
             s = pvg_fl_core_broadcast(core, round, bc, c.code == 200 ? c.resp.n : 0, err);
             st->compute_seconds += now_s() - t0;
+            continue;
+        }
+        if (long_poll) {
+            int waited = 0;
+            (void)pvg_fl_core_seen(core, NULL, NULL, &waited);
+            /* an answer to a wait without the "waited" flag: the server does not
+               long-poll (an older one); poll at its retry_ms from now on */
+            if (answered_wait && !waited) long_poll = 0;
+        }
+        if (long_poll) {
+            waiting = 1; /* the next request waits at the server for the change */
             continue;
         }
         nap(wait_ms);

@@ -51,6 +51,9 @@ struct pvg_fl_core {
 
     uint32_t rounds, refused;
     char last_refusal[400];
+
+    uint64_t seen_round; /* the last STATE fed: its round, phase and "waited" flag */
+    int seen_phase, seen_waited, seen;
 };
 
 static void drop_msg(pvg_fl_core *c)
@@ -197,6 +200,10 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
     pvg_fl_state fs;
     pvg_status s = pvg_fl_state_parse(state, len, &fs, err);
     if (s != PVG_OK) return s;
+    c->seen_round = fs.round;
+    c->seen_phase = fs.phase;
+    c->seen_waited = fs.waited;
+    c->seen = 1;
     if (c->peer && (fs.round != c->peer_round || fs.phase == PVG_FL_PHASE_DONE ||
                     fs.phase == PVG_FL_PHASE_ABORTED || fs.phase == PVG_FL_PHASE_FINISHED)) {
         if (fs.round == c->peer_round && fs.applied && pvg_fl_peer_done(c->peer)) c->rounds++;
@@ -420,6 +427,26 @@ void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused
     if (rounds) *rounds = c->rounds;
     if (refused) *refused = c->refused;
     if (last_refusal) *last_refusal = c->last_refusal;
+}
+
+int pvg_fl_core_seen(const pvg_fl_core *c, uint64_t *round, int *phase, int *waited)
+{
+    if (round) *round = c->seen ? c->seen_round : 0;
+    if (phase) *phase = c->seen ? c->seen_phase : 0;
+    if (waited) *waited = c->seen ? c->seen_waited : 0;
+    return c->seen;
+}
+
+size_t pvg_fl_core_wait_query(const pvg_fl_core *c, uint32_t wait_ms, char *buf, size_t len)
+{
+    if (!c->seen || !buf || len == 0) return 0;
+    int n = snprintf(buf, len, "wait=%d.%llu.%d.%u", PVG_FL_NET_VERSION,
+                     (unsigned long long)c->seen_round, c->seen_phase, wait_ms);
+    if (n < 0 || (size_t)n >= len) {
+        buf[0] = 0;
+        return 0;
+    }
+    return (size_t)n;
 }
 
 const uint32_t *pvg_fl_core_last_update(const pvg_fl_core *c, size_t *d)

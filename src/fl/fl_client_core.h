@@ -36,7 +36,8 @@ typedef struct pvg_fl_core_policy {
 } pvg_fl_core_policy;
 
 typedef enum pvg_fl_core_action {
-    PVG_FL_CORE_WAIT = 0,      /* ask GET /v1/fl/state again after wait_ms */
+    PVG_FL_CORE_WAIT = 0,      /* ask GET /v1/fl/state again after wait_ms, or long-poll
+                                  (pvg_fl_core_wait_query) */
     PVG_FL_CORE_BROADCAST = 1, /* GET /v1/fl/broadcast?round=R, then pvg_fl_core_broadcast */
     PVG_FL_CORE_SEND = 2,      /* POST the message to /v1/fl/messages, then ask the state at once */
     PVG_FL_CORE_FINISHED = 3   /* the rounds asked for are done, or the server finished */
@@ -104,6 +105,22 @@ pvg_status pvg_fl_core_recommend(const pvg_fl_core *c, size_t k, uint32_t *items
  * last refusal ("" if none; borrowed). */
 void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused,
                        const char **last_refusal);
+
+/* The last STATE fed to pvg_fl_core_state: its round, phase and whether it
+ * answered a long poll (flag "waited": the server honours ?wait=). Returns 0
+ * (and zeros) before any STATE was fed. Any pointer may be NULL. */
+int pvg_fl_core_seen(const pvg_fl_core *c, uint64_t *round, int *phase, int *waited);
+
+/* After PVG_FL_CORE_WAIT, a transport may long-poll instead of sleeping
+ * wait_ms: GET /v1/fl/state?<query>, the query ("wait=1.R.P.MS", the
+ * round and phase of the last STATE fed, docs/fl-protocol.md) written to
+ * buf (NUL-terminated). The server answers when its round or phase differs
+ * from those, or after at most ms (it bounds the wait: 30 s, the phase
+ * grace in a round). An answer without the "waited" flag
+ * (pvg_fl_core_seen) comes from a server that does not long-poll: sleep
+ * wait_ms then. Returns the query's length, 0 when no STATE was fed yet or
+ * buf is too small (then "" in buf when len > 0). */
+size_t pvg_fl_core_wait_query(const pvg_fl_core *c, uint32_t wait_ms, char *buf, size_t len);
 
 /* keep_update only: the last update vector (d words, borrowed), else NULL. */
 const uint32_t *pvg_fl_core_last_update(const pvg_fl_core *c, size_t *d);

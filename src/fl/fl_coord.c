@@ -30,7 +30,19 @@ typedef struct fl_client {
     double last_seen;   /* the coordinator's clock at its last join, state or message */
     uint8_t submitted;  /* its message of the current phase was accepted */
     uint8_t told;       /* it was sent a STATE of the finished phase */
+    uint8_t parked;     /* a long poll of it is parked: waits[wait_ix] */
+    uint32_t wait_ix;
 } fl_client;
+
+/* A parked long poll (pvg_fl_coord_park). */
+typedef struct fl_wait {
+    uint8_t key[PVG_FL_NET_KEY_BYTES];
+    pvg_fl_wake_fn wake;
+    void *waiter;
+    uint64_t round; /* the (round, phase) the client saw */
+    int phase;
+    double until; /* real monotonic time its wait ends */
+} fl_wait;
 
 #define NONE 0xFFFFFFFFu
 
@@ -66,6 +78,10 @@ struct pvg_fl_coord {
     uint32_t n_u3;
     pvg_fl_round_stats cur, last;
     int have_last;
+
+    fl_wait *waits; /* parked long polls, unordered */
+    uint32_t n_waits, cap_waits;
+    double thread_wake; /* real monotonic time the thread next wakes by itself */
 };
 
 static double mono_real(void)
@@ -171,7 +187,7 @@ static void expire_clients(pvg_fl_coord *c, double now)
         return;
     uint32_t w = 0;
     for (uint32_t i = 0; i < c->n_clients; i++) {
-        if (now - c->clients[i].last_seen > c->o.expire_seconds) continue;
+        if (!c->clients[i].parked && now - c->clients[i].last_seen > c->o.expire_seconds) continue;
         if (w != i) c->clients[w] = c->clients[i];
         w++;
     }
@@ -422,17 +438,80 @@ static uint32_t quorum_of(const pvg_fl_coord *c)
 
 /* The latest time any client still expected in the phase (no message yet)
  * was seen; -INFINITY when none is missing (lock held). A live client polls
- * every retry_ms, so one silent for the grace has stopped (or computes for
- * longer than the grace). */
-static double missing_seen(const pvg_fl_coord *c)
+ * every retry_ms, or waits parked in a long poll (seen `now`: a parked wait
+ * in a round lasts at most the grace, so a client that died while parked
+ * turns silent when its wait ends), so one silent for the grace has stopped
+ * (or computes for longer than the grace). */
+static double missing_seen(const pvg_fl_coord *c, double now)
 {
     double newest = -INFINITY;
     for (uint32_t i = 0; i < c->params.n; i++) {
         const fl_client *cl = &c->clients[c->cohort[i]];
         int expected = c->phase == PVG_FL_PHASE_ADVERTISE || (c->reply && c->reply[i]);
-        if (expected && !cl->submitted && cl->last_seen > newest) newest = cl->last_seen;
+        double seen = cl->parked ? now : cl->last_seen;
+        if (expected && !cl->submitted && seen > newest) newest = seen;
     }
     return newest;
+}
+
+static fl_client *find_client(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES], int touch);
+
+/* Removes parked wait i into *out (lock held): its client is unparked and
+ * seen now. The last wait moves into slot i. */
+static void wait_remove(pvg_fl_coord *c, uint32_t i, fl_wait *out)
+{
+    *out = c->waits[i];
+    fl_client *cl = find_client(c, out->key, 1);
+    if (cl) cl->parked = 0;
+    uint32_t last = --c->n_waits;
+    if (i != last) {
+        c->waits[i] = c->waits[last];
+        fl_client *m = find_client(c, c->waits[i].key, 0);
+        if (m) m->wait_ix = i;
+    }
+    sodium_memzero(&c->waits[last], sizeof c->waits[last]);
+}
+
+/* Takes up to max waits that are due (lock held): every one when all, else
+ * those whose (round, phase) changed or whose time is up. */
+static uint32_t waits_take(pvg_fl_coord *c, int all, fl_wait *buf, uint32_t max)
+{
+    uint32_t n = 0;
+    double now = mono_real();
+    /* downwards: the wait moved into a freed slot was already looked at */
+    for (uint32_t i = c->n_waits; i-- > 0 && n < max;) {
+        const fl_wait *w = &c->waits[i];
+        if (all || w->round != c->round || w->phase != c->phase || now >= w->until)
+            wait_remove(c, i, &buf[n++]);
+    }
+    return n;
+}
+
+#define WAKE_CHUNK 64
+
+/* Ends due waits (lock held on entry and exit, released while the wakes
+ * run); returns the number ended. */
+static uint32_t waits_wake(pvg_fl_coord *c, int all)
+{
+    fl_wait buf[WAKE_CHUNK];
+    uint32_t total = 0, n;
+    while ((n = waits_take(c, all, buf, WAKE_CHUNK)) > 0) {
+        pthread_mutex_unlock(&c->mu);
+        for (uint32_t i = 0; i < n; i++)
+            buf[i].wake(buf[i].waiter);
+        pthread_mutex_lock(&c->mu);
+        total += n;
+    }
+    return total;
+}
+
+/* The real monotonic time the first parked wait ends (INFINITY: none). */
+static double waits_next(const pvg_fl_coord *c)
+{
+    double t = INFINITY;
+    for (uint32_t i = 0; i < c->n_waits; i++)
+        if (c->waits[i].until < t) t = c->waits[i].until;
+    return t;
 }
 
 static void *coord_thread(void *arg)
@@ -446,7 +525,7 @@ static void *coord_thread(void *arg)
                expected has been silent (no poll, no message) for phase_grace seconds */
             double quiet_at = INFINITY;
             if (c->o.phase_grace > 0 && c->arrived >= quorum_of(c)) {
-                double seen = missing_seen(c);
+                double seen = missing_seen(c, now);
                 quiet_at = (seen > c->last_arrival ? seen : c->last_arrival) + c->o.phase_grace;
             }
             if (c->arrived >= c->expected || now >= c->deadline || now >= quiet_at) {
@@ -468,9 +547,15 @@ static void *coord_thread(void *arg)
                 wake_at = c->next_start;
             }
         }
+        /* parked long polls: on a change of (round, phase), or at their end; after the
+           transitions above, so a round's end and the finished phase come under one hold */
+        if (c->n_waits && waits_wake(c, 0)) continue;
         double d = wake_at - now;
         if (d < 0) d = 0;
         if (d > 1.0) d = 1.0;
+        double real = mono_real(), w = waits_next(c) - real;
+        if (w < d) d = w < 0 ? 0 : w;
+        c->thread_wake = real + d;
         struct timespec ts = mono_in(d);
         pthread_cond_timedwait(&c->wake, &c->mu, &ts);
     }
@@ -557,6 +642,7 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
     for (int i = 0; i < 4; i++)
         if (c->o.phase_seconds[i] == 0) c->o.phase_seconds[i] = 30;
     if (c->o.expire_seconds == 0) c->o.expire_seconds = 600;
+    if (c->o.max_waits == 0) c->o.max_waits = PVG_FL_NET_MAX_WAITS;
     if (!c->o.server_threads) c->o.server_threads = 1;
     randombytes_buf(c->hash_key, sizeof c->hash_key);
     pthread_mutex_init(&c->mu, NULL);
@@ -587,6 +673,10 @@ void pvg_fl_coord_free(pvg_fl_coord *c)
         pthread_mutex_unlock(&c->mu);
         pthread_join(c->thread, NULL);
     }
+    pthread_mutex_lock(&c->mu);
+    (void)waits_wake(c, 1); /* the owner answers what is still parked */
+    pthread_mutex_unlock(&c->mu);
+    free(c->waits);
     round_clear(c);
     free(c->bcast);
     if (c->clients) sodium_memzero(c->clients, sizeof *c->clients * c->cap_clients);
@@ -650,6 +740,8 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
             cl->cohort_id = PVG_FL_NET_NO_ID; /* joins from the next round on */
             cl->submitted = 0;
             cl->told = 0;
+            cl->parked = 0;
+            cl->wait_ix = 0;
             cl->last_seen = now_of(c);
             uint32_t b = bucket_of(c, key);
             cl->next = c->bucket[b];
@@ -683,8 +775,8 @@ size_t pvg_fl_coord_max_message(const pvg_fl_coord *c)
     return masked > shares ? masked : shares;
 }
 
-pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
-                              uint8_t **out, size_t *out_len, pvg_error *err)
+static pvg_status state_make(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES], int waited,
+                             uint8_t **out, size_t *out_len, pvg_error *err)
 {
     pvg_error_clear(err);
     *out = NULL;
@@ -724,7 +816,8 @@ pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_
     b[17] = (uint8_t)(id != PVG_FL_NET_NO_ID && cl->submitted);
     if ((c->phase == PVG_FL_PHASE_DONE || c->phase == PVG_FL_PHASE_FINISHED) && c->have_last &&
         c->last.round == c->round && c->last.phase == PVG_FL_PHASE_DONE)
-        b[17] |= 2; /* round `round` ended with its sum applied */
+        b[17] |= 2;         /* round `round` ended with its sum applied */
+    if (waited) b[17] |= 4; /* the answer to a long poll */
     double now = now_of(c);
     if (in_round) {
         b[18] = 32;
@@ -752,6 +845,99 @@ pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_
     *out = b;
     *out_len = len;
     return PVG_OK;
+}
+
+pvg_status pvg_fl_coord_state(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                              uint8_t **out, size_t *out_len, pvg_error *err)
+{
+    return state_make(c, key, 0, out, out_len, err);
+}
+
+pvg_status pvg_fl_coord_wait_answer(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                                    uint8_t **out, size_t *out_len, pvg_error *err)
+{
+    return state_make(c, key, 1, out, out_len, err);
+}
+
+pvg_status pvg_fl_coord_park(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
+                             uint64_t seen_round, int seen_phase, uint32_t wait_ms,
+                             pvg_fl_wake_fn wake, void *waiter, int *parked, pvg_error *err)
+{
+    pvg_error_clear(err);
+    if (parked) *parked = 0;
+    if (!wake || !parked)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl park: wake and parked are required");
+    if (seen_phase < PVG_FL_PHASE_IDLE || seen_phase > PVG_FL_PHASE_FINISHED)
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl park: phase %d: 0..7 was expected",
+                             seen_phase);
+    pthread_mutex_lock(&c->mu);
+    fl_client *cl = find_client(c, key, 1);
+    if (!cl) {
+        pthread_mutex_unlock(&c->mu);
+        return pvg_error_set(err, PVG_ERR_NOT_FOUND, "fl: not registered (POST /v1/fl/join)");
+    }
+    if (wait_ms == 0 || seen_round != c->round || seen_phase != c->phase) {
+        pthread_mutex_unlock(&c->mu); /* changed since the client looked: answer at once */
+        return PVG_OK;
+    }
+    fl_wait old;
+    int had = cl->parked;
+    if (had) wait_remove(c, cl->wait_ix, &old); /* one wait per client: the newer one */
+    pvg_status st = PVG_OK;
+    if (c->n_waits >= c->o.max_waits) {
+        st = pvg_error_set(err, PVG_ERR_BUSY,
+                           "fl: %u long polls are parked, the most this server holds; poll "
+                           "without wait, or retry later",
+                           c->n_waits);
+    } else if (c->n_waits == c->cap_waits) {
+        uint32_t cap = c->cap_waits ? c->cap_waits * 2 : 64;
+        if (cap > c->o.max_waits) cap = c->o.max_waits;
+        fl_wait *w = realloc(c->waits, sizeof *w * cap);
+        if (!w)
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "fl: long polls");
+        else {
+            c->waits = w;
+            c->cap_waits = cap;
+        }
+    }
+    if (st == PVG_OK) {
+        double ms = wait_ms < PVG_FL_NET_MAX_WAIT_MS ? wait_ms : PVG_FL_NET_MAX_WAIT_MS;
+        int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
+        /* in a round the grace rule counts a parked client as alive: its wait lasts at most
+           the grace, so one that died while parked turns silent soon after */
+        if (in_round && c->o.phase_grace > 0 && ms > c->o.phase_grace * 1000)
+            ms = c->o.phase_grace * 1000 < 1 ? 1 : c->o.phase_grace * 1000;
+        cl = find_client(c, key, 0);
+        fl_wait *w = &c->waits[c->n_waits];
+        memcpy(w->key, key, PVG_FL_NET_KEY_BYTES);
+        w->wake = wake;
+        w->waiter = waiter;
+        w->round = c->round;
+        w->phase = c->phase;
+        w->until = mono_real() + ms / 1000;
+        cl->parked = 1;
+        cl->wait_ix = c->n_waits++;
+        *parked = 1;
+        if (w->until < c->thread_wake) pthread_cond_broadcast(&c->wake);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (had) old.wake(old.waiter);
+    return st;
+}
+
+void pvg_fl_coord_wake_all(pvg_fl_coord *c)
+{
+    pthread_mutex_lock(&c->mu);
+    (void)waits_wake(c, 1);
+    pthread_mutex_unlock(&c->mu);
+}
+
+uint32_t pvg_fl_coord_parked(pvg_fl_coord *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint32_t n = c->n_waits;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES],
@@ -895,6 +1081,9 @@ pvg_status pvg_fl_coord_wait_told(pvg_fl_coord *c, double quiet_s, double timeou
             const fl_client *cl = &c->clients[i];
             if (cl->told) {
                 n_told++;
+            } else if (cl->parked) { /* woken by the finished phase: told soon */
+                n_wait++;
+                if (now + quiet_s < next_quiet) next_quiet = now + quiet_s;
             } else if (now - cl->last_seen < quiet_s) {
                 n_wait++;
                 if (cl->last_seen + quiet_s < next_quiet) next_quiet = cl->last_seen + quiet_s;

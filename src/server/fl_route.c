@@ -12,6 +12,8 @@
 #include <privguide/fl_net.h>
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,11 +86,128 @@ void pvg_srv_h_fl_join(pvg_srv_req *r)
     state_reply(r, c, key);
 }
 
+/* The answer to a long poll: the STATE with its "waited" flag. */
+static void wait_reply(pvg_srv_req *r, pvg_fl_coord *c, const uint8_t *key)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    pvg_error e;
+    pvg_status st = pvg_fl_coord_wait_answer(c, key, &b, &len, &e);
+    if (st != PVG_OK) {
+        reply_fl_error(r, "fl state", st, &e);
+        return;
+    }
+    reply_bytes(r, b, len);
+}
+
+/* The coordinator ends a parked poll (its thread, or a server that stops):
+ * the answer goes into r and its connection is resumed; the connection's
+ * thread sends it (http.c). */
+static void wake_parked(void *waiter)
+{
+    pvg_srv_req *r = waiter;
+    uint8_t key[PVG_FL_NET_KEY_BYTES];
+    memset(key, 0, sizeof key);
+    memcpy(key, r->who.pseudonym, sizeof r->who.pseudonym);
+    wait_reply(r, r->srv->opt.fl, key);
+    pvg_srv_req_resume_now(r);
+}
+
+/* Parses one decimal field of the wait value at v[*i] (digits only, no
+ * leading zero unless "0", at most max) up to the separator sep (0: the
+ * end). -1 on error, with *i the offset of the fault. */
+static int wait_field(const char *v, size_t *i, unsigned long long max, char sep,
+                      unsigned long long *out)
+{
+    size_t s = *i;
+    unsigned long long x = 0;
+    while (v[*i] >= '0' && v[*i] <= '9') {
+        if (*i > s && v[s] == '0') return -1; /* a leading zero */
+        unsigned d = (unsigned)(v[*i] - '0');
+        if (d > max || x > (max - d) / 10) return -1; /* beyond max */
+        x = x * 10 + d;
+        (*i)++;
+    }
+    if (*i == s || v[*i] != sep) return -1;
+    if (sep) (*i)++;
+    *out = x;
+    return 0;
+}
+
+/* The query parameter wait = "VERSION.ROUND.PHASE.MS" (docs/fl-protocol.md):
+ * 0, or 400 naming the byte offset and what was expected there. */
+static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase, uint32_t *ms)
+{
+    static const struct {
+        const char *what;
+        unsigned long long max;
+        char sep;
+    } f[4] = {
+        {"the version 1", 1, '.'},
+        {"the round of the STATE seen (0..2^64-1, decimal)", UINT64_MAX, '.'},
+        {"the phase of the STATE seen (0..7)", 7, '.'},
+        {"the longest wait in ms (0..4294967295; the server waits at most 30000)", UINT32_MAX, 0}};
+    unsigned long long x[4];
+    size_t i = 0;
+    for (int k = 0; k < 4; k++) {
+        size_t at = i;
+        int ok = wait_field(v, &i, f[k].max, f[k].sep, &x[k]) == 0;
+        if (!ok || (k == 0 && x[0] != 1)) {
+            if (ok) i = at; /* a well-formed version other than 1 */
+            pvg_srv_reply_error(r, 400, "invalid",
+                                "query parameter wait: byte %zu: %s was expected, then %s "
+                                "(\"VERSION.ROUND.PHASE.MS\", e.g. \"1.3.2.30000\")",
+                                i, f[k].what, f[k].sep ? "'.'" : "the end");
+            return -1;
+        }
+    }
+    *round = x[1];
+    *phase = (int)x[2];
+    *ms = (uint32_t)x[3];
+    return 0;
+}
+
 void pvg_srv_h_fl_state(pvg_srv_req *r)
 {
     uint8_t key[PVG_FL_NET_KEY_BYTES];
     pvg_fl_coord *c = coord_of(r, key);
-    if (c) state_reply(r, c, key);
+    if (!c) return;
+    const char *v = pvg_srv_req_query(r, "wait");
+    if (!v) { /* a plain poll */
+        state_reply(r, c, key);
+        return;
+    }
+    uint64_t round = 0;
+    int phase = 0;
+    uint32_t ms = 0;
+    if (wait_parse(r, v, &round, &phase, &ms) != 0) return;
+    /* a long poll: the connection is suspended (no worker thread blocked) until
+       the coordinator's (round, phase) changes or the wait ends */
+    if (atomic_load(&r->srv->draining) || pvg_srv_req_suspend(r) != 0) {
+        wait_reply(r, c, key); /* the server stops: answered at once */
+        return;
+    }
+    int parked = 0;
+    pvg_error e;
+    pvg_status st = pvg_fl_coord_park(c, key, round, phase, ms, wake_parked, r, &parked, &e);
+    if (parked) {
+        /* a stop that began before the wait was parked has already woken the
+           parked polls: end this one too (r stays valid until this returns) */
+        if (atomic_load(&r->srv->draining)) pvg_fl_coord_wake_all(c);
+        return;
+    }
+    if (st == PVG_OK) {
+        wait_reply(r, c, key); /* the state changed since the client looked */
+    } else {
+        if (st == PVG_ERR_BUSY) snprintf(r->retry_after, sizeof r->retry_after, "1");
+        reply_fl_error(r, "fl state", st, &e);
+    }
+    pvg_srv_req_resume_now(r);
+}
+
+void pvg_srv_stop_fl_waits(pvg_server *srv)
+{
+    if (srv->opt.fl) pvg_fl_coord_wake_all(srv->opt.fl);
 }
 
 void pvg_srv_h_fl_broadcast(pvg_srv_req *r)

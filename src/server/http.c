@@ -1012,6 +1012,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
     if (srv->stopped) return PVG_OK;
     srv->stopped = 1;
     atomic_store(&srv->draining, 1);
+    pvg_srv_stop_fl_waits(srv); /* parked long polls are answered now */
     if (srv->daemon) {
         /* Stop accepting, then wait until every open connection is done: requests
          * in flight are answered (with "Connection: close"), connections that

@@ -433,6 +433,10 @@ void pvg_srv_req_ready(pvg_srv_req *r);
  * finish (allowed shoppers scored as one batch), each answer set in its
  * request; n <= PVG_SRV_FINISH_MAX. The caller resumes them. */
 void pvg_srv_recommend_finish(pvg_srv_req *const *rs, size_t n);
+/* Federated long polls (fl_route.c): a stopping server ends every parked
+ * GET /v1/fl/state?wait= at once (answered with the current state), so its
+ * connections drain without waiting out the polls. */
+void pvg_srv_stop_fl_waits(pvg_server *srv);
 
 /* ---- request context ---- */
 struct pvg_srv_req {

@@ -3,8 +3,9 @@
  * use by DP-EASE): the similarity's values against a hand computation,
  * items without text, stemming and stop words; DP-EASE with titles below
  * and above its small-epsilon threshold (mechanism, accounting, B a
- * function of the released popularity and the text only); and titles read
- * from the events' rows never used as public text.
+ * function of the released popularity and the text only); the smoothing
+ * of the noisy Gram along the text; and titles read from the events' rows
+ * never used as public text.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,12 +220,69 @@ static void test_unlinked_titles(void **s)
     pvg_dataset_free(ds);
 }
 
+/* The smoothing of DP-EASE's noisy Gram along the text (post-processing):
+ * K G K^T against a hand computation (K = I + alpha S, each row of S over
+ * max(1, its sum)); with alpha 0 G is unchanged and the simulated noise's
+ * edge is the Wigner edge 2 sigma sqrt(n); the edge is the same in every
+ * run and proportional to sigma; bad arguments are refused. */
+static void test_smooth_gram(void **s)
+{
+    (void)s;
+    /* rows of S: item 0's sum 2 (divided by 2), item 1's 0.5 (kept), item 2
+     * unlinked */
+    const float S[9] = {0, 1.5f, 0.5f, 0.5f, 0, 0, 0, 0, 0};
+    float G[9] = {4, 1, 2, 1, 3, 0, 2, 0, 5};
+    const double alpha = 0.5;
+    double K[9] = {1, 0.5 * 0.75, 0.5 * 0.25, 0.5 * 0.5, 1, 0, 0, 0, 1}, want[9];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            double v = 0;
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++)
+                    v += K[i * 3 + a] * G[a * 3 + b] * K[j * 3 + b];
+            want[i * 3 + j] = v;
+        }
+    double edge;
+    pvg_error err;
+    assert_int_equal(pvg_content_smooth_gram(G, S, 3, alpha, 1, 1, &edge, &err), PVG_OK);
+    for (int q = 0; q < 9; q++)
+        assert_true(fabs(G[q] - want[q]) < 1e-5);
+    assert_true(edge > 0);
+
+    size_t n = 400;
+    float *A = calloc(n * n, sizeof *A), *Z = calloc(n * n, sizeof *Z);
+    assert_non_null(A);
+    assert_non_null(Z);
+    for (size_t i = 0; i < n; i++)
+        A[i * n + i] = (float)i;
+    double e0, e1, e2;
+    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0, 3, 2, &e0, &err), PVG_OK);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            assert_true(A[i * n + j] == (i == j ? (float)i : 0.0f));
+    double wigner = 2 * 3 * sqrt((double)n);
+    assert_true(e0 > 0.9 * wigner && e0 < 1.1 * wigner);
+    /* families of 8 alike items: the edge is fixed and scales with sigma */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            Z[i * n + j] = i != j && i / 8 == j / 8 ? 0.5f : 0.0f;
+    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0.5, 3, 2, &e1, &err), PVG_OK);
+    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0.5, 6, 2, &e2, &err), PVG_OK);
+    assert_true(fabs(e2 - 2 * e1) < 1e-3 * e1);
+    /* the same E as with alpha 0, and |K E K^T| <= |K|^2 |E|, |K| = 1.5
+     * (each family's mean direction), so the edge is at most 2.25 e0 */
+    assert_true(e1 <= 2.25 * e0 * (1 + 1e-4));
+    assert_int_equal(pvg_content_smooth_gram(A, Z, n, -1, 3, 2, &e1, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0.5, NAN, 2, &e1, &err), PVG_ERR_INVALID);
+    free(A), free(Z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_similarity_values), cmocka_unit_test(test_ease_small_eps),
         cmocka_unit_test(test_ease_large_eps),    cmocka_unit_test(test_row_titles_not_public),
-        cmocka_unit_test(test_unlinked_titles),
+        cmocka_unit_test(test_unlinked_titles),   cmocka_unit_test(test_smooth_gram),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

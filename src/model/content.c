@@ -5,11 +5,14 @@
  * vectors normalised, and the squared cosine of every pair. DP models use
  * it as a prior (docs/models.md "A prior from the catalogue's text"): the
  * text is the operator's catalogue, not any shopper's data, so what is
- * derived from it costs no privacy budget.
+ * derived from it costs no privacy budget. DP-EASE also smooths its noisy
+ * Gram along the similarity (pvg_content_smooth_gram), post-processing.
  */
 #include "model/model_internal.h"
 #include "search/search_internal.h"
 
+#include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,4 +160,78 @@ done:
     free(c.buf), free(tptr), free(tix), free(df), free(pptr), free(posts), free(norm), free(tw),
         free(idf);
     return st;
+}
+
+/* A fixed pseudo-random stream for the simulated noise of
+ * pvg_content_smooth_gram (splitmix64): it reads no data and needs no
+ * secrecy, only to be the same in every run. */
+static uint64_t smooth_next(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double smooth_normal(uint64_t *x)
+{
+    double u1 = ((double)(smooth_next(x) >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = ((double)(smooth_next(x) >> 11) + 0.5) / 9007199254740992.0;
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+/* out = K A K^T, K = I + alpha S~ (n x n): T = K A, out = T K^T */
+static void smooth_apply(const float *K, const float *A, float *T, float *out, size_t n,
+                         int threads)
+{
+    pvg_blas_threaded_begin(threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, K, (int)n,
+                A, (int)n, 0.0f, T, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0f, T, (int)n, K,
+                (int)n, 0.0f, out, (int)n);
+    pvg_blas_threaded_end();
+}
+
+pvg_status pvg_content_smooth_gram(float *G, const float *S, size_t n, double alpha, double sigma,
+                                   int threads, double *edge, pvg_error *err)
+{
+    *edge = 0;
+    if (n == 0) return PVG_OK;
+    if (!(alpha >= 0) || !(sigma >= 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "text smoothing: alpha %g and sigma %g must be >= 0", alpha, sigma);
+    float *K = calloc(n * n, sizeof *K), *T = malloc(n * n * sizeof *T);
+    float *E = malloc(n * n * sizeof *E), *w = malloc(n * sizeof *w);
+    if (!K || !T || !E || !w) {
+        free(K), free(T), free(E), free(w);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "text smoothing: out of memory (%zu items)", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double rs = 0;
+        for (size_t j = 0; j < n; j++)
+            if (j != i) rs += S[i * n + j];
+        double f = alpha / (rs > 1 ? rs : 1);
+        for (size_t j = 0; j < n; j++)
+            if (j != i) K[i * n + j] = (float)(f * S[i * n + j]);
+        K[i * n + i] = 1;
+    }
+    smooth_apply(K, G, T, E, n, threads);
+    memcpy(G, E, n * n * sizeof *G);
+    /* the smoothed noise's edge: a symmetric E with N(0, sigma^2) entries
+     * (diagonal included, as the release's), smoothed the same way */
+    uint64_t x = 0x70726976677569ULL; /* fixed */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i; j < n; j++)
+            E[i * n + j] = E[j * n + i] = (float)(sigma * smooth_normal(&x));
+    smooth_apply(K, E, T, E, n, threads);
+    pvg_blas_threaded_begin(threads);
+    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)n, E, (lapack_int)n, w);
+    pvg_blas_threaded_end();
+    double lo = w[0], hi = w[n - 1];
+    free(K), free(T), free(E), free(w);
+    if (rc != 0)
+        return pvg_error_set(err, PVG_ERR_INTERNAL,
+                             "text smoothing: the eigenvalues failed (LAPACK info %d)", (int)rc);
+    *edge = fabs(lo) > hi ? fabs(lo) : hi;
+    return PVG_OK;
 }

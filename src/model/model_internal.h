@@ -75,6 +75,18 @@ long pvg_dataset_find_item(const pvg_dataset *ds, const char *id);
 pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
                                   pvg_error *err) PVG_WARN_UNUSED;
 
+/* DP-EASE's smoothing of a noisy Gram G (n x n, row-major, symmetric, in
+ * place) along the public similarity S (n x n, borrowed, as
+ * pvg_content_similarity writes it): G <- K G K^T, K = I + alpha S~, S~ = S
+ * with each row divided by max(1, its sum) (diagonal ignored). *edge gets
+ * the spectral norm of K E K^T for a fixed pseudo-random symmetric E with
+ * N(0, sigma^2) entries (the same E every run; it reads no data): where the
+ * smoothed noise's eigenvalues end. Post-processing of a release and public
+ * text only. Errors: PVG_ERR_INVALID (alpha or sigma < 0), NOMEM,
+ * INTERNAL (LAPACK). */
+pvg_status pvg_content_smooth_gram(float *G, const float *S, size_t n, double alpha, double sigma,
+                                   int threads, double *edge, pvg_error *err) PVG_WARN_UNUSED;
+
 /* ---- sparse matrices ---------------------------------------------------- */
 
 /* CSR: row r has columns indices[indptr[r] .. indptr[r+1]) (ascending) with

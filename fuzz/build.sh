@@ -41,15 +41,15 @@ if [ ! -x "$OUT/.probe" ] || [ "$(command -v "$CC")" -nt "$OUT/.probe" ]; then
 fi
 
 OPT=${FUZZ_OPT:--g -O1}
-CFLAGS="$OPT -fsanitize=fuzzer-no-link $SAN"
-if [ ! -f "$OUT/CMakeCache.txt" ] || [ "$(cat "$OUT/.cflags" 2>/dev/null)" != "$CFLAGS" ]; then
+LIB_CFLAGS="$OPT -fsanitize=fuzzer-no-link $SAN"
+if [ ! -f "$OUT/CMakeCache.txt" ] || [ "$(cat "$OUT/.cflags" 2>/dev/null)" != "$LIB_CFLAGS" ]; then
     rm -f "$OUT/CMakeCache.txt" "$OUT"/fuzz_*
     CC="$CC" cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=Debug -DPVG_BUILD_TESTS=OFF \
-        -DPVG_BUILD_BENCH=OFF -DCMAKE_C_FLAGS="$CFLAGS" >/dev/null
-    printf '%s\n' "$CFLAGS" >"$OUT/.cflags"
+        -DPVG_BUILD_BENCH=OFF -DCMAKE_C_FLAGS="$LIB_CFLAGS" >/dev/null
+    printf '%s\n' "$LIB_CFLAGS" >"$OUT/.cflags"
 fi
-LD=()
-command -v ld.lld >/dev/null 2>&1 && LD=(-fuse-ld=lld)
+LINKER=()
+command -v ld.lld >/dev/null 2>&1 && LINKER=(-fuse-ld=lld)
 cmake --build "$OUT" --target privguide_static -j "${FUZZ_JOBS:-2}" >"$OUT/build.log" 2>&1 || {
     tail -40 "$OUT/build.log" >&2
     echo "fuzz: building the library failed (log: $OUT/build.log)" >&2
@@ -70,7 +70,7 @@ for n in "${names[@]}"; do
         continue
     fi
     # shellcheck disable=SC2086
-    "$CC" -std=c11 $OPT "${LD[@]}" -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+    "$CC" -std=c11 $OPT "${LINKER[@]}" -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
         -D_GNU_SOURCE -fsanitize=fuzzer $SAN $INC "$src" -o "$bin.tmp" "$LIB" $DEPS -lgmp -lstemmer -lm -lpthread
     mv "$bin.tmp" "$bin"
 done

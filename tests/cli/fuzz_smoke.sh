@@ -14,8 +14,11 @@
 set -uo pipefail
 SRC=${PVG_SOURCE_DIR:?PVG_SOURCE_DIR not set}
 export OUT=${PVG_FUZZ_BUILD:-$SRC/build-fuzz-smoke}
-# -O0 builds the library ~3x faster than make fuzz's -O1 (fuzz/build.sh)
+# -O0 builds the library ~3x faster than make fuzz's -O1 (fuzz/build.sh);
+# a paillier seed then takes ~1 s, over 10 s on a loaded machine: an input
+# counts as a hang after 60 s here (run.sh's -timeout=10 is for -O1)
 export FUZZ_OPT=${FUZZ_OPT:--g -O0}
+export FUZZ_ARGS="-timeout=60 ${FUZZ_ARGS:-}"
 # one build at a time even when ctest runs this from two build trees
 mkdir -p "$OUT"
 exec 9>"$OUT/.lock"

@@ -2,13 +2,16 @@
 # Builds the fuzz harnesses (fuzz/build.sh) and runs each for SECONDS
 # (default 60), starting from its committed seed corpus fuzz/corpus/<name>/
 # (copied to $OUT/corpus/<name>/, so the inputs a run adds stay out of the
-# source tree). Prints the executions of each harness; a crash, leak or
+# source tree). libFuzzer executes every input of that corpus before it
+# mutates (its "INITED" line), however short SECONDS is; a run that did not
+# get there fails. Prints the executions of each harness; a crash, leak or
 # undefined behaviour is saved in $OUT/crashes/<name>/ and makes the exit
 # status 1 (after the other harnesses have run).
 #
 # usage: fuzz/run.sh [SECONDS [name...]]
 # env:   OUT (build dir, default build-fuzz), FUZZ_JOBS (build jobs),
-#        FUZZ_ARGS (extra libFuzzer flags)
+#        FUZZ_OPT (optimisation flags, fuzz/build.sh), FUZZ_ARGS (extra
+#        libFuzzer flags)
 # Exit status 77 when clang/libFuzzer is not installed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +37,11 @@ for n in "${names[@]}"; do
         -print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" ${FUZZ_ARGS:-} "$work" \
         >"$log" 2>&1
     rc=$?
+    # every seed was executed (libFuzzer prints INITED after the last one)
+    if [ $rc -eq 0 ] && ! grep -q '^#[0-9]*[[:space:]]*INITED' "$log"; then
+        echo "fuzz_$n: the seed corpus was not fully executed (no INITED in $log)" >&2
+        rc=1
+    fi
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     if [ $rc -eq 0 ]; then

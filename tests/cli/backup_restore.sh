@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # backup_restore.sh - the backup drill: ingest the bundled sample, erase a
 # shopper, back up, restore on a fresh data dir with the key file, and the
-# export of every shopper of the sample is identical between the two stores
-# (served by two `privguide serve`, fetched through the API). The backup holds
+# export of every shopper of the sample (every 5th under the sanitizers) is
+# identical between the two stores (served by two `privguide serve`, fetched
+# through the API). The backup holds
 # no 8 consecutive bytes of any secret of the key file (raw, base64 or hex),
 # no key file, and the erased shopper stays erased. A backup taken while a
 # server ingests events is consistent (store check on its restore passes).
@@ -98,9 +99,14 @@ ADMIN_B=$(timeout 30 "$PVG" apikey create --role admin --rate 0 --data-dir "$R")
 "$PVG" serve --data-dir "$R" --port 0 --port-file "$T/pb" --no-cache --no-monitor >"$T/serve_b.log" 2>&1 & PIDS+=($!)
 wait_for 20 test -s "$T/pa" || fail "serve (original) did not start"
 wait_for 20 test -s "$T/pb" || fail "serve (restored) did not start"
-python3 - "$SAMPLE" "$(cat "$T/pa")" "$ADMIN_A" "$(cat "$T/pb")" "$ADMIN_B" "$ERASED" <<'PY' || fail "exports differ"
+# Under the sanitizers (PVG_SANITIZED=1) every 5th shopper and the erased one:
+# ~370 requests instead of ~1850 to two ASan servers, CPU-bound there, the
+# same code for each shopper; the normal pass compares every shopper.
+STEP=1; [ "${PVG_SANITIZED:-0}" = 1 ] && STEP=5
+python3 - "$SAMPLE" "$(cat "$T/pa")" "$ADMIN_A" "$(cat "$T/pb")" "$ADMIN_B" "$ERASED" "$STEP" <<'PY' || fail "exports differ"
 import csv, gzip, io, json, sys, urllib.request, urllib.error
 sample, pa, ka, pb, kb, erased = sys.argv[1:7]
+step = int(sys.argv[7])
 ids = set()
 with gzip.open(sample, "rt", newline="") as f:
     for row in csv.DictReader(f):
@@ -116,7 +122,9 @@ def get(port, key, uid):
     except urllib.error.HTTPError as e:
         return e.code, b""
 same = events = 0
-for uid in sorted(ids):
+for i, uid in enumerate(sorted(ids)):
+    if i % step and uid != erased:
+        continue
     sa, a = get(pa, ka, uid)
     sb, b = get(pb, kb, uid)
     if sa != sb or a != b:
@@ -129,7 +137,8 @@ for uid in sorted(ids):
         events += json.loads(a).get("event_count", 0)
 if same < 100:
     print("only %d shoppers exported" % same); sys.exit(1)
-print("exports identical for all %d shoppers of the sample (%d events); the erased one is 404 on both" % (same, events))
+print("exports identical for %d shoppers (%s of the sample; %d events); the erased one is 404 on both" %
+      (same, "all" if step == 1 else "every %dth" % step, events))
 PY
 
 # ---- a backup taken while the server ingests ----

@@ -93,8 +93,13 @@ def find_pepper(data, cid):
     b2 = hashlib.blake2b
     want = pseudonyms
     msg = cid.encode()
+    prev = None
     for o in range(len(data) - KEY + 1):
-        if b2(msg, key=data[o:o + KEY], digest_size=16).digest() in want:
+        k = data[o:o + KEY]
+        if k == prev:  # tried at the offset before (runs of one byte: free pages)
+            continue
+        prev = k
+        if b2(msg, key=k, digest_size=16).digest() in want:
             return "raw bytes at offset %d" % o
     for k in tokens(data):
         if b2(msg, key=k, digest_size=16).digest() in want:
@@ -170,11 +175,27 @@ for cid in ids:
             patterns.append((cid, "codes", sep.join(c.encode() for c in by_index)))
     for sep in (b",", b"\0"):
         patterns.append((cid, "codes", sep.join(c.encode() for c in codes)))
+# One pass over each file finds every pattern (the same hits as searching for
+# each of the ~8000 patterns in turn, several times faster): at every offset
+# the next 16 bytes pick the patterns of 16 bytes or more that start so, the
+# next 8 the shorter ones (every pattern has at least 8).
+by8, by16 = {}, {}
+for i, (_, _, pat) in enumerate(patterns):
+    assert len(pat) >= 8, pat
+    (by16 if len(pat) >= 16 else by8).setdefault(pat[:16 if len(pat) >= 16 else 8], []).append(i)
 found = {}
 for p, data in blobs.items():
-    for cid, kind, pat in patterns:
-        if pat in data:
-            found.setdefault((os.path.relpath(p, copy), kind), []).append(cid)
+    hit, get8, get16 = set(), by8.get, by16.get
+    for o in range(len(data) - 7):
+        c = get8(data[o:o + 8])
+        if c is not None:
+            hit.update(i for i in c if data.startswith(patterns[i][2], o))
+        c = get16(data[o:o + 16])
+        if c is not None:
+            hit.update(i for i in c if data.startswith(patterns[i][2], o))
+    for i in sorted(hit):
+        cid, kind, _ = patterns[i]
+        found.setdefault((os.path.relpath(p, copy), kind), []).append(cid)
 for (p, kind), who in sorted(found.items()):
     problems.append("(b) %s holds the item lists of %d shoppers as %s (e.g. shopper %s)" % (p, len(who), kind, who[0]))
 print("(b) searched %d files for the item lists of %d shoppers (%d patterns; %d lists of consecutive ids not searched)" % (

@@ -905,6 +905,9 @@ serve:;
                     : pass == 1 ? uncached_ref
                     : pass == 2 ? cached
                                 : uncached_wide;
+        pthread_mutex_lock(&srv->audit.mu);
+        long long ws0 = srv->audit.wal_side_passes, wo0 = srv->audit.wal_own_passes;
+        pthread_mutex_unlock(&srv->audit.mu);
         long long ae0 = atomic_load(&srv->metrics.audit_entries),
                   ac0 = atomic_load(&srv->metrics.audit_commits);
         double cpu0 = process_cpu();
@@ -918,6 +921,11 @@ serve:;
         long long pers = atomic_load(&srv->metrics.recs_personal) - p0;
         long long b1, j1, mb1;
         pvg_serve_stats(sm->model, &b1, &j1, &mb1);
+        /* the WAL's checkpoints during the run (audit_writer.c) */
+        pthread_mutex_lock(&srv->audit.mu);
+        long long wal_side = srv->audit.wal_side_passes - ws0,
+                  wal_own = srv->audit.wal_own_passes - wo0, wal_peak = srv->audit.wal_peak_frames;
+        pthread_mutex_unlock(&srv->audit.mu);
         /* what scored: the approximate index (lists probed of all) or the
          * exact int8 scan of every item */
         pvg_serve *ss = sm->model->no_fast_serve ? NULL : pvg_model_serve(sm->model);
@@ -929,7 +937,8 @@ serve:;
                      "\"mean_batch\":%.2f,\"max_batch\":%lld,\"audit_commits\":%lld,"
                      "\"mean_audit_batch\":%.2f,\"server_cpu_us_per_request\":%.1f,"
                      "\"scorer\":\"%s\",\"nprobe\":%zu,\"nlist\":%zu,\"loadavg\":%.2f,"
-                     "\"server_start_s\":%.1f,\"rss_mb\":%.0f}",
+                     "\"server_start_s\":%.1f,\"rss_mb\":%.0f,\"wal_side_passes\":%lld,"
+                     "\"wal_own_passes\":%lld,\"wal_peak_frames\":%lld}",
                      pers, hits, b1 - b0, b1 > b0 ? (double)(j1 - j0) / (double)(b1 - b0) : 0.0,
                      mb1, ac, ac ? (double)ae / (double)ac : 0.0,
                      pers > 0 ? cpu * 1e6 / (double)pers : 0.0,
@@ -938,7 +947,7 @@ serve:;
                               : "int8_scan",
                      use_ix ? pvg_serve_nprobe(ss) : 0,
                      use_ix ? pvg_ivf_default_nlist(pvg_model_n_items(sm->model)) : 0, loadavg(),
-                     start_s, (double)status_kb("VmRSS:") / 1024.0);
+                     start_s, (double)status_kb("VmRSS:") / 1024.0, wal_side, wal_own, wal_peak);
         /* what the server answered the first n_exact requesting shoppers,
          * against exact scoring of every item */
         if (n_exact) served_recall(port, tok, n_exact, exact_ids, exact_n, out, 1024);

@@ -9,6 +9,8 @@
  */
 #include "server/server_internal.h"
 
+#include "store/store_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,118 @@ static void item_free(pvg_srv_audit_item *it)
     free(it->subject);
     free(it->detail);
     free(it);
+}
+
+/* ---- deferred WAL checkpoints ----------------------------------------
+ * SQLite's automatic checkpoint runs inside the commit that crosses 1000
+ * frames: it syncs the WAL, copies it and syncs the database (tens of ms
+ * here), and every answer waiting for the next group waits with it. The
+ * writer's connection does not checkpoint (wal_defer); the checkpointer
+ * thread makes a PASSIVE pass on a side connection each
+ * wal_checkpoint_frames new frames (the WAL is synced as often as before,
+ * so no commit stays unsynced longer than with the automatic checkpoint).
+ * A WAL only restarts from its start when a writer begins after a pass
+ * copied all of it, which a side pass alone never does while commits go
+ * on: so once the WAL holds wal_reset_frames, right after a side pass left
+ * at most wal_tail_frames to copy, the writer makes that short pass itself
+ * between two groups, and its next commit restarts the WAL (from twice
+ * wal_reset_frames on, after any side pass, when commits come faster than
+ * a side pass leaves a short tail). At wal_max_frames it passes at once
+ * whatever is left (the bound, should side passes fall behind). A reader holding an old snapshot
+ * keeps any pass, ours or SQLite's, from copying past it. */
+
+static pvg_backend_ops const *wal_ops(pvg_srv_audit_writer *w, pvg_backend **b)
+{
+    *b = pvg_store_backend(w->store);
+    return (*b)->ops;
+}
+
+/* After a commit (writer thread, mu not held): a side pass asked for, or
+ * 1 when the writer should make its own pass (own_running set). */
+static int wal_after_commit(pvg_srv_audit_writer *w)
+{
+    pvg_backend *b;
+    const pvg_backend_ops *ops = wal_ops(w, &b);
+    long long f = ops->wal_frames(b);
+    int own = 0;
+    pthread_mutex_lock(&w->mu);
+    if (f > w->wal_peak_frames) w->wal_peak_frames = f;
+    if (w->ckpt_log >= 0 && f < w->ckpt_log) w->ckpt_log = w->ckpt_done = -1; /* restarted */
+    long long left = f - (w->ckpt_done > 0 ? w->ckpt_done : 0);
+    if (f >= w->wal_max_frames || (!w->ckpt_running && f >= w->wal_reset_frames &&
+                                   (left <= w->wal_tail_frames || f >= 2 * w->wal_reset_frames))) {
+        own = 1;
+        w->own_running = 1;
+    } else if (!w->ckpt_running && left >= w->wal_checkpoint_frames) {
+        w->ckpt_running = 1;
+        pthread_cond_signal(&w->cv_ckpt);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return own;
+}
+
+/* The writer's own pass (own_running set by wal_after_commit). */
+static void wal_own_pass(pvg_srv_audit_writer *w)
+{
+    pvg_backend *b;
+    const pvg_backend_ops *ops = wal_ops(w, &b);
+    long long log = -1, done = -1;
+    /* at the bound a side pass may run: it ends first (one pass at most),
+     * as two passes at once would only make ours fail busy */
+    pthread_mutex_lock(&w->mu);
+    while (w->ckpt_running)
+        pthread_cond_wait(&w->cv_done, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    pvg_status st = ops->wal_checkpoint(b, 0, &log, &done, NULL);
+    pthread_mutex_lock(&w->mu);
+    if (st == PVG_OK) {
+        w->wal_own_passes++;
+        w->ckpt_log = w->ckpt_done = -1;
+    }
+    w->own_running = 0;
+    pthread_cond_broadcast(&w->cv_done); /* a key rotation may wait for it */
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *ckpt_main(void *arg)
+{
+    pvg_srv_audit_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->ckpt_running && !w->ckpt_stop)
+            pthread_cond_wait(&w->cv_ckpt, &w->mu);
+        if (w->ckpt_stop) break;
+        pvg_backend *b;
+        const pvg_backend_ops *ops = wal_ops(w, &b); /* w->store changes only under mu */
+        pthread_mutex_unlock(&w->mu);
+        long long log = -1, done = -1;
+        pvg_status st = ops->wal_checkpoint(b, 1, &log, &done, NULL);
+        pthread_mutex_lock(&w->mu);
+        if (st == PVG_OK) {
+            w->wal_side_passes++;
+            w->ckpt_log = log;
+            w->ckpt_done = done;
+        }
+        w->ckpt_running = 0;
+        pthread_cond_broadcast(&w->cv_done); /* a key rotation may wait for it */
+    }
+    w->ckpt_running = 0;
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+void pvg_srv_audit_store_prepare(pvg_store *store)
+{
+    (void)pvg_store_relax_durability(store, NULL);
+    pvg_backend *b = pvg_store_backend(store);
+    if (b->ops->wal_defer) (void)b->ops->wal_defer(b, NULL);
+}
+
+void pvg_srv_store_prepare(pvg_store *store)
+{
+    pvg_backend *b = pvg_store_backend(store);
+    if (b->ops->wal_autocheckpoint)
+        (void)b->ops->wal_autocheckpoint(b, PVG_SRV_WAL_MAX_FRAMES, NULL);
 }
 
 static void *writer_main(void *arg)
@@ -69,10 +183,12 @@ static void *writer_main(void *arg)
             }
             free(recs);
         }
+        int own_pass = 0;
         if (st == PVG_OK) {
             atomic_fetch_add(&w->metrics->audit_entries, (long long)n);
             atomic_fetch_add(&w->metrics->audit_commits, 1);
             if (on_commit) on_commit(on_commit_ctx);
+            if (w->ckpt_started) own_pass = wal_after_commit(w);
         } else
             atomic_fetch_add(&w->metrics->audit_failures, (long long)n);
 
@@ -111,6 +227,8 @@ static void *writer_main(void *arg)
         }
         /* the whole group is woken: its requests can go on together */
         if (woke && on_group) on_group(on_group_ctx);
+        /* after the group went on: its answers do not wait for the pass */
+        if (own_pass) wal_own_pass(w);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
@@ -123,9 +241,32 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_work, NULL);
     pthread_cond_init(&w->cv_done, NULL);
+    pthread_cond_init(&w->cv_ckpt, NULL);
     w->store = store;
     w->metrics = m;
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) return -1;
+    w->ckpt_log = w->ckpt_done = -1;
+    w->wal_checkpoint_frames = PVG_SRV_WAL_CHECKPOINT_FRAMES;
+    w->wal_reset_frames = PVG_SRV_WAL_RESET_FRAMES;
+    w->wal_tail_frames = PVG_SRV_WAL_TAIL_FRAMES;
+    w->wal_max_frames = PVG_SRV_WAL_MAX_FRAMES;
+    /* deferred checkpoints when the backend has them (else its commits
+     * checkpoint as they always did) */
+    pvg_backend *b = pvg_store_backend(store);
+    if (b->ops->wal_defer && b->ops->wal_frames && b->ops->wal_checkpoint &&
+        b->ops->wal_defer(b, NULL) == PVG_OK &&
+        pthread_create(&w->ckpt_thread, NULL, ckpt_main, w) == 0)
+        w->ckpt_started = 1;
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        if (w->ckpt_started) {
+            pthread_mutex_lock(&w->mu);
+            w->ckpt_stop = 1;
+            pthread_cond_signal(&w->cv_ckpt);
+            pthread_mutex_unlock(&w->mu);
+            pthread_join(w->ckpt_thread, NULL);
+            w->ckpt_started = 0;
+        }
+        return -1;
+    }
     w->started = 1;
     return 0;
 }
@@ -218,6 +359,15 @@ void pvg_srv_audit_writer_stop(pvg_srv_audit_writer *w)
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     w->started = 0;
+    if (w->ckpt_started) { /* after the writer: it may have asked for a pass */
+        pthread_mutex_lock(&w->mu);
+        w->ckpt_stop = 1;
+        pthread_cond_signal(&w->cv_ckpt);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->ckpt_thread, NULL);
+        w->ckpt_started = 0;
+    }
+    pthread_cond_destroy(&w->cv_ckpt);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv_work);
     pthread_cond_destroy(&w->cv_done);

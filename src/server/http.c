@@ -73,7 +73,10 @@ static pvg_status reopen(pvg_server *srv, pvg_store **s, int relaxed, pvg_error 
     pvg_store *n = NULL;
     pvg_status st = pvg_store_open(srv->data_dir, &n, err);
     if (st != PVG_OK) return st;
-    if (relaxed) (void)pvg_store_relax_durability(n, NULL);
+    if (relaxed)
+        pvg_srv_audit_store_prepare(n);
+    else
+        pvg_srv_store_prepare(n);
     pvg_store_free(*s);
     *s = n;
     return PVG_OK;
@@ -93,7 +96,8 @@ pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewr
     pthread_mutex_lock(&srv->reload_mu);
     pvg_srv_audit_writer *w = &srv->audit;
     pthread_mutex_lock(&w->mu); /* new entries wait; the writer finishes its batch */
-    while (w->committed_upto != w->enqueued)
+    /* ... and the checkpoint passes, which use the writer's connection */
+    while (w->committed_upto != w->enqueued || w->ckpt_running || w->own_running)
         pthread_cond_wait(&w->cv_done, &w->mu);
     /* the monitor's and the index builder's connections: their threads
      * finish their pass and wait */
@@ -111,6 +115,7 @@ pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewr
     pvg_status x = reopen(srv, &srv->audit_store, 1, &e2);
     if (x != PVG_OK && st2 == PVG_OK) st2 = x;
     w->store = srv->audit_store;
+    w->ckpt_log = w->ckpt_done = -1;
     x = reopen(srv, &srv->reload_store, 0, &e2);
     if (x != PVG_OK && st2 == PVG_OK) st2 = x;
     if (mon) {
@@ -919,6 +924,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
             return st;
         }
         srv->free_idx[srv->n_free++] = i;
+        pvg_srv_store_prepare(srv->stores[i]);
     }
     st = pvg_store_open(srv->data_dir, &srv->audit_store, err);
     if (st == PVG_OK) st = pvg_store_open(srv->data_dir, &srv->reload_store, err);
@@ -926,11 +932,13 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         server_destroy(srv);
         return st;
     }
+    pvg_srv_store_prepare(srv->reload_store);
     /* The audit writer's own connection commits in WAL mode without an fsync per
      * batch (relaxed durability): an entry is durable against a crash of this
      * process before its answer leaves, and reaches the disk at the next WAL
-     * checkpoint; a power loss can lose the last batches. */
-    (void)pvg_store_relax_durability(srv->audit_store, NULL);
+     * checkpoint; a power loss can lose the last batches. Its checkpoints
+     * run beside its commits (audit_writer.c). */
+    pvg_srv_audit_store_prepare(srv->audit_store);
     if (pvg_srv_audit_writer_start(&srv->audit, srv->audit_store, &srv->metrics)) {
         server_destroy(srv);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "server: cannot start the audit writer");

@@ -228,8 +228,36 @@ typedef struct pvg_srv_audit_writer {
      * a batch (committed or failed), outside its lock */
     void (*on_group)(void *ctx);
     void *on_group_ctx;
+    /* Deferred WAL checkpoints (audit_writer.c), under mu: the writer's
+     * commits do not checkpoint; a checkpointer thread copies the WAL into
+     * the database beside them (a side pass each wal_checkpoint_frames new
+     * frames), and the writer itself makes the last short pass that lets the
+     * WAL restart once it holds wal_reset_frames and at most wal_tail_frames
+     * are left to copy (or it holds twice wal_reset_frames), or at once at
+     * wal_max_frames (the bound). */
+    pthread_t ckpt_thread;
+    pthread_cond_t cv_ckpt;
+    int ckpt_started, ckpt_stop;
+    int ckpt_running;              /* a side pass was asked for or runs */
+    int own_running;               /* the writer's own pass runs */
+    long long ckpt_log, ckpt_done; /* the last side pass: WAL frames, frames copied (-1) */
+    long long wal_checkpoint_frames, wal_reset_frames, wal_tail_frames, wal_max_frames;
+    long long wal_side_passes, wal_own_passes, wal_peak_frames;
 } pvg_srv_audit_writer;
+/* The WAL thresholds the server uses (frames of 4 KiB pages) */
+#define PVG_SRV_WAL_CHECKPOINT_FRAMES 1000 /* SQLite's automatic checkpoint's */
+#define PVG_SRV_WAL_RESET_FRAMES 8000
+#define PVG_SRV_WAL_TAIL_FRAMES 256
+#define PVG_SRV_WAL_MAX_FRAMES 32000
 int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_srv_metrics *m);
+/* Makes `store` the audit writer's kind of connection: relaxed durability
+ * (commits survive a crash of the process) and deferred checkpoints (the
+ * writer's start, or a reopened connection before it becomes w->store). */
+void pvg_srv_audit_store_prepare(pvg_store *store);
+/* The other server connections: their commits checkpoint only past
+ * PVG_SRV_WAL_MAX_FRAMES (the audit writer keeps the WAL below it), so a
+ * write request does not copy the WAL the checkpointer copies anyway. */
+void pvg_srv_store_prepare(pvg_store *store);
 /* Appends and waits until committed. PVG_OK or the append error. */
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
                              const char *subject, const char *detail);

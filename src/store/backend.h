@@ -207,6 +207,22 @@ struct pvg_backend_ops {
     /* Moves logged writes into the main files and truncates the logs, so no
      * file keeps freed (wiped) content. PVG_ERR_BUSY when readers hold it. */
     pvg_status (*checkpoint)(pvg_backend *b, pvg_error *err);
+    /* Deferred log checkpoints for a handle that commits often (the server's
+     * audit writer; NULL: the backend has no such log). wal_defer: this
+     * handle's commits no longer checkpoint (they only note the log's size,
+     * wal_frames, readable from any thread), and a side connection is made
+     * for wal_checkpoint(side = 1), which one other thread at a time may run
+     * while this handle commits. wal_checkpoint copies what it can without
+     * waiting (*log: frames in the log, *done: frames copied; -1 unknown);
+     * PVG_ERR_BUSY when another checkpoint runs. Durability is unchanged: a
+     * commit is as durable as its handle's synchronous level made it. */
+    pvg_status (*wal_defer)(pvg_backend *b, pvg_error *err);
+    long long (*wal_frames)(pvg_backend *b);
+    pvg_status (*wal_checkpoint)(pvg_backend *b, int side, long long *log, long long *done,
+                                 pvg_error *err);
+    /* This handle's commits checkpoint once the log holds `frames` frames
+     * (SQLite's default 1000); 0: never. */
+    pvg_status (*wal_autocheckpoint)(pvg_backend *b, int frames, pvg_error *err);
 
     /* ---- transactions ---- */
     /* Takes the write locks of users/keys/chunks/catalog at once (no other

@@ -545,6 +545,8 @@ typedef struct sq_backend {
     int64_t snap_at; /* the change counter in the snapshot */
     sq_memo *memo;   /* allocated at the first snapshot */
     sqlite3_stmt *st[Q_COUNT];
+    sqlite3 *side;        /* wal_defer: the connection for side checkpoints */
+    long long wal_frames; /* wal_defer: the WAL's frames after the last commit (atomic) */
 } sq_backend;
 
 #define SQ(b) ((sq_backend *)(b))
@@ -891,6 +893,7 @@ static void sq_close(pvg_backend *b)
     if (q->db && sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
     sqlite3_close(q->db);
     sqlite3_close(q->ks);
+    sqlite3_close(q->side);
     free(q);
 }
 
@@ -911,6 +914,74 @@ static pvg_status sq_checkpoint(pvg_backend *b, pvg_error *err)
             "could not checkpoint the write-ahead logs (another process is reading?): %s",
             rc1 != SQLITE_OK ? sqlite3_errmsg(q->ks) : sqlite3_errmsg(q->db));
     return PVG_OK;
+}
+
+/* ---- deferred WAL checkpoints (the server's audit writer) ---- */
+
+/* The WAL hook of a deferred handle: in place of SQLite's automatic
+ * checkpoint (sqlite3_wal_hook replaces it), the WAL's size is noted. */
+static int wal_note(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    if (strcmp(name, "main") == 0)
+        __atomic_store_n(&((sq_backend *)ctx)->wal_frames, (long long)frames, __ATOMIC_RELAXED);
+    return SQLITE_OK;
+}
+
+static pvg_status sq_wal_defer(pvg_backend *b, pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    if (!q->side) {
+        /* a bare connection to the same file: checkpoints need no keys, and
+         * at its default synchronous=FULL each one syncs the WAL before it
+         * copies and the database after */
+        const char *path = sqlite3_db_filename(q->db, "main");
+        int rc = sqlite3_open_v2(path ? path : "", &q->side,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+            pvg_status st = fail(q->side, rc, "wal checkpoint connection", err);
+            sqlite3_close(q->side);
+            q->side = NULL;
+            return st;
+        }
+        sqlite3_wal_autocheckpoint(q->side, 0); /* it never commits; to be plain */
+        /* a first read opens the WAL (else a checkpoint has nothing to do) */
+        rc = exec(q->side, "PRAGMA schema_version");
+        if (rc != SQLITE_OK) {
+            pvg_status st = fail(q->side, rc, "wal checkpoint connection", err);
+            sqlite3_close(q->side);
+            q->side = NULL;
+            return st;
+        }
+    }
+    sqlite3_wal_hook(q->db, wal_note, q);
+    return PVG_OK;
+}
+
+static long long sq_wal_frames(pvg_backend *b)
+{
+    return __atomic_load_n(&SQ(b)->wal_frames, __ATOMIC_RELAXED);
+}
+
+static pvg_status sq_wal_checkpoint(pvg_backend *b, int side, long long *log, long long *done,
+                                    pvg_error *err)
+{
+    sq_backend *q = SQ(b);
+    sqlite3 *db = side ? q->side : q->db;
+    if (log) *log = -1;
+    if (done) *done = -1;
+    if (!db) return pvg_error_set(err, PVG_ERR_STATE, "wal checkpoint: no side connection");
+    int nlog = -1, nckpt = -1;
+    int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+    if (log) *log = nlog;
+    if (done) *done = nckpt;
+    return rc == SQLITE_OK ? PVG_OK : fail(db, rc, "wal checkpoint", err);
+}
+
+static pvg_status sq_wal_autocheckpoint(pvg_backend *b, int frames, pvg_error *err)
+{
+    int rc = sqlite3_wal_autocheckpoint(SQ(b)->db, frames);
+    return rc == SQLITE_OK ? PVG_OK : fail(SQ(b)->db, rc, "wal autocheckpoint", err);
 }
 
 /* ---- transactions ---- */
@@ -2862,6 +2933,10 @@ static const pvg_backend_ops SQLITE_OPS = {
     .close = sq_close,
     .set_relaxed_durability = sq_relaxed,
     .checkpoint = sq_checkpoint,
+    .wal_defer = sq_wal_defer,
+    .wal_frames = sq_wal_frames,
+    .wal_checkpoint = sq_wal_checkpoint,
+    .wal_autocheckpoint = sq_wal_autocheckpoint,
     .txn_begin = sq_begin,
     .txn_commit = sq_commit,
     .txn_rollback = sq_rollback,

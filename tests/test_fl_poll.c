@@ -446,6 +446,25 @@ static void test_wait_field_malformed(void **state)
             fail_msg("wait=%s: want \"%s\" in %s", bad[i].v, want, (const char *)r.body);
         hresp_free(&r);
     }
+    /* given once, and without a NUL (a %00 would cut the value short): a value the
+       server reads is the whole value the client sent */
+    static const struct {
+        const char *path, *want;
+    } strict[] = {
+        {"/v1/fl/state?wait=1.0.0.300%00garbage", "query parameter wait: byte 9"},
+        {"/v1/fl/state?wait=1.0.0.300&wait=junk", "query parameter wait: given 2 times"},
+        {"/v1/fl/state?wait=junk&wait=1.0.0.300", "query parameter wait: given 2 times"},
+        {"/v1/fl/broadcast?round=1&round=2", "query parameter round: given 2 times"},
+    };
+    for (size_t i = 0; i < sizeof strict / sizeof strict[0]; i++) {
+        hresp q;
+        assert_int_equal(req("GET", strict[i].path, E.tok[0], NULL, 0, &q), 0);
+        if (q.status != 400 || !strstr((const char *)q.body, strict[i].want))
+            fail_msg("%s: HTTP %d %s (want 400 and \"%s\")", strict[i].path, q.status,
+                     (const char *)q.body, strict[i].want);
+        hresp_free(&q);
+    }
+    assert_int_equal(pvg_fl_coord_parked(coord), 0);
     /* the largest legal values are taken (the wait bounded by the server) */
     hresp r;
     assert_int_equal(
@@ -545,6 +564,7 @@ static void test_parked_client_is_not_silent(void **state)
 /* ---- the C client long-polls ---- */
 typedef struct cl_job {
     int index, plain;
+    double timeout; /* seconds; 0: 60 */
     pthread_t th;
     pvg_status status;
     pvg_fl_client_stats stats;
@@ -575,7 +595,7 @@ static void *cl_main(void *arg)
     o.server = url;
     o.token = E.tok[j->index];
     o.rounds = 1;
-    o.timeout_s = 60;
+    o.timeout_s = j->timeout > 0 ? j->timeout : 60;
     o.update = ones;
     o.rng = rng;
     o.plain_poll = j->plain;
@@ -636,6 +656,140 @@ static void test_client_long_polls(void **state)
     pvg_rng_free(rng);
 }
 
+/* ---- a full wait cap: the client backs off as the server asks ---- */
+static void noop_wake(void *w)
+{
+    (void)w;
+}
+
+static void test_full_cap_backs_off(void **state)
+{
+    (void)state;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord *coord = coord_new(rng, 5000, 0, 2); /* no round starts; 2 waits at most */
+    pvg_server *srv = t_fl_server_start(&E, coord);
+    pvg_error err;
+    /* 2,000 registered clients (the STATE then says retry_ms 1000), two of them parked by
+       hand: the cap is full, so every wait gets 503 with Retry-After: 1 */
+    for (int i = 0; i < 2000; i++) {
+        uint8_t k[PVG_FL_NET_KEY_BYTES];
+        memset(k, 0, sizeof k);
+        memcpy(k, &i, sizeof i);
+        k[31] = 0xab;
+        assert_int_equal(pvg_fl_coord_join(coord, k, &err), PVG_OK);
+        if (i < 2) {
+            int parked = 0;
+            assert_int_equal(pvg_fl_coord_park(coord, k, 0, PVG_FL_PHASE_IDLE, 30000, noop_wake,
+                                               NULL, &parked, &err),
+                             PVG_OK);
+            assert_int_equal(parked, 1);
+        }
+    }
+    cl_job j[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&j[i], 0, sizeof j[i]);
+        j[i].index = i;
+        j[i].plain = i == 1;
+        j[i].timeout = 2.5;
+        assert_int_equal(pthread_create(&j[i].th, NULL, cl_main, &j[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(j[i].th, NULL), 0);
+    assert_int_equal(j[0].status, PVG_ERR_BUSY); /* both ran to their timeout */
+    assert_int_equal(j[1].status, PVG_ERR_BUSY);
+    /* a refused wait sends the client back to polling at retry_ms for the Retry-After:
+       about a wait and a poll a second, against a poll a second for the plain client
+       (a client that asked again at once made ~10 requests a second here) */
+    if (j[0].stats.requests > 2 * j[1].stats.requests + 3)
+        fail_msg("long-polling client: %llu requests against %llu of a plain one in 2.5 s",
+                 (unsigned long long)j[0].stats.requests, (unsigned long long)j[1].stats.requests);
+    pvg_fl_coord_wake_all(coord);
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    pvg_rng_free(rng);
+}
+
+/* ---- a client that dies parked is taken as stopped one grace after it parked ---- */
+static void close_and_forget(const char *path, const char *tok)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)E.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char hdr[1024];
+    int hl = snprintf(hdr, sizeof hdr,
+                      "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, tok);
+    assert_int_equal(send(fd, hdr, (size_t)hl, MSG_NOSIGNAL), hl);
+    close(fd);
+}
+
+static void test_dead_parked_client_one_grace(void **state)
+{
+    (void)state;
+    pvg_rng *rng = pvg_rng_new_secure();
+    const double grace = 1.0;
+    pvg_fl_coord *coord = coord_new(rng, 3, grace, 0);
+    pvg_server *srv = t_fl_server_start(&E, coord);
+    for (int i = 0; i < 3; i++)
+        join(i);
+    pvg_fl_state st[3];
+    for (int i = 0; i < 3; i++) {
+        poll_job pj;
+        poll_start(&pj, i, 0, PVG_FL_PHASE_IDLE, 8000);
+        poll_join(&pj);
+        state_of(&pj.r, &st[i]);
+        hresp_free(&pj.r);
+        if (st[i].phase == PVG_FL_PHASE_IDLE) i--; /* woken before the round: again */
+    }
+    /* clients 0 and 1 advertise: the quorum (t = 2 of 3) is in */
+    for (int i = 0; i < 2; i++) {
+        pvg_fl_peer *p = NULL;
+        uint8_t *m = NULL;
+        size_t ml = 0;
+        pvg_error err;
+        assert_int_equal(pvg_fl_peer_new(&st[i], NULL, 4, rng, 0, &p, &err), PVG_OK);
+        assert_int_equal(pvg_fl_peer_step(p, &st[i], &m, &ml, &err), PVG_OK);
+        hresp r;
+        assert_int_equal(req("POST", "/v1/fl/messages", E.tok[i], m, ml, &r), 0);
+        hresp_free(&r);
+        pvg_free(m);
+        pvg_fl_peer_free(p);
+    }
+    /* client 2 parks a long wait and dies (its connection closed, never asking again) */
+    char path[96];
+    snprintf(path, sizeof path, "/v1/fl/state?wait=1.%llu.%d.30000",
+             (unsigned long long)st[2].round, (int)st[2].phase);
+    double t0 = now_s();
+    close_and_forget(path, E.tok[2]);
+    until_parked(coord, 1);
+    /* the phase closes by the grace one grace after the park (the wait ran out at half a
+       grace and left the client seen when it parked); it used to take two */
+    double closed = -1;
+    while (now_s() - t0 < 10) {
+        hresp r;
+        assert_int_equal(req("GET", "/v1/fl/state", E.tok[0], NULL, 0, &r), 0);
+        pvg_fl_state s0;
+        state_of(&r, &s0);
+        hresp_free(&r);
+        if (s0.phase != PVG_FL_PHASE_ADVERTISE) {
+            closed = now_s() - t0;
+            break;
+        }
+        struct timespec nap = {0, 5 * 1000000L};
+        nanosleep(&nap, NULL);
+    }
+    if (!(closed >= grace * 0.9 && closed < grace * 1.7))
+        fail_msg("the phase closed %.2f s after the dead client parked (grace %.1f s)", closed,
+                 grace);
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    pvg_rng_free(rng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +800,8 @@ int main(void)
         cmocka_unit_test(test_wait_field_malformed),
         cmocka_unit_test(test_parked_client_is_not_silent),
         cmocka_unit_test(test_client_long_polls),
+        cmocka_unit_test(test_full_cap_backs_off),
+        cmocka_unit_test(test_dead_parked_client_one_grace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -509,6 +509,7 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
     int long_poll = !o->plain_poll; /* 0 once a server answered a wait without honouring it */
     int waiting = 0;                /* the next STATE request is a long poll */
     int asked_wait = 0;             /* the STATE in c.resp answers a long poll */
+    double no_wait_until = 0;       /* a full wait cap: plain polls until then */
     while (s == PVG_OK) {
         if (!have) {
             if (now_s() - t_start > timeout) {
@@ -529,6 +530,15 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
             s = request(&c, "GET", path, NULL, 0, STATE_MAX, err);
             if (s != PVG_OK) break;
             if (c.code == 429 || c.code == 503) {
+                /* busy, or every long-poll slot is taken: no wait is asked again for the
+                   server's Retry-After (1..60 s), and meanwhile the client polls at the
+                   STATE's retry_ms like a client without long polling */
+                if (asked) {
+                    curl_off_t ra = 0;
+                    if (curl_easy_getinfo(c.h, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra < 1)
+                        ra = 1;
+                    no_wait_until = now_s() + (ra < 60 ? (double)ra : 60.0);
+                }
                 nap(200);
                 continue;
             }
@@ -589,7 +599,7 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
                long-poll (an older one); poll at its retry_ms from now on */
             if (answered_wait && !waited) long_poll = 0;
         }
-        if (long_poll) {
+        if (long_poll && now_s() >= no_wait_until) {
             waiting = 1; /* the next request waits at the server for the change */
             continue;
         }

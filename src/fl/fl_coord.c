@@ -439,9 +439,10 @@ static uint32_t quorum_of(const pvg_fl_coord *c)
 /* The latest time any client still expected in the phase (no message yet)
  * was seen; -INFINITY when none is missing (lock held). A live client polls
  * every retry_ms, or waits parked in a long poll (seen `now`: a parked wait
- * in a round lasts at most the grace, so a client that died while parked
- * turns silent when its wait ends), so one silent for the grace has stopped
- * (or computes for longer than the grace). */
+ * in a round lasts at most half the grace and, when it runs out, leaves the
+ * client seen when it parked, so a client that died while parked turns
+ * silent for the grace one grace after it parked), so one silent for the
+ * grace has stopped (or computes for longer than the grace). */
 static double missing_seen(const pvg_fl_coord *c, double now)
 {
     double newest = -INFINITY;
@@ -456,12 +457,15 @@ static double missing_seen(const pvg_fl_coord *c, double now)
 
 static fl_client *find_client(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_BYTES], int touch);
 
-/* Removes parked wait i into *out (lock held): its client is unparked and
- * seen now. The last wait moves into slot i. */
-static void wait_remove(pvg_fl_coord *c, uint32_t i, fl_wait *out)
+/* Removes parked wait i into *out (lock held): its client is unparked, and
+ * seen now when touch (the wait ends because the state changed, or the
+ * client asked again); a wait that ran out leaves the client seen when it
+ * parked, so one that died parked is silent for the grace at most half a
+ * grace after its wait ended. The last wait moves into slot i. */
+static void wait_remove(pvg_fl_coord *c, uint32_t i, fl_wait *out, int touch)
 {
     *out = c->waits[i];
-    fl_client *cl = find_client(c, out->key, 1);
+    fl_client *cl = find_client(c, out->key, touch);
     if (cl) cl->parked = 0;
     uint32_t last = --c->n_waits;
     if (i != last) {
@@ -481,8 +485,8 @@ static uint32_t waits_take(pvg_fl_coord *c, int all, fl_wait *buf, uint32_t max)
     /* downwards: the wait moved into a freed slot was already looked at */
     for (uint32_t i = c->n_waits; i-- > 0 && n < max;) {
         const fl_wait *w = &c->waits[i];
-        if (all || w->round != c->round || w->phase != c->phase || now >= w->until)
-            wait_remove(c, i, &buf[n++]);
+        int changed = all || w->round != c->round || w->phase != c->phase;
+        if (changed || now >= w->until) wait_remove(c, i, &buf[n++], changed);
     }
     return n;
 }
@@ -882,7 +886,7 @@ pvg_status pvg_fl_coord_park(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
     }
     fl_wait old;
     int had = cl->parked;
-    if (had) wait_remove(c, cl->wait_ix, &old); /* one wait per client: the newer one */
+    if (had) wait_remove(c, cl->wait_ix, &old, 1); /* one wait per client: the newer one */
     pvg_status st = PVG_OK;
     if (c->n_waits >= c->o.max_waits) {
         st = pvg_error_set(err, PVG_ERR_BUSY,
@@ -904,9 +908,11 @@ pvg_status pvg_fl_coord_park(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
         double ms = wait_ms < PVG_FL_NET_MAX_WAIT_MS ? wait_ms : PVG_FL_NET_MAX_WAIT_MS;
         int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
         /* in a round the grace rule counts a parked client as alive: its wait lasts at most
-           the grace, so one that died while parked turns silent soon after */
-        if (in_round && c->o.phase_grace > 0 && ms > c->o.phase_grace * 1000)
-            ms = c->o.phase_grace * 1000 < 1 ? 1 : c->o.phase_grace * 1000;
+           half the grace, and a wait that runs out leaves it seen when it parked, so one
+           that died while parked is taken as stopped one grace after it parked, and a live
+           one has half a grace to ask again */
+        double half = c->o.phase_grace * 500;
+        if (in_round && c->o.phase_grace > 0 && ms > half) ms = half < 1 ? 1 : half;
         cl = find_client(c, key, 0);
         fl_wait *w = &c->waits[c->n_waits];
         memcpy(w->key, key, PVG_FL_NET_KEY_BYTES);

@@ -172,7 +172,8 @@ void pvg_srv_h_fl_state(pvg_srv_req *r)
     uint8_t key[PVG_FL_NET_KEY_BYTES];
     pvg_fl_coord *c = coord_of(r, key);
     if (!c) return;
-    const char *v = pvg_srv_req_query(r, "wait");
+    const char *v = NULL;
+    if (pvg_srv_req_query_one(r, "wait", &v) != 0) return;
     if (!v) { /* a plain poll */
         state_reply(r, c, key);
         return;
@@ -215,7 +216,8 @@ void pvg_srv_h_fl_broadcast(pvg_srv_req *r)
     uint8_t key[PVG_FL_NET_KEY_BYTES];
     pvg_fl_coord *c = coord_of(r, key);
     if (!c) return;
-    const char *v = pvg_srv_req_query(r, "round");
+    const char *v = NULL;
+    if (pvg_srv_req_query_one(r, "round", &v) != 0) return;
     char *end = NULL;
     errno = 0;
     unsigned long long round = v ? strtoull(v, &end, 10) : 0;

@@ -157,6 +157,48 @@ const char *pvg_srv_req_query(pvg_srv_req *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_count {
+    const char *name;
+    unsigned n;
+} query_count;
+
+static enum MHD_Result count_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    (void)value;
+    query_count *q = cls;
+    if (key && strcmp(key, q->name) == 0) q->n++;
+    return MHD_YES;
+}
+
+int pvg_srv_req_query_one(pvg_srv_req *r, const char *name, const char **out)
+{
+    *out = NULL;
+    query_count q = {name, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, count_query, &q);
+    if (q.n == 0) return 0;
+    const char *v = NULL;
+    size_t len = 0;
+    if (q.n > 1) {
+        pvg_srv_reply_error(r, 400, "invalid", "query parameter %s: given %u times, once expected",
+                            name, q.n);
+        return -1;
+    }
+    if (MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v,
+                                      &len) != MHD_YES)
+        return 0; /* a name without '=': no value */
+    if (v && strlen(v) != len) {
+        pvg_srv_reply_error(r, 400, "invalid",
+                            "query parameter %s: byte %zu of its decoded value is a NUL (%%00); "
+                            "text without NUL bytes was expected",
+                            name, strlen(v));
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* ---- deferred recommendations ------------------------------------------ */
 
 int pvg_srv_req_suspend(pvg_srv_req *r)

@@ -534,6 +534,11 @@ pvg_status pvg_srv_auth_check(pvg_server *srv, pvg_store *s, const char *cred, p
 
 pvg_store *pvg_srv_req_store(pvg_srv_req *r);
 const char *pvg_srv_req_query(pvg_srv_req *r, const char *name);
+/* The decoded value of query parameter name (borrowed; *out NULL when it is
+ * absent or has no value), strictly: a parameter given more than once, or
+ * whose value holds a NUL byte (%00, which would cut it short), gets a 400
+ * naming it, and -1 is returned; else 0. */
+int pvg_srv_req_query_one(pvg_srv_req *r, const char *name, const char **out);
 /* Sets a JSON answer (steals j). */
 void pvg_srv_reply_json(pvg_srv_req *r, int status, json_t *j);
 /* Sets {"error": code, "message": msg} */

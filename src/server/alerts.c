@@ -386,6 +386,7 @@ pvg_status pvg_srv_monitor_start(pvg_server *srv, pvg_error *err)
                              srv->opt.alert_url);
     pvg_status st = pvg_store_open(srv->data_dir, &mo->store, err);
     if (st != PVG_OK) return st;
+    pvg_srv_store_prepare(mo->store); /* as after a key rotation's reopen */
     st = pvg_monitor_new(NULL, &mo->m, err);
     if (st != PVG_OK) return st;
     if (pthread_create(&mo->thread, NULL, monitor_main, mo) != 0)

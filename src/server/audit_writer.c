@@ -256,6 +256,8 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
         b->ops->wal_defer(b, NULL) == PVG_OK &&
         pthread_create(&w->ckpt_thread, NULL, ckpt_main, w) == 0)
         w->ckpt_started = 1;
+    else if (b->ops->wal_autocheckpoint) /* no checkpointer: the commits checkpoint again */
+        (void)b->ops->wal_autocheckpoint(b, PVG_SRV_WAL_CHECKPOINT_FRAMES, NULL);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         if (w->ckpt_started) {
             pthread_mutex_lock(&w->mu);

@@ -188,6 +188,7 @@ pvg_status pvg_srv_search_init(pvg_server *srv, pvg_error *err)
     if (syn && *syn && !(ss->synonyms = strdup(syn)))
         return pvg_error_set(err, PVG_ERR_NOMEM, "search: out of memory");
     pvg_status st = pvg_store_open(srv->data_dir, &ss->store, err);
+    if (st == PVG_OK) pvg_srv_store_prepare(ss->store); /* as after a key rotation's reopen */
     if (st == PVG_OK) st = rebuild(srv, 1, err);
     if (st != PVG_OK) return st;
     if (pthread_create(&ss->thread, NULL, search_main, srv) != 0)

@@ -928,6 +928,11 @@ static int wal_note(void *ctx, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
+/* The size (bytes) a WAL file is cut back to when it restarts, on the
+ * connections that let it grow past SQLite's 1000-frame default (the audit
+ * writer's and the server's, docs/api.md): about 8,000 frames of 4 KiB. */
+#define WAL_SIZE_LIMIT "33554432"
+
 static pvg_status sq_wal_defer(pvg_backend *b, pvg_error *err)
 {
     sq_backend *q = SQ(b);
@@ -955,6 +960,9 @@ static pvg_status sq_wal_defer(pvg_backend *b, pvg_error *err)
         }
     }
     sqlite3_wal_hook(q->db, wal_note, q);
+    /* the WAL restarts only every few thousand frames: its file is cut back to
+     * this size when it does, not kept at its largest */
+    (void)exec(q->db, "PRAGMA journal_size_limit = " WAL_SIZE_LIMIT);
     return PVG_OK;
 }
 
@@ -981,6 +989,8 @@ static pvg_status sq_wal_checkpoint(pvg_backend *b, int side, long long *log, lo
 static pvg_status sq_wal_autocheckpoint(pvg_backend *b, int frames, pvg_error *err)
 {
     int rc = sqlite3_wal_autocheckpoint(SQ(b)->db, frames);
+    if (rc == SQLITE_OK && frames > 1000) /* a WAL let grow is cut back when it restarts */
+        (void)exec(SQ(b)->db, "PRAGMA journal_size_limit = " WAL_SIZE_LIMIT);
     return rc == SQLITE_OK ? PVG_OK : fail(SQ(b)->db, rc, "wal autocheckpoint", err);
 }
 

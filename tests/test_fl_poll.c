@@ -478,19 +478,14 @@ static void test_wait_field_malformed(void **state)
     pvg_rng_free(rng);
 }
 
-/* ---- the liveness rule: a parked client is not silent ---- */
-static void test_parked_client_is_not_silent(void **state)
+/* Three clients join a round of n = 3 (t = 2); once all three are in round
+ * 1's advertise phase (a wait from idle wakes on the start), clients 0 and 1
+ * advertise: the quorum is in, and client 2 is expected and has sent
+ * nothing. st[i] is client i's STATE, read from sr[i] (the caller frees). */
+static void quorum_in(pvg_rng *rng, pvg_fl_state st[3], hresp sr[3])
 {
-    (void)state;
-    pvg_rng *rng = pvg_rng_new_secure();
-    const double grace = 0.4;
-    pvg_fl_coord *coord = coord_new(rng, 3, grace, 0);
-    pvg_server *srv = t_fl_server_start(&E, coord);
     for (int i = 0; i < 3; i++)
         join(i);
-    /* the three in round 1's advertise phase (a wait from idle wakes on the start) */
-    pvg_fl_state st[3];
-    hresp sr[3];
     for (int i = 0; i < 3; i++) {
         poll_job j;
         poll_start(&j, i, 0, PVG_FL_PHASE_IDLE, 8000);
@@ -504,8 +499,6 @@ static void test_parked_client_is_not_silent(void **state)
         assert_int_equal(st[i].phase, PVG_FL_PHASE_ADVERTISE);
         sr[i] = j.r;
     }
-    /* clients 0 and 1 advertise: the quorum (t = 2 of n = 3) is in; client 2 is
-       expected and has sent nothing */
     for (int i = 0; i < 2; i++) {
         pvg_fl_peer *p = NULL;
         uint8_t *m = NULL;
@@ -520,6 +513,19 @@ static void test_parked_client_is_not_silent(void **state)
         pvg_free(m);
         pvg_fl_peer_free(p);
     }
+}
+
+/* ---- the liveness rule: a parked client is not silent ---- */
+static void test_parked_client_is_not_silent(void **state)
+{
+    (void)state;
+    pvg_rng *rng = pvg_rng_new_secure();
+    const double grace = 0.4;
+    pvg_fl_coord *coord = coord_new(rng, 3, grace, 0);
+    pvg_server *srv = t_fl_server_start(&E, coord);
+    pvg_fl_state st[3];
+    hresp sr[3];
+    quorum_in(rng, st, sr);
     /* client 2 long-polls for 6 graces, each wait bounded by the grace: the phase stays
        open (the old rule took it as silent when its first wait ended) */
     double t0 = now_s();
@@ -734,31 +740,9 @@ static void test_dead_parked_client_one_grace(void **state)
     const double grace = 1.0;
     pvg_fl_coord *coord = coord_new(rng, 3, grace, 0);
     pvg_server *srv = t_fl_server_start(&E, coord);
-    for (int i = 0; i < 3; i++)
-        join(i);
     pvg_fl_state st[3];
-    for (int i = 0; i < 3; i++) {
-        poll_job pj;
-        poll_start(&pj, i, 0, PVG_FL_PHASE_IDLE, 8000);
-        poll_join(&pj);
-        state_of(&pj.r, &st[i]);
-        hresp_free(&pj.r);
-        if (st[i].phase == PVG_FL_PHASE_IDLE) i--; /* woken before the round: again */
-    }
-    /* clients 0 and 1 advertise: the quorum (t = 2 of 3) is in */
-    for (int i = 0; i < 2; i++) {
-        pvg_fl_peer *p = NULL;
-        uint8_t *m = NULL;
-        size_t ml = 0;
-        pvg_error err;
-        assert_int_equal(pvg_fl_peer_new(&st[i], NULL, 4, rng, 0, &p, &err), PVG_OK);
-        assert_int_equal(pvg_fl_peer_step(p, &st[i], &m, &ml, &err), PVG_OK);
-        hresp r;
-        assert_int_equal(req("POST", "/v1/fl/messages", E.tok[i], m, ml, &r), 0);
-        hresp_free(&r);
-        pvg_free(m);
-        pvg_fl_peer_free(p);
-    }
+    hresp sr[3];
+    quorum_in(rng, st, sr);
     /* client 2 parks a long wait and dies (its connection closed, never asking again) */
     char path[96];
     snprintf(path, sizeof path, "/v1/fl/state?wait=1.%llu.%d.30000",
@@ -785,6 +769,8 @@ static void test_dead_parked_client_one_grace(void **state)
     if (!(closed >= grace * 0.9 && closed < grace * 1.7))
         fail_msg("the phase closed %.2f s after the dead client parked (grace %.1f s)", closed,
                  grace);
+    for (int i = 0; i < 3; i++)
+        hresp_free(&sr[i]);
     pvg_server_free(srv);
     pvg_fl_coord_free(coord);
     pvg_rng_free(rng);

@@ -55,12 +55,15 @@ static void reply_fl_error(pvg_srv_req *r, const char *what, pvg_status st, cons
     }
 }
 
-static void state_reply(pvg_srv_req *r, pvg_fl_coord *c, const uint8_t *key)
+/* The client's STATE; waited: the answer to a long poll, with its "waited"
+ * flag. */
+static void state_reply_as(pvg_srv_req *r, pvg_fl_coord *c, const uint8_t *key, int waited)
 {
     uint8_t *b = NULL;
     size_t len = 0;
     pvg_error e;
-    pvg_status st = pvg_fl_coord_state(c, key, &b, &len, &e);
+    pvg_status st = waited ? pvg_fl_coord_wait_answer(c, key, &b, &len, &e)
+                           : pvg_fl_coord_state(c, key, &b, &len, &e);
     if (st != PVG_OK) {
         reply_fl_error(r, "fl state", st, &e);
         return;
@@ -83,21 +86,7 @@ void pvg_srv_h_fl_join(pvg_srv_req *r)
         reply_fl_error(r, "fl join", st, &e);
         return;
     }
-    state_reply(r, c, key);
-}
-
-/* The answer to a long poll: the STATE with its "waited" flag. */
-static void wait_reply(pvg_srv_req *r, pvg_fl_coord *c, const uint8_t *key)
-{
-    uint8_t *b = NULL;
-    size_t len = 0;
-    pvg_error e;
-    pvg_status st = pvg_fl_coord_wait_answer(c, key, &b, &len, &e);
-    if (st != PVG_OK) {
-        reply_fl_error(r, "fl state", st, &e);
-        return;
-    }
-    reply_bytes(r, b, len);
+    state_reply_as(r, c, key, 0);
 }
 
 /* The coordinator ends a parked poll (its thread, or a server that stops):
@@ -109,7 +98,7 @@ static void wake_parked(void *waiter)
     uint8_t key[PVG_FL_NET_KEY_BYTES];
     memset(key, 0, sizeof key);
     memcpy(key, r->who.pseudonym, sizeof r->who.pseudonym);
-    wait_reply(r, r->srv->opt.fl, key);
+    state_reply_as(r, r->srv->opt.fl, key, 1);
     pvg_srv_req_resume_now(r);
 }
 
@@ -175,7 +164,7 @@ void pvg_srv_h_fl_state(pvg_srv_req *r)
     const char *v = NULL;
     if (pvg_srv_req_query_one(r, "wait", &v) != 0) return;
     if (!v) { /* a plain poll */
-        state_reply(r, c, key);
+        state_reply_as(r, c, key, 0);
         return;
     }
     uint64_t round = 0;
@@ -185,7 +174,7 @@ void pvg_srv_h_fl_state(pvg_srv_req *r)
     /* a long poll: the connection is suspended (no worker thread blocked) until
        the coordinator's (round, phase) changes or the wait ends */
     if (atomic_load(&r->srv->draining) || pvg_srv_req_suspend(r) != 0) {
-        wait_reply(r, c, key); /* the server stops: answered at once */
+        state_reply_as(r, c, key, 1); /* the server stops: answered at once */
         return;
     }
     int parked = 0;
@@ -198,7 +187,7 @@ void pvg_srv_h_fl_state(pvg_srv_req *r)
         return;
     }
     if (st == PVG_OK) {
-        wait_reply(r, c, key); /* the state changed since the client looked */
+        state_reply_as(r, c, key, 1); /* the state changed since the client looked */
     } else {
         if (st == PVG_ERR_BUSY) snprintf(r->retry_after, sizeof r->retry_after, "1");
         reply_fl_error(r, "fl state", st, &e);
@@ -275,5 +264,5 @@ void pvg_srv_h_fl_message(pvg_srv_req *r)
         reply_fl_error(r, "fl message", st, &e);
         return;
     }
-    state_reply(r, c, key);
+    state_reply_as(r, c, key, 0);
 }

@@ -123,9 +123,8 @@ static int wait_field(const char *v, size_t *i, unsigned long long max, char sep
     return 0;
 }
 
-/* The query parameter wait = "VERSION.ROUND.PHASE.MS" (docs/fl-protocol.md):
- * 0, or 400 naming the byte offset and what was expected there. */
-static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase, uint32_t *ms)
+int pvg_srv_fl_wait_parse(const char *v, uint64_t *round, int *phase, uint32_t *ms, size_t *at,
+                          const char **expected, const char **then)
 {
     static const struct {
         const char *what;
@@ -139,14 +138,12 @@ static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase
     unsigned long long x[4];
     size_t i = 0;
     for (int k = 0; k < 4; k++) {
-        size_t at = i;
+        size_t start = i;
         int ok = wait_field(v, &i, f[k].max, f[k].sep, &x[k]) == 0;
         if (!ok || (k == 0 && x[0] != 1)) {
-            if (ok) i = at; /* a well-formed version other than 1 */
-            pvg_srv_reply_error(r, 400, "invalid",
-                                "query parameter wait: byte %zu: %s was expected, then %s "
-                                "(\"VERSION.ROUND.PHASE.MS\", e.g. \"1.3.2.30000\")",
-                                i, f[k].what, f[k].sep ? "'.'" : "the end");
+            *at = ok ? start : i; /* a well-formed version other than 1: at its start */
+            *expected = f[k].what;
+            *then = f[k].sep ? "'.'" : "the end";
             return -1;
         }
     }
@@ -154,6 +151,20 @@ static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase
     *phase = (int)x[2];
     *ms = (uint32_t)x[3];
     return 0;
+}
+
+/* pvg_srv_fl_wait_parse, or a 400 naming the byte offset and what was
+ * expected there. */
+static int wait_parse(pvg_srv_req *r, const char *v, uint64_t *round, int *phase, uint32_t *ms)
+{
+    size_t at = 0;
+    const char *what = NULL, *then = NULL;
+    if (pvg_srv_fl_wait_parse(v, round, phase, ms, &at, &what, &then) == 0) return 0;
+    pvg_srv_reply_error(r, 400, "invalid",
+                        "query parameter wait: byte %zu: %s was expected, then %s "
+                        "(\"VERSION.ROUND.PHASE.MS\", e.g. \"1.3.2.30000\")",
+                        at, what, then);
+    return -1;
 }
 
 void pvg_srv_h_fl_state(pvg_srv_req *r)

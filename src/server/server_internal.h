@@ -466,6 +466,15 @@ void pvg_srv_recommend_finish(pvg_srv_req *const *rs, size_t n);
  * connections drain without waiting out the polls. */
 void pvg_srv_stop_fl_waits(pvg_server *srv);
 
+/* The long poll's query value wait = "VERSION.ROUND.PHASE.MS"
+ * (docs/fl-protocol.md): decimal fields without leading zeros, version 1,
+ * phase 0..7, round and ms within 64 and 32 bits, nothing after MS. v is
+ * borrowed and NUL-terminated. 0 with the fields set; -1 with *at the byte
+ * offset of the fault (at most strlen(v)), *expected what was expected there
+ * and *then the separator that had to follow it (static strings). */
+int pvg_srv_fl_wait_parse(const char *v, uint64_t *round, int *phase, uint32_t *ms, size_t *at,
+                          const char **expected, const char **then);
+
 /* ---- request context ---- */
 struct pvg_srv_req {
     pvg_server *srv;

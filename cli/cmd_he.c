@@ -419,10 +419,8 @@ static int run_add(cli_ctx *c)
     pvg_paillier_ct *sum = pvg_paillier_ct_new(pub);
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = sum ? PVG_OK : PVG_ERR_NOMEM;
-    for (size_t i = 0; i < l.n && st == PVG_OK; i++)
-        st = i == 0 ? pvg_paillier_ct_copy(sum, l.cts[0], &err)
-                    : pvg_paillier_add(sum, sum, l.cts[i], &err);
+    /* the library's batch sum: one Montgomery product a term */
+    pvg_status st = sum ? pvg_paillier_sum(sum, l.cts, l.n, &err) : PVG_ERR_NOMEM;
     if (st == PVG_OK && l.n == 0) cli_warn("he add: no ciphertexts on stdin; the sum is E(0)");
     pvg_paillier_enc *enc = st == PVG_OK ? fresh_enc(pub, PVG_PAILLIER_OBF_FRESH, &rc) : NULL;
     if (st != PVG_OK)

@@ -4,11 +4,11 @@
  * broadcast, pvg_fl_client_update's vectors, distributed discrete Gaussian
  * noise that each client, the pages too, accepts by its own DP policy and
  * draws with the exact sampler) with 3 C clients (libcurl,
- * pvg_fl_client_run) and 2 browser clients (the WebAssembly client core
+ * pvg_fl_client_run) and 3 browser clients (the WebAssembly client core
  * of wasm/ in headless Chromium, on the server's page /static/fl.html,
  * driven by tests/web/fl_wasm.test.js) in one SecAgg+ session:
  *
- * - the unmasked aggregate equals the plain sum mod 2^32 of the five
+ * - the unmasked aggregate equals the plain sum mod 2^32 of the six
  *   clients' update vectors (the masks between a browser and a C client
  *   cancel only if both derive the same X25519 secrets, BLAKE2b keys and
  *   ChaCha20 masks, and the AEAD share boxes open only if they are the same
@@ -19,7 +19,12 @@
  * - the recommendations computed in the page equal the native
  *   pvg_fl_client_recommend of the same broadcast and history;
  * - nothing a page sent holds its items' ids or any 16 bytes of its
- *   unmasked update, and its token went only in the Authorization header.
+ *   unmasked update, and its token went only in the Authorization header;
+ * - the pages' polling: one long-polls (GET /v1/fl/state?wait=, through
+ *   the core's pvg_fl_core_wait_query) and makes at least 3x fewer STATE
+ *   requests than one that polls at retry_ms in the same round; one facing
+ *   a server that does not long-poll (the script strips ?wait=) falls back
+ *   to retry_ms, after honouring a 503's Retry-After.
  *
  * The browser test skips (cmocka skip, with the reason) when the WebAssembly
  * client was not built (emcc missing: the reason in <build>/wasm/UNAVAILABLE),
@@ -58,12 +63,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen);
 
 #define N_C 3 /* C clients */
-#define N_B 2 /* browser clients */
+#define N_B 3 /* browser clients: one of each polling mode */
 #define N_ALL (N_C + N_B)
 #define N_ITEMS 40
 #define K 8
@@ -189,6 +195,49 @@ static uint8_t *b64_decode(const char *s, size_t *n)
 
 static const char *g_wasm_dir;
 
+/* the browser clients' polling (tests/web/fl_wasm.test.js): long polls, plain
+ * polls at retry_ms, and long polls against a server that does not honour
+ * them (the script strips ?wait=), whose first wait gets 503 Retry-After: 1 */
+static const char *const b_mode[N_B] = {"long", "plain", "old"};
+
+/* The coordinator's clock: it stands at 0 (no round starts: start_delay 1)
+ * until tests/web/fl_wasm.test.js creates the release file, then runs from 1
+ * in real time. The round waits until the script has seen the pages poll
+ * (every page joined, the plain one made 60 STATE requests since), not for a
+ * fixed time. */
+static char g_release[220];
+static pthread_mutex_t g_release_mu = PTHREAD_MUTEX_INITIALIZER;
+static double g_release_at = -1;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double hold_clock(void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&g_release_mu);
+    if (g_release_at < 0 && access(g_release, F_OK) == 0) g_release_at = mono_now();
+    double t = g_release_at < 0 ? 0 : 1.0 + (mono_now() - g_release_at);
+    pthread_mutex_unlock(&g_release_mu);
+    return t;
+}
+
+/* the STATE requests a page made, and the long polls among them */
+static void state_requests(json_t *sent, size_t *states, size_t *waits)
+{
+    *states = *waits = 0;
+    for (size_t k = 0; k < json_array_size(sent); k++) {
+        const char *url = json_string_value(json_object_get(json_array_get(sent, k), "url"));
+        if (!strstr(url, "/v1/fl/state")) continue;
+        (*states)++;
+        if (strstr(url, "/v1/fl/state?wait=1.")) (*waits)++;
+    }
+}
+
 static void test_browser_clients_exact_sum(void **state)
 {
     (void)state;
@@ -258,6 +307,11 @@ static void test_browser_clients_exact_sum(void **state)
     co.min_survivors = N_ALL;
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = 120; /* closes as soon as every message is in */
+    /* the round starts once the script releases the clock (hold_clock): a client
+       with nothing to do meanwhile either waits parked or polls every retry_ms */
+    snprintf(g_release, sizeof g_release, "%s/release", dir);
+    co.clock = hold_clock;
+    co.start_delay = 1;
     co.broadcast = bc_fn;
     co.apply = apply_fn;
     co.ctx = &g;
@@ -304,7 +358,8 @@ static void test_browser_clients_exact_sum(void **state)
             json_array_append_new(ev, json_pack("{s:s,s:s,s:s,s:i}", "type", "purchase", "user",
                                                 "me", "item", id, "ts", 1000 + j));
         }
-        json_array_append_new(clients, json_pack("{s:s,s:o}", "token", tok[N_C + b], "events", ev));
+        json_array_append_new(clients, json_pack("{s:s,s:o,s:s}", "token", tok[N_C + b], "events",
+                                                 ev, "mode", b_mode[b]));
     }
     char *cj = json_dumps(clients, JSON_COMPACT);
     json_decref(clients);
@@ -318,9 +373,10 @@ static void test_browser_clients_exact_sum(void **state)
     free(cj);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && PVG_BASE_URL=http://127.0.0.1:%d PVG_WASM_DIR='%s' PVG_FL_OUT='%s' "
+             "PVG_FL_RELEASE='%s' "
              "PVG_FL_ITEMS='%s' PVG_FL_CLIENTS=\"$(cat '%s')\" ASAN_OPTIONS= LD_PRELOAD= "
              "timeout 240 node fl_wasm.test.js",
-             webtests, port, g_wasm_dir, out_path, items_path, clients_path);
+             webtests, port, g_wasm_dir, out_path, g_release, items_path, clients_path);
     int rc = run(cmd);
 
     pvg_fl_round_stats rs;
@@ -424,7 +480,85 @@ static void test_browser_clients_exact_sum(void **state)
         assert_int_equal(posts, 4); /* ADVERTISE, SHARES, MASKED, UNMASK */
         free(vec);
     }
-    /* the aggregate is exact: the plain sum of all five clients' vectors */
+    /* the polling: the long-polling page asks far fewer STATEs than the plain
+       one for the same round, the plain one never asks to wait, and the page
+       facing a server without long polls honoured the 503's Retry-After (no
+       wait asked for 1 s, plain polls meanwhile) and then, seeing an answer to
+       its wait without the "waited" flag, polled at retry_ms from then on */
+    {
+        size_t states[N_B], waits[N_B];
+        for (int b = 0; b < N_B; b++) {
+            json_t *r = json_array_get(res, (size_t)b);
+            state_requests(json_object_get(r, "sent"), &states[b], &waits[b]);
+            json_t *st = json_object_get(r, "stats");
+            assert_int_equal(json_integer_value(json_object_get(st, "stateRequests")), states[b]);
+            assert_int_equal(json_integer_value(json_object_get(st, "longPolls")), waits[b]);
+            printf("browser client %d (%s): %zu STATE requests, %zu long polls\n", b, b_mode[b],
+                   states[b], waits[b]);
+        }
+        json_t *st0 = json_object_get(json_array_get(res, 0), "stats");
+        assert_true(waits[0] >= 1);
+        assert_true(json_is_false(json_object_get(st0, "fellBack")));
+        assert_int_equal(json_integer_value(json_object_get(st0, "busy")), 0);
+        assert_int_equal(waits[1], 0);
+        if (states[0] * 3 > states[1])
+            fail_msg("long polling made %zu STATE requests, plain polling %zu: not 3x fewer",
+                     states[0], states[1]);
+        /* while the round was held (every page joined, nothing changes), the plain page
+           polled >= 60 times and the long-polling one stayed parked: at most the wait it
+           was in and one more (a wait the server cut at its bound) */
+        json_t *hold = json_object_get(json_array_get(res, 0), "hold");
+        double h0 = json_number_value(json_object_get(hold, "allJoinedMs"));
+        double h1 = json_number_value(json_object_get(hold, "releaseMs"));
+        assert_true(h0 >= 0 && h1 > h0);
+        size_t in_hold[2] = {0, 0};
+        for (int b = 0; b < 2; b++) {
+            json_t *sent = json_object_get(json_array_get(res, (size_t)b), "sent");
+            for (size_t k = 0; k < json_array_size(sent); k++) {
+                json_t *q = json_array_get(sent, k);
+                double ms = json_number_value(json_object_get(q, "ms"));
+                if (strstr(json_string_value(json_object_get(q, "url")), "/v1/fl/state") &&
+                    ms >= h0 && ms <= h1)
+                    in_hold[b]++;
+            }
+        }
+        printf("while the round was held (%.0f ms): long polling %zu STATE requests, plain %zu\n",
+               h1 - h0, in_hold[0], in_hold[1]);
+        assert_true(in_hold[1] >= 60);
+        assert_true(in_hold[0] <= 2);
+        json_t *r2 = json_array_get(res, 2), *inj = json_object_get(r2, "injected");
+        assert_int_equal(json_array_size(inj), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(inj, 0), "kind")),
+                            "503");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(inj, 1), "kind")),
+                            "stripped");
+        assert_int_equal(waits[2], 2); /* the one refused, the one unanswered as a wait */
+        json_t *st2 = json_object_get(r2, "stats");
+        assert_true(json_is_true(json_object_get(st2, "fellBack")));
+        assert_int_equal(json_integer_value(json_object_get(st2, "busy")), 1);
+        /* between the 503 and the next wait: >= 1 s and plain polls */
+        json_t *sent = json_object_get(r2, "sent");
+        double t503 = -1, tnext = -1;
+        size_t plain_between = 0;
+        for (size_t k = 0; k < json_array_size(sent); k++) {
+            json_t *q = json_array_get(sent, k);
+            const char *url = json_string_value(json_object_get(q, "url"));
+            double ms = json_number_value(json_object_get(q, "ms"));
+            if (strstr(url, "/v1/fl/state?wait=")) {
+                if (t503 < 0)
+                    t503 = ms;
+                else if (tnext < 0)
+                    tnext = ms;
+            } else if (strstr(url, "/v1/fl/state") && t503 >= 0 && tnext < 0) {
+                plain_between++;
+            }
+        }
+        assert_true(t503 >= 0 && tnext >= 0);
+        if (tnext - t503 < 1000)
+            fail_msg("the next wait came %.0f ms after a 503 with Retry-After: 1", tnext - t503);
+        assert_true(plain_between >= 1);
+    }
+    /* the aggregate is exact: the plain sum of all six clients' vectors */
     assert_memory_equal(g.sum, want, g.d * sizeof *want);
     /* and the check can fail: without one browser client's vector it differs */
     {

@@ -1143,6 +1143,284 @@ static void test_browser_clients(void **state)
     test_browser_clients_exact_sum(state);
 }
 
+/* ---- the shop page's on-device training, end to end ---- */
+
+static void *b64_json(json_t *o, const char *field, size_t *n)
+{
+    const char *v = json_string_value(json_object_get(o, field));
+    if (!v) fail_msg("no %s in the script's output", field);
+    void *b = b64_decode(v, n);
+    assert_non_null(b);
+    return b;
+}
+
+/* The shop page (/shop, tests/web/fl_shop.test.js) signed in with a
+ * shopper's token, in one round with 3 C clients: opting in, it reads the
+ * item list (GET /v1/fl/items) and the shopper's export, takes part through
+ * SecAgg+ and lists "Recommended on this device" in the order of the native
+ * pvg_fl_client_recommend for the round's broadcast and the shopper's
+ * history (scores within float ties); none of its requests carries the
+ * shopper's item ids or the token outside the Authorization header; in
+ * IndexedDB the factor is only in an AES-GCM ciphertext (the key not
+ * extractable); a reload shows the same list at once and joins again; opting
+ * out erases the state and the key and a reload joins nothing; the portal's
+ * account deletion erases them too. */
+static void test_shop_exact(void)
+{
+    const char *src = getenv("PVG_SOURCE_DIR");
+    assert_non_null(src);
+    assert_int_equal(pvg_init(), PVG_OK);
+    char webtests[PATH_MAX], cmd[4 * PATH_MAX];
+    snprintf(webtests, sizeof webtests, "%s/tests/web", src);
+    char dir[] = "/tmp/pvg_test_flshop_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char dd[128];
+    snprintf(dd, sizeof dd, "%s/data", dir);
+    pvg_error err;
+    assert_int_equal(pvg_store_init(dd, NULL, &err), PVG_OK);
+    pvg_store *s = NULL;
+    assert_int_equal(pvg_store_open(dd, &s, &err), PVG_OK);
+    enum { NS = N_C + 1 };
+    const char *page_user = "shopper-page";
+    char *tok[NS];
+    for (int i = 0; i < NS; i++) {
+        char user[32];
+        snprintf(user, sizeof user, "shopper-%d", i);
+        pvg_principal p;
+        assert_int_equal(
+            pvg_auth_token_issue(s, i == N_C ? page_user : user, 3600, 0, &tok[i], &p, &err),
+            PVG_OK);
+    }
+    /* the page's shopper's history: purchases in the store (their export) */
+    static char ids[N_ITEMS][24];
+    const char *item_ids[N_ITEMS];
+    for (int j = 0; j < N_ITEMS; j++) {
+        snprintf(ids[j], sizeof ids[j], "ITEM-%02d-85123A", j);
+        item_ids[j] = ids[j];
+    }
+    uint32_t hist[HIST];
+    history_of(N_C, hist);
+    pvg_event ev[HIST];
+    pvg_event_in in[HIST];
+    pvg_event_out eo[HIST];
+    memset(ev, 0, sizeof ev);
+    for (int j = 0; j < HIST; j++) {
+        ev[j].type = PVG_EVENT_PURCHASE;
+        ev[j].ts = 1700000000 + j;
+        ev[j].item = item_ids[hist[j]];
+        in[j] = (pvg_event_in){page_user, &ev[j], NULL, j};
+    }
+    long long stored = 0;
+    assert_int_equal(pvg_store_events_put(s, in, HIST, eo, &stored, NULL, &err), PVG_OK);
+    for (int j = 0; j < HIST; j++)
+        if (eo[j].status != PVG_OK) fail_msg("event %d: %s", j, eo[j].message);
+    assert_int_equal(stored, HIST);
+    pvg_store_free(s);
+
+    rig g;
+    memset(&g, 0, sizeof g);
+    pthread_mutex_init(&g.mu, NULL);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_config cfg;
+    pvg_fl_config_default(&cfg);
+    cfg.factors = K;
+    cfg.dp = PVG_FL_DP_DISTRIBUTED;
+    cfg.noise_multiplier = 1.0;
+    cfg.expected_cohort = NS;
+    cfg.clip = 1.0;
+    assert_int_equal(pvg_fl_model_new(&cfg, N_ITEMS, rng, &g.model, &err), PVG_OK);
+    pvg_fl_coord_options co;
+    memset(&co, 0, sizeof co);
+    co.d = (uint32_t)pvg_fl_update_dim(&cfg, N_ITEMS);
+    co.sample_rate = 1.0;
+    co.min_clients = NS;
+    co.max_rounds = 1;
+    co.min_survivors = NS;
+    for (int i = 0; i < 4; i++)
+        co.phase_seconds[i] = 120;
+    co.broadcast = bc_fn;
+    co.apply = apply_fn;
+    co.ctx = &g;
+    co.rng = rng;
+    pvg_fl_coord *coord = NULL;
+    assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
+    char web[PATH_MAX];
+    snprintf(web, sizeof web, "%s/src/server/web", src);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.web_dir = web;
+    o.threads = 4;
+    o.auth_failure_rate = -1;
+    o.synonyms_path = "";
+    o.monitor_off = 1;
+    o.fl = coord;
+    o.fl_items = item_ids;
+    o.fl_n_items = N_ITEMS;
+    o.max_body_bytes = pvg_fl_coord_max_message(coord) + 1024;
+    pvg_server *srv = NULL;
+    if (pvg_server_start(&o, &srv, &err) != PVG_OK) fail_msg("server: %s", err.text);
+    int port = pvg_server_port(srv);
+    static cclient cc[N_C];
+    pthread_t th[N_C];
+    for (int i = 0; i < N_C; i++) {
+        memset(&cc[i], 0, sizeof cc[i]);
+        cc[i].index = i;
+        cc[i].token = tok[i];
+        cc[i].port = port;
+        history_of(i, cc[i].items);
+        assert_int_equal(pthread_create(&th[i], NULL, c_thread, &cc[i]), 0);
+    }
+    char out_path[200];
+    snprintf(out_path, sizeof out_path, "%s/shop.json", dir);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && PVG_BASE_URL=http://127.0.0.1:%d PVG_WASM_DIR='%s' PVG_FL_OUT='%s' "
+             "PVG_USER_TOKEN='%s' PVG_USER_ID='%s' ASAN_OPTIONS= LD_PRELOAD= "
+             "timeout 240 node fl_shop.test.js",
+             webtests, port, g_wasm_dir, out_path, tok[N_C], page_user);
+    int rc = run(cmd);
+    pvg_fl_round_stats rs;
+    pvg_status ws = pvg_fl_coord_wait(coord, 1, rc == 0 ? 60 : 5, &rs, &err);
+    for (int i = 0; i < N_C; i++)
+        pthread_join(th[i], NULL);
+    pvg_server_free(srv);
+    pvg_fl_coord_free(coord);
+    assert_int_equal(rc, 0);
+    assert_int_equal(ws, PVG_OK);
+    if (rs.phase != PVG_FL_PHASE_DONE) fail_msg("round aborted: %s", rs.error);
+    assert_int_equal(rs.survivors, NS); /* the page's update is in the sum */
+    for (int i = 0; i < N_C; i++)
+        if (cc[i].status != PVG_OK) fail_msg("C client %d: %s", i, cc[i].error);
+
+    json_error_t je;
+    json_t *res = json_load_file(out_path, 0, &je);
+    if (!res) fail_msg("%s: %s", out_path, je.text);
+    assert_true(json_is_true(json_object_get(res, "visible")));
+    assert_int_equal(json_integer_value(json_object_get(res, "joinsBeforeOptIn")), 0);
+
+    /* the list: the native ranking of the same broadcast and history */
+    json_t *after = json_object_get(res, "afterRound");
+    json_t *list = json_object_get(after, "list");
+    printf("status after the round: %s\n", json_string_value(json_object_get(after, "status")));
+    assert_non_null(strstr(json_string_value(json_object_get(after, "status")), "finished"));
+    assert_int_equal(json_array_size(list), 8);
+    uint32_t all[N_ITEMS];
+    float all_sc[N_ITEMS];
+    size_t n_all = 0;
+    assert_non_null(g.bc);
+    assert_int_equal(pvg_fl_client_recommend(g.bc, g.bc_len, hist, NULL, HIST, N_ITEMS, all, all_sc,
+                                             &n_all, &err),
+                     PVG_OK);
+    for (size_t j = 0; j < 8; j++) {
+        const char *id = json_string_value(json_array_get(list, j));
+        int idx = -1;
+        for (int i = 0; i < N_ITEMS; i++)
+            if (strcmp(id, item_ids[i]) == 0) idx = i;
+        assert_true(idx >= 0);
+        float mine = NAN;
+        for (size_t i = 0; i < n_all; i++)
+            if (all[i] == (uint32_t)idx) mine = all_sc[i];
+        if (!(fabsf(mine - all_sc[j]) <= 1e-5f * (1 + fabsf(all_sc[j]))))
+            fail_msg("rank %zu: the page lists %s (native score %g), native rank %zu is %s (%g)", j,
+                     id, (double)mine, j, item_ids[all[j]], (double)all_sc[j]);
+    }
+
+    /* IndexedDB after the round: the key not extractable, the factor sealed */
+    json_t *kept = json_object_get(after, "kept");
+    assert_true(json_is_true(json_object_get(kept, "state")));
+    assert_true(json_is_true(json_object_get(kept, "key")));
+    assert_true(json_is_false(json_object_get(kept, "keyExtractable")));
+    assert_true(json_is_false(json_object_get(kept, "exported")));
+    assert_string_equal(json_string_value(json_object_get(kept, "keyAlgorithm")), "AES-GCM-256");
+    assert_int_equal(json_integer_value(json_object_get(kept, "lastRound")), 1);
+    assert_int_equal(json_integer_value(json_object_get(kept, "ivLength")), 12);
+    size_t fl_ = 0, ctl_ = 0, vl = 0;
+    uint8_t *factor = b64_json(kept, "factor", &fl_);
+    uint8_t *ct = b64_json(kept, "ct", &ctl_);
+    uint8_t *V = b64_json(kept, "V", &vl);
+    assert_int_equal(fl_, 4 * K);
+    assert_int_equal(ctl_, 8 + 4 * K + 4 * HIST + 16); /* k, n, factor, own items, GCM tag */
+    assert_int_equal(vl, 4 * N_ITEMS * K);
+    for (size_t j = 0; j + 8 <= fl_; j += 4) {
+        assert_null(memmem(ct, ctl_, factor + j, 8));
+        assert_null(memmem(V, vl, factor + j, 8));
+    }
+    /* the item factors kept are the broadcast's (public), bit for bit */
+    assert_memory_equal(V, g.bc + 88, vl);
+    json_t *own = json_object_get(kept, "own");
+    assert_int_equal(json_array_size(own), HIST);
+    for (int j = 0; j < HIST; j++)
+        assert_int_equal(json_integer_value(json_array_get(own, (size_t)j)), hist[j]);
+    const char *fields[] = {"lastRound", "optedIn", "pub", "sealed", "user"};
+    json_t *fj = json_object_get(kept, "fields");
+    assert_int_equal(json_array_size(fj), 5);
+    for (size_t j = 0; j < 5; j++)
+        assert_string_equal(json_string_value(json_array_get(fj, j)), fields[j]);
+    free(factor);
+    free(ct);
+    free(V);
+
+    /* the reload: the same list at once, training resumed (a join) */
+    json_t *rl = json_object_get(res, "afterReload");
+    assert_true(json_equal(json_object_get(rl, "list"), list));
+    assert_true(json_integer_value(json_object_get(rl, "joins")) >= 1);
+    /* opting out: erased; after a reload no list and no join */
+    json_t *oo = json_object_get(res, "afterOptOut");
+    assert_true(json_is_false(json_object_get(json_object_get(oo, "kept"), "state")));
+    assert_true(json_is_false(json_object_get(json_object_get(oo, "kept"), "key")));
+    assert_int_equal(json_array_size(json_object_get(oo, "list")), 0);
+    json_t *oor = json_object_get(res, "afterOptOutReload");
+    assert_int_equal(json_array_size(json_object_get(oor, "list")), 0);
+    assert_int_equal(json_integer_value(json_object_get(oor, "joins")), 0);
+    assert_true(json_is_false(json_object_get(json_object_get(oor, "kept"), "state")));
+    /* the portal's deletion */
+    assert_true(json_is_true(json_object_get(json_object_get(res, "beforeDelete"), "state")));
+    assert_true(json_is_false(json_object_get(json_object_get(res, "afterDelete"), "state")));
+    assert_true(json_is_false(json_object_get(json_object_get(res, "afterDelete"), "key")));
+
+    /* the wire: no request carries the shopper's item ids (in its URL or
+       body) and the token goes only in the Authorization header */
+    json_t *sent = json_object_get(res, "sent");
+    size_t posts = 0;
+    for (size_t k = 0; k < json_array_size(sent); k++) {
+        json_t *q = json_array_get(sent, k);
+        const char *url = json_string_value(json_object_get(q, "url"));
+        size_t bl = 0;
+        uint8_t *body = b64_decode(json_string_value(json_object_get(q, "body")), &bl);
+        assert_non_null(body);
+        if (strstr(url, "/v1/fl/messages")) posts++;
+        assert_null(strstr(url, "85123A"));
+        assert_null(strstr(url, tok[N_C]));
+        for (int j = 0; j < HIST; j++)
+            assert_null(memmem(body, bl, item_ids[hist[j]], strlen(item_ids[hist[j]])));
+        assert_null(memmem(body, bl, tok[N_C], strlen(tok[N_C])));
+        free(body);
+    }
+    assert_int_equal(posts, 4);
+    json_decref(res);
+    for (int i = 0; i < N_C; i++)
+        free(cc[i].vec);
+    for (int i = 0; i < NS; i++)
+        pvg_auth_credential_free(tok[i]);
+    free(g.sum);
+    free(g.bc);
+    pvg_fl_model_free(g.model);
+    pvg_rng_free(rng);
+    pthread_mutex_destroy(&g.mu);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    (void)run(cmd);
+}
+
+static void test_shop_page(void **state)
+{
+    (void)state;
+    if (g_skip[0]) {
+        printf("SKIP: %s\n", g_skip);
+        skip();
+    }
+    test_shop_exact();
+}
+
 static void why_skip(void)
 {
     char p[PATH_MAX];
@@ -1184,6 +1462,7 @@ int main(void)
         cmocka_unit_test(test_core_d_fixed_in_round),
         cmocka_unit_test(test_browser_clients),
         cmocka_unit_test(test_browser_sampler),
+        cmocka_unit_test(test_shop_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,8 +92,10 @@
   // base (where the module is; default: next to this script), timeoutMs
   // (600000), onStatus(text), longPoll (true: wait at the server for the
   // round to move on, docs/fl-protocol.md; false: poll at retry_ms),
-  // keepBroadcast (res.broadcast: the last broadcast's bytes, public),
-  // keepUpdate (tests of the aggregate only: returns the update vector).
+  // keepBroadcast (res.broadcast: the last broadcast's bytes, public, and
+  // res.broadcastRound: the coordinator's round it was fetched for),
+  // keepUpdate (tests of the aggregate only: returns the update vector),
+  // signal (an AbortSignal: stops the client, its requests included).
   // res: rounds, refused, lastRefusal, recommendations, stats (the STATE
   // requests, long polls among them, 429/503 answers, fellBack).
   async function run(opts) {
@@ -119,7 +121,7 @@
     const hdr = { Authorization: 'Bearer ' + o.token, 'Content-Type': 'application/octet-stream' };
     const req = async (method, path, body) => {
       for (let attempt = 0; ; attempt++) {
-        const r = await fetch(o.server + path, { method, headers: hdr, body, cache: 'no-store' });
+        const r = await fetch(o.server + path, { method, headers: hdr, body, cache: 'no-store', signal: o.signal });
         if ((r.status === 429 || r.status === 503) && attempt < 50) {
           await r.arrayBuffer();
           await sleep(200);
@@ -137,7 +139,7 @@
     // the transport's figures: STATE requests (long polls among them), the
     // 429/503 answers to them, and whether the server turned out not to long-poll
     const stats = { stateRequests: 0, longPolls: 0, busy: 0, fellBack: false };
-    let update = null, broadcast = null;
+    let update = null, broadcast = null, broadcastRound = 0;
     const t0 = Date.now();
     const timedOut = () => Date.now() - t0 > o.timeoutMs;
     // long polling (docs/fl-protocol.md): after a WAIT the next STATE request
@@ -152,6 +154,7 @@
       let body = new Uint8Array(await r.arrayBuffer());
       for (;;) {
         if (timedOut()) throw new Error('fl client: timed out');
+        if (o.signal && o.signal.aborted) throw new Error('fl client: stopped');
         const a = withBytes(body, (p, len) => M._pvgw_state(h, p, len));
         if (a < 0) throw err();
         const answeredWait = askedWait;
@@ -169,7 +172,7 @@
             // stream and refused once it passes the cap, whatever its headers say
             const bc = await readCapped(b, MAX_BROADCAST);
             if (withBytes(bc, (p, len) => M._pvgw_broadcast(h, round, p, len)) < 0) throw err();
-            if (o.keepBroadcast) broadcast = bc;
+            if (o.keepBroadcast) { broadcast = bc; broadcastRound = round; }
             if (o.keepUpdate) {
               const pd = M._malloc(4);
               const pv = M._pvgw_last_update(h, pd);
@@ -208,7 +211,7 @@
           waiting = false;
           stats.stateRequests++;
           if (asked) stats.longPolls++;
-          r = await fetch(o.server + path, { method: 'GET', headers: hdr, cache: 'no-store' });
+          r = await fetch(o.server + path, { method: 'GET', headers: hdr, cache: 'no-store', signal: o.signal });
           if (r.status === 429 || r.status === 503) {
             stats.busy++;
             if (asked) noWaitUntil = Date.now() + 1000 * retryAfter(r);
@@ -244,7 +247,7 @@
       M._free(pi);
       M._free(ps);
       if (update) res.update = update;
-      if (broadcast) res.broadcast = broadcast;
+      if (broadcast) { res.broadcast = broadcast; res.broadcastRound = broadcastRound; }
       return res;
     } finally {
       M._pvgw_free(h);

@@ -91,11 +91,12 @@ static void history_of(int i, uint32_t *items)
 
 typedef struct rig {
     pthread_mutex_t mu;
-    uint8_t *bc; /* round 1's broadcast */
+    uint8_t *bc; /* the last round's broadcast */
     size_t bc_len;
     uint32_t *sum;
     size_t d;
     uint32_t survivors;
+    uint32_t survivors_of[4]; /* the survivors of each applied sum, in order */
     int applies;
     pvg_fl_model *model;
 } rig;
@@ -106,7 +107,8 @@ static pvg_status bc_fn(void *ctx, uint64_t round, uint8_t **out, size_t *len, p
     (void)round;
     pthread_mutex_lock(&g->mu);
     pvg_status s = pvg_fl_model_broadcast(g->model, out, len, err);
-    if (s == PVG_OK && !g->bc) {
+    if (s == PVG_OK) {
+        free(g->bc);
         g->bc = malloc(*len);
         memcpy(g->bc, *out, *len);
         g->bc_len = *len;
@@ -122,7 +124,9 @@ static pvg_status apply_fn(void *ctx, uint64_t round, const uint32_t *sum, size_
     (void)round;
     (void)err;
     pthread_mutex_lock(&g->mu);
+    if (g->applies < 4) g->survivors_of[g->applies] = survivors;
     g->applies++;
+    free(g->sum);
     g->sum = malloc(d * sizeof *sum);
     memcpy(g->sum, sum, d * sizeof *sum);
     g->d = d;
@@ -135,6 +139,7 @@ typedef struct cclient {
     int index;
     const char *token;
     int port;
+    uint32_t rounds; /* 0: 1 */
     uint32_t items[HIST];
     uint32_t *vec; /* its update, kept for the check */
     size_t d;
@@ -153,6 +158,7 @@ static pvg_status c_update(void *ctx, uint64_t round, const uint8_t *bc, size_t 
     pvg_status s = pvg_fl_client_update(bc, len, c->items, NULL, HIST, rng, vec, d, factor, err);
     pvg_rng_free(rng);
     if (s == PVG_OK) {
+        free(c->vec);
         c->vec = malloc(d * sizeof *vec);
         memcpy(c->vec, vec, d * sizeof *vec);
         c->d = d;
@@ -170,7 +176,7 @@ static void *c_thread(void *arg)
     memset(&o, 0, sizeof o);
     o.server = url;
     o.token = c->token;
-    o.rounds = 1;
+    o.rounds = c->rounds ? c->rounds : 1;
     o.timeout_s = 180;
     o.update = c_update;
     o.ctx = c;
@@ -1234,7 +1240,7 @@ static void test_shop_exact(void)
     co.d = (uint32_t)pvg_fl_update_dim(&cfg, N_ITEMS);
     co.sample_rate = 1.0;
     co.min_clients = NS;
-    co.max_rounds = 1;
+    co.max_rounds = 2; /* round 2: the page is reloaded in the middle of it */
     co.min_survivors = NS;
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = 120;
@@ -1268,6 +1274,7 @@ static void test_shop_exact(void)
         cc[i].index = i;
         cc[i].token = tok[i];
         cc[i].port = port;
+        cc[i].rounds = 2;
         history_of(i, cc[i].items);
         assert_int_equal(pthread_create(&th[i], NULL, c_thread, &cc[i]), 0);
     }
@@ -1280,15 +1287,19 @@ static void test_shop_exact(void)
              webtests, port, g_wasm_dir, out_path, tok[N_C], page_user);
     int rc = run(cmd);
     pvg_fl_round_stats rs;
-    pvg_status ws = pvg_fl_coord_wait(coord, 1, rc == 0 ? 60 : 5, &rs, &err);
+    pvg_status ws = pvg_fl_coord_wait(coord, 2, rc == 0 ? 60 : 5, &rs, &err);
     for (int i = 0; i < N_C; i++)
         pthread_join(th[i], NULL);
     pvg_server_free(srv);
     pvg_fl_coord_free(coord);
     assert_int_equal(rc, 0);
+    /* both rounds complete with the page's update in the sum: round 2's from
+       the page that was reloaded after its SHARES and resumed the round */
     assert_int_equal(ws, PVG_OK);
-    if (rs.phase != PVG_FL_PHASE_DONE) fail_msg("round aborted: %s", rs.error);
-    assert_int_equal(rs.survivors, NS); /* the page's update is in the sum */
+    if (rs.phase != PVG_FL_PHASE_DONE) fail_msg("round 2 aborted: %s", rs.error);
+    assert_int_equal(g.applies, 2);
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(g.survivors_of[r], NS);
     for (int i = 0; i < N_C; i++)
         if (cc[i].status != PVG_OK) fail_msg("C client %d: %s", i, cc[i].error);
 
@@ -1332,7 +1343,8 @@ static void test_shop_exact(void)
     assert_true(json_is_false(json_object_get(kept, "keyExtractable")));
     assert_true(json_is_false(json_object_get(kept, "exported")));
     assert_string_equal(json_string_value(json_object_get(kept, "keyAlgorithm")), "AES-GCM-256");
-    assert_int_equal(json_integer_value(json_object_get(kept, "lastRound")), 1);
+    assert_int_equal(json_integer_value(json_object_get(kept, "lastRound")), 2);
+    assert_true(json_is_false(json_object_get(kept, "round"))); /* the round ended: dropped */
     assert_int_equal(json_integer_value(json_object_get(kept, "ivLength")), 12);
     size_t fl_ = 0, ctl_ = 0, vl = 0;
     uint8_t *factor = b64_json(kept, "factor", &fl_);
@@ -1396,7 +1408,37 @@ static void test_shop_exact(void)
         assert_null(memmem(body, bl, tok[N_C], strlen(tok[N_C])));
         free(body);
     }
-    assert_int_equal(posts, 4);
+    /* 4 messages a round, none made again by the resumed page */
+    assert_int_equal(posts, 8);
+    /* mid-round 2 (after SHARES): the round kept, sealed (no plaintext field) */
+    json_t *mid = json_object_get(res, "midRound");
+    assert_true(json_is_true(json_object_get(mid, "round")));
+    assert_int_equal(json_integer_value(json_object_get(mid, "roundOf")), 2);
+    const char *rfields[] = {"broadcast", "broadcastRound", "ct", "handle", "iv", "user"};
+    json_t *rf = json_object_get(mid, "roundFields");
+    assert_int_equal(json_array_size(rf), 6);
+    for (size_t j = 0; j < 6; j++)
+        assert_string_equal(json_string_value(json_array_get(rf, j)), rfields[j]);
+    assert_true(json_integer_value(json_object_get(mid, "roundCt")) > 65536);
+    /* the reloaded page went on with the round: a plain STATE poll first, no
+       join until the round was over, then MASKED and UNMASK */
+    json_t *resumed = json_object_get(res, "resumed");
+    assert_true(json_array_size(resumed) >= 3);
+    size_t first = 0; /* after the item list */
+    while (first < json_array_size(resumed) &&
+           strcmp(json_string_value(json_array_get(resumed, first)), "GET items") == 0)
+        first++;
+    assert_string_equal(json_string_value(json_array_get(resumed, first)), "GET state");
+    size_t after_posts = 0, join_at = SIZE_MAX;
+    for (size_t j = 0; j < json_array_size(resumed); j++) {
+        const char *q = json_string_value(json_array_get(resumed, j));
+        if (strcmp(q, "POST messages") == 0) {
+            after_posts++;
+            assert_true(j < join_at);
+        }
+        if (strcmp(q, "POST join") == 0 && join_at == SIZE_MAX) join_at = j;
+    }
+    assert_int_equal(after_posts, 2);
     json_decref(res);
     for (int i = 0; i < N_C; i++)
         free(cc[i].vec);

@@ -14,8 +14,10 @@
 #include <sodium.h>
 
 #include <emscripten.h>
+#include <emscripten/heap.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct pvgw {
     pvg_fl_core *core;
@@ -248,4 +250,24 @@ int pvgw_test_discrete_gaussian(double num, double den, double seed, uint32_t n,
         out[i] = (double)pvg_dp_discrete_gaussian(rng, (uint64_t)num, (uint64_t)den);
     pvg_rng_free(rng);
     return 0;
+}
+
+/* Resuming a round after a reload (fl_browser.js, opts.persist / resume):
+ * the page keeps a copy of the module's memory below the break, taken
+ * between calls (no C frame live: the stack pointer is at its base) and
+ * before each message is posted, so that no randomness drawn after it ever
+ * left the page; a fresh instance of the same module reserves that much
+ * (pvgw_memory_reserve) and takes the copy back, handle included. */
+EMSCRIPTEN_KEEPALIVE
+uint32_t pvgw_memory_used(void)
+{
+    return (uint32_t)(uintptr_t)sbrk(0);
+}
+
+/* Grows the memory to at least bytes: 0, or -1 when it cannot. */
+EMSCRIPTEN_KEEPALIVE
+int pvgw_memory_reserve(uint32_t bytes)
+{
+    if (bytes <= emscripten_get_heap_size()) return 0;
+    return emscripten_resize_heap(bytes) ? 0 : -1;
 }

@@ -3,8 +3,11 @@
 // the C clients of the same round). One Chromium context (its own origin
 // storage, kept across reloads) on /shop, signed in with the shopper's token:
 //  1. opts in: the page reads the item list and the shopper's export, takes
-//     part in the round (the WebAssembly client, SecAgg+), and shows
-//     "Recommended on this device";
+//     part in round 1 (the WebAssembly client, SecAgg+) and shows
+//     "Recommended on this device"; in round 2 it is reloaded right after
+//     its second message (SHARES) went out, and the reloaded page resumes
+//     the round from what it kept in IndexedDB (no join, no message made
+//     again) and completes it;
 //  2. what IndexedDB holds: the AES-GCM key is not extractable, the factor
 //     is only in the ciphertext;
 //  3. reloads: the same list shows from IndexedDB and training resumes (a
@@ -32,20 +35,25 @@ const watchdog = setTimeout(() => { console.error('FAIL: the shop page exceeded 
 async function kept(page, user) {
   return page.evaluate(async (user) => {
     const db = await new Promise((resolve, reject) => {
-      const r = indexedDB.open('privguide-fl', 1);
-      r.onupgradeneeded = () => { r.result.createObjectStore('keys', { keyPath: 'user' }); r.result.createObjectStore('state', { keyPath: 'user' }); };
+      const r = indexedDB.open('privguide-fl');
       r.onsuccess = () => resolve(r.result);
       r.onerror = () => reject(r.error);
     });
     const get = (store) => new Promise((resolve, reject) => {
+      if (!db.objectStoreNames.contains(store)) return resolve(undefined);
       const q = db.transaction([store]).objectStore(store).get(user);
       q.onsuccess = () => resolve(q.result);
       q.onerror = () => reject(q.error);
     });
-    const st = await get('state'), k = await get('keys');
+    const st = await get('state'), k = await get('keys'), rd = await get('rounds');
     db.close();
     const b64 = (u8) => btoa(String.fromCharCode.apply(null, Array.from(u8)));
-    const out = { state: !!st, key: !!k };
+    const out = { state: !!st, key: !!k, round: !!rd };
+    if (rd) {
+      out.roundFields = Object.keys(rd).sort();
+      out.roundCt = rd.ct.length;
+      out.roundOf = rd.broadcastRound;
+    }
     if (k) {
       out.keyExtractable = k.key.extractable;
       out.keyAlgorithm = k.key.algorithm.name + '-' + k.key.algorithm.length;
@@ -104,14 +112,28 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
     page.on('dialog', (d) => d.accept());
     const joinsSince = (i) => sent.slice(i).filter((q) => q.url.endsWith('/v1/fl/join')).length;
 
-    // 1. sign in, opt in, one round, the list
+    // 1. sign in, opt in: round 1, and round 2 with a reload after its SHARES
+    let posted = 0, reloadedAt = -1;
+    let onReloaded;
+    const reloaded = new Promise((resolve, reject) => { onReloaded = { resolve, reject }; });
+    page.on('requestfinished', (r) => {
+      if (!r.url().endsWith('/v1/fl/messages') || ++posted !== 6) return;
+      (async () => {
+        out.midRound = await kept(page, USER);
+        reloadedAt = sent.length;
+        await page.reload();
+        onReloaded.resolve();
+      })().catch((e) => onReloaded.reject(e));
+    });
     await page.goto(BASE + '/shop#token=' + encodeURIComponent(TOKEN) + '&user=' + encodeURIComponent(USER));
     await page.waitForFunction(() => /not taking part/.test(document.getElementById('fl-status').textContent));
     out.visible = await page.isVisible('#fl-section');
     out.joinsBeforeOptIn = joinsSince(0);
     await page.click('#fl-optin');
+    await reloaded;
     await page.waitForFunction(() => /training finished on the server|on-device training:|did not take part/.test(
       document.getElementById('fl-status').textContent));
+    out.resumed = sent.slice(reloadedAt).filter((q) => q.url.includes('/v1/fl/')).map((q) => q.method + ' ' + q.url.replace(/^.*\/v1\/fl\//, ''));
     out.afterRound = { status: await statusOf(page), list: await listed(page), kept: await kept(page, USER) };
     console.log('ok - opted in: ' + out.afterRound.status + '; ' + out.afterRound.list.length + ' items listed');
 

@@ -95,7 +95,13 @@
   // keepBroadcast (res.broadcast: the last broadcast's bytes, public, and
   // res.broadcastRound: the coordinator's round it was fetched for),
   // keepUpdate (tests of the aggregate only: returns the update vector),
-  // signal (an AbortSignal: stops the client, its requests included).
+  // signal (an AbortSignal: stops the client, its requests included),
+  // persist(round) (awaited before each message is posted and after each
+  // broadcast: round = {memory, handle, broadcast, broadcastRound}, the
+  // client's whole state, secrets included, for the caller to seal and
+  // keep), resume (such a round: the client goes on from it in a fresh
+  // module, with a plain STATE poll instead of a join; no other option
+  // but token, items, topK, the transport's and persist is read then).
   // res: rounds, refused, lastRefusal, recommendations, stats (the STATE
   // requests, long polls among them, 429/503 answers, fellBack).
   async function run(opts) {
@@ -103,20 +109,31 @@
       assumedRounds: 0, topK: 10, server: '', timeoutMs: 600000, keepUpdate: false,
       longPoll: true, keepBroadcast: false, onStatus: () => {} }, opts);
     const base = o.base || run.base;
-    const M = await loadModule(base);
-    const hist = o.history ? Array.from(o.history) : historyOf(o.items, o.events);
-    const n = hist.length;
-    const pItems = M._malloc(4 * Math.max(n, 1));
-    const pW = M._malloc(4 * Math.max(n, 1));
-    new Uint32Array(M.HEAPU32.buffer, pItems, n).set(hist);
-    new Float32Array(M.HEAPF32.buffer, pW, n).fill(1);
-    const h = M._pvgw_new(pItems, pW, n, o.allowNoDp ? 1 : 0, o.maxEpsilon, o.delta, o.q,
-      o.assumedRounds, o.rounds, o.keepUpdate ? 1 : 0, o.items.length);
-    new Uint32Array(M.HEAPU32.buffer, pItems, n).fill(0);
-    M._free(pItems);
-    M._free(pW);
-    hist.fill(0);
-    if (!h) throw new Error('fl client: ' + M.UTF8ToString(M._pvgw_new_error()));
+    // a client that keeps or resumes its round has a module of its own (its
+    // memory is what is kept, and taken back)
+    const M = o.persist || o.resume ? await instantiate(base) : await loadModule(base);
+    let h = 0;
+    if (o.resume) {
+      const mem = o.resume.memory;
+      if (M._pvgw_memory_reserve(mem.length) < 0) throw new Error('fl client: cannot reserve ' + mem.length + ' bytes to resume');
+      M.HEAPU8.set(mem, 0);
+      mem.fill(0);
+      h = o.resume.handle;
+    } else {
+      const hist = o.history ? Array.from(o.history) : historyOf(o.items, o.events);
+      const n = hist.length;
+      const pItems = M._malloc(4 * Math.max(n, 1));
+      const pW = M._malloc(4 * Math.max(n, 1));
+      new Uint32Array(M.HEAPU32.buffer, pItems, n).set(hist);
+      new Float32Array(M.HEAPF32.buffer, pW, n).fill(1);
+      h = M._pvgw_new(pItems, pW, n, o.allowNoDp ? 1 : 0, o.maxEpsilon, o.delta, o.q,
+        o.assumedRounds, o.rounds, o.keepUpdate ? 1 : 0, o.items.length);
+      new Uint32Array(M.HEAPU32.buffer, pItems, n).fill(0);
+      M._free(pItems);
+      M._free(pW);
+      hist.fill(0);
+      if (!h) throw new Error('fl client: ' + M.UTF8ToString(M._pvgw_new_error()));
+    }
     const err = () => new Error(M.UTF8ToString(M._pvgw_error(h)));
     const hdr = { Authorization: 'Bearer ' + o.token, 'Content-Type': 'application/octet-stream' };
     const req = async (method, path, body) => {
@@ -140,6 +157,17 @@
     // 429/503 answers to them, and whether the server turned out not to long-poll
     const stats = { stateRequests: 0, longPolls: 0, busy: 0, fellBack: false };
     let update = null, broadcast = null, broadcastRound = 0;
+    if (o.resume) {
+      broadcast = o.resume.broadcast || null;
+      broadcastRound = o.resume.broadcastRound || 0;
+    }
+    // the round kept before each message goes out and after each broadcast:
+    // the memory below the break (secrets included: the caller seals it)
+    const persist = async () => {
+      if (!o.persist) return;
+      const used = M._pvgw_memory_used();
+      await o.persist({ memory: M.HEAPU8.slice(0, used), handle: h, broadcast, broadcastRound });
+    };
     const t0 = Date.now();
     const timedOut = () => Date.now() - t0 > o.timeoutMs;
     // long polling (docs/fl-protocol.md): after a WAIT the next STATE request
@@ -149,8 +177,10 @@
     // wait for Retry-After seconds, polling at retry_ms meanwhile
     let longPoll = !!o.longPoll, waiting = false, askedWait = false, noWaitUntil = 0, rejoined = false;
     try {
-      let r = await req('POST', '/v1/fl/join');
-      if (r.status !== 200) throw new Error('POST /v1/fl/join: HTTP ' + r.status + ' ' + await r.text());
+      // resumed: the state as it is now (a plain poll); else a join
+      let r = o.resume ? await req('GET', '/v1/fl/state') : await req('POST', '/v1/fl/join');
+      if (r.status === 404 && o.resume) { rejoined = true; r = await req('POST', '/v1/fl/join'); }
+      if (r.status !== 200) throw new Error((o.resume ? 'resuming: ' : 'POST /v1/fl/join: ') + 'HTTP ' + r.status + ' ' + await r.text());
       let body = new Uint8Array(await r.arrayBuffer());
       for (;;) {
         if (timedOut()) throw new Error('fl client: timed out');
@@ -166,6 +196,7 @@
           const b = await req('GET', '/v1/fl/broadcast?round=' + round);
           if (b.status === 404) {
             if (M._pvgw_broadcast(h, round, 0, 0) < 0) throw err();
+            await persist();
           } else if (b.status === 200) {
             // the core checks the exact length the STATE announced (and that
             // announcement against the catalogue); the body is read as a
@@ -173,6 +204,7 @@
             const bc = await readCapped(b, MAX_BROADCAST);
             if (withBytes(bc, (p, len) => M._pvgw_broadcast(h, round, p, len)) < 0) throw err();
             if (o.keepBroadcast) { broadcast = bc; broadcastRound = round; }
+            await persist();
             if (o.keepUpdate) {
               const pd = M._malloc(4);
               const pv = M._pvgw_last_update(h, pd);
@@ -186,6 +218,7 @@
         } else if (a === 2) {
           const p = M._pvgw_msg(h), len = M._pvgw_msg_len(h);
           const msg = M.HEAPU8.slice(p, p + len);
+          await persist(); // kept before it goes: a resumed client never makes it again
           const m = await req('POST', '/v1/fl/messages', msg);
           await m.arrayBuffer();
           // refused (late, a replay): the next STATE says whether it is held

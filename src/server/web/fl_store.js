@@ -7,8 +7,14 @@
 //            round's item ids and item factors), sealed = {iv, ct} is the
 //            personal part (the shopper's user factor and the indices of
 //            their own items) encrypted with that key, the user id as
-//            additional data.
-// erase(user) deletes both (opting out, or the account deleted in the
+//            additional data;
+//   - rounds: {user, handle, broadcast, broadcastRound, iv, ct}: a round
+//            under way (fl_browser.js's persist), so that a reload resumes
+//            it: ct is the client module's memory (the shopper's SecAgg
+//            secret keys and masks for the round, their update, history and
+//            factor) sealed with the same key; broadcast is public. Dropped
+//            when the round's client ends.
+// erase(user) deletes all three (opting out, or the account deleted in the
 // portal): without the key, a ciphertext left behind in a disk block cannot
 // be read.
 'use strict';
@@ -25,11 +31,11 @@
   let dbp = null;
   function open() {
     if (!dbp) {
-      const req = indexedDB.open(DB, 1);
+      const req = indexedDB.open(DB, 2);
       req.onupgradeneeded = () => {
         const db = req.result;
-        db.createObjectStore('keys', { keyPath: 'user' });
-        db.createObjectStore('state', { keyPath: 'user' });
+        for (const name of ['keys', 'state', 'rounds'])
+          if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, { keyPath: 'user' });
       };
       dbp = idb(req);
       dbp.catch(() => { dbp = null; });
@@ -124,13 +130,44 @@
     });
   }
 
-  // Erases everything kept for the shopper: the state and the key.
+  const adRound = (user) => new TextEncoder().encode('privguide-fl round v1 ' + user);
+
+  // Keeps the round under way (fl_browser.js's persist argument); the
+  // memory copy is wiped once sealed.
+  async function saveRound(user, r) {
+    const key = await keyOf(user);
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    let ct;
+    try {
+      ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: adRound(user) }, key, r.memory));
+    } finally {
+      r.memory.fill(0);
+    }
+    await tx(['rounds'], 'readwrite', (t) => idb(t.objectStore('rounds').put({
+      user, handle: r.handle, broadcast: r.broadcast, broadcastRound: r.broadcastRound, iv, ct })));
+  }
+
+  // The round kept (fl_browser.js's resume argument), or null.
+  async function loadRound(user) {
+    const r = await get(user, 'rounds');
+    const k = await get(user, 'keys');
+    if (!r || !k) return null;
+    const mem = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: r.iv, additionalData: adRound(user) }, k.key, r.ct);
+    return { memory: new Uint8Array(mem), handle: r.handle, broadcast: r.broadcast, broadcastRound: r.broadcastRound };
+  }
+
+  async function dropRound(user) {
+    await tx(['rounds'], 'readwrite', (t) => idb(t.objectStore('rounds').delete(user)));
+  }
+
+  // Erases everything kept for the shopper: the state, the round, the key.
   async function erase(user) {
-    await tx(['state', 'keys'], 'readwrite', async (t) => {
+    await tx(['state', 'rounds', 'keys'], 'readwrite', async (t) => {
       await idb(t.objectStore('state').delete(user));
+      await idb(t.objectStore('rounds').delete(user));
       await idb(t.objectStore('keys').delete(user));
     });
   }
 
-  global.PvgFlStore = { load, save, setOptIn, erase };
+  global.PvgFlStore = { load, save, setOptIn, erase, saveRound, loadRound, dropRound };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -9,7 +9,10 @@
 // device". The factor and that list never leave the page; they are kept in
 // IndexedDB (fl_store.js: the factor and the shopper's own item indices
 // encrypted with a non-extractable AES-GCM key), so a reload shows the list
-// at once and resumes training. Opting out stops the client and erases all
+// at once and resumes training; a round under way is kept there too (the
+// client's state, its SecAgg keys for the round included, sealed with the
+// same key, before each message is posted), so a reload mid-round resumes
+// that round instead of dropping out of it. Opting out stops the client and erases all
 // of it (so does deleting the account in the portal).
 'use strict';
 (() => {
@@ -40,6 +43,14 @@
     if (ctl) return;
     const me = new AbortController();
     ctl = me;
+    // a round under way when the page was left: resumed (its SecAgg keys,
+    // masks and update, sealed in IndexedDB), not started afresh
+    let resume = null;
+    try {
+      resume = await PvgFlStore.loadRound(w.user);
+    } catch (e) {
+      await PvgFlStore.dropRound(w.user);
+    }
     try {
       for (;;) {
         status('reading the item list and your events…');
@@ -51,12 +62,15 @@
           status('none of your events is of an item the training covers: nothing to train on yet');
           return;
         }
-        status('waiting for a round of training…');
+        status(resume ? 'resuming the round under way…' : 'waiting for a round of training…');
         const res = await PvgFl.run({ token: w.token, items: it.items, history, rounds: 1,
-          keepBroadcast: true, signal: me.signal, timeoutMs: 3600000,
+          keepBroadcast: true, signal: me.signal, timeoutMs: 3600000, resume,
+          persist: (r) => PvgFlStore.saveRound(w.user, r),
           onStatus: (s) => status('round under way: ' + s) });
+        resume = null;
+        await PvgFlStore.dropRound(w.user); // the round's client ended: nothing to resume
         if (me.signal.aborted || who !== w) return;
-        if (!res.rounds || !res.broadcast) {
+        if (!res.broadcast) {
           status(res.refused ? 'this device did not take part in the round: ' + res.lastRefusal
             : 'training finished on the server', res.refused ? 'error' : 'ok');
           return;
@@ -73,11 +87,19 @@
         }
         render(pub, secret);
         factor.fill(0);
-        status('round ' + pub.round + ' done: your update is in the sum, your list is ranked on this device', 'ok');
+        // the round's item factors are public: the list is ranked with them even
+        // when the round did not count (refused by this device's DP policy, or
+        // the server went on before the sum was confirmed)
+        status(res.refused ? 'round ' + pub.round + ': this device did not take part (' + res.lastRefusal +
+          '); your list is ranked on this device' : res.rounds
+          ? 'round ' + pub.round + ' done: your update is in the sum, your list is ranked on this device'
+          : 'round ' + pub.round + ': your update was sent; your list is ranked on this device', 'ok');
       }
     } catch (e) {
       if (!me.signal.aborted) status('on-device training: ' + e.message, 'error');
+      if (!me.signal.aborted) await PvgFlStore.dropRound(w.user).catch(() => {});
     } finally {
+      if (me.optedOut) await PvgFlStore.erase(w.user).catch(() => {}); // a round kept meanwhile
       if (ctl === me) ctl = null;
     }
   }
@@ -122,7 +144,10 @@
 
   $('fl-optout').addEventListener('click', async () => {
     if (!who) return;
-    if (ctl) ctl.abort();
+    if (ctl) {
+      ctl.optedOut = true;
+      ctl.abort();
+    }
     ctl = null;
     await PvgFlStore.erase(who.user);
     render(null, null);

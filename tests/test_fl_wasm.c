@@ -1408,27 +1408,45 @@ static void test_shop_exact(void)
         assert_null(memmem(body, bl, tok[N_C], strlen(tok[N_C])));
         free(body);
     }
-    /* 4 messages a round, none made again by the resumed page */
-    assert_int_equal(posts, 8);
+    /* 4 messages a round: the resumed page made none again (it may post the one
+       it had handed out when the round was kept again, the same bytes) */
+    {
+        uint8_t *bodies[16];
+        size_t lens[16], distinct = 0;
+        for (size_t k = 0; k < json_array_size(sent); k++) {
+            json_t *q = json_array_get(sent, k);
+            if (!strstr(json_string_value(json_object_get(q, "url")), "/v1/fl/messages")) continue;
+            size_t bl = 0;
+            uint8_t *b = b64_decode(json_string_value(json_object_get(q, "body")), &bl);
+            int seen = 0;
+            for (size_t j = 0; j < distinct; j++)
+                seen |= lens[j] == bl && memcmp(bodies[j], b, bl) == 0;
+            if (!seen && distinct < 16) {
+                bodies[distinct] = b;
+                lens[distinct++] = bl;
+            } else {
+                free(b);
+            }
+        }
+        assert_int_equal(distinct, 8);
+        assert_true(posts <= 9);
+        for (size_t j = 0; j < distinct; j++)
+            free(bodies[j]);
+    }
     /* mid-round 2 (after SHARES): the round kept, sealed (no plaintext field) */
     json_t *mid = json_object_get(res, "midRound");
     assert_true(json_is_true(json_object_get(mid, "round")));
     assert_int_equal(json_integer_value(json_object_get(mid, "roundOf")), 2);
-    const char *rfields[] = {"broadcast", "broadcastRound", "ct", "handle", "iv", "user"};
+    const char *rfields[] = {"broadcast", "broadcastRound", "ct",  "handle",
+                             "iv",        "pending",        "user"};
     json_t *rf = json_object_get(mid, "roundFields");
-    assert_int_equal(json_array_size(rf), 6);
-    for (size_t j = 0; j < 6; j++)
+    assert_int_equal(json_array_size(rf), 7);
+    for (size_t j = 0; j < 7; j++)
         assert_string_equal(json_string_value(json_array_get(rf, j)), rfields[j]);
     assert_true(json_integer_value(json_object_get(mid, "roundCt")) > 65536);
-    /* the reloaded page went on with the round: a plain STATE poll first, no
-       join until the round was over, then MASKED and UNMASK */
+    /* the reloaded page went on with the round: no join until the round was
+       over, MASKED and UNMASK posted (and perhaps SHARES again, the same bytes) */
     json_t *resumed = json_object_get(res, "resumed");
-    assert_true(json_array_size(resumed) >= 3);
-    size_t first = 0; /* after the item list */
-    while (first < json_array_size(resumed) &&
-           strcmp(json_string_value(json_array_get(resumed, first)), "GET items") == 0)
-        first++;
-    assert_string_equal(json_string_value(json_array_get(resumed, first)), "GET state");
     size_t after_posts = 0, join_at = SIZE_MAX;
     for (size_t j = 0; j < json_array_size(resumed); j++) {
         const char *q = json_string_value(json_array_get(resumed, j));
@@ -1438,7 +1456,7 @@ static void test_shop_exact(void)
         }
         if (strcmp(q, "POST join") == 0 && join_at == SIZE_MAX) join_at = j;
     }
-    assert_int_equal(after_posts, 2);
+    assert_true(after_posts >= 2 && after_posts <= 3);
     json_decref(res);
     for (int i = 0; i < N_C; i++)
         free(cc[i].vec);

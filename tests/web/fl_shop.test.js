@@ -113,14 +113,21 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
     const joinsSince = (i) => sent.slice(i).filter((q) => q.url.endsWith('/v1/fl/join')).length;
 
     // 1. sign in, opt in: round 1, and round 2 with a reload after its SHARES
-    let posted = 0, reloadedAt = -1;
+    // after the 6th message the old page's requests to /v1/fl/ are held (never
+    // answered: the reload cancels them), so it cannot go on with the round
+    // while the script looks and reloads; the reloaded page's go through
+    let posted = 0, reloadedAt = -1, holding = false;
+    await page.route('**/v1/fl/**', (route) => (holding ? undefined : route.continue()));
     let onReloaded;
     const reloaded = new Promise((resolve, reject) => { onReloaded = { resolve, reject }; });
     page.on('requestfinished', (r) => {
       if (!r.url().endsWith('/v1/fl/messages') || ++posted !== 6) return;
+      holding = true;
       (async () => {
         out.midRound = await kept(page, USER);
         reloadedAt = sent.length;
+        // the new document's requests go through (the old one's die with it)
+        page.once('framenavigated', () => { holding = false; });
         await page.reload();
         onReloaded.resolve();
       })().catch((e) => onReloaded.reject(e));
@@ -135,7 +142,7 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
       document.getElementById('fl-status').textContent));
     out.resumed = sent.slice(reloadedAt).filter((q) => q.url.includes('/v1/fl/')).map((q) => q.method + ' ' + q.url.replace(/^.*\/v1\/fl\//, ''));
     out.afterRound = { status: await statusOf(page), list: await listed(page), kept: await kept(page, USER) };
-    console.log('ok - opted in: ' + out.afterRound.status + '; ' + out.afterRound.list.length + ' items listed');
+    console.log('ok - opted in: ' + out.afterRound.status + '; ' + out.afterRound.list.length + ' items listed; after the reload in round 2: ' + out.resumed.join(', '));
 
     // 3. reload: the list from IndexedDB, training resumed
     let mark = sent.length;

@@ -97,7 +97,8 @@
   // keepUpdate (tests of the aggregate only: returns the update vector),
   // signal (an AbortSignal: stops the client, its requests included),
   // persist(round) (awaited before each message is posted and after each
-  // broadcast: round = {memory, handle, broadcast, broadcastRound}, the
+  // broadcast: round = {memory, handle, broadcast, broadcastRound, pending
+  // (kept before a message is posted: a resumed client posts it again)}, the
   // client's whole state, secrets included, for the caller to seal and
   // keep), resume (such a round: the client goes on from it in a fresh
   // module, with a plain STATE poll instead of a join; no other option
@@ -163,10 +164,11 @@
     }
     // the round kept before each message goes out and after each broadcast:
     // the memory below the break (secrets included: the caller seals it)
-    const persist = async () => {
+    // pending: kept with the message the core just handed out, before it is posted
+    const persist = async (pending) => {
       if (!o.persist) return;
       const used = M._pvgw_memory_used();
-      await o.persist({ memory: M.HEAPU8.slice(0, used), handle: h, broadcast, broadcastRound });
+      await o.persist({ memory: M.HEAPU8.slice(0, used), handle: h, broadcast, broadcastRound, pending });
     };
     const t0 = Date.now();
     const timedOut = () => Date.now() - t0 > o.timeoutMs;
@@ -177,7 +179,17 @@
     // wait for Retry-After seconds, polling at retry_ms meanwhile
     let longPoll = !!o.longPoll, waiting = false, askedWait = false, noWaitUntil = 0, rejoined = false;
     try {
-      // resumed: the state as it is now (a plain poll); else a join
+      // resumed: the message the core had handed out when the round was kept
+      // is posted again, the same bytes (it may not have gone out; a server
+      // that has it refuses the replay), then the state as it is now (a plain
+      // poll); else a join
+      if (o.resume && o.resume.pending) {
+        const p = M._pvgw_msg(h), len = M._pvgw_msg_len(h);
+        if (p && len) {
+          const m = await req('POST', '/v1/fl/messages', M.HEAPU8.slice(p, p + len));
+          await m.arrayBuffer();
+        }
+      }
       let r = o.resume ? await req('GET', '/v1/fl/state') : await req('POST', '/v1/fl/join');
       if (r.status === 404 && o.resume) { rejoined = true; r = await req('POST', '/v1/fl/join'); }
       if (r.status !== 200) throw new Error((o.resume ? 'resuming: ' : 'POST /v1/fl/join: ') + 'HTTP ' + r.status + ' ' + await r.text());
@@ -196,7 +208,7 @@
           const b = await req('GET', '/v1/fl/broadcast?round=' + round);
           if (b.status === 404) {
             if (M._pvgw_broadcast(h, round, 0, 0) < 0) throw err();
-            await persist();
+            await persist(false);
           } else if (b.status === 200) {
             // the core checks the exact length the STATE announced (and that
             // announcement against the catalogue); the body is read as a
@@ -204,7 +216,7 @@
             const bc = await readCapped(b, MAX_BROADCAST);
             if (withBytes(bc, (p, len) => M._pvgw_broadcast(h, round, p, len)) < 0) throw err();
             if (o.keepBroadcast) { broadcast = bc; broadcastRound = round; }
-            await persist();
+            await persist(false);
             if (o.keepUpdate) {
               const pd = M._malloc(4);
               const pv = M._pvgw_last_update(h, pd);
@@ -218,7 +230,7 @@
         } else if (a === 2) {
           const p = M._pvgw_msg(h), len = M._pvgw_msg_len(h);
           const msg = M.HEAPU8.slice(p, p + len);
-          await persist(); // kept before it goes: a resumed client never makes it again
+          await persist(true); // kept before it goes: a resumed client never makes it again
           const m = await req('POST', '/v1/fl/messages', msg);
           await m.arrayBuffer();
           // refused (late, a replay): the next STATE says whether it is held

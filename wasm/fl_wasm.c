@@ -15,6 +15,7 @@
 
 #include <emscripten.h>
 #include <emscripten/heap.h>
+#include <emscripten/stack.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -257,11 +258,25 @@ int pvgw_test_discrete_gaussian(double num, double den, double seed, uint32_t n,
  * between calls (no C frame live: the stack pointer is at its base) and
  * before each message is posted, so that no randomness drawn after it ever
  * left the page; a fresh instance of the same module reserves that much
- * (pvgw_memory_reserve) and takes the copy back, handle included. */
+ * (pvgw_memory_reserve) and takes the copy back, handle included. The
+ * stack's region [pvgw_stack_low, pvgw_stack_high) is left out: no frame is
+ * live between calls, and what earlier calls left there is not kept. */
 EMSCRIPTEN_KEEPALIVE
 uint32_t pvgw_memory_used(void)
 {
     return (uint32_t)(uintptr_t)sbrk(0);
+}
+
+EMSCRIPTEN_KEEPALIVE
+uint32_t pvgw_stack_low(void)
+{
+    return (uint32_t)emscripten_stack_get_end();
+}
+
+EMSCRIPTEN_KEEPALIVE
+uint32_t pvgw_stack_high(void)
+{
+    return (uint32_t)emscripten_stack_get_base();
 }
 
 /* Grows the memory to at least bytes: 0, or -1 when it cannot. */

@@ -152,6 +152,7 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
     await page.waitForFunction(() => /training finished on the server|on-device training:/.test(
       document.getElementById('fl-status').textContent));
     out.afterReload = { list: listAtOnce, status: await statusOf(page), joins: joinsSince(mark) };
+    console.log('ok - the round kept mid-round 2: ' + out.midRound.roundCt + ' sealed bytes');
     console.log('ok - reloaded: ' + listAtOnce.length + ' items listed, ' + out.afterReload.joins + ' join(s)');
 
     // 4. opt out: erased; a reload shows nothing and joins nothing

@@ -97,7 +97,7 @@
   // keepUpdate (tests of the aggregate only: returns the update vector),
   // signal (an AbortSignal: stops the client, its requests included),
   // persist(round) (awaited before each message is posted and after each
-  // broadcast: round = {memory, handle, broadcast, broadcastRound, pending
+  // broadcast: round = {memory, stack, handle, broadcast, broadcastRound, pending
   // (kept before a message is posted: a resumed client posts it again)}, the
   // client's whole state, secrets included, for the caller to seal and
   // keep), resume (such a round: the client goes on from it in a fresh
@@ -115,9 +115,12 @@
     const M = o.persist || o.resume ? await instantiate(base) : await loadModule(base);
     let h = 0;
     if (o.resume) {
-      const mem = o.resume.memory;
-      if (M._pvgw_memory_reserve(mem.length) < 0) throw new Error('fl client: cannot reserve ' + mem.length + ' bytes to resume');
-      M.HEAPU8.set(mem, 0);
+      const mem = o.resume.memory, [lo, hi] = o.resume.stack;
+      if (lo !== M._pvgw_stack_low() || hi !== M._pvgw_stack_high()) throw new Error('fl client: the round was kept by another build of the module');
+      const used = mem.length + (hi - lo);
+      if (M._pvgw_memory_reserve(used) < 0) throw new Error('fl client: cannot reserve ' + used + ' bytes to resume');
+      M.HEAPU8.set(mem.subarray(0, lo), 0);
+      M.HEAPU8.set(mem.subarray(lo), hi);
       mem.fill(0);
       h = o.resume.handle;
     } else {
@@ -165,10 +168,15 @@
     // the round kept before each message goes out and after each broadcast:
     // the memory below the break (secrets included: the caller seals it)
     // pending: kept with the message the core just handed out, before it is posted
+    // (the stack's region left out: no frame is live between calls)
     const persist = async (pending) => {
       if (!o.persist) return;
-      const used = M._pvgw_memory_used();
-      await o.persist({ memory: M.HEAPU8.slice(0, used), handle: h, broadcast, broadcastRound, pending });
+      const used = M._pvgw_memory_used(), lo = M._pvgw_stack_low(), hi = M._pvgw_stack_high();
+      if (!(lo <= hi && hi <= used)) throw new Error('fl client: unexpected memory layout (stack ' + lo + '..' + hi + ', break ' + used + ')');
+      const memory = new Uint8Array(used - (hi - lo));
+      memory.set(M.HEAPU8.subarray(0, lo), 0);
+      memory.set(M.HEAPU8.subarray(hi, used), lo);
+      await o.persist({ memory, stack: [lo, hi], handle: h, broadcast, broadcastRound, pending });
     };
     const t0 = Date.now();
     const timedOut = () => Date.now() - t0 > o.timeoutMs;

@@ -8,9 +8,9 @@
 //            personal part (the shopper's user factor and the indices of
 //            their own items) encrypted with that key, the user id as
 //            additional data;
-//   - rounds: {user, handle, broadcast, broadcastRound, pending, iv, ct}: a round
+//   - rounds: {user, handle, stack, broadcast, broadcastRound, pending, iv, ct}: a round
 //            under way (fl_browser.js's persist), so that a reload resumes
-//            it: ct is the client module's memory (the shopper's SecAgg
+//            it: ct is the client module's memory but its stack (the shopper's SecAgg
 //            secret keys and masks for the round, their update, history and
 //            factor) sealed with the same key; broadcast is public. Dropped
 //            when the round's client ends.
@@ -144,7 +144,7 @@
       r.memory.fill(0);
     }
     await tx(['rounds'], 'readwrite', (t) => idb(t.objectStore('rounds').put({
-      user, handle: r.handle, broadcast: r.broadcast, broadcastRound: r.broadcastRound, pending: !!r.pending,
+      user, handle: r.handle, stack: r.stack, broadcast: r.broadcast, broadcastRound: r.broadcastRound, pending: !!r.pending,
       iv, ct })));
   }
 
@@ -154,7 +154,7 @@
     const k = await get(user, 'keys');
     if (!r || !k) return null;
     const mem = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: r.iv, additionalData: adRound(user) }, k.key, r.ct);
-    return { memory: new Uint8Array(mem), handle: r.handle, broadcast: r.broadcast,
+    return { memory: new Uint8Array(mem), stack: r.stack, handle: r.handle, broadcast: r.broadcast,
       broadcastRound: r.broadcastRound, pending: !!r.pending };
   }
 

@@ -402,6 +402,7 @@ typedef struct fl_setup {
     trainer tr;
     pvg_fl_coord *coord;
     pvg_rng *rng;
+    items it; /* the public item list, served at GET /v1/fl/items */
 } fl_setup;
 
 /* The flag `name`, or `fl-name` under `privguide serve` (pre = "fl-"). */
@@ -609,6 +610,7 @@ static void setup_free(fl_setup *s)
     pvg_fl_coord_free(s->coord);
     pvg_fl_model_free(s->tr.m);
     pvg_rng_free(s->rng);
+    items_free(&s->it);
 }
 
 static json_t *round_json(const pvg_fl_round_stats *r)
@@ -625,7 +627,7 @@ static json_t *round_json(const pvg_fl_round_stats *r)
                      (json_int_t)r->bytes_out, "error", r->error);
 }
 
-static int start_server(cli_ctx *cx, const char *dd, pvg_fl_coord *coord, int port,
+static int start_server(cli_ctx *cx, const char *dd, pvg_fl_coord *coord, const items *it, int port,
                         pvg_server **out)
 {
     pvg_server_options o;
@@ -638,6 +640,8 @@ static int start_server(cli_ctx *cx, const char *dd, pvg_fl_coord *coord, int po
     o.synonyms_path = "";
     o.auth_failure_rate = 0;
     o.fl = coord;
+    o.fl_items = (const char *const *)it->id;
+    o.fl_n_items = it->n;
     o.max_body_bytes = pvg_fl_coord_max_message(coord) + 4096;
     pvg_error err;
     pvg_status st = pvg_server_start(&o, out, &err);
@@ -652,14 +656,14 @@ static int run_fl_serve(cli_ctx *cx)
     fl_setup s;
     int rc = setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "",
                          cli_data_dir(cx));
-    items_free(&it);
+    s.it = it;
     if (rc) {
         setup_free(&s);
         return rc;
     }
     pvg_server *srv = NULL;
-    rc = start_server(cx, cli_data_dir(cx), s.coord, (int)cli_int_range(cx, "port", 8080, 0, 65535),
-                      &srv);
+    rc = start_server(cx, cli_data_dir(cx), s.coord, &s.it,
+                      (int)cli_int_range(cx, "port", 8080, 0, 65535), &srv);
     if (rc) {
         setup_free(&s);
         return rc;
@@ -707,7 +711,7 @@ int cli_fl_attach(cli_ctx *cx, pvg_server_options *o, void **state)
     }
     int rc = setup_coord(cx, s, it.n, (uint32_t)cli_int_range(cx, "fl-min-clients", 3, 3, 100000),
                          "fl-", cli_data_dir(cx));
-    items_free(&it);
+    s->it = it;
     if (rc) {
         setup_free(s);
         free(s);
@@ -716,6 +720,8 @@ int cli_fl_attach(cli_ctx *cx, pvg_server_options *o, void **state)
     size_t need = pvg_fl_coord_max_message(s->coord) + 4096;
     if (o->max_body_bytes < need) o->max_body_bytes = need;
     o->fl = s->coord;
+    o->fl_items = (const char *const *)s->it.id;
+    o->fl_n_items = s->it.n;
     *state = s;
     return CLI_EXIT_OK;
 }
@@ -884,7 +890,7 @@ static int run_fl_simulate(cli_ctx *cx)
         }
         setenv(PVG_ENV_KEY_FILE, keyf, 1);
         pvg_server *srv = NULL;
-        if ((rc = start_server(cx, dd, s.coord, 0, &srv)) != 0) {
+        if ((rc = start_server(cx, dd, s.coord, &s.it, 0, &srv)) != 0) {
             setup_free(&s);
             goto out;
         }

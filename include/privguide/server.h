@@ -70,6 +70,12 @@ typedef struct pvg_server_options {
      * coordinator behind /v1/fl/ (borrowed; it must outlive the server).
      * NULL: those routes answer 404. */
     struct pvg_fl_coord *fl;
+    /* The public item list the coordinator trains over (ids in its order: an
+     * update's item index is the position here; borrowed, must outlive the
+     * server). GET /v1/fl/items serves it to the shoppers' clients (the shop
+     * page's on-device training). NULL: that route answers 404. */
+    const char *const *fl_items;
+    size_t fl_n_items;
 } pvg_server_options;
 
 /* Opens the store (one connection per worker), loads the model when the

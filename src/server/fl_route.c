@@ -206,6 +206,22 @@ void pvg_srv_h_fl_state(pvg_srv_req *r)
     pvg_srv_req_resume_now(r);
 }
 
+/* The public item list the coordinator trains over, in its order (a client
+ * maps its shopper's events to item indices with it): {"n", "items"}. */
+void pvg_srv_h_fl_items(pvg_srv_req *r)
+{
+    const pvg_server_options *o = &r->srv->opt;
+    if (!o->fl || !o->fl_items) {
+        pvg_srv_reply_error(r, 404, "not_found",
+                            "federated training's item list is not served here (serve --fl-items)");
+        return;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < o->fl_n_items; i++)
+        json_array_append_new(a, json_string(o->fl_items[i]));
+    pvg_srv_reply_json(r, 200, json_pack("{s:I, s:o}", "n", (json_int_t)o->fl_n_items, "items", a));
+}
+
 void pvg_srv_stop_fl_waits(pvg_server *srv)
 {
     if (srv->opt.fl) pvg_fl_coord_wake_all(srv->opt.fl);

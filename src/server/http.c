@@ -608,11 +608,13 @@ static enum MHD_Result send_answer(pvg_srv_req *r)
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     if (r->ctype && strncmp(r->ctype, "text/html", 9) == 0) {
-        /* WebAssembly compilation only on the page of the browser federated
+        /* WebAssembly compilation only on the pages of the browser federated
            client; every other page keeps script-src 'self' alone */
         const char *q = r->url ? strchr(r->url, '?') : NULL;
         size_t ul = r->url ? (q ? (size_t)(q - r->url) : strlen(r->url)) : 0;
-        int wasm = ul == strlen(PVG_SRV_WASM_PAGE) && memcmp(r->url, PVG_SRV_WASM_PAGE, ul) == 0;
+        int wasm =
+            (ul == strlen(PVG_SRV_WASM_PAGE) && memcmp(r->url, PVG_SRV_WASM_PAGE, ul) == 0) ||
+            (ul == strlen(PVG_SRV_WASM_SHOP) && memcmp(r->url, PVG_SRV_WASM_SHOP, ul) == 0);
         MHD_add_response_header(resp, "Content-Security-Policy",
                                 wasm ? "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
                                        "img-src 'self' data:; object-src 'none'; "

@@ -49,6 +49,7 @@ void pvg_srv_h_fl_join(pvg_srv_req *r);     /* fl_route.c */
 void pvg_srv_h_fl_state(pvg_srv_req *r);
 void pvg_srv_h_fl_broadcast(pvg_srv_req *r);
 void pvg_srv_h_fl_message(pvg_srv_req *r);
+void pvg_srv_h_fl_items(pvg_srv_req *r);
 
 #define OPS (PVG_SRV_ADMIN | PVG_SRV_ANALYST)
 #define ANYONE (PVG_SRV_ADMIN | PVG_SRV_ANALYST | PVG_SRV_USER)
@@ -85,6 +86,8 @@ static const pvg_srv_route ROUTES[] = {
     {"POST", "/v1/fl/join", PVG_SRV_USER, pvg_srv_h_fl_join, "join federated training"},
     {"GET", "/v1/fl/state", PVG_SRV_USER, pvg_srv_h_fl_state, "the round's state for this client"},
     {"GET", "/v1/fl/broadcast", PVG_SRV_USER, pvg_srv_h_fl_broadcast, "the round's broadcast"},
+    {"GET", "/v1/fl/items", PVG_SRV_USER, pvg_srv_h_fl_items,
+     "the public item list of federated training"},
     {"POST", "/v1/fl/messages", PVG_SRV_USER, pvg_srv_h_fl_message,
      "a SecAgg message of the current phase"},
     {"GET", "/v1/admin/fairness", PVG_SRV_ADMIN, pvg_srv_h_fairness,

@@ -440,9 +440,11 @@ void pvg_srv_store_put(pvg_server *srv, pvg_store *s);
 pvg_status pvg_srv_keys_rotate(pvg_server *srv, pvg_store *mine, long long *rewrapped,
                                pvg_error *err) PVG_WARN_UNUSED;
 
-/* The page of the browser federated client (web/fl.html): the one page whose
- * Content-Security-Policy allows WebAssembly compilation ('wasm-unsafe-eval'). */
+/* The pages that run the browser federated client (web/fl.html, and the shop
+ * page's on-device training): the only pages whose Content-Security-Policy
+ * allows WebAssembly compilation ('wasm-unsafe-eval'). */
 #define PVG_SRV_WASM_PAGE "/static/fl.html"
+#define PVG_SRV_WASM_SHOP "/shop"
 
 /* ---- deferred recommendations (http.c, routes.c) ---- */
 typedef struct pvg_srv_rec_async pvg_srv_rec_async;

@@ -18,9 +18,29 @@ const path = require('path');
 const BASE = process.env.PVG_BASE_URL;
 const WASM = process.env.PVG_WASM_DIR;
 const OUT = process.env.PVG_FL_OUT;
-const CLIENTS = JSON.parse(process.env.PVG_FL_CLIENTS); // [{token, events: [...]}]
+// [{token, events: [...], mode}]: mode 'long' (long-polls, the default),
+// 'plain' (longPoll: false: polls at retry_ms), 'old' (long-polls against a
+// server that does not: this script strips ?wait= from its STATE requests, so
+// the answers lack the "waited" flag; and its first wait is answered 503 with
+// Retry-After: 1, as a server whose wait slots are all taken)
+const CLIENTS = JSON.parse(process.env.PVG_FL_CLIENTS);
 const ITEMS = fs.readFileSync(process.env.PVG_FL_ITEMS, 'utf8').split('\n').filter((s) => s);
 const CHROMIUM = process.env.PVG_CHROMIUM || '/usr/bin/chromium';
+// The coordinator's clock stands still (no round starts) until this script
+// creates this file: once every page has joined, the plain-polling page has
+// made HOLD_POLLS STATE requests and the 'old' page's second wait was
+// stripped. So the round waits for the polling to be observed, not for a time.
+const RELEASE = process.env.PVG_FL_RELEASE;
+const HOLD_POLLS = 60;
+const T0 = Date.now();
+const hold = { joined: 0, allJoinedMs: -1, releaseMs: -1, plainPolls: 0, stripped: false };
+function holdCheck() {
+  if (hold.releaseMs >= 0 || hold.allJoinedMs < 0) return;
+  if (hold.plainPolls >= HOLD_POLLS && (hold.stripped || !CLIENTS.some((c) => c.mode === 'old'))) {
+    hold.releaseMs = Date.now() - T0;
+    if (RELEASE) fs.writeFileSync(RELEASE, String(hold.releaseMs));
+  }
+}
 
 const watchdog = setTimeout(() => { console.error('FAIL: browser clients exceeded 200 s'); process.exit(1); }, 200000);
 
@@ -46,11 +66,38 @@ const watchdog = setTimeout(() => { console.error('FAIL: browser clients exceede
         }));
       }
       const sent = [];
+      const t0 = T0; // one time line for every page (ms since the script started)
       page.on('request', (r) => {
         const body = r.postDataBuffer();
         sent.push({ method: r.method(), url: r.url(), headers: r.headers(),
-          body: body ? body.toString('base64') : '' });
+          body: body ? body.toString('base64') : '', ms: Date.now() - t0 });
+        if (cl.mode === 'plain' && hold.allJoinedMs >= 0 && r.url().includes('/v1/fl/state')) {
+          hold.plainPolls++;
+          holdCheck();
+        }
       });
+      page.on('response', (r) => {
+        if (r.url().endsWith('/v1/fl/join') && r.status() === 200 && ++hold.joined === CLIENTS.length) {
+          hold.allJoinedMs = Date.now() - T0; // the C clients joined before the pages started
+          holdCheck();
+        }
+      });
+      const injected = []; // what this script did to the 'old' client's requests
+      if (cl.mode === 'old') {
+        await page.route('**/v1/fl/state?*', async (route) => {
+          const url = route.request().url();
+          if (!/[?&]wait=/.test(url)) return route.continue();
+          if (!injected.some((x) => x.kind === '503')) {
+            injected.push({ kind: '503', url, ms: Date.now() - t0 });
+            return route.fulfill({ status: 503, headers: { 'Retry-After': '1' }, contentType: 'application/json',
+              body: '{"error":"busy","message":"fl state: every wait slot is taken","status":503}' });
+          }
+          injected.push({ kind: 'stripped', url, ms: Date.now() - t0 });
+          hold.stripped = true;
+          holdCheck();
+          return route.continue({ url: url.replace(/\?.*$/, '') });
+        });
+      }
       const logs = [];
       page.on('console', (m) => logs.push(m.text()));
       page.on('pageerror', (e) => logs.push('pageerror: ' + e.message));
@@ -59,18 +106,20 @@ const watchdog = setTimeout(() => { console.error('FAIL: browser clients exceede
       try {
         res = await page.evaluate(async (a) => {
           const r = await window.PvgFl.run({ token: a.token, items: a.items, events: a.events,
-            rounds: 1, keepUpdate: true, topK: 10, timeoutMs: 150000 });
+            rounds: 1, keepUpdate: true, topK: 10, timeoutMs: 150000, longPoll: a.mode !== 'plain' });
           return { rounds: r.rounds, refused: r.refused, lastRefusal: r.lastRefusal,
-            recommendations: r.recommendations,
+            recommendations: r.recommendations, stats: r.stats,
             update: r.update ? Array.from(r.update) : null };
-        }, { token: cl.token, items: ITEMS, events: cl.events });
+        }, { token: cl.token, items: ITEMS, events: cl.events, mode: cl.mode || 'long' });
       } catch (e) {
         throw new Error('browser client ' + ci + ': ' + e.message + '\n' + logs.join('\n'));
       }
       // the page's own rendering of the list (the same run, through its form)
-      results[ci] = Object.assign(res, { sent });
-      console.log('ok - browser client ' + ci + ': ' + res.rounds + ' round(s), ' + sent.length +
-        ' requests, ' + res.recommendations.length + ' recommendations');
+      results[ci] = Object.assign(res, { sent, injected, mode: cl.mode || 'long', hold });
+      const states = sent.filter((q) => q.url.includes('/v1/fl/state')).length;
+      console.log('ok - browser client ' + ci + ' (' + (cl.mode || 'long') + '): ' + res.rounds +
+        ' round(s), ' + sent.length + ' requests (' + states + ' STATE, ' + res.stats.longPolls +
+        ' long polls), ' + res.recommendations.length + ' recommendations');
       await context.close();
     }));
   } finally {

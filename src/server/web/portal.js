@@ -222,6 +222,10 @@
     if (!confirm('Delete your account and all your data? This cannot be undone.')) return;
     try {
       await PVG.api('DELETE', path(), tok());
+      // and what on-device training kept in this browser (the shop page's
+      // encrypted user factor and its key: fl_store.js)
+      let local = '';
+      try { await PvgFlStore.erase($('user').value.trim()); } catch (e) { local = ' (this browser\'s training state could not be erased: ' + e.message + ')'; }
       enable(false);
       $('summary').textContent = 'Your account was deleted: your data key was destroyed and your records erased. Your token no longer works.';
       $('purposes').replaceChildren();
@@ -231,7 +235,7 @@
       $('conversations').replaceChildren();
       $('searches-summary').textContent = 'Deleted with your account.';
       $('conversations-summary').textContent = 'Deleted with your account.';
-      PVG.status('data-status', 'account deleted', 'ok');
+      PVG.status('data-status', 'account deleted' + local, local ? 'error' : 'ok');
       PVG.set('token', '');
     } catch (e) { PVG.status('data-status', e.message, 'error'); }
   }

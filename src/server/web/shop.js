@@ -166,6 +166,9 @@
   async function show() {
     const user = $('shopper').value.trim();
     PVG.set(asShopper() ? 'token' : 'key', cred());
+    // on-device training (shop_fl.js): the shopper's own, with their token only
+    if (asShopper() && user) PvgShopFl.signedIn(user, cred());
+    else PvgShopFl.signedOut();
     PVG.status(
         'record-status',
         asShopper()

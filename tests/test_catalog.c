@@ -536,7 +536,7 @@ static void test_dp_prior_neighbours(void **state)
     pvg_model_free(mb);
     /* at eps 8 the Gram corrects the prior: still "+text" */
     ma = train_store(a, 8, 22);
-    assert_string_equal(ma->dp.mechanism, "dp-ease/discrete-gaussian-weighted-gram+text");
+    assert_string_equal(ma->dp.mechanism, "dp-ease/discrete-gaussian-projected-gram+text");
     pvg_model_free(ma);
     pvg_store_free(a);
     pvg_store_free(b);

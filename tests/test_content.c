@@ -3,9 +3,10 @@
  * use by DP-EASE): the similarity's values against a hand computation,
  * items without text, stemming and stop words; DP-EASE with titles below
  * and above its small-epsilon threshold (mechanism, accounting, B a
- * function of the released popularity and the text only); the smoothing
- * of the noisy Gram along the text; and titles read from the events' rows
- * never used as public text.
+ * function of the released popularity and the text only); the public
+ * basis the Gram is projected on and the projected Gram's sensitivity on
+ * neighbouring datasets; and titles read from the events' rows never used
+ * as public text.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -160,7 +161,7 @@ static void test_ease_large_eps(void **s)
     (void)s;
     pvg_dataset *ds = shop();
     pvg_model *m = train(ds, 8, titles, 9);
-    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-weighted-gram+text");
+    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-projected-gram+text");
     assert_true(m->dp.epsilon <= 8 * (1 + 1e-9) && m->dp.epsilon >= 8 * 0.995);
     size_t n = pvg_model_n_items(m);
     const float *B = m->ease_B;
@@ -220,69 +221,167 @@ static void test_unlinked_titles(void **s)
     pvg_dataset_free(ds);
 }
 
-/* The smoothing of DP-EASE's noisy Gram along the text (post-processing):
- * K G K^T against a hand computation (K = I + alpha S, each row of S over
- * max(1, its sum)); with alpha 0 G is unchanged and the simulated noise's
- * edge is the Wigner edge 2 sigma sqrt(n); the edge is the same in every
- * run and proportional to sigma; bad arguments are refused. */
-static void test_smooth_gram(void **s)
+/* The public basis DP-EASE projects its Gram on: with alpha 0, K D K^T is
+ * D, so the basis is the unit vectors of the k most popular items, most
+ * popular first; with text, its columns are orthonormal, the same in every
+ * run, and a family of alike items shares its directions; bad arguments
+ * are refused by name. */
+static void test_gram_basis(void **s)
 {
     (void)s;
-    /* rows of S: item 0's sum 2 (divided by 2), item 1's 0.5 (kept), item 2
-     * unlinked */
-    const float S[9] = {0, 1.5f, 0.5f, 0.5f, 0, 0, 0, 0, 0};
-    float G[9] = {4, 1, 2, 1, 3, 0, 2, 0, 5};
-    const double alpha = 0.5;
-    double K[9] = {1, 0.5 * 0.75, 0.5 * 0.25, 0.5 * 0.5, 1, 0, 0, 0, 1}, want[9];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            double v = 0;
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++)
-                    v += K[i * 3 + a] * G[a * 3 + b] * K[j * 3 + b];
-            want[i * 3 + j] = v;
-        }
-    double edge;
+    size_t n = 40, k = 5;
+    float *S = calloc(n * n, sizeof *S), *pop = malloc(n * sizeof *pop);
+    float *V = malloc(n * k * sizeof *V), *V2 = malloc(n * k * sizeof *V2);
+    assert_non_null(S);
+    assert_non_null(pop);
+    assert_non_null(V);
+    assert_non_null(V2);
+    for (size_t i = 0; i < n; i++)
+        pop[i] = (float)((i * 7) % n); /* distinct, item 17 the most popular (39) */
     pvg_error err;
-    assert_int_equal(pvg_content_smooth_gram(G, S, 3, alpha, 1, 1, &edge, &err), PVG_OK);
-    for (int q = 0; q < 9; q++)
-        assert_true(fabs(G[q] - want[q]) < 1e-5);
-    assert_true(edge > 0);
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, k, 0, 1, 1, V, &err), PVG_OK);
+    for (size_t c = 0; c < k; c++) {
+        size_t top = 0; /* the item of popularity n - 1 - c */
+        for (size_t i = 0; i < n; i++)
+            if (pop[i] == (float)(n - 1 - c)) top = i;
+        for (size_t i = 0; i < n; i++)
+            assert_true(fabsf(V[i * k + c] - (i == top ? 1.0f : 0.0f)) < 1e-5f);
+    }
+    /* families of 8 alike items (the last family unlinked) */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            S[i * n + j] = i != j && i / 8 == j / 8 && i < 32 ? 0.4f : 0.0f;
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, k, 0.5, 0.5, 2, V, &err), PVG_OK);
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, k, 0.5, 0.5, 2, V2, &err), PVG_OK);
+    assert_memory_equal(V, V2, n * k * sizeof *V);
+    for (size_t a = 0; a < k; a++)
+        for (size_t b = 0; b < k; b++) {
+            double d = 0;
+            for (size_t i = 0; i < n; i++)
+                d += (double)V[i * k + a] * V[i * k + b];
+            assert_true(fabs(d - (a == b ? 1.0 : 0.0)) < 1e-4);
+        }
+    /* K spreads each linked item over its family: the leading direction
+     * puts weight on every item of a family, not on one item alone */
+    size_t arg = 0;
+    for (size_t i = 1; i < n; i++)
+        if (fabsf(V[i * k]) > fabsf(V[arg * k])) arg = i;
+    assert_true(V[arg * k] > 0);
+    if (arg < 32)
+        for (size_t i = arg / 8 * 8; i < arg / 8 * 8 + 8; i++)
+            assert_true(fabsf(V[i * k]) > 0.05f);
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, 0, 0.5, 0.5, 1, V, &err), PVG_ERR_INVALID);
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, n + 1, 0.5, 0.5, 1, V, &err),
+                     PVG_ERR_INVALID);
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, k, -1, 0.5, 1, V, &err), PVG_ERR_INVALID);
+    pop[3] = -1;
+    assert_int_equal(pvg_content_gram_basis(S, pop, n, k, 0.5, 0.5, 1, V, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "item 3"));
+    free(S), free(pop), free(V), free(V2);
+}
 
-    size_t n = 400;
-    float *A = calloc(n * n, sizeof *A), *Z = calloc(n * n, sizeof *Z);
-    assert_non_null(A);
-    assert_non_null(Z);
-    for (size_t i = 0; i < n; i++)
-        A[i * n + i] = (float)i;
-    double e0, e1, e2;
-    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0, 3, 2, &e0, &err), PVG_OK);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++)
-            assert_true(A[i * n + j] == (i == j ? (float)i : 0.0f));
-    double wigner = 2 * 3 * sqrt((double)n);
-    assert_true(e0 > 0.9 * wigner && e0 < 1.1 * wigner);
-    /* families of 8 alike items: the edge is fixed and scales with sigma */
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++)
-            Z[i * n + j] = i != j && i / 8 == j / 8 ? 0.5f : 0.0f;
-    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0.5, 3, 2, &e1, &err), PVG_OK);
-    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0.5, 6, 2, &e2, &err), PVG_OK);
-    assert_true(fabs(e2 - 2 * e1) < 1e-3 * e1);
-    /* the same E as with alpha 0, and |K E K^T| <= |K|^2 |E|, |K| = 1.5
-     * (each family's mean direction), so the edge is at most 2.25 e0 */
-    assert_true(e1 <= 2.25 * e0 * (1 + 1e-4));
-    assert_int_equal(pvg_content_smooth_gram(A, Z, n, -1, 3, 2, &e1, &err), PVG_ERR_INVALID);
-    assert_int_equal(pvg_content_smooth_gram(A, Z, n, 0.5, NAN, 2, &e1, &err), PVG_ERR_INVALID);
-    free(A), free(Z);
+/* The upper triangle (diagonal included) of a k x k matrix, as a vector's
+ * L2 distance to another's. */
+static double upper_dist(const double *A, const double *B, size_t k)
+{
+    double d = 0;
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = i; j < k; j++)
+            d += (A[i * k + j] - B[i * k + j]) * (A[i * k + j] - B[i * k + j]);
+    return sqrt(d);
+}
+
+/* DP-EASE's projected Gram (its release with text) on neighbouring
+ * datasets: adding one shopper moves its upper triangle by at most C, by
+ * exactly C for a heavy shopper (clipped), and by exactly w a a^T, w = 1,
+ * for a light one; items outside the block and zero-weight cells add
+ * nothing; a hand computation of one shopper's term. */
+static void test_projected_gram_neighbours(void **s)
+{
+    (void)s;
+    enum { NI = 30, NB = 24, K = 6, NU = 12 };
+    /* the block: items 0..23 (col), 24..29 outside it */
+    uint32_t col[NI];
+    for (uint32_t i = 0; i < NI; i++)
+        col[i] = i < NB ? i : UINT32_MAX;
+    float S[NB * NB] = {0}, pop[NB], V[NB * K];
+    for (size_t i = 0; i < NB; i++) {
+        pop[i] = (float)(NB - i);
+        for (size_t j = 0; j < NB; j++)
+            S[i * NB + j] = i != j && i / 4 == j / 4 ? 0.5f : 0.0f;
+    }
+    pvg_error err;
+    assert_int_equal(pvg_content_gram_basis(S, pop, NB, K, 0.5, 0.5, 1, V, &err), PVG_OK);
+    /* shoppers 0..NU-1 with 5 items each; D adds a heavy shopper (every item,
+     * outside the block too), L a light one (2 block items, one zero-weight
+     * cell) */
+    uint32_t ev_u[NU * 5 + NI + 3], ev_i[NU * 5 + NI + 3];
+    float ev_w[NU * 5 + NI + 3];
+    size_t ne = 0;
+    for (uint32_t u = 0; u < NU; u++)
+        for (uint32_t q = 0; q < 5; q++) {
+            ev_u[ne] = u;
+            ev_i[ne] = (u * 3 + q * 5) % NI;
+            ev_w[ne++] = 1;
+        }
+    size_t base = ne;
+    pvg_csr R0, RD, RL;
+    assert_int_equal(pvg_csr_build(NU, NI, base, ev_u, ev_i, ev_w, NULL, &R0), PVG_OK);
+    for (uint32_t i = 0; i < NI; i++) {
+        ev_u[ne] = NU;
+        ev_i[ne] = i;
+        ev_w[ne++] = 1;
+    }
+    assert_int_equal(pvg_csr_build(NU + 1, NI, ne, ev_u, ev_i, ev_w, NULL, &RD), PVG_OK);
+    ne = base;
+    const uint32_t light[3] = {1, 9, 26}; /* 26: outside the block */
+    for (int q = 0; q < 3; q++) {
+        ev_u[ne] = NU;
+        ev_i[ne] = light[q];
+        ev_w[ne++] = 1;
+    }
+    ev_u[ne] = NU; /* a cell of weight 0 (no purchase): not an item of the row */
+    ev_i[ne] = 5;
+    ev_w[ne++] = 0;
+    assert_int_equal(pvg_csr_build(NU + 1, NI, ne, ev_u, ev_i, ev_w, NULL, &RL), PVG_OK);
+    const double C = sqrt(4 * 5 / 2.0); /* m = 4 */
+    double Y0[K * K] = {0}, YD[K * K] = {0}, YL[K * K] = {0};
+    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, Y0, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, YD, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RL, col, V, K, C, YL, &err), PVG_OK);
+    /* the heavy shopper: a = V^T 1 over 24 block items, clipped to C */
+    double dD = upper_dist(YD, Y0, K);
+    assert_true(dD <= C * (1 + 1e-9));
+    assert_true(dD >= C * (1 - 1e-6));
+    /* the light one: a = V[1] + V[9], unclipped (|a|^2 <= 2), by hand */
+    double a[K], want[K * K] = {0};
+    for (size_t z = 0; z < K; z++)
+        a[z] = (double)V[1 * K + z] + V[9 * K + z];
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = i; j < K; j++)
+            want[i * K + j] = Y0[i * K + j] + a[i] * a[j];
+    assert_true(upper_dist(YL, want, K) < 1e-9);
+    assert_true(upper_dist(YL, Y0, K) <= C);
+    /* a whole dataset's Y is the sum of its shoppers' terms, each <= C */
+    double Y1[K * K] = {0};
+    pvg_csr R1;
+    assert_int_equal(pvg_csr_build(1, NI, 5, ev_u, ev_i, ev_w, NULL, &R1), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&R1, col, V, K, C, Y1, &err), PVG_OK);
+    double zero[K * K] = {0};
+    assert_true(upper_dist(Y1, zero, K) <= C * (1 + 1e-9));
+    pvg_csr_free(&R0), pvg_csr_free(&RD), pvg_csr_free(&RL), pvg_csr_free(&R1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_similarity_values), cmocka_unit_test(test_ease_small_eps),
-        cmocka_unit_test(test_ease_large_eps),    cmocka_unit_test(test_row_titles_not_public),
-        cmocka_unit_test(test_unlinked_titles),   cmocka_unit_test(test_smooth_gram),
+        cmocka_unit_test(test_similarity_values),
+        cmocka_unit_test(test_ease_small_eps),
+        cmocka_unit_test(test_ease_large_eps),
+        cmocka_unit_test(test_row_titles_not_public),
+        cmocka_unit_test(test_unlinked_titles),
+        cmocka_unit_test(test_gram_basis),
+        cmocka_unit_test(test_projected_gram_neighbours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

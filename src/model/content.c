@@ -5,8 +5,9 @@
  * vectors normalised, and the squared cosine of every pair. DP models use
  * it as a prior (docs/models.md "A prior from the catalogue's text"): the
  * text is the operator's catalogue, not any shopper's data, so what is
- * derived from it costs no privacy budget. DP-EASE also smooths its noisy
- * Gram along the similarity (pvg_content_smooth_gram), post-processing.
+ * derived from it costs no privacy budget. DP-EASE also projects its Gram
+ * on a basis derived from the similarity and its released popularity
+ * (pvg_content_gram_basis) before the noise.
  */
 #include "model/model_internal.h"
 #include "search/search_internal.h"
@@ -162,50 +163,28 @@ done:
     return st;
 }
 
-/* A fixed pseudo-random stream for the simulated noise of
- * pvg_content_smooth_gram (splitmix64): it reads no data and needs no
- * secrecy, only to be the same in every run. */
-static uint64_t smooth_next(uint64_t *x)
+pvg_status pvg_content_gram_basis(const float *S, const float *pop, size_t n, size_t k,
+                                  double alpha, double pop_pow, int threads, float *V,
+                                  pvg_error *err)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double smooth_normal(uint64_t *x)
-{
-    double u1 = ((double)(smooth_next(x) >> 11) + 0.5) / 9007199254740992.0;
-    double u2 = ((double)(smooth_next(x) >> 11) + 0.5) / 9007199254740992.0;
-    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
-}
-
-/* out = K A K^T, K = I + alpha S~ (n x n): T = K A, out = T K^T */
-static void smooth_apply(const float *K, const float *A, float *T, float *out, size_t n,
-                         int threads)
-{
-    pvg_blas_threaded_begin(threads);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, K, (int)n,
-                A, (int)n, 0.0f, T, (int)n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0f, T, (int)n, K,
-                (int)n, 0.0f, out, (int)n);
-    pvg_blas_threaded_end();
-}
-
-pvg_status pvg_content_smooth_gram(float *G, const float *S, size_t n, double alpha, double sigma,
-                                   int threads, double *edge, pvg_error *err)
-{
-    *edge = 0;
-    if (n == 0) return PVG_OK;
-    if (!(alpha >= 0) || !(sigma >= 0))
+    if (k == 0 || k > n)
+        return pvg_error_set(err, PVG_ERR_INVALID, "text basis: rank %zu must be in 1..%zu", k, n);
+    if (!(alpha >= 0) || !(pop_pow >= 0))
         return pvg_error_set(err, PVG_ERR_INVALID,
-                             "text smoothing: alpha %g and sigma %g must be >= 0", alpha, sigma);
+                             "text basis: alpha %g and the popularity's power %g must be >= 0",
+                             alpha, pop_pow);
+    for (size_t i = 0; i < n; i++)
+        if (!(pop[i] >= 0))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "text basis: popularity of item %zu is %g, expected >= 0", i,
+                                 (double)pop[i]);
     float *K = calloc(n * n, sizeof *K), *T = malloc(n * n * sizeof *T);
-    float *E = malloc(n * n * sizeof *E), *w = malloc(n * sizeof *w);
-    if (!K || !T || !E || !w) {
-        free(K), free(T), free(E), free(w);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "text smoothing: out of memory (%zu items)", n);
+    float *W = malloc(n * n * sizeof *W), *w = malloc(n * sizeof *w);
+    if (!K || !T || !W || !w) {
+        free(K), free(T), free(W), free(w);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "text basis: out of memory (%zu items)", n);
     }
+    /* K = I + alpha S~, S~ = S with each row divided by max(1, its sum) */
     for (size_t i = 0; i < n; i++) {
         double rs = 0;
         for (size_t j = 0; j < n; j++)
@@ -215,23 +194,33 @@ pvg_status pvg_content_smooth_gram(float *G, const float *S, size_t n, double al
             if (j != i) K[i * n + j] = (float)(f * S[i * n + j]);
         K[i * n + i] = 1;
     }
-    smooth_apply(K, G, T, E, n, threads);
-    memcpy(G, E, n * n * sizeof *G);
-    /* the smoothed noise's edge: a symmetric E with N(0, sigma^2) entries
-     * (diagonal included, as the release's), smoothed the same way */
-    uint64_t x = 0x70726976677569ULL; /* fixed */
+    /* W = K D K^T, D = diag((pop + 1)^pop_pow): T = K D, W = T K^T */
+    for (size_t j = 0; j < n; j++)
+        w[j] = (float)pow((double)pop[j] + 1, pop_pow);
     for (size_t i = 0; i < n; i++)
-        for (size_t j = i; j < n; j++)
-            E[i * n + j] = E[j * n + i] = (float)(sigma * smooth_normal(&x));
-    smooth_apply(K, E, T, E, n, threads);
+        for (size_t j = 0; j < n; j++)
+            T[i * n + j] = K[i * n + j] * w[j];
     pvg_blas_threaded_begin(threads);
-    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)n, E, (lapack_int)n, w);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0f, T, (int)n, K,
+                (int)n, 0.0f, W, (int)n);
+    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, W, (lapack_int)n, w);
     pvg_blas_threaded_end();
-    double lo = w[0], hi = w[n - 1];
-    free(K), free(T), free(E), free(w);
+    if (rc == 0)
+        /* eigenvalues ascend: the last k columns, largest first; each
+         * column's sign fixed (its largest entry positive) so the basis does
+         * not depend on LAPACK's choice */
+        for (size_t c = 0; c < k; c++) {
+            size_t src = n - 1 - c, arg = 0;
+            for (size_t i = 1; i < n; i++)
+                if (fabsf(W[i * n + src]) > fabsf(W[arg * n + src])) arg = i;
+            float sg = W[arg * n + src] < 0 ? -1.0f : 1.0f;
+            for (size_t i = 0; i < n; i++)
+                V[i * k + c] = sg * W[i * n + src];
+        }
+    free(K), free(T), free(W), free(w);
     if (rc != 0)
         return pvg_error_set(err, PVG_ERR_INTERNAL,
-                             "text smoothing: the eigenvalues failed (LAPACK info %d)", (int)rc);
-    *edge = fabs(lo) > hi ? fabs(lo) : hi;
+                             "text basis: the eigen-decomposition failed (LAPACK info %d)",
+                             (int)rc);
     return PVG_OK;
 }

@@ -73,12 +73,19 @@
 #define DP_EASE_TEXT_PRIOR 0.2
 #define DP_EASE_TEXT_POP_POW 0.25
 #define DP_EASE_TEXT_ONLY_EPS 3.0
-/* DP-EASE with the catalogue's text, from DP_EASE_TEXT_ONLY_EPS on: before
- * the spectral cut the noisy Gram block is smoothed along the titles'
- * similarity, G <- K G K^T with K = I + DP_EASE_TEXT_SMOOTH S~
- * (pvg_content_smooth_gram), and the cut moves to the smoothed noise's
- * edge. Chosen on the Online Retail validation split. */
+/* DP-EASE with the catalogue's text, from DP_EASE_TEXT_ONLY_EPS on: the
+ * weighted Gram is released projected on a public basis V, the
+ * DP_EASE_TEXT_RANK leading eigenvectors of K D K^T over the
+ * DP_EASE_TEXT_TOP_ITEMS items of largest noisy count (K = I +
+ * DP_EASE_TEXT_SMOOTH S~ the text's smoothing, D = diag((pop + 1)^
+ * DP_EASE_TEXT_BASIS_POW), pvg_content_gram_basis), each shopper clipped
+ * after the projection; the spectral cut at DP_EASE_TEXT_THETA sigma sqrt(k).
+ * Chosen on the Online Retail validation split (docs/models.md). */
 #define DP_EASE_TEXT_SMOOTH 0.5
+#define DP_EASE_TEXT_RANK 300
+#define DP_EASE_TEXT_TOP_ITEMS 2000
+#define DP_EASE_TEXT_BASIS_POW 0.5
+#define DP_EASE_TEXT_THETA 2.5
 
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v)
 {
@@ -913,6 +920,99 @@ done:
     return st;
 }
 
+/* Each shopper's weight in the projected Gram: a = V^T x adds w a a^T,
+ * whose upper triangle (diagonal included) has norm s = sqrt((|a|^4 +
+ * sum a_i^4) / 2); w = min(1, C / s) caps it at C. */
+static double proj_weight(const double *a, size_t k, double C)
+{
+    double n2 = 0, n4 = 0;
+    for (size_t z = 0; z < k; z++) {
+        double q = a[z] * a[z];
+        n2 += q;
+        n4 += q * q;
+    }
+    double sn = sqrt((n2 * n2 + n4) / 2);
+    return sn > C ? C / sn : 1.0;
+}
+
+pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
+                                      size_t k, double C, double *Y, pvg_error *err)
+{
+    double *a = malloc((k ? k : 1) * sizeof *a);
+    if (!a) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (rank %zu)", k);
+    for (size_t u = 0; u < R->n_rows; u++) {
+        memset(a, 0, k * sizeof *a);
+        int any = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++) {
+            uint32_t c = col[R->indices[q]];
+            if (c == UINT32_MAX || !(R->data[q] > 0)) continue;
+            any = 1;
+            const float *v = V + (size_t)c * k;
+            for (size_t z = 0; z < k; z++)
+                a[z] += v[z];
+        }
+        if (!any) continue;
+        double w = proj_weight(a, k, C);
+        for (size_t i = 0; i < k; i++) {
+            double wi = w * a[i];
+            double *row = Y + i * k;
+            for (size_t j = i; j < k; j++)
+                row[j] += wi * a[j];
+        }
+    }
+    free(a);
+    return PVG_OK;
+}
+
+/* The denoised inverse from the projected release (post-processing): Y (k x
+ * k, symmetric, noisy) = Q diag(l) Q^T, the eigenvalues below tau dropped,
+ * U = V Q_kept (ns x r, orthonormal columns), and P = (V Y' V^T + lambda
+ * I)^-1 = (I - U diag(l / (l + lambda)) U^T) / lambda written to P (ns x
+ * ns); *kept gets r. */
+static pvg_status ease_inverse_projected(const float *V, size_t ns, size_t k, float *Y,
+                                         double lambda, double tau, int threads, float *P,
+                                         size_t *kept, pvg_error *err)
+{
+    float *w = malloc(k * sizeof *w), *U = malloc(ns * k * sizeof *U);
+    if (!w || !U) {
+        free(w), free(U);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", ns);
+    }
+    pvg_blas_threaded_begin(threads);
+    lapack_int rc = LAPACKE_ssyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)k, Y, (lapack_int)k, w);
+    if (rc == 0) {
+        /* Y's kept eigenvectors scaled by sqrt(l / (l + lambda)), r columns */
+        size_t r = 0;
+        for (size_t c = 0; c < k; c++)
+            if (w[c] >= tau && w[c] > 0) {
+                float f = (float)sqrt(w[c] / (w[c] + lambda));
+                for (size_t i = 0; i < k; i++)
+                    Y[i * k + r] = Y[i * k + c] * f;
+                r++;
+            }
+        *kept = r;
+        /* U = V Y[:, 0..r), P = (I - U U^T) / lambda */
+        if (r > 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)r, (int)k, 1.0f, V,
+                        (int)k, Y, (int)k, 0.0f, U, (int)r);
+            cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)ns, (int)r,
+                        (float)(-1.0 / lambda), U, (int)r, 0.0f, P, (int)ns);
+        } else
+            memset(P, 0, ns * ns * sizeof *P);
+        for (size_t i = 0; i < ns; i++) {
+            P[i * ns + i] += (float)(1.0 / lambda);
+            for (size_t j = 0; j < i; j++)
+                P[j * ns + i] = P[i * ns + j];
+        }
+    }
+    pvg_blas_threaded_end();
+    free(w), free(U);
+    if (rc != 0)
+        return pvg_error_set(err, PVG_ERR_INTERNAL,
+                             "dp ease: the eigen-decomposition failed (LAPACK info %d)", (int)rc);
+    return PVG_OK;
+}
+
 pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
 {
     *out = NULL;
@@ -925,9 +1025,14 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                              "dp ease: the vocabulary has %zu items; EASE keeps a dense item-item "
                              "matrix of at most %d",
                              n, PVG_EASE_MAX_ITEMS);
+    /* the block EASE is solved on: without text DP_EASE_TOP_ITEMS, with
+     * text (the Gram projected on a rank-k basis, its noise on k(k+1)/2
+     * coordinates whatever the block) DP_EASE_TEXT_TOP_ITEMS */
     size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
+    if (t->titles && n > DP_EASE_TOP_ITEMS)
+        ns = n < DP_EASE_TEXT_TOP_ITEMS ? n : DP_EASE_TEXT_TOP_ITEMS;
     /* B; the solved block (double, then float), its eigenvectors and their
-     * scaled copy; with text, the smoothing's four float blocks beside the
+     * scaled copy; with text, the basis's four float blocks beside the
      * float block (20 ns^2 at most) */
     double bytes = 4.0 * (double)n * (double)n + 20.0 * (double)ns * (double)ns;
     if (t->p->max_memory_mb > 0 && bytes > t->p->max_memory_mb * 1048576.0)
@@ -941,7 +1046,9 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     if (st != PVG_OK) return st;
     /* one shopper adds w x x^T: its upper triangle, diagonal included, has
      * norm at most C = sqrt(m(m+1)/2) (ease_weight); the released
-     * coordinates are the diagonal and the chosen block's upper triangle */
+     * coordinates are the diagonal and the chosen block's upper triangle.
+     * With text, w a a^T, a = V^T x, clipped to the same C
+     * (pvg_dp_ease_projected_gram), on k(k+1)/2 coordinates. */
     double C = sqrt(m * (m + 1) / 2);
     double coords = (double)n + (double)ns * (double)(ns - 1) / 2;
     /* two Gaussian mechanisms composed in zCDP: a share of rho for the
@@ -951,6 +1058,13 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     float *S = NULL; /* the titles' similarity, then the prior, then B */
     if ((st = text_similarity(t, &S, err)) != PVG_OK) return st;
     if (S && eps < DP_EASE_TEXT_ONLY_EPS) return ease_text_only(t, eps, S, out, err);
+    if (!S && ns > DP_EASE_TOP_ITEMS) {
+        /* titles that link nothing: the Gram alone, on its own block */
+        ns = DP_EASE_TOP_ITEMS;
+        coords = (double)n + (double)ns * (double)(ns - 1) / 2;
+    }
+    size_t rank = ns < DP_EASE_TEXT_RANK ? ns : DP_EASE_TEXT_RANK;
+    if (S) coords = (double)rank * (double)(rank + 1) / 2;
     double share = small ? DP_EASE_POP_SHARE_SMALL : DP_EASE_POP_SHARE;
     double beta = small ? DP_EASE_POP_PRIOR_SMALL : DP_EASE_POP_PRIOR;
     double rho = rel_zcdp_rho_for(eps, t->delta);
@@ -982,20 +1096,20 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         return st;
     }
     const pvg_csr *R = t->R;
-    double *d = calloc(n, sizeof *d), *Gd = calloc(ns * ns, sizeof *Gd);
+    double *d = calloc(n, sizeof *d), *Gd = S ? NULL : calloc(ns * ns, sizeof *Gd);
     float *pop = malloc(n * sizeof *pop), *Gs = malloc(ns * ns * sizeof *Gs);
     uint32_t *sel = malloc(n * sizeof *sel), *col = malloc(n * sizeof *col);
     uint32_t *buf = malloc(n * sizeof *buf);
     pop_idx *pi = malloc(n * sizeof *pi);
     float *G = S; /* B */
     pvg_model *md = NULL;
-    if (!d || !Gd || !pop || !Gs || !sel || !col || !buf || !pi) {
+    if (!d || (!S && !Gd) || !pop || !Gs || !sel || !col || !buf || !pi) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
         goto done;
     }
     /* the noisy popularity, then the diagonal (the weighted buyer counts)
      * with its noise */
-    for (size_t u = 0; u < R->n_rows; u++) {
+    for (size_t u = 0; u < R->n_rows && !S; u++) {
         double w = ease_weight((size_t)(R->indptr[u + 1] - R->indptr[u]), m);
         for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
             d[R->indices[q]] += w;
@@ -1004,7 +1118,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         double v = cnt[i] + (double)rel_noise_draw(t->rng, &pz);
         pop[i] = v > 0 ? (float)v : 0.0f;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && !S; i++)
         d[i] = ease_noisy(t->rng, &en, d[i]);
     /* Post-processing of the noisy popularity: EASE over the ns items of
      * largest noisy count (the others' rows and columns of B stay 0), a
@@ -1024,41 +1138,63 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         col[i] = UINT32_MAX;
     for (size_t a = 0; a < ns; a++)
         col[sel[a]] = (uint32_t)a;
-    gram_upper_w(R, m, col, ns, Gd, buf);
-    for (size_t a = 0; a < ns; a++)
-        Gd[a * ns + a] = d[sel[a]];
-    if ((st = add_sym_noise(t, Gd, ns, &en, err)) != PVG_OK) goto done;
-    for (size_t q = 0; q < ns * ns; q++)
-        Gs[q] = (float)Gd[q];
-    free(Gd);
-    Gd = NULL;
     size_t kept = 0;
     int text = G != NULL;
     /* the noise matrix's spectral edge, about 2 sigma sqrt(ns) */
     double tau = DP_EASE_THETA * en.sigma * sqrt((double)ns);
     if (text) {
-        /* post-processing with the public text: items whose titles are
-         * alike borrow each other's noisy rows (K G K^T); the noise, averaged
-         * over several items' independent coordinates, shrinks more than
-         * the co-purchases families share, so more directions clear the
-         * (smoothed) noise's edge */
-        float *Sb = malloc(ns * ns * sizeof *Sb);
-        if (!Sb) {
+        /* with the public text: the Gram projected on the basis V (rank k)
+         * of the text and the released popularity over the block, each
+         * shopper clipped after the projection (pvg_dp_ease_projected_gram:
+         * a shopper's a = V^T x is shorter than x when their items spread
+         * over the basis, so fewer are clipped, and the noise covers
+         * k(k+1)/2 coordinates instead of the block's); then EASE on V Y V^T
+         * with Y's eigenvalues below the noise's edge 2 sigma sqrt(k)
+         * dropped. */
+        size_t k = rank;
+        float *Sb = malloc(ns * ns * sizeof *Sb), *popb = malloc(ns * sizeof *popb);
+        float *V = malloc(ns * k * sizeof *V), *Yf = malloc(k * k * sizeof *Yf);
+        double *Y = calloc(k * k, sizeof *Y);
+        if (!Sb || !popb || !V || !Yf || !Y) {
+            free(Sb), free(popb), free(V), free(Yf), free(Y);
             st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
             goto done;
         }
-        for (size_t a = 0; a < ns; a++)
+        for (size_t a = 0; a < ns; a++) {
+            popb[a] = pop[sel[a]];
             for (size_t b = 0; b < ns; b++)
                 Sb[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
-        double edge = 0;
-        st = pvg_content_smooth_gram(Gs, Sb, ns, DP_EASE_TEXT_SMOOTH, en.sigma, t->threads, &edge,
-                                     err);
-        free(Sb);
+        }
+        st = pvg_content_gram_basis(Sb, popb, ns, k, DP_EASE_TEXT_SMOOTH, DP_EASE_TEXT_BASIS_POW,
+                                    t->threads, V, err);
+        free(Sb), free(popb);
+        if (st == PVG_OK) st = pvg_dp_ease_projected_gram(R, col, V, k, C, Y, err);
+        if (st == PVG_OK) {
+            for (size_t a = 0; a < k; a++)
+                Y[a * k + a] = ease_noisy(t->rng, &en, Y[a * k + a]);
+            st = add_sym_noise(t, Y, k, &en, err);
+        }
+        if (st == PVG_OK) {
+            for (size_t q = 0; q < k * k; q++)
+                Yf[q] = (float)Y[q];
+            tau = DP_EASE_TEXT_THETA * en.sigma * sqrt((double)k);
+            st = ease_inverse_projected(V, ns, k, Yf, t->p->ease_lambda, tau, t->threads, Gs, &kept,
+                                        err);
+        }
+        free(V), free(Yf), free(Y);
         if (st != PVG_OK) goto done;
-        tau = DP_EASE_THETA / 2 * edge;
+    } else {
+        gram_upper_w(R, m, col, ns, Gd, buf);
+        for (size_t a = 0; a < ns; a++)
+            Gd[a * ns + a] = d[sel[a]];
+        if ((st = add_sym_noise(t, Gd, ns, &en, err)) != PVG_OK) goto done;
+        for (size_t q = 0; q < ns * ns; q++)
+            Gs[q] = (float)Gd[q];
+        free(Gd);
+        Gd = NULL;
+        st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda, tau, t->threads, &kept, err);
+        if (st != PVG_OK) goto done;
     }
-    st = ease_inverse_spectral(Gs, ns, t->p->ease_lambda, tau, t->threads, &kept, err);
-    if (st != PVG_OK) goto done;
     if (!text && !(G = calloc(n * n, sizeof *G))) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
         goto done;
@@ -1132,7 +1268,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     t->rep.noise_multiplier = en.sigma / en.sens;
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = text ? "dp-ease/discrete-gaussian-weighted-gram+text"
+    t->rep.mechanism = text ? "dp-ease/discrete-gaussian-projected-gram+text"
                             : "dp-ease/discrete-gaussian-weighted-gram";
     *out = md;
     md = NULL;

@@ -75,17 +75,20 @@ long pvg_dataset_find_item(const pvg_dataset *ds, const char *id);
 pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
                                   pvg_error *err) PVG_WARN_UNUSED;
 
-/* DP-EASE's smoothing of a noisy Gram G (n x n, row-major, symmetric, in
- * place) along the public similarity S (n x n, borrowed, as
- * pvg_content_similarity writes it): G <- K G K^T, K = I + alpha S~, S~ = S
- * with each row divided by max(1, its sum) (diagonal ignored). *edge gets
- * the spectral norm of K E K^T for a fixed pseudo-random symmetric E with
- * N(0, sigma^2) entries (the same E every run; it reads no data): where the
- * smoothed noise's eigenvalues end. Post-processing of a release and public
- * text only. Errors: PVG_ERR_INVALID (alpha or sigma < 0), NOMEM,
+/* The public basis DP-EASE projects its weighted Gram on (docs/models.md
+ * "A prior from the catalogue's text"): V (n x k, row-major, columns
+ * orthonormal, caller-allocated) gets the eigenvectors of the k largest
+ * eigenvalues of K D K^T, K = I + alpha S~, S~ = S (n x n, as
+ * pvg_content_similarity writes it) with each row divided by max(1, its
+ * sum) (diagonal ignored), D = diag((pop_i + 1)^pop_pow), pop (n, >= 0) a
+ * released popularity; largest first, each column's largest entry
+ * positive. A function of the text and a release only (post-processing,
+ * no budget); deterministic. Errors: PVG_ERR_INVALID (k not in 1..n,
+ * alpha or pop_pow < 0, a negative or NaN pop, named by index), NOMEM,
  * INTERNAL (LAPACK). */
-pvg_status pvg_content_smooth_gram(float *G, const float *S, size_t n, double alpha, double sigma,
-                                   int threads, double *edge, pvg_error *err) PVG_WARN_UNUSED;
+pvg_status pvg_content_gram_basis(const float *S, const float *pop, size_t n, size_t k,
+                                  double alpha, double pop_pow, int threads, float *V,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* ---- sparse matrices ---------------------------------------------------- */
 
@@ -687,11 +690,22 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err);
  * generator; the model's factor sections as the non-DP iALS has them. */
 pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_stats *stats,
                                     pvg_error *err);
+/* DP-EASE's projected weighted Gram (with catalogue text; docs/models.md):
+ * for each row x of R (its items with positive weight, binary) that col
+ * maps into the block (col[item] < rows of V, UINT32_MAX: not in it),
+ * a = V^T x (V: block x k, row-major, from pvg_content_gram_basis) and Y
+ * (k x k, row-major, caller-zeroed) gets w a a^T on its upper triangle,
+ * diagonal included, w = min(1, C / s), s = sqrt((|a|^4 + sum a_i^4) / 2)
+ * the norm of that upper triangle: one row moves Y's upper triangle by at
+ * most C in L2, whatever V. Errors: PVG_ERR_NOMEM. */
+pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
+                                      size_t k, double C, double *Y, pvg_error *err);
 /* The statistic a method adds its noise to, exactly as its trainer computes
  * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
  * popularity the bounded item counts (n), itemknn the upper triangle,
  * diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by row), ease
- * that of its weighted Gram (its second release). *sens gets the L2
+ * that of its weighted Gram (its second release without catalogue text;
+ * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
  * sensitivity the trainer calibrates to (DP-EASE's before its grid's
  * inflation). */
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,

@@ -40,8 +40,6 @@
     });
   }
 
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
   // the body of r, refused once more than cap bytes have arrived (a
   // Content-Length may be absent, or the compressed size)
   async function readCapped(r, cap) {
@@ -78,10 +76,11 @@
     return hist;
   }
 
-  // Retry-After in seconds (1..60; 1 when absent or malformed), as the C client
-  function retryAfter(r) {
-    const v = parseInt(r.headers.get('Retry-After') || '', 10);
-    return Number.isFinite(v) && v >= 1 ? Math.min(v, 60) : 1;
+  // Retry-After in seconds (1..60; dflt when absent or malformed), as the C client
+  function retryAfter(r, dflt = 1) {
+    const h = (r.headers.get('Retry-After') || '').trim();
+    const v = /^[0-9]{1,9}$/.test(h) ? parseInt(h, 10) : NaN;
+    return Number.isFinite(v) && v >= 1 ? Math.min(v, 60) : dflt;
   }
 
   // opts: token (the shopper's), items (the server's item ids, in its
@@ -140,12 +139,29 @@
     }
     const err = () => new Error(M.UTF8ToString(M._pvgw_error(h)));
     const hdr = { Authorization: 'Bearer ' + o.token, 'Content-Type': 'application/octet-stream' };
+    // every request and wait ends when the caller's signal fires or timeoutMs
+    // has passed (a server that never answers, or answers slowly, included)
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    if (o.signal) {
+      if (o.signal.aborted) stop.abort();
+      else o.signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const deadline = setTimeout(onAbort, o.timeoutMs);
+    const nap = (ms) => new Promise((resolve, reject) => {
+      if (stop.signal.aborted) return reject(new Error('fl client: stopped'));
+      const done = () => { stop.signal.removeEventListener('abort', off); resolve(); };
+      const off = () => { clearTimeout(t); reject(new Error('fl client: stopped')); };
+      const t = setTimeout(done, ms);
+      stop.signal.addEventListener('abort', off, { once: true });
+    });
+    // 429/503: asked again after the server's Retry-After (200 ms without one)
     const req = async (method, path, body) => {
       for (let attempt = 0; ; attempt++) {
-        const r = await fetch(o.server + path, { method, headers: hdr, body, cache: 'no-store', signal: o.signal });
+        const r = await fetch(o.server + path, { method, headers: hdr, body, cache: 'no-store', signal: stop.signal });
         if ((r.status === 429 || r.status === 503) && attempt < 50) {
           await r.arrayBuffer();
-          await sleep(200);
+          await nap(1000 * retryAfter(r, 0.2));
           continue;
         }
         return r;
@@ -204,7 +220,7 @@
       let body = new Uint8Array(await r.arrayBuffer());
       for (;;) {
         if (timedOut()) throw new Error('fl client: timed out');
-        if (o.signal && o.signal.aborted) throw new Error('fl client: stopped');
+        if (stop.signal.aborted) throw new Error('fl client: stopped');
         const a = withBytes(body, (p, len) => M._pvgw_state(h, p, len));
         if (a < 0) throw err();
         const answeredWait = askedWait;
@@ -248,7 +264,7 @@
             stats.fellBack = true;
           }
           if (longPoll && Date.now() >= noWaitUntil) waiting = true;
-          else await sleep(M._pvgw_wait_ms(h));
+          else await nap(M._pvgw_wait_ms(h));
         }
         // the next STATE: a long poll after a WAIT, else a plain one
         for (;;) {
@@ -264,13 +280,16 @@
           waiting = false;
           stats.stateRequests++;
           if (asked) stats.longPolls++;
-          r = await fetch(o.server + path, { method: 'GET', headers: hdr, cache: 'no-store', signal: o.signal });
+          r = await fetch(o.server + path, { method: 'GET', headers: hdr, cache: 'no-store', signal: stop.signal });
           if (r.status === 429 || r.status === 503) {
             stats.busy++;
+            // a long poll refused (every wait slot taken): plain polls for
+            // Retry-After; a plain poll refused (the server is busy): the
+            // next one after Retry-After (200 ms without one)
             if (asked) noWaitUntil = Date.now() + 1000 * retryAfter(r);
             await r.arrayBuffer();
             if (timedOut()) throw new Error('fl client: timed out');
-            await sleep(200);
+            await nap(asked ? 200 : 1000 * retryAfter(r, 0.2));
             continue;
           }
           if (r.status === 404 && !rejoined) { // the server forgot this client (expired): join again once
@@ -302,7 +321,16 @@
       if (update) res.update = update;
       if (broadcast) { res.broadcast = broadcast; res.broadcastRound = broadcastRound; }
       return res;
+    } catch (e) {
+      // a request or a wait cut short: say which of the two ended it
+      if (stop.signal.aborted) {
+        throw new Error(o.signal && o.signal.aborted ? 'fl client: stopped'
+          : 'fl client: timed out after ' + o.timeoutMs + ' ms');
+      }
+      throw e;
     } finally {
+      clearTimeout(deadline);
+      if (o.signal) o.signal.removeEventListener('abort', onAbort);
       M._pvgw_free(h);
     }
   }

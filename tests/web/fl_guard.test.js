@@ -17,7 +17,10 @@
 //     authenticated with the ciphertext (a changed handle is refused);
 //  5. a server answering 503 with Retry-After: 30 is asked again after 30 s,
 //     not every 200 ms, and timeoutMs stops the client;
-//  6. a server that never answers: the client stops at timeoutMs.
+//  6. a server that never answers: the client stops at timeoutMs;
+//  7. a server whose answers to long polls come at once with the "waited"
+//     flag and nothing changed (a lie, or a second client of the shopper
+//     whose wait answers this one's): polled at retry_ms, not in a loop.
 // Prints "ok - ..." or "not ok - ..." per check; exits non-zero when one failed.
 'use strict';
 const { chromium } = require('playwright-core');
@@ -233,10 +236,25 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
       const context = await browser.newContext();
       let mode = 'busy';
       const asked = [];
+      // an idle STATE (round 1, not sampled), retry_ms 500; waited: flag bit 2
+      const idle = (waited) => {
+        const b = Buffer.alloc(80);
+        b.write('PVFL', 0, 'latin1');
+        b[4] = 1;
+        b[5] = 1;
+        b[8] = 1;
+        b[17] = waited ? 4 : 0;
+        b.writeUInt32LE(0xffffffff, 20);
+        b.writeUInt32LE(500, 60);
+        return b;
+      };
       await serve(context, async (route, req, url) => {
         if (!url.pathname.startsWith('/v1/fl/')) return false;
         asked.push(Date.now());
-        if (mode === 'busy') {
+        if (mode === 'liar') {
+          await route.fulfill({ status: 200, contentType: 'application/octet-stream',
+            body: idle(url.searchParams.has('wait')) });
+        } else if (mode === 'busy') {
           await route.fulfill({ status: 503, contentType: 'application/json', headers: { 'Retry-After': '30' },
             body: JSON.stringify({ error: 'busy', message: 'every slot is taken' }) });
         }
@@ -259,6 +277,11 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
       const silent = await runFor(2000);
       check(/^stopped/.test(silent.r) && silent.ms < 5000,
         'a server that never answers: the client stops at timeoutMs (' + silent.r + ' after ' + silent.ms + ' ms)');
+      mode = 'liar';
+      asked.length = 0;
+      const liar = await runFor(3000);
+      check(asked.length <= 16 && /timed out/.test(liar.r),
+        'long polls answered at once, "waited" and unchanged: ' + asked.length + ' request(s) in ' + liar.ms + ' ms (' + liar.r + ')');
       await context.close();
     }
   } catch (e) {

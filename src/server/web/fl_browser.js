@@ -202,6 +202,12 @@
     // (then retry_ms from then on), and a 503 (every slot taken) asks for no
     // wait for Retry-After seconds, polling at retry_ms meanwhile
     let longPoll = !!o.longPoll, waiting = false, askedWait = false, noWaitUntil = 0, rejoined = false;
+    // the round and phase the last long poll waited on ("wait=1.R.P"), and when it was asked
+    let askedOn = '', askedAt = 0;
+    const seenOn = () => {
+      const q = M._pvgw_wait_query(h, 0);
+      return q ? M.UTF8ToString(q).replace(/\.[0-9]+$/, '') : '';
+    };
     try {
       // resumed: the message the core had handed out when the round was kept
       // is posted again, the same bytes (it may not have gone out; a server
@@ -263,8 +269,13 @@
             longPoll = false;
             stats.fellBack = true;
           }
-          if (longPoll && Date.now() >= noWaitUntil) waiting = true;
-          else await nap(M._pvgw_wait_ms(h));
+          // a wait answered at once with nothing changed (a server that says
+          // "waited" but does not, or a second client of this shopper whose
+          // wait ends this one's): the next request after retry_ms, as a
+          // plain poll's, not at once (no loop at the network's pace)
+          const early = answeredWait && Date.now() - askedAt < 100 && seenOn() === askedOn;
+          if (longPoll && !early && Date.now() >= noWaitUntil) waiting = true;
+          else await nap(Math.max(10, M._pvgw_wait_ms(h)));
         }
         // the next STATE: a long poll after a WAIT, else a plain one
         for (;;) {
@@ -273,8 +284,11 @@
             const left = Math.max(0, o.timeoutMs - (Date.now() - t0));
             const q = M._pvgw_wait_query(h, Math.min(M._pvgw_max_wait_ms(), left));
             if (q) {
-              path += '?' + M.UTF8ToString(q);
+              const qs = M.UTF8ToString(q);
+              path += '?' + qs;
               asked = true;
+              askedOn = qs.replace(/\.[0-9]+$/, '');
+              askedAt = Date.now();
             }
           }
           waiting = false;

@@ -1437,11 +1437,11 @@ static void test_shop_exact(void)
     json_t *mid = json_object_get(res, "midRound");
     assert_true(json_is_true(json_object_get(mid, "round")));
     assert_int_equal(json_integer_value(json_object_get(mid, "roundOf")), 2);
-    const char *rfields[] = {"broadcast", "broadcastRound", "ct",    "handle",
+    const char *rfields[] = {"broadcast", "broadcastRound", "build", "ct",  "handle",
                              "iv",        "pending",        "stack", "user"};
     json_t *rf = json_object_get(mid, "roundFields");
-    assert_int_equal(json_array_size(rf), 8);
-    for (size_t j = 0; j < 8; j++)
+    assert_int_equal(json_array_size(rf), 9);
+    for (size_t j = 0; j < 9; j++)
         assert_string_equal(json_string_value(json_array_get(rf, j)), rfields[j]);
     assert_true(json_integer_value(json_object_get(mid, "roundCt")) > 4096);
     /* the reloaded page went on with the round: no join until the round was

@@ -20,7 +20,9 @@
 //  6. a server that never answers: the client stops at timeoutMs;
 //  7. a server whose answers to long polls come at once with the "waited"
 //     flag and nothing changed (a lie, or a second client of the shopper
-//     whose wait answers this one's): polled at retry_ms, not in a loop.
+//     whose wait answers this one's): polled at retry_ms, not in a loop;
+//  8. a round kept by another build of the module (its memory layout may
+//     differ even where the stack's bounds are the same) is not resumed.
 // Prints "ok - ..." or "not ok - ..." per check; exits non-zero when one failed.
 'use strict';
 const { chromium } = require('playwright-core');
@@ -282,6 +284,19 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
       const liar = await runFor(3000);
       check(asked.length <= 16 && /timed out/.test(liar.r),
         'long polls answered at once, "waited" and unchanged: ' + asked.length + ' request(s) in ' + liar.ms + ' ms (' + liar.r + ')');
+      // 8. a kept round of another build: refused before its memory is taken back
+      mode = 'silent';
+      const other = await page.evaluate(async () => {
+        const M = await PvgFl.loadModule();
+        const lo = M._pvgw_stack_low(), hi = M._pvgw_stack_high();
+        const resume = { memory: new Uint8Array(lo + 64), stack: [lo, hi], handle: 16, broadcast: null,
+          broadcastRound: 0, pending: false, build: 'another build' };
+        try {
+          await PvgFl.run({ token: 'pvgt_alice', items: ['i0', 'i1', 'i2', 'i3'], resume, timeoutMs: 1500 });
+          return 'resumed';
+        } catch (e) { return 'refused: ' + e.message; }
+      });
+      check(/another build/.test(other), 'a round kept by another build of the module is not resumed (' + other + ')');
       await context.close();
     }
   } catch (e) {

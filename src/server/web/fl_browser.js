@@ -27,17 +27,27 @@
     return modules.get(base);
   }
 
-  function instantiate(base) {
-    if (typeof global.PvgFlWasm === 'function') {
-      return global.PvgFlWasm({ locateFile: (f) => base + f });
+  // a fresh instance of the module; withBuild: its bytes fetched here and
+  // their SHA-256 kept as M.pvgBuild (a round kept by one build is resumed
+  // only by the same: its memory layout is that build's)
+  async function instantiate(base, withBuild) {
+    if (typeof global.PvgFlWasm !== 'function') {
+      await new Promise((resolve, reject) => {
+        const s = document.createElement('script');
+        s.src = base + 'pvg_fl_client.js';
+        s.onload = resolve;
+        s.onerror = () => reject(new Error('cannot load ' + s.src + ' (build it: wasm/build.sh)'));
+        document.head.appendChild(s);
+      });
     }
-    return new Promise((resolve, reject) => {
-      const s = document.createElement('script');
-      s.src = base + 'pvg_fl_client.js';
-      s.onload = () => resolve(global.PvgFlWasm({ locateFile: (f) => base + f }));
-      s.onerror = () => reject(new Error('cannot load ' + s.src + ' (build it: wasm/build.sh)'));
-      document.head.appendChild(s);
-    });
+    if (!withBuild) return global.PvgFlWasm({ locateFile: (f) => base + f });
+    const r = await fetch(base + 'pvg_fl_client.wasm');
+    if (!r.ok) throw new Error('cannot load ' + base + 'pvg_fl_client.wasm: HTTP ' + r.status);
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const M = await global.PvgFlWasm({ locateFile: (f) => base + f, wasmBinary: bytes });
+    M.pvgBuild = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+    return M;
   }
 
   // the body of r, refused once more than cap bytes have arrived (a
@@ -111,11 +121,13 @@
     const base = o.base || run.base;
     // a client that keeps or resumes its round has a module of its own (its
     // memory is what is kept, and taken back)
-    const M = o.persist || o.resume ? await instantiate(base) : await loadModule(base);
+    const M = o.persist || o.resume ? await instantiate(base, true) : await loadModule(base);
     let h = 0;
     if (o.resume) {
       const mem = o.resume.memory, [lo, hi] = o.resume.stack;
-      if (lo !== M._pvgw_stack_low() || hi !== M._pvgw_stack_high()) throw new Error('fl client: the round was kept by another build of the module');
+      if (o.resume.build !== M.pvgBuild || lo !== M._pvgw_stack_low() || hi !== M._pvgw_stack_high()) {
+        throw new Error('fl client: the round was kept by another build of the module');
+      }
       const used = mem.length + (hi - lo);
       if (M._pvgw_memory_reserve(used) < 0) throw new Error('fl client: cannot reserve ' + used + ' bytes to resume');
       M.HEAPU8.set(mem.subarray(0, lo), 0);
@@ -192,7 +204,7 @@
       const memory = new Uint8Array(used - (hi - lo));
       memory.set(M.HEAPU8.subarray(0, lo), 0);
       memory.set(M.HEAPU8.subarray(hi, used), lo);
-      await o.persist({ memory, stack: [lo, hi], handle: h, broadcast, broadcastRound, pending });
+      await o.persist({ memory, stack: [lo, hi], handle: h, broadcast, broadcastRound, pending, build: M.pvgBuild });
     };
     const t0 = Date.now();
     const timedOut = () => Date.now() - t0 > o.timeoutMs;

@@ -9,13 +9,15 @@
 //            personal part (the shopper's user factor and the indices of
 //            their own items) encrypted with that key, the user id and pub
 //            (digests of its items and factors) as additional data;
-//   - rounds: {user, handle, stack, broadcast, broadcastRound, pending, iv, ct}: a round
+//   - rounds: {user, handle, stack, broadcast, broadcastRound, pending, build, iv, ct}: a round
 //            under way (fl_browser.js's persist), so that a reload resumes
 //            it: ct is the client module's memory but its stack (the shopper's SecAgg
 //            secret keys and masks for the round, their update, history and
 //            factor) sealed with the same key, the user id, handle, stack,
-//            pending, broadcastRound and the broadcast's digest as additional
-//            data; broadcast is public. Dropped when the round's client ends.
+//            pending, broadcastRound, the broadcast's digest and build (the
+//            SHA-256 of the module that kept it: only the same build resumes
+//            it) as additional data; broadcast is public. Dropped when the
+//            round's client ends.
 // Nothing is written for a shopper who is not opted in under the key the
 // writer started with: an opt-out (or the account deleted) in another tab
 // stops a client still running there from keeping anything again.
@@ -104,7 +106,7 @@
   // client read its message, or its whole state, from elsewhere in its memory)
   async function adRound(user, r) {
     return enc('privguide-fl round v2 ' + JSON.stringify([user, r.handle, r.stack, !!r.pending,
-      r.broadcastRound || 0, r.broadcast ? await sha256(r.broadcast) : null]));
+      r.broadcastRound || 0, r.broadcast ? await sha256(r.broadcast) : null, r.build || '']));
   }
 
   // secret: {factor: Float32Array, own: [item index]}
@@ -191,7 +193,7 @@
         additionalData: await adRound(user, r) }, kk.key, r.memory));
       await putIfOptedIn(user, kk.kid, ['rounds'], (t) => idb(t.objectStore('rounds').put({
         user, handle: r.handle, stack: r.stack, broadcast: r.broadcast, broadcastRound: r.broadcastRound,
-        pending: !!r.pending, iv, ct })));
+        pending: !!r.pending, build: r.build || '', iv, ct })));
     } finally {
       r.memory.fill(0);
     }
@@ -206,7 +208,7 @@
     const mem = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: r.iv, additionalData: await adRound(user, r) },
       k.key, r.ct);
     return { memory: new Uint8Array(mem), stack: r.stack, handle: r.handle, broadcast: r.broadcast,
-      broadcastRound: r.broadcastRound, pending: !!r.pending };
+      broadcastRound: r.broadcastRound, pending: !!r.pending, build: r.build || '' };
   }
 
   async function dropRound(user) {

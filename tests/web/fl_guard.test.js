@@ -132,9 +132,9 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
       await page.goto(BASE + '/shop');
       await seedAlice(page);
       await page.goto(BASE + '/shop?as=bob#token=pvgt_bob&user=alice');
-      await page.waitForFunction(() => document.getElementById('fl-status').textContent !== '');
-      // give a wrongly started client the time to read the list and the export
-      await page.waitForTimeout(1500);
+      // the page's last word: refused, or (a client started) the error of
+      // reading alice's export with bob's token, after the item list
+      await page.waitForFunction(() => /not signed in|on-device training:/.test(document.getElementById('fl-status').textContent));
       check((await listed(page)).length === 0, 'bob\'s token as "alice": none of alice\'s kept list is shown (' +
         JSON.stringify(await statusOf(page)) + ')');
       check(fl.length === 0, 'bob\'s token as "alice": no /v1/fl/ request (' + fl.length + ')');
@@ -161,8 +161,9 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
       await page1.waitForFunction(() => /round under way|waiting for a round/.test(document.getElementById('fl-status').textContent));
       const page2 = await context.newPage();
       await page2.goto(BASE + '/shop#token=pvgt_alice&user=alice');
-      await page2.waitForFunction(() => document.getElementById('fl-status').textContent !== '');
-      await page2.waitForTimeout(1500);
+      // until the second tab says it waits, or (a client started) has asked /v1/fl/
+      for (let i = 0; i < 300 && !joins.includes(page2) && !/another tab/.test(await statusOf(page2)); i++)
+        await page2.waitForTimeout(100);
       const from2 = joins.filter((p) => p === page2).length;
       check(joins.filter((p) => p === page1).length === 1 && from2 === 0,
         'two tabs of alice: one trains, the other waits (' + JSON.stringify(await statusOf(page2)) + ')');

@@ -1437,11 +1437,11 @@ static void test_shop_exact(void)
     json_t *mid = json_object_get(res, "midRound");
     assert_true(json_is_true(json_object_get(mid, "round")));
     assert_int_equal(json_integer_value(json_object_get(mid, "roundOf")), 2);
-    const char *rfields[] = {"broadcast", "broadcastRound", "ct",    "handle",
+    const char *rfields[] = {"broadcast", "broadcastRound", "build", "ct",  "handle",
                              "iv",        "pending",        "stack", "user"};
     json_t *rf = json_object_get(mid, "roundFields");
-    assert_int_equal(json_array_size(rf), 8);
-    for (size_t j = 0; j < 8; j++)
+    assert_int_equal(json_array_size(rf), 9);
+    for (size_t j = 0; j < 9; j++)
         assert_string_equal(json_string_value(json_array_get(rf, j)), rfields[j]);
     assert_true(json_integer_value(json_object_get(mid, "roundCt")) > 4096);
     /* the reloaded page went on with the round: no join until the round was
@@ -1479,6 +1479,38 @@ static void test_shop_page(void **state)
         skip();
     }
     test_shop_exact();
+}
+
+/* The shop page's on-device training against misuse (tests/web/fl_guard.test.js,
+ * no privguide server: the page and a fake /v1 API served by the browser's
+ * router): another shopper's token, two tabs of one shopper, a write after an
+ * opt-out elsewhere, a kept round's metadata changed, a 503 with a long
+ * Retry-After, a server that never answers. */
+static void test_shop_guards(void **state)
+{
+    (void)state;
+    if (g_skip[0]) {
+        printf("SKIP: %s\n", g_skip);
+        skip();
+    }
+    const char *src = getenv("PVG_SOURCE_DIR");
+    assert_non_null(src);
+    char cmd[4 * PATH_MAX];
+    struct stat sb;
+    snprintf(cmd, sizeof cmd, "%s/tests/web/node_modules/playwright-core/package.json", src);
+    if (stat(cmd, &sb) != 0) {
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s/tests/web' && flock /tmp/privguide-npm-ci.lock sh -c 'test -f "
+                 "node_modules/playwright-core/package.json "
+                 "|| timeout 300 npm ci --no-audit --no-fund >/dev/null 2>&1'",
+                 src);
+        if (run(cmd) != 0) fail_msg("npm ci in %s/tests/web failed", src);
+    }
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/tests/web' && PVG_WASM_DIR='%s' PVG_WEB_DIR='%s/src/server/web' "
+             "ASAN_OPTIONS= LD_PRELOAD= timeout 180 node fl_guard.test.js",
+             src, g_wasm_dir, src);
+    assert_int_equal(run(cmd), 0);
 }
 
 static void why_skip(void)
@@ -1523,6 +1555,7 @@ int main(void)
         cmocka_unit_test(test_browser_clients),
         cmocka_unit_test(test_browser_sampler),
         cmocka_unit_test(test_shop_page),
+        cmocka_unit_test(test_shop_guards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1111,6 +1111,26 @@ static void test_openapi_matches_routes(void **state)
     json_decref(doc);
 }
 
+/* GET /v1/fl/items: a shopper's route (no credential 401, an analyst 403);
+ * on a server without federated training, 404 in the API's error shape and
+ * nothing else (no item id, no list). */
+static void test_fl_items_without_fl(void **state)
+{
+    (void)state;
+    expect_free("GET", "/v1/fl/items", NULL, NULL, 401);
+    expect_free("GET", "/v1/fl/items", E.analyst, NULL, 403);
+    resp r;
+    assert_int_equal(http("GET", "/v1/fl/items", E.tok_u1, NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "not_found");
+    assert_non_null(json_string_value(json_object_get(j, "message")));
+    assert_null(json_object_get(j, "items"));
+    json_decref(j);
+    resp_free(&r);
+}
+
 static void test_pages(void **state)
 {
     (void)state;
@@ -1604,7 +1624,8 @@ int main(void)
         cmocka_unit_test(test_consent_partial_update), cmocka_unit_test(test_purposes_one_source),
         cmocka_unit_test(test_events_consent_gated), cmocka_unit_test(test_own_audit_entries),
         cmocka_unit_test(test_collection_rules_of_the_policy), cmocka_unit_test(test_pages),
-        cmocka_unit_test(test_model_reload), cmocka_unit_test(test_stats_exact_for_admins_only),
+        cmocka_unit_test(test_fl_items_without_fl), cmocka_unit_test(test_model_reload),
+        cmocka_unit_test(test_stats_exact_for_admins_only),
         cmocka_unit_test(test_audit_chain_and_tamper),
         /* late: its second server on the same store releases its own popular list */
         cmocka_unit_test(test_audit_failure_concurrent_no_data),

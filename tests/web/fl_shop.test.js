@@ -167,6 +167,7 @@ const statusOf = (page) => page.$eval('#fl-status', (e) => e.textContent);
 
     // 5. the account deleted in the portal erases what the page keeps
     await page.evaluate(async (user) => {
+      await window.PvgFlStore.setOptIn(user, true); // the store keeps nothing for a shopper not opted in
       await window.PvgFlStore.save(user, { round: 9, k: 1, nItems: 1, V: new Float32Array([1]), items: ['x'] },
         { factor: new Float32Array([0.5]), own: [0] });
     }, USER);

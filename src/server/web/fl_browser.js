@@ -27,20 +27,28 @@
     return modules.get(base);
   }
 
-  function instantiate(base) {
-    if (typeof global.PvgFlWasm === 'function') {
-      return global.PvgFlWasm({ locateFile: (f) => base + f });
+  // a fresh instance of the module; withBuild: its bytes fetched here and
+  // their SHA-256 kept as M.pvgBuild (a round kept by one build is resumed
+  // only by the same: its memory layout is that build's)
+  async function instantiate(base, withBuild) {
+    if (typeof global.PvgFlWasm !== 'function') {
+      await new Promise((resolve, reject) => {
+        const s = document.createElement('script');
+        s.src = base + 'pvg_fl_client.js';
+        s.onload = resolve;
+        s.onerror = () => reject(new Error('cannot load ' + s.src + ' (build it: wasm/build.sh)'));
+        document.head.appendChild(s);
+      });
     }
-    return new Promise((resolve, reject) => {
-      const s = document.createElement('script');
-      s.src = base + 'pvg_fl_client.js';
-      s.onload = () => resolve(global.PvgFlWasm({ locateFile: (f) => base + f }));
-      s.onerror = () => reject(new Error('cannot load ' + s.src + ' (build it: wasm/build.sh)'));
-      document.head.appendChild(s);
-    });
+    if (!withBuild) return global.PvgFlWasm({ locateFile: (f) => base + f });
+    const r = await fetch(base + 'pvg_fl_client.wasm');
+    if (!r.ok) throw new Error('cannot load ' + base + 'pvg_fl_client.wasm: HTTP ' + r.status);
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const M = await global.PvgFlWasm({ locateFile: (f) => base + f, wasmBinary: bytes });
+    M.pvgBuild = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+    return M;
   }
-
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   // the body of r, refused once more than cap bytes have arrived (a
   // Content-Length may be absent, or the compressed size)
@@ -78,10 +86,11 @@
     return hist;
   }
 
-  // Retry-After in seconds (1..60; 1 when absent or malformed), as the C client
-  function retryAfter(r) {
-    const v = parseInt(r.headers.get('Retry-After') || '', 10);
-    return Number.isFinite(v) && v >= 1 ? Math.min(v, 60) : 1;
+  // Retry-After in seconds (1..60; dflt when absent or malformed), as the C client
+  function retryAfter(r, dflt = 1) {
+    const h = (r.headers.get('Retry-After') || '').trim();
+    const v = /^[0-9]{1,9}$/.test(h) ? parseInt(h, 10) : NaN;
+    return Number.isFinite(v) && v >= 1 ? Math.min(v, 60) : dflt;
   }
 
   // opts: token (the shopper's), items (the server's item ids, in its
@@ -112,11 +121,13 @@
     const base = o.base || run.base;
     // a client that keeps or resumes its round has a module of its own (its
     // memory is what is kept, and taken back)
-    const M = o.persist || o.resume ? await instantiate(base) : await loadModule(base);
+    const M = o.persist || o.resume ? await instantiate(base, true) : await loadModule(base);
     let h = 0;
     if (o.resume) {
       const mem = o.resume.memory, [lo, hi] = o.resume.stack;
-      if (lo !== M._pvgw_stack_low() || hi !== M._pvgw_stack_high()) throw new Error('fl client: the round was kept by another build of the module');
+      if (o.resume.build !== M.pvgBuild || lo !== M._pvgw_stack_low() || hi !== M._pvgw_stack_high()) {
+        throw new Error('fl client: the round was kept by another build of the module');
+      }
       const used = mem.length + (hi - lo);
       if (M._pvgw_memory_reserve(used) < 0) throw new Error('fl client: cannot reserve ' + used + ' bytes to resume');
       M.HEAPU8.set(mem.subarray(0, lo), 0);
@@ -140,12 +151,29 @@
     }
     const err = () => new Error(M.UTF8ToString(M._pvgw_error(h)));
     const hdr = { Authorization: 'Bearer ' + o.token, 'Content-Type': 'application/octet-stream' };
+    // every request and wait ends when the caller's signal fires or timeoutMs
+    // has passed (a server that never answers, or answers slowly, included)
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    if (o.signal) {
+      if (o.signal.aborted) stop.abort();
+      else o.signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const deadline = setTimeout(onAbort, o.timeoutMs);
+    const nap = (ms) => new Promise((resolve, reject) => {
+      if (stop.signal.aborted) return reject(new Error('fl client: stopped'));
+      const done = () => { stop.signal.removeEventListener('abort', off); resolve(); };
+      const off = () => { clearTimeout(t); reject(new Error('fl client: stopped')); };
+      const t = setTimeout(done, ms);
+      stop.signal.addEventListener('abort', off, { once: true });
+    });
+    // 429/503: asked again after the server's Retry-After (200 ms without one)
     const req = async (method, path, body) => {
       for (let attempt = 0; ; attempt++) {
-        const r = await fetch(o.server + path, { method, headers: hdr, body, cache: 'no-store', signal: o.signal });
+        const r = await fetch(o.server + path, { method, headers: hdr, body, cache: 'no-store', signal: stop.signal });
         if ((r.status === 429 || r.status === 503) && attempt < 50) {
           await r.arrayBuffer();
-          await sleep(200);
+          await nap(1000 * retryAfter(r, 0.2));
           continue;
         }
         return r;
@@ -176,7 +204,7 @@
       const memory = new Uint8Array(used - (hi - lo));
       memory.set(M.HEAPU8.subarray(0, lo), 0);
       memory.set(M.HEAPU8.subarray(hi, used), lo);
-      await o.persist({ memory, stack: [lo, hi], handle: h, broadcast, broadcastRound, pending });
+      await o.persist({ memory, stack: [lo, hi], handle: h, broadcast, broadcastRound, pending, build: M.pvgBuild });
     };
     const t0 = Date.now();
     const timedOut = () => Date.now() - t0 > o.timeoutMs;
@@ -186,6 +214,12 @@
     // (then retry_ms from then on), and a 503 (every slot taken) asks for no
     // wait for Retry-After seconds, polling at retry_ms meanwhile
     let longPoll = !!o.longPoll, waiting = false, askedWait = false, noWaitUntil = 0, rejoined = false;
+    // the round and phase the last long poll waited on ("wait=1.R.P"), and when it was asked
+    let askedOn = '', askedAt = 0;
+    const seenOn = () => {
+      const q = M._pvgw_wait_query(h, 0);
+      return q ? M.UTF8ToString(q).replace(/\.[0-9]+$/, '') : '';
+    };
     try {
       // resumed: the message the core had handed out when the round was kept
       // is posted again, the same bytes (it may not have gone out; a server
@@ -204,7 +238,7 @@
       let body = new Uint8Array(await r.arrayBuffer());
       for (;;) {
         if (timedOut()) throw new Error('fl client: timed out');
-        if (o.signal && o.signal.aborted) throw new Error('fl client: stopped');
+        if (stop.signal.aborted) throw new Error('fl client: stopped');
         const a = withBytes(body, (p, len) => M._pvgw_state(h, p, len));
         if (a < 0) throw err();
         const answeredWait = askedWait;
@@ -247,8 +281,13 @@
             longPoll = false;
             stats.fellBack = true;
           }
-          if (longPoll && Date.now() >= noWaitUntil) waiting = true;
-          else await sleep(M._pvgw_wait_ms(h));
+          // a wait answered at once with nothing changed (a server that says
+          // "waited" but does not, or a second client of this shopper whose
+          // wait ends this one's): the next request after retry_ms, as a
+          // plain poll's, not at once (no loop at the network's pace)
+          const early = answeredWait && Date.now() - askedAt < 100 && seenOn() === askedOn;
+          if (longPoll && !early && Date.now() >= noWaitUntil) waiting = true;
+          else await nap(Math.max(10, M._pvgw_wait_ms(h)));
         }
         // the next STATE: a long poll after a WAIT, else a plain one
         for (;;) {
@@ -257,20 +296,26 @@
             const left = Math.max(0, o.timeoutMs - (Date.now() - t0));
             const q = M._pvgw_wait_query(h, Math.min(M._pvgw_max_wait_ms(), left));
             if (q) {
-              path += '?' + M.UTF8ToString(q);
+              const qs = M.UTF8ToString(q);
+              path += '?' + qs;
               asked = true;
+              askedOn = qs.replace(/\.[0-9]+$/, '');
+              askedAt = Date.now();
             }
           }
           waiting = false;
           stats.stateRequests++;
           if (asked) stats.longPolls++;
-          r = await fetch(o.server + path, { method: 'GET', headers: hdr, cache: 'no-store', signal: o.signal });
+          r = await fetch(o.server + path, { method: 'GET', headers: hdr, cache: 'no-store', signal: stop.signal });
           if (r.status === 429 || r.status === 503) {
             stats.busy++;
+            // a long poll refused (every wait slot taken): plain polls for
+            // Retry-After; a plain poll refused (the server is busy): the
+            // next one after Retry-After (200 ms without one)
             if (asked) noWaitUntil = Date.now() + 1000 * retryAfter(r);
             await r.arrayBuffer();
             if (timedOut()) throw new Error('fl client: timed out');
-            await sleep(200);
+            await nap(asked ? 200 : 1000 * retryAfter(r, 0.2));
             continue;
           }
           if (r.status === 404 && !rejoined) { // the server forgot this client (expired): join again once
@@ -302,7 +347,16 @@
       if (update) res.update = update;
       if (broadcast) { res.broadcast = broadcast; res.broadcastRound = broadcastRound; }
       return res;
+    } catch (e) {
+      // a request or a wait cut short: say which of the two ended it
+      if (stop.signal.aborted) {
+        throw new Error(o.signal && o.signal.aborted ? 'fl client: stopped'
+          : 'fl client: timed out after ' + o.timeoutMs + ' ms');
+      }
+      throw e;
     } finally {
+      clearTimeout(deadline);
+      if (o.signal) o.signal.removeEventListener('abort', onAbort);
       M._pvgw_free(h);
     }
   }

@@ -38,11 +38,41 @@
     $('fl-optout').disabled = !optedIn;
   }
 
+  // f() with the shopper's Web Lock: one client per shopper in this browser
+  // (two tabs would both resume the same kept round, its generator's state
+  // included, or both join, and post different messages for one round and
+  // phase, and overwrite each other's kept round); a second tab waits until
+  // the first is closed or stops (signal: stops waiting)
+  async function exclusive(user, signal, f) {
+    if (!navigator.locks) throw new Error('this browser has no Web Locks (the page must be served over https)');
+    const name = 'privguide-fl ' + user;
+    let ran = false, out;
+    await navigator.locks.request(name, { ifAvailable: true }, async (l) => {
+      if (!l) return;
+      ran = true;
+      out = await f();
+    });
+    if (ran) return out;
+    status('training runs in another tab of this browser: this one takes over once it is closed');
+    return navigator.locks.request(name, { signal }, f);
+  }
+
   // Rounds until the server finishes training or the shopper opts out.
   async function train(w) {
     if (ctl) return;
     const me = new AbortController();
     ctl = me;
+    try {
+      await exclusive(w.user, me.signal, () => trainLocked(w, me));
+    } catch (e) {
+      if (!me.signal.aborted) status('on-device training: ' + e.message, 'error');
+    } finally {
+      if (me.optedOut) await PvgFlStore.erase(w.user).catch(() => {}); // a round kept meanwhile
+      if (ctl === me) ctl = null;
+    }
+  }
+
+  async function trainLocked(w, me) {
     // a round under way when the page was left: resumed (its SecAgg keys,
     // masks and update, sealed in IndexedDB), not started afresh
     let resume = null;
@@ -96,11 +126,8 @@
           : 'round ' + pub.round + ': your update was sent; your list is ranked on this device', 'ok');
       }
     } catch (e) {
-      if (!me.signal.aborted) status('on-device training: ' + e.message, 'error');
       if (!me.signal.aborted) await PvgFlStore.dropRound(w.user).catch(() => {});
-    } finally {
-      if (me.optedOut) await PvgFlStore.erase(w.user).catch(() => {}); // a round kept meanwhile
-      if (ctl === me) ctl = null;
+      throw e;
     }
   }
 
@@ -113,6 +140,18 @@
     who = w;
     $('fl-section').hidden = false;
     render(null, null);
+    $('fl-optin').disabled = true;
+    $('fl-optout').disabled = true;
+    // the token must be this shopper's before anything kept for them here is
+    // read: the key is this browser's, not theirs, and the name is typed
+    try {
+      await PVG.api('GET', '/v1/users/' + encodeURIComponent(user) + '/consent', token);
+    } catch (e) {
+      if (who !== w) return;
+      status('not signed in as ' + user + ' (' + e.message + '): nothing kept in this browser is shown', 'error');
+      return;
+    }
+    if (who !== w) return;
     let s = null;
     try {
       s = await PvgFlStore.load(user);

@@ -252,7 +252,7 @@ int main(int argc, char **argv)
     int rounds = 20, factors = 32, dp_rounds = 2, ddg = 1, dp_factors = 16, adam = 1;
     int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
-    int validation = 0, nodp = 1, dpials = 1;
+    int validation = 0, nodp = 1, dpials = 1, dp_average = 0;
     const char *sweep = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
@@ -294,6 +294,8 @@ int main(int argc, char **argv)
             validation = 1;
         else if (!strcmp(argv[i], "--dp-sweep") && i + 1 < argc)
             sweep = argv[++i];
+        else if (!strcmp(argv[i], "--dp-average"))
+            dp_average = 1;
         else if (!strcmp(argv[i], "--no-nodp"))
             nodp = 0;
         else if (!strcmp(argv[i], "--no-dp-ials"))
@@ -315,7 +317,7 @@ int main(int argc, char **argv)
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                    "[--ddg-eps E] [--dp-sweep kKrRnN[aAgG],...] [--no-nodp] "
+                    "[--ddg-eps E] [--dp-average] [--dp-sweep kKrRnN[aAgG],...] [--no-nodp] "
                     "[--no-dp-ials] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
@@ -468,6 +470,7 @@ int main(int argc, char **argv)
                 c.factors = (uint32_t)sk;
                 c.update = dp_update;
                 c.noise_ridge = srd;
+                c.average_solves = dp_average;
                 c.alpha0 *= sa;
                 c.reg *= sg;
                 if (dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1;
@@ -495,6 +498,7 @@ int main(int argc, char **argv)
                 c.factors = (uint32_t)dp_factors;
                 c.update = dp_update;
                 c.noise_ridge = dp_ridge;
+                c.average_solves = dp_average;
                 if (!opt && dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1; /* a fresh solve */
                 c.dp = PVG_FL_DP_CENTRAL;
                 c.clip = C;
@@ -517,6 +521,7 @@ int main(int argc, char **argv)
             c.factors = (uint32_t)dp_factors;
             c.update = dp_update;
             c.noise_ridge = dp_ridge;
+            c.average_solves = dp_average;
             if (dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1;
             c.dp = PVG_FL_DP_DISTRIBUTED;
             c.clip = C;
@@ -544,12 +549,12 @@ outputs:;
         f,
         "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
         "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
-        "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": "
-        "%llu, "
+        "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, "
+        "\"dp_average\": %d, \"seed\": %llu, "
         "\"datasets\": [",
         factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
         validation ? "validation" : "test", update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
-        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, seed_off);
+        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, dp_average, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

@@ -15,7 +15,8 @@
  * FedAvg on the gradient form at server_lr 0.5 without DP; with --eps E the
  * DP settings (the sufficient-statistics form, k = 16, clip 1, noise ridge 3,
  * distributed discrete Gaussian noise, delta 1/n^1.1, q = 1, noise
- * multiplier from pvg_fl_epsilon). The item factors start from the same
+ * multiplier from pvg_fl_epsilon; --dp-average: the running mean of the
+ * rounds' solves, average_solves). The item factors start from the same
  * generator seed as bench_fl_quality's run of that seed.
  *
  * After every round the server's published broadcast is kept; at the end
@@ -29,7 +30,7 @@
  *   bench_fl_net_quality [SHARED_DATA_DIR] [--dataset ml-100k|online-retail]
  *       [--rounds N] [--processes P] [--seed S] [--factors K] [--server-lr LR]
  *       [--eps E] [--dp-factors K] [--dp-ridge KAPPA] [--clip C]
- *       [--noise distributed|central] [--phase-seconds S] [--validation]
+ *       [--noise distributed|central] [--dp-average] [--phase-seconds S] [--validation]
  *       [--no-in-process] [--no-centralised]
  *
  * Exit 77 (skipped) when the data set is absent. JSON on stdout, progress
@@ -236,11 +237,12 @@ static double now_s(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: bench_fl_net_quality [SHARED_DATA_DIR] [--dataset "
-                    "ml-100k|online-retail] [--rounds N] [--processes P] [--seed S] [--factors K] "
-                    "[--server-lr LR] [--eps E] [--dp-factors K] [--dp-ridge KAPPA] [--clip C] "
-                    "[--noise distributed|central] [--phase-seconds S] [--validation] "
-                    "[--no-in-process] [--no-centralised]\n");
+    fprintf(stderr,
+            "usage: bench_fl_net_quality [SHARED_DATA_DIR] [--dataset "
+            "ml-100k|online-retail] [--rounds N] [--processes P] [--seed S] [--factors K] "
+            "[--server-lr LR] [--eps E] [--dp-factors K] [--dp-ridge KAPPA] [--clip C] "
+            "[--noise distributed|central] [--dp-average] [--phase-seconds S] [--validation] "
+            "[--no-in-process] [--no-centralised]\n");
     return 2;
 }
 
@@ -248,7 +250,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *dsname = "ml-100k", *noise = "distributed";
     int rounds = 2, procs = 8, factors = 32, dp_factors = 16, validation = 0, inproc = 1,
-        central = 1;
+        central = 1, dp_average = 0;
     double server_lr = 0.5, eps = 0, dp_ridge = 3, clip = 1, phase_s = 600;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
@@ -276,6 +278,8 @@ int main(int argc, char **argv)
             noise = argv[++i];
         else if (!strcmp(argv[i], "--phase-seconds") && i + 1 < argc)
             phase_s = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-average"))
+            dp_average = 1;
         else if (!strcmp(argv[i], "--validation"))
             validation = 1;
         else if (!strcmp(argv[i], "--no-in-process"))
@@ -358,6 +362,7 @@ int main(int argc, char **argv)
         cfg.update = PVG_FL_UPDATE_STATS;
         cfg.server_lr = 1;
         cfg.noise_ridge = dp_ridge;
+        cfg.average_solves = dp_average;
         cfg.clip = clip;
         cfg.dp = dp_central ? PVG_FL_DP_CENTRAL : PVG_FL_DP_DISTRIBUTED;
         cfg.noise_multiplier = z_for(&cfg, 1.0, rounds, delta, eps);
@@ -563,15 +568,16 @@ int main(int argc, char **argv)
            " \"factors\": %u, \"update\": \"%s\", \"server_lr\": %g, \"reg\": %.6g, "
            "\"alpha0\": %.6g, \"dp\": \"%s\", \"epsilon\": %g, \"epsilon_accounted\": %.4f, "
            "\"delta\": %.3g, \"noise_multiplier\": %.4f, \"clip\": %g, \"noise_ridge\": %g, "
+           "\"average_solves\": %d, "
            "\"d\": %zu,\n \"centralised_ials\": {\"factors\": %d, \"recall\": %.5f, \"ndcg\": "
            "%.5f, \"ran\": %s},\n \"rounds\": %d, \"rounds_done\": %d, \"networked\": [",
            def->name, def->protocol_text, validation ? "validation" : "test", seed_off, n, ni,
            (size_t)s.Rt.nnz, s.n_eval, procs, cfg.factors,
            cfg.update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", cfg.server_lr, cfg.reg,
            cfg.alpha0, eps > 0 ? (dp_central ? "central" : "distributed") : "none", eps, eps_acc,
-           eps > 0 ? delta : 0.0, cfg.noise_multiplier, cfg.clip, cfg.noise_ridge, d, factors,
-           central ? c_recall : 0.0, central ? c_ndcg : 0.0, central ? "true" : "false", rounds,
-           net_rounds);
+           eps > 0 ? delta : 0.0, cfg.noise_multiplier, cfg.clip, cfg.noise_ridge,
+           cfg.average_solves, d, factors, central ? c_recall : 0.0, central ? c_ndcg : 0.0,
+           central ? "true" : "false", rounds, net_rounds);
     for (int r = 1; r <= net_rounds; r++)
         printf("%s\n  {\"round\": %d, \"recall\": %.5f, \"ndcg\": %.5f, \"survivors\": %u, "
                "\"k\": %u, \"t\": %u, \"seconds\": %.2f, \"server_seconds\": %.2f}",

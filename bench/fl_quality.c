@@ -22,6 +22,7 @@
  * --json), progress on stderr.
  */
 #include "bench_svg.h"
+#include "fl_quality_data.h"
 #include "fl/fl_internal.h"
 #include "model/model_internal.h"
 
@@ -35,83 +36,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define K_AT 20
 #define MAX_ROUNDS 200
 #define MAX_EPS 8
-
-typedef struct dataset_def {
-    const char *name, *file, *protocol_text;
-    pvg_format fmt;
-    pvg_eval_protocol protocol;
-} dataset_def;
-
-static const dataset_def DATASETS[] = {
-    {"ml-100k", "ml-100k/u.data.gz", "random-split 0.25, split seed 42", PVG_FORMAT_MOVIELENS,
-     PVG_EVAL_RANDOM_SPLIT},
-    {"online-retail", "online-retail/online-retail.csv.gz",
-     "temporal, cut-off 2011-11-01, >= 5 training items", PVG_FORMAT_ONLINE_RETAIL,
-     PVG_EVAL_TEMPORAL},
-};
-#define N_DATASETS 2
-
-static void eval_options(const dataset_def *d, pvg_eval_options *o)
-{
-    pvg_eval_options_default(d->protocol, o);
-    o->seed = 42;
-    o->threads = 1;
-    o->n_ks = 1;
-    o->ks[0] = K_AT;
-    if (d->protocol == PVG_EVAL_RANDOM_SPLIT) o->test_fraction = 0.25;
-    if (d->protocol == PVG_EVAL_TEMPORAL) {
-        o->cutoff = 1320105600; /* 2011-11-01T00:00:00Z */
-        o->min_user_items = 5;
-    }
-}
-
-/* The split as CSRs and the evaluated users, as src/model/eval.c does. */
-typedef struct split {
-    pvg_csr Rt, T;
-    uint32_t *users;
-    size_t n_eval;
-} split;
-
-static int find_in(const pvg_csr *M, uint32_t u, uint32_t it)
-{
-    for (uint64_t j = M->indptr[u]; j < M->indptr[u + 1]; j++)
-        if (M->indices[j] == it) return 1;
-    return 0;
-}
-
-static int make_split(const pvg_dataset *ds, const pvg_eval_options *o, split *s)
-{
-    memset(s, 0, sizeof *s);
-    size_t n = ds->n_ev;
-    uint8_t *role = malloc(n), *keep = malloc(n);
-    pvg_error err;
-    if (!role || !keep || pvg_eval_split(ds, o, role, &err) != PVG_OK) return -1;
-    for (size_t e = 0; e < n; e++)
-        keep[e] = role[e] == PVG_SPLIT_TRAIN;
-    if (pvg_csr_build(ds->n_users, ds->n_items, n, ds->ev_user, ds->ev_item, ds->ev_w, keep,
-                      &s->Rt) != PVG_OK)
-        return -1;
-    for (size_t e = 0; e < n; e++)
-        keep[e] = role[e] == PVG_SPLIT_TEST;
-    if (pvg_csr_build(ds->n_users, ds->n_items, n, ds->ev_user, ds->ev_item, ds->ev_w, keep,
-                      &s->T) != PVG_OK)
-        return -1;
-    free(role);
-    free(keep);
-    long min_items = o->protocol == PVG_EVAL_TEMPORAL ? o->min_user_items : 1;
-    s->users = malloc(ds->n_users * sizeof *s->users);
-    for (size_t u = 0; u < ds->n_users; u++) {
-        if ((long)(s->Rt.indptr[u + 1] - s->Rt.indptr[u]) < min_items) continue;
-        size_t nt = 0;
-        for (uint64_t j = s->T.indptr[u]; j < s->T.indptr[u + 1]; j++)
-            nt += !find_in(&s->Rt, (uint32_t)u, s->T.indices[j]);
-        if (nt) s->users[s->n_eval++] = (uint32_t)u;
-    }
-    return 0;
-}
 
 /* Recall@20 and NDCG@20 of the model's item factors: each evaluated user
  * solves its factor from its training items as a client does. */
@@ -326,7 +252,8 @@ int main(int argc, char **argv)
     int rounds = 20, factors = 32, dp_rounds = 2, ddg = 1, dp_factors = 16, adam = 1;
     int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
-    int validation = 0;
+    int validation = 0, nodp = 1, dpials = 1, dp_average = 0;
+    const char *sweep = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -365,6 +292,14 @@ int main(int argc, char **argv)
             seed_off = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--validation"))
             validation = 1;
+        else if (!strcmp(argv[i], "--dp-sweep") && i + 1 < argc)
+            sweep = argv[++i];
+        else if (!strcmp(argv[i], "--dp-average"))
+            dp_average = 1;
+        else if (!strcmp(argv[i], "--no-nodp"))
+            nodp = 0;
+        else if (!strcmp(argv[i], "--no-dp-ials"))
+            dpials = 0;
         else if (!strcmp(argv[i], "--ddg-eps") && i + 1 < argc)
             ddg_eps = atof(argv[++i]);
         else if (!strcmp(argv[i], "--from-json") && i + 1 < argc)
@@ -382,7 +317,8 @@ int main(int argc, char **argv)
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                    "[--ddg-eps E] "
+                    "[--ddg-eps E] [--dp-average] [--dp-sweep kKrRnN[aAgG],...] [--no-nodp] "
+                    "[--no-dp-ials] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
@@ -411,31 +347,8 @@ int main(int argc, char **argv)
         goto outputs;
     }
     char path[4096], envd[4096];
-    const char *cands[4];
-    int nc = 0;
-    if (dir) cands[nc++] = dir;
-    const char *sh = getenv("PVG_SHARED_DIR");
-    if (!dir && sh && *sh) {
-        snprintf(envd, sizeof envd, "%s/data", sh);
-        cands[nc++] = envd;
-    }
-    if (!dir) {
-        cands[nc++] = "../shared/data";
-        cands[nc++] = "../../shared/data";
-    }
-    const char *data = NULL;
-    for (int i = 0; i < nc && !data; i++)
-        for (int d = 0; d < N_DATASETS && !data; d++) {
-            snprintf(path, sizeof path, "%s/%s", cands[i], DATASETS[d].file);
-            if (access(path, R_OK) == 0) data = cands[i];
-        }
-    if (!data) {
-        fprintf(stderr,
-                "bench_fl_quality: skipped: no data set found (looked for %s and %s under the "
-                "given dir, $PVG_SHARED_DIR/data, ../shared/data, ../../shared/data)\n",
-                DATASETS[0].file, DATASETS[1].file);
-        return 77;
-    }
+    const char *data = find_data_dir("bench_fl_quality", dir, envd, sizeof envd);
+    if (!data) return 77;
     for (int d = 0; d < N_DATASETS; d++) {
         const dataset_def *def = &DATASETS[d];
         if (!in_list(datasets, def->name)) continue;
@@ -498,21 +411,23 @@ int main(int argc, char **argv)
         cfg.expected_cohort = (double)r->users;
         cfg.seed = 42;
         cfg.allow_insecure_rng = 1;
-        r->rounds = rounds;
+        r->rounds = nodp ? rounds : 0;
         double rr, nn;
         fprintf(stderr, "  FedAvg (lr %g), all clients every round, no DP\n", server_lr);
-        if (run_fl(&s, &cfg, 1.0, rounds, 1 + seed_off, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs))
+        if (nodp &&
+            run_fl(&s, &cfg, 1.0, rounds, 1 + seed_off, r->avg_r, r->avg_n, &rr, &nn, &r->avg_secs))
             return 1;
         pvg_fl_config ca = cfg;
         ca.optimizer = PVG_FL_FEDADAM;
         ca.server_lr = adam_lr;
         fprintf(stderr, "  FedAdam (lr %g), all clients every round, no DP\n", adam_lr);
-        if (adam && run_fl(&s, &ca, 1.0, rounds, 1 + seed_off, r->adam_r, r->adam_n, &rr, &nn,
-                           &r->adam_secs))
+        if (nodp && adam &&
+            run_fl(&s, &ca, 1.0, rounds, 1 + seed_off, r->adam_r, r->adam_n, &rr, &nn,
+                   &r->adam_secs))
             return 1;
         /* client-level DP: Poisson sampling at rate dp_q, dp_rounds rounds */
         r->n_eps = n_eps;
-        for (int e = 0; e < n_eps; e++) { /* the centralised DP baseline */
+        for (int e = 0; dpials && e < n_eps; e++) { /* the centralised DP baseline */
             pvg_train_params dt;
             pvg_train_params_default(PVG_MODEL_IALS, &dt);
             dt.factors = dp_factors;
@@ -535,6 +450,44 @@ int main(int argc, char **argv)
                     eps[e], dp_factors, dp_rounds, p->recall, p->ok ? "" : " (failed)");
         }
         double C = clip > 0 ? clip : 1.0;
+        /* --dp-sweep kKrRnN[aAgG],...: central-noise FedAvg runs at every epsilon with k
+           factors, noise ridge R, N rounds, alpha0 and reg times A and G (stderr
+           only; for choosing on the validation split) */
+        for (const char *sp = sweep; sp && *sp;) {
+            int sk = dp_factors, sn = dp_rounds, used = 0;
+            double srd = dp_ridge, sa = 1, sg = 1;
+            int got = sscanf(sp, "k%dr%lfn%da%lfg%lf%n", &sk, &srd, &sn, &sa, &sg, &used);
+            if (got == 3) sscanf(sp, "k%dr%lfn%d%n", &sk, &srd, &sn, &used);
+            if ((got != 3 && got != 5) || sk < 1 || sk > 256 || sn < 1 || !(sa > 0) || !(sg > 0)) {
+                fprintf(stderr, "bench_fl_quality: --dp-sweep wants kKrRnN[aAgG][,...] at '%s'\n",
+                        sp);
+                return 2;
+            }
+            sp += used;
+            if (*sp == ',') sp++;
+            for (int e = 0; e < n_eps; e++) {
+                pvg_fl_config c = cfg;
+                c.factors = (uint32_t)sk;
+                c.update = dp_update;
+                c.noise_ridge = srd;
+                c.average_solves = dp_average;
+                c.alpha0 *= sa;
+                c.reg *= sg;
+                if (dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1;
+                c.dp = PVG_FL_DP_CENTRAL;
+                c.clip = C;
+                c.expected_cohort = dp_q * (double)r->users;
+                c.noise_multiplier = z_for(&c, dp_q, sn, r->delta, eps[e]);
+                double rr2, nn2, secs;
+                if (run_fl(&s, &c, dp_q, sn, 7 + seed_off, NULL, NULL, &rr2, &nn2, &secs)) return 1;
+                fprintf(stderr,
+                        "  sweep eps %g k %d ridge %g rounds %d alpha0 x%g reg x%g (z %.3f): "
+                        "recall@20 %.4f "
+                        "(%.1f%% of centralised) ndcg@20 %.4f\n",
+                        eps[e], sk, srd, sn, sa, sg, c.noise_multiplier, rr2,
+                        100 * rr2 / r->c_recall, nn2);
+            }
+        }
         for (int e = 0; e < n_eps; e++) {
             /* FedAdam's first-order step on a fresh item solve (the
              * statistics form) has no meaning: FedAvg only there */
@@ -545,6 +498,7 @@ int main(int argc, char **argv)
                 c.factors = (uint32_t)dp_factors;
                 c.update = dp_update;
                 c.noise_ridge = dp_ridge;
+                c.average_solves = dp_average;
                 if (!opt && dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1; /* a fresh solve */
                 c.dp = PVG_FL_DP_CENTRAL;
                 c.clip = C;
@@ -567,6 +521,7 @@ int main(int argc, char **argv)
             c.factors = (uint32_t)dp_factors;
             c.update = dp_update;
             c.noise_ridge = dp_ridge;
+            c.average_solves = dp_average;
             if (dp_update == PVG_FL_UPDATE_STATS) c.server_lr = 1;
             c.dp = PVG_FL_DP_DISTRIBUTED;
             c.clip = C;
@@ -594,11 +549,12 @@ outputs:;
         f,
         "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
         "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
-        "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, \"seed\": %llu, "
+        "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, "
+        "\"dp_average\": %d, \"seed\": %llu, "
         "\"datasets\": [",
         factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
         validation ? "validation" : "test", update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
-        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, seed_off);
+        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, dp_average, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

@@ -2,8 +2,8 @@
  * test_fedcf_stats.c - the sufficient-statistics item update of federated
  * iALS (PVG_FL_UPDATE_STATS, docs/federated.md): what one client sends,
  * the neighbouring bound of one worst-case client, the server's item solve
- * against the closed form, the broadcast's update byte, and the server-only
- * noise ridge.
+ * against the closed form, the broadcast's update byte, the server-only
+ * noise ridge, and the running mean of the solves (average_solves).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -297,6 +297,87 @@ static void test_noise_ridge_only_with_dp(void **state)
     assert_true(ridged < 0.8 * plain);
 }
 
+/* average_solves: the statistics form's fresh solve does not depend on the
+ * current factors, so a model without averaging applied the same sum holds
+ * that round's solve v*; with averaging, round 1 is v*_1 and round 2 the
+ * mean (v*_1 + v*_2) / 2. It is post-processing of the released sums: the
+ * clients' vectors and the broadcast's bytes are the same. */
+static void test_average_solves_is_the_mean_of_fresh_solves(void **state)
+{
+    (void)state;
+    pvg_fl_config c = stats_cfg();
+    c.clip = 1;
+    c.dp = PVG_FL_DP_CENTRAL;
+    c.noise_multiplier = 0.5;
+    pvg_fl_config ca = c;
+    ca.average_solves = 1;
+    uint64_t indptr[NU + 1];
+    uint32_t items[NU * 16];
+    toy(indptr, items);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(8);
+    pvg_fl_model *avg, *fresh;
+    assert_int_equal(pvg_fl_model_new(&ca, NI, rng, &avg, NULL), PVG_OK);
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &fresh, NULL), PVG_OK);
+    size_t d = pvg_fl_update_dim(&c, NI), nk = (size_t)NI * K;
+    assert_int_equal(d, pvg_fl_update_dim(&ca, NI));
+    uint32_t *sum = malloc(d * sizeof *sum), *vec = malloc(d * sizeof *vec);
+    float prev[NI * K];
+    for (int r = 0; r < 2; r++) {
+        uint8_t *bc;
+        size_t bl;
+        assert_int_equal(pvg_fl_model_broadcast(avg, &bc, &bl, NULL), PVG_OK);
+        assert_int_equal(bc[7], PVG_FL_UPDATE_STATS);
+        memset(sum, 0, d * sizeof *sum);
+        for (size_t u = 0; u < NU; u++) {
+            assert_int_equal(pvg_fl_client_update_ex(bc, bl, items + indptr[u], NULL,
+                                                     (size_t)(indptr[u + 1] - indptr[u]), rng, 1,
+                                                     vec, d, NULL, NULL),
+                             PVG_OK);
+            for (size_t i = 0; i < d; i++)
+                sum[i] += vec[i];
+        }
+        free(bc);
+        /* the same sum, and the same central noise draw, for both models */
+        pvg_rng *n1 = pvg_rng_new_INSECURE_deterministic_for_tests(100 + (uint64_t)r);
+        pvg_rng *n2 = pvg_rng_new_INSECURE_deterministic_for_tests(100 + (uint64_t)r);
+        assert_int_equal(pvg_fl_model_apply(avg, sum, d, NU, n1, NULL), PVG_OK);
+        assert_int_equal(pvg_fl_model_apply(fresh, sum, d, NU, n2, NULL), PVG_OK);
+        pvg_rng_free(n1);
+        pvg_rng_free(n2);
+        const float *Va, *Vf;
+        uint32_t ni, k;
+        assert_int_equal(pvg_fl_model_item_factors(avg, &Va, &ni, &k, NULL), PVG_OK);
+        assert_int_equal(pvg_fl_model_item_factors(fresh, &Vf, &ni, &k, NULL), PVG_OK);
+        double dmax = 0, vmax = 0, moved = 0;
+        for (size_t i = 0; i < nk; i++) {
+            double want = r == 0 ? Vf[i] : 0.5 * ((double)prev[i] + Vf[i]);
+            dmax = fmax(dmax, fabs(Va[i] - want));
+            vmax = fmax(vmax, fabs(want));
+            moved = fmax(moved, fabs((double)Va[i] - Vf[i]));
+        }
+        assert_true(vmax > 0);
+        if (!(dmax <= 1e-5 * vmax))
+            fail_msg("round %d: averaged factors off the mean of the solves by %g (max %g)", r + 1,
+                     dmax, vmax);
+        if (r == 1) assert_true(moved > 1e-3 * vmax); /* the average is not the last solve */
+        memcpy(prev, Va, nk * sizeof *prev);
+    }
+    free(sum);
+    free(vec);
+    pvg_fl_model_free(avg);
+    pvg_fl_model_free(fresh);
+    pvg_rng_free(rng);
+    /* an out-of-range value is refused */
+    pvg_fl_model *bad = NULL;
+    ca.average_solves = 2;
+    assert_int_equal(pvg_fl_model_new(&ca, NI,
+                                      rng = pvg_rng_new_INSECURE_deterministic_for_tests(1), &bad,
+                                      NULL),
+                     PVG_ERR_INVALID);
+    assert_null(bad);
+    pvg_rng_free(rng);
+}
+
 int main(void)
 {
     if (pvg_init() != PVG_OK) return 1;
@@ -306,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_server_solves_items_exactly),
         cmocka_unit_test(test_update_byte_and_config),
         cmocka_unit_test(test_noise_ridge_only_with_dp),
+        cmocka_unit_test(test_average_solves_is_the_mean_of_fresh_solves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,13 +74,19 @@ typedef struct pvg_fl_config {
                                the broadcast */
     double noise_ridge;     /* server only, not sent: kappa >= 0 adds kappa * z * clip to every
                                item's ridge (post-processing of the noisy sum; 0: none) */
+    int average_solves;     /* server only, not sent: 1 with the statistics form and FedAvg makes
+                               the item factors the running mean of every round's fresh solve
+                               (round r steps by 1/r in place of server_lr): post-processing that
+                               averages the rounds' independent noise (docs/federated.md); 0: the
+                               step of server_lr */
 } pvg_fl_config;
 
 /* Fills cfg with defaults: k = 32, reg = 0.1, alpha = 0 (binary), alpha0 =
  * 0.1, clip = 1e3 (effectively no clipping), FedAvg with server_lr = 1, no
  * DP, expected_cohort = 100, bits = 32, granularity 0 (automatic), seed 0,
- * allow_insecure_rng 0, update PVG_FL_UPDATE_GRADIENT, noise_ridge 0. reg and alpha0 should match
- * the centralised model they replace (alpha0 = alpha_c nnz / (|U| |I|), docs/models.md). */
+ * allow_insecure_rng 0, update PVG_FL_UPDATE_GRADIENT, noise_ridge 0, average_solves 0. reg and
+ * alpha0 should match the centralised model they replace (alpha0 = alpha_c nnz / (|U| |I|),
+ * docs/models.md). */
 void pvg_fl_config_default(pvg_fl_config *cfg);
 
 typedef struct pvg_fl_model pvg_fl_model; /* server side: item factors + optimiser state + round */

@@ -28,6 +28,7 @@ struct pvg_fl_model {
     pvg_fl_config cfg; /* granularity resolved */
     fl_code code;
     uint32_t n_items, k, round;
+    uint32_t solves; /* sums applied (average_solves: the running mean's count) */
     float *V;        /* n_items x k */
     double *m1, *m2; /* FedAdam moments, n_items x k */
 };
@@ -576,6 +577,9 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     /* noise_ridge: kappa times the noise std of a coordinate of the sum */
     double ridge = c->dp != PVG_FL_DP_NONE ? c->noise_ridge * m->code.sigma * m->code.gamma : 0;
     int stats = c->update == PVG_FL_UPDATE_STATS;
+    /* average_solves (statistics form, FedAvg): v <- v - (v - v*)/n after the n-th sum, so v is
+       the mean of the n fresh solves v*; the server_lr step otherwise */
+    double lr = stats && c->average_solves ? 1.0 / (double)(m->solves + 1) : c->server_lr;
     for (size_t j = 0; j < ni; j++) {
         float *v = m->V + j * k;
         double nj = N[j] > 0 ? isn * N[j] : 0;
@@ -606,7 +610,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
         }
         if (c->optimizer == PVG_FL_FEDAVG) {
             for (size_t b = 0; b < k; b++)
-                v[b] = (float)(v[b] - c->server_lr * g[b]);
+                v[b] = (float)(v[b] - lr * g[b]);
         } else {
             double *m1 = m->m1 + j * k, *m2 = m->m2 + j * k;
             for (size_t b = 0; b < k; b++) {
@@ -620,6 +624,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
                 v[b] = v[b] > 0 ? 1e6f : v[b] < 0 ? -1e6f : 0;
     }
     m->round++;
+    m->solves++;
 out:
     if (S) sodium_memzero(S, d * sizeof *S);
     free(S);

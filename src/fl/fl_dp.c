@@ -57,6 +57,8 @@ pvg_status fl_config_check(const pvg_fl_config *c, pvg_error *err)
         field = "update (PVG_FL_UPDATE_GRADIENT or PVG_FL_UPDATE_STATS)";
     else if (!(c->noise_ridge >= 0) || !(c->noise_ridge <= 1e6))
         field = "noise_ridge (0..1e6)";
+    else if (c->average_solves != 0 && c->average_solves != 1)
+        field = "average_solves (0 or 1)";
     if (field) return pvg_error_set(err, PVG_ERR_INVALID, "fl config: bad %s", field);
     return PVG_OK;
 }

@@ -1,0 +1,127 @@
+/*
+ * fl_quality_data.h - the data sets, splits and data-directory lookup shared
+ * by the federated quality benchmarks (bench/fl_quality.c in process,
+ * bench/fl_net_quality.c over HTTP): ML-100K (random-split 0.25, split seed
+ * 42) and Online Retail (temporal, cut-off 2011-11-01, >= 5 training
+ * items), as src/model/eval.c splits them. Header-only (each bench .c file
+ * is its own executable).
+ */
+#ifndef PVG_BENCH_FL_QUALITY_DATA_H
+#define PVG_BENCH_FL_QUALITY_DATA_H
+
+#include "model/model_internal.h"
+
+#include <privguide/eval.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define K_AT 20
+
+typedef struct dataset_def {
+    const char *name, *file, *protocol_text;
+    pvg_format fmt;
+    pvg_eval_protocol protocol;
+} dataset_def;
+
+static const dataset_def DATASETS[] = {
+    {"ml-100k", "ml-100k/u.data.gz", "random-split 0.25, split seed 42", PVG_FORMAT_MOVIELENS,
+     PVG_EVAL_RANDOM_SPLIT},
+    {"online-retail", "online-retail/online-retail.csv.gz",
+     "temporal, cut-off 2011-11-01, >= 5 training items", PVG_FORMAT_ONLINE_RETAIL,
+     PVG_EVAL_TEMPORAL},
+};
+#define N_DATASETS 2
+
+static void eval_options(const dataset_def *d, pvg_eval_options *o)
+{
+    pvg_eval_options_default(d->protocol, o);
+    o->seed = 42;
+    o->threads = 1;
+    o->n_ks = 1;
+    o->ks[0] = K_AT;
+    if (d->protocol == PVG_EVAL_RANDOM_SPLIT) o->test_fraction = 0.25;
+    if (d->protocol == PVG_EVAL_TEMPORAL) {
+        o->cutoff = 1320105600; /* 2011-11-01T00:00:00Z */
+        o->min_user_items = 5;
+    }
+}
+
+/* The split as CSRs and the evaluated users, as src/model/eval.c does. */
+typedef struct split {
+    pvg_csr Rt, T;
+    uint32_t *users;
+    size_t n_eval;
+} split;
+
+static int find_in(const pvg_csr *M, uint32_t u, uint32_t it)
+{
+    for (uint64_t j = M->indptr[u]; j < M->indptr[u + 1]; j++)
+        if (M->indices[j] == it) return 1;
+    return 0;
+}
+
+static int make_split(const pvg_dataset *ds, const pvg_eval_options *o, split *s)
+{
+    memset(s, 0, sizeof *s);
+    size_t n = ds->n_ev;
+    uint8_t *role = malloc(n), *keep = malloc(n);
+    pvg_error err;
+    if (!role || !keep || pvg_eval_split(ds, o, role, &err) != PVG_OK) return -1;
+    for (size_t e = 0; e < n; e++)
+        keep[e] = role[e] == PVG_SPLIT_TRAIN;
+    if (pvg_csr_build(ds->n_users, ds->n_items, n, ds->ev_user, ds->ev_item, ds->ev_w, keep,
+                      &s->Rt) != PVG_OK)
+        return -1;
+    for (size_t e = 0; e < n; e++)
+        keep[e] = role[e] == PVG_SPLIT_TEST;
+    if (pvg_csr_build(ds->n_users, ds->n_items, n, ds->ev_user, ds->ev_item, ds->ev_w, keep,
+                      &s->T) != PVG_OK)
+        return -1;
+    free(role);
+    free(keep);
+    long min_items = o->protocol == PVG_EVAL_TEMPORAL ? o->min_user_items : 1;
+    s->users = malloc(ds->n_users * sizeof *s->users);
+    for (size_t u = 0; u < ds->n_users; u++) {
+        if ((long)(s->Rt.indptr[u + 1] - s->Rt.indptr[u]) < min_items) continue;
+        size_t nt = 0;
+        for (uint64_t j = s->T.indptr[u]; j < s->T.indptr[u + 1]; j++)
+            nt += !find_in(&s->Rt, (uint32_t)u, s->T.indices[j]);
+        if (nt) s->users[s->n_eval++] = (uint32_t)u;
+    }
+    return 0;
+}
+
+/* The shared data directory: dir when given, else $PVG_SHARED_DIR/data,
+ * ../shared/data, ../../shared/data; the first holding one of the data
+ * sets. NULL (and the reason on stderr, prefixed by prog) when none does. */
+static const char *find_data_dir(const char *prog, const char *dir, char *buf, size_t cap)
+{
+    char path[4096];
+    const char *cands[4];
+    int nc = 0;
+    if (dir) cands[nc++] = dir;
+    const char *sh = getenv("PVG_SHARED_DIR");
+    if (!dir && sh && *sh) {
+        snprintf(buf, cap, "%s/data", sh);
+        cands[nc++] = buf;
+    }
+    if (!dir) {
+        cands[nc++] = "../shared/data";
+        cands[nc++] = "../../shared/data";
+    }
+    for (int i = 0; i < nc; i++)
+        for (int d = 0; d < N_DATASETS; d++) {
+            snprintf(path, sizeof path, "%s/%s", cands[i], DATASETS[d].file);
+            if (access(path, R_OK) == 0) return cands[i];
+        }
+    fprintf(stderr,
+            "%s: skipped: no data set found (looked for %s and %s under the given dir, "
+            "$PVG_SHARED_DIR/data, ../shared/data, ../../shared/data)\n",
+            prog, DATASETS[0].file, DATASETS[1].file);
+    return NULL;
+}
+
+#endif

@@ -518,6 +518,16 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
         fprintf(stderr, "privguide: --%s wants 0 <= kappa <= 1e6\n", b);
         return CLI_EXIT_USAGE;
     }
+    /* the item factors as the mean of the rounds' fresh solves (statistics form) */
+    if (cli_has(cx, fname(pre, "average-solves", b, sizeof b))) {
+        if (s->cfg.update != PVG_FL_UPDATE_STATS) {
+            char u[64];
+            fprintf(stderr, "privguide: --%s needs the statistics form (--%s stats)\n", b,
+                    fname(pre, "update", u, sizeof u));
+            return CLI_EXIT_USAGE;
+        }
+        s->cfg.average_solves = 1;
+    }
     /* the survivor floor: default half the expected cohort, at least 3 */
     double expect = s->q * (double)min_clients;
     uint32_t n_min_def = (uint32_t)ceil(0.5 * expect);
@@ -1016,6 +1026,9 @@ static const cli_flag serve_flags[] = {
     {"server-lr", CLI_DOUBLE, "LR", "server step of the gradient form (default 0.5)"},
     {"noise-ridge", CLI_DOUBLE, "KAPPA",
      "DP: each item's ridge gains KAPPA noise stds (default 3; server only)"},
+    {"average-solves", CLI_BOOL, NULL,
+     "statistics form: item factors are the mean of the rounds' solves (averages the "
+     "rounds' DP noise; pays with 4-6 rounds)"},
     {"min-survivors", CLI_INT, "N",
      "survivor floor: fewer masked inputs abort the round "
      "(default max(3, half the expected cohort))"},

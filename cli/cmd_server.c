@@ -212,6 +212,8 @@ static const cli_flag serve_flags[] = {
     {"fl-server-lr", CLI_DOUBLE, "LR", "federated training: server step (default 0.5)"},
     {"fl-noise-ridge", CLI_DOUBLE, "KAPPA",
      "federated training, DP: ridge in noise stds (default 3)"},
+    {"fl-average-solves", CLI_BOOL, NULL,
+     "federated training, statistics form: item factors are the mean of the rounds' solves"},
     {"fl-min-survivors", CLI_INT, "N", "federated training: survivor floor of a round"},
     {"fl-server-threads", CLI_INT, "N", "federated training: unmasking threads (default 2)"},
     {"drain-ms", CLI_INT, "MS",

@@ -55,6 +55,12 @@ stop() { wait "$SRV_PID" || fail "server exit"; SRV_PID=; }
 # (it used to exit right after its last round, and a client polling a moment later failed)
 told() { grep -q "fl serve: finished; $1 clients told, 0 still polling" "$T/serve.log" || fail "told $1"; }
 
+# 0. averaging the rounds' solves is for the statistics form only (the default
+#    without DP is the gradient form): refused before any server starts
+"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --average-solves >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--average-solves needs the statistics form (--update stats)" "$T/err" \
+  || fail "average-solves with the gradient form: rc $rc, $(cat "$T/err")"
+
 # 1. DP run: one charge of the accounted epsilon, default clients take part
 serve --epsilon 4 --delta 1e-5 --rounds 1 --phase-seconds 120
 grep -q "client-level DP: distributed noise" "$T/serve.log" || fail "start-up line: $(cat "$T/serve.log")"

@@ -2,8 +2,10 @@
  * secagg_internal.h - wire format constants and helpers shared by the
  * secure-aggregation client, server and simulator (src/crypto/secagg_*.c).
  *
- * Every message: "PVSA" | version u8 | type u8 | reserved u16 (0) |
- * session[16] | sender u32 | recipient u32 | payload_len u32 | payload.
+ * Every message: "PVSA" | version u8 | type u8 | mode u16 | session[16] |
+ * sender u32 | recipient u32 | payload_len u32 | payload. The mode bytes
+ * are 0 in version 1 (32- or 64-bit words, ChaCha20 masks) and the lane's
+ * bits and the masks' rounds in version 2 (16-bit words or ChaCha12/8).
  * Integers are little-endian. The server's id on the wire is 0xFFFFFFFF.
  */
 #ifndef PVG_SECAGG_INTERNAL_H

@@ -26,9 +26,20 @@
  * CPU seconds (all its threads: HTTP workers, coordinator; the clients are
  * other processes) are reported from the last join to the round's end.
  *
+ * The eighth and ninth arguments choose the SecAgg lane and mask PRG
+ * (pvg_fl_coord_options lane_bits, mask_rounds): "32 20" (the default) is
+ * the 32-bit lane with ChaCha20 masks; "16 12" a 16-bit lane (the model's
+ * update encoded mod 2^16, pvg_fl_config bits = 16, with the expected
+ * cohort set to the number of clients so that the encoding's wrap bound
+ * covers their sum) with ChaCha12 masks. The JSON gives the upload against
+ * the plain update of 32-bit words (plain_update_bytes, upload_ratio) and
+ * against the plain update at the lane's width (plain_lane_bytes,
+ * lane_upload_ratio, lane_body_upload_ratio).
+ *
  * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds
  *                 [grace seconds (default 2; 0: off) [k (default 0: the plan; else
- *                 the neighbours, t a majority) [long|plain (default long)]]]]]]]
+ *                 the neighbours, t a majority) [long|plain (default long)
+ *                 [lane bits 32|16 [mask rounds 20|12|8]]]]]]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -161,11 +172,14 @@ int main(int argc, char **argv)
     double grace = argc > 5 ? atof(argv[5]) : 2;
     uint32_t kk = argc > 6 ? (uint32_t)atoi(argv[6]) : 0;
     const char *mode = argc > 7 ? argv[7] : "long";
+    unsigned lane = argc > 8 ? (unsigned)atoi(argv[8]) : 32;
+    unsigned rounds = argc > 9 ? (unsigned)atoi(argv[9]) : 20;
     int plain_poll = strcmp(mode, "plain") == 0;
     if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk == 1 ||
-        (!plain_poll && strcmp(mode, "long") != 0)) {
+        (!plain_poll && strcmp(mode, "long") != 0) || (lane != 16 && lane != 32) ||
+        (rounds != 8 && rounds != 12 && rounds != 20)) {
         fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds [grace "
-                        "[k [long|plain]]]]]]]\n");
+                        "[k [long|plain [16|32 [8|12|20]]]]]]]]]\n");
         return 2;
     }
     char dir[] = "/tmp/pvg-bench-fl-XXXXXX";
@@ -237,6 +251,21 @@ int main(int argc, char **argv)
     pvg_fl_config cfg;
     pvg_fl_config_default(&cfg);
     cfg.factors = 32;
+    if (lane == 16) {
+        /* the update mod 2^16 with its wrap bound over the whole cohort: after the
+           rotation (blocks of 4,096) a coordinate of one client's update is
+           sub-Gaussian with scale C/64 in steps, the n clients' (same rotation) at
+           most n C/64; 8 of those plus n for the rounding fit half the modulus.
+           The automatic granularity (fl_code_of) also counts the rounding's norm
+           (sqrt(d)/2) in that scale and finds no step for n = 1,000 at this d, so
+           the step is given here. The timing does not depend on it; the quality of
+           16-bit updates is bench/fl_quality.c's to measure. */
+        cfg.bits = 16;
+        cfg.expected_cohort = n;
+        double cint = floor((32768.0 - n) * 64.0 / (8.0 * n));
+        if (cint > 8192) cint = 8192; /* fl_code_of's cap: a quarter of the modulus */
+        cfg.granularity = cfg.clip / cint;
+    }
     trainer tr = {NULL, rng};
     if (pvg_fl_model_new(&cfg, n_items, rng, &tr.m, &err) != PVG_OK) {
         fprintf(stderr, "model: %s\n", err.text);
@@ -252,6 +281,8 @@ int main(int argc, char **argv)
     co.phase_grace = grace;
     co.max_rounds = 1;
     co.server_threads = 2;
+    co.lane_bits = lane;
+    co.mask_rounds = rounds;
     /* deadlines: the share phase carries the clients' updates, the masked-input
      * phase their mask expansion */
     for (int i = 0; i < 4; i++)
@@ -341,7 +372,7 @@ int main(int argc, char **argv)
         if (fscanf(lf, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = -1;
         fclose(lf);
     }
-    double plain = (double)d * 4;
+    double plain = (double)d * 4, plain_lane = (double)d * lane / 8;
     printf("{\"bench\":\"fl\",\"poll\":\"%s\",\"server_cpu_seconds\":%.3f,"
            "\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
            "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
@@ -357,6 +388,9 @@ int main(int argc, char **argv)
            "\"bytes_up_per_client\":%.0f,\"bytes_down_per_client\":%.0f,"
            "\"body_up_per_client\":%.0f,\"body_down_per_client\":%.0f,"
            "\"plain_update_bytes\":%.0f,\"upload_ratio\":%.4f,\"body_upload_ratio\":%.4f,"
+           "\"lane_bits\":%u,\"mask_rounds\":%u,\"model_bits\":%u,\"model_clip_steps\":%.0f,"
+           "\"plain_lane_bytes\":%.0f,"
+           "\"lane_upload_ratio\":%.4f,\"lane_body_upload_ratio\":%.4f,"
            "\"clients_reporting\":%u,\"clients_failed\":%u,\"clients_done\":%u,"
            "\"loadavg\":[%.2f,%.2f,%.2f],\"cores\":%ld}\n",
            mode, server_cpu, n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
@@ -368,8 +402,10 @@ int main(int argc, char **argv)
            co.phase_seconds[3], grace, rs.server_seconds, m ? cs[m / 2] : 0, m ? cs[m - 1] : 0,
            m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? cpu[m / 2] : 0, m ? cpu[m - 1] : 0, cpu_all,
            got ? req_all / got : 0, m ? up / m : 0, m ? down / m : 0, m ? bup / m : 0,
-           m ? bdown / m : 0, plain, m ? up / m / plain : 0, m ? bup / m / plain : 0, got, failed,
-           done, la[0], la[1], la[2], sysconf(_SC_NPROCESSORS_ONLN));
+           m ? bdown / m : 0, plain, m ? up / m / plain : 0, m ? bup / m / plain : 0, lane, rounds,
+           cfg.bits, cfg.granularity > 0 ? cfg.clip / cfg.granularity : 0, plain_lane,
+           m ? up / m / plain_lane : 0, m ? bup / m / plain_lane : 0, got, failed, done, la[0],
+           la[1], la[2], sysconf(_SC_NPROCESSORS_ONLN));
     pvg_server_free(srv);
     pvg_fl_coord_free(coord);
     pvg_fl_model_free(tr.m);

@@ -4,7 +4,9 @@
  * threads over libcurl.
  *
  * - the aggregate equals the plain sum of the survivors' vectors, with a
- *   client dropping in every phase;
+ *   client dropping in every phase, in the 32-bit lane with ChaCha20 masks
+ *   and in the 16-bit lane with ChaCha12 masks (where a client whose update
+ *   does not fit the lane refuses and stays out of the sum);
  * - a server that lies about survivors gets nothing unmasked (the client
  *   refuses a non-majority threshold, an unmask request that contradicts the
  *   survivor list or names a client both ways);
@@ -41,6 +43,8 @@ void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_
 #define D 64 /* N_CLIENTS indicator words, then the payload */
 
 static t_fl_env E;
+static unsigned g_lane = 32; /* the round's SecAgg lane */
+static int g_misfit = -1;    /* this client writes a word beyond a 16-bit lane */
 
 static int setup(void **state)
 {
@@ -91,7 +95,9 @@ static pvg_status update(void *ctx, uint64_t round, const uint8_t *bc, size_t le
         uint32_t fb;
         memcpy(&fb, &f, 4);
         vec[i] = h ^ fb;
+        if (g_lane == 16) vec[i] &= 0xFFFFu; /* an update encoded mod 2^16 */
     }
+    if (c->index == g_misfit) vec[d - 1] = 0x10000u;
     memcpy(c->vec, vec, sizeof c->vec);
     return PVG_OK;
 }
@@ -172,9 +178,10 @@ static pvg_status apply_fn(void *ctx, uint64_t round, const uint32_t *sum, size_
     return PVG_OK;
 }
 
-static void test_sum_of_survivors_with_dropouts(void **state)
+static void run_sum_of_survivors(unsigned lane, unsigned rounds, int misfit)
 {
-    (void)state;
+    g_lane = lane;
+    g_misfit = misfit;
     apply_ctx a;
     memset(&a, 0, sizeof a);
     pthread_mutex_init(&a.mu, NULL);
@@ -191,6 +198,8 @@ static void test_sum_of_survivors_with_dropouts(void **state)
     co.apply = apply_fn;
     co.ctx = &a;
     co.rng = rng;
+    co.lane_bits = lane;
+    co.mask_rounds = rounds;
     pvg_fl_coord *coord = NULL;
     pvg_error err;
     assert_int_equal(pvg_fl_coord_new(&co, &coord, &err), PVG_OK);
@@ -237,18 +246,21 @@ static void test_sum_of_survivors_with_dropouts(void **state)
     memset(want, 0, sizeof want);
     uint32_t n_in = 0;
     for (int i = 0; i < N_CLIENTS; i++) {
-        int in = cl[i].drop_phase == 0 || cl[i].drop_phase == PVG_FL_PHASE_UNMASK;
+        int in = (cl[i].drop_phase == 0 || cl[i].drop_phase == PVG_FL_PHASE_UNMASK) && i != misfit;
         if (!in) continue;
         n_in++;
         for (int j = 0; j < D; j++)
             want[j] += cl[i].vec[j];
     }
+    if (lane == 16)
+        for (int j = 0; j < D; j++)
+            want[j] &= 0xFFFFu;
     assert_int_equal(a.survivors, n_in);
     assert_int_equal(rs.survivors, n_in);
     assert_memory_equal(a.sum, want, sizeof want);
     for (int i = 0; i < N_CLIENTS; i++) {
-        if (cl[i].drop_phase == 0) assert_int_equal(cl[i].stats.rounds, 1);
-        assert_int_equal(cl[i].stats.refused, 0);
+        if (cl[i].drop_phase == 0 && i != misfit) assert_int_equal(cl[i].stats.rounds, 1);
+        assert_int_equal(cl[i].stats.refused, i == misfit ? 1 : 0);
     }
 
     /* on the wire: nothing a client sent holds its events, its user factor
@@ -286,6 +298,23 @@ static void test_sum_of_survivors_with_dropouts(void **state)
     pvg_fl_coord_free(coord);
     pvg_rng_free(rng);
     pthread_mutex_destroy(&a.mu);
+    g_lane = 32;
+    g_misfit = -1;
+}
+
+static void test_sum_of_survivors_with_dropouts(void **state)
+{
+    (void)state;
+    run_sum_of_survivors(32, 0, -1);
+}
+
+/* the 16-bit lane with ChaCha12 masks: the sum mod 2^16 of the survivors;
+ * client 7's update has a word beyond the lane, so it refuses (no wrong
+ * sum) and the round goes on without it */
+static void test_sum_of_survivors_lane16(void **state)
+{
+    (void)state;
+    run_sum_of_survivors(16, 12, 7);
 }
 
 /* ---- a lying server (transport-free: the peers and a real SecAgg server) ---- */
@@ -301,7 +330,8 @@ static size_t build_state(uint8_t *b, const pvg_secagg_params *p, uint64_t round
     for (int i = 0; i < 8; i++)
         b[8 + i] = (uint8_t)(round >> (8 * i));
     b[16] = (uint8_t)phase;
-    b[18] = 32;
+    b[18] = (uint8_t)p->bits;
+    b[19] = (uint8_t)p->mask_rounds;
     uint32_t f[] = {id, p->n, p->k, p->t, p->d};
     for (int i = 0; i < 5; i++)
         for (int j = 0; j < 4; j++)
@@ -319,16 +349,16 @@ static size_t build_state(uint8_t *b, const pvg_secagg_params *p, uint64_t round
 }
 
 #define LN 6
-static void test_lying_server_gets_nothing(void **state)
+static void lying_server(unsigned bits, unsigned rounds)
 {
-    (void)state;
     pvg_secagg_params p;
     memset(&p, 0, sizeof p);
     p.n = LN;
     p.k = LN - 1;
     p.t = 4; /* > (k + 1) / 2 = 3 */
     p.d = 8;
-    p.bits = 32;
+    p.bits = bits;
+    p.mask_rounds = rounds;
     pvg_rng *rng = pvg_rng_new_secure();
     pvg_rng_bytes(rng, p.session, 16);
     static uint8_t sb[1 << 16];
@@ -464,6 +494,13 @@ static void test_lying_server_gets_nothing(void **state)
     pvg_rng_free(rng);
 }
 
+static void test_lying_server_gets_nothing(void **state)
+{
+    (void)state;
+    lying_server(32, 0);
+    lying_server(16, 8); /* the 16-bit lane with ChaCha8 masks */
+}
+
 /* ---- strict STATE parsing ---- */
 static void test_state_parse_strict(void **state)
 {
@@ -523,6 +560,31 @@ static void test_state_parse_strict(void **state)
     c[6] = 1;
     assert_int_equal(pvg_fl_state_parse(c, n, &st, &err), PVG_ERR_INVALID);
     assert_int_equal(err.offset, 6);
+    /* the lane (byte 18: 16 or 32) and the mask PRG (byte 19: 0, 8, 12, 20) */
+    for (int v = 0; v < 256; v++) {
+        memcpy(c, b, n);
+        c[18] = (uint8_t)v;
+        pvg_status s = pvg_fl_state_parse(c, n, &st, &err);
+        assert_int_equal(s, v == 16 || v == 32 ? PVG_OK : PVG_ERR_INVALID);
+        if (s == PVG_OK) assert_int_equal(st.params.bits, (unsigned)v);
+        if (s != PVG_OK) assert_int_equal(err.offset, 18);
+        memcpy(c, b, n);
+        c[19] = (uint8_t)v;
+        s = pvg_fl_state_parse(c, n, &st, &err);
+        assert_int_equal(s, v == 0 || v == 8 || v == 12 || v == 20 ? PVG_OK : PVG_ERR_INVALID);
+        if (s == PVG_OK) assert_int_equal(st.params.mask_rounds, (unsigned)v);
+        if (s != PVG_OK) assert_int_equal(err.offset, 19);
+    }
+    /* outside a round both are zero */
+    n = build_state(c, &p, 3, PVG_FL_PHASE_DONE, 0xFFFFFFFFu, NULL, 0, NULL, 0);
+    memset(c + 18, 0, 2);
+    memset(c + 24, 0, 36);
+    memset(c + 56, 0, 4);
+    memset(c + 64, 0, 4);
+    assert_int_equal(pvg_fl_state_parse(c, n, &st, &err), PVG_OK);
+    c[19] = 12;
+    assert_int_equal(pvg_fl_state_parse(c, n, &st, &err), PVG_ERR_INVALID);
+    assert_int_equal(err.offset, 18);
     /* survivors must ascend */
     uint32_t bad[] = {3, 2, 0};
     n = build_state(c, &p, 3, PVG_FL_PHASE_UNMASK, 2, bad, 3, NULL, 0);
@@ -727,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_broadcast_only_to_cohort),
         cmocka_unit_test(test_submit_refusals_in_round),
         cmocka_unit_test(test_sum_of_survivors_with_dropouts),
+        cmocka_unit_test(test_sum_of_survivors_lane16),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

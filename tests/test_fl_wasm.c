@@ -632,7 +632,7 @@ static void test_core_rules(void **state)
     uint8_t *bc = NULL;
     size_t bl = 0;
     assert_int_equal(pvg_fl_model_broadcast(m, &bc, &bl, &err), PVG_OK);
-    pvg_secagg_params p = {5, 4, 3, (uint32_t)pvg_fl_update_dim(&cfg, N_ITEMS), 32, {0}};
+    pvg_secagg_params p = {5, 4, 3, (uint32_t)pvg_fl_update_dim(&cfg, N_ITEMS), 32, {0}, 0};
     randombytes_buf(p.session, sizeof p.session);
     uint32_t hist[HIST];
     history_of(0, hist);
@@ -816,7 +816,7 @@ static void test_core_d_fixed_in_round(void **state)
     assert_int_equal(pvg_init(), PVG_OK);
     pvg_error err;
     pvg_rng *rng = pvg_rng_new_secure();
-    pvg_secagg_params p = {5, 4, 3, 16, 32, {0}};
+    pvg_secagg_params p = {5, 4, 3, 16, 32, {0}, 0};
     randombytes_buf(p.session, sizeof p.session);
     pvg_status answer = PVG_OK;
     pvg_fl_core *c = NULL;
@@ -850,7 +850,7 @@ static void test_core_callback(void **state)
     assert_int_equal(pvg_init(), PVG_OK);
     pvg_error err;
     pvg_rng *rng = pvg_rng_new_secure();
-    pvg_secagg_params p = {5, 4, 3, 16, 32, {0}};
+    pvg_secagg_params p = {5, 4, 3, 16, 32, {0}, 0};
     randombytes_buf(p.session, sizeof p.session);
     const uint8_t bc[40] = {1, 2, 3}; /* any bytes: the callback's business */
     uint8_t st[80];

@@ -164,21 +164,38 @@ static void test_graph(void **state)
     p.t = 12;
     assert_int_equal(pvg_secagg_params_check(&p, &err), PVG_ERR_INVALID);
     p.t = 6;
-    p.bits = 16;
+    p.bits = 24;
     assert_int_equal(pvg_secagg_params_check(&p, &err), PVG_ERR_INVALID);
+    p.bits = 16;
+    assert_int_equal(pvg_secagg_params_check(&p, &err), PVG_OK);
+    p.mask_rounds = 10;
+    assert_int_equal(pvg_secagg_params_check(&p, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "rounds"));
+    for (unsigned r = 0; r <= 20; r += 4) { /* 0 (= 20), 8, 12, 20 */
+        p.mask_rounds = r;
+        if (r == 4 || r == 16) continue;
+        assert_int_equal(pvg_secagg_params_check(&p, &err), PVG_OK);
+        p.bits = 32;
+        assert_int_equal(pvg_secagg_wire_version(&p), r == 0 || r == 20
+                                                          ? PVG_SECAGG_WIRE_VERSION
+                                                          : PVG_SECAGG_WIRE_VERSION_LANES);
+        p.bits = 16;
+        assert_int_equal(pvg_secagg_wire_version(&p), PVG_SECAGG_WIRE_VERSION_LANES);
+    }
 }
 
 /* ---- simulations: exact sums ---- */
 
-static void run_sim(uint32_t n, uint32_t k, uint32_t t, uint32_t d, unsigned bits, double drop,
-                    uint64_t seed, int want_every_round)
+static void run_sim_mode(uint32_t n, uint32_t k, uint32_t t, uint32_t d, unsigned bits,
+                         unsigned rounds, double drop, uint64_t seed, int want_every_round)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
-    pvg_secagg_sim_options o = {.params = {.n = n, .k = k, .t = t, .d = d, .bits = bits},
-                                .dropout = drop,
-                                .rng = rng,
-                                .server_threads = 2,
-                                .allow_insecure_rng = 1};
+    pvg_secagg_sim_options o = {
+        .params = {.n = n, .k = k, .t = t, .d = d, .bits = bits, .mask_rounds = rounds},
+        .dropout = drop,
+        .rng = rng,
+        .server_threads = 2,
+        .allow_insecure_rng = 1};
     pvg_secagg_sim_result r;
     pvg_error err;
     pvg_status st = pvg_secagg_simulate(&o, &r, &err);
@@ -197,6 +214,61 @@ static void run_sim(uint32_t n, uint32_t k, uint32_t t, uint32_t d, unsigned bit
                      n - r.dropped_in_round[0] - r.dropped_in_round[1] - r.dropped_in_round[2]);
     pvg_secagg_sim_result_clear(&r);
     pvg_rng_free(rng);
+}
+
+static void run_sim(uint32_t n, uint32_t k, uint32_t t, uint32_t d, unsigned bits, double drop,
+                    uint64_t seed, int want_every_round)
+{
+    run_sim_mode(n, k, t, d, bits, 0, drop, seed, want_every_round);
+}
+
+/* 16-bit lanes and reduced-round masks: exact sums (mod 2^bits) of the
+ * survivors, with dropouts in every round, for every width and PRG */
+static void test_exact_lanes_and_prgs(void **state)
+{
+    (void)state;
+    static const unsigned rounds[] = {8, 12, 20};
+    for (unsigned bits = 16; bits <= 64; bits *= 2)
+        for (int r = 0; r < 3; r++) {
+            uint64_t seed = 900 + bits + (uint64_t)r;
+            run_sim_mode(3, 2, 2, 5, bits, rounds[r], 0.0, seed, 0);
+            run_sim_mode(10, 9, 5, 33, bits, rounds[r], 0.3, seed + 1000, 0);
+            run_sim_mode(60, 14, 8, 77, bits, rounds[r], 0.1, seed + 2000, 1);
+        }
+}
+
+/* At the 16-bit lane's edge: every client sends 0xFFFF (and inputs above
+ * 2^16 are taken mod 2^16), the sum wraps and is still exact mod 2^16. */
+static void test_lane16_edge(void **state)
+{
+    (void)state;
+    enum { N = 9, D = 70 };
+    uint32_t in[N * D];
+    for (size_t i = 0; i < N * D; i++)
+        in[i] = i % 3 == 0 ? 0xFFFFu : i % 3 == 1 ? 0x1FFFFu : 0x8000u;
+    for (unsigned r = 8; r <= 20; r += r == 8 ? 4 : 8) {
+        pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(4242 + r);
+        pvg_secagg_sim_options o = {
+            .params = {.n = N, .k = N - 1, .t = 5, .d = D, .bits = 16, .mask_rounds = r},
+            .dropout = 0.2,
+            .inputs = in,
+            .rng = rng,
+            .server_threads = 2,
+            .allow_insecure_rng = 1};
+        pvg_secagg_sim_result res;
+        pvg_error err;
+        assert_int_equal(pvg_secagg_simulate(&o, &res, &err), PVG_OK);
+        assert_true(res.exact);
+        for (size_t j = 0; j < D; j++) {
+            uint64_t want = 0;
+            for (size_t s2 = 0; s2 < res.n_survivors; s2++)
+                want += in[(size_t)res.survivors[s2] * D + j] & 0xFFFFu;
+            assert_int_equal(res.sum[j], want & 0xFFFFu);
+            assert_true(res.sum[j] <= 0xFFFFu);
+        }
+        pvg_secagg_sim_result_clear(&res);
+        pvg_rng_free(rng);
+    }
 }
 
 static void test_exact_small(void **state)
@@ -314,10 +386,11 @@ typedef struct {
     uint32_t *x; /* inputs n x d */
 } session;
 
-static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d, uint64_t seed)
+static void sess_open_mode(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d,
+                           unsigned bits, unsigned rounds, uint64_t seed)
 {
     memset(S, 0, sizeof *S);
-    S->p = (pvg_secagg_params){.n = n, .k = k, .t = t, .d = d, .bits = 32};
+    S->p = (pvg_secagg_params){.n = n, .k = k, .t = t, .d = d, .bits = bits, .mask_rounds = rounds};
     S->rng = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
     pvg_rng_bytes(S->rng, S->p.session, 16);
     assert_int_equal(pvg_secagg_server_new(&S->p, &S->s, NULL), PVG_OK);
@@ -330,6 +403,11 @@ static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d
         for (uint32_t j = 0; j < d; j++)
             S->x[(size_t)i * d + j] = i * 100 + j;
     }
+}
+
+static void sess_open(session *S, uint32_t n, uint32_t k, uint32_t t, uint32_t d, uint64_t seed)
+{
+    sess_open_mode(S, n, k, t, d, 32, 0, seed);
 }
 
 static void sess_close(session *S)
@@ -369,8 +447,18 @@ static void sess_round(session *S, int r, const int *live, int deliver)
             st = pvg_secagg_client_share_keys(S->c[i], in, in_len, &S->msg[i], &S->len[i], &err);
             break;
         case 2:
-            st = pvg_secagg_client_masked_input(S->c[i], in, in_len, S->x + (size_t)i * S->p.d,
-                                                &S->msg[i], &S->len[i], &err);
+            if (S->p.bits == 16) { /* the inputs mod 2^16 */
+                uint16_t *x16 = malloc(sizeof *x16 * S->p.d);
+                assert_non_null(x16);
+                for (uint32_t j = 0; j < S->p.d; j++)
+                    x16[j] = (uint16_t)S->x[(size_t)i * S->p.d + j];
+                st = pvg_secagg_client_masked_input(S->c[i], in, in_len, x16, &S->msg[i],
+                                                    &S->len[i], &err);
+                free(x16);
+            } else {
+                st = pvg_secagg_client_masked_input(S->c[i], in, in_len, S->x + (size_t)i * S->p.d,
+                                                    &S->msg[i], &S->len[i], &err);
+            }
             break;
         default:
             st = pvg_secagg_client_unmask(S->c[i], in, in_len, &S->msg[i], &S->len[i], &err);
@@ -492,6 +580,64 @@ static void test_t_minus_1_colluders(void **state)
         for (uint32_t i = 1; i < 8; i++)
             want += S.x[i * 4 + j];
         assert_int_equal(sum[j], want);
+    }
+    sess_close(&S);
+}
+
+/* A hand-driven session of 16-bit words with ChaCha8 masks: client 0
+ * drops before its masked input (the server rebuilds its mask key from the
+ * holders' shares and removes its pairwise masks), client 5 after it; the
+ * sum is exactly the survivors' sum mod 2^16 at the lane's edge (inputs
+ * near 2^16). Then parties of another mode (a 32-bit or ChaCha20 client, a
+ * ChaCha12 one with the same session id) are refused with
+ * PVG_ERR_UNSUPPORTED, before anything is added: an old client (version
+ * 1) never gets into a version 2 sum. */
+static void test_lane16_session_and_modes(void **state)
+{
+    (void)state;
+    session S;
+    sess_open_mode(&S, 8, 6, 4, 37, 16, 8, 515);
+    for (size_t i = 0; i < (size_t)8 * 37; i++)
+        S.x[i] = 0xFFF0u + (uint32_t)(i % 16); /* 0xFFF0..0xFFFF */
+    int live[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    pvg_error err;
+    sess_round(&S, 0, live, 1);
+    /* other modes, same session id and shape: refused, the server unchanged */
+    static const unsigned modes[][2] = {{32, 0}, {32, 8}, {16, 12}, {16, 20}, {64, 8}};
+    for (size_t mi = 0; mi < sizeof modes / sizeof *modes; mi++) {
+        pvg_secagg_params q = S.p;
+        q.bits = modes[mi][0];
+        q.mask_rounds = modes[mi][1];
+        pvg_secagg_client *o = NULL;
+        assert_int_equal(pvg_secagg_client_new_ex(&q, 7, S.rng, 1, &o, NULL), PVG_OK);
+        uint8_t *am = NULL;
+        size_t al = 0;
+        assert_int_equal(pvg_secagg_client_advertise(o, &am, &al, NULL), PVG_OK);
+        assert_int_equal(pvg_secagg_server_receive(S.s, am, al, &err), PVG_ERR_UNSUPPORTED);
+        assert_non_null(strstr(err.text, q.bits == 32 && !q.mask_rounds ? "version" : "ChaCha"));
+        free(am);
+        pvg_secagg_client_free(o);
+    }
+    assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    sess_round(&S, 1, live, 1);
+    assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    live[0] = 0;
+    sess_round(&S, 2, live, 1);
+    assert_int_equal(S.len[1], 36 + 37 * 2); /* two bytes a word on the wire */
+    assert_int_equal(S.msg[1][4], PVG_SECAGG_WIRE_VERSION_LANES);
+    assert_int_equal(S.msg[1][6], 16);
+    assert_int_equal(S.msg[1][7], 8);
+    assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    live[5] = 0; /* after its masked input: still in the sum */
+    sess_round(&S, 3, live, 1);
+    assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    uint16_t sum[37];
+    assert_int_equal(pvg_secagg_server_result(S.s, sum, NULL), PVG_OK);
+    for (int j = 0; j < 37; j++) {
+        uint32_t want = 0;
+        for (uint32_t i = 1; i < 8; i++)
+            want += S.x[i * 37 + (uint32_t)j];
+        assert_int_equal(sum[j], want & 0xFFFFu);
     }
     sess_close(&S);
 }
@@ -964,6 +1110,21 @@ static void test_quantize(void **state)
     }
     double mean = acc / reps, want = (0.1234f + 1.0) * 100.0;
     assert_true(mean > want - 0.02 && mean < want + 0.02);
+    /* 16 bits: n x (range + 1) must stay below 2^16. Two clients at range
+     * 32766 fit (2 x 32767 = 65534), at 32767 they do not (65536) */
+    uint16_t q16[6];
+    assert_int_equal(pvg_secagg_quantize(x, 6, 1.0, 16383.0, 16, 2, rng, q16, &clipped, &err),
+                     PVG_OK);
+    assert_int_equal(q16[3], 32766); /* clipped to +clip: the range's top */
+    assert_int_equal(q16[4], 0);
+    assert_int_equal(pvg_secagg_quantize(x, 6, 1.0, 16383.5, 16, 2, rng, q16, &clipped, &err),
+                     PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "2^16"));
+    /* the largest sum of two at the edge dequantizes exactly: 2 x clip */
+    uint16_t top[1] = {(uint16_t)(2 * 32766)};
+    double o16[1];
+    assert_int_equal(pvg_secagg_dequantize(top, 1, 16, 1.0, 16383.0, 2, o16, NULL), PVG_OK);
+    assert_true(o16[0] > 2.0 - 1e-9 && o16[0] < 2.0 + 1e-9);
     /* dequantize a sum of 2 */
     uint32_t s[2] = {1500 + 500, 2000 + 1000};
     double out[2];
@@ -983,6 +1144,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exact_small),
         cmocka_unit_test(test_exact_dropouts_every_round),
         cmocka_unit_test(test_exact_thousand),
+        cmocka_unit_test(test_exact_lanes_and_prgs),
+        cmocka_unit_test(test_lane16_edge),
+        cmocka_unit_test(test_lane16_session_and_modes),
         cmocka_unit_test(test_server_threads),
         cmocka_unit_test(test_given_inputs),
         cmocka_unit_test(test_abort_below_threshold),

@@ -103,8 +103,15 @@ typedef struct pvg_fl_coord_options {
     double (*clock)(void *clock_ctx); /* tests: the coordinator's clock in seconds (deadlines,
                                          expiry); NULL: CLOCK_MONOTONIC */
     void *clock_ctx;
-    uint32_t max_waits; /* long polls parked at once (pvg_fl_coord_park), at most; one more is
-                           refused with PVG_ERR_BUSY. 0: PVG_FL_NET_MAX_WAITS */
+    uint32_t max_waits;   /* long polls parked at once (pvg_fl_coord_park), at most; one more is
+                             refused with PVG_ERR_BUSY. 0: PVG_FL_NET_MAX_WAITS */
+    unsigned lane_bits;   /* SecAgg word width: 0 or 32, or 16 (half the masks' keystream and
+                             the masked upload) for updates encoded mod 2^16 (pvg_fl_config
+                             bits = 16: a client refuses a word >= 2^16). The apply callback
+                             gets uint32 words either way, each the sum mod 2^lane_bits. Sent
+                             in the STATE (byte 18); clients before 16-bit lanes refuse it */
+    unsigned mask_rounds; /* the masks' PRG: ChaCha with 0 or 20 (ChaCha20), 12 or 8 rounds;
+                             sent in the STATE (byte 19); clients before it refuse 12 and 8 */
 } pvg_fl_coord_options;
 
 /* What happened in one round (pvg_fl_coord_wait). */

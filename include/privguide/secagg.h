@@ -21,8 +21,9 @@
  *                      server: UNMASK_REQ (which neighbours survived)
  *   3 unmasking        client: UNMASK (self-mask shares for survivors,
  *                      mask-key shares for dropped clients - never both)
- * Masks are ChaCha20 keystreams from full 256-bit seeds. Arithmetic is mod
- * 2^bits, bits = 32 or 64; vectors are uint32_t or uint64_t arrays.
+ * Masks are ChaCha keystreams (20 rounds by default; 12 or 8 when the
+ * session says so) from full 256-bit seeds. Arithmetic is mod 2^bits, bits =
+ * 16, 32 or 64; vectors are uint16_t, uint32_t or uint64_t arrays.
  *
  * Client and server are explicit state machines that consume and produce
  * byte buffers (versioned, length-prefixed, strictly parsed; see
@@ -46,26 +47,35 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default) /* the API; everything else is hidden */
 
-#define PVG_SECAGG_WIRE_VERSION 1
+#define PVG_SECAGG_WIRE_VERSION 1       /* bits 32 or 64, ChaCha20 masks */
+#define PVG_SECAGG_WIRE_VERSION_LANES 2 /* bits 16, or masks of ChaCha12 / ChaCha8 */
 #define PVG_SECAGG_MAX_CLIENTS 65535
 #define PVG_SECAGG_MAX_DIM (1u << 28)
 
 /* The public parameters every party of one session shares. */
 typedef struct pvg_secagg_params {
-    uint32_t n;          /* clients, ids 0..n-1 (2..65535) */
-    uint32_t k;          /* neighbours per client: n-1 (complete) or even, 2 <= k < n-1 */
-    uint32_t t;          /* threshold: shares needed to recover a client's secrets,
-                            2 <= t <= k + 1 (a client shares among itself and its
-                            neighbours, as in Bonawitz et al.); the session also
-                            aborts when fewer than t clients survive a round */
-    uint32_t d;          /* vector length (1..2^28) */
-    unsigned bits;       /* 32 or 64 */
-    uint8_t session[16]; /* session id chosen by the server (random); binds every
-                            message and key to this session */
+    uint32_t n;           /* clients, ids 0..n-1 (2..65535) */
+    uint32_t k;           /* neighbours per client: n-1 (complete) or even, 2 <= k < n-1 */
+    uint32_t t;           /* threshold: shares needed to recover a client's secrets,
+                             2 <= t <= k + 1 (a client shares among itself and its
+                             neighbours, as in Bonawitz et al.); the session also
+                             aborts when fewer than t clients survive a round */
+    uint32_t d;           /* vector length (1..2^28) */
+    unsigned bits;        /* 16, 32 or 64: the words' width, all sums mod 2^bits */
+    uint8_t session[16];  /* session id chosen by the server (random); binds every
+                             message and key to this session */
+    unsigned mask_rounds; /* the masks' PRG: ChaCha with 20 (0 = 20), 12 or 8 rounds */
 } pvg_secagg_params;
 
 /* Checks params; PVG_ERR_INVALID naming the field otherwise. */
 pvg_status pvg_secagg_params_check(const pvg_secagg_params *p, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The wire version every message of a session with these (checked) params
+ * carries, and the only one its parties accept (PVG_ERR_UNSUPPORTED
+ * otherwise): PVG_SECAGG_WIRE_VERSION for 32- or 64-bit words with ChaCha20
+ * masks, PVG_SECAGG_WIRE_VERSION_LANES for 16-bit words or reduced-round
+ * masks. A party of another mode therefore never adds into the sum. */
+unsigned pvg_secagg_wire_version(const pvg_secagg_params *p);
 
 /* The neighbours of client `id` in the session's graph (a Harary graph
  * H(k, n) on a permutation of the ids derived from the session id, or the
@@ -155,8 +165,9 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
                                         uint8_t **out, size_t *out_len,
                                         pvg_error *err) PVG_WARN_UNUSED;
 
-/* Round 2: consumes FORWARD, masks input[0..d) (uint32_t[d] when bits = 32,
- * uint64_t[d] when 64; borrowed, not modified) and returns MASKED. Errors
+/* Round 2: consumes FORWARD, masks input[0..d) (uint16_t[d], uint32_t[d] or
+ * uint64_t[d] when bits = 16, 32 or 64; borrowed, not modified) and returns
+ * MASKED. Errors
  * as above; PVG_ERR_CRYPTO when a box fails authentication. */
 pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
                                           const void *input, uint8_t **out, size_t *out_len,
@@ -207,7 +218,8 @@ pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint
 /* Current round: 0..3, 4 done, -1 aborted. */
 int pvg_secagg_server_round(const pvg_secagg_server *s);
 
-/* After the final advance: copies the sum (uint32_t[d] or uint64_t[d]).
+/* After the final advance: copies the sum (uint16_t[d], uint32_t[d] or
+ * uint64_t[d] per bits).
  * PVG_ERR_STATE before. */
 pvg_status pvg_secagg_server_result(const pvg_secagg_server *s, void *sum,
                                     pvg_error *err) PVG_WARN_UNUSED;
@@ -219,16 +231,29 @@ size_t pvg_secagg_server_survivors(const pvg_secagg_server *s, uint32_t *ids);
 
 /* ---- masks (exposed for tests and benchmarks) ---- */
 /* vec[0..len) (+/-)= ChaCha20 keystream of seed, words `offset`..offset+len
- * of the stream, mod 2^bits. offset must be a multiple of 16 (bits 32) or 8
- * (bits 64). sign +1 or -1. Fast, chunked kernel. */
+ * of the stream, mod 2^bits (16, 32 or 64; vec is uint16_t, uint32_t or
+ * uint64_t). offset must be a multiple of 64 / (bits / 8) words (a block
+ * boundary: 32, 16 or 8). sign +1 or -1. Fast, chunked kernel. */
 void pvg_secagg_mask_add(void *vec, size_t offset, size_t len, unsigned bits,
                          const uint8_t seed[32], int sign);
-/* vec[0..len) = the keystream words 0..len of seed (the mask written
- * straight into the vector, no extra pass). */
+/* As pvg_secagg_mask_add with ChaCha of `rounds` rounds (8, 12 or 20; 0 = 20). */
+void pvg_secagg_mask_add_rounds(void *vec, size_t offset, size_t len, unsigned bits,
+                                unsigned rounds, const uint8_t seed[32], int sign);
+/* vec[0..len) = the ChaCha20 keystream words 0..len of seed (the mask
+ * written straight into the vector, no extra pass). */
 void pvg_secagg_mask_set(void *vec, size_t len, unsigned bits, const uint8_t seed[32]);
-/* Naive reference of mask_add: expands the whole stream 0..offset+len. */
+/* Naive reference of mask_add (ChaCha20) and mask_add_rounds: expands the
+ * whole stream 0..offset+len with pvg_secagg_chacha_block_ref. */
 void pvg_secagg_mask_add_ref(void *vec, size_t offset, size_t len, unsigned bits,
                              const uint8_t seed[32], int sign);
+void pvg_secagg_mask_add_ref_rounds(void *vec, size_t offset, size_t len, unsigned bits,
+                                    unsigned rounds, const uint8_t seed[32], int sign);
+/* One block of ChaCha with `rounds` rounds (even, >= 2) in the RFC 8439
+ * layout (32-bit counter, 96-bit nonce), written naively from the
+ * specification: the reference the kernels are tested against (and which
+ * the tests tie to libsodium's ChaCha20 at 20 rounds). */
+void pvg_secagg_chacha_block_ref(const uint8_t key[32], uint32_t counter, const uint8_t nonce[12],
+                                 unsigned rounds, uint8_t out[64]);
 
 /* The key derivation: out = crypto_kdf_derive_from_key(32, purpose,
  * "PVGSECAG", BLAKE2b-256(shared || session || lo_id LE32 || hi_id LE32))
@@ -239,7 +264,8 @@ void pvg_secagg_kdf(const uint8_t shared[32], const uint8_t session[16], uint32_
 /* ---- quantisation ---- */
 /* Maps x[0..d) to integers: clip to [-clip, clip] (counting clipped
  * coordinates in *n_clipped), scale to [0, 2 * clip * scale], stochastic
- * rounding (unbiased) with rng. out: uint32_t[d] or uint64_t[d] per bits.
+ * rounding (unbiased) with rng. out: uint16_t[d], uint32_t[d] or
+ * uint64_t[d] per bits (16, 32 or 64).
  * Refuses (PVG_ERR_INVALID) when n_clients * (2 * clip * scale + 1) does not
  * fit below 2^bits (the sum would wrap), or clip/scale are not positive. */
 pvg_status pvg_secagg_quantize(const float *x, size_t d, double clip, double scale, unsigned bits,
@@ -255,7 +281,8 @@ pvg_status pvg_secagg_dequantize(const void *sum, size_t d, unsigned bits, doubl
 typedef struct pvg_secagg_sim_options {
     pvg_secagg_params params; /* session is filled by the simulator */
     double dropout;           /* fraction of clients that drop, 0..1 */
-    const uint32_t *inputs;   /* n * d inputs (bits 32) or NULL for random */
+    const uint32_t *inputs;   /* n * d inputs (taken mod 2^bits when bits = 16) or NULL for
+                                 random */
     pvg_rng *rng;             /* borrowed; drives keys, dropouts, inputs */
     unsigned server_threads;  /* 1..64 */
     int allow_insecure_rng;   /* accept the deterministic test generator

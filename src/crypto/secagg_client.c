@@ -104,7 +104,7 @@ pvg_status pvg_secagg_client_advertise(pvg_secagg_client *c, uint8_t **out, size
     pvg_rng_bytes(c->rng, c->sec->s_sk, 32);
     crypto_scalarmult_base(c->c_pk, c->sec->c_sk);
     crypto_scalarmult_base(c->s_pk_own, c->sec->s_sk);
-    uint8_t *m = sa_msg_new(SA_ADVERTISE, c->p.session, c->id, SA_SERVER_ID, 64);
+    uint8_t *m = sa_msg_new(SA_ADVERTISE, &c->p, c->id, SA_SERVER_ID, 64);
     if (!m) return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
     memcpy(m + SA_HDR, c->c_pk, 32);
     memcpy(m + SA_HDR + 32, c->s_pk_own, 32);
@@ -126,7 +126,7 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
     uint32_t sender;
     int type;
     pvg_status st =
-        sa_msg_parse(in, in_len, c->p.session, SA_KEYS, c->id, &pl, &plen, &sender, &type, err);
+        sa_msg_parse(in, in_len, &c->p, SA_KEYS, c->id, &pl, &plen, &sender, &type, err);
     if (st != PVG_OK) return st;
     if (sender != SA_SERVER_ID)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "KEYS", 0, 0, 24, "sender is not the server");
@@ -180,8 +180,8 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
     pvg_rng_bytes(c->rng, c->sec->b, 32);
     uint64_t *xs = malloc(sizeof(uint64_t) * holders);
     uint64_t *sh = sodium_malloc(sizeof(uint64_t) * SA_SHARE_ELEMS * 2 * holders);
-    uint8_t *m = sa_msg_new(SA_SHARES, c->p.session, c->id, SA_SERVER_ID,
-                            36 + (size_t)cnt * (4 + SA_BOX_LEN));
+    uint8_t *m =
+        sa_msg_new(SA_SHARES, &c->p, c->id, SA_SERVER_ID, 36 + (size_t)cnt * (4 + SA_BOX_LEN));
     uint8_t plain[SA_BOX_PLAIN]; /* wiped below */
     if (!xs || !sh || !m) {
         sodium_free(kx);
@@ -255,7 +255,7 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     uint32_t sender;
     int type;
     pvg_status st =
-        sa_msg_parse(in, in_len, c->p.session, SA_FORWARD, c->id, &pl, &plen, &sender, &type, err);
+        sa_msg_parse(in, in_len, &c->p, SA_FORWARD, c->id, &pl, &plen, &sender, &type, err);
     if (st != PVG_OK) return st;
     if (sender != SA_SERVER_ID)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "FORWARD", 0, 0, 24,
@@ -324,10 +324,10 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
         return st;
     }
     size_t w = c->p.bits / 8;
-    uint8_t *m = sa_msg_new(SA_MASKED, c->p.session, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
-    /* 32-bit words are masked in place in the message (its payload is
-     * 4-byte aligned: 36-byte header); 64-bit ones in an aligned buffer */
-    int inplace = c->p.bits == 32;
+    uint8_t *m = sa_msg_new(SA_MASKED, &c->p, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
+    /* 16- and 32-bit words are masked in place in the message (its payload
+     * is 4-byte aligned: 36-byte header); 64-bit ones in an aligned buffer */
+    int inplace = c->p.bits <= 32;
     void *y = NULL;
     uint8_t *seeds = NULL;
     signed char *signs = NULL;
@@ -363,7 +363,7 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
             signs[ms++] = c->id < c->nb[a] ? 1 : -1;
         }
     memcpy(y, input, (size_t)c->p.d * w);
-    sa_mask_accumulate(y, 0, c->p.d, c->p.bits, seeds, signs, ms);
+    sa_mask_accumulate(y, 0, c->p.d, c->p.bits, c->p.mask_rounds, seeds, signs, ms);
     sodium_free(seeds);
     free(signs);
     /* little-endian words on the wire (the host is little-endian,
@@ -391,8 +391,8 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
     size_t plen;
     uint32_t sender;
     int type;
-    pvg_status st = sa_msg_parse(in, in_len, c->p.session, SA_UNMASK_REQ, c->id, &pl, &plen,
-                                 &sender, &type, err);
+    pvg_status st =
+        sa_msg_parse(in, in_len, &c->p, SA_UNMASK_REQ, c->id, &pl, &plen, &sender, &type, err);
     if (st != PVG_OK) return st;
     /* From here on, any refusal finishes the client: it answers at most one
      * unmasking request, so it can never reveal both shares of a client. */
@@ -448,8 +448,7 @@ pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, siz
         return st;
     }
     size_t cnt = ns + nd;
-    uint8_t *m =
-        sa_msg_new(SA_UNMASK, c->p.session, c->id, SA_SERVER_ID, 4 + cnt * SA_UNMASK_ENTRY);
+    uint8_t *m = sa_msg_new(SA_UNMASK, &c->p, c->id, SA_SERVER_ID, 4 + cnt * SA_UNMASK_ENTRY);
     if (!m) {
         free(mark);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");

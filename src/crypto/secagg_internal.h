@@ -2,8 +2,10 @@
  * secagg_internal.h - wire format constants and helpers shared by the
  * secure-aggregation client, server and simulator (src/crypto/secagg_*.c).
  *
- * Every message: "PVSA" | version u8 | type u8 | reserved u16 (0) |
- * session[16] | sender u32 | recipient u32 | payload_len u32 | payload.
+ * Every message: "PVSA" | version u8 | type u8 | mode u16 | session[16] |
+ * sender u32 | recipient u32 | payload_len u32 | payload. The mode bytes
+ * are 0 in version 1 (32- or 64-bit words, ChaCha20 masks) and the lane's
+ * bits and the masks' rounds in version 2 (16-bit words or ChaCha12/8).
  * Integers are little-endian. The server's id on the wire is 0xFFFFFFFF.
  */
 #ifndef PVG_SECAGG_INTERNAL_H
@@ -61,15 +63,17 @@ static inline uint64_t sa_get64(const uint8_t *p)
     return (uint64_t)sa_get32(p) | (uint64_t)sa_get32(p + 4) << 32;
 }
 
-/* Allocates a message with header filled and payload_len set; returns the
- * buffer (malloc) or NULL. */
-uint8_t *sa_msg_new(int type, const uint8_t session[16], uint32_t sender, uint32_t recipient,
+/* Allocates a message with header filled (the session's id and wire version,
+ * pvg_secagg_wire_version) and payload_len set; returns the buffer (malloc)
+ * or NULL. */
+uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint32_t recipient,
                     size_t payload_len);
 
-/* Parses and checks a header: magic, version, reserved, session, type ==
+/* Parses and checks a header: magic, version (the session's:
+ * PVG_ERR_UNSUPPORTED otherwise), reserved, session, type ==
  * want_type (0: any), recipient, exact total length. On success *payload,
  * *plen, *sender, *type are set. Errors name the byte offset. */
-pvg_status sa_msg_parse(const uint8_t *msg, size_t len, const uint8_t session[16], int want_type,
+pvg_status sa_msg_parse(const uint8_t *msg, size_t len, const pvg_secagg_params *p, int want_type,
                         uint32_t want_recipient, const uint8_t **payload, size_t *plen,
                         uint32_t *sender, int *type, pvg_error *err);
 
@@ -87,15 +91,17 @@ void sa_commit(const uint8_t session[16], uint32_t id, const uint8_t b[32], uint
 
 /* Masks of many seeds at once: vec[0..len) (+/-)= the keystream words
  * offset..offset+len of every seeds[32 i] with signs[i] (+1 or -1), i < m,
- * mod 2^bits. offset: a multiple of 16 (bits 32) or 8 (bits 64). The same
- * result as m calls of pvg_secagg_mask_add, in one pass over vec. */
-void sa_mask_accumulate(void *vec, size_t offset, size_t len, unsigned bits, const uint8_t *seeds,
-                        const signed char *signs, size_t m);
+ * mod 2^bits (16, 32 or 64), ChaCha with `rounds` rounds (8, 12 or 20; 0 =
+ * 20). offset: a multiple of 64 / (bits / 8) words (a block boundary). The
+ * same result as m calls of pvg_secagg_mask_add_rounds, in one pass over vec. */
+void sa_mask_accumulate(void *vec, size_t offset, size_t len, unsigned bits, unsigned rounds,
+                        const uint8_t *seeds, const signed char *signs, size_t m);
 /* The kernels behind it (tests compare each with the reference). */
 enum { SA_KERNEL_GENERIC = 0, SA_KERNEL_AVX512 = 1 };
 int sa_mask_kernel_available(int kernel);
 void sa_mask_accumulate_with(int kernel, void *vec, size_t offset, size_t len, unsigned bits,
-                             const uint8_t *seeds, const signed char *signs, size_t m);
+                             unsigned rounds, const uint8_t *seeds, const signed char *signs,
+                             size_t m);
 
 /* Binary search in a sorted array; index or -1. */
 long sa_find(const uint32_t *a, size_t n, uint32_t x);

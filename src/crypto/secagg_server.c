@@ -213,7 +213,14 @@ static pvg_status recv_masked(pvg_secagg_server *s, uint32_t u, const uint8_t *p
         return pvg_error_set_at(err, PVG_ERR_INVALID, "MASKED", 0, 0, 32,
                                 "payload of %zu bytes, expected d x %zu = %zu", plen, w,
                                 (size_t)s->p.d * w);
-    if (s->p.bits == 32) {
+    if (s->p.bits == 16) {
+        uint16_t *a = s->acc; /* little-endian words (the host is, secagg_common.c checks) */
+        for (size_t i = 0; i < s->p.d; i++) {
+            uint16_t w;
+            memcpy(&w, pl + 2 * i, 2);
+            a[i] = (uint16_t)(a[i] + w);
+        }
+    } else if (s->p.bits == 32) {
         uint32_t *a = s->acc;
         for (size_t i = 0; i < s->p.d; i++)
             a[i] += sa_get32(pl + 4 * i);
@@ -277,8 +284,8 @@ pvg_status pvg_secagg_server_receive(pvg_secagg_server *s, const uint8_t *msg, s
     const uint8_t *pl;
     size_t plen;
     uint32_t u;
-    pvg_status st = sa_msg_parse(msg, len, s->p.session, round_type[r], SA_SERVER_ID, &pl, &plen,
-                                 &u, &type, err);
+    pvg_status st =
+        sa_msg_parse(msg, len, &s->p, round_type[r], SA_SERVER_ID, &pl, &plen, &u, &type, err);
     if (st != PVG_OK) return st;
     if (u >= s->p.n)
         return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, "secagg message", 0, 0, 24,
@@ -325,7 +332,8 @@ static void *mask_worker(void *arg)
     size_t w = j->s->p.bits / 8;
     uint8_t *base = (uint8_t *)j->s->acc + j->lo * w;
     /* every mask's slice in one pass over the accumulator's slice */
-    sa_mask_accumulate(base, j->lo, j->hi - j->lo, j->s->p.bits, j->seeds, j->signs, j->n_items);
+    sa_mask_accumulate(base, j->lo, j->hi - j->lo, j->s->p.bits, j->s->p.mask_rounds, j->seeds,
+                       j->signs, j->n_items);
     return NULL;
 }
 
@@ -424,7 +432,7 @@ static pvg_status finish(pvg_secagg_server *s, pvg_error *err)
     sodium_free(key);
     if (st == PVG_OK) {
         unsigned T = s->threads;
-        size_t align = s->p.bits == 32 ? 16 : 8, d = s->p.d;
+        size_t align = 64 / (s->p.bits / 8), d = s->p.d; /* words per ChaCha block */
         if ((size_t)T * align * 4 > d) T = 1;
         mask_job jobs[64];
         pthread_t tids[64];
@@ -509,7 +517,7 @@ pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint
         for (uint32_t i = 0; i < k; i++)
             cnt += in_round(s, s->scratch[i], 0);
         len = 4 + (size_t)cnt * 68;
-        m = sa_msg_new(SA_KEYS, s->p.session, SA_SERVER_ID, id, len);
+        m = sa_msg_new(SA_KEYS, &s->p, SA_SERVER_ID, id, len);
         if (m) {
             uint8_t *q = m + SA_HDR;
             sa_put32(q, cnt);
@@ -528,7 +536,7 @@ pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint
         for (uint32_t i = 0; i < k; i++)
             cnt += in_round(s, s->scratch[i], 1) && box_to(s, s->scratch[i], id);
         len = 4 + (size_t)cnt * (4 + SA_BOX_LEN);
-        m = sa_msg_new(SA_FORWARD, s->p.session, SA_SERVER_ID, id, len);
+        m = sa_msg_new(SA_FORWARD, &s->p, SA_SERVER_ID, id, len);
         if (m) {
             uint8_t *q = m + SA_HDR;
             sa_put32(q, cnt);
@@ -553,7 +561,7 @@ pvg_status pvg_secagg_server_message_for(pvg_secagg_server *s, uint32_t id, uint
                 nd++;
         }
         len = 12 + 4 * ((size_t)ns + nd);
-        m = sa_msg_new(SA_UNMASK_REQ, s->p.session, SA_SERVER_ID, id, len);
+        m = sa_msg_new(SA_UNMASK_REQ, &s->p, SA_SERVER_ID, id, len);
         if (m) {
             uint8_t *q = m + SA_HDR;
             sa_put32(q, (uint32_t)s->n_sent[2]);

@@ -40,6 +40,24 @@ typedef struct {
     size_t up, down;
 } sim_client;
 
+/* word j of a vector of w-byte words (2, 4 or 8), and its store (mod 2^(8w)) */
+static uint64_t word_get(const void *x, size_t w, size_t j)
+{
+    return w == 2   ? ((const uint16_t *)x)[j]
+           : w == 4 ? ((const uint32_t *)x)[j]
+                    : ((const uint64_t *)x)[j];
+}
+
+static void word_put(void *x, size_t w, size_t j, uint64_t v)
+{
+    if (w == 2)
+        ((uint16_t *)x)[j] = (uint16_t)v;
+    else if (w == 4)
+        ((uint32_t *)x)[j] = (uint32_t)v;
+    else
+        ((uint64_t *)x)[j] = v;
+}
+
 pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_result *r,
                                pvg_error *err)
 {
@@ -112,22 +130,14 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
                 if (st != PVG_OK) goto done;
                 c->down += in_len;
             }
-            if (round == 2) { /* the client's input (not timed) */
-                if (o->inputs) {
-                    for (size_t j = 0; j < d; j++) {
-                        if (w == 4)
-                            ((uint32_t *)x)[j] = o->inputs[(size_t)i * d + j];
-                        else
-                            ((uint64_t *)x)[j] = o->inputs[(size_t)i * d + j];
-                    }
+            if (round == 2) {    /* the client's input (not timed) */
+                if (o->inputs) { /* bits 16: the inputs mod 2^16 */
+                    for (size_t j = 0; j < d; j++)
+                        word_put(x, w, j, o->inputs[(size_t)i * d + j]);
                 } else {
                     pvg_rng_bytes(o->rng, xb, d * 4);
-                    for (size_t j = 0; j < d; j++) {
-                        if (w == 4)
-                            ((uint32_t *)x)[j] = sa_get32(xb + 4 * j);
-                        else
-                            ((uint64_t *)x)[j] = sa_get32(xb + 4 * j);
-                    }
+                    for (size_t j = 0; j < d; j++)
+                        word_put(x, w, j, sa_get32(xb + 4 * j));
                 }
             }
             t0 = now();
@@ -164,7 +174,7 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
             if (st != PVG_OK) goto done;
             if (round == 2) /* accepted into the sum */
                 for (size_t j = 0; j < d; j++)
-                    plain[j] += w == 4 ? ((uint32_t *)x)[j] : ((uint64_t *)x)[j];
+                    plain[j] += word_get(x, w, j);
         }
         t0 = now();
         st = pvg_secagg_server_advance(srv, err);
@@ -182,9 +192,9 @@ pvg_status pvg_secagg_simulate(const pvg_secagg_sim_options *o, pvg_secagg_sim_r
     st = pvg_secagg_server_result(srv, x, err);
     if (st != PVG_OK) goto done;
     r->exact = 1;
-    uint64_t mk = w == 4 ? 0xFFFFFFFFull : UINT64_MAX;
+    uint64_t mk = w == 8 ? UINT64_MAX : (1ull << (8 * w)) - 1;
     for (size_t j = 0; j < d; j++) {
-        r->sum[j] = w == 4 ? ((uint32_t *)x)[j] : ((uint64_t *)x)[j];
+        r->sum[j] = word_get(x, w, j);
         if (r->sum[j] != (plain[j] & mk)) r->exact = 0;
     }
     /* statistics over the survivors */

@@ -244,7 +244,9 @@ static void bc_free(fl_bc *b)
 #define BAD(code, off, ...)                                                                        \
     pvg_error_set_at(err, code, "fl broadcast", 0, 0, (long long)(off), __VA_ARGS__)
 
-static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *err)
+/* header_only: the header's checks and the exact length, no factors read */
+static pvg_status bc_parse_ex(const uint8_t *b, size_t len, fl_bc *out, int header_only,
+                              pvg_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!b) return BAD(PVG_ERR_INVALID, 0, "fl broadcast: NULL");
@@ -302,6 +304,7 @@ static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *
     if (len > want)
         return BAD(PVG_ERR_CORRUPT, want, "fl broadcast: %zu trailing bytes after byte %zu",
                    len - want, want);
+    if (header_only) return PVG_OK;
     out->V = malloc(nk * sizeof *out->V);
     out->G = malloc(kk * sizeof *out->G);
     if (!out->V || !out->G) {
@@ -336,6 +339,23 @@ static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *
                            a, bb);
             }
     return PVG_OK;
+}
+
+static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *err)
+{
+    return bc_parse_ex(b, len, out, 0, err);
+}
+
+pvg_status fl_broadcast_header(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                               uint32_t *round, pvg_error *err)
+{
+    fl_bc bc;
+    pvg_status st = bc_parse_ex(broadcast, len, &bc, 1, err);
+    if (st == PVG_OK) {
+        *cfg = bc.cfg;
+        *round = bc.round;
+    }
+    return st;
 }
 
 pvg_status pvg_fl_broadcast_info(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,

@@ -69,16 +69,21 @@ pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st, p
         return BAD(17, "flag 'applied' outside the done and finished phases");
     st->id = get32(in + 20);
     int in_round = st->phase >= PVG_FL_PHASE_ADVERTISE && st->phase <= PVG_FL_PHASE_UNMASK;
-    if (in[19]) return BAD(19, "reserved byte must be zero");
     if (get32(in + 76)) return BAD(76, "reserved word must be zero");
     st->params.n = get32(in + 24);
     st->params.k = get32(in + 28);
     st->params.t = get32(in + 32);
     st->params.d = get32(in + 36);
     st->params.bits = in[18];
+    st->params.mask_rounds = in[19];
     memcpy(st->params.session, in + 40, 16);
     if (in_round) {
-        if (st->params.bits != 32) return BAD(18, "bits %u: 32 was expected", in[18]);
+        /* the SecAgg lane (byte 18) and mask PRG (byte 19, 0 = ChaCha20; a
+           client before them refuses any but 32 and 0) */
+        if (st->params.bits != 32 && st->params.bits != 16)
+            return BAD(18, "bits %u: 16 or 32 was expected", in[18]);
+        if (in[19] != 0 && in[19] != 8 && in[19] != 12 && in[19] != 20)
+            return BAD(19, "mask PRG rounds %u: 0 (ChaCha20), 8, 12 or 20 was expected", in[19]);
         pvg_error e;
         if (pvg_secagg_params_check(&st->params, &e) != PVG_OK)
             return BAD(24, "session parameters: %s", e.text);
@@ -88,7 +93,7 @@ pvg_status pvg_fl_state_parse(const uint8_t *in, size_t len, pvg_fl_state *st, p
     } else {
         static const uint8_t zero[36];
         if (st->id != PVG_FL_NET_NO_ID) return BAD(20, "id outside a round: 0xFFFFFFFF expected");
-        if (memcmp(in + 18, zero, 1) || memcmp(in + 24, zero, 36) || get32(in + 56) ||
+        if (memcmp(in + 18, zero, 2) || memcmp(in + 24, zero, 36) || get32(in + 56) ||
             get32(in + 64))
             return BAD(18, "session fields outside a round must be zero");
     }
@@ -139,8 +144,9 @@ pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d
     if (st->phase < PVG_FL_PHASE_ADVERTISE || st->phase > PVG_FL_PHASE_UNMASK ||
         st->id == PVG_FL_NET_NO_ID)
         return pvg_error_set(err, PVG_ERR_STATE, "fl peer: this client is in no round");
-    if (st->params.bits != 32)
-        return pvg_error_set(err, PVG_ERR_POLICY, "fl peer: bits %u; this client sums mod 2^32",
+    if (st->params.bits != 32 && st->params.bits != 16)
+        return pvg_error_set(err, PVG_ERR_POLICY,
+                             "fl peer: bits %u; this client sums mod 2^32 or 2^16",
                              st->params.bits);
     /* the client's own rule: a strict majority of the k + 1 holders */
     if (2ull * st->params.t <= (unsigned long long)st->params.k + 1)
@@ -199,6 +205,27 @@ pvg_status pvg_fl_peer_set_input(pvg_fl_peer *p, const uint32_t *vec, size_t d, 
     memcpy(p->vec, vec, sizeof *p->vec * d);
     p->has_input = 1;
     return PVG_OK;
+}
+
+uint32_t *fl_peer_input_buffer(pvg_fl_peer *p, size_t *d)
+{
+    *d = 0;
+    if (p->step < 0 || p->step > 2) return NULL;
+    memset(p->vec, 0, sizeof *p->vec * p->d);
+    p->has_input = 0;
+    *d = p->d;
+    return p->vec;
+}
+
+void fl_peer_input_set(pvg_fl_peer *p)
+{
+    p->has_input = 1;
+}
+
+void fl_peer_input_wipe(pvg_fl_peer *p)
+{
+    sodium_memzero(p->vec, sizeof *p->vec * p->d);
+    p->has_input = 0;
 }
 
 int pvg_fl_peer_done(const pvg_fl_peer *p)
@@ -268,6 +295,40 @@ static pvg_status check_unmask_req(const pvg_fl_peer *p, const pvg_fl_state *st,
     return PVG_OK;
 }
 
+/* The masked input of the peer's vector. 16-bit lanes: every word must be
+ * below 2^16 (an update encoded mod 2^16), else the client refuses (the
+ * lane would cut it and the sum would be wrong); the words are then packed
+ * in place into the first half of the peer's (locked) buffer, which is
+ * wiped after the message is made. */
+static pvg_status masked_input(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out,
+                               size_t *out_len, pvg_error *err)
+{
+    if (p->params.bits == 32)
+        return pvg_secagg_client_masked_input(p->sa, st->reply, st->reply_len, p->vec, out, out_len,
+                                              err);
+    uint32_t over = 0;
+    for (size_t i = 0; i < p->d; i++)
+        over |= p->vec[i];
+    if (over >> 16) {
+        size_t at = 0;
+        while (!(p->vec[at] >> 16))
+            at++;
+        return pvg_error_set_at(err, PVG_ERR_POLICY, "fl update", 0, 0, (long long)at,
+                                "word %zu is 0x%08x, beyond the session's 16-bit lane: the "
+                                "update was not encoded mod 2^16 (its bits must be 16)",
+                                at, p->vec[at]);
+    }
+    /* word i moves to bytes 2i, 2i + 1 (little-endian), below byte 4i: no word still
+       to be read is overwritten; the stores are bytes, which may alias the words */
+    uint8_t *v16 = (uint8_t *)p->vec;
+    for (size_t i = 0; i < p->d; i++) {
+        uint32_t w = p->vec[i];
+        v16[2 * i] = (uint8_t)w;
+        v16[2 * i + 1] = (uint8_t)(w >> 8);
+    }
+    return pvg_secagg_client_masked_input(p->sa, st->reply, st->reply_len, v16, out, out_len, err);
+}
+
 pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out, size_t *out_len,
                             pvg_error *err)
 {
@@ -277,7 +338,8 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
     if (p->step < 0) return pvg_error_set(err, PVG_ERR_ABORTED, "fl peer: refused this round");
     if (st->round != p->round || st->id != p->id ||
         memcmp(st->params.session, p->params.session, 16) != 0 || st->params.n != p->params.n ||
-        st->params.k != p->params.k || st->params.t != p->params.t || st->params.d != p->params.d)
+        st->params.k != p->params.k || st->params.t != p->params.t || st->params.d != p->params.d ||
+        st->params.bits != p->params.bits || st->params.mask_rounds != p->params.mask_rounds)
         return pvg_error_set(err, PVG_ERR_STATE,
                              "fl peer: a STATE of another round, session or parameters");
     if (st->submitted) return PVG_OK;
@@ -290,8 +352,7 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
         if (!p->has_input)
             return pvg_error_set(err, PVG_ERR_STATE,
                                  "fl peer: no input set (pvg_fl_peer_set_input)");
-        s = pvg_secagg_client_masked_input(p->sa, st->reply, st->reply_len, p->vec, out, out_len,
-                                           err);
+        s = masked_input(p, st, out, out_len, err);
         if (s == PVG_OK) sodium_memzero(p->vec, sizeof *p->vec * p->d);
     } else if (st->phase == PVG_FL_PHASE_UNMASK && p->step == 3 && st->reply) {
         s = check_unmask_req(p, st, err);

@@ -41,6 +41,7 @@ struct pvg_fl_core {
     uint32_t floor_n; /* distributed DP: the least survivors the noise was split over */
     uint32_t bc_len;  /* the STATE's announced broadcast length */
     uint32_t d;
+    unsigned lane; /* the round's SecAgg word width: 32 or 16 */
 
     uint8_t *msg; /* the last message handed out (pvg_malloc'd by SecAgg) */
     size_t msg_len;
@@ -237,6 +238,7 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
         } else {
             c->peer_round = fs.round;
             c->d = fs.params.d; /* the round's shape, fixed with its peer */
+            c->lane = fs.params.bits;
             c->need_update = 1; /* after the advertisement: due at the masked phase */
             c->floor_n = 0;
         }
@@ -310,8 +312,9 @@ pvg_status pvg_fl_core_state(pvg_fl_core *c, const uint8_t *state, size_t len, i
 static pvg_status check_policy(const pvg_fl_core *c, const uint8_t *bc, size_t len,
                                pvg_fl_config *cfg, pvg_error *err)
 {
-    uint32_t br, bn;
-    pvg_status s = pvg_fl_broadcast_info(bc, len, cfg, &br, &bn, err);
+    uint32_t br;
+    /* the header is enough here: the update parses (and checks) the rest */
+    pvg_status s = fl_broadcast_header(bc, len, cfg, &br, err);
     if (s != PVG_OK) return s;
     if (cfg->dp == PVG_FL_DP_NONE) {
         if (!c->pol.allow_no_dp)
@@ -381,16 +384,36 @@ pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fl client: broadcast of %zu bytes, the STATE announced %u", len,
                              c->bc_len);
-    uint32_t *vec = sodium_malloc(sizeof *vec * (c->d ? c->d : 1));
-    if (!vec) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: update");
-    memset(vec, 0, sizeof *vec * c->d);
+    pvg_fl_config bcfg;
+    pvg_error be;
+    uint32_t bround;
+    int is_fl = fl_broadcast_header(bc, len, &bcfg, &bround, &be) == PVG_OK; /* the update
+                                                                                parses it all */
+    if (is_fl && bcfg.bits > c->lane) {
+        /* an update mod 2^bits cannot travel in a narrower lane: its sum would be
+           wrong, so the client sends nothing */
+        char why[160];
+        snprintf(why, sizeof why,
+                 "the broadcast encodes the update mod 2^%u, wider than the session's %u-bit "
+                 "SecAgg lane",
+                 bcfg.bits, c->lane);
+        refuse(c, round, why);
+        return PVG_OK;
+    }
+    /* the update is written straight into the peer's (locked, wiped) input
+       buffer: no second copy of it */
+    size_t pd = 0;
+    uint32_t *vec = fl_peer_input_buffer(c->peer, &pd);
+    if (!vec || pd != c->d)
+        return pvg_error_set(err, PVG_ERR_STATE, "fl core: the peer takes no input now");
     pvg_error pe;
     pvg_error_clear(&pe);
     pvg_status s = c->update ? c->update(c->update_ctx, round, bc, len, vec, c->d, &pe)
                              : history_update(c, bc, len, vec, &pe);
-    if (s == PVG_OK) s = pvg_fl_peer_set_input(c->peer, vec, c->d, &pe);
-    sodium_memzero(vec, sizeof *vec * c->d);
-    sodium_free(vec);
+    if (s == PVG_OK)
+        fl_peer_input_set(c->peer);
+    else
+        fl_peer_input_wipe(c->peer);
     if (s == PVG_ERR_POLICY) { /* the client's rules refused the server's choices: no input */
         refuse(c, round, pe.text);
         return PVG_OK;
@@ -401,13 +424,8 @@ pvg_status pvg_fl_core_broadcast(pvg_fl_core *c, uint64_t round, const uint8_t *
     }
     /* distributed noise is split over expected_cohort clients: never help
      * unmask a sum of fewer (it would carry less noise than announced) */
-    pvg_fl_config cfg;
-    uint32_t br, bn;
-    pvg_error be;
-    c->floor_n = pvg_fl_broadcast_info(bc, len, &cfg, &br, &bn, &be) == PVG_OK &&
-                         cfg.dp == PVG_FL_DP_DISTRIBUTED
-                     ? (uint32_t)ceil(cfg.expected_cohort)
-                     : 0;
+    c->floor_n =
+        is_fl && bcfg.dp == PVG_FL_DP_DISTRIBUTED ? (uint32_t)ceil(bcfg.expected_cohort) : 0;
     return PVG_OK;
 }
 

@@ -35,6 +35,14 @@ typedef struct pvg_fl_core_policy {
                                  (as `fl client` does); 0: only the protocol's own limits */
 } pvg_fl_core_policy;
 
+/* The peer's own input buffer (d words, zeroed here), for an update to be
+ * written straight into it rather than copied (fl_client.c); mark it set
+ * with fl_peer_input_set, or wipe it (fl_peer_input_wipe) on failure. NULL
+ * when the masked input was made already. */
+uint32_t *fl_peer_input_buffer(pvg_fl_peer *p, size_t *d);
+void fl_peer_input_set(pvg_fl_peer *p);
+void fl_peer_input_wipe(pvg_fl_peer *p);
+
 typedef enum pvg_fl_core_action {
     PVG_FL_CORE_WAIT = 0,      /* ask GET /v1/fl/state again after wait_ms, or long-poll
                                   (pvg_fl_core_wait_query) */

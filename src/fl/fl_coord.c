@@ -288,7 +288,8 @@ static int round_start(pvg_fl_coord *c)
         p.t = (p.k + 1) / 2 + 1; /* a strict majority of every neighbourhood of k + 1 holders */
     }
     p.d = c->o.d;
-    p.bits = 32;
+    p.bits = c->o.lane_bits ? c->o.lane_bits : 32;
+    p.mask_rounds = c->o.mask_rounds == 20 ? 0 : c->o.mask_rounds;
     pvg_rng_bytes(c->o.rng, p.session, sizeof p.session);
     c->cur.k = p.k;
     c->cur.t = p.t;
@@ -330,6 +331,24 @@ static int round_start(pvg_fl_coord *c)
 
 /* Closes the current phase (lock held on entry and exit; released while the
  * SecAgg server works, with `closing` set so no message is taken). */
+
+/* The unmasked sum as the apply callback takes it: d uint32 words, each the
+ * sum mod 2^lane (a 16-bit lane's words widened). */
+static pvg_status sum_result(pvg_fl_coord *c, uint32_t *sum, pvg_error *e)
+{
+    if (c->params.bits == 32) return pvg_secagg_server_result(c->sa, sum, e);
+    size_t d = c->params.d;
+    uint16_t *s16 = sodium_malloc(sizeof *s16 * (d ? d : 1));
+    if (!s16) return pvg_error_set(e, PVG_ERR_NOMEM, "sum");
+    pvg_status st = pvg_secagg_server_result(c->sa, s16, e);
+    if (st == PVG_OK)
+        for (size_t i = 0; i < d; i++)
+            sum[i] = s16[i];
+    sodium_memzero(s16, sizeof *s16 * d);
+    sodium_free(s16);
+    return st;
+}
+
 static void phase_close(pvg_fl_coord *c)
 {
     int ph = c->phase;
@@ -375,7 +394,7 @@ static void phase_close(pvg_fl_coord *c)
     } else if (st == PVG_OK) {
         sum = sodium_malloc(sizeof *sum * c->params.d);
         if (!sum) st = pvg_error_set(&e, PVG_ERR_NOMEM, "sum");
-        if (st == PVG_OK) st = pvg_secagg_server_result(c->sa, sum, &e);
+        if (st == PVG_OK) st = sum_result(c, sum, &e);
         if (st == PVG_OK) {
             n_u3 = (uint32_t)pvg_secagg_server_survivors(c->sa, NULL);
             if (c->o.apply) st = c->o.apply(c->o.ctx, c->round, sum, c->params.d, n_u3, &e);
@@ -597,6 +616,13 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fl coordinator: expire_seconds %g, want >= 0 (0: 600)",
                              o->expire_seconds);
+    if (o->lane_bits != 0 && o->lane_bits != 16 && o->lane_bits != 32)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl coordinator: lane_bits %u, want 0 (32), 16 or 32", o->lane_bits);
+    if (o->mask_rounds != 0 && o->mask_rounds != 8 && o->mask_rounds != 12 && o->mask_rounds != 20)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl coordinator: mask_rounds %u, want 0 (20), 8, 12 or 20",
+                             o->mask_rounds);
     if (o->server_threads > 64)
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: server_threads %u, want 1..64",
                              o->server_threads);
@@ -773,8 +799,8 @@ uint32_t pvg_fl_coord_capacity(const pvg_fl_coord *c)
 
 size_t pvg_fl_coord_max_message(const pvg_fl_coord *c)
 {
-    /* MASKED: the 36-byte header and d words; SHARES: 36 + 36 + k * 180 */
-    size_t masked = 36 + (size_t)c->o.d * 4;
+    /* MASKED: the 36-byte header and d words of the lane; SHARES: 36 + 36 + k * 180 */
+    size_t masked = 36 + (size_t)c->o.d * (c->o.lane_bits == 16 ? 2 : 4);
     size_t shares = 72 + (size_t)((c->k_auto ? c->k_cap : c->o.k) + 1) * 180;
     return masked > shares ? masked : shares;
 }
@@ -824,7 +850,8 @@ static pvg_status state_make(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
     if (waited) b[17] |= 4; /* the answer to a long poll */
     double now = now_of(c);
     if (in_round) {
-        b[18] = 32;
+        b[18] = (uint8_t)c->params.bits;        /* the SecAgg lane: 32 or 16 */
+        b[19] = (uint8_t)c->params.mask_rounds; /* the mask PRG: 0 (ChaCha20), 12 or 8 */
         put32(b + 24, c->params.n);
         put32(b + 28, c->params.k);
         put32(b + 32, c->params.t);

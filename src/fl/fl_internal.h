@@ -43,6 +43,11 @@ typedef struct fl_code {
 
 /* Checks the public config (PVG_ERR_INVALID naming the field). */
 pvg_status fl_config_check(const pvg_fl_config *c, pvg_error *err);
+/* The public config of a broadcast from its header alone (the header's
+ * checks and the exact length, as pvg_fl_broadcast_info; the item factors
+ * and the Gramian are not read): for a client's checks that need no more. */
+pvg_status fl_broadcast_header(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
+                               uint32_t *round, pvg_error *err);
 /* Raw and padded dimensions; 0 when too large. */
 size_t fl_dim_raw(uint32_t k, uint32_t n_items);
 /* Derives the encoding for cfg and n_items. gamma: cfg->granularity when

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -60,7 +61,7 @@ static int teardown(void **state)
 
 static void sql(fx *f, const char *q)
 {
-    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(f->dir, "audit.db", q), SQLITE_OK);
 }
 
 static void test_intact(void **state)
@@ -252,7 +253,7 @@ static void rechain(fx *f, const unsigned char *key, int64_t from, unsigned char
     rows r = {0};
     assert_int_equal(pvg_audit_foreach(f->s, 0, 0, grab, &r, NULL), PVG_OK);
     unsigned char prev[32] = {0}, h[32];
-    sqlite3 *db = t_rawdb_open(f->dir, "privguide.db");
+    sqlite3 *db = t_rawdb_open(f->dir, "audit.db");
     for (int i = 0; i < r.n; i++) {
         if (r.seq[i] >= from) {
             mac_of(key, prev, &r, i, h);
@@ -377,6 +378,113 @@ static void test_old_unkeyed_log(void **state)
     assert_true(saw11);
 }
 
+/* Rewrites f's store into the layout of stores made before audit.db: the
+ * audit table in privguide.db holding the entries from `from` to `upto` of
+ * audit.db (the store closed meanwhile); audit.db keeps the entries up to
+ * `keep` (0: the file is removed, as in the old layout). */
+static void to_old_layout(fx *f, int from, int upto, int keep)
+{
+    pvg_store_free(f->s);
+    f->s = NULL;
+    char q[1024];
+    snprintf(q, sizeof q,
+             "ATTACH '%s/audit.db' AS a;"
+             "CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+             " actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,"
+             " detail TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
+             "CREATE INDEX audit_log_subject ON audit_log(subject, seq);"
+             "INSERT INTO main.audit_log SELECT * FROM a.audit_log WHERE seq BETWEEN %d AND %d;"
+             "DELETE FROM a.audit_log WHERE seq > %d;",
+             f->dir, from, upto, keep);
+    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
+    if (keep == 0) {
+        const char *suffix[] = {"", "-wal", "-shm"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(q, sizeof q, "%s/audit.db%s", f->dir, suffix[i]);
+            (void)unlink(q);
+        }
+    }
+}
+
+static int old_table_left(fx *f)
+{
+    sqlite3 *db = t_rawdb_open(f->dir, "privguide.db");
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM sqlite_master WHERE name LIKE "
+                                        "'audit_log%'",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A store of the old layout (the audit log a table of privguide.db) opens:
+ * its entries move to audit.db (mode 0600), the old table goes, the chain
+ * verifies with the same head and goes on. */
+static void test_old_layout_moves(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* rewrites the SQLite files */
+    fx *f = *state;
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    char head[65];
+    memcpy(head, rep.head_hex, sizeof head);
+    to_old_layout(f, 1, 10, 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/audit.db", f->dir);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(old_table_left(f), 0);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+    assert_string_equal(rep.head_hex, head);
+    /* a shopper's own entries come from the new file too */
+    pvg_audit_record r = {0, "cli", "export", "00ff", "after"};
+    int64_t seq = 0;
+    assert_int_equal(pvg_audit_append(f->s, &r, &seq, NULL), PVG_OK);
+    assert_int_equal(seq, 11);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+    /* opening again changes nothing */
+    pvg_store_free(f->s);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+}
+
+/* A move cut short: the copy committed in audit.db but the old table still
+ * there (all of it copied, or entries 8-10 appended to it after the copy by
+ * a writer of the old layout). The next open ends it, nothing twice,
+ * nothing lost. */
+static void test_old_layout_interrupted(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* rewrites the SQLite files */
+    fx *f = *state;
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    char head[65];
+    memcpy(head, rep.head_hex, sizeof head);
+    to_old_layout(f, 1, 10, 10); /* both hold 1-10 */
+    assert_int_equal(old_table_left(f), 2);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(old_table_left(f), 0);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+    to_old_layout(f, 1, 10, 7); /* audit.db 1-7, the old table 1-10 */
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(old_table_left(f), 0);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+    assert_int_equal(rep.last_seq, 10);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -392,6 +500,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deleted_and_rechained, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_and_anchor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_unkeyed_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_layout_moves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_layout_interrupted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

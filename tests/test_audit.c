@@ -485,6 +485,60 @@ static void test_old_layout_interrupted(void **state)
     assert_int_equal(rep.last_seq, 10);
 }
 
+typedef struct seqs {
+    int64_t v[4096];
+    int n;
+    const char *want; /* foreach: keep only this subject's entries */
+} seqs;
+
+static int collect(void *ctx, const pvg_audit_entry *e)
+{
+    seqs *c = ctx;
+    if (c->want && strcmp(e->subject, c->want) != 0) return 0;
+    if (c->n < 4096) c->v[c->n++] = e->seq;
+    return 0;
+}
+
+/* A shopper's own entries (pvg_audit_foreach_subject) are exactly the
+ * entries of the log with that subject, in seq order, whether they sit in
+ * the part indexed by subject or in the tail not indexed yet (the index
+ * takes the tail every 1,024 entries), also after reopening. */
+static void test_subject_view_across_index(void **state)
+{
+    fx *f = *state;
+    static const char *const subj[] = {"00ff", "a1", "b2", "c3", ""};
+    pvg_audit_record rs[13];
+    int next = 0;
+    for (int g = 0; g < 200; g++) { /* groups of 1-13: 1,400 entries */
+        int n = 1 + g % 13;
+        for (int i = 0; i < n; i++, next++)
+            rs[i] = (pvg_audit_record){0, "key:k", "recommend", subj[(next * 7 + g) % 5], "d"};
+        assert_int_equal(pvg_audit_append_many(f->s, rs, (size_t)n, NULL), PVG_OK);
+    }
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 5; k++) {
+            seqs *want = calloc(1, sizeof *want), *got = calloc(1, sizeof *got);
+            want->want = subj[k];
+            assert_int_equal(pvg_audit_foreach(f->s, 0, -1, collect, want, NULL), PVG_OK);
+            assert_int_equal(pvg_audit_foreach_subject(f->s, subj[k], collect, got, NULL), PVG_OK);
+            assert_true(want->n > 100);
+            assert_int_equal(got->n, want->n);
+            for (int i = 0; i < want->n; i++)
+                assert_int_equal(got->v[i], want->v[i]);
+            /* some in the indexed part, some in the tail */
+            assert_true(got->v[0] < 1024 && got->v[got->n - 1] > 1024 + 10);
+            free(want);
+            free(got);
+        }
+        pvg_store_free(f->s);
+        assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+        pvg_audit_record r = {0, "cli", "export", "a1", ""};
+        assert_int_equal(pvg_audit_append(f->s, &r, NULL, NULL), PVG_OK);
+    }
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -502,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_unkeyed_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_layout_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_layout_interrupted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subject_view_across_index, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -539,6 +540,32 @@ static void test_subject_view_across_index(void **state)
     assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
 }
 
+/* An append takes the write lock of audit.db alone: it neither waits for a
+ * write transaction held open on privguide.db (an import) nor holds one up.
+ * (With the log in privguide.db it waited for the busy timeout, 30 s.) */
+static void test_append_beside_data_writer(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* holds a SQLite file's lock */
+    fx *f = *state;
+    sqlite3 *w = t_rawdb_open(f->dir, "privguide.db");
+    assert_int_equal(sqlite3_exec(w,
+                                  "BEGIN IMMEDIATE; INSERT INTO meta(key, value)"
+                                  " VALUES('test_writer', '1')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    pvg_audit_record r = {0, "cli", "export", "00ff", "beside"};
+    int64_t seq = 0;
+    time_t t0 = time(NULL);
+    assert_int_equal(pvg_audit_append(f->s, &r, &seq, NULL), PVG_OK);
+    assert_int_equal(seq, 11);
+    assert_true(time(NULL) - t0 < 10);
+    assert_int_equal(sqlite3_exec(w, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(w);
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -557,6 +584,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_layout_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_layout_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subject_view_across_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_beside_data_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

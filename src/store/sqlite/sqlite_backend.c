@@ -295,6 +295,7 @@ enum {
     Q_AUDIT_UPTO,
     Q_AUDIT_INDEX,
     Q_AUDIT_UPTO_SET,
+    Q_AUDIT_LOCK,
     Q_POPULAR_GET,
     Q_POPULAR_PUT,
     Q_SUPPRESS_ADD,
@@ -459,6 +460,9 @@ static const struct {
     [Q_AUDIT_INDEX] = {DB_MAIN, "INSERT OR IGNORE INTO audit.audit_subject(subject, seq)"
                                 " SELECT subject, seq FROM audit.audit_log WHERE seq > ?1"
                                 " ORDER BY subject, seq"},
+    /* takes audit.db's write lock (and not privguide.db's): a deferred
+     * transaction's first statement, a write that changes nothing */
+    [Q_AUDIT_LOCK] = {DB_MAIN, "DELETE FROM audit.audit_subject_upto WHERE 0"},
     [Q_AUDIT_UPTO_SET] = {DB_MAIN, "INSERT INTO audit.audit_subject_upto(id, seq) VALUES(1, ?1)"
                                    " ON CONFLICT(id) DO UPDATE SET seq = ?1"},
     [Q_POPULAR_GET] = {DB_MAIN, "SELECT items, release_id FROM server_popular_release WHERE"
@@ -2035,6 +2039,20 @@ static pvg_status sq_audit_head(pvg_backend *b, int64_t *seq, unsigned char hash
     return PVG_OK;
 }
 
+/* An audit unit: outside a transaction, one that holds the write lock of
+ * audit.db alone (BEGIN, then a write to it as the first statement, which
+ * waits for the lock as BEGIN IMMEDIATE would): appends do not wait for a
+ * long write to privguide.db (an import) nor hold it up. Inside one, a
+ * savepoint as unit_begin. */
+static pvg_status audit_unit_begin(sq_backend *q, const char *what, pvg_error *err)
+{
+    if (q->in_txn || q->snap_memo) return unit_begin(q, q->db, what, err);
+    pvg_status st = run(q, Q_READ_BEGIN, NULL, 0, NULL, what, err);
+    if (st == PVG_OK) st = run(q, Q_AUDIT_LOCK, NULL, 0, NULL, what, err);
+    if (st != PVG_OK && sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
+    return st;
+}
+
 /* Inside a unit holding the write lock, the log's last entry `last`:
  * indexes the tail by subject once it holds AUDIT_INDEX_BATCH entries. */
 static pvg_status audit_index_tail(sq_backend *q, int64_t last, pvg_error *err)
@@ -2061,7 +2079,7 @@ static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, 
                                   int64_t *last_seq, pvg_error *err)
 {
     sq_backend *q = SQ(b);
-    pvg_status st = unit_begin(q, q->db, "audit append: begin", err);
+    pvg_status st = audit_unit_begin(q, "audit append: begin", err);
     if (st != PVG_OK) return st;
     unsigned char prev[PVG_BACKEND_HASH_BYTES];
     int64_t seq = 0;
@@ -2106,7 +2124,7 @@ static pvg_status audit_index_open(sq_backend *q, pvg_error *err)
         give(s, own);
     }
     if (head - upto < AUDIT_INDEX_BATCH) return PVG_OK;
-    st = unit_begin(q, q->db, "audit index", err);
+    st = audit_unit_begin(q, "audit index", err);
     if (st != PVG_OK) return st;
     st = sq_audit_head(&q->base, &head, h, &found, err);
     if (st == PVG_OK) st = audit_index_tail(q, head, err);

@@ -53,7 +53,7 @@ static int run_init(cli_ctx *c)
         cli_json_string(stdout, kf);
         printf("}\n");
     } else {
-        printf("initialised %s (privguide.db, keystore.db, store.id, policy.json)\n",
+        printf("initialised %s (privguide.db, keystore.db, audit.db, store.id, policy.json)\n",
                cli_data_dir(c));
         printf("key file: %s (0600: the pepper and %s)\n", kf,
                o.master_key_in_env ? "a note that the master key is in $PRIVGUIDE_MASTER_KEY"

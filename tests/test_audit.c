@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -60,7 +62,7 @@ static int teardown(void **state)
 
 static void sql(fx *f, const char *q)
 {
-    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
+    assert_int_equal(t_rawdb_exec(f->dir, "audit.db", q), SQLITE_OK);
 }
 
 static void test_intact(void **state)
@@ -252,7 +254,7 @@ static void rechain(fx *f, const unsigned char *key, int64_t from, unsigned char
     rows r = {0};
     assert_int_equal(pvg_audit_foreach(f->s, 0, 0, grab, &r, NULL), PVG_OK);
     unsigned char prev[32] = {0}, h[32];
-    sqlite3 *db = t_rawdb_open(f->dir, "privguide.db");
+    sqlite3 *db = t_rawdb_open(f->dir, "audit.db");
     for (int i = 0; i < r.n; i++) {
         if (r.seq[i] >= from) {
             mac_of(key, prev, &r, i, h);
@@ -377,6 +379,193 @@ static void test_old_unkeyed_log(void **state)
     assert_true(saw11);
 }
 
+/* Rewrites f's store into the layout of stores made before audit.db: the
+ * audit table in privguide.db holding the entries from `from` to `upto` of
+ * audit.db (the store closed meanwhile); audit.db keeps the entries up to
+ * `keep` (0: the file is removed, as in the old layout). */
+static void to_old_layout(fx *f, int from, int upto, int keep)
+{
+    pvg_store_free(f->s);
+    f->s = NULL;
+    char q[1024];
+    snprintf(q, sizeof q,
+             "ATTACH '%s/audit.db' AS a;"
+             "CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+             " actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,"
+             " detail TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
+             "CREATE INDEX audit_log_subject ON audit_log(subject, seq);"
+             "INSERT INTO main.audit_log SELECT * FROM a.audit_log WHERE seq BETWEEN %d AND %d;"
+             "DELETE FROM a.audit_log WHERE seq > %d;",
+             f->dir, from, upto, keep);
+    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
+    if (keep == 0) {
+        const char *suffix[] = {"", "-wal", "-shm"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(q, sizeof q, "%s/audit.db%s", f->dir, suffix[i]);
+            (void)unlink(q);
+        }
+    }
+}
+
+static int old_table_left(fx *f)
+{
+    sqlite3 *db = t_rawdb_open(f->dir, "privguide.db");
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM sqlite_master WHERE name LIKE "
+                                        "'audit_log%'",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A store of the old layout (the audit log a table of privguide.db) opens:
+ * its entries move to audit.db (mode 0600), the old table goes, the chain
+ * verifies with the same head and goes on. */
+static void test_old_layout_moves(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* rewrites the SQLite files */
+    fx *f = *state;
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    char head[65];
+    memcpy(head, rep.head_hex, sizeof head);
+    to_old_layout(f, 1, 10, 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/audit.db", f->dir);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(old_table_left(f), 0);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+    assert_string_equal(rep.head_hex, head);
+    /* a shopper's own entries come from the new file too */
+    pvg_audit_record r = {0, "cli", "export", "00ff", "after"};
+    int64_t seq = 0;
+    assert_int_equal(pvg_audit_append(f->s, &r, &seq, NULL), PVG_OK);
+    assert_int_equal(seq, 11);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+    /* opening again changes nothing */
+    pvg_store_free(f->s);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+}
+
+/* A move cut short: the copy committed in audit.db but the old table still
+ * there (all of it copied, or entries 8-10 appended to it after the copy by
+ * a writer of the old layout). The next open ends it, nothing twice,
+ * nothing lost. */
+static void test_old_layout_interrupted(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* rewrites the SQLite files */
+    fx *f = *state;
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    char head[65];
+    memcpy(head, rep.head_hex, sizeof head);
+    to_old_layout(f, 1, 10, 10); /* both hold 1-10 */
+    assert_int_equal(old_table_left(f), 2);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(old_table_left(f), 0);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+    to_old_layout(f, 1, 10, 7); /* audit.db 1-7, the old table 1-10 */
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(old_table_left(f), 0);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+    assert_int_equal(rep.last_seq, 10);
+}
+
+typedef struct seqs {
+    int64_t v[4096];
+    int n;
+    const char *want; /* foreach: keep only this subject's entries */
+} seqs;
+
+static int collect(void *ctx, const pvg_audit_entry *e)
+{
+    seqs *c = ctx;
+    if (c->want && strcmp(e->subject, c->want) != 0) return 0;
+    if (c->n < 4096) c->v[c->n++] = e->seq;
+    return 0;
+}
+
+/* A shopper's own entries (pvg_audit_foreach_subject) are exactly the
+ * entries of the log with that subject, in seq order, whether they sit in
+ * the part indexed by subject or in the tail not indexed yet (the index
+ * takes the tail every 1,024 entries), also after reopening. */
+static void test_subject_view_across_index(void **state)
+{
+    fx *f = *state;
+    static const char *const subj[] = {"00ff", "a1", "b2", "c3", ""};
+    pvg_audit_record rs[13];
+    int next = 0;
+    for (int g = 0; g < 200; g++) { /* groups of 1-13: 1,400 entries */
+        int n = 1 + g % 13;
+        for (int i = 0; i < n; i++, next++)
+            rs[i] = (pvg_audit_record){0, "key:k", "recommend", subj[(next * 7 + g) % 5], "d"};
+        assert_int_equal(pvg_audit_append_many(f->s, rs, (size_t)n, NULL), PVG_OK);
+    }
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 5; k++) {
+            seqs *want = calloc(1, sizeof *want), *got = calloc(1, sizeof *got);
+            want->want = subj[k];
+            assert_int_equal(pvg_audit_foreach(f->s, 0, -1, collect, want, NULL), PVG_OK);
+            assert_int_equal(pvg_audit_foreach_subject(f->s, subj[k], collect, got, NULL), PVG_OK);
+            assert_true(want->n > 100);
+            assert_int_equal(got->n, want->n);
+            for (int i = 0; i < want->n; i++)
+                assert_int_equal(got->v[i], want->v[i]);
+            /* some in the indexed part, some in the tail */
+            assert_true(got->v[0] < 1024 && got->v[got->n - 1] > 1024 + 10);
+            free(want);
+            free(got);
+        }
+        pvg_store_free(f->s);
+        assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+        pvg_audit_record r = {0, "cli", "export", "a1", ""};
+        assert_int_equal(pvg_audit_append(f->s, &r, NULL, NULL), PVG_OK);
+    }
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+}
+
+/* An append takes the write lock of audit.db alone: it neither waits for a
+ * write transaction held open on privguide.db (an import) nor holds one up.
+ * (With the log in privguide.db it waited for the busy timeout, 30 s.) */
+static void test_append_beside_data_writer(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* holds a SQLite file's lock */
+    fx *f = *state;
+    sqlite3 *w = t_rawdb_open(f->dir, "privguide.db");
+    assert_int_equal(sqlite3_exec(w,
+                                  "BEGIN IMMEDIATE; INSERT INTO meta(key, value)"
+                                  " VALUES('test_writer', '1')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    pvg_audit_record r = {0, "cli", "export", "00ff", "beside"};
+    int64_t seq = 0;
+    time_t t0 = time(NULL);
+    assert_int_equal(pvg_audit_append(f->s, &r, &seq, NULL), PVG_OK);
+    assert_int_equal(seq, 11);
+    assert_true(time(NULL) - t0 < 10);
+    assert_int_equal(sqlite3_exec(w, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(w);
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 11);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -392,6 +581,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deleted_and_rechained, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_and_anchor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_unkeyed_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_layout_moves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_layout_interrupted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subject_view_across_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_beside_data_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1247,9 +1247,9 @@ static void test_audit_chain_and_tamper(void **state)
     pvg_audit_report rep;
     assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_OK);
     assert_true(rep.entries >= 6);
-    assert_int_equal(t_rawdb_exec(dd, "privguide.db",
-                                  "UPDATE audit_log SET detail='nothing happened' WHERE seq=3"),
-                     SQLITE_OK);
+    assert_int_equal(
+        t_rawdb_exec(dd, "audit.db", "UPDATE audit_log SET detail='nothing happened' WHERE seq=3"),
+        SQLITE_OK);
     assert_int_equal(pvg_audit_verify(s, NULL, &rep, NULL), PVG_ERR_CORRUPT);
     assert_int_equal(rep.problems[0].kind, PVG_AUDIT_EDITED);
     assert_int_equal(rep.problems[0].seq, 3);

@@ -292,9 +292,11 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, const ch
     int n = 0;
     if ((!files || !is_keys) && st == PVG_OK)
         st = pvg_error_set(err, PVG_ERR_NOMEM, "out of memory");
+    /* the SQLite backend's databases as snapshot_to made them (audit.db:
+     * the audit log, docs/store.md) */
     static const char *const fixed[] = {PVG_STORE_ID_FILE, "policy.json", "privguide.db",
-                                        "keystore.db"};
-    for (int i = 0; st == PVG_OK && i < 4; i++) {
+                                        "keystore.db", "audit.db"};
+    for (int i = 0; st == PVG_OK && i < 5; i++) {
         is_keys[n] = i == 3;
         bk_file *f = &files[n++];
         snprintf(f->name, sizeof f->name, "%s", fixed[i]);
@@ -318,8 +320,8 @@ pvg_status pvg_store_backup(const char *data_dir, const char *out_path, const ch
         st = write_backup(keys_out_path, "keys", sid, files, is_keys, n, &wk, &bk, err);
         if (st != PVG_OK && out_path) unlink(out_path); /* both or neither */
     }
-    /* the snapshot directory: its two databases, then itself */
-    for (int i = 2; i < 4; i++) {
+    /* the snapshot directory: its three databases, then itself */
+    for (int i = 2; i < 5; i++) {
         if (snprintf(path, sizeof path, "%s/%s", snap, fixed[i]) < (int)sizeof path) unlink(path);
     }
     rmdir(snap);

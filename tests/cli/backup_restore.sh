@@ -88,6 +88,15 @@ timeout 60 "$PVG" restore "$T/b1.pvgb" --keys "$T/k1.pvgk" --data-dir "$R" --key
 grep -q '"suppressed":1' "$T/r1.json" || fail "restore: the suppression list must hold the erased shopper: $(cat "$T/r1.json")"
 [ "$(stat -c %a "$R")" = 700 ] || fail "the restored data dir is not 0700"
 timeout 120 "$PVG" store check --data-dir "$R" >/dev/null || fail "store check of the restored store"
+# the audit log (audit.db) comes back whole: its chain verifies, and its head is
+# an entry of the original's log (an anchor the original passes)
+grep -a -q '"name":"audit.db"' "$T/b1.pvgb" || fail "the data backup must hold the audit log (audit.db)"
+[ "$(stat -c %a "$R/audit.db")" = 600 ] || fail "the restored audit.db is not 0600"
+timeout 60 "$PVG" audit verify --data-dir "$R" >/dev/null || fail "audit verify of the restored store"
+ANCHOR=$(timeout 30 "$PVG" audit head --data-dir "$R" --json | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["anchor"] if h["seq"] > 0 else "")') ||
+    fail "audit head of the restored store"
+[ -n "$ANCHOR" ] || fail "the restored audit log is empty (the deletion was logged)"
+timeout 60 "$PVG" audit verify --data-dir "$D" --anchor "$ANCHOR" >/dev/null || fail "the restored audit head $ANCHOR is not in the original's log"
 timeout 30 "$PVG" user export "$ERASED" --data-dir "$R" >/dev/null 2>&1 && fail "the erased shopper is back after restore"
 
 # ---- every shopper's export, served from both stores ----

@@ -97,10 +97,10 @@ timeout 30 "$PVG" audit show --data-dir "$D" --json | grep -q '"action":"consent
 timeout 30 "$PVG" audit show --data-dir "$D" | grep -q "17850" && fail "the audit log must not hold external user ids"
 
 if command -v sqlite3 >/dev/null; then
-  sqlite3 "$D/privguide.db" "UPDATE audit_log SET actor='cli' WHERE action='consent_change'" || fail "tamper"
+  sqlite3 "$D/audit.db" "UPDATE audit_log SET actor='cli' WHERE action='consent_change'" || fail "tamper"
   OUT=$(timeout 30 "$PVG" audit verify --data-dir "$D")
   [ $? -eq 1 ] || fail "audit verify must exit 1 on a tampered log"
-  SEQ=$(sqlite3 "$D/privguide.db" "SELECT seq FROM audit_log WHERE action='consent_change'")
+  SEQ=$(sqlite3 "$D/audit.db" "SELECT seq FROM audit_log WHERE action='consent_change'")
   echo "$OUT" | grep -q "edited: entry $SEQ was edited" || fail "verify must name entry $SEQ: $OUT"
   timeout 30 "$PVG" audit verify --data-dir "$D" --json | grep -q "\"kind\":\"edited\",\"seq\":$SEQ" || fail "verify --json"
 else

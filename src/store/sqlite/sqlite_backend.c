@@ -101,18 +101,7 @@ static const char MAIN_SCHEMA[] =
     " purpose TEXT PRIMARY KEY NOT NULL,"
     " cap_epsilon REAL NOT NULL, cap_delta REAL NOT NULL,"
     " updated_at INTEGER NOT NULL);"
-    /* The audit log (no user_pseudonym column: it survives deletions). */
-    "CREATE TABLE IF NOT EXISTS audit_log ("
-    " seq INTEGER PRIMARY KEY,"
-    " ts INTEGER NOT NULL,"
-    " actor TEXT NOT NULL,"
-    " action TEXT NOT NULL,"
-    " subject TEXT NOT NULL,"
-    " detail TEXT NOT NULL,"
-    " prev_hash BLOB NOT NULL,"
-    " hash BLOB NOT NULL);"
-    /* a shopper's own entries (GET /v1/users/{id}/audit) without a scan */
-    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log(subject, seq);"
+    /* (the audit log is in audit.db: AUDIT_SCHEMA) */
     /* The server's DP popular lists, one per model build and parameters. */
     "CREATE TABLE IF NOT EXISTS server_popular_release ("
     " fingerprint BLOB NOT NULL,"
@@ -192,6 +181,41 @@ static const char CHANGE_TRIGGERS[] =
     "CREATE TRIGGER IF NOT EXISTS meta_delete_bumps AFTER DELETE ON meta BEGIN"
     "  " BUMP_SQL "; END;";
 
+/* The audit log, in its own file audit.db, attached to every main
+ * connection as schema "audit": its appends (hundreds of commits a second
+ * under the server) then change neither privguide.db's WAL nor its data
+ * version, so the readers' page caches and the read memo's snapshots are not
+ * disturbed by them. No user_pseudonym column: it survives deletions.
+ * Stores made before keep the table in privguide.db until open moves it
+ * (migrate_audit).
+ *
+ * A shopper's own entries (GET /v1/users/{id}/audit) are found without a
+ * scan through audit_subject (subject, seq), which holds every entry up to
+ * audit_subject_upto's seq; the newer ones (fewer than AUDIT_INDEX_BATCH)
+ * are read from the log's tail by seq. The append that takes the tail to
+ * AUDIT_INDEX_BATCH indexes it in the same unit, sorted by subject: an
+ * index updated with every group commit would write a page at a random
+ * place of it for nearly every entry (about 11 pages, 45 KB, per commit
+ * of 7 entries, against 2 pages without: WAL bytes that the checkpoints
+ * then copy and sync). */
+#define AUDIT_FILE "audit.db"
+#define AUDIT_INDEX_BATCH 1024
+static const char AUDIT_SCHEMA[] = "CREATE TABLE IF NOT EXISTS audit.audit_log ("
+                                   " seq INTEGER PRIMARY KEY,"
+                                   " ts INTEGER NOT NULL,"
+                                   " actor TEXT NOT NULL,"
+                                   " action TEXT NOT NULL,"
+                                   " subject TEXT NOT NULL,"
+                                   " detail TEXT NOT NULL,"
+                                   " prev_hash BLOB NOT NULL,"
+                                   " hash BLOB NOT NULL);"
+                                   "CREATE TABLE IF NOT EXISTS audit.audit_subject("
+                                   " subject TEXT NOT NULL, seq INTEGER NOT NULL,"
+                                   " PRIMARY KEY(subject, seq)) WITHOUT ROWID;"
+                                   "CREATE TABLE IF NOT EXISTS audit.audit_subject_upto("
+                                   " id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                   " seq INTEGER NOT NULL);";
+
 static const char KS_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS ks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS data_keys(pseudonym BLOB PRIMARY KEY, kid BLOB NOT NULL,"
@@ -268,6 +292,10 @@ enum {
     Q_AUDIT_INSERT,
     Q_AUDIT_FROM,
     Q_AUDIT_OF_SUBJECT,
+    Q_AUDIT_UPTO,
+    Q_AUDIT_INDEX,
+    Q_AUDIT_UPTO_SET,
+    Q_AUDIT_LOCK,
     Q_POPULAR_GET,
     Q_POPULAR_PUT,
     Q_SUPPRESS_ADD,
@@ -413,14 +441,30 @@ static const struct {
                           " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
     [Q_RELEASES] = {DB_MAIN, "SELECT id, dataset, what, mechanism, epsilon, delta, created_at"
                              " FROM dp_release WHERE ?1 IS NULL OR dataset = ?1 ORDER BY id"},
-    [Q_AUDIT_HEAD] = {DB_MAIN, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"},
+    [Q_AUDIT_HEAD] = {DB_MAIN, "SELECT seq, hash FROM audit.audit_log ORDER BY seq DESC LIMIT 1"},
     [Q_AUDIT_INSERT] = {DB_MAIN,
-                        "INSERT INTO audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
+                        "INSERT INTO audit.audit_log(ts,actor,action,subject,detail,prev_hash,hash)"
                         " VALUES(?1,?2,?3,?4,?5,?6,?7)"},
     [Q_AUDIT_FROM] = {DB_MAIN, "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
-                               " FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2"},
-    [Q_AUDIT_OF_SUBJECT] = {DB_MAIN, "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
-                                     " FROM audit_log WHERE subject = ?1 ORDER BY seq"},
+                               " FROM audit.audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2"},
+    /* the indexed entries by seq, then the tail (AUDIT_SCHEMA) */
+    [Q_AUDIT_OF_SUBJECT] = {DB_MAIN,
+                            "SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
+                            " FROM audit.audit_log WHERE subject = ?1 AND seq IN (SELECT seq FROM"
+                            " audit.audit_subject WHERE subject = ?1 AND seq <= (SELECT"
+                            " coalesce(max(seq), 0) FROM audit.audit_subject_upto))"
+                            " UNION ALL SELECT seq,ts,actor,action,subject,detail,prev_hash,hash"
+                            " FROM audit.audit_log WHERE seq > (SELECT coalesce(max(seq), 0)"
+                            " FROM audit.audit_subject_upto) AND subject = ?1 ORDER BY seq"},
+    [Q_AUDIT_UPTO] = {DB_MAIN, "SELECT coalesce(max(seq), 0) FROM audit.audit_subject_upto"},
+    [Q_AUDIT_INDEX] = {DB_MAIN, "INSERT OR IGNORE INTO audit.audit_subject(subject, seq)"
+                                " SELECT subject, seq FROM audit.audit_log WHERE seq > ?1"
+                                " ORDER BY subject, seq"},
+    /* takes audit.db's write lock (and not privguide.db's): a deferred
+     * transaction's first statement, a write that changes nothing */
+    [Q_AUDIT_LOCK] = {DB_MAIN, "DELETE FROM audit.audit_subject_upto WHERE 0"},
+    [Q_AUDIT_UPTO_SET] = {DB_MAIN, "INSERT INTO audit.audit_subject_upto(id, seq) VALUES(1, ?1)"
+                                   " ON CONFLICT(id) DO UPDATE SET seq = ?1"},
     [Q_POPULAR_GET] = {DB_MAIN, "SELECT items, release_id FROM server_popular_release WHERE"
                                 " fingerprint=?1 AND dataset=?2 AND k=?3 AND epsilon=?4"},
     [Q_POPULAR_PUT] =
@@ -546,7 +590,8 @@ typedef struct sq_backend {
     sq_memo *memo;   /* allocated at the first snapshot */
     sqlite3_stmt *st[Q_COUNT];
     sqlite3 *side;        /* wal_defer: the connection for side checkpoints */
-    long long wal_frames; /* wal_defer: the WAL's frames after the last commit (atomic) */
+    long long wal_frames; /* wal_defer: the audit WAL's frames after the last commit (atomic) */
+    int audit_auto;       /* wal_autocheckpoint: the audit WAL's threshold (atomic) */
 } sq_backend;
 
 #define SQ(b) ((sq_backend *)(b))
@@ -899,7 +944,7 @@ static void sq_close(pvg_backend *b)
 
 static pvg_status sq_relaxed(pvg_backend *b, pvg_error *err)
 {
-    int rc = exec(SQ(b)->db, "PRAGMA synchronous=NORMAL");
+    int rc = exec(SQ(b)->db, "PRAGMA main.synchronous=NORMAL; PRAGMA audit.synchronous=NORMAL");
     return rc == SQLITE_OK ? PVG_OK : fail(SQ(b)->db, rc, "database", err);
 }
 
@@ -919,12 +964,18 @@ static pvg_status sq_checkpoint(pvg_backend *b, pvg_error *err)
 /* ---- deferred WAL checkpoints (the server's audit writer) ---- */
 
 /* The WAL hook of a deferred handle: in place of SQLite's automatic
- * checkpoint (sqlite3_wal_hook replaces it), the WAL's size is noted. */
+ * checkpoint (sqlite3_wal_hook replaces it, for every database of the
+ * connection), the audit WAL's size is noted. Its commits write only the
+ * audit log; a commit to privguide.db through it (none under the server)
+ * checkpoints as SQLite's default would. */
 static int wal_note(void *ctx, sqlite3 *db, const char *name, int frames)
 {
-    (void)db;
-    if (strcmp(name, "main") == 0)
-        __atomic_store_n(&((sq_backend *)ctx)->wal_frames, (long long)frames, __ATOMIC_RELAXED);
+    if (strcmp(name, "audit") != 0) {
+        if (frames >= 1000)
+            (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    __atomic_store_n(&((sq_backend *)ctx)->wal_frames, (long long)frames, __ATOMIC_RELAXED);
     return SQLITE_OK;
 }
 
@@ -937,10 +988,10 @@ static pvg_status sq_wal_defer(pvg_backend *b, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     if (!q->side) {
-        /* a bare connection to the same file: checkpoints need no keys, and
+        /* a bare connection to the audit file: checkpoints need no keys, and
          * at its default synchronous=FULL each one syncs the WAL before it
          * copies and the database after */
-        const char *path = sqlite3_db_filename(q->db, "main");
+        const char *path = sqlite3_db_filename(q->db, "audit");
         int rc = sqlite3_open_v2(path ? path : "", &q->side,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
@@ -962,7 +1013,7 @@ static pvg_status sq_wal_defer(pvg_backend *b, pvg_error *err)
     sqlite3_wal_hook(q->db, wal_note, q);
     /* the WAL restarts only every few thousand frames: its file is cut back to
      * this size when it does, not kept at its largest */
-    (void)exec(q->db, "PRAGMA journal_size_limit = " WAL_SIZE_LIMIT);
+    (void)exec(q->db, "PRAGMA audit.journal_size_limit = " WAL_SIZE_LIMIT);
     return PVG_OK;
 }
 
@@ -980,18 +1031,36 @@ static pvg_status sq_wal_checkpoint(pvg_backend *b, int side, long long *log, lo
     if (done) *done = -1;
     if (!db) return pvg_error_set(err, PVG_ERR_STATE, "wal checkpoint: no side connection");
     int nlog = -1, nckpt = -1;
-    int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+    int rc = sqlite3_wal_checkpoint_v2(db, side ? "main" : "audit", SQLITE_CHECKPOINT_PASSIVE,
+                                       &nlog, &nckpt);
     if (log) *log = nlog;
     if (done) *done = nckpt;
     return rc == SQLITE_OK ? PVG_OK : fail(db, rc, "wal checkpoint", err);
 }
 
+/* The WAL hook of wal_autocheckpoint: SQLite's automatic checkpoint
+ * (a PASSIVE pass in the commit that takes the WAL to the threshold), at
+ * the handle's threshold for the audit log and SQLite's default 1000 frames
+ * for privguide.db, whose WAL grows only with real writes. */
+static int wal_auto(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    int limit = strcmp(name, "audit") == 0
+                    ? __atomic_load_n(&((sq_backend *)ctx)->audit_auto, __ATOMIC_RELAXED)
+                    : 1000;
+    if (limit > 0 && frames >= limit)
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
 static pvg_status sq_wal_autocheckpoint(pvg_backend *b, int frames, pvg_error *err)
 {
-    int rc = sqlite3_wal_autocheckpoint(SQ(b)->db, frames);
-    if (rc == SQLITE_OK && frames > 1000) /* a WAL let grow is cut back when it restarts */
-        (void)exec(SQ(b)->db, "PRAGMA journal_size_limit = " WAL_SIZE_LIMIT);
-    return rc == SQLITE_OK ? PVG_OK : fail(SQ(b)->db, rc, "wal autocheckpoint", err);
+    (void)err;
+    sq_backend *q = SQ(b);
+    __atomic_store_n(&q->audit_auto, frames, __ATOMIC_RELAXED);
+    sqlite3_wal_hook(q->db, wal_auto, q);
+    if (frames > 1000) /* a WAL let grow is cut back when it restarts */
+        (void)exec(q->db, "PRAGMA audit.journal_size_limit = " WAL_SIZE_LIMIT);
+    return PVG_OK;
 }
 
 /* ---- transactions ---- */
@@ -1970,12 +2039,47 @@ static pvg_status sq_audit_head(pvg_backend *b, int64_t *seq, unsigned char hash
     return PVG_OK;
 }
 
+/* An audit unit: outside a transaction, one that holds the write lock of
+ * audit.db alone (BEGIN, then a write to it as the first statement, which
+ * waits for the lock as BEGIN IMMEDIATE would): appends do not wait for a
+ * long write to privguide.db (an import) nor hold it up. Inside one, a
+ * savepoint as unit_begin. */
+static pvg_status audit_unit_begin(sq_backend *q, const char *what, pvg_error *err)
+{
+    if (q->in_txn || q->snap_memo) return unit_begin(q, q->db, what, err);
+    pvg_status st = run(q, Q_READ_BEGIN, NULL, 0, NULL, what, err);
+    if (st == PVG_OK) st = run(q, Q_AUDIT_LOCK, NULL, 0, NULL, what, err);
+    if (st != PVG_OK && sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
+    return st;
+}
+
+/* Inside a unit holding the write lock, the log's last entry `last`:
+ * indexes the tail by subject once it holds AUDIT_INDEX_BATCH entries. */
+static pvg_status audit_index_tail(sq_backend *q, int64_t last, pvg_error *err)
+{
+    sqlite3_stmt *s;
+    int own, row;
+    int64_t upto = 0;
+    pvg_status st = one(q, Q_AUDIT_UPTO, NULL, 0, &s, &own, &row, "audit index", err);
+    if (st != PVG_OK) return st;
+    if (row) {
+        upto = sqlite3_column_int64(s, 0);
+        give(s, own);
+    }
+    if (last - upto < AUDIT_INDEX_BATCH) return PVG_OK;
+    bindv v[] = {BI(upto)};
+    st = run(q, Q_AUDIT_INDEX, v, 1, NULL, "audit index", err);
+    bindv w[] = {BI(last)};
+    if (st == PVG_OK) st = run(q, Q_AUDIT_UPTO_SET, w, 1, NULL, "audit index", err);
+    return st;
+}
+
 static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, size_t n,
                                   int64_t now, pvg_backend_chain_fn chain, void *ctx,
                                   int64_t *last_seq, pvg_error *err)
 {
     sq_backend *q = SQ(b);
-    pvg_status st = unit_begin(q, q->db, "audit append: begin", err);
+    pvg_status st = audit_unit_begin(q, "audit append: begin", err);
     if (st != PVG_OK) return st;
     unsigned char prev[PVG_BACKEND_HASH_BYTES];
     int64_t seq = 0;
@@ -1997,9 +2101,34 @@ static pvg_status sq_audit_append(pvg_backend *b, const pvg_audit_record *recs, 
         memcpy(prev, h, sizeof prev);
         seq = sqlite3_last_insert_rowid(q->db);
     }
+    if (st == PVG_OK && n > 0) st = audit_index_tail(q, seq, err);
     st = unit_end(q, q->db, st, "audit append: commit", err);
     if (st == PVG_OK && last_seq) *last_seq = seq;
     return st;
+}
+
+/* At open: a tail of AUDIT_INDEX_BATCH entries or more (a log just moved
+ * from privguide.db, or indexed by no append since) is indexed now, not in
+ * the next append (which a server makes while answers wait). */
+static pvg_status audit_index_open(sq_backend *q, pvg_error *err)
+{
+    int64_t head = 0, upto = 0;
+    unsigned char h[PVG_BACKEND_HASH_BYTES];
+    int found, row, own;
+    sqlite3_stmt *s;
+    pvg_status st = sq_audit_head(&q->base, &head, h, &found, err);
+    if (st == PVG_OK) st = one(q, Q_AUDIT_UPTO, NULL, 0, &s, &own, &row, "audit index", err);
+    if (st != PVG_OK) return st;
+    if (row) {
+        upto = sqlite3_column_int64(s, 0);
+        give(s, own);
+    }
+    if (head - upto < AUDIT_INDEX_BATCH) return PVG_OK;
+    st = audit_unit_begin(q, "audit index", err);
+    if (st != PVG_OK) return st;
+    st = sq_audit_head(&q->base, &head, h, &found, err);
+    if (st == PVG_OK) st = audit_index_tail(q, head, err);
+    return unit_end(q, q->db, st, "audit index", err);
 }
 
 static const char *col_text(sqlite3_stmt *s, int i)
@@ -2559,34 +2688,36 @@ static pvg_status sq_snapshot_to(pvg_backend *b, const char *dest_dir, pvg_error
     sq_backend *q = SQ(b);
     if (q->in_txn)
         return pvg_error_set(err, PVG_ERR_STATE, "snapshot: a transaction is open on this handle");
-    const char *names[2] = {"keystore.db", "privguide.db"};
-    sqlite3 *src[2] = {q->ks, q->db}, *rd[2] = {NULL, NULL};
+    const char *names[3] = {"keystore.db", "privguide.db", AUDIT_FILE};
+    sqlite3 *src[3] = {q->ks, q->db, q->db}, *rd[3] = {NULL, NULL, NULL};
     pvg_status st = PVG_OK;
-    for (int i = 0; i < 2 && st == PVG_OK; i++) {
-        const char *f = sqlite3_db_filename(src[i], "main");
+    for (int i = 0; i < 3 && st == PVG_OK; i++) {
+        const char *f = sqlite3_db_filename(src[i], i == 2 ? "audit" : "main");
         st = f && *f ? snap_open(f, &rd[i], err)
                      : pvg_error_set(err, PVG_ERR_STATE, "snapshot: %s has no file name", names[i]);
     }
-    /* The snapshot point: with the write locks of both databases held (as
-     * txn_begin takes them), no write is half-done; the readers' snapshots
-     * begin there. The locks go at once; the copy runs from the snapshots. */
+    /* The snapshot point: with the write locks of the three databases held
+     * (as txn_begin takes them: BEGIN IMMEDIATE on the main connection locks
+     * the attached audit log too), no write is half-done; the readers'
+     * snapshots begin there. The locks go at once; the copy runs from the
+     * snapshots. */
     int64_t ignored;
     if (st == PVG_OK) st = sq_begin(b, &ignored, err);
     if (st == PVG_OK) {
-        for (int i = 0; i < 2 && st == PVG_OK; i++) {
+        for (int i = 0; i < 3 && st == PVG_OK; i++) {
             int rc = exec(rd[i], "BEGIN; SELECT count(*) FROM sqlite_master");
             if (rc != SQLITE_OK) st = fail(rd[i], rc, "snapshot: read transaction", err);
         }
         sq_rollback(b);
     }
-    char path[2][4096];
-    int made[2] = {0, 0};
-    for (int i = 0; i < 2 && st == PVG_OK; i++) {
+    char path[3][4096];
+    int made[3] = {0, 0, 0};
+    for (int i = 0; i < 3 && st == PVG_OK; i++) {
         join(path[i], sizeof path[i], dest_dir, names[i]);
         st = snap_copy(rd[i], path[i], err);
         made[i] = st == PVG_OK;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (rd[i]) exec(rd[i], "COMMIT");
         sqlite3_close(rd[i]);
         if (st != PVG_OK && made[i]) unlink(path[i]);
@@ -3213,6 +3344,102 @@ static pvg_status migrate_users(sqlite3 *db, const char *path, pvg_error *err)
     return PVG_OK;
 }
 
+/* Attaches dir/audit.db to db as schema "audit" (made, mode 0600, when
+ * missing), in WAL mode like the others, and gives it the audit table. */
+static pvg_status attach_audit(sqlite3 *db, const char *dir, pvg_error *err)
+{
+    char path[4096];
+    join(path, sizeof path, dir, AUDIT_FILE);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
+                                strerror(errno));
+    close(fd);
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS audit", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, path, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    if (rc == SQLITE_OK)
+        rc = exec(db, "PRAGMA audit.journal_mode=WAL; PRAGMA audit.synchronous=FULL;"
+                      " PRAGMA audit.secure_delete=ON; PRAGMA audit.cache_size=-8192;");
+    if (rc != SQLITE_OK)
+        return pvg_error_set_at(err, (rc & 0xff) == SQLITE_NOTADB ? PVG_ERR_CORRUPT : PVG_ERR_IO,
+                                path, 0, 0, -1, "cannot attach the audit log: %s",
+                                sqlite3_errmsg(db));
+    return apply_schema(db, AUDIT_SCHEMA, path, PVG_ERR_CORRUPT, err);
+}
+
+/* 1 when privguide.db still holds the audit table of the old layout. */
+static int old_audit_table(sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    int has = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM main.sqlite_master WHERE type = 'table'"
+                           " AND name = 'audit_log'",
+                           -1, &s, NULL) == SQLITE_OK)
+        has = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return has;
+}
+
+/* Stores made when the audit log was a table of privguide.db: its rows are
+ * copied to audit.db, then the old table is dropped. Two transactions, as a
+ * commit across two WAL databases is atomic per file only: the copy
+ * commits in audit.db alone (the rows not there yet, by seq), and the drop
+ * commits in privguide.db alone, only while every old row is in audit.db
+ * with the same hash (a writer of the old layout appending in between
+ * makes another round). A crash between the two leaves both copies, and
+ * the next open ends the move. No-op once done. */
+static pvg_status migrate_audit(sqlite3 *db, const char *dir, pvg_error *err)
+{
+    char path[4096];
+    join(path, sizeof path, dir, "privguide.db");
+    for (int round = 0; round < 5; round++) {
+        if (!old_audit_table(db)) return PVG_OK;
+        int rc = exec(db, "BEGIN IMMEDIATE");
+        if (rc == SQLITE_OK && old_audit_table(db))
+            rc = exec(db, "INSERT INTO audit.audit_log(seq, ts, actor, action, subject, detail,"
+                          " prev_hash, hash) SELECT seq, ts, actor, action, subject, detail,"
+                          " prev_hash, hash FROM main.audit_log WHERE seq >"
+                          " (SELECT coalesce(max(seq), 0) FROM audit.audit_log) ORDER BY seq");
+        if (rc == SQLITE_OK) rc = exec(db, "COMMIT");
+        if (rc == SQLITE_OK) rc = exec(db, "BEGIN IMMEDIATE");
+        int moved = 0;
+        if (rc == SQLITE_OK && old_audit_table(db)) {
+            sqlite3_stmt *s = NULL;
+            rc = sqlite3_prepare_v2(db,
+                                    "SELECT count(*) FROM main.audit_log m WHERE NOT EXISTS"
+                                    " (SELECT 1 FROM audit.audit_log a WHERE a.seq = m.seq"
+                                    " AND a.hash = m.hash)",
+                                    -1, &s, NULL);
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s);
+                moved = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) == 0;
+                rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+            }
+            sqlite3_finalize(s);
+            if (rc == SQLITE_OK && moved) rc = exec(db, "DROP TABLE main.audit_log");
+        }
+        if (rc == SQLITE_OK) rc = exec(db, moved ? "COMMIT" : "ROLLBACK");
+        if (rc != SQLITE_OK) {
+            pvg_status st =
+                pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1,
+                                 "audit log: moving it to " AUDIT_FILE ": %s", sqlite3_errmsg(db));
+            if (sqlite3_get_autocommit(db) == 0) exec(db, "ROLLBACK");
+            return st;
+        }
+    }
+    if (!old_audit_table(db)) return PVG_OK;
+    return pvg_error_set_at(err, PVG_ERR_BUSY, path, 0, 0, -1,
+                            "audit log: still written in privguide.db by another process (a "
+                            "privguide of the old layout?); stop it and open again");
+}
+
 int pvg_sqlite_backend_exists(const char *dir)
 {
     char path[4096];
@@ -3236,6 +3463,7 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err)
     st = open_db(path, 1, &db, err);
     if (st != PVG_OK) return st;
     st = apply_schema(db, MAIN_SCHEMA, path, PVG_ERR_IO, err);
+    if (st == PVG_OK) st = attach_audit(db, dir, err);
     if (st == PVG_OK)
         st = apply_schema(db,
                           "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION
@@ -3265,6 +3493,9 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     /* Schema (idempotent: older stores get the new tables). */
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
+    if (st == PVG_OK) st = attach_audit(q->db, dir, err);
+    if (st == PVG_OK) st = migrate_audit(q->db, dir, err);
+    if (st == PVG_OK) st = audit_index_open(q, err);
     if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
     if (st == PVG_OK) st = migrate_item_prices(q->db, err);
     if (st == PVG_OK) st = migrate_users(q->db, "privguide.db", err);

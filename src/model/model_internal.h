@@ -708,6 +708,17 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
  * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
  * sensitivity the trainer calibrates to (DP-EASE's before its grid's
  * inflation). */
+/* DP-EASE's statistic with catalogue text (tests: the neighbouring-dataset
+ * checks), computed by the trainer's own code: given a released popularity
+ * pop (n, >= 0; the trainer's is noisy, a test passes the same vector on
+ * both datasets), the block of the trainer's size, the basis of t->titles
+ * and pop, and the upper triangle, diagonal included, of the projected
+ * Gram, row by row (k(k+1)/2, new in *vec); *sens the L2 sensitivity the
+ * trainer calibrates to (before its grid's inflation). Errors:
+ * PVG_ERR_INVALID (a negative or NaN pop, by index; titles that link no
+ * two items), NOMEM, INTERNAL (LAPACK). */
+pvg_status pvg_dp_ease_text_statistic(pvg_dp_train *t, const float *pop, double **vec, size_t *len,
+                                      double *sens, pvg_error *err);
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
                             double *sens, pvg_error *err);
 

@@ -346,9 +346,9 @@ static void test_projected_gram_neighbours(void **s)
     assert_int_equal(pvg_csr_build(NU + 1, NI, ne, ev_u, ev_i, ev_w, NULL, &RL), PVG_OK);
     const double C = sqrt(4 * 5 / 2.0); /* m = 4 */
     double Y0[K * K] = {0}, YD[K * K] = {0}, YL[K * K] = {0};
-    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, Y0, &err), PVG_OK);
-    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, YD, &err), PVG_OK);
-    assert_int_equal(pvg_dp_ease_projected_gram(&RL, col, V, K, C, YL, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, 0, Y0, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, 0, YD, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RL, col, V, K, C, 0, YL, &err), PVG_OK);
     /* the heavy shopper: a = V^T 1 over 24 block items, clipped to C */
     double dD = upper_dist(YD, Y0, K);
     assert_true(dD <= C * (1 + 1e-9));
@@ -366,9 +366,53 @@ static void test_projected_gram_neighbours(void **s)
     double Y1[K * K] = {0};
     pvg_csr R1;
     assert_int_equal(pvg_csr_build(1, NI, 5, ev_u, ev_i, ev_w, NULL, &R1), PVG_OK);
-    assert_int_equal(pvg_dp_ease_projected_gram(&R1, col, V, K, C, Y1, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&R1, col, V, K, C, 0, Y1, &err), PVG_OK);
     double zero[K * K] = {0};
     assert_true(upper_dist(Y1, zero, K) <= C * (1 + 1e-9));
+    /* on a grid g, each shopper's term is rounded before it is added, so the
+     * sums are exact: the heavy shopper moves every coordinate by exactly
+     * its own rounded term, whatever the others (the double sums' rounding
+     * is no part of the sensitivity), and by at most C + g/2 sqrt(k(k+1)/2) */
+    const double g = ldexp(1.0, -20);
+    double G0[K * K] = {0}, GD[K * K] = {0}, GH[K * K] = {0};
+    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, g, G0, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, g, GD, &err), PVG_OK);
+    pvg_csr RH; /* the heavy shopper alone */
+    uint32_t hu[NI] = {0}, hi[NI];
+    float hw[NI];
+    for (uint32_t i = 0; i < NI; i++) {
+        hi[i] = i;
+        hw[i] = 1;
+    }
+    assert_int_equal(pvg_csr_build(1, NI, NI, hu, hi, hw, NULL, &RH), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RH, col, V, K, C, g, GH, &err), PVG_OK);
+    /* the heavy shopper first, the others after: the same dataset */
+    uint32_t fu[NU * 5 + NI], fi[NU * 5 + NI];
+    float fw[NU * 5 + NI];
+    for (size_t q = 0; q < NI; q++) {
+        fu[q] = 0;
+        fi[q] = hi[q];
+        fw[q] = 1;
+    }
+    for (size_t q = 0; q < base; q++) {
+        fu[NI + q] = ev_u[q] + 1;
+        fi[NI + q] = ev_i[q];
+        fw[NI + q] = ev_w[q];
+    }
+    pvg_csr RF;
+    assert_int_equal(pvg_csr_build(NU + 1, NI, NI + base, fu, fi, fw, NULL, &RF), PVG_OK);
+    double GF[K * K] = {0};
+    assert_int_equal(pvg_dp_ease_projected_gram(&RF, col, V, K, C, g, GF, &err), PVG_OK);
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = i; j < K; j++) {
+            assert_true(GD[i * K + j] - G0[i * K + j] == GH[i * K + j]);
+            assert_true(GF[i * K + j] - G0[i * K + j] == GH[i * K + j]);
+            assert_true(GH[i * K + j] == nearbyint(GH[i * K + j] / g) * g);
+        }
+    pvg_csr_free(&RF);
+    assert_true(upper_dist(GH, zero, K) <= C + g / 2 * sqrt(K * (K + 1) / 2.0));
+    assert_true(upper_dist(GD, YD, K) <= g / 2 * 13 * sqrt(K * (K + 1) / 2.0));
+    pvg_csr_free(&RH);
     pvg_csr_free(&R0), pvg_csr_free(&RD), pvg_csr_free(&RL), pvg_csr_free(&R1);
 }
 

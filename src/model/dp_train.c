@@ -936,8 +936,14 @@ static double proj_weight(const double *a, size_t k, double C)
 }
 
 pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
-                                      size_t k, double C, double *Y, pvg_error *err)
+                                      size_t k, double C, double g, double *Y, pvg_error *err)
 {
+    /* on a grid, each term is at most sqrt(2) C (s >= |a|^2 / sqrt(2)) plus
+     * half a step: the sums of whole steps stay exact below 2^53 */
+    if (g > 0 && !((double)R->n_rows * (M_SQRT2 * C / g + 1) < 9007199254740992.0))
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp ease: %zu shoppers at a bound of %g overflow the grid %g",
+                             R->n_rows, C, g);
     double *a = malloc((k ? k : 1) * sizeof *a);
     if (!a) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (rank %zu)", k);
     for (size_t u = 0; u < R->n_rows; u++) {
@@ -956,8 +962,12 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
         for (size_t i = 0; i < k; i++) {
             double wi = w * a[i];
             double *row = Y + i * k;
-            for (size_t j = i; j < k; j++)
-                row[j] += wi * a[j];
+            if (g > 0)
+                for (size_t j = i; j < k; j++)
+                    row[j] += nearbyint(wi * a[j] / g) * g;
+            else
+                for (size_t j = i; j < k; j++)
+                    row[j] += wi * a[j];
         }
     }
     free(a);
@@ -1043,10 +1053,11 @@ static void ease_choose_block(const float *pop, size_t n, size_t ns, pop_idx *pi
  * and pvg_dp_ease_text_statistic compute it: the basis V (ns x k) of the
  * text S (n x n) and the released popularity pop (n) over the block sel
  * (col its positions), and Y (k x k, zeroed) the projected Gram, each
- * shopper clipped to C = sqrt(m(m+1)/2), m = t->max_items. */
+ * shopper clipped to C = sqrt(m(m+1)/2), m = t->max_items, and rounded to
+ * the noise's grid g (0: not rounded; pvg_dp_ease_projected_gram). */
 static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const float *pop,
                                  const uint32_t *sel, const uint32_t *col, size_t ns, size_t k,
-                                 float *V, double *Y, pvg_error *err)
+                                 double g, float *V, double *Y, pvg_error *err)
 {
     size_t n = t->R->n_cols;
     double m = t->max_items;
@@ -1064,7 +1075,7 @@ static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const fl
                                            DP_EASE_TEXT_BASIS_POW, t->threads, V, err);
     free(Sb), free(popb);
     if (st == PVG_OK)
-        st = pvg_dp_ease_projected_gram(t->R, col, V, k, sqrt(m * (m + 1) / 2), Y, err);
+        st = pvg_dp_ease_projected_gram(t->R, col, V, k, sqrt(m * (m + 1) / 2), g, Y, err);
     return st;
 }
 
@@ -1202,7 +1213,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
             st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
             goto done;
         }
-        st = ease_text_gram(t, G, pop, sel, col, ns, k, V, Y, err);
+        st = ease_text_gram(t, G, pop, sel, col, ns, k, en.g, V, Y, err);
         if (st == PVG_OK) {
             for (size_t a = 0; a < k; a++)
                 Y[a * k + a] = ease_noisy(t->rng, &en, Y[a * k + a]);
@@ -1395,7 +1406,7 @@ pvg_status pvg_dp_ease_text_statistic(pvg_dp_train *t, const float *pop, double 
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease statistic: out of memory (%zu items)", n);
     if (st == PVG_OK) {
         ease_choose_block(pop, n, ns, pi, sel, col);
-        st = ease_text_gram(t, S, pop, sel, col, ns, k, V, Y, err);
+        st = ease_text_gram(t, S, pop, sel, col, ns, k, 0, V, Y, err);
     }
     if (st == PVG_OK) {
         size_t o = 0;

@@ -697,9 +697,14 @@ pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_
  * (k x k, row-major, caller-zeroed) gets w a a^T on its upper triangle,
  * diagonal included, w = min(1, C / s), s = sqrt((|a|^4 + sum a_i^4) / 2)
  * the norm of that upper triangle: one row moves Y's upper triangle by at
- * most C in L2, whatever V. Errors: PVG_ERR_NOMEM. */
+ * most C in L2, whatever V. With g > 0 (the noise's grid) each row's term
+ * is rounded to whole steps of g before it is added, so the sums are exact
+ * and one row moves Y by its own rounded term, at most C + g/2
+ * sqrt(k(k+1)/2), whatever the order of the sums. Errors: PVG_ERR_NOMEM,
+ * PVG_ERR_UNSUPPORTED (so many rows that the sums of steps could pass
+ * 2^53). */
 pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
-                                      size_t k, double C, double *Y, pvg_error *err);
+                                      size_t k, double C, double g, double *Y, pvg_error *err);
 /* The statistic a method adds its noise to, exactly as its trainer computes
  * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
  * popularity the bounded item counts (n), itemknn the upper triangle,

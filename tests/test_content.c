@@ -346,9 +346,9 @@ static void test_projected_gram_neighbours(void **s)
     assert_int_equal(pvg_csr_build(NU + 1, NI, ne, ev_u, ev_i, ev_w, NULL, &RL), PVG_OK);
     const double C = sqrt(4 * 5 / 2.0); /* m = 4 */
     double Y0[K * K] = {0}, YD[K * K] = {0}, YL[K * K] = {0};
-    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, Y0, &err), PVG_OK);
-    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, YD, &err), PVG_OK);
-    assert_int_equal(pvg_dp_ease_projected_gram(&RL, col, V, K, C, YL, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, 0, Y0, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, 0, YD, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RL, col, V, K, C, 0, YL, &err), PVG_OK);
     /* the heavy shopper: a = V^T 1 over 24 block items, clipped to C */
     double dD = upper_dist(YD, Y0, K);
     assert_true(dD <= C * (1 + 1e-9));
@@ -366,10 +366,156 @@ static void test_projected_gram_neighbours(void **s)
     double Y1[K * K] = {0};
     pvg_csr R1;
     assert_int_equal(pvg_csr_build(1, NI, 5, ev_u, ev_i, ev_w, NULL, &R1), PVG_OK);
-    assert_int_equal(pvg_dp_ease_projected_gram(&R1, col, V, K, C, Y1, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&R1, col, V, K, C, 0, Y1, &err), PVG_OK);
     double zero[K * K] = {0};
     assert_true(upper_dist(Y1, zero, K) <= C * (1 + 1e-9));
+    /* on a grid g, each shopper's term is rounded before it is added, so the
+     * sums are exact: the heavy shopper moves every coordinate by exactly
+     * its own rounded term, whatever the others (the double sums' rounding
+     * is no part of the sensitivity), and by at most C + g/2 sqrt(k(k+1)/2) */
+    const double g = ldexp(1.0, -20);
+    double G0[K * K] = {0}, GD[K * K] = {0}, GH[K * K] = {0};
+    assert_int_equal(pvg_dp_ease_projected_gram(&R0, col, V, K, C, g, G0, &err), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RD, col, V, K, C, g, GD, &err), PVG_OK);
+    pvg_csr RH; /* the heavy shopper alone */
+    uint32_t hu[NI] = {0}, hi[NI];
+    float hw[NI];
+    for (uint32_t i = 0; i < NI; i++) {
+        hi[i] = i;
+        hw[i] = 1;
+    }
+    assert_int_equal(pvg_csr_build(1, NI, NI, hu, hi, hw, NULL, &RH), PVG_OK);
+    assert_int_equal(pvg_dp_ease_projected_gram(&RH, col, V, K, C, g, GH, &err), PVG_OK);
+    /* the heavy shopper first, the others after: the same dataset */
+    uint32_t fu[NU * 5 + NI], fi[NU * 5 + NI];
+    float fw[NU * 5 + NI];
+    for (size_t q = 0; q < NI; q++) {
+        fu[q] = 0;
+        fi[q] = hi[q];
+        fw[q] = 1;
+    }
+    for (size_t q = 0; q < base; q++) {
+        fu[NI + q] = ev_u[q] + 1;
+        fi[NI + q] = ev_i[q];
+        fw[NI + q] = ev_w[q];
+    }
+    pvg_csr RF;
+    assert_int_equal(pvg_csr_build(NU + 1, NI, NI + base, fu, fi, fw, NULL, &RF), PVG_OK);
+    double GF[K * K] = {0};
+    assert_int_equal(pvg_dp_ease_projected_gram(&RF, col, V, K, C, g, GF, &err), PVG_OK);
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = i; j < K; j++) {
+            assert_true(GD[i * K + j] - G0[i * K + j] == GH[i * K + j]);
+            assert_true(GF[i * K + j] - G0[i * K + j] == GH[i * K + j]);
+            assert_true(GH[i * K + j] == nearbyint(GH[i * K + j] / g) * g);
+        }
+    pvg_csr_free(&RF);
+    assert_true(upper_dist(GH, zero, K) <= C + g / 2 * sqrt(K * (K + 1) / 2.0));
+    assert_true(upper_dist(GD, YD, K) <= g / 2 * 13 * sqrt(K * (K + 1) / 2.0));
+    pvg_csr_free(&RH);
     pvg_csr_free(&R0), pvg_csr_free(&RD), pvg_csr_free(&RL), pvg_csr_free(&R1);
+}
+
+/* The statistic of ds the trainer adds its noise to with titles, given the
+ * released popularity pop, with m items per shopper. */
+static double *text_statistic(const pvg_dataset *ds, const float *pop, int m, size_t *len,
+                              double *sens)
+{
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    pvg_dp_train t;
+    memset(&t, 0, sizeof t);
+    t.ds = ds;
+    t.vds = *ds;
+    t.R = &R;
+    t.p = &p;
+    t.titles = titles;
+    t.epsilon = 8;
+    t.delta = 1e-6;
+    t.max_items = m;
+    t.threads = 1;
+    double *v;
+    pvg_error err;
+    if (pvg_dp_ease_text_statistic(&t, pop, &v, len, sens, &err) != PVG_OK)
+        fail_msg("%s", err.text);
+    pvg_csr_free(&R);
+    return v;
+}
+
+/* DP-EASE's release with titles, through the trainer's own code, on
+ * neighbouring datasets: a shopper who bought every item (clipped) moves
+ * it by exactly the sensitivity the trainer calibrates to, never more;
+ * one who bought one item by at most that; and the trained model reports
+ * that sensitivity (inflated for its grid by under 2%). */
+static void test_text_release_neighbours(void **s)
+{
+    (void)s;
+    pvg_dataset *a = shop(), *b = shop(), *c = shop();
+    for (int i = 0; i < N_ITEMS; i++) {
+        pvg_event e;
+        memset(&e, 0, sizeof e);
+        e.type = PVG_EVENT_PURCHASE;
+        e.item = ids[i];
+        e.ts = 2000 + i;
+        assert_int_equal(pvg_dataset_add_ext(b, "heavy", &e, NULL), PVG_OK);
+        if (i == 7) assert_int_equal(pvg_dataset_add_ext(c, "single", &e, NULL), PVG_OK);
+    }
+    assert_int_equal(a->n_items, N_ITEMS);
+    float pop[N_ITEMS]; /* a released popularity: any public vector, the same on both sides */
+    for (int i = 0; i < N_ITEMS; i++)
+        pop[i] = (float)((i * 5) % 11);
+    size_t la, lb, lc;
+    double sa, sb, sc;
+    double *va = text_statistic(a, pop, 4, &la, &sa), *vb = text_statistic(b, pop, 4, &lb, &sb);
+    double *vc = text_statistic(c, pop, 4, &lc, &sc);
+    assert_int_equal(la, (size_t)N_ITEMS * (N_ITEMS + 1) / 2); /* k = 24 <= 300 */
+    assert_int_equal(lb, la);
+    assert_int_equal(lc, la);
+    const double C = sqrt(4 * 5 / 2.0);
+    assert_true(fabs(sa - C) < 1e-12 && sb == sa && sc == sa);
+    double d2 = 0, e2 = 0;
+    for (size_t q = 0; q < la; q++) {
+        d2 += (vb[q] - va[q]) * (vb[q] - va[q]);
+        e2 += (vc[q] - va[q]) * (vc[q] - va[q]);
+    }
+    assert_true(sqrt(d2) <= sa * (1 + 1e-9));
+    assert_true(sqrt(d2) >= sa * (1 - 1e-6)); /* clipped: the worst case is reached */
+    /* one item: a = the item's row of V, |a| <= 1, unclipped */
+    assert_true(sqrt(e2) > 0 && sqrt(e2) <= 1 + 1e-9);
+    pvg_model *m = train(b, 8, titles, 9);
+    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-projected-gram+text");
+    assert_true(m->dp.sensitivity >= sa && m->dp.sensitivity <= sa * 1.02);
+    pvg_model_free(m);
+    pvg_error err;
+    double *v;
+    size_t l;
+    double sens;
+    pop[5] = NAN;
+    pvg_csr R;
+    assert_int_equal(
+        pvg_csr_build(a->n_users, a->n_items, a->n_ev, a->ev_user, a->ev_item, a->ev_w, NULL, &R),
+        PVG_OK);
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    pvg_dp_train t;
+    memset(&t, 0, sizeof t);
+    t.R = &R;
+    t.p = &p;
+    t.titles = titles;
+    t.max_items = 4;
+    t.threads = 1;
+    assert_int_equal(pvg_dp_ease_text_statistic(&t, pop, &v, &l, &sens, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "item 5"));
+    pop[5] = 1;
+    t.titles = NULL; /* no text: not this release */
+    assert_int_equal(pvg_dp_ease_text_statistic(&t, pop, &v, &l, &sens, &err), PVG_ERR_INVALID);
+    pvg_csr_free(&R);
+    free(va), free(vb), free(vc);
+    pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(c);
 }
 
 int main(void)
@@ -382,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_unlinked_titles),
         cmocka_unit_test(test_gram_basis),
         cmocka_unit_test(test_projected_gram_neighbours),
+        cmocka_unit_test(test_text_release_neighbours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

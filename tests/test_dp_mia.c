@@ -21,6 +21,11 @@
  * H's items are bought by some shoppers of D0 too, so both datasets have
  * the same items: the audit measures the noise calibration, not the item
  * vocabulary.
+ *
+ * DP-EASE is audited twice: without catalogue text (its weighted Gram) and
+ * with titles at an epsilon where it releases the Gram projected on the
+ * text's basis (the model's mechanism is checked, so the audit covers that
+ * release).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -204,6 +209,26 @@ static double statistic(const pvg_model *m)
     return s;
 }
 
+/* The public catalogue text of the DP runs (NULL: none), parallel to
+ * item_name, and the mechanism the DP model must report ("": any). */
+static const char *const *g_titles;
+static const char *g_mechanism = "";
+
+/* Titles in four families of alike items (a shared noun), each item with
+ * a word of its own: H's items spread over the families. */
+static const char *const *catalog_titles(void)
+{
+    static char buf[N_ITEMS][40];
+    static const char *t[N_ITEMS];
+    static const char *fam[4] = {"ceramic mug", "garden spade", "wool scarf", "desk lamp"};
+    static const char *own[6] = {"red", "blue", "green", "large", "small", "striped"};
+    for (int i = 0; i < N_ITEMS; i++) {
+        snprintf(buf[i], sizeof buf[i], "%s %s", own[i / 4], fam[i % 4]);
+        t[i] = buf[i];
+    }
+    return t;
+}
+
 /* Trains type on ds with (eps, DELTA)-DP (eps 0: without DP), noise from
  * a generator seeded with seed; the statistic, and the epsilon the model
  * claims in *claimed. Returns 0 when the type has no DP trainer. */
@@ -232,6 +257,7 @@ static int run_once(const pvg_dataset *ds, pvg_model_type type, double eps, uint
             catalog[i] = item_name[i];
         p.dp_items = catalog;
         p.dp_n_items = N_ITEMS;
+        p.dp_item_titles = g_titles;
     }
     pvg_model *m = NULL;
     pvg_error err;
@@ -247,6 +273,7 @@ static int run_once(const pvg_dataset *ds, pvg_model_type type, double eps, uint
     }
     if (st != PVG_OK) fprintf(stderr, "train %s: %s\n", pvg_model_type_name(type), err.text);
     assert_int_equal(st, PVG_OK);
+    if (eps > 0 && g_mechanism[0]) assert_string_equal(di.mechanism, g_mechanism);
     *claimed = di.is_dp ? di.epsilon : 0;
     *stat = statistic(m);
     pvg_model_free(m);
@@ -281,19 +308,25 @@ static double audit_type(pvg_model_type type, double eps, int trials, double *cl
 
 static int n_audited;
 
-static void dp_audit(pvg_model_type type, int trials)
+static void dp_audit_at(pvg_model_type type, double eps, int trials)
 {
     double claimed = 0;
-    double e = audit_type(type, CLAIMED_EPS, trials, &claimed);
+    double e = audit_type(type, eps, trials, &claimed);
     if (e < 0) {
         fprintf(stderr, "%s: no DP trainer (not audited)\n", pvg_model_type_name(type));
         return;
     }
     n_audited++;
-    fprintf(stderr, "DP %s, claimed epsilon %.3g: empirical lower bound %.3f (%d runs each side)\n",
-            pvg_model_type_name(type), claimed, e, trials);
-    assert_true(claimed > 0 && claimed <= CLAIMED_EPS + 1e-9);
+    fprintf(stderr,
+            "DP %s%s, claimed epsilon %.3g: empirical lower bound %.3f (%d runs each side)\n",
+            pvg_model_type_name(type), g_titles ? " with titles" : "", claimed, e, trials);
+    assert_true(claimed > 0 && claimed <= eps + 1e-9);
     assert_true(e <= claimed);
+}
+
+static void dp_audit(pvg_model_type type, int trials)
+{
+    dp_audit_at(type, CLAIMED_EPS, trials);
 }
 
 static void test_mia_dp_popularity(void **state)
@@ -312,6 +345,24 @@ static void test_mia_dp_ease(void **state)
 {
     (void)state;
     dp_audit(PVG_MODEL_EASE, TRIALS);
+}
+
+/* DP-EASE with catalogue text at epsilon 4 (above the threshold below
+ * which only the popularity is released): the Gram projected on the
+ * text's basis, clipped after the projection, the mechanism checked on
+ * every run. A perfect distinguisher over 500 + 500 runs would prove about
+ * 4.9. On this small shop the spectral cut (2.5 sigma sqrt(k)) keeps
+ * little of the noisy Gram, so the audit is weak: it also passed with the
+ * clipping removed. It checks the path end to end, not the sensitivity
+ * (test_content's neighbouring test does that). */
+static void test_mia_dp_ease_titles(void **state)
+{
+    (void)state;
+    g_titles = catalog_titles();
+    g_mechanism = "dp-ease/discrete-gaussian-projected-gram+text";
+    dp_audit_at(PVG_MODEL_EASE, 4.0, TRIALS);
+    g_titles = NULL;
+    g_mechanism = "";
 }
 
 static void test_mia_dp_ials(void **state)
@@ -346,10 +397,10 @@ static void test_mia_nonprivate_fails(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clopper_pearson),      cmocka_unit_test(test_mia_dp_popularity),
-        cmocka_unit_test(test_mia_dp_itemknn),       cmocka_unit_test(test_mia_dp_ease),
-        cmocka_unit_test(test_mia_dp_ials),          cmocka_unit_test(test_mia_some_audited),
-        cmocka_unit_test(test_mia_nonprivate_fails),
+        cmocka_unit_test(test_clopper_pearson),    cmocka_unit_test(test_mia_dp_popularity),
+        cmocka_unit_test(test_mia_dp_itemknn),     cmocka_unit_test(test_mia_dp_ease),
+        cmocka_unit_test(test_mia_dp_ease_titles), cmocka_unit_test(test_mia_dp_ials),
+        cmocka_unit_test(test_mia_some_audited),   cmocka_unit_test(test_mia_nonprivate_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

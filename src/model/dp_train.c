@@ -936,8 +936,14 @@ static double proj_weight(const double *a, size_t k, double C)
 }
 
 pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
-                                      size_t k, double C, double *Y, pvg_error *err)
+                                      size_t k, double C, double g, double *Y, pvg_error *err)
 {
+    /* on a grid, each term is at most sqrt(2) C (s >= |a|^2 / sqrt(2)) plus
+     * half a step: the sums of whole steps stay exact below 2^53 */
+    if (g > 0 && !((double)R->n_rows * (M_SQRT2 * C / g + 1) < 9007199254740992.0))
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp ease: %zu shoppers at a bound of %g overflow the grid %g",
+                             R->n_rows, C, g);
     double *a = malloc((k ? k : 1) * sizeof *a);
     if (!a) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (rank %zu)", k);
     for (size_t u = 0; u < R->n_rows; u++) {
@@ -956,8 +962,12 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
         for (size_t i = 0; i < k; i++) {
             double wi = w * a[i];
             double *row = Y + i * k;
-            for (size_t j = i; j < k; j++)
-                row[j] += wi * a[j];
+            if (g > 0)
+                for (size_t j = i; j < k; j++)
+                    row[j] += nearbyint(wi * a[j] / g) * g;
+            else
+                for (size_t j = i; j < k; j++)
+                    row[j] += wi * a[j];
         }
     }
     free(a);
@@ -1013,6 +1023,62 @@ static pvg_status ease_inverse_projected(const float *V, size_t ns, size_t k, fl
     return PVG_OK;
 }
 
+/* The block EASE is solved on with catalogue text: its noise covers k(k+1)/2
+ * coordinates whatever the block, so it may be larger than without. */
+static size_t ease_text_block(size_t n)
+{
+    return n < DP_EASE_TEXT_TOP_ITEMS ? n : DP_EASE_TEXT_TOP_ITEMS;
+}
+
+/* The ns items of largest noisy count pop (n), ascending in sel[0..ns)
+ * (sel: n), col[i] their positions (UINT32_MAX: not chosen); pi: n. */
+static void ease_choose_block(const float *pop, size_t n, size_t ns, pop_idx *pi, uint32_t *sel,
+                              uint32_t *col)
+{
+    for (size_t i = 0; i < n; i++) {
+        pi[i].pop = pop[i];
+        pi[i].i = (uint32_t)i;
+    }
+    qsort(pi, n, sizeof *pi, cmp_pop_desc);
+    for (size_t i = 0; i < n; i++)
+        sel[i] = pi[i].i;
+    qsort(sel, ns, sizeof *sel, cmp_u32);
+    for (size_t i = 0; i < n; i++)
+        col[i] = UINT32_MAX;
+    for (size_t a = 0; a < ns; a++)
+        col[sel[a]] = (uint32_t)a;
+}
+
+/* DP-EASE's release with catalogue text before its noise, as the trainer
+ * and pvg_dp_ease_text_statistic compute it: the basis V (ns x k) of the
+ * text S (n x n) and the released popularity pop (n) over the block sel
+ * (col its positions), and Y (k x k, zeroed) the projected Gram, each
+ * shopper clipped to C = sqrt(m(m+1)/2), m = t->max_items, and rounded to
+ * the noise's grid g (0: not rounded; pvg_dp_ease_projected_gram). */
+static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const float *pop,
+                                 const uint32_t *sel, const uint32_t *col, size_t ns, size_t k,
+                                 double g, float *V, double *Y, pvg_error *err)
+{
+    size_t n = t->R->n_cols;
+    double m = t->max_items;
+    float *Sb = malloc(ns * ns * sizeof *Sb), *popb = malloc(ns * sizeof *popb);
+    if (!Sb || !popb) {
+        free(Sb), free(popb);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
+    }
+    for (size_t a = 0; a < ns; a++) {
+        popb[a] = pop[sel[a]];
+        for (size_t b = 0; b < ns; b++)
+            Sb[a * ns + b] = S[(size_t)sel[a] * n + sel[b]];
+    }
+    pvg_status st = pvg_content_gram_basis(Sb, popb, ns, k, DP_EASE_TEXT_SMOOTH,
+                                           DP_EASE_TEXT_BASIS_POW, t->threads, V, err);
+    free(Sb), free(popb);
+    if (st == PVG_OK)
+        st = pvg_dp_ease_projected_gram(t->R, col, V, k, sqrt(m * (m + 1) / 2), g, Y, err);
+    return st;
+}
+
 pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
 {
     *out = NULL;
@@ -1029,8 +1095,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
      * text (the Gram projected on a rank-k basis, its noise on k(k+1)/2
      * coordinates whatever the block) DP_EASE_TEXT_TOP_ITEMS */
     size_t ns = n < DP_EASE_TOP_ITEMS ? n : DP_EASE_TOP_ITEMS;
-    if (t->titles && n > DP_EASE_TOP_ITEMS)
-        ns = n < DP_EASE_TEXT_TOP_ITEMS ? n : DP_EASE_TEXT_TOP_ITEMS;
+    if (t->titles && n > DP_EASE_TOP_ITEMS) ns = ease_text_block(n);
     /* B; the solved block (double, then float), its eigenvectors and their
      * scaled copy; with text, the basis's four float blocks beside the
      * float block (20 ns^2 at most) */
@@ -1126,18 +1191,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
      * the output uses, the upper triangle of that block: drawing every
      * other coordinate too and discarding it would give the same output
      * distribution. */
-    for (size_t i = 0; i < n; i++) {
-        pi[i].pop = pop[i];
-        pi[i].i = (uint32_t)i;
-    }
-    qsort(pi, n, sizeof *pi, cmp_pop_desc);
-    for (size_t i = 0; i < n; i++)
-        sel[i] = pi[i].i;
-    qsort(sel, ns, sizeof *sel, cmp_u32);
-    for (size_t i = 0; i < n; i++)
-        col[i] = UINT32_MAX;
-    for (size_t a = 0; a < ns; a++)
-        col[sel[a]] = (uint32_t)a;
+    ease_choose_block(pop, n, ns, pi, sel, col);
     size_t kept = 0;
     int text = G != NULL;
     /* the noise matrix's spectral edge, about 2 sigma sqrt(ns) */
@@ -1152,23 +1206,14 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
          * with Y's eigenvalues below the noise's edge 2 sigma sqrt(k)
          * dropped. */
         size_t k = rank;
-        float *Sb = malloc(ns * ns * sizeof *Sb), *popb = malloc(ns * sizeof *popb);
         float *V = malloc(ns * k * sizeof *V), *Yf = malloc(k * k * sizeof *Yf);
         double *Y = calloc(k * k, sizeof *Y);
-        if (!Sb || !popb || !V || !Yf || !Y) {
-            free(Sb), free(popb), free(V), free(Yf), free(Y);
+        if (!V || !Yf || !Y) {
+            free(V), free(Yf), free(Y);
             st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
             goto done;
         }
-        for (size_t a = 0; a < ns; a++) {
-            popb[a] = pop[sel[a]];
-            for (size_t b = 0; b < ns; b++)
-                Sb[a * ns + b] = G[(size_t)sel[a] * n + sel[b]];
-        }
-        st = pvg_content_gram_basis(Sb, popb, ns, k, DP_EASE_TEXT_SMOOTH, DP_EASE_TEXT_BASIS_POW,
-                                    t->threads, V, err);
-        free(Sb), free(popb);
-        if (st == PVG_OK) st = pvg_dp_ease_projected_gram(R, col, V, k, C, Y, err);
+        st = ease_text_gram(t, G, pop, sel, col, ns, k, en.g, V, Y, err);
         if (st == PVG_OK) {
             for (size_t a = 0; a < k; a++)
                 Y[a * k + a] = ease_noisy(t->rng, &en, Y[a * k + a]);
@@ -1330,6 +1375,51 @@ pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, 
     *len = o;
     *sens = sqrt(m * (m + 1) / 2);
     return PVG_OK;
+}
+
+pvg_status pvg_dp_ease_text_statistic(pvg_dp_train *t, const float *pop, double **vec, size_t *len,
+                                      double *sens, pvg_error *err)
+{
+    *vec = NULL;
+    *len = 0;
+    size_t n = t->R->n_cols;
+    double m = t->max_items;
+    for (size_t i = 0; i < n; i++)
+        if (!(pop[i] >= 0))
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "dp ease statistic: popularity of item %zu is %g, expected >= 0",
+                                 i, (double)pop[i]);
+    float *S = NULL;
+    pvg_status st = text_similarity(t, &S, err);
+    if (st != PVG_OK) return st;
+    if (!S)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp ease statistic: no titles that link two items (the release "
+                             "without text is pvg_dp_statistic's)");
+    size_t ns = n > DP_EASE_TOP_ITEMS ? ease_text_block(n) : n;
+    size_t k = ns < DP_EASE_TEXT_RANK ? ns : DP_EASE_TEXT_RANK;
+    pop_idx *pi = malloc(n * sizeof *pi);
+    uint32_t *sel = malloc(n * sizeof *sel), *col = malloc(n * sizeof *col);
+    float *V = malloc(ns * k * sizeof *V);
+    double *Y = calloc(k * k, sizeof *Y), *v = malloc(k * (k + 1) / 2 * sizeof *v);
+    if (!pi || !sel || !col || !V || !Y || !v)
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease statistic: out of memory (%zu items)", n);
+    if (st == PVG_OK) {
+        ease_choose_block(pop, n, ns, pi, sel, col);
+        st = ease_text_gram(t, S, pop, sel, col, ns, k, 0, V, Y, err);
+    }
+    if (st == PVG_OK) {
+        size_t o = 0;
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = i; j < k; j++)
+                v[o++] = Y[i * k + j];
+        *vec = v;
+        *len = o;
+        *sens = sqrt(m * (m + 1) / 2);
+        v = NULL;
+    }
+    free(S), free(pi), free(sel), free(col), free(V), free(Y), free(v);
+    return st;
 }
 
 /* ---- the framework ------------------------------------------------------------------ */

@@ -697,9 +697,14 @@ pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_
  * (k x k, row-major, caller-zeroed) gets w a a^T on its upper triangle,
  * diagonal included, w = min(1, C / s), s = sqrt((|a|^4 + sum a_i^4) / 2)
  * the norm of that upper triangle: one row moves Y's upper triangle by at
- * most C in L2, whatever V. Errors: PVG_ERR_NOMEM. */
+ * most C in L2, whatever V. With g > 0 (the noise's grid) each row's term
+ * is rounded to whole steps of g before it is added, so the sums are exact
+ * and one row moves Y by its own rounded term, at most C + g/2
+ * sqrt(k(k+1)/2), whatever the order of the sums. Errors: PVG_ERR_NOMEM,
+ * PVG_ERR_UNSUPPORTED (so many rows that the sums of steps could pass
+ * 2^53). */
 pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
-                                      size_t k, double C, double *Y, pvg_error *err);
+                                      size_t k, double C, double g, double *Y, pvg_error *err);
 /* The statistic a method adds its noise to, exactly as its trainer computes
  * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
  * popularity the bounded item counts (n), itemknn the upper triangle,
@@ -708,6 +713,17 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
  * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
  * sensitivity the trainer calibrates to (DP-EASE's before its grid's
  * inflation). */
+/* DP-EASE's statistic with catalogue text (tests: the neighbouring-dataset
+ * checks), computed by the trainer's own code: given a released popularity
+ * pop (n, >= 0; the trainer's is noisy, a test passes the same vector on
+ * both datasets), the block of the trainer's size, the basis of t->titles
+ * and pop, and the upper triangle, diagonal included, of the projected
+ * Gram, row by row (k(k+1)/2, new in *vec); *sens the L2 sensitivity the
+ * trainer calibrates to (before its grid's inflation). Errors:
+ * PVG_ERR_INVALID (a negative or NaN pop, by index; titles that link no
+ * two items), NOMEM, INTERNAL (LAPACK). */
+pvg_status pvg_dp_ease_text_statistic(pvg_dp_train *t, const float *pop, double **vec, size_t *len,
+                                      double *sens, pvg_error *err);
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
                             double *sens, pvg_error *err);
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -573,6 +574,51 @@ static void test_append_beside_data_writer(void **state)
     assert_int_equal(rep.entries, 11);
 }
 
+/* A shopper's own entries read while another process appends across the
+ * index's 1,024-entry batches: each read is a prefix of that subject's
+ * entries in the log (read after it), none skipped at a batch boundary,
+ * none of another subject. */
+static void test_subject_view_under_appends(void **state)
+{
+    fx *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pvg_store *c = NULL;
+        if (pvg_store_open(f->dir, &c, NULL) != PVG_OK) _exit(1);
+        static const char *const sj[] = {"00ff", "a1", "b2"};
+        pvg_audit_record rs[7];
+        int next = 0;
+        for (int g = 0; g < 500; g++) { /* 2,000 entries in groups of 1-7 */
+            int n = 1 + g % 7;
+            for (int i = 0; i < n; i++, next++)
+                rs[i] = (pvg_audit_record){0, "key:k", "recommend", sj[next % 3], "d"};
+            if (pvg_audit_append_many(c, rs, (size_t)n, NULL) != PVG_OK) _exit(2);
+        }
+        pvg_store_free(c);
+        _exit(0);
+    }
+    int status = 0, done = 0, reads = 0;
+    seqs *got = calloc(1, sizeof *got), *all = calloc(1, sizeof *all);
+    while (!done) {
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        got->n = 0;
+        all->n = 0;
+        all->want = "a1";
+        assert_int_equal(pvg_audit_foreach_subject(f->s, "a1", collect, got, NULL), PVG_OK);
+        assert_int_equal(pvg_audit_foreach(f->s, 0, -1, collect, all, NULL), PVG_OK);
+        assert_true(got->n <= all->n);
+        for (int i = 0; i < got->n; i++)
+            assert_int_equal(got->v[i], all->v[i]);
+        reads++;
+    }
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(got->n, all->n);
+    assert_true(all->n > 600 && reads > 1);
+    free(got);
+    free(all);
+}
+
 static void rm_audit_files(fx *f)
 {
     const char *suffix[] = {"", "-wal", "-shm"};
@@ -683,6 +729,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_layout_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subject_view_across_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_beside_data_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subject_view_under_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_audit_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_file_symlink_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_table_of_other_chain_refused, setup, teardown),

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -395,7 +396,9 @@ static void to_old_layout(fx *f, int from, int upto, int keep)
              " detail TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
              "CREATE INDEX audit_log_subject ON audit_log(subject, seq);"
              "INSERT INTO main.audit_log SELECT * FROM a.audit_log WHERE seq BETWEEN %d AND %d;"
-             "DELETE FROM a.audit_log WHERE seq > %d;",
+             "DELETE FROM a.audit_log WHERE seq > %d;"
+             /* nor the record that the log is in audit.db (the move sets it) */
+             "DELETE FROM main.meta WHERE key = 'audit_file';",
              f->dir, from, upto, keep);
     assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
     if (keep == 0) {
@@ -458,6 +461,11 @@ static void test_old_layout_moves(void **state)
     assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
     assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
     assert_int_equal(rep.entries, 11);
+    /* once moved, audit.db must stay: without it open refuses */
+    pvg_store_free(f->s);
+    f->s = NULL;
+    assert_int_equal(unlink(path), 0);
+    assert_int_not_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
 }
 
 /* A move cut short: the copy committed in audit.db but the old table still
@@ -566,6 +574,142 @@ static void test_append_beside_data_writer(void **state)
     assert_int_equal(rep.entries, 11);
 }
 
+/* A shopper's own entries read while another process appends across the
+ * index's 1,024-entry batches: each read is a prefix of that subject's
+ * entries in the log (read after it), none skipped at a batch boundary,
+ * none of another subject. */
+static void test_subject_view_under_appends(void **state)
+{
+    fx *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pvg_store *c = NULL;
+        if (pvg_store_open(f->dir, &c, NULL) != PVG_OK) _exit(1);
+        static const char *const sj[] = {"00ff", "a1", "b2"};
+        pvg_audit_record rs[7];
+        int next = 0;
+        for (int g = 0; g < 500; g++) { /* 2,000 entries in groups of 1-7 */
+            int n = 1 + g % 7;
+            for (int i = 0; i < n; i++, next++)
+                rs[i] = (pvg_audit_record){0, "key:k", "recommend", sj[next % 3], "d"};
+            if (pvg_audit_append_many(c, rs, (size_t)n, NULL) != PVG_OK) _exit(2);
+        }
+        pvg_store_free(c);
+        _exit(0);
+    }
+    int status = 0, done = 0, reads = 0;
+    seqs *got = calloc(1, sizeof *got), *all = calloc(1, sizeof *all);
+    while (!done) {
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        got->n = 0;
+        all->n = 0;
+        all->want = "a1";
+        assert_int_equal(pvg_audit_foreach_subject(f->s, "a1", collect, got, NULL), PVG_OK);
+        assert_int_equal(pvg_audit_foreach(f->s, 0, -1, collect, all, NULL), PVG_OK);
+        assert_true(got->n <= all->n);
+        for (int i = 0; i < got->n; i++)
+            assert_int_equal(got->v[i], all->v[i]);
+        reads++;
+    }
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(got->n, all->n);
+    assert_true(all->n > 600 && reads > 1);
+    free(got);
+    free(all);
+}
+
+static void rm_audit_files(fx *f)
+{
+    const char *suffix[] = {"", "-wal", "-shm"};
+    char q[300];
+    for (int i = 0; i < 3; i++) {
+        snprintf(q, sizeof q, "%s/audit.db%s", f->dir, suffix[i]);
+        (void)unlink(q);
+    }
+}
+
+/* A store of the new layout whose audit.db is gone (deleted, or left out of
+ * a copy) or emptied to a 0-byte file: open refuses it, naming audit.db,
+ * rather than start a new empty log that `audit verify` would pass (the
+ * whole log dropped without a trace). */
+static void test_missing_audit_file_refused(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* removes a SQLite file */
+    fx *f = *state;
+    pvg_store_free(f->s);
+    f->s = NULL;
+    rm_audit_files(f);
+    pvg_error e = {0};
+    assert_int_not_equal(pvg_store_open(f->dir, &f->s, &e), PVG_OK);
+    assert_null(f->s);
+    assert_true(strstr(e.source, "audit.db") || strstr(e.text, "audit.db"));
+    char path[300];
+    snprintf(path, sizeof path, "%s/audit.db", f->dir);
+    assert_int_equal(access(path, F_OK), -1); /* nothing made in its place */
+    FILE *fp = fopen(path, "w");              /* a 0-byte file in its place */
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_not_equal(pvg_store_open(f->dir, &f->s, &e), PVG_OK);
+    assert_null(f->s);
+    assert_true(strstr(e.source, "audit.db") || strstr(e.text, "audit.db"));
+}
+
+/* audit.db a symbolic link (to a file elsewhere, or dangling): open refuses
+ * it and makes no file at its target. */
+static void test_audit_file_symlink_refused(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* replaces a SQLite file */
+    fx *f = *state;
+    pvg_store_free(f->s);
+    f->s = NULL;
+    char path[300], target[300];
+    snprintf(path, sizeof path, "%s/audit.db", f->dir);
+    snprintf(target, sizeof target, "%s/../elsewhere.db", f->dir);
+    assert_int_equal(rename(path, target), 0);
+    assert_int_equal(symlink(target, path), 0);
+    pvg_error e = {0};
+    assert_int_not_equal(pvg_store_open(f->dir, &f->s, &e), PVG_OK);
+    assert_null(f->s);
+    assert_true(strstr(e.source, "audit.db") || strstr(e.text, "audit.db"));
+    assert_int_equal(unlink(target), 0); /* dangling: nothing is made there */
+    assert_int_not_equal(pvg_store_open(f->dir, &f->s, &e), PVG_OK);
+    assert_int_equal(access(target, F_OK), -1);
+}
+
+/* After the move, an audit table that appears again in privguide.db (a
+ * binary of the old layout opened the store and began a new chain there)
+ * is not copied onto the end of audit.db's chain: open refuses it, and
+ * audit.db is left as it was. */
+static void test_old_table_of_other_chain_refused(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* rewrites the SQLite files */
+    fx *f = *state;
+    pvg_audit_report rep;
+    assert_int_equal(pvg_audit_verify(f->s, NULL, &rep, NULL), PVG_OK);
+    char head[65];
+    memcpy(head, rep.head_hex, sizeof head);
+    pvg_store_free(f->s);
+    f->s = NULL;
+    char q[1024];
+    /* 12 entries of another chain, seq 1-12 */
+    snprintf(q, sizeof q,
+             "CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+             " actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,"
+             " detail TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12)"
+             " INSERT INTO audit_log SELECT i, i, 'old', 'export', 'ee', 'x', zeroblob(32),"
+             " randomblob(32) FROM n;");
+    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", q), SQLITE_OK);
+    pvg_error e = {0};
+    assert_int_not_equal(pvg_store_open(f->dir, &f->s, &e), PVG_OK);
+    assert_null(f->s);
+    assert_int_equal(t_rawdb_exec(f->dir, "privguide.db", "DROP TABLE audit_log"), SQLITE_OK);
+    assert_int_equal(pvg_store_open(f->dir, &f->s, NULL), PVG_OK);
+    assert_int_equal(pvg_audit_verify(f->s, head, &rep, NULL), PVG_OK);
+    assert_int_equal(rep.entries, 10);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -585,6 +729,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_layout_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subject_view_across_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_beside_data_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subject_view_under_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_audit_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_file_symlink_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_table_of_other_chain_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

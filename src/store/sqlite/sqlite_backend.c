@@ -199,6 +199,8 @@ static const char CHANGE_TRIGGERS[] =
  * of 7 entries, against 2 pages without: WAL bytes that the checkpoints
  * then copy and sync). */
 #define AUDIT_FILE "audit.db"
+/* the meta key of privguide.db that records the log is in AUDIT_FILE */
+#define AUDIT_META "audit_file"
 #define AUDIT_INDEX_BATCH 1024
 static const char AUDIT_SCHEMA[] = "CREATE TABLE IF NOT EXISTS audit.audit_log ("
                                    " seq INTEGER PRIMARY KEY,"
@@ -3344,17 +3346,49 @@ static pvg_status migrate_users(sqlite3 *db, const char *path, pvg_error *err)
     return PVG_OK;
 }
 
-/* Attaches dir/audit.db to db as schema "audit" (made, mode 0600, when
- * missing), in WAL mode like the others, and gives it the audit table. */
-static pvg_status attach_audit(sqlite3 *db, const char *dir, pvg_error *err)
+/* 1 when privguide.db's meta records that the audit log is in audit.db
+ * (set by create, and by the move of an old-layout log in the transaction
+ * that drops the old table). */
+static int audit_file_recorded(sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    int has = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM main.meta WHERE key = '" AUDIT_META "'", -1, &s,
+                           NULL) == SQLITE_OK)
+        has = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return has;
+}
+
+/* Attaches dir/audit.db to db as schema "audit", in WAL mode like the
+ * others, and gives it the audit table. With must_exist (privguide.db
+ * records the log there) a missing file, or one without the audit table (a
+ * 0-byte file), is PVG_ERR_CORRUPT: a new empty log would pass `audit
+ * verify` with the whole log gone. Otherwise it is made (mode 0600). A
+ * symbolic link in its place is refused (PVG_ERR_PERMISSION), never
+ * followed. */
+static pvg_status attach_audit(sqlite3 *db, const char *dir, int must_exist, pvg_error *err)
 {
     char path[4096];
     join(path, sizeof path, dir, AUDIT_FILE);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
-                                strerror(errno));
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (must_exist ? 0 : O_CREAT), 0600);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
+                                    "is a symbolic link: expected the audit log's own file");
+        if (e == ENOENT && must_exist)
+            return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, -1,
+                                    "missing: privguide.db records the audit log in this file "
+                                    "(restore it from a backup; a new empty log is not made)");
+        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(e));
+    }
+    struct stat sb;
+    int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
     close(fd);
+    if (!regular)
+        return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
+                                "not a regular file: expected the audit log's own file");
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS audit", -1, &s, NULL);
     if (rc == SQLITE_OK) {
@@ -3370,6 +3404,20 @@ static pvg_status attach_audit(sqlite3 *db, const char *dir, pvg_error *err)
         return pvg_error_set_at(err, (rc & 0xff) == SQLITE_NOTADB ? PVG_ERR_CORRUPT : PVG_ERR_IO,
                                 path, 0, 0, -1, "cannot attach the audit log: %s",
                                 sqlite3_errmsg(db));
+    if (must_exist) {
+        sqlite3_stmt *s2 = NULL;
+        int has = 0;
+        if (sqlite3_prepare_v2(db,
+                               "SELECT 1 FROM audit.sqlite_master WHERE type = 'table'"
+                               " AND name = 'audit_log'",
+                               -1, &s2, NULL) == SQLITE_OK)
+            has = sqlite3_step(s2) == SQLITE_ROW;
+        sqlite3_finalize(s2);
+        if (!has)
+            return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, -1,
+                                    "no audit table: privguide.db records the audit log in this "
+                                    "file (emptied or replaced?); a new empty log is not made");
+    }
     return apply_schema(db, AUDIT_SCHEMA, path, PVG_ERR_CORRUPT, err);
 }
 
@@ -3402,6 +3450,33 @@ static pvg_status migrate_audit(sqlite3 *db, const char *dir, pvg_error *err)
     for (int round = 0; round < 5; round++) {
         if (!old_audit_table(db)) return PVG_OK;
         int rc = exec(db, "BEGIN IMMEDIATE");
+        /* the old table must hold audit.db's head (same seq, same hash):
+         * else it is another chain (an old binary that opened the store
+         * after the move began a new one), not the rest of this one */
+        int other = 0;
+        if (rc == SQLITE_OK && old_audit_table(db)) {
+            sqlite3_stmt *s = NULL;
+            rc = sqlite3_prepare_v2(db,
+                                    "SELECT count(*) FROM (SELECT seq, hash FROM audit.audit_log"
+                                    " ORDER BY seq DESC LIMIT 1) a WHERE NOT EXISTS (SELECT 1"
+                                    " FROM main.audit_log m WHERE m.seq = a.seq AND m.hash ="
+                                    " a.hash)",
+                                    -1, &s, NULL);
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s);
+                other = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) != 0;
+                rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+            }
+            sqlite3_finalize(s);
+            if (rc == SQLITE_OK && other) {
+                exec(db, "ROLLBACK");
+                return pvg_error_set_at(
+                    err, PVG_ERR_CORRUPT, path, 0, 0, -1,
+                    "audit log: the table audit_log here does not hold the head of " AUDIT_FILE
+                    " (another chain, begun by a privguide of the old layout after the move?);"
+                    " not copied: keep its rows elsewhere if needed, drop it, and open again");
+            }
+        }
         if (rc == SQLITE_OK && old_audit_table(db))
             rc = exec(db, "INSERT INTO audit.audit_log(seq, ts, actor, action, subject, detail,"
                           " prev_hash, hash) SELECT seq, ts, actor, action, subject, detail,"
@@ -3424,6 +3499,9 @@ static pvg_status migrate_audit(sqlite3 *db, const char *dir, pvg_error *err)
             }
             sqlite3_finalize(s);
             if (rc == SQLITE_OK && moved) rc = exec(db, "DROP TABLE main.audit_log");
+            if (rc == SQLITE_OK && moved)
+                rc = exec(db, "INSERT OR REPLACE INTO main.meta(key, value) VALUES('" AUDIT_META
+                              "', '1')");
         }
         if (rc == SQLITE_OK) rc = exec(db, moved ? "COMMIT" : "ROLLBACK");
         if (rc != SQLITE_OK) {
@@ -3463,12 +3541,12 @@ pvg_status pvg_sqlite_backend_create(const char *dir, pvg_error *err)
     st = open_db(path, 1, &db, err);
     if (st != PVG_OK) return st;
     st = apply_schema(db, MAIN_SCHEMA, path, PVG_ERR_IO, err);
-    if (st == PVG_OK) st = attach_audit(db, dir, err);
+    if (st == PVG_OK) st = attach_audit(db, dir, 0, err);
     if (st == PVG_OK)
         st = apply_schema(db,
                           "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION
                           "'),"
-                          " ('dup_index', '1')",
+                          " ('dup_index', '1'), ('" AUDIT_META "', '1')",
                           path, PVG_ERR_IO, err);
     sqlite3_close(db);
     return st;
@@ -3493,8 +3571,13 @@ pvg_status pvg_sqlite_backend_open(const char *dir, pvg_backend **out, pvg_error
     /* Schema (idempotent: older stores get the new tables). */
     if (st == PVG_OK) st = apply_schema(q->ks, KS_SCHEMA, "keystore.db", PVG_ERR_CORRUPT, err);
     if (st == PVG_OK) st = apply_schema(q->db, MAIN_SCHEMA, "privguide.db", PVG_ERR_CORRUPT, err);
-    if (st == PVG_OK) st = attach_audit(q->db, dir, err);
+    if (st == PVG_OK) st = attach_audit(q->db, dir, audit_file_recorded(q->db), err);
     if (st == PVG_OK) st = migrate_audit(q->db, dir, err);
+    /* (a store made before the record: from now on audit.db must be there) */
+    if (st == PVG_OK && !audit_file_recorded(q->db))
+        st = apply_schema(q->db,
+                          "INSERT OR IGNORE INTO meta(key, value) VALUES('" AUDIT_META "', '1')",
+                          "privguide.db", PVG_ERR_IO, err);
     if (st == PVG_OK) st = audit_index_open(q, err);
     if (st == PVG_OK) st = migrate_item_catalog(q->db, err);
     if (st == PVG_OK) st = migrate_item_prices(q->db, err);

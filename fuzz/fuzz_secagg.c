@@ -2,7 +2,8 @@
  * fuzz_secagg.c - libFuzzer harness for the secure-aggregation wire
  * decoders (src/crypto/secagg_client.c, secagg_server.c, the header parser
  * in secagg_common.c): one session of 4 clients (complete graph, t = 2,
- * d = 4, 32 bits, fixed session id and deterministic keys) driven by a
+ * d = 4, 32 bits - or the mode fuzz_secagg_lanes.c picks -, fixed session
+ * id and deterministic keys) driven by a
  * program read from the input, one op per byte:
  *   op = byte % 6, c = (byte / 6) % 4:
  *   0  client c takes its next honest step (advertise, or the server's
@@ -55,10 +56,20 @@ static int take_u16(cursor *c, unsigned *v)
     return 1;
 }
 
+/* The session's mode: 32-bit words with ChaCha20 masks (version 1), or in
+ * fuzz_secagg_lanes (FUZZ_SECAGG_LANES) the mode its first byte picks. */
+static unsigned lane_bits = 32, lane_rounds = 0;
+
+/* client id's input, words of lane_bits (16 or 32) */
 static void input_of(uint32_t id, uint32_t *x)
 {
-    for (uint32_t j = 0; j < D; j++)
-        x[j] = 1000u * (id + 1) + j;
+    for (uint32_t j = 0; j < D; j++) {
+        uint32_t v = 1000u * (id + 1) + j;
+        if (lane_bits == 16)
+            ((uint16_t *)(void *)x)[j] = (uint16_t)v;
+        else
+            x[j] = v;
+    }
 }
 
 /* Client f consumes `in` (the server's reply) in its next round; *out is
@@ -127,7 +138,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (pvg_init() != PVG_OK) abort();
         ready = 1;
     }
-    pvg_secagg_params p = {.n = N, .k = N - 1, .t = 2, .d = D, .bits = 32};
+#ifdef FUZZ_SECAGG_LANES
+    static const unsigned modes[4][2] = {{16, 0}, {16, 8}, {16, 12}, {32, 8}};
+    if (size < 1) return 0;
+    lane_bits = modes[data[0] % 4][0];
+    lane_rounds = modes[data[0] % 4][1];
+    data++;
+    size--;
+#endif
+    pvg_secagg_params p = {
+        .n = N, .k = N - 1, .t = 2, .d = D, .bits = lane_bits, .mask_rounds = lane_rounds};
     memcpy(p.session, "fuzz-session-id!", 16);
     pvg_error err;
     pvg_secagg_server *s = NULL;
@@ -187,9 +207,13 @@ end:
         for (size_t i = 0; i < ns; i++) {
             input_of(ids[i], x);
             for (int j = 0; j < D; j++)
-                want[j] += x[j];
+                want[j] += lane_bits == 16 ? ((const uint16_t *)(const void *)x)[j] : x[j];
         }
-        if (!tampered && memcmp(sum, want, sizeof sum) != 0) {
+        int wrong = 0;
+        for (int j = 0; j < D; j++)
+            wrong |= lane_bits == 16 ? ((const uint16_t *)(const void *)sum)[j] != (uint16_t)want[j]
+                                     : sum[j] != want[j];
+        if (!tampered && wrong) {
             fprintf(stderr, "honest session: wrong sum\n");
             abort();
         }

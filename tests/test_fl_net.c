@@ -501,6 +501,71 @@ static void test_lying_server_gets_nothing(void **state)
     lying_server(16, 8); /* the 16-bit lane with ChaCha8 masks */
 }
 
+/* A 16-bit lane: a peer whose update has a word beyond the lane refuses its
+ * masked input (PVG_ERR_POLICY, nothing sent), and the refusal names the
+ * word's position only: the text reaches the shopper's page
+ * (pvg_fl_core_stats, lastRefusal), so it must not carry a word of the
+ * private update. */
+static void test_lane16_misfit_refusal_names_no_value(void **state)
+{
+    (void)state;
+    pvg_secagg_params p;
+    memset(&p, 0, sizeof p);
+    p.n = 3;
+    p.k = 2;
+    p.t = 2;
+    p.d = 8;
+    p.bits = 16;
+    p.mask_rounds = 12;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_rng_bytes(rng, p.session, 16);
+    static uint8_t sb[1 << 16];
+    pvg_fl_state st;
+    pvg_error err;
+    uint32_t vec[8] = {1, 2, 3, 4, 5, 6, 7, 8}, bad[8] = {1, 2, 3, 0x1234ABCDu, 5, 6, 7, 8};
+    pvg_secagg_server *srv = NULL;
+    assert_int_equal(pvg_secagg_server_new(&p, &srv, &err), PVG_OK);
+    pvg_fl_peer *peer[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        size_t n = build_state(sb, &p, 1, PVG_FL_PHASE_ADVERTISE, i, NULL, 0, NULL, 0);
+        assert_int_equal(pvg_fl_state_parse(sb, n, &st, &err), PVG_OK);
+        assert_int_equal(pvg_fl_peer_new(&st, i == 0 ? bad : vec, 8, rng, 0, &peer[i], &err),
+                         PVG_OK);
+    }
+    for (int ph = PVG_FL_PHASE_ADVERTISE; ph <= PVG_FL_PHASE_MASKED; ph++) {
+        for (uint32_t i = 0; i < 3; i++) {
+            uint8_t *reply = NULL, *msg = NULL;
+            size_t rl = 0, ml = 0;
+            if (ph > PVG_FL_PHASE_ADVERTISE)
+                assert_int_equal(pvg_secagg_server_message_for(srv, i, &reply, &rl, &err), PVG_OK);
+            size_t n = build_state(sb, &p, 1, ph, i, NULL, 0, reply, rl);
+            pvg_free(reply);
+            assert_int_equal(pvg_fl_state_parse(sb, n, &st, &err), PVG_OK);
+            pvg_status s = pvg_fl_peer_step(peer[i], &st, &msg, &ml, &err);
+            if (ph == PVG_FL_PHASE_MASKED && i == 0) {
+                assert_int_equal(s, PVG_ERR_POLICY);
+                assert_null(msg);
+                assert_non_null(strstr(err.text, "word 3"));
+                /* the value in any usual spelling */
+                assert_null(strstr(err.text, "1234abcd"));
+                assert_null(strstr(err.text, "1234ABCD"));
+                assert_null(strstr(err.text, "305441741"));
+                assert_null(strstr(err.text, "abcd"));
+                continue;
+            }
+            assert_int_equal(s, PVG_OK);
+            assert_non_null(msg);
+            assert_int_equal(pvg_secagg_server_receive(srv, msg, ml, &err), PVG_OK);
+            pvg_free(msg);
+        }
+        assert_int_equal(pvg_secagg_server_advance(srv, &err), PVG_OK);
+    }
+    for (uint32_t i = 0; i < 3; i++)
+        pvg_fl_peer_free(peer[i]);
+    pvg_secagg_server_free(srv);
+    pvg_rng_free(rng);
+}
+
 /* ---- strict STATE parsing ---- */
 static void test_state_parse_strict(void **state)
 {
@@ -785,6 +850,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_parse_strict),
         cmocka_unit_test(test_lying_server_gets_nothing),
+        cmocka_unit_test(test_lane16_misfit_refusal_names_no_value),
         cmocka_unit_test(test_routes_refuse),
         cmocka_unit_test(test_broadcast_only_to_cohort),
         cmocka_unit_test(test_submit_refusals_in_round),

@@ -313,10 +313,12 @@ static pvg_status masked_input(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t *
         size_t at = 0;
         while (!(p->vec[at] >> 16))
             at++;
+        /* the position only: the text reaches the shopper's page, a word of the
+           private update must not */
         return pvg_error_set_at(err, PVG_ERR_POLICY, "fl update", 0, 0, (long long)at,
-                                "word %zu is 0x%08x, beyond the session's 16-bit lane: the "
-                                "update was not encoded mod 2^16 (its bits must be 16)",
-                                at, p->vec[at]);
+                                "word %zu is 2^16 or more, beyond the session's 16-bit lane: "
+                                "the update was not encoded mod 2^16 (its bits must be 16)",
+                                at);
     }
     /* word i moves to bytes 2i, 2i + 1 (little-endian), below byte 4i: no word still
        to be read is overwritten; the stores are bytes, which may alias the words */

@@ -99,11 +99,14 @@ static int64_t idmap_get(const idmap *m, int64_t from)
 }
 
 /* Meta rows that belong to one backend's copy of a store, not to the store:
- * the schema version (each backend records its own) and the duplicate
- * index's state (the target rebuilds the index on its first open). */
+ * the schema version (each backend records its own), the duplicate index's
+ * state (the target rebuilds the index on its first open) and the SQLite
+ * layout's record that its audit log lives in audit.db (a SQLite target sets
+ * its own when it is made; PostgreSQL keeps the log in a table). */
 static int meta_is_local(const char *key)
 {
-    return strcmp(key, "schema_version") == 0 || strcmp(key, "dup_index") == 0;
+    return strcmp(key, "schema_version") == 0 || strcmp(key, "dup_index") == 0 ||
+           strcmp(key, "audit_file") == 0;
 }
 
 typedef struct copier {

@@ -200,7 +200,7 @@ static const char CHANGE_TRIGGERS[] =
  * then copy and sync). */
 #define AUDIT_FILE "audit.db"
 /* the meta key of privguide.db that records the log is in AUDIT_FILE */
-#define AUDIT_META "audit_file"
+#define AUDIT_META "audit_file" /* local to this layout: store_copy.c does not copy it */
 #define AUDIT_INDEX_BATCH 1024
 static const char AUDIT_SCHEMA[] = "CREATE TABLE IF NOT EXISTS audit.audit_log ("
                                    " seq INTEGER PRIMARY KEY,"

@@ -113,22 +113,6 @@ static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds
     return 0;
 }
 
-/* The smallest noise multiplier z (to 0.1%) with epsilon(z) <= eps. */
-static double z_for(const pvg_fl_config *base, double q, int rounds, double delta, double eps)
-{
-    pvg_fl_config c = *base;
-    double lo = 0.05, hi = 200;
-    for (int it = 0; it < 60 && hi / lo > 1.001; it++) {
-        c.noise_multiplier = sqrt(lo * hi);
-        double e = INFINITY;
-        if (pvg_fl_epsilon(&c, q, (uint32_t)rounds, delta, &e, NULL) == PVG_OK && e <= eps)
-            hi = c.noise_multiplier;
-        else
-            lo = c.noise_multiplier;
-    }
-    return hi;
-}
-
 typedef struct dp_point {
     int ok;
     double eps, z, recall, ndcg;

@@ -12,6 +12,9 @@
 #include "model/model_internal.h"
 
 #include <privguide/eval.h>
+#include <privguide/fl.h>
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +125,22 @@ static const char *find_data_dir(const char *prog, const char *dir, char *buf, s
             "$PVG_SHARED_DIR/data, ../shared/data, ../../shared/data)\n",
             prog, DATASETS[0].file, DATASETS[1].file);
     return NULL;
+}
+
+/* The smallest noise multiplier z (to 0.1%) with epsilon(z) <= eps. */
+static double z_for(const pvg_fl_config *base, double q, int rounds, double delta, double eps)
+{
+    pvg_fl_config c = *base;
+    double lo = 0.05, hi = 200;
+    for (int it = 0; it < 60 && hi / lo > 1.001; it++) {
+        c.noise_multiplier = sqrt(lo * hi);
+        double e = INFINITY;
+        if (pvg_fl_epsilon(&c, q, (uint32_t)rounds, delta, &e, NULL) == PVG_OK && e <= eps)
+            hi = c.noise_multiplier;
+        else
+            lo = c.noise_multiplier;
+    }
+    return hi;
 }
 
 #endif

@@ -244,7 +244,12 @@ static void bc_free(fl_bc *b)
 #define BAD(code, off, ...)                                                                        \
     pvg_error_set_at(err, code, "fl broadcast", 0, 0, (long long)(off), __VA_ARGS__)
 
-/* header_only: the header's checks and the exact length, no factors read */
+/* What bc_parse_ex reads: the header's checks and the exact length only; or
+ * every check, the item factors left in the message (out->V NULL: a client
+ * reads the rows of its own items with bc_row) and the Gramian read; or
+ * every check with the factors copied to out->V. */
+enum { BC_HEADER = 1, BC_IN_PLACE = 2, BC_COPY = 0 };
+
 static pvg_status bc_parse_ex(const uint8_t *b, size_t len, fl_bc *out, int header_only,
                               pvg_error *err)
 {
@@ -304,10 +309,10 @@ static pvg_status bc_parse_ex(const uint8_t *b, size_t len, fl_bc *out, int head
     if (len > want)
         return BAD(PVG_ERR_CORRUPT, want, "fl broadcast: %zu trailing bytes after byte %zu",
                    len - want, want);
-    if (header_only) return PVG_OK;
-    out->V = malloc(nk * sizeof *out->V);
+    if (header_only == BC_HEADER) return PVG_OK;
+    out->V = header_only == BC_IN_PLACE ? NULL : malloc(nk * sizeof *out->V);
     out->G = malloc(kk * sizeof *out->G);
-    if (!out->V || !out->G) {
+    if ((header_only != BC_IN_PLACE && !out->V) || !out->G) {
         bc_free(out);
         return pvg_error_set(err, PVG_ERR_NOMEM, "fl broadcast: out of memory");
     }
@@ -320,7 +325,7 @@ static pvg_status bc_parse_ex(const uint8_t *b, size_t len, fl_bc *out, int head
                        "fl broadcast: item factor %zu is not a finite value of magnitude <= 1e6",
                        i);
         }
-        out->V[i] = f;
+        if (out->V) out->V[i] = f;
     }
     for (size_t i = 0; i < kk; i++, p += 4) {
         float f = get_f32(p);
@@ -343,14 +348,22 @@ static pvg_status bc_parse_ex(const uint8_t *b, size_t len, fl_bc *out, int head
 
 static pvg_status bc_parse(const uint8_t *b, size_t len, fl_bc *out, pvg_error *err)
 {
-    return bc_parse_ex(b, len, out, 0, err);
+    return bc_parse_ex(b, len, out, BC_COPY, err);
+}
+
+/* Row j of the item factors of a broadcast that bc_parse_ex checked. */
+static void bc_row(const uint8_t *b, uint32_t k, uint32_t j, float *row)
+{
+    const uint8_t *p = b + PVG_FL_HEADER + 4 * (size_t)j * k;
+    for (uint32_t a = 0; a < k; a++)
+        row[a] = get_f32(p + 4 * (size_t)a);
 }
 
 pvg_status fl_broadcast_header(const uint8_t *broadcast, size_t len, pvg_fl_config *cfg,
                                uint32_t *round, pvg_error *err)
 {
     fl_bc bc;
-    pvg_status st = bc_parse_ex(broadcast, len, &bc, 1, err);
+    pvg_status st = bc_parse_ex(broadcast, len, &bc, BC_HEADER, err);
     if (st == PVG_OK) {
         *cfg = bc.cfg;
         *round = bc.round;
@@ -479,16 +492,21 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
                                    float *user_factor, pvg_error *err)
 {
     if (!rng || !vec) return pvg_error_set(err, PVG_ERR_INVALID, "fl client: rng or vec is NULL");
+    /* the item factors stay in the message: the client reads the rows of its
+       own items, and its update is encoded from its nonzero entries (the rows of
+       its items, their counts and the statistics T), never as a dense vector */
     fl_bc bc;
-    pvg_status st = bc_parse(broadcast, len, &bc, err);
+    pvg_status st = bc_parse_ex(broadcast, len, &bc, BC_IN_PLACE, err);
     if (st != PVG_OK) return st;
     /* the client's own opt-in decides, never the broadcast */
     bc.cfg.allow_insecure_rng = allow_insecure_rng;
-    fl_hist *h = NULL;
-    size_t nh = 0;
-    double *x = NULL, *u = NULL;
+    fl_hist *h = NULL, *hl = NULL;
+    size_t nh = 0, nnz = 0;
+    double *x = NULL, *val = NULL;
+    float *rows = NULL;
+    uint32_t *idx = NULL;
     const pvg_fl_config *c = &bc.cfg;
-    size_t k = bc.k, ni = bc.n_items;
+    size_t k = bc.k, ni = bc.n_items, kt = k * (k + 1) / 2 + 1;
     if (d != bc.code.d) {
         st = pvg_error_set(err, PVG_ERR_INVALID,
                            "fl client: vector of %zu words, the round needs %zu", d, bc.code.d);
@@ -497,18 +515,25 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
     st = hist_of(items, weights, n, bc.n_items, &h, &nh, err);
     if (st != PVG_OK) goto out;
     x = malloc(k * sizeof *x);
-    u = calloc(bc.code.d, sizeof *u);
-    if (!x || !u) {
+    rows = malloc((nh ? nh : 1) * k * sizeof *rows);
+    hl = malloc((nh ? nh : 1) * sizeof *hl);
+    idx = malloc((nh * (k + 1) + kt) * sizeof *idx);
+    val = malloc((nh * (k + 1) + kt) * sizeof *val);
+    if (!x || !rows || !hl || !idx || !val) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "fl client: out of memory");
         goto out;
     }
-    st = solve_user(c, bc.V, bc.G, bc.n_items, h, nh, x, err);
+    for (size_t i = 0; i < nh; i++) { /* row i of rows is item h[i].item's */
+        bc_row(broadcast, bc.k, h[i].item, rows + i * k);
+        hl[i] = (fl_hist){(uint32_t)i, h[i].w};
+    }
+    st = solve_user(c, rows, bc.G, bc.n_items, hl, nh, x, err);
     if (st != PVG_OK) goto out;
     if (user_factor)
         for (size_t a = 0; a < k; a++)
             user_factor[a] = (float)x[a];
-    double *R = u, *N = u + ni * k, *T = N + ni;
-    /* the sufficient-statistics form (DP-iALS) sends the unit direction
+    /* the update's layout: R (ni x k) at 0, N (ni) at ni k, T at ni k + ni.
+     * The sufficient-statistics form (DP-iALS) sends the unit direction
      * x/|x|: every row has norm c_uj, and the statistics T are those of
      * unit vectors (a zero factor stays zero) */
     if (c->update == PVG_FL_UPDATE_STATS) {
@@ -519,30 +544,46 @@ pvg_status pvg_fl_client_update_ex(const uint8_t *broadcast, size_t len, const u
         for (size_t a = 0; a < k; a++)
             x[a] = nx > 0 ? x[a] / nx : 0;
     }
-    for (size_t i = 0; i < nh; i++) {
+    for (size_t i = 0; i < nh; i++) { /* R: items ascending */
         size_t j = h[i].item;
-        const float *v = bc.V + j * k;
+        const float *v = rows + i * k;
         double cw = conf_of(c, h[i].w), xv = 0;
         for (size_t a = 0; a < k; a++)
             xv += x[a] * v[a];
         double s = c->update == PVG_FL_UPDATE_STATS ? cw : (cw - c->alpha0) * xv - cw;
         for (size_t a = 0; a < k; a++)
-            R[j * k + a] = s * x[a];
-        N[j] = PVG_FL_SCALE_N;
+            if (s * x[a] != 0) {
+                idx[nnz] = (uint32_t)(j * k + a);
+                val[nnz++] = s * x[a];
+            }
+    }
+    for (size_t i = 0; i < nh; i++) { /* N */
+        idx[nnz] = (uint32_t)(ni * k + h[i].item);
+        val[nnz++] = PVG_FL_SCALE_N;
     }
     size_t t = 0;
     for (size_t a = 0; a < k; a++)
-        for (size_t b = a; b < k; b++)
-            T[t++] = PVG_FL_SCALE_T * x[a] * x[b];
-    T[t] = PVG_FL_SCALE_T; /* W: this client */
-    st = fl_encode(c, &bc.code, bc.round, u, rng, vec, err);
+        for (size_t b = a; b < k; b++, t++)
+            if (PVG_FL_SCALE_T * x[a] * x[b] != 0) {
+                idx[nnz] = (uint32_t)(ni * k + ni + t);
+                val[nnz++] = PVG_FL_SCALE_T * x[a] * x[b];
+            }
+    idx[nnz] = (uint32_t)(ni * k + ni + t); /* W: this client */
+    val[nnz++] = PVG_FL_SCALE_T;
+    st = fl_encode_sparse(c, &bc.code, bc.round, idx, val, nnz, rng, vec, err);
 out:
     if (h) sodium_memzero(h, (nh ? nh : 1) * sizeof *h);
+    if (hl) sodium_memzero(hl, (nh ? nh : 1) * sizeof *hl);
     if (x) sodium_memzero(x, k * sizeof *x);
-    if (u) sodium_memzero(u, bc.code.d * sizeof *u);
+    if (rows) sodium_memzero(rows, (nh ? nh : 1) * k * sizeof *rows);
+    if (idx) sodium_memzero(idx, (nh * (k + 1) + kt) * sizeof *idx);
+    if (val) sodium_memzero(val, (nh * (k + 1) + kt) * sizeof *val);
     free(h);
+    free(hl);
     free(x);
-    free(u);
+    free(rows);
+    free(idx);
+    free(val);
     bc_free(&bc);
     return st;
 }

@@ -195,48 +195,84 @@ static void apply_signs(double *x, size_t d, const uint8_t *bits)
         if (bits[i >> 3] >> (i & 7) & 1) x[i] = -x[i];
 }
 
-pvg_status fl_encode(const pvg_fl_config *cfg, const fl_code *code, uint32_t round, double *u,
-                     pvg_rng *rng, uint32_t *vec, pvg_error *err)
+/* The rounding's uniform draws for one block: the bytes of pvg_rng_double,
+ * drawn in one call (the same stream, 8 little-endian bytes a draw). */
+static double draw_of(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return (double)(v >> 11) * 0x1.0p-53;
+}
+
+pvg_status fl_encode_sparse(const pvg_fl_config *cfg, const fl_code *code, uint32_t round,
+                            const uint32_t *idx, const double *val, size_t nnz, pvg_rng *rng,
+                            uint32_t *vec, pvg_error *err)
 {
     if (cfg->dp == PVG_FL_DP_DISTRIBUTED) {
         pvg_status st = pvg_rng_require_secure(rng, cfg->allow_insecure_rng,
                                                "a federated client's noise share", err);
         if (st != PVG_OK) return st;
     }
-    size_t d = code->d;
-    for (size_t i = code->d_raw; i < d; i++)
-        u[i] = 0;
+    size_t d = code->d, B = code->block;
+    for (size_t j = 0; j < nnz; j++)
+        if (idx[j] >= code->d_raw || (j && idx[j] <= idx[j - 1]))
+            return pvg_error_set(err, PVG_ERR_INTERNAL,
+                                 "fl: update entry %zu (index %u) is not ascending below %zu", j,
+                                 idx[j], code->d_raw);
     double nrm = 0;
-    for (size_t i = 0; i < code->d_raw; i++)
-        nrm += u[i] * u[i];
+    for (size_t j = 0; j < nnz; j++)
+        nrm += val[j] * val[j];
     nrm = sqrt(nrm);
     if (!isfinite(nrm)) return pvg_error_set(err, PVG_ERR_INVALID, "fl: update is not finite");
     double s = nrm > cfg->clip ? cfg->clip / nrm : 1.0;
     s /= code->gamma;
-    for (size_t i = 0; i < code->d_raw; i++)
-        u[i] *= s;
     uint8_t *signs = rotation_signs(cfg->seed, round, d);
-    if (!signs) return pvg_error_set(err, PVG_ERR_NOMEM, "fl: out of memory");
-    apply_signs(u, d, signs);
-    free(signs);
-    for (size_t b = 0; b < d; b += code->block)
-        fwht(u + b, code->block);
-    /* conditional randomised rounding: unbiased per coordinate, retried
-     * until the integer vector's norm is <= bound (fails with probability
-     * <= e^-1/2 per try) */
+    double *u = malloc(B * sizeof *u);
+    uint8_t *draws = malloc(8 * B);
+    if (!signs || !u || !draws) {
+        free(signs);
+        free(u);
+        free(draws);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl: out of memory");
+    }
+    /* one rotation block at a time: the clipped, scaled, signed entries of the
+     * block, its transform, then conditional randomised rounding (unbiased per
+     * coordinate; the whole vector is retried until its norm is <= bound, which
+     * fails with probability <= e^-1/2 per try). A block with no entry is zero
+     * after the transform, and rounds to zero whatever the draw: it takes none. */
     double b2 = code->bound * code->bound;
     int ok = 0;
     for (int tries = 0; tries < 200 && !ok; tries++) {
         double n2 = 0;
-        for (size_t i = 0; i < d; i++) {
-            double f = floor(u[i]);
-            double r = f + (pvg_rng_double(rng) < u[i] - f ? 1.0 : 0.0);
-            n2 += r * r;
-            vec[i] = (uint32_t)(int64_t)r; /* two's complement: mod 2^32 */
+        size_t j = 0;
+        for (size_t b = 0; b < d; b += B) {
+            if (j == nnz || idx[j] >= b + B) {
+                memset(vec + b, 0, B * sizeof *vec);
+                continue;
+            }
+            memset(u, 0, B * sizeof *u);
+            for (; j < nnz && idx[j] < b + B; j++) {
+                size_t i = idx[j];
+                double x = val[j] * s;
+                u[i - b] = signs[i >> 3] >> (i & 7) & 1 ? -x : x;
+            }
+            fwht(u, B);
+            pvg_rng_bytes(rng, draws, 8 * B);
+            for (size_t q = 0; q < B; q++) {
+                double f = floor(u[q]);
+                double r = f + (draw_of(draws + 8 * q) < u[q] - f ? 1.0 : 0.0);
+                n2 += r * r;
+                vec[b + q] = (uint32_t)(int64_t)r; /* two's complement: mod 2^32 */
+            }
         }
         ok = n2 <= b2;
     }
-    sodium_memzero(u, d * sizeof *u);
+    sodium_memzero(u, B * sizeof *u);
+    sodium_memzero(draws, 8 * B);
+    free(u);
+    free(draws);
+    free(signs);
     if (!ok) {
         sodium_memzero(vec, d * sizeof *vec);
         return pvg_error_set(err, PVG_ERR_INTERNAL, "fl: conditional rounding did not succeed");
@@ -250,6 +286,35 @@ pvg_status fl_encode(const pvg_fl_config *cfg, const fl_code *code, uint32_t rou
             vec[i] &= mask;
     }
     return PVG_OK;
+}
+
+pvg_status fl_encode(const pvg_fl_config *cfg, const fl_code *code, uint32_t round, double *u,
+                     pvg_rng *rng, uint32_t *vec, pvg_error *err)
+{
+    size_t nnz = 0;
+    for (size_t i = 0; i < code->d_raw; i++)
+        nnz += u[i] != 0;
+    uint32_t *idx = malloc((nnz ? nnz : 1) * sizeof *idx);
+    double *val = malloc((nnz ? nnz : 1) * sizeof *val);
+    if (!idx || !val) {
+        free(idx);
+        free(val);
+        sodium_memzero(u, code->d * sizeof *u);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl: out of memory");
+    }
+    /* a NaN compares unequal to 0 and is kept: the norm check refuses it */
+    size_t j = 0;
+    for (size_t i = 0; i < code->d_raw; i++)
+        if (u[i] != 0) {
+            idx[j] = (uint32_t)i;
+            val[j++] = u[i];
+        }
+    pvg_status st = fl_encode_sparse(cfg, code, round, idx, val, nnz, rng, vec, err);
+    sodium_memzero(u, code->d * sizeof *u);
+    sodium_memzero(val, (nnz ? nnz : 1) * sizeof *val);
+    free(idx);
+    free(val);
+    return st;
 }
 
 pvg_status fl_decode(const pvg_fl_config *cfg, const fl_code *code, uint32_t round,

@@ -61,6 +61,15 @@ pvg_status fl_code_of(const pvg_fl_config *cfg, uint32_t n_items, fl_code *out, 
  * distributed. */
 pvg_status fl_encode(const pvg_fl_config *cfg, const fl_code *code, uint32_t round, double *u,
                      pvg_rng *rng, uint32_t *vec, pvg_error *err);
+/* fl_encode from the update's nonzero entries: idx ascending, each below
+ * code->d_raw, val their values (nnz of each; not modified). The same vector
+ * and the same draws from rng as fl_encode over the dense update, one
+ * rotation block (code->block doubles) in memory at a time; a block with no
+ * entry rounds to zero and takes no draw. PVG_ERR_INTERNAL when idx is not
+ * ascending or out of range. */
+pvg_status fl_encode_sparse(const pvg_fl_config *cfg, const fl_code *code, uint32_t round,
+                            const uint32_t *idx, const double *val, size_t nnz, pvg_rng *rng,
+                            uint32_t *vec, pvg_error *err);
 /* Server decoding of a sum mod 2^bits: optional central noise (rng), centre,
  * scale by gamma, inverse rotation. out[0..d) (d doubles). */
 pvg_status fl_decode(const pvg_fl_config *cfg, const fl_code *code, uint32_t round,

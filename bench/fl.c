@@ -136,6 +136,7 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
 typedef struct trainer {
     pvg_fl_model *m;
     pvg_rng *rng;
+    double apply_seconds; /* the model's update from the unmasked sum */
 } trainer;
 
 static pvg_status tr_broadcast(void *ctx, uint64_t round, uint8_t **out, size_t *len,
@@ -150,7 +151,12 @@ static pvg_status tr_apply(void *ctx, uint64_t round, const uint32_t *sum, size_
 {
     trainer *t = ctx;
     (void)round;
-    return pvg_fl_model_apply(t->m, sum, d, survivors, t->rng, err);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    pvg_status st = pvg_fl_model_apply(t->m, sum, d, survivors, t->rng, err);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    t->apply_seconds = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    return st;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -266,7 +272,7 @@ int main(int argc, char **argv)
         if (cint > 8192) cint = 8192; /* fl_code_of's cap: a quarter of the modulus */
         cfg.granularity = cfg.clip / cint;
     }
-    trainer tr = {NULL, rng};
+    trainer tr = {NULL, rng, 0};
     if (pvg_fl_model_new(&cfg, n_items, rng, &tr.m, &err) != PVG_OK) {
         fprintf(stderr, "model: %s\n", err.text);
         return 1;
@@ -379,7 +385,8 @@ int main(int argc, char **argv)
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
            "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
            "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,"
-           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],\"after_phases_seconds\":%.3f,"
+           "\"apply_seconds\":%.3f,"
            "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"grace\":%.2f,\"server_seconds\":%.3f,"
            "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
            "\"client_wall_seconds_p50\":%.3f,\"client_wall_seconds_max\":%.3f,"
@@ -398,7 +405,10 @@ int main(int argc, char **argv)
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
            rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),
            wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1], rs.phase_seconds[2],
-           rs.phase_seconds[3], co.phase_seconds[0], co.phase_seconds[1], co.phase_seconds[2],
+           rs.phase_seconds[3],
+           rs.seconds - rs.phase_seconds[0] - rs.phase_seconds[1] - rs.phase_seconds[2] -
+               rs.phase_seconds[3],
+           tr.apply_seconds, co.phase_seconds[0], co.phase_seconds[1], co.phase_seconds[2],
            co.phase_seconds[3], grace, rs.server_seconds, m ? cs[m / 2] : 0, m ? cs[m - 1] : 0,
            m ? ws[m / 2] : 0, m ? ws[m - 1] : 0, m ? cpu[m / 2] : 0, m ? cpu[m - 1] : 0, cpu_all,
            got ? req_all / got : 0, m ? up / m : 0, m ? down / m : 0, m ? bup / m : 0,

@@ -20,6 +20,7 @@
 #include <privguide/secagg.h>
 
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,117 @@ static void test_encode_decode_roundtrip(void **state)
     free(out);
     free(vec);
     pvg_rng_free(rng);
+}
+
+/* The encoding as specified, written out densely and independently of
+ * fl_dp.c: clip, signs (BLAKE2b-keyed ChaCha20 bits), normalised
+ * Walsh-Hadamard per block, randomised rounding with one pvg_rng_double a
+ * coordinate of every block that holds an entry (an empty block is zero and
+ * takes no draw), retried until the norm fits; mod 2^bits. */
+static int ref_encode(const pvg_fl_config *c, const fl_code *code, uint32_t round,
+                      const double *u_in, pvg_rng *rng, uint32_t *vec)
+{
+    size_t d = code->d, B = code->block;
+    double *u = calloc(d, sizeof *u);
+    memcpy(u, u_in, code->d_raw * sizeof *u);
+    double nrm = norm2(u, code->d_raw), s = (nrm > c->clip ? c->clip / nrm : 1.0) / code->gamma;
+    uint8_t key[32], in[12];
+    static const char ctx[] = "privguide-fl-rotation-v1";
+    for (int i = 0; i < 8; i++)
+        in[i] = (uint8_t)(c->seed >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        in[8 + i] = (uint8_t)(round >> (8 * i));
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, sizeof key);
+    crypto_generichash_update(&h, (const unsigned char *)ctx, sizeof ctx - 1);
+    crypto_generichash_update(&h, in, sizeof in);
+    crypto_generichash_final(&h, key, sizeof key);
+    uint8_t *bits = malloc((d + 7) / 8);
+    randombytes_buf_deterministic(bits, (d + 7) / 8, key);
+    for (size_t i = 0; i < d; i++)
+        u[i] = (bits[i / 8] >> (i % 8) & 1) ? -(u[i] * s) : u[i] * s;
+    for (size_t b = 0; b < d; b += B) {
+        double *y = u + b;
+        for (size_t hh = 1; hh < B; hh *= 2)
+            for (size_t i = 0; i < B; i += 2 * hh)
+                for (size_t j = i; j < i + hh; j++) {
+                    double a = y[j], z = y[j + hh];
+                    y[j] = a + z;
+                    y[j + hh] = a - z;
+                }
+        for (size_t i = 0; i < B; i++)
+            y[i] *= 1.0 / sqrt((double)B);
+    }
+    int ok = 0;
+    for (int tries = 0; tries < 200 && !ok; tries++) {
+        double n2 = 0;
+        for (size_t b = 0; b < d; b += B) {
+            int any = 0;
+            for (size_t i = b; i < b + B && i < code->d_raw; i++)
+                any |= u_in[i] != 0;
+            for (size_t i = b; i < b + B; i++) {
+                double f = floor(u[i]), r = any && pvg_rng_double(rng) < u[i] - f ? f + 1 : f;
+                n2 += r * r;
+                vec[i] = (uint32_t)(int64_t)r;
+            }
+        }
+        ok = n2 <= code->bound * code->bound;
+    }
+    for (size_t i = 0; i < d && c->bits < 32; i++)
+        vec[i] &= (1u << c->bits) - 1u;
+    free(u);
+    free(bits);
+    return ok;
+}
+
+/* The client encodes its update from its nonzero entries one block at a
+ * time: the same words as the dense specification, for a sparse update (most
+ * blocks empty, as a shopper's), a dense one and a clipped one. */
+static void test_sparse_encoding_matches_dense_reference(void **state)
+{
+    (void)state;
+    for (int form = 0; form < 3; form++) {
+        pvg_fl_config c = small_cfg();
+        c.bits = form == 1 ? 16 : 32;
+        c.granularity = c.clip / 4096;
+        fl_code code;
+        assert_int_equal(fl_code_of(&c, 3000, &code, NULL), PVG_OK);
+        assert_true(code.d / code.block >= 3);
+        pvg_rng *g = pvg_rng_new_INSECURE_deterministic_for_tests(11 + (uint64_t)form);
+        double *u = calloc(code.d, sizeof *u);
+        for (size_t i = 0; i < code.d_raw; i++)
+            if (form == 1 || (i % 997 == 3 && i < code.d_raw / 3) || i + 5 >= code.d_raw)
+                u[i] = (form == 2 ? 30.0 : 0.01) * pvg_rng_normal(g);
+        pvg_rng_free(g);
+        uint32_t *want = calloc(code.d, sizeof *want), *got = calloc(code.d, sizeof *got);
+        pvg_rng *r1 = pvg_rng_new_INSECURE_deterministic_for_tests(5);
+        pvg_rng *r2 = pvg_rng_new_INSECURE_deterministic_for_tests(5);
+        assert_true(ref_encode(&c, &code, 9, u, r1, want));
+        assert_int_equal(fl_encode(&c, &code, 9, u, r2, got, NULL), PVG_OK);
+        assert_memory_equal(got, want, code.d * sizeof *got);
+        /* the rng stands at the same place: the same draws were taken */
+        assert_int_equal(pvg_rng_u64(r1), pvg_rng_u64(r2));
+        size_t nz = 0;
+        for (size_t i = 0; i < code.d; i++)
+            nz += got[i] != 0;
+        assert_true(nz > 0);
+        free(u);
+        free(want);
+        free(got);
+        pvg_rng_free(r1);
+        pvg_rng_free(r2);
+    }
+    /* entries out of order are refused */
+    pvg_fl_config c = small_cfg();
+    fl_code code;
+    assert_int_equal(fl_code_of(&c, 30, &code, NULL), PVG_OK);
+    uint32_t idx[2] = {5, 3};
+    double val[2] = {1, 1};
+    uint32_t *vec = calloc(code.d, sizeof *vec);
+    pvg_rng *r = pvg_rng_new_INSECURE_deterministic_for_tests(1);
+    assert_int_equal(fl_encode_sparse(&c, &code, 0, idx, val, 2, r, vec, NULL), PVG_ERR_INTERNAL);
+    pvg_rng_free(r);
+    free(vec);
 }
 
 /* n clients with random histories over a small catalog. */
@@ -711,6 +823,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_decode_roundtrip),
+        cmocka_unit_test(test_sparse_encoding_matches_dense_reference),
         cmocka_unit_test(test_sum_of_encoded_updates),
         cmocka_unit_test(test_clipping_bounds_one_client),
         cmocka_unit_test(test_ddg_noise_variance),

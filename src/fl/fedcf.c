@@ -317,7 +317,13 @@ static pvg_status bc_parse_ex(const uint8_t *b, size_t len, fl_bc *out, int head
         return pvg_error_set(err, PVG_ERR_NOMEM, "fl broadcast: out of memory");
     }
     const uint8_t *p = b + PVG_FL_HEADER;
-    for (size_t i = 0; i < nk; i++, p += 4) {
+    if (!out->V) { /* in place: one branch-free pass, the slow loop names a bad value */
+        int bad = 0;
+        for (size_t i = 0; i < nk; i++)
+            bad |= !(fabsf(get_f32(p + 4 * i)) <= 1e6f);
+        if (!bad) p += 4 * nk;
+    }
+    for (size_t i = (size_t)(p - b - PVG_FL_HEADER) / 4; i < nk; i++, p += 4) {
         float f = get_f32(p);
         if (!isfinite(f) || fabsf(f) > 1e6f) {
             bc_free(out);

@@ -384,7 +384,7 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
 
 typedef struct buf {
     uint8_t *p;
-    size_t n, cap, max;
+    size_t n, cap, max, hw; /* hw: the most bytes it ever held (wiped at the end) */
     int over, checked;
     CURL *h;
 } buf;
@@ -398,6 +398,16 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
         b->checked = 1;
         curl_easy_getinfo(b->h, CURLINFO_RESPONSE_CODE, &code);
         if (code != 200 && b->max > ERROR_MAX) b->max = ERROR_MAX;
+        /* a declared length within the limit is reserved at once: a broadcast
+           is copied once, not through a doubling buffer */
+        curl_off_t cl = -1;
+        if (curl_easy_getinfo(b->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+            cl > 0 && (uint64_t)cl <= b->max && (size_t)cl > b->cap) {
+            uint8_t *q = realloc(b->p, (size_t)cl);
+            if (!q) return 0;
+            b->p = q;
+            b->cap = (size_t)cl;
+        }
     }
     if (n > b->max - b->n) {
         b->over = 1;
@@ -414,6 +424,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
     }
     memcpy(b->p + b->n, data, n);
     b->n += n;
+    if (b->n > b->hw) b->hw = b->n;
     return n;
 }
 
@@ -671,7 +682,7 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
     pvg_fl_core_stats(core, &st->rounds, &st->refused, NULL);
     curl_slist_free_all(c.hdr);
     curl_easy_cleanup(c.h);
-    if (c.resp.p) sodium_memzero(c.resp.p, c.resp.cap);
+    if (c.resp.p) sodium_memzero(c.resp.p, c.resp.hw); /* beyond hw: never written */
     free(c.resp.p);
     st->seconds = now_s() - t_start;
     return s;

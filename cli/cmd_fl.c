@@ -399,6 +399,7 @@ typedef struct fl_setup {
     uint32_t n_items;
     double epsilon, delta, q; /* the accounted (epsilon, delta) of the whole run; 0: no DP */
     uint32_t rounds, n_min;
+    unsigned mask_rounds; /* the masks' ChaCha rounds: 20, 12 or 8 */
     trainer tr;
     pvg_fl_coord *coord;
     pvg_rng *rng;
@@ -497,6 +498,28 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     /* the item update and the server's step (docs/federated.md): the sufficient statistics
        under DP, the damped gradient step without; chosen on the validation splits */
     int dp_run = cli_has(cx, fname(pre, "epsilon", b, sizeof b));
+    /* the SecAgg lane: 16 bits halve the upload and the masks' keystream; the update is then
+       encoded mod 2^16 at a step coarse enough that the cohort's sum does not wrap, a
+       quantisation error that only DP noise (far larger) makes negligible: DP runs only */
+    int lane = cli_int_range(cx, fname(pre, "lane-bits", b, sizeof b), 32, 16, 32);
+    if (lane != 16 && lane != 32) {
+        fprintf(stderr, "privguide: --%s wants 16 or 32\n", b);
+        return CLI_EXIT_USAGE;
+    }
+    if (lane == 16 && !dp_run) {
+        char e[64];
+        fprintf(stderr,
+                "privguide: --%s 16 needs DP updates (--%s): a 16-bit lane encodes the update "
+                "at a step coarse enough for the cohort's sum, an error only DP noise covers\n",
+                b, fname(pre, "epsilon", e, sizeof e));
+        return CLI_EXIT_USAGE;
+    }
+    s->cfg.bits = (uint32_t)lane;
+    s->mask_rounds = (unsigned)cli_int_range(cx, fname(pre, "mask-rounds", b, sizeof b), 20, 8, 20);
+    if (s->mask_rounds != 8 && s->mask_rounds != 12 && s->mask_rounds != 20) {
+        fprintf(stderr, "privguide: --%s wants 20, 12 or 8 (ChaCha rounds of the masks)\n", b);
+        return CLI_EXIT_USAGE;
+    }
     const char *upd = cli_str(cx, fname(pre, "update", b, sizeof b));
     if (!upd)
         s->cfg.update = dp_run ? PVG_FL_UPDATE_STATS : PVG_FL_UPDATE_GRADIENT;
@@ -604,6 +627,8 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
         return CLI_EXIT_USAGE;
     }
     co.max_rounds = s->rounds;
+    co.lane_bits = s->cfg.bits;
+    co.mask_rounds = s->mask_rounds;
     co.server_threads =
         (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
     co.broadcast = tr_broadcast;
@@ -1016,6 +1041,10 @@ static const cli_flag serve_flags[] = {
      "close a phase once its quorum is in and no message came for S s (default 0: off)"},
     {"expire-seconds", CLI_DOUBLE, "S", "forget a client not seen for S s (default 600)"},
     {"server-threads", CLI_INT, "N", "unmasking threads (default 2)"},
+    {"lane-bits", CLI_INT, "B",
+     "SecAgg lane: 32 (default) or 16 (half the upload and mask work; DP runs only, "
+     "docs/fl-protocol.md)"},
+    {"mask-rounds", CLI_INT, "R", "ChaCha rounds of the SecAgg masks: 20 (default), 12 or 8"},
     {"epsilon", CLI_DOUBLE, "E",
      "client-level DP for the whole run, charged once (default: no DP)"},
     {"delta", CLI_DOUBLE, "D", "DP delta (default 1/n^1.1, n = --min-clients)"},

@@ -5,7 +5,8 @@
 # default clients take part; a second run that would overspend is refused
 # before any round (no charge, no server); a server announcing no DP gets no
 # update from a default client; a round with fewer masked inputs than the
-# survivor floor aborts before unmasking.
+# survivor floor aborts before unmasking; a 16-bit SecAgg lane is refused
+# without DP and carries a DP round.
 set -u
 P=${PVG_CLI:?PVG_CLI not set}
 T=$(mktemp -d /tmp/pvg-fl-dp-XXXXXX)
@@ -130,4 +131,23 @@ jq -e '.phase == "aborted" and .arrived[2] == 2 and .arrived[3] == 0' "$T/rounds
   fail "floor round: $(cat "$T/rounds.jsonl")"
 jq -r .error "$T/rounds.jsonl" | grep -q "survivor floor 3" || fail "floor error: $(cat "$T/rounds.jsonl")"
 [ "$(releases | jq length)" -eq 2 ] || fail "want the second run's single charge"
+
+# 5. the 16-bit SecAgg lane: refused without DP (a usage error naming the rule, no server);
+#    with DP the clients take part through 16-bit lanes and ChaCha8 masks
+"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --lane-bits 16 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--lane-bits 16 needs DP updates (--epsilon)" "$T/err" \
+  || fail "16-bit lane without DP: rc $rc, $(cat "$T/err")"
+"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --lane-bits 24 --epsilon 1 >/dev/null 2>"$T/err"
+[ $? -eq 2 ] || fail "--lane-bits 24 accepted: $(cat "$T/err")"
+"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --mask-rounds 10 --epsilon 1 >/dev/null 2>"$T/err"
+[ $? -eq 2 ] || fail "--mask-rounds 10 accepted: $(cat "$T/err")"
+[ "$(releases | jq length)" -eq 2 ] || fail "a refused lane run was charged"
+serve --epsilon 2 --delta 1e-5 --rounds 1 --phase-seconds 120 --lane-bits 16 --mask-rounds 8
+clients
+stop
+told 3
+jq -e '.phase == "done" and .survivors == 3' "$T/rounds.jsonl" >/dev/null ||
+  fail "16-bit lane round: $(cat "$T/rounds.jsonl")"
+for u in 0 1 2; do [ "$(jq '.[0].rounds' "$T/c$u.json")" -eq 1 ] || fail "lane client $u: $(cat "$T/c$u.json" "$T/c$u.err")"; done
+[ "$(releases | jq length)" -eq 3 ] || fail "want the lane run's single charge"
 echo ok

@@ -10,7 +10,9 @@
  * model) runs in this process.
  *
  * Prints JSON: the round's wall seconds and per-phase seconds (phases with a
- * dropout end at their deadline), the server's CPU-bound seconds, client
+ * dropout end at their deadline), the seconds after the last phase (the
+ * unmasking and the model's update) and of the model's update alone
+ * (apply_seconds), the server's CPU-bound seconds, client
  * compute seconds (p50, max) and wall seconds, HTTP bytes up and down per
  * surviving client (bodies and headers) against the plain quantised update
  * (d words of 4 bytes), the machine's load average.

@@ -17,8 +17,10 @@
  *
  * Query: a shopper's factors u give each list the score u.c / |u| -
  * |c'|^2 / 2 (minus half the squared distance of u / |u| to the augmented
- * centroid, up to a constant), the nprobe best lists are scanned with the
- * fused int8 scan (several shoppers at once when they probe the same list;
+ * centroid, up to a constant); the lists scoring within the measured reach
+ * of the shopper's best (calibrate; or the nprobe best when the caller
+ * fixes a count) are scanned with the fused int8 scan (the shopper's best
+ * list first; several shoppers at once when they probe the same list;
  * excluded items never kept as candidates), and the
  * candidates re-ranked with the float factors: every returned item has its
  * exact score, and an item the exact path would never return (excluded,

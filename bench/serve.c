@@ -292,7 +292,9 @@ static void index_json(const pvg_model *m, const float *U, size_t nu, const uint
             double t0 = thread_cpu();
             for (size_t a0 = 0; a0 + nb <= nu; a0 += nb) {
                 fill_jobs(jobs, jp, jidx, jsc, nb, a0, U, f, hist_items, hist_indptr, k);
-                if (pvg_ivf_score(&ix, m->V, np, (const pvg_serve_job *const *)jp, nb))
+                /* the first: the default probing, as the server does (by
+                 * reach: np is the mean lists it probes) */
+                if (pvg_ivf_score(&ix, m->V, pi ? np : 0, (const pvg_serve_job *const *)jp, nb))
                     DIE("score");
                 done += nb;
                 if (b == 0) {
@@ -305,9 +307,10 @@ static void index_json(const pvg_model *m, const float *U, size_t nu, const uint
             us[b] = done ? (thread_cpu() - t0) / (double)done * 1e6 : 0;
         }
         o += snprintf(out + o, len - (size_t)o,
-                      "%s{\"nprobe\":%zu,\"recall_at_10_vs_exact\":%.4f,\"us_per_user\":"
-                      "{\"batch1\":%.1f,\"batch8\":%.1f}}",
-                      pi ? "," : "", np, total ? (double)hit / (double)total : 0.0, us[0], us[1]);
+                      "%s{\"nprobe\":%zu,\"by_reach\":%d,\"recall_at_10_vs_exact\":%.4f,"
+                      "\"us_per_user\":{\"batch1\":%.1f,\"batch8\":%.1f}}",
+                      pi ? "," : "", np, pi == 0, total ? (double)hit / (double)total : 0.0, us[0],
+                      us[1]);
     }
     snprintf(out + o, len - (size_t)o, "],\"recall_users\":%zu}", nu);
     pvg_ivf_free(&ix);

@@ -401,6 +401,98 @@ static void test_serve_dp_calibration(void **state)
     free(W);
 }
 
+/* A shopper's list scores: the AVX-512 loop (blocks of 128 and of 16
+ * lists, then the rest) gives the portable loop's floats bit for bit, for
+ * shoppers of any direction, a zero shopper and a NaN one (the bias alone). */
+static void test_ivf_list_scores_vec_equals_portable(void **state)
+{
+    (void)state;
+    size_t n = 20000, f = 37, nu = 24; /* 282 lists: 2 x 128 + 16 + 10 */
+    float *V = synth(n, f, 1), *U = synth(nu, f, 0);
+    memset(U, 0, f * sizeof *U);
+    U[f + 5] = NAN;
+    pvg_ivf ix;
+    assert_int_equal(pvg_ivf_build(V, n, f, 0, NULL, 0, NULL, NULL, &ix), 0);
+    assert_int_equal(ix.nlist % 128 != 0 && ix.nlist % 16 != 0, 1);
+    float *a = malloc(ix.nlist * sizeof *a), *b = malloc(ix.nlist * sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (size_t u = 0; u < nu; u++) {
+        pvg_ivf_list_scores(&ix, U + u * f, a, 1);
+        pvg_ivf_list_scores(&ix, U + u * f, b, 0);
+        assert_memory_equal(a, b, ix.nlist * sizeof *a);
+        for (size_t l = 0; l < ix.nlist; l++) {
+            assert_true(isfinite(a[l]));
+            if (u < 2) assert_true(a[l] == ix.bias[l]); /* no direction */
+        }
+    }
+    free(a);
+    free(b);
+    pvg_ivf_free(&ix);
+    free(V);
+    free(U);
+}
+
+/* The default probing is the one measured: on the calibration shoppers
+ * themselves it finds PVG_IVF_CALIB_RECALL of the top-10 items that every
+ * list probed finds, and probes pvg_ivf_default_nprobe lists on average;
+ * the number of lists varies with the shopper (a shopper with one clear
+ * taste, the direction of a list's centroid, probes fewer than the mean),
+ * and a fixed nprobe probes exactly that many. */
+static void test_ivf_reach_calibrated(void **state)
+{
+    (void)state;
+    size_t n = 20000, f = 32, nc = 1024, k = 10;
+    float *V = synth(n, f, 1), *Ucal = synth(nc, f, 1);
+    pvg_ivf ix;
+    assert_int_equal(pvg_ivf_build(V, n, f, 0, Ucal, nc, NULL, NULL, &ix), 0);
+    assert_true(ix.reach >= 0 && isfinite(ix.reach));
+    size_t hit = 0, total = 0, lo = ix.nlist, hi = 0;
+    double lists = 0;
+    for (size_t u = 0; u < nc; u++) {
+        int64_t idx[10], ri[10];
+        float sc[10], rs[10];
+        pvg_serve_job j, *jp = &j;
+        job_init(&j, Ucal + u * f, NULL, 0, k, ri, rs);
+        assert_int_equal(pvg_ivf_score(&ix, V, ix.nlist, (const pvg_serve_job *const *)&jp, 1), 0);
+        size_t want = j.n_out;
+        job_init(&j, Ucal + u * f, NULL, 0, k, idx, sc);
+        assert_int_equal(pvg_ivf_score(&ix, V, 0, (const pvg_serve_job *const *)&jp, 1), 0);
+        for (size_t q = 0; q < j.n_out; q++)
+            for (size_t r = 0; r < want; r++)
+                hit += idx[q] == ri[r];
+        total += want;
+        size_t items, np = pvg_ivf_probes(&ix, Ucal + u * f, 0, &items);
+        assert_true(np >= 1 && items >= np);
+        lists += (double)np;
+        if (np < lo) lo = np;
+        if (np > hi) hi = np;
+        assert_int_equal(pvg_ivf_probes(&ix, Ucal + u * f, 3, NULL), 3);
+    }
+    double rec = (double)hit / (double)total, mean = lists / (double)nc;
+    printf("# reach %.4f: lists %zu..%zu, mean %.1f (nprobe %zu) of %zu, calibration recall %.4f\n",
+           ix.reach, lo, hi, mean, ix.nprobe, ix.nlist, rec);
+    assert_true(rec >= PVG_IVF_CALIB_RECALL - 0.002);
+    assert_true(fabs(mean - (double)ix.nprobe) <= 1.0);
+    assert_true(lo < hi);
+    /* the direction of a centroid: its own list first, few others */
+    float *c = malloc(f * sizeof *c);
+    assert_non_null(c);
+    size_t clear = 0;
+    for (size_t l = 0; l < ix.nlist; l += 7) {
+        for (size_t j = 0; j < f; j++)
+            c[j] = ix.cent_t[j * ix.nlist + l];
+        clear += pvg_ivf_probes(&ix, c, 0, NULL);
+    }
+    printf("# a centroid's direction probes %.1f lists on average\n",
+           (double)clear / (double)((ix.nlist + 6) / 7));
+    assert_true((double)clear / (double)((ix.nlist + 6) / 7) < mean);
+    free(c);
+    pvg_ivf_free(&ix);
+    free(V);
+    free(Ucal);
+}
+
 /* An index of items that are all non-finite or all zero still builds and
  * answers (nothing, or zero-scored items). */
 static void test_ivf_degenerate(void **state)
@@ -504,6 +596,8 @@ int main(void)
         cmocka_unit_test(test_ivf_degenerate),
         cmocka_unit_test(test_serve_model_index),
         cmocka_unit_test(test_ivf_full_probe_equals_exact),
+        cmocka_unit_test(test_ivf_list_scores_vec_equals_portable),
+        cmocka_unit_test(test_ivf_reach_calibrated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

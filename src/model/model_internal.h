@@ -518,7 +518,10 @@ typedef struct pvg_ivf {
     uint32_t *item;  /* [q.n]: the item at each position (UINT32_MAX: padding) */
     uint32_t *pos;   /* [n]: the position of each item */
     pvg_i8_items q;  /* int8 factors by position */
-    size_t nprobe;   /* the measured default (pvg_ivf_default_nprobe) */
+    double reach;    /* the measured default probing: every list whose score lies
+                        within reach x (best - mean list score) of the shopper's
+                        best (serve_index.c, reach_of) */
+    size_t nprobe;   /* the mean lists that reach probes (pvg_ivf_default_nprobe) */
     double build_seconds, build_cpu_seconds; /* wall and process CPU time of the build */
 } pvg_ivf;
 /* Catalogues of at least this many items are served through the index
@@ -528,8 +531,9 @@ typedef struct pvg_ivf {
  * (then the exact scan is as fast and serves instead). */
 #define PVG_IVF_MAX_SHARE 0.2
 /* Builds the index of V[n x f] with nlist lists (0: the default for n) and
- * measures its default nprobe: the fewest lists holding
- * PVG_IVF_CALIB_RECALL of the exact top-10 items of up to
+ * measures its default probing: the least reach (how far below a shopper's
+ * best list score, in units of its best less its mean list score) whose
+ * lists hold PVG_IVF_CALIB_RECALL of the exact top-10 items of up to
  * PVG_IVF_CALIB_QUERIES calibration queries, evenly spaced among Uq[nq x f]
  * (the model's shopper factors; NULL: its item factors), query r excluding
  * ex_items[ex_ptr[r] .. ex_ptr[r+1]) when ex_ptr (their seen items, as
@@ -541,18 +545,30 @@ int pvg_ivf_build(const float *V, size_t n, size_t f, size_t nlist, const float 
                   const uint64_t *ex_ptr, const uint32_t *ex_items, pvg_ivf *ix);
 void pvg_ivf_free(pvg_ivf *ix);
 size_t pvg_ivf_default_nlist(size_t n);
-/* The lists probed per shopper when the caller does not choose (recall@10
- * >= 0.99 against exact on the bench's catalogues; docs/scale.md). */
+/* The mean lists probed per shopper when the caller does not choose (the
+ * default probes by reach: recall@10 >= 0.99 against exact on the bench's
+ * catalogues; docs/models.md), measured on the calibration queries. */
 size_t pvg_ivf_default_nprobe(const pvg_ivf *ix);
 /* Bytes the index holds. */
 size_t pvg_ivf_bytes(const pvg_ivf *ix);
-/* pvg_serve_score through the index: for each job the nprobe lists (0: the
- * default) whose centroids score highest for its factors, the int8 scores
+/* pvg_serve_score through the index: for each job the nprobe lists whose
+ * centroids score highest for its factors (nprobe 0: the default, every
+ * list scoring within the measured reach of the job's best list, at most
+ * 4 x pvg_ivf_default_nprobe), the int8 scores
  * of their items (excluded items never kept), the best
  * pvg_serve_candidates(k) re-ranked exactly with V. Each job's answer does
  * not depend on the others in the batch. 0, or -1 out of memory. */
 int pvg_ivf_score(const pvg_ivf *ix, const float *V, size_t nprobe,
                   const pvg_serve_job *const *jobs, size_t nj);
+/* The lists pvg_ivf_score probes for a shopper's factors u[f] with nprobe
+ * (0: the default, by the measured reach): how many, and the items they
+ * hold in *items (items not NULL; the non-finite list, always scanned, not
+ * counted). For benches and tests. 0 out of memory. */
+size_t pvg_ivf_probes(const pvg_ivf *ix, const float *u, size_t nprobe, size_t *items);
+/* A shopper's list scores out[nlist] (pvg_ivf_score's first step): vec 1
+ * the AVX-512 loop where the CPU has it, 0 the portable loop; the same
+ * floats either way. For tests. */
+void pvg_ivf_list_scores(const pvg_ivf *ix, const float *u, float *out, int vec);
 
 typedef struct pvg_serve pvg_serve;
 /* The model's serving state, made on first use (NULL: not a factor model,

@@ -17,8 +17,10 @@
  *
  * Query: a shopper's factors u give each list the score u.c / |u| -
  * |c'|^2 / 2 (minus half the squared distance of u / |u| to the augmented
- * centroid, up to a constant), the nprobe best lists are scanned with the
- * fused int8 scan (several shoppers at once when they probe the same list;
+ * centroid, up to a constant); the lists scoring within the measured reach
+ * of the shopper's best (calibrate; or the nprobe best when the caller
+ * fixes a count) are scanned with the fused int8 scan (the shopper's best
+ * list first; several shoppers at once when they probe the same list;
  * excluded items never kept as candidates), and the
  * candidates re-ranked with the float factors: every returned item has its
  * exact score, and an item the exact path would never return (excluded,
@@ -302,58 +304,176 @@ done:
 
 /* ---- query ------------------------------------------------------------------ */
 
+static int cpu_vec(void);
+
 static int u32_cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
 }
 
-/* out[l] += w * c[l] for l < L: a product then a sum (no fused
- * multiply-add), so the vector and the portable loops give the same
- * floats. */
-static void axpy_portable(float *out, const float *c, float w, size_t L)
+/* The list scores of one shopper, lists [l0, l1): out[l] = bias_l + the
+ * sum over factors j, in order, of (u_j * inv) * c_jl, each a product then
+ * a sum (no fused multiply-add), so the vector and the portable loops give
+ * the same floats. */
+static void list_scores_portable(const pvg_ivf *ix, const float *u, float inv, size_t l0, size_t l1,
+                                 float *out)
 {
-    for (size_t l = 0; l < L; l++)
-        out[l] += w * c[l];
+    size_t L = ix->nlist, f = ix->f;
+    for (size_t l = l0; l < l1; l++)
+        out[l] = ix->bias[l];
+    for (size_t j = 0; j < f; j++) {
+        float w = u[j] * inv;
+        const float *c = ix->cent_t + j * L;
+        for (size_t l = l0; l < l1; l++)
+            out[l] += w * c[l];
+    }
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-__attribute__((target("avx512f"))) static void axpy_avx512(float *out, const float *c, float w,
-                                                           size_t L)
+/* The same, 128 lists at a time in registers (the centroids read once per
+ * factor, the sums never stored until the last factor). */
+__attribute__((target("avx512f"))) static size_t
+list_scores_avx512(const pvg_ivf *ix, const float *u, float inv, float *out)
 {
-    __m512 wv = _mm512_set1_ps(w);
-    size_t l = 0;
-    for (; l + 16 <= L; l += 16)
-        _mm512_storeu_ps(out + l, _mm512_add_ps(_mm512_loadu_ps(out + l),
-                                                _mm512_mul_ps(wv, _mm512_loadu_ps(c + l))));
-    axpy_portable(out + l, c + l, w, L - l);
+    size_t L = ix->nlist, f = ix->f, l = 0;
+    for (; l + 128 <= L; l += 128) {
+        __m512 a0 = _mm512_loadu_ps(ix->bias + l), a1 = _mm512_loadu_ps(ix->bias + l + 16),
+               a2 = _mm512_loadu_ps(ix->bias + l + 32), a3 = _mm512_loadu_ps(ix->bias + l + 48),
+               a4 = _mm512_loadu_ps(ix->bias + l + 64), a5 = _mm512_loadu_ps(ix->bias + l + 80),
+               a6 = _mm512_loadu_ps(ix->bias + l + 96), a7 = _mm512_loadu_ps(ix->bias + l + 112);
+        for (size_t j = 0; j < f; j++) {
+            __m512 w = _mm512_set1_ps(u[j] * inv);
+            const float *c = ix->cent_t + j * L + l;
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(w, _mm512_loadu_ps(c)));
+            a1 = _mm512_add_ps(a1, _mm512_mul_ps(w, _mm512_loadu_ps(c + 16)));
+            a2 = _mm512_add_ps(a2, _mm512_mul_ps(w, _mm512_loadu_ps(c + 32)));
+            a3 = _mm512_add_ps(a3, _mm512_mul_ps(w, _mm512_loadu_ps(c + 48)));
+            a4 = _mm512_add_ps(a4, _mm512_mul_ps(w, _mm512_loadu_ps(c + 64)));
+            a5 = _mm512_add_ps(a5, _mm512_mul_ps(w, _mm512_loadu_ps(c + 80)));
+            a6 = _mm512_add_ps(a6, _mm512_mul_ps(w, _mm512_loadu_ps(c + 96)));
+            a7 = _mm512_add_ps(a7, _mm512_mul_ps(w, _mm512_loadu_ps(c + 112)));
+        }
+        _mm512_storeu_ps(out + l, a0);
+        _mm512_storeu_ps(out + l + 16, a1);
+        _mm512_storeu_ps(out + l + 32, a2);
+        _mm512_storeu_ps(out + l + 48, a3);
+        _mm512_storeu_ps(out + l + 64, a4);
+        _mm512_storeu_ps(out + l + 80, a5);
+        _mm512_storeu_ps(out + l + 96, a6);
+        _mm512_storeu_ps(out + l + 112, a7);
+    }
+    for (; l + 16 <= L; l += 16) {
+        __m512 a = _mm512_loadu_ps(ix->bias + l);
+        for (size_t j = 0; j < f; j++)
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(u[j] * inv),
+                                               _mm512_loadu_ps(ix->cent_t + j * L + l)));
+        _mm512_storeu_ps(out + l, a);
+    }
+    return l;
 }
 #endif
 
 /* The list scores of one shopper: u.c_l / |u| + bias_l, summed in factor
- * order (the same floats whatever the batch, with or without AVX-512). */
+ * order (the same floats whatever the batch, with or without AVX-512; vec:
+ * 1 for the AVX-512 loop, 0 for the portable one). A shopper whose factors
+ * have no direction (zero, or not finite) gets the bias alone. */
 static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
 {
-    size_t L = ix->nlist, f = ix->f;
+    size_t L = ix->nlist, f = ix->f, l = 0;
     double n2 = 0;
     for (size_t j = 0; j < f; j++)
         n2 += (double)u[j] * u[j];
-    memcpy(out, ix->bias, L * sizeof *out);
-    if (!(n2 > 0) || !isfinite(n2)) return; /* no direction: the bias alone */
-    float inv = (float)(1.0 / sqrt(n2));
-    for (size_t j = 0; j < f; j++) {
-        float w = u[j] * inv;
-        const float *c = ix->cent_t + j * L;
-#if defined(__x86_64__) || defined(__i386__)
-        if (vec) {
-            axpy_avx512(out, c, w, L);
-            continue;
-        }
-#endif
-        axpy_portable(out, c, w, L);
+    if (!(n2 > 0) || !isfinite(n2)) {
+        memcpy(out, ix->bias, L * sizeof *out);
+        return;
     }
+    float inv = (float)(1.0 / sqrt(n2));
+#if defined(__x86_64__) || defined(__i386__)
+    if (vec) l = list_scores_avx512(ix, u, inv, out);
+#endif
+    list_scores_portable(ix, u, inv, l, L, out);
     (void)vec;
+}
+
+/* How far list score s lies below a shopper's best list score s0, in units
+ * of span (s0 less the mean of the shopper's list scores): the statistic
+ * the default probing bounds (ix->reach). 0 for the best list; a list
+ * below the best when span is not positive (every list scores the same or
+ * worse): +inf. */
+static double reach_of(double s0, double span, double s)
+{
+    if (!(s < s0)) return 0;
+    return span > 0 ? (s0 - s) / span : INFINITY;
+}
+
+/* The best list score of ls[0..L) in *s0 and s0 less their mean in *span
+ * (the mean of 16 running sums, list l into sum l % 16: the same floats
+ * whether the compiler vectorizes the loop or not); 0 when a list score is
+ * not finite (list_scores gives finite scores for every shopper). */
+static int list_span(const float *ls, size_t L, double *s0, double *span)
+{
+    float best = -INFINITY, sum[16] = {0};
+    size_t l = 0;
+    for (; l + 16 <= L; l += 16)
+        for (size_t r = 0; r < 16; r++) {
+            sum[r] += ls[l + r];
+            best = ls[l + r] > best ? ls[l + r] : best;
+        }
+    for (size_t r = 0; l + r < L; r++) {
+        sum[r] += ls[l + r];
+        best = ls[l + r] > best ? ls[l + r] : best;
+    }
+    double tot = 0;
+    for (size_t r = 0; r < 16; r++)
+        tot += sum[r];
+    if (!L || !isfinite(tot) || !isfinite(best)) return 0;
+    *s0 = best;
+    *span = best - tot / (double)L;
+    return 1;
+}
+
+/* The most lists one shopper probes by reach: 4 times the measured mean,
+ * at most every list. */
+static size_t reach_cap(const pvg_ivf *ix)
+{
+    size_t c = ix->nprobe > ix->nlist / 4 ? ix->nlist : 4 * ix->nprobe;
+    return c ? c : 1;
+}
+
+/* The least list score the default probing takes for a shopper whose best
+ * list scores s0 and whose scores spread span (list_span): the lists whose
+ * reach_of is at most ix->reach, up to rounding (the floor is a float). */
+static float reach_floor(const pvg_ivf *ix, double s0, double span)
+{
+    if (ix->reach == INFINITY) return -INFINITY;
+    return (float)(span > 0 ? s0 - ix->reach * span : s0);
+}
+
+/* The lists a shopper with list scores ls probes, into pidx (psc: scratch
+ * of nlist): nprobe > 0, the nprobe best (pvg_topk's order); nprobe 0,
+ * every list scoring at least reach_floor (in list order), the reach_cap
+ * best if more. Returns how many; pidx[0] is a best list. */
+static size_t probe_lists(const pvg_ivf *ix, const float *ls, size_t nprobe, int64_t *pidx,
+                          float *psc)
+{
+    size_t L = ix->nlist, got = 0, cap = reach_cap(ix), best = 0;
+    if (nprobe) return pvg_topk(ls, L, nprobe, pidx, psc);
+    double s0, span;
+    if (!list_span(ls, L, &s0, &span)) return pvg_topk(ls, L, cap, pidx, psc);
+    float t = reach_floor(ix, s0, span);
+    for (size_t l = 0; l < L; l++) {
+        if (ls[l] >= t) {
+            if (!got || ls[l] > ls[pidx[best]]) best = got;
+            pidx[got++] = (int64_t)l;
+        }
+    }
+    if (got > cap) return pvg_topk(ls, L, cap, pidx, psc);
+    int64_t b = pidx[best];
+    pidx[best] = pidx[0];
+    pidx[0] = b;
+    return got;
 }
 
 static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_serve_job *const *jobs,
@@ -368,19 +488,16 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     uint8_t *uq = malloc(nj * us4), *uqg = malloc(nj * us4);
     float *us = malloc(nj * sizeof *us), *usg = malloc(nj * sizeof *usg);
     pvg_topc **hg = malloc(nj * sizeof *hg);
-    float *ls = malloc(L * sizeof *ls), *psc = malloc(nprobe * sizeof *psc);
-    int64_t *pidx = malloc(nprobe * sizeof *pidx);
-    uint64_t *mask = calloc(L + 1, sizeof *mask);
+    float *ls = malloc(L * sizeof *ls), *psc = malloc(L * sizeof *psc);
+    int64_t *pidx = malloc(L * sizeof *pidx);
+    uint64_t *mask = calloc(2 * (L + 1), sizeof *mask); /* [phase][list] */
     size_t room = pvg_topc_room(cap);
     int64_t *hidx = malloc(nj * room * sizeof *hidx);
     float *hsc = malloc(nj * room * sizeof *hsc);
     pvg_topc *heaps = malloc(nj * sizeof *heaps);
     uint32_t **ex = calloc(nj, sizeof *ex);
     void *cbuf = malloc(pvg_serve_rerank_scratch(cap));
-    int rc = -1, vec = 0;
-#if defined(__x86_64__) || defined(__i386__)
-    vec = __builtin_cpu_supports("avx512f");
-#endif
+    int rc = -1, vec = cpu_vec();
     if (!uq || !uqg || !us || !usg || !hg || !ls || !psc || !pidx || !mask || !hidx || !hsc ||
         !heaps || !ex || !cbuf)
         goto done;
@@ -389,10 +506,12 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
         us[a] = pvg_i8_user(j->u, ix->f, Q->f4, uq + a * us4);
         pvg_topc_init(&heaps[a], pvg_serve_job_cap(j->k, Q->n), hidx + a * room, hsc + a * room);
         list_scores(ix, j->u, ls, vec);
-        size_t got = pvg_topk(ls, L, nprobe, pidx, psc);
+        size_t got = probe_lists(ix, ls, nprobe, pidx, psc);
+        /* a best list first, alone: the heap's threshold then starts near
+         * the final one and the other lists offer it few items */
         for (size_t q = 0; q < got; q++)
-            mask[pidx[q]] |= 1ull << a;
-        mask[L] |= 1ull << a; /* the non-finite items: always (scored 0 as in the scan) */
+            mask[(q ? L + 1 : 0) + (size_t)pidx[q]] |= 1ull << a;
+        mask[2 * L + 1] |= 1ull << a; /* the non-finite items: always (scored 0 as in the scan) */
         if (j->n_excl) {
             /* excluded items, ascending: looked up only for a score that
              * would enter (the scan offers item ids, through ix->item) */
@@ -402,10 +521,11 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
             pvg_topc_exclude(&heaps[a], ex[a], j->n_excl);
         }
     }
-    for (size_t l = 0; l <= L; l++) {
-        if (!mask[l] || !ix->count[l]) continue;
+    for (size_t ml = 0; ml < 2 * (L + 1); ml++) {
+        size_t l = ml % (L + 1);
+        if (!mask[ml] || !ix->count[l]) continue;
         size_t g = 0;
-        for (uint64_t m = mask[l]; m; m &= m - 1) {
+        for (uint64_t m = mask[ml]; m; m &= m - 1) {
             size_t a = (size_t)__builtin_ctzll(m);
             memcpy(uqg + g * us4, uq + a * us4, us4);
             usg[g] = us[a];
@@ -442,11 +562,11 @@ done:
     return rc;
 }
 
-/* ---- the default nprobe, measured ------------------------------------------ */
+/* ---- the default probing, measured ------------------------------------------ */
 
-static int i64_cmp(const void *a, const void *b)
+static int dbl_cmp(const void *a, const void *b)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -464,13 +584,16 @@ static size_t list_of(const pvg_ivf *ix, uint64_t p)
     return lo;
 }
 
-/* Sets ix->nprobe to the fewest lists that hold PVG_IVF_CALIB_RECALL of the
- * true top-10 items of the calibration queries (up to PVG_IVF_CALIB_QUERIES
- * rows of Uq[nq x f], evenly spaced, each with its excluded items when
- * ex_ptr; Uq NULL: items of V): for each query, the
- * exact top 10 (every list probed: the exact scan's answer) and the rank of
- * each of their lists in the query's list order; nprobe is the quantile of
- * those ranks. */
+/* Sets ix->reach to the least reach (reach_of) that holds
+ * PVG_IVF_CALIB_RECALL of the true top-10 items of the calibration
+ * queries (up to PVG_IVF_CALIB_QUERIES rows of Uq[nq x f], evenly spaced,
+ * each with its excluded items when ex_ptr; Uq NULL: items of V), and
+ * ix->nprobe to the mean number of lists that reach probes on them
+ * (rounded up): for each query, the exact top 10 (every list probed: the
+ * exact scan's answer) and the reach of each of their lists; the reach is
+ * the quantile of those. A shopper's lists are those scoring near its best
+ * relative to how its list scores spread, so a shopper with one clear taste
+ * probes few lists and one with diffuse tastes many. */
 static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
                      const uint64_t *ex_ptr, const uint32_t *ex_items)
 {
@@ -485,15 +608,16 @@ static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
         nq = PVG_IVF_CALIB_QUERIES;
     }
     ix->nprobe = L;
+    ix->reach = INFINITY;
     if (!nq || L <= 1) return 0;
     pvg_serve_job *jobs = calloc(nq, sizeof *jobs);
     pvg_serve_job **jp = malloc(nq * sizeof *jp);
-    int64_t *idx = malloc(nq * 10 * sizeof *idx), *order = malloc(L * sizeof *order);
-    float *sc = malloc(nq * 10 * sizeof *sc), *ls = malloc(L * sizeof *ls),
-          *osc = malloc(L * sizeof *osc);
-    int64_t *rank = malloc(L * sizeof *rank), *need = malloc(nq * 10 * sizeof *need);
+    int64_t *idx = malloc(nq * 10 * sizeof *idx);
+    float *sc = malloc(nq * 10 * sizeof *sc), *ls = malloc(nq * L * sizeof *ls);
+    double *need = malloc(nq * 10 * sizeof *need), *s0 = malloc(nq * sizeof *s0),
+           *span = malloc(nq * sizeof *span);
     int rc = -1;
-    if (!jobs || !jp || !idx || !order || !sc || !ls || !osc || !rank || !need) goto done;
+    if (!jobs || !jp || !idx || !sc || !ls || !need || !s0 || !span) goto done;
     for (size_t q = 0; q < nq; q++) {
         jobs[q].u = Uq + q * step * f;
         if (ex_ptr) {
@@ -506,41 +630,47 @@ static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
         jp[q] = &jobs[q];
     }
     if (pvg_ivf_score(ix, V, L, (const pvg_serve_job *const *)jp, nq)) goto done;
-    int vec = 0;
-#if defined(__x86_64__) || defined(__i386__)
-    vec = __builtin_cpu_supports("avx512f");
-#endif
+    int vec = cpu_vec();
     size_t nn = 0;
     for (size_t q = 0; q < nq; q++) {
-        list_scores(ix, jobs[q].u, ls, vec);
-        size_t got = pvg_topk(ls, L, L, order, osc);
-        for (size_t r = 0; r < L; r++)
-            rank[r] = (int64_t)L; /* -inf or NaN list scores: last */
-        for (size_t r = 0; r < got; r++)
-            rank[order[r]] = (int64_t)r;
+        float *lq = ls + q * L;
+        list_scores(ix, jobs[q].u, lq, vec);
+        s0[q] = -INFINITY;
+        span[q] = 0;
+        if (!list_span(lq, L, &s0[q], &span[q])) continue;
         for (size_t t = 0; t < jobs[q].n_out; t++) {
             size_t l = list_of(ix, ix->pos[idx[q * 10 + t]]);
-            if (l < L) need[nn++] = rank[l]; /* the non-finite list is always probed */
+            /* the non-finite list is always probed; a list whose score is
+             * not finite never is (no reach holds it) */
+            if (l < L && isfinite(lq[l])) need[nn++] = reach_of(s0[q], span[q], lq[l]);
         }
     }
     if (nn) {
-        qsort(need, nn, sizeof *need, i64_cmp);
+        qsort(need, nn, sizeof *need, dbl_cmp);
         size_t at = (size_t)ceil(PVG_IVF_CALIB_RECALL * (double)nn);
         at = at ? at - 1 : 0;
-        size_t np = (size_t)need[at < nn ? at : nn - 1] + 1;
-        ix->nprobe = np < L ? np : L;
+        ix->reach = need[at < nn ? at : nn - 1];
+        size_t probed = 0;
+        for (size_t q = 0; q < nq; q++) {
+            const float *lq = ls + q * L;
+            if (!isfinite(s0[q])) continue;
+            float t = reach_floor(ix, s0[q], span[q]);
+            for (size_t l = 0; l < L; l++)
+                probed += lq[l] >= t;
+        }
+        size_t np = (probed + nq - 1) / nq;
+        ix->nprobe = np < 1 ? 1 : np < L ? np : L;
     }
     rc = 0;
 done:
     free(jobs);
     free(jp);
     free(idx);
-    free(order);
     free(sc);
     free(ls);
-    free(osc);
-    free(rank);
     free(need);
+    free(s0);
+    free(span);
     return rc;
 }
 
@@ -548,11 +678,43 @@ int pvg_ivf_score(const pvg_ivf *ix, const float *V, size_t nprobe,
                   const pvg_serve_job *const *jobs_in, size_t nj)
 {
     pvg_serve_job *const *jobs = (pvg_serve_job *const *)jobs_in;
-    if (!nprobe) nprobe = pvg_ivf_default_nprobe(ix);
-    if (nprobe > ix->nlist) nprobe = ix->nlist;
+    if (nprobe > ix->nlist) nprobe = ix->nlist; /* 0: by reach */
     for (size_t a0 = 0; a0 < nj; a0 += MAX_GROUP) {
         size_t g = nj - a0 < MAX_GROUP ? nj - a0 : MAX_GROUP;
         if (score_group(ix, V, nprobe, jobs + a0, g)) return -1;
     }
     return 0;
+}
+
+static int cpu_vec(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void pvg_ivf_list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
+{
+    list_scores(ix, u, out, vec && cpu_vec());
+}
+
+size_t pvg_ivf_probes(const pvg_ivf *ix, const float *u, size_t nprobe, size_t *items)
+{
+    size_t L = ix->nlist, got = 0;
+    if (items) *items = 0;
+    if (nprobe > L) nprobe = L;
+    float *ls = malloc(L * sizeof *ls), *psc = malloc(L * sizeof *psc);
+    int64_t *pidx = malloc(L * sizeof *pidx);
+    if (ls && psc && pidx) {
+        list_scores(ix, u, ls, cpu_vec());
+        got = probe_lists(ix, ls, nprobe, pidx, psc);
+        for (size_t q = 0; items && q < got; q++)
+            *items += ix->count[pidx[q]];
+    }
+    free(ls);
+    free(psc);
+    free(pidx);
+    return got;
 }

@@ -282,7 +282,17 @@ char *pvg_srv_recs_json(const pvg_srv_model *m, const char *user, const pvg_scor
             (c->json_ok == 0 && !entry_ok(pvg_model_item_id(m->model, items[i].item_index), c)))
             return NULL; /* jansson's way (a key left out) is the reference: use it */
     }
-    buf b = {0};
+    /* one allocation in the usual case: the strings' lengths and room for
+     * the fixed text and numbers of each item */
+    size_t want = 128 + strlen(user);
+    for (size_t i = 0; i < n; i++) {
+        const char *id = pvg_model_item_id(m->model, items[i].item_index);
+        const char *t = m->catalog[items[i].item_index].title;
+        want += 128 + (id ? strlen(id) : 0) + (t ? strlen(t) : 0);
+    }
+    buf b = {malloc(want), 0, want, 0};
+    if (!b.p) return NULL;
+    b.p[0] = 0;
     puts_(&b, "{\"user\":");
     put_str(&b, user);
     puts_(&b, ",\"personalized\":true,\"source\":\"model\",\"items\":[");

@@ -11,8 +11,10 @@
 
 #include "store/store_internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct pvg_srv_audit_item {
     pvg_srv_audit_item *next;
@@ -24,12 +26,9 @@ struct pvg_srv_audit_item {
     char *actor, *action, *subject, *detail;
 };
 
+/* An item and its four strings are one allocation. */
 static void item_free(pvg_srv_audit_item *it)
 {
-    free(it->actor);
-    free(it->action);
-    free(it->subject);
-    free(it->detail);
     free(it);
 }
 
@@ -153,12 +152,30 @@ static void *writer_main(void *arg)
         while (!w->head && !w->stop)
             pthread_cond_wait(&w->cv_work, &w->mu);
         if (!w->head && w->stop) break;
+        if (w->hold && w->hold(w->hold_ctx)) {
+            /* committed answers wait for a finisher: the queue grows until
+             * one takes them (it pokes), as entries committed now would
+             * only wait beside them */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += PVG_SRV_AUDIT_HOLD_US * 1000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            w->holding = 1;
+            while (!w->stop && w->queued_sync == 0 && w->queued < PVG_SRV_FINISH_MAX &&
+                   w->hold(w->hold_ctx))
+                if (pthread_cond_timedwait(&w->cv_work, &w->mu, &until) == ETIMEDOUT) break;
+            w->holding = 0;
+        }
         pvg_srv_audit_item *batch = w->head;
         void (*on_commit)(void *) = w->on_commit;
         void *on_commit_ctx = w->on_commit_ctx;
         void (*on_group)(void *) = w->on_group;
         void *on_group_ctx = w->on_group_ctx;
         w->head = w->tail = NULL;
+        w->queued = w->queued_sync = 0;
         pthread_mutex_unlock(&w->mu);
 
         size_t n = 0;
@@ -276,15 +293,21 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
 static pvg_srv_audit_item *item_new(const char *actor, const char *action, const char *subject,
                                     const char *detail)
 {
-    pvg_srv_audit_item *it = calloc(1, sizeof *it);
+    const char *f[4] = {actor ? actor : "?", action ? action : "?", subject ? subject : "",
+                        detail ? detail : ""};
+    size_t len[4], total = sizeof(pvg_srv_audit_item);
+    for (int i = 0; i < 4; i++) {
+        len[i] = strlen(f[i]) + 1;
+        total += len[i];
+    }
+    pvg_srv_audit_item *it = calloc(1, total);
     if (!it) return NULL;
-    it->actor = strdup(actor ? actor : "?");
-    it->action = strdup(action ? action : "?");
-    it->subject = strdup(subject ? subject : "");
-    it->detail = strdup(detail ? detail : "");
-    if (!it->actor || !it->action || !it->subject || !it->detail) {
-        item_free(it);
-        return NULL;
+    char *p = (char *)(it + 1);
+    char **dst[4] = {&it->actor, &it->action, &it->subject, &it->detail};
+    for (int i = 0; i < 4; i++) {
+        memcpy(p, f[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
     }
     return it;
 }
@@ -311,24 +334,25 @@ pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, c
     else
         w->head = it;
     w->tail = it;
-    pthread_cond_signal(&w->cv_work);
+    w->queued++;
+    /* a holding writer is woken only when its queue is full */
+    if (!w->holding || w->queued >= PVG_SRV_FINISH_MAX) pthread_cond_signal(&w->cv_work);
     pthread_mutex_unlock(&w->mu);
     return PVG_OK;
+}
+
+void pvg_srv_audit_writer_poke(pvg_srv_audit_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->holding) pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
 }
 
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
                              const char *subject, const char *detail)
 {
-    pvg_srv_audit_item *it = calloc(1, sizeof *it);
+    pvg_srv_audit_item *it = item_new(actor, action, subject, detail);
     if (!it) return PVG_ERR_NOMEM;
-    it->actor = strdup(actor ? actor : "?");
-    it->action = strdup(action ? action : "?");
-    it->subject = strdup(subject ? subject : "");
-    it->detail = strdup(detail ? detail : "");
-    if (!it->actor || !it->action || !it->subject || !it->detail) {
-        item_free(it);
-        return PVG_ERR_NOMEM;
-    }
     pthread_mutex_lock(&w->mu);
     if (!w->started || w->stop) {
         pthread_mutex_unlock(&w->mu);
@@ -345,6 +369,8 @@ pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const c
     else
         w->head = it;
     w->tail = it;
+    w->queued++;
+    w->queued_sync++; /* never held */
     pthread_cond_signal(&w->cv_work);
     while (!done)
         pthread_cond_wait(&w->cv_done, &w->mu);

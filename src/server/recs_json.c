@@ -144,11 +144,12 @@ static size_t g9_exact(double v, char *out)
         m >>= 1;
         e2--;
     }
-    double a = fabs(v);
-    int d = (int)floor(log10(a)); /* the decimal exponent, corrected below */
+    /* the decimal exponent from the binary one (|v| in [2^eb, 2^(eb+1)):
+     * off by one at most, corrected below) */
+    int d = (int)floor((be - 1023) * 0.30102999566398120);
     static const unsigned __int128 one = 1;
     unsigned __int128 q = 0;
-    for (int tries = 0; tries < 3; tries++) {
+    for (int tries = 0; tries < 4; tries++) {
         int s = 8 - d; /* digits = round(a * 10^s) */
         if (s < 0 || s > 22) return 0;
         unsigned __int128 p10 = 1;

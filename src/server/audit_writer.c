@@ -158,7 +158,8 @@ static void *writer_main(void *arg)
              * only wait beside them */
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += PVG_SRV_AUDIT_HOLD_US * 1000L;
+            until.tv_sec += w->hold_us / 1000000;
+            until.tv_nsec += (w->hold_us % 1000000) * 1000L;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;
@@ -266,6 +267,7 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
     w->wal_reset_frames = PVG_SRV_WAL_RESET_FRAMES;
     w->wal_tail_frames = PVG_SRV_WAL_TAIL_FRAMES;
     w->wal_max_frames = PVG_SRV_WAL_MAX_FRAMES;
+    w->hold_us = PVG_SRV_AUDIT_HOLD_US;
     /* deferred checkpoints when the backend has them (else its commits
      * checkpoint as they always did) */
     pvg_backend *b = pvg_store_backend(store);

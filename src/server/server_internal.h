@@ -242,6 +242,7 @@ typedef struct pvg_srv_audit_writer {
      * pvg_srv_audit_writer_poke ends it. Under mu. */
     int (*hold)(void *ctx);
     void *hold_ctx;
+    long hold_us;          /* the longest hold (PVG_SRV_AUDIT_HOLD_US) */
     int holding;           /* the writer waits with a queue */
     long long queued;      /* entries queued */
     long long queued_sync; /* of them synchronous */

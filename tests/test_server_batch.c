@@ -439,99 +439,6 @@ static void test_stop_while_suspended(void **state)
     pvg_server_free(srv);
 }
 
-/* ---- the audit writer's hold ---- */
-
-static atomic_int hold_flag;
-static int hold_fn(void *ctx)
-{
-    (void)ctx;
-    return atomic_load(&hold_flag);
-}
-
-typedef struct held {
-    int done;
-    pvg_status result;
-    atomic_int woken;
-} held;
-
-static void held_wake(void *ctx)
-{
-    atomic_store(&((held *)ctx)->woken, 1);
-}
-
-/* Waits (bounded) until the writer holds a queue of n entries. */
-static void until_held(pvg_srv_audit_writer *w, long long n)
-{
-    double t0 = pvg_srv_now();
-    for (;;) {
-        pthread_mutex_lock(&w->mu);
-        int ok = w->holding && w->queued == n;
-        pthread_mutex_unlock(&w->mu);
-        if (ok) return;
-        assert_true(pvg_srv_now() - t0 < 20.0);
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-}
-
-/* While hold says committed answers wait, asynchronous entries queue up
- * (none is committed, none is woken); a synchronous entry commits them all
- * with it at once, in one commit, and so does a poke once the answers were
- * taken; nothing waits for the hold's time bound. */
-static void test_audit_hold(void **state)
-{
-    (void)state;
-    pvg_store *s = NULL;
-    assert_int_equal(pvg_store_open(E.dd, &s, NULL), PVG_OK);
-    pvg_srv_audit_store_prepare(s);
-    pvg_srv_metrics m;
-    memset(&m, 0, sizeof m);
-    pvg_srv_audit_writer w;
-    assert_int_equal(pvg_srv_audit_writer_start(&w, s, &m), 0);
-    pthread_mutex_lock(&w.mu);
-    w.hold_us = 60L * 1000000; /* longer than the test may take */
-    w.hold = hold_fn;
-    pthread_mutex_unlock(&w.mu);
-    atomic_store(&hold_flag, 1);
-    double t0 = pvg_srv_now();
-    held h[5];
-    memset(h, 0, sizeof h);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(pvg_srv_audit_log_async(&w, "test", "hold_test", "subject", "held",
-                                                 &h[i].done, &h[i].result, held_wake, &h[i]),
-                         PVG_OK);
-    until_held(&w, 3);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(atomic_load(&h[i].woken), 0);
-    assert_int_equal(atomic_load(&m.audit_commits), 0);
-    /* a synchronous entry is never held: one commit with the three */
-    assert_int_equal(pvg_srv_audit_log(&w, "test", "hold_test", "subject", "sync"), PVG_OK);
-    assert_int_equal(atomic_load(&m.audit_commits), 1);
-    assert_int_equal(atomic_load(&m.audit_entries), 4);
-    for (int i = 0; i < 3; i++) {
-        pthread_mutex_lock(&w.mu);
-        assert_int_equal(h[i].done, 1);
-        assert_int_equal(h[i].result, PVG_OK);
-        pthread_mutex_unlock(&w.mu);
-    }
-    /* held again, then the answers that waited were taken: a poke commits */
-    for (int i = 3; i < 5; i++)
-        assert_int_equal(pvg_srv_audit_log_async(&w, "test", "hold_test", "subject", "held",
-                                                 &h[i].done, &h[i].result, held_wake, &h[i]),
-                         PVG_OK);
-    until_held(&w, 2);
-    atomic_store(&hold_flag, 0);
-    pvg_srv_audit_writer_poke(&w);
-    pthread_mutex_lock(&w.mu);
-    while (!h[3].done || !h[4].done)
-        pthread_cond_wait(&w.cv_done, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    assert_int_equal(atomic_load(&m.audit_commits), 2);
-    assert_true(pvg_srv_now() - t0 < 30.0); /* not the hold's bound */
-    pvg_srv_audit_writer_stop(&w);
-    pvg_store_free(s);
-}
-
 /* ---- the audit writer's deferred WAL checkpoints ---- */
 
 static long long wal_file_bytes(void)
@@ -622,7 +529,6 @@ int main(void)
         cmocka_unit_test(test_commit_group_scored_as_one_batch),
         cmocka_unit_test(test_model_swap_while_suspended),
         cmocka_unit_test(test_stop_while_suspended),
-        cmocka_unit_test(test_audit_hold),
         cmocka_unit_test(test_wal_checkpoints_beside_commits),
         cmocka_unit_test(test_wal_bounded_without_side_passes),
     };

@@ -11,10 +11,8 @@
 
 #include "store/store_internal.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct pvg_srv_audit_item {
     pvg_srv_audit_item *next;
@@ -152,31 +150,12 @@ static void *writer_main(void *arg)
         while (!w->head && !w->stop)
             pthread_cond_wait(&w->cv_work, &w->mu);
         if (!w->head && w->stop) break;
-        if (w->hold && w->hold(w->hold_ctx)) {
-            /* committed answers wait for a finisher: the queue grows until
-             * one takes them (it pokes), as entries committed now would
-             * only wait beside them */
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += w->hold_us / 1000000;
-            until.tv_nsec += (w->hold_us % 1000000) * 1000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            w->holding = 1;
-            while (!w->stop && w->queued_sync == 0 && w->queued < PVG_SRV_FINISH_MAX &&
-                   w->hold(w->hold_ctx))
-                if (pthread_cond_timedwait(&w->cv_work, &w->mu, &until) == ETIMEDOUT) break;
-            w->holding = 0;
-        }
         pvg_srv_audit_item *batch = w->head;
         void (*on_commit)(void *) = w->on_commit;
         void *on_commit_ctx = w->on_commit_ctx;
         void (*on_group)(void *) = w->on_group;
         void *on_group_ctx = w->on_group_ctx;
         w->head = w->tail = NULL;
-        w->queued = w->queued_sync = 0;
         pthread_mutex_unlock(&w->mu);
 
         size_t n = 0;
@@ -267,7 +246,6 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
     w->wal_reset_frames = PVG_SRV_WAL_RESET_FRAMES;
     w->wal_tail_frames = PVG_SRV_WAL_TAIL_FRAMES;
     w->wal_max_frames = PVG_SRV_WAL_MAX_FRAMES;
-    w->hold_us = PVG_SRV_AUDIT_HOLD_US;
     /* deferred checkpoints when the backend has them (else its commits
      * checkpoint as they always did) */
     pvg_backend *b = pvg_store_backend(store);
@@ -336,18 +314,9 @@ pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, c
     else
         w->head = it;
     w->tail = it;
-    w->queued++;
-    /* a holding writer is woken only when its queue is full */
-    if (!w->holding || w->queued >= PVG_SRV_FINISH_MAX) pthread_cond_signal(&w->cv_work);
+    pthread_cond_signal(&w->cv_work);
     pthread_mutex_unlock(&w->mu);
     return PVG_OK;
-}
-
-void pvg_srv_audit_writer_poke(pvg_srv_audit_writer *w)
-{
-    pthread_mutex_lock(&w->mu);
-    if (w->holding) pthread_cond_signal(&w->cv_work);
-    pthread_mutex_unlock(&w->mu);
 }
 
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
@@ -371,8 +340,6 @@ pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const c
     else
         w->head = it;
     w->tail = it;
-    w->queued++;
-    w->queued_sync++; /* never held */
     pthread_cond_signal(&w->cv_work);
     while (!done)
         pthread_cond_wait(&w->cv_done, &w->mu);

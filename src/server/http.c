@@ -244,17 +244,9 @@ static void fin_kick(void *ctx)
     else
         srv->ready_head = srv->group_head;
     srv->ready_tail = srv->group_tail;
-    atomic_store(&srv->ready_waiting, 1);
     pthread_cond_signal(&srv->fin_cv);
     pthread_mutex_unlock(&srv->fin_mu);
     srv->group_head = srv->group_tail = NULL;
-}
-
-/* The audit writer's hold: committed answers wait for a finisher. */
-static int ready_waiting(void *ctx)
-{
-    pvg_server *srv = ctx;
-    return atomic_load(&srv->ready_waiting);
 }
 
 /* A finisher: takes everything ready (one commit group or more, up to
@@ -274,15 +266,11 @@ static void *fin_main(void *arg)
             batch[n++] = srv->ready_head;
             srv->ready_head = srv->ready_head->ready_next;
         }
-        int taken_all = !srv->ready_head;
-        if (taken_all) {
+        if (!srv->ready_head)
             srv->ready_tail = NULL;
-            atomic_store(&srv->ready_waiting, 0);
-        } else
+        else
             pthread_cond_signal(&srv->fin_cv); /* the rest to another finisher */
         pthread_mutex_unlock(&srv->fin_mu);
-        /* nothing committed waits now: what the writer held commits */
-        if (taken_all) pvg_srv_audit_writer_poke(&srv->audit);
         pvg_srv_recommend_finish(batch, n);
         for (size_t i = 0; i < n; i++)
             MHD_resume_connection(batch[i]->conn); /* the connection's thread sends it */
@@ -1008,8 +996,6 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_mutex_lock(&srv->audit.mu);
     srv->audit.on_group_ctx = srv;
     srv->audit.on_group = fin_kick;
-    srv->audit.hold_ctx = srv;
-    srv->audit.hold = ready_waiting;
     pthread_mutex_unlock(&srv->audit.mu);
     if (!srv->opt.monitor_off) { /* access monitoring (alerts.c), fed after each commit */
         st = pvg_srv_monitor_start(srv, err);

@@ -234,18 +234,6 @@ typedef struct pvg_srv_audit_writer {
      * a batch (committed or failed), outside its lock */
     void (*on_group)(void *ctx);
     void *on_group_ctx;
-    /* Larger groups without a later answer: while hold(hold_ctx) says that
-     * committed answers still wait for a finisher (so entries committed now
-     * would wait beside them), the writer lets a queue of asynchronous
-     * entries only grow, for at most PVG_SRV_AUDIT_HOLD_US and up to
-     * PVG_SRV_FINISH_MAX entries; a waiting synchronous entry, a stop or
-     * pvg_srv_audit_writer_poke ends it. Under mu. */
-    int (*hold)(void *ctx);
-    void *hold_ctx;
-    long hold_us;          /* the longest hold (PVG_SRV_AUDIT_HOLD_US) */
-    int holding;           /* the writer waits with a queue */
-    long long queued;      /* entries queued */
-    long long queued_sync; /* of them synchronous */
     /* Deferred WAL checkpoints (audit_writer.c), under mu: the writer's
      * commits do not checkpoint; a checkpointer thread copies the WAL into
      * the database beside them (a side pass each wal_checkpoint_frames new
@@ -276,9 +264,6 @@ void pvg_srv_audit_store_prepare(pvg_store *store);
  * PVG_SRV_WAL_MAX_FRAMES (the audit writer keeps the WAL below it), so a
  * write request does not copy the WAL the checkpointer copies anyway. */
 void pvg_srv_store_prepare(pvg_store *store);
-/* Ends a hold (the answers that waited were taken): the queue commits now. */
-void pvg_srv_audit_writer_poke(pvg_srv_audit_writer *w);
-#define PVG_SRV_AUDIT_HOLD_US 2000
 /* Appends and waits until committed. PVG_OK or the append error. */
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
                              const char *subject, const char *detail);
@@ -442,7 +427,6 @@ struct pvg_server {
     pthread_mutex_t fin_mu;
     pthread_cond_t fin_cv, fin_idle_cv;
     struct pvg_srv_req *ready_head, *ready_tail;
-    atomic_int ready_waiting; /* 1 while ready_head is set (read by the writer's hold) */
     struct pvg_srv_req *group_head, *group_tail; /* the writer thread's group being woken */
     long fin_suspended;                          /* suspended, or resumed and not yet answered */
     int fin_closed;                              /* stopping: no new suspension */

@@ -339,6 +339,86 @@ static void test_recommendations_and_consent(void **state)
  * bytes as the jansson one it replaced: strings with quotes, backslashes,
  * control characters and UTF-8, reals of every form; a title jansson would
  * refuse (not UTF-8) makes the direct writer decline. */
+/* pvg_srv_real9 writes what jansson writes for a real at precision 9:
+ * prices, float scores, exact ties (rounded to even, as printf), the
+ * boundaries of the fixed and exponent forms, and values outside the exact
+ * path (snprintf) alike. */
+static void check_real9(double v)
+{
+    json_t *j = json_real(v);
+    char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(j);
+    char got[40];
+    size_t n = pvg_srv_real9(v, got);
+    if (strcmp(got, want) != 0) fprintf(stderr, "real9 %.17g: got %s, want %s\n", v, got, want);
+    assert_string_equal(got, want);
+    assert_int_equal(n, strlen(want));
+    free(want);
+}
+
+static void test_real9(void **state)
+{
+    (void)state;
+    static const double fixed[] = {0.0,
+                                   -0.0,
+                                   1.0,
+                                   -1.0,
+                                   0.5,
+                                   12.5,
+                                   123456789.5,
+                                   123456788.5,
+                                   999999999.5,
+                                   99999999.95,
+                                   1e-4,
+                                   9.99999999e-5,
+                                   0.000123456785,
+                                   1e-5,
+                                   1e9,
+                                   1e-300,
+                                   1e300,
+                                   4.9e-324,
+                                   2.5,
+                                   3.5,
+                                   0.1,
+                                   0.2,
+                                   0.3,
+                                   1.0 / 3,
+                                   2.0 / 3,
+                                   100.0,
+                                   1e8,
+                                   123456789.0,
+                                   5e-324,
+                                   9007199254740993.0};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        check_real9(fixed[i]);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 4) {
+        case 0: /* a price in cents */
+            v = (double)(x % 10000000) / 100.0;
+            break;
+        case 1: { /* a float score */
+            float f = (float)((double)(int64_t)(x % 2000001 - 1000000) / 37.0 / (1 + x % 997));
+            v = f;
+            break;
+        }
+        case 2: { /* any double of a moderate magnitude */
+            uint64_t bits = (x & 0x800fffffffffffffULL) | ((uint64_t)(1023 - 40 + x % 80) << 52);
+            memcpy(&v, &bits, sizeof v);
+            break;
+        }
+        default: /* ties and near-ties at the ninth digit */
+            v = (double)(x % 1000000000) + 0.5;
+            if (x & 1) v /= 1024;
+        }
+        check_real9(v);
+    }
+}
+
 static void test_recs_json_same_bytes(void **state)
 {
     (void)state;
@@ -410,14 +490,23 @@ static void test_recs_json_same_bytes(void **state)
                                 "\xc0\xaf", "\xed\xa0\x80"};
     for (int b = 0; b < 3; b++) {
         m->catalog[1].title = (char *)bad[b];
+        m->catalog[1].json_ok = 0; /* changed after the load's check: checked per answer */
         size_t len = 1;
         assert_null(pvg_srv_recs_json(m, "u1", it, 2, &len));
         assert_int_equal(len, 0);
         assert_null(json_string(bad[b])); /* jansson refuses it too */
     }
+    m->catalog[1].title = (char *)bad[0];
+    pvg_srv_catalog_json_mark(m); /* the load's check finds it */
+    assert_int_equal(m->catalog[1].json_ok, 2);
+    assert_int_equal(m->catalog[0].json_ok, 1);
+    size_t len = 1;
+    assert_null(pvg_srv_recs_json(m, "u1", it, 2, &len));
     m->catalog[1].title = (char *)titles[1];
+    m->catalog[1].json_ok = 0;
     m->catalog[2].price = INFINITY;
-    size_t len = 0;
+    m->catalog[2].json_ok = 0;
+    len = 0;
     assert_null(pvg_srv_recs_json(m, "u1", it, 3, &len));
     for (int i = 0; i < 8; i++) {
         m->catalog[i].title = save_t[i];
@@ -1615,8 +1704,8 @@ int main(void)
         cmocka_unit_test(test_public_routes), cmocka_unit_test(test_auth_refusals),
         cmocka_unit_test(test_role_matrix_allowed), cmocka_unit_test(test_route_role_matrix),
         cmocka_unit_test(test_recommendations_and_consent),
-        cmocka_unit_test(test_recs_json_same_bytes), cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_events_same_rules_as_jsonl),
+        cmocka_unit_test(test_recs_json_same_bytes), cmocka_unit_test(test_real9),
+        cmocka_unit_test(test_bad_input), cmocka_unit_test(test_events_same_rules_as_jsonl),
         cmocka_unit_test(test_events_empty_batch), cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_concurrent_store_use), cmocka_unit_test(test_auth_failure_limit),
         cmocka_unit_test(test_export_delete_and_audit),

@@ -1176,6 +1176,62 @@ static void test_read_snapshot(void **state)
     drop_store(dir);
 }
 
+/* A read snapshot while nothing was committed since the last one opens no
+ * transaction (the memo answers from that state): a commit by another
+ * handle after read_begin is not seen by the memo's answers, as in an
+ * opened snapshot; a read the memo cannot answer then opens the
+ * transaction, and when the state changed after the memo answered, it is
+ * refused busy instead of mixing two states; the next snapshot sees the
+ * commit. */
+static void test_read_snapshot_kept(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* the SQLite backend's WAL-index check */
+    (void)state;
+    char *dir = new_store(NULL);
+    pvg_store *s = open_ok(dir), *o = open_ok(dir);
+    pvg_error err;
+    pvg_consent on = {1, 1}, off = {0, 1}, c;
+    assert_int_equal(pvg_store_consent_set(s, "z", &on, &err), PVG_OK);
+    for (int i = 0; i < 3; i++) { /* read, then from the memo */
+        assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+        assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+        pvg_store_read_end(s);
+    }
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_set(o, "z", &off, &err), PVG_OK); /* after read_begin */
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 1); /* the snapshot's state */
+    /* not in the memo: the database, in a newer state than the memo's answer */
+    assert_int_equal(pvg_store_consent_get(s, "nobody", &c, &err), PVG_ERR_BUSY);
+    pvg_store_read_end(s);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 0);
+    assert_int_equal(pvg_store_consent_get(s, "nobody", &c, &err), PVG_ERR_NOT_FOUND);
+    pvg_store_read_end(s);
+    /* a commit before read_begin: seen at once */
+    assert_int_equal(pvg_store_consent_set(o, "z", &on, &err), PVG_OK);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 1);
+    pvg_store_read_end(s);
+    /* a miss first, then the change: one state (the newer), no refusal */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+        assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+        pvg_store_read_end(s);
+    }
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_set(o, "z", &off, &err), PVG_OK);
+    assert_int_equal(pvg_store_consent_get(s, "other", &c, &err), PVG_ERR_NOT_FOUND);
+    assert_int_equal(pvg_store_consent_get(s, "z", &c, &err), PVG_OK);
+    assert_int_equal(c.personalization, 0);
+    pvg_store_read_end(s);
+    pvg_store_free(o);
+    pvg_store_free(s);
+    drop_store(dir);
+}
+
 /* Purpose limitation at collection applies to every writer: file ingest
  * skips (and counts) the events a shopper's consent does not allow, as the
  * batch put refuses them. Default policy: view/cart/rating under
@@ -1589,6 +1645,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_and_open),
         cmocka_unit_test(test_read_snapshot),
+        cmocka_unit_test(test_read_snapshot_kept),
         cmocka_unit_test(test_bad_policy),
         cmocka_unit_test(test_roundtrip_and_minimisation),
         cmocka_unit_test(test_policy_drops_types),

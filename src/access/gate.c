@@ -228,21 +228,28 @@ static pvg_status personal_read_begin(pvg_access *g, const char *action, pvg_pur
        front-end's routes need not be trusted to check it) */
     int token = g->actor && strncmp(g->actor, "token:", 6) == 0;
     /* the credential, its suspension and the consent from one snapshot of
-       the store (which may answer from its memo while nothing changed) */
-    pvg_status st = pvg_store_read_begin(g->store, err);
-    if (st != PVG_OK) return st;
-    st = own_only || token ? actor_owns(g, ps, &own, err) : PVG_OK;
-    if (st == PVG_OK && own) {
-        pvg_consent c;
-        st = pvg_store_consent_get_pseudonym(g->store, ps, &c, err);
-        known = st == PVG_OK;
-        if (st == PVG_ERR_NOT_FOUND) {
-            pvg_error_clear(err);
-            st = PVG_OK;
+       the store (which may answer from its memo while nothing changed; a
+       snapshot the store saw change between two of its reads answers busy
+       and is read again) */
+    pvg_status st = PVG_ERR_BUSY;
+    for (int attempt = 0; attempt < 3 && st == PVG_ERR_BUSY; attempt++) {
+        own = 1, known = 0, ok = 0;
+        pvg_error_clear(err);
+        st = pvg_store_read_begin(g->store, err);
+        if (st != PVG_OK) continue;
+        st = own_only || token ? actor_owns(g, ps, &own, err) : PVG_OK;
+        if (st == PVG_OK && own) {
+            pvg_consent c;
+            st = pvg_store_consent_get_pseudonym(g->store, ps, &c, err);
+            known = st == PVG_OK;
+            if (st == PVG_ERR_NOT_FOUND) {
+                pvg_error_clear(err);
+                st = PVG_OK;
+            }
+            if (st == PVG_OK && known) st = allowed(g, purpose, &c, &ok, err);
         }
-        if (st == PVG_OK && known) st = allowed(g, purpose, &c, &ok, err);
+        pvg_store_read_end(g->store);
     }
-    pvg_store_read_end(g->store);
     if (st != PVG_OK) return st;
     *reason = !own     ? "not_own_token"
               : !known ? "unknown_user"

@@ -24,12 +24,9 @@ struct pvg_srv_audit_item {
     char *actor, *action, *subject, *detail;
 };
 
+/* An item and its four strings are one allocation. */
 static void item_free(pvg_srv_audit_item *it)
 {
-    free(it->actor);
-    free(it->action);
-    free(it->subject);
-    free(it->detail);
     free(it);
 }
 
@@ -276,15 +273,21 @@ int pvg_srv_audit_writer_start(pvg_srv_audit_writer *w, pvg_store *store, pvg_sr
 static pvg_srv_audit_item *item_new(const char *actor, const char *action, const char *subject,
                                     const char *detail)
 {
-    pvg_srv_audit_item *it = calloc(1, sizeof *it);
+    const char *f[4] = {actor ? actor : "?", action ? action : "?", subject ? subject : "",
+                        detail ? detail : ""};
+    size_t len[4], total = sizeof(pvg_srv_audit_item);
+    for (int i = 0; i < 4; i++) {
+        len[i] = strlen(f[i]) + 1;
+        total += len[i];
+    }
+    pvg_srv_audit_item *it = calloc(1, total);
     if (!it) return NULL;
-    it->actor = strdup(actor ? actor : "?");
-    it->action = strdup(action ? action : "?");
-    it->subject = strdup(subject ? subject : "");
-    it->detail = strdup(detail ? detail : "");
-    if (!it->actor || !it->action || !it->subject || !it->detail) {
-        item_free(it);
-        return NULL;
+    char *p = (char *)(it + 1);
+    char **dst[4] = {&it->actor, &it->action, &it->subject, &it->detail};
+    for (int i = 0; i < 4; i++) {
+        memcpy(p, f[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
     }
     return it;
 }
@@ -319,16 +322,8 @@ pvg_status pvg_srv_audit_log_async(pvg_srv_audit_writer *w, const char *actor, c
 pvg_status pvg_srv_audit_log(pvg_srv_audit_writer *w, const char *actor, const char *action,
                              const char *subject, const char *detail)
 {
-    pvg_srv_audit_item *it = calloc(1, sizeof *it);
+    pvg_srv_audit_item *it = item_new(actor, action, subject, detail);
     if (!it) return PVG_ERR_NOMEM;
-    it->actor = strdup(actor ? actor : "?");
-    it->action = strdup(action ? action : "?");
-    it->subject = strdup(subject ? subject : "");
-    it->detail = strdup(detail ? detail : "");
-    if (!it->actor || !it->action || !it->subject || !it->detail) {
-        item_free(it);
-        return PVG_ERR_NOMEM;
-    }
     pthread_mutex_lock(&w->mu);
     if (!w->started || w->stop) {
         pthread_mutex_unlock(&w->mu);

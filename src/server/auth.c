@@ -229,16 +229,24 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     const char *want_kind = cred[3] == 'k' ? "key" : "token";
 
     /* the credential and its suspension from one snapshot of the store
-     * (which may answer from its memo while neither was written) */
-    pvg_status st = pvg_store_read_begin(s, err);
-    if (st != PVG_OK) return st;
+     * (which may answer from its memo while neither was written; a
+     * snapshot the store saw change between its two reads answers busy and
+     * is read again) */
     pvg_backend *b = pvg_store_backend(s);
     pvg_backend_cred c;
-    st = b->ops->cred_get(b, id, &c, err);
+    memset(&c, 0, sizeof c);
     int suspended = 0; /* access monitoring (monitor.h): kept in the store for every process */
     char why[200];
-    if (st == PVG_OK) st = pvg_monitor_is_suspended(s, id, &suspended, why, sizeof why, err);
-    pvg_store_read_end(s);
+    pvg_status st = PVG_ERR_BUSY;
+    for (int attempt = 0; attempt < 3 && st == PVG_ERR_BUSY; attempt++) {
+        suspended = 0;
+        pvg_error_clear(err);
+        st = pvg_store_read_begin(s, err);
+        if (st != PVG_OK) continue;
+        st = b->ops->cred_get(b, id, &c, err);
+        if (st == PVG_OK) st = pvg_monitor_is_suspended(s, id, &suspended, why, sizeof why, err);
+        pvg_store_read_end(s);
+    }
     if (st != PVG_OK) sodium_memzero(c.secret_hash, sizeof c.secret_hash);
     if (st == PVG_ERR_NOT_FOUND)
         return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");

@@ -1147,6 +1147,7 @@ static pvg_status load_one(pvg_server *srv, int dp, pvg_error *err)
         catalog_ctx cc = {m};
         st = pvg_store_items_foreach(srv->reload_store, catalog_item, &cc, err);
         if (st == PVG_OK) st = declared_titles(m, srv->reload_store, err);
+        if (st == PVG_OK) pvg_srv_catalog_json_mark(m); /* once, not per answer */
     }
     if (st == PVG_OK && dp) st = dp_popular_make(m, err);
     if (st == PVG_OK && !dp && srv->opt.cache_entries > 0) {

@@ -102,6 +102,12 @@ typedef struct pvg_srv_catalog_entry {
     char *title;
     double price;      /* typical: the median of the recent prices (pvg_item); < 0: unknown */
     double last_price; /* < 0: unknown */
+    /* whether the personalised answer may carry this item as written by
+     * recs_json.c (its id and title valid UTF-8, its prices finite or
+     * unknown): 0 not known yet (checked per answer), 1 yes, 2 no; set for
+     * every item when the model is loaded (pvg_srv_catalog_json_mark), as
+     * the catalogue view is immutable once the model is in service */
+    unsigned char json_ok;
 } pvg_srv_catalog_entry;
 
 /* One entry of a released popular list: catalog data (public) and the
@@ -519,6 +525,12 @@ struct pvg_srv_req {
  * caller builds the answer with jansson then). */
 char *pvg_srv_recs_json(const pvg_srv_model *m, const char *user, const pvg_scored_item *items,
                         size_t n, size_t *len);
+/* Sets json_ok of every catalogue entry of m (model and catalogue loaded). */
+void pvg_srv_catalog_json_mark(pvg_srv_model *m);
+/* v (finite) as jansson writes a real with precision 9 ("%.9g", ".0" when
+ * that reads as an integer, no '+' or leading zeros in the exponent) into
+ * out, NUL-terminated; its length. */
+size_t pvg_srv_real9(double v, char out[40]);
 
 /* Fills g for request r: its store, its actor, audit entries through the
  * group-commit writer (waiting for the commit). */

@@ -590,6 +590,16 @@ typedef struct sq_backend {
     int snap_memo;   /* the outermost read_begin opened the snapshot: memo usable */
     int64_t snap_at; /* the change counter in the snapshot */
     sq_memo *memo;   /* allocated at the first snapshot */
+    /* A snapshot kept without a transaction (read_begin): privguide.db's
+     * WAL-index header is the one seen just before the last opened
+     * snapshot, so no transaction committed since and that snapshot's
+     * state (and change counter) is still the newest. The first statement
+     * inside it opens the transaction after all (snap_materialize). */
+    int snap_virtual;
+    int snap_served;            /* answers the memo gave in this snapshot */
+    int wal_known;              /* 1: privguide.db is in WAL mode, 2: it is not */
+    unsigned char snap_hdr[48]; /* the WAL-index header before the last opened snapshot */
+    int snap_hdr_ok;            /* snap_hdr holds one */
     sqlite3_stmt *st[Q_COUNT];
     sqlite3 *side;        /* wal_defer: the connection for side checkpoints */
     long long wal_frames; /* wal_defer: the audit WAL's frames after the last commit (atomic) */
@@ -617,10 +627,16 @@ static pvg_status fail(sqlite3 *db, int rc, const char *what, pvg_error *err)
 /* A statement for query id: the cached one, or (when the cached one is in
  * the middle of an iteration that called us back) a fresh one that *own
  * says to finalize. */
+static pvg_status snap_materialize(sq_backend *q, pvg_error *err);
+
 static pvg_status take(sq_backend *q, int id, sqlite3_stmt **out, int *own, pvg_error *err)
 {
     sqlite3 *db = db_of(q, SQL[id].db);
     *own = 0;
+    if (q->snap_virtual && SQL[id].db == DB_MAIN) { /* a read the memo cannot answer */
+        pvg_status st = snap_materialize(q, err);
+        if (st != PVG_OK) return st;
+    }
     if (q->st[id] && !sqlite3_stmt_busy(q->st[id])) {
         *out = q->st[id];
         return PVG_OK;
@@ -893,20 +909,108 @@ static void memo_free(sq_backend *q)
     q->memo = NULL;
 }
 
+/* privguide.db's WAL-index header (48 bytes) into out, as SQLite's own
+ * readers take it without a lock: copy 0, a barrier, copy 1 (a writer
+ * stores them in the other order), both the same and initialised; 0 when
+ * it cannot be had that way (not in WAL mode, no shared memory mapped yet,
+ * a writer in the middle of updating it). The layout is SQLite's file
+ * format (walformat.html, "the WAL-index header"): any commit changes it
+ * (iChange, mxFrame, the salts after a restart, the checksum). */
+static int wal_header(sq_backend *q, unsigned char out[48])
+{
+    if (q->wal_known != 1) return 0;
+    sqlite3_file *f = NULL;
+    if (sqlite3_file_control(q->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+        !f->pMethods || f->pMethods->iVersion < 2 || !f->pMethods->xShmMap)
+        return 0;
+    void volatile *m = NULL;
+    if (f->pMethods->xShmMap(f, 0, 32768, 0, &m) != SQLITE_OK || !m) return 0;
+    const volatile unsigned char *h = m;
+    unsigned char h2[48];
+    for (int i = 0; i < 48; i++)
+        out[i] = h[i];
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    for (int i = 0; i < 48; i++)
+        h2[i] = h[48 + i];
+    return memcmp(out, h2, 48) == 0 && out[12] /* isInit */;
+}
+
+/* Opens the snapshot's transaction: the header first (any commit after it
+ * changes it), then BEGIN and the change counter. */
+static pvg_status snap_txn(sq_backend *q, pvg_error *err)
+{
+    unsigned char h[48];
+    int hok = wal_header(q, h);
+    pvg_status st = run(q, Q_READ_BEGIN, NULL, 0, NULL, "read snapshot", err);
+    int64_t at = 0;
+    if (st == PVG_OK) st = changes_get(&q->base, &at, err);
+    if (st != PVG_OK) {
+        if (sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
+        q->snap_hdr_ok = 0;
+        return st;
+    }
+    if (!q->wal_known) { /* once: only a WAL database has the header */
+        sqlite3_stmt *s = NULL;
+        q->wal_known = 2;
+        if (sqlite3_prepare_v2(q->db, "PRAGMA main.journal_mode", -1, &s, NULL) == SQLITE_OK &&
+            sqlite3_step(s) == SQLITE_ROW) {
+            const char *m = (const char *)sqlite3_column_text(s, 0);
+            if (m && strcmp(m, "wal") == 0) q->wal_known = 1;
+        }
+        sqlite3_finalize(s);
+    }
+    /* the snapshot's state is the header's or a newer one: kept only when
+     * the counter was read under that header (no commit in between would
+     * leave the header as it was) */
+    q->snap_hdr_ok = hok;
+    if (hok) memcpy(q->snap_hdr, h, sizeof h);
+    q->snap_at = at;
+    return PVG_OK;
+}
+
+/* Inside a snapshot kept without a transaction: opens it for a read the
+ * memo cannot answer. Should a commit that changed the counter have come
+ * in between while the memo already answered in this snapshot, those
+ * answers and the next reads would come from two states: PVG_ERR_BUSY
+ * (the snapshot is then the new state; the caller reads again). */
+static pvg_status snap_materialize(sq_backend *q, pvg_error *err)
+{
+    q->snap_virtual = 0;
+    int64_t was = q->snap_at;
+    pvg_status st = snap_txn(q, err);
+    if (st != PVG_OK) {
+        q->snap_memo = 0; /* no transaction: read_end has nothing to end */
+        return st;
+    }
+    if (q->snap_at != was && q->snap_served > 0)
+        return pvg_error_set(err, PVG_ERR_BUSY,
+                             "read snapshot: the store changed between two reads of it; read "
+                             "again");
+    return PVG_OK;
+}
+
 /* Opens a read snapshot (nested calls only count): BEGIN, then the change
  * counter, which starts the read transaction, so the counter and every
- * row read until read_end come from one committed state. Inside a write
- * transaction (or a transaction someone else opened) nothing is opened and
- * the memo stays off. */
+ * row read until read_end come from one committed state. When the
+ * WAL-index header is the one seen before the last snapshot was opened,
+ * nothing committed since: the snapshot is that state again and no
+ * transaction is opened until a read needs the database (memo answers
+ * cost no lock). Inside a write transaction (or a transaction someone
+ * else opened) nothing is opened and the memo stays off. */
 static pvg_status sq_read_begin(pvg_backend *b, pvg_error *err)
 {
     sq_backend *q = SQ(b);
     if (q->snap++ > 0 || q->in_txn || sqlite3_get_autocommit(q->db) == 0) return PVG_OK;
     if (!q->memo) q->memo = calloc(1, sizeof *q->memo); /* none: reads go to the database */
-    pvg_status st = run(q, Q_READ_BEGIN, NULL, 0, NULL, "read snapshot", err);
-    if (st == PVG_OK) st = changes_get(b, &q->snap_at, err);
+    q->snap_served = 0;
+    unsigned char h[48];
+    if (q->memo && q->snap_hdr_ok && wal_header(q, h) && memcmp(h, q->snap_hdr, sizeof h) == 0) {
+        q->snap_virtual = 1;
+        q->snap_memo = 1;
+        return PVG_OK;
+    }
+    pvg_status st = snap_txn(q, err);
     if (st != PVG_OK) {
-        if (sqlite3_get_autocommit(q->db) == 0) exec(q->db, "ROLLBACK");
         q->snap--;
         return st;
     }
@@ -920,6 +1024,10 @@ static void sq_read_end(pvg_backend *b)
     if (q->snap == 0 || --q->snap > 0) return;
     if (!q->snap_memo) return;
     q->snap_memo = 0;
+    if (q->snap_virtual) { /* no transaction was opened */
+        q->snap_virtual = 0;
+        return;
+    }
     /* a read transaction: COMMIT only lets the snapshot go; should it fail,
      * ROLLBACK, so that no later read sees this old state */
     if (run(q, Q_READ_END, NULL, 0, NULL, "read snapshot", NULL) != PVG_OK ||
@@ -1146,6 +1254,7 @@ static pvg_status sq_user_get(pvg_backend *b, const unsigned char p[16], pvg_bac
     int memo = memo_on(q);
     memo_user *e = memo ? memo_user_slot(q, p, 0) : NULL;
     if (e && e->at == q->snap_at) {
+        q->snap_served++;
         if (e->state == MEMO_NONE) return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown user");
         *out = e->u;
         return PVG_OK;
@@ -1759,6 +1868,7 @@ static pvg_status sq_meta_get(pvg_backend *b, const char *key, char **value, pvg
     memo_meta *e = memo ? memo_meta_slot(q, key, kl, 0) : NULL;
     *value = NULL;
     if (e && e->at == q->snap_at) {
+        q->snap_served++;
         if (e->state == MEMO_NONE)
             return pvg_error_set(err, PVG_ERR_NOT_FOUND, "no meta entry '%.80s'", key);
         *value = strdup(e->value);
@@ -1841,6 +1951,7 @@ static pvg_status sq_cred_get(pvg_backend *b, const char *key_id, pvg_backend_cr
     memo_cred *e = memo ? memo_cred_slot(q, key_id, kl, 0) : NULL;
     memset(out, 0, sizeof *out);
     if (e && e->at == q->snap_at) {
+        q->snap_served++;
         if (e->state == MEMO_NONE)
             return pvg_error_set(err, PVG_ERR_NOT_FOUND, "unknown credential");
         *out = e->c;

@@ -593,14 +593,33 @@ static size_t words_len(size_t nu, size_t f4)
 }
 
 #ifdef PVG_X86
-/* the rare path: a block with scores at or above the shopper's threshold */
-__attribute__((noinline)) static void offer_masked(pvg_topc *h, const float *v, unsigned m,
-                                                   size_t p, const uint32_t *ids)
+/* The rare path: the scores v of the block at position p whose bits are
+ * set in m (at or above h's threshold, finite) offered to h at once: their
+ * keys (cand_key, made 16 at a time) packed onto the buffer, which is
+ * compacted first when fewer than 16 entries are free (the best cap kept
+ * does not depend on when compaction runs: the threshold is always the
+ * cap-th best of items offered, at most the final one). */
+__attribute__((target("avx512f"), noinline)) static void
+offer_block(pvg_topc *h, __m512 v, unsigned m, size_t p, const uint32_t *ids)
 {
-    while (m) {
-        unsigned b = (unsigned)__builtin_ctz(m);
-        m &= m - 1;
-        topc_offer(h, v[b], pos_id(ids, p + b));
+    if (h->room - h->n < 16) topc_compact(h);
+    __m512i b = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps())); /* -0 -> +0 */
+    b = _mm512_xor_si512(
+        b, _mm512_or_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32((int)0x80000000u)));
+    __m512i i = ids ? _mm512_maskz_loadu_epi32((__mmask16)m, ids + p)
+                    : _mm512_add_epi32(
+                          _mm512_set1_epi32((int)(uint32_t)p),
+                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    i = _mm512_xor_si512(i, _mm512_set1_epi32(-1)); /* ~index: the lower index first */
+    uint64_t *K = (uint64_t *)h->idx;
+    for (int half = 0; half < 2; half++) {
+        __m256i bh = half ? _mm512_extracti64x4_epi64(b, 1) : _mm512_castsi512_si256(b);
+        __m256i ih = half ? _mm512_extracti64x4_epi64(i, 1) : _mm512_castsi512_si256(i);
+        __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(bh), 32),
+                                    _mm512_cvtepu32_epi64(ih));
+        __mmask8 mh = (__mmask8)(m >> (8 * half));
+        _mm512_storeu_si512((void *)(K + h->n), _mm512_maskz_compress_epi64(mh, k));
+        h->n += (size_t)__builtin_popcount(mh);
     }
 }
 
@@ -677,13 +696,10 @@ vnni_scan_group(const pvg_i8_items *Q, const int32_t *uT, const float *us, size_
             any |= m[a];
         }
         if (__builtin_expect(any != 0, 0)) {
-            float buf[16][16] __attribute__((aligned(64)));
 #pragma GCC unroll 16
             for (int a = 0; a < G; a++)
-                _mm512_store_ps(buf[a], v[a]);
-            for (int a = 0; a < G; a++)
                 if (m[a]) {
-                    offer_masked(h[a], buf[a], m[a], p, ids);
+                    offer_block(h[a], v[a], m[a], p, ids);
                     thr[a] = h[a]->thr;
                 }
         }

@@ -810,6 +810,145 @@ static void test_serve_threads(void **state)
     pvg_dataset_free(ds);
 }
 
+/* Exclusion lists long enough that the index filter is nearly all set
+ * (most kept indices share a bit with an excluded one) and short ones:
+ * the kept set is the naive top-cap of the indices not excluded, through
+ * the AVX-512 and portable scans. */
+static void test_topc_exclude_many(void **state)
+{
+    (void)state;
+    size_t n = 6000;
+    float *s = malloc(n * sizeof *s), *m = malloc(n * sizeof *m);
+    uint32_t *ex = malloc(n * sizeof *ex);
+    assert_non_null(s);
+    assert_non_null(m);
+    assert_non_null(ex);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (float)floor(ts_rand() * 500) / 3.0f;
+    size_t lens[] = {0, 1, 3, 40, 900, 5990};
+    size_t caps[] = {1, 10, 52, 300};
+    for (size_t li = 0; li < 6; li++) {
+        /* ascending, every other one from the top scores' range first */
+        size_t nex = 0;
+        for (size_t i = 0; i < n && nex < lens[li]; i++)
+            if (ts_rand() < (double)lens[li] / (double)n * 1.5 || n - i <= lens[li] - nex)
+                ex[nex++] = (uint32_t)i;
+        memcpy(m, s, n * sizeof *m);
+        for (size_t q = 0; q < nex; q++)
+            m[ex[q]] = -INFINITY;
+        for (size_t ci = 0; ci < 4; ci++) {
+            size_t cap = caps[ci];
+            int64_t *ri = malloc(cap * sizeof *ri);
+            float *rs = malloc(cap * sizeof *rs);
+            size_t want = pvg_topk_naive(m, n, cap, ri, rs);
+            for (int v = 0; v < 2; v++) {
+                int64_t *hi = malloc(pvg_topc_room(cap) * sizeof *hi);
+                float *hs = malloc(pvg_topc_room(cap) * sizeof *hs);
+                pvg_topc h;
+                pvg_topc_init(&h, cap, hi, hs);
+                pvg_topc_exclude(&h, ex, nex);
+                for (size_t b = 0; b < n; b += 256) {
+                    size_t t = n - b < 256 ? n - b : 256;
+                    if (v)
+                        pvg_topc_scan(&h, s + b, t, (int64_t)b);
+                    else
+                        pvg_topc_scan_portable(&h, s + b, t, (int64_t)b);
+                }
+                pvg_topc_finish(&h);
+                assert_int_equal(h.n, want);
+                float *tmp = malloc(n * sizeof *tmp);
+                for (size_t i = 0; i < n; i++)
+                    tmp[i] = -INFINITY;
+                for (size_t q = 0; q < h.n; q++) {
+                    assert_true(m[h.idx[q]] != -INFINITY); /* never an excluded one */
+                    tmp[h.idx[q]] = h.sc[q];
+                }
+                int64_t *si = malloc(cap * sizeof *si);
+                float *ss = malloc(cap * sizeof *ss);
+                size_t got = pvg_topk_naive(tmp, n, cap, si, ss);
+                assert_int_equal(got, want);
+                for (size_t q = 0; q < got; q++) {
+                    assert_int_equal(si[q], ri[q]);
+                    assert_true(ss[q] == rs[q]);
+                }
+                free(si);
+                free(ss);
+                free(tmp);
+                free(hi);
+                free(hs);
+            }
+            free(ri);
+            free(rs);
+        }
+    }
+    free(s);
+    free(m);
+    free(ex);
+}
+
+/* The exact re-rank of a candidate list against pvg_topk_naive over the
+ * candidates' exact scores (pvg_matvec_naive): repeated rows (equal exact
+ * scores: the lower index first), a NaN row and a -inf score skipped, k
+ * below, at and above the candidates (the insertion sort and the qsort of
+ * more than 64). */
+static void test_rerank_order(void **state)
+{
+    (void)state;
+    size_t n = 400, f = 24;
+    float *V = synth_factors(n, f, 5);
+    for (size_t r = 30; r < 200; r += 9)
+        memcpy(V + r * f, V + 21 * f, f * sizeof *V);
+    V[51 * f + 3] = NAN;
+    V[53 * f] = -INFINITY;
+    float u[24];
+    for (size_t j = 0; j < f; j++)
+        u[j] = V[21 * f + j];
+    float *ex = malloc(n * sizeof *ex), *m = malloc(n * sizeof *m);
+    pvg_matvec_naive(V, n, f, u, ex);
+    size_t ncand = 150;
+    int64_t *cidx = malloc(pvg_topc_room(ncand) * sizeof *cidx);
+    float *csc = malloc(pvg_topc_room(ncand) * sizeof *csc);
+    /* candidates: every odd index below 300 (the ties among them) */
+    for (size_t q = 0; q < ncand; q++)
+        cidx[q] = (int64_t)(2 * (ncand - 1 - q) + 1);
+    for (size_t i = 0; i < n; i++)
+        m[i] = -INFINITY;
+    for (size_t q = 0; q < ncand; q++)
+        m[cidx[q]] = ex[cidx[q]];
+    size_t ks[] = {1, 10, 64, 65, 149, 150, 400};
+    for (size_t ki = 0; ki < 7; ki++) {
+        size_t k = ks[ki];
+        pvg_topc h;
+        pvg_topc_init(&h, ncand, cidx, csc);
+        h.n = ncand;
+        int64_t *ri = malloc(k * sizeof *ri), *gi = malloc(k * sizeof *gi);
+        float *rs = malloc(k * sizeof *rs), *gs = malloc(k * sizeof *gs);
+        size_t want = pvg_topk_naive(m, n, k, ri, rs);
+        pvg_serve_job j = {0};
+        j.u = u;
+        j.k = k;
+        j.idx = gi;
+        j.sc = gs;
+        void *scr = malloc(pvg_serve_rerank_scratch(ncand));
+        pvg_serve_rerank(V, f, &h, &j, scr);
+        assert_int_equal(j.n_out, want);
+        for (size_t q = 0; q < want; q++) {
+            assert_int_equal(gi[q], ri[q]);
+            assert_memory_equal(&gs[q], &rs[q], sizeof(float));
+        }
+        free(scr);
+        free(ri);
+        free(gi);
+        free(rs);
+        free(gs);
+    }
+    free(cidx);
+    free(csc);
+    free(ex);
+    free(m);
+    free(V);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -817,7 +956,8 @@ int main(void)
         cmocka_unit_test(test_serve_recall),     cmocka_unit_test(test_serve_nan_item),
         cmocka_unit_test(test_serve_threads),    cmocka_unit_test(test_i8_sorted_build),
         cmocka_unit_test(test_scan_fused),       cmocka_unit_test(test_serve_batches),
-        cmocka_unit_test(test_serve_stop_tight),
+        cmocka_unit_test(test_serve_stop_tight), cmocka_unit_test(test_topc_exclude_many),
+        cmocka_unit_test(test_rerank_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

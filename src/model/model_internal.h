@@ -441,6 +441,8 @@ typedef struct pvg_topc {
     float *sc, thr;
     const uint32_t *ex; /* borrowed, ascending: indices never kept */
     size_t n_ex;
+    uint64_t exf[8]; /* a bit per hash of each index in ex: most kept indices
+                        are told apart from ex without a search */
 } pvg_topc;
 /* Entries of idx and sc a pvg_topc of cap needs. */
 size_t pvg_topc_room(size_t cap);

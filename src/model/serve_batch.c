@@ -305,13 +305,16 @@ void pvg_i8_scores(const pvg_i8_items *Q, const uint8_t *uq, const float *us, si
 
 /* ---- threshold-filtered top-C ---------------------------------------------- */
 
-static inline int before(float sa, int64_t ia, float sb, int64_t ib)
+/* the bit of index i in pvg_topc's exf */
+static inline unsigned ex_hash(int64_t i)
 {
-    return sa > sb || (sa == sb && ia < ib);
+    return (uint32_t)((uint32_t)i * 0x9E3779B1u) >> 23;
 }
 
 static int is_excluded(const pvg_topc *h, int64_t i)
 {
+    unsigned b = ex_hash(i);
+    if (!(h->exf[b >> 6] >> (b & 63) & 1)) return 0;
     size_t lo = 0, hi = h->n_ex;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -426,6 +429,7 @@ void pvg_topc_init(pvg_topc *h, size_t cap, int64_t *idx, float *sc)
     h->thr = cap ? -INFINITY : INFINITY;
     h->ex = NULL;
     h->n_ex = 0;
+    memset(h->exf, 0, sizeof h->exf);
 }
 
 void pvg_topc_finish(pvg_topc *h)
@@ -443,6 +447,11 @@ void pvg_topc_exclude(pvg_topc *h, const uint32_t *ex, size_t n_ex)
 {
     h->ex = ex;
     h->n_ex = n_ex;
+    memset(h->exf, 0, sizeof h->exf);
+    for (size_t q = 0; q < n_ex; q++) {
+        unsigned b = ex_hash(ex[q]);
+        h->exf[b >> 6] |= (uint64_t)1 << (b & 63);
+    }
 }
 
 void pvg_topc_scan_portable(pvg_topc *h, const float *s, size_t t, int64_t base)
@@ -544,28 +553,99 @@ void pvg_i8_scan_portable(const pvg_i8_items *Q, const uint8_t *uq, const float 
     }
 }
 
-#ifdef PVG_X86
-/* the rare path: a block with scores at or above the shopper's threshold */
-__attribute__((noinline)) static void offer_masked(pvg_topc *h, const float *v, unsigned m,
-                                                   size_t p, const uint32_t *ids)
+/* The groups nu shoppers are scanned in: ng groups of at most 16, sizes
+ * within one of each other (the first ones gs, the last one the rest). */
+static void scan_groups(size_t nu, size_t *ng, size_t *gs)
 {
-    while (m) {
-        unsigned b = (unsigned)__builtin_ctz(m);
-        m &= m - 1;
-        topc_offer(h, v[b], pos_id(ids, p + b));
+    *ng = (nu + 15) / 16;
+    *gs = *ng ? (nu + *ng - 1) / *ng : 1;
+}
+
+/* Shoppers uq[nu][f4 * 4] for vnni_scan_group, by group: group x
+ * (shoppers x*gs..) at uT + x * (f4 + 1) * 16, the bytes 4c..4c+3 of its
+ * shopper a, made signed (uq - 128), at [c * 16 + a], then at [f4 * 16 + a]
+ * 128 * the sum of those signed bytes (lanes past the group's shoppers
+ * are left as they were: never read). uT: words_len(nu, f4) entries. */
+static void users_words(const uint8_t *uq, size_t f4, size_t nu, int32_t *uT)
+{
+    size_t ng, gs;
+    scan_groups(nu, &ng, &gs);
+    for (size_t a = 0; a < nu; a++) {
+        int32_t *g = uT + (a / gs) * (f4 + 1) * 16 + a % gs;
+        uint32_t sum = 0; /* of the unsigned bytes */
+        for (size_t c = 0; c < f4; c++) {
+            uint32_t w;
+            memcpy(&w, uq + a * f4 * 4 + 4 * c, 4);
+            uint32_t x = (w & 0x00FF00FFu) + ((w >> 8) & 0x00FF00FFu);
+            sum += (x & 0xFFFFu) + (x >> 16);
+            w ^= 0x80808080u;
+            memcpy(&g[c * 16], &w, 4);
+        }
+        g[f4 * 16] = 128 * ((int32_t)sum - (int32_t)(128 * 4 * f4));
     }
 }
 
+static size_t words_len(size_t nu, size_t f4)
+{
+    size_t ng, gs;
+    scan_groups(nu, &ng, &gs);
+    return ng * (f4 + 1) * 16;
+}
+
+#ifdef PVG_X86
+/* The rare path: the scores v of the block at position p whose bits are
+ * set in m (at or above h's threshold, finite) offered to h at once: their
+ * keys (cand_key, made 16 at a time) packed onto the buffer, which is
+ * compacted first when fewer than 16 entries are free (the best cap kept
+ * does not depend on when compaction runs: the threshold is always the
+ * cap-th best of items offered, at most the final one). */
+__attribute__((target("avx512f"), noinline)) static void
+offer_block(pvg_topc *h, __m512 v, unsigned m, size_t p, const uint32_t *ids)
+{
+    if (h->room - h->n < 16) topc_compact(h);
+    __m512i b = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps())); /* -0 -> +0 */
+    b = _mm512_xor_si512(
+        b, _mm512_or_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32((int)0x80000000u)));
+    __m512i i = ids ? _mm512_maskz_loadu_epi32((__mmask16)m, ids + p)
+                    : _mm512_add_epi32(
+                          _mm512_set1_epi32((int)(uint32_t)p),
+                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    i = _mm512_xor_si512(i, _mm512_set1_epi32(-1)); /* ~index: the lower index first */
+    uint64_t *K = (uint64_t *)h->idx;
+    for (int half = 0; half < 2; half++) {
+        __m256i bh = half ? _mm512_extracti64x4_epi64(b, 1) : _mm512_castsi512_si256(b);
+        __m256i ih = half ? _mm512_extracti64x4_epi64(i, 1) : _mm512_castsi512_si256(i);
+        __m512i k = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(bh), 32),
+                                    _mm512_cvtepu32_epi64(ih));
+        __mmask8 mh = (__mmask8)(m >> (8 * half));
+        _mm512_storeu_si512((void *)(K + h->n), _mm512_maskz_compress_epi64(mh, k));
+        h->n += (size_t)__builtin_popcount(mh);
+    }
+}
+
+/* One VNNI step with the roles of the operands swapped: acc += the item
+ * bytes of w taken as unsigned (q + 128: w XOR 0x80) times the 4 signed
+ * shopper bytes at *u (uq - 128), broadcast to the 16 lanes from memory
+ * within the instruction (the broadcast operand is VPDPBUSD's signed one;
+ * a separate broadcast per step costs more than the step). The sum is
+ * q.u + 128 * sum(u): the shopper's correction replaces the item's. */
+#define DPBUSD_BCAST(acc, u, w)                                                                    \
+    __asm__("vpdpbusd %1%{1to16%}, %2, %0" : "+v"(acc) : "m"(*(u)), "v"(w))
+
 /* G shoppers (a compile-time constant after inlining) over the blocks of
  * [p0, p1): each block's factors loaded once for all G, the G rows of 16
- * scores made and compared with the thresholds in registers. Few shoppers
- * split the factor sum over NA accumulators each (the VNNI latency). */
+ * scores made and compared with the thresholds in registers. The shoppers'
+ * factor words come interleaved, uT[c * 16 + a] = bytes 4c..4c+3 of shopper
+ * a, so every step addresses them at a constant offset. Few shoppers split
+ * the factor sum over NA accumulators each (the VNNI latency). */
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
-vnni_scan_group(const pvg_i8_items *Q, const uint8_t *uq, size_t us4, const float *us, size_t p0,
-                size_t p1, const uint32_t *ids, pvg_topc *const *h, const int G)
+vnni_scan_group(const pvg_i8_items *Q, const int32_t *uT, const float *us, size_t p0, size_t p1,
+                const uint32_t *ids, pvg_topc *const *h, const int G)
 {
     const int NA = G == 1 ? 4 : G < 4 ? 2 : 1;
     size_t f4 = Q->f4;
+    const int32_t *ucorr = uT + f4 * 16;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     float thr[16];
     for (int a = 0; a < G; a++)
         thr[a] = h[a]->thr;
@@ -573,33 +653,31 @@ vnni_scan_group(const pvg_i8_items *Q, const uint8_t *uq, size_t us4, const floa
         const int8_t *blk = Q->q + (p / PVG_I8_BLOCK) * f4 * 64;
         __m512i acc[16][4];
 #pragma GCC unroll 16
-        for (int a = 0; a < G; a++)
+        for (int a = 0; a < G; a++) {
+            acc[a][0] = _mm512_set1_epi32(-ucorr[a]);
 #pragma GCC unroll 4
-            for (int k = 0; k < NA; k++)
+            for (int k = 1; k < NA; k++)
                 acc[a][k] = _mm512_setzero_si512();
+        }
         size_t c = 0;
         for (; c + (size_t)NA <= f4; c += (size_t)NA) {
 #pragma GCC unroll 4
             for (int k = 0; k < NA; k++) {
-                __m512i w = _mm512_load_si512((const void *)(blk + (c + (size_t)k) * 64));
+                __m512i w = _mm512_xor_si512(
+                    _mm512_load_si512((const void *)(blk + (c + (size_t)k) * 64)), flip);
+                const int32_t *u = uT + (c + (size_t)k) * 16;
 #pragma GCC unroll 16
-                for (int a = 0; a < G; a++) {
-                    int32_t word;
-                    memcpy(&word, uq + (size_t)a * us4 + 4 * (c + (size_t)k), 4);
-                    acc[a][k] = _mm512_dpbusd_epi32(acc[a][k], _mm512_set1_epi32(word), w);
-                }
+                for (int a = 0; a < G; a++)
+                    DPBUSD_BCAST(acc[a][k], u + a, w);
             }
         }
         for (; c < f4; c++) {
-            __m512i w = _mm512_load_si512((const void *)(blk + c * 64));
+            __m512i w = _mm512_xor_si512(_mm512_load_si512((const void *)(blk + c * 64)), flip);
+            const int32_t *u = uT + c * 16;
 #pragma GCC unroll 16
-            for (int a = 0; a < G; a++) {
-                int32_t word;
-                memcpy(&word, uq + (size_t)a * us4 + 4 * c, 4);
-                acc[a][0] = _mm512_dpbusd_epi32(acc[a][0], _mm512_set1_epi32(word), w);
-            }
+            for (int a = 0; a < G; a++)
+                DPBUSD_BCAST(acc[a][0], u + a, w);
         }
-        __m512i cr = _mm512_load_si512((const void *)(Q->corr + p));
         __m512 sc = _mm512_load_ps(Q->scale + p);
         __mmask16 live =
             p1 - p >= PVG_I8_BLOCK ? (__mmask16)0xFFFF : (__mmask16)((1u << (p1 - p)) - 1);
@@ -612,19 +690,16 @@ vnni_scan_group(const pvg_i8_items *Q, const uint8_t *uq, size_t us4, const floa
 #pragma GCC unroll 4
             for (int k = 1; k < NA; k++)
                 t = _mm512_add_epi32(t, acc[a][k]);
-            v[a] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(t, cr)),
-                                 _mm512_mul_ps(sc, _mm512_set1_ps(us[a])));
+            /* t = q.u exactly, as the unsigned-shopper sum minus corr */
+            v[a] = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(sc, _mm512_set1_ps(us[a])));
             m[a] = _mm512_mask_cmp_ps_mask(live, v[a], _mm512_set1_ps(thr[a]), _CMP_GE_OQ);
             any |= m[a];
         }
         if (__builtin_expect(any != 0, 0)) {
-            float buf[16][16] __attribute__((aligned(64)));
 #pragma GCC unroll 16
             for (int a = 0; a < G; a++)
-                _mm512_store_ps(buf[a], v[a]);
-            for (int a = 0; a < G; a++)
                 if (m[a]) {
-                    offer_masked(h[a], buf[a], m[a], p, ids);
+                    offer_block(h[a], v[a], m[a], p, ids);
                     thr[a] = h[a]->thr;
                 }
         }
@@ -634,19 +709,20 @@ vnni_scan_group(const pvg_i8_items *Q, const uint8_t *uq, size_t us4, const floa
 #define SCAN_CHUNK 256 /* positions per group pass: 16 KB at f = 64, in L1 for the next group */
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
-i8_scan_vnni(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t p0,
+i8_scan_vnni(const pvg_i8_items *Q, const int32_t *uT, const float *us, size_t nu, size_t p0,
              size_t p1, const uint32_t *ids, pvg_topc *const *h)
 {
-    size_t us4 = Q->f4 * 4, ng = (nu + 15) / 16, gs = (nu + ng - 1) / ng;
+    size_t ng, gs;
+    scan_groups(nu, &ng, &gs);
     for (size_t c0 = p0; c0 < p1; c0 += SCAN_CHUNK) {
         size_t c1 = p1 - c0 < SCAN_CHUNK ? p1 : c0 + SCAN_CHUNK;
-        for (size_t a0 = 0; a0 < nu; a0 += gs) {
+        for (size_t x = 0, a0 = 0; a0 < nu; x++, a0 += gs) {
             size_t g = nu - a0 < gs ? nu - a0 : gs;
-            const uint8_t *ua = uq + a0 * us4;
+            const int32_t *ut = uT + x * (Q->f4 + 1) * 16;
             switch (g) {
 #define G_CASE(n)                                                                                  \
     case n:                                                                                        \
-        vnni_scan_group(Q, ua, us4, us + a0, c0, c1, ids, h + a0, n);                              \
+        vnni_scan_group(Q, ut, us + a0, c0, c1, ids, h + a0, n);                                   \
         break;
                 G_CASE(1)
                 G_CASE(2)
@@ -671,14 +747,41 @@ i8_scan_vnni(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t n
 }
 #endif
 
+/* pvg_i8_scan with the shoppers' words already interleaved (uT from
+ * users_words(uq, ...); unused without VNNI). */
+static void i8_scan_words(const pvg_i8_items *Q, const uint8_t *uq, const int32_t *uT,
+                          const float *us, size_t nu, size_t p0, size_t p1, const uint32_t *ids,
+                          pvg_topc *const *h)
+{
+    if (p1 <= p0 || !nu) return;
+#ifdef PVG_X86
+    if (cpu_has_vnni512() && uT) {
+        i8_scan_vnni(Q, uT, us, nu, p0, p1, ids, h);
+        return;
+    }
+#endif
+    pvg_i8_scan_portable(Q, uq, us, nu, p0, p1, ids, h);
+}
+
 void pvg_i8_scan(const pvg_i8_items *Q, const uint8_t *uq, const float *us, size_t nu, size_t p0,
                  size_t p1, const uint32_t *ids, pvg_topc *const *h)
 {
     if (p1 <= p0 || !nu) return;
 #ifdef PVG_X86
     if (cpu_has_vnni512()) {
-        i8_scan_vnni(Q, uq, us, nu, p0, p1, ids, h);
-        return;
+        /* at most 32 shoppers at a time (each shopper's offers do not
+         * depend on the others scanned with it) */
+        int32_t uT[2 * 16 * 65];
+        int32_t *w = Q->f4 <= 64 ? uT : malloc(2 * 16 * (Q->f4 + 1) * sizeof *w);
+        for (size_t a0 = 0; w && a0 < nu; a0 += 32) {
+            size_t m = nu - a0 < 32 ? nu - a0 : 32;
+            users_words(uq + a0 * Q->f4 * 4, Q->f4, m, w);
+            i8_scan_vnni(Q, w, us + a0, m, p0, p1, ids, h + a0);
+        }
+        if (w) {
+            if (w != uT) free(w);
+            return;
+        }
     }
 #endif
     pvg_i8_scan_portable(Q, uq, us, nu, p0, p1, ids, h);
@@ -705,19 +808,6 @@ static int u32_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-typedef struct cand {
-    float s;
-    int64_t i;
-} cand;
-
-static int cand_cmp(const void *a, const void *b)
-{
-    const cand *x = a, *y = b;
-    if (before(x->s, x->i, y->s, y->i)) return -1;
-    if (before(y->s, y->i, x->s, x->i)) return 1;
-    return 0;
-}
-
 /* The exact scores of items i[0..m) (m <= 8) for u: the float factors,
  * each summed in double in index order (pvg_matvec_naive's sum, bit for
  * bit: a product of two floats is exact in double), the m sums interleaved
@@ -741,14 +831,23 @@ static void exact_scores8(const float *V, size_t f, const int64_t *i, size_t m, 
 
 size_t pvg_serve_rerank_scratch(size_t n)
 {
-    return n * sizeof(cand);
+    return 2 * n * sizeof(uint64_t);
+}
+
+static int key_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x > y ? -1 : x < y;
 }
 
 /* Exact re-rank of the candidates h (item indices) of job j into the job's
- * answer (scratch: pvg_serve_rerank_scratch(h->n) bytes). */
+ * answer (scratch: pvg_serve_rerank_scratch(h->n) bytes): each exact score
+ * and index made one key (cand_key: a larger key is pvg_topk's "before";
+ * an exact score is never -0, its sum starting at +0), the best k selected
+ * and sorted as integers. */
 void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job *j, void *scratch)
 {
-    cand *c = scratch;
+    uint64_t *K = scratch, *T = K + h->n;
     size_t n = 0;
     for (size_t q0 = 0; q0 < h->n; q0 += 8) {
         size_t m = h->n - q0 < 8 ? h->n - q0 : 8;
@@ -756,15 +855,39 @@ void pvg_serve_rerank(const float *V, size_t f, const pvg_topc *h, pvg_serve_job
         exact_scores8(V, f, h->idx + q0, m, j->u, e);
         for (size_t q = 0; q < m; q++)
             if (e[q] == e[q] && e[q] != -INFINITY) /* as pvg_topk: skipped */
-                c[n++] = (cand){e[q], h->idx[q0 + q]};
+                K[n++] = cand_key(e[q], h->idx[q0 + q]);
     }
-    qsort(c, n, sizeof *c, cand_cmp);
-    if (n > j->k) n = j->k;
+    if (n > j->k) {
+        keys_select(K, T, n, j->k);
+        n = j->k;
+    }
+    if (n <= 64) {
+        for (size_t q = 1; q < n; q++) {
+            uint64_t x = K[q];
+            size_t r = q;
+            for (; r && K[r - 1] < x; r--)
+                K[r] = K[r - 1];
+            K[r] = x;
+        }
+    } else {
+        qsort(K, n, sizeof *K, key_desc);
+    }
     for (size_t q = 0; q < n; q++) {
-        j->idx[q] = c[q].i;
-        j->sc[q] = c[q].s;
+        j->idx[q] = key_index(K[q]);
+        j->sc[q] = key_score(K[q]);
     }
     j->n_out = n;
+}
+
+/* Asks for the float rows of h's candidates ahead of their re-rank (rows
+ * scattered over V: fetched together rather than one miss at a time). */
+static void prefetch_rows(const float *V, size_t f, const pvg_topc *h)
+{
+    for (size_t q = 0; q < h->n; q++) {
+        const char *r = (const char *)(V + (size_t)h->idx[q] * f);
+        for (size_t b = 0; b < f * sizeof *V; b += 64)
+            __builtin_prefetch(r + b);
+    }
 }
 
 #define STOP_STEP 256 /* positions between the early-stop checks of a sorted scan */
@@ -789,9 +912,11 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
     pvg_topc *heaps = malloc(nj * sizeof *heaps);
     pvg_topc **hp = malloc(nj * sizeof *hp);
     uint32_t **ex = calloc(nj, sizeof *ex);
-    cand *cbuf = malloc(cap * sizeof *cbuf);
+    void *cbuf = malloc(pvg_serve_rerank_scratch(cap));
+    int32_t *uT = malloc(words_len(nj, Q->f4) * sizeof *uT);
     int rc = -1;
-    if (!uq || !uqg || !us || !usg || !ub || !act || !hidx || !hsc || !heaps || !hp || !ex || !cbuf)
+    if (!uq || !uqg || !us || !usg || !ub || !act || !hidx || !hsc || !heaps || !hp || !ex ||
+        !cbuf || !uT)
         goto done;
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
@@ -811,6 +936,7 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
         hp[a] = &heaps[a];
     }
     size_t g = nj;
+    users_words(uqg, Q->f4, g, uT);
     for (size_t p = 0; p < Q->n; p += STOP_STEP) {
         if (Q->sorted) {
             /* a shopper whose threshold is above the bound of every item
@@ -830,16 +956,19 @@ int pvg_serve_score(const pvg_i8_items *Q, const float *V, const pvg_serve_job *
                     usg[x] = us[act[x]];
                     hp[x] = &heaps[act[x]];
                 }
+                users_words(uqg, Q->f4, g, uT);
             }
             if (!g) break;
         }
         size_t e = Q->n - p < STOP_STEP ? Q->n : p + STOP_STEP;
-        pvg_i8_scan(Q, uqg, usg, g, p, e, Q->item, hp);
+        i8_scan_words(Q, uqg, uT, usg, g, p, e, Q->item, hp);
     }
     for (size_t a = 0; a < nj; a++) {
         pvg_topc_finish(&heaps[a]);
-        pvg_serve_rerank(V, f, &heaps[a], jobs[a], cbuf);
+        prefetch_rows(V, f, &heaps[a]);
     }
+    for (size_t a = 0; a < nj; a++)
+        pvg_serve_rerank(V, f, &heaps[a], jobs[a], cbuf);
     rc = 0;
 done:
     for (size_t a = 0; ex && a < nj; a++)
@@ -856,6 +985,7 @@ done:
     free(heaps);
     free(hp);
     free(cbuf);
+    free(uT);
     return rc;
 }
 

@@ -400,6 +400,7 @@ typedef struct fl_setup {
     double epsilon, delta, q; /* the accounted (epsilon, delta) of the whole run; 0: no DP */
     uint32_t rounds, n_min;
     unsigned mask_rounds; /* the masks' ChaCha rounds: 20, 12 or 8 */
+    uint32_t max_cohort;  /* a 16-bit lane's cohort bound (0: none but SecAgg's) */
     trainer tr;
     pvg_fl_coord *coord;
     pvg_rng *rng;
@@ -475,6 +476,39 @@ static void print_dp(const fl_setup *s)
                 "floor %u (charged to federated_training)\n",
                 s->cfg.dp == PVG_FL_DP_CENTRAL ? "central" : "distributed", s->epsilon, s->delta,
                 s->rounds, s->q, s->cfg.clip, s->cfg.noise_multiplier, s->n_min);
+}
+
+/* The step of a 16-bit lane's encoding: the automatic one for a sum of s->max_cohort clients
+ * (each adding its share of the noise when distributed) instead of the survivor floor's;
+ * s->cfg.granularity set. 0, or 1 with the reason on stderr. */
+static int lane_step(fl_setup *s, uint32_t n_items)
+{
+    pvg_fl_config wc = s->cfg;
+    wc.dp = PVG_FL_DP_CENTRAL;
+    wc.expected_cohort = s->max_cohort;
+    if (s->cfg.dp == PVG_FL_DP_DISTRIBUTED)
+        wc.noise_multiplier *= sqrt((double)s->max_cohort / (double)s->n_min);
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_model *m = NULL;
+    uint8_t *bc = NULL;
+    size_t len = 0;
+    uint32_t round = 0, ni = 0;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = rng ? PVG_OK : pvg_error_set(&err, PVG_ERR_NOMEM, "rng");
+    if (st == PVG_OK) st = pvg_fl_model_new(&wc, n_items, rng, &m, &err);
+    if (st == PVG_OK) st = pvg_fl_model_broadcast(m, &bc, &len, &err);
+    if (st == PVG_OK) st = pvg_fl_broadcast_info(bc, len, &wc, &round, &ni, &err);
+    free(bc);
+    pvg_fl_model_free(m);
+    pvg_rng_free(rng);
+    if (st != PVG_OK) {
+        fprintf(stderr, "privguide: fl: a 16-bit lane for a cohort of %u (--max-cohort): %s\n",
+                s->max_cohort, err.text);
+        return 1;
+    }
+    s->cfg.granularity = wc.granularity;
+    return 0;
 }
 
 /* dd: the data dir whose budget a DP run is charged to (NULL: DP flags refused). */
@@ -557,6 +591,26 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     if (n_min_def < 3) n_min_def = 3;
     s->n_min = (uint32_t)cli_int_range(cx, fname(pre, "min-survivors", b, sizeof b), n_min_def, 3,
                                        PVG_SECAGG_MAX_CLIENTS);
+    /* a 16-bit lane's encoding leaves room for the sum of a bounded cohort only: the step is
+       chosen for max_cohort clients (each adding its noise share: z sqrt(M / n_min) on the
+       sum), and the coordinator never sums more (its registry is bounded to match) */
+    if (lane == 16) {
+        double qm = s->q * (double)min_clients;
+        double m_def = ceil(2.0 * qm + 10.0 * sqrt(qm * (1 - s->q)));
+        if (m_def < s->n_min) m_def = s->n_min;
+        if (m_def > PVG_SECAGG_MAX_CLIENTS) m_def = PVG_SECAGG_MAX_CLIENTS;
+        s->max_cohort = (uint32_t)cli_int_range(cx, fname(pre, "max-cohort", b, sizeof b),
+                                                (long long)m_def, 3, PVG_SECAGG_MAX_CLIENTS);
+        if (s->max_cohort < s->n_min) {
+            fprintf(stderr, "privguide: --%s %u is below the survivor floor %u\n", b, s->max_cohort,
+                    s->n_min);
+            return CLI_EXIT_USAGE;
+        }
+    } else if (cli_has(cx, fname(pre, "max-cohort", b, sizeof b))) {
+        fprintf(stderr, "privguide: --%s bounds a 16-bit lane's cohort (--%slane-bits 16)\n", b,
+                pre);
+        return CLI_EXIT_USAGE;
+    }
     if (cli_has(cx, fname(pre, "epsilon", b, sizeof b))) {
         if (!dd) {
             fprintf(stderr, "privguide: --%s needs a data dir whose budget it is charged to\n", b);
@@ -585,6 +639,7 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
         s->cfg.expected_cohort = s->n_min;
         if (calibrate(&s->cfg, target, s->delta, s->q, s->rounds, &s->epsilon) != 0)
             return CLI_EXIT_USAGE;
+        if (s->max_cohort && lane_step(s, n_items) != 0) return CLI_EXIT_USAGE;
         int rc = charge_run(dd, s);
         if (rc) return rc;
     } else {
@@ -628,6 +683,7 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     }
     co.max_rounds = s->rounds;
     co.lane_bits = s->cfg.bits;
+    co.max_cohort = s->max_cohort;
     co.mask_rounds = s->mask_rounds;
     co.server_threads =
         (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
@@ -1045,6 +1101,9 @@ static const cli_flag serve_flags[] = {
      "SecAgg lane: 32 (default) or 16 (half the upload and mask work; DP runs only, "
      "docs/fl-protocol.md)"},
     {"mask-rounds", CLI_INT, "R", "ChaCha rounds of the SecAgg masks: 20 (default), 12 or 8"},
+    {"max-cohort", CLI_INT, "N",
+     "with --lane-bits 16: the most clients a round sums, the encoding's room before its sum "
+     "wraps (default 2 q n + 10 sd, n = --min-clients; the registry is bounded to match)"},
     {"epsilon", CLI_DOUBLE, "E",
      "client-level DP for the whole run, charged once (default: no DP)"},
     {"delta", CLI_DOUBLE, "D", "DP delta (default 1/n^1.1, n = --min-clients)"},

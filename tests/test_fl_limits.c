@@ -114,6 +114,54 @@ static void test_registry_capacity(void **state)
     pvg_rng_free(rng);
 }
 
+/* The cohort ceiling: a round never sums more clients than the update's
+ * encoding leaves room for (a 16-bit lane's sum would wrap silently), so the
+ * registry is bounded by max_cohort as by SecAgg's limit. */
+static void test_registry_bounded_by_max_cohort(void **state)
+{
+    (void)state;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_coord_options o;
+    memset(&o, 0, sizeof o);
+    o.d = 16;
+    o.sample_rate = 1.0;
+    o.min_clients = 3;
+    o.max_cohort = 5;
+    o.start_delay = 86400; /* no round starts: this test fills the registry only */
+    o.rng = rng;
+    pvg_fl_coord *c = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    assert_int_equal(pvg_fl_coord_capacity(c), 5);
+    uint8_t key[PVG_FL_NET_KEY_BYTES];
+    for (uint32_t i = 0; i < 5; i++) {
+        key_of(i, key);
+        if (pvg_fl_coord_join(c, key, &err) != PVG_OK) fail_msg("join %u: %s", i, err.text);
+    }
+    key_of(5, key);
+    assert_int_equal(pvg_fl_coord_join(c, key, &err), PVG_ERR_BUSY);
+    assert_int_equal(pvg_fl_coord_registered(c), 5);
+    pvg_fl_coord_free(c);
+    /* at q = 1/2: N / 2 + 10 sqrt(N / 4) <= 300 for N = 400, not 401 */
+    o.sample_rate = 0.5;
+    o.max_cohort = 300;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    assert_int_equal(pvg_fl_coord_capacity(c), 400);
+    pvg_fl_coord_free(c);
+    /* a ceiling below a cohort's minimum, or above SecAgg's limit, is refused */
+    o.sample_rate = 1.0;
+    o.max_cohort = 2;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "max_cohort"));
+    o.max_cohort = PVG_SECAGG_MAX_CLIENTS + 1;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    o.max_cohort = 4;
+    o.min_clients = 5;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_null(c);
+    pvg_rng_free(rng);
+}
+
 /* ---- expiry, on an injected clock ---- */
 
 static _Atomic double g_now;
@@ -640,6 +688,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry_capacity),
+        cmocka_unit_test(test_registry_bounded_by_max_cohort),
         cmocka_unit_test(test_registrations_expire),
         cmocka_unit_test(test_grace_closes_a_phase),
         cmocka_unit_test(test_junk_after_finish_is_not_polling),

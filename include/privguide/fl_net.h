@@ -112,6 +112,12 @@ typedef struct pvg_fl_coord_options {
                              in the STATE (byte 18); clients before 16-bit lanes refuse it */
     unsigned mask_rounds; /* the masks' PRG: ChaCha with 0 or 20 (ChaCha20), 12 or 8 rounds;
                              sent in the STATE (byte 19); clients before it refuse 12 and 8 */
+    uint32_t max_cohort;  /* the most clients whose inputs one round sums: the cohort the
+                             update's encoding leaves room for without wrapping mod 2^lane_bits
+                             (pvg_fl_config expected_cohort of the wrap bound). The registry
+                             then takes at most the N with N q + 10 sqrt(N q (1 - q)) <=
+                             max_cohort, and a larger sampled cohort aborts before any SecAgg
+                             message. 0: SecAgg's limit PVG_SECAGG_MAX_CLIENTS; else 3..that */
 } pvg_fl_coord_options;
 
 /* What happened in one round (pvg_fl_coord_wait). */
@@ -235,10 +241,10 @@ size_t pvg_fl_coord_max_message(const pvg_fl_coord *c);
 /* Registered clients (expired registrations dropped first, between rounds). */
 uint32_t pvg_fl_coord_registered(pvg_fl_coord *c);
 /* The most clients the registry takes: PVG_FL_NET_MAX_REGISTERED, or fewer
- * when the sampling rate q would let a Poisson cohort exceed SecAgg's wire
- * limit of PVG_SECAGG_MAX_CLIENTS: the largest N with
- * N q + 10 sqrt(N q (1 - q)) <= 65535 (N = 65535 at q = 1), so a cohort
- * above the limit has probability below 1e-23 (if one is drawn anyway, the
+ * when the sampling rate q would let a Poisson cohort exceed L, SecAgg's wire
+ * limit of PVG_SECAGG_MAX_CLIENTS or the options' max_cohort if smaller: the
+ * largest N with N q + 10 sqrt(N q (1 - q)) <= L (N = L at q = 1), so a
+ * cohort above L has probability below 1e-23 (if one is drawn anyway, the
  * round is recorded as aborted with that reason and the next one resamples). */
 uint32_t pvg_fl_coord_capacity(const pvg_fl_coord *c);
 

@@ -144,12 +144,19 @@ static pvg_secagg_plan_options plan_options(uint32_t n)
     return po;
 }
 
-/* The registry's capacity at sampling rate q (fl_net.h). */
-static uint32_t capacity_of(double q)
+/* The most clients a round sums: SecAgg's limit, or the options' smaller
+ * max_cohort (the encoding's room before its sum wraps). */
+static uint32_t cohort_limit(const pvg_fl_coord_options *o)
 {
-    if (q >= 1) return PVG_SECAGG_MAX_CLIENTS;
+    return o->max_cohort ? o->max_cohort : PVG_SECAGG_MAX_CLIENTS;
+}
+
+/* The registry's capacity at sampling rate q for cohorts of at most lim (fl_net.h). */
+static uint32_t capacity_of(double q, uint32_t lim)
+{
+    if (q >= 1) return lim;
     /* the largest N with N q + 10 sqrt(N q (1 - q)) <= L: a quadratic in sqrt(N) */
-    double L = PVG_SECAGG_MAX_CLIENTS, b = 10 * sqrt(q * (1 - q));
+    double L = lim, b = 10 * sqrt(q * (1 - q));
     double x = (-b + sqrt(b * b + 4 * q * L)) / (2 * q);
     double n = floor(x * x);
     while (n > 0 && n * q + 10 * sqrt(n * q * (1 - q)) > L)
@@ -258,14 +265,15 @@ static int round_start(pvg_fl_coord *c)
     c->cur.registered = c->n_clients;
     c->cur.cohort = n;
     c->round_started = now_of(c);
-    if (n > PVG_SECAGG_MAX_CLIENTS) {
+    if (n > cohort_limit(&c->o)) {
         /* the registry's capacity makes this improbable (< 1e-23 a round); never retried
            silently: the round is recorded as aborted and the next one resamples */
         free(cohort);
         char why[PVG_ERROR_TEXT_LEN];
         snprintf(why, sizeof why,
-                 "sampled cohort of %u clients exceeds SecAgg's limit of %u: nothing was run", n,
-                 PVG_SECAGG_MAX_CLIENTS);
+                 "sampled cohort of %u clients exceeds the limit of %u (%s): nothing was run", n,
+                 cohort_limit(&c->o),
+                 c->o.max_cohort ? "max_cohort, the encoding's room" : "SecAgg's");
         round_end(c, PVG_FL_PHASE_ABORTED, why);
         return -1;
     }
@@ -623,6 +631,10 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "fl coordinator: mask_rounds %u, want 0 (20), 8, 12 or 20",
                              o->mask_rounds);
+    if (o->max_cohort != 0 && (o->max_cohort < 3 || o->max_cohort > PVG_SECAGG_MAX_CLIENTS))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "fl coordinator: max_cohort %u, want 0 (SecAgg's %u) or 3..%u",
+                             o->max_cohort, PVG_SECAGG_MAX_CLIENTS, PVG_SECAGG_MAX_CLIENTS);
     if (o->server_threads > 64)
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: server_threads %u, want 1..64",
                              o->server_threads);
@@ -641,7 +653,7 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: min_survivors %u, want <= %u",
                              o->min_survivors, PVG_SECAGG_MAX_CLIENTS);
     }
-    c->capacity = capacity_of(c->o.sample_rate);
+    c->capacity = capacity_of(c->o.sample_rate, cohort_limit(&c->o));
     if (!c->o.k) {
         /* the largest cohort's plan bounds every round's k (the message limit) */
         c->k_auto = 1;
@@ -663,9 +675,9 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
         pvg_status r = pvg_error_set(
             err, PVG_ERR_INVALID,
             "fl coordinator: min_clients %u, min_cohort %u, min_survivors %u: at sampling rate %g "
-            "the registry takes at most %u clients (a cohort must fit SecAgg's %u)",
+            "the registry takes at most %u clients (a cohort must fit %u)",
             c->o.min_clients, c->o.min_cohort, c->o.min_survivors, c->o.sample_rate, c->capacity,
-            PVG_SECAGG_MAX_CLIENTS);
+            cohort_limit(&c->o));
         free(c);
         return r;
     }
@@ -742,8 +754,8 @@ pvg_status pvg_fl_coord_join(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY_B
         if (c->n_clients >= c->capacity) {
             st = pvg_error_set(err, PVG_ERR_BUSY,
                                "fl: the registry is full: %u clients, the most a round at "
-                               "sampling rate %g can take (SecAgg's limit is %u per cohort)",
-                               c->n_clients, c->o.sample_rate, PVG_SECAGG_MAX_CLIENTS);
+                               "sampling rate %g can take (the limit is %u per cohort)",
+                               c->n_clients, c->o.sample_rate, cohort_limit(&c->o));
         } else {
             if (c->n_clients == c->cap_clients) {
                 uint32_t cap = c->cap_clients ? c->cap_clients * 2 : 64;

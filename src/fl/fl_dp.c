@@ -311,6 +311,7 @@ pvg_status fl_encode(const pvg_fl_config *cfg, const fl_code *code, uint32_t rou
         }
     pvg_status st = fl_encode_sparse(cfg, code, round, idx, val, nnz, rng, vec, err);
     sodium_memzero(u, code->d * sizeof *u);
+    sodium_memzero(idx, (nnz ? nnz : 1) * sizeof *idx); /* where the update is nonzero */
     sodium_memzero(val, (nnz ? nnz : 1) * sizeof *val);
     free(idx);
     free(val);

@@ -467,7 +467,7 @@ static pvg_model *train_store(pvg_store *s, double eps, uint64_t seed)
 }
 
 /* The text part of a text-only DP-EASE (eps < 3): B_ij = 0.2 S_ij
- * ((pop_j + 1) / (max pop + 1))^0.25, so S_ij = B_ij / (0.2 (..)^0.25). */
+ * ((pop_j + 1) / (max pop + 1))^0.5, so S_ij = B_ij / (0.2 (..)^0.5). */
 static void text_prior_of(const pvg_model *m, float *S)
 {
     size_t n = pvg_model_n_items(m);
@@ -476,8 +476,9 @@ static void text_prior_of(const pvg_model *m, float *S)
         if (m->popularity[j] > pmax) pmax = m->popularity[j];
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
+            /* the text-only model's prior: c 0.2, popularity power 0.5 */
             S[i * n + j] = (float)(m->ease_B[i * n + j] /
-                                   (0.2 * pow((m->popularity[j] + 1) / (pmax + 1), 0.25)));
+                                   (0.2 * pow((m->popularity[j] + 1) / (pmax + 1), 0.5)));
 }
 
 /* Neighbouring stores: B holds A's shoppers and one more whose rows carry

@@ -143,13 +143,53 @@ static void test_ease_small_eps(void **s)
         if (pop[j] > pmax) pmax = pop[j];
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double want = 0.2 * S[i * n + j] * pow((pop[j] + 1) / (pmax + 1), 0.25);
+            /* the text-only model's popularity power, 0.5 (0.25 with the Gram) */
+            double want = 0.2 * S[i * n + j] * pow((pop[j] + 1) / (pmax + 1), 0.5);
             assert_true(fabs(B[i * n + j] - want) < 1e-6);
             /* another family's items share only "model": weaker than the own family's */
             if (i != j && i / 6 == j / 6) assert_true(S[i * n + j] > 0.1);
         }
     free(S);
     pvg_model_free(m);
+    pvg_dataset_free(ds);
+}
+
+/* DP-EASE's bound when the caller sets none: below epsilon 3 with titles
+ * the model releases the buyer counts alone and bounds them as DP
+ * popularity does (m 32); with the Gram, DP-EASE's own 16. The model
+ * records the bound it used and its sensitivity sqrt(m) or C. */
+static void test_ease_default_bound(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = shop();
+    for (int big = 0; big < 2; big++) {
+        pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
+        pvg_train_params p;
+        pvg_train_params_default(PVG_MODEL_EASE, &p);
+        p.dp_epsilon = big ? 8 : 1;
+        p.dp_delta = 1e-6;
+        p.dp_rng = rng;
+        p.dp_allow_insecure_rng = 1;
+        p.ease_lambda = 5;
+        p.dp_items = ids;
+        p.dp_n_items = N_ITEMS;
+        p.dp_item_titles = titles;
+        pvg_model *m;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        pvg_model_dp_info di;
+        assert_int_equal(pvg_model_dp_info_get(m, &di, &err), PVG_OK);
+        if (big) {
+            assert_int_equal(di.max_items, 16);
+            assert_string_equal(di.mechanism, "dp-ease/discrete-gaussian-projected-gram+text");
+        } else {
+            assert_int_equal(di.max_items, 32);
+            assert_true(fabs(di.sensitivity - sqrt(32.0)) < 1e-12);
+            assert_string_equal(di.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+        }
+        pvg_model_free(m);
+        pvg_rng_free(rng);
+    }
     pvg_dataset_free(ds);
 }
 
@@ -523,6 +563,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_similarity_values),
         cmocka_unit_test(test_ease_small_eps),
+        cmocka_unit_test(test_ease_default_bound),
         cmocka_unit_test(test_ease_large_eps),
         cmocka_unit_test(test_row_titles_not_public),
         cmocka_unit_test(test_unlinked_titles),

@@ -312,7 +312,10 @@ pvg_status pvg_model_dp_charge(pvg_store *s, const pvg_model *m, int64_t *releas
 pvg_status pvg_model_dp_charged(pvg_store *s, const pvg_model *m, int *charged,
                                 pvg_error *err) PVG_WARN_UNUSED;
 /* The contribution bound m a DP trainer of type t uses when
- * pvg_train_params.dp_max_items is 0; 0 for a type without a DP trainer. */
+ * pvg_train_params.dp_max_items is 0; 0 for a type without a DP trainer.
+ * One exception: DP-EASE below epsilon 3 with catalogue text releases only
+ * the buyer counts and bounds them as DP popularity does (the model's DP
+ * record, pvg_model_dp_info_get, has the bound used). */
 int pvg_dp_default_max_items(pvg_model_type t);
 /* "catalog", "list", "selected"; "" for PVG_DP_VOCAB_NONE. */
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v);

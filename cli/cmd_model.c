@@ -899,9 +899,10 @@ static int run_eval(cli_ctx *c)
         json_t *d = json_object();
         json_object_set_new(d, "epsilon", json_real(p.dp_epsilon));
         json_object_set_new(d, "delta", json_real(p.dp_delta));
-        json_object_set_new(
-            d, "max_items",
-            json_integer(p.dp_max_items ? p.dp_max_items : pvg_dp_default_max_items(t)));
+        /* the bound the trainer used (the model's record), not the
+         * parameter's default: they differ for DP-EASE's text-only model */
+        json_object_set_new(d, "max_items", json_integer(r.dp.max_items));
+        json_object_set_new(d, "mechanism", json_string(r.dp.mechanism));
         if (p.dp_noise_multiplier > 0)
             json_object_set_new(d, "noise_multiplier", json_real(p.dp_noise_multiplier));
         json_object_set_new(d, "vocabulary", json_string(p.dp_items ? "list" : "selected"));

@@ -61,6 +61,10 @@ typedef struct pvg_eval_result {
     size_t train_users, train_items, train_interactions, test_interactions;
     double train_seconds, eval_seconds;
     pvg_train_stats train;
+    /* the trained model's DP record (is_dp 0 for a model trained without
+     * DP): the bound, mechanism and sensitivity it actually used, which can
+     * differ from the parameters' defaults (pvg_dp_default_max_items) */
+    pvg_model_dp_info dp;
 } pvg_eval_result;
 
 /* Splits ds by the protocol, trains tp on the training part, scores every

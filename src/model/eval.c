@@ -452,6 +452,7 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
     res->test_interactions = T.nnz;
     st = pvg_model_train_matrix(ds, &Rt, tp, &m, &res->train, err);
     if (st != PVG_OK) goto done;
+    if ((st = pvg_model_dp_info_get(m, &res->dp, err)) != PVG_OK) goto done;
     res->train_seconds = res->train.train_seconds;
     double t0 = pvg_now_seconds();
     c.m = m;

@@ -75,6 +75,16 @@ jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-popularity+text" and .dp.voca
 # --dp-items is for files; from the store it is refused and names the catalogue import
 OUT=$("$P" train --data-dir "$D" --model ease --epsilon 1 --dp-items "$T/catalogue.tsv" --out "$T/x.pvgm" 2>&1)
 [ $? -eq 2 ] && grep -q "catalog import" <<<"$OUT" || fail "--dp-items from the store: $OUT"
+# eval reports the bound the trainer used: the text-only model (eps < 3 with
+# the titles) bounds at DP popularity's m, the Gram release at DP-EASE's
+E=$("$P" eval --input "$T/shop.jsonl" --format jsonl --protocol random-split --model ease \
+  --epsilon 1 --delta 1e-6 --dp-items "$T/catalogue.tsv" --json) || fail "eval with titles: $E"
+jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-popularity+text" and .dp.max_items == 32' \
+  <<<"$E" >/dev/null || fail "eval's DP record (text-only): $E"
+E=$("$P" eval --input "$T/shop.jsonl" --format jsonl --protocol random-split --model ease \
+  --epsilon 1 --delta 1e-6 --max-items 9 --dp-items "$T/catalogue.tsv" --json) ||
+  fail "eval with --max-items: $E"
+jq -e '.dp.max_items == 9' <<<"$E" >/dev/null || fail "eval's bound with --max-items: $E"
 # --dp-items with an empty id: FILE:LINE (comments and blank lines counted)
 printf '# items\ni1\tLANTERN\n\n\tno id\n' >"$T/items.tsv"
 OUT=$("$P" eval --input "$T/shop.jsonl" --format jsonl --protocol random-split --model ease \

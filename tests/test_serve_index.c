@@ -592,6 +592,48 @@ static void test_ivf_reach_fills_k(void **state)
     free(U);
 }
 
+/* A shopper whose factors have no direction (zero, or not finite) gives
+ * every list the same score but the bias: the default probing then
+ * probes every list and answers as the exact scan does (a zero shopper:
+ * every item scores 0, the lowest item ids first; an infinite factor: the
+ * items the scan keeps), not whatever few lists the bias favours. */
+static void test_ivf_no_direction_exact(void **state)
+{
+    (void)state;
+    size_t n = 20000, f = 32, k = 10;
+    float *V = synth(n, f, 1), *Ucal = synth(1024, f, 1), *U = synth(1, f, 1);
+    pvg_ivf ix;
+    pvg_i8_items Q;
+    assert_int_equal(pvg_ivf_build(V, n, f, 0, Ucal, 1024, NULL, NULL, &ix), 0);
+    assert_int_equal(pvg_i8_items_build(V, n, f, &Q), 0);
+    assert_true(ix.nprobe * 4 < ix.nlist);
+    float u[3][32];
+    memset(u[0], 0, sizeof u[0]);
+    memcpy(u[1], U, sizeof u[1]);
+    u[1][3] = INFINITY;
+    memcpy(u[2], U, sizeof u[2]);
+    u[2][5] = -INFINITY;
+    uint32_t seen[] = {0, 3, 7};
+    for (size_t c = 0; c < 3; c++) {
+        int64_t ia[10], ib[10];
+        float sa[10], sb[10];
+        pvg_serve_job a, b, *pa = &a, *pb = &b;
+        job_init(&a, u[c], seen, 3, k, ia, sa);
+        job_init(&b, u[c], seen, 3, k, ib, sb);
+        assert_int_equal(pvg_ivf_score(&ix, V, 0, (const pvg_serve_job *const *)&pa, 1), 0);
+        assert_int_equal(pvg_serve_score(&Q, V, (const pvg_serve_job *const *)&pb, 1), 0);
+        assert_int_equal(a.n_out, b.n_out);
+        assert_memory_equal(ia, ib, a.n_out * sizeof *ia);
+        assert_memory_equal(sa, sb, a.n_out * sizeof *sa);
+        assert_int_equal(pvg_ivf_probes(&ix, u[c], 0, NULL), ix.nlist);
+    }
+    pvg_i8_items_free(&Q);
+    pvg_ivf_free(&ix);
+    free(V);
+    free(Ucal);
+    free(U);
+}
+
 /* An index of items that are all non-finite or all zero still builds and
  * answers (nothing, or zero-scored items). */
 static void test_ivf_degenerate(void **state)
@@ -698,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_ivf_list_scores_vec_equals_portable),
         cmocka_unit_test(test_ivf_reach_calibrated),
         cmocka_unit_test(test_ivf_reach_fills_k),
+        cmocka_unit_test(test_ivf_no_direction_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -378,8 +378,9 @@ list_scores_avx512(const pvg_ivf *ix, const float *u, float inv, float *out)
 /* The list scores of one shopper: u.c_l / |u| + bias_l, summed in factor
  * order (the same floats whatever the batch, with or without AVX-512; vec:
  * 1 for the AVX-512 loop, 0 for the portable one). A shopper whose factors
- * have no direction (zero, or not finite) gets the bias alone. */
-static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
+ * have no direction (zero, or not finite) gets the bias alone. Returns 1,
+ * or 0 for a shopper without direction. */
+static int list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
 {
     size_t L = ix->nlist, f = ix->f, l = 0;
     double n2 = 0;
@@ -387,7 +388,7 @@ static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
         n2 += (double)u[j] * u[j];
     if (!(n2 > 0) || !isfinite(n2)) {
         memcpy(out, ix->bias, L * sizeof *out);
-        return;
+        return 0;
     }
     float inv = (float)(1.0 / sqrt(n2));
 #if defined(__x86_64__) || defined(__i386__)
@@ -395,6 +396,7 @@ static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
 #endif
     list_scores_portable(ix, u, inv, l, L, out);
     (void)vec;
+    return 1;
 }
 
 /* How far list score s lies below a shopper's best list score s0, in units
@@ -555,8 +557,10 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
             qsort(ex[a], j->n_excl, sizeof *ex[a], u32_cmp);
             pvg_topc_exclude(&heaps[a], ex[a], j->n_excl);
         }
-        list_scores(ix, j->u, ls, vec);
-        size_t got = probe_lists(ix, ls, nprobe, pvg_serve_job_cap(j->k, Q->n), ex[a],
+        /* a shopper without direction: every list (its list scores rank
+         * the lists by their bias alone; the exact scan's answer) */
+        size_t np = list_scores(ix, j->u, ls, vec) || nprobe ? nprobe : L;
+        size_t got = probe_lists(ix, ls, np, pvg_serve_job_cap(j->k, Q->n), ex[a],
                                  ex[a] ? j->n_excl : 0, exl, pidx, psc);
         /* a best list first, alone: the heap's threshold then starts near
          * the final one and the other lists offer it few items */
@@ -678,9 +682,12 @@ static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
     size_t nn = 0;
     for (size_t q = 0; q < nq; q++) {
         float *lq = ls + q * L;
-        list_scores(ix, jobs[q].u, lq, vec);
         s0[q] = -INFINITY;
         span[q] = 0;
+        if (!list_scores(ix, jobs[q].u, lq, vec)) {
+            s0[q] = NAN; /* no direction: served by every list, exactly */
+            continue;
+        }
         if (!list_span(lq, L, &s0[q], &span[q])) continue;
         for (size_t t = 0; t < jobs[q].n_out; t++) {
             size_t l = list_of(ix, ix->pos[idx[q * 10 + t]]);
@@ -697,6 +704,7 @@ static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
         size_t probed = 0;
         for (size_t q = 0; q < nq; q++) {
             const float *lq = ls + q * L;
+            if (isnan(s0[q])) probed += L;
             if (!isfinite(s0[q])) continue;
             float t = reach_floor(ix, s0[q], span[q]);
             for (size_t l = 0; l < L; l++)
@@ -752,7 +760,7 @@ size_t pvg_ivf_probes(const pvg_ivf *ix, const float *u, size_t nprobe, size_t *
     float *ls = malloc(L * sizeof *ls), *psc = malloc(L * sizeof *psc);
     int64_t *pidx = malloc(L * sizeof *pidx);
     if (ls && psc && pidx) {
-        list_scores(ix, u, ls, cpu_vec());
+        if (!list_scores(ix, u, ls, cpu_vec()) && !nprobe) nprobe = L;
         got = probe_lists(ix, ls, nprobe, pvg_serve_job_cap(10, ix->q.n), NULL, 0, NULL, pidx, psc);
         for (size_t q = 0; items && q < got; q++)
             *items += ix->count[pidx[q]];

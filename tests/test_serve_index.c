@@ -540,6 +540,10 @@ static void test_ivf_reach_fills_k(void **state)
     size_t hit[2] = {0}, total[2] = {0}, shorts[2] = {0};
     for (size_t u = 0; u < nu; u++) {
         const float *uf = U + u * f;
+        /* what the default probes for k = 10 holds its candidates */
+        size_t items;
+        assert_true(pvg_ivf_probes(&ix, uf, 0, &items) >= 1);
+        assert_true(items >= pvg_serve_candidates(10));
         /* case 0: k = 100, nothing seen; case 1: k = 10, the shopper has
          * seen every item of its best list */
         for (int c = 0; c < 2; c++) {

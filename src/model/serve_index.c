@@ -475,7 +475,8 @@ static void excluded_per_list(const pvg_ivf *ix, const uint32_t *ex, size_t n_ex
  * not among the shopper's excluded ones ex[0..n_ex) (ascending), the best
  * lists in score order until they do (or every list): a shopper whose
  * reach holds few items, or whose history covers its best lists, is never
- * answered short (exl: zeroed scratch of nlist counts). Returns how many;
+ * answered short (exl: zeroed scratch of nlist counts; NULL when n_ex is
+ * 0). Returns how many;
  * pidx[0] is a best list. */
 static size_t probe_lists(const pvg_ivf *ix, const float *ls, size_t nprobe, size_t need,
                           const uint32_t *ex, size_t n_ex, uint32_t *exl, int64_t *pidx, float *psc)
@@ -506,14 +507,14 @@ static size_t probe_lists(const pvg_ivf *ix, const float *ls, size_t nprobe, siz
         have += ix->count[pidx[q]];
     if (have >= need + n_ex) return got; /* enough whatever the history */
     excluded_per_list(ix, ex, n_ex, exl, 1);
-    for (size_t q = 0; q < got; q++)
+    for (size_t q = 0; n_ex && q < got; q++)
         have -= exl[pidx[q]];
     if (have < need) {
         /* too few: the best lists in score order (those taken so far are
          * the first of them) until they hold enough, or every list */
         size_t all = pvg_topk(ls, L, L, pidx, psc);
         for (have = 0, got = 0; got < all && have < need; got++)
-            have += ix->count[pidx[got]] - exl[pidx[got]];
+            have += ix->count[pidx[got]] - (n_ex ? exl[pidx[got]] : 0);
     }
     excluded_per_list(ix, ex, n_ex, exl, 0);
     return got;

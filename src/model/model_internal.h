@@ -556,14 +556,17 @@ size_t pvg_ivf_bytes(const pvg_ivf *ix);
 /* pvg_serve_score through the index: for each job the nprobe lists whose
  * centroids score highest for its factors (nprobe 0: the default, every
  * list scoring within the measured reach of the job's best list, at most
- * 4 x pvg_ivf_default_nprobe), the int8 scores
+ * 4 x pvg_ivf_default_nprobe, and more of the best lists when those hold
+ * fewer than pvg_serve_job_cap(k) items the job does not exclude), the
+ * int8 scores
  * of their items (excluded items never kept), the best
  * pvg_serve_candidates(k) re-ranked exactly with V. Each job's answer does
  * not depend on the others in the batch. 0, or -1 out of memory. */
 int pvg_ivf_score(const pvg_ivf *ix, const float *V, size_t nprobe,
                   const pvg_serve_job *const *jobs, size_t nj);
 /* The lists pvg_ivf_score probes for a shopper's factors u[f] with nprobe
- * (0: the default, by the measured reach): how many, and the items they
+ * (0: the default, by the measured reach, as for k = 10 and no excluded
+ * items): how many, and the items they
  * hold in *items (items not NULL; the non-finite list, always scanned, not
  * counted). For benches and tests. 0 out of memory. */
 size_t pvg_ivf_probes(const pvg_ivf *ix, const float *u, size_t nprobe, size_t *items);

@@ -378,8 +378,9 @@ list_scores_avx512(const pvg_ivf *ix, const float *u, float inv, float *out)
 /* The list scores of one shopper: u.c_l / |u| + bias_l, summed in factor
  * order (the same floats whatever the batch, with or without AVX-512; vec:
  * 1 for the AVX-512 loop, 0 for the portable one). A shopper whose factors
- * have no direction (zero, or not finite) gets the bias alone. */
-static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
+ * have no direction (zero, or not finite) gets the bias alone. Returns 1,
+ * or 0 for a shopper without direction. */
+static int list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
 {
     size_t L = ix->nlist, f = ix->f, l = 0;
     double n2 = 0;
@@ -387,7 +388,7 @@ static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
         n2 += (double)u[j] * u[j];
     if (!(n2 > 0) || !isfinite(n2)) {
         memcpy(out, ix->bias, L * sizeof *out);
-        return;
+        return 0;
     }
     float inv = (float)(1.0 / sqrt(n2));
 #if defined(__x86_64__) || defined(__i386__)
@@ -395,6 +396,7 @@ static void list_scores(const pvg_ivf *ix, const float *u, float *out, int vec)
 #endif
     list_scores_portable(ix, u, inv, l, L, out);
     (void)vec;
+    return 1;
 }
 
 /* How far list score s lies below a shopper's best list score s0, in units
@@ -451,28 +453,70 @@ static float reach_floor(const pvg_ivf *ix, double s0, double span)
     return (float)(span > 0 ? s0 - ix->reach * span : s0);
 }
 
+static size_t list_of(const pvg_ivf *ix, uint64_t p);
+
+/* exl[l] = how many of the excluded items ex[0..n_ex) (ascending; items
+ * past the catalogue ignored) list l holds, for l < nlist (set 1), or back
+ * to 0 (set 0). */
+static void excluded_per_list(const pvg_ivf *ix, const uint32_t *ex, size_t n_ex, uint32_t *exl,
+                              int set)
+{
+    for (size_t e = 0; e < n_ex; e++) {
+        if (ex[e] >= ix->n || (e && ex[e] == ex[e - 1])) continue;
+        size_t l = list_of(ix, ix->pos[ex[e]]);
+        if (l < ix->nlist) exl[l] = set ? exl[l] + 1 : 0;
+    }
+}
+
 /* The lists a shopper with list scores ls probes, into pidx (psc: scratch
  * of nlist): nprobe > 0, the nprobe best (pvg_topk's order); nprobe 0,
  * every list scoring at least reach_floor (in list order), the reach_cap
- * best if more. Returns how many; pidx[0] is a best list. */
-static size_t probe_lists(const pvg_ivf *ix, const float *ls, size_t nprobe, int64_t *pidx,
-                          float *psc)
+ * best if more, and when those lists hold fewer than `need` items that are
+ * not among the shopper's excluded ones ex[0..n_ex) (ascending), the best
+ * lists in score order until they do (or every list): a shopper whose
+ * reach holds few items, or whose history covers its best lists, is never
+ * answered short (exl: zeroed scratch of nlist counts; NULL when n_ex is
+ * 0). Returns how many;
+ * pidx[0] is a best list. */
+static size_t probe_lists(const pvg_ivf *ix, const float *ls, size_t nprobe, size_t need,
+                          const uint32_t *ex, size_t n_ex, uint32_t *exl, int64_t *pidx, float *psc)
 {
     size_t L = ix->nlist, got = 0, cap = reach_cap(ix), best = 0;
     if (nprobe) return pvg_topk(ls, L, nprobe, pidx, psc);
     double s0, span;
-    if (!list_span(ls, L, &s0, &span)) return pvg_topk(ls, L, cap, pidx, psc);
-    float t = reach_floor(ix, s0, span);
-    for (size_t l = 0; l < L; l++) {
-        if (ls[l] >= t) {
-            if (!got || ls[l] > ls[pidx[best]]) best = got;
-            pidx[got++] = (int64_t)l;
+    if (!list_span(ls, L, &s0, &span)) {
+        got = pvg_topk(ls, L, cap, pidx, psc);
+    } else {
+        float t = reach_floor(ix, s0, span);
+        for (size_t l = 0; l < L; l++) {
+            if (ls[l] >= t) {
+                if (!got || ls[l] > ls[pidx[best]]) best = got;
+                pidx[got++] = (int64_t)l;
+            }
+        }
+        if (got > cap) {
+            got = pvg_topk(ls, L, cap, pidx, psc);
+        } else {
+            int64_t b = pidx[best];
+            pidx[best] = pidx[0];
+            pidx[0] = b;
         }
     }
-    if (got > cap) return pvg_topk(ls, L, cap, pidx, psc);
-    int64_t b = pidx[best];
-    pidx[best] = pidx[0];
-    pidx[0] = b;
+    size_t have = 0;
+    for (size_t q = 0; q < got; q++)
+        have += ix->count[pidx[q]];
+    if (have >= need + n_ex) return got; /* enough whatever the history */
+    excluded_per_list(ix, ex, n_ex, exl, 1);
+    for (size_t q = 0; n_ex && q < got; q++)
+        have -= exl[pidx[q]];
+    if (have < need) {
+        /* too few: the best lists in score order (those taken so far are
+         * the first of them) until they hold enough, or every list */
+        size_t all = pvg_topk(ls, L, L, pidx, psc);
+        for (have = 0, got = 0; got < all && have < need; got++)
+            have += ix->count[pidx[got]] - (n_ex ? exl[pidx[got]] : 0);
+    }
+    excluded_per_list(ix, ex, n_ex, exl, 0);
     return got;
 }
 
@@ -490,6 +534,7 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     pvg_topc **hg = malloc(nj * sizeof *hg);
     float *ls = malloc(L * sizeof *ls), *psc = malloc(L * sizeof *psc);
     int64_t *pidx = malloc(L * sizeof *pidx);
+    uint32_t *exl = calloc(L, sizeof *exl);
     uint64_t *mask = calloc(2 * (L + 1), sizeof *mask); /* [phase][list] */
     size_t room = pvg_topc_room(cap);
     int64_t *hidx = malloc(nj * room * sizeof *hidx);
@@ -498,20 +543,13 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
     uint32_t **ex = calloc(nj, sizeof *ex);
     void *cbuf = malloc(pvg_serve_rerank_scratch(cap));
     int rc = -1, vec = cpu_vec();
-    if (!uq || !uqg || !us || !usg || !hg || !ls || !psc || !pidx || !mask || !hidx || !hsc ||
-        !heaps || !ex || !cbuf)
+    if (!uq || !uqg || !us || !usg || !hg || !ls || !psc || !pidx || !exl || !mask || !hidx ||
+        !hsc || !heaps || !ex || !cbuf)
         goto done;
     for (size_t a = 0; a < nj; a++) {
         pvg_serve_job *j = jobs[a];
         us[a] = pvg_i8_user(j->u, ix->f, Q->f4, uq + a * us4);
         pvg_topc_init(&heaps[a], pvg_serve_job_cap(j->k, Q->n), hidx + a * room, hsc + a * room);
-        list_scores(ix, j->u, ls, vec);
-        size_t got = probe_lists(ix, ls, nprobe, pidx, psc);
-        /* a best list first, alone: the heap's threshold then starts near
-         * the final one and the other lists offer it few items */
-        for (size_t q = 0; q < got; q++)
-            mask[(q ? L + 1 : 0) + (size_t)pidx[q]] |= 1ull << a;
-        mask[2 * L + 1] |= 1ull << a; /* the non-finite items: always (scored 0 as in the scan) */
         if (j->n_excl) {
             /* excluded items, ascending: looked up only for a score that
              * would enter (the scan offers item ids, through ix->item) */
@@ -520,6 +558,16 @@ static int score_group(const pvg_ivf *ix, const float *V, size_t nprobe, pvg_ser
             qsort(ex[a], j->n_excl, sizeof *ex[a], u32_cmp);
             pvg_topc_exclude(&heaps[a], ex[a], j->n_excl);
         }
+        /* a shopper without direction: every list (its list scores rank
+         * the lists by their bias alone; the exact scan's answer) */
+        size_t np = list_scores(ix, j->u, ls, vec) || nprobe ? nprobe : L;
+        size_t got = probe_lists(ix, ls, np, pvg_serve_job_cap(j->k, Q->n), ex[a],
+                                 ex[a] ? j->n_excl : 0, exl, pidx, psc);
+        /* a best list first, alone: the heap's threshold then starts near
+         * the final one and the other lists offer it few items */
+        for (size_t q = 0; q < got; q++)
+            mask[(q ? L + 1 : 0) + (size_t)pidx[q]] |= 1ull << a;
+        mask[2 * L + 1] |= 1ull << a; /* the non-finite items: always (scored 0 as in the scan) */
     }
     for (size_t ml = 0; ml < 2 * (L + 1); ml++) {
         size_t l = ml % (L + 1);
@@ -554,6 +602,7 @@ done:
     free(ls);
     free(psc);
     free(pidx);
+    free(exl);
     free(mask);
     free(hidx);
     free(hsc);
@@ -634,9 +683,12 @@ static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
     size_t nn = 0;
     for (size_t q = 0; q < nq; q++) {
         float *lq = ls + q * L;
-        list_scores(ix, jobs[q].u, lq, vec);
         s0[q] = -INFINITY;
         span[q] = 0;
+        if (!list_scores(ix, jobs[q].u, lq, vec)) {
+            s0[q] = NAN; /* no direction: served by every list, exactly */
+            continue;
+        }
         if (!list_span(lq, L, &s0[q], &span[q])) continue;
         for (size_t t = 0; t < jobs[q].n_out; t++) {
             size_t l = list_of(ix, ix->pos[idx[q * 10 + t]]);
@@ -653,6 +705,7 @@ static int calibrate(pvg_ivf *ix, const float *V, const float *Uq, size_t nq,
         size_t probed = 0;
         for (size_t q = 0; q < nq; q++) {
             const float *lq = ls + q * L;
+            if (isnan(s0[q])) probed += L;
             if (!isfinite(s0[q])) continue;
             float t = reach_floor(ix, s0[q], span[q]);
             for (size_t l = 0; l < L; l++)
@@ -708,8 +761,8 @@ size_t pvg_ivf_probes(const pvg_ivf *ix, const float *u, size_t nprobe, size_t *
     float *ls = malloc(L * sizeof *ls), *psc = malloc(L * sizeof *psc);
     int64_t *pidx = malloc(L * sizeof *pidx);
     if (ls && psc && pidx) {
-        list_scores(ix, u, ls, cpu_vec());
-        got = probe_lists(ix, ls, nprobe, pidx, psc);
+        if (!list_scores(ix, u, ls, cpu_vec()) && !nprobe) nprobe = L;
+        got = probe_lists(ix, ls, nprobe, pvg_serve_job_cap(10, ix->q.n), NULL, 0, NULL, pidx, psc);
         for (size_t q = 0; items && q < got; q++)
             *items += ix->count[pidx[q]];
     }

@@ -392,6 +392,15 @@ static void test_real9(void **state)
                                    9007199254740993.0};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         check_real9(fixed[i]);
+    /* not a JSON number: declined (jansson's json_real refuses it too), never
+     * written as "nan.0" or "inf.0" */
+    static const double nonfinite[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 4; i++) {
+        char got[40] = "x";
+        assert_int_equal(pvg_srv_real9(nonfinite[i], got), 0);
+        assert_string_equal(got, "");
+        assert_null(json_real(nonfinite[i]));
+    }
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < 200000; i++) {
         x ^= x << 13;

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -391,6 +392,15 @@ static void test_real9(void **state)
                                    9007199254740993.0};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         check_real9(fixed[i]);
+    /* not a JSON number: declined (jansson's json_real refuses it too), never
+     * written as "nan.0" or "inf.0" */
+    static const double nonfinite[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 4; i++) {
+        char got[40] = "x";
+        assert_int_equal(pvg_srv_real9(nonfinite[i], got), 0);
+        assert_string_equal(got, "");
+        assert_null(json_real(nonfinite[i]));
+    }
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < 200000; i++) {
         x ^= x << 13;
@@ -514,6 +524,78 @@ static void test_recs_json_same_bytes(void **state)
         m->catalog[i].last_price = save_l[i];
     }
     pvg_srv_model_release(m);
+}
+
+/* Moves the model file's mtime on by a second: the next reload loads it
+ * again (with the catalogue as the store holds it then). */
+static void model_touch(const char *dd)
+{
+    char mp[320];
+    snprintf(mp, sizeof mp, "%s/model.pvgm", dd);
+    struct stat sb;
+    assert_int_equal(stat(mp, &sb), 0);
+    struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+    ts[1].tv_sec += 1;
+    assert_int_equal(utimensat(AT_FDCWD, mp, ts, 0), 0);
+}
+
+/* The catalogue checks done once at model load follow the store: items
+ * whose title turned into bytes that are not UTF-8 and whose prices became
+ * infinite (a hand edit of the store) are found by the next load, and the
+ * personalised answer stays valid JSON with no such title or number in it
+ * (the answer built with jansson then); restored, the next load answers
+ * them again. */
+static void test_recs_json_catalog_edited(void **state)
+{
+    t_rawdb_require_sqlite_env(); /* edits the SQLite file directly */
+    (void)state;
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/data", E.dir);
+    assert_int_equal(t_rawdb_exec(dd, "privguide.db",
+                                  "CREATE TABLE items_saved AS SELECT id, title, price, "
+                                  "typical_price FROM items;"
+                                  "UPDATE items SET title = CAST(X'41ff42' AS TEXT), price = "
+                                  "9e999, typical_price = 9e999;"
+                                  "DELETE FROM catalog_text;"),
+                     SQLITE_OK);
+    model_touch(dd);
+    assert_int_equal(pvg_server_reload_model(E.srv, NULL), PVG_OK);
+    t_http_resp resp = {0};
+    assert_int_equal(t_http("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, &resp), 0);
+    assert_int_equal(resp.status, 200);
+    json_t *j = json_loads(resp.body, 0, NULL);
+    assert_non_null(j);
+    json_t *items = json_object_get(j, "items");
+    assert_true(json_array_size(items) > 0);
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        assert_null(json_object_get(it, "title"));
+        json_t *pr = json_object_get(it, "price");
+        assert_true(!pr || json_is_null(pr) || isfinite(json_number_value(pr)));
+    }
+    assert_null(strstr(resp.body, "\xff"));
+    assert_null(strstr(resp.body, "inf"));
+    json_decref(j);
+    t_http_resp_free(&resp);
+    assert_int_equal(t_rawdb_exec(dd, "privguide.db",
+                                  "UPDATE items SET title = (SELECT s.title FROM items_saved s "
+                                  "WHERE s.id = items.id), price = (SELECT s.price FROM "
+                                  "items_saved s WHERE s.id = items.id), typical_price = (SELECT "
+                                  "s.typical_price FROM items_saved s WHERE s.id = items.id);"
+                                  "DROP TABLE items_saved;"),
+                     SQLITE_OK);
+    model_touch(dd);
+    assert_int_equal(pvg_server_reload_model(E.srv, NULL), PVG_OK);
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(t_http("GET", "/v1/users/u1/recommendations?k=3", E.tok_u1, NULL, &resp), 0);
+    assert_int_equal(resp.status, 200);
+    j = json_loads(resp.body, 0, NULL);
+    assert_non_null(j);
+    items = json_object_get(j, "items");
+    assert_true(json_array_size(items) > 0);
+    assert_non_null(json_object_get(json_array_get(items, 0), "title"));
+    json_decref(j);
+    t_http_resp_free(&resp);
 }
 
 /* Audit first under concurrency: with the audit writer stopped (every
@@ -1713,8 +1795,8 @@ int main(void)
         cmocka_unit_test(test_consent_partial_update), cmocka_unit_test(test_purposes_one_source),
         cmocka_unit_test(test_events_consent_gated), cmocka_unit_test(test_own_audit_entries),
         cmocka_unit_test(test_collection_rules_of_the_policy), cmocka_unit_test(test_pages),
-        cmocka_unit_test(test_fl_items_without_fl), cmocka_unit_test(test_model_reload),
-        cmocka_unit_test(test_stats_exact_for_admins_only),
+        cmocka_unit_test(test_fl_items_without_fl), cmocka_unit_test(test_recs_json_catalog_edited),
+        cmocka_unit_test(test_model_reload), cmocka_unit_test(test_stats_exact_for_admins_only),
         cmocka_unit_test(test_audit_chain_and_tamper),
         /* late: its second server on the same store releases its own popular list */
         cmocka_unit_test(test_audit_failure_concurrent_no_data),

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -1232,6 +1233,125 @@ static void test_read_snapshot_kept(void **state)
     drop_store(dir);
 }
 
+/* The kept snapshot against another process: a handle whose memo holds
+ * the consent, a credential and its suspension entry sees, in its next
+ * snapshot, each change another process commits (consent withdrawn, a
+ * TRUNCATE checkpoint then a withdrawal, so the WAL restarts from frame 1
+ * with new salts, a token revoked, a credential suspended, the shopper
+ * erased), however often the memo answered the old state before. The child
+ * is forked before this process opens the store (SQLite's locks are per
+ * process) and acts on one command byte at a time. */
+static void child_writer(const char *dir, int in, int out)
+{
+    pvg_store *o = NULL;
+    pvg_error err;
+    int ok = pvg_store_open(dir, &o, &err) == PVG_OK;
+    char cmd;
+    while (ok && read(in, &cmd, 1) == 1 && cmd != 'q') {
+        pvg_consent on = {1, 1}, off = {0, 1};
+        pvg_backend *b = pvg_store_backend(o);
+        long long n = 0;
+        pvg_status st = PVG_OK;
+        if (cmd == 'w') st = pvg_store_consent_set(o, "z", &off, &err);
+        if (cmd == 'n') st = pvg_store_consent_set(o, "z", &on, &err);
+        if (cmd == 't') { /* the WAL emptied: the next commit restarts it */
+            st = pvg_store_checkpoint(o, &err);
+            if (st == PVG_OK) st = pvg_store_consent_set(o, "z", &off, &err);
+        }
+        if (cmd == 'r') st = b->ops->cred_revoke(b, "tk1", &n, &err);
+        if (cmd == 's') st = b->ops->meta_set(b, "test_suspended:tk2", "1 by a test", &err);
+        if (cmd == 'e') st = pvg_store_user_delete(o, "z", &err);
+        char ack = st == PVG_OK ? 'k' : 'x';
+        if (write(out, &ack, 1) != 1) break;
+    }
+    if (o) pvg_store_free(o);
+    _exit(ok ? 0 : 1);
+}
+
+static void snap_read(pvg_store *s, pvg_status *consent_st, int *pers, int *revoked, int *susp)
+{
+    pvg_error err;
+    pvg_backend *b = pvg_store_backend(s);
+    assert_int_equal(pvg_store_read_begin(s, &err), PVG_OK);
+    pvg_consent c = {0, 0};
+    *consent_st = pvg_store_consent_get(s, "z", &c, &err);
+    *pers = c.personalization;
+    pvg_backend_cred cr;
+    assert_int_equal(b->ops->cred_get(b, "tk1", &cr, &err), PVG_OK);
+    *revoked = cr.revoked;
+    char *v = NULL;
+    pvg_status ms = b->ops->meta_get(b, "test_suspended:tk2", &v, &err);
+    assert_true(ms == PVG_OK || ms == PVG_ERR_NOT_FOUND);
+    *susp = ms == PVG_OK;
+    free(v);
+    pvg_store_read_end(s);
+}
+
+static void test_read_snapshot_kept_other_process(void **state)
+{
+    t_rawdb_require_sqlite_env();
+    (void)state;
+    char *dir = new_store(NULL);
+    int down[2], up[2];
+    assert_int_equal(pipe(down), 0);
+    assert_int_equal(pipe(up), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        child_writer(dir, down[0], up[1]);
+    }
+    close(down[0]);
+    close(up[1]);
+    pvg_store *s = open_ok(dir);
+    pvg_error err;
+    pvg_consent on = {1, 1};
+    assert_int_equal(pvg_store_consent_set(s, "z", &on, &err), PVG_OK);
+    pvg_backend *b = pvg_store_backend(s);
+    for (int i = 1; i <= 2; i++) {
+        pvg_backend_cred c;
+        memset(&c, 0, sizeof c);
+        snprintf(c.key_id, sizeof c.key_id, "tk%d", i);
+        strcpy(c.kind, "token");
+        strcpy(c.role, "user");
+        c.secret_hash_len = 32;
+        assert_int_equal(b->ops->cred_insert(b, &c, &err), PVG_OK);
+    }
+    /* cmd, then the state the next snapshot must show */
+    static const struct {
+        char cmd;
+        int pers, revoked, susp, erased;
+    } steps[] = {{'w', 0, 0, 0, 0}, {'n', 1, 0, 0, 0}, {'t', 0, 0, 0, 0}, {'n', 1, 0, 0, 0},
+                 {'t', 0, 0, 0, 0}, {'n', 1, 0, 0, 0}, {'r', 1, 1, 0, 0}, {'s', 1, 1, 1, 0},
+                 {'t', 0, 1, 1, 0}, {'e', 0, 1, 1, 1}};
+    pvg_status cs;
+    int pers, rev, susp;
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        for (int i = 0; i < 3; i++) /* the memo warm: the last snapshots kept */
+            snap_read(s, &cs, &pers, &rev, &susp);
+        assert_int_equal(write(down[1], &steps[k].cmd, 1), 1);
+        char ack = 0;
+        assert_int_equal(read(up[0], &ack, 1), 1);
+        assert_int_equal(ack, 'k');
+        for (int i = 0; i < 2; i++) {
+            snap_read(s, &cs, &pers, &rev, &susp);
+            assert_int_equal(cs, steps[k].erased ? PVG_ERR_NOT_FOUND : PVG_OK);
+            if (!steps[k].erased) assert_int_equal(pers, steps[k].pers);
+            assert_int_equal(rev, steps[k].revoked);
+            assert_int_equal(susp, steps[k].susp);
+        }
+    }
+    assert_int_equal(write(down[1], "q", 1), 1);
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    close(down[1]);
+    close(up[0]);
+    pvg_store_free(s);
+    drop_store(dir);
+}
+
 /* Purpose limitation at collection applies to every writer: file ingest
  * skips (and counts) the events a shopper's consent does not allow, as the
  * batch put refuses them. Default policy: view/cart/rating under
@@ -1646,6 +1766,7 @@ int main(void)
         cmocka_unit_test(test_init_and_open),
         cmocka_unit_test(test_read_snapshot),
         cmocka_unit_test(test_read_snapshot_kept),
+        cmocka_unit_test(test_read_snapshot_kept_other_process),
         cmocka_unit_test(test_bad_policy),
         cmocka_unit_test(test_roundtrip_and_minimisation),
         cmocka_unit_test(test_policy_drops_types),

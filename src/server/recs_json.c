@@ -223,6 +223,10 @@ static size_t g9_exact(double v, char *out)
 
 size_t pvg_srv_real9(double v, char out[40])
 {
+    if (!isfinite(v)) { /* no JSON number: snprintf would give "nan", "inf" */
+        out[0] = 0;
+        return 0;
+    }
     size_t k = g9_exact(v, out);
     if (k) return k;
     int n = snprintf(out, 40, "%.9g", v);

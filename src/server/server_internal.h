@@ -527,9 +527,10 @@ char *pvg_srv_recs_json(const pvg_srv_model *m, const char *user, const pvg_scor
                         size_t n, size_t *len);
 /* Sets json_ok of every catalogue entry of m (model and catalogue loaded). */
 void pvg_srv_catalog_json_mark(pvg_srv_model *m);
-/* v (finite) as jansson writes a real with precision 9 ("%.9g", ".0" when
- * that reads as an integer, no '+' or leading zeros in the exponent) into
- * out, NUL-terminated; its length. */
+/* v as jansson writes a real with precision 9 ("%.9g", ".0" when that
+ * reads as an integer, no '+' or leading zeros in the exponent) into out,
+ * NUL-terminated; its length. 0 (out "") when v is not finite, which JSON
+ * cannot carry (jansson's json_real refuses it too). */
 size_t pvg_srv_real9(double v, char out[40]);
 
 /* Fills g for request r: its store, its actor, audit entries through the

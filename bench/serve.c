@@ -15,7 +15,8 @@
  * bench's traffic is normal). Prints one JSON object.
  *
  * Usage: bench_serve [seconds=10] [items=100000] [factors=64] [users=20000]
- *                    [request_users=1000] [server_threads=4] [warmup_seconds=10]
+ *                    [request_users=1000] [server_threads=0: the server's default,
+ *                    pvg_server_default_threads] [warmup_seconds=10]
  *                    [monitor_reps=0]
  * Needs wrk on PATH. The machine may be shared: the JSON has the load.
  * PVG_BENCH_SERVE_DIR=DIR keeps the store, model and wrk script in DIR and
@@ -577,9 +578,10 @@ int main(int argc, char **argv)
     int factors = argc > 3 ? atoi(argv[3]) : 64;
     long n_users = argc > 4 ? atol(argv[4]) : 20000;
     long req_users = argc > 5 ? atol(argv[5]) : 1000;
-    int server_threads = argc > 6 ? atoi(argv[6]) : 4;
+    int server_threads = argc > 6 ? atoi(argv[6]) : 0; /* 0: the server's default */
     int warm_s = argc > 7 ? atoi(argv[7]) : 10;
     int mon_reps = argc > 8 ? atoi(argv[8]) : 0;
+    if (argc <= 6 || server_threads == 0) server_threads = pvg_server_default_threads();
     if (warm_s < 1 || server_threads < 1 || server_threads > 256 || seconds < 1 || n_items < 100 ||
         factors < 1 || n_users < 10 || req_users < 1 || req_users > n_users)
         DIE("usage: bench_serve [seconds] [items] [factors] [users] [request_users]");

@@ -75,7 +75,7 @@ static int run_serve(cli_ctx *c)
     cli_assist_llm_options(c, &llm);
     o.assist_llm = &llm;
     o.openapi_path = cli_str(c, "openapi");
-    o.threads = (int)cli_int_range(c, "threads", 4, 1, 256);
+    o.threads = (int)cli_int_range(c, "threads", 0, 0, 256); /* 0: one per core */
     o.max_body_bytes = (size_t)cli_int_range(c, "max-body", 1 << 20, 1024, 64LL << 20);
     o.timeout_seconds = (int)cli_int_range(c, "timeout", 15, 1, 3600);
     o.reload_ms = (int)cli_int_range(c, "reload-ms", 1000, 50, 3600000);
@@ -177,7 +177,8 @@ static const cli_flag serve_flags[] = {
      "beside the executable)"},
     {"openapi", CLI_STR, "FILE", "OpenAPI document (default docs/openapi.json of the source tree)"},
     {"threads", CLI_INT, "N",
-     "worker threads (default 4: requests wait for their audit entry's group commit)"},
+     "HTTP worker threads (default 0: one per core, at least 2; routes that wait for their audit "
+     "entry on the thread may want more)"},
     {"max-body", CLI_INT, "BYTES", "largest request body (default 1048576)"},
     {"timeout", CLI_INT, "S", "idle connection timeout in seconds (default 15)"},
     {"reload-ms", CLI_INT, "MS", "how often the model file is checked (default 1000)"},

@@ -40,7 +40,7 @@ typedef struct pvg_server_options {
                                   installed share/privguide/ layout), else
                                   <web_dir>/../../../docs/openapi.json (the source
                                   tree's docs/openapi.json) */
-    int threads;               /* worker threads; 0: 4 */
+    int threads;               /* HTTP worker threads; 0: pvg_server_default_threads() */
     size_t max_body_bytes;     /* 0: 1 MiB */
     int max_json_depth;        /* 0: 32 */
     int timeout_seconds;       /* idle connection timeout; 0: 15 */
@@ -86,6 +86,16 @@ typedef struct pvg_server_options {
  * PVG_ERR_IO (cannot bind); err names the address and port. */
 pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out,
                             pvg_error *err) PVG_WARN_UNUSED;
+
+/* The number of HTTP worker threads a server starts when
+ * pvg_server_options.threads is 0: one per online processor, at least 2
+ * and at most 16. A recommendation request does not hold its thread while
+ * its audit entry commits and it is scored (it is suspended and resumed), so
+ * more threads than cores only add switches: on 2 cores, 2 threads answered
+ * uncached recommendations about 1.2-1.6x faster than 4 (docs/models.md).
+ * Routes that wait for their audit entry on the thread (search, export, the
+ * assistant) may want more (--threads). */
+int pvg_server_default_threads(void);
 
 /* The TCP port being listened on. */
 int pvg_server_port(const pvg_server *srv);

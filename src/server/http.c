@@ -873,6 +873,12 @@ static pvg_status listen_socket(const struct sockaddr_in *sa, const char *bind_a
     return PVG_OK;
 }
 
+int pvg_server_default_threads(void)
+{
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    return nc < 2 ? 2 : nc > 16 ? 16 : (int)nc;
+}
+
 pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg_error *err)
 {
     if (!opt || !out || !opt->data_dir)
@@ -890,7 +896,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pvg_server *srv = calloc(1, sizeof *srv);
     if (!srv) return pvg_error_set(err, PVG_ERR_NOMEM, "server: out of memory");
     srv->opt = *opt;
-    if (!srv->opt.threads) srv->opt.threads = 4;
+    if (!srv->opt.threads) srv->opt.threads = pvg_server_default_threads();
     if (!srv->opt.max_body_bytes) srv->opt.max_body_bytes = 1 << 20;
     if (!srv->opt.max_json_depth) srv->opt.max_json_depth = 32;
     if (!srv->opt.timeout_seconds) srv->opt.timeout_seconds = 15;

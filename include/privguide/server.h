@@ -91,8 +91,9 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out,
  * pvg_server_options.threads is 0: one per online processor, at least 2
  * and at most 16. A recommendation request does not hold its thread while
  * its audit entry commits and it is scored (it is suspended and resumed), so
- * more threads than cores only add switches: on 2 cores, 2 threads answered
- * uncached recommendations about 1.2-1.6x faster than 4 (docs/models.md).
+ * more threads than cores only add switches: on 2 cores shared with other
+ * work, 2 threads answered uncached recommendations 1.2-1.6x faster than 4
+ * (two pairs); on an idle machine the two were within run-to-run spread.
  * Routes that wait for their audit entry on the thread (search, export, the
  * assistant) may want more (--threads). */
 int pvg_server_default_threads(void);

@@ -64,6 +64,19 @@ void pvg_store_read_end(pvg_store *s)
     if (s->be->ops->read_end) s->be->ops->read_end(s->be);
 }
 
+pvg_status pvg_store_read_retry(pvg_store *s, pvg_store_reads_fn reads, void *ctx, pvg_error *err)
+{
+    pvg_status st = PVG_ERR_BUSY;
+    for (int attempt = 0; attempt < PVG_STORE_READ_TRIES && st == PVG_ERR_BUSY; attempt++) {
+        pvg_error_clear(err);
+        st = pvg_store_read_begin(s, err);
+        if (st != PVG_OK) continue;
+        st = reads(s, ctx, err);
+        pvg_store_read_end(s);
+    }
+    return st;
+}
+
 const char *pvg_store_dir(const pvg_store *s)
 {
     return s->dir;

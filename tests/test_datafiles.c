@@ -204,12 +204,92 @@ static void test_symlinks_refused(void **state)
     free(root);
 }
 
+/* SQLite opens a database's side files (-wal, -shm, -journal) itself, by name (O_NOFOLLOW:
+ * it never writes through a link there, but its error names only the database): a link
+ * planted there is refused before, with an error naming it, and nothing is made where it
+ * points. */
+static void test_side_file_links_refused(void **state)
+{
+    (void)state;
+    char *root = t_tmpdir("sidelinks");
+    char keys[512], dir[512];
+    snprintf(keys, sizeof keys, "%s/keys", root);
+    snprintf(dir, sizeof dir, "%s/data", root);
+    setenv(PVG_ENV_KEY_FILE, keys, 1);
+    unsetenv("PRIVGUIDE_DATABASE_URL");
+    pvg_error err;
+    if (pvg_store_init(dir, NULL, &err) != PVG_OK) fail_msg("init: %s", err.text);
+    const char *names[] = {"privguide.db-wal", "privguide.db-shm", "audit.db-wal",
+                           "keystore.db-wal", "privguide.db-journal"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char link[600], target[600];
+        snprintf(link, sizeof link, "%s/%s", dir, names[i]);
+        snprintf(target, sizeof target, "%s/planted-%s", root, names[i]);
+        unlink(link); /* a side file left by the last close */
+        assert_int_equal(symlink(target, link), 0);
+        pvg_store *s = NULL;
+        memset(&err, 0, sizeof err);
+        pvg_status st = pvg_store_open(dir, &s, &err);
+        if (st == PVG_OK) {
+            pvg_event ev = {0};
+            ev.type = PVG_EVENT_CART;
+            ev.item = "x";
+            ev.ts = pvg_store_now(s);
+            pvg_status ws = pvg_store_event_put(s, "a", &ev, NULL, NULL, &err);
+            pvg_store_free(s);
+            fail_msg("%s: a symbolic link in a side file's place was opened past (write %d, %s)",
+                     names[i], (int)ws,
+                     exists(target) ? "written through the link" : "nothing at its target");
+        }
+        assert_null(s);
+        if (!strstr(err.source, names[i]) && !strstr(err.text, names[i]))
+            fail_msg("%s: the error does not name it: %s: %s", names[i], err.source, err.text);
+        assert_int_equal(st, PVG_ERR_PERMISSION);
+        assert_false(exists(target));
+        assert_int_equal(unlink(link), 0);
+        if (pvg_store_open(dir, &s, &err) != PVG_OK)
+            fail_msg("reopen after %s: %s", names[i], err.text);
+        pvg_store_free(s);
+    }
+    t_rm_rf(root);
+    free(root);
+}
+
+/* A data dir reached through a symbolic link higher up its path (a linked /home or /var, a
+ * symlinked mount point) is the operator's choice, not a planted file: it opens. */
+static void test_linked_parent_opens(void **state)
+{
+    (void)state;
+    char *root = t_tmpdir("linkedparent");
+    char keys[512], real[512], link[512], dir[600];
+    snprintf(keys, sizeof keys, "%s/keys", root);
+    snprintf(real, sizeof real, "%s/real", root);
+    snprintf(link, sizeof link, "%s/link", root);
+    snprintf(dir, sizeof dir, "%s/data", link);
+    setenv(PVG_ENV_KEY_FILE, keys, 1);
+    unsetenv("PRIVGUIDE_DATABASE_URL");
+    assert_int_equal(mkdir(real, 0700), 0);
+    assert_int_equal(symlink(real, link), 0);
+    pvg_error err;
+    if (pvg_store_init(dir, NULL, &err) != PVG_OK) fail_msg("init: %s: %s", err.source, err.text);
+    pvg_store *s = NULL;
+    if (pvg_store_open(dir, &s, &err) != PVG_OK) fail_msg("open: %s: %s", err.source, err.text);
+    pvg_event ev = {0};
+    ev.type = PVG_EVENT_CART;
+    ev.item = "x";
+    ev.ts = pvg_store_now(s);
+    assert_int_equal(pvg_store_event_put(s, "a", &ev, NULL, NULL, &err), PVG_OK);
+    pvg_store_free(s);
+    t_rm_rf(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_modes_umask_022),
-        cmocka_unit_test(test_modes_umask_0),
-        cmocka_unit_test(test_symlinks_refused),
+        cmocka_unit_test(test_modes_umask_022),     cmocka_unit_test(test_modes_umask_0),
+        cmocka_unit_test(test_symlinks_refused),    cmocka_unit_test(test_side_file_links_refused),
+        cmocka_unit_test(test_linked_parent_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,8 +85,63 @@ pvg_status pvg_datafile_fopen(const char *path, const char *mode, FILE **out, pv
     return PVG_OK;
 }
 
+/* The side files SQLite makes next to a database, by name, with its mode. */
+static const char *const SIDE_SUFFIX[] = {"-wal", "-shm", "-journal"};
+
+/* Refuses a symbolic link or a non-regular file in a side file's place (a missing one is fine:
+ * SQLite makes it). */
+static pvg_status side_files_check(const char *path, pvg_error *err)
+{
+    for (size_t i = 0; i < sizeof SIDE_SUFFIX / sizeof *SIDE_SUFFIX; i++) {
+        char side[4200];
+        if (snprintf(side, sizeof side, "%s%s", path, SIDE_SUFFIX[i]) >= (int)sizeof side)
+            return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                    "path too long for its side files");
+        struct stat sb;
+        if (lstat(side, &sb) != 0) {
+            if (errno == ENOENT) continue;
+            return open_error(side, errno, err);
+        }
+        if (S_ISLNK(sb.st_mode)) return open_error(side, ELOOP, err);
+        if (!S_ISREG(sb.st_mode))
+            return pvg_error_set_at(err, PVG_ERR_INVALID, side, 0, 0, -1,
+                                    "not a regular file: privguide expected the database's side "
+                                    "file here");
+    }
+    return PVG_OK;
+}
+
+pvg_status pvg_datafile_sqlite_path(const char *path, char *out, size_t cap, pvg_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *base = slash ? slash + 1 : path;
+    size_t dl = slash ? (size_t)(slash - path) : 1;
+    if (dl >= sizeof dir)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1, "path too long");
+    if (!slash)
+        memcpy(dir, ".", 2);
+    else if (dl == 0)
+        memcpy(dir, "/", 2);
+    else {
+        memcpy(dir, path, dl);
+        dir[dl] = '\0';
+    }
+    if (!realpath(dir, real))
+        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, dir, 0, 0,
+                                -1, "cannot resolve the data file's directory: %s",
+                                strerror(errno));
+    int n = snprintf(out, cap, "%s%s%s", real, strcmp(real, "/") == 0 ? "" : "/", base);
+    if (n < 0 || (size_t)n >= cap)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, path, 0, 0, -1,
+                                "path too long once its directory is resolved");
+    return PVG_OK;
+}
+
 pvg_status pvg_datafile_prepare(const char *path, int create, pvg_error *err)
 {
+    pvg_status sst = side_files_check(path, err);
+    if (sst != PVG_OK) return sst;
     /* lstat, never open and close an existing file: closing any descriptor of a database
      * drops the POSIX locks every SQLite connection of this process holds on it */
     for (int tries = 0; tries < 3; tries++) {

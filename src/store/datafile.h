@@ -31,13 +31,24 @@ pvg_status pvg_datafile_fopen(const char *path, const char *mode, FILE **out,
                               pvg_error *err) PVG_WARN_UNUSED;
 
 /* For a file opened by another library (SQLite): refuses a symbolic link or a non-regular
- * file at path (errors as pvg_datafile_open). A missing file is PVG_ERR_NOT_FOUND unless
+ * file at path, or in the place of its -wal, -shm or -journal side file (errors as
+ * pvg_datafile_open, naming the file). A missing file is PVG_ERR_NOT_FOUND unless
  * `create`, when it is created empty with PVG_DATA_FILE_MODE (so that the library that then
  * opens it, and the side files SQLite derives from its mode, are never wider). An existing
  * file is only lstat-ed, never opened: closing a descriptor of a database would drop the
  * POSIX locks this process's SQLite connections hold on it. The caller opens it without
  * following links (SQLITE_OPEN_NOFOLLOW), which closes the window after the check. */
 pvg_status pvg_datafile_prepare(const char *path, int create, pvg_error *err) PVG_WARN_UNUSED;
+
+/* The name to give SQLite for data file `path` (a database it opens with SQLITE_OPEN_NOFOLLOW,
+ * or ATTACHes from a connection opened so): path with its directory resolved (realpath) and its
+ * last component kept. SQLite's check refuses a symbolic link anywhere in the name, so a data
+ * dir reached through a linked parent (a linked /home, /var or mount point) would not open;
+ * resolved, only a link in the data file's own place is refused. out: room for cap bytes.
+ * Errors name the path: PVG_ERR_NOT_FOUND / PVG_ERR_IO (the directory cannot be resolved),
+ * PVG_ERR_INVALID (too long). */
+pvg_status pvg_datafile_sqlite_path(const char *path, char *out, size_t cap,
+                                    pvg_error *err) PVG_WARN_UNUSED;
 
 /* Makes directory dir (PVG_DATA_DIR_MODE whatever the umask). An existing directory is
  * accepted (and, with `tighten`, chmod-ed to PVG_DATA_DIR_MODE); a symbolic link or another

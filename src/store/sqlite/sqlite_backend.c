@@ -2755,9 +2755,11 @@ static pvg_status snap_open(const char *path, sqlite3 **out, pvg_error *err)
 {
     *out = NULL;
     pvg_status pst = pvg_datafile_prepare(path, 0, err); /* never through a link */
+    char rpath[4096];
+    if (pst == PVG_OK) pst = pvg_datafile_sqlite_path(path, rpath, sizeof rpath, err);
     if (pst != PVG_OK) return pst;
     int rc = sqlite3_open_v2(
-        path, out, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+        rpath, out, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc != SQLITE_OK) {
         pvg_status st =
             pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open for the snapshot: %s",
@@ -3292,10 +3294,14 @@ static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error
 {
     *out = NULL;
     pvg_status pst = pvg_datafile_prepare(path, create, err);
+    /* NOFOLLOW refuses a link anywhere in the name: the directory resolved, only one in the
+       file's own place is */
+    char rpath[4096];
+    if (pst == PVG_OK) pst = pvg_datafile_sqlite_path(path, rpath, sizeof rpath, err);
     if (pst != PVG_OK) return pst;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
                 (create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, out, flags, NULL);
+    int rc = sqlite3_open_v2(rpath, out, flags, NULL);
     if (rc != SQLITE_OK) {
         pvg_status st = pvg_error_set_at(
             err, rc == SQLITE_CANTOPEN ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0, -1,
@@ -3502,10 +3508,14 @@ static pvg_status attach_audit(sqlite3 *db, const char *dir, int must_exist, pvg
         return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
                                 "not a regular file: expected the audit log's own file");
     if (ost != PVG_OK) return ost;
+    /* ATTACH inherits the connection's SQLITE_OPEN_NOFOLLOW: the directory resolved */
+    char rpath[4096];
+    ost = pvg_datafile_sqlite_path(path, rpath, sizeof rpath, err);
+    if (ost != PVG_OK) return ost;
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS audit", -1, &s, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 1, rpath, -1, SQLITE_TRANSIENT);
         rc = sqlite3_step(s);
         if (rc == SQLITE_DONE) rc = SQLITE_OK;
     }

@@ -544,6 +544,41 @@ static void test_save_load(void **state)
     rmdir(dir);
 }
 
+/* The save's temp file has a name anyone can predict (report.tmp.<pid>): a symbolic link
+ * planted there is not written through, the report lands as a 0600 regular file, and a link
+ * in the report's own place is not read through. */
+static void test_save_refuses_links(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pvg_fair_link_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char tmp[600], target[512], path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, PVG_FAIR_REPORT_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(target, sizeof target, "%s/planted", dir);
+    assert_int_equal(symlink(target, tmp), 0);
+    const char *rep = "{\"group_by\":\"g\",\"groups\":[]}";
+    pvg_error err;
+    assert_int_equal(pvg_fair_report_save(dir, rep, &err), PVG_OK);
+    struct stat sb;
+    if (lstat(target, &sb) == 0) fail_msg("the report was written through the planted link");
+    assert_int_equal(lstat(path, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_not_equal(lstat(tmp, &sb), 0);
+    /* a link in the report's place: not followed */
+    char other[512];
+    snprintf(other, sizeof other, "%s/other.json", dir);
+    assert_int_equal(rename(path, other), 0);
+    assert_int_equal(symlink(other, path), 0);
+    char *text = NULL;
+    assert_int_not_equal(pvg_fair_report_load(dir, &text, &err), PVG_OK);
+    assert_null(text);
+    unlink(path);
+    unlink(other);
+    rmdir(dir);
+}
+
 /* ---- the datasets (skipped when absent) ---- */
 
 static const char *shared_data(void)
@@ -675,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_dp_neighbouring),
         cmocka_unit_test(test_dp_report),
         cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_save_refuses_links),
         cmocka_unit_test(test_ml100k),
         cmocka_unit_test(test_online_retail),
     };

@@ -1794,7 +1794,10 @@ pvg_status pvg_fair_report_save(const char *data_dir, const char *json, pvg_erro
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/%s", data_dir, PVG_FAIR_REPORT_FILE);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* the name is predictable: whatever is there (a crashed run's file, a planted link) goes,
+       and the file is made afresh, never through a link nor with an older file's mode */
+    (void)unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return pvg_error_set_at(err, PVG_ERR_IO, tmp, 0, 0, -1, "cannot create: %s",
                                 strerror(errno));
@@ -1833,11 +1836,19 @@ pvg_status pvg_fair_report_load(const char *data_dir, char **json, pvg_error *er
     *json = NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", data_dir, PVG_FAIR_REPORT_FILE);
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* never through a link */
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        errno = e;
         if (errno == ENOENT)
             return pvg_error_set(err, PVG_ERR_NOT_FOUND,
                                  "no fairness report saved (privguide audit fairness --save)");
+        if (errno == ELOOP)
+            return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
+                                    "is a symbolic link: the saved report is read only from the "
+                                    "data dir's own file");
         return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
                                 strerror(errno));
     }

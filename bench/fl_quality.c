@@ -16,7 +16,16 @@
  *       [--adam-lr LR] [--server-lr LR] [--seed S] [--update stats|gradient]
  *       [--dp-update stats|gradient]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
+ *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-scale F] [--dp-prior-pow P]
+ *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
+ *
+ * --dp-prior W: the DP runs use the public item prior at weight W
+ * (pvg_fl_model_set_item_prior; a list: the sweep runs each, the DP table
+ * the first), built from public catalogue data only (fl_quality_data.h
+ * public_similarity: Online Retail's titles, ML-100K's genres), the
+ * similarity taken as F S^P (--dp-prior-scale, --dp-prior-pow; 1 and 1).
+ * --sweep-only skips the DP table after a --dp-sweep.
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
  * --json), progress on stderr.
@@ -41,6 +50,14 @@
 
 /* Recall@20 and NDCG@20 of the model's item factors: each evaluated user
  * solves its factor from its training items as a client does. */
+/* --dp-blend-sweep (an experiment, stderr only): after each DP run, the
+ * ranking is also evaluated with x.v_j + beta * mean_{i in history} S_ij,
+ * S the public similarity (a text / genre item-kNN score each shopper could
+ * compute on device from the public catalogue and their own history). */
+static const float *g_blend_S;
+static double g_blend, g_blends[8];
+static int g_n_blends;
+
 static void evaluate(const pvg_fl_model *m, const split *s, double *recall, double *ndcg)
 {
     const float *V;
@@ -57,6 +74,12 @@ static void evaluate(const pvg_fl_model *m, const split *s, double *recall, doub
         if (fl_model_user_factor(m, h, s->Rt.data + s->Rt.indptr[u], nh, x, NULL) != PVG_OK)
             continue;
         pvg_matvec(V, ni, k, x, sc);
+        if (g_blend > 0 && g_blend_S && nh)
+            for (size_t i = 0; i < nh; i++) {
+                const float *row = g_blend_S + (size_t)h[i] * ni;
+                for (size_t j = 0; j < ni; j++)
+                    sc[j] += (float)(g_blend / (double)nh) * row[j];
+            }
         for (size_t i = 0; i < nh; i++)
             sc[h[i]] = -INFINITY;
         size_t got = pvg_topk(sc, ni, K_AT, idx, tsc);
@@ -123,6 +146,16 @@ static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds
     }
     *secs = pvg_now_seconds() - t0;
     evaluate(m, s, recall, ndcg);
+    for (int b = 0; cfg->dp != PVG_FL_DP_NONE && b < g_n_blends; b++) {
+        double br, bn;
+        g_blend = g_blends[b];
+        evaluate(m, s, &br, &bn);
+        g_blend = 0;
+        fprintf(
+            stderr,
+            "    on-device blend with the public item-kNN, beta %g: recall@20 %.4f ndcg@20 %.4f\n",
+            g_blends[b], br, bn);
+    }
     pvg_fl_model_free(m);
     pvg_rng_free(rng);
     return 0;
@@ -252,6 +285,7 @@ int main(int argc, char **argv)
     int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
     int validation = 0, nodp = 1, dpials = 1, dp_average = 0, sweep_only = 0;
+    double prior_scale = 1, prior_pow = 1; /* the public similarity S becomes scale S^pow */
     const char *sweep = NULL, *prior_list = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
@@ -295,7 +329,19 @@ int main(int argc, char **argv)
             sweep = argv[++i];
         else if (!strcmp(argv[i], "--dp-prior") && i + 1 < argc)
             prior_list = argv[++i];
-        else if (!strcmp(argv[i], "--sweep-only"))
+        else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
+            prior_scale = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-prior-pow") && i + 1 < argc)
+            prior_pow = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-blend-sweep") && i + 1 < argc) {
+            for (const char *p = argv[++i]; *p && g_n_blends < 8;) {
+                g_blends[g_n_blends++] = strtod(p, (char **)&p);
+                if (*p == ',')
+                    p++;
+                else if (*p)
+                    break;
+            }
+        } else if (!strcmp(argv[i], "--sweep-only"))
             sweep_only = 1;
         else if (!strcmp(argv[i], "--dp-average"))
             dp_average = 1;
@@ -320,7 +366,8 @@ int main(int argc, char **argv)
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-sweep "
+                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-scale F] "
+                    "[--dp-prior-pow P] [--dp-sweep "
                     "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
                     "[--no-dp-ials] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
@@ -402,8 +449,14 @@ int main(int argc, char **argv)
         }
         float *prior_S = NULL; /* public item similarity (catalogue data only) */
         if (max_pw > 0 && public_similarity(ds, data, def->name, &prior_S) != 0) return 1;
+        if (prior_S && (prior_scale != 1 || prior_pow != 1))
+            for (size_t q = 0; q < ds->n_items * ds->n_items; q++)
+                prior_S[q] = prior_S[q] > 0
+                                 ? (float)(prior_scale * pow((double)prior_S[q], prior_pow))
+                                 : 0.0f;
         g_prior.S = prior_S;
         g_prior.weight = pw[0];
+        g_blend_S = prior_S;
         r->users = s.Rt.n_rows;
         r->items = s.Rt.n_cols;
         r->train = s.Rt.nnz;
@@ -569,6 +622,7 @@ int main(int argc, char **argv)
                     ddg_eps, r->ddg.z, r->ddg.recall, r->ddg.ndcg, secs);
         }
         g_prior.S = NULL;
+        g_blend_S = NULL;
         free(prior_S);
         pvg_csr_free(&s.Rt);
         pvg_csr_free(&s.T);

@@ -16,7 +16,8 @@
  *       [--adam-lr LR] [--server-lr LR] [--seed S] [--update stats|gradient]
  *       [--dp-update stats|gradient]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
- *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-scale F] [--dp-prior-pow P]
+ *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
+ * [--dp-prior-pow P]
  *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
@@ -24,7 +25,9 @@
  * (pvg_fl_model_set_item_prior; a list: the sweep runs each, the DP table
  * the first), built from public catalogue data only (fl_quality_data.h
  * public_similarity: Online Retail's titles, ML-100K's genres), the
- * similarity taken as F S^P (--dp-prior-scale, --dp-prior-pow; 1 and 1).
+ * similarity taken as F S^P (--dp-prior-scale, --dp-prior-pow; 1 and 1),
+ * each neighbour weighed by its noisy count n / (n + H) (--dp-prior-count H;
+ * 0, the default: by the similarity alone).
  * --sweep-only skips the DP table after a --dp-sweep.
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
@@ -104,7 +107,7 @@ static void evaluate(const pvg_fl_model *m, const split *s, double *recall, doub
 /* The public item prior of the DP runs (--dp-prior): S NULL or weight 0: none. */
 typedef struct fl_prior {
     const float *S;
-    double weight;
+    double weight, count_half;
 } fl_prior;
 static fl_prior g_prior;
 
@@ -121,8 +124,8 @@ static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds
         return -1;
     }
     if (g_prior.S && g_prior.weight > 0 && cfg->dp != PVG_FL_DP_NONE &&
-        pvg_fl_model_set_item_prior(m, g_prior.S, (uint32_t)s->Rt.n_cols, g_prior.weight, &err) !=
-            PVG_OK) {
+        pvg_fl_model_set_item_prior(m, g_prior.S, (uint32_t)s->Rt.n_cols, g_prior.weight,
+                                    g_prior.count_half, &err) != PVG_OK) {
         fprintf(stderr, "fl prior: %s\n", err.text);
         pvg_fl_model_free(m);
         pvg_rng_free(rng);
@@ -329,6 +332,8 @@ int main(int argc, char **argv)
             sweep = argv[++i];
         else if (!strcmp(argv[i], "--dp-prior") && i + 1 < argc)
             prior_list = argv[++i];
+        else if (!strcmp(argv[i], "--dp-prior-count") && i + 1 < argc)
+            g_prior.count_half = atof(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
             prior_scale = atof(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-pow") && i + 1 < argc)
@@ -366,7 +371,8 @@ int main(int argc, char **argv)
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-scale F] "
+                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
+                    "[--dp-prior-scale F] "
                     "[--dp-prior-pow P] [--dp-sweep "
                     "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
                     "[--no-dp-ials] "
@@ -637,12 +643,12 @@ outputs:;
         "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
         "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
         "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, "
-        "\"dp_average\": %d, \"dp_prior\": %g, \"seed\": %llu, "
+        "\"dp_average\": %d, \"dp_prior\": %g, \"dp_prior_count\": %g, \"seed\": %llu, "
         "\"datasets\": [",
         factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
         validation ? "validation" : "test", update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
         dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, dp_average, pw[0],
-        seed_off);
+        g_prior.count_half, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

@@ -385,7 +385,7 @@ static void test_average_solves_is_the_mean_of_fresh_solves(void **state)
  * linked. One round under central DP from the same noise draws with and
  * without the prior. */
 #define PR_LINKED 5
-static void prior_run(double weight, int dp, float *out)
+static void prior_run_ex(double weight, double h, int second, int dp, float *out)
 {
     pvg_fl_config c = stats_cfg();
     c.clip = 1;
@@ -408,10 +408,13 @@ static void prior_run(double weight, int dp, float *out)
     memset(S, 0, sizeof S);
     for (size_t i = 0; i < PR_LINKED; i++)
         S[(30 + i) * NI + i] = S[i * NI + 30 + i] = 1;
+    if (second) /* item 30 also linked to item 36, which nobody bought */
+        S[30 * NI + 36] = S[36 * NI + 30] = 1;
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(21);
     pvg_fl_model *mo;
     assert_int_equal(pvg_fl_model_new(&c, NI, rng, &mo, NULL), PVG_OK);
-    if (weight > 0) assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, weight, NULL), PVG_OK);
+    if (weight > 0)
+        assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, weight, h, NULL), PVG_OK);
     fl_clients cl = {NU, NI, indptr, items, NULL};
     assert_int_equal(fl_sim_round(mo, &cl, 1.0, rng, NULL, NULL), PVG_OK);
     const float *V;
@@ -420,6 +423,11 @@ static void prior_run(double weight, int dp, float *out)
     memcpy(out, V, (size_t)NI * K * sizeof *out);
     pvg_fl_model_free(mo);
     pvg_rng_free(rng);
+}
+
+static void prior_run(double weight, int dp, float *out)
+{
+    prior_run_ex(weight, 0, 0, dp, out);
 }
 
 static double cosine(const float *a, const float *b)
@@ -477,6 +485,30 @@ static void test_item_prior_pulls_unbought_items_toward_public_neighbours(void *
     assert_memory_equal(nodp, nodp_prior, sizeof nodp);
 }
 
+/* count_half: item 30 is linked to item 0 (bought by half the clients) and
+ * to item 36 (bought by nobody, its solve noise). Weighing the neighbours
+ * by their released counts lets item 0 lead: item 30 moves toward item 0's
+ * factor (its mean with noise otherwise), with the same total pull. */
+static void test_item_prior_count_half_weighs_reliable_neighbours(void **state)
+{
+    (void)state;
+    static float by_s[NI * K], by_count[NI * K];
+    prior_run_ex(1, 0, 1, 1, by_s);
+    prior_run_ex(1, 5, 1, 1, by_count);
+    double d_s = 0, d_c = 0;
+    for (size_t a = 0; a < K; a++) {
+        d_s += ((double)by_s[30 * K + a] - by_s[a]) * (by_s[30 * K + a] - by_s[a]);
+        d_c += ((double)by_count[30 * K + a] - by_count[a]) * (by_count[30 * K + a] - by_count[a]);
+    }
+    if (!(d_c < 0.5 * d_s))
+        fail_msg("item 30's distance to item 0: %g weighing by counts, %g by the similarity alone",
+                 sqrt(d_c), sqrt(d_s));
+    /* items without public neighbours: unchanged */
+    for (size_t j = 37; j < NI; j++)
+        for (size_t a = 0; a < K; a++)
+            assert_true(by_count[j * K + a] == by_s[j * K + a]);
+}
+
 static void test_item_prior_refuses_bad_input(void **state)
 {
     (void)state;
@@ -488,20 +520,22 @@ static void test_item_prior_refuses_bad_input(void **state)
     memset(S, 0, sizeof S);
     pvg_error e;
     pvg_error_clear(&e);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI - 1, 1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI - 1, 1, 0, &e), PVG_ERR_INVALID);
     assert_non_null(strstr(e.text, "39 items"));
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1.5, &e), PVG_ERR_INVALID);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, NAN, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1.5, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, NAN, 0, &e), PVG_ERR_INVALID);
     S[3 * NI + 7] = -0.5f;
     pvg_error_clear(&e);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_ERR_INVALID);
     assert_int_equal(e.offset, 3 * NI + 7);
     S[3 * NI + 7] = INFINITY;
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_ERR_INVALID);
     S[3 * NI + 7] = 0.5f;
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, &e), PVG_OK);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, NULL, NI, 0, &e), PVG_OK); /* removed */
-    assert_int_equal(pvg_fl_model_set_item_prior(NULL, S, NI, 1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_OK);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, -1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, NAN, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, NULL, NI, 0, 0, &e), PVG_OK); /* removed */
+    assert_int_equal(pvg_fl_model_set_item_prior(NULL, S, NI, 1, 0, &e), PVG_ERR_INVALID);
     pvg_fl_model_free(mo);
     pvg_rng_free(rng);
 }
@@ -517,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_noise_ridge_only_with_dp),
         cmocka_unit_test(test_average_solves_is_the_mean_of_fresh_solves),
         cmocka_unit_test(test_item_prior_pulls_unbought_items_toward_public_neighbours),
+        cmocka_unit_test(test_item_prior_count_half_weighs_reliable_neighbours),
         cmocka_unit_test(test_item_prior_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

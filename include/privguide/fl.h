@@ -107,12 +107,15 @@ void pvg_fl_model_free(pvg_fl_model *m);
  * sum)). From then on, in every round of the statistics form with DP, the
  * noise ridge pulls item j toward weight * sum_i S~_ji v*_i (its neighbours'
  * fresh solves, solved jointly) instead of toward 0: post-processing of the
- * released sum, no budget, nothing sent to clients. weight in [0, 1]. S NULL
- * removes the prior. Errors: PVG_ERR_INVALID (n_items not the model's,
- * weight out of range, a negative or non-finite entry, with its index as the
- * offset), PVG_ERR_NOMEM. */
+ * released sum, no budget, nothing sent to clients. weight in [0, 1].
+ * count_half h >= 0: with h > 0 each neighbour i weighs S~_ji n_i / (n_i +
+ * h), n_i its released noisy count (clamped at 0), each row rescaled to S~'s
+ * row total (0: S~ alone). S NULL removes the prior. Errors: PVG_ERR_INVALID
+ * (n_items not the model's, weight or count_half out of range, a negative or
+ * non-finite entry, with its index as the offset), PVG_ERR_NOMEM. */
 pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t n_items,
-                                       double weight, pvg_error *err) PVG_WARN_UNUSED;
+                                       double weight, double count_half,
+                                       pvg_error *err) PVG_WARN_UNUSED;
 
 /* Versioned wire bytes of what every client of the round receives: config,
  * round number, item factors and the Gramian (little-endian, format in

@@ -37,7 +37,7 @@ struct pvg_fl_model {
     uint64_t *pr_ptr;
     uint32_t *pr_idx;
     float *pr_val;
-    double pr_weight;
+    double pr_weight, pr_count_half;
 };
 
 void pvg_fl_config_default(pvg_fl_config *cfg)
@@ -108,7 +108,7 @@ void pvg_fl_model_free(pvg_fl_model *m)
 }
 
 pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t n_items,
-                                       double weight, pvg_error *err)
+                                       double weight, double count_half, pvg_error *err)
 {
     if (!m) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: model is NULL");
     if (!S) {
@@ -119,6 +119,7 @@ pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t
         m->pr_idx = NULL;
         m->pr_val = NULL;
         m->pr_weight = 0;
+        m->pr_count_half = 0;
         return PVG_OK;
     }
     if (n_items != m->n_items)
@@ -128,6 +129,9 @@ pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t
     if (!(weight >= 0) || !(weight <= 1))
         return pvg_error_set_at(err, PVG_ERR_INVALID, "weight", 0, 0, -1,
                                 "fl item prior: weight %g, expected 0..1", weight);
+    if (!(count_half >= 0) || !(count_half <= 1e9))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "count_half", 0, 0, -1,
+                                "fl item prior: count_half %g, expected 0..1e9", count_half);
     size_t n = n_items, nnz = 0;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
@@ -169,6 +173,7 @@ pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t
     m->pr_idx = idx;
     m->pr_val = val;
     m->pr_weight = weight;
+    m->pr_count_half = count_half;
     return PVG_OK;
 }
 
@@ -696,6 +701,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     double *G = malloc(k * k * sizeof *G), *lam = malloc(k * sizeof *lam);
     double *g = malloc(k * sizeof *g), *t = malloc(k * sizeof *t);
     double *Vs = NULL, *Ub = NULL, *Mu = NULL; /* statistics form: fresh solves, U^T b, prior */
+    double *rel = NULL, *rsc = NULL; /* the prior's neighbour reliabilities and row scales */
     pvg_status st = PVG_OK;
     if (!S || !G || !lam || !g || !t) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "fl apply: out of memory");
@@ -762,13 +768,31 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
          * mu_j = weight sum_i S~_ji v*_i (its public neighbours' solves)
          * instead of toward 0: v*_j = (alpha0 T + reg_j I)^-1 (b_j + ridge
          * mu_j), solved jointly by Jacobi sweeps (a contraction: ridge
-         * weight / reg_j < 1, |S~|_inf <= 1). Post-processing of the
+         * weight / reg_j < 1, |S~|_inf <= 1). With count_half h > 0 a
+         * neighbour i weighs S~_ji r_i, r_i = n_i / (n_i + h) from its noisy
+         * count, the row rescaled to S~'s row total: the reliable neighbours
+         * lead, the pull's strength is the same. Post-processing of the
          * released sum and public data */
         if (m->pr_ptr && ridge > 0 && m->pr_weight > 0) {
             Mu = malloc(ni * k * sizeof *Mu);
-            if (!Mu) {
+            rel = malloc(ni * sizeof *rel);
+            rsc = malloc(ni * sizeof *rsc);
+            if (!Mu || !rel || !rsc) {
                 st = pvg_error_set(err, PVG_ERR_NOMEM, "fl apply: out of memory");
                 goto out;
+            }
+            double h = m->pr_count_half;
+            for (size_t i = 0; i < ni; i++) {
+                double n_i = N[i] > 0 ? N[i] / PVG_FL_SCALE_N : 0;
+                rel[i] = h > 0 ? n_i / (n_i + h) : 1;
+            }
+            for (size_t j = 0; j < ni; j++) {
+                double tw = 0, trw = 0;
+                for (uint64_t q = m->pr_ptr[j]; q < m->pr_ptr[j + 1]; q++) {
+                    tw += m->pr_val[q];
+                    trw += m->pr_val[q] * rel[m->pr_idx[q]];
+                }
+                rsc[j] = trw > 0 ? m->pr_weight * tw / trw : 0;
             }
             for (int it = 0; it < FL_PRIOR_SWEEPS; it++) {
                 for (size_t j = 0; j < ni; j++) {
@@ -776,7 +800,7 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
                     memset(mu, 0, k * sizeof *mu);
                     for (uint64_t q = m->pr_ptr[j]; q < m->pr_ptr[j + 1]; q++) {
                         const double *vi = Vs + (size_t)m->pr_idx[q] * k;
-                        double w = m->pr_weight * m->pr_val[q];
+                        double w = rsc[j] * m->pr_val[q] * rel[m->pr_idx[q]];
                         for (size_t b = 0; b < k; b++)
                             mu[b] += w * vi[b];
                     }
@@ -854,6 +878,8 @@ out:
     free(Vs);
     free(Ub);
     free(Mu);
+    free(rel);
+    free(rsc);
     return st;
 }
 

@@ -14,7 +14,7 @@
  *       [--datasets ml-100k,online-retail] [--rounds N] [--factors K]
  *       [--eps 1,2,4,8,16] [--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C]
  *       [--adam-lr LR] [--server-lr LR] [--seed S] [--update stats|gradient]
- *       [--dp-update stats|gradient]
+ *       [--dp-update stats|gradient] [--max-cohort M] [--nodp-clip C]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
  * [--dp-prior-pow P]
@@ -288,6 +288,8 @@ int main(int argc, char **argv)
     int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
     int validation = 0, nodp = 1, dpials = 1, dp_average = 0, sweep_only = 0;
+    long max_cohort = 0; /* the no-DP runs' step for this many clients (0: the data set's users) */
+    double nodp_clip = 1e4;                /* the no-DP runs' clip (no clipping) */
     double prior_scale = 1, prior_pow = 1; /* the public similarity S becomes scale S^pow */
     const char *sweep = NULL, *prior_list = NULL;
     unsigned long long seed_off = 0;
@@ -358,6 +360,10 @@ int main(int argc, char **argv)
             ddg_eps = atof(argv[++i]);
         else if (!strcmp(argv[i], "--from-json") && i + 1 < argc)
             from = argv[++i];
+        else if (!strcmp(argv[i], "--nodp-clip") && i + 1 < argc)
+            nodp_clip = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--max-cohort") && i + 1 < argc)
+            max_cohort = atol(argv[++i]);
         else if (!strcmp(argv[i], "--no-fedadam"))
             adam = 0;
         else if (!strcmp(argv[i], "--no-ddg"))
@@ -493,12 +499,22 @@ int main(int argc, char **argv)
         cfg.reg = tp.reg;
         cfg.alpha = 0; /* binary, as the centralised default (confidence 0) */
         cfg.alpha0 = r->alpha0;
-        cfg.clip = 1e4; /* no clipping without DP */
+        cfg.clip = nodp_clip; /* no clipping without DP (1e4; fl serve's default is 1e3) */
         cfg.server_lr = server_lr;
         cfg.update = update; /* the no-DP runs' form (--update) */
         cfg.expected_cohort = (double)r->users;
         cfg.seed = 42;
         cfg.allow_insecure_rng = 1;
+        if (max_cohort > 0) { /* the step fl serve chooses for that cohort bound */
+            pvg_error ce;
+            if (pvg_fl_config_for_cohort(&cfg, (uint32_t)r->items, 32, (uint32_t)max_cohort, 3,
+                                         &ce) != PVG_OK) {
+                fprintf(stderr, "bench_fl_quality: --max-cohort %ld: %s\n", max_cohort, ce.text);
+                return 2;
+            }
+            fprintf(stderr, "  no-DP step for a cohort bound of %ld: gamma = clip / %.3g\n",
+                    max_cohort, cfg.clip / cfg.granularity);
+        }
         r->rounds = nodp ? rounds : 0;
         double rr, nn;
         fprintf(stderr, "  FedAvg (lr %g), all clients every round, no DP\n", server_lr);

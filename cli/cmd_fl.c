@@ -478,37 +478,18 @@ static void print_dp(const fl_setup *s)
                 s->rounds, s->q, s->cfg.clip, s->cfg.noise_multiplier, s->n_min);
 }
 
-/* The step of a 16-bit lane's encoding: the automatic one for a sum of s->max_cohort clients
- * (each adding its share of the noise when distributed) instead of the survivor floor's;
- * s->cfg.granularity set. 0, or 1 with the reason on stderr. */
-static int lane_step(fl_setup *s, uint32_t n_items)
+/* The encoding for sums of s->max_cohort clients in a `lane`-bit lane
+ * (pvg_fl_config_for_cohort). 0, or 1 with the reason on stderr. */
+static int cohort_step(fl_setup *s, int lane, const char *pre)
 {
-    pvg_fl_config wc = s->cfg;
-    wc.dp = PVG_FL_DP_CENTRAL;
-    wc.expected_cohort = s->max_cohort;
-    if (s->cfg.dp == PVG_FL_DP_DISTRIBUTED)
-        wc.noise_multiplier *= sqrt((double)s->max_cohort / (double)s->n_min);
-    pvg_rng *rng = pvg_rng_new_secure();
-    pvg_fl_model *m = NULL;
-    uint8_t *bc = NULL;
-    size_t len = 0;
-    uint32_t round = 0, ni = 0;
     pvg_error err;
     pvg_error_clear(&err);
-    pvg_status st = rng ? PVG_OK : pvg_error_set(&err, PVG_ERR_NOMEM, "rng");
-    if (st == PVG_OK) st = pvg_fl_model_new(&wc, n_items, rng, &m, &err);
-    if (st == PVG_OK) st = pvg_fl_model_broadcast(m, &bc, &len, &err);
-    if (st == PVG_OK) st = pvg_fl_broadcast_info(bc, len, &wc, &round, &ni, &err);
-    free(bc);
-    pvg_fl_model_free(m);
-    pvg_rng_free(rng);
-    if (st != PVG_OK) {
-        fprintf(stderr, "privguide: fl: a 16-bit lane for a cohort of %u (--max-cohort): %s\n",
-                s->max_cohort, err.text);
-        return 1;
-    }
-    s->cfg.granularity = wc.granularity;
-    return 0;
+    if (pvg_fl_config_for_cohort(&s->cfg, s->n_items, (unsigned)lane, s->max_cohort, s->n_min,
+                                 &err) == PVG_OK)
+        return 0;
+    fprintf(stderr, "privguide: fl: a %d-bit lane for a cohort of %u (--%smax-cohort): %s\n", lane,
+            s->max_cohort, pre, err.text);
+    return 1;
 }
 
 /* dd: the data dir whose budget a DP run is charged to (NULL: DP flags refused). */
@@ -591,25 +572,26 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     if (n_min_def < 3) n_min_def = 3;
     s->n_min = (uint32_t)cli_int_range(cx, fname(pre, "min-survivors", b, sizeof b), n_min_def, 3,
                                        PVG_SECAGG_MAX_CLIENTS);
-    /* a 16-bit lane's encoding leaves room for the sum of a bounded cohort only: the step is
-       chosen for max_cohort clients (each adding its noise share: z sqrt(M / n_min) on the
-       sum), and the coordinator never sums more (its registry is bounded to match) */
-    if (lane == 16) {
+    /* the encoding leaves room for the sum of a bounded cohort only: the step is chosen for
+       max_cohort clients (each adding its noise share when distributed: z sqrt(M / n_min) on
+       the sum; pvg_fl_config_for_cohort), and the coordinator never sums more (its registry
+       is bounded to match). A 16-bit lane defaults to twice the expected cohort plus 10 sds; a
+       32-bit one to SecAgg's limit, which it holds at a step still fine enough */
+    {
         double qm = s->q * (double)min_clients;
-        double m_def = ceil(2.0 * qm + 10.0 * sqrt(qm * (1 - s->q)));
-        if (m_def < s->n_min) m_def = s->n_min;
-        if (m_def > PVG_SECAGG_MAX_CLIENTS) m_def = PVG_SECAGG_MAX_CLIENTS;
+        double m_def = PVG_FL_MAX_COHORT;
+        if (lane == 16) {
+            m_def = ceil(2.0 * qm + 10.0 * sqrt(qm * (1 - s->q)));
+            if (m_def < s->n_min) m_def = s->n_min;
+            if (m_def > PVG_FL_MAX_COHORT) m_def = PVG_FL_MAX_COHORT;
+        }
         s->max_cohort = (uint32_t)cli_int_range(cx, fname(pre, "max-cohort", b, sizeof b),
-                                                (long long)m_def, 3, PVG_SECAGG_MAX_CLIENTS);
+                                                (long long)m_def, 3, PVG_FL_MAX_COHORT);
         if (s->max_cohort < s->n_min) {
             fprintf(stderr, "privguide: --%s %u is below the survivor floor %u\n", b, s->max_cohort,
                     s->n_min);
             return CLI_EXIT_USAGE;
         }
-    } else if (cli_has(cx, fname(pre, "max-cohort", b, sizeof b))) {
-        fprintf(stderr, "privguide: --%s bounds a 16-bit lane's cohort (--%slane-bits 16)\n", b,
-                pre);
-        return CLI_EXIT_USAGE;
     }
     if (cli_has(cx, fname(pre, "epsilon", b, sizeof b))) {
         if (!dd) {
@@ -639,7 +621,7 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
         s->cfg.expected_cohort = s->n_min;
         if (calibrate(&s->cfg, target, s->delta, s->q, s->rounds, &s->epsilon) != 0)
             return CLI_EXIT_USAGE;
-        if (s->max_cohort && lane_step(s, n_items) != 0) return CLI_EXIT_USAGE;
+        if (cohort_step(s, lane, pre) != 0) return CLI_EXIT_USAGE;
         int rc = charge_run(dd, s);
         if (rc) return rc;
     } else {
@@ -649,6 +631,7 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
                 fprintf(stderr, "privguide: --%s needs --%sepsilon\n", b, pre);
                 return CLI_EXIT_USAGE;
             }
+        if (cohort_step(s, lane, pre) != 0) return CLI_EXIT_USAGE;
     }
     print_dp(s);
     s->rng = pvg_rng_new_secure();
@@ -684,6 +667,8 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     co.max_rounds = s->rounds;
     co.lane_bits = s->cfg.bits;
     co.max_cohort = s->max_cohort;
+    co.fl_config = &s->cfg; /* the coordinator checks the lane holds max_cohort clients' sum */
+    co.fl_items = n_items;
     co.mask_rounds = s->mask_rounds;
     co.server_threads =
         (unsigned)cli_int_range(cx, fname(pre, "server-threads", b, sizeof b), 2, 1, 64);
@@ -1102,8 +1087,9 @@ static const cli_flag serve_flags[] = {
      "docs/fl-protocol.md)"},
     {"mask-rounds", CLI_INT, "R", "ChaCha rounds of the SecAgg masks: 20 (default), 12 or 8"},
     {"max-cohort", CLI_INT, "N",
-     "with --lane-bits 16: the most clients a round sums, the encoding's room before its sum "
-     "wraps (default 2 q n + 10 sd, n = --min-clients; the registry is bounded to match)"},
+     "the most clients a round sums, the encoding's room before its sum wraps (default with "
+     "--lane-bits 16: 2 q n + 10 sd, n = --min-clients; with 32: 65535; the registry is bounded "
+     "to match)"},
     {"epsilon", CLI_DOUBLE, "E",
      "client-level DP for the whole run, charged once (default: no DP)"},
     {"delta", CLI_DOUBLE, "D", "DP delta (default 1/n^1.1, n = --min-clients)"},

@@ -217,6 +217,12 @@ static const cli_flag serve_flags[] = {
      "federated training, statistics form: item factors are the mean of the rounds' solves"},
     {"fl-min-survivors", CLI_INT, "N", "federated training: survivor floor of a round"},
     {"fl-server-threads", CLI_INT, "N", "federated training: unmasking threads (default 2)"},
+    {"fl-lane-bits", CLI_INT, "B",
+     "federated training: SecAgg lane, 32 (default) or 16 (DP runs only, docs/fl-protocol.md)"},
+    {"fl-mask-rounds", CLI_INT, "R", "federated training: ChaCha rounds of the masks: 20, 12 or 8"},
+    {"fl-max-cohort", CLI_INT, "N",
+     "federated training: the most clients a round sums, the encoding's room before its sum "
+     "wraps (default: 2 q n + 10 sd with a 16-bit lane, 65535 with 32)"},
     {"drain-ms", CLI_INT, "MS",
      "on SIGTERM, wait this long for requests in flight (default "
      "10000)"},

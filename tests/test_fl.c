@@ -300,6 +300,104 @@ static void test_sum_of_encoded_updates(void **state)
     toy_free(&t);
 }
 
+/* The largest decoding error, relative to the true sum's largest coordinate, of M
+ * identical clipped updates (all aligned, the worst case for the wrap bound) summed mod 2^bits
+ * under config c for n_items. */
+static double aligned_sum_error(const pvg_fl_config *c, uint32_t n_items, uint32_t M)
+{
+    fl_code code;
+    assert_int_equal(fl_code_of(c, n_items, &code, NULL), PVG_OK);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(M);
+    double *u0 = calloc(code.d, sizeof *u0), *u = calloc(code.d, sizeof *u);
+    double *out = calloc(code.d, sizeof *out);
+    uint32_t *vec = calloc(code.d, sizeof *vec), *sum = calloc(code.d, sizeof *sum);
+    for (size_t i = 0; i < code.d_raw; i++)
+        u0[i] = c->clip / sqrt((double)code.d_raw) * (i % 3 ? 1 : -1); /* norm = clip */
+    uint32_t mask = c->bits == 32 ? 0xffffffffu : (1u << c->bits) - 1;
+    for (uint32_t m = 0; m < M; m++) {
+        memcpy(u, u0, code.d * sizeof *u);
+        assert_int_equal(fl_encode(c, &code, 1, u, rng, vec, NULL), PVG_OK);
+        for (size_t i = 0; i < code.d; i++)
+            sum[i] = (sum[i] + vec[i]) & mask;
+    }
+    assert_int_equal(fl_decode(c, &code, 1, sum, 0, NULL, out, NULL), PVG_OK);
+    double worst = 0, top = 0;
+    for (size_t i = 0; i < code.d_raw; i++) {
+        double want = (double)M * u0[i];
+        if (fabs(out[i] - want) > worst) worst = fabs(out[i] - want);
+        if (fabs(want) > top) top = fabs(want);
+    }
+    free(u0);
+    free(u);
+    free(out);
+    free(vec);
+    free(sum);
+    pvg_rng_free(rng);
+    return worst / top;
+}
+
+/* The encoding's step is chosen for the most clients a round may sum
+ * (pvg_fl_config_for_cohort): the default config's step, chosen for an
+ * expected cohort of 100, wraps a 32-bit lane when 2,000 aligned updates are
+ * summed, and pvg_fl_config_check_cohort says so; the step for 2,000 does
+ * not. A 16-bit lane with distributed DP leaves room for max_cohort noise
+ * shares, splits the noise over the survivor floor, and refuses a cohort it
+ * cannot hold, naming the field. */
+static void test_config_for_cohort(void **state)
+{
+    (void)state;
+    const uint32_t n_items = 20, M = 2000;
+    pvg_fl_config c = small_cfg();
+    c.expected_cohort = 100; /* the default's */
+    pvg_error err;
+    assert_int_equal(pvg_fl_config_check_cohort(&c, n_items, 100, 3, &err), PVG_OK);
+    assert_int_equal(pvg_fl_config_check_cohort(&c, n_items, M, 3, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "max_cohort");
+    assert_true(aligned_sum_error(&c, n_items, M) > 0.5); /* it wrapped */
+
+    pvg_fl_config w = c;
+    assert_int_equal(pvg_fl_config_for_cohort(&w, n_items, 32, M, 3, &err), PVG_OK);
+    assert_int_equal(w.bits, 32);
+    assert_true(w.expected_cohort == M);
+    assert_true(w.granularity > 0);
+    assert_int_equal(pvg_fl_config_check_cohort(&w, n_items, M, 3, &err), PVG_OK);
+    assert_true(aligned_sum_error(&w, n_items, M) < 1e-3);
+    /* room for SecAgg's largest cohort at 32 bits, still far finer than the clip */
+    w = c;
+    assert_int_equal(pvg_fl_config_for_cohort(&w, n_items, 32, PVG_FL_MAX_COHORT, 3, &err), PVG_OK);
+    assert_true(w.granularity < c.clip / 1e4);
+
+    /* 16 bits, distributed DP */
+    pvg_fl_config d = small_cfg();
+    d.dp = PVG_FL_DP_DISTRIBUTED;
+    d.noise_multiplier = 1.0;
+    assert_int_equal(pvg_fl_config_for_cohort(&d, n_items, 16, 50, 10, &err), PVG_OK);
+    assert_int_equal(d.bits, 16);
+    assert_true(d.expected_cohort == 10);
+    assert_int_equal(pvg_fl_config_check_cohort(&d, n_items, 50, 10, &err), PVG_OK);
+    assert_int_equal(pvg_fl_config_check_cohort(&d, n_items, 500, 10, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "max_cohort");
+    assert_non_null(strstr(err.text, "16-bit lane cannot hold"));
+    assert_int_equal(pvg_fl_config_check_cohort(&d, n_items, 50, 9, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "min_survivors");
+    /* the step for 50 with noise: the aligned sum decodes within the noise-free bound */
+    d.dp = PVG_FL_DP_NONE; /* the same step, without drawing noise */
+    assert_true(aligned_sum_error(&d, n_items, 50) < 0.05);
+    d.dp = PVG_FL_DP_DISTRIBUTED;
+    /* too many clients for 16 bits, and bad arguments, leave cfg alone */
+    pvg_fl_config keep = d;
+    assert_int_equal(pvg_fl_config_for_cohort(&d, n_items, 16, 60000, 10, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "max_cohort");
+    assert_memory_equal(&d, &keep, sizeof d);
+    assert_int_equal(pvg_fl_config_for_cohort(&d, n_items, 24, 50, 10, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "lane_bits");
+    assert_int_equal(pvg_fl_config_for_cohort(&d, n_items, 16, 50, 60, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "min_survivors");
+    assert_int_equal(pvg_fl_config_for_cohort(&d, n_items, 16, 0, 10, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "max_cohort");
+    assert_memory_equal(&d, &keep, sizeof d);
+}
+
 /* Clipping: one client with a huge history moves the decoded sum by at
  * most C plus the rounding bound (the neighbouring relation of the DP
  * guarantee: add or remove one shopper). */
@@ -825,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_encode_decode_roundtrip),
         cmocka_unit_test(test_sparse_encoding_matches_dense_reference),
         cmocka_unit_test(test_sum_of_encoded_updates),
+        cmocka_unit_test(test_config_for_cohort),
         cmocka_unit_test(test_clipping_bounds_one_client),
         cmocka_unit_test(test_ddg_noise_variance),
         cmocka_unit_test(test_client_refuses_insecure_rng_for_ddg),

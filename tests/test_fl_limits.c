@@ -117,6 +117,74 @@ static void test_registry_capacity(void **state)
 /* The cohort ceiling: a round never sums more clients than the update's
  * encoding leaves room for (a 16-bit lane's sum would wrap silently), so the
  * registry is bounded by max_cohort as by SecAgg's limit. */
+/* A coordinator given the training config refuses one whose lane cannot
+ * hold the sum of its cohort limit's clipped, noised updates (naming the
+ * field), a lane or dimension that is not the config's, and takes the
+ * config pvg_fl_config_for_cohort sets for that limit. Without a max_cohort
+ * the limit is SecAgg's 65,535, which the default config's step (chosen for
+ * an expected cohort of 100) does not hold at 32 bits. */
+static void test_coord_checks_the_lane(void **state)
+{
+    (void)state;
+    const uint32_t n_items = 50;
+    pvg_rng *rng = pvg_rng_new_secure();
+    pvg_fl_config cfg;
+    pvg_fl_config_default(&cfg);
+    cfg.factors = 4;
+    pvg_fl_coord_options o;
+    memset(&o, 0, sizeof o);
+    o.d = (uint32_t)pvg_fl_update_dim(&cfg, n_items);
+    o.sample_rate = 1.0;
+    o.min_clients = 3;
+    o.min_survivors = 3;
+    o.start_delay = 86400;
+    o.rng = rng;
+    o.fl_config = &cfg;
+    o.fl_items = n_items;
+    pvg_fl_coord *c = NULL;
+    pvg_error err;
+    /* 32 bits, no DP, no max_cohort: 65,535 clients would wrap the default's step */
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "max_cohort");
+    assert_non_null(strstr(err.text, "65535"));
+    o.max_cohort = 100; /* what the default's step holds */
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    pvg_fl_coord_free(c);
+    o.max_cohort = 0;
+    assert_int_equal(pvg_fl_config_for_cohort(&cfg, n_items, 32, PVG_SECAGG_MAX_CLIENTS, 3, &err),
+                     PVG_OK);
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    pvg_fl_coord_free(c);
+
+    /* 16 bits with distributed DP: the step for 20 clients, not for 200 */
+    cfg.dp = PVG_FL_DP_DISTRIBUTED;
+    cfg.noise_multiplier = 1.0;
+    cfg.clip = 1.0;
+    cfg.granularity = 0;
+    assert_int_equal(pvg_fl_config_for_cohort(&cfg, n_items, 16, 20, 3, &err), PVG_OK);
+    o.lane_bits = 16;
+    o.max_cohort = 20;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_OK);
+    pvg_fl_coord_free(c);
+    o.max_cohort = 200;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "max_cohort");
+    assert_non_null(strstr(err.text, "16-bit lane cannot hold"));
+    o.max_cohort = 20;
+    o.min_survivors = 2; /* below the floor the noise is split over */
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "min_survivors");
+    o.min_survivors = 3;
+    o.lane_bits = 32; /* a lane wider than the encoding */
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "lane_bits");
+    o.lane_bits = 16;
+    o.d += 1;
+    assert_int_equal(pvg_fl_coord_new(&o, &c, &err), PVG_ERR_INVALID);
+    assert_string_equal(err.source, "d");
+    pvg_rng_free(rng);
+}
+
 static void test_registry_bounded_by_max_cohort(void **state)
 {
     (void)state;
@@ -689,6 +757,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry_capacity),
         cmocka_unit_test(test_registry_bounded_by_max_cohort),
+        cmocka_unit_test(test_coord_checks_the_lane),
         cmocka_unit_test(test_registrations_expire),
         cmocka_unit_test(test_grace_closes_a_phase),
         cmocka_unit_test(test_junk_after_finish_is_not_polling),

@@ -49,22 +49,50 @@ static void test_kdf_kat(void **state)
     assert_int_equal(crypto_scalarmult(shared, a_sk, b_pk), 0);
     assert_memory_equal(shared, want, 32);
     /* pvg_secagg_kdf, computed independently with Python's hashlib.blake2b:
-     * master = blake2b(shared || session || lo || hi, 32),
+     * master = blake2b("PVSA-kdf-v3" || shared || session || lo || hi || mode, 32) with mode =
+     * version u8 | bits u8 | rounds u8 | 0 u8 | n | k | t | d (LE32),
      * out = blake2b(key=master, salt=purpose LE64 || 0^8, person="PVGSECAG" || 0^8) */
-    uint8_t session[16], out[32];
+    pvg_secagg_params p = {.n = 10, .k = 9, .t = 6, .d = 100, .bits = 32};
+    uint8_t out[32];
     for (int i = 0; i < 16; i++)
-        session[i] = (uint8_t)i;
-    pvg_secagg_kdf(shared, session, 3, 7, 1, out);
-    hex("fc852c8aca922ffed4bb7617b3517699b94887fef0cd64bfb336ce0b47b9ac03", want, 32);
+        p.session[i] = (uint8_t)i;
+    assert_int_equal(pvg_secagg_wire_version(&p), 3);
+    pvg_secagg_kdf(&p, shared, 3, 7, 1, out);
+    hex("7e58ba50ba9ed0888cc5e4ac3ecff1eefd8b1703eb989bfb8b092531a42ec6ff", want, 32);
     assert_memory_equal(out, want, 32);
-    pvg_secagg_kdf(shared, session, 7, 3, 2, out);
-    hex("8fc95c74eb3aa61773fad309d5b9a65a4b51f49c129c71a2bc505b04f528b4bd", want, 32);
+    pvg_secagg_kdf(&p, shared, 7, 3, 2, out);
+    hex("fa0b0ce5d4c44d76a7959b73b4036d035645a0fac2c85d527a51d67756353d72", want, 32);
     assert_memory_equal(out, want, 32);
     /* symmetric in the ids */
     uint8_t out2[32];
-    pvg_secagg_kdf(shared, session, 7, 3, 1, out2);
-    pvg_secagg_kdf(shared, session, 3, 7, 1, out);
+    pvg_secagg_kdf(&p, shared, 7, 3, 1, out2);
+    pvg_secagg_kdf(&p, shared, 3, 7, 1, out);
     assert_memory_equal(out, out2, 32);
+    /* the mode is bound: another lane, PRG or graph derives an unrelated key */
+    pvg_secagg_params q = p;
+    q.bits = 16;
+    pvg_secagg_kdf(&q, shared, 3, 7, 1, out2);
+    hex("cedd9d4f98c9782f101fa36cd95f157e612f2f227150909da8fa01b3af0df681", want, 32);
+    assert_memory_equal(out2, want, 32);
+    q = p;
+    q.mask_rounds = 12;
+    pvg_secagg_kdf(&q, shared, 3, 7, 1, out2);
+    hex("6345395fc4f00442f406d8738dcbb15631c7b65868fc7a1be9a08dfe5c2338ca", want, 32);
+    assert_memory_equal(out2, want, 32);
+    q = p;
+    q.mask_rounds = 20; /* 0 and 20 are the same PRG */
+    pvg_secagg_kdf(&q, shared, 3, 7, 1, out2);
+    assert_memory_equal(out, out2, 32);
+    const unsigned tweak[][4] = {{11, 9, 6, 100}, {10, 8, 6, 100}, {10, 9, 5, 100}, {10, 9, 6, 99}};
+    for (size_t i = 0; i < 4; i++) {
+        q = p;
+        q.n = tweak[i][0];
+        q.k = tweak[i][1];
+        q.t = tweak[i][2];
+        q.d = tweak[i][3];
+        pvg_secagg_kdf(&q, shared, 3, 7, 1, out2);
+        assert_memory_not_equal(out, out2, 32);
+    }
 }
 
 static void test_mask_kernel(void **state)
@@ -642,6 +670,40 @@ static void test_lane16_session_and_modes(void **state)
     sess_close(&S);
 }
 
+/* The session's mode is bound into the pairwise keys: a server that tells
+ * one client another threshold (which no message header carries) cannot
+ * run it in the session unnoticed. Before the binding every box opened and
+ * the client took part under a threshold its neighbours did not share;
+ * now no box between it and a neighbour opens, on either side. */
+static void test_mode_bound_into_keys(void **state)
+{
+    (void)state;
+    session S;
+    sess_open(&S, 5, 4, 3, 6, 77);
+    pvg_secagg_params q = S.p;
+    q.t = 4;
+    pvg_secagg_client_free(S.c[2]);
+    assert_int_equal(pvg_secagg_client_new_ex(&q, 2, S.rng, 1, &S.c[2], NULL), PVG_OK);
+    int live[5] = {1, 1, 1, 1, 1};
+    sess_round(&S, 0, live, 1);
+    assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    sess_round(&S, 1, live, 1);
+    assert_int_equal(pvg_secagg_server_advance(S.s, NULL), PVG_OK);
+    for (uint32_t i = 0; i < 5; i++) {
+        uint8_t *in = NULL, *out = NULL;
+        size_t in_len = 0, out_len = 0;
+        pvg_error err;
+        assert_int_equal(pvg_secagg_server_message_for(S.s, i, &in, &in_len, &err), PVG_OK);
+        pvg_status st = pvg_secagg_client_masked_input(S.c[i], in, in_len, S.x + (size_t)i * 6,
+                                                       &out, &out_len, &err);
+        if (st != PVG_ERR_CRYPTO) fail_msg("client %u: status %d, %s", i, st, err.text);
+        assert_string_equal(err.source, "FORWARD");
+        free(in);
+        free(out);
+    }
+    sess_close(&S);
+}
+
 /* ---- wire robustness ---- */
 
 static void test_wire_refusals(void **state)
@@ -1152,6 +1214,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_abort_below_threshold),
         cmocka_unit_test(test_masked_input_uniform),
         cmocka_unit_test(test_t_minus_1_colluders),
+        cmocka_unit_test(test_mode_bound_into_keys),
         cmocka_unit_test(test_wire_refusals),
         cmocka_unit_test(test_late_and_forged_shares),
         cmocka_unit_test(test_fuzz_server),

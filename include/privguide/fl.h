@@ -49,6 +49,9 @@ extern "C" {
 /* The version byte of the broadcast wire format. */
 #define PVG_FL_WIRE_VERSION 1
 
+/* The most clients one round may sum (SecAgg's PVG_SECAGG_MAX_CLIENTS). */
+#define PVG_FL_MAX_COHORT 65535
+
 /* One training configuration, public, sent to every client in the round's
  * broadcast. pvg_fl_config_default fills sensible values. */
 typedef struct pvg_fl_config {
@@ -88,6 +91,31 @@ typedef struct pvg_fl_config {
  * alpha0 should match the centralised model they replace (alpha0 = alpha_c nnz / (|U| |I|),
  * docs/models.md). */
 void pvg_fl_config_default(pvg_fl_config *cfg);
+
+/* Sets cfg's encoding for rounds that sum at most max_cohort clients' updates in a
+ * lane_bits-bit SecAgg lane (16 or 32) so that the sum cannot wrap (with overwhelming
+ * probability: 8 sub-Gaussian scales of the rotated, clipped updates plus 8 noise stds fit in
+ * half the modulus, docs/federated.md "The cohort bound"). cfg holds the model and DP settings
+ * (factors, clip, dp, noise_multiplier; granularity 0 for the automatic step, or a chosen one,
+ * which is then only checked). On success: cfg->bits = lane_bits; cfg->expected_cohort =
+ * min_survivors with distributed DP (each client's noise share is sigma^2 / min_survivors, and
+ * the step leaves room for max_cohort shares: z sqrt(max_cohort / min_survivors) on the sum),
+ * max_cohort otherwise; cfg->granularity the step for max_cohort clients. cfg is unchanged on
+ * error. Errors: PVG_ERR_INVALID naming the field (source "lane_bits", "max_cohort" when the lane
+ * cannot hold that many clients' sum, "min_survivors", or the config's own field). */
+pvg_status pvg_fl_config_for_cohort(pvg_fl_config *cfg, uint32_t n_items, unsigned lane_bits,
+                                    uint32_t max_cohort, uint32_t min_survivors,
+                                    pvg_error *err) PVG_WARN_UNUSED;
+
+/* Checks that cfg's encoding (cfg->bits, its resolved step) holds the sum of max_cohort
+ * clients' clipped and noised updates without wrapping, by the bound of
+ * pvg_fl_config_for_cohort, and, with distributed DP, that min_survivors is at least the
+ * expected cohort the noise is split over (max_cohort too). The coordinator calls it on the
+ * config it is given (pvg_fl_coord_options fl_config). Errors: PVG_ERR_INVALID, source
+ * "max_cohort" (the lane cannot hold the sum) or "min_survivors", or the config's field. */
+pvg_status pvg_fl_config_check_cohort(const pvg_fl_config *cfg, uint32_t n_items,
+                                      uint32_t max_cohort, uint32_t min_survivors,
+                                      pvg_error *err) PVG_WARN_UNUSED;
 
 typedef struct pvg_fl_model pvg_fl_model; /* server side: item factors + optimiser state + round */
 

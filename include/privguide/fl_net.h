@@ -19,6 +19,7 @@
 #define PRIVGUIDE_FL_NET_H
 
 #include <privguide/common.h>
+#include <privguide/fl.h>
 #include <privguide/rng.h>
 #include <privguide/secagg.h>
 
@@ -118,6 +119,15 @@ typedef struct pvg_fl_coord_options {
                              then takes at most the N with N q + 10 sqrt(N q (1 - q)) <=
                              max_cohort, and a larger sampled cohort aborts before any SecAgg
                              message. 0: SecAgg's limit PVG_SECAGG_MAX_CLIENTS; else 3..that */
+    const pvg_fl_config *fl_config; /* the training config whose encoded updates the vectors
+                                       are (read by pvg_fl_coord_new only; NULL: vectors of
+                                       another kind, not checked). pvg_fl_coord_new then refuses
+                                       a config whose bits differ from lane_bits, whose update
+                                       dimension for fl_items is not d, or whose lane cannot
+                                       hold the sum of the cohort limit's (max_cohort, or
+                                       SecAgg's) clients' clipped, noised updates
+                                       (pvg_fl_config_check_cohort, with min_survivors) */
+    uint32_t fl_items;              /* the catalog size of fl_config's model */
 } pvg_fl_coord_options;
 
 /* What happened in one round (pvg_fl_coord_wait). */

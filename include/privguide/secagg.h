@@ -47,8 +47,9 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default) /* the API; everything else is hidden */
 
-#define PVG_SECAGG_WIRE_VERSION 1       /* bits 32 or 64, ChaCha20 masks */
-#define PVG_SECAGG_WIRE_VERSION_LANES 2 /* bits 16, or masks of ChaCha12 / ChaCha8 */
+/* Versions 1 and 2 (before the session's mode was bound into the key derivation) are refused. */
+#define PVG_SECAGG_WIRE_VERSION 3       /* bits 32 or 64, ChaCha20 masks */
+#define PVG_SECAGG_WIRE_VERSION_LANES 4 /* bits 16, or masks of ChaCha12 / ChaCha8 */
 #define PVG_SECAGG_MAX_CLIENTS 65535
 #define PVG_SECAGG_MAX_DIM (1u << 28)
 
@@ -255,10 +256,14 @@ void pvg_secagg_mask_add_ref_rounds(void *vec, size_t offset, size_t len, unsign
 void pvg_secagg_chacha_block_ref(const uint8_t key[32], uint32_t counter, const uint8_t nonce[12],
                                  unsigned rounds, uint8_t out[64]);
 
-/* The key derivation: out = crypto_kdf_derive_from_key(32, purpose,
- * "PVGSECAG", BLAKE2b-256(shared || session || lo_id LE32 || hi_id LE32))
- * with lo_id < hi_id. purpose 1 = pairwise mask seed, 2 = share-box key. */
-void pvg_secagg_kdf(const uint8_t shared[32], const uint8_t session[16], uint32_t a, uint32_t b,
+/* The key derivation of session p (checked params): out =
+ * crypto_kdf_derive_from_key(32, purpose, "PVGSECAG", BLAKE2b-256("PVSA-kdf-v3" || shared ||
+ * session || lo_id LE32 || hi_id LE32 || mode)) with lo_id < hi_id and mode the session's 20
+ * bytes: wire version u8 (pvg_secagg_wire_version), bits u8, mask rounds u8 (0 read as 20), 0 u8,
+ * n, k, t, d (LE32 each). purpose 1 = pairwise mask seed, 2 = share-box key. Binding the mode
+ * means parties of different modes (lane, PRG, graph) never derive masks that cancel nor open
+ * each other's boxes. */
+void pvg_secagg_kdf(const pvg_secagg_params *p, const uint8_t shared[32], uint32_t a, uint32_t b,
                     uint64_t purpose, uint8_t out[32]);
 
 /* ---- quantisation ---- */

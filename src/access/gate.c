@@ -198,6 +198,35 @@ static pvg_status actor_owns(pvg_access *g, const unsigned char ps[PVG_PSEUDONYM
     return PVG_OK;
 }
 
+/* The reads of personal_read_begin, in one snapshot (pvg_store_read_retry
+ * may run them again): whether the actor owns the shopper (when asked), then
+ * the shopper's consent and whether it allows the purpose. */
+struct personal_reads {
+    pvg_access *g;
+    const unsigned char *ps;
+    pvg_purpose purpose;
+    int check_owner;
+    int own, known, ok; /* out */
+};
+
+static pvg_status personal_reads_run(pvg_store *s, void *ctx, pvg_error *err)
+{
+    (void)s;
+    struct personal_reads *r = ctx;
+    r->own = 1, r->known = 0, r->ok = 0;
+    pvg_status st = r->check_owner ? actor_owns(r->g, r->ps, &r->own, err) : PVG_OK;
+    if (st != PVG_OK || !r->own) return st;
+    pvg_consent c;
+    st = pvg_store_consent_get_pseudonym(r->g->store, r->ps, &c, err);
+    r->known = st == PVG_OK;
+    if (st == PVG_ERR_NOT_FOUND) {
+        pvg_error_clear(err);
+        return PVG_OK;
+    }
+    if (st == PVG_OK) st = allowed(r->g, r->purpose, &c, &r->ok, err);
+    return st;
+}
+
 /* The preamble of a gated read of one shopper's personal data, in this
  * order: (1) the actor, when only the shopper's own token may read
  * (own_only), and always when the actor is a shopper token (a token reaches
@@ -223,7 +252,6 @@ static pvg_status personal_read_begin(pvg_access *g, const char *action, pvg_pur
     pvg_store_pseudonym(g->store, ext_user, ps);
     char subject[SUBJECT_LEN];
     sodium_bin2hex(subject, sizeof subject, ps, sizeof ps);
-    int own = 1, known = 0, ok = 0;
     /* a shopper token reaches only its own shopper, on every path (the
        front-end's routes need not be trusted to check it) */
     int token = g->actor && strncmp(g->actor, "token:", 6) == 0;
@@ -231,25 +259,9 @@ static pvg_status personal_read_begin(pvg_access *g, const char *action, pvg_pur
        the store (which may answer from its memo while nothing changed; a
        snapshot the store saw change between two of its reads answers busy
        and is read again) */
-    pvg_status st = PVG_ERR_BUSY;
-    for (int attempt = 0; attempt < 3 && st == PVG_ERR_BUSY; attempt++) {
-        own = 1, known = 0, ok = 0;
-        pvg_error_clear(err);
-        st = pvg_store_read_begin(g->store, err);
-        if (st != PVG_OK) continue;
-        st = own_only || token ? actor_owns(g, ps, &own, err) : PVG_OK;
-        if (st == PVG_OK && own) {
-            pvg_consent c;
-            st = pvg_store_consent_get_pseudonym(g->store, ps, &c, err);
-            known = st == PVG_OK;
-            if (st == PVG_ERR_NOT_FOUND) {
-                pvg_error_clear(err);
-                st = PVG_OK;
-            }
-            if (st == PVG_OK && known) st = allowed(g, purpose, &c, &ok, err);
-        }
-        pvg_store_read_end(g->store);
-    }
+    struct personal_reads r = {g, ps, purpose, own_only || token, 1, 0, 0};
+    pvg_status st = pvg_store_read_retry(g->store, personal_reads_run, &r, err);
+    int own = r.own, known = r.known, ok = r.ok;
     if (st != PVG_OK) return st;
     *reason = !own     ? "not_own_token"
               : !known ? "unknown_user"

@@ -159,8 +159,8 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
                                   "client %u advertised a low-order public key", v);
             break;
         }
-        pvg_secagg_kdf(shared, c->p.session, c->id, v, 2, kx[i].box_key);
-        pvg_secagg_kdf(shared + 32, c->p.session, c->id, v, 1, kx[i].mask_seed);
+        pvg_secagg_kdf(&c->p, shared, c->id, v, 2, kx[i].box_key);
+        pvg_secagg_kdf(&c->p, shared + 32, c->id, v, 1, kx[i].mask_seed);
     }
     sodium_memzero(shared, sizeof shared);
     if (st != PVG_OK) {

@@ -151,18 +151,33 @@ long sa_find(const uint32_t *a, size_t n, uint32_t x)
 
 /* ---- KDF, commitments, box AD ---- */
 
-void pvg_secagg_kdf(const uint8_t shared[32], const uint8_t session[16], uint32_t a, uint32_t b,
+static unsigned rounds_of(unsigned rounds);
+
+void pvg_secagg_kdf(const pvg_secagg_params *p, const uint8_t shared[32], uint32_t a, uint32_t b,
                     uint64_t purpose, uint8_t out[32])
 {
-    uint8_t master[32], ids[8];
+    uint8_t master[32], ids[8], mode[20];
     uint32_t lo = a < b ? a : b, hi = a < b ? b : a;
     sa_put32(ids, lo);
     sa_put32(ids + 4, hi);
+    /* the session's mode: wire version, lane bits, mask rounds, graph and dimension. Parties
+     * of different modes derive unrelated keys: their masks never cancel and their boxes never
+     * open, so a server cannot move one client to another mode unnoticed */
+    mode[0] = (uint8_t)pvg_secagg_wire_version(p);
+    mode[1] = (uint8_t)p->bits;
+    mode[2] = (uint8_t)rounds_of(p->mask_rounds);
+    mode[3] = 0;
+    sa_put32(mode + 4, p->n);
+    sa_put32(mode + 8, p->k);
+    sa_put32(mode + 12, p->t);
+    sa_put32(mode + 16, p->d);
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, 32);
+    crypto_generichash_update(&h, (const uint8_t *)"PVSA-kdf-v3", 11);
     crypto_generichash_update(&h, shared, 32);
-    crypto_generichash_update(&h, session, 16);
+    crypto_generichash_update(&h, p->session, 16);
     crypto_generichash_update(&h, ids, 8);
+    crypto_generichash_update(&h, mode, sizeof mode);
     crypto_generichash_final(&h, master, 32);
     crypto_kdf_derive_from_key(out, 32, purpose, "PVGSECAG", master);
     sodium_memzero(master, sizeof master);
@@ -603,7 +618,7 @@ uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint3
     if (!m) return NULL;
     memcpy(m, "PVSA", 4);
     m[4] = (uint8_t)pvg_secagg_wire_version(p);
-    if (m[4] == PVG_SECAGG_WIRE_VERSION_LANES) { /* version 2 names its mode */
+    if (m[4] == PVG_SECAGG_WIRE_VERSION_LANES) { /* the lanes version names its mode */
         m[6] = (uint8_t)p->bits;
         m[7] = (uint8_t)rounds_of(p->mask_rounds);
     }

@@ -422,7 +422,7 @@ static pvg_status finish(pvg_secagg_server *s, pvg_error *err)
                     st = pvg_error_set(err, PVG_ERR_CRYPTO, "secagg server: key agreement failed");
                     break;
                 }
-                pvg_secagg_kdf(shared, s->p.session, o, v, 1, seeds + 32 * it);
+                pvg_secagg_kdf(&s->p, shared, o, v, 1, seeds + 32 * it);
                 sodium_memzero(shared, 32);
                 /* v added +PRG when v < o; remove it */
                 signs[it++] = v < o ? -1 : +1;

@@ -638,9 +638,28 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
     if (o->server_threads > 64)
         return pvg_error_set(err, PVG_ERR_INVALID, "fl coordinator: server_threads %u, want 1..64",
                              o->server_threads);
+    if (o->fl_config) {
+        /* the vectors are encoded updates: their lane must hold the largest cohort's sum */
+        unsigned lane = o->lane_bits ? o->lane_bits : 32;
+        if (o->fl_config->bits != lane)
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "lane_bits", 0, 0, -1,
+                                    "fl coordinator: lane_bits %u, the config encodes its updates "
+                                    "mod 2^%u",
+                                    lane, o->fl_config->bits);
+        size_t fd = pvg_fl_update_dim(o->fl_config, o->fl_items);
+        if (fd != o->d)
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "d", 0, 0, -1,
+                                    "fl coordinator: d = %u, the config's update for %u items has "
+                                    "%zu words",
+                                    o->d, o->fl_items, fd);
+        pvg_status cst = pvg_fl_config_check_cohort(o->fl_config, o->fl_items, cohort_limit(o),
+                                                    o->min_survivors, err);
+        if (cst != PVG_OK) return cst;
+    }
     pvg_fl_coord *c = calloc(1, sizeof *c);
     if (!c) return pvg_error_set(err, PVG_ERR_NOMEM, "fl coordinator");
     c->o = *o;
+    c->o.fl_config = NULL; /* borrowed for the check above only */
     if (!c->o.min_clients) c->o.min_clients = 3;
     if (!c->o.min_cohort) c->o.min_cohort = 3;
     if (c->o.min_clients < 3 || c->o.min_cohort < 3) {

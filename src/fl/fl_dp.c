@@ -85,6 +85,30 @@ static double round_bound(double cint, size_t d)
     return sqrt(cint * cint + (double)d / 4.0 + (cint + sd / 2.0));
 }
 
+/* The room a sum of n encoded updates needs in half the modulus: 8
+ * sub-Gaussian scales of the rounded updates after rotation (n B /
+ * sqrt(block)), 8 noise stds (z_sum B on the sum) and n (rounding). */
+static double wrap_need(double n, double b, size_t blk, double z_sum)
+{
+    return 8.0 * (n * b / sqrt((double)blk) + z_sum * b) + n;
+}
+
+/* The automatic clip bound in steps for a sum of n clients whose noise is z_sum B on the sum
+ * (z: the config's multiplier, whose std z B must stay in the sampler's range): the largest
+ * (within 10%) that wrap_need fits in half the 2^bits modulus, at most a quarter of it. */
+static double auto_step(double n, double z, double z_sum, size_t blk, size_t d, unsigned bits)
+{
+    double half = ldexp(1.0, (int)bits - 1);
+    double cint = (half - n) / (8.0 * (n / sqrt((double)blk) + z_sum * 1.05));
+    if (cint > half / 4) cint = half / 4;
+    if (z > 0 && cint * z > ldexp(1.0, 23) / 1.05) cint = ldexp(1.0, 23) / 1.05 / z;
+    for (int it = 0; it < 60; it++) {
+        if (wrap_need(n, round_bound(cint, d), blk, z_sum) <= half) break;
+        cint *= 0.9;
+    }
+    return cint;
+}
+
 pvg_status fl_code_of(const pvg_fl_config *cfg, uint32_t n_items, fl_code *out, pvg_error *err)
 {
     pvg_status st = fl_config_check(cfg, err);
@@ -109,13 +133,7 @@ pvg_status fl_code_of(const pvg_fl_config *cfg, uint32_t n_items, fl_code *out, 
          * coordinate of the sum is sub-Gaussian with scale <= n C / sqrt(block)
          * (rounding adds <= n); 8 of those plus 8 noise stds fit in half the
          * modulus. The integer noise std stays <= 2^23 (the sampler's range). */
-        cint = (half - n) / (8.0 * (n / sqrt((double)blk) + z * 1.05));
-        if (z > 0 && cint * z > ldexp(1.0, 23) / 1.05) cint = ldexp(1.0, 23) / 1.05 / z;
-        for (int it = 0; it < 60; it++) {
-            double b = round_bound(cint, d);
-            if (8.0 * (n * b / sqrt((double)blk) + z * b) + n <= half) break;
-            cint *= 0.9;
-        }
+        cint = auto_step(n, z, z, blk, d, cfg->bits);
     }
     if (!(cint <= half / 4))
         return pvg_error_set(err, PVG_ERR_INVALID,
@@ -151,6 +169,104 @@ pvg_status fl_code_of(const pvg_fl_config *cfg, uint32_t n_items, fl_code *out, 
                                  "fl: each client's noise share has variance < 16 steps^2: use a "
                                  "finer granularity");
     }
+    return PVG_OK;
+}
+
+/* The noise multiplier on a sum of m clients' inputs, in units of the encoding's bound B:
+ * central: z (one draw after unmasking); distributed: m shares of variance (z B)^2 / n,
+ * n = floor(expected_cohort); none: 0. */
+static double sum_noise(const pvg_fl_config *cfg, double m)
+{
+    if (cfg->dp == PVG_FL_DP_NONE) return 0;
+    if (cfg->dp == PVG_FL_DP_CENTRAL) return cfg->noise_multiplier;
+    return cfg->noise_multiplier * sqrt(m / floor(cfg->expected_cohort));
+}
+
+pvg_status pvg_fl_config_check_cohort(const pvg_fl_config *cfg, uint32_t n_items,
+                                      uint32_t max_cohort, uint32_t min_survivors, pvg_error *err)
+{
+    fl_code code;
+    pvg_status st = fl_code_of(cfg, n_items, &code, err);
+    if (st != PVG_OK) return st;
+    if (max_cohort < 1 || max_cohort > PVG_FL_MAX_COHORT)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "max_cohort", 0, 0, -1,
+                                "fl config: max_cohort %u, want 1..%u", max_cohort,
+                                PVG_FL_MAX_COHORT);
+    if (cfg->dp == PVG_FL_DP_DISTRIBUTED && (double)min_survivors < floor(cfg->expected_cohort))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "min_survivors", 0, 0, -1,
+                                "fl config: survivor floor %u below the expected cohort %.0f the "
+                                "distributed noise is split over: a revealed sum could carry "
+                                "less noise than announced",
+                                min_survivors, floor(cfg->expected_cohort));
+    if (cfg->dp == PVG_FL_DP_DISTRIBUTED && (double)max_cohort < floor(cfg->expected_cohort))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "max_cohort", 0, 0, -1,
+                                "fl config: max_cohort %u below the expected cohort %.0f the "
+                                "distributed noise is split over",
+                                max_cohort, floor(cfg->expected_cohort));
+    double half = ldexp(1.0, (int)cfg->bits - 1);
+    double need = wrap_need(max_cohort, code.bound, code.block, sum_noise(cfg, max_cohort));
+    if (!(need <= half))
+        return pvg_error_set_at(
+            err, PVG_ERR_INVALID, "max_cohort", 0, 0, -1,
+            "fl config: a %u-bit lane cannot hold the sum of max_cohort = %u clients' clipped%s "
+            "updates at granularity %.3g (the sum needs %.3g of the %.3g the lane holds each "
+            "way): lower max_cohort, use 32 bits or a coarser granularity",
+            cfg->bits, max_cohort, cfg->dp == PVG_FL_DP_NONE ? "" : ", noised", code.gamma, need,
+            half);
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_config_for_cohort(pvg_fl_config *cfg, uint32_t n_items, unsigned lane_bits,
+                                    uint32_t max_cohort, uint32_t min_survivors, pvg_error *err)
+{
+    if (!cfg) return pvg_error_set(err, PVG_ERR_INVALID, "fl config: NULL");
+    if (lane_bits != 16 && lane_bits != 32)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "lane_bits", 0, 0, -1,
+                                "fl config: lane_bits %u, want 16 or 32", lane_bits);
+    if (max_cohort < 1 || max_cohort > PVG_FL_MAX_COHORT)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "max_cohort", 0, 0, -1,
+                                "fl config: max_cohort %u, want 1..%u", max_cohort,
+                                PVG_FL_MAX_COHORT);
+    pvg_fl_config c = *cfg;
+    c.bits = lane_bits;
+    if (c.dp == PVG_FL_DP_DISTRIBUTED) {
+        /* each client adds sigma^2 / n_min and no sum of fewer than n_min is unmasked */
+        if (min_survivors < 1 || min_survivors > max_cohort)
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "min_survivors", 0, 0, -1,
+                                    "fl config: survivor floor %u, want 1..max_cohort (%u): the "
+                                    "distributed noise is split over it",
+                                    min_survivors, max_cohort);
+        c.expected_cohort = min_survivors;
+    } else {
+        c.expected_cohort = max_cohort;
+    }
+    pvg_status st = fl_config_check(&c, err);
+    if (st != PVG_OK) return st;
+    if (c.granularity == 0) {
+        size_t dr = fl_dim_raw(c.factors, n_items);
+        if (n_items == 0 || dr == 0)
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "fl: %u items at %u factors: update dimension outside 1..2^28",
+                                 n_items, c.factors);
+        size_t blk = next_pow2(dr);
+        if (blk > PVG_FL_BLOCK_MAX) blk = PVG_FL_BLOCK_MAX;
+        size_t d = (dr + blk - 1) / blk * blk;
+        double z = c.dp == PVG_FL_DP_NONE ? 0 : c.noise_multiplier;
+        double cint = auto_step(max_cohort, z, sum_noise(&c, max_cohort), blk, d, lane_bits);
+        if (!(cint >= 8))
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "max_cohort", 0, 0, -1,
+                                    "fl config: a %u-bit lane leaves %.3g quantisation steps for "
+                                    "the clip bound when max_cohort = %u clients' clipped%s "
+                                    "updates are summed (need >= 8): lower max_cohort or use 32 "
+                                    "bits",
+                                    lane_bits, cint, max_cohort,
+                                    c.dp == PVG_FL_DP_NONE ? "" : ", noised");
+        /* the step is sent as clip / cint: shave the division's rounding off the bound */
+        c.granularity = c.clip / (cint * (1 - 1e-9));
+    }
+    st = pvg_fl_config_check_cohort(&c, n_items, max_cohort, min_survivors, err);
+    if (st != PVG_OK) return st;
+    *cfg = c;
     return PVG_OK;
 }
 

@@ -211,6 +211,27 @@ static int is_hex(const char *p, size_t n)
     return 1;
 }
 
+/* The reads of pvg_auth_check, in one snapshot (pvg_store_read_retry may
+ * run them again): the credential's row and whether it is suspended. */
+struct cred_reads {
+    const char *id;
+    pvg_backend_cred *c;
+    int suspended; /* out */
+    char *why;
+    size_t why_len;
+};
+
+static pvg_status cred_reads_run(pvg_store *s, void *ctx, pvg_error *err)
+{
+    struct cred_reads *r = ctx;
+    r->suspended = 0;
+    pvg_backend *b = pvg_store_backend(s);
+    pvg_status st = b->ops->cred_get(b, r->id, r->c, err);
+    if (st == PVG_OK)
+        st = pvg_monitor_is_suspended(s, r->id, &r->suspended, r->why, r->why_len, err);
+    return st;
+}
+
 pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pvg_error *err)
 {
     if (!s || !out) return pvg_error_set(err, PVG_ERR_INVALID, "auth check: NULL argument");
@@ -231,22 +252,14 @@ pvg_status pvg_auth_check(pvg_store *s, const char *cred, pvg_principal *out, pv
     /* the credential and its suspension from one snapshot of the store
      * (which may answer from its memo while neither was written; a
      * snapshot the store saw change between its two reads answers busy and
-     * is read again) */
-    pvg_backend *b = pvg_store_backend(s);
+     * is read again); the suspension is access monitoring's (monitor.h),
+     * kept in the store for every process */
     pvg_backend_cred c;
     memset(&c, 0, sizeof c);
-    int suspended = 0; /* access monitoring (monitor.h): kept in the store for every process */
     char why[200];
-    pvg_status st = PVG_ERR_BUSY;
-    for (int attempt = 0; attempt < 3 && st == PVG_ERR_BUSY; attempt++) {
-        suspended = 0;
-        pvg_error_clear(err);
-        st = pvg_store_read_begin(s, err);
-        if (st != PVG_OK) continue;
-        st = b->ops->cred_get(b, id, &c, err);
-        if (st == PVG_OK) st = pvg_monitor_is_suspended(s, id, &suspended, why, sizeof why, err);
-        pvg_store_read_end(s);
-    }
+    struct cred_reads r = {id, &c, 0, why, sizeof why};
+    pvg_status st = pvg_store_read_retry(s, cred_reads_run, &r, err);
+    int suspended = r.suspended;
     if (st != PVG_OK) sodium_memzero(c.secret_hash, sizeof c.secret_hash);
     if (st == PVG_ERR_NOT_FOUND)
         return pvg_error_set(err, PVG_ERR_PERMISSION, "unknown credential");

@@ -8,6 +8,7 @@
  * of every byte before it (against damage, not against tampering: a backup
  * is to be kept where only the operator can write).
  */
+#include "store/datafile.h"
 #include "store/backend.h"
 #include "store/store_priv.h"
 
@@ -562,9 +563,7 @@ static pvg_status extract(const char *path, const char *kind, const char *new_di
         if (strchr(name, '/')) {
             char sub[4096];
             snprintf(sub, sizeof sub, "%s/%s", new_dir, PVG_MODEL_SUBDIR);
-            if (mkdir(sub, 0700) != 0 && errno != EEXIST)
-                st = pvg_error_set_at(err, PVG_ERR_IO, sub, 0, 0, -1, "cannot create: %s",
-                                      strerror(errno));
+            st = pvg_datadir_make(sub, 1, NULL, err);
         }
         /* store.id comes in both backups: the second must match the first */
         if (st == PVG_OK && strcmp(name, PVG_STORE_ID_FILE) == 0 && access(out, F_OK) == 0) {
@@ -575,10 +574,8 @@ static pvg_status extract(const char *path, const char *kind, const char *new_di
             }
             continue;
         }
-        int fd = st == PVG_OK ? open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
-        if (st == PVG_OK && fd < 0)
-            st = pvg_error_set_at(err, PVG_ERR_IO, out, 0, 0, -1, "cannot create: %s",
-                                  strerror(errno));
+        int fd = -1;
+        if (st == PVG_OK) st = pvg_datafile_open(out, O_WRONLY | O_CREAT | O_EXCL, &fd, err);
         for (long long l = size; st == PVG_OK && l > 0;) {
             size_t k = l < (long long)sizeof buf ? (size_t)l : sizeof buf;
             st = read_exact(f, buf, k, NULL, path, &off, err);
@@ -674,10 +671,10 @@ pvg_status pvg_store_restore(const char *backup_path, const char *keys_path, con
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     int made_dir = 0;
-    if (mkdir(new_dir, 0700) == 0)
-        made_dir = 1;
-    else {
-        DIR *d = errno == EEXIST ? opendir(new_dir) : NULL;
+    st = pvg_datadir_make(new_dir, 0, &made_dir, err);
+    if (st != PVG_OK) return st;
+    if (!made_dir) {
+        DIR *d = opendir(new_dir);
         int empty = d != NULL;
         struct dirent *de;
         while (d && (de = readdir(d)) != NULL)

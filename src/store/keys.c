@@ -15,6 +15,7 @@
  * kid of a key is an 8-byte BLAKE2b of it; it lets a rotation that was
  * interrupted know which rows still need rewrapping.
  */
+#include "store/datafile.h"
 #include "store/store_priv.h"
 
 #include <errno.h>
@@ -563,7 +564,9 @@ pvg_status pvg_keys_store_id(const char *dir, int create, char out[2 * PVG_STORE
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, PVG_STORE_ID_FILE);
     out[0] = '\0';
-    FILE *f = fopen(path, "r");
+    FILE *f = NULL;
+    pvg_status ost = pvg_datafile_fopen(path, "r", &f, err); /* never through a link */
+    if (ost != PVG_OK && ost != PVG_ERR_NOT_FOUND) return ost;
     if (f) {
         char line[80] = "";
         unsigned char bin[PVG_STORE_ID_BYTES];
@@ -579,9 +582,7 @@ pvg_status pvg_keys_store_id(const char *dir, int create, char out[2 * PVG_STORE
         memcpy(out, line, 2 * PVG_STORE_ID_BYTES + 1);
         return PVG_OK;
     }
-    if (errno != ENOENT)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s",
-                                strerror(errno));
+    pvg_error_clear(err);
     if (!create)
         return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, path, 0, 0, -1,
                                 "the data dir has no store id");
@@ -593,10 +594,9 @@ pvg_status pvg_keys_store_id(const char *dir, int create, char out[2 * PVG_STORE
         memcpy(txt, want, 2 * PVG_STORE_ID_BYTES);
     memcpy(out, txt, 2 * PVG_STORE_ID_BYTES + 1);
     strcat(txt, "\n");
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s",
-                                strerror(errno));
+    int fd;
+    pvg_status cst = pvg_datafile_open(path, O_WRONLY | O_CREAT | O_TRUNC, &fd, err);
+    if (cst != PVG_OK) return cst;
     ssize_t w = write(fd, txt, strlen(txt));
     int bad = w != (ssize_t)strlen(txt) || fsync(fd) != 0, e = errno;
     close(fd);

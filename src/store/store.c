@@ -3,6 +3,7 @@
  * resolution, and the catalog. The data itself is kept by the backend
  * (backend.h; the SQLite one in src/store/sqlite/).
  */
+#include "store/datafile.h"
 #include "store/store_priv.h"
 #include "store/text.h"
 
@@ -64,6 +65,19 @@ void pvg_store_read_end(pvg_store *s)
     if (s->be->ops->read_end) s->be->ops->read_end(s->be);
 }
 
+pvg_status pvg_store_read_retry(pvg_store *s, pvg_store_reads_fn reads, void *ctx, pvg_error *err)
+{
+    pvg_status st = PVG_ERR_BUSY;
+    for (int attempt = 0; attempt < PVG_STORE_READ_TRIES && st == PVG_ERR_BUSY; attempt++) {
+        pvg_error_clear(err);
+        st = pvg_store_read_begin(s, err);
+        if (st != PVG_OK) continue;
+        st = reads(s, ctx, err);
+        pvg_store_read_end(s);
+    }
+    return st;
+}
+
 const char *pvg_store_dir(const pvg_store *s)
 {
     return s->dir;
@@ -96,9 +110,9 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
     pvg_status st = pvg_init();
     if (st != PVG_OK) return pvg_error_set(err, st, "the system random generator is unavailable");
     char path[4096];
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return pvg_error_set_at(err, PVG_ERR_IO, dir, 0, 0, -1, "cannot create directory: %s",
-                                strerror(errno));
+    /* 0700 whatever the umask, an existing directory made so too (datafile.h) */
+    st = pvg_datadir_make(dir, 1, NULL, err);
+    if (st != PVG_OK) return st;
     if (pvg_backend_exists(dir))
         return pvg_error_set_at(err, PVG_ERR_EXISTS, dir, 0, 0, -1, "a store exists here already");
     const char *db_url =
@@ -132,16 +146,26 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
     if (st != PVG_OK) return st;
     char idpath[4096];
     join(idpath, sizeof idpath, dir, PVG_STORE_ID_FILE);
-    FILE *idf = fopen(idpath, "w");
-    if (!idf || fprintf(idf, "%s\n", sid) < 0 || fclose(idf) != 0) {
+    FILE *idf = NULL;
+    st = pvg_datafile_fopen(idpath, "w", &idf, err);
+    if (st != PVG_OK) {
+        unlink(path);
+        return st;
+    }
+    if (fprintf(idf, "%s\n", sid) < 0 || fclose(idf) != 0) {
         int e = errno;
         unlink(path);
         return pvg_error_set_at(err, PVG_ERR_IO, idpath, 0, 0, -1, "cannot write: %s", strerror(e));
     }
 
     join(path, sizeof path, dir, "policy.json");
-    FILE *f = fopen(path, "wx");
-    if (!f && errno == EEXIST) f = NULL; /* keep an operator-written policy */
+    FILE *f = NULL;
+    st = pvg_datafile_fopen(path, "wx", &f, err);
+    if (st == PVG_ERR_EXISTS) { /* keep an operator-written policy */
+        pvg_error_clear(err);
+        st = PVG_OK;
+    }
+    if (st != PVG_OK) return st;
     if (f) {
         fputs(policy, f);
         if (fclose(f) != 0)
@@ -154,10 +178,9 @@ pvg_status pvg_store_init(const char *dir, const pvg_store_init_options *opts, p
 
 static pvg_status read_file(const char *path, char **out, pvg_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0,
-                                -1, "cannot open: %s", strerror(errno));
+    FILE *f = NULL;
+    pvg_status fst = pvg_datafile_fopen(path, "r", &f, err); /* never through a link */
+    if (fst != PVG_OK) return fst;
     size_t cap = 8192, n = 0;
     char *buf = malloc(cap);
     while (buf) {

@@ -33,6 +33,17 @@ pvg_status pvg_store_changes(pvg_store *s, int64_t *changes, pvg_error *err);
 pvg_status pvg_store_read_begin(pvg_store *s, pvg_error *err) PVG_WARN_UNUSED;
 void pvg_store_read_end(pvg_store *s);
 
+/* Runs `reads` inside one read snapshot, again in a fresh snapshot when it
+ * (or read_begin) answers PVG_ERR_BUSY (the store saw a write land between
+ * two of its reads), at most PVG_STORE_READ_TRIES times in all. `reads`
+ * must start from a clean slate each call (it may run more than once) and
+ * must not write. Returns its last status (PVG_ERR_BUSY when every try was
+ * busy). */
+#define PVG_STORE_READ_TRIES 3
+typedef pvg_status (*pvg_store_reads_fn)(pvg_store *s, void *ctx, pvg_error *err);
+pvg_status pvg_store_read_retry(pvg_store *s, pvg_store_reads_fn reads, void *ctx,
+                                pvg_error *err) PVG_WARN_UNUSED;
+
 /* Looks up the user row id for an external id without creating it;
  * PVG_ERR_NOT_FOUND when unknown. */
 pvg_status pvg_store_user_id(pvg_store *s, const char *ext_user, int64_t *user_id, pvg_error *err);

@@ -6,7 +6,8 @@
 # before any round (no charge, no server); a server announcing no DP gets no
 # update from a default client; a round with fewer masked inputs than the
 # survivor floor aborts before unmasking; a 16-bit SecAgg lane is refused
-# without DP, bounds its cohort (--max-cohort) and carries a DP round.
+# without DP, bounds its cohort (--max-cohort, refused beyond what the lane
+# holds) and carries a DP round.
 set -u
 P=${PVG_CLI:?PVG_CLI not set}
 T=$(mktemp -d /tmp/pvg-fl-dp-XXXXXX)
@@ -141,11 +142,15 @@ jq -r .error "$T/rounds.jsonl" | grep -q "survivor floor 3" || fail "floor error
 [ $? -eq 2 ] || fail "--lane-bits 24 accepted: $(cat "$T/err")"
 "$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --mask-rounds 10 --epsilon 1 >/dev/null 2>"$T/err"
 [ $? -eq 2 ] || fail "--mask-rounds 10 accepted: $(cat "$T/err")"
-#    the cohort bound of a 16-bit lane (the encoding's room before its sum wraps): only with
-#    the lane, and never below the survivor floor
-"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --max-cohort 50 --epsilon 1 >/dev/null 2>"$T/err"; rc=$?
-[ $rc -eq 2 ] && grep -q -- "--max-cohort bounds a 16-bit lane" "$T/err" \
-  || fail "--max-cohort without the 16-bit lane: rc $rc, $(cat "$T/err")"
+#    the cohort bound (the encoding's room before its sum wraps, any lane): never below the
+#    survivor floor, and never more clients than the lane holds
+"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --min-clients 8 --max-cohort 3 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--max-cohort 3 is below the survivor floor 4" "$T/err" \
+  || fail "32-bit --max-cohort below the floor: rc $rc, $(cat "$T/err")"
+"$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --lane-bits 16 --max-cohort 60000 \
+  --epsilon 1 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "a 16-bit lane for a cohort of 60000 (--max-cohort)" "$T/err" \
+  || fail "--max-cohort beyond the 16-bit lane: rc $rc, $(cat "$T/err")"
 "$P" fl serve --data-dir "$D" --port 0 --items "$T/items.txt" --min-clients 8 --lane-bits 16 --max-cohort 3 \
   --epsilon 1 >/dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q -- "--max-cohort 3 is below the survivor floor 4" "$T/err" \

@@ -55,9 +55,18 @@ for u in 0 1 2; do
   TOKS[$u]=$(timeout 30 "$P" token issue --user "u$u" --data-dir "$D") || fail "token issue"
   grep "\"u$u\"" "$T/ev.jsonl" >"$T/u$u.jsonl"
 done
+# the SecAgg lane flags go through the same checks as fl serve's
+"$P" serve --data-dir "$D" --port 0 --no-monitor --fl-items "$T/items40.txt" --fl-lane-bits 16 \
+  >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--fl-lane-bits 16 needs DP updates (--fl-epsilon)" "$T/err" ||
+  fail "serve --fl-lane-bits 16 without DP: rc $rc, $(cat "$T/err")"
+"$P" serve --data-dir "$D" --port 0 --no-monitor --fl-items "$T/items40.txt" --fl-min-clients 8 \
+  --fl-max-cohort 3 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--fl-max-cohort 3 is below the survivor floor 4" "$T/err" ||
+  fail "serve --fl-max-cohort below the floor: rc $rc, $(cat "$T/err")"
 "$P" serve --data-dir "$D" --port 0 --port-file "$T/port" --no-monitor --fl-items "$T/items40.txt" \
   --fl-factors 4 --fl-rounds 1 --fl-min-clients 3 --fl-phase-seconds 90 --drain-ms 2000 \
-  >"$T/serve.log" 2>&1 &
+  --fl-lane-bits 32 --fl-mask-rounds 12 --fl-max-cohort 10 >"$T/serve.log" 2>&1 &
 SRV_PID=$!
 for _ in $(seq 1 300); do [ -s "$T/port" ] && break; sleep 0.1; done
 [ -s "$T/port" ] || fail "server did not start"

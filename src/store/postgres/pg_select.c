@@ -12,6 +12,7 @@
  * every command then opens that backend. Copy the data dir (policy, store
  * id, this file) to every machine that runs a server on the same database.
  */
+#include "store/datafile.h"
 #include "store/postgres/pg_backend.h"
 
 #include <errno.h>
@@ -46,10 +47,9 @@ static pvg_status conf_read(const char *dir, char **url, char **schema, pvg_erro
     char path[4096];
     join(path, sizeof path, dir, PVG_DATABASE_FILE);
     *url = *schema = NULL;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return pvg_error_set_at(err, errno == ENOENT ? PVG_ERR_NOT_FOUND : PVG_ERR_IO, path, 0, 0,
-                                -1, "cannot open: %s", strerror(errno));
+    FILE *f = NULL;
+    pvg_status ost = pvg_datafile_fopen(path, "r", &f, err); /* never through a link */
+    if (ost != PVG_OK) return ost;
     char line[4096];
     int lineno = 0;
     pvg_status st = PVG_OK;
@@ -100,10 +100,9 @@ pvg_status pvg_backend_create(const char *dir, const char *url, const char *stor
     char path[4096];
     join(path, sizeof path, dir, PVG_DATABASE_FILE);
     /* 0600: a URL may carry a password */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s",
-                                strerror(errno));
+    int fd;
+    pvg_status cst = pvg_datafile_open(path, O_WRONLY | O_CREAT | O_EXCL, &fd, err);
+    if (cst != PVG_OK) return cst;
     FILE *f = fdopen(fd, "w");
     int ok = f && fprintf(f, "# privguide: this store lives in PostgreSQL\nurl %s\nschema %s\n",
                           url, schema) > 0;

@@ -8,6 +8,7 @@
  * along). The copy is verified by counts and a digest per user computed on
  * both sides from what each backend returns.
  */
+#include "store/datafile.h"
 #include "store/postgres/pg_backend.h"
 #include "store/store_internal.h"
 
@@ -42,16 +43,13 @@ static pvg_status copy_file(const char *from_dir, const char *to_dir, const char
     char src[4096], dst[4096];
     snprintf(src, sizeof src, "%s/%s", from_dir, name);
     snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
-    FILE *in = fopen(src, "rb");
-    if (!in)
-        return pvg_error_set_at(err, PVG_ERR_IO, src, 0, 0, -1, "cannot open: %s", strerror(errno));
-    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    FILE *out = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!out) {
-        int e = errno;
+    FILE *in = NULL, *out = NULL;
+    pvg_status st = pvg_datafile_fopen(src, "r", &in, err); /* never through a link */
+    if (st != PVG_OK) return st;
+    st = pvg_datafile_fopen(dst, "wx", &out, err); /* 0600 */
+    if (st != PVG_OK) {
         fclose(in);
-        if (fd >= 0) close(fd);
-        return pvg_error_set_at(err, PVG_ERR_IO, dst, 0, 0, -1, "cannot create: %s", strerror(e));
+        return st;
     }
     char buf[8192];
     size_t n;
@@ -907,7 +905,9 @@ pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *
     char sid[128] = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/store.id", from_dir);
-    FILE *f = fopen(path, "r");
+    FILE *f = NULL;
+    st = pvg_datafile_fopen(path, "r", &f, err);
+    if (st != PVG_OK && st != PVG_ERR_NOT_FOUND) return st;
     if (!f || !fgets(sid, sizeof sid, f)) {
         if (f) fclose(f);
         return pvg_error_set_at(err, PVG_ERR_NOT_FOUND, path, 0, 0, -1,
@@ -915,9 +915,8 @@ pvg_status pvg_store_copy(const char *from_dir, const char *to_dir, const char *
     }
     fclose(f);
     sid[strcspn(sid, "\r\n")] = '\0';
-    if (mkdir(to_dir, 0700) != 0 && errno != EEXIST)
-        return pvg_error_set_at(err, PVG_ERR_IO, to_dir, 0, 0, -1, "cannot create directory: %s",
-                                strerror(errno));
+    st = pvg_datadir_make(to_dir, 1, NULL, err); /* 0700 */
+    if (st != PVG_OK) return st;
     copier c = {0};
     c.r = r;
     c.err = err;

@@ -13,6 +13,7 @@
  * holds SQL (tests/cli/layering.sh checks it).
  */
 #include "store/backend.h"
+#include "store/datafile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -2752,7 +2753,11 @@ static void join(char *out, size_t cap, const char *dir, const char *name);
 /* Opens `path` read-only for a snapshot reader (WAL: no writer waits on it). */
 static pvg_status snap_open(const char *path, sqlite3 **out, pvg_error *err)
 {
-    int rc = sqlite3_open_v2(path, out, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    *out = NULL;
+    pvg_status pst = pvg_datafile_prepare(path, 0, err); /* never through a link */
+    if (pst != PVG_OK) return pst;
+    int rc = sqlite3_open_v2(
+        path, out, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc != SQLITE_OK) {
         pvg_status st =
             pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open for the snapshot: %s",
@@ -2769,10 +2774,9 @@ static pvg_status snap_open(const char *path, sqlite3 **out, pvg_error *err)
  * its snapshot) to a new file `path` with SQLite's online backup API. */
 static pvg_status snap_copy(sqlite3 *src, const char *path, pvg_error *err)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot create: %s",
-                                strerror(errno));
+    int fd;
+    pvg_status cst = pvg_datafile_open(path, O_WRONLY | O_CREAT | O_EXCL, &fd, err);
+    if (cst != PVG_OK) return cst;
     close(fd);
     sqlite3 *dst = NULL;
     int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -3281,9 +3285,16 @@ static void join(char *out, size_t cap, const char *dir, const char *name)
     snprintf(out, cap, "%s/%s", dir, name);
 }
 
+/* Opens (with create: makes) a database of the data dir. A symbolic link in its place is refused
+ * and a new file is made 0600 before SQLite opens it, so its -wal, -shm and -journal files,
+ * which SQLite creates with the database's mode, are never wider (datafile.h). */
 static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error *err)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    *out = NULL;
+    pvg_status pst = pvg_datafile_prepare(path, create, err);
+    if (pst != PVG_OK) return pst;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+                (create ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, out, flags, NULL);
     if (rc != SQLITE_OK) {
         pvg_status st = pvg_error_set_at(
@@ -3304,7 +3315,6 @@ static pvg_status open_db(const char *path, int create, sqlite3 **out, pvg_error
         *out = NULL;
         return st;
     }
-    if (create) chmod(path, 0600);
     return PVG_OK;
 }
 
@@ -3482,24 +3492,16 @@ static pvg_status attach_audit(sqlite3 *db, const char *dir, int must_exist, pvg
 {
     char path[4096];
     join(path, sizeof path, dir, AUDIT_FILE);
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (must_exist ? 0 : O_CREAT), 0600);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ELOOP)
-            return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
-                                    "is a symbolic link: expected the audit log's own file");
-        if (e == ENOENT && must_exist)
-            return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, -1,
-                                    "missing: privguide.db records the audit log in this file "
-                                    "(restore it from a backup; a new empty log is not made)");
-        return pvg_error_set_at(err, PVG_ERR_IO, path, 0, 0, -1, "cannot open: %s", strerror(e));
-    }
-    struct stat sb;
-    int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
-    close(fd);
-    if (!regular)
+    /* lstat only (datafile.h): other connections of this process hold locks on it */
+    pvg_status ost = pvg_datafile_prepare(path, !must_exist, err);
+    if (ost == PVG_ERR_NOT_FOUND)
+        return pvg_error_set_at(err, PVG_ERR_CORRUPT, path, 0, 0, -1,
+                                "missing: privguide.db records the audit log in this file "
+                                "(restore it from a backup; a new empty log is not made)");
+    if (ost == PVG_ERR_INVALID) /* not a regular file */
         return pvg_error_set_at(err, PVG_ERR_PERMISSION, path, 0, 0, -1,
                                 "not a regular file: expected the audit log's own file");
+    if (ost != PVG_OK) return ost;
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS audit", -1, &s, NULL);
     if (rc == SQLITE_OK) {

@@ -16,7 +16,19 @@
  *       [--adam-lr LR] [--server-lr LR] [--seed S] [--update stats|gradient]
  *       [--dp-update stats|gradient] [--max-cohort M] [--nodp-clip C]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
+ *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
+ * [--dp-prior-pow P]
+ *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
+ *
+ * --dp-prior W: the DP runs use the public item prior at weight W
+ * (pvg_fl_model_set_item_prior; a list: the sweep runs each, the DP table
+ * the first), built from public catalogue data only (fl_quality_data.h
+ * public_similarity: Online Retail's titles, ML-100K's genres), the
+ * similarity taken as F S^P (--dp-prior-scale, --dp-prior-pow; 1 and 1),
+ * each neighbour weighed by its noisy count n / (n + H) (--dp-prior-count H;
+ * 0, the default: by the similarity alone).
+ * --sweep-only skips the DP table after a --dp-sweep.
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
  * --json), progress on stderr.
@@ -41,6 +53,14 @@
 
 /* Recall@20 and NDCG@20 of the model's item factors: each evaluated user
  * solves its factor from its training items as a client does. */
+/* --dp-blend-sweep (an experiment, stderr only): after each DP run, the
+ * ranking is also evaluated with x.v_j + beta * mean_{i in history} S_ij,
+ * S the public similarity (a text / genre item-kNN score each shopper could
+ * compute on device from the public catalogue and their own history). */
+static const float *g_blend_S;
+static double g_blend, g_blends[8];
+static int g_n_blends;
+
 static void evaluate(const pvg_fl_model *m, const split *s, double *recall, double *ndcg)
 {
     const float *V;
@@ -57,6 +77,12 @@ static void evaluate(const pvg_fl_model *m, const split *s, double *recall, doub
         if (fl_model_user_factor(m, h, s->Rt.data + s->Rt.indptr[u], nh, x, NULL) != PVG_OK)
             continue;
         pvg_matvec(V, ni, k, x, sc);
+        if (g_blend > 0 && g_blend_S && nh)
+            for (size_t i = 0; i < nh; i++) {
+                const float *row = g_blend_S + (size_t)h[i] * ni;
+                for (size_t j = 0; j < ni; j++)
+                    sc[j] += (float)(g_blend / (double)nh) * row[j];
+            }
         for (size_t i = 0; i < nh; i++)
             sc[h[i]] = -INFINITY;
         size_t got = pvg_topk(sc, ni, K_AT, idx, tsc);
@@ -78,6 +104,13 @@ static void evaluate(const pvg_fl_model *m, const split *s, double *recall, doub
 
 /* One federated training run; curve_r/curve_n (may be NULL) get the
  * metrics after every round. Returns 0 ok. */
+/* The public item prior of the DP runs (--dp-prior): S NULL or weight 0: none. */
+typedef struct fl_prior {
+    const float *S;
+    double weight, count_half;
+} fl_prior;
+static fl_prior g_prior;
+
 static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds, uint64_t seed,
                   double *curve_r, double *curve_n, double *recall, double *ndcg, double *secs)
 {
@@ -87,6 +120,14 @@ static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds
     pvg_error_clear(&err);
     if (pvg_fl_model_new(cfg, (uint32_t)s->Rt.n_cols, rng, &m, &err) != PVG_OK) {
         fprintf(stderr, "fl model: %s\n", err.text);
+        pvg_rng_free(rng);
+        return -1;
+    }
+    if (g_prior.S && g_prior.weight > 0 && cfg->dp != PVG_FL_DP_NONE &&
+        pvg_fl_model_set_item_prior(m, g_prior.S, (uint32_t)s->Rt.n_cols, g_prior.weight,
+                                    g_prior.count_half, &err) != PVG_OK) {
+        fprintf(stderr, "fl prior: %s\n", err.text);
+        pvg_fl_model_free(m);
         pvg_rng_free(rng);
         return -1;
     }
@@ -108,6 +149,16 @@ static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds
     }
     *secs = pvg_now_seconds() - t0;
     evaluate(m, s, recall, ndcg);
+    for (int b = 0; cfg->dp != PVG_FL_DP_NONE && b < g_n_blends; b++) {
+        double br, bn;
+        g_blend = g_blends[b];
+        evaluate(m, s, &br, &bn);
+        g_blend = 0;
+        fprintf(
+            stderr,
+            "    on-device blend with the public item-kNN, beta %g: recall@20 %.4f ndcg@20 %.4f\n",
+            g_blends[b], br, bn);
+    }
     pvg_fl_model_free(m);
     pvg_rng_free(rng);
     return 0;
@@ -236,10 +287,11 @@ int main(int argc, char **argv)
     int rounds = 20, factors = 32, dp_rounds = 2, ddg = 1, dp_factors = 16, adam = 1;
     int dp_update = PVG_FL_UPDATE_STATS, update = PVG_FL_UPDATE_GRADIENT;
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
-    int validation = 0, nodp = 1, dpials = 1, dp_average = 0;
+    int validation = 0, nodp = 1, dpials = 1, dp_average = 0, sweep_only = 0;
     long max_cohort = 0; /* the no-DP runs' step for this many clients (0: the data set's users) */
-    double nodp_clip = 1e4; /* the no-DP runs' clip (no clipping) */
-    const char *sweep = NULL;
+    double nodp_clip = 1e4;                /* the no-DP runs' clip (no clipping) */
+    double prior_scale = 1, prior_pow = 1; /* the public similarity S becomes scale S^pow */
+    const char *sweep = NULL, *prior_list = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -280,6 +332,24 @@ int main(int argc, char **argv)
             validation = 1;
         else if (!strcmp(argv[i], "--dp-sweep") && i + 1 < argc)
             sweep = argv[++i];
+        else if (!strcmp(argv[i], "--dp-prior") && i + 1 < argc)
+            prior_list = argv[++i];
+        else if (!strcmp(argv[i], "--dp-prior-count") && i + 1 < argc)
+            g_prior.count_half = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
+            prior_scale = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-prior-pow") && i + 1 < argc)
+            prior_pow = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-blend-sweep") && i + 1 < argc) {
+            for (const char *p = argv[++i]; *p && g_n_blends < 8;) {
+                g_blends[g_n_blends++] = strtod(p, (char **)&p);
+                if (*p == ',')
+                    p++;
+                else if (*p)
+                    break;
+            }
+        } else if (!strcmp(argv[i], "--sweep-only"))
+            sweep_only = 1;
         else if (!strcmp(argv[i], "--dp-average"))
             dp_average = 1;
         else if (!strcmp(argv[i], "--no-nodp"))
@@ -307,7 +377,10 @@ int main(int argc, char **argv)
                     "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                    "[--ddg-eps E] [--dp-average] [--dp-sweep kKrRnN[aAgG],...] [--no-nodp] "
+                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
+                    "[--dp-prior-scale F] "
+                    "[--dp-prior-pow P] [--dp-sweep "
+                    "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
                     "[--no-dp-ials] "
                     "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
@@ -328,6 +401,27 @@ int main(int argc, char **argv)
         else if (*p)
             break;
     }
+    double pw[MAX_EPS] = {0}; /* --dp-prior: the prior's weights (the first for the DP table) */
+    int n_pw = 1;
+    if (prior_list) {
+        n_pw = 0;
+        for (const char *p = prior_list; *p && n_pw < MAX_EPS;) {
+            pw[n_pw] = strtod(p, (char **)&p);
+            if (!(pw[n_pw] >= 0 && pw[n_pw] <= 1)) {
+                fprintf(stderr, "bench_fl_quality: --dp-prior weights in 0..1\n");
+                return 2;
+            }
+            n_pw++;
+            if (*p == ',')
+                p++;
+            else if (*p)
+                break;
+        }
+        if (n_pw == 0) n_pw = 1;
+    }
+    double max_pw = 0;
+    for (int i = 0; i < n_pw; i++)
+        max_pw = pw[i] > max_pw ? pw[i] : max_pw;
     if (pvg_init() != PVG_OK) return 1;
     static ds_res res[N_DATASETS];
     int n_ds = 0;
@@ -365,6 +459,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_fl_quality: %s: split failed\n", def->name);
             return 1;
         }
+        float *prior_S = NULL; /* public item similarity (catalogue data only) */
+        if (max_pw > 0 && public_similarity(ds, data, def->name, &prior_S) != 0) return 1;
+        if (prior_S && (prior_scale != 1 || prior_pow != 1))
+            for (size_t q = 0; q < ds->n_items * ds->n_items; q++)
+                prior_S[q] = prior_S[q] > 0
+                                 ? (float)(prior_scale * pow((double)prior_S[q], prior_pow))
+                                 : 0.0f;
+        g_prior.S = prior_S;
+        g_prior.weight = pw[0];
+        g_blend_S = prior_S;
         r->users = s.Rt.n_rows;
         r->items = s.Rt.n_cols;
         r->train = s.Rt.nnz;
@@ -465,7 +569,8 @@ int main(int argc, char **argv)
             }
             sp += used;
             if (*sp == ',') sp++;
-            for (int e = 0; e < n_eps; e++) {
+            for (int e = 0; e < n_eps * n_pw; e++) {
+                g_prior.weight = pw[e % n_pw];
                 pvg_fl_config c = cfg;
                 c.factors = (uint32_t)sk;
                 c.update = dp_update;
@@ -477,18 +582,19 @@ int main(int argc, char **argv)
                 c.dp = PVG_FL_DP_CENTRAL;
                 c.clip = C;
                 c.expected_cohort = dp_q * (double)r->users;
-                c.noise_multiplier = z_for(&c, dp_q, sn, r->delta, eps[e]);
+                c.noise_multiplier = z_for(&c, dp_q, sn, r->delta, eps[e / n_pw]);
                 double rr2, nn2, secs;
                 if (run_fl(&s, &c, dp_q, sn, 7 + seed_off, NULL, NULL, &rr2, &nn2, &secs)) return 1;
                 fprintf(stderr,
-                        "  sweep eps %g k %d ridge %g rounds %d alpha0 x%g reg x%g (z %.3f): "
-                        "recall@20 %.4f "
+                        "  sweep eps %g k %d ridge %g rounds %d alpha0 x%g reg x%g prior %g "
+                        "(z %.3f): recall@20 %.4f "
                         "(%.1f%% of centralised) ndcg@20 %.4f\n",
-                        eps[e], sk, srd, sn, sa, sg, c.noise_multiplier, rr2,
+                        eps[e / n_pw], sk, srd, sn, sa, sg, g_prior.weight, c.noise_multiplier, rr2,
                         100 * rr2 / r->c_recall, nn2);
             }
         }
-        for (int e = 0; e < n_eps; e++) {
+        g_prior.weight = pw[0];
+        for (int e = 0; e < (sweep_only ? 0 : n_eps); e++) {
             /* FedAdam's first-order step on a fresh item solve (the
              * statistics form) has no meaning: FedAvg only there */
             int dp_adam = adam && dp_update == PVG_FL_UPDATE_GRADIENT;
@@ -537,6 +643,9 @@ int main(int argc, char **argv)
                     "%.4f (%.1f s)\n",
                     ddg_eps, r->ddg.z, r->ddg.recall, r->ddg.ndcg, secs);
         }
+        g_prior.S = NULL;
+        g_blend_S = NULL;
+        free(prior_S);
         pvg_csr_free(&s.Rt);
         pvg_csr_free(&s.T);
         free(s.users);
@@ -550,11 +659,12 @@ outputs:;
         "{\"bench\": \"fl_quality\", \"factors\": %d, \"dp_factors\": %d, \"dp_q\": %g, "
         "\"dp_rounds\": %d, \"clip\": %g, \"adam_lr\": %g, \"server_lr\": %g, \"split\": \"%s\", "
         "\"update\": \"%s\", \"dp_update\": \"%s\", \"dp_ridge\": %g, "
-        "\"dp_average\": %d, \"seed\": %llu, "
+        "\"dp_average\": %d, \"dp_prior\": %g, \"dp_prior_count\": %g, \"seed\": %llu, "
         "\"datasets\": [",
         factors, dp_factors, dp_q, dp_rounds, clip > 0 ? clip : 1.0, adam_lr, server_lr,
         validation ? "validation" : "test", update == PVG_FL_UPDATE_STATS ? "stats" : "gradient",
-        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, dp_average, seed_off);
+        dp_update == PVG_FL_UPDATE_STATS ? "stats" : "gradient", dp_ridge, dp_average, pw[0],
+        g_prior.count_half, seed_off);
     for (int d = 0; d < n_ds; d++) {
         ds_res *r = &res[d];
         fprintf(f,

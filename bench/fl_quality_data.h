@@ -15,6 +15,7 @@
 #include <privguide/fl.h>
 
 #include <math.h>
+#include <zlib.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,98 @@ static const char *find_data_dir(const char *prog, const char *dir, char *buf, s
             "$PVG_SHARED_DIR/data, ../shared/data, ../../shared/data)\n",
             prog, DATASETS[0].file, DATASETS[1].file);
     return NULL;
+}
+
+/* The public item-item similarity the federated DP runs may use as a prior
+ * (pvg_fl_model_set_item_prior), from the catalogue alone, never from the
+ * interactions: Online Retail's item titles (the Descriptions, standing for
+ * the operator's catalogue) through pvg_content_similarity (the squared
+ * cosine of their IDF-weighted terms, as DP-EASE's prior); ML-100K's 19
+ * genre flags of u.item (data_dir/ml-100k/u.item.gz), the squared cosine of
+ * the items' genre vectors. New n x n in *out (free); 0 ok, -1 with the
+ * reason on stderr. */
+static int public_similarity(const pvg_dataset *ds, const char *data_dir, const char *name,
+                             float **out)
+{
+    size_t n = ds->n_items;
+    float *S = calloc(n ? n * n : 1, sizeof *S);
+    *out = NULL;
+    if (!S) return -1;
+    if (!strcmp(name, "online-retail")) {
+        const char **titles = calloc(n ? n : 1, sizeof *titles);
+        if (!titles) {
+            free(S);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            titles[i] = pvg_dataset_item_title(ds, i);
+        size_t linked = 0;
+        pvg_error err;
+        pvg_error_clear(&err);
+        pvg_status st = pvg_content_similarity(titles, n, S, &linked, &err);
+        free(titles);
+        if (st != PVG_OK) {
+            fprintf(stderr, "public similarity: %s\n", err.text);
+            free(S);
+            return -1;
+        }
+        fprintf(stderr, "  public prior: titles link %zu of %zu items\n", linked, n);
+        *out = S;
+        return 0;
+    }
+    /* ML-100K: u.item is "id|title|date|video date|url|19 genre flags" */
+    char path[4096], line[4096];
+    snprintf(path, sizeof path, "%s/ml-100k/u.item.gz", data_dir);
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "public similarity: cannot open %s\n", path);
+        free(S);
+        return -1;
+    }
+    enum { NG = 19 };
+    float *gen = calloc(n ? n * NG : 1, sizeof *gen);
+    long lineno = 0;
+    while (gen && gzgets(f, line, sizeof line)) {
+        lineno++;
+        char *bar = strchr(line, '|');
+        if (!bar) continue;
+        *bar = 0;
+        long ii = -1;
+        for (size_t i = 0; i < n; i++)
+            if (ds->item_ids[i] && !strcmp(ds->item_ids[i], line)) ii = (long)i;
+        if (ii < 0) continue; /* an item nobody rated */
+        char *p = bar + 1;
+        for (int fld = 0; fld < 4 && p; fld++) {
+            p = strchr(p, '|');
+            if (p) p++;
+        }
+        for (int g = 0; g < NG && p && *p; g++) {
+            gen[(size_t)ii * NG + g] = (float)(*p == '1');
+            p = strchr(p, '|');
+            if (p) p++;
+        }
+    }
+    gzclose(f);
+    if (!gen || lineno == 0) {
+        fprintf(stderr, "public similarity: %s: no genres read\n", path);
+        free(gen);
+        free(S);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            double d = 0, ni = 0, nj = 0;
+            for (int g = 0; g < NG; g++) {
+                d += gen[i * NG + g] * gen[j * NG + g];
+                ni += gen[i * NG + g];
+                nj += gen[j * NG + g];
+            }
+            S[i * n + j] = i != j && ni > 0 && nj > 0 ? (float)(d * d / (ni * nj)) : 0.0f;
+        }
+    free(gen);
+    fprintf(stderr, "  public prior: genres of %s\n", path);
+    *out = S;
+    return 0;
 }
 
 /* The smallest noise multiplier z (to 0.1%) with epsilon(z) <= eps. */

@@ -3,7 +3,8 @@
  * iALS (PVG_FL_UPDATE_STATS, docs/federated.md): what one client sends,
  * the neighbouring bound of one worst-case client, the server's item solve
  * against the closed form, the broadcast's update byte, the server-only
- * noise ridge, and the running mean of the solves (average_solves).
+ * noise ridge, the running mean of the solves (average_solves), and the
+ * public item prior (pvg_fl_model_set_item_prior).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -378,6 +379,167 @@ static void test_average_solves_is_the_mean_of_fresh_solves(void **state)
     pvg_rng_free(rng);
 }
 
+/* The public item prior: NU clients buy among items 0..29 only; items
+ * 30..34 are never bought, and the public similarity links each to one
+ * bought item (30 to 0, ..., 34 to 4); items 35..39 are neither bought nor
+ * linked. One round under central DP from the same noise draws with and
+ * without the prior. */
+#define PR_LINKED 5
+static void prior_run_ex(double weight, double h, int second, int dp, float *out)
+{
+    pvg_fl_config c = stats_cfg();
+    c.clip = 1;
+    c.noise_ridge = 3;
+    if (dp) {
+        c.dp = PVG_FL_DP_CENTRAL;
+        c.noise_multiplier = 0.3;
+    }
+    uint64_t indptr[NU + 1];
+    uint32_t items[NU * 16];
+    size_t m = 0;
+    indptr[0] = 0;
+    for (size_t u = 0; u < NU; u++) { /* two taste groups over 0..14 and 15..29 */
+        uint32_t lo = (u % 2) ? 15 : 0;
+        for (uint32_t j = 0; j < 15; j++)
+            if ((j + u) % 3 != 0) items[m++] = lo + j;
+        indptr[u + 1] = m;
+    }
+    static float S[NI * NI];
+    memset(S, 0, sizeof S);
+    for (size_t i = 0; i < PR_LINKED; i++)
+        S[(30 + i) * NI + i] = S[i * NI + 30 + i] = 1;
+    if (second) /* item 30 also linked to item 36, which nobody bought */
+        S[30 * NI + 36] = S[36 * NI + 30] = 1;
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(21);
+    pvg_fl_model *mo;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &mo, NULL), PVG_OK);
+    if (weight > 0)
+        assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, weight, h, NULL), PVG_OK);
+    fl_clients cl = {NU, NI, indptr, items, NULL};
+    assert_int_equal(fl_sim_round(mo, &cl, 1.0, rng, NULL, NULL), PVG_OK);
+    const float *V;
+    uint32_t ni, k;
+    assert_int_equal(pvg_fl_model_item_factors(mo, &V, &ni, &k, NULL), PVG_OK);
+    memcpy(out, V, (size_t)NI * K * sizeof *out);
+    pvg_fl_model_free(mo);
+    pvg_rng_free(rng);
+}
+
+static void prior_run(double weight, int dp, float *out)
+{
+    prior_run_ex(weight, 0, 0, dp, out);
+}
+
+static double cosine(const float *a, const float *b)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < K; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+}
+
+static void test_item_prior_pulls_unbought_items_toward_public_neighbours(void **state)
+{
+    (void)state;
+    static float plain[NI * K], prior[NI * K], half[NI * K], nodp[NI * K], nodp_prior[NI * K];
+    prior_run(0, 1, plain);
+    prior_run(1, 1, prior);
+    prior_run(0.5, 1, half);
+    /* an unbought item's factor is noise without the prior and its linked
+     * neighbour's direction with it */
+    double cp = 0, cq = 0;
+    for (size_t i = 0; i < PR_LINKED; i++) {
+        cp += cosine(plain + (30 + i) * K, plain + i * K) / PR_LINKED;
+        cq += cosine(prior + (30 + i) * K, prior + i * K) / PR_LINKED;
+    }
+    if (!(cq > 0.9) || !(cp < 0.6))
+        fail_msg("mean cosine of an unbought item with its public neighbour: %.3f with the prior, "
+                 "%.3f without",
+                 cq, cp);
+    /* half the weight: less of the pull (an unbought item's factor is
+     * about ridge mu / (ridge + reg_j + alpha0 lam) plus the same noise
+     * solve; its neighbour is pulled toward it in turn, so not exactly half) */
+    for (size_t i = 0; i < PR_LINKED; i++) {
+        const float *v = half + (30 + i) * K;
+        double n_half = 0, n_full = 0;
+        for (size_t a = 0; a < K; a++) {
+            n_half += ((double)v[a] - plain[(30 + i) * K + a]) * (v[a] - plain[(30 + i) * K + a]);
+            n_full += ((double)prior[(30 + i) * K + a] - plain[(30 + i) * K + a]) *
+                      (prior[(30 + i) * K + a] - plain[(30 + i) * K + a]);
+        }
+        if (!(n_half > 0.04 * n_full && n_half < 0.64 * n_full))
+            fail_msg("item %zu: moved %g by half the weight, %g by the whole", 30 + i, sqrt(n_half),
+                     sqrt(n_full));
+    }
+    /* items without public neighbours are solved exactly as without the
+     * prior (the same noise draws) */
+    for (size_t j = 35; j < NI; j++)
+        for (size_t a = 0; a < K; a++)
+            assert_true(prior[j * K + a] == plain[j * K + a]);
+    /* without DP there is no noise ridge: the prior changes nothing */
+    prior_run(0, 0, nodp);
+    prior_run(1, 0, nodp_prior);
+    assert_memory_equal(nodp, nodp_prior, sizeof nodp);
+}
+
+/* count_half: item 30 is linked to item 0 (bought by half the clients) and
+ * to item 36 (bought by nobody, its solve noise). Weighing the neighbours
+ * by their released counts lets item 0 lead: item 30 moves toward item 0's
+ * factor (its mean with noise otherwise), with the same total pull. */
+static void test_item_prior_count_half_weighs_reliable_neighbours(void **state)
+{
+    (void)state;
+    static float by_s[NI * K], by_count[NI * K];
+    prior_run_ex(1, 0, 1, 1, by_s);
+    prior_run_ex(1, 5, 1, 1, by_count);
+    double d_s = 0, d_c = 0;
+    for (size_t a = 0; a < K; a++) {
+        d_s += ((double)by_s[30 * K + a] - by_s[a]) * (by_s[30 * K + a] - by_s[a]);
+        d_c += ((double)by_count[30 * K + a] - by_count[a]) * (by_count[30 * K + a] - by_count[a]);
+    }
+    if (!(d_c < 0.5 * d_s))
+        fail_msg("item 30's distance to item 0: %g weighing by counts, %g by the similarity alone",
+                 sqrt(d_c), sqrt(d_s));
+    /* items without public neighbours: unchanged */
+    for (size_t j = 37; j < NI; j++)
+        for (size_t a = 0; a < K; a++)
+            assert_true(by_count[j * K + a] == by_s[j * K + a]);
+}
+
+static void test_item_prior_refuses_bad_input(void **state)
+{
+    (void)state;
+    pvg_fl_config c = stats_cfg();
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(3);
+    pvg_fl_model *mo;
+    assert_int_equal(pvg_fl_model_new(&c, NI, rng, &mo, NULL), PVG_OK);
+    static float S[NI * NI];
+    memset(S, 0, sizeof S);
+    pvg_error e;
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI - 1, 1, 0, &e), PVG_ERR_INVALID);
+    assert_non_null(strstr(e.text, "39 items"));
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1.5, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, NAN, 0, &e), PVG_ERR_INVALID);
+    S[3 * NI + 7] = -0.5f;
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(e.offset, 3 * NI + 7);
+    S[3 * NI + 7] = INFINITY;
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_ERR_INVALID);
+    S[3 * NI + 7] = 0.5f;
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_OK);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, -1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, NAN, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, NULL, NI, 0, 0, &e), PVG_OK); /* removed */
+    assert_int_equal(pvg_fl_model_set_item_prior(NULL, S, NI, 1, 0, &e), PVG_ERR_INVALID);
+    pvg_fl_model_free(mo);
+    pvg_rng_free(rng);
+}
+
 int main(void)
 {
     if (pvg_init() != PVG_OK) return 1;
@@ -388,6 +550,9 @@ int main(void)
         cmocka_unit_test(test_update_byte_and_config),
         cmocka_unit_test(test_noise_ridge_only_with_dp),
         cmocka_unit_test(test_average_solves_is_the_mean_of_fresh_solves),
+        cmocka_unit_test(test_item_prior_pulls_unbought_items_toward_public_neighbours),
+        cmocka_unit_test(test_item_prior_count_half_weighs_reliable_neighbours),
+        cmocka_unit_test(test_item_prior_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

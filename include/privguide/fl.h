@@ -127,6 +127,24 @@ pvg_status pvg_fl_model_new(const pvg_fl_config *cfg, uint32_t n_items, pvg_rng 
                             pvg_fl_model **out, pvg_error *err) PVG_WARN_UNUSED;
 void pvg_fl_model_free(pvg_fl_model *m);
 
+/* Server only: a public item-item prior for the statistics form under DP
+ * (docs/federated.md "A prior from public item data"). S (n_items x n_items,
+ * row-major, finite, >= 0; the diagonal is ignored) must come from public
+ * data alone, e.g. the catalogue's titles (the squared cosine of
+ * src/model/content.c); it is copied as S~ (each row divided by max(1, its
+ * sum)). From then on, in every round of the statistics form with DP, the
+ * noise ridge pulls item j toward weight * sum_i S~_ji v*_i (its neighbours'
+ * fresh solves, solved jointly) instead of toward 0: post-processing of the
+ * released sum, no budget, nothing sent to clients. weight in [0, 1].
+ * count_half h >= 0: with h > 0 each neighbour i weighs S~_ji n_i / (n_i +
+ * h), n_i its released noisy count (clamped at 0), each row rescaled to S~'s
+ * row total (0: S~ alone). S NULL removes the prior. Errors: PVG_ERR_INVALID
+ * (n_items not the model's, weight or count_half out of range, a negative or
+ * non-finite entry, with its index as the offset), PVG_ERR_NOMEM. */
+pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t n_items,
+                                       double weight, double count_half,
+                                       pvg_error *err) PVG_WARN_UNUSED;
+
 /* Versioned wire bytes of what every client of the round receives: config,
  * round number, item factors and the Gramian (little-endian, format in
  * docs/federated.md). new: *out (free with free()). */

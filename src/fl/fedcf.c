@@ -31,6 +31,13 @@ struct pvg_fl_model {
     uint32_t solves; /* sums applied (average_solves: the running mean's count) */
     float *V;        /* n_items x k */
     double *m1, *m2; /* FedAdam moments, n_items x k */
+    /* the public item prior (pvg_fl_model_set_item_prior): S~ in CSR, each
+       row of the caller's similarity divided by max(1, its sum), diagonal
+       dropped; pr_ptr NULL: none */
+    uint64_t *pr_ptr;
+    uint32_t *pr_idx;
+    float *pr_val;
+    double pr_weight, pr_count_half;
 };
 
 void pvg_fl_config_default(pvg_fl_config *cfg)
@@ -94,7 +101,80 @@ void pvg_fl_model_free(pvg_fl_model *m)
     free(m->V);
     free(m->m1);
     free(m->m2);
+    free(m->pr_ptr);
+    free(m->pr_idx);
+    free(m->pr_val);
     free(m);
+}
+
+pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t n_items,
+                                       double weight, double count_half, pvg_error *err)
+{
+    if (!m) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: model is NULL");
+    if (!S) {
+        free(m->pr_ptr);
+        free(m->pr_idx);
+        free(m->pr_val);
+        m->pr_ptr = NULL;
+        m->pr_idx = NULL;
+        m->pr_val = NULL;
+        m->pr_weight = 0;
+        m->pr_count_half = 0;
+        return PVG_OK;
+    }
+    if (n_items != m->n_items)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "n_items", 0, 0, -1,
+                                "fl item prior: a similarity over %u items, the model has %u",
+                                n_items, m->n_items);
+    if (!(weight >= 0) || !(weight <= 1))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "weight", 0, 0, -1,
+                                "fl item prior: weight %g, expected 0..1", weight);
+    if (!(count_half >= 0) || !(count_half <= 1e9))
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "count_half", 0, 0, -1,
+                                "fl item prior: count_half %g, expected 0..1e9", count_half);
+    size_t n = n_items, nnz = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            float s = S[i * n + j];
+            if (!(s >= 0) || !isfinite(s))
+                return pvg_error_set_at(
+                    err, PVG_ERR_INVALID, "S", 0, 0, (long long)(i * n + j),
+                    "fl item prior: similarity (%zu,%zu) is %g, expected a finite value >= 0", i, j,
+                    (double)s);
+            nnz += s > 0 && i != j;
+        }
+    uint64_t *ptr = malloc((n + 1) * sizeof *ptr);
+    uint32_t *idx = malloc((nnz ? nnz : 1) * sizeof *idx);
+    float *val = malloc((nnz ? nnz : 1) * sizeof *val);
+    if (!ptr || !idx || !val) {
+        free(ptr);
+        free(idx);
+        free(val);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl item prior: out of memory (%zu pairs)", nnz);
+    }
+    size_t q = 0;
+    ptr[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        double rs = 0;
+        for (size_t j = 0; j < n; j++)
+            if (j != i) rs += S[i * n + j];
+        double f = 1.0 / (rs > 1 ? rs : 1);
+        for (size_t j = 0; j < n; j++)
+            if (j != i && S[i * n + j] > 0) {
+                idx[q] = (uint32_t)j;
+                val[q++] = (float)(f * S[i * n + j]);
+            }
+        ptr[i + 1] = q;
+    }
+    free(m->pr_ptr);
+    free(m->pr_idx);
+    free(m->pr_val);
+    m->pr_ptr = ptr;
+    m->pr_idx = idx;
+    m->pr_val = val;
+    m->pr_weight = weight;
+    m->pr_count_half = count_half;
+    return PVG_OK;
 }
 
 uint32_t pvg_fl_model_round(const pvg_fl_model *m)
@@ -596,6 +676,17 @@ out:
 
 /* ---- server step ---- */
 
+/* Jacobi sweeps of the prior's joint item solve (pvg_fl_model_set_item_prior) */
+#define FL_PRIOR_SWEEPS 8
+
+/* Item j's ridge: reg (N_j + alpha0 W) from the decoded count N_j (block
+ * scale divided out, clamped at 0), plus the noise ridge. */
+static double item_reg(const pvg_fl_config *c, double Nj, double W, double ridge)
+{
+    double nj = Nj > 0 ? (1.0 / PVG_FL_SCALE_N) * Nj : 0;
+    return c->reg * (nj + c->alpha0 * W) + ridge + 1e-9;
+}
+
 pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, uint32_t survivors,
                               pvg_rng *rng, pvg_error *err)
 {
@@ -609,6 +700,8 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     double *S = malloc(d * sizeof *S);
     double *G = malloc(k * k * sizeof *G), *lam = malloc(k * sizeof *lam);
     double *g = malloc(k * sizeof *g), *t = malloc(k * sizeof *t);
+    double *Vs = NULL, *Ub = NULL, *Mu = NULL; /* statistics form: fresh solves, U^T b, prior */
+    double *rel = NULL, *rsc = NULL; /* the prior's neighbour reliabilities and row scales */
     pvg_status st = PVG_OK;
     if (!S || !G || !lam || !g || !t) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "fl apply: out of memory");
@@ -647,33 +740,116 @@ pvg_status pvg_fl_model_apply(pvg_fl_model *m, const uint32_t *sum, size_t d, ui
     /* average_solves (statistics form, FedAvg): v <- v - (v - v*)/n after the n-th sum, so v is
        the mean of the n fresh solves v*; the server_lr step otherwise */
     double lr = stats && c->average_solves ? 1.0 / (double)(m->solves + 1) : c->server_lr;
+    if (stats) {
+        Vs = malloc(ni * k * sizeof *Vs);
+        Ub = malloc(ni * k * sizeof *Ub);
+        if (!Vs || !Ub) {
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "fl apply: out of memory");
+            goto out;
+        }
+        /* the fresh solves v*_j = U diag(1 / (alpha0 lam + reg_j)) U^T b_j */
+        for (size_t j = 0; j < ni; j++) {
+            double regj = item_reg(c, N[j], W, ridge);
+            for (size_t a = 0; a < k; a++) {
+                double sr = 0;
+                for (size_t b = 0; b < k; b++)
+                    sr += G[b * k + a] * R[j * k + b];
+                Ub[j * k + a] = sr;
+                t[a] = sr / (c->alpha0 * lam[a] + regj);
+            }
+            for (size_t b = 0; b < k; b++) {
+                double sb = 0;
+                for (size_t a = 0; a < k; a++)
+                    sb += G[b * k + a] * t[a];
+                Vs[j * k + b] = sb;
+            }
+        }
+        /* the public item prior: the noise ridge pulls each item toward
+         * mu_j = weight sum_i S~_ji v*_i (its public neighbours' solves)
+         * instead of toward 0: v*_j = (alpha0 T + reg_j I)^-1 (b_j + ridge
+         * mu_j), solved jointly by Jacobi sweeps (a contraction: ridge
+         * weight / reg_j < 1, |S~|_inf <= 1). With count_half h > 0 a
+         * neighbour i weighs S~_ji r_i, r_i = n_i / (n_i + h) from its noisy
+         * count, the row rescaled to S~'s row total: the reliable neighbours
+         * lead, the pull's strength is the same. Post-processing of the
+         * released sum and public data */
+        if (m->pr_ptr && ridge > 0 && m->pr_weight > 0) {
+            Mu = malloc(ni * k * sizeof *Mu);
+            rel = malloc(ni * sizeof *rel);
+            rsc = malloc(ni * sizeof *rsc);
+            if (!Mu || !rel || !rsc) {
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "fl apply: out of memory");
+                goto out;
+            }
+            double h = m->pr_count_half;
+            for (size_t i = 0; i < ni; i++) {
+                double n_i = N[i] > 0 ? N[i] / PVG_FL_SCALE_N : 0;
+                rel[i] = h > 0 ? n_i / (n_i + h) : 1;
+            }
+            for (size_t j = 0; j < ni; j++) {
+                double tw = 0, trw = 0;
+                for (uint64_t q = m->pr_ptr[j]; q < m->pr_ptr[j + 1]; q++) {
+                    tw += m->pr_val[q];
+                    trw += m->pr_val[q] * rel[m->pr_idx[q]];
+                }
+                rsc[j] = trw > 0 ? m->pr_weight * tw / trw : 0;
+            }
+            for (int it = 0; it < FL_PRIOR_SWEEPS; it++) {
+                for (size_t j = 0; j < ni; j++) {
+                    double *mu = Mu + j * k;
+                    memset(mu, 0, k * sizeof *mu);
+                    for (uint64_t q = m->pr_ptr[j]; q < m->pr_ptr[j + 1]; q++) {
+                        const double *vi = Vs + (size_t)m->pr_idx[q] * k;
+                        double w = rsc[j] * m->pr_val[q] * rel[m->pr_idx[q]];
+                        for (size_t b = 0; b < k; b++)
+                            mu[b] += w * vi[b];
+                    }
+                }
+                for (size_t j = 0; j < ni; j++) {
+                    double regj = item_reg(c, N[j], W, ridge);
+                    const double *mu = Mu + j * k;
+                    for (size_t a = 0; a < k; a++) {
+                        double sm = 0;
+                        for (size_t b = 0; b < k; b++)
+                            sm += G[b * k + a] * mu[b];
+                        t[a] = (Ub[j * k + a] + ridge * sm) / (c->alpha0 * lam[a] + regj);
+                    }
+                    for (size_t b = 0; b < k; b++) {
+                        double sb = 0;
+                        for (size_t a = 0; a < k; a++)
+                            sb += G[b * k + a] * t[a];
+                        Vs[j * k + b] = sb;
+                    }
+                }
+            }
+        }
+    }
     for (size_t j = 0; j < ni; j++) {
         float *v = m->V + j * k;
         double nj = N[j] > 0 ? isn * N[j] : 0;
-        double regj = c->reg * (nj + c->alpha0 * W) + ridge + 1e-9;
+        double regj = item_reg(c, N[j], W, ridge);
         double c1 = c->alpha0 + (W > 0 ? obs * nj / W : 0);
-        /* gradient form: t = U^T v, g in the eigenbasis: (alpha0 lam + reg)
-         * t + U^T R_j. Sufficient statistics (DP-iALS's item solve without
-         * the per-item Gram): v* = (alpha0 T + reg_j I)^-1 b_j, and the
-         * direction is v - v* */
-        for (size_t a = 0; a < k; a++) {
-            double sv = 0, sr = 0;
-            for (size_t b = 0; b < k; b++) {
-                sv += G[b * k + a] * v[b];
-                sr += G[b * k + a] * R[j * k + b];
-            }
-            if (stats) {
-                t[a] = sv - sr / (c->alpha0 * lam[a] + regj);
-            } else {
+        if (stats) { /* the direction is v - v* */
+            for (size_t b = 0; b < k; b++)
+                g[b] = v[b] - Vs[j * k + b];
+        } else {
+            /* gradient form: t = U^T v, g in the eigenbasis: (alpha0 lam +
+             * reg) t + U^T R_j, preconditioned by (c1 lam + reg) */
+            for (size_t a = 0; a < k; a++) {
+                double sv = 0, sr = 0;
+                for (size_t b = 0; b < k; b++) {
+                    sv += G[b * k + a] * v[b];
+                    sr += G[b * k + a] * R[j * k + b];
+                }
                 double ga = (c->alpha0 * lam[a] + regj) * sv + sr;
                 t[a] = ga / (c1 * lam[a] + regj);
             }
-        }
-        for (size_t b = 0; b < k; b++) {
-            double s = 0;
-            for (size_t a = 0; a < k; a++)
-                s += G[b * k + a] * t[a];
-            g[b] = s;
+            for (size_t b = 0; b < k; b++) {
+                double s = 0;
+                for (size_t a = 0; a < k; a++)
+                    s += G[b * k + a] * t[a];
+                g[b] = s;
+            }
         }
         if (c->optimizer == PVG_FL_FEDAVG) {
             for (size_t b = 0; b < k; b++)
@@ -699,6 +875,11 @@ out:
     free(lam);
     free(g);
     free(t);
+    free(Vs);
+    free(Ub);
+    free(Mu);
+    free(rel);
+    free(rsc);
     return st;
 }
 

@@ -136,8 +136,8 @@ static const char *find_data_dir(const char *prog, const char *dir, char *buf, s
  * genre flags of u.item (data_dir/ml-100k/u.item.gz), the squared cosine of
  * the items' genre vectors. New n x n in *out (free); 0 ok, -1 with the
  * reason on stderr. */
-static int public_similarity(const pvg_dataset *ds, const char *data_dir, const char *name,
-                             float **out)
+static inline int public_similarity(const pvg_dataset *ds, const char *data_dir, const char *name,
+                                    float **out)
 {
     size_t n = ds->n_items;
     float *S = calloc(n ? n * n : 1, sizeof *S);

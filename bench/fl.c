@@ -387,7 +387,9 @@ int main(int argc, char **argv)
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
            "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
            "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,"
-           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],\"after_phases_seconds\":%.3f,"
+           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"quorum_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"last_message_seconds\":[%.3f,%.3f,%.3f,%.3f],\"after_phases_seconds\":%.3f,"
            "\"apply_seconds\":%.3f,"
            "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"grace\":%.2f,\"server_seconds\":%.3f,"
            "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
@@ -407,7 +409,9 @@ int main(int argc, char **argv)
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
            rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),
            wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1], rs.phase_seconds[2],
-           rs.phase_seconds[3],
+           rs.phase_seconds[3], rs.quorum_seconds[0], rs.quorum_seconds[1], rs.quorum_seconds[2],
+           rs.quorum_seconds[3], rs.last_message_seconds[0], rs.last_message_seconds[1],
+           rs.last_message_seconds[2], rs.last_message_seconds[3],
            rs.seconds - rs.phase_seconds[0] - rs.phase_seconds[1] - rs.phase_seconds[2] -
                rs.phase_seconds[3],
            tr.apply_seconds, co.phase_seconds[0], co.phase_seconds[1], co.phase_seconds[2],

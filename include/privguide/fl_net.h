@@ -372,6 +372,12 @@ typedef struct pvg_fl_client_options {
                              (GET /v1/fl/state?wait=..., answered when the round's state
                              changes), and falls back to plain polling against a server
                              that does not honour the wait */
+    int mask_ahead;       /* 1: once it has posted its SHARES, the client adds up its masks
+                             before it waits for the masked phase (pvg_secagg_client_premask;
+                             the same bytes are sent). Off by default: when many clients share
+                             a few cores (bench_fl) the early masks take the CPU from the
+                             clients still computing their updates, and the phase grace then
+                             drops those (docs/fl-protocol.md, "Benchmark") */
 } pvg_fl_client_options;
 
 /* Joins the server and takes part in rounds until o->rounds were done, the

@@ -674,10 +674,10 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
             st->compute_seconds += now_s() - t0;
             continue;
         }
-        /* waiting: the work that does not need the next STATE first (the masks,
-           between SHARES and FORWARD), so the next phase finds them made */
+        /* waiting (mask_ahead): the work that does not need the next STATE first (the
+           masks, between SHARES and FORWARD), so the next phase finds them made */
         t0 = now_s();
-        if (pvg_fl_core_idle(core)) st->compute_seconds += now_s() - t0;
+        if (o->mask_ahead && pvg_fl_core_idle(core)) st->compute_seconds += now_s() - t0;
         if (long_poll) {
             int waited = 0;
             (void)pvg_fl_core_seen(core, NULL, NULL, &waited);

@@ -715,6 +715,29 @@ static void test_declared_length_not_reserved(void **state)
     size_t grew = after > before ? after - before : 0;
     for (int i = 0; i < NCONN; i++)
         close(fd[i]);
+    /* a body that arrives in many pieces is still read whole, up to its declared
+       length: the JSON error is at its last byte */
+    pvg_store *st = NULL;
+    char *admin = NULL;
+    pvg_principal p;
+    assert_int_equal(pvg_store_open(dd, &st, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(st, PVG_ROLE_ADMIN, "big", 0, &admin, &p, &err),
+                     PVG_OK);
+    pvg_store_free(st);
+    size_t blen = 300001;
+    char *body = malloc(blen + 1);
+    assert_non_null(body);
+    memset(body, ' ', blen - 1);
+    body[blen - 1] = '}';
+    body[blen] = 0;
+    int main_port = E.port;
+    E.port = pvg_server_port(srv);
+    json_t *j = expect("POST", "/v1/events", admin, body, 400);
+    E.port = main_port;
+    assert_int_equal(json_integer_value(json_object_get(j, "position")), (json_int_t)blen);
+    json_decref(j);
+    free(body);
+    pvg_auth_credential_free(admin);
     pvg_server_free(srv);
     if (grew >= (size_t)16 << 20)
         fail_msg("%d connections that sent only headers made the heap grow by %zu bytes", NCONN,

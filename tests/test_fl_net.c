@@ -771,7 +771,7 @@ static void test_broadcast_only_to_cohort(void **state)
     assert_int_equal(pvg_fl_coord_broadcast_ref(coord, 1, &ref2, &data2, &len2, &err), PVG_OK);
     assert_ptr_equal(ref, ref2);
     assert_ptr_equal(data, data2);
-    pvg_fl_broadcast_ref_release(ref2); /* one of two: the bytes stay */
+    pvg_fl_broadcast_ref_free(ref2); /* one of two: the bytes stay */
     assert_memory_equal(data, "model", 5);
     assert_int_equal(pvg_fl_coord_broadcast_ref(coord, 2, &ref2, &data2, &len2, &err),
                      PVG_ERR_NOT_FOUND);
@@ -780,8 +780,8 @@ static void test_broadcast_only_to_cohort(void **state)
     pvg_fl_coord_free(coord);
     assert_true(len >= 5);
     assert_memory_equal(data, "model", 5);
-    pvg_fl_broadcast_ref_release(ref);
-    pvg_fl_broadcast_ref_release(NULL);
+    pvg_fl_broadcast_ref_free(ref);
+    pvg_fl_broadcast_ref_free(NULL);
     pvg_rng_free(rng);
     pthread_mutex_destroy(&a.mu);
 }

@@ -62,7 +62,7 @@ for _ in $(seq 1 600); do
   sleep 0.05
 done
 [ -n "$URL" ] || fail "server did not start"
-grep -q "item prior from the declared catalogue: 16 of 20 items titled, 16 linked (up to 64 neighbours each), weight 1, count 20" \
+grep -q "item prior from the declared catalogue: 16 of 20 items titled, 16 linked (up to 100 neighbours each), weight 1, count 20" \
   "$T/serve.log" || fail "prior line"
 for u in 0 1 2; do
   "$P" fl client --server "$URL" --token "${TOKS[$u]}" --data "$T/u$u.jsonl" --items "$T/items.txt" \

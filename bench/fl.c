@@ -38,10 +38,14 @@
  * against the plain update at the lane's width (plain_lane_bytes,
  * lane_upload_ratio, lane_body_upload_ratio).
  *
+ * The tenth argument, "ahead", has the clients add up their masks once they
+ * have posted their SHARES (pvg_fl_client_options mask_ahead) instead of in
+ * the masked phase ("late", the default).
+ *
  * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds
  *                 [grace seconds (default 2; 0: off) [k (default 0: the plan; else
  *                 the neighbours, t a majority) [long|plain (default long)
- *                 [lane bits 32|16 [mask rounds 20|12|8]]]]]]]]]
+ *                 [lane bits 32|16 [mask rounds 20|12|8 [late|ahead]]]]]]]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -88,7 +92,7 @@ static pvg_status child_update(void *ctx, uint64_t round, const uint8_t *bc, siz
 }
 
 static void child(uint32_t index, const char *token, int drop, uint32_t n_items, int plain,
-                  int port_fd, int res_fd)
+                  int ahead, int port_fd, int res_fd)
 {
     int port = 0;
     if (read(port_fd, &port, sizeof port) != sizeof port) _exit(3);
@@ -112,6 +116,7 @@ static void child(uint32_t index, const char *token, int drop, uint32_t n_items,
     o.ctx = &c;
     o.rng = c.rng;
     o.plain_poll = plain;
+    o.mask_ahead = ahead;
     pvg_fl_client_stats st;
     pvg_error err;
     result r;
@@ -182,12 +187,14 @@ int main(int argc, char **argv)
     const char *mode = argc > 7 ? argv[7] : "long";
     unsigned lane = argc > 8 ? (unsigned)atoi(argv[8]) : 32;
     unsigned rounds = argc > 9 ? (unsigned)atoi(argv[9]) : 20;
+    const char *when = argc > 10 ? argv[10] : "late"; /* "ahead": mask_ahead */
+    int ahead = strcmp(when, "ahead") == 0;
     int plain_poll = strcmp(mode, "plain") == 0;
     if (n < 3 || n_items < 1 || dropout < 0 || dropout >= 1 || grace < 0 || kk == 1 ||
         (!plain_poll && strcmp(mode, "long") != 0) || (lane != 16 && lane != 32) ||
-        (rounds != 8 && rounds != 12 && rounds != 20)) {
+        (rounds != 8 && rounds != 12 && rounds != 20) || (!ahead && strcmp(when, "late") != 0)) {
         fprintf(stderr, "usage: bench_fl [clients >= 3 [items [dropout [phase_seconds [grace "
-                        "[k [long|plain [16|32 [8|12|20]]]]]]]]]\n");
+                        "[k [long|plain [16|32 [8|12|20 [late|ahead]]]]]]]]]]\n");
         return 2;
     }
     char dir[] = "/tmp/pvg-bench-fl-XXXXXX";
@@ -241,7 +248,7 @@ int main(int argc, char **argv)
         if (pid[i] == 0) {
             close(port_pipe[1]);
             close(res_pipe[0]);
-            child(i, tok[i], drop[i], n_items, plain_poll, port_pipe[0], res_pipe[1]);
+            child(i, tok[i], drop[i], n_items, plain_poll, ahead, port_pipe[0], res_pipe[1]);
         }
         if (pid[i] < 0) {
             fprintf(stderr, "fork %u: %s (ran %u clients)\n", i, strerror(errno), i);
@@ -381,13 +388,15 @@ int main(int argc, char **argv)
         fclose(lf);
     }
     double plain = (double)d * 4, plain_lane = (double)d * lane / 8;
-    printf("{\"bench\":\"fl\",\"poll\":\"%s\",\"server_cpu_seconds\":%.3f,"
+    printf("{\"bench\":\"fl\",\"poll\":\"%s\",\"masks\":\"%s\",\"server_cpu_seconds\":%.3f,"
            "\"clients\":%u,\"items\":%u,\"factors\":%u,\"d\":%zu,"
            "\"dropout\":%.2f,\"k\":%u,\"t\":%u,\"round\":\"%s\",\"error\":\"%s\","
            "\"survivors\":%u,\"arrived\":[%u,%u,%u,%u],"
            "\"fork_seconds\":%.3f,\"server_start_seconds\":%.3f,\"join_seconds\":%.3f,"
            "\"wall_seconds_from_fork\":%.3f,\"round_seconds\":%.3f,"
-           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],\"after_phases_seconds\":%.3f,"
+           "\"phase_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"quorum_seconds\":[%.3f,%.3f,%.3f,%.3f],"
+           "\"last_message_seconds\":[%.3f,%.3f,%.3f,%.3f],\"after_phases_seconds\":%.3f,"
            "\"apply_seconds\":%.3f,"
            "\"deadlines\":[%.0f,%.0f,%.0f,%.0f],\"grace\":%.2f,\"server_seconds\":%.3f,"
            "\"client_compute_seconds_p50\":%.4f,\"client_compute_seconds_max\":%.4f,"
@@ -402,12 +411,14 @@ int main(int argc, char **argv)
            "\"lane_upload_ratio\":%.4f,\"lane_body_upload_ratio\":%.4f,"
            "\"clients_reporting\":%u,\"clients_failed\":%u,\"clients_done\":%u,"
            "\"loadavg\":[%.2f,%.2f,%.2f],\"cores\":%ld}\n",
-           mode, server_cpu, n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
+           mode, when, server_cpu, n, n_items, cfg.factors, d, dropout, rs.k, rs.t,
            st == PVG_OK ? pvg_fl_phase_name(rs.phase) : "timeout",
            st == PVG_OK ? rs.error : err.text, rs.survivors, rs.arrived[0], rs.arrived[1],
            rs.arrived[2], rs.arrived[3], SEC(tw0, tf), SEC(tf, ts_srv), SEC(ts_srv, ts_joined),
            wall, rs.seconds, rs.phase_seconds[0], rs.phase_seconds[1], rs.phase_seconds[2],
-           rs.phase_seconds[3],
+           rs.phase_seconds[3], rs.quorum_seconds[0], rs.quorum_seconds[1], rs.quorum_seconds[2],
+           rs.quorum_seconds[3], rs.last_message_seconds[0], rs.last_message_seconds[1],
+           rs.last_message_seconds[2], rs.last_message_seconds[3],
            rs.seconds - rs.phase_seconds[0] - rs.phase_seconds[1] - rs.phase_seconds[2] -
                rs.phase_seconds[3],
            tr.apply_seconds, co.phase_seconds[0], co.phase_seconds[1], co.phase_seconds[2],

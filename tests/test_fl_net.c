@@ -139,6 +139,10 @@ static void *client_thread(void *arg)
     o.rng = rng;
     o.wire_tap = tap;
     o.tap_ctx = c;
+    /* half the clients add up their masks ahead (after their SHARES), the other
+       half in the masked phase: the sum below is exact either way, also with the
+       client that dropped after advertising (in KEYS, missing from FORWARD) */
+    o.mask_ahead = c->index % 2;
     pvg_error err;
     c->status = pvg_fl_client_run(&o, &c->stats, &err);
     snprintf(c->error, sizeof c->error, "%s", err.text);

@@ -704,6 +704,67 @@ static void test_mode_bound_into_keys(void **state)
     sess_close(&S);
 }
 
+/* The premask (pvg_secagg_client_premask, made between SHARES and FORWARD)
+ * gives the same MASKED bytes as the masks made at once, in every lane and
+ * PRG, also for a client whose neighbour advertised (its mask is in the
+ * premask) but sent no shares (it is taken off again); the sum comes out
+ * exact. Out of its place the premask is refused. */
+static void test_premask_same_bytes(void **state)
+{
+    (void)state;
+    static const unsigned modes[][2] = {{32, 0}, {32, 8}, {16, 8}, {16, 12}};
+    for (size_t mi = 0; mi < sizeof modes / sizeof *modes; mi++) {
+        const uint32_t n = 9, d = 301; /* not a multiple of any block */
+        session A, B;
+        sess_open_mode(&A, n, 6, 4, d, modes[mi][0], modes[mi][1], 808 + mi);
+        sess_open_mode(&B, n, 6, 4, d, modes[mi][0], modes[mi][1], 808 + mi);
+        int live[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+        pvg_error err;
+        assert_int_equal(pvg_secagg_client_premask(B.c[0], &err), PVG_ERR_STATE); /* too early */
+        for (int r = 0; r < 2; r++) {
+            sess_round(&A, r, live, 1);
+            sess_round(&B, r, live, 1);
+            assert_int_equal(pvg_secagg_server_advance(A.s, NULL), PVG_OK);
+            assert_int_equal(pvg_secagg_server_advance(B.s, NULL), PVG_OK);
+            if (r == 0) live[2] = 0; /* advertised, sends no shares: in KEYS, not in FORWARD */
+        }
+        /* B's clients (all but one) made their masks ahead; the dropped one cannot */
+        for (uint32_t i = 0; i < n; i++)
+            if (live[i] && i != 4) {
+                assert_int_equal(pvg_secagg_client_premask(B.c[i], &err), PVG_OK);
+                assert_int_equal(pvg_secagg_client_premask(B.c[i], &err), PVG_OK); /* again */
+            }
+        sess_round(&A, 2, live, 1);
+        sess_round(&B, 2, live, 1);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!live[i]) continue;
+            assert_int_equal(A.len[i], B.len[i]);
+            assert_memory_equal(A.msg[i], B.msg[i], A.len[i]);
+        }
+        /* the masked input used the premask up: no second one after it */
+        assert_int_equal(pvg_secagg_client_premask(B.c[1], &err), PVG_ERR_STATE);
+        assert_int_equal(pvg_secagg_server_advance(B.s, NULL), PVG_OK);
+        sess_round(&B, 3, live, 1);
+        assert_int_equal(pvg_secagg_server_advance(B.s, NULL), PVG_OK);
+        uint64_t *sum = calloc(d, sizeof *sum);
+        uint8_t *raw = calloc(d, 8);
+        assert_int_equal(pvg_secagg_server_result(B.s, raw, NULL), PVG_OK);
+        unsigned bits = modes[mi][0];
+        for (uint32_t j = 0; j < d; j++) {
+            uint64_t want = 0, got = 0;
+            for (uint32_t i = 0; i < n; i++)
+                if (live[i]) want += B.x[(size_t)i * d + j];
+            memcpy(&got, raw + (size_t)j * (bits / 8), bits / 8);
+            if (bits < 64) want &= (1ull << bits) - 1;
+            assert_true(got == want);
+        }
+        free(sum);
+        free(raw);
+        sess_close(&A);
+        sess_close(&B);
+    }
+}
+
 /* ---- wire robustness ---- */
 
 static void test_wire_refusals(void **state)
@@ -1209,6 +1270,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exact_lanes_and_prgs),
         cmocka_unit_test(test_lane16_edge),
         cmocka_unit_test(test_lane16_session_and_modes),
+        cmocka_unit_test(test_premask_same_bytes),
         cmocka_unit_test(test_server_threads),
         cmocka_unit_test(test_given_inputs),
         cmocka_unit_test(test_abort_below_threshold),

@@ -142,6 +142,10 @@ typedef struct pvg_fl_round_stats {
     double seconds;        /* from the round's start to its end */
     double server_seconds; /* CPU-bound work of the coordinator (receive, advance, apply) */
     double phase_seconds[4];
+    /* per phase, seconds from its start to its max(t, survivor floor)-th accepted
+       message (0: never reached) and to its last one (0: none): what the grace and
+       the deadlines add is phase_seconds minus last_message_seconds */
+    double quorum_seconds[4], last_message_seconds[4];
     unsigned long long bytes_in, bytes_out; /* message bytes of the round's protocol */
     char error[PVG_ERROR_TEXT_LEN];         /* why it aborted */
 } pvg_fl_round_stats;
@@ -225,6 +229,19 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
  * PVG_ERR_NOT_FOUND (not the current round). */
 pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out, size_t *out_len,
                                   pvg_error *err) PVG_WARN_UNUSED;
+
+/* Round `round`'s broadcast without a copy (what the HTTP route serves to
+ * every client): *data (*len bytes) is the coordinator's own, read-only, and
+ * stays valid and unchanged until pvg_fl_broadcast_ref_release(*ref), also
+ * after the round ends (a coordinator without a broadcast callback serves 0
+ * bytes). Errors: PVG_ERR_NOT_FOUND (not the current round). */
+typedef struct pvg_fl_broadcast_ref pvg_fl_broadcast_ref;
+pvg_status pvg_fl_coord_broadcast_ref(pvg_fl_coord *c, uint64_t round, pvg_fl_broadcast_ref **ref,
+                                      const uint8_t **data, size_t *len,
+                                      pvg_error *err) PVG_WARN_UNUSED;
+/* Drops one reference from pvg_fl_coord_broadcast_ref (any thread); the
+ * last one frees the bytes. NULL is ignored. */
+void pvg_fl_broadcast_ref_release(pvg_fl_broadcast_ref *ref);
 
 /* Waits until round `round` has ended (done or aborted), at most
  * timeout_s seconds; fills *st. Errors: PVG_ERR_BUSY (timed out),
@@ -365,6 +382,12 @@ typedef struct pvg_fl_client_options {
                              (GET /v1/fl/state?wait=..., answered when the round's state
                              changes), and falls back to plain polling against a server
                              that does not honour the wait */
+    int mask_ahead;       /* 1: once it has posted its SHARES, the client adds up its masks
+                             before it waits for the masked phase (pvg_secagg_client_premask;
+                             the same bytes are sent). Off by default: when many clients share
+                             a few cores (bench_fl) the early masks take the CPU from the
+                             clients still computing their updates, and the phase grace then
+                             drops those (docs/fl-protocol.md, "Benchmark") */
 } pvg_fl_client_options;
 
 /* Joins the server and takes part in rounds until o->rounds were done, the

@@ -166,6 +166,16 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
                                         uint8_t **out, size_t *out_len,
                                         pvg_error *err) PVG_WARN_UNUSED;
 
+/* Between rounds 1 and 2 (optional, while the client waits for FORWARD):
+ * adds up the masks that do not depend on the input, the self mask and the
+ * pairwise masks of every neighbour in KEYS, into a locked buffer of d
+ * words (wiped when used or on free). pvg_secagg_client_masked_input then
+ * adds the input to it and takes off the masks of the neighbours that are
+ * missing from FORWARD: the MASKED message is the same, byte for byte.
+ * Calling it again does nothing. Errors: PVG_ERR_STATE (not between SHARES
+ * and FORWARD), PVG_ERR_NOMEM (the masked input then makes every mask). */
+pvg_status pvg_secagg_client_premask(pvg_secagg_client *c, pvg_error *err) PVG_WARN_UNUSED;
+
 /* Round 2: consumes FORWARD, masks input[0..d) (uint16_t[d], uint32_t[d] or
  * uint64_t[d] when bits = 16, 32 or 64; borrowed, not modified) and returns
  * MASKED. Errors

@@ -36,7 +36,18 @@ struct pvg_secagg_client {
     uint8_t c_pk[32], s_pk_own[32];
     client_secrets *sec;
     nb_secret *nbs; /* k entries, sodium_malloc */
+    /* pvg_secagg_client_premask: PRG(b) + sum over the neighbours in KEYS of
+       sign(u, v) PRG(s_uv), d words of the lane (sodium_malloc, pre_bytes), or NULL */
+    void *pre;
+    size_t pre_bytes;
 };
+
+static void pre_free(pvg_secagg_client *c)
+{
+    if (c->pre) sodium_free(c->pre); /* sodium_free wipes */
+    c->pre = NULL;
+    c->pre_bytes = 0;
+}
 
 pvg_status pvg_secagg_client_new(const pvg_secagg_params *p, uint32_t id, pvg_rng *rng,
                                  pvg_secagg_client **out, pvg_error *err)
@@ -84,6 +95,7 @@ pvg_status pvg_secagg_client_new_ex(const pvg_secagg_params *p, uint32_t id, pvg
 void pvg_secagg_client_free(pvg_secagg_client *c)
 {
     if (!c) return;
+    pre_free(c);
     if (c->sec) sodium_free(c->sec); /* sodium_free wipes */
     if (c->nbs) sodium_free(c->nbs);
     free(c->nb);
@@ -241,6 +253,64 @@ pvg_status pvg_secagg_client_share_keys(pvg_secagg_client *c, const uint8_t *in,
     return PVG_OK;
 }
 
+pvg_status pvg_secagg_client_premask(pvg_secagg_client *c, pvg_error *err)
+{
+    if (!c) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    if (c->state != C_SHARED)
+        return pvg_error_set(err, PVG_ERR_STATE,
+                             "secagg client %u: the masks are made between SHARES and FORWARD",
+                             c->id);
+    if (c->pre) return PVG_OK;
+    size_t w = c->p.bits / 8, bytes = ((size_t)c->p.d * w + 63) & ~(size_t)63;
+    size_t ms = 1;
+    for (uint32_t a = 0; a < c->p.k; a++)
+        ms += c->alive1[a] != 0;
+    void *pre = sodium_malloc(bytes);
+    uint8_t *seeds = pre ? sodium_malloc(32 * ms) : NULL;
+    signed char *signs = seeds ? malloc(ms) : NULL;
+    if (!signs) {
+        if (seeds) sodium_free(seeds);
+        if (pre) sodium_free(pre);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
+    }
+    size_t at = 0;
+    memcpy(seeds, c->sec->b, 32);
+    signs[at++] = 1;
+    for (uint32_t a = 0; a < c->p.k; a++)
+        if (c->alive1[a]) {
+            memcpy(seeds + 32 * at, c->nbs[a].mask_seed, 32);
+            signs[at++] = c->id < c->nb[a] ? 1 : -1;
+        }
+    memset(pre, 0, bytes);
+    sa_mask_accumulate(pre, 0, c->p.d, c->p.bits, c->p.mask_rounds, seeds, signs, ms);
+    sodium_free(seeds);
+    free(signs);
+    c->pre = pre;
+    c->pre_bytes = bytes;
+    return PVG_OK;
+}
+
+/* y[0..d) += pre[0..d) mod 2^bits (little-endian words, as the host's). */
+static void add_words(void *y, const void *pre, size_t d, unsigned bits)
+{
+    if (bits == 16) {
+        uint16_t *a = y;
+        const uint16_t *b = pre;
+        for (size_t i = 0; i < d; i++)
+            a[i] = (uint16_t)(a[i] + b[i]);
+    } else if (bits == 32) {
+        uint32_t *a = y;
+        const uint32_t *b = pre;
+        for (size_t i = 0; i < d; i++)
+            a[i] += b[i];
+    } else {
+        uint64_t *a = y;
+        const uint64_t *b = pre;
+        for (size_t i = 0; i < d; i++)
+            a[i] += b[i];
+    }
+}
+
 pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
                                           const void *input, uint8_t **out, size_t *out_len,
                                           pvg_error *err)
@@ -334,8 +404,9 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     if (m)
         y = inplace ? (void *)(m + SA_HDR)
                     : aligned_alloc(64, ((size_t)c->p.d * w + 63) & ~(size_t)63);
-    if (y) seeds = sodium_malloc(32 * ((size_t)cnt + 1));
-    if (seeds) signs = malloc((size_t)cnt + 1);
+    /* the self mask and the neighbours in FORWARD, or (premask) those missing from it */
+    if (y) seeds = sodium_malloc(32 * ((size_t)c->p.k + 1));
+    if (seeds) signs = malloc((size_t)c->p.k + 1);
     if (!m || !y || !seeds || !signs) {
         sodium_free(tmp);
         free(idx);
@@ -351,19 +422,33 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     }
     sodium_free(tmp);
     free(idx);
-    /* y = x + PRG(b) + sum_v sign(u, v) PRG(s_uv): the input is copied
-     * once, then every mask is added in one pass over y (the kernel walks y
-     * in L1-sized chunks and adds all the masks of a chunk before the next) */
+    /* y = x + PRG(b) + sum_v sign(u, v) PRG(s_uv) over the neighbours v in
+     * FORWARD: the input is copied once, then every mask is added in one pass
+     * over y (the kernel walks y in L1-sized chunks and adds all the masks of
+     * a chunk before the next). With the premask (the same sum over the
+     * neighbours in KEYS, made while the client waited) y = x + premask minus
+     * the masks of the neighbours in KEYS missing from FORWARD: the same
+     * words */
     size_t ms = 0;
-    memcpy(seeds, c->sec->b, 32);
-    signs[ms++] = 1;
-    for (uint32_t a = 0; a < c->p.k; a++)
-        if (c->alive2[a]) {
-            memcpy(seeds + 32 * ms, c->nbs[a].mask_seed, 32);
-            signs[ms++] = c->id < c->nb[a] ? 1 : -1;
-        }
     memcpy(y, input, (size_t)c->p.d * w);
-    sa_mask_accumulate(y, 0, c->p.d, c->p.bits, c->p.mask_rounds, seeds, signs, ms);
+    if (c->pre) {
+        add_words(y, c->pre, c->p.d, c->p.bits);
+        pre_free(c);
+        for (uint32_t a = 0; a < c->p.k; a++)
+            if (c->alive1[a] && !c->alive2[a]) {
+                memcpy(seeds + 32 * ms, c->nbs[a].mask_seed, 32);
+                signs[ms++] = c->id < c->nb[a] ? -1 : 1;
+            }
+    } else {
+        memcpy(seeds, c->sec->b, 32);
+        signs[ms++] = 1;
+        for (uint32_t a = 0; a < c->p.k; a++)
+            if (c->alive2[a]) {
+                memcpy(seeds + 32 * ms, c->nbs[a].mask_seed, 32);
+                signs[ms++] = c->id < c->nb[a] ? 1 : -1;
+            }
+    }
+    if (ms) sa_mask_accumulate(y, 0, c->p.d, c->p.bits, c->p.mask_rounds, seeds, signs, ms);
     sodium_free(seeds);
     free(signs);
     /* little-endian words on the wire (the host is little-endian,

@@ -228,6 +228,14 @@ void fl_peer_input_wipe(pvg_fl_peer *p)
     p->has_input = 0;
 }
 
+int fl_peer_premask(pvg_fl_peer *p)
+{
+    if (!p || p->step != 2) return 0;
+    pvg_error e;
+    /* a failure (out of memory) leaves the masked input to make every mask */
+    return pvg_secagg_client_premask(p->sa, &e) == PVG_OK;
+}
+
 int pvg_fl_peer_done(const pvg_fl_peer *p)
 {
     return p && p->step == 4;
@@ -666,6 +674,10 @@ pvg_status pvg_fl_client_run_core(const pvg_fl_client_options *o, pvg_fl_core *c
             st->compute_seconds += now_s() - t0;
             continue;
         }
+        /* waiting (mask_ahead): the work that does not need the next STATE first (the
+           masks, between SHARES and FORWARD), so the next phase finds them made */
+        t0 = now_s();
+        if (o->mask_ahead && pvg_fl_core_idle(core)) st->compute_seconds += now_s() - t0;
         if (long_poll) {
             int waited = 0;
             (void)pvg_fl_core_seen(core, NULL, NULL, &waited);

@@ -53,6 +53,7 @@ struct pvg_fl_core {
     uint32_t rounds, refused;
     char last_refusal[400];
 
+    int premasked;       /* fl_peer_premask ran for this peer */
     uint64_t seen_round; /* the last STATE fed: its round, phase and "waited" flag */
     int seen_phase, seen_waited, seen;
 };
@@ -71,6 +72,7 @@ static void drop_peer(pvg_fl_core *c)
 {
     pvg_fl_peer_free(c->peer);
     c->peer = NULL;
+    c->premasked = 0;
     c->advertised = 0;
     c->need_update = 0;
 }
@@ -445,6 +447,15 @@ void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused
     if (rounds) *rounds = c->rounds;
     if (refused) *refused = c->refused;
     if (last_refusal) *last_refusal = c->last_refusal;
+}
+
+int pvg_fl_core_idle(pvg_fl_core *c)
+{
+    /* due once the SHARES were handed out (step 2) and before the masked phase */
+    if (!c->peer || c->premasked || c->seen_phase != PVG_FL_PHASE_SHARE) return 0;
+    if (!fl_peer_premask(c->peer)) return 0;
+    c->premasked = 1;
+    return 1;
 }
 
 int pvg_fl_core_seen(const pvg_fl_core *c, uint64_t *round, int *phase, int *waited)

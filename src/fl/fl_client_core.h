@@ -42,6 +42,10 @@ typedef struct pvg_fl_core_policy {
 uint32_t *fl_peer_input_buffer(pvg_fl_peer *p, size_t *d);
 void fl_peer_input_set(pvg_fl_peer *p);
 void fl_peer_input_wipe(pvg_fl_peer *p);
+/* Between its SHARES and the FORWARD: adds up the peer's masks ahead of its
+ * input (pvg_secagg_client_premask). 1 when they are ready (made now or
+ * before), 0 when not due or not made (the masked input then makes them). */
+int fl_peer_premask(pvg_fl_peer *p);
 
 typedef enum pvg_fl_core_action {
     PVG_FL_CORE_WAIT = 0,      /* ask GET /v1/fl/state again after wait_ms, or long-poll
@@ -113,6 +117,13 @@ pvg_status pvg_fl_core_recommend(const pvg_fl_core *c, size_t k, uint32_t *items
  * last refusal ("" if none; borrowed). */
 void pvg_fl_core_stats(const pvg_fl_core *c, uint32_t *rounds, uint32_t *refused,
                        const char **last_refusal);
+
+/* Work the core can do ahead while its transport waits for the next STATE
+ * (call it before a long poll or a nap; optional: a transport that never
+ * calls it sends the same messages): between its SHARES and the FORWARD,
+ * the round's masks, which do not depend on the update. Returns 1 when it
+ * did work now, 0 when none was due. */
+int pvg_fl_core_idle(pvg_fl_core *c);
 
 /* The last STATE fed to pvg_fl_core_state: its round, phase and whether it
  * answered a long poll (flag "waited": the server honours ?wait=). Returns 0

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,21 @@ typedef struct fl_wait {
 
 #define NONE 0xFFFFFFFFu
 
+/* A round's broadcast, shared by the coordinator and every answer still
+ * sending it (pvg_fl_coord_broadcast_ref): freed by the last release. */
+struct pvg_fl_broadcast_ref {
+    atomic_uint refs;
+    uint8_t *p; /* malloc'd by the broadcast callback */
+    size_t len;
+};
+
+void pvg_fl_broadcast_ref_release(pvg_fl_broadcast_ref *r)
+{
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    free(r->p);
+    free(r);
+}
+
 struct pvg_fl_coord {
     pvg_fl_coord_options o;
     pthread_mutex_t mu;
@@ -70,9 +86,10 @@ struct pvg_fl_coord {
     double last_arrival; /* the clock at the phase's last accepted message */
     pvg_secagg_params params;
     pvg_secagg_server *sa;
-    uint8_t *bcast;
+    uint8_t *bcast; /* bref's bytes, or NULL */
     size_t bcast_len;
-    uint8_t **reply; /* per cohort id: the SecAgg reply of the phase (or NULL) */
+    pvg_fl_broadcast_ref *bref; /* the coordinator's reference to the round's broadcast */
+    uint8_t **reply;            /* per cohort id: the SecAgg reply of the phase (or NULL) */
     size_t *reply_len;
     uint32_t *u3; /* survivors (ids in the sum), ascending, in the unmask phase */
     uint32_t n_u3;
@@ -319,14 +336,29 @@ static int round_start(pvg_fl_coord *c)
         return -1;
     }
     pvg_secagg_server_set_threads(c->sa, c->o.server_threads);
-    free(c->bcast);
+    pvg_fl_broadcast_ref_release(c->bref);
+    c->bref = NULL;
     c->bcast = NULL;
     c->bcast_len = 0;
-    if (c->o.broadcast &&
-        c->o.broadcast(c->o.ctx, c->round, &c->bcast, &c->bcast_len, &e) != PVG_OK) {
+    /* without a broadcast callback the broadcast is empty (0 bytes) */
+    uint8_t *b = NULL;
+    size_t bl = 0;
+    if (c->o.broadcast && c->o.broadcast(c->o.ctx, c->round, &b, &bl, &e) != PVG_OK) {
         round_end(c, PVG_FL_PHASE_ABORTED, e.text);
         return -1;
     }
+    if (!b) b = malloc(1);
+    c->bref = b ? malloc(sizeof *c->bref) : NULL;
+    if (!c->bref) {
+        free(b);
+        round_end(c, PVG_FL_PHASE_ABORTED, "out of memory");
+        return -1;
+    }
+    atomic_init(&c->bref->refs, 1);
+    c->bref->p = b;
+    c->bref->len = bl;
+    c->bcast = b;
+    c->bcast_len = bl;
     c->cur.server_seconds += mono_real() - t0;
     c->phase = PVG_FL_PHASE_ADVERTISE;
     c->phase_started = now_of(c);
@@ -739,7 +771,7 @@ void pvg_fl_coord_free(pvg_fl_coord *c)
     pthread_mutex_unlock(&c->mu);
     free(c->waits);
     round_clear(c);
-    free(c->bcast);
+    pvg_fl_broadcast_ref_release(c->bref);
     if (c->clients) sodium_memzero(c->clients, sizeof *c->clients * c->cap_clients);
     free(c->clients);
     free(c->bucket);
@@ -1048,6 +1080,9 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
             cl->submitted = 1;
             c->arrived++;
             c->last_arrival = now_of(c);
+            c->cur.last_message_seconds[c->phase - 1] = c->last_arrival - c->phase_started;
+            if (c->arrived == quorum_of(c))
+                c->cur.quorum_seconds[c->phase - 1] = c->last_arrival - c->phase_started;
             c->cur.bytes_in += len;
             if (c->arrived >= c->expected || c->arrived == quorum_of(c))
                 pthread_cond_broadcast(&c->wake);
@@ -1079,6 +1114,31 @@ pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out
             *out_len = c->bcast_len;
             c->cur.bytes_out += c->bcast_len;
         }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+pvg_status pvg_fl_coord_broadcast_ref(pvg_fl_coord *c, uint64_t round, pvg_fl_broadcast_ref **ref,
+                                      const uint8_t **data, size_t *len, pvg_error *err)
+{
+    pvg_error_clear(err);
+    *ref = NULL;
+    *data = NULL;
+    *len = 0;
+    pthread_mutex_lock(&c->mu);
+    pvg_status st = PVG_OK;
+    int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
+    if (!in_round || round != c->round) {
+        st = pvg_error_set(
+            err, PVG_ERR_NOT_FOUND, "fl: round %llu is not under way (current %llu, %s)",
+            (unsigned long long)round, (unsigned long long)c->round, pvg_fl_phase_name(c->phase));
+    } else {
+        atomic_fetch_add(&c->bref->refs, 1);
+        *ref = c->bref;
+        *data = c->bref->p;
+        *len = c->bref->len;
+        c->cur.bytes_out += c->bref->len;
     }
     pthread_mutex_unlock(&c->mu);
     return st;

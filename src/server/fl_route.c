@@ -227,6 +227,11 @@ void pvg_srv_stop_fl_waits(pvg_server *srv)
     if (srv->opt.fl) pvg_fl_coord_wake_all(srv->opt.fl);
 }
 
+static void broadcast_release(void *ref)
+{
+    pvg_fl_broadcast_ref_release(ref);
+}
+
 void pvg_srv_h_fl_broadcast(pvg_srv_req *r)
 {
     uint8_t key[PVG_FL_NET_KEY_BYTES];
@@ -263,13 +268,16 @@ void pvg_srv_h_fl_broadcast(pvg_srv_req *r)
                             "fl broadcast: this client is not in round %llu's cohort", round);
         return;
     }
+    /* the coordinator's bytes, shared by every answer still sending them */
+    pvg_fl_broadcast_ref *ref = NULL;
+    const uint8_t *data = NULL;
     len = 0;
-    st = pvg_fl_coord_broadcast(c, round, &b, &len, &e);
+    st = pvg_fl_coord_broadcast_ref(c, round, &ref, &data, &len, &e);
     if (st != PVG_OK) {
         reply_fl_error(r, "fl broadcast", st, &e);
         return;
     }
-    reply_bytes(r, b, len);
+    pvg_srv_reply_shared(r, 200, "application/octet-stream", data, len, broadcast_release, ref);
 }
 
 void pvg_srv_h_fl_message(pvg_srv_req *r)

@@ -339,8 +339,32 @@ static void fin_stop(pvg_server *srv)
 
 /* ---- answers ------------------------------------------------------------ */
 
+/* Drops a shared answer that was not handed to a response. */
+static void shared_drop(pvg_srv_req *r)
+{
+    if (r->out_release) r->out_release(r->out_ref);
+    r->out_release = NULL;
+    r->out_ref = NULL;
+    r->out_shared = NULL;
+}
+
+void pvg_srv_reply_shared(pvg_srv_req *r, int status, const char *ctype, const void *data,
+                          size_t len, void (*release)(void *ref), void *ref)
+{
+    free(r->out);
+    r->out = NULL;
+    shared_drop(r);
+    r->status = status;
+    r->ctype = ctype;
+    r->out_shared = data;
+    r->out_len = len;
+    r->out_release = release;
+    r->out_ref = ref;
+}
+
 void pvg_srv_reply_json(pvg_srv_req *r, int status, json_t *j)
 {
+    shared_drop(r);
     free(r->out);
     r->out = NULL;
     r->out_len = 0;
@@ -598,11 +622,24 @@ static void authenticate_and_run(pvg_srv_req *r)
 
 static enum MHD_Result send_answer(pvg_srv_req *r)
 {
-    if (!r->out) pvg_srv_reply_error(r, 500, "internal", "no answer was produced");
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->out_len, r->out, MHD_RESPMEM_MUST_FREE);
-    if (!resp) return MHD_NO;
-    r->out = NULL; /* owned by the response now */
+    if (!r->out && !r->out_release)
+        pvg_srv_reply_error(r, 500, "internal", "no answer was produced");
+    struct MHD_Response *resp = NULL;
+    if (!r->out) {
+        /* a shared body (pvg_srv_reply_shared): sent from where it is, released by the
+           response when it is done with it; every client's GET of one broadcast sends
+           the same bytes without copying them */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            r->out_len, (void *)r->out_shared, r->out_release, r->out_ref);
+        if (!resp) return MHD_NO; /* released in on_completed */
+        r->out_release = NULL;    /* the response's now */
+        r->out_ref = NULL;
+        r->out_shared = NULL;
+    } else {
+        resp = MHD_create_response_from_buffer(r->out_len, r->out, MHD_RESPMEM_MUST_FREE);
+        if (!resp) return MHD_NO;
+        r->out = NULL; /* owned by the response now */
+    }
     MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
@@ -679,6 +716,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
             if (errno || end == cl || v > srv->opt.max_body_bytes) r->too_large = 1;
+            /* a declared length within the cap is reserved at once: a large body (a
+               masked update) is copied once, not through a doubling buffer */
+            if (!r->too_large && v > 0) {
+                r->body = malloc((size_t)v + 1);
+                if (r->body) r->body_cap = (size_t)v + 1;
+            }
         }
         if (r->too_large) { /* answer at once; the body is never read */
             r->method = method;
@@ -779,6 +822,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     free(r->body);
     free(r->out);
+    shared_drop(r);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);

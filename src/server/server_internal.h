@@ -502,6 +502,12 @@ struct pvg_srv_req {
     int status;
     char *out; /* body, malloc'd */
     size_t out_len;
+    /* or a shared, read-only body (out NULL): out_shared (out_len bytes) stays valid
+       until out_release(out_ref), which the response calls once it is done with it
+       (pvg_srv_reply_shared) */
+    const char *out_shared;
+    void (*out_release)(void *ref);
+    void *out_ref;
     const char *ctype;
     char retry_after[16];
     char allow[64];
@@ -565,6 +571,12 @@ const char *pvg_srv_req_query(pvg_srv_req *r, const char *name);
 int pvg_srv_req_query_one(pvg_srv_req *r, const char *name, const char **out);
 /* Sets a JSON answer (steals j). */
 void pvg_srv_reply_json(pvg_srv_req *r, int status, json_t *j);
+/* Answers status with a body that is not copied: data (len bytes, read-only)
+ * must stay valid until release(ref), which is called exactly once: by the
+ * HTTP response when it has sent it (or dropped it), or here when a later
+ * reply replaces it. */
+void pvg_srv_reply_shared(pvg_srv_req *r, int status, const char *ctype, const void *data,
+                          size_t len, void (*release)(void *ref), void *ref);
 /* Sets {"error": code, "message": msg} */
 void pvg_srv_reply_error(pvg_srv_req *r, int status, const char *code, const char *fmt, ...)
     PVG_PRINTF(4, 5);

@@ -29,7 +29,8 @@
  * each neighbour weighed by its noisy count n / (n + H) (--dp-prior-count H;
  * 0, the default: by the similarity alone), each item keeping its L most
  * similar others (--dp-prior-top L, default PVG_FL_PRIOR_NEIGHBOURS as
- * fl serve; 0: all).
+ * fl serve; 0: all); Online Retail's (scale and pow 1, L > 0) comes from
+ * pvg_fl_item_prior_from_titles, the function fl serve calls.
  * --sweep-only skips the DP table after a --dp-sweep.
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
@@ -526,7 +527,26 @@ int main(int argc, char **argv)
                                  ? (float)(prior_scale * pow((double)prior_S[q], prior_pow))
                                  : 0.0f;
         pvg_fl_item_prior prior_sp = {0}; /* its top prior_top neighbours an item */
-        if (prior_S && top_prior(prior_S, (uint32_t)ds->n_items, prior_top, &prior_sp) != 0)
+        if (prior_S && !strcmp(def->name, "online-retail") && prior_scale == 1 && prior_pow == 1 &&
+            prior_top > 0) {
+            /* the titles' prior as fl serve builds it (pvg_fl_item_prior_from_titles) */
+            const char **titles = calloc(ds->n_items ? ds->n_items : 1, sizeof *titles);
+            if (!titles) return 1;
+            for (size_t i = 0; i < ds->n_items; i++)
+                titles[i] = pvg_dataset_item_title(ds, i);
+            pvg_error perr;
+            pvg_error_clear(&perr);
+            size_t linked = 0;
+            pvg_status pst = pvg_fl_item_prior_from_titles(
+                titles, (uint32_t)ds->n_items, (uint32_t)prior_top, &prior_sp, &linked, &perr);
+            free(titles);
+            if (pst != PVG_OK) {
+                fprintf(stderr, "bench_fl_quality: item prior: %s\n", perr.text);
+                return 1;
+            }
+            fprintf(stderr, "  public prior: pvg_fl_item_prior_from_titles, top %ld, %zu linked\n",
+                    prior_top, linked);
+        } else if (prior_S && top_prior(prior_S, (uint32_t)ds->n_items, prior_top, &prior_sp) != 0)
             return 1;
         g_prior.S = prior_S ? &prior_sp : NULL;
         g_prior.weight = pw[0];

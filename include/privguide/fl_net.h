@@ -232,7 +232,7 @@ pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out
 
 /* Round `round`'s broadcast without a copy (what the HTTP route serves to
  * every client): *data (*len bytes) is the coordinator's own, read-only, and
- * stays valid and unchanged until pvg_fl_broadcast_ref_release(*ref), also
+ * stays valid and unchanged until pvg_fl_broadcast_ref_free(*ref), also
  * after the round ends (a coordinator without a broadcast callback serves 0
  * bytes). Errors: PVG_ERR_NOT_FOUND (not the current round). */
 typedef struct pvg_fl_broadcast_ref pvg_fl_broadcast_ref;
@@ -241,7 +241,7 @@ pvg_status pvg_fl_coord_broadcast_ref(pvg_fl_coord *c, uint64_t round, pvg_fl_br
                                       pvg_error *err) PVG_WARN_UNUSED;
 /* Drops one reference from pvg_fl_coord_broadcast_ref (any thread); the
  * last one frees the bytes. NULL is ignored. */
-void pvg_fl_broadcast_ref_release(pvg_fl_broadcast_ref *ref);
+void pvg_fl_broadcast_ref_free(pvg_fl_broadcast_ref *ref);
 
 /* Waits until round `round` has ended (done or aborted), at most
  * timeout_s seconds; fills *st. Errors: PVG_ERR_BUSY (timed out),

@@ -55,7 +55,7 @@ struct pvg_fl_broadcast_ref {
     size_t len;
 };
 
-void pvg_fl_broadcast_ref_release(pvg_fl_broadcast_ref *r)
+void pvg_fl_broadcast_ref_free(pvg_fl_broadcast_ref *r)
 {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     free(r->p);
@@ -336,7 +336,7 @@ static int round_start(pvg_fl_coord *c)
         return -1;
     }
     pvg_secagg_server_set_threads(c->sa, c->o.server_threads);
-    pvg_fl_broadcast_ref_release(c->bref);
+    pvg_fl_broadcast_ref_free(c->bref);
     c->bref = NULL;
     c->bcast = NULL;
     c->bcast_len = 0;
@@ -771,7 +771,7 @@ void pvg_fl_coord_free(pvg_fl_coord *c)
     pthread_mutex_unlock(&c->mu);
     free(c->waits);
     round_clear(c);
-    pvg_fl_broadcast_ref_release(c->bref);
+    pvg_fl_broadcast_ref_free(c->bref);
     if (c->clients) sodium_memzero(c->clients, sizeof *c->clients * c->cap_clients);
     free(c->clients);
     free(c->bucket);

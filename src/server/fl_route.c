@@ -229,7 +229,7 @@ void pvg_srv_stop_fl_waits(pvg_server *srv)
 
 static void broadcast_release(void *ref)
 {
-    pvg_fl_broadcast_ref_release(ref);
+    pvg_fl_broadcast_ref_free(ref);
 }
 
 void pvg_srv_h_fl_broadcast(pvg_srv_req *r)

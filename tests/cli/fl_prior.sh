@@ -5,7 +5,8 @@
 # gradient form, with another source, and a weight or count without the
 # prior; with --epsilon the server builds it from the declared titles of the
 # served items (an item without one gets no neighbours), says so, and a DP
-# round with it completes.
+# round with it completes. `serve --fl-items` takes the same flags under
+# fl- names.
 set -u
 P=${PVG_CLI:?PVG_CLI not set}
 T=$(mktemp -d /tmp/pvg-fl-prior-XXXXXX)
@@ -74,4 +75,22 @@ wait "$SRV_PID" || fail "server exit"
 SRV_PID=
 [ "$(jq -r .phase "$T/rounds.jsonl")" = done ] || fail "DP round: $(cat "$T/rounds.jsonl")"
 [ "$(jq length <<<"$(releases)")" -eq 1 ] || fail "want one charge: $(releases)"
+
+# serve --fl-items: the same refusal and the same prior under the fl- names
+"$P" serve --data-dir "$D" --port 0 --fl-items "$T/items.txt" --fl-item-prior titles >/dev/null 2>"$T/err"
+rc=$?
+[ $rc -eq 2 ] && grep -qF -- "--fl-item-prior needs --fl-epsilon" "$T/err" || fail "serve without --fl-epsilon: rc $rc, $(cat "$T/err")"
+"$P" serve --data-dir "$D" --port 0 --fl-items "$T/items.txt" --fl-min-clients 3 --fl-epsilon 1 \
+  --fl-delta 1e-5 --fl-item-prior titles --fl-item-prior-count 5 >/dev/null 2>"$T/serve.log" &
+SRV_PID=$!
+for _ in $(seq 1 600); do
+  grep -q "item prior from the declared catalogue" "$T/serve.log" && break
+  kill -0 "$SRV_PID" 2>/dev/null || break
+  sleep 0.05
+done
+grep -q "item prior from the declared catalogue: 16 of 20 items titled, 16 linked (up to 100 neighbours each), weight 1, count 5" \
+  "$T/serve.log" || fail "serve: prior line"
+kill -TERM "$SRV_PID"
+wait "$SRV_PID"
+SRV_PID=
 echo "ok"

@@ -560,8 +560,8 @@ static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, u
     return 0;
 }
 
-static int setup_dp(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients, int lane,
-                    const char *pre, const char *dd);
+static int setup_dp(cli_ctx *cx, fl_setup *s, uint32_t min_clients, int lane, const char *pre,
+                    const char *dd);
 static int coord_start(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
                        const char *pre);
 
@@ -671,7 +671,7 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, const char *const *ids, uint32_
     double prior_w = 0, prior_h = 0;
     int prc = prior_setup(cx, s, ids, n_items, pre, dd, &prior, &prior_w, &prior_h);
     if (prc) return prc;
-    int rc0 = setup_dp(cx, s, n_items, min_clients, lane, pre, dd);
+    int rc0 = setup_dp(cx, s, min_clients, lane, pre, dd);
     if (rc0) {
         pvg_fl_item_prior_free(&prior);
         return rc0;
@@ -689,11 +689,10 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, const char *const *ids, uint32_
 }
 
 /* setup_coord's DP part: --epsilon calibrated and charged, or the DP flags refused */
-static int setup_dp(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients, int lane,
-                    const char *pre, const char *dd)
+static int setup_dp(cli_ctx *cx, fl_setup *s, uint32_t min_clients, int lane, const char *pre,
+                    const char *dd)
 {
     char b[64];
-    (void)n_items;
     if (cli_has(cx, fname(pre, "epsilon", b, sizeof b))) {
         if (!dd) {
             fprintf(stderr, "privguide: --%s needs a data dir whose budget it is charged to\n", b);

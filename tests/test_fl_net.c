@@ -762,8 +762,26 @@ static void test_broadcast_only_to_cohort(void **state)
     assert_int_equal(t_http("GET", "/v1/fl/broadcast?round=1", E.tok[1], NULL, &r), 0);
     assert_int_equal(r.status, 200);
     t_http_resp_free(&r);
+    /* a reference taken in the round outlives the server and the coordinator
+       (a response still sending it at shutdown); the sanitizer build checks */
+    pvg_fl_broadcast_ref *ref = NULL, *ref2 = NULL;
+    const uint8_t *data = NULL, *data2 = NULL;
+    size_t len = 0, len2 = 0;
+    assert_int_equal(pvg_fl_coord_broadcast_ref(coord, 1, &ref, &data, &len, &err), PVG_OK);
+    assert_int_equal(pvg_fl_coord_broadcast_ref(coord, 1, &ref2, &data2, &len2, &err), PVG_OK);
+    assert_ptr_equal(ref, ref2);
+    assert_ptr_equal(data, data2);
+    pvg_fl_broadcast_ref_release(ref2); /* one of two: the bytes stay */
+    assert_memory_equal(data, "model", 5);
+    assert_int_equal(pvg_fl_coord_broadcast_ref(coord, 2, &ref2, &data2, &len2, &err),
+                     PVG_ERR_NOT_FOUND);
+    assert_null(ref2);
     pvg_server_free(srv);
     pvg_fl_coord_free(coord);
+    assert_true(len >= 5);
+    assert_memory_equal(data, "model", 5);
+    pvg_fl_broadcast_ref_release(ref);
+    pvg_fl_broadcast_ref_release(NULL);
     pvg_rng_free(rng);
     pthread_mutex_destroy(&a.mu);
 }

@@ -716,12 +716,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
             if (errno || end == cl || v > srv->opt.max_body_bytes) r->too_large = 1;
-            /* a declared length within the cap is reserved at once: a large body (a
-               masked update) is copied once, not through a doubling buffer */
-            if (!r->too_large && v > 0) {
-                r->body = malloc((size_t)v + 1);
-                if (r->body) r->body_cap = (size_t)v + 1;
-            }
+            /* only noted: reserving it here, before a byte of body or any credential,
+               let any caller make the server hold max_body_bytes per connection for
+               nothing; the buffer grows with what arrives, up to this length */
+            if (!r->too_large) r->body_declared = (size_t)v;
         }
         if (r->too_large) { /* answer at once; the body is never read */
             r->method = method;
@@ -750,10 +748,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r->body = NULL;
                 r->body_len = r->body_cap = 0;
             } else {
-                if (r->body_len + *upload_size + 1 > r->body_cap) {
+                size_t need = r->body_len + *upload_size + 1;
+                if (need > r->body_cap) {
                     size_t cap = r->body_cap ? r->body_cap : 4096;
-                    while (cap < r->body_len + *upload_size + 1)
+                    while (cap < need)
                         cap *= 2;
+                    /* at most twice the bytes received, and never past the declared
+                       length when it holds the body: its last step ends there exactly */
+                    if (r->body_declared && r->body_declared + 1 >= need &&
+                        cap > r->body_declared + 1)
+                        cap = r->body_declared + 1;
                     char *b = realloc(r->body, cap);
                     if (!b) return MHD_NO;
                     r->body = b;

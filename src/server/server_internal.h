@@ -491,6 +491,7 @@ struct pvg_srv_req {
     const char *url;
     char *body;
     size_t body_len, body_cap;
+    size_t body_declared; /* its Content-Length (within the cap), or 0 */
     int too_large;
     int route;
     char params[PVG_SRV_MAX_PARAMS][256];

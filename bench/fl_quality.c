@@ -17,7 +17,7 @@
  *       [--dp-update stats|gradient] [--max-cohort M] [--nodp-clip C]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
- * [--dp-prior-pow P]
+ * [--dp-prior-pow P] [--dp-prior-top L]
  *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
@@ -27,7 +27,10 @@
  * public_similarity: Online Retail's titles, ML-100K's genres), the
  * similarity taken as F S^P (--dp-prior-scale, --dp-prior-pow; 1 and 1),
  * each neighbour weighed by its noisy count n / (n + H) (--dp-prior-count H;
- * 0, the default: by the similarity alone).
+ * 0, the default: by the similarity alone), each item keeping its L most
+ * similar others (--dp-prior-top L, default PVG_FL_PRIOR_NEIGHBOURS as
+ * fl serve; 0: all); Online Retail's (scale and pow 1, L > 0) comes from
+ * pvg_fl_item_prior_from_titles, the function fl serve calls.
  * --sweep-only skips the DP table after a --dp-sweep.
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
@@ -104,9 +107,63 @@ static void evaluate(const pvg_fl_model *m, const split *s, double *recall, doub
 
 /* One federated training run; curve_r/curve_n (may be NULL) get the
  * metrics after every round. Returns 0 ok. */
+/* The dense public similarity S (n x n) as the sparse prior
+ * pvg_fl_model_set_item_prior takes: each item's top L other items by
+ * value (ties to the lower index, as pvg_fl_item_prior_from_titles keeps
+ * them), all with L 0. Returns 0 ok, -1 out of memory (said on stderr). */
+static int top_prior(const float *S, uint32_t n, long L, pvg_fl_item_prior *out)
+{
+    size_t cap = 0, keep = L <= 0 || (size_t)L >= n ? n : (size_t)L;
+    for (size_t q = 0; q < (size_t)n * n; q++)
+        cap += S[q] > 0;
+    *out = (pvg_fl_item_prior){.n_items = n};
+    out->row_ptr = calloc((size_t)n + 1, sizeof *out->row_ptr);
+    out->col = malloc((cap ? cap : 1) * sizeof *out->col);
+    out->val = malloc((cap ? cap : 1) * sizeof *out->val);
+    uint32_t *cand = malloc((n ? n : 1) * sizeof *cand);
+    if (!out->row_ptr || !out->col || !out->val || !cand) {
+        fprintf(stderr, "bench_fl_quality: out of memory for the prior\n");
+        free(cand);
+        pvg_fl_item_prior_free(out);
+        return -1;
+    }
+    size_t q = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *row = S + i * n;
+        size_t c = 0;
+        for (size_t j = 0; j < n; j++)
+            if (j != i && row[j] > 0) cand[c++] = (uint32_t)j;
+        /* selection by insertion: each kept entry beats every later one */
+        size_t k = c < keep ? c : keep;
+        for (size_t a = 0; a < k && k < c; a++) {
+            size_t best = a;
+            for (size_t b = a + 1; b < c; b++)
+                if (row[cand[b]] > row[cand[best]] ||
+                    (row[cand[b]] == row[cand[best]] && cand[b] < cand[best]))
+                    best = b;
+            uint32_t t = cand[a];
+            cand[a] = cand[best];
+            cand[best] = t;
+        }
+        for (size_t a = 1; a < k && k < c; a++) /* columns ascending */
+            for (size_t b = a; b > 0 && cand[b - 1] > cand[b]; b--) {
+                uint32_t t = cand[b];
+                cand[b] = cand[b - 1];
+                cand[b - 1] = t;
+            }
+        for (size_t a = 0; a < k; a++) {
+            out->col[q] = cand[a];
+            out->val[q++] = row[cand[a]];
+        }
+        out->row_ptr[i + 1] = q;
+    }
+    free(cand);
+    return 0;
+}
+
 /* The public item prior of the DP runs (--dp-prior): S NULL or weight 0: none. */
 typedef struct fl_prior {
-    const float *S;
+    const pvg_fl_item_prior *S;
     double weight, count_half;
 } fl_prior;
 static fl_prior g_prior;
@@ -124,8 +181,8 @@ static int run_fl(const split *s, const pvg_fl_config *cfg, double q, int rounds
         return -1;
     }
     if (g_prior.S && g_prior.weight > 0 && cfg->dp != PVG_FL_DP_NONE &&
-        pvg_fl_model_set_item_prior(m, g_prior.S, (uint32_t)s->Rt.n_cols, g_prior.weight,
-                                    g_prior.count_half, &err) != PVG_OK) {
+        pvg_fl_model_set_item_prior(m, g_prior.S, g_prior.weight, g_prior.count_half, &err) !=
+            PVG_OK) {
         fprintf(stderr, "fl prior: %s\n", err.text);
         pvg_fl_model_free(m);
         pvg_rng_free(rng);
@@ -289,8 +346,9 @@ int main(int argc, char **argv)
     double dp_q = 1, clip = 0, ddg_eps = 8, adam_lr = 0.02, server_lr = 0.5, dp_ridge = 3;
     int validation = 0, nodp = 1, dpials = 1, dp_average = 0, sweep_only = 0;
     long max_cohort = 0; /* the no-DP runs' step for this many clients (0: the data set's users) */
-    double nodp_clip = 1e4;                /* the no-DP runs' clip (no clipping) */
-    double prior_scale = 1, prior_pow = 1; /* the public similarity S becomes scale S^pow */
+    double nodp_clip = 1e4;                   /* the no-DP runs' clip (no clipping) */
+    double prior_scale = 1, prior_pow = 1;    /* the public similarity S becomes scale S^pow */
+    long prior_top = PVG_FL_PRIOR_NEIGHBOURS; /* neighbours an item keeps (0: all) */
     const char *sweep = NULL, *prior_list = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
@@ -336,6 +394,8 @@ int main(int argc, char **argv)
             prior_list = argv[++i];
         else if (!strcmp(argv[i], "--dp-prior-count") && i + 1 < argc)
             g_prior.count_half = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-prior-top") && i + 1 < argc)
+            prior_top = atol(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
             prior_scale = atof(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-pow") && i + 1 < argc)
@@ -378,7 +438,7 @@ int main(int argc, char **argv)
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
                     "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
-                    "[--dp-prior-scale F] "
+                    "[--dp-prior-top L] [--dp-prior-scale F] "
                     "[--dp-prior-pow P] [--dp-sweep "
                     "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
                     "[--no-dp-ials] "
@@ -466,7 +526,29 @@ int main(int argc, char **argv)
                 prior_S[q] = prior_S[q] > 0
                                  ? (float)(prior_scale * pow((double)prior_S[q], prior_pow))
                                  : 0.0f;
-        g_prior.S = prior_S;
+        pvg_fl_item_prior prior_sp = {0}; /* its top prior_top neighbours an item */
+        if (prior_S && !strcmp(def->name, "online-retail") && prior_scale == 1 && prior_pow == 1 &&
+            prior_top > 0) {
+            /* the titles' prior as fl serve builds it (pvg_fl_item_prior_from_titles) */
+            const char **titles = calloc(ds->n_items ? ds->n_items : 1, sizeof *titles);
+            if (!titles) return 1;
+            for (size_t i = 0; i < ds->n_items; i++)
+                titles[i] = pvg_dataset_item_title(ds, i);
+            pvg_error perr;
+            pvg_error_clear(&perr);
+            size_t linked = 0;
+            pvg_status pst = pvg_fl_item_prior_from_titles(
+                titles, (uint32_t)ds->n_items, (uint32_t)prior_top, &prior_sp, &linked, &perr);
+            free(titles);
+            if (pst != PVG_OK) {
+                fprintf(stderr, "bench_fl_quality: item prior: %s\n", perr.text);
+                return 1;
+            }
+            fprintf(stderr, "  public prior: pvg_fl_item_prior_from_titles, top %ld, %zu linked\n",
+                    prior_top, linked);
+        } else if (prior_S && top_prior(prior_S, (uint32_t)ds->n_items, prior_top, &prior_sp) != 0)
+            return 1;
+        g_prior.S = prior_S ? &prior_sp : NULL;
         g_prior.weight = pw[0];
         g_blend_S = prior_S;
         r->users = s.Rt.n_rows;
@@ -646,6 +728,7 @@ int main(int argc, char **argv)
         g_prior.S = NULL;
         g_blend_S = NULL;
         free(prior_S);
+        pvg_fl_item_prior_free(&prior_sp);
         pvg_csr_free(&s.Rt);
         pvg_csr_free(&s.T);
         free(s.users);

@@ -492,9 +492,83 @@ static int cohort_step(fl_setup *s, int lane, const char *pre)
     return 1;
 }
 
-/* dd: the data dir whose budget a DP run is charged to (NULL: DP flags refused). */
-static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
-                       const char *pre, const char *dd)
+/* --item-prior titles (--fl-item-prior under serve): the public item prior
+ * (docs/federated.md "A prior from public item data") from the declared
+ * catalogue's titles of the served items (ids[0..n_items)), each item's
+ * PVG_FL_PRIOR_NEIGHBOURS nearest; an item without a declared title gets no
+ * neighbours. Only with DP (--epsilon) and the statistics form; checked
+ * before any budget is charged. *P stays zeroed without the flag. */
+static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, uint32_t n_items,
+                       const char *pre, const char *dd, pvg_fl_item_prior *P, double *weight,
+                       double *count_half)
+{
+    char b[64], e[64];
+    *P = (pvg_fl_item_prior){0};
+    const char *kind = cli_str(cx, fname(pre, "item-prior", b, sizeof b));
+    if (!kind) {
+        const char *sub[] = {"item-prior-weight", "item-prior-count"};
+        for (int i = 0; i < 2; i++)
+            if (cli_has(cx, fname(pre, sub[i], b, sizeof b))) {
+                fprintf(stderr, "privguide: --%s needs --%sitem-prior titles\n", b, pre);
+                return CLI_EXIT_USAGE;
+            }
+        return 0;
+    }
+    if (strcmp(kind, "titles") != 0) {
+        fprintf(stderr, "privguide: --%s wants titles (the declared catalogue's), got '%s'\n", b,
+                kind);
+        return CLI_EXIT_USAGE;
+    }
+    if (!cli_has(cx, fname(pre, "epsilon", e, sizeof e)) || !dd) {
+        fprintf(stderr,
+                "privguide: --%s needs --%s: the prior shapes only the noise ridge of a DP run\n",
+                b, e);
+        return CLI_EXIT_USAGE;
+    }
+    if (s->cfg.update != PVG_FL_UPDATE_STATS) {
+        fprintf(stderr, "privguide: --%s needs the statistics form (--%s stats), not gradient\n", b,
+                fname(pre, "update", e, sizeof e));
+        return CLI_EXIT_USAGE;
+    }
+    *weight = cli_double(cx, fname(pre, "item-prior-weight", e, sizeof e), 1);
+    if (!(*weight > 0 && *weight <= 1)) {
+        fprintf(stderr, "privguide: --%s wants 0 < W <= 1\n", e);
+        return CLI_EXIT_USAGE;
+    }
+    *count_half = cli_double(cx, fname(pre, "item-prior-count", e, sizeof e), 20);
+    if (!(*count_half >= 0 && *count_half <= 1e9)) {
+        fprintf(stderr, "privguide: --%s wants 0 <= H <= 1e9\n", e);
+        return CLI_EXIT_USAGE;
+    }
+    pvg_store *store = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    char **titles = NULL;
+    size_t found = 0, linked = 0;
+    pvg_status st = pvg_store_open(dd, &store, &err);
+    if (st == PVG_OK) st = pvg_store_catalog_titles(store, ids, n_items, &titles, &found, &err);
+    pvg_store_free(store);
+    if (st == PVG_OK)
+        st = pvg_fl_item_prior_from_titles((const char *const *)titles, n_items, 0, P, &linked,
+                                           &err);
+    if (titles) pvg_catalog_titles_free(titles, n_items);
+    if (st != PVG_OK) return cli_fail("fl: item prior", st, &err);
+    fprintf(stderr,
+            "privguide: fl: item prior from the declared catalogue: %zu of %u items titled, %zu "
+            "linked (up to %d neighbours each), weight %g, count %g\n",
+            found, n_items, linked, PVG_FL_PRIOR_NEIGHBOURS, *weight, *count_half);
+    return 0;
+}
+
+static int setup_dp(cli_ctx *cx, fl_setup *s, uint32_t min_clients, int lane, const char *pre,
+                    const char *dd);
+static int coord_start(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
+                       const char *pre);
+
+/* dd: the data dir whose budget a DP run is charged to (NULL: DP flags refused). ids: the
+ * served items' ids (for --item-prior; NULL: none declared). */
+static int setup_coord(cli_ctx *cx, fl_setup *s, const char *const *ids, uint32_t n_items,
+                       uint32_t min_clients, const char *pre, const char *dd)
 {
     char b[64];
     memset(s, 0, sizeof *s);
@@ -593,6 +667,32 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
             return CLI_EXIT_USAGE;
         }
     }
+    pvg_fl_item_prior prior;
+    double prior_w = 0, prior_h = 0;
+    int prc = prior_setup(cx, s, ids, n_items, pre, dd, &prior, &prior_w, &prior_h);
+    if (prc) return prc;
+    int rc0 = setup_dp(cx, s, min_clients, lane, pre, dd);
+    if (rc0) {
+        pvg_fl_item_prior_free(&prior);
+        return rc0;
+    }
+    print_dp(s);
+    s->rng = pvg_rng_new_secure();
+    s->tr.rng = s->rng;
+    pvg_error err;
+    pvg_status st = pvg_fl_model_new(&s->cfg, n_items, s->rng, &s->tr.m, &err);
+    if (st == PVG_OK && prior.row_ptr)
+        st = pvg_fl_model_set_item_prior(s->tr.m, &prior, prior_w, prior_h, &err);
+    pvg_fl_item_prior_free(&prior);
+    if (st != PVG_OK) return cli_fail("fl model", st, &err);
+    return coord_start(cx, s, n_items, min_clients, pre);
+}
+
+/* setup_coord's DP part: --epsilon calibrated and charged, or the DP flags refused */
+static int setup_dp(cli_ctx *cx, fl_setup *s, uint32_t min_clients, int lane, const char *pre,
+                    const char *dd)
+{
+    char b[64];
     if (cli_has(cx, fname(pre, "epsilon", b, sizeof b))) {
         if (!dd) {
             fprintf(stderr, "privguide: --%s needs a data dir whose budget it is charged to\n", b);
@@ -633,12 +733,16 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
             }
         if (cohort_step(s, lane, pre) != 0) return CLI_EXIT_USAGE;
     }
-    print_dp(s);
-    s->rng = pvg_rng_new_secure();
-    s->tr.rng = s->rng;
+    return 0;
+}
+
+/* setup_coord's coordinator, over the model s->tr.m */
+static int coord_start(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_clients,
+                       const char *pre)
+{
+    char b[64];
     pvg_error err;
-    pvg_status st = pvg_fl_model_new(&s->cfg, n_items, s->rng, &s->tr.m, &err);
-    if (st != PVG_OK) return cli_fail("fl model", st, &err);
+    pvg_status st;
     pvg_fl_coord_options co;
     memset(&co, 0, sizeof co);
     co.d = (uint32_t)pvg_fl_update_dim(&s->cfg, n_items);
@@ -730,8 +834,9 @@ static int run_fl_serve(cli_ctx *cx)
     items it;
     if (items_read(cli_str_req(cx, "items"), &it) != 0) return CLI_EXIT_FAIL;
     fl_setup s;
-    int rc = setup_coord(cx, &s, it.n, (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "",
-                         cli_data_dir(cx));
+    int rc =
+        setup_coord(cx, &s, (const char *const *)it.id, it.n,
+                    (uint32_t)cli_int_range(cx, "min-clients", 3, 3, 100000), "", cli_data_dir(cx));
     s.it = it;
     if (rc) {
         setup_free(&s);
@@ -785,8 +890,9 @@ int cli_fl_attach(cli_ctx *cx, pvg_server_options *o, void **state)
         items_free(&it);
         return CLI_EXIT_FAIL;
     }
-    int rc = setup_coord(cx, s, it.n, (uint32_t)cli_int_range(cx, "fl-min-clients", 3, 3, 100000),
-                         "fl-", cli_data_dir(cx));
+    int rc = setup_coord(cx, s, (const char *const *)it.id, it.n,
+                         (uint32_t)cli_int_range(cx, "fl-min-clients", 3, 3, 100000), "fl-",
+                         cli_data_dir(cx));
     s->it = it;
     if (rc) {
         setup_free(s);
@@ -960,7 +1066,7 @@ static int run_fl_simulate(cli_ctx *cx)
             goto out;
         }
         fl_setup s;
-        if ((rc = setup_coord(cx, &s, n_items, nu, "", NULL)) != 0) {
+        if ((rc = setup_coord(cx, &s, NULL, n_items, nu, "", NULL)) != 0) {
             setup_free(&s);
             goto out;
         }
@@ -1103,6 +1209,12 @@ static const cli_flag serve_flags[] = {
     {"average-solves", CLI_BOOL, NULL,
      "statistics form: item factors are the mean of the rounds' solves (averages the "
      "rounds' DP noise; pays with 4-6 rounds)"},
+    {"item-prior", CLI_STR, "titles",
+     "DP, statistics form: the noise ridge pulls each item toward its public neighbours by the "
+     "declared catalogue's titles (docs/federated.md; server only, no budget)"},
+    {"item-prior-weight", CLI_DOUBLE, "W", "the item prior's weight, 0 < W <= 1 (default 1)"},
+    {"item-prior-count", CLI_DOUBLE, "H",
+     "the item prior weighs a neighbour by its noisy count n / (n + H) (default 20; 0: off)"},
     {"min-survivors", CLI_INT, "N",
      "survivor floor: fewer masked inputs abort the round "
      "(default max(3, half the expected cohort))"},

@@ -379,6 +379,22 @@ static void test_average_solves_is_the_mean_of_fresh_solves(void **state)
     pvg_rng_free(rng);
 }
 
+/* The dense similarity S (n x n) as the sparse prior: every nonzero entry
+ * (the diagonal too, which set_item_prior must ignore), into the caller's
+ * arrays (n + 1, n * n, n * n). */
+static pvg_fl_item_prior dense_prior(const float *S, uint32_t n, uint64_t *ptr, uint32_t *col,
+                                     float *val)
+{
+    size_t q = 0;
+    ptr[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++)
+            if (S[i * n + j] != 0) col[q] = (uint32_t)j, val[q++] = S[i * n + j];
+        ptr[i + 1] = q;
+    }
+    return (pvg_fl_item_prior){n, ptr, col, val};
+}
+
 /* The public item prior: NU clients buy among items 0..29 only; items
  * 30..34 are never bought, and the public similarity links each to one
  * bought item (30 to 0, ..., 34 to 4); items 35..39 are neither bought nor
@@ -413,8 +429,12 @@ static void prior_run_ex(double weight, double h, int second, int dp, float *out
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(21);
     pvg_fl_model *mo;
     assert_int_equal(pvg_fl_model_new(&c, NI, rng, &mo, NULL), PVG_OK);
-    if (weight > 0)
-        assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, weight, h, NULL), PVG_OK);
+    static uint64_t ptr[NI + 1];
+    static uint32_t col[NI * NI];
+    static float val[NI * NI];
+    S[7 * NI + 7] = 5; /* the diagonal is ignored */
+    pvg_fl_item_prior P = dense_prior(S, NI, ptr, col, val);
+    if (weight > 0) assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, weight, h, NULL), PVG_OK);
     fl_clients cl = {NU, NI, indptr, items, NULL};
     assert_int_equal(fl_sim_round(mo, &cl, 1.0, rng, NULL, NULL), PVG_OK);
     const float *V;
@@ -516,28 +536,118 @@ static void test_item_prior_refuses_bad_input(void **state)
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(3);
     pvg_fl_model *mo;
     assert_int_equal(pvg_fl_model_new(&c, NI, rng, &mo, NULL), PVG_OK);
-    static float S[NI * NI];
-    memset(S, 0, sizeof S);
+    /* row 3: columns 7, 9; row 5: column 1 */
+    uint64_t ptr[NI + 1] = {0};
+    for (size_t i = 0; i < NI; i++)
+        ptr[i + 1] = i < 3 ? 0 : i < 5 ? 2 : 3;
+    uint32_t col[3] = {7, 9, 1};
+    float val[3] = {0.5f, 0.25f, 1};
+    pvg_fl_item_prior P = {NI, ptr, col, val};
     pvg_error e;
     pvg_error_clear(&e);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI - 1, 1, 0, &e), PVG_ERR_INVALID);
+    P.n_items = NI - 1;
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_ERR_INVALID);
     assert_non_null(strstr(e.text, "39 items"));
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1.5, 0, &e), PVG_ERR_INVALID);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, NAN, 0, &e), PVG_ERR_INVALID);
-    S[3 * NI + 7] = -0.5f;
+    P.n_items = NI;
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1.5, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, NAN, 0, &e), PVG_ERR_INVALID);
+    val[1] = -0.5f;
     pvg_error_clear(&e);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_ERR_INVALID);
-    assert_int_equal(e.offset, 3 * NI + 7);
-    S[3 * NI + 7] = INFINITY;
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_ERR_INVALID);
-    S[3 * NI + 7] = 0.5f;
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, 0, &e), PVG_OK);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, -1, &e), PVG_ERR_INVALID);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, S, NI, 1, NAN, &e), PVG_ERR_INVALID);
-    assert_int_equal(pvg_fl_model_set_item_prior(mo, NULL, NI, 0, 0, &e), PVG_OK); /* removed */
-    assert_int_equal(pvg_fl_model_set_item_prior(NULL, S, NI, 1, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(e.offset, 1);
+    assert_non_null(strstr(e.text, "(3,9)"));
+    val[1] = INFINITY;
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_ERR_INVALID);
+    val[1] = 0.25f;
+    col[1] = 7; /* column 7 twice in row 3 */
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(e.offset, 1);
+    assert_non_null(strstr(e.text, "twice"));
+    col[1] = NI; /* out of range */
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(e.offset, 1);
+    col[1] = 9;
+    ptr[4] = 1; /* row_ptr decreasing at row 4 -> 5 */
+    ptr[5] = 0;
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_ERR_INVALID);
+    assert_int_equal(e.offset, 5);
+    ptr[4] = 2;
+    ptr[5] = 3;
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, 0, &e), PVG_OK);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, -1, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, &P, 1, NAN, &e), PVG_ERR_INVALID);
+    assert_int_equal(pvg_fl_model_set_item_prior(mo, NULL, 0, 0, &e), PVG_OK); /* removed */
+    assert_int_equal(pvg_fl_model_set_item_prior(NULL, &P, 1, 0, &e), PVG_ERR_INVALID);
     pvg_fl_model_free(mo);
     pvg_rng_free(rng);
+}
+
+/* The sparse prior from titles keeps each item's top_l neighbours of the
+ * dense content similarity, with its values, ties to the lower index; an
+ * item without a title gets none; all neighbours when top_l >= n - 1. */
+static void test_item_prior_from_titles_is_top_l_of_content_similarity(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    const char *titles[N] = {"red wooden toy train",
+                             "blue wooden toy train",
+                             "red toy car",
+                             "wooden spoon",
+                             NULL,
+                             "red tea cup",
+                             "blue tea cup",
+                             "tea pot",
+                             "",
+                             "wooden toy boat",
+                             "red wooden boat",
+                             "glass tea cup"};
+    static float S[N * N];
+    size_t linked_dense = 0, linked = 0;
+    assert_int_equal(pvg_content_similarity(titles, N, S, &linked_dense, NULL), PVG_OK);
+    for (uint32_t L = 1; L <= N; L++) {
+        pvg_fl_item_prior P;
+        assert_int_equal(pvg_fl_item_prior_from_titles(titles, N, L, &P, &linked, NULL), PVG_OK);
+        assert_int_equal(P.n_items, N);
+        assert_int_equal(linked, linked_dense);
+        for (size_t i = 0; i < N; i++) {
+            size_t nnz = 0;
+            for (size_t j = 0; j < N; j++)
+                nnz += S[i * N + j] > 0;
+            size_t want = nnz < L ? nnz : L;
+            assert_int_equal(P.row_ptr[i + 1] - P.row_ptr[i], want);
+            if (i == 4 || i == 8) assert_int_equal(want, 0);
+            float kth = 0; /* the smallest kept value */
+            for (uint64_t q = P.row_ptr[i]; q < P.row_ptr[i + 1]; q++) {
+                uint32_t j = P.col[q];
+                assert_true(j != i);
+                if (q > P.row_ptr[i]) assert_true(j > P.col[q - 1]);
+                assert_true(P.val[q] == S[i * N + j]);
+                if (q == P.row_ptr[i] || P.val[q] < kth) kth = P.val[q];
+            }
+            /* every dropped neighbour ranks below every kept one */
+            for (size_t j = 0; j < N; j++) {
+                if (!(S[i * N + j] > 0)) continue;
+                int kept = 0;
+                for (uint64_t q = P.row_ptr[i]; q < P.row_ptr[i + 1]; q++)
+                    kept |= P.col[q] == j;
+                if (!kept) assert_true(S[i * N + j] <= kth);
+            }
+        }
+        pvg_fl_item_prior_free(&P);
+        assert_null(P.row_ptr);
+    }
+    pvg_fl_item_prior P;
+    assert_int_equal(pvg_fl_item_prior_from_titles(NULL, N, 4, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(P.row_ptr[N], 0);
+    assert_int_equal(linked, 0);
+    pvg_fl_item_prior_free(&P);
+    pvg_error e;
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_item_prior_from_titles(titles, 0, 4, &P, &linked, &e), PVG_ERR_INVALID);
+    assert_null(P.row_ptr);
 }
 
 int main(void)
@@ -553,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_item_prior_pulls_unbought_items_toward_public_neighbours),
         cmocka_unit_test(test_item_prior_count_half_weighs_reliable_neighbours),
         cmocka_unit_test(test_item_prior_refuses_bad_input),
+        cmocka_unit_test(test_item_prior_from_titles_is_top_l_of_content_similarity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

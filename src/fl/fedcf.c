@@ -107,8 +107,8 @@ void pvg_fl_model_free(pvg_fl_model *m)
     free(m);
 }
 
-pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t n_items,
-                                       double weight, double count_half, pvg_error *err)
+pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const pvg_fl_item_prior *S, double weight,
+                                       double count_half, pvg_error *err)
 {
     if (!m) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: model is NULL");
     if (!S) {
@@ -122,27 +122,58 @@ pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t
         m->pr_count_half = 0;
         return PVG_OK;
     }
-    if (n_items != m->n_items)
+    if (S->n_items != m->n_items)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "n_items", 0, 0, -1,
                                 "fl item prior: a similarity over %u items, the model has %u",
-                                n_items, m->n_items);
+                                S->n_items, m->n_items);
     if (!(weight >= 0) || !(weight <= 1))
         return pvg_error_set_at(err, PVG_ERR_INVALID, "weight", 0, 0, -1,
                                 "fl item prior: weight %g, expected 0..1", weight);
     if (!(count_half >= 0) || !(count_half <= 1e9))
         return pvg_error_set_at(err, PVG_ERR_INVALID, "count_half", 0, 0, -1,
                                 "fl item prior: count_half %g, expected 0..1e9", count_half);
-    size_t n = n_items, nnz = 0;
+    size_t n = S->n_items;
+    if (!S->row_ptr || S->row_ptr[0] != 0)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "row_ptr", 0, 0, 0,
+                                "fl item prior: row_ptr missing or row_ptr[0] not 0");
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) {
-            float s = S[i * n + j];
-            if (!(s >= 0) || !isfinite(s))
+        if (S->row_ptr[i + 1] < S->row_ptr[i])
+            return pvg_error_set_at(err, PVG_ERR_INVALID, "row_ptr", 0, 0, (long long)(i + 1),
+                                    "fl item prior: row_ptr[%zu] = %llu below row_ptr[%zu] = %llu, "
+                                    "expected non-decreasing",
+                                    i + 1, (unsigned long long)S->row_ptr[i + 1], i,
+                                    (unsigned long long)S->row_ptr[i]);
+    size_t total = S->row_ptr[n];
+    if (total && (!S->col || !S->val))
+        return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: %zu entries without col/val",
+                             total);
+    uint32_t *mark = malloc(n * sizeof *mark); /* mark[j] = i + 1: j seen in row i */
+    if (!mark) return pvg_error_set(err, PVG_ERR_NOMEM, "fl item prior: out of memory");
+    memset(mark, 0, n * sizeof *mark);
+    size_t nnz = 0;
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t q = S->row_ptr[i]; q < S->row_ptr[i + 1]; q++) {
+            uint32_t j = S->col[q];
+            float s = S->val[q];
+            if (j >= n || mark[j] == i + 1) {
+                free(mark);
                 return pvg_error_set_at(
-                    err, PVG_ERR_INVALID, "S", 0, 0, (long long)(i * n + j),
-                    "fl item prior: similarity (%zu,%zu) is %g, expected a finite value >= 0", i, j,
+                    err, PVG_ERR_INVALID, "col", 0, 0, (long long)q,
+                    j >= n ? "fl item prior: row %zu's column %u, expected below %zu"
+                           : "fl item prior: row %zu has column %u twice, expected once",
+                    i, j, n);
+            }
+            mark[j] = (uint32_t)(i + 1);
+            if (!(s >= 0) || !isfinite(s)) {
+                free(mark);
+                return pvg_error_set_at(
+                    err, PVG_ERR_INVALID, "val", 0, 0, (long long)q,
+                    "fl item prior: similarity (%zu,%u) is %g, expected a finite value >= 0", i, j,
                     (double)s);
-            nnz += s > 0 && i != j;
+            }
+            nnz += s > 0 && j != i;
         }
+    free(mark);
     uint64_t *ptr = malloc((n + 1) * sizeof *ptr);
     uint32_t *idx = malloc((nnz ? nnz : 1) * sizeof *idx);
     float *val = malloc((nnz ? nnz : 1) * sizeof *val);
@@ -156,13 +187,13 @@ pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t
     ptr[0] = 0;
     for (size_t i = 0; i < n; i++) {
         double rs = 0;
-        for (size_t j = 0; j < n; j++)
-            if (j != i) rs += S[i * n + j];
+        for (uint64_t p = S->row_ptr[i]; p < S->row_ptr[i + 1]; p++)
+            if (S->col[p] != i) rs += S->val[p];
         double f = 1.0 / (rs > 1 ? rs : 1);
-        for (size_t j = 0; j < n; j++)
-            if (j != i && S[i * n + j] > 0) {
-                idx[q] = (uint32_t)j;
-                val[q++] = (float)(f * S[i * n + j]);
+        for (uint64_t p = S->row_ptr[i]; p < S->row_ptr[i + 1]; p++)
+            if (S->col[p] != i && S->val[p] > 0) {
+                idx[q] = S->col[p];
+                val[q++] = (float)(f * S->val[p]);
             }
         ptr[i + 1] = q;
     }
@@ -174,6 +205,110 @@ pvg_status pvg_fl_model_set_item_prior(pvg_fl_model *m, const float *S, uint32_t
     m->pr_val = val;
     m->pr_weight = weight;
     m->pr_count_half = count_half;
+    return PVG_OK;
+}
+
+void pvg_fl_item_prior_free(pvg_fl_item_prior *p)
+{
+    if (!p) return;
+    free(p->row_ptr);
+    free(p->col);
+    free(p->val);
+    *p = (pvg_fl_item_prior){0};
+}
+
+/* pvg_fl_item_prior_from_titles's row sink: each row's top_l into the CSR */
+typedef struct prior_build {
+    pvg_fl_item_prior *p;
+    uint32_t top_l;
+    uint32_t *sel; /* scratch: the row's candidates */
+    const float *row;
+} prior_build;
+
+static int prior_cmp_col(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* 1 when column a ranks before column b: larger value, then lower index */
+static int prior_before(const float *row, uint32_t a, uint32_t b)
+{
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+}
+
+static pvg_status prior_row(void *ctx, size_t i, const float *row, const uint32_t *nz, size_t n_nz,
+                            pvg_error *err)
+{
+    (void)err;
+    prior_build *b = ctx;
+    size_t L = b->top_l, k = 0;
+    uint32_t *h = b->sel; /* a min-heap (by rank) of the best L so far */
+    for (size_t q = 0; q < n_nz; q++) {
+        uint32_t j = nz[q];
+        size_t c;
+        if (k < L) {
+            c = k++;
+            while (c > 0 && prior_before(row, h[(c - 1) / 2], j)) {
+                h[c] = h[(c - 1) / 2];
+                c = (c - 1) / 2;
+            }
+            h[c] = j;
+        } else if (prior_before(row, j, h[0])) {
+            c = 0; /* replace the worst and sift down */
+            for (;;) {
+                size_t l = 2 * c + 1, r = l + 1, w = c;
+                uint32_t wv = j;
+                if (l < k && prior_before(row, wv, h[l])) w = l, wv = h[l];
+                if (r < k && prior_before(row, wv, h[r])) w = r, wv = h[r];
+                if (w == c) break;
+                h[c] = h[w];
+                c = w;
+            }
+            h[c] = j;
+        }
+    }
+    qsort(h, k, sizeof *h, prior_cmp_col);
+    pvg_fl_item_prior *p = b->p;
+    uint64_t at = p->row_ptr[i];
+    for (size_t q = 0; q < k; q++) {
+        p->col[at + q] = h[q];
+        p->val[at + q] = row[h[q]];
+    }
+    p->row_ptr[i + 1] = at + k;
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_item_prior_from_titles(const char *const *titles, uint32_t n_items,
+                                         uint32_t top_l, pvg_fl_item_prior *out, size_t *n_linked,
+                                         pvg_error *err)
+{
+    if (!out) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: out is NULL");
+    *out = (pvg_fl_item_prior){0};
+    if (n_linked) *n_linked = 0;
+    if (n_items == 0)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "n_items", 0, 0, -1,
+                                "fl item prior: 0 items, expected at least 1");
+    if (top_l == 0) top_l = PVG_FL_PRIOR_NEIGHBOURS;
+    if (top_l > n_items - 1) top_l = n_items - 1;
+    size_t n = n_items, cap = n * (size_t)top_l;
+    out->n_items = n_items;
+    out->row_ptr = calloc(n + 1, sizeof *out->row_ptr);
+    out->col = malloc((cap ? cap : 1) * sizeof *out->col);
+    out->val = malloc((cap ? cap : 1) * sizeof *out->val);
+    prior_build b = {.p = out, .top_l = top_l, .sel = malloc((top_l ? top_l : 1) * sizeof *b.sel)};
+    size_t linked = 0;
+    pvg_status st;
+    if (!out->row_ptr || !out->col || !out->val || !b.sel)
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl item prior: out of memory (%zu items)", n);
+    else
+        st = pvg_content_similarity_rows(titles, n, prior_row, &b, &linked, err);
+    free(b.sel);
+    if (st != PVG_OK) {
+        pvg_fl_item_prior_free(out);
+        return st;
+    }
+    if (n_linked) *n_linked = linked;
     return PVG_OK;
 }
 

@@ -64,14 +64,13 @@ typedef struct post {
     float w;
 } post;
 
-pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
-                                  pvg_error *err)
+pvg_status pvg_content_similarity_rows(const char *const *titles, size_t n,
+                                       pvg_content_row_fn row_fn, void *ctx, size_t *n_linked,
+                                       pvg_error *err)
 {
     *n_linked = 0;
     size_t n_text = 0;
-    if (n == 0) return PVG_OK;
-    memset(S, 0, n * n * sizeof *S);
-    if (!titles) return PVG_OK;
+    if (n == 0 || !titles) return PVG_OK;
     pvg_smap terms = {0};
     words_ctx c = {.terms = &terms, .stemmer = pvg_search_stemmer_new()};
     /* item i's terms: tix[tptr[i] .. tptr[i+1]) */
@@ -82,6 +81,9 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
     uint64_t *pptr = NULL;
     post *posts = NULL;
     float *norm = NULL, *tw = NULL, *idf = NULL;
+    float *row = NULL;    /* one row of S, zero outside its touched columns */
+    uint32_t *nz = NULL;  /* the row's touched columns */
+    uint8_t *seen = NULL; /* 1 for the touched columns */
     pvg_status st = PVG_OK;
     if (!tptr || !c.stemmer) goto nomem;
     for (size_t i = 0; i < n; i++) {
@@ -106,7 +108,8 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
     size_t nt = terms.n;
     if (!(df = calloc(nt + 1, sizeof *df)) || !(pptr = calloc(nt + 1, sizeof *pptr)) ||
         !(posts = malloc((tn ? tn : 1) * sizeof *posts)) || !(norm = calloc(n, sizeof *norm)) ||
-        !(tw = malloc((tn ? tn : 1) * sizeof *tw)) || !(idf = malloc((nt + 1) * sizeof *idf)))
+        !(tw = malloc((tn ? tn : 1) * sizeof *tw)) || !(idf = malloc((nt + 1) * sizeof *idf)) ||
+        !(row = calloc(n, sizeof *row)) || !(nz = malloc(n * sizeof *nz)) || !(seen = calloc(n, 1)))
         goto nomem;
     for (size_t q = 0; q < tn; q++)
         df[tix[q]]++;
@@ -136,21 +139,31 @@ pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S,
         }
     /* S[i][j] = sum over shared terms of w_it w_jt: the cosine */
     for (size_t i = 0; i < n; i++) {
-        float *row = S + i * n;
+        size_t n_nz = 0;
         for (uint64_t q = tptr[i]; q < tptr[i + 1]; q++) {
             uint32_t t = tix[q];
             float wi = tw[q];
             if (wi == 0) continue;
-            for (uint64_t p = pptr[t]; p < pptr[t + 1]; p++)
-                row[posts[p].item] += wi * posts[p].w;
+            for (uint64_t p = pptr[t]; p < pptr[t + 1]; p++) {
+                uint32_t j = posts[p].item;
+                if (j == i) continue;
+                if (!seen[j]) seen[j] = 1, nz[n_nz++] = j;
+                row[j] += wi * posts[p].w;
+            }
         }
-        row[i] = 0;
-        int linked = 0;
-        for (size_t j = 0; j < n; j++) {
-            row[j] = row[j] * row[j];
-            linked |= row[j] > 0;
+        size_t k = 0; /* squared; a cosine that underflowed to 0 is no link */
+        for (size_t q = 0; q < n_nz; q++) {
+            uint32_t j = nz[q];
+            float v = row[j] * row[j];
+            row[j] = v;
+            seen[j] = 0;
+            if (v > 0) nz[k++] = j;
         }
-        *n_linked += linked;
+        *n_linked += k > 0;
+        st = row_fn(ctx, i, row, nz, k, err);
+        for (size_t q = 0; q < k; q++) /* the dropped ones are 0 already */
+            row[nz[q]] = 0;
+        if (st != PVG_OK) goto done;
     }
     goto done;
 nomem:
@@ -159,8 +172,34 @@ done:
     pvg_search_stemmer_free(c.stemmer);
     pvg_smap_free(&terms);
     free(c.buf), free(tptr), free(tix), free(df), free(pptr), free(posts), free(norm), free(tw),
-        free(idf);
+        free(idf), free(row), free(nz), free(seen);
     return st;
+}
+
+/* pvg_content_similarity's row sink: the row into S (n x n) */
+typedef struct dense_ctx {
+    float *S;
+    size_t n;
+} dense_ctx;
+static pvg_status dense_row(void *vctx, size_t i, const float *row, const uint32_t *nz, size_t n_nz,
+                            pvg_error *err)
+{
+    (void)err;
+    dense_ctx *c = vctx;
+    float *out = c->S + i * c->n;
+    for (size_t q = 0; q < n_nz; q++)
+        out[nz[q]] = row[nz[q]];
+    return PVG_OK;
+}
+
+pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
+                                  pvg_error *err)
+{
+    *n_linked = 0;
+    if (n == 0) return PVG_OK;
+    memset(S, 0, n * n * sizeof *S);
+    dense_ctx c = {S, n};
+    return pvg_content_similarity_rows(titles, n, dense_row, &c, n_linked, err);
 }
 
 pvg_status pvg_content_gram_basis(const float *S, const float *pop, size_t n, size_t k,

@@ -75,6 +75,20 @@ long pvg_dataset_find_item(const pvg_dataset *ds, const char *id);
 pvg_status pvg_content_similarity(const char *const *titles, size_t n, float *S, size_t *n_linked,
                                   pvg_error *err) PVG_WARN_UNUSED;
 
+/* pvg_content_similarity_rows's sink: row i of S, row[j] for the n_nz
+ * columns nz[] (each > 0, unordered, never i); row[] is scratch, valid for
+ * the call only. Non-OK stops the walk and is returned. */
+typedef pvg_status (*pvg_content_row_fn)(void *ctx, size_t i, const float *row, const uint32_t *nz,
+                                         size_t n_nz, pvg_error *err);
+
+/* pvg_content_similarity one row at a time, in O(n) memory beyond the
+ * terms: row_fn gets each row i = 0..n-1 in order with its nonzero entries
+ * (the same values pvg_content_similarity writes). titles NULL: no call.
+ * Errors: PVG_ERR_NOMEM, or row_fn's. */
+pvg_status pvg_content_similarity_rows(const char *const *titles, size_t n,
+                                       pvg_content_row_fn row_fn, void *ctx, size_t *n_linked,
+                                       pvg_error *err) PVG_WARN_UNUSED;
+
 /* The public basis DP-EASE projects its weighted Gram on (docs/models.md
  * "A prior from the catalogue's text"): V (n x k, row-major, columns
  * orthonormal, caller-allocated) gets the eigenvectors of the k largest

@@ -17,7 +17,7 @@
  *       [--dp-update stats|gradient] [--max-cohort M] [--nodp-clip C]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
- * [--dp-prior-pow P] [--dp-prior-top L]
+ * [--dp-prior-pow P] [--dp-prior-top L] [--dp-prior-text]
  *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
@@ -349,6 +349,7 @@ int main(int argc, char **argv)
     double nodp_clip = 1e4;                   /* the no-DP runs' clip (no clipping) */
     double prior_scale = 1, prior_pow = 1;    /* the public similarity S becomes scale S^pow */
     long prior_top = PVG_FL_PRIOR_NEIGHBOURS; /* neighbours an item keeps (0: all) */
+    int prior_text = 0; /* ML-100K: the prior from title + genre names, as fl serve builds it */
     const char *sweep = NULL, *prior_list = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
@@ -394,6 +395,8 @@ int main(int argc, char **argv)
             prior_list = argv[++i];
         else if (!strcmp(argv[i], "--dp-prior-count") && i + 1 < argc)
             g_prior.count_half = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dp-prior-text"))
+            prior_text = 1;
         else if (!strcmp(argv[i], "--dp-prior-top") && i + 1 < argc)
             prior_top = atol(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
@@ -438,7 +441,7 @@ int main(int argc, char **argv)
                     "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
                     "stats|gradient] [--dp-ridge KAPPA] [--validation] "
                     "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
-                    "[--dp-prior-top L] [--dp-prior-scale F] "
+                    "[--dp-prior-top L] [--dp-prior-text] [--dp-prior-scale F] "
                     "[--dp-prior-pow P] [--dp-sweep "
                     "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
                     "[--no-dp-ials] "
@@ -527,19 +530,28 @@ int main(int argc, char **argv)
                                  ? (float)(prior_scale * pow((double)prior_S[q], prior_pow))
                                  : 0.0f;
         pvg_fl_item_prior prior_sp = {0}; /* its top prior_top neighbours an item */
-        if (prior_S && !strcmp(def->name, "online-retail") && prior_scale == 1 && prior_pow == 1 &&
-            prior_top > 0) {
-            /* the titles' prior as fl serve builds it (pvg_fl_item_prior_from_titles) */
+        int ml_text = prior_text && !strcmp(def->name, "ml-100k");
+        if (prior_S && (!strcmp(def->name, "online-retail") || ml_text) && prior_scale == 1 &&
+            prior_pow == 1 && prior_top > 0) {
+            /* the titles' prior as fl serve builds it (pvg_fl_item_prior_from_titles):
+               Online Retail's descriptions; ML-100K's titles with their genre names */
+            char **ml = NULL;
+            if (ml_text && ml100k_catalogue_text(ds, data, &ml) != 0) return 1;
             const char **titles = calloc(ds->n_items ? ds->n_items : 1, sizeof *titles);
             if (!titles) return 1;
             for (size_t i = 0; i < ds->n_items; i++)
-                titles[i] = pvg_dataset_item_title(ds, i);
+                titles[i] = ml ? ml[i] : pvg_dataset_item_title(ds, i);
             pvg_error perr;
             pvg_error_clear(&perr);
             size_t linked = 0;
             pvg_status pst = pvg_fl_item_prior_from_titles(
                 titles, (uint32_t)ds->n_items, (uint32_t)prior_top, &prior_sp, &linked, &perr);
             free(titles);
+            if (ml) {
+                for (size_t i = 0; i < ds->n_items; i++)
+                    free(ml[i]);
+                free(ml);
+            }
             if (pst != PVG_OK) {
                 fprintf(stderr, "bench_fl_quality: item prior: %s\n", perr.text);
                 return 1;

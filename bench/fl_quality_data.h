@@ -220,6 +220,68 @@ static inline int public_similarity(const pvg_dataset *ds, const char *data_dir,
     return 0;
 }
 
+/* ML-100K's catalogue text as an operator would declare it: each item's
+ * title followed by the names of its genres (u.item's 19 flags, in
+ * u.genre's order), so that the titles' prior (pvg_fl_item_prior_from_titles,
+ * the function fl serve calls on the declared catalogue) links items by
+ * their words, genres included. New *out[n] (each string and the array:
+ * free); items missing from u.item get NULL. 0 ok, -1 with the reason on
+ * stderr. */
+static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_dir, char ***out)
+{
+    static const char *const GENRES[19] = {
+        "unknown",     "Action", "Adventure", "Animation", "Children's", "Comedy",  "Crime",
+        "Documentary", "Drama",  "Fantasy",   "Film-Noir", "Horror",     "Musical", "Mystery",
+        "Romance",     "Sci-Fi", "Thriller",  "War",       "Western"};
+    size_t n = ds->n_items;
+    char **txt = calloc(n ? n : 1, sizeof *txt);
+    *out = NULL;
+    if (!txt) return -1;
+    char path[4096], line[4096];
+    snprintf(path, sizeof path, "%s/ml-100k/u.item.gz", data_dir);
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "catalogue text: cannot open %s\n", path);
+        free(txt);
+        return -1;
+    }
+    size_t got = 0;
+    while (gzgets(f, line, sizeof line)) {
+        char *bar = strchr(line, '|');
+        if (!bar) continue;
+        *bar = 0;
+        long ii = -1;
+        for (size_t i = 0; i < n; i++)
+            if (ds->item_ids[i] && !strcmp(ds->item_ids[i], line)) ii = (long)i;
+        if (ii < 0 || txt[ii]) continue; /* an item nobody rated, or listed twice */
+        char *title = bar + 1, *p = strchr(title, '|');
+        if (!p) continue;
+        *p++ = 0;
+        for (int fld = 0; fld < 3 && p; fld++) {
+            p = strchr(p, '|');
+            if (p) p++;
+        }
+        char buf[1024];
+        size_t len = (size_t)snprintf(buf, sizeof buf, "%s", title);
+        for (int g = 0; g < 19 && p && *p; g++) {
+            if (*p == '1' && len < sizeof buf)
+                len += (size_t)snprintf(buf + len, sizeof buf - len, " %s", GENRES[g]);
+            p = strchr(p, '|');
+            if (p) p++;
+        }
+        txt[ii] = strdup(buf);
+        got += txt[ii] != NULL;
+    }
+    gzclose(f);
+    if (got == 0) {
+        fprintf(stderr, "catalogue text: %s: no item read\n", path);
+        free(txt);
+        return -1;
+    }
+    *out = txt;
+    return 0;
+}
+
 /* The smallest noise multiplier z (to 0.1%) with epsilon(z) <= eps. */
 static double z_for(const pvg_fl_config *base, double q, int rounds, double delta, double eps)
 {

@@ -1095,27 +1095,21 @@ pvg_status pvg_fl_coord_submit(pvg_fl_coord *c, const uint8_t key[PVG_FL_NET_KEY
 pvg_status pvg_fl_coord_broadcast(pvg_fl_coord *c, uint64_t round, uint8_t **out, size_t *out_len,
                                   pvg_error *err)
 {
-    pvg_error_clear(err);
     *out = NULL;
     *out_len = 0;
-    pthread_mutex_lock(&c->mu);
-    pvg_status st = PVG_OK;
-    int in_round = c->phase >= PVG_FL_PHASE_ADVERTISE && c->phase <= PVG_FL_PHASE_UNMASK;
-    if (!in_round || round != c->round) {
-        st = pvg_error_set(
-            err, PVG_ERR_NOT_FOUND, "fl: round %llu is not under way (current %llu, %s)",
-            (unsigned long long)round, (unsigned long long)c->round, pvg_fl_phase_name(c->phase));
+    pvg_fl_broadcast_ref *ref;
+    const uint8_t *data;
+    size_t len;
+    pvg_status st = pvg_fl_coord_broadcast_ref(c, round, &ref, &data, &len, err);
+    if (st != PVG_OK) return st;
+    *out = malloc(len ? len : 1);
+    if (*out) {
+        if (len) memcpy(*out, data, len);
+        *out_len = len;
     } else {
-        *out = malloc(c->bcast_len ? c->bcast_len : 1);
-        if (!*out) {
-            st = pvg_error_set(err, PVG_ERR_NOMEM, "fl: broadcast");
-        } else {
-            if (c->bcast_len) memcpy(*out, c->bcast, c->bcast_len);
-            *out_len = c->bcast_len;
-            c->cur.bytes_out += c->bcast_len;
-        }
+        st = pvg_error_set(err, PVG_ERR_NOMEM, "fl: broadcast");
     }
-    pthread_mutex_unlock(&c->mu);
+    pvg_fl_broadcast_ref_free(ref);
     return st;
 }
 

@@ -76,6 +76,15 @@ SRV_PID=
 [ "$(jq -r .phase "$T/rounds.jsonl")" = done ] || fail "DP round: $(cat "$T/rounds.jsonl")"
 [ "$(jq length <<<"$(releases)")" -eq 1 ] || fail "want one charge: $(releases)"
 
+# serve without --fl-items: a federated flag (the prior's among them) is refused, not ignored
+for f in "--fl-item-prior titles" "--fl-item-prior-weight 0.5" "--fl-epsilon 1"; do
+  # shellcheck disable=SC2086
+  timeout 30 "$P" serve --data-dir "$D" --port 0 $f >/dev/null 2>"$T/err"
+  rc=$?
+  [ $rc -eq 2 ] && grep -qF -- "needs --fl-items" "$T/err" || fail "serve $f without --fl-items: rc $rc, $(cat "$T/err")"
+done
+[ "$(jq length <<<"$(releases)")" -eq 1 ] || fail "a refused serve charged the budget: $(releases)"
+
 # serve --fl-items: the same refusal and the same prior under the fl- names
 "$P" serve --data-dir "$D" --port 0 --fl-items "$T/items.txt" --fl-item-prior titles >/dev/null 2>"$T/err"
 rc=$?

@@ -26,6 +26,11 @@ export PRIVGUIDE_KEY_FILE=$T/keys
 timeout 60 "$P" init --data-dir "$D" >/dev/null || fail "init"
 "$P" budget set --epsilon 10 --delta 1e-4 --data-dir "$D" >/dev/null || fail "budget set"
 "$P" catalog import "$T/catalog.tsv" --data-dir "$D" >/dev/null || fail "catalog import"
+# sale rows give the untitled i16..i19 display titles that would link them (and rename i0): the
+# prior must not see them (still 16 of 20 titled below)
+for i in 0 16 17 18 19; do printf '{"type":"item","item":"i%d","title":"red wooden lamp %d"}\n' "$i" "$i"; done \
+  >"$T/rows.jsonl"
+"$P" ingest --data-dir "$D" --format jsonl "$T/rows.jsonl" >/dev/null || fail "ingest sale rows"
 for u in 0 1 2; do
   TOKS[$u]=$(timeout 30 "$P" token issue --user "u$u" --data-dir "$D") || fail "token issue"
   grep "\"u$u\"" "$T/ev.jsonl" >"$T/u$u.jsonl"

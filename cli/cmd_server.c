@@ -59,8 +59,11 @@ static const char *find_web_dir(cli_ctx *c, char *buf, size_t len)
     return NULL;
 }
 
+static void fl_flags_need_items(cli_ctx *c);
+
 static int run_serve(cli_ctx *c)
 {
+    fl_flags_need_items(c);
     pvg_server_options o;
     memset(&o, 0, sizeof o);
     o.data_dir = cli_data_dir(c);
@@ -234,6 +237,18 @@ static const cli_flag serve_flags[] = {
     {"port-file", CLI_STR, "FILE", "write the listening port into FILE once ready"},
     {0},
 };
+
+/* Without --fl-items there is no federated training: a --fl-* flag (the
+ * item prior's, --fl-epsilon, ...) would be ignored while the server runs
+ * without it, so it is refused (exit 2) before anything starts. */
+static void fl_flags_need_items(cli_ctx *c)
+{
+    if (cli_has(c, "fl-items")) return;
+    for (const cli_flag *f = serve_flags; f->name; f++)
+        if (strncmp(f->name, "fl-", 3) == 0 && cli_has(c, f->name))
+            cli_usage_error(c, "--%s needs --fl-items: without it there is no federated training",
+                            f->name);
+}
 
 /* ---- credentials ---- */
 

@@ -26,6 +26,11 @@ export PRIVGUIDE_KEY_FILE=$T/keys
 timeout 60 "$P" init --data-dir "$D" >/dev/null || fail "init"
 "$P" budget set --epsilon 10 --delta 1e-4 --data-dir "$D" >/dev/null || fail "budget set"
 "$P" catalog import "$T/catalog.tsv" --data-dir "$D" >/dev/null || fail "catalog import"
+# sale rows give the untitled i16..i19 display titles that would link them (and rename i0): the
+# prior must not see them (still 16 of 20 titled below)
+for i in 0 16 17 18 19; do printf '{"type":"item","item":"i%d","title":"red wooden lamp %d"}\n' "$i" "$i"; done \
+  >"$T/rows.jsonl"
+"$P" ingest --data-dir "$D" --format jsonl "$T/rows.jsonl" >/dev/null || fail "ingest sale rows"
 for u in 0 1 2; do
   TOKS[$u]=$(timeout 30 "$P" token issue --user "u$u" --data-dir "$D") || fail "token issue"
   grep "\"u$u\"" "$T/ev.jsonl" >"$T/u$u.jsonl"
@@ -75,6 +80,15 @@ wait "$SRV_PID" || fail "server exit"
 SRV_PID=
 [ "$(jq -r .phase "$T/rounds.jsonl")" = done ] || fail "DP round: $(cat "$T/rounds.jsonl")"
 [ "$(jq length <<<"$(releases)")" -eq 1 ] || fail "want one charge: $(releases)"
+
+# serve without --fl-items: a federated flag (the prior's among them) is refused, not ignored
+for f in "--fl-item-prior titles" "--fl-item-prior-weight 0.5" "--fl-epsilon 1"; do
+  # shellcheck disable=SC2086
+  timeout 30 "$P" serve --data-dir "$D" --port 0 $f >/dev/null 2>"$T/err"
+  rc=$?
+  [ $rc -eq 2 ] && grep -qF -- "needs --fl-items" "$T/err" || fail "serve $f without --fl-items: rc $rc, $(cat "$T/err")"
+done
+[ "$(jq length <<<"$(releases)")" -eq 1 ] || fail "a refused serve charged the budget: $(releases)"
 
 # serve --fl-items: the same refusal and the same prior under the fl- names
 "$P" serve --data-dir "$D" --port 0 --fl-items "$T/items.txt" --fl-item-prior titles >/dev/null 2>"$T/err"

@@ -17,7 +17,7 @@
  *       [--dp-update stats|gradient] [--max-cohort M] [--nodp-clip C]
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
- * [--dp-prior-pow P] [--dp-prior-top L] [--dp-prior-text]
+ * [--dp-prior-pow P] [--dp-prior-top L] [--dp-prior-text] [--dp-prior-genre-text]
  *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
@@ -397,6 +397,8 @@ int main(int argc, char **argv)
             g_prior.count_half = atof(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-text"))
             prior_text = 1;
+        else if (!strcmp(argv[i], "--dp-prior-genre-text"))
+            prior_text = 2;
         else if (!strcmp(argv[i], "--dp-prior-top") && i + 1 < argc)
             prior_top = atol(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
@@ -434,18 +436,19 @@ int main(int argc, char **argv)
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
-            fprintf(stderr,
-                    "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
-                    "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
-                    "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
-                    "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
-                    "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
-                    "[--dp-prior-top L] [--dp-prior-text] [--dp-prior-scale F] "
-                    "[--dp-prior-pow P] [--dp-sweep "
-                    "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
-                    "[--no-dp-ials] "
-                    "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
+            fprintf(
+                stderr,
+                "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
+                "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
+                "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
+                "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
+                "stats|gradient] [--dp-ridge KAPPA] [--validation] "
+                "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
+                "[--dp-prior-top L] [--dp-prior-text] [--dp-prior-genre-text] [--dp-prior-scale F] "
+                "[--dp-prior-pow P] [--dp-sweep "
+                "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
+                "[--no-dp-ials] "
+                "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
     }
@@ -536,7 +539,7 @@ int main(int argc, char **argv)
             /* the titles' prior as fl serve builds it (pvg_fl_item_prior_from_titles):
                Online Retail's descriptions; ML-100K's titles with their genre names */
             char **ml = NULL;
-            if (ml_text && ml100k_catalogue_text(ds, data, &ml) != 0) return 1;
+            if (ml_text && ml100k_catalogue_text(ds, data, prior_text == 1, &ml) != 0) return 1;
             const char **titles = calloc(ds->n_items ? ds->n_items : 1, sizeof *titles);
             if (!titles) return 1;
             for (size_t i = 0; i < ds->n_items; i++)

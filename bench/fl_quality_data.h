@@ -224,10 +224,11 @@ static inline int public_similarity(const pvg_dataset *ds, const char *data_dir,
  * title followed by the names of its genres (u.item's 19 flags, in
  * u.genre's order), so that the titles' prior (pvg_fl_item_prior_from_titles,
  * the function fl serve calls on the declared catalogue) links items by
- * their words, genres included. New *out[n] (each string and the array:
- * free); items missing from u.item get NULL. 0 ok, -1 with the reason on
- * stderr. */
-static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_dir, char ***out)
+ * their words, genres included (with_title 0: the genre names alone, as a
+ * shop would declare a category line in each item's description). New *out[n] (each string and the
+ * array: free); items missing from u.item get NULL. 0 ok, -1 with the reason on stderr. */
+static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_dir, int with_title,
+                                        char ***out)
 {
     static const char *const GENRES[19] = {
         "unknown",     "Action", "Adventure", "Animation", "Children's", "Comedy",  "Crime",
@@ -262,7 +263,8 @@ static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_
             if (p) p++;
         }
         char buf[1024];
-        size_t len = (size_t)snprintf(buf, sizeof buf, "%s", title);
+        size_t len = with_title ? (size_t)snprintf(buf, sizeof buf, "%s", title) : 0;
+        buf[len] = 0;
         for (int g = 0; g < 19 && p && *p; g++) {
             if (*p == '1' && len < sizeof buf)
                 len += (size_t)snprintf(buf + len, sizeof buf - len, " %s", GENRES[g]);

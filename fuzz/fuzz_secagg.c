@@ -56,7 +56,7 @@ static int take_u16(cursor *c, unsigned *v)
     return 1;
 }
 
-/* The session's mode: 32-bit words with ChaCha20 masks (version 1), or in
+/* The session's mode: 32-bit words with ChaCha20 masks (wire version 3), or in
  * fuzz_secagg_lanes (FUZZ_SECAGG_LANES) the mode its first byte picks. */
 static unsigned lane_bits = 32, lane_rounds = 0;
 

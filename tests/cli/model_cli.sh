@@ -9,14 +9,15 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # two blocks: users a* like items x0..x5, users b* like y0..y5; each user
-# misses one or two items of the block (a0 misses x0 and x1)
+# misses one or two items of the block (shopper-a0 misses x0 and x1). The
+# ids are long so that a binary model file cannot hold one by chance
 ts=1600000000
 for u in 0 1 2 3 4 5 6 7 8 9 10 11; do
   for i in 0 1 2 3 4 5; do
     [ $(( (u + i) % 6 )) -eq 0 ] && continue
     [ $(( (u + i) % 5 )) -eq 1 ] && continue
-    printf 'a%d\tx%d\t1\t%d\n' "$u" "$i" $((ts + i * 86400 + u)) >> "$tmp/d.tsv"
-    printf 'b%d\ty%d\t2\t%d\n' "$u" "$i" $((ts + i * 86400 + u)) >> "$tmp/d.tsv"
+    printf 'shopper-a%d\tx%d\t1\t%d\n' "$u" "$i" $((ts + i * 86400 + u)) >> "$tmp/d.tsv"
+    printf 'shopper-b%d\ty%d\t2\t%d\n' "$u" "$i" $((ts + i * 86400 + u)) >> "$tmp/d.tsv"
   done
 done
 
@@ -28,11 +29,11 @@ for m in popularity itemknn ials ease bpr; do
   done
   echo "$out" | grep -q '"users": 24' || fail "train $m: users"
   # no external user id in the model file
-  if grep -q -a -w 'a3' "$tmp/$m.model"; then fail "$m model file holds a user id"; fi
-  rec=$("$cli" recommend --model "$tmp/$m.model" --user a0 -k 2 --json) || fail "recommend $m"
+  if grep -q -a 'shopper-a3' "$tmp/$m.model"; then fail "$m model file holds a user id"; fi
+  rec=$("$cli" recommend --model "$tmp/$m.model" --user shopper-a0 -k 2 --json) || fail "recommend $m"
   echo "$rec" | grep -q '"items"' || fail "recommend $m: $rec"
   if [ $m != popularity ]; then
-    # a0 has x2..x5; its unseen block items x0, x1 come first
+    # shopper-a0 has x2..x5; its unseen block items x0, x1 come first
     echo "$rec" | grep -q '"y' && fail "recommend $m crossed blocks: $rec"
     echo "$rec" | grep -q '"x0"' || fail "recommend $m: x0 missing: $rec"
     "$cli" recommend --model "$tmp/$m.model" --similar y1 -k 2 | grep -q x && fail "similar $m"
@@ -47,10 +48,10 @@ grep -q "does not know" "$tmp/err" || fail "unknown user message: $(cat "$tmp/er
 # corrupted and truncated model files are refused
 cp "$tmp/ials.model" "$tmp/bad.model"
 printf '\x55' | dd of="$tmp/bad.model" bs=1 seek=1500 conv=notrunc status=none
-"$cli" recommend --model "$tmp/bad.model" --user a0 2> "$tmp/err"; [ $? -eq 1 ] || fail "corrupt exit"
+"$cli" recommend --model "$tmp/bad.model" --user shopper-a0 2> "$tmp/err"; [ $? -eq 1 ] || fail "corrupt exit"
 grep -q "checksum" "$tmp/err" || fail "corrupt message: $(cat "$tmp/err")"
 head -c 2000 "$tmp/ials.model" > "$tmp/short.model"
-"$cli" recommend --model "$tmp/short.model" --user a0 2> "$tmp/err" && fail "truncated accepted"
+"$cli" recommend --model "$tmp/short.model" --user shopper-a0 2> "$tmp/err" && fail "truncated accepted"
 grep -q "truncated" "$tmp/err" || fail "truncated message: $(cat "$tmp/err")"
 
 # eval: JSON with every metric at every k, deterministic under --seed

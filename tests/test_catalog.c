@@ -133,6 +133,27 @@ static void test_declare_foreach_titles(void **state)
     assert_string_equal(titles[3], "Blue mug, large");
     assert_null(titles[4]);
     pvg_catalog_titles_free(titles, 5);
+    /* the descriptions of the same ids: a1's; b2's "" and the unknown ids none */
+    assert_int_equal(
+        pvg_store_catalog_texts(s, ids, 5, PVG_CATALOG_FIELD_DESCRIPTION, &titles, &found, &err),
+        PVG_OK);
+    assert_int_equal(found, 1);
+    assert_null(titles[0]);
+    assert_null(titles[1]);
+    assert_string_equal(titles[2], "A red metal lantern\twith a handle");
+    assert_null(titles[3]);
+    assert_null(titles[4]);
+    pvg_catalog_titles_free(titles, 5);
+    assert_int_equal(
+        pvg_store_catalog_texts(s, ids, 5, PVG_CATALOG_FIELD_TITLE, &titles, &found, &err), PVG_OK);
+    assert_int_equal(found, 3);
+    assert_string_equal(titles[2], "Red lantern");
+    pvg_catalog_titles_free(titles, 5);
+    assert_int_equal(
+        pvg_store_catalog_texts(s, ids, 5, (pvg_catalog_field)7, &titles, &found, &err),
+        PVG_ERR_INVALID);
+    assert_null(titles);
+    assert_non_null(strstr(err.text, "field 7"));
     /* an invalid entry declares nothing of the batch, and says which */
     pvg_catalog_entry bad[] = {{"c3", "Fine", NULL}, {"c4", "", NULL}};
     assert_int_equal(pvg_store_catalog_declare(s, bad, 2, &err), PVG_ERR_INVALID);

@@ -374,12 +374,29 @@ pvg_status pvg_store_catalog_foreach(pvg_store *s,
                                      int (*fn)(void *ctx, const pvg_catalog_entry *entry),
                                      void *ctx, pvg_error *err) PVG_WARN_UNUSED;
 
-/* The declared titles of ids[0..n) (borrowed): on success *titles is a new
- * array of n strings (pvg_catalog_titles_free), titles[i] new or NULL when
- * ids[i] has no declared text; *n_found (may be NULL) counts the non-NULL
- * ones. Only declared text is returned, never a title a sale row set. */
+/* Which declared text pvg_store_catalog_texts returns. */
+typedef enum pvg_catalog_field {
+    PVG_CATALOG_FIELD_TITLE = 0,      /* the declared title */
+    PVG_CATALOG_FIELD_DESCRIPTION = 1 /* the declared description (none: NULL) */
+} pvg_catalog_field;
+
+/* The declared text of ids[0..n) (borrowed), the field chosen by field:
+ * on success *texts is a new array of n strings (pvg_catalog_titles_free),
+ * texts[i] new or NULL when ids[i] has no declared entry or, for the
+ * description, an entry without one (or ""); *n_found (may be NULL) counts
+ * the non-NULL ones. Only declared text is returned, never a title a sale
+ * row set. Errors: PVG_ERR_INVALID (a NULL argument or id, named by index;
+ * field not one of the enum's), PVG_ERR_NOMEM, the store's read errors. */
+pvg_status pvg_store_catalog_texts(pvg_store *s, const char *const *ids, size_t n,
+                                   pvg_catalog_field field, char ***texts, size_t *n_found,
+                                   pvg_error *err) PVG_WARN_UNUSED;
+
+/* pvg_store_catalog_texts with PVG_CATALOG_FIELD_TITLE. */
 pvg_status pvg_store_catalog_titles(pvg_store *s, const char *const *ids, size_t n, char ***titles,
                                     size_t *n_found, pvg_error *err) PVG_WARN_UNUSED;
+
+/* Frees an array of pvg_store_catalog_texts or _titles (n its length);
+ * NULL is fine. */
 void pvg_catalog_titles_free(char **titles, size_t n);
 
 /* Non-personal anonymous counts per item and event type (rows of sources

@@ -456,6 +456,7 @@ typedef struct titles_ctx {
     const char *const *ids;
     size_t *order; /* indices of ids, sorted by id */
     size_t n;
+    pvg_catalog_field field;
     char **titles;
     size_t found;
     int nomem;
@@ -474,8 +475,9 @@ static int titles_cb(void *vctx, const pvg_catalog_entry *e)
     }
     for (; lo < c->n && strcmp(c->ids[c->order[lo]], e->ext_id) == 0; lo++) {
         size_t i = c->order[lo];
-        if (c->titles[i]) continue;
-        if (!(c->titles[i] = strdup(e->title))) {
+        const char *t = c->field == PVG_CATALOG_FIELD_DESCRIPTION ? e->description : e->title;
+        if (c->titles[i] || !t || !t[0]) continue;
+        if (!(c->titles[i] = strdup(t))) {
             c->nomem = 1;
             return 1;
         }
@@ -502,17 +504,22 @@ static void merge_sort(const char *const *ids, size_t *a, size_t *tmp, size_t n)
     memcpy(a, tmp, n * sizeof *a);
 }
 
-pvg_status pvg_store_catalog_titles(pvg_store *s, const char *const *ids, size_t n, char ***titles,
-                                    size_t *n_found, pvg_error *err)
+pvg_status pvg_store_catalog_texts(pvg_store *s, const char *const *ids, size_t n,
+                                   pvg_catalog_field field, char ***titles, size_t *n_found,
+                                   pvg_error *err)
 {
     if (titles) *titles = NULL;
     if (n_found) *n_found = 0;
     if (!s || !titles || (n && !ids))
-        return pvg_error_set(err, PVG_ERR_INVALID, "catalog titles: NULL argument");
+        return pvg_error_set(err, PVG_ERR_INVALID, "catalog texts: NULL argument");
+    if (field != PVG_CATALOG_FIELD_TITLE && field != PVG_CATALOG_FIELD_DESCRIPTION)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "catalog texts: field %d, expected PVG_CATALOG_FIELD_TITLE (0) or "
+                             "PVG_CATALOG_FIELD_DESCRIPTION (1)",
+                             (int)field);
     for (size_t i = 0; i < n; i++)
-        if (!ids[i])
-            return pvg_error_set(err, PVG_ERR_INVALID, "catalog titles: id %zu is NULL", i);
-    titles_ctx c = {.ids = ids, .n = n};
+        if (!ids[i]) return pvg_error_set(err, PVG_ERR_INVALID, "catalog texts: id %zu is NULL", i);
+    titles_ctx c = {.ids = ids, .n = n, .field = field};
     c.titles = calloc(n ? n : 1, sizeof *c.titles);
     c.order = malloc((n ? n : 1) * sizeof *c.order);
     size_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
@@ -536,6 +543,12 @@ pvg_status pvg_store_catalog_titles(pvg_store *s, const char *const *ids, size_t
     *titles = c.titles;
     if (n_found) *n_found = c.found;
     return PVG_OK;
+}
+
+pvg_status pvg_store_catalog_titles(pvg_store *s, const char *const *ids, size_t n, char ***titles,
+                                    size_t *n_found, pvg_error *err)
+{
+    return pvg_store_catalog_texts(s, ids, n, PVG_CATALOG_FIELD_TITLE, titles, n_found, err);
 }
 
 void pvg_catalog_titles_free(char **titles, size_t n)

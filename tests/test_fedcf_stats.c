@@ -650,6 +650,118 @@ static void test_item_prior_from_titles_is_top_l_of_content_similarity(void **st
     assert_null(P.row_ptr);
 }
 
+/* one row of a prior as (column, value) pairs, checked exactly */
+static void assert_row(const pvg_fl_item_prior *P, uint32_t i, const uint32_t *col,
+                       const float *val, size_t n)
+{
+    assert_int_equal(P->row_ptr[i + 1] - P->row_ptr[i], n);
+    for (size_t q = 0; q < n; q++) {
+        assert_int_equal(P->col[P->row_ptr[i] + q], col[q]);
+        assert_true(P->val[P->row_ptr[i] + q] == val[q]);
+    }
+}
+
+/* The labels' prior: whole labels ('|' or ','), trimmed, ASCII case
+ * folded, each counted once per item; the squared cosine of the binary
+ * label vectors; top_l with ties to the lower index. "Sci-Fi" is one label,
+ * not the words "sci" and "fi" the titles' function would cut it into. */
+static void test_item_prior_from_labels_is_squared_cosine_of_whole_labels(void **state)
+{
+    (void)state;
+    enum { N = 9 };
+    const char *labels[N] = {"Kitchen|Knives",        /* {kitchen, knives} */
+                             " kitchen , Gifts ",     /* {kitchen, gifts} */
+                             NULL,                    /* none */
+                             "Garden",                /* {garden}: shares nothing */
+                             "Knives|KITCHEN|knives", /* {knives, kitchen} */
+                             "",                      /* none */
+                             "Gifts",                 /* {gifts} */
+                             "Sci-Fi",                /* {sci-fi} */
+                             "Sci, Fi"};              /* {sci, fi}: not linked to 7 */
+    pvg_fl_item_prior P;
+    size_t linked = 0;
+    assert_int_equal(pvg_fl_item_prior_from_labels(labels, N, 0, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(P.n_items, N);
+    assert_int_equal(linked, 4);
+    assert_row(&P, 0, (const uint32_t[]){1, 4}, (const float[]){0.25f, 1.0f}, 2);
+    assert_row(&P, 1, (const uint32_t[]){0, 4, 6}, (const float[]){0.25f, 0.25f, 0.5f}, 3);
+    assert_row(&P, 4, (const uint32_t[]){0, 1}, (const float[]){1.0f, 0.25f}, 2);
+    assert_row(&P, 6, (const uint32_t[]){1}, (const float[]){0.5f}, 1);
+    for (uint32_t i = 2; i < N; i++)
+        if (i != 4 && i != 6) assert_row(&P, i, NULL, NULL, 0);
+    pvg_fl_item_prior_free(&P);
+    /* top 2: item 1 keeps 6 (0.5) and 0 of the tied 0 and 4 (0.25), columns ascending */
+    assert_int_equal(pvg_fl_item_prior_from_labels(labels, N, 2, &P, &linked, NULL), PVG_OK);
+    assert_row(&P, 1, (const uint32_t[]){0, 6}, (const float[]){0.25f, 0.5f}, 2);
+    pvg_fl_item_prior_free(&P);
+    assert_int_equal(pvg_fl_item_prior_from_labels(labels, N, 1, &P, &linked, NULL), PVG_OK);
+    assert_row(&P, 1, (const uint32_t[]){6}, (const float[]){0.5f}, 1);
+    assert_row(&P, 0, (const uint32_t[]){4}, (const float[]){1.0f}, 1);
+    pvg_fl_item_prior_free(&P);
+    /* a label every item carries still links them (the titles' function weighs it 0) */
+    const char *all[3] = {"All", "all", "ALL|Red"};
+    assert_int_equal(pvg_fl_item_prior_from_labels(all, 3, 0, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(linked, 3);
+    assert_row(&P, 0, (const uint32_t[]){1, 2}, (const float[]){1.0f, 0.5f}, 2);
+    pvg_fl_item_prior_free(&P);
+    assert_int_equal(pvg_fl_item_prior_from_titles(all, 3, 0, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(linked, 0);
+    pvg_fl_item_prior_free(&P);
+    assert_int_equal(pvg_fl_item_prior_from_labels(NULL, 3, 0, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(P.row_ptr[3], 0);
+    assert_int_equal(linked, 0);
+    pvg_fl_item_prior_free(&P);
+}
+
+/* A bad list is refused naming the item (err.line = index + 1), the byte
+ * offset and what was expected; nothing is returned. */
+static void test_item_prior_from_labels_refuses_bad_lists(void **state)
+{
+    (void)state;
+    static char long_label[PVG_FL_LABEL_MAX + 2], many[2 * (PVG_FL_LABELS_MAX + 1) + 1];
+    memset(long_label, 'x', PVG_FL_LABEL_MAX + 1);
+    for (int q = 0; q <= PVG_FL_LABELS_MAX; q++)
+        memcpy(many + 2 * q, "a|", 2);
+    many[2 * PVG_FL_LABELS_MAX + 1] = 0; /* 65 labels "a|a|...|a" */
+    struct {
+        const char *text;
+        long long offset;
+        const char *what;
+    } bad[] = {
+        {"Kitchen||Knives", 8, "empty label at byte 8"},
+        {"Kitchen, Knives,", 16, "empty label at byte 16"},
+        {" | Knives", 0, "empty label at byte 0"},
+        {"Kitchen|Kni\x01ves", 11, "control character 0x01 at byte 11"},
+        {long_label, 0, "expected at most 256"},
+        {many, 2 * PVG_FL_LABELS_MAX, "more than 64 labels"},
+    };
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        const char *labels[3] = {"Kitchen", bad[b].text, "Knives"};
+        pvg_fl_item_prior P;
+        pvg_error e;
+        pvg_error_clear(&e);
+        size_t linked = 7;
+        assert_int_equal(pvg_fl_item_prior_from_labels(labels, 3, 0, &P, &linked, &e),
+                         PVG_ERR_INVALID);
+        assert_null(P.row_ptr);
+        assert_int_equal(linked, 0);
+        assert_int_equal(e.line, 2);
+        assert_int_equal(e.offset, bad[b].offset);
+        assert_non_null(strstr(e.text, "item 1: labels: "));
+        assert_non_null(strstr(e.text, bad[b].what));
+    }
+    /* exactly the bounds are fine */
+    long_label[PVG_FL_LABEL_MAX] = 0;
+    many[2 * PVG_FL_LABELS_MAX - 1] = 0; /* 64 labels */
+    const char *ok[2] = {long_label, many};
+    pvg_fl_item_prior P;
+    assert_int_equal(pvg_fl_item_prior_from_labels(ok, 2, 0, &P, NULL, NULL), PVG_OK);
+    pvg_fl_item_prior_free(&P);
+    pvg_error e;
+    pvg_error_clear(&e);
+    assert_int_equal(pvg_fl_item_prior_from_labels(ok, 0, 0, &P, NULL, &e), PVG_ERR_INVALID);
+}
+
 int main(void)
 {
     if (pvg_init() != PVG_OK) return 1;
@@ -664,6 +776,8 @@ int main(void)
         cmocka_unit_test(test_item_prior_count_half_weighs_reliable_neighbours),
         cmocka_unit_test(test_item_prior_refuses_bad_input),
         cmocka_unit_test(test_item_prior_from_titles_is_top_l_of_content_similarity),
+        cmocka_unit_test(test_item_prior_from_labels_is_squared_cosine_of_whole_labels),
+        cmocka_unit_test(test_item_prior_from_labels_refuses_bad_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

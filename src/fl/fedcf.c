@@ -13,6 +13,7 @@
  */
 #include "fl/fl_internal.h"
 #include "model/model_internal.h"
+#include "search/search_internal.h"
 
 #include <lapacke.h>
 #include <math.h>
@@ -304,6 +305,171 @@ pvg_status pvg_fl_item_prior_from_titles(const char *const *titles, uint32_t n_i
     else
         st = pvg_content_similarity_rows(titles, n, prior_row, &b, &linked, err);
     free(b.sel);
+    if (st != PVG_OK) {
+        pvg_fl_item_prior_free(out);
+        return st;
+    }
+    if (n_linked) *n_linked = linked;
+    return PVG_OK;
+}
+
+/* one label of an item: where it starts in labels[i] and its length */
+typedef struct label_span {
+    size_t at, len;
+} label_span;
+
+/* Cuts s into its labels (separated by '|' or ','; each trimmed of spaces
+ * and tabs) into sp[0..*n). Returns 0, or -1 with err set naming item i. */
+static int split_labels(const char *s, uint32_t i, label_span *sp, size_t *n, pvg_error *err)
+{
+    *n = 0;
+    size_t len = strlen(s), start = 0;
+    for (size_t p = 0; p <= len; p++) {
+        unsigned char ch = p < len ? (unsigned char)s[p] : 0;
+        if (p < len && ch != '|' && ch != ',') {
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                pvg_error_set_at(err, PVG_ERR_INVALID, "labels", (long)i + 1, 0, (long long)p,
+                                 "fl item prior: item %u: labels: control character 0x%02x at "
+                                 "byte %zu, expected text or a '|' or ',' separator",
+                                 i, ch, p);
+                return -1;
+            }
+            continue;
+        }
+        size_t a = start, b = p;
+        while (a < b && (s[a] == ' ' || s[a] == '\t'))
+            a++;
+        while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t'))
+            b--;
+        if (a == b) {
+            pvg_error_set_at(err, PVG_ERR_INVALID, "labels", (long)i + 1, 0, (long long)start,
+                             "fl item prior: item %u: labels: empty label at byte %zu, expected "
+                             "a label between separators ('|' or ',')",
+                             i, start);
+            return -1;
+        }
+        if (b - a > PVG_FL_LABEL_MAX) {
+            pvg_error_set_at(err, PVG_ERR_INVALID, "labels", (long)i + 1, 0, (long long)a,
+                             "fl item prior: item %u: labels: the label at byte %zu has %zu "
+                             "bytes, expected at most %d",
+                             i, a, b - a, PVG_FL_LABEL_MAX);
+            return -1;
+        }
+        if (*n == PVG_FL_LABELS_MAX) {
+            pvg_error_set_at(err, PVG_ERR_INVALID, "labels", (long)i + 1, 0, (long long)a,
+                             "fl item prior: item %u: labels: more than %d labels (the next at "
+                             "byte %zu), expected at most %d",
+                             i, PVG_FL_LABELS_MAX, a, PVG_FL_LABELS_MAX);
+            return -1;
+        }
+        sp[(*n)++] = (label_span){a, b - a};
+        start = p + 1;
+    }
+    return 0;
+}
+
+pvg_status pvg_fl_item_prior_from_labels(const char *const *labels, uint32_t n_items,
+                                         uint32_t top_l, pvg_fl_item_prior *out, size_t *n_linked,
+                                         pvg_error *err)
+{
+    if (!out) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: out is NULL");
+    *out = (pvg_fl_item_prior){0};
+    if (n_linked) *n_linked = 0;
+    if (n_items == 0)
+        return pvg_error_set_at(err, PVG_ERR_INVALID, "n_items", 0, 0, -1,
+                                "fl item prior: 0 items, expected at least 1");
+    if (top_l == 0) top_l = PVG_FL_PRIOR_NEIGHBOURS;
+    if (top_l > n_items - 1) top_l = n_items - 1;
+    size_t n = n_items, cap = n * (size_t)top_l, linked = 0;
+    pvg_smap lab = {0};
+    label_span sp[PVG_FL_LABELS_MAX];
+    char key[PVG_FL_LABEL_MAX];
+    uint64_t *lptr = calloc(n + 1, sizeof *lptr); /* item i's labels: lix[lptr[i]..lptr[i+1]) */
+    uint32_t *lix = NULL, *df = NULL, *posts = NULL, *nz = NULL, *sel = NULL;
+    uint64_t *pptr = NULL;
+    float *row = NULL;
+    size_t lcap = 0, ln = 0;
+    pvg_status st = PVG_OK;
+    if (!lptr) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        if (labels && labels[i] && labels[i][0] &&
+            split_labels(labels[i], (uint32_t)i, sp, &k, err) != 0) {
+            st = PVG_ERR_INVALID;
+            goto done;
+        }
+        if (ln + k > lcap) {
+            size_t nc = lcap ? 2 * lcap : 4096;
+            while (nc < ln + k)
+                nc *= 2;
+            uint32_t *nl = realloc(lix, nc * sizeof *nl);
+            if (!nl) goto nomem;
+            lix = nl;
+            lcap = nc;
+        }
+        size_t kept = 0;
+        for (size_t q = 0; q < k; q++) {
+            for (size_t c = 0; c < sp[q].len; c++) { /* ASCII case folded */
+                char ch = labels[i][sp[q].at + c];
+                key[c] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+            }
+            int added;
+            long id = pvg_smap_intern(&lab, key, sp[q].len, &added);
+            if (id < 0) goto nomem;
+            size_t r = 0; /* a label repeated in the item counts once */
+            while (r < kept && lix[ln + r] != (uint32_t)id)
+                r++;
+            if (r == kept) lix[ln + kept++] = (uint32_t)id;
+        }
+        ln += kept;
+        lptr[i + 1] = ln;
+    }
+    size_t nl = lab.n;
+    if (!(df = calloc(nl + 1, sizeof *df)) || !(pptr = calloc(nl + 1, sizeof *pptr)) ||
+        !(posts = malloc((ln ? ln : 1) * sizeof *posts)) || !(row = calloc(n, sizeof *row)) ||
+        !(nz = malloc(n * sizeof *nz)) || !(sel = malloc((top_l ? top_l : 1) * sizeof *sel)))
+        goto nomem;
+    for (size_t q = 0; q < ln; q++)
+        df[lix[q]]++;
+    for (size_t t = 0; t < nl; t++)
+        pptr[t + 1] = pptr[t] + df[t];
+    memset(df, 0, nl * sizeof *df); /* reused as fill counters */
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t q = lptr[i]; q < lptr[i + 1]; q++)
+            posts[pptr[lix[q]] + df[lix[q]]++] = (uint32_t)i;
+    out->n_items = n_items;
+    out->row_ptr = calloc(n + 1, sizeof *out->row_ptr);
+    out->col = malloc((cap ? cap : 1) * sizeof *out->col);
+    out->val = malloc((cap ? cap : 1) * sizeof *out->val);
+    if (!out->row_ptr || !out->col || !out->val) goto nomem;
+    prior_build b = {.p = out, .top_l = top_l, .sel = sel};
+    for (size_t i = 0; i < n; i++) {
+        size_t n_nz = 0; /* row[j]: the labels i and j share */
+        for (uint64_t q = lptr[i]; q < lptr[i + 1]; q++)
+            for (uint64_t p = pptr[lix[q]]; p < pptr[lix[q] + 1]; p++) {
+                uint32_t j = posts[p];
+                if (j == i) continue;
+                if (row[j] == 0) nz[n_nz++] = j;
+                row[j] += 1;
+            }
+        double ni = (double)(lptr[i + 1] - lptr[i]);
+        for (size_t q = 0; q < n_nz; q++) { /* the squared cosine of the binary vectors */
+            uint32_t j = nz[q];
+            double d = row[j];
+            row[j] = (float)(d * d / (ni * (double)(lptr[j + 1] - lptr[j])));
+        }
+        linked += n_nz > 0;
+        st = prior_row(&b, i, row, nz, n_nz, err);
+        for (size_t q = 0; q < n_nz; q++)
+            row[nz[q]] = 0;
+        if (st != PVG_OK) goto done;
+    }
+    goto done;
+nomem:
+    st = pvg_error_set(err, PVG_ERR_NOMEM, "fl item prior: out of memory (%zu items)", n);
+done:
+    pvg_smap_free(&lab);
+    free(lptr), free(lix), free(df), free(pptr), free(posts), free(row), free(nz), free(sel);
     if (st != PVG_OK) {
         pvg_fl_item_prior_free(out);
         return st;

@@ -492,10 +492,14 @@ static int cohort_step(fl_setup *s, int lane, const char *pre)
     return 1;
 }
 
-/* --item-prior titles (--fl-item-prior under serve): the public item prior
+/* --item-prior SOURCE (--fl-item-prior under serve): the public item prior
  * (docs/federated.md "A prior from public item data") from the declared
- * catalogue's titles of the served items (ids[0..n_items)), each item's
- * PVG_FL_PRIOR_NEIGHBOURS nearest; an item without a declared title gets no
+ * catalogue of the served items (ids[0..n_items)), each item's
+ * PVG_FL_PRIOR_NEIGHBOURS nearest: "titles" the declared titles and
+ * "descriptions" the declared descriptions, both as text
+ * (pvg_fl_item_prior_from_titles); "categories" the descriptions as lists
+ * of whole labels (pvg_fl_item_prior_from_labels; a bad list is refused
+ * naming the item's id). An item without the declared text gets no
  * neighbours. Only with DP (--epsilon) and the statistics form; checked
  * before any budget is charged. *P stays zeroed without the flag. */
 static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, uint32_t n_items,
@@ -509,14 +513,20 @@ static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, u
         const char *sub[] = {"item-prior-weight", "item-prior-count"};
         for (int i = 0; i < 2; i++)
             if (cli_has(cx, fname(pre, sub[i], b, sizeof b))) {
-                fprintf(stderr, "privguide: --%s needs --%sitem-prior titles\n", b, pre);
+                fprintf(stderr, "privguide: --%s needs --%sitem-prior SOURCE\n", b, pre);
                 return CLI_EXIT_USAGE;
             }
         return 0;
     }
-    if (strcmp(kind, "titles") != 0) {
-        fprintf(stderr, "privguide: --%s wants titles (the declared catalogue's), got '%s'\n", b,
-                kind);
+    int src = !strcmp(kind, "titles")         ? 0
+              : !strcmp(kind, "descriptions") ? 1
+              : !strcmp(kind, "categories")   ? 2
+                                              : -1;
+    if (src < 0) {
+        fprintf(stderr,
+                "privguide: --%s wants titles, descriptions or categories (the declared "
+                "catalogue's), got '%s'\n",
+                b, kind);
         return CLI_EXIT_USAGE;
     }
     if (!cli_has(cx, fname(pre, "epsilon", e, sizeof e)) || !dd) {
@@ -546,17 +556,32 @@ static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, u
     char **titles = NULL;
     size_t found = 0, linked = 0;
     pvg_status st = pvg_store_open(dd, &store, &err);
-    if (st == PVG_OK) st = pvg_store_catalog_titles(store, ids, n_items, &titles, &found, &err);
-    pvg_store_free(store);
     if (st == PVG_OK)
+        st = pvg_store_catalog_texts(store, ids, n_items,
+                                     src ? PVG_CATALOG_FIELD_DESCRIPTION : PVG_CATALOG_FIELD_TITLE,
+                                     &titles, &found, &err);
+    pvg_store_free(store);
+    if (st == PVG_OK && src == 2) {
+        st = pvg_fl_item_prior_from_labels((const char *const *)titles, n_items, 0, P, &linked,
+                                           &err);
+        if (st == PVG_ERR_INVALID && err.line >= 1 && (uint64_t)err.line <= n_items) {
+            fprintf(stderr,
+                    "privguide: fl: item prior (--%s categories): the declared description of "
+                    "item '%s' is not a category list: %s\n",
+                    b, ids[err.line - 1], err.text);
+            pvg_catalog_titles_free(titles, n_items);
+            return CLI_EXIT_FAIL;
+        }
+    } else if (st == PVG_OK)
         st = pvg_fl_item_prior_from_titles((const char *const *)titles, n_items, 0, P, &linked,
                                            &err);
     if (titles) pvg_catalog_titles_free(titles, n_items);
     if (st != PVG_OK) return cli_fail("fl: item prior", st, &err);
     fprintf(stderr,
-            "privguide: fl: item prior from the declared catalogue: %zu of %u items titled, %zu "
+            "privguide: fl: item prior from the declared catalogue's %s: %zu of %u items %s, %zu "
             "linked (up to %d neighbours each), weight %g, count %g\n",
-            found, n_items, linked, PVG_FL_PRIOR_NEIGHBOURS, *weight, *count_half);
+            kind, found, n_items, src ? "described" : "titled", linked, PVG_FL_PRIOR_NEIGHBOURS,
+            *weight, *count_half);
     return 0;
 }
 
@@ -1209,9 +1234,10 @@ static const cli_flag serve_flags[] = {
     {"average-solves", CLI_BOOL, NULL,
      "statistics form: item factors are the mean of the rounds' solves (averages the "
      "rounds' DP noise; pays with 4-6 rounds)"},
-    {"item-prior", CLI_STR, "titles",
+    {"item-prior", CLI_STR, "titles|descriptions|categories",
      "DP, statistics form: the noise ridge pulls each item toward its public neighbours by the "
-     "declared catalogue's titles (docs/federated.md; server only, no budget)"},
+     "declared catalogue's titles or descriptions as text, or its descriptions as '|' or "
+     "','-separated category labels (docs/federated.md; server only, no budget)"},
     {"item-prior-weight", CLI_DOUBLE, "W", "the item prior's weight, 0 < W <= 1 (default 1)"},
     {"item-prior-count", CLI_DOUBLE, "H",
      "the item prior weighs a neighbour by its noisy count n / (n + H) (default 20; 0: off)"},

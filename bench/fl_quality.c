@@ -18,6 +18,7 @@
  *       [--dp-ridge KAPPA] [--validation] [--ddg-eps E] [--no-ddg] [--no-fedadam]
  *       [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] [--dp-prior-scale F]
  * [--dp-prior-pow P] [--dp-prior-top L] [--dp-prior-text] [--dp-prior-genre-text]
+ *       [--dp-prior-categories] [--dp-prior-genre-form declared|words|joined|rare]
  *       [--dp-sweep kKrRnN[aAgG],...] [--sweep-only] [--dp-blend-sweep B[,B...]]
  *       [--from-json RUN.json]   (redraw the SVG / JSON of an earlier run)
  *
@@ -31,6 +32,17 @@
  * similar others (--dp-prior-top L, default PVG_FL_PRIOR_NEIGHBOURS as
  * fl serve; 0: all); Online Retail's (scale and pow 1, L > 0) comes from
  * pvg_fl_item_prior_from_titles, the function fl serve calls.
+ * ML-100K's, by default from the genre vectors, comes instead from the
+ * declared text through the server's functions with --dp-prior-text (each
+ * film's title and genre names, the titles' function), --dp-prior-genre-text
+ * (the genre names alone as "Action|Sci-Fi", the description an operator
+ * would declare, through the titles' function: `--item-prior descriptions`)
+ * or --dp-prior-categories (the same description through
+ * pvg_fl_item_prior_from_labels: `--item-prior categories`; stderr says
+ * whether that prior is identical to the genre vectors' top L);
+ * --dp-prior-genre-form words|joined|rare changes those genre names for an
+ * experiment (ml100k_catalogue_text's form: names cut into words, made one
+ * word, or the frequent ones left out).
  * --sweep-only skips the DP table after a --dp-sweep.
  *
  * Exit 77 (skipped) when the data sets are absent. JSON on stdout (or
@@ -350,6 +362,7 @@ int main(int argc, char **argv)
     double prior_scale = 1, prior_pow = 1;    /* the public similarity S becomes scale S^pow */
     long prior_top = PVG_FL_PRIOR_NEIGHBOURS; /* neighbours an item keeps (0: all) */
     int prior_text = 0; /* ML-100K: the prior from title + genre names, as fl serve builds it */
+    int genre_form = 0; /* ML-100K's genre names as declared, or an experiment's form */
     const char *sweep = NULL, *prior_list = NULL;
     unsigned long long seed_off = 0;
     for (int i = 1; i < argc; i++) {
@@ -399,7 +412,21 @@ int main(int argc, char **argv)
             prior_text = 1;
         else if (!strcmp(argv[i], "--dp-prior-genre-text"))
             prior_text = 2;
-        else if (!strcmp(argv[i], "--dp-prior-top") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--dp-prior-categories"))
+            prior_text = 3;
+        else if (!strcmp(argv[i], "--dp-prior-genre-form") && i + 1 < argc) {
+            i++;
+            genre_form = !strcmp(argv[i], "words")      ? 1
+                         : !strcmp(argv[i], "joined")   ? 2
+                         : !strcmp(argv[i], "rare")     ? 3
+                         : !strcmp(argv[i], "declared") ? 0
+                                                        : -1;
+            if (genre_form < 0) {
+                fprintf(stderr, "bench_fl_quality: --dp-prior-genre-form wants declared, words, "
+                                "joined or rare\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--dp-prior-top") && i + 1 < argc)
             prior_top = atol(argv[++i]);
         else if (!strcmp(argv[i], "--dp-prior-scale") && i + 1 < argc)
             prior_scale = atof(argv[++i]);
@@ -436,19 +463,21 @@ int main(int argc, char **argv)
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
-            fprintf(
-                stderr,
-                "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
-                "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
-                "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
-                "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
-                "stats|gradient] [--dp-ridge KAPPA] [--validation] "
-                "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
-                "[--dp-prior-top L] [--dp-prior-text] [--dp-prior-genre-text] [--dp-prior-scale F] "
-                "[--dp-prior-pow P] [--dp-sweep "
-                "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
-                "[--no-dp-ials] "
-                "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
+            fprintf(stderr,
+                    "usage: bench_fl_quality [SHARED_DATA_DIR] [--json FILE] [--svg FILE] "
+                    "[--datasets ml-100k,online-retail] [--rounds N] [--factors K] [--eps LIST] "
+                    "[--dp-factors K] [--dp-rounds N] [--dp-q Q] [--clip C] [--adam-lr LR] "
+                    "[--server-lr LR] [--seed S] [--update stats|gradient] [--dp-update "
+                    "stats|gradient] [--dp-ridge KAPPA] [--validation] "
+                    "[--ddg-eps E] [--dp-average] [--dp-prior W[,W...]] [--dp-prior-count H] "
+                    "[--dp-prior-top L] [--dp-prior-text] [--dp-prior-genre-text] "
+                    "[--dp-prior-categories] "
+                    "[--dp-prior-genre-form declared|words|joined|rare] "
+                    "[--dp-prior-scale F] "
+                    "[--dp-prior-pow P] [--dp-sweep "
+                    "kKrRnN[aAgG],...] [--sweep-only] [--no-nodp] "
+                    "[--no-dp-ials] "
+                    "[--no-ddg] [--no-fedadam] [--from-json RUN.json]\n");
             return 2;
         }
     }
@@ -539,7 +568,8 @@ int main(int argc, char **argv)
             /* the titles' prior as fl serve builds it (pvg_fl_item_prior_from_titles):
                Online Retail's descriptions; ML-100K's titles with their genre names */
             char **ml = NULL;
-            if (ml_text && ml100k_catalogue_text(ds, data, prior_text == 1, &ml) != 0) return 1;
+            if (ml_text && ml100k_catalogue_text(ds, data, prior_text == 1, genre_form, &ml) != 0)
+                return 1;
             const char **titles = calloc(ds->n_items ? ds->n_items : 1, sizeof *titles);
             if (!titles) return 1;
             for (size_t i = 0; i < ds->n_items; i++)
@@ -547,8 +577,12 @@ int main(int argc, char **argv)
             pvg_error perr;
             pvg_error_clear(&perr);
             size_t linked = 0;
-            pvg_status pst = pvg_fl_item_prior_from_titles(
-                titles, (uint32_t)ds->n_items, (uint32_t)prior_top, &prior_sp, &linked, &perr);
+            pvg_status pst =
+                prior_text == 3 && ml_text
+                    ? pvg_fl_item_prior_from_labels(titles, (uint32_t)ds->n_items,
+                                                    (uint32_t)prior_top, &prior_sp, &linked, &perr)
+                    : pvg_fl_item_prior_from_titles(titles, (uint32_t)ds->n_items,
+                                                    (uint32_t)prior_top, &prior_sp, &linked, &perr);
             free(titles);
             if (ml) {
                 for (size_t i = 0; i < ds->n_items; i++)
@@ -559,8 +593,21 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_fl_quality: item prior: %s\n", perr.text);
                 return 1;
             }
-            fprintf(stderr, "  public prior: pvg_fl_item_prior_from_titles, top %ld, %zu linked\n",
-                    prior_top, linked);
+            fprintf(stderr, "  public prior: pvg_fl_item_prior_from_%s, top %ld, %zu linked\n",
+                    prior_text == 3 && ml_text ? "labels" : "titles", prior_top, linked);
+            if (prior_text == 3 && ml_text) { /* the same prior as the genre vectors' top L? */
+                pvg_fl_item_prior dense = {0};
+                if (top_prior(prior_S, (uint32_t)ds->n_items, prior_top, &dense) != 0) return 1;
+                uint64_t nnz = dense.row_ptr[ds->n_items];
+                int same = prior_sp.row_ptr[ds->n_items] == nnz &&
+                           !memcmp(dense.row_ptr, prior_sp.row_ptr,
+                                   (ds->n_items + 1) * sizeof *dense.row_ptr) &&
+                           !memcmp(dense.col, prior_sp.col, nnz * sizeof *dense.col) &&
+                           !memcmp(dense.val, prior_sp.val, nnz * sizeof *dense.val);
+                fprintf(stderr, "  public prior: the labels' prior %s the genre vectors' top %ld\n",
+                        same ? "is identical to" : "DIFFERS from", prior_top);
+                pvg_fl_item_prior_free(&dense);
+            }
         } else if (prior_S && top_prior(prior_S, (uint32_t)ds->n_items, prior_top, &prior_sp) != 0)
             return 1;
         g_prior.S = prior_S ? &prior_sp : NULL;

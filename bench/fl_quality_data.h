@@ -224,29 +224,48 @@ static inline int public_similarity(const pvg_dataset *ds, const char *data_dir,
  * title followed by the names of its genres (u.item's 19 flags, in
  * u.genre's order), so that the titles' prior (pvg_fl_item_prior_from_titles,
  * the function fl serve calls on the declared catalogue) links items by
- * their words, genres included (with_title 0: the genre names alone, as a
- * shop would declare a category line in each item's description). New *out[n] (each string and the
- * array: free); items missing from u.item get NULL. 0 ok, -1 with the reason on stderr. */
+ * their words, genres included (with_title 0: the genre names alone joined
+ * by '|', "Action|Sci-Fi", the category line a shop would declare as each
+ * item's description: the text of `--item-prior descriptions` and the
+ * labels of `--item-prior categories`). form (experiments on why the text
+ * and the genre vectors differ; 0: the names as declared): 1 each name cut
+ * into its words ("Sci|Fi", "Film|Noir", "Children"), 2 each name as one
+ * word ("SciFi", "FilmNoir", "Childrens"), 3 the names carried by more than
+ * a quarter of the items left out (what the titles' function drops). New
+ * *out[n] (each string and the array: free); items missing from u.item get
+ * NULL. 0 ok, -1 with the reason on stderr. */
 static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_dir, int with_title,
-                                        char ***out)
+                                        int form, char ***out)
 {
-    static const char *const GENRES[19] = {
-        "unknown",     "Action", "Adventure", "Animation", "Children's", "Comedy",  "Crime",
-        "Documentary", "Drama",  "Fantasy",   "Film-Noir", "Horror",     "Musical", "Mystery",
-        "Romance",     "Sci-Fi", "Thriller",  "War",       "Western"};
+    enum { NG = 19 };
+    static const char *const GENRES[4][NG] = {
+        {"unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+         "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+         "Sci-Fi", "Thriller", "War", "Western"},
+        {"unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
+         "Documentary", "Drama", "Fantasy", "Film|Noir", "Horror", "Musical", "Mystery", "Romance",
+         "Sci|Fi", "Thriller", "War", "Western"},
+        {"unknown", "Action", "Adventure", "Animation", "Childrens", "Comedy", "Crime",
+         "Documentary", "Drama", "Fantasy", "FilmNoir", "Horror", "Musical", "Mystery", "Romance",
+         "SciFi", "Thriller", "War", "Western"},
+    };
     size_t n = ds->n_items;
-    char **txt = calloc(n ? n : 1, sizeof *txt);
+    char **txt = calloc(n ? n : 1, sizeof *txt), **titles = calloc(n ? n : 1, sizeof *titles);
+    unsigned char *gen = calloc(n ? n * NG : 1, 1);
     *out = NULL;
-    if (!txt) return -1;
+    if (!txt || !titles || !gen) {
+        free(txt), free(titles), free(gen);
+        return -1;
+    }
     char path[4096], line[4096];
     snprintf(path, sizeof path, "%s/ml-100k/u.item.gz", data_dir);
     gzFile f = gzopen(path, "rb");
     if (!f) {
         fprintf(stderr, "catalogue text: cannot open %s\n", path);
-        free(txt);
+        free(txt), free(titles), free(gen);
         return -1;
     }
-    size_t got = 0;
+    size_t got = 0, df[NG] = {0};
     while (gzgets(f, line, sizeof line)) {
         char *bar = strchr(line, '|');
         if (!bar) continue;
@@ -254,7 +273,7 @@ static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_
         long ii = -1;
         for (size_t i = 0; i < n; i++)
             if (ds->item_ids[i] && !strcmp(ds->item_ids[i], line)) ii = (long)i;
-        if (ii < 0 || txt[ii]) continue; /* an item nobody rated, or listed twice */
+        if (ii < 0 || titles[ii]) continue; /* an item nobody rated, or listed twice */
         char *title = bar + 1, *p = strchr(title, '|');
         if (!p) continue;
         *p++ = 0;
@@ -262,19 +281,34 @@ static inline int ml100k_catalogue_text(const pvg_dataset *ds, const char *data_
             p = strchr(p, '|');
             if (p) p++;
         }
-        char buf[1024];
-        size_t len = with_title ? (size_t)snprintf(buf, sizeof buf, "%s", title) : 0;
-        buf[len] = 0;
-        for (int g = 0; g < 19 && p && *p; g++) {
-            if (*p == '1' && len < sizeof buf)
-                len += (size_t)snprintf(buf + len, sizeof buf - len, " %s", GENRES[g]);
+        if (!(titles[ii] = strdup(title))) break;
+        got++;
+        for (int g = 0; g < NG && p && *p; g++) {
+            gen[(size_t)ii * NG + g] = *p == '1';
+            df[g] += *p == '1';
             p = strchr(p, '|');
             if (p) p++;
         }
-        txt[ii] = strdup(buf);
-        got += txt[ii] != NULL;
     }
     gzclose(f);
+    for (size_t i = 0; i < n; i++) {
+        if (!titles[i]) continue;
+        char buf[1024];
+        size_t len = with_title ? (size_t)snprintf(buf, sizeof buf, "%s", titles[i]) : 0;
+        buf[len] = 0;
+        for (int g = 0; g < NG; g++) {
+            if (!gen[i * NG + g] || len >= sizeof buf || (form == 3 && df[g] * 4 > got)) continue;
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s",
+                                    !len         ? ""
+                                    : with_title ? " "
+                                                 : "|",
+                                    GENRES[form == 1 || form == 2 ? form : 0][g]);
+        }
+        txt[i] = strdup(buf);
+        free(titles[i]);
+    }
+    free(titles);
+    free(gen);
     if (got == 0) {
         fprintf(stderr, "catalogue text: %s: no item read\n", path);
         free(txt);

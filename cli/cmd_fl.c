@@ -1234,10 +1234,10 @@ static const cli_flag serve_flags[] = {
     {"average-solves", CLI_BOOL, NULL,
      "statistics form: item factors are the mean of the rounds' solves (averages the "
      "rounds' DP noise; pays with 4-6 rounds)"},
-    {"item-prior", CLI_STR, "titles|descriptions|categories",
-     "DP, statistics form: the noise ridge pulls each item toward its public neighbours by the "
-     "declared catalogue's titles or descriptions as text, or its descriptions as '|' or "
-     "','-separated category labels (docs/federated.md; server only, no budget)"},
+    {"item-prior", CLI_STR, "SOURCE",
+     "DP, statistics form: the noise ridge pulls each item toward its public neighbours in the "
+     "declared catalogue: SOURCE titles or descriptions (as text), or categories (the "
+     "descriptions as '|' or ','-separated labels) (docs/federated.md; server only, no budget)"},
     {"item-prior-weight", CLI_DOUBLE, "W", "the item prior's weight, 0 < W <= 1 (default 1)"},
     {"item-prior-count", CLI_DOUBLE, "H",
      "the item prior weighs a neighbour by its noisy count n / (n + H) (default 20; 0: off)"},

@@ -218,9 +218,9 @@ static const cli_flag serve_flags[] = {
      "federated training, DP: ridge in noise stds (default 3)"},
     {"fl-average-solves", CLI_BOOL, NULL,
      "federated training, statistics form: item factors are the mean of the rounds' solves"},
-    {"fl-item-prior", CLI_STR, "titles|descriptions|categories",
+    {"fl-item-prior", CLI_STR, "SOURCE",
      "federated training, DP, statistics form: a prior from the declared catalogue's titles, "
-     "descriptions, or descriptions as category labels"},
+     "descriptions, or categories (the descriptions as '|' or ','-separated labels)"},
     {"fl-item-prior-weight", CLI_DOUBLE, "W", "federated training: the item prior's weight (1)"},
     {"fl-item-prior-count", CLI_DOUBLE, "H",
      "federated training: the item prior's count weighting n / (n + H) (default 20)"},

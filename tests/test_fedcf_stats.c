@@ -674,7 +674,7 @@ static void test_item_prior_from_labels_is_squared_cosine_of_whole_labels(void *
                              NULL,                    /* none */
                              "Garden",                /* {garden}: shares nothing */
                              "Knives|KITCHEN|knives", /* {knives, kitchen} */
-                             "",                      /* none */
+                             " \t ",                  /* blank: none */
                              "Gifts",                 /* {gifts} */
                              "Sci-Fi",                /* {sci-fi} */
                              "Sci, Fi"};              /* {sci, fi}: not linked to 7 */

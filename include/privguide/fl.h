@@ -167,22 +167,22 @@ pvg_status pvg_fl_item_prior_from_titles(const char *const *titles, uint32_t n_i
  * prior from public item data"): labels[i] is item i's list of whole labels
  * separated by '|' or ',' (a shop's category line, "Kitchen|Knives|Gifts"),
  * each trimmed of spaces and tabs and compared with ASCII letters folded to
- * lower case, a label repeated in one item counted once; NULL or "": no
- * labels, no neighbours (labels NULL: none at all). Items i and j are as
- * similar as the squared cosine of their binary label vectors,
- * |L_i & L_j|^2 / (|L_i| |L_j|): every label weighs the same (no IDF, and a
- * label many items share still links them, unlike the titles' function).
- * Each item keeps its top_l most similar other items, ties to the lower
- * index, each row's columns ascending (top_l 0: PVG_FL_PRIOR_NEIGHBOURS).
- * Memory O(n_items top_l) beyond the labels; time O(sum over labels of
- * (items carrying it)^2). *n_linked (may be NULL) gets the number of items
- * with a neighbour. Costs no privacy budget: the labels are the operator's
- * catalogue. Errors: PVG_ERR_INVALID (n_items 0; a bad list: err's line is
- * the item's index + 1 and its offset the byte offset in labels[i], the
- * text names the item and what was expected: an empty label between two
- * separators or at either end, a control character other than tab, a
- * label over PVG_FL_LABEL_MAX bytes, more than PVG_FL_LABELS_MAX labels),
- * PVG_ERR_NOMEM; *out is zeroed on error. */
+ * lower case, a label repeated in one item counted once; NULL, "" or only
+ * spaces and tabs: no labels, no neighbours (labels NULL: none at all).
+ * Items i and j are as similar as the squared cosine of their binary label
+ * vectors, |L_i & L_j|^2 / (|L_i| |L_j|): every label weighs the same (no
+ * IDF, and a label many items share still links them, unlike the titles'
+ * function). Each item keeps its top_l most similar other items, ties to
+ * the lower index, each row's columns ascending (top_l 0:
+ * PVG_FL_PRIOR_NEIGHBOURS). Memory O(n_items top_l) beyond the labels; time
+ * O(sum over labels of (items carrying it)^2). *n_linked (may be NULL) gets
+ * the number of items with a neighbour. Costs no privacy budget: the labels
+ * are the operator's catalogue. Errors: PVG_ERR_INVALID (n_items 0; a bad
+ * list: err's line is the item's index + 1 and its offset the byte offset
+ * in labels[i], the text names the item and what was expected: an empty
+ * label between two separators or at either end, a control character other
+ * than tab, a label over PVG_FL_LABEL_MAX bytes, more than
+ * PVG_FL_LABELS_MAX labels), PVG_ERR_NOMEM; *out is zeroed on error. */
 pvg_status pvg_fl_item_prior_from_labels(const char *const *labels, uint32_t n_items,
                                          uint32_t top_l, pvg_fl_item_prior *out, size_t *n_linked,
                                          pvg_error *err) PVG_WARN_UNUSED;

@@ -393,8 +393,8 @@ pvg_status pvg_fl_item_prior_from_labels(const char *const *labels, uint32_t n_i
     if (!lptr) goto nomem;
     for (size_t i = 0; i < n; i++) {
         size_t k = 0;
-        if (labels && labels[i] && labels[i][0] &&
-            split_labels(labels[i], (uint32_t)i, sp, &k, err) != 0) {
+        const char *t = labels ? labels[i] : NULL;
+        if (t && t[strspn(t, " \t")] && split_labels(t, (uint32_t)i, sp, &k, err) != 0) {
             st = PVG_ERR_INVALID;
             goto done;
         }

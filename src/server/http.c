@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -800,6 +801,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_answer(r);
 }
 
+/* Removes fd from the stop's hand-over list (when there). */
+static void handed_drop(pvg_server *srv, int fd)
+{
+    pthread_mutex_lock(&srv->handed_mu);
+    int n = atomic_load(&srv->n_handed);
+    for (int i = 0; i < n; i++)
+        if (srv->handed_fd[i] == fd) {
+            srv->handed_fd[i] = srv->handed_fd[n - 1];
+            atomic_store(&srv->n_handed, n - 1);
+            break;
+        }
+    pthread_mutex_unlock(&srv->handed_mu);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -830,6 +845,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/* libmicrohttpd's connection notice: a worker started a connection. When the
+ * stop handed it over (its socket is in handed_fd), it is libmicrohttpd's now,
+ * counted in its connections: the stop's drain stops counting it. Outside a
+ * stop the list is empty and this is one atomic load. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    pvg_server *srv = cls;
+    (void)socket_context;
+    if (toe != MHD_CONNECTION_NOTIFY_STARTED || atomic_load(&srv->n_handed) == 0) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    handed_drop(srv, ci->connect_fd);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -876,6 +907,7 @@ static void server_destroy(pvg_server *srv)
     pthread_mutex_destroy(&srv->reload_mu);
     pthread_mutex_destroy(&srv->stop_mu);
     pthread_mutex_destroy(&srv->rotate_mu);
+    pthread_mutex_destroy(&srv->handed_mu);
     pthread_cond_destroy(&srv->stop_cv);
     free(srv->data_dir);
     free(srv->bind);
@@ -985,6 +1017,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_mutex_init(&srv->stop_mu, NULL);
     pthread_cond_init(&srv->stop_cv, NULL);
     pthread_mutex_init(&srv->rotate_mu, NULL);
+    pthread_mutex_init(&srv->handed_mu, NULL);
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dp_model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) ||
@@ -1090,7 +1123,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         (unsigned)srv->opt.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)16 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         int e = errno;
         if (fcntl(lfd, F_GETFD) != -1) close(lfd); /* unless libmicrohttpd closed it */
@@ -1122,23 +1156,43 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
     if (srv->daemon) {
         /* Stop accepting, then wait until every open connection is done: requests
          * in flight are answered (with "Connection: close"), connections that
-         * have not sent a request yet get the chance to. */
+         * have not sent a request yet get the chance to. The drain's contract
+         * is in docs/server.md. */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
         if (fd != MHD_INVALID_SOCKET) {
-            /* connections already in the kernel's backlog would be reset by the
-             * close: take them over first, then stop listening */
+            /* Connections already in the kernel's backlog would be reset by the
+             * close: take them over first, then stop listening. First a filter
+             * that drops every packet to the listening socket, so no handshake
+             * completes between the sweep's last accept and the close (that
+             * connection would be reset, its request sent); a client dialing
+             * now has its SYN dropped, and its retry finds the port closed. */
+            struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+            struct sock_fprog prog = {1, drop_all};
+            (void)setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
             int fl = fcntl(fd, F_GETFL, 0);
             if (fl >= 0) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-            for (int i = 0; i < 4096; i++) {
+            for (int i = 0; i < PVG_SRV_HANDED_MAX; i++) {
                 struct sockaddr_storage ss;
                 socklen_t sl = sizeof ss;
                 int c = accept(fd, (struct sockaddr *)&ss, &sl);
-                if (c < 0) break;
+                if (c < 0) {
+                    if (errno == EINTR || errno == ECONNABORTED) continue;
+                    break;
+                }
                 int cf = fcntl(c, F_GETFL, 0);
                 if (cf >= 0) (void)fcntl(c, F_SETFL, cf | O_NONBLOCK);
                 (void)fcntl(c, F_SETFD, FD_CLOEXEC);
+                /* libmicrohttpd queues it for a worker and counts it only once
+                 * the worker starts it (on_connection); until then the drain
+                 * counts it here, or the stop could find no connection, close
+                 * this one with its request unread and leave an empty reply */
+                pthread_mutex_lock(&srv->handed_mu);
+                int k = atomic_load(&srv->n_handed);
+                srv->handed_fd[k] = c;
+                atomic_store(&srv->n_handed, k + 1);
+                pthread_mutex_unlock(&srv->handed_mu);
                 if (MHD_add_connection(srv->daemon, c, (struct sockaddr *)&ss, sl) != MHD_YES)
-                    close(c);
+                    handed_drop(srv, c); /* closed by libmicrohttpd: not waited for */
             }
             close(fd);
         }
@@ -1147,7 +1201,9 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
             const union MHD_DaemonInfo *di =
                 MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
             unsigned open_conns = di ? di->num_connections : 0;
-            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || pvg_srv_now() >= until)
+            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0 &&
+                 atomic_load(&srv->n_handed) == 0) ||
+                pvg_srv_now() >= until)
                 break;
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);

@@ -1118,13 +1118,15 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, lfd,
+        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv,
+        /* the logger first: libmicrohttpd reports while it reads the options
+           (a pool of 1 thread), and the library never prints */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_LISTEN_SOCKET, lfd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->opt.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)srv->opt.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)16 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         int e = errno;
         if (fcntl(lfd, F_GETFD) != -1) close(lfd); /* unless libmicrohttpd closed it */

@@ -1148,6 +1148,84 @@ int pvg_server_port(const pvg_server *srv)
     return srv ? srv->port : 0;
 }
 
+/* Gives libmicrohttpd a connection (c, non-blocking), which queues it for a
+ * worker and counts it only once the worker starts it (on_connection); until
+ * then the drain counts it in handed_fd, or the stop could see no connection,
+ * close this one with its request unread and leave an empty reply. */
+static void hand_over(pvg_server *srv, int c, const struct sockaddr *sa, socklen_t sl)
+{
+    pthread_mutex_lock(&srv->handed_mu);
+    int k = atomic_load(&srv->n_handed);
+    srv->handed_fd[k] = c;
+    atomic_store(&srv->n_handed, k + 1);
+    pthread_mutex_unlock(&srv->handed_mu);
+    if (MHD_add_connection(srv->daemon, c, sa, sl) != MHD_YES)
+        handed_drop(srv, c); /* closed by libmicrohttpd: not waited for */
+}
+
+/* A worker that had taken a connection from the backlog just before the
+ * quiesce may not have counted it yet (libmicrohttpd counts it once started).
+ * Each worker takes the connections handed to it only after its current
+ * accept: one loopback connection handed to every worker (libmicrohttpd
+ * gives socket s to worker s mod pool size), once started, proves that every
+ * such connection is counted. The client ends go to clients (closing them
+ * lets the workers close theirs); returns how many, 0 when a socket call
+ * fails (the drain then goes without this proof). */
+static int worker_barrier(pvg_server *srv, int clients[256])
+{
+    int n = srv->opt.threads > 1 ? srv->opt.threads : 1, made = 0;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ls < 0) return 0;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, n) != 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) != 0) {
+        close(ls);
+        return 0;
+    }
+    for (int r = 0; r < n; r++) {
+        int cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (cl < 0) break;
+        if (connect(cl, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(cl);
+            break;
+        }
+        struct sockaddr_in pa;
+        socklen_t pl = sizeof pa;
+        int sv = accept(ls, (struct sockaddr *)&pa, &pl);
+        if (sv >= 0) {
+            int f = fcntl(sv, F_GETFL, 0);
+            if (f >= 0) (void)fcntl(sv, F_SETFL, f | O_NONBLOCK);
+            (void)fcntl(sv, F_SETFD, FD_CLOEXEC);
+        }
+        /* a descriptor number that picks worker r: the lowest free one from
+         * sv on with that remainder */
+        for (int from = sv + 1; sv >= 0 && sv % n != r && from < sv + 64 * n + 64;) {
+            int d = fcntl(sv, F_DUPFD_CLOEXEC, from);
+            if (d < 0) break;
+            if (d % n == r) {
+                close(sv);
+                sv = d;
+            } else {
+                close(d);
+                from = d + 1;
+            }
+        }
+        if (sv < 0 || sv % n != r) {
+            if (sv >= 0) close(sv);
+            close(cl);
+            break;
+        }
+        clients[made++] = cl;
+        hand_over(srv, sv, (struct sockaddr *)&pa, pl);
+    }
+    close(ls);
+    return made;
+}
+
 pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
 {
     if (!srv) return PVG_OK;
@@ -1184,21 +1262,19 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
                 int cf = fcntl(c, F_GETFL, 0);
                 if (cf >= 0) (void)fcntl(c, F_SETFL, cf | O_NONBLOCK);
                 (void)fcntl(c, F_SETFD, FD_CLOEXEC);
-                /* libmicrohttpd queues it for a worker and counts it only once
-                 * the worker starts it (on_connection); until then the drain
-                 * counts it here, or the stop could find no connection, close
-                 * this one with its request unread and leave an empty reply */
-                pthread_mutex_lock(&srv->handed_mu);
-                int k = atomic_load(&srv->n_handed);
-                srv->handed_fd[k] = c;
-                atomic_store(&srv->n_handed, k + 1);
-                pthread_mutex_unlock(&srv->handed_mu);
-                if (MHD_add_connection(srv->daemon, c, (struct sockaddr *)&ss, sl) != MHD_YES)
-                    handed_drop(srv, c); /* closed by libmicrohttpd: not waited for */
+                hand_over(srv, c, (struct sockaddr *)&ss, sl);
             }
             close(fd);
         }
         double until = pvg_srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
+        int barrier[256]; /* one per worker: --threads is at most 256 */
+        int n_barrier = worker_barrier(srv, barrier);
+        while (atomic_load(&srv->n_handed) > 0 && pvg_srv_now() < until) {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i < n_barrier; i++)
+            close(barrier[i]); /* end of file: its worker closes it */
         for (;;) {
             const union MHD_DaemonInfo *di =
                 MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);

@@ -103,7 +103,11 @@ int pvg_server_port(const pvg_server *srv);
 
 /* Stops accepting connections, lets requests in flight finish (at most
  * drain_ms milliseconds), flushes the audit log and stops the workers.
- * Idempotent. Thread-safe against the workers (call it from one thread). */
+ * Every connection the kernel completed before the call, taken by a worker
+ * or still in the listen backlog, is answered in full (Connection: close);
+ * later connections are refused (docs/api.md, the drain's contract); only
+ * what drain_ms cuts off is closed unanswered. Idempotent. Thread-safe
+ * against the workers (call it from one thread). */
 pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err) PVG_WARN_UNUSED;
 
 /* Stops (if needed, with a 5 s drain) and frees. NULL ok. */

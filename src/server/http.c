@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -800,6 +801,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_answer(r);
 }
 
+/* Removes fd from the stop's hand-over list (when there). */
+static void handed_drop(pvg_server *srv, int fd)
+{
+    pthread_mutex_lock(&srv->handed_mu);
+    int n = atomic_load(&srv->n_handed);
+    for (int i = 0; i < n; i++)
+        if (srv->handed_fd[i] == fd) {
+            srv->handed_fd[i] = srv->handed_fd[n - 1];
+            atomic_store(&srv->n_handed, n - 1);
+            break;
+        }
+    pthread_mutex_unlock(&srv->handed_mu);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -830,6 +845,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/* libmicrohttpd's connection notice: a worker started a connection. When the
+ * stop handed it over (its socket is in handed_fd), it is libmicrohttpd's now,
+ * counted in its connections: the stop's drain stops counting it. Outside a
+ * stop the list is empty and this is one atomic load. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    pvg_server *srv = cls;
+    (void)socket_context;
+    if (toe != MHD_CONNECTION_NOTIFY_STARTED || atomic_load(&srv->n_handed) == 0) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    handed_drop(srv, ci->connect_fd);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -876,6 +907,7 @@ static void server_destroy(pvg_server *srv)
     pthread_mutex_destroy(&srv->reload_mu);
     pthread_mutex_destroy(&srv->stop_mu);
     pthread_mutex_destroy(&srv->rotate_mu);
+    pthread_mutex_destroy(&srv->handed_mu);
     pthread_cond_destroy(&srv->stop_cv);
     free(srv->data_dir);
     free(srv->bind);
@@ -985,6 +1017,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_mutex_init(&srv->stop_mu, NULL);
     pthread_cond_init(&srv->stop_cv, NULL);
     pthread_mutex_init(&srv->rotate_mu, NULL);
+    pthread_mutex_init(&srv->handed_mu, NULL);
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dp_model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) ||
@@ -1085,12 +1118,15 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, lfd,
+        flags, (uint16_t)srv->opt.port, NULL, NULL, on_request, srv,
+        /* the logger first: libmicrohttpd reports while it reads the options
+           (a pool of 1 thread), and the library never prints */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_LISTEN_SOCKET, lfd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->opt.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)srv->opt.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)16 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         int e = errno;
         if (fcntl(lfd, F_GETFD) != -1) close(lfd); /* unless libmicrohttpd closed it */
@@ -1112,6 +1148,84 @@ int pvg_server_port(const pvg_server *srv)
     return srv ? srv->port : 0;
 }
 
+/* Gives libmicrohttpd a connection (c, non-blocking), which queues it for a
+ * worker and counts it only once the worker starts it (on_connection); until
+ * then the drain counts it in handed_fd, or the stop could see no connection,
+ * close this one with its request unread and leave an empty reply. */
+static void hand_over(pvg_server *srv, int c, const struct sockaddr *sa, socklen_t sl)
+{
+    pthread_mutex_lock(&srv->handed_mu);
+    int k = atomic_load(&srv->n_handed);
+    srv->handed_fd[k] = c;
+    atomic_store(&srv->n_handed, k + 1);
+    pthread_mutex_unlock(&srv->handed_mu);
+    if (MHD_add_connection(srv->daemon, c, sa, sl) != MHD_YES)
+        handed_drop(srv, c); /* closed by libmicrohttpd: not waited for */
+}
+
+/* A worker that had taken a connection from the backlog just before the
+ * quiesce may not have counted it yet (libmicrohttpd counts it once started).
+ * Each worker takes the connections handed to it only after its current
+ * accept: one loopback connection handed to every worker (libmicrohttpd
+ * gives socket s to worker s mod pool size), once started, proves that every
+ * such connection is counted. The client ends go to clients (closing them
+ * lets the workers close theirs); returns how many, 0 when a socket call
+ * fails (the drain then goes without this proof). */
+static int worker_barrier(pvg_server *srv, int clients[256])
+{
+    int n = srv->opt.threads > 1 ? srv->opt.threads : 1, made = 0;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ls < 0) return 0;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, n) != 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) != 0) {
+        close(ls);
+        return 0;
+    }
+    for (int r = 0; r < n; r++) {
+        int cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (cl < 0) break;
+        if (connect(cl, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(cl);
+            break;
+        }
+        struct sockaddr_in pa;
+        socklen_t pl = sizeof pa;
+        int sv = accept(ls, (struct sockaddr *)&pa, &pl);
+        if (sv >= 0) {
+            int f = fcntl(sv, F_GETFL, 0);
+            if (f >= 0) (void)fcntl(sv, F_SETFL, f | O_NONBLOCK);
+            (void)fcntl(sv, F_SETFD, FD_CLOEXEC);
+        }
+        /* a descriptor number that picks worker r: the lowest free one from
+         * sv on with that remainder */
+        for (int from = sv + 1; sv >= 0 && sv % n != r && from < sv + 64 * n + 64;) {
+            int d = fcntl(sv, F_DUPFD_CLOEXEC, from);
+            if (d < 0) break;
+            if (d % n == r) {
+                close(sv);
+                sv = d;
+            } else {
+                close(d);
+                from = d + 1;
+            }
+        }
+        if (sv < 0 || sv % n != r) {
+            if (sv >= 0) close(sv);
+            close(cl);
+            break;
+        }
+        clients[made++] = cl;
+        hand_over(srv, sv, (struct sockaddr *)&pa, pl);
+    }
+    close(ls);
+    return made;
+}
+
 pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
 {
     if (!srv) return PVG_OK;
@@ -1122,32 +1236,52 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
     if (srv->daemon) {
         /* Stop accepting, then wait until every open connection is done: requests
          * in flight are answered (with "Connection: close"), connections that
-         * have not sent a request yet get the chance to. */
+         * have not sent a request yet get the chance to. The drain's contract
+         * is in docs/server.md. */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
         if (fd != MHD_INVALID_SOCKET) {
-            /* connections already in the kernel's backlog would be reset by the
-             * close: take them over first, then stop listening */
+            /* Connections already in the kernel's backlog would be reset by the
+             * close: take them over first, then stop listening. First a filter
+             * that drops every packet to the listening socket, so no handshake
+             * completes between the sweep's last accept and the close (that
+             * connection would be reset, its request sent); a client dialing
+             * now has its SYN dropped, and its retry finds the port closed. */
+            struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+            struct sock_fprog prog = {1, drop_all};
+            (void)setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
             int fl = fcntl(fd, F_GETFL, 0);
             if (fl >= 0) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-            for (int i = 0; i < 4096; i++) {
+            for (int i = 0; i < PVG_SRV_HANDED_MAX; i++) {
                 struct sockaddr_storage ss;
                 socklen_t sl = sizeof ss;
                 int c = accept(fd, (struct sockaddr *)&ss, &sl);
-                if (c < 0) break;
+                if (c < 0) {
+                    if (errno == EINTR || errno == ECONNABORTED) continue;
+                    break;
+                }
                 int cf = fcntl(c, F_GETFL, 0);
                 if (cf >= 0) (void)fcntl(c, F_SETFL, cf | O_NONBLOCK);
                 (void)fcntl(c, F_SETFD, FD_CLOEXEC);
-                if (MHD_add_connection(srv->daemon, c, (struct sockaddr *)&ss, sl) != MHD_YES)
-                    close(c);
+                hand_over(srv, c, (struct sockaddr *)&ss, sl);
             }
             close(fd);
         }
         double until = pvg_srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
+        int barrier[256]; /* one per worker: --threads is at most 256 */
+        int n_barrier = worker_barrier(srv, barrier);
+        while (atomic_load(&srv->n_handed) > 0 && pvg_srv_now() < until) {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i < n_barrier; i++)
+            close(barrier[i]); /* end of file: its worker closes it */
         for (;;) {
             const union MHD_DaemonInfo *di =
                 MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
             unsigned open_conns = di ? di->num_connections : 0;
-            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0) || pvg_srv_now() >= until)
+            if ((open_conns == 0 && atomic_load(&srv->inflight) == 0 &&
+                 atomic_load(&srv->n_handed) == 0) ||
+                pvg_srv_now() >= until)
                 break;
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);

@@ -371,6 +371,9 @@ double pvg_srv_ts_quantile(const long long *h, double q);
 #define PVG_SRV_FINISHERS_MAX 8
 
 /* ---- the server ---- */
+/* at most this many connections taken from the backlog by a stop */
+#define PVG_SRV_HANDED_MAX 4096
+
 struct pvg_server {
     pvg_server_options opt;
     char *data_dir, *bind, *model_path, *dp_model_path, *web_dir, *dataset, *openapi_path;
@@ -421,6 +424,12 @@ struct pvg_server {
     struct pvg_assistant *assistant; /* the shopping assistant (assist_route.c) */
     atomic_long inflight;
     atomic_int draining;
+    /* the stop's hand-over (http.c): sockets the stop took from the listen
+     * backlog and gave to libmicrohttpd, which no worker has started yet
+     * (libmicrohttpd counts a connection only once its worker starts it) */
+    pthread_mutex_t handed_mu;
+    atomic_int n_handed;
+    int handed_fd[PVG_SRV_HANDED_MAX];
     pvg_srv_monitor *monitor; /* NULL when monitoring is off */
     /* deferred recommendations: suspended requests whose entries are
      * committed wait in the ready queue for a finisher thread */

@@ -44,8 +44,8 @@ command -v curl >/dev/null || { echo "apikey: ok (server part skipped: no curl)"
 SHORT=$(timeout 30 "$PVG" apikey create --data-dir "$D" --role admin --expires 2s) || fail "create 2s"
 "$PVG" serve --data-dir "$D" --port 0 --port-file "$T/port" --drain-ms 1000 >"$T/serve.log" 2>&1 &
 SRV_PID=$!
-for _ in $(seq 1 100); do [ -s "$T/port" ] && break; sleep 0.1; done
-[ -s "$T/port" ] || fail "server did not start within 10 s"
+for _ in $(seq 1 600); do [ -s "$T/port" ] && break; kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
+[ -s "$T/port" ] || fail "server did not start within 60 s"
 URL=http://127.0.0.1:$(cat "$T/port")
 T0=$(date +%s)
 until [ "$(curl -s -m 10 -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $SHORT" "$URL/metrics")" = 401 ]; do

@@ -65,10 +65,15 @@ grep -q "no privacy budget" "$T/err" || fail "refusal does not say no budget: $(
 "$P" budget set --epsilon 3 --delta 1e-5 --data-dir "$D" --json >/dev/null || fail "budget set"
 q=$("$P" query count --epsilon 1 --data-dir "$D" --json) || fail "query count"
 v=$(jq -r '.rows[0].value' <<<"$q")
+# false-failure probability: the noise is discrete Laplace of scale 10 (10
+# contributions, epsilon 1), P(|Z| >= 150) = 2 e^-15 / (1 + e^-0.1) = 3.2e-7
 awk -v v="$v" 'BEGIN { exit !(v > 241 - 150 && v < 241 + 150) }' || fail "count far from 241: $q"
 jq -e '.rows[0].ci95 | length == 2' <<<"$q" >/dev/null || fail "no ci95"
 jq -e '.mechanism == "discrete-laplace" and .epsilon == 1' <<<"$q" >/dev/null || fail "mechanism/epsilon: $q"
 g=$("$P" query sum --value amount --clamp 0:10 --group-by category --epsilon 1 --delta 1e-6 --data-dir "$D" --json) || fail "grouped sum"
+# a one-user group passes the selection with probability a^k0 / (1 + a) <=
+# delta_sel / 5 <= 2e-7 (pvg_dp_partition_rule_make): this check and the
+# count's above fail by chance with probability < 5.2e-7 per run
 jq -e '[.rows[].group] | index("clock") | not' <<<"$g" >/dev/null || fail "one-user group released: $g"
 jq -e '.selection_threshold > 1' <<<"$g" >/dev/null || fail "no selection threshold: $g"
 "$P" query count --epsilon 1.5 --data-dir "$D" 2>"$T/err"; [ $? -eq 1 ] || fail "overspend not refused"

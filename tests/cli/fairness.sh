@@ -101,8 +101,8 @@ if command -v curl >/dev/null; then
   ANA=$(timeout 30 "$PVG" apikey create --role analyst --rate 0 --data-dir "$D") || fail "apikey analyst"
   "$PVG" serve --data-dir "$D" --port 0 --port-file "$T/port" >"$T/serve.log" 2>&1 &
   SRV_PID=$!
-  for _ in $(seq 1 100); do [ -s "$T/port" ] && break; sleep 0.1; done
-  [ -s "$T/port" ] || fail "server did not start within 10 s"
+  for _ in $(seq 1 600); do [ -s "$T/port" ] && break; kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
+  [ -s "$T/port" ] || fail "server did not start within 60 s"
   URL=http://127.0.0.1:$(cat "$T/port")
   code=$(curl -s -m 10 -o "$T/r" -w '%{http_code}' -H "Authorization: Bearer $ADMIN" "$URL/v1/admin/fairness")
   [ "$code" = 404 ] || fail "before --save: $code $(cat "$T/r")"

@@ -124,8 +124,9 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
 #define ROUNDS 12
 
 /* One round: CONNS connections each with a whole request (half of them an
- * authenticated one, whose answer waits for the audit commit), then the stop
- * at once; every connection must hold a whole answer (its Content-Length of
+ * authenticated one, whose answer waits for the audit commit; each asks for
+ * "Connection: close", so that an answered connection does not stay open
+ * idle and hold the drain until the idle timeout), then the stop at once; every connection must hold a whole answer (its Content-Length of
  * body), /healthz a 200. */
 static void one_round(int threads, int round)
 {
@@ -139,9 +140,9 @@ static void one_round(int threads, int round)
             fail_msg("round %d: connect %d before the stop: %s", round, i, strerror(errno));
         int n = (i % 2) ? snprintf(req, sizeof req,
                                    "GET /v1/users/drain%d/data HTTP/1.1\r\nHost: t\r\n"
-                                   "Authorization: Bearer %s\r\n\r\n",
+                                   "Authorization: Bearer %s\r\nConnection: close\r\n\r\n",
                                    i, admin)
-                        : snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+                        : snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert_int_equal(send(fds[i], req, (size_t)n, MSG_NOSIGNAL), n);
     }
     pvg_error err;

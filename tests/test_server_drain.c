@@ -126,8 +126,8 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
 /* One round: CONNS connections each with a whole request (half of them an
  * authenticated one, whose answer waits for the audit commit; each asks for
  * "Connection: close", so that an answered connection does not stay open
- * idle and hold the drain until the idle timeout), then the stop at once; every connection must hold a whole answer (its Content-Length of
- * body), /healthz a 200. */
+ * idle and hold the drain until the idle timeout), then the stop at once; every connection must
+ * hold a whole answer (its Content-Length of body), /healthz a 200. */
 static void one_round(int threads, int round)
 {
     pvg_server *srv = start(threads);
@@ -142,7 +142,8 @@ static void one_round(int threads, int round)
                                    "GET /v1/users/drain%d/data HTTP/1.1\r\nHost: t\r\n"
                                    "Authorization: Bearer %s\r\nConnection: close\r\n\r\n",
                                    i, admin)
-                        : snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                        : snprintf(req, sizeof req,
+                                   "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert_int_equal(send(fds[i], req, (size_t)n, MSG_NOSIGNAL), n);
     }
     pvg_error err;

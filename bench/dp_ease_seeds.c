@@ -11,6 +11,12 @@
  * Usage: bench_dp_ease_seeds DATA_FILE [key=value ...]
  *   eps=8  seeds=100-105  validation=1  baseline=0  threads=2  m=0
  *   lambda=500  delta=1e-6
+ *   hl=0  hlnorm=0  rpdays=0  rpbeta=0  rpshare=0   recency (docs/models.md
+ *   "Recency"): hl the Gram's half-life in days (hlnorm=1: each row's
+ *   weights rescaled to the binary row's norm), rpdays / rpbeta the
+ *   recent buyers' window (days) and blend weight, rpshare that release's
+ *   share of rho (0: 0.05); applied to the baseline EASE too (exact
+ *   counts), so share_of_ease is against EASE with the same recency terms
  *   DATA_FILE: online-retail.csv(.gz). validation=1 evaluates on the
  *   split carved from the training part (the test window is never read),
  *   validation=0 on the test split.
@@ -61,7 +67,8 @@ int main(int argc, char **argv)
     if (argc < 2) {
         fprintf(stderr,
                 "usage: %s DATA_FILE [eps=8] [seeds=100-105] [validation=1] "
-                "[baseline=0] [threads=2] [m=0] [lambda=500] [delta=1e-6]\n",
+                "[baseline=0] [threads=2] [m=0] [lambda=500] [delta=1e-6] [hl=0] [rpdays=0] "
+                "[rpbeta=0] [rpshare=0] [hlnorm=0]\n",
                 argv[0]);
         return 2;
     }
@@ -96,6 +103,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < ds->n_items; i++)
         titles[i] = pvg_dataset_item_title(ds, i);
     const char *split = o.validation ? "validation" : "test";
+    double hl = atof(arg(argc, argv, "hl", "0")), rpdays = atof(arg(argc, argv, "rpdays", "0"));
+    double rpbeta = atof(arg(argc, argv, "rpbeta", "0"));
+    double rpshare = atof(arg(argc, argv, "rpshare", "0"));
+    int hlnorm = atoi(arg(argc, argv, "hlnorm", "0"));
     double base = 0;
     int rc = 0;
     if (atoi(arg(argc, argv, "baseline", "0"))) {
@@ -103,11 +114,16 @@ int main(int argc, char **argv)
         pvg_train_params_default(PVG_MODEL_EASE, &tp);
         tp.threads = threads;
         tp.ease_lambda = 500;
+        tp.recency_halflife_days = hl;
+        tp.recency_row_norm = hlnorm;
+        tp.recent_pop_days = rpdays;
+        tp.recent_pop_beta = rpbeta;
         double nd, secs;
         if (eval_one(ds, &tp, &o, &base, &nd, &secs)) return 1;
-        printf("{\"split\": \"%s\", \"model\": \"ease\", \"epsilon\": \"inf\", \"recall@20\": "
-               "%.4f, \"ndcg@20\": %.4f}\n",
-               split, base, nd);
+        printf("{\"split\": \"%s\", \"model\": \"ease\", \"epsilon\": \"inf\", \"hl\": %g, "
+               "\"hlnorm\": %d, \"rpdays\": %g, \"rpbeta\": %g, \"recall@20\": %.4f, "
+               "\"ndcg@20\": %.4f}\n",
+               split, hl, hlnorm, rpdays, rpbeta, base, nd);
         fflush(stdout);
     }
     char eps_list[256];
@@ -131,13 +147,19 @@ int main(int argc, char **argv)
             tp.dp_item_titles = titles;
             tp.dp_rng = rng;
             tp.dp_allow_insecure_rng = 1;
+            tp.recency_halflife_days = hl;
+            tp.recency_row_norm = hlnorm;
+            tp.recent_pop_days = rpdays;
+            tp.recent_pop_beta = rpbeta;
+            tp.recent_pop_share = rpshare;
             double r, nd, secs;
             rc = eval_one(ds, &tp, &o, &r, &nd, &secs);
             pvg_rng_free(rng);
             if (rc) break;
             printf("{\"split\": \"%s\", \"model\": \"dp-ease\", \"epsilon\": %g, \"seed\": %d, "
+                   "\"hl\": %g, \"hlnorm\": %d, \"rpdays\": %g, \"rpbeta\": %g, "
                    "\"recall@20\": %.4f, \"ndcg@20\": %.4f, \"train_seconds\": %.2f}\n",
-                   split, eps, s, r, nd, secs);
+                   split, eps, s, hl, hlnorm, rpdays, rpbeta, r, nd, secs);
             fflush(stdout);
             sum += r;
             ss += r * r;

@@ -35,7 +35,14 @@ static const char *item_name(int i)
 
 /* N_USERS shoppers with 2 to 11 items each (deterministic); heavy: one more
  * shopper holding all N_ITEMS = 10 m items, added last. */
+static pvg_dataset *fixture_at(int heavy, int64_t heavy_ts);
 static pvg_dataset *fixture(int heavy)
+{
+    return fixture_at(heavy, 2000);
+}
+
+/* fixture(heavy) with the heavy shopper's purchases at heavy_ts */
+static pvg_dataset *fixture_at(int heavy, int64_t heavy_ts)
 {
     pvg_dataset *ds;
     unsigned char salt[16] = {1};
@@ -61,7 +68,7 @@ static pvg_dataset *fixture(int heavy)
             memset(&e, 0, sizeof e);
             e.type = PVG_EVENT_PURCHASE;
             e.item = item_name(i);
-            e.ts = 2000;
+            e.ts = heavy_ts;
             assert_int_equal(pvg_dataset_add_ext(ds, "heavy", &e, NULL), PVG_OK);
         }
     return ds;
@@ -322,6 +329,202 @@ static void test_ease_composition(void **s)
     pvg_dataset_free(ds);
 }
 
+/* DP-EASE's recent buyers' counts (recency) before their noise, from ds
+ * as the trainer computes them: the cells' last purchases before now, the
+ * window of `days`, each shopper's m items at most. */
+static double *recent_statistic(const pvg_dataset *ds, int64_t now, double days, size_t *len,
+                                double *sens)
+{
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    int64_t *last = malloc(R.nnz * sizeof *last);
+    assert_non_null(last);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, rng);
+    p.recent_pop_days = days;
+    p.recent_pop_beta = 1;
+    pvg_dp_train t;
+    memset(&t, 0, sizeof t);
+    t.ds = ds;
+    t.vds = *ds;
+    t.R = &R;
+    t.p = &p;
+    t.rng = rng;
+    t.epsilon = p.dp_epsilon;
+    t.delta = p.dp_delta;
+    t.max_items = M;
+    t.threads = 1;
+    t.last = last;
+    t.now = now;
+    double *v;
+    assert_int_equal(pvg_dp_ease_recent_statistic(&t, &v, len, sens, &err), PVG_OK);
+    pvg_rng_free(rng);
+    free(last);
+    pvg_csr_free(&R);
+    return v;
+}
+
+/* Neighbouring datasets for the recent buyers' release: a shopper who
+ * bought all 10 m items inside the window moves the counts by exactly
+ * sqrt(m), the sensitivity the trainer calibrates to (m counts by 1); the
+ * same shopper's purchases before the window, or at or after the present,
+ * move nothing. Fails without the bound to m (sqrt(30)) or without the
+ * window. */
+static void test_ease_recent_sensitivity(void **s)
+{
+    (void)s;
+    const int64_t now = 2001;
+    pvg_dataset *a = fixture(0), *b = fixture_at(1, 2000), *old = fixture_at(1, 2000 - 30 * 86400),
+                *later = fixture_at(1, now);
+    size_t la, lb, lo, ll;
+    double sa, sb, so, sl;
+    double *va = recent_statistic(a, now, 7, &la, &sa), *vb = recent_statistic(b, now, 7, &lb, &sb),
+           *vo = recent_statistic(old, now, 7, &lo, &so),
+           *vl = recent_statistic(later, now, 7, &ll, &sl);
+    assert_int_equal(la, N_ITEMS);
+    assert_true(lb == la && lo == la && ll == la);
+    assert_true(fabs(sa - sqrt(M)) < 1e-12 && sb == sa && so == sa && sl == sa);
+    double d2 = 0;
+    size_t moved = 0;
+    for (size_t i = 0; i < la; i++) {
+        double d = vb[i] - va[i];
+        assert_true(d == 0 || d == 1);
+        d2 += d * d;
+        moved += d != 0;
+        assert_true(vo[i] == va[i]);
+        assert_true(vl[i] == va[i]);
+    }
+    assert_int_equal(moved, M);
+    assert_true(fabs(sqrt(d2) - sa) < 1e-12);
+    free(va), free(vb), free(vo), free(vl);
+    pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
+}
+
+/* DP-EASE with recency (titles linking items, eps >= 3): the recent
+ * buyers' release composes with the two others inside the requested
+ * (epsilon, delta), the whole budget spent as without it; the Gram's
+ * recency weights leave the sensitivity as it was; refused where there is
+ * no projected release (below eps 3, no text) and for other methods. */
+static void test_ease_recency_composition(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    static const char *const colour[] = {"red", "blue", "green", "pink", "white", "black"};
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    for (int i = 0; i < N_ITEMS; i++) {
+        ids[i] = item_name(i);
+        snprintf(tb[i], sizeof tb[i], "%s lantern", colour[i % 6]);
+        titles[i] = tb[i];
+    }
+    double eps_plain = 0, sens_plain = 0;
+    for (int rec = 0; rec < 2; rec++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(31);
+        pvg_train_params p;
+        params(PVG_MODEL_EASE, &p, det);
+        p.dp_epsilon = 8;
+        p.dp_items = ids;
+        p.dp_item_titles = titles;
+        p.dp_n_items = N_ITEMS;
+        if (rec) {
+            p.recency_halflife_days = 1e-3;
+            p.recent_pop_days = 7;
+            p.recent_pop_beta = 1;
+            p.recent_pop_share = 0.1;
+        }
+        pvg_model *m;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-projected-gram+text");
+        assert_true(m->dp.epsilon <= 8 * (1 + 1e-9));
+        assert_true(m->dp.epsilon >= 8 * 0.995);
+        if (!rec) {
+            eps_plain = m->dp.epsilon;
+            sens_plain = m->dp.sensitivity;
+        } else {
+            assert_true(fabs(m->dp.epsilon - eps_plain) < 0.005 * 8);
+            /* the Gram's bound is unchanged; its share of rho smaller */
+            assert_true(fabs(m->dp.sensitivity - sens_plain) < 0.02 * sens_plain);
+        }
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    /* no projected release: refused, never silently ignored */
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(32);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, det);
+    p.dp_items = ids;
+    p.dp_item_titles = titles;
+    p.dp_n_items = N_ITEMS;
+    p.recency_halflife_days = 30;
+    pvg_model *m = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED); /* eps 2 */
+    assert_non_null(strstr(err.text, "recency"));
+    p.dp_epsilon = 8;
+    p.dp_item_titles = NULL;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
+    params(PVG_MODEL_POPULARITY, &p, det);
+    p.dp_items = ids;
+    p.dp_n_items = N_ITEMS;
+    p.recent_pop_days = 7;
+    p.recent_pop_beta = 1;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
+    assert_null(m);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+/* Non-private EASE with recency: weights of 1 give EASE's B; the weight of
+ * a purchase halves every half-life; the blend adds beta rms(B) r_j / max r. */
+static void test_ease_recency_nonprivate(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    pvg_csr R, C;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    assert_int_equal(pvg_csr_transpose(&R, &C), PVG_OK);
+    size_t n = ds->n_items;
+    float *B0 = malloc(n * n * sizeof *B0), *B1 = malloc(n * n * sizeof *B1);
+    float *rw = malloc(R.nnz * sizeof *rw);
+    assert_true(B0 && B1 && rw);
+    for (size_t q = 0; q < R.nnz; q++) {
+        R.data[q] = 1;
+        rw[q] = 1;
+    }
+    pvg_error err;
+    assert_int_equal(pvg_ease_fit(&R, &C, n, 5, 1, B0, &err), PVG_OK);
+    assert_int_equal(pvg_ease_fit_weighted(&R, rw, n, 5, 1, B1, &err), PVG_OK);
+    for (size_t q = 0; q < n * n; q++)
+        assert_true(fabs(B0[q] - B1[q]) < 1e-4);
+    assert_true(fabs(pvg_recency_weight(86400 * 10, 0, 10) - 0.5) < 1e-6);
+    assert_true(pvg_recency_weight(100, 100, 10) == 1.0f);
+    assert_true(pvg_recency_weight(100, INT64_MIN, 10) == 0.0f);
+    float r[N_ITEMS] = {0};
+    r[3] = 4;
+    r[5] = 2;
+    double ss = 0;
+    size_t nz = 0;
+    for (size_t q = 0; q < n * n; q++)
+        if (B1[q] != 0) ss += (double)B1[q] * B1[q], nz++;
+    double rms = sqrt(ss / nz);
+    pvg_recency_blend(B1, n, r, 0.5);
+    assert_true(fabs(B1[0 * n + 3] - (B0[0 * n + 3] + 0.5 * rms)) < 1e-5);
+    assert_true(fabs(B1[0 * n + 5] - (B0[0 * n + 5] + 0.25 * rms)) < 1e-5);
+    assert_true(B1[3 * n + 3] == B0[3 * n + 3]);
+    assert_true(fabs(B1[0 * n + 7] - B0[0 * n + 7]) < 1e-7);
+    free(B0), free(B1), free(rw);
+    pvg_csr_free(&R), pvg_csr_free(&C);
+    pvg_dataset_free(ds);
+}
+
 /* The vocabulary is the public list, never the data's item set; without a
  * list, DP partition selection (its share accounted) - on 40 shoppers it
  * keeps nothing, and says so instead of falling back to the raw items. */
@@ -512,6 +715,9 @@ int main(void)
         cmocka_unit_test(test_itemknn_sensitivity),
         cmocka_unit_test(test_ease_sensitivity),
         cmocka_unit_test(test_ease_composition),
+        cmocka_unit_test(test_ease_recent_sensitivity),
+        cmocka_unit_test(test_ease_recency_composition),
+        cmocka_unit_test(test_ease_recency_nonprivate),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),
         cmocka_unit_test(test_vocabulary),

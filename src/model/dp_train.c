@@ -89,6 +89,9 @@
 #define DP_EASE_TEXT_TOP_ITEMS 2000
 #define DP_EASE_TEXT_BASIS_POW 0.5
 #define DP_EASE_TEXT_THETA 2.5
+/* DP-EASE's recent buyers' release (recency, docs/models.md "Recency"):
+ * its default share of the run's zCDP rho */
+#define DP_EASE_RECENT_SHARE 0.05
 
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v)
 {
@@ -354,6 +357,7 @@ static pvg_status vocab_choose(const pvg_dataset *ds, const pvg_csr *R, const pv
 typedef struct col_w {
     uint32_t c;
     float w;
+    int64_t ts;
 } col_w;
 static int cmp_col_w(const void *a, const void *b)
 {
@@ -362,9 +366,11 @@ static int cmp_col_w(const void *a, const void *b)
 }
 
 static pvg_status restrict_matrix(const pvg_csr *R, const vocab *v, char *const *ds_ids,
-                                  pvg_csr *out, pvg_error *err)
+                                  const int64_t *last_in, int64_t **last_out, pvg_csr *out,
+                                  pvg_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (last_out) *last_out = NULL;
     size_t ni = R->n_cols;
     uint32_t *col_of = malloc((ni ? ni : 1) * sizeof *col_of);
     id_ref *vr = sorted_refs(v->ids, v->n);
@@ -388,9 +394,11 @@ static pvg_status restrict_matrix(const pvg_csr *R, const vocab *v, char *const 
     out->indices = malloc((nnz ? nnz : 1) * sizeof *out->indices);
     out->data = malloc((nnz ? nnz : 1) * sizeof *out->data);
     col_w *row = malloc((ni ? ni : 1) * sizeof *row);
-    if (!out->indptr || !out->indices || !out->data || !row) {
+    int64_t *lo = last_in ? malloc((nnz ? nnz : 1) * sizeof *lo) : NULL;
+    if (!out->indptr || !out->indices || !out->data || !row || (last_in && !lo)) {
         free(col_of);
         free(row);
+        free(lo);
         pvg_csr_free(out);
         return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
     }
@@ -403,18 +411,21 @@ static pvg_status restrict_matrix(const pvg_csr *R, const vocab *v, char *const 
             if (c == UINT32_MAX) continue;
             row[k].c = c;
             row[k].w = R->data[q];
+            row[k].ts = last_in ? last_in[q] : 0;
             k++;
         }
         qsort(row, k, sizeof *row, cmp_col_w);
         for (size_t j = 0; j < k; j++) {
             out->indices[o] = row[j].c;
             out->data[o] = row[j].w;
+            if (lo) lo[o] = row[j].ts;
             o++;
         }
         out->indptr[u + 1] = o;
     }
     free(row);
     free(col_of);
+    if (last_out) *last_out = lo;
     return PVG_OK;
 }
 
@@ -938,8 +949,22 @@ static double proj_weight(const double *a, size_t k, double C)
     return sn > C ? C / sn : 1.0;
 }
 
+static pvg_status projected_gram_w(const pvg_csr *R, const float *rw, const uint32_t *col,
+                                   const float *V, size_t k, double C, double g, double *Y,
+                                   pvg_error *err);
+
 pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
                                       size_t k, double C, double g, double *Y, pvg_error *err)
+{
+    return projected_gram_w(R, NULL, col, V, k, C, g, Y, err);
+}
+
+/* pvg_dp_ease_projected_gram with each cell q of R weighing rw[q] in [0, 1]
+ * in x (NULL: 1; recency): a = V^T (r . x), clipped the same way, so the
+ * bound C holds whatever the weights. */
+static pvg_status projected_gram_w(const pvg_csr *R, const float *rw, const uint32_t *col,
+                                   const float *V, size_t k, double C, double g, double *Y,
+                                   pvg_error *err)
 {
     /* on a grid, each term is at most sqrt(2) C (s >= |a|^2 / sqrt(2)) plus
      * half a step: the sums of whole steps stay exact below 2^53 */
@@ -955,10 +980,12 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
         for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++) {
             uint32_t c = col[R->indices[q]];
             if (c == UINT32_MAX || !(R->data[q] > 0)) continue;
+            double r = rw ? rw[q] : 1.0;
+            if (!(r > 0)) continue;
             any = 1;
             const float *v = V + (size_t)c * k;
             for (size_t z = 0; z < k; z++)
-                a[z] += v[z];
+                a[z] += r * v[z];
         }
         if (!any) continue;
         double w = proj_weight(a, k, C);
@@ -1077,8 +1104,66 @@ static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const fl
     pvg_status st = pvg_content_gram_basis(Sb, popb, ns, k, DP_EASE_TEXT_SMOOTH,
                                            DP_EASE_TEXT_BASIS_POW, t->threads, V, err);
     free(Sb), free(popb);
-    if (st == PVG_OK)
-        st = pvg_dp_ease_projected_gram(t->R, col, V, k, sqrt(m * (m + 1) / 2), g, Y, err);
+    float *rw = NULL;
+    if (st == PVG_OK && t->last && t->p->recency_halflife_days > 0) {
+        /* recency weights inside each row, before the clip */
+        if (!(rw = malloc((t->R->nnz ? t->R->nnz : 1) * sizeof *rw)))
+            return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
+        pvg_recency_row_weights(t->R, t->last, t->now, t->p->recency_halflife_days,
+                                t->p->recency_row_norm, rw);
+    }
+    if (st == PVG_OK) st = projected_gram_w(t->R, rw, col, V, k, sqrt(m * (m + 1) / 2), g, Y, err);
+    free(rw);
+    return st;
+}
+
+/* The recent buyers' counts as DP-EASE releases them (recency): each
+ * shopper's items whose last purchase is in [now - days, now), at most m
+ * of them (a uniformly random subset from t->rng), counted 1 each, into
+ * cnt (n): L2 sensitivity sqrt(m). */
+static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err)
+{
+    const pvg_csr *R = t->R;
+    int64_t from = t->now - (int64_t)(t->p->recent_pop_days * 86400.0);
+    uint32_t *buf = malloc((R->n_cols ? R->n_cols : 1) * sizeof *buf);
+    if (!buf) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
+    memset(cnt, 0, R->n_cols * sizeof *cnt);
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t k = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+            if (R->data[q] > 0 && t->last[q] != INT64_MIN && t->last[q] >= from &&
+                t->last[q] < t->now)
+                buf[k++] = R->indices[q];
+        k = bound_subset(t->rng, buf, k, (size_t)t->max_items);
+        for (size_t j = 0; j < k; j++)
+            cnt[buf[j]] += 1.0;
+    }
+    free(buf);
+    return PVG_OK;
+}
+
+/* The recency blend of DP-EASE: the recent buyers' counts with the
+ * discrete Gaussian pr (clamped at 0), blended into every row of B (n x n)
+ * (pvg_recency_blend; post-processing). */
+static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr, float *B,
+                                    pvg_error *err)
+{
+    size_t n = t->R->n_cols;
+    double *cnt = malloc((n ? n : 1) * sizeof *cnt);
+    float *r = malloc((n ? n : 1) * sizeof *r);
+    if (!cnt || !r) {
+        free(cnt), free(r);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
+    }
+    pvg_status st = recent_counts(t, cnt, err);
+    if (st == PVG_OK) {
+        for (size_t j = 0; j < n; j++) {
+            double v = cnt[j] + (double)rel_noise_draw(t->rng, pr);
+            r[j] = v > 0 ? (float)v : 0.0f;
+        }
+        pvg_recency_blend(B, n, r, t->p->recent_pop_beta);
+    }
+    free(cnt), free(r);
     return st;
 }
 
@@ -1125,6 +1210,13 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     int small = eps < DP_EASE_SMALL_EPS;
     float *S = NULL; /* the titles' similarity, then the prior, then B */
     if ((st = text_similarity(t, &S, err)) != PVG_OK) return st;
+    if (t->last && (!S || eps < DP_EASE_TEXT_ONLY_EPS)) {
+        free(S);
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp ease: recency terms need the projected release (catalogue text "
+                             "linking items, epsilon >= %g; got %g%s)",
+                             DP_EASE_TEXT_ONLY_EPS, eps, S ? "" : ", no linked text");
+    }
     if (S && eps < DP_EASE_TEXT_ONLY_EPS) {
         /* the text-only model releases the buyer counts alone: unless the
          * caller set m, its bound is DP popularity's (validation Recall@20 at
@@ -1139,6 +1231,11 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     }
     size_t rank = ns < DP_EASE_TEXT_RANK ? ns : DP_EASE_TEXT_RANK;
     if (S) coords = (double)rank * (double)(rank + 1) / 2;
+    int blend = t->last && t->p->recent_pop_days > 0 && t->p->recent_pop_beta > 0;
+    /* the recent buyers' release: its own share of rho (recency) */
+    double share_r = !blend                       ? 0
+                     : t->p->recent_pop_share > 0 ? t->p->recent_pop_share
+                                                  : DP_EASE_RECENT_SHARE;
     double share = small ? DP_EASE_POP_SHARE_SMALL : DP_EASE_POP_SHARE;
     double beta = small ? DP_EASE_POP_PRIOR_SMALL : DP_EASE_POP_PRIOR;
     double rho = rel_zcdp_rho_for(eps, t->delta);
@@ -1147,17 +1244,20 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         return pvg_error_set(err, PVG_ERR_INVALID, "dp ease: epsilon %g too small for delta %g",
                              eps, t->delta);
     }
-    rel_noise pz;
+    rel_noise pz, pr = {0};
     ease_noise en;
     if ((st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share * rho, t->delta), t->delta, &pz,
                              err)) != PVG_OK ||
-        (st = ease_noise_make(C, pvg_dp_zcdp_to_epsilon((1 - share) * rho, t->delta), t->delta,
-                              coords, &en, err)) != PVG_OK) {
+        (st = ease_noise_make(C, pvg_dp_zcdp_to_epsilon((1 - share - share_r) * rho, t->delta),
+                              t->delta, coords, &en, err)) != PVG_OK ||
+        (blend && (st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta),
+                                       t->delta, &pr, err)) != PVG_OK)) {
         free(S);
         return st;
     }
     double sg = en.sens / en.g;
     double rho_run = m / (2 * pz.scale * pz.scale) + sg * sg / (2 * en.nz.scale * en.nz.scale);
+    if (blend) rho_run += m / (2 * pr.scale * pr.scale);
     double eps_run = pvg_dp_zcdp_to_epsilon(rho_run, t->delta);
     if (!(eps_run <= eps * (1 + 1e-9))) {
         free(S);
@@ -1287,6 +1387,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
             G[i * n + i] = 0;
         free(W), free(D);
         beta = 0;
+        if (blend && (st = ease_recent_blend(t, &pr, G, err)) != PVG_OK) goto done;
     }
     /* B_ij = -P_ij / P_jj, diag 0 */
     for (size_t a = 0; a < ns && !text; a++)
@@ -1334,6 +1435,29 @@ done:
 }
 
 /* ---- the statistic before its noise (tests) -------------------------------------- */
+
+pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *len, double *sens,
+                                        pvg_error *err)
+{
+    *vec = NULL;
+    *len = 0;
+    if (!t->last || !(t->p->recent_pop_days > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp ease: the recent buyers' statistic needs the cells' purchase "
+                             "times and recent_pop_days > 0");
+    size_t n = t->R->n_cols;
+    double *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    pvg_status st = recent_counts(t, v, err);
+    if (st != PVG_OK) {
+        free(v);
+        return st;
+    }
+    *vec = v;
+    *len = n;
+    *sens = sqrt((double)t->max_items);
+    return PVG_OK;
+}
 
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
                             double *sens, pvg_error *err)
@@ -1508,10 +1632,34 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
     } else if (!(rng = own = pvg_rng_new_secure())) {
         return pvg_error_set(err, PVG_ERR_NOMEM, "dp: cannot create the noise generator");
     }
+    /* recency (docs/models.md "Recency"): DP-EASE's projected release only */
+    int recency =
+        p->recency_halflife_days > 0 || (p->recent_pop_days > 0 && p->recent_pop_beta > 0);
+    if (recency && p->type != PVG_MODEL_EASE) {
+        pvg_rng_free(own);
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp %s: recency terms are available to DP-EASE only",
+                             pvg_model_type_name(p->type));
+    }
+    if (recency && !(p->recent_pop_share >= 0 && p->recent_pop_share < 0.5)) {
+        pvg_rng_free(own);
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp ease: recent_pop_share must be in [0, 0.5), got %g",
+                             p->recent_pop_share);
+    }
+    int64_t now = recency ? pvg_recency_now(ds, p) : 0, *last = NULL, *last_v = NULL;
     vocab v;
     pvg_status st = vocab_choose(ds, R, p, rng, m, &v, err);
     pvg_csr Rv = {0};
-    if (st == PVG_OK) st = restrict_matrix(R, &v, ds->item_ids, &Rv, err);
+    if (st == PVG_OK && recency) {
+        if (!(last = malloc((R->nnz ? R->nnz : 1) * sizeof *last)))
+            st = pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+        else
+            st = pvg_recency_last(ds, R, now, last, err);
+    }
+    if (st == PVG_OK)
+        st = restrict_matrix(R, &v, ds->item_ids, last, recency ? &last_v : NULL, &Rv, err);
+    free(last);
     pvg_model *md = NULL;
     if (st == PVG_OK) {
         pvg_dp_train t;
@@ -1530,6 +1678,8 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
         t.delta = p->dp_delta - v.delta;
         t.max_items = m;
         t.threads = p->threads < 1 ? 1 : p->threads;
+        t.last = last_v;
+        t.now = now;
         switch (p->type) {
         case PVG_MODEL_POPULARITY:
             st = pvg_train_dp_popularity(&t, &md, err);
@@ -1556,6 +1706,7 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
         }
     }
     pvg_csr_free(&Rv);
+    free(last_v);
     vocab_free(&v);
     pvg_rng_free(own);
     if (st != PVG_OK) return st;

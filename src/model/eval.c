@@ -394,6 +394,18 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         free(role);
         return st;
     }
+    /* recency (docs/models.md "Recency"): the training's present is one
+     * second after its latest event, so no held-out purchase of a training
+     * cell (a re-buy after the cut-off) dates it */
+    pvg_train_params tpr = *tp;
+    if ((tp->recency_halflife_days > 0 || (tp->recent_pop_days > 0 && tp->recent_pop_beta > 0)) &&
+        !tp->recency_now) {
+        int64_t mx = INT64_MIN;
+        for (size_t e = 0; e < n; e++)
+            if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
+        tpr.recency_now = mx == INT64_MIN ? 0 : mx + 1;
+    }
+    tp = &tpr;
     uint8_t *keep = malloc(n ? n : 1);
     pvg_csr Rt = {0}, T = {0}, Fi = {0};
     int bad = !keep;

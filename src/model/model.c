@@ -421,7 +421,46 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
             st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory (%zu items)", ni);
             break;
         }
-        st = pvg_ease_fit(R, &C, ni, (float)p->ease_lambda, threads, B, err);
+        int hl = p->recency_halflife_days > 0;
+        int blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
+        int64_t *last = NULL;
+        int64_t now = 0;
+        if (hl || blend) {
+            /* recency (docs/models.md "Recency") */
+            now = pvg_recency_now(ds, p);
+            if (!(last = malloc((R->nnz ? R->nnz : 1) * sizeof *last))) {
+                free(B);
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");
+                break;
+            }
+            st = pvg_recency_last(ds, R, now, last, err);
+        }
+        if (st == PVG_OK && hl) {
+            float *rw = malloc((R->nnz ? R->nnz : 1) * sizeof *rw);
+            if (!rw)
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");
+            else {
+                pvg_recency_row_weights(R, last, now, p->recency_halflife_days, p->recency_row_norm,
+                                        rw);
+                st = pvg_ease_fit_weighted(R, rw, ni, (float)p->ease_lambda, threads, B, err);
+                free(rw);
+            }
+        } else if (st == PVG_OK)
+            st = pvg_ease_fit(R, &C, ni, (float)p->ease_lambda, threads, B, err);
+        if (st == PVG_OK && blend) {
+            double *cnt = malloc((ni ? ni : 1) * sizeof *cnt);
+            float *r = malloc((ni ? ni : 1) * sizeof *r);
+            if (!cnt || !r)
+                st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");
+            else {
+                pvg_recent_buyers(R, last, now, p->recent_pop_days, cnt);
+                for (size_t j = 0; j < ni; j++)
+                    r[j] = (float)cnt[j];
+                pvg_recency_blend(B, ni, r, p->recent_pop_beta);
+            }
+            free(cnt), free(r);
+        }
+        free(last);
         if (st != PVG_OK) {
             free(B);
             break;

@@ -104,6 +104,41 @@ pvg_status pvg_content_gram_basis(const float *S, const float *pop, size_t n, si
                                   double alpha, double pop_pow, int threads, float *V,
                                   pvg_error *err) PVG_WARN_UNUSED;
 
+/* ---- recency (recency.c; docs/models.md "Recency") ------------------------ */
+
+/* The training's present: p->recency_now, or one second after ds's latest
+ * event (0 for an empty dataset). */
+int64_t pvg_recency_now(const pvg_dataset *ds, const pvg_train_params *p);
+/* last[q] (R->nnz) for each cell q of R (shoppers x ds's items, each row's
+ * columns ascending): the time of ds's latest event on that shopper and
+ * item before now, INT64_MIN when none. Errors: PVG_ERR_INVALID when R is
+ * larger than ds. */
+struct pvg_csr;
+pvg_status pvg_recency_last(const pvg_dataset *ds, const struct pvg_csr *R, int64_t now,
+                            int64_t *last, pvg_error *err) PVG_WARN_UNUSED;
+/* The Gram weight of a purchase at ts: 2^(-(now - ts) / half-life), 1 when
+ * ts >= now or halflife_days <= 0, 0 for INT64_MIN (no purchase). */
+float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days);
+/* rw[q] for each cell q of R: pvg_recency_weight of last[q]; with row_norm
+ * each row's weights scaled so their L2 norm is sqrt(the cells with a
+ * purchase), the binary row's. */
+void pvg_recency_row_weights(const struct pvg_csr *R, const int64_t *last, int64_t now,
+                             double halflife_days, int row_norm, float *rw);
+/* cnt[j] (R->n_cols) = the rows of R with a cell on j (positive weight)
+ * whose last purchase (last, as pvg_recency_last) is in [now - days, now). */
+pvg_status pvg_recent_buyers(const struct pvg_csr *R, const int64_t *last, int64_t now, double days,
+                             double *cnt);
+/* Every row i of B (n x n) gets beta * rms(B) * max(r_j, 0) / max r on
+ * each j != i (rms over B's nonzero entries); nothing when beta, max r or
+ * rms is 0. */
+void pvg_recency_blend(float *B, size_t n, const float *r, double beta);
+/* EASE in the primal form on the weighted Gram sum_u (r_u . x_u)(r_u .
+ * x_u)^T, r_u = rw over R's cells (0: the cell is left out), x_u binary:
+ * B (n x n) = -P_ij / P_jj, P = (G + lambda I)^-1, diagonal 0. Errors:
+ * PVG_ERR_INVALID (lambda <= 0), NOMEM, INTERNAL (LAPACK). */
+pvg_status pvg_ease_fit_weighted(const struct pvg_csr *R, const float *rw, size_t n, float lambda,
+                                 int threads, float *B, pvg_error *err) PVG_WARN_UNUSED;
+
 /* ---- sparse matrices ---------------------------------------------------- */
 
 /* CSR: row r has columns indices[indptr[r] .. indptr[r+1]) (ascending) with
@@ -698,6 +733,11 @@ typedef struct pvg_dp_train {
     int max_items;             /* m, the contribution bound */
     int threads;
     pvg_dp_report rep; /* the method fills it for its part */
+    /* recency (docs/models.md "Recency"): when the params ask for it, the
+     * latest purchase time of each cell of R (INT64_MIN: none) and the
+     * training's present; NULL and 0 otherwise */
+    const int64_t *last;
+    int64_t now;
 } pvg_dp_train;
 
 /* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses
@@ -740,6 +780,13 @@ pvg_status pvg_train_dp_ials_method(pvg_dp_train *t, pvg_model **out, pvg_train_
  * 2^53). */
 pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, const float *V,
                                       size_t k, double C, double g, double *Y, pvg_error *err);
+/* DP-EASE's recent buyers' counts (recency, docs/models.md "Recency")
+ * before their noise, exactly as the trainer computes them from t->R,
+ * t->last, t->now and t->p->recent_pop_days with t->rng: *vec (n, caller
+ * frees) and *sens = sqrt(m), the L2 sensitivity the trainer calibrates
+ * to. Errors: PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
+pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *len, double *sens,
+                                        pvg_error *err) PVG_WARN_UNUSED;
 /* The statistic a method adds its noise to, exactly as its trainer computes
  * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
  * popularity the bounded item counts (n), itemknn the upper triangle,

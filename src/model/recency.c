@@ -1,0 +1,167 @@
+/*
+ * recency.c - what EASE and DP-EASE may learn from when things were bought
+ * (docs/models.md "Recency"): each history cell's latest purchase before
+ * the training's present, the decay weight of its age, EASE on the
+ * recency-weighted Gram, the count of recent buyers per item and the
+ * blend of those counts into B.
+ */
+#include "model/model_internal.h"
+
+#include <lapacke.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t pvg_recency_now(const pvg_dataset *ds, const pvg_train_params *p)
+{
+    if (p->recency_now) return p->recency_now;
+    int64_t mx = INT64_MIN;
+    for (size_t e = 0; e < ds->n_ev; e++)
+        if (ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
+    return mx == INT64_MIN ? 0 : mx + 1;
+}
+
+static int64_t find_cell(const pvg_csr *R, uint32_t u, uint32_t i)
+{
+    uint64_t lo = R->indptr[u], hi = R->indptr[u + 1];
+    while (lo < hi) {
+        uint64_t mid = (lo + hi) / 2;
+        if (R->indices[mid] < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < R->indptr[u + 1] && R->indices[lo] == i) ? (int64_t)lo : -1;
+}
+
+pvg_status pvg_recency_last(const pvg_dataset *ds, const pvg_csr *R, int64_t now, int64_t *last,
+                            pvg_error *err)
+{
+    if (R->n_rows > ds->n_users || R->n_cols > ds->n_items)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recency: the matrix (%zu x %zu) is larger than the dataset (%zu "
+                             "shoppers x %zu items)",
+                             R->n_rows, R->n_cols, ds->n_users, ds->n_items);
+    for (size_t q = 0; q < R->nnz; q++)
+        last[q] = INT64_MIN;
+    for (size_t e = 0; e < ds->n_ev; e++) {
+        int64_t ts = ds->ev_ts[e];
+        if (ts >= now || ds->ev_user[e] >= R->n_rows || ds->ev_item[e] >= R->n_cols) continue;
+        int64_t q = find_cell(R, ds->ev_user[e], ds->ev_item[e]);
+        if (q >= 0 && ts > last[q]) last[q] = ts;
+    }
+    return PVG_OK;
+}
+
+float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days)
+{
+    if (ts == INT64_MIN) return 0.0f;
+    if (!(halflife_days > 0) || ts >= now) return 1.0f;
+    double age = (double)(now - ts) / 86400.0;
+    return (float)exp2(-age / halflife_days);
+}
+
+pvg_status pvg_recent_buyers(const pvg_csr *R, const int64_t *last, int64_t now, double days,
+                             double *cnt)
+{
+    int64_t from = now - (int64_t)(days * 86400.0);
+    memset(cnt, 0, R->n_cols * sizeof *cnt);
+    for (size_t q = 0; q < R->nnz; q++)
+        if (R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now)
+            cnt[R->indices[q]] += 1.0;
+    return PVG_OK;
+}
+
+void pvg_recency_blend(float *B, size_t n, const float *r, double beta)
+{
+    double ss = 0, rmax = 0;
+    size_t nz = 0;
+    for (size_t q = 0; q < n * n; q++)
+        if (B[q] != 0) {
+            ss += (double)B[q] * B[q];
+            nz++;
+        }
+    for (size_t j = 0; j < n; j++)
+        if (r[j] > rmax) rmax = r[j];
+    double rms = nz ? sqrt(ss / (double)nz) : 0;
+    if (!(rmax > 0) || !(rms > 0) || !(beta > 0)) return;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            if (j != i) B[i * n + j] += (float)(beta * rms * (r[j] > 0 ? r[j] : 0) / rmax);
+}
+
+pvg_status pvg_ease_fit_weighted(const pvg_csr *R, const float *rw, size_t n, float lambda,
+                                 int threads, float *B, pvg_error *err)
+{
+    if (!(lambda > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID, "ease: lambda must be > 0 (got %g)", lambda);
+    double *G = calloc(n ? n * n : 1, sizeof *G);
+    uint32_t *it = malloc((n ? n : 1) * sizeof *it);
+    double *w = malloc((n ? n : 1) * sizeof *w);
+    if (!G || !it || !w) {
+        free(G), free(it), free(w);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory (%zu items)", n);
+    }
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t k = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+            if (R->data[q] > 0 && rw[q] > 0) {
+                it[k] = R->indices[q]; /* ascending within a row */
+                w[k++] = rw[q];
+            }
+        for (size_t a = 0; a < k; a++) {
+            double *row = G + (size_t)it[a] * n;
+            for (size_t b = a; b < k; b++)
+                row[it[b]] += w[a] * w[b];
+        }
+    }
+    free(it), free(w);
+    for (size_t i = 0; i < n; i++) {
+        B[i * n + i] = (float)(G[i * n + i] + lambda);
+        for (size_t j = i + 1; j < n; j++)
+            B[i * n + j] = B[j * n + i] = (float)G[i * n + j];
+    }
+    free(G);
+    pvg_blas_threaded_begin(threads);
+    lapack_int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, B, (lapack_int)n);
+    if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, B, (lapack_int)n);
+    pvg_blas_threaded_end();
+    if (rc != 0)
+        return pvg_error_set(err, PVG_ERR_INTERNAL,
+                             "ease: Cholesky inversion of the weighted Gram failed (LAPACK info "
+                             "%d); raise --lambda",
+                             (int)rc);
+    /* P's upper triangle -> full; B_ij = -P_ij / P_jj, diagonal 0 */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            B[j * n + i] = B[i * n + j];
+    float *d = malloc((n ? n : 1) * sizeof *d);
+    if (!d) return pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");
+    for (size_t j = 0; j < n; j++)
+        d[j] = B[j * n + j];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            B[i * n + j] = i == j ? 0.0f : -B[i * n + j] / d[j];
+    free(d);
+    return PVG_OK;
+}
+
+void pvg_recency_row_weights(const pvg_csr *R, const int64_t *last, int64_t now,
+                             double halflife_days, int row_norm, float *rw)
+{
+    for (size_t u = 0; u < R->n_rows; u++) {
+        double ss = 0;
+        size_t h = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++) {
+            rw[q] = pvg_recency_weight(now, last[q], halflife_days);
+            ss += (double)rw[q] * rw[q];
+            h += rw[q] > 0;
+        }
+        if (row_norm && ss > 0) {
+            float f = (float)sqrt((double)h / ss);
+            for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+                rw[q] *= f;
+        }
+    }
+}

@@ -500,8 +500,9 @@ static int cohort_step(fl_setup *s, int lane, const char *pre)
  * (pvg_fl_item_prior_from_titles); "categories" the descriptions as lists
  * of whole labels (pvg_fl_item_prior_from_labels; a bad list is refused
  * naming the item's id). An item without the declared text gets no
- * neighbours. Only with DP (--epsilon) and the statistics form; checked
- * before any budget is charged. *P stays zeroed without the flag. */
+ * neighbours; when none of them has it the run is refused (exit 1). Only
+ * with DP (--epsilon) and the statistics form; checked before any budget
+ * is charged. *P stays zeroed without the flag. */
 static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, uint32_t n_items,
                        const char *pre, const char *dd, pvg_fl_item_prior *P, double *weight,
                        double *count_half)
@@ -561,6 +562,14 @@ static int prior_setup(cli_ctx *cx, const fl_setup *s, const char *const *ids, u
                                      src ? PVG_CATALOG_FIELD_DESCRIPTION : PVG_CATALOG_FIELD_TITLE,
                                      &titles, &found, &err);
     pvg_store_free(store);
+    if (st == PVG_OK && found == 0) { /* no public text at all: no prior, refused uncharged */
+        fprintf(stderr,
+                "privguide: fl: item prior (--%s %s): none of the %u served items has a declared "
+                "%s (privguide catalog import, docs/store.md \"The declared catalogue\")\n",
+                b, kind, n_items, src ? "description" : "title");
+        pvg_catalog_titles_free(titles, n_items);
+        return CLI_EXIT_FAIL;
+    }
     if (st == PVG_OK && src == 2) {
         st = pvg_fl_item_prior_from_labels((const char *const *)titles, n_items, 0, P, &linked,
                                            &err);
@@ -692,6 +701,28 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, const char *const *ids, uint32_
             return CLI_EXIT_USAGE;
         }
     }
+    /* the coordinator's flags (read again by coord_start), refused before any charge: a
+       bad one (or cli_int_range's exit on an out-of-range one) after it would have spent
+       the run's budget on nothing */
+    if (cli_int_range(cx, fname(pre, "k", b, sizeof b), 0, 0, 65534) == 1) {
+        fprintf(stderr, "privguide: --%s wants 0 (the plan) or 2..65534\n", b);
+        return CLI_EXIT_USAGE;
+    }
+    {
+        char g[64], x[64];
+        double grace = cli_double(cx, fname(pre, "phase-grace", g, sizeof g), 0);
+        double expire = cli_double(cx, fname(pre, "expire-seconds", x, sizeof x), 600);
+        if (!(grace >= 0 && grace <= 86400) || !(expire > 0 && expire <= 1e9)) {
+            fprintf(stderr, "privguide: fl: want 0 <= --%s <= 86400 and --%s > 0\n", g, x);
+            return CLI_EXIT_USAGE;
+        }
+        double ps = cli_double(cx, fname(pre, "phase-seconds", g, sizeof g), 30);
+        if (!(ps >= 0 && ps <= 86400)) {
+            fprintf(stderr, "privguide: --%s wants 0..86400 (0: 30)\n", g);
+            return CLI_EXIT_USAGE;
+        }
+        (void)cli_int_range(cx, fname(pre, "server-threads", g, sizeof g), 2, 1, 64);
+    }
     pvg_fl_item_prior prior;
     double prior_w = 0, prior_h = 0;
     int prc = prior_setup(cx, s, ids, n_items, pre, dd, &prior, &prior_w, &prior_h);
@@ -775,24 +806,14 @@ static int coord_start(cli_ctx *cx, fl_setup *s, uint32_t n_items, uint32_t min_
     co.min_clients = min_clients;
     co.min_survivors = s->n_min;
     /* 0: the SecAgg+ plan for the largest cohort (pvg_secagg_plan_params, docs/secagg.md) */
+    /* k, phase-*, expire-seconds and server-threads were checked by setup_coord before any
+       charge */
     co.k = (uint32_t)cli_int_range(cx, fname(pre, "k", b, sizeof b), 0, 0, 65534);
-    if (co.k == 1) {
-        fprintf(stderr, "privguide: --%s wants 0 (the plan) or 2..65534\n", b);
-        return CLI_EXIT_USAGE;
-    }
     double ps = cli_double(cx, fname(pre, "phase-seconds", b, sizeof b), 30);
     for (int i = 0; i < 4; i++)
         co.phase_seconds[i] = ps;
     co.phase_grace = cli_double(cx, fname(pre, "phase-grace", b, sizeof b), 0);
     co.expire_seconds = cli_double(cx, fname(pre, "expire-seconds", b, sizeof b), 600);
-    if (!(co.phase_grace >= 0 && co.phase_grace <= 86400) ||
-        !(co.expire_seconds > 0 && co.expire_seconds <= 1e9)) {
-        fprintf(stderr,
-                "privguide: fl: want 0 <= --%sphase-grace <= 86400 and "
-                "--%sexpire-seconds > 0\n",
-                pre, pre);
-        return CLI_EXIT_USAGE;
-    }
     co.max_rounds = s->rounds;
     co.lane_bits = s->cfg.bits;
     co.max_cohort = s->max_cohort;

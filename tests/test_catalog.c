@@ -445,10 +445,37 @@ static void test_sales_never_declare(void **state)
     t = item_title(s, "i02");
     assert_string_equal(t, "RENAMED BY AN ITEM PUT");
     free(t);
+    /* an item put with a category line and a "description" attribute: the
+       categories prior (the declared descriptions) does not see them */
+    memset(&it, 0, sizeof it);
+    it.ext_id = "NEW2";
+    it.category = "Evil|Labels";
+    it.attrs_json = "{\"description\":\"Evil|Labels\"}";
+    assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
+    it.ext_id = "i03";
+    assert_int_equal(pvg_store_item_put(s, &it, NULL, &err), PVG_OK);
     char *after = declared(s, NULL);
     assert_string_equal(after, before);
     assert_null(strstr(after, "NEW1"));
+    assert_null(strstr(after, "Evil"));
     free(after);
+    const char *ids[] = {"i00", "i03", "i07", "NEW1", "NEW2"};
+    char **texts = NULL;
+    size_t found = 9;
+    for (int f = 0; f < 2; f++) {
+        assert_int_equal(
+            pvg_store_catalog_texts(s, ids, 5, (pvg_catalog_field)f, &texts, &found, &err), PVG_OK);
+        assert_int_equal(found, f ? 0 : 3); /* the shop's catalogue declares no descriptions */
+        for (int i = 0; i < 5; i++)
+            if (texts[i]) {
+                assert_null(strstr(texts[i], "TEACUP TEACUP"));
+                assert_null(strstr(texts[i], "LANTERN CANDLE"));
+                assert_null(strstr(texts[i], "Evil"));
+            }
+        assert_null(texts[3]);
+        assert_null(texts[4]);
+        pvg_catalog_titles_free(texts, 5);
+    }
     /* erasure leaves it (not personal) */
     assert_int_equal(pvg_store_user_delete(s, "99999", &err), PVG_OK);
     after = declared(s, NULL);

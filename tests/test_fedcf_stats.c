@@ -762,6 +762,81 @@ static void test_item_prior_from_labels_refuses_bad_lists(void **state)
     assert_int_equal(pvg_fl_item_prior_from_labels(ok, 0, 0, &P, NULL, &e), PVG_ERR_INVALID);
 }
 
+/* Hostile lists, as an attacker would write a catalogue's descriptions:
+ * separators only, control characters (DEL, ESC, CR, LF), a description at
+ * the catalogue's limit (PVG_CATALOG_DESCRIPTION_MAX) as one label or as
+ * thousands; each refused naming the item and the byte, and never quoting
+ * the text. UTF-8 passes through as bytes (only ASCII folded), a tab inside
+ * a label is kept, and a label every item carries links each item to its
+ * top_l lowest-indexed others. */
+static void test_item_prior_from_labels_hostile_lists(void **state)
+{
+    (void)state;
+    static char one_long[16385], many[16385];
+    memset(one_long, 'x', 16384);
+    for (size_t q = 0; q + 1 < 16384; q += 2)
+        memcpy(many + q, "a|", 2);
+    many[16383] = 'a';
+    struct {
+        const char *text;
+        long long offset;
+        const char *what;
+    } bad[] = {
+        {"|", 0, "empty label at byte 0"},
+        {",,,", 0, "empty label at byte 0"},
+        {" | ", 0, "empty label at byte 0"},
+        {"SECRET|,b", 7, "empty label at byte 7"},
+        {"SECRET\x7f", 6, "control character 0x7f at byte 6"},
+        {"\x1b[31mSECRET", 0, "control character 0x1b at byte 0"},
+        {"SECRET\r\nx", 6, "control character 0x0d at byte 6"},
+        {"SECRET|x\n", 8, "control character 0x0a at byte 8"},
+        {one_long, 0, "has 16384 bytes, expected at most 256"},
+        {many, 128, "more than 64 labels (the next at byte 128)"},
+    };
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        const char *labels[2] = {bad[b].text, "x"};
+        pvg_fl_item_prior P;
+        pvg_error e;
+        pvg_error_clear(&e);
+        assert_int_equal(pvg_fl_item_prior_from_labels(labels, 2, 0, &P, NULL, &e),
+                         PVG_ERR_INVALID);
+        assert_null(P.row_ptr);
+        assert_int_equal(e.line, 1);
+        assert_int_equal(e.offset, bad[b].offset);
+        assert_non_null(strstr(e.text, "item 0: labels: "));
+        assert_non_null(strstr(e.text, bad[b].what));
+        assert_null(strstr(e.text, "SECRET")); /* the catalogue's text is not quoted */
+    }
+    /* UTF-8 labels are compared as bytes, ASCII folded: "Épée" and "épée"
+       differ, "KITCHEN" and "kitchen" do not; invalid UTF-8 is no crash */
+    const char *utf[4] = {"\xc3\x89p\xc3\xa9\x65|KITCHEN", "\xc3\xa9p\xc3\xa9\x65|kitchen",
+                          "\xff\xfe|Kitchen\tTools", "\xff\xfe"};
+    pvg_fl_item_prior P;
+    size_t linked = 0;
+    assert_int_equal(pvg_fl_item_prior_from_labels(utf, 4, 0, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(linked, 4);
+    assert_row(&P, 0, (const uint32_t[]){1}, (const float[]){0.25f}, 1);
+    assert_row(&P, 2, (const uint32_t[]){3}, (const float[]){0.5f}, 1);
+    pvg_fl_item_prior_free(&P);
+    /* one label on every item: each keeps its top_l lowest-indexed others */
+    enum { N = 3000 };
+    const char **all = malloc(N * sizeof *all);
+    assert_non_null(all);
+    for (size_t i = 0; i < N; i++)
+        all[i] = i % 2 ? "Everything" : " everything ";
+    assert_int_equal(pvg_fl_item_prior_from_labels(all, N, 0, &P, &linked, NULL), PVG_OK);
+    assert_int_equal(linked, N);
+    assert_int_equal(P.row_ptr[N], (uint64_t)N * PVG_FL_PRIOR_NEIGHBOURS);
+    for (size_t i = 0; i < N; i += 997)
+        for (uint32_t q = 0; q < PVG_FL_PRIOR_NEIGHBOURS; q++) {
+            uint32_t want = q < i ? q : q + 1;
+            assert_int_equal(P.col[P.row_ptr[i] + q], want);
+            assert_true(P.val[P.row_ptr[i] + q] == 1.0f);
+        }
+    pvg_fl_item_prior_free(&P);
+    free(all);
+}
+
 int main(void)
 {
     if (pvg_init() != PVG_OK) return 1;
@@ -778,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_item_prior_from_titles_is_top_l_of_content_similarity),
         cmocka_unit_test(test_item_prior_from_labels_is_squared_cosine_of_whole_labels),
         cmocka_unit_test(test_item_prior_from_labels_refuses_bad_lists),
+        cmocka_unit_test(test_item_prior_from_labels_hostile_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,13 @@ refused --epsilon 4 --item-prior categories --update gradient -- "--item-prior n
 refused --epsilon 4 --item-prior-weight 0.5 -- "--item-prior-weight needs --item-prior SOURCE"
 refused --epsilon 4 --item-prior titles --item-prior-weight 2 -- "--item-prior-weight wants 0 < W <= 1"
 refused --epsilon 4 --item-prior titles --item-prior-count -1 -- "--item-prior-count wants 0 <= H"
+# the coordinator's flags are checked before the charge too
+refused --epsilon 4 --delta 1e-5 --k 1 -- "--k wants 0 (the plan) or 2..65534"
+refused --epsilon 4 --delta 1e-5 --phase-grace -1 -- "want 0 <= --phase-grace <= 86400"
+refused --epsilon 4 --delta 1e-5 --expire-seconds 0 -- "--expire-seconds > 0"
+refused --epsilon 4 --delta 1e-5 --phase-seconds -5 -- "--phase-seconds wants 0..86400"
+refused --epsilon 4 --delta 1e-5 --server-threads 65 -- "--server-threads: expected an integer in [1, 64]"
+refused --epsilon 4 --delta 1e-5 --k 70000 -- "--k: expected an integer in [0, 65534]"
 [ "$(releases)" = "[]" ] || fail "a refused run charged the budget: $(releases)"
 
 # a DP run with the prior: built from the 16 declared titles, then one round
@@ -120,6 +127,16 @@ rc=$?
 [ $rc -eq 1 ] && grep -qF "the declared description of item 'i3' is not a category list" "$T/err" &&
   grep -qF "empty label at byte 8" "$T/err" || fail "bad category list: rc $rc, $(cat "$T/err")"
 [ "$(jq length <<<"$(releases)")" -eq "$n_rel" ] || fail "a refused prior charged the budget: $(releases)"
+# served items none of which has the source's declared text: refused, nothing charged
+seq 0 19 | sed 's/^/x/' >"$T/undeclared.txt"
+for src in titles descriptions categories; do
+  "$P" fl serve --data-dir "$D" --port 0 --items "$T/undeclared.txt" --factors 4 --min-clients 3 \
+    --epsilon 1 --delta 1e-5 --rounds 1 --item-prior $src >/dev/null 2>"$T/err"
+  rc=$?
+  [ $rc -eq 1 ] && grep -qF "none of the 20 served items has a declared $([ $src = titles ] && echo title || echo description)" "$T/err" ||
+    fail "--item-prior $src without declared text: rc $rc, $(cat "$T/err")"
+done
+[ "$(jq length <<<"$(releases)")" -eq "$n_rel" ] || fail "a prior without declared text charged the budget: $(releases)"
 printf 'i3\tred wooden chair\tKitchen\n' >"$T/fix.tsv"
 "$P" catalog import "$T/fix.tsv" --data-dir "$D" >/dev/null || fail "catalog import fix.tsv"
 

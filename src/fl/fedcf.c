@@ -280,9 +280,11 @@ static pvg_status prior_row(void *ctx, size_t i, const float *row, const uint32_
     return PVG_OK;
 }
 
-pvg_status pvg_fl_item_prior_from_titles(const char *const *titles, uint32_t n_items,
-                                         uint32_t top_l, pvg_fl_item_prior *out, size_t *n_linked,
-                                         pvg_error *err)
+/* The checks and defaults both prior builders start with: *out zeroed,
+ * *n_linked (may be NULL) 0, *top_l 0 made PVG_FL_PRIOR_NEIGHBOURS and at
+ * most n_items - 1. */
+static pvg_status prior_args(pvg_fl_item_prior *out, uint32_t n_items, uint32_t *top_l,
+                             size_t *n_linked, pvg_error *err)
 {
     if (!out) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: out is NULL");
     *out = (pvg_fl_item_prior){0};
@@ -290,8 +292,17 @@ pvg_status pvg_fl_item_prior_from_titles(const char *const *titles, uint32_t n_i
     if (n_items == 0)
         return pvg_error_set_at(err, PVG_ERR_INVALID, "n_items", 0, 0, -1,
                                 "fl item prior: 0 items, expected at least 1");
-    if (top_l == 0) top_l = PVG_FL_PRIOR_NEIGHBOURS;
-    if (top_l > n_items - 1) top_l = n_items - 1;
+    if (*top_l == 0) *top_l = PVG_FL_PRIOR_NEIGHBOURS;
+    if (*top_l > n_items - 1) *top_l = n_items - 1;
+    return PVG_OK;
+}
+
+pvg_status pvg_fl_item_prior_from_titles(const char *const *titles, uint32_t n_items,
+                                         uint32_t top_l, pvg_fl_item_prior *out, size_t *n_linked,
+                                         pvg_error *err)
+{
+    pvg_status st0 = prior_args(out, n_items, &top_l, n_linked, err);
+    if (st0 != PVG_OK) return st0;
     size_t n = n_items, cap = n * (size_t)top_l;
     out->n_items = n_items;
     out->row_ptr = calloc(n + 1, sizeof *out->row_ptr);
@@ -372,14 +383,8 @@ pvg_status pvg_fl_item_prior_from_labels(const char *const *labels, uint32_t n_i
                                          uint32_t top_l, pvg_fl_item_prior *out, size_t *n_linked,
                                          pvg_error *err)
 {
-    if (!out) return pvg_error_set(err, PVG_ERR_INVALID, "fl item prior: out is NULL");
-    *out = (pvg_fl_item_prior){0};
-    if (n_linked) *n_linked = 0;
-    if (n_items == 0)
-        return pvg_error_set_at(err, PVG_ERR_INVALID, "n_items", 0, 0, -1,
-                                "fl item prior: 0 items, expected at least 1");
-    if (top_l == 0) top_l = PVG_FL_PRIOR_NEIGHBOURS;
-    if (top_l > n_items - 1) top_l = n_items - 1;
+    pvg_status st0 = prior_args(out, n_items, &top_l, n_linked, err);
+    if (st0 != PVG_OK) return st0;
     size_t n = n_items, cap = n * (size_t)top_l, linked = 0;
     pvg_smap lab = {0};
     label_span sp[PVG_FL_LABELS_MAX];

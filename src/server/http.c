@@ -1333,6 +1333,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
          * have not sent a request yet get the chance to. The drain's contract
          * is in docs/server.md. */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+        int held = -1; /* the listening socket's number, see below */
         if (fd != MHD_INVALID_SOCKET) {
             /* Connections already in the kernel's backlog would be reset by the
              * close: take them over first, then stop listening. First a filter
@@ -1358,7 +1359,20 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
                 (void)fcntl(c, F_SETFD, FD_CLOEXEC);
                 hand_over(srv, c, (struct sockaddr *)&ss, sl);
             }
-            close(fd);
+            /* The listening socket's number stays taken until the workers
+             * are stopped: a worker that found the daemon not quiesced just
+             * before the quiesce still calls accept on that number, which
+             * must not find another socket that got it meanwhile (the
+             * barrier's listener below, another server's in this process):
+             * an unbound socket takes its place (accept fails there) and the
+             * listening socket is closed by the same dup2. */
+            int inert = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (inert >= 0 && dup2(inert, fd) == fd) {
+                (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+                held = fd;
+            } else
+                close(fd);
+            if (inert >= 0) close(inert);
         }
         double until = pvg_srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
         int barrier[256]; /* one per worker: --threads is at most 256 */
@@ -1388,6 +1402,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
         fin_close(srv);
         MHD_stop_daemon(srv->daemon);
         srv->daemon = NULL;
+        if (held >= 0) close(held); /* the workers are stopped */
     }
     pvg_srv_model_shutdown(srv);
     pvg_srv_search_shutdown(srv);

@@ -1331,7 +1331,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
         /* Stop accepting, then wait until every open connection is done: requests
          * in flight are answered (with "Connection: close"), connections that
          * have not sent a request yet get the chance to. The drain's contract
-         * is in docs/server.md. */
+         * is in docs/api.md (pvg_server_stop). */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
         int held = -1; /* the listening socket's number, see below */
         if (fd != MHD_INVALID_SOCKET) {

@@ -218,8 +218,8 @@ static ssize_t read_answer(int fd, char *buf, size_t cap)
 static void test_idle_keepalive_closed_at_stop(void **state)
 {
     (void)state;
-    static const int threads[] = {1, 4};
-    for (int t = 0; t < 2; t++) {
+    static const int threads[] = {1, 4, 256};
+    for (int t = 0; t < 3; t++) {
         pvg_server *srv = start(threads[t]);
         int port = pvg_server_port(srv);
         char buf[8192], req[1024];

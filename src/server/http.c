@@ -857,11 +857,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pvg_server *srv = cls;
     pvg_srv_conn *tc = conn_of(conn);
     if (tc) {
-        /* kept alive after this answer: idle. During a stop, no next request
-         * is waited for (the stop closes the connections idle when it
-         * begins; this those that become idle later, their answer given in
-         * full before): reads end, libmicrohttpd closes it. The store comes
-         * before the load, as the stop's: one of the two sees the other. */
+        /* kept alive after this answer: idle. During a stop no next request
+         * is waited for: the stop closes the connections idle when it
+         * begins, this the ones that become idle later (their answer given
+         * in full): reads end, libmicrohttpd closes it. The store comes
+         * before the load, the stop's the other way: one sees the other. */
         atomic_store(&tc->state, PVG_SRV_CONN_IDLE);
         if (atomic_load(&srv->draining)) (void)shutdown(tc->fd, SHUT_RD);
     }

@@ -23,9 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -182,6 +184,130 @@ static void one_round(int threads, int round)
                  bad, CONNS);
 }
 
+/* Seconds since an arbitrary start (monotonic). */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads one answer from a kept-alive connection: the header block and its
+ * Content-Length of body; the bytes read (NUL terminated) or -1. */
+static ssize_t read_answer(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
+        if (k <= 0) return -1;
+        n += (size_t)k;
+        buf[n] = 0;
+        const char *hdr_end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+        if (hdr_end && cl && cl < hdr_end &&
+            (long)(n - (size_t)(hdr_end + 4 - buf)) >= strtol(cl + 18, NULL, 10))
+            return (ssize_t)n;
+        if (n == cap - 1) return -1;
+    }
+}
+
+/* An idle keep-alive connection (its request answered, the connection left
+ * open) does not hold the drain until the idle timeout (15 s): the stop
+ * closes it at once, with an end of file, not a reset. A connection whose
+ * request is in flight at the stop still gets its whole answer. */
+static void test_idle_keepalive_closed_at_stop(void **state)
+{
+    (void)state;
+    static const int threads[] = {1, 4, 256};
+    for (int t = 0; t < 3; t++) {
+        pvg_server *srv = start(threads[t]);
+        int port = pvg_server_port(srv);
+        char buf[8192], req[1024];
+        int idle = dial(port);
+        assert_true(idle >= 0);
+        const char *hz = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+        assert_int_equal(send(idle, hz, strlen(hz), MSG_NOSIGNAL), (ssize_t)strlen(hz));
+        assert_true(read_answer(idle, buf, sizeof buf) > 0);
+        assert_null(strcasestr(buf, "Connection: close"));
+        /* a request in flight at the stop: its answer waits for the audit commit */
+        int busy = dial(port);
+        assert_true(busy >= 0);
+        int n = snprintf(req, sizeof req,
+                         "GET /v1/users/keepalive/data HTTP/1.1\r\nHost: t\r\n"
+                         "Authorization: Bearer %s\r\n\r\n",
+                         admin);
+        assert_int_equal(send(busy, req, (size_t)n, MSG_NOSIGNAL), n);
+        double t0 = now_s();
+        pvg_error err;
+        assert_int_equal(pvg_server_stop(srv, 30000, &err), PVG_OK);
+        double took = now_s() - t0;
+        ssize_t got = read_answer(busy, buf, sizeof buf);
+        if (got <= 0) fail_msg("threads %d: the request in flight lost its answer", threads[t]);
+        assert_true(strncmp(buf, "HTTP/1.1 ", 9) == 0);
+        /* the idle one: end of file, no reset */
+        ssize_t k = recv(idle, buf, sizeof buf, 0);
+        if (k != 0)
+            fail_msg("threads %d: idle connection: %zd (%s), want end of file", threads[t], k,
+                     k < 0 ? strerror(errno) : "bytes");
+        close(idle);
+        close(busy);
+        pvg_server_free(srv);
+        if (took >= 5.0)
+            fail_msg("threads %d: the stop took %.1f s with one idle keep-alive connection "
+                     "(idle timeout 15 s)",
+                     threads[t], took);
+    }
+}
+
+/* Open descriptors of this process. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/* The stop leaves no descriptor behind (the worker barrier's loopback
+ * sockets, the connections handed over), with one thread, a pool, and the
+ * largest pool (256: one barrier connection per worker). */
+static void test_stop_leaks_no_descriptor(void **state)
+{
+    (void)state;
+    static const int threads[] = {1, 4, 256};
+    for (int t = 0; t < 3; t++) {
+        int before = open_fds();
+        pvg_server *srv = start(threads[t]);
+        int port = pvg_server_port(srv);
+        int fds[8];
+        const char *hz = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        for (int i = 0; i < 8; i++) {
+            fds[i] = dial(port);
+            assert_true(fds[i] >= 0);
+            assert_int_equal(send(fds[i], hz, strlen(hz), MSG_NOSIGNAL), (ssize_t)strlen(hz));
+        }
+        double t0 = now_s();
+        pvg_error err;
+        assert_int_equal(pvg_server_stop(srv, 30000, &err), PVG_OK);
+        double took = now_s() - t0;
+        char buf[4096];
+        for (int i = 0; i < 8; i++) {
+            assert_true(read_all(fds[i], buf, sizeof buf) > 0);
+            close(fds[i]);
+        }
+        pvg_server_free(srv);
+        int after = open_fds();
+        if (after != before)
+            fail_msg("threads %d: %d descriptors open before the server, %d after it", threads[t],
+                     before, after);
+        if (took >= 10.0) fail_msg("threads %d: the stop took %.1f s", threads[t], took);
+    }
+}
+
 static void test_accepted_before_stop_answered(void **state)
 {
     (void)state;
@@ -194,6 +320,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted_before_stop_answered),
+        cmocka_unit_test(test_idle_keepalive_closed_at_stop),
+        cmocka_unit_test(test_stop_leaks_no_descriptor),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -696,6 +697,14 @@ static void compute_allow(pvg_srv_req *r, const char *path)
     }
 }
 
+/* The tracked state of conn (pvg_srv_conn), NULL when untracked. */
+static pvg_srv_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -710,6 +719,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t0 = pvg_srv_now();
         r->route = -1;
         atomic_fetch_add(&srv->inflight, 1);
+        pvg_srv_conn *tc = conn_of(conn);
+        if (tc) atomic_store(&tc->state, PVG_SRV_CONN_BUSY);
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
@@ -801,17 +812,42 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_answer(r);
 }
 
-/* Removes fd from the stop's hand-over list (when there). */
-static void handed_drop(pvg_server *srv, int fd)
+/* The inode of the socket open as fd, 0 when fd is not open. Socket inodes
+ * are not reused while a socket lives, so (fd, inode) names one socket even
+ * when its number was closed and given to another. */
+static unsigned long long sock_ino(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+/* Removes the socket (fd, ino) from the stop's hand-over list (when there). */
+static void handed_drop(pvg_server *srv, int fd, unsigned long long ino)
 {
     pthread_mutex_lock(&srv->handed_mu);
     int n = atomic_load(&srv->n_handed);
     for (int i = 0; i < n; i++)
-        if (srv->handed_fd[i] == fd) {
-            srv->handed_fd[i] = srv->handed_fd[n - 1];
+        if (srv->handed[i].fd == fd && srv->handed[i].ino == ino) {
+            srv->handed[i] = srv->handed[n - 1];
             atomic_store(&srv->n_handed, n - 1);
             break;
         }
+    pthread_mutex_unlock(&srv->handed_mu);
+}
+
+/* Drops the hand-over entries whose socket libmicrohttpd closed without
+ * starting it (a worker at its connection limit closes a queued connection
+ * without a notice): its number is closed or names another socket now. */
+static void handed_prune(pvg_server *srv)
+{
+    pthread_mutex_lock(&srv->handed_mu);
+    int n = atomic_load(&srv->n_handed);
+    for (int i = 0; i < n;)
+        if (sock_ino(srv->handed[i].fd) != srv->handed[i].ino) {
+            srv->handed[i] = srv->handed[--n];
+            atomic_store(&srv->n_handed, n);
+        } else
+            i++;
     pthread_mutex_unlock(&srv->handed_mu);
 }
 
@@ -819,6 +855,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     pvg_server *srv = cls;
+    pvg_srv_conn *tc = conn_of(conn);
+    if (tc) {
+        /* kept alive after this answer: idle. During a stop no next request
+         * is waited for: the stop closes the connections idle when it
+         * begins, this the ones that become idle later (their answer given
+         * in full): reads end, libmicrohttpd closes it. The store comes
+         * before the load, the stop's the other way: one sees the other. */
+        atomic_store(&tc->state, PVG_SRV_CONN_IDLE);
+        if (atomic_load(&srv->draining)) (void)shutdown(tc->fd, SHUT_RD);
+    }
     pvg_srv_req *r = *con_cls;
     if (!r) return;
     if (r->async) {
@@ -847,20 +893,62 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&srv->inflight, 1);
 }
 
-/* libmicrohttpd's connection notice: a worker started a connection. When the
- * stop handed it over (its socket is in handed_fd), it is libmicrohttpd's now,
- * counted in its connections: the stop's drain stops counting it. Outside a
- * stop the list is empty and this is one atomic load. */
+/* libmicrohttpd's connection notice, in the connection's worker. Started:
+ * the connection is tracked (conns, for the stop to close it when idle);
+ * when the stop handed it over (its socket is in the hand-over list), it is
+ * libmicrohttpd's now, counted in its connections: the stop's drain stops
+ * counting it. Closed (before libmicrohttpd closes the socket): untracked,
+ * under conns_mu, so the stop never shuts a socket number that was reused.
+ * A connection whose tracking memory cannot be had is served untracked (the
+ * stop then waits for it until the idle timeout or the drain's end). */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     pvg_server *srv = cls;
-    (void)socket_context;
-    if (toe != MHD_CONNECTION_NOTIFY_STARTED || atomic_load(&srv->n_handed) == 0) return;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        pvg_srv_conn *tc = *socket_context;
+        if (!tc) return;
+        pthread_mutex_lock(&srv->conns_mu);
+        if (tc->prev)
+            tc->prev->next = tc->next;
+        else
+            srv->conns = tc->next;
+        if (tc->next) tc->next->prev = tc->prev;
+        pthread_mutex_unlock(&srv->conns_mu);
+        free(tc);
+        *socket_context = NULL;
+        return;
+    }
+    if (toe != MHD_CONNECTION_NOTIFY_STARTED) return;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return;
-    handed_drop(srv, ci->connect_fd);
+    int fd = ci->connect_fd;
+    pvg_srv_conn *tc = calloc(1, sizeof *tc);
+    if (tc) {
+        tc->fd = fd;
+        atomic_init(&tc->state, PVG_SRV_CONN_FRESH);
+        pthread_mutex_lock(&srv->conns_mu);
+        tc->next = srv->conns;
+        if (tc->next) tc->next->prev = tc;
+        srv->conns = tc;
+        pthread_mutex_unlock(&srv->conns_mu);
+        *socket_context = tc;
+    }
+    if (atomic_load(&srv->n_handed) > 0) handed_drop(srv, fd, sock_ino(fd));
+}
+
+/* The stop's close of the idle keep-alive connections: their reads end
+ * (shutdown SHUT_RD; a request already in the socket's buffer is still
+ * read), and libmicrohttpd closes an idle connection whose read ends.
+ * Connections with a request under way and those that have not sent one
+ * yet are left to the drain. */
+static void close_idle(pvg_server *srv)
+{
+    pthread_mutex_lock(&srv->conns_mu);
+    for (pvg_srv_conn *tc = srv->conns; tc; tc = tc->next)
+        if (atomic_load(&tc->state) == PVG_SRV_CONN_IDLE) (void)shutdown(tc->fd, SHUT_RD);
+    pthread_mutex_unlock(&srv->conns_mu);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -908,6 +996,7 @@ static void server_destroy(pvg_server *srv)
     pthread_mutex_destroy(&srv->stop_mu);
     pthread_mutex_destroy(&srv->rotate_mu);
     pthread_mutex_destroy(&srv->handed_mu);
+    pthread_mutex_destroy(&srv->conns_mu);
     pthread_cond_destroy(&srv->stop_cv);
     free(srv->data_dir);
     free(srv->bind);
@@ -1018,6 +1107,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     pthread_cond_init(&srv->stop_cv, NULL);
     pthread_mutex_init(&srv->rotate_mu, NULL);
     pthread_mutex_init(&srv->handed_mu, NULL);
+    pthread_mutex_init(&srv->conns_mu, NULL);
     srv->started_at = (int64_t)time(NULL);
     if (!srv->data_dir || !srv->bind || !srv->model_path || !srv->dp_model_path || !srv->dataset ||
         (opt->web_dir && !srv->web_dir) ||
@@ -1150,17 +1240,21 @@ int pvg_server_port(const pvg_server *srv)
 
 /* Gives libmicrohttpd a connection (c, non-blocking), which queues it for a
  * worker and counts it only once the worker starts it (on_connection); until
- * then the drain counts it in handed_fd, or the stop could see no connection,
+ * then the drain counts it in the hand-over list, or the stop could see no connection,
  * close this one with its request unread and leave an empty reply. */
 static void hand_over(pvg_server *srv, int c, const struct sockaddr *sa, socklen_t sl)
 {
+    unsigned long long ino = sock_ino(c);
     pthread_mutex_lock(&srv->handed_mu);
-    int k = atomic_load(&srv->n_handed);
-    srv->handed_fd[k] = c;
-    atomic_store(&srv->n_handed, k + 1);
+    int k = atomic_load(&srv->n_handed), tracked = k < PVG_SRV_HANDED_MAX;
+    if (tracked) {
+        srv->handed[k].fd = c;
+        srv->handed[k].ino = ino;
+        atomic_store(&srv->n_handed, k + 1);
+    } /* else (the list full): counted only once a worker starts it */
     pthread_mutex_unlock(&srv->handed_mu);
-    if (MHD_add_connection(srv->daemon, c, sa, sl) != MHD_YES)
-        handed_drop(srv, c); /* closed by libmicrohttpd: not waited for */
+    if (MHD_add_connection(srv->daemon, c, sa, sl) != MHD_YES && tracked)
+        handed_drop(srv, c, ino); /* closed by libmicrohttpd: not waited for */
 }
 
 /* A worker that had taken a connection from the backlog just before the
@@ -1237,8 +1331,9 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
         /* Stop accepting, then wait until every open connection is done: requests
          * in flight are answered (with "Connection: close"), connections that
          * have not sent a request yet get the chance to. The drain's contract
-         * is in docs/server.md. */
+         * is in docs/api.md (pvg_server_stop). */
         MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+        int held = -1; /* the listening socket's number, see below */
         if (fd != MHD_INVALID_SOCKET) {
             /* Connections already in the kernel's backlog would be reset by the
              * close: take them over first, then stop listening. First a filter
@@ -1264,14 +1359,29 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
                 (void)fcntl(c, F_SETFD, FD_CLOEXEC);
                 hand_over(srv, c, (struct sockaddr *)&ss, sl);
             }
-            close(fd);
+            /* The listening socket's number stays taken until the workers
+             * are stopped: a worker that found the daemon not quiesced just
+             * before the quiesce still calls accept on that number, which
+             * must not find another socket that got it meanwhile (the
+             * barrier's listener below, another server's in this process):
+             * an unbound socket takes its place (accept fails there) and the
+             * listening socket is closed by the same dup2. */
+            int inert = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (inert >= 0 && dup2(inert, fd) == fd) {
+                (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+                held = fd;
+            } else
+                close(fd);
+            if (inert >= 0) close(inert);
         }
         double until = pvg_srv_now() + (drain_ms > 0 ? drain_ms : 0) / 1000.0;
         int barrier[256]; /* one per worker: --threads is at most 256 */
         int n_barrier = worker_barrier(srv, barrier);
+        close_idle(srv);
         while (atomic_load(&srv->n_handed) > 0 && pvg_srv_now() < until) {
             struct timespec ts = {0, 1000 * 1000};
             nanosleep(&ts, NULL);
+            handed_prune(srv);
         }
         for (int i = 0; i < n_barrier; i++)
             close(barrier[i]); /* end of file: its worker closes it */
@@ -1292,6 +1402,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
         fin_close(srv);
         MHD_stop_daemon(srv->daemon);
         srv->daemon = NULL;
+        if (held >= 0) close(held); /* the workers are stopped */
     }
     pvg_srv_model_shutdown(srv);
     pvg_srv_search_shutdown(srv);

@@ -371,6 +371,16 @@ double pvg_srv_ts_quantile(const long long *h, double q);
 #define PVG_SRV_FINISHERS_MAX 8
 
 /* ---- the server ---- */
+/* A connection libmicrohttpd started: its socket and where it is between
+ * requests (http.c). FRESH: no request yet; BUSY: a request under way (from
+ * its headers to its answer sent); IDLE: kept alive after an answer. */
+enum { PVG_SRV_CONN_FRESH, PVG_SRV_CONN_BUSY, PVG_SRV_CONN_IDLE };
+typedef struct pvg_srv_conn {
+    struct pvg_srv_conn *prev, *next;
+    int fd;
+    atomic_int state;
+} pvg_srv_conn;
+
 /* at most this many connections taken from the backlog by a stop */
 #define PVG_SRV_HANDED_MAX 4096
 
@@ -429,7 +439,14 @@ struct pvg_server {
      * (libmicrohttpd counts a connection only once its worker starts it) */
     pthread_mutex_t handed_mu;
     atomic_int n_handed;
-    int handed_fd[PVG_SRV_HANDED_MAX];
+    struct {
+        int fd;
+        unsigned long long ino; /* the socket's inode: tells a reused number */
+    } handed[PVG_SRV_HANDED_MAX];
+    /* the connections libmicrohttpd started (http.c, on_connection), so the
+     * stop can close the idle keep-alive ones at once */
+    pthread_mutex_t conns_mu;
+    struct pvg_srv_conn *conns;
     pvg_srv_monitor *monitor; /* NULL when monitoring is off */
     /* deferred recommendations: suspended requests whose entries are
      * committed wait in the ready queue for a finisher thread */

@@ -401,6 +401,26 @@ static void test_ease_recent_sensitivity(void **s)
     }
     assert_int_equal(moved, M);
     assert_true(fabs(sqrt(d2) - sa) < 1e-12);
+    /* the same shopper buying every item three more times in the window
+     * (and once after the present): each item still counts once */
+    pvg_dataset *re = fixture_at(1, 2000);
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int r = 0; r < 4; r++) {
+            pvg_event e;
+            memset(&e, 0, sizeof e);
+            e.type = PVG_EVENT_PURCHASE;
+            e.item = item_name(i);
+            e.ts = r < 3 ? 1990 + r : now + 5;
+            assert_int_equal(pvg_dataset_add_ext(re, "heavy", &e, NULL), PVG_OK);
+        }
+    size_t lr;
+    double sr;
+    double *vr = recent_statistic(re, now, 7, &lr, &sr);
+    assert_int_equal(lr, la);
+    for (size_t i = 0; i < la; i++)
+        assert_true(vr[i] == vb[i]);
+    free(vr);
+    pvg_dataset_free(re);
     free(va), free(vb), free(vo), free(vl);
     pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
 }

@@ -401,6 +401,26 @@ static void test_ease_recent_sensitivity(void **s)
     }
     assert_int_equal(moved, M);
     assert_true(fabs(sqrt(d2) - sa) < 1e-12);
+    /* the same shopper buying every item three more times in the window
+     * (and once after the present): each item still counts once */
+    pvg_dataset *re = fixture_at(1, 2000);
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int r = 0; r < 4; r++) {
+            pvg_event e;
+            memset(&e, 0, sizeof e);
+            e.type = PVG_EVENT_PURCHASE;
+            e.item = item_name(i);
+            e.ts = r < 3 ? 1990 + r : now + 5;
+            assert_int_equal(pvg_dataset_add_ext(re, "heavy", &e, NULL), PVG_OK);
+        }
+    size_t lr;
+    double sr;
+    double *vr = recent_statistic(re, now, 7, &lr, &sr);
+    assert_int_equal(lr, la);
+    for (size_t i = 0; i < la; i++)
+        assert_true(vr[i] == vb[i]);
+    free(vr);
+    pvg_dataset_free(re);
     free(va), free(vb), free(vo), free(vl);
     pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
 }
@@ -432,6 +452,7 @@ static void test_ease_recency_composition(void **s)
         p.dp_item_titles = titles;
         p.dp_n_items = N_ITEMS;
         if (rec) {
+            p.recency_now = 2001; /* public: not derived from the data */
             p.recency_halflife_days = 1e-3;
             p.recent_pop_days = 7;
             p.recent_pop_beta = 1;
@@ -461,6 +482,7 @@ static void test_ease_recency_composition(void **s)
     p.dp_items = ids;
     p.dp_item_titles = titles;
     p.dp_n_items = N_ITEMS;
+    p.recency_now = 2001;
     p.recency_halflife_days = 30;
     pvg_model *m = NULL;
     pvg_error err;
@@ -477,6 +499,216 @@ static void test_ease_recency_composition(void **s)
     assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
     assert_null(m);
     pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+/* The text-linked DP-EASE parameters with recency of test_ease_recency_composition */
+static void recency_text_params(pvg_train_params *p, pvg_rng *det, const char **ids,
+                                const char **titles, char tb[][32])
+{
+    static const char *const colour[] = {"red", "blue", "green", "pink", "white", "black"};
+    for (int i = 0; i < N_ITEMS; i++) {
+        ids[i] = item_name(i);
+        snprintf(tb[i], 32, "%s lantern", colour[i % 6]);
+        titles[i] = tb[i];
+    }
+    params(PVG_MODEL_EASE, p, det);
+    p->dp_epsilon = 8;
+    p->dp_items = ids;
+    p->dp_item_titles = titles;
+    p->dp_n_items = N_ITEMS;
+}
+
+/* Attack on the default present: left at 0, recency_now would be one
+ * second after the latest event - one shopper's data. A shopper with a
+ * single purchase far after everyone else's moves the window of every
+ * other shopper (their recent counts all fall to 0) and every Gram weight,
+ * so no per-shopper bound holds. DP-EASE with recency refuses to run
+ * without a caller-given present; with one, that shopper's late purchase
+ * moves nothing. */
+static void test_ease_recency_now_is_public(void **s)
+{
+    (void)s;
+    pvg_dataset *a = fixture(1), *b = fixture_at(1, 2000);
+    pvg_event e;
+    memset(&e, 0, sizeof e);
+    e.type = PVG_EVENT_PURCHASE;
+    e.item = item_name(0);
+    e.ts = 4102444800; /* 2100-01-01: a timestamp in the future */
+    assert_int_equal(pvg_dataset_add_ext(b, "late", &e, NULL), PVG_OK);
+    pvg_train_params p0;
+    pvg_train_params_default(PVG_MODEL_EASE, &p0);
+    p0.recent_pop_days = 7;
+    p0.recent_pop_beta = 1;
+    /* what the default would do: the neighbour's present is 2100's */
+    int64_t na = pvg_recency_now(a, &p0), nb = pvg_recency_now(b, &p0);
+    assert_int_equal(na, 2001);
+    assert_int_equal(nb, e.ts + 1);
+    size_t la, lb;
+    double sa, sb;
+    double *va = recent_statistic(a, na, 7, &la, &sa), *vb = recent_statistic(b, nb, 7, &lb, &sb);
+    double d2 = 0;
+    for (size_t i = 0; i < la; i++)
+        d2 += (vb[i] - va[i]) * (vb[i] - va[i]);
+    assert_true(sqrt(d2) > 2 * sa); /* far past the calibrated sqrt(m) */
+    free(va), free(vb);
+    /* so the trainer refuses the data-derived present */
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    for (int hl = 0; hl < 2; hl++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(41);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        if (hl)
+            p.recency_halflife_days = 30;
+        else {
+            p.recent_pop_days = 7;
+            p.recent_pop_beta = 1;
+        }
+        pvg_model *m = NULL;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(b, &p, &m, NULL, &err), PVG_ERR_INVALID);
+        assert_null(m);
+        assert_non_null(strstr(err.text, "recency_now"));
+        /* a public present: the late purchase is after it and moves nothing */
+        p.recency_now = 2001;
+        assert_int_equal(pvg_model_train(b, &p, &m, NULL, &err), PVG_OK);
+        assert_true(m->dp.epsilon <= 8 * (1 + 1e-9));
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    pvg_dataset_free(a), pvg_dataset_free(b);
+}
+
+/* Attack on the row norm (recency_row_norm): a row whose purchases are
+ * all 128 to 149 half-lives old has float weights below 2^-128, so the
+ * factor sqrt(h / ss) that restores the binary row's norm overflows a
+ * float to inf; inf weights turn the clipped row into NaN and poison the
+ * whole released Gram (one shopper's presence visible). The weights stay
+ * finite, at most sqrt(h) each with the row's L2 norm sqrt(h), and
+ * DP-EASE on such rows gives a finite B. */
+static void test_ease_recency_row_norm_bounded(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    const int64_t now = 1000000;
+    const double hl = (double)(now - 1000) / 140 / 86400; /* ages of ~140 half-lives */
+    int64_t *last = malloc(R.nnz * sizeof *last);
+    float *rw = malloc(R.nnz * sizeof *rw);
+    assert_true(last && rw);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
+    pvg_recency_row_weights(&R, last, now, hl, 1, rw);
+    for (size_t u = 0; u < R.n_rows; u++) {
+        double ss = 0;
+        size_t h = 0;
+        for (uint64_t q = R.indptr[u]; q < R.indptr[u + 1]; q++) {
+            assert_true(isfinite(rw[q]));
+            assert_true(rw[q] >= 0);
+            ss += (double)rw[q] * rw[q];
+            h += last[q] != INT64_MIN;
+        }
+        for (uint64_t q = R.indptr[u]; q < R.indptr[u + 1]; q++)
+            assert_true(rw[q] <= sqrt((double)h) * (1 + 1e-6));
+        if (h) assert_true(fabs(sqrt(ss) - sqrt((double)h)) < 1e-4 * sqrt((double)h));
+    }
+    /* without the norm: 2^-age, in [0, 1] */
+    pvg_recency_row_weights(&R, last, now, hl, 0, rw);
+    for (size_t q = 0; q < R.nnz; q++)
+        assert_true(rw[q] >= 0 && rw[q] <= 1);
+    free(last), free(rw);
+    pvg_csr_free(&R);
+    /* DP-EASE on those rows */
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(43);
+    pvg_train_params p;
+    recency_text_params(&p, det, ids, titles, tb);
+    p.recency_now = now;
+    p.recency_halflife_days = hl;
+    p.recency_row_norm = 1;
+    pvg_model *m = NULL;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_non_null(m->ease_B);
+    for (size_t q = 0; q < m->n_items * m->n_items; q++)
+        assert_true(isfinite(m->ease_B[q]));
+    pvg_model_free(m);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
+/* Bad recency parameters from a caller are refused, naming the field,
+ * never silently ignored (NaN or infinite half-lives and windows, windows
+ * whose start overflows, a window without its weight or the reverse, the
+ * row norm or share without their term, another method), non-private EASE
+ * and DP-EASE alike. */
+static void test_ease_recency_params_refused(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    static const struct {
+        double hl, days, beta, share;
+        int norm;
+        int64_t now;
+        const char *field;
+    } bad[] = {
+        {NAN, 0, 0, 0, 0, 2001, "recency_halflife_days"},
+        {-1, 0, 0, 0, 0, 2001, "recency_halflife_days"},
+        {INFINITY, 0, 0, 0, 0, 2001, "recency_halflife_days"},
+        {0, NAN, 1, 0, 0, 2001, "recent_pop_days"},
+        {0, INFINITY, 1, 0, 0, 2001, "recent_pop_days"},
+        {0, 1e300, 1, 0, 0, 2001, "recent_pop_days"},
+        {0, -7, 1, 0, 0, 2001, "recent_pop_days"},
+        {0, 7, NAN, 0, 0, 2001, "recent_pop_beta"},
+        {0, 7, -1, 0, 0, 2001, "recent_pop_beta"},
+        {0, 7, 0, 0, 0, 2001, "recent_pop_beta"},
+        {0, 0, 1, 0, 0, 2001, "recent_pop_days"},
+        {0, 7, 1, NAN, 0, 2001, "recent_pop_share"},
+        {0, 7, 1, 0.5, 0, 2001, "recent_pop_share"},
+        {30, 0, 0, 0.1, 0, 2001, "recent_pop_share"},
+        {0, 0, 0, 0, 1, 2001, "recency_row_norm"},
+        {30, 0, 0, 0, 2, 2001, "recency_row_norm"},
+        {0, 0, 0, 0, 0, 2001, "recency_now"},
+        {30, 0, 0, 0, 0, INT64_MIN + 1, "recency_now"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+        for (int dp = 0; dp < 2; dp++) {
+            pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(47);
+            pvg_train_params p;
+            if (dp)
+                recency_text_params(&p, det, ids, titles, tb);
+            else
+                pvg_train_params_default(PVG_MODEL_EASE, &p);
+            p.recency_halflife_days = bad[k].hl;
+            p.recent_pop_days = bad[k].days;
+            p.recent_pop_beta = bad[k].beta;
+            p.recent_pop_share = bad[k].share;
+            p.recency_row_norm = bad[k].norm;
+            p.recency_now = bad[k].now;
+            pvg_model *m = NULL;
+            pvg_error err;
+            pvg_status st = pvg_model_train(ds, &p, &m, NULL, &err);
+            if (st != PVG_ERR_INVALID) print_error("case %zu dp %d: status %d\n", k, dp, (int)st);
+            assert_int_equal(st, PVG_ERR_INVALID);
+            assert_null(m);
+            assert_non_null(strstr(err.text, bad[k].field));
+            pvg_rng_free(det);
+        }
+    /* another method, non-private */
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
+    p.recency_halflife_days = 30;
+    pvg_model *m = NULL;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
+    assert_null(m);
+    assert_non_null(strstr(err.text, "recency"));
     pvg_dataset_free(ds);
 }
 
@@ -717,6 +949,9 @@ int main(void)
         cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_ease_recent_sensitivity),
         cmocka_unit_test(test_ease_recency_composition),
+        cmocka_unit_test(test_ease_recency_now_is_public),
+        cmocka_unit_test(test_ease_recency_row_norm_bounded),
+        cmocka_unit_test(test_ease_recency_params_refused),
         cmocka_unit_test(test_ease_recency_nonprivate),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),

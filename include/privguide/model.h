@@ -213,13 +213,17 @@ typedef struct pvg_train_params {
     /* EASE and DP-EASE with catalogue text, recency (docs/models.md
      * "Recency"); all 0: off. recency_now is the training's present (Unix
      * seconds): events at or after it are ignored by the recency terms (0:
-     * one second after the latest event). With recency_halflife_days > 0
+     * one second after the latest event; DP-EASE refuses 0, the latest
+     * event being one shopper's data). With recency_halflife_days > 0
      * each history item weighs 2^(-age / half-life) in the Gram (age: since
      * the shopper's latest purchase of it; scoring stays binary). With
      * recent_pop_days > 0 and recent_pop_beta > 0 every row of B gets
      * beta * rms(B) * r_j / max r, r_j the shoppers who bought item j in the
      * last recent_pop_days (DP: each shopper's m items at most, a discrete
-     * Gaussian release at recent_pop_share of the run's zCDP rho, 0: 0.05) */
+     * Gaussian release at recent_pop_share of the run's zCDP rho, 0: 0.05).
+     * EASE only; bad values (NaN, negative, a window without its beta, the
+     * row norm or share without their term) are refused, naming the field
+     * (docs/models.md "Recency"). */
     int64_t recency_now;
     double recency_halflife_days;
     int recency_row_norm; /* with the half-life: each row's weights scaled to the

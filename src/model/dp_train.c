@@ -936,7 +936,8 @@ done:
 
 /* Each shopper's weight in the projected Gram: a = V^T x adds w a a^T,
  * whose upper triangle (diagonal included) has norm s = sqrt((|a|^4 +
- * sum a_i^4) / 2); w = min(1, C / s) caps it at C. */
+ * sum a_i^4) / 2); w = min(1, C / s) caps it at C; 0 (the row left out)
+ * when s is not finite. */
 static double proj_weight(const double *a, size_t k, double C)
 {
     double n2 = 0, n4 = 0;
@@ -946,6 +947,7 @@ static double proj_weight(const double *a, size_t k, double C)
         n4 += q * q;
     }
     double sn = sqrt((n2 * n2 + n4) / 2);
+    if (!isfinite(sn)) return 0; /* never a NaN or infinite term in the Gram */
     return sn > C ? C / sn : 1.0;
 }
 
@@ -959,9 +961,10 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
     return projected_gram_w(R, NULL, col, V, k, C, g, Y, err);
 }
 
-/* pvg_dp_ease_projected_gram with each cell q of R weighing rw[q] in [0, 1]
- * in x (NULL: 1; recency): a = V^T (r . x), clipped the same way, so the
- * bound C holds whatever the weights. */
+/* pvg_dp_ease_projected_gram with each cell q of R weighing rw[q] >= 0 in
+ * x (NULL: 1; recency: [0, 1], or up to sqrt(h) with the row norm): a =
+ * V^T (r . x), clipped the same way, so the bound C holds whatever the
+ * weights (a row with a non-finite a is left out). */
 static pvg_status projected_gram_w(const pvg_csr *R, const float *rw, const uint32_t *col,
                                    const float *V, size_t k, double C, double g, double *Y,
                                    pvg_error *err)
@@ -989,6 +992,7 @@ static pvg_status projected_gram_w(const pvg_csr *R, const float *rw, const uint
         }
         if (!any) continue;
         double w = proj_weight(a, k, C);
+        if (!(w > 0)) continue; /* a non-finite row adds nothing */
         for (size_t i = 0; i < k; i++) {
             double wi = w * a[i];
             double *row = Y + i * k;
@@ -1641,11 +1645,18 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
                              "dp %s: recency terms are available to DP-EASE only",
                              pvg_model_type_name(p->type));
     }
-    if (recency && !(p->recent_pop_share >= 0 && p->recent_pop_share < 0.5)) {
+    pvg_status sc = pvg_recency_check(p, err);
+    if (sc == PVG_OK && recency && !p->recency_now)
+        /* the default present, one second after the latest event, is one
+         * shopper's data: a single late (or future-dated) purchase would
+         * move every other shopper's window and weights */
+        sc = pvg_error_set(err, PVG_ERR_INVALID,
+                           "dp ease: recency terms need recency_now, a public present set by "
+                           "the caller (the default, one second after the latest event, is "
+                           "one shopper's data)");
+    if (sc != PVG_OK) {
         pvg_rng_free(own);
-        return pvg_error_set(err, PVG_ERR_INVALID,
-                             "dp ease: recent_pop_share must be in [0, 0.5), got %g",
-                             p->recent_pop_share);
+        return sc;
     }
     int64_t now = recency ? pvg_recency_now(ds, p) : 0, *last = NULL, *last_v = NULL;
     vocab v;

@@ -303,6 +303,11 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   pvg_train_stats *stats, pvg_error *err)
 {
     *out = NULL;
+    if (p_in->dp_epsilon <= 0) {
+        /* recency's parameters (docs/models.md "Recency"; DP: pvg_train_dp) */
+        pvg_status sr = pvg_recency_check(p_in, err);
+        if (sr != PVG_OK) return sr;
+    }
     /* differential privacy: the DP trainer of the type (dp_train.c); the
      * data-derived iALS defaults would read the private degrees, so a DP
      * run takes fixed ones */

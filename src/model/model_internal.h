@@ -116,12 +116,28 @@ int64_t pvg_recency_now(const pvg_dataset *ds, const pvg_train_params *p);
 struct pvg_csr;
 pvg_status pvg_recency_last(const pvg_dataset *ds, const struct pvg_csr *R, int64_t now,
                             int64_t *last, pvg_error *err) PVG_WARN_UNUSED;
+/* The bounds pvg_recency_check enforces: half-lives and windows in days,
+ * the blend's weight, |recency_now| in seconds (the window's start stays
+ * far inside int64) */
+#define PVG_RECENCY_MAX_DAYS 1e6
+#define PVG_RECENCY_MAX_BETA 1e6
+#define PVG_RECENCY_MAX_NOW ((int64_t)1000000000000)
+/* Validates p's recency parameters (all 0: off): EASE only
+ * (PVG_ERR_UNSUPPORTED otherwise); recency_halflife_days, recent_pop_days
+ * and recent_pop_beta 0 or finite in (0, max]; the window and its weight
+ * together; recent_pop_share 0 or in (0, 0.5) and only with the window;
+ * recency_row_norm 0 or 1 and only with a half-life; recency_now only with
+ * a term, within +-PVG_RECENCY_MAX_NOW. Errors: PVG_ERR_INVALID naming the
+ * field and the value. */
+pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err) PVG_WARN_UNUSED;
 /* The Gram weight of a purchase at ts: 2^(-(now - ts) / half-life), 1 when
  * ts >= now or halflife_days <= 0, 0 for INT64_MIN (no purchase). */
 float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days);
-/* rw[q] for each cell q of R: pvg_recency_weight of last[q]; with row_norm
- * each row's weights scaled so their L2 norm is sqrt(the cells with a
- * purchase), the binary row's. */
+/* rw[q] for each cell q of R: pvg_recency_weight of last[q], in [0, 1];
+ * with row_norm (and halflife_days > 0) each row's weights scaled so their
+ * L2 norm is sqrt(h), h the cells with a purchase (the binary row's): each
+ * weight then in [0, sqrt(h)], finite whatever the ages (computed relative
+ * to the row's latest purchase). */
 void pvg_recency_row_weights(const struct pvg_csr *R, const int64_t *last, int64_t now,
                              double halflife_days, int row_norm, float *rw);
 /* cnt[j] (R->n_cols) = the rows of R with a cell on j (positive weight)

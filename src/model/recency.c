@@ -151,17 +151,92 @@ void pvg_recency_row_weights(const pvg_csr *R, const int64_t *last, int64_t now,
                              double halflife_days, int row_norm, float *rw)
 {
     for (size_t u = 0; u < R->n_rows; u++) {
-        double ss = 0;
+        uint64_t q0 = R->indptr[u], q1 = R->indptr[u + 1];
+        if (!row_norm || !(halflife_days > 0)) {
+            for (uint64_t q = q0; q < q1; q++)
+                rw[q] = pvg_recency_weight(now, last[q], halflife_days);
+            continue;
+        }
+        /* relative to the row's latest purchase, in double: the float
+         * weights of a row whose purchases are all > 128 half-lives old
+         * are below 2^-128, and sqrt(h / ss) from them overflows a float
+         * (inf weights, a NaN Gram); relative, ss >= 1 and every weight is
+         * at most sqrt(h) */
+        int64_t newest = INT64_MIN;
         size_t h = 0;
-        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++) {
-            rw[q] = pvg_recency_weight(now, last[q], halflife_days);
-            ss += (double)rw[q] * rw[q];
-            h += rw[q] > 0;
-        }
-        if (row_norm && ss > 0) {
-            float f = (float)sqrt((double)h / ss);
-            for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
-                rw[q] *= f;
-        }
+        for (uint64_t q = q0; q < q1; q++)
+            if (last[q] != INT64_MIN) {
+                h++;
+                if (last[q] > newest) newest = last[q];
+            }
+        double ss = 0;
+        for (uint64_t q = q0; q < q1; q++)
+            if (last[q] != INT64_MIN) {
+                double w = exp2(-((double)(newest - last[q]) / 86400.0) / halflife_days);
+                ss += w * w;
+            }
+        double f = h ? sqrt((double)h / ss) : 0;
+        for (uint64_t q = q0; q < q1; q++)
+            rw[q] =
+                last[q] == INT64_MIN
+                    ? 0.0f
+                    : (float)(f * exp2(-((double)(newest - last[q]) / 86400.0) / halflife_days));
     }
+}
+
+pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err)
+{
+    double hl = p->recency_halflife_days, days = p->recent_pop_days, beta = p->recent_pop_beta,
+           share = p->recent_pop_share;
+    int any = hl != 0 || days != 0 || beta != 0 || share != 0 || p->recency_row_norm != 0 ||
+              p->recency_now != 0;
+    if (!any) return PVG_OK;
+    if (p->type != PVG_MODEL_EASE)
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "%s: recency terms (recency_*, recent_pop_*) are available to EASE "
+                             "only",
+                             pvg_model_type_name(p->type));
+    if (hl != 0 && !(hl > 0 && hl <= PVG_RECENCY_MAX_DAYS))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recency_halflife_days must be 0 (off) or in (0, %g] days, "
+                             "got %g",
+                             PVG_RECENCY_MAX_DAYS, hl);
+    if (days != 0 && !(days > 0 && days <= PVG_RECENCY_MAX_DAYS))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recent_pop_days must be 0 (off) or in (0, %g] days, got %g",
+                             PVG_RECENCY_MAX_DAYS, days);
+    if (beta != 0 && !(beta > 0 && beta <= PVG_RECENCY_MAX_BETA))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recent_pop_beta must be 0 (off) or in (0, %g], got %g",
+                             PVG_RECENCY_MAX_BETA, beta);
+    if ((days > 0) != (beta > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recent_pop_days (%g) and recent_pop_beta (%g) go together: "
+                             "both > 0 for the recent buyers' blend, both 0 without it",
+                             days, beta);
+    if (share != 0 && !(share > 0 && share < 0.5))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recent_pop_share must be 0 (the default share) or in (0, "
+                             "0.5), got %g",
+                             share);
+    if (share != 0 && !(days > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recent_pop_share (%g) needs the recent buyers' blend "
+                             "(recent_pop_days and recent_pop_beta > 0)",
+                             share);
+    if (p->recency_row_norm != 0 && !(p->recency_row_norm == 1 && hl > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recency_row_norm must be 0 or 1, and 1 needs "
+                             "recency_halflife_days > 0 (got %d with a half-life of %g)",
+                             p->recency_row_norm, hl);
+    if (!(hl > 0) && !(days > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recency_now (%lld) is set without a recency term "
+                             "(recency_halflife_days or recent_pop_days)",
+                             (long long)p->recency_now);
+    if (p->recency_now < -PVG_RECENCY_MAX_NOW || p->recency_now > PVG_RECENCY_MAX_NOW)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recency_now must be Unix seconds within +-%lld, got %lld",
+                             (long long)PVG_RECENCY_MAX_NOW, (long long)p->recency_now);
+    return PVG_OK;
 }

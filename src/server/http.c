@@ -705,6 +705,20 @@ static pvg_srv_conn *conn_of(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
+/* libmicrohttpd's URI log callback, called once a request's line is read
+ * (before its headers): the connection is busy from here, so the stop does
+ * not end the reads of a connection whose request's headers or body are
+ * still on the way (a request line still incomplete is not seen: the stop
+ * may cut it, see close_idle). The request's state (*con_cls) starts NULL. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)uri;
+    pvg_srv_conn *tc = conn_of(conn);
+    if (tc) atomic_store(&tc->state, PVG_SRV_CONN_BUSY);
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -857,13 +871,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pvg_server *srv = cls;
     pvg_srv_conn *tc = conn_of(conn);
     if (tc) {
-        /* kept alive after this answer: idle. During a stop no next request
-         * is waited for: the stop closes the connections idle when it
-         * begins, this the ones that become idle later (their answer given
-         * in full): reads end, libmicrohttpd closes it. The store comes
-         * before the load, the stop's the other way: one sees the other. */
+        /* kept alive after this answer: idle, a new idle period (idle_seq,
+         * counted first: the stop reads state, then idle_seq). The stop
+         * closes it once it has seen it idle twice (close_idle); not here,
+         * even during a stop: libmicrohttpd may hold the next request's
+         * first bytes in its buffer and read its request line only after
+         * this call. */
+        atomic_fetch_add(&tc->idle_seq, 1);
         atomic_store(&tc->state, PVG_SRV_CONN_IDLE);
-        if (atomic_load(&srv->draining)) (void)shutdown(tc->fd, SHUT_RD);
     }
     pvg_srv_req *r = *con_cls;
     if (!r) return;
@@ -938,16 +953,28 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (atomic_load(&srv->n_handed) > 0) handed_drop(srv, fd, sock_ino(fd));
 }
 
-/* The stop's close of the idle keep-alive connections: their reads end
- * (shutdown SHUT_RD; a request already in the socket's buffer is still
- * read), and libmicrohttpd closes an idle connection whose read ends.
- * Connections with a request under way and those that have not sent one
- * yet are left to the drain. */
+/* One sweep of the stop's close of the idle keep-alive connections: a
+ * connection idle in this sweep and in the one before, in the same idle
+ * period (idle_seq unchanged), gets its reads ended (shutdown SHUT_RD; a
+ * request already in the socket's buffer is still read), and
+ * libmicrohttpd closes an idle connection whose read ends. Idle in one
+ * sweep only is not enough: its worker may be between the answer's end
+ * (on_completed) and the request line of a pipelined request already in
+ * its buffer (on_uri); the stop's sweeps are 1 to 5 ms apart. Connections
+ * with a request under way and those that have not sent one yet are left
+ * to the drain. Called by the stop only (seen, shut). */
 static void close_idle(pvg_server *srv)
 {
     pthread_mutex_lock(&srv->conns_mu);
-    for (pvg_srv_conn *tc = srv->conns; tc; tc = tc->next)
-        if (atomic_load(&tc->state) == PVG_SRV_CONN_IDLE) (void)shutdown(tc->fd, SHUT_RD);
+    for (pvg_srv_conn *tc = srv->conns; tc; tc = tc->next) {
+        int idle = atomic_load(&tc->state) == PVG_SRV_CONN_IDLE;
+        unsigned seq = atomic_load(&tc->idle_seq);
+        if (idle && !tc->shut && tc->seen == seq) {
+            (void)shutdown(tc->fd, SHUT_RD);
+            tc->shut = 1;
+        }
+        tc->seen = seq;
+    }
     pthread_mutex_unlock(&srv->conns_mu);
 }
 
@@ -1216,7 +1243,8 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
         (unsigned)srv->opt.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)16 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         int e = errno;
         if (fcntl(lfd, F_GETFD) != -1) close(lfd); /* unless libmicrohttpd closed it */
@@ -1382,6 +1410,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
             struct timespec ts = {0, 1000 * 1000};
             nanosleep(&ts, NULL);
             handed_prune(srv);
+            close_idle(srv);
         }
         for (int i = 0; i < n_barrier; i++)
             close(barrier[i]); /* end of file: its worker closes it */
@@ -1395,6 +1424,7 @@ pvg_status pvg_server_stop(pvg_server *srv, int drain_ms, pvg_error *err)
                 break;
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
+            close_idle(srv);
         }
         /* no connection may stay suspended when the daemon stops: the
          * deferred answers are given first (the writer and the finishers

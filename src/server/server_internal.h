@@ -373,12 +373,18 @@ double pvg_srv_ts_quantile(const long long *h, double q);
 /* ---- the server ---- */
 /* A connection libmicrohttpd started: its socket and where it is between
  * requests (http.c). FRESH: no request yet; BUSY: a request under way (from
- * its headers to its answer sent); IDLE: kept alive after an answer. */
+ * its request line read to its answer sent); IDLE: kept alive after an
+ * answer. idle_seq counts the answers (one more each time it becomes IDLE);
+ * seen and shut are the stop's (close_idle, under conns_mu): the idle_seq
+ * of its last sweep, and whether it shut the reads. */
 enum { PVG_SRV_CONN_FRESH, PVG_SRV_CONN_BUSY, PVG_SRV_CONN_IDLE };
 typedef struct pvg_srv_conn {
     struct pvg_srv_conn *prev, *next;
     int fd;
     atomic_int state;
+    atomic_uint idle_seq;
+    unsigned seen;
+    int shut;
 } pvg_srv_conn;
 
 /* at most this many connections taken from the backlog by a stop */

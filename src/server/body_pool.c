@@ -3,12 +3,12 @@
  * federated clients' masked inputs, 2.6 MB each at 20,000 items and 32
  * factors) are kept for the next request instead of being freed: a fresh
  * buffer of that size is 650 page faults and an munmap (with a TLB
- * shootdown across the server's threads) per message, which on a 2-core
- * machine cost the server more CPU than the rest of a round's work
- * (bench/fl.c, docs/fl-protocol.md). A kept buffer is wiped before it is
- * kept: a body's bytes never outlive its request. A new buffer of 1 MiB or
- * more is advised to the kernel as huge pages (sa_big_alloc): a burst of
- * bodies larger than the pool then costs a few faults each.
+ * shootdown across the server's threads) per message, with the copies of
+ * its growth most of the server's CPU in a 20,000-item round on 2 cores
+ * (bench/fl.c, docs/fl-protocol.md). A buffer is wiped before it is kept:
+ * no body's bytes wait in the pool for the next request. A new buffer of
+ * 1 MiB or more is advised to the kernel as huge pages (sa_big_alloc): a
+ * burst of bodies beyond the pool then costs a few faults each.
  */
 #include "crypto/secagg_internal.h"
 #include "server/server_internal.h"
@@ -52,12 +52,12 @@ char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap)
         p->cap[best] = p->cap[p->n];
     }
     pthread_mutex_unlock(&p->mu);
-    /* none kept fits: a new one, in huge pages from 1 MiB on (sa_big_alloc) */
-    if (!b && need >= ((size_t)1 << 20)) {
-        b = sa_big_alloc(need);
-        if (b) *cap = need;
-    }
     return b;
+}
+
+char *pvg_srv_body_new(size_t cap)
+{
+    return cap >= PVG_SRV_BODY_HUGE_MIN ? sa_big_alloc(cap) : NULL;
 }
 
 void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used)

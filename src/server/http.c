@@ -759,10 +759,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         cap > r->body_declared + 1)
                         cap = r->body_declared + 1;
                     /* a large body goes into a kept buffer (body_pool.c) of its declared
-                       length if one fits */
+                       length if one fits (memory already held), else into a new one of
+                       the grown size, in huge pages from 1 MiB on */
                     size_t kept = 0;
                     char *b = pvg_srv_body_take(
                         srv, r->body_declared >= need ? r->body_declared + 1 : cap, &kept);
+                    if (!b && (b = pvg_srv_body_new(cap)) != NULL) kept = cap;
                     if (b) {
                         if (r->body_len) memcpy(b, r->body, r->body_len);
                         pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);

@@ -453,11 +453,15 @@ struct pvg_server {
 void pvg_srv_body_pool_init(pvg_server *srv);
 void pvg_srv_body_pool_free(pvg_server *srv);
 /* A kept buffer of at least need bytes (the smallest such) with its size in
- * *cap, taken out of the pool, or when none fits and need is 1 MiB or more a
- * new one (huge pages, release with free or pvg_srv_body_give); NULL when
- * need is below PVG_SRV_BODY_POOL_MIN, none fits below 1 MiB, or out of
- * memory (the caller allocates). It holds no byte of an earlier body. */
+ * *cap, taken out of the pool; NULL when need is below PVG_SRV_BODY_POOL_MIN
+ * or none fits. It holds no byte of an earlier body. */
 char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap);
+/* A new body buffer of cap bytes, from PVG_SRV_BODY_HUGE_MIN on, 2 MiB-aligned
+ * and advised as huge pages (sa_big_alloc; release with free or
+ * pvg_srv_body_give); NULL below that size or out of memory (the caller
+ * allocates). */
+#define PVG_SRV_BODY_HUGE_MIN ((size_t)1 << 20)
+char *pvg_srv_body_new(size_t cap);
 /* Ends a body buffer b of cap bytes whose first `used` were written: wiped and
  * kept when its size suits the pool (a full pool keeps the larger buffers),
  * else freed. b may be NULL. */

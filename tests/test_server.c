@@ -733,9 +733,23 @@ static void test_declared_length_not_reserved(void **state)
     int main_port = E.port;
     E.port = pvg_server_port(srv);
     json_t *j = expect("POST", "/v1/events", admin, body, 400);
-    E.port = main_port;
     assert_int_equal(json_integer_value(json_object_get(j, "position")), (json_int_t)blen);
     json_decref(j);
+    /* the next large bodies go into the buffer the first one left (body_pool.c,
+       wiped when kept): each is still read whole, its first pieces copied over */
+    static const size_t lens[] = {250001, 100001};
+    for (size_t k = 0; k < 2; k++) {
+        size_t len = lens[k];
+        memset(body, ' ', len - 1);
+        body[0] = '[';
+        body[len - 2] = ']';
+        body[len - 1] = '}';
+        body[len] = 0;
+        j = expect("POST", "/v1/events", admin, body, 400);
+        assert_int_equal(json_integer_value(json_object_get(j, "position")), (json_int_t)len);
+        json_decref(j);
+    }
+    E.port = main_port;
     free(body);
     pvg_auth_credential_free(admin);
     pvg_server_free(srv);

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 /* The mask kernels read the keystream as native words; the wire and the
  * reference kernel define them as little-endian. */
@@ -609,13 +610,28 @@ void pvg_secagg_mask_add_ref_rounds(void *vec, size_t offset, size_t len, unsign
 
 /* ---- wire header ---- */
 
+void *sa_big_alloc(size_t n)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const size_t huge = (size_t)2 << 20;
+    if (n >= huge / 2) {
+        void *p = NULL;
+        if (posix_memalign(&p, huge, n) != 0) return NULL;
+        (void)madvise(p, n, MADV_HUGEPAGE); /* advice: 4 KiB pages where it is not taken */
+        return p;
+    }
+#endif
+    return malloc(n ? n : 1);
+}
+
 uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint32_t recipient,
                     size_t payload_len)
 {
     const uint8_t *session = p->session;
     if (payload_len > UINT32_MAX - SA_HDR) return NULL;
-    uint8_t *m = calloc(1, SA_HDR + payload_len);
+    uint8_t *m = sa_big_alloc(SA_HDR + payload_len);
     if (!m) return NULL;
+    memset(m, 0, SA_HDR + payload_len);
     memcpy(m, "PVSA", 4);
     m[4] = (uint8_t)pvg_secagg_wire_version(p);
     if (m[4] == PVG_SECAGG_WIRE_VERSION_LANES) { /* the lanes version names its mode */

@@ -63,9 +63,15 @@ static inline uint64_t sa_get64(const uint8_t *p)
     return (uint64_t)sa_get32(p) | (uint64_t)sa_get32(p + 4) << 32;
 }
 
+/* n bytes from malloc (release with free): from 1 MiB on, aligned to 2 MiB
+ * and advised to the kernel as huge pages (Linux), so that a fresh masked
+ * input or broadcast is a few page faults, not one per 4 KiB; NULL when out
+ * of memory. */
+void *sa_big_alloc(size_t n);
+
 /* Allocates a message with header filled (the session's id and wire version,
- * pvg_secagg_wire_version) and payload_len set; returns the buffer (malloc)
- * or NULL. */
+ * pvg_secagg_wire_version), payload_len set and the payload zero; returns
+ * the buffer (sa_big_alloc: release with free) or NULL. */
 uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint32_t recipient,
                     size_t payload_len);
 

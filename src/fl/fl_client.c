@@ -19,6 +19,7 @@
 #include <privguide/store.h>
 
 #include "fl/fl_client_core.h"
+#include "crypto/secagg_internal.h"
 #include "fl/fl_internal.h"
 
 #ifndef PVG_FL_CLIENT_NO_HTTP /* the WebAssembly build: JavaScript does the requests */
@@ -411,8 +412,16 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
         curl_off_t cl = -1;
         if (curl_easy_getinfo(b->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
             cl > 0 && (uint64_t)cl <= b->max && (size_t)cl > b->cap) {
-            uint8_t *q = realloc(b->p, (size_t)cl);
+            /* a large one in huge pages (sa_big_alloc): a fresh 2.6 MB broadcast
+               would otherwise take a page fault per 4 KiB */
+            uint8_t *q = sa_big_alloc((size_t)cl);
             if (!q) return 0;
+            if (b->p) {
+                memcpy(q, b->p, b->n);
+                sodium_memzero(b->p, b->hw);
+                free(b->p);
+            }
+            b->hw = b->n;
             b->p = q;
             b->cap = (size_t)cl;
         }

@@ -7,6 +7,7 @@
  * `privguide fl client`) and JavaScript in a browser (wasm/).
  */
 #include "fl/fl_client_core.h"
+#include "crypto/secagg_internal.h"
 #include "fl/fl_internal.h"
 
 #include <privguide/rng.h>
@@ -346,7 +347,7 @@ static pvg_status history_update(pvg_fl_core *c, const uint8_t *bc, size_t len, 
     pvg_fl_config cfg;
     pvg_status s = check_policy(c, bc, len, &cfg, err);
     if (s != PVG_OK) return s;
-    uint8_t *copy = malloc(len); /* public: for on-device recommendations */
+    uint8_t *copy = sa_big_alloc(len); /* public: for on-device recommendations */
     if (!copy) return pvg_error_set(err, PVG_ERR_NOMEM, "fl core: broadcast");
     memcpy(copy, bc, len);
     free(c->bc);

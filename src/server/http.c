@@ -770,7 +770,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r->too_large) {
             if (r->body_len + *upload_size > srv->opt.max_body_bytes) {
                 r->too_large = 1;
-                free(r->body);
+                pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);
                 r->body = NULL;
                 r->body_len = r->body_cap = 0;
             } else {
@@ -784,8 +784,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     if (r->body_declared && r->body_declared + 1 >= need &&
                         cap > r->body_declared + 1)
                         cap = r->body_declared + 1;
-                    char *b = realloc(r->body, cap);
-                    if (!b) return MHD_NO;
+                    /* a large body goes into a kept buffer (body_pool.c) of its declared
+                       length if one fits (memory already held), else into a new one of
+                       the grown size, in huge pages from 1 MiB on */
+                    size_t kept = 0;
+                    char *b = pvg_srv_body_take(
+                        srv, r->body_declared >= need ? r->body_declared + 1 : cap, &kept);
+                    if (!b && (b = pvg_srv_body_new(cap)) != NULL) kept = cap;
+                    if (b) {
+                        if (r->body_len) memcpy(b, r->body, r->body_len);
+                        pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);
+                        cap = kept;
+                    } else {
+                        b = realloc(r->body, cap);
+                        if (!b) return MHD_NO;
+                    }
                     r->body = b;
                     r->body_cap = cap;
                 }
@@ -900,7 +913,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pvg_srv_metrics_observe(&srv->metrics, route, r->status, took);
         pvg_srv_ts_observe(&srv->ts, r->status, took);
     }
-    free(r->body);
+    pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);
     free(r->out);
     shared_drop(r);
     free(r);
@@ -1016,6 +1029,7 @@ static void server_destroy(pvg_server *srv)
     pvg_srv_metrics_free(&srv->metrics);
     pvg_srv_ts_free(&srv->ts);
     pvg_srv_ratelimit_free(&srv->rl);
+    pvg_srv_body_pool_free(srv);
     pthread_mutex_destroy(&srv->pool_mu);
     pthread_cond_destroy(&srv->pool_cv);
     pthread_mutex_destroy(&srv->model_mu);
@@ -1128,6 +1142,7 @@ pvg_status pvg_server_start(const pvg_server_options *opt, pvg_server **out, pvg
     srv->opt.dataset = srv->dataset;
     pthread_mutex_init(&srv->pool_mu, NULL);
     pthread_cond_init(&srv->pool_cv, NULL);
+    pvg_srv_body_pool_init(srv);
     pthread_mutex_init(&srv->model_mu, NULL);
     pthread_mutex_init(&srv->reload_mu, NULL);
     pthread_mutex_init(&srv->stop_mu, NULL);

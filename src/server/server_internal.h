@@ -390,6 +390,21 @@ typedef struct pvg_srv_conn {
 /* at most this many connections taken from the backlog by a stop */
 #define PVG_SRV_HANDED_MAX 4096
 
+/* Kept request-body buffers (body_pool.c): at most PVG_SRV_BODY_POOL_MAX,
+ * each of at least PVG_SRV_BODY_POOL_MIN bytes and at most max_body_bytes + 1,
+ * together at most PVG_SRV_BODY_POOL_BYTES (a burst of large bodies leaves the
+ * server holding no more than that after it). */
+#define PVG_SRV_BODY_POOL_MIN ((size_t)64 * 1024)
+#define PVG_SRV_BODY_POOL_MAX 64
+#define PVG_SRV_BODY_POOL_BYTES ((size_t)256 << 20)
+typedef struct pvg_srv_body_pool {
+    pthread_mutex_t mu;
+    char *buf[PVG_SRV_BODY_POOL_MAX];
+    size_t cap[PVG_SRV_BODY_POOL_MAX];
+    size_t bytes; /* the sum of cap[0..n) */
+    int n, init;
+} pvg_srv_body_pool;
+
 struct pvg_server {
     pvg_server_options opt;
     char *data_dir, *bind, *model_path, *dp_model_path, *web_dir, *dataset, *openapi_path;
@@ -465,7 +480,28 @@ struct pvg_server {
     int fin_stop, n_fin, fin_init;
     pthread_t fin_threads[PVG_SRV_FINISHERS_MAX];
     pvg_srv_search *search;
+    pvg_srv_body_pool bodies; /* body_pool.c */
 };
+
+/* ---- kept request-body buffers (body_pool.c) ---- */
+/* Starts and ends srv's pool (the end frees every kept buffer; safe on a pool
+ * never started). */
+void pvg_srv_body_pool_init(pvg_server *srv);
+void pvg_srv_body_pool_free(pvg_server *srv);
+/* A kept buffer of at least need bytes (the smallest such) with its size in
+ * *cap, taken out of the pool; NULL when need is below PVG_SRV_BODY_POOL_MIN
+ * or none fits. It holds no byte of an earlier body. */
+char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap);
+/* A new body buffer of cap bytes, from PVG_SRV_BODY_HUGE_MIN on, 2 MiB-aligned
+ * and advised as huge pages (sa_big_alloc; release with free or
+ * pvg_srv_body_give); NULL below that size or out of memory (the caller
+ * allocates). */
+#define PVG_SRV_BODY_HUGE_MIN ((size_t)1 << 20)
+char *pvg_srv_body_new(size_t cap);
+/* Ends a body buffer b of cap bytes whose first `used` were written: wiped and
+ * kept when its size suits the pool (a full pool keeps the larger buffers),
+ * else freed. b may be NULL. */
+void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used);
 
 pvg_store *pvg_srv_store_get(pvg_server *srv);
 void pvg_srv_store_put(pvg_server *srv, pvg_store *s);

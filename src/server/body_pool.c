@@ -5,8 +5,10 @@
  * buffer of that size is 650 page faults and an munmap (with a TLB
  * shootdown across the server's threads) per message, with the copies of
  * its growth most of the server's CPU in a 20,000-item round on 2 cores
- * (bench/fl.c, docs/fl-protocol.md). A buffer is wiped before it is kept:
- * no body's bytes wait in the pool for the next request. A new buffer of
+ * (bench/fl.c, docs/fl-protocol.md). The bytes a body wrote are wiped
+ * before its buffer is kept, so no body waits in the pool for the next
+ * request (what lies past them is heap memory as malloc gives it, never
+ * read: a body is read up to its length). A new buffer of
  * 1 MiB or more is advised to the kernel as huge pages (sa_big_alloc): a
  * burst of bodies beyond the pool then costs a few faults each.
  */

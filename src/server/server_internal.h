@@ -490,7 +490,7 @@ void pvg_srv_body_pool_init(pvg_server *srv);
 void pvg_srv_body_pool_free(pvg_server *srv);
 /* A kept buffer of at least need bytes (the smallest such) with its size in
  * *cap, taken out of the pool; NULL when need is below PVG_SRV_BODY_POOL_MIN
- * or none fits. It holds no byte of an earlier body. */
+ * or none fits. Every byte an earlier body wrote in it was wiped. */
 char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap);
 /* A new body buffer of cap bytes, from PVG_SRV_BODY_HUGE_MIN on, 2 MiB-aligned
  * and advised as huge pages (sa_big_alloc; release with free or

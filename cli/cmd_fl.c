@@ -638,7 +638,7 @@ static int setup_coord(cli_ctx *cx, fl_setup *s, const char *const *ids, uint32_
         return CLI_EXIT_USAGE;
     }
     s->cfg.bits = (uint32_t)lane;
-    s->mask_rounds = (unsigned)cli_int_range(cx, fname(pre, "mask-rounds", b, sizeof b), 20, 8, 20);
+    s->mask_rounds = (unsigned)cli_int_range(cx, fname(pre, "mask-rounds", b, sizeof b), 8, 8, 20);
     if (s->mask_rounds != 8 && s->mask_rounds != 12 && s->mask_rounds != 20) {
         fprintf(stderr, "privguide: --%s wants 20, 12 or 8 (ChaCha rounds of the masks)\n", b);
         return CLI_EXIT_USAGE;
@@ -1237,7 +1237,8 @@ static const cli_flag serve_flags[] = {
     {"lane-bits", CLI_INT, "B",
      "SecAgg lane: 32 (default) or 16 (half the upload and mask work; DP runs only, "
      "docs/fl-protocol.md)"},
-    {"mask-rounds", CLI_INT, "R", "ChaCha rounds of the SecAgg masks: 20 (default), 12 or 8"},
+    {"mask-rounds", CLI_INT, "R",
+     "ChaCha rounds of the SecAgg masks: 8 (default), 12 or 20 (docs/secagg.md)"},
     {"max-cohort", CLI_INT, "N",
      "the most clients a round sums, the encoding's room before its sum wraps (default with "
      "--lane-bits 16: 2 q n + 10 sd, n = --min-clients; with 32: 65535; the registry is bounded "

@@ -228,7 +228,8 @@ static const cli_flag serve_flags[] = {
     {"fl-server-threads", CLI_INT, "N", "federated training: unmasking threads (default 2)"},
     {"fl-lane-bits", CLI_INT, "B",
      "federated training: SecAgg lane, 32 (default) or 16 (DP runs only, docs/fl-protocol.md)"},
-    {"fl-mask-rounds", CLI_INT, "R", "federated training: ChaCha rounds of the masks: 20, 12 or 8"},
+    {"fl-mask-rounds", CLI_INT, "R",
+     "federated training: ChaCha rounds of the masks: 8 (default), 12 or 20"},
     {"fl-max-cohort", CLI_INT, "N",
      "federated training: the most clients a round sums, the encoding's room before its sum "
      "wraps (default: 2 q n + 10 sd with a 16-bit lane, 65535 with 32)"},

@@ -243,6 +243,9 @@ static void run_sum_of_survivors(unsigned lane, unsigned rounds, int misfit)
     assert_int_equal(rs.k, plan.k);
     assert_int_equal(rs.t, plan.t);
     assert_true(2 * rs.t > rs.k + 1);
+    /* the session's mode: the lane asked for, ChaCha8 masks unless asked */
+    assert_int_equal(rs.lane_bits, lane);
+    assert_int_equal(rs.mask_rounds, rounds ? rounds : 8);
     assert_int_equal(a.calls, 1);
     /* exactly the clients that sent their masked input: all but the ones
      * that dropped before advertising, sharing or masking */

@@ -111,8 +111,9 @@ typedef struct pvg_fl_coord_options {
                              bits = 16: a client refuses a word >= 2^16). The apply callback
                              gets uint32 words either way, each the sum mod 2^lane_bits. Sent
                              in the STATE (byte 18); clients before 16-bit lanes refuse it */
-    unsigned mask_rounds; /* the masks' PRG: ChaCha with 0 or 20 (ChaCha20), 12 or 8 rounds;
-                             sent in the STATE (byte 19); clients before it refuse 12 and 8 */
+    unsigned mask_rounds; /* the masks' PRG: ChaCha with 0 or 8 (ChaCha8, the default), 12 or
+                             20 (ChaCha20) rounds; sent in the STATE (byte 19); clients before
+                             it refuse 12 and 8 */
     uint32_t max_cohort;  /* the most clients whose inputs one round sums: the cohort the
                              update's encoding leaves room for without wrapping mod 2^lane_bits
                              (pvg_fl_config expected_cohort of the wrap bound). The registry
@@ -137,6 +138,8 @@ typedef struct pvg_fl_round_stats {
     uint32_t registered;   /* registered clients when the round started */
     uint32_t cohort;       /* n: sampled clients */
     uint32_t k, t;         /* the session's neighbours and threshold */
+    unsigned lane_bits;    /* the session's SecAgg lane: 32 or 16 */
+    unsigned mask_rounds;  /* the session's mask PRG: ChaCha 8, 12 or 20 rounds */
     uint32_t arrived[4];   /* messages accepted in each phase */
     uint32_t survivors;    /* clients whose vectors are in the sum */
     double seconds;        /* from the round's start to its end */

@@ -314,10 +314,13 @@ static int round_start(pvg_fl_coord *c)
     }
     p.d = c->o.d;
     p.bits = c->o.lane_bits ? c->o.lane_bits : 32;
-    p.mask_rounds = c->o.mask_rounds == 20 ? 0 : c->o.mask_rounds;
+    /* the masks' PRG: ChaCha8 unless asked (docs/secagg.md "Masks"); SecAgg reads 0 as 20 */
+    p.mask_rounds = c->o.mask_rounds == 0 ? 8 : c->o.mask_rounds == 20 ? 0 : c->o.mask_rounds;
     pvg_rng_bytes(c->o.rng, p.session, sizeof p.session);
     c->cur.k = p.k;
     c->cur.t = p.t;
+    c->cur.lane_bits = p.bits;
+    c->cur.mask_rounds = p.mask_rounds ? p.mask_rounds : 20;
     c->params = p;
     c->cohort = cohort;
     for (uint32_t i = 0; i < n; i++)
@@ -661,7 +664,7 @@ pvg_status pvg_fl_coord_new(const pvg_fl_coord_options *o, pvg_fl_coord **out, p
                              "fl coordinator: lane_bits %u, want 0 (32), 16 or 32", o->lane_bits);
     if (o->mask_rounds != 0 && o->mask_rounds != 8 && o->mask_rounds != 12 && o->mask_rounds != 20)
         return pvg_error_set(err, PVG_ERR_INVALID,
-                             "fl coordinator: mask_rounds %u, want 0 (20), 8, 12 or 20",
+                             "fl coordinator: mask_rounds %u, want 0 (8), 8, 12 or 20",
                              o->mask_rounds);
     if (o->max_cohort != 0 && (o->max_cohort < 3 || o->max_cohort > PVG_SECAGG_MAX_CLIENTS))
         return pvg_error_set(err, PVG_ERR_INVALID,

@@ -15,8 +15,10 @@
  *   "Recency"): hl the Gram's half-life in days (hlnorm=1: each row's
  *   weights rescaled to the binary row's norm), rpdays / rpbeta the
  *   recent buyers' window (days) and blend weight, rpshare that release's
- *   share of rho (0: 0.05); applied to the baseline EASE too (exact
- *   counts), so share_of_ease is against EASE with the same recency terms
+ *   share of rho (0: 0.05), rpunit=1 each shopper's window items at
+ *   1/sqrt(k) (unit-norm rows, L2 sensitivity 1, no bound to m); applied
+ *   to the baseline EASE too (exact counts), so share_of_ease is against
+ *   EASE with the same recency terms
  *   DATA_FILE: online-retail.csv(.gz). validation=1 evaluates on the
  *   split carved from the training part (the test window is never read),
  *   validation=0 on the test split.
@@ -68,7 +70,7 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "usage: %s DATA_FILE [eps=8] [seeds=100-105] [validation=1] "
                 "[baseline=0] [threads=2] [m=0] [lambda=500] [delta=1e-6] [hl=0] [rpdays=0] "
-                "[rpbeta=0] [rpshare=0] [hlnorm=0]\n",
+                "[rpbeta=0] [rpshare=0] [hlnorm=0] [rpunit=0]\n",
                 argv[0]);
         return 2;
     }
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
     double rpbeta = atof(arg(argc, argv, "rpbeta", "0"));
     double rpshare = atof(arg(argc, argv, "rpshare", "0"));
     int hlnorm = atoi(arg(argc, argv, "hlnorm", "0"));
+    int rpunit = atoi(arg(argc, argv, "rpunit", "0"));
     double base = 0;
     int rc = 0;
     if (atoi(arg(argc, argv, "baseline", "0"))) {
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
         tp.recency_row_norm = hlnorm;
         tp.recent_pop_days = rpdays;
         tp.recent_pop_beta = rpbeta;
+        tp.recent_pop_unit = rpunit;
         double nd, secs;
         if (eval_one(ds, &tp, &o, &base, &nd, &secs)) return 1;
         printf("{\"split\": \"%s\", \"model\": \"ease\", \"epsilon\": \"inf\", \"hl\": %g, "
@@ -152,14 +156,16 @@ int main(int argc, char **argv)
             tp.recent_pop_days = rpdays;
             tp.recent_pop_beta = rpbeta;
             tp.recent_pop_share = rpshare;
+            tp.recent_pop_unit = rpunit;
             double r, nd, secs;
             rc = eval_one(ds, &tp, &o, &r, &nd, &secs);
             pvg_rng_free(rng);
             if (rc) break;
             printf("{\"split\": \"%s\", \"model\": \"dp-ease\", \"epsilon\": %g, \"seed\": %d, "
                    "\"hl\": %g, \"hlnorm\": %d, \"rpdays\": %g, \"rpbeta\": %g, "
-                   "\"recall@20\": %.4f, \"ndcg@20\": %.4f, \"train_seconds\": %.2f}\n",
-                   split, eps, s, hl, hlnorm, rpdays, rpbeta, r, nd, secs);
+                   "\"rpunit\": %d, \"recall@20\": %.4f, \"ndcg@20\": %.4f, "
+                   "\"train_seconds\": %.2f}\n",
+                   split, eps, s, hl, hlnorm, rpdays, rpbeta, rpunit, r, nd, secs);
             fflush(stdout);
             sum += r;
             ss += r * r;

@@ -331,9 +331,10 @@ static void test_ease_composition(void **s)
 
 /* DP-EASE's recent buyers' counts (recency) before their noise, from ds
  * as the trainer computes them: the cells' last purchases before now, the
- * window of `days`, each shopper's m items at most. */
-static double *recent_statistic(const pvg_dataset *ds, int64_t now, double days, size_t *len,
-                                double *sens)
+ * window of `days`, each shopper's m items at most (unit: all of them at
+ * 1/sqrt(k), recent_pop_unit). */
+static double *recent_statistic_u(const pvg_dataset *ds, int64_t now, double days, int unit,
+                                  size_t *len, double *sens)
 {
     pvg_csr R;
     assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
@@ -348,6 +349,7 @@ static double *recent_statistic(const pvg_dataset *ds, int64_t now, double days,
     params(PVG_MODEL_EASE, &p, rng);
     p.recent_pop_days = days;
     p.recent_pop_beta = 1;
+    p.recent_pop_unit = unit;
     pvg_dp_train t;
     memset(&t, 0, sizeof t);
     t.ds = ds;
@@ -367,6 +369,12 @@ static double *recent_statistic(const pvg_dataset *ds, int64_t now, double days,
     free(last);
     pvg_csr_free(&R);
     return v;
+}
+
+static double *recent_statistic(const pvg_dataset *ds, int64_t now, double days, size_t *len,
+                                double *sens)
+{
+    return recent_statistic_u(ds, now, days, 0, len, sens);
 }
 
 /* Neighbouring datasets for the recent buyers' release: a shopper who
@@ -425,6 +433,65 @@ static void test_ease_recent_sensitivity(void **s)
     pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
 }
 
+/* Neighbouring datasets for the unit-norm recent buyers' release
+ * (recent_pop_unit): the worst case, a shopper who bought all 10 m items
+ * inside the window, moves the statistic by exactly 1 in L2 (each item by
+ * 1/sqrt(10 m)), the sensitivity the trainer calibrates to; a shopper
+ * with a single recent item moves that item by 1; purchases before the
+ * window, at or after the present, or repeated, move nothing more. Fails
+ * with the rows unscaled (sqrt(30)) or scaled by the history's size
+ * instead of the window's. */
+static void test_ease_recent_unit_sensitivity(void **s)
+{
+    (void)s;
+    const int64_t now = 2001;
+    pvg_dataset *a = fixture(0), *b = fixture_at(1, 2000), *old = fixture_at(1, 2000 - 30 * 86400),
+                *later = fixture_at(1, now);
+    size_t la, lb, lo, ll;
+    double sa, sb, so, sl;
+    double *va = recent_statistic_u(a, now, 7, 1, &la, &sa),
+           *vb = recent_statistic_u(b, now, 7, 1, &lb, &sb),
+           *vo = recent_statistic_u(old, now, 7, 1, &lo, &so),
+           *vl = recent_statistic_u(later, now, 7, 1, &ll, &sl);
+    assert_int_equal(la, N_ITEMS);
+    assert_true(lb == la && lo == la && ll == la);
+    assert_true(sa == 1.0 && sb == 1.0 && so == 1.0 && sl == 1.0);
+    double d2 = 0;
+    for (size_t i = 0; i < la; i++) {
+        double d = vb[i] - va[i];
+        assert_true(fabs(d - 1.0 / sqrt((double)N_ITEMS)) < 1e-12);
+        d2 += d * d;
+        assert_true(vo[i] == va[i]);
+        assert_true(vl[i] == va[i]);
+    }
+    assert_true(fabs(sqrt(d2) - sb) < 1e-12);
+    /* one recent item among many old ones (and re-buys of it): that item
+     * moves by 1, the old ones by nothing */
+    pvg_dataset *one = fixture_at(1, 2000 - 30 * 86400);
+    for (int r = 0; r < 3; r++) {
+        pvg_event e;
+        memset(&e, 0, sizeof e);
+        e.type = PVG_EVENT_PURCHASE;
+        e.item = item_name(4);
+        e.ts = 1995 + r;
+        assert_int_equal(pvg_dataset_add_ext(one, "heavy", &e, NULL), PVG_OK);
+    }
+    size_t l1;
+    double s1;
+    double *v1 = recent_statistic_u(one, now, 7, 1, &l1, &s1);
+    assert_int_equal(l1, la);
+    size_t i4 = la;
+    for (size_t i = 0; i < one->n_items; i++)
+        if (strcmp(one->item_ids[i], item_name(4)) == 0) i4 = i;
+    assert_true(i4 < la && strcmp(a->item_ids[i4], item_name(4)) == 0);
+    for (size_t i = 0; i < la; i++)
+        assert_true(fabs(v1[i] - va[i] - (i == i4 ? 1.0 : 0.0)) < 1e-12);
+    free(v1);
+    pvg_dataset_free(one);
+    free(va), free(vb), free(vo), free(vl);
+    pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
+}
+
 /* DP-EASE with recency (titles linking items, eps >= 3): the recent
  * buyers' release composes with the two others inside the requested
  * (epsilon, delta), the whole budget spent as without it; the Gram's
@@ -443,7 +510,7 @@ static void test_ease_recency_composition(void **s)
         titles[i] = tb[i];
     }
     double eps_plain = 0, sens_plain = 0;
-    for (int rec = 0; rec < 2; rec++) {
+    for (int rec = 0; rec < 3; rec++) {
         pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(31);
         pvg_train_params p;
         params(PVG_MODEL_EASE, &p, det);
@@ -457,6 +524,7 @@ static void test_ease_recency_composition(void **s)
             p.recent_pop_days = 7;
             p.recent_pop_beta = 1;
             p.recent_pop_share = 0.1;
+            p.recent_pop_unit = rec == 2; /* the unit-norm release: sensitivity 1 */
         }
         pvg_model *m;
         pvg_error err;
@@ -698,6 +766,27 @@ static void test_ease_recency_params_refused(void **s)
             assert_int_equal(st, PVG_ERR_INVALID);
             assert_null(m);
             assert_non_null(strstr(err.text, bad[k].field));
+            pvg_rng_free(det);
+        }
+    /* the unit-norm rows: 0 or 1, and only with the window */
+    for (int k = 0; k < 2; k++)
+        for (int dp = 0; dp < 2; dp++) {
+            pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(48);
+            pvg_train_params p;
+            if (dp)
+                recency_text_params(&p, det, ids, titles, tb);
+            else
+                pvg_train_params_default(PVG_MODEL_EASE, &p);
+            p.recency_now = 2001;
+            p.recency_halflife_days = 30;
+            p.recent_pop_days = k ? 7 : 0;
+            p.recent_pop_beta = k ? 1 : 0;
+            p.recent_pop_unit = k ? 2 : 1;
+            pvg_model *m = NULL;
+            pvg_error err;
+            assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_INVALID);
+            assert_null(m);
+            assert_non_null(strstr(err.text, "recent_pop_unit"));
             pvg_rng_free(det);
         }
     /* another method, non-private */
@@ -948,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_ease_sensitivity),
         cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_ease_recent_sensitivity),
+        cmocka_unit_test(test_ease_recent_unit_sensitivity),
         cmocka_unit_test(test_ease_recency_composition),
         cmocka_unit_test(test_ease_recency_now_is_public),
         cmocka_unit_test(test_ease_recency_row_norm_bounded),

@@ -221,6 +221,10 @@ typedef struct pvg_train_params {
      * beta * rms(B) * r_j / max r, r_j the shoppers who bought item j in the
      * last recent_pop_days (DP: each shopper's m items at most, a discrete
      * Gaussian release at recent_pop_share of the run's zCDP rho, 0: 0.05).
+     * recent_pop_unit 1 (with the window): each shopper's window items
+     * count 1/sqrt(k) each, k the items they bought in the window (the
+     * row's L2 norm 1; DP: L2 sensitivity 1 instead of sqrt(m), no bound
+     * to m), for EASE and DP-EASE alike.
      * EASE only; bad values (NaN, negative, a window without its beta, the
      * row norm or share without their term) are refused, naming the field
      * (docs/models.md "Recency"). */
@@ -232,6 +236,7 @@ typedef struct pvg_train_params {
     double recent_pop_days;
     double recent_pop_beta;
     double recent_pop_share;
+    int recent_pop_unit;
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);
     void *progress_ctx;

@@ -1124,10 +1124,13 @@ static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const fl
 /* The recent buyers' counts as DP-EASE releases them (recency): each
  * shopper's items whose last purchase is in [now - days, now), at most m
  * of them (a uniformly random subset from t->rng), counted 1 each, into
- * cnt (n): L2 sensitivity sqrt(m). */
+ * cnt (n): L2 sensitivity sqrt(m). With recent_pop_unit, all k of them
+ * at 1/sqrt(k) each (pvg_recent_buyers): L2 sensitivity 1. */
 static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err)
 {
     const pvg_csr *R = t->R;
+    if (t->p->recent_pop_unit)
+        return pvg_recent_buyers(R, t->last, t->now, t->p->recent_pop_days, 1, cnt);
     int64_t from = t->now - (int64_t)(t->p->recent_pop_days * 86400.0);
     uint32_t *buf = malloc((R->n_cols ? R->n_cols : 1) * sizeof *buf);
     if (!buf) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
@@ -1147,10 +1150,11 @@ static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *e
 }
 
 /* The recency blend of DP-EASE: the recent buyers' counts with the
- * discrete Gaussian pr (clamped at 0), blended into every row of B (n x n)
- * (pvg_recency_blend; post-processing). */
-static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr, float *B,
-                                    pvg_error *err)
+ * discrete Gaussian pr (with recent_pop_unit, the weighted counts on enr's
+ * grid with its discrete Gaussian), clamped at 0, blended into every row of
+ * B (n x n) (pvg_recency_blend; post-processing). */
+static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr,
+                                    const ease_noise *enr, float *B, pvg_error *err)
 {
     size_t n = t->R->n_cols;
     double *cnt = malloc((n ? n : 1) * sizeof *cnt);
@@ -1162,7 +1166,8 @@ static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr, 
     pvg_status st = recent_counts(t, cnt, err);
     if (st == PVG_OK) {
         for (size_t j = 0; j < n; j++) {
-            double v = cnt[j] + (double)rel_noise_draw(t->rng, pr);
+            double v = t->p->recent_pop_unit ? ease_noisy(t->rng, enr, cnt[j])
+                                             : cnt[j] + (double)rel_noise_draw(t->rng, pr);
             r[j] = v > 0 ? (float)v : 0.0f;
         }
         pvg_recency_blend(B, n, r, t->p->recent_pop_beta);
@@ -1249,19 +1254,29 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                              eps, t->delta);
     }
     rel_noise pz, pr = {0};
-    ease_noise en;
+    ease_noise en, enr = {0};
+    /* the recent counts' release: bounded counts at sensitivity sqrt(m), or
+     * unit-norm rows (recent_pop_unit) on a grid at sensitivity 1 */
+    int unit = blend && t->p->recent_pop_unit;
     if ((st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share * rho, t->delta), t->delta, &pz,
                              err)) != PVG_OK ||
         (st = ease_noise_make(C, pvg_dp_zcdp_to_epsilon((1 - share - share_r) * rho, t->delta),
                               t->delta, coords, &en, err)) != PVG_OK ||
-        (blend && (st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta),
-                                       t->delta, &pr, err)) != PVG_OK)) {
+        (blend && !unit &&
+         (st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta,
+                              &pr, err)) != PVG_OK) ||
+        (unit && (st = ease_noise_make(1.0, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta),
+                                       t->delta, (double)n, &enr, err)) != PVG_OK)) {
         free(S);
         return st;
     }
     double sg = en.sens / en.g;
     double rho_run = m / (2 * pz.scale * pz.scale) + sg * sg / (2 * en.nz.scale * en.nz.scale);
-    if (blend) rho_run += m / (2 * pr.scale * pr.scale);
+    if (blend && !unit) rho_run += m / (2 * pr.scale * pr.scale);
+    if (unit) {
+        double sr = enr.sens / enr.g;
+        rho_run += sr * sr / (2 * enr.nz.scale * enr.nz.scale);
+    }
     double eps_run = pvg_dp_zcdp_to_epsilon(rho_run, t->delta);
     if (!(eps_run <= eps * (1 + 1e-9))) {
         free(S);
@@ -1391,7 +1406,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
             G[i * n + i] = 0;
         free(W), free(D);
         beta = 0;
-        if (blend && (st = ease_recent_blend(t, &pr, G, err)) != PVG_OK) goto done;
+        if (blend && (st = ease_recent_blend(t, &pr, &enr, G, err)) != PVG_OK) goto done;
     }
     /* B_ij = -P_ij / P_jj, diag 0 */
     for (size_t a = 0; a < ns && !text; a++)
@@ -1459,7 +1474,7 @@ pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *l
     }
     *vec = v;
     *len = n;
-    *sens = sqrt((double)t->max_items);
+    *sens = t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
     return PVG_OK;
 }
 

@@ -458,7 +458,7 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
             if (!cnt || !r)
                 st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");
             else {
-                pvg_recent_buyers(R, last, now, p->recent_pop_days, cnt);
+                pvg_recent_buyers(R, last, now, p->recent_pop_days, p->recent_pop_unit, cnt);
                 for (size_t j = 0; j < ni; j++)
                     r[j] = (float)cnt[j];
                 pvg_recency_blend(B, ni, r, p->recent_pop_beta);

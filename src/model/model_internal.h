@@ -141,9 +141,11 @@ float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days);
 void pvg_recency_row_weights(const struct pvg_csr *R, const int64_t *last, int64_t now,
                              double halflife_days, int row_norm, float *rw);
 /* cnt[j] (R->n_cols) = the rows of R with a cell on j (positive weight)
- * whose last purchase (last, as pvg_recency_last) is in [now - days, now). */
+ * whose last purchase (last, as pvg_recency_last) is in [now - days, now);
+ * with unit, each such row counts 1/sqrt(k) instead of 1, k its cells in
+ * the window (every row's contribution has L2 norm 1 or 0). */
 pvg_status pvg_recent_buyers(const struct pvg_csr *R, const int64_t *last, int64_t now, double days,
-                             double *cnt);
+                             int unit, double *cnt);
 /* Every row i of B (n x n) gets beta * rms(B) * max(r_j, 0) / max r on
  * each j != i (rms over B's nonzero entries); nothing when beta, max r or
  * rms is 0. */

@@ -63,13 +63,20 @@ float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days)
 }
 
 pvg_status pvg_recent_buyers(const pvg_csr *R, const int64_t *last, int64_t now, double days,
-                             double *cnt)
+                             int unit, double *cnt)
 {
     int64_t from = now - (int64_t)(days * 86400.0);
     memset(cnt, 0, R->n_cols * sizeof *cnt);
-    for (size_t q = 0; q < R->nnz; q++)
-        if (R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now)
-            cnt[R->indices[q]] += 1.0;
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t k = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+            k += R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now;
+        if (!k) continue;
+        double w = unit ? 1.0 / sqrt((double)k) : 1.0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+            if (R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now)
+                cnt[R->indices[q]] += w;
+    }
     return PVG_OK;
 }
 
@@ -189,7 +196,7 @@ pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err)
     double hl = p->recency_halflife_days, days = p->recent_pop_days, beta = p->recent_pop_beta,
            share = p->recent_pop_share;
     int any = hl != 0 || days != 0 || beta != 0 || share != 0 || p->recency_row_norm != 0 ||
-              p->recency_now != 0;
+              p->recent_pop_unit != 0 || p->recency_now != 0;
     if (!any) return PVG_OK;
     if (p->type != PVG_MODEL_EASE)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
@@ -224,6 +231,11 @@ pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err)
                              "ease: recent_pop_share (%g) needs the recent buyers' blend "
                              "(recent_pop_days and recent_pop_beta > 0)",
                              share);
+    if (p->recent_pop_unit != 0 && !(p->recent_pop_unit == 1 && days > 0))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "ease: recent_pop_unit must be 0 or 1, and 1 needs the recent "
+                             "buyers' blend (got %d with recent_pop_days %g)",
+                             p->recent_pop_unit, days);
     if (p->recency_row_norm != 0 && !(p->recency_row_norm == 1 && hl > 0))
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "ease: recency_row_norm must be 0 or 1, and 1 needs "

@@ -587,6 +587,60 @@ static void recency_text_params(pvg_train_params *p, pvg_rng *det, const char **
     p->dp_n_items = N_ITEMS;
 }
 
+/* The unit-norm recent buyers' counts leave the trainer noised: with a
+ * window holding only the heavy shopper's purchases, the exact counts are
+ * 1/sqrt(30) on every item, so without noise the blend adds the same
+ * amount to every off-diagonal cell of B. Two runs from one seed that
+ * differ only in recent_pop_beta (1 and 2) share B before the blend, and
+ * their difference is rms(B) r_j / max r per column j: it must vary
+ * across columns (a discrete Gaussian of sigma ~2 on counts of 0.18).
+ * Fails if the release skips its noise. */
+static void test_ease_recent_unit_noised(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    float *Bs[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int b = 0; b < 2; b++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(57);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.recency_now = 2001;
+        p.recent_pop_days = 0.005; /* [1569, 2001): the heavy shopper's purchases only */
+        p.recent_pop_beta = 1 + b;
+        p.recent_pop_share = 0.1;
+        p.recent_pop_unit = 1;
+        pvg_model *m = NULL;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_non_null(m->ease_B);
+        n = m->n_items;
+        assert_int_equal(n, N_ITEMS);
+        Bs[b] = malloc(n * n * sizeof *Bs[b]);
+        assert_non_null(Bs[b]);
+        memcpy(Bs[b], m->ease_B, n * n * sizeof *Bs[b]);
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = j ? 0 : 1;
+        double d = (double)Bs[1][i * n + j] - (double)Bs[0][i * n + j];
+        /* the same column moves alike in every row */
+        size_t i2 = j == n - 1 ? n - 2 : n - 1;
+        double d2 = (double)Bs[1][i2 * n + j] - (double)Bs[0][i2 * n + j];
+        assert_true(fabs(d - d2) <= 1e-5 * (fabs(d) + 1e-3));
+        if (d < lo) lo = d;
+        if (d > hi) hi = d;
+    }
+    assert_true(hi > 0);
+    assert_true(hi - lo > 0.1 * hi); /* noiseless: all equal */
+    free(Bs[0]), free(Bs[1]);
+    pvg_dataset_free(ds);
+}
+
 /* Attack on the default present: left at 0, recency_now would be one
  * second after the latest event - one shopper's data. A shopper with a
  * single purchase far after everyone else's moves the window of every
@@ -1038,6 +1092,7 @@ int main(void)
         cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_ease_recent_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_sensitivity),
+        cmocka_unit_test(test_ease_recent_unit_noised),
         cmocka_unit_test(test_ease_recency_composition),
         cmocka_unit_test(test_ease_recency_now_is_public),
         cmocka_unit_test(test_ease_recency_row_norm_bounded),

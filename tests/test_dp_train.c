@@ -587,6 +587,48 @@ static void recency_text_params(pvg_train_params *p, pvg_rng *det, const char **
     p->dp_n_items = N_ITEMS;
 }
 
+/* The unit-norm rows at the window's edges: a shopper with one purchase
+ * exactly at the window's start (included), one inside, one a second
+ * before the start and one at the present (both excluded) moves the
+ * statistic by 1/sqrt(2) on each of the two included items, exactly 1 in
+ * L2. Fails if the count k and the rows' cells disagree on either edge
+ * (a row of norm sqrt(2)). */
+static void test_ease_recent_unit_window_edges(void **s)
+{
+    (void)s;
+    const int64_t now = 2001, from = now - 7 * 86400;
+    pvg_dataset *a = fixture(0), *b = fixture(0);
+    const struct {
+        int item;
+        int64_t ts;
+    } ev[] = {{3, from}, {5, now - 1}, {7, from - 1}, {9, now}};
+    for (size_t r = 0; r < sizeof ev / sizeof ev[0]; r++) {
+        pvg_event e;
+        memset(&e, 0, sizeof e);
+        e.type = PVG_EVENT_PURCHASE;
+        e.item = item_name(ev[r].item);
+        e.ts = ev[r].ts;
+        assert_int_equal(pvg_dataset_add_ext(b, "edge", &e, NULL), PVG_OK);
+    }
+    size_t la, lb;
+    double sa, sb;
+    double *va = recent_statistic_u(a, now, 7, 1, &la, &sa),
+           *vb = recent_statistic_u(b, now, 7, 1, &lb, &sb);
+    assert_int_equal(la, lb);
+    double d2 = 0;
+    for (size_t i = 0; i < la; i++) {
+        double d = vb[i] - va[i];
+        int in =
+            strcmp(b->item_ids[i], item_name(3)) == 0 || strcmp(b->item_ids[i], item_name(5)) == 0;
+        assert_true(fabs(d - (in ? 1 / sqrt(2.0) : 0.0)) < 1e-12);
+        d2 += d * d;
+    }
+    assert_true(fabs(sqrt(d2) - 1.0) < 1e-12);
+    assert_true(sb == 1.0);
+    free(va), free(vb);
+    pvg_dataset_free(a), pvg_dataset_free(b);
+}
+
 /* The unit-norm recent buyers' counts leave the trainer noised: with a
  * window holding only the heavy shopper's purchases, the exact counts are
  * 1/sqrt(30) on every item, so without noise the blend adds the same
@@ -1092,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_ease_recent_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_sensitivity),
+        cmocka_unit_test(test_ease_recent_unit_window_edges),
         cmocka_unit_test(test_ease_recent_unit_noised),
         cmocka_unit_test(test_ease_recency_composition),
         cmocka_unit_test(test_ease_recency_now_is_public),

@@ -629,6 +629,36 @@ static void test_ease_recent_unit_window_edges(void **s)
     pvg_dataset_free(a), pvg_dataset_free(b);
 }
 
+/* A NaN epsilon is refused, naming the field, never trained without DP:
+ * NaN is neither <= 0 nor > 0, so without its own check a library caller
+ * asking for DP (here with the recency terms, recent_pop_unit out of
+ * range) got non-private EASE, the recency parameters unchecked. */
+static void test_dp_epsilon_nan_refused(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(58);
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    p.dp_rng = det;
+    p.dp_allow_insecure_rng = 1;
+    p.dp_epsilon = NAN;
+    p.recency_now = 2001;
+    p.recent_pop_days = 7;
+    p.recent_pop_beta = 1;
+    p.recent_pop_unit = 5;
+    pvg_model *m = NULL;
+    pvg_error err;
+    pvg_status st = pvg_model_train(ds, &p, &m, NULL, &err);
+    int trained = m != NULL;
+    pvg_model_free(m);
+    assert_false(trained);
+    assert_int_equal(st, PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "dp_epsilon"));
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
 /* The unit-norm recent buyers' counts leave the trainer noised: with a
  * window holding only the heavy shopper's purchases, the exact counts are
  * 1/sqrt(30) on every item, so without noise the blend adds the same
@@ -1136,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_ease_recent_unit_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_window_edges),
         cmocka_unit_test(test_ease_recent_unit_noised),
+        cmocka_unit_test(test_dp_epsilon_nan_refused),
         cmocka_unit_test(test_ease_recency_composition),
         cmocka_unit_test(test_ease_recency_now_is_public),
         cmocka_unit_test(test_ease_recency_row_norm_bounded),

@@ -303,6 +303,11 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   pvg_train_stats *stats, pvg_error *err)
 {
     *out = NULL;
+    /* NaN is neither <= 0 nor > 0: without this it would train without DP
+     * and skip the recency checks below */
+    if (isnan(p_in->dp_epsilon))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "dp_epsilon must be 0 (no DP) or a finite number > 0, got NaN");
     if (p_in->dp_epsilon <= 0) {
         /* recency's parameters (docs/models.md "Recency"; DP: pvg_train_dp) */
         pvg_status sr = pvg_recency_check(p_in, err);

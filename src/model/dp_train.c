@@ -1126,6 +1126,15 @@ static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const fl
  * of them (a uniformly random subset from t->rng), counted 1 each, into
  * cnt (n): L2 sensitivity sqrt(m). With recent_pop_unit, all k of them
  * at 1/sqrt(k) each (pvg_recent_buyers): L2 sensitivity 1. */
+static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err);
+
+/* The L2 sensitivity of recent_counts: the one figure the trainer's noise
+ * and pvg_dp_ease_recent_statistic (the neighbouring-dataset test) use. */
+static double recent_l2_sensitivity(const pvg_dp_train *t)
+{
+    return t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
+}
+
 static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err)
 {
     const pvg_csr *R = t->R;
@@ -1265,8 +1274,9 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         (blend && !unit &&
          (st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta,
                               &pr, err)) != PVG_OK) ||
-        (unit && (st = ease_noise_make(1.0, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta),
-                                       t->delta, (double)n, &enr, err)) != PVG_OK)) {
+        (unit && (st = ease_noise_make(recent_l2_sensitivity(t),
+                                       pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta,
+                                       (double)n, &enr, err)) != PVG_OK)) {
         free(S);
         return st;
     }
@@ -1474,7 +1484,7 @@ pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *l
     }
     *vec = v;
     *len = n;
-    *sens = t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
+    *sens = recent_l2_sensitivity(t);
     return PVG_OK;
 }
 

@@ -62,6 +62,14 @@ float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days)
     return (float)exp2(-age / halflife_days);
 }
 
+/* Whether cell q counts as a purchase in the window [from, now): the one test
+ * both the row's k and its weights use, so a unit row's norm is exactly 1. */
+static inline int in_window(const pvg_csr *R, const int64_t *last, uint64_t q, int64_t from,
+                            int64_t now)
+{
+    return R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now;
+}
+
 pvg_status pvg_recent_buyers(const pvg_csr *R, const int64_t *last, int64_t now, double days,
                              int unit, double *cnt)
 {
@@ -70,12 +78,11 @@ pvg_status pvg_recent_buyers(const pvg_csr *R, const int64_t *last, int64_t now,
     for (size_t u = 0; u < R->n_rows; u++) {
         size_t k = 0;
         for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
-            k += R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now;
+            k += (size_t)in_window(R, last, q, from, now);
         if (!k) continue;
         double w = unit ? 1.0 / sqrt((double)k) : 1.0;
         for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
-            if (R->data[q] > 0 && last[q] != INT64_MIN && last[q] >= from && last[q] < now)
-                cnt[R->indices[q]] += w;
+            if (in_window(R, last, q, from, now)) cnt[R->indices[q]] += w;
     }
     return PVG_OK;
 }

@@ -15,6 +15,8 @@
 #include <privguide/secagg.h>
 #include <privguide/shamir.h>
 
+#include "crypto/secagg_internal.h"
+
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -498,6 +500,72 @@ static void sess_round(session *S, int r, const int *live, int deliver)
             st = pvg_secagg_server_receive(S->s, S->msg[i], S->len[i], &err);
             if (st != PVG_OK) fail_msg("server, client %u round %d: %s", i, r, err.text);
         }
+    }
+}
+
+/* The masked input made in place (sa_client_masked_msg, the input written
+ * into its payload, sa_client_masked_inplace: the federated client's path)
+ * is the same message, byte for byte, as pvg_secagg_client_masked_input's,
+ * for 32- and 16-bit words, with a neighbour dropped after SHARES; a
+ * FORWARD that fails its checks leaves the payload (the input) as it was. */
+static void test_masked_inplace_same_bytes(void **state)
+{
+    (void)state;
+    for (unsigned bits = 16; bits <= 32; bits += 16) {
+        session A, B;
+        sess_open_mode(&A, 8, 6, 4, 1000, bits, 8, 77);
+        sess_open_mode(&B, 8, 6, 4, 1000, bits, 8, 77);
+        int live[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        sess_round(&A, 0, live, 1);
+        sess_round(&B, 0, live, 1);
+        assert_int_equal(pvg_secagg_server_advance(A.s, NULL), PVG_OK);
+        assert_int_equal(pvg_secagg_server_advance(B.s, NULL), PVG_OK);
+        sess_round(&A, 1, live, 1);
+        sess_round(&B, 1, live, 1);
+        live[3] = 0; /* shared its keys, sends no masked input */
+        assert_int_equal(pvg_secagg_server_advance(A.s, NULL), PVG_OK);
+        assert_int_equal(pvg_secagg_server_advance(B.s, NULL), PVG_OK);
+        sess_round(&A, 2, live, 0);
+        size_t w = bits / 8;
+        for (uint32_t i = 0; i < 8; i++) {
+            if (!live[i]) continue;
+            uint8_t *in = NULL;
+            size_t in_len = 0, mlen = 0;
+            pvg_error err;
+            assert_int_equal(pvg_secagg_server_message_for(B.s, i, &in, &in_len, &err), PVG_OK);
+            uint8_t *m = sa_client_masked_msg(B.c[i], &mlen);
+            assert_non_null(m);
+            assert_int_equal(mlen, SA_HDR + (size_t)B.p.d * w);
+            for (uint32_t j = 0; j < B.p.d; j++) {
+                uint32_t v = B.x[(size_t)i * B.p.d + j];
+                if (bits == 16)
+                    memcpy(m + SA_HDR + 2 * (size_t)j, &(uint16_t){(uint16_t)v}, 2);
+                else
+                    memcpy(m + SA_HDR + 4 * (size_t)j, &v, 4);
+            }
+            if (i == 0) { /* a FORWARD with a flipped byte: refused, the input untouched */
+                uint8_t *bad = malloc(in_len);
+                assert_non_null(bad);
+                memcpy(bad, in, in_len);
+                bad[in_len - 1] ^= 1;
+                uint8_t *copy = malloc(mlen);
+                assert_non_null(copy);
+                memcpy(copy, m, mlen);
+                assert_int_not_equal(sa_client_masked_inplace(B.c[i], bad, in_len, m, &err),
+                                     PVG_OK);
+                assert_memory_equal(m, copy, mlen);
+                free(copy);
+                free(bad);
+            }
+            pvg_status st = sa_client_masked_inplace(B.c[i], in, in_len, m, &err);
+            if (st != PVG_OK) fail_msg("client %u: %s", i, err.text);
+            free(in);
+            assert_int_equal(A.len[i], mlen);
+            assert_memory_equal(A.msg[i], m, mlen);
+            sa_msg_free_locked(m, mlen);
+        }
+        sess_close(&A);
+        sess_close(&B);
     }
 }
 
@@ -1282,6 +1350,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fuzz_server),
         cmocka_unit_test(test_fuzz_client),
         cmocka_unit_test(test_abort_each_round),
+        cmocka_unit_test(test_masked_inplace_same_bytes),
         cmocka_unit_test(test_quantize),
         cmocka_unit_test(test_quantized_sum),
     };

@@ -311,12 +311,13 @@ static void add_words(void *y, const void *pre, size_t d, unsigned bits)
     }
 }
 
-pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
-                                          const void *input, uint8_t **out, size_t *out_len,
-                                          pvg_error *err)
+/* The masked input: with given NULL into a new message (the input copied
+ * into it), else in place in given (sa_client_masked_msg: the input is its
+ * payload already; 16- or 32-bit words). */
+static pvg_status masked_input(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                               const void *input, uint8_t *given, uint8_t **out, size_t *out_len,
+                               pvg_error *err)
 {
-    if (!c || !out || !out_len || !input)
-        return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
     if (c->state != C_SHARED)
         return pvg_error_set(err, PVG_ERR_STATE, "secagg client %u: not expecting FORWARD now",
                              c->id);
@@ -394,7 +395,8 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
         return st;
     }
     size_t w = c->p.bits / 8;
-    uint8_t *m = sa_msg_new(SA_MASKED, &c->p, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
+    uint8_t *m =
+        given ? given : sa_msg_new(SA_MASKED, &c->p, c->id, SA_SERVER_ID, (size_t)c->p.d * w);
     /* 16- and 32-bit words are masked in place in the message (its payload
      * is 4-byte aligned: 36-byte header); 64-bit ones in an aligned buffer */
     int inplace = c->p.bits <= 32;
@@ -411,7 +413,7 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
         sodium_free(tmp);
         free(idx);
         if (!inplace) free(y);
-        free(m);
+        if (!given) free(m);
         if (seeds) sodium_free(seeds);
         return pvg_error_set(err, PVG_ERR_NOMEM, "secagg: out of memory");
     }
@@ -430,7 +432,7 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
      * the masks of the neighbours in KEYS missing from FORWARD: the same
      * words */
     size_t ms = 0;
-    memcpy(y, input, (size_t)c->p.d * w);
+    if (!given) memcpy(y, input, (size_t)c->p.d * w);
     if (c->pre) {
         add_words(y, c->pre, c->p.d, c->p.bits);
         pre_free(c);
@@ -461,6 +463,38 @@ pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *i
     *out_len = SA_HDR + (size_t)c->p.d * w;
     c->state = C_MASKED;
     return PVG_OK;
+}
+
+pvg_status pvg_secagg_client_masked_input(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                                          const void *input, uint8_t **out, size_t *out_len,
+                                          pvg_error *err)
+{
+    if (!c || !out || !out_len || !input)
+        return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    return masked_input(c, in, in_len, input, NULL, out, out_len, err);
+}
+
+uint8_t *sa_client_masked_msg(const pvg_secagg_client *c, size_t *len)
+{
+    *len = 0;
+    if (!c || c->p.bits > 32) return NULL;
+    size_t pl = (size_t)c->p.d * (c->p.bits / 8);
+    uint8_t *m = sa_msg_new_locked(SA_MASKED, &c->p, c->id, SA_SERVER_ID, pl);
+    if (m) *len = SA_HDR + pl;
+    return m;
+}
+
+pvg_status sa_client_masked_inplace(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                                    uint8_t *m, pvg_error *err)
+{
+    if (!c || !m) return pvg_error_set(err, PVG_ERR_INVALID, "secagg: missing argument");
+    if (c->p.bits > 32)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "secagg: in-place masking takes 16- or 32-bit words, not %u",
+                             c->p.bits);
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    return masked_input(c, in, in_len, m + SA_HDR, m, &out, &out_len, err);
 }
 
 pvg_status pvg_secagg_client_unmask(pvg_secagg_client *c, const uint8_t *in, size_t in_len,

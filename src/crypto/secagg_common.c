@@ -624,14 +624,12 @@ void *sa_big_alloc(size_t n)
     return malloc(n ? n : 1);
 }
 
-uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint32_t recipient,
-                    size_t payload_len)
+/* The header of a message (its SA_HDR bytes; the payload is not touched). */
+static void msg_head(uint8_t *m, int type, const pvg_secagg_params *p, uint32_t sender,
+                     uint32_t recipient, size_t payload_len)
 {
     const uint8_t *session = p->session;
-    if (payload_len > UINT32_MAX - SA_HDR) return NULL;
-    uint8_t *m = sa_big_alloc(SA_HDR + payload_len);
-    if (!m) return NULL;
-    memset(m, 0, SA_HDR + payload_len);
+    memset(m, 0, SA_HDR);
     memcpy(m, "PVSA", 4);
     m[4] = (uint8_t)pvg_secagg_wire_version(p);
     if (m[4] == PVG_SECAGG_WIRE_VERSION_LANES) { /* the lanes version names its mode */
@@ -643,7 +641,63 @@ uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint3
     sa_put32(m + 24, sender);
     sa_put32(m + 28, recipient);
     sa_put32(m + 32, (uint32_t)payload_len);
+}
+
+uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint32_t recipient,
+                    size_t payload_len)
+{
+    if (payload_len > UINT32_MAX - SA_HDR) return NULL;
+    uint8_t *m = sa_big_alloc(SA_HDR + payload_len);
+    if (!m) return NULL;
+    memset(m + SA_HDR, 0, payload_len);
+    msg_head(m, type, p, sender, recipient, payload_len);
     return m;
+}
+
+/* The pages of a locked message: from its start (page-aligned) to the end of
+ * its last page. */
+static size_t locked_span(size_t len)
+{
+    return (len + 4095) & ~(size_t)4095;
+}
+
+uint8_t *sa_msg_new_locked(int type, const pvg_secagg_params *p, uint32_t sender,
+                           uint32_t recipient, size_t payload_len)
+{
+    if (payload_len > UINT32_MAX - SA_HDR) return NULL;
+    size_t span = locked_span(SA_HDR + payload_len);
+    uint8_t *m = NULL;
+    if (span >= ((size_t)1 << 20)) {
+        m = sa_big_alloc(span); /* 2 MiB-aligned, huge pages */
+    } else {
+        void *q = NULL;
+        if (posix_memalign(&q, 4096, span) == 0) m = q;
+    }
+    if (!m) return NULL;
+    /* as sodium_malloc's: kept out of swap and core dumps (best effort: a
+       failed mlock leaves the buffer usable, as libsodium does) */
+    (void)sodium_mlock(m, span);
+#if defined(__linux__) && defined(MADV_DONTDUMP)
+    (void)madvise(m, span, MADV_DONTDUMP);
+#endif
+    msg_head(m, type, p, sender, recipient, payload_len);
+    return m;
+}
+
+void sa_msg_unlock(uint8_t *m, size_t len)
+{
+    if (!m) return;
+    size_t span = locked_span(len);
+    /* munlock only: the bytes stay (sodium_munlock would wipe them) */
+    (void)munlock(m, span);
+}
+
+void sa_msg_free_locked(uint8_t *m, size_t len)
+{
+    if (!m) return;
+    sodium_memzero(m, len);
+    sa_msg_unlock(m, len);
+    free(m);
 }
 
 static const char *type_name(int t)

@@ -75,6 +75,37 @@ void *sa_big_alloc(size_t n);
 uint8_t *sa_msg_new(int type, const pvg_secagg_params *p, uint32_t sender, uint32_t recipient,
                     size_t payload_len);
 
+/* sa_msg_new without the payload's zeroing, for a payload that will hold a
+ * secret until it is masked (the MASKED message whose payload is written by
+ * the client's update, sa_client_masked_inplace): page-aligned (2 MiB-aligned
+ * in huge pages from 1 MiB on), its pages locked (mlock, best effort, as
+ * sodium_malloc) and kept out of core dumps. The payload is not initialised.
+ * Release with sa_msg_free_locked (wipes, unlocks, frees), or unlock it once
+ * its payload is masked (sa_msg_unlock) and release it like any message
+ * (free). NULL when out of memory. */
+uint8_t *sa_msg_new_locked(int type, const pvg_secagg_params *p, uint32_t sender,
+                           uint32_t recipient, size_t payload_len);
+/* Unlocks the pages of a message of len bytes from sa_msg_new_locked; its
+ * bytes are left as they are. NULL: nothing. */
+void sa_msg_unlock(uint8_t *m, size_t len);
+/* Wipes len bytes of a message from sa_msg_new_locked (the whole message),
+ * unlocks its pages and frees it. NULL: nothing. */
+void sa_msg_free_locked(uint8_t *m, size_t len);
+
+/* The MASKED message of client c (its session, id, d and lane), for its
+ * input to be written into before pvg_secagg_client_masked_input's checks
+ * and masks are done in place (sa_client_masked_inplace): sa_msg_new_locked,
+ * SA_HDR + d * bits / 8 bytes (*len); NULL (and *len 0) when out of memory
+ * or for 64-bit words. */
+uint8_t *sa_client_masked_msg(const pvg_secagg_client *c, size_t *len);
+/* pvg_secagg_client_masked_input with the input already the payload of m
+ * (from sa_client_masked_msg of c): the same checks of FORWARD, the same
+ * masks, added in place, so that m becomes the same message that function
+ * returns. On an error m's payload is left as it was (the input), and c's
+ * state is as that function leaves it. */
+pvg_status sa_client_masked_inplace(pvg_secagg_client *c, const uint8_t *in, size_t in_len,
+                                    uint8_t *m, pvg_error *err);
+
 /* Parses and checks a header: magic, version (the session's:
  * PVG_ERR_UNSUPPORTED otherwise), reserved, session, type ==
  * want_type (0: any), recipient, exact total length. On success *payload,

@@ -131,7 +131,9 @@ struct pvg_fl_peer {
     uint32_t id;
     pvg_secagg_params params;
     pvg_secagg_client *sa;
-    uint32_t *vec; /* sodium_malloc */
+    uint32_t *vec; /* 32-bit lanes: the payload of msg; 16-bit: sodium_malloc */
+    uint8_t *msg;  /* 32-bit lanes: the MASKED message, locked (sa_client_masked_msg) */
+    size_t msg_len;
     size_t d;
     int step; /* 0 new, 1 advertised, 2 shared, 3 masked, 4 unmasked, -1 refused */
     int has_input;
@@ -165,20 +167,29 @@ pvg_status pvg_fl_peer_new(const pvg_fl_state *st, const uint32_t *vec, size_t d
     p->id = st->id;
     p->params = st->params;
     p->d = d;
-    p->vec = sodium_malloc(sizeof *p->vec * d);
-    if (!p->vec) {
-        free(p);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "fl peer: vector");
-    }
-    if (vec) {
-        memcpy(p->vec, vec, sizeof *p->vec * d);
-        p->has_input = 1;
-    }
     pvg_status s =
         pvg_secagg_client_new_ex(&p->params, p->id, rng, allow_insecure_rng, &p->sa, err);
     if (s != PVG_OK) {
         pvg_fl_peer_free(p);
         return s;
+    }
+    /* 32-bit lanes: the update is written into the payload of the masked
+     * input's own message (locked, wiped), which is masked in place: no
+     * second d-word buffer of fresh pages and no copy. 16-bit lanes pack the
+     * words first, in a buffer of their own. */
+    if (p->params.bits == 32) {
+        p->msg = sa_client_masked_msg(p->sa, &p->msg_len);
+        p->vec = p->msg ? (uint32_t *)(void *)(p->msg + SA_HDR) : NULL;
+    } else {
+        p->vec = sodium_malloc(sizeof *p->vec * d);
+    }
+    if (!p->vec) {
+        pvg_fl_peer_free(p);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "fl peer: vector");
+    }
+    if (vec) {
+        memcpy(p->vec, vec, sizeof *p->vec * d);
+        p->has_input = 1;
     }
     *out = p;
     return PVG_OK;
@@ -188,10 +199,10 @@ void pvg_fl_peer_free(pvg_fl_peer *p)
 {
     if (!p) return;
     pvg_secagg_client_free(p->sa);
-    if (p->vec) {
-        sodium_memzero(p->vec, sizeof *p->vec * p->d);
-        sodium_free(p->vec);
-    }
+    if (p->msg)
+        sa_msg_free_locked(p->msg, p->msg_len); /* wiped: it may hold the update */
+    else if (p->vec)
+        sodium_free(p->vec); /* wipes it */
     free(p);
 }
 
@@ -225,7 +236,7 @@ void fl_peer_input_set(pvg_fl_peer *p)
 
 void fl_peer_input_wipe(pvg_fl_peer *p)
 {
-    sodium_memzero(p->vec, sizeof *p->vec * p->d);
+    if (p->vec) sodium_memzero(p->vec, sizeof *p->vec * p->d);
     p->has_input = 0;
 }
 
@@ -312,9 +323,18 @@ static pvg_status check_unmask_req(const pvg_fl_peer *p, const pvg_fl_state *st,
 static pvg_status masked_input(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **out,
                                size_t *out_len, pvg_error *err)
 {
-    if (p->params.bits == 32)
-        return pvg_secagg_client_masked_input(p->sa, st->reply, st->reply_len, p->vec, out, out_len,
-                                              err);
+    if (p->params.bits == 32) {
+        /* masked in place: the message is the peer's buffer, handed out */
+        pvg_status s = sa_client_masked_inplace(p->sa, st->reply, st->reply_len, p->msg, err);
+        if (s != PVG_OK) return s;
+        sa_msg_unlock(p->msg, p->msg_len); /* masked now: no secret left in it */
+        *out = p->msg;
+        *out_len = p->msg_len;
+        p->msg = NULL;
+        p->msg_len = 0;
+        p->vec = NULL;
+        return PVG_OK;
+    }
     uint32_t over = 0;
     for (size_t i = 0; i < p->d; i++)
         over |= p->vec[i];
@@ -364,7 +384,8 @@ pvg_status pvg_fl_peer_step(pvg_fl_peer *p, const pvg_fl_state *st, uint8_t **ou
             return pvg_error_set(err, PVG_ERR_STATE,
                                  "fl peer: no input set (pvg_fl_peer_set_input)");
         s = masked_input(p, st, out, out_len, err);
-        if (s == PVG_OK) sodium_memzero(p->vec, sizeof *p->vec * p->d);
+        /* 16-bit lanes: the packed update is wiped (32-bit: the buffer is the message) */
+        if (s == PVG_OK && p->vec) sodium_memzero(p->vec, sizeof *p->vec * p->d);
     } else if (st->phase == PVG_FL_PHASE_UNMASK && p->step == 3 && st->reply) {
         s = check_unmask_req(p, st, err);
         if (s == PVG_OK)

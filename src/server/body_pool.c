@@ -8,15 +8,35 @@
  * (bench/fl.c, docs/fl-protocol.md). The bytes a body wrote are wiped
  * before its buffer is kept, so no body waits in the pool for the next
  * request (what lies past them is heap memory as malloc gives it, never
- * read: a body is read up to its length). A new buffer of
- * 1 MiB or more is advised to the kernel as huge pages (sa_big_alloc): a
- * burst of bodies beyond the pool then costs a few faults each.
+ * read: a body is read up to its length). A new buffer of more than
+ * 1 MiB is a mapping of its own, 2 MiB-aligned and advised to the kernel as
+ * huge pages: a burst of bodies beyond the pool then costs a few faults each,
+ * and its pages are taken only as the bytes arrive, so a buffer of a body's
+ * declared length (http.c, once more than 1 MiB has arrived) holds at most
+ * twice the bytes received.
  */
-#include "crypto/secagg_internal.h"
 #include "server/server_internal.h"
 
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+
+/* The bytes of the mapping of a buffer of cap bytes (more than
+ * PVG_SRV_BODY_HUGE_MIN): whole 4 KiB pages. */
+static size_t map_len(size_t cap)
+{
+    return (cap + 4095) & ~(size_t)4095;
+}
+
+void pvg_srv_body_release(char *b, size_t cap)
+{
+    if (!b) return;
+    if (cap > PVG_SRV_BODY_HUGE_MIN)
+        munmap(b, map_len(cap));
+    else
+        free(b);
+}
 
 void pvg_srv_body_pool_init(pvg_server *srv)
 {
@@ -32,7 +52,7 @@ void pvg_srv_body_pool_free(pvg_server *srv)
     pvg_srv_body_pool *p = &srv->bodies;
     if (!p->init) return;
     for (int i = 0; i < p->n; i++)
-        free(p->buf[i]); /* wiped when kept */
+        pvg_srv_body_release(p->buf[i], p->cap[i]); /* wiped when kept */
     p->n = 0;
     p->bytes = 0;
     pthread_mutex_destroy(&p->mu);
@@ -62,7 +82,21 @@ char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap)
 
 char *pvg_srv_body_new(size_t cap)
 {
-    return cap >= PVG_SRV_BODY_HUGE_MIN ? sa_big_alloc(cap) : NULL;
+    if (cap <= PVG_SRV_BODY_HUGE_MIN) return NULL;
+    const size_t huge = (size_t)2 << 20;
+    size_t len = map_len(cap);
+    if (len < cap || len > SIZE_MAX - huge) return NULL;
+    /* address space of len + 2 MiB, trimmed to len from a 2 MiB boundary */
+    char *p = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    char *a = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    char *end = p + len + huge;
+    if (end > a + len) munmap(a + len, (size_t)(end - (a + len)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(a, len, MADV_HUGEPAGE); /* advice: 4 KiB pages where it is not taken */
+#endif
+    return a;
 }
 
 void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used)
@@ -70,7 +104,7 @@ void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used)
     if (!b) return;
     pvg_srv_body_pool *p = &srv->bodies;
     if (!p->init || cap < PVG_SRV_BODY_POOL_MIN || cap > srv->opt.max_body_bytes + 1) {
-        free(b);
+        pvg_srv_body_release(b, cap);
         return;
     }
     sodium_memzero(b, used < cap ? used : cap);
@@ -87,12 +121,14 @@ void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used)
             if (p->cap[i] < p->cap[small]) small = i;
         if (p->cap[small] < cap && p->bytes - p->cap[small] + cap <= PVG_SRV_BODY_POOL_BYTES) {
             char *t = p->buf[small];
+            size_t tc = p->cap[small];
             p->bytes = p->bytes - p->cap[small] + cap;
             p->buf[small] = b;
             p->cap[small] = cap;
             b = t;
+            cap = tc;
         }
     }
     pthread_mutex_unlock(&p->mu);
-    free(b);
+    pvg_srv_body_release(b, cap);
 }

@@ -492,12 +492,17 @@ void pvg_srv_body_pool_free(pvg_server *srv);
  * *cap, taken out of the pool; NULL when need is below PVG_SRV_BODY_POOL_MIN
  * or none fits. Every byte an earlier body wrote in it was wiped. */
 char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap);
-/* A new body buffer of cap bytes, from PVG_SRV_BODY_HUGE_MIN on, 2 MiB-aligned
- * and advised as huge pages (sa_big_alloc; release with free or
- * pvg_srv_body_give); NULL below that size or out of memory (the caller
- * allocates). */
+/* A new body buffer of cap bytes, above PVG_SRV_BODY_HUGE_MIN: a mapping of
+ * its own, 2 MiB-aligned and advised as huge pages, whose pages are taken
+ * only as they are written (release with pvg_srv_body_give or
+ * pvg_srv_body_release); NULL up to that size (the caller allocates with
+ * malloc) or out of memory. */
 #define PVG_SRV_BODY_HUGE_MIN ((size_t)1 << 20)
 char *pvg_srv_body_new(size_t cap);
+/* Frees a body buffer b of cap bytes without keeping it: a mapping
+ * (pvg_srv_body_new) above PVG_SRV_BODY_HUGE_MIN, else malloc's. b may be
+ * NULL. */
+void pvg_srv_body_release(char *b, size_t cap);
 /* Ends a body buffer b of cap bytes whose first `used` were written: wiped and
  * kept when its size suits the pool (a full pool keeps the larger buffers),
  * else freed. b may be NULL. */

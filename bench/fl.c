@@ -29,8 +29,9 @@
  * other processes) are reported from the last join to the round's end.
  *
  * The eighth and ninth arguments choose the SecAgg lane and mask PRG
- * (pvg_fl_coord_options lane_bits, mask_rounds): "32 20" (the default) is
- * the 32-bit lane with ChaCha20 masks; "16 12" a 16-bit lane (the model's
+ * (pvg_fl_coord_options lane_bits, mask_rounds): "32 8" (the default, as
+ * fl serve's) is the 32-bit lane with ChaCha8 masks, "32 20" the same with
+ * ChaCha20; "16 12" a 16-bit lane (the model's
  * update encoded mod 2^16, pvg_fl_config bits = 16, with the expected
  * cohort set to the number of clients so that the encoding's wrap bound
  * covers their sum) with ChaCha12 masks. The JSON gives the upload against
@@ -45,7 +46,7 @@
  * usage: bench_fl [clients [items [dropout [deadlines: S or A,B,C,D seconds
  *                 [grace seconds (default 2; 0: off) [k (default 0: the plan; else
  *                 the neighbours, t a majority) [long|plain (default long)
- *                 [lane bits 32|16 [mask rounds 20|12|8 [late|ahead]]]]]]]]]]
+ *                 [lane bits 32|16 [mask rounds 8|12|20 [late|ahead]]]]]]]]]]
  */
 #include <privguide/auth.h>
 #include <privguide/fl.h>
@@ -186,7 +187,7 @@ int main(int argc, char **argv)
     uint32_t kk = argc > 6 ? (uint32_t)atoi(argv[6]) : 0;
     const char *mode = argc > 7 ? argv[7] : "long";
     unsigned lane = argc > 8 ? (unsigned)atoi(argv[8]) : 32;
-    unsigned rounds = argc > 9 ? (unsigned)atoi(argv[9]) : 20;
+    unsigned rounds = argc > 9 ? (unsigned)atoi(argv[9]) : 8;
     const char *when = argc > 10 ? argv[10] : "late"; /* "ahead": mask_ahead */
     int ahead = strcmp(when, "ahead") == 0;
     int plain_poll = strcmp(mode, "plain") == 0;

@@ -533,6 +533,10 @@ static void test_masked_inplace_same_bytes(void **state)
             size_t in_len = 0, mlen = 0;
             pvg_error err;
             assert_int_equal(pvg_secagg_server_message_for(B.s, i, &in, &in_len, &err), PVG_OK);
+            /* odd clients with their masks made ahead (the federated client's premask,
+               which then takes out the masks of neighbours missing from FORWARD, as
+               client 3): the same bytes still */
+            if (i % 2) assert_int_equal(pvg_secagg_client_premask(B.c[i], &err), PVG_OK);
             uint8_t *m = sa_client_masked_msg(B.c[i], &mlen);
             assert_non_null(m);
             assert_int_equal(mlen, SA_HDR + (size_t)B.p.d * w);

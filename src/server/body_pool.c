@@ -10,11 +10,13 @@
  * request (what lies past them is heap memory as malloc gives it, never
  * read: a body is read up to its length). A new buffer of more than
  * 1 MiB is a mapping of its own, 2 MiB-aligned and advised to the kernel as
- * huge pages: a burst of bodies beyond the pool then costs a few faults each,
- * and its pages are taken only as the bytes arrive, so a buffer of a body's
- * declared length (http.c, once more than 1 MiB has arrived) holds at most
- * twice the bytes received.
+ * huge pages: a burst of bodies beyond the pool then costs a few faults each.
+ * Such a mapping grows with mremap (pvg_srv_body_grow): its pages move, its
+ * bytes are not copied, and what the server maps for a body stays within
+ * twice the bytes received (a declared length is never mapped ahead of the
+ * bytes: anyone may declare one, before any credential).
  */
+#define _GNU_SOURCE /* mremap */
 #include "server/server_internal.h"
 
 #include <sodium.h>
@@ -97,6 +99,19 @@ char *pvg_srv_body_new(size_t cap)
     (void)madvise(a, len, MADV_HUGEPAGE); /* advice: 4 KiB pages where it is not taken */
 #endif
     return a;
+}
+
+char *pvg_srv_body_grow(char *b, size_t cap, size_t new_cap)
+{
+    if (!b || cap <= PVG_SRV_BODY_HUGE_MIN || new_cap <= cap) return NULL;
+    size_t ol = map_len(cap), nl = map_len(new_cap);
+    if (nl < new_cap) return NULL;
+    void *q = mremap(b, ol, nl, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(q, nl, MADV_HUGEPAGE);
+#endif
+    return q;
 }
 
 void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used)

@@ -784,23 +784,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     if (r->body_declared && r->body_declared + 1 >= need &&
                         cap > r->body_declared + 1)
                         cap = r->body_declared + 1;
-                    /* past 1 MiB received, a body whose declared length holds it gets a
-                       buffer of that length at once: a mapping whose pages are taken as
-                       the bytes arrive (2 MiB pages: at most twice the bytes received),
-                       so the body is copied once, not at every doubling */
-                    if (need > PVG_SRV_BODY_HUGE_MIN + 1 && r->body_declared + 1 >= need)
-                        cap = r->body_declared + 1;
                     /* a large body goes into a kept buffer (body_pool.c) of its declared
-                       length if one fits (memory already held), else into a new one of
-                       the grown size, in huge pages above 1 MiB */
+                       length if one fits (memory already held); else a buffer above 1 MiB
+                       (a mapping) grows by mremap, its bytes not copied; else into a new
+                       one of the grown size, in huge pages above 1 MiB. The declared
+                       length itself is never mapped ahead of the bytes */
                     size_t kept = 0;
                     char *b = pvg_srv_body_take(
                         srv, r->body_declared >= need ? r->body_declared + 1 : cap, &kept);
-                    if (!b && (b = pvg_srv_body_new(cap)) != NULL) kept = cap;
                     if (b) {
                         if (r->body_len) memcpy(b, r->body, r->body_len);
                         pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);
                         cap = kept;
+                    } else if ((b = pvg_srv_body_grow(r->body, r->body_cap, cap)) != NULL) {
+                        /* its pages moved: nothing copied, nothing left at the old address */
+                    } else if ((b = pvg_srv_body_new(cap)) != NULL) {
+                        if (r->body_len) memcpy(b, r->body, r->body_len);
+                        pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);
                     } else if (cap > PVG_SRV_BODY_HUGE_MIN) {
                         return MHD_NO; /* out of memory (a mapping is not realloc'd) */
                     } else {

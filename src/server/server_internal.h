@@ -499,6 +499,12 @@ char *pvg_srv_body_take(pvg_server *srv, size_t need, size_t *cap);
  * malloc) or out of memory. */
 #define PVG_SRV_BODY_HUGE_MIN ((size_t)1 << 20)
 char *pvg_srv_body_new(size_t cap);
+/* Grows a body buffer b of cap bytes, above PVG_SRV_BODY_HUGE_MIN (a mapping,
+ * pvg_srv_body_new), to new_cap bytes with mremap: its pages move to the
+ * returned address (maybe b's) and the bytes are not copied; b is no longer
+ * valid. NULL (b unchanged and still valid) when b is not such a buffer,
+ * new_cap is not larger, or the kernel refuses. */
+char *pvg_srv_body_grow(char *b, size_t cap, size_t new_cap);
 /* Frees a body buffer b of cap bytes without keeping it: a mapping
  * (pvg_srv_body_new) above PVG_SRV_BODY_HUGE_MIN, else malloc's. b may be
  * NULL. */

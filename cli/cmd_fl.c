@@ -399,7 +399,7 @@ typedef struct fl_setup {
     uint32_t n_items;
     double epsilon, delta, q; /* the accounted (epsilon, delta) of the whole run; 0: no DP */
     uint32_t rounds, n_min;
-    unsigned mask_rounds; /* the masks' ChaCha rounds: 20, 12 or 8 */
+    unsigned mask_rounds; /* the masks' ChaCha rounds: 8 (default), 12 or 20 */
     uint32_t max_cohort;  /* a 16-bit lane's cohort bound (0: none but SecAgg's) */
     trainer tr;
     pvg_fl_coord *coord;

@@ -841,11 +841,12 @@ static void setup_free(fl_setup *s)
 
 static json_t *round_json(const pvg_fl_round_stats *r)
 {
-    return json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:[i,i,i,i], s:i, s:f, s:f, s:[f,f,f,f], "
-                     "s:I, s:I, s:s}",
+    return json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:[i,i,i,i], s:i, s:f, s:f, "
+                     "s:[f,f,f,f], s:I, s:I, s:s}",
                      "round", (json_int_t)r->round, "phase", pvg_fl_phase_name(r->phase),
                      "registered", (int)r->registered, "cohort", (int)r->cohort, "k", (int)r->k,
-                     "t", (int)r->t, "arrived", (int)r->arrived[0], (int)r->arrived[1],
+                     "t", (int)r->t, "lane_bits", (int)r->lane_bits, "mask_rounds",
+                     (int)r->mask_rounds, "arrived", (int)r->arrived[0], (int)r->arrived[1],
                      (int)r->arrived[2], (int)r->arrived[3], "survivors", (int)r->survivors,
                      "seconds", r->seconds, "server_seconds", r->server_seconds, "phase_seconds",
                      r->phase_seconds[0], r->phase_seconds[1], r->phase_seconds[2],

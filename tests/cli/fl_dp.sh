@@ -160,8 +160,8 @@ serve --epsilon 2 --delta 1e-5 --rounds 1 --phase-seconds 120 --lane-bits 16 --m
 clients
 stop
 told 3
-jq -e '.phase == "done" and .survivors == 3' "$T/rounds.jsonl" >/dev/null ||
-  fail "16-bit lane round: $(cat "$T/rounds.jsonl")"
+jq -e '.phase == "done" and .survivors == 3 and .lane_bits == 16 and .mask_rounds == 8' \
+  "$T/rounds.jsonl" >/dev/null || fail "16-bit lane round: $(cat "$T/rounds.jsonl")"
 for u in 0 1 2; do [ "$(jq '.[0].rounds' "$T/c$u.json")" -eq 1 ] || fail "lane client $u: $(cat "$T/c$u.json" "$T/c$u.err")"; done
 [ "$(releases | jq length)" -eq 3 ] || fail "want the lane run's single charge"
 echo ok

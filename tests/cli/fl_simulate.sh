@@ -25,6 +25,9 @@ awk 'BEGIN { srand(11); for (u = 0; u < 12; u++) for (e = 0; e < 8; e++)
 [ "$(jq -r '[.rounds[].phase] | unique | join(",")' "$T/res.json")" = done ] || fail "rounds not done"
 [ "$(jq '[.rounds[].survivors] | min' "$T/res.json")" -eq 12 ] || fail "all 12 should be in the sum"
 [ "$(jq '.rounds[0].t > (.rounds[0].k + 1) / 2' "$T/res.json")" = true ] || fail "threshold not a majority"
+# the default SecAgg mode: 32-bit lanes, ChaCha8 masks (docs/secagg.md "Masks")
+[ "$(jq -c '[.rounds[0].lane_bits, .rounds[0].mask_rounds]' "$T/res.json")" = "[32,8]" ] ||
+  fail "default mode: $(jq -c '.rounds[0]' "$T/res.json")"
 
 # 25% dropouts (3 clients, each in a random phase): the round ends with the
 # others. A phase a client dropped in closes by the grace (the quorum is in

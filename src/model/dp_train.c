@@ -1126,15 +1126,6 @@ static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const fl
  * of them (a uniformly random subset from t->rng), counted 1 each, into
  * cnt (n): L2 sensitivity sqrt(m). With recent_pop_unit, all k of them
  * at 1/sqrt(k) each (pvg_recent_buyers): L2 sensitivity 1. */
-static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err);
-
-/* The L2 sensitivity of recent_counts: the one figure the trainer's noise
- * and pvg_dp_ease_recent_statistic (the neighbouring-dataset test) use. */
-static double recent_l2_sensitivity(const pvg_dp_train *t)
-{
-    return t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
-}
-
 static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err)
 {
     const pvg_csr *R = t->R;
@@ -1156,6 +1147,13 @@ static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *e
     }
     free(buf);
     return PVG_OK;
+}
+
+/* The L2 sensitivity of recent_counts: the one figure the trainer's noise
+ * and pvg_dp_ease_recent_statistic (the neighbouring-dataset test) use. */
+static double recent_l2_sensitivity(const pvg_dp_train *t)
+{
+    return t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
 }
 
 /* The recency blend of DP-EASE: the recent buyers' counts with the

@@ -19,6 +19,9 @@
  *   1/sqrt(k) (unit-norm rows, L2 sensitivity 1, no bound to m); applied
  *   to the baseline EASE too (exact counts), so share_of_ease is against
  *   EASE with the same recency terms
+ *   defaults=1   instead of hl= ... rpunit=: the recency defaults of
+ *   `privguide train` (pvg_train_params_recency_default), DP-EASE's for
+ *   the DP runs and non-private EASE's for the baseline (the reference)
  *   DATA_FILE: online-retail.csv(.gz). validation=1 evaluates on the
  *   split carved from the training part (the test window is never read),
  *   validation=0 on the test split.
@@ -70,7 +73,7 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "usage: %s DATA_FILE [eps=8] [seeds=100-105] [validation=1] "
                 "[baseline=0] [threads=2] [m=0] [lambda=500] [delta=1e-6] [hl=0] [rpdays=0] "
-                "[rpbeta=0] [rpshare=0] [hlnorm=0] [rpunit=0]\n",
+                "[rpbeta=0] [rpshare=0] [hlnorm=0] [rpunit=0] [defaults=0]\n",
                 argv[0]);
         return 2;
     }
@@ -110,6 +113,9 @@ int main(int argc, char **argv)
     double rpshare = atof(arg(argc, argv, "rpshare", "0"));
     int hlnorm = atoi(arg(argc, argv, "hlnorm", "0"));
     int rpunit = atoi(arg(argc, argv, "rpunit", "0"));
+    /* defaults=1: the recency terms of pvg_train_params_recency_default
+     * (what `privguide train` uses) instead of hl= ... rpunit= */
+    int defaults = atoi(arg(argc, argv, "defaults", "0"));
     double base = 0;
     int rc = 0;
     if (atoi(arg(argc, argv, "baseline", "0"))) {
@@ -122,6 +128,7 @@ int main(int argc, char **argv)
         tp.recent_pop_days = rpdays;
         tp.recent_pop_beta = rpbeta;
         tp.recent_pop_unit = rpunit;
+        if (defaults) pvg_train_params_recency_default(&tp, 0);
         double nd, secs;
         if (eval_one(ds, &tp, &o, &base, &nd, &secs)) return 1;
         printf("{\"split\": \"%s\", \"model\": \"ease\", \"epsilon\": \"inf\", \"hl\": %g, "
@@ -157,15 +164,17 @@ int main(int argc, char **argv)
             tp.recent_pop_beta = rpbeta;
             tp.recent_pop_share = rpshare;
             tp.recent_pop_unit = rpunit;
+            if (defaults) pvg_train_params_recency_default(&tp, 0);
             double r, nd, secs;
             rc = eval_one(ds, &tp, &o, &r, &nd, &secs);
             pvg_rng_free(rng);
             if (rc) break;
-            printf("{\"split\": \"%s\", \"model\": \"dp-ease\", \"epsilon\": %g, \"seed\": %d, "
+            printf("{\"split\": \"%s\", \"model\": \"dp-ease\", \"defaults\": %d, \"epsilon\": %g, "
+                   "\"seed\": %d, "
                    "\"hl\": %g, \"hlnorm\": %d, \"rpdays\": %g, \"rpbeta\": %g, "
                    "\"rpunit\": %d, \"recall@20\": %.4f, \"ndcg@20\": %.4f, "
                    "\"train_seconds\": %.2f}\n",
-                   split, eps, s, hl, hlnorm, rpdays, rpbeta, rpunit, r, nd, secs);
+                   split, defaults, eps, s, hl, hlnorm, rpdays, rpbeta, rpunit, r, nd, secs);
             fflush(stdout);
             sum += r;
             ss += r * r;

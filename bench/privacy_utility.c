@@ -5,7 +5,7 @@
  *
  * Usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] [--table FILE]
  *          [--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail]
- *          [--seeds N] [--threads T] [--no-bpr]
+ *          [--seeds N] [--threads T] [--no-bpr] [--no-recency]
  *   SHARED_DATA_DIR holds ml-100k/u.data.gz and online-retail/online-retail.csv.gz;
  *   default $PVG_SHARED_DIR/data, then ../shared/data, ../../shared/data.
  *   Absent: says so on stderr and exits 77.
@@ -19,7 +19,10 @@
  * catalog is in serving (docs/models.md "DP training"); no budget goes to
  * partition selection. DP-iALS runs with its documented 16 factors and 2
  * iterations (docs/models.md "DP-iALS"), every other trainer with its
- * defaults.
+ * defaults; EASE and DP-EASE with the recency terms' defaults
+ * (pvg_train_params_recency_default, the temporal split's cut-off as the
+ * present; DP-EASE applies them where its projected release runs), as
+ * `privguide train` and `eval` train them (--no-recency: without).
  * For each method whose trainer supports DP (a probe training on a tiny
  * dataset must record its (epsilon, delta) in the model; a method that does
  * not is reported as unavailable, never measured without DP), epsilon
@@ -186,8 +189,8 @@ static int dp_probe(pvg_model_type type, char *mechanism, char *why, size_t len)
 }
 
 /* One (method, epsilon) point over the seeds. eps inf: no DP. */
-static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_type type, double eps,
-                      int n_seeds, int threads, point *pt)
+static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_type type, int recency,
+                      double eps, int n_seeds, int threads, point *pt)
 
 {
     double rec[MAX_SEEDS], nd[MAX_SEEDS], secs = 0;
@@ -221,6 +224,9 @@ static void run_point(const pvg_dataset *ds, const dataset_def *d, pvg_model_typ
                 p.epochs = 2;
             }
         }
+        /* EASE's recency terms as `privguide train` and `eval` set them;
+         * the present is the split's (pvg_eval_run: the temporal cut-off) */
+        if (recency) pvg_train_params_recency_default(&p, 0);
         pvg_eval_options o;
         eval_options(d, threads, &o);
         pvg_eval_result r;
@@ -676,7 +682,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *svg = NULL, *json = NULL, *table = NULL, *methods = NULL,
                *datasets = NULL;
-    int n_seeds = 3, threads = 2, bpr = 1, reference = 1;
+    int n_seeds = 3, threads = 2, bpr = 1, reference = 1, recency = 1;
     const char *combine[8];
     int n_combine = 0;
     for (int i = 1; i < argc; i++) {
@@ -698,17 +704,20 @@ int main(int argc, char **argv)
             bpr = 0;
         else if (strcmp(argv[i], "--no-reference") == 0)
             reference = 0;
+        else if (strcmp(argv[i], "--no-recency") == 0)
+            recency = 0;
         else if (strcmp(argv[i], "--combine") == 0 && i + 1 < argc && n_combine < 8)
             combine[n_combine++] = argv[++i];
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
-            fprintf(
-                stderr,
-                "usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] "
-                "[--table FILE] "
-                "[--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail] "
-                "[--seeds N] [--threads T] [--no-bpr] [--no-reference] [--combine RUN.json ...]\n");
+            fprintf(stderr,
+                    "usage: bench_privacy_utility [SHARED_DATA_DIR] [--svg FILE] [--json FILE] "
+                    "[--table FILE] "
+                    "[--methods popularity,itemknn,ease,ials] [--datasets ml-100k,online-retail] "
+                    "[--seeds N] [--threads T] [--no-bpr] [--no-reference] [--no-recency] "
+                    "[--combine RUN.json "
+                    "...]\n");
             return 2;
         }
     }
@@ -798,7 +807,7 @@ int main(int argc, char **argv)
                 if (!mr->available && isfinite(EPS[e])) continue;
                 point pt;
                 memset(&pt, 0, sizeof pt);
-                run_point(ds, def, mr->type, EPS[e], n_seeds, threads, &pt);
+                run_point(ds, def, mr->type, recency, EPS[e], n_seeds, threads, &pt);
                 if (!isfinite(EPS[e]) && pt.ok) {
                     r->np_recall[mr->type] = pt.recall.mean;
                     r->np_ndcg[mr->type] = pt.ndcg.mean;
@@ -824,7 +833,7 @@ int main(int argc, char **argv)
             if (!reference || r->np_recall[t] >= 0 || (t == PVG_MODEL_BPR && !bpr)) continue;
             point pt;
             memset(&pt, 0, sizeof pt);
-            run_point(ds, def, (pvg_model_type)t, INFINITY, n_seeds, threads, &pt);
+            run_point(ds, def, (pvg_model_type)t, recency, INFINITY, n_seeds, threads, &pt);
             if (pt.ok) {
                 r->np_recall[t] = pt.recall.mean;
                 r->np_ndcg[t] = pt.ndcg.mean;

@@ -137,6 +137,12 @@ char *cli_utc_time(long long t, char *buf, size_t len);
          "from the store: each of a search's top 3 results weighs W (default 0.25; 0: ignore)"},   \
         {"params", CLI_STR, "FILE",                                                                \
          "hyperparameters chosen by `privguide tune` (flags given override them)"},                \
+        {"present", CLI_STR, "TIME",                                                               \
+         "ease: the training's present for the recency terms, YYYY-MM-DD[THH:MM:SS] (UTC) or "     \
+         "Unix seconds (default with --epsilon: now; without: one second after the latest "        \
+         "event; eval temporal: the cut-off)"},                                                    \
+        {"no-recency", CLI_BOOL, NULL,                                                             \
+         "ease: train without the recency terms (docs/models.md \"Recency\")"},                    \
         {"max-memory", CLI_DOUBLE, "MIB",                                                          \
          "ease: refuse to train when the memory estimate exceeds MIB (default 80% of RAM)"},       \
         {"input", CLI_STR, "FILE", "read events from FILE instead of the store"},                  \
@@ -156,6 +162,11 @@ int cli_load_dataset(cli_ctx *c, pvg_dataset **ds, pvg_store **store_out, int qu
  * need_input: --input is required. */
 void cli_eval_setup(cli_ctx *c, const char *verb, int need_input, pvg_model_type *t,
                     pvg_eval_protocol *proto, pvg_train_params *p, pvg_eval_options *o);
+/* The recency terms' defaults into p (pvg_train_params_recency_default)
+ * from --present and --no-recency, after the DP flags are set (usage
+ * errors exit). train: the present without --present is the wall-clock
+ * time with --epsilon (a public present), else 0 (the latest event). */
+void cli_recency_setup(cli_ctx *c, pvg_train_params *p, int train);
 /* `audit fairness` (cmd_fairness.c), listed in the model table. */
 extern const cli_flag cli_fairness_flags[];
 extern const char cli_fairness_help[];

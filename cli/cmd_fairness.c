@@ -151,6 +151,7 @@ int cli_run_audit_fairness(cli_ctx *c)
     } else if (cli_has(c, "model-delta")) {
         cli_usage_error(c, "--model-delta goes with --model-epsilon");
     }
+    cli_recency_setup(c, &p, 0);
     if (fo.epsilon > 0 && cli_has(c, "bootstrap"))
         cli_usage_error(c, "--bootstrap resamples shoppers: not with --epsilon (the DP report's "
                            "intervals use the normal approximation)");

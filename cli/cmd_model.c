@@ -123,6 +123,34 @@ static json_t *dp_json(const pvg_model_dp_info *d)
     return o;
 }
 
+static json_t *recency_json(const pvg_model_recency *r)
+{
+    if (!r->on) return json_null();
+    char when[32];
+    json_t *o = json_object();
+    json_object_set_new(o, "present", json_string(cli_utc_time(r->present, when, sizeof when)));
+    json_object_set_new(o, "halflife_days", json_real(r->halflife_days));
+    json_object_set_new(o, "row_norm", json_boolean(r->row_norm));
+    json_object_set_new(o, "recent_days", json_real(r->recent_days));
+    json_object_set_new(o, "recent_beta", json_real(r->recent_beta));
+    if (r->recent_share > 0) json_object_set_new(o, "recent_share", json_real(r->recent_share));
+    json_object_set_new(o, "recent_unit", json_boolean(r->recent_unit));
+    return o;
+}
+
+static void recency_print(const pvg_model_recency *r)
+{
+    char when[32];
+    if (!r->on) {
+        printf("recency      none\n");
+        return;
+    }
+    printf("recency      present %s, half-life %g days%s, recent buyers %g days beta %g%s\n",
+           cli_utc_time(r->present, when, sizeof when), r->halflife_days,
+           r->row_norm ? " (row-normalised)" : "", r->recent_days, r->recent_beta,
+           r->recent_unit ? " (unit rows)" : "");
+}
+
 static const char model_help[] =
     "Models: popularity, itemknn (cosine, shrinkage, top-N neighbours), ials (implicit ALS, "
     "Rendle et al. 2021 recipe), ease (Steck 2019, up to 30000 items), bpr (BPR-MF, lock-free "
@@ -364,6 +392,7 @@ static int run_train(cli_ctx *c)
     parse_params(c, t, &p, &err);
     char **dp_ids, *dp_buf;
     dp_setup(c, &p, &dp_ids, &dp_buf);
+    cli_recency_setup(c, &p, 1);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     /* where the model may go is checked before any work (pvg_model_save
@@ -394,12 +423,32 @@ static int run_train(cli_ctx *c)
         pvg_dataset_free(ds);
         return cli_fail("train", s, &err);
     }
-    /* a DP model from the store: its (epsilon, delta) is charged to the
-     * store's budget before the file is written (no charge, no file; a
-     * refusal leaves the old file in place) */
+    /* the operator's check, before any charge or file: a present whose
+     * recent buyers' window holds no event (a historical import trained
+     * "now") would blend noise alone into B. The model is discarded, not
+     * retrained otherwise: what is released never depends on this check. */
     pvg_model_dp_info dpi;
     int64_t release_id = 0;
     if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
+    pvg_model_recency rec;
+    if (pvg_model_recency_get(m, &rec, &err) != PVG_OK) rec.on = 0;
+    if (rec.on && rec.recent_days > 0 &&
+        pvg_dataset_latest_time(ds) < rec.present - (int64_t)(rec.recent_days * 86400.0)) {
+        char a[32], b[32];
+        cli_warn("train: recency: no event in the %g days before the present %s (the latest is "
+                 "%s): the recent buyers' term would be %s. For a historical import pass "
+                 "--present (e.g. the day after its last event); or --no-recency",
+                 rec.recent_days, cli_utc_time(rec.present, a, sizeof a),
+                 cli_utc_time(pvg_dataset_latest_time(ds), b, sizeof b),
+                 dpi.is_dp ? "noise alone" : "empty");
+        pvg_store_free(store);
+        pvg_model_free(m);
+        pvg_dataset_free(ds);
+        return CLI_EXIT_FAIL;
+    }
+    /* a DP model from the store: its (epsilon, delta) is charged to the
+     * store's budget before the file is written (no charge, no file; a
+     * refusal leaves the old file in place) */
     if (dpi.is_dp && store) {
         /* the release names the fingerprint (of the DP record and the item
          * sections): `model info` shows it, the server checks it */
@@ -435,6 +484,7 @@ static int run_train(cli_ctx *c)
         if (st.n_epochs) json_object_set_new(o, "final_loss", json_real(st.final_loss));
         json_object_set_new(o, "peak_rss_mb", json_real(peak_rss_mb()));
         json_object_set_new(o, "fingerprint", json_string(fp));
+        if (t == PVG_MODEL_EASE) json_object_set_new(o, "recency", recency_json(&rec));
         if (dpi.is_dp) {
             json_t *d = dp_json(&dpi);
             if (release_id) json_object_set_new(d, "release_id", json_integer(release_id));
@@ -450,6 +500,7 @@ static int run_train(cli_ctx *c)
                    dpi.delta, dpi.mechanism, dpi.max_items, pvg_dp_vocabulary_name(dpi.vocabulary),
                    release_id ? ", charged to the store's budget (model_builds)"
                               : "; trained from a file: no ledger charged");
+        if (t == PVG_MODEL_EASE) recency_print(&rec);
     }
     pvg_model_free(m);
     pvg_dataset_free(ds);
@@ -818,6 +869,65 @@ static int parse_date(const char *s, int64_t *out)
     return 0;
 }
 
+/* "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SS[Z]" (UTC) or Unix seconds. */
+static int parse_time(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s && !*end && !errno) {
+        *out = v;
+        return 0;
+    }
+    int y, mo, d, hh = 0, mi = 0, ss = 0, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3) return -1;
+    const char *t = s + n;
+    if (*t == 'T' || *t == ' ') {
+        int k = 0;
+        if (sscanf(t + 1, "%2d:%2d:%2d%n", &hh, &mi, &ss, &k) != 3) return -1;
+        t += 1 + k;
+        if (*t == 'Z') t++;
+    }
+    if (*t || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || hh > 23 || mi > 59 || ss > 60)
+        return -1;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = hh;
+    tm.tm_min = mi;
+    tm.tm_sec = ss;
+    time_t tt = timegm(&tm);
+    if (tt == (time_t)-1) return -1;
+    *out = (int64_t)tt;
+    return 0;
+}
+
+void cli_recency_setup(cli_ctx *c, pvg_train_params *p, int train)
+{
+    const char *ps = cli_str(c, "present");
+    if (cli_bool(c, "no-recency")) {
+        if (ps) cli_usage_error(c, "--present is for the recency terms, not with --no-recency");
+        return;
+    }
+    if (p->type != PVG_MODEL_EASE) {
+        if (ps) cli_usage_error(c, "--present: only ease has recency terms");
+        return;
+    }
+    int64_t present = 0;
+    if (ps) {
+        if (parse_time(ps, &present) || present <= 0 || present > 253402300799LL)
+            cli_usage_error(c,
+                            "--present: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS (UTC) or Unix "
+                            "seconds after 1970 and before 10000, got '%s'",
+                            ps);
+    } else if (train && p->dp_epsilon > 0) {
+        present = (int64_t)time(NULL); /* public: not read from the data */
+    }
+    pvg_train_params_recency_default(p, present);
+}
+
 /* The evaluation options of eval and tune from their flags. */
 static void eval_options(cli_ctx *c, pvg_eval_protocol proto, const pvg_train_params *tp,
                          pvg_eval_options *out)
@@ -880,6 +990,7 @@ static int run_eval(cli_ctx *c)
     cli_eval_setup(c, "eval", 1, &t, &proto, &p, &o);
     char **dp_ids, *dp_buf;
     dp_setup(c, &p, &dp_ids, &dp_buf); /* files only: no ledger */
+    cli_recency_setup(c, &p, 0);
     int json = cli_bool(c, "json");
     if (cli_interactive(c)) p.progress = progress_bar;
     pvg_dataset *ds;
@@ -968,6 +1079,7 @@ static int run_eval(cli_ctx *c)
         json_object_set_new(hp, "shrink", json_real(p.shrink));
     }
     json_object_set_new(j, "hyperparameters", hp);
+    if (t == PVG_MODEL_EASE) json_object_set_new(j, "recency", recency_json(&r.recency));
     if (json) {
         print_json(j);
     } else {
@@ -1021,6 +1133,7 @@ static int run_tune(cli_ctx *c)
     pvg_train_params base;
     pvg_eval_options o;
     cli_eval_setup(c, "tune", 1, &t, &proto, &base, &o);
+    cli_recency_setup(c, &base, 0);
     o.validation = 1; /* the test part is never looked at */
     int K = (int)cli_int_range(c, "metric-k", 20, 1, 100000);
     o.n_ks = 1;
@@ -1149,7 +1262,9 @@ static int run_model_info(cli_ctx *c)
     pvg_status st = pvg_model_load(path, &m, &err);
     if (st != PVG_OK) return cli_fail("model", st, &err);
     pvg_model_dp_info d;
-    if ((st = pvg_model_dp_info_get(m, &d, &err)) != PVG_OK) {
+    pvg_model_recency rec;
+    if ((st = pvg_model_dp_info_get(m, &d, &err)) != PVG_OK ||
+        (st = pvg_model_recency_get(m, &rec, &err)) != PVG_OK) {
         pvg_model_free(m);
         return cli_fail("model", st, &err);
     }
@@ -1167,6 +1282,8 @@ static int run_model_info(cli_ctx *c)
         json_object_set_new(o, "items", json_integer((json_int_t)pvg_model_n_items(m)));
         json_object_set_new(o, "fingerprint", json_string(fp));
         json_object_set_new(o, "dp", d.is_dp ? dp_json(&d) : json_null());
+        if (pvg_model_type_of(m) == PVG_MODEL_EASE)
+            json_object_set_new(o, "recency", recency_json(&rec));
         print_json(o);
     } else {
         printf("model        %s\n", pvg_model_type_name(pvg_model_type_of(m)));
@@ -1182,6 +1299,7 @@ static int run_model_info(cli_ctx *c)
                    pvg_dp_vocabulary_name(d.vocabulary));
         else
             printf("dp           none (trained without differential privacy)\n");
+        if (pvg_model_type_of(m) == PVG_MODEL_EASE) recency_print(&rec);
     }
     pvg_model_free(m);
     return 0;

@@ -1008,6 +1008,139 @@ static void test_vocabulary(void **s)
 }
 
 /* The record survives the file; files of format 3 read as not DP. */
+/* Writes buf (len bytes) to path with the header's checksum recomputed. */
+static void write_with_checksum(const char *path, unsigned char *buf, size_t len)
+{
+    unsigned char sum[32];
+    memset(buf + 240, 0, 32);
+    crypto_generichash(sum, 32, buf, (unsigned long long)len, NULL, 0);
+    memcpy(buf + 240, sum, 32);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+/* The recency defaults (pvg_train_params_recency_default, what `privguide
+ * train` uses): their values with and without DP, nothing for other types;
+ * DP-EASE applies them where its projected release runs and elsewhere
+ * trains without them, exactly the model it trains without them (same
+ * noise, same fingerprint), recorded off, where an explicit request is
+ * refused; the model file keeps the record, its fingerprint covers it, and
+ * a record out of range is refused at its offset. */
+static void test_ease_recency_defaults(void **s)
+{
+    (void)s;
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
+    pvg_train_params_recency_default(&p, 5000);
+    assert_true(p.recency_now == 0 && p.recency_halflife_days == 0 && p.recent_pop_days == 0 &&
+                p.recency_where_possible == 0);
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    pvg_train_params_recency_default(&p, 0);
+    assert_true(p.recency_halflife_days == 240 && !p.recency_row_norm && p.recent_pop_days == 7 &&
+                p.recent_pop_beta == 0.7 && p.recent_pop_share == 0 && !p.recent_pop_unit &&
+                p.recency_where_possible == 1 && p.recency_now == 0);
+    /* without DP: the present one second after the latest event, recorded */
+    pvg_dataset *ds = fixture(1); /* events at 1000.. and the heavy shopper's at 2000 */
+    pvg_model *m, *l;
+    pvg_error err;
+    pvg_model_recency r;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+    assert_true(r.on && r.present == 2001 && r.halflife_days == 240 && r.recent_days == 7);
+    pvg_model_free(m);
+
+    /* DP, the projected release: applied, with the given present */
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(41);
+    recency_text_params(&p, det, ids, titles, tb);
+    pvg_train_params_recency_default(&p, 2001);
+    assert_true(p.recency_halflife_days == 120 && p.recency_row_norm == 1 &&
+                p.recent_pop_days == 14 && p.recent_pop_beta == 1 && p.recent_pop_share == 0.15 &&
+                p.recent_pop_unit == 1 && p.recency_now == 2001);
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+    assert_true(r.on && r.present == 2001 && r.halflife_days == 120 && r.row_norm &&
+                r.recent_days == 14 && r.recent_share == 0.15 && r.recent_unit);
+    char path[] = "/tmp/pvg_dp_recency_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_OK);
+    pvg_model_recency rl;
+    assert_int_equal(pvg_model_recency_get(l, &rl, &err), PVG_OK);
+    assert_memory_equal(&r, &rl, sizeof r);
+    pvg_model_free(l);
+    pvg_model_free(m);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *orig = malloc(len), *buf = malloc(len);
+    assert_int_equal(fread(orig, 1, len, f), len);
+    fclose(f);
+    const size_t rec_off = 424; /* version 4: the recency record after the mechanism */
+    double v;
+    memcpy(&v, orig + rec_off + 8, 8);
+    assert_true(v == 120); /* the half-life where docs/models.md puts it */
+    /* a half-life out of range: refused at the record's offset */
+    memcpy(buf, orig, len);
+    v = -1;
+    memcpy(buf + rec_off + 8, &v, 8);
+    write_with_checksum(path, buf, len);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_ERR_CORRUPT);
+    assert_non_null(strstr(err.text, "recency"));
+    assert_int_equal(err.offset, (long long)rec_off);
+    /* a well-formed but edited record (another window): the fingerprint
+     * covers it, so the DP model is refused */
+    memcpy(buf, orig, len);
+    v = 28;
+    memcpy(buf + rec_off + 16, &v, 8);
+    write_with_checksum(path, buf, len);
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_ERR_CORRUPT);
+    free(orig);
+    free(buf);
+    unlink(path);
+    pvg_rng_free(det);
+
+    /* no projected release (epsilon 2: the text-only model; no text):
+     * the defaults train the model trained without them, recorded off */
+    for (int c = 0; c < 2; c++) {
+        unsigned char fp[2][32];
+        for (int with = 0; with < 2; with++) {
+            det = pvg_rng_new_INSECURE_deterministic_for_tests(42);
+            recency_text_params(&p, det, ids, titles, tb);
+            if (c == 0)
+                p.dp_epsilon = 2;
+            else
+                p.dp_item_titles = NULL;
+            if (with) pvg_train_params_recency_default(&p, 2001);
+            assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+            assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+            assert_int_equal(r.on, 0);
+            memcpy(fp[with], pvg_model_fingerprint(m), 32);
+            pvg_model_free(m);
+            pvg_rng_free(det);
+            if (with) {
+                /* asked for explicitly: refused, never silently dropped */
+                p.recency_where_possible = 0;
+                det = pvg_rng_new_INSECURE_deterministic_for_tests(42);
+                p.dp_rng = det;
+                m = NULL;
+                assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
+                assert_null(m);
+                pvg_rng_free(det);
+            }
+        }
+        assert_memory_equal(fp[0], fp[1], 32);
+    }
+    pvg_dataset_free(ds);
+}
+
 static void test_file_record(void **s)
 {
     (void)s;
@@ -1172,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_ease_recency_row_norm_bounded),
         cmocka_unit_test(test_ease_recency_params_refused),
         cmocka_unit_test(test_ease_recency_nonprivate),
+        cmocka_unit_test(test_ease_recency_defaults),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),
         cmocka_unit_test(test_vocabulary),

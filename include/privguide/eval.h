@@ -65,6 +65,9 @@ typedef struct pvg_eval_result {
      * DP): the bound, mechanism and sensitivity it actually used, which can
      * differ from the parameters' defaults (pvg_dp_default_max_items) */
     pvg_model_dp_info dp;
+    /* the recency terms the trained model used (on 0: none; docs/models.md
+     * "Recency") */
+    pvg_model_recency recency;
 } pvg_eval_result;
 
 /* Splits ds by the protocol, trains tp on the training part, scores every

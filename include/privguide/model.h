@@ -128,6 +128,10 @@ pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *wei
 size_t pvg_dataset_n_users(const pvg_dataset *ds);
 size_t pvg_dataset_n_items(const pvg_dataset *ds);
 size_t pvg_dataset_n_events(const pvg_dataset *ds);
+/* The time of the dataset's latest event (Unix seconds; INT64_MIN when it
+ * has none). For the operator's checks (e.g. that a training's present
+ * has recent events before it), never for a DP release's parameters. */
+int64_t pvg_dataset_latest_time(const pvg_dataset *ds);
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
  * store-keyed dataset. */
 pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],
@@ -237,12 +241,45 @@ typedef struct pvg_train_params {
     double recent_pop_beta;
     double recent_pop_share;
     int recent_pop_unit;
+    /* 1: where DP-EASE cannot apply the recency terms (no projected release:
+     * epsilon below 3, or no catalogue text linking items) it trains without
+     * them instead of refusing; the model's recency record
+     * (pvg_model_recency_get) then says "off". Whether they apply depends on
+     * epsilon and the public text only. Set by
+     * pvg_train_params_recency_default; 0: refused, as an explicit request. */
+    int recency_where_possible;
     /* progress callback after each epoch (may be NULL) */
     void (*progress)(void *ctx, const pvg_train_progress *p);
     void *progress_ctx;
 } pvg_train_params;
 
 void pvg_train_params_default(pvg_model_type type, pvg_train_params *p);
+
+/* The recency terms chosen on Online Retail's validation split
+ * (docs/models.md "Recency") into p, for EASE (other types: unchanged),
+ * after p->dp_epsilon is set: without DP, a half-life of 240 days and the
+ * recent buyers' blend (7 days, beta 0.7); with DP, the row-normalised
+ * half-life of 120 days and the blend (14 days, beta 1, 15% of the budget,
+ * each shopper's window items at unit L2 norm). present is the training's
+ * "now" (Unix seconds; events at or after it are ignored by the terms):
+ * DP needs a public one, e.g. the wall-clock time of the training, never
+ * one read from the data; 0 (without DP only) is one second after the
+ * latest event. Sets recency_where_possible. */
+void pvg_train_params_recency_default(pvg_train_params *p, int64_t present);
+
+/* The recency settings a model was trained with (docs/models.md "Recency"):
+ * on 0 when it was trained without them (every other field 0). Read from a
+ * model's header, so a loaded model reports what its trainer used. */
+typedef struct pvg_model_recency {
+    int on;
+    int64_t present;      /* the training's present (Unix seconds) */
+    double halflife_days; /* 0: no decay in the Gram */
+    int row_norm;         /* the decay's weights scaled to the row's norm */
+    double recent_days;   /* the recent buyers' window (0: no blend) */
+    double recent_beta;   /* its weight in B */
+    double recent_share;  /* DP: its share of the run's zCDP rho */
+    int recent_unit;      /* each shopper's window items at unit L2 norm */
+} pvg_model_recency;
 
 #define PVG_TRAIN_MAX_EPOCHS 1000
 typedef struct pvg_train_stats {
@@ -322,6 +359,11 @@ typedef struct pvg_model_dp_info {
 /* Fills *out from the model (trained or loaded; files of format 1 to 3
  * were never DP). Errors: PVG_ERR_INVALID (NULL argument). */
 pvg_status pvg_model_dp_info_get(const pvg_model *m, pvg_model_dp_info *out,
+                                 pvg_error *err) PVG_WARN_UNUSED;
+
+/* Fills *out with the recency settings m was trained with. Errors:
+ * PVG_ERR_INVALID (NULL argument). */
+pvg_status pvg_model_recency_get(const pvg_model *m, pvg_model_recency *out,
                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* Charges a DP-trained model's recorded (epsilon, delta) to the store's

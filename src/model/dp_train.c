@@ -1226,6 +1226,12 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     int small = eps < DP_EASE_SMALL_EPS;
     float *S = NULL; /* the titles' similarity, then the prior, then B */
     if ((st = text_similarity(t, &S, err)) != PVG_OK) return st;
+    if (t->last && (!S || eps < DP_EASE_TEXT_ONLY_EPS) && t->p->recency_where_possible) {
+        /* the defaults (pvg_train_params_recency_default): trained without
+         * the terms, decided by epsilon and the public text alone */
+        t->last = NULL;
+        t->recency_skipped = 1;
+    }
     if (t->last && (!S || eps < DP_EASE_TEXT_ONLY_EPS)) {
         free(S);
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
@@ -1601,6 +1607,18 @@ void pvg_dp_public_fingerprint(const pvg_model *m, unsigned char out[32])
     crypto_generichash_update(&hs, (const unsigned char *)rec, sizeof rec);
     crypto_generichash_update(&hs, (const unsigned char *)ints, sizeof ints);
     crypto_generichash_update(&hs, (const unsigned char *)mech, sizeof mech);
+    /* the recency record when the terms were used (a model without them
+     * hashes as before it existed) */
+    const pvg_train_params *q = &m->params;
+    if (q->recency_halflife_days > 0 || q->recent_pop_days > 0) {
+        double rr[6] = {(double)q->recency_now, q->recency_halflife_days,
+                        q->recent_pop_days,     q->recent_pop_beta,
+                        q->recent_pop_share,    (double)q->recency_row_norm};
+        int32_t ru = q->recent_pop_unit;
+        crypto_generichash_update(&hs, (const unsigned char *)"recency", 7);
+        crypto_generichash_update(&hs, (const unsigned char *)rr, sizeof rr);
+        crypto_generichash_update(&hs, (const unsigned char *)&ru, sizeof ru);
+    }
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         uint64_t len = m->sec[secs[i]] ? m->sec_len[secs[i]] : 0;
         crypto_generichash_update(&hs, (const unsigned char *)&len, sizeof len);
@@ -1736,6 +1754,10 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
             md->dp.epsilon = t.rep.epsilon + v.epsilon;
             md->dp.delta = t.rep.delta + v.delta;
             md->dp_vocab = v.kind;
+            if (t.recency_skipped || !recency)
+                pvg_model_recency_clear(&md->params);
+            else
+                md->params.recency_now = now;
             pvg_dp_public_fingerprint(md, md->fingerprint);
         }
     }

@@ -117,19 +117,46 @@ static int64_t find_cell(const pvg_csr *F, uint32_t u, uint32_t i)
     return (lo < F->indptr[u + 1] && F->indices[lo] == i) ? (int64_t)lo : -1;
 }
 
+/* The temporal split's training boundary: events before it train. */
+static int64_t temporal_boundary(const pvg_dataset *ds, const pvg_eval_options *o)
+{
+    int64_t cut = o->cutoff, lo = cut;
+    if (o->validation) {
+        int64_t maxts = cut;
+        for (size_t e = 0; e < ds->n_ev; e++)
+            if (ds->ev_ts[e] > maxts) maxts = ds->ev_ts[e];
+        lo = cut - (maxts - cut);
+        if (maxts == cut) lo = cut - 1;
+    }
+    return lo;
+}
+
+void pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o, const uint8_t *role,
+                            pvg_train_params *tp)
+{
+    if (tp->recency_now ||
+        !(tp->recency_halflife_days > 0 || (tp->recent_pop_days > 0 && tp->recent_pop_beta > 0)))
+        return;
+    if (o->protocol == PVG_EVAL_TEMPORAL) {
+        tp->recency_now = temporal_boundary(ds, o);
+        return;
+    }
+    if (tp->recency_where_possible) {
+        pvg_model_recency_clear(tp);
+        return;
+    }
+    int64_t mx = INT64_MIN;
+    for (size_t e = 0; e < ds->n_ev; e++)
+        if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
+    tp->recency_now = mx == INT64_MIN ? 0 : mx + 1;
+}
+
 pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,
                           pvg_error *err)
 {
     size_t n = ds->n_ev;
     if (o->protocol == PVG_EVAL_TEMPORAL) {
-        int64_t cut = o->cutoff, lo = cut;
-        if (o->validation) {
-            int64_t maxts = cut;
-            for (size_t e = 0; e < n; e++)
-                if (ds->ev_ts[e] > maxts) maxts = ds->ev_ts[e];
-            lo = cut - (maxts - cut);
-            if (maxts == cut) lo = cut - 1;
-        }
+        int64_t cut = o->cutoff, lo = temporal_boundary(ds, o);
         size_t ntr = 0, nte = 0;
         for (size_t e = 0; e < n; e++) {
             int64_t t = ds->ev_ts[e];
@@ -394,17 +421,8 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         free(role);
         return st;
     }
-    /* recency (docs/models.md "Recency"): the training's present is one
-     * second after its latest event, so no held-out purchase of a training
-     * cell (a re-buy after the cut-off) dates it */
     pvg_train_params tpr = *tp;
-    if ((tp->recency_halflife_days > 0 || (tp->recent_pop_days > 0 && tp->recent_pop_beta > 0)) &&
-        !tp->recency_now) {
-        int64_t mx = INT64_MIN;
-        for (size_t e = 0; e < n; e++)
-            if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
-        tpr.recency_now = mx == INT64_MIN ? 0 : mx + 1;
-    }
+    pvg_eval_recency_apply(ds, o, role, &tpr);
     tp = &tpr;
     uint8_t *keep = malloc(n ? n : 1);
     pvg_csr Rt = {0}, T = {0}, Fi = {0};
@@ -465,6 +483,7 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
     st = pvg_model_train_matrix(ds, &Rt, tp, &m, &res->train, err);
     if (st != PVG_OK) goto done;
     if ((st = pvg_model_dp_info_get(m, &res->dp, err)) != PVG_OK) goto done;
+    if ((st = pvg_model_recency_get(m, &res->recency, err)) != PVG_OK) goto done;
     res->train_seconds = res->train.train_seconds;
     double t0 = pvg_now_seconds();
     c.m = m;

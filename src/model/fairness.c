@@ -976,7 +976,9 @@ pvg_status pvg_fair_audit(const pvg_dataset *ds, const pvg_train_params *tp,
         st = pvg_error_set(err, PVG_ERR_NOMEM, "fairness: out of memory");
         goto done;
     }
-    st = pvg_model_train_matrix(ds, &Rt, tp, &m, NULL, err);
+    pvg_train_params tpr = *tp; /* recency: the split's present, as eval's */
+    pvg_eval_recency_apply(ds, eo, role, &tpr);
+    st = pvg_model_train_matrix(ds, &Rt, &tpr, &m, NULL, err);
     if (st != PVG_OK) goto done;
     c.m = m;
     c.H = H;

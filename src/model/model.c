@@ -68,6 +68,59 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
     }
 }
 
+void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
+{
+    if (p->type != PVG_MODEL_EASE) return;
+    /* chosen on Online Retail's validation split (docs/models.md "Recency") */
+    if (p->dp_epsilon > 0) {
+        p->recency_halflife_days = 120;
+        p->recency_row_norm = 1;
+        p->recent_pop_days = 14;
+        p->recent_pop_beta = 1;
+        p->recent_pop_share = 0.15;
+        p->recent_pop_unit = 1;
+    } else {
+        p->recency_halflife_days = 240;
+        p->recency_row_norm = 0;
+        p->recent_pop_days = 7;
+        p->recent_pop_beta = 0.7;
+        p->recent_pop_share = 0;
+        p->recent_pop_unit = 0;
+    }
+    p->recency_now = present;
+    p->recency_where_possible = 1;
+}
+
+/* Clears the recency terms of a model's record (they did not apply). */
+void pvg_model_recency_clear(pvg_train_params *p)
+{
+    p->recency_now = 0;
+    p->recency_halflife_days = 0;
+    p->recency_row_norm = 0;
+    p->recent_pop_days = 0;
+    p->recent_pop_beta = 0;
+    p->recent_pop_share = 0;
+    p->recent_pop_unit = 0;
+}
+
+pvg_status pvg_model_recency_get(const pvg_model *m, pvg_model_recency *out, pvg_error *err)
+{
+    if (!m || !out) return pvg_error_set(err, PVG_ERR_INVALID, "recency: NULL argument");
+    memset(out, 0, sizeof *out);
+    const pvg_train_params *p = &m->params;
+    int hl = p->recency_halflife_days > 0, blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
+    if (m->type != PVG_MODEL_EASE || (!hl && !blend)) return PVG_OK;
+    out->on = 1;
+    out->present = p->recency_now;
+    out->halflife_days = p->recency_halflife_days;
+    out->row_norm = p->recency_row_norm;
+    out->recent_days = p->recent_pop_days;
+    out->recent_beta = p->recent_pop_beta;
+    out->recent_share = p->recent_pop_share;
+    out->recent_unit = p->recent_pop_unit;
+    return PVG_OK;
+}
+
 pvg_model_type pvg_model_type_of(const pvg_model *m)
 {
     return m->type;
@@ -433,11 +486,22 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
         }
         int hl = p->recency_halflife_days > 0;
         int blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
+        if (hl && p->recency_where_possible && pl.form == PVG_EASE_DUAL) {
+            /* the weighted Gram has the primal form only: where the plan
+             * is the dual one (fewer shoppers than items, a large
+             * catalogue), the default terms keep the blend alone */
+            hl = 0;
+            m->params.recency_halflife_days = 0;
+            m->params.recency_row_norm = 0;
+            if (!blend) pvg_model_recency_clear(&m->params);
+        }
         int64_t *last = NULL;
         int64_t now = 0;
         if (hl || blend) {
-            /* recency (docs/models.md "Recency") */
+            /* recency (docs/models.md "Recency"); the model records the
+             * present it used */
             now = pvg_recency_now(ds, p);
+            m->params.recency_now = now;
             if (!(last = malloc((R->nnz ? R->nnz : 1) * sizeof *last))) {
                 free(B);
                 st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");

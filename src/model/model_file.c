@@ -92,6 +92,12 @@ typedef struct file_header {
     int32_t dp_max_items;
     uint32_t dp_vocab;
     char dp_mechanism[PVG_DP_MECHANISM_MAX];
+    /* version 4, the recency record (docs/models.md "Recency"; all zero:
+     * trained without the terms; files written before it read as zero) */
+    int64_t rec_present;
+    double rec_halflife, rec_days, rec_beta, rec_share;
+    uint32_t rec_flags; /* bit 0 row norm, bit 1 unit rows */
+    uint32_t rec_reserved;
 } file_header;
 _Static_assert(sizeof(file_header) <= HEADER_BYTES, "header too large");
 #define CHECKSUM_OFFSET offsetof(file_header, checksum)
@@ -190,6 +196,24 @@ static const char *dp_unpack(const file_header *h, pvg_model *m)
     m->dp.max_items = h->dp_max_items;
     m->dp.mechanism = m->dp_mech;
     m->dp_vocab = (pvg_dp_vocabulary)h->dp_vocab;
+    return NULL;
+}
+
+/* The header's recency record into m->params, checked as the trainer
+ * checks its parameters; an error text starting "recency" or NULL. */
+static const char *recency_unpack(const file_header *h, pvg_model *m)
+{
+    pvg_train_params *p = &m->params;
+    if (h->rec_flags & ~3u || h->rec_reserved) return "recency record: unknown flags";
+    p->recency_now = h->rec_present;
+    p->recency_halflife_days = h->rec_halflife;
+    p->recent_pop_days = h->rec_days;
+    p->recent_pop_beta = h->rec_beta;
+    p->recent_pop_share = h->rec_share;
+    p->recency_row_norm = (int)(h->rec_flags & 1u);
+    p->recent_pop_unit = (int)(h->rec_flags >> 1 & 1u);
+    pvg_error e;
+    if (pvg_recency_check(p, &e) != PVG_OK) return "recency record out of range";
     return NULL;
 }
 
@@ -410,6 +434,12 @@ static pvg_status model_write(const pvg_model *m, const char *path, const rows_b
         snprintf(h.dp_mechanism, sizeof h.dp_mechanism, "%s",
                  m->dp.mechanism ? m->dp.mechanism : "");
     }
+    h.rec_present = m->params.recency_now;
+    h.rec_halflife = m->params.recency_halflife_days;
+    h.rec_days = m->params.recent_pop_days;
+    h.rec_beta = m->params.recent_pop_beta;
+    h.rec_share = m->params.recent_pop_share;
+    h.rec_flags = (m->params.recency_row_norm ? 1u : 0u) | (m->params.recent_pop_unit ? 2u : 0u);
     if (sealed) {
         h.flags = FLAG_SEALED;
         memcpy(h.seal_id, m->seal_id, 16);
@@ -823,15 +853,17 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     m->item_str_len = h.item_str_len;
     const char *bad_hyper = hyper_unpack(h.hyper, m->type, &m->params);
     if (!bad_hyper && h.version >= 4) bad_hyper = dp_unpack(&h, m);
+    if (!bad_hyper && h.version >= 4) bad_hyper = recency_unpack(&h, m);
     m->map = map;
     m->map_len = size;
     if (bad_hyper) {
         pvg_model_free(m);
-        return corrupt(err, path,
-                       (long long)(strncmp(bad_hyper, "DP", 2) == 0
-                                       ? offsetof(file_header, dp_epsilon)
-                                       : offsetof(file_header, hyper)),
-                       bad_hyper);
+        return corrupt(
+            err, path,
+            (long long)(strncmp(bad_hyper, "DP", 2) == 0        ? offsetof(file_header, dp_epsilon)
+                        : strncmp(bad_hyper, "recency", 7) == 0 ? offsetof(file_header, rec_present)
+                                                                : offsetof(file_header, hyper)),
+            bad_hyper);
     }
     /* expected section sizes */
     uint64_t nu = h.n_users, ni = h.n_items, F = h.factors;

@@ -130,6 +130,9 @@ pvg_status pvg_recency_last(const pvg_dataset *ds, const struct pvg_csr *R, int6
  * a term, within +-PVG_RECENCY_MAX_NOW. Errors: PVG_ERR_INVALID naming the
  * field and the value. */
 pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err) PVG_WARN_UNUSED;
+/* Sets every recency field of p to 0 (a model's record when the terms did
+ * not apply). */
+void pvg_model_recency_clear(pvg_train_params *p);
 /* The Gram weight of a purchase at ts: 2^(-(now - ts) / half-life), 1 when
  * ts >= now or halflife_days <= 0, 0 for INT64_MIN (no purchase). */
 float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days);
@@ -756,6 +759,9 @@ typedef struct pvg_dp_train {
      * training's present; NULL and 0 otherwise */
     const int64_t *last;
     int64_t now;
+    /* set by DP-EASE when the params' recency_where_possible let it train
+     * without the terms (no projected release): the model records them off */
+    int recency_skipped;
 } pvg_dp_train;
 
 /* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses
@@ -834,6 +840,16 @@ pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, 
 enum { PVG_SPLIT_NONE = 0, PVG_SPLIT_TRAIN = 1, PVG_SPLIT_TEST = 2, PVG_SPLIT_FOLDIN = 3 };
 pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,
                           pvg_error *err);
+/* The recency terms of an evaluation's training (docs/models.md
+ * "Recency"), set in *tp when tp->recency_now is 0 and tp has a term: the
+ * present is the temporal split's training boundary (the cut-off, or the
+ * validation's), so no held-out purchase (a re-buy after the cut-off) dates
+ * a training cell. The other protocols hold events out from throughout the
+ * training period and so have no present: the defaults
+ * (recency_where_possible) are cleared there, an explicit request gets one
+ * second after the latest training event. */
+void pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o, const uint8_t *role,
+                            pvg_train_params *tp);
 
 /* Per-user metrics for one ranked list (for tests). */
 void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,

@@ -204,6 +204,9 @@ pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err)
            share = p->recent_pop_share;
     int any = hl != 0 || days != 0 || beta != 0 || share != 0 || p->recency_row_norm != 0 ||
               p->recent_pop_unit != 0 || p->recency_now != 0;
+    if (p->recency_where_possible != 0 && p->recency_where_possible != 1)
+        return pvg_error_set(err, PVG_ERR_INVALID, "recency_where_possible must be 0 or 1, got %d",
+                             p->recency_where_possible);
     if (!any) return PVG_OK;
     if (p->type != PVG_MODEL_EASE)
         return pvg_error_set(err, PVG_ERR_UNSUPPORTED,

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# recency_train.sh - EASE's recency terms as `privguide train` and `eval`
+# set them by default (docs/models.md "Recency"): DP-EASE takes a public
+# present (--present, or the wall clock), never one read from the data; a
+# present whose recent window holds no event (a historical import trained
+# "now") is refused before any charge or file; the terms and their present
+# are in the train output, the model header (`model info`) and eval's
+# output; DP-EASE's text-only model and non-temporal evaluations train
+# without them; bad flags are usage errors.
+set -u
+P=${PVG_CLI:?PVG_CLI not set}
+command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
+T=$(mktemp -d /tmp/pvg-recency-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+unset PRIVGUIDE_DATABASE_URL
+
+D="$T/data"
+# 80 items in four families whose titles share a word; 400 shoppers, each
+# mostly buying in one family, in November 2010 (the latest purchase at
+# 1290995009, 2010-11-29T01:43:29Z)
+awk 'BEGIN { srand(5)
+  for (u = 0; u < 400; u++)
+    for (e = 0; e < 10; e++) {
+      it = rand() < 0.8 ? (u % 4) * 20 + int(rand() * 20) : int(rand() * 80)
+      printf "{\"type\":\"purchase\",\"user\":\"s%d\",\"item\":\"i%d\",\"ts\":%d}\n", u, it, 1289000000 + 5000 * u + e
+    } }' >"$T/shop.jsonl"
+awk 'BEGIN { split("LANTERN TEACUP DOORMAT CANDLE", fam, " ")
+  for (i = 0; i < 80; i++) printf "i%d\t%s MODEL %d\n", i, fam[int(i / 20) + 1], i }' >"$T/catalogue.tsv"
+"$P" init --data-dir "$D" >/dev/null || fail init
+"$P" ingest --data-dir "$D" --format jsonl "$T/shop.jsonl" >/dev/null || fail ingest
+"$P" catalog import "$T/catalogue.tsv" --data-dir "$D" >/dev/null || fail "catalog import"
+"$P" budget set --epsilon 20 --delta 1e-5 --data-dir "$D" >/dev/null || fail "budget set"
+releases() { "$P" budget show --json --data-dir "$D" | jq '[.releases[] | select(.purpose == "model_builds")] | length'; }
+
+# DP without --present: the wall clock, whose window holds none of these
+# 2010 purchases: refused before any charge, no file written
+OUT=$("$P" train --data-dir "$D" --model ease --epsilon 4 --out "$D/dp.pvgm" 2>&1)
+[ $? -eq 1 ] || fail "a DP run with an empty recent window was not refused: $OUT"
+grep -q -- "--present" <<<"$OUT" && grep -q "no event in the 14 days" <<<"$OUT" ||
+  fail "the refusal does not say what to do: $OUT"
+[ ! -e "$D/dp.pvgm" ] || fail "the refused run wrote a model"
+[ "$(releases)" = 0 ] || fail "the refused run was charged"
+
+# DP with a public present after the data: the terms apply, recorded
+R=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 2010-12-01 --out "$D/dp.pvgm" --json) ||
+  fail "train --present"
+jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-projected-gram+text" and .dp.charged and
+       .recency.present == "2010-12-01T00:00:00Z" and .recency.halflife_days == 120 and
+       .recency.row_norm and .recency.recent_days == 14 and .recency.recent_beta == 1 and
+       .recency.recent_share == 0.15 and .recency.recent_unit' <<<"$R" >/dev/null ||
+  fail "the DP model's recency: $R"
+I=$("$P" model info --model "$D/dp.pvgm" --json) || fail "model info"
+jq -e --argjson r "$(jq .recency <<<"$R")" '.recency == $r' <<<"$I" >/dev/null ||
+  fail "model info's recency differs from train's: $I"
+"$P" model info --model "$D/dp.pvgm" | grep -q "^recency *present 2010-12-01T00:00:00Z, half-life 120 days (row-normalised)" ||
+  fail "model info text: $("$P" model info --model "$D/dp.pvgm")"
+# seconds and a time of day are the same present
+R2=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 1291161600 --out "$D/dp2.pvgm" --json) ||
+  fail "train --present SECONDS"
+jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$R2" >/dev/null || fail "--present seconds: $R2"
+
+# the text-only model (epsilon < 3) has no release to weigh: trained without
+R=$("$P" train --data-dir "$D" --model ease --epsilon 1 --present 2010-12-01 --out "$D/dp1.pvgm" --json) ||
+  fail "train --epsilon 1"
+jq -e '.recency == null and (.dp.mechanism | contains("popularity+text"))' <<<"$R" >/dev/null ||
+  fail "the text-only model claims recency: $R"
+
+# without DP: one second after the latest event, with EASE's own defaults
+R=$("$P" train --data-dir "$D" --model ease --out "$D/ease.pvgm" --json) || fail "train ease"
+jq -e '.recency.present == "2010-11-29T01:43:30Z" and .recency.halflife_days == 240 and
+       (.recency.row_norm | not) and .recency.recent_days == 7 and .recency.recent_beta == 0.7' <<<"$R" >/dev/null ||
+  fail "non-private recency: $R"
+R=$("$P" train --data-dir "$D" --model ease --no-recency --out "$D/ease.pvgm" --json) || fail "--no-recency"
+jq -e '.recency == null' <<<"$R" >/dev/null || fail "--no-recency trained with recency: $R"
+
+# usage errors, nothing trained
+for bad in "--present 2010-13-01" "--present yesterday" "--present 2010-12-01 --no-recency"; do
+  OUT=$("$P" train --data-dir "$D" --model ease --out "$D/x.pvgm" $bad 2>&1)
+  [ $? -eq 2 ] && grep -q -- "--present" <<<"$OUT" || fail "train $bad: $OUT"
+done
+OUT=$("$P" train --data-dir "$D" --model popularity --present 2010-12-01 --out "$D/x.pvgm" 2>&1)
+[ $? -eq 2 ] && grep -q "only ease" <<<"$OUT" || fail "--present for popularity: $OUT"
+[ ! -e "$D/x.pvgm" ] || fail "a usage error wrote a model"
+
+# eval: the temporal cut-off is the present; a random split has none.
+# Each shopper's purchases spread over November 2010 here.
+awk 'BEGIN { srand(7)
+  for (u = 0; u < 400; u++)
+    for (e = 0; e < 10; e++) {
+      it = rand() < 0.8 ? (u % 4) * 20 + int(rand() * 20) : int(rand() * 80)
+      printf "{\"type\":\"purchase\",\"user\":\"s%d\",\"item\":\"i%d\",\"ts\":%d}\n", u, it, 1288569600 + 250000 * e + 97 * u
+    } }' >"$T/spread.jsonl"
+E=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol temporal --cutoff 2010-11-25 \
+      --model ease -k 20 --json) || fail "eval temporal"
+jq -e '.recency.present == "2010-11-25T00:00:00Z" and .recency.halflife_days == 240' <<<"$E" >/dev/null ||
+  fail "eval temporal recency: $E"
+E=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol random-split --model ease -k 20 --json) ||
+  fail "eval random-split"
+jq -e '.recency == null' <<<"$E" >/dev/null || fail "a random split trained with recency: $E"
+E=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol random-split --model ease -k 20 \
+      --present 2010-12-01 --json) || fail "eval random-split --present"
+jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$E" >/dev/null || fail "eval --present: $E"
+echo "ok: recency defaults, their present and record"

@@ -556,6 +556,22 @@ static void test_ease_recency_composition(void **s)
     pvg_error err;
     assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED); /* eps 2 */
     assert_non_null(strstr(err.text, "recency"));
+    /* the text-only model takes the recent buyers' release alone, within
+     * the requested epsilon */
+    p.recency_halflife_days = 0;
+    p.recent_pop_days = 30;
+    p.recent_pop_beta = 1;
+    p.recent_pop_share = 0.3;
+    for (int unit = 0; unit < 2; unit++) {
+        p.recent_pop_unit = unit;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_true(m->dp.epsilon <= 2 * (1 + 1e-9) && m->dp.epsilon >= 2 * 0.995);
+        pvg_model_free(m);
+        m = NULL;
+    }
+    p.recent_pop_days = p.recent_pop_beta = p.recent_pop_share = 0;
+    p.recent_pop_unit = 0;
+    p.recency_halflife_days = 30;
     p.dp_epsilon = 8;
     p.dp_item_titles = NULL;
     assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
@@ -1107,37 +1123,52 @@ static void test_ease_recency_defaults(void **s)
     unlink(path);
     pvg_rng_free(det);
 
-    /* no projected release (epsilon 2: the text-only model; no text):
-     * the defaults train the model trained without them, recorded off */
-    for (int c = 0; c < 2; c++) {
-        unsigned char fp[2][32];
-        for (int with = 0; with < 2; with++) {
-            det = pvg_rng_new_INSECURE_deterministic_for_tests(42);
-            recency_text_params(&p, det, ids, titles, tb);
-            if (c == 0)
-                p.dp_epsilon = 2;
-            else
-                p.dp_item_titles = NULL;
-            if (with) pvg_train_params_recency_default(&p, 2001);
-            assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
-            assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
-            assert_int_equal(r.on, 0);
-            memcpy(fp[with], pvg_model_fingerprint(m), 32);
-            pvg_model_free(m);
-            pvg_rng_free(det);
-            if (with) {
-                /* asked for explicitly: refused, never silently dropped */
-                p.recency_where_possible = 0;
-                det = pvg_rng_new_INSECURE_deterministic_for_tests(42);
-                p.dp_rng = det;
-                m = NULL;
-                assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
-                assert_null(m);
-                pvg_rng_free(det);
-            }
-        }
-        assert_memory_equal(fp[0], fp[1], 32);
+    /* epsilon 2, the text-only model: its own defaults (the last 90
+     * days' buyers mixed into the prior's popularity, no half-life),
+     * applied, within the requested epsilon; the projected release's
+     * defaults there keep the window and drop the half-life (no Gram) */
+    for (int own = 1; own >= 0; own--) {
+        det = pvg_rng_new_INSECURE_deterministic_for_tests(43);
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = own ? 2 : 8;
+        pvg_train_params_recency_default(&p, 2001);
+        p.dp_epsilon = 2;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+        assert_true(m->dp.epsilon <= 2 * (1 + 1e-9) && m->dp.epsilon >= 2 * 0.995);
+        assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+        assert_true(r.on && r.present == 2001 && r.halflife_days == 0 && !r.row_norm);
+        assert_true(own ? r.recent_days == 90 && r.recent_beta == 1 && r.recent_share == 0.3
+                        : r.recent_days == 14);
+        pvg_model_free(m);
+        pvg_rng_free(det);
     }
+    /* without text (epsilon 8): the defaults train the model trained
+     * without them (same noise, same fingerprint), recorded off; asked for
+     * explicitly, refused, never silently dropped */
+    unsigned char fp[2][32];
+    for (int with = 0; with < 2; with++) {
+        det = pvg_rng_new_INSECURE_deterministic_for_tests(42);
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_item_titles = NULL;
+        if (with) pvg_train_params_recency_default(&p, 2001);
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+        assert_int_equal(r.on, 0);
+        memcpy(fp[with], pvg_model_fingerprint(m), 32);
+        pvg_model_free(m);
+        pvg_rng_free(det);
+        if (with) {
+            p.recency_where_possible = 0;
+            det = pvg_rng_new_INSECURE_deterministic_for_tests(42);
+            p.dp_rng = det;
+            m = NULL;
+            assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_UNSUPPORTED);
+            assert_null(m);
+            pvg_rng_free(det);
+        }
+    }
+    assert_memory_equal(fp[0], fp[1], 32);
     pvg_dataset_free(ds);
 }
 

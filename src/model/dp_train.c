@@ -75,7 +75,7 @@
 #define DP_EASE_TEXT_PRIOR 0.2
 #define DP_EASE_TEXT_POP_POW 0.25
 #define DP_EASE_TEXT_ONLY_POP_POW 0.5
-#define DP_EASE_TEXT_ONLY_EPS 3.0
+#define DP_EASE_TEXT_ONLY_EPS PVG_DP_EASE_TEXT_ONLY_EPS
 /* DP-EASE with the catalogue's text, from DP_EASE_TEXT_ONLY_EPS on: the
  * weighted Gram is released projected on a public basis V, the
  * DP_EASE_TEXT_RANK leading eigenvectors of K D K^T over the
@@ -881,6 +881,81 @@ static pvg_status text_prior(const pvg_dp_train *t, const float *pop, double q, 
     return PVG_OK;
 }
 
+/* The recent buyers' counts as DP-EASE releases them (recency): each
+ * shopper's items whose last purchase is in [now - days, now), at most m
+ * of them (a uniformly random subset from t->rng), counted 1 each, into
+ * cnt (n): L2 sensitivity sqrt(m). With recent_pop_unit, all k of them
+ * at 1/sqrt(k) each (pvg_recent_buyers): L2 sensitivity 1. */
+static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err)
+{
+    const pvg_csr *R = t->R;
+    if (t->p->recent_pop_unit)
+        return pvg_recent_buyers(R, t->last, t->now, t->p->recent_pop_days, 1, cnt);
+    int64_t from = t->now - (int64_t)(t->p->recent_pop_days * 86400.0);
+    uint32_t *buf = malloc((R->n_cols ? R->n_cols : 1) * sizeof *buf);
+    if (!buf) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
+    memset(cnt, 0, R->n_cols * sizeof *cnt);
+    for (size_t u = 0; u < R->n_rows; u++) {
+        size_t k = 0;
+        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
+            if (R->data[q] > 0 && t->last[q] != INT64_MIN && t->last[q] >= from &&
+                t->last[q] < t->now)
+                buf[k++] = R->indices[q];
+        k = bound_subset(t->rng, buf, k, (size_t)t->max_items);
+        for (size_t j = 0; j < k; j++)
+            cnt[buf[j]] += 1.0;
+    }
+    free(buf);
+    return PVG_OK;
+}
+
+/* The L2 sensitivity of recent_counts: the one figure the trainer's noise
+ * and pvg_dp_ease_recent_statistic (the neighbouring-dataset test) use. */
+static double recent_l2_sensitivity(const pvg_dp_train *t)
+{
+    return t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
+}
+
+/* The recent buyers' release of DP-EASE: recent_counts with the discrete
+ * Gaussian pr (with recent_pop_unit, the weighted counts on enr's grid with
+ * its discrete Gaussian), clamped at 0, into *out (n floats, new). */
+static pvg_status ease_recent_release(const pvg_dp_train *t, const rel_noise *pr,
+                                      const ease_noise *enr, float **out, pvg_error *err)
+{
+    size_t n = t->R->n_cols;
+    double *cnt = malloc((n ? n : 1) * sizeof *cnt);
+    float *r = malloc((n ? n : 1) * sizeof *r);
+    *out = NULL;
+    if (!cnt || !r) {
+        free(cnt), free(r);
+        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
+    }
+    pvg_status st = recent_counts(t, cnt, err);
+    if (st == PVG_OK) {
+        for (size_t j = 0; j < n; j++) {
+            double v = t->p->recent_pop_unit ? ease_noisy(t->rng, enr, cnt[j])
+                                             : cnt[j] + (double)rel_noise_draw(t->rng, pr);
+            r[j] = v > 0 ? (float)v : 0.0f;
+        }
+        *out = r;
+        r = NULL;
+    }
+    free(cnt), free(r);
+    return st;
+}
+
+/* The recency blend of the projected release: the recent buyers' release
+ * blended into every row of B (n x n) (pvg_recency_blend; post-processing). */
+static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr,
+                                    const ease_noise *enr, float *B, pvg_error *err)
+{
+    float *r;
+    pvg_status st = ease_recent_release(t, pr, enr, &r, err);
+    if (st == PVG_OK) pvg_recency_blend(B, t->R->n_cols, r, t->p->recent_pop_beta);
+    free(r);
+    return st;
+}
+
 /* DP-EASE below DP_EASE_TEXT_ONLY_EPS with catalogue text: the whole budget on
  * the bounded buyer counts (one Gaussian release, L2 sensitivity sqrt(m)),
  * B the text prior over that noisy popularity; no Gram is released. Steals
@@ -890,10 +965,34 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
 {
     size_t n = t->R->n_cols;
     double m = t->max_items;
-    rel_noise pz;
-    pvg_status st = rel_noise_make(1, m, m, eps, t->delta, &pz, err);
-    double eps_run =
-        st == PVG_OK ? pvg_dp_zcdp_to_epsilon(m / (2 * pz.scale * pz.scale), t->delta) : 0;
+    int blend = t->last && t->p->recent_pop_days > 0 && t->p->recent_pop_beta > 0;
+    int unit = blend && t->p->recent_pop_unit;
+    double share_r = !blend                       ? 0
+                     : t->p->recent_pop_share > 0 ? t->p->recent_pop_share
+                                                  : DP_EASE_RECENT_SHARE;
+    double rho = rel_zcdp_rho_for(eps, t->delta);
+    rel_noise pz, pr = {0};
+    ease_noise enr = {0};
+    pvg_status st =
+        !(rho > 0) ? pvg_error_set(err, PVG_ERR_INVALID,
+                                   "dp ease: epsilon %g too small for delta %g", eps, t->delta)
+        : !blend   ? rel_noise_make(1, m, m, eps, t->delta, &pz, err)
+                   : rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon((1 - share_r) * rho, t->delta),
+                                    t->delta, &pz, err);
+    if (st == PVG_OK && blend && !unit)
+        st = rel_noise_make(1, m, m, pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta, &pr,
+                            err);
+    if (st == PVG_OK && unit)
+        st = ease_noise_make(recent_l2_sensitivity(t),
+                             pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta, (double)n,
+                             &enr, err);
+    double rho_run = st == PVG_OK ? m / (2 * pz.scale * pz.scale) : 0;
+    if (st == PVG_OK && blend && !unit) rho_run += m / (2 * pr.scale * pr.scale);
+    if (st == PVG_OK && unit) {
+        double sr = enr.sens / enr.g;
+        rho_run += sr * sr / (2 * enr.nz.scale * enr.nz.scale);
+    }
+    double eps_run = st == PVG_OK ? pvg_dp_zcdp_to_epsilon(rho_run, t->delta) : 0;
     if (st == PVG_OK && !(eps_run <= eps * (1 + 1e-9)))
         st = pvg_error_set(err, PVG_ERR_INTERNAL,
                            "dp ease: the popularity's epsilon %.17g exceeds %.17g", eps_run, eps);
@@ -903,7 +1002,7 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
         free(G);
         return st;
     }
-    float *pop = malloc((n ? n : 1) * sizeof *pop);
+    float *pop = malloc((n ? n : 1) * sizeof *pop), *rc = NULL;
     pvg_model *md = NULL;
     if (!pop) {
         st = pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory (%zu items)", n);
@@ -913,7 +1012,22 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
         double v = cnt[i] + (double)rel_noise_draw(t->rng, &pz);
         pop[i] = v > 0 ? (float)v : 0.0f;
     }
-    if ((st = text_prior(t, pop, DP_EASE_TEXT_ONLY_POP_POW, G, err)) != PVG_OK) goto done;
+    if (blend) {
+        /* recency: the prior's popularity mixes the year's counts with the
+         * recent buyers' release, scaled to the same total, at weight beta
+         * (post-processing of the two releases) */
+        if ((st = ease_recent_release(t, &pr, &enr, &rc, err)) != PVG_OK) goto done;
+        double sp = 0, sr = 0;
+        for (size_t j = 0; j < n; j++) {
+            sp += pop[j];
+            sr += rc[j];
+        }
+        double scale = sr > 0 ? t->p->recent_pop_beta * sp / sr : 0;
+        for (size_t j = 0; j < n; j++)
+            rc[j] = pop[j] + (float)(scale * rc[j]);
+    }
+    if ((st = text_prior(t, blend ? rc : pop, DP_EASE_TEXT_ONLY_POP_POW, G, err)) != PVG_OK)
+        goto done;
     if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
     pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
     pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
@@ -930,7 +1044,7 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
     md = NULL;
 done:
     pvg_model_free(md);
-    free(cnt), free(pop), free(G);
+    free(cnt), free(pop), free(rc), free(G);
     return st;
 }
 
@@ -1121,68 +1235,6 @@ static pvg_status ease_text_gram(const pvg_dp_train *t, const float *S, const fl
     return st;
 }
 
-/* The recent buyers' counts as DP-EASE releases them (recency): each
- * shopper's items whose last purchase is in [now - days, now), at most m
- * of them (a uniformly random subset from t->rng), counted 1 each, into
- * cnt (n): L2 sensitivity sqrt(m). With recent_pop_unit, all k of them
- * at 1/sqrt(k) each (pvg_recent_buyers): L2 sensitivity 1. */
-static pvg_status recent_counts(const pvg_dp_train *t, double *cnt, pvg_error *err)
-{
-    const pvg_csr *R = t->R;
-    if (t->p->recent_pop_unit)
-        return pvg_recent_buyers(R, t->last, t->now, t->p->recent_pop_days, 1, cnt);
-    int64_t from = t->now - (int64_t)(t->p->recent_pop_days * 86400.0);
-    uint32_t *buf = malloc((R->n_cols ? R->n_cols : 1) * sizeof *buf);
-    if (!buf) return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
-    memset(cnt, 0, R->n_cols * sizeof *cnt);
-    for (size_t u = 0; u < R->n_rows; u++) {
-        size_t k = 0;
-        for (uint64_t q = R->indptr[u]; q < R->indptr[u + 1]; q++)
-            if (R->data[q] > 0 && t->last[q] != INT64_MIN && t->last[q] >= from &&
-                t->last[q] < t->now)
-                buf[k++] = R->indices[q];
-        k = bound_subset(t->rng, buf, k, (size_t)t->max_items);
-        for (size_t j = 0; j < k; j++)
-            cnt[buf[j]] += 1.0;
-    }
-    free(buf);
-    return PVG_OK;
-}
-
-/* The L2 sensitivity of recent_counts: the one figure the trainer's noise
- * and pvg_dp_ease_recent_statistic (the neighbouring-dataset test) use. */
-static double recent_l2_sensitivity(const pvg_dp_train *t)
-{
-    return t->p->recent_pop_unit ? 1.0 : sqrt((double)t->max_items);
-}
-
-/* The recency blend of DP-EASE: the recent buyers' counts with the
- * discrete Gaussian pr (with recent_pop_unit, the weighted counts on enr's
- * grid with its discrete Gaussian), clamped at 0, blended into every row of
- * B (n x n) (pvg_recency_blend; post-processing). */
-static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr,
-                                    const ease_noise *enr, float *B, pvg_error *err)
-{
-    size_t n = t->R->n_cols;
-    double *cnt = malloc((n ? n : 1) * sizeof *cnt);
-    float *r = malloc((n ? n : 1) * sizeof *r);
-    if (!cnt || !r) {
-        free(cnt), free(r);
-        return pvg_error_set(err, PVG_ERR_NOMEM, "dp ease: out of memory");
-    }
-    pvg_status st = recent_counts(t, cnt, err);
-    if (st == PVG_OK) {
-        for (size_t j = 0; j < n; j++) {
-            double v = t->p->recent_pop_unit ? ease_noisy(t->rng, enr, cnt[j])
-                                             : cnt[j] + (double)rel_noise_draw(t->rng, pr);
-            r[j] = v > 0 ? (float)v : 0.0f;
-        }
-        pvg_recency_blend(B, n, r, t->p->recent_pop_beta);
-    }
-    free(cnt), free(r);
-    return st;
-}
-
 pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
 {
     *out = NULL;
@@ -1226,18 +1278,30 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     int small = eps < DP_EASE_SMALL_EPS;
     float *S = NULL; /* the titles' similarity, then the prior, then B */
     if ((st = text_similarity(t, &S, err)) != PVG_OK) return st;
-    if (t->last && (!S || eps < DP_EASE_TEXT_ONLY_EPS) && t->p->recency_where_possible) {
-        /* the defaults (pvg_train_params_recency_default): trained without
-         * the terms, decided by epsilon and the public text alone */
-        t->last = NULL;
-        t->recency_skipped = 1;
-    }
     if (t->last && (!S || eps < DP_EASE_TEXT_ONLY_EPS)) {
-        free(S);
-        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
-                             "dp ease: recency terms need the projected release (catalogue text "
-                             "linking items, epsilon >= %g; got %g%s)",
-                             DP_EASE_TEXT_ONLY_EPS, eps, S ? "" : ", no linked text");
+        /* no projected release: the text-only model keeps the recent
+         * buyers' release (mixed into its prior's popularity), whose
+         * half-life has no Gram to weigh; without text nothing applies.
+         * The defaults (recency_where_possible) drop what does not apply,
+         * decided by epsilon and the public text alone; an explicit
+         * request is refused */
+        int keep_blend = S && t->p->recent_pop_days > 0 && t->p->recent_pop_beta > 0;
+        int drop_hl = t->p->recency_halflife_days > 0;
+        if (t->p->recency_where_possible) {
+            if (!keep_blend) {
+                t->last = NULL;
+                t->recency_skipped = 1;
+            } else if (drop_hl) {
+                t->recency_no_halflife = 1;
+            }
+        } else if (!keep_blend || drop_hl) {
+            free(S);
+            return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                                 "dp ease: %s needs the projected release (catalogue text "
+                                 "linking items, epsilon >= %g; got %g%s)",
+                                 keep_blend ? "the recency half-life" : "recency terms",
+                                 DP_EASE_TEXT_ONLY_EPS, eps, S ? "" : ", no linked text");
+        }
     }
     if (S && eps < DP_EASE_TEXT_ONLY_EPS) {
         /* the text-only model releases the buyer counts alone: unless the
@@ -1754,10 +1818,15 @@ pvg_status pvg_train_dp(const pvg_dataset *ds, const pvg_csr *R, const pvg_train
             md->dp.epsilon = t.rep.epsilon + v.epsilon;
             md->dp.delta = t.rep.delta + v.delta;
             md->dp_vocab = v.kind;
-            if (t.recency_skipped || !recency)
+            if (t.recency_skipped || !recency) {
                 pvg_model_recency_clear(&md->params);
-            else
+            } else {
                 md->params.recency_now = now;
+                if (t.recency_no_halflife) {
+                    md->params.recency_halflife_days = 0;
+                    md->params.recency_row_norm = 0;
+                }
+            }
             pvg_dp_public_fingerprint(md, md->fingerprint);
         }
     }

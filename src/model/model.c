@@ -72,7 +72,16 @@ void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
 {
     if (p->type != PVG_MODEL_EASE) return;
     /* chosen on Online Retail's validation split (docs/models.md "Recency") */
-    if (p->dp_epsilon > 0) {
+    if (p->dp_epsilon > 0 && p->dp_epsilon < PVG_DP_EASE_TEXT_ONLY_EPS) {
+        /* the text-only model: its prior's popularity mixes the year's and
+         * the last 90 days' buyers, equal weights */
+        p->recency_halflife_days = 0;
+        p->recency_row_norm = 0;
+        p->recent_pop_days = 90;
+        p->recent_pop_beta = 1;
+        p->recent_pop_share = 0.3;
+        p->recent_pop_unit = 1;
+    } else if (p->dp_epsilon > 0) {
         p->recency_halflife_days = 120;
         p->recency_row_norm = 1;
         p->recent_pop_days = 14;

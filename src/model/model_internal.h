@@ -130,6 +130,10 @@ pvg_status pvg_recency_last(const pvg_dataset *ds, const struct pvg_csr *R, int6
  * a term, within +-PVG_RECENCY_MAX_NOW. Errors: PVG_ERR_INVALID naming the
  * field and the value. */
 pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err) PVG_WARN_UNUSED;
+/* DP-EASE below this epsilon (with catalogue text) is the text-only model:
+ * the popularity and the text, no Gram (docs/models.md "A prior from the
+ * catalogue's text"). */
+#define PVG_DP_EASE_TEXT_ONLY_EPS 3.0
 /* Sets every recency field of p to 0 (a model's record when the terms did
  * not apply). */
 void pvg_model_recency_clear(pvg_train_params *p);
@@ -762,6 +766,9 @@ typedef struct pvg_dp_train {
     /* set by DP-EASE when the params' recency_where_possible let it train
      * without the terms (no projected release): the model records them off */
     int recency_skipped;
+    /* set by DP-EASE's text-only model under recency_where_possible: the
+     * recent buyers' release kept, the half-life (no Gram) recorded off */
+    int recency_no_halflife;
 } pvg_dp_train;
 
 /* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses

@@ -60,11 +60,16 @@ R2=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 1291161600 --
   fail "train --present SECONDS"
 jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$R2" >/dev/null || fail "--present seconds: $R2"
 
-# the text-only model (epsilon < 3) has no release to weigh: trained without
+# the text-only model (epsilon < 3): no Gram to weigh, the last 90 days'
+# buyers mixed into its prior
 R=$("$P" train --data-dir "$D" --model ease --epsilon 1 --present 2010-12-01 --out "$D/dp1.pvgm" --json) ||
   fail "train --epsilon 1"
-jq -e '.recency == null and (.dp.mechanism | contains("popularity+text"))' <<<"$R" >/dev/null ||
-  fail "the text-only model claims recency: $R"
+jq -e '(.dp.mechanism | contains("popularity+text")) and .recency.halflife_days == 0 and
+       .recency.recent_days == 90 and .recency.recent_beta == 1 and .recency.recent_share == 0.3' <<<"$R" >/dev/null ||
+  fail "the text-only model's recency: $R"
+# popularity has no recency terms: nothing recorded
+R=$("$P" train --data-dir "$D" --model popularity --epsilon 1 --out "$D/pop.pvgm" --json) || fail "train popularity"
+jq -e 'has("recency") | not' <<<"$R" >/dev/null || fail "popularity reports recency: $R"
 
 # without DP: one second after the latest event, with EASE's own defaults
 R=$("$P" train --data-dir "$D" --model ease --out "$D/ease.pvgm" --json) || fail "train ease"

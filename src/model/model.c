@@ -68,48 +68,48 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
     }
 }
 
+/* The recency terms of one model kind (docs/models.md "Recency"). */
+typedef struct recency_terms {
+    double halflife_days;
+    int row_norm;
+    double recent_days, recent_beta, recent_share;
+    int recent_unit;
+} recency_terms;
+
+static void recency_set(pvg_train_params *p, const recency_terms *r, int64_t present)
+{
+    p->recency_halflife_days = r->halflife_days;
+    p->recency_row_norm = r->row_norm;
+    p->recent_pop_days = r->recent_days;
+    p->recent_pop_beta = r->recent_beta;
+    p->recent_pop_share = r->recent_share;
+    p->recent_pop_unit = r->recent_unit;
+    p->recency_now = present;
+}
+
 void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
 {
+    /* chosen on Online Retail's validation split (docs/models.md "Recency"):
+     * EASE without DP; DP-EASE's projected release (eps >= 3); its
+     * text-only model, whose prior's popularity mixes the year's and the
+     * last 90 days' buyers at equal weights */
+    static const recency_terms ease = {240, 0, 7, 0.7, 0, 0};
+    static const recency_terms dp_projected = {120, 1, 14, 1, 0.15, 1};
+    static const recency_terms dp_text_only = {0, 0, 90, 1, 0.3, 1};
     if (p->type != PVG_MODEL_EASE) return;
-    /* chosen on Online Retail's validation split (docs/models.md "Recency") */
-    if (p->dp_epsilon > 0 && p->dp_epsilon < PVG_DP_EASE_TEXT_ONLY_EPS) {
-        /* the text-only model: its prior's popularity mixes the year's and
-         * the last 90 days' buyers, equal weights */
-        p->recency_halflife_days = 0;
-        p->recency_row_norm = 0;
-        p->recent_pop_days = 90;
-        p->recent_pop_beta = 1;
-        p->recent_pop_share = 0.3;
-        p->recent_pop_unit = 1;
-    } else if (p->dp_epsilon > 0) {
-        p->recency_halflife_days = 120;
-        p->recency_row_norm = 1;
-        p->recent_pop_days = 14;
-        p->recent_pop_beta = 1;
-        p->recent_pop_share = 0.15;
-        p->recent_pop_unit = 1;
-    } else {
-        p->recency_halflife_days = 240;
-        p->recency_row_norm = 0;
-        p->recent_pop_days = 7;
-        p->recent_pop_beta = 0.7;
-        p->recent_pop_share = 0;
-        p->recent_pop_unit = 0;
-    }
-    p->recency_now = present;
+    recency_set(p,
+                !(p->dp_epsilon > 0)                        ? &ease
+                : p->dp_epsilon < PVG_DP_EASE_TEXT_ONLY_EPS ? &dp_text_only
+                                                            : &dp_projected,
+                present);
     p->recency_where_possible = 1;
 }
 
 /* Clears the recency terms of a model's record (they did not apply). */
 void pvg_model_recency_clear(pvg_train_params *p)
 {
-    p->recency_now = 0;
-    p->recency_halflife_days = 0;
-    p->recency_row_norm = 0;
-    p->recent_pop_days = 0;
-    p->recent_pop_beta = 0;
-    p->recent_pop_share = 0;
-    p->recent_pop_unit = 0;
+    static const recency_terms none = {0, 0, 0, 0, 0, 0};
+    recency_set(p, &none, 0);
 }
 
 pvg_status pvg_model_recency_get(const pvg_model *m, pvg_model_recency *out, pvg_error *err)

@@ -848,15 +848,18 @@ enum { PVG_SPLIT_NONE = 0, PVG_SPLIT_TRAIN = 1, PVG_SPLIT_TEST = 2, PVG_SPLIT_FO
 pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,
                           pvg_error *err);
 /* The recency terms of an evaluation's training (docs/models.md
- * "Recency"), set in *tp when tp->recency_now is 0 and tp has a term: the
+ * "Recency"), set in *tp when tp has a term: with tp->recency_now 0, the
  * present is the temporal split's training boundary (the cut-off, or the
  * validation's), so no held-out purchase (a re-buy after the cut-off) dates
- * a training cell. The other protocols hold events out from throughout the
- * training period and so have no present: the defaults
- * (recency_where_possible) are cleared there, an explicit request gets one
- * second after the latest training event. */
-void pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o, const uint8_t *role,
-                            pvg_train_params *tp);
+ * a training cell; a caller's present after that boundary would, and is
+ * refused (PVG_ERR_INVALID naming both). The other protocols hold whole
+ * cells out from throughout the training period and so have no present:
+ * the defaults (recency_where_possible) are cleared there, an explicit
+ * request without a present gets one second after the latest training
+ * event, a caller's present is kept. */
+pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o,
+                                  const uint8_t *role, pvg_train_params *tp,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* Per-user metrics for one ranked list (for tests). */
 void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,

@@ -128,10 +128,11 @@ pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *wei
 size_t pvg_dataset_n_users(const pvg_dataset *ds);
 size_t pvg_dataset_n_items(const pvg_dataset *ds);
 size_t pvg_dataset_n_events(const pvg_dataset *ds);
-/* The time of the dataset's latest event (Unix seconds; INT64_MIN when it
- * has none). For the operator's checks (e.g. that a training's present
- * has recent events before it), never for a DP release's parameters. */
-int64_t pvg_dataset_latest_time(const pvg_dataset *ds);
+/* The time of the dataset's latest event strictly before `before` (Unix
+ * seconds; INT64_MAX: of all events; INT64_MIN when there is none). For
+ * the operator's checks (e.g. that a training's recent window before its
+ * present holds an event), never for a DP release's parameters. */
+int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before);
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
  * store-keyed dataset. */
 pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],

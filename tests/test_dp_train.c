@@ -1172,6 +1172,196 @@ static void test_ease_recency_defaults(void **s)
     pvg_dataset_free(ds);
 }
 
+/* The model's bytes at path (len in *len; free it). */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+/* orig with n bytes of v at off, its checksum recomputed, loaded from path:
+ * the status; *off_out the error's offset, text (sizeof pvg_error.text) its
+ * text. */
+static pvg_status load_patched(const char *path, const unsigned char *orig, size_t len, size_t off,
+                               const void *v, size_t n, long long *off_out, char *text)
+{
+    unsigned char *b = malloc(len);
+    assert_non_null(b);
+    memcpy(b, orig, len);
+    memcpy(b + off, v, n);
+    write_with_checksum(path, b, len);
+    free(b);
+    pvg_model *l = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_model_load(path, &l, &err);
+    pvg_model_free(l);
+    *off_out = err.offset;
+    snprintf(text, sizeof err.text, "%s", err.text);
+    return st;
+}
+
+/* Crafted recency records (format 4, bytes 424..471: present int64, then
+ * half-life, window, beta, share as doubles, flags and a reserved word):
+ * every record the trainer could not have written is refused at the
+ * record's offset, on a non-private EASE model, a popularity model (no
+ * terms at all) and a DP-EASE model; a DP model's well-formed but edited
+ * record (present, window, beta, share, either flag) or a record added to
+ * a DP model trained without one fails its fingerprint. */
+static void test_recency_record_crafted(void **s)
+{
+    (void)s;
+    enum { PRESENT = 424, HL = 432, DAYS = 440, BETA = 448, SHARE = 456, FLAGS = 464, RSV = 468 };
+    pvg_dataset *ds = fixture(1);
+    char path[] = "/tmp/pvg_dp_reccraft_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    pvg_error err;
+    pvg_model *m;
+    const double nan = NAN, inf = INFINITY, neg = -1, big = 2e6, zero = 0, half = 0.5, one = 1;
+    const int64_t far = (int64_t)1e12 + 1, nfar = -(int64_t)1e12 - 1;
+    const uint32_t bit2 = 4, rsv = 1, rownorm = 1, unit = 2;
+    struct {
+        size_t off;
+        const void *v;
+        size_t n;
+    } bad[] = {
+        {HL, &nan, 8},    {HL, &inf, 8},      {HL, &neg, 8},       {HL, &big, 8},
+        {DAYS, &nan, 8},  {DAYS, &neg, 8},    {BETA, &nan, 8},     {BETA, &zero, 8},
+        {SHARE, &nan, 8}, {SHARE, &half, 8},  {SHARE, &neg, 8},    {FLAGS, &bit2, 4},
+        {RSV, &rsv, 4},   {PRESENT, &far, 8}, {PRESENT, &nfar, 8},
+    };
+    char text[sizeof((pvg_error *)0)->text];
+    long long off;
+    /* 0: non-private EASE with the defaults; 1: DP-EASE (projected release)
+     * with them; 2: popularity, no terms */
+    for (int kind = 0; kind < 3; kind++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(50 + kind);
+        pvg_train_params p;
+        const char *ids[N_ITEMS], *titles[N_ITEMS];
+        char tb[N_ITEMS][32];
+        if (kind == 0) {
+            pvg_train_params_default(PVG_MODEL_EASE, &p);
+            pvg_train_params_recency_default(&p, 0);
+        } else if (kind == 1) {
+            recency_text_params(&p, det, ids, titles, tb);
+            pvg_train_params_recency_default(&p, 2001);
+        } else {
+            pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
+        }
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+        pvg_model_free(m);
+        size_t len;
+        unsigned char *orig = slurp(path, &len);
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            if (kind == 2 && bad[i].v == &zero) continue; /* all zero there: no record */
+            pvg_status st =
+                load_patched(path, orig, len, bad[i].off, bad[i].v, bad[i].n, &off, text);
+            if (st != PVG_ERR_CORRUPT || off != PRESENT || !strstr(text, "recency"))
+                fail_msg("kind %d, byte %zu: status %d at %lld: %s", kind, bad[i].off, (int)st, off,
+                         text);
+        }
+        if (kind == 0) {
+            /* the row-norm flag needs a half-life, the unit flag a window */
+            unsigned char *b = malloc(len);
+            memcpy(b, orig, len);
+            memcpy(b + HL, &zero, 8);
+            memcpy(b + FLAGS, &rownorm, 4);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            memcpy(b, orig, len);
+            memcpy(b + DAYS, &zero, 8);
+            memcpy(b + BETA, &zero, 8);
+            memcpy(b + FLAGS, &unit, 4);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            /* both terms off with a present: refused */
+            memcpy(b, orig, len);
+            memcpy(b + HL, &zero, 8);
+            memcpy(b + DAYS, &zero, 8);
+            memcpy(b + BETA, &zero, 8);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            free(b);
+            /* a well-formed edit of a non-private model is its operator's
+             * business (no DP claim to protect): it loads */
+            assert_int_equal(load_patched(path, orig, len, BETA, &one, 8, &off, text), PVG_OK);
+        } else if (kind == 1) {
+            /* well-formed edits of the DP record: the fingerprint */
+            const int64_t other = 5000;
+            const double w = 28, sh = 0.2, b2 = 2;
+            const uint32_t fl[] = {unit, rownorm};
+            assert_int_equal(load_patched(path, orig, len, PRESENT, &other, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_non_null(strstr(text, "fingerprint"));
+            assert_int_equal(load_patched(path, orig, len, DAYS, &w, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(load_patched(path, orig, len, BETA, &b2, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            for (int f = 0; f < 2; f++) {
+                assert_int_equal(load_patched(path, orig, len, FLAGS, &fl[f], 4, &off, text),
+                                 PVG_ERR_CORRUPT);
+                assert_non_null(strstr(text, "fingerprint"));
+            }
+        } else {
+            /* popularity: a well-formed EASE record is refused (EASE only) */
+            unsigned char *b = malloc(len);
+            const int64_t pr = 2001;
+            const double h = 120;
+            memcpy(b, orig, len);
+            memcpy(b + PRESENT, &pr, 8);
+            memcpy(b + HL, &h, 8);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recency"));
+            free(b);
+        }
+        free(orig);
+        pvg_rng_free(det);
+    }
+    /* a DP-EASE model trained without the terms (no text: the defaults
+     * drop them) given a well-formed record: its fingerprint */
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(60);
+    pvg_train_params p;
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    recency_text_params(&p, det, ids, titles, tb);
+    p.dp_item_titles = NULL;
+    pvg_train_params_recency_default(&p, 2001);
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    pvg_model_recency r;
+    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+    assert_int_equal(r.on, 0);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    size_t len;
+    unsigned char *orig = slurp(path, &len), *b = malloc(len);
+    const int64_t pr = 2001;
+    const double h = 120;
+    memcpy(b, orig, len);
+    memcpy(b + PRESENT, &pr, 8);
+    memcpy(b + HL, &h, 8);
+    assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+    assert_non_null(strstr(text, "fingerprint"));
+    free(b);
+    free(orig);
+    pvg_rng_free(det);
+    unlink(path);
+    pvg_dataset_free(ds);
+}
+
 static void test_file_record(void **s)
 {
     (void)s;
@@ -1337,6 +1527,7 @@ int main(void)
         cmocka_unit_test(test_ease_recency_params_refused),
         cmocka_unit_test(test_ease_recency_nonprivate),
         cmocka_unit_test(test_ease_recency_defaults),
+        cmocka_unit_test(test_recency_record_crafted),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),
         cmocka_unit_test(test_vocabulary),

@@ -88,6 +88,22 @@ jq -e '.recency.present == "2010-11-29T01:43:30Z" and .recency.halflife_days == 
 R=$("$P" train --data-dir "$D" --model ease --no-recency --out "$D/ease.pvgm" --json) || fail "--no-recency"
 jq -e '.recency == null' <<<"$R" >/dev/null || fail "--no-recency trained with recency: $R"
 
+# erasure rewrites the store's model files: the recency record stays, and
+# the DP model's fingerprint (which covers it) still matches, so it loads
+"$P" train --data-dir "$D" --model ease --out "$D/ease.pvgm" >/dev/null || fail "train ease again"
+B1=$("$P" model info --model "$D/dp.pvgm" --json) && B2=$("$P" model info --model "$D/ease.pvgm" --json) ||
+  fail "model info before erasure"
+"$P" user delete s7 --data-dir "$D" >/dev/null || fail "user delete"
+for f in dp:B1 ease:B2; do
+  A=$("$P" model info --model "$D/${f%%:*}.pvgm" --json) || fail "model info of ${f%%:*} after erasure: $A"
+  n=${f#*:}
+  B=${!n}
+  jq -e --argjson b "$B" '.recency == $b.recency and .recency != null and .dp == $b.dp and
+       .users == $b.users - 1' <<<"$A" >/dev/null || fail "${f%%:*} after erasure: $A against $B"
+done
+jq -e --argjson b "$B1" '.fingerprint == $b.fingerprint' <<<"$("$P" model info --model "$D/dp.pvgm" --json)" >/dev/null ||
+  fail "the DP model's fingerprint changed with erasure"
+
 # usage errors, nothing trained
 for bad in "--present 2010-13-01" "--present yesterday" "--present 2010-12-01 --no-recency"; do
   OUT=$("$P" train --data-dir "$D" --model ease --out "$D/x.pvgm" $bad 2>&1)

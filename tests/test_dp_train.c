@@ -433,6 +433,122 @@ static void test_ease_recent_sensitivity(void **s)
     pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
 }
 
+static void recency_text_params(pvg_train_params *p, pvg_rng *det, const char **ids,
+                                const char **titles, char tb[][32]);
+
+/* The text-only model's statistics on ds (recent buyers' window: days
+ * before now; unit rows with unit; bound m, 0: the trainer's default). */
+static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, double days, int unit,
+                                   size_t *len, double sens[2], int *bound)
+{
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    int64_t *last = malloc(R.nnz * sizeof *last);
+    assert_non_null(last);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, rng);
+    p.dp_max_items = m;
+    p.recent_pop_days = days;
+    p.recent_pop_beta = days > 0 ? 1 : 0;
+    p.recent_pop_unit = unit;
+    pvg_dp_train t;
+    memset(&t, 0, sizeof t);
+    t.ds = ds;
+    t.vds = *ds;
+    t.R = &R;
+    t.p = &p;
+    t.rng = rng;
+    t.epsilon = p.dp_epsilon;
+    t.delta = p.dp_delta;
+    t.max_items = m ? m : 16; /* as pvg_train_dp: the caller's, or DP-EASE's default */
+    t.threads = 1;
+    t.last = days > 0 ? last : NULL;
+    t.now = now;
+    double *v;
+    assert_int_equal(pvg_dp_ease_text_only_statistic(&t, &v, len, sens, &err), PVG_OK);
+    *bound = t.max_items;
+    pvg_rng_free(rng);
+    free(last);
+    pvg_csr_free(&R);
+    return v;
+}
+
+/* Neighbouring datasets for DP-EASE's text-only model (epsilon < 3 with
+ * text) and its recent buyers' release: the heavy shopper (all 30 items,
+ * inside the window) moves the popularity block by sqrt(min(30, m)) and the
+ * recent block by as much (bounded counts) or by exactly 1 (unit rows),
+ * each within the sensitivity its noise is calibrated to; with m 3 both
+ * bounds are met exactly (m counts by 1). The bound is DP popularity's 32
+ * unless the caller set one, and the trained model records that bound and
+ * sqrt(32): the statistic and the noise use one m. The same shopper's
+ * purchases before the window move the popularity only. */
+static void test_ease_text_only_sensitivity(void **s)
+{
+    (void)s;
+    /* the other shoppers' purchases (at 1000..1011) fall before the window,
+     * so the bound's random subsets of theirs (drawn before the heavy
+     * shopper's) are the same on both datasets */
+    const int64_t now = 1012 + 7 * 86400;
+    for (int m = 0; m <= M; m += M)
+        for (int unit = 0; unit < 2; unit++) {
+            pvg_dataset *a = fixture(0), *b = fixture_at(1, now - 1),
+                        *old = fixture_at(1, now - 30 * 86400);
+            size_t la, lb, lo;
+            double sa[2], sb[2], so[2];
+            int ma, mb, mo;
+            double *va = text_only_statistic(a, m, now, 7, unit, &la, sa, &ma),
+                   *vb = text_only_statistic(b, m, now, 7, unit, &lb, sb, &mb),
+                   *vo = text_only_statistic(old, m, now, 7, unit, &lo, so, &mo);
+            int want_m = m ? m : 32;
+            assert_true(ma == want_m && mb == want_m && mo == want_m);
+            assert_true(la == 2 * N_ITEMS && lb == la && lo == la);
+            assert_true(fabs(sa[0] - sqrt(want_m)) < 1e-12 && sb[0] == sa[0] && so[0] == sa[0]);
+            assert_true(sa[1] == (unit ? 1.0 : sqrt(want_m)) && sb[1] == sa[1] && so[1] == sa[1]);
+            int kept = want_m < N_ITEMS ? want_m : N_ITEMS;
+            double d2[2] = {0, 0}, o2[2] = {0, 0};
+            for (size_t i = 0; i < la; i++) {
+                int blk = i >= N_ITEMS;
+                double d = vb[i] - va[i], e = vo[i] - va[i];
+                double step = blk && unit ? 1.0 / sqrt((double)N_ITEMS) : 1.0;
+                assert_true(d == 0 || fabs(d - step) < 1e-12);
+                d2[blk] += d * d;
+                o2[blk] += e * e;
+            }
+            assert_true(fabs(sqrt(d2[0]) - sqrt(kept)) < 1e-12 && sqrt(d2[0]) <= sa[0] + 1e-12);
+            assert_true(fabs(sqrt(d2[1]) - (unit ? 1.0 : sqrt(kept))) < 1e-12 &&
+                        sqrt(d2[1]) <= sa[1] + 1e-12);
+            if (m) assert_true(fabs(sqrt(d2[0]) - sa[0]) < 1e-12); /* the bound is met */
+            /* before the window: the year's counts move, the recent ones not */
+            assert_true(fabs(sqrt(o2[0]) - sqrt(kept)) < 1e-12 && o2[1] == 0);
+            free(va), free(vb), free(vo);
+            pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old);
+        }
+    /* the trained model's bound and sensitivity are the statistic's */
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(44);
+    pvg_train_params p;
+    recency_text_params(&p, det, ids, titles, tb);
+    p.dp_epsilon = 2;
+    p.dp_max_items = 0;
+    pvg_train_params_recency_default(&p, 2001);
+    pvg_model *m;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    assert_int_equal(m->dp.max_items, 32);
+    assert_true(fabs(m->dp.sensitivity - sqrt(32)) < 1e-12);
+    pvg_model_free(m);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
 /* Neighbouring datasets for the unit-norm recent buyers' release
  * (recent_pop_unit): the worst case, a shopper who bought all 10 m items
  * inside the window, moves the statistic by exactly 1 in L2 (each item by
@@ -1518,6 +1634,7 @@ int main(void)
         cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_ease_recent_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_sensitivity),
+        cmocka_unit_test(test_ease_text_only_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_window_edges),
         cmocka_unit_test(test_ease_recent_unit_noised),
         cmocka_unit_test(test_dp_epsilon_nan_refused),

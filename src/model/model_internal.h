@@ -818,6 +818,17 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
  * to. Errors: PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
 pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *len, double *sens,
                                         pvg_error *err) PVG_WARN_UNUSED;
+/* DP-EASE's text-only model's statistics (below epsilon 3 with catalogue
+ * text; tests: the neighbouring-dataset checks), computed by the trainer's
+ * own code with its bound (t->max_items set as the trainer sets it: DP
+ * popularity's m unless t->p->dp_max_items): the bounded buyer counts (n),
+ * then, when t->last and the recent buyers' window are set, the recent
+ * buyers' counts (n more; bounded to m, or unit rows with
+ * recent_pop_unit), new in *vec; sens[0] and sens[1] the L2 sensitivities
+ * the trainer calibrates each release to (sens[1] 0 without the second;
+ * before the unit rows' grid inflation). Errors: NOMEM. */
+pvg_status pvg_dp_ease_text_only_statistic(pvg_dp_train *t, double **vec, size_t *len,
+                                           double sens[2], pvg_error *err) PVG_WARN_UNUSED;
 /* The statistic a method adds its noise to, exactly as its trainer computes
  * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
  * popularity the bounded item counts (n), itemknn the upper triangle,

@@ -1140,6 +1140,41 @@ static void test_vocabulary(void **s)
 }
 
 /* The record survives the file; files of format 3 read as not DP. */
+/* The recency defaults follow the epsilon the method runs at: with a noise
+ * multiplier that gives less than 3 (here 1.56 at s = 3, under a requested
+ * 8), DP-EASE trains the text-only model, so the defaults are the text-only
+ * model's (the last 90 days at 30% of rho), not the projected release's
+ * (14 days at 15%, whose half-life the text-only model has no Gram for). */
+static void test_ease_recency_defaults_noise_multiplier(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    for (int nm = 0; nm < 2; nm++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(45);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = 8;
+        p.dp_noise_multiplier = nm ? 3 : 0;
+        pvg_train_params_recency_default(&p, 2001);
+        assert_true(nm ? p.recent_pop_days == 90 && p.recent_pop_share == 0.3 &&
+                             p.recency_halflife_days == 0
+                       : p.recent_pop_days == 14 && p.recency_halflife_days == 120);
+        pvg_model *m;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_string_equal(m->dp.mechanism, nm ? "dp-ease/discrete-gaussian-popularity+text"
+                                                : "dp-ease/discrete-gaussian-projected-gram+text");
+        pvg_model_recency r;
+        assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+        assert_true(r.on && r.recent_days == (nm ? 90 : 14));
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    pvg_dataset_free(ds);
+}
+
 /* Writes buf (len bytes) to path with the header's checksum recomputed. */
 static void write_with_checksum(const char *path, unsigned char *buf, size_t len)
 {
@@ -1644,6 +1679,7 @@ int main(void)
         cmocka_unit_test(test_ease_recency_params_refused),
         cmocka_unit_test(test_ease_recency_nonprivate),
         cmocka_unit_test(test_ease_recency_defaults),
+        cmocka_unit_test(test_ease_recency_defaults_noise_multiplier),
         cmocka_unit_test(test_recency_record_crafted),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),

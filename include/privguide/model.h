@@ -258,10 +258,13 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p);
 
 /* The recency terms chosen on Online Retail's validation split
  * (docs/models.md "Recency") into p, for EASE (other types: unchanged),
- * after p->dp_epsilon is set: without DP, a half-life of 240 days and the
- * recent buyers' blend (7 days, beta 0.7); with DP, the row-normalised
- * half-life of 120 days and the blend (14 days, beta 1, 15% of the budget,
- * each shopper's window items at unit L2 norm). present is the training's
+ * after the DP parameters (dp_epsilon, dp_delta, dp_noise_multiplier) are
+ * set: without DP, a half-life of 240 days and the recent buyers' blend
+ * (7 days, beta 0.7); with DP, the row-normalised half-life of 120 days and
+ * the blend (14 days, beta 1, 15% of the budget, each shopper's window
+ * items at unit L2 norm); below epsilon 3 (the epsilon the noise
+ * multiplier gives, when set), DP-EASE's text-only model, the blend alone
+ * (90 days, beta 1, 30% of the budget, unit rows). present is the training's
  * "now" (Unix seconds; events at or after it are ignored by the terms):
  * DP needs a public one, e.g. the wall-clock time of the training, never
  * one read from the data; 0 (without DP only) is one second after the

@@ -9,6 +9,7 @@
 #include "store/store_internal.h"
 
 #include <math.h>
+#include <privguide/dp.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +72,17 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p)
 void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
 {
     if (p->type != PVG_MODEL_EASE) return;
-    /* chosen on Online Retail's validation split (docs/models.md "Recency") */
-    if (p->dp_epsilon > 0 && p->dp_epsilon < PVG_DP_EASE_TEXT_ONLY_EPS) {
+    /* chosen on Online Retail's validation split (docs/models.md "Recency");
+     * by the epsilon DP-EASE runs at: with a noise multiplier, what it
+     * gives (as the trainer's method_epsilon; a Gaussian mechanism), which
+     * below PVG_DP_EASE_TEXT_ONLY_EPS makes the text-only model */
+    double eps = p->dp_epsilon;
+    if (eps > 0 && p->dp_noise_multiplier > 0 && p->dp_delta > 0) {
+        double s = p->dp_noise_multiplier,
+               e = pvg_dp_zcdp_to_epsilon(1.0 / (2 * s * s), p->dp_delta);
+        if (e < eps) eps = e;
+    }
+    if (eps > 0 && eps < PVG_DP_EASE_TEXT_ONLY_EPS) {
         /* the text-only model: its prior's popularity mixes the year's and
          * the last 90 days' buyers, equal weights */
         p->recency_halflife_days = 0;
@@ -81,7 +91,7 @@ void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
         p->recent_pop_beta = 1;
         p->recent_pop_share = 0.3;
         p->recent_pop_unit = 1;
-    } else if (p->dp_epsilon > 0) {
+    } else if (eps > 0) {
         p->recency_halflife_days = 120;
         p->recency_row_norm = 1;
         p->recent_pop_days = 14;

@@ -814,8 +814,9 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
 /* DP-EASE's recent buyers' counts (recency, docs/models.md "Recency")
  * before their noise, exactly as the trainer computes them from t->R,
  * t->last, t->now and t->p->recent_pop_days with t->rng: *vec (n, caller
- * frees) and *sens = sqrt(m), the L2 sensitivity the trainer calibrates
- * to. Errors: PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
+ * frees) and *sens the L2 sensitivity the trainer calibrates to: sqrt(m),
+ * or 1 with t->p->recent_pop_unit (before its grid's inflation). Errors:
+ * PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
 pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *len, double *sens,
                                         pvg_error *err) PVG_WARN_UNUSED;
 /* DP-EASE's text-only model's statistics (below epsilon 3 with catalogue
@@ -829,14 +830,6 @@ pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *l
  * before the unit rows' grid inflation). Errors: NOMEM. */
 pvg_status pvg_dp_ease_text_only_statistic(pvg_dp_train *t, double **vec, size_t *len,
                                            double sens[2], pvg_error *err) PVG_WARN_UNUSED;
-/* The statistic a method adds its noise to, exactly as its trainer computes
- * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
- * popularity the bounded item counts (n), itemknn the upper triangle,
- * diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by row), ease
- * that of its weighted Gram (its second release without catalogue text;
- * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
- * sensitivity the trainer calibrates to (DP-EASE's before its grid's
- * inflation). */
 /* DP-EASE's statistic with catalogue text (tests: the neighbouring-dataset
  * checks), computed by the trainer's own code: given a released popularity
  * pop (n, >= 0; the trainer's is noisy, a test passes the same vector on
@@ -848,6 +841,14 @@ pvg_status pvg_dp_ease_text_only_statistic(pvg_dp_train *t, double **vec, size_t
  * two items), NOMEM, INTERNAL (LAPACK). */
 pvg_status pvg_dp_ease_text_statistic(pvg_dp_train *t, const float *pop, double **vec, size_t *len,
                                       double *sens, pvg_error *err);
+/* The statistic a method adds its noise to, exactly as its trainer computes
+ * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
+ * popularity the bounded item counts (n), itemknn the upper triangle,
+ * diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by row), ease
+ * that of its weighted Gram (its second release without catalogue text;
+ * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
+ * sensitivity the trainer calibrates to (DP-EASE's before its grid's
+ * inflation). */
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
                             double *sens, pvg_error *err);
 

@@ -424,23 +424,34 @@ static int run_train(cli_ctx *c)
         return cli_fail("train", s, &err);
     }
     /* the operator's check, before any charge or file: a present whose
-     * recent buyers' window holds no event (a historical import trained
-     * "now") would blend noise alone into B. The model is discarded, not
-     * retrained otherwise: what is released never depends on this check. */
+     * recent buyers' window [present - days, present) holds no event (a
+     * historical import trained "now", a present before the data, or only
+     * future-dated events) would blend noise alone into B. The model is
+     * discarded, not retrained otherwise: what this run releases never
+     * depends on the check, only whether it releases (the operator's to
+     * see; docs/models.md "Recency"). */
     pvg_model_dp_info dpi;
     int64_t release_id = 0;
     if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
     pvg_model_recency rec;
     if (pvg_model_recency_get(m, &rec, &err) != PVG_OK) rec.on = 0;
+    int64_t latest = rec.on ? pvg_dataset_latest_time(ds, rec.present) : 0;
     if (rec.on && rec.recent_days > 0 &&
-        pvg_dataset_latest_time(ds) < rec.present - (int64_t)(rec.recent_days * 86400.0)) {
-        char a[32], b[32];
-        cli_warn("train: recency: no event in the %g days before the present %s (the latest is "
-                 "%s): the recent buyers' term would be %s. For a historical import pass "
-                 "--present (e.g. the day after its last event); or --no-recency",
-                 rec.recent_days, cli_utc_time(rec.present, a, sizeof a),
-                 cli_utc_time(pvg_dataset_latest_time(ds), b, sizeof b),
-                 dpi.is_dp ? "noise alone" : "empty");
+        latest < rec.present - (int64_t)(rec.recent_days * 86400.0)) {
+        char a[32], b[32] = "none";
+        if (latest != INT64_MIN) cli_utc_time(latest, b, sizeof b);
+        /* a DP model records its present in its header and release: a
+         * date read from the events (the day after the last one) would
+         * publish the latest shopper's purchase date */
+        cli_warn("train: recency: no event in the %g days before the present %s (the latest "
+                 "before it: %s): the recent buyers' term would be %s. For a historical import "
+                 "pass --present %s; or --no-recency",
+                 rec.recent_days, cli_utc_time(rec.present, a, sizeof a), b,
+                 dpi.is_dp ? "noise alone" : "empty",
+                 dpi.is_dp ? "with a public date (e.g. the end of the period the import is "
+                             "published for), not one read from the events: the model records "
+                             "it"
+                           : "(e.g. the day after its last event)");
         pvg_store_free(store);
         pvg_model_free(m);
         pvg_dataset_free(ds);
@@ -852,43 +863,22 @@ static int run_recommend(cli_ctx *c)
     return 0;
 }
 
-static int parse_date(const char *s, int64_t *out)
+/* n decimal digits at s into *v (no sign, no space); 0 on success. */
+static int fixed_digits(const char *s, int n, int *v)
 {
-    int y, mo, d;
-    char tail;
-    if (sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &tail) != 3) return -1;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31) return -1;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1) return -1;
-    *out = (int64_t)t;
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        *v = *v * 10 + (s[i] - '0');
+    }
     return 0;
 }
 
-/* "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SS[Z]" (UTC) or Unix seconds. */
-static int parse_time(const char *s, int64_t *out)
+/* The UTC time of a calendar date and time that exists (2010-02-31 and
+ * 23:59:60 do not: timegm would roll them over), from 1970 on. */
+static int utc_time(int y, int mo, int d, int hh, int mi, int ss, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*s && !*end && !errno) {
-        *out = v;
-        return 0;
-    }
-    int y, mo, d, hh = 0, mi = 0, ss = 0, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3) return -1;
-    const char *t = s + n;
-    if (*t == 'T' || *t == ' ') {
-        int k = 0;
-        if (sscanf(t + 1, "%2d:%2d:%2d%n", &hh, &mi, &ss, &k) != 3) return -1;
-        t += 1 + k;
-        if (*t == 'Z') t++;
-    }
-    if (*t || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || hh > 23 || mi > 59 || ss > 60)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || hh > 23 || mi > 59 || ss > 59)
         return -1;
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -899,9 +889,51 @@ static int parse_time(const char *s, int64_t *out)
     tm.tm_min = mi;
     tm.tm_sec = ss;
     time_t tt = timegm(&tm);
-    if (tt == (time_t)-1) return -1;
+    if (tt == (time_t)-1 || tm.tm_year != y - 1900 || tm.tm_mon != mo - 1 || tm.tm_mday != d)
+        return -1;
     *out = (int64_t)tt;
     return 0;
+}
+
+/* "YYYY-MM-DD" at s (exactly: four, two and two digits); the number of
+ * bytes read, or -1. */
+static int read_date(const char *s, int *y, int *mo, int *d)
+{
+    if (fixed_digits(s, 4, y) || s[4] != '-' || fixed_digits(s + 5, 2, mo) || s[7] != '-' ||
+        fixed_digits(s + 8, 2, d))
+        return -1;
+    return 10;
+}
+
+static int parse_date(const char *s, int64_t *out)
+{
+    int y, mo, d, n = read_date(s, &y, &mo, &d);
+    if (n < 0 || s[n]) return -1;
+    return utc_time(y, mo, d, 0, 0, 0, out);
+}
+
+/* "YYYY-MM-DD", "YYYY-MM-DD[T ]HH:MM:SS[Z]" (UTC) or Unix seconds (digits
+ * only), nothing around them. */
+static int parse_time(const char *s, int64_t *out)
+{
+    size_t nd = strspn(s, "0123456789");
+    if (nd > 0 && !s[nd]) {
+        if (nd > 18) return -1; /* beyond int64_t's range, and far beyond year 9999 */
+        *out = (int64_t)strtoll(s, NULL, 10);
+        return 0;
+    }
+    int y, mo, d, hh = 0, mi = 0, ss = 0, n = read_date(s, &y, &mo, &d);
+    if (n < 0) return -1;
+    const char *t = s + n;
+    if (*t == 'T' || *t == ' ') {
+        if (fixed_digits(t + 1, 2, &hh) || t[3] != ':' || fixed_digits(t + 4, 2, &mi) ||
+            t[6] != ':' || fixed_digits(t + 7, 2, &ss))
+            return -1;
+        t += 9;
+        if (*t == 'Z') t++;
+    }
+    if (*t) return -1;
+    return utc_time(y, mo, d, hh, mi, ss, out);
 }
 
 void cli_recency_setup(cli_ctx *c, pvg_train_params *p, int train)

@@ -433,6 +433,122 @@ static void test_ease_recent_sensitivity(void **s)
     pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
 }
 
+static void recency_text_params(pvg_train_params *p, pvg_rng *det, const char **ids,
+                                const char **titles, char tb[][32]);
+
+/* The text-only model's statistics on ds (recent buyers' window: days
+ * before now; unit rows with unit; bound m, 0: the trainer's default). */
+static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, double days, int unit,
+                                   size_t *len, double sens[2], int *bound)
+{
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    int64_t *last = malloc(R.nnz * sizeof *last);
+    assert_non_null(last);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, rng);
+    p.dp_max_items = m;
+    p.recent_pop_days = days;
+    p.recent_pop_beta = days > 0 ? 1 : 0;
+    p.recent_pop_unit = unit;
+    pvg_dp_train t;
+    memset(&t, 0, sizeof t);
+    t.ds = ds;
+    t.vds = *ds;
+    t.R = &R;
+    t.p = &p;
+    t.rng = rng;
+    t.epsilon = p.dp_epsilon;
+    t.delta = p.dp_delta;
+    t.max_items = m ? m : 16; /* as pvg_train_dp: the caller's, or DP-EASE's default */
+    t.threads = 1;
+    t.last = days > 0 ? last : NULL;
+    t.now = now;
+    double *v;
+    assert_int_equal(pvg_dp_ease_text_only_statistic(&t, &v, len, sens, &err), PVG_OK);
+    *bound = t.max_items;
+    pvg_rng_free(rng);
+    free(last);
+    pvg_csr_free(&R);
+    return v;
+}
+
+/* Neighbouring datasets for DP-EASE's text-only model (epsilon < 3 with
+ * text) and its recent buyers' release: the heavy shopper (all 30 items,
+ * inside the window) moves the popularity block by sqrt(min(30, m)) and the
+ * recent block by as much (bounded counts) or by exactly 1 (unit rows),
+ * each within the sensitivity its noise is calibrated to; with m 3 both
+ * bounds are met exactly (m counts by 1). The bound is DP popularity's 32
+ * unless the caller set one, and the trained model records that bound and
+ * sqrt(32): the statistic and the noise use one m. The same shopper's
+ * purchases before the window move the popularity only. */
+static void test_ease_text_only_sensitivity(void **s)
+{
+    (void)s;
+    /* the other shoppers' purchases (at 1000..1011) fall before the window,
+     * so the bound's random subsets of theirs (drawn before the heavy
+     * shopper's) are the same on both datasets */
+    const int64_t now = 1012 + 7 * 86400;
+    for (int m = 0; m <= M; m += M)
+        for (int unit = 0; unit < 2; unit++) {
+            pvg_dataset *a = fixture(0), *b = fixture_at(1, now - 1),
+                        *old = fixture_at(1, now - 30 * 86400);
+            size_t la, lb, lo;
+            double sa[2], sb[2], so[2];
+            int ma, mb, mo;
+            double *va = text_only_statistic(a, m, now, 7, unit, &la, sa, &ma),
+                   *vb = text_only_statistic(b, m, now, 7, unit, &lb, sb, &mb),
+                   *vo = text_only_statistic(old, m, now, 7, unit, &lo, so, &mo);
+            int want_m = m ? m : 32;
+            assert_true(ma == want_m && mb == want_m && mo == want_m);
+            assert_true(la == 2 * N_ITEMS && lb == la && lo == la);
+            assert_true(fabs(sa[0] - sqrt(want_m)) < 1e-12 && sb[0] == sa[0] && so[0] == sa[0]);
+            assert_true(sa[1] == (unit ? 1.0 : sqrt(want_m)) && sb[1] == sa[1] && so[1] == sa[1]);
+            int kept = want_m < N_ITEMS ? want_m : N_ITEMS;
+            double d2[2] = {0, 0}, o2[2] = {0, 0};
+            for (size_t i = 0; i < la; i++) {
+                int blk = i >= N_ITEMS;
+                double d = vb[i] - va[i], e = vo[i] - va[i];
+                double step = blk && unit ? 1.0 / sqrt((double)N_ITEMS) : 1.0;
+                assert_true(d == 0 || fabs(d - step) < 1e-12);
+                d2[blk] += d * d;
+                o2[blk] += e * e;
+            }
+            assert_true(fabs(sqrt(d2[0]) - sqrt(kept)) < 1e-12 && sqrt(d2[0]) <= sa[0] + 1e-12);
+            assert_true(fabs(sqrt(d2[1]) - (unit ? 1.0 : sqrt(kept))) < 1e-12 &&
+                        sqrt(d2[1]) <= sa[1] + 1e-12);
+            if (m) assert_true(fabs(sqrt(d2[0]) - sa[0]) < 1e-12); /* the bound is met */
+            /* before the window: the year's counts move, the recent ones not */
+            assert_true(fabs(sqrt(o2[0]) - sqrt(kept)) < 1e-12 && o2[1] == 0);
+            free(va), free(vb), free(vo);
+            pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old);
+        }
+    /* the trained model's bound and sensitivity are the statistic's */
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(44);
+    pvg_train_params p;
+    recency_text_params(&p, det, ids, titles, tb);
+    p.dp_epsilon = 2;
+    p.dp_max_items = 0;
+    pvg_train_params_recency_default(&p, 2001);
+    pvg_model *m;
+    pvg_error err;
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    assert_int_equal(m->dp.max_items, 32);
+    assert_true(fabs(m->dp.sensitivity - sqrt(32)) < 1e-12);
+    pvg_model_free(m);
+    pvg_rng_free(det);
+    pvg_dataset_free(ds);
+}
+
 /* Neighbouring datasets for the unit-norm recent buyers' release
  * (recent_pop_unit): the worst case, a shopper who bought all 10 m items
  * inside the window, moves the statistic by exactly 1 in L2 (each item by
@@ -1024,6 +1140,41 @@ static void test_vocabulary(void **s)
 }
 
 /* The record survives the file; files of format 3 read as not DP. */
+/* The recency defaults follow the epsilon the method runs at: with a noise
+ * multiplier that gives less than 3 (here 1.56 at s = 3, under a requested
+ * 8), DP-EASE trains the text-only model, so the defaults are the text-only
+ * model's (the last 90 days at 30% of rho), not the projected release's
+ * (14 days at 15%, whose half-life the text-only model has no Gram for). */
+static void test_ease_recency_defaults_noise_multiplier(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    for (int nm = 0; nm < 2; nm++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(45);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = 8;
+        p.dp_noise_multiplier = nm ? 3 : 0;
+        pvg_train_params_recency_default(&p, 2001);
+        assert_true(nm ? p.recent_pop_days == 90 && p.recent_pop_share == 0.3 &&
+                             p.recency_halflife_days == 0
+                       : p.recent_pop_days == 14 && p.recency_halflife_days == 120);
+        pvg_model *m;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_string_equal(m->dp.mechanism, nm ? "dp-ease/discrete-gaussian-popularity+text"
+                                                : "dp-ease/discrete-gaussian-projected-gram+text");
+        pvg_model_recency r;
+        assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+        assert_true(r.on && r.recent_days == (nm ? 90 : 14));
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    pvg_dataset_free(ds);
+}
+
 /* Writes buf (len bytes) to path with the header's checksum recomputed. */
 static void write_with_checksum(const char *path, unsigned char *buf, size_t len)
 {
@@ -1169,6 +1320,196 @@ static void test_ease_recency_defaults(void **s)
         }
     }
     assert_memory_equal(fp[0], fp[1], 32);
+    pvg_dataset_free(ds);
+}
+
+/* The model's bytes at path (len in *len; free it). */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+/* orig with n bytes of v at off, its checksum recomputed, loaded from path:
+ * the status; *off_out the error's offset, text (sizeof pvg_error.text) its
+ * text. */
+static pvg_status load_patched(const char *path, const unsigned char *orig, size_t len, size_t off,
+                               const void *v, size_t n, long long *off_out, char *text)
+{
+    unsigned char *b = malloc(len);
+    assert_non_null(b);
+    memcpy(b, orig, len);
+    memcpy(b + off, v, n);
+    write_with_checksum(path, b, len);
+    free(b);
+    pvg_model *l = NULL;
+    pvg_error err;
+    pvg_error_clear(&err);
+    pvg_status st = pvg_model_load(path, &l, &err);
+    pvg_model_free(l);
+    *off_out = err.offset;
+    snprintf(text, sizeof err.text, "%s", err.text);
+    return st;
+}
+
+/* Crafted recency records (format 4, bytes 424..471: present int64, then
+ * half-life, window, beta, share as doubles, flags and a reserved word):
+ * every record the trainer could not have written is refused at the
+ * record's offset, on a non-private EASE model, a popularity model (no
+ * terms at all) and a DP-EASE model; a DP model's well-formed but edited
+ * record (present, window, beta, share, either flag) or a record added to
+ * a DP model trained without one fails its fingerprint. */
+static void test_recency_record_crafted(void **s)
+{
+    (void)s;
+    enum { PRESENT = 424, HL = 432, DAYS = 440, BETA = 448, SHARE = 456, FLAGS = 464, RSV = 468 };
+    pvg_dataset *ds = fixture(1);
+    char path[] = "/tmp/pvg_dp_reccraft_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    pvg_error err;
+    pvg_model *m;
+    const double nan = NAN, inf = INFINITY, neg = -1, big = 2e6, zero = 0, half = 0.5, one = 1;
+    const int64_t far = (int64_t)1e12 + 1, nfar = -(int64_t)1e12 - 1;
+    const uint32_t bit2 = 4, rsv = 1, rownorm = 1, unit = 2;
+    struct {
+        size_t off;
+        const void *v;
+        size_t n;
+    } bad[] = {
+        {HL, &nan, 8},    {HL, &inf, 8},      {HL, &neg, 8},       {HL, &big, 8},
+        {DAYS, &nan, 8},  {DAYS, &neg, 8},    {BETA, &nan, 8},     {BETA, &zero, 8},
+        {SHARE, &nan, 8}, {SHARE, &half, 8},  {SHARE, &neg, 8},    {FLAGS, &bit2, 4},
+        {RSV, &rsv, 4},   {PRESENT, &far, 8}, {PRESENT, &nfar, 8},
+    };
+    char text[sizeof((pvg_error *)0)->text];
+    long long off;
+    /* 0: non-private EASE with the defaults; 1: DP-EASE (projected release)
+     * with them; 2: popularity, no terms */
+    for (int kind = 0; kind < 3; kind++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(50 + kind);
+        pvg_train_params p;
+        const char *ids[N_ITEMS], *titles[N_ITEMS];
+        char tb[N_ITEMS][32];
+        if (kind == 0) {
+            pvg_train_params_default(PVG_MODEL_EASE, &p);
+            pvg_train_params_recency_default(&p, 0);
+        } else if (kind == 1) {
+            recency_text_params(&p, det, ids, titles, tb);
+            pvg_train_params_recency_default(&p, 2001);
+        } else {
+            pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
+        }
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+        pvg_model_free(m);
+        size_t len;
+        unsigned char *orig = slurp(path, &len);
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            if (kind == 2 && bad[i].v == &zero) continue; /* all zero there: no record */
+            pvg_status st =
+                load_patched(path, orig, len, bad[i].off, bad[i].v, bad[i].n, &off, text);
+            if (st != PVG_ERR_CORRUPT || off != PRESENT || !strstr(text, "recency"))
+                fail_msg("kind %d, byte %zu: status %d at %lld: %s", kind, bad[i].off, (int)st, off,
+                         text);
+        }
+        if (kind == 0) {
+            /* the row-norm flag needs a half-life, the unit flag a window */
+            unsigned char *b = malloc(len);
+            memcpy(b, orig, len);
+            memcpy(b + HL, &zero, 8);
+            memcpy(b + FLAGS, &rownorm, 4);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            memcpy(b, orig, len);
+            memcpy(b + DAYS, &zero, 8);
+            memcpy(b + BETA, &zero, 8);
+            memcpy(b + FLAGS, &unit, 4);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            /* both terms off with a present: refused */
+            memcpy(b, orig, len);
+            memcpy(b + HL, &zero, 8);
+            memcpy(b + DAYS, &zero, 8);
+            memcpy(b + BETA, &zero, 8);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            free(b);
+            /* a well-formed edit of a non-private model is its operator's
+             * business (no DP claim to protect): it loads */
+            assert_int_equal(load_patched(path, orig, len, BETA, &one, 8, &off, text), PVG_OK);
+        } else if (kind == 1) {
+            /* well-formed edits of the DP record: the fingerprint */
+            const int64_t other = 5000;
+            const double w = 28, sh = 0.2, b2 = 2;
+            const uint32_t fl[] = {unit, rownorm};
+            assert_int_equal(load_patched(path, orig, len, PRESENT, &other, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_non_null(strstr(text, "fingerprint"));
+            assert_int_equal(load_patched(path, orig, len, DAYS, &w, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(load_patched(path, orig, len, BETA, &b2, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            for (int f = 0; f < 2; f++) {
+                assert_int_equal(load_patched(path, orig, len, FLAGS, &fl[f], 4, &off, text),
+                                 PVG_ERR_CORRUPT);
+                assert_non_null(strstr(text, "fingerprint"));
+            }
+        } else {
+            /* popularity: a well-formed EASE record is refused (EASE only) */
+            unsigned char *b = malloc(len);
+            const int64_t pr = 2001;
+            const double h = 120;
+            memcpy(b, orig, len);
+            memcpy(b + PRESENT, &pr, 8);
+            memcpy(b + HL, &h, 8);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recency"));
+            free(b);
+        }
+        free(orig);
+        pvg_rng_free(det);
+    }
+    /* a DP-EASE model trained without the terms (no text: the defaults
+     * drop them) given a well-formed record: its fingerprint */
+    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(60);
+    pvg_train_params p;
+    const char *ids[N_ITEMS], *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    recency_text_params(&p, det, ids, titles, tb);
+    p.dp_item_titles = NULL;
+    pvg_train_params_recency_default(&p, 2001);
+    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+    pvg_model_recency r;
+    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+    assert_int_equal(r.on, 0);
+    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+    pvg_model_free(m);
+    size_t len;
+    unsigned char *orig = slurp(path, &len), *b = malloc(len);
+    const int64_t pr = 2001;
+    const double h = 120;
+    memcpy(b, orig, len);
+    memcpy(b + PRESENT, &pr, 8);
+    memcpy(b + HL, &h, 8);
+    assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+    assert_non_null(strstr(text, "fingerprint"));
+    free(b);
+    free(orig);
+    pvg_rng_free(det);
+    unlink(path);
     pvg_dataset_free(ds);
 }
 
@@ -1328,6 +1669,7 @@ int main(void)
         cmocka_unit_test(test_ease_composition),
         cmocka_unit_test(test_ease_recent_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_sensitivity),
+        cmocka_unit_test(test_ease_text_only_sensitivity),
         cmocka_unit_test(test_ease_recent_unit_window_edges),
         cmocka_unit_test(test_ease_recent_unit_noised),
         cmocka_unit_test(test_dp_epsilon_nan_refused),
@@ -1337,6 +1679,8 @@ int main(void)
         cmocka_unit_test(test_ease_recency_params_refused),
         cmocka_unit_test(test_ease_recency_nonprivate),
         cmocka_unit_test(test_ease_recency_defaults),
+        cmocka_unit_test(test_ease_recency_defaults_noise_multiplier),
+        cmocka_unit_test(test_recency_record_crafted),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),
         cmocka_unit_test(test_vocabulary),

@@ -263,6 +263,61 @@ static void test_temporal(void **state)
     pvg_dataset_free(ds);
 }
 
+/* Recency (docs/models.md "Recency") in a temporal evaluation: the
+ * training's present is the cut-off by default; a present after it would
+ * date training cells by held-out purchases (u1's re-buy of a at 1001, in
+ * the test window, would become the cell's last purchase) and is refused,
+ * naming both; one before it is the caller's to choose. */
+static void test_temporal_recency_present(void **state)
+{
+    (void)state;
+    pvg_dataset *ds;
+    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
+    add(ds, "u1", "a", 10);
+    add(ds, "u1", "z", 11);
+    add(ds, "u2", "x", 12);
+    add(ds, "u2", "y", 13);
+    add(ds, "u3", "x", 14);
+    add(ds, "u3", "y", 15);
+    add(ds, "u5", "x", 16);
+    add(ds, "u2", "z", 999);
+    add(ds, "u1", "x", 1000);
+    add(ds, "u1", "a", 1001);
+    add(ds, "u3", "y", 1002);
+    pvg_eval_options o;
+    pvg_eval_options_default(PVG_EVAL_TEMPORAL, &o);
+    o.cutoff = 1000;
+    o.n_ks = 1;
+    o.ks[0] = 2;
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    p.ease_lambda = 1;
+    pvg_train_params_recency_default(&p, 0);
+    pvg_eval_result res;
+    pvg_error err;
+    if (pvg_eval_run(ds, &p, &o, &res, &err) != PVG_OK) fail_msg("%s", err.text);
+    assert_true(res.recency.on && res.recency.present == 1000);
+    /* after the cut-off: refused */
+    for (int64_t now = 1001; now <= 1003; now += 2) {
+        p.recency_now = now;
+        assert_int_equal(pvg_eval_run(ds, &p, &o, &res, &err), PVG_ERR_INVALID);
+        assert_non_null(strstr(err.text, "cut-off"));
+    }
+    /* at or before it: the caller's present */
+    p.recency_now = 1000;
+    if (pvg_eval_run(ds, &p, &o, &res, &err) != PVG_OK) fail_msg("%s", err.text);
+    assert_true(res.recency.present == 1000);
+    p.recency_now = 500;
+    if (pvg_eval_run(ds, &p, &o, &res, &err) != PVG_OK) fail_msg("%s", err.text);
+    assert_true(res.recency.present == 500);
+    /* validation: the boundary is the validation window's start, 998 here
+     * (the latest event, 1002, is 2 s past the cut-off) */
+    o.validation = 1;
+    p.recency_now = 999;
+    assert_int_equal(pvg_eval_run(ds, &p, &o, &res, &err), PVG_ERR_INVALID);
+    pvg_dataset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_random_split),
         cmocka_unit_test(test_holdout_users),
         cmocka_unit_test(test_temporal),
+        cmocka_unit_test(test_temporal_recency_present),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,10 +128,11 @@ pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *wei
 size_t pvg_dataset_n_users(const pvg_dataset *ds);
 size_t pvg_dataset_n_items(const pvg_dataset *ds);
 size_t pvg_dataset_n_events(const pvg_dataset *ds);
-/* The time of the dataset's latest event (Unix seconds; INT64_MIN when it
- * has none). For the operator's checks (e.g. that a training's present
- * has recent events before it), never for a DP release's parameters. */
-int64_t pvg_dataset_latest_time(const pvg_dataset *ds);
+/* The time of the dataset's latest event strictly before `before` (Unix
+ * seconds; INT64_MAX: of all events; INT64_MIN when there is none). For
+ * the operator's checks (e.g. that a training's recent window before its
+ * present holds an event), never for a DP release's parameters. */
+int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before);
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
  * store-keyed dataset. */
 pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],
@@ -257,10 +258,13 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p);
 
 /* The recency terms chosen on Online Retail's validation split
  * (docs/models.md "Recency") into p, for EASE (other types: unchanged),
- * after p->dp_epsilon is set: without DP, a half-life of 240 days and the
- * recent buyers' blend (7 days, beta 0.7); with DP, the row-normalised
- * half-life of 120 days and the blend (14 days, beta 1, 15% of the budget,
- * each shopper's window items at unit L2 norm). present is the training's
+ * after the DP parameters (dp_epsilon, dp_delta, dp_noise_multiplier) are
+ * set: without DP, a half-life of 240 days and the recent buyers' blend
+ * (7 days, beta 0.7); with DP, the row-normalised half-life of 120 days and
+ * the blend (14 days, beta 1, 15% of the budget, each shopper's window
+ * items at unit L2 norm); below epsilon 3 (the epsilon the noise
+ * multiplier gives, when set), DP-EASE's text-only model, the blend alone
+ * (90 days, beta 1, 30% of the budget, unit rows). present is the training's
  * "now" (Unix seconds; events at or after it are ignored by the terms):
  * DP needs a public one, e.g. the wall-clock time of the training, never
  * one read from the data; 0 (without DP only) is one second after the

@@ -956,6 +956,20 @@ static pvg_status ease_recent_blend(const pvg_dp_train *t, const rel_noise *pr,
     return st;
 }
 
+/* The text-only model releases the buyer counts (and the recent buyers'):
+ * unless the caller set m, its bound is DP popularity's (validation
+ * Recall@20 at eps 1: 0.0882 at m 32 against 0.0866 at DP-EASE's 16). */
+static void text_only_bound(pvg_dp_train *t)
+{
+    if (!t->p->dp_max_items) t->max_items = DP_DEFAULT_M_POPULARITY;
+}
+
+/* Whether the text-only model releases the recent buyers' counts. */
+static int text_only_blend(const pvg_dp_train *t)
+{
+    return t->last && t->p->recent_pop_days > 0 && t->p->recent_pop_beta > 0;
+}
+
 /* DP-EASE below DP_EASE_TEXT_ONLY_EPS with catalogue text: the whole budget on
  * the bounded buyer counts (one Gaussian release, L2 sensitivity sqrt(m)),
  * B the text prior over that noisy popularity; no Gram is released. Steals
@@ -965,7 +979,7 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
 {
     size_t n = t->R->n_cols;
     double m = t->max_items;
-    int blend = t->last && t->p->recent_pop_days > 0 && t->p->recent_pop_beta > 0;
+    int blend = text_only_blend(t);
     int unit = blend && t->p->recent_pop_unit;
     double share_r = !blend                       ? 0
                      : t->p->recent_pop_share > 0 ? t->p->recent_pop_share
@@ -1304,10 +1318,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
         }
     }
     if (S && eps < DP_EASE_TEXT_ONLY_EPS) {
-        /* the text-only model releases the buyer counts alone: unless the
-         * caller set m, its bound is DP popularity's (validation Recall@20 at
-         * eps 1: 0.0882 at m 32 against 0.0866 at DP-EASE's 16) */
-        if (!t->p->dp_max_items) t->max_items = DP_DEFAULT_M_POPULARITY;
+        text_only_bound(t);
         return ease_text_only(t, eps, S, out, err);
     }
     if (!S && ns > DP_EASE_TOP_ITEMS) {
@@ -1553,6 +1564,33 @@ pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *l
     *vec = v;
     *len = n;
     *sens = recent_l2_sensitivity(t);
+    return PVG_OK;
+}
+
+pvg_status pvg_dp_ease_text_only_statistic(pvg_dp_train *t, double **vec, size_t *len,
+                                           double sens[2], pvg_error *err)
+{
+    *vec = NULL;
+    *len = 0;
+    text_only_bound(t);
+    size_t n = t->R->n_cols;
+    int blend = text_only_blend(t);
+    double *cnt = NULL, *v = malloc((n ? 2 * n : 1) * sizeof *v);
+    if (!v) return pvg_error_set(err, PVG_ERR_NOMEM, "dp: out of memory");
+    pvg_status st = pop_counts(t, &cnt, err);
+    if (st == PVG_OK) {
+        memcpy(v, cnt, n * sizeof *v);
+        if (blend) st = recent_counts(t, v + n, err);
+    }
+    free(cnt);
+    if (st != PVG_OK) {
+        free(v);
+        return st;
+    }
+    *vec = v;
+    *len = blend ? 2 * n : n;
+    sens[0] = sqrt((double)t->max_items);
+    sens[1] = blend ? recent_l2_sensitivity(t) : 0;
     return PVG_OK;
 }
 

@@ -7,8 +7,10 @@
 #include "model/model_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
                                   const pvg_train_params *p, pvg_model **out,
@@ -117,6 +119,17 @@ static int64_t find_cell(const pvg_csr *F, uint32_t u, uint32_t i)
     return (lo < F->indptr[u + 1] && F->indices[lo] == i) ? (int64_t)lo : -1;
 }
 
+/* t (Unix seconds) as YYYY-MM-DDTHH:MM:SSZ, or the number when gmtime
+ * cannot say, into buf (32 bytes). */
+static const char *utc_text(int64_t t, char buf[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, 32, "%lld", (long long)t);
+    return buf;
+}
+
 /* The temporal split's training boundary: events before it train. */
 static int64_t temporal_boundary(const pvg_dataset *ds, const pvg_eval_options *o)
 {
@@ -131,24 +144,39 @@ static int64_t temporal_boundary(const pvg_dataset *ds, const pvg_eval_options *
     return lo;
 }
 
-void pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o, const uint8_t *role,
-                            pvg_train_params *tp)
+pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o,
+                                  const uint8_t *role, pvg_train_params *tp, pvg_error *err)
 {
-    if (tp->recency_now ||
-        !(tp->recency_halflife_days > 0 || (tp->recent_pop_days > 0 && tp->recent_pop_beta > 0)))
-        return;
+    if (!(tp->recency_halflife_days > 0 || (tp->recent_pop_days > 0 && tp->recent_pop_beta > 0)))
+        return PVG_OK;
     if (o->protocol == PVG_EVAL_TEMPORAL) {
-        tp->recency_now = temporal_boundary(ds, o);
-        return;
+        /* the terms date a cell by its latest purchase before the present,
+         * over every event of the dataset: a present after the boundary
+         * would date training cells by held-out re-buys */
+        int64_t b = temporal_boundary(ds, o);
+        if (!tp->recency_now) {
+            tp->recency_now = b;
+        } else if (tp->recency_now > b) {
+            char a[32], c[32];
+            return pvg_error_set(err, PVG_ERR_INVALID,
+                                 "eval: the recency present %s is after the temporal split's "
+                                 "training boundary %s (%s): held-out purchases would date "
+                                 "training cells; give one at or before it",
+                                 utc_text(tp->recency_now, a), utc_text(b, c),
+                                 o->validation ? "the validation window's start" : "the cut-off");
+        }
+        return PVG_OK;
     }
+    if (tp->recency_now) return PVG_OK;
     if (tp->recency_where_possible) {
         pvg_model_recency_clear(tp);
-        return;
+        return PVG_OK;
     }
     int64_t mx = INT64_MIN;
     for (size_t e = 0; e < ds->n_ev; e++)
         if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
     tp->recency_now = mx == INT64_MIN ? 0 : mx + 1;
+    return PVG_OK;
 }
 
 pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,
@@ -422,7 +450,10 @@ pvg_status pvg_eval_run(const pvg_dataset *ds, const pvg_train_params *tp,
         return st;
     }
     pvg_train_params tpr = *tp;
-    pvg_eval_recency_apply(ds, o, role, &tpr);
+    if ((st = pvg_eval_recency_apply(ds, o, role, &tpr, err)) != PVG_OK) {
+        free(role);
+        return st;
+    }
     tp = &tpr;
     uint8_t *keep = malloc(n ? n : 1);
     pvg_csr Rt = {0}, T = {0}, Fi = {0};

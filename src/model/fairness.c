@@ -977,8 +977,8 @@ pvg_status pvg_fair_audit(const pvg_dataset *ds, const pvg_train_params *tp,
         goto done;
     }
     pvg_train_params tpr = *tp; /* recency: the split's present, as eval's */
-    pvg_eval_recency_apply(ds, eo, role, &tpr);
-    st = pvg_model_train_matrix(ds, &Rt, &tpr, &m, NULL, err);
+    st = pvg_eval_recency_apply(ds, eo, role, &tpr, err);
+    if (st == PVG_OK) st = pvg_model_train_matrix(ds, &Rt, &tpr, &m, NULL, err);
     if (st != PVG_OK) goto done;
     c.m = m;
     c.H = H;

@@ -9,6 +9,7 @@
 #include "store/store_internal.h"
 
 #include <math.h>
+#include <privguide/dp.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,10 +98,19 @@ void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
     static const recency_terms dp_projected = {120, 1, 14, 1, 0.15, 1};
     static const recency_terms dp_text_only = {0, 0, 90, 1, 0.3, 1};
     if (p->type != PVG_MODEL_EASE) return;
+    /* by the epsilon DP-EASE runs at: with a noise multiplier, what it
+     * gives (as the trainer's method_epsilon; a Gaussian mechanism), which
+     * below PVG_DP_EASE_TEXT_ONLY_EPS makes the text-only model */
+    double eps = p->dp_epsilon;
+    if (eps > 0 && p->dp_noise_multiplier > 0 && p->dp_delta > 0) {
+        double s = p->dp_noise_multiplier,
+               e = pvg_dp_zcdp_to_epsilon(1.0 / (2 * s * s), p->dp_delta);
+        if (e < eps) eps = e;
+    }
     recency_set(p,
-                !(p->dp_epsilon > 0)                        ? &ease
-                : p->dp_epsilon < PVG_DP_EASE_TEXT_ONLY_EPS ? &dp_text_only
-                                                            : &dp_projected,
+                !(eps > 0)                        ? &ease
+                : eps < PVG_DP_EASE_TEXT_ONLY_EPS ? &dp_text_only
+                                                  : &dp_projected,
                 present);
     p->recency_where_possible = 1;
 }

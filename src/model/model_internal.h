@@ -814,18 +814,22 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
 /* DP-EASE's recent buyers' counts (recency, docs/models.md "Recency")
  * before their noise, exactly as the trainer computes them from t->R,
  * t->last, t->now and t->p->recent_pop_days with t->rng: *vec (n, caller
- * frees) and *sens = sqrt(m), the L2 sensitivity the trainer calibrates
- * to. Errors: PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
+ * frees) and *sens the L2 sensitivity the trainer calibrates to: sqrt(m),
+ * or 1 with t->p->recent_pop_unit (before its grid's inflation). Errors:
+ * PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
 pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *len, double *sens,
                                         pvg_error *err) PVG_WARN_UNUSED;
-/* The statistic a method adds its noise to, exactly as its trainer computes
- * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
- * popularity the bounded item counts (n), itemknn the upper triangle,
- * diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by row), ease
- * that of its weighted Gram (its second release without catalogue text;
- * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
- * sensitivity the trainer calibrates to (DP-EASE's before its grid's
- * inflation). */
+/* DP-EASE's text-only model's statistics (below epsilon 3 with catalogue
+ * text; tests: the neighbouring-dataset checks), computed by the trainer's
+ * own code with its bound (t->max_items set as the trainer sets it: DP
+ * popularity's m unless t->p->dp_max_items): the bounded buyer counts (n),
+ * then, when t->last and the recent buyers' window are set, the recent
+ * buyers' counts (n more; bounded to m, or unit rows with
+ * recent_pop_unit), new in *vec; sens[0] and sens[1] the L2 sensitivities
+ * the trainer calibrates each release to (sens[1] 0 without the second;
+ * before the unit rows' grid inflation). Errors: NOMEM. */
+pvg_status pvg_dp_ease_text_only_statistic(pvg_dp_train *t, double **vec, size_t *len,
+                                           double sens[2], pvg_error *err) PVG_WARN_UNUSED;
 /* DP-EASE's statistic with catalogue text (tests: the neighbouring-dataset
  * checks), computed by the trainer's own code: given a released popularity
  * pop (n, >= 0; the trainer's is noisy, a test passes the same vector on
@@ -837,6 +841,14 @@ pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *l
  * two items), NOMEM, INTERNAL (LAPACK). */
 pvg_status pvg_dp_ease_text_statistic(pvg_dp_train *t, const float *pop, double **vec, size_t *len,
                                       double *sens, pvg_error *err);
+/* The statistic a method adds its noise to, exactly as its trainer computes
+ * it (tests: the neighbouring-dataset checks), from t->R with t->rng:
+ * popularity the bounded item counts (n), itemknn the upper triangle,
+ * diagonal included, of the bounded Gram X^T X (n(n+1)/2, row by row), ease
+ * that of its weighted Gram (its second release without catalogue text;
+ * with text the release is pvg_dp_ease_projected_gram's). *sens gets the L2
+ * sensitivity the trainer calibrates to (DP-EASE's before its grid's
+ * inflation). */
 pvg_status pvg_dp_statistic(pvg_dp_train *t, pvg_model_type type, double **vec, size_t *len,
                             double *sens, pvg_error *err);
 
@@ -848,15 +860,18 @@ enum { PVG_SPLIT_NONE = 0, PVG_SPLIT_TRAIN = 1, PVG_SPLIT_TEST = 2, PVG_SPLIT_FO
 pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,
                           pvg_error *err);
 /* The recency terms of an evaluation's training (docs/models.md
- * "Recency"), set in *tp when tp->recency_now is 0 and tp has a term: the
+ * "Recency"), set in *tp when tp has a term: with tp->recency_now 0, the
  * present is the temporal split's training boundary (the cut-off, or the
  * validation's), so no held-out purchase (a re-buy after the cut-off) dates
- * a training cell. The other protocols hold events out from throughout the
- * training period and so have no present: the defaults
- * (recency_where_possible) are cleared there, an explicit request gets one
- * second after the latest training event. */
-void pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o, const uint8_t *role,
-                            pvg_train_params *tp);
+ * a training cell; a caller's present after that boundary would, and is
+ * refused (PVG_ERR_INVALID naming both). The other protocols hold whole
+ * cells out from throughout the training period and so have no present:
+ * the defaults (recency_where_possible) are cleared there, an explicit
+ * request without a present gets one second after the latest training
+ * event, a caller's present is kept. */
+pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o,
+                                  const uint8_t *role, pvg_train_params *tp,
+                                  pvg_error *err) PVG_WARN_UNUSED;
 
 /* Per-user metrics for one ranked list (for tests). */
 void pvg_eval_user_metrics(const int64_t *ranked, size_t n_ranked, const uint32_t *targets,

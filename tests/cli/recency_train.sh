@@ -37,10 +37,19 @@ releases() { "$P" budget show --json --data-dir "$D" | jq '[.releases[] | select
 # 2010 purchases: refused before any charge, no file written
 OUT=$("$P" train --data-dir "$D" --model ease --epsilon 4 --out "$D/dp.pvgm" 2>&1)
 [ $? -eq 1 ] || fail "a DP run with an empty recent window was not refused: $OUT"
-grep -q -- "--present" <<<"$OUT" && grep -q "no event in the 14 days" <<<"$OUT" ||
+grep -q -- "--present with a public date" <<<"$OUT" && grep -q "no event in the 14 days" <<<"$OUT" ||
   fail "the refusal does not say what to do: $OUT"
+# a DP model records its present: the advice is never to read it from the
+# events (the latest shopper's purchase date)
+! grep -q "after its last event" <<<"$OUT" || fail "the DP refusal advises a data-derived present: $OUT"
 [ ! -e "$D/dp.pvgm" ] || fail "the refused run wrote a model"
 [ "$(releases)" = 0 ] || fail "the refused run was charged"
+# only future-dated events inside the window do not count: the window is
+# [present - 14 days, present)
+OUT=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 2010-10-01 --out "$D/dp.pvgm" 2>&1)
+[ $? -eq 1 ] && grep -q "no event in the 14 days before the present 2010-10-01T00:00:00Z (the latest before it: none)" <<<"$OUT" ||
+  fail "a present before every event was not refused: $OUT"
+[ ! -e "$D/dp.pvgm" ] && [ "$(releases)" = 0 ] || fail "the refused run wrote a model or was charged"
 
 # DP with a public present after the data: the terms apply, recorded
 R=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 2010-12-01 --out "$D/dp.pvgm" --json) ||
@@ -79,11 +88,45 @@ jq -e '.recency.present == "2010-11-29T01:43:30Z" and .recency.halflife_days == 
 R=$("$P" train --data-dir "$D" --model ease --no-recency --out "$D/ease.pvgm" --json) || fail "--no-recency"
 jq -e '.recency == null' <<<"$R" >/dev/null || fail "--no-recency trained with recency: $R"
 
+# erasure rewrites the store's model files: the recency record stays, and
+# the DP model's fingerprint (which covers it) still matches, so it loads
+"$P" train --data-dir "$D" --model ease --out "$D/ease.pvgm" >/dev/null || fail "train ease again"
+B1=$("$P" model info --model "$D/dp.pvgm" --json) && B2=$("$P" model info --model "$D/ease.pvgm" --json) ||
+  fail "model info before erasure"
+"$P" user delete s7 --data-dir "$D" >/dev/null || fail "user delete"
+for f in dp:B1 ease:B2; do
+  A=$("$P" model info --model "$D/${f%%:*}.pvgm" --json) || fail "model info of ${f%%:*} after erasure: $A"
+  n=${f#*:}
+  B=${!n}
+  jq -e --argjson b "$B" '.recency == $b.recency and .recency != null and .dp == $b.dp and
+       .users == $b.users - 1' <<<"$A" >/dev/null || fail "${f%%:*} after erasure: $A against $B"
+done
+jq -e --argjson b "$B1" '.fingerprint == $b.fingerprint' <<<"$("$P" model info --model "$D/dp.pvgm" --json)" >/dev/null ||
+  fail "the DP model's fingerprint changed with erasure"
+
 # usage errors, nothing trained
 for bad in "--present 2010-13-01" "--present yesterday" "--present 2010-12-01 --no-recency"; do
   OUT=$("$P" train --data-dir "$D" --model ease --out "$D/x.pvgm" $bad 2>&1)
   [ $? -eq 2 ] && grep -q -- "--present" <<<"$OUT" || fail "train $bad: $OUT"
 done
+# dates that do not exist are refused, not rolled over (2010-02-31 is not
+# 2010-03-03); so are trailing text, signs, spaces, overflow and times past
+# 23:59:59
+for bad in 2010-02-31 2011-02-29 2010-04-31 2010-12-01x 2010-12-01T10:00:00Zx 2010-12-01T10:00 \
+  2010-12-01T24:00:00 2010-12-01T23:59:60 2010-1-1 2010-+1-01 " 2010-12-01" "2010-12- 1" \
+  "2010-12-01T 1:00:00" 99999999999999999999 -5 0 " 1291161600" +1291161600 1291161600x ""; do
+  OUT=$("$P" train --data-dir "$D" --model ease --out "$D/x.pvgm" --present "$bad" 2>&1)
+  [ $? -eq 2 ] && grep -q -- "--present" <<<"$OUT" || fail "train --present '$bad': $OUT"
+done
+# the last second of a day and a leap day that exist are accepted (the
+# leap day, long before these events, then fails the recent window's check)
+for good in 2010-12-01T23:59:59Z "2010-12-01 00:00:00"; do
+  "$P" train --data-dir "$D" --model ease --out "$D/x.pvgm" --present "$good" --json >/dev/null ||
+    fail "train --present '$good' was refused"
+done
+OUT=$("$P" train --data-dir "$D" --model ease --out "$D/x.pvgm" --present 2008-02-29 2>&1)
+[ $? -eq 1 ] && grep -q "before the present 2008-02-29T00:00:00Z" <<<"$OUT" || fail "--present 2008-02-29: $OUT"
+rm -f "$D/x.pvgm"
 OUT=$("$P" train --data-dir "$D" --model popularity --present 2010-12-01 --out "$D/x.pvgm" 2>&1)
 [ $? -eq 2 ] && grep -q "only ease" <<<"$OUT" || fail "--present for popularity: $OUT"
 [ ! -e "$D/x.pvgm" ] || fail "a usage error wrote a model"
@@ -106,4 +149,17 @@ jq -e '.recency == null' <<<"$E" >/dev/null || fail "a random split trained with
 E=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol random-split --model ease -k 20 \
       --present 2010-12-01 --json) || fail "eval random-split --present"
 jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$E" >/dev/null || fail "eval --present: $E"
+# temporal: a present after the cut-off would date training cells by the
+# held-out purchases (re-buys after the cut-off): refused, naming both
+OUT=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol temporal --cutoff 2010-11-25 \
+      --model ease -k 20 --present 2010-11-28 2>&1)
+[ $? -eq 1 ] && grep -q "2010-11-25" <<<"$OUT" || fail "eval temporal with a present after the cut-off: $OUT"
+# before it (or at it), fine
+E=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol temporal --cutoff 2010-11-25 \
+      --model ease -k 20 --present 2010-11-20 --json) || fail "eval temporal --present before the cut-off"
+jq -e '.recency.present == "2010-11-20T00:00:00Z"' <<<"$E" >/dev/null || fail "eval temporal --present: $E"
+# the cut-off itself must exist too
+OUT=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol temporal --cutoff 2010-11-31 \
+      --model ease -k 20 2>&1)
+[ $? -eq 2 ] || fail "eval --cutoff 2010-11-31 was accepted: $OUT"
 echo "ok: recency defaults, their present and record"

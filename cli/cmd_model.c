@@ -423,35 +423,27 @@ static int run_train(cli_ctx *c)
         pvg_dataset_free(ds);
         return cli_fail("train", s, &err);
     }
-    /* the operator's check, before any charge or file: a present whose
-     * recent buyers' window [present - days, present) holds no event (a
-     * historical import trained "now", a present before the data, or only
-     * future-dated events) would blend noise alone into B. The model is
-     * discarded, not retrained otherwise: what this run releases never
-     * depends on the check, only whether it releases (the operator's to
-     * see; docs/models.md "Recency"). */
+    /* the operator's check of a model trained without DP (personal data,
+     * never shown to others), before any file: a present whose recent
+     * buyers' window [present - days, present) holds no event (a present
+     * before the data, or only future-dated events) would leave the term
+     * empty. A DP run is never gated on the data (whether a release
+     * happens would then depend on one shopper): its present is public,
+     * and the operator is told before training where it came from. */
     pvg_model_dp_info dpi;
     int64_t release_id = 0;
     if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
     pvg_model_recency rec;
     if (pvg_model_recency_get(m, &rec, &err) != PVG_OK) rec.on = 0;
-    int64_t latest = rec.on ? pvg_dataset_latest_time(ds, rec.present) : 0;
-    if (rec.on && rec.recent_days > 0 &&
+    int64_t latest = rec.on && !dpi.is_dp ? pvg_dataset_latest_time(ds, rec.present) : 0;
+    if (rec.on && !dpi.is_dp && rec.recent_days > 0 &&
         latest < rec.present - (int64_t)(rec.recent_days * 86400.0)) {
         char a[32], b[32] = "none";
         if (latest != INT64_MIN) cli_utc_time(latest, b, sizeof b);
-        /* a DP model records its present in its header and release: a
-         * date read from the events (the day after the last one) would
-         * publish the latest shopper's purchase date */
         cli_warn("train: recency: no event in the %g days before the present %s (the latest "
-                 "before it: %s): the recent buyers' term would be %s. For a historical import "
-                 "pass --present %s; or --no-recency",
-                 rec.recent_days, cli_utc_time(rec.present, a, sizeof a), b,
-                 dpi.is_dp ? "noise alone" : "empty",
-                 dpi.is_dp ? "with a public date (e.g. the end of the period the import is "
-                             "published for), not one read from the events: the model records "
-                             "it"
-                           : "(e.g. the day after its last event)");
+                 "before it: %s): the recent buyers' term would be empty; pass another --present "
+                 "or --no-recency",
+                 rec.recent_days, cli_utc_time(rec.present, a, sizeof a), b);
         pvg_store_free(store);
         pvg_model_free(m);
         pvg_dataset_free(ds);
@@ -495,7 +487,15 @@ static int run_train(cli_ctx *c)
         if (st.n_epochs) json_object_set_new(o, "final_loss", json_real(st.final_loss));
         json_object_set_new(o, "peak_rss_mb", json_real(peak_rss_mb()));
         json_object_set_new(o, "fingerprint", json_string(fp));
-        if (t == PVG_MODEL_EASE) json_object_set_new(o, "recency", recency_json(&rec));
+        if (t == PVG_MODEL_EASE) {
+            json_t *rj = recency_json(&rec);
+            if (rec.on)
+                json_object_set_new(rj, "present_source",
+                                    json_string(cli_has(c, "present") ? "--present"
+                                                : dpi.is_dp           ? "wall clock"
+                                                                      : "latest event"));
+            json_object_set_new(o, "recency", rj);
+        }
         if (dpi.is_dp) {
             json_t *d = dp_json(&dpi);
             if (release_id) json_object_set_new(d, "release_id", json_integer(release_id));
@@ -918,7 +918,9 @@ static int parse_time(const char *s, int64_t *out)
 {
     size_t nd = strspn(s, "0123456789");
     if (nd > 0 && !s[nd]) {
-        if (nd > 18) return -1; /* beyond int64_t's range, and far beyond year 9999 */
+        /* beyond int64_t's range and year 9999; or under 9 digits (before
+         * 1973), as a year alone ("2010") would be read */
+        if (nd > 18 || nd < 9) return -1;
         *out = (int64_t)strtoll(s, NULL, 10);
         return 0;
     }
@@ -952,10 +954,18 @@ void cli_recency_setup(cli_ctx *c, pvg_train_params *p, int train)
         if (parse_time(ps, &present) || present <= 0 || present > 253402300799LL)
             cli_usage_error(c,
                             "--present: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS (UTC) or Unix "
-                            "seconds after 1970 and before 10000, got '%s'",
+                            "seconds (9 digits or more) before the year 10000, got '%s'",
                             ps);
     } else if (train && p->dp_epsilon > 0) {
         present = (int64_t)time(NULL); /* public: not read from the data */
+        char when[32];
+        if (p->type == PVG_MODEL_EASE && !cli_bool(c, "json"))
+            fprintf(stderr,
+                    "train: recency: the present is now, %s: the recent buyers are those of the "
+                    "last days before it. For an import of past data pass --present with a "
+                    "public date (the end of the period it covers), never one read from the "
+                    "events: the model's header records it\n",
+                    cli_utc_time(present, when, sizeof when));
     }
     pvg_train_params_recency_default(p, present);
 }

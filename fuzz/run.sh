@@ -8,10 +8,15 @@
 # undefined behaviour is saved in $OUT/crashes/<name>/ and makes the exit
 # status 1 (after the other harnesses have run).
 #
+# FUZZ_RUNS=N caps the mutations too: a harness stops after N executions
+# beyond its corpus (libFuzzer's -runs, counted from the files in its
+# working corpus plus the empty input it always tries) or at SECONDS,
+# whichever comes first; the corpus itself is always run in full.
+#
 # usage: fuzz/run.sh [SECONDS [name...]]
 # env:   OUT (build dir, default build-fuzz), FUZZ_JOBS (build jobs),
 #        FUZZ_OPT (optimisation flags, fuzz/build.sh), FUZZ_ARGS (extra
-#        libFuzzer flags)
+#        libFuzzer flags), FUZZ_RUNS (mutations per harness, default no cap)
 # Exit status 77 when clang/libFuzzer is not installed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,10 +37,15 @@ for n in "${names[@]}"; do
     [ -d "$ROOT/fuzz/corpus/$n" ] && cp -n "$ROOT/fuzz/corpus/$n"/* "$work"/ 2>/dev/null
     dict=()
     [ -f "$ROOT/fuzz/dict/$n.dict" ] && dict=(-dict="$ROOT/fuzz/dict/$n.dict")
+    runs=()
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        seeds=$(find "$work" -maxdepth 1 -type f | wc -l)
+        runs=(-runs=$((seeds + 1 + FUZZ_RUNS)))
+    fi
     # shellcheck disable=SC2086
-    "$OUT/fuzz_$n" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-        -print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" ${FUZZ_ARGS:-} "$work" \
-        >"$log" 2>&1
+    "$OUT/fuzz_$n" -max_total_time="$SECS" "${runs[@]}" -timeout=10 -rss_limit_mb=2048 \
+        -max_len=16384 -print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" \
+        ${FUZZ_ARGS:-} "$work" >"$log" 2>&1
     rc=$?
     # every seed was executed (libFuzzer prints INITED after the last one)
     if [ $rc -eq 0 ] && ! grep -q '^#[0-9]*[[:space:]]*INITED' "$log"; then

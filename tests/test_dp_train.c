@@ -1455,6 +1455,7 @@ static void test_recency_record_crafted(void **s)
             assert_int_equal(load_patched(path, orig, len, PRESENT, &other, 8, &off, text),
                              PVG_ERR_CORRUPT);
             assert_non_null(strstr(text, "fingerprint"));
+            assert_int_equal(off, 96); /* the fingerprint's field */
             assert_int_equal(load_patched(path, orig, len, DAYS, &w, 8, &off, text),
                              PVG_ERR_CORRUPT);
             assert_int_equal(load_patched(path, orig, len, BETA, &b2, 8, &off, text),

@@ -973,8 +973,12 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
             bad = "DP record or item sections do not match the DP model's fingerprint";
     }
     if (bad) {
+        /* the fingerprint's own field for its mismatch; the sections'
+         * problems have no single offset */
+        long long off =
+            strncmp(bad, "DP record", 9) == 0 ? (long long)offsetof(file_header, fingerprint) : -1;
         pvg_model_free(m);
-        return corrupt(err, path, -1, bad);
+        return corrupt(err, path, off, bad);
     }
     *out = m;
     return PVG_OK;

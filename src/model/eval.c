@@ -159,7 +159,7 @@ pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options 
         } else if (tp->recency_now > b) {
             char a[32], c[32];
             return pvg_error_set(err, PVG_ERR_INVALID,
-                                 "eval: the recency present %s is after the temporal split's "
+                                 "recency: the present %s is after the temporal split's "
                                  "training boundary %s (%s): held-out purchases would date "
                                  "training cells; give one at or before it",
                                  utc_text(tp->recency_now, a), utc_text(b, c),

@@ -1139,7 +1139,6 @@ static void test_vocabulary(void **s)
     pvg_dataset_free(ds);
 }
 
-/* The record survives the file; files of format 3 read as not DP. */
 /* The recency defaults follow the epsilon the method runs at: with a noise
  * multiplier that gives less than 3 (here 1.56 at s = 3, under a requested
  * 8), DP-EASE trains the text-only model, so the defaults are the text-only
@@ -1514,6 +1513,7 @@ static void test_recency_record_crafted(void **s)
     pvg_dataset_free(ds);
 }
 
+/* The record survives the file; files of format 3 read as not DP. */
 static void test_file_record(void **s)
 {
     (void)s;

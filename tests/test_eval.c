@@ -200,12 +200,13 @@ static void test_holdout_users(void **state)
     pvg_dataset_free(ds);
 }
 
-static void test_temporal(void **state)
+/* The temporal protocol's data: before the cut-off (t < 1000) popularity
+ * x:3, y:2, a:1, z:1; after it u1 buys x (new: a target) and a again (not
+ * new: no target), u3 only re-buys (no target), u4 is new (not evaluable). */
+static pvg_dataset *temporal_fixture(void)
 {
-    (void)state;
     pvg_dataset *ds;
     assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
-    /* before the cut-off (t < 1000): popularity x:3, y:2, a:1, z:1 */
     add(ds, "u1", "a", 10);
     add(ds, "u1", "z", 11);
     add(ds, "u2", "x", 12);
@@ -214,12 +215,17 @@ static void test_temporal(void **state)
     add(ds, "u3", "y", 15);
     add(ds, "u5", "x", 16);
     add(ds, "u2", "z", 999);
-    /* after: u1 buys x (new: a target) and a again (not new: no target) */
     add(ds, "u1", "x", 1000);
     add(ds, "u1", "a", 1001);
-    /* u3 only re-buys: no target; u4 is new: not evaluable */
     add(ds, "u3", "y", 1002);
     add(ds, "u4", "x", 1003);
+    return ds;
+}
+
+static void test_temporal(void **state)
+{
+    (void)state;
+    pvg_dataset *ds = temporal_fixture();
     pvg_eval_options o;
     pvg_eval_options_default(PVG_EVAL_TEMPORAL, &o);
     o.cutoff = 1000;
@@ -271,19 +277,7 @@ static void test_temporal(void **state)
 static void test_temporal_recency_present(void **state)
 {
     (void)state;
-    pvg_dataset *ds;
-    assert_int_equal(pvg_dataset_new(PVG_KEY_SALTED_HASH, NULL, NULL, &ds, NULL), PVG_OK);
-    add(ds, "u1", "a", 10);
-    add(ds, "u1", "z", 11);
-    add(ds, "u2", "x", 12);
-    add(ds, "u2", "y", 13);
-    add(ds, "u3", "x", 14);
-    add(ds, "u3", "y", 15);
-    add(ds, "u5", "x", 16);
-    add(ds, "u2", "z", 999);
-    add(ds, "u1", "x", 1000);
-    add(ds, "u1", "a", 1001);
-    add(ds, "u3", "y", 1002);
+    pvg_dataset *ds = temporal_fixture();
     pvg_eval_options o;
     pvg_eval_options_default(PVG_EVAL_TEMPORAL, &o);
     o.cutoff = 1000;

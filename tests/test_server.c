@@ -716,6 +716,37 @@ static int server_read_all(int port, const int *fds, int n)
     return seen >= n && !busy;
 }
 
+/* A server on a fresh store of its own under E.dir/name (no model, so no
+ * release lands in the main store's ledger), bodies up to max_body bytes;
+ * *a its loopback address, *admin (new, free it) an admin key of it. */
+static pvg_server *bare_server(const char *name, size_t max_body, struct sockaddr_in *a,
+                               char **admin)
+{
+    char dd[300];
+    snprintf(dd, sizeof dd, "%s/%s", E.dir, name);
+    pvg_error err;
+    assert_int_equal(pvg_store_init(dd, NULL, &err), PVG_OK);
+    pvg_store *st = NULL;
+    pvg_principal p;
+    assert_int_equal(pvg_store_open(dd, &st, &err), PVG_OK);
+    assert_int_equal(pvg_auth_apikey_create(st, PVG_ROLE_ADMIN, "big", 0, admin, &p, &err), PVG_OK);
+    pvg_store_free(st);
+    pvg_server_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dd;
+    o.threads = 2;
+    o.max_body_bytes = max_body;
+    o.monitor_off = 1;
+    o.auth_failure_rate = -1;
+    pvg_server *srv = NULL;
+    assert_int_equal(pvg_server_start(&o, &srv, &err), PVG_OK);
+    memset(a, 0, sizeof *a);
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)pvg_server_port(srv));
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return srv;
+}
+
 /* The same policy once a body is under way: a caller that declared a large
  * length and sent a little over 1 MiB of it (before any authentication) must
  * not make the server reserve the rest. 16 connections that declared 32 MiB
@@ -729,25 +760,10 @@ static int server_read_all(int port, const int *fds, int n)
 static void test_declared_length_not_reserved_midway(void **state)
 {
     (void)state;
-    char dd[300];
-    snprintf(dd, sizeof dd, "%s/data-declared-mid", E.dir);
-    pvg_error err;
-    assert_int_equal(pvg_store_init(dd, NULL, &err), PVG_OK);
-    pvg_server_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = dd;
-    o.threads = 2;
-    o.max_body_bytes = (size_t)32 << 20;
-    o.monitor_off = 1;
-    o.auth_failure_rate = -1;
-    pvg_server *srv = NULL;
-    assert_int_equal(pvg_server_start(&o, &srv, &err), PVG_OK);
-    int port = pvg_server_port(srv);
     struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char *admin = NULL;
+    pvg_server *srv = bare_server("data-declared-mid", (size_t)32 << 20, &a, &admin);
+    int port = ntohs(a.sin_port);
     enum { NCONN = 16 };
     const size_t sent = ((size_t)1 << 20) + 64 * 1024;
     char *chunk = malloc(sent);
@@ -786,13 +802,6 @@ static void test_declared_length_not_reserved_midway(void **state)
     free(chunk);
     /* a body that grows past 2 MiB (its buffer moved, not copied) is still read
        whole: the JSON error is at its last byte */
-    pvg_store *st = NULL;
-    char *admin = NULL;
-    pvg_principal p;
-    assert_int_equal(pvg_store_open(dd, &st, &err), PVG_OK);
-    assert_int_equal(pvg_auth_apikey_create(st, PVG_ROLE_ADMIN, "big", 0, &admin, &p, &err),
-                     PVG_OK);
-    pvg_store_free(st);
     size_t blen = ((size_t)5 << 20) + 12345;
     char *body = malloc(blen + 1);
     assert_non_null(body);
@@ -830,24 +839,9 @@ static void test_declared_length_not_reserved(void **state)
     skip(); /* the sanitizer's allocator does not show in mallinfo2 */
 #else
     /* a store of its own: no model, so no release lands in the main one's ledger */
-    char dd[300];
-    snprintf(dd, sizeof dd, "%s/data-declared", E.dir);
-    pvg_error err;
-    assert_int_equal(pvg_store_init(dd, NULL, &err), PVG_OK);
-    pvg_server_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = dd;
-    o.threads = 2;
-    o.max_body_bytes = (size_t)8 << 20;
-    o.monitor_off = 1;
-    o.auth_failure_rate = -1;
-    pvg_server *srv = NULL;
-    assert_int_equal(pvg_server_start(&o, &srv, &err), PVG_OK);
     struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)pvg_server_port(srv));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char *admin = NULL;
+    pvg_server *srv = bare_server("data-declared", (size_t)8 << 20, &a, &admin);
     enum { NCONN = 16 };
     int fd[NCONN];
     struct mallinfo2 m0 = mallinfo2();
@@ -874,13 +868,6 @@ static void test_declared_length_not_reserved(void **state)
         close(fd[i]);
     /* a body that arrives in many pieces is still read whole, up to its declared
        length: the JSON error is at its last byte */
-    pvg_store *st = NULL;
-    char *admin = NULL;
-    pvg_principal p;
-    assert_int_equal(pvg_store_open(dd, &st, &err), PVG_OK);
-    assert_int_equal(pvg_auth_apikey_create(st, PVG_ROLE_ADMIN, "big", 0, &admin, &p, &err),
-                     PVG_OK);
-    pvg_store_free(st);
     size_t blen = 300001;
     char *body = malloc(blen + 1);
     assert_non_null(body);

@@ -86,6 +86,23 @@ static void params(pvg_model_type t, pvg_train_params *p, pvg_rng *rng)
     p->neighbors = 10;
 }
 
+/* The trainer's context over ds and its matrix R with parameters p, noise
+ * rng and bound m, as pvg_train_dp fills it (no vocabulary restriction). */
+static void dp_ctx(pvg_dp_train *t, const pvg_dataset *ds, const pvg_csr *R,
+                   const pvg_train_params *p, pvg_rng *rng, int m)
+{
+    memset(t, 0, sizeof *t);
+    t->ds = ds;
+    t->vds = *ds;
+    t->R = R;
+    t->p = p;
+    t->rng = rng;
+    t->epsilon = p->dp_epsilon;
+    t->delta = p->dp_delta;
+    t->max_items = m;
+    t->threads = 1;
+}
+
 /* The statistic before noise of ds under a fresh generator of this seed. */
 static double *statistic(const pvg_dataset *ds, pvg_model_type type, int m, size_t *len,
                          double *sens)
@@ -98,16 +115,7 @@ static double *statistic(const pvg_dataset *ds, pvg_model_type type, int m, size
     pvg_train_params p;
     params(type, &p, rng);
     pvg_dp_train t;
-    memset(&t, 0, sizeof t);
-    t.ds = ds;
-    t.vds = *ds;
-    t.R = &R;
-    t.p = &p;
-    t.rng = rng;
-    t.epsilon = p.dp_epsilon;
-    t.delta = p.dp_delta;
-    t.max_items = m;
-    t.threads = 1;
+    dp_ctx(&t, ds, &R, &p, rng, m);
     double *v;
     pvg_error err;
     assert_int_equal(pvg_dp_statistic(&t, type, &v, len, sens, &err), PVG_OK);
@@ -351,16 +359,7 @@ static double *recent_statistic_u(const pvg_dataset *ds, int64_t now, double day
     p.recent_pop_beta = 1;
     p.recent_pop_unit = unit;
     pvg_dp_train t;
-    memset(&t, 0, sizeof t);
-    t.ds = ds;
-    t.vds = *ds;
-    t.R = &R;
-    t.p = &p;
-    t.rng = rng;
-    t.epsilon = p.dp_epsilon;
-    t.delta = p.dp_delta;
-    t.max_items = M;
-    t.threads = 1;
+    dp_ctx(&t, ds, &R, &p, rng, M);
     t.last = last;
     t.now = now;
     double *v;
@@ -457,16 +456,8 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
     p.recent_pop_beta = days > 0 ? 1 : 0;
     p.recent_pop_unit = unit;
     pvg_dp_train t;
-    memset(&t, 0, sizeof t);
-    t.ds = ds;
-    t.vds = *ds;
-    t.R = &R;
-    t.p = &p;
-    t.rng = rng;
-    t.epsilon = p.dp_epsilon;
-    t.delta = p.dp_delta;
-    t.max_items = m ? m : 16; /* as pvg_train_dp: the caller's, or DP-EASE's default */
-    t.threads = 1;
+    dp_ctx(&t, ds, &R, &p, rng,
+           m ? m : 16); /* as pvg_train_dp: the caller's, or DP-EASE's default */
     t.last = days > 0 ? last : NULL;
     t.now = now;
     double *v;

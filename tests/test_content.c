@@ -97,7 +97,10 @@ static pvg_dataset *shop(void)
     return ds;
 }
 
-static pvg_model *train(pvg_dataset *ds, double eps, const char *const *tt, uint64_t seed)
+/* DP-EASE at eps over the shop, titles tt; recent: with the recency
+ * defaults, the present just after the last purchase */
+static pvg_model *train_recent(pvg_dataset *ds, double eps, const char *const *tt, uint64_t seed,
+                               int recent)
 {
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(seed);
     pvg_train_params p;
@@ -111,6 +114,7 @@ static pvg_model *train(pvg_dataset *ds, double eps, const char *const *tt, uint
     p.dp_items = ids;
     p.dp_n_items = N_ITEMS;
     p.dp_item_titles = tt;
+    if (recent) pvg_train_params_recency_default(&p, 1004);
     pvg_model *m;
     pvg_error err;
     assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
@@ -118,14 +122,20 @@ static pvg_model *train(pvg_dataset *ds, double eps, const char *const *tt, uint
     return m;
 }
 
-/* Below epsilon 3 with titles: one release, the bounded popularity with
- * the whole budget; B is the text prior of that noisy popularity, i.e. a
- * function of the release and the public text alone. */
-static void test_ease_small_eps(void **s)
+static pvg_model *train(pvg_dataset *ds, double eps, const char *const *tt, uint64_t seed)
 {
-    (void)s;
+    return train_recent(ds, eps, tt, seed, 0);
+}
+
+/* Below epsilon 5 with titles: the bounded popularity with the whole
+ * budget, or with the recency defaults beside the recent buyers' release;
+ * B is the text prior of the model's popularity (with the recent buyers,
+ * the mix of the two releases, which the model keeps as its popularity),
+ * i.e. a function of the releases and the public text alone. */
+static void ease_small_eps(int recent)
+{
     pvg_dataset *ds = shop();
-    pvg_model *m = train(ds, 1, titles, 5);
+    pvg_model *m = train_recent(ds, 1, titles, 5, recent);
     assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
     assert_true(m->dp.epsilon <= 1 + 1e-9 && m->dp.epsilon >= 0.99);
     assert_true(fabs(m->dp.sensitivity - 2.0) < 1e-12); /* sqrt(m), m = 4 */
@@ -137,6 +147,9 @@ static void test_ease_small_eps(void **s)
     float *S = malloc(n * n * sizeof *S);
     size_t nt;
     pvg_error err;
+    pvg_model_recency r;
+    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+    assert_int_equal(r.on, recent);
     assert_int_equal(pvg_content_similarity(titles, n, S, &nt, &err), PVG_OK);
     double pmax = 0;
     for (size_t j = 0; j < n; j++)
@@ -154,7 +167,14 @@ static void test_ease_small_eps(void **s)
     pvg_dataset_free(ds);
 }
 
-/* DP-EASE's bound when the caller sets none: below epsilon 3 with titles
+static void test_ease_small_eps(void **s)
+{
+    (void)s;
+    for (int recent = 0; recent < 2; recent++)
+        ease_small_eps(recent);
+}
+
+/* DP-EASE's bound when the caller sets none: below epsilon 5 with titles
  * the model releases the buyer counts alone and bounds them as DP
  * popularity does (m 32); with the Gram, DP-EASE's own 16. The model
  * records the bound it used and its sensitivity sqrt(m) or C. */

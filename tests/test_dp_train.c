@@ -469,7 +469,7 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
     return v;
 }
 
-/* Neighbouring datasets for DP-EASE's text-only model (epsilon < 3 with
+/* Neighbouring datasets for DP-EASE's text-only model (epsilon < 5 with
  * text) and its recent buyers' release: the heavy shopper (all 30 items,
  * inside the window) moves the popularity block by sqrt(min(30, m)) and the
  * recent block by as much (bounded counts) or by exactly 1 (unit rows),
@@ -599,11 +599,11 @@ static void test_ease_recent_unit_sensitivity(void **s)
     pvg_dataset_free(a), pvg_dataset_free(b), pvg_dataset_free(old), pvg_dataset_free(later);
 }
 
-/* DP-EASE with recency (titles linking items, eps >= 3): the recent
+/* DP-EASE with recency (titles linking items, eps >= 5): the recent
  * buyers' release composes with the two others inside the requested
  * (epsilon, delta), the whole budget spent as without it; the Gram's
  * recency weights leave the sensitivity as it was; refused where there is
- * no projected release (below eps 3, no text) and for other methods. */
+ * no projected release (below eps 5, no text) and for other methods. */
 static void test_ease_recency_composition(void **s)
 {
     (void)s;
@@ -987,7 +987,7 @@ static void test_ease_recency_params_refused(void **s)
         {0, 7, 0, 0, 0, 2001, "recent_pop_beta"},
         {0, 0, 1, 0, 0, 2001, "recent_pop_days"},
         {0, 7, 1, NAN, 0, 2001, "recent_pop_share"},
-        {0, 7, 1, 0.5, 0, 2001, "recent_pop_share"},
+        {0, 7, 1, 1, 0, 2001, "recent_pop_share"},
         {30, 0, 0, 0.1, 0, 2001, "recent_pop_share"},
         {0, 0, 0, 0, 1, 2001, "recency_row_norm"},
         {30, 0, 0, 0, 2, 2001, "recency_row_norm"},
@@ -1038,6 +1038,29 @@ static void test_ease_recency_params_refused(void **s)
             assert_non_null(strstr(err.text, "recent_pop_unit"));
             pvg_rng_free(det);
         }
+    /* a share of 0.5 or more: the text-only model's (below epsilon 5),
+     * refused beside the Gram, whose own releases need the rest */
+    for (int k = 0; k < 2; k++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(49);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = k ? 8 : 2;
+        p.recency_now = 2001;
+        p.recent_pop_days = 7;
+        p.recent_pop_beta = 1;
+        p.recent_pop_share = k ? 0.5 : 0.95;
+        pvg_model *m = NULL;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), k ? PVG_ERR_UNSUPPORTED : PVG_OK);
+        if (k) {
+            assert_null(m);
+            assert_non_null(strstr(err.text, "recent_pop_share"));
+        } else {
+            assert_true(m->dp.epsilon <= 2 * (1 + 1e-9) && m->dp.epsilon >= 2 * 0.995);
+        }
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
     /* another method, non-private */
     pvg_train_params p;
     pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
@@ -1133,7 +1156,7 @@ static void test_vocabulary(void **s)
 /* The recency defaults follow the epsilon the method runs at: with a noise
  * multiplier that gives less than 3 (here 1.56 at s = 3, under a requested
  * 8), DP-EASE trains the text-only model, so the defaults are the text-only
- * model's (the last 90 days at 30% of rho), not the projected release's
+ * model's (the last 60 days at 90% of rho), not the projected release's
  * (14 days at 15%, whose half-life the text-only model has no Gram for). */
 static void test_ease_recency_defaults_noise_multiplier(void **s)
 {
@@ -1148,7 +1171,7 @@ static void test_ease_recency_defaults_noise_multiplier(void **s)
         p.dp_epsilon = 8;
         p.dp_noise_multiplier = nm ? 3 : 0;
         pvg_train_params_recency_default(&p, 2001);
-        assert_true(nm ? p.recent_pop_days == 90 && p.recent_pop_share == 0.3 &&
+        assert_true(nm ? p.recent_pop_days == 60 && p.recent_pop_share == 0.9 &&
                              p.recency_halflife_days == 0
                        : p.recent_pop_days == 14 && p.recency_halflife_days == 120);
         pvg_model *m;
@@ -1158,7 +1181,7 @@ static void test_ease_recency_defaults_noise_multiplier(void **s)
                                                 : "dp-ease/discrete-gaussian-projected-gram+text");
         pvg_model_recency r;
         assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
-        assert_true(r.on && r.recent_days == (nm ? 90 : 14));
+        assert_true(r.on && r.recent_days == (nm ? 60 : 14));
         pvg_model_free(m);
         pvg_rng_free(det);
     }
@@ -1264,7 +1287,7 @@ static void test_ease_recency_defaults(void **s)
     unlink(path);
     pvg_rng_free(det);
 
-    /* epsilon 2, the text-only model: its own defaults (the last 90
+    /* epsilon 2, the text-only model: its own defaults (the last 60
      * days' buyers mixed into the prior's popularity, no half-life),
      * applied, within the requested epsilon; the projected release's
      * defaults there keep the window and drop the half-life (no Gram) */
@@ -1279,7 +1302,7 @@ static void test_ease_recency_defaults(void **s)
         assert_true(m->dp.epsilon <= 2 * (1 + 1e-9) && m->dp.epsilon >= 2 * 0.995);
         assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
         assert_true(r.on && r.present == 2001 && r.halflife_days == 0 && !r.row_norm);
-        assert_true(own ? r.recent_days == 90 && r.recent_beta == 1 && r.recent_share == 0.3
+        assert_true(own ? r.recent_days == 60 && r.recent_beta == 8 && r.recent_share == 0.9
                         : r.recent_days == 14);
         pvg_model_free(m);
         pvg_rng_free(det);
@@ -1368,7 +1391,7 @@ static void test_recency_record_crafted(void **s)
     close(fd);
     pvg_error err;
     pvg_model *m;
-    const double nan = NAN, inf = INFINITY, neg = -1, big = 2e6, zero = 0, half = 0.5, one = 1;
+    const double nan = NAN, inf = INFINITY, neg = -1, big = 2e6, zero = 0, one = 1;
     const int64_t far = (int64_t)1e12 + 1, nfar = -(int64_t)1e12 - 1;
     const uint32_t bit2 = 4, rsv = 1, rownorm = 1, unit = 2;
     struct {
@@ -1378,7 +1401,7 @@ static void test_recency_record_crafted(void **s)
     } bad[] = {
         {HL, &nan, 8},    {HL, &inf, 8},      {HL, &neg, 8},       {HL, &big, 8},
         {DAYS, &nan, 8},  {DAYS, &neg, 8},    {BETA, &nan, 8},     {BETA, &zero, 8},
-        {SHARE, &nan, 8}, {SHARE, &half, 8},  {SHARE, &neg, 8},    {FLAGS, &bit2, 4},
+        {SHARE, &nan, 8}, {SHARE, &one, 8},   {SHARE, &neg, 8},    {FLAGS, &bit2, 4},
         {RSV, &rsv, 4},   {PRESENT, &far, 8}, {PRESENT, &nfar, 8},
     };
     char text[sizeof((pvg_error *)0)->text];

@@ -225,7 +225,9 @@ typedef struct pvg_train_params {
      * recent_pop_days > 0 and recent_pop_beta > 0 every row of B gets
      * beta * rms(B) * r_j / max r, r_j the shoppers who bought item j in the
      * last recent_pop_days (DP: each shopper's m items at most, a discrete
-     * Gaussian release at recent_pop_share of the run's zCDP rho, 0: 0.05).
+     * Gaussian release at recent_pop_share of the run's zCDP rho, 0: 0.05;
+     * below 0.5 beside DP-EASE's Gram, up to 1 exclusive in its text-only
+     * model, which mixes the counts into its prior's popularity instead).
      * recent_pop_unit 1 (with the window): each shopper's window items
      * count 1/sqrt(k) each, k the items they bought in the window (the
      * row's L2 norm 1; DP: L2 sensitivity 1 instead of sqrt(m), no bound
@@ -243,7 +245,7 @@ typedef struct pvg_train_params {
     double recent_pop_share;
     int recent_pop_unit;
     /* 1: where DP-EASE cannot apply the recency terms (no projected release:
-     * epsilon below 3, or no catalogue text linking items) it trains without
+     * epsilon below 5, or no catalogue text linking items) it trains without
      * them instead of refusing; the model's recency record
      * (pvg_model_recency_get) then says "off". Whether they apply depends on
      * epsilon and the public text only. Set by

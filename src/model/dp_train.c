@@ -1044,6 +1044,12 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
         goto done;
     if ((st = pvg_dp_model_new(t, &md, err)) != PVG_OK) goto done;
     pvg_model_set_section(md, PVG_SEC_EASE_B, G, 4 * n * n);
+    /* the model's popularity (an empty history's list) is its prior's */
+    if (rc) {
+        float *tmp = pop;
+        pop = rc;
+        rc = tmp;
+    }
     pvg_model_set_section(md, PVG_SEC_POPULARITY, pop, 4 * n);
     G = NULL;
     pop = NULL;
@@ -1335,6 +1341,14 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
                                                   : DP_EASE_RECENT_SHARE;
     double share = small ? DP_EASE_POP_SHARE_SMALL : DP_EASE_POP_SHARE;
     double beta = small ? DP_EASE_POP_PRIOR_SMALL : DP_EASE_POP_PRIOR;
+    if (!(share_r < 0.5)) {
+        free(S);
+        return pvg_error_set(err, PVG_ERR_UNSUPPORTED,
+                             "dp ease: recent_pop_share %g: beside the Gram the recent buyers' "
+                             "release takes a share below 0.5 (from 0.5 on only the text-only "
+                             "model, below epsilon %g with catalogue text)",
+                             share_r, DP_EASE_TEXT_ONLY_EPS);
+    }
     double rho = rel_zcdp_rho_for(eps, t->delta);
     if (!(rho > 0)) {
         free(S);

@@ -91,12 +91,13 @@ static void recency_set(pvg_train_params *p, const recency_terms *r, int64_t pre
 void pvg_train_params_recency_default(pvg_train_params *p, int64_t present)
 {
     /* chosen on Online Retail's validation split (docs/models.md "Recency"):
-     * EASE without DP; DP-EASE's projected release (eps >= 3); its
-     * text-only model, whose prior's popularity mixes the year's and the
-     * last 90 days' buyers at equal weights */
+     * EASE without DP; DP-EASE's projected release (eps >= 5); its
+     * text-only model (eps < 5), whose prior's popularity is mostly the
+     * last 60 days' buyers (90% of its rho, eight times the year's
+     * total) */
     static const recency_terms ease = {240, 0, 7, 0.7, 0, 0};
     static const recency_terms dp_projected = {120, 1, 14, 1, 0.15, 1};
-    static const recency_terms dp_text_only = {0, 0, 90, 1, 0.3, 1};
+    static const recency_terms dp_text_only = {0, 0, 60, 8, 0.9, 1};
     if (p->type != PVG_MODEL_EASE) return;
     /* by the epsilon DP-EASE runs at: with a noise multiplier, what it
      * gives (as the trainer's method_epsilon; a Gaussian mechanism), which

@@ -125,7 +125,8 @@ pvg_status pvg_recency_last(const pvg_dataset *ds, const struct pvg_csr *R, int6
 /* Validates p's recency parameters (all 0: off): EASE only
  * (PVG_ERR_UNSUPPORTED otherwise); recency_halflife_days, recent_pop_days
  * and recent_pop_beta 0 or finite in (0, max]; the window and its weight
- * together; recent_pop_share 0 or in (0, 0.5) and only with the window;
+ * together; recent_pop_share 0 or in (0, 1) (beside DP-EASE's Gram the
+ * trainer refuses 0.5 and more) and only with the window;
  * recency_row_norm 0 or 1 and only with a half-life; recency_now only with
  * a term, within +-PVG_RECENCY_MAX_NOW. Errors: PVG_ERR_INVALID naming the
  * field and the value. */
@@ -133,7 +134,7 @@ pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err) PVG_WARN
 /* DP-EASE below this epsilon (with catalogue text) is the text-only model:
  * the popularity and the text, no Gram (docs/models.md "A prior from the
  * catalogue's text"). */
-#define PVG_DP_EASE_TEXT_ONLY_EPS 3.0
+#define PVG_DP_EASE_TEXT_ONLY_EPS 5.0
 /* Sets every recency field of p to 0 (a model's record when the terms did
  * not apply). */
 void pvg_model_recency_clear(pvg_train_params *p);
@@ -819,7 +820,7 @@ pvg_status pvg_dp_ease_projected_gram(const pvg_csr *R, const uint32_t *col, con
  * PVG_ERR_INVALID (no purchase times or no window), NOMEM. */
 pvg_status pvg_dp_ease_recent_statistic(pvg_dp_train *t, double **vec, size_t *len, double *sens,
                                         pvg_error *err) PVG_WARN_UNUSED;
-/* DP-EASE's text-only model's statistics (below epsilon 3 with catalogue
+/* DP-EASE's text-only model's statistics (below epsilon 5 with catalogue
  * text; tests: the neighbouring-dataset checks), computed by the trainer's
  * own code with its bound (t->max_items set as the trainer sets it: DP
  * popularity's m unless t->p->dp_max_items): the bounded buyer counts (n),

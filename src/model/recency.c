@@ -231,10 +231,10 @@ pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err)
                              "ease: recent_pop_days (%g) and recent_pop_beta (%g) go together: "
                              "both > 0 for the recent buyers' blend, both 0 without it",
                              days, beta);
-    if (share != 0 && !(share > 0 && share < 0.5))
+    if (share != 0 && !(share > 0 && share < 1))
         return pvg_error_set(err, PVG_ERR_INVALID,
                              "ease: recent_pop_share must be 0 (the default share) or in (0, "
-                             "0.5), got %g",
+                             "1), got %g",
                              share);
     if (share != 0 && !(days > 0))
         return pvg_error_set(err, PVG_ERR_INVALID,

@@ -37,7 +37,7 @@ releases() { "$P" budget show --json --data-dir "$D" | jq '[.releases[] | select
 # training. A DP run is never gated on the data (whether it released would
 # depend on one shopper): it trains and is charged even though these 2010
 # purchases leave its recent window empty
-OUT=$("$P" train --data-dir "$D" --model ease --epsilon 4 --out "$D/dp.pvgm" 2>&1 >/dev/null) ||
+OUT=$("$P" train --data-dir "$D" --model ease --epsilon 6 --out "$D/dp.pvgm" 2>&1 >/dev/null) ||
   fail "a DP run with the wall clock as its present: $OUT"
 grep -q "the present is now, $(date -u +%Y-%m-%d)" <<<"$OUT" && grep -q -- "--present with a public date" <<<"$OUT" ||
   fail "the operator was not told where the present came from: $OUT"
@@ -45,7 +45,7 @@ grep -q "the present is now, $(date -u +%Y-%m-%d)" <<<"$OUT" && grep -q -- "--pr
 # events (the latest shopper's purchase date)
 ! grep -q "after its last event" <<<"$OUT" || fail "the advice is a data-derived present: $OUT"
 [ -e "$D/dp.pvgm" ] && [ "$(releases)" = 1 ] || fail "the wall-clock DP run wrote no model or was not charged"
-R=$("$P" train --data-dir "$D" --model ease --epsilon 4 --out "$D/dp.pvgm" --json 2>/dev/null) || fail "train --json"
+R=$("$P" train --data-dir "$D" --model ease --epsilon 6 --out "$D/dp.pvgm" --json 2>/dev/null) || fail "train --json"
 jq -e '.recency.present_source == "wall clock"' <<<"$R" >/dev/null || fail "present_source: $R"
 # a present before every event (or only future-dated events inside the
 # window, [present - 7 days, present)): refused for the non-private model,
@@ -56,12 +56,12 @@ OUT=$("$P" train --data-dir "$D" --model ease --present 2010-10-01 --out "$D/x.p
   fail "a present before every event was not refused: $OUT"
 [ ! -e "$D/x.pvgm" ] || fail "the refused run wrote a model"
 # the same for DP: trained and charged (nothing decided on the data)
-"$P" train --data-dir "$D" --model ease --epsilon 4 --present 2010-10-01 --out "$D/dp.pvgm" >/dev/null 2>&1 ||
+"$P" train --data-dir "$D" --model ease --epsilon 6 --present 2010-10-01 --out "$D/dp.pvgm" >/dev/null 2>&1 ||
   fail "a DP run was gated on the data"
 [ "$(releases)" = 3 ] || fail "the DP runs were not each charged"
 
 # DP with a public present after the data: the terms apply, recorded
-R=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 2010-12-01 --out "$D/dp.pvgm" --json) ||
+R=$("$P" train --data-dir "$D" --model ease --epsilon 6 --present 2010-12-01 --out "$D/dp.pvgm" --json) ||
   fail "train --present"
 jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-projected-gram+text" and .dp.charged and
        .recency.present == "2010-12-01T00:00:00Z" and .recency.halflife_days == 120 and
@@ -74,16 +74,16 @@ jq -e --argjson r "$(jq '.recency | del(.present_source)' <<<"$R")" '.recency ==
 "$P" model info --model "$D/dp.pvgm" | grep -q "^recency *present 2010-12-01T00:00:00Z, half-life 120 days (row-normalised)" ||
   fail "model info text: $("$P" model info --model "$D/dp.pvgm")"
 # seconds and a time of day are the same present
-R2=$("$P" train --data-dir "$D" --model ease --epsilon 4 --present 1291161600 --out "$D/dp2.pvgm" --json) ||
+R2=$("$P" train --data-dir "$D" --model ease --epsilon 6 --present 1291161600 --out "$D/dp2.pvgm" --json) ||
   fail "train --present SECONDS"
 jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$R2" >/dev/null || fail "--present seconds: $R2"
 
-# the text-only model (epsilon < 3): no Gram to weigh, the last 90 days'
+# the text-only model (epsilon < 5): no Gram to weigh, the last 60 days'
 # buyers mixed into its prior
 R=$("$P" train --data-dir "$D" --model ease --epsilon 1 --present 2010-12-01 --out "$D/dp1.pvgm" --json) ||
   fail "train --epsilon 1"
 jq -e '(.dp.mechanism | contains("popularity+text")) and .recency.halflife_days == 0 and
-       .recency.recent_days == 90 and .recency.recent_beta == 1 and .recency.recent_share == 0.3' <<<"$R" >/dev/null ||
+       .recency.recent_days == 60 and .recency.recent_beta == 8 and .recency.recent_share == 0.9' <<<"$R" >/dev/null ||
   fail "the text-only model's recency: $R"
 # popularity has no recency terms: nothing recorded
 R=$("$P" train --data-dir "$D" --model popularity --epsilon 1 --out "$D/pop.pvgm" --json) || fail "train popularity"

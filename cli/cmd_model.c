@@ -128,7 +128,13 @@ static json_t *recency_json(const pvg_model_recency *r)
     if (!r->on) return json_null();
     char when[32];
     json_t *o = json_object();
-    json_object_set_new(o, "present", json_string(cli_utc_time(r->present, when, sizeof when)));
+    /* a present read from the data is not recorded (a shopper's purchase
+     * time): null, with present_from_data */
+    json_object_set_new(o, "present",
+                        r->present_from_data
+                            ? json_null()
+                            : json_string(cli_utc_time(r->present, when, sizeof when)));
+    if (r->present_from_data) json_object_set_new(o, "present_from_data", json_true());
     json_object_set_new(o, "halflife_days", json_real(r->halflife_days));
     json_object_set_new(o, "row_norm", json_boolean(r->row_norm));
     json_object_set_new(o, "recent_days", json_real(r->recent_days));
@@ -146,8 +152,9 @@ static void recency_print(const pvg_model_recency *r)
         return;
     }
     printf("recency      present %s, half-life %g days%s, recent buyers %g days beta %g%s\n",
-           cli_utc_time(r->present, when, sizeof when), r->halflife_days,
-           r->row_norm ? " (row-normalised)" : "", r->recent_days, r->recent_beta,
+           r->present_from_data ? "one second after the latest event (not recorded)"
+                                : cli_utc_time(r->present, when, sizeof when),
+           r->halflife_days, r->row_norm ? " (row-normalised)" : "", r->recent_days, r->recent_beta,
            r->recent_unit ? " (unit rows)" : "");
 }
 
@@ -435,8 +442,11 @@ static int run_train(cli_ctx *c)
     if (pvg_model_dp_info_get(m, &dpi, &err) != PVG_OK) dpi.is_dp = 0;
     pvg_model_recency rec;
     if (pvg_model_recency_get(m, &rec, &err) != PVG_OK) rec.on = 0;
-    int64_t latest = rec.on && !dpi.is_dp ? pvg_dataset_latest_time(ds, rec.present) : 0;
-    if (rec.on && !dpi.is_dp && rec.recent_days > 0 &&
+    /* (a present from the data, one second after the latest event, always
+     * has that event in its window) */
+    int check = rec.on && !dpi.is_dp && !rec.present_from_data;
+    int64_t latest = check ? pvg_dataset_latest_time(ds, rec.present) : 0;
+    if (check && rec.recent_days > 0 &&
         latest < rec.present - (int64_t)(rec.recent_days * 86400.0)) {
         char a[32], b[32] = "none";
         if (latest != INT64_MIN) cli_utc_time(latest, b, sizeof b);

@@ -1221,14 +1221,16 @@ static void test_ease_recency_defaults(void **s)
     assert_true(p.recency_halflife_days == 240 && !p.recency_row_norm && p.recent_pop_days == 7 &&
                 p.recent_pop_beta == 0.7 && p.recent_pop_share == 0 && !p.recent_pop_unit &&
                 p.recency_where_possible == 1 && p.recency_now == 0);
-    /* without DP: the present one second after the latest event, recorded */
+    /* without DP: the present one second after the latest event, used and
+     * not recorded (test_recency_present_from_data) */
     pvg_dataset *ds = fixture(1); /* events at 1000.. and the heavy shopper's at 2000 */
     pvg_model *m, *l;
     pvg_error err;
     pvg_model_recency r;
     assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
     assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
-    assert_true(r.on && r.present == 2001 && r.halflife_days == 240 && r.recent_days == 7);
+    assert_true(r.on && r.present == 0 && r.present_from_data && r.halflife_days == 240 &&
+                r.recent_days == 7);
     pvg_model_free(m);
 
     /* DP, the projected release: applied, with the given present */
@@ -1373,6 +1375,56 @@ static pvg_status load_patched(const char *path, const unsigned char *orig, size
     return st;
 }
 
+/* A present read from the data (non-private EASE given none: one second
+ * after the latest event, one shopper's purchase time) trains the model as
+ * that present given explicitly does, but is never recorded: the record
+ * says present_from_data with present 0, the saved file holds neither that
+ * time nor the latest event's, and a reload keeps the flag; a present the
+ * caller gives is recorded. */
+static void test_recency_present_from_data(void **s)
+{
+    (void)s;
+    pvg_dataset *ds = fixture(1);
+    int64_t latest = pvg_dataset_latest_time(ds, INT64_MAX);
+    assert_true(latest > 0);
+    pvg_model *m[2];
+    pvg_error err;
+    for (int given = 0; given < 2; given++) {
+        pvg_train_params p;
+        pvg_train_params_default(PVG_MODEL_EASE, &p);
+        pvg_train_params_recency_default(&p, given ? latest + 1 : 0);
+        assert_int_equal(pvg_model_train(ds, &p, &m[given], NULL, &err), PVG_OK);
+        pvg_model_recency r;
+        assert_int_equal(pvg_model_recency_get(m[given], &r, &err), PVG_OK);
+        assert_true(r.on && r.recent_days > 0);
+        assert_int_equal(r.present_from_data, !given);
+        assert_true(r.present == (given ? latest + 1 : 0));
+    }
+    size_t n = pvg_model_n_items(m[0]);
+    assert_memory_equal(m[0]->ease_B, m[1]->ease_B, n * n * sizeof(float));
+    char path[] = "/tmp/pvg_dp_recdata_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pvg_model_save(m[0], path, &err), PVG_OK);
+    size_t len;
+    unsigned char *b = slurp(path, &len);
+    for (int64_t t = latest; t <= latest + 1; t++)
+        for (size_t i = 0; i + 8 <= len; i++)
+            assert_true(memcmp(b + i, &t, 8) != 0);
+    free(b);
+    pvg_model *l;
+    assert_int_equal(pvg_model_load(path, &l, &err), PVG_OK);
+    pvg_model_recency r;
+    assert_int_equal(pvg_model_recency_get(l, &r, &err), PVG_OK);
+    assert_true(r.on && r.present == 0 && r.present_from_data);
+    pvg_model_free(l);
+    unlink(path);
+    pvg_model_free(m[0]);
+    pvg_model_free(m[1]);
+    pvg_dataset_free(ds);
+}
+
 /* Crafted recency records (format 4, bytes 424..471: present int64, then
  * half-life, window, beta, share as doubles, flags and a reserved word):
  * every record the trainer could not have written is refused at the
@@ -1393,7 +1445,7 @@ static void test_recency_record_crafted(void **s)
     pvg_model *m;
     const double nan = NAN, inf = INFINITY, neg = -1, big = 2e6, zero = 0, one = 1;
     const int64_t far = (int64_t)1e12 + 1, nfar = -(int64_t)1e12 - 1;
-    const uint32_t bit2 = 4, rsv = 1, rownorm = 1, unit = 2;
+    const uint32_t bit3 = 8, rsv = 1, rownorm = 1, unit = 2, from_data = 4;
     struct {
         size_t off;
         const void *v;
@@ -1401,7 +1453,7 @@ static void test_recency_record_crafted(void **s)
     } bad[] = {
         {HL, &nan, 8},    {HL, &inf, 8},      {HL, &neg, 8},       {HL, &big, 8},
         {DAYS, &nan, 8},  {DAYS, &neg, 8},    {BETA, &nan, 8},     {BETA, &zero, 8},
-        {SHARE, &nan, 8}, {SHARE, &one, 8},   {SHARE, &neg, 8},    {FLAGS, &bit2, 4},
+        {SHARE, &nan, 8}, {SHARE, &one, 8},   {SHARE, &neg, 8},    {FLAGS, &bit3, 4},
         {RSV, &rsv, 4},   {PRESENT, &far, 8}, {PRESENT, &nfar, 8},
     };
     char text[sizeof((pvg_error *)0)->text];
@@ -1449,11 +1501,21 @@ static void test_recency_record_crafted(void **s)
             memcpy(b + FLAGS, &unit, 4);
             assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
             assert_int_equal(off, PRESENT);
-            /* both terms off with a present: refused */
+            /* both terms off (with the flag of a present from the data): refused */
             memcpy(b, orig, len);
             memcpy(b + HL, &zero, 8);
             memcpy(b + DAYS, &zero, 8);
             memcpy(b + BETA, &zero, 8);
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            /* the present from the data is flagged, never recorded: a
+             * present beside the flag is refused */
+            const int64_t given = 2001;
+            memcpy(b, orig, len);
+            uint32_t fl0;
+            memcpy(&fl0, b + FLAGS, 4);
+            assert_true(fl0 & from_data);
+            memcpy(b + PRESENT, &given, 8);
             assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
             assert_int_equal(off, PRESENT);
             free(b);
@@ -1465,6 +1527,14 @@ static void test_recency_record_crafted(void **s)
             const int64_t other = 5000;
             const double w = 28, sh = 0.2, b2 = 2;
             const uint32_t fl[] = {unit, rownorm};
+            /* a DP model's present is public and recorded: the flag of a
+             * present from the data is refused there */
+            uint32_t fl1;
+            memcpy(&fl1, orig + FLAGS, 4);
+            fl1 |= from_data;
+            assert_int_equal(load_patched(path, orig, len, FLAGS, &fl1, 4, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
             assert_int_equal(load_patched(path, orig, len, PRESENT, &other, 8, &off, text),
                              PVG_ERR_CORRUPT);
             assert_non_null(strstr(text, "fingerprint"));
@@ -1695,6 +1765,7 @@ int main(void)
         cmocka_unit_test(test_ease_recency_nonprivate),
         cmocka_unit_test(test_ease_recency_defaults),
         cmocka_unit_test(test_ease_recency_defaults_noise_multiplier),
+        cmocka_unit_test(test_recency_present_from_data),
         cmocka_unit_test(test_recency_record_crafted),
         cmocka_unit_test(test_bounding_uniform),
         cmocka_unit_test(test_rng_and_parameters),

@@ -278,13 +278,15 @@ void pvg_train_params_recency_default(pvg_train_params *p, int64_t present);
  * model's header, so a loaded model reports what its trainer used. */
 typedef struct pvg_model_recency {
     int on;
-    int64_t present;      /* the training's present (Unix seconds) */
-    double halflife_days; /* 0: no decay in the Gram */
-    int row_norm;         /* the decay's weights scaled to the row's norm */
-    double recent_days;   /* the recent buyers' window (0: no blend) */
-    double recent_beta;   /* its weight in B */
-    double recent_share;  /* DP: its share of the run's zCDP rho */
-    int recent_unit;      /* each shopper's window items at unit L2 norm */
+    int64_t present;       /* the training's present (Unix seconds); 0 with present_from_data */
+    int present_from_data; /* 1: the present was one second after the latest event, a
+                              shopper's purchase time: used in training, never recorded */
+    double halflife_days;  /* 0: no decay in the Gram */
+    int row_norm;          /* the decay's weights scaled to the row's norm */
+    double recent_days;    /* the recent buyers' window (0: no blend) */
+    double recent_beta;    /* its weight in B */
+    double recent_share;   /* DP: its share of the run's zCDP rho */
+    int recent_unit;       /* each shopper's window items at unit L2 norm */
 } pvg_model_recency;
 
 #define PVG_TRAIN_MAX_EPOCHS 1000

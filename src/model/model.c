@@ -132,6 +132,7 @@ pvg_status pvg_model_recency_get(const pvg_model *m, pvg_model_recency *out, pvg
     if (m->type != PVG_MODEL_EASE || (!hl && !blend)) return PVG_OK;
     out->on = 1;
     out->present = p->recency_now;
+    out->present_from_data = m->rec_present_data;
     out->halflife_days = p->recency_halflife_days;
     out->row_norm = p->recency_row_norm;
     out->recent_days = p->recent_pop_days;
@@ -521,7 +522,12 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
             /* recency (docs/models.md "Recency"); the model records the
              * present it used */
             now = pvg_recency_now(ds, p);
-            m->params.recency_now = now;
+            /* a present read from the data (one second after the latest
+             * event: one shopper's purchase time) is used, never recorded:
+             * the header is plain text and outlives that shopper's
+             * erasure; a present the caller gave is recorded */
+            m->rec_present_data = p->recency_now == 0;
+            m->params.recency_now = m->rec_present_data ? 0 : now;
             if (!(last = malloc((R->nnz ? R->nnz : 1) * sizeof *last))) {
                 free(B);
                 st = pvg_error_set(err, PVG_ERR_NOMEM, "ease: out of memory");

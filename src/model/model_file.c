@@ -96,7 +96,8 @@ typedef struct file_header {
      * trained without the terms; files written before it read as zero) */
     int64_t rec_present;
     double rec_halflife, rec_days, rec_beta, rec_share;
-    uint32_t rec_flags; /* bit 0 row norm, bit 1 unit rows */
+    uint32_t rec_flags; /* bit 0 row norm, bit 1 unit rows, bit 2 the present from the data
+                           (not recorded: rec_present 0; never on a DP model) */
     uint32_t rec_reserved;
 } file_header;
 _Static_assert(sizeof(file_header) <= HEADER_BYTES, "header too large");
@@ -204,7 +205,13 @@ static const char *dp_unpack(const file_header *h, pvg_model *m)
 static const char *recency_unpack(const file_header *h, pvg_model *m)
 {
     pvg_train_params *p = &m->params;
-    if (h->rec_flags & ~3u || h->rec_reserved) return "recency record: unknown flags";
+    if (h->rec_flags & ~7u || h->rec_reserved) return "recency record: unknown flags";
+    int from_data = (h->rec_flags & 4u) != 0;
+    if (from_data &&
+        (h->rec_present != 0 || h->dp_epsilon != 0 || !(h->rec_halflife > 0 || h->rec_days > 0)))
+        return "recency record: a present from the data is never recorded, nor on a DP model or "
+               "without a term";
+    m->rec_present_data = from_data;
     p->recency_now = h->rec_present;
     p->recency_halflife_days = h->rec_halflife;
     p->recent_pop_days = h->rec_days;
@@ -439,7 +446,8 @@ static pvg_status model_write(const pvg_model *m, const char *path, const rows_b
     h.rec_days = m->params.recent_pop_days;
     h.rec_beta = m->params.recent_pop_beta;
     h.rec_share = m->params.recent_pop_share;
-    h.rec_flags = (m->params.recency_row_norm ? 1u : 0u) | (m->params.recent_pop_unit ? 2u : 0u);
+    h.rec_flags = (m->params.recency_row_norm ? 1u : 0u) | (m->params.recent_pop_unit ? 2u : 0u) |
+                  (m->rec_present_data ? 4u : 0u);
     if (sealed) {
         h.flags = FLAG_SEALED;
         memcpy(h.seal_id, m->seal_id, 16);

@@ -362,6 +362,9 @@ struct pvg_model {
     pvg_dp_report dp;                   /* the DP guarantee of its training (zero: not DP) */
     pvg_dp_vocabulary dp_vocab;         /* how a DP model's items were chosen */
     char dp_mech[PVG_DP_MECHANISM_MAX]; /* dp.mechanism of a loaded file points here */
+    int rec_present_data; /* the recency terms' present was read from the data (one second
+                             after the latest event): used, never recorded (params.recency_now
+                             0, the header's flag) */
     const void *sec[PVG_SEC_COUNT];
     uint64_t sec_len[PVG_SEC_COUNT];
     /* typed views of sec[] */

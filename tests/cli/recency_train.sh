@@ -91,9 +91,22 @@ jq -e 'has("recency") | not' <<<"$R" >/dev/null || fail "popularity reports rece
 
 # without DP: one second after the latest event, with EASE's own defaults
 R=$("$P" train --data-dir "$D" --model ease --out "$D/ease.pvgm" --json) || fail "train ease"
-jq -e '.recency.present == "2010-11-29T01:43:30Z" and .recency.halflife_days == 240 and
+# (used, never recorded: that time is one shopper's purchase, and the
+# header outlives their erasure)
+jq -e '.recency.present == null and .recency.present_from_data and
+       .recency.present_source == "latest event" and .recency.halflife_days == 240 and
        (.recency.row_norm | not) and .recency.recent_days == 7 and .recency.recent_beta == 0.7' <<<"$R" >/dev/null ||
   fail "non-private recency: $R"
+I=$("$P" model info --model "$D/ease.pvgm" --json) || fail "model info"
+jq -e '.recency.present == null and .recency.present_from_data' <<<"$I" >/dev/null ||
+  fail "model info shows a present from the data: $I"
+# the latest event, 2010-11-29T01:43:29Z (1290995009), and the present one
+# second after it nowhere in the file (their low four bytes, little-endian;
+# the high ones are zero)
+for t in '\x41\x05\xf3\x4c' '\x42\x05\xf3\x4c'; do
+  ! LC_ALL=C grep -q -F "$(printf "$t")" "$D/ease.pvgm" ||
+    fail "the latest event's time is in the model file"
+done
 R=$("$P" train --data-dir "$D" --model ease --no-recency --out "$D/ease.pvgm" --json) || fail "--no-recency"
 jq -e '.recency == null' <<<"$R" >/dev/null || fail "--no-recency trained with recency: $R"
 

@@ -444,16 +444,9 @@ static int run_train(cli_ctx *c)
     if (pvg_model_recency_get(m, &rec, &err) != PVG_OK) rec.on = 0;
     /* (a present from the data, one second after the latest event, always
      * has that event in its window) */
-    int check = rec.on && !dpi.is_dp && !rec.present_from_data;
-    int64_t latest = check ? pvg_dataset_latest_time(ds, rec.present) : 0;
-    if (check && rec.recent_days > 0 &&
-        latest < rec.present - (int64_t)(rec.recent_days * 86400.0)) {
-        char a[32], b[32] = "none";
-        if (latest != INT64_MIN) cli_utc_time(latest, b, sizeof b);
-        cli_warn("train: recency: no event in the %g days before the present %s (the latest "
-                 "before it: %s): the recent buyers' term would be empty; pass another --present "
-                 "or --no-recency",
-                 rec.recent_days, cli_utc_time(rec.present, a, sizeof a), b);
+    if (rec.on && !dpi.is_dp && !rec.present_from_data &&
+        pvg_recency_window_check(ds, rec.present, rec.recent_days, &err) != PVG_OK) {
+        cli_warn("train: %s; pass another --present or --no-recency", err.text);
         pvg_store_free(store);
         pvg_model_free(m);
         pvg_dataset_free(ds);

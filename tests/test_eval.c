@@ -312,6 +312,34 @@ static void test_temporal_recency_present(void **state)
     pvg_dataset_free(ds);
 }
 
+/* Without DP, a present given to the evaluation whose recent buyers'
+ * window holds no training event (here 30 days after the data: the
+ * half-life would weigh every purchase near 0 and the blend be empty) is
+ * refused, as `train` refuses it; one just after the data, and the
+ * defaults' own presents, are not. */
+static void test_recency_present_window(void **state)
+{
+    (void)state;
+    pvg_dataset *ds = temporal_fixture();
+    pvg_eval_options o;
+    pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
+    o.test_fraction = 0.5;
+    o.n_ks = 1;
+    o.ks[0] = 2;
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    p.ease_lambda = 1;
+    pvg_eval_result res;
+    pvg_error err;
+    pvg_train_params_recency_default(&p, 1003 + 30 * 86400);
+    assert_int_equal(pvg_eval_run(ds, &p, &o, &res, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "no training event in the 7 days before the present"));
+    pvg_train_params_recency_default(&p, 1004);
+    if (pvg_eval_run(ds, &p, &o, &res, &err) != PVG_OK) fail_msg("%s", err.text);
+    assert_true(res.recency.on && res.recency.present == 1004);
+    pvg_dataset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_holdout_users),
         cmocka_unit_test(test_temporal),
         cmocka_unit_test(test_temporal_recency_present),
+        cmocka_unit_test(test_recency_present_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,9 +130,17 @@ size_t pvg_dataset_n_items(const pvg_dataset *ds);
 size_t pvg_dataset_n_events(const pvg_dataset *ds);
 /* The time of the dataset's latest event strictly before `before` (Unix
  * seconds; INT64_MAX: of all events; INT64_MIN when there is none). For
- * the operator's checks (e.g. that a training's recent window before its
- * present holds an event), never for a DP release's parameters. */
+ * the operator's checks, never for a DP release's parameters. */
 int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before);
+/* The operator's check of an EASE training without DP (its model is
+ * personal data, never shown to others): whether the recent buyers' window
+ * [present - days, present) holds an event of ds. PVG_OK when it does or
+ * days is 0; PVG_ERR_INVALID otherwise, naming the window, the present and
+ * the latest event before it (or none): the term would be empty (a present
+ * before the data, or long after it). Never for a DP training, which is not
+ * gated on the data (docs/models.md "Recency"). */
+pvg_status pvg_recency_window_check(const pvg_dataset *ds, int64_t present, double days,
+                                    pvg_error *err) PVG_WARN_UNUSED;
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
  * store-keyed dataset. */
 pvg_status pvg_dataset_user_key(const pvg_dataset *ds, const char *ext_user, unsigned char key[16],

@@ -119,17 +119,6 @@ static int64_t find_cell(const pvg_csr *F, uint32_t u, uint32_t i)
     return (lo < F->indptr[u + 1] && F->indices[lo] == i) ? (int64_t)lo : -1;
 }
 
-/* t (Unix seconds) as YYYY-MM-DDTHH:MM:SSZ, or the number when gmtime
- * cannot say, into buf (32 bytes). */
-static const char *utc_text(int64_t t, char buf[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(buf, 32, "%lld", (long long)t);
-    return buf;
-}
-
 /* The temporal split's training boundary: events before it train. */
 static int64_t temporal_boundary(const pvg_dataset *ds, const pvg_eval_options *o)
 {
@@ -149,6 +138,7 @@ pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options 
 {
     if (!(tp->recency_halflife_days > 0 || (tp->recent_pop_days > 0 && tp->recent_pop_beta > 0)))
         return PVG_OK;
+    int given = tp->recency_now != 0;
     if (o->protocol == PVG_EVAL_TEMPORAL) {
         /* the terms date a cell by its latest purchase before the present,
          * over every event of the dataset: a present after the boundary
@@ -162,21 +152,25 @@ pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options 
                                  "recency: the present %s is after the temporal split's "
                                  "training boundary %s (%s): held-out purchases would date "
                                  "training cells; give one at or before it",
-                                 utc_text(tp->recency_now, a), utc_text(b, c),
+                                 pvg_utc_text(tp->recency_now, a), pvg_utc_text(b, c),
                                  o->validation ? "the validation window's start" : "the cut-off");
         }
-        return PVG_OK;
+    } else if (!tp->recency_now) {
+        if (tp->recency_where_possible) {
+            pvg_model_recency_clear(tp);
+            return PVG_OK;
+        }
+        int64_t mx = INT64_MIN;
+        for (size_t e = 0; e < ds->n_ev; e++)
+            if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
+        tp->recency_now = mx == INT64_MIN ? 0 : mx + 1;
     }
-    if (tp->recency_now) return PVG_OK;
-    if (tp->recency_where_possible) {
-        pvg_model_recency_clear(tp);
-        return PVG_OK;
-    }
-    int64_t mx = INT64_MIN;
-    for (size_t e = 0; e < ds->n_ev; e++)
-        if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
-    tp->recency_now = mx == INT64_MIN ? 0 : mx + 1;
-    return PVG_OK;
+    /* as `train` checks a model without DP given a present: one whose
+     * recent window holds no training event (before the data, or long
+     * after it, where the half-life would also weigh every purchase near
+     * 0) is refused; a DP training is never gated on the data */
+    if (!given || tp->dp_epsilon > 0 || !(tp->recent_pop_beta > 0)) return PVG_OK;
+    return pvg_recency_window_check_role(ds, role, tp->recency_now, tp->recent_pop_days, err);
 }
 
 pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint8_t *role,

@@ -131,6 +131,14 @@ pvg_status pvg_recency_last(const pvg_dataset *ds, const struct pvg_csr *R, int6
  * a term, within +-PVG_RECENCY_MAX_NOW. Errors: PVG_ERR_INVALID naming the
  * field and the value. */
 pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err) PVG_WARN_UNUSED;
+/* t (Unix seconds) as YYYY-MM-DDTHH:MM:SSZ into buf (its decimal digits if
+ * out of range); returns buf. */
+const char *pvg_utc_text(int64_t t, char buf[32]);
+/* pvg_recency_window_check over the events whose role[e] is
+ * PVG_SPLIT_TRAIN (role NULL: all). */
+pvg_status pvg_recency_window_check_role(const pvg_dataset *ds, const uint8_t *role,
+                                         int64_t present, double days,
+                                         pvg_error *err) PVG_WARN_UNUSED;
 /* DP-EASE below this epsilon (with catalogue text) is the text-only model:
  * the popularity and the text, no Gram (docs/models.md "A prior from the
  * catalogue's text"). */
@@ -872,7 +880,9 @@ pvg_status pvg_eval_split(const pvg_dataset *ds, const pvg_eval_options *o, uint
  * cells out from throughout the training period and so have no present:
  * the defaults (recency_where_possible) are cleared there, an explicit
  * request without a present gets one second after the latest training
- * event, a caller's present is kept. */
+ * event, a caller's present is kept. Without DP, a caller's present whose
+ * recent buyers' window holds no training event is refused
+ * (pvg_recency_window_check_role), as `train` refuses it. */
 pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options *o,
                                   const uint8_t *role, pvg_train_params *tp,
                                   pvg_error *err) PVG_WARN_UNUSED;

@@ -10,8 +10,10 @@
 #include <lapacke.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int64_t pvg_recency_now(const pvg_dataset *ds, const pvg_train_params *p)
 {
@@ -52,6 +54,39 @@ pvg_status pvg_recency_last(const pvg_dataset *ds, const pvg_csr *R, int64_t now
         if (q >= 0 && ts > last[q]) last[q] = ts;
     }
     return PVG_OK;
+}
+
+const char *pvg_utc_text(int64_t t, char buf[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, 32, "%lld", (long long)t);
+    return buf;
+}
+
+pvg_status pvg_recency_window_check_role(const pvg_dataset *ds, const uint8_t *role,
+                                         int64_t present, double days, pvg_error *err)
+{
+    if (!(days > 0)) return PVG_OK;
+    int64_t from = present - (int64_t)(days * 86400.0), latest = INT64_MIN;
+    for (size_t e = 0; e < ds->n_ev; e++) {
+        int64_t ts = ds->ev_ts[e];
+        if ((!role || role[e] == PVG_SPLIT_TRAIN) && ts < present && ts > latest) latest = ts;
+    }
+    if (latest >= from) return PVG_OK;
+    char a[32], b[32] = "none";
+    if (latest != INT64_MIN) pvg_utc_text(latest, b);
+    return pvg_error_set(err, PVG_ERR_INVALID,
+                         "recency: no %sevent in the %g days before the present %s (the latest "
+                         "before it: %s): the recent buyers' term would be empty",
+                         role ? "training " : "", days, pvg_utc_text(present, a), b);
+}
+
+pvg_status pvg_recency_window_check(const pvg_dataset *ds, int64_t present, double days,
+                                    pvg_error *err)
+{
+    return pvg_recency_window_check_role(ds, NULL, present, days, err);
 }
 
 float pvg_recency_weight(int64_t now, int64_t ts, double halflife_days)

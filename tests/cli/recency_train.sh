@@ -171,6 +171,13 @@ jq -e '.recency == null' <<<"$E" >/dev/null || fail "a random split trained with
 E=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol random-split --model ease -k 20 \
       --present 2010-12-01 --json) || fail "eval random-split --present"
 jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$E" >/dev/null || fail "eval --present: $E"
+# a present long after the data (no training purchase in its 7 days) is
+# refused, as train refuses it: the half-life would weigh every purchase
+# near 0 and the blend be empty
+OUT=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol random-split --model ease -k 20 \
+      --present 2012-12-01 2>&1)
+[ $? -eq 1 ] && grep -q "no training event in the 7 days before the present 2012-12-01T00:00:00Z" <<<"$OUT" ||
+  fail "eval with a present long after the data: $OUT"
 # temporal: a present after the cut-off would date training cells by the
 # held-out purchases (re-buys after the cut-off): refused, naming both
 OUT=$("$P" eval --input "$T/spread.jsonl" --format jsonl --protocol temporal --cutoff 2010-11-25 \

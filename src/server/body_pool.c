@@ -6,7 +6,8 @@
  * shootdown across the server's threads) per message, with the copies of
  * its growth most of the server's CPU in a 20,000-item round on 2 cores
  * (bench/fl.c, docs/fl-protocol.md). The bytes a body wrote are wiped
- * before its buffer is kept, so no body waits in the pool for the next
+ * before its buffer is kept, or freed to the heap (every body's, the small
+ * ones' too), so no body waits in the pool or the heap for the next
  * request (what lies past them is heap memory as malloc gives it, never
  * read: a body is read up to its length). A new buffer of more than
  * 1 MiB is a mapping of its own, 2 MiB-aligned and advised to the kernel as
@@ -118,11 +119,15 @@ void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used)
 {
     if (!b) return;
     pvg_srv_body_pool *p = &srv->bodies;
-    if (!p->init || cap < PVG_SRV_BODY_POOL_MIN || cap > srv->opt.max_body_bytes + 1) {
+    int keep = p->init && cap >= PVG_SRV_BODY_POOL_MIN && cap <= srv->opt.max_body_bytes + 1;
+    /* the bytes a body wrote are wiped before its buffer is kept or goes
+     * back to the heap (a mapping's pages go back to the kernel, which
+     * zeroes them before any reuse) */
+    if (keep || cap <= PVG_SRV_BODY_HUGE_MIN) sodium_memzero(b, used < cap ? used : cap);
+    if (!keep) {
         pvg_srv_body_release(b, cap);
         return;
     }
-    sodium_memzero(b, used < cap ? used : cap);
     pthread_mutex_lock(&p->mu);
     if (p->n < PVG_SRV_BODY_POOL_MAX && p->bytes + cap <= PVG_SRV_BODY_POOL_BYTES) {
         p->buf[p->n] = b;

@@ -804,8 +804,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     } else if (cap > PVG_SRV_BODY_HUGE_MIN) {
                         return MHD_NO; /* out of memory (a mapping is not realloc'd) */
                     } else {
-                        b = realloc(r->body, cap);
-                        if (!b) return MHD_NO;
+                        /* not realloc: the old buffer's bytes are wiped
+                           before it goes back to the heap */
+                        if (!(b = malloc(cap))) return MHD_NO;
+                        if (r->body_len) memcpy(b, r->body, r->body_len);
+                        pvg_srv_body_give(srv, r->body, r->body_cap, r->body_len + 1);
                     }
                     r->body = b;
                     r->body_cap = cap;

@@ -511,7 +511,8 @@ char *pvg_srv_body_grow(char *b, size_t cap, size_t new_cap);
 void pvg_srv_body_release(char *b, size_t cap);
 /* Ends a body buffer b of cap bytes whose first `used` were written: wiped and
  * kept when its size suits the pool (a full pool keeps the larger buffers),
- * else freed. b may be NULL. */
+ * else freed, wiped first unless it is a mapping (whose pages the kernel
+ * zeroes). b may be NULL. */
 void pvg_srv_body_give(pvg_server *srv, char *b, size_t cap, size_t used);
 
 pvg_store *pvg_srv_store_get(pvg_server *srv);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "model/model_internal.h"
+#include "privguide/dp.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -469,6 +470,68 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
     return v;
 }
 
+/* DP-EASE's text-only model trained on ds by the trainer's own code at
+ * epsilon eps (noise multiplier nm, 0: none) with titles linking the items
+ * and the recent buyers of the last days before now: share of rho, unit
+ * rows or bounded counts, or (share < 0) the recency defaults. The noise
+ * std of its two releases (pvg_dp_train.text_only_sigma) into sigma, the
+ * bound it used into *m, the share and unit rows it ran with into
+ * *share_out and *unit_out. */
+static void text_only_trained(const pvg_dataset *ds, double eps, double nm, double share, int unit,
+                              int64_t now, double sigma[2], int *m, double *share_out,
+                              int *unit_out)
+{
+    static const char *const colour[] = {"red", "blue", "green", "pink", "white", "black"};
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    int64_t *last = malloc(R.nnz * sizeof *last);
+    assert_non_null(last);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
+    /* titles by the dataset's item order (the columns of R) */
+    const char *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    assert_int_equal(ds->n_items, N_ITEMS);
+    for (size_t i = 0; i < N_ITEMS; i++) {
+        snprintf(tb[i], sizeof tb[i], "%s lantern", colour[atoi(ds->item_ids[i] + 1) % 6]);
+        titles[i] = tb[i];
+    }
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(45);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, rng);
+    p.dp_epsilon = eps;
+    p.dp_noise_multiplier = nm;
+    p.dp_max_items = 0;
+    if (share < 0) {
+        pvg_train_params_recency_default(&p, now);
+    } else {
+        p.recency_now = now;
+        p.recent_pop_days = 60;
+        p.recent_pop_beta = 8;
+        p.recent_pop_share = share;
+        p.recent_pop_unit = unit;
+    }
+    *share_out = p.recent_pop_share;
+    *unit_out = p.recent_pop_unit;
+    pvg_dp_train t;
+    dp_ctx(&t, ds, &R, &p, rng, 16); /* as pvg_train_dp: DP-EASE's default m */
+    t.titles = titles;
+    t.last = last;
+    t.now = now;
+    pvg_model *md = NULL;
+    assert_int_equal(pvg_train_dp_ease(&t, &md, &err), PVG_OK);
+    assert_string_equal(t.rep.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    sigma[0] = t.text_only_sigma[0];
+    sigma[1] = t.text_only_sigma[1];
+    *m = t.max_items;
+    pvg_model_free(md);
+    pvg_rng_free(rng);
+    free(last);
+    pvg_csr_free(&R);
+}
+
 /* Neighbouring datasets for DP-EASE's text-only model (epsilon < 5 with
  * text) and its recent buyers' release: the heavy shopper (all 30 items,
  * inside the window) moves the popularity block by sqrt(min(30, m)) and the
@@ -477,7 +540,12 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
  * bounds are met exactly (m counts by 1). The bound is DP popularity's 32
  * unless the caller set one, and the trained model records that bound and
  * sqrt(32): the statistic and the noise use one m. The same shopper's
- * purchases before the window move the popularity only. */
+ * purchases before the window move the popularity only. The trainer's
+ * noise on each release, against those sensitivities: the two releases'
+ * rho add up within the epsilon the method runs at, each at its share, at
+ * the recency defaults (unit rows at 90% of rho) and at other shares,
+ * with bounded counts and with a noise multiplier (fails when either
+ * release is calibrated to a smaller sensitivity than it has). */
 static void test_ease_text_only_sensitivity(void **s)
 {
     (void)s;
@@ -537,6 +605,35 @@ static void test_ease_text_only_sensitivity(void **s)
     assert_true(fabs(m->dp.sensitivity - sqrt(32)) < 1e-12);
     pvg_model_free(m);
     pvg_rng_free(det);
+    /* the noise of each release against the sensitivities measured above
+     * (m 32: the buyer counts sqrt(32); the recent buyers' 1 with unit
+     * rows, sqrt(32) with bounded counts); share -1: the defaults */
+    const struct {
+        double eps, nm, share;
+        int unit;
+    } run[] = {
+        {2, 0, -1, 0},    {4.9, 0, -1, 0}, {0.2, 0, -1, 0}, {2, 0, 0.9, 0},   {2, 0, 0.3, 1},
+        {2, 0, 0.999, 1}, {2, 0, 0.01, 1}, {8, 1.5, -1, 0}, {8, 1.5, 0.6, 0},
+    };
+    for (size_t r = 0; r < sizeof run / sizeof *run; r++) {
+        double sig[2], share;
+        int bound, unit;
+        text_only_trained(ds, run[r].eps, run[r].nm, run[r].share, run[r].unit, 2001, sig, &bound,
+                          &share, &unit);
+        assert_int_equal(bound, 32);
+        assert_true(sig[0] > 0 && sig[1] > 0);
+        double s1 = unit ? 1.0 : sqrt(32.0);
+        double rho0 = 32.0 / (2 * sig[0] * sig[0]), rho1 = s1 * s1 / (2 * sig[1] * sig[1]);
+        double eps_m = run[r].nm > 0 ? pvg_dp_zcdp_to_epsilon(1 / (2 * run[r].nm * run[r].nm), 1e-6)
+                                     : run[r].eps;
+        double e = pvg_dp_zcdp_to_epsilon(rho0 + rho1, 1e-6);
+        if (!(e <= eps_m * (1 + 1e-9) && e >= eps_m * 0.99 &&
+              fabs(rho1 / (rho0 + rho1) - share) < 0.01 * share))
+            fail_msg("eps %g nm %g share %g unit %d: the releases' rho %g + %g give epsilon %.9g "
+                     "for %.9g (recent share %g)",
+                     run[r].eps, run[r].nm, share, unit, rho0, rho1, e, eps_m,
+                     rho1 / (rho0 + rho1));
+    }
     pvg_dataset_free(ds);
 }
 

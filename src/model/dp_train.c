@@ -1010,6 +1010,10 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
     if (st == PVG_OK && !(eps_run <= eps * (1 + 1e-9)))
         st = pvg_error_set(err, PVG_ERR_INTERNAL,
                            "dp ease: the popularity's epsilon %.17g exceeds %.17g", eps_run, eps);
+    if (st == PVG_OK) {
+        t->text_only_sigma[0] = pz.scale;
+        t->text_only_sigma[1] = unit ? enr.sigma : blend ? pr.scale : 0;
+    }
     double *cnt = NULL;
     if (st == PVG_OK) st = pop_counts(t, &cnt, err);
     if (st != PVG_OK) {

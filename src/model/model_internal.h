@@ -770,6 +770,13 @@ typedef struct pvg_dp_train {
     /* set by DP-EASE's text-only model under recency_where_possible: the
      * recent buyers' release kept, the half-life (no Gram) recorded off */
     int recency_no_halflife;
+    /* set by DP-EASE's text-only model: the noise std of each of its
+     * releases in its statistic's units, in the order of
+     * pvg_dp_ease_text_only_statistic (the bounded buyer counts, then the
+     * recent buyers' counts; 0: not released), so that the
+     * neighbouring-dataset tests can check the noise against the
+     * sensitivity they measure */
+    double text_only_sigma[2];
 } pvg_dp_train;
 
 /* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses

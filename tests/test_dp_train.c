@@ -1474,9 +1474,12 @@ static pvg_status load_patched(const char *path, const unsigned char *orig, size
  * half-life, window, beta, share as doubles, flags and a reserved word):
  * every record the trainer could not have written is refused at the
  * record's offset, on a non-private EASE model, a popularity model (no
- * terms at all) and a DP-EASE model; a DP model's well-formed but edited
- * record (present, window, beta, share, either flag) or a record added to
- * a DP model trained without one fails its fingerprint. */
+ * terms at all), DP-EASE's projected release and its text-only model:
+ * beside the Gram a share of 0.5 or more, in the text-only model a
+ * half-life, without text any term, each named by the refusal whatever the
+ * fingerprint; a DP model's well-formed but edited record (present,
+ * window, beta, share, either flag) or a record added to a DP model
+ * trained without one fails its fingerprint. */
 static void test_recency_record_crafted(void **s)
 {
     (void)s;
@@ -1504,8 +1507,9 @@ static void test_recency_record_crafted(void **s)
     char text[sizeof((pvg_error *)0)->text];
     long long off;
     /* 0: non-private EASE with the defaults; 1: DP-EASE (projected release)
-     * with them; 2: popularity, no terms */
-    for (int kind = 0; kind < 3; kind++) {
+     * with them; 2: popularity, no terms; 3: DP-EASE's text-only model with
+     * its defaults */
+    for (int kind = 0; kind < 4; kind++) {
         pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(50 + kind);
         pvg_train_params p;
         const char *ids[N_ITEMS], *titles[N_ITEMS];
@@ -1513,8 +1517,9 @@ static void test_recency_record_crafted(void **s)
         if (kind == 0) {
             pvg_train_params_default(PVG_MODEL_EASE, &p);
             pvg_train_params_recency_default(&p, 0);
-        } else if (kind == 1) {
+        } else if (kind == 1 || kind == 3) {
             recency_text_params(&p, det, ids, titles, tb);
+            if (kind == 3) p.dp_epsilon = 2;
             pvg_train_params_recency_default(&p, 2001);
         } else {
             pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
@@ -1558,6 +1563,17 @@ static void test_recency_record_crafted(void **s)
              * business (no DP claim to protect): it loads */
             assert_int_equal(load_patched(path, orig, len, BETA, &one, 8, &off, text), PVG_OK);
         } else if (kind == 1) {
+            /* a share of 0.5 or more beside the Gram: a record the trainer
+             * refuses to write (it would starve the Gram) */
+            const double sh7 = 0.7, sh5 = 0.5;
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh7, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recent_pop_share"));
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh5, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recent_pop_share"));
             /* well-formed edits of the DP record: the fingerprint */
             const int64_t other = 5000;
             const double w = 28, sh = 0.2, b2 = 2;
@@ -1577,6 +1593,17 @@ static void test_recency_record_crafted(void **s)
                                  PVG_ERR_CORRUPT);
                 assert_non_null(strstr(text, "fingerprint"));
             }
+        } else if (kind == 3) {
+            /* the text-only model: a half-life (no Gram to weigh) refused
+             * for itself; a share it could have run at, by the fingerprint */
+            const double h = 120, sh = 0.7;
+            assert_int_equal(load_patched(path, orig, len, HL, &h, 8, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "half-life"));
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, 96);
+            assert_non_null(strstr(text, "fingerprint"));
         } else {
             /* popularity: a well-formed EASE record is refused (EASE only) */
             unsigned char *b = malloc(len);
@@ -1593,33 +1620,47 @@ static void test_recency_record_crafted(void **s)
         free(orig);
         pvg_rng_free(det);
     }
-    /* a DP-EASE model trained without the terms (no text: the defaults
-     * drop them) given a well-formed record: its fingerprint */
-    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(60);
-    pvg_train_params p;
-    const char *ids[N_ITEMS], *titles[N_ITEMS];
-    char tb[N_ITEMS][32];
-    recency_text_params(&p, det, ids, titles, tb);
-    p.dp_item_titles = NULL;
-    pvg_train_params_recency_default(&p, 2001);
-    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
-    pvg_model_recency r;
-    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
-    assert_int_equal(r.on, 0);
-    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
-    pvg_model_free(m);
-    size_t len;
-    unsigned char *orig = slurp(path, &len), *b = malloc(len);
-    const int64_t pr = 2001;
-    const double h = 120;
-    memcpy(b, orig, len);
-    memcpy(b + PRESENT, &pr, 8);
-    memcpy(b + HL, &h, 8);
-    assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-    assert_non_null(strstr(text, "fingerprint"));
-    free(b);
-    free(orig);
-    pvg_rng_free(det);
+    /* DP-EASE trained without the terms given a well-formed record: without
+     * text (the defaults drop the terms) no record fits, refused for
+     * itself; the text-only model trained without them (the record it
+     * could have had): its fingerprint */
+    for (int text_only = 0; text_only < 2; text_only++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(60);
+        pvg_train_params p;
+        const char *ids[N_ITEMS], *titles[N_ITEMS];
+        char tb[N_ITEMS][32];
+        recency_text_params(&p, det, ids, titles, tb);
+        if (text_only)
+            p.dp_epsilon = 2;
+        else
+            p.dp_item_titles = NULL;
+        pvg_train_params_recency_default(&p, 2001);
+        if (text_only) pvg_model_recency_clear(&p);
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        pvg_model_recency r;
+        assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+        assert_int_equal(r.on, 0);
+        assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+        pvg_model_free(m);
+        size_t len;
+        unsigned char *orig = slurp(path, &len), *b = malloc(len);
+        const int64_t pr = 2001;
+        const double d = 60, beta = 8;
+        memcpy(b, orig, len);
+        memcpy(b + PRESENT, &pr, 8);
+        memcpy(b + DAYS, &d, 8);
+        memcpy(b + BETA, &beta, 8);
+        assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+        if (text_only) {
+            assert_non_null(strstr(text, "fingerprint"));
+        } else {
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "without catalogue text"));
+        }
+        free(b);
+        free(orig);
+        pvg_rng_free(det);
+    }
     unlink(path);
     pvg_dataset_free(ds);
 }

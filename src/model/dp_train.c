@@ -76,6 +76,11 @@
 #define DP_EASE_TEXT_POP_POW 0.25
 #define DP_EASE_TEXT_ONLY_POP_POW 0.5
 #define DP_EASE_TEXT_ONLY_EPS PVG_DP_EASE_TEXT_ONLY_EPS
+/* DP-EASE's mechanisms: the text-only model, the projected release, the
+ * Gram without text */
+#define DP_EASE_MECH_TEXT_ONLY "dp-ease/discrete-gaussian-popularity+text"
+#define DP_EASE_MECH_PROJECTED "dp-ease/discrete-gaussian-projected-gram+text"
+#define DP_EASE_MECH_GRAM "dp-ease/discrete-gaussian-weighted-gram"
 /* DP-EASE with the catalogue's text, from DP_EASE_TEXT_ONLY_EPS on: the
  * weighted Gram is released projected on a public basis V, the
  * DP_EASE_TEXT_RANK leading eigenvectors of K D K^T over the
@@ -1063,7 +1068,7 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
     t->rep.noise_multiplier = pz.scale / sqrt(m);
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = "dp-ease/discrete-gaussian-popularity+text";
+    t->rep.mechanism = DP_EASE_MECH_TEXT_ONLY;
     *out = md;
     md = NULL;
 done:
@@ -1549,8 +1554,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     t->rep.noise_multiplier = en.sigma / en.sens;
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = text ? "dp-ease/discrete-gaussian-projected-gram+text"
-                            : "dp-ease/discrete-gaussian-weighted-gram";
+    t->rep.mechanism = text ? DP_EASE_MECH_PROJECTED : DP_EASE_MECH_GRAM;
     *out = md;
     md = NULL;
 done:
@@ -1558,6 +1562,23 @@ done:
     free(cnt), free(d), free(Gd), free(pop), free(Gs), free(sel), free(col), free(buf), free(pi),
         free(G);
     return st;
+}
+
+const char *pvg_dp_ease_recency_record_check(const pvg_model *m)
+{
+    const pvg_train_params *p = &m->params;
+    const char *mech = m->dp.mechanism;
+    int hl = p->recency_halflife_days > 0, blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
+    if (m->type != PVG_MODEL_EASE || !(m->dp.epsilon > 0) || (!hl && !blend)) return NULL;
+    if (mech && strcmp(mech, DP_EASE_MECH_TEXT_ONLY) == 0)
+        return hl ? "recency record: a half-life in DP-EASE's text-only model (no Gram to weigh; "
+                    "expected 0)"
+                  : NULL;
+    if (mech && strcmp(mech, DP_EASE_MECH_PROJECTED) == 0)
+        return p->recent_pop_share >= 0.5 ? "recency record: recent_pop_share of 0.5 or more "
+                                            "beside DP-EASE's Gram (expected below 0.5)"
+                                          : NULL;
+    return "recency record: terms on a DP-EASE model without catalogue text (expected none)";
 }
 
 /* ---- the statistic before its noise (tests) -------------------------------------- */

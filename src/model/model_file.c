@@ -200,7 +200,9 @@ static const char *dp_unpack(const file_header *h, pvg_model *m)
 }
 
 /* The header's recency record into m->params, checked as the trainer
- * checks its parameters; an error text starting "recency" or NULL. */
+ * checks its parameters and, for DP-EASE, against what its mechanism's
+ * path could record (m->dp unpacked first); an error text starting
+ * "recency" or NULL. */
 static const char *recency_unpack(const file_header *h, pvg_model *m)
 {
     pvg_train_params *p = &m->params;
@@ -214,7 +216,8 @@ static const char *recency_unpack(const file_header *h, pvg_model *m)
     p->recent_pop_unit = (int)(h->rec_flags >> 1 & 1u);
     pvg_error e;
     if (pvg_recency_check(p, &e) != PVG_OK) return "recency record out of range";
-    return NULL;
+    /* the record the trainer's path could write (m->dp is unpacked) */
+    return pvg_dp_ease_recency_record_check(m);
 }
 
 static uint64_t align64(uint64_t x)

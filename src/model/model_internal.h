@@ -135,6 +135,13 @@ pvg_status pvg_recency_check(const pvg_train_params *p, pvg_error *err) PVG_WARN
  * the popularity and the text, no Gram (docs/models.md "A prior from the
  * catalogue's text"). */
 #define PVG_DP_EASE_TEXT_ONLY_EPS 5.0
+/* Whether DP-EASE's trainer could have written m's recency record beside
+ * its mechanism (a model file's reader; m->dp and m->params filled):
+ * beside the Gram a recent_pop_share below 0.5, in the text-only model no
+ * half-life, without catalogue text no terms at all. NULL when it could
+ * (or m is not DP-EASE, or has no terms), else the refusal's text, starting
+ * "recency record" and naming the field and what was expected. */
+const char *pvg_dp_ease_recency_record_check(const pvg_model *m);
 /* Sets every recency field of p to 0 (a model's record when the terms did
  * not apply). */
 void pvg_model_recency_clear(pvg_train_params *p);

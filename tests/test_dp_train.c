@@ -1251,7 +1251,7 @@ static void test_vocabulary(void **s)
 }
 
 /* The recency defaults follow the epsilon the method runs at: with a noise
- * multiplier that gives less than 3 (here 1.56 at s = 3, under a requested
+ * multiplier that gives less than 5 (here 1.56 at s = 3, under a requested
  * 8), DP-EASE trains the text-only model, so the defaults are the text-only
  * model's (the last 60 days at 90% of rho), not the projected release's
  * (14 days at 15%, whose half-life the text-only model has no Gram for). */

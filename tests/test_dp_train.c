@@ -1282,6 +1282,41 @@ static void test_ease_recency_defaults_noise_multiplier(void **s)
         pvg_model_free(m);
         pvg_rng_free(det);
     }
+    /* at the threshold, requested or given by a noise multiplier (s with
+     * epsilon 5 at delta 1e-6 found by bisection, then just above and just
+     * below it): the defaults and the path agree, so the text-only
+     * defaults' share of 0.9 never lands beside the Gram (an error the
+     * operator could not fix) */
+    double lo = 0.5, hi = 2; /* epsilon(s) decreases in s */
+    for (int it = 0; it < 200; it++) {
+        double mid = (lo + hi) / 2;
+        if (pvg_dp_zcdp_to_epsilon(1 / (2 * mid * mid), 1e-6) > 5)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct {
+        double eps, nm;
+    } edge[] = {{5, 0}, {nextafter(5, 0), 0}, {8, hi * (1 + 1e-12)}, {8, lo * (1 - 1e-12)}};
+    int n_text_only = 0;
+    for (size_t e = 0; e < sizeof edge / sizeof *edge; e++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(46);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = edge[e].eps;
+        p.dp_noise_multiplier = edge[e].nm;
+        pvg_train_params_recency_default(&p, 2001);
+        pvg_model *m = NULL;
+        pvg_error err;
+        if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK)
+            fail_msg("eps %.17g nm %.17g: %s", edge[e].eps, edge[e].nm, err.text);
+        int text_only = strcmp(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text") == 0;
+        assert_true(p.recent_pop_share == (text_only ? 0.9 : 0.15));
+        n_text_only += text_only;
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    assert_int_equal(n_text_only, 2); /* both sides of the threshold reached */
     pvg_dataset_free(ds);
 }
 

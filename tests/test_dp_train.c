@@ -1568,7 +1568,17 @@ static void test_recency_record_crafted(void **s)
             if (kind == 2 && bad[i].v == &zero) continue; /* all zero there: no record */
             pvg_status st =
                 load_patched(path, orig, len, bad[i].off, bad[i].v, bad[i].n, &off, text);
-            if (st != PVG_ERR_CORRUPT || off != PRESENT || !strstr(text, "recency"))
+            /* the refusal names the field and what it expected (on a
+             * popularity model: that the terms are EASE's) */
+            const char *field = bad[i].off >= FLAGS   ? "flags"
+                                : kind == 2           ? "EASE only"
+                                : bad[i].off == HL    ? "recency_halflife_days must be"
+                                : bad[i].off == DAYS  ? "recent_pop_days must be"
+                                : bad[i].off == BETA  ? "recent_pop_beta"
+                                : bad[i].off == SHARE ? "recent_pop_share must be"
+                                                      : "recency_now must be";
+            if (st != PVG_ERR_CORRUPT || off != PRESENT || !strstr(text, "recency") ||
+                !strstr(text, field))
                 fail_msg("kind %d, byte %zu: status %d at %lld: %s", kind, bad[i].off, (int)st, off,
                          text);
         }

@@ -1158,6 +1158,29 @@ static void test_ease_recency_params_refused(void **s)
         pvg_model_free(m);
         pvg_rng_free(det);
     }
+    /* a share so close to 1 (or 0) that one of the text-only model's two
+     * releases gets too little rho to calibrate: refused naming the share
+     * (not "epsilon ... got 0", a figure the caller never gave), with
+     * bounded counts and unit rows */
+    const double extreme[] = {1 - 1e-12, 1e-12};
+    for (int k = 0; k < 4; k++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(50);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = 1;
+        p.recency_now = 2001;
+        p.recent_pop_days = 7;
+        p.recent_pop_beta = 1;
+        p.recent_pop_share = extreme[k % 2];
+        p.recent_pop_unit = k / 2;
+        pvg_model *m = NULL;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_INVALID);
+        assert_null(m);
+        if (!strstr(err.text, "recent_pop_share"))
+            fail_msg("share %g: %s", extreme[k % 2], err.text);
+        pvg_rng_free(det);
+    }
     /* another method, non-private */
     pvg_train_params p;
     pvg_train_params_default(PVG_MODEL_POPULARITY, &p);

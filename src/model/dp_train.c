@@ -1005,6 +1005,18 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
         st = ease_noise_make(recent_l2_sensitivity(t),
                              pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta, (double)n,
                              &enr, err);
+    if (st != PVG_OK && st != PVG_ERR_NOMEM && blend && rho > 0) {
+        /* a share near 0 or 1 leaves one release too little rho to
+         * calibrate (its epsilon rounds to 0): name the split, not only
+         * an epsilon the caller never gave */
+        char why[PVG_ERROR_TEXT_LEN];
+        snprintf(why, sizeof why, "%s", err ? err->text : "");
+        st = pvg_error_set(err, PVG_ERR_INVALID,
+                           "dp ease: recent_pop_share %.15g splits the zCDP rho %.3g into %.3g "
+                           "for the buyer counts and %.3g for the recent buyers, and one of them "
+                           "cannot be calibrated at delta %g: %s",
+                           share_r, rho, (1 - share_r) * rho, share_r * rho, t->delta, why);
+    }
     double rho_run = st == PVG_OK ? m / (2 * pz.scale * pz.scale) : 0;
     if (st == PVG_OK && blend && !unit) rho_run += m / (2 * pr.scale * pr.scale);
     if (st == PVG_OK && unit) {

@@ -514,7 +514,7 @@ static pvg_model *train_store(pvg_store *s, double eps, uint64_t seed)
     return m;
 }
 
-/* The text part of a text-only DP-EASE (eps < 3): B_ij = 0.2 S_ij
+/* The text part of a text-only DP-EASE (eps < 5): B_ij = 0.2 S_ij
  * ((pop_j + 1) / (max pop + 1))^0.5, so S_ij = B_ij / (0.2 (..)^0.5). */
 static void text_prior_of(const pvg_model *m, float *S)
 {

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "model/model_internal.h"
+#include "privguide/dp.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -469,6 +470,68 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
     return v;
 }
 
+/* DP-EASE's text-only model trained on ds by the trainer's own code at
+ * epsilon eps (noise multiplier nm, 0: none) with titles linking the items
+ * and the recent buyers of the last days before now: share of rho, unit
+ * rows or bounded counts, or (share < 0) the recency defaults. The noise
+ * std of its two releases (pvg_dp_train.text_only_sigma) into sigma, the
+ * bound it used into *m, the share and unit rows it ran with into
+ * *share_out and *unit_out. */
+static void text_only_trained(const pvg_dataset *ds, double eps, double nm, double share, int unit,
+                              int64_t now, double sigma[2], int *m, double *share_out,
+                              int *unit_out)
+{
+    static const char *const colour[] = {"red", "blue", "green", "pink", "white", "black"};
+    pvg_csr R;
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, &R),
+                     PVG_OK);
+    int64_t *last = malloc(R.nnz * sizeof *last);
+    assert_non_null(last);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
+    /* titles by the dataset's item order (the columns of R) */
+    const char *titles[N_ITEMS];
+    char tb[N_ITEMS][32];
+    assert_int_equal(ds->n_items, N_ITEMS);
+    for (size_t i = 0; i < N_ITEMS; i++) {
+        snprintf(tb[i], sizeof tb[i], "%s lantern", colour[atoi(ds->item_ids[i] + 1) % 6]);
+        titles[i] = tb[i];
+    }
+    pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(45);
+    pvg_train_params p;
+    params(PVG_MODEL_EASE, &p, rng);
+    p.dp_epsilon = eps;
+    p.dp_noise_multiplier = nm;
+    p.dp_max_items = 0;
+    if (share < 0) {
+        pvg_train_params_recency_default(&p, now);
+    } else {
+        p.recency_now = now;
+        p.recent_pop_days = 60;
+        p.recent_pop_beta = 8;
+        p.recent_pop_share = share;
+        p.recent_pop_unit = unit;
+    }
+    *share_out = p.recent_pop_share;
+    *unit_out = p.recent_pop_unit;
+    pvg_dp_train t;
+    dp_ctx(&t, ds, &R, &p, rng, 16); /* as pvg_train_dp: DP-EASE's default m */
+    t.titles = titles;
+    t.last = last;
+    t.now = now;
+    pvg_model *md = NULL;
+    assert_int_equal(pvg_train_dp_ease(&t, &md, &err), PVG_OK);
+    assert_string_equal(t.rep.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    sigma[0] = t.text_only_sigma[0];
+    sigma[1] = t.text_only_sigma[1];
+    *m = t.max_items;
+    pvg_model_free(md);
+    pvg_rng_free(rng);
+    free(last);
+    pvg_csr_free(&R);
+}
+
 /* Neighbouring datasets for DP-EASE's text-only model (epsilon < 5 with
  * text) and its recent buyers' release: the heavy shopper (all 30 items,
  * inside the window) moves the popularity block by sqrt(min(30, m)) and the
@@ -477,7 +540,12 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
  * bounds are met exactly (m counts by 1). The bound is DP popularity's 32
  * unless the caller set one, and the trained model records that bound and
  * sqrt(32): the statistic and the noise use one m. The same shopper's
- * purchases before the window move the popularity only. */
+ * purchases before the window move the popularity only. The trainer's
+ * noise on each release, against those sensitivities: the two releases'
+ * rho add up within the epsilon the method runs at, each at its share, at
+ * the recency defaults (unit rows at 90% of rho) and at other shares,
+ * with bounded counts and with a noise multiplier (fails when either
+ * release is calibrated to a smaller sensitivity than it has). */
 static void test_ease_text_only_sensitivity(void **s)
 {
     (void)s;
@@ -537,6 +605,35 @@ static void test_ease_text_only_sensitivity(void **s)
     assert_true(fabs(m->dp.sensitivity - sqrt(32)) < 1e-12);
     pvg_model_free(m);
     pvg_rng_free(det);
+    /* the noise of each release against the sensitivities measured above
+     * (m 32: the buyer counts sqrt(32); the recent buyers' 1 with unit
+     * rows, sqrt(32) with bounded counts); share -1: the defaults */
+    const struct {
+        double eps, nm, share;
+        int unit;
+    } run[] = {
+        {2, 0, -1, 0},    {4.9, 0, -1, 0}, {0.2, 0, -1, 0}, {2, 0, 0.9, 0},   {2, 0, 0.3, 1},
+        {2, 0, 0.999, 1}, {2, 0, 0.01, 1}, {8, 1.5, -1, 0}, {8, 1.5, 0.6, 0},
+    };
+    for (size_t r = 0; r < sizeof run / sizeof *run; r++) {
+        double sig[2], share;
+        int bound, unit;
+        text_only_trained(ds, run[r].eps, run[r].nm, run[r].share, run[r].unit, 2001, sig, &bound,
+                          &share, &unit);
+        assert_int_equal(bound, 32);
+        assert_true(sig[0] > 0 && sig[1] > 0);
+        double s1 = unit ? 1.0 : sqrt(32.0);
+        double rho0 = 32.0 / (2 * sig[0] * sig[0]), rho1 = s1 * s1 / (2 * sig[1] * sig[1]);
+        double eps_m = run[r].nm > 0 ? pvg_dp_zcdp_to_epsilon(1 / (2 * run[r].nm * run[r].nm), 1e-6)
+                                     : run[r].eps;
+        double e = pvg_dp_zcdp_to_epsilon(rho0 + rho1, 1e-6);
+        if (!(e <= eps_m * (1 + 1e-9) && e >= eps_m * 0.99 &&
+              fabs(rho1 / (rho0 + rho1) - share) < 0.01 * share))
+            fail_msg("eps %g nm %g share %g unit %d: the releases' rho %g + %g give epsilon %.9g "
+                     "for %.9g (recent share %g)",
+                     run[r].eps, run[r].nm, share, unit, rho0, rho1, e, eps_m,
+                     rho1 / (rho0 + rho1));
+    }
     pvg_dataset_free(ds);
 }
 
@@ -1061,6 +1158,29 @@ static void test_ease_recency_params_refused(void **s)
         pvg_model_free(m);
         pvg_rng_free(det);
     }
+    /* a share so close to 1 (or 0) that one of the text-only model's two
+     * releases gets too little rho to calibrate: refused naming the share
+     * (not "epsilon ... got 0", a figure the caller never gave), with
+     * bounded counts and unit rows */
+    const double extreme[] = {1 - 1e-12, 1e-12};
+    for (int k = 0; k < 4; k++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(50);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = 1;
+        p.recency_now = 2001;
+        p.recent_pop_days = 7;
+        p.recent_pop_beta = 1;
+        p.recent_pop_share = extreme[k % 2];
+        p.recent_pop_unit = k / 2;
+        pvg_model *m = NULL;
+        pvg_error err;
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_ERR_INVALID);
+        assert_null(m);
+        if (!strstr(err.text, "recent_pop_share"))
+            fail_msg("share %g: %s", extreme[k % 2], err.text);
+        pvg_rng_free(det);
+    }
     /* another method, non-private */
     pvg_train_params p;
     pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
@@ -1154,7 +1274,7 @@ static void test_vocabulary(void **s)
 }
 
 /* The recency defaults follow the epsilon the method runs at: with a noise
- * multiplier that gives less than 3 (here 1.56 at s = 3, under a requested
+ * multiplier that gives less than 5 (here 1.56 at s = 3, under a requested
  * 8), DP-EASE trains the text-only model, so the defaults are the text-only
  * model's (the last 60 days at 90% of rho), not the projected release's
  * (14 days at 15%, whose half-life the text-only model has no Gram for). */
@@ -1185,6 +1305,41 @@ static void test_ease_recency_defaults_noise_multiplier(void **s)
         pvg_model_free(m);
         pvg_rng_free(det);
     }
+    /* at the threshold, requested or given by a noise multiplier (s with
+     * epsilon 5 at delta 1e-6 found by bisection, then just above and just
+     * below it): the defaults and the path agree, so the text-only
+     * defaults' share of 0.9 never lands beside the Gram (an error the
+     * operator could not fix) */
+    double lo = 0.5, hi = 2; /* epsilon(s) decreases in s */
+    for (int it = 0; it < 200; it++) {
+        double mid = (lo + hi) / 2;
+        if (pvg_dp_zcdp_to_epsilon(1 / (2 * mid * mid), 1e-6) > 5)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct {
+        double eps, nm;
+    } edge[] = {{5, 0}, {nextafter(5, 0), 0}, {8, hi * (1 + 1e-12)}, {8, lo * (1 - 1e-12)}};
+    int n_text_only = 0;
+    for (size_t e = 0; e < sizeof edge / sizeof *edge; e++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(46);
+        pvg_train_params p;
+        recency_text_params(&p, det, ids, titles, tb);
+        p.dp_epsilon = edge[e].eps;
+        p.dp_noise_multiplier = edge[e].nm;
+        pvg_train_params_recency_default(&p, 2001);
+        pvg_model *m = NULL;
+        pvg_error err;
+        if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK)
+            fail_msg("eps %.17g nm %.17g: %s", edge[e].eps, edge[e].nm, err.text);
+        int text_only = strcmp(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text") == 0;
+        assert_true(p.recent_pop_share == (text_only ? 0.9 : 0.15));
+        n_text_only += text_only;
+        pvg_model_free(m);
+        pvg_rng_free(det);
+    }
+    assert_int_equal(n_text_only, 2); /* both sides of the threshold reached */
     pvg_dataset_free(ds);
 }
 
@@ -1429,9 +1584,12 @@ static void test_recency_present_from_data(void **s)
  * half-life, window, beta, share as doubles, flags and a reserved word):
  * every record the trainer could not have written is refused at the
  * record's offset, on a non-private EASE model, a popularity model (no
- * terms at all) and a DP-EASE model; a DP model's well-formed but edited
- * record (present, window, beta, share, either flag) or a record added to
- * a DP model trained without one fails its fingerprint. */
+ * terms at all), DP-EASE's projected release and its text-only model:
+ * beside the Gram a share of 0.5 or more, in the text-only model a
+ * half-life, without text any term, each named by the refusal whatever the
+ * fingerprint; a DP model's well-formed but edited record (present,
+ * window, beta, share, either flag) or a record added to a DP model
+ * trained without one fails its fingerprint. */
 static void test_recency_record_crafted(void **s)
 {
     (void)s;
@@ -1459,8 +1617,9 @@ static void test_recency_record_crafted(void **s)
     char text[sizeof((pvg_error *)0)->text];
     long long off;
     /* 0: non-private EASE with the defaults; 1: DP-EASE (projected release)
-     * with them; 2: popularity, no terms */
-    for (int kind = 0; kind < 3; kind++) {
+     * with them; 2: popularity, no terms; 3: DP-EASE's text-only model with
+     * its defaults */
+    for (int kind = 0; kind < 4; kind++) {
         pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(50 + kind);
         pvg_train_params p;
         const char *ids[N_ITEMS], *titles[N_ITEMS];
@@ -1468,8 +1627,9 @@ static void test_recency_record_crafted(void **s)
         if (kind == 0) {
             pvg_train_params_default(PVG_MODEL_EASE, &p);
             pvg_train_params_recency_default(&p, 0);
-        } else if (kind == 1) {
+        } else if (kind == 1 || kind == 3) {
             recency_text_params(&p, det, ids, titles, tb);
+            if (kind == 3) p.dp_epsilon = 2;
             pvg_train_params_recency_default(&p, 2001);
         } else {
             pvg_train_params_default(PVG_MODEL_POPULARITY, &p);
@@ -1483,7 +1643,19 @@ static void test_recency_record_crafted(void **s)
             if (kind == 2 && bad[i].v == &zero) continue; /* all zero there: no record */
             pvg_status st =
                 load_patched(path, orig, len, bad[i].off, bad[i].v, bad[i].n, &off, text);
-            if (st != PVG_ERR_CORRUPT || off != PRESENT || !strstr(text, "recency"))
+            /* the refusal names the field and what it expected (on a
+             * popularity model: that the terms are EASE's) */
+            const char *field = bad[i].off >= FLAGS ? "flags"
+                                : kind == 2         ? "EASE only"
+                                : kind == 0 && bad[i].off == PRESENT
+                                    ? "present from the data" /* its flag: no present */
+                                : bad[i].off == HL    ? "recency_halflife_days must be"
+                                : bad[i].off == DAYS  ? "recent_pop_days must be"
+                                : bad[i].off == BETA  ? "recent_pop_beta"
+                                : bad[i].off == SHARE ? "recent_pop_share must be"
+                                                      : "recency_now must be";
+            if (st != PVG_ERR_CORRUPT || off != PRESENT || !strstr(text, "recency") ||
+                !strstr(text, field))
                 fail_msg("kind %d, byte %zu: status %d at %lld: %s", kind, bad[i].off, (int)st, off,
                          text);
         }
@@ -1523,6 +1695,17 @@ static void test_recency_record_crafted(void **s)
              * business (no DP claim to protect): it loads */
             assert_int_equal(load_patched(path, orig, len, BETA, &one, 8, &off, text), PVG_OK);
         } else if (kind == 1) {
+            /* a share of 0.5 or more beside the Gram: a record the trainer
+             * refuses to write (it would starve the Gram) */
+            const double sh7 = 0.7, sh5 = 0.5;
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh7, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recent_pop_share"));
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh5, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recent_pop_share"));
             /* well-formed edits of the DP record: the fingerprint */
             const int64_t other = 5000;
             const double w = 28, sh = 0.2, b2 = 2;
@@ -1550,6 +1733,17 @@ static void test_recency_record_crafted(void **s)
                                  PVG_ERR_CORRUPT);
                 assert_non_null(strstr(text, "fingerprint"));
             }
+        } else if (kind == 3) {
+            /* the text-only model: a half-life (no Gram to weigh) refused
+             * for itself; a share it could have run at, by the fingerprint */
+            const double h = 120, sh = 0.7;
+            assert_int_equal(load_patched(path, orig, len, HL, &h, 8, &off, text), PVG_ERR_CORRUPT);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "half-life"));
+            assert_int_equal(load_patched(path, orig, len, SHARE, &sh, 8, &off, text),
+                             PVG_ERR_CORRUPT);
+            assert_int_equal(off, 96);
+            assert_non_null(strstr(text, "fingerprint"));
         } else {
             /* popularity: a well-formed EASE record is refused (EASE only) */
             unsigned char *b = malloc(len);
@@ -1566,33 +1760,47 @@ static void test_recency_record_crafted(void **s)
         free(orig);
         pvg_rng_free(det);
     }
-    /* a DP-EASE model trained without the terms (no text: the defaults
-     * drop them) given a well-formed record: its fingerprint */
-    pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(60);
-    pvg_train_params p;
-    const char *ids[N_ITEMS], *titles[N_ITEMS];
-    char tb[N_ITEMS][32];
-    recency_text_params(&p, det, ids, titles, tb);
-    p.dp_item_titles = NULL;
-    pvg_train_params_recency_default(&p, 2001);
-    assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
-    pvg_model_recency r;
-    assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
-    assert_int_equal(r.on, 0);
-    assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
-    pvg_model_free(m);
-    size_t len;
-    unsigned char *orig = slurp(path, &len), *b = malloc(len);
-    const int64_t pr = 2001;
-    const double h = 120;
-    memcpy(b, orig, len);
-    memcpy(b + PRESENT, &pr, 8);
-    memcpy(b + HL, &h, 8);
-    assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-    assert_non_null(strstr(text, "fingerprint"));
-    free(b);
-    free(orig);
-    pvg_rng_free(det);
+    /* DP-EASE trained without the terms given a well-formed record: without
+     * text (the defaults drop the terms) no record fits, refused for
+     * itself; the text-only model trained without them (the record it
+     * could have had): its fingerprint */
+    for (int text_only = 0; text_only < 2; text_only++) {
+        pvg_rng *det = pvg_rng_new_INSECURE_deterministic_for_tests(60);
+        pvg_train_params p;
+        const char *ids[N_ITEMS], *titles[N_ITEMS];
+        char tb[N_ITEMS][32];
+        recency_text_params(&p, det, ids, titles, tb);
+        if (text_only)
+            p.dp_epsilon = 2;
+        else
+            p.dp_item_titles = NULL;
+        pvg_train_params_recency_default(&p, 2001);
+        if (text_only) pvg_model_recency_clear(&p);
+        assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
+        pvg_model_recency r;
+        assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
+        assert_int_equal(r.on, 0);
+        assert_int_equal(pvg_model_save(m, path, &err), PVG_OK);
+        pvg_model_free(m);
+        size_t len;
+        unsigned char *orig = slurp(path, &len), *b = malloc(len);
+        const int64_t pr = 2001;
+        const double d = 60, beta = 8;
+        memcpy(b, orig, len);
+        memcpy(b + PRESENT, &pr, 8);
+        memcpy(b + DAYS, &d, 8);
+        memcpy(b + BETA, &beta, 8);
+        assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+        if (text_only) {
+            assert_non_null(strstr(text, "fingerprint"));
+        } else {
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "without catalogue text"));
+        }
+        free(b);
+        free(orig);
+        pvg_rng_free(det);
+    }
     unlink(path);
     pvg_dataset_free(ds);
 }

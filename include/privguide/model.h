@@ -272,10 +272,12 @@ void pvg_train_params_default(pvg_model_type type, pvg_train_params *p);
  * set: without DP, a half-life of 240 days and the recent buyers' blend
  * (7 days, beta 0.7); with DP, the row-normalised half-life of 120 days and
  * the blend (14 days, beta 1, 15% of the budget, each shopper's window
- * items at unit L2 norm); below epsilon 3 (the epsilon the noise
- * multiplier gives, when set), DP-EASE's text-only model, the blend alone
- * (90 days, beta 1, 30% of the budget, unit rows). present is the training's
- * "now" (Unix seconds; events at or after it are ignored by the terms):
+ * items at unit L2 norm); below epsilon 5 (the epsilon the noise
+ * multiplier gives, when set), DP-EASE's text-only model, the recent
+ * buyers alone (60 days, unit rows, 90% of the budget) mixed into its
+ * prior's popularity, scaled to 8 times the year's total (beta 8).
+ * present is the training's "now" (Unix seconds; events at or after it
+ * are ignored by the terms):
  * DP needs a public one, e.g. the wall-clock time of the training, never
  * one read from the data; 0 (without DP only) is one second after the
  * latest event. Sets recency_where_possible. */
@@ -398,9 +400,10 @@ pvg_status pvg_model_dp_charged(pvg_store *s, const pvg_model *m, int *charged,
                                 pvg_error *err) PVG_WARN_UNUSED;
 /* The contribution bound m a DP trainer of type t uses when
  * pvg_train_params.dp_max_items is 0; 0 for a type without a DP trainer.
- * One exception: DP-EASE below epsilon 3 with catalogue text releases only
- * the buyer counts and bounds them as DP popularity does (the model's DP
- * record, pvg_model_dp_info_get, has the bound used). */
+ * One exception: DP-EASE below epsilon 5 with catalogue text releases only
+ * the buyer counts (and the recent buyers') and bounds them as DP
+ * popularity does (the model's DP record, pvg_model_dp_info_get, has the
+ * bound used). */
 int pvg_dp_default_max_items(pvg_model_type t);
 /* "catalog", "list", "selected"; "" for PVG_DP_VOCAB_NONE. */
 const char *pvg_dp_vocabulary_name(pvg_dp_vocabulary v);

@@ -76,6 +76,11 @@
 #define DP_EASE_TEXT_POP_POW 0.25
 #define DP_EASE_TEXT_ONLY_POP_POW 0.5
 #define DP_EASE_TEXT_ONLY_EPS PVG_DP_EASE_TEXT_ONLY_EPS
+/* DP-EASE's mechanisms: the text-only model, the projected release, the
+ * Gram without text */
+#define DP_EASE_MECH_TEXT_ONLY "dp-ease/discrete-gaussian-popularity+text"
+#define DP_EASE_MECH_PROJECTED "dp-ease/discrete-gaussian-projected-gram+text"
+#define DP_EASE_MECH_GRAM "dp-ease/discrete-gaussian-weighted-gram"
 /* DP-EASE with the catalogue's text, from DP_EASE_TEXT_ONLY_EPS on: the
  * weighted Gram is released projected on a public basis V, the
  * DP_EASE_TEXT_RANK leading eigenvectors of K D K^T over the
@@ -1000,6 +1005,18 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
         st = ease_noise_make(recent_l2_sensitivity(t),
                              pvg_dp_zcdp_to_epsilon(share_r * rho, t->delta), t->delta, (double)n,
                              &enr, err);
+    if (st != PVG_OK && st != PVG_ERR_NOMEM && blend && rho > 0) {
+        /* a share near 0 or 1 leaves one release too little rho to
+         * calibrate (its epsilon rounds to 0): name the split, not only
+         * an epsilon the caller never gave */
+        char why[PVG_ERROR_TEXT_LEN];
+        snprintf(why, sizeof why, "%s", err ? err->text : "");
+        st = pvg_error_set(err, PVG_ERR_INVALID,
+                           "dp ease: recent_pop_share %.15g splits the zCDP rho %.3g into %.3g "
+                           "for the buyer counts and %.3g for the recent buyers, and one of them "
+                           "cannot be calibrated at delta %g: %s",
+                           share_r, rho, (1 - share_r) * rho, share_r * rho, t->delta, why);
+    }
     double rho_run = st == PVG_OK ? m / (2 * pz.scale * pz.scale) : 0;
     if (st == PVG_OK && blend && !unit) rho_run += m / (2 * pr.scale * pr.scale);
     if (st == PVG_OK && unit) {
@@ -1010,6 +1027,10 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
     if (st == PVG_OK && !(eps_run <= eps * (1 + 1e-9)))
         st = pvg_error_set(err, PVG_ERR_INTERNAL,
                            "dp ease: the popularity's epsilon %.17g exceeds %.17g", eps_run, eps);
+    if (st == PVG_OK) {
+        t->text_only_sigma[0] = pz.scale;
+        t->text_only_sigma[1] = unit ? enr.sigma : blend ? pr.scale : 0;
+    }
     double *cnt = NULL;
     if (st == PVG_OK) st = pop_counts(t, &cnt, err);
     if (st != PVG_OK) {
@@ -1059,7 +1080,7 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
     t->rep.noise_multiplier = pz.scale / sqrt(m);
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = "dp-ease/discrete-gaussian-popularity+text";
+    t->rep.mechanism = DP_EASE_MECH_TEXT_ONLY;
     *out = md;
     md = NULL;
 done:
@@ -1545,8 +1566,7 @@ pvg_status pvg_train_dp_ease(pvg_dp_train *t, pvg_model **out, pvg_error *err)
     t->rep.noise_multiplier = en.sigma / en.sens;
     t->rep.max_items = t->max_items;
     t->rep.clip = 0;
-    t->rep.mechanism = text ? "dp-ease/discrete-gaussian-projected-gram+text"
-                            : "dp-ease/discrete-gaussian-weighted-gram";
+    t->rep.mechanism = text ? DP_EASE_MECH_PROJECTED : DP_EASE_MECH_GRAM;
     *out = md;
     md = NULL;
 done:
@@ -1554,6 +1574,23 @@ done:
     free(cnt), free(d), free(Gd), free(pop), free(Gs), free(sel), free(col), free(buf), free(pi),
         free(G);
     return st;
+}
+
+const char *pvg_dp_ease_recency_record_check(const pvg_model *m)
+{
+    const pvg_train_params *p = &m->params;
+    const char *mech = m->dp.mechanism;
+    int hl = p->recency_halflife_days > 0, blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
+    if (m->type != PVG_MODEL_EASE || !(m->dp.epsilon > 0) || (!hl && !blend)) return NULL;
+    if (mech && strcmp(mech, DP_EASE_MECH_TEXT_ONLY) == 0)
+        return hl ? "recency record: a half-life in DP-EASE's text-only model (no Gram to weigh; "
+                    "expected 0)"
+                  : NULL;
+    if (mech && strcmp(mech, DP_EASE_MECH_PROJECTED) == 0)
+        return p->recent_pop_share >= 0.5 ? "recency record: recent_pop_share of 0.5 or more "
+                                            "beside DP-EASE's Gram (expected below 0.5)"
+                                          : NULL;
+    return "recency record: terms on a DP-EASE model without catalogue text (expected none)";
 }
 
 /* ---- the statistic before its noise (tests) -------------------------------------- */

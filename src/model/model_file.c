@@ -201,11 +201,15 @@ static const char *dp_unpack(const file_header *h, pvg_model *m)
 }
 
 /* The header's recency record into m->params, checked as the trainer
- * checks its parameters; an error text starting "recency" or NULL. */
-static const char *recency_unpack(const file_header *h, pvg_model *m)
+ * checks its parameters and, for DP-EASE, against what its mechanism's
+ * path could record (m->dp unpacked first); an error text starting
+ * "recency" and naming the field (in msg, cap bytes, or static) or NULL. */
+static const char *recency_unpack(const file_header *h, pvg_model *m, char *msg, size_t cap)
 {
     pvg_train_params *p = &m->params;
-    if (h->rec_flags & ~7u || h->rec_reserved) return "recency record: unknown flags";
+    if (h->rec_flags & ~7u || h->rec_reserved)
+        return "recency record: unknown flags (expected bit 0, row norm, bit 1, unit rows, and "
+               "bit 2, a present from the data, and a reserved word of 0)";
     int from_data = (h->rec_flags & 4u) != 0;
     if (from_data &&
         (h->rec_present != 0 || h->dp_epsilon != 0 || !(h->rec_halflife > 0 || h->rec_days > 0)))
@@ -220,8 +224,12 @@ static const char *recency_unpack(const file_header *h, pvg_model *m)
     p->recency_row_norm = (int)(h->rec_flags & 1u);
     p->recent_pop_unit = (int)(h->rec_flags >> 1 & 1u);
     pvg_error e;
-    if (pvg_recency_check(p, &e) != PVG_OK) return "recency record out of range";
-    return NULL;
+    if (pvg_recency_check(p, &e) != PVG_OK) {
+        snprintf(msg, cap, "recency record: %s", e.text);
+        return msg;
+    }
+    /* the record the trainer's path could write (m->dp is unpacked) */
+    return pvg_dp_ease_recency_record_check(m);
 }
 
 static uint64_t align64(uint64_t x)
@@ -861,7 +869,8 @@ static pvg_status model_map_fd(int fd, const char *path, pvg_model **out, pvg_er
     m->item_str_len = h.item_str_len;
     const char *bad_hyper = hyper_unpack(h.hyper, m->type, &m->params);
     if (!bad_hyper && h.version >= 4) bad_hyper = dp_unpack(&h, m);
-    if (!bad_hyper && h.version >= 4) bad_hyper = recency_unpack(&h, m);
+    char rec_msg[PVG_ERROR_TEXT_LEN + 32]; /* "recency record: " and the check's text */
+    if (!bad_hyper && h.version >= 4) bad_hyper = recency_unpack(&h, m, rec_msg, sizeof rec_msg);
     m->map = map;
     m->map_len = size;
     if (bad_hyper) {

@@ -143,6 +143,13 @@ pvg_status pvg_recency_window_check_role(const pvg_dataset *ds, const uint8_t *r
  * the popularity and the text, no Gram (docs/models.md "A prior from the
  * catalogue's text"). */
 #define PVG_DP_EASE_TEXT_ONLY_EPS 5.0
+/* Whether DP-EASE's trainer could have written m's recency record beside
+ * its mechanism (a model file's reader; m->dp and m->params filled):
+ * beside the Gram a recent_pop_share below 0.5, in the text-only model no
+ * half-life, without catalogue text no terms at all. NULL when it could
+ * (or m is not DP-EASE, or has no terms), else the refusal's text, starting
+ * "recency record" and naming the field and what was expected. */
+const char *pvg_dp_ease_recency_record_check(const pvg_model *m);
 /* Sets every recency field of p to 0 (a model's record when the terms did
  * not apply). */
 void pvg_model_recency_clear(pvg_train_params *p);
@@ -781,6 +788,13 @@ typedef struct pvg_dp_train {
     /* set by DP-EASE's text-only model under recency_where_possible: the
      * recent buyers' release kept, the half-life (no Gram) recorded off */
     int recency_no_halflife;
+    /* set by DP-EASE's text-only model: the noise std of each of its
+     * releases in its statistic's units, in the order of
+     * pvg_dp_ease_text_only_statistic (the bounded buyer counts, then the
+     * recent buyers' counts; 0: not released), so that the
+     * neighbouring-dataset tests can check the noise against the
+     * sensitivity they measure */
+    double text_only_sigma[2];
 } pvg_dp_train;
 
 /* Dispatch (model.c calls it when p->dp_epsilon > 0): validates, chooses

@@ -76,7 +76,7 @@ jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-popularity+text" and .dp.voca
 # --dp-items is for files; from the store it is refused and names the catalogue import
 OUT=$("$P" train --data-dir "$D" --model ease --epsilon 1 --dp-items "$T/catalogue.tsv" --out "$T/x.pvgm" 2>&1)
 [ $? -eq 2 ] && grep -q "catalog import" <<<"$OUT" || fail "--dp-items from the store: $OUT"
-# eval reports the bound the trainer used: the text-only model (eps < 3 with
+# eval reports the bound the trainer used: the text-only model (eps < 5 with
 # the titles) bounds at DP popularity's m, the Gram release at DP-EASE's
 E=$("$P" eval --input "$T/shop.jsonl" --format jsonl --protocol random-split --model ease \
   --epsilon 1 --delta 1e-6 --dp-items "$T/catalogue.tsv" --json) || fail "eval with titles: $E"

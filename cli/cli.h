@@ -167,6 +167,11 @@ void cli_eval_setup(cli_ctx *c, const char *verb, int need_input, pvg_model_type
  * errors exit). train: the present without --present is the wall-clock
  * time with --epsilon (a public present), else 0 (the latest event). */
 void cli_recency_setup(cli_ctx *c, pvg_train_params *p, int train);
+/* A DP training's public item vocabulary from the list file `items` (one id
+ * a line, optionally a TAB and the item's catalogue title) into p's dp_items
+ * (and dp_item_titles when any line has one); *ids and *buf own it (free
+ * both after training). A bad file exits with its file:line. */
+void cli_dp_items_load(cli_ctx *c, const char *items, pvg_train_params *p, char ***ids, char **buf);
 /* `audit fairness` (cmd_fairness.c), listed in the model table. */
 extern const cli_flag cli_fairness_flags[];
 extern const char cli_fairness_help[];

@@ -151,6 +151,12 @@ int cli_run_audit_fairness(cli_ctx *c)
     } else if (cli_has(c, "model-delta")) {
         cli_usage_error(c, "--model-delta goes with --model-epsilon");
     }
+    const char *items = cli_str(c, "dp-items");
+    if (items && !(cli_has(c, "model-epsilon") && cli_has(c, "input")))
+        cli_usage_error(c, "--dp-items goes with --model-epsilon on --input (from the store, the "
+                           "declared catalogue is the list: privguide catalog import FILE)");
+    char **dp_ids = NULL, *dp_buf = NULL;
+    if (items) cli_dp_items_load(c, items, &p, &dp_ids, &dp_buf);
     cli_recency_setup(c, &p, 0);
     if (fo.epsilon > 0 && cli_has(c, "bootstrap"))
         cli_usage_error(c, "--bootstrap resamples shoppers: not with --epsilon (the DP report's "
@@ -167,7 +173,11 @@ int cli_run_audit_fairness(cli_ctx *c)
     pvg_dataset *ds;
     pvg_store *store = NULL;
     int rc = cli_load_dataset(c, &ds, cli_str(c, "input") ? NULL : &store, json);
-    if (rc) return rc;
+    if (rc) {
+        free(dp_ids);
+        free(dp_buf);
+        return rc;
+    }
     pvg_fair_labels *groups = NULL, *cats = NULL;
     pvg_fair_report *rep = NULL;
     char *text = NULL;
@@ -232,8 +242,12 @@ int cli_run_audit_fairness(cli_ctx *c)
     pvg_fair_labels_free(cats);
     pvg_dataset_free(ds);
     pvg_store_free(store);
+    free(dp_ids);
+    free(dp_buf);
     return 0;
 fail:
+    free(dp_ids);
+    free(dp_buf);
     free(text);
     pvg_fair_report_free(rep);
     pvg_fair_labels_free(groups);
@@ -270,6 +284,10 @@ const cli_flag cli_fairness_flags[] = {
      "train the audited model with shopper-level (E, --model-delta)-DP (docs/models.md \"DP "
      "training\"); required with --epsilon on the store, where it is charged too"},
     {"model-delta", CLI_DOUBLE, "D", "delta of the model's DP training (default 1e-6)"},
+    {"dp-items", CLI_STR, "FILE",
+     "with --model-epsilon on --input: the model's public item vocabulary, one id a line, "
+     "optionally a TAB and the item's catalogue title (as train's; default: DP partition "
+     "selection over the file's items); from the store the declared catalogue is the list"},
     {"out", CLI_STR, "FILE", "also write the report (JSON) to FILE"},
     {"save", CLI_BOOL, NULL, "keep the report in the data dir (GET /v1/admin/fairness)"},
     {"json", CLI_BOOL, NULL, "print the report as JSON"},

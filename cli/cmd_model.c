@@ -70,43 +70,46 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
     if (items && !cli_has(c, "input"))
         cli_usage_error(c, "--dp-items is for --input: from the store, the vocabulary and its "
                            "titles are the declared catalogue (privguide catalog import FILE)");
-    if (items) {
-        size_t n;
-        long *lines = NULL; /* each entry's line in the file, for messages */
-        if (read_id_list(c, items, 1, ids, &n, buf, &lines)) exit(CLI_EXIT_FAIL);
-        /* "id<TAB>title": the item's public catalogue text beside it; the
-         * titles live after the n ids in the same array (freed with it) */
-        char **both = realloc(*ids, (2 * n + 1) * sizeof *both);
-        if (!both) exit(cli_fail("list", PVG_ERR_NOMEM, NULL));
-        *ids = both;
-        int any = 0;
-        for (size_t i = 0; i < n; i++) {
-            char *id = both[i], *tab = strchr(id, '\t'), *title = NULL;
-            if (tab) {
-                *tab = 0;
-                for (title = tab + 1; *title == ' ' || *title == '\t'; title++)
-                    ;
-                size_t tl = strlen(title);
-                while (tl && (title[tl - 1] == ' ' || title[tl - 1] == '\t'))
-                    title[--tl] = 0;
-            }
-            size_t il = strlen(id); /* the id without the spaces around it */
-            while (il && id[il - 1] == ' ')
-                id[--il] = 0;
-            if (!il) {
-                cli_warn("%s:%ld: id: an empty item id before its TAB (expected id<TAB>title)",
-                         items, lines[i]);
-                exit(CLI_EXIT_FAIL);
-            }
-            both[i] = id;
-            both[n + i] = title && *title ? title : NULL;
-            any |= both[n + i] != NULL;
+    if (items) cli_dp_items_load(c, items, p, ids, buf);
+}
+
+void cli_dp_items_load(cli_ctx *c, const char *items, pvg_train_params *p, char ***ids, char **buf)
+{
+    size_t n;
+    long *lines = NULL; /* each entry's line in the file, for messages */
+    if (read_id_list(c, items, 1, ids, &n, buf, &lines)) exit(CLI_EXIT_FAIL);
+    /* "id<TAB>title": the item's public catalogue text beside it; the
+     * titles live after the n ids in the same array (freed with it) */
+    char **both = realloc(*ids, (2 * n + 1) * sizeof *both);
+    if (!both) exit(cli_fail("list", PVG_ERR_NOMEM, NULL));
+    *ids = both;
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *id = both[i], *tab = strchr(id, '\t'), *title = NULL;
+        if (tab) {
+            *tab = 0;
+            for (title = tab + 1; *title == ' ' || *title == '\t'; title++)
+                ;
+            size_t tl = strlen(title);
+            while (tl && (title[tl - 1] == ' ' || title[tl - 1] == '\t'))
+                title[--tl] = 0;
         }
-        free(lines);
-        p->dp_items = (const char *const *)both;
-        p->dp_n_items = n;
-        if (any) p->dp_item_titles = (const char *const *)(both + n);
+        size_t il = strlen(id); /* the id without the spaces around it */
+        while (il && id[il - 1] == ' ')
+            id[--il] = 0;
+        if (!il) {
+            cli_warn("%s:%ld: id: an empty item id before its TAB (expected id<TAB>title)", items,
+                     lines[i]);
+            exit(CLI_EXIT_FAIL);
+        }
+        both[i] = id;
+        both[n + i] = title && *title ? title : NULL;
+        any |= both[n + i] != NULL;
     }
+    free(lines);
+    p->dp_items = (const char *const *)both;
+    p->dp_n_items = n;
+    if (any) p->dp_item_titles = (const char *const *)(both + n);
 }
 
 static json_t *dp_json(const pvg_model_dp_info *d)
@@ -156,6 +159,8 @@ static void recency_print(const pvg_model_recency *r)
                                 : cli_utc_time(r->present, when, sizeof when),
            r->halflife_days, r->row_norm ? " (row-normalised)" : "", r->recent_days, r->recent_beta,
            r->recent_unit ? " (unit rows)" : "");
+    if (r->recent_share > 0)
+        printf("             recent buyers' share of rho %g\n", r->recent_share);
 }
 
 static const char model_help[] =

@@ -52,6 +52,25 @@ echo "$txt" | grep -q "^gaps:" || fail "text report: $txt"
 # the popularity model serves the "a" shoppers (popular items) better
 echo "$out" | grep -A8 '"recall": {' | grep -q '"max_group": "a"' || fail "recall gap not toward a: $out"
 
+# a DP-trained model on a file: without a public item list, DP partition
+# selection over 60 shoppers keeps no item and the refusal says to name
+# one; --dp-items (as train's) names it
+"$PVG" audit fairness --groups "$T/groups.csv" --model popularity --protocol random-split \
+  --input "$T/d.tsv" --format tsv -k 5 --min-group-users 5 --model-epsilon 1 >/dev/null 2>"$T/err"
+[ $? -eq 1 ] && grep -q "name a public item list" "$T/err" || fail "no item list: $(cat "$T/err")"
+printf '%s\n' p0 p1 p2 p3 p4 $(seq -f 't%g' 0 29) >"$T/items.txt"
+"$PVG" audit fairness --groups "$T/groups.csv" --model popularity --protocol random-split \
+  --input "$T/d.tsv" --format tsv -k 5 --min-group-users 5 --model-epsilon 1 \
+  --dp-items "$T/items.txt" --json >/dev/null || fail "--dp-items on a file"
+"$PVG" audit fairness --groups "$T/groups.csv" --model popularity --protocol random-split \
+  --input "$T/d.tsv" --format tsv -k 5 --dp-items "$T/items.txt" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "--dp-items without --model-epsilon accepted"
+printf 'p0\n \ttitle without an id\n' >"$T/bad-items.txt"
+"$PVG" audit fairness --groups "$T/groups.csv" --model popularity --protocol random-split \
+  --input "$T/d.tsv" --format tsv -k 5 --model-epsilon 1 --dp-items "$T/bad-items.txt" \
+  >/dev/null 2>"$T/err"
+[ $? -eq 1 ] && grep -q "bad-items.txt:2" "$T/err" || fail "a bad item list: $(cat "$T/err")"
+
 # the store: DP release charged to the ledger
 D=$T/data
 timeout 60 "$PVG" init --data-dir "$D" >/dev/null || fail init

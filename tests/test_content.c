@@ -136,9 +136,11 @@ static void ease_small_eps(int recent)
 {
     pvg_dataset *ds = shop();
     pvg_model *m = train_recent(ds, 1, titles, 5, recent);
-    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    assert_string_equal(m->dp.mechanism, recent ? "dp-ease/discrete-gaussian-pop+recent+text"
+                                                : "dp-ease/discrete-gaussian-popularity+text");
     assert_true(m->dp.epsilon <= 1 + 1e-9 && m->dp.epsilon >= 0.99);
-    assert_true(fabs(m->dp.sensitivity - 2.0) < 1e-12); /* sqrt(m), m = 4 */
+    /* sqrt(m), m = 4; with the recent buyers the composition's 1 */
+    assert_true(fabs(m->dp.sensitivity - (recent ? 1.0 : 2.0)) < 1e-12);
     size_t n = pvg_model_n_items(m);
     assert_int_equal(n, N_ITEMS);
     const float *B = m->ease_B, *pop = m->popularity;

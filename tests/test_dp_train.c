@@ -522,7 +522,7 @@ static void text_only_trained(const pvg_dataset *ds, double eps, double nm, doub
     t.now = now;
     pvg_model *md = NULL;
     assert_int_equal(pvg_train_dp_ease(&t, &md, &err), PVG_OK);
-    assert_string_equal(t.rep.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    assert_string_equal(t.rep.mechanism, "dp-ease/discrete-gaussian-pop+recent+text");
     sigma[0] = t.text_only_sigma[0];
     sigma[1] = t.text_only_sigma[1];
     *m = t.max_items;
@@ -600,9 +600,15 @@ static void test_ease_text_only_sensitivity(void **s)
     pvg_model *m;
     pvg_error err;
     assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
-    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+    /* with the recent buyers, the record states the two releases'
+     * composition as one Gaussian of sensitivity 1 with the same rho: its
+     * noise multiplier gives back the recorded epsilon */
+    assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-pop+recent+text");
     assert_int_equal(m->dp.max_items, 32);
-    assert_true(fabs(m->dp.sensitivity - sqrt(32)) < 1e-12);
+    assert_true(m->dp.sensitivity == 1 && m->dp.clip == 1);
+    double nm1 = m->dp.noise_multiplier;
+    assert_true(fabs(pvg_dp_zcdp_to_epsilon(1 / (2 * nm1 * nm1), m->dp.delta) - m->dp.epsilon) <
+                1e-9 * m->dp.epsilon);
     pvg_model_free(m);
     pvg_rng_free(det);
     /* the noise of each release against the sensitivities measured above
@@ -1297,7 +1303,7 @@ static void test_ease_recency_defaults_noise_multiplier(void **s)
         pvg_model *m;
         pvg_error err;
         assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
-        assert_string_equal(m->dp.mechanism, nm ? "dp-ease/discrete-gaussian-popularity+text"
+        assert_string_equal(m->dp.mechanism, nm ? "dp-ease/discrete-gaussian-pop+recent+text"
                                                 : "dp-ease/discrete-gaussian-projected-gram+text");
         pvg_model_recency r;
         assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
@@ -1333,7 +1339,7 @@ static void test_ease_recency_defaults_noise_multiplier(void **s)
         pvg_error err;
         if (pvg_model_train(ds, &p, &m, NULL, &err) != PVG_OK)
             fail_msg("eps %.17g nm %.17g: %s", edge[e].eps, edge[e].nm, err.text);
-        int text_only = strcmp(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text") == 0;
+        int text_only = strcmp(m->dp.mechanism, "dp-ease/discrete-gaussian-pop+recent+text") == 0;
         assert_true(p.recent_pop_share == (text_only ? 0.9 : 0.15));
         n_text_only += text_only;
         pvg_model_free(m);
@@ -1455,7 +1461,7 @@ static void test_ease_recency_defaults(void **s)
         pvg_train_params_recency_default(&p, 2001);
         p.dp_epsilon = 2;
         assert_int_equal(pvg_model_train(ds, &p, &m, NULL, &err), PVG_OK);
-        assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-popularity+text");
+        assert_string_equal(m->dp.mechanism, "dp-ease/discrete-gaussian-pop+recent+text");
         assert_true(m->dp.epsilon <= 2 * (1 + 1e-9) && m->dp.epsilon >= 2 * 0.995);
         assert_int_equal(pvg_model_recency_get(m, &r, &err), PVG_OK);
         assert_true(r.on && r.present == 2001 && r.halflife_days == 0 && !r.row_norm);

@@ -79,6 +79,8 @@
 /* DP-EASE's mechanisms: the text-only model, the projected release, the
  * Gram without text */
 #define DP_EASE_MECH_TEXT_ONLY "dp-ease/discrete-gaussian-popularity+text"
+/* the text-only model with its recent buyers: two releases composed */
+#define DP_EASE_MECH_TEXT_RECENT "dp-ease/discrete-gaussian-pop+recent+text"
 #define DP_EASE_MECH_PROJECTED "dp-ease/discrete-gaussian-projected-gram+text"
 #define DP_EASE_MECH_GRAM "dp-ease/discrete-gaussian-weighted-gram"
 /* DP-EASE with the catalogue's text, from DP_EASE_TEXT_ONLY_EPS on: the
@@ -1076,11 +1078,23 @@ static pvg_status ease_text_only(pvg_dp_train *t, double eps, float *G, pvg_mode
     pop = NULL;
     t->rep.epsilon = eps_run;
     t->rep.delta = t->delta;
-    t->rep.sensitivity = sqrt(m);
-    t->rep.noise_multiplier = pz.scale / sqrt(m);
     t->rep.max_items = t->max_items;
-    t->rep.clip = 0;
-    t->rep.mechanism = DP_EASE_MECH_TEXT_ONLY;
+    if (blend) {
+        /* two releases: the record states their composition as the one
+         * Gaussian mechanism of sensitivity 1 with the same zCDP rho,
+         * rho_run = 1 / (2 s^2); max_items bounds the year's counts, clip
+         * (1 with unit rows) the recent buyers' rows; the recency record
+         * holds the share */
+        t->rep.sensitivity = 1;
+        t->rep.noise_multiplier = 1 / sqrt(2 * rho_run);
+        t->rep.clip = unit ? 1.0 : 0;
+        t->rep.mechanism = DP_EASE_MECH_TEXT_RECENT;
+    } else {
+        t->rep.sensitivity = sqrt(m);
+        t->rep.noise_multiplier = pz.scale / sqrt(m);
+        t->rep.clip = 0;
+        t->rep.mechanism = DP_EASE_MECH_TEXT_ONLY;
+    }
     *out = md;
     md = NULL;
 done:
@@ -1582,7 +1596,8 @@ const char *pvg_dp_ease_recency_record_check(const pvg_model *m)
     const char *mech = m->dp.mechanism;
     int hl = p->recency_halflife_days > 0, blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
     if (m->type != PVG_MODEL_EASE || !(m->dp.epsilon > 0) || (!hl && !blend)) return NULL;
-    if (mech && strcmp(mech, DP_EASE_MECH_TEXT_ONLY) == 0)
+    if (mech &&
+        (strcmp(mech, DP_EASE_MECH_TEXT_ONLY) == 0 || strcmp(mech, DP_EASE_MECH_TEXT_RECENT) == 0))
         return hl ? "recency record: a half-life in DP-EASE's text-only model (no Gram to weigh; "
                     "expected 0)"
                   : NULL;

@@ -66,9 +66,10 @@ printf '{"type":"item","item":"i21","title":"ODD NAME FROM A ROW"}\n{"type":"pur
 
 # store-trained DP-EASE now has the prior: in the output and the header
 R=$(train) || fail "train with the catalogue"
-jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-popularity+text" and .dp.vocabulary == "catalog"' \
+# (the text-only model with its recent buyers: --present is after the sales)
+jq -e '.dp.mechanism == "dp-ease/discrete-gaussian-pop+recent+text" and .dp.vocabulary == "catalog"' \
   <<<"$R" >/dev/null || fail "no text prior from the declared catalogue: $R"
-"$P" model info --model "$D/ease-dp.pvgm" | grep -q "popularity+text" || fail "model info: no +text"
+"$P" model info --model "$D/ease-dp.pvgm" | grep -q "pop+recent+text" || fail "model info: no +text"
 # its items are the declared catalogue's 81 (80 and the stray j1 nobody bought)
 "$P" model info --model "$D/ease-dp.pvgm" --json | jq -e '.items == 81' >/dev/null ||
   fail "the model's items are not the declared catalogue's"

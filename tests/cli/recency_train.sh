@@ -82,7 +82,7 @@ jq -e '.recency.present == "2010-12-01T00:00:00Z"' <<<"$R2" >/dev/null || fail "
 # buyers mixed into its prior
 R=$("$P" train --data-dir "$D" --model ease --epsilon 1 --present 2010-12-01 --out "$D/dp1.pvgm" --json) ||
   fail "train --epsilon 1"
-jq -e '(.dp.mechanism | contains("popularity+text")) and .recency.halflife_days == 0 and
+jq -e '(.dp.mechanism | contains("pop+recent+text")) and .recency.halflife_days == 0 and
        .recency.recent_days == 60 and .recency.recent_beta == 8 and .recency.recent_share == 0.9' <<<"$R" >/dev/null ||
   fail "the text-only model's recency: $R"
 # popularity has no recency terms: nothing recorded

@@ -340,6 +340,51 @@ static void test_recency_present_window(void **state)
     pvg_dataset_free(ds);
 }
 
+/* The window check is a public function: a present or a window outside
+ * what a training accepts (INT64 extremes, a window of 1e300 days or an
+ * infinite, negative or NaN one) is refused naming the field, not turned into a signed
+ * overflow or an out-of-range conversion (both undefined; the sanitizer
+ * build aborts on them); eval refuses such a given present the same way. */
+static void test_recency_window_check_extremes(void **state)
+{
+    (void)state;
+    pvg_dataset *ds = temporal_fixture();
+    pvg_error err;
+    const int64_t presents[] = {INT64_MIN, INT64_MIN + 1, -PVG_RECENCY_MAX_NOW - 1,
+                                PVG_RECENCY_MAX_NOW + 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof presents / sizeof *presents; i++) {
+        pvg_error_clear(&err);
+        assert_int_equal(pvg_recency_window_check(ds, presents[i], 7, &err), PVG_ERR_INVALID);
+        if (!strstr(err.text, "present") || !strstr(err.text, "within"))
+            fail_msg("present %lld: %s", (long long)presents[i], err.text);
+    }
+    const double days[] = {1e300, INFINITY, PVG_RECENCY_MAX_DAYS * 2, -1, NAN, -INFINITY};
+    for (size_t i = 0; i < sizeof days / sizeof *days; i++) {
+        pvg_error_clear(&err);
+        assert_int_equal(pvg_recency_window_check(ds, 1004, days[i], &err), PVG_ERR_INVALID);
+        if (!strstr(err.text, "days")) fail_msg("days %g: %s", days[i], err.text);
+    }
+    /* the bounds themselves are legitimate (no event in the window: refused
+     * for that reason, not for the range) */
+    assert_int_equal(pvg_recency_window_check(ds, 1004, PVG_RECENCY_MAX_DAYS, &err), PVG_OK);
+    assert_int_equal(pvg_recency_window_check(ds, -PVG_RECENCY_MAX_NOW, 7, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "no event"));
+    pvg_eval_options o;
+    pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
+    o.test_fraction = 0.5;
+    o.n_ks = 1;
+    o.ks[0] = 2;
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    p.ease_lambda = 1;
+    pvg_train_params_recency_default(&p, 1004);
+    p.recency_now = INT64_MIN;
+    pvg_eval_result res;
+    assert_int_equal(pvg_eval_run(ds, &p, &o, &res, &err), PVG_ERR_INVALID);
+    if (!strstr(err.text, "within")) fail_msg("%s", err.text);
+    pvg_dataset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_temporal),
         cmocka_unit_test(test_temporal_recency_present),
         cmocka_unit_test(test_recency_present_window),
+        cmocka_unit_test(test_recency_window_check_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -137,8 +137,10 @@ int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before);
  * [present - days, present) holds an event of ds. PVG_OK when it does or
  * days is 0; PVG_ERR_INVALID otherwise, naming the window, the present and
  * the latest event before it (or none): the term would be empty (a present
- * before the data, or long after it). Never for a DP training, which is not
- * gated on the data (docs/models.md "Recency"). */
+ * before the data, or long after it). A present outside +-1e12 seconds or
+ * days outside [0, 1e6] (a training's own ranges) is PVG_ERR_INVALID naming
+ * it. Never for a DP training, which is not gated on the data
+ * (docs/models.md "Recency"). */
 pvg_status pvg_recency_window_check(const pvg_dataset *ds, int64_t present, double days,
                                     pvg_error *err) PVG_WARN_UNUSED;
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a

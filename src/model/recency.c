@@ -68,7 +68,18 @@ const char *pvg_utc_text(int64_t t, char buf[32])
 pvg_status pvg_recency_window_check_role(const pvg_dataset *ds, const uint8_t *role,
                                          int64_t present, double days, pvg_error *err)
 {
-    if (!(days > 0)) return PVG_OK;
+    if (days == 0) return PVG_OK;
+    /* a training's range (pvg_recency_check): present - days stays far
+     * from int64's ends, and days * 86400 converts exactly */
+    if (present < -PVG_RECENCY_MAX_NOW || present > PVG_RECENCY_MAX_NOW)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recency: the present must be Unix seconds within +-%lld, got %lld",
+                             (long long)PVG_RECENCY_MAX_NOW, (long long)present);
+    if (!(days > 0 && days <= PVG_RECENCY_MAX_DAYS))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recency: the recent buyers' window must be 0 (none) or in (0, %g] "
+                             "days, got %g",
+                             PVG_RECENCY_MAX_DAYS, days);
     int64_t from = present - (int64_t)(days * 86400.0), latest = INT64_MIN;
     for (size_t e = 0; e < ds->n_ev; e++) {
         int64_t ts = ds->ev_ts[e];

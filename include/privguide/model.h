@@ -228,8 +228,9 @@ typedef struct pvg_train_params {
     /* EASE and DP-EASE with catalogue text, recency (docs/models.md
      * "Recency"); all 0: off. recency_now is the training's present (Unix
      * seconds): events at or after it are ignored by the recency terms (0:
-     * one second after the latest event; DP-EASE refuses 0, the latest
-     * event being one shopper's data). With recency_halflife_days > 0
+     * one second after the latest event, refused like a given present
+     * outside +-1e12 seconds; DP-EASE refuses 0, the latest event being
+     * one shopper's data). With recency_halflife_days > 0
      * each history item weighs 2^(-age / half-life) in the Gram (age: since
      * the shopper's latest purchase of it; scoring stays binary). With
      * recent_pop_days > 0 and recent_pop_beta > 0 every row of B gets

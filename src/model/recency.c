@@ -21,7 +21,9 @@ int64_t pvg_recency_now(const pvg_dataset *ds, const pvg_train_params *p)
     int64_t mx = INT64_MIN;
     for (size_t e = 0; e < ds->n_ev; e++)
         if (ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
-    return mx == INT64_MIN ? 0 : mx + 1;
+    /* (saturated: an event at INT64_MAX; the trainer refuses a present
+     * outside +-PVG_RECENCY_MAX_NOW) */
+    return mx == INT64_MIN ? 0 : mx == INT64_MAX ? INT64_MAX : mx + 1;
 }
 
 static int64_t find_cell(const pvg_csr *R, uint32_t u, uint32_t i)

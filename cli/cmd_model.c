@@ -73,6 +73,18 @@ static void dp_setup(cli_ctx *c, pvg_train_params *p, char ***ids, char **buf)
     if (items) cli_dp_items_load(c, items, p, ids, buf);
 }
 
+/* an id and its entry in a list, ordered by id then entry */
+typedef struct id_at {
+    const char *id;
+    size_t at;
+} id_at;
+static int id_at_cmp(const void *a, const void *b)
+{
+    const id_at *x = a, *y = b;
+    int r = strcmp(x->id, y->id);
+    return r ? r : (x->at > y->at) - (x->at < y->at);
+}
+
 void cli_dp_items_load(cli_ctx *c, const char *items, pvg_train_params *p, char ***ids, char **buf)
 {
     size_t n;
@@ -105,6 +117,33 @@ void cli_dp_items_load(cli_ctx *c, const char *items, pvg_train_params *p, char 
         both[i] = id;
         both[n + i] = title && *title ? title : NULL;
         any |= both[n + i] != NULL;
+    }
+    if (n == 0) {
+        cli_warn("%s: no item id (expected one id a line, with an optional TAB and title; blank "
+                 "lines and #-comments are skipped)",
+                 items);
+        exit(CLI_EXIT_FAIL);
+    }
+    /* a public list names each item once: a repeat is named with both lines */
+    id_at *ord = malloc(n * sizeof *ord);
+    if (!ord) exit(cli_fail("list", PVG_ERR_NOMEM, NULL));
+    for (size_t i = 0; i < n; i++)
+        ord[i] = (id_at){both[i], i};
+    qsort(ord, n, sizeof *ord, id_at_cmp);
+    size_t dup = n, first = 0;
+    for (size_t i = 1, g = 0; i < n; i++) {
+        if (strcmp(ord[i].id, ord[g].id) != 0)
+            g = i;
+        else if (ord[i].at < dup) {
+            dup = ord[i].at;
+            first = ord[g].at;
+        }
+    }
+    free(ord);
+    if (dup < n) {
+        cli_warn("%s:%ld: id: '%s' is listed twice (first on line %ld)", items, lines[dup],
+                 both[dup], lines[first]);
+        exit(CLI_EXIT_FAIL);
     }
     free(lines);
     p->dp_items = (const char *const *)both;
@@ -529,7 +568,8 @@ static int run_train(cli_ctx *c)
 /* ---- batch recommendations: one model load, one JSON line per shopper ---- */
 
 /* The ids of a list file (one a line; blank lines and #-comments skipped;
- * "-" is stdin). *buf_out owns the strings. */
+ * "-" is stdin; a UTF-8 byte order mark skipped; a NUL byte refused naming
+ * its line and offset). *buf_out owns the strings. */
 /* keep_tabs: a TAB is not trimmed from a line's ends (an "id<TAB>title"
  * line with an empty id stays visible as such) */
 static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids_out, size_t *n_out,
@@ -561,6 +601,19 @@ static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids
         return CLI_EXIT_FAIL;
     }
     buf[len] = 0;
+    /* a NUL byte would end the list silently at its line */
+    const char *z = memchr(buf, 0, len);
+    if (z) {
+        long zl = 1;
+        for (const char *q = buf; q < z; q++)
+            zl += *q == '\n';
+        cli_warn("%s:%ld: a NUL byte at byte offset %zu (expected text: one id a line)", path, zl,
+                 (size_t)(z - buf));
+        free(buf);
+        return CLI_EXIT_FAIL;
+    }
+    /* a UTF-8 byte order mark is not part of the first id */
+    size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     size_t n = 0, ncap = 1024;
     char **ids = malloc(ncap * sizeof *ids);
     long *lines = lines_out ? malloc(ncap * sizeof *lines) : NULL, line_no = 0;
@@ -568,7 +621,7 @@ static int read_id_list(cli_ctx *c, const char *path, int keep_tabs, char ***ids
         free(ids);
         ids = NULL;
     }
-    for (char *line = buf, *next; ids && line && *line; line = next) {
+    for (char *line = buf + bom, *next; ids && line && *line; line = next) {
         line_no++;
         next = strchr(line, '\n');
         if (next) *next++ = 0;

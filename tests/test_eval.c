@@ -340,6 +340,112 @@ static void test_recency_present_window(void **state)
     pvg_dataset_free(ds);
 }
 
+/* The window check is a public function: a present or a window outside
+ * what a training accepts (INT64 extremes, a window of 1e300 days or an
+ * infinite, negative or NaN one) is refused naming the field, not turned into a signed
+ * overflow or an out-of-range conversion (both undefined; the sanitizer
+ * build aborts on them); eval refuses such a given present the same way. */
+static void test_recency_window_check_extremes(void **state)
+{
+    (void)state;
+    pvg_dataset *ds = temporal_fixture();
+    pvg_error err;
+    const int64_t presents[] = {INT64_MIN, INT64_MIN + 1, -PVG_RECENCY_MAX_NOW - 1,
+                                PVG_RECENCY_MAX_NOW + 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof presents / sizeof *presents; i++) {
+        pvg_error_clear(&err);
+        assert_int_equal(pvg_recency_window_check(ds, presents[i], 7, &err), PVG_ERR_INVALID);
+        if (!strstr(err.text, "present") || !strstr(err.text, "within"))
+            fail_msg("present %lld: %s", (long long)presents[i], err.text);
+    }
+    const double days[] = {1e300, INFINITY, PVG_RECENCY_MAX_DAYS * 2, -1, NAN, -INFINITY};
+    for (size_t i = 0; i < sizeof days / sizeof *days; i++) {
+        pvg_error_clear(&err);
+        assert_int_equal(pvg_recency_window_check(ds, 1004, days[i], &err), PVG_ERR_INVALID);
+        if (!strstr(err.text, "days")) fail_msg("days %g: %s", days[i], err.text);
+    }
+    /* the bounds themselves are legitimate (no event in the window: refused
+     * for that reason, not for the range) */
+    assert_int_equal(pvg_recency_window_check(ds, 1004, PVG_RECENCY_MAX_DAYS, &err), PVG_OK);
+    assert_int_equal(pvg_recency_window_check(ds, -PVG_RECENCY_MAX_NOW, 7, &err), PVG_ERR_INVALID);
+    assert_non_null(strstr(err.text, "no event"));
+    pvg_eval_options o;
+    pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
+    o.test_fraction = 0.5;
+    o.n_ks = 1;
+    o.ks[0] = 2;
+    pvg_train_params p;
+    pvg_train_params_default(PVG_MODEL_EASE, &p);
+    p.ease_lambda = 1;
+    pvg_train_params_recency_default(&p, 1004);
+    p.recency_now = INT64_MIN;
+    pvg_eval_result res;
+    assert_int_equal(pvg_eval_run(ds, &p, &o, &res, &err), PVG_ERR_INVALID);
+    if (!strstr(err.text, "within")) fail_msg("%s", err.text);
+    pvg_dataset_free(ds);
+}
+
+/* A present read from the data (one second after the latest event) is held
+ * to the range a given present must keep: an event at INT64_MAX overflowed
+ * it (undefined; the sanitizer build aborts, the release build trained with
+ * a present of INT64_MIN, every event after it: an empty model, silently),
+ * and an event in the year 33000 made every other purchase weigh 0. Train
+ * and eval refuse such data with the present's range and what to pass
+ * instead; the legitimate bound itself trains. */
+static void test_recency_present_from_data_range(void **state)
+{
+    (void)state;
+    const int64_t lates[] = {INT64_MAX, PVG_RECENCY_MAX_NOW};
+    for (int k = 0; k < 3; k++) {
+        pvg_dataset *ds = temporal_fixture();
+        if (k < 2)
+            add(ds, "u5", "a", lates[k]);
+        else
+            add(ds, "u5", "a", PVG_RECENCY_MAX_NOW - 1);
+        pvg_train_params p;
+        pvg_train_params_default(PVG_MODEL_EASE, &p);
+        p.ease_lambda = 1;
+        pvg_train_params_recency_default(&p, 0);
+        pvg_model *m = NULL;
+        pvg_error err;
+        pvg_error_clear(&err);
+        pvg_status st = pvg_model_train(ds, &p, &m, NULL, &err);
+        if (k == 2) {
+            if (st != PVG_OK) fail_msg("the bound: %s", err.text);
+            pvg_model_free(m);
+            pvg_dataset_free(ds);
+            continue;
+        }
+        if (st != PVG_ERR_INVALID || !strstr(err.text, "latest event") ||
+            !strstr(err.text, "within"))
+            fail_msg("event at %lld: status %d: %s", (long long)lates[k], (int)st, err.text);
+        assert_null(m);
+        pvg_eval_options o;
+        pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
+        o.test_fraction = 0.5;
+        o.n_ks = 1;
+        o.ks[0] = 2;
+        pvg_train_params_recency_default(&p, 0);
+        p.recency_where_possible = 0; /* an explicit request: the present from the data */
+        /* a seed whose split trains on the late event (the present is then
+         * one second after it) */
+        uint8_t role[16];
+        int trained = 0;
+        for (o.seed = 1; o.seed < 64 && !trained; o.seed++) {
+            assert_int_equal(pvg_eval_split(ds, &o, role, NULL), PVG_OK);
+            trained = role[ds->n_ev - 1] == PVG_SPLIT_TRAIN;
+        }
+        assert_true(trained);
+        o.seed--;
+        pvg_eval_result res;
+        pvg_error_clear(&err);
+        st = pvg_eval_run(ds, &p, &o, &res, &err);
+        if (st != PVG_ERR_INVALID || !strstr(err.text, "within"))
+            fail_msg("eval, event at %lld: status %d: %s", (long long)lates[k], (int)st, err.text);
+        pvg_dataset_free(ds);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +455,8 @@ int main(void)
         cmocka_unit_test(test_temporal),
         cmocka_unit_test(test_temporal_recency_present),
         cmocka_unit_test(test_recency_present_window),
+        cmocka_unit_test(test_recency_window_check_extremes),
+        cmocka_unit_test(test_recency_present_from_data_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

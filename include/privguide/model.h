@@ -137,8 +137,10 @@ int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before);
  * [present - days, present) holds an event of ds. PVG_OK when it does or
  * days is 0; PVG_ERR_INVALID otherwise, naming the window, the present and
  * the latest event before it (or none): the term would be empty (a present
- * before the data, or long after it). Never for a DP training, which is not
- * gated on the data (docs/models.md "Recency"). */
+ * before the data, or long after it). A present outside +-1e12 seconds or
+ * days outside [0, 1e6] (a training's own ranges) is PVG_ERR_INVALID naming
+ * it. Never for a DP training, which is not gated on the data
+ * (docs/models.md "Recency"). */
 pvg_status pvg_recency_window_check(const pvg_dataset *ds, int64_t present, double days,
                                     pvg_error *err) PVG_WARN_UNUSED;
 /* The dataset's user key of ext_user (salted hash). PVG_ERR_STATE for a
@@ -226,8 +228,9 @@ typedef struct pvg_train_params {
     /* EASE and DP-EASE with catalogue text, recency (docs/models.md
      * "Recency"); all 0: off. recency_now is the training's present (Unix
      * seconds): events at or after it are ignored by the recency terms (0:
-     * one second after the latest event; DP-EASE refuses 0, the latest
-     * event being one shopper's data). With recency_halflife_days > 0
+     * one second after the latest event, refused like a given present
+     * outside +-1e12 seconds; DP-EASE refuses 0, the latest event being
+     * one shopper's data). With recency_halflife_days > 0
      * each history item weighs 2^(-age / half-life) in the Gram (age: since
      * the shopper's latest purchase of it; scoring stays binary). With
      * recent_pop_days > 0 and recent_pop_beta > 0 every row of B gets

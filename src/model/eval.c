@@ -163,7 +163,8 @@ pvg_status pvg_eval_recency_apply(const pvg_dataset *ds, const pvg_eval_options 
         int64_t mx = INT64_MIN;
         for (size_t e = 0; e < ds->n_ev; e++)
             if (role[e] == PVG_SPLIT_TRAIN && ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
-        tp->recency_now = mx == INT64_MIN ? 0 : mx + 1;
+        /* saturated; out of a present's range, refused by the trainer */
+        tp->recency_now = mx == INT64_MIN ? 0 : mx == INT64_MAX ? INT64_MAX : mx + 1;
     }
     /* as `train` checks a model without DP given a present: one whose
      * recent window holds no training event (before the data, or long

@@ -522,6 +522,19 @@ pvg_status pvg_model_train_matrix(const pvg_dataset *ds, const pvg_csr *R,
             /* recency (docs/models.md "Recency"); the model records the
              * present it used */
             now = pvg_recency_now(ds, p);
+            if (now < -PVG_RECENCY_MAX_NOW || now > PVG_RECENCY_MAX_NOW) {
+                /* a present from the data is held to a given one's range:
+                 * beyond it (an event dated far ahead) every other purchase
+                 * would weigh 0 */
+                free(B);
+                st = pvg_error_set(
+                    err, PVG_ERR_INVALID,
+                    "ease: recency: the present, one second after the latest "
+                    "event, must be Unix seconds within +-%lld like a given one: "
+                    "give a present (recency_now, --present) or no recency terms (--no-recency)",
+                    (long long)PVG_RECENCY_MAX_NOW);
+                break;
+            }
             /* a present read from the data (one second after the latest
              * event: one shopper's purchase time) is used, never recorded:
              * the header is plain text and outlives that shopper's

@@ -21,7 +21,9 @@ int64_t pvg_recency_now(const pvg_dataset *ds, const pvg_train_params *p)
     int64_t mx = INT64_MIN;
     for (size_t e = 0; e < ds->n_ev; e++)
         if (ds->ev_ts[e] > mx) mx = ds->ev_ts[e];
-    return mx == INT64_MIN ? 0 : mx + 1;
+    /* (saturated: an event at INT64_MAX; the trainer refuses a present
+     * outside +-PVG_RECENCY_MAX_NOW) */
+    return mx == INT64_MIN ? 0 : mx == INT64_MAX ? INT64_MAX : mx + 1;
 }
 
 static int64_t find_cell(const pvg_csr *R, uint32_t u, uint32_t i)
@@ -68,7 +70,18 @@ const char *pvg_utc_text(int64_t t, char buf[32])
 pvg_status pvg_recency_window_check_role(const pvg_dataset *ds, const uint8_t *role,
                                          int64_t present, double days, pvg_error *err)
 {
-    if (!(days > 0)) return PVG_OK;
+    if (days == 0) return PVG_OK;
+    /* a training's range (pvg_recency_check): present - days stays far
+     * from int64's ends, and days * 86400 converts exactly */
+    if (present < -PVG_RECENCY_MAX_NOW || present > PVG_RECENCY_MAX_NOW)
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recency: the present must be Unix seconds within +-%lld, got %lld",
+                             (long long)PVG_RECENCY_MAX_NOW, (long long)present);
+    if (!(days > 0 && days <= PVG_RECENCY_MAX_DAYS))
+        return pvg_error_set(err, PVG_ERR_INVALID,
+                             "recency: the recent buyers' window must be 0 (none) or in (0, %g] "
+                             "days, got %g",
+                             PVG_RECENCY_MAX_DAYS, days);
     int64_t from = present - (int64_t)(days * 86400.0), latest = INT64_MIN;
     for (size_t e = 0; e < ds->n_ev; e++) {
         int64_t ts = ds->ev_ts[e];

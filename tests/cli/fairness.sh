@@ -70,6 +70,29 @@ printf 'p0\n \ttitle without an id\n' >"$T/bad-items.txt"
   --input "$T/d.tsv" --format tsv -k 5 --model-epsilon 1 --dp-items "$T/bad-items.txt" \
   >/dev/null 2>"$T/err"
 [ $? -eq 1 ] && grep -q "bad-items.txt:2" "$T/err" || fail "a bad item list: $(cat "$T/err")"
+# the list reader (shared with train and eval) names where a list is bad:
+# an empty list, an id listed twice (a UTF-8 byte order mark is not part of
+# the first id), a NUL byte (once silently the end of the list)
+dp_list() {
+  "$PVG" audit fairness --groups "$T/groups.csv" --model popularity --protocol random-split \
+    --input "$T/d.tsv" --format tsv -k 5 --min-group-users 5 --model-epsilon 1 --dp-items "$1" \
+    >/dev/null 2>"$T/err"
+}
+printf '# nothing but a comment\n\n' >"$T/empty-items.txt"
+dp_list "$T/empty-items.txt"
+[ $? -eq 1 ] && grep -q "empty-items.txt: no item id" "$T/err" || fail "an empty list: $(cat "$T/err")"
+printf 'p0\tP zero\np1\np0\n' >"$T/dup-items.txt"
+dp_list "$T/dup-items.txt"
+[ $? -eq 1 ] && grep -q "dup-items.txt:3: id: 'p0' is listed twice (first on line 1)" "$T/err" ||
+  fail "a duplicate: $(cat "$T/err")"
+printf '\357\273\277p0\r\np1\r\np0\r\n' >"$T/bom-items.txt"
+dp_list "$T/bom-items.txt"
+[ $? -eq 1 ] && grep -q "bom-items.txt:3: id: 'p0' is listed twice (first on line 1)" "$T/err" ||
+  fail "a byte order mark: $(cat "$T/err")"
+printf 'p0\np1\000\np2\n' >"$T/nul-items.txt"
+dp_list "$T/nul-items.txt"
+[ $? -eq 1 ] && grep -q "nul-items.txt:2: a NUL byte at byte offset 5" "$T/err" ||
+  fail "a NUL byte: $(cat "$T/err")"
 
 # the store: DP release charged to the ledger
 D=$T/data

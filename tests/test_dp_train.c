@@ -338,6 +338,20 @@ static void test_ease_composition(void **s)
     pvg_dataset_free(ds);
 }
 
+/* ds's matrix into *R (new) and each cell's last purchase before now
+ * (new, R->nnz), as the trainer computes them. */
+static int64_t *cells_last(const pvg_dataset *ds, int64_t now, pvg_csr *R)
+{
+    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
+                                   ds->ev_w, NULL, R),
+                     PVG_OK);
+    int64_t *last = malloc((R->nnz ? R->nnz : 1) * sizeof *last);
+    assert_non_null(last);
+    pvg_error err;
+    assert_int_equal(pvg_recency_last(ds, R, now, last, &err), PVG_OK);
+    return last;
+}
+
 /* DP-EASE's recent buyers' counts (recency) before their noise, from ds
  * as the trainer computes them: the cells' last purchases before now, the
  * window of `days`, each shopper's m items at most (unit: all of them at
@@ -346,13 +360,8 @@ static double *recent_statistic_u(const pvg_dataset *ds, int64_t now, double day
                                   size_t *len, double *sens)
 {
     pvg_csr R;
-    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
-                                   ds->ev_w, NULL, &R),
-                     PVG_OK);
-    int64_t *last = malloc(R.nnz * sizeof *last);
-    assert_non_null(last);
+    int64_t *last = cells_last(ds, now, &R);
     pvg_error err;
-    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
     pvg_train_params p;
     params(PVG_MODEL_EASE, &p, rng);
@@ -442,13 +451,8 @@ static double *text_only_statistic(const pvg_dataset *ds, int m, int64_t now, do
                                    size_t *len, double sens[2], int *bound)
 {
     pvg_csr R;
-    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
-                                   ds->ev_w, NULL, &R),
-                     PVG_OK);
-    int64_t *last = malloc(R.nnz * sizeof *last);
-    assert_non_null(last);
+    int64_t *last = cells_last(ds, now, &R);
     pvg_error err;
-    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
     pvg_rng *rng = pvg_rng_new_INSECURE_deterministic_for_tests(7);
     pvg_train_params p;
     params(PVG_MODEL_EASE, &p, rng);
@@ -483,13 +487,8 @@ static void text_only_trained(const pvg_dataset *ds, double eps, double nm, doub
 {
     static const char *const colour[] = {"red", "blue", "green", "pink", "white", "black"};
     pvg_csr R;
-    assert_int_equal(pvg_csr_build(ds->n_users, ds->n_items, ds->n_ev, ds->ev_user, ds->ev_item,
-                                   ds->ev_w, NULL, &R),
-                     PVG_OK);
-    int64_t *last = malloc(R.nnz * sizeof *last);
-    assert_non_null(last);
+    int64_t *last = cells_last(ds, now, &R);
     pvg_error err;
-    assert_int_equal(pvg_recency_last(ds, &R, now, last, &err), PVG_OK);
     /* titles by the dataset's item order (the columns of R) */
     const char *titles[N_ITEMS];
     char tb[N_ITEMS][32];

@@ -269,6 +269,18 @@ static void test_temporal(void **state)
     pvg_dataset_free(ds);
 }
 
+/* The recency tests' evaluation: protocol proto at k 2 (random-split:
+ * half of each row held out) of EASE at lambda 1. */
+static void recency_eval_setup(pvg_eval_protocol proto, pvg_eval_options *o, pvg_train_params *p)
+{
+    pvg_eval_options_default(proto, o);
+    if (proto == PVG_EVAL_RANDOM_SPLIT) o->test_fraction = 0.5;
+    o->n_ks = 1;
+    o->ks[0] = 2;
+    pvg_train_params_default(PVG_MODEL_EASE, p);
+    p->ease_lambda = 1;
+}
+
 /* Recency (docs/models.md "Recency") in a temporal evaluation: the
  * training's present is the cut-off by default; a present after it would
  * date training cells by held-out purchases (u1's re-buy of a at 1001, in
@@ -279,13 +291,9 @@ static void test_temporal_recency_present(void **state)
     (void)state;
     pvg_dataset *ds = temporal_fixture();
     pvg_eval_options o;
-    pvg_eval_options_default(PVG_EVAL_TEMPORAL, &o);
-    o.cutoff = 1000;
-    o.n_ks = 1;
-    o.ks[0] = 2;
     pvg_train_params p;
-    pvg_train_params_default(PVG_MODEL_EASE, &p);
-    p.ease_lambda = 1;
+    recency_eval_setup(PVG_EVAL_TEMPORAL, &o, &p);
+    o.cutoff = 1000;
     pvg_train_params_recency_default(&p, 0);
     pvg_eval_result res;
     pvg_error err;
@@ -322,13 +330,8 @@ static void test_recency_present_window(void **state)
     (void)state;
     pvg_dataset *ds = temporal_fixture();
     pvg_eval_options o;
-    pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
-    o.test_fraction = 0.5;
-    o.n_ks = 1;
-    o.ks[0] = 2;
     pvg_train_params p;
-    pvg_train_params_default(PVG_MODEL_EASE, &p);
-    p.ease_lambda = 1;
+    recency_eval_setup(PVG_EVAL_RANDOM_SPLIT, &o, &p);
     pvg_eval_result res;
     pvg_error err;
     pvg_train_params_recency_default(&p, 1003 + 30 * 86400);
@@ -370,13 +373,8 @@ static void test_recency_window_check_extremes(void **state)
     assert_int_equal(pvg_recency_window_check(ds, -PVG_RECENCY_MAX_NOW, 7, &err), PVG_ERR_INVALID);
     assert_non_null(strstr(err.text, "no event"));
     pvg_eval_options o;
-    pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
-    o.test_fraction = 0.5;
-    o.n_ks = 1;
-    o.ks[0] = 2;
     pvg_train_params p;
-    pvg_train_params_default(PVG_MODEL_EASE, &p);
-    p.ease_lambda = 1;
+    recency_eval_setup(PVG_EVAL_RANDOM_SPLIT, &o, &p);
     pvg_train_params_recency_default(&p, 1004);
     p.recency_now = INT64_MIN;
     pvg_eval_result res;
@@ -421,10 +419,7 @@ static void test_recency_present_from_data_range(void **state)
             fail_msg("event at %lld: status %d: %s", (long long)lates[k], (int)st, err.text);
         assert_null(m);
         pvg_eval_options o;
-        pvg_eval_options_default(PVG_EVAL_RANDOM_SPLIT, &o);
-        o.test_fraction = 0.5;
-        o.n_ks = 1;
-        o.ks[0] = 2;
+        recency_eval_setup(PVG_EVAL_RANDOM_SPLIT, &o, &p);
         pvg_train_params_recency_default(&p, 0);
         p.recency_where_possible = 0; /* an explicit request: the present from the data */
         /* a seed whose split trains on the late event (the present is then

@@ -1749,6 +1749,16 @@ static void test_recency_record_crafted(void **s)
                              PVG_ERR_CORRUPT);
             assert_int_equal(off, 96);
             assert_non_null(strstr(text, "fingerprint"));
+            /* its mechanism names the recent buyers: a record without them
+             * (all zero, as a model trained without the terms) is refused
+             * for itself */
+            unsigned char *b = malloc(len);
+            memcpy(b, orig, len);
+            memset(b + PRESENT, 0, (size_t)(RSV + 4 - PRESENT));
+            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
+            free(b);
+            assert_int_equal(off, PRESENT);
+            assert_non_null(strstr(text, "recent buyers"));
         } else {
             /* popularity: a well-formed EASE record is refused (EASE only) */
             unsigned char *b = malloc(len);

@@ -1595,6 +1595,9 @@ const char *pvg_dp_ease_recency_record_check(const pvg_model *m)
     const pvg_train_params *p = &m->params;
     const char *mech = m->dp.mechanism;
     int hl = p->recency_halflife_days > 0, blend = p->recent_pop_days > 0 && p->recent_pop_beta > 0;
+    if (m->type == PVG_MODEL_EASE && mech && strcmp(mech, DP_EASE_MECH_TEXT_RECENT) == 0 && !blend)
+        return "recency record: DP-EASE's text-only model with its recent buyers without their "
+               "window (expected recent_pop_days and recent_pop_beta > 0)";
     if (m->type != PVG_MODEL_EASE || !(m->dp.epsilon > 0) || (!hl && !blend)) return NULL;
     if (mech &&
         (strcmp(mech, DP_EASE_MECH_TEXT_ONLY) == 0 || strcmp(mech, DP_EASE_MECH_TEXT_RECENT) == 0))

@@ -1513,16 +1513,24 @@ static unsigned char *slurp(const char *path, size_t *len)
     return b;
 }
 
-/* orig with n bytes of v at off, its checksum recomputed, loaded from path:
- * the status; *off_out the error's offset, text (sizeof pvg_error.text) its
+/* One edit of a saved model: n bytes of v at off. */
+typedef struct file_edit {
+    size_t off;
+    const void *v;
+    size_t n;
+} file_edit;
+
+/* orig with the k edits, its checksum recomputed, loaded from path: the
+ * status; *off_out the error's offset, text (sizeof pvg_error.text) its
  * text. */
-static pvg_status load_patched(const char *path, const unsigned char *orig, size_t len, size_t off,
-                               const void *v, size_t n, long long *off_out, char *text)
+static pvg_status load_edited(const char *path, const unsigned char *orig, size_t len,
+                              const file_edit *e, size_t k, long long *off_out, char *text)
 {
     unsigned char *b = malloc(len);
     assert_non_null(b);
     memcpy(b, orig, len);
-    memcpy(b + off, v, n);
+    for (size_t i = 0; i < k; i++)
+        memcpy(b + e[i].off, e[i].v, e[i].n);
     write_with_checksum(path, b, len);
     free(b);
     pvg_model *l = NULL;
@@ -1534,6 +1542,27 @@ static pvg_status load_patched(const char *path, const unsigned char *orig, size
     snprintf(text, sizeof err.text, "%s", err.text);
     return st;
 }
+
+/* load_edited with one edit, n bytes of v at off. */
+static pvg_status load_patched(const char *path, const unsigned char *orig, size_t len, size_t off,
+                               const void *v, size_t n, long long *off_out, char *text)
+{
+    const file_edit e = {off, v, n};
+    return load_edited(path, orig, len, &e, 1, off_out, text);
+}
+
+/* orig with the k edits is refused as corrupt at the recency record (byte
+ * 424); the error's text in text. */
+static void record_refused(const char *path, const unsigned char *orig, size_t len,
+                           const file_edit *e, size_t k, char *text)
+{
+    long long off;
+    assert_int_equal(load_edited(path, orig, len, e, k, &off, text), PVG_ERR_CORRUPT);
+    assert_int_equal(off, 424);
+}
+#define RECORD_REFUSED(...)                                                                        \
+    record_refused(path, orig, len, (const file_edit[]){__VA_ARGS__},                              \
+                   sizeof((const file_edit[]){__VA_ARGS__}) / sizeof(file_edit), text)
 
 /* A present read from the data (non-private EASE given none: one second
  * after the latest event, one shopper's purchase time) trains the model as
@@ -1666,36 +1695,17 @@ static void test_recency_record_crafted(void **s)
         }
         if (kind == 0) {
             /* the row-norm flag needs a half-life, the unit flag a window */
-            unsigned char *b = malloc(len);
-            memcpy(b, orig, len);
-            memcpy(b + HL, &zero, 8);
-            memcpy(b + FLAGS, &rownorm, 4);
-            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-            assert_int_equal(off, PRESENT);
-            memcpy(b, orig, len);
-            memcpy(b + DAYS, &zero, 8);
-            memcpy(b + BETA, &zero, 8);
-            memcpy(b + FLAGS, &unit, 4);
-            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-            assert_int_equal(off, PRESENT);
+            RECORD_REFUSED({HL, &zero, 8}, {FLAGS, &rownorm, 4});
+            RECORD_REFUSED({DAYS, &zero, 8}, {BETA, &zero, 8}, {FLAGS, &unit, 4});
             /* both terms off (with the flag of a present from the data): refused */
-            memcpy(b, orig, len);
-            memcpy(b + HL, &zero, 8);
-            memcpy(b + DAYS, &zero, 8);
-            memcpy(b + BETA, &zero, 8);
-            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-            assert_int_equal(off, PRESENT);
+            RECORD_REFUSED({HL, &zero, 8}, {DAYS, &zero, 8}, {BETA, &zero, 8});
             /* the present from the data is flagged, never recorded: a
              * present beside the flag is refused */
             const int64_t given = 2001;
-            memcpy(b, orig, len);
             uint32_t fl0;
-            memcpy(&fl0, b + FLAGS, 4);
+            memcpy(&fl0, orig + FLAGS, 4);
             assert_true(fl0 & from_data);
-            memcpy(b + PRESENT, &given, 8);
-            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-            assert_int_equal(off, PRESENT);
-            free(b);
+            RECORD_REFUSED({PRESENT, &given, 8});
             /* a well-formed edit of a non-private model is its operator's
              * business (no DP claim to protect): it loads */
             assert_int_equal(load_patched(path, orig, len, BETA, &one, 8, &off, text), PVG_OK);
@@ -1752,25 +1762,15 @@ static void test_recency_record_crafted(void **s)
             /* its mechanism names the recent buyers: a record without them
              * (all zero, as a model trained without the terms) is refused
              * for itself */
-            unsigned char *b = malloc(len);
-            memcpy(b, orig, len);
-            memset(b + PRESENT, 0, (size_t)(RSV + 4 - PRESENT));
-            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-            free(b);
-            assert_int_equal(off, PRESENT);
+            static const unsigned char none[RSV + 4 - PRESENT];
+            RECORD_REFUSED({PRESENT, none, sizeof none});
             assert_non_null(strstr(text, "recent buyers"));
         } else {
             /* popularity: a well-formed EASE record is refused (EASE only) */
-            unsigned char *b = malloc(len);
             const int64_t pr = 2001;
             const double h = 120;
-            memcpy(b, orig, len);
-            memcpy(b + PRESENT, &pr, 8);
-            memcpy(b + HL, &h, 8);
-            assert_int_equal(load_patched(path, b, len, 0, b, 0, &off, text), PVG_ERR_CORRUPT);
-            assert_int_equal(off, PRESENT);
+            RECORD_REFUSED({PRESENT, &pr, 8}, {HL, &h, 8});
             assert_non_null(strstr(text, "recency"));
-            free(b);
         }
         free(orig);
         pvg_rng_free(det);

@@ -128,10 +128,6 @@ pvg_status pvg_dataset_load_store(pvg_store *store, const pvg_event_weights *wei
 size_t pvg_dataset_n_users(const pvg_dataset *ds);
 size_t pvg_dataset_n_items(const pvg_dataset *ds);
 size_t pvg_dataset_n_events(const pvg_dataset *ds);
-/* The time of the dataset's latest event strictly before `before` (Unix
- * seconds; INT64_MAX: of all events; INT64_MIN when there is none). For
- * the operator's checks, never for a DP release's parameters. */
-int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before);
 /* The operator's check of an EASE training without DP (its model is
  * personal data, never shown to others): whether the recent buyers' window
  * [present - days, present) holds an event of ds. PVG_OK when it does or

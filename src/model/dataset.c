@@ -117,13 +117,6 @@ size_t pvg_dataset_n_events(const pvg_dataset *ds)
 {
     return ds->n_ev;
 }
-int64_t pvg_dataset_latest_time(const pvg_dataset *ds, int64_t before)
-{
-    int64_t mx = INT64_MIN;
-    for (size_t e = 0; e < ds->n_ev; e++)
-        if (ds->ev_ts[e] > mx && ds->ev_ts[e] < before) mx = ds->ev_ts[e];
-    return mx;
-}
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
